@@ -1,0 +1,222 @@
+"""Pinhole camera over a flat ground plane: the model the synthetic generator renders with.
+
+Frames and conventions (shared by every camera model in this package):
+
+* **Pixel coordinates** ``(u, v)``: ``u`` = column, ``v`` = row, in pixels, origin at the *corner* of the
+  top-left pixel; the centre of pixel ``(row r, column c)`` is ``(c + 0.5, r + 0.5)``.
+* **Site frame** (metres, right-handed): ``x`` forward along the rover heading at ``yaw_deg = 0``,
+  ``y`` to the left, ``z`` up. The ground is the plane ``z = 0``; the camera centre is at
+  ``(x_m, y_m, height_m)``.
+* **Camera frame** (OpenCV): ``x`` right, ``y`` down, ``z`` along the optical axis.
+* **Angles**: ``pitch_deg`` > 0 looks *below* the horizon; ``yaw_deg`` turns left (counter-clockwise seen
+  from above); ``roll_deg`` > 0 rotates the camera clockwise about its optical axis as seen from behind it,
+  so the horizon in the image tilts counter-clockwise.
+* **Distortion**: radial, on normalised image coordinates ``x_d = x (1 + k1 r^2 + k2 r^4)``.
+
+Why hand-written: the model is ten lines of linear algebra that must agree exactly with the renderer and
+with the CAHV form; a general photogrammetry library (OpenCV) would add a heavy dependency for it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+_UNDISTORT_ITERATIONS = 30
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """A pinhole camera with optional radial distortion, looking at flat ground.
+
+    Attributes:
+        image_width: Image width in pixels.
+        image_height: Image height in pixels.
+        hfov_deg: Horizontal field of view in degrees (edge to edge, before distortion).
+        pitch_deg: Angle of the optical axis below the horizon, degrees.
+        roll_deg: Rotation about the optical axis, degrees.
+        yaw_deg: Heading in the site frame, degrees (0 = +x).
+        height_m: Height of the camera centre above the ground plane, metres.
+        x_m: Camera position in the site frame, metres.
+        y_m: Camera position in the site frame, metres.
+        k1: Radial distortion coefficient (r^2 term).
+        k2: Radial distortion coefficient (r^4 term).
+        site: Name of the site frame; images sharing it can be merged into one ground map.
+    """
+
+    image_width: int
+    image_height: int
+    hfov_deg: float
+    pitch_deg: float
+    roll_deg: float = 0.0
+    yaw_deg: float = 0.0
+    height_m: float = 2.0
+    x_m: float = 0.0
+    y_m: float = 0.0
+    k1: float = 0.0
+    k2: float = 0.0
+    site: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_width <= 0 or self.image_height <= 0:
+            raise ValueError(
+                f"camera image size must be positive, got {self.image_width}x{self.image_height}"
+            )
+        if not 0.0 < self.hfov_deg < 180.0:
+            raise ValueError(f"hfov_deg must be in (0, 180), got {self.hfov_deg}")
+        if self.height_m <= 0:
+            raise ValueError(f"height_m must be > 0 (camera above the ground), got {self.height_m}")
+
+    # ------------------------------------------------------------------ intrinsics / extrinsics
+    @property
+    def focal_px(self) -> float:
+        """Focal length in pixels (square pixels)."""
+        return (self.image_width / 2.0) / math.tan(math.radians(self.hfov_deg) / 2.0)
+
+    @property
+    def K(self) -> np.ndarray:
+        """Intrinsic matrix (3, 3); principal point at the image centre."""
+        f = self.focal_px
+        return np.array(
+            [[f, 0.0, self.image_width / 2.0], [0.0, f, self.image_height / 2.0], [0.0, 0.0, 1.0]]
+        )
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in the site frame, metres, shape (3,)."""
+        return np.array([self.x_m, self.y_m, self.height_m])
+
+    @property
+    def R(self) -> np.ndarray:
+        """Rotation (3, 3) from site-frame vectors to camera-frame vectors (rows: right, down, forward)."""
+        th, ps, ph = (math.radians(a) for a in (self.pitch_deg, self.yaw_deg, self.roll_deg))
+        forward = np.array([math.cos(th) * math.cos(ps), math.cos(th) * math.sin(ps), -math.sin(th)])
+        right = np.array([math.sin(ps), -math.cos(ps), 0.0])
+        down = np.cross(forward, right)
+        right_r = math.cos(ph) * right + math.sin(ph) * down
+        down_r = -math.sin(ph) * right + math.cos(ph) * down
+        return np.stack([right_r, down_r, forward])
+
+    # ------------------------------------------------------------------ distortion
+    def distort(self, xn: np.ndarray, yn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply radial distortion to normalised coordinates (any shape)."""
+        if self.k1 == 0.0 and self.k2 == 0.0:
+            return xn, yn
+        r2 = xn * xn + yn * yn
+        s = 1.0 + self.k1 * r2 + self.k2 * r2 * r2
+        return xn * s, yn * s
+
+    def undistort(self, xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Invert :meth:`distort` by fixed-point iteration (converges for |k1 r^2| well below 1)."""
+        if self.k1 == 0.0 and self.k2 == 0.0:
+            return xd, yd
+        xn, yn = xd.copy(), yd.copy()
+        for _ in range(_UNDISTORT_ITERATIONS):
+            r2 = xn * xn + yn * yn
+            s = 1.0 + self.k1 * r2 + self.k2 * r2 * r2
+            xn, yn = xd / s, yd / s
+        return xn, yn
+
+    # ------------------------------------------------------------------ projections
+    def pixel_to_ray(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unit ray directions in the site frame for pixel coordinates.
+
+        Args:
+            u: Columns (pixel coordinates, corner origin), any shape.
+            v: Rows, same shape as ``u``.
+
+        Returns:
+            Array of shape ``u.shape + (3,)``.
+        """
+        u = np.asarray(u, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        f = self.focal_px
+        xd = (u - self.image_width / 2.0) / f
+        yd = (v - self.image_height / 2.0) / f
+        xn, yn = self.undistort(xd, yd)
+        d_cam = np.stack([xn, yn, np.ones_like(xn)], axis=-1)
+        d_world = d_cam @ self.R  # R^T applied to row vectors
+        return d_world / np.linalg.norm(d_world, axis=-1, keepdims=True)
+
+    def pixel_to_ground(
+        self, u: np.ndarray, v: np.ndarray, max_range_m: float = math.inf
+    ) -> np.ndarray:
+        """Intersect pixel rays with the ground plane ``z = 0``.
+
+        Args:
+            u: Columns, any shape.
+            v: Rows, same shape.
+            max_range_m: Points farther than this horizontal distance from the camera are NaN.
+
+        Returns:
+            Site-frame points, shape ``u.shape + (3,)``, NaN where the ray does not hit the ground
+            (at or above the horizon) or hits it beyond ``max_range_m``.
+        """
+        d = self.pixel_to_ray(u, v)
+        dz = d[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(dz < -1e-12, -self.height_m / dz, np.nan)
+        p = self.center + t[..., None] * d
+        rng = np.hypot(p[..., 0] - self.x_m, p[..., 1] - self.y_m)
+        p[~(rng <= max_range_m)] = np.nan
+        return p
+
+    def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """Project site-frame points to pixel coordinates.
+
+        Args:
+            points: Array (..., 3), metres.
+
+        Returns:
+            Array (..., 2) of ``(u, v)``; NaN for points behind the camera.
+        """
+        p = np.asarray(points, dtype=np.float64)
+        c = (p - self.center) @ self.R.T
+        z = c[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = np.where(z > 1e-12, c[..., 0] / z, np.nan)
+            yn = np.where(z > 1e-12, c[..., 1] / z, np.nan)
+        xd, yd = self.distort(xn, yn)
+        f = self.focal_px
+        return np.stack([xd * f + self.image_width / 2.0, yd * f + self.image_height / 2.0], axis=-1)
+
+    def horizon_v(self, u: np.ndarray | float) -> np.ndarray:
+        """Row coordinate of the horizon (rays parallel to the ground) at column(s) ``u``.
+
+        Exact for zero distortion; with distortion, solved on the distorted image by bisection per column.
+        """
+        u = np.atleast_1d(np.asarray(u, dtype=np.float64))
+        lo = np.full_like(u, -10.0 * self.image_height)
+        hi = np.full_like(u, 11.0 * self.image_height)
+        # dz of the ray decreases monotonically with v (looking further down) for |roll| < 90 deg.
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self.pixel_to_ray(u, mid)[..., 2] >= 0.0
+            lo = np.where(above, mid, lo)
+            hi = np.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: every field plus ``model`` and the intrinsic matrix ``K``."""
+        d: dict[str, Any] = {"model": "pinhole", **asdict(self)}
+        d["K"] = self.K.tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PinholeCamera:
+        """Build from :meth:`to_dict` output; ``model`` and ``K`` are checked, not required."""
+        model = d.get("model", "pinhole")
+        if model != "pinhole":
+            raise ValueError(f"expected a camera with model 'pinhole', got {model!r}")
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        missing = [k for k in ("image_width", "image_height", "hfov_deg", "pitch_deg") if k not in d]
+        if missing:
+            raise ValueError(f"pinhole camera is missing required keys {missing}; got keys {sorted(d)}")
+        cam = cls(**fields)
+        if "K" in d and not np.allclose(np.asarray(d["K"], dtype=float), cam.K, atol=1e-6):
+            raise ValueError("camera 'K' disagrees with image size and hfov_deg; fix one of them")
+        return cam

@@ -1,0 +1,152 @@
+"""Read and write contact lines as GeoJSON: one format for true contacts and predicted ones.
+
+Format (DESIGN.md): a ``FeatureCollection`` of ``LineString`` features whose geometry is in **pixel
+coordinates** (``x`` = column, ``y`` = row, origin at the corner of the top-left pixel). Properties:
+
+* ``length_px`` (float): length of the line in pixels;
+* ``confidence`` (float in [0, 1]): 1.0 for ground truth;
+* ``vertex_confidence`` (optional list of floats): one per vertex;
+* ``ground_m`` (optional list of ``[x, y]``): the same line on the ground, metres in the camera's site
+  frame (see :mod:`marsunits.boundary.camera.pinhole`), possibly with fewer vertices where rays miss;
+* ``length_m`` and ``site`` (optional): ground length and the site frame's name.
+
+The collection itself carries ``image_width`` and ``image_height`` so a reader can check it against its
+image. Files are written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ContactLine:
+    """One contact line.
+
+    Attributes:
+        pixels: (K, 2) array of ``(x, y)`` pixel coordinates, K >= 2.
+        confidence: Line confidence in [0, 1].
+        vertex_confidence: Optional (K,) per-vertex confidence.
+        ground_m: Optional (M, 2) array of site-frame ``(x, y)`` in metres.
+        site: Optional site-frame name.
+    """
+
+    pixels: np.ndarray
+    confidence: float = 1.0
+    vertex_confidence: np.ndarray | None = None
+    ground_m: np.ndarray | None = None
+    site: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def length_px(self) -> float:
+        """Polyline length in pixels."""
+        return float(np.linalg.norm(np.diff(self.pixels, axis=0), axis=1).sum())
+
+    @property
+    def length_m(self) -> float | None:
+        """Ground polyline length in metres, or None without ground coordinates."""
+        if self.ground_m is None or len(self.ground_m) < 2:
+            return None
+        return float(np.linalg.norm(np.diff(self.ground_m, axis=0), axis=1).sum())
+
+
+def contacts_to_geojson(
+    lines: Sequence[ContactLine], image_width: int, image_height: int
+) -> dict[str, Any]:
+    """Build the GeoJSON dict for ``lines`` of an image of the given size (pixels)."""
+    features = []
+    for line in lines:
+        pix = np.asarray(line.pixels, dtype=float)
+        if pix.ndim != 2 or pix.shape[1] != 2 or len(pix) < 2:
+            raise ValueError(f"a contact line needs (K>=2, 2) pixel coordinates, got shape {pix.shape}")
+        props: dict[str, Any] = {
+            "length_px": round(line.length_px, 3),
+            "confidence": round(float(line.confidence), 4),
+        }
+        if line.vertex_confidence is not None:
+            props["vertex_confidence"] = [round(float(c), 4) for c in line.vertex_confidence]
+        if line.ground_m is not None and len(line.ground_m) >= 2:
+            props["ground_m"] = np.round(np.asarray(line.ground_m, dtype=float), 4).tolist()
+            props["length_m"] = round(float(line.length_m or 0.0), 4)
+            if line.site is not None:
+                props["site"] = line.site
+        props.update(line.extra)
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": np.round(pix, 3).tolist()},
+                "properties": props,
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "image_width": int(image_width),
+        "image_height": int(image_height),
+        "features": features,
+    }
+
+
+def write_contacts(
+    path: str | os.PathLike[str],
+    lines: Sequence[ContactLine],
+    image_width: int,
+    image_height: int,
+) -> Path:
+    """Write ``lines`` to ``path`` atomically (temporary file, then rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    data = contacts_to_geojson(lines, image_width, image_height)
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tuple[int, int] | None]:
+    """Read a contact GeoJSON file.
+
+    Returns:
+        The lines, and ``(image_width, image_height)`` if the file records it.
+
+    Raises:
+        ValueError: If the file is not a FeatureCollection of LineStrings (names the file).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read contact file {path}: {exc}") from exc
+    if data.get("type") != "FeatureCollection":
+        raise ValueError(f"{path} is not a GeoJSON FeatureCollection")
+    lines = []
+    for i, feat in enumerate(data.get("features", [])):
+        geom = feat.get("geometry") or {}
+        if geom.get("type") != "LineString":
+            raise ValueError(f"{path}: feature {i} is a {geom.get('type')!r}, expected a LineString")
+        props = feat.get("properties") or {}
+        vc = props.get("vertex_confidence")
+        gm = props.get("ground_m")
+        lines.append(
+            ContactLine(
+                pixels=np.asarray(geom["coordinates"], dtype=float),
+                confidence=float(props.get("confidence", 1.0)),
+                vertex_confidence=None if vc is None else np.asarray(vc, dtype=float),
+                ground_m=None if gm is None else np.asarray(gm, dtype=float),
+                site=props.get("site"),
+            )
+        )
+    size = None
+    if "image_width" in data and "image_height" in data:
+        size = (int(data["image_width"]), int(data["image_height"]))
+    return lines, size

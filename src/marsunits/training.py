@@ -1,0 +1,140 @@
+"""Training run: compose-time objects from the Hydra config, fit, validate/test the best model, write metrics.
+
+``train.py`` is a thin wrapper around :func:`run`; tests and notebooks call :func:`run` with a composed config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from marsunits.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, task_name: str) -> str | None:
+    """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
+
+    ``last`` means ``<output_dir>/checkpoints/last.ckpt`` if it exists, else the most recently written
+    ``last.ckpt`` of any run under ``<log_dir>/<task_name>/``.
+
+    Raises:
+        ConfigError: If the file does not exist or no ``last.ckpt`` can be found.
+    """
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        own = output_dir / "checkpoints" / "last.ckpt"
+        if own.is_file():
+            return str(own)
+        candidates = sorted(
+            (log_dir / task_name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise ConfigError(
+                f"ckpt_path=last: no last.ckpt under {log_dir / task_name}/*/checkpoints/. "
+                "Train once without ckpt_path, or pass ckpt_path=<path to a .ckpt file>."
+            )
+        log.info("ckpt_path=last -> %s", candidates[-1])
+        return str(candidates[-1])
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
+    return str(path)
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a config group mapping (callbacks, loggers) that has a ``_target_``."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def _scalar_metrics(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
+    """Float copies of the metrics whose names start with one of ``prefixes`` (NaN kept as null later)."""
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if name.startswith(prefixes):
+            try:
+                out[name] = float(value)
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def _json_safe(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and test) as the config says; return the metrics also written to ``metrics.json``.
+
+    Args:
+        cfg: The composed ``train.yaml`` config (with its ``paths`` resolved to real folders).
+
+    Returns:
+        Dict with final ``val/*`` metrics of the best checkpoint, ``test/*`` metrics, ``best_ckpt``,
+        ``last_ckpt`` and ``seconds`` (wall-clock time of the whole run).
+    """
+    start = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    pl.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name)
+
+    datamodule = instantiate(cfg.data)
+    task = instantiate(cfg.model)
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    status = "failed"
+    try:
+        metrics: dict[str, Any] = {}
+        if cfg.get("train", True):
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
+        best = _best_ckpt(trainer)
+        if not trainer.fast_dev_run:
+            # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
+            validated = trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+            for result in validated:
+                metrics.update(_scalar_metrics(result, ("val/",)))
+        else:
+            metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
+        if cfg.get("test", True):
+            tested = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+            for result in tested:
+                metrics.update(_scalar_metrics(result, ("test/",)))
+        status = "success"
+    finally:
+        for lg in loggers:
+            lg.finalize(status)
+
+    result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
+    result["best_ckpt"] = best
+    last = output_dir / "checkpoints" / "last.ckpt"
+    result["last_ckpt"] = str(last) if last.is_file() else None
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    if trainer.is_global_zero:
+        (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        log.info("metrics written to %s", output_dir / "metrics.json")
+    return result
+
+
+def _best_ckpt(trainer: pl.Trainer) -> str | None:
+    """Path of the best checkpoint if a ModelCheckpoint saved one, else None (use the weights in memory)."""
+    cb = trainer.checkpoint_callback
+    path = getattr(cb, "best_model_path", "") if cb is not None else ""
+    return path if path and Path(path).is_file() else None

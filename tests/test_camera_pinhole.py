@@ -1,0 +1,69 @@
+"""PinholeCamera: frames, projections and serialisation (the geometry every other module relies on)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from marsunits.boundary.camera import PinholeCamera
+
+
+def _cameras() -> list[PinholeCamera]:
+    return [
+        PinholeCamera(320, 240, hfov_deg=60, pitch_deg=20),
+        PinholeCamera(257, 131, hfov_deg=25, pitch_deg=10, roll_deg=3, yaw_deg=40, height_m=1.8, x_m=5, y_m=-2),
+        PinholeCamera(640, 480, hfov_deg=90, pitch_deg=45, roll_deg=-2.5, k1=-0.08, k2=0.01, height_m=2.2),
+    ]
+
+
+@pytest.mark.parametrize("cam", _cameras())
+def test_ground_roundtrip_within_a_hundredth_pixel(cam: PinholeCamera) -> None:
+    rng = np.random.default_rng(0)
+    u = rng.uniform(0, cam.image_width, 500)
+    v = rng.uniform(cam.image_height * 0.6, cam.image_height, 500)
+    ground = cam.pixel_to_ground(u, v)
+    ok = np.isfinite(ground[:, 0])
+    assert ok.mean() > 0.9
+    np.testing.assert_allclose(ground[ok, 2], 0.0, atol=1e-9)
+    back = cam.world_to_pixel(ground[ok])
+    np.testing.assert_allclose(back, np.stack([u[ok], v[ok]], axis=1), atol=1e-2)
+
+
+def test_horizon_row_matches_pitch_without_roll() -> None:
+    cam = PinholeCamera(320, 240, hfov_deg=60, pitch_deg=20)
+    expected = 120 - cam.focal_px * math.tan(math.radians(20))
+    assert cam.horizon_v(160.0)[0] == pytest.approx(expected, abs=1e-6)
+    # Just below the horizon the ray hits the ground; just above it does not.
+    below = cam.pixel_to_ground(np.array([160.0]), np.array([expected + 0.5]))
+    above = cam.pixel_to_ground(np.array([160.0]), np.array([expected - 0.5]))
+    assert np.isfinite(below).all() and np.isnan(above).all()
+
+
+def test_optical_axis_hits_ground_at_height_over_tan_pitch() -> None:
+    cam = PinholeCamera(320, 240, hfov_deg=60, pitch_deg=30, height_m=2.0, yaw_deg=90, x_m=1.0)
+    p = cam.pixel_to_ground(np.array([160.0]), np.array([120.0]))[0]
+    dist = 2.0 / math.tan(math.radians(30))
+    # yaw 90 deg looks along +y (left of the rover heading).
+    np.testing.assert_allclose(p, [1.0, dist, 0.0], atol=1e-9)
+
+
+def test_max_range_masks_far_ground() -> None:
+    cam = PinholeCamera(100, 100, hfov_deg=60, pitch_deg=10)
+    far = cam.pixel_to_ground(np.array([50.0]), np.array([50.0]), max_range_m=5.0)
+    assert np.isnan(far).all()  # optical axis hits at 2/tan(10 deg) = 11.3 m
+
+
+def test_dict_roundtrip_and_validation() -> None:
+    cam = _cameras()[1]
+    d = cam.to_dict()
+    assert d["model"] == "pinhole" and np.asarray(d["K"]).shape == (3, 3)
+    assert PinholeCamera.from_dict(d) == cam
+    with pytest.raises(ValueError, match="missing required keys"):
+        PinholeCamera.from_dict({"image_width": 10})
+    bad = dict(d, K=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="disagrees"):
+        PinholeCamera.from_dict(bad)
+    with pytest.raises(ValueError, match="positive"):
+        PinholeCamera(0, 10, hfov_deg=60, pitch_deg=10)
