@@ -13,7 +13,9 @@ from marsunits.boundary.camera import PinholeCamera
 def _cameras() -> list[PinholeCamera]:
     return [
         PinholeCamera(320, 240, hfov_deg=60, pitch_deg=20),
-        PinholeCamera(257, 131, hfov_deg=25, pitch_deg=10, roll_deg=3, yaw_deg=40, height_m=1.8, x_m=5, y_m=-2),
+        PinholeCamera(
+            257, 131, hfov_deg=25, pitch_deg=10, roll_deg=3, yaw_deg=40, height_m=1.8, x_m=5, y_m=-2
+        ),
         PinholeCamera(640, 480, hfov_deg=90, pitch_deg=45, roll_deg=-2.5, k1=-0.08, k2=0.01, height_m=2.2),
     ]
 

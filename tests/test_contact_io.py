@@ -13,9 +13,13 @@ from marsunits.boundary.contact_io import ContactLine, read_contacts, write_cont
 
 def test_roundtrip_keeps_coordinates_confidence_and_ground(tmp_path) -> None:
     lines = [
-        ContactLine(np.array([[0.5, 10.0], [30.25, 12.5], [60.0, 20.0]]), confidence=0.8,
-                    vertex_confidence=np.array([0.7, 0.8, 0.9]),
-                    ground_m=np.array([[5.0, 1.0], [5.5, 0.0], [6.0, -1.0]]), site="s1"),
+        ContactLine(
+            np.array([[0.5, 10.0], [30.25, 12.5], [60.0, 20.0]]),
+            confidence=0.8,
+            vertex_confidence=np.array([0.7, 0.8, 0.9]),
+            ground_m=np.array([[5.0, 1.0], [5.5, 0.0], [6.0, -1.0]]),
+            site="s1",
+        ),
         ContactLine(np.array([[1.0, 1.0], [4.0, 5.0]])),
     ]
     path = write_contacts(tmp_path / "a" / "x.contact.geojson", lines, 64, 48)

@@ -56,7 +56,9 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a config group mapping (callbacks, loggers) that has a ``_target_``."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [
+        instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node
+    ]
 
 
 def _scalar_metrics(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:

@@ -58,9 +58,7 @@ class ContactLine:
         return float(np.linalg.norm(np.diff(self.ground_m, axis=0), axis=1).sum())
 
 
-def contacts_to_geojson(
-    lines: Sequence[ContactLine], image_width: int, image_height: int
-) -> dict[str, Any]:
+def contacts_to_geojson(lines: Sequence[ContactLine], image_width: int, image_height: int) -> dict[str, Any]:
     """Build the GeoJSON dict for ``lines`` of an image of the given size (pixels)."""
     features = []
     for line in lines:

@@ -141,9 +141,7 @@ class PinholeCamera:
         d_world = d_cam @ self.R  # R^T applied to row vectors
         return d_world / np.linalg.norm(d_world, axis=-1, keepdims=True)
 
-    def pixel_to_ground(
-        self, u: np.ndarray, v: np.ndarray, max_range_m: float = math.inf
-    ) -> np.ndarray:
+    def pixel_to_ground(self, u: np.ndarray, v: np.ndarray, max_range_m: float = math.inf) -> np.ndarray:
         """Intersect pixel rays with the ground plane ``z = 0``.
 
         Args:

@@ -1,0 +1,343 @@
+"""JPL's CAHV and CAHVOR camera models, the form rover cameras are calibrated in and published in PDS labels.
+
+CAHV (Yakimovsky and Cunningham, "A system for extracting three-dimensional measurements from a stereo pair
+of TV cameras", CGIP 7, 1978) describes a linear camera by four 3-vectors: ``C`` the camera centre, ``A``
+the unit pointing axis, and ``H``, ``V`` which fold focal length, principal point and pixel axes together.
+A point ``P`` projects to::
+
+    x = (P - C) . H / (P - C) . A,    y = (P - C) . V / (P - C) . A
+
+and the ray of an image point ``(x, y)`` is ``(V - y A) x (H - x A)``, normalised and signed to point along
+``A`` (the sign follows ``(V x H) . A``, as in JPL's ``cmod_cahv_2d_to_3d``).
+
+CAHVOR (Gennery, "Least-squares camera calibration including lens distortion and automatic editing of
+calibration points", in *Calibration and Orientation of Cameras in Computer Vision*, Springer 2001; and
+"Generalized camera calibration including fish-eye lenses", IJCV 68(3), 2006) adds radial distortion about
+the unit optical axis ``O`` with coefficients ``R = (r0, r1, r2)``: with ``p = P - C``::
+
+    omega = p . O,   lambda = p - omega O,   tau = |lambda|^2 / omega^2,
+    mu = r0 + r1 tau + r2 tau^2,   p' = p + mu lambda
+
+and ``p'`` is projected with CAHV. The inverse (pixel to ray) takes the CAHV ray ``r'`` of the pixel and
+solves ``k1 u + k3 u^3 + k5 u^5 = 1`` (``k1 = 1 + r0``, ``k3 = r1 tau'``, ``k5 = r2 tau'^2``, ``tau'`` from
+``r'``) for ``u`` by Newton's method; the undistorted ray is ``r' - (1 - u) lambda'``. This is the
+formulation of JPL's camera-model library (T. Litwin, ``cmod_cahvor.c``) as published in NASA-AMMOS's
+open-source ports (e.g. ``NASA-AMMOS/CameraModelUtilsJS``); written here from the equations, vectorised with
+numpy, because no maintained Python package for it is a dependency of this project.
+
+Conventions and how they map onto this project's:
+
+* **Pixel origin.** CAHV image coordinates (PDS/VICAR convention) put ``(0, 0)`` at the *centre* of the
+  top-left pixel, ``x`` along a row (sample), ``y`` down a column (line). This project's pixel coordinates
+  put the origin at that pixel's *corner*, so ``u = x + 0.5``, ``v = y + 0.5``; every method here takes and
+  returns project coordinates.
+* **Frame.** The models hold their vectors in the project's site frame (``x`` forward, ``y`` left, ``z``
+  up; "FLU"). PDS labels usually give them in a SITE (or ROVER_NAV) frame with ``x`` north, ``y`` east,
+  ``z`` *down* ("NED"). :func:`ned_to_flu` converts (a 180 degree rotation about ``x``: ``(x, -y, -z)``,
+  so north stays ``x`` and ``y`` becomes west); the camera JSON accepts ``"frame": "ned"`` (alias
+  ``"pds"``) and converts on reading (:mod:`marsunits.boundary.camera.io`).
+* **Ground.** The ground is the horizontal plane ``z = ground_z_m`` of the site frame (0 by default;
+  a PDS site frame's origin is not always on the ground, so set it when it is not).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from marsunits.boundary.camera.pinhole import PinholeCamera
+
+__all__ = [
+    "CahvCamera",
+    "CahvorCamera",
+    "cahv_from_pinhole",
+    "cahvor_from_pinhole",
+    "ned_to_flu",
+]
+
+_NEWTON_ITERATIONS = 20
+_NEWTON_TOL = 1e-12
+_FLIP_NED = np.array([1.0, -1.0, -1.0])
+
+
+def ned_to_flu(vec: np.ndarray) -> np.ndarray:
+    """Convert vectors/points ``(..., 3)`` from a PDS x-north, y-east, z-down frame to x, y-left(west), z-up.
+
+    The map is its own inverse. Since it is a rotation, CAHV(OR) vectors converted with it describe the same
+    camera (dot products are preserved).
+    """
+    return np.asarray(vec, dtype=np.float64) * _FLIP_NED
+
+
+def _vec3(name: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"CAHV vector {name} must be 3 finite numbers, got {value!r}")
+    return arr
+
+
+def _unit(name: str, value: Any) -> np.ndarray:
+    arr = _vec3(name, value)
+    n = float(np.linalg.norm(arr))
+    if abs(n - 1.0) > 1e-3:
+        raise ValueError(f"CAHV vector {name} must be a unit vector, got {value!r} (norm {n:.6f})")
+    return arr / n
+
+
+class CahvCamera:
+    """A linear CAHV camera over a flat ground plane.
+
+    Args:
+        C: Camera centre, site frame (FLU), metres.
+        A: Unit pointing axis.
+        H: Horizontal vector (pixels).
+        V: Vertical vector (pixels).
+        image_width: Image width in pixels.
+        image_height: Image height in pixels.
+        site: Name of the site frame.
+        ground_z_m: Height of the ground plane in the site frame, metres.
+    """
+
+    model = "cahv"
+
+    def __init__(
+        self,
+        C: Any,
+        A: Any,
+        H: Any,
+        V: Any,
+        image_width: int,
+        image_height: int,
+        site: str | None = None,
+        ground_z_m: float = 0.0,
+    ) -> None:
+        self.C = _vec3("C", C)
+        self.A = _unit("A", A)
+        self.H = _vec3("H", H)
+        self.V = _vec3("V", V)
+        self.image_width = int(image_width)
+        self.image_height = int(image_height)
+        if self.image_width <= 0 or self.image_height <= 0:
+            raise ValueError(f"camera image size must be positive, got {image_width}x{image_height}")
+        self.site = site
+        self.ground_z_m = float(ground_z_m)
+        if np.linalg.norm(np.cross(self.H, self.V)) < 1e-9:
+            raise ValueError("CAHV vectors H and V are parallel: not a camera")
+        # JPL's sign convention: rays point along A for the usual handedness of (V x H) . A.
+        self._sign = 1.0 if float(np.dot(np.cross(self.V, self.H), self.A)) >= 0 else -1.0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_dict()!r})"
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in the site frame, metres, shape (3,)."""
+        return self.C.copy()
+
+    # ------------------------------------------------------------------ linear part
+    def _linear_ray(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unit CAHV ray (no distortion) of project pixel coordinates; shape ``u.shape + (3,)``."""
+        x = np.asarray(u, dtype=np.float64)[..., None] - 0.5
+        y = np.asarray(v, dtype=np.float64)[..., None] - 0.5
+        f = self.V - y * self.A
+        g = self.H - x * self.A
+        r = self._sign * np.cross(f, g)
+        return r / np.linalg.norm(r, axis=-1, keepdims=True)
+
+    def _linear_project(self, p: np.ndarray) -> np.ndarray:
+        """Project camera-relative vectors ``p = P - C`` (..., 3) to project pixels (..., 2)."""
+        alpha = p @ self.A
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ok = alpha > 1e-12
+            x = np.where(ok, (p @ self.H) / alpha, np.nan)
+            y = np.where(ok, (p @ self.V) / alpha, np.nan)
+        return np.stack([x + 0.5, y + 0.5], axis=-1)
+
+    # ------------------------------------------------------------------ CameraModel
+    def pixel_to_ray(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unit ray directions in the site frame for pixel coordinates (corner origin).
+
+        Args:
+            u: Columns, any shape.
+            v: Rows, same shape.
+
+        Returns:
+            Array ``u.shape + (3,)``.
+        """
+        return self._linear_ray(u, v)
+
+    def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """Project site-frame points ``(..., 3)`` to pixel coordinates ``(..., 2)``; NaN behind the camera."""
+        return self._linear_project(np.asarray(points, dtype=np.float64) - self.C)
+
+    def pixel_to_ground(self, u: np.ndarray, v: np.ndarray, max_range_m: float = math.inf) -> np.ndarray:
+        """Intersect pixel rays with the ground plane ``z = ground_z_m``.
+
+        Args:
+            u: Columns, any shape.
+            v: Rows, same shape.
+            max_range_m: Points farther than this horizontal distance from the camera centre are NaN.
+
+        Returns:
+            Site-frame points ``u.shape + (3,)``, NaN where the ray does not reach the ground in front of the
+            camera (at or above the horizon) or reaches it beyond ``max_range_m``.
+        """
+        d = self.pixel_to_ray(u, v)
+        dz = d[..., 2]
+        dh = self.ground_z_m - self.C[2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(np.abs(dz) > 1e-12, dh / dz, np.nan)
+        t = np.where(t > 0, t, np.nan)
+        p = self.C + t[..., None] * d
+        rng = np.hypot(p[..., 0] - self.C[0], p[..., 1] - self.C[1])
+        p[~(rng <= max_range_m)] = np.nan
+        return p
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (vectors in the FLU site frame, ``"frame": "flu"``)."""
+        return {
+            "model": self.model,
+            "frame": "flu",
+            "C": self.C.tolist(),
+            "A": self.A.tolist(),
+            "H": self.H.tolist(),
+            "V": self.V.tolist(),
+            "image_width": self.image_width,
+            "image_height": self.image_height,
+            "site": self.site,
+            "ground_z_m": self.ground_z_m,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CahvCamera:
+        """Build from :meth:`to_dict` output or a hand-written camera JSON (see ``camera.io``)."""
+        from marsunits.boundary.camera.io import camera_from_dict
+
+        cam = camera_from_dict(d)
+        if not isinstance(cam, cls):
+            raise ValueError(f"expected a camera with model {cls.model!r}, got {d.get('model')!r}")
+        return cam
+
+
+class CahvorCamera(CahvCamera):
+    """A CAHVOR camera: CAHV plus radial distortion about the optical axis ``O`` with terms ``R``.
+
+    Args:
+        C, A, H, V: As :class:`CahvCamera`.
+        O: Unit optical axis.
+        R: Radial distortion terms ``(r0, r1, r2)``.
+        image_width, image_height, site, ground_z_m: As :class:`CahvCamera`.
+    """
+
+    model = "cahvor"
+
+    def __init__(
+        self,
+        C: Any,
+        A: Any,
+        H: Any,
+        V: Any,
+        O: Any,
+        R: Any,
+        image_width: int,
+        image_height: int,
+        site: str | None = None,
+        ground_z_m: float = 0.0,
+    ) -> None:
+        super().__init__(C, A, H, V, image_width, image_height, site=site, ground_z_m=ground_z_m)
+        self.O = _unit("O", O)
+        self.R = _vec3("R", R)
+
+    def distort(self, p: np.ndarray) -> np.ndarray:
+        """Apply the CAHVOR radial distortion to camera-relative vectors ``p = P - C`` (..., 3)."""
+        omega = p @ self.O
+        lam = p - omega[..., None] * self.O
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau = np.sum(lam * lam, axis=-1) / (omega * omega)
+        mu = self.R[0] + self.R[1] * tau + self.R[2] * tau * tau
+        return p + mu[..., None] * lam
+
+    def pixel_to_ray(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unit (undistorted) ray directions in the site frame; see the module docstring for the method."""
+        r = self._linear_ray(u, v)
+        omega = r @ self.O
+        lam = r - omega[..., None] * self.O
+        tau = np.sum(lam * lam, axis=-1) / (omega * omega)
+        k1 = 1.0 + self.R[0]
+        k3 = self.R[1] * tau
+        k5 = self.R[2] * tau * tau
+        x = 1.0 - (self.R[0] + k3 + k5)  # first approximation, as in JPL's implementation
+        for _ in range(_NEWTON_ITERATIONS):
+            x2 = x * x
+            poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
+            deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
+            step = np.where(deriv > 1e-15, poly / np.where(deriv > 1e-15, deriv, 1.0), 0.0)
+            x = x - step
+            if np.all(np.abs(step) < _NEWTON_TOL):
+                break
+        d = r - (1.0 - x)[..., None] * lam
+        return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+    def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
+        """Project site-frame points ``(..., 3)`` to pixel coordinates ``(..., 2)``; NaN behind the camera."""
+        p = np.asarray(points, dtype=np.float64) - self.C
+        behind = (p @ self.O) <= 1e-12
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = self._linear_project(self.distort(p))
+        out[behind] = np.nan
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (vectors in the FLU site frame)."""
+        d = super().to_dict()
+        d["O"] = self.O.tolist()
+        d["R"] = self.R.tolist()
+        return d
+
+
+def _pinhole_cahv_vectors(cam: PinholeCamera) -> dict[str, Any]:
+    R = cam.R
+    f = cam.focal_px
+    A = R[2]
+    # principal point in CAHV coordinates (origin at the centre of the top-left pixel)
+    hc, vc = cam.image_width / 2.0 - 0.5, cam.image_height / 2.0 - 0.5
+    return {
+        "C": cam.center,
+        "A": A,
+        "H": f * R[0] + hc * A,
+        "V": f * R[1] + vc * A,
+        "image_width": cam.image_width,
+        "image_height": cam.image_height,
+        "site": cam.site,
+    }
+
+
+def cahv_from_pinhole(cam: PinholeCamera) -> CahvCamera:
+    """The CAHV camera that projects exactly like a distortion-free :class:`PinholeCamera`.
+
+    ``A`` is the optical axis, ``H = f right + hc A``, ``V = f down + vc A`` with ``f`` the focal length in
+    pixels and ``(hc, vc)`` the principal point in CAHV coordinates (image centre minus half a pixel).
+
+    Raises:
+        ValueError: If the pinhole has radial distortion (use :func:`cahvor_from_pinhole`).
+    """
+    if cam.k1 != 0.0 or cam.k2 != 0.0:
+        raise ValueError(
+            f"pinhole camera has radial distortion (k1={cam.k1}, k2={cam.k2}); CAHV is linear. "
+            "Use cahvor_from_pinhole for an exact equivalent."
+        )
+    return CahvCamera(**_pinhole_cahv_vectors(cam))
+
+
+def cahvor_from_pinhole(cam: PinholeCamera) -> CahvorCamera:
+    """The CAHVOR camera that projects exactly like a :class:`PinholeCamera`, distortion included.
+
+    With ``O = A``, ``lambda / omega`` are the pinhole's normalised coordinates and ``tau = r^2``, so the
+    CAHVOR distortion ``1 + mu = 1 + r0 + r1 r^2 + r2 r^4`` equals the pinhole's ``1 + k1 r^2 + k2 r^4`` for
+    ``R = (0, k1, k2)``.
+    """
+    vec = _pinhole_cahv_vectors(cam)
+    return CahvorCamera(O=vec["A"], R=[0.0, cam.k1, cam.k2], **vec)

@@ -1,0 +1,140 @@
+"""Camera JSON files: read any supported model, and find the camera file that belongs to an image.
+
+Schema (one JSON object per file; unknown keys are ignored):
+
+* ``"model": "pinhole"`` -- :meth:`PinholeCamera.to_dict` form (what the synthetic generator writes to
+  ``cameras/<name>.json``). Required: ``image_width``, ``image_height``, ``hfov_deg``, ``pitch_deg``;
+  optional: ``roll_deg``, ``yaw_deg``, ``height_m``, ``x_m``, ``y_m``, ``k1``, ``k2``, ``site``, ``K``
+  (checked against the others when present).
+* ``"model": "cahv"`` -- required: ``C``, ``A``, ``H``, ``V`` (three numbers each, as in a PDS label's
+  ``MODEL_COMPONENT_1..4``), ``image_width``, ``image_height``; optional: ``site`` (name of the site frame),
+  ``frame`` (``"flu"``: x forward, y left, z up, the default; or ``"ned"`` / ``"pds"``: x north, y east,
+  z down as in PDS SITE frames, converted on reading), ``ground_z_m`` (height of the ground plane in the
+  FLU site frame, default 0).
+* ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers).
+
+CAHV(OR) image coordinates follow the PDS convention (origin at the centre of the top-left pixel); the
+models convert to the project's corner-origin pixels themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.camera.cahv import CahvCamera, CahvorCamera, ned_to_flu
+from marsunits.boundary.camera.pinhole import PinholeCamera
+
+__all__ = [
+    "SIDECAR_SUFFIX",
+    "CameraFileError",
+    "camera_candidates",
+    "camera_from_dict",
+    "find_camera",
+    "load_camera",
+]
+
+#: A camera file next to an image ``<stem>.<ext>`` is named ``<stem>`` + this suffix.
+SIDECAR_SUFFIX = ".camera.json"
+
+_REQUIRED = {
+    "pinhole": ("image_width", "image_height", "hfov_deg", "pitch_deg"),
+    "cahv": ("C", "A", "H", "V", "image_width", "image_height"),
+    "cahvor": ("C", "A", "H", "V", "O", "R", "image_width", "image_height"),
+}
+_FRAMES = {"flu": "flu", "ned": "ned", "pds": "ned"}
+
+
+class CameraFileError(ValueError):
+    """A camera file or dict that cannot be read; the message names the source and what is expected."""
+
+
+def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraModel:
+    """Build a camera model from its JSON dict (schema in the module docstring).
+
+    Args:
+        d: The parsed JSON object.
+        source: Where it came from (a file name), used in error messages.
+
+    Raises:
+        CameraFileError: If the model is unknown, keys are missing or values are invalid.
+    """
+    if not isinstance(d, dict):
+        raise CameraFileError(f"{source}: expected a JSON object with a 'model' key, got {type(d).__name__}")
+    model = d.get("model")
+    if model not in _REQUIRED:
+        raise CameraFileError(
+            f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
+            'Add e.g. "model": "cahvor" to the file.'
+        )
+    missing = [k for k in _REQUIRED[model] if k not in d]
+    if missing:
+        raise CameraFileError(
+            f"{source}: a {model!r} camera needs keys {list(_REQUIRED[model])}; missing {missing} "
+            f"(found {sorted(d)})"
+        )
+    try:
+        if model == "pinhole":
+            return PinholeCamera.from_dict(d)
+        frame = _FRAMES.get(str(d.get("frame", "flu")).lower())
+        if frame is None:
+            raise ValueError(f"'frame' must be one of {sorted(_FRAMES)}, got {d.get('frame')!r}")
+        vec = {k: d[k] for k in ("C", "A", "H", "V", "O") if k in d}
+        if frame == "ned":
+            vec = {k: ned_to_flu(v) for k, v in vec.items()}
+        common: dict[str, Any] = {
+            "image_width": int(d["image_width"]),
+            "image_height": int(d["image_height"]),
+            "site": d.get("site"),
+            "ground_z_m": float(d.get("ground_z_m", 0.0)),
+        }
+        if model == "cahv":
+            return CahvCamera(**vec, **common)
+        return CahvorCamera(**vec, R=d["R"], **common)
+    except (TypeError, ValueError) as exc:
+        raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
+
+
+def load_camera(path: str | os.PathLike[str]) -> CameraModel:
+    """Read a camera JSON file (schema in the module docstring).
+
+    Raises:
+        CameraFileError: If the file is missing, not JSON, or not a valid camera (the message names it).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CameraFileError(f"cannot read camera file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CameraFileError(f"camera file {path} is not valid JSON: {exc}") from exc
+    return camera_from_dict(data, source=str(path))
+
+
+def camera_candidates(image_path: str | os.PathLike[str]) -> list[Path]:
+    """Where :func:`find_camera` looks for the camera of ``image_path``, in order.
+
+    1. the sidecar ``<dir>/<stem>.camera.json`` next to the image;
+    2. ``<dir>/../cameras/<stem>.json`` (the dataset layout ``images/`` + ``cameras/`` of DESIGN.md).
+    """
+    p = Path(image_path)
+    return [p.with_name(p.stem + SIDECAR_SUFFIX), p.parent.parent / "cameras" / f"{p.stem}.json"]
+
+
+def find_camera(image_path: str | os.PathLike[str]) -> CameraModel | None:
+    """The camera of an image, or None when it has no camera file.
+
+    Looks in the places of :func:`camera_candidates`; the first existing file is read.
+
+    Raises:
+        CameraFileError: If a camera file exists but cannot be read (a broken file is never ignored).
+    """
+    for cand in camera_candidates(image_path):
+        if cand.is_file():
+            return load_camera(cand)
+    return None

@@ -1,0 +1,226 @@
+"""Merge the ground contacts of many images into one map per site frame (GeoJSON in metres + a PNG).
+
+Images whose cameras share a ``site`` name share a frame, so their contacts are drawn together. The map is
+in the site frame of :mod:`marsunits.boundary.camera.pinhole` (metres, ``x`` forward, ``y`` left, ``z`` up;
+for cameras read from PDS ``"frame": "ned"`` files, ``x`` is north and ``y`` west). The PNG is a top-down
+view with ``x`` pointing up and ``y`` to the left, so it reads like a map seen from above.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.projection import add_ground
+
+__all__ = ["build_contact_map", "view_footprint", "MapItem"]
+
+#: ``(image name, contact lines in pixels or already on the ground, camera or None)``.
+MapItem = tuple[str, Sequence[ContactLine], CameraModel | None]
+
+_LABEL_LIMIT = 20  # beyond this many cameras, names would clutter the plot
+
+
+def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_edge: int = 24) -> np.ndarray:
+    """Ground polygon seen by ``camera`` out to ``max_range_m``.
+
+    The image border is walked (bottom, right, top, left); each border pixel contributes its ground point
+    when that lies within range, else the point at ``max_range_m`` in the azimuth of its ray (the ground is
+    visible up to the range limit in that direction).
+
+    Returns:
+        ``(K, 2)`` site-frame ``(x, y)`` vertices of a valid polygon, metres (empty if degenerate).
+    """
+    w, h = camera.image_width, camera.image_height
+    t = np.linspace(0.0, 1.0, samples_per_edge, endpoint=False)
+    u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    v = np.concatenate([np.full_like(t, h), (1 - t) * h, np.zeros_like(t), t * h])
+    ground = camera.pixel_to_ground(u, v, max_range_m=max_range_m)
+    rays = camera.pixel_to_ray(u, v)
+    center = np.asarray(getattr(camera, "center", np.zeros(3)), dtype=float)
+    horiz = rays[:, :2]
+    norm = np.linalg.norm(horiz, axis=1, keepdims=True)
+    horiz = np.where(norm > 1e-9, horiz / np.maximum(norm, 1e-12), np.nan)
+    far = center[:2] + max_range_m * horiz
+    pts = np.where(np.isfinite(ground[:, :2]).all(axis=1, keepdims=True), ground[:, :2], far)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) < 3:
+        return np.empty((0, 2))
+    poly = shapely.make_valid(shapely.Polygon(pts))
+    if poly.geom_type != "Polygon":  # keep the largest part of a self-touching outline
+        parts = [g for g in getattr(poly, "geoms", []) if g.geom_type == "Polygon"]
+        if not parts:
+            return np.empty((0, 2))
+        poly = max(parts, key=lambda g: g.area)
+    return np.asarray(poly.exterior.coords)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "site"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    features = []
+    cameras = []
+    for e in entries:
+        for line in e["lines"]:
+            features.append(
+                {
+                    "type": "Feature",
+                    "geometry": {
+                        "type": "LineString",
+                        "coordinates": np.round(np.asarray(line.ground_m, float), 4).tolist(),
+                    },
+                    "properties": {
+                        "image": e["name"],
+                        "confidence": round(float(line.confidence), 4),
+                        "site": site,
+                        "length_m": round(float(line.length_m or 0.0), 4),
+                        "length_px": round(float(line.length_px), 3),
+                    },
+                }
+            )
+        cameras.append(
+            {
+                "image": e["name"],
+                "center_m": None if e["center"] is None else np.round(e["center"], 4).tolist(),
+                "footprint_m": np.round(e["footprint"], 4).tolist(),
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "site": site,
+        "units": "m",
+        "frame": "site frame: x forward (north for PDS NED cameras), y left, z up",
+        "cameras": cameras,
+        "features": features,
+    }
+
+
+def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range_m: float) -> None:
+    # The object-oriented Agg API: no pyplot global state, no backend switch for the caller's process.
+    from matplotlib import patheffects
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 8), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    norm = Normalize(0.0, 1.0)
+    cmap = "viridis"
+    segments, colours = [], []
+    for e in entries:
+        fp = e["footprint"]
+        if len(fp):
+            ax.fill(fp[:, 1], fp[:, 0], facecolor="0.85", edgecolor="0.5", alpha=0.35, lw=0.8)
+        for line in e["lines"]:
+            g = np.asarray(line.ground_m, float)
+            seg = np.stack([g[:-1, ::-1], g[1:, ::-1]], axis=1)  # plot (y, x)
+            if line.vertex_confidence is not None and len(line.vertex_confidence) == len(g):
+                vc = np.asarray(line.vertex_confidence, float)
+                c = 0.5 * (vc[:-1] + vc[1:])
+            else:
+                c = np.full(len(seg), float(line.confidence))
+            segments.append(seg)
+            colours.append(c)
+    if segments:
+        lc = LineCollection(list(np.concatenate(segments)), cmap=cmap, norm=norm, linewidths=2.0)
+        lc.set_array(np.concatenate(colours))
+        # a dark outline keeps bright (confident) colours visible over the light footprints
+        lc.set_path_effects([patheffects.Stroke(linewidth=3.5, foreground="0.15"), patheffects.Normal()])
+        ax.add_collection(lc)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="contact confidence", shrink=0.8)
+    for e in entries:
+        if e["center"] is not None:
+            cx, cy = e["center"][0], e["center"][1]
+            ax.plot([cy], [cx], marker="^", color="k", ms=7)
+            if len(entries) <= _LABEL_LIMIT:
+                ax.annotate(e["name"], (cy, cx), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.autoscale_view()
+    ax.invert_xaxis()  # +y (left) is drawn on the left
+    ax.set_xlabel("y (m, + left)")
+    ax.set_ylabel("x (m, + forward)")
+    n_lines = sum(len(e["lines"]) for e in entries)
+    ax.set_title(
+        f"contact map, site {site or '(unnamed)'}: {n_lines} contacts from {len(entries)} images "
+        f"(range <= {max_range_m:g} m)",
+        fontsize=9,
+    )
+    ax.grid(True, lw=0.3, alpha=0.5)
+    _atomic_write(path, lambda p: fig.savefig(p, format="png"))
+
+
+def build_contact_map(
+    items: Sequence[MapItem],
+    out_dir: str | os.PathLike[str],
+    max_range_m: float = 30.0,
+) -> list[Path]:
+    """Write ``contact_map.geojson`` and ``contact_map.png`` for the ground contacts of ``items``.
+
+    Args:
+        items: ``(image name, lines, camera)`` per image. Lines without ``ground_m`` are projected with
+            :func:`~marsunits.boundary.projection.add_ground`; lines that already have it are used as they
+            are. Items whose camera is None are skipped (they cannot be placed on the ground).
+        out_dir: Output folder (created).
+        max_range_m: Range limit for projection and for the drawn view footprints, metres.
+
+    Returns:
+        The written paths. With one site: ``contact_map.geojson`` and ``contact_map.png``. With several
+        sites, one pair per site: ``contact_map_<site>.geojson`` / ``.png`` (cameras without a site are
+        grouped as ``unnamed``). Empty if no item has a camera.
+
+    The GeoJSON is a FeatureCollection with one ``LineString`` feature per ground contact (coordinates
+    ``[x, y]`` in metres in the site frame; properties ``image``, ``confidence``, ``site``, ``length_m``,
+    ``length_px``) and the foreign members ``site``, ``units`` ("m"), ``frame`` and ``cameras`` (per image:
+    ``center_m`` and the view ``footprint_m`` polygon).
+    """
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for name, lines, camera in items:
+        if camera is None:
+            continue
+        ready = [ln for ln in lines if ln.ground_m is not None and len(ln.ground_m) >= 2]
+        todo = [ln for ln in lines if ln.ground_m is None]
+        ground = ready + add_ground(todo, camera, max_range_m=max_range_m)
+        center = getattr(camera, "center", None)
+        groups.setdefault(getattr(camera, "site", None), []).append(
+            {
+                "name": str(name),
+                "lines": ground,
+                "center": None if center is None else np.asarray(center, float),
+                "footprint": view_footprint(camera, max_range_m),
+            }
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for site, entries in groups.items():
+        stem = "contact_map" if len(groups) == 1 else f"contact_map_{_safe(site or 'unnamed')}"
+        gj = out / f"{stem}.geojson"
+        data = _geojson(site, entries)
+        _atomic_write(gj, lambda p, data=data: p.write_text(json.dumps(data)))
+        png = out / f"{stem}.png"
+        _plot(png, site, entries, max_range_m)
+        written += [gj, png]
+    return written

@@ -1,0 +1,116 @@
+"""Boundary precision / recall / F1 and mean distance, from masks and from lines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from marsunits.boundary.extract import bridge_ignore_gaps, contacts_from_mask
+from marsunits.boundary.metrics import boundary_scores, contact_cracks, line_scores
+
+
+def _split(col: int, h: int = 40, w: int = 60) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[:, col:] = 1
+    return m
+
+
+def test_cracks_lie_between_pixels_and_ignore_sky_edges():
+    m = _split(20, 10, 30)
+    m[:3] = 2  # sky: its edge with either unit is not a contact
+    pts = contact_cracks(m)
+    assert len(pts) == 7
+    np.testing.assert_allclose(pts[:, 0], 20.0)
+    np.testing.assert_allclose(np.sort(pts[:, 1]), np.arange(3, 10) + 0.5)
+
+
+def test_identical_masks_score_perfectly():
+    m = _split(25)
+    s = boundary_scores(m, m)
+    assert s == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mean_distance_px": 0.0}
+
+
+@pytest.mark.parametrize("use_lines", [False, True], ids=["masks", "lines"])
+def test_contact_shifted_by_two_pixels(use_lines):
+    true, pred = _split(25), _split(27)
+    if use_lines:
+        loose = line_scores(contacts_from_mask(pred), contacts_from_mask(true), tolerance_px=3.0)
+        tight = line_scores(contacts_from_mask(pred), contacts_from_mask(true), tolerance_px=1.0)
+    else:
+        loose = boundary_scores(pred, true, tolerance_px=3.0)
+        tight = boundary_scores(pred, true, tolerance_px=1.0)
+    assert loose["f1"] == pytest.approx(1.0)
+    assert tight["f1"] == pytest.approx(0.0)
+    assert loose["mean_distance_px"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_partial_match_precision_and_recall():
+    # truth: a straight contact; prediction: the same plus an equally long false contact elsewhere
+    true = np.zeros((40, 40), np.uint8)
+    true[:, 20:] = 1
+    pred = true.copy()
+    pred[:20, 5] = 1  # a thin false strip adds 2 x 20 wrong cracks plus its end
+    s = boundary_scores(pred, true)
+    assert s["recall"] == pytest.approx(1.0)
+    assert s["precision"] == pytest.approx(40 / (40 + 41))
+    assert s["f1"] == pytest.approx(2 * s["precision"] / (s["precision"] + 1))
+
+
+def test_no_contact_in_both():
+    s = boundary_scores(np.zeros((20, 20), np.uint8), np.full((20, 20), 2, np.uint8))
+    assert s == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mean_distance_px": 0.0}
+    assert line_scores([], [])["f1"] == 1.0
+
+
+def test_one_sided():
+    empty, split = np.zeros((20, 20), np.uint8), _split(10, 20, 20)
+    missed = boundary_scores(empty, split)
+    assert (missed["precision"], missed["recall"], missed["f1"]) == (1.0, 0.0, 0.0)
+    assert math.isnan(missed["mean_distance_px"])
+    invented = boundary_scores(split, empty)
+    assert (invented["precision"], invented["recall"], invented["f1"]) == (0.0, 1.0, 0.0)
+    assert math.isnan(invented["mean_distance_px"])
+    lines = line_scores([np.array([[0.0, 0.0], [5.0, 0.0]])], [])
+    assert lines["f1"] == 0.0 and math.isnan(lines["mean_distance_px"])
+
+
+def test_ignore_pixels_are_excluded():
+    true = _split(25)
+    true[:20, 20:30] = 255  # unlabelled around the upper half of the contact
+    pred = _split(25)
+    pred[:20, 25:30] = 0  # the prediction misses the contact only where the truth is unlabelled
+    s = boundary_scores(pred, true, tolerance_px=0.5, max_gap_px=0)
+    assert s["f1"] == pytest.approx(1.0)
+
+
+def test_narrow_unlabelled_gap_between_units_is_bridged():
+    # annotators leave a strip of ignore between the units: the true contact runs through its middle
+    true = _split(26)
+    true[:, 23:26] = 255  # columns 23, 24, 25 unlabelled
+    pred = _split(25)  # contact at x = 25, inside the strip
+    s = boundary_scores(pred, true, tolerance_px=1.0)
+    assert s["f1"] == pytest.approx(1.0)
+    assert s["mean_distance_px"] <= 0.5
+    assert len(contact_cracks(true)) == 0  # taken literally, the truth has no contact at all
+    wide = _split(26)
+    wide[:, 14:26] = 255  # 12 px: an unlabelled region, not a gap
+    assert len(contact_cracks(bridge_ignore_gaps(wide))) == 0
+    assert boundary_scores(_split(10), wide)["f1"] == 0.0
+
+
+def test_line_scores_exact_distance():
+    a = [np.array([[0.0, 0.0], [100.0, 0.0]])]
+    b = [np.array([[0.0, 1.5], [100.0, 1.5]])]
+    s = line_scores(a, b, tolerance_px=2.0)
+    assert s["f1"] == 1.0
+    assert s["mean_distance_px"] == pytest.approx(1.5)
+    assert line_scores(a, b, tolerance_px=1.0)["f1"] == 0.0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="same"):
+        boundary_scores(np.zeros((3, 3)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="K>=2"):
+        line_scores([np.zeros((1, 2))], [])

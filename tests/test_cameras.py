@@ -1,0 +1,279 @@
+"""CAHV / CAHVOR cameras, camera files, ground projection of contacts and the contact map."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import shape
+
+from marsunits.boundary.camera import (
+    CahvCamera,
+    CahvorCamera,
+    CameraFileError,
+    CameraModel,
+    PinholeCamera,
+    cahv_from_pinhole,
+    cahvor_from_pinhole,
+    find_camera,
+    load_camera,
+    ned_to_flu,
+)
+from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_map import build_contact_map, view_footprint
+from marsunits.boundary.projection import add_ground
+
+POSES = [
+    {"pitch_deg": 20.0},
+    {"pitch_deg": 35.0, "roll_deg": 4.0, "yaw_deg": 120.0, "height_m": 1.9, "x_m": 3.0, "y_m": -2.0},
+    {"pitch_deg": 8.0, "roll_deg": -7.0, "yaw_deg": -40.0, "height_m": 1.2},
+]
+
+
+def _pinhole(**kw) -> PinholeCamera:
+    return PinholeCamera(image_width=320, image_height=240, hfov_deg=60.0, **kw)
+
+
+def _pixels(cam, n=200, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, cam.image_width, n), rng.uniform(0, cam.image_height, n)
+
+
+def _cahvor(**kw) -> CahvorCamera:
+    """A CAHVOR with its optical axis O tilted away from A and realistic radial terms."""
+    base = cahv_from_pinhole(_pinhole(pitch_deg=25.0, roll_deg=2.0, yaw_deg=15.0, **kw))
+    O = base.A + np.array([0.01, -0.02, 0.015])
+    O /= np.linalg.norm(O)
+    return CahvorCamera(
+        base.C, base.A, base.H, base.V, O, [0.001, -0.08, 0.02], base.image_width, base.image_height, "s1"
+    )
+
+
+@pytest.mark.parametrize("pose", POSES)
+def test_cahv_equivalent_to_pinhole(pose):
+    pin = _pinhole(**pose)
+    cahv = cahv_from_pinhole(pin)
+    u, v = _pixels(pin)
+    np.testing.assert_allclose(cahv.pixel_to_ray(u, v), pin.pixel_to_ray(u, v), atol=1e-9)
+    g_pin, g_cahv = pin.pixel_to_ground(u, v, 50.0), cahv.pixel_to_ground(u, v, 50.0)
+    np.testing.assert_array_equal(np.isnan(g_pin), np.isnan(g_cahv))
+    np.testing.assert_allclose(g_cahv, g_pin, atol=1e-6, equal_nan=True)
+    pts = g_pin[np.isfinite(g_pin).all(axis=1)]
+    assert len(pts) > 20
+    np.testing.assert_allclose(cahv.world_to_pixel(pts), pin.world_to_pixel(pts), atol=1e-6)
+
+
+def test_cahvor_equivalent_to_distorted_pinhole():
+    pin = _pinhole(pitch_deg=22.0, roll_deg=3.0, k1=-0.12, k2=0.03)
+    cam = cahvor_from_pinhole(pin)
+    u, v = _pixels(pin)
+    pts = pin.pixel_to_ground(u, v, 40.0)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    np.testing.assert_allclose(cam.world_to_pixel(pts), pin.world_to_pixel(pts), atol=1e-6)
+    with pytest.raises(ValueError, match="cahvor_from_pinhole"):
+        cahv_from_pinhole(pin)
+
+
+def test_cahv_pixel_origin_is_the_pixel_centre_in_pds():
+    # A point on the axis A projects to CAHV (hc, vc) = (H.A, V.A), i.e. project pixel (hc + 0.5, vc + 0.5).
+    A = np.array([1.0, 0.0, 0.0])
+    cam = CahvCamera([0, 0, 1], A, [99.5, -200.0, 0.0], [79.5, 0.0, -200.0], 200, 160)
+    np.testing.assert_allclose(cam.world_to_pixel(np.array([5.0, 0.0, 1.0])), [100.0, 80.0])
+    np.testing.assert_allclose(cam.pixel_to_ray(np.array(100.0), np.array(80.0)), A, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda: cahv_from_pinhole(_pinhole(**POSES[1])), _cahvor])
+def test_ground_round_trip(make):
+    cam = make()
+    u, v = _pixels(cam, 300)
+    ground = cam.pixel_to_ground(u, v, 30.0)
+    ok = np.isfinite(ground).all(axis=1)
+    assert ok.sum() > 50
+    np.testing.assert_allclose(ground[ok, 2], cam.ground_z_m, atol=1e-9)
+    back = cam.world_to_pixel(ground[ok])
+    np.testing.assert_allclose(back, np.c_[u, v][ok], atol=1e-6)
+    # world -> pixel -> ground (metres) on points known to be in view
+    uv = cam.world_to_pixel(ground[ok])
+    again = cam.pixel_to_ground(uv[:, 0], uv[:, 1])
+    np.testing.assert_allclose(again, ground[ok], atol=1e-6)
+
+
+def test_cahvor_pixel_ray_pixel_round_trip():
+    cam = _cahvor()
+    u, v = _pixels(cam, 500, seed=3)
+    rays = cam.pixel_to_ray(u, v)
+    np.testing.assert_allclose(np.linalg.norm(rays, axis=1), 1.0)
+    for depth in (1.0, 17.0):
+        np.testing.assert_allclose(cam.world_to_pixel(cam.C + depth * rays), np.c_[u, v], atol=1e-6)
+    # the distortion is not negligible: the linear CAHV ray differs
+    lin = CahvCamera.pixel_to_ray(cam, u, v)
+    assert np.degrees(np.arccos(np.clip((lin * rays).sum(1), -1, 1))).max() > 0.5
+
+
+def test_ground_is_nan_above_horizon_and_beyond_range():
+    cam = cahv_from_pinhole(_pinhole(pitch_deg=10.0))
+    u, v = np.array([160.0, 160.0, 160.0]), np.array([1.0, 239.0, 130.0])
+    g = cam.pixel_to_ground(u, v, max_range_m=8.0)
+    assert np.isnan(g[0]).all()  # above the horizon
+    assert np.isfinite(g[1]).all() and math.hypot(*g[1, :2]) <= 8.0
+    assert np.isnan(g[2]).all()  # about 9.4 m away: beyond range
+    far = cam.pixel_to_ground(u, v)
+    assert np.isnan(far[0]).all() and 8.0 < far[2, 0] < 11.0
+    assert np.isnan(cam.world_to_pixel(np.array([-5.0, 0.0, 0.0]))).all()  # behind
+
+
+def test_protocol_and_dict_round_trip(tmp_path):
+    cams = [_pinhole(**POSES[1], site="s7"), cahv_from_pinhole(_pinhole(**POSES[2])), _cahvor()]
+    u, v = _pixels(cams[0], 50)
+    for i, cam in enumerate(cams):
+        assert isinstance(cam, CameraModel)
+        path = tmp_path / f"cam{i}.json"
+        path.write_text(json.dumps(cam.to_dict()))
+        loaded = load_camera(path)
+        assert type(loaded) is type(cam)
+        assert getattr(loaded, "site", None) == getattr(cam, "site", None)
+        np.testing.assert_allclose(loaded.pixel_to_ray(u, v), cam.pixel_to_ray(u, v), atol=1e-12)
+    assert type(CahvorCamera.from_dict(cams[2].to_dict())) is CahvorCamera
+
+
+def test_pds_ned_frame_is_converted(tmp_path):
+    flu = _cahvor()
+    d = flu.to_dict()
+    for k in ("C", "A", "H", "V", "O"):
+        d[k] = ned_to_flu(np.array(d[k])).tolist()  # the same vectors as a PDS label would give them
+    d["frame"] = "pds"
+    (tmp_path / "ned.json").write_text(json.dumps(d))
+    cam = load_camera(tmp_path / "ned.json")
+    u, v = _pixels(flu, 50)
+    np.testing.assert_allclose(cam.pixel_to_ground(u, v), flu.pixel_to_ground(u, v), atol=1e-9)
+    assert cam.center[2] > 0  # above the ground in z-up
+
+
+def test_load_camera_errors_name_file_and_keys(tmp_path):
+    with pytest.raises(CameraFileError, match="nope.json"):
+        load_camera(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(CameraFileError, match="bad.json.*not valid JSON"):
+        load_camera(bad)
+    bad.write_text(json.dumps({"model": "fisheye"}))
+    with pytest.raises(CameraFileError, match=r"'model' must be one of \['cahv', 'cahvor', 'pinhole'\]"):
+        load_camera(bad)
+    bad.write_text(json.dumps({"model": "cahvor", "C": [0, 0, 1], "A": [1, 0, 0]}))
+    with pytest.raises(CameraFileError, match=r"bad.json.*missing \['H', 'V', 'O', 'R', 'image_width'"):
+        load_camera(bad)
+    d = cahv_from_pinhole(_pinhole(pitch_deg=10.0)).to_dict()
+    d["A"] = [2.0, 0.0, 0.0]
+    bad.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match="unit vector"):
+        load_camera(bad)
+    d["A"], d["frame"] = [1.0, 0.0, 0.0], "enu"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match="'frame' must be one of"):
+        load_camera(bad)
+
+
+def test_find_camera_sidecar_and_dataset_layout(tmp_path):
+    cam = _pinhole(pitch_deg=15.0)
+    (tmp_path / "images").mkdir()
+    img = tmp_path / "images" / "scene_001.png"
+    assert find_camera(img) is None
+    (tmp_path / "cameras").mkdir()
+    (tmp_path / "cameras" / "scene_001.json").write_text(json.dumps(cam.to_dict()))
+    assert find_camera(img) == cam
+    side = cahv_from_pinhole(cam)
+    (tmp_path / "images" / "scene_001.camera.json").write_text(json.dumps(side.to_dict()))
+    assert isinstance(find_camera(img), CahvCamera)  # the sidecar wins
+    (tmp_path / "images" / "scene_001.camera.json").write_text("[]")
+    with pytest.raises(CameraFileError, match="scene_001.camera.json"):
+        find_camera(img)
+
+
+def _row_line(cam, v, vc=None) -> ContactLine:
+    u = np.linspace(0.5, cam.image_width - 0.5, 9)
+    return ContactLine(pixels=np.c_[u, np.full_like(u, v)], confidence=0.9, vertex_confidence=vc)
+
+
+def test_add_ground_on_a_horizontal_line():
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0)
+    v = 180.0
+    expected_x = 2.0 / math.tan(math.radians(20.0) + math.atan((v - 120.0) / pin.focal_px))
+    (line,) = add_ground([_row_line(pin, v)], pin, max_range_m=30.0)
+    np.testing.assert_allclose(line.ground_m[:, 0], expected_x, atol=1e-9)
+    assert line.site is None and len(line.ground_m) == len(line.pixels) == 9
+    assert np.all(np.diff(line.ground_m[:, 1]) < 0)  # left to right in the image is +y to -y
+    # above the horizon: dropped, or kept without ground coordinates on request
+    assert add_ground([_row_line(pin, 20.0)], pin) == []
+    (kept,) = add_ground([_row_line(pin, 20.0)], pin, keep_unprojected=True)
+    assert kept.ground_m is None
+
+
+def test_add_ground_splits_at_the_range_limit():
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0, site="s1")
+    v = 180.0
+    x = 2.0 / math.tan(math.radians(20.0) + math.atan((v - 120.0) / pin.focal_px))
+    vc = np.linspace(0.2, 1.0, 9)
+    lines = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05)
+    assert len(lines) == 1  # the ends are beyond range
+    ln = lines[0]
+    assert len(ln.pixels) < 9 and ln.site == "s1"
+    assert np.hypot(*ln.ground_m.T).max() <= x * 1.05
+    assert len(ln.vertex_confidence) == len(ln.pixels)
+    assert 0.2 < ln.confidence < 1.0
+    # keep_unprojected: the far ends come back without ground coordinates, the pixel line stays whole
+    pieces = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05, keep_unprojected=True)
+    assert [p.ground_m is None for p in pieces] == [True, False, True]
+    assert sum(p.length_px for p in pieces) == pytest.approx(_row_line(pin, v).length_px)
+    dense = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05, densify_px=2.0)
+    assert dense[0].length_m > ln.length_m  # cut closer to the range limit
+
+
+def test_contact_map_writes_geojson_and_png(tmp_path):
+    a = _pinhole(pitch_deg=20.0, site="s1")
+    b = cahv_from_pinhole(_pinhole(pitch_deg=25.0, yaw_deg=30.0, x_m=4.0, site="s1"))
+    items = [
+        ("a.png", [_row_line(a, 180.0), _row_line(a, 200.0)], a),
+        ("b.png", add_ground([_row_line(b, 170.0)], b), b),  # already on the ground
+        ("nocam.png", [_row_line(a, 180.0)], None),
+    ]
+    paths = build_contact_map(items, tmp_path / "map")
+    assert [p.name for p in paths] == ["contact_map.geojson", "contact_map.png"]
+    data = json.loads(paths[0].read_text())
+    assert data["type"] == "FeatureCollection" and data["site"] == "s1"
+    assert len(data["features"]) == 3
+    assert sorted(f["properties"]["image"] for f in data["features"]) == ["a.png", "a.png", "b.png"]
+    for f in data["features"]:
+        geom = shape(f["geometry"])
+        assert geom.geom_type == "LineString" and geom.is_valid and geom.length > 1.0
+        assert 0.0 <= f["properties"]["confidence"] <= 1.0
+    assert [c["image"] for c in data["cameras"]] == ["a.png", "b.png"]
+    assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].stat().st_size > 5000
+
+
+def test_contact_map_one_file_pair_per_site(tmp_path):
+    a = _pinhole(pitch_deg=20.0, site="site 1")
+    b = _pinhole(pitch_deg=20.0, site="s2")
+    items = [("a.png", [_row_line(a, 180.0)], a), ("b.png", [_row_line(b, 190.0)], b)]
+    names = sorted(p.name for p in build_contact_map(items, tmp_path))
+    assert names == [
+        "contact_map_s2.geojson",
+        "contact_map_s2.png",
+        "contact_map_site_1.geojson",
+        "contact_map_site_1.png",
+    ]
+    assert build_contact_map([("x.png", [], None)], tmp_path / "empty") == []
+
+
+def test_view_footprint_covers_the_visible_ground():
+    cam = _pinhole(pitch_deg=15.0, yaw_deg=45.0, x_m=1.0)
+    fp = shapely.Polygon(view_footprint(cam, max_range_m=20.0))
+    assert fp.is_valid and fp.area > 10.0
+    u, v = _pixels(cam, 300, seed=5)
+    g = cam.pixel_to_ground(u, v, 20.0)
+    g = g[np.isfinite(g).all(axis=1)]
+    inside = shapely.contains_xy(fp.buffer(1e-6), g[:, 0], g[:, 1])
+    assert inside.mean() > 0.99
+    assert fp.bounds[2] <= 1.0 + 20.0 + 1e-6  # nothing beyond the range circle

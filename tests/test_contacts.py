@@ -1,0 +1,237 @@
+"""Contact extraction on analytic scenes: location, topology, orientation and confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from marsunits.boundary.extract import ContactConfig, contacts_from_mask, extract_contacts
+
+
+def _centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (x, y), corner origin."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return xx + 0.5, yy + 0.5
+
+
+def _probs_from_signed(s: np.ndarray, width: float, other: np.ndarray | None = None) -> np.ndarray:
+    """Soft two-unit scene: p0 = sigmoid(s / width) (unit 0 where s > 0), optional 'other' share."""
+    p0 = 1.0 / (1.0 + np.exp(-s / width))
+    o = np.zeros_like(s) if other is None else other
+    return np.stack([p0 * (1 - o), (1 - p0) * (1 - o), o])
+
+
+def _max_distance(lines, geom) -> float:
+    pts = shapely.points(np.concatenate([ln.pixels for ln in lines]))
+    return float(shapely.distance(pts, geom).max())
+
+
+@pytest.mark.parametrize(
+    ("normal", "offset"),
+    [((1.0, 0.0), 30.3), ((0.0, 1.0), 17.0), ((0.6, 0.8), 40.25)],
+    ids=["vertical", "horizontal", "oblique"],
+)
+@pytest.mark.parametrize("hard", [True, False], ids=["mask", "soft"])
+def test_half_plane_found_at_the_right_place(normal, offset, hard):
+    h, w = 48, 64
+    x, y = _centres(h, w)
+    s = offset - (normal[0] * x + normal[1] * y)  # > 0: unit 0
+    if hard:
+        lines = contacts_from_mask((s <= 0).astype(np.uint8))
+    else:
+        lines = extract_contacts(_probs_from_signed(s, 1.5))
+    assert len(lines) == 1
+    # the true line clipped to the image
+    a, b = normal
+    if b == 0:
+        true = shapely.LineString([(offset / a, 0), (offset / a, h)])
+    else:
+        true = shapely.LineString([(-10, (offset + 10 * a) / b), (w + 10, (offset - (w + 10) * a) / b)])
+    assert _max_distance(lines, true) <= 0.5
+    assert lines[0].length_px > 0.8 * true.intersection(shapely.box(0, 0, w, h)).length
+    assert 0.0 <= lines[0].confidence <= 1.0
+    assert lines[0].vertex_confidence.shape == (len(lines[0].pixels),)
+
+
+def test_circle_gives_closed_contour_of_right_radius():
+    x, y = _centres(80, 90)
+    r = np.hypot(x - 47.3, y - 38.6)
+    lines = contacts_from_mask((r < 21.0).astype(np.uint8))
+    assert len(lines) == 1
+    pix = lines[0].pixels
+    np.testing.assert_allclose(pix[0], pix[-1])  # closed
+    rad = np.hypot(pix[:, 0] - 47.3, pix[:, 1] - 38.6)
+    assert abs(rad.mean() - 21.0) < 0.3
+    assert np.abs(rad - 21.0).max() < 0.75
+
+
+def test_orientation_keeps_unit_one_on_the_right():
+    # unit 0 left (x < 30), unit 1 right: walking along the line, unit 1 is on the screen-right side.
+    m = np.zeros((40, 60), np.uint8)
+    m[:, 30:] = 1
+    (line,) = contacts_from_mask(m)
+    p = line.pixels
+    direction = p[-1] - p[0]
+    right_on_screen = np.array([-direction[1], direction[0]])  # y points down
+    probe = (p[0] + p[-1]) / 2 + 3 * right_on_screen / np.linalg.norm(right_on_screen)
+    assert m[int(probe[1]), int(probe[0])] == 1
+
+
+@pytest.mark.parametrize("klass", [0, 1])
+def test_single_unit_has_no_contact(klass):
+    assert contacts_from_mask(np.full((32, 32), klass, np.uint8)) == []
+
+
+@pytest.mark.parametrize("unit", [0, 1])
+def test_terrain_sky_edge_is_not_a_contact(unit):
+    m = np.full((40, 50), unit, np.uint8)
+    m[:15] = 2  # sky on top
+    assert contacts_from_mask(m) == []
+    # soft version: a blurred terrain/sky edge with the other unit slightly likely near it
+    x, y = _centres(40, 50)
+    sky = 1.0 / (1.0 + np.exp(-(15 - y) / 2.0))
+    p_unit = (1 - sky) * 0.8
+    probs = np.zeros((3, 40, 50))
+    probs[unit], probs[1 - unit], probs[2] = p_unit, (1 - sky) * 0.2, sky
+    assert extract_contacts(probs) == []
+
+
+def test_contact_stops_where_other_dominates():
+    m = np.zeros((60, 60), np.uint8)
+    m[:, 30:] = 1
+    m[:20] = 2
+    (line,) = contacts_from_mask(m)
+    assert line.pixels[:, 1].min() >= 20.0
+    assert line.pixels[:, 1].max() == pytest.approx(59.5)
+
+
+def test_flipped_image_gives_flipped_line():
+    x, y = _centres(50, 70)
+    s = 12 * np.sin(x / 11.0) + 25 - y
+    probs = _probs_from_signed(s, 1.0)
+    a = extract_contacts(probs)
+    b = extract_contacts(probs[:, :, ::-1])
+    assert len(a) == len(b) == 1
+    flipped = b[0].pixels.copy()
+    flipped[:, 0] = 70 - flipped[:, 0]
+    la, lb = shapely.LineString(a[0].pixels), shapely.LineString(flipped)
+    assert la.hausdorff_distance(lb) < 0.35  # simplification may pick different vertices
+    assert a[0].confidence == pytest.approx(b[0].confidence, abs=0.02)
+
+
+def test_sharp_transition_more_confident_than_blurred():
+    x, y = _centres(40, 60)
+    s = 30.2 - x
+    sharp = extract_contacts(_probs_from_signed(s, 0.3))
+    blurred = extract_contacts(_probs_from_signed(s, 4.0))
+    assert sharp[0].confidence > blurred[0].confidence + 0.3
+    assert sharp[0].confidence > 0.9
+    # a linear transition 8 px wide is half as sharp as the default transition_width_px = 4 allows
+    ramp = np.clip(0.5 + (30.2 - x) / 8.0, 0.0, 1.0)
+    (line,) = extract_contacts(np.stack([ramp, 1 - ramp, np.zeros_like(ramp)]))
+    assert line.confidence == pytest.approx(0.5, abs=0.02)
+    (line,) = extract_contacts(
+        np.stack([ramp, 1 - ramp, np.zeros_like(ramp)]), ContactConfig(transition_width_px=8.0)
+    )
+    assert line.confidence == pytest.approx(1.0, abs=0.02)
+    # a hard label edge is fully confident
+    assert contacts_from_mask((x > 30).astype(np.uint8))[0].confidence == pytest.approx(1.0)
+    # dominance: the same sharp contact with 'other' at 0.4 everywhere is less confident
+    weak = extract_contacts(_probs_from_signed(s, 0.3, other=np.full_like(s, 0.4)))
+    assert weak[0].confidence == pytest.approx(0.6 * sharp[0].confidence, rel=0.05)
+
+
+def test_invalid_region_splits_contact_and_border_pieces_dropped():
+    m = np.zeros((60, 40), np.uint8)
+    m[:, 20:] = 1
+    m[25:35] = 255
+    lines = contacts_from_mask(m, max_gap_px=0)
+    assert len(lines) == 2
+    for ln in lines:
+        ys = ln.pixels[:, 1]
+        assert ys.max() <= 25.0 or ys.min() >= 35.0
+    # a contact hugging an invalid strip along the image border is dropped
+    m = np.ones((40, 40), np.uint8)
+    m[:, :1] = 0
+    assert contacts_from_mask(m) == []
+
+
+def test_narrow_unlabelled_gap_is_bridged_wide_one_is_not():
+    m = np.zeros((40, 60), np.uint8)
+    m[:, 33:] = 1
+    m[:, 30:33] = 255  # a 3 px strip between the units, as annotators leave it
+    (line,) = contacts_from_mask(m)
+    np.testing.assert_allclose(line.pixels[:, 0], 31.5, atol=0.6)
+    assert contacts_from_mask(m, max_gap_px=0) == []
+    m[:, 20:33] = 255  # 13 px: unlabelled terrain, not a gap
+    assert contacts_from_mask(m) == []
+
+
+def test_min_length_drops_short_pieces():
+    x, y = _centres(40, 40)
+    m = (np.hypot(x - 20, y - 20) < 3.0).astype(np.uint8)  # perimeter about 18 px
+    assert contacts_from_mask(m, ContactConfig(min_length_px=25.0)) == []
+    assert len(contacts_from_mask(m, ContactConfig(min_length_px=10.0))) == 1
+
+
+def _sinuous(x):
+    return 45 + 14 * np.sin(x / 13.0) + 5 * np.sin(x / 4.7)
+
+
+@pytest.mark.parametrize("shape", ["sinuous", "ellipse", "polygon"])
+def test_true_mask_extraction_within_target(shape):
+    """Target: extraction alone on true masks, mean distance to the true contact <= 0.75 px."""
+    h, w = 96, 128
+    x, y = _centres(h, w)
+    if shape == "sinuous":
+        mask = (y > _sinuous(x)).astype(np.uint8)
+        xs = np.linspace(0, w, 2000)
+        true = shapely.LineString(np.c_[xs, _sinuous(xs)])
+    elif shape == "ellipse":
+        t = np.linspace(0, 2 * np.pi, 2000)
+        ring = np.c_[60 + 35 * np.cos(t), 48 + 20 * np.sin(t)]
+        mask = shapely.contains_xy(shapely.Polygon(ring), x, y).astype(np.uint8)
+        true = shapely.LineString(ring)
+    else:
+        poly = shapely.Polygon([(10.3, 12.7), (100.1, 20.2), (90.4, 80.9), (30.6, 70.2)])
+        mask = shapely.contains_xy(poly, x, y).astype(np.uint8)
+        true = poly.exterior
+    mask[:8] = 2  # a strip of sky: its edge is not a contact
+    true = true.difference(shapely.box(0, 0, w, 8.5))
+    lines = contacts_from_mask(mask)
+    assert lines
+    samples = np.concatenate(
+        [
+            shapely.get_coordinates(
+                shapely.line_interpolate_point(
+                    shapely.LineString(ln.pixels), np.linspace(0, ln.length_px, 200)
+                )
+            )
+            for ln in lines
+        ]
+    )
+    d = shapely.distance(shapely.points(samples), true)
+    assert d.mean() <= 0.75
+    assert d.max() <= 1.5
+    assert all(ln.confidence > 0.8 for ln in lines)
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        extract_contacts(np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="valid must have shape"):
+        extract_contacts(np.zeros((3, 4, 4)), valid=np.ones((3, 3), bool))
+    with pytest.raises(ValueError, match=r"found \[7\]"):
+        contacts_from_mask(np.full((4, 4), 7, np.uint8))
+    with pytest.raises(ValueError, match="min_length_px"):
+        ContactConfig(min_length_px=-1)
+
+
+def test_nan_probabilities_are_invalid_pixels():
+    x, y = _centres(60, 40)
+    probs = _probs_from_signed(20.3 - x, 0.5)
+    probs[:, 25:35] = np.nan  # e.g. tiles that were not predicted
+    lines = extract_contacts(probs)
+    assert len(lines) == 2
+    assert all(np.isfinite(ln.pixels).all() and np.isfinite(ln.vertex_confidence).all() for ln in lines)
