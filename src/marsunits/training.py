@@ -1,6 +1,6 @@
 """Training run: compose-time objects from the Hydra config, fit, validate/test the best model, write metrics.
 
-``train.py`` is a thin wrapper around :func:`run`; tests and notebooks call :func:`run` with a composed config.
+``train.py`` is a thin wrapper around :func:`run`; tests and notebooks call it with a composed config.
 """
 
 from __future__ import annotations
