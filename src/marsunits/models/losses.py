@@ -1,0 +1,84 @@
+"""Segmentation losses that skip ignored pixels (label 255) and stay finite when a batch has none to score.
+
+``ce``: pixel cross-entropy with optional class weights. ``ce+dice``: ``ce + dice_weight * dice`` with
+smp's multiclass :class:`~segmentation_models_pytorch.losses.DiceLoss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.losses import DiceLoss
+from torch import nn
+
+from marsunits.constants import IGNORE_INDEX
+
+#: Loss names accepted by :class:`SegmentationLoss`.
+LOSSES: tuple[str, ...] = ("ce", "ce+dice")
+
+
+class SegmentationLoss(nn.Module):
+    """Cross-entropy (+ optional Dice) over logits ``(N, C, H, W)`` and targets ``(N, H, W)`` int64.
+
+    The cross-entropy is the weighted mean over scored pixels, as ``F.cross_entropy`` computes it, but the
+    normalisation is written out here because ``F.cross_entropy(reduction="mean")`` divides 0 by 0 and
+    returns NaN when every target pixel is ``ignore_index``. Here such a batch gives exactly 0, still attached
+    to the graph (so ``backward`` works and, under DDP, every parameter gets a gradient), without a host sync.
+
+    Args:
+        num_classes: number of logit channels.
+        loss: ``"ce"`` or ``"ce+dice"``.
+        dice_weight: weight of the Dice term (``"ce+dice"`` only).
+        class_weights: one non-negative weight per class for the cross-entropy, or ``None`` for equal weights.
+        ignore_index: target label never scored.
+    """
+
+    class_weights: torch.Tensor  # buffer, declared for type checkers
+
+    def __init__(
+        self,
+        num_classes: int,
+        loss: str = "ce",
+        dice_weight: float = 0.5,
+        class_weights: Sequence[float] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"Unknown loss {loss!r}. Valid choices: {list(LOSSES)}.")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.dice_weight = float(dice_weight)
+        weights = torch.ones(num_classes)
+        if class_weights is not None:
+            weights = torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32)
+            if weights.shape != (num_classes,) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+                raise ValueError(
+                    f"class_weights must be {num_classes} non-negative numbers (not all 0), one per class, "
+                    f"got {list(class_weights)}."
+                )
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.dice = (
+            DiceLoss(mode="multiclass", from_logits=True, ignore_index=self.ignore_index)
+            if loss == "ce+dice"
+            else None
+        )
+
+    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Weighted mean cross-entropy over pixels not labelled ``ignore_index`` (0 if there are none)."""
+        per_pixel = F.cross_entropy(
+            logits, target, weight=self.class_weights, ignore_index=self.ignore_index, reduction="none"
+        )
+        valid = target != self.ignore_index
+        # Same denominator as F.cross_entropy's "mean": the sum of the targets' class weights.
+        pixel_weight = self.class_weights[torch.where(valid, target, 0)] * valid
+        return per_pixel.sum() / pixel_weight.sum().clamp_min(torch.finfo(per_pixel.dtype).tiny)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Return the scalar loss for logits ``(N, C, H, W)`` and int64 targets ``(N, H, W)``."""
+        loss = self.cross_entropy(logits, target)
+        if self.dice is not None:
+            loss = loss + self.dice_weight * self.dice(logits, target)
+        return loss

@@ -1,0 +1,501 @@
+"""The LightningModule that trains and evaluates the unit segmenter, and the loader of its checkpoints.
+
+:class:`SegmentationTask` is built from primitive hyper-parameters only (torchgeo's way), so a checkpoint
+rebuilds the network by itself. Each checkpoint also carries ``checkpoint["marsunits"]`` (see
+:attr:`SegmentationTask.metadata`): class names, palette, normalisation, channels, tile size, architecture,
+the training data's class map and the W&B run id, so that ``predict.py`` needs nothing else.
+:func:`load_task` is the one way inference code loads a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassJaccardIndex,
+)
+
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
+from marsunits.models import SegmentationLoss, build_model, size_divisor
+
+#: Version of the ``checkpoint["marsunits"]`` block; bump when its keys change meaning.
+FORMAT_VERSION = 1
+#: Key of the metadata block in a checkpoint.
+METADATA_KEY = "marsunits"
+
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
+SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "none")
+STAGES: tuple[str, ...] = ("val", "test")
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable marsunits checkpoint; the message names the file and what to do."""
+
+
+def _plain(value: Any) -> Any:
+    """Turn OmegaConf containers (what Hydra passes) and tuples into plain dicts/lists, recursively.
+
+    Why: hyper-parameters are pickled into checkpoints; plain Python types keep them loadable with
+    ``torch.load(weights_only=True)`` and without omegaconf.
+    """
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, DictConfig | ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra-core
+        pass
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _id(key: Any) -> int | str:
+    """A class-map key as int when it is one (YAML may give "3"), else unchanged (e.g. a colour name)."""
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        return str(key)
+
+
+def default_normalisation(in_channels: int) -> tuple[list[float], list[float]]:
+    """ImageNet mean/std for 3 channels; their average for 1 channel (grey input, RGB-trained stem)."""
+    if in_channels == 3:
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    if in_channels == 1:
+        return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
+    raise ValueError(f"No default mean/std for in_channels={in_channels}; give `mean` and `std` explicitly.")
+
+
+def iou_with_absent_classes(iou: torch.Tensor, confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mark classes absent from an epoch as undefined and average the others.
+
+    Args:
+        iou: per-class IoU ``(C,)`` from ``MulticlassJaccardIndex(average=None)`` (absent classes: 0).
+        confusion: the same epoch's confusion matrix ``(C, C)`` (rows target, columns prediction).
+
+    Returns:
+        ``(iou, miou)``: per-class IoU with NaN where the class has no pixel in targets nor predictions, and
+        the mean over the other classes (NaN if no pixel was scored at all).
+    """
+    iou = iou.float().clone()
+    present = (confusion.sum(dim=0) + confusion.sum(dim=1)) > 0
+    iou[~present] = float("nan")
+    miou = iou[present].mean() if bool(present.any()) else iou.new_tensor(float("nan"))
+    return iou, miou
+
+
+class SegmentationTask(L.LightningModule):
+    """Semantic segmentation of rover images into the project's classes (see ``marsunits.constants``).
+
+    Batches are dicts with ``image`` float ``(N, C, H, W)`` in [0, 1] (not normalised), ``mask`` int64
+    ``(N, H, W)`` in {0, 1, 2, 255} and ``path`` (list of str); other keys (``camera``) are ignored.
+
+    Logged metrics (names ``stage/name``): ``train/loss`` (per step); for ``stage`` in ``val``/``test``:
+    ``loss``, ``miou``, ``pixel_acc`` and ``iou_<class name>`` per class, from torchmetrics accumulated over
+    the epoch (DDP-synchronised by torchmetrics). The learning rate is not logged here: add Lightning's
+    ``LearningRateMonitor`` callback. The epoch's confusion matrix (rows = target, columns = prediction,
+    pixel counts, int64 numpy ``(num_classes, num_classes)``) is kept in ``self.last_confusion[stage]`` for
+    callbacks.
+
+    Absent classes: a class with no pixel in either the targets or the predictions of an epoch has an
+    undefined IoU. It is logged as NaN in ``iou_<name>`` and left out of ``miou`` (the mean over the classes
+    that do occur), instead of counting as 0 (torchmetrics' ``zero_division`` default), which would make
+    ``miou`` depend on which classes a validation split happens to contain. ``miou`` is NaN only if no pixel
+    at all was scored.
+
+    Args:
+        arch: smp architecture (``unet``, ``fpn``, ``deeplabv3plus``...).
+        encoder: timm encoder name (``efficientnet_lite0``).
+        encoder_weights: ``None``, ``"imagenet"`` (download) or ``"lite0_offline"`` (installed package).
+        in_channels: input channels (1 or 3).
+        num_classes: output classes; must equal ``len(class_names)``.
+        class_names: one name per class id, in id order.
+        palette: one RGB triple (0..255) per class id.
+        mean: per-channel mean applied in ``forward`` (on [0, 1] inputs); ``None``: see
+            :func:`default_normalisation`.
+        std: per-channel std, as ``mean``.
+        loss: ``"ce"`` or ``"ce+dice"``.
+        dice_weight: weight of the Dice term.
+        class_weights: per-class cross-entropy weights or ``None``.
+        optimizer: ``"adamw"``, ``"adam"`` or ``"sgd"`` (momentum 0.9, Nesterov).
+        lr: peak learning rate.
+        weight_decay: weight decay (all parameters).
+        scheduler: ``"cosine"`` (to 0 over the run), ``"onecycle"`` or ``"none"``; stepped every optimiser
+            step, the run length taken from ``trainer.estimated_stepping_batches``.
+        warmup_steps: linear warm-up steps (``cosine``: prepended; ``onecycle``: its rising phase; ``None`` or
+            0: none for cosine, 30 % for onecycle).
+        tile_size: training crop size in pixels, recorded for inference tiling.
+        class_map: training data's native id -> project id mapping (recorded, not used here).
+        dataset: training data set name (recorded).
+        channels_last: run the network in ``torch.channels_last`` memory format (faster on recent GPUs).
+        encoder_depth: encoder stages; inputs must be multiples of ``2**encoder_depth``.
+        decoder_channels: Unet decoder widths (one per stage) or ``None`` for smp's default.
+    """
+
+    # Buffers registered in __init__, declared for type checkers.
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        arch: str = "unet",
+        encoder: str = "efficientnet_lite0",
+        encoder_weights: str | None = "lite0_offline",
+        in_channels: int = 3,
+        num_classes: int = 3,
+        class_names: Sequence[str] = CLASS_NAMES,
+        palette: Sequence[Sequence[int]] = PALETTE,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        loss: str = "ce",
+        dice_weight: float = 0.5,
+        class_weights: Sequence[float] | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: str = "cosine",
+        warmup_steps: int | None = None,
+        tile_size: int = 256,
+        class_map: Mapping[int | str, int] | None = None,
+        dataset: str = "synthetic",
+        channels_last: bool = False,
+        encoder_depth: int = 5,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        # Plain Python types before save_hyperparameters() reads these locals (see _plain).
+        class_names = [str(n) for n in _plain(class_names)]
+        palette = [[int(c) for c in rgb] for rgb in _plain(palette)]
+        mean, std = _plain(mean), _plain(std)
+        class_weights = _plain(class_weights)
+        decoder_channels = _plain(decoder_channels)
+        class_map = None if class_map is None else {_id(k): int(v) for k, v in _plain(class_map).items()}
+        if mean is None or std is None:
+            default_mean, default_std = default_normalisation(in_channels)
+            mean = default_mean if mean is None else mean
+            std = default_std if std is None else std
+        mean, std = [float(m) for m in mean], [float(s) for s in std]
+        self._check_arguments(in_channels, num_classes, class_names, palette, mean, std, optimizer, scheduler)
+        self.save_hyperparameters()
+
+        self.model = build_model(
+            arch,
+            encoder,
+            encoder_weights,
+            in_channels,
+            num_classes,
+            encoder_depth=encoder_depth,
+            decoder_channels=decoder_channels,
+        )
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # Not persistent: they are hyper-parameters (and metadata), rebuilt from those on load.
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.criterion = SegmentationLoss(num_classes, loss, dice_weight, class_weights, IGNORE_INDEX)
+        self.metrics = nn.ModuleDict({stage: self._make_metrics(num_classes) for stage in STAGES})
+        self.last_confusion: dict[str, np.ndarray] = {}
+        #: W&B run id of the run that trained this model; set by the tracking callback, kept in checkpoints.
+        self.wandb_run_id: str | None = None
+
+    @staticmethod
+    def _check_arguments(
+        in_channels: int,
+        num_classes: int,
+        class_names: Sequence[str],
+        palette: Sequence[Sequence[int]],
+        mean: Sequence[float],
+        std: Sequence[float],
+        optimizer: str,
+        scheduler: str,
+    ) -> None:
+        if len(class_names) != num_classes or len(palette) != num_classes:
+            raise ValueError(
+                f"num_classes={num_classes} but {len(class_names)} class_names and {len(palette)} palette "
+                "colours were given; give one name and one RGB colour per class."
+            )
+        if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
+            raise ValueError(
+                f"mean and std need {in_channels} values each (std > 0) for in_channels={in_channels}, "
+                f"got mean={mean}, std={std}."
+            )
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {optimizer!r}. Valid choices: {list(OPTIMIZERS)}.")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"Unknown scheduler {scheduler!r}. Valid choices: {list(SCHEDULERS)}.")
+
+    @staticmethod
+    def _make_metrics(num_classes: int) -> nn.ModuleDict:
+        return nn.ModuleDict(
+            {
+                "iou": MulticlassJaccardIndex(num_classes, average=None, ignore_index=IGNORE_INDEX),
+                "pixel_acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX),
+                "confusion": MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX),
+            }
+        )
+
+    # ------------------------------------------------------------------ model
+    @property
+    def _hp(self) -> Any:
+        """``self.hparams`` with attribute access typed loosely (it is an ``AttributeDict``)."""
+        return self.hparams
+
+    @property
+    def size_divisor(self) -> int:
+        """Input height and width must be multiples of this (32 for the default encoder depth)."""
+        return size_divisor(self.model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images ``(N, C, H, W)`` float in [0, 1] to logits ``(N, num_classes, H, W)``.
+
+        ``H`` and ``W`` must be multiples of :attr:`size_divisor` (pad first; the tiling code does).
+        """
+        if x.ndim != 4 or x.shape[1] != self._hp.in_channels:
+            raise ValueError(
+                f"Expected images (N, {self._hp.in_channels}, H, W), got shape {tuple(x.shape)}; convert "
+                "images to the model's channel count first (marsunits.data.io.to_channels)."
+            )
+        x = (x - self.mean) / self.std
+        if self._hp.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    # --------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        # Per step only: with on_epoch too, loggers would see `train/loss_step`/`_epoch`, not `train/loss`.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Any]) -> torch.Tensor:
+        logits = self(batch["image"])
+        target = batch["mask"]
+        loss = self.criterion(logits, target)
+        self.log(
+            f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=target.shape[0]
+        )
+        preds = logits.argmax(dim=1)
+        for metric in self._stage_metrics(stage).values():
+            metric.update(preds, target)
+        return loss
+
+    def _stage_metrics(self, stage: str) -> dict[str, Metric]:
+        return {name: cast(Metric, m) for name, m in cast(nn.ModuleDict, self.metrics[stage]).items()}
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self._stage_metrics(stage)
+        # compute() all-gathers the states under DDP, so every rank logs the same values (no sync_dist).
+        confusion = metrics["confusion"].compute()
+        iou, miou = iou_with_absent_classes(metrics["iou"].compute(), confusion)
+        self.log(f"{stage}/miou", miou, prog_bar=True)
+        self.log(f"{stage}/pixel_acc", metrics["pixel_acc"].compute())
+        for name, value in zip(self._hp.class_names, iou, strict=True):
+            self.log(f"{stage}/iou_{name}", value)
+        self.last_confusion[stage] = confusion.detach().cpu().numpy().astype(np.int64)
+        for metric in metrics.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Return ``{"probs": (N, num_classes, H, W) softmax, "path": batch["path"]}``."""
+        return {"probs": self(batch["image"]).softmax(dim=1), "path": batch.get("path")}
+
+    # ------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> Any:
+        hp = self._hp
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer: torch.optim.Optimizer
+        if hp.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=0.9, nesterov=True
+            )
+        if hp.scheduler == "none":
+            return optimizer
+
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total < 1:
+            raise ValueError(
+                f"scheduler={hp.scheduler!r} needs a finite run length, but the trainer estimates {total} "
+                "optimiser steps; set trainer.max_epochs or trainer.max_steps, or model.scheduler=none."
+            )
+        total = int(total)
+        warmup = int(hp.warmup_steps or 0)
+        if warmup >= total:
+            raise ValueError(f"warmup_steps={warmup} must be smaller than the run's {total} optimiser steps.")
+        if hp.scheduler == "onecycle":
+            pct = warmup / total if warmup > 0 else 0.3
+            scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct
+            )
+        else:
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup)
+            if warmup > 0:
+                ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=warmup)
+                scheduler = torch.optim.lr_scheduler.SequentialLR(
+                    optimizer, [ramp, cosine], milestones=[warmup]
+                )
+            else:
+                scheduler = cosine
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -------------------------------------------------------------- metadata
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The self-description stored as ``checkpoint["marsunits"]`` (plain Python types only).
+
+        Keys: ``format_version`` (int), ``class_names`` (list[str], by class id), ``palette`` (list of RGB
+        lists), ``mean``/``std`` (lists, one per input channel, for [0, 1] inputs), ``in_channels``,
+        ``tile_size`` (px), ``arch``, ``encoder``, ``num_classes``, ``class_map`` (training data's native
+        id -> project id, or None), ``dataset``, ``wandb_run_id`` (str or None); plus ``encoder_depth``,
+        ``decoder_channels`` and ``size_divisor`` (inputs must be multiples of it) for inference code.
+        """
+        hp = self._hp
+        return {
+            "format_version": FORMAT_VERSION,
+            "class_names": list(hp.class_names),
+            "palette": [list(rgb) for rgb in hp.palette],
+            "mean": list(hp.mean),
+            "std": list(hp.std),
+            "in_channels": int(hp.in_channels),
+            "tile_size": int(hp.tile_size),
+            "arch": hp.arch,
+            "encoder": hp.encoder,
+            "num_classes": int(hp.num_classes),
+            "class_map": None if hp.class_map is None else dict(hp.class_map),
+            "dataset": hp.dataset,
+            "wandb_run_id": self.wandb_run_id,
+            "encoder_depth": int(hp.encoder_depth),
+            "decoder_channels": None if hp.decoder_channels is None else list(hp.decoder_channels),
+            "size_divisor": self.size_divisor,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[METADATA_KEY] = self.metadata
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if METADATA_KEY not in checkpoint:
+            raise CheckpointError(
+                f"This checkpoint has no {METADATA_KEY!r} metadata, so it was not written by "
+                "marsunits.task.SegmentationTask; missing metadata is an error, never a silent default. "
+                "Train with marsunits (train.py) to get a usable checkpoint."
+            )
+        self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
+
+
+def load_task(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    expected_class_names: Sequence[str] | None = CLASS_NAMES,
+) -> SegmentationTask:
+    """Load a marsunits checkpoint into a :class:`SegmentationTask` in eval mode, downloading nothing.
+
+    The file is read with ``torch.load(weights_only=True)`` (no arbitrary code from pickles). The network is
+    rebuilt from the saved hyper-parameters with ``encoder_weights=None`` (the state dict overwrites every
+    weight, so neither the internet nor the weights package is needed), then the state dict is loaded
+    strictly.
+
+    Args:
+        path: a ``.ckpt`` written by Lightning from a :class:`SegmentationTask`.
+        map_location: device for the tensors (``"cpu"`` by default).
+        expected_class_names: the class names (in id order) the caller works with; ``None`` skips the check.
+
+    Returns:
+        The task in eval mode, with ``wandb_run_id`` restored from the metadata.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: not a PyTorch/Lightning checkpoint, no marsunits metadata, an unknown metadata
+            format, another class set than ``expected_class_names``, or weights that do not fit the
+            architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint {path} does not exist. Give the path of a .ckpt written by train.py "
+            "(<run dir>/checkpoints/*.ckpt)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint with weights_only=True ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Give a .ckpt written by marsunits' train.py."
+        ) from err
+    if (
+        not isinstance(checkpoint, dict)
+        or "state_dict" not in checkpoint
+        or "hyper_parameters" not in checkpoint
+    ):
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint (expected a dict with 'state_dict' and "
+            "'hyper_parameters'). "
+            "Give a .ckpt written by marsunits' train.py."
+        )
+    metadata = checkpoint.get(METADATA_KEY)
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{path} has no {METADATA_KEY!r} metadata (missing metadata, never a silent default): it was not "
+            "written by marsunits.task.SegmentationTask. Retrain with marsunits' train.py."
+        )
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has metadata format_version={version!r}; this marsunits reads version {FORMAT_VERSION}. "
+            "Use the marsunits version that wrote it, or retrain."
+        )
+    if expected_class_names is not None and list(metadata.get("class_names", [])) != list(
+        expected_class_names
+    ):
+        raise CheckpointError(
+            f"{path} is a checkpoint from another class set: its classes are {metadata.get('class_names')}, "
+            f"expected {list(expected_class_names)}. Use a checkpoint trained on this project's classes."
+        )
+    hparams = dict(checkpoint["hyper_parameters"])
+    for key in ("arch", "encoder", "in_channels", "num_classes"):
+        if hparams.get(key) != metadata.get(key):
+            raise CheckpointError(
+                f"{path} is inconsistent: hyper-parameter {key}={hparams.get(key)!r} but metadata says "
+                f"{metadata.get(key)!r}. The file was edited or corrupted; use another checkpoint."
+            )
+    hparams["encoder_weights"] = None
+    try:
+        task = SegmentationTask(**hparams)
+        task.load_state_dict(checkpoint["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{path}: the saved weights do not fit the architecture rebuilt from its hyper-parameters "
+            f"({err}). "
+            "The checkpoint may come from an incompatible marsunits version; retrain or use that version."
+        ) from err
+    task.wandb_run_id = metadata.get("wandb_run_id")
+    return task.to(map_location).eval()

@@ -1,0 +1,196 @@
+"""Model factory, offline pretrained encoder and losses (``marsunits.models``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from marsunits.constants import IGNORE_INDEX
+from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, size_divisor
+from marsunits.models.pretrained import (
+    PretrainedWeightsError,
+    lite0_timm_state_dict,
+    lite0_weights_file,
+    load_lite0_package_state_dict,
+)
+
+TINY = "mobilenetv3_small_050"  # small timm encoder: fast to build and run on CPU
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine they only oversubscribe."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def package_weights() -> dict[str, torch.Tensor]:
+    return load_lite0_package_state_dict()
+
+
+@pytest.mark.parametrize(("arch", "divisor"), [("unet", 32), ("fpn", 32), ("deeplabv3plus", 16)])
+def test_build_each_arch_gives_logits_at_input_size(arch: str, divisor: int) -> None:
+    model = build_model(arch, TINY, None, in_channels=3, num_classes=3).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, 64, 96))
+    assert logits.shape == (2, 3, 64, 96)
+    assert torch.isfinite(logits).all()
+    assert size_divisor(model) == divisor  # DeepLabV3+ runs its encoder at output stride 16
+
+
+def test_encoder_depth_and_decoder_channels_change_the_size_divisor() -> None:
+    model = build_model("unet", TINY, None, 1, 3, encoder_depth=3, decoder_channels=[32, 16, 8]).eval()
+    assert size_divisor(model) == 8
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 40, 24)).shape == (1, 3, 40, 24)
+    with pytest.raises(ValueError, match="one width per encoder stage"):
+        build_model("unet", TINY, None, 3, 3, encoder_depth=3, decoder_channels=[32, 16])
+    with pytest.raises(ValueError, match="only configurable for arch 'unet'"):
+        build_model("fpn", TINY, None, 3, 3, decoder_channels=[32, 16, 8, 8, 8])
+
+
+def test_unknown_arch_lists_the_smp_architectures() -> None:
+    with pytest.raises(ValueError, match="Unknown architecture 'segnet'") as err:
+        build_model("segnet", TINY, None, 3, 3)
+    for arch in ("unet", "fpn", "deeplabv3plus"):
+        assert arch in str(err.value)
+    assert set(ARCHITECTURES) >= {"unet", "fpn", "deeplabv3plus"}
+
+
+def test_unknown_encoder_lists_choices_and_close_matches() -> None:
+    with pytest.raises(ValueError, match="not a timm model name") as err:
+        build_model("unet", "efficientnet_lite9", None, 3, 3)
+    message = str(err.value)
+    assert "efficientnet_lite0" in message and "timm.list_models()" in message
+    with pytest.raises(ValueError, match="plain timm name"):
+        build_model("unet", "tu-resnet18", None, 3, 3)
+
+
+def test_unknown_or_mismatched_weights_fail_with_choices() -> None:
+    with pytest.raises(ValueError, match="lite0_offline") as err:
+        build_model("unet", TINY, "ssl", 3, 3)
+    assert "imagenet" in str(err.value)
+    with pytest.raises(ValueError, match="only, but encoder is 'resnet18'"):
+        build_model("unet", "resnet18", "lite0_offline", 3, 3)
+
+
+def test_package_weights_map_by_position_onto_timm(package_weights: dict[str, torch.Tensor]) -> None:
+    assert lite0_weights_file().is_file()
+    mapped = lite0_timm_state_dict()
+    assert len(mapped) == len(package_weights) == 296
+    for (name, tensor), source in zip(mapped.items(), package_weights.values(), strict=True):
+        assert tensor is source or torch.equal(tensor, source), name
+    assert list(mapped)[:2] == ["conv_stem.weight", "bn1.weight"]
+    assert list(mapped)[-1] == "classifier.bias"
+
+
+def test_positional_mapping_rejects_a_shape_mismatch(tmp_path, package_weights) -> None:
+    broken = dict(package_weights)
+    broken["_bn0.weight"] = torch.zeros(7)  # second tensor: wrong shape
+    path = tmp_path / "broken.pth"
+    torch.save(broken, path)
+    with pytest.raises(PretrainedWeightsError, match="'_bn0.weight' \\(7,\\) vs timm 'bn1.weight'"):
+        lite0_timm_state_dict(path)
+    truncated = dict(list(package_weights.items())[:-2])
+    torch.save(truncated, path)
+    with pytest.raises(PretrainedWeightsError, match="holds 294 tensors"):
+        lite0_timm_state_dict(path)
+
+
+def test_offline_encoder_equals_package_tensors_rgb(package_weights) -> None:
+    model = build_model("unet", "efficientnet_lite0", "lite0_offline", in_channels=3, num_classes=3)
+    encoder = model.encoder.model.state_dict()
+    assert torch.equal(encoder["conv_stem.weight"], package_weights["_conv_stem.weight"])
+    mapped = lite0_timm_state_dict()
+    for name, tensor in encoder.items():
+        assert torch.equal(tensor, mapped[name]), name
+    # The classifier head is not part of the encoder.
+    assert not any(name.startswith(("classifier", "conv_head", "bn2.")) for name in encoder)
+
+
+def test_offline_encoder_single_channel_sums_the_rgb_stem(package_weights) -> None:
+    model = build_model("unet", "efficientnet_lite0", "lite0_offline", in_channels=1, num_classes=3).eval()
+    stem = model.encoder.model.conv_stem.weight
+    expected = package_weights["_conv_stem.weight"].sum(dim=1, keepdim=True)
+    assert stem.shape == (32, 1, 3, 3)
+    assert torch.equal(stem.detach(), expected)
+    # Deeper tensors are unchanged by the channel adaptation.
+    assert torch.equal(model.encoder.model.bn1.running_var, package_weights["_bn0.running_var"])
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 64, 32)).shape == (2, 3, 64, 32)
+
+
+def test_sizes_not_multiple_of_the_divisor_are_rejected_by_fpn() -> None:
+    # Documented contract: the factory does not pad; callers (tiling) pad to size_divisor.
+    model = build_model("fpn", TINY, None, 3, 3).eval()
+    with pytest.raises(RuntimeError, match="divisible by 32"), torch.no_grad():
+        model(torch.rand(1, 3, 65, 64))
+
+
+def _logits_and_target(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 3, 8, 8, generator=gen)
+    target = torch.randint(0, 3, (2, 8, 8), generator=gen)
+    target[0, :3] = IGNORE_INDEX
+    return logits, target
+
+
+def test_cross_entropy_ignores_255_and_matches_torch() -> None:
+    logits, target = _logits_and_target()
+    weights = [1.0, 2.0, 0.5]
+    loss = SegmentationLoss(3, "ce", class_weights=weights)(logits, target)
+    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights), ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(loss, expected)
+    # Changing logits on ignored pixels changes nothing.
+    changed = logits.clone()
+    changed[0, :, :3] = 100.0 * torch.randn_like(changed[0, :, :3])
+    torch.testing.assert_close(SegmentationLoss(3, "ce", class_weights=weights)(changed, target), loss)
+
+
+@pytest.mark.parametrize("name", ["ce", "ce+dice"])
+def test_all_ignored_batch_gives_zero_finite_loss_and_gradients(name: str) -> None:
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = torch.full((2, 8, 8), IGNORE_INDEX, dtype=torch.long)
+    loss = SegmentationLoss(3, name)(logits, target)
+    assert torch.isfinite(loss) and loss.item() == 0.0
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_dice_term_adds_weighted_dice() -> None:
+    logits, target = _logits_and_target(1)
+    ce = SegmentationLoss(3, "ce")(logits, target)
+    combined = SegmentationLoss(3, "ce+dice", dice_weight=0.5)(logits, target)
+    dice = SegmentationLoss(3, "ce+dice", dice_weight=1.0).dice(logits, target)
+    torch.testing.assert_close(combined, ce + 0.5 * dice)
+    assert 0.0 < dice.item() <= 1.0
+
+
+def test_loss_arguments_are_validated() -> None:
+    with pytest.raises(ValueError, match="Valid choices"):
+        SegmentationLoss(3, "focal")
+    with pytest.raises(ValueError, match="one per class"):
+        SegmentationLoss(3, "ce", class_weights=[1.0, 2.0])
+
+
+def test_offline_weights_classify_a_cat_photo() -> None:
+    """The positional mapping is right if the ImageNet classifier recognises skimage's bundled cat photo."""
+    import numpy as np
+    import timm
+    from skimage import data, transform
+
+    from marsunits.constants import IMAGENET_MEAN, IMAGENET_STD
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model.load_state_dict(lite0_timm_state_dict())
+    image = transform.resize(data.chelsea(), (224, 224), anti_aliasing=True).astype(np.float32)
+    image = (image - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    with torch.no_grad():
+        probs = model.eval()(torch.from_numpy(image).permute(2, 0, 1)[None]).softmax(dim=1)[0]
+    cats = list(range(281, 286))  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert int(probs.argmax()) in cats
+    assert float(probs[cats].sum()) > 0.5

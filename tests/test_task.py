@@ -1,0 +1,319 @@
+"""SegmentationTask (LightningModule), its self-describing checkpoints and load_task."""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+import marsunits.models.pretrained as pretrained
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
+from marsunits.task import CheckpointError, SegmentationTask, iou_with_absent_classes, load_task
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# The tiny network of configs/model/tiny.yaml, as keyword arguments.
+TINY = {
+    "encoder": "mobilenetv3_small_050",
+    "encoder_weights": None,
+    "encoder_depth": 3,
+    "decoder_channels": [32, 16, 8],
+}
+SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine they only oversubscribe."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class RandomScenes(Dataset):
+    """Random images with masks that contain every class and a band of ignored pixels."""
+
+    def __init__(self, n: int = 4, channels: int = 3, size: int = SIZE) -> None:
+        self.n, self.channels, self.size = n, channels, size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        gen = torch.Generator().manual_seed(i)
+        mask = torch.randint(0, 3, (self.size, self.size), generator=gen)
+        mask[:5] = IGNORE_INDEX
+        image = torch.rand(self.channels, self.size, self.size, generator=gen)
+        return {"image": image, "mask": mask, "path": f"scene_{i}.png"}
+
+
+def _trainer(max_steps: int = 2) -> L.Trainer:
+    return L.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        num_sanity_val_steps=0,
+    )
+
+
+def _loader(channels: int = 3, size: int = SIZE) -> DataLoader:
+    return DataLoader(RandomScenes(channels=channels, size=size), batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[SegmentationTask, Path, dict]:
+    """A tiny task fitted for 2 steps (with validation and test), its checkpoint and the logged metrics."""
+    task = SegmentationTask(
+        **TINY, class_map={3: 0, 7: 1}, dataset="random", tile_size=SIZE, warmup_steps=1, loss="ce+dice"
+    )
+    trainer = _trainer()
+    trainer.fit(task, _loader(), _loader())
+    logged = dict(trainer.callback_metrics)
+    trainer.test(task, _loader(), verbose=False)
+    logged.update(trainer.callback_metrics)
+    task.wandb_run_id = "run-abc123"
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return task, path, logged
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_forward_shape_and_default_normalisation(channels: int) -> None:
+    task = SegmentationTask(in_channels=channels, **TINY).eval()
+    with torch.no_grad():
+        logits = task(torch.rand(2, channels, SIZE, 48))
+    assert logits.shape == (2, 3, SIZE, 48)
+    if channels == 3:
+        assert task.hparams.mean == list(IMAGENET_MEAN) and task.hparams.std == list(IMAGENET_STD)
+    else:
+        assert task.hparams.mean == pytest.approx([sum(IMAGENET_MEAN) / 3])
+        assert task.hparams.std == pytest.approx([sum(IMAGENET_STD) / 3])
+    assert task.size_divisor == 8
+    with pytest.raises(ValueError, match=f"Expected images \\(N, {channels}, H, W\\)"):
+        task(torch.rand(1, 4 - channels if channels == 3 else 3, SIZE, SIZE))
+
+
+def test_channels_last_gives_same_logits() -> None:
+    torch.manual_seed(0)
+    plain = SegmentationTask(**TINY).eval()
+    fast = SegmentationTask(**TINY, channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+def test_invalid_hyperparameters_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="one name and one RGB colour per class"):
+        SegmentationTask(**TINY, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="mean and std need 1 values"):
+        SegmentationTask(**TINY, in_channels=1, mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    with pytest.raises(ValueError, match="Unknown optimizer 'lion'"):
+        SegmentationTask(**TINY, optimizer="lion")
+    with pytest.raises(ValueError, match="Unknown scheduler"):
+        SegmentationTask(**TINY, scheduler="step")
+
+
+def test_a_few_steps_on_one_batch_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    task = SegmentationTask(**TINY, lr=1e-2, scheduler="none")
+    optimizer = task.configure_optimizers()
+    batch = next(iter(_loader(size=32)))
+    losses = []
+    for _ in range(8):
+        loss = task.criterion(task(batch["image"]), batch["mask"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_fit_logs_metrics_and_keeps_confusion(trained) -> None:
+    task, _, metrics = trained
+    for stage in ("val", "test"):
+        for name in ["loss", "miou", "pixel_acc", *(f"iou_{c}" for c in CLASS_NAMES)]:
+            assert f"{stage}/{name}" in metrics, f"{stage}/{name}"
+        confusion = task.last_confusion[stage]
+        assert isinstance(confusion, np.ndarray) and confusion.shape == (3, 3)
+        # Every scored pixel is counted once: 4 scenes, 64x64 minus 5 ignored rows.
+        assert confusion.sum() == 4 * (SIZE - 5) * SIZE
+        assert 0.0 <= float(metrics[f"{stage}/miou"]) <= 1.0
+        accuracy = np.trace(confusion) / confusion.sum()
+        assert float(metrics[f"{stage}/pixel_acc"]) == pytest.approx(accuracy, abs=1e-6)
+    assert "train/loss" in metrics
+    # Schedulers step per optimiser step.
+    assert task.trainer.lr_scheduler_configs[0].interval == "step"
+
+
+def test_absent_class_is_nan_and_left_out_of_miou() -> None:
+    from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+    target = torch.tensor([[0, 0, 1, 1, IGNORE_INDEX]])
+    preds = torch.tensor([[0, 0, 1, 0, 2]])  # class 2 only predicted on an ignored pixel: absent
+    jaccard = MulticlassJaccardIndex(3, average=None, ignore_index=IGNORE_INDEX)
+    confusion = MulticlassConfusionMatrix(3, ignore_index=IGNORE_INDEX)
+    iou, miou = iou_with_absent_classes(jaccard(preds, target), confusion(preds, target))
+    assert iou[:2].tolist() == pytest.approx([2 / 3, 1 / 2])
+    assert math.isnan(iou[2].item())
+    assert miou.item() == pytest.approx((2 / 3 + 1 / 2) / 2)
+    _, none_scored = iou_with_absent_classes(torch.zeros(3), torch.zeros(3, 3, dtype=torch.long))
+    assert math.isnan(none_scored.item())
+
+
+@pytest.mark.parametrize(("scheduler", "warmup"), [("cosine", 2), ("onecycle", None)])
+def test_schedulers_follow_the_run_length(scheduler: str, warmup: int | None) -> None:
+    task = SegmentationTask(**TINY, scheduler=scheduler, warmup_steps=warmup, lr=1e-2)
+    trainer = _trainer(max_steps=3)
+    trainer.fit(task, _loader(size=32))
+    lrs = trainer.lr_scheduler_configs[0].scheduler.get_last_lr()
+    assert lrs[0] < 1e-2  # decayed from the peak at the end of the run
+
+
+def test_checkpoint_round_trip_identical_outputs_and_metadata(trained) -> None:
+    task, path, _ = trained
+    loaded = load_task(path)
+    assert not loaded.training
+    x = torch.rand(2, 3, SIZE, SIZE)
+    task.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), task(x), rtol=0, atol=0)
+    meta = loaded.metadata
+    assert meta == task.metadata
+    assert meta["wandb_run_id"] == "run-abc123" == loaded.wandb_run_id
+    assert meta["class_names"] == list(CLASS_NAMES)
+    assert meta["palette"] == [list(rgb) for rgb in PALETTE]
+    assert meta["class_map"] == {3: 0, 7: 1}
+    assert meta["format_version"] == 1 and meta["in_channels"] == 3 and meta["tile_size"] == SIZE
+    assert meta["arch"] == "unet" and meta["encoder"] == "mobilenetv3_small_050"
+    assert meta["dataset"] == "random" and meta["num_classes"] == 3
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["marsunits"] == meta
+
+
+def test_lightning_load_from_checkpoint_restores_run_id(trained) -> None:
+    _, path, _ = trained
+    task = SegmentationTask.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert task.wandb_run_id == "run-abc123"
+
+
+def test_load_task_needs_neither_network_nor_weights_package(tmp_path, monkeypatch) -> None:
+    task = SegmentationTask(encoder_weights="lite0_offline", in_channels=1, scheduler="none")
+    # validate() attaches the task to a trainer (forward only, cheap on CPU) so that it can save a checkpoint;
+    # the saved weights are then the pretrained ones, which a random re-initialisation would not reproduce.
+    trainer = _trainer()
+    trainer.validate(task, DataLoader(RandomScenes(n=2, channels=1), batch_size=2), verbose=False)
+    path = tmp_path / "lite0.ckpt"
+    trainer.save_checkpoint(path)
+
+    def no_package():
+        raise AssertionError("load_task must not read the weights package")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_task must not open a network connection")
+
+    monkeypatch.setattr(pretrained, "lite0_weights_file", no_package)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    loaded = load_task(path)
+    assert loaded.hparams.encoder_weights is None
+    x = torch.rand(1, 1, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), task.eval()(x), rtol=0, atol=0)
+
+
+def test_load_task_missing_file(tmp_path) -> None:
+    missing = tmp_path / "nope.ckpt"
+    with pytest.raises(FileNotFoundError, match="nope.ckpt does not exist"):
+        load_task(missing)
+
+
+def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.ckpt could not be read"):
+        load_task(text)
+    plain = tmp_path / "weights.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, plain)
+    with pytest.raises(CheckpointError, match="weights.pt is not a Lightning checkpoint"):
+        load_task(plain)
+
+
+def _edited_copy(src: Path, dst: Path, edit) -> Path:
+    checkpoint = torch.load(src, map_location="cpu", weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, dst)
+    return dst
+
+
+def test_load_task_rejects_missing_metadata(trained, tmp_path) -> None:
+    _, path, _ = trained
+    bare = _edited_copy(path, tmp_path / "bare.ckpt", lambda c: c.pop("marsunits"))
+    with pytest.raises(CheckpointError, match="missing metadata, never a silent default"):
+        load_task(bare)
+    with pytest.raises(CheckpointError, match="no 'marsunits' metadata"):
+        SegmentationTask.load_from_checkpoint(bare, map_location="cpu", weights_only=True)
+
+
+def test_load_task_rejects_another_class_set(trained, tmp_path) -> None:
+    _, path, _ = trained
+    other = _edited_copy(
+        path,
+        tmp_path / "other.ckpt",
+        lambda c: c["marsunits"].update(class_names=["soil", "bedrock", "sand"]),
+    )
+    with pytest.raises(CheckpointError, match="another class set") as err:
+        load_task(other)
+    assert "other.ckpt" in str(err.value) and "soil" in str(err.value)
+
+
+def test_load_task_rejects_unknown_format_version(trained, tmp_path) -> None:
+    _, path, _ = trained
+    future = _edited_copy(path, tmp_path / "future.ckpt", lambda c: c["marsunits"].update(format_version=2))
+    with pytest.raises(CheckpointError, match="format_version=2"):
+        load_task(future)
+
+
+@pytest.mark.parametrize("name", ["tiny", "unet_lite0", "fpn_lite0", "deeplabv3plus_lite0", "unet_scratch"])
+def test_model_configs_instantiate(name: str) -> None:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name=f"model/{name}")
+    data = {"name": "folder", "in_channels": 1, "crop_size": 64, "class_map": {"0": 0, "1": 1, "2": 2}}
+    OmegaConf.set_struct(cfg, False)  # the data group is composed by train.yaml; stand in for it here
+    cfg = OmegaConf.merge(cfg, {"data": data})
+    task = instantiate(cfg.model)
+    assert isinstance(task, SegmentationTask)
+    assert task.hparams.in_channels == 1 and task.hparams.tile_size == 64
+    assert task.metadata["class_map"] == {0: 0, 1: 1, 2: 2} and task.metadata["dataset"] == "folder"
+    assert isinstance(task.hparams.class_names, list)  # plain types, not OmegaConf containers
+    task.eval()
+    with torch.no_grad():
+        assert task(torch.rand(2, 1, 64, 64)).shape == (2, 3, 64, 64)
+    if name == "tiny":
+        assert sum(p.numel() for p in task.parameters()) < 500_000
+
+
+def test_train_config_feeds_the_data_keys_into_the_task() -> None:
+    """Real train.yaml, 1-channel data: channels, crop size, class map and name reach the task."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["model=tiny", "data=ai4mars"])
+    task = instantiate(cfg.model)
+    meta = task.metadata
+    assert meta["in_channels"] == cfg.data.in_channels == 1
+    assert meta["tile_size"] == cfg.data.crop_size
+    assert meta["dataset"] == "ai4mars"
+    expected_map = {int(k): int(v) for k, v in cfg.data.class_map.items()}
+    assert meta["class_map"] == expected_map and all(isinstance(k, int) for k in meta["class_map"])
