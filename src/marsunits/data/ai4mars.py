@@ -1,0 +1,44 @@
+"""AI4Mars MSL Navcam subset (Swan et al. 2021): ``ROOT/images/<id>.jpg`` (greyscale, 256x256),
+``ROOT/labels/<id>.png`` (0 soil, 1 bedrock, 2 sand, 3 big rock, 255 null) and ``ROOT/stats.csv``
+(``name``, ``sol_approx``).
+
+The crowdsourced labels are noisy and ~43 % of pixels are unlabelled. The config's ``class_map`` maps
+soil/sand -> smooth and bedrock/big rock -> rough, a proxy for the geologic units; AI4Mars has no sky or
+rover class, so it never teaches class 2 (other).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from marsunits.data.folder import check_root, pair_by_stem
+from marsunits.data.marsscapes import read_sol_table
+from marsunits.data.store import LabelledImage
+
+__all__ = ["scan_ai4mars"]
+
+
+def scan_ai4mars(root: str | Path, dataset: str = "ai4mars") -> list[LabelledImage]:
+    """Records of an AI4Mars folder, grouped by approximate sol.
+
+    Raises:
+        FileNotFoundError: missing root, sub-folder or ``stats.csv``; ValueError: unpaired files, or an
+            image without a sol in ``stats.csv``.
+    """
+    path = check_root(root, dataset, "images/<id>.jpg, labels/<id>.png and stats.csv")
+    stats = path / "stats.csv"
+    if not stats.is_file():
+        raise FileNotFoundError(
+            f"Dataset '{dataset}': {stats} not found. It gives the sol of every image (columns "
+            "name,sol_approx), which the sol-grouped train/val split needs."
+        )
+    sols = read_sol_table(stats, "sol_approx", dataset)
+
+    def sol_of(stem: str) -> int:
+        if stem not in sols:
+            raise ValueError(
+                f"Dataset '{dataset}': image '{stem}' has no row in {stats}. Add its sol_approx there."
+            )
+        return sols[stem]
+
+    return pair_by_stem(path / "images", path / "labels", dataset, sol_of)

@@ -1,0 +1,99 @@
+"""Native dataset label ids -> the project's class ids, through a 256-entry lookup table.
+
+Real datasets label terrain *types*, not Jezero's geologic units. Their configs map them onto the project
+classes (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore) as a **proxy**: fine regolith (soil,
+sand) stands in for the smooth volcanic unit and rock (bedrock, gravel, big rock) for the rough olivine-rich
+unit. The mapping is declared in each ``configs/data/<name>.yaml`` under ``class_map`` so it is visible,
+versioned and stored in checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from marsunits.constants import VALID_MASK_VALUES
+
+__all__ = ["ClassMap"]
+
+_UNMAPPED = -1
+
+
+class ClassMap:
+    """Apply ``native id -> project id`` to uint8 masks; native ids the map does not cover are an error.
+
+    Args:
+        mapping: ``{native_id: project_id}`` with native ids in 0..255 and project ids in {0, 1, 2, 255}.
+            Keys may be ints or int-like strings (YAML/OmegaConf). ``None`` means the masks are already in
+            project ids: only {0, 1, 2, 255} are accepted then.
+        dataset: dataset name, used in error messages to point at ``configs/data/<dataset>.yaml``.
+
+    Raises:
+        ValueError: a key outside 0..255 or a target that is not a project id.
+    """
+
+    def __init__(self, mapping: Mapping[int | str, int] | None, dataset: str) -> None:
+        self.dataset = dataset
+        self.identity = mapping is None
+        lut = np.full(256, _UNMAPPED, dtype=np.int16)
+        if mapping is None:
+            for value in VALID_MASK_VALUES:
+                lut[value] = value
+        else:
+            for key, target in mapping.items():
+                native = int(key)
+                project = int(target)
+                if not 0 <= native <= 255:
+                    raise ValueError(
+                        f"class_map of dataset '{dataset}': native id {key!r} is outside 0..255 (masks are "
+                        f"uint8). Fix class_map in configs/data/{dataset}.yaml."
+                    )
+                if project not in VALID_MASK_VALUES:
+                    raise ValueError(
+                        f"class_map of dataset '{dataset}': native id {native} maps to {target!r}, which is "
+                        f"not a project id (expected one of {sorted(VALID_MASK_VALUES)}). Fix class_map in "
+                        f"configs/data/{dataset}.yaml."
+                    )
+                lut[native] = project
+        self._lut = lut
+        self._lut_u8 = np.where(lut < 0, 255, lut).astype(np.uint8)
+        self._unmapped = lut == _UNMAPPED
+
+    def as_dict(self) -> dict[int, int] | None:
+        """The mapping as plain ints (``None`` for identity), e.g. for checkpoint metadata."""
+        if self.identity:
+            return None
+        return {i: int(v) for i, v in enumerate(self._lut) if v != _UNMAPPED}
+
+    def __call__(self, mask: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
+        """Map a ``uint8 (H, W)`` mask of native ids to project ids (new ``uint8`` array).
+
+        Raises:
+            ValueError: ``mask`` is not uint8, or holds values the map does not cover (names ``path``, the
+                values and where to add them).
+        """
+        if mask.dtype != np.uint8:
+            raise ValueError(f"{path}: masks must be uint8 label ids, got {mask.dtype}.")
+        # A boolean LUT lookup is several times faster than a histogram on large panoramas; the offending
+        # values are only collected when there are some.
+        if self._unmapped[mask].any():
+            present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+            missing = [int(v) for v in present if self._lut[v] == _UNMAPPED]
+            if self.identity:
+                raise ValueError(
+                    f"{path}: mask values {missing} are not project class ids "
+                    f"{sorted(VALID_MASK_VALUES)} and dataset '{self.dataset}' has no class_map. Set "
+                    f"class_map (native id -> project id) in configs/data/{self.dataset}.yaml, or convert "
+                    "the masks."
+                )
+            raise ValueError(
+                f"{path}: mask values {missing} are not covered by the class_map of dataset "
+                f"'{self.dataset}'. Add them to class_map in configs/data/{self.dataset}.yaml (native id "
+                "-> 0 smooth_volcanic, 1 rough_olivine, 2 other or 255 ignore)."
+            )
+        return self._lut_u8[mask]
+
+    def __repr__(self) -> str:
+        return f"ClassMap(dataset={self.dataset!r}, mapping={self.as_dict()})"

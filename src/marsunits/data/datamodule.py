@@ -1,0 +1,380 @@
+"""``MarsDataModule``: one LightningDataModule for synthetic scenes, real rover datasets and plain folders.
+
+Built by Hydra from ``configs/data/<name>.yaml`` with primitive arguments. ``sources`` names where the
+data comes from:
+
+* ``[synthetic]``: scenes generated on the fly (``marsunits.data.synthetic``). Training scenes use seeds
+  ``seed``; validation and test sets are fixed and use their own seeds (``seed + 1_000_003`` and
+  ``seed + 2_000_003``), never drawn for training.
+* one or more of ``marsscapes``, ``ai4mars``, ``folder``: real labelled images, split into train and
+  validation by sol blocks (:mod:`marsunits.data.splits`). There is no separate labelled test split in
+  these folders, so **``test_dataloader`` returns the validation split** (say so wherever test numbers on
+  real data are reported).
+
+Batches (:func:`collate_samples`) are dicts: ``image`` float32 ``(N, C, H, W)`` in [0, 1], ``mask`` int64
+``(N, H, W)``, ``path`` list of str, and ``camera`` (list of dict or ``None``) when any sample has one.
+
+Several sources: training mixes them (``samples_per_epoch`` split evenly), validation has **one
+dataloader per source**, in the order of :attr:`MarsDataModule.val_names`; Lightning passes the position
+as ``dataloader_idx`` to ``validation_step`` (and, unless the task logs with ``add_dataloader_idx=False``,
+suffixes metric names with ``/dataloader_idx_<k>``). With one source, or ``separate_val=False``, there is
+a single dataloader (no ``dataloader_idx`` argument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from marsunits.data.ai4mars import scan_ai4mars
+from marsunits.data.class_map import ClassMap
+from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
+from marsunits.data.folder import scan_folder
+from marsunits.data.marsscapes import scan_marsscapes
+from marsunits.data.splits import split_by_group
+from marsunits.data.store import ImageStore, LabelledImage
+from marsunits.data.transforms import build_train_transform
+
+__all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
+
+REAL_SOURCES: dict[str, Any] = {"marsscapes": scan_marsscapes, "ai4mars": scan_ai4mars, "folder": scan_folder}
+SOURCES: tuple[str, ...] = ("synthetic", *REAL_SOURCES)
+
+VAL_SEED_OFFSET = 1_000_003
+TEST_SEED_OFFSET = 2_000_003
+
+
+def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack sample dicts into a batch: tensors stacked, ``path`` (and other non-tensors) kept as lists.
+
+    ``camera`` is a list with one dict (or ``None``) per sample, present if any sample has a camera.
+    Written by hand because ``default_collate`` would try to collate camera dicts key by key (and fail
+    when only some samples have one).
+    """
+    if not samples:
+        raise ValueError("collate_samples got an empty batch")
+    keys = list(dict.fromkeys(k for s in samples for k in s))
+    batch: dict[str, Any] = {}
+    for key in keys:
+        values = [s.get(key) for s in samples]
+        if all(isinstance(v, torch.Tensor) for v in values):
+            batch[key] = torch.stack(values)  # type: ignore[arg-type]
+        else:
+            batch[key] = values
+    return batch
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers -> plain dict/list (Hydra may pass DictConfig without ``_convert_``)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, DictConfig | ListConfig):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        pass
+    return obj
+
+
+class MarsDataModule(L.LightningDataModule):
+    """Train/val/test dataloaders for one data config (see the module docstring for the behaviour).
+
+    Args:
+        name: dataset name (``configs/data/<name>.yaml``; recorded in checkpoints).
+        sources: ``["synthetic"]`` or real sources among ``marsscapes``, ``ai4mars``, ``folder``.
+        in_channels: channels fed to the model (1 or 3); every image is converted to it.
+        crop_size: training crop / validation tile size in pixels, a multiple of 32.
+        class_map: native id -> project id. One source: a dict (or ``None`` if masks already hold
+            project ids). Several sources: ``{source: dict or None}``. Ignored for synthetic scenes.
+        root: dataset folder (one source) or the folder holding the sources' folders (several sources).
+        source_dirs: several sources: ``{source: sub-folder of root}``.
+        batch_size: training batch size.
+        val_batch_size: validation/test batch size (``None``: ``batch_size``).
+        num_workers: DataLoader workers.
+        pin_memory: DataLoader ``pin_memory``.
+        persistent_workers: keep workers between epochs (only with ``num_workers > 0``).
+        seed: split seed, tile-order seed and synthetic base seed.
+        val_fraction: fraction of sol groups held out for validation (real data).
+        sol_block: consecutive sols grouped together for the split (real data).
+        samples_per_epoch: random training crops per epoch, over all real sources.
+        cache: keep decoded images in memory; a bool or ``{source: bool}``.
+        min_labelled_fraction: training crops with fewer non-ignore pixels are re-drawn.
+        train_length: synthetic scenes per training epoch.
+        val_length: synthetic validation scenes (fixed).
+        test_length: synthetic test scenes (fixed).
+        scene: synthetic ``SceneConfig`` fields (``width``, ``height``, ``mode``, ``difficulty``, ...).
+        separate_val: several sources: one validation/test dataloader per source (``True``) or a single
+            one over all of them (``False``, for tasks that do not handle ``dataloader_idx``).
+        hflip_p: augmentation: horizontal flip probability.
+        min_scale: augmentation: smallest area fraction of the random resized crop.
+        max_rotation_deg: augmentation: rotation range in degrees.
+        brightness: augmentation: brightness jitter.
+        contrast: augmentation: contrast jitter.
+        saturation: augmentation: saturation jitter (colour only).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sources: Sequence[str],
+        in_channels: int,
+        crop_size: int,
+        class_map: Mapping[Any, Any] | None = None,
+        root: str | None = None,
+        source_dirs: Mapping[str, str] | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 0,
+        val_fraction: float = 0.2,
+        sol_block: int = 1,
+        samples_per_epoch: int = 512,
+        cache: bool | Mapping[str, bool] = True,
+        min_labelled_fraction: float = 0.01,
+        train_length: int = 256,
+        val_length: int = 32,
+        test_length: int = 32,
+        scene: Mapping[str, Any] | None = None,
+        separate_val: bool = True,
+        hflip_p: float = 0.5,
+        min_scale: float = 0.5,
+        max_rotation_deg: float = 5.0,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.15,
+    ) -> None:
+        super().__init__()
+        sources = list(_plain(sources))
+        class_map = _plain(class_map)
+        source_dirs = _plain(source_dirs)
+        cache = _plain(cache)
+        scene = _plain(scene)
+        self._validate(name, sources, in_channels, crop_size, class_map, root, source_dirs)
+        self.save_hyperparameters(logger=False)
+        self.name = name
+        self.sources = sources
+        self.in_channels = int(in_channels)
+        self.crop_size = int(crop_size)
+        self.class_map = class_map
+        self.root = root
+        self.source_dirs = dict(source_dirs or {})
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.seed = int(seed)
+        self.val_fraction = float(val_fraction)
+        self.sol_block = int(sol_block)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.cache = cache
+        self.min_labelled_fraction = float(min_labelled_fraction)
+        self.train_length = int(train_length)
+        self.val_length = int(val_length)
+        self.test_length = int(test_length)
+        self.scene = dict(scene or {})
+        self.augment = {
+            "hflip_p": hflip_p,
+            "min_scale": min_scale,
+            "max_rotation_deg": max_rotation_deg,
+            "brightness": brightness,
+            "contrast": contrast,
+            "saturation": saturation,
+        }
+        #: Name of each validation dataloader, in ``dataloader_idx`` order.
+        self.separate_val = bool(separate_val)
+        self.val_names: list[str] = list(sources) if len(sources) > 1 and self.separate_val else [name]
+        self.train_set: Dataset | None = None
+        self.val_sets: list[Dataset] = []
+        self.test_sets: list[Dataset] = []
+        #: Real data: ``{source: (train records, val records)}`` after ``setup``.
+        self.splits: dict[str, tuple[list[LabelledImage], list[LabelledImage]]] = {}
+
+    # ------------------------------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _validate(
+        name: str,
+        sources: list[str],
+        in_channels: int,
+        crop_size: int,
+        class_map: Any,
+        root: str | None,
+        source_dirs: Any,
+    ) -> None:
+        where = f"configs/data/{name}.yaml"
+        if in_channels not in (1, 3):
+            raise ValueError(f"{where}: in_channels must be 1 (greyscale) or 3 (colour), got {in_channels}.")
+        if crop_size <= 0 or crop_size % 32:
+            raise ValueError(
+                f"{where}: crop_size must be a positive multiple of 32 (encoders downsample by 32), "
+                f"got {crop_size}."
+            )
+        unknown = [s for s in sources if s not in SOURCES]
+        if not sources or unknown:
+            raise ValueError(f"{where}: unknown sources {unknown or sources}; choose from {list(SOURCES)}.")
+        if "synthetic" in sources and len(sources) > 1:
+            raise ValueError(
+                f"{where}: 'synthetic' cannot be combined with other sources in one data config."
+            )
+        if len(sources) != len(set(sources)):
+            raise ValueError(f"{where}: sources are listed twice: {sources}.")
+        if "synthetic" not in sources:
+            if root is None:
+                raise ValueError(f"{where}: root is not set. Pass data.root=/path/to/data.")
+            if len(sources) > 1:
+                missing = [s for s in sources if s not in (source_dirs or {})]
+                if missing:
+                    raise ValueError(
+                        f"{where}: source_dirs lacks {missing}: give each source's folder under root."
+                    )
+                if class_map is not None and not set(class_map) <= set(sources):
+                    raise ValueError(
+                        f"{where}: with several sources class_map must be {{source: map}}; found keys "
+                        f"{sorted(class_map, key=str)}, expected a subset of {sources}."
+                    )
+
+    def _source_root(self, source: str) -> Path:
+        assert self.root is not None
+        if len(self.sources) == 1:
+            return Path(self.root)
+        return Path(self.root) / self.source_dirs[source]
+
+    def _class_map(self, source: str) -> ClassMap:
+        mapping = self.class_map if len(self.sources) == 1 else (self.class_map or {}).get(source)
+        return ClassMap(mapping, str(self.name))
+
+    def _cache(self, source: str) -> bool:
+        if isinstance(self.cache, Mapping):
+            return bool(self.cache.get(source, True))
+        return bool(self.cache)
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan, split and (where configured) decode the data; runs once, whatever the stage."""
+        if self.train_set is not None:
+            return
+        train_transform = build_train_transform(self.crop_size, self.in_channels, **self.augment)
+        if self.sources == ["synthetic"]:
+            self._setup_synthetic(train_transform)
+            return
+        train_parts: list[Dataset] = []
+        per_source = max(1, self.samples_per_epoch // len(self.sources))
+        for source in self.sources:
+            records = REAL_SOURCES[source](self._source_root(source), self.name)
+            train_idx, val_idx = split_by_group(
+                [r.group for r in records], self.val_fraction, self.seed, self.sol_block
+            )
+            train_recs = [records[i] for i in train_idx]
+            val_recs = [records[i] for i in val_idx]
+            self.splits[source] = (train_recs, val_recs)
+            class_map = self._class_map(source)
+            cache = self._cache(source)
+            train_store = ImageStore(train_recs, class_map, cache=cache)
+            val_store = ImageStore(val_recs, class_map, cache=cache)
+            train_parts.append(
+                RandomCropDataset(
+                    train_store,
+                    per_source,
+                    self.crop_size,
+                    self.in_channels,
+                    transform=train_transform,
+                    min_labelled_fraction=self.min_labelled_fraction,
+                )
+            )
+            self.val_sets.append(
+                TiledDataset(val_store, self.crop_size, self.in_channels, order_seed=self.seed)
+            )
+        self.train_set = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
+        if len(self.val_sets) > 1 and not self.separate_val:
+            self.val_sets = [ConcatDataset(self.val_sets)]
+        self.test_sets = self.val_sets
+
+    def _setup_synthetic(self, train_transform: Any) -> None:
+        from marsunits.data.synthetic import SceneConfig, SyntheticScenes
+
+        # YAML gives lists; SceneConfig's range fields are (min, max) tuples.
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()}
+        config = SceneConfig(**fields)
+        bad = {k: getattr(config, k) for k in ("width", "height") if getattr(config, k) % 32}
+        if bad:
+            raise ValueError(
+                f"configs/data/{self.name}.yaml: scene {bad} must be multiples of 32: validation and test "
+                "run on whole scenes and the encoders downsample by 32. Set data.scene.width/height."
+            )
+        self.train_set = SceneDataset(
+            SyntheticScenes(self.train_length, self.seed, config), self.in_channels, train_transform
+        )
+        self.val_sets = [
+            SceneDataset(
+                SyntheticScenes(self.val_length, self.seed + VAL_SEED_OFFSET, config), self.in_channels
+            )
+        ]
+        self.test_sets = [
+            SceneDataset(
+                SyntheticScenes(self.test_length, self.seed + TEST_SEED_OFFSET, config), self.in_channels
+            )
+        ]
+
+    # ------------------------------------------------------------------------------------------ loaders
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate_samples,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Random crops (real data) or augmented scenes (synthetic); the last partial batch is dropped."""
+        self.setup("fit")
+        assert self.train_set is not None
+        drop_last = len(self.train_set) >= self.batch_size  # type: ignore[arg-type]
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=drop_last)
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per source (a bare loader when there is one source), in ``val_names`` order."""
+        self.setup("validate")
+        loaders = [
+            self._loader(d, self.val_batch_size, shuffle=False, drop_last=False) for d in self.val_sets
+        ]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        """Synthetic: the fixed seeded test set. Real data: the validation split (no labelled test split)."""
+        self.setup("test")
+        loaders = [
+            self._loader(d, self.val_batch_size, shuffle=False, drop_last=False) for d in self.test_sets
+        ]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    # ------------------------------------------------------------------------------------------ metadata
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint should record about the data: name, sources, channels, crop size, class map,
+        and (after ``setup``) the number of train/val images per source."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "sources": list(self.sources),
+            "in_channels": self.in_channels,
+            "crop_size": self.crop_size,
+            "class_map": self.class_map,
+            "val_names": list(self.val_names),
+        }
+        if self.splits:
+            info["split"] = {s: {"train": len(t), "val": len(v)} for s, (t, v) in self.splits.items()}
+        return info

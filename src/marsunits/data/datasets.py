@@ -1,0 +1,258 @@
+"""Torch datasets over an :class:`~marsunits.data.store.ImageStore` or a synthetic scene dataset.
+
+Every item is a sample dict (the project contract): ``image`` float32 ``(C, H, W)`` in [0, 1] with
+``C = in_channels``, ``mask`` int64 ``(H, W)`` with values in {0, 1, 2, 255}, ``path`` str, and ``camera``
+(dict) only where the image is unmodified and a camera is known.
+
+* :class:`RandomCropDataset` (training): ``length`` random ``crop_size``-square crops per epoch; the image
+  is drawn with probability proportional to its labelled (non-255) pixels, so a 6000 px panorama is
+  sampled more than a 1500 px one and all-ignore images never; crops whose labelled fraction is below
+  ``min_labelled_fraction`` are re-drawn (``max_tries``), then centred on a random labelled pixel.
+* :class:`TiledDataset` (validation/test on real data): a fixed grid of ``crop_size`` tiles covering each
+  image. The last tile of a row/column is flush with the image edge; the part it shares with the previous
+  tile is set to 255 in its mask, so every labelled pixel is scored exactly once and the metrics equal
+  full-image metrics (up to the model seeing less context at tile edges). Tiles with no labelled pixel are
+  skipped. The tile order is a fixed seeded permutation, so ``trainer.limit_val_batches`` takes an
+  unbiased, still deterministic, subset.
+* :class:`SceneDataset`: wraps a synthetic scene dataset (channels converted, optional augmentation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from marsunits.constants import IGNORE_INDEX
+from marsunits.data.io import to_channels
+from marsunits.data.store import ImageStore, as_float
+
+__all__ = ["RandomCropDataset", "SceneDataset", "TiledDataset", "make_sample", "tile_starts"]
+
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def make_sample(
+    image: np.ndarray,
+    mask: np.ndarray,
+    path: str,
+    in_channels: int,
+    crop_size: int | None = None,
+    transform: Transform | None = None,
+) -> dict[str, Any]:
+    """Arrays -> a sample dict, padding to ``crop_size`` (image 0, mask 255) and converting channels.
+
+    Args:
+        image: ``(H, W, C)`` uint8 (0..255) or float [0, 1].
+        mask: ``(H, W)`` project ids (any integer dtype).
+        path: source file, stored as ``sample["path"]``.
+        in_channels: channels of the output image (1 or 3).
+        crop_size: pad bottom/right up to this size if smaller (``None``: no padding).
+        transform: optional paired transform (see :mod:`marsunits.data.transforms`).
+    """
+    img = to_channels(as_float(image), in_channels)
+    if crop_size is not None and (img.shape[0] < crop_size or img.shape[1] < crop_size):
+        pad_h, pad_w = max(crop_size - img.shape[0], 0), max(crop_size - img.shape[1], 0)
+        img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)))
+        mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=IGNORE_INDEX)
+    if mask.dtype != np.uint8:
+        if mask.size and (mask.min() < 0 or mask.max() > 255):
+            raise ValueError(f"{path}: mask values must be in 0..255, found {mask.min()}..{mask.max()}.")
+        mask = mask.astype(np.uint8)
+    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    # uint8 through the transforms (nearest resampling of uint8 masks is much cheaper than of int64);
+    # the int64 of the sample contract is produced at the end.
+    m = torch.from_numpy(np.ascontiguousarray(mask))
+    if transform is not None:
+        out = transform({"image": tv_tensors.Image(x), "mask": tv_tensors.Mask(m)})
+        x, m = out["image"], out["mask"]
+    return {
+        "image": x.as_subclass(torch.Tensor).float().contiguous(),
+        "mask": m.as_subclass(torch.Tensor).long().contiguous(),
+        "path": path,
+    }
+
+
+class RandomCropDataset(Dataset):
+    """``length`` random square crops per epoch, images drawn in proportion to their labelled pixels.
+
+    Randomness comes from torch's generator (seeded per worker and epoch by the DataLoader, and by
+    ``lightning.seed_everything``), so crops differ between epochs yet runs are reproducible; the
+    ``index`` argument only counts samples.
+
+    Args:
+        store: the training images.
+        length: crops per epoch (``len(self)``).
+        crop_size: crop height and width in pixels (images smaller than this are padded with ignore).
+        in_channels: 1 or 3.
+        transform: paired augmentation applied after cropping.
+        min_labelled_fraction: a crop needs at least this fraction of non-255 pixels, else it is re-drawn.
+        max_tries: re-draws before falling back to a crop centred on a random labelled pixel.
+
+    Raises:
+        ValueError: no image has a labelled pixel.
+    """
+
+    def __init__(
+        self,
+        store: ImageStore,
+        length: int,
+        crop_size: int,
+        in_channels: int,
+        transform: Transform | None = None,
+        min_labelled_fraction: float = 0.01,
+        max_tries: int = 20,
+    ) -> None:
+        counts = store.labelled_counts.astype(np.float64)
+        if len(store) == 0 or counts.sum() == 0:
+            names = ", ".join(r.image.name for r in store.records[:5])
+            raise ValueError(
+                f"No labelled pixels in the {len(store)} training image(s) ({names}): every mask value maps "
+                "to 255. Check the masks and the class_map in configs/data/<name>.yaml."
+            )
+        self.store = store
+        self.length = int(length)
+        self.crop_size = int(crop_size)
+        self.in_channels = int(in_channels)
+        self.transform = transform
+        self.min_labelled_fraction = float(min_labelled_fraction)
+        self.max_tries = int(max_tries)
+        #: Probability of drawing each image (proportional to its labelled pixels).
+        self.probabilities = counts / counts.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _window(self, rng: np.random.Generator, mask: np.ndarray) -> tuple[int, int]:
+        """Top-left corner of a crop with enough labelled pixels (re-drawn up to ``max_tries`` times)."""
+        c = self.crop_size
+        h, w = mask.shape
+        max_y, max_x = max(h - c, 0), max(w - c, 0)
+        need = self.min_labelled_fraction * c * c
+        for _ in range(self.max_tries):
+            y0, x0 = int(rng.integers(0, max_y + 1)), int(rng.integers(0, max_x + 1))
+            labelled = np.count_nonzero(mask[y0 : y0 + c, x0 : x0 + c] != IGNORE_INDEX)
+            if labelled > 0 and labelled >= need:
+                return y0, x0
+        # Rare (mostly-ignore images): centre the crop on a labelled pixel, which guarantees >= 1 label.
+        ys, xs = np.nonzero(mask != IGNORE_INDEX)
+        k = int(rng.integers(0, len(ys)))
+        y0 = int(np.clip(ys[k] - c // 2, 0, max_y))
+        x0 = int(np.clip(xs[k] - c // 2, 0, max_x))
+        return y0, x0
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} crops per epoch")
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        i = int(rng.choice(len(self.probabilities), p=self.probabilities))
+        mask = self.store.mask(i)
+        y0, x0 = self._window(rng, mask)
+        c = self.crop_size
+        image = self.store.image(i)[y0 : y0 + c, x0 : x0 + c]
+        return make_sample(
+            image,
+            mask[y0 : y0 + c, x0 : x0 + c],
+            str(self.store.records[i].image),
+            self.in_channels,
+            crop_size=c,
+            transform=self.transform,
+        )
+
+
+def tile_starts(length: int, tile: int) -> list[tuple[int, int]]:
+    """``(start, keep_from)`` of tiles covering ``range(length)``: stride ``tile``, last tile flush with the
+    end; ``keep_from`` is the first offset inside the tile not covered by an earlier tile."""
+    if length <= tile:
+        return [(0, 0)]
+    starts = [(s, 0) for s in range(0, length - tile + 1, tile)]
+    covered = starts[-1][0] + tile
+    if covered < length:
+        last = length - tile
+        starts.append((last, covered - last))
+    return starts
+
+
+class TiledDataset(Dataset):
+    """A deterministic grid of ``crop_size`` tiles covering every image once (validation / test).
+
+    Args:
+        store: the images.
+        crop_size: tile height and width (smaller images are padded with ignore).
+        in_channels: 1 or 3.
+        order_seed: seed of the fixed permutation of tiles (``None``: image order, row-major).
+    """
+
+    def __init__(
+        self, store: ImageStore, crop_size: int, in_channels: int, order_seed: int | None = 0
+    ) -> None:
+        self.store = store
+        self.crop_size = int(crop_size)
+        self.in_channels = int(in_channels)
+        tiles: list[tuple[int, int, int, int, int]] = []
+        for i in range(len(store)):
+            if store.labelled_counts[i] == 0:
+                continue
+            mask = store.mask(i)
+            h, w = mask.shape
+            for y0, ky in tile_starts(h, self.crop_size):
+                for x0, kx in tile_starts(w, self.crop_size):
+                    keep = mask[y0 + ky : y0 + self.crop_size, x0 + kx : x0 + self.crop_size]
+                    if np.any(keep != IGNORE_INDEX):
+                        tiles.append((i, y0, x0, ky, kx))
+        if order_seed is not None:
+            perm = np.random.default_rng(order_seed).permutation(len(tiles))
+            tiles = [tiles[k] for k in perm]
+        #: ``(image index, y0, x0, keep_y, keep_x)`` per tile.
+        self.tiles = tiles
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        i, y0, x0, ky, kx = self.tiles[index]
+        c = self.crop_size
+        mask = self.store.mask(i)[y0 : y0 + c, x0 : x0 + c].copy()
+        # Rows/columns an earlier tile already scored are ignored here (each pixel counts once).
+        mask[:ky, :] = IGNORE_INDEX
+        mask[:, :kx] = IGNORE_INDEX
+        image = self.store.image(i)[y0 : y0 + c, x0 : x0 + c]
+        return make_sample(image, mask, str(self.store.records[i].image), self.in_channels, crop_size=c)
+
+
+class SceneDataset(Dataset):
+    """Adapt a dataset of sample dicts (e.g. ``SyntheticScenes``) to ``in_channels``, optionally augmenting.
+
+    Args:
+        base: dataset whose items have ``image`` float (C, H, W) [0, 1], ``mask`` integer (H, W), ``path``
+            and optionally ``camera``.
+        in_channels: 1 or 3 (grey scenes are replicated, colour scenes converted to BT.601 luma).
+        transform: paired augmentation; when given, the camera is dropped because it no longer matches
+            the pixels.
+    """
+
+    def __init__(self, base: Dataset, in_channels: int, transform: Transform | None = None) -> None:
+        self.base = base
+        self.in_channels = int(in_channels)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.base[index]
+        image = item["image"]
+        image_hwc = (image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)).transpose(
+            1, 2, 0
+        )
+        mask = item["mask"].numpy() if isinstance(item["mask"], torch.Tensor) else np.asarray(item["mask"])
+        sample = make_sample(
+            image_hwc, mask, str(item.get("path", "")), self.in_channels, transform=self.transform
+        )
+        if self.transform is None and item.get("camera") is not None:
+            sample["camera"] = item["camera"]
+        return sample

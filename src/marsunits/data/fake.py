@@ -1,0 +1,117 @@
+"""Tiny fake datasets in the real datasets' on-disk layouts, for tests and smoke runs.
+
+Written in the spirit of torchgeo's ``tests/data/*/data.py``: a few small files with the real layout and
+the real *native* label ids, so the scanning, class mapping, splitting and batching code runs exactly as on
+the real data, in milliseconds. Pixel content is random; only the structure is realistic (a MarsScapes-like
+panorama has a black border labelled 255 and sky on top; AI4Mars-like frames are greyscale with 255 holes).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["write_fake_ai4mars", "write_fake_folder", "write_fake_marsscapes"]
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_fake_marsscapes(
+    root: str | Path,
+    sols: Sequence[int] = (122, 123, 150, 151, 345, 346, 401, 402),
+    height: int = 48,
+    width: int = 160,
+    seed: int = 0,
+) -> Path:
+    """MarsScapes layout: ``images/<sol>_1.jpg`` (RGB), ``labels/<sol>_1.png`` (native ids), ``stats.csv``.
+
+    Each label has sky (6) on the top quarter, a soil (0) / bedrock (1) ground split by a vertical contact,
+    a few sand (3) and big-rock (4) patches, a steep-slope (5) patch and a 4 px no-data (255) border.
+    Widths vary by image (``width`` + 16 * i) like real panoramas.
+
+    Returns:
+        ``root`` as a Path.
+    """
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, sol in enumerate(sols):
+        w = width + 16 * i
+        label = np.zeros((height, w), np.uint8)
+        label[:, w // 2 :] = 1
+        label[: height // 4] = 6
+        label[height // 2 : height // 2 + 4, 8:16] = 3
+        label[height // 2 + 6 : height // 2 + 10, w - 20 : w - 12] = 4
+        label[height // 4 : height // 4 + 3, 4:10] = 5
+        label[:4], label[-4:], label[:, :4], label[:, -4:] = 255, 255, 255, 255
+        image = rng.integers(40, 220, size=(height, w, 3), dtype=np.uint8)
+        image[label == 255] = 0
+        name = f"{sol}_1"
+        Image.fromarray(image).save(root / "images" / f"{name}.jpg", quality=92)
+        Image.fromarray(label).save(root / "labels" / f"{name}.png")
+        rows.append((name, sol, w, height))
+    _write_csv(root / "stats.csv", ("name", "sol", "width", "height"), rows)
+    return root
+
+
+def write_fake_ai4mars(
+    root: str | Path, n_images: int = 12, size: int = 64, sols_per_image: int = 7, seed: int = 0
+) -> Path:
+    """AI4Mars layout: ``images/<id>.jpg`` (greyscale), ``labels/<id>.png`` (0-3, 255), ``stats.csv``
+    (``name``, ``sol_approx``); image ``k`` is on sol ``k * sols_per_image``.
+
+    Returns:
+        ``root`` as a Path.
+    """
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n_images):
+        label = np.zeros((size, size), np.uint8)
+        label[:, size // 2 :] = 1
+        label[size // 2 :, : size // 4] = 2
+        label[size // 2 :, size - size // 4 :] = 3
+        label[: size // 4] = 255  # unlabelled far field
+        image = rng.integers(0, 256, size=(size, size), dtype=np.uint8)
+        name = f"NLA_{397681586 + 1000 * k}EDR_F0020000AUT_04096M1"
+        Image.fromarray(image).save(root / "images" / f"{name}.jpg", quality=92)
+        Image.fromarray(label).save(root / "labels" / f"{name}.png")
+        rows.append((name, "dev", k * sols_per_image))
+    _write_csv(root / "stats.csv", ("name", "split", "sol_approx"), rows)
+    return root
+
+
+def write_fake_folder(
+    root: str | Path, n_images: int = 6, height: int = 40, width: int = 72, seed: int = 0
+) -> Path:
+    """Folder layout: ``images/img_<k>.png`` (RGB), ``masks/img_<k>.png`` (project ids 0/1/2/255).
+
+    Returns:
+        ``root`` as a Path.
+    """
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(n_images):
+        mask = np.zeros((height, width), np.uint8)
+        mask[:, width // 3 :] = 1
+        mask[: height // 5] = 2
+        mask[-2:] = 255
+        image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / f"img_{k}.png")
+        Image.fromarray(mask).save(root / "masks" / f"img_{k}.png")
+    return root

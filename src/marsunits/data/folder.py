@@ -1,0 +1,113 @@
+"""A generic labelled folder: ``ROOT/images/<stem>.<ext>`` paired with ``ROOT/masks/<stem>.png``.
+
+This is also the layout the synthetic scene writer produces (plus ``cameras/<stem>.json``, which is
+attached to the samples when present). Masks hold project ids unless the config gives a ``class_map``.
+Files are paired by stem (file name without extension); any of ``io.IMAGE_EXTENSIONS`` works for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from marsunits.data.io import is_image_file
+from marsunits.data.store import LabelledImage
+
+__all__ = ["check_root", "pair_by_stem", "scan_folder"]
+
+_SHOW = 5  # how many offending names an error lists
+
+
+def check_root(root: str | Path, dataset: str, expected: str) -> Path:
+    """Return ``root`` as a Path if it is a directory, else raise naming it and the config key to set.
+
+    Args:
+        root: dataset root folder.
+        dataset: dataset name (for the message).
+        expected: one line describing the expected layout (for the message).
+    """
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Set it with "
+            f"`data.root=/path/to/{dataset}` on the command line, or set MARSUNITS_DATA to the folder "
+            "holding the datasets (paths.data_root)."
+        )
+    return path
+
+
+def _stems(folder: Path, what: str, dataset: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Dataset '{dataset}': expected a folder of {what} at {folder}, but it does not exist. "
+            "Check data.root and the dataset layout (data/README.md)."
+        )
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not (p.is_file() and is_image_file(p)):
+            continue
+        if p.stem in found:
+            raise ValueError(
+                f"Dataset '{dataset}': two {what} files share the stem '{p.stem}' ({found[p.stem].name}, "
+                f"{p.name}); pairing is by stem. Remove or rename one."
+            )
+        found[p.stem] = p
+    return found
+
+
+def pair_by_stem(
+    images_dir: Path,
+    masks_dir: Path,
+    dataset: str,
+    group_of: Callable[[str], int | None],
+    cameras_dir: Path | None = None,
+) -> list[LabelledImage]:
+    """Pair ``images_dir/<stem>.*`` with ``masks_dir/<stem>.*``, sorted by stem.
+
+    Args:
+        images_dir: folder of images.
+        masks_dir: folder of uint8 label files.
+        dataset: dataset name (messages, ``LabelledImage.source``).
+        group_of: stem -> split group (e.g. the sol), or ``None`` if the image is its own group.
+        cameras_dir: optional folder of ``<stem>.json`` camera files.
+
+    Raises:
+        FileNotFoundError: a folder is missing.
+        ValueError: no images, an image without a mask or a mask without an image (lists a few names).
+    """
+    images = _stems(images_dir, "images", dataset)
+    masks = _stems(masks_dir, "masks", dataset)
+    if not images:
+        raise ValueError(f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.")
+    no_mask = sorted(set(images) - set(masks))
+    no_image = sorted(set(masks) - set(images))
+    problems = []
+    if no_mask:
+        problems.append(
+            f"{len(no_mask)} image(s) in {images_dir} have no mask in {masks_dir}: "
+            f"{', '.join(no_mask[:_SHOW])}" + (" ..." if len(no_mask) > _SHOW else "")
+        )
+    if no_image:
+        problems.append(
+            f"{len(no_image)} mask(s) in {masks_dir} have no image in {images_dir}: "
+            f"{', '.join(no_image[:_SHOW])}" + (" ..." if len(no_image) > _SHOW else "")
+        )
+    if problems:
+        raise ValueError(
+            f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
+            "stem: add the missing files or move the unpaired ones out of the dataset folders."
+        )
+    records = []
+    for stem in sorted(images):
+        camera = None
+        if cameras_dir is not None and (cameras_dir / f"{stem}.json").is_file():
+            camera = cameras_dir / f"{stem}.json"
+        records.append(LabelledImage(images[stem], masks[stem], group_of(stem), dataset, camera))
+    return records
+
+
+def scan_folder(root: str | Path, dataset: str = "folder") -> list[LabelledImage]:
+    """Records of a folder dataset (``images/``, ``masks/``, optional ``cameras/``); every image is its own
+    split group (there is no sol information)."""
+    path = check_root(root, dataset, "images/ and masks/ sub-folders")
+    return pair_by_stem(path / "images", path / "masks", dataset, lambda _stem: None, path / "cameras")

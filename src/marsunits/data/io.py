@@ -1,0 +1,439 @@
+"""Image and mask file IO: one place that turns files on disk into arrays with a fixed contract.
+
+Contracts:
+
+* :func:`read_image` returns ``float32`` ``(H, W, C)`` with values in ``[0, 1]`` and ``C`` in ``{1, 3}``.
+  Row 0 is the top of the image *as displayed* (EXIF orientation applied), column 0 its left edge.
+* :func:`read_mask` returns ``uint8`` ``(H, W)`` holding label ids exactly as stored (no scaling).
+* Every failure a user can hit raises :class:`ImageReadError` (a ``ValueError``) whose message names the
+  file, says what was wrong and what to do about it.
+
+PIL decodes JPEG/PNG (and reads their headers lazily); TIFF goes through ``tifffile`` because PIL does not
+handle float or multi-sample 16-bit TIFFs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "TIFF_EXTENSIONS",
+    "ImageReadError",
+    "image_size",
+    "is_image_file",
+    "list_images",
+    "scale_to_unit",
+    "read_image",
+    "read_image_native",
+    "read_mask",
+    "to_channels",
+    "write_png_atomic",
+]
+
+#: File extensions (lower case) that are treated as images everywhere in the project.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
+
+#: ITU-R BT.601 luma weights (R, G, B): the weights PIL's ``convert("L")`` uses too.
+_LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class ImageReadError(ValueError):
+    """An image or mask file could not be read; the message names the file, the problem and the fix."""
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` has one of :data:`IMAGE_EXTENSIONS` (case-insensitive) and is not a hidden file."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Image files under ``folder``, sorted by path (deterministic order across platforms).
+
+    Args:
+        folder: directory to scan.
+        recursive: scan sub-folders too.
+
+    Raises:
+        ImageReadError: ``folder`` does not exist or is not a directory.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ImageReadError(
+            f"{root}: expected a folder of images ({', '.join(IMAGE_EXTENSIONS)}), but "
+            f"{'it is a file' if root.exists() else 'it does not exist'}. Check the path."
+        )
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in root.glob(pattern) if p.is_file() and is_image_file(p))
+
+
+def _check_file(path: Path) -> None:
+    """Fail early with a precise message for the common non-decoding problems."""
+    if not path.exists():
+        raise ImageReadError(
+            f"{path}: file not found. Check the path (relative paths start at the working directory)."
+        )
+    if not path.is_file():
+        raise ImageReadError(f"{path}: expected an image file but this is a directory or special file.")
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(
+            f"{path}: permission denied (the file is not readable by this user). Fix its permissions, "
+            f"e.g. `chmod a+r {path}`."
+        )
+    if path.stat().st_size == 0:
+        raise ImageReadError(
+            f"{path}: the file is empty (0 bytes), probably an interrupted copy or download. "
+            "Copy it again or remove it."
+        )
+
+
+def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float | None) -> None:
+    if max_megapixels is not None and width * height > max_megapixels * 1e6:
+        raise ImageReadError(
+            f"{path}: the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, more than the "
+            f"allowed {max_megapixels:g} megapixels (checked from the header, before decoding). Downscale or "
+            "tile the image, or raise max_megapixels if you trust this file."
+        )
+
+
+def _bomb_message(path: Path, err: Exception) -> str:
+    return (
+        f"{path}: refused as a possible decompression bomb ({err}). If the file is genuine, downscale or "
+        "tile it first, or raise PIL.Image.MAX_IMAGE_PIXELS in your own code if you trust it."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TIFF (tifffile)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _tiff_hwc(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int | None, bool]:
+    """(height, width, samples, planar) from a TIFF page shape; planar means samples come first."""
+    if len(shape) == 2:
+        return shape[0], shape[1], None, False
+    if len(shape) == 3:
+        if shape[2] <= 4:
+            return shape[0], shape[1], shape[2], False
+        if shape[0] <= 4:
+            return shape[1], shape[2], shape[0], True
+    raise ImageReadError(
+        f"{path}: unsupported TIFF layout {shape} (expected (H, W) or (H, W, C) with C in 1..4). "
+        "Export a single 2-D greyscale or RGB(A) image."
+    )
+
+
+def _open_tiff_first_page(path: Path) -> tuple[int, int, int | None, bool]:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.pages:
+                raise ImageReadError(f"{path}: the TIFF holds no image. Re-export the file.")
+            return _tiff_hwc(path, tuple(tif.pages[0].shape))
+    except ImageReadError:
+        raise
+    except PermissionError as err:
+        raise ImageReadError(f"{path}: permission denied ({err}). Fix the file's permissions.") from err
+    except Exception as err:  # tifffile raises TiffFileError, ValueError, struct.error, ...
+        raise ImageReadError(
+            f"{path}: not a readable TIFF ({type(err).__name__}: {err}). The file may be corrupt or not a "
+            "TIFF despite its extension; re-export it or fix the extension."
+        ) from err
+
+
+def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
+    height, width, _, planar = _open_tiff_first_page(path)
+    _check_megapixels(path, width, height, max_megapixels)
+    try:
+        arr = tifffile.imread(path, key=0)
+    except Exception as err:
+        raise ImageReadError(
+            f"{path}: the TIFF is truncated or corrupt ({type(err).__name__}: {err}). "
+            "Re-export or copy it again."
+        ) from err
+    if planar:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.dtype in (np.uint8, np.uint16):
+        out = arr
+    elif arr.dtype.kind == "f":
+        out = np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0), 0.0, 1.0)
+    elif arr.dtype == np.bool_:
+        out = arr.astype(np.uint8) * np.uint8(255)
+    else:
+        raise ImageReadError(
+            f"{path}: unsupported TIFF sample type {arr.dtype} (expected uint8, uint16 or float in [0, 1]). "
+            "Convert the image to 8- or 16-bit unsigned integers."
+        )
+    return _to_gray_or_rgb(path, out)
+
+
+def _to_gray_or_rgb(path: Path, arr: np.ndarray) -> np.ndarray:
+    """Drop alpha: (H,W,2) grey+alpha -> (H,W,1); (H,W,4) RGBA -> (H,W,3). The dtype is kept."""
+    c = arr.shape[2]
+    if c in (1, 3):
+        return arr
+    if c == 2:
+        return arr[:, :, :1]
+    if c == 4:
+        return arr[:, :, :3]
+    raise ImageReadError(
+        f"{path}: unsupported number of channels {c} (expected 1 grey, 2 grey+alpha, 3 RGB or 4 RGBA). "
+        "Export a greyscale or RGB image."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PIL formats
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _open_pil(path: Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Only the hard limit (DecompressionBombError) matters; callers use max_megapixels for theirs.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(_bomb_message(path, err)) from err
+    except UnidentifiedImageError as err:
+        raise ImageReadError(
+            f"{path}: not an image PIL can identify (wrong extension, or not an image file at all). "
+            f"Expected one of {', '.join(IMAGE_EXTENSIONS)}; remove the file or convert it."
+        ) from err
+    except PermissionError as err:
+        raise ImageReadError(f"{path}: permission denied ({err}). Fix the file's permissions.") from err
+    except OSError as err:
+        raise ImageReadError(f"{path}: could not open the file ({err}).") from err
+
+
+def _decode_pil(path: Path, im: Image.Image) -> Image.Image:
+    """Decode pixels and apply EXIF orientation; truncated/corrupt data raises ImageReadError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+            # exif_transpose returns a rotated copy (or the same image when no orientation is set).
+            return ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(_bomb_message(path, err)) from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(
+            f"{path}: the image data is truncated or corrupt ({err}). Copy or export the file again; "
+            "partially written files are not read."
+        ) from err
+
+
+def _pil_to_native(path: Path, im: Image.Image) -> np.ndarray:
+    """Decoded PIL image -> (H, W, 1 or 3) array: uint8, uint16 (16-bit), or float32 in [0, 1] (mode F)."""
+    mode = im.mode
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"))[:, :, None]
+    if mode == "LA":
+        return np.asarray(im.getchannel("L"))[:, :, None]
+    if mode in ("P", "PA"):
+        # Palette images: grey palettes stay 1 channel so a grey PNG saved with a palette is still grey.
+        rgb = np.asarray(im.convert("RGB"))
+        if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
+            return rgb[:, :, :1]
+        return rgb
+    if mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(im.convert("RGB"))
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ImageReadError(
+                f"{path}: 32-bit integer pixels outside 0..65535 (mode {mode}) are not supported. "
+                "Save the image as 8- or 16-bit."
+            )
+        return arr.astype(np.uint16)[:, :, None]
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        return np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0)[:, :, None]
+    raise ImageReadError(
+        f"{path}: unsupported image mode {mode!r} (expected greyscale, grey+alpha, RGB or RGBA, 8 or 16 "
+        "bit). Convert the image to 8-bit RGB or greyscale."
+    )
+
+
+def scale_to_unit(arr: np.ndarray) -> np.ndarray:
+    """uint8 / 255, uint16 / 65535, float unchanged -> C-contiguous float32 (the range [0, 1])."""
+    if arr.dtype == np.uint8:
+        return np.multiply(arr, np.float32(1.0 / 255.0), dtype=np.float32)
+    if arr.dtype == np.uint16:
+        return np.multiply(arr, np.float32(1.0 / 65535.0), dtype=np.float32)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:
+    """Like :func:`read_image` but without scaling: ``(H, W, C)`` as stored.
+
+    Returns ``uint8`` for 8-bit files, ``uint16`` for 16-bit files and float32 in [0, 1] for float TIFFs
+    (boolean TIFFs become uint8 0/255). Useful to cache 8-bit images in a quarter of the memory; pass
+    the result through :func:`scale_to_unit` to get :func:`read_image`'s output.
+
+    Raises:
+        ImageReadError: as :func:`read_image`.
+    """
+    p = Path(path)
+    _check_file(p)
+    if p.suffix.lower() in TIFF_EXTENSIONS:
+        return np.ascontiguousarray(_read_tiff(p, max_megapixels))
+    im = _open_pil(p)
+    with im:
+        _check_megapixels(p, im.width, im.height, max_megapixels)
+        decoded = _decode_pil(p, im)
+        arr = _pil_to_native(p, decoded)
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:
+    """Read an image file as ``float32`` ``(H, W, C)`` in ``[0, 1]`` with ``C`` in ``{1, 3}``.
+
+    8-bit data is divided by 255, 16-bit by 65535, float TIFFs are clipped to ``[0, 1]`` (NaN -> 0).
+    (PIL reduces 16-bit *colour* PNGs to 8 bit on decoding; use TIFF to keep 16-bit colour.)
+    Greyscale stays 1 channel, grey+alpha drops alpha (1 channel), RGBA drops alpha (3 channels). The EXIF
+    orientation tag is applied, so the array is the image as a viewer shows it. Truncated files raise
+    (PIL's ``LOAD_TRUNCATED_IMAGES`` is deliberately left off: a half-decoded image is silent garbage).
+
+    Args:
+        path: ``.jpg``/``.jpeg``/``.png``/``.tif``/``.tiff`` file (other formats PIL reads work as well).
+        max_megapixels: refuse images larger than this (checked from the header before decoding).
+            ``None`` keeps only PIL's own decompression-bomb limit.
+
+    Returns:
+        ``np.ndarray`` float32, shape ``(H, W, C)``, C-contiguous.
+
+    Raises:
+        ImageReadError: missing, empty, unreadable, corrupt, truncated, too large or unsupported file.
+    """
+    return scale_to_unit(read_image_native(path, max_megapixels))
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` of an image, after EXIF orientation, read from the header only (no decoding).
+
+    Raises:
+        ImageReadError: as :func:`read_image` for files that cannot be opened.
+    """
+    p = Path(path)
+    _check_file(p)
+    if p.suffix.lower() in TIFF_EXTENSIONS:
+        height, width, _, _ = _open_tiff_first_page(p)
+        return width, height
+    with _open_pil(p) as im:
+        width, height = im.size
+        try:
+            orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
+        except Exception:  # a broken EXIF block must not make the size unreadable
+            orientation = 1
+    # Orientations 5-8 swap rows and columns (transpose / 90-degree rotations).
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label mask as ``uint8`` ``(H, W)`` ids, stored values unchanged.
+
+    Accepts single-channel 8-bit files: PNG/TIFF greyscale (``L``) or palette (``P``, the palette indices
+    are the ids). EXIF orientation is applied as in :func:`read_image` so image and mask stay aligned.
+
+    Raises:
+        ImageReadError: the file is missing/corrupt, or not single-channel 8-bit (e.g. a colour-coded RGB
+            mask, which must be converted to ids first).
+    """
+    p = Path(path)
+    _check_file(p)
+    if p.suffix.lower() in TIFF_EXTENSIONS:
+        height, width, samples, _ = _open_tiff_first_page(p)
+        try:
+            arr = tifffile.imread(p, key=0)
+        except Exception as err:
+            raise ImageReadError(
+                f"{p}: the TIFF mask is truncated or corrupt ({err}). Export it again."
+            ) from err
+        if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+            arr = arr.reshape(height, width)
+        if arr.ndim != 2 or arr.dtype != np.uint8:
+            raise ImageReadError(
+                f"{p}: a mask must be a single-channel uint8 image of class ids; found shape {arr.shape}, "
+                f"dtype {arr.dtype}. Save the ids as an 8-bit greyscale PNG."
+            )
+        return np.ascontiguousarray(arr)
+    im = _open_pil(p)
+    with im:
+        decoded = _decode_pil(p, im)
+        if decoded.mode not in ("L", "P"):
+            bands = len(decoded.getbands())
+            raise ImageReadError(
+                f"{p}: a mask must be a single-channel 8-bit image of class ids (PIL mode L or P); found "
+                f"mode {decoded.mode!r} with {bands} channel(s). If this is a colour-coded mask, convert "
+                "the colours to ids first; save ids as an 8-bit greyscale PNG."
+            )
+        return np.array(decoded, dtype=np.uint8)
+
+
+def to_channels(img: np.ndarray, n: int) -> np.ndarray:
+    """Convert ``(H, W, C)`` to ``(H, W, n)`` channels.
+
+    1 -> 3 replicates the grey channel; 3 -> 1 is ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B); equal
+    counts return the input unchanged (same object). The dtype is preserved for float input.
+
+    Raises:
+        ValueError: ``img`` is not 3-D, or the conversion is not one of the above.
+    """
+    if img.ndim != 3:
+        raise ValueError(f"to_channels expects an (H, W, C) array, got shape {tuple(img.shape)}.")
+    c = img.shape[2]
+    if c == n:
+        return img
+    if c == 1 and n == 3:
+        return np.repeat(img, 3, axis=2)
+    if c == 3 and n == 1:
+        luma = img.astype(np.float32, copy=False) @ _LUMA_601
+        return luma[:, :, None].astype(img.dtype if img.dtype.kind == "f" else np.float32, copy=False)
+    raise ValueError(
+        f"cannot convert an image with {c} channel(s) to {n}: only 1<->3 and identity are supported. "
+        "Set in_channels to 1 (greyscale) or 3 (colour)."
+    )
+
+
+def write_png_atomic(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write a ``uint8`` ``(H, W)`` or ``(H, W, 3)`` array as PNG so the file is complete or absent.
+
+    The PNG is written to a temporary file in the destination folder and moved into place with
+    ``os.replace`` (atomic on POSIX and Windows within one filesystem), so an interrupted run never leaves a
+    half-written file under the final name. Parent folders are created.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ValueError: wrong dtype or shape.
+    """
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"write_png_atomic expects uint8, got {arr.dtype}; convert (e.g. np.clip + astype).")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"write_png_atomic expects (H, W) or (H, W, 3), got shape {arr.shape}.")
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format="PNG")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return dest

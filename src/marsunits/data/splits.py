@@ -1,0 +1,64 @@
+"""Deterministic train/validation splits grouped by sol (scikit-learn ``GroupShuffleSplit``).
+
+Neighbouring sols show the same scenery (the rover moves a few hundred metres a sol at most), so a random
+per-image split would put near-duplicates on both sides and overstate validation scores. Images are grouped
+into blocks of ``sol_block`` consecutive sols (``sol // sol_block``) and whole blocks go to one side.
+Images without a sol (``None``) are each their own group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit
+
+__all__ = ["group_ids", "split_by_group"]
+
+
+def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
+    """Integer group id per image: ``sol // sol_block``; images without a sol get a unique negative id.
+
+    Raises:
+        ValueError: ``sol_block < 1``.
+    """
+    if sol_block < 1:
+        raise ValueError(f"sol_block must be >= 1 (sols per split group), got {sol_block}.")
+    ids = np.empty(len(sols), dtype=np.int64)
+    for i, sol in enumerate(sols):
+        ids[i] = sol // sol_block if sol is not None else -1 - i
+    return ids
+
+
+def split_by_group(
+    sols: Sequence[int | None], val_fraction: float, seed: int, sol_block: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split image indices into train and validation so that no sol block is on both sides.
+
+    ``val_fraction`` is the fraction of *groups* sent to validation (``GroupShuffleSplit``'s ``test_size``),
+    so the fraction of images varies with group sizes. The same inputs always give the same split.
+
+    Args:
+        sols: the sol of every image (``None``: unknown, the image is its own group).
+        val_fraction: in ``(0, 1)``.
+        seed: ``random_state`` of the splitter.
+        sol_block: consecutive sols per group.
+
+    Returns:
+        ``(train_idx, val_idx)``, sorted int64 arrays, disjoint, together covering ``range(len(sols))``.
+
+    Raises:
+        ValueError: ``val_fraction`` outside (0, 1), or fewer than two groups.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}. Set data.val_fraction.")
+    groups = group_ids(sols, sol_block)
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError(
+            f"Cannot split {len(sols)} image(s) into train and validation: they form {n_groups} sol group(s) "
+            f"(sol_block={sol_block}). Add images from more sols or lower data.sol_block."
+        )
+    splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(groups)), groups=groups))
+    return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)

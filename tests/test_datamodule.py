@@ -1,0 +1,201 @@
+"""MarsDataModule through the real Hydra configs (shrunk, pointed at fake datasets in tmp_path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from marsunits.data.class_map import ClassMap
+from marsunits.data.datamodule import MarsDataModule
+from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
+from marsunits.data.io import read_image, read_mask
+
+try:
+    from .conftest import CONFIG_DIR, SHARED_DATA, compose_config
+except ImportError:  # tests/ collected without an __init__.py
+    from conftest import CONFIG_DIR, SHARED_DATA, compose_config  # type: ignore[no-redef]
+
+DATA_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
+SHRINK_REAL = ["data.crop_size=32", "data.samples_per_epoch=8", "data.batch_size=4", "data.val_batch_size=4"]
+SHRINK_SYNTHETIC = [
+    "data.crop_size=32",
+    "data.batch_size=2",
+    "data.train_length=4",
+    "data.val_length=2",
+    "data.test_length=2",
+    "data.scene.width=64",
+    "data.scene.height=64",
+]
+
+
+def _synthetic_available() -> bool:
+    try:
+        from marsunits.data.synthetic import SceneConfig, SyntheticScenes  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fake_root(sources: list[str], tmp_path: Path) -> Path:
+    """A fake dataset root in tmp_path for the config's sources (same sub-folder names as the config)."""
+    writers = {
+        "marsscapes": write_fake_marsscapes,
+        "ai4mars": write_fake_ai4mars,
+        "folder": write_fake_folder,
+    }
+    if len(sources) == 1:
+        return writers[sources[0]](tmp_path / sources[0])
+    cfg = OmegaConf.load(CONFIG_DIR / "data" / "marsscapes_ai4mars.yaml")
+    for source in sources:
+        writers[source](tmp_path / "data" / cfg.source_dirs[source])
+    return tmp_path / "data"
+
+
+def _compose(name: str, tmp_path: Path, extra: list[str] | None = None):
+    raw = OmegaConf.load(CONFIG_DIR / "data" / f"{name}.yaml")
+    overrides = [f"data={name}", "logger=none"]
+    if list(raw.sources) == ["synthetic"]:
+        overrides += SHRINK_SYNTHETIC
+    else:
+        overrides += [*SHRINK_REAL, f"data.root={_fake_root(list(raw.sources), tmp_path)}"]
+    return compose_config("train", tmp_path / "run", [*overrides, *(extra or [])])
+
+
+def _loaders(x):
+    return x if isinstance(x, list) else [x]
+
+
+def _check_batch(batch: dict, in_channels: int, size: int | tuple[int, int]) -> None:
+    h, w = (size, size) if isinstance(size, int) else size
+    n = batch["image"].shape[0]
+    assert batch["image"].shape == (n, in_channels, h, w) and batch["image"].dtype == torch.float32
+    assert float(batch["image"].min()) >= 0.0 and float(batch["image"].max()) <= 1.0
+    assert batch["mask"].shape == (n, h, w) and batch["mask"].dtype == torch.int64
+    assert set(batch["mask"].unique().tolist()) <= {0, 1, 2, 255}
+    assert (
+        isinstance(batch["path"], list)
+        and len(batch["path"]) == n
+        and all(isinstance(p, str) for p in batch["path"])
+    )
+
+
+@pytest.mark.parametrize("name", DATA_CONFIGS)
+def test_every_data_config_instantiates_and_batches(name: str, tmp_path: Path) -> None:
+    cfg = _compose(name, tmp_path)
+    data = cfg.data
+    # keys other configs interpolate
+    assert (
+        data.name == name and data.in_channels in (1, 3) and data.crop_size % 32 == 0 and "class_map" in data
+    )
+    assert cfg.model.in_channels == data.in_channels and cfg.model.tile_size == data.crop_size
+    if list(data.sources) == ["synthetic"] and not _synthetic_available():
+        pytest.skip("marsunits.data.synthetic.SyntheticScenes is not available yet")
+    dm = instantiate(data)
+    assert isinstance(dm, MarsDataModule)
+    dm.setup("fit")
+    _check_batch(next(iter(dm.train_dataloader())), data.in_channels, 32)
+    val = _loaders(dm.val_dataloader())
+    assert len(val) == len(dm.val_names)
+    val_size = (data.scene.height, data.scene.width) if name == "synthetic" else 32
+    for loader in val:
+        _check_batch(next(iter(loader)), data.in_channels, val_size)
+    assert len(_loaders(dm.test_dataloader())) == len(val)
+
+
+def test_real_data_split_by_sol_and_test_is_validation(tmp_path: Path) -> None:
+    dm = instantiate(_compose("marsscapes", tmp_path, ["data.sol_block=10"]).data)
+    dm.setup("fit")
+    train, val = dm.splits["marsscapes"]
+    assert train and val
+    assert not {r.group // 10 for r in train} & {r.group // 10 for r in val}  # type: ignore[operator]
+    assert dm.test_dataloader().dataset is dm.val_dataloader().dataset
+    info = dm.describe()
+    assert info["split"]["marsscapes"] == {"train": len(train), "val": len(val)}
+    assert info["class_map"][6] == 2
+
+
+def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None:
+    dm = instantiate(_compose("marsscapes_ai4mars", tmp_path).data)
+    dm.setup("fit")
+    assert dm.val_names == ["marsscapes", "ai4mars"]
+    loaders = dm.val_dataloader()
+    assert isinstance(loaders, list) and len(loaders) == 2
+    first = [next(iter(loader))["path"][0] for loader in loaders]
+    assert "/marsscapes/" in first[0] and "/ai4mars_msl256/" in first[1]
+    for loader in loaders:
+        _check_batch(next(iter(loader)), 1, 32)  # colour and grey both converted to in_channels=1
+    # training mixes both sources, samples_per_epoch split evenly
+    assert [len(d) for d in dm.train_set.datasets] == [4, 4]  # type: ignore[union-attr]
+    sources = {Path(p).parent.parent.name for b in dm.train_dataloader() for p in b["path"]}
+    assert sources == {"marsscapes", "ai4mars_msl256"}
+    merged = instantiate(
+        _compose("marsscapes_ai4mars", tmp_path / "merged", ["data.separate_val=false"]).data
+    )
+    merged.setup("fit")
+    assert merged.val_names == ["marsscapes_ai4mars"]
+    assert len(merged.val_dataloader().dataset) == sum(len(loader.dataset) for loader in loaders)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.in_channels=2", r"configs/data/marsscapes\.yaml: in_channels must be 1"),
+        ("data.crop_size=100", r"crop_size must be a positive multiple of 32"),
+        ("data.sources=[mars]", r"unknown sources"),
+    ],
+)
+def test_bad_config_values_explain_themselves(override: str, message: str, tmp_path: Path) -> None:
+    # Hydra wraps constructor errors in InstantiationException, keeping our message.
+    with pytest.raises((ValueError, InstantiationException), match=message):
+        instantiate(_compose("marsscapes", tmp_path, [override]).data)
+
+
+def test_missing_root_names_path_and_key(tmp_path: Path) -> None:
+    dm = instantiate(_compose("marsscapes", tmp_path, [f"data.root={tmp_path / 'absent'}"]).data)
+    with pytest.raises(FileNotFoundError, match=r"absent does not exist.*data\.root="):
+        dm.setup("fit")
+
+
+def test_workers_draw_different_crops(tmp_path: Path) -> None:
+    dm = instantiate(_compose("folder", tmp_path, ["data.num_workers=2", "data.batch_size=1"]).data)
+    torch.manual_seed(0)
+    images = [b["image"] for b in dm.train_dataloader()]
+    assert len(images) == 8
+    # Workers must not replay the same random stream (the classic duplicated-RNG bug).
+    assert len({tuple(x.flatten()[:64].tolist()) for x in images}) == len(images)
+
+
+@pytest.mark.skipif(
+    not _synthetic_available(), reason="marsunits.data.synthetic.SyntheticScenes not available yet"
+)
+def test_synthetic_eval_sets_are_fixed_and_not_training_seeds(tmp_path: Path) -> None:
+    first = instantiate(_compose("synthetic", tmp_path).data)
+    second = instantiate(_compose("synthetic", tmp_path).data)
+    first.setup("fit")
+    second.setup("fit")
+    a, b = next(iter(first.val_dataloader())), next(iter(second.val_dataloader()))
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    seeds = {first.train_set.base.seed, first.val_sets[0].base.seed, first.test_sets[0].base.seed}
+    assert len(seeds) == 3
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is absent (CI has it)")
+@pytest.mark.parametrize(("folder", "config"), [("marsscapes", "marsscapes"), ("ai4mars_msl256", "ai4mars")])
+def test_real_files_read_and_map(folder: str, config: str) -> None:
+    root = SHARED_DATA / folder
+    if not (root / "images").is_dir():
+        pytest.skip(f"{root} has no images/ folder")
+    class_map = ClassMap(
+        OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{config}.yaml").class_map), config
+    )
+    for image_path in sorted((root / "images").glob("*.jpg"))[:2]:
+        image = read_image(image_path)
+        mask = class_map(read_mask(root / "labels" / f"{image_path.stem}.png"), image_path)
+        assert image.shape[:2] == mask.shape and image.shape[2] == (3 if config == "marsscapes" else 1)
+        assert set(np.unique(mask).tolist()) <= {0, 1, 2, 255}

@@ -1,0 +1,341 @@
+"""Class maps, dataset scanning and its errors, crop sampling, tiling, transforms, sol splits, collation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from marsunits.constants import IGNORE_INDEX
+from marsunits.data.ai4mars import scan_ai4mars
+from marsunits.data.class_map import ClassMap
+from marsunits.data.datamodule import collate_samples
+from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset, tile_starts
+from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
+from marsunits.data.folder import scan_folder
+from marsunits.data.marsscapes import scan_marsscapes
+from marsunits.data.splits import group_ids, split_by_group
+from marsunits.data.store import ImageStore, LabelledImage
+from marsunits.data.transforms import build_train_transform
+
+MARSSCAPES_MAP = {0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}
+AI4MARS_MAP = {0: 0, 2: 0, 1: 1, 3: 1, 255: 255}
+
+
+# ------------------------------------------------------------------------------------------ class maps
+
+
+def test_class_map_applies_marsscapes_proxy_mapping() -> None:
+    native = np.arange(10, dtype=np.uint8).reshape(2, 5)
+    native[0, 0] = 255
+    out = ClassMap(MARSSCAPES_MAP, "marsscapes")(native)
+    expected = np.array([[255, 1, 1, 0, 1], [255, 2, 2, 2, 2]], np.uint8)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8
+
+
+def test_class_map_string_keys_and_identity() -> None:
+    cm = ClassMap({"0": 0, "1": 1}, "x")
+    assert cm.as_dict() == {0: 0, 1: 1}
+    ident = ClassMap(None, "folder")
+    m = np.array([[0, 1, 2, 255]], np.uint8)
+    np.testing.assert_array_equal(ident(m), m)
+    assert ident.as_dict() is None
+    with pytest.raises(ValueError, match=r"m\.png.*\[7\].*no class_map.*configs/data/folder\.yaml"):
+        ident(np.array([[0, 7]], np.uint8), "m.png")
+
+
+def test_class_map_uncovered_values_name_file_values_and_fix() -> None:
+    cm = ClassMap(AI4MARS_MAP, "ai4mars")
+    with pytest.raises(ValueError, match=r"lab\.png: mask values \[4, 9\].*configs/data/ai4mars\.yaml"):
+        cm(np.array([[0, 4, 9, 1]], np.uint8), "lab.png")
+
+
+@pytest.mark.parametrize(("mapping", "message"), [({0: 5}, "not a project id"), ({300: 0}, "outside 0..255")])
+def test_class_map_rejects_bad_entries(mapping: dict[int, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClassMap(mapping, "x")
+
+
+# ------------------------------------------------------------------------------------------ scanning
+
+
+def test_marsscapes_scan_and_store_map_native_ids(tmp_path: Path) -> None:
+    root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 345))
+    records = scan_marsscapes(root)
+    assert [r.image.name for r in records] == ["122_1.jpg", "345_1.jpg"]
+    assert [r.group for r in records] == [122, 345]
+    store = ImageStore(records, ClassMap(MARSSCAPES_MAP, "marsscapes"), cache=True)
+    native = np.array(Image.open(root / "labels" / "122_1.png"))
+    mask = store.mask(0)
+    assert set(np.unique(native)) == {0, 1, 3, 4, 5, 6, 255}
+    assert set(np.unique(mask)) == {0, 1, 2, 255}
+    np.testing.assert_array_equal(mask[native == 6], 2)
+    np.testing.assert_array_equal(mask[native == 5], IGNORE_INDEX)
+    np.testing.assert_array_equal(mask[(native == 0) | (native == 3)], 0)
+    np.testing.assert_array_equal(mask[(native == 1) | (native == 4)], 1)
+    assert store.image(0).dtype == np.uint8  # 8-bit JPEG cached compactly
+    assert store.labelled_counts[0] == np.count_nonzero(mask != IGNORE_INDEX)
+    # uncached store gives the same arrays
+    lazy = ImageStore(records, ClassMap(MARSSCAPES_MAP, "marsscapes"), cache=False)
+    np.testing.assert_array_equal(lazy.mask(1), store.mask(1))
+    np.testing.assert_array_equal(lazy.image(1), store.image(1))
+    assert lazy.sizes == store.sizes
+
+
+def test_marsscapes_uncovered_label_value(tmp_path: Path) -> None:
+    root = write_fake_marsscapes(tmp_path / "ms", sols=(122,))
+    records = scan_marsscapes(root)
+    partial = {k: v for k, v in MARSSCAPES_MAP.items() if k != 5}
+    with pytest.raises(ValueError, match=r"122_1\.png: mask values \[5\].*configs/data/marsscapes\.yaml"):
+        ImageStore(records, ClassMap(partial, "marsscapes"), cache=True)
+
+
+def test_marsscapes_sol_from_name_without_stats(tmp_path: Path) -> None:
+    root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 401))
+    (root / "stats.csv").unlink()
+    assert [r.group for r in scan_marsscapes(root)] == [122, 401]
+
+
+def test_missing_root_names_path_and_config_key(tmp_path: Path) -> None:
+    for scan in (scan_marsscapes, scan_ai4mars, scan_folder):
+        with pytest.raises(FileNotFoundError, match=r"nowhere.*does not exist.*data\.root="):
+            scan(tmp_path / "nowhere")
+
+
+def test_unpaired_files_are_listed(tmp_path: Path) -> None:
+    root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 123, 124))
+    (root / "labels" / "123_1.png").unlink()
+    with pytest.raises(ValueError, match=r"1 image\(s\).*have no mask.*123_1"):
+        scan_marsscapes(root)
+    root2 = write_fake_folder(tmp_path / "f", n_images=2)
+    (root2 / "images" / "img_0.png").unlink()
+    with pytest.raises(ValueError, match=r"1 mask\(s\).*have no image.*img_0"):
+        scan_folder(root2)
+
+
+def test_image_mask_size_mismatch_names_file(tmp_path: Path) -> None:
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "img_1.png")
+    for cache in (True, False):
+        with pytest.raises(ValueError, match=r"img_1\.png: image is 72x40.*mask.*10x10"):
+            ImageStore(scan_folder(root), ClassMap(None, "folder"), cache=cache)
+
+
+def test_ai4mars_scan_needs_stats(tmp_path: Path) -> None:
+    root = write_fake_ai4mars(tmp_path / "a", n_images=3)
+    records = scan_ai4mars(root)
+    assert [r.group for r in records] == [0, 7, 14]
+    store = ImageStore(records, ClassMap(AI4MARS_MAP, "ai4mars"), cache=False)
+    assert store.image(0).shape == (64, 64, 1)
+    assert set(np.unique(store.mask(0))) == {0, 1, 255}
+    (root / "stats.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"stats\.csv not found.*sol_approx"):
+        scan_ai4mars(root)
+
+
+def test_folder_pairs_by_stem_across_extensions_and_reads_cameras(tmp_path: Path) -> None:
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    img = Image.open(root / "images" / "img_0.png")
+    (root / "images" / "img_0.png").unlink()
+    img.save(root / "images" / "img_0.tif")
+    (root / "cameras").mkdir()
+    (root / "cameras" / "img_1.json").write_text(json.dumps({"fx": 100.0}))
+    records = scan_folder(root)
+    assert [r.image.name for r in records] == ["img_0.tif", "img_1.png"]
+    assert records[0].camera is None and records[1].camera is not None
+    store = ImageStore(records, ClassMap(None, "folder"), cache=True)
+    assert store.camera(1) == {"fx": 100.0}
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def _store_from_arrays(tmp_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]]) -> ImageStore:
+    records = []
+    for k, (image, mask) in enumerate(pairs):
+        ip, mp = tmp_path / f"i{k}.png", tmp_path / f"m{k}.png"
+        Image.fromarray(image).save(ip)
+        Image.fromarray(mask).save(mp)
+        records.append(LabelledImage(ip, mp, None, "test"))
+    return ImageStore(records, ClassMap(None, "test"), cache=True)
+
+
+def test_ignore_only_crops_are_redrawn_and_empty_images_never_drawn(tmp_path: Path) -> None:
+    h, w, c = 64, 640, 32
+    sparse = np.full((h, w), 255, np.uint8)
+    sparse[10:30, 600:630] = 1  # a small labelled patch at the far right of a wide image
+    empty = np.full((h, w), 255, np.uint8)
+    image = np.zeros((h, w, 3), np.uint8)
+    store = _store_from_arrays(tmp_path, [(image, empty), (image, sparse)])
+    ds = RandomCropDataset(
+        store, length=40, crop_size=c, in_channels=3, min_labelled_fraction=0.05, max_tries=3
+    )
+    np.testing.assert_allclose(ds.probabilities, [0.0, 1.0])
+    torch.manual_seed(0)
+    for k in range(len(ds)):
+        sample = ds[k]
+        assert sample["path"].endswith("i1.png")
+        assert sample["image"].shape == (3, c, c) and sample["mask"].shape == (c, c)
+        # With 3 tries on a 2 % labelled image most draws would be all-ignore; none may come out so.
+        assert (sample["mask"] != IGNORE_INDEX).sum() > 0
+
+
+def test_images_drawn_in_proportion_to_labelled_pixels(tmp_path: Path) -> None:
+    small = np.zeros((32, 32), np.uint8)
+    wide = np.zeros((32, 96), np.uint8)
+    store = _store_from_arrays(
+        tmp_path, [(np.zeros((32, 32, 3), np.uint8), small), (np.zeros((32, 96, 3), np.uint8), wide)]
+    )
+    ds = RandomCropDataset(store, length=400, crop_size=32, in_channels=1)
+    np.testing.assert_allclose(ds.probabilities, [0.25, 0.75])
+    torch.manual_seed(1)
+    wide_share = np.mean([ds[k]["path"].endswith("i1.png") for k in range(len(ds))])
+    assert 0.65 < wide_share < 0.85
+
+
+def test_crops_pad_small_images_with_ignore(tmp_path: Path) -> None:
+    store = _store_from_arrays(tmp_path, [(np.full((20, 40, 3), 200, np.uint8), np.ones((20, 40), np.uint8))])
+    sample = RandomCropDataset(store, length=1, crop_size=32, in_channels=3)[0]
+    assert sample["image"].shape == (3, 32, 32)
+    assert (sample["mask"][20:] == IGNORE_INDEX).all() and (sample["image"][:, 20:] == 0).all()
+    assert (sample["mask"][:20] == 1).all()
+
+
+def test_no_labelled_pixels_is_an_error(tmp_path: Path) -> None:
+    store = _store_from_arrays(
+        tmp_path, [(np.zeros((32, 32, 3), np.uint8), np.full((32, 32), 255, np.uint8))]
+    )
+    with pytest.raises(ValueError, match=r"No labelled pixels.*i0\.png"):
+        RandomCropDataset(store, length=4, crop_size=32, in_channels=3)
+
+
+def test_tile_starts_cover_once() -> None:
+    for length in (1, 31, 32, 33, 64, 100, 130):
+        covered = np.zeros(max(length, 32), int)
+        for start, keep in tile_starts(length, 32):
+            covered[start + keep : start + 32] += 1
+        assert (covered[:length] == 1).all(), length
+
+
+def test_tiled_dataset_scores_every_labelled_pixel_exactly_once(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    mask_a = rng.choice(np.array([0, 1, 2, 255], np.uint8), size=(50, 90))
+    mask_b = np.full((40, 40), 255, np.uint8)  # all-ignore: contributes no tile
+    store = _store_from_arrays(
+        tmp_path, [(np.zeros((50, 90, 3), np.uint8), mask_a), (np.zeros((40, 40, 3), np.uint8), mask_b)]
+    )
+    ds = TiledDataset(store, crop_size=32, in_channels=3, order_seed=3)
+    assert {t[0] for t in ds.tiles} == {0}
+    scored = sum(int((ds[k]["mask"] != IGNORE_INDEX).sum()) for k in range(len(ds)))
+    assert scored == int((mask_a != IGNORE_INDEX).sum())
+    # class histogram matches too (pixels are not only counted once but are the right ones)
+    hist = sum(torch.bincount(ds[k]["mask"].flatten(), minlength=256)[:3] for k in range(len(ds)))
+    assert hist.tolist() == [int((mask_a == v).sum()) for v in (0, 1, 2)]
+    again = TiledDataset(store, crop_size=32, in_channels=3, order_seed=3)
+    assert again.tiles == ds.tiles  # deterministic order
+
+
+# ------------------------------------------------------------------------------------------ transforms
+
+
+def _checkerboard(size: int = 64, block: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    yy, xx = np.mgrid[0:size, 0:size]
+    parity = ((yy // block + xx // block) % 2).astype(np.int64)
+    image = torch.from_numpy(parity.astype(np.float32))[None].repeat(3, 1, 1)
+    return image, torch.from_numpy(parity)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_transform_keeps_mask_values_and_range(in_channels: int) -> None:
+    torch.manual_seed(0)
+    t = build_train_transform(48, in_channels, max_rotation_deg=20.0)
+    image = torch.rand(in_channels, 64, 64)
+    mask = torch.from_numpy(np.random.default_rng(0).choice([0, 2, 255], size=(64, 64)))
+    for _ in range(20):
+        out = t({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask)})
+        assert out["image"].shape == (in_channels, 48, 48) and out["mask"].shape == (48, 48)
+        assert set(out["mask"].unique().tolist()) <= {0, 2, 255}
+        assert float(out["image"].min()) >= 0.0 and float(out["image"].max()) <= 1.0
+
+
+def test_transform_keeps_image_and_mask_aligned() -> None:
+    torch.manual_seed(0)
+    image, parity = _checkerboard()
+    exact = build_train_transform(
+        64, 3, hflip_p=0.5, min_scale=1.0, max_rotation_deg=0.0, brightness=0.0, contrast=0.0, saturation=0.0
+    )
+    for _ in range(6):
+        out = exact({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(parity)})
+        assert torch.equal((out["image"][0] > 0.5).long(), out["mask"])
+    geometric = build_train_transform(
+        48, 3, min_scale=0.3, max_rotation_deg=10.0, brightness=0.0, contrast=0.0, saturation=0.0
+    )
+    for _ in range(10):
+        out = geometric({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(parity)})
+        valid = out["mask"] != IGNORE_INDEX
+        agree = ((out["image"][0] > 0.5).long() == out["mask"])[valid].float().mean()
+        # bilinear image vs nearest mask may differ only along block edges
+        assert agree > 0.85, float(agree)
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+
+def test_split_by_sol_has_no_overlap_and_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    sols = rng.integers(0, 400, size=300).tolist()
+    for block in (1, 10):
+        train, val = split_by_group(sols, 0.2, seed=5, sol_block=block)
+        assert len(train) and len(val) and not set(train) & set(val)
+        assert sorted([*train, *val]) == list(range(300))
+        assert not {sols[i] // block for i in train} & {sols[i] // block for i in val}
+        again = split_by_group(sols, 0.2, seed=5, sol_block=block)
+        assert np.array_equal(again[0], train) and np.array_equal(again[1], val)
+
+
+def test_split_errors_and_unknown_sols() -> None:
+    with pytest.raises(ValueError, match="1 sol group"):
+        split_by_group([3, 3, 3], 0.2, seed=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_by_group([1, 2], 1.0, seed=0)
+    ids = group_ids([None, None, 12, 19], sol_block=10)
+    assert ids[0] != ids[1] and ids[2] == ids[3] == 1
+
+
+# ------------------------------------------------------------------------------------------ collation
+
+
+def test_collate_keeps_paths_and_cameras_as_lists() -> None:
+    base = [
+        {
+            "image": torch.rand(1, 8, 8),
+            "mask": torch.zeros(8, 8, dtype=torch.int64),
+            "path": "a.png",
+            "camera": {"fx": 1.0},
+        },
+        {"image": torch.rand(1, 8, 8), "mask": torch.zeros(8, 8, dtype=torch.int64), "path": "b.png"},
+    ]
+    batch = collate_samples(base)
+    assert batch["image"].shape == (2, 1, 8, 8) and batch["mask"].dtype == torch.int64
+    assert batch["path"] == ["a.png", "b.png"]
+    assert batch["camera"] == [{"fx": 1.0}, None]
+
+
+def test_scene_dataset_converts_channels_and_drops_camera_when_augmenting() -> None:
+    item = {
+        "image": torch.rand(1, 64, 64),
+        "mask": torch.zeros(64, 64, dtype=torch.int64),
+        "path": "s.png",
+        "camera": {"fx": 1.0},
+    }
+    plain = SceneDataset([item], in_channels=3)[0]
+    assert plain["image"].shape == (3, 64, 64) and plain["camera"] == {"fx": 1.0}
+    assert torch.equal(plain["image"][0], plain["image"][2])
+    aug = SceneDataset([item], in_channels=3, transform=build_train_transform(32, 3))[0]
+    assert aug["image"].shape == (3, 32, 32) and "camera" not in aug

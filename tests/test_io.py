@@ -1,0 +1,264 @@
+"""marsunits.data.io: decoding contract, error messages, channel conversion, atomic PNG writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from marsunits.data.io import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    image_size,
+    list_images,
+    read_image,
+    read_mask,
+    to_channels,
+    write_png_atomic,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _rgb(h: int = 12, w: int = 20) -> np.ndarray:
+    return RNG.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ read_image
+
+
+def test_rgb_png_is_exact(tmp_path: Path) -> None:
+    arr = _rgb()
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.dtype == np.float32 and out.shape == (12, 20, 3) and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(out, arr / 255.0, atol=1e-7)
+
+
+def test_grey_and_grey_alpha_stay_one_channel(tmp_path: Path) -> None:
+    grey = RNG.integers(0, 256, size=(9, 7), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "l.png")
+    Image.fromarray(np.dstack([grey, np.full_like(grey, 17)]), mode="LA").save(tmp_path / "la.png")
+    for name in ("l.png", "la.png"):
+        out = read_image(tmp_path / name)
+        assert out.shape == (9, 7, 1)
+        np.testing.assert_allclose(out[:, :, 0], grey / 255.0, atol=1e-7)
+
+
+def test_rgba_drops_alpha(tmp_path: Path) -> None:
+    arr = _rgb()
+    rgba = np.dstack([arr, np.zeros(arr.shape[:2], np.uint8)])  # fully transparent: colour must survive
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.shape == (12, 20, 3)
+    np.testing.assert_allclose(out, arr / 255.0, atol=1e-7)
+
+
+def test_16_bit_png_scaled_by_65535(tmp_path: Path) -> None:
+    arr = np.array([[0, 1000, 65535], [32768, 7, 12345]], dtype=np.uint16)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.shape == (2, 3, 1)
+    np.testing.assert_allclose(out[:, :, 0], arr / 65535.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_uint16_rgb_tiff(tmp_path: Path, planar: bool) -> None:
+    arr = RNG.integers(0, 65536, size=(6, 8, 3), dtype=np.uint16)
+    if planar:
+        tifffile.imwrite(
+            tmp_path / "a.tif", np.moveaxis(arr, -1, 0), planarconfig="separate", photometric="rgb"
+        )
+    else:
+        tifffile.imwrite(tmp_path / "a.tif", arr, photometric="rgb")
+    out = read_image(tmp_path / "a.tif")
+    assert out.shape == (6, 8, 3)
+    np.testing.assert_allclose(out, arr / 65535.0, rtol=1e-6)
+    assert image_size(tmp_path / "a.tif") == (8, 6)
+
+
+def test_float_tiff_clipped(tmp_path: Path) -> None:
+    arr = np.array([[-0.5, 0.25], [1.5, np.nan]], dtype=np.float32)
+    tifffile.imwrite(tmp_path / "f.tiff", arr)
+    out = read_image(tmp_path / "f.tiff")
+    np.testing.assert_allclose(out[:, :, 0], [[0.0, 0.25], [1.0, 0.0]])
+
+
+def test_unsupported_tiff_dtype(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "i.tif", np.zeros((4, 4), np.int32))
+    with pytest.raises(ImageReadError, match=r"i\.tif.*int32.*Convert"):
+        read_image(tmp_path / "i.tif")
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    arr = np.zeros((10, 30, 3), np.uint8)
+    arr[:, :5] = 255  # bright band on the left edge as stored
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    out = read_image(tmp_path / "r.jpg")
+    assert out.shape == (30, 10, 3)
+    assert image_size(tmp_path / "r.jpg") == (10, 30)
+    # After a 90-degree clockwise rotation the stored left edge is at the top.
+    assert out[:4].mean() > 0.9 and out[-10:].mean() < 0.1
+
+
+def test_max_megapixels_checked_from_header(tmp_path: Path) -> None:
+    Image.fromarray(_rgb(100, 100)).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.png", max_megapixels=0.01).shape == (100, 100, 3)
+    with pytest.raises(ImageReadError, match=r"big\.png.*megapixels.*max_megapixels"):
+        read_image(tmp_path / "big.png", max_megapixels=0.005)
+
+
+def test_pil_decompression_bomb_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(_rgb(100, 100)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # hard limit is 2x this
+    with pytest.raises(ImageReadError, match=r"bomb\.png.*decompression bomb.*downscale or tile"):
+        read_image(tmp_path / "bomb.png")
+
+
+def test_zero_byte_file(tmp_path: Path) -> None:
+    (tmp_path / "e.jpg").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"e\.jpg.*empty \(0 bytes\).*Copy it again"):
+        read_image(tmp_path / "e.jpg")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match=r"nope\.png.*not found"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "text.png").write_text("hello, this is not a PNG\n")
+    with pytest.raises(ImageReadError, match=r"text\.png.*not an image"):
+        read_image(tmp_path / "text.png")
+    (tmp_path / "text.tif").write_text("hello, this is not a TIFF\n")
+    with pytest.raises(ImageReadError, match=r"text\.tif.*not a readable TIFF"):
+        read_image(tmp_path / "text.tif")
+
+
+def test_truncated_jpeg_raises(tmp_path: Path) -> None:
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "full.jpg", quality=90)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.jpg.*truncated or corrupt"):
+        read_image(tmp_path / "cut.jpg")
+    # the header is intact, so the size is still available without decoding
+    assert image_size(tmp_path / "cut.jpg") == (64, 64)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_permission(tmp_path: Path) -> None:
+    path = tmp_path / "locked.png"
+    Image.fromarray(_rgb()).save(path)
+    path.chmod(0)
+    try:
+        with pytest.raises(ImageReadError, match=r"locked\.png.*permission denied.*chmod"):
+            read_image(path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_unreadable_reported_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.png"
+    Image.fromarray(_rgb()).save(path)
+    monkeypatch.setattr("marsunits.data.io.os.access", lambda *_args, **_kw: False)
+    with pytest.raises(ImageReadError, match=r"locked\.png.*permission denied"):
+        read_image(path)
+
+
+def test_image_size_without_decoding(tmp_path: Path) -> None:
+    Image.fromarray(_rgb(13, 31)).save(tmp_path / "a.jpg")
+    assert image_size(tmp_path / "a.jpg") == (31, 13)
+
+
+# ------------------------------------------------------------------------------------------ read_mask
+
+
+def test_read_mask_values_unchanged(tmp_path: Path) -> None:
+    mask = RNG.choice(np.array([0, 1, 2, 7, 255], np.uint8), size=(11, 5))
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    out = read_mask(tmp_path / "m.png")
+    assert out.dtype == np.uint8 and out.shape == (11, 5)
+    np.testing.assert_array_equal(out, mask)
+    # palette PNG: the stored indices are the ids, whatever the palette's colours
+    pal = Image.frombytes("P", (5, 11), mask.tobytes())
+    pal.putpalette(RNG.integers(0, 256, size=768, dtype=np.uint8).tolist())
+    pal.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "p.png"), mask)
+
+
+def test_read_mask_rejects_colour(tmp_path: Path) -> None:
+    Image.fromarray(_rgb()).save(tmp_path / "colour.png")
+    with pytest.raises(ImageReadError, match=r"colour\.png.*single-channel.*'RGB'.*convert the colours"):
+        read_mask(tmp_path / "colour.png")
+
+
+def test_read_mask_tiff(tmp_path: Path) -> None:
+    mask = RNG.integers(0, 3, size=(4, 6), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "m.tif", mask)
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.tif"), mask)
+    tifffile.imwrite(tmp_path / "w.tif", mask.astype(np.uint16))
+    with pytest.raises(ImageReadError, match=r"w\.tif.*uint16"):
+        read_mask(tmp_path / "w.tif")
+
+
+# ------------------------------------------------------------------------------------------ to_channels
+
+
+def test_to_channels() -> None:
+    grey = RNG.random((4, 5, 1), dtype=np.float32)
+    rgb3 = to_channels(grey, 3)
+    assert rgb3.shape == (4, 5, 3) and all(np.array_equal(rgb3[..., i], grey[..., 0]) for i in range(3))
+    # luminance of a replicated grey is the grey itself (601 weights sum to 1)
+    np.testing.assert_allclose(to_channels(rgb3, 1), grey, atol=1e-6)
+    rgb = np.zeros((1, 3, 3), np.float32)
+    rgb[0, 0, 0] = rgb[0, 1, 1] = rgb[0, 2, 2] = 1.0
+    np.testing.assert_allclose(to_channels(rgb, 1)[0, :, 0], [0.299, 0.587, 0.114], atol=1e-6)
+    assert to_channels(rgb, 3) is rgb
+    with pytest.raises(ValueError, match="only 1<->3"):
+        to_channels(np.zeros((2, 2, 4), np.float32), 3)
+    with pytest.raises(ValueError, match=r"\(H, W, C\)"):
+        to_channels(np.zeros((2, 2), np.float32), 3)
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def test_write_png_atomic_round_trip_and_no_leftovers(tmp_path: Path) -> None:
+    mask = RNG.integers(0, 3, size=(7, 9), dtype=np.uint8)
+    dest = write_png_atomic(tmp_path / "sub" / "m.png", mask)
+    assert dest == tmp_path / "sub" / "m.png"
+    np.testing.assert_array_equal(read_mask(dest), mask)
+    rgb = _rgb()
+    write_png_atomic(dest, rgb)  # overwrite in place
+    np.testing.assert_allclose(read_image(dest), rgb / 255.0, atol=1e-7)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.png"]
+
+
+def test_write_png_atomic_rejects_bad_input_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        write_png_atomic(tmp_path / "a.png", np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, 3\)"):
+        write_png_atomic(tmp_path / "a.png", np.zeros((3, 3, 4), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_images(tmp_path: Path) -> None:
+    for name in ("b.JPG", "a.png", "c.txt", ".hidden.png", "d/e.tif"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "a.png",
+        "b.JPG",
+        "d/e.tif",
+    ]
+    assert len(list_images(tmp_path, recursive=False)) == 2
+    assert set(IMAGE_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+    with pytest.raises(ImageReadError, match="does not exist"):
+        list_images(tmp_path / "missing")
