@@ -1,0 +1,24 @@
+"""Physically grounded synthetic rover scenes with exact labels (smooth volcanic vs rough olivine).
+
+A pinhole camera on a mast looks at a flat ground plane; each pixel is ray-cast to the ground and all
+appearance (relief, slabs, layers, rocks, shadows, dust, sand) is computed in ground metres, band-limited
+by the pixel footprint. Two units are split by a lobate contact on the ground; the mask and the projected
+true contact come from the same curve. See ``scene.py`` for the pipeline and ``config.py`` for the knobs.
+
+Public API: :class:`SceneConfig`, :class:`Scene`, :func:`generate_scene`, :func:`write_scene`,
+:func:`generate_dataset`, :class:`SyntheticScenes`; CLI ``python -m marsunits.data.synthetic``.
+"""
+
+from marsunits.data.synthetic.config import SceneConfig
+from marsunits.data.synthetic.dataset import SyntheticScenes, generate_dataset, write_scene
+from marsunits.data.synthetic.scene import Scene, generate_scene, scene_name
+
+__all__ = [
+    "Scene",
+    "SceneConfig",
+    "SyntheticScenes",
+    "generate_dataset",
+    "generate_scene",
+    "scene_name",
+    "write_scene",
+]

@@ -1,0 +1,271 @@
+"""Properties of the synthetic rover-scene generator: geometry, labels, contact, unit cues, IO, Dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from marsunits.boundary.camera.pinhole import PinholeCamera
+from marsunits.boundary.contact_io import read_contacts
+from marsunits.constants import IGNORE_INDEX, OTHER, VALID_MASK_VALUES
+from marsunits.data.io import read_image, read_mask
+from marsunits.data.synthetic import (
+    SceneConfig,
+    SyntheticScenes,
+    generate_dataset,
+    generate_scene,
+    write_scene,
+)
+
+SMALL = {"width": 96, "height": 72}
+
+
+def test_horizon_row_matches_first_ground_row() -> None:
+    cfg = SceneConfig(**SMALL, roll_deg_max=0.0, pitch_deg_range=(10.0, 14.0), hfov_deg_range=(60.0, 90.0))
+    checked = 0
+    for i in range(8):
+        s = generate_scene(1, i, cfg)
+        cam = s.camera
+        v_h = cam.image_height / 2.0 - cam.focal_px * math.tan(math.radians(cam.pitch_deg))
+        ground_rows = np.flatnonzero((s.mask != OTHER).any(axis=1))
+        assert len(ground_rows)
+        first = int(ground_rows[0])
+        # Row r is ground when its centre r + 0.5 lies below the horizon: first - 0.5 <= v_h < first + 0.5.
+        assert abs(first - v_h) <= 1.0, (i, first, v_h)
+        # Every column agrees (roll 0): the horizon is a straight row.
+        per_col = np.argmax(s.mask != OTHER, axis=0)
+        assert np.all(np.abs(per_col - v_h) <= 1.0)
+        checked += 1
+    assert checked == 8
+
+
+def test_ray_cast_ground_points_project_back() -> None:
+    cfg = SceneConfig(**SMALL, distortion=True)
+    for i in range(6):
+        cam = generate_scene(2, i, cfg).camera
+        uu, vv = np.meshgrid(np.arange(cam.image_width) + 0.5, np.arange(cam.image_height) + 0.5)
+        g = cam.pixel_to_ground(uu, vv, max_range_m=30.0)
+        ok = np.isfinite(g[..., 0])
+        assert ok.any()
+        uv = cam.world_to_pixel(g[ok])
+        err = np.hypot(uv[:, 0] - uu[ok], uv[:, 1] - vv[ok])
+        assert err.max() < 0.1
+
+
+def _boundary_distance(mask: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Distance (px) from points (u, v) to the nearest pixel edge separating a 0 pixel from a 1 pixel."""
+    m = mask.astype(np.int16)
+    h = ((m[:, :-1] == 0) & (m[:, 1:] == 1)) | ((m[:, :-1] == 1) & (m[:, 1:] == 0))
+    v = ((m[:-1] == 0) & (m[1:] == 1)) | ((m[:-1] == 1) & (m[1:] == 0))
+    hr, hc = np.nonzero(h)  # vertical edge at u = hc + 1, v in [hr, hr + 1]
+    vr, vc = np.nonzero(v)  # horizontal edge at v = vr + 1, u in [vc, vc + 1]
+    d = np.full(len(pts), np.inf)
+    if len(hr):
+        du = pts[:, None, 0] - (hc + 1)
+        dv = np.maximum(np.abs(pts[:, None, 1] - (hr + 0.5)) - 0.5, 0.0)
+        d = np.minimum(d, np.hypot(du, dv).min(axis=1))
+    if len(vr):
+        dv = pts[:, None, 1] - (vr + 1)
+        du = np.maximum(np.abs(pts[:, None, 0] - (vc + 0.5)) - 0.5, 0.0)
+        d = np.minimum(d, np.hypot(du, dv).min(axis=1))
+    return d
+
+
+@pytest.mark.parametrize("extras", [{"p_sand": 0.0, "p_rover": 0.0}, {"p_sand": 1.0, "p_rover": 1.0}])
+def test_true_contact_lies_on_the_mask_boundary(extras: dict) -> None:
+    cfg = SceneConfig(**SMALL, p_contact=1.0, distortion=True, **extras)
+    with_contact = 0
+    for i in range(12):
+        s = generate_scene(3, i, cfg)
+        if not s.contacts:
+            continue
+        with_contact += 1
+        pts = np.concatenate([c.pixels for c in s.contacts])
+        assert pts.shape[1] == 2
+        assert (pts[:, 0] >= 0).all() and (pts[:, 0] <= 96).all()
+        assert (pts[:, 1] >= 0).all() and (pts[:, 1] <= 72).all()
+        # Where sand or the range limit hides a side, the geologic contact has no 0/1 edge to sit on.
+        col = np.clip(pts[:, 0].astype(int), 0, 95)
+        row = np.clip(pts[:, 1].astype(int), 0, 71)
+        near_ignore = np.zeros(len(pts), bool)
+        for dr in (-2, -1, 0, 1, 2):
+            for dc in (-2, -1, 0, 1, 2):
+                r, c = np.clip(row + dr, 0, 71), np.clip(col + dc, 0, 95)
+                near_ignore |= ~np.isin(s.mask[r, c], (0, 1))
+        # Within a pixel of the frame, a contact grazing the edge crosses no pixel centre: no edge there.
+        at_frame = (pts[:, 0] < 1) | (pts[:, 0] > 95) | (pts[:, 1] < 1) | (pts[:, 1] > 71)
+        free = pts[~near_ignore & ~at_frame]
+        if len(free) < 5:
+            continue
+        d = _boundary_distance(s.mask, free)
+        assert d.mean() <= 1.0, (i, d.mean())
+        for c in s.contacts:
+            assert c.ground_m is not None and c.ground_m.shape == c.pixels.shape
+    assert with_contact >= 6
+
+
+def test_units_differ_in_texture_not_reliably_in_brightness() -> None:
+    cfg = SceneConfig(**SMALL, mode="grey", p_contact=1.0, p_sand=0.0, p_rover=0.0, jpeg_quality_range=None)
+    tex0, tex1, bright0, bright1 = [], [], [], []
+    for i in range(50):
+        s = generate_scene(4, i, cfg)
+        img = s.image.astype(np.float32) / 255.0
+        pad = np.pad(img, 1, mode="edge")
+        blur = sum(pad[r : r + 72, c : c + 96] for r in range(3) for c in range(3)) / 9.0
+        hp2 = (img - blur) ** 2
+        # Stay a pixel away from label edges so the high-pass measures texture, not the boundary.
+        m = s.mask
+        inner = np.ones_like(m, bool)
+        inner[1:-1, 1:-1] = (
+            (m[1:-1, 1:-1] == m[:-2, 1:-1])
+            & (m[1:-1, 1:-1] == m[2:, 1:-1])
+            & (m[1:-1, 1:-1] == m[1:-1, :-2])
+            & (m[1:-1, 1:-1] == m[1:-1, 2:])
+        )
+        a, b = (m == 0) & inner, (m == 1) & inner
+        if a.sum() < 200 or b.sum() < 200:
+            continue
+        tex0.append(hp2[a].mean())
+        tex1.append(hp2[b].mean())
+        bright0.append(img[a].mean())
+        bright1.append(img[b].mean())
+    assert len(tex0) >= 20
+    tex0, tex1 = np.array(tex0), np.array(tex1)
+    # The rough unit has more high-frequency texture on average and in most scenes.
+    assert tex1.mean() > 1.5 * tex0.mean()
+    assert (tex1 > tex0).mean() >= 0.7
+    # Brightness is not a perfect cue: in some scenes the smooth unit is the brighter one.
+    assert (np.array(bright0) > np.array(bright1)).any()
+
+
+def test_deterministic_per_seed_and_index_independent() -> None:
+    cfg = SceneConfig(**SMALL, mode="mixed")
+    a, b = generate_scene(5, 3, cfg), generate_scene(5, 3, cfg)
+    assert a.name == b.name == "synth_s5_000003"
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.camera == b.camera
+    assert len(a.contacts) == len(b.contacts)
+    for ca, cb in zip(a.contacts, b.contacts, strict=True):
+        np.testing.assert_array_equal(ca.pixels, cb.pixels)
+    assert not np.array_equal(generate_scene(5, 4, cfg).image, a.image)
+    assert not np.array_equal(generate_scene(6, 3, cfg).image, a.image)
+
+
+@pytest.mark.parametrize("mode", ["color", "grey", "mixed"])
+def test_shapes_dtypes_and_mask_values(mode: str) -> None:
+    cfg = SceneConfig(width=80, height=60, mode=mode, distortion=True, p_sand=1.0, p_rover=0.5)
+    ndims = set()
+    for i in range(6):
+        s = generate_scene(7, i, cfg)
+        assert s.mask.shape == (60, 80) and s.mask.dtype == np.uint8
+        assert set(np.unique(s.mask)) <= VALID_MASK_VALUES
+        assert s.image.dtype == np.uint8 and s.image.shape[:2] == (60, 80)
+        assert s.image.ndim == 2 or s.image.shape[2] == 3
+        ndims.add(s.image.ndim)
+        assert isinstance(s.camera, PinholeCamera)
+        assert (s.camera.image_width, s.camera.image_height) == (80, 60)
+        assert 1.8 <= s.camera.height_m <= 2.2 and 10.0 <= s.camera.pitch_deg <= 45.0
+    assert ndims == {"color": {3}, "grey": {2}, "mixed": {2, 3}}[mode]
+
+
+def test_far_ground_is_ignored_and_sky_is_other() -> None:
+    cfg = SceneConfig(**SMALL, pitch_deg_range=(10.0, 11.0), hfov_deg_range=(80.0, 90.0), roll_deg_max=0.0)
+    s = generate_scene(8, 0, cfg)
+    assert (s.mask[0] == OTHER).all()  # sky at the top
+    ground_rows = np.flatnonzero((s.mask != OTHER).any(axis=1))
+    assert (s.mask[ground_rows[0]] == IGNORE_INDEX).mean() > 0.9  # the first ground rows are > 30 m away
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"width": -4}, "width"),
+        ({"height": 0}, "height"),
+        ({"mode": "rgb"}, "mode"),
+        ({"difficulty": 1.5}, "difficulty"),
+        ({"p_sand": -0.1}, "p_sand"),
+        ({"hfov_deg_range": (90.0, 25.0)}, "hfov_deg_range"),
+        ({"max_range_m": 0.0}, "max_range_m"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        SceneConfig(**kwargs)
+
+
+def test_bad_seed_is_rejected() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        generate_scene(-1, 0, SceneConfig(**SMALL))
+
+
+def test_dataset_items_match_generate_scene() -> None:
+    cfg = SceneConfig(**SMALL)
+    ds = SyntheticScenes(5, 9, cfg)
+    assert len(ds) == 5
+    item = ds[2]
+    s = generate_scene(9, 2, cfg)
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 72, 96)
+    assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
+    np.testing.assert_allclose(item["image"].permute(1, 2, 0).numpy() * 255.0, s.image, atol=1e-3)
+    assert item["mask"].dtype == torch.int64
+    np.testing.assert_array_equal(item["mask"].numpy(), s.mask)
+    assert item["path"] == "synthetic://seed=9/2"
+    assert PinholeCamera.from_dict(item["camera"]) == s.camera
+    with pytest.raises(IndexError):
+        ds[5]
+    grey = SyntheticScenes(2, 9, SceneConfig(**SMALL, mode="grey"))[0]
+    assert grey["image"].shape == (1, 72, 96)
+    forced = SyntheticScenes(4, 9, SceneConfig(**SMALL, mode="mixed"), channels=3)
+    assert all(forced[i]["image"].shape == (3, 72, 96) for i in range(4))
+
+
+def test_dataset_pickles_and_loads_in_workers() -> None:
+    ds = SyntheticScenes(4, 10, SceneConfig(width=48, height=32))
+    clone = pickle.loads(pickle.dumps(ds))
+    torch.testing.assert_close(clone[1]["image"], ds[1]["image"])
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    batches = list(loader)
+    assert len(batches) == 2
+    assert batches[0]["image"].shape == (2, 3, 32, 48)
+    torch.testing.assert_close(batches[1]["mask"][1], ds[3]["mask"])
+
+
+def test_write_scene_layout_round_trips(tmp_path) -> None:
+    cfg = SceneConfig(**SMALL, p_contact=1.0)
+    s = next(sc for sc in (generate_scene(11, i, cfg) for i in range(10)) if sc.contacts)
+    paths = write_scene(s, tmp_path)
+    assert paths["image"] == tmp_path / "images" / f"{s.name}.png"
+    assert paths["mask"] == tmp_path / "masks" / f"{s.name}.png"
+    assert paths["contacts"] == tmp_path / "contacts" / f"{s.name}.contact.geojson"
+    assert paths["camera"] == tmp_path / "cameras" / f"{s.name}.json"
+    np.testing.assert_array_equal(read_mask(paths["mask"]), s.mask)
+    img = read_image(paths["image"])
+    assert img.shape == (72, 96, 3)
+    np.testing.assert_allclose(img * 255.0, s.image, atol=0.5)
+    lines, size = read_contacts(paths["contacts"])
+    assert size == (96, 72) and len(lines) == len(s.contacts)
+    np.testing.assert_allclose(lines[0].pixels, s.contacts[0].pixels, atol=1e-3)
+    np.testing.assert_allclose(lines[0].ground_m, s.contacts[0].ground_m, atol=1e-3)
+    cam = json.loads(paths["camera"].read_text())
+    for key in ("height_m", "pitch_deg", "roll_deg", "hfov_deg", "image_width", "image_height", "K"):
+        assert key in cam
+    assert PinholeCamera.from_dict(cam) == s.camera
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_generate_dataset_writes_n_scenes(tmp_path) -> None:
+    names = generate_dataset(tmp_path, 3, 12, SceneConfig(width=40, height=30))
+    assert names == [f"synth_s12_{i:06d}" for i in range(3)]
+    for sub, suffix in (
+        ("images", ".png"),
+        ("masks", ".png"),
+        ("contacts", ".contact.geojson"),
+        ("cameras", ".json"),
+    ):
+        assert sorted(p.name for p in (tmp_path / sub).iterdir()) == [n + suffix for n in names]

@@ -1,0 +1,80 @@
+"""The synthetic-scene CLI: outputs in the data layout, a preview sheet, and one-line errors (status 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from marsunits.data.synthetic.cli import main
+
+
+def test_cli_writes_scenes_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "syn"
+    rc = main(
+        ["--out", str(out), "--n", "3", "--seed", "4", "--size", "64x48", "--mode", "grey", "--preview"]
+    )
+    assert rc == 0
+    assert "wrote 3 scenes" in capsys.readouterr().out
+    names = [f"synth_s4_{i:06d}" for i in range(3)]
+    for name in names:
+        assert (out / "images" / f"{name}.png").is_file()
+        assert (out / "masks" / f"{name}.png").is_file()
+        assert (out / "contacts" / f"{name}.contact.geojson").is_file()
+        assert (out / "cameras" / f"{name}.json").is_file()
+        with Image.open(out / "images" / f"{name}.png") as im:
+            assert im.size == (64, 48) and im.mode == "L"
+    with Image.open(out / "preview.png") as im:
+        sheet = np.asarray(im.convert("RGB"))
+    # Two tiles per row (image + mask each), two rows for three scenes.
+    assert sheet.shape[0] >= 2 * 48 and sheet.shape[1] >= 4 * 64
+    assert len(np.unique(sheet.reshape(-1, 3), axis=0)) > 20
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--size", "0x48"], "positive"),
+        (["--size=-64x48"], "positive"),
+        (["--size", "64by48"], "WIDTHxHEIGHT"),
+        (["--n", "0"], "positive integer"),
+        (["--n", "three"], "positive integer"),
+        (["--seed=-1"], "non-negative"),
+        (["--difficulty", "3"], "difficulty"),
+        (["--mode", "rgb"], "invalid choice"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    rc = main(["--out", str(tmp_path / "o"), *args])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err
+    assert "\n" not in err
+    assert not (tmp_path / "o" / "images").exists()
+
+
+def test_cli_unwritable_out_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc = main(["--out", str(blocker / "sub"), "--n", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a writable folder" in err and str(blocker / "sub") in err and "\n" not in err
+
+
+def test_module_entry_point_reports_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "marsunits.data.synthetic", "--out", str(tmp_path), "--size", "10x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "WIDTHxHEIGHT" in proc.stderr
