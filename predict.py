@@ -1,0 +1,27 @@
+"""Predict unit masks, overlays and contacts for a folder of rover images.
+
+    python predict.py ckpt_path=model.ckpt input_dir=images/ output_dir=predictions/
+
+Options: configs/predict.yaml. Exit status: 0 success, 1 some inputs failed (see manifest.csv), 2 the run
+could not start (the one-line message says why).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from marsunits.errors import report_user_errors
+
+
+@hydra.main(config_path="configs", config_name="predict", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from marsunits.inference import run
+
+    sys.exit(report_user_errors(lambda: run(cfg), prog="predict.py"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""Batch prediction on folders of images of any size (``predict.py``).
+
+Modules: :mod:`~marsunits.inference.tiling` (Gaussian-blended sliding windows),
+:mod:`~marsunits.inference.predictor` (checkpoint -> probabilities, decoding workers),
+:mod:`~marsunits.inference.inputs` (file discovery and folder checks),
+:mod:`~marsunits.inference.writers` (atomic outputs, manifest), :mod:`~marsunits.inference.evaluation`
+(IoU against labels), :mod:`~marsunits.inference.gallery` (``index.html``) and
+:mod:`~marsunits.inference.runner` (``run(cfg)``).
+"""
+
+from marsunits.inference.runner import PredictOptions, RunResult, predict_folder, run
+
+__all__ = ["PredictOptions", "RunResult", "predict_folder", "run"]

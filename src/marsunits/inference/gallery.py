@@ -1,0 +1,83 @@
+"""A static HTML gallery of the overlays (``OUT/index.html``): one self-contained file, no server.
+
+Links are relative to ``OUT`` (so the folder can be moved or zipped) and percent-encoded; every text taken
+from file names or messages is HTML-escaped. Styles are inline: no external asset is ever fetched.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from marsunits.constants import CLASS_NAMES, PALETTE
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
+h1{font-size:1.4em}.summary{max-width:70em}
+.grid{display:flex;flex-wrap:wrap;gap:1em}
+figure{margin:0;background:#fff;border:1px solid #ddd;padding:.5em;width:22em}
+figure img{max-width:100%;max-height:16em;display:block;margin:auto}
+figcaption{font-size:.85em;word-break:break-all}
+.error{border-color:#c33;background:#fff4f4}.skipped{border-color:#aaa}
+.key span{display:inline-block;width:1em;height:1em;vertical-align:middle;margin:0 .3em 0 1em}
+table{border-collapse:collapse}td{padding:0 .5em 0 0}
+"""
+
+
+def _num(value: Any, fmt: str) -> str:
+    if value in (None, ""):
+        return "-"
+    try:
+        return format(float(value), fmt)
+    except (TypeError, ValueError):
+        return html.escape(str(value))
+
+
+def _card(row: Mapping[str, Any]) -> str:
+    rel = PurePosixPath(str(row["path"]))
+    name = html.escape(rel.as_posix())
+    status = str(row.get("status", ""))
+    if status == "error":
+        return (
+            f'<figure class="error"><figcaption><b>{name}</b><br>error: '
+            f"{html.escape(str(row.get('message', '')))}</figcaption></figure>"
+        )
+    overlay = quote(rel.with_name(rel.stem + ".overlay.png").as_posix())
+    mask = quote(rel.with_name(rel.stem + ".mask.png").as_posix())
+    contact = quote(rel.with_name(rel.stem + ".contact.geojson").as_posix())
+    numbers = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{_num(row.get('frac_' + n), '.1%')}</td></tr>" for n in CLASS_NAMES
+    )
+    return (
+        f'<figure class="{html.escape(status)}"><a href="{overlay}"><img src="{overlay}" loading="lazy" '
+        f'alt="{name}"></a><figcaption><b>{name}</b> ({_num(row.get("width"), ".0f")} x '
+        f"{_num(row.get('height'), '.0f')} px, {html.escape(status)})<table>{numbers}"
+        f"<tr><td>contacts</td><td>{_num(row.get('n_contacts'), '.0f')}, "
+        f"{_num(row.get('contact_length_px'), '.0f')} px</td></tr></table>"
+        f'<a href="{mask}">mask</a> · <a href="{contact}">contact</a></figcaption></figure>'
+    )
+
+
+def render_gallery(rows: Sequence[Mapping[str, Any]], title: str, summary: str) -> str:
+    """The HTML text of the gallery.
+
+    Args:
+        rows: Manifest rows (keys of :data:`marsunits.inference.writers.MANIFEST_FIELDS`).
+        title: Page title (escaped here).
+        summary: One paragraph of plain text shown above the images (escaped here).
+    """
+    key = "".join(
+        f'<span style="background:rgb{tuple(rgb)}"></span>{html.escape(n)}'
+        for n, rgb in zip(CLASS_NAMES, PALETTE, strict=True)
+    )
+    cards = "\n".join(_card(r) for r in rows)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f'<h1>{html.escape(title)}</h1><p class="summary">{html.escape(summary)}</p>'
+        f'<p class="key">Units:{key} · contact lines: white = low confidence, red = high.</p>'
+        f'<div class="grid">\n{cards}\n</div></body></html>\n'
+    )

@@ -1,0 +1,155 @@
+"""Find the images to predict, and refuse folder set-ups that cannot work, before any model is loaded.
+
+Rules:
+
+* ``patterns`` are file extensions (``"png"``, ``".png"`` and ``"*.png"`` all mean the same), matched
+  case-insensitively; the walk is recursive and follows symbolic links to folders, visiting each real
+  folder once (a link loop is walked once, not forever). Hidden files and folders (names starting with
+  ``.``) are skipped: that is where temporary files live.
+* Outputs mirror the relative path, so ``a/x.png`` and ``b/x.png`` never collide. Two inputs in the
+  **same folder with the same stem** (``x.jpg`` and ``x.png``) would write the same ``x.mask.png``: both
+  become error rows asking the user to rename one. Adding the extension to the output name instead was
+  rejected because it would make every output name depend on what else is in the folder.
+* Folder-level problems (missing input folder, output folder inside the input folder, no image at all)
+  raise :class:`~marsunits.errors.DataError` / :class:`~marsunits.errors.ConfigError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from marsunits.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input image.
+
+    Attributes:
+        path: Absolute path of the file.
+        rel: Path relative to the input folder (POSIX form, with extension): the manifest key.
+    """
+
+    path: Path
+    rel: PurePosixPath
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """A file or folder found during discovery that cannot be predicted, with the reason."""
+
+    rel: PurePosixPath
+    message: str
+
+
+def normalise_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    """``["*.PNG", "jpg"]`` -> ``(".png", ".jpg")``.
+
+    Raises:
+        ConfigError: If the list is empty or a pattern contains a path separator or a wildcard elsewhere.
+    """
+    exts = []
+    for raw in patterns:
+        p = str(raw).strip().lower().removeprefix("*")
+        p = p if p.startswith(".") else f".{p}"
+        if len(p) < 2 or any(ch in p for ch in "/\\*?[]"):
+            raise ConfigError(
+                f"patterns must be file extensions like 'png' or '*.png', got {raw!r}; fix the patterns"
+            )
+        exts.append(p)
+    if not exts:
+        raise ConfigError("patterns is empty; give at least one extension, e.g. patterns=[jpg,png]")
+    return tuple(dict.fromkeys(exts))
+
+
+def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Resolve and validate the two folders; returns them absolute.
+
+    Raises:
+        DataError: The input folder is missing or is not a folder, or ``output_dir`` is an existing file.
+        ConfigError: ``output_dir`` is the input folder or lies inside it (outputs would be read as inputs
+            on the next run).
+    """
+    inp = Path(input_dir).expanduser().resolve()
+    out = Path(output_dir).expanduser().resolve()
+    if not inp.exists():
+        raise DataError(f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...")
+    if not inp.is_dir():
+        raise DataError(f"input_dir {inp} is a file, not a folder; pass the folder that contains the images")
+    if out == inp or inp in out.parents:
+        raise ConfigError(
+            f"output_dir {out} is inside input_dir {inp}, so outputs would be read as inputs next time; "
+            "choose an output_dir outside the input folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output_dir {out} exists and is a file; choose a folder path for output_dir")
+    return inp, out
+
+
+def discover(input_dir: Path, patterns: Sequence[str]) -> tuple[list[InputFile], list[InputProblem]]:
+    """List the images under ``input_dir`` (sorted by relative path) and the problems met on the way.
+
+    Problems are unreadable sub-folders and same-stem collisions (see module docstring); colliding files
+    are removed from the returned inputs.
+
+    Raises:
+        DataError: If no file matches ``patterns`` and nothing else was found either.
+    """
+    exts = normalise_patterns(patterns)
+    problems: list[InputProblem] = []
+    files: list[InputFile] = []
+    seen: set[str] = set()
+
+    def on_error(err: OSError) -> None:
+        where = Path(err.filename) if err.filename else input_dir
+        problems.append(InputProblem(_rel(where, input_dir), f"cannot list folder: {err.strerror or err}"))
+
+    for dirpath, dirnames, filenames in os.walk(input_dir, onerror=on_error, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symbolic link back to a folder already walked
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or Path(name).suffix.lower() not in exts:
+                continue
+            path = Path(dirpath) / name
+            files.append(InputFile(path, _rel(path, input_dir)))
+
+    files.sort(key=lambda f: f.rel.as_posix())
+    groups: dict[tuple[PurePosixPath, str], list[InputFile]] = defaultdict(list)
+    for f in files:
+        groups[(f.rel.parent, f.rel.stem)].append(f)
+    kept = []
+    for f in files:
+        group = groups[(f.rel.parent, f.rel.stem)]
+        if len(group) == 1:
+            kept.append(f)
+            continue
+        others = ", ".join(g.rel.name for g in group if g is not f)
+        problems.append(
+            InputProblem(
+                f.rel,
+                f"same folder and stem as {others}: their outputs ({f.rel.stem}.mask.png, ...) would "
+                "overwrite each other; rename one of them",
+            )
+        )
+    if not kept and not problems:
+        raise DataError(
+            f"no images matching {', '.join('*' + e for e in exts)} found under input_dir {input_dir} "
+            "(searched recursively); check input_dir and patterns"
+        )
+    problems.sort(key=lambda p: p.rel.as_posix())
+    return kept, problems
+
+
+def _rel(path: Path, root: Path) -> PurePosixPath:
+    try:
+        return PurePosixPath(Path(os.path.relpath(path, root)).as_posix())
+    except ValueError:  # different drives on Windows
+        return PurePosixPath(path.as_posix())

@@ -1,0 +1,181 @@
+"""The model side of prediction: a :class:`Predictor` (checkpoint -> class probabilities for one image)
+and the decoding side: :class:`ImageFileDataset` + :func:`make_loader` (a torch DataLoader whose workers
+decode the next images while the network runs on the current one).
+
+Loading one image per loader item (batch size 1 of *images*) keeps memory bounded by the largest image;
+the network batches are made of windows cut from that image inside
+:func:`marsunits.inference.tiling.sliding_window`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from marsunits.data.io import ImageReadError, read_image
+from marsunits.errors import ConfigError
+from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
+
+
+def select_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    Raises:
+        ConfigError: The name is not a device, or CUDA is asked for but not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"device={name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} asks for CUDA but no CUDA device is available; use device=cpu")
+    return device
+
+
+class Predictor:
+    """Turns images into per-class probabilities with a segmentation network, tile by tile.
+
+    Args:
+        model: Maps float ``(N, in_channels, h, w)`` in [0, 1] (``h``, ``w`` multiples of ``stride``) to
+            logits ``(N, num_classes, h, w)``; normalisation happens inside (as in ``SegmentationTask``).
+        in_channels: Channels the model expects (1 or 3); images are converted to it.
+        tile: Window side in pixels (multiple of ``stride``).
+        overlap: Window overlap fraction in [0, 1).
+        batch_size: Windows per forward pass.
+        device: Where the model runs; on CUDA windows use pinned memory and bfloat16 autocast.
+        num_classes: Output channels of the model.
+        stride: Network stride (input sides must be multiples of it).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        in_channels: int,
+        tile: int,
+        overlap: float = 0.25,
+        batch_size: int = 4,
+        device: torch.device | str = "cpu",
+        num_classes: int = 3,
+        stride: int = NETWORK_STRIDE,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.in_channels = in_channels
+        self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.num_classes = num_classes
+        self.stride = stride
+
+    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x).float(), dim=1)
+
+    def predict(self, image: torch.Tensor) -> np.ndarray:
+        """Class probabilities of one image.
+
+        Args:
+            image: Float32 CPU tensor ``(in_channels, H, W)`` in [0, 1], any ``H, W >= 1``.
+
+        Returns:
+            Float32 ``(num_classes, H, W)``: softmax probabilities of each window, blended with the
+            Gaussian weights of :mod:`marsunits.inference.tiling`; each pixel's values sum to 1.
+        """
+        if image.shape[0] != self.in_channels:
+            raise ValueError(
+                f"the model expects {self.in_channels} channel(s), got an image of shape {tuple(image.shape)}"
+            )
+        return sliding_window(
+            self._probabilities,
+            image,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            device=self.device,
+            out_channels=self.num_classes,
+            stride=self.stride,
+            autocast=self.device.type == "cuda",
+        )
+
+
+@dataclass
+class LoadedImage:
+    """One decoded input (or the reason it could not be decoded).
+
+    Attributes:
+        index: Position in the dataset's file list.
+        image: Float32 ``(H, W, C)`` in [0, 1] as read (C in {1, 3}), or None on error.
+        error: Why the file could not be read, or None.
+        seconds: Time spent reading and decoding.
+    """
+
+    index: int
+    image: np.ndarray | None
+    error: str | None
+    seconds: float
+
+
+class ImageFileDataset(Dataset[LoadedImage]):
+    """Decodes image files for prediction; a file that fails becomes an item with ``error`` set.
+
+    Errors are returned, not raised, so that one bad file cannot stop a DataLoader worker.
+
+    Args:
+        files: The image paths.
+        max_megapixels: Refuse images larger than this (checked from the header before decoding).
+    """
+
+    def __init__(self, files: Sequence[Path], max_megapixels: float | None = None) -> None:
+        self.files = list(files)
+        self.max_megapixels = max_megapixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> LoadedImage:
+        path = self.files[index]
+        start = time.perf_counter()
+        try:
+            if path.is_symlink() and not path.exists():
+                target = os.readlink(path)
+                raise ImageReadError(
+                    f"{path}: a symbolic link to {target} that cannot be followed (missing target or a link "
+                    "loop); fix or remove the link"
+                )
+            image = read_image(path, max_megapixels=self.max_megapixels)
+        except ImageReadError as exc:
+            return LoadedImage(index, None, str(exc), time.perf_counter() - start)
+        except (OSError, MemoryError) as exc:
+            return LoadedImage(
+                index, None, f"{path}: {type(exc).__name__}: {exc}", time.perf_counter() - start
+            )
+        return LoadedImage(index, image, None, time.perf_counter() - start)
+
+
+def _single(batch: list[LoadedImage]) -> LoadedImage:
+    """Collate for batch size 1: the item itself (images of different sizes are never stacked)."""
+    return batch[0]
+
+
+def make_loader(dataset: ImageFileDataset, num_workers: int) -> DataLoader[Any]:
+    """A DataLoader yielding one :class:`LoadedImage` at a time, in order.
+
+    With workers, ``prefetch_factor=1`` bounds the decoded images waiting in memory to ``num_workers``.
+    """
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    extra: dict[str, Any] = {"prefetch_factor": 1, "persistent_workers": False} if num_workers else {}
+    return DataLoader(
+        dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single, **extra
+    )

@@ -1,0 +1,462 @@
+"""``predict.py``'s work: predict every image of a folder and write masks, overlays, contacts and reports.
+
+Steps (mmsegmentation's inferencer split, at folder scale): validate folders and options -> discover the
+inputs -> load the checkpoint -> skip inputs whose outputs are complete -> decode in DataLoader workers ->
+tiled forward pass -> contacts (+ ground coordinates where a camera sidecar exists) -> write outputs ->
+``manifest.csv``, ``summary.json``, ``index.html`` and, with ``labels_dir``, ``metrics.json``.
+
+Failure policy:
+
+* A folder-level problem (missing input folder, output folder inside it, no images, a bad option, a
+  missing or incompatible checkpoint) raises a user error (:class:`~marsunits.errors.MarsUnitsError`,
+  ``FileNotFoundError`` or ``marsunits.task.CheckpointError``) before anything is written; ``predict.py``
+  prints its one-sentence message and exits with status 2.
+* A bad input file (corrupt, truncated, not an image, empty, unreadable, too large, colliding name)
+  becomes an ``error`` row with the reason and the run goes on. :func:`run` returns 1 when any input
+  failed, unless ``allow_errors`` is true, else 0.
+* Reports are rewritten even when the run is interrupted (Ctrl-C), listing what was done so far; a re-run
+  skips completed inputs (see :mod:`marsunits.inference.writers` for the completion rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from marsunits.boundary.camera import find_camera
+from marsunits.boundary.contact_io import ContactLine, read_contacts
+from marsunits.boundary.extract import ContactConfig, extract_contacts
+from marsunits.boundary.projection import add_ground
+from marsunits.constants import CLASS_NAMES
+from marsunits.data.io import ImageReadError, read_mask, to_channels
+from marsunits.errors import ConfigError, DataError
+from marsunits.inference.evaluation import Evaluation
+from marsunits.inference.gallery import render_gallery
+from marsunits.inference.inputs import InputFile, check_folders, discover
+from marsunits.inference.predictor import ImageFileDataset, LoadedImage, Predictor, make_loader, select_device
+from marsunits.inference.tiling import make_grid
+from marsunits.inference.writers import (
+    OutputPaths,
+    read_manifest,
+    unit_fractions,
+    write_json_atomic,
+    write_manifest,
+    write_prediction,
+    write_text_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+#: Metadata keys copied from the checkpoint into ``summary.json``.
+METADATA_SUMMARY_KEYS = (
+    "format_version",
+    "arch",
+    "encoder",
+    "in_channels",
+    "num_classes",
+    "class_names",
+    "tile_size",
+    "dataset",
+    "wandb_run_id",
+)
+
+
+@dataclass
+class PredictOptions:
+    """The options of ``configs/predict.yaml`` as plain values (see that file for their meaning)."""
+
+    ckpt_path: str
+    input_dir: str
+    output_dir: str
+    patterns: Sequence[str] = ("jpg", "jpeg", "png", "tif", "tiff")
+    tile: int | None = None
+    overlap: float = 0.25
+    batch_size: int = 4
+    num_workers: int = 2
+    device: str = "auto"
+    overwrite: bool = False
+    save_probabilities: bool = False
+    probability_dtype: str = "uint8"
+    labels_dir: str | None = None
+    allow_errors: bool = False
+    max_megapixels: float | None = 100.0
+    max_range_m: float = 30.0
+    contact: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> PredictOptions:
+        """Read the options from a composed ``predict`` config.
+
+        Raises:
+            ConfigError: A required option (``ckpt_path``, ``input_dir``, ``output_dir``) is missing.
+        """
+        missing = [k for k in ("ckpt_path", "input_dir", "output_dir") if OmegaConf.is_missing(cfg, k)]
+        if missing:
+            example = " ".join(f"{k}=..." for k in missing)
+            raise ConfigError(
+                f"missing required option(s) {', '.join(missing)}: run python predict.py {example}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in cfg:
+                value = cfg[f.name]
+                values[f.name] = (
+                    OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+                )
+        return cls(**values)
+
+
+@dataclass
+class RunResult:
+    """What a prediction run produced.
+
+    Attributes:
+        rows: Manifest rows, sorted by path.
+        summary: The content of ``summary.json``.
+        metrics: The content of ``metrics.json`` (None without ``labels_dir``).
+        exit_code: 0, or 1 when an input failed and errors are not allowed.
+    """
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    metrics: dict[str, Any] | None
+    exit_code: int
+
+
+def run(cfg: DictConfig) -> int:
+    """Entry point of ``predict.py``: predict the folder described by ``cfg``; returns the exit code."""
+    return predict_folder(PredictOptions.from_config(cfg)).exit_code
+
+
+def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
+    valid = [f.name for f in fields(ContactConfig)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown contact option(s) {unknown}; valid options are {valid}")
+    try:
+        return ContactConfig(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad contact option: {exc}") from exc
+
+
+def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
+    return {"path": rel.as_posix(), "status": "error", "message": message, "seconds": seconds}
+
+
+def _result_row(
+    rel: PurePosixPath,
+    status: str,
+    message: str,
+    mask: np.ndarray,
+    lines: Sequence[ContactLine],
+    seconds: Any,
+) -> dict[str, Any]:
+    fractions = unit_fractions(mask)
+    return {
+        "path": rel.as_posix(),
+        "status": status,
+        "message": message,
+        "width": int(mask.shape[1]),
+        "height": int(mask.shape[0]),
+        **{f"frac_{name}": frac for name, frac in zip(CLASS_NAMES, fractions, strict=True)},
+        "contact_length_px": float(sum(line.length_px for line in lines)),
+        "n_contacts": len(lines),
+        "seconds": seconds,
+    }
+
+
+def argmax_uint8(probs: np.ndarray) -> np.ndarray:
+    """Class ids ``(H, W)`` uint8 from probabilities ``(C, H, W)``, in row bands (no int64 (H, W) copy)."""
+    out = np.empty((probs.shape[1], probs.shape[2]), dtype=np.uint8)
+    for r0 in range(0, out.shape[0], 512):
+        out[r0 : r0 + 512] = probs[:, r0 : r0 + 512].argmax(0)
+    return out
+
+
+def add_ground_coordinates(
+    image_path: Path, lines: list[ContactLine], width: int, height: int, max_range_m: float
+) -> list[ContactLine]:
+    """Add ground coordinates to ``lines`` when the image has a camera file (see ``find_camera``).
+
+    Pieces of a line that do not reach the ground within ``max_range_m`` are kept without ground
+    coordinates (``keep_unprojected``), so the per-image pixel contacts are the same with or without a camera.
+
+    Raises:
+        ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
+    """
+    camera = find_camera(image_path)
+    if camera is None:
+        return lines
+    if (camera.image_width, camera.image_height) != (width, height):
+        raise ValueError(
+            f"the camera file of {image_path.name} is for a {camera.image_width}x{camera.image_height} image "
+            f"but the image is {width}x{height}; fix or remove the camera file"
+        )
+    return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
+
+
+class _Session:
+    """State of one run: options, model, evaluation and the rows written so far."""
+
+    def __init__(self, opts: PredictOptions) -> None:
+        self.opts = opts
+        self.input_dir, self.output_dir = check_folders(opts.input_dir, opts.output_dir)
+        self.labels_dir = None
+        if opts.labels_dir is not None:
+            self.labels_dir = Path(opts.labels_dir).expanduser().resolve()
+            if not self.labels_dir.is_dir():
+                raise DataError(
+                    f"labels_dir {self.labels_dir} is not an existing folder; fix labels_dir or drop it"
+                )
+        if opts.probability_dtype not in ("uint8", "float16"):
+            raise ConfigError(f"probability_dtype must be uint8 or float16, got {opts.probability_dtype!r}")
+        if opts.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
+        self.contact_config = _contact_config(opts.contact)
+        self.device = select_device(opts.device)
+        self.ckpt_path = Path(opts.ckpt_path).expanduser().resolve()
+        if not self.ckpt_path.is_file():  # checked before the (possibly long) folder walk
+            raise FileNotFoundError(
+                f"checkpoint {self.ckpt_path} does not exist; pass a .ckpt written by train.py as ckpt_path="
+            )
+        self.files, self.problems = discover(self.input_dir, opts.patterns)
+
+        from marsunits.task import load_task  # imported here: Lightning is slow to import
+
+        task = load_task(self.ckpt_path, map_location="cpu")
+        self.metadata = task.metadata
+        stride = int(self.metadata.get("size_divisor", 32))
+        tile = int(opts.tile if opts.tile is not None else self.metadata["tile_size"])
+        try:
+            make_grid(1, 1, tile, opts.overlap, stride)
+        except ValueError as exc:
+            raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}") from exc
+        self.tile = tile
+        self.in_channels = int(self.metadata["in_channels"])
+        self.predictor = Predictor(
+            task,
+            in_channels=self.in_channels,
+            tile=tile,
+            overlap=opts.overlap,
+            batch_size=opts.batch_size,
+            device=self.device,
+            num_classes=int(self.metadata["num_classes"]),
+            stride=stride,
+        )
+        self.evaluation = Evaluation(self.labels_dir) if self.labels_dir is not None else None
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.megapixels = 0.0
+        self.loop_seconds = 0.0
+
+    # ----------------------------------------------------------------------------------------- skipping
+    def _skipped_row(self, f: InputFile, paths: OutputPaths, old: Mapping[str, str] | None) -> dict | None:
+        """Row for an input whose outputs are complete, recomputed from its mask and contacts (cheap)."""
+        try:
+            mask = read_mask(paths.mask)
+            lines, _ = read_contacts(paths.contact)
+        except (ImageReadError, ValueError, OSError):
+            return None  # unreadable leftovers: predict again
+        if self.evaluation is not None:
+            self.evaluation.add(f.rel, mask)
+        seconds = old.get("seconds") if old else None
+        return _result_row(
+            f.rel, "skipped", "outputs already present; overwrite=true redoes them", mask, lines, seconds
+        )
+
+    def plan(self) -> list[InputFile]:
+        """Record problem and skipped rows; return the inputs still to predict."""
+        for p in self.problems:
+            self.rows[p.rel.as_posix()] = _error_row(p.rel, p.message)
+        old = read_manifest(self.output_dir / "manifest.csv")
+        todo = []
+        for f in self.files:
+            paths = OutputPaths(self.output_dir, f.rel)
+            row = None
+            if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
+                row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
+            if row is None:
+                todo.append(f)
+            else:
+                self.rows[row["path"]] = row
+        return todo
+
+    # --------------------------------------------------------------------------------------- predicting
+    def process(self, f: InputFile, item: LoadedImage) -> dict[str, Any]:
+        """Predict one decoded image and write its outputs; returns its manifest row."""
+        assert item.image is not None
+        start = time.perf_counter()
+        image = item.image
+        x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
+        probs = self.predictor.predict(x)
+        mask = argmax_uint8(probs)
+        lines = extract_contacts(probs, self.contact_config)
+        lines = add_ground_coordinates(f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m)
+        write_prediction(
+            OutputPaths(self.output_dir, f.rel),
+            image,
+            probs,
+            mask,
+            lines,
+            save_probabilities=self.opts.save_probabilities,
+            probability_dtype=self.opts.probability_dtype,
+        )
+        if self.evaluation is not None:
+            self.evaluation.add(f.rel, mask)
+        seconds = time.perf_counter() - start
+        self.megapixels += mask.size / 1e6
+        return _result_row(f.rel, "ok", "", mask, lines, round(seconds + item.seconds, 4))
+
+    def predict_all(self, todo: list[InputFile]) -> None:
+        loader = make_loader(
+            ImageFileDataset([f.path for f in todo], self.opts.max_megapixels), self.opts.num_workers
+        )
+        console = Console(stderr=True)
+        progress = Progress(
+            TextColumn("[bold]predict"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        started = time.perf_counter()
+        with progress:
+            bar = progress.add_task("predict", total=len(todo), rate="")
+            for n, item in enumerate(loader, start=1):
+                f = todo[item.index]
+                if item.error is not None:
+                    row = _error_row(f.rel, item.error, round(item.seconds, 4))
+                else:
+                    try:
+                        row = self.process(f, item)
+                    except (ImageReadError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+                        log.debug("prediction of %s failed", f.path, exc_info=True)
+                        row = _error_row(f.rel, f"{type(exc).__name__}: {exc}")
+                self.rows[row["path"]] = row
+                if row["status"] == "error":
+                    log.warning("%s: %s", row["path"], row["message"])
+                rate = n / max(time.perf_counter() - started, 1e-9)
+                progress.update(bar, advance=1, rate=f"{rate:.2f} img/s")
+
+    # ------------------------------------------------------------------------------------------ reports
+    def summary(self, wall_seconds: float) -> dict[str, Any]:
+        rows = list(self.rows.values())
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
+        pixels = np.zeros(len(CLASS_NAMES))
+        contacts, length = 0, 0.0
+        for r in rows:
+            if r["status"] == "error":
+                continue
+            area = float(r["width"]) * float(r["height"])
+            pixels += [float(r[f"frac_{n}"]) * area for n in CLASS_NAMES]
+            contacts += int(r["n_contacts"])
+            length += float(r["contact_length_px"])
+        total = pixels.sum()
+        return {
+            "counts": {**counts, "total": len(rows)},
+            "seconds": round(wall_seconds, 3),
+            "megapixels": round(self.megapixels, 4),
+            # Throughput of the prediction loop (decoding, network, contacts, writing); excludes start-up.
+            "prediction_seconds": round(self.loop_seconds, 3),
+            "megapixels_per_second": (
+                round(self.megapixels / self.loop_seconds, 4)
+                if self.loop_seconds > 0 and self.megapixels
+                else None
+            ),
+            "unit_fractions": {
+                n: (float(p / total) if total else None) for n, p in zip(CLASS_NAMES, pixels, strict=True)
+            },
+            "n_contacts": contacts,
+            "contact_length_px": round(length, 3),
+            "checkpoint": os.fspath(self.ckpt_path),
+            "checkpoint_metadata": {k: self.metadata.get(k) for k in METADATA_SUMMARY_KEYS},
+            "input_dir": os.fspath(self.input_dir),
+            "output_dir": os.fspath(self.output_dir),
+            "device": str(self.device),
+            "tile": self.tile,
+            "overlap": self.opts.overlap,
+        }
+
+    def write_reports(self, wall_seconds: float) -> RunResult:
+        rows = [self.rows[k] for k in sorted(self.rows)]
+        out = self.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        write_manifest(out / "manifest.csv", rows)
+        summary = self.summary(wall_seconds)
+        metrics = None
+        if self.evaluation is not None:
+            metrics = self.evaluation.to_dict()
+            write_json_atomic(out / "metrics.json", metrics)
+        paragraph = summary_paragraph(summary, metrics)
+        summary["text"] = paragraph
+        write_json_atomic(out / "summary.json", summary)
+        write_text_atomic(
+            out / "index.html", render_gallery(rows, f"marsunits predictions: {out.name}", paragraph)
+        )
+        failed = summary["counts"]["error"] > 0 and not self.opts.allow_errors
+        return RunResult(rows, summary, metrics, 1 if failed else 0)
+
+
+def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
+    """One paragraph of plain text describing a finished run."""
+    c = summary["counts"]
+    fr = summary["unit_fractions"]
+    units = ", ".join(f"{100 * v:.1f} % {n}" for n, v in fr.items() if v is not None) or "no pixels"
+    rate = summary["megapixels_per_second"]
+    text = (
+        f"Predicted {c['ok']} of {c['total']} images ({c['skipped']} skipped as already done, "
+        f"{c['error']} failed) "
+        f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
+        + (f", {rate:.3f} MP/s" if rate else "")
+        + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
+        f"overlap {summary['overlap']:g}). Over all ok and skipped images: {units}; "
+        f"{summary['n_contacts']} contact lines, {summary['contact_length_px']:.0f} px in total. "
+        f"Outputs, manifest.csv, summary.json and index.html are in {summary['output_dir']}."
+    )
+    if metrics is not None:
+        miou = metrics["overall"]["miou"]
+        text += (
+            f" Scored {metrics['images_scored']} images against labels: mIoU "
+            + (f"{miou:.3f}" if miou is not None else "undefined")
+            + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
+        )
+    if c["error"]:
+        text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
+    return text
+
+
+def predict_folder(opts: PredictOptions) -> RunResult:
+    """Predict every image under ``opts.input_dir`` into ``opts.output_dir`` (see module docstring).
+
+    Raises:
+        MarsUnitsError, FileNotFoundError, marsunits.task.CheckpointError: Folder-level problems, before
+            anything is written.
+    """
+    started = time.perf_counter()
+    session = _Session(opts)
+    todo = session.plan()
+    skipped = len(session.rows) - len(session.problems)
+    if skipped:
+        log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
+    loop_start = time.perf_counter()
+    try:
+        session.predict_all(todo)
+    finally:
+        session.loop_seconds = time.perf_counter() - loop_start
+        result = session.write_reports(time.perf_counter() - started)
+    print(result.summary["text"], file=sys.stdout)
+    return result

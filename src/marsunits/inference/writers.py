@@ -1,0 +1,286 @@
+"""Write prediction outputs: per-image files, the manifest, JSON reports; every file atomically.
+
+Per input ``IN/<rel>/<stem>.<ext>`` (DESIGN.md) the files under ``OUT/<rel>/`` are
+``<stem>.mask.png``, ``<stem>.overlay.png``, ``<stem>.contact.geojson`` and optionally ``<stem>.prob.tif``.
+
+Completion rule: an input is *done* when **all** its expected files exist. Each file is written to a
+temporary name in its folder and moved into place with ``os.replace``, so a file either exists complete or
+not at all; the set is written in the order probabilities -> contact -> overlay -> **mask last**, so an
+interrupted input lacks at least its mask and is redone on the next run (its earlier files are simply
+overwritten). The mask alone is therefore also a completion marker.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageDraw
+
+from marsunits.boundary.contact_io import ContactLine, write_contacts
+from marsunits.constants import CONTACT_COLOR, IGNORE_COLOR, NUM_CLASSES, PALETTE
+from marsunits.data.io import write_png_atomic
+
+#: Columns of ``manifest.csv``, in order.
+MANIFEST_FIELDS: tuple[str, ...] = (
+    "path",
+    "status",
+    "message",
+    "width",
+    "height",
+    "frac_smooth_volcanic",
+    "frac_rough_olivine",
+    "frac_other",
+    "contact_length_px",
+    "n_contacts",
+    "seconds",
+)
+
+#: Overlay opacity of the unit colours.
+OVERLAY_ALPHA = 0.4
+
+#: Contact colour at confidence 0 (white); at confidence 1 it is ``constants.CONTACT_COLOR`` (red).
+LOW_CONFIDENCE_COLOR: tuple[int, int, int] = (255, 255, 255)
+
+SUFFIXES = {
+    "mask": ".mask.png",
+    "overlay": ".overlay.png",
+    "contact": ".contact.geojson",
+    "prob": ".prob.tif",
+}
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where the outputs of one input go.
+
+    Attributes:
+        root: The run's ``output_dir``.
+        rel: The input's path relative to ``input_dir`` (POSIX form, with its extension).
+    """
+
+    root: Path
+    rel: PurePosixPath
+
+    def rel_output(self, kind: str) -> PurePosixPath:
+        """Output path relative to ``root`` for ``kind`` in ``mask``/``overlay``/``contact``/``prob``."""
+        return self.rel.with_name(self.rel.stem + SUFFIXES[kind])
+
+    def path(self, kind: str) -> Path:
+        """Absolute output path for ``kind``."""
+        return self.root / self.rel_output(kind)
+
+    @property
+    def mask(self) -> Path:
+        return self.path("mask")
+
+    @property
+    def overlay(self) -> Path:
+        return self.path("overlay")
+
+    @property
+    def contact(self) -> Path:
+        return self.path("contact")
+
+    @property
+    def prob(self) -> Path:
+        return self.path("prob")
+
+    def expected(self, save_probabilities: bool) -> list[Path]:
+        """The files that must all exist for this input to count as done."""
+        kinds = ["contact", "overlay", "mask"]
+        if save_probabilities:
+            kinds.insert(0, "prob")
+        return [self.path(k) for k in kinds]
+
+    def complete(self, save_probabilities: bool) -> bool:
+        """True when every expected file exists (see the module's completion rule)."""
+        return all(p.is_file() for p in self.expected(save_probabilities))
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(fh)`` on a temporary file next to ``path``, fsync, then ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)  # reopened by name: writers such as tifffile need a named file object
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    data = text.encode("utf-8")
+
+    def write(fh: io.BufferedWriter) -> None:
+        fh.write(data)
+
+    return _atomic_write(Path(path), write)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (NaN is not allowed: use None) atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def write_probabilities(path: str | os.PathLike[str], probs: np.ndarray, dtype: str = "uint8") -> Path:
+    """Write class probabilities ``(3, H, W)`` as a zlib-compressed TIFF (axes ``CYX``), atomically.
+
+    Args:
+        path: Destination ``.prob.tif``.
+        probs: Float array ``(C, H, W)`` in [0, 1].
+        dtype: ``"uint8"`` (probability x 255, rounded) or ``"float16"``.
+    """
+    if dtype == "uint8":
+        data = np.rint(np.clip(probs, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif dtype == "float16":
+        data = probs.astype(np.float16)
+    else:
+        raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {dtype!r}")
+
+    def write(fh: io.BufferedWriter) -> None:
+        tifffile.imwrite(fh, data, photometric="minisblack", compression="zlib", metadata={"axes": "CYX"})
+
+    return _atomic_write(Path(path), write)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Float ``(H, W, C)`` in [0, 1] with C in {1, 3} -> uint8 ``(H, W, 3)`` (grey is replicated)."""
+    rgb = np.empty((*image.shape[:2], 3), dtype=np.uint8)
+    # Row bands keep the float temporaries small for panoramas.
+    for r0 in range(0, image.shape[0], 512):
+        band = np.rint(np.clip(image[r0 : r0 + 512], 0.0, 1.0) * 255.0).astype(np.uint8)
+        rgb[r0 : r0 + 512] = band if band.shape[2] == 3 else np.repeat(band, 3, axis=2)
+    return rgb
+
+
+def confidence_color(confidence: float) -> tuple[int, int, int]:
+    """Contact colour for ``confidence`` in [0, 1]: white (unsure) to red (sure), linear in RGB."""
+    c = float(np.clip(confidence, 0.0, 1.0))
+    return tuple(
+        int(round(lo + (hi - lo) * c)) for lo, hi in zip(LOW_CONFIDENCE_COLOR, CONTACT_COLOR, strict=True)
+    )  # type: ignore[return-value]
+
+
+def overlay_image(
+    image: np.ndarray, mask: np.ndarray, lines: Sequence[ContactLine], alpha: float = OVERLAY_ALPHA
+) -> np.ndarray:
+    """The image with each unit tinted in its palette colour and the contact lines drawn on top.
+
+    Args:
+        image: Float ``(H, W, C)`` in [0, 1], C in {1, 3}.
+        mask: uint8 ``(H, W)`` class ids (255 = ignore, drawn black).
+        lines: Contacts in pixel coordinates (origin at the top-left pixel's corner). Each segment is
+            coloured by the mean ``vertex_confidence`` of its ends when present, else by the line's
+            ``confidence`` (see :func:`confidence_color`).
+        alpha: Opacity of the unit colours.
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+    """
+    lut = np.zeros((256, 3), dtype=np.uint16)
+    lut[:] = IGNORE_COLOR
+    lut[:NUM_CLASSES] = PALETTE
+    a = int(round(alpha * 256))
+    out = to_rgb_uint8(image)
+    for r0 in range(0, out.shape[0], 512):
+        base = out[r0 : r0 + 512].astype(np.uint16)
+        tint = lut[mask[r0 : r0 + 512]]
+        out[r0 : r0 + 512] = ((base * (256 - a) + tint * a) >> 8).astype(np.uint8)
+    if lines:
+        h, w = mask.shape
+        width = max(2, round(min(h, w) / 250))
+        pil = Image.fromarray(out)
+        draw = ImageDraw.Draw(pil)
+        for line in lines:
+            # PIL addresses pixel centres at integer coordinates; ours are at +0.5.
+            pts = [(float(x) - 0.5, float(y) - 0.5) for x, y in np.asarray(line.pixels)]
+            if line.vertex_confidence is not None and len(line.vertex_confidence) == len(pts):
+                vc = np.asarray(line.vertex_confidence, dtype=float)
+                for i in range(len(pts) - 1):
+                    colour = confidence_color((vc[i] + vc[i + 1]) / 2)
+                    draw.line([pts[i], pts[i + 1]], fill=colour, width=width)
+            else:
+                draw.line(pts, fill=confidence_color(line.confidence), width=width, joint="curve")
+        out = np.asarray(pil)
+    return out
+
+
+def unit_fractions(mask: np.ndarray) -> tuple[float, float, float]:
+    """Fraction of the image's pixels in each class 0, 1, 2 (ignore pixels count in the denominator)."""
+    counts = np.bincount(mask.ravel(), minlength=256)[:NUM_CLASSES]
+    total = max(mask.size, 1)
+    return tuple(float(c) / total for c in counts)  # type: ignore[return-value]
+
+
+def write_prediction(
+    paths: OutputPaths,
+    image: np.ndarray,
+    probs: np.ndarray,
+    mask: np.ndarray,
+    lines: Sequence[ContactLine],
+    *,
+    save_probabilities: bool,
+    probability_dtype: str = "uint8",
+) -> None:
+    """Write all outputs of one input, mask last (see the module's completion rule).
+
+    Args:
+        paths: Destination paths.
+        image: The input image, float ``(H, W, C)`` in [0, 1] (as the network saw it, before channel
+            conversion), used for the overlay.
+        probs: Float32 ``(3, H, W)`` class probabilities.
+        mask: uint8 ``(H, W)`` predicted ids.
+        lines: Contact lines in pixel coordinates.
+        save_probabilities: Also write ``<stem>.prob.tif``.
+        probability_dtype: ``uint8`` or ``float16`` for the TIFF.
+    """
+    h, w = mask.shape
+    if save_probabilities:
+        write_probabilities(paths.prob, probs, probability_dtype)
+    write_contacts(paths.contact, lines, image_width=w, image_height=h)
+    write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
+    write_png_atomic(paths.mask, mask)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """Rows of an earlier ``manifest.csv`` keyed by ``path``; empty when the file is absent or unreadable."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return {row["path"]: row for row in csv.DictReader(fh) if "path" in row}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def write_manifest(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
+    """Write ``manifest.csv`` (columns :data:`MANIFEST_FIELDS`; None becomes an empty cell) atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in MANIFEST_FIELDS})
+    return write_text_atomic(path, buf.getvalue())
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value

@@ -1,0 +1,472 @@
+"""End-to-end tests of ``predict.py`` through the real ``configs/predict.yaml`` and ``run(cfg)``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from marsunits.errors import ConfigError, DataError
+from marsunits.inference import run
+from marsunits.inference.evaluation import confusion_matrix, scores
+from marsunits.inference.writers import MANIFEST_FIELDS
+
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .conftest import CONFIG_DIR, REPO_ROOT, compose_config
+except ImportError:
+    from conftest import CONFIG_DIR, REPO_ROOT, compose_config  # type: ignore[no-redef]
+
+TILE = 64
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the tiny network of configs/model/tiny.yaml, saved by a Lightning Trainer."""
+    from lightning import Trainer
+    from torch.utils.data import DataLoader
+
+    from marsunits.task import SegmentationTask
+
+    tiny = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
+    torch.manual_seed(0)
+    task = SegmentationTask(
+        arch="unet",
+        encoder=tiny.encoder,
+        encoder_weights=None,
+        encoder_depth=tiny.encoder_depth,
+        decoder_channels=list(tiny.decoder_channels),
+        in_channels=3,
+        tile_size=TILE,
+        dataset="test",
+        scheduler="none",
+    )
+    samples = [
+        {"image": torch.rand(3, TILE, TILE), "mask": torch.randint(0, 3, (TILE, TILE)), "path": f"{i}"}
+        for i in range(2)
+    ]
+    trainer = Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(task, DataLoader(samples, batch_size=2))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def make_cfg(tmp_path: Path, ckpt: Path, inp: Path, out: Path, *extra: str):
+    return compose_config(
+        "predict",
+        tmp_path / "hydra",
+        [f"ckpt_path={ckpt}", f"input_dir={inp}", f"output_dir={out}", "num_workers=0", "device=cpu", *extra],
+    )
+
+
+def save_rgb(path: Path, h: int, w: int, seed: int = 0, **kwargs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, **kwargs)
+
+
+def read_manifest(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "manifest.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == MANIFEST_FIELDS
+        return {r["path"]: r for r in reader}
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(height, width) as a viewer shows the file (EXIF orientation applied)."""
+    from PIL import ImageOps
+
+    with Image.open(path) as im:
+        w, h = ImageOps.exif_transpose(im).size
+    return h, w
+
+
+@pytest.fixture()
+def image_tree(tmp_path: Path) -> Path:
+    """Inputs of many kinds: equal names in different folders, tiny, wide, 16-bit grey, RGBA, EXIF-rotated."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "a" / "scene.png", 70, 90, seed=1)
+    save_rgb(inp / "b" / "scene.png", 48, 130, seed=2)  # same name, other folder
+    save_rgb(inp / "tiny.PNG", 5, 7, seed=3)  # smaller than a tile, upper-case extension
+    save_rgb(inp / "c" / "deep" / "wide.jpg", 50, 129, seed=4)  # larger than a tile: tiled
+    grey16 = (np.random.default_rng(5).random((61, 67)) * 65535).astype(np.uint16)
+    Image.fromarray(grey16).save(inp / "grey16.png")
+    rgba = np.random.default_rng(6).integers(0, 256, (33, 41, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(inp / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed: stored 40 x 60, shown 60 x 40
+    save_rgb(inp / "rotated.jpg", 40, 60, seed=7, exif=exif)
+    save_rgb(inp / "odd & name's.png", 49, 51, seed=8)
+    (inp / "notes.txt").write_text("not an image, not matched by patterns")
+    return inp
+
+
+def test_outputs_mirror_inputs_and_reports_are_complete(tmp_path: Path, ckpt: Path, image_tree: Path) -> None:
+    out = tmp_path / "out"
+    code = run(make_cfg(tmp_path, ckpt, image_tree, out, "save_probabilities=true"))
+    assert code == 0
+    inputs = sorted(
+        p.relative_to(image_tree).as_posix()
+        for p in image_tree.rglob("*")
+        if p.suffix.lower() != ".txt"
+        if p.is_file()
+    )
+    rows = read_manifest(out)
+    assert sorted(rows) == inputs
+    for rel in inputs:
+        src = image_tree / rel
+        stem_out = out / Path(rel).parent / Path(rel).stem
+        h, w = displayed_size(src)
+        mask = np.asarray(Image.open(f"{stem_out}.mask.png"))
+        assert mask.shape == (h, w) and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 1, 2}
+        overlay = np.asarray(Image.open(f"{stem_out}.overlay.png"))
+        assert overlay.shape == (h, w, 3)
+        geo = json.loads(Path(f"{stem_out}.contact.geojson").read_text())
+        assert geo["type"] == "FeatureCollection" and (geo["image_width"], geo["image_height"]) == (w, h)
+        import tifffile
+
+        prob = tifffile.imread(f"{stem_out}.prob.tif")
+        assert prob.shape == (3, h, w) and prob.dtype == np.uint8
+        # The stored argmax is the mask, up to ties created by rounding to uint8.
+        assert (prob.argmax(0) == mask).mean() > 0.95
+        row = rows[rel]
+        assert row["status"] == "ok" and row["message"] == ""
+        assert (int(row["width"]), int(row["height"])) == (w, h)
+        fracs = [float(row[f"frac_{n}"]) for n in ("smooth_volcanic", "rough_olivine", "other")]
+        np.testing.assert_allclose(fracs, np.bincount(mask.ravel(), minlength=3)[:3] / mask.size, atol=1e-5)
+        assert int(row["n_contacts"]) == len(geo["features"])
+        assert float(row["seconds"]) > 0
+    # Equal file names in different folders did not collide.
+    assert (out / "a" / "scene.mask.png").is_file() and (out / "b" / "scene.mask.png").is_file()
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"ok": len(inputs), "error": 0, "skipped": 0, "total": len(inputs)}
+    assert summary["checkpoint"] == str(ckpt)
+    assert summary["checkpoint_metadata"]["tile_size"] == TILE
+    assert summary["megapixels_per_second"] > 0
+    assert sum(summary["unit_fractions"].values()) == pytest.approx(1.0, abs=1e-6)
+
+    page = (out / "index.html").read_text()
+    assert "odd &amp; name&#x27;s.png" in page and "odd & name" not in page
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert links and all("://" not in link and not link.startswith("/") for link in links)
+    for link in links:
+        assert (out / unquote(link)).is_file(), link
+
+
+def test_resume_skips_finished_inputs_and_overwrite_redoes_them(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image_tree = tmp_path / "in"
+    save_rgb(image_tree / "a" / "scene.png", 50, 60, seed=1)
+    save_rgb(image_tree / "b" / "scene.png", 40, 70, seed=2)
+    save_rgb(image_tree / "tiny.png", 9, 11, seed=3)
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, image_tree, out)) == 0
+    first = read_manifest(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.mask.png")}
+    # Simulate an interruption: one input lacks its mask (written last), so it is not complete.
+    (out / "a" / "scene.mask.png").unlink()
+    capsys.readouterr()
+
+    assert run(make_cfg(tmp_path, ckpt, image_tree, out)) == 0
+    second = read_manifest(out)
+    assert sorted(second) == sorted(first)
+    assert second["a/scene.png"]["status"] == "ok"
+    skipped = [k for k, r in second.items() if r["status"] == "skipped"]
+    assert len(skipped) == len(first) - 1
+    for key in skipped:
+        for col in ("width", "height", "frac_smooth_volcanic", "frac_other", "n_contacts", "seconds"):
+            assert second[key][col] == first[key][col], (key, col)
+    for p, t in mtimes.items():
+        if p.name != "scene.mask.png" or p.parent.name != "a":
+            assert p.stat().st_mtime_ns == t, f"{p} was rewritten although complete"
+    text = capsys.readouterr().out
+    assert f"{len(first) - 1} skipped" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["skipped"] == len(first) - 1 and summary["counts"]["ok"] == 1
+
+    before = np.asarray(Image.open(out / "b" / "scene.mask.png"))
+    stamp = (out / "b" / "scene.mask.png").stat().st_mtime_ns
+    assert run(make_cfg(tmp_path, ckpt, image_tree, out, "overwrite=true")) == 0
+    third = read_manifest(out)
+    assert {r["status"] for r in third.values()} == {"ok"}
+    assert (out / "b" / "scene.mask.png").stat().st_mtime_ns != stamp
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "b" / "scene.mask.png")), before)
+
+
+def test_interrupted_run_leaves_no_partial_file_and_resumes(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marsunits.inference import writers
+
+    inp = tmp_path / "in"
+    for i in range(4):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    out = tmp_path / "out"
+    real = writers.write_png_atomic
+    calls = {"n": 0}
+
+    def interrupted(path: Path, array: np.ndarray) -> Path:
+        calls["n"] += 1
+        if calls["n"] == 5:  # the third image's overlay (each image writes overlay, then mask)
+            raise KeyboardInterrupt
+        return real(path, array)
+
+    monkeypatch.setattr(writers, "write_png_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    monkeypatch.setattr(writers, "write_png_atomic", real)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"
+    assert sorted(read_manifest(out)) == ["img0.png", "img1.png"]  # reports list the work done so far
+    assert not (out / "img2.overlay.png").exists() and not (out / "img2.mask.png").exists()
+    assert (out / "img2.contact.geojson").exists()  # complete on its own, but the set is not
+
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert [rows[f"img{i}.png"]["status"] for i in range(4)] == ["skipped", "skipped", "ok", "ok"]
+
+
+def test_bad_inputs_become_error_rows_and_the_run_goes_on(tmp_path: Path, ckpt: Path) -> None:
+    inp = tmp_path / "in"
+    save_rgb(inp / "good.png", 40, 50)
+    save_rgb(inp / "full.png", 60, 60, seed=3)
+    data = (inp / "full.png").read_bytes()
+    (inp / "truncated.png").write_bytes(data[: len(data) // 2])
+    (inp / "corrupt.png").write_bytes(data[:40] + bytes(range(256)) * 8)
+    (inp / "text.jpg").write_text("this is not an image\n")
+    (inp / "empty.png").write_bytes(b"")
+    (inp / "loop.png").symlink_to(inp / "loop.png")  # unreadable even as root: ELOOP
+    (inp / "cycle").symlink_to(inp, target_is_directory=True)  # a folder link loop must not hang the walk
+    save_rgb(inp / "twin.jpg", 30, 30)
+    save_rgb(inp / "twin.png", 30, 30)
+    save_rgb(inp / "badcam.png", 30, 30)
+    (inp / "badcam.camera.json").write_text("{ not json")
+    out = tmp_path / "out"
+    code = run(make_cfg(tmp_path, ckpt, inp, out, "num_workers=1"))
+    assert code == 1
+    rows = read_manifest(out)
+    assert rows["good.png"]["status"] == "ok" and rows["full.png"]["status"] == "ok"
+    expected = {
+        "truncated.png": "truncated or corrupt",
+        "corrupt.png": "",
+        "text.jpg": "not an image",
+        "empty.png": "empty",
+        "loop.png": "link",
+        "twin.jpg": "rename one",
+        "twin.png": "rename one",
+        "badcam.png": "badcam.camera.json",
+    }
+    for name, phrase in expected.items():
+        assert rows[name]["status"] == "error", name
+        assert phrase in rows[name]["message"], (name, rows[name]["message"])
+        assert rows[name]["message"], name
+    assert not any(k.startswith("cycle/") for k in rows)
+    assert not (out / "twin.mask.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["error"] == len(expected)
+    assert "error: " in (out / "index.html").read_text()
+    # allow_errors: same failures, exit status 0; the good inputs are skipped this time.
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "allow_errors=true")) == 0
+    rows = read_manifest(out)
+    assert rows["good.png"]["status"] == "skipped" and rows["empty.png"]["status"] == "error"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of chmod 000")
+def test_unreadable_file_is_an_error_row(tmp_path: Path, ckpt: Path) -> None:
+    inp = tmp_path / "in"
+    save_rgb(inp / "good.png", 40, 50)
+    save_rgb(inp / "locked.png", 40, 50)
+    (inp / "locked.png").chmod(0)
+    try:
+        assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out")) == 1
+        rows = read_manifest(tmp_path / "out")
+        assert rows["locked.png"]["status"] == "error" and "permission" in rows["locked.png"]["message"]
+    finally:
+        (inp / "locked.png").chmod(0o644)
+
+
+def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="does not exist"):
+        run(make_cfg(tmp_path, ckpt, tmp_path / "missing", out))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images here")
+    with pytest.raises(DataError, match="no images matching"):
+        run(make_cfg(tmp_path, ckpt, empty, out))
+    inp = tmp_path / "in"
+    save_rgb(inp / "x.png", 40, 40)
+    with pytest.raises(ConfigError, match="inside input_dir"):
+        run(make_cfg(tmp_path, ckpt, inp, inp / "predictions"))
+    with pytest.raises(ConfigError, match="inside input_dir"):
+        run(make_cfg(tmp_path, ckpt, inp, inp))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run(make_cfg(tmp_path, tmp_path / "nope.ckpt", inp, out))
+    bad_ckpt = tmp_path / "bad.ckpt"
+    bad_ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint"):
+        run(make_cfg(tmp_path, bad_ckpt, inp, out))
+    with pytest.raises(ConfigError, match="multiple of the network stride"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "tile=60"))
+    with pytest.raises(ConfigError, match="unknown contact option"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "+contact.no_such_option=1"))
+    assert not out.exists() and not (inp / "predictions").exists()
+
+
+def test_predict_py_prints_one_sentence_and_exits_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "predict.py"),
+            f"ckpt_path={tmp_path / 'm.ckpt'}",
+            f"input_dir={tmp_path / 'missing'}",
+            f"output_dir={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MARSUNITS_TRACEBACK": ""},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
+    inp = tmp_path / "in"
+    save_rgb(inp / "sub" / "a.png", 48, 56, seed=1)
+    save_rgb(inp / "b.png", 40, 40, seed=2)
+    save_rgb(inp / "c.png", 40, 40, seed=3)
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    # Labels equal to the predictions (with an ignored band) score perfectly.
+    labels = tmp_path / "labels"
+    (labels / "sub").mkdir(parents=True)
+    lab = np.asarray(Image.open(out / "sub" / "a.mask.png")).copy()
+    lab[:5] = 255
+    Image.fromarray(lab).save(labels / "sub" / "a.png")
+    # b's label is the prediction shifted to another class everywhere: IoU 0 for every class it touches.
+    b = np.asarray(Image.open(out / "b.mask.png"))
+    Image.fromarray(((b + 1) % 3).astype(np.uint8)).save(labels / "b.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images_scored"] == 2 and metrics["missing_labels"] == ["c.png"]
+    a = metrics["per_image"]["sub/a.png"]
+    assert a["pixel_accuracy"] == 1.0 and a["pixels"] == lab.size - 5 * 56
+    assert metrics["per_image"]["b.png"]["pixel_accuracy"] == 0.0
+    cm = np.array(metrics["overall"]["confusion_matrix"])
+    assert cm.sum() == lab.size - 5 * 56 + b.size
+    assert metrics["overall"]["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+
+
+def test_confusion_and_scores_on_known_masks() -> None:
+    target = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], dtype=np.uint8)
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 0]], dtype=np.uint8)
+    cm = confusion_matrix(pred, target)
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+    s = scores(cm)
+    assert s["iou"] == {"smooth_volcanic": 1 / 3, "rough_olivine": 2 / 3, "other": 1 / 2}
+    assert s["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert s["pixel_accuracy"] == pytest.approx(4 / 6)
+    # A class absent from both has no IoU and is left out of the mean.
+    s2 = scores(confusion_matrix(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)))
+    assert s2["iou"]["rough_olivine"] is None and s2["miou"] == 1.0
+    with pytest.raises(ValueError, match="outside"):
+        confusion_matrix(pred, np.full_like(target, 7))
+    with pytest.raises(ValueError, match="label is"):
+        confusion_matrix(pred, target[:1])
+
+
+def test_contacts_get_ground_coordinates_from_a_camera_sidecar(tmp_path: Path) -> None:
+    from marsunits.boundary.camera import PinholeCamera
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.runner import add_ground_coordinates
+
+    image = tmp_path / "images" / "x.png"
+    save_rgb(image, 60, 80)
+    line = ContactLine(pixels=np.array([[5.0, 50.0], [75.0, 52.0]]), confidence=0.8)
+    assert add_ground_coordinates(image, [line], 80, 60, 30.0)[0].ground_m is None  # no camera: unchanged
+    camera = PinholeCamera(image_width=80, image_height=60, hfov_deg=60.0, pitch_deg=25.0, height_m=2.0)
+    (tmp_path / "images" / "x.camera.json").write_text(json.dumps(camera.to_dict()))
+    (grounded,) = add_ground_coordinates(image, [line], 80, 60, 30.0)
+    assert grounded.ground_m is not None and grounded.ground_m.shape == (2, 2)
+    assert (grounded.ground_m[:, 0] > 0).all()  # in front of the camera
+    with pytest.raises(ValueError, match="80x60"):
+        add_ground_coordinates(image, [line], 81, 60, 30.0)
+
+
+@pytest.mark.slow
+def test_wide_panorama_runs_with_bounded_memory(tmp_path: Path, ckpt: Path) -> None:
+    """A 12,000 x 1,600 panorama (19.2 MP) predicts with peak memory set by the image size."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    y, x = np.mgrid[0:1600, 0:12000].astype(np.uint8)
+    Image.fromarray(np.stack([x, y, x ^ y], -1)).save(inp / "pano.jpg", quality=90)
+    del x, y
+    script = (
+        "import resource, sys\n"
+        "from marsunits.inference import PredictOptions, predict_folder\n"
+        "import marsunits.task\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"r = predict_folder(PredictOptions(ckpt_path={str(ckpt)!r}, input_dir={str(inp)!r}, "
+        f"output_dir={str(tmp_path / 'out')!r}, tile=512, num_workers=0, device='cpu'))\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print('RSS_DELTA_MB', (peak - base) / 1024)\n"
+        "sys.exit(r.exit_code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    delta_mb = float(re.search(r"RSS_DELTA_MB ([\d.]+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    # Measured ~1.9 GB (image, one accumulation buffer, contact extraction's fields, overlay): ~100 B/px.
+    assert delta_mb < 3000, delta_mb
+    mask = Image.open(tmp_path / "out" / "pano.mask.png")
+    assert mask.size == (12000, 1600)
+
+
+def test_overlay_tints_units_and_draws_contacts_by_confidence() -> None:
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.constants import CONTACT_COLOR, PALETTE
+    from marsunits.inference.writers import LOW_CONFIDENCE_COLOR, overlay_image
+
+    image = np.full((40, 60, 1), 0.5, np.float32)  # grey input: replicated to RGB
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, 30:] = 1
+    sure = ContactLine(pixels=np.array([[30.0, 0.0], [30.0, 20.0]]), confidence=1.0)
+    unsure = ContactLine(pixels=np.array([[30.0, 20.0], [30.0, 40.0]]), confidence=0.0)
+    out = overlay_image(image, mask, [sure, unsure])
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
+    for cls, col in ((0, 5), (1, 55)):  # away from the line: 60 % grey + 40 % palette colour
+        expected = 0.6 * 128 + 0.4 * np.array(PALETTE[cls])
+        np.testing.assert_allclose(out[10, col], expected, atol=2)
+    assert tuple(out[5, 29]) == CONTACT_COLOR or tuple(out[5, 30]) == CONTACT_COLOR
+    assert tuple(out[35, 29]) == LOW_CONFIDENCE_COLOR or tuple(out[35, 30]) == LOW_CONFIDENCE_COLOR
+
+
+def test_patterns_are_case_insensitive_extensions() -> None:
+    from marsunits.inference.inputs import normalise_patterns
+
+    assert normalise_patterns(["*.PNG", "jpg", ".tif", "png"]) == (".png", ".jpg", ".tif")
+    for bad in ([], ["a/b"], ["*.p?g"]):
+        with pytest.raises(ConfigError):
+            normalise_patterns(bad)

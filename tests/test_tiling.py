@@ -1,0 +1,107 @@
+"""Invariants of the sliding-window inference in ``marsunits.inference.tiling``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from marsunits.inference import tiling
+from marsunits.inference.tiling import make_grid, sliding_window, window_starts
+
+
+def plus_one(x: torch.Tensor) -> torch.Tensor:
+    """A 'model' whose output is its (first) input channel + 1, repeated on 3 channels."""
+    return (x[:, :1] + 1.0).repeat(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize(
+    ("h", "w", "tile"), [(67, 129, 32), (33, 97, 64), (45, 51, 128), (1, 3, 32), (130, 65, 64)]
+)
+def test_identity_model_is_reproduced_exactly(h: int, w: int, tile: int, overlap: float) -> None:
+    rng = np.random.default_rng(h * 1000 + w)
+    image = torch.from_numpy(rng.random((1, h, w), dtype=np.float32))
+    out = sliding_window(plus_one, image, tile=tile, overlap=overlap, batch_size=3)
+    assert out.shape == (3, h, w)
+    assert out.dtype == np.float32
+    expected = image.numpy()[0] + 1.0
+    for k in range(3):
+        np.testing.assert_allclose(out[k], expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_windows_cover_image_and_stay_inside(overlap: float) -> None:
+    for length in (64, 65, 100, 131, 500):
+        starts = window_starts(length, 64, overlap)
+        assert starts[0] == 0 and starts[-1] == length - 64
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s : s + 64] = True
+        assert covered.all()
+        steps = np.diff(starts)
+        assert (steps > 0).all() and (steps <= max(1, int(64 * (1 - overlap)))).all()
+
+
+def test_grid_pads_short_sides_to_stride_and_never_tiles_them() -> None:
+    grid = make_grid(50, 300, tile=128, overlap=0.25)
+    assert (grid.padded_height, grid.window_height, grid.row_starts) == (64, 64, (0,))
+    assert grid.padded_width == 300 and grid.window_width == 128
+    assert len(grid.col_starts) > 1
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(100, 0.25), (0, 0.25), (64, 1.0), (64, -0.1)])
+def test_bad_tile_or_overlap_is_refused_with_advice(tile: int, overlap: float) -> None:
+    with pytest.raises(ValueError, match="tile|overlap"):
+        make_grid(100, 100, tile=tile, overlap=overlap)
+
+
+def test_gaussian_profile_is_positive_peaked_and_symmetric() -> None:
+    g = tiling.gaussian_1d(64)
+    assert (g > 0).all() and g.max() == pytest.approx(1.0, abs=3e-3)
+    np.testing.assert_allclose(g, g[::-1])
+    assert g[0] < 1e-3  # 4 sigma at the edge
+
+
+def test_tiled_and_whole_image_predictions_agree_for_a_local_model() -> None:
+    torch.manual_seed(0)
+    # Two 3x3 convolutions: receptive field 5 px, much smaller than the 16 px overlap of 64 px tiles.
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+
+    def probs(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(x) * 4.0, dim=1)
+
+    # A stride multiple, so the single whole-image window needs no reflect padding either.
+    image = torch.rand(3, 96, 160)
+    tiled = sliding_window(probs, image, tile=64, overlap=0.25, batch_size=4)
+    whole = sliding_window(probs, image, tile=256, overlap=0.25)  # one window covers everything
+    assert make_grid(96, 160, 64, 0.25).num_windows > 1
+    assert make_grid(96, 160, 256, 0.25).num_windows == 1
+    # The convolutions' zero padding differs only near window borders inside the image, where the
+    # Gaussian weight of the window is small.
+    assert (tiled.argmax(0) == whole.argmax(0)).mean() >= 0.99
+    np.testing.assert_allclose(tiled, whole, atol=5e-3)
+    np.testing.assert_allclose(tiled.sum(0), 1.0, atol=1e-5)
+
+
+def test_accumulation_buffer_depends_on_image_size_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes: list[tuple[int, ...]] = []
+    real_zeros = np.zeros
+
+    def spy_zeros(shape, dtype=float):  # type: ignore[no-untyped-def]
+        shapes.append(tuple(np.atleast_1d(shape)))
+        return real_zeros(shape, dtype=dtype)
+
+    monkeypatch.setattr(tiling.np, "zeros", spy_zeros)
+    image = torch.rand(1, 96, 200)
+    for tile, overlap, batch in [(32, 0.0, 1), (32, 0.5, 7), (64, 0.25, 2)]:
+        shapes.clear()
+        sliding_window(plus_one, image, tile=tile, overlap=overlap, batch_size=batch)
+        big = [s for s in shapes if len(s) > 1]
+        assert big == [(3, 96, 200)], (tile, overlap, batch, shapes)
+
+
+def test_model_with_wrong_output_shape_is_reported() -> None:
+    with pytest.raises(RuntimeError, match="expected"):
+        sliding_window(lambda x: x[:, :, ::2], torch.rand(3, 40, 40), tile=32)
