@@ -17,7 +17,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
-class _NetworkBlocked(RuntimeError):
+class NetworkBlockedError(RuntimeError):
     pass
 
 
@@ -32,7 +32,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             return real_connect(self, address)  # type: ignore[arg-type]
         if self.family == socket.AF_UNIX:
             return real_connect(self, address)  # type: ignore[arg-type]
-        raise _NetworkBlocked(f"test tried to reach the network: {address!r}")
+        raise NetworkBlockedError(f"test tried to reach the network: {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     yield

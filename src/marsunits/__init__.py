@@ -1,3 +1,3 @@
-"""marsunits: map smooth volcanic and rough olivine-rich terrain, and the contact between them, in rover images."""
+"""marsunits: map smooth volcanic and rough olivine-rich terrain, and their contact, in rover images."""
 
 __version__ = "0.1.0"

@@ -26,6 +26,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from marsunits.boundary.metrics import boundary_scores, contact_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
@@ -37,6 +38,8 @@ METADATA_KEY = "marsunits"
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
 SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "none")
 STAGES: tuple[str, ...] = ("val", "test")
+#: Tolerance of the logged boundary F1 (``val/boundary_f1``), pixels.
+BOUNDARY_TOLERANCE_PX = 3.0
 
 
 class CheckpointError(ValueError):
@@ -69,6 +72,16 @@ def _id(key: Any) -> int | str:
         return int(key)
     except (TypeError, ValueError):
         return str(key)
+
+
+def _normalise_class_map(class_map: Any) -> dict[Any, Any] | None:
+    """Plain-typed class map: ``{native: project}``, or ``{source: {native: project}}`` (several)."""
+    if class_map is None:
+        return None
+    plain = _plain(class_map)
+    if all(isinstance(v, Mapping) for v in plain.values()):
+        return {str(src): {_id(k): int(v) for k, v in sub.items()} for src, sub in plain.items()}
+    return {_id(k): int(v) for k, v in plain.items()}
 
 
 def default_normalisation(in_channels: int) -> tuple[list[float], list[float]]:
@@ -139,7 +152,8 @@ class SegmentationTask(L.LightningModule):
         warmup_steps: linear warm-up steps (``cosine``: prepended; ``onecycle``: its rising phase; ``None`` or
             0: none for cosine, 30 % for onecycle).
         tile_size: training crop size in pixels, recorded for inference tiling.
-        class_map: training data's native id -> project id mapping (recorded, not used here).
+        class_map: training data's native id -> project id mapping, or ``{source: mapping}`` when several
+            sources were trained on together (recorded for provenance, not used here).
         dataset: training data set name (recorded).
         channels_last: run the network in ``torch.channels_last`` memory format (faster on recent GPUs).
         encoder_depth: encoder stages; inputs must be multiples of ``2**encoder_depth``.
@@ -170,7 +184,7 @@ class SegmentationTask(L.LightningModule):
         scheduler: str = "cosine",
         warmup_steps: int | None = None,
         tile_size: int = 256,
-        class_map: Mapping[int | str, int] | None = None,
+        class_map: Mapping[Any, Any] | None = None,
         dataset: str = "synthetic",
         channels_last: bool = False,
         encoder_depth: int = 5,
@@ -183,7 +197,7 @@ class SegmentationTask(L.LightningModule):
         mean, std = _plain(mean), _plain(std)
         class_weights = _plain(class_weights)
         decoder_channels = _plain(decoder_channels)
-        class_map = None if class_map is None else {_id(k): int(v) for k, v in _plain(class_map).items()}
+        class_map = _normalise_class_map(class_map)
         if mean is None or std is None:
             default_mean, default_std = default_normalisation(in_channels)
             mean = default_mean if mean is None else mean
@@ -209,6 +223,8 @@ class SegmentationTask(L.LightningModule):
         self.criterion = SegmentationLoss(num_classes, loss, dice_weight, class_weights, IGNORE_INDEX)
         self.metrics = nn.ModuleDict({stage: self._make_metrics(num_classes) for stage in STAGES})
         self.last_confusion: dict[str, np.ndarray] = {}
+        # Per-image boundary scores of the running epoch, per metric prefix (see _eval_step).
+        self._boundary: dict[str, list[tuple[float, float]]] = {}
         #: W&B run id of the run that trained this model; set by the tracking callback, kept in checkpoints.
         self.wandb_run_id: str | None = None
 
@@ -282,42 +298,91 @@ class SegmentationTask(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
-    def _eval_step(self, stage: str, batch: dict[str, Any]) -> torch.Tensor:
+    def _prefixes(self, stage: str, dataloader_idx: int) -> list[str]:
+        """Metric prefixes a batch contributes to: always ``stage``; with several evaluation loaders (one per
+        data source) also ``stage/<source>`` so each dataset's numbers can be read apart."""
+        names = list(
+            getattr(getattr(self, "trainer", None) and self.trainer.datamodule, "val_names", []) or []
+        )
+        if len(names) > 1 and dataloader_idx < len(names):
+            return [stage, f"{stage}/{names[dataloader_idx]}"]
+        return [stage]
+
+    def _eval_step(self, stage: str, batch: dict[str, Any], dataloader_idx: int = 0) -> torch.Tensor:
         logits = self(batch["image"])
         target = batch["mask"]
         loss = self.criterion(logits, target)
         self.log(
-            f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=target.shape[0]
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=target.shape[0],
+            add_dataloader_idx=False,
         )
         preds = logits.argmax(dim=1)
-        for metric in self._stage_metrics(stage).values():
-            metric.update(preds, target)
+        scores = self._boundary_scores(preds, target)
+        for prefix in self._prefixes(stage, dataloader_idx):
+            for metric in self._stage_metrics(prefix).values():
+                metric.update(preds, target)
+            self._boundary.setdefault(prefix, []).extend(scores)
         return loss
 
-    def _stage_metrics(self, stage: str) -> dict[str, Metric]:
-        return {name: cast(Metric, m) for name, m in cast(nn.ModuleDict, self.metrics[stage]).items()}
+    @staticmethod
+    def _boundary_scores(preds: torch.Tensor, target: torch.Tensor) -> list[tuple[float, float]]:
+        """(boundary F1 at 3 px, mean contact distance px) per image that has a contact in the prediction or
+        the truth; images where both agree there is none say nothing about contacts and are left out."""
+        out = []
+        p_np = preds.detach().cpu().numpy().astype(np.uint8)
+        t_np = target.detach().cpu().numpy().astype(np.uint8)
+        for p, t in zip(p_np, t_np, strict=True):
+            s = boundary_scores(p, t, tolerance_px=BOUNDARY_TOLERANCE_PX)
+            if len(contact_cracks(p)) == 0 and s["f1"] == 1.0 and s["mean_distance_px"] == 0.0:
+                continue
+            out.append((float(s["f1"]), float(s["mean_distance_px"])))
+        return out
+
+    def _stage_metrics(self, prefix: str) -> dict[str, Metric]:
+        if prefix not in self.metrics:
+            # A per-source prefix, first seen now: metric states hold no parameters, so late creation is safe.
+            self.metrics[prefix] = self._make_metrics(self._hp.num_classes).to(self.device)
+        return {name: cast(Metric, m) for name, m in cast(nn.ModuleDict, self.metrics[prefix]).items()}
 
     def _eval_epoch_end(self, stage: str) -> None:
-        metrics = self._stage_metrics(stage)
+        for prefix in [k for k in self.metrics if k == stage or k.startswith(stage + "/")]:
+            self._log_prefix(prefix)
+
+    def _log_prefix(self, prefix: str) -> None:
+        metrics = self._stage_metrics(prefix)
+        if not metrics["confusion"].update_called:
+            return
         # compute() all-gathers the states under DDP, so every rank logs the same values (no sync_dist).
         confusion = metrics["confusion"].compute()
         iou, miou = iou_with_absent_classes(metrics["iou"].compute(), confusion)
-        self.log(f"{stage}/miou", miou, prog_bar=True)
-        self.log(f"{stage}/pixel_acc", metrics["pixel_acc"].compute())
+        log = {f"{prefix}/miou": miou, f"{prefix}/pixel_acc": metrics["pixel_acc"].compute()}
         for name, value in zip(self._hp.class_names, iou, strict=True):
-            self.log(f"{stage}/iou_{name}", value)
-        self.last_confusion[stage] = confusion.detach().cpu().numpy().astype(np.int64)
+            log[f"{prefix}/iou_{name}"] = value
+        # Boundary scores are per-image means on this rank (images are not split across ranks' metrics).
+        scores = np.array(self._boundary.pop(prefix, []), dtype=np.float64).reshape(-1, 2)
+        f1 = float(scores[:, 0].mean()) if len(scores) else float("nan")
+        dist = float(np.nanmean(scores[:, 1])) if np.isfinite(scores[:, 1]).any() else float("nan")
+        log[f"{prefix}/boundary_f1"] = torch.tensor(f1)
+        log[f"{prefix}/contact_distance_px"] = torch.tensor(dist)
+        for key, value in log.items():
+            self.log(key, value, prog_bar=key.endswith("/miou"), add_dataloader_idx=False, sync_dist=False)
+        self.last_confusion[prefix] = confusion.detach().cpu().numpy().astype(np.int64)
         for metric in metrics.values():
             metric.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._eval_step("val", batch)
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step("val", batch, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._eval_step("test", batch)
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._eval_step("test", batch, dataloader_idx)
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
@@ -391,7 +456,7 @@ class SegmentationTask(L.LightningModule):
             "arch": hp.arch,
             "encoder": hp.encoder,
             "num_classes": int(hp.num_classes),
-            "class_map": None if hp.class_map is None else dict(hp.class_map),
+            "class_map": _normalise_class_map(hp.class_map),
             "dataset": hp.dataset,
             "wandb_run_id": self.wandb_run_id,
             "encoder_depth": int(hp.encoder_depth),
