@@ -1,5 +1,7 @@
 """Train a marsunits model: `python train.py [overrides]` (see configs/train.yaml and the README)."""
 
+import math
+
 import hydra
 from omegaconf import DictConfig
 
@@ -8,8 +10,14 @@ from marsunits.training import run
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
-    report_user_errors(lambda: run(cfg), prog="train.py")
+def main(cfg: DictConfig) -> float | None:
+    metrics = report_user_errors(lambda: run(cfg), prog="train.py")
+    # A sweeper (hparams_search=optuna) optimises the value returned here; NaN marks a failed trial.
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    value = metrics.get(name)
+    return float(value) if value is not None else math.nan
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.errors import ConfigError
+from marsunits.tracking import finish_loggers, prepare_loggers
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
-    loggers = _instantiate_group(cfg.get("logger"))
+    loggers = prepare_loggers(cfg, ckpt_path)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     if not loggers:
         # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log to.
@@ -125,8 +126,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 metrics.update(_scalar_metrics(result, ("test/",)))
         status = "success"
     finally:
-        for lg in loggers:
-            lg.finalize(status)
+        finish_loggers(loggers, status)
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best

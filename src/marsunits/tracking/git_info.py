@@ -1,0 +1,56 @@
+"""The code version a run was made with: git commit and whether the working tree had uncommitted changes.
+
+Read with the ``git`` command line (``git rev-parse HEAD``, ``git status --porcelain``) under a timeout, so
+a missing ``git``, a folder that is not a repository, or a hung network file system gives ``"unknown"``
+instead of an error or a stalled training start.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+UNKNOWN = "unknown"
+
+
+def _git(args: list[str], cwd: Path, timeout_s: float) -> str | None:
+    """stdout of ``git <args>`` in ``cwd``, or None if git is missing, fails or times out."""
+    exe = shutil.which("git")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run(
+            [exe, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_info(repo_dir: str | Path, timeout_s: float = 5.0) -> dict[str, str | bool]:
+    """Commit and dirty flag of the git working tree containing ``repo_dir``.
+
+    Args:
+        repo_dir: A folder inside the repository (the project root).
+        timeout_s: Seconds each ``git`` call may take.
+
+    Returns:
+        ``{"commit": <40-hex sha or "unknown">, "dirty": <bool or "unknown">}``. ``dirty`` is True when
+        ``git status --porcelain`` lists any change, untracked files included (they can change results too).
+    """
+    cwd = Path(repo_dir)
+    if not cwd.is_dir():
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    head = _git(["rev-parse", "HEAD"], cwd, timeout_s)
+    commit = head.strip() if head and head.strip() else UNKNOWN
+    if commit == UNKNOWN:
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    status = _git(["status", "--porcelain"], cwd, timeout_s)
+    dirty: str | bool = UNKNOWN if status is None else bool(status.strip())
+    return {"commit": commit, "dirty": dirty}

@@ -1,0 +1,138 @@
+"""One W&B run per ``predict.py`` call: a browsable table of the inputs and the run's summary numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from marsunits.tracking.wandb_setup import announce, resolve_wandb_mode, run_id_from_checkpoint, sync_command
+
+#: Table columns taken from a manifest row when present (numbers are converted from CSV text).
+_FIRST_COLUMNS = ("path", "status")
+
+
+def _number_or_text(value: Any) -> Any:
+    """CSV cells are text: give W&B numbers where the text is one, so the table can sort and plot them."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None  # an empty CSV cell (e.g. fractions of a failed input) is a missing value
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return (
+            int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+        )
+    return value
+
+
+def _overlay_path(row: Mapping[str, Any], output_dir: Path) -> Path | None:
+    """A row's overlay PNG: its ``overlay`` column, else ``<output_dir>/<rel>/<stem>.overlay.png``."""
+    given = row.get("overlay")
+    if given:
+        path = Path(str(given))
+        return path if path.is_absolute() else output_dir / path
+    rel = row.get("path")
+    if not rel:
+        return None
+    rel_path = Path(str(rel))
+    if rel_path.is_absolute():
+        rel_path = Path(rel_path.name)
+    return output_dir / rel_path.parent / f"{rel_path.stem}.overlay.png"
+
+
+def log_prediction_run(
+    output_dir: str | Path,
+    manifest_rows: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    cfg: DictConfig,
+    max_images: int = 500,
+) -> str | None:
+    """Create one W&B run (job type ``predict``) that shows a prediction's outputs.
+
+    The run holds a ``predictions`` table with one row per manifest row: the overlay image (units coloured,
+    contact drawn, as written by ``predict.py``) and every manifest column (status, unit fractions, contact
+    length and confidence, seconds, ...), numbers as numbers; and the ``summary`` numbers in the run summary.
+
+    Args:
+        output_dir: The prediction output folder (``OUT``), where ``manifest.csv`` and the overlays are.
+        manifest_rows: The manifest rows as mappings (e.g. from ``csv.DictReader``); ``path`` is the input
+            path relative to the input root. The overlay is the row's ``overlay`` column (absolute or
+            relative to ``output_dir``) or else ``OUT/<rel>/<stem>.overlay.png`` (DESIGN.md naming); a
+            missing overlay leaves the image cell empty.
+        summary: Scalar results of the run (counts, mean fractions, seconds), logged to the run summary.
+        cfg: The composed ``predict.yaml`` config; its ``logger.wandb`` node (project, entity, group, tags,
+            name, save_dir, mode) sets up the run, and ``ckpt_path`` (if any) links to the training run.
+        max_images: At most this many overlays are uploaded; further rows are logged without the image.
+
+    Returns:
+        The W&B run id, or None when W&B is disabled.
+    """
+    import wandb
+
+    node = OmegaConf.select(cfg, "logger.wandb", default=None)
+    spec: dict[str, Any] = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else {}  # type: ignore[assignment]
+    requested = "offline" if spec.get("offline") is True else spec.get("mode")
+    mode, reason = resolve_wandb_mode(requested)
+    if mode == "disabled":
+        announce("W&B disabled (WANDB_MODE/logger.wandb.mode=disabled); the prediction is not logged to W&B.")
+        return None
+    if reason:
+        announce(f"W&B offline: {reason}; the run is saved locally and `wandb sync` uploads it later.")
+    out = Path(output_dir)
+    save_dir = Path(str(spec.get("save_dir") or out)).expanduser().resolve()
+    save_dir.mkdir(parents=True, exist_ok=True)
+
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    if isinstance(config, dict):
+        config.pop("hydra", None)
+    ckpt = OmegaConf.select(cfg, "ckpt_path", default=None)
+    training_run = run_id_from_checkpoint(ckpt) if ckpt and Path(str(ckpt)).is_file() else None
+
+    run = wandb.init(
+        project=spec.get("project") or "marsunits",
+        entity=spec.get("entity"),
+        group=spec.get("group"),
+        tags=spec.get("tags"),
+        name=spec.get("name"),
+        dir=str(save_dir),
+        mode=mode,
+        job_type="predict",
+        config={"config": config, "training_run_id": training_run, "output_dir": str(out.resolve())},
+    )
+    status = "failed"
+    try:
+        columns: list[str] = list(_FIRST_COLUMNS)
+        for row in manifest_rows:
+            columns += [c for c in row if c not in columns and c != "overlay"]
+        cells = [[_number_or_text(row.get(c)) for c in columns] for row in manifest_rows]
+        # W&B tables need one type per column: a column with any text (e.g. "n/a") is all text.
+        for j in range(len(columns)):
+            if any(isinstance(r[j], str) for r in cells):
+                for r, row in zip(cells, manifest_rows, strict=True):
+                    r[j] = None if r[j] is None else str(row.get(columns[j]))
+        table = wandb.Table(columns=["overlay", *columns])
+        for k, (row, values) in enumerate(zip(manifest_rows, cells, strict=True)):
+            overlay = _overlay_path(row, out)
+            image = None
+            if k < max_images and overlay is not None and overlay.is_file():
+                image = wandb.Image(str(overlay), caption=str(row.get("path", overlay.name)))
+            table.add_data(image, *values)
+        numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        run.log({"predictions": table, **{f"predict/{k}": v for k, v in numbers.items() if math.isfinite(v)}})
+        run.summary.update({k: v for k, v in summary.items() if k not in numbers})
+        status = "success"
+    finally:
+        offline = bool(getattr(run, "offline", False))
+        sync_dir = getattr(run.settings, "sync_dir", None)
+        run_id, url = run.id, None if offline else run.url
+        run.finish(exit_code=0 if status == "success" else 1)
+    if offline and sync_dir:
+        announce(f"W&B run {run_id} saved offline in {sync_dir}; upload it with: {sync_command(sync_dir)}")
+    else:
+        announce(f"W&B run {run_id}: {url}")
+    return run_id

@@ -1,0 +1,322 @@
+"""Set up and close the experiment loggers of a training run, with W&B that also works with no network.
+
+:func:`prepare_loggers` instantiates ``cfg.logger`` (CSV, TensorBoard, W&B, any combination), and for W&B:
+
+* decides the mode: ``mode: auto`` (the default, or ``WANDB_MODE`` unset) means *online* when an API key and
+  the W&B server are available, else *offline*, announced in ONE line. ``online`` falls back the same way;
+  ``offline`` and ``disabled`` are taken as they are (``disabled`` drops the W&B logger);
+* decides ``log_model`` (upload checkpoints as artifacts): ``auto`` = on online, off offline; ``true``
+  or ``"all"`` are honoured offline too (stored with the offline run, uploaded by ``wandb sync``);
+* resumes the run stored in a checkpoint (``ckpt_path``), so a resumed training continues the same W&B run;
+* starts the run eagerly, so a failing login falls back to offline before training starts, not after.
+
+Then it records the run's context with every logger: the resolved config, git commit and dirty flag, dataset
+and class map (:func:`run_context`).
+
+:func:`finish_loggers` closes everything and prints where each run is, with the exact ``wandb sync`` command
+for an offline W&B run.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from marsunits.constants import CLASS_NAMES
+from marsunits.errors import ConfigError
+from marsunits.tracking.git_info import git_info
+
+#: Values accepted for a W&B logger's ``mode`` (``WANDB_MODE``); ``dryrun``/``run`` are W&B's old spellings.
+WANDB_MODES: tuple[str, ...] = ("auto", "online", "offline", "disabled")
+_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+
+
+def announce(line: str) -> None:
+    """Print one status line for the user (rank zero only, so DDP does not repeat it)."""
+    if rank_zero_only.rank == 0:
+        print(f"[marsunits] {line}", flush=True)
+
+
+def wandb_host() -> str:
+    """Host name of the W&B server in use (``WANDB_BASE_URL``, default ``api.wandb.ai``)."""
+    return urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST).hostname or "api.wandb.ai"
+
+
+def wandb_credentials_available(host: str | None = None) -> bool:
+    """Whether W&B can log in without asking: an API key in the environment or in the netrc file.
+
+    Checks ``WANDB_API_KEY``, ``WANDB_IDENTITY_TOKEN_FILE`` and a ``machine <host>`` entry with a password in
+    ``$NETRC`` or ``~/.netrc`` (where ``wandb login`` stores the key). Read with the standard ``netrc`` module
+    rather than W&B's private auth helpers, whose location changes between W&B releases.
+
+    Args:
+        host: Server host name; default :func:`wandb_host`.
+    """
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return True
+    token_file = os.environ.get("WANDB_IDENTITY_TOKEN_FILE", "").strip()
+    if token_file and Path(token_file).is_file():
+        return True
+    host = host or wandb_host()
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
+    if not path.is_file():
+        return False
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
+        return False
+    return bool(entry and entry[2])
+
+
+def wandb_reachable(host: str | None = None, timeout_s: float = 2.0) -> bool:
+    """Whether a TCP connection to the W&B server (port 443) opens within ``timeout_s`` seconds.
+
+    Behind an HTTPS proxy the direct probe says nothing, so it reports True and lets W&B itself try (a failing
+    start then falls back to offline in :func:`prepare_loggers`).
+    """
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        with socket.create_connection((host or wandb_host(), 443), timeout=timeout_s):
+            return True
+    except Exception:  # noqa: BLE001 - DNS failure, refusal, timeout, a blocked socket: all mean "no".
+        return False
+
+
+def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
+    """Turn a requested W&B mode into the one to use.
+
+    Args:
+        requested: ``auto``/``online``/``offline``/``disabled`` (or None/empty = ``auto``).
+
+    Returns:
+        ``(mode, reason)``: ``mode`` is ``online``, ``offline`` or ``disabled``; ``reason`` says why an
+        ``auto``/``online`` request became offline (None when it did not).
+
+    Raises:
+        ConfigError: For any other value.
+    """
+    mode = (str(requested).strip().lower() if requested not in (None, "") else "auto") or "auto"
+    mode = _MODE_ALIASES.get(mode, mode)
+    if mode not in WANDB_MODES:
+        raise ConfigError(
+            f"W&B mode {requested!r} (logger.wandb.mode or WANDB_MODE) is not one of {list(WANDB_MODES)}. "
+            "Use auto (online when possible), online, offline or disabled."
+        )
+    if mode in ("offline", "disabled"):
+        return mode, None
+    host = wandb_host()
+    if not wandb_credentials_available(host):
+        return "offline", f"no W&B API key found (set WANDB_API_KEY or run `wandb login` to log to {host})"
+    if not wandb_reachable(host):
+        return "offline", f"{host} is not reachable (no network?)"
+    return "online", None
+
+
+def run_id_from_checkpoint(ckpt_path: str | Path | None) -> str | None:
+    """The W&B run id stored in a checkpoint, or None (no checkpoint, or trained without W&B).
+
+    Looks in ``checkpoint["marsunits"]["wandb_run_id"]`` (the task's metadata) and then in the saved
+    hyper-parameters. The file is memory-mapped, so the weights are not read.
+    """
+    if not ckpt_path:
+        return None
+    import torch
+
+    try:
+        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
+        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+    for holder in (ckpt.get("marsunits"), ckpt.get("hyper_parameters")):
+        if isinstance(holder, dict) and holder.get("wandb_run_id"):
+            return str(holder["wandb_run_id"])
+    return None
+
+
+def _data_choice(cfg: DictConfig) -> str | None:
+    """The name of the ``data`` config chosen (e.g. ``synthetic``), if Hydra is set up."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get("data")
+    except (ValueError, AttributeError):  # no Hydra run (notebook, hand-made config)
+        return None
+
+
+def run_context(cfg: DictConfig) -> dict[str, Any]:
+    """What a reader of the dashboard needs to reproduce a run.
+
+    Returns:
+        ``{"config": <the fully resolved config>, "git": {"commit", "dirty"}, "dataset": <data.name, else
+        the data config's name>, "class_map": <the dataset's native id -> project id map, or "identity">,
+        "class_names": [...]}``.
+    """
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    if isinstance(resolved, dict):
+        resolved.pop("hydra", None)
+    data = cfg.get("data") or {}
+    root = OmegaConf.select(cfg, "paths.root_dir", default=None) or os.getcwd()
+    class_map = data.get("class_map") if isinstance(data, DictConfig) else None
+    return {
+        "config": resolved,
+        "git": git_info(root),
+        "dataset": (data.get("name") if data else None) or _data_choice(cfg) or "unknown",
+        "class_map": OmegaConf.to_container(class_map) if isinstance(class_map, DictConfig) else "identity",
+        "class_names": list(CLASS_NAMES),
+    }
+
+
+def _resolve_log_model(value: Any, mode: str) -> bool | str:
+    """``auto`` -> upload checkpoints only when online; true/false/"all" as given."""
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return mode == "online"
+    if isinstance(value, bool) or value == "all":
+        return value
+    raise ConfigError(f"logger.wandb.log_model={value!r}: expected auto, true, false or all.")
+
+
+def _build_wandb_logger(spec: dict[str, Any], mode: str, run_id: str | None) -> WandbLogger:
+    """``WandbLogger`` from a resolved logger node (without ``mode``/``offline``) in the given mode."""
+    log_model = _resolve_log_model(spec.get("log_model", "auto"), mode)
+    save_dir = Path(str(spec.get("save_dir") or ".")).expanduser().resolve()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {
+        # Lightning refuses offline=True with log_model; wandb.init(mode="offline") has no such limit, and
+        # an offline artifact is uploaded by `wandb sync` like everything else.
+        "offline": False,
+        "mode": mode,
+        "log_model": log_model,
+        "save_dir": str(save_dir),
+    }
+    if run_id:
+        overrides["id"] = run_id
+        overrides["resume"] = "allow"
+    return instantiate({**spec, **overrides}, _convert_="all")
+
+
+def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> WandbLogger | None:
+    """Create the W&B logger in the resolved mode and start its run; fall back to offline if that fails."""
+    mode, reason = resolve_wandb_mode(requested)
+    if mode == "disabled":
+        announce(
+            "W&B disabled (WANDB_MODE/logger.wandb.mode=disabled); metrics go to the other loggers only."
+        )
+        return None
+    if reason:
+        announce(f"W&B offline: {reason}; the run is saved locally and `wandb sync` uploads it later.")
+    logger = _build_wandb_logger(spec, mode, run_id)
+    if rank_zero_only.rank != 0:
+        return logger
+    try:
+        _ = logger.experiment
+    except Exception as exc:  # noqa: BLE001 - any login/network failure: keep training, log offline.
+        if mode != "online":
+            raise
+        announce(
+            f"W&B offline: could not start an online run ({type(exc).__name__}: {exc}); logging offline."
+        )
+        logger = _build_wandb_logger(spec, "offline", run_id)
+        _ = logger.experiment
+    return logger
+
+
+def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> list[Logger]:
+    """Instantiate ``cfg.logger`` for a training run and record the run's context with each logger.
+
+    Args:
+        cfg: The composed ``train.yaml`` config (``cfg.logger`` maps names to logger nodes with ``_target_``;
+            nodes without one are ignored, like an empty ``logger: none``).
+        ckpt_path: The checkpoint the run resumes from (already resolved to a file), or None. Its stored W&B
+            run id makes the W&B logger continue that run (``resume="allow"``).
+
+    Returns:
+        The loggers, to pass to ``Trainer(logger=...)`` (an empty list means no logger) and afterwards to
+        :func:`finish_loggers`.
+
+    Raises:
+        ConfigError: If ``logger.wandb.mode`` or ``log_model`` has an invalid value.
+    """
+    group = cfg.get("logger")
+    loggers: list[Logger] = []
+    if group:
+        for node in group.values():
+            if not isinstance(node, DictConfig) or "_target_" not in node:
+                continue
+            target = get_class(node._target_)
+            if isinstance(target, type) and issubclass(target, WandbLogger):
+                # Resolved here, against the whole config (save_dir: ${paths.output_dir}).
+                spec: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+                requested = spec.pop("mode", None)
+                if spec.pop("offline", False) is True:
+                    requested = "offline"
+                logger = _start_wandb(spec, requested, run_id_from_checkpoint(ckpt_path))
+                if logger is not None:
+                    loggers.append(logger)
+            else:
+                loggers.append(instantiate(node, _convert_="all"))
+    if loggers:
+        context = run_context(cfg)
+        for logger in loggers:
+            logger.log_hyperparams(context)
+    return loggers
+
+
+def sync_command(sync_dir: str | Path) -> str:
+    """The shell command that uploads an offline W&B run folder."""
+    return f"wandb sync {shlex.quote(str(sync_dir))}"
+
+
+def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
+    """Finish the W&B run (marking it failed unless ``status == "success"``); return the line to print."""
+    if rank_zero_only.rank != 0 or getattr(logger, "_experiment", None) is None:
+        return None
+    run = logger.experiment
+    run_id, sync_dir = run.id, getattr(run.settings, "sync_dir", None)
+    offline = bool(getattr(run, "offline", False)) or getattr(run.settings, "mode", "") == "offline"
+    url = None if offline else run.url
+    run.finish(exit_code=0 if status == "success" else 1)
+    if offline and sync_dir:
+        return f"W&B run {run_id} saved offline in {sync_dir}; upload it with: {sync_command(sync_dir)}"
+    return f"W&B run {run_id}: {url}" if url else f"W&B run {run_id} finished"
+
+
+def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
+    """Finalise every logger and print where the run's records are.
+
+    Never raises: a logger that fails to close is reported on stderr, so it cannot hide the training's own
+    error (this is called from a ``finally`` block).
+
+    Args:
+        loggers: As returned by :func:`prepare_loggers`.
+        status: ``"success"`` or ``"failed"`` (Lightning's logger status); a failed W&B run is marked failed,
+            and checkpoints are only uploaded on success.
+    """
+    for logger in loggers:
+        try:
+            logger.finalize(status)
+            if isinstance(logger, WandbLogger):
+                line = _finish_wandb(logger, status)
+            elif isinstance(logger, CSVLogger):
+                line = f"CSV metrics: {Path(logger.log_dir) / 'metrics.csv'}"
+            elif isinstance(logger, TensorBoardLogger):
+                line = f"TensorBoard: tensorboard --logdir {shlex.quote(str(logger.log_dir))}"
+            else:
+                line = None
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            print(f"[marsunits] could not close logger {type(logger).__name__}: {exc}", file=sys.stderr)
+            continue
+        if line:
+            announce(line)

@@ -1,0 +1,551 @@
+"""Experiment tracking: offline W&B fallback, what an offline run records, CSV/TensorBoard, resume, sweeps.
+
+W&B runs here are offline (``WANDB_MODE=offline`` or the no-key fallback) and write under ``tmp_path``; the
+conftest blocks every non-loopback socket, so a test that tried the network would fail.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import CONFIG_DIR, REPO_ROOT, compose_config
+from marsunits.boundary.contact_io import ContactLine
+from marsunits.constants import CLASS_NAMES, CONTACT_COLOR
+from marsunits.tracking import (
+    finish_loggers,
+    git_info,
+    log_prediction_run,
+    prepare_loggers,
+    resolve_wandb_mode,
+    run_id_from_checkpoint,
+    wandb_credentials_available,
+    wandb_setup,
+)
+from marsunits.tracking.media import confusion_heatmap, confusion_rows, draw_contacts, row_normalised
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _wandb_records(run_file: Path) -> Iterator[Any]:
+    """Protobuf records of an offline run's ``run-<id>.wandb`` file.
+
+    W&B >= 0.20 dropped its Python reader (the Go core writes these files), so this reads the container
+    format directly: a 7-byte header (``:W&B``, magic, version), then LevelDB-log blocks of 32 KiB whose
+    records have a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last) and hold
+    ``Record`` protos.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pos += 7
+        chunk = data[pos : pos + length]
+        pos += length
+        if kind == 0:
+            continue
+        if kind == 1:
+            payload = chunk
+        elif kind == 2:
+            pending = chunk
+            continue
+        elif kind == 3:
+            pending += chunk
+            continue
+        else:
+            payload, pending = pending + chunk, b""
+        record = pb.Record()
+        record.ParseFromString(payload)
+        yield record
+
+
+def _items(items: Any) -> dict[str, Any]:
+    """History/summary/config items as ``{"a/b": value}`` (nested keys joined with '.')."""
+    out = {}
+    for item in items:
+        key = item.key or ".".join(item.nested_key)
+        out[key] = json.loads(item.value_json)
+    return out
+
+
+def _complete_records(run_file: Path, timeout_s: float = 20.0) -> list[Any]:
+    """All records of a finished run's file. W&B's core process may still be writing the last records when
+    ``run.finish()`` returns, so wait until the ``exit`` record is there and the file stops growing."""
+    deadline = time.monotonic() + timeout_s
+    size = -1
+    while True:
+        records = list(_wandb_records(run_file))
+        done = any(r.WhichOneof("record_type") == "exit" for r in records)
+        if (done and run_file.stat().st_size == size) or time.monotonic() > deadline:
+            return records
+        size = run_file.stat().st_size
+        time.sleep(0.2)
+
+
+def _artifacts(run_dir: Path) -> dict[str, dict[str, Path]]:
+    """Artifacts logged by an offline run: ``{type: {path in artifact: staged local file}}``."""
+    (run_file,) = run_dir.glob("run-*.wandb")
+    found: dict[str, dict[str, Path]] = {}
+    for rec in _complete_records(run_file):
+        if rec.WhichOneof("record_type") == "artifact":
+            entries = found.setdefault(rec.artifact.type, {})
+            entries.update({e.path: Path(e.local_path) for e in rec.artifact.manifest.contents})
+    return found
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    """History rows, merged config and the run record of an offline run folder."""
+    (run_file,) = run_dir.glob("run-*.wandb")
+    history: list[dict[str, Any]] = []
+    config: dict[str, Any] = {}
+    run: dict[str, str] = {}
+    for rec in _complete_records(run_file):
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            history.append(_items(rec.history.item))
+        elif kind == "config":
+            config.update(_items(rec.config.update))
+        elif kind == "run":
+            # Plain values: a sub-message must not outlive its parent record.
+            run = {"run_id": rec.run.run_id, "job_type": rec.run.job_type, "name": rec.run.display_name}
+            config.update(_items(rec.run.config.update))
+    return {"history": history, "config": config, "run": run}
+
+
+@pytest.fixture
+def wandb_offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No API key anywhere, W&B's own folders in tmp_path; returns the fake home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NETRC", str(home / ".netrc"))
+    for var, sub in (
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+    ):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home" / sub))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_default"))
+    return home
+
+
+SMALL = [
+    "model=tiny",
+    "data.train_length=2",
+    "data.val_length=3",
+    "data.test_length=2",
+    "data.batch_size=2",
+    "data.val_batch_size=2",
+    "data.crop_size=64",
+    "data.scene.width=64",
+    "data.scene.height=64",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
+def _fit(cfg: Any, ckpt_path: str | None = None, test: bool = False) -> list[Any]:
+    """Fit (and test the best checkpoint) as ``marsunits.training.run`` does, with the tracking loggers.
+
+    Returns the loggers, already finished.
+    """
+    from hydra.utils import instantiate
+
+    from marsunits.training import _instantiate_group
+
+    loggers = prepare_loggers(cfg, ckpt_path)
+    trainer = instantiate(cfg.trainer, callbacks=_instantiate_group(cfg.callbacks), logger=loggers)
+    task, data = instantiate(cfg.model), instantiate(cfg.data)
+    status = "failed"
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
+        if test:
+            trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)
+        status = "success"
+    finally:
+        finish_loggers(loggers, status)
+    return loggers
+
+
+# ------------------------------------------------------------------------------------- offline fallback
+
+
+def test_no_api_key_falls_back_to_offline_with_one_line(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = compose_config("train", tmp_path / "run", ["logger=wandb_csv", *SMALL])
+    capsys.readouterr()
+    loggers = prepare_loggers(cfg)
+    start = capsys.readouterr()
+    try:
+        (wb,) = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+        assert wb.experiment.settings.mode == "offline"
+        assert Path(wb.experiment.settings.sync_dir).is_relative_to(tmp_path / "run" / "wandb")
+    finally:
+        finish_loggers(loggers, "success")
+    lines = [ln for ln in (start.out + start.err).splitlines() if "[marsunits]" in ln]
+    assert len(lines) == 1, lines
+    assert "W&B offline" in lines[0] and "no W&B API key" in lines[0]
+    end = capsys.readouterr().out
+    sync = [ln for ln in end.splitlines() if "wandb sync" in ln]
+    assert len(sync) == 1 and str(tmp_path / "run" / "wandb" / "offline-run-") in sync[0]
+
+
+def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_wandb_mode("offline") == ("offline", None)
+    assert resolve_wandb_mode("disabled") == ("disabled", None)
+    assert resolve_wandb_mode("dryrun") == ("offline", None)
+    mode, reason = resolve_wandb_mode(None)
+    assert mode == "offline" and "API key" in reason
+    mode, reason = resolve_wandb_mode("online")  # asked for online, but nothing to log in with
+    assert mode == "offline" and "API key" in reason
+
+    # A key from `wandb login` (netrc) but no network: offline, and the reason names the server.
+    (wandb_offline_env / ".netrc").write_text(
+        "machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n"
+    )
+    assert wandb_credentials_available()
+    monkeypatch.setattr(wandb_setup, "wandb_reachable", lambda host=None, timeout_s=2.0: False)
+    mode, reason = resolve_wandb_mode("auto")
+    assert mode == "offline" and "api.wandb.ai" in reason
+    monkeypatch.setattr(wandb_setup, "wandb_reachable", lambda host=None, timeout_s=2.0: True)
+    assert resolve_wandb_mode("auto") == ("online", None)
+    with pytest.raises(ValueError, match="not one of"):
+        resolve_wandb_mode("sometimes")
+
+
+def test_reachability_probe_survives_blocked_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def no_dns(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror("no DNS in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert wandb_setup.wandb_reachable("api.wandb.ai", timeout_s=0.5) is False
+
+
+def test_disabled_mode_drops_the_wandb_logger(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = compose_config("train", tmp_path / "run", ["logger=wandb_csv", *SMALL])
+    loggers = prepare_loggers(cfg)
+    assert [type(lg) for lg in loggers] == [CSVLogger]
+    finish_loggers(loggers, "success")
+    assert not (tmp_path / "run" / "wandb").exists()
+
+
+# --------------------------------------------------------------------------- a training run, offline
+
+
+def test_offline_training_run_records_everything_and_resumes(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = tmp_path / "run"
+    overrides = [
+        "logger=all",
+        "callbacks=[default,wandb]",
+        "callbacks.wandb_val_images.n_images=3",
+        *SMALL,
+    ]
+    cfg = compose_config("train", run_dir, [*overrides, "trainer.max_epochs=2"])
+    (wb,) = [lg for lg in _fit(cfg, test=True) if type(lg).__name__ == "WandbLogger"]
+    run_id = wb.experiment.id
+    (offline_dir,) = (run_dir / "wandb").glob(f"offline-run-*-{run_id}")
+    rec = _read_run(offline_dir)
+
+    # Metrics under stage/name, with one validation mIoU per epoch.
+    miou = [row["val/miou"] for row in rec["history"] if "val/miou" in row]
+    assert len(miou) == 2 and all(0.0 <= v <= 1.0 for v in miou)
+    assert any("train/loss" in row for row in rec["history"])
+    assert any(k.startswith("lr-") for row in rec["history"] for k in row)
+
+    # The context a reader needs: resolved config, git, dataset, class names.
+    config = rec["config"]
+    assert config["config"]["model"]["encoder"] == "mobilenetv3_small_050"
+    assert config["config"]["data"]["crop_size"] == 64  # resolved, not "${...}"
+    commit = config["git"]["commit"]
+    assert commit == "unknown" or (len(commit) == 40 and int(commit, 16) >= 0)
+    assert config["git"]["dirty"] in (True, False, "unknown")
+    assert config["dataset"] == "synthetic"
+    assert config["class_names"] == list(CLASS_NAMES)
+
+    # Validation images: the same samples every epoch, each with prediction + ground-truth mask layers,
+    # and the predicted contact drawn in CONTACT_COLOR wherever one was found.
+    examples = [row for row in rec["history"] if "val/examples._type" in row]
+    assert len(examples) == 2
+    names = [[c.split(" | ")[0] for c in row["val/examples.captions"]] for row in examples]
+    assert len(names[0]) == 3 and names[0] == names[1]
+    truths = [[m["ground_truth"]["sha256"] for m in row["val/examples.all_masks"]] for row in examples]
+    assert truths[0] == truths[1]
+    files = offline_dir / "files"
+    for row in examples:
+        for picture, caption, layers in zip(
+            row["val/examples.filenames"],
+            row["val/examples.captions"],
+            row["val/examples.all_masks"],
+            strict=True,
+        ):
+            rgb = np.asarray(Image.open(files / picture).convert("RGB"))
+            assert rgb.shape == (64, 64, 3)
+            drawn = np.all(rgb == CONTACT_COLOR, axis=-1).sum()
+            assert (drawn > 0) == (" contact 0 px" not in caption), caption
+            assert set(layers) == {"prediction", "ground_truth"}
+            for layer in layers.values():
+                mask = np.asarray(Image.open(files / layer["path"]))
+                assert mask.shape == (64, 64) and set(np.unique(mask).tolist()) <= {0, 1, 2, 255}
+    labels = json.dumps(config["_wandb"]["mask/class_labels"])
+    for name in (*CLASS_NAMES, "ignore", "prediction", "ground_truth"):
+        assert name in labels
+
+    # Confusion matrix: a heatmap image per epoch and a table whose rows are fractions of the true class.
+    assert len(list((files / "media" / "images" / "val").glob("confusion_matrix_*.png"))) == 2
+    assert len(list((files / "media" / "images" / "test").glob("confusion_matrix_*.png"))) == 1
+    assert any("test/miou" in row for row in rec["history"])
+    tables = sorted((offline_dir / "files" / "media" / "table" / "val").glob("confusion_table_*.table.json"))
+    assert len(tables) == 2
+    table = json.loads(tables[-1].read_text())
+    assert table["columns"] == ["true", "predicted", "pixels", "fraction_of_true"] and len(table["data"]) == 9
+    for true_name in CLASS_NAMES:
+        fractions = [r[3] for r in table["data"] if r[0] == true_name and r[3] is not None]
+        assert not fractions or abs(sum(fractions) - 1.0) < 1e-4
+
+    # The same numbers without W&B: CSV and TensorBoard.
+    (csv_file,) = (run_dir / "csv").glob("version_0/metrics.csv")  # one CSV version per (re)start
+    with open(csv_file, newline="") as fh:
+        csv_miou = [float(r["val/miou"]) for r in csv.DictReader(fh) if r.get("val/miou")]
+    np.testing.assert_allclose(csv_miou, miou, rtol=1e-6)
+    (tb_dir,) = {p.parent for p in (run_dir / "tensorboard").rglob("events.out.tfevents.*")}
+    acc = EventAccumulator(str(tb_dir))
+    acc.Reload()
+    assert "val/miou" in acc.Tags()["scalars"]
+    np.testing.assert_allclose([e.value for e in acc.Scalars("val/miou")], miou, rtol=1e-6)
+
+    # Offline, checkpoints are not uploaded unless asked (log_model: auto).
+    assert "model" not in _artifacts(offline_dir)
+
+    # The run id travels in the checkpoint; resuming from last.ckpt continues the same W&B run. This time
+    # log_model=true: the checkpoints go with the offline run as a model artifact.
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert run_id_from_checkpoint(last) == run_id
+    cfg2 = compose_config(
+        "train",
+        run_dir,
+        [*overrides, "trainer.max_epochs=3", "ckpt_path=last", "logger.wandb.log_model=true"],
+    )
+    (wb2,) = [lg for lg in _fit(cfg2, str(last)) if type(lg).__name__ == "WandbLogger"]
+    assert wb2.experiment.id == run_id
+    resumed = sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(resumed) == 2
+    rec2 = _read_run(next(d for d in resumed if d != offline_dir))
+    assert rec2["run"]["run_id"] == run_id
+    model = _artifacts(next(d for d in resumed if d != offline_dir))["model"]
+    assert list(model) == ["model.ckpt"] and model["model.ckpt"].stat().st_size > 0
+    first_steps = [row["trainer/global_step"] for row in rec["history"] if "val/miou" in row]
+    resumed_steps = [row["trainer/global_step"] for row in rec2["history"] if "val/miou" in row]
+    # The resumed run continues the step axis (Lightning may repeat the validation of the saved epoch).
+    assert min(resumed_steps) >= max(first_steps) and max(resumed_steps) > max(first_steps)
+
+
+def test_callbacks_do_nothing_without_wandb(tmp_path: Path) -> None:
+    """The same callback list with CSV only: training works, no W&B folder appears."""
+    cfg = compose_config(
+        "train",
+        tmp_path / "run",
+        ["logger=csv", "callbacks=[default,wandb]", "trainer.max_epochs=1", *SMALL],
+    )
+    loggers = _fit(cfg)
+    assert [type(lg).__name__ for lg in loggers] == ["CSVLogger"]
+    assert not (tmp_path / "run" / "wandb").exists()
+    assert list((tmp_path / "run" / "csv").glob("version_*/metrics.csv"))
+
+
+# --------------------------------------------------------------------------------------- pictures
+
+
+def test_draw_contacts_marks_the_line_and_nothing_else() -> None:
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    line = ContactLine(pixels=np.array([[30.0, 0.0], [30.0, 40.0]]), confidence=0.9)
+    out = draw_contacts(rgb, [line], width=1)
+    assert out.shape == rgb.shape and out.dtype == np.uint8 and out is not rgb
+    red = np.all(out == CONTACT_COLOR, axis=-1)
+    cols = np.unique(np.nonzero(red)[1])
+    assert red.sum() >= 40 and set(cols.tolist()) <= {29, 30}
+    assert rgb.max() == 0  # the input is untouched
+
+
+def test_confusion_rows_and_heatmap() -> None:
+    m = np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])
+    norm = row_normalised(m)
+    np.testing.assert_allclose(norm[:2].sum(axis=1), 1.0)
+    assert np.isnan(norm[2]).all()  # no "other" pixels in the ground truth: undefined, not zero
+    rows = confusion_rows(m, CLASS_NAMES)
+    assert rows[0] == ["smooth_volcanic", "smooth_volcanic", 8, 0.8] and rows[-1][3] is None
+    img = confusion_heatmap(m, CLASS_NAMES, title="val")
+    assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.std() > 10
+    with pytest.raises(ValueError, match="class names"):
+        confusion_rows(m, CLASS_NAMES[:2])
+
+
+def test_git_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = git_info(REPO_ROOT)
+    if info["commit"] != "unknown":  # the repository may be exported without .git
+        assert len(info["commit"]) == 40 and isinstance(info["dirty"], bool)
+    assert git_info(tmp_path) == {"commit": "unknown", "dirty": "unknown"}
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable at all
+    assert git_info(REPO_ROOT) == {"commit": "unknown", "dirty": "unknown"}
+
+
+# ------------------------------------------------------------------------------------ prediction run
+
+
+def test_log_prediction_run_offline(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "pred"
+    (out / "site_a").mkdir(parents=True)
+    Image.fromarray(np.full((16, 24, 3), 120, np.uint8)).save(out / "site_a" / "img1.overlay.png")
+    rows = [
+        {
+            "path": "site_a/img1.png",
+            "status": "ok",
+            "frac_smooth_volcanic": "0.6",
+            "frac_rough_olivine": "0.3",
+            "frac_other": "0.1",
+            "contact_length_px": "41.5",
+            "contact_confidence": "0.8",
+            "seconds": "0.2",
+        },
+        {"path": "img2.png", "status": "error: unreadable", "frac_smooth_volcanic": "", "seconds": "0.0"},
+    ]
+    cfg = OmegaConf.create(
+        {
+            "task_name": "predict",
+            "run_name": "p1",
+            "paths": {"output_dir": str(tmp_path / "hydra_run")},
+            "logger": {"wandb": OmegaConf.load(CONFIG_DIR / "logger" / "wandb.yaml").wandb},
+        }
+    )
+    run_id = log_prediction_run(out, rows, {"n_ok": 1, "n_error": 1, "seconds": 0.2}, cfg)
+    (run_dir,) = (tmp_path / "hydra_run" / "wandb").glob(f"offline-run-*-{run_id}")
+    rec = _read_run(run_dir)
+    assert rec["run"] == {"run_id": run_id, "job_type": "predict", "name": "p1"}
+    summary = {k: v for row in rec["history"] for k, v in row.items()}
+    assert summary["predict/n_ok"] == 1 and summary["predict/n_error"] == 1
+    # A table with images is stored as a run artifact (uploaded by `wandb sync`); find its table file.
+    staged = _artifacts(run_dir)["run_table"]
+    table = json.loads(staged["predictions.table.json"].read_text())
+    overlay_entries = [p for p in staged if p.endswith("img1.overlay.png")]
+    assert len(overlay_entries) == 1 and staged[overlay_entries[0]].read_bytes()[:4] == b"\x89PNG"
+    cols = table["columns"]
+    assert cols[:3] == ["overlay", "path", "status"] and "contact_length_px" in cols
+    first, second = table["data"]
+    assert first[cols.index("contact_length_px")] == 41.5 and first[cols.index("frac_smooth_volcanic")] == 0.6
+    assert first[0]["_type"] == "image-file" and first[0]["path"] == overlay_entries[0] and second[0] is None
+    assert second[cols.index("status")] == "error: unreadable"
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+
+
+def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
+    """`hparams_search=optuna` composes with the real configs, Optuna samples the declared space, and every
+    trial of one sweep shares a W&B group. The objective here is a cheap function of the sampled values
+    (training is tested elsewhere); the app is the real config tree, only the task function differs."""
+    app = tmp_path / "fake_train.py"
+    app.write_text(
+        textwrap.dedent(
+            f"""
+            import json, math, hydra
+            from omegaconf import DictConfig
+
+            @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
+            def main(cfg: DictConfig) -> float:
+                rec = {{"lr": cfg.model.lr, "encoder": cfg.model.encoder, "dice": cfg.model.dice_weight,
+                        "group": cfg.logger.wandb.group, "name": cfg.logger.wandb.name,
+                        "weights": cfg.model.encoder_weights, "metric": cfg.optimized_metric}}
+                with open({str(tmp_path / "trials.jsonl")!r}, "a") as fh:
+                    fh.write(json.dumps(rec) + "\\n")
+                return -abs(math.log10(cfg.model.lr) + 3.0) - cfg.model.dice_weight
+            main()
+            """
+        )
+    )
+    sweep_dir = tmp_path / "sweep"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(app),
+            "hparams_search=optuna",
+            "logger=wandb_csv",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.sampler.n_startup_trials=2",
+            f"hydra.sweep.dir={sweep_dir}",
+            f"paths.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 3
+    assert all(1e-4 <= t["lr"] <= 1e-2 and 0.0 <= t["dice"] <= 1.0 for t in trials)
+    assert {t["encoder"] for t in trials} <= {"efficientnet_lite0", "mobilenetv3_large_100", "resnet18"}
+    assert len({t["group"] for t in trials}) == 1 and trials[0]["group"].startswith("optuna-")
+    assert [t["name"] for t in trials] == ["trial-0", "trial-1", "trial-2"]
+    assert all(t["weights"] is None and t["metric"] == "val/miou" for t in trials)
+    best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert best.name == "optuna" and set(best.best_params) == {
+        "model.lr",
+        "model.encoder",
+        "model.dice_weight",
+    }
+    assert best.best_value == max(-abs(np.log10(t["lr"]) + 3.0) - t["dice"] for t in trials)
+
+
+def test_run_id_from_checkpoint_reads_metadata_or_hparams(tmp_path: Path) -> None:
+    torch.save({"marsunits": {"wandb_run_id": "abc123"}}, tmp_path / "a.ckpt")
+    torch.save({"hyper_parameters": {"wandb_run_id": "def456"}}, tmp_path / "b.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "c.ckpt")
+    assert run_id_from_checkpoint(tmp_path / "a.ckpt") == "abc123"
+    assert run_id_from_checkpoint(tmp_path / "b.ckpt") == "def456"
+    assert run_id_from_checkpoint(tmp_path / "c.ckpt") is None
+    assert run_id_from_checkpoint(None) is None
