@@ -1,0 +1,164 @@
+"""Export a training checkpoint to a model package that is safe to share (no pickle).
+
+Usage::
+
+    python -m marsunits.export ckpt_path=logs/train/<run>/checkpoints/best.ckpt out=models/unet_lite0
+    python -m marsunits.export ckpt_path=third_party.ckpt out=models/theirs trust_checkpoint=true
+
+writes ``<out>/model.safetensors`` (weights) and ``<out>/model.json`` (classes, palette, normalisation,
+architecture hyper-parameters, class map, tile size and training provenance); the layout is described in
+:mod:`marsunits.model_package`. Load either form with :func:`marsunits.model_package.load_model`.
+
+Arguments are ``key=value`` (as for ``train.py``): ``ckpt_path`` (required), ``out`` (required),
+``trust_checkpoint`` (``false``; ``true`` unpickles a checkpoint that needs arbitrary Python objects, which
+can execute code: only for files you trust), ``overwrite`` (``false``). Errors are printed as one line
+and the exit status is 2 (set ``MARSUNITS_TRACEBACK=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from marsunits.errors import USER_ERRORS, ConfigError
+
+# torch, Lightning and the model code are imported inside the functions: they take seconds to import,
+# and argument or path errors should be reported at once.
+
+__all__ = ["export_checkpoint", "main", "parse_args"]
+
+PROG = "python -m marsunits.export"
+_KEYS: dict[str, str] = {
+    "ckpt_path": "Lightning checkpoint (.ckpt) written by train.py",
+    "out": "folder to write model.safetensors and model.json into",
+    "trust_checkpoint": "true/false (default false): unpickle a checkpoint needing arbitrary objects",
+    "overwrite": "true/false (default false): replace an existing package in out",
+}
+#: Reported as one line: the entry points' user errors, plus an existing package in ``out``.
+_CLI_ERRORS: tuple[type[BaseException], ...] = (*USER_ERRORS, FileExistsError)
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _checkpoint_progress(path: Path, trusted: bool) -> dict[str, Any]:
+    """``epoch`` and ``global_step`` stored in a checkpoint (``None`` where absent).
+
+    ``mmap=True`` reads the pickle without loading tensor data, so this second read is cheap.
+    """
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        if not trusted:
+            raise
+        # Reached only after load_model accepted the file under trust_checkpoint=True.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
+
+
+def export_checkpoint(
+    ckpt_path: str | Path,
+    out: str | Path,
+    trust_checkpoint: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Convert a Lightning checkpoint into a model package folder; return the folder.
+
+    Args:
+        ckpt_path: a ``.ckpt`` written by marsunits' ``train.py``.
+        out: package folder (created).
+        trust_checkpoint: see :func:`marsunits.model_package.load_model`.
+        overwrite: replace a package already in ``out``.
+
+    Raises:
+        FileNotFoundError: ``ckpt_path`` does not exist.
+        ConfigError: ``ckpt_path`` is a folder or a package file.
+        CheckpointError: the checkpoint is unusable or needs trust (see ``load_model``).
+        FileExistsError: ``out`` holds a package and ``overwrite`` is False.
+    """
+    ckpt = Path(ckpt_path)
+    # Checked before importing the model code (seconds), so a mistyped path is reported at once.
+    if ckpt.is_dir() or ckpt.suffix in (".json", ".safetensors"):
+        raise ConfigError(
+            f"ckpt_path={ckpt} is a folder or a model package file; give the .ckpt file to export."
+        )
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt}: no such file. Give a .ckpt written by train.py "
+            "(<run dir>/checkpoints/best.ckpt or last.ckpt)."
+        )
+    from marsunits.model_package import file_sha256, load_model, write_package
+
+    task = load_model(ckpt, map_location="cpu", trust_checkpoint=trust_checkpoint)
+    provenance = {
+        "source_checkpoint": ckpt.name,
+        "source_checkpoint_sha256": file_sha256(ckpt),
+        **_checkpoint_progress(ckpt, trusted=trust_checkpoint),
+    }
+    return write_package(task, out, provenance=provenance, overwrite=overwrite)
+
+
+def _flag(key: str, value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{key}={value!r}: expected true or false.")
+
+
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` arguments (see the module docstring) into ``export_checkpoint`` keyword args.
+
+    Raises:
+        ConfigError: an argument is not ``key=value``, a key is unknown or repeated, or a required key is
+            missing.
+    """
+    args: dict[str, str] = {}
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"argument {item!r} is not key=value; usage: {PROG} ckpt_path=<ckpt> out=<folder>"
+            )
+        if key not in _KEYS:
+            raise ConfigError(f"unknown argument {key!r}; valid keys: {list(_KEYS)}.")
+        if key in args:
+            raise ConfigError(f"argument {key!r} given twice.")
+        args[key] = value
+    missing = [k for k in ("ckpt_path", "out") if not args.get(k)]
+    if missing:
+        raise ConfigError(f"missing {' and '.join(missing)}; usage: {PROG} ckpt_path=<ckpt> out=<folder>")
+    return {
+        "ckpt_path": args["ckpt_path"],
+        "out": args["out"],
+        "trust_checkpoint": _flag("trust_checkpoint", args.get("trust_checkpoint", "false")),
+        "overwrite": _flag("overwrite", args.get("overwrite", "false")),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 written, 2 user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(f"usage: {PROG} ckpt_path=<ckpt> out=<folder> [trust_checkpoint=false] [overwrite=false]")
+        print("Write <out>/model.safetensors and <out>/model.json, a model package that is safe to share.")
+        print("\n".join(f"  {k}: {v}" for k, v in _KEYS.items()))
+        return 0
+    try:
+        out = export_checkpoint(**parse_args(argv))
+    except _CLI_ERRORS as exc:
+        if os.environ.get("MARSUNITS_TRACEBACK"):
+            raise
+        # One line, whatever the message: scripts and users read the first line only.
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(f"wrote model package {out}/ ({out / 'model.safetensors'}, {out / 'model.json'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,443 @@
+"""Model packages: a trained model in a form that is safe to share, and the one loader for models.
+
+A Lightning ``.ckpt`` is a pickle: unpickling a file from someone else can run arbitrary code. A **model
+package** holds the same model without any pickle:
+
+```
+<out>/
+  model.safetensors   the network's weights (safetensors: raw tensors + a JSON header, nothing executable)
+  model.json          what the model is and where it comes from (UTF-8 JSON, described below)
+```
+
+``model.json`` keys:
+
+* ``format``: ``"marsunits-model-package"``; ``package_version``: ``1`` (:data:`PACKAGE_VERSION`).
+* ``weights_file``: ``"model.safetensors"``; ``weights_sha256``: hex SHA-256 of that file, so a weights file
+  from another package (or a partial copy) is caught.
+* ``metadata``: the checkpoint's ``checkpoint["marsunits"]`` block (:attr:`SegmentationTask.metadata`):
+  ``format_version``, ``class_names``, ``palette``, ``mean``, ``std`` (for [0, 1] inputs), ``in_channels``,
+  ``tile_size`` (px), ``arch``, ``encoder``, ``num_classes``, ``class_map`` (training data's native id ->
+  project id; JSON object keys are strings), ``dataset``, ``wandb_run_id``, ``encoder_depth``,
+  ``decoder_channels``, ``size_divisor``.
+* ``hparams``: every :class:`SegmentationTask` constructor argument (``task.hparams``) with
+  ``encoder_weights`` set to ``null``, so the network is rebuilt without downloading anything.
+* ``provenance``: ``dataset``, ``wandb_run_id``, ``source_checkpoint`` (file name),
+  ``source_checkpoint_sha256``, ``epoch``, ``global_step``, ``marsunits_version``, ``torch_version``,
+  ``created`` (ISO 8601, UTC).
+
+:func:`load_model` is the loader inference code should use: it reads a package (no unpickling at all) or a
+Lightning checkpoint (through :func:`marsunits.task.load_task`, ``torch.load(weights_only=True)``), and
+refuses a checkpoint that needs arbitrary unpickling unless the caller says it trusts the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+import marsunits
+from marsunits.constants import CLASS_NAMES
+from marsunits.task import FORMAT_VERSION, METADATA_KEY, CheckpointError, SegmentationTask, load_task
+
+__all__ = [
+    "JSON_NAME",
+    "PACKAGE_FORMAT",
+    "PACKAGE_VERSION",
+    "WEIGHTS_NAME",
+    "file_sha256",
+    "is_package",
+    "load_model",
+    "load_package",
+    "write_package",
+]
+
+PACKAGE_FORMAT = "marsunits-model-package"
+#: Version of the ``model.json`` layout; bump when its keys change meaning.
+PACKAGE_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+JSON_NAME = "model.json"
+
+#: ``metadata`` keys a package must carry (the checkpoint metadata contract, see ``marsunits.task``).
+METADATA_KEYS: tuple[str, ...] = (
+    "format_version",
+    "class_names",
+    "palette",
+    "mean",
+    "std",
+    "in_channels",
+    "tile_size",
+    "arch",
+    "encoder",
+    "num_classes",
+    "class_map",
+    "dataset",
+    "wandb_run_id",
+    "encoder_depth",
+    "decoder_channels",
+    "size_divisor",
+)
+PROVENANCE_KEYS: tuple[str, ...] = (
+    "dataset",
+    "wandb_run_id",
+    "source_checkpoint",
+    "source_checkpoint_sha256",
+    "epoch",
+    "global_step",
+    "marsunits_version",
+    "torch_version",
+    "created",
+)
+#: Hyper-parameters that must agree between ``hparams`` and ``metadata`` (as :func:`load_task` checks).
+_CONSISTENT_KEYS: tuple[str, ...] = ("arch", "encoder", "in_channels", "num_classes")
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_package(path: str | Path) -> bool:
+    """True if ``path`` is a package folder, or its ``model.json`` / ``model.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / JSON_NAME).is_file() or (path / WEIGHTS_NAME).is_file()
+    return path.name in (JSON_NAME, WEIGHTS_NAME)
+
+
+def _json_value(value: Any) -> Any:
+    """Plain JSON-able copy: tuples -> lists, mapping keys -> str (JSON objects only have string keys)."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_package(
+    task: SegmentationTask,
+    out: str | Path,
+    provenance: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``task`` as a model package folder ``out`` (``model.safetensors`` + ``model.json``).
+
+    Each file is written to a temporary name and renamed; ``model.json`` is written last and records the
+    weights' SHA-256, so an interrupted export never leaves a package that loads with the wrong weights.
+
+    Args:
+        task: the model to package (its weights are copied to CPU).
+        out: package folder; created if missing.
+        provenance: training provenance (see the module docstring); missing keys are recorded as ``null``,
+            ``marsunits_version``, ``torch_version`` and ``created`` are filled in here.
+        overwrite: replace an existing package in ``out``.
+
+    Returns:
+        The package folder.
+
+    Raises:
+        FileExistsError: ``out`` already holds a package (or is a file) and ``overwrite`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out={out} is a file; give a folder for the model package.")
+    if is_package(out) and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a model package; pass overwrite=true to replace it, or choose another out."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+    # clone(): safetensors refuses tensors that share storage; contiguous(): it stores dense row-major data.
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in task.state_dict().items()}
+    weights = save_safetensors_bytes(tensors, metadata={"format": "pt", "producer": PACKAGE_FORMAT})
+    hparams = dict(task.hparams)
+    hparams["encoder_weights"] = None
+    metadata = task.metadata
+    prov: dict[str, Any] = {key: None for key in PROVENANCE_KEYS}
+    prov.update({"dataset": metadata["dataset"], "wandb_run_id": metadata["wandb_run_id"]})
+    prov.update(dict(provenance or {}))
+    prov.update(
+        {
+            "marsunits_version": marsunits.__version__,
+            "torch_version": torch.__version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    document = {
+        "format": PACKAGE_FORMAT,
+        "package_version": PACKAGE_VERSION,
+        "weights_file": WEIGHTS_NAME,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "metadata": _json_value(metadata),
+        "hparams": _json_value(hparams),
+        "provenance": _json_value(prov),
+    }
+    # allow_nan=False: NaN/inf are not JSON; a hyper-parameter holding one is a bug to surface here.
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    _write_atomic(out / WEIGHTS_NAME, weights)
+    _write_atomic(out / JSON_NAME, text.encode("utf-8"))
+    return out
+
+
+def _package_dir(path: Path) -> Path:
+    return path if path.is_dir() else path.parent
+
+
+def read_package_json(path: str | Path) -> dict[str, Any]:
+    """Read and check a package's ``model.json`` (format, version, required keys); no weights are read.
+
+    Raises:
+        FileNotFoundError: no ``model.json`` in the package folder.
+        CheckpointError: not valid JSON, another format or version, or a required key is missing.
+    """
+    json_path = _package_dir(Path(path)) / JSON_NAME
+    if not json_path.is_file():
+        raise FileNotFoundError(
+            f"{json_path} does not exist: a model package is a folder with {JSON_NAME} and {WEIGHTS_NAME}. "
+            "Export one with `python -m marsunits.export ckpt_path=<ckpt> out=<folder>`."
+        )
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{json_path} is not valid JSON ({err}); re-export the package.") from err
+    if not isinstance(document, dict) or document.get("format") != PACKAGE_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise CheckpointError(
+            f"{json_path} is not a marsunits model package (expected format {PACKAGE_FORMAT!r}, "
+            f"found {found!r}). Export one with `python -m marsunits.export`."
+        )
+    if document.get("package_version") != PACKAGE_VERSION:
+        raise CheckpointError(
+            f"{json_path} has package_version={document.get('package_version')!r}; this marsunits reads "
+            f"version {PACKAGE_VERSION}. Use the marsunits version that wrote it, or re-export."
+        )
+    for block, keys in (("metadata", METADATA_KEYS), ("hparams", _CONSISTENT_KEYS)):
+        value = document.get(block)
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{json_path} has no {block!r} object; re-export the package.")
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise CheckpointError(
+                f"{json_path}: {block} lacks the keys {missing} (missing metadata is an error, never a "
+                "silent default). Re-export the package from its checkpoint."
+            )
+    for key in ("weights_sha256", "provenance"):
+        if key not in document:
+            raise CheckpointError(f"{json_path} lacks the key {key!r}; re-export the package.")
+    return document
+
+
+def load_package(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    expected_class_names: Sequence[str] | None = CLASS_NAMES,
+) -> SegmentationTask:
+    """Load a model package (folder, or its ``model.json``/``model.safetensors``) without any unpickling.
+
+    Returns:
+        The task in eval mode on ``map_location``, ``wandb_run_id`` restored.
+
+    Raises:
+        FileNotFoundError: a package file is missing.
+        CheckpointError: a file is malformed, the weights do not match ``model.json`` (checksum, missing or
+            extra tensors, shapes), or another class set than ``expected_class_names``. The message names the
+            file.
+    """
+    folder = _package_dir(Path(path))
+    json_path, weights_path = folder / JSON_NAME, folder / WEIGHTS_NAME
+    document = read_package_json(folder)
+    metadata, hparams = document["metadata"], dict(document["hparams"])
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{json_path} has metadata format_version={metadata['format_version']!r}; this marsunits reads "
+            f"version {FORMAT_VERSION}. Use the marsunits version that wrote it, or re-export."
+        )
+    if expected_class_names is not None and list(metadata["class_names"]) != list(expected_class_names):
+        raise CheckpointError(
+            f"{json_path} is a model for another class set: its classes are {metadata['class_names']}, "
+            f"expected {list(expected_class_names)}. Use a model trained on this project's classes."
+        )
+    for key in _CONSISTENT_KEYS:
+        if hparams.get(key) != metadata.get(key):
+            raise CheckpointError(
+                f"{json_path} is inconsistent: hparams {key}={hparams.get(key)!r} but metadata says "
+                f"{metadata.get(key)!r}. The file was edited or corrupted; re-export the package."
+            )
+    if not weights_path.is_file():
+        raise FileNotFoundError(
+            f"{weights_path} does not exist: the package is incomplete. Copy the whole folder, or re-export."
+        )
+    data = weights_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != document["weights_sha256"]:
+        raise CheckpointError(
+            f"{weights_path} does not match {json_path} (SHA-256 differs from weights_sha256): the weights "
+            "file was replaced, edited or copied partially. Copy the whole package again, or re-export."
+        )
+    try:
+        tensors = load_safetensors_bytes(data)
+    except (SafetensorError, ValueError) as err:
+        raise CheckpointError(f"{weights_path} is not a valid safetensors file ({err}); re-export.") from err
+
+    hparams["encoder_weights"] = None
+    try:
+        task = SegmentationTask(**hparams)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{json_path}: its hparams do not build a SegmentationTask ({err}). The package may come from "
+            "an incompatible marsunits version; use that version or re-export."
+        ) from err
+    _check_tensors(task.state_dict(), tensors, weights_path)
+    task.load_state_dict(tensors, strict=True)
+    task.wandb_run_id = metadata.get("wandb_run_id")
+    return task.to(map_location).eval()
+
+
+def _check_tensors(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], path: Path
+) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` and the tensors that are missing, extra or misshapen."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    shapes = [
+        f"{k}: expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)}"
+        for k in sorted(set(expected) & set(found))
+        if expected[k].shape != found[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if extra:
+        problems.append(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    if shapes:
+        problems.append(f"wrong shapes ({'; '.join(shapes[:5])}{' ...' if len(shapes) > 5 else ''})")
+    if problems:
+        raise CheckpointError(
+            f"{path} does not fit the network described by {path.parent / JSON_NAME}: {', '.join(problems)}. "
+            "The package is corrupt or mixed from two models; re-export it from its checkpoint."
+        )
+
+
+def _needs_arbitrary_unpickling(err: BaseException) -> bool:
+    """True if ``load_task`` failed because the pickle references globals outside torch's safe allowlist.
+
+    Why the message test: torch raises the same ``UnpicklingError`` type for garbage files ("Unsupported
+    operand") and for pickles that import callables ("Unsupported global"); only the latter can be loaded
+    by trusting the file, so only then is ``trust_checkpoint`` worth suggesting.
+    """
+    cause = err.__cause__
+    return isinstance(cause, pickle.UnpicklingError) and "Unsupported global" in str(cause)
+
+
+def _unsafe_reason(err: BaseException) -> str:
+    """The line of torch's message naming the disallowed global, if any."""
+    for line in str(err.__cause__).splitlines():
+        if "Unsupported global" in line:
+            return line.split("Unsupported global:", 1)[-1].split(" was not", 1)[0].strip()
+    return "a Python object torch does not allow"
+
+
+def _load_trusted_checkpoint(
+    path: Path, map_location: str | torch.device, expected_class_names: Sequence[str] | None
+) -> SegmentationTask:
+    """Unpickle a checkpoint the caller trusts (``weights_only=False``), then load it through load_task.
+
+    Only the parts a model needs (``state_dict``, ``hyper_parameters``, metadata) are kept and re-saved to a
+    temporary file, which :func:`load_task` reads with ``weights_only=True``; so all of load_task's checks
+    apply, and a checkpoint whose model parts themselves hold arbitrary objects is still refused.
+    """
+    # The caller vouched for this file: this is the documented way to run its pickle.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint (expected a dict, found {type(checkpoint)})."
+        )
+    kept = {k: checkpoint[k] for k in ("state_dict", "hyper_parameters", METADATA_KEY) if k in checkpoint}
+    with tempfile.TemporaryDirectory(prefix="marsunits-trusted-") as tmp:
+        clean = Path(tmp) / path.name
+        torch.save(kept, clean)
+        try:
+            task = load_task(clean, map_location=map_location, expected_class_names=expected_class_names)
+        except CheckpointError as err:
+            hint = (
+                " Even trusted, its model parts (state_dict, hyper_parameters, metadata) hold objects other "
+                "than tensors and plain Python values, which a marsunits checkpoint never does."
+                if _needs_arbitrary_unpickling(err)
+                else ""
+            )
+            raise CheckpointError(str(err).replace(str(clean), str(path)) + hint) from err
+    return task
+
+
+def load_model(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    trust_checkpoint: bool = False,
+    expected_class_names: Sequence[str] | None = CLASS_NAMES,
+) -> SegmentationTask:
+    """Load a model from a package (safe) or a Lightning checkpoint, in eval mode on ``map_location``.
+
+    Args:
+        path: a package folder (or its ``model.json``/``model.safetensors``), or a ``.ckpt`` file.
+        map_location: device for the model.
+        trust_checkpoint: allow a ``.ckpt`` whose pickle needs arbitrary Python objects to be unpickled
+            (``torch.load(weights_only=False)``). Unpickling can execute code: only for files you trust.
+            Ignored for packages, which contain no pickle.
+        expected_class_names: class names (in id order) the caller works with; ``None`` skips the check.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is not a usable marsunits model, or it is a checkpoint that needs
+            arbitrary unpickling and ``trust_checkpoint`` is False (the message explains how to export a
+            safe package).
+    """
+    path = Path(path)
+    if is_package(path):
+        return load_package(path, map_location, expected_class_names)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"{path} is a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a "
+            ".ckpt file."
+        )
+    try:
+        return load_task(path, map_location=map_location, expected_class_names=expected_class_names)
+    except CheckpointError as err:
+        if not _needs_arbitrary_unpickling(err):
+            raise
+        if not trust_checkpoint:
+            raise CheckpointError(
+                f"Refusing to load {path}: its pickle references {_unsafe_reason(err)}, which torch's safe "
+                "loader does not allow, and unpickling such a file can execute arbitrary code. If you trust "
+                "where it came from, export it once to a safe model package: `python -m marsunits.export "
+                f"ckpt_path={path} out=<folder> trust_checkpoint=true`, then use the package (or pass "
+                "trust_checkpoint=True to load_model)."
+            ) from err
+    return _load_trusted_checkpoint(path, map_location, expected_class_names)

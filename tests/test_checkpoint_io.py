@@ -1,0 +1,97 @@
+"""AtomicCheckpointIO: an interrupted save keeps the previous checkpoint, leaves no temporary file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from marsunits.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries, temporary_path
+
+try:
+    from .conftest import compose_config
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path (rootdir conftest)
+    from conftest import compose_config  # type: ignore[no-redef]
+
+
+def _state(value: float) -> dict[str, object]:
+    return {"state_dict": {"w": torch.full((64, 64), value)}, "global_step": int(value)}
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped), so no process has it for now."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(proc.stdout)
+
+
+def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"  # folder created by the save
+    io.save_checkpoint(_state(1.0), path)
+    io.save_checkpoint(_state(2.0), path)
+    loaded = io.load_checkpoint(path, weights_only=True)
+    assert loaded["global_step"] == 2 and torch.equal(loaded["state_dict"]["w"], torch.full((64, 64), 2.0))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    with pytest.raises(TypeError, match="storage_options"):
+        io.save_checkpoint(_state(3.0), path, storage_options={"x": 1})
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint(_state(1.0), path)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def save_half_then_fail(obj: object, f: object) -> None:
+        """Serialise for real, write the first half of the bytes, then fail like a full disk or a kill."""
+        import io as _io
+
+        buffer = _io.BytesIO()
+        real_save(obj, buffer)
+        data = buffer.getvalue()
+        f.write(data[: len(data) // 2])  # type: ignore[attr-defined]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint(_state(2.0), path)
+    monkeypatch.undo()
+
+    assert path.read_bytes() == before
+    assert io.load_checkpoint(path, weights_only=True)["global_step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_temporaries_of_dead_processes_are_cleaned_live_ones_kept(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    pid = _dead_pid()
+    dead = temporary_path(path, pid)
+    dead_best = temporary_path(tmp_path / "best.ckpt", pid)  # a kill while saving best.ckpt
+    alive = temporary_path(path, 1)  # pid 1 always runs: its file may be mid-write
+    unrelated = tmp_path / "notes.tmp-draft"  # not a <name>.tmp-<pid> file: never touched
+    for p in (dead, dead_best, alive, unrelated):
+        p.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path) == sorted([dead, dead_best])
+    dead.write_bytes(b"partial")
+    AtomicCheckpointIO().save_checkpoint(_state(1.0), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.ckpt", alive.name, unrelated.name])
+
+
+def test_every_trainer_config_uses_the_atomic_plugin(tmp_path: Path) -> None:
+    for trainer_cfg in ("cpu", "gpu", "ddp"):
+        cfg = compose_config(
+            "train", tmp_path / trainer_cfg, [f"trainer={trainer_cfg}", "trainer.accelerator=cpu"]
+        )
+        assert [p["_target_"] for p in cfg.trainer.plugins] == ["marsunits.checkpoint_io.AtomicCheckpointIO"]
+    cfg = compose_config("train", tmp_path / "cpu", ["model=tiny", "logger=none"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)

@@ -1,0 +1,288 @@
+"""Model packages (safetensors + JSON): export, exact reload, provenance, refusal of unsafe pickles, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import Trainer
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+
+import marsunits
+from marsunits.data.datamodule import collate_samples
+from marsunits.export import export_checkpoint, main, parse_args
+from marsunits.model_package import JSON_NAME, WEIGHTS_NAME, is_package, load_model, load_package
+from marsunits.task import CheckpointError, load_task
+
+try:
+    from .conftest import REPO_ROOT, compose_config
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path (rootdir conftest)
+    from conftest import REPO_ROOT, compose_config  # type: ignore[no-redef]
+
+
+class _Scenes(Dataset):
+    """Two random 32x32 samples in the project's sample format (enough for one optimiser step)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        return {
+            "image": torch.rand(3, 32, 32, generator=g),
+            "mask": torch.randint(0, 3, (32, 32), generator=g),
+        }
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Lightning checkpoint of the tiny model (configs/model/tiny.yaml) after one optimiser step.
+
+    A native class map with integer ids and a W&B run id exercise the JSON round trip (JSON keys are str).
+    """
+    run_dir = tmp_path_factory.mktemp("train")
+    cfg = compose_config("train", run_dir, ["model=tiny", "model.scheduler=none"])
+    task = instantiate(cfg.model, class_map={"3": 0, "7": 1, "9": 2}, dataset="ai4mars")
+    task.wandb_run_id = "run-abc123"
+    trainer = Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=run_dir,
+    )
+    trainer.fit(task, DataLoader(_Scenes(), batch_size=2, collate_fn=collate_samples))
+    path = run_dir / "last.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def package(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_checkpoint(checkpoint, tmp_path_factory.mktemp("pkg") / "model")
+
+
+def _copy_package(package: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for name in (JSON_NAME, WEIGHTS_NAME):
+        (dest / name).write_bytes((package / name).read_bytes())
+    return dest
+
+
+def _rewrite_weights(pkg: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Replace the weights and update the checksum: a consistent-looking but wrong package."""
+    save_file(tensors, pkg / WEIGHTS_NAME)
+    doc = json.loads((pkg / JSON_NAME).read_text())
+    doc["weights_sha256"] = hashlib.sha256((pkg / WEIGHTS_NAME).read_bytes()).hexdigest()
+    (pkg / JSON_NAME).write_text(json.dumps(doc))
+
+
+class _TouchOnUnpickle:
+    """Harmless stand-in for a malicious object: unpickling it creates ``marker`` (proof that code ran)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_package_reproduces_the_checkpoint_exactly(checkpoint: Path, package: Path) -> None:
+    assert sorted(p.name for p in package.iterdir()) == [JSON_NAME, WEIGHTS_NAME]
+    assert is_package(package) and is_package(package / JSON_NAME)
+    from_ckpt, from_pkg = load_task(checkpoint), load_model(package)
+    assert not from_pkg.training
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(from_ckpt(x), from_pkg(x))
+    assert from_pkg.metadata == from_ckpt.metadata
+    assert dict(from_pkg.hparams) == {**dict(from_ckpt.hparams), "encoder_weights": None}
+
+
+def test_json_holds_metadata_hparams_and_provenance(checkpoint: Path, package: Path) -> None:
+    doc = json.loads((package / JSON_NAME).read_text())
+    task = load_task(checkpoint)
+    assert doc["metadata"] == json.loads(json.dumps(task.metadata))  # every key, JSON-typed
+    for key in (
+        "class_names",
+        "palette",
+        "mean",
+        "std",
+        "in_channels",
+        "tile_size",
+        "arch",
+        "encoder",
+        "num_classes",
+        "class_map",
+        "dataset",
+        "wandb_run_id",
+        "format_version",
+    ):
+        assert key in doc["metadata"], key
+    assert doc["hparams"]["encoder_weights"] is None
+    assert set(task.hparams) == set(doc["hparams"])
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    prov = doc["provenance"]
+    assert prov["epoch"] == raw["epoch"] and prov["global_step"] == raw["global_step"] == 1
+    assert prov["source_checkpoint"] == checkpoint.name
+    assert prov["source_checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert prov["dataset"] == "ai4mars" and prov["wandb_run_id"] == "run-abc123"
+    assert doc["metadata"]["class_map"] == {"3": 0, "7": 1, "9": 2}
+    assert prov["marsunits_version"] == marsunits.__version__
+    assert datetime.fromisoformat(prov["created"]).tzinfo is not None
+    assert doc["weights_sha256"] == hashlib.sha256((package / WEIGHTS_NAME).read_bytes()).hexdigest()
+    # The weights file holds tensors only, one per state-dict entry.
+    assert set(load_file(package / WEIGHTS_NAME)) == set(task.state_dict())
+
+
+def test_malicious_checkpoint_is_refused_unless_trusted(checkpoint: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "code_ran"
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    payload["callbacks"]["evil"] = _TouchOnUnpickle(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(payload, evil)
+    assert not marker.exists()
+
+    with pytest.raises(CheckpointError, match="execute arbitrary code") as info:
+        load_model(evil)
+    assert not marker.exists(), "refusing must not run the pickle"
+    assert "marsunits.export" in str(info.value) and str(evil) in str(info.value)
+    with pytest.raises(CheckpointError):
+        export_checkpoint(evil, tmp_path / "pkg")
+    assert not marker.exists() and not (tmp_path / "pkg" / JSON_NAME).exists()
+
+    task = load_model(evil, trust_checkpoint=True)
+    assert marker.exists(), "trusting the file runs its pickle: this is why the default refuses"
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(task(x), load_task(checkpoint)(x))
+
+    # Trusted once, exported to a package that then loads with no pickle at all.
+    marker.unlink()
+    pkg = export_checkpoint(evil, tmp_path / "safe", trust_checkpoint=True)
+    marker.unlink()
+    with torch.no_grad():
+        assert torch.equal(load_model(pkg)(x), task(x))
+    assert not marker.exists()
+
+
+def test_garbage_checkpoint_is_not_offered_trust(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.ckpt") as info:
+        load_model(garbage)
+    assert "trust_checkpoint" not in str(info.value)
+
+
+def test_corrupt_packages_fail_naming_the_file(package: Path, tmp_path: Path) -> None:
+    good = load_file(package / WEIGHTS_NAME)
+    name = sorted(k for k in good if k.endswith("weight"))[0]
+
+    missing = _copy_package(package, tmp_path / "missing_tensor")
+    _rewrite_weights(missing, {k: v for k, v in good.items() if k != name})
+    with pytest.raises(CheckpointError, match=r"missing tensors") as info:
+        load_model(missing)
+    assert str(missing / WEIGHTS_NAME) in str(info.value) and name in str(info.value)
+
+    shape = _copy_package(package, tmp_path / "wrong_shape")
+    _rewrite_weights(shape, {**good, name: torch.zeros(*good[name].shape, 2)})
+    with pytest.raises(CheckpointError, match=r"wrong shapes") as info:
+        load_model(shape)
+    assert str(shape / WEIGHTS_NAME) in str(info.value) and name in str(info.value)
+
+    swapped = _copy_package(package, tmp_path / "swapped")
+    save_file({k: v + 1 for k, v in good.items()}, swapped / WEIGHTS_NAME)
+    with pytest.raises(CheckpointError, match="SHA-256") as info:
+        load_model(swapped)
+    assert str(swapped / WEIGHTS_NAME) in str(info.value)
+
+    no_key = _copy_package(package, tmp_path / "no_key")
+    doc = json.loads((no_key / JSON_NAME).read_text())
+    del doc["metadata"]["palette"]
+    (no_key / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="palette") as info:
+        load_model(no_key)
+    assert str(no_key / JSON_NAME) in str(info.value)
+
+    no_weights = _copy_package(package, tmp_path / "no_weights")
+    (no_weights / WEIGHTS_NAME).unlink()
+    with pytest.raises(FileNotFoundError, match=WEIGHTS_NAME):
+        load_package(no_weights)
+
+    other_classes = _copy_package(package, tmp_path / "other_classes")
+    doc = json.loads((other_classes / JSON_NAME).read_text())
+    doc["metadata"]["class_names"] = ["soil", "bedrock", "sand"]
+    (other_classes / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="another class set"):
+        load_model(other_classes)
+
+
+def test_export_refuses_to_overwrite_unless_asked(checkpoint: Path, package: Path, tmp_path: Path) -> None:
+    out = _copy_package(package, tmp_path / "existing")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_checkpoint(checkpoint, out)
+    export_checkpoint(checkpoint, out, overwrite=True)
+    assert not list(out.glob("*.tmp-*"))
+    with torch.no_grad():
+        x = torch.rand(1, 3, 64, 64)
+        assert torch.equal(load_model(out)(x), load_model(package)(x))
+
+
+def test_cli_writes_a_package(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli_pkg"
+    assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert (out / WEIGHTS_NAME).is_file() and (out / JSON_NAME).is_file()
+    load_model(out)
+    # Exporting again into the same folder is refused (exit 2, one line) unless overwrite=true.
+    assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main([f"ckpt_path={checkpoint}", f"out={out}", "overwrite=true"]) == 0
+
+
+def test_cli_missing_checkpoint_exits_2_with_one_line(tmp_path: Path) -> None:
+    """Through ``python -m`` as a user runs it: one line on stderr, exit status 2, nothing written."""
+    env = {k: v for k, v in os.environ.items() if k != "MARSUNITS_TRACEBACK"}
+    missing = tmp_path / "nope.ckpt"
+    bad = subprocess.run(
+        [sys.executable, "-m", "marsunits.export", f"ckpt_path={missing}", f"out={tmp_path / 'x'}"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0] and "no such file" in lines[0], bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_argument_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert parse_args(["ckpt_path=a.ckpt", "out=b", "trust_checkpoint=TRUE"]) == {
+        "ckpt_path": "a.ckpt",
+        "out": "b",
+        "trust_checkpoint": True,
+        "overwrite": False,
+    }
+    for argv in (
+        ["out=b"],
+        ["ckpt_path=a", "out=b", "colour=red"],
+        ["a.ckpt", "b"],
+        ["ckpt_path=a", "out=b", "overwrite=maybe"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("python -m marsunits.export: error:"), err

@@ -1,0 +1,163 @@
+"""Crash recovery: mid-epoch ``last.ckpt`` (callbacks/recovery.yaml), resume with ``ckpt_path=last``.
+
+The resumed run must do exactly the optimiser steps of an uninterrupted run (``global_step`` of the final
+checkpoint), and leave no temporary checkpoint file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from marsunits.task import SegmentationTask, load_task
+from marsunits.training import run
+
+try:
+    from .conftest import REPO_ROOT, compose_config
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path (rootdir conftest)
+    from conftest import REPO_ROOT, compose_config  # type: ignore[no-redef]
+
+#: Shrunk synthetic run with the recovery callback saving last.ckpt every `every_n_train_steps` steps.
+SMALL = [
+    "model=tiny",
+    "logger=none",
+    "data.num_workers=0",
+    "data.batch_size=4",
+    "data.crop_size=64",
+    "data.scene.width=64",
+    "data.scene.height=64",
+    "data.val_length=4",
+    "data.test_length=4",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "test=false",
+    "callbacks=[default,recovery]",
+]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread for the test, then restore the setting.
+
+    Why: the tiny model gains nothing from a second thread, and on a shared 2-core machine OpenMP threads
+    waiting for each other made this test 5-15x slower (measured 1-2 s vs 3-28 s).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _global_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if ".tmp" in p.name)
+
+
+def test_recovery_callback_composes_next_to_the_best_checkpoint(tmp_path: Path) -> None:
+    cfg = compose_config("train", tmp_path, [*SMALL, "callbacks.recovery_checkpoint.every_n_train_steps=7"])
+    callbacks = {name: instantiate(node) for name, node in cfg.callbacks.items()}
+    recovery, best = callbacks["recovery_checkpoint"], callbacks["model_checkpoint"]
+    assert isinstance(recovery, ModelCheckpoint) and isinstance(best, ModelCheckpoint)
+    assert recovery.dirpath == best.dirpath == str(tmp_path / "checkpoints")
+    assert recovery._every_n_train_steps == 7 and recovery.save_last and recovery.save_top_k == 0
+    # training.run reads the best checkpoint from trainer.checkpoint_callback: it must stay the monitored one.
+    trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()), logger=False)
+    assert trainer.checkpoint_callback is best and best.monitor == "val/miou"
+
+
+def test_crash_mid_epoch_then_resume_does_the_same_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    """In-process: an exception at step 3 of 4 (mid second epoch), then ``ckpt_path=last`` finishes."""
+    overrides = [*SMALL, "data.train_length=8", "callbacks.recovery_checkpoint.every_n_train_steps=1"]
+    steps_per_epoch, max_epochs = 8 // 4, 2
+
+    def crash(self: SegmentationTask, outputs: object, batch: object, batch_idx: int) -> None:
+        if self.global_step == 3:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(SegmentationTask, "on_train_batch_end", crash, raising=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose_config("train", tmp_path / "run", overrides))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert _global_step(last) == 3 and 3 % steps_per_epoch != 0  # a mid-epoch checkpoint
+    monkeypatch.undo()
+
+    run(compose_config("train", tmp_path / "run", [*overrides, "ckpt_path=last"]))
+    assert _global_step(last) == steps_per_epoch * max_epochs
+    assert not _temporaries(tmp_path)
+
+
+def _train(args: list[str], log_file: Path) -> subprocess.Popen:
+    # One OpenMP thread: see `one_thread`; the step count under test does not depend on it.
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "train.py", *args], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def _wait(proc: subprocess.Popen, log_file: Path, timeout: float = 300) -> None:
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    assert rc == 0, log_file.read_text()[-3000:]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    """A real ``kill -9`` of ``train.py`` after a mid-epoch checkpoint; ``ckpt_path=last`` completes it."""
+    steps_per_epoch = 64 // 4
+    common = [
+        *SMALL,
+        "data.train_length=64",
+        "callbacks.recovery_checkpoint.every_n_train_steps=3",  # 3 does not divide 16: mid-epoch saves
+        f"paths.log_dir={tmp_path / 'logs'}",
+    ]
+    # Reference: the same run, uninterrupted.
+    full_log = tmp_path / "full.log"
+    _wait(_train([*common, "run_name=full"], full_log), full_log)
+    full_steps = _global_step(tmp_path / "logs" / "train" / "full" / "checkpoints" / "last.ckpt")
+    assert full_steps == 2 * steps_per_epoch
+
+    # Killed: SIGKILL as soon as last.ckpt holds a step of the second epoch that is not an epoch boundary.
+    run_dir = tmp_path / "logs" / "train" / "kill"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    kill_log = tmp_path / "kill.log"
+    proc = _train([*common, "run_name=kill"], kill_log)
+    seen, deadline = -1, time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if last.is_file():
+            # Safe to read while training writes: saves are atomic renames, never a partial file.
+            seen = _global_step(last)
+            if seen > steps_per_epoch and seen % steps_per_epoch:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    rc = proc.wait(timeout=60)
+    assert rc == -signal.SIGKILL, f"train.py was not killed mid-epoch (rc={rc}, last step seen {seen})"
+    killed_at = _global_step(last)
+    assert steps_per_epoch < killed_at < full_steps
+
+    _wait(_train([*common, "run_name=kill", "ckpt_path=last"], kill_log), kill_log)
+    assert _global_step(last) == full_steps
+    assert not _temporaries(tmp_path / "logs"), _temporaries(tmp_path / "logs")
+    task = load_task(last)
+    with torch.no_grad():
+        assert task(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
