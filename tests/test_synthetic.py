@@ -57,6 +57,49 @@ def test_ray_cast_ground_points_project_back() -> None:
         assert err.max() < 0.1
 
 
+@pytest.mark.parametrize("distortion", [False, True])
+def test_pixel_grid_cast_matches_camera_pixel_to_ground(distortion: bool) -> None:
+    from marsunits.data.synthetic.raycast import cast_pixel_grid
+    from marsunits.data.synthetic.scene import draw_camera, scene_rng
+
+    cfg = SceneConfig(
+        **SMALL, distortion=distortion, pitch_deg_range=(5.0, 15.0), hfov_deg_range=(60.0, 90.0)
+    )
+    for i in range(6):
+        cam = draw_camera(scene_rng(7, i), cfg)
+        rays = cast_pixel_grid(cam)
+        uu, vv = np.meshgrid(np.arange(96) + 0.5, np.arange(72) + 0.5)
+        ref = cam.pixel_to_ground(uu, vv)
+        np.testing.assert_array_equal(rays.ground, np.isfinite(ref[..., 0]))
+        ok = rays.ground
+        assert ok.any() and not ok.all()  # the horizon is in view at these pitches
+        scale = 1.0 + np.hypot(ref[ok, 0] - cam.x_m, ref[ok, 1] - cam.y_m)
+        assert np.allclose(rays.rel_x[ok] + cam.x_m, ref[ok, 0], rtol=0, atol=1e-9 * scale.max())
+        assert np.allclose(rays.rel_y[ok] + cam.y_m, ref[ok, 1], rtol=0, atol=1e-9 * scale.max())
+        sky = np.flatnonzero(~ok.ravel())
+        elev, azim = rays.elevation_azimuth(sky)
+        d = cam.pixel_to_ray(uu.ravel()[sky], vv.ravel()[sky])
+        np.testing.assert_allclose(elev, np.arcsin(np.clip(d[:, 2], 0.0, 1.0)), atol=1e-12)
+        np.testing.assert_allclose(azim, np.arctan2(d[:, 1], d[:, 0]), atol=1e-12)
+
+
+def test_synthetic_data_config_caches_scenes_by_default() -> None:
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from marsunits.data.datamodule import MarsDataModule
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "data" / "synthetic.yaml")
+    assert cfg.cache_scenes is True
+    kwargs = {"name": "synthetic", "sources": ["synthetic"], "in_channels": 3, "crop_size": 32}
+    small = {"train_length": 2, "val_length": 1, "test_length": 1, "scene": {"width": 64, "height": 64}}
+    for flag in (True, False):
+        dm = MarsDataModule(**kwargs, **small, cache_scenes=flag)
+        dm.setup("fit")
+        assert dm.train_set.cache is flag and all(s.cache is flag for s in dm.val_sets)
+
+
 def _boundary_distance(mask: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Distance (px) from points (u, v) to the nearest pixel edge separating a 0 pixel from a 1 pixel."""
     m = mask.astype(np.int16)
@@ -234,6 +277,49 @@ def test_dataset_pickles_and_loads_in_workers() -> None:
     assert len(batches) == 2
     assert batches[0]["image"].shape == (2, 3, 32, 48)
     torch.testing.assert_close(batches[1]["mask"][1], ds[3]["mask"])
+
+
+def test_scene_cache_renders_each_scene_once_and_still_augments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import marsunits.data.synthetic.dataset as synth_dataset
+    from marsunits.data.datasets import SceneDataset
+    from marsunits.data.transforms import build_train_transform
+
+    calls: list[int] = []
+    real = synth_dataset.generate_scene
+
+    def counting(seed: int, index: int = 0, config: SceneConfig | None = None):
+        calls.append(index)
+        return real(seed, index, config)
+
+    monkeypatch.setattr(synth_dataset, "generate_scene", counting)
+    cfg = SceneConfig(width=64, height=64)
+    plain = SceneDataset(SyntheticScenes(3, 12, cfg), in_channels=3, cache=True)
+    first, second = plain[1], plain[1]
+    assert calls == [1]  # the second access is served from the cache
+    assert torch.equal(first["image"], second["image"]) and torch.equal(first["mask"], second["mask"])
+    assert first["camera"] == second["camera"] and first["path"] == second["path"]
+    # The cached uint8 image is the rendered scene exactly (8-bit source).
+    fresh = SyntheticScenes(3, 12, cfg)[1]
+    torch.testing.assert_close(first["image"], fresh["image"], rtol=0.0, atol=1e-6)
+    assert torch.equal(first["mask"], fresh["mask"])
+    calls.clear()
+    _ = plain[-1], plain[1]
+    assert calls == [2]  # negative indices are normalised; index 1 is still cached
+
+    calls.clear()
+    torch.manual_seed(0)
+    aug = SceneDataset(
+        SyntheticScenes(2, 12, cfg), 3, build_train_transform(32, 3, min_scale=0.2), cache=True
+    )
+    a, b = aug[0], aug[0]
+    assert calls == [0]
+    assert a["image"].shape == b["image"].shape == (3, 32, 32)
+    assert not torch.equal(a["image"], b["image"])  # a new augmentation at every access
+
+    off = SceneDataset(SyntheticScenes(2, 12, cfg), in_channels=3, cache=False)
+    calls.clear()
+    off[0], off[0]
+    assert calls == [0, 0]
 
 
 def test_write_scene_layout_round_trips(tmp_path) -> None:

@@ -108,6 +108,9 @@ class MarsDataModule(L.LightningDataModule):
         val_length: synthetic validation scenes (fixed).
         test_length: synthetic test scenes (fixed).
         scene: synthetic ``SceneConfig`` fields (``width``, ``height``, ``mode``, ``difficulty``, ...).
+        cache_scenes: synthetic: keep generated scenes in memory (uint8) after their first use, so the
+            fixed training/validation/test scenes are rendered once, not every epoch; augmentation still
+            differs per epoch. Per DataLoader worker (shared for the run with ``num_workers=0``).
         separate_val: several sources: one validation/test dataloader per source (``True``) or a single
             one over all of them (``False``, for tasks that do not handle ``dataloader_idx``).
         hflip_p: augmentation: horizontal flip probability.
@@ -142,6 +145,7 @@ class MarsDataModule(L.LightningDataModule):
         val_length: int = 32,
         test_length: int = 32,
         scene: Mapping[str, Any] | None = None,
+        cache_scenes: bool = True,
         separate_val: bool = True,
         hflip_p: float = 0.5,
         min_scale: float = 0.5,
@@ -180,6 +184,7 @@ class MarsDataModule(L.LightningDataModule):
         self.val_length = int(val_length)
         self.test_length = int(test_length)
         self.scene = dict(scene or {})
+        self.cache_scenes = bool(cache_scenes)
         self.augment = {
             "hflip_p": hflip_p,
             "min_scale": min_scale,
@@ -310,17 +315,25 @@ class MarsDataModule(L.LightningDataModule):
                 f"configs/data/{self.name}.yaml: scene {bad} must be multiples of 32: validation and test "
                 "run on whole scenes and the encoders downsample by 32. Set data.scene.width/height."
             )
+        cache = self.cache_scenes
         self.train_set = SceneDataset(
-            SyntheticScenes(self.train_length, self.seed, config), self.in_channels, train_transform
+            SyntheticScenes(self.train_length, self.seed, config),
+            self.in_channels,
+            train_transform,
+            cache=cache,
         )
         self.val_sets = [
             SceneDataset(
-                SyntheticScenes(self.val_length, self.seed + VAL_SEED_OFFSET, config), self.in_channels
+                SyntheticScenes(self.val_length, self.seed + VAL_SEED_OFFSET, config),
+                self.in_channels,
+                cache=cache,
             )
         ]
         self.test_sets = [
             SceneDataset(
-                SyntheticScenes(self.test_length, self.seed + TEST_SEED_OFFSET, config), self.in_channels
+                SyntheticScenes(self.test_length, self.seed + TEST_SEED_OFFSET, config),
+                self.in_channels,
+                cache=cache,
             )
         ]
 

@@ -227,32 +227,72 @@ class TiledDataset(Dataset):
 class SceneDataset(Dataset):
     """Adapt a dataset of sample dicts (e.g. ``SyntheticScenes``) to ``in_channels``, optionally augmenting.
 
+    With ``cache=True`` the base items are kept in memory after their first access, so a fixed set of
+    generated scenes reused every epoch (synthetic training, validation and test) is rendered once; the
+    augmentation is still drawn anew at every access. Images are stored as uint8 (``round(255 x)``:
+    exact for 8-bit sources such as synthetic scenes; other float images are quantised to 1/255) and
+    masks as uint8, about 0.25 MB per 320x256 colour scene. The cache lives in the dataset object, so it
+    is **per DataLoader worker process**: with ``num_workers=0`` it is shared for the whole run; with
+    workers, each worker fills its own copy, kept between epochs only with ``persistent_workers=True``
+    (otherwise rebuilt every epoch).
+
     Args:
         base: dataset whose items have ``image`` float (C, H, W) [0, 1], ``mask`` integer (H, W), ``path``
             and optionally ``camera``.
         in_channels: 1 or 3 (grey scenes are replicated, colour scenes converted to BT.601 luma).
         transform: paired augmentation; when given, the camera is dropped because it no longer matches
             the pixels.
+        cache: keep the base items in memory (see above).
     """
 
-    def __init__(self, base: Dataset, in_channels: int, transform: Transform | None = None) -> None:
+    def __init__(
+        self, base: Dataset, in_channels: int, transform: Transform | None = None, cache: bool = False
+    ) -> None:
         self.base = base
         self.in_channels = int(in_channels)
         self.transform = transform
+        self.cache = bool(cache)
+        #: Cached base items by index: ``(image (H, W, C) uint8, mask (H, W) uint8, path, camera)``.
+        self._items: dict[int, tuple[np.ndarray, np.ndarray, str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _base_item(self, index: int) -> tuple[np.ndarray, np.ndarray, str, Any]:
+        """``(image (H, W, C), mask (H, W), path, camera)`` of base item ``index``, from the cache if on."""
+        if self.cache and index in self._items:
+            return self._items[index]
         item = self.base[index]
         image = item["image"]
         image_hwc = (image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)).transpose(
             1, 2, 0
         )
         mask = item["mask"].numpy() if isinstance(item["mask"], torch.Tensor) else np.asarray(item["mask"])
-        sample = make_sample(
-            image_hwc, mask, str(item.get("path", "")), self.in_channels, transform=self.transform
-        )
-        if self.transform is None and item.get("camera") is not None:
-            sample["camera"] = item["camera"]
+        entry = (image_hwc, mask, str(item.get("path", "")), item.get("camera"))
+        if self.cache:
+            if mask.size and (mask.min() < 0 or mask.max() > 255):
+                raise ValueError(
+                    f"{entry[2]}: mask values must be in 0..255, found {mask.min()}..{mask.max()}."
+                )
+            if image_hwc.dtype != np.uint8:
+                image_hwc = np.clip(np.rint(np.asarray(image_hwc, np.float32) * 255.0), 0, 255)
+            entry = (
+                np.ascontiguousarray(image_hwc, dtype=np.uint8),
+                np.ascontiguousarray(mask, dtype=np.uint8),
+                entry[2],
+                entry[3],
+            )
+            self._items[index] = entry
+        return entry
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} scenes")
+        image_hwc, mask, path, camera = self._base_item(index)
+        sample = make_sample(image_hwc, mask, path, self.in_channels, transform=self.transform)
+        if self.transform is None and camera is not None:
+            sample["camera"] = camera
         return sample

@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 from skimage.draw import ellipse, polygon
 
 
@@ -60,10 +61,13 @@ def image_gradient(h: np.ndarray, jac: tuple[np.ndarray, ...]) -> tuple[np.ndarr
     with np.errstate(invalid="ignore"):
         sx = hu * jac[0] + hv * jac[1]
         sy = hu * jac[2] + hv * jac[3]
-    # NaN (off the ground, or a zero Jacobian) fails both comparisons and becomes 0.
-    sx = np.where(np.abs(sx) <= 3.0, sx, np.where(sx > 3.0, 3.0, np.where(sx < -3.0, -3.0, 0.0)))
-    sy = np.where(np.abs(sy) <= 3.0, sy, np.where(sy > 3.0, 3.0, np.where(sy < -3.0, -3.0, 0.0)))
-    return sx.astype(np.float32, copy=False), sy.astype(np.float32, copy=False)
+    out = []
+    for a in (sx, sy):
+        a = a.astype(np.float32, copy=False)
+        np.clip(a, -3.0, 3.0, out=a)  # NaN stays NaN ...
+        np.copyto(a, 0.0, where=a != a)  # ... and becomes 0 (off the ground, or a zero Jacobian)
+        out.append(a)
+    return out[0], out[1]
 
 
 def lambert(
@@ -74,11 +78,13 @@ def lambert(
     ``ambient + (1 - ambient) * min(max(n . sun, 0) / sun_z, 2.2)``, the direct part scaled by
     ``1 - shadow``.
     """
+    # Python floats keep float32 slopes float32 (numpy scalars of float64 would promote them).
+    s0, s1, s2, amb = float(sun[0]), float(sun[1]), float(sun[2]), float(ambient)
     nz = 1.0 / np.sqrt(1.0 + gx * gx + gy * gy)
-    cos = (-gx * sun[0] - gy * sun[1] + sun[2]) * nz
+    cos = (s2 - gx * s0 - gy * s1) * nz
     # Capped: a facet facing a low sun would otherwise glow several times brighter than flat ground.
-    direct = np.minimum(np.maximum(cos, 0.0) / sun[2], 2.2) * (1.0 - shadow)
-    return (ambient + (1.0 - ambient) * direct).astype(np.float32)
+    direct = np.minimum(np.maximum(cos, 0.0) * (1.0 / s2), 2.2) * (1.0 - shadow)
+    return (amb + (1.0 - amb) * direct).astype(np.float32, copy=False)
 
 
 def sky(
@@ -147,18 +153,10 @@ def rover_hardware(rng: np.random.Generator, H: int, W: int) -> tuple[np.ndarray
 
 
 def _blur3(img: np.ndarray, b: float) -> np.ndarray:
-    """Separable 3-tap blur ``[b, 1 - 2b, b]`` with edge replication (axis 0 then 1)."""
-    out = img * (1.0 - 2.0 * b)
-    out[1:] += b * img[:-1]
-    out[:-1] += b * img[1:]
-    out[0] += b * img[0]
-    out[-1] += b * img[-1]
-    res = out * (1.0 - 2.0 * b)
-    res[:, 1:] += b * out[:, :-1]
-    res[:, :-1] += b * out[:, 1:]
-    res[:, 0] += b * out[:, 0]
-    res[:, -1] += b * out[:, -1]
-    return res
+    """Separable 3-tap blur ``[b, 1 - 2b, b]`` with edge replication (axis 0 then 1), float32."""
+    w = np.array([b, 1.0 - 2.0 * b, b])
+    out = ndimage.correlate1d(img, w, axis=0, mode="nearest", output=np.float32)
+    return ndimage.correlate1d(out, w, axis=1, mode="nearest", output=np.float32)
 
 
 def sensor(

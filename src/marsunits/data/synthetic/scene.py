@@ -1,7 +1,8 @@
 """One synthetic rover scene: camera, ground, units, contact, sky, hardware and sensor, with exact labels.
 
-Every pixel below the horizon is ray-cast to the ground plane with :class:`PinholeCamera`
-(``pixel_to_ground`` at pixel centres ``(c + 0.5, r + 0.5)``); all ground appearance is computed at those
+Every pixel below the horizon is ray-cast to the ground plane at its centre ``(c + 0.5, r + 0.5)`` with the
+scene's :class:`PinholeCamera` (:func:`~marsunits.data.synthetic.raycast.cast_pixel_grid`, the same
+geometry as ``PinholeCamera.pixel_to_ground`` in one pass); all ground appearance is computed at those
 ground points in metres, band-limited by each pixel's footprint, so texture shrinks and foreshortens with
 range. Labels come from the same geometry: the unit is the side of the ground contact curve at the pixel's
 ground point, so the projected true contact lies on the 0/1 boundary of the mask.
@@ -20,6 +21,7 @@ from marsunits.constants import IGNORE_INDEX, OTHER
 from marsunits.data.synthetic.config import SceneConfig
 from marsunits.data.synthetic.contact import ContactCurve
 from marsunits.data.synthetic.noise import OctaveNoise, fade_weight
+from marsunits.data.synthetic.raycast import cast_pixel_grid
 from marsunits.data.synthetic.render import (
     ground_jacobian,
     image_gradient,
@@ -34,6 +36,7 @@ from marsunits.data.synthetic.terrain import (
     draw_look,
     grain,
     height_field,
+    relief_terms,
     surface,
 )
 
@@ -111,14 +114,13 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
     cam = draw_camera(rng, cfg)
 
     # ---- ray casting: ground point, range and footprint of every pixel centre
-    uu, vv = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    p = cam.pixel_to_ground(uu, vv)
-    gx_img, gy_img = p[..., 0], p[..., 1]
-    flat_ok = np.isfinite(gx_img).ravel()
+    rays = cast_pixel_grid(cam)
+    flat_ok = rays.ground.ravel()
     gi = np.flatnonzero(flat_ok)
-    x, y = gx_img.ravel()[gi], gy_img.ravel()[gi]
+    x_rel, y_rel = rays.rel_x.ravel()[gi], rays.rel_y.ravel()[gi]
+    x, y = x_rel + cam.x_m, y_rel + cam.y_m  # float64 site frame: labels and the contact
     # Textures use float32 coordinates relative to the camera (precise where it matters: near the rover).
-    xr, yr = (x - cam.x_m).astype(np.float32), (y - cam.y_m).astype(np.float32)
+    xr, yr = x_rel.astype(np.float32), y_rel.astype(np.float32)
     rg = np.maximum(np.hypot(xr, yr), np.float32(1e-4))  # > 0 even straight below the camera
     # Along-view ground footprint of one pixel: slant^2 / (f h) (grazing incidence stretches it).
     fp = (rg * rg + np.float32(cam.height_m**2)) * np.float32(1.0 / (cam.focal_px * cam.height_m))
@@ -149,7 +151,7 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
             k = cand[rng.integers(len(cand))]
             az = math.atan2(y[k] - cam.y_m, x[k] - cam.x_m)
             curve = ContactCurve.random(rng, np.array([x[k], y[k]]), az, cfg.max_range_m)
-            offset = curve.signed_offset(x, y)
+            offset = curve.signed_offset(xr, yr, (cam.x_m, cam.y_m), fine_within_m=cfg.max_range_m + 1.0)
             pos_unit = int(rng.integers(2))
             unit = np.where(offset > 0.0, pos_unit, 1 - pos_unit)
 
@@ -157,17 +159,20 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
     sx = np.zeros(len(gi), np.float32)
     sy = np.zeros(len(gi), np.float32)
     h_img = np.full(H * W, np.nan, np.float32)
-    jac = ground_jacobian(gx_img - cam.x_m, gy_img - cam.y_m)
+    jac = ground_jacobian(rays.rel_x, rays.rel_y)
+    shared = None  # unit-independent relief terms, computed once when a unit needs them
     for u in (0, 1):
         sel = unit == u
         if not sel.any():
             continue
-        h_img[gi] = height_field(looks[u], gnoise, xr, yr, fp)
+        if shared is None and looks[u].ridge_amp.any():
+            shared = relief_terms(gnoise, fp)
+        h_img[gi] = height_field(looks[u], gnoise, xr, yr, fp, shared)
         hx, hy = image_gradient(h_img.reshape(H, W), jac)
         sx[sel], sy[sel] = hx.ravel()[gi[sel]], hy.ravel()[gi[sel]]
 
     # ---- per-unit surface: albedo, facets, rocks, cast shadows
-    albedo = np.empty((len(gi), 3), np.float32)
+    albedo = np.empty((3, len(gi)), np.float32)  # channel-first: contiguous per-channel scatters
     shadow = np.zeros(len(gi), np.float32)
     for u in (0, 1):
         sel = np.flatnonzero(unit == u)
@@ -177,7 +182,7 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
         view = (vx[sel], vy[sel], stretch[sel])
         g = grain(looks[u], gnoise)[sel]
         s = surface(looks[u], g, xr[sel], yr[sel], fp[sel], sun_xy, shadow_len, view)
-        albedo[sel] = s["albedo"]
+        albedo[:, sel] = s["albedo"]
         on_rock = s["rock"] > 0.5
         sx[sel] = np.where(on_rock, s["gx"], sx[sel] + s["gx"])
         sy[sel] = np.where(on_rock, s["gy"], sy[sel] + s["gy"])
@@ -185,8 +190,9 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
 
     # ---- a dust mantle shared across the contact blurs tone differences in patches
     dust = 0.5 * (looks[0].colour + looks[1].colour) * rng.uniform(1.0, 1.25) * np.array([1.04, 0.98, 0.95])
+    dust = dust.astype(np.float32)  # float64 constants would promote the (N, 3) arithmetic
     dust_frac = np.clip(rng.uniform(0.05, 0.25) + 0.15 * d + 0.3 * gnoise[5:, 1].sum(0), 0.0, 0.6)
-    albedo += dust_frac[:, None] * (dust - albedo)
+    albedo += dust_frac * (dust[:, None] - albedo)
 
     # ---- dark sand drifts partly burying the contact (labels: 255 where the unit is hidden)
     sand = np.zeros(len(gi), np.float32)
@@ -195,36 +201,41 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
         band = 1.0 - np.abs(offset) / width
         # Drifts collect in the lows of the metre-scale relief (coarse octaves of the relief noise).
         sand = np.clip((band - 1.0 - 1.2 * gnoise[5:, 0].sum(0)) / 0.1, 0.0, 1.0).astype(np.float32)
-        sand_col = np.array([0.25, 0.2, 0.17]) * rng.uniform(0.7, 1.1)
+        sand_col = (np.array([0.25, 0.2, 0.17]) * rng.uniform(0.7, 1.1)).astype(np.float32)
         rip_wl = rng.uniform(0.12, 0.35)
         rip_dir = rng.uniform(0.0, 2.0 * math.pi)
         kx, ky = (np.float32(2.0 * math.pi * f / rip_wl) for f in (math.cos(rip_dir), math.sin(rip_dir)))
         ph = kx * xr + ky * yr + 3.0 * gnoise[6, 0]
         rip = 0.15 * fade_weight(rip_wl, fp) * np.cos(ph)
-        albedo += sand[:, None] * (sand_col * (1.0 + 0.15 * gnoise[3:7, 1].sum(0))[:, None] - albedo)
+        albedo += sand * (sand_col[:, None] * (1.0 + 0.15 * gnoise[3:7, 1].sum(0)) - albedo)
         sx = sx + sand * (rip * math.cos(rip_dir) - sx)
         sy = sy + sand * (rip * math.sin(rip_dir) - sy)
         shadow *= 1.0 - sand
 
     # ---- shading and atmospheric haze
-    radiance = albedo * lambert(sx, sy, sun, ambient, shadow)[:, None]
-    img = np.empty((H * W, 3), np.float32)
+    radiance = albedo * lambert(sx, sy, sun, ambient, shadow)
+    img = np.empty((3, H * W), np.float32)
     sky_idx = np.flatnonzero(~flat_ok)
     if len(sky_idx):
-        rays = cam.pixel_to_ray(uu.ravel()[sky_idx], vv.ravel()[sky_idx])
-        elev = np.arcsin(np.clip(rays[:, 2], 0.0, 1.0))
-        azim = np.arctan2(rays[:, 1], rays[:, 0])
-        img[sky_idx], haze = sky(rng, elev, azim, sun_az)
+        elev, azim = rays.elevation_azimuth(sky_idx)
+        sky_rgb, haze = sky(rng, elev, azim, sun_az)
+        img[:, sky_idx] = sky_rgb.T
     else:
         _, haze = sky(rng, np.zeros(1), np.zeros(1), sun_az)
-    trans = np.exp(-rg / rng.uniform(60.0, 250.0)).astype(np.float32)[:, None]
-    ground_rgb = radiance * trans + (haze * 0.85).astype(np.float32) * (1.0 - trans)
-    img[gi] = ground_rgb
+    trans = np.exp(-rg / rng.uniform(60.0, 250.0)).astype(np.float32)
+    ground_rgb = radiance * trans + (haze * 0.85).astype(np.float32)[:, None] * (1.0 - trans)
+    img[:, gi] = ground_rgb
     # Auto-exposure on the useful ground: absolute brightness is not a unit cue.
     useful = rg <= cfg.max_range_m
-    ref = float(ground_rgb[useful].mean()) if useful.any() else float(img.mean())
+    n_useful = int(np.count_nonzero(useful))
+    # A matrix-vector product instead of a boolean gather of (N, 3) rows.
+    ref = (
+        float((ground_rgb @ useful.astype(np.float32)).sum()) / (3 * n_useful)
+        if n_useful
+        else float(img.mean())
+    )
     img *= float(np.clip(rng.uniform(0.36, 0.5) / max(ref, 1e-3), 0.6, 1.6))
-    img = img.reshape(H, W, 3)
+    img = img.reshape(3, H, W).transpose(1, 2, 0)  # (H, W, 3) view for the hardware and the sensor
 
     # ---- labels
     mask = np.full(H * W, OTHER, np.uint8)

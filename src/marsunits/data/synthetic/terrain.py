@@ -6,7 +6,7 @@
   more and larger rocks with shadows; slightly lighter and greyer on average.
 
 Tones overlap between the units (more with ``difficulty``), so texture, relief and shading are the reliable
-cues. Appearance is returned as albedo (N, 3) and surface slope (dz/dx, dz/dy) at ground points; the
+cues. Appearance is returned as albedo (3, N) and surface slope (dz/dx, dz/dy) at ground points; the
 renderer turns slopes into shading.
 """
 
@@ -132,7 +132,12 @@ def draw_look(rng: np.random.Generator, unit: int, difficulty: float) -> UnitLoo
 
 
 def height_field(
-    look: UnitLook, noise: np.ndarray, x: np.ndarray, y: np.ndarray, fp: np.ndarray
+    look: UnitLook,
+    noise: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    fp: np.ndarray,
+    shared: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Smooth part of the unit's relief at ground points, metres (finite-differenced by the renderer).
 
@@ -142,6 +147,8 @@ def height_field(
         x: (N,) ground x, metres.
         y: (N,) ground y, metres.
         fp: (N,) footprint, metres per pixel.
+        shared: Optional ``(fade_weights(_LAMBDA, fp), |noise[:, 0]|)``, both (K, N), computed once for
+            the units of a scene (see :func:`relief_terms`).
 
     Returns:
         (N,) float32 height, metres.
@@ -151,7 +158,9 @@ def height_field(
     if look.ridge_amp.any():
         # Ridged noise: creases where the noise crosses zero; the fade keeps faded octaves at 0.
         # Octaves are already faded (n0 = w n), so w (0.45 - |n|) = 0.45 w - |n0| keeps faded ones at 0.
-        h += _weighted_sum(look.ridge_amp, 0.45 * fade_weights(_LAMBDA, fp) - np.abs(n0))
+        fade, abs_n0 = shared if shared is not None else relief_terms(noise, fp)
+        h += 0.45 * _weighted_sum(look.ridge_amp, fade)
+        h -= _weighted_sum(look.ridge_amp, abs_n0)
     if look.layer_amp > 0.0:
         # Tilted thin layers: an asymmetric saw (long dip slope, short scarp) across strike, warped by noise.
         t = (
@@ -167,6 +176,11 @@ def height_field(
         saw = np.where(g < 1.0 - step, g / (1.0 - step), (1.0 - g) / step)
         h += look.layer_amp * fade_weight(look.layer_wl, fp) * saw
     return h.astype(np.float32)
+
+
+def relief_terms(noise: np.ndarray, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unit-independent parts of :func:`height_field`: (K, N) fade weights and ``|noise[:, 0]|``."""
+    return fade_weights(_LAMBDA, fp), np.abs(noise[:, 0, :])
 
 
 def grain(look: UnitLook, noise: np.ndarray) -> np.ndarray:
@@ -197,8 +211,9 @@ def surface(
         view: Optional (vx, vy, stretch) per point for rock flanks (see :meth:`Rocks.sample`).
 
     Returns:
-        ``albedo`` (N, 3); ``gx``, ``gy`` (N,) slope added to the relief (rock slopes replace it where
-        ``rock`` > 0.5); ``rock`` (N,) rock coverage in [0, 1]; ``shadow`` (N,) cast-shadow strength.
+        ``albedo`` (3, N), channel-first (per-channel scatters are contiguous); ``gx``, ``gy`` (N,) slope
+        added to the relief (rock slopes replace it where ``rock`` > 0.5); ``rock`` (N,) rock coverage in
+        [0, 1]; ``shadow`` (N,) cast-shadow strength.
     """
     n = x.shape[0]
     grain = 1.0 + grain_noise
@@ -219,7 +234,7 @@ def surface(
         shade[near] *= (1.0 + look.cell_albedo * cell_vis * (2.0 * attr[0] - 1.0)) * (
             1.0 - look.crack_dark * crack
         )
-    albedo = shade[:, None] * look.colour[None, :]
+    albedo = look.colour.astype(np.float32)[:, None] * shade[None, :]
 
     rock = np.zeros(n, np.float32)
     shadow = np.zeros(n, np.float32)
@@ -230,13 +245,17 @@ def surface(
         rk = look.rocks.sample(x[near], y[near], sun_xy, shadow_len, v)
         # Rocks much smaller than a pixel average into the ground: fade them out instead of aliasing.
         vis = np.clip(rk["radius"] / fpn - 0.5, 0.0, 1.0)
-        rock[near] = rk["on"] * vis
-        rock_alb = (
-            (0.7 + 0.6 * rk["shade"])[:, None] * look.rock_colour[None, :] * (2.0 * grain[near, None] - 1.0)
-        )
-        albedo[near] += rock[near, None] * (rock_alb - albedo[near])
-        on = rock[near] > 0.5
-        gx[near] = np.where(on, rk["gx"], gx[near])
-        gy[near] = np.where(on, rk["gy"], gy[near])
         shadow[near] = rk["shadow"] * vis
-    return {"albedo": albedo.astype(np.float32), "gx": gx, "gy": gy, "rock": rock, "shadow": shadow}
+        # Rocks cover a small part of the ground: blend only the points actually on one.
+        cover = rk["on"] * vis
+        hit = np.flatnonzero(cover > 0.0)
+        at = hit if isinstance(near, slice) else near[hit]  # the same points, indexed among all n
+        rock[at] = cover[hit]
+        rock_alb = look.rock_colour.astype(np.float32)[:, None] * (
+            (0.7 + 0.6 * rk["shade"][hit]) * (2.0 * grain[at] - 1.0)
+        )
+        albedo[:, at] += cover[hit] * (rock_alb - albedo[:, at])
+        on = cover[hit] > 0.5
+        gx[at[on]] = rk["gx"][hit[on]]
+        gy[at[on]] = rk["gy"][hit[on]]
+    return {"albedo": albedo, "gx": gx, "gy": gy, "rock": rock, "shadow": shadow}
