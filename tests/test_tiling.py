@@ -105,3 +105,57 @@ def test_accumulation_buffer_depends_on_image_size_only(monkeypatch: pytest.Monk
 def test_model_with_wrong_output_shape_is_reported() -> None:
     with pytest.raises(RuntimeError, match="expected"):
         sliding_window(lambda x: x[:, :, ::2], torch.rand(3, 40, 40), tile=32)
+
+
+def _tiny_task():  # type: ignore[no-untyped-def]
+    from omegaconf import OmegaConf
+
+    from marsunits.task import SegmentationTask
+
+    try:
+        from .conftest import CONFIG_DIR
+    except ImportError:
+        from conftest import CONFIG_DIR  # type: ignore[no-redef]
+
+    tiny = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
+    torch.manual_seed(0)
+    return SegmentationTask(
+        encoder=tiny.encoder,
+        encoder_weights=None,
+        encoder_depth=tiny.encoder_depth,
+        decoder_channels=list(tiny.decoder_channels),
+        tile_size=64,
+    ).eval()
+
+
+def test_channels_last_and_bf16_forwards_agree_with_float32() -> None:
+    from marsunits.inference.runtime import TorchForward
+
+    task = _tiny_task()
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        reference = torch.softmax(task(x), dim=1)
+    nhwc = TorchForward(task, torch.device("cpu"), channels_last=True)(x)
+    assert nhwc.shape == reference.shape and nhwc.dtype == torch.float32
+    torch.testing.assert_close(nhwc, reference, atol=1e-5, rtol=0)
+    bf16 = TorchForward(task, torch.device("cpu"), channels_last=True, precision="bf16")(x)
+    assert float((bf16 - reference).abs().max()) < 0.05  # bfloat16 keeps 8 bits of mantissa
+    torch.testing.assert_close(bf16.sum(1), torch.ones(2, 64, 96), atol=1e-4, rtol=0)
+
+
+def test_precision_and_threads_options_are_checked() -> None:
+    from marsunits.errors import ConfigError
+    from marsunits.inference.runtime import configure_threads, resolve_precision
+
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
+        assert configure_threads(None, processes_per_machine=10**6) == 1  # never below one thread
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads"):
+        configure_threads(0)
+    assert resolve_precision("32", torch.device("cpu")) == "32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("32", "bf16")
+    with pytest.raises(ConfigError, match="precision"):
+        resolve_precision("fp8", torch.device("cpu"))

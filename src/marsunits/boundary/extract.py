@@ -120,6 +120,62 @@ def _vertex_weights(rc: np.ndarray) -> np.ndarray:
     return w
 
 
+#: Extra pixels around each contact zone's bounding box (>= 1 for the central-difference gradient at sampled
+#: pixels; 12 keeps the crop's distance-to-invalid values exact wherever they can matter, see below).
+_CROP_MARGIN = 12
+
+#: Contact zones are grouped into crops by the zone's top-left corner on a grid of this many pixels, so
+#: a noisy probability map with thousands of tiny zones costs a few dozen ``find_contours`` calls.
+_GROUP_PX = 512
+
+
+def _contact_zones(
+    d: np.ndarray, region: np.ndarray, min_pixels: int
+) -> tuple[np.ndarray, list[tuple[slice, slice, np.ndarray]]]:
+    """Where contours of ``d = 0`` inside ``region`` can lie, grouped into crops.
+
+    A marching-squares cell yields a segment only when its four corners are all in ``region`` and their
+    signs differ (``> 0`` against ``<= 0``); each such corner then has an opposite-signed 8-neighbour, so
+    it lies in ``zone = region & dilate(d > 0) & dilate(d <= 0)``, and the four corners of one cell lie in
+    the same 8-connected component of the zone. A contour is a chain of such cells, hence lies in one
+    component; running ``find_contours`` on a crop around a set of components, masked to those
+    components, finds exactly their contours (in the same row-major scan order as on the whole image).
+    Components of fewer than ``min_pixels`` pixels are dropped: their contours are shorter than
+    ``min_length_px`` (each cell adds at most ``2 * sqrt(2)`` px and a component of ``S`` pixels has at
+    most ``S`` cells).
+
+    Returns:
+        The component labels (int32, same shape as ``d``) and, per crop, ``(rows, cols, ids)``: the crop's
+        slices (bounding box of its components, no margin) and the component ids it is responsible for.
+    """
+    pos = region & (d > 0)
+    neg = region & ~pos
+    square = np.ones((3, 3), dtype=bool)
+    zone = ndimage.binary_dilation(pos, square)
+    zone &= ndimage.binary_dilation(neg, square)
+    zone &= region
+    del pos, neg
+    labels, n = ndimage.label(zone, structure=square)
+    del zone
+    if n == 0:
+        return labels, []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    groups: dict[tuple[int, int], list[int]] = {}
+    boxes = ndimage.find_objects(labels)
+    for k, box in enumerate(boxes, start=1):
+        if box is None or sizes[k] < min_pixels:
+            continue
+        groups.setdefault((box[0].start // _GROUP_PX, box[1].start // _GROUP_PX), []).append(k)
+    crops = []
+    for ids in groups.values():
+        r0 = min(boxes[k - 1][0].start for k in ids)
+        r1 = max(boxes[k - 1][0].stop for k in ids)
+        c0 = min(boxes[k - 1][1].start for k in ids)
+        c1 = max(boxes[k - 1][1].stop for k in ids)
+        crops.append((slice(r0, r1), slice(c0, c1), np.asarray(ids, dtype=labels.dtype)))
+    return labels, crops
+
+
 def extract_contacts(
     probs: np.ndarray,
     config: ContactConfig | None = None,
@@ -142,6 +198,10 @@ def extract_contacts(
 
     Raises:
         ValueError: If ``probs`` or ``valid`` has the wrong shape.
+
+    Memory and time: the whole-image fields (smoothed ``p0 - p1`` and ``p0 + p1``) are float32, and contour
+    tracing, gradients and distances to invalid pixels are computed only on crops around the places where both
+    units meet (see :func:`_contact_zones`), so a 12,000 x 1,600 panorama needs about 20 bytes per pixel.
     """
     cfg = config or ContactConfig()
     probs = np.asarray(probs)
@@ -150,49 +210,91 @@ def extract_contacts(
             f"probs must have shape (3, H, W) (smooth_volcanic, rough_olivine, other), got {probs.shape}"
         )
     _, H, W = probs.shape
-    p0 = probs[0].astype(np.float64)
-    p1 = probs[1].astype(np.float64)
-    ok = np.isfinite(p0) & np.isfinite(p1)
+    ok = np.isfinite(probs[0]) & np.isfinite(probs[1])
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != (H, W):
             raise ValueError(f"valid must have shape {(H, W)} like probs, got {valid.shape}")
         ok &= valid
-    p0 = np.where(ok, p0, 0.0)
-    p1 = np.where(ok, p1, 0.0)
-    if cfg.smoothing_sigma_px > 0:
-        # mode="nearest" so the image border does not read as a drop in probability.
-        p0 = ndimage.gaussian_filter(p0, cfg.smoothing_sigma_px, mode="nearest")
-        p1 = ndimage.gaussian_filter(p1, cfg.smoothing_sigma_px, mode="nearest")
-    d = p0 - p1
-    dom = p0 + p1
-    region = ok & (dom > cfg.dominance_threshold)
-    if not region.any() or (d[region] > 0).all() or (d[region] < 0).all():
+    all_ok = bool(ok.all())
+
+    def smoothed(channel: np.ndarray) -> np.ndarray:
+        p = np.array(channel, dtype=np.float32)  # a copy, zeroed where invalid
+        if not all_ok:
+            p[~ok] = 0.0
+        if cfg.smoothing_sigma_px > 0:
+            # mode="nearest" so the image border does not read as a drop in probability.
+            p = ndimage.gaussian_filter(p, cfg.smoothing_sigma_px, mode="nearest", output=np.float32)
+        return p
+
+    dom = smoothed(probs[0])
+    p1 = smoothed(probs[1])
+    d = dom - p1
+    dom += p1  # in place: dom = p0 + p1
+    del p1
+    region = dom > cfg.dominance_threshold
+    if not all_ok:
+        region &= ok
+    min_pixels = int(np.ceil(cfg.min_length_px / (2.0 * np.sqrt(2.0))))
+    labels, crops = _contact_zones(d, region, max(1, min_pixels))
+    if not crops:
         return []
 
-    # "high" orientation: the high side (unit 0) is kept on the left in (row, col) coordinates.
-    contours = find_contours(d, 0.0, positive_orientation="high", mask=region)
-    if not contours:
-        return []
+    g_ref = min(2.0 / cfg.transition_width_px, _step_gradient(float(cfg.smoothing_sigma_px)))
+    lines: list[ContactLine] = []
+    for rows, cols, ids in crops:
+        r0, c0 = max(rows.start - _CROP_MARGIN, 0), max(cols.start - _CROP_MARGIN, 0)
+        r1, c1 = min(rows.stop + _CROP_MARGIN, H), min(cols.stop + _CROP_MARGIN, W)
+        box = (slice(r0, r1), slice(c0, c1))
+        mask = region[box] & np.isin(labels[box], ids)
+        # "high" orientation: the high side (unit 0) is kept on the left in (row, col) coordinates.
+        contours = find_contours(d[box], 0.0, positive_orientation="high", mask=mask)
+        if not contours:
+            continue
+        lines.extend(
+            _crop_lines(contours, d[box], dom[box], None if all_ok else ok[box], (r0, c0), (H, W), g_ref, cfg)
+        )
+    lines.sort(key=lambda ln: -ln.length_px)
+    return lines
 
+
+def _crop_lines(
+    contours: list[np.ndarray],
+    d: np.ndarray,
+    dom: np.ndarray,
+    ok: np.ndarray | None,
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+    g_ref: float,
+    cfg: ContactConfig,
+) -> list[ContactLine]:
+    """Filter, score and simplify the contours found in one crop (crop-local ``(row, col)`` coordinates).
+
+    ``ok`` is the crop's validity (None when the whole image is valid). Its distance to the nearest invalid
+    pixel is computed on the crop: that equals the whole-image distance wherever it is at most the crop
+    margin, and, the distance being 1-Lipschitz, the bilinear samples that decide "traces an invalid edge"
+    (``<= drop_border_px``) only read pixels within a few pixels of a vertex, so the decision is unchanged.
+    """
+    H, W = shape
+    offset = np.asarray(origin, dtype=float)
     # Sharpness is measured on the normalised difference (p0 - p1) / (p0 + p1) so that it is independent of
     # dominance (which is scored separately): the same edge with 'other' at 0.4 is as sharp, less dominant.
     grad_r, grad_c = np.gradient(d / np.maximum(dom, 1e-6))
     grad = np.hypot(grad_r, grad_c)
-    g_ref = min(2.0 / cfg.transition_width_px, _step_gradient(float(cfg.smoothing_sigma_px)))
+    del grad_r, grad_c
     # Distance (px) from each pixel centre to the nearest invalid pixel's edge; the image border is handled
     # analytically below.
-    invalid_dist = None if ok.all() else ndimage.distance_transform_edt(ok) - 0.5
+    invalid_dist = None if ok is None or ok.all() else ndimage.distance_transform_edt(ok) - 0.5
 
     def vertex_confidence(rc: np.ndarray) -> np.ndarray:
         sharp = np.clip(_sample(grad, rc) / g_ref, 0.0, 1.0)
         return sharp * np.clip(_sample(dom, rc), 0.0, 1.0)
 
-    lines: list[ContactLine] = []
+    lines = []
     for rc in contours:
         if len(rc) < 2:
             continue
-        xy = rc[:, ::-1] + 0.5
+        xy = (rc + offset)[:, ::-1] + 0.5
         length = float(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum())
         if length < cfg.min_length_px:
             continue
@@ -211,10 +313,9 @@ def extract_contacts(
             ContactLine(
                 pixels=simple,
                 confidence=float(np.clip(line_conf, 0.0, 1.0)),
-                vertex_confidence=vertex_confidence(simple[:, ::-1] - 0.5),
+                vertex_confidence=vertex_confidence(simple[:, ::-1] - 0.5 - offset),
             )
         )
-    lines.sort(key=lambda ln: -ln.length_px)
     return lines
 
 

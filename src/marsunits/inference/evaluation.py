@@ -112,6 +112,13 @@ class Evaluation:
         self.total += cm
         self.per_image[key] = {"label": os.fspath(label_path), **scores(cm)}
 
+    def merge(self, other: Evaluation) -> None:
+        """Add the scores of ``other`` (another shard of the same run, disjoint images) to this one."""
+        self.total += other.total
+        self.per_image.update(other.per_image)
+        self.missing.extend(other.missing)
+        self.errors.update(other.errors)
+
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
         return {

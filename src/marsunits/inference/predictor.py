@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from marsunits.data.io import ImageReadError, read_image
 from marsunits.errors import ConfigError
+from marsunits.inference.runtime import ForwardFn, TorchForward
 from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
 
 
@@ -44,23 +45,25 @@ def select_device(name: str) -> torch.device:
 
 
 class Predictor:
-    """Turns images into per-class probabilities with a segmentation network, tile by tile.
+    """Turns images into per-class probabilities with a forward function, tile by tile.
 
     Args:
-        model: Maps float ``(N, in_channels, h, w)`` in [0, 1] (``h``, ``w`` multiples of ``stride``) to
-            logits ``(N, num_classes, h, w)``; normalisation happens inside (as in ``SegmentationTask``).
+        forward: Maps float ``(N, in_channels, h, w)`` in [0, 1] on ``device`` (``h``, ``w`` multiples of
+            ``stride``) to softmax probabilities ``(N, num_classes, h, w)`` float32 (see
+            :mod:`marsunits.inference.runtime`; a plain logits ``nn.Module`` is wrapped in a
+            :class:`~marsunits.inference.runtime.TorchForward`).
         in_channels: Channels the model expects (1 or 3); images are converted to it.
         tile: Window side in pixels (multiple of ``stride``).
         overlap: Window overlap fraction in [0, 1).
         batch_size: Windows per forward pass.
-        device: Where the model runs; on CUDA windows use pinned memory and bfloat16 autocast.
+        device: Where the forward function runs; on CUDA windows are copied from pinned memory.
         num_classes: Output channels of the model.
         stride: Network stride (input sides must be multiples of it).
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        forward: ForwardFn | nn.Module,
         *,
         in_channels: int,
         tile: int,
@@ -71,16 +74,15 @@ class Predictor:
         stride: int = NETWORK_STRIDE,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        if isinstance(forward, nn.Module):
+            forward = TorchForward(forward, self.device, channels_last=True)
+        self.forward = forward
         self.in_channels = in_channels
         self.tile = tile
         self.overlap = overlap
         self.batch_size = batch_size
         self.num_classes = num_classes
         self.stride = stride
-
-    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x).float(), dim=1)
 
     def predict(self, image: torch.Tensor) -> np.ndarray:
         """Class probabilities of one image.
@@ -97,7 +99,7 @@ class Predictor:
                 f"the model expects {self.in_channels} channel(s), got an image of shape {tuple(image.shape)}"
             )
         return sliding_window(
-            self._probabilities,
+            self.forward,
             image,
             tile=self.tile,
             overlap=self.overlap,
@@ -105,7 +107,6 @@ class Predictor:
             device=self.device,
             out_channels=self.num_classes,
             stride=self.stride,
-            autocast=self.device.type == "cuda",
         )
 
 
@@ -172,6 +173,9 @@ def make_loader(dataset: ImageFileDataset, num_workers: int) -> DataLoader[Any]:
     """A DataLoader yielding one :class:`LoadedImage` at a time, in order.
 
     With workers, ``prefetch_factor=1`` bounds the decoded images waiting in memory to ``num_workers``.
+    Workers are not persistent: one loader serves one run (one pass), so there is nothing to keep them
+    alive for. Pinning happens per window batch in :func:`~marsunits.inference.tiling.sliding_window`
+    (the decoded item is a numpy array, not what is copied to the GPU).
     """
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")

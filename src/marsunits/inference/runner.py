@@ -5,6 +5,11 @@ inputs -> load the checkpoint -> skip inputs whose outputs are complete -> decod
 tiled forward pass -> contacts (+ ground coordinates where a camera sidecar exists) -> write outputs ->
 ``manifest.csv``, ``summary.json``, ``index.html`` and, with ``labels_dir``, ``metrics.json``.
 
+Speed: the network runs as :mod:`marsunits.inference.runtime` decides (``threads``, ``runtime``,
+``precision``, ``channels_last``, ``compile``; the choice and its reason are in ``summary.json``); with
+``devices > 1`` or under ``torchrun``/``srun`` the inputs are sharded over processes
+(:mod:`marsunits.inference.distributed`) and rank 0 writes the merged reports.
+
 Failure policy:
 
 * A folder-level problem (missing input folder, output folder inside it, no images, a bad option, a
@@ -46,6 +51,7 @@ from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover
 from marsunits.inference.predictor import ImageFileDataset, LoadedImage, Predictor, make_loader, select_device
+from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
@@ -94,6 +100,15 @@ class PredictOptions:
     max_megapixels: float | None = 100.0
     max_range_m: float = 30.0
     contact: Mapping[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    runtime: str = "torch"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    onnx_cache_dir: str | None = None
+    onnx_tolerance: float = 1e-3
+    devices: int = 1
+    num_nodes: int = 1
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> PredictOptions:
@@ -207,11 +222,27 @@ def add_ground_coordinates(
     return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
 
 
-class _Session:
-    """State of one run: options, model, evaluation and the rows written so far."""
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a sharded run: it predicts ``todo[rank::world_size]``.
 
-    def __init__(self, opts: PredictOptions) -> None:
+    Attributes:
+        rank: Global rank (0 writes the reports).
+        world_size: Number of prediction processes.
+        local_world_size: Processes on this machine (they share its cores).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+
+
+class _Session:
+    """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far."""
+
+    def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:
         self.opts = opts
+        self.shard = shard
         self.input_dir, self.output_dir = check_folders(opts.input_dir, opts.output_dir)
         self.labels_dir = None
         if opts.labels_dir is not None:
@@ -226,12 +257,19 @@ class _Session:
             raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
         self.contact_config = _contact_config(opts.contact)
         self.device = select_device(opts.device)
+        self.precision = resolve_precision(opts.precision, self.device)
+        self.threads = configure_threads(opts.threads, shard.local_world_size)
         self.ckpt_path = Path(opts.ckpt_path).expanduser().resolve()
         if not self.ckpt_path.is_file():  # checked before the (possibly long) folder walk
             raise FileNotFoundError(
                 f"checkpoint {self.ckpt_path} does not exist; pass a .ckpt written by train.py as ckpt_path="
             )
         self.files, self.problems = discover(self.input_dir, opts.patterns)
+        # Shard the sorted file list before anything looks at outputs: another rank may already be writing
+        # its files, so deciding "complete, skip" first would let the ranks disagree on the shards.
+        self.files = self.files[shard.rank :: shard.world_size]
+        if shard.rank != 0:
+            self.problems = []
 
         from marsunits.task import load_task  # imported here: Lightning is slow to import
 
@@ -245,8 +283,26 @@ class _Session:
             raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}") from exc
         self.tile = tile
         self.in_channels = int(self.metadata["in_channels"])
-        self.predictor = Predictor(
+        cache_dir = (
+            Path(opts.onnx_cache_dir).expanduser()
+            if opts.onnx_cache_dir
+            else self.output_dir / ".cache" / "onnx"
+        )
+        forward, self.runtime = build_forward(
             task,
+            runtime=str(opts.runtime),
+            device=self.device,
+            precision=self.precision,
+            channels_last=bool(opts.channels_last),
+            compile=bool(opts.compile),
+            threads=self.threads,
+            ckpt_path=self.ckpt_path,
+            cache_dir=cache_dir,
+            probe_shape=(opts.batch_size, self.in_channels, tile, tile),
+            tolerance=float(opts.onnx_tolerance),
+        )
+        self.predictor = Predictor(
+            forward,
             in_channels=self.in_channels,
             tile=tile,
             overlap=opts.overlap,
@@ -331,7 +387,7 @@ class _Session:
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
-            disable=not console.is_terminal,
+            disable=not console.is_terminal or self.shard.rank != 0,
         )
         started = time.perf_counter()
         with progress:
@@ -387,6 +443,10 @@ class _Session:
             "input_dir": os.fspath(self.input_dir),
             "output_dir": os.fspath(self.output_dir),
             "device": str(self.device),
+            "world_size": self.shard.world_size,
+            "threads": self.threads,
+            "precision": self.precision,
+            "runtime": self.runtime.to_dict(),
             "tile": self.tile,
             "overlap": self.opts.overlap,
         }
@@ -442,21 +502,65 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
 def predict_folder(opts: PredictOptions) -> RunResult:
     """Predict every image under ``opts.input_dir`` into ``opts.output_dir`` (see module docstring).
 
+    With ``opts.devices > 1``, or when started by ``torchrun``/SLURM with a world size above 1, the
+    inputs are sharded across processes (:mod:`marsunits.inference.distributed`); the returned result
+    is rank 0's, which holds the merged reports.
+
     Raises:
         MarsUnitsError, FileNotFoundError, marsunits.task.CheckpointError: Folder-level problems, before
             anything is written.
     """
+    from marsunits.inference import distributed
+
+    if distributed.wants_sharding(opts.devices):
+        return distributed.launch(opts)
+    return predict_shard(opts)
+
+
+def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = None) -> RunResult:
+    """Predict this process's shard (all inputs when ``shard`` is the default) and write the reports.
+
+    Args:
+        opts: The run's options.
+        shard: Which part of the inputs this process predicts.
+        gather: For ``world_size > 1``: ``gather(obj) -> list | None`` collecting one picklable object per
+            rank on rank 0 (None elsewhere), e.g. ``torch.distributed.gather_object``.
+
+    Rank 0 merges the rows, megapixels and label scores of every rank and writes ``manifest.csv``,
+    ``summary.json``, ``index.html`` (and ``metrics.json``); the other ranks write only their images'
+    outputs and return a result without reports. A sharded run writes the reports only when every rank
+    finished (an interrupted sharded run is resumed by running it again: finished outputs are skipped).
+    """
     started = time.perf_counter()
-    session = _Session(opts)
-    todo = session.plan()
+    session = _Session(opts, shard)
+    todo = session.plan()  # this rank's shard only (see _Session)
     skipped = len(session.rows) - len(session.problems)
     if skipped:
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
     loop_start = time.perf_counter()
-    try:
-        session.predict_all(todo)
-    finally:
-        session.loop_seconds = time.perf_counter() - loop_start
-        result = session.write_reports(time.perf_counter() - started)
+    if shard.world_size == 1:
+        try:
+            session.predict_all(todo)
+        finally:
+            session.loop_seconds = time.perf_counter() - loop_start
+            result = session.write_reports(time.perf_counter() - started)
+        print(result.summary["text"], file=sys.stdout)
+        return result
+
+    session.predict_all(todo)
+    session.loop_seconds = time.perf_counter() - loop_start
+    part = (session.rows, session.megapixels, session.loop_seconds, session.evaluation)
+    parts = gather(part)
+    if shard.rank != 0:
+        return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
+    for rank, (rows, megapixels, seconds, evaluation) in enumerate(parts):
+        if rank == 0:
+            continue
+        session.rows.update(rows)
+        session.megapixels += megapixels
+        session.loop_seconds = max(session.loop_seconds, seconds)
+        if session.evaluation is not None and evaluation is not None:
+            session.evaluation.merge(evaluation)
+    result = session.write_reports(time.perf_counter() - started)
     print(result.summary["text"], file=sys.stdout)
     return result

@@ -1,0 +1,521 @@
+"""Throughput and memory of predict.py's engine against a naive baseline, in one run, printed as a table.
+
+Usage::
+
+    python benchmarks/bench_predict.py [--quick] [--json FILE] [--device cpu|cuda] [--skip-panorama]
+
+What is measured (default model: configs/model/unet_lite0.yaml hyper-parameters with random weights, which
+do not change speed, saved as a checkpoint in a temporary folder; tile = the checkpoint's tile size):
+
+* **naive**: one image at a time, decoded in the main process, the whole image (reflect-padded to the
+  network stride) in one float32 forward pass under ``torch.no_grad`` in PyTorch's default memory format,
+  then argmax. No batching, no tiling, no parallel decoding.
+* **engine**: what ``predict.py`` does up to the mask: DataLoader workers decode ahead, Gaussian-blended
+  windows (overlap 0.25) in batches of 4, ``channels_last``, ``inference_mode``, threads = cores (or
+  ``--threads``). Rows: the defaults (``runtime=torch precision=auto``: bfloat16 autocast on CPUs with AMX
+  and on CUDA, else float32), PyTorch float32, ONNX Runtime float32, the defaults with overlap 0.125, and
+  with windows twice as wide and overlap 0.125 (the same overlap in pixels as the default).
+  Methods are run in ``--rounds`` interleaved rounds and the best round of each is kept, so that a change
+  of the machine's load affects all of them alike.
+* **predict.py**: the whole ``predict_folder`` run with default options (also contacts, overlays, PNG
+  writing, reports), for reference.
+
+Both wall-clock and CPU-time figures are given (CPU time = this process + its DataLoader workers): on a
+machine shared with other jobs the wall clock is inflated, CPU seconds much less so.
+
+Machine limit: float32 FLOP/s of a 2048 x 2048 matmul (best of several) in this run; the model's FLOPs per
+megapixel are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one tile. The fraction of the
+limit is ``FLOPs/MP x MP/s / matmul FLOP/s`` (useful FLOPs: the extra work of overlapping windows counts
+against the engine).
+
+Also: time per megapixel for single images of 1, 5, 10 and 20 MP (engine, in memory), and the peak resident
+memory of a whole ``predict_folder`` run on one 12,000 x 1,600 panorama, measured in a subprocess
+(``VmHWM``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {
+    "speedup_vs_naive": 2.5,
+    "fraction_of_matmul_limit": 0.35,
+    "scaling_spread": 0.20,
+    "peak_rss_gb": 3.0,
+}
+
+
+# ------------------------------------------------------------------------------------------------ set-up
+def default_task(in_channels: int = 3) -> Any:
+    """The default model (configs/model/unet_lite0.yaml) with random weights and the default tile size."""
+    from marsunits.task import SegmentationTask
+
+    model = OmegaConf.load(REPO / "configs" / "model" / "unet_lite0.yaml")
+    data = OmegaConf.load(REPO / "configs" / "data" / "synthetic.yaml")
+    torch.manual_seed(0)
+    return SegmentationTask(
+        arch=model.arch,
+        encoder=model.encoder,
+        encoder_weights=None,
+        encoder_depth=model.encoder_depth,
+        decoder_channels=model.decoder_channels,
+        in_channels=in_channels,
+        tile_size=int(data.crop_size),
+        dataset="benchmark",
+    ).eval()
+
+
+def save_checkpoint(task: Any, path: Path) -> Path:
+    """A checkpoint ``marsunits.task.load_task`` accepts (what Lightning writes, minus optimiser state)."""
+    from marsunits.task import METADATA_KEY
+
+    torch.save(
+        {
+            "state_dict": task.state_dict(),
+            "hyper_parameters": dict(task.hparams),
+            METADATA_KEY: task.metadata,
+        },
+        path,
+    )
+    return path
+
+
+def procedural_image(h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 ``(h, w, 3)``: smooth large-scale shading plus fine texture (a rough stand-in for terrain)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((max(2, h // 64), max(2, w // 64), 3), dtype=np.float32)
+    big = np.asarray(
+        Image.fromarray((coarse * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC), np.float32
+    )
+    noise = rng.integers(-40, 41, (h, w, 1), dtype=np.int16)
+    return np.clip(big + noise, 0, 255).astype(np.uint8)
+
+
+def make_folder(root: Path, sizes: list[tuple[int, int]]) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, (w, h) in enumerate(sizes):
+        path = root / f"img{i:02d}_{w}x{h}.{'jpg' if i % 2 else 'png'}"
+        Image.fromarray(procedural_image(h, w, i)).save(path, quality=92)
+        files.append(path)
+    return files
+
+
+# -------------------------------------------------------------------------------------------- measuring
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its terminated children (DataLoader workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn: Callable[[], float]) -> tuple[float, float, float]:
+    """``(megapixels, wall s, cpu s)`` of ``fn()``, which returns the megapixels it processed."""
+    w0, c0 = time.perf_counter(), cpu_seconds()
+    mp = fn()
+    return mp, time.perf_counter() - w0, cpu_seconds() - c0
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> tuple[float, float]:
+    """Best FLOP/s of an ``n x n`` matmul, by wall clock and by CPU time."""
+    a = torch.rand(n, n).to(dtype)
+    b = torch.rand(n, n).to(dtype)
+    a @ b
+    best_w = best_c = float("inf")
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        a @ b
+        best_w = min(best_w, time.perf_counter() - w0)
+        best_c = min(best_c, time.process_time() - c0)
+    flops = 2.0 * n**3
+    # CPU-time figure per thread: FLOP/s one fully busy core delivers, times the threads used.
+    return flops / best_w, flops / best_c * torch.get_num_threads()
+
+
+def flops_per_megapixel(task: Any, tile: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, int(task.hparams.in_channels), tile, tile)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        task(x)
+    return counter.get_total_flops() / (tile * tile / 1e6)
+
+
+def run_naive(task: Any, files: list[Path], stride: int) -> float:
+    from marsunits.data.io import read_image, to_channels
+    from marsunits.inference.tiling import pad_image, round_up
+
+    mp = 0.0
+    with torch.no_grad():
+        for path in files:
+            img = to_channels(read_image(path), 3)
+            x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+            h, w = x.shape[1:]
+            x = pad_image(x, round_up(h, stride), round_up(w, stride)).contiguous()
+            logits = task(x[None])[0, :, :h, :w]
+            mask = logits.argmax(0).to(torch.uint8).numpy()
+            mp += mask.size / 1e6
+    return mp
+
+
+def make_engine(
+    task: Any, ckpt: Path, cache: Path, runtime: str, precision: str, device: torch.device
+) -> Any:
+    from marsunits.inference.predictor import Predictor
+    from marsunits.inference.runtime import build_forward
+
+    tile = int(task.metadata["tile_size"])
+    forward, choice = build_forward(
+        task,
+        runtime=runtime,
+        device=device,
+        precision=precision,
+        channels_last=True,
+        compile=False,
+        threads=torch.get_num_threads(),
+        ckpt_path=ckpt,
+        cache_dir=cache,
+        probe_shape=(4, 3, tile, tile),
+    )
+    predictor = Predictor(forward, in_channels=3, tile=tile, overlap=0.25, batch_size=4, device=device)
+    return predictor, choice
+
+
+def run_engine(predictor: Any, files: list[Path], num_workers: int) -> float:
+    from marsunits.data.io import to_channels
+    from marsunits.inference.predictor import ImageFileDataset, make_loader
+    from marsunits.inference.runner import argmax_uint8
+
+    mp = 0.0
+    for item in make_loader(ImageFileDataset(files), num_workers):
+        assert item.image is not None, item.error
+        x = torch.from_numpy(to_channels(item.image, 3)).permute(2, 0, 1)
+        mask = argmax_uint8(predictor.predict(x))
+        mp += mask.size / 1e6
+    return mp
+
+
+def run_predict_folder(ckpt: Path, inp: Path, out: Path, threads: int | None) -> float:
+    from marsunits.inference import PredictOptions, predict_folder
+
+    opts = PredictOptions(ckpt_path=str(ckpt), input_dir=str(inp), output_dir=str(out), threads=threads)
+    result = predict_folder(opts)
+    return float(result.summary["megapixels"])
+
+
+PANORAMA_SCRIPT = """
+import sys, time
+from marsunits.inference import PredictOptions, predict_folder
+import marsunits.task, marsunits.boundary.extract
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM'):
+            return int(line.split()[1]) / 1024**2
+base = hwm()
+t = time.perf_counter()
+threads = int(sys.argv[5]) if sys.argv[5] != "None" else None
+r = predict_folder(PredictOptions(ckpt_path=sys.argv[1], input_dir=sys.argv[2], output_dir=sys.argv[3],
+                                  device=sys.argv[4], threads=threads))
+print('RESULT', base, hwm(), time.perf_counter() - t, r.exit_code)
+"""
+
+
+def panorama_peak(
+    ckpt: Path, tmp: Path, width: int, height: int, device: str, threads: int | None
+) -> dict[str, float]:
+    """Peak RSS (GB) of a predict_folder run on one ``width x height`` image, in a fresh subprocess."""
+    inp = tmp / "panorama"
+    inp.mkdir()
+    Image.fromarray(procedural_image(height, width, 99)).save(inp / "pano.jpg", quality=92)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PANORAMA_SCRIPT,
+            str(ckpt),
+            str(inp),
+            str(tmp / "panorama_out"),
+            device,
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"panorama run failed: {proc.stderr[-2000:]}")
+    _, base, peak, seconds, _ = line[0].split()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # largest child, GB
+    return {
+        "width": width,
+        "height": height,
+        "peak_rss_gb": float(peak),
+        "after_imports_gb": float(base),
+        "largest_child_maxrss_gb": children,
+        "seconds": float(seconds),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller folder, scaling sizes and panorama")
+    p.add_argument("--json", default=str(Path(__file__).with_name("bench_predict.json")), help="output JSON")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per method; the best is kept")
+    p.add_argument("--num-workers", type=int, default=2, help="decoding workers of the engine")
+    p.add_argument("--skip-panorama", action="store_true", help="skip the peak-memory panorama run")
+    args = p.parse_args(argv)
+
+    from marsunits.inference.runtime import configure_threads, resolve_precision
+
+    threads = configure_threads(args.threads)
+    device = torch.device(args.device)
+    default_precision = resolve_precision("auto", device)
+    load_before = os.getloadavg()
+    if args.quick:
+        sizes = [(640, 480), (1024, 768), (1280, 960), (3072, 512)]
+        scaling_mp = [0.5, 1.0, 2.0, 4.0]
+        pano = (6000, 800)
+    else:
+        sizes = [(640, 480), (1024, 768), (1600, 1200), (2048, 1536), (800, 600), (4096, 768)]
+        scaling_mp = [1.0, 5.0, 10.0, 20.0]
+        pano = (12000, 1600)
+
+    task = default_task()
+    tile = int(task.metadata["tile_size"])
+    stride = int(task.metadata["size_divisor"])
+    fpm = flops_per_megapixel(task, tile)
+    f32_wall, f32_cpu = matmul_flops(torch.float32)
+    bf16_wall, bf16_cpu = matmul_flops(torch.bfloat16)
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        ckpt = save_checkpoint(task, tmp / "default.ckpt")
+        files = make_folder(tmp / "images", sizes)
+
+        def record(name: str, mp: float, wall: float, cpu: float, note: str = "") -> None:
+            row = {
+                "megapixels": mp,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "mp_per_s": mp / wall,
+                "mp_per_cpu_s": mp / cpu,
+                "note": note,
+            }
+            old = rows.get(name)
+            if old is None:
+                rows[name] = row
+            else:  # best of the rounds, separately for wall and CPU time
+                rows[name] = {
+                    **row,
+                    "wall_s": min(wall, old["wall_s"]),
+                    "cpu_s": min(cpu, old["cpu_s"]),
+                    "mp_per_s": max(row["mp_per_s"], old["mp_per_s"]),
+                    "mp_per_cpu_s": max(row["mp_per_cpu_s"], old["mp_per_cpu_s"]),
+                }
+
+        methods: list[tuple[str, Callable[[], float], str]] = []
+        naive_task = default_task()  # its own copy, in the default (NCHW) memory format
+        methods.append(("naive", lambda: run_naive(naive_task, files, stride), "whole image, fp32, NCHW"))
+        engines = [
+            (f"engine default (torch, {default_precision})", "torch", default_precision, 0.25),
+            ("engine torch fp32", "torch", "32", 0.25),
+            ("engine onnx fp32", "onnx", "32", 0.25),
+            ("engine default, overlap 0.125", "torch", default_precision, 0.125),
+            # The same 64 px of overlap as the default, on windows twice as wide: less repeated work.
+            ("engine default, tile x2, overlap 0.125", "torch", default_precision, 0.125),
+        ]
+        choices = {}
+        for name, runtime, precision, overlap in engines:
+            if device.type != "cpu" and runtime == "onnx":
+                continue
+            predictor, choice = make_engine(default_task(), ckpt, tmp / "onnx", runtime, precision, device)
+            predictor.overlap = overlap
+            if "tile x2" in name:
+                predictor.tile = 2 * tile
+            choices[name] = choice.to_dict()
+            run_engine(predictor, files[:1], 0)  # warm-up (allocator, oneDNN primitive cache)
+            methods.append((name, lambda p=predictor: run_engine(p, files, args.num_workers), choice.reason))
+        # Interleaved rounds: a change of the machine's load hits every method alike.
+        for _ in range(max(1, args.rounds)):
+            for name, fn, note in methods:
+                record(name, *timed(fn), note)
+        del methods
+        out = tmp / "predict_out"
+        record(
+            "predict.py (all outputs)",
+            *timed(lambda: run_predict_folder(ckpt, tmp / "images", out, args.threads)),
+            "default options: + contacts, overlays, writing",
+        )
+
+        # Linear scaling: one in-memory image per size, default engine.
+        predictor, _ = make_engine(default_task(), ckpt, tmp / "onnx", "torch", default_precision, device)
+        scaling = []
+        for mp in scaling_mp:
+            w = int(round(np.sqrt(mp * 1e6 * 4 / 3)))
+            h = int(round(mp * 1e6 / w))
+            x = torch.from_numpy(procedural_image(h, w, 7)).permute(2, 0, 1).float() / 255.0
+            got, wall, cpu = timed(lambda x=x: predictor.predict(x).shape[1] * x.shape[2] / 1e6)
+            scaling.append(
+                {
+                    "megapixels": got,
+                    "width": w,
+                    "height": h,
+                    "s_per_mp": wall / got,
+                    "cpu_s_per_mp": cpu / got,
+                }
+            )
+            del x
+        panorama = None
+        if not args.skip_panorama:
+            panorama = panorama_peak(ckpt, tmp, pano[0], pano[1], args.device, args.threads)
+
+    naive = rows["naive"]
+    default_name = engines[0][0]
+    engine = rows[default_name]
+    fp32 = rows["engine torch fp32"]
+    best_name = max((n for n in rows if n.startswith("engine")), key=lambda n: rows[n]["mp_per_s"])
+    spread = lambda key: max(s[key] for s in scaling) / min(s[key] for s in scaling) - 1.0  # noqa: E731
+    limit = bf16_wall if default_precision == "bf16" else f32_wall
+    limit_cpu = bf16_cpu if default_precision == "bf16" else f32_cpu
+    result = {
+        "megapixels_per_s": engine["mp_per_s"],
+        "naive_megapixels_per_s": naive["mp_per_s"],
+        "speedup_vs_naive": engine["mp_per_s"] / naive["mp_per_s"],
+        "speedup_vs_naive_cpu_time": engine["mp_per_cpu_s"] / naive["mp_per_cpu_s"],
+        "fp32_speedup_vs_naive": fp32["mp_per_s"] / naive["mp_per_s"],
+        "default_engine": default_name,
+        "default_precision": default_precision,
+        "fastest_engine": best_name,
+        "fastest_speedup_vs_naive": rows[best_name]["mp_per_s"] / naive["mp_per_s"],
+        "flops_per_megapixel": fpm,
+        "matmul_fp32_flops_per_s": f32_wall,
+        "matmul_fp32_flops_per_cpu_s_x_threads": f32_cpu,
+        "matmul_bf16_flops_per_s": bf16_wall,
+        "matmul_bf16_flops_per_cpu_s_x_threads": bf16_cpu,
+        # Default engine against the matmul limit of the precision it computes in (bf16 or fp32) ...
+        "fraction_of_matmul_limit": fpm * engine["mp_per_s"] / limit,
+        "fraction_of_matmul_limit_cpu_time": fpm * engine["mp_per_cpu_s"] * threads / limit_cpu,
+        # ... and the fp32 engine against the fp32 limit.
+        "fp32_fraction_of_fp32_matmul_limit": fpm * fp32["mp_per_s"] / f32_wall,
+        "fp32_fraction_of_fp32_matmul_limit_cpu_time": fpm * fp32["mp_per_cpu_s"] * threads / f32_cpu,
+        "default_engine_fraction_of_fp32_matmul_limit": fpm * engine["mp_per_s"] / f32_wall,
+        "window_overhead_factor": (tile / int(tile * 0.75)) ** 2,
+        "rows": rows,
+        "runtime_choices": choices,
+        "scaling": scaling,
+        "scaling_spread_wall": spread("s_per_mp"),
+        "scaling_spread_cpu": spread("cpu_s_per_mp"),
+        "panorama": panorama,
+        "peak_rss_gb_panorama": panorama["peak_rss_gb"] if panorama else None,
+        "targets": TARGETS,
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "machine": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "processor": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "threads": threads,
+            "device": str(device),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+    }
+    _print(result)
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {args.json}")
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _print(r: dict[str, Any]) -> None:
+    m = r["machine"]
+    print(
+        f"\npredict engine benchmark - {m['processor']}, {m['cpus']} CPUs, {m['threads']} threads, "
+        f"load {m['loadavg_before'][0]:.1f} -> {m['loadavg_after'][0]:.1f}{' (quick)' if r['quick'] else ''}"
+    )
+    print(f"{'':28} {'MP':>6} {'wall s':>7} {'MP/s':>7} {'CPU s':>7} {'MP/CPU-s':>8}  x naive (wall / cpu)")
+    naive = r["rows"]["naive"]
+    for name, row in r["rows"].items():
+        print(
+            f"{name:28} {row['megapixels']:6.2f} {row['wall_s']:7.1f} {row['mp_per_s']:7.3f} "
+            f"{row['cpu_s']:7.1f} "
+            f"{row['mp_per_cpu_s']:8.3f}  {row['mp_per_s'] / naive['mp_per_s']:5.2f} / "
+            f"{row['mp_per_cpu_s'] / naive['mp_per_cpu_s']:5.2f}"
+        )
+    print(
+        f"model: {r['flops_per_megapixel'] / 1e9:.1f} GFLOP/MP; "
+        f"matmul fp32 {r['matmul_fp32_flops_per_s'] / 1e9:.1f} "
+        f"GFLOP/s, bf16 {r['matmul_bf16_flops_per_s'] / 1e9:.1f} GFLOP/s; window overlap costs "
+        f"x{r['window_overhead_factor']:.2f} (not counted as useful work)"
+    )
+    print(
+        f"  default engine ({r['default_precision']}): {100 * r['fraction_of_matmul_limit']:.1f} % of the "
+        f"{r['default_precision']} matmul limit "
+        f"(CPU time: {100 * r['fraction_of_matmul_limit_cpu_time']:.1f} %), "
+        f"{100 * r['default_engine_fraction_of_fp32_matmul_limit']:.1f} % of the fp32 limit"
+    )
+    print(
+        f"  fp32 engine: {100 * r['fp32_fraction_of_fp32_matmul_limit']:.1f} % of the fp32 limit "
+        f"(CPU time: {100 * r['fp32_fraction_of_fp32_matmul_limit_cpu_time']:.1f} %)"
+    )
+    print(
+        "scaling (engine, one image):  "
+        + "  ".join(
+            f"{s['megapixels']:.1f} MP: {s['s_per_mp']:.2f} s/MP ({s['cpu_s_per_mp']:.2f} CPU-s/MP)"
+            for s in r["scaling"]
+        )
+    )
+    print(
+        f"  spread max/min - 1: wall {100 * r['scaling_spread_wall']:.0f} %, "
+        f"CPU {100 * r['scaling_spread_cpu']:.0f} %"
+        f" (target <= {100 * TARGETS['scaling_spread']:.0f} %)"
+    )
+    if r["panorama"]:
+        pa = r["panorama"]
+        print(
+            f"panorama {pa['width']}x{pa['height']}: peak RSS {pa['peak_rss_gb']:.2f} GB "
+            f"({pa['after_imports_gb']:.2f} GB after imports), {pa['seconds']:.0f} s (target <= 3 GB)"
+        )
+    print(
+        f"speed-up vs naive: {r['speedup_vs_naive']:.2f} x wall, "
+        f"{r['speedup_vs_naive_cpu_time']:.2f} x CPU time "
+        f"(target {TARGETS['speedup_vs_naive']} x); fastest engine: {r['fastest_engine']} "
+        f"{r['fastest_speedup_vs_naive']:.2f} x"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

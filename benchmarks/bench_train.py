@@ -1,0 +1,183 @@
+"""Training throughput (images per second) and peak memory of the default model, printed as a table.
+
+Usage::
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--steps 4] [--batch-size N] [--threads N]
+
+Model: configs/model/unet_lite0.yaml (random encoder weights: weights do not change speed); crop size and
+batch size: configs/data/synthetic.yaml (``crop_size``, ``batch_size``). One optimiser step is what
+``SegmentationTask.training_step`` does (forward, loss, backward) plus the configured optimiser's step, on a
+fixed random batch (data loading is not measured: see bench_synthetic.py for the scene generator).
+
+Configurations, each in a fresh subprocess so that peak memory is its own: ``channels_last`` off / on, in
+float32 on CPU; on CUDA also bf16 autocast (what ``trainer=gpu`` uses). The first step is a warm-up and
+is not timed. Peak memory: the process's ``VmHWM`` (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
+The machine's load average is recorded: on a shared machine the wall clock is inflated, so CPU seconds
+per image are reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _hwm_gb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+def worker(
+    device: str,
+    channels_last: bool,
+    precision: str,
+    steps: int,
+    batch_size: int,
+    crop: int,
+    threads: int | None,
+) -> dict:
+    """Time ``steps`` optimiser steps of one configuration in this process."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    from omegaconf import OmegaConf
+
+    from marsunits.task import SegmentationTask
+
+    cfg = OmegaConf.load(REPO / "configs" / "model" / "unet_lite0.yaml")
+    torch.manual_seed(0)
+    task = SegmentationTask(
+        arch=cfg.arch,
+        encoder=cfg.encoder,
+        encoder_weights=None,
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=cfg.decoder_channels,
+        in_channels=3,
+        tile_size=crop,
+        channels_last=channels_last,
+        scheduler="none",
+        lr=float(cfg.lr),
+        weight_decay=float(cfg.weight_decay),
+        optimizer=cfg.optimizer,
+    ).to(device)
+    task.train()
+    optimizer = task.configure_optimizers()
+    if isinstance(optimizer, dict):
+        optimizer = optimizer["optimizer"]
+    elif isinstance(optimizer, (list, tuple)):
+        optimizer = optimizer[0][0] if isinstance(optimizer[0], (list, tuple)) else optimizer[0]
+    images = torch.rand(batch_size, 3, crop, crop, device=device)
+    masks = torch.randint(0, 3, (batch_size, crop, crop), device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def step() -> float:
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = task(images)
+            loss = task.criterion(logits.float(), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    step()  # warm-up
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    w0, c0 = time.perf_counter(), time.process_time()
+    losses = [step() for _ in range(steps)]
+    sync()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    n = steps * batch_size
+    peak = torch.cuda.max_memory_allocated() / 1024**3 if device.startswith("cuda") else _hwm_gb()
+    return {
+        "device": device,
+        "channels_last": channels_last,
+        "precision": precision,
+        "batch_size": batch_size,
+        "crop_size": crop,
+        "steps": steps,
+        "images_per_s": n / wall,
+        "cpu_s_per_image": cpu / n,
+        "peak_memory_gb": peak,
+        "final_loss": losses[-1],
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(REPO / "configs" / "data" / "synthetic.yaml")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=4, help="timed optimiser steps per configuration")
+    p.add_argument("--batch-size", type=int, default=int(data.batch_size))
+    p.add_argument("--crop-size", type=int, default=int(data.crop_size))
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
+    p.add_argument("--json", default=str(Path(__file__).with_name("bench_train.json")))
+    p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._worker:
+        cl, precision = args._worker.split(",")
+        out = worker(
+            args.device, cl == "1", precision, args.steps, args.batch_size, args.crop_size, args.threads
+        )
+        print("RESULT " + json.dumps(out))
+        return 0
+
+    configs = [("0", "32"), ("1", "32")]
+    if args.device.startswith("cuda"):
+        configs += [("0", "bf16"), ("1", "bf16")]
+    load_before = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    for cl, precision in configs:
+        cmd = [sys.executable, __file__, "--_worker", f"{cl},{precision}", "--device", args.device,
+               "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+               "--crop-size", str(args.crop_size)]  # fmt: skip
+        if args.threads is not None:
+            cmd += ["--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            raise RuntimeError(f"configuration {cl},{precision} failed:\n{proc.stderr[-3000:]}")
+        rows.append(json.loads(line[0][len("RESULT ") :]))
+    print(
+        f"\ntraining step benchmark - default model, crop {args.crop_size}, batch {args.batch_size}, "
+        f"{args.steps} steps, {args.device}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'channels_last':>13} {'precision':>9} {'images/s':>9} {'CPU s/image':>11} {'peak GB':>8}")
+    for r in rows:
+        print(
+            f"{str(r['channels_last']):>13} {r['precision']:>9} {r['images_per_s']:9.2f} "
+            f"{r['cpu_s_per_image']:11.3f} {r['peak_memory_gb']:8.2f}"
+        )
+    result = {
+        "rows": rows,
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+    }
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Prediction sharded across processes (several GPUs, several nodes, or CPU processes for testing).
+
+Each rank predicts a disjoint shard of the sorted input list (``todo[rank::world_size]``) and writes its own
+images' outputs; rank 0 then gathers every rank's manifest rows, megapixels and label scores
+(``torch.distributed.gather_object``) and writes ``manifest.csv``, ``summary.json``, ``index.html`` and
+``metrics.json``. Outputs of an image do not depend on which rank predicted it (same windows, same
+batches), so a sharded run writes the same files as a single-process run with the same threads.
+
+Processes come from Lightning Fabric:
+
+* ``predict.py devices=N`` (N > 1) starts N processes itself (Fabric's ``ddp_spawn`` strategy): GPUs
+  ``cuda:0..N-1`` with NCCL for ``device=cuda``/``auto`` on a CUDA machine, otherwise N CPU processes with
+  gloo, sharing the cores (``threads`` defaults to cores / N).
+* Under ``torchrun`` or ``srun`` (a world size above 1 in the environment) the processes already exist;
+  Fabric's ``ddp`` strategy only joins them. Pass ``devices`` = processes per node and ``num_nodes``.
+
+Lightning's ``BasePredictionWriter`` was not used: it runs inside ``Trainer.predict``, whose
+``DistributedSampler`` pads the dataset with duplicate items so that every rank gets the same number of
+batches (duplicates would be predicted and written twice), whose collation expects equally sized images,
+and whose loop has no place for the per-file error rows, contact extraction and resumable skipping that
+:mod:`marsunits.inference.runner` already does per image.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from marsunits.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
+
+    from marsunits.inference.runner import PredictOptions, RunResult
+
+
+def launched_world_size() -> int:
+    """World size set up by an external launcher, else 1.
+
+    ``torchrun`` (Lightning's ``TorchElasticEnvironment``: ``WORLD_SIZE``) or a SLURM job step started with
+    ``srun`` (``SLURMEnvironment``: ``SLURM_NTASKS``); an interactive SLURM shell does not count.
+    """
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if TorchElasticEnvironment.detect():
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    if SLURMEnvironment.detect():
+        return int(os.environ.get("SLURM_NTASKS", "1"))
+    return 1
+
+
+def wants_sharding(devices: int) -> bool:
+    """True when the run should be sharded: ``devices > 1`` or started by a launcher with world size > 1.
+
+    Raises:
+        ConfigError: ``devices`` is not a positive integer.
+    """
+    if not isinstance(devices, int) or devices < 1:
+        raise ConfigError(f"devices must be a positive integer (processes per node), got {devices!r}")
+    return devices > 1 or launched_world_size() > 1
+
+
+def _accelerator(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={device!r} asks for CUDA but no CUDA device is available; use device=cpu"
+            )
+        return "cuda"
+    if device == "cpu":
+        return "cpu"
+    raise ConfigError(f"sharded prediction (devices > 1) needs device=auto, cpu or cuda, got {device!r}")
+
+
+def launch(opts: PredictOptions) -> RunResult:
+    """Run :func:`_rank_main` on every rank (see module docstring); returns rank 0's result."""
+    from lightning.fabric import Fabric
+
+    accelerator = _accelerator(str(opts.device))
+    external = launched_world_size() > 1
+    fabric = Fabric(
+        accelerator=accelerator,
+        devices=opts.devices,
+        num_nodes=opts.num_nodes,
+        strategy="ddp" if external else "ddp_spawn",
+        precision="32-true",  # precision is the predictor's business (runtime.resolve_precision)
+    )
+    return fabric.launch(_rank_main, opts)
+
+
+def _rank_main(fabric: Fabric, opts: PredictOptions) -> RunResult:
+    """One rank's work: predict its shard with its own device, then gather the reports on rank 0."""
+    import torch.distributed as dist
+
+    from marsunits.inference.runner import PredictOptions, Shard, predict_shard
+
+    device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
+    values = {**vars(opts), "device": device, "devices": 1}
+    rank_opts = PredictOptions(**values)
+    shard = Shard(
+        rank=fabric.global_rank,
+        world_size=fabric.world_size,
+        local_world_size=max(1, fabric.world_size // max(1, opts.num_nodes)),
+    )
+
+    def gather(obj: Any) -> list[Any] | None:
+        out: list[Any] | None = [None] * fabric.world_size if fabric.global_rank == 0 else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    return predict_shard(rank_opts, shard, gather)

@@ -1,0 +1,402 @@
+"""How the network runs at prediction time: threads, memory format, precision, and the runtime
+(PyTorch or ONNX Runtime) chosen for this machine.
+
+Every runtime is a *forward function*: it maps a float32 batch ``(B, C, h, w)`` in [0, 1] (``h``, ``w``
+multiples of the network stride) on the run's device to softmax probabilities ``(B, num_classes, h, w)``
+float32. :func:`marsunits.inference.tiling.sliding_window` calls it window batch by window batch.
+
+* :class:`TorchForward`: the checkpoint's :class:`~marsunits.task.SegmentationTask` under
+  ``torch.inference_mode``, in ``channels_last`` memory format (on CPU, oneDNN's NHWC kernels run this
+  depthwise-convolution network several times faster than the default NCHW layout; on GPU it is what
+  tensor cores want), optionally under bfloat16 autocast (CUDA, or CPUs with AMX/AVX-512 BF16) and
+  ``torch.compile``.
+* :class:`OnnxForward`: the same network exported with ``torch.onnx.export`` (dynamic batch, height and
+  width; opset :data:`ONNX_OPSET`) and run by ONNX Runtime's CPU provider. The ``.onnx`` file is cached
+  under a name made of the checkpoint's SHA-256, so a checkpoint is exported once.
+
+Choosing (:func:`build_forward`, config ``runtime``):
+
+* ``torch``: PyTorch.
+* ``onnx``: ONNX Runtime, after a start-up check that its probabilities on a probe batch match PyTorch's
+  within ``tolerance`` (max absolute difference of probabilities); if ``onnxruntime`` is missing, the
+  export fails or the check fails, the run falls back to PyTorch with a one-line warning saying why.
+* ``auto``: on CPU, both are timed on a probe batch (one batch of windows of the run's tile size; best of
+  two after a warm-up) and the faster one whose outputs agree is used; on CUDA, PyTorch (no CUDA provider
+  of ONNX Runtime is installed here).
+
+The probe batch is random (a fixed seed) because the agreement of two implementations of the same
+arithmetic does not depend on the image content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from marsunits.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: ONNX opset used for export (>= 17: LayerNormalization and the modern Resize semantics).
+ONNX_OPSET = 17
+
+#: Default agreement tolerance between ONNX Runtime and PyTorch: max |delta probability|.
+ONNX_TOLERANCE = 1e-3
+
+RUNTIMES = ("auto", "torch", "onnx")
+PRECISIONS = ("auto", "32", "bf16")
+
+ForwardFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: int | None, processes_per_machine: int = 1) -> int:
+    """Set PyTorch's intra-op threads (and one inter-op thread); returns the intra-op count.
+
+    Args:
+        threads: Threads to use, or None for ``available_cores() // processes_per_machine`` (at least 1).
+        processes_per_machine: Prediction processes sharing this machine's cores (sharded prediction).
+
+    One inter-op thread because the network is a single chain of operators: inter-op parallelism only
+    adds threads competing for the same cores. ``torch.set_num_interop_threads`` may be called only
+    once per process, before any parallel work; a later call is skipped silently.
+
+    Raises:
+        ConfigError: ``threads`` is not a positive integer.
+    """
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or null (= all cores), got {threads!r}")
+    n = threads if threads is not None else max(1, available_cores() // max(1, processes_per_machine))
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return n
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """True when this CPU multiplies bfloat16 matrices natively (Intel AMX tiles), so bf16 autocast is fast.
+
+    Uses PyTorch's own CPU capability probe; False where it is not available.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where the hardware computes it natively, else ``32``.
+
+    Native means a CUDA device with bf16 support, or a CPU with AMX matrix units (there, bf16 autocast runs
+    this network about 2x faster than float32). bf16 changes probabilities by up to a few 1e-2 and flips the
+    class of a small fraction of pixels (near-ties, typically well under 1 %); ``precision=32`` gives
+    float32 results that are the same on every machine.
+
+    Raises:
+        ConfigError: An unknown value.
+    """
+    precision = str(precision)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "32"
+        return "bf16" if device.type == "cpu" and cpu_has_bf16_matrix_units() else "32"
+    return precision
+
+
+class Probabilities(nn.Module):
+    """Wraps a logits model so that it returns softmax probabilities (what is blended and exported)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x).float(), dim=1)
+
+
+class TorchForward:
+    """PyTorch forward function (see module docstring).
+
+    Args:
+        model: Maps float ``(B, C, h, w)`` in [0, 1] to logits ``(B, K, h, w)`` (normalisation inside).
+        device: Where it runs.
+        channels_last: Convert weights and inputs to NHWC memory format.
+        precision: ``"32"`` or ``"bf16"`` (autocast; on CPU only worthwhile with AMX / AVX-512 BF16).
+        compile: Wrap the model in ``torch.compile`` (dynamic shapes). The first batches of each new
+            window shape are slow while it compiles; worth it for long runs on GPU.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        *,
+        channels_last: bool = True,
+        precision: str = "32",
+        compile: bool = False,
+    ) -> None:
+        self.device = device
+        self.channels_last = channels_last
+        self.precision = precision
+        module: nn.Module = Probabilities(model).to(device).eval()
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self._call: Callable[[torch.Tensor], torch.Tensor] = module
+        if compile:
+            self._call = torch.compile(module, dynamic=True)  # type: ignore[assignment]
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self._call(x).float()
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike[str], in_channels: int, size: int) -> Path:
+    """Export ``Probabilities(model)`` to ONNX with dynamic batch, height and width, atomically.
+
+    Args:
+        model: Logits model (float32, CPU); it is not modified.
+        path: Destination ``.onnx``.
+        in_channels: Input channels.
+        size: Side of the example input used for tracing (a multiple of the network stride).
+
+    Returns:
+        ``path``. Input ``image`` float32 ``(N, C, H, W)`` in [0, 1]; output ``probabilities`` float32
+        ``(N, K, H, W)``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = Probabilities(model).cpu().float().eval()
+    example = torch.rand(1, in_channels, size, size)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                tmp,
+                input_names=["image"],
+                output_names=["probabilities"],
+                dynamic_axes={
+                    "image": {0: "batch", 2: "height", 3: "width"},
+                    "probabilities": {0: "batch", 2: "height", 3: "width"},
+                },
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+class OnnxForward:
+    """ONNX Runtime forward function on CPU (see module docstring).
+
+    Args:
+        onnx_path: A file written by :func:`export_onnx`.
+        threads: Intra-op threads of the session (inter-op: 1).
+    """
+
+    name = "onnx"
+
+    def __init__(self, onnx_path: str | os.PathLike[str], threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = Path(onnx_path)
+        self.session = ort.InferenceSession(os.fspath(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        (out,) = self.session.run(None, {"image": array})
+        return torch.from_numpy(out)
+
+
+def max_difference(a: ForwardFn, b: ForwardFn, probe: torch.Tensor) -> float:
+    """Largest absolute difference between two forward functions' outputs on ``probe``."""
+    return float((a(probe).float() - b(probe).float()).abs().max())
+
+
+def time_forward(fn: ForwardFn, probe: torch.Tensor, repeats: int = 2) -> float:
+    """Best wall-clock seconds of ``repeats`` calls on ``probe`` after one warm-up call."""
+    fn(probe)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(probe)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@dataclass
+class RuntimeChoice:
+    """Which runtime a run uses and why (copied into ``summary.json``).
+
+    Attributes:
+        name: ``torch`` or ``onnx``.
+        requested: The ``runtime`` option.
+        reason: One sentence.
+        max_abs_diff: ONNX vs PyTorch probability difference on the probe (None when not checked).
+        seconds: Probe timings per runtime (``auto`` only).
+        onnx_path: The cached ``.onnx`` file, when one was used or checked.
+    """
+
+    name: str
+    requested: str
+    reason: str
+    max_abs_diff: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    onnx_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "requested": self.requested,
+            "reason": self.reason,
+            "max_abs_diff": self.max_abs_diff,
+            "probe_seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+            "onnx_path": self.onnx_path,
+        }
+
+
+def cached_onnx(model: nn.Module, ckpt_path: Path, cache_dir: Path, in_channels: int, size: int) -> Path:
+    """The ONNX export of ``ckpt_path``'s model in ``cache_dir``, exporting it on first use.
+
+    The file name holds the checkpoint's SHA-256 (first 16 hex digits) and the opset, so a changed
+    checkpoint never reuses a stale export.
+    """
+    path = cache_dir / f"{file_sha256(ckpt_path)[:16]}-opset{ONNX_OPSET}.onnx"
+    if not path.is_file():
+        log.info("exporting %s to ONNX: %s", ckpt_path.name, path)
+        export_onnx(model, path, in_channels, size)
+    return path
+
+
+def build_forward(
+    model: nn.Module,
+    *,
+    runtime: str,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+    compile: bool,
+    threads: int,
+    ckpt_path: Path,
+    cache_dir: Path,
+    probe_shape: tuple[int, int, int, int],
+    tolerance: float = ONNX_TOLERANCE,
+) -> tuple[ForwardFn, RuntimeChoice]:
+    """Build the forward function the ``runtime`` option asks for (rules in the module docstring).
+
+    Args:
+        model: The checkpoint's logits model (CPU, float32).
+        runtime: ``auto``, ``torch`` or ``onnx``.
+        device: Where PyTorch runs.
+        precision: ``32`` or ``bf16`` (resolved, see :func:`resolve_precision`).
+        channels_last: NHWC for PyTorch.
+        compile: ``torch.compile`` for PyTorch.
+        threads: ONNX Runtime intra-op threads.
+        ckpt_path: The checkpoint (its SHA-256 names the cached export).
+        cache_dir: Where exports are cached.
+        probe_shape: ``(B, C, h, w)`` of the probe batch (a batch of windows).
+        tolerance: Largest accepted max |delta probability| between ONNX Runtime and PyTorch.
+
+    Raises:
+        ConfigError: An unknown ``runtime``.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    torch_fn = TorchForward(model, device, channels_last=channels_last, precision=precision, compile=compile)
+    if runtime == "torch":
+        return torch_fn, RuntimeChoice("torch", runtime, "runtime=torch")
+    if device.type != "cpu":
+        return torch_fn, RuntimeChoice(
+            "torch", runtime, f"ONNX Runtime is used on CPU only; {device} runs PyTorch"
+        )
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        msg = "onnxruntime is not installed (pip install onnxruntime); using PyTorch"
+        log.warning("runtime=%s: %s", runtime, msg)
+        return torch_fn, RuntimeChoice("torch", runtime, msg)
+    probe = torch.rand(probe_shape, generator=torch.Generator().manual_seed(0))
+    # Reference in float32 whatever the run's precision, so the check measures the export only.
+    reference = TorchForward(model, torch.device("cpu"), channels_last=channels_last)
+    try:
+        path = cached_onnx(model, ckpt_path, cache_dir, probe_shape[1], probe_shape[2])
+        onnx_fn = OnnxForward(path, threads)
+        diff = max_difference(reference, onnx_fn, probe)
+    except Exception as exc:  # noqa: BLE001 - any exporter/runtime failure means: fall back
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        msg = f"ONNX export or session failed ({type(exc).__name__}: {first}); using PyTorch"
+        log.warning("runtime=%s: %s", runtime, msg)
+        return torch_fn, RuntimeChoice("torch", runtime, msg)
+    if not diff <= tolerance:
+        msg = (
+            f"ONNX Runtime's probabilities differ from PyTorch's by {diff:.2e} > {tolerance:g} on the probe; "
+            "using PyTorch"
+        )
+        log.warning("runtime=%s: %s", runtime, msg)
+        return torch_fn, RuntimeChoice("torch", runtime, msg, diff, onnx_path=os.fspath(path))
+    if runtime == "onnx":
+        return onnx_fn, RuntimeChoice(
+            "onnx",
+            runtime,
+            f"runtime=onnx (max |dprob| {diff:.1e} on the probe)",
+            diff,
+            onnx_path=os.fspath(path),
+        )
+    seconds = {"torch": time_forward(torch_fn, probe), "onnx": time_forward(onnx_fn, probe)}
+    name = min(seconds, key=seconds.__getitem__)
+    reason = (
+        f"runtime=auto: {name} was faster on a {tuple(probe_shape)} probe "
+        f"(torch {seconds['torch']:.3f} s, onnx {seconds['onnx']:.3f} s; max |dprob| {diff:.1e})"
+    )
+    log.info(reason)
+    return (onnx_fn if name == "onnx" else torch_fn), RuntimeChoice(
+        name, runtime, reason, diff, seconds, os.fspath(path)
+    )

@@ -1,0 +1,96 @@
+"""ONNX Runtime path of predict.py: export, agreement with PyTorch, runtime choice and fall-back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from marsunits.inference import run
+from marsunits.inference.runtime import (
+    ONNX_OPSET,
+    OnnxForward,
+    TorchForward,
+    build_forward,
+    export_onnx,
+    max_difference,
+)
+from marsunits.task import load_task
+
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .test_predict import ckpt, make_cfg, save_rgb  # noqa: F401 - ckpt is a fixture
+except ImportError:
+    from test_predict import ckpt, make_cfg, save_rgb  # type: ignore[no-redef]  # noqa: F401
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX cache for the module: the checkpoint is exported once."""
+    return tmp_path_factory.mktemp("onnx_cache")
+
+
+def test_exported_model_matches_torch_on_two_sizes(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
+    import onnx
+
+    task = load_task(ckpt)
+    path = export_onnx(task, tmp_path / "m.onnx", in_channels=3, size=64)
+    model = onnx.load(path)
+    assert model.opset_import[0].version >= ONNX_OPSET
+    onnx_fn = OnnxForward(path, threads=1)
+    torch_fn = TorchForward(task, torch.device("cpu"), channels_last=False)
+    gen = torch.Generator().manual_seed(1)
+    for shape in [(1, 3, 64, 64), (3, 3, 96, 160)]:  # dynamic batch, height and width
+        x = torch.rand(shape, generator=gen)
+        out = onnx_fn(x)
+        assert out.shape == (shape[0], 3, shape[2], shape[3]) and out.dtype == torch.float32
+        assert max_difference(torch_fn, onnx_fn, x) <= 1e-4
+        np.testing.assert_allclose(out.sum(1).numpy(), 1.0, atol=1e-5)
+
+
+def test_runtime_onnx_end_to_end_matches_torch(tmp_path: Path, ckpt: Path, cache: Path) -> None:  # noqa: F811
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 70, 150, seed=1)  # tiled (wider than the 64 px tile)
+    save_rgb(inp / "sub" / "b.png", 40, 50, seed=2)
+    outs = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / runtime
+        # precision=32: the comparison is about the runtime, not bfloat16 (precision=auto on AMX CPUs).
+        extra = (f"runtime={runtime}", f"onnx_cache_dir={cache}", "precision=32")
+        assert run(make_cfg(tmp_path, ckpt, inp, out, *extra)) == 0
+        outs[runtime] = out
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["runtime"]["name"] == runtime
+    cached = list(cache.glob("*.onnx"))
+    assert len(cached) == 1 and f"opset{ONNX_OPSET}" in cached[0].name
+    for rel in ("a.mask.png", "sub/b.mask.png"):
+        a = np.asarray(Image.open(outs["torch"] / rel))
+        b = np.asarray(Image.open(outs["onnx"] / rel))
+        assert a.shape == b.shape
+        assert (a == b).mean() >= 0.999, rel
+
+
+def test_auto_picks_a_runtime_and_failed_check_falls_back(ckpt: Path, cache: Path) -> None:  # noqa: F811
+    task = load_task(ckpt)
+    common = dict(
+        device=torch.device("cpu"),
+        precision="32",
+        channels_last=True,
+        compile=False,
+        threads=1,
+        ckpt_path=ckpt,
+        cache_dir=cache,
+        probe_shape=(1, 3, 64, 64),
+    )
+    fn, choice = build_forward(task, runtime="auto", **common)
+    assert choice.name in ("torch", "onnx") and set(choice.seconds) == {"torch", "onnx"}
+    assert choice.max_abs_diff is not None and choice.max_abs_diff <= 1e-3
+    assert fn(torch.rand(1, 3, 64, 96)).shape == (1, 3, 64, 96)
+    # A tolerance no export can meet: the check fails and PyTorch is used, saying why.
+    fn, choice = build_forward(task, runtime="onnx", tolerance=-1.0, **common)
+    assert isinstance(fn, TorchForward) and choice.name == "torch" and "differ" in choice.reason
