@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from marsunits.atomic import atomic_write_text
+
 
 @dataclass
 class ContactLine:
@@ -99,16 +101,8 @@ def write_contacts(
     image_height: int,
 ) -> Path:
     """Write ``lines`` to ``path`` atomically (temporary file, then rename). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     data = contacts_to_geojson(lines, image_width, image_height)
-    try:
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path, json.dumps(data))
 
 
 def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tuple[int, int] | None]:

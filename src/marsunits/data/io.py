@@ -15,13 +15,14 @@ handle float or multi-sample 16-bit TIFFs.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from marsunits.atomic import atomic_write
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -424,16 +425,5 @@ def write_png_atomic(path: str | os.PathLike[str], array: np.ndarray) -> Path:
         raise ValueError(f"write_png_atomic expects uint8, got {arr.dtype}; convert (e.g. np.clip + astype).")
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"write_png_atomic expects (H, W) or (H, W, 3), got shape {arr.shape}.")
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return dest
+    image = Image.fromarray(np.ascontiguousarray(arr))
+    return atomic_write(path, lambda fh: image.save(fh, format="PNG"))

@@ -4,6 +4,15 @@ Counting is a ``numpy.bincount`` over ``target * 3 + pred`` (the same sum torchm
 ``MulticlassConfusionMatrix`` forms), done in numpy because masks arrive from disk as uint8 arrays and a
 panorama-sized int64 tensor copy would only cost memory. Pixels whose label is 255 (ignore) are not scored.
 
+Contact scores (:mod:`marsunits.boundary.metrics`): per image, ``boundary_f1`` and ``contact_distance_px``
+from the predicted mask against the label mask (:func:`~marsunits.boundary.metrics.boundary_scores`, 3 px
+tolerance) and, when a true contact file exists (:func:`find_true_contact`), ``line_boundary_f1`` and
+``line_contact_distance_px`` from the predicted contact lines against the true ones
+(:func:`~marsunits.boundary.metrics.line_scores`). The overall values are means over the images that have a
+contact in the prediction or in the truth (an image where both agree there is none scores a perfect 1 and
+would only dilute the mean); distances are averaged over the images where both sides have a contact
+(undefined otherwise).
+
 Conventions: confusion rows are true classes, columns predicted classes, ids 0..2
 (:data:`marsunits.constants.CLASS_NAMES`). A class that is absent from both the labels and the predictions
 has no IoU (``None``); mIoU is the mean over the classes that have one.
@@ -11,15 +20,33 @@ has no IoU (``None``); mIoU is the mean over the classes that have one.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from marsunits.boundary.contact_io import ContactLine, read_contacts
+from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps
+from marsunits.boundary.metrics import boundary_scores, contact_cracks, line_scores
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import ImageReadError, read_mask
+
+#: Matching tolerance of the contact scores, pixels.
+BOUNDARY_TOLERANCE_PX = 3.0
+
+#: How ``metrics.json`` explains the overall contact scores.
+CONTACT_NOTES = (
+    "boundary_f1 / contact_distance_px compare the predicted mask's 0/1 contact with the label mask's "
+    f"({BOUNDARY_TOLERANCE_PX:g} px tolerance); line_boundary_f1 / line_contact_distance_px compare the "
+    "predicted contact lines with the true contact file (<labels_dir>/../contacts/<stem>.contact.geojson or "
+    "<labels_dir>/<rel folder>/<stem>.contact.geojson) when one exists. Overall values are means over the "
+    "images with a contact in the prediction or the truth (n_contact_images / n_line_images); distances are "
+    "averaged over the images where both have a contact, and are null when none does."
+)
 
 #: Label file extensions tried, in order, for ``labels_dir/<rel folder>/<stem><ext>``.
 LABEL_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
@@ -83,6 +110,28 @@ def find_label(labels_dir: Path, rel: PurePosixPath) -> Path | None:
     return None
 
 
+def find_true_contact(labels_dir: Path, rel: PurePosixPath) -> Path | None:
+    """True contact file of input ``rel``, or None.
+
+    Looked for in the synthetic layout ``labels_dir/../contacts/<rel folder>/<stem>.contact.geojson``, then
+    next to the labels, ``labels_dir/<rel folder>/<stem>.contact.geojson``.
+    """
+    name = f"{rel.stem}.contact.geojson"
+    for candidate in (labels_dir.parent / "contacts" / rel.parent / name, labels_dir / rel.parent / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
 @dataclass
 class Evaluation:
     """Accumulates per-image and overall scores for a prediction run with ``labels_dir``.
@@ -97,20 +146,59 @@ class Evaluation:
     missing: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
-    def add(self, rel: PurePosixPath, pred: np.ndarray) -> None:
-        """Score ``pred`` (uint8 ``(H, W)``) against its label, if one exists; problems are recorded."""
+    def add(self, rel: PurePosixPath, pred: np.ndarray, pred_lines: Sequence[ContactLine] = ()) -> None:
+        """Score ``pred`` (uint8 ``(H, W)``) and its contact lines against the label, if one exists.
+
+        Args:
+            rel: The input's path relative to ``input_dir``.
+            pred: Predicted class ids.
+            pred_lines: Predicted contact lines (pixel coordinates), scored against the true contact file
+                when there is one.
+
+        Problems (unreadable label or contact file, wrong size) are recorded in ``label_errors``.
+        """
         key = rel.as_posix()
         label_path = find_label(self.labels_dir, rel)
         if label_path is None:
             self.missing.append(key)
             return
         try:
-            cm = confusion_matrix(pred, read_mask(label_path))
+            label = read_mask(label_path)
+            cm = confusion_matrix(pred, label)
+            entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}
+            entry.update(self._contact_scores(rel, pred, label, pred_lines))
         except (ImageReadError, ValueError) as exc:
             self.errors[key] = f"{label_path}: {exc}"
             return
         self.total += cm
-        self.per_image[key] = {"label": os.fspath(label_path), **scores(cm)}
+        self.per_image[key] = entry
+
+    def _contact_scores(
+        self, rel: PurePosixPath, pred: np.ndarray, label: np.ndarray, pred_lines: Sequence[ContactLine]
+    ) -> dict[str, Any]:
+        b = boundary_scores(pred, label, tolerance_px=BOUNDARY_TOLERANCE_PX)
+        # Same bridging and ignore handling as boundary_scores, to tell "no contact anywhere" apart.
+        bridged = bridge_ignore_gaps(label, DEFAULT_MAX_GAP_PX, IGNORE_INDEX)
+        ignore = bridged == IGNORE_INDEX
+        has_contact = bool(len(contact_cracks(pred, ignore)) or len(contact_cracks(bridged, ignore)))
+        out: dict[str, Any] = {
+            "boundary_f1": b["f1"],
+            "contact_distance_px": _finite_or_none(b["mean_distance_px"]),
+            "has_contact": has_contact,
+        }
+        contact_path = find_true_contact(self.labels_dir, rel)
+        if contact_path is not None:
+            true_lines, _ = read_contacts(contact_path)
+            ls = line_scores(pred_lines, true_lines, tolerance_px=BOUNDARY_TOLERANCE_PX)
+            out.update(
+                {
+                    "true_contact": os.fspath(contact_path),
+                    "line_boundary_f1": ls["f1"],
+                    "line_contact_distance_px": _finite_or_none(ls["mean_distance_px"]),
+                    "has_line_contact": bool(len(pred_lines) or len(true_lines)),
+                }
+            )
+        return out
 
     def merge(self, other: Evaluation) -> None:
         """Add the scores of ``other`` (another shard of the same run, disjoint images) to this one."""
@@ -121,12 +209,25 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
+        images = self.per_image.values()
+        with_contact = [e for e in images if e.get("has_contact")]
+        with_lines = [e for e in images if e.get("has_line_contact")]
+        overall = {
+            **scores(self.total),
+            "boundary_f1": _mean([e["boundary_f1"] for e in with_contact]),
+            "contact_distance_px": _mean([e["contact_distance_px"] for e in with_contact]),
+            "n_contact_images": len(with_contact),
+            "line_boundary_f1": _mean([e["line_boundary_f1"] for e in with_lines]),
+            "line_contact_distance_px": _mean([e["line_contact_distance_px"] for e in with_lines]),
+            "n_line_images": len(with_lines),
+        }
         return {
             "labels_dir": os.fspath(self.labels_dir),
             "class_names": list(CLASS_NAMES),
             "ignore_index": IGNORE_INDEX,
             "images_scored": len(self.per_image),
-            "overall": scores(self.total),
+            "notes": CONTACT_NOTES,
+            "overall": overall,
             "per_image": self.per_image,
             "missing_labels": sorted(self.missing),
             "label_errors": self.errors,

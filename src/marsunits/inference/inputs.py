@@ -10,8 +10,18 @@ Rules:
   **same folder with the same stem** (``x.jpg`` and ``x.png``) would write the same ``x.mask.png``: both
   become error rows asking the user to rename one. Adding the extension to the output name instead was
   rejected because it would make every output name depend on what else is in the folder.
-* Folder-level problems (missing input folder, output folder inside the input folder, no image at all)
-  raise :class:`~marsunits.errors.DataError` / :class:`~marsunits.errors.ConfigError` with one sentence.
+* Outputs never leave ``output_dir``. An input reached through a symbolic link (to a file or a folder
+  anywhere, even outside ``input_dir``) is named by its path *as walked* under ``input_dir``, never by the
+  link's target, so its outputs mirror that walked path. :func:`output_escape` refuses (as an error row) an
+  input whose relative path is absolute or has ``..`` parts, or whose output folder resolves outside
+  ``output_dir`` (a symbolic link planted inside ``output_dir``).
+* ``output_dir`` inside ``input_dir`` is refused (outputs would be read as inputs next time), and so is
+  ``input_dir`` inside ``output_dir``: an input sub-folder named like a mirrored output folder would receive
+  outputs (e.g. ``IN=OUT/in`` and ``IN/in/x.png`` -> ``OUT/in/x.mask.png`` = ``IN/x.mask.png``), which are
+  then read back as inputs. Keep the two folders side by side.
+* Folder-level problems (missing input folder, output folder inside the input folder or the reverse, no
+  image at all) raise :class:`~marsunits.errors.DataError` / :class:`~marsunits.errors.ConfigError` with
+  one sentence.
 """
 
 from __future__ import annotations
@@ -72,7 +82,7 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     Raises:
         DataError: The input folder is missing or is not a folder, or ``output_dir`` is an existing file.
         ConfigError: ``output_dir`` is the input folder or lies inside it (outputs would be read as inputs
-            on the next run).
+            on the next run), or ``input_dir`` lies inside ``output_dir`` (see the module docstring).
     """
     inp = Path(input_dir).expanduser().resolve()
     out = Path(output_dir).expanduser().resolve()
@@ -84,6 +94,11 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
         raise ConfigError(
             f"output_dir {out} is inside input_dir {inp}, so outputs would be read as inputs next time; "
             "choose an output_dir outside the input folder"
+        )
+    if out in inp.parents:
+        raise ConfigError(
+            f"input_dir {inp} is inside output_dir {out}, so outputs could be written among the inputs and "
+            "read as inputs next time; choose an output_dir that does not contain the input folder"
         )
     if out.exists() and not out.is_dir():
         raise DataError(f"output_dir {out} exists and is a file; choose a folder path for output_dir")
@@ -146,6 +161,33 @@ def discover(input_dir: Path, patterns: Sequence[str]) -> tuple[list[InputFile],
         )
     problems.sort(key=lambda p: p.rel.as_posix())
     return kept, problems
+
+
+def output_escape(output_dir: Path, rel: PurePosixPath) -> str | None:
+    """Why the outputs of input ``rel`` would land outside ``output_dir``, or None when they stay inside.
+
+    Args:
+        output_dir: The resolved output folder.
+        rel: The input's path relative to ``input_dir`` as walked.
+    """
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        return (
+            f"refused: the relative path {rel.as_posix()!r} would place outputs outside output_dir "
+            f"{output_dir}; move the file under input_dir"
+        )
+    # Resolve the deepest existing ancestor: a symbolic link inside output_dir could point elsewhere.
+    folder = output_dir / rel.parent
+    existing = folder
+    while not existing.exists() and existing != output_dir and existing.parent != existing:
+        existing = existing.parent
+    real = existing.resolve()
+    root = output_dir.resolve()
+    if real != root and root not in real.parents:
+        return (
+            f"refused: output folder {folder} resolves to {real}, outside output_dir {root} (a symbolic link "
+            "inside output_dir); remove the link or choose another output_dir"
+        )
+    return None
 
 
 def _rel(path: Path, root: Path) -> PurePosixPath:

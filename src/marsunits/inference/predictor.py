@@ -135,11 +135,16 @@ class ImageFileDataset(Dataset[LoadedImage]):
     Args:
         files: The image paths.
         max_megapixels: Refuse images larger than this (checked from the header before decoding).
+        max_file_mb: Refuse files larger than this many megabytes (10**6 bytes; checked with ``os.stat``
+            before the file is opened). None: no limit.
     """
 
-    def __init__(self, files: Sequence[Path], max_megapixels: float | None = None) -> None:
+    def __init__(
+        self, files: Sequence[Path], max_megapixels: float | None = None, max_file_mb: float | None = None
+    ) -> None:
         self.files = list(files)
         self.max_megapixels = max_megapixels
+        self.max_file_mb = max_file_mb
 
     def __len__(self) -> int:
         return len(self.files)
@@ -154,6 +159,7 @@ class ImageFileDataset(Dataset[LoadedImage]):
                     f"{path}: a symbolic link to {target} that cannot be followed (missing target or a link "
                     "loop); fix or remove the link"
                 )
+            check_file_size(path, self.max_file_mb)
             image = read_image(path, max_megapixels=self.max_megapixels)
         except ImageReadError as exc:
             return LoadedImage(index, None, str(exc), time.perf_counter() - start)
@@ -162,6 +168,22 @@ class ImageFileDataset(Dataset[LoadedImage]):
                 index, None, f"{path}: {type(exc).__name__}: {exc}", time.perf_counter() - start
             )
         return LoadedImage(index, image, None, time.perf_counter() - start)
+
+
+def check_file_size(path: Path, max_file_mb: float | None) -> None:
+    """Refuse a file above ``max_file_mb`` megabytes before reading it.
+
+    Raises:
+        ImageReadError: The file is too large (names the file, its size and the option to raise).
+    """
+    if max_file_mb is None:
+        return
+    size = os.stat(path).st_size
+    if size > max_file_mb * 1e6:
+        raise ImageReadError(
+            f"{path}: the file is {size / 1e6:.1f} MB, more than max_file_mb={max_file_mb:g} (checked before "
+            "reading); raise max_file_mb if you trust this file"
+        )
 
 
 def _single(batch: list[LoadedImage]) -> LoadedImage:

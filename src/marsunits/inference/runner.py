@@ -21,10 +21,23 @@ Failure policy:
   failed, unless ``allow_errors`` is true, else 0.
 * Reports are rewritten even when the run is interrupted (Ctrl-C), listing what was done so far; a re-run
   skips completed inputs (see :mod:`marsunits.inference.writers` for the completion rule).
+* A full (``ENOSPC``, ``EDQUOT``) or read-only / forbidden (``EROFS``, ``EACCES``, ``EPERM``) output folder
+  would fail every remaining input: the run stops at once with :class:`OutputWriteError` (exit 2, one
+  sentence naming the folder and what to do); the reports, written in a ``finally``, list the inputs done
+  so far and ``summary.json`` says why in ``stopped_early``.
+* Temporaries left by a killed earlier run (``SIGKILL`` skips every cleanup) are removed at start
+  (:func:`marsunits.atomic.remove_stale_temporaries`; files of live processes are kept).
+* Inputs above ``max_file_mb`` (file size) or ``max_megapixels`` (header) are error rows, decided before
+  decoding. Outputs never leave ``output_dir`` (:func:`~marsunits.inference.inputs.output_escape`).
+* ``ckpt_path`` is a model package (safe) or a ``.ckpt``; a checkpoint whose pickle needs arbitrary
+  Python objects is refused unless ``trust_checkpoint=true``
+  (:func:`marsunits.model_package.load_model`). ``map=true`` writes ``contact_map.geojson/png``;
+  ``logger=wandb`` logs the run to W&B after the reports are written.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -40,16 +53,18 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from marsunits.atomic import remove_stale_temporaries
 from marsunits.boundary.camera import find_camera
+from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import ContactLine, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.io import ImageReadError, read_mask, to_channels
-from marsunits.errors import ConfigError, DataError
+from marsunits.errors import ConfigError, DataError, MarsUnitsError
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
-from marsunits.inference.inputs import InputFile, check_folders, discover
+from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
 from marsunits.inference.predictor import ImageFileDataset, LoadedImage, Predictor, make_loader, select_device
 from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
@@ -98,6 +113,10 @@ class PredictOptions:
     labels_dir: str | None = None
     allow_errors: bool = False
     max_megapixels: float | None = 100.0
+    max_file_mb: float | None = 500.0
+    trust_checkpoint: bool = False
+    map: bool = False
+    logger: Mapping[str, Any] | None = None
     max_range_m: float = 30.0
     contact: Mapping[str, Any] = field(default_factory=dict)
     threads: int | None = None
@@ -152,7 +171,30 @@ class RunResult:
 
 def run(cfg: DictConfig) -> int:
     """Entry point of ``predict.py``: predict the folder described by ``cfg``; returns the exit code."""
-    return predict_folder(PredictOptions.from_config(cfg)).exit_code
+    return predict_folder(PredictOptions.from_config(cfg), cfg).exit_code
+
+
+#: errno values that mean the output folder cannot take more files: stop instead of failing every input.
+OUTPUT_STOP_ERRNOS = frozenset(
+    e for e in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", None)) if e
+)
+
+
+class OutputWriteError(MarsUnitsError):
+    """Writing to the output folder failed in a way that would fail every further input (full, read-only)."""
+
+
+def _output_stop_message(output_dir: Path, exc: OSError) -> str:
+    what = {
+        errno.ENOSPC: "the disk is full",
+        errno.EROFS: "the filesystem is read-only",
+        getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
+    }.get(exc.errno or 0, "permission to write was denied")
+    return (
+        f"stopped: cannot write outputs to {output_dir} because {what} ({exc.strerror or exc}); free space "
+        "or choose a writable output_dir, then run the same command again (finished images are kept and "
+        "skipped)"
+    )
 
 
 def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
@@ -200,10 +242,21 @@ def argmax_uint8(probs: np.ndarray) -> np.ndarray:
     return out
 
 
+_FIND = object()
+
+
 def add_ground_coordinates(
-    image_path: Path, lines: list[ContactLine], width: int, height: int, max_range_m: float
+    image_path: Path,
+    lines: list[ContactLine],
+    width: int,
+    height: int,
+    max_range_m: float,
+    camera: Any = _FIND,
 ) -> list[ContactLine]:
     """Add ground coordinates to ``lines`` when the image has a camera file (see ``find_camera``).
+
+    ``camera`` is the image's camera model when the caller already looked it up (None: it has none);
+    by default it is looked up here.
 
     Pieces of a line that do not reach the ground within ``max_range_m`` are kept without ground
     coordinates (``keep_unprojected``), so the per-image pixel contacts are the same with or without a camera.
@@ -211,7 +264,8 @@ def add_ground_coordinates(
     Raises:
         ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
     """
-    camera = find_camera(image_path)
+    if camera is _FIND:
+        camera = find_camera(image_path)
     if camera is None:
         return lines
     if (camera.image_width, camera.image_height) != (width, height):
@@ -253,6 +307,7 @@ class _Session:
                 )
         if opts.probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {opts.probability_dtype!r}")
+        check_logger(opts.logger)
         if opts.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
         self.contact_config = _contact_config(opts.contact)
@@ -260,9 +315,10 @@ class _Session:
         self.precision = resolve_precision(opts.precision, self.device)
         self.threads = configure_threads(opts.threads, shard.local_world_size)
         self.ckpt_path = Path(opts.ckpt_path).expanduser().resolve()
-        if not self.ckpt_path.is_file():  # checked before the (possibly long) folder walk
+        if not self.ckpt_path.exists():  # checked before the (possibly long) folder walk
             raise FileNotFoundError(
-                f"checkpoint {self.ckpt_path} does not exist; pass a .ckpt written by train.py as ckpt_path="
+                f"checkpoint {self.ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
+                "package folder (python -m marsunits.export) as ckpt_path="
             )
         self.files, self.problems = discover(self.input_dir, opts.patterns)
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
@@ -271,9 +327,11 @@ class _Session:
         if shard.rank != 0:
             self.problems = []
 
-        from marsunits.task import load_task  # imported here: Lightning is slow to import
+        # Imported here: Lightning is slow to import. load_model reads packages (safetensors + JSON) and
+        # checkpoints; a checkpoint that needs arbitrary unpickling is refused unless trust_checkpoint.
+        from marsunits.model_package import WEIGHTS_NAME, is_package, load_model
 
-        task = load_task(self.ckpt_path, map_location="cpu")
+        task = load_model(self.ckpt_path, map_location="cpu", trust_checkpoint=bool(opts.trust_checkpoint))
         self.metadata = task.metadata
         stride = int(self.metadata.get("size_divisor", 32))
         tile = int(opts.tile if opts.tile is not None else self.metadata["tile_size"])
@@ -296,7 +354,12 @@ class _Session:
             channels_last=bool(opts.channels_last),
             compile=bool(opts.compile),
             threads=self.threads,
-            ckpt_path=self.ckpt_path,
+            # The ONNX cache is named by the weights file's hash: a package's safetensors, or the .ckpt.
+            ckpt_path=(
+                (self.ckpt_path if self.ckpt_path.is_dir() else self.ckpt_path.parent) / WEIGHTS_NAME
+                if is_package(self.ckpt_path)
+                else self.ckpt_path
+            ),
             cache_dir=cache_dir,
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
@@ -315,6 +378,10 @@ class _Session:
         self.rows: dict[str, dict[str, Any]] = {}
         self.megapixels = 0.0
         self.loop_seconds = 0.0
+        self.stopped_early: str | None = None
+        #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
+        self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
+        self.cameras_seen = 0
 
     # ----------------------------------------------------------------------------------------- skipping
     def _skipped_row(self, f: InputFile, paths: OutputPaths, old: Mapping[str, str] | None) -> dict | None:
@@ -325,7 +392,12 @@ class _Session:
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
         if self.evaluation is not None:
-            self.evaluation.add(f.rel, mask)
+            self.evaluation.add(f.rel, mask, lines)
+        if self.opts.map:
+            try:
+                self._remember_camera(f, lines, find_camera(f.path))
+            except ValueError as exc:  # a broken camera file: the contacts stay in pixels, as when predicted
+                log.warning("%s: camera file ignored for the map: %s", f.rel, exc)
         seconds = old.get("seconds") if old else None
         return _result_row(
             f.rel, "skipped", "outputs already present; overwrite=true redoes them", mask, lines, seconds
@@ -338,6 +410,10 @@ class _Session:
         old = read_manifest(self.output_dir / "manifest.csv")
         todo = []
         for f in self.files:
+            escape = output_escape(self.output_dir, f.rel)
+            if escape is not None:
+                self.rows[f.rel.as_posix()] = _error_row(f.rel, escape)
+                continue
             paths = OutputPaths(self.output_dir, f.rel)
             row = None
             if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
@@ -358,25 +434,44 @@ class _Session:
         probs = self.predictor.predict(x)
         mask = argmax_uint8(probs)
         lines = extract_contacts(probs, self.contact_config)
-        lines = add_ground_coordinates(f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m)
-        write_prediction(
-            OutputPaths(self.output_dir, f.rel),
-            image,
-            probs,
-            mask,
-            lines,
-            save_probabilities=self.opts.save_probabilities,
-            probability_dtype=self.opts.probability_dtype,
+        camera = find_camera(f.path)
+        lines = add_ground_coordinates(
+            f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
         )
+        escape = output_escape(self.output_dir, f.rel)  # again: folders may have changed since plan()
+        if escape is not None:
+            raise ValueError(escape)
+        try:
+            write_prediction(
+                OutputPaths(self.output_dir, f.rel),
+                image,
+                probs,
+                mask,
+                lines,
+                save_probabilities=self.opts.save_probabilities,
+                probability_dtype=self.opts.probability_dtype,
+            )
+        except OSError as exc:
+            if exc.errno in OUTPUT_STOP_ERRNOS:
+                raise OutputWriteError(_output_stop_message(self.output_dir, exc)) from exc
+            raise
         if self.evaluation is not None:
-            self.evaluation.add(f.rel, mask)
+            self.evaluation.add(f.rel, mask, lines)
+        if self.opts.map:
+            self._remember_camera(f, lines, camera)
         seconds = time.perf_counter() - start
         self.megapixels += mask.size / 1e6
         return _result_row(f.rel, "ok", "", mask, lines, round(seconds + item.seconds, 4))
 
+    def _remember_camera(self, f: InputFile, lines: list[ContactLine], camera: CameraModel | None) -> None:
+        if camera is not None:
+            self.cameras_seen += 1
+            self.map_items.append((f.rel.as_posix(), list(lines), camera))
+
     def predict_all(self, todo: list[InputFile]) -> None:
         loader = make_loader(
-            ImageFileDataset([f.path for f in todo], self.opts.max_megapixels), self.opts.num_workers
+            ImageFileDataset([f.path for f in todo], self.opts.max_megapixels, self.opts.max_file_mb),
+            self.opts.num_workers,
         )
         console = Console(stderr=True)
         progress = Progress(
@@ -399,6 +494,9 @@ class _Session:
                 else:
                     try:
                         row = self.process(f, item)
+                    except OutputWriteError as exc:
+                        self.stopped_early = str(exc)
+                        raise
                     except (ImageReadError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                         log.debug("prediction of %s failed", f.path, exc_info=True)
                         row = _error_row(f.rel, f"{type(exc).__name__}: {exc}")
@@ -449,6 +547,7 @@ class _Session:
             "runtime": self.runtime.to_dict(),
             "tile": self.tile,
             "overlap": self.opts.overlap,
+            "stopped_early": self.stopped_early,
         }
 
     def write_reports(self, wall_seconds: float) -> RunResult:
@@ -467,8 +566,26 @@ class _Session:
         write_text_atomic(
             out / "index.html", render_gallery(rows, f"marsunits predictions: {out.name}", paragraph)
         )
+        if self.opts.map:
+            self.write_map()
         failed = summary["counts"]["error"] > 0 and not self.opts.allow_errors
         return RunResult(rows, summary, metrics, 1 if failed else 0)
+
+    def write_map(self) -> list[Path]:
+        """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``."""
+        if not self.map_items:
+            print(
+                "map=true: no contact map was drawn because no image had a camera file; put one next to "
+                "each image as <stem>.camera.json (or in ../cameras/<stem>.json) to place its contacts on "
+                "the ground",
+                file=sys.stdout,
+            )
+            return []
+        from marsunits.boundary.contact_map import build_contact_map  # matplotlib: imported only when used
+
+        written = build_contact_map(self.map_items, self.output_dir, self.opts.max_range_m)
+        log.info("contact map written: %s", ", ".join(p.name for p in written))
+        return written
 
 
 def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
@@ -496,10 +613,12 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         )
     if c["error"]:
         text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
+    if summary.get("stopped_early"):
+        text += f" The run {summary['stopped_early']}."
     return text
 
 
-def predict_folder(opts: PredictOptions) -> RunResult:
+def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:
     """Predict every image under ``opts.input_dir`` into ``opts.output_dir`` (see module docstring).
 
     With ``opts.devices > 1``, or when started by ``torchrun``/SLURM with a world size above 1, the
@@ -512,9 +631,36 @@ def predict_folder(opts: PredictOptions) -> RunResult:
     """
     from marsunits.inference import distributed
 
-    if distributed.wants_sharding(opts.devices):
-        return distributed.launch(opts)
-    return predict_shard(opts)
+    result = distributed.launch(opts) if distributed.wants_sharding(opts.devices) else predict_shard(opts)
+    if opts.logger is not None and result.summary:
+        log_to_tracker(opts, cfg, result)
+    return result
+
+
+def check_logger(logger: Mapping[str, Any] | None) -> None:
+    """Prediction logs to W&B only: ``logger`` is None or the ``configs/logger/wandb.yaml`` group.
+
+    Raises:
+        ConfigError: Another logger group was chosen.
+    """
+    if logger is not None and set(logger) != {"wandb"}:
+        raise ConfigError(
+            f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
+            "logger unset"
+        )
+
+
+def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResult) -> str | None:
+    """``logger=wandb``: one W&B run with the manifest table and the summary (after the reports exist).
+
+    The run's settings are the ``logger.wandb`` node of ``configs/logger/wandb.yaml`` (project, entity,
+    group, tags, name, ``save_dir`` = the Hydra run folder, ``mode`` following ``WANDB_MODE``).
+    """
+    check_logger(opts.logger)
+    from marsunits.tracking import log_prediction_run
+
+    base = cfg if cfg is not None else OmegaConf.create({"logger": dict(opts.logger or {})})
+    return log_prediction_run(opts.output_dir, result.rows, result.summary, base)
 
 
 def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = None) -> RunResult:
@@ -533,6 +679,11 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
     """
     started = time.perf_counter()
     session = _Session(opts, shard)
+    if shard.rank == 0 and session.output_dir.is_dir():
+        # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
+        stale = remove_stale_temporaries(session.output_dir)
+        if stale:
+            log.info("removed %d temporary files left by an interrupted run", len(stale))
     todo = session.plan()  # this rank's shard only (see _Session)
     skipped = len(session.rows) - len(session.problems)
     if skipped:
@@ -543,20 +694,27 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
             session.predict_all(todo)
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
-            result = session.write_reports(time.perf_counter() - started)
+            try:
+                result = session.write_reports(time.perf_counter() - started)
+            except OSError:
+                if session.stopped_early is None:
+                    raise
+                # The disk that stopped the run may refuse the reports too: the stop message matters more.
+                log.warning("could not write the reports after the stop", exc_info=True)
         print(result.summary["text"], file=sys.stdout)
         return result
 
     session.predict_all(todo)
     session.loop_seconds = time.perf_counter() - loop_start
-    part = (session.rows, session.megapixels, session.loop_seconds, session.evaluation)
+    part = (session.rows, session.megapixels, session.loop_seconds, session.evaluation, session.map_items)
     parts = gather(part)
     if shard.rank != 0:
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
-    for rank, (rows, megapixels, seconds, evaluation) in enumerate(parts):
+    for rank, (rows, megapixels, seconds, evaluation, map_items) in enumerate(parts):
         if rank == 0:
             continue
         session.rows.update(rows)
+        session.map_items.extend(map_items)
         session.megapixels += megapixels
         session.loop_seconds = max(session.loop_seconds, seconds)
         if session.evaluation is not None and evaluation is not None:

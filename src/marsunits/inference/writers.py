@@ -16,16 +16,16 @@ import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
 from PIL import Image, ImageDraw
 
+from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.contact_io import ContactLine, write_contacts
 from marsunits.constants import CONTACT_COLOR, IGNORE_COLOR, NUM_CLASSES, PALETTE
 from marsunits.data.io import write_png_atomic
@@ -107,31 +107,9 @@ class OutputPaths:
         return all(p.is_file() for p in self.expected(save_probabilities))
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, fsync, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)  # reopened by name: writers such as tifffile need a named file object
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
-    data = text.encode("utf-8")
-
-    def write(fh: io.BufferedWriter) -> None:
-        fh.write(data)
-
-    return _atomic_write(Path(path), write)
+    return atomic_write_text(path, text)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
@@ -154,10 +132,10 @@ def write_probabilities(path: str | os.PathLike[str], probs: np.ndarray, dtype: 
     else:
         raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {dtype!r}")
 
-    def write(fh: io.BufferedWriter) -> None:
+    def write(fh: BinaryIO) -> None:
         tifffile.imwrite(fh, data, photometric="minisblack", compression="zlib", metadata={"axes": "CYX"})
 
-    return _atomic_write(Path(path), write)
+    return atomic_write(path, write)
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:

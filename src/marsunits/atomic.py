@@ -1,0 +1,105 @@
+"""Atomic file writes: a file is either complete under its final name or absent.
+
+Every writer in the project goes through :func:`atomic_write`: the content is written to a temporary file
+in the destination folder (same filesystem, so the rename is atomic on POSIX and Windows), flushed and
+fsynced, then moved into place with ``os.replace``. On any error, including ``KeyboardInterrupt``, the
+temporary file is removed.
+
+Temporary names are ``.<name>.<pid>.<random>.tmp``: hidden (prediction's input discovery skips hidden
+files), and carrying the writer's process id so that :func:`remove_stale_temporaries` can delete the
+leftovers of a process that was killed (``SIGKILL`` or power loss skip every cleanup handler) while
+leaving those of a live process (another rank of a sharded run) alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
+
+#: Temporary names written by :func:`atomic_write` (group 1 is the writer's pid).
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(fh)`` on a temporary binary file next to ``path``, fsync it, then rename it to ``path``.
+
+    Args:
+        path: Destination file; parent folders are created.
+        write: Writes the whole content to the open binary file object (it may use ``fh.name`` or seek;
+            the object is a real named file).
+
+    Returns:
+        The destination path.
+
+    Raises:
+        OSError: Whatever the filesystem raises (full disk, read-only, permissions); nothing is left
+            behind under the temporary name and an existing ``path`` is unchanged.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)  # reopened by name: some writers (tifffile) want a file object with a real ``name``
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(data))  # type: ignore[arg-type,return-value]
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True  # cannot tell: keep the file
+    return True
+
+
+def remove_stale_temporaries(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` under ``root`` whose writer process is gone.
+
+    Symbolic links to folders are not followed (nothing outside ``root`` is touched). A pid reused by an
+    unrelated live process only makes a stale file survive until a later call.
+
+    Returns:
+        The removed paths.
+    """
+    removed: list[Path] = []
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames:
+            match = _TEMP_NAME.match(name)
+            if match is None or _process_alive(int(match.group(1))):
+                continue
+            path = Path(dirpath) / name
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed

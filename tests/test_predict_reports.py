@@ -1,0 +1,156 @@
+"""What ``predict.py`` reports besides masks: contact scores in metrics.json, the ground contact map and
+the W&B run of a prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pytest
+
+from marsunits.boundary.contact_io import ContactLine, write_contacts
+from marsunits.data.io import write_png_atomic
+from marsunits.inference import run
+from marsunits.inference.evaluation import Evaluation
+
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .test_predict import ckpt, make_cfg, read_manifest, save_rgb  # noqa: F401  (ckpt is a fixture)
+except ImportError:
+    from test_predict import ckpt, make_cfg, read_manifest, save_rgb  # type: ignore[no-redef]  # noqa: F401
+
+
+def _halves(h: int, w: int, col: int) -> np.ndarray:
+    """Class 0 left of column ``col``, class 1 from it on: a vertical contact at x = col."""
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, col:] = 1
+    return mask
+
+
+def _vertical(x: float, h: int) -> ContactLine:
+    return ContactLine(pixels=np.array([[x, 0.0], [x, float(h)]]))
+
+
+# ------------------------------------------------------------------------------- 2. contact scores
+def test_contact_scores_on_known_masks_and_lines(tmp_path: Path) -> None:
+    h, w = 40, 60
+    labels = tmp_path / "data" / "masks"
+    write_png_atomic(labels / "shift2.png", _halves(h, w, 30))
+    write_png_atomic(labels / "shift5.png", _halves(h, w, 30))
+    write_png_atomic(labels / "flat.png", np.full((h, w), 2, np.uint8))
+    write_contacts(tmp_path / "data" / "contacts" / "shift2.contact.geojson", [_vertical(30, h)], w, h)
+
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("shift2.png"), _halves(h, w, 32), [_vertical(32, h)])  # 2 px off: within 3 px
+    ev.add(PurePosixPath("shift5.png"), _halves(h, w, 35))  # 5 px off: no crack matches, no contact file
+    ev.add(PurePosixPath("flat.png"), np.full((h, w), 2, np.uint8))  # no contact on either side
+    m = json.loads(json.dumps(ev.to_dict(), allow_nan=False))  # what metrics.json holds
+
+    a, b, c = (m["per_image"][k] for k in ("shift2.png", "shift5.png", "flat.png"))
+    assert a["boundary_f1"] == pytest.approx(1.0) and a["contact_distance_px"] == pytest.approx(2.0)
+    assert a["line_boundary_f1"] == pytest.approx(1.0)
+    assert a["line_contact_distance_px"] == pytest.approx(2.0, abs=1e-6)
+    assert b["boundary_f1"] == pytest.approx(0.0) and b["contact_distance_px"] == pytest.approx(5.0)
+    assert "line_boundary_f1" not in b  # no true contact file
+    assert c["boundary_f1"] == 1.0 and not c["has_contact"]
+    o = m["overall"]
+    # The image without any contact is left out of the means (it would add a perfect 1).
+    assert o["n_contact_images"] == 2 and o["boundary_f1"] == pytest.approx(0.5)
+    assert o["contact_distance_px"] == pytest.approx(3.5)
+    assert o["n_line_images"] == 1 and o["line_boundary_f1"] == pytest.approx(1.0)
+    assert "contact in the prediction or the truth" in m["notes"]
+
+
+def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> None:
+    inp, labels = tmp_path / "in", tmp_path / "masks"
+    save_rgb(inp / "a.png", 40, 48, seed=1)
+    write_png_atomic(labels / "a.png", _halves(40, 48, 20))
+    write_contacts(labels / "a.contact.geojson", [_vertical(20, 40)], 48, 40)  # next to the label
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    entry = metrics["per_image"]["a.png"]
+    assert 0.0 <= entry["boundary_f1"] <= 1.0 and 0.0 <= entry["line_boundary_f1"] <= 1.0
+    assert entry["true_contact"].endswith("a.contact.geojson")
+    assert metrics["overall"]["n_contact_images"] == 1 and "notes" in metrics
+    # A re-run that skips the image scores it the same way (from the written mask and contacts).
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0
+    again = json.loads((out / "metrics.json").read_text())["per_image"]["a.png"]
+    assert again["boundary_f1"] == entry["boundary_f1"]
+    assert again["line_boundary_f1"] == entry["line_boundary_f1"]
+
+
+# ------------------------------------------------------------------------------------ 3. contact map
+def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Path) -> None:
+    import shutil
+
+    from marsunits.boundary.camera import find_camera
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    # Small scenes (the network's time dominates); p_contact=1 so every scene has a true contact.
+    names = generate_dataset(data, 3, seed=0, config=SceneConfig(width=128, height=96, p_contact=1.0))
+    assert len(list((data / "cameras").glob("*.json"))) == 3
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 0
+    assert (out / "contact_map.png").stat().st_size > 0
+    gj = json.loads((out / "contact_map.geojson").read_text())
+    assert sorted(c["image"] for c in gj["cameras"]) == sorted(f"{n}.png" for n in names)
+
+    # The tiny untrained network may find no contact: put the true contacts in place of the predicted
+    # ones; the re-run skips the images and maps the contacts it reads back from their files.
+    for n in names:
+        shutil.copyfile(data / "contacts" / f"{n}.contact.geojson", out / f"{n}.contact.geojson")
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true", "max_range_m=60")) == 0
+    gj = json.loads((out / "contact_map.geojson").read_text())
+    assert gj["type"] == "FeatureCollection" and gj["units"] == "m"
+    assert gj["features"], "the true contacts of synthetic scenes reach the ground"
+    centers = {c["image"]: np.asarray(c["center_m"]) for c in gj["cameras"]}
+    for feat in gj["features"]:
+        assert feat["geometry"]["type"] == "LineString"
+        xy = np.asarray(feat["geometry"]["coordinates"], float)
+        assert xy.ndim == 2 and xy.shape[1] == 2 and len(xy) >= 2 and np.isfinite(xy).all()
+        # Metres: within the range limit of the camera that saw it (pixel coordinates would be far larger).
+        camera = find_camera(data / "images" / feat["properties"]["image"])
+        assert camera is not None
+        distance = np.linalg.norm(xy - centers[feat["properties"]["image"]][:2], axis=1)
+        assert distance.max() <= 60 + 1e-6
+        assert feat["properties"]["length_m"] > 0
+
+
+def test_map_without_cameras_says_how_to_provide_one(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 30, 30)
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "map=true")) == 0
+    said = capsys.readouterr().out
+    assert "no image had a camera file" in said and "<stem>.camera.json" in said
+    assert not (out / "contact_map.geojson").exists()
+
+
+# ------------------------------------------------------------------------------------------ 4. W&B
+def test_logger_wandb_writes_an_offline_run(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 30, 30)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "logger=wandb")) == 0
+    assert (out / "manifest.csv").is_file()
+    runs = list(tmp_path.rglob("offline-run-*"))
+    assert runs, "no offline W&B run directory was written"
+    assert list(runs[0].glob("*.wandb"))
+
+
+def test_unknown_logger_is_refused_before_predicting(tmp_path: Path, ckpt: Path) -> None:
+    from marsunits.errors import ConfigError
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 30, 30)
+    with pytest.raises(ConfigError, match="W&B only"):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "logger=tensorboard"))
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,217 @@
+"""``predict.py`` against unsafe models and hostile file systems: packages and malicious checkpoints,
+symbolic-link escapes, full or read-only output disks, size limits."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pathlib
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from marsunits.data.io import read_mask
+from marsunits.errors import ConfigError, report_user_errors
+from marsunits.inference import run
+from marsunits.inference import runner as runner_module
+from marsunits.inference.inputs import output_escape
+
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .conftest import CONFIG_DIR
+    from .test_predict import ckpt, make_cfg, read_manifest, save_rgb  # noqa: F401  (ckpt is a fixture)
+except ImportError:
+    from conftest import CONFIG_DIR  # type: ignore[no-redef]
+    from test_predict import ckpt, make_cfg, read_manifest, save_rgb  # type: ignore[no-redef]  # noqa: F401
+
+
+def _tree(inp: Path, n: int = 3) -> None:
+    for i in range(n):
+        save_rgb(inp / f"img{i}.png", 40 + 3 * i, 50, seed=i)
+
+
+def _run_cli(cfg, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """What ``predict.py`` does with ``cfg``: the exit status and its stderr."""
+    try:
+        code = report_user_errors(lambda: run(cfg), prog="predict.py")
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ 1. model packages
+def test_package_predicts_the_same_masks_as_its_checkpoint(tmp_path: Path, ckpt: Path) -> None:
+    from marsunits.export import export_checkpoint
+
+    inp = tmp_path / "in"
+    _tree(inp, 2)
+    package = export_checkpoint(ckpt, tmp_path / "package")
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "from_ckpt")) == 0
+    assert run(make_cfg(tmp_path, package, inp, tmp_path / "from_pkg")) == 0
+    for i in range(2):
+        a = (tmp_path / "from_ckpt" / f"img{i}.mask.png").read_bytes()
+        b = (tmp_path / "from_pkg" / f"img{i}.mask.png").read_bytes()
+        assert a == b
+    summary = json.loads((tmp_path / "from_pkg" / "summary.json").read_text())
+    assert summary["checkpoint"] == str(package.resolve())
+
+
+class _Payload:
+    """Unpickling this creates a marker file: what a malicious checkpoint would do, harmlessly."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_malicious_checkpoint_is_refused_without_running_its_code(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = torch.load(ckpt, map_location="cpu", weights_only=True)
+    evil["payload"] = _Payload(marker)
+    evil_path = tmp_path / "evil.ckpt"
+    torch.save(evil, evil_path)
+    assert not marker.exists()
+    inp = tmp_path / "in"
+    _tree(inp, 1)
+    out = tmp_path / "out"
+    code, err = _run_cli(make_cfg(tmp_path, evil_path, inp, out), capsys)
+    assert code == 2
+    message = err.splitlines()[0]
+    assert "Refusing to load" in message and "export" in message
+    assert not marker.exists(), "the checkpoint's pickle was executed"
+    assert not out.exists()
+
+
+def test_trust_checkpoint_defaults_to_false() -> None:
+    assert OmegaConf.load(CONFIG_DIR / "predict.yaml").trust_checkpoint is False
+
+
+# ----------------------------------------------------------------------------- 5. outputs stay inside
+def test_symlinked_inputs_are_mirrored_by_their_walked_path(tmp_path: Path, ckpt: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "real.png", 40, 40, seed=1)
+    outside = tmp_path / "outside"
+    save_rgb(outside / "secret.png", 36, 44, seed=2)
+    save_rgb(outside / "folder" / "deep.png", 33, 35, seed=3)
+    (inp / "link.png").symlink_to(outside / "secret.png")
+    (inp / "dirlink").symlink_to(outside / "folder", target_is_directory=True)
+    before = sorted(p.relative_to(tmp_path) for p in outside.rglob("*"))
+
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert set(rows) == {"real.png", "link.png", "dirlink/deep.png"}
+    assert read_mask(out / "link.mask.png").shape == (36, 44)
+    assert read_mask(out / "dirlink" / "deep.mask.png").shape == (33, 35)
+    assert sorted(p.relative_to(tmp_path) for p in outside.rglob("*")) == before  # nothing written there
+    assert not list(inp.rglob("*.mask.png"))
+
+
+def test_output_escape_refuses_parent_parts_and_planted_links(tmp_path: Path) -> None:
+    out = (tmp_path / "out").resolve()
+    out.mkdir()
+    assert output_escape(out, PurePosixPath("a/b.png")) is None
+    assert "outside output_dir" in output_escape(out, PurePosixPath("../b.png"))
+    assert "outside output_dir" in output_escape(out, PurePosixPath("/etc/b.png"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+    message = output_escape(out, PurePosixPath("sub/deeper/x.png"))
+    assert message is not None and "symbolic link" in message
+
+
+def test_a_link_planted_in_output_dir_becomes_an_error_row(tmp_path: Path, ckpt: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "sub" / "x.png", 40, 40)
+    save_rgb(inp / "y.png", 40, 40)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
+    rows = read_manifest(out)
+    assert rows["sub/x.png"]["status"] == "error" and "symbolic link" in rows["sub/x.png"]["message"]
+    assert rows["y.png"]["status"] == "ok"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_input_dir_inside_output_dir_is_refused(tmp_path: Path, ckpt: Path) -> None:
+    out = tmp_path / "out"
+    inp = out / "in"
+    _tree(inp, 1)
+    with pytest.raises(ConfigError, match="inside output_dir"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    assert sorted(p.name for p in out.iterdir()) == ["in"]
+
+
+# ------------------------------------------------------------------------ 6. full disk, read-only disk
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_or_read_only_output_stops_with_exit_2_and_keeps_what_was_done(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 3)
+    real = runner_module.write_prediction
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(code, os.strerror(code))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "write_prediction", failing)
+    status, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out), capsys)
+    assert status == 2
+    first = err.splitlines()[0]
+    assert str(out) in first and "run the same command again" in first
+    assert len(calls) == 2  # stopped at the first failure, not once per remaining input
+    rows = read_manifest(out)
+    assert list(rows) == ["img0.png"] and rows["img0.png"]["status"] == "ok"
+    assert read_mask(out / "img0.mask.png").shape == (40, 50)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] and str(out) in summary["stopped_early"]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+    monkeypatch.setattr(runner_module, "write_prediction", real)  # disk freed: the re-run finishes
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["skipped", "ok", "ok"]
+    assert json.loads((out / "summary.json").read_text())["stopped_early"] is None
+
+
+# ------------------------------------------------------------------------------------------ 7. limits
+def test_default_limits_accept_navcam_frames_and_panoramas() -> None:
+    cfg = OmegaConf.load(CONFIG_DIR / "predict.yaml")
+    assert cfg.max_megapixels >= 20
+    assert cfg.max_megapixels * 1e6 >= 12_000 * 1_600
+    assert cfg.max_file_mb >= 100  # a 20 MP 16-bit uncompressed TIFF is ~120 MB with 3 channels
+
+
+def test_size_limits_become_error_rows_naming_file_size_and_option(tmp_path: Path, ckpt: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "small.png", 20, 20, seed=1)
+    save_rgb(inp / "big.png", 200, 300, seed=2)  # random pixels: ~180 kB, 0.06 MP
+    size_mb = (inp / "big.png").stat().st_size / 1e6
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"max_file_mb={size_mb / 2}")) == 1
+    row = read_manifest(out)["big.png"]
+    assert row["status"] == "error"
+    assert (
+        "big.png" in row["message"]
+        and "max_file_mb" in row["message"]
+        and f"{size_mb:.1f} MB" in row["message"]
+    )
+    assert read_manifest(out)["small.png"]["status"] == "ok"
+
+    out2 = tmp_path / "out2"
+    assert run(make_cfg(tmp_path, ckpt, inp, out2, "max_megapixels=0.01")) == 1
+    row = read_manifest(out2)["big.png"]
+    assert row["status"] == "error" and "300x200" in row["message"] and "max_megapixels" in row["message"]
+    assert read_manifest(out2)["small.png"]["status"] == "ok"
+    assert np.array_equal(read_mask(out / "small.mask.png"), read_mask(out2 / "small.mask.png"))

@@ -1,0 +1,129 @@
+"""A prediction killed at a random moment (SIGKILL: no cleanup handler runs) and run again ends with the
+same outputs, byte for byte, as an uninterrupted run, and no temporary file left behind."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from marsunits.atomic import atomic_write_bytes, remove_stale_temporaries
+
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .conftest import REPO_ROOT
+    from .test_predict import ckpt  # noqa: F401  (a fixture)
+except ImportError:
+    from conftest import REPO_ROOT  # type: ignore[no-redef]
+    from test_predict import ckpt  # type: ignore[no-redef]  # noqa: F401
+
+N_IMAGES = 8
+
+
+def _images(inp: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(N_IMAGES):
+        inp.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (480 + 8 * i, 720, 3), dtype=np.uint8)).save(inp / f"im{i}.png")
+
+
+def _command(ckpt: Path, inp: Path, out: Path, hydra_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(REPO_ROOT / "predict.py"),
+        f"ckpt_path={ckpt}",
+        f"input_dir={inp}",
+        f"output_dir={out}",
+        "num_workers=0",
+        "device=cpu",
+        "threads=1",
+        "precision=32",
+        f"hydra.run.dir={hydra_dir}",
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def _manifest(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh)}
+    for r in rows.values():
+        r.pop("seconds")
+        # A finished image is "ok" when predicted in this run, "skipped" when a previous run did it.
+        assert r["status"] in ("ok", "skipped"), r
+        r.pop("status")
+        r.pop("message")
+    return rows
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name.endswith((".mask.png", ".overlay.png", ".contact.geojson"))
+    }
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(proc.stdout)
+    stale = tmp_path / "a" / f".x.mask.png.{dead}.k3j4.tmp"
+    live = tmp_path / f".y.mask.png.{os.getpid()}.k3j4.tmp"
+    unrelated = tmp_path / "notes.tmp"
+    for p in (stale, live, unrelated):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    atomic_write_bytes(tmp_path / "done.bin", b"complete")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert live.exists() and unrelated.exists() and (tmp_path / "done.bin").read_bytes() == b"complete"
+
+
+@pytest.mark.slow
+def test_killed_prediction_resumes_to_identical_outputs(tmp_path: Path, ckpt: Path) -> None:
+    inp = tmp_path / "in"
+    _images(inp)
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    subprocess.run(_command(ckpt, inp, ref, tmp_path / "h0"), env=_env(), check=True, capture_output=True)
+
+    rng = random.Random(1234)
+    proc = subprocess.Popen(
+        _command(ckpt, inp, out, tmp_path / "h1"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.rglob("*.mask.png")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        assert proc.poll() is None, "the run finished before it could be killed: use more or larger images"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = len(list(out.rglob("*.mask.png")))
+    assert 1 <= done < N_IMAGES
+    # What a kill in the middle of a write leaves (atomic_write's temporary name, the dead writer's pid).
+    (out / f".im0.overlay.png.{proc.pid}.a1b2c3.tmp").write_bytes(b"half an image")
+
+    subprocess.run(_command(ckpt, inp, out, tmp_path / "h2"), env=_env(), check=True, capture_output=True)
+    assert _outputs(out) == _outputs(ref)
+    assert len(_outputs(out)) == 3 * N_IMAGES
+    assert _manifest(out) == _manifest(ref)
+    leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".tmp-" in p.name]
+    assert leftovers == []
