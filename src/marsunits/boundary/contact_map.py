@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.projection import add_ground
@@ -66,15 +67,6 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "site"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -169,7 +161,7 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
         fontsize=9,
     )
     ax.grid(True, lw=0.3, alpha=0.5)
-    _atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
 
 
 def build_contact_map(
@@ -219,7 +211,7 @@ def build_contact_map(
         stem = "contact_map" if len(groups) == 1 else f"contact_map_{_safe(site or 'unnamed')}"
         gj = out / f"{stem}.geojson"
         data = _geojson(site, entries)
-        _atomic_write(gj, lambda p, data=data: p.write_text(json.dumps(data)))
+        atomic_write_text(gj, json.dumps(data))
         png = out / f"{stem}.png"
         _plot(png, site, entries, max_range_m)
         written += [gj, png]
