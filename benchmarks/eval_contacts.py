@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", required=True, help="checkpoint or model package to evaluate")
     parser.add_argument("--n", type=int, default=64, help="number of synthetic scenes")
     parser.add_argument("--seed", type=int, default=777, help="scene seed (never used in training)")
-    parser.add_argument("--size", default="160x128", help="scene size WxH (the default model's training size)")
+    parser.add_argument("--size", default="160x128", help="scene size WxH (default: training size)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_contacts.json"))
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -53,9 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         scenes, out = Path(tmp) / "scenes", Path(tmp) / "pred"
         names = generate_dataset(scenes, args.n, args.seed, SceneConfig(width=width, height=height))
         cmd = [
-            sys.executable, str(REPO / "predict.py"), f"ckpt_path={args.ckpt}",
-            f"input_dir={scenes / 'images'}", f"output_dir={out}", f"labels_dir={scenes / 'masks'}",
-            "num_workers=0", "precision=32", f"hydra.run.dir={Path(tmp) / 'hydra'}",
+            sys.executable,
+            str(REPO / "predict.py"),
+            f"ckpt_path={args.ckpt}",
+            f"input_dir={scenes / 'images'}",
+            f"output_dir={out}",
+            f"labels_dir={scenes / 'masks'}",
+            "num_workers=0",
+            "precision=32",
+            f"hydra.run.dir={Path(tmp) / 'hydra'}",
         ]
         subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
         metrics = json.loads((out / "metrics.json").read_text())
