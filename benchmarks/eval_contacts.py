@@ -2,7 +2,8 @@
 
 Measures the three figures the contact issue asks for, side by side in one run:
 
-* extraction alone: mean distance (px) from the contact extracted from the *true* mask to the true contact;
+* extraction alone: mean symmetric distance (px) between the contact extracted from the *true* mask and the
+  true contact, and the one-sided mean distance from extracted vertices to the true contact;
 * predicted contacts: boundary F1 at 3 px and mean contact distance (px), from ``predict.py``'s metrics.json;
 * ground projection with the true camera: median distance (m) from predicted ground contact vertices within
   15 m of the camera to the true ground contact.
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
         metrics = json.loads((out / "metrics.json").read_text())
 
-        extraction, ground_err = [], []
+        extraction, extraction_to_truth, ground_err = [], [], []
         for name in names:
             true_lines, _ = read_contacts(scenes / "contacts" / f"{name}.contact.geojson")
             if not true_lines:
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                 d = line_scores(extracted, true_lines, tolerance_px=3.0)["mean_distance_px"]
                 if np.isfinite(d):
                     extraction.append(d)
+                # One-sided: how far extracted vertices lie from the true line. The symmetric distance also
+                # charges true contact under sand or rover hardware, where the mask shows no 0/1 edge.
+                truth_px = shapely.MultiLineString([t.pixels for t in true_lines])
+                extraction_to_truth.extend(
+                    truth_px.distance(shapely.Point(p)) for line in extracted for p in line.pixels
+                )
             pred_lines, _ = read_contacts(out / f"{name}.contact.geojson")
             true_ground = [shapely.LineString(t.ground_m) for t in true_lines if t.ground_m is not None]
             cam = json.loads((scenes / "cameras" / f"{name}.json").read_text())
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "checkpoint": args.ckpt,
         "extraction_mean_distance_px": float(np.mean(extraction)) if extraction else None,
+        "extraction_to_truth_mean_px": float(np.mean(extraction_to_truth)) if extraction_to_truth else None,
         "boundary_f1_3px": overall.get("boundary_f1"),
         "contact_distance_px": overall.get("contact_distance_px"),
         "line_boundary_f1_3px": overall.get("line_boundary_f1"),
