@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from marsunits.data.synthetic import SceneConfig, generate_scene, write_scene
+from marsunits.data.synthetic import SceneConfig, SyntheticScenes, generate_scene, write_scene
 
 TARGET_SCENES_PER_S = 30.0
 
@@ -50,6 +51,17 @@ def _run(config: SceneConfig, n: int, seed: int) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def _loader_rate(cfg: SceneConfig, n: int, workers: int) -> float:
+    """Scenes per second of :class:`SyntheticScenes` read through a DataLoader with ``workers`` processes
+    (each with one torch thread), after the first item: the rate training sees on the whole machine."""
+    loader = DataLoader(SyntheticScenes(n + 1, 7, cfg), batch_size=None, num_workers=workers)
+    it = iter(loader)
+    next(it)
+    t0 = time.perf_counter()
+    count = sum(1 for _ in it)
+    return count / (time.perf_counter() - t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=60, help="scenes per run")
@@ -58,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="color,grey", help="comma-separated modes")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (grid_sample); default 1")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="DataLoader workers (whole machine)",
+    )
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
     # One intra-op thread by default: the generator scales with DataLoader workers, not threads.
@@ -82,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_ms_per_scene": 1000.0 * cpu / args.n,
             }
         )
+    machine_rate = _loader_rate(SceneConfig(width=w, height=h), args.n * 2, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = SceneConfig(width=w, height=h)
         scenes = [generate_scene(1, i, cfg) for i in range(10)]
@@ -107,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             f"x{r['scenes_per_s'] / TARGET_SCENES_PER_S:.2f}, "
             f"x{r['cpu_scenes_per_s'] / TARGET_SCENES_PER_S:.2f}"
         )
+    print(
+        f"whole machine: {machine_rate:.1f} scenes/s via a DataLoader with {args.workers} worker processes "
+        f"(SyntheticScenes, as in training; x{machine_rate / TARGET_SCENES_PER_S:.2f} of the target)"
+    )
     print(f"write_scene (PNG x2 + GeoJSON + JSON): {write_ms:.1f} ms/scene")
     if args.json:
         with open(args.json, "w") as fh:
@@ -119,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                     "height": h,
                     "results": rows,
                     "write_ms_per_scene": write_ms,
+                    "machine_scenes_per_s": machine_rate,
+                    "machine_workers": args.workers,
                     "target_scenes_per_s": TARGET_SCENES_PER_S,
                     "machine": {
                         "nproc": nproc,
