@@ -301,9 +301,9 @@ class SegmentationTask(L.LightningModule):
     def _prefixes(self, stage: str, dataloader_idx: int) -> list[str]:
         """Metric prefixes a batch contributes to: always ``stage``; with several evaluation loaders (one per
         data source) also ``stage/<source>`` so each dataset's numbers can be read apart."""
-        names = list(
-            getattr(getattr(self, "trainer", None) and self.trainer.datamodule, "val_names", []) or []
-        )
+        trainer = self._trainer  # None outside a Trainer (self.trainer would raise)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        names = list(getattr(datamodule, "val_names", None) or [])
         if len(names) > 1 and dataloader_idx < len(names):
             return [stage, f"{stage}/{names[dataloader_idx]}"]
         return [stage]

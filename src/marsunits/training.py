@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     ]
 
 
-def _scalar_metrics(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
+def _scalar_metrics(metrics: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
     """Float copies of the metrics whose names start with one of ``prefixes`` (NaN kept as null later)."""
     out: dict[str, float] = {}
     for name, value in metrics.items():
@@ -113,17 +114,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
         best = _best_ckpt(trainer)
-        if not trainer.fast_dev_run:
+        if not getattr(trainer, "fast_dev_run", False):
             # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
             validated = trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-            for result in validated:
-                metrics.update(_scalar_metrics(result, ("val/",)))
+            for stage_metrics in validated:
+                metrics.update(_scalar_metrics(stage_metrics, ("val/",)))
         else:
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
         if cfg.get("test", True):
             tested = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-            for result in tested:
-                metrics.update(_scalar_metrics(result, ("test/",)))
+            for stage_metrics in tested:
+                metrics.update(_scalar_metrics(stage_metrics, ("test/",)))
         status = "success"
     finally:
         finish_loggers(loggers, status)

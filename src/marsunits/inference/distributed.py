@@ -89,7 +89,7 @@ def launch(opts: PredictOptions) -> RunResult:
         strategy="ddp" if external else "ddp_spawn",
         precision="32-true",  # precision is the predictor's business (runtime.resolve_precision)
     )
-    return fabric.launch(_rank_main, opts)
+    return fabric.launch(_rank_main, opts)  # type: ignore[arg-type]  # launch forwards *args to the function
 
 
 def _rank_main(fabric: Fabric, opts: PredictOptions) -> RunResult:

@@ -58,7 +58,7 @@ class WandbRunInfo(pl.Callback):
         if logger is None or not trainer.is_global_zero:
             return
         self.run_id = str(logger.experiment.id)
-        pl_module.wandb_run_id = self.run_id
+        pl_module.wandb_run_id = self.run_id  # type: ignore[assignment]  # SegmentationTask attribute
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

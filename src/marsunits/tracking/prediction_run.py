@@ -100,7 +100,7 @@ def log_prediction_run(
         tags=spec.get("tags"),
         name=spec.get("name"),
         dir=str(save_dir),
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]  # resolve_wandb_mode returns one of wandb's literals
         job_type="predict",
         config={"config": config, "training_run_id": training_run, "output_dir": str(out.resolve())},
     )

@@ -44,9 +44,14 @@ _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
 
 
+def _rank() -> int:
+    """Global rank of this process (Lightning sets ``rank_zero_only.rank`` from the launcher)."""
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
 def announce(line: str) -> None:
     """Print one status line for the user (rank zero only, so DDP does not repeat it)."""
-    if rank_zero_only.rank == 0:
+    if _rank() == 0:
         print(f"[marsunits] {line}", flush=True)
 
 
@@ -218,7 +223,7 @@ def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> Wa
     if reason:
         announce(f"W&B offline: {reason}; the run is saved locally and `wandb sync` uploads it later.")
     logger = _build_wandb_logger(spec, mode, run_id)
-    if rank_zero_only.rank != 0:
+    if _rank() != 0:
         return logger
     try:
         _ = logger.experiment
@@ -269,8 +274,8 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
                 loggers.append(instantiate(node, _convert_="all"))
     if loggers:
         context = run_context(cfg)
-        for logger in loggers:
-            logger.log_hyperparams(context)
+        for each in loggers:
+            each.log_hyperparams(context)
     return loggers
 
 
@@ -281,7 +286,7 @@ def sync_command(sync_dir: str | Path) -> str:
 
 def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     """Finish the W&B run (marking it failed unless ``status == "success"``); return the line to print."""
-    if rank_zero_only.rank != 0 or getattr(logger, "_experiment", None) is None:
+    if _rank() != 0 or getattr(logger, "_experiment", None) is None:
         return None
     run = logger.experiment
     run_id, sync_dir = run.id, getattr(run.settings, "sync_dir", None)

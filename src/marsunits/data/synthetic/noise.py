@@ -164,8 +164,9 @@ class OctaveNoise:
         grid = torch.from_numpy(g)[:, :, None, :]
         tex = self.textures[torch.from_numpy(ks)]
         # Coordinates always fall inside the padded texture, so no border clamping is needed.
-        vals = F.grid_sample(tex, grid, mode=mode, padding_mode="zeros", align_corners=True)[:, :, :, 0]
-        vals = vals.numpy()
+        vals = F.grid_sample(tex, grid, mode=mode, padding_mode="zeros", align_corners=True)[
+            :, :, :, 0
+        ].numpy()
         if idx is None:
             out[ks] = vals
         else:

@@ -235,19 +235,19 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
         else float(img.mean())
     )
     img *= float(np.clip(rng.uniform(0.36, 0.5) / max(ref, 1e-3), 0.6, 1.6))
-    img = img.reshape(3, H, W).transpose(1, 2, 0)  # (H, W, 3) view for the hardware and the sensor
+    img_hwc = img.reshape(3, H, W).transpose(1, 2, 0)  # (H, W, 3) view for the hardware and the sensor
 
     # ---- labels
-    mask = np.full(H * W, OTHER, np.uint8)
-    mask[gi] = unit.astype(np.uint8)
-    mask[gi[~useful | (sand > 0.5)]] = IGNORE_INDEX
-    mask = mask.reshape(H, W)
+    flat_mask = np.full(H * W, OTHER, np.uint8)
+    flat_mask[gi] = unit.astype(np.uint8)
+    flat_mask[gi[~useful | (sand > 0.5)]] = IGNORE_INDEX
+    mask = flat_mask.reshape(H, W)
     hidden = None
     if rng.random() < cfg.p_rover:
         hidden, rgb = rover_hardware(rng, H, W)
-        img[hidden] = rgb[hidden] * rng.uniform(0.9, 1.2)
+        img_hwc[hidden] = rgb[hidden] * rng.uniform(0.9, 1.2)
         mask[hidden] = OTHER
 
     contacts = curve.image_lines(cam, cfg.max_range_m, hidden) if curve is not None else []
-    image = sensor(rng, img, grey, d, cfg.jpeg_quality_range)
+    image = sensor(rng, img_hwc, grey, d, cfg.jpeg_quality_range)
     return Scene(scene_name(seed, index), image, mask, cam, contacts)

@@ -241,7 +241,7 @@ def surface(
     near = _where_or_all(fp < 2.0 * look.rocks.r_max_m)
     if near is not None:
         fpn = fp[near]
-        v = None if view is None else tuple(a[near] for a in view)
+        v = None if view is None else (view[0][near], view[1][near], view[2][near])
         rk = look.rocks.sample(x[near], y[near], sun_xy, shadow_len, v)
         # Rocks much smaller than a pixel average into the ground: fade them out instead of aliasing.
         vis = np.clip(rk["radius"] / fpn - 0.5, 0.0, 1.0)
