@@ -67,7 +67,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (unknown counts as alive: keep its files)."""
     if pid == os.getpid():
         return True
     try:
@@ -94,7 +95,7 @@ def remove_stale_temporaries(root: str | os.PathLike[str]) -> list[Path]:
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for name in filenames:
             match = _TEMP_NAME.match(name)
-            if match is None or _process_alive(int(match.group(1))):
+            if match is None or process_alive(int(match.group(1))):
                 continue
             path = Path(dirpath) / name
             try:

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from marsunits.atomic import process_alive
+
 __all__ = ["AtomicCheckpointIO", "remove_stale_temporaries", "temporary_path"]
 
 log = logging.getLogger(__name__)
@@ -42,18 +44,6 @@ def temporary_path(path: Path, pid: int | None = None) -> Path:
     return path.with_name(f"{path.name}{_TMP_INFIX}{os.getpid() if pid is None else pid}")
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to someone else, or cannot tell: keep the file
-    return True
-
-
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete ``<name>.tmp-<pid>`` files in ``folder`` whose process no longer runs; return what was removed.
 
@@ -66,7 +56,7 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     removed = []
     for candidate in sorted(folder.glob(f"*{_TMP_INFIX}*")):
         suffix = candidate.name.rpartition(_TMP_INFIX)[2]
-        if not suffix.isdigit() or not candidate.is_file() or _pid_alive(int(suffix)):
+        if not suffix.isdigit() or not candidate.is_file() or process_alive(int(suffix)):
             continue
         with contextlib.suppress(FileNotFoundError):  # another process may be cleaning up as well
             candidate.unlink()
