@@ -142,3 +142,33 @@ def test_overfit_a_few_synthetic_scenes(tmp_path: Path) -> None:
             pred = task(item["image"][None]).argmax(1)
             iou.update(pred, item["mask"][None])
     assert float(iou.compute()) > 0.95
+
+
+def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
+    """experiment=marsscapes_ai4mars on fake data in both layouts: pooled val/* plus val/<source>/* each."""
+    from marsunits.data.fake import write_fake_ai4mars, write_fake_marsscapes
+
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
+    write_fake_ai4mars(tmp_path / "data" / "ai4mars_msl256", size=64)
+    cfg = compose_config(
+        "train",
+        tmp_path / "run",
+        [
+            "experiment=marsscapes_ai4mars",
+            "model=tiny",
+            "logger=none",
+            f"data.root={tmp_path / 'data'}",
+            "data.num_workers=0",
+            "data.batch_size=4",
+            "data.val_batch_size=4",
+            "data.crop_size=64",
+            "data.samples_per_epoch=8",
+            "trainer.max_epochs=1",
+            "trainer.check_val_every_n_epoch=1",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
+    metrics = run(cfg)
+    for prefix in ("val", "val/marsscapes", "val/ai4mars", "test/marsscapes", "test/ai4mars"):
+        assert 0.0 <= metrics[f"{prefix}/miou"] <= 1.0, prefix
+    assert "val/marsscapes/loss" in metrics and "val/ai4mars/loss" in metrics

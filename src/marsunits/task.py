@@ -312,8 +312,11 @@ class SegmentationTask(L.LightningModule):
         logits = self(batch["image"])
         target = batch["mask"]
         loss = self.criterion(logits, target)
+        prefixes = self._prefixes(stage, dataloader_idx)
+        # Lightning allows a key from one dataloader only, so with several sources the loss is logged per
+        # source (`val/<source>/loss`); the other metrics are pooled by hand in _log_prefix.
         self.log(
-            f"{stage}/loss",
+            f"{prefixes[-1]}/loss",
             loss,
             on_epoch=True,
             prog_bar=True,
@@ -323,7 +326,7 @@ class SegmentationTask(L.LightningModule):
         )
         preds = logits.argmax(dim=1)
         scores = self._boundary_scores(preds, target)
-        for prefix in self._prefixes(stage, dataloader_idx):
+        for prefix in prefixes:
             for metric in self._stage_metrics(prefix).values():
                 metric.update(preds, target)
             self._boundary.setdefault(prefix, []).extend(scores)
