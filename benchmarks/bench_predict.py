@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import cpu_model  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "platform": platform.platform(),
-            "processor": _cpu_model(),
+            "processor": cpu_model(),
             "cpus": os.cpu_count(),
             "threads": threads,
             "device": str(device),
@@ -447,17 +448,6 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _print(r: dict[str, Any]) -> None:

@@ -24,23 +24,12 @@ import time
 
 import numpy as np
 import torch
+from _machine import cpu_model
 from torch.utils.data import DataLoader
 
 from marsunits.data.synthetic import SceneConfig, SyntheticScenes, generate_scene, write_scene
 
 TARGET_SCENES_PER_S = 30.0
-
-
-def _cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _run(config: SceneConfig, n: int, seed: int) -> tuple[float, float]:
@@ -113,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(
         f"synthetic scenes {w}x{h}, best of {args.repeats} x {args.n}, {torch.get_num_threads()} torch "
-        f"thread(s), {nproc} CPUs ({_cpu_model()}), load {load:.1f}"
+        f"thread(s), {nproc} CPUs ({cpu_model()}), load {load:.1f}"
     )
     print(
         f"{'mode':>6} | {'scenes/s':>9} | {'cpu scenes/s':>12} | {'ms/scene':>8} | {'cpu ms/scene':>12} | "
@@ -147,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     "target_scenes_per_s": TARGET_SCENES_PER_S,
                     "machine": {
                         "nproc": nproc,
-                        "cpu_model": _cpu_model(),
+                        "cpu_model": cpu_model(),
                         "arch": platform.machine(),
                         "torch_threads": torch.get_num_threads(),
                         "load_avg_1min": load,

@@ -34,14 +34,6 @@ SHRINK_SYNTHETIC = [
 ]
 
 
-def _synthetic_available() -> bool:
-    try:
-        from marsunits.data.synthetic import SceneConfig, SyntheticScenes  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _fake_root(sources: list[str], tmp_path: Path) -> Path:
     """A fake dataset root in tmp_path for the config's sources (same sub-folder names as the config)."""
     writers = {
@@ -94,8 +86,6 @@ def test_every_data_config_instantiates_and_batches(name: str, tmp_path: Path) -
         data.name == name and data.in_channels in (1, 3) and data.crop_size % 32 == 0 and "class_map" in data
     )
     assert cfg.model.in_channels == data.in_channels and cfg.model.tile_size == data.crop_size
-    if list(data.sources) == ["synthetic"] and not _synthetic_available():
-        pytest.skip("marsunits.data.synthetic.SyntheticScenes is not available yet")
     dm = instantiate(data)
     assert isinstance(dm, MarsDataModule)
     dm.setup("fit")
@@ -171,9 +161,6 @@ def test_workers_draw_different_crops(tmp_path: Path) -> None:
     assert len({tuple(x.flatten()[:64].tolist()) for x in images}) == len(images)
 
 
-@pytest.mark.skipif(
-    not _synthetic_available(), reason="marsunits.data.synthetic.SyntheticScenes not available yet"
-)
 def test_synthetic_eval_sets_are_fixed_and_not_training_seeds(tmp_path: Path) -> None:
     first = instantiate(_compose("synthetic", tmp_path).data)
     second = instantiate(_compose("synthetic", tmp_path).data)
