@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from marsunits.inference import tiling
-from marsunits.inference.tiling import make_grid, sliding_window, window_starts
+from marsunits.inference.tiling import make_grid, side_layout, sliding_window
 
 
 def plus_one(x: torch.Tensor) -> torch.Tensor:
@@ -31,17 +31,37 @@ def test_identity_model_is_reproduced_exactly(h: int, w: int, tile: int, overlap
         np.testing.assert_allclose(out[k], expected, rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
-def test_windows_cover_image_and_stay_inside(overlap: float) -> None:
-    for length in (64, 65, 100, 131, 500):
-        starts = window_starts(length, 64, overlap)
-        assert starts[0] == 0 and starts[-1] == length - 64
+@pytest.mark.parametrize("overlap", [0.0, 0.125, 0.25, 0.5])
+@pytest.mark.parametrize("tile", [64, 512])
+def test_windows_cover_image_stay_inside_and_keep_the_overlap(tile: int, overlap: float) -> None:
+    for length in (tile, tile + 1, tile + 37, 2 * tile - 1, 3 * tile, 1536, 5164, 12000):
+        if length < tile:
+            continue
+        window, starts = side_layout(length, tile, overlap)
+        assert window % 32 == 0 and window <= tile
+        assert starts[0] == 0 and starts[-1] == length - window
         covered = np.zeros(length, bool)
         for s in starts:
-            covered[s : s + 64] = True
+            covered[s : s + window] = True
         assert covered.all()
         steps = np.diff(starts)
-        assert (steps > 0).all() and (steps <= max(1, int(64 * (1 - overlap)))).all()
+        assert (steps > 0).all()
+        # Neighbours share at least the requested overlap (one pixel of rounding allowed).
+        assert (window - steps >= round(overlap * tile) - 1).all(), (length, window, starts)
+        # Never more windows than the fixed-step layout would need.
+        step = max(1, tile - round(overlap * tile))
+        assert len(starts) <= max(1, int(np.ceil((length - round(overlap * tile)) / step)))
+
+
+def test_window_work_stays_close_to_one_plus_overlap() -> None:
+    """A side just longer than a multiple of the step no longer costs a whole extra window."""
+    for length in (1536, 2048, 2739, 3873, 5164, 12000):
+        window, starts = side_layout(length, 512, 0.125)
+        n = len(starts)
+        # Only the overlaps and the rounding of the window up to the stride are repeated work.
+        assert window * n <= length + (n - 1) * 64 + 32 * n, (length, window, starts)
+    # 1536 px: four windows of 448 px (1792 px of work) where fixed 512 px windows took 2048 px.
+    assert side_layout(1536, 512, 0.125) == (448, (0, 363, 725, 1088))
 
 
 def test_grid_pads_short_sides_to_stride_and_never_tiles_them() -> None:

@@ -13,8 +13,10 @@ because MONAI is not a dependency, and because two choices differ from it:
   image only, never on the number of windows or of images.
 * **Padding only where needed.** A side shorter than the window is reflect-padded to the next multiple
   of the network stride (32) and covered by one window; a side at least as long as the window is
-  covered by windows that lie entirely inside the image (the last one is aligned to the far edge), so a
-  wide panorama is never copied or padded.
+  covered by windows that lie entirely inside the image, so a wide panorama is never copied or padded.
+* **Windows sized to the image.** ``tile`` is the largest window; each side gets the fewest windows that
+  keep the requested overlap, each only as wide as needed and evenly spread (:func:`side_layout`), so
+  the repeated work at overlaps stays near ``(1 + overlap)`` per side whatever the image size.
 
 What is blended is whatever ``fn`` returns; :class:`~marsunits.inference.predictor.Predictor` passes
 softmax probabilities, so the result is a weighted mean of per-window class distributions (itself a
@@ -81,35 +83,54 @@ def round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def window_starts(length: int, window: int, overlap: float) -> tuple[int, ...]:
-    """Start offsets of windows covering ``[0, length)`` when ``length >= window``.
+def side_layout(
+    length: int, tile: int, overlap: float, stride: int = NETWORK_STRIDE
+) -> tuple[int, tuple[int, ...]]:
+    """Window side and start offsets covering ``[0, length)`` when ``length >= tile``.
 
-    Windows advance by ``max(1, int(window * (1 - overlap)))``; the last one is moved back so that it
-    ends exactly at ``length`` (so every window lies inside the image).
+    The fewest windows of at most ``tile`` pixels whose neighbours share at least ``overlap * tile``
+    pixels are used, and they are made only as wide as needed (rounded up to ``stride``) and spread
+    evenly. A fixed ``tile`` with the last window pushed back to the far edge (MONAI's layout) would
+    repeat up to a whole window of work on a side just longer than a multiple of the step: 1536 px with
+    512 px windows and 64 px of overlap takes four 512 px windows (2048 px of work) there, three of
+    576 px (1728 px) here.
 
     Args:
-        length: Side length in pixels, ``>= window``.
-        window: Window side in pixels.
-        overlap: Fraction of the window shared by neighbours, in ``[0, 1)``.
+        length: Side length in pixels, ``>= tile``.
+        tile: Largest window side in pixels, a multiple of ``stride``.
+        overlap: Smallest fraction of ``tile`` shared by neighbouring windows, in ``[0, 1)``.
+        stride: Window sides are multiples of it.
 
     Returns:
-        Sorted, distinct start offsets; the first is 0 and the last is ``length - window``.
+        ``(window, starts)``: ``window`` a multiple of ``stride`` with ``window <= tile``; ``starts`` sorted
+        and distinct, the first 0 and the last ``length - window``, neighbours at most
+        ``window - overlap * tile`` apart (so they share at least ``overlap * tile`` pixels, give or take one
+        from rounding), every window inside ``[0, length)``.
     """
-    if length < window:
-        raise ValueError(f"window_starts needs length >= window, got length={length}, window={window}")
-    step = max(1, int(window * (1.0 - overlap)))
-    count = int(math.ceil((length - window) / step)) + 1
-    return tuple(sorted({min(i * step, length - window) for i in range(count)}))
+    if length < tile:
+        raise ValueError(f"side_layout needs length >= tile, got length={length}, tile={tile}")
+    shared = int(round(overlap * tile))
+    step = max(1, tile - shared)
+    count = max(1, int(math.ceil((length - shared) / step)))
+    # count * tile >= length + (count - 1) * shared, so the window below never exceeds tile.
+    window = min(tile, round_up(int(math.ceil((length + (count - 1) * shared) / count)), stride))
+    if count == 1:
+        return window, (0,)
+    starts = np.round(np.linspace(0, length - window, count)).astype(int)
+    return window, tuple(sorted({int(s) for s in starts}))
 
 
 def make_grid(height: int, width: int, tile: int, overlap: float, stride: int = NETWORK_STRIDE) -> TileGrid:
     """Plan the windows for an image of ``height`` x ``width`` pixels.
 
+    A side shorter than ``tile`` is padded to the stride and covered by one window; a longer one is laid
+    out by :func:`side_layout` (windows inside the image, at most ``tile`` wide).
+
     Args:
         height: Image height in pixels (>= 1).
         width: Image width in pixels (>= 1).
-        tile: Window side in pixels; must be a positive multiple of ``stride``.
-        overlap: Fraction of a window shared with its neighbour, in ``[0, 1)``.
+        tile: Largest window side in pixels; must be a positive multiple of ``stride``.
+        overlap: Smallest fraction of ``tile`` shared by neighbouring windows, in ``[0, 1)``.
         stride: Network output stride; padded sizes and windows are multiples of it.
 
     Raises:
@@ -130,7 +151,8 @@ def make_grid(height: int, width: int, tile: int, overlap: float, stride: int = 
         if length < tile:
             padded = round_up(length, stride)
             return padded, padded, (0,)
-        return length, tile, window_starts(length, tile, overlap)
+        window, starts = side_layout(length, tile, overlap, stride)
+        return length, window, starts
 
     ph, wh, rows = side(height)
     pw, ww, cols = side(width)
