@@ -303,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         pano = (12000, 1600)
 
     task = default_task()
-    tile = int(task.metadata["tile_size"])
+    # The engine's window defaults are predict.py's (configs/predict.yaml); tile null = the checkpoint's.
+    predict_cfg = OmegaConf.load(REPO / "configs" / "predict.yaml")
+    train_tile = int(task.metadata["tile_size"])
+    tile = int(predict_cfg.tile) if predict_cfg.tile is not None else train_tile
+    overlap = float(predict_cfg.overlap)
     stride = int(task.metadata["size_divisor"])
     fpm = flops_per_megapixel(task, tile)
     f32_wall, f32_cpu = matmul_flops(torch.float32)
@@ -338,22 +342,28 @@ def main(argv: list[str] | None = None) -> int:
         methods: list[tuple[str, Callable[[], float], str]] = []
         naive_task = default_task()  # its own copy, in the default (NCHW) memory format
         methods.append(("naive", lambda: run_naive(naive_task, files, stride), "whole image, fp32, NCHW"))
+        # (name, runtime, precision, window side, overlap)
         engines = [
-            (f"engine default (torch, {default_precision})", "torch", default_precision, 0.25),
-            ("engine torch fp32", "torch", "32", 0.25),
-            ("engine onnx fp32", "onnx", "32", 0.25),
-            ("engine default, overlap 0.125", "torch", default_precision, 0.125),
-            # The same 64 px of overlap as the default, on windows twice as wide: less repeated work.
-            ("engine default, tile x2, overlap 0.125", "torch", default_precision, 0.125),
+            (f"engine default (torch, {default_precision})", "torch", default_precision, tile, overlap),
+            ("engine torch fp32", "torch", "32", tile, overlap),
+            ("engine onnx fp32", "onnx", "32", tile, overlap),
+            # The windows of the training crop size with 25 % overlap (the default until 2026-11-25).
+            (
+                f"engine default, tile {train_tile}, overlap 0.25",
+                "torch",
+                default_precision,
+                train_tile,
+                0.25,
+            ),
+            (f"engine fp32, tile {train_tile}, overlap 0.25", "torch", "32", train_tile, 0.25),
         ]
         choices = {}
-        for name, runtime, precision, overlap in engines:
+        for name, runtime, precision, side, share in engines:
             if device.type != "cpu" and runtime == "onnx":
                 continue
             predictor, choice = make_engine(default_task(), ckpt, tmp / "onnx", runtime, precision, device)
-            predictor.overlap = overlap
-            if "tile x2" in name:
-                predictor.tile = 2 * tile
+            predictor.tile = side
+            predictor.overlap = share
             choices[name] = choice.to_dict()
             run_engine(predictor, files[:1], 0)  # warm-up (allocator, oneDNN primitive cache)
             methods.append((name, lambda p=predictor: run_engine(p, files, args.num_workers), choice.reason))
@@ -421,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         "fp32_fraction_of_fp32_matmul_limit": fpm * fp32["mp_per_s"] / f32_wall,
         "fp32_fraction_of_fp32_matmul_limit_cpu_time": fpm * fp32["mp_per_cpu_s"] * threads / f32_cpu,
         "default_engine_fraction_of_fp32_matmul_limit": fpm * engine["mp_per_s"] / f32_wall,
-        "window_overhead_factor": (tile / int(tile * 0.75)) ** 2,
+        "tile": tile,
+        "overlap": overlap,
+        "window_overhead_factor": (tile / int(tile * (1.0 - overlap))) ** 2,
         "rows": rows,
         "runtime_choices": choices,
         "scaling": scaling,

@@ -70,10 +70,19 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_cfg(tmp_path: Path, ckpt: Path, inp: Path, out: Path, *extra: str):
+    # tile=null: windows of the small test checkpoint's tile size, so that the test images are tiled.
     return compose_config(
         "predict",
         tmp_path / "hydra",
-        [f"ckpt_path={ckpt}", f"input_dir={inp}", f"output_dir={out}", "num_workers=0", "device=cpu", *extra],
+        [
+            f"ckpt_path={ckpt}",
+            f"input_dir={inp}",
+            f"output_dir={out}",
+            "num_workers=0",
+            "device=cpu",
+            "tile=null",
+            *extra,
+        ],
     )
 
 

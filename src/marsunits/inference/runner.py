@@ -102,8 +102,8 @@ class PredictOptions:
     input_dir: str
     output_dir: str
     patterns: Sequence[str] = ("jpg", "jpeg", "png", "tif", "tiff")
-    tile: int | None = None
-    overlap: float = 0.25
+    tile: int | None = 512
+    overlap: float = 0.125
     batch_size: int = 4
     num_workers: int = 2
     device: str = "auto"
@@ -124,6 +124,7 @@ class PredictOptions:
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    fold_batchnorm: bool = True
     onnx_cache_dir: str | None = None
     onnx_tolerance: float = 1e-3
     devices: int = 1
@@ -353,6 +354,7 @@ class _Session:
             precision=self.precision,
             channels_last=bool(opts.channels_last),
             compile=bool(opts.compile),
+            fold_bn=bool(opts.fold_batchnorm),
             threads=self.threads,
             # The ONNX cache is named by the weights file's hash: a package's safetensors, or the .ckpt.
             ckpt_path=(

@@ -8,8 +8,8 @@ float32. :func:`marsunits.inference.tiling.sliding_window` calls it window batch
 * :class:`TorchForward`: the checkpoint's :class:`~marsunits.task.SegmentationTask` under
   ``torch.inference_mode``, in ``channels_last`` memory format (on CPU, oneDNN's NHWC kernels run this
   depthwise-convolution network several times faster than the default NCHW layout; on GPU it is what
-  tensor cores want), optionally under bfloat16 autocast (CUDA, or CPUs with AMX/AVX-512 BF16) and
-  ``torch.compile``.
+  tensor cores want), with batch norm folded into the convolutions (:mod:`marsunits.inference.fusion`),
+  optionally under bfloat16 autocast (CUDA, or CPUs with AMX/AVX-512 BF16) and ``torch.compile``.
 * :class:`OnnxForward`: the same network exported with ``torch.onnx.export`` (dynamic batch, height and
   width; opset :data:`ONNX_OPSET`) and run by ONNX Runtime's CPU provider. The ``.onnx`` file is cached
   under a name made of the checkpoint's SHA-256, so a checkpoint is exported once.
@@ -31,6 +31,7 @@ arithmetic does not depend on the image content.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import logging
@@ -148,6 +149,9 @@ class TorchForward:
         precision: ``"32"`` or ``"bf16"`` (autocast; on CPU only worthwhile with AMX / AVX-512 BF16).
         compile: Wrap the model in ``torch.compile`` (dynamic shapes). The first batches of each new
             window shape are slow while it compiles; worth it for long runs on GPU.
+        fold_bn: Run a copy of the model whose network (its ``model`` attribute, the smp network of a
+            :class:`~marsunits.task.SegmentationTask`) has batch norm folded into the convolutions
+            (:mod:`marsunits.inference.fusion`; same outputs, faster on CPU).
     """
 
     name = "torch"
@@ -160,10 +164,17 @@ class TorchForward:
         channels_last: bool = True,
         precision: str = "32",
         compile: bool = False,
+        fold_bn: bool = False,
     ) -> None:
         self.device = device
         self.channels_last = channels_last
         self.precision = precision
+        network = getattr(model, "model", None)
+        if fold_bn and isinstance(network, nn.Module):
+            from marsunits.inference.fusion import fold_batchnorm
+
+            model = copy.deepcopy(model)
+            model.model = fold_batchnorm(network)
         module: nn.Module = Probabilities(model).to(device).eval()
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
@@ -329,6 +340,7 @@ def build_forward(
     cache_dir: Path,
     probe_shape: tuple[int, int, int, int],
     tolerance: float = ONNX_TOLERANCE,
+    fold_bn: bool = True,
 ) -> tuple[ForwardFn, RuntimeChoice]:
     """Build the forward function the ``runtime`` option asks for (rules in the module docstring).
 
@@ -344,13 +356,16 @@ def build_forward(
         cache_dir: Where exports are cached.
         probe_shape: ``(B, C, h, w)`` of the probe batch (a batch of windows).
         tolerance: Largest accepted max |delta probability| between ONNX Runtime and PyTorch.
+        fold_bn: Fold batch norm into the convolutions for PyTorch (ONNX Runtime does its own folding).
 
     Raises:
         ConfigError: An unknown ``runtime``.
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
-    torch_fn = TorchForward(model, device, channels_last=channels_last, precision=precision, compile=compile)
+    torch_fn = TorchForward(
+        model, device, channels_last=channels_last, precision=precision, compile=compile, fold_bn=fold_bn
+    )
     if runtime == "torch":
         return torch_fn, RuntimeChoice("torch", runtime, "runtime=torch")
     if device.type != "cpu":

@@ -1,0 +1,81 @@
+"""Batch norm folded into convolutions for prediction: same outputs, no batch norm left, training intact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from marsunits.inference.fusion import count_batchnorm, fold_batchnorm
+from marsunits.inference.runtime import TorchForward
+from marsunits.task import SegmentationTask
+
+
+def _task(arch: str, encoder: str, depth: int, decoder: list[int] | None) -> SegmentationTask:
+    torch.manual_seed(0)
+    task = SegmentationTask(
+        arch=arch, encoder=encoder, encoder_weights=None, encoder_depth=depth, decoder_channels=decoder
+    )
+    # Non-trivial running statistics, as after training (fresh ones are 0 / 1 and would hide mistakes).
+    for m in task.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            if m.affine:
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
+    return task.eval()
+
+
+@pytest.mark.parametrize(
+    ("arch", "encoder", "depth", "decoder"),
+    [
+        ("unet", "efficientnet_lite0", 5, [32, 16, 16, 8, 8]),  # the default encoder (timm BatchNormAct2d)
+        ("unet", "mobilenetv3_small_050", 3, [32, 16, 8]),
+        ("fpn", "mobilenetv3_small_050", 5, None),
+        ("deeplabv3plus", "mobilenetv3_small_050", 5, None),
+    ],
+)
+def test_folded_network_computes_the_same_logits_without_batchnorm(
+    arch: str, encoder: str, depth: int, decoder: list[int] | None
+) -> None:
+    task = _task(arch, encoder, depth, decoder)
+    before = count_batchnorm(task.model)
+    assert before > 0
+    folded = fold_batchnorm(task.model)
+    assert count_batchnorm(folded) == 0
+    assert count_batchnorm(task.model) == before  # the original is not modified
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        reference = task.model(x)
+        got = folded(x)
+    torch.testing.assert_close(got, reference, atol=1e-4 * float(reference.abs().max()), rtol=1e-4)
+
+
+def test_prediction_forward_with_folding_matches_and_leaves_training_model_alone() -> None:
+    task = _task("unet", "efficientnet_lite0", 5, [32, 16, 16, 8, 8])
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    plain = TorchForward(task, torch.device("cpu"), fold_bn=False)(x)
+    folded = TorchForward(task, torch.device("cpu"), fold_bn=True)(x)
+    torch.testing.assert_close(folded, plain, atol=1e-5, rtol=0)
+    assert torch.allclose(folded.sum(1), torch.ones(2, 64, 64), atol=1e-5)
+    assert count_batchnorm(task.model) > 0  # the task itself still trains with batch norm
+
+
+def test_untraceable_network_is_returned_unfolded_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    class DataDependent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.bn(self.conv(x))
+            return y if float(y.mean()) > -1e9 else -y  # control flow on a value: fx cannot trace it
+
+    net = DataDependent().eval()
+    with caplog.at_level("WARNING"):
+        out = fold_batchnorm(net)
+    assert "could not fold 1 batch norm" in caplog.text
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(out(x), net(x))
