@@ -191,6 +191,19 @@ def _single(batch: list[LoadedImage]) -> LoadedImage:
     return batch[0]
 
 
+def resolve_num_workers(num_workers: int | None, device: torch.device) -> int:
+    """DataLoader workers for decoding: ``num_workers`` if given, else 0 on CPU and 2 on an accelerator.
+
+    On CPU the network costs far more than decoding (about 5 % of the time for JPEG/PNG here), and worker
+    processes compete with the compute threads for the same cores: measured on the 2-core development
+    machine, the engine ran 3.2 MP/s decoding in the main process and 2.3 MP/s with 2 workers. On a GPU the
+    CPU is otherwise idle and decoding ahead keeps the device busy.
+    """
+    if num_workers is not None:
+        return int(num_workers)
+    return 0 if device.type == "cpu" else 2
+
+
 def make_loader(dataset: ImageFileDataset, num_workers: int) -> DataLoader[Any]:
     """A DataLoader yielding one :class:`LoadedImage` at a time, in order.
 

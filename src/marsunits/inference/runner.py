@@ -65,7 +65,14 @@ from marsunits.errors import ConfigError, DataError, MarsUnitsError
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
-from marsunits.inference.predictor import ImageFileDataset, LoadedImage, Predictor, make_loader, select_device
+from marsunits.inference.predictor import (
+    ImageFileDataset,
+    LoadedImage,
+    Predictor,
+    make_loader,
+    resolve_num_workers,
+    select_device,
+)
 from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
@@ -105,7 +112,7 @@ class PredictOptions:
     tile: int | None = 512
     overlap: float = 0.125
     batch_size: int = 4
-    num_workers: int = 2
+    num_workers: int | None = None
     device: str = "auto"
     overwrite: bool = False
     save_probabilities: bool = False
@@ -473,7 +480,7 @@ class _Session:
     def predict_all(self, todo: list[InputFile]) -> None:
         loader = make_loader(
             ImageFileDataset([f.path for f in todo], self.opts.max_megapixels, self.opts.max_file_mb),
-            self.opts.num_workers,
+            resolve_num_workers(self.opts.num_workers, self.device),
         )
         console = Console(stderr=True)
         progress = Progress(
