@@ -514,3 +514,13 @@ def test_contact_extraction_on_crops_equals_whole_image_marching_squares() -> No
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_decoding_workers_default_to_main_process_on_cpu_and_two_on_gpu(tmp_path: Path) -> None:
+    from marsunits.inference.predictor import resolve_num_workers
+
+    cfg = compose_config("predict", tmp_path, ["ckpt_path=x", "input_dir=i", "output_dir=o"])
+    assert cfg.num_workers is None and cfg.tile == 512 and cfg.fold_batchnorm is True
+    assert resolve_num_workers(None, torch.device("cpu")) == 0
+    assert resolve_num_workers(None, torch.device("cuda", 0)) == 2
+    assert resolve_num_workers(3, torch.device("cpu")) == 3
