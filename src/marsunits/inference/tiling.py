@@ -92,8 +92,8 @@ def side_layout(
     pixels are used, and they are made only as wide as needed (rounded up to ``stride``) and spread
     evenly. A fixed ``tile`` with the last window pushed back to the far edge (MONAI's layout) would
     repeat up to a whole window of work on a side just longer than a multiple of the step: 1536 px with
-    512 px windows and 64 px of overlap takes four 512 px windows (2048 px of work) there, three of
-    576 px (1728 px) here.
+    512 px windows and 64 px of overlap takes four 512 px windows (2048 px of work) there, four of
+    448 px (1792 px) here.
 
     Args:
         length: Side length in pixels, ``>= tile``.
@@ -203,7 +203,6 @@ def sliding_window(
     device: torch.device | str = "cpu",
     out_channels: int = 3,
     stride: int = NETWORK_STRIDE,
-    autocast: bool = False,
 ) -> np.ndarray:
     """Run ``fn`` over overlapping windows of ``image`` and blend the outputs with a Gaussian weight.
 
@@ -211,15 +210,16 @@ def sliding_window(
         fn: Maps a float batch ``(B, C, h, w)`` on ``device`` to ``(B, out_channels, h, w)``; ``h`` and
             ``w`` are multiples of ``stride``.
         image: Float32 CPU tensor ``(C, H, W)``, any ``H, W >= 1``.
-        tile: Window side in pixels, a multiple of ``stride``. Sides shorter than ``tile`` are padded
-            to a multiple of ``stride`` instead of being tiled.
-        overlap: Fraction of a window shared with its neighbour, in ``[0, 1)``.
+        tile: Largest window side in pixels, a multiple of ``stride`` (see :func:`make_grid`). Sides
+            shorter than ``tile`` are padded to a multiple of ``stride`` instead of being tiled.
+        overlap: Smallest fraction of ``tile`` shared by neighbouring windows, in ``[0, 1)``.
         batch_size: Windows per call of ``fn``.
         device: Where ``fn`` runs. Windows are copied there (from pinned memory on CUDA); the
             accumulation stays on the CPU.
         out_channels: Channels ``fn`` returns.
         stride: Network stride.
-        autocast: Run ``fn`` under bfloat16 autocast (used on CUDA).
+
+    Precision, memory format and runtime are ``fn``'s business (:mod:`marsunits.inference.runtime`).
 
     Returns:
         Float32 array ``(out_channels, H, W)``: the weighted mean of the window outputs at each pixel,
@@ -250,8 +250,7 @@ def sliding_window(
         if use_pinned:
             batch = batch.pin_memory()
         batch = batch.to(device, non_blocking=use_pinned)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = fn(batch)
+        out = fn(batch)
         if out.shape != (len(chunk), out_channels, wh, ww):
             raise RuntimeError(
                 f"the model returned shape {tuple(out.shape)} for windows of shape {tuple(batch.shape)}; "
