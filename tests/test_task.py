@@ -143,6 +143,30 @@ def test_a_few_steps_on_one_batch_lower_the_loss() -> None:
     assert losses[-1] < 0.9 * losses[0]
 
 
+@pytest.mark.parametrize("scheduler", ["none", "onecycle"])
+def test_encoder_learning_rate_multiplier_splits_parameter_groups(scheduler: str) -> None:
+    task = SegmentationTask(**TINY, lr=1e-2, encoder_lr_mult=0.1, scheduler=scheduler)
+    if scheduler == "none":
+        optimizer = task.configure_optimizers()
+    else:
+        trainer = _trainer(max_steps=1)
+        trainer.fit(task, _loader(size=32))
+        optimizer = trainer.optimizers[0]
+    groups = optimizer.param_groups
+    encoder = {id(p) for p in task.model.encoder.parameters()}
+    assert len(groups) == 2
+    assert {id(p) for p in groups[0]["params"]} == encoder
+    assert not encoder & {id(p) for p in groups[1]["params"]}
+    # Every trainable parameter is in exactly one group.
+    assert sum(len(g["params"]) for g in groups) == len([p for p in task.parameters() if p.requires_grad])
+    if scheduler == "none":
+        assert groups[0]["lr"] == pytest.approx(1e-3) and groups[1]["lr"] == pytest.approx(1e-2)
+    else:  # one-cycle keeps the 1:10 ratio of the peaks
+        assert groups[0]["max_lr"] == pytest.approx(1e-3) and groups[1]["max_lr"] == pytest.approx(1e-2)
+    with pytest.raises(ValueError, match="encoder_lr_mult must be > 0"):
+        SegmentationTask(**TINY, encoder_lr_mult=0.0).configure_optimizers()
+
+
 def test_fit_logs_metrics_and_keeps_confusion(trained) -> None:
     task, _, metrics = trained
     for stage in ("val", "test"):

@@ -158,6 +158,8 @@ class SegmentationTask(L.LightningModule):
         channels_last: run the network in ``torch.channels_last`` memory format (faster on recent GPUs).
         encoder_depth: encoder stages; inputs must be multiples of ``2**encoder_depth``.
         decoder_channels: Unet decoder widths (one per stage) or ``None`` for smp's default.
+        encoder_lr_mult: the encoder's learning rate is ``lr * encoder_lr_mult`` (decoder and head: ``lr``);
+            below 1 keeps pretrained features closer to ImageNet's, which transfer better to unseen scenery.
     """
 
     # Buffers registered in __init__, declared for type checkers.
@@ -189,6 +191,7 @@ class SegmentationTask(L.LightningModule):
         channels_last: bool = False,
         encoder_depth: int = 5,
         decoder_channels: Sequence[int] | None = None,
+        encoder_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
         # Plain Python types before save_hyperparameters() reads these locals (see _plain).
@@ -397,7 +400,18 @@ class SegmentationTask(L.LightningModule):
     # ------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:
         hp = self._hp
-        params = [p for p in self.parameters() if p.requires_grad]
+        mult = float(hp.get("encoder_lr_mult", 1.0))
+        if mult <= 0:
+            raise ValueError(f"encoder_lr_mult must be > 0, got {mult}; use 1.0 for one learning rate.")
+        encoder: nn.Module = self.model.encoder  # type: ignore[assignment]  # smp models hold one
+        encoder_ids = {id(p) for p in encoder.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        params: list[dict[str, Any]] = [
+            {"params": [p for p in trainable if id(p) in encoder_ids], "lr": hp.lr * mult},
+            {"params": [p for p in trainable if id(p) not in encoder_ids], "lr": hp.lr},
+        ]
+        params = [g for g in params if g["params"]]
+        max_lrs = [g["lr"] for g in params]
         optimizer: torch.optim.Optimizer
         if hp.optimizer == "adamw":
             optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
@@ -423,7 +437,7 @@ class SegmentationTask(L.LightningModule):
         if hp.scheduler == "onecycle":
             pct = warmup / total if warmup > 0 else 0.3
             scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct
+                optimizer, max_lr=max_lrs, total_steps=total, pct_start=pct
             )
         else:
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup)
