@@ -1,0 +1,52 @@
+"""Exponential moving average (EMA) of the weights, validated, checkpointed and tested consistently.
+
+Lightning's :class:`~lightning.pytorch.callbacks.EMAWeightAveraging` keeps the average during ``fit``,
+swaps it in for validation and writes it as the checkpoint's ``state_dict`` (the raw weights go under
+``current_model_state`` so a resumed run continues both). After ``fit``, however, it still holds the
+averaged model: ``trainer.validate``/``trainer.test`` with ``ckpt_path=best`` then reload the *raw* weights
+from ``current_model_state``, and test (which it does not swap) would score weights that were never
+validated nor exported. :class:`EMAWeights` drops the average when ``fit`` ends, so later stages load the
+checkpoint's ``state_dict`` -- the averaged weights that were validated, and that ``predict.py`` and the
+model package read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EMAWeightAveraging
+
+__all__ = ["EMAWeights"]
+
+
+class EMAWeights(EMAWeightAveraging):
+    """EMA of the weights (and batch-norm buffers) for validation, checkpoints and every later stage.
+
+    Args:
+        decay: Weight of the running average per update, in (0, 1); the average spans about
+            ``1 / (1 - decay)`` optimiser steps (0.99: ~100 steps).
+        update_starting_at_step: First optimiser step that updates the average (``None``: from the start).
+        **kwargs: Passed to :class:`~lightning.pytorch.callbacks.EMAWeightAveraging`.
+    """
+
+    def __init__(
+        self, decay: float = 0.99, update_starting_at_step: int | None = None, **kwargs: Any
+    ) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}; 0.99 averages about 100 steps.")
+        super().__init__(decay=decay, update_starting_at_step=update_starting_at_step, **kwargs)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """After ``fit`` (whose end copied the average into the module), forget the average."""
+        if stage == "fit":
+            self._average_model = None
+        super().teardown(trainer, pl_module, stage)
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Outside ``fit`` the checkpoint's ``state_dict`` (the average) is what is wanted: nothing to add."""
+        if self._average_model is None:
+            return
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
