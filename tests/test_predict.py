@@ -340,6 +340,8 @@ def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -
         run(make_cfg(tmp_path, ckpt, inp, out, "tile=60"))
     with pytest.raises(ConfigError, match="unknown contact option"):
         run(make_cfg(tmp_path, ckpt, inp, out, "+contact.no_such_option=1"))
+    with pytest.raises(ConfigError, match="min_unit_area_px must be a whole number"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=-5"))
     assert not out.exists() and not (inp / "predictions").exists()
 
 
@@ -387,6 +389,41 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     cm = np.array(metrics["overall"]["confusion_matrix"])
     assert cm.sum() == lab.size - 5 * 56 + b.size
     assert metrics["overall"]["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+
+
+def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_path: Path, ckpt: Path) -> None:
+    from scipy import ndimage
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 96, 128, seed=4)  # noise: the tiny model's map is full of specks
+    plain, merged = tmp_path / "plain", tmp_path / "merged"
+    assert run(make_cfg(tmp_path, ckpt, inp, plain)) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, merged, "min_unit_area_px=30")) == 0
+    before = np.asarray(Image.open(plain / "a.mask.png"))
+    after = np.asarray(Image.open(merged / "a.mask.png"))
+    eight = np.ones((3, 3), bool)
+
+    def small_enclosed(mask: np.ndarray) -> int:
+        count = 0
+        for unit in (0, 1):
+            patches, n = ndimage.label(mask == unit, structure=eight)
+            for k in range(1, n + 1):
+                patch = patches == k
+                if patch.sum() >= 30:
+                    continue
+                ring = mask[ndimage.binary_dilation(patch, eight) & ~patch]
+                count += int((ring == 1 - unit).sum() > (ring == 2).sum())
+        return count
+
+    assert small_enclosed(before) > 0, "the test image should produce small patches"
+    assert small_enclosed(after) == 0
+    # Only unit pixels change, and only between the two units; 'other' is untouched.
+    changed = before != after
+    assert changed.any() and set(np.unique(before[changed])) <= {0, 1}
+    assert ((before == 2) == (after == 2)).all()
+    n_before = len(json.loads((plain / "a.contact.geojson").read_text())["features"])
+    n_after = len(json.loads((merged / "a.contact.geojson").read_text())["features"])
+    assert n_after <= n_before
 
 
 def test_confusion_and_scores_on_known_masks() -> None:

@@ -58,6 +58,7 @@ from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import ContactLine, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
+from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.io import ImageReadError, read_mask, to_channels
@@ -126,6 +127,7 @@ class PredictOptions:
     logger: Mapping[str, Any] | None = None
     max_range_m: float = 30.0
     contact: Mapping[str, Any] = field(default_factory=dict)
+    min_unit_area_px: int = 0
     threads: int | None = None
     runtime: str = "torch"
     precision: str = "auto"
@@ -319,6 +321,15 @@ class _Session:
         if opts.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
         self.contact_config = _contact_config(opts.contact)
+        if (
+            isinstance(opts.min_unit_area_px, bool)
+            or not isinstance(opts.min_unit_area_px, int)
+            or (opts.min_unit_area_px < 0)
+        ):
+            raise ConfigError(
+                f"min_unit_area_px must be a whole number of pixels >= 0 (0 turns the minimum mapping unit "
+                f"off), got {opts.min_unit_area_px!r}"
+            )
         self.device = select_device(opts.device)
         self.precision = resolve_precision(opts.precision, self.device)
         self.threads = configure_threads(opts.threads, shard.local_world_size)
@@ -441,6 +452,8 @@ class _Session:
         image = item.image
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
+        if self.opts.min_unit_area_px:
+            merge_small_units(probs, int(self.opts.min_unit_area_px))
         mask = argmax_uint8(probs)
         lines = extract_contacts(probs, self.contact_config)
         camera = find_camera(f.path)
