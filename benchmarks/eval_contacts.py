@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from omegaconf import OmegaConf
 
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.boundary.extract import contacts_from_mask
@@ -46,9 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=64, help="number of synthetic scenes")
     parser.add_argument("--seed", type=int, default=777, help="scene seed (never used in training)")
     parser.add_argument("--size", default="160x128", help="scene size WxH (default: training size)")
+    parser.add_argument(
+        "--min-unit-area",
+        type=int,
+        default=None,
+        help="predict's min_unit_area_px (minimum mapping unit, px); default: configs/predict.yaml's value",
+    )
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_contacts.json"))
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
+    if args.min_unit_area is None:
+        args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
 
     with tempfile.TemporaryDirectory() as tmp:
         scenes, out = Path(tmp) / "scenes", Path(tmp) / "pred"
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             f"labels_dir={scenes / 'masks'}",
             "num_workers=0",
             "precision=32",
+            f"min_unit_area_px={args.min_unit_area}",
             f"hydra.run.dir={Path(tmp) / 'hydra'}",
         ]
         subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
@@ -100,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "size": args.size,
         "checkpoint": args.ckpt,
+        "min_unit_area_px": args.min_unit_area,
         "extraction_mean_distance_px": float(np.mean(extraction)) if extraction else None,
         "extraction_to_truth_mean_px": float(np.mean(extraction_to_truth)) if extraction_to_truth else None,
         "boundary_f1_3px": overall.get("boundary_f1"),

@@ -43,7 +43,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -74,7 +74,7 @@ from marsunits.inference.predictor import (
     resolve_num_workers,
     select_device,
 )
-from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
+from marsunits.inference.runtime import FlipAveraged, build_forward, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
@@ -128,6 +128,7 @@ class PredictOptions:
     max_range_m: float = 30.0
     contact: Mapping[str, Any] = field(default_factory=dict)
     min_unit_area_px: int = 0
+    tta: bool = False
     threads: int | None = None
     runtime: str = "torch"
     precision: str = "auto"
@@ -384,6 +385,8 @@ class _Session:
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
         )
+        if opts.tta:
+            forward = FlipAveraged(forward)
         self.predictor = Predictor(
             forward,
             in_channels=self.in_channels,
@@ -569,6 +572,9 @@ class _Session:
             "runtime": self.runtime.to_dict(),
             "tile": self.tile,
             "overlap": self.opts.overlap,
+            "tta": bool(self.opts.tta),
+            "min_unit_area_px": int(self.opts.min_unit_area_px),
+            "contact": asdict(self.contact_config),
             "stopped_early": self.stopped_early,
         }
 
