@@ -19,7 +19,7 @@ from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDatase
 from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
 from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
-from marsunits.data.splits import group_ids, split_by_group
+from marsunits.data.splits import group_ids, kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
 from marsunits.data.transforms import build_train_transform
 
@@ -297,6 +297,28 @@ def test_split_by_sol_has_no_overlap_and_is_deterministic() -> None:
         assert not {sols[i] // block for i in train} & {sols[i] // block for i in val}
         again = split_by_group(sols, 0.2, seed=5, sol_block=block)
         assert np.array_equal(again[0], train) and np.array_equal(again[1], val)
+
+
+def test_kfold_validates_every_image_exactly_once_without_sol_leakage() -> None:
+    rng = np.random.default_rng(1)
+    sols = [*rng.integers(0, 400, size=200).tolist(), None, None]
+    seen = np.zeros(len(sols), int)
+    for fold in range(5):
+        train, val = kfold_split_by_group(sols, 5, fold, sol_block=10)
+        assert sorted([*train, *val]) == list(range(len(sols)))
+        blocks = lambda idx: {sols[i] // 10 for i in idx if sols[i] is not None}  # noqa: E731
+        assert not blocks(train) & blocks(val)
+        assert 0.1 * len(sols) < len(val) < 0.3 * len(sols)  # folds of similar size
+        seen[val] += 1
+        again = kfold_split_by_group(sols, 5, fold, sol_block=10)
+        assert np.array_equal(again[1], val)
+    assert (seen == 1).all()
+    with pytest.raises(ValueError, match="fold must be in 0..4"):
+        kfold_split_by_group(sols, 5, 5)
+    with pytest.raises(ValueError, match="n_folds must be >= 2"):
+        kfold_split_by_group(sols, 1, 0)
+    with pytest.raises(ValueError, match="Cannot make 3 folds from 2 sol group"):
+        kfold_split_by_group([1, 1, 25], 3, 0, sol_block=10)
 
 
 def test_split_errors_and_unknown_sols() -> None:

@@ -36,7 +36,7 @@ from marsunits.data.class_map import ClassMap
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
-from marsunits.data.splits import split_by_group
+from marsunits.data.splits import kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
 from marsunits.data.transforms import build_train_transform
 
@@ -101,6 +101,9 @@ class MarsDataModule(L.LightningDataModule):
         seed: split seed, tile-order seed and synthetic base seed.
         val_fraction: fraction of sol groups held out for validation (real data).
         sol_block: consecutive sols grouped together for the split (real data).
+        n_folds: ``None``: one held-out split (``val_fraction``, ``seed``); an integer: sol-grouped
+            ``n_folds``-fold cross-validation, validating on fold ``fold`` (real data).
+        fold: the validation fold when ``n_folds`` is set.
         samples_per_epoch: random training crops per epoch, over all real sources.
         cache: keep decoded images in memory; a bool or ``{source: bool}``.
         min_labelled_fraction: training crops with fewer non-ignore pixels are re-drawn.
@@ -137,6 +140,8 @@ class MarsDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         seed: int = 0,
         val_fraction: float = 0.2,
+        n_folds: int | None = None,
+        fold: int = 0,
         sol_block: int = 1,
         samples_per_epoch: int = 512,
         cache: bool | Mapping[str, bool] = True,
@@ -176,6 +181,8 @@ class MarsDataModule(L.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.seed = int(seed)
         self.val_fraction = float(val_fraction)
+        self.n_folds = None if n_folds is None else int(n_folds)
+        self.fold = int(fold)
         self.sol_block = int(sol_block)
         self.samples_per_epoch = int(samples_per_epoch)
         self.cache = cache
@@ -275,9 +282,11 @@ class MarsDataModule(L.LightningDataModule):
         per_source = max(1, self.samples_per_epoch // len(self.sources))
         for source in self.sources:
             records = REAL_SOURCES[source](self._source_root(source), self.name)
-            train_idx, val_idx = split_by_group(
-                [r.group for r in records], self.val_fraction, self.seed, self.sol_block
-            )
+            groups = [r.group for r in records]
+            if self.n_folds is None:
+                train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block)
+            else:
+                train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block)
             train_recs = [records[i] for i in train_idx]
             val_recs = [records[i] for i in val_idx]
             self.splits[source] = (train_recs, val_recs)

@@ -1,9 +1,14 @@
-"""Deterministic train/validation splits grouped by sol (scikit-learn ``GroupShuffleSplit``).
+"""Deterministic train/validation splits grouped by sol (scikit-learn ``GroupShuffleSplit``, ``GroupKFold``).
 
 Neighbouring sols show the same scenery (the rover moves a few hundred metres a sol at most), so a random
 per-image split would put near-duplicates on both sides and overstate validation scores. Images are grouped
 into blocks of ``sol_block`` consecutive sols (``sol // sol_block``) and whole blocks go to one side.
 Images without a sol (``None``) are each their own group.
+
+One held-out split (:func:`split_by_group`) is what a training run validates on. Because a single split of a
+small data set is noisy (which sols land on the validation side matters more than most recipe changes),
+:func:`kfold_split_by_group` gives the ``k`` splits of a sol-grouped cross-validation: every sol block is
+validated on exactly once over the ``k`` folds, so the mean over folds scores the recipe on all the data.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
-__all__ = ["group_ids", "split_by_group"]
+__all__ = ["group_ids", "kfold_split_by_group", "split_by_group"]
 
 
 def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
@@ -61,4 +66,43 @@ def split_by_group(
         )
     splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(groups)), groups=groups))
+    return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)
+
+
+def kfold_split_by_group(
+    sols: Sequence[int | None], n_folds: int, fold: int, sol_block: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``fold`` of a sol-grouped ``n_folds``-fold cross-validation (``GroupKFold``).
+
+    Sol blocks are dealt to folds so that folds hold similar numbers of images; the assignment depends only
+    on the sols, so every run sees the same folds, and over ``fold = 0 .. n_folds - 1`` each image is on the
+    validation side exactly once.
+
+    Args:
+        sols: the sol of every image (``None``: unknown, the image is its own group).
+        n_folds: number of folds, ``>= 2`` and at most the number of sol groups.
+        fold: which fold is the validation side, ``0 <= fold < n_folds``.
+        sol_block: consecutive sols per group.
+
+    Returns:
+        ``(train_idx, val_idx)``, sorted int64 arrays, disjoint, together covering ``range(len(sols))``.
+
+    Raises:
+        ValueError: ``n_folds < 2``, ``fold`` out of range, or fewer sol groups than folds.
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2 for cross-validation, got {n_folds}. Set data.n_folds.")
+    if not 0 <= fold < n_folds:
+        raise ValueError(
+            f"fold must be in 0..{n_folds - 1} for n_folds={n_folds}, got {fold}. Set data.fold."
+        )
+    groups = group_ids(sols, sol_block)
+    n_groups = len(np.unique(groups))
+    if n_groups < n_folds:
+        raise ValueError(
+            f"Cannot make {n_folds} folds from {n_groups} sol group(s) (sol_block={sol_block}); lower "
+            "data.n_folds or data.sol_block."
+        )
+    splits = list(GroupKFold(n_splits=n_folds).split(np.zeros(len(groups)), groups=groups))
+    train_idx, val_idx = splits[fold]
     return np.sort(train_idx).astype(np.int64), np.sort(val_idx).astype(np.int64)
