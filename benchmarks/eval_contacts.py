@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="predict's min_unit_area_px (minimum mapping unit, px); default: configs/predict.yaml's value",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra predict.py override, repeatable (e.g. --set tta=true)",
+    )
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_contacts.json"))
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             "num_workers=0",
             "precision=32",
             f"min_unit_area_px={args.min_unit_area}",
+            *args.set,
             f"hydra.run.dir={Path(tmp) / 'hydra'}",
         ]
         subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "checkpoint": args.ckpt,
         "min_unit_area_px": args.min_unit_area,
+        "predict_overrides": args.set,
         "extraction_mean_distance_px": float(np.mean(extraction)) if extraction else None,
         "extraction_to_truth_mean_px": float(np.mean(extraction_to_truth)) if extraction_to_truth else None,
         "boundary_f1_3px": overall.get("boundary_f1"),

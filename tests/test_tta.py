@@ -40,10 +40,10 @@ def test_predict_with_tta_writes_mirrored_masks_for_a_mirrored_image(tmp_path: P
     save_rgb(inp / "a.png", 64, 96, seed=5)
     Image.fromarray(np.asarray(Image.open(inp / "a.png"))[:, ::-1].copy()).save(inp / "b.png")
     out = tmp_path / "out"
-    assert run(make_cfg(tmp_path, ckpt, inp, out, "tta=true", "precision=32")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "tta=true", "precision=32", "min_unit_area_px=7")) == 0
     a = np.asarray(Image.open(out / "a.mask.png"))
     b = np.asarray(Image.open(out / "b.mask.png"))
     # Equal up to exact ties (windows are placed symmetrically, so the blend weights mirror too).
     assert (a[:, ::-1] == b).mean() > 0.999
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["tta"] is True and summary["min_unit_area_px"] == 0
+    assert summary["tta"] is True and summary["min_unit_area_px"] == 7
