@@ -52,8 +52,13 @@ def merge_small_units(probs: np.ndarray, min_area_px: int) -> int:
         raise ValueError(f"min_area_px must be >= 0 (0 disables the minimum mapping unit), got {min_area_px}")
     if min_area_px <= 1:
         return 0
-    labels = np.argmax(probs, axis=0).astype(np.uint8)
-    labels[~np.isfinite(probs).all(axis=0)] = 255
+    # Class ids as uint8, a band of rows at a time (argmax alone would allocate int64 for the whole image).
+    H = probs.shape[1]
+    labels = np.empty(probs.shape[1:], dtype=np.uint8)
+    for r0 in range(0, H, 256):
+        band = probs[:, r0 : r0 + 256]
+        labels[r0 : r0 + 256] = band.argmax(0)
+        labels[r0 : r0 + 256][~np.isfinite(band).all(axis=0)] = 255
     merged = 0
     for unit in (0, 1):
         patches, n = ndimage.label(labels == unit, structure=_EIGHT)

@@ -127,7 +127,7 @@ class PredictOptions:
     logger: Mapping[str, Any] | None = None
     max_range_m: float = 30.0
     contact: Mapping[str, Any] = field(default_factory=dict)
-    min_unit_area_px: int = 0
+    min_unit_area_px: int = 200
     tta: bool = False
     threads: int | None = None
     runtime: str = "torch"
