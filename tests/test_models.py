@@ -194,3 +194,33 @@ def test_offline_weights_classify_a_cat_photo() -> None:
     cats = list(range(281, 286))  # ImageNet-1k: tabby, tiger cat, Persian, Siamese, Egyptian cat
     assert int(probs.argmax()) in cats
     assert float(probs[cats].sum()) > 0.5
+
+
+def test_contact_band_marks_pixels_near_both_units_only() -> None:
+    target = torch.full((1, 8, 12), 2, dtype=torch.long)
+    target[0, 4:, :6] = 0
+    target[0, 4:, 6:] = 1  # contact at x = 6 below row 4; unit/other edges at row 4 are not contacts
+    band = SegmentationLoss(3, "ce", contact_radius_px=2).near_contact(target)[0]
+    cols = torch.nonzero(band.any(0)).flatten().tolist()
+    assert cols == [4, 5, 6, 7]  # within 2 px of both units: columns 4-7
+    assert not band[:2].any()  # rows more than 2 px above any unit pixel
+
+
+def test_contact_weight_is_a_weighted_mean_with_the_band_counted_more() -> None:
+    logits, target = _logits_and_target(2)
+    target[:, :, 5:] = torch.where(target[:, :, 5:] == IGNORE_INDEX, target[:, :, 5:], 1)
+    target[:, :, :5] = torch.where(target[:, :, :5] == IGNORE_INDEX, target[:, :, :5], 0)
+    loss_fn = SegmentationLoss(3, "ce", contact_weight=3.0, contact_radius_px=1)
+    near = loss_fn.near_contact(target)
+    per_pixel = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none")
+    valid = target != IGNORE_INDEX
+    w = (1.0 + 3.0 * near.float()) * valid
+    torch.testing.assert_close(loss_fn(logits, target), (per_pixel * w).sum() / w.sum())
+    assert near.any() and (valid & ~near).any()
+    # Zero weight is plain cross-entropy.
+    torch.testing.assert_close(
+        SegmentationLoss(3, "ce", contact_weight=0.0)(logits, target),
+        F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX),
+    )
+    with pytest.raises(ValueError, match="contact_weight must be >= 0"):
+        SegmentationLoss(3, "ce", contact_weight=-1.0)

@@ -161,6 +161,9 @@ class SegmentationTask(L.LightningModule):
         encoder_lr_mult: the encoder's learning rate is ``lr * encoder_lr_mult`` (decoder and head: ``lr``);
             below 1 keeps pretrained features closer to ImageNet's (a common remedy when labelled data
             are few; measured on MarsScapes in the README).
+        contact_weight: extra cross-entropy weight of pixels within ``contact_radius_px`` of a contact
+            between the units (see :class:`~marsunits.models.losses.SegmentationLoss`); 0 = none.
+        contact_radius_px: half-width in pixels of that band.
     """
 
     # Buffers registered in __init__, declared for type checkers.
@@ -193,6 +196,8 @@ class SegmentationTask(L.LightningModule):
         encoder_depth: int = 5,
         decoder_channels: Sequence[int] | None = None,
         encoder_lr_mult: float = 1.0,
+        contact_weight: float = 0.0,
+        contact_radius_px: int = 3,
     ) -> None:
         super().__init__()
         # Plain Python types before save_hyperparameters() reads these locals (see _plain).
@@ -224,7 +229,15 @@ class SegmentationTask(L.LightningModule):
         # Not persistent: they are hyper-parameters (and metadata), rebuilt from those on load.
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-        self.criterion = SegmentationLoss(num_classes, loss, dice_weight, class_weights, IGNORE_INDEX)
+        self.criterion = SegmentationLoss(
+            num_classes,
+            loss,
+            dice_weight,
+            class_weights,
+            IGNORE_INDEX,
+            contact_weight=contact_weight,
+            contact_radius_px=contact_radius_px,
+        )
         self.metrics = nn.ModuleDict({stage: self._make_metrics(num_classes) for stage in STAGES})
         self.last_confusion: dict[str, np.ndarray] = {}
         # Per-image boundary scores of the running epoch, per metric prefix (see _eval_step).
