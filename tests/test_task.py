@@ -251,6 +251,7 @@ def test_load_task_needs_neither_network_nor_weights_package(tmp_path, monkeypat
         raise AssertionError("load_task must not open a network connection")
 
     monkeypatch.setattr(pretrained, "lite0_weights_file", no_package)
+    monkeypatch.setattr(pretrained, "offline_weights_file", lambda weights: no_package())
     monkeypatch.setattr(socket.socket, "connect", no_network)
     loaded = load_task(path)
     assert loaded.hparams.encoder_weights is None
@@ -311,7 +312,10 @@ def test_load_task_rejects_unknown_format_version(trained, tmp_path) -> None:
         load_task(future)
 
 
-@pytest.mark.parametrize("name", ["tiny", "unet_lite0", "fpn_lite0", "deeplabv3plus_lite0", "unet_scratch"])
+@pytest.mark.parametrize(
+    "name",
+    ["tiny", "unet_lite0", "unet_lite1", "unet_lite2", "fpn_lite0", "deeplabv3plus_lite0", "unet_scratch"],
+)
 def test_model_configs_instantiate(name: str) -> None:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name=f"model/{name}")

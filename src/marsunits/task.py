@@ -133,7 +133,8 @@ class SegmentationTask(L.LightningModule):
     Args:
         arch: smp architecture (``unet``, ``fpn``, ``deeplabv3plus``...).
         encoder: timm encoder name (``efficientnet_lite0``).
-        encoder_weights: ``None``, ``"imagenet"`` (download) or ``"lite0_offline"`` (installed package).
+        encoder_weights: ``None``, ``"imagenet"`` (download) or ``"lite0_offline"`` / ``"lite1_offline"`` /
+            ``"lite2_offline"`` (installed package; for ``efficientnet_lite0/1/2``).
         in_channels: input channels (1 or 3).
         num_classes: output classes; must equal ``len(class_names)``.
         class_names: one name per class id, in id order.

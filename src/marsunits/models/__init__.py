@@ -8,16 +8,23 @@ from marsunits.models.factory import (
     size_divisor,
 )
 from marsunits.models.losses import LOSSES, SegmentationLoss
-from marsunits.models.pretrained import PretrainedWeightsError, load_lite0_offline_into_encoder
+from marsunits.models.pretrained import (
+    OFFLINE_WEIGHTS,
+    PretrainedWeightsError,
+    load_lite0_offline_into_encoder,
+    load_offline_into_encoder,
+)
 
 __all__ = [
     "ARCHITECTURES",
     "CURATED_ENCODERS",
     "ENCODER_WEIGHTS",
     "LOSSES",
+    "OFFLINE_WEIGHTS",
     "PretrainedWeightsError",
     "SegmentationLoss",
     "build_model",
     "load_lite0_offline_into_encoder",
+    "load_offline_into_encoder",
     "size_divisor",
 ]

