@@ -314,7 +314,16 @@ def test_load_task_rejects_unknown_format_version(trained, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["tiny", "unet_lite0", "unet_lite1", "unet_lite2", "fpn_lite0", "deeplabv3plus_lite0", "unet_scratch"],
+    [
+        "tiny",
+        "unet_lite0",
+        "unet_lite0_slim",
+        "unet_lite1",
+        "unet_lite2",
+        "fpn_lite0",
+        "deeplabv3plus_lite0",
+        "unet_scratch",
+    ],
 )
 def test_model_configs_instantiate(name: str) -> None:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
