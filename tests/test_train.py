@@ -45,6 +45,19 @@ def test_every_experiment_composes_and_instantiates(experiment: str, tmp_path: P
     assert trainer.max_epochs >= 1
 
 
+@pytest.mark.parametrize("experiment", _experiments())
+def test_model_chosen_on_the_command_line_replaces_the_experiments_model(
+    experiment: str, tmp_path: Path
+) -> None:
+    # An experiment that set model keys itself (not through its model config) would leak them into the model
+    # a user or a test chooses: the slim decoder widths once broke `model=tiny` (3 stages, 5 widths).
+    tiny = compose_config("train", tmp_path, ["model=tiny"])
+    cfg = compose_config("train", tmp_path, [f"experiment={experiment}", "model=tiny"])
+    for key in ("arch", "encoder", "encoder_depth", "decoder_channels"):
+        assert cfg.model[key] == tiny.model[key], key
+    assert len(cfg.model.decoder_channels) == cfg.model.encoder_depth
+
+
 @pytest.mark.parametrize("debug", ["fdr", "overfit"])
 def test_debug_configs_compose(debug: str, tmp_path: Path) -> None:
     cfg = compose_config("train", tmp_path, [f"debug={debug}", *TINY])
