@@ -23,8 +23,8 @@ from marsunits.models.pretrained import (
 )
 
 TINY = "mobilenetv3_small_050"  # small timm encoder: fast to build and run on CPU
-#: The offline weights added after lite0, with their tensor counts.
-LITE12 = [("lite1_offline", 386), ("lite2_offline", 386)]
+#: Every offline weights choice with its tensor count.
+OFFLINE_COUNTS = [("lite0_offline", 296), ("lite1_offline", 386), ("lite2_offline", 386)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -140,8 +140,8 @@ def test_missing_weights_package_names_it_and_the_pip_command(weights: str, monk
     assert f"encoder_weights={weights!r}" in str(err.value)
 
 
-@pytest.mark.parametrize(("weights", "count"), LITE12)
-def test_lite12_package_weights_map_by_position_onto_timm(weights: str, count: int, offline_package) -> None:
+@pytest.mark.parametrize(("weights", "count"), OFFLINE_COUNTS)
+def test_package_weights_map_by_position_onto_timm(weights: str, count: int, offline_package) -> None:
     assert offline_weights_file(weights).is_file()
     shipped = offline_package(weights)
     mapped = offline_timm_state_dict(weights)
@@ -152,14 +152,43 @@ def test_lite12_package_weights_map_by_position_onto_timm(weights: str, count: i
     assert list(mapped)[-1] == "classifier.bias"
 
 
-def test_package_weights_map_by_position_onto_timm(package_weights: dict[str, torch.Tensor]) -> None:
-    assert lite0_weights_file().is_file()
-    mapped = lite0_timm_state_dict()
-    assert len(mapped) == len(package_weights) == 296
-    for (name, tensor), source in zip(mapped.items(), package_weights.values(), strict=True):
-        assert tensor is source or torch.equal(tensor, source), name
-    assert list(mapped)[:2] == ["conv_stem.weight", "bn1.weight"]
-    assert list(mapped)[-1] == "classifier.bias"
+def test_lite0_entry_points_equal_the_generic_loader(package_weights) -> None:
+    assert lite0_weights_file() == offline_weights_file("lite0_offline")
+    generic = offline_timm_state_dict("lite0_offline")
+    lite0 = lite0_timm_state_dict()
+    assert list(lite0) == list(generic)
+    assert all(torch.equal(lite0[k], generic[k]) for k in generic)
+    assert list(package_weights) == list(load_package_state_dict("lite0_offline"))
+
+
+@pytest.mark.parametrize(("weights", "count"), OFFLINE_COUNTS)
+def test_offline_encoder_equals_package_tensors_rgb(weights: str, count: int, offline_package) -> None:
+    spec = OFFLINE_WEIGHTS[weights]
+    model = build_model("unet", spec.encoder, weights, in_channels=3, num_classes=3)
+    encoder = model.encoder.model.state_dict()
+    shipped = offline_package(weights)
+    assert torch.equal(encoder["conv_stem.weight"], shipped["_conv_stem.weight"])
+    assert torch.equal(encoder["bn1.running_var"], shipped["_bn0.running_var"])
+    mapped = offline_timm_state_dict(weights)
+    for name, tensor in encoder.items():
+        assert torch.equal(tensor, mapped[name]), name
+    # The classifier head is not part of the encoder.
+    assert not any(name.startswith(("classifier", "conv_head", "bn2.")) for name in encoder)
+
+
+@pytest.mark.parametrize(("weights", "count"), OFFLINE_COUNTS)
+def test_offline_encoder_single_channel_sums_the_rgb_stem(weights: str, count: int, offline_package) -> None:
+    spec = OFFLINE_WEIGHTS[weights]
+    model = build_model("unet", spec.encoder, weights, in_channels=1, num_classes=3).eval()
+    shipped = offline_package(weights)
+    stem = model.encoder.model.conv_stem.weight
+    rgb = shipped["_conv_stem.weight"]
+    assert stem.shape == (32, 1, 3, 3) == (rgb.shape[0], 1, 3, 3)
+    assert torch.equal(stem.detach(), rgb.sum(dim=1, keepdim=True))
+    # Deeper tensors are unchanged by the channel adaptation.
+    assert torch.equal(model.encoder.model.bn1.running_var, shipped["_bn0.running_var"])
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 64, 32)).shape == (2, 3, 64, 32)
 
 
 def test_positional_mapping_rejects_a_shape_mismatch(tmp_path, package_weights) -> None:
@@ -173,57 +202,6 @@ def test_positional_mapping_rejects_a_shape_mismatch(tmp_path, package_weights) 
     torch.save(truncated, path)
     with pytest.raises(PretrainedWeightsError, match="holds 294 tensors"):
         lite0_timm_state_dict(path)
-
-
-def test_offline_encoder_equals_package_tensors_rgb(package_weights) -> None:
-    model = build_model("unet", "efficientnet_lite0", "lite0_offline", in_channels=3, num_classes=3)
-    encoder = model.encoder.model.state_dict()
-    assert torch.equal(encoder["conv_stem.weight"], package_weights["_conv_stem.weight"])
-    mapped = lite0_timm_state_dict()
-    for name, tensor in encoder.items():
-        assert torch.equal(tensor, mapped[name]), name
-    # The classifier head is not part of the encoder.
-    assert not any(name.startswith(("classifier", "conv_head", "bn2.")) for name in encoder)
-
-
-def test_offline_encoder_single_channel_sums_the_rgb_stem(package_weights) -> None:
-    model = build_model("unet", "efficientnet_lite0", "lite0_offline", in_channels=1, num_classes=3).eval()
-    stem = model.encoder.model.conv_stem.weight
-    expected = package_weights["_conv_stem.weight"].sum(dim=1, keepdim=True)
-    assert stem.shape == (32, 1, 3, 3)
-    assert torch.equal(stem.detach(), expected)
-    # Deeper tensors are unchanged by the channel adaptation.
-    assert torch.equal(model.encoder.model.bn1.running_var, package_weights["_bn0.running_var"])
-    with torch.no_grad():
-        assert model(torch.rand(2, 1, 64, 32)).shape == (2, 3, 64, 32)
-
-
-@pytest.mark.parametrize(("weights", "count"), LITE12)
-def test_lite12_offline_encoder_equals_package_tensors(weights: str, count: int, offline_package) -> None:
-    spec = OFFLINE_WEIGHTS[weights]
-    model = build_model("unet", spec.encoder, weights, in_channels=3, num_classes=3)
-    encoder = model.encoder.model.state_dict()
-    shipped = offline_package(weights)
-    assert torch.equal(encoder["conv_stem.weight"], shipped["_conv_stem.weight"])
-    assert torch.equal(encoder["bn1.running_var"], shipped["_bn0.running_var"])
-    mapped = offline_timm_state_dict(weights)
-    for name, tensor in encoder.items():
-        assert torch.equal(tensor, mapped[name]), name
-    assert not any(name.startswith(("classifier", "conv_head", "bn2.")) for name in encoder)
-
-
-@pytest.mark.parametrize(("weights", "count"), LITE12)
-def test_lite12_single_channel_sums_the_rgb_stem(weights: str, count: int, offline_package) -> None:
-    spec = OFFLINE_WEIGHTS[weights]
-    model = build_model("unet", spec.encoder, weights, in_channels=1, num_classes=3).eval()
-    shipped = offline_package(weights)
-    stem = model.encoder.model.conv_stem.weight
-    rgb = shipped["_conv_stem.weight"]
-    assert stem.shape == (rgb.shape[0], 1, 3, 3)
-    assert torch.equal(stem.detach(), rgb.sum(dim=1, keepdim=True))  # the lite0 rule
-    assert torch.equal(model.encoder.model.bn1.running_var, shipped["_bn0.running_var"])
-    with torch.no_grad():
-        assert model(torch.rand(1, 1, 64, 32)).shape == (1, 3, 64, 32)
 
 
 def test_sizes_not_multiple_of_the_divisor_are_rejected_by_fpn() -> None:
@@ -295,7 +273,7 @@ def test_offline_weights_classify_a_cat_photo(weights: str, size: int) -> None:
 
     model = timm.create_model(OFFLINE_WEIGHTS[weights].encoder, pretrained=False)
     assert model.pretrained_cfg["input_size"] == (3, size, size)
-    mapped = lite0_timm_state_dict() if weights == "lite0_offline" else offline_timm_state_dict(weights)
+    mapped = offline_timm_state_dict(weights)
     model.load_state_dict(mapped)
     image = transform.resize(data.chelsea(), (size, size), anti_aliasing=True).astype(np.float32)
     image = (image - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
