@@ -172,6 +172,28 @@ def test_synthetic_eval_sets_are_fixed_and_not_training_seeds(tmp_path: Path) ->
     assert len(seeds) == 3
 
 
+def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pooled = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=2"]).data)
+    pooled.setup("fit")
+    assert sorted(pooled.train_set._items) == [0, 1, 2, 3]  # rendered before the first epoch
+    lazy = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=0"]).data)
+    lazy.setup("fit")
+    assert lazy.train_set._items == {}  # rendered inside the first epoch, as they are used
+    for i in range(4):
+        a, b = pooled.train_set._base_item(i), lazy.train_set._base_item(i)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    # Automatic: a pool for large training sets only, one process per core divided among DDP ranks.
+    auto = instantiate(_compose("synthetic", tmp_path).data)
+    assert auto._render_processes(4) == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert auto._render_processes(1536) == 4
+    with pytest.raises(InstantiationException, match="render_processes must be null"):
+        instantiate(_compose("synthetic", tmp_path, ["data.render_processes=-1"]).data)
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is absent (CI has it)")
 @pytest.mark.parametrize(("folder", "config"), [("marsscapes", "marsscapes"), ("ai4mars_msl256", "ai4mars")])
 def test_real_files_read_and_map(folder: str, config: str) -> None:

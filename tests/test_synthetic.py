@@ -322,6 +322,23 @@ def test_scene_cache_renders_each_scene_once_and_still_augments(monkeypatch: pyt
     assert calls == [0, 0]
 
 
+def test_fill_cache_in_worker_processes_gives_the_lazily_rendered_scenes() -> None:
+    from marsunits.data.datasets import SceneDataset
+
+    cfg = SceneConfig(width=64, height=64)
+    pooled = SceneDataset(SyntheticScenes(5, 21, cfg), in_channels=3, cache=True)
+    assert pooled.fill_cache(processes=2) == 5
+    assert sorted(pooled._items) == [0, 1, 2, 3, 4]
+    assert pooled.fill_cache(processes=2) == 0  # everything is cached already
+    lazy = SceneDataset(SyntheticScenes(5, 21, cfg), in_channels=3, cache=True)
+    for i in range(5):
+        a, b = pooled[i], lazy[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        assert a["path"] == b["path"] and a["camera"] == b["camera"]
+    # Without a cache there is nothing to fill.
+    assert SceneDataset(SyntheticScenes(2, 21, cfg), in_channels=3, cache=False).fill_cache(2) == 0
+
+
 def test_write_scene_layout_round_trips(tmp_path) -> None:
     cfg = SceneConfig(**SMALL, p_contact=1.0)
     s = next(sc for sc in (generate_scene(11, i, cfg) for i in range(10)) if sc.contacts)

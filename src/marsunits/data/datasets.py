@@ -19,7 +19,9 @@ Every item is a sample dict (the project contract): ``image`` float32 ``(C, H, W
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -262,28 +264,39 @@ class SceneDataset(Dataset):
         """``(image (H, W, C), mask (H, W), path, camera)`` of base item ``index``, from the cache if on."""
         if self.cache and index in self._items:
             return self._items[index]
-        item = self.base[index]
-        image = item["image"]
-        image_hwc = (image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)).transpose(
-            1, 2, 0
-        )
-        mask = item["mask"].numpy() if isinstance(item["mask"], torch.Tensor) else np.asarray(item["mask"])
-        entry = (image_hwc, mask, str(item.get("path", "")), item.get("camera"))
+        entry = _base_entry(self.base, index, self.cache)
         if self.cache:
-            if mask.size and (mask.min() < 0 or mask.max() > 255):
-                raise ValueError(
-                    f"{entry[2]}: mask values must be in 0..255, found {mask.min()}..{mask.max()}."
-                )
-            if image_hwc.dtype != np.uint8:
-                image_hwc = np.clip(np.rint(np.asarray(image_hwc, np.float32) * 255.0), 0, 255)
-            entry = (
-                np.ascontiguousarray(image_hwc, dtype=np.uint8),
-                np.ascontiguousarray(mask, dtype=np.uint8),
-                entry[2],
-                entry[3],
-            )
             self._items[index] = entry
         return entry
+
+    def fill_cache(self, processes: int) -> int:
+        """Render every base item not cached yet, in ``processes`` worker processes; returns how many.
+
+        Used before training so the fixed synthetic scenes are rendered on all cores at once instead of one
+        at a time inside the first epoch (rendering is single-threaded NumPy). The entries are the same as
+        lazy rendering's (each item depends on its index only). ``processes <= 1`` renders here, in order.
+        Workers are started with ``forkserver`` (``spawn`` where that is missing), never ``fork``: the
+        training process already runs threads (PyTorch, W&B) that a forked child could deadlock on.
+        Does nothing without ``cache=True``.
+        """
+        if not self.cache:
+            return 0
+        todo = [i for i in range(len(self)) if i not in self._items]
+        if processes <= 1 or len(todo) < 2:
+            for i in todo:
+                self._base_item(i)
+            return len(todo)
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        processes = min(processes, len(todo))
+        # A few chunks per process: balanced load, and each chunk pickles the (small) base dataset once.
+        n_chunks = min(len(todo), processes * 4)
+        chunks = [todo[k::n_chunks] for k in range(n_chunks)]
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            results = pool.map(_base_entries, [self.base] * n_chunks, chunks)
+            for chunk, entries in zip(chunks, results, strict=True):
+                self._items.update(zip(chunk, entries, strict=True))
+        return len(todo)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)
@@ -296,3 +309,33 @@ class SceneDataset(Dataset):
         if self.transform is None and camera is not None:
             sample["camera"] = camera
         return sample
+
+
+def _base_entry(base: Dataset, index: int, compact: bool) -> tuple[np.ndarray, np.ndarray, str, Any]:
+    """Item ``index`` of ``base`` as ``(image (H, W, C), mask (H, W), path, camera)``.
+
+    ``compact``: image and mask as uint8 (the cache's form; see :class:`SceneDataset`), after checking that
+    the mask fits in 0..255.
+    """
+    item = base[index]
+    image = item["image"]
+    image_hwc = (image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)).transpose(1, 2, 0)
+    mask = item["mask"].numpy() if isinstance(item["mask"], torch.Tensor) else np.asarray(item["mask"])
+    path, camera = str(item.get("path", "")), item.get("camera")
+    if not compact:
+        return image_hwc, mask, path, camera
+    if mask.size and (mask.min() < 0 or mask.max() > 255):
+        raise ValueError(f"{path}: mask values must be in 0..255, found {mask.min()}..{mask.max()}.")
+    if image_hwc.dtype != np.uint8:
+        image_hwc = np.clip(np.rint(np.asarray(image_hwc, np.float32) * 255.0), 0, 255)
+    return (
+        np.ascontiguousarray(image_hwc, dtype=np.uint8),
+        np.ascontiguousarray(mask, dtype=np.uint8),
+        path,
+        camera,
+    )
+
+
+def _base_entries(base: Dataset, indices: list[int]) -> list[tuple[np.ndarray, np.ndarray, str, Any]]:
+    """Compact entries of ``indices`` (a worker task of :meth:`SceneDataset.fill_cache`)."""
+    return [_base_entry(base, i, compact=True) for i in indices]
