@@ -34,19 +34,22 @@ SHRINK_SYNTHETIC = [
 ]
 
 
-def _fake_root(sources: list[str], tmp_path: Path) -> Path:
-    """A fake dataset root in tmp_path for the config's sources (same sub-folder names as the config)."""
+def _fake_root(sources: list[str], tmp_path: Path) -> tuple[Path, list[str]]:
+    """A fake dataset root in tmp_path for the config's sources, and the overrides that point there.
+
+    Several sources: each is written to ``data/<source>`` and ``data.source_dirs.<source>`` set to it (a
+    config may point a source outside ``root``, e.g. the pseudo-label folder of marsscapes_pseudo.yaml).
+    """
     writers = {
         "marsscapes": write_fake_marsscapes,
         "ai4mars": write_fake_ai4mars,
         "folder": write_fake_folder,
     }
     if len(sources) == 1:
-        return writers[sources[0]](tmp_path / sources[0])
-    cfg = OmegaConf.load(CONFIG_DIR / "data" / "marsscapes_ai4mars.yaml")
+        return writers[sources[0]](tmp_path / sources[0]), []
     for source in sources:
-        writers[source](tmp_path / "data" / cfg.source_dirs[source])
-    return tmp_path / "data"
+        writers[source](tmp_path / "data" / source)
+    return tmp_path / "data", [f"data.source_dirs.{source}={source}" for source in sources]
 
 
 def _compose(name: str, tmp_path: Path, extra: list[str] | None = None):
@@ -55,7 +58,8 @@ def _compose(name: str, tmp_path: Path, extra: list[str] | None = None):
     if list(raw.sources) == ["synthetic"]:
         overrides += SHRINK_SYNTHETIC
     else:
-        overrides += [*SHRINK_REAL, f"data.root={_fake_root(list(raw.sources), tmp_path)}"]
+        root, dirs = _fake_root(list(raw.sources), tmp_path)
+        overrides += [*SHRINK_REAL, f"data.root={root}", *dirs]
     return compose_config("train", tmp_path / "run", [*overrides, *(extra or [])])
 
 
@@ -117,13 +121,13 @@ def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None
     loaders = dm.val_dataloader()
     assert isinstance(loaders, list) and len(loaders) == 2
     first = [next(iter(loader))["path"][0] for loader in loaders]
-    assert "/marsscapes/" in first[0] and "/ai4mars_msl256/" in first[1]
+    assert "/marsscapes/" in first[0] and "/ai4mars/" in first[1]
     for loader in loaders:
         _check_batch(next(iter(loader)), 1, 32)  # colour and grey both converted to in_channels=1
     # training mixes both sources, samples_per_epoch split evenly
     assert [len(d) for d in dm.train_set.datasets] == [4, 4]  # type: ignore[union-attr]
     sources = {Path(p).parent.parent.name for b in dm.train_dataloader() for p in b["path"]}
-    assert sources == {"marsscapes", "ai4mars_msl256"}
+    assert sources == {"marsscapes", "ai4mars"}
     merged = instantiate(
         _compose("marsscapes_ai4mars", tmp_path / "merged", ["data.separate_val=false"]).data
     )

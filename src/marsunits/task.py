@@ -75,12 +75,16 @@ def _id(key: Any) -> int | str:
 
 
 def _normalise_class_map(class_map: Any) -> dict[Any, Any] | None:
-    """Plain-typed class map: ``{native: project}``, or ``{source: {native: project}}`` (several)."""
+    """Plain-typed class map: ``{native: project}``, or ``{source: {native: project} or None}`` (several;
+    ``None``: that source's masks already hold project ids)."""
     if class_map is None:
         return None
     plain = _plain(class_map)
-    if all(isinstance(v, Mapping) for v in plain.values()):
-        return {str(src): {_id(k): int(v) for k, v in sub.items()} for src, sub in plain.items()}
+    if plain and all(isinstance(v, Mapping) or v is None for v in plain.values()):
+        return {
+            str(src): None if sub is None else {_id(k): int(v) for k, v in sub.items()}
+            for src, sub in plain.items()
+        }
     return {_id(k): int(v) for k, v in plain.items()}
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -126,6 +127,9 @@ class MarsDataModule(L.LightningDataModule):
             before the first epoch (the scenes are the same as rendered lazily). ``None``: one per CPU core
             available to this process (divided among ``LOCAL_WORLD_SIZE`` DDP ranks) when there are at
             least ``POOL_MIN_SCENES`` scenes, else lazily; ``0`` or ``1``: lazily, in the first epoch.
+        train_only: real sources used for training only: all their images are training images and they
+            get no validation set (e.g. a ``folder`` of pseudo-labels on unlabelled images, whose labels
+            are the model's own and would only score agreement with it). At least one source must validate.
         separate_val: several sources: one validation/test dataloader per source (``True``) or a single
             one over all of them (``False``, for tasks that do not handle ``dataloader_idx``).
         hflip_p: augmentation: horizontal flip probability.
@@ -165,6 +169,7 @@ class MarsDataModule(L.LightningDataModule):
         cache_scenes: bool = True,
         render_processes: int | None = None,
         separate_val: bool = True,
+        train_only: Sequence[str] = (),
         hflip_p: float = 0.5,
         min_scale: float = 0.5,
         max_rotation_deg: float = 5.0,
@@ -178,7 +183,15 @@ class MarsDataModule(L.LightningDataModule):
         source_dirs = _plain(source_dirs)
         cache = _plain(cache)
         scene = _plain(scene)
+        train_only = list(_plain(train_only) or [])
         self._validate(name, sources, in_channels, crop_size, class_map, root, source_dirs)
+        unknown_or_all = not set(train_only) <= set(sources) or set(train_only) == set(sources)
+        if unknown_or_all or "synthetic" in train_only:
+            raise ValueError(
+                f"configs/data/{name}.yaml: train_only must list real sources among {sources} and leave at "
+                f"least one for validation, got {train_only}."
+            )
+        self.train_only = train_only
         self.save_hyperparameters(logger=False)
         self.name = name
         self.sources = sources
@@ -221,7 +234,8 @@ class MarsDataModule(L.LightningDataModule):
         }
         #: Name of each validation dataloader, in ``dataloader_idx`` order.
         self.separate_val = bool(separate_val)
-        self.val_names: list[str] = list(sources) if len(sources) > 1 and self.separate_val else [name]
+        validated = [s for s in sources if s not in train_only]
+        self.val_names: list[str] = validated if len(validated) > 1 and self.separate_val else [name]
         self.train_set: Dataset | None = None
         self.val_sets: list[Dataset] = []
         self.test_sets: list[Dataset] = []
@@ -302,7 +316,9 @@ class MarsDataModule(L.LightningDataModule):
         for source in self.sources:
             records = REAL_SOURCES[source](self._source_root(source), self.name)
             groups = [r.group for r in records]
-            if self.n_folds is None:
+            if source in self.train_only:
+                train_idx, val_idx = np.arange(len(records)), np.arange(0)
+            elif self.n_folds is None:
                 train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block)
             else:
                 train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block)
@@ -312,7 +328,6 @@ class MarsDataModule(L.LightningDataModule):
             class_map = self._class_map(source)
             cache = self._cache(source)
             train_store = ImageStore(train_recs, class_map, cache=cache)
-            val_store = ImageStore(val_recs, class_map, cache=cache)
             train_parts.append(
                 RandomCropDataset(
                     train_store,
@@ -323,9 +338,11 @@ class MarsDataModule(L.LightningDataModule):
                     min_labelled_fraction=self.min_labelled_fraction,
                 )
             )
-            self.val_sets.append(
-                TiledDataset(val_store, self.crop_size, self.in_channels, order_seed=self.seed)
-            )
+            if source not in self.train_only:
+                val_store = ImageStore(val_recs, class_map, cache=cache)
+                self.val_sets.append(
+                    TiledDataset(val_store, self.crop_size, self.in_channels, order_seed=self.seed)
+                )
         self.train_set = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
         if len(self.val_sets) > 1 and not self.separate_val:
             self.val_sets = [ConcatDataset(self.val_sets)]

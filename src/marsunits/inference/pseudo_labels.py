@@ -1,0 +1,208 @@
+"""Pseudo-labels: turn ``predict.py``'s class probabilities on unlabelled images into a training folder.
+
+Self-training (a teacher model labels unlabelled images, a student trains on the labelled data plus the
+teacher's confident pixels) is the field's standard way to use the many unlabelled frames a rover returns
+from sols nobody annotated. This module writes the teacher's labels in the ``folder`` data layout::
+
+    OUT/images/<stem>.<ext>   the unlabelled image (a symbolic link; a copy where links are not allowed)
+    OUT/masks/<stem>.png      uint8 project ids 0, 1, 2 where the teacher is confident, 255 elsewhere
+    OUT/pseudo_labels.json    threshold, teacher predictions folder, per-image kept fraction and shares
+
+A pixel keeps the teacher's class only where its highest probability is at least ``threshold``; pixels
+whose every channel is at most ``no_data_max`` (the black no-data border of a mosaicked panorama; 3, not 0,
+because JPEG lifts a few border pixels off 0) are 255 too, since no class describes them. Train on it
+with a data config that lists the folder as a ``train_only`` source
+(``configs/data/marsscapes_pseudo.yaml``): its labels are the teacher's, so validating on them would only
+score agreement with the teacher.
+
+Usage::
+
+    python predict.py ckpt_path=<teacher.ckpt> input_dir=<unlabelled images> output_dir=<pred> \\
+        save_probabilities=true
+    python -m marsunits.inference.pseudo_labels --predictions <pred> --images <unlabelled images> \\
+        --out data/pseudo/<name> [--threshold 0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
+from marsunits.data.io import is_image_file, read_image_native, write_png_atomic
+from marsunits.inference.writers import SUFFIXES, write_json_atomic
+
+__all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "main"]
+
+PROB_SUFFIX = SUFFIXES["prob"]
+
+
+@dataclass(frozen=True)
+class PseudoLabelSummary:
+    """What :func:`write_pseudo_labels` wrote: image count and the fraction of pixels that kept a label."""
+
+    images: int
+    kept_fraction: float
+    out_dir: Path
+
+
+def pseudo_label_mask(probs: np.ndarray, threshold: float, no_data: np.ndarray | None = None) -> np.ndarray:
+    """Teacher probabilities ``(C, H, W)`` -> uint8 ``(H, W)`` mask: argmax where max >= threshold, else 255.
+
+    Args:
+        probs: class probabilities, float in [0, 1] or uint8 (probability x 255, ``predict.py``'s default).
+        threshold: minimum highest probability for a pixel to keep its label, in (0, 1].
+        no_data: optional bool ``(H, W)``; True pixels are set to 255 whatever the probabilities.
+    """
+    if probs.ndim != 3 or probs.shape[0] != NUM_CLASSES:
+        raise ValueError(f"probabilities must be ({NUM_CLASSES}, H, W), got shape {probs.shape}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    p = probs.astype(np.float32) / 255.0 if probs.dtype == np.uint8 else probs.astype(np.float32)
+    mask = np.argmax(p, axis=0).astype(np.uint8)
+    mask[p.max(axis=0) < threshold - 1e-6] = IGNORE_INDEX
+    if no_data is not None:
+        mask[no_data] = IGNORE_INDEX
+    return mask
+
+
+def _images_by_stem(images_dir: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(images_dir.rglob("*")):
+        if path.is_file() and is_image_file(path):
+            rel = path.relative_to(images_dir).with_suffix("")
+            found[rel.as_posix()] = path
+    return found
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:  # e.g. Windows without the privilege: copy instead
+        shutil.copy2(src, dst)
+
+
+def write_pseudo_labels(
+    predictions_dir: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    threshold: float = 0.9,
+    no_data_max: int = 3,
+) -> PseudoLabelSummary:
+    """Write a ``folder``-layout training set from ``predict.py``'s ``<stem>.prob.tif`` files.
+
+    Args:
+        predictions_dir: ``predict.py``'s output folder, run with ``save_probabilities=true``.
+        images_dir: the images that were predicted (``predict.py``'s ``input_dir``).
+        out_dir: destination; ``images/`` and ``masks/`` are created (existing pairs are replaced).
+        threshold: minimum teacher probability for a pixel to keep its label.
+        no_data_max: pixels whose every channel is at most this (8-bit scale) are no data (255).
+
+    Raises:
+        FileNotFoundError: a folder is missing, no probability file exists, or an image is missing.
+        ValueError: two images share a stem, a probability file does not match its image's size, or
+            ``out_dir`` is inside ``images_dir``.
+    """
+    pred, images, out = Path(predictions_dir), Path(images_dir), Path(out_dir)
+    for folder, what in ((pred, "predictions folder"), (images, "images folder")):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} {folder} does not exist.")
+    if out.resolve().is_relative_to(images.resolve()):
+        raise ValueError(f"--out {out} is inside the images folder {images}: choose a folder outside it.")
+    prob_files = sorted(pred.rglob(f"*{PROB_SUFFIX}"))
+    if not prob_files:
+        raise FileNotFoundError(
+            f"{pred} holds no *{PROB_SUFFIX} files: run predict.py with save_probabilities=true first."
+        )
+    by_stem = _images_by_stem(images)
+    stems_seen: dict[str, Path] = {}
+    report: list[dict[str, object]] = []
+    kept = total = 0
+    for prob_path in prob_files:
+        rel = prob_path.relative_to(pred).as_posix()[: -len(PROB_SUFFIX)]
+        image_path = by_stem.get(rel)
+        if image_path is None:
+            raise FileNotFoundError(
+                f"{prob_path}: no image {rel}.<ext> under {images}; pass the folder predict.py read "
+                "(its input_dir) as --images."
+            )
+        stem = Path(rel).name
+        if stem in stems_seen:
+            raise ValueError(
+                f"{image_path} and {stems_seen[stem]} share the stem '{stem}'; the folder layout is flat, "
+                "rename one of them."
+            )
+        stems_seen[stem] = image_path
+        probs = tifffile.imread(prob_path)
+        image = read_image_native(image_path)
+        if probs.shape[1:] != image.shape[:2]:
+            raise ValueError(
+                f"{prob_path}: probabilities are {probs.shape[1:]} but {image_path} is {image.shape[:2]}; "
+                "re-run predict.py on these images."
+            )
+        scale = 257 if image.dtype == np.uint16 else 1 / 255 if image.dtype.kind == "f" else 1
+        mask = pseudo_label_mask(probs, threshold, no_data=np.all(image <= no_data_max * scale, axis=2))
+        _link_or_copy(image_path, out / "images" / f"{stem}{image_path.suffix}")
+        write_png_atomic(out / "masks" / f"{stem}.png", mask)
+        labelled = mask != IGNORE_INDEX
+        n_labelled = int(labelled.sum())
+        kept += n_labelled
+        total += mask.size
+        shares = np.bincount(mask[labelled], minlength=NUM_CLASSES)[:NUM_CLASSES] / max(n_labelled, 1)
+        report.append(
+            {
+                "image": str(image_path),
+                "kept_fraction": float(labelled.mean()),
+                "class_shares": [round(float(s), 4) for s in shares],
+            }
+        )
+    summary = PseudoLabelSummary(len(report), kept / max(total, 1), out)
+    write_json_atomic(
+        out / "pseudo_labels.json",
+        {
+            "predictions_dir": str(pred),
+            "images_dir": str(images),
+            "threshold": threshold,
+            "no_data_max": no_data_max,
+            "images": summary.images,
+            "kept_fraction": summary.kept_fraction,
+            "per_image": report,
+        },
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", required=True, help="predict.py output (save_probabilities=true)")
+    parser.add_argument("--images", required=True, help="the images predict.py read (its input_dir)")
+    parser.add_argument("--out", required=True, help="destination folder (images/, masks/)")
+    parser.add_argument("--threshold", type=float, default=0.9, help="minimum teacher probability (0.9)")
+    parser.add_argument(
+        "--no-data-max", type=int, default=3, help="pixels with every channel <= this are no data (3)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        summary = write_pseudo_labels(
+            args.predictions, args.images, args.out, args.threshold, args.no_data_max
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(
+        f"{summary.images} images, {100 * summary.kept_fraction:.1f} % of pixels labelled, written to "
+        f"{summary.out_dir} (images/, masks/, pseudo_labels.json)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

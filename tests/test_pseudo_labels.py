@@ -1,0 +1,171 @@
+"""Pseudo-labels from predict.py's probabilities, and self-training data with a train-only source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from marsunits.constants import IGNORE_INDEX
+from marsunits.data.fake import write_fake_marsscapes
+from marsunits.data.io import read_mask
+from marsunits.inference.pseudo_labels import main, pseudo_label_mask, write_pseudo_labels
+from marsunits.inference.writers import write_probabilities
+
+try:
+    from .conftest import compose_config
+except ImportError:  # tests/ collected without an __init__.py
+    from conftest import compose_config  # type: ignore[no-redef]
+
+
+def _probs(h: int, w: int) -> np.ndarray:
+    """Left third: confident smooth; middle: uncertain; right third: confident rough."""
+    p = np.full((3, h, w), 1 / 3, np.float32)
+    p[:, :, : w // 3] = np.array([0.95, 0.03, 0.02], np.float32)[:, None, None]
+    p[:, :, w // 3 : 2 * w // 3] = np.array([0.5, 0.4, 0.1], np.float32)[:, None, None]
+    p[:, :, 2 * w // 3 :] = np.array([0.04, 0.93, 0.03], np.float32)[:, None, None]
+    return p
+
+
+def test_mask_keeps_confident_pixels_only_and_drops_no_data() -> None:
+    p = _probs(8, 12)
+    no_data = np.zeros((8, 12), bool)
+    no_data[0] = True
+    mask = pseudo_label_mask(p, 0.9, no_data)
+    assert mask.dtype == np.uint8 and mask.shape == (8, 12)
+    assert (mask[1:, :4] == 0).all() and (mask[1:, 8:] == 1).all()
+    assert (mask[:, 4:8] == IGNORE_INDEX).all() and (mask[0] == IGNORE_INDEX).all()
+    # uint8 probabilities (predict.py's default) give the same mask; a lower threshold keeps more.
+    as_uint8 = np.rint(p * 255).astype(np.uint8)
+    assert np.array_equal(pseudo_label_mask(as_uint8, 0.9, no_data), mask)
+    assert (pseudo_label_mask(p, 0.5)[:, 4:8] == 0).all()
+    with pytest.raises(ValueError, match="threshold"):
+        pseudo_label_mask(p, 0.0)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        pseudo_label_mask(p[:2], 0.9)
+
+
+def _predicted_folder(tmp_path: Path) -> tuple[Path, Path]:
+    from PIL import Image
+
+    images, pred = tmp_path / "unlabelled", tmp_path / "pred"
+    (images / "sol600").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for stem in ("600_1", "601_1"):
+        img = rng.integers(1, 255, (8, 12, 3), dtype=np.uint8)
+        img[:, -2:] = 0  # black no-data border of a mosaic
+        Image.fromarray(img).save(images / "sol600" / f"{stem}.png")
+        write_probabilities(pred / "sol600" / f"{stem}.prob.tif", _probs(8, 12))
+    return images, pred
+
+
+def test_write_pseudo_labels_makes_a_folder_dataset(tmp_path: Path) -> None:
+    images, pred = _predicted_folder(tmp_path)
+    out = tmp_path / "pseudo"
+    summary = write_pseudo_labels(pred, images, out, threshold=0.9)
+    assert summary.images == 2
+    for stem in ("600_1", "601_1"):
+        assert (out / "images" / f"{stem}.png").resolve() == (images / "sol600" / f"{stem}.png").resolve()
+        mask = read_mask(out / "masks" / f"{stem}.png")
+        # JPEG may lift a few border pixels off 0, so check the clear columns only.
+        assert (mask[:, :4] == 0).all() and (mask[:, 8:10] == 1).all() and (mask[:, 4:8] == 255).all()
+        assert (mask[:, -2:] == 255).all()  # the black no-data border
+    report = json.loads((out / "pseudo_labels.json").read_text())
+    assert report["threshold"] == 0.9 and len(report["per_image"]) == 2
+    assert 0.3 < report["kept_fraction"] < 0.6
+    # The folder data config reads what was written.
+    from marsunits.data.folder import scan_folder
+
+    assert len(scan_folder(out, "pseudo")) == 2
+
+
+def test_pseudo_label_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    images, pred = _predicted_folder(tmp_path)
+    empty = tmp_path / "empty_pred"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="save_probabilities=true"):
+        write_pseudo_labels(empty, images, tmp_path / "out")
+    (images / "sol600" / "601_1.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"601_1\.prob\.tif.*--images"):
+        write_pseudo_labels(pred, images, tmp_path / "out")
+    with pytest.raises(ValueError, match="inside the images folder"):
+        write_pseudo_labels(pred, images, images / "pseudo")
+
+
+def test_cli_exits_2_with_the_message(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--predictions", str(tmp_path / "no"), "--images", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert err.value.code == 2
+    assert "predictions folder" in capsys.readouterr().err
+
+
+def test_train_only_source_trains_and_is_not_validated(tmp_path: Path) -> None:
+    images, pred = _predicted_folder(tmp_path)
+    pseudo = tmp_path / "pseudo"
+    write_pseudo_labels(pred, images, pseudo)
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
+    cfg = compose_config(
+        "train",
+        tmp_path / "run",
+        [
+            "experiment=marsscapes_selftrain",
+            "model=tiny",
+            "logger=none",
+            f"data.root={tmp_path / 'data'}",
+            f"data.source_dirs.folder={pseudo}",
+            "data.crop_size=32",
+            "data.samples_per_epoch=8",
+            "data.num_workers=0",
+        ],
+    )
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    labelled_train, labelled_val = dm.splits["marsscapes"]
+    pseudo_train, pseudo_val = dm.splits["folder"]
+    assert len(pseudo_train) == 2 and pseudo_val == []
+    assert labelled_train and labelled_val
+    assert dm.val_names == ["marsscapes_pseudo"] and len(dm.val_sets) == 1
+    assert len(dm.train_set) == 8  # split evenly between the two sources
+    with pytest.raises(Exception, match="train_only must list real sources"):
+        instantiate(cfg.data, train_only=["marsscapes", "folder"])
+    with pytest.raises(Exception, match="train_only must list real sources"):
+        instantiate(cfg.data, train_only=["ai4mars"])
+
+
+def test_self_training_experiment_runs_and_records_both_class_maps(tmp_path: Path) -> None:
+    from marsunits.task import SegmentationTask
+    from marsunits.training import run
+
+    images, pred = _predicted_folder(tmp_path)
+    pseudo = tmp_path / "pseudo"
+    write_pseudo_labels(pred, images, pseudo)
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
+    cfg = compose_config(
+        "train",
+        tmp_path / "run",
+        [
+            "experiment=marsscapes_selftrain",
+            "model=tiny",
+            "logger=none",
+            f"data.root={tmp_path / 'data'}",
+            f"data.source_dirs.folder={pseudo}",
+            "data.crop_size=32",
+            "data.samples_per_epoch=8",
+            "data.batch_size=4",
+            "data.val_batch_size=4",
+            "data.num_workers=0",
+            "trainer.max_epochs=1",
+            "trainer.check_val_every_n_epoch=1",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
+    metrics = run(cfg)
+    # One validated source: plain val/* and test/* names, scored on the labelled MarsScapes sols only.
+    assert 0.0 <= metrics["val/miou"] <= 1.0 and 0.0 <= metrics["test/miou"] <= 1.0
+    assert not any(key.startswith(("val/folder", "val/marsscapes")) for key in metrics)
+    task = SegmentationTask.load_from_checkpoint(metrics["best_ckpt"], map_location="cpu")
+    assert task.hparams.class_map["folder"] is None  # pseudo-labels are project ids already
+    assert task.hparams.class_map["marsscapes"][2] == 1  # gravel -> rough
