@@ -93,6 +93,15 @@ def test_pseudo_label_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         write_pseudo_labels(pred, images, tmp_path / "out")
     with pytest.raises(ValueError, match="inside the images folder"):
         write_pseudo_labels(pred, images, images / "pseudo")
+    # Masks from another teacher run in the destination would be trained on as well: refused, untouched.
+    (pred / "sol600" / "601_1.prob.tif").unlink()
+    old = tmp_path / "old"
+    (old / "masks").mkdir(parents=True)
+    (old / "masks" / "500_1.png").write_bytes(b"kept")
+    with pytest.raises(ValueError, match=r"500_1.*empty folder"):
+        write_pseudo_labels(pred, images, old)
+    assert (old / "masks" / "500_1.png").read_bytes() == b"kept"
+    assert not (old / "masks" / "600_1.png").exists()
 
 
 def test_cli_exits_2_with_the_message(tmp_path: Path, capsys) -> None:

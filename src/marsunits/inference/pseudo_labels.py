@@ -109,8 +109,9 @@ def write_pseudo_labels(
 
     Raises:
         FileNotFoundError: a folder is missing, no probability file exists, or an image is missing.
-        ValueError: two images share a stem, a probability file does not match its image's size, or
-            ``out_dir`` is inside ``images_dir``.
+        ValueError: two images share a stem, a probability file does not match its image's size,
+            ``out_dir`` is inside ``images_dir``, or ``out_dir`` holds masks of images not in this set
+            (a student would train on them too; checked before anything is written).
     """
     pred, images, out = Path(predictions_dir), Path(images_dir), Path(out_dir)
     for folder, what in ((pred, "predictions folder"), (images, "images folder")):
@@ -124,6 +125,14 @@ def write_pseudo_labels(
             f"{pred} holds no *{PROB_SUFFIX} files: run predict.py with save_probabilities=true first."
         )
     by_stem = _images_by_stem(images)
+    wanted = {Path(p.relative_to(pred).as_posix()[: -len(PROB_SUFFIX)]).name for p in prob_files}
+    stale = sorted(m.stem for m in (out / "masks").glob("*.png") if m.stem not in wanted)
+    if stale:
+        raise ValueError(
+            f"{out / 'masks'} already holds masks of {len(stale)} image(s) not predicted in {pred} (e.g. "
+            f"{', '.join(stale[:3])}); a student would train on them too. Write to an empty folder, or "
+            "delete that one first."
+        )
     stems_seen: dict[str, Path] = {}
     report: list[dict[str, object]] = []
     kept = total = 0
