@@ -339,6 +339,39 @@ def test_fill_cache_in_worker_processes_gives_the_lazily_rendered_scenes() -> No
     assert SceneDataset(SyntheticScenes(2, 21, cfg), in_channels=3, cache=False).fill_cache(2) == 0
 
 
+def test_fill_cache_falls_back_to_this_process_when_the_workers_die(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Workers die e.g. when an unguarded user script is re-imported in them; the run must go on.
+    from concurrent.futures.process import BrokenProcessPool
+
+    import marsunits.data.datasets as datasets_module
+    from marsunits.data.datasets import SceneDataset
+
+    class DyingPool:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self) -> DyingPool:
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def map(self, *args, **kwargs):
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+    monkeypatch.setattr(datasets_module, "ProcessPoolExecutor", DyingPool)
+    cfg = SceneConfig(width=64, height=64)
+    ds = SceneDataset(SyntheticScenes(3, 21, cfg), in_channels=3, cache=True)
+    with caplog.at_level("WARNING"):
+        assert ds.fill_cache(processes=2) == 3
+    assert sorted(ds._items) == [0, 1, 2]
+    assert "__main__" in caplog.text and "render_processes=0" in caplog.text
+    fresh = SceneDataset(SyntheticScenes(3, 21, cfg), in_channels=3, cache=True)
+    assert torch.equal(ds[2]["image"], fresh[2]["image"])
+
+
 def test_write_scene_layout_round_trips(tmp_path) -> None:
     cfg = SceneConfig(**SMALL, p_contact=1.0)
     s = next(sc for sc in (generate_scene(11, i, cfg) for i in range(10)) if sc.contacts)

@@ -19,9 +19,11 @@ Every item is a sample dict (the project contract): ``image`` float32 ``(C, H, W
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from marsunits.data.store import ImageStore, as_float
 __all__ = ["RandomCropDataset", "SceneDataset", "TiledDataset", "make_sample", "tile_starts"]
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+log = logging.getLogger(__name__)
 
 
 def make_sample(
@@ -292,10 +295,22 @@ class SceneDataset(Dataset):
         # A few chunks per process: balanced load, and each chunk pickles the (small) base dataset once.
         n_chunks = min(len(todo), processes * 4)
         chunks = [todo[k::n_chunks] for k in range(n_chunks)]
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            results = pool.map(_base_entries, [self.base] * n_chunks, chunks)
-            for chunk, entries in zip(chunks, results, strict=True):
-                self._items.update(zip(chunk, entries, strict=True))
+        try:
+            with ProcessPoolExecutor(processes, mp_context=context) as pool:
+                results = pool.map(_base_entries, [self.base] * n_chunks, chunks)
+                for chunk, entries in zip(chunks, results, strict=True):
+                    self._items.update(zip(chunk, entries, strict=True))
+        except BrokenProcessPool:
+            # forkserver/spawn workers re-import the script that started training; one without an
+            # `if __name__ == "__main__":` guard makes them fail. Render here instead of failing the run.
+            log.warning(
+                "rendering scenes in %d worker processes failed, rendering them in this process instead "
+                "(slower). If you start training from your own script, put its code under "
+                '`if __name__ == "__main__":`, or set data.render_processes=0.',
+                processes,
+            )
+            for i in todo:
+                self._base_item(i)
         return len(todo)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
