@@ -111,25 +111,27 @@ def test_cli_exits_2_with_the_message(tmp_path: Path, capsys) -> None:
     assert "predictions folder" in capsys.readouterr().err
 
 
-def test_train_only_source_trains_and_is_not_validated(tmp_path: Path) -> None:
+def _selftrain_config(tmp_path: Path, extra: list[str] | None = None):
+    """experiment=marsscapes_selftrain on fake MarsScapes plus pseudo-labels written from fake predictions."""
     images, pred = _predicted_folder(tmp_path)
     pseudo = tmp_path / "pseudo"
     write_pseudo_labels(pred, images, pseudo)
     write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
-    cfg = compose_config(
-        "train",
-        tmp_path / "run",
-        [
-            "experiment=marsscapes_selftrain",
-            "model=tiny",
-            "logger=none",
-            f"data.root={tmp_path / 'data'}",
-            f"data.source_dirs.folder={pseudo}",
-            "data.crop_size=32",
-            "data.samples_per_epoch=8",
-            "data.num_workers=0",
-        ],
-    )
+    overrides = [
+        "experiment=marsscapes_selftrain",
+        "model=tiny",
+        "logger=none",
+        f"data.root={tmp_path / 'data'}",
+        f"data.source_dirs.folder={pseudo}",
+        "data.crop_size=32",
+        "data.samples_per_epoch=8",
+        "data.num_workers=0",
+    ]
+    return compose_config("train", tmp_path / "run", [*overrides, *(extra or [])])
+
+
+def test_train_only_source_trains_and_is_not_validated(tmp_path: Path) -> None:
+    cfg = _selftrain_config(tmp_path)
     dm = instantiate(cfg.data)
     dm.setup("fit")
     labelled_train, labelled_val = dm.splits["marsscapes"]
@@ -148,24 +150,11 @@ def test_self_training_experiment_runs_and_records_both_class_maps(tmp_path: Pat
     from marsunits.task import SegmentationTask
     from marsunits.training import run
 
-    images, pred = _predicted_folder(tmp_path)
-    pseudo = tmp_path / "pseudo"
-    write_pseudo_labels(pred, images, pseudo)
-    write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
-    cfg = compose_config(
-        "train",
-        tmp_path / "run",
+    cfg = _selftrain_config(
+        tmp_path,
         [
-            "experiment=marsscapes_selftrain",
-            "model=tiny",
-            "logger=none",
-            f"data.root={tmp_path / 'data'}",
-            f"data.source_dirs.folder={pseudo}",
-            "data.crop_size=32",
-            "data.samples_per_epoch=8",
             "data.batch_size=4",
             "data.val_batch_size=4",
-            "data.num_workers=0",
             "trainer.max_epochs=1",
             "trainer.check_val_every_n_epoch=1",
             "trainer.enable_progress_bar=false",
