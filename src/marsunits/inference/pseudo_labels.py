@@ -35,7 +35,8 @@ import numpy as np
 import tifffile
 
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
-from marsunits.data.io import is_image_file, read_image_native, write_png_atomic
+from marsunits.data.io import IMAGE_EXTENSIONS, read_image_native, write_png_atomic
+from marsunits.inference.inputs import discover
 from marsunits.inference.writers import SUFFIXES, write_json_atomic
 
 __all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "main"]
@@ -70,15 +71,6 @@ def pseudo_label_mask(probs: np.ndarray, threshold: float, no_data: np.ndarray |
     if no_data is not None:
         mask[no_data] = IGNORE_INDEX
     return mask
-
-
-def _images_by_stem(images_dir: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(images_dir.rglob("*")):
-        if path.is_file() and is_image_file(path):
-            rel = path.relative_to(images_dir).with_suffix("")
-            found[rel.as_posix()] = path
-    return found
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -124,7 +116,9 @@ def write_pseudo_labels(
         raise FileNotFoundError(
             f"{pred} holds no *{PROB_SUFFIX} files: run predict.py with save_probabilities=true first."
         )
-    by_stem = _images_by_stem(images)
+    # The images as predict.py found them (same rules), keyed like its outputs: <rel folder>/<stem>.
+    inputs, _ = discover(images, IMAGE_EXTENSIONS)
+    by_stem = {f.rel.with_suffix("").as_posix(): f.path for f in inputs}
     wanted = {Path(p.relative_to(pred).as_posix()[: -len(PROB_SUFFIX)]).name for p in prob_files}
     stale = sorted(m.stem for m in (out / "masks").glob("*.png") if m.stem not in wanted)
     if stale:
