@@ -91,6 +91,7 @@ def test_pseudo_label_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     (images / "sol600" / "601_1.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"601_1\.prob\.tif.*--images"):
         write_pseudo_labels(pred, images, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # checked before anything is written (600_1 comes first)
     with pytest.raises(ValueError, match="inside the images folder"):
         write_pseudo_labels(pred, images, images / "pseudo")
     # Masks from another teacher run in the destination would be trained on as well: refused, untouched.

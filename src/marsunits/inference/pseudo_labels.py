@@ -100,7 +100,8 @@ def write_pseudo_labels(
         no_data_max: pixels whose every channel is at most this (8-bit scale) are no data (255).
 
     Raises:
-        FileNotFoundError: a folder is missing, no probability file exists, or an image is missing.
+        FileNotFoundError: a folder is missing, no probability file exists, or an image is missing (this
+            and every ValueError below except a size mismatch are raised before anything is written).
         ValueError: two images share a stem, a probability file does not match its image's size,
             ``out_dir`` is inside ``images_dir``, or ``out_dir`` holds masks of images not in this set
             (a student would train on them too; checked before anything is written).
@@ -119,17 +120,9 @@ def write_pseudo_labels(
     # The images as predict.py found them (same rules), keyed like its outputs: <rel folder>/<stem>.
     inputs, _ = discover(images, IMAGE_EXTENSIONS)
     by_stem = {f.rel.with_suffix("").as_posix(): f.path for f in inputs}
-    wanted = {Path(p.relative_to(pred).as_posix()[: -len(PROB_SUFFIX)]).name for p in prob_files}
-    stale = sorted(m.stem for m in (out / "masks").glob("*.png") if m.stem not in wanted)
-    if stale:
-        raise ValueError(
-            f"{out / 'masks'} already holds masks of {len(stale)} image(s) not predicted in {pred} (e.g. "
-            f"{', '.join(stale[:3])}); a student would train on them too. Write to an empty folder, or "
-            "delete that one first."
-        )
+    # Every check runs before anything is written: <rel folder>/<stem> of each probability file -> image.
+    pairs: list[tuple[Path, Path]] = []
     stems_seen: dict[str, Path] = {}
-    report: list[dict[str, object]] = []
-    kept = total = 0
     for prob_path in prob_files:
         rel = prob_path.relative_to(pred).as_posix()[: -len(PROB_SUFFIX)]
         image_path = by_stem.get(rel)
@@ -145,6 +138,18 @@ def write_pseudo_labels(
                 "rename one of them."
             )
         stems_seen[stem] = image_path
+        pairs.append((prob_path, image_path))
+    stale = sorted(m.stem for m in (out / "masks").glob("*.png") if m.stem not in stems_seen)
+    if stale:
+        raise ValueError(
+            f"{out / 'masks'} already holds masks of {len(stale)} image(s) not predicted in {pred} (e.g. "
+            f"{', '.join(stale[:3])}); a student would train on them too. Write to an empty folder, or "
+            "delete that one first."
+        )
+    report: list[dict[str, object]] = []
+    kept = total = 0
+    for prob_path, image_path in pairs:
+        stem = image_path.stem
         probs = tifffile.imread(prob_path)
         image = read_image_native(image_path)
         if probs.shape[1:] != image.shape[:2]:
