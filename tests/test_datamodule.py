@@ -96,7 +96,10 @@ def test_every_data_config_instantiates_and_batches(name: str, tmp_path: Path) -
     _check_batch(next(iter(dm.train_dataloader())), data.in_channels, 32)
     val = _loaders(dm.val_dataloader())
     assert len(val) == len(dm.val_names)
-    val_size = (data.scene.height, data.scene.width) if name == "synthetic" else 32
+    if name == "synthetic":
+        val_size = (data.scene.height, data.scene.width)
+    else:  # tiles of crop_size inside windows with val_context_px of context on each side
+        val_size = 32 + 2 * data.get("val_context_px", 0)
     for loader in val:
         _check_batch(next(iter(loader)), data.in_channels, val_size)
     assert len(_loaders(dm.test_dataloader())) == len(val)
@@ -212,3 +215,13 @@ def test_real_files_read_and_map(folder: str, config: str) -> None:
         mask = class_map(read_mask(root / "labels" / f"{image_path.stem}.png"), image_path)
         assert image.shape[:2] == mask.shape and image.shape[2] == (3 if config == "marsscapes" else 1)
         assert set(np.unique(mask).tolist()) <= {0, 1, 2, 255}
+
+
+@pytest.mark.parametrize("value", [10, -16, True])
+def test_val_context_must_keep_windows_multiples_of_32(value, tmp_path: Path) -> None:
+    cfg = _compose("marsscapes", tmp_path)
+    cfg.data.val_context_px = value
+    with pytest.raises(
+        InstantiationException, match=r"marsscapes\.yaml: val_context_px must be a multiple of 16"
+    ):
+        instantiate(cfg.data)

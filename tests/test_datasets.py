@@ -241,6 +241,38 @@ def test_tiled_dataset_scores_every_labelled_pixel_exactly_once(tmp_path: Path) 
     assert again.tiles == ds.tiles  # deterministic order
 
 
+@pytest.mark.parametrize("shape", [(50, 90), (100, 130), (20, 70)])
+def test_tiled_dataset_with_context_scores_each_pixel_once_at_its_place(tmp_path: Path, shape) -> None:
+    """Windows of tile + context: same pixels scored as without context, each under its own image pixel."""
+    h, w = shape
+    rng = np.random.default_rng(1)
+    mask = rng.choice(np.array([0, 1, 2, 255], np.uint8), size=(h, w))
+    # The image encodes each pixel's coordinates, so a scored pixel can be traced back to where it came from.
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([yy, xx, (yy * 7 + xx * 3) % 251], axis=-1).astype(np.uint8)
+    store = _store_from_arrays(tmp_path, [(image, mask)])
+    plain = TiledDataset(store, crop_size=32, in_channels=3, order_seed=None)
+    ds = TiledDataset(store, crop_size=32, in_channels=3, order_seed=None, context_px=16)
+    assert ds.window_size == 64 and len(ds) == len(plain)
+    seen = np.zeros((h, w), int)
+    for k in range(len(ds)):
+        sample = ds[k]
+        assert sample["image"].shape == (3, 64, 64) and sample["mask"].shape == (64, 64)
+        scored = (sample["mask"] != IGNORE_INDEX).numpy()
+        pix = np.rint(sample["image"].numpy() * 255).astype(int)
+        ys, xs = pix[0][scored], pix[1][scored]
+        np.testing.assert_array_equal(pix[2][scored], (ys * 7 + xs * 3) % 251)
+        np.testing.assert_array_equal(sample["mask"].numpy()[scored], mask[ys, xs])
+        seen[ys, xs] += 1
+    np.testing.assert_array_equal(seen, (mask != IGNORE_INDEX).astype(int))
+
+
+def test_tiled_dataset_rejects_negative_context(tmp_path: Path) -> None:
+    store = _store_from_arrays(tmp_path, [(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8))])
+    with pytest.raises(ValueError, match="context_px"):
+        TiledDataset(store, crop_size=32, in_channels=3, context_px=-16)
+
+
 # ------------------------------------------------------------------------------------------ transforms
 
 

@@ -98,6 +98,10 @@ class MarsDataModule(L.LightningDataModule):
         sources: ``["synthetic"]`` or real sources among ``marsscapes``, ``ai4mars``, ``folder``.
         in_channels: channels fed to the model (1 or 3); every image is converted to it.
         crop_size: training crop / validation tile size in pixels, a multiple of 32.
+        val_context_px: real data: image context on each side of a validation/test tile, in pixels (a
+            multiple of 16, so windows of ``crop_size + 2 * val_context_px`` stay multiples of 32). The
+            network sees the tile inside that window and only the tile is scored, as in ``predict.py``'s
+            overlapping windows; 0 scores tiles cut out alone.
         class_map: native id -> project id. One source: a dict (or ``None`` if masks already hold
             project ids). Several sources: ``{source: dict or None}``. Ignored for synthetic scenes.
         root: dataset folder (one source) or the folder holding the sources' folders (several sources).
@@ -147,6 +151,7 @@ class MarsDataModule(L.LightningDataModule):
         in_channels: int,
         crop_size: int,
         class_map: Mapping[Any, Any] | None = None,
+        val_context_px: int = 0,
         root: str | None = None,
         source_dirs: Mapping[str, str] | None = None,
         batch_size: int = 8,
@@ -197,6 +202,12 @@ class MarsDataModule(L.LightningDataModule):
         self.sources = sources
         self.in_channels = int(in_channels)
         self.crop_size = int(crop_size)
+        if isinstance(val_context_px, bool) or int(val_context_px) < 0 or int(val_context_px) % 16:
+            raise ValueError(
+                f"configs/data/{name}.yaml: val_context_px must be a multiple of 16 that is >= 0 (validation "
+                f"windows are crop_size + 2 * val_context_px, a multiple of 32), got {val_context_px!r}."
+            )
+        self.val_context_px = int(val_context_px)
         self.class_map = class_map
         self.root = root
         self.source_dirs = dict(source_dirs or {})
@@ -341,7 +352,13 @@ class MarsDataModule(L.LightningDataModule):
             if source not in self.train_only:
                 val_store = ImageStore(val_recs, class_map, cache=cache)
                 self.val_sets.append(
-                    TiledDataset(val_store, self.crop_size, self.in_channels, order_seed=self.seed)
+                    TiledDataset(
+                        val_store,
+                        self.crop_size,
+                        self.in_channels,
+                        order_seed=self.seed,
+                        context_px=self.val_context_px,
+                    )
                 )
         self.train_set = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
         if len(self.val_sets) > 1 and not self.separate_val:

@@ -11,9 +11,11 @@ Every item is a sample dict (the project contract): ``image`` float32 ``(C, H, W
 * :class:`TiledDataset` (validation/test on real data): a fixed grid of ``crop_size`` tiles covering each
   image. The last tile of a row/column is flush with the image edge; the part it shares with the previous
   tile is set to 255 in its mask, so every labelled pixel is scored exactly once and the metrics equal
-  full-image metrics (up to the model seeing less context at tile edges). Tiles with no labelled pixel are
-  skipped. The tile order is a fixed seeded permutation, so ``trainer.limit_val_batches`` takes an
-  unbiased, still deterministic, subset.
+  full-image metrics (up to the model seeing less context at tile edges). With ``context_px`` the network
+  sees each tile inside a larger window (``crop_size + 2 * context_px`` square, shifted inwards at image
+  edges) whose mask is ignore outside the tile, as a sliding-window prediction would. Tiles with no
+  labelled pixel are skipped. The tile order is a fixed seeded permutation, so
+  ``trainer.limit_val_batches`` takes an unbiased, still deterministic, subset.
 * :class:`SceneDataset`: wraps a synthetic scene dataset (channels converted, optional augmentation).
 """
 
@@ -187,16 +189,28 @@ class TiledDataset(Dataset):
 
     Args:
         store: the images.
-        crop_size: tile height and width (smaller images are padded with ignore).
+        crop_size: tile height and width: the part of each item that is scored.
         in_channels: 1 or 3.
         order_seed: seed of the fixed permutation of tiles (``None``: image order, row-major).
+        context_px: extra pixels of image the network sees on each side of a tile. Items are then
+            ``crop_size + 2 * context_px`` square windows (moved inwards where the tile is near an image
+            edge, padded bottom/right with image 0 and mask 255 where the image is smaller), whose mask
+            is 255 outside the tile, so each labelled pixel is still scored exactly once.
     """
 
     def __init__(
-        self, store: ImageStore, crop_size: int, in_channels: int, order_seed: int | None = 0
+        self,
+        store: ImageStore,
+        crop_size: int,
+        in_channels: int,
+        order_seed: int | None = 0,
+        context_px: int = 0,
     ) -> None:
+        if context_px < 0:
+            raise ValueError(f"context_px must be >= 0, got {context_px}")
         self.store = store
         self.crop_size = int(crop_size)
+        self.context_px = int(context_px)
         self.in_channels = int(in_channels)
         tiles: list[tuple[int, int, int, int, int]] = []
         for i in range(len(store)):
@@ -215,18 +229,29 @@ class TiledDataset(Dataset):
         #: ``(image index, y0, x0, keep_y, keep_x)`` per tile.
         self.tiles = tiles
 
+    @property
+    def window_size(self) -> int:
+        """Side of each item in pixels: ``crop_size + 2 * context_px``."""
+        return self.crop_size + 2 * self.context_px
+
     def __len__(self) -> int:
         return len(self.tiles)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         i, y0, x0, ky, kx = self.tiles[index]
-        c = self.crop_size
-        mask = self.store.mask(i)[y0 : y0 + c, x0 : x0 + c].copy()
-        # Rows/columns an earlier tile already scored are ignored here (each pixel counts once).
-        mask[:ky, :] = IGNORE_INDEX
-        mask[:, :kx] = IGNORE_INDEX
-        image = self.store.image(i)[y0 : y0 + c, x0 : x0 + c]
-        return make_sample(image, mask, str(self.store.records[i].image), self.in_channels, crop_size=c)
+        c, win = self.crop_size, self.window_size
+        full_mask = self.store.mask(i)
+        h, w = full_mask.shape
+        # Window origin: the tile centred in its context, moved inwards at the image edges.
+        wy = min(max(y0 - self.context_px, 0), max(h - win, 0))
+        wx = min(max(x0 - self.context_px, 0), max(w - win, 0))
+        window_mask = full_mask[wy : wy + win, wx : wx + win]
+        mask = np.full(window_mask.shape, IGNORE_INDEX, dtype=window_mask.dtype)
+        # Only the tile is scored, and of it only the rows/columns no earlier tile scored.
+        ys, xs = slice(y0 + ky - wy, y0 + c - wy), slice(x0 + kx - wx, x0 + c - wx)
+        mask[ys, xs] = window_mask[ys, xs]
+        image = self.store.image(i)[wy : wy + win, wx : wx + win]
+        return make_sample(image, mask, str(self.store.records[i].image), self.in_channels, crop_size=win)
 
 
 class SceneDataset(Dataset):
