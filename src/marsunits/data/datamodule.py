@@ -189,7 +189,7 @@ class MarsDataModule(L.LightningDataModule):
         cache = _plain(cache)
         scene = _plain(scene)
         train_only = list(_plain(train_only) or [])
-        self._validate(name, sources, in_channels, crop_size, class_map, root, source_dirs)
+        self._validate(name, sources, in_channels, crop_size, val_context_px, class_map, root, source_dirs)
         unknown_or_all = not set(train_only) <= set(sources) or set(train_only) == set(sources)
         if unknown_or_all or "synthetic" in train_only:
             raise ValueError(
@@ -202,11 +202,6 @@ class MarsDataModule(L.LightningDataModule):
         self.sources = sources
         self.in_channels = int(in_channels)
         self.crop_size = int(crop_size)
-        if isinstance(val_context_px, bool) or int(val_context_px) < 0 or int(val_context_px) % 16:
-            raise ValueError(
-                f"configs/data/{name}.yaml: val_context_px must be a multiple of 16 that is >= 0 (validation "
-                f"windows are crop_size + 2 * val_context_px, a multiple of 32), got {val_context_px!r}."
-            )
         self.val_context_px = int(val_context_px)
         self.class_map = class_map
         self.root = root
@@ -261,6 +256,7 @@ class MarsDataModule(L.LightningDataModule):
         sources: list[str],
         in_channels: int,
         crop_size: int,
+        val_context_px: int,
         class_map: Any,
         root: str | None,
         source_dirs: Any,
@@ -272,6 +268,11 @@ class MarsDataModule(L.LightningDataModule):
             raise ValueError(
                 f"{where}: crop_size must be a positive multiple of 32 (encoders downsample by 32), "
                 f"got {crop_size}."
+            )
+        if isinstance(val_context_px, bool) or int(val_context_px) < 0 or int(val_context_px) % 16:
+            raise ValueError(
+                f"{where}: val_context_px must be a multiple of 16 that is >= 0 (validation windows are "
+                f"crop_size + 2 * val_context_px, a multiple of 32), got {val_context_px!r}."
             )
         unknown = [s for s in sources if s not in SOURCES]
         if not sources or unknown:

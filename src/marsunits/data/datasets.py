@@ -307,7 +307,7 @@ class SceneDataset(Dataset):
         training process already runs threads (PyTorch, W&B) that a forked child could deadlock on.
         Each worker runs PyTorch and BLAS on one thread (:func:`_single_threaded`): with their default of
         one thread per core, ``processes`` workers oversubscribed the cores and rendered 1,536 scenes no
-        faster than one process did (33.7 s against 33.8 s on 2 cores; 18.7 s with one thread each).
+        faster than one process did (33.7 s against 33.8 s on 2 cores; 19.5 s with one thread each).
         Does nothing without ``cache=True``.
         """
         if not self.cache:
@@ -385,11 +385,9 @@ def _single_threaded() -> None:
     The workers are already one per core; the scene renderer's few PyTorch ops (``grid_sample``) and NumPy
     calls would otherwise each start a thread per core and the processes would fight over the cores.
     """
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
     torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
-    except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        return
     threadpool_limits(1)
 
 
