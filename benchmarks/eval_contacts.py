@@ -6,7 +6,10 @@ Measures the three figures the contact issue asks for, side by side in one run:
   true contact, and the one-sided mean distance from extracted vertices to the true contact;
 * predicted contacts: boundary F1 at 3 px and mean contact distance (px), from ``predict.py``'s metrics.json;
 * ground projection with the true camera: median distance (m) from predicted ground contact vertices within
-  15 m of the camera to the true ground contact.
+  15 m of the camera to the true ground contact;
+* where along the view the predicted contact goes wrong: boundary recall and precision at 3 px of the mask
+  contact (the cracks :func:`~marsunits.boundary.metrics.boundary_scores` counts, pooled over the scenes
+  where both masks have a contact) by the ground range of each crack, from the true camera.
 
 Usage::
 
@@ -30,15 +33,68 @@ from pathlib import Path
 import numpy as np
 import shapely
 from omegaconf import OmegaConf
+from scipy.spatial import cKDTree
 
+from marsunits.boundary.camera.io import load_camera
 from marsunits.boundary.contact_io import read_contacts
-from marsunits.boundary.extract import contacts_from_mask
-from marsunits.boundary.metrics import line_scores
+from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps, contacts_from_mask
+from marsunits.boundary.metrics import contact_cracks, line_scores
+from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import read_mask
 from marsunits.data.synthetic import SceneConfig, generate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 GROUND_RANGE_M = 15.0
+#: Edges of the ground-range bins of the by-range breakdown, metres (the last bin is open).
+RANGE_BINS_M = (0.0, 4.0, 8.0, 12.0, 18.0, 30.0)
+TOLERANCE_PX = 3.0
+
+
+class RangeTally:
+    """Matched and total contact cracks per ground-range bin: recall (true cracks), precision (predicted).
+
+    A crack is matched when the other mask has a crack within ``TOLERANCE_PX``; its range is the horizontal
+    distance from the camera to the ground point under the crack's midpoint (cracks above the horizon fall in
+    the last bin).
+    """
+
+    def __init__(self) -> None:
+        n = len(RANGE_BINS_M)
+        self.true_hit, self.true_all = np.zeros(n), np.zeros(n)
+        self.pred_hit, self.pred_all = np.zeros(n), np.zeros(n)
+
+    def add(self, pred_mask: np.ndarray, true_mask: np.ndarray, camera: object) -> None:
+        bridged = bridge_ignore_gaps(true_mask, DEFAULT_MAX_GAP_PX, IGNORE_INDEX)
+        ignore = bridged == IGNORE_INDEX
+        true, pred = contact_cracks(bridged, ignore), contact_cracks(pred_mask, ignore)
+        if not len(true) or not len(pred):
+            return
+        centre = np.asarray(camera.center)[:2]  # type: ignore[attr-defined]
+        for pts, other, hit, total in (
+            (true, pred, self.true_hit, self.true_all),
+            (pred, true, self.pred_hit, self.pred_all),
+        ):
+            matched = cKDTree(other).query(pts)[0] <= TOLERANCE_PX
+            ground = camera.pixel_to_ground(pts[:, 0], pts[:, 1])  # type: ignore[attr-defined]
+            rng = np.hypot(*(ground[:, :2] - centre).T)
+            bins = np.digitize(np.where(np.isfinite(rng), rng, np.inf), RANGE_BINS_M) - 1
+            np.add.at(total, bins, 1)
+            np.add.at(hit, bins, matched)
+
+    def table(self) -> list[dict[str, object]]:
+        rows = []
+        for k, lo in enumerate(RANGE_BINS_M):
+            hi = RANGE_BINS_M[k + 1] if k + 1 < len(RANGE_BINS_M) else None
+            rows.append(
+                {
+                    "range_m": f"{lo:g}-{hi:g}" if hi is not None else f">{lo:g}",
+                    "true_cracks": int(self.true_all[k]),
+                    "recall": float(self.true_hit[k] / self.true_all[k]) if self.true_all[k] else None,
+                    "pred_cracks": int(self.pred_all[k]),
+                    "precision": float(self.pred_hit[k] / self.pred_all[k]) if self.pred_all[k] else None,
+                }
+            )
+        return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
         metrics = json.loads((out / "metrics.json").read_text())
 
-        extraction, extraction_to_truth, ground_err = [], [], []
+        extraction: list[float] = []
+        extraction_to_truth: list[float] = []
+        ground_err: list[float] = []
+        by_range = RangeTally()
         for name in names:
+            by_range.add(
+                read_mask(out / f"{name}.mask.png"),
+                read_mask(scenes / "masks" / f"{name}.png"),
+                load_camera(scenes / "cameras" / f"{name}.json"),
+            )
             true_lines, _ = read_contacts(scenes / "contacts" / f"{name}.contact.geojson")
             if not true_lines:
                 continue
@@ -129,11 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         "miou": overall.get("miou"),
         "ground_median_error_m_within_15m": float(np.median(ground_err)) if ground_err else None,
         "ground_vertices": len(ground_err),
+        "by_range": by_range.table(),
     }
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     width_col = max(len(k) for k in result)
     for key, value in result.items():
-        print(f"{key:<{width_col}}  {value}")
+        if key != "by_range":
+            print(f"{key:<{width_col}}  {value}")
+    print("mask contact at 3 px by ground range (scenes where both masks have a contact):")
+    for row in result["by_range"]:  # type: ignore[union-attr]
+        cells = (f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+        print("  " + "  ".join(cells))
     print(f"written {args.json}")
     return 0
 
