@@ -1,0 +1,133 @@
+"""Where a real-data model's validation errors come from: variance between runs, or a shared bias?
+
+Two questions, answered on a run's own sol-grouped validation split (the tiles ``train.py`` scores, with the
+data config's validation context), in one pass over the tiles:
+
+* **Ensemble**: checkpoints trained on the *same* split, scored alone and as the mean of their softmax
+  probabilities (every subset of two or more). If averaging runs does not raise mIoU, their errors are
+  shared (a bias of the recipe or the data), not noise of one run, and more runs will not fix them.
+* **Class-prior offset**: one checkpoint at a time, a constant added to the log-probability of
+  ``rough_olivine`` before the argmax (post-hoc logit adjustment). If the best offset differs in sign from
+  one validation fold to the next, the under-prediction of rough terrain is not a prior to correct.
+
+Usage::
+
+    python benchmarks/eval_val_errors.py --ckpt A.ckpt --ckpt B.ckpt [--set data.n_folds=5 --set data.fold=0]
+        [--experiment marsscapes] [--root ../shared/data/marsscapes] [--offsets=-0.5,0,0.5,1]
+
+Each ``--ckpt`` may carry its own overrides after commas (``A.ckpt,data.n_folds=5,data.fold=2``): a
+checkpoint with overrides is scored only on its own split and enters no ensemble; the plain ones share the
+split of ``--set``. Writes ``--json`` (default ``benchmarks/eval_val_errors.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from marsunits.inference.evaluation import confusion_matrix, scores
+from marsunits.task import SegmentationTask
+
+REPO = Path(__file__).resolve().parents[1]
+ROUGH = 1
+
+
+def _val_loader(experiment: str, root: str, overrides: list[str]) -> Any:
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = compose(
+            "train", overrides=[f"experiment={experiment}", f"data.root={root}", "logger=none", *overrides]
+        )
+    dm = instantiate(cfg.data)
+    dm.setup("validate")
+    loader = dm.val_dataloader()
+    return loader[0] if isinstance(loader, list) else loader
+
+
+def _summary(cm: np.ndarray) -> dict[str, Any]:
+    s = scores(cm)
+    return {"miou": s["miou"], "iou": s["iou"], "confusion_matrix": s["confusion_matrix"]}
+
+
+def evaluate_split(
+    ckpts: list[str], experiment: str, root: str, overrides: list[str], offsets: list[float]
+) -> dict[str, Any]:
+    """Score ``ckpts`` alone, with each rough offset, and (two or more) as probability-mean ensembles."""
+    loader = _val_loader(experiment, root, overrides)
+    models = [SegmentationTask.load_from_checkpoint(c, map_location="cpu").eval() for c in ckpts]
+    n = len(models)
+    subsets = [s for k in range(2, n + 1) for s in itertools.combinations(range(n), k)]
+    cm_offset = {(i, o): np.zeros((3, 3), np.int64) for i in range(n) for o in offsets}
+    cm_subset = {s: np.zeros((3, 3), np.int64) for s in subsets}
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in loader:
+            target = batch["mask"].numpy()
+            logp = [m(batch["image"]).log_softmax(1) for m in models]
+            for i, lp in enumerate(logp):
+                for o in offsets:
+                    shifted = lp.clone()
+                    shifted[:, ROUGH] += o
+                    cm_offset[i, o] += confusion_matrix(shifted.argmax(1).numpy(), target)
+            for s in subsets:
+                mean_p = torch.stack([logp[i].exp() for i in s]).mean(0)
+                cm_subset[s] += confusion_matrix(mean_p.argmax(1).numpy(), target)
+    return {
+        "overrides": overrides,
+        "seconds": round(time.perf_counter() - start, 1),
+        "models": {
+            c: {
+                "alone": _summary(cm_offset[i, 0.0]),
+                "rough_offset_miou": {f"{o:+g}": scores(cm_offset[i, o])["miou"] for o in offsets},
+            }
+            for i, c in enumerate(ckpts)
+        },
+        "ensembles": [{"members": [ckpts[i] for i in s], **_summary(cm_subset[s])} for s in subsets],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", action="append", required=True, help="checkpoint[,override,...]")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="shared override")
+    parser.add_argument("--experiment", default="marsscapes")
+    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "marsscapes"))
+    parser.add_argument("--offsets", default="-0.5,-0.25,0,0.25,0.5,1,1.5")
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_val_errors.json"))
+    args = parser.parse_args(argv)
+    offsets = sorted({float(v) for v in args.offsets.split(",")} | {0.0})
+
+    shared = [c for c in args.ckpt if "," not in c]
+    own = [c.split(",") for c in args.ckpt if "," in c]
+    results = []
+    if shared:
+        results.append(evaluate_split(shared, args.experiment, args.root, args.set, offsets))
+    for ckpt, *overrides in own:
+        results.append(evaluate_split([ckpt], args.experiment, args.root, overrides, offsets))
+
+    report = {"experiment": args.experiment, "splits": results}
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    for res in results:
+        print(f"split {res['overrides'] or 'default'} ({res['seconds']} s)")
+        for ckpt, r in res["models"].items():
+            offs = "  ".join(f"{k}:{v:.3f}" for k, v in r["rough_offset_miou"].items())
+            print(f"  {ckpt}: mIoU {r['alone']['miou']:.4f}; rough offsets {offs}")
+        for e in res["ensembles"]:
+            print(
+                f"  mean of {len(e['members'])} ({', '.join(Path(m).parts[-3] for m in e['members'])}): "
+                f"mIoU {e['miou']:.4f}"
+            )
+    print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
