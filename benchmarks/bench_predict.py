@@ -41,6 +41,7 @@ memory of a whole ``predict_folder`` run on one 12,000 x 1,600 panorama, measure
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor.overlap = share
             choices[name] = choice.to_dict()
             run_engine(predictor, files[:1], 0)  # warm-up (allocator, oneDNN primitive cache)
-            methods.append((name, lambda p=predictor: run_engine(p, files, workers), choice.reason))
+            methods.append((name, functools.partial(run_engine, predictor, files, workers), choice.reason))
         # Interleaved rounds: a change of the machine's load hits every method alike.
         for _ in range(max(1, args.rounds)):
             for name, fn, note in methods:
@@ -397,10 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             w = int(round(np.sqrt(mp * 1e6 * 4 / 3)))
             h = int(round(mp * 1e6 / w))
             x = torch.from_numpy(procedural_image(h, w, 7)).permute(2, 0, 1).float() / 255.0
-            runs = [
-                timed(lambda x=x: predictor.predict(x).shape[1] * x.shape[2] / 1e6)
-                for _ in range(max(1, args.rounds))
-            ]
+
+            def megapixels(x: torch.Tensor = x) -> float:
+                return float(predictor.predict(x).shape[1] * x.shape[2] / 1e6)
+
+            runs = [timed(megapixels) for _ in range(max(1, args.rounds))]
             got, wall, cpu = runs[0][0], min(r[1] for r in runs), min(r[2] for r in runs)
             scaling.append(
                 {
