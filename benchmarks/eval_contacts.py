@@ -37,25 +37,24 @@ from scipy.spatial import cKDTree
 
 from marsunits.boundary.camera.io import load_camera
 from marsunits.boundary.contact_io import read_contacts
-from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps, contacts_from_mask
-from marsunits.boundary.metrics import contact_cracks, line_scores
-from marsunits.constants import IGNORE_INDEX
+from marsunits.boundary.extract import contacts_from_mask
+from marsunits.boundary.metrics import line_scores, scored_cracks
 from marsunits.data.io import read_mask
 from marsunits.data.synthetic import SceneConfig, generate_dataset
+from marsunits.inference.evaluation import BOUNDARY_TOLERANCE_PX
 
 REPO = Path(__file__).resolve().parents[1]
 GROUND_RANGE_M = 15.0
 #: Edges of the ground-range bins of the by-range breakdown, metres (the last bin is open).
 RANGE_BINS_M = (0.0, 4.0, 8.0, 12.0, 18.0, 30.0)
-TOLERANCE_PX = 3.0
 
 
 class RangeTally:
     """Matched and total contact cracks per ground-range bin: recall (true cracks), precision (predicted).
 
-    A crack is matched when the other mask has a crack within ``TOLERANCE_PX``; its range is the horizontal
-    distance from the camera to the ground point under the crack's midpoint (cracks above the horizon fall in
-    the last bin).
+    A crack is matched when the other mask has a crack within ``BOUNDARY_TOLERANCE_PX`` (3 px, as in
+    ``metrics.json``); its range is the horizontal distance from the camera to the ground point under the
+    crack's midpoint (cracks above the horizon fall in the last bin).
     """
 
     def __init__(self) -> None:
@@ -64,9 +63,7 @@ class RangeTally:
         self.pred_hit, self.pred_all = np.zeros(n), np.zeros(n)
 
     def add(self, pred_mask: np.ndarray, true_mask: np.ndarray, camera: object) -> None:
-        bridged = bridge_ignore_gaps(true_mask, DEFAULT_MAX_GAP_PX, IGNORE_INDEX)
-        ignore = bridged == IGNORE_INDEX
-        true, pred = contact_cracks(bridged, ignore), contact_cracks(pred_mask, ignore)
+        pred, true = scored_cracks(pred_mask, true_mask)
         if not len(true) or not len(pred):
             return
         centre = np.asarray(camera.center)[:2]  # type: ignore[attr-defined]
@@ -74,7 +71,7 @@ class RangeTally:
             (true, pred, self.true_hit, self.true_all),
             (pred, true, self.pred_hit, self.pred_all),
         ):
-            matched = cKDTree(other).query(pts)[0] <= TOLERANCE_PX
+            matched = cKDTree(other).query(pts)[0] <= BOUNDARY_TOLERANCE_PX
             ground = camera.pixel_to_ground(pts[:, 0], pts[:, 1])  # type: ignore[attr-defined]
             rng = np.hypot(*(ground[:, :2] - centre).T)
             bins = np.digitize(np.where(np.isfinite(rng), rng, np.inf), RANGE_BINS_M) - 1

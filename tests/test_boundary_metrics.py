@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from marsunits.boundary.extract import bridge_ignore_gaps, contacts_from_mask
-from marsunits.boundary.metrics import boundary_scores, contact_cracks, line_scores
+from marsunits.boundary.metrics import (
+    boundary_scores,
+    contact_cracks,
+    crack_scores,
+    line_scores,
+    scored_cracks,
+)
 
 
 def _split(col: int, h: int = 40, w: int = 60) -> np.ndarray:
@@ -114,3 +120,16 @@ def test_errors():
         boundary_scores(np.zeros((3, 3)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="K>=2"):
         line_scores([np.zeros((1, 2))], [])
+
+
+def test_scored_cracks_drop_the_prediction_inside_unlabelled_regions_and_bridge_gaps():
+    true = _split(26)
+    true[:, 23:26] = 255  # a 3 px strip of ignore between the units: bridged, the truth keeps its contact
+    true[:10, 10:50] = 255  # a wide unlabelled block across the top: no contact scored there
+    pred = _split(40)  # the predicted contact: 14 px off, in the block and below it
+    pred_cracks, true_cracks = scored_cracks(pred, true)
+    assert len(true_cracks) == 30 and np.all(true_cracks[:, 1] > 10)  # rows 10..39 only
+    assert len(pred_cracks) == 30 and np.all(pred_cracks[:, 1] > 10)
+    assert crack_scores(pred_cracks, true_cracks, tolerance_px=3.0) == boundary_scores(pred, true)
+    with pytest.raises(ValueError, match="same"):
+        scored_cracks(pred, true[:, :-1])

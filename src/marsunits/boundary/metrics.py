@@ -43,7 +43,14 @@ from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps
 from marsunits.constants import IGNORE_INDEX
 
-__all__ = ["contact_cracks", "boundary_scores", "line_scores", "scores_from_distances"]
+__all__ = [
+    "contact_cracks",
+    "scored_cracks",
+    "crack_scores",
+    "boundary_scores",
+    "line_scores",
+    "scores_from_distances",
+]
 
 
 def contact_cracks(mask: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
@@ -98,6 +105,60 @@ def scores_from_distances(
     return {"precision": precision, "recall": recall, "f1": f1, "mean_distance_px": mean_distance}
 
 
+def scored_cracks(
+    pred_mask: np.ndarray,
+    true_mask: np.ndarray,
+    ignore_index: int = IGNORE_INDEX,
+    max_gap_px: float = DEFAULT_MAX_GAP_PX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted and true contact cracks that :func:`boundary_scores` compares.
+
+    Narrow unlabelled gaps between the units in ``true_mask`` are bridged up to ``max_gap_px`` (0 takes the
+    mask literally); cracks touching a pixel that is still ``ignore_index`` are dropped from both sides.
+
+    Args:
+        pred_mask: ``(H, W)`` predicted class ids (0, 1, 2).
+        true_mask: ``(H, W)`` true class ids (0, 1, 2, and ``ignore_index`` for unlabelled pixels).
+        ignore_index: Label of unlabelled pixels in ``true_mask``.
+        max_gap_px: Largest unlabelled gap between the units that is bridged, pixels.
+
+    Returns:
+        ``(pred, true)``: ``(N, 2)`` and ``(M, 2)`` float arrays of crack midpoints ``(x, y)``, pixels
+        (corner origin).
+
+    Raises:
+        ValueError: If the masks differ in shape or are not 2-D.
+    """
+    pred_mask, true_mask = np.asarray(pred_mask), np.asarray(true_mask)
+    if pred_mask.shape != true_mask.shape:
+        raise ValueError(
+            f"pred_mask and true_mask must have the same (H, W) shape, got {pred_mask.shape} "
+            f"and {true_mask.shape}"
+        )
+    true_mask = bridge_ignore_gaps(true_mask, max_gap_px, ignore_index)
+    ignore = true_mask == ignore_index
+    return contact_cracks(pred_mask, ignore), contact_cracks(true_mask, ignore)
+
+
+def crack_scores(pred: np.ndarray, true: np.ndarray, tolerance_px: float = 3.0) -> dict[str, float]:
+    """Precision, recall, F1 and mean symmetric distance between two sets of crack midpoints.
+
+    Args:
+        pred: ``(N, 2)`` predicted crack midpoints, pixels (e.g. from :func:`scored_cracks`).
+        true: ``(M, 2)`` true crack midpoints, pixels.
+        tolerance_px: Matching tolerance in pixels (Euclidean distance between midpoints).
+
+    Returns:
+        ``{"precision", "recall", "f1", "mean_distance_px"}`` (see the module docstring for empty sets).
+    """
+    if len(pred) and len(true):
+        d_pt = cKDTree(true).query(pred)[0]
+        d_tp = cKDTree(pred).query(true)[0]
+    else:
+        d_pt, d_tp = np.zeros(len(pred)), np.zeros(len(true))
+    return scores_from_distances(d_pt, d_tp, tolerance_px)
+
+
 def boundary_scores(
     pred_mask: np.ndarray,
     true_mask: np.ndarray,
@@ -106,6 +167,8 @@ def boundary_scores(
     max_gap_px: float = DEFAULT_MAX_GAP_PX,
 ) -> dict[str, float]:
     """Contact precision, recall, F1 (BF score) and mean symmetric distance from two label masks.
+
+    :func:`scored_cracks` then :func:`crack_scores`.
 
     Args:
         pred_mask: ``(H, W)`` predicted class ids (0, 1, 2).
@@ -122,22 +185,8 @@ def boundary_scores(
     Raises:
         ValueError: If the masks differ in shape or are not 2-D.
     """
-    pred_mask, true_mask = np.asarray(pred_mask), np.asarray(true_mask)
-    if pred_mask.shape != true_mask.shape:
-        raise ValueError(
-            f"pred_mask and true_mask must have the same (H, W) shape, got {pred_mask.shape} "
-            f"and {true_mask.shape}"
-        )
-    true_mask = bridge_ignore_gaps(true_mask, max_gap_px, ignore_index)
-    ignore = true_mask == ignore_index
-    pred = contact_cracks(pred_mask, ignore)
-    true = contact_cracks(true_mask, ignore)
-    if len(pred) and len(true):
-        d_pt = cKDTree(true).query(pred)[0]
-        d_tp = cKDTree(pred).query(true)[0]
-    else:
-        d_pt, d_tp = np.zeros(len(pred)), np.zeros(len(true))
-    return scores_from_distances(d_pt, d_tp, tolerance_px)
+    pred, true = scored_cracks(pred_mask, true_mask, ignore_index, max_gap_px)
+    return crack_scores(pred, true, tolerance_px)
 
 
 def _as_geometries(lines: Sequence[ContactLine | np.ndarray]) -> list[shapely.LineString]:

@@ -5,9 +5,10 @@ Counting is a ``numpy.bincount`` over ``target * 3 + pred`` (the same sum torchm
 panorama-sized int64 tensor copy would only cost memory. Pixels whose label is 255 (ignore) are not scored.
 
 Contact scores (:mod:`marsunits.boundary.metrics`): per image, ``boundary_f1`` and ``contact_distance_px``
-from the predicted mask against the label mask (:func:`~marsunits.boundary.metrics.boundary_scores`, 3 px
-tolerance) and, when a true contact file exists (:func:`find_true_contact`), ``line_boundary_f1`` and
-``line_contact_distance_px`` from the predicted contact lines against the true ones
+from the predicted mask against the label mask (the cracks and scores of
+:func:`~marsunits.boundary.metrics.boundary_scores`, 3 px tolerance) and, when a true contact file exists
+(:func:`find_true_contact`), ``line_boundary_f1`` and ``line_contact_distance_px`` from the predicted
+contact lines against the true ones
 (:func:`~marsunits.boundary.metrics.line_scores`). The overall values are means over the images that have a
 contact in the prediction or in the truth (an image where both agree there is none scores a perfect 1 and
 would only dilute the mean); distances are averaged over the images where both sides have a contact
@@ -30,8 +31,7 @@ from typing import Any
 import numpy as np
 
 from marsunits.boundary.contact_io import ContactLine, read_contacts
-from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps
-from marsunits.boundary.metrics import boundary_scores, contact_cracks, line_scores
+from marsunits.boundary.metrics import crack_scores, line_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import ImageReadError, read_mask
 
@@ -176,11 +176,9 @@ class Evaluation:
     def _contact_scores(
         self, rel: PurePosixPath, pred: np.ndarray, label: np.ndarray, pred_lines: Sequence[ContactLine]
     ) -> dict[str, Any]:
-        b = boundary_scores(pred, label, tolerance_px=BOUNDARY_TOLERANCE_PX)
-        # Same bridging and ignore handling as boundary_scores, to tell "no contact anywhere" apart.
-        bridged = bridge_ignore_gaps(label, DEFAULT_MAX_GAP_PX, IGNORE_INDEX)
-        ignore = bridged == IGNORE_INDEX
-        has_contact = bool(len(contact_cracks(pred, ignore)) or len(contact_cracks(bridged, ignore)))
+        pred_cracks, true_cracks = scored_cracks(pred, label)
+        b = crack_scores(pred_cracks, true_cracks, tolerance_px=BOUNDARY_TOLERANCE_PX)
+        has_contact = bool(len(pred_cracks) or len(true_cracks))
         out: dict[str, Any] = {
             "boundary_f1": b["f1"],
             "contact_distance_px": _finite_or_none(b["mean_distance_px"]),
