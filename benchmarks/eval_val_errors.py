@@ -77,8 +77,9 @@ def evaluate_split(
                     shifted = lp.clone()
                     shifted[:, ROUGH] += o
                     cm_offset[i, o] += confusion_matrix(shifted.argmax(1).numpy(), target)
+            probs = [lp.exp() for lp in logp] if subsets else []
             for s in subsets:
-                mean_p = torch.stack([logp[i].exp() for i in s]).mean(0)
+                mean_p = torch.stack([probs[i] for i in s]).mean(0)
                 cm_subset[s] += confusion_matrix(mean_p.argmax(1).numpy(), target)
     return {
         "overrides": overrides,
