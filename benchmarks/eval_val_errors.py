@@ -9,11 +9,16 @@ data config's validation context), in one pass over the tiles:
 * **Class-prior offset**: one checkpoint at a time, a constant added to the log-probability of
   ``rough_olivine`` before the argmax (post-hoc logit adjustment). If the best offset differs in sign from
   one validation fold to the next, the under-prediction of rough terrain is not a prior to correct.
+* **Input scale** (``--scales``): one checkpoint at a time, each validation window resized by a factor
+  (area-averaged when shrinking, bilinear when enlarging; sides rounded to multiples of 32) before the
+  network and its logits resized back to the labels' grid. A scale that helps one split but not the folds
+  is a property of that split's panoramas, not a better working resolution.
 
 Usage::
 
     python benchmarks/eval_val_errors.py --ckpt A.ckpt --ckpt B.ckpt [--set data.n_folds=5 --set data.fold=0]
         [--experiment marsscapes] [--root ../shared/data/marsscapes] [--offsets=-0.5,0,0.5,1]
+        [--scales=0.75,1]
 
 Each ``--ckpt`` may carry its own overrides after commas (``A.ckpt,data.n_folds=5,data.fold=2``): a
 checkpoint with overrides is scored only on its own split and enters no ensemble; the plain ones share the
@@ -31,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -39,6 +45,21 @@ from marsunits.task import SegmentationTask
 
 REPO = Path(__file__).resolve().parents[1]
 ROUGH = 1
+STRIDE = 32
+
+
+def scaled_logits(model: torch.nn.Module, image: torch.Tensor, scale: float) -> torch.Tensor:
+    """Logits of ``image`` (N, C, H, W) seen at ``scale`` times its size, on the original (H, W) grid.
+
+    The resized sides are rounded to multiples of the network stride (32), so the two axes may be scaled
+    by slightly different factors; ``scale=1`` is the plain forward pass.
+    """
+    h, w = image.shape[-2:]
+    size = (max(STRIDE, round(h * scale / STRIDE) * STRIDE), max(STRIDE, round(w * scale / STRIDE) * STRIDE))
+    if size == (h, w):
+        return model(image)
+    resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    return F.interpolate(model(resized), size=(h, w), mode="bilinear", align_corners=False)
 
 
 def _val_loader(experiment: str, root: str, overrides: list[str]) -> Any:
@@ -58,15 +79,23 @@ def _summary(cm: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_split(
-    ckpts: list[str], experiment: str, root: str, overrides: list[str], offsets: list[float]
+    ckpts: list[str],
+    experiment: str,
+    root: str,
+    overrides: list[str],
+    offsets: list[float],
+    scales: tuple[float, ...] = (1.0,),
 ) -> dict[str, Any]:
-    """Score ``ckpts`` alone, with each rough offset, and (two or more) as probability-mean ensembles."""
+    """Score ``ckpts`` alone, with each rough offset, at each input scale, and (two or more) as
+    probability-mean ensembles."""
     loader = _val_loader(experiment, root, overrides)
     models = [SegmentationTask.load_from_checkpoint(c, map_location="cpu").eval() for c in ckpts]
     n = len(models)
     subsets = [s for k in range(2, n + 1) for s in itertools.combinations(range(n), k)]
     cm_offset = {(i, o): np.zeros((3, 3), np.int64) for i in range(n) for o in offsets}
     cm_subset = {s: np.zeros((3, 3), np.int64) for s in subsets}
+    rescaled = [s for s in scales if s != 1.0]
+    cm_scale = {(i, s): np.zeros((3, 3), np.int64) for i in range(n) for s in rescaled}
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in loader:
@@ -77,6 +106,10 @@ def evaluate_split(
                     shifted = lp.clone()
                     shifted[:, ROUGH] += o
                     cm_offset[i, o] += confusion_matrix(shifted.argmax(1).numpy(), target)
+            for i, m in enumerate(models):
+                for sc in rescaled:
+                    logits = scaled_logits(m, batch["image"], sc)
+                    cm_scale[i, sc] += confusion_matrix(logits.argmax(1).numpy(), target)
             probs = [lp.exp() for lp in logp] if subsets else []
             for s in subsets:
                 mean_p = torch.stack([probs[i] for i in s]).mean(0)
@@ -88,6 +121,10 @@ def evaluate_split(
             c: {
                 "alone": _summary(cm_offset[i, 0.0]),
                 "rough_offset_miou": {f"{o:+g}": scores(cm_offset[i, o])["miou"] for o in offsets},
+                "input_scale": {
+                    f"{sc:g}": _summary(cm_offset[i, 0.0] if sc == 1.0 else cm_scale[i, sc])
+                    for sc in sorted({1.0, *rescaled})
+                },
             }
             for i, c in enumerate(ckpts)
         },
@@ -102,17 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="marsscapes")
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "marsscapes"))
     parser.add_argument("--offsets", default="-0.5,-0.25,0,0.25,0.5,1,1.5")
+    parser.add_argument("--scales", default="1", help="input scales to score each checkpoint at")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_val_errors.json"))
     args = parser.parse_args(argv)
     offsets = sorted({float(v) for v in args.offsets.split(",")} | {0.0})
+    scales = tuple(sorted({float(v) for v in args.scales.split(",")} | {1.0}))
+    if min(scales) <= 0:
+        parser.error(f"--scales must be positive, got {args.scales}")
 
     shared = [c for c in args.ckpt if "," not in c]
     own = [c.split(",") for c in args.ckpt if "," in c]
     results = []
     if shared:
-        results.append(evaluate_split(shared, args.experiment, args.root, args.set, offsets))
+        results.append(evaluate_split(shared, args.experiment, args.root, args.set, offsets, scales))
     for ckpt, *overrides in own:
-        results.append(evaluate_split([ckpt], args.experiment, args.root, overrides, offsets))
+        results.append(evaluate_split([ckpt], args.experiment, args.root, overrides, offsets, scales))
 
     report = {"experiment": args.experiment, "splits": results}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -121,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         for ckpt, r in res["models"].items():
             offs = "  ".join(f"{k}:{v:.3f}" for k, v in r["rough_offset_miou"].items())
             print(f"  {ckpt}: mIoU {r['alone']['miou']:.4f}; rough offsets {offs}")
+            if len(r["input_scale"]) > 1:
+                sc = "  ".join(f"{k}:{v['miou']:.3f}" for k, v in r["input_scale"].items())
+                print(f"    input scales {sc}")
         for e in res["ensembles"]:
             print(
                 f"  mean of {len(e['members'])} ({', '.join(Path(m).parts[-3] for m in e['members'])}): "

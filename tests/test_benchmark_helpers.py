@@ -1,0 +1,55 @@
+"""Helpers of the diagnostic benchmarks that the README's figures depend on."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def eval_val_errors():
+    return _load("eval_val_errors")
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75, 1.0, 1.5])
+def test_scaled_logits_returns_the_label_grid(eval_val_errors, scale):
+    """Logits come back on the input's (H, W) grid at any scale, and a pointwise model on a constant
+    image gives the same logits at every scale (resizing a constant changes nothing)."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 3, kernel_size=1)
+    image = torch.full((2, 3, 96, 160), 0.3)
+    with torch.no_grad():
+        out = eval_val_errors.scaled_logits(model, image, scale)
+        plain = model(image)
+    assert out.shape == plain.shape
+    torch.testing.assert_close(out, plain, atol=1e-5, rtol=0)
+
+
+def test_scaled_logits_changes_resolution_when_asked(eval_val_errors):
+    """At scale 0.5 the network sees half the pixels per side (multiples of 32), not the original grid."""
+    seen: list[tuple[int, int]] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[-2:]))
+            return x
+
+    image = torch.rand(1, 3, 128, 192)
+    out = eval_val_errors.scaled_logits(Probe(), image, 0.5)
+    assert seen == [(64, 96)]
+    assert out.shape == image.shape
