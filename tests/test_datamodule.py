@@ -145,12 +145,20 @@ def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None
         ("data.in_channels=2", r"configs/data/marsscapes\.yaml: in_channels must be 1"),
         ("data.crop_size=100", r"crop_size must be a positive multiple of 32"),
         ("data.sources=[mars]", r"unknown sources"),
+        ("data.focus_class=7", r"marsscapes\.yaml: focus_class=7 is not a project class id"),
     ],
 )
 def test_bad_config_values_explain_themselves(override: str, message: str, tmp_path: Path) -> None:
     # Hydra wraps constructor errors in InstantiationException, keeping our message.
     with pytest.raises((ValueError, InstantiationException), match=message):
         instantiate(_compose("marsscapes", tmp_path, [override]).data)
+
+
+def test_focus_class_from_the_config_puts_that_class_in_every_crop(tmp_path: Path) -> None:
+    dm = instantiate(_compose("marsscapes", tmp_path, ["data.focus_class=1", "data.focus_fraction=1.0"]).data)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert batches and all((mask == 1).any() for b in batches for mask in b["mask"])
 
 
 def test_missing_root_names_path_and_key(tmp_path: Path) -> None:

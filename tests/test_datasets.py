@@ -199,6 +199,60 @@ def test_images_drawn_in_proportion_to_labelled_pixels(tmp_path: Path) -> None:
     assert 0.65 < wide_share < 0.85
 
 
+def test_focus_class_crops_contain_that_class(tmp_path: Path) -> None:
+    """With focus_fraction=1 every crop holds a pixel of the focus class, even where it is a small patch
+    of a wide image, and images are drawn by their focus-class pixel counts, not their labelled area."""
+    h, w, c = 64, 640, 32
+    patch = np.zeros((h, w), np.uint8)
+    patch[40:44, 500:504] = 1  # 16 rough pixels in a smooth panorama
+    plain = np.zeros((h, w), np.uint8)  # no rough at all, same labelled area
+    image = np.zeros((h, w, 3), np.uint8)
+    store = _store_from_arrays(tmp_path, [(image, plain), (image, patch)])
+    ds = RandomCropDataset(store, length=60, crop_size=c, in_channels=3, focus_class=1, focus_fraction=1.0)
+    np.testing.assert_allclose(ds.probabilities, [0.5, 0.5])
+    np.testing.assert_allclose(ds.focus_probabilities, [0.0, 1.0])
+    torch.manual_seed(0)
+    corners = set()
+    for k in range(len(ds)):
+        sample = ds[k]
+        assert sample["path"].endswith("i1.png")
+        assert (sample["mask"] == 1).any()
+        ys, xs = np.nonzero(sample["mask"].numpy() == 1)
+        corners.add((int(ys.min()), int(xs.min())))
+    # The patch lands at different places inside the crop, not always at its centre.
+    assert len(corners) > 10
+
+
+def test_focus_fraction_is_a_share_and_zero_changes_nothing(tmp_path: Path) -> None:
+    mask = np.zeros((32, 320), np.uint8)
+    mask[:, 300:] = 1  # rough only in the last 20 of 320 columns
+    image = np.arange(32 * 320 * 3, dtype=np.uint32).reshape(32, 320, 3).astype(np.uint8)
+    store = _store_from_arrays(tmp_path, [(image, mask)])
+    half = RandomCropDataset(
+        store, length=400, crop_size=32, in_channels=3, focus_class=1, focus_fraction=0.5
+    )
+    torch.manual_seed(3)
+    share = np.mean([(half[k]["mask"] == 1).any().item() for k in range(len(half))])
+    # Focused crops always hold rough; unfocused ones (x0 uniform in 0..288) do when x0 >= 269, 20 of 289
+    # positions: expected share 0.5 + 0.5 * 0.07 = 0.53; without focus it would be 0.07.
+    assert 0.45 < share < 0.62
+    base = RandomCropDataset(store, length=8, crop_size=32, in_channels=3)
+    off = RandomCropDataset(store, length=8, crop_size=32, in_channels=3, focus_class=1, focus_fraction=0.0)
+    torch.manual_seed(5)
+    a = [base[k]["image"] for k in range(8)]
+    torch.manual_seed(5)
+    b = [off[k]["image"] for k in range(8)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_focus_class_errors_name_the_fix(tmp_path: Path) -> None:
+    store = _store_from_arrays(tmp_path, [(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8))])
+    with pytest.raises(ValueError, match=r"focus_class=1: no pixel.*data.focus_fraction=0"):
+        RandomCropDataset(store, length=4, crop_size=32, in_channels=3, focus_class=1, focus_fraction=0.5)
+    with pytest.raises(ValueError, match=r"focus_fraction must be in \[0, 1\]"):
+        RandomCropDataset(store, length=4, crop_size=32, in_channels=3, focus_class=0, focus_fraction=1.5)
+
+
 def test_crops_pad_small_images_with_ignore(tmp_path: Path) -> None:
     store = _store_from_arrays(tmp_path, [(np.full((20, 40, 3), 200, np.uint8), np.ones((20, 40), np.uint8))])
     sample = RandomCropDataset(store, length=1, crop_size=32, in_channels=3)[0]

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from marsunits.constants import CLASS_NAMES
 from marsunits.data.ai4mars import scan_ai4mars
 from marsunits.data.class_map import ClassMap
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
@@ -120,6 +121,9 @@ class MarsDataModule(L.LightningDataModule):
         samples_per_epoch: random training crops per epoch, over all real sources.
         cache: keep decoded images in memory; a bool or ``{source: bool}``.
         min_labelled_fraction: training crops with fewer non-ignore pixels are re-drawn.
+        focus_class: real data: project id of a class whose pixels a share of the training crops must
+            contain (``None``: no over-sampling); see :class:`~marsunits.data.datasets.RandomCropDataset`.
+        focus_fraction: real data: that share of the crops, in [0, 1].
         train_length: synthetic scenes per training epoch.
         val_length: synthetic validation scenes (fixed).
         test_length: synthetic test scenes (fixed).
@@ -167,6 +171,8 @@ class MarsDataModule(L.LightningDataModule):
         samples_per_epoch: int = 512,
         cache: bool | Mapping[str, bool] = True,
         min_labelled_fraction: float = 0.01,
+        focus_class: int | None = None,
+        focus_fraction: float = 0.0,
         train_length: int = 256,
         val_length: int = 32,
         test_length: int = 32,
@@ -219,6 +225,18 @@ class MarsDataModule(L.LightningDataModule):
         self.samples_per_epoch = int(samples_per_epoch)
         self.cache = cache
         self.min_labelled_fraction = float(min_labelled_fraction)
+        if focus_class is not None and focus_class not in range(len(CLASS_NAMES)):
+            raise ValueError(
+                f"configs/data/{name}.yaml: focus_class={focus_class} is not a project class id; use one of "
+                f"{dict(enumerate(CLASS_NAMES))} or null."
+            )
+        if focus_fraction and sources == ["synthetic"]:
+            raise ValueError(
+                f"configs/data/{name}.yaml: focus_class/focus_fraction over-sample crops of real images; "
+                "synthetic scenes are drawn whole. Set data.focus_fraction=0."
+            )
+        self.focus_class = None if focus_class is None else int(focus_class)
+        self.focus_fraction = float(focus_fraction)
         self.train_length = int(train_length)
         self.val_length = int(val_length)
         self.test_length = int(test_length)
@@ -348,6 +366,8 @@ class MarsDataModule(L.LightningDataModule):
                     self.in_channels,
                     transform=train_transform,
                     min_labelled_fraction=self.min_labelled_fraction,
+                    focus_class=self.focus_class,
+                    focus_fraction=self.focus_fraction,
                 )
             )
             if source not in self.train_only:

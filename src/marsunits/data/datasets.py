@@ -99,9 +99,16 @@ class RandomCropDataset(Dataset):
         transform: paired augmentation applied after cropping.
         min_labelled_fraction: a crop needs at least this fraction of non-255 pixels, else it is re-drawn.
         max_tries: re-draws before falling back to a crop centred on a random labelled pixel.
+        focus_class: project id of a class to over-sample (nnU-Net's foreground over-sampling), or None.
+        focus_fraction: fraction of the crops (drawn per crop) that are placed to contain a pixel of
+            ``focus_class``: the image is drawn in proportion to its pixels of that class, the pixel
+            uniformly among them, and the crop uniformly among the positions that contain it. The other
+            crops are drawn as without focus. 0 (the default) draws no extra random numbers, so runs
+            without focus are unchanged.
 
     Raises:
-        ValueError: no image has a labelled pixel.
+        ValueError: no image has a labelled pixel; ``focus_fraction`` outside [0, 1]; a focus class with no
+            pixel in any training image.
     """
 
     def __init__(
@@ -113,6 +120,8 @@ class RandomCropDataset(Dataset):
         transform: Transform | None = None,
         min_labelled_fraction: float = 0.01,
         max_tries: int = 20,
+        focus_class: int | None = None,
+        focus_fraction: float = 0.0,
     ) -> None:
         counts = store.labelled_counts.astype(np.float64)
         if len(store) == 0 or counts.sum() == 0:
@@ -130,6 +139,21 @@ class RandomCropDataset(Dataset):
         self.max_tries = int(max_tries)
         #: Probability of drawing each image (proportional to its labelled pixels).
         self.probabilities = counts / counts.sum()
+        if not 0.0 <= focus_fraction <= 1.0:
+            raise ValueError(f"focus_fraction must be in [0, 1], got {focus_fraction}.")
+        self.focus_class = focus_class
+        self.focus_fraction = float(focus_fraction) if focus_class is not None else 0.0
+        #: Probability of drawing each image for a focused crop (proportional to its focus-class pixels).
+        self.focus_probabilities: np.ndarray | None = None
+        if self.focus_fraction > 0:
+            focus = np.array([np.count_nonzero(store.mask(i) == focus_class) for i in range(len(store))])
+            if focus.sum() == 0:
+                raise ValueError(
+                    f"focus_class={focus_class}: no pixel of that class in the {len(store)} training "
+                    "image(s); set data.focus_class to a class present in the training masks, or "
+                    "data.focus_fraction=0."
+                )
+            self.focus_probabilities = focus / focus.sum()
 
     def __len__(self) -> int:
         return self.length
@@ -152,13 +176,28 @@ class RandomCropDataset(Dataset):
         x0 = int(np.clip(xs[k] - c // 2, 0, max_x))
         return y0, x0
 
+    def _focused_window(self, rng: np.random.Generator, mask: np.ndarray) -> tuple[int, int]:
+        """Top-left corner of a crop containing a random pixel of ``focus_class`` (anywhere in the crop)."""
+        c = self.crop_size
+        h, w = mask.shape
+        flat = np.flatnonzero(mask == self.focus_class)
+        y, x = divmod(int(flat[int(rng.integers(0, len(flat)))]), w)
+        y0 = int(np.clip(y - int(rng.integers(0, c)), 0, max(h - c, 0)))
+        x0 = int(np.clip(x - int(rng.integers(0, c)), 0, max(w - c, 0)))
+        return y0, x0
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} crops per epoch")
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        i = int(rng.choice(len(self.probabilities), p=self.probabilities))
-        mask = self.store.mask(i)
-        y0, x0 = self._window(rng, mask)
+        if self.focus_probabilities is not None and rng.random() < self.focus_fraction:
+            i = int(rng.choice(len(self.focus_probabilities), p=self.focus_probabilities))
+            mask = self.store.mask(i)
+            y0, x0 = self._focused_window(rng, mask)
+        else:
+            i = int(rng.choice(len(self.probabilities), p=self.probabilities))
+            mask = self.store.mask(i)
+            y0, x0 = self._window(rng, mask)
         c = self.crop_size
         image = self.store.image(i)[y0 : y0 + c, x0 : x0 + c]
         return make_sample(
