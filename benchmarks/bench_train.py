@@ -10,7 +10,9 @@ batch size: configs/data/synthetic.yaml (``crop_size``, ``batch_size``). One opt
 fixed random batch (data loading is not measured: see bench_synthetic.py for the scene generator).
 
 Configurations, each in a fresh subprocess so that peak memory is its own: ``channels_last`` off / on, in
-float32 on CPU; on CUDA also bf16 autocast (what ``trainer=gpu`` uses). The first step is a warm-up and
+float32 on CPU; on CUDA also bf16 autocast (what ``trainer=gpu`` uses); on a CPU with AMX matrix units also
+bf16 autocast with ``channels_last`` (prediction's default there, about 2x faster than float32: this row
+says whether training would gain as much). The first step is a warm-up and
 is not timed. Peak memory: the process's ``VmHWM`` (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
 The machine's load average is recorded: on a shared machine the wall clock is inflated, so CPU seconds
 per image are reported too.
@@ -90,7 +92,7 @@ def worker(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     step()  # warm-up
     sync()
@@ -141,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     configs = [("0", "32"), ("1", "32")]
     if args.device.startswith("cuda"):
         configs += [("0", "bf16"), ("1", "bf16")]
+    else:
+        from marsunits.inference.runtime import cpu_has_bf16_matrix_units
+
+        if cpu_has_bf16_matrix_units():
+            configs += [("1", "bf16")]
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     for cl, precision in configs:

@@ -38,10 +38,9 @@ from scipy.spatial import cKDTree
 from marsunits.boundary.camera.io import load_camera
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.boundary.extract import contacts_from_mask
-from marsunits.boundary.metrics import line_scores, scored_cracks
+from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, line_scores, scored_cracks
 from marsunits.data.io import read_mask
 from marsunits.data.synthetic import SceneConfig, generate_dataset
-from marsunits.inference.evaluation import BOUNDARY_TOLERANCE_PX
 
 REPO = Path(__file__).resolve().parents[1]
 GROUND_RANGE_M = 15.0

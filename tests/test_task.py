@@ -199,6 +199,36 @@ def test_absent_class_is_nan_and_left_out_of_miou() -> None:
     assert math.isnan(none_scored.item())
 
 
+def test_logged_boundary_scores_count_images_as_predict_does() -> None:
+    """Per-image contact scores behind ``val/boundary_f1``: images with no scored contact on either side
+    are left out (also when the predicted contact lies only under the label's ignore region, as in
+    predict.py's evaluation); a contact on one side only scores F1 0; a shifted contact scores its shift."""
+    from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, boundary_scores
+
+    h, w = 16, 24
+    truth = torch.zeros(5, h, w, dtype=torch.long)
+    pred = torch.zeros(5, h, w, dtype=torch.long)
+    # 0: one unit everywhere on both sides -> left out
+    # 1: prediction has a contact, but only inside the label's ignore strip -> left out
+    truth[1, :, 10:14] = IGNORE_INDEX
+    pred[1, :, 12:] = 1
+    truth[1, :, 14:] = 0
+    # 2: true vertical contact at x = 12, predicted at x = 14 (2 px off, within the tolerance)
+    truth[2, :, 12:] = 1
+    pred[2, :, 14:] = 1
+    # 3: true contact, none predicted -> F1 0, distance NaN
+    truth[3, :, 12:] = 1
+    # 4: predicted contact where the truth has none -> F1 0
+    pred[4, 8:, :] = 1
+    scores = SegmentationTask._boundary_scores(pred, truth)
+    assert len(scores) == 3
+    expected = boundary_scores(pred[2].numpy(), truth[2].numpy(), tolerance_px=BOUNDARY_TOLERANCE_PX)
+    assert scores[0] == pytest.approx((expected["f1"], expected["mean_distance_px"]))
+    assert scores[0][0] == 1.0 and scores[0][1] == pytest.approx(2.0)
+    assert scores[1][0] == 0.0 and math.isnan(scores[1][1])
+    assert scores[2][0] == 0.0
+
+
 @pytest.mark.parametrize(("scheduler", "warmup"), [("cosine", 2), ("onecycle", None)])
 def test_schedulers_follow_the_run_length(scheduler: str, warmup: int | None) -> None:
     task = SegmentationTask(**TINY, scheduler=scheduler, warmup_steps=warmup, lr=1e-2)

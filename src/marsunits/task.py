@@ -26,7 +26,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from marsunits.boundary.metrics import boundary_scores, contact_cracks
+from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
@@ -38,8 +38,6 @@ METADATA_KEY = "marsunits"
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
 SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "none")
 STAGES: tuple[str, ...] = ("val", "test")
-#: Tolerance of the logged boundary F1 (``val/boundary_f1``), pixels.
-BOUNDARY_TOLERANCE_PX = 3.0
 
 
 class CheckpointError(ValueError):
@@ -356,15 +354,18 @@ class SegmentationTask(L.LightningModule):
 
     @staticmethod
     def _boundary_scores(preds: torch.Tensor, target: torch.Tensor) -> list[tuple[float, float]]:
-        """(boundary F1 at 3 px, mean contact distance px) per image that has a contact in the prediction or
-        the truth; images where both agree there is none say nothing about contacts and are left out."""
+        """(boundary F1 at 3 px, mean contact distance px) per image that has a scored contact in the
+        prediction or the truth; images where both agree there is none say nothing about contacts and are
+        left out. Scored as ``predict.py``'s evaluation scores (:func:`scored_cracks`): a predicted contact
+        that lies only inside the label's ignore regions counts as no contact."""
         out = []
         p_np = preds.detach().cpu().numpy().astype(np.uint8)
         t_np = target.detach().cpu().numpy().astype(np.uint8)
         for p, t in zip(p_np, t_np, strict=True):
-            s = boundary_scores(p, t, tolerance_px=BOUNDARY_TOLERANCE_PX)
-            if len(contact_cracks(p)) == 0 and s["f1"] == 1.0 and s["mean_distance_px"] == 0.0:
+            pred_cracks, true_cracks = scored_cracks(p, t)
+            if len(pred_cracks) == 0 and len(true_cracks) == 0:
                 continue
+            s = crack_scores(pred_cracks, true_cracks, tolerance_px=BOUNDARY_TOLERANCE_PX)
             out.append((float(s["f1"]), float(s["mean_distance_px"])))
         return out
 

@@ -44,6 +44,7 @@ from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps
 from marsunits.constants import IGNORE_INDEX
 
 __all__ = [
+    "BOUNDARY_TOLERANCE_PX",
     "contact_cracks",
     "scored_cracks",
     "crack_scores",
@@ -51,6 +52,10 @@ __all__ = [
     "line_scores",
     "scores_from_distances",
 ]
+
+#: The project's matching tolerance for contact scores, pixels: the logged ``val/boundary_f1``, predict.py's
+#: ``metrics.json`` and the contact benchmark all use it.
+BOUNDARY_TOLERANCE_PX = 3.0
 
 
 def contact_cracks(mask: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:

@@ -31,12 +31,9 @@ from typing import Any
 import numpy as np
 
 from marsunits.boundary.contact_io import ContactLine, read_contacts
-from marsunits.boundary.metrics import crack_scores, line_scores, scored_cracks
+from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, line_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import ImageReadError, read_mask
-
-#: Matching tolerance of the contact scores, pixels.
-BOUNDARY_TOLERANCE_PX = 3.0
 
 #: How ``metrics.json`` explains the overall contact scores.
 CONTACT_NOTES = (
