@@ -140,7 +140,9 @@ class RandomCropDataset(Dataset):
         #: Probability of drawing each image (proportional to its labelled pixels).
         self.probabilities = counts / counts.sum()
         if not 0.0 <= focus_fraction <= 1.0:
-            raise ValueError(f"focus_fraction must be in [0, 1], got {focus_fraction}.")
+            raise ValueError(
+                f"data.focus_fraction must be in [0, 1] (a share of the crops), got {focus_fraction}."
+            )
         self.focus_class = focus_class
         self.focus_fraction = float(focus_fraction) if focus_class is not None else 0.0
         #: Probability of drawing each image for a focused crop (proportional to its focus-class pixels).
