@@ -41,21 +41,22 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from marsunits.inference.evaluation import confusion_matrix, scores
+from marsunits.inference.tiling import NETWORK_STRIDE
 from marsunits.task import SegmentationTask
 
 REPO = Path(__file__).resolve().parents[1]
 ROUGH = 1
-STRIDE = 32
 
 
 def scaled_logits(model: torch.nn.Module, image: torch.Tensor, scale: float) -> torch.Tensor:
     """Logits of ``image`` (N, C, H, W) seen at ``scale`` times its size, on the original (H, W) grid.
 
-    The resized sides are rounded to multiples of the network stride (32), so the two axes may be scaled
-    by slightly different factors; ``scale=1`` is the plain forward pass.
+    The resized sides are rounded to multiples of the network stride (``NETWORK_STRIDE``, 32), so the two
+    axes may be scaled by slightly different factors; ``scale=1`` is the plain forward pass.
     """
     h, w = image.shape[-2:]
-    size = (max(STRIDE, round(h * scale / STRIDE) * STRIDE), max(STRIDE, round(w * scale / STRIDE) * STRIDE))
+    step = NETWORK_STRIDE
+    size = (max(step, round(h * scale / step) * step), max(step, round(w * scale / step) * step))
     if size == (h, w):
         return model(image)
     resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
