@@ -145,7 +145,9 @@ def scored_cracks(
     return contact_cracks(pred_mask, ignore), contact_cracks(true_mask, ignore)
 
 
-def crack_scores(pred: np.ndarray, true: np.ndarray, tolerance_px: float = 3.0) -> dict[str, float]:
+def crack_scores(
+    pred: np.ndarray, true: np.ndarray, tolerance_px: float = BOUNDARY_TOLERANCE_PX
+) -> dict[str, float]:
     """Precision, recall, F1 and mean symmetric distance between two sets of crack midpoints.
 
     Args:
@@ -167,7 +169,7 @@ def crack_scores(pred: np.ndarray, true: np.ndarray, tolerance_px: float = 3.0) 
 def boundary_scores(
     pred_mask: np.ndarray,
     true_mask: np.ndarray,
-    tolerance_px: float = 3.0,
+    tolerance_px: float = BOUNDARY_TOLERANCE_PX,
     ignore_index: int = IGNORE_INDEX,
     max_gap_px: float = DEFAULT_MAX_GAP_PX,
 ) -> dict[str, float]:
@@ -216,7 +218,7 @@ def _samples(geoms: list[shapely.LineString], step_px: float) -> np.ndarray:
 def line_scores(
     pred_lines: Sequence[ContactLine | np.ndarray],
     true_lines: Sequence[ContactLine | np.ndarray],
-    tolerance_px: float = 3.0,
+    tolerance_px: float = BOUNDARY_TOLERANCE_PX,
     step_px: float = 0.5,
 ) -> dict[str, float]:
     """Contact precision, recall, F1 and mean symmetric distance between two sets of polylines.
