@@ -312,3 +312,27 @@ def test_contact_weight_is_a_weighted_mean_with_the_band_counted_more() -> None:
     )
     with pytest.raises(ValueError, match="contact_weight must be >= 0"):
         SegmentationLoss(3, "ce", contact_weight=-1.0)
+
+
+def test_drop_path_rate_reaches_the_timm_encoder_and_only_acts_in_training() -> None:
+    from timm.layers import DropPath
+
+    torch.manual_seed(0)
+    plain = build_model("unet", TINY, None, 3, 3, encoder_depth=3, decoder_channels=[32, 16, 8])
+    dropped = build_model(
+        "unet", TINY, None, 3, 3, encoder_depth=3, decoder_channels=[32, 16, 8], drop_path_rate=0.5
+    )
+    rates = [m.drop_prob for m in dropped.encoder.modules() if isinstance(m, DropPath)]
+    assert rates and max(rates) <= 0.5 and max(rates) > 0
+    assert not [m for m in plain.encoder.modules() if isinstance(m, DropPath)]
+    dropped.load_state_dict(plain.state_dict())  # no parameters of its own
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), dropped.eval()(x))  # inactive at inference
+        dropped.train()
+        torch.manual_seed(1)
+        first = dropped(x)
+        torch.manual_seed(2)
+        assert not torch.allclose(first, dropped(x))  # blocks skipped at random in training
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\)"):
+        build_model("unet", TINY, None, 3, 3, drop_path_rate=1.0)

@@ -384,3 +384,21 @@ def test_train_config_feeds_the_data_keys_into_the_task() -> None:
     assert meta["dataset"] == "ai4mars"
     expected_map = {int(k): int(v) for k, v in cfg.data.class_map.items()}
     assert meta["class_map"] == expected_map and all(isinstance(k, int) for k in meta["class_map"])
+
+
+def test_freeze_encoder_bn_keeps_pretrained_statistics_while_the_rest_learns() -> None:
+    torch.manual_seed(0)
+    task = SegmentationTask(**TINY, freeze_encoder_bn=True, lr=1e-2)
+    encoder_bn = [m for m in task.model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    decoder_bn = [m for m in task.model.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert encoder_bn and decoder_bn
+    before = [m.running_mean.clone() for m in encoder_bn]
+    weights_before = [m.weight.detach().clone() for m in encoder_bn]
+    _trainer(max_steps=2).fit(task, _loader(size=32))
+    task.train()
+    assert not any(m.training for m in encoder_bn) and all(m.training for m in decoder_bn)
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, encoder_bn, strict=True))
+    # Their affine scale and shift are still trained.
+    assert any(not torch.equal(w, m.weight) for w, m in zip(weights_before, encoder_bn, strict=True))
+    unfrozen = SegmentationTask(**TINY).train()
+    assert all(m.training for m in unfrozen.model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -167,6 +167,10 @@ class SegmentationTask(L.LightningModule):
         contact_weight: extra cross-entropy weight of pixels within ``contact_radius_px`` of a contact
             between the units (see :class:`~marsunits.models.losses.SegmentationLoss`); 0 = none.
         contact_radius_px: half-width in pixels of that band.
+        drop_path_rate: stochastic depth of the encoder (see :func:`~marsunits.models.build_model`); 0 = none.
+        freeze_encoder_bn: keep the encoder's BatchNorm layers in evaluation mode while training, so their
+            running statistics stay the pretrained (ImageNet) ones and batches of crops from a few images do
+            not re-estimate them; their scale and shift still learn. For small labelled sets.
     """
 
     # Buffers registered in __init__, declared for type checkers.
@@ -201,6 +205,8 @@ class SegmentationTask(L.LightningModule):
         encoder_lr_mult: float = 1.0,
         contact_weight: float = 0.0,
         contact_radius_px: int = 3,
+        drop_path_rate: float = 0.0,
+        freeze_encoder_bn: bool = False,
     ) -> None:
         super().__init__()
         # Plain Python types before save_hyperparameters() reads these locals (see _plain).
@@ -226,6 +232,7 @@ class SegmentationTask(L.LightningModule):
             num_classes,
             encoder_depth=encoder_depth,
             decoder_channels=decoder_channels,
+            drop_path_rate=drop_path_rate,
         )
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -311,6 +318,25 @@ class SegmentationTask(L.LightningModule):
         return self.model(x)
 
     # --------------------------------------------------------------- training
+    def train(self, mode: bool = True) -> SegmentationTask:
+        """Set training mode; with ``freeze_encoder_bn`` the encoder's BatchNorm layers stay in eval mode."""
+        super().train(mode)
+        if mode:
+            self._freeze_encoder_bn()
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning trains a module in whatever mode it holds (a new module is in training mode without
+        # train() having been called), so the freeze is also applied here.
+        self._freeze_encoder_bn()
+
+    def _freeze_encoder_bn(self) -> None:
+        if self._hp.get("freeze_encoder_bn", False):
+            encoder: nn.Module = self.model.encoder  # type: ignore[assignment]  # smp models hold one
+            for module in encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["mask"])

@@ -99,6 +99,7 @@ def build_model(
     *,
     encoder_depth: int = 5,
     decoder_channels: Sequence[int] | None = None,
+    drop_path_rate: float = 0.0,
 ) -> nn.Module:
     """Build an smp segmentation network with a timm encoder.
 
@@ -113,14 +114,17 @@ def build_model(
         encoder_depth: number of encoder stages (1..5); the input size must be a multiple of ``2**depth``.
         decoder_channels: Unet only: decoder widths, one per stage (length ``encoder_depth``). ``None`` keeps
             smp's default (256, 128, 64, 32, 16)[:depth].
+        drop_path_rate: stochastic depth of the timm encoder (timm's ``drop_path_rate``: the probability of
+            skipping a residual block in training, rising linearly to this value at the last block); 0 =
+            none. A regulariser with no parameters, so offline weights load the same.
 
     Returns:
         A module mapping float ``(N, in_channels, H, W)`` (normalised) to logits ``(N, num_classes, H, W)``;
         ``H`` and ``W`` must be multiples of :func:`size_divisor` of it.
 
     Raises:
-        ValueError: unknown architecture, encoder or weights (the message lists valid choices), or an
-            inconsistent ``decoder_channels``.
+        ValueError: unknown architecture, encoder or weights (the message lists valid choices), an
+            inconsistent ``decoder_channels`` or a ``drop_path_rate`` outside [0, 1).
     """
     arch_key = _check_arch(arch)
     _check_encoder(encoder)
@@ -141,6 +145,11 @@ def build_model(
                 f"decoder_channels={channels} has {len(channels)}."
             )
         extra["decoder_channels"] = channels
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}; use 0 for none.")
+    if drop_path_rate > 0:
+        # smp hands unknown keyword arguments of a 'tu-' encoder on to timm.create_model.
+        extra["drop_path_rate"] = float(drop_path_rate)
 
     # smp's timm-universal encoders take `True` (timm's own pretrained download) or None; the offline weights
     # are loaded below into a randomly initialised encoder.
