@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.errors import ConfigError
+from marsunits.fine_tuning import initialise_from_checkpoint
 from marsunits.tracking import finish_loggers, prepare_loggers
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
+    init_ckpt = cfg.get("init_ckpt_path")
+    if init_ckpt and ckpt_path:
+        # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
+        # ckpt_path=last must continue it, not fail.
+        log.info("init_ckpt_path ignored: resuming from %s", ckpt_path)
+    elif init_ckpt:
+        initialise_from_checkpoint(task, init_ckpt)
     loggers = prepare_loggers(cfg, ckpt_path)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     if not loggers:
@@ -133,6 +141,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result["best_ckpt"] = best
     last = output_dir / "checkpoints" / "last.ckpt"
     result["last_ckpt"] = str(last) if last.is_file() else None
+    if init_ckpt:
+        result["init_ckpt"] = str(init_ckpt)
     result["seconds"] = round(time.perf_counter() - start, 2)
     if trainer.is_global_zero:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,81 @@
+"""Start a new training run from the network weights of an earlier marsunits checkpoint (fine-tuning).
+
+Resuming (``ckpt_path``) continues one run exactly: epoch, optimiser and schedule. Fine-tuning
+(``init_ckpt_path``) is a new run, on new data or with a new recipe, whose network starts from a trained one
+instead of from ImageNet: a rover team's few labelled frames of their own site, started from the MarsScapes
+model, is the typical use. Only the network's weights are taken; the optimiser, schedule, epoch count,
+normalisation and every other hyper-parameter come from the new run's config.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from marsunits.task import CheckpointError, SegmentationTask, load_task
+
+log = logging.getLogger(__name__)
+
+#: Hyper-parameters that decide the network's tensors; named in the error when the shapes do not fit.
+NETWORK_HPARAMS: tuple[str, ...] = (
+    "arch",
+    "encoder",
+    "encoder_depth",
+    "decoder_channels",
+    "in_channels",
+    "num_classes",
+)
+
+
+def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None:
+    """Copy the network weights of the checkpoint at ``path`` into ``task.model``, in place.
+
+    The checkpoint is read as :func:`~marsunits.task.load_task` reads it (``weights_only``, metadata checked)
+    and must hold the same class names, in the same order, and the same network shapes as ``task``.
+
+    Args:
+        task: the freshly built task of the new run.
+        path: a ``.ckpt`` written by marsunits' ``train.py``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: not a marsunits checkpoint, another class set, another input normalisation, or a
+            network of other shapes (the message lists the hyper-parameters that differ and how to match
+            them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"init_ckpt_path={path}: no such file. Give a .ckpt written by train.py "
+            "(<run dir>/checkpoints/best.ckpt), or drop init_ckpt_path to start from ImageNet weights."
+        )
+    source = load_task(path, expected_class_names=list(task.hparams["class_names"]))
+    differing = {
+        key: (source.hparams.get(key), task.hparams.get(key))
+        for key in NETWORK_HPARAMS
+        if source.hparams.get(key) != task.hparams.get(key)
+    }
+    ours, theirs = task.model.state_dict(), source.model.state_dict()
+    mismatched = sorted(
+        k
+        for k in ours.keys() | theirs.keys()
+        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape
+    )
+    if mismatched or differing:
+        settings = " ".join(f"model.{key}={value[0]!r}" for key, value in differing.items())
+        raise CheckpointError(
+            f"init_ckpt_path={path}: its network does not fit this run's model "
+            f"({len(mismatched)} of {len(theirs)} tensors differ in name or shape, e.g. {mismatched[:3]}; "
+            f"hyper-parameters checkpoint vs run: {differing or 'none differ'}). Choose the checkpoint's "
+            f"network for this run ({settings or 'the same model config'}), or train from ImageNet weights "
+            "without init_ckpt_path."
+        )
+    for key in ("mean", "std"):
+        if [round(v, 6) for v in source.hparams[key]] != [round(v, 6) for v in task.hparams[key]]:
+            raise CheckpointError(
+                f"init_ckpt_path={path}: the checkpoint's network was trained on inputs normalised with "
+                f"{key}={list(source.hparams[key])}, this run uses {key}={list(task.hparams[key])}. Set "
+                f"model.{key}={list(source.hparams[key])} so the weights see the inputs they learned on."
+            )
+    task.model.load_state_dict(theirs, strict=True)
+    log.info("network initialised from %s (trained on %s)", path, source.hparams.get("dataset"))

@@ -1,0 +1,86 @@
+"""init_ckpt_path: a new training run whose network starts from an earlier checkpoint (fine-tuning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import compose_config
+from marsunits.fine_tuning import initialise_from_checkpoint
+from marsunits.task import CheckpointError, load_task
+from marsunits.training import run
+from test_train import TINY
+
+
+@pytest.fixture(scope="module")
+def source_ckpt(tmp_path_factory) -> Path:
+    """best.ckpt of a one-epoch tiny run."""
+    out = tmp_path_factory.mktemp("source")
+    run(compose_config("train", out, [*TINY, "trainer.max_epochs=1"]))
+    return out / "checkpoints" / "best.ckpt"
+
+
+def test_new_network_takes_every_weight_of_the_checkpoint(source_ckpt: Path, tmp_path: Path) -> None:
+    cfg = compose_config("train", tmp_path, [*TINY, f"init_ckpt_path={source_ckpt}"])
+    torch.manual_seed(123)
+    task = instantiate(cfg.model)
+    theirs = load_task(source_ckpt).model.state_dict()
+    assert any(not torch.equal(v, theirs[k]) for k, v in task.model.state_dict().items())
+    initialise_from_checkpoint(task, source_ckpt)
+    ours = task.model.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_fine_tuning_run_starts_fresh_and_records_its_origin(source_ckpt: Path, tmp_path: Path) -> None:
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1", f"init_ckpt_path={source_ckpt}"])
+    metrics = run(cfg)
+    assert metrics["init_ckpt"] == str(source_ckpt)
+    source = torch.load(source_ckpt.with_name("last.ckpt"), map_location="cpu", weights_only=False)
+    tuned = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # A new run: the epoch and step counts restart (a resume would continue them).
+    assert tuned["global_step"] == source["global_step"] and tuned["epoch"] == source["epoch"]
+    assert 0.0 <= metrics["val/miou"] <= 1.0
+
+
+def test_resuming_a_fine_tuning_run_ignores_init_ckpt_path(source_ckpt: Path, tmp_path: Path) -> None:
+    first = compose_config(
+        "train", tmp_path / "a", [*TINY, "trainer.max_epochs=1", f"init_ckpt_path={source_ckpt}"]
+    )
+    run(first)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    second = compose_config(
+        "train",
+        tmp_path / "b",
+        [*TINY, "trainer.max_epochs=2", f"init_ckpt_path={source_ckpt}", f"ckpt_path={last}"],
+    )
+    run(second)
+    resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["epoch"] == torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        (
+            "model.decoder_channels=[16,16,8]",
+            r"does not fit.*decoder_channels.*model\.decoder_channels=\[32, 16, 8\]",
+        ),
+        ("model.mean=[0.5,0.5,0.5]", r"mean=\[0\.485.*Set model\.mean="),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_names_the_setting_to_change(
+    source_ckpt: Path, tmp_path: Path, override: str, match: str
+) -> None:
+    cfg = compose_config("train", tmp_path, [*TINY, override, f"init_ckpt_path={source_ckpt}"])
+    with pytest.raises(CheckpointError, match=match):
+        initialise_from_checkpoint(instantiate(cfg.model), source_ckpt)
+
+
+def test_missing_init_checkpoint_names_the_key(tmp_path: Path) -> None:
+    cfg = compose_config("train", tmp_path, [*TINY, f"init_ckpt_path={tmp_path / 'nope.ckpt'}"])
+    with pytest.raises(FileNotFoundError, match=r"init_ckpt_path=.*nope\.ckpt: no such file"):
+        run(cfg)
