@@ -13,12 +13,16 @@ data config's validation context), in one pass over the tiles:
   (area-averaged when shrinking, bilinear when enlarging; sides rounded to multiples of 32) before the
   network and its logits resized back to the labels' grid. A scale that helps one split but not the folds
   is a property of that split's panoramas, not a better working resolution.
+* **Batch-norm adaptation** (``--adapt-bn``): one checkpoint at a time, its BatchNorm statistics
+  re-estimated on the split's validation windows, unlabelled (AdaBN,
+  :func:`marsunits.inference.adaptation.adapt_batchnorm`), then scored. Test-time adaptation to the held-out
+  sols' images: it uses no label, but it does see all the validation images before predicting them.
 
 Usage::
 
     python benchmarks/eval_val_errors.py --ckpt A.ckpt --ckpt B.ckpt [--set data.n_folds=5 --set data.fold=0]
         [--experiment marsscapes] [--root ../shared/data/marsscapes] [--offsets=-0.5,0,0.5,1]
-        [--scales=0.75,1]
+        [--scales=0.75,1] [--adapt-bn]
 
 Each ``--ckpt`` may carry its own overrides after commas (``A.ckpt,data.n_folds=5,data.fold=2``): a
 checkpoint with overrides is scored only on its own split and enters no ensemble; the plain ones share the
@@ -40,6 +44,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from marsunits.inference.adaptation import adapt_batchnorm
 from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.tiling import NETWORK_STRIDE
 from marsunits.task import SegmentationTask
@@ -86,9 +91,10 @@ def evaluate_split(
     overrides: list[str],
     offsets: list[float],
     scales: tuple[float, ...] = (1.0,),
+    adapt_bn: bool = False,
 ) -> dict[str, Any]:
-    """Score ``ckpts`` alone, with each rough offset, at each input scale, and (two or more) as
-    probability-mean ensembles."""
+    """Score ``ckpts`` alone, with each rough offset, at each input scale, with batch-norm statistics
+    adapted to the split (``adapt_bn``), and (two or more) as probability-mean ensembles."""
     loader = _val_loader(experiment, root, overrides)
     models = [SegmentationTask.load_from_checkpoint(c, map_location="cpu").eval() for c in ckpts]
     n = len(models)
@@ -98,6 +104,8 @@ def evaluate_split(
     rescaled = [s for s in scales if s != 1.0]
     cm_scale = {(i, s): np.zeros((3, 3), np.int64) for i in range(n) for s in rescaled}
     start = time.perf_counter()
+    adapted = [adapt_batchnorm(m, (b["image"] for b in loader))[0] for m in models] if adapt_bn else []
+    cm_adapted = [np.zeros((3, 3), np.int64) for _ in adapted]
     with torch.inference_mode():
         for batch in loader:
             target = batch["mask"].numpy()
@@ -111,6 +119,8 @@ def evaluate_split(
                 for sc in rescaled:
                     logits = scaled_logits(m, batch["image"], sc)
                     cm_scale[i, sc] += confusion_matrix(logits.argmax(1).numpy(), target)
+            for i, net in enumerate(adapted):
+                cm_adapted[i] += confusion_matrix(net(batch["image"]).argmax(1).numpy(), target)
             probs = [lp.exp() for lp in logp] if subsets else []
             for s in subsets:
                 mean_p = torch.stack([probs[i] for i in s]).mean(0)
@@ -126,6 +136,7 @@ def evaluate_split(
                     f"{sc:g}": _summary(cm_offset[i, 0.0] if sc == 1.0 else cm_scale[i, sc])
                     for sc in sorted({1.0, *rescaled})
                 },
+                **({"adapted_bn": _summary(cm_adapted[i])} if adapt_bn else {}),
             }
             for i, c in enumerate(ckpts)
         },
@@ -141,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "marsscapes"))
     parser.add_argument("--offsets", default="-0.5,-0.25,0,0.25,0.5,1,1.5")
     parser.add_argument("--scales", default="1", help="input scales to score each checkpoint at")
+    parser.add_argument("--adapt-bn", action="store_true", help="also score with AdaBN on the split")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_val_errors.json"))
     args = parser.parse_args(argv)
     offsets = sorted({float(v) for v in args.offsets.split(",")} | {0.0})
@@ -152,9 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     own = [c.split(",") for c in args.ckpt if "," in c]
     results = []
     if shared:
-        results.append(evaluate_split(shared, args.experiment, args.root, args.set, offsets, scales))
+        results.append(
+            evaluate_split(shared, args.experiment, args.root, args.set, offsets, scales, args.adapt_bn)
+        )
     for ckpt, *overrides in own:
-        results.append(evaluate_split([ckpt], args.experiment, args.root, overrides, offsets, scales))
+        results.append(
+            evaluate_split([ckpt], args.experiment, args.root, overrides, offsets, scales, args.adapt_bn)
+        )
 
     report = {"experiment": args.experiment, "splits": results}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -166,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             if len(r["input_scale"]) > 1:
                 sc = "  ".join(f"{k}:{v['miou']:.3f}" for k, v in r["input_scale"].items())
                 print(f"    input scales {sc}")
+            if "adapted_bn" in r:
+                print(f"    batch-norm statistics adapted to the split: mIoU {r['adapted_bn']['miou']:.4f}")
         for e in res["ensembles"]:
             print(
                 f"  mean of {len(e['members'])} ({', '.join(Path(m).parts[-3] for m in e['members'])}): "
