@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from marsunits.inference.adaptation import adapt_batchnorm
-from marsunits.task import SegmentationTask
+from marsunits.errors import ConfigError, DataError
+from marsunits.inference.adaptation import adapt_batchnorm, adapt_batchnorm_tiled
+from marsunits.inference.runner import run
+from marsunits.task import SegmentationTask, load_task
+from test_predict import ckpt, make_cfg, save_rgb  # noqa: F401  (ckpt is a fixture)
 
 
 def _net() -> nn.Sequential:
@@ -61,3 +69,51 @@ def test_nothing_to_adapt_or_nothing_to_adapt_on_is_an_error() -> None:
         adapt_batchnorm(_net(), [])
     with pytest.raises(ValueError, match="no BatchNorm layer"):
         adapt_batchnorm(nn.Conv2d(3, 3, 1), [torch.rand(1, 3, 4, 4)])
+
+
+def test_tiled_adaptation_of_one_window_equals_adapting_on_that_window() -> None:
+    task = SegmentationTask(
+        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
+    ).eval()
+    image = torch.rand(3, 64, 64)
+    tiled, seen = adapt_batchnorm_tiled(task, [image], tile=64, overlap=0.25, batch_size=2, stride=8)
+    direct, _ = adapt_batchnorm(task, [image[None]])
+    assert seen == 1
+    for (key, a), b in zip(tiled.state_dict().items(), direct.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=key)
+
+
+def test_predict_adapt_bn_predicts_with_the_folders_statistics(tmp_path: Path, ckpt: Path) -> None:  # noqa: F811
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 64, 64, seed=3)
+    (inp / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    cfg = make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "precision=32", "min_unit_area_px=0")
+    assert run(cfg) == 1  # the broken file is an error row, as without adapt_bn
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["adapt_bn"] is True and summary["adapted_on_images"] == 1
+    # One 64 px window (the checkpoint's tile): the mask is the argmax of the network adapted to that image.
+    image = torch.from_numpy(np.asarray(Image.open(inp / "a.png"), dtype=np.float32) / 255).permute(2, 0, 1)
+    task = load_task(ckpt)
+    adapted, _ = adapt_batchnorm(task, [image[None]])
+    with torch.no_grad():
+        expected = adapted(image[None]).argmax(1)[0].numpy()
+        plain = task(image[None]).argmax(1)[0].numpy()
+    assert (np.asarray(Image.open(out / "a.mask.png")) == expected).mean() > 0.999
+    assert (expected != plain).any()  # so the check above tells the adapted network from the plain one
+
+
+def test_predict_adapt_bn_refuses_onnx_and_a_folder_without_readable_images(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    inp = tmp_path / "in"
+    (inp).mkdir()
+    (inp / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ConfigError, match="adapt_bn=true.*runtime=torch"):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "o1", "adapt_bn=true", "runtime=onnx"))
+    with pytest.raises(
+        DataError, match=r"adapt_bn=true: none of the 1 input file.*could be read.*set adapt_bn=false"
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "o2", "adapt_bn=true"))
+    assert not (tmp_path / "o2" / "manifest.csv").exists()

@@ -10,12 +10,34 @@ sol-grouped validation this is measured in the README (``benchmarks/eval_val_err
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["adapt_batchnorm"]
+from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
+
+__all__ = ["adapt_batchnorm", "adapt_batchnorm_tiled"]
+
+
+@contextmanager
+def _collecting_statistics(model: nn.Module) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """Inside: every BatchNorm layer of ``model`` (in place) averages the statistics of what passes through
+    it from scratch, the rest of the model in eval mode; on exit the layers return to eval mode."""
+    model.eval()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise ValueError("adapt_batchnorm: the model has no BatchNorm layer, so there is nothing to adapt.")
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over all batches
+        norm.train()
+    try:
+        yield norms
+    finally:
+        for norm in norms:
+            norm.eval()
 
 
 def adapt_batchnorm(model: nn.Module, images: Iterable[torch.Tensor]) -> tuple[nn.Module, int]:
@@ -37,21 +59,58 @@ def adapt_batchnorm(model: nn.Module, images: Iterable[torch.Tensor]) -> tuple[n
     Raises:
         ValueError: ``images`` was empty, or ``model`` has no BatchNorm layer.
     """
-    adapted = copy.deepcopy(model).eval()
-    norms = [m for m in adapted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        raise ValueError("adapt_batchnorm: the model has no BatchNorm layer, so there is nothing to adapt.")
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over all batches
-        norm.train()
+    adapted = copy.deepcopy(model)
     seen = 0
-    with torch.no_grad():
+    with _collecting_statistics(adapted), torch.no_grad():
         for batch in images:
             adapted(batch)
             seen += int(batch.shape[0])
     if seen == 0:
         raise ValueError("adapt_batchnorm: no images were given to estimate the statistics from.")
-    for norm in norms:
-        norm.eval()
+    return adapted, seen
+
+
+def adapt_batchnorm_tiled(
+    model: nn.Module,
+    images: Iterable[torch.Tensor],
+    *,
+    tile: int,
+    overlap: float,
+    batch_size: int,
+    stride: int = NETWORK_STRIDE,
+    device: torch.device | str = "cpu",
+) -> tuple[nn.Module, int]:
+    """:func:`adapt_batchnorm` over the windows ``predict.py`` cuts each image into.
+
+    Args:
+        model: maps float ``(B, C, h, w)`` in [0, 1] to logits (a task; left unchanged), on ``device``.
+        images: float32 ``(C, H, W)`` tensors in [0, 1], any size, in the model's channel count.
+        tile, overlap, batch_size, stride: the window layout, as in
+            :func:`~marsunits.inference.tiling.sliding_window`.
+        device: where ``model`` is; windows are copied there.
+
+    Returns:
+        ``(adapted copy in eval mode, number of images seen)``.
+
+    Raises:
+        ValueError: no image was given, or the model has no BatchNorm layer.
+    """
+    adapted = copy.deepcopy(model)
+    seen = 0
+    with _collecting_statistics(adapted), torch.no_grad():
+        for image in images:
+            # The blended output is discarded: the pass is for the statistics the windows leave behind.
+            sliding_window(
+                adapted,
+                image,
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                device=device,
+                out_channels=int(getattr(adapted, "hparams", {}).get("num_classes", 3)),
+                stride=stride,
+            )
+            seen += 1
+    if seen == 0:
+        raise ValueError("adapt_batchnorm: no images were given to estimate the statistics from.")
     return adapted, seen

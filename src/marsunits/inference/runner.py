@@ -129,6 +129,7 @@ class PredictOptions:
     contact: Mapping[str, Any] = field(default_factory=dict)
     min_unit_area_px: int = 200
     tta: bool = False
+    adapt_bn: bool = False
     threads: int | None = None
     runtime: str = "torch"
     precision: str = "auto"
@@ -341,6 +342,7 @@ class _Session:
                 "package folder (python -m marsunits.export) as ckpt_path="
             )
         self.files, self.problems = discover(self.input_dir, opts.patterns)
+        all_files = list(self.files)
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
         # its files, so deciding "complete, skip" first would let the ranks disagree on the shards.
         self.files = self.files[shard.rank :: shard.world_size]
@@ -361,6 +363,15 @@ class _Session:
             raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}") from exc
         self.tile = tile
         self.in_channels = int(self.metadata["in_channels"])
+        #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
+        self.adapted_on: int | None = None
+        if opts.adapt_bn:
+            if str(opts.runtime) != "torch":
+                raise ConfigError(
+                    f"adapt_bn=true re-estimates the network's batch-norm statistics in PyTorch, but "
+                    f"runtime={opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
+                )
+            task = self._adapt_batchnorm(task, all_files, tile, stride)
         cache_dir = (
             Path(opts.onnx_cache_dir).expanduser()
             if opts.onnx_cache_dir
@@ -405,6 +416,44 @@ class _Session:
         #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
         self.cameras_seen = 0
+
+    def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
+        """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
+        :mod:`marsunits.inference.adaptation`), whatever the shard or the outputs already written, so
+        every rank and every re-run predicts with the same network. Unreadable files are left to the
+        prediction pass, which reports them."""
+        from marsunits.inference.adaptation import adapt_batchnorm_tiled
+
+        dataset = ImageFileDataset([f.path for f in files], self.opts.max_megapixels, self.opts.max_file_mb)
+        images = (
+            torch.from_numpy(to_channels(item.image, self.in_channels)).permute(2, 0, 1)
+            for item in (dataset[i] for i in range(len(dataset)))
+            if item.image is not None
+        )
+        start = time.perf_counter()
+        try:
+            adapted, self.adapted_on = adapt_batchnorm_tiled(
+                task,
+                images,
+                tile=tile,
+                overlap=self.opts.overlap,
+                batch_size=self.opts.batch_size,
+                stride=stride,
+            )
+        except ValueError as exc:
+            if not files or "no images" in str(exc):
+                raise DataError(
+                    f"adapt_bn=true: none of the {len(files)} input file(s) under {self.input_dir} could be "
+                    "read, so there are no images to adapt the batch-norm statistics to; fix the inputs or "
+                    "set adapt_bn=false"
+                ) from exc
+            raise ConfigError(f"adapt_bn=true: {exc} Set adapt_bn=false for this model.") from exc
+        log.info(
+            "batch-norm statistics adapted to %d image(s) in %.1f s",
+            self.adapted_on,
+            time.perf_counter() - start,
+        )
+        return adapted
 
     # ----------------------------------------------------------------------------------------- skipping
     def _skipped_row(self, f: InputFile, paths: OutputPaths, old: Mapping[str, str] | None) -> dict | None:
@@ -573,6 +622,8 @@ class _Session:
             "tile": self.tile,
             "overlap": self.opts.overlap,
             "tta": bool(self.opts.tta),
+            "adapt_bn": bool(self.opts.adapt_bn),
+            "adapted_on_images": self.adapted_on,
             "min_unit_area_px": int(self.opts.min_unit_area_px),
             "contact": asdict(self.contact_config),
             "stopped_early": self.stopped_early,
