@@ -112,6 +112,7 @@ def test_predict_adapt_bn_refuses_onnx_and_a_folder_without_readable_images(
     (inp / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ConfigError, match="adapt_bn=true.*runtime=torch"):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "o1", "adapt_bn=true", "runtime=onnx"))
+    assert not (tmp_path / "o1" / "manifest.csv").exists()
     with pytest.raises(
         DataError, match=r"adapt_bn=true: none of the 1 input file.*could be read.*set adapt_bn=false"
     ):
