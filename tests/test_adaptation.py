@@ -76,7 +76,9 @@ def test_tiled_adaptation_of_one_window_equals_adapting_on_that_window() -> None
         encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
     ).eval()
     image = torch.rand(3, 64, 64)
-    tiled, seen = adapt_batchnorm_tiled(task, [image], tile=64, overlap=0.25, batch_size=2, stride=8)
+    tiled, seen = adapt_batchnorm_tiled(
+        task, [image], tile=64, overlap=0.25, batch_size=2, num_classes=3, stride=8
+    )
     direct, _ = adapt_batchnorm(task, [image[None]])
     assert seen == 1
     for (key, a), b in zip(tiled.state_dict().items(), direct.state_dict().values(), strict=True):

@@ -10,7 +10,7 @@ sol-grouped validation this is measured in the README (``benchmarks/eval_val_err
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
 
-__all__ = ["adapt_batchnorm", "adapt_batchnorm_tiled"]
+__all__ = ["NoImagesError", "adapt_batchnorm", "adapt_batchnorm_tiled"]
 
 
 @contextmanager
@@ -40,6 +40,25 @@ def _collecting_statistics(model: nn.Module) -> Iterator[list[nn.modules.batchno
             norm.eval()
 
 
+class NoImagesError(ValueError):
+    """No image was given to estimate the statistics from (as opposed to a model with nothing to adapt)."""
+
+
+def _adapted_copy(
+    model: nn.Module, items: Iterable[torch.Tensor], feed: Callable[[nn.Module, torch.Tensor], int]
+) -> tuple[nn.Module, int]:
+    """Copy ``model``, pass every item through the copy with ``feed`` (which returns how many images the item
+    held) while its BatchNorm layers collect statistics, and return ``(copy in eval mode, images seen)``."""
+    adapted = copy.deepcopy(model)
+    seen = 0
+    with _collecting_statistics(adapted), torch.no_grad():
+        for item in items:
+            seen += feed(adapted, item)
+    if seen == 0:
+        raise NoImagesError("adapt_batchnorm: no images were given to estimate the statistics from.")
+    return adapted, seen
+
+
 def adapt_batchnorm(model: nn.Module, images: Iterable[torch.Tensor]) -> tuple[nn.Module, int]:
     """Return a copy of ``model`` whose BatchNorm running statistics are those of ``images``.
 
@@ -57,17 +76,15 @@ def adapt_batchnorm(model: nn.Module, images: Iterable[torch.Tensor]) -> tuple[n
         ``(adapted copy in eval mode, number of images seen)``.
 
     Raises:
-        ValueError: ``images`` was empty, or ``model`` has no BatchNorm layer.
+        NoImagesError: ``images`` was empty.
+        ValueError: ``model`` has no BatchNorm layer.
     """
-    adapted = copy.deepcopy(model)
-    seen = 0
-    with _collecting_statistics(adapted), torch.no_grad():
-        for batch in images:
-            adapted(batch)
-            seen += int(batch.shape[0])
-    if seen == 0:
-        raise ValueError("adapt_batchnorm: no images were given to estimate the statistics from.")
-    return adapted, seen
+
+    def feed(adapted: nn.Module, batch: torch.Tensor) -> int:
+        adapted(batch)
+        return int(batch.shape[0])
+
+    return _adapted_copy(model, images, feed)
 
 
 def adapt_batchnorm_tiled(
@@ -77,6 +94,7 @@ def adapt_batchnorm_tiled(
     tile: int,
     overlap: float,
     batch_size: int,
+    num_classes: int,
     stride: int = NETWORK_STRIDE,
     device: torch.device | str = "cpu",
 ) -> tuple[nn.Module, int]:
@@ -87,30 +105,29 @@ def adapt_batchnorm_tiled(
         images: float32 ``(C, H, W)`` tensors in [0, 1], any size, in the model's channel count.
         tile, overlap, batch_size, stride: the window layout, as in
             :func:`~marsunits.inference.tiling.sliding_window`.
+        num_classes: channels of the model's output.
         device: where ``model`` is; windows are copied there.
 
     Returns:
         ``(adapted copy in eval mode, number of images seen)``.
 
     Raises:
-        ValueError: no image was given, or the model has no BatchNorm layer.
+        NoImagesError: no image was given.
+        ValueError: the model has no BatchNorm layer.
     """
-    adapted = copy.deepcopy(model)
-    seen = 0
-    with _collecting_statistics(adapted), torch.no_grad():
-        for image in images:
-            # The blended output is discarded: the pass is for the statistics the windows leave behind.
-            sliding_window(
-                adapted,
-                image,
-                tile=tile,
-                overlap=overlap,
-                batch_size=batch_size,
-                device=device,
-                out_channels=int(getattr(adapted, "hparams", {}).get("num_classes", 3)),
-                stride=stride,
-            )
-            seen += 1
-    if seen == 0:
-        raise ValueError("adapt_batchnorm: no images were given to estimate the statistics from.")
-    return adapted, seen
+
+    def feed(adapted: nn.Module, image: torch.Tensor) -> int:
+        # The blended output is discarded: the pass is for the statistics the windows leave behind.
+        sliding_window(
+            adapted,
+            image,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            out_channels=num_classes,
+            stride=stride,
+        )
+        return 1
+
+    return _adapted_copy(model, images, feed)

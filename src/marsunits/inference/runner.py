@@ -422,7 +422,7 @@ class _Session:
         :mod:`marsunits.inference.adaptation`), whatever the shard or the outputs already written, so
         every rank and every re-run predicts with the same network. Unreadable files are left to the
         prediction pass, which reports them."""
-        from marsunits.inference.adaptation import adapt_batchnorm_tiled
+        from marsunits.inference.adaptation import NoImagesError, adapt_batchnorm_tiled
 
         dataset = ImageFileDataset([f.path for f in files], self.opts.max_megapixels, self.opts.max_file_mb)
         images = (
@@ -438,15 +438,16 @@ class _Session:
                 tile=tile,
                 overlap=self.opts.overlap,
                 batch_size=self.opts.batch_size,
+                num_classes=int(self.metadata["num_classes"]),
                 stride=stride,
             )
+        except NoImagesError as exc:
+            raise DataError(
+                f"adapt_bn=true: none of the {len(files)} input file(s) under {self.input_dir} could be "
+                "read, so there are no images to adapt the batch-norm statistics to; fix the inputs or "
+                "set adapt_bn=false"
+            ) from exc
         except ValueError as exc:
-            if not files or "no images" in str(exc):
-                raise DataError(
-                    f"adapt_bn=true: none of the {len(files)} input file(s) under {self.input_dir} could be "
-                    "read, so there are no images to adapt the batch-norm statistics to; fix the inputs or "
-                    "set adapt_bn=false"
-                ) from exc
             raise ConfigError(f"adapt_bn=true: {exc} Set adapt_bn=false for this model.") from exc
         log.info(
             "batch-norm statistics adapted to %d image(s) in %.1f s",
