@@ -432,14 +432,17 @@ class _Session:
         )
         start = time.perf_counter()
         try:
+            # On the prediction device: the pass is a forward over every window of every input, as long as
+            # predicting them (build_forward moves the adapted copy there anyway).
             adapted, self.adapted_on = adapt_batchnorm_tiled(
-                task,
+                task.to(self.device),
                 images,
                 tile=tile,
                 overlap=self.opts.overlap,
                 batch_size=self.opts.batch_size,
                 num_classes=int(self.metadata["num_classes"]),
                 stride=stride,
+                device=self.device,
             )
         except NoImagesError as exc:
             raise DataError(
