@@ -139,6 +139,53 @@ def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None
     assert len(merged.val_dataloader().dataset) == sum(len(loader.dataset) for loader in loaders)
 
 
+def _blocks(records, size: int = 10) -> set[int]:
+    return {r.group // size for r in records}
+
+
+def test_a_sol_validated_in_one_source_trains_in_none(tmp_path: Path) -> None:
+    # AI4Mars frames every 7 sols from 0 to 413: many fall in the fake MarsScapes panoramas' sol blocks.
+    write_fake_ai4mars(tmp_path / "data" / "ai4mars", n_images=60, sols_per_image=7)
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes")
+    base = [
+        *SHRINK_REAL,
+        "data=marsscapes_ai4mars",
+        "logger=none",
+        f"data.root={tmp_path / 'data'}",
+        "data.source_dirs.marsscapes=marsscapes",
+        "data.source_dirs.ai4mars=ai4mars",
+    ]
+    splits = {}
+    for holdout in ("true", "false"):
+        cfg = compose_config("train", tmp_path / holdout, [*base, f"data.shared_sol_holdout={holdout}"])
+        dm = instantiate(cfg.data)
+        dm.setup("fit")
+        splits[holdout] = dm.splits
+    validated = set().union(*(_blocks(val) for _, val in splits["true"].values()))
+    for source, (train, val) in splits["true"].items():
+        assert train and val, source
+        assert not _blocks(train) & validated, source
+        assert val == splits["false"][source][1]  # the validation sides do not change
+    # Without the rule, AI4Mars trains on sols MarsScapes validates on (what the rule removes).
+    leaked = _blocks(splits["false"]["ai4mars"][0]) & _blocks(splits["false"]["marsscapes"][1])
+    assert leaked
+    removed = len(splits["false"]["ai4mars"][0]) - len(splits["true"]["ai4mars"][0])
+    assert removed == sum(r.group // 10 in validated for r in splits["false"]["ai4mars"][0]) > 0
+
+
+def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> None:
+    dm = instantiate(_compose("ai4mars", tmp_path, ["data.exclude_sols=[[14,28],[70,70]]"]).data)
+    dm.setup("fit")
+    train, val = dm.splits["ai4mars"]
+    sols = sorted(r.group for r in [*train, *val])
+    assert sols == [s for s in range(0, 78, 7) if not (14 <= s <= 28 or s == 70)]
+    with pytest.raises((ValueError, InstantiationException), match=r"exclude_sols.*\[first_sol, last_sol\]"):
+        instantiate(_compose("ai4mars", tmp_path / "bad", ["data.exclude_sols=[[28,14]]"]).data)
+    everything = instantiate(_compose("ai4mars", tmp_path / "all", ["data.exclude_sols=[[0,100]]"]).data)
+    with pytest.raises(ValueError, match=r"leaves none of the 12 images of 'ai4mars'; narrow the ranges"):
+        everything.setup("fit")
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

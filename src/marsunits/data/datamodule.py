@@ -41,7 +41,7 @@ from marsunits.data.class_map import ClassMap
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
-from marsunits.data.splits import kfold_split_by_group, split_by_group
+from marsunits.data.splits import check_sol_ranges, in_sol_ranges, kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
 from marsunits.data.transforms import build_train_transform
 
@@ -118,6 +118,12 @@ class MarsDataModule(L.LightningDataModule):
         n_folds: ``None``: one held-out split (``val_fraction``, ``seed``); an integer: sol-grouped
             ``n_folds``-fold cross-validation, validating on fold ``fold`` (real data).
         fold: the validation fold when ``n_folds`` is set.
+        exclude_sols: real data: inclusive ``[[first, last], ...]`` sol ranges whose images are left out of
+            training and validation in every source (e.g. the sols another dataset will be validated on,
+            before pre-training on this one); images without a sol are kept.
+        shared_sol_holdout: several real sources: a sol block that any source validates on is trained on
+            in none (sources from one rover count sols on one clock, and the same terrain seen by another
+            camera would leak into validation). Set ``False`` for sources from different rovers.
         samples_per_epoch: random training crops per epoch, over all real sources.
         cache: keep decoded images in memory; a bool or ``{source: bool}``.
         min_labelled_fraction: training crops with fewer non-ignore pixels are re-drawn.
@@ -168,6 +174,8 @@ class MarsDataModule(L.LightningDataModule):
         n_folds: int | None = None,
         fold: int = 0,
         sol_block: int = 1,
+        exclude_sols: Sequence[Sequence[int]] | None = None,
+        shared_sol_holdout: bool = True,
         samples_per_epoch: int = 512,
         cache: bool | Mapping[str, bool] = True,
         min_labelled_fraction: float = 0.01,
@@ -222,6 +230,8 @@ class MarsDataModule(L.LightningDataModule):
         self.n_folds = None if n_folds is None else int(n_folds)
         self.fold = int(fold)
         self.sol_block = int(sol_block)
+        self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml: exclude_sols")
+        self.shared_sol_holdout = bool(shared_sol_holdout)
         self.samples_per_epoch = int(samples_per_epoch)
         self.cache = cache
         self.min_labelled_fraction = float(min_labelled_fraction)
@@ -344,17 +354,11 @@ class MarsDataModule(L.LightningDataModule):
         train_parts: list[Dataset] = []
         per_source = max(1, self.samples_per_epoch // len(self.sources))
         for source in self.sources:
-            records = REAL_SOURCES[source](self._source_root(source), self.name)
-            groups = [r.group for r in records]
-            if source in self.train_only:
-                train_idx, val_idx = np.arange(len(records)), np.arange(0)
-            elif self.n_folds is None:
-                train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block)
-            else:
-                train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block)
-            train_recs = [records[i] for i in train_idx]
-            val_recs = [records[i] for i in val_idx]
-            self.splits[source] = (train_recs, val_recs)
+            self.splits[source] = self._split(source)
+        if self.shared_sol_holdout and len(self.sources) > 1:
+            self._hold_out_validated_sols()
+        for source in self.sources:
+            train_recs, val_recs = self.splits[source]
             class_map = self._class_map(source)
             cache = self._cache(source)
             train_store = ImageStore(train_recs, class_map, cache=cache)
@@ -385,6 +389,49 @@ class MarsDataModule(L.LightningDataModule):
         if len(self.val_sets) > 1 and not self.separate_val:
             self.val_sets = [ConcatDataset(self.val_sets)]
         self.test_sets = self.val_sets
+
+    def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
+        """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""
+        records = REAL_SOURCES[source](self._source_root(source), self.name)
+        if self.exclude_sols:
+            excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
+            if excluded.all():
+                raise ValueError(
+                    f"configs/data/{self.name}.yaml: exclude_sols={[list(r) for r in self.exclude_sols]} "
+                    f"leaves none of the {len(records)} images of '{source}'; narrow the ranges."
+                )
+            records = [r for r, out in zip(records, excluded, strict=True) if not out]
+            log.info("%s: %d image(s) in exclude_sols left out", source, int(excluded.sum()))
+        groups = [r.group for r in records]
+        if source in self.train_only:
+            train_idx, val_idx = np.arange(len(records)), np.arange(0)
+        elif self.n_folds is None:
+            train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block)
+        else:
+            train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block)
+        return [records[i] for i in train_idx], [records[i] for i in val_idx]
+
+    def _hold_out_validated_sols(self) -> None:
+        """Drop from every source's training side the images of sol blocks that any source validates on."""
+        held = {
+            r.group // self.sol_block for _, val in self.splits.values() for r in val if r.group is not None
+        }
+        for source, (train, val) in self.splits.items():
+            kept = [r for r in train if r.group is None or r.group // self.sol_block not in held]
+            if not kept:
+                raise ValueError(
+                    f"configs/data/{self.name}.yaml: every training image of '{source}' is from a sol block "
+                    "another source validates on; set data.shared_sol_holdout=false if the sources' sols are "
+                    "not from one rover, or change data.val_fraction / data.seed."
+                )
+            if len(kept) < len(train):
+                log.info(
+                    "%s: %d training image(s) from sol blocks validated in another source left out "
+                    "(shared_sol_holdout)",
+                    source,
+                    len(train) - len(kept),
+                )
+            self.splits[source] = (kept, val)
 
     def _setup_synthetic(self, train_transform: Any) -> None:
         from marsunits.data.synthetic import SceneConfig, SyntheticScenes

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
-__all__ = ["group_ids", "kfold_split_by_group", "split_by_group"]
+__all__ = ["check_sol_ranges", "group_ids", "in_sol_ranges", "kfold_split_by_group", "split_by_group"]
 
 
 def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
@@ -33,6 +33,35 @@ def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
     for i, sol in enumerate(sols):
         ids[i] = sol // sol_block if sol is not None else -1 - i
     return ids
+
+
+def check_sol_ranges(ranges: Sequence[Sequence[int]] | None, key: str) -> list[tuple[int, int]]:
+    """``[[first, last], ...]`` inclusive sol ranges as int pairs (``None``: no range).
+
+    Raises:
+        ValueError: an entry that is not two whole numbers with ``first <= last``; the message names ``key``.
+    """
+    checked: list[tuple[int, int]] = []
+    for entry in ranges or []:
+        pair = list(entry) if isinstance(entry, Sequence) and not isinstance(entry, str) else [entry]
+        if (
+            len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
+            or pair[0] > pair[1]
+        ):
+            raise ValueError(
+                f"{key}: each entry must be [first_sol, last_sol] (whole numbers, first <= last), got "
+                f"{entry!r}; e.g. {key}=[[100,550]]"
+            )
+        checked.append((int(pair[0]), int(pair[1])))
+    return checked
+
+
+def in_sol_ranges(sols: Sequence[int | None], ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Boolean mask: which ``sols`` fall in any inclusive ``(first, last)`` range (unknown sols never do)."""
+    return np.array(
+        [sol is not None and any(lo <= sol <= hi for lo, hi in ranges) for sol in sols], dtype=bool
+    )
 
 
 def split_by_group(
