@@ -41,6 +41,10 @@ def check_sol_ranges(ranges: Sequence[Sequence[int]] | None, key: str) -> list[t
     Raises:
         ValueError: an entry that is not two whole numbers with ``first <= last``; the message names ``key``.
     """
+    if ranges is not None and (isinstance(ranges, str) or not isinstance(ranges, Sequence)):
+        raise ValueError(
+            f"{key}: expected a list of [first_sol, last_sol] pairs, got {ranges!r}; e.g. {key}=[[100,550]]"
+        )
     checked: list[tuple[int, int]] = []
     for entry in ranges or []:
         pair = list(entry) if isinstance(entry, Sequence) and not isinstance(entry, str) else [entry]
