@@ -230,7 +230,7 @@ class MarsDataModule(L.LightningDataModule):
         self.n_folds = None if n_folds is None else int(n_folds)
         self.fold = int(fold)
         self.sol_block = int(sol_block)
-        self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml: exclude_sols")
+        self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml")
         self.shared_sol_holdout = bool(shared_sol_holdout)
         self.samples_per_epoch = int(samples_per_epoch)
         self.cache = cache

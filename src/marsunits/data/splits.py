@@ -35,15 +35,19 @@ def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
     return ids
 
 
-def check_sol_ranges(ranges: Sequence[Sequence[int]] | None, key: str) -> list[tuple[int, int]]:
+def check_sol_ranges(
+    ranges: Sequence[Sequence[int]] | None, where: str, key: str = "data.exclude_sols"
+) -> list[tuple[int, int]]:
     """``[[first, last], ...]`` inclusive sol ranges as int pairs (``None``: no range).
 
     Raises:
-        ValueError: an entry that is not two whole numbers with ``first <= last``; the message names ``key``.
+        ValueError: not a list, or an entry that is not two whole numbers with ``first <= last``; the message
+            names ``where`` (the config file) and shows ``key`` (the command-line override) with an example.
     """
     if ranges is not None and (isinstance(ranges, str) or not isinstance(ranges, Sequence)):
         raise ValueError(
-            f"{key}: expected a list of [first_sol, last_sol] pairs, got {ranges!r}; e.g. {key}=[[100,550]]"
+            f"{where}: {key} must be a list of [first_sol, last_sol] pairs, got {ranges!r}; "
+            f"e.g. {key}=[[100,550]]"
         )
     checked: list[tuple[int, int]] = []
     for entry in ranges or []:
@@ -54,8 +58,8 @@ def check_sol_ranges(ranges: Sequence[Sequence[int]] | None, key: str) -> list[t
             or pair[0] > pair[1]
         ):
             raise ValueError(
-                f"{key}: each entry must be [first_sol, last_sol] (whole numbers, first <= last), got "
-                f"{entry!r}; e.g. {key}=[[100,550]]"
+                f"{where}: each entry of {key} must be [first_sol, last_sol] (whole numbers, first <= last), "
+                f"got {entry!r}; e.g. {key}=[[100,550]]"
             )
         checked.append((int(pair[0]), int(pair[1])))
     return checked
