@@ -23,6 +23,19 @@ except ImportError:
     from test_predict import ckpt, save_rgb  # type: ignore[no-redef]  # noqa: F401
 
 
+#: 16 small training scenes (2 steps per epoch on each of 2 ranks at batch 4); shared with test_gpu.py.
+DDP_SCENES = [
+    "data.train_length=16",
+    "data.val_length=4",
+    "data.test_length=4",
+    "data.batch_size=4",
+    "data.val_batch_size=2",
+    "data.crop_size=64",
+    "data.scene.width=96",
+    "data.scene.height=64",
+]
+
+
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WANDB_MODE": "disabled", "MARSUNITS_TRACEBACK": "1"}
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -60,14 +73,7 @@ def test_ddp_training_with_two_gloo_processes(tmp_path: Path) -> None:
             "data.num_workers=0",
             "data.pin_memory=false",
             "data.persistent_workers=false",
-            "data.train_length=16",
-            "data.val_length=4",
-            "data.test_length=4",
-            "data.batch_size=4",
-            "data.val_batch_size=2",
-            "data.crop_size=64",
-            "data.scene.width=96",
-            "data.scene.height=64",
+            *DDP_SCENES,
             "model.channels_last=false",
             f"hydra.run.dir={run_dir}",
             f"paths.output_dir={run_dir}",

@@ -23,12 +23,12 @@ from marsunits.training import run as train
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import REPO_ROOT, compose_config
-    from .test_ddp import _run
+    from .test_ddp import DDP_SCENES, _run
     from .test_predict import ckpt, make_cfg, save_rgb  # noqa: F401 - ckpt is a fixture
     from .test_train import TINY
 except ImportError:
     from conftest import REPO_ROOT, compose_config  # type: ignore[no-redef]
-    from test_ddp import _run  # type: ignore[no-redef]
+    from test_ddp import DDP_SCENES, _run  # type: ignore[no-redef]
     from test_predict import ckpt, make_cfg, save_rgb  # type: ignore[no-redef]  # noqa: F401
     from test_train import TINY  # type: ignore[no-redef]
 
@@ -71,14 +71,7 @@ def test_ddp_training_with_two_nccl_processes(tmp_path: Path) -> None:
             "model=tiny",
             "logger=none",
             "data.num_workers=0",
-            "data.train_length=16",
-            "data.val_length=4",
-            "data.test_length=4",
-            "data.batch_size=4",
-            "data.val_batch_size=2",
-            "data.crop_size=64",
-            "data.scene.width=96",
-            "data.scene.height=64",
+            *DDP_SCENES,
             f"hydra.run.dir={run_dir}",
             f"paths.output_dir={run_dir}",
         ],
