@@ -23,17 +23,39 @@ except ImportError:
     from test_predict import ckpt, save_rgb  # type: ignore[no-redef]  # noqa: F401
 
 
-#: 16 small training scenes (2 steps per epoch on each of 2 ranks at batch 4); shared with test_gpu.py.
-DDP_SCENES = [
-    "data.train_length=16",
-    "data.val_length=4",
-    "data.test_length=4",
-    "data.batch_size=4",
-    "data.val_batch_size=2",
-    "data.crop_size=64",
-    "data.scene.width=96",
-    "data.scene.height=64",
-]
+def run_ddp_training(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``train.py trainer=ddp`` on two ranks with the tiny model and 16 small scenes (2 steps per epoch on
+    each rank at batch 4, 2 epochs), plus ``overrides`` (the backend's settings); returns the process and
+    run dir. Shared by the gloo test here and the NCCL one in test_gpu.py."""
+    run_dir = tmp_path / "run"
+    proc = _run(
+        [
+            str(REPO_ROOT / "train.py"),
+            "trainer=ddp",
+            "trainer.devices=2",
+            # The tiny encoder (timm features_only, 3 of its stages) holds parameters that the loss never
+            # reaches; DDP must be told to look for them (the default Lite0 model does not need this).
+            "trainer.strategy=ddp_find_unused_parameters_true",
+            "trainer.max_epochs=2",
+            "trainer.enable_progress_bar=false",
+            "model=tiny",
+            "logger=none",
+            "data.num_workers=0",
+            "data.train_length=16",
+            "data.val_length=4",
+            "data.test_length=4",
+            "data.batch_size=4",
+            "data.val_batch_size=2",
+            "data.crop_size=64",
+            "data.scene.width=96",
+            "data.scene.height=64",
+            *overrides,
+            f"hydra.run.dir={run_dir}",
+            f"paths.output_dir={run_dir}",
+        ],
+        cwd=tmp_path,
+    )
+    return proc, run_dir
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -54,31 +76,14 @@ def test_ddp_training_with_two_gloo_processes(tmp_path: Path) -> None:
     the two ranks' batches into one step). Loss values are not compared with a single-process run: the batch
     composition differs, so only the step count and finiteness are meaningful.
     """
-    run_dir = tmp_path / "run"
-    proc = _run(
-        [
-            str(REPO_ROOT / "train.py"),
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            "trainer.precision=32-true",
-            "trainer.sync_batchnorm=false",  # SyncBatchNorm needs CUDA modules; gloo on CPU cannot use it
-            # The tiny encoder (timm features_only, 3 of its stages) holds parameters that the loss never
-            # reaches; DDP must be told to look for them (the default Lite0 model does not need this).
-            "trainer.strategy=ddp_find_unused_parameters_true",
-            "trainer.max_epochs=2",
-            "trainer.enable_progress_bar=false",
-            "model=tiny",
-            "logger=none",
-            "data.num_workers=0",
-            "data.pin_memory=false",
-            "data.persistent_workers=false",
-            *DDP_SCENES,
-            "model.channels_last=false",
-            f"hydra.run.dir={run_dir}",
-            f"paths.output_dir={run_dir}",
-        ],
-        cwd=tmp_path,
+    proc, run_dir = run_ddp_training(
+        tmp_path,
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        "trainer.sync_batchnorm=false",  # SyncBatchNorm needs CUDA modules; gloo on CPU cannot use it
+        "data.pin_memory=false",
+        "data.persistent_workers=false",
+        "model.channels_last=false",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -22,13 +22,13 @@ from marsunits.task import load_task
 from marsunits.training import run as train
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import REPO_ROOT, compose_config
-    from .test_ddp import DDP_SCENES, _run
+    from .conftest import compose_config
+    from .test_ddp import run_ddp_training
     from .test_predict import ckpt, make_cfg, save_rgb  # noqa: F401 - ckpt is a fixture
     from .test_train import TINY
 except ImportError:
-    from conftest import REPO_ROOT, compose_config  # type: ignore[no-redef]
-    from test_ddp import DDP_SCENES, _run  # type: ignore[no-redef]
+    from conftest import compose_config  # type: ignore[no-redef]
+    from test_ddp import run_ddp_training  # type: ignore[no-redef]
     from test_predict import ckpt, make_cfg, save_rgb  # type: ignore[no-redef]  # noqa: F401
     from test_train import TINY  # type: ignore[no-redef]
 
@@ -59,24 +59,7 @@ def test_gpu_trainer_trains_in_bf16_and_the_checkpoint_predicts_the_same_on_cpu(
 def test_ddp_training_with_two_nccl_processes(tmp_path: Path) -> None:
     """``trainer=ddp`` as configured (NCCL, SyncBatchNorm, bf16-mixed) on two GPUs; the step count is that of
     ``test_ddp.py``'s gloo run: 16 scenes / 2 ranks / batch 4 = 2 steps per epoch, 2 epochs."""
-    run_dir = tmp_path / "run"
-    proc = _run(
-        [
-            str(REPO_ROOT / "train.py"),
-            "trainer=ddp",
-            "trainer.devices=2",
-            "trainer.strategy=ddp_find_unused_parameters_true",  # the tiny encoder's unused stages
-            "trainer.max_epochs=2",
-            "trainer.enable_progress_bar=false",
-            "model=tiny",
-            "logger=none",
-            "data.num_workers=0",
-            *DDP_SCENES,
-            f"hydra.run.dir={run_dir}",
-            f"paths.output_dir={run_dir}",
-        ],
-        cwd=tmp_path,
-    )
+    proc, run_dir = run_ddp_training(tmp_path)  # trainer=ddp as configured: NCCL, SyncBatchNorm, bf16
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "val/miou" in metrics and math.isfinite(metrics["test/miou"])
