@@ -201,6 +201,7 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
         ("data.crop_size=100", r"crop_size must be a positive multiple of 32"),
         ("data.sources=[mars]", r"unknown sources"),
         ("data.focus_class=7", r"marsscapes\.yaml: focus_class=7 is not a project class id"),
+        ("data.class_mix_prob=1.5", r"marsscapes\.yaml: class_mix_prob must be a probability in \[0, 1\]"),
     ],
 )
 def test_bad_config_values_explain_themselves(override: str, message: str, tmp_path: Path) -> None:

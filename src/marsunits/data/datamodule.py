@@ -41,6 +41,7 @@ from marsunits.data.class_map import ClassMap
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
+from marsunits.data.mixing import class_mix
 from marsunits.data.splits import check_sol_ranges, in_sol_ranges, kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
 from marsunits.data.transforms import build_train_transform
@@ -152,6 +153,10 @@ class MarsDataModule(L.LightningDataModule):
         brightness: augmentation: brightness jitter.
         contrast: augmentation: contrast jitter.
         saturation: augmentation: saturation jitter (colour only).
+        class_mix_prob: augmentation on training batches: the chance that a crop gets half the classes of
+            another crop of its batch pasted onto it (ClassMix, :func:`~marsunits.data.mixing.class_mix`);
+            0 disables. Applied after the batch reaches the device; its random state is saved in
+            checkpoints, so a resumed run mixes as the uninterrupted one would.
     """
 
     def __init__(
@@ -195,6 +200,7 @@ class MarsDataModule(L.LightningDataModule):
         brightness: float = 0.2,
         contrast: float = 0.2,
         saturation: float = 0.15,
+        class_mix_prob: float = 0.0,
     ) -> None:
         super().__init__()
         sources = list(_plain(sources))
@@ -266,6 +272,13 @@ class MarsDataModule(L.LightningDataModule):
             "contrast": contrast,
             "saturation": saturation,
         }
+        if isinstance(class_mix_prob, bool) or not 0.0 <= float(class_mix_prob) <= 1.0:
+            raise ValueError(
+                f"configs/data/{name}.yaml: class_mix_prob must be a probability in [0, 1], got "
+                f"{class_mix_prob!r}; e.g. data.class_mix_prob=0.5 (0 turns ClassMix off)."
+            )
+        self.class_mix_prob = float(class_mix_prob)
+        self._mix_generator = torch.Generator().manual_seed(self.seed)
         #: Name of each validation dataloader, in ``dataloader_idx`` order.
         self.separate_val = bool(separate_val)
         validated = [s for s in sources if s not in train_only]
@@ -524,6 +537,26 @@ class MarsDataModule(L.LightningDataModule):
             self._loader(d, self.val_batch_size, shuffle=False, drop_last=False) for d in self.test_sets
         ]
         return loaders[0] if len(loaders) == 1 else loaders
+
+    # ------------------------------------------------------------------------------------------ batches
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """ClassMix on training batches (``class_mix_prob > 0``); validation/test batches pass untouched."""
+        trainer = self.trainer
+        if self.class_mix_prob > 0 and trainer is not None and trainer.training:
+            batch["image"], batch["mask"] = class_mix(
+                batch["image"], batch["mask"], self.class_mix_prob, self._mix_generator
+            )
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints by Lightning: the ClassMix random state (exact resume)."""
+        return {"mix_generator_state": self._mix_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; checkpoints from before ClassMix carry no state and keep the seed."""
+        if "mix_generator_state" in state_dict:
+            self._mix_generator.set_state(state_dict["mix_generator_state"])
 
     # ------------------------------------------------------------------------------------------ metadata
 
