@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from conftest import compose_config
 from marsunits.data.mixing import class_mix
 from marsunits.training import run
+from test_train import TINY
 
 IGNORE = 255
 
@@ -115,21 +116,7 @@ def test_datamodule_mixes_training_batches_only_and_saves_its_random_state(tmp_p
 
 
 def test_training_run_with_class_mix_checkpoints_its_random_state(tmp_path: Path) -> None:
-    overrides = [
-        "model=tiny",
-        "data.class_mix_prob=0.5",
-        "data.batch_size=4",
-        "data.crop_size=64",
-        "data.train_length=8",
-        "data.val_length=4",
-        "data.test_length=4",
-        "data.scene.width=64",
-        "data.scene.height=64",
-        "trainer.max_epochs=1",
-        "trainer.enable_progress_bar=false",
-        "logger=none",
-    ]
-    cfg = compose_config("train", tmp_path, overrides)
+    cfg = compose_config("train", tmp_path, [*TINY, "data.class_mix_prob=0.5", "trainer.max_epochs=1"])
     run(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     (state,) = [v for k, v in ckpt.items() if k.endswith("MarsDataModule")]

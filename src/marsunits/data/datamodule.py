@@ -156,7 +156,8 @@ class MarsDataModule(L.LightningDataModule):
         class_mix_prob: augmentation on training batches: the chance that a crop gets half the classes of
             another crop of its batch pasted onto it (ClassMix, :func:`~marsunits.data.mixing.class_mix`);
             0 disables. Applied after the batch reaches the device; its random state is saved in
-            checkpoints, so a resumed run mixes as the uninterrupted one would.
+            checkpoints, so a resumed run continues the mixing draws instead of repeating the first
+            epoch's (crop order and augmentation, like in any Lightning run, are drawn afresh).
     """
 
     def __init__(
@@ -550,7 +551,7 @@ class MarsDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints by Lightning: the ClassMix random state (exact resume)."""
+        """Saved in checkpoints by Lightning: the ClassMix random state, continued by a resumed run."""
         return {"mix_generator_state": self._mix_generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
