@@ -70,6 +70,17 @@ def test_probability_zero_or_a_single_crop_changes_nothing_and_half_mixes_some()
     assert 16 <= mixed <= 48
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_batch_on_the_training_device_mixes_as_on_the_cpu(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    images, masks = _batch()
+    expected = class_mix(images, masks, 0.5, torch.Generator().manual_seed(5))
+    out = class_mix(images.to(device), masks.to(device), 0.5, torch.Generator().manual_seed(5))
+    assert out[0].device.type == device and out[1].device.type == device
+    assert torch.equal(out[0].cpu(), expected[0]) and torch.equal(out[1].cpu(), expected[1])
+
+
 def test_same_generator_state_mixes_the_same_way() -> None:
     images, masks = _batch()
     a = class_mix(images, masks, 0.5, torch.Generator().manual_seed(7))
