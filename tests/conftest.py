@@ -38,6 +38,18 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run a module on one torch thread: tiny tensors gain nothing from intra-op threads, and on a shared
+    2-core machine the extra threads only oversubscribe. Use with ``pytest.mark.usefixtures``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def compose_config(config_name: str, run_dir: Path, overrides: list[str] | None = None):
     """Compose a real Hydra config (``train`` or ``predict``) as ``@hydra.main`` would, rooted at ``run_dir``.
 

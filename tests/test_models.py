@@ -27,13 +27,7 @@ TINY = "mobilenetv3_small_050"  # small timm encoder: fast to build and run on C
 OFFLINE_COUNTS = [("lite0_offline", 296), ("lite1_offline", 386), ("lite2_offline", 386)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine they only oversubscribe."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
