@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from marsunits.data.class_map import ClassMap
 from marsunits.data.datamodule import MarsDataModule
@@ -288,4 +288,64 @@ def test_val_context_must_keep_windows_multiples_of_32(value, tmp_path: Path) ->
     with pytest.raises(
         InstantiationException, match=r"marsscapes\.yaml: val_context_px must be a multiple of 16"
     ):
+        instantiate(cfg.data)
+
+
+def _subclass_config(tmp_path: Path, extra: list[str] | None = None):
+    root = write_fake_marsscapes(tmp_path / "marsscapes")
+    overrides = ["experiment=marsscapes_subclasses", "logger=none", *SHRINK_REAL, f"data.root={root}"]
+    return compose_config("train", tmp_path / "run", [*overrides, *(extra or [])])
+
+
+def test_subclass_map_trains_on_subclass_ids_and_validates_on_project_ids(tmp_path: Path) -> None:
+    cfg = _subclass_config(tmp_path)
+    assert list(cfg.model.subclasses) == list(cfg.data.subclasses)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    subclasses = list(cfg.data.subclasses)
+    to_project = np.full(256, 255, np.uint8)
+    to_project[: len(subclasses)] = subclasses
+    project = ClassMap(dict(cfg.data.class_map), "marsscapes")
+    store = dm.train_set.store
+    for i, record in enumerate(store.records):
+        sub = store.mask(i)
+        assert set(np.unique(sub).tolist()) <= {*range(len(subclasses)), 255}
+        # the sub-classes sum back to exactly the project labels
+        np.testing.assert_array_equal(to_project[sub], project(read_mask(record.mask)))
+    # the fake panoramas' big rock (native 4) and sky (6) are sub-classes 4 and 5, not project ids
+    train_ids = {int(v) for b in dm.train_dataloader() for v in b["mask"].unique()}
+    assert train_ids <= {*range(len(subclasses)), 255} and train_ids & {4, 5}
+    _check_batch(next(iter(dm.val_dataloader())), 3, 32 + 2 * cfg.data.val_context_px)
+    assert dm.describe()["subclasses"] == subclasses
+    task = instantiate(cfg.model, encoder_weights=None)
+    assert task.hparams.subclasses == subclasses and task.hparams.num_classes == 3
+
+
+def _set_gravel_to_soil(data) -> None:
+    data.subclass_map[2] = 0
+
+
+def _drop_rover(data) -> None:
+    with open_dict(data):
+        del data.subclass_map[9]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("data.subclasses=null", r"subclass_map and subclasses go together"),
+        (
+            _set_gravel_to_soil,
+            r"native id 2 maps to sub-class 0 in subclass_map \(project class 0\) but to 1 in class_map",
+        ),
+        ("data.subclasses=[0,0,1,1,1,2,2,3]", r"subclasses=.* must give each"),
+        (_drop_rover, r"only in class_map: \[9\]"),
+        ("data.focus_class=1", r"focus_class names a project class"),
+    ],
+)
+def test_bad_subclass_configs_explain_themselves(edit, message: str, tmp_path: Path) -> None:
+    cfg = _subclass_config(tmp_path, [edit] if isinstance(edit, str) else [])
+    if callable(edit):
+        edit(cfg.data)
+    with pytest.raises((ValueError, InstantiationException), match=message):
         instantiate(cfg.data)

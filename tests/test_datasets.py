@@ -62,6 +62,15 @@ def test_class_map_rejects_bad_entries(mapping: dict[int, int], message: str) ->
         ClassMap(mapping, "x")
 
 
+def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:
+    sub = ClassMap({0: 0, 2: 7, 5: 255}, "marsscapes", num_targets=8, key="subclass_map")
+    np.testing.assert_array_equal(sub(np.array([[0, 2, 5]], np.uint8)), [[0, 7, 255]])
+    with pytest.raises(ValueError, match=r"subclass_map of dataset 'x': native id 0 maps to 8, .*0\.\.7"):
+        ClassMap({0: 8}, "x", num_targets=8, key="subclass_map")
+    with pytest.raises(ValueError, match=r"a\.png: mask values \[3\] are not covered by the subclass_map"):
+        sub(np.array([[3]], np.uint8), "a.png")
+
+
 # ------------------------------------------------------------------------------------------ scanning
 
 

@@ -96,3 +96,23 @@ def test_auto_picks_a_runtime_and_failed_check_falls_back(ckpt: Path, cache: Pat
     # A tolerance no export can meet: the check fails and PyTorch is used, saying why.
     fn, choice = build_forward(task, runtime="onnx", tolerance=-1.0, **common)
     assert isinstance(fn, TorchForward) and choice.name == "torch" and "differ" in choice.reason
+
+
+def test_subclass_model_exports_with_its_grouping(tmp_path: Path) -> None:
+    # A network trained on sub-classes (model.subclasses) sums them back inside forward(); the exported
+    # graph must carry that sum, giving the three project classes as PyTorch does.
+    from marsunits.task import SegmentationTask
+
+    torch.manual_seed(0)
+    task = SegmentationTask(
+        encoder="mobilenetv3_small_050",
+        encoder_weights=None,
+        encoder_depth=3,
+        decoder_channels=[32, 16, 8],
+        subclasses=[0, 0, 1, 1, 1, 2, 2, 2],
+    ).eval()
+    onnx_fn = OnnxForward(export_onnx(task, tmp_path / "sub.onnx", in_channels=3, size=64), threads=1)
+    torch_fn = TorchForward(task, torch.device("cpu"), channels_last=False)
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    assert onnx_fn(x).shape == (2, 3, 64, 96)
+    assert max_difference(torch_fn, onnx_fn, x) <= 1e-4

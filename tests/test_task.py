@@ -396,3 +396,82 @@ def test_freeze_encoder_bn_keeps_pretrained_statistics_while_the_rest_learns() -
     assert any(not torch.equal(w, m.weight) for w, m in zip(weights_before, encoder_bn, strict=True))
     unfrozen = SegmentationTask(**TINY).train()
     assert all(m.training for m in unfrozen.model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+class SubclassScenes(RandomScenes):
+    """RandomScenes whose masks hold sub-class ids 0..5 (training) or, with ``project=True``, the project
+    class of each (``SUBCLASSES``), as the datamodule gives them for training and validation."""
+
+    def __init__(self, project: bool, n: int = 4) -> None:
+        super().__init__(n=n)
+        self.project = project
+
+    def __getitem__(self, i: int) -> dict:
+        sample = super().__getitem__(i)
+        gen = torch.Generator().manual_seed(100 + i)
+        sub = torch.randint(0, len(SUBCLASSES), (self.size, self.size), generator=gen)
+        if self.project:
+            sub = torch.tensor(SUBCLASSES)[sub]
+        sample["mask"] = torch.where(sample["mask"] == IGNORE_INDEX, sample["mask"], sub)
+        return sample
+
+
+SUBCLASSES = [0, 0, 1, 1, 1, 2]
+
+
+def test_subclass_outputs_sum_back_into_the_project_classes(tmp_path) -> None:
+    torch.manual_seed(0)
+    task = SegmentationTask(**TINY, subclasses=SUBCLASSES, warmup_steps=1).eval()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        sub = task.network_logits(x)
+        logits = task(x)
+    assert sub.shape == (2, len(SUBCLASSES), SIZE, SIZE) and logits.shape == (2, 3, SIZE, SIZE)
+    sub_probs = sub.softmax(dim=1)
+    summed = torch.stack(
+        [sub_probs[:, [k for k, c in enumerate(SUBCLASSES) if c == cls]].sum(1) for cls in range(3)], 1
+    )
+    torch.testing.assert_close(logits.softmax(dim=1), summed, rtol=1e-5, atol=1e-6)
+    # Trains on sub-class masks, validates on project masks, and its checkpoint alone rebuilds it.
+    task.train()
+    trainer = _trainer()
+    trainer.fit(
+        task,
+        DataLoader(SubclassScenes(project=False), batch_size=2),
+        DataLoader(SubclassScenes(True), batch_size=2),
+    )
+    assert 0.0 <= float(trainer.callback_metrics["val/miou"]) <= 1.0
+    assert math.isfinite(float(trainer.callback_metrics["val/loss"]))
+    path = tmp_path / "sub.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = load_task(path)
+    task.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), task(x), rtol=0, atol=0)
+    assert loaded.hparams.subclasses == SUBCLASSES and loaded.metadata["num_classes"] == 3
+
+
+def test_subclass_training_loss_is_over_the_subclasses() -> None:
+    # A network that tells sub-classes of one class apart must get a lower training loss than one that
+    # puts all of a class's probability on the wrong sub-class: the project-class loss would not see this.
+    task = SegmentationTask(**TINY, subclasses=SUBCLASSES)
+    target = torch.tensor([[[0, 1], [2, 3]]])
+    right = torch.nn.functional.one_hot(target, len(SUBCLASSES)).permute(0, 3, 1, 2).float() * 10
+    swapped = right[:, [1, 0, 3, 2, 2, 5]]  # soil<->sand, bedrock<->gravel: same project classes
+    assert task.criterion(right, target) < task.criterion(swapped, target) - 1.0
+    torch.testing.assert_close(
+        task.group_subclasses(right).argmax(1), task.group_subclasses(swapped).argmax(1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"subclasses": [0, 0, 1]}, r"each project class at least one sub-class"),
+        ({"subclasses": [0, 1, 2, 3]}, r"project class id in 0\.\.2"),
+        ({"subclasses": [0, 1, 2], "contact_weight": 1.0}, r"set model\.contact_weight=0"),
+    ],
+)
+def test_bad_subclasses_fail_clearly(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmentationTask(**TINY, **kwargs)

@@ -171,6 +171,14 @@ class SegmentationTask(L.LightningModule):
         freeze_encoder_bn: keep the encoder's BatchNorm layers in evaluation mode while training, so their
             running statistics stay the pretrained (ImageNet) ones and batches of crops from a few images do
             not re-estimate them; their scale and shift still learn. For small labelled sets.
+        subclasses: ``None`` (default): the network has one output per project class. A list: the network
+            has one output per training sub-class, ``subclasses[k]`` being the project class of sub-class
+            ``k`` (e.g. MarsScapes' soil, sand -> smooth; bedrock, gravel, big rock -> rough), the training
+            masks hold sub-class ids (``data.subclass_map``) and the loss is computed over the sub-classes;
+            :meth:`forward` returns project-class logits, the log of each class's summed sub-class
+            probabilities (``logsumexp`` over its sub-class logits), so validation, metrics, checkpoints
+            and inference see ``num_classes`` classes as without it. ``class_weights`` are then one per
+            sub-class; ``contact_weight`` must be 0 (contacts are between project classes).
     """
 
     # Buffers registered in __init__, declared for type checkers.
@@ -207,6 +215,7 @@ class SegmentationTask(L.LightningModule):
         contact_radius_px: int = 3,
         drop_path_rate: float = 0.0,
         freeze_encoder_bn: bool = False,
+        subclasses: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         # Plain Python types before save_hyperparameters() reads these locals (see _plain).
@@ -215,6 +224,7 @@ class SegmentationTask(L.LightningModule):
         mean, std = _plain(mean), _plain(std)
         class_weights = _plain(class_weights)
         decoder_channels = _plain(decoder_channels)
+        subclasses = None if subclasses is None else [int(c) for c in _plain(subclasses)]
         class_map = _normalise_class_map(class_map)
         if mean is None or std is None:
             default_mean, default_std = default_normalisation(in_channels)
@@ -222,14 +232,22 @@ class SegmentationTask(L.LightningModule):
             std = default_std if std is None else std
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         self._check_arguments(in_channels, num_classes, class_names, palette, mean, std, optimizer, scheduler)
+        self._check_subclasses(subclasses, num_classes, contact_weight)
         self.save_hyperparameters()
+        #: Network output channels of each project class, in class order (one each without sub-classes).
+        self._groups: list[list[int]] | None = (
+            None
+            if subclasses is None
+            else [[k for k, c in enumerate(subclasses) if c == cls] for cls in range(num_classes)]
+        )
+        outputs = num_classes if subclasses is None else len(subclasses)
 
         self.model = build_model(
             arch,
             encoder,
             encoder_weights,
             in_channels,
-            num_classes,
+            outputs,
             encoder_depth=encoder_depth,
             decoder_channels=decoder_channels,
             drop_path_rate=drop_path_rate,
@@ -239,8 +257,9 @@ class SegmentationTask(L.LightningModule):
         # Not persistent: they are hyper-parameters (and metadata), rebuilt from those on load.
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        #: Training loss, over the network's outputs (sub-classes when ``subclasses`` is set).
         self.criterion = SegmentationLoss(
-            num_classes,
+            outputs,
             loss,
             dice_weight,
             class_weights,
@@ -248,6 +267,10 @@ class SegmentationTask(L.LightningModule):
             contact_weight=contact_weight,
             contact_radius_px=contact_radius_px,
         )
+        #: With sub-classes, the validation/test loss over the project classes (else ``criterion`` serves).
+        self.eval_criterion: SegmentationLoss | None = None
+        if subclasses is not None:
+            self.eval_criterion = SegmentationLoss(num_classes, loss, dice_weight, None, IGNORE_INDEX)
         self.metrics = nn.ModuleDict({stage: self._make_metrics(num_classes) for stage in STAGES})
         self.last_confusion: dict[str, np.ndarray] = {}
         # Per-image boundary scores of the running epoch, per metric prefix (see _eval_step).
@@ -282,6 +305,22 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"Unknown scheduler {scheduler!r}. Valid choices: {list(SCHEDULERS)}.")
 
     @staticmethod
+    def _check_subclasses(subclasses: list[int] | None, num_classes: int, contact_weight: float) -> None:
+        if subclasses is None:
+            return
+        if sorted(set(subclasses)) != list(range(num_classes)):
+            raise ValueError(
+                f"subclasses={subclasses} must give each sub-class a project class id in "
+                f"0..{num_classes - 1} and each project class at least one sub-class (model.subclasses comes "
+                "from data.subclasses)."
+            )
+        if contact_weight:
+            raise ValueError(
+                f"contact_weight={contact_weight} weighs contacts between project classes, which training "
+                "masks of sub-class ids do not show; set model.contact_weight=0 or train without subclasses."
+            )
+
+    @staticmethod
     def _make_metrics(num_classes: int) -> nn.ModuleDict:
         return nn.ModuleDict(
             {
@@ -305,8 +344,22 @@ class SegmentationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(N, C, H, W)`` float in [0, 1] to logits ``(N, num_classes, H, W)``.
 
-        ``H`` and ``W`` must be multiples of :attr:`size_divisor` (pad first; the tiling code does).
+        ``H`` and ``W`` must be multiples of :attr:`size_divisor` (pad first; the tiling code does). With
+        ``subclasses``, a class's logit is the ``logsumexp`` of its sub-classes' logits, so the softmax of
+        these logits is each class's summed sub-class probability.
         """
+        return self.group_subclasses(self.network_logits(x))
+
+    def group_subclasses(self, logits: torch.Tensor) -> torch.Tensor:
+        """Network outputs ``(N, K, H, W)`` -> project-class logits ``(N, num_classes, H, W)`` (identity
+        without ``subclasses``)."""
+        if self._groups is None:
+            return logits
+        return torch.stack([torch.logsumexp(logits[:, group], dim=1) for group in self._groups], dim=1)
+
+    def network_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's raw outputs ``(N, K, H, W)`` for images as in :meth:`forward`: ``K`` is
+        ``num_classes``, or ``len(subclasses)`` when training on sub-classes."""
         if x.ndim != 4 or x.shape[1] != self._hp.in_channels:
             raise ValueError(
                 f"Expected images (N, {self._hp.in_channels}, H, W), got shape {tuple(x.shape)}; convert "
@@ -338,7 +391,7 @@ class SegmentationTask(L.LightningModule):
                     module.eval()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
+        logits = self.network_logits(batch["image"])
         loss = self.criterion(logits, batch["mask"])
         # Per step only: with on_epoch too, loggers would see `train/loss_step`/`_epoch`, not `train/loss`.
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
@@ -357,7 +410,8 @@ class SegmentationTask(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict[str, Any], dataloader_idx: int = 0) -> torch.Tensor:
         logits = self(batch["image"])
         target = batch["mask"]
-        loss = self.criterion(logits, target)
+        criterion = self.criterion if self.eval_criterion is None else self.eval_criterion
+        loss = criterion(logits, target)
         prefixes = self._prefixes(stage, dataloader_idx)
         # Lightning allows a key from one dataloader only, so with several sources the loss is logged per
         # source (`val/<source>/loss`); the other metrics are pooled by hand in _log_prefix.

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from marsunits.constants import VALID_MASK_VALUES
+from marsunits.constants import IGNORE_INDEX, VALID_MASK_VALUES
 
 __all__ = ["ClassMap"]
 
@@ -29,32 +30,47 @@ class ClassMap:
             Keys may be ints or int-like strings (YAML/OmegaConf). ``None`` means the masks are already in
             project ids: only {0, 1, 2, 255} are accepted then.
         dataset: dataset name, used in error messages to point at ``configs/data/<dataset>.yaml``.
+        num_targets: ``None`` (default): targets are project ids {0, 1, 2, 255}. An integer ``K``: targets
+            are training sub-class ids ``0..K-1`` or 255 (``subclass_map`` in the data config; see
+            :class:`~marsunits.data.datamodule.MarsDataModule`).
+        key: the config key named in error messages (``class_map`` or ``subclass_map``).
 
     Raises:
         ValueError: a key outside 0..255 or a target that is not a project id.
     """
 
-    def __init__(self, mapping: Mapping[int | str, int] | None, dataset: str) -> None:
+    def __init__(
+        self,
+        mapping: Mapping[Any, int] | None,
+        dataset: str,
+        num_targets: int | None = None,
+        key: str = "class_map",
+    ) -> None:
         self.dataset = dataset
+        self.key = key
         self.identity = mapping is None
+        if num_targets is None:
+            targets, described = VALID_MASK_VALUES, f"a project id ({sorted(VALID_MASK_VALUES)})"
+        else:
+            targets = frozenset([*range(int(num_targets)), IGNORE_INDEX])
+            described = f"a sub-class id (0..{int(num_targets) - 1}) or {IGNORE_INDEX}"
         lut = np.full(256, _UNMAPPED, dtype=np.int16)
         if mapping is None:
             for value in VALID_MASK_VALUES:
                 lut[value] = value
         else:
-            for key, target in mapping.items():
-                native = int(key)
+            for native_key, target in mapping.items():
+                native = int(native_key)
                 project = int(target)
                 if not 0 <= native <= 255:
                     raise ValueError(
-                        f"class_map of dataset '{dataset}': native id {key!r} is outside 0..255 (masks are "
-                        f"uint8). Fix class_map in configs/data/{dataset}.yaml."
+                        f"{self.key} of dataset '{dataset}': native id {native_key!r} is outside 0..255 "
+                        f"(masks are uint8). Fix {self.key} in configs/data/{dataset}.yaml."
                     )
-                if project not in VALID_MASK_VALUES:
+                if project not in targets:
                     raise ValueError(
-                        f"class_map of dataset '{dataset}': native id {native} maps to {target!r}, which is "
-                        f"not a project id (expected one of {sorted(VALID_MASK_VALUES)}). Fix class_map in "
-                        f"configs/data/{dataset}.yaml."
+                        f"{self.key} of dataset '{dataset}': native id {native} maps to {target!r}, which is "
+                        f"not {described}. Fix {self.key} in configs/data/{dataset}.yaml."
                     )
                 lut[native] = project
         self._lut = lut
@@ -88,10 +104,15 @@ class ClassMap:
                     f"class_map (native id -> project id) in configs/data/{self.dataset}.yaml, or convert "
                     "the masks."
                 )
+            targets = (
+                "0 smooth_volcanic, 1 rough_olivine, 2 other or 255 ignore"
+                if self.key == "class_map"
+                else "a sub-class id or 255 ignore"
+            )
             raise ValueError(
-                f"{path}: mask values {missing} are not covered by the class_map of dataset "
-                f"'{self.dataset}'. Add them to class_map in configs/data/{self.dataset}.yaml (native id "
-                "-> 0 smooth_volcanic, 1 rough_olivine, 2 other or 255 ignore)."
+                f"{path}: mask values {missing} are not covered by the {self.key} of dataset "
+                f"'{self.dataset}'. Add them to {self.key} in configs/data/{self.dataset}.yaml (native id "
+                f"-> {targets})."
             )
         return self._lut_u8[mask]
 

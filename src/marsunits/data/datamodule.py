@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from marsunits.constants import CLASS_NAMES
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.ai4mars import scan_ai4mars
 from marsunits.data.class_map import ClassMap
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
@@ -153,6 +153,14 @@ class MarsDataModule(L.LightningDataModule):
         brightness: augmentation: brightness jitter.
         contrast: augmentation: contrast jitter.
         saturation: augmentation: saturation jitter (colour only).
+        subclass_map: one real source: native id -> training sub-class id (``0..len(subclasses)-1`` or 255),
+            applied to the training masks only (validation and test masks keep ``class_map``'s project
+            ids); ``None`` (default): training masks hold project ids. For project classes that gather
+            visually different native classes (rough = bedrock + gravel + big rock on MarsScapes): the
+            network learns one output per sub-class and the task sums them back (``model.subclasses``).
+        subclasses: the project class of each sub-class id, e.g. ``[0, 0, 1, 1, 1, 2]``; set with
+            ``subclass_map`` and consistent with ``class_map`` (a native id's sub-class belongs to its
+            project class). The model config reads it (``model.subclasses``).
         class_mix_prob: augmentation on training batches: the chance that a crop gets half the classes of
             another crop of its batch pasted onto it (ClassMix, :func:`~marsunits.data.mixing.class_mix`);
             0 disables. Applied after the batch reaches the device; its random state is saved in
@@ -202,10 +210,14 @@ class MarsDataModule(L.LightningDataModule):
         contrast: float = 0.2,
         saturation: float = 0.15,
         class_mix_prob: float = 0.0,
+        subclass_map: Mapping[Any, Any] | None = None,
+        subclasses: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         sources = list(_plain(sources))
         class_map = _plain(class_map)
+        subclass_map = _plain(subclass_map)
+        subclasses = _plain(subclasses)
         source_dirs = _plain(source_dirs)
         cache = _plain(cache)
         scene = _plain(scene)
@@ -252,6 +264,11 @@ class MarsDataModule(L.LightningDataModule):
                 f"configs/data/{name}.yaml: focus_class/focus_fraction over-sample crops of real images; "
                 "synthetic scenes are drawn whole. Set data.focus_fraction=0."
             )
+        self._validate_subclasses(name, sources, class_map, subclass_map, subclasses, focus_class)
+        self.subclass_map = (
+            None if subclass_map is None else {int(k): int(v) for k, v in subclass_map.items()}
+        )
+        self.subclasses = None if subclasses is None else [int(c) for c in subclasses]
         self.focus_class = None if focus_class is None else int(focus_class)
         self.focus_fraction = float(focus_fraction)
         self.train_length = int(train_length)
@@ -340,6 +357,59 @@ class MarsDataModule(L.LightningDataModule):
                         f"{sorted(class_map, key=str)}, expected a subset of {sources}."
                     )
 
+    @staticmethod
+    def _validate_subclasses(
+        name: str,
+        sources: list[str],
+        class_map: Any,
+        subclass_map: Any,
+        subclasses: Any,
+        focus_class: int | None,
+    ) -> None:
+        """Check ``subclass_map``/``subclasses`` against each other and ``class_map`` (see the class doc)."""
+        where = f"configs/data/{name}.yaml"
+        if subclass_map is None and subclasses is None:
+            return
+        if subclass_map is None or subclasses is None:
+            raise ValueError(
+                f"{where}: subclass_map and subclasses go together (sub-class ids and the project class of "
+                "each); set both, or neither to train on the project classes."
+            )
+        if len(sources) != 1 or sources[0] == "synthetic" or class_map is None:
+            raise ValueError(
+                f"{where}: sub-classes need one real source with a class_map (native ids to map), got "
+                f"sources={sources}; set data.subclass_map=null data.subclasses=null."
+            )
+        if focus_class is not None:
+            raise ValueError(
+                f"{where}: focus_class names a project class, but with subclass_map the training masks hold "
+                "sub-class ids; set data.focus_class=null, or train without sub-classes."
+            )
+        groups = [int(c) for c in subclasses]
+        if sorted(set(groups)) != list(range(len(CLASS_NAMES))):
+            raise ValueError(
+                f"{where}: subclasses={groups} must give each sub-class one of the project ids "
+                f"{list(range(len(CLASS_NAMES)))}, and each project class at least one sub-class."
+            )
+        fine = {int(k): int(v) for k, v in subclass_map.items()}
+        coarse = {int(k): int(v) for k, v in class_map.items()}
+        if set(fine) != set(coarse):
+            raise ValueError(
+                f"{where}: subclass_map and class_map must list the same native ids; only in subclass_map: "
+                f"{sorted(set(fine) - set(coarse))}, only in class_map: {sorted(set(coarse) - set(fine))}."
+            )
+        for native, sub in sorted(fine.items()):
+            if sub == IGNORE_INDEX:
+                expected: int | None = IGNORE_INDEX
+            else:
+                expected = groups[sub] if 0 <= sub < len(groups) else None
+            if expected is None or coarse[native] != expected:
+                raise ValueError(
+                    f"{where}: native id {native} maps to sub-class {sub} in subclass_map "
+                    f"(project class {expected}) but to {coarse[native]} in class_map; a sub-class id is in "
+                    f"0..{len(groups) - 1} or {IGNORE_INDEX}, and belongs to the native id's project class."
+                )
+
     def _source_root(self, source: str) -> Path:
         assert self.root is not None
         if len(self.sources) == 1:
@@ -375,7 +445,12 @@ class MarsDataModule(L.LightningDataModule):
             train_recs, val_recs = self.splits[source]
             class_map = self._class_map(source)
             cache = self._cache(source)
-            train_store = ImageStore(train_recs, class_map, cache=cache)
+            train_map = class_map
+            if self.subclass_map is not None and self.subclasses is not None:
+                train_map = ClassMap(
+                    self.subclass_map, str(self.name), num_targets=len(self.subclasses), key="subclass_map"
+                )
+            train_store = ImageStore(train_recs, train_map, cache=cache)
             train_parts.append(
                 RandomCropDataset(
                     train_store,
@@ -570,6 +645,8 @@ class MarsDataModule(L.LightningDataModule):
             "in_channels": self.in_channels,
             "crop_size": self.crop_size,
             "class_map": self.class_map,
+            "subclass_map": self.subclass_map,
+            "subclasses": self.subclasses,
             "val_names": list(self.val_names),
         }
         if self.splits:
