@@ -185,3 +185,10 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
     for prefix in ("val", "val/marsscapes", "val/ai4mars", "test/marsscapes", "test/ai4mars"):
         assert 0.0 <= metrics[f"{prefix}/miou"] <= 1.0, prefix
     assert "val/marsscapes/loss" in metrics and "val/ai4mars/loss" in metrics
+
+
+def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
+    # Sub-class outputs trained on project-id masks would silently learn the wrong classes.
+    cfg = compose_config("train", tmp_path, ["debug=fdr", *TINY, "model.subclasses=[0,0,1,2]"])
+    with pytest.raises(ConfigError, match=r"model\.subclasses=\[0, 0, 1, 2\] but data\.subclasses=None"):
+        run(cfg)

@@ -24,6 +24,7 @@ NETWORK_HPARAMS: tuple[str, ...] = (
     "decoder_channels",
     "in_channels",
     "num_classes",
+    "subclasses",
 )
 
 

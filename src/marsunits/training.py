@@ -56,6 +56,26 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, ta
     return str(path)
 
 
+def check_subclasses_match(task: Any, datamodule: Any) -> None:
+    """Refuse a network whose outputs are not what the training masks hold.
+
+    ``model.subclasses`` reads ``data.subclasses`` in every model config; set on the model alone, the network
+    would get sub-class outputs while the masks hold project ids (or the reverse) and silently learn the
+    wrong classes.
+
+    Raises:
+        ConfigError: the two differ; the message says which keys to set.
+    """
+    model_groups = task.hparams.get("subclasses")
+    data_groups = getattr(datamodule, "subclasses", None)
+    if model_groups != data_groups:
+        raise ConfigError(
+            f"model.subclasses={model_groups} but data.subclasses={data_groups}: the network's outputs must "
+            "be the classes the training masks hold. Set data.subclass_map and data.subclasses (the model "
+            "reads them), e.g. experiment=marsscapes_subclasses, and leave model.subclasses to follow them."
+        )
+
+
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a config group mapping (callbacks, loggers) that has a ``_target_``."""
     if not group:
@@ -101,6 +121,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
+    check_subclasses_match(task, datamodule)
     init_ckpt = cfg.get("init_ckpt_path")
     if init_ckpt and ckpt_path:
         # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
