@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--steps 4] [--batch-size N] [--threads N]
+        [--compile]
 
 Model: configs/model/unet_lite0.yaml (random encoder weights: weights do not change speed); crop size and
 batch size: configs/data/synthetic.yaml (``crop_size``, ``batch_size``). One optimiser step is what
@@ -12,8 +13,10 @@ fixed random batch (data loading is not measured: see bench_synthetic.py for the
 Configurations, each in a fresh subprocess so that peak memory is its own: ``channels_last`` off / on, in
 float32 on CPU; on CUDA also bf16 autocast (what ``trainer=gpu`` uses); on a CPU with AMX matrix units also
 bf16 autocast with ``channels_last`` (prediction's default there, about 2x faster than float32: this row
-says whether training would gain as much). The first step is a warm-up and
-is not timed. Peak memory: the process's ``VmHWM`` (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
+says whether training would gain as much); with ``--compile`` also float32 ``channels_last`` with the
+network under ``torch.compile`` (inductor), whose first step includes the compilation. The first step is a
+warm-up and is not timed (its wall clock is reported as ``first_step_s``). Peak memory: the process's
+``VmHWM`` (CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
 The machine's load average is recorded: on a shared machine the wall clock is inflated, so CPU seconds
 per image are reported too.
 """
@@ -49,6 +52,7 @@ def worker(
     batch_size: int,
     crop: int,
     threads: int | None,
+    compiled: bool = False,
 ) -> dict:
     """Time ``steps`` optimiser steps of one configuration in this process."""
     import torch
@@ -84,18 +88,21 @@ def worker(
     images = torch.rand(batch_size, 3, crop, crop, device=device)
     masks = torch.randint(0, 3, (batch_size, crop, crop), device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    forward = torch.compile(task) if compiled else task
 
     def step() -> float:
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = task(images)
+            logits = forward(images)
             loss = task.criterion(logits.float(), masks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
 
-    step()  # warm-up
+    first = time.perf_counter()
+    step()  # warm-up (and compilation)
     sync()
+    first_step_s = time.perf_counter() - first
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     w0, c0 = time.perf_counter(), time.process_time()
@@ -108,6 +115,8 @@ def worker(
         "device": device,
         "channels_last": channels_last,
         "precision": precision,
+        "compiled": compiled,
+        "first_step_s": first_step_s,
         "batch_size": batch_size,
         "crop_size": crop,
         "steps": steps,
@@ -129,29 +138,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=int(data.batch_size))
     p.add_argument("--crop-size", type=int, default=int(data.crop_size))
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
+    p.add_argument("--compile", action="store_true", help="also time the network under torch.compile")
     p.add_argument("--json", default=str(Path(__file__).with_name("bench_train.json")))
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
-        cl, precision = args._worker.split(",")
+        cl, precision, compiled = args._worker.split(",")
         out = worker(
-            args.device, cl == "1", precision, args.steps, args.batch_size, args.crop_size, args.threads
+            args.device,
+            cl == "1",
+            precision,
+            args.steps,
+            args.batch_size,
+            args.crop_size,
+            args.threads,
+            compiled=compiled == "1",
         )
         print("RESULT " + json.dumps(out))
         return 0
 
-    configs = [("0", "32"), ("1", "32")]
+    configs = [("0", "32", "0"), ("1", "32", "0")]
     if args.device.startswith("cuda"):
-        configs += [("0", "bf16"), ("1", "bf16")]
+        configs += [("0", "bf16", "0"), ("1", "bf16", "0")]
     else:
         from marsunits.inference.runtime import cpu_has_bf16_matrix_units
 
         if cpu_has_bf16_matrix_units():
-            configs += [("1", "bf16")]
+            configs += [("1", "bf16", "0")]
+    if args.compile:
+        configs += [("1", "32", "1")]
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    for cl, precision in configs:
-        cmd = [sys.executable, __file__, "--_worker", f"{cl},{precision}", "--device", args.device,
+    for cl, precision, compiled in configs:
+        cmd = [sys.executable, __file__, "--_worker", f"{cl},{precision},{compiled}", "--device", args.device,
                "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                "--crop-size", str(args.crop_size)]  # fmt: skip
         if args.threads is not None:
@@ -159,17 +178,21 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
-            raise RuntimeError(f"configuration {cl},{precision} failed:\n{proc.stderr[-3000:]}")
+            raise RuntimeError(f"configuration {cl},{precision},{compiled} failed:\n{proc.stderr[-3000:]}")
         rows.append(json.loads(line[0][len("RESULT ") :]))
     print(
         f"\ntraining step benchmark - default model, crop {args.crop_size}, batch {args.batch_size}, "
         f"{args.steps} steps, {args.device}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'channels_last':>13} {'precision':>9} {'images/s':>9} {'CPU s/image':>11} {'peak GB':>8}")
+    print(
+        f"{'channels_last':>13} {'precision':>9} {'compiled':>8} {'images/s':>9} {'CPU s/image':>11} "
+        f"{'peak GB':>8} {'first step s':>12}"
+    )
     for r in rows:
         print(
-            f"{str(r['channels_last']):>13} {r['precision']:>9} {r['images_per_s']:9.2f} "
-            f"{r['cpu_s_per_image']:11.3f} {r['peak_memory_gb']:8.2f}"
+            f"{str(r['channels_last']):>13} {r['precision']:>9} {str(r['compiled']):>8} "
+            f"{r['images_per_s']:9.2f} {r['cpu_s_per_image']:11.3f} {r['peak_memory_gb']:8.2f} "
+            f"{r['first_step_s']:12.1f}"
         )
     result = {
         "rows": rows,
