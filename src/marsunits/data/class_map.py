@@ -36,7 +36,7 @@ class ClassMap:
         key: the config key named in error messages (``class_map`` or ``subclass_map``).
 
     Raises:
-        ValueError: a key outside 0..255 or a target that is not a project id.
+        ValueError: a key outside 0..255 or a target outside the accepted ids (``num_targets``).
     """
 
     def __init__(
