@@ -28,6 +28,7 @@ from torchmetrics.classification import (
 
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
+from marsunits.data.class_map import subclass_groups
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
 #: Version of the ``checkpoint["marsunits"]`` block; bump when its keys change meaning.
@@ -232,14 +233,9 @@ class SegmentationTask(L.LightningModule):
             std = default_std if std is None else std
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         self._check_arguments(in_channels, num_classes, class_names, palette, mean, std, optimizer, scheduler)
-        self._check_subclasses(subclasses, num_classes, contact_weight)
+        #: Network output channels of each project class, in class order (``None``: one each, no sub-classes).
+        self._groups = self._check_subclasses(subclasses, num_classes, contact_weight)
         self.save_hyperparameters()
-        #: Network output channels of each project class, in class order (one each without sub-classes).
-        self._groups: list[list[int]] | None = (
-            None
-            if subclasses is None
-            else [[k for k, c in enumerate(subclasses) if c == cls] for cls in range(num_classes)]
-        )
         outputs = num_classes if subclasses is None else len(subclasses)
 
         self.model = build_model(
@@ -305,20 +301,22 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(f"Unknown scheduler {scheduler!r}. Valid choices: {list(SCHEDULERS)}.")
 
     @staticmethod
-    def _check_subclasses(subclasses: list[int] | None, num_classes: int, contact_weight: float) -> None:
+    def _check_subclasses(
+        subclasses: list[int] | None, num_classes: int, contact_weight: float
+    ) -> list[list[int]] | None:
+        """Each project class's output channels (:func:`subclass_groups`), or ``None`` without sub-classes."""
         if subclasses is None:
-            return
-        if sorted(set(subclasses)) != list(range(num_classes)):
-            raise ValueError(
-                f"subclasses={subclasses} must give each sub-class a project class id in "
-                f"0..{num_classes - 1} and each project class at least one sub-class (model.subclasses comes "
-                "from data.subclasses)."
-            )
+            return None
+        try:
+            groups = subclass_groups(subclasses, num_classes)
+        except ValueError as err:
+            raise ValueError(f"{err} (model.subclasses comes from data.subclasses)") from None
         if contact_weight:
             raise ValueError(
                 f"contact_weight={contact_weight} weighs contacts between project classes, which training "
                 "masks of sub-class ids do not show; set model.contact_weight=0 or train without subclasses."
             )
+        return groups
 
     @staticmethod
     def _make_metrics(num_classes: int) -> nn.ModuleDict:

@@ -9,7 +9,7 @@ versioned and stored in checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from marsunits.constants import IGNORE_INDEX, VALID_MASK_VALUES
 
-__all__ = ["ClassMap"]
+__all__ = ["ClassMap", "subclass_groups"]
 
 _UNMAPPED = -1
 
@@ -118,3 +118,19 @@ class ClassMap:
 
     def __repr__(self) -> str:
         return f"ClassMap(dataset={self.dataset!r}, mapping={self.as_dict()})"
+
+
+def subclass_groups(subclasses: Sequence[int], num_classes: int) -> list[list[int]]:
+    """The sub-class ids of each project class, in class order, from ``subclasses[k]`` = the project class of
+    sub-class ``k`` (``data.subclasses`` / ``model.subclasses``).
+
+    Raises:
+        ValueError: a sub-class's class is outside ``0..num_classes-1``, or a class has no sub-class.
+    """
+    groups = [[k for k, c in enumerate(subclasses) if int(c) == cls] for cls in range(num_classes)]
+    if sum(map(len, groups)) != len(subclasses) or not all(groups):
+        raise ValueError(
+            f"subclasses={list(subclasses)} must give each sub-class a project class id in "
+            f"0..{num_classes - 1} and each project class at least one sub-class."
+        )
+    return groups

@@ -37,7 +37,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.ai4mars import scan_ai4mars
-from marsunits.data.class_map import ClassMap
+from marsunits.data.class_map import ClassMap, subclass_groups
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
@@ -386,11 +386,10 @@ class MarsDataModule(L.LightningDataModule):
                 "sub-class ids; set data.focus_class=null, or train without sub-classes."
             )
         groups = [int(c) for c in subclasses]
-        if sorted(set(groups)) != list(range(len(CLASS_NAMES))):
-            raise ValueError(
-                f"{where}: subclasses={groups} must give each sub-class one of the project ids "
-                f"{list(range(len(CLASS_NAMES)))}, and each project class at least one sub-class."
-            )
+        try:
+            subclass_groups(groups, len(CLASS_NAMES))
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
         fine = {int(k): int(v) for k, v in subclass_map.items()}
         coarse = {int(k): int(v) for k, v in class_map.items()}
         if set(fine) != set(coarse):
