@@ -241,6 +241,16 @@ def test_write_png_atomic_round_trip_and_no_leftovers(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.png"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_writes_get_the_permissions_of_an_ordinary_file(tmp_path: Path) -> None:
+    """mkstemp makes its temporaries 0600; a result must be as readable as a file saved by hand (0644 under
+    umask 022), or co-workers on a shared server cannot open it."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    dest = write_png_atomic(tmp_path / "m.png", np.zeros((3, 3), np.uint8))
+    assert dest.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_write_png_atomic_rejects_bad_input_and_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uint8"):
         write_png_atomic(tmp_path / "a.png", np.zeros((3, 3), np.float32))

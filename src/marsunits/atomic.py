@@ -26,6 +26,22 @@ __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_st
 _TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
+def _default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask (``mkstemp`` makes its files 0600).
+
+    Read once at import: ``os.umask`` can only be read by setting it, which is not safe to repeat while other
+    threads create files.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: Permissions of every file written here: as an ordinary ``open()`` would make it (0644 under umask 022),
+#: so results on a shared server are readable by whoever could read a file the user saved by hand.
+FILE_MODE = _default_file_mode()
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(fh)`` on a temporary binary file next to ``path``, fsync it, then rename it to ``path``.
 
@@ -46,6 +62,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)  # reopened by name: some writers (tifffile) want a file object with a real ``name``
     try:
+        os.chmod(tmp, FILE_MODE)
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
