@@ -176,6 +176,45 @@ def test_load_camera_errors_name_file_and_keys(tmp_path):
         load_camera(bad)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("pitch_deg", "twenty", r"'pitch_deg' must be a finite JSON number, got 'twenty'"),
+        ("height_m", True, r"'height_m' must be a finite JSON number"),
+        ("image_width", 320.5, r"'image_width' must be a whole number of pixels"),
+        ("site", 7, r"'site' must be a name"),
+    ],
+)
+def test_pinhole_values_of_the_wrong_type_are_refused_on_reading(tmp_path, key, value, message):
+    """A string where a number belongs used to load and then fail deep inside the ground projection."""
+    d = _pinhole(pitch_deg=20.0).to_dict()
+    d.pop("K")
+    d[key] = value
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match=f"c.camera.json.*{message}"):
+        load_camera(path)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("heigth_m", "height_m"), ("roll", "roll_deg"), ("Ground_Z_m", "ground_z_m")]
+)
+def test_misspelt_camera_keys_are_refused_and_unrelated_extra_keys_kept(tmp_path, typo, meant):
+    """A misspelt optional key would leave its default (2 m height, no roll) in place without a word."""
+    cam = _pinhole(pitch_deg=20.0) if meant != "ground_z_m" else cahv_from_pinhole(_pinhole(pitch_deg=20.0))
+    d = cam.to_dict()
+    d.pop(meant, None)
+    d[typo] = 1.5
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match=f"c.camera.json: unknown key '{typo}'.*did you mean '{meant}'"):
+        load_camera(path)
+    d.pop(typo)
+    d.update(instrument="NAVCAM_LEFT", sclk=712345678.0, name="sol 100")
+    path.write_text(json.dumps(d))
+    assert load_camera(path).to_dict() == cam.to_dict()
+
+
 def test_find_camera_sidecar_and_dataset_layout(tmp_path):
     cam = _pinhole(pitch_deg=15.0)
     (tmp_path / "images").mkdir()

@@ -1,6 +1,8 @@
 """Camera JSON files: read any supported model, and find the camera file that belongs to an image.
 
-Schema (one JSON object per file; unknown keys are ignored):
+Schema (one JSON object per file; other keys are ignored, except one that looks like a misspelt key of the
+model, e.g. ``heigth_m`` or ``roll`` for ``roll_deg``: that is an error, because the camera would otherwise
+be read with the default silently):
 
 * ``"model": "pinhole"`` -- :meth:`PinholeCamera.to_dict` form (what the synthetic generator writes to
   ``cameras/<name>.json``). Required: ``image_width``, ``image_height``, ``hfov_deg``, ``pitch_deg``;
@@ -19,6 +21,7 @@ models convert to the project's corner-origin pixels themselves.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -46,6 +49,17 @@ _REQUIRED = {
     "cahvor": ("C", "A", "H", "V", "O", "R", "image_width", "image_height"),
 }
 _FRAMES = {"flu": "flu", "ned": "ned", "pds": "ned"}
+#: Every key a model reads (required or optional), for spotting misspelt keys.
+_KNOWN = {
+    "pinhole": (
+        "model", "K", "image_width", "image_height", "hfov_deg", "pitch_deg", "roll_deg", "yaw_deg",
+        "height_m", "x_m", "y_m", "k1", "k2", "site",
+    ),
+    "cahv": ("model", "C", "A", "H", "V", "image_width", "image_height", "site", "frame", "ground_z_m"),
+}  # fmt: skip
+_KNOWN["cahvor"] = (*_KNOWN["cahv"], "O", "R")
+#: How alike (difflib ratio) an unknown key must be to a known one to count as its misspelling.
+_TYPO_RATIO = 0.8
 
 
 class CameraFileError(ValueError):
@@ -70,6 +84,7 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
             f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
             'Add e.g. "model": "cahvor" to the file.'
         )
+    _check_misspelt_keys(d, model, source)
     missing = [k for k in _REQUIRED[model] if k not in d]
     if missing:
         raise CameraFileError(
@@ -96,6 +111,30 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         return CahvorCamera(**vec, R=d["R"], **common)
     except (TypeError, ValueError) as exc:
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
+
+
+def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
+    """Refuse a key that is not one of the model's but looks like one that is absent.
+
+    ``"heigth_m": 1.9`` or ``"roll": 3`` would otherwise be ignored and the camera built with the default
+    height or roll, putting every ground contact in the wrong place without a word. Unrelated extra keys
+    (``"instrument"``, ``"sclk"``) stay allowed.
+
+    Raises:
+        CameraFileError: Naming the key and the one it probably means.
+    """
+    known = _KNOWN[model]
+    for key in d:
+        if key in known:
+            continue
+        absent = [k for k in known if k not in d]
+        guess = [k for k in absent if k.lower().startswith(key.lower() + "_")]  # unit suffix left off
+        guess = guess or difflib.get_close_matches(key, absent, n=1, cutoff=_TYPO_RATIO)
+        if guess:
+            raise CameraFileError(
+                f"{source}: unknown key {key!r} in a {model!r} camera; did you mean {guess[0]!r}? "
+                f"Rename it (the keys of this model: {list(known)})"
+            )
 
 
 def load_camera(path: str | os.PathLike[str]) -> CameraModel:

@@ -214,6 +214,20 @@ class PinholeCamera:
         missing = [k for k in ("image_width", "image_height", "hfov_deg", "pitch_deg") if k not in d]
         if missing:
             raise ValueError(f"pinhole camera is missing required keys {missing}; got keys {sorted(d)}")
+        for key, value in fields.items():
+            if key == "site":
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"'site' must be a name (a JSON string) or null, got {value!r}")
+                continue
+            # A JSON number, not a string or a boolean: "twenty" would otherwise fail only at projection time.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{key!r} must be a finite JSON number, got {value!r}")
+            if key in ("image_width", "image_height"):
+                if value != int(value):
+                    raise ValueError(f"{key!r} must be a whole number of pixels, got {value!r}")
+                fields[key] = int(value)
+            else:
+                fields[key] = float(value)
         cam = cls(**fields)
         if "K" in d and not np.allclose(np.asarray(d["K"], dtype=float), cam.K, atol=1e-6):
             raise ValueError("camera 'K' disagrees with image size and hfov_deg; fix one of them")
