@@ -290,9 +290,12 @@ def test_load_task_missing_file(tmp_path) -> None:
         load_task(missing)
 
 
-def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path) -> None:
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"hello\n", b"\x80\x02}q\x00", b"PK\x03\x04junk"])
+def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path, content) -> None:
+    """Whatever the unpickler raises on garbage (UnpicklingError, KeyError for "hello", EOFError, zip errors)
+    becomes one CheckpointError naming the file."""
     text = tmp_path / "notes.ckpt"
-    text.write_text("not a checkpoint")
+    text.write_bytes(content)
     with pytest.raises(CheckpointError, match="notes.ckpt could not be read"):
         load_task(text)
     plain = tmp_path / "weights.pt"
