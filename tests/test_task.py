@@ -157,7 +157,7 @@ def test_encoder_learning_rate_multiplier_splits_parameter_groups(scheduler: str
         assert groups[0]["lr"] == pytest.approx(1e-3) and groups[1]["lr"] == pytest.approx(1e-2)
     else:  # one-cycle keeps the 1:10 ratio of the peaks
         assert groups[0]["max_lr"] == pytest.approx(1e-3) and groups[1]["max_lr"] == pytest.approx(1e-2)
-    with pytest.raises(ValueError, match="encoder_lr_mult must be > 0"):
+    with pytest.raises(ValueError, match="encoder_lr_mult must be a number > 0"):
         SegmentationTask(**TINY, encoder_lr_mult=0.0).configure_optimizers()
 
 

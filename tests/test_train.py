@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import CONFIG_DIR, compose_config
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, report_user_errors
 from marsunits.task import load_task
 from marsunits.training import resolve_ckpt_path, run
 
@@ -118,6 +119,34 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
     assert resolve_ckpt_path(None, tmp_path, logs, "train") is None
 
 
+def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> None:
+    """``experiment=ai4mars ckpt_path=last`` used to resume the newest run of any experiment (a synthetic
+    one) and die on a wall of state-dict size mismatches."""
+    from omegaconf import OmegaConf
+
+    from marsunits.training import job_identity
+
+    logs = tmp_path / "logs"
+    cfgs = {}
+    for name, overrides in (("ai4mars-old", ["experiment=ai4mars"]), ("synthetic-new", [])):
+        cfg = compose_config("train", tmp_path / name, overrides)
+        cfgs[name] = cfg
+        run_dir = logs / "train" / name
+        (run_dir / "checkpoints").mkdir(parents=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # as run() writes it
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    newest = logs / "train" / "synthetic-new" / "checkpoints" / "last.ckpt"
+    os.utime(newest, (newest.stat().st_atime + 60, newest.stat().st_mtime + 60))
+    found = resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(cfgs["ai4mars-old"]))
+    assert found == str(logs / "train" / "ai4mars-old" / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path(
+        "last", tmp_path / "new", logs, "train", job_identity(cfgs["synthetic-new"])
+    ) == str(newest)
+    other = compose_config("train", tmp_path / "x", ["model.encoder_depth=4"])
+    with pytest.raises(ConfigError, match=r"none of the 2 runs .*\(newest: synthetic-new\).*ckpt_path=<path"):
+        resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(other))
+
+
 @pytest.mark.slow
 def test_overfit_a_few_synthetic_scenes(tmp_path: Path) -> None:
     """A run on four synthetic scenes, augmentation off, fits them: mIoU > 0.95 on those same scenes."""
@@ -185,6 +214,28 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
     for prefix in ("val", "val/marsscapes", "val/ai4mars", "test/marsscapes", "test/ai4mars"):
         assert 0.0 <= metrics[f"{prefix}/miou"] <= 1.0, prefix
     assert "val/marsscapes/loss" in metrics and "val/ai4mars/loss" in metrics
+
+
+def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = compose_config("train", tmp_path, ["data=folder"])  # data.root is ??? in data/folder.yaml
+    with pytest.raises(ConfigError, match=r"data\.root not set .*add data\.root=\.\.\. to the command"):
+        run(cfg)
+    assert not (tmp_path / "config.yaml").exists()
+    # Hydra wraps what the task raises; train.py reports the cause in one line with status 2.
+    for override, message in (
+        ("model.lr=abc", "model.lr must be a number > 0, got 'abc'"),
+        ("model.weight_decay=-1", "model.weight_decay must be a number >= 0, got -1"),
+        ("model.encoder=nope", "Unknown encoder 'nope'"),
+    ):
+        cfg = compose_config("train", tmp_path, [*TINY, override])
+        with pytest.raises(SystemExit) as info:
+            report_user_errors(lambda: instantiate(cfg.model), prog="train.py")  # noqa: B023 - called at once
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"train.py: error: {message}"), err
+        assert "Error in call to target" not in err
 
 
 def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:

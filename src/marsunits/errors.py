@@ -11,6 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from hydra.errors import InstantiationException
+from omegaconf.errors import MissingMandatoryValue
+
 
 class MarsUnitsError(Exception):
     """Base class for errors caused by input or configuration (not by a bug)."""
@@ -40,11 +43,22 @@ T = TypeVar("T")
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2."""
+    reported = (*USER_ERRORS, MissingMandatoryValue)
     try:
         return fn()
-    except USER_ERRORS as exc:
-        if os.environ.get("MARSUNITS_TRACEBACK"):
+    except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
+        # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
+        if os.environ.get("MARSUNITS_TRACEBACK") or cause is None or not isinstance(cause, reported):
             raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(cause, prog)}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _one_line(exc: BaseException, prog: str) -> str:
+    """The message of ``exc``; a config value left at ``???`` names the key and the override to add."""
+    if isinstance(exc, MissingMandatoryValue):
+        key = exc.full_key or str(exc).splitlines()[0]
+        return f"{key} has no value; add {key}=<value> to the command (python {prog} ... {key}=...)"
+    return str(exc)

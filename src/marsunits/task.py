@@ -28,6 +28,7 @@ from torchmetrics.classification import (
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from marsunits.data.class_map import subclass_groups
+from marsunits.errors import ConfigError
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
 #: Version of the ``checkpoint["marsunits"]`` block; bump when its keys change meaning.
@@ -232,6 +233,10 @@ class SegmentationTask(L.LightningModule):
             std = default_std if std is None else std
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         self._check_arguments(in_channels, num_classes, class_names, palette, mean, std, optimizer, scheduler)
+        _check_numbers(
+            {"lr": lr, "encoder_lr_mult": encoder_lr_mult},
+            {"weight_decay": weight_decay, "dice_weight": dice_weight, "contact_weight": contact_weight},
+        )
         #: Network output channels of each project class, in class order (``None``: one each, no sub-classes).
         self._groups = self._check_subclasses(subclasses, num_classes, contact_weight)
         self.save_hyperparameters()
@@ -589,6 +594,36 @@ class SegmentationTask(L.LightningModule):
                 "Train with marsunits (train.py) to get a usable checkpoint."
             )
         self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
+
+
+#: Defaults of the hyper-parameters :func:`_check_numbers` checks, quoted in its messages.
+_DEFAULTS = {
+    "lr": 1e-3,
+    "encoder_lr_mult": 1.0,
+    "weight_decay": 1e-4,
+    "dice_weight": 0.5,
+    "contact_weight": 0.0,
+}
+
+
+def _check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any]) -> None:
+    """Refuse hyper-parameters that are not real numbers in range, before any data is rendered or read.
+
+    ``model.lr=abc`` would otherwise fail only inside ``configure_optimizers``, after the data set up and a
+    tracking run was opened, with a ``TypeError`` about multiplying a sequence.
+
+    Raises:
+        ConfigError: Naming the value (as ``model.<name>``) and the range it must be in.
+    """
+    for name, value in {**positive, **non_negative}.items():
+        strict = name in positive
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < 0 or (strict and value == 0):
+            word = "> 0" if strict else ">= 0"
+            default = _DEFAULTS[name]
+            raise ConfigError(
+                f"model.{name} must be a number {word}, got {value!r} (default: model.{name}={default})"
+            )
 
 
 def load_task(

@@ -25,14 +25,22 @@ from marsunits.tracking import finish_loggers, prepare_loggers
 log = logging.getLogger(__name__)
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, task_name: str) -> str | None:
+def resolve_ckpt_path(
+    ckpt_path: str | None,
+    output_dir: Path,
+    log_dir: Path,
+    task_name: str,
+    job: Mapping[str, Any] | None = None,
+) -> str | None:
     """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
 
     ``last`` means ``<output_dir>/checkpoints/last.ckpt`` if it exists, else the most recently written
-    ``last.ckpt`` of any run under ``<log_dir>/<task_name>/``.
+    ``last.ckpt`` of a run under ``<log_dir>/<task_name>/`` that trained the same job: with ``job`` given
+    (:func:`job_identity` of this run's config), only runs whose ``config.yaml`` has the same identity count,
+    so ``experiment=ai4mars ckpt_path=last`` never resumes the newest synthetic run.
 
     Raises:
-        ConfigError: If the file does not exist or no ``last.ckpt`` can be found.
+        ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found.
     """
     if ckpt_path in (None, "", "null"):
         return None
@@ -48,12 +56,44 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, ta
                 f"ckpt_path=last: no last.ckpt under {log_dir / task_name}/*/checkpoints/. "
                 "Train once without ckpt_path, or pass ckpt_path=<path to a .ckpt file>."
             )
+        if job is not None:
+            same = [c for c in candidates if _saved_job(c.parent.parent) == job]
+            if not same:
+                raise ConfigError(
+                    f"ckpt_path=last: none of the {len(candidates)} runs under {log_dir / task_name}/ "
+                    f"trained this model on this data (newest: {candidates[-1].parent.parent.name}); pass "
+                    "ckpt_path=<path to its last.ckpt> to resume a particular run, or drop ckpt_path to "
+                    "start a new one"
+                )
+            candidates = same
         log.info("ckpt_path=last -> %s", candidates[-1])
         return str(candidates[-1])
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
     return str(path)
+
+
+def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: the ``model`` config and the data module.
+
+    Plain (resolved) containers, comparable with ``==`` to what :func:`_saved_job` reads back.
+    """
+    model = cfg.get("model")
+    data = cfg.get("data")
+    return {
+        "model": OmegaConf.to_container(model, resolve=True) if OmegaConf.is_config(model) else model,
+        "data": data.get("_target_") if data is not None else None,
+    }
+
+
+def _saved_job(run_dir: Path) -> dict[str, Any] | None:
+    """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable)."""
+    try:
+        saved = OmegaConf.load(run_dir / "config.yaml")
+    except Exception:  # noqa: BLE001 - a missing or broken config.yaml just means "not this job"
+        return None
+    return job_identity(saved) if isinstance(saved, DictConfig) else None
 
 
 def check_subclasses_match(task: Any, datamodule: Any) -> None:
@@ -112,12 +152,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ``last_ckpt`` and ``seconds`` (wall-clock time of the whole run).
     """
     start = time.perf_counter()
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # before anything is written or rendered: e.g. data=folder without data.root
+        overrides = " ".join(f"{k}=..." for k in missing)
+        raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name)
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job_identity(cfg)
+    )
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
