@@ -224,6 +224,59 @@ def test_resume_skips_finished_inputs_and_overwrite_redoes_them(
     np.testing.assert_array_equal(np.asarray(Image.open(out / "b" / "scene.mask.png")), before)
 
 
+def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_redone(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Skipping finished images is right for a resumed run and wrong for a changed one: a re-run with
+    another checkpoint used to keep every old mask and name the new checkpoint in summary.json."""
+    from marsunits.inference.output_settings import SETTINGS_NAME
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        save_rgb(inp / f"img{i}.png", 40, 50, seed=i)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    record = json.loads((out / SETTINGS_NAME).read_text())
+    assert (
+        record["checkpoint"] == str(ckpt) and record["tile"] == TILE and len(record["weights_sha256"]) == 64
+    )
+    masks = {p: p.read_bytes() for p in out.glob("*.mask.png")}
+
+    other = tmp_path / "other.ckpt"  # another model: one weight changed
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    name = next(k for k in state["state_dict"] if k.endswith("weight"))
+    state["state_dict"][name] = state["state_dict"][name] + 1.0
+    torch.save(state, other)
+    with pytest.raises(
+        ConfigError, match=r"holds predictions made with other settings: the model .*overwrite=true"
+    ):
+        run(make_cfg(tmp_path, other, inp, out))
+    with pytest.raises(ConfigError, match=r"min_unit_area_px \(200 then, 0 now\)"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0"))
+    assert {p: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost
+    assert json.loads((out / SETTINGS_NAME).read_text()) == record
+
+    moved = tmp_path / "moved" / "same.ckpt"  # the same model under another path is the same model
+    moved.parent.mkdir()
+    moved.write_bytes(ckpt.read_bytes())
+    assert run(make_cfg(tmp_path, moved, inp, out)) == 0
+    assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
+
+    # An image replaced after its outputs were written is predicted again; so is one whose camera changed.
+    later = (out / "img1.mask.png").stat().st_mtime + 10
+    save_rgb(inp / "img1.png", 40, 50, seed=99)
+    os.utime(inp / "img1.png", (later, later))
+    camera = {"model": "pinhole", "image_width": 50, "image_height": 40, "hfov_deg": 60.0, "pitch_deg": 20.0}
+    (inp / "img2.camera.json").write_text(json.dumps(camera))
+    os.utime(inp / "img2.camera.json", (later, later))
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["skipped", "ok", "ok"]
+
+    assert run(make_cfg(tmp_path, other, inp, out, "overwrite=true")) == 0
+    assert json.loads((out / SETTINGS_NAME).read_text())["checkpoint"] == str(other)
+    assert run(make_cfg(tmp_path, other, inp, out)) == 0  # and now that model's outputs resume
+
+
 def test_interrupted_run_leaves_no_partial_file_and_resumes(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

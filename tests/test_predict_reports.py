@@ -92,7 +92,7 @@ def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Pa
     names = generate_dataset(data, 3, seed=0, config=SceneConfig(width=128, height=96, p_contact=1.0))
     assert len(list((data / "cameras").glob("*.json"))) == 3
     out = tmp_path / "out"
-    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 0
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true", "max_range_m=60")) == 0
     assert (out / "contact_map.png").stat().st_size > 0
     gj = json.loads((out / "contact_map.geojson").read_text())
     assert sorted(c["image"] for c in gj["cameras"]) == sorted(f"{n}.png" for n in names)

@@ -66,6 +66,7 @@ from marsunits.errors import ConfigError, DataError, MarsUnitsError
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
+from marsunits.inference.output_settings import check_settings, input_changed, settings_record, write_settings
 from marsunits.inference.predictor import (
     ImageFileDataset,
     LoadedImage,
@@ -74,7 +75,13 @@ from marsunits.inference.predictor import (
     resolve_num_workers,
     select_device,
 )
-from marsunits.inference.runtime import FlipAveraged, build_forward, configure_threads, resolve_precision
+from marsunits.inference.runtime import (
+    FlipAveraged,
+    build_forward,
+    configure_threads,
+    file_sha256,
+    resolve_precision,
+)
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
@@ -377,6 +384,28 @@ class _Session:
             if opts.onnx_cache_dir
             else self.output_dir / ".cache" / "onnx"
         )
+        # The file that holds the weights: a package's safetensors, or the .ckpt. Its hash names the ONNX
+        # cache and identifies the model in prediction_settings.json.
+        weights_file = (
+            (self.ckpt_path if self.ckpt_path.is_dir() else self.ckpt_path.parent) / WEIGHTS_NAME
+            if is_package(self.ckpt_path)
+            else self.ckpt_path
+        )
+        #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
+        self.settings = settings_record(
+            self.ckpt_path,
+            file_sha256(weights_file),
+            {
+                "tile": tile,
+                "overlap": float(opts.overlap),
+                "tta": bool(opts.tta),
+                "adapt_bn": bool(opts.adapt_bn),
+                "min_unit_area_px": int(opts.min_unit_area_px),
+                "contact": asdict(self.contact_config),
+                "max_range_m": float(opts.max_range_m),
+                "probability_dtype": str(opts.probability_dtype),
+            },
+        )
         forward, self.runtime = build_forward(
             task,
             runtime=str(opts.runtime),
@@ -386,12 +415,7 @@ class _Session:
             compile=bool(opts.compile),
             fold_bn=bool(opts.fold_batchnorm),
             threads=self.threads,
-            # The ONNX cache is named by the weights file's hash: a package's safetensors, or the .ckpt.
-            ckpt_path=(
-                (self.ckpt_path if self.ckpt_path.is_dir() else self.ckpt_path.parent) / WEIGHTS_NAME
-                if is_package(self.ckpt_path)
-                else self.ckpt_path
-            ),
+            ckpt_path=weights_file,
             cache_dir=cache_dir,
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
@@ -481,10 +505,12 @@ class _Session:
 
     def plan(self) -> list[InputFile]:
         """Record problem and skipped rows; return the inputs still to predict."""
+        check_settings(self.output_dir, self.settings, bool(self.opts.overwrite))
         for p in self.problems:
             self.rows[p.rel.as_posix()] = _error_row(p.rel, p.message)
         old = read_manifest(self.output_dir / "manifest.csv")
         todo = []
+        changed = 0
         for f in self.files:
             escape = output_escape(self.output_dir, f.rel)
             if escape is not None:
@@ -493,11 +519,16 @@ class _Session:
             paths = OutputPaths(self.output_dir, f.rel)
             row = None
             if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
-                row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
+                if input_changed(f.path, paths):
+                    changed += 1
+                else:
+                    row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
             if row is None:
                 todo.append(f)
             else:
                 self.rows[row["path"]] = row
+        if changed:
+            log.info("%d input(s) changed after their outputs were written: predicting them again", changed)
         return todo
 
     # --------------------------------------------------------------------------------------- predicting
@@ -768,6 +799,8 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         if stale:
             log.info("removed %d temporary files left by an interrupted run", len(stale))
     todo = session.plan()  # this rank's shard only (see _Session)
+    if shard.rank == 0:
+        write_settings(session.output_dir, session.settings)
     skipped = len(session.rows) - len(session.problems)
     if skipped:
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)

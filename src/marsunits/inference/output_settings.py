@@ -1,0 +1,115 @@
+"""Which model and settings made the outputs in an output folder, so a re-run never mixes two of them.
+
+A re-run of ``predict.py`` skips the inputs whose outputs are complete (:mod:`marsunits.inference.writers`).
+That is right when the run is resumed, and wrong when the user changed the checkpoint or a setting that
+changes the outputs: the old masks would stay, and ``summary.json`` would name the new checkpoint beside
+them. So every run records ``OUT/prediction_settings.json``:
+
+* ``checkpoint``: the path given (informative only: a moved file is the same model);
+* ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
+* every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
+  ``min_unit_area_px``, ``contact`` (the extraction settings), ``max_range_m``, ``probability_dtype``.
+
+Options that change only how fast or where the work runs (device, threads, runtime, precision, batch size,
+workers) are not recorded: their outputs agree to within rounding.
+
+A run whose recorded settings differ from the folder's (ignoring ``checkpoint``) stops before predicting,
+naming what differs, unless ``overwrite=true`` (then every input is predicted again). A folder without the
+file (written before it existed, or a new folder) is taken as it is. Separately, an input whose image or
+camera file changed after its outputs were written is predicted again (:func:`input_changed`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from marsunits.boundary.camera.io import camera_candidates
+from marsunits.errors import ConfigError
+from marsunits.inference.writers import OutputPaths, write_json_atomic
+
+__all__ = ["SETTINGS_NAME", "check_settings", "input_changed", "settings_record", "write_settings"]
+
+#: File name of the record in the output folder.
+SETTINGS_NAME = "prediction_settings.json"
+#: Recorded keys that do not decide whether outputs are comparable.
+_INFORMATIVE = ("checkpoint",)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: treated like a folder without a record
+    return data if isinstance(data, dict) else None
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    keys = sorted((set(old) | set(new)) - set(_INFORMATIVE))
+    diffs = []
+    for key in keys:
+        if old.get(key) != new.get(key):
+            if key == "weights_sha256":
+                diffs.append(
+                    f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "
+                    f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
+                )
+            else:
+                diffs.append(f"{key} ({old.get(key)!r} then, {new.get(key)!r} now)")
+    return diffs
+
+
+def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: bool) -> None:
+    """Refuse to add outputs of other settings to a folder that holds some already.
+
+    Args:
+        output_dir: The run's output folder.
+        settings: This run's record (see the module docstring); JSON-ready values.
+        overwrite: ``overwrite=true``: every input is predicted again, so any record is fine.
+
+    Raises:
+        ConfigError: The folder's record differs; the message names each difference and the two ways out.
+    """
+    if overwrite:
+        return
+    old = _read(output_dir / SETTINGS_NAME)
+    if old is None:
+        return
+    diffs = _differences(old, json.loads(json.dumps(settings)))  # compare as JSON would read them back
+    if diffs:
+        raise ConfigError(
+            f"{output_dir} holds predictions made with other settings: {'; '.join(diffs)}. Skipping its "
+            "finished images would mix the two. Give another output_dir, or overwrite=true to predict every "
+            "image again with these settings"
+        )
+
+
+def write_settings(output_dir: Path, settings: Mapping[str, Any]) -> Path:
+    """Record this run's settings in ``output_dir`` (atomically); returns the file's path."""
+    return write_json_atomic(output_dir / SETTINGS_NAME, dict(settings))
+
+
+def input_changed(image: Path, paths: OutputPaths) -> bool:
+    """Whether the image, or the camera file it is read with, is newer than the outputs made from it.
+
+    The mask is written last and the contact file (which holds the ground coordinates) before it, so a
+    file modified after them was not what they were made from. Like ``make``, this trusts modification
+    times: a file replaced by one with an older time (``cp -p``) is not noticed; ``overwrite=true`` is.
+    """
+    try:
+        if image.stat().st_mtime > paths.mask.stat().st_mtime:
+            return True
+        camera = next((c for c in camera_candidates(image) if c.is_file()), None)
+        return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
+    except OSError:
+        return True  # cannot tell: predict it again
+
+
+def settings_record(
+    checkpoint: str | os.PathLike[str], weights_sha256: str, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """This run's record: the checkpoint path and hash plus the output-changing ``options``."""
+    return {"checkpoint": str(checkpoint), "weights_sha256": weights_sha256, **options}
