@@ -80,6 +80,57 @@ def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> Non
     assert again["line_boundary_f1"] == entry["line_boundary_f1"]
 
 
+def test_labels_in_native_ids_are_scored_through_labels_class_map(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AI4Mars labels (0 soil, 1 bedrock, 2 sand, 3 big rock) used to be scored as project ids without a
+    word (sand counted as ``other``); MarsScapes labels (ids up to 9) scored nothing and said why only
+    inside metrics.json."""
+    from marsunits.errors import ConfigError
+
+    inp, native, project = tmp_path / "in", tmp_path / "native", tmp_path / "project"
+    rng = np.random.default_rng(0)
+    ai4mars = {0: 0, 2: 0, 1: 1, 3: 1, 255: 255}
+    for i in range(2):
+        save_rgb(inp / f"f{i}.png", 40, 48, seed=i)
+        label = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), size=(40, 48))
+        write_png_atomic(native / f"f{i}.png", label)
+        write_png_atomic(project / f"f{i}.png", np.vectorize(ai4mars.get)(label).astype(np.uint8))
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "a", f"labels_dir={project}")) == 0
+    expected = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    mapping = "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}"
+    out = tmp_path / "b"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["overall"] == expected["overall"] and got["images_scored"] == 2
+    assert got["labels_class_map"] == {"0": 0, "1": 1, "2": 0, "3": 1, "255": 255}
+
+    # Ids the map does not cover: each label is an error, and the console says why and what to do.
+    write_png_atomic(native / "f1.png", np.full((40, 48), 9, np.uint8))
+    capsys.readouterr()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
+    text = capsys.readouterr().out
+    assert "1 label(s) could not be scored" in text and "f1.png: mask values [9]" in text
+    assert "labels_class_map in predict.py's labels_class_map option" in text
+    capsys.readouterr()
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
+    text = capsys.readouterr().out  # no map: the ids and the fix are named
+    assert "2 label(s) could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
+
+    with pytest.raises(
+        ConfigError, match="labels_class_map=checkpoint, but this model was trained on masks in"
+    ):
+        run(
+            make_cfg(
+                tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map=checkpoint"
+            )
+        )
+    with pytest.raises(ConfigError, match="native id 3 maps to 7"):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map={3: 7}"))
+    with pytest.raises(ConfigError, match="must be null, checkpoint or a mapping"):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map=ai4mars"))
+
+
 # ------------------------------------------------------------------------------------ 3. contact map
 def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Path) -> None:
     import shutil

@@ -34,6 +34,7 @@ class ClassMap:
             are training sub-class ids ``0..K-1`` or 255 (``subclass_map`` in the data config; see
             :class:`~marsunits.data.datamodule.MarsDataModule`).
         key: the config key named in error messages (``class_map`` or ``subclass_map``).
+        where: where the user fixes the map, for error messages (default ``configs/data/<dataset>.yaml``).
 
     Raises:
         ValueError: a key outside 0..255 or a target outside the accepted ids (``num_targets``).
@@ -45,9 +46,11 @@ class ClassMap:
         dataset: str,
         num_targets: int | None = None,
         key: str = "class_map",
+        where: str | None = None,
     ) -> None:
         self.dataset = dataset
         self.key = key
+        self.where = where or f"configs/data/{dataset}.yaml"
         self.identity = mapping is None
         if num_targets is None:
             targets, described = VALID_MASK_VALUES, f"a project id ({sorted(VALID_MASK_VALUES)})"
@@ -65,12 +68,12 @@ class ClassMap:
                 if not 0 <= native <= 255:
                     raise ValueError(
                         f"{self.key} of dataset '{dataset}': native id {native_key!r} is outside 0..255 "
-                        f"(masks are uint8). Fix {self.key} in configs/data/{dataset}.yaml."
+                        f"(masks are uint8). Fix {self.key} in {self.where}."
                     )
                 if project not in targets:
                     raise ValueError(
                         f"{self.key} of dataset '{dataset}': native id {native} maps to {target!r}, which is "
-                        f"not {described}. Fix {self.key} in configs/data/{dataset}.yaml."
+                        f"not {described}. Fix {self.key} in {self.where}."
                     )
                 lut[native] = project
         self._lut = lut
@@ -101,7 +104,7 @@ class ClassMap:
                 raise ValueError(
                     f"{path}: mask values {missing} are not project class ids "
                     f"{sorted(VALID_MASK_VALUES)} and dataset '{self.dataset}' has no class_map. Set "
-                    f"class_map (native id -> project id) in configs/data/{self.dataset}.yaml, or convert "
+                    f"class_map (native id -> project id) in {self.where}, or convert "
                     "the masks."
                 )
             targets = (
@@ -111,8 +114,7 @@ class ClassMap:
             )
             raise ValueError(
                 f"{path}: mask values {missing} are not covered by the {self.key} of dataset "
-                f"'{self.dataset}'. Add them to {self.key} in configs/data/{self.dataset}.yaml (native id "
-                f"-> {targets})."
+                f"'{self.dataset}'. Add them to {self.key} in {self.where} (native id -> {targets})."
             )
         return self._lut_u8[mask]
 

@@ -33,6 +33,7 @@ import numpy as np
 from marsunits.boundary.contact_io import ContactLine, read_contacts
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, line_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, read_mask
 
 #: How ``metrics.json`` explains the overall contact scores.
@@ -71,7 +72,8 @@ def confusion_matrix(
         if bad.size:
             raise ValueError(
                 f"{name} holds ids {bad.tolist()} outside 0..{num_classes - 1} and {ignore_index} (ignore); "
-                "convert the mask to project ids first"
+                "convert the mask to project ids first, or give predict.py labels_class_map=checkpoint (the "
+                "model's training map) or labels_class_map='{native id: project id, ...}'"
             )
     return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
 
@@ -134,10 +136,14 @@ class Evaluation:
     """Accumulates per-image and overall scores for a prediction run with ``labels_dir``.
 
     Attributes:
-        labels_dir: Folder of label masks (project ids) mirroring the input folder.
+        labels_dir: Folder of label masks mirroring the input folder, in project ids, or in a dataset's
+            native ids when ``class_map`` is given.
+        class_map: Native id -> project id for the label masks (predict.py's ``labels_class_map``); None:
+            the labels hold project ids already.
     """
 
     labels_dir: Path
+    class_map: ClassMap | None = None
     total: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64))
     per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -161,6 +167,8 @@ class Evaluation:
             return
         try:
             label = read_mask(label_path)
+            if self.class_map is not None:
+                label = self.class_map(label, label_path)
             cm = confusion_matrix(pred, label)
             entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}
             entry.update(self._contact_scores(rel, pred, label, pred_lines))
@@ -218,6 +226,7 @@ class Evaluation:
         }
         return {
             "labels_dir": os.fspath(self.labels_dir),
+            "labels_class_map": None if self.class_map is None else self.class_map.as_dict(),
             "class_names": list(CLASS_NAMES),
             "ignore_index": IGNORE_INDEX,
             "images_scored": len(self.per_image),

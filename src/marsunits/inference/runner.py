@@ -61,6 +61,7 @@ from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES
+from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import ConfigError, DataError, MarsUnitsError
 from marsunits.inference.evaluation import Evaluation
@@ -126,6 +127,7 @@ class PredictOptions:
     save_probabilities: bool = False
     probability_dtype: str = "uint8"
     labels_dir: str | None = None
+    labels_class_map: Any = None
     allow_errors: bool = False
     max_megapixels: float | None = 100.0
     max_file_mb: float | None = 500.0
@@ -225,6 +227,35 @@ def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
         return ContactConfig(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad contact option: {exc}") from exc
+
+
+def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | None:
+    """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
+    with, from its metadata) or a ``{native id: project id}`` mapping.
+
+    Raises:
+        ConfigError: Another value, a checkpoint without a map, or a mapping with ids out of range.
+    """
+    if value is None:
+        return None
+    where = "predict.py's labels_class_map option"
+    if value == "checkpoint":
+        mapping = metadata.get("class_map")
+        if not mapping:
+            raise ConfigError(
+                f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
+                f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead, e.g. "
+                "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}' for AI4Mars"
+            )
+        return ClassMap(mapping, str(metadata.get("dataset")), key="labels_class_map", where=where)
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
+        )
+    try:
+        return ClassMap(value, "labels", key="labels_class_map", where=where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
@@ -432,7 +463,11 @@ class _Session:
             num_classes=int(self.metadata["num_classes"]),
             stride=stride,
         )
-        self.evaluation = Evaluation(self.labels_dir) if self.labels_dir is not None else None
+        self.evaluation = (
+            Evaluation(self.labels_dir, _labels_class_map(opts.labels_class_map, self.metadata))
+            if self.labels_dir is not None
+            else None
+        )
         self.rows: dict[str, dict[str, Any]] = {}
         self.megapixels = 0.0
         self.loop_seconds = 0.0
@@ -725,6 +760,10 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + (f"{miou:.3f}" if miou is not None else "undefined")
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
+        errors = metrics.get("label_errors") or {}
+        if errors:
+            first = next(iter(errors.values()))
+            text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}"
     if c["error"]:
         text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
     if summary.get("stopped_early"):
