@@ -66,6 +66,26 @@ def test_16_bit_png_scaled_by_65535(tmp_path: Path) -> None:
     np.testing.assert_allclose(out[:, :, 0], arr / 65535.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_12_bit_data_in_16_bit_files_is_scaled_by_4095(tmp_path: Path, suffix: str) -> None:
+    """Rover cameras digitise 12 bits; divided by 65535 such an image read 16 times too dark and its mask
+    matched the 8-bit version's on 39 % of the pixels."""
+    grey8 = RNG.integers(0, 256, size=(9, 11), dtype=np.uint8)
+    grey12 = (grey8.astype(np.uint32) * 4095 // 255).astype(np.uint16)  # the same picture in 12 bits
+    if suffix == ".png":
+        Image.fromarray(grey12).save(tmp_path / f"g{suffix}")
+    else:
+        tifffile.imwrite(tmp_path / f"g{suffix}", grey12)
+    Image.fromarray(grey8).save(tmp_path / "g8.png")
+    out = read_image(tmp_path / f"g{suffix}")
+    np.testing.assert_allclose(out[:, :, 0], grey12 / 4095.0, atol=0.5 / 65535 + 1e-7)  # via 16-bit ints
+    np.testing.assert_allclose(out, read_image(tmp_path / "g8.png"), atol=1.0 / 255)
+    full = grey12.copy()
+    full[0, 0] = 4096  # one value above 12 bits: the file is 16-bit data, divided by 65535
+    Image.fromarray(full).save(tmp_path / "f.png")
+    np.testing.assert_allclose(read_image(tmp_path / "f.png")[:, :, 0], full / 65535.0, rtol=1e-6)
+
+
 @pytest.mark.parametrize("planar", [False, True])
 def test_uint16_rgb_tiff(tmp_path: Path, planar: bool) -> None:
     arr = RNG.integers(0, 65536, size=(6, 8, 3), dtype=np.uint16)

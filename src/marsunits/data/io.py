@@ -32,6 +32,7 @@ __all__ = [
     "is_image_file",
     "list_images",
     "scale_to_unit",
+    "widen_12_bit",
     "read_image",
     "read_image_native",
     "read_mask",
@@ -275,12 +276,34 @@ def scale_to_unit(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+#: Largest value of 12-bit data: rover cameras (Navcam, Hazcam, Mastcam) digitise 12 bits, and their
+#: products often store them in 16-bit files without using the top 4 bits.
+TWELVE_BIT_MAX = 4095
+
+
+def widen_12_bit(arr: np.ndarray) -> np.ndarray:
+    """A ``uint16`` array whose values all fit in 12 bits, stretched to the 16-bit range (4095 -> 65535).
+
+    Why: dividing such data by 65535 leaves the whole image 16 times too dark (a mid-grey of 2048 reads
+    as 0.03), which the network has never seen. A 16-bit image that uses the full range, or any value above
+    4095, is returned unchanged. The decision is made once per file, never per crop, so the tiles of one
+    image are always scaled alike. (A genuinely 16-bit image darker than 1/16 of full scale everywhere is
+    brightened too; such an exposure is unusable as it is.)
+    """
+    if arr.dtype != np.uint16 or not arr.size or int(arr.max()) > TWELVE_BIT_MAX:
+        return arr
+    return ((arr.astype(np.uint32) * 65535 + TWELVE_BIT_MAX // 2) // TWELVE_BIT_MAX).astype(
+        np.uint16
+    )  # rounded
+
+
 def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:
     """Like :func:`read_image` but without scaling: ``(H, W, C)`` as stored.
 
-    Returns ``uint8`` for 8-bit files, ``uint16`` for 16-bit files and float32 in [0, 1] for float TIFFs
-    (boolean TIFFs become uint8 0/255). Useful to cache 8-bit images in a quarter of the memory; pass
-    the result through :func:`scale_to_unit` to get :func:`read_image`'s output.
+    Returns ``uint8`` for 8-bit files, ``uint16`` for 16-bit files (12-bit data in them stretched to 16 bits,
+    :func:`widen_12_bit`) and float32 in [0, 1] for float TIFFs (boolean TIFFs become uint8 0/255). Useful
+    to cache 8-bit images in a quarter of the memory; pass the result through :func:`scale_to_unit` to get
+    :func:`read_image`'s output.
 
     Raises:
         ImageReadError: as :func:`read_image`.
@@ -288,19 +311,20 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
     p = Path(path)
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
-        return np.ascontiguousarray(_read_tiff(p, max_megapixels))
+        return np.ascontiguousarray(widen_12_bit(_read_tiff(p, max_megapixels)))
     im = _open_pil(p)
     with im:
         _check_megapixels(p, im.width, im.height, max_megapixels)
         decoded = _decode_pil(p, im)
         arr = _pil_to_native(p, decoded)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(widen_12_bit(arr))
 
 
 def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:
     """Read an image file as ``float32`` ``(H, W, C)`` in ``[0, 1]`` with ``C`` in ``{1, 3}``.
 
-    8-bit data is divided by 255, 16-bit by 65535, float TIFFs are clipped to ``[0, 1]`` (NaN -> 0).
+    8-bit data is divided by 255, 16-bit by 65535 (12-bit data stored in 16-bit files, every value at most
+    4095, by 4095: :func:`widen_12_bit`), float TIFFs are clipped to ``[0, 1]`` (NaN -> 0).
     (PIL reduces 16-bit *colour* PNGs to 8 bit on decoding; use TIFF to keep 16-bit colour.)
     Greyscale stays 1 channel, grey+alpha drops alpha (1 channel), RGBA drops alpha (3 channels). The EXIF
     orientation tag is applied, so the array is the image as a viewer shows it. Truncated files raise
