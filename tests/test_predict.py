@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from marsunits.errors import ConfigError, DataError
+from marsunits.errors import ConfigError, DataError, report_user_errors
 from marsunits.inference import run
 from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.writers import MANIFEST_FIELDS
@@ -278,7 +278,7 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
 
 
 def test_interrupted_run_leaves_no_partial_file_and_resumes(
-    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from marsunits.inference import writers
 
@@ -296,9 +296,17 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
         return real(path, array)
 
     monkeypatch.setattr(writers, "write_png_atomic", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(tmp_path, ckpt, inp, out))
+    with pytest.raises(SystemExit) as info:  # as predict.py runs it: one line, status 130, no traceback
+        report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out)), prog="predict.py")
+    assert info.value.code == 130
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("predict.py: interrupted (Ctrl-C); finished outputs are kept")
+    )
     monkeypatch.setattr(writers, "write_png_atomic", real)
+    stop = json.loads((out / "summary.json").read_text())["stopped_early"]
+    assert stop.startswith("was interrupted (Ctrl-C) after 2 of 4 images; run the same command again")
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"
     assert sorted(read_manifest(out)) == ["img0.png", "img1.png"]  # reports list the work done so far
     assert not (out / "img2.overlay.png").exists() and not (out / "img2.mask.png").exists()

@@ -42,10 +42,17 @@ T = TypeVar("T")
 
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
-    """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2."""
+    """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
+    print one line and exit with status 130 (the shell's convention for SIGINT)."""
     reported = (*USER_ERRORS, MissingMandatoryValue)
     try:
         return fn()
+    except KeyboardInterrupt:
+        if os.environ.get("MARSUNITS_TRACEBACK"):
+            raise
+        # What was finished is on disk (every file is written atomically); the command resumes.
+        print(f"{prog}: interrupted (Ctrl-C); finished outputs are kept", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
         # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
         cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc

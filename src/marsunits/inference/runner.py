@@ -628,27 +628,39 @@ class _Session:
             console=console,
             disable=not console.is_terminal or self.shard.rank != 0,
         )
-        started = time.perf_counter()
         with progress:
             bar = progress.add_task("predict", total=len(todo), rate="")
-            for n, item in enumerate(loader, start=1):
-                f = todo[item.index]
-                if item.error is not None:
-                    row = _error_row(f.rel, item.error, round(item.seconds, 4))
-                else:
-                    try:
-                        row = self.process(f, item)
-                    except OutputWriteError as exc:
-                        self.stopped_early = str(exc)
-                        raise
-                    except (ImageReadError, ValueError, RuntimeError, OSError, MemoryError) as exc:
-                        log.debug("prediction of %s failed", f.path, exc_info=True)
-                        row = _error_row(f.rel, f"{type(exc).__name__}: {exc}")
-                self.rows[row["path"]] = row
-                if row["status"] == "error":
-                    log.warning("%s: %s", row["path"], row["message"])
-                rate = n / max(time.perf_counter() - started, 1e-9)
-                progress.update(bar, advance=1, rate=f"{rate:.2f} img/s")
+            try:
+                self._predict_loop(todo, loader, progress, bar)
+            except KeyboardInterrupt:
+                done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
+                self.stopped_early = (
+                    f"was interrupted (Ctrl-C) after {done} of {len(todo)} images; run the same command "
+                    "again to go on (finished images are skipped)"
+                )
+                raise
+
+    def _predict_loop(self, todo: list[InputFile], loader: Any, progress: Progress, bar: Any) -> None:
+        """Predict and write each decoded input of ``todo``, recording its manifest row."""
+        started = time.perf_counter()
+        for n, item in enumerate(loader, start=1):
+            f = todo[item.index]
+            if item.error is not None:
+                row = _error_row(f.rel, item.error, round(item.seconds, 4))
+            else:
+                try:
+                    row = self.process(f, item)
+                except OutputWriteError as exc:
+                    self.stopped_early = str(exc)
+                    raise
+                except (ImageReadError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+                    log.debug("prediction of %s failed", f.path, exc_info=True)
+                    row = _error_row(f.rel, f"{type(exc).__name__}: {exc}")
+            self.rows[row["path"]] = row
+            if row["status"] == "error":
+                log.warning("%s: %s", row["path"], row["message"])
+            rate = n / max(time.perf_counter() - started, 1e-9)
+            progress.update(bar, advance=1, rate=f"{rate:.2f} img/s")
 
     # ------------------------------------------------------------------------------------------ reports
     def summary(self, wall_seconds: float) -> dict[str, Any]:
