@@ -317,6 +317,24 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert [rows[f"img{i}.png"]["status"] for i in range(4)] == ["skipped", "skipped", "ok", "ok"]
 
 
+def test_inputs_sharing_a_stem_are_error_rows_said_on_the_console(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """x.jpg beside x.png would write the same x.mask.png: both are refused, in the manifest and, like every
+    failed input, in the run's log (they used to appear in manifest.csv only)."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "x.png", 40, 48)
+    save_rgb(inp / "x.jpg", 40, 48, seed=1)
+    save_rgb(inp / "y.png", 40, 48, seed=2)
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out")) == 1
+    rows = read_manifest(tmp_path / "out")
+    assert [rows[k]["status"] for k in ("x.jpg", "x.png", "y.png")] == ["error", "error", "ok"]
+    warned = [r.getMessage() for r in caplog.records]
+    for name in ("x.jpg", "x.png"):
+        assert any(m.startswith(f"{name}: ") and "same folder and stem" in m for m in warned), warned
+
+
 def test_bad_inputs_become_error_rows_and_the_run_goes_on(tmp_path: Path, ckpt: Path) -> None:
     inp = tmp_path / "in"
     save_rgb(inp / "good.png", 40, 50)

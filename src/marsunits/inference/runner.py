@@ -541,8 +541,9 @@ class _Session:
     def plan(self) -> list[InputFile]:
         """Record problem and skipped rows; return the inputs still to predict."""
         check_settings(self.output_dir, self.settings, bool(self.opts.overwrite))
-        for p in self.problems:
+        for p in self.problems:  # name clashes, unreadable entries: said now, as failed images are
             self.rows[p.rel.as_posix()] = _error_row(p.rel, p.message)
+            log.warning("%s: %s", p.rel.as_posix(), p.message)
         old = read_manifest(self.output_dir / "manifest.csv")
         todo = []
         changed = 0
