@@ -9,10 +9,12 @@ could not start (the one-line message says why).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from marsunits.cli_overrides import exit_on_unknown_option
 from marsunits.errors import report_user_errors
 
 
@@ -24,4 +26,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "predict", prog="predict.py")
     main()

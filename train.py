@@ -1,10 +1,12 @@
 """Train a marsunits model: `python train.py [overrides]` (see configs/train.yaml and the README)."""
 
 import math
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from marsunits.cli_overrides import exit_on_unknown_option
 from marsunits.errors import report_user_errors
 from marsunits.training import run
 
@@ -21,4 +23,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
     main()
