@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from marsunits.data.io import read_mask, write_png_atomic
 from marsunits.errors import ConfigError, DataError, report_user_errors
 from marsunits.inference import run
 from marsunits.inference.evaluation import confusion_matrix, scores
@@ -315,6 +316,54 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     rows = read_manifest(out)
     assert [rows[f"img{i}.png"]["status"] for i in range(4)] == ["skipped", "skipped", "ok", "ok"]
+
+
+def test_nodata_mask_is_the_dark_region_touching_the_border() -> None:
+    from marsunits.inference.nodata import nodata_mask
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.2, 1.0, (60, 80, 3)).astype(np.float32)
+    image[:, :5] = 0.0  # a mosaic's black border ...
+    image[:, 5] = 6 / 255  # ... with its JPEG fringe
+    image[10:15, 20:25] = 0.0  # a black shadow inside the image: terrain, not no-data
+    image[-10:, -10:] = 0.0  # a dark corner smaller than MIN_REGION_PX: terrain too
+    image[0, 30] = [0.0, 0.0, 0.5]  # dark in two channels only: data
+    got = nodata_mask(image, 0.03)
+    want = np.zeros((60, 80), bool)
+    want[:, :6] = True
+    np.testing.assert_array_equal(got, want)
+    assert not nodata_mask(image[:, 6:], 0.03).any()
+    with pytest.raises(ValueError, match=r"nodata_max must be in \[0, 1\)"):
+        nodata_mask(image, 1.5)
+
+
+def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: Path, ckpt: Path) -> None:
+    """The border of a stitched panorama used to be classified (mostly as rough terrain) and counted in the
+    unit fractions."""
+    inp, labels = tmp_path / "in", tmp_path / "labels"
+    image = np.random.default_rng(1).integers(60, 256, (40, 64, 3), dtype=np.uint8)
+    image[:, :8] = 0
+    image[:4] = 0
+    inp.mkdir()
+    Image.fromarray(image).save(inp / "pano.png")
+    write_png_atomic(labels / "pano.png", np.random.default_rng(2).integers(0, 3, (40, 64), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0
+    mask = read_mask(out / "pano.mask.png")
+    border = (image == 0).all(axis=2)
+    assert (mask[border] == 255).all() and (mask[~border] < 3).all()
+    row = read_manifest(out)["pano.png"]
+    fractions = sum(float(row[f"frac_{n}"]) for n in ("smooth_volcanic", "rough_olivine", "other"))
+    assert fractions == pytest.approx(1 - border.mean(), abs=1e-5)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nodata_fraction"] == pytest.approx(border.mean(), abs=1e-5)
+    assert sum(summary["unit_fractions"].values()) == pytest.approx(1.0)  # of the pixels with data
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images_scored"] == 1 and metrics["overall"]["pixels"] == int((~border).sum())
+
+    off = tmp_path / "off"
+    assert run(make_cfg(tmp_path, ckpt, inp, off, "nodata_max=null")) == 0
+    assert (read_mask(off / "pano.mask.png") < 3).all()
 
 
 def test_inputs_sharing_a_stem_are_error_rows_said_on_the_console(

@@ -169,6 +169,10 @@ class Evaluation:
             label = read_mask(label_path)
             if self.class_map is not None:
                 label = self.class_map(label, label_path)
+            if label.shape == pred.shape and (pred == IGNORE_INDEX).any():
+                label = np.where(pred == IGNORE_INDEX, IGNORE_INDEX, label).astype(
+                    np.uint8
+                )  # no-data: unscored
             cm = confusion_matrix(pred, label)
             entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}
             entry.update(self._contact_scores(rel, pred, label, pred_lines))

@@ -8,7 +8,8 @@ them. So every run records ``OUT/prediction_settings.json``:
 * ``checkpoint``: the path given (informative only: a moved file is the same model);
 * ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
 * every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
-  ``min_unit_area_px``, ``contact`` (the extraction settings), ``max_range_m``, ``probability_dtype``.
+  ``min_unit_area_px``, ``nodata_max``, ``contact`` (the extraction settings), ``max_range_m``,
+  ``probability_dtype``.
 
 Options that change only how fast or where the work runs (device, threads, runtime, precision, batch size,
 workers) are not recorded: their outputs agree to within rounding.

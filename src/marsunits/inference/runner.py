@@ -60,13 +60,14 @@ from marsunits.boundary.contact_io import ContactLine, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
-from marsunits.constants import CLASS_NAMES
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import ConfigError, DataError, MarsUnitsError
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
+from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import check_settings, input_changed, settings_record, write_settings
 from marsunits.inference.predictor import (
     ImageFileDataset,
@@ -137,6 +138,7 @@ class PredictOptions:
     max_range_m: float = 30.0
     contact: Mapping[str, Any] = field(default_factory=dict)
     min_unit_area_px: int = 200
+    nodata_max: float | None = 0.03
     tta: bool = False
     adapt_bn: bool = False
     threads: int | None = None
@@ -432,6 +434,7 @@ class _Session:
                 "tta": bool(opts.tta),
                 "adapt_bn": bool(opts.adapt_bn),
                 "min_unit_area_px": int(opts.min_unit_area_px),
+                "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),
                 "contact": asdict(self.contact_config),
                 "max_range_m": float(opts.max_range_m),
                 "probability_dtype": str(opts.probability_dtype),
@@ -451,6 +454,10 @@ class _Session:
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
         )
+        if opts.nodata_max is not None and not 0.0 <= float(opts.nodata_max) < 1.0:
+            raise ConfigError(
+                f"nodata_max must be null or in [0, 1) (0.03 is about 8/255), got {opts.nodata_max}"
+            )
         if opts.tta:
             forward = FlipAveraged(forward)
         self.predictor = Predictor(
@@ -575,10 +582,19 @@ class _Session:
         image = item.image
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
+        nodata = None if self.opts.nodata_max is None else nodata_mask(image, float(self.opts.nodata_max))
+        if nodata is not None and nodata.any():
+            probs[:, nodata] = np.nan  # no patch (minimum mapping unit) and no contact through them
+        else:
+            nodata = None
         if self.opts.min_unit_area_px:
             merge_small_units(probs, int(self.opts.min_unit_area_px))
-        mask = argmax_uint8(probs)
         lines = extract_contacts(probs, self.contact_config)
+        if nodata is not None:
+            probs[:, nodata] = 0.0  # written as zero probabilities
+        mask = argmax_uint8(probs)
+        if nodata is not None:
+            mask[nodata] = IGNORE_INDEX
         camera = find_camera(f.path)
         lines = add_ground_coordinates(
             f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
@@ -668,11 +684,12 @@ class _Session:
         rows = list(self.rows.values())
         counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
         pixels = np.zeros(len(CLASS_NAMES))
-        contacts, length = 0, 0.0
+        contacts, length, all_area = 0, 0.0, 0.0
         for r in rows:
             if r["status"] == "error":
                 continue
             area = float(r["width"]) * float(r["height"])
+            all_area += area
             pixels += [float(r[f"frac_{n}"]) * area for n in CLASS_NAMES]
             contacts += int(r["n_contacts"])
             length += float(r["contact_length_px"])
@@ -688,6 +705,8 @@ class _Session:
                 if self.loop_seconds > 0 and self.megapixels
                 else None
             ),
+            # Of the pixels with data: no-data pixels (nodata_max) are left out and counted apart.
+            "nodata_fraction": round(max(0.0, 1.0 - total / all_area), 6) if all_area else None,
             "unit_fractions": {
                 n: (float(p / total) if total else None) for n, p in zip(CLASS_NAMES, pixels, strict=True)
             },
@@ -755,6 +774,9 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
     c = summary["counts"]
     fr = summary["unit_fractions"]
     units = ", ".join(f"{100 * v:.1f} % {n}" for n, v in fr.items() if v is not None) or "no pixels"
+    nodata = summary.get("nodata_fraction") or 0.0
+    if nodata >= 0.0005:
+        units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     rate = summary["megapixels_per_second"]
     text = (
         f"Predicted {c['ok']} of {c['total']} images ({c['skipped']} skipped as already done, "
