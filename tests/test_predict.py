@@ -366,6 +366,29 @@ def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: P
     assert (read_mask(off / "pano.mask.png") < 3).all()
 
 
+def test_greyscale_images_given_to_a_colour_model_are_counted_and_said(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Navcam frame sent to a Mastcam (colour) model used to be mapped without a word about the mismatch."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "colour.png", 40, 48)
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (40, 48), dtype=np.uint8)).save(
+        inp / "grey.png"
+    )
+    capsys.readouterr()
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out")) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["greyscale_inputs_for_colour_model"] == 1
+    assert (
+        "1 greyscale image(s) went to a model that reads colour (trained on 'test' data)" in summary["text"]
+    )
+    assert "experiment=marsscapes_ai4mars" in capsys.readouterr().out
+    (inp / "grey.png").unlink()
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2")) == 0
+    summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert summary["greyscale_inputs_for_colour_model"] == 0 and "greyscale image" not in summary["text"]
+
+
 def test_inputs_sharing_a_stem_are_error_rows_said_on_the_console(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,11 +6,11 @@ every panorama (8 % of a typical MarsScapes panorama is border). Such pixels are
 mask, drawn black in the overlay, left out of the unit fractions, and no contact is traced through them.
 
 The rule: a pixel is no-data when every channel is at most ``max_value`` (in [0, 1]) **and** its region of
-such pixels touches the image border and has at least ``MIN_REGION_PX`` pixels. Measured on the data in ``../shared/data``: MarsScapes borders are
-0 with a JPEG fringe up to about 9/255, terrain there is never that dark; of the AI4Mars Navcam pixels the
-rule flags with 0.03 (0.16 % of them), 98 % are labelled null (rover, unlabelled) and the rest are deep
-shadow at the frame edge; synthetic scenes have none. Dark pixels inside the image (a shadow not touching
-the border) are never flagged.
+such pixels touches the image border and has at least ``MIN_REGION_PX`` pixels. Measured on the data in
+``../shared/data``: MarsScapes borders are 0 with a JPEG fringe up to about 9/255, terrain there is never
+that dark; of the AI4Mars Navcam pixels the rule flags with 0.03 (0.08 % of them), 99.6 % are labelled null
+(rover, unlabelled), the rest soil in shadow at the frame edge; synthetic scenes have none. Dark pixels
+inside the image (a shadow not touching the border) are never flagged.
 """
 
 from __future__ import annotations

@@ -482,6 +482,8 @@ class _Session:
         #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
         self.cameras_seen = 0
+        #: Greyscale inputs given to a 3-channel model (the grey copied into each channel), this run.
+        self.grey_for_colour = 0
 
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
         """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
@@ -580,6 +582,8 @@ class _Session:
         assert item.image is not None
         start = time.perf_counter()
         image = item.image
+        if image.shape[2] == 1 and self.in_channels == 3:
+            self.grey_for_colour += 1
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
         nodata = None if self.opts.nodata_max is None else nodata_mask(image, float(self.opts.nodata_max))
@@ -729,6 +733,7 @@ class _Session:
             "min_unit_area_px": int(self.opts.min_unit_area_px),
             "contact": asdict(self.contact_config),
             "stopped_early": self.stopped_early,
+            "greyscale_inputs_for_colour_model": self.grey_for_colour,
         }
 
     def write_reports(self, wall_seconds: float) -> RunResult:
@@ -799,6 +804,14 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         if errors:
             first = next(iter(errors.values()))
             text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}"
+    grey = summary.get("greyscale_inputs_for_colour_model") or 0
+    dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
+    if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
+        text += (
+            f" {grey} greyscale image(s) went to a model that reads colour (trained on {dataset!r} data), "
+            "each copied into its three channels: a model trained on colour only maps grey frames worse; "
+            "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
+        )
     if c["error"]:
         text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
     if summary.get("stopped_early"):
@@ -896,13 +909,21 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
 
     session.predict_all(todo)
     session.loop_seconds = time.perf_counter() - loop_start
-    part = (session.rows, session.megapixels, session.loop_seconds, session.evaluation, session.map_items)
+    part = (
+        session.rows,
+        session.megapixels,
+        session.loop_seconds,
+        session.evaluation,
+        session.map_items,
+        session.grey_for_colour,
+    )
     parts = gather(part)
     if shard.rank != 0:
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
-    for rank, (rows, megapixels, seconds, evaluation, map_items) in enumerate(parts):
+    for rank, (rows, megapixels, seconds, evaluation, map_items, grey) in enumerate(parts):
         if rank == 0:
             continue
+        session.grey_for_colour += grey
         session.rows.update(rows)
         session.map_items.extend(map_items)
         session.megapixels += megapixels
