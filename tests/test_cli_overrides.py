@@ -46,8 +46,12 @@ def test_overrides_in_use_pass() -> None:
         checked += len(args)
     assert checked > 30  # the README has many such commands: the pattern found them
     hydra_forms = ["--cfg", "job", "-m", "+contact.min_length_px=20", "~logger", "hydra.run.dir=/tmp/x",
-                   "logger@x=csv", "callbacks=[default,wandb,ema]", "model.lr=1e-3,3e-4"]  # fmt: skip
+                   "logger@x=csv", "callbacks=[default,wandb,ema]", "model.lr=1e-3,3e-4",
+                   "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip
     assert unknown_option(hydra_forms, CONFIG_DIR, "train") is None
+    # Another primary config or config folder: its names are not train.yaml's, so Hydra checks them.
+    assert unknown_option(["--config-name=mine", "anything=1"], CONFIG_DIR, "train") is None
+    assert unknown_option(["-cd", "/my/configs", "anything=1"], CONFIG_DIR, "train") is None
 
 
 def test_predict_py_stops_before_hydra_with_status_2() -> None:

@@ -269,6 +269,9 @@ def test_atomic_writes_get_the_permissions_of_an_ordinary_file(tmp_path: Path) -
     plain.write_text("x")
     dest = write_png_atomic(tmp_path / "m.png", np.zeros((3, 3), np.uint8))
     assert dest.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    dest.chmod(0o600)  # restricted by its owner: a rewrite keeps that
+    write_png_atomic(dest, np.ones((3, 3), np.uint8))
+    assert dest.stat().st_mode & 0o777 == 0o600
 
 
 def test_write_png_atomic_rejects_bad_input_and_leaves_nothing(tmp_path: Path) -> None:

@@ -273,8 +273,38 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     rows = read_manifest(out)
     assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["skipped", "ok", "ok"]
 
+    # probability_dtype changes nothing without save_probabilities: not a difference.
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "probability_dtype=float16")) == 0
+    with pytest.raises(ConfigError, match=r"nodata_max must be null or a number in \[0, 1\).*got 'abc'"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "nodata_max=abc"))
+
+    # An overwrite with the other model, interrupted after one image, leaves old and new masks side by side:
+    # the folder is marked, and only another overwrite may go on.
+    from marsunits.inference import runner
+
+    real = runner._Session.process
+    calls = {"n": 0}
+
+    def interrupted(self, f, item):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, f, item)
+
+    runner._Session.process = interrupted  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(make_cfg(tmp_path, other, inp, out, "overwrite=true"))
+    finally:
+        runner._Session.process = real  # type: ignore[method-assign]
+    stop = json.loads((out / "summary.json").read_text())["stopped_early"]
+    assert "mixes old and new outputs: run the same command (overwrite=true) again" in stop
+    for model in (ckpt, other):
+        with pytest.raises(ConfigError, match=r"an overwrite=true run into it stopped before finishing"):
+            run(make_cfg(tmp_path, model, inp, out))
     assert run(make_cfg(tmp_path, other, inp, out, "overwrite=true")) == 0
-    assert json.loads((out / SETTINGS_NAME).read_text())["checkpoint"] == str(other)
+    record = json.loads((out / SETTINGS_NAME).read_text())
+    assert record["checkpoint"] == str(other) and "overwrite_pending" not in record
     assert run(make_cfg(tmp_path, other, inp, out)) == 0  # and now that model's outputs resume
 
 

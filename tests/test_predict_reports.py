@@ -111,7 +111,7 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
     text = capsys.readouterr().out
     assert "1 label(s) could not be scored" in text and "f1.png: mask values [9]" in text
-    assert "labels_class_map in predict.py's labels_class_map option" in text
+    assert "labels_class_map in predict.py's labels_class_map option (native id -> 0 smooth_volcanic" in text
     capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
     text = capsys.readouterr().out  # no map: the ids and the fix are named

@@ -142,9 +142,14 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
     assert resolve_ckpt_path(
         "last", tmp_path / "new", logs, "train", job_identity(cfgs["synthetic-new"])
     ) == str(newest)
-    other = compose_config("train", tmp_path / "x", ["model.encoder_depth=4"])
-    with pytest.raises(ConfigError, match=r"none of the 2 runs .*\(newest: synthetic-new\).*ckpt_path=<path"):
-        resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(other))
+    for overrides in (["model.encoder_depth=4"], ["experiment=ai4mars", "data.root=/another/copy"]):
+        other = compose_config("train", tmp_path / "x", overrides)
+        with pytest.raises(
+            ConfigError, match=r"none of the 2 runs .*\(newest: synthetic-new\).*ckpt_path=<pa"
+        ):
+            resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(other))
+    faster = compose_config("train", tmp_path / "y", ["experiment=ai4mars", "data.num_workers=2"])
+    assert resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(faster)) == found
 
 
 @pytest.mark.slow

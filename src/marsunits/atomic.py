@@ -13,6 +13,7 @@ leaving those of a live process (another rank of a sharded run) alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -62,7 +63,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)  # reopened by name: some writers (tifffile) want a file object with a real ``name``
     try:
-        os.chmod(tmp, FILE_MODE)
+        # An existing file keeps its mode (a user may have restricted it); a mount that refuses chmod
+        # (some CIFS, FUSE) keeps mkstemp's 0600 rather than failing every write.
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, dest.stat().st_mode & 0o777 if dest.exists() else FILE_MODE)
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()

@@ -62,11 +62,15 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         config_dir: The folder of the Hydra configs.
         config_name: The primary config (``train``, ``predict``) without ``.yaml``.
     """
+    if any(
+        a.startswith(("-cn", "-cp", "-cd", "--config-name", "--config-path", "--config-dir")) for a in argv
+    ):
+        return None  # another primary config or config folder: Hydra checks the names itself
     names: tuple[set[str], list[str]] | None = None
     for arg in argv:
         if arg.startswith(("-", "+", "~")) or "=" not in arg:
             continue
-        name = arg.split("=", 1)[0].split("@", 1)[0].split(".", 1)[0]
+        name = arg.split("=", 1)[0].split("@", 1)[0].split(".", 1)[0].split("/", 1)[0]  # hydra/launcher=...
         names = names or _names(config_dir, config_name)
         top, nested = names
         if name in top:

@@ -74,17 +74,27 @@ def resolve_ckpt_path(
     return str(path)
 
 
+#: Data settings that change only speed, not what is trained on: a resumed run may change them.
+_DATA_PERFORMANCE_KEYS = frozenset(
+    {"num_workers", "pin_memory", "persistent_workers", "render_processes", "val_batch_size"}
+)
+
+
 def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """What a resumed run must share with the run it continues: the ``model`` config and the data module.
+    """What a resumed run must share with the run it continues: the ``model`` and ``data`` configs (the
+    data's performance settings, ``_DATA_PERFORMANCE_KEYS``, aside), so ``data.root=/A`` never resumes a
+    run trained on ``/B``.
 
     Plain (resolved) containers, comparable with ``==`` to what :func:`_saved_job` reads back.
     """
-    model = cfg.get("model")
-    data = cfg.get("data")
-    return {
-        "model": OmegaConf.to_container(model, resolve=True) if OmegaConf.is_config(model) else model,
-        "data": data.get("_target_") if data is not None else None,
-    }
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    data = plain(cfg.get("data"))
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in _DATA_PERFORMANCE_KEYS}
+    return {"model": plain(cfg.get("model")), "data": data}
 
 
 def _saved_job(run_dir: Path) -> dict[str, Any] | None:

@@ -51,6 +51,7 @@ class ClassMap:
         self.dataset = dataset
         self.key = key
         self.where = where or f"configs/data/{dataset}.yaml"
+        self._num_targets = num_targets
         self.identity = mapping is None
         if num_targets is None:
             targets, described = VALID_MASK_VALUES, f"a project id ({sorted(VALID_MASK_VALUES)})"
@@ -109,7 +110,7 @@ class ClassMap:
                 )
             targets = (
                 "0 smooth_volcanic, 1 rough_olivine, 2 other or 255 ignore"
-                if self.key == "class_map"
+                if self._num_targets is None
                 else "a sub-class id or 255 ignore"
             )
             raise ValueError(

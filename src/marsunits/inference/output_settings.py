@@ -15,10 +15,11 @@ Options that change only how fast or where the work runs (device, threads, runti
 workers) are not recorded: their outputs agree to within rounding.
 
 A run whose recorded settings differ from the folder's (ignoring ``checkpoint``) stops before predicting,
-naming what differs, unless ``overwrite=true`` (then every input is predicted again). A folder without the
-file (written before it existed, or a new folder) is taken as it is. Separately, an input whose image or
-camera file changed after its outputs were written is predicted again (:func:`input_changed`).
-"""
+naming what differs, unless ``overwrite=true`` (then every input is predicted again; the record is marked
+``overwrite_pending`` until that run finishes, so an interrupted overwrite is not resumed as one run). A
+folder without the file (written before it existed, or a new folder) is taken as it is. Separately, an input
+whose image or camera file changed after its outputs were written is predicted again
+(:func:`input_changed`)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ __all__ = ["SETTINGS_NAME", "check_settings", "input_changed", "settings_record"
 SETTINGS_NAME = "prediction_settings.json"
 #: Recorded keys that do not decide whether outputs are comparable.
 _INFORMATIVE = ("checkpoint",)
+#: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).
+PENDING_KEY = "overwrite_pending"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -79,6 +82,12 @@ def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: boo
     old = _read(output_dir / SETTINGS_NAME)
     if old is None:
         return
+    if old.get(PENDING_KEY):
+        raise ConfigError(
+            f"{output_dir}: an overwrite=true run into it stopped before finishing, so it holds outputs of "
+            "two settings side by side. Run with overwrite=true again to redo every image, or give another "
+            "output_dir"
+        )
     diffs = _differences(old, json.loads(json.dumps(settings)))  # compare as JSON would read them back
     if diffs:
         raise ConfigError(
@@ -88,9 +97,14 @@ def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: boo
         )
 
 
-def write_settings(output_dir: Path, settings: Mapping[str, Any]) -> Path:
-    """Record this run's settings in ``output_dir`` (atomically); returns the file's path."""
-    return write_json_atomic(output_dir / SETTINGS_NAME, dict(settings))
+def write_settings(output_dir: Path, settings: Mapping[str, Any], pending: bool = False) -> Path:
+    """Record this run's settings in ``output_dir`` (atomically); returns the file's path.
+
+    ``pending=True`` (an ``overwrite=true`` run starting) marks the record unfinished: until the same call
+    without it, :func:`check_settings` refuses to resume the folder without ``overwrite=true``.
+    """
+    record = {**settings, PENDING_KEY: True} if pending else dict(settings)
+    return write_json_atomic(output_dir / SETTINGS_NAME, record)
 
 
 def input_changed(image: Path, paths: OutputPaths) -> bool:

@@ -249,7 +249,11 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
                 f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead, e.g. "
                 "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}' for AI4Mars"
             )
-        return ClassMap(mapping, str(metadata.get("dataset")), key="labels_class_map", where=where)
+        where = (
+            "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
+            "map (labels_class_map=checkpoint)"
+        )
+        return ClassMap(mapping, str(metadata.get("dataset")), key="class_map", where=where)
     if not isinstance(value, Mapping):
         raise ConfigError(
             f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
@@ -372,6 +376,13 @@ class _Session:
                 f"min_unit_area_px must be a whole number of pixels >= 0 (0 turns the minimum mapping unit "
                 f"off), got {opts.min_unit_area_px!r}"
             )
+        nodata = opts.nodata_max
+        if nodata is not None and (
+            isinstance(nodata, bool) or not isinstance(nodata, (int, float)) or not 0.0 <= nodata < 1.0
+        ):
+            raise ConfigError(
+                f"nodata_max must be null or a number in [0, 1) (0.03 is about 8/255), got {nodata!r}"
+            )
         self.device = select_device(opts.device)
         self.precision = resolve_precision(opts.precision, self.device)
         self.threads = configure_threads(opts.threads, shard.local_world_size)
@@ -437,7 +448,7 @@ class _Session:
                 "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),
                 "contact": asdict(self.contact_config),
                 "max_range_m": float(opts.max_range_m),
-                "probability_dtype": str(opts.probability_dtype),
+                "probability_dtype": str(opts.probability_dtype) if opts.save_probabilities else None,
             },
         )
         forward, self.runtime = build_forward(
@@ -454,10 +465,6 @@ class _Session:
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
         )
-        if opts.nodata_max is not None and not 0.0 <= float(opts.nodata_max) < 1.0:
-            raise ConfigError(
-                f"nodata_max must be null or in [0, 1) (0.03 is about 8/255), got {opts.nodata_max}"
-            )
         if opts.tta:
             forward = FlipAveraged(forward)
         self.predictor = Predictor(
@@ -655,9 +662,11 @@ class _Session:
                 self._predict_loop(todo, loader, progress, bar)
             except KeyboardInterrupt:
                 done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
-                self.stopped_early = (
-                    f"was interrupted (Ctrl-C) after {done} of {len(todo)} images; run the same command "
-                    "again to go on (finished images are skipped)"
+                self.stopped_early = f"was interrupted (Ctrl-C) after {done} of {len(todo)} images; " + (
+                    "the folder now mixes old and new outputs: run the same command (overwrite=true) again "
+                    "to redo them all"
+                    if self.opts.overwrite
+                    else "run the same command again to go on (finished images are skipped)"
                 )
                 raise
 
@@ -886,8 +895,11 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         if stale:
             log.info("removed %d temporary files left by an interrupted run", len(stale))
     todo = session.plan()  # this rank's shard only (see _Session)
+    overwriting = bool(opts.overwrite)
     if shard.rank == 0:
-        write_settings(session.output_dir, session.settings)
+        # Overwriting: marked pending until every image is redone, so an interrupted overwrite, which leaves
+        # old and new outputs side by side, is never resumed as if it were one run.
+        write_settings(session.output_dir, session.settings, pending=overwriting)
     skipped = len(session.rows) - len(session.problems)
     if skipped:
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
@@ -895,6 +907,8 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
     if shard.world_size == 1:
         try:
             session.predict_all(todo)
+            if overwriting:
+                write_settings(session.output_dir, session.settings)
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
             try:
@@ -930,6 +944,8 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         session.loop_seconds = max(session.loop_seconds, seconds)
         if session.evaluation is not None and evaluation is not None:
             session.evaluation.merge(evaluation)
+    if overwriting:  # every rank finished its shard
+        write_settings(session.output_dir, session.settings)
     result = session.write_reports(time.perf_counter() - started)
     print(result.summary["text"], file=sys.stdout)
     return result
