@@ -594,10 +594,9 @@ class _Session:
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
         nodata = None if self.opts.nodata_max is None else nodata_mask(image, float(self.opts.nodata_max))
-        if nodata is not None and nodata.any():
+        nodata = nodata if nodata is not None and nodata.any() else None
+        if nodata is not None:
             probs[:, nodata] = np.nan  # no patch (minimum mapping unit) and no contact through them
-        else:
-            nodata = None
         if self.opts.min_unit_area_px:
             merge_small_units(probs, int(self.opts.min_unit_area_px))
         lines = extract_contacts(probs, self.contact_config)
