@@ -21,6 +21,7 @@ REPO = CONFIG_DIR.parent
         ("predict", "inputdir=images/", "input_dir"),
         ("predict", "ckptpath=m.ckpt", "ckpt_path"),
         ("predict", "label_dir=masks/", "labels_dir"),
+        ("predict", "tile_size=256", "tile"),  # a name that starts it wins over a similar one (batch_size)
         ("train", "max_epoch=3", "trainer.max_epochs"),
         ("train", "lr=3e-4", "model.lr"),
         ("train", "experiments=marsscapes", "experiment"),

@@ -253,6 +253,8 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
         run(make_cfg(tmp_path, other, inp, out))
     with pytest.raises(ConfigError, match=r"min_unit_area_px \(200 then, 0 now\)"):
         run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0"))
+    with pytest.raises(ConfigError, match=r"nodata_max \(0.03 then, null now\)"):  # as the user types it
+        run(make_cfg(tmp_path, ckpt, inp, out, "nodata_max=null"))
     assert {p: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost
     assert json.loads((out / SETTINGS_NAME).read_text()) == record
 
@@ -290,6 +292,21 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return real(self, f, item)
+
+    def at_once(self, f, item):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    manifest = (out / "manifest.csv").read_bytes()
+    runner._Session.process = at_once  # type: ignore[method-assign]
+    try:  # stopped inside the first image: its reports stay, the folder is marked (it may be half replaced)
+        with pytest.raises(KeyboardInterrupt):
+            run(make_cfg(tmp_path, other, inp, out, "overwrite=true"))
+    finally:
+        runner._Session.process = real  # type: ignore[method-assign]
+    assert (out / "manifest.csv").read_bytes() == manifest
+    assert json.loads((out / SETTINGS_NAME).read_text())["overwrite_pending"] is True
+    with pytest.raises(ConfigError, match=r"an overwrite=true run into it stopped before finishing"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
 
     runner._Session.process = interrupted  # type: ignore[method-assign]
     try:
@@ -413,7 +430,14 @@ def test_greyscale_images_given_to_a_colour_model_are_counted_and_said(
         "1 greyscale image(s) went to a model that reads colour (trained on 'test' data)" in summary["text"]
     )
     assert "experiment=marsscapes_ai4mars" in capsys.readouterr().out
+    grey = np.asarray(Image.open(inp / "grey.png"))
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(inp / "grey_as_rgb.png")  # Navcam as R = G = B
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out3")) == 0
+    assert (
+        json.loads((tmp_path / "out3" / "summary.json").read_text())["greyscale_inputs_for_colour_model"] == 2
+    )
     (inp / "grey.png").unlink()
+    (inp / "grey_as_rgb.png").unlink()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2")) == 0
     summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert summary["greyscale_inputs_for_colour_model"] == 0 and "greyscale image" not in summary["text"]

@@ -116,6 +116,14 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
     text = capsys.readouterr().out  # no map: the ids and the fix are named
     assert "2 label(s) could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
+    # A native label whose ids all happen to lie in 0..2 is scored, but the run warns that it is suspect.
+    write_png_atomic(native / "f0.png", rng.choice(np.array([0, 1, 2], np.uint8), size=(40, 48)))
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}", "overwrite=true")) == 0
+    text = capsys.readouterr().out
+    assert "Scored 1 image(s)" in text and "the ones scored probably do too" in text
+    # A later run without labels leaves no metrics.json of the earlier masks behind.
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", "overwrite=true")) == 0
+    assert not (tmp_path / "c" / "metrics.json").exists()
 
     with pytest.raises(
         ConfigError, match="labels_class_map=checkpoint, but this model was trained on masks in"

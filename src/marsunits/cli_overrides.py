@@ -75,7 +75,9 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         top, nested = names
         if name in top:
             continue
-        guess = difflib.get_close_matches(name, sorted(top), n=1, cutoff=0.6)
+        # A known name that starts the typed one (tile in tile_size) beats a merely similar one (batch_size).
+        prefixed = sorted((n for n in top if len(n) >= 3 and name.startswith(n)), key=len, reverse=True)
+        guess = prefixed[:1] or difflib.get_close_matches(name, sorted(top), n=1, cutoff=0.6)
         if not guess:
             leaves = {n.split(".", 1)[1]: n for n in nested}
             close = difflib.get_close_matches(name, sorted(leaves), n=1, cutoff=0.75)

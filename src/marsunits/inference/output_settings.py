@@ -62,7 +62,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                     f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
                 )
             else:
-                diffs.append(f"{key} ({old.get(key)!r} then, {new.get(key)!r} now)")
+                then, now = (json.dumps(v) for v in (old.get(key), new.get(key)))  # null, as typed
+                diffs.append(f"{key} ({then} then, {now} now)")
     return diffs
 
 
@@ -84,9 +85,9 @@ def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: boo
         return
     if old.get(PENDING_KEY):
         raise ConfigError(
-            f"{output_dir}: an overwrite=true run into it stopped before finishing, so it holds outputs of "
-            "two settings side by side. Run with overwrite=true again to redo every image, or give another "
-            "output_dir"
+            f"{output_dir}: an overwrite=true run into it stopped before finishing, so images there may hold "
+            "outputs of the new settings beside others of the old. Run with overwrite=true again to redo "
+            "every image, or give another output_dir"
         )
     diffs = _differences(old, json.loads(json.dumps(settings)))  # compare as JSON would read them back
     if diffs:

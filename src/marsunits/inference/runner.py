@@ -246,8 +246,9 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
         if not mapping:
             raise ConfigError(
                 f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
-                f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead, e.g. "
-                "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}' for AI4Mars"
+                f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead: the class_map "
+                "of their data set's configs/data/<name>.yaml, e.g. for AI4Mars "
+                "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
             )
         where = (
             "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
@@ -262,6 +263,13 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
         return ClassMap(value, "labels", key="labels_class_map", where=where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _is_grey(image: np.ndarray) -> bool:
+    """One channel, or three equal ones (Navcam frames are often distributed as RGB with R = G = B)."""
+    if image.shape[2] == 1:
+        return True
+    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
 def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
@@ -491,6 +499,10 @@ class _Session:
         self.cameras_seen = 0
         #: Greyscale inputs given to a 3-channel model (the grey copied into each channel), this run.
         self.grey_for_colour = 0
+        #: Inputs this process has finished predicting this run (with overwrite: replaced).
+        self.redone = 0
+        #: Whether this process marked the settings record pending (overwrite, first input started).
+        self.marked = False
 
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
         """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
@@ -589,7 +601,7 @@ class _Session:
         assert item.image is not None
         start = time.perf_counter()
         image = item.image
-        if image.shape[2] == 1 and self.in_channels == 3:
+        if self.in_channels == 3 and _is_grey(image):
             self.grey_for_colour += 1
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
@@ -661,12 +673,20 @@ class _Session:
                 self._predict_loop(todo, loader, progress, bar)
             except KeyboardInterrupt:
                 done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
-                self.stopped_early = f"was interrupted (Ctrl-C) after {done} of {len(todo)} images; " + (
-                    "the folder now mixes old and new outputs: run the same command (overwrite=true) again "
-                    "to redo them all"
-                    if self.opts.overwrite
-                    else "run the same command again to go on (finished images are skipped)"
-                )
+                if not self.opts.overwrite:
+                    advice = "run the same command again to go on (finished images are skipped)"
+                elif self.redone:
+                    advice = (
+                        "the folder now mixes old and new outputs: run the same command (overwrite=true) "
+                        "again to redo them all"
+                    )
+                elif self.marked:
+                    advice = (
+                        "the first image may be half replaced: run the same command (overwrite=true) again"
+                    )
+                else:
+                    advice = "nothing was replaced, the folder is as it was"
+                self.stopped_early = f"was interrupted (Ctrl-C) after {done} of {len(todo)} images; {advice}"
                 raise
 
     def _predict_loop(self, todo: list[InputFile], loader: Any, progress: Progress, bar: Any) -> None:
@@ -674,6 +694,9 @@ class _Session:
         started = time.perf_counter()
         for n, item in enumerate(loader, start=1):
             f = todo[item.index]
+            if self.opts.overwrite and not self.marked:  # before the first old output is replaced
+                write_settings(self.output_dir, self.settings, pending=True)
+                self.marked = True
             if item.error is not None:
                 row = _error_row(f.rel, item.error, round(item.seconds, 4))
             else:
@@ -686,6 +709,7 @@ class _Session:
                     log.debug("prediction of %s failed", f.path, exc_info=True)
                     row = _error_row(f.rel, f"{type(exc).__name__}: {exc}")
             self.rows[row["path"]] = row
+            self.redone += 1
             if row["status"] == "error":
                 log.warning("%s: %s", row["path"], row["message"])
             rate = n / max(time.perf_counter() - started, 1e-9)
@@ -754,6 +778,8 @@ class _Session:
         if self.evaluation is not None:
             metrics = self.evaluation.to_dict()
             write_json_atomic(out / "metrics.json", metrics)
+        else:  # scores of an earlier run with labels_dir would describe masks this run may have replaced
+            (out / "metrics.json").unlink(missing_ok=True)
         paragraph = summary_paragraph(summary, metrics)
         summary["text"] = paragraph
         write_json_atomic(out / "summary.json", summary)
@@ -804,14 +830,20 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
     if metrics is not None:
         miou = metrics["overall"]["miou"]
         text += (
-            f" Scored {metrics['images_scored']} images against labels: mIoU "
+            f" Scored {metrics['images_scored']} image(s) against labels: mIoU "
             + (f"{miou:.3f}" if miou is not None else "undefined")
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
         errors = metrics.get("label_errors") or {}
         if errors:
             first = next(iter(errors.values()))
-            text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}"
+            text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}."
+            native = any("outside 0..2" in e for e in errors.values())
+            if native and metrics.get("labels_class_map") is None and metrics["images_scored"]:
+                text += (
+                    " Labels of one data set share their ids: if those hold native ids, the ones scored "
+                    "probably do too (AI4Mars sand is 2, read as other), so give labels_class_map."
+                )
     grey = summary.get("greyscale_inputs_for_colour_model") or 0
     dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
     if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
@@ -895,10 +927,10 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
             log.info("removed %d temporary files left by an interrupted run", len(stale))
     todo = session.plan()  # this rank's shard only (see _Session)
     overwriting = bool(opts.overwrite)
-    if shard.rank == 0:
-        # Overwriting: marked pending until every image is redone, so an interrupted overwrite, which leaves
-        # old and new outputs side by side, is never resumed as if it were one run.
-        write_settings(session.output_dir, session.settings, pending=overwriting)
+    if shard.rank == 0 and not overwriting:
+        write_settings(session.output_dir, session.settings)
+    # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
+    # interrupted overwrite, which leaves old and new outputs side by side, is never resumed as one run.
     skipped = len(session.rows) - len(session.problems)
     if skipped:
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
@@ -910,13 +942,17 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
                 write_settings(session.output_dir, session.settings)
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
-            try:
-                result = session.write_reports(time.perf_counter() - started)
-            except OSError:
-                if session.stopped_early is None:
-                    raise
-                # The disk that stopped the run may refuse the reports too: the stop message matters more.
-                log.warning("could not write the reports after the stop", exc_info=True)
+            if overwriting and session.redone == 0 and session.stopped_early is not None:
+                # Stopped before an image was finished: the reports of the outputs there stay as they were.
+                print(f"The run {session.stopped_early}.", file=sys.stdout)
+            else:
+                try:
+                    result = session.write_reports(time.perf_counter() - started)
+                except OSError:
+                    if session.stopped_early is None:
+                        raise
+                    # The disk that stopped the run may refuse the reports too: the stop message matters more.
+                    log.warning("could not write the reports after the stop", exc_info=True)
         print(result.summary["text"], file=sys.stdout)
         return result
 
