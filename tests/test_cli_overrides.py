@@ -34,6 +34,38 @@ def test_a_misspelt_option_is_named_with_the_one_meant(config: str, arg: str, su
     assert f"did you mean {suggestion}=...?" in message and f"configs/{config}.yaml" in message
 
 
+@pytest.mark.parametrize(
+    ("config", "args", "key", "suggestion"),
+    [
+        ("train", ["trainer.max_epoch=3"], "trainer.max_epoch", "trainer.max_epochs"),
+        ("train", ["model.lrr=1e-3"], "model.lrr", "model.lr"),
+        # The experiment's data group (marsscapes) is the one checked, not train.yaml's default.
+        ("train", ["experiment=marsscapes", "data.crop=256"], "data.crop", "data.crop_size"),
+        ("predict", ["contact.min_lenght_px=20"], "contact.min_lenght_px", "contact.min_length_px"),
+        ("predict", ["input_dir=x", "contact.zzz=1"], "contact.zzz", None),
+    ],
+)
+def test_a_misspelt_nested_option_is_named_with_the_one_meant(
+    config: str, args: list[str], key: str, suggestion: str | None
+) -> None:
+    message = unknown_option(args, CONFIG_DIR, config)
+    assert message is not None and message.startswith(f"unknown option {key!r} in {args[-1]!r}; ")
+    assert message.endswith(f"(every option: python {config}.py --cfg job, with the same overrides)")
+    assert (f"did you mean {suggestion}=...?" in message) if suggestion else "did you mean" not in message
+
+
+def test_nested_options_that_exist_or_are_not_names_pass() -> None:
+    """Values Hydra or the run rejects later (a bad type, a sweep) are not this check's business."""
+    for args in (
+        ["trainer.max_epochs=2", "model.lr=3e-4", "data.batch_size=4"],
+        ["model.lr=abc"],  # the task's own check names it (test_task)
+        ["-m", "model.lr=1e-3,3e-4", "trainer.max_epoch=1"],  # a sweep: Hydra checks each job
+        ["model.lr=1e-3,3e-4"],  # Hydra's "Ambiguous value" message is the right one
+    ):
+        assert unknown_option(args, CONFIG_DIR, "train") is None, args
+    assert unknown_option(["contact.min_length_px=20", "tile=256"], CONFIG_DIR, "predict") is None
+
+
 def test_overrides_in_use_pass() -> None:
     """Every ``key=value`` of a train.py / predict.py command in the README, plus Hydra's own forms."""
     text = (REPO / "README.md").read_text()
@@ -46,7 +78,7 @@ def test_overrides_in_use_pass() -> None:
         assert unknown_option(args, CONFIG_DIR, prog) is None, (prog, args)
         checked += len(args)
     assert checked > 30  # the README has many such commands: the pattern found them
-    hydra_forms = ["--cfg", "job", "-m", "+contact.min_length_px=20", "~logger", "hydra.run.dir=/tmp/x",
+    hydra_forms = ["--cfg", "job", "-m", "++contact.min_length_px=20", "+contact.extra=1", "~logger", "hydra.run.dir=/tmp/x",
                    "logger@x=csv", "callbacks=[default,wandb,ema]", "model.lr=1e-3,3e-4",
                    "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip
     assert unknown_option(hydra_forms, CONFIG_DIR, "train") is None
@@ -67,4 +99,19 @@ def test_predict_py_stops_before_hydra_with_status_2() -> None:
     assert proc.stderr.strip() == (
         "predict.py: error: unknown option 'inputdir' in 'inputdir=x'; did you mean input_dir=...? "
         "(the options: configs/predict.yaml)"
+    )
+
+
+def test_train_py_stops_on_a_nested_typo_with_status_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "trainer.max_epoch=3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "train.py: error: unknown option 'trainer.max_epoch' in 'trainer.max_epoch=3'; did you mean "
+        "trainer.max_epochs=...? (every option: python train.py --cfg job, with the same overrides)"
     )

@@ -550,6 +550,17 @@ def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -
     assert not out.exists() and not (inp / "predictions").exists()
 
 
+def test_predict_yaml_contact_options_are_the_extraction_defaults() -> None:
+    """configs/predict.yaml lists every ContactConfig field (so ``contact.min_length_px=20`` overrides it
+    without Hydra's ``+``) at the value the library uses when called without a config."""
+    from dataclasses import asdict
+
+    from marsunits.boundary.extract import ContactConfig
+
+    listed = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "configs" / "predict.yaml").contact)
+    assert listed == asdict(ContactConfig())
+
+
 def test_predict_py_prints_one_sentence_and_exits_2(tmp_path: Path) -> None:
     proc = subprocess.run(
         [

@@ -1,23 +1,29 @@
 """Catch a misspelt command-line option before Hydra does, and say which option was probably meant.
 
 Hydra answers ``python predict.py inputdir=images/`` with "Could not override 'inputdir' ... To append to
-your config use +inputdir=images/": a fix that silently adds an option nothing reads. This check runs first
-and only on the top-level name of each ``key=value`` override (``inputdir``, ``max_epoch``), against the
-primary config's keys and the config groups; nested names (``trainer.max_epoch``) are left to Hydra, whose
-message names them. Overrides that add, force or delete (``+key``, ``++key``, ``~key``) and Hydra's own flags
-(``--cfg job``, ``-m``) are not checked.
+your config use +inputdir=images/": a fix that silently adds an option nothing reads. This check runs first.
+The top-level name of each ``key=value`` override (``inputdir``, ``max_epoch``) is checked against the
+primary config's keys and the config groups (no composition: fast). A nested name (``trainer.max_epoch``)
+is checked by composing the config with the command's overrides through Hydra's compose API, the way
+``@hydra.main`` will (so an ``experiment=`` that changes the groups counts), and the suggestion is the
+closest key of the node it names. Overrides that add, force or delete (``+key``, ``++key``, ``~key``),
+``hydra.*`` keys, multirun sweeps and Hydra's own flags (``--cfg job``) are not checked; any composition
+problem other than an unknown key is left to Hydra, which reports it in its own words.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["exit_on_unknown_option", "unknown_option"]
+__all__ = ["exit_on_unknown_option", "unknown_nested_option", "unknown_option"]
 
 
 def _defaults(primary: DictConfig) -> dict[str, str | None]:
@@ -51,10 +57,72 @@ def _names(config_dir: Path, config_name: str) -> tuple[set[str], list[str]]:
     return top, nested
 
 
-def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
-    """The message for the first override whose top-level name the config does not have, or None.
+def _closest(name: str, known: Sequence[str]) -> str | None:
+    """A known name that starts the typed one (``tile`` in ``tile_size``), else the most similar, or None."""
+    prefixed = sorted((n for n in known if len(n) >= 3 and name.startswith(n)), key=len, reverse=True)
+    guess = prefixed[:1] or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return guess[0] if guess else None
 
-    The suggestion is the closest top-level name, else the closest key of a group's default option
+
+#: Hydra's message when an override names a key the composed config does not have.
+_NOT_IN_CONFIG = re.compile(r"^Could not override '([^']+)'")
+
+
+def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, DictConfig | None]:
+    """Compose; return ``("", config)`` on success, else ``(Hydra's message, None)``."""
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            return "", compose(config_name, overrides=overrides)
+        except ConfigCompositionException as exc:
+            return str(exc), None
+        except Exception as exc:  # a parse or plugin problem: Hydra reports it when it runs
+            return f"other: {exc}", None
+
+
+def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``group.key=value`` override whose key the composed config lacks, or None.
+
+    The config is composed with every checkable override of ``argv``; when Hydra refuses one because its key
+    is missing, the config is composed again without it and the key's closest sibling is suggested
+    (``trainer.max_epoch`` -> ``trainer.max_epochs``).
+    """
+    if any(a in ("-m", "--multirun") for a in argv):
+        return None  # sweeps compose one job at a time: Hydra checks each
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "hydra/"))]
+    if not any("." in a.split("=", 1)[0] and not a.startswith(("+", "~")) for a in overrides):
+        return None
+    message, _ = _compose_error(config_dir, config_name, overrides)
+    match = _NOT_IN_CONFIG.match(message)
+    if match is None:
+        return None
+    key = match.group(1)
+    arg = next((a for a in overrides if a.split("=", 1)[0] == key), f"{key}=...")
+    rest = [a for a in overrides if a != arg]
+    _, cfg = _compose_error(config_dir, config_name, rest)
+    hint = ""
+    if cfg is not None:
+        node: object = cfg
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, DictConfig):
+                break
+            if part not in node:
+                guess = _closest(part, [str(k) for k in node if not str(k).startswith("_")])
+                if guess is not None:
+                    hint = f"did you mean {'.'.join([*parts[:depth], guess])}=...? "
+                break
+            node = node._get_node(part)  # no interpolation resolved
+    return (
+        f"unknown option {key!r} in {arg!r}; {hint}"
+        f"(every option: python {config_name}.py --cfg job, with the same overrides)"
+    )
+
+
+def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for the first override whose name the config does not have, or None.
+
+    Top-level names first (:func:`unknown_nested_option` then checks nested ones). The suggestion is the
+    closest top-level name, else the closest key of a group's default option
     (``max_epoch`` -> ``trainer.max_epochs``).
 
     Args:
@@ -76,15 +144,14 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         if name in top:
             continue
         # A known name that starts the typed one (tile in tile_size) beats a merely similar one (batch_size).
-        prefixed = sorted((n for n in top if len(n) >= 3 and name.startswith(n)), key=len, reverse=True)
-        guess = prefixed[:1] or difflib.get_close_matches(name, sorted(top), n=1, cutoff=0.6)
-        if not guess:
+        guess = _closest(name, sorted(top))
+        if guess is None:
             leaves = {n.split(".", 1)[1]: n for n in nested}
             close = difflib.get_close_matches(name, sorted(leaves), n=1, cutoff=0.75)
-            guess = [leaves[close[0]]] if close else []
-        hint = f"did you mean {guess[0]}=...? " if guess else ""
+            guess = leaves[close[0]] if close else None
+        hint = f"did you mean {guess}=...? " if guess else ""
         return f"unknown option {name!r} in {arg!r}; {hint}(the options: configs/{config_name}.yaml)"
-    return None
+    return unknown_nested_option(argv, config_dir, config_name)
 
 
 def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> None:
