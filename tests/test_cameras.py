@@ -306,6 +306,53 @@ def test_contact_map_one_file_pair_per_site(tmp_path):
     assert build_contact_map([("x.png", [], None)], tmp_path / "empty") == []
 
 
+def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tmp_path):
+    """ "B/x" and "B x" both read B_x as a file name: each site keeps its own map, none is overwritten; maps
+    of an earlier run that this one did not write are removed, per-image outputs never."""
+    from marsunits.boundary.contact_map import remove_stale_maps
+
+    cams = {site: _pinhole(pitch_deg=20.0, site=site) for site in ("B/x", "B x", "unnamed", None)}
+    items = [(f"{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(cams.values())]
+    paths = build_contact_map(items, tmp_path)
+    geojsons = [p for p in paths if p.suffix == ".geojson"]
+    assert len(geojsons) == 4 and len(set(paths)) == 8
+    sites = sorted(str(json.loads(p.read_text())["site"]) for p in geojsons)
+    assert sites == ["B x", "B/x", "None", "unnamed"]
+    (tmp_path / "contact_map_old.png").write_bytes(b"x")  # an earlier run's site
+    (tmp_path / "contact_map_x.contact.geojson").write_text("{}")  # outputs of an image named contact_map_x
+    (tmp_path / "contact_map_x.mask.png").write_bytes(b"x")
+    assert [p.name for p in remove_stale_maps(tmp_path, paths)] == ["contact_map_old.png"]
+    assert sorted(p.name for p in remove_stale_maps(tmp_path)) == sorted(p.name for p in paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "contact_map_x.contact.geojson",
+        "contact_map_x.mask.png",
+    ]
+
+
+def test_a_camera_at_or_below_its_ground_is_refused_and_ned_ground_height_is_converted(tmp_path):
+    d = cahv_from_pinhole(_pinhole(pitch_deg=20.0, height_m=1.5)).to_dict()
+    path = tmp_path / "cam.json"
+    for ground in (1.5, 3.0):
+        path.write_text(json.dumps({**d, "ground_z_m": ground}))
+        with pytest.raises(CameraFileError, match=r"cam.json.*not above the ground plane.*frame.*ned"):
+            load_camera(path)
+    # The same camera given as a PDS label would (z down), its ground 0.5 m below the origin: z = +0.5.
+    ned = {**d, "frame": "ned", "ground_z_m": 0.5}
+    for k in ("C", "A", "H", "V"):
+        ned[k] = ned_to_flu(np.array(d[k])).tolist()
+    path.write_text(json.dumps(ned))
+    cam = load_camera(path)
+    assert cam.ground_z_m == -0.5 and cam.center[2] == pytest.approx(1.5)
+    u, v = _pixels(cam, 50)
+    ground = cam.pixel_to_ground(u, v)
+    ok = np.isfinite(ground).all(axis=1)
+    assert ok.any() and np.allclose(ground[ok, 2], -0.5)
+
+
+def test_a_camera_that_sees_no_ground_has_no_footprint():
+    assert view_footprint(_pinhole(pitch_deg=-60.0), max_range_m=30.0).shape == (0, 2)
+
+
 def test_view_footprint_covers_the_visible_ground():
     cam = _pinhole(pitch_deg=15.0, yaw_deg=45.0, x_m=1.0)
     fp = shapely.Polygon(view_footprint(cam, max_range_m=20.0))
@@ -316,3 +363,78 @@ def test_view_footprint_covers_the_visible_ground():
     inside = shapely.contains_xy(fp.buffer(1e-6), g[:, 0], g[:, 1])
     assert inside.mean() > 0.99
     assert fp.bounds[2] <= 1.0 + 20.0 + 1e-6  # nothing beyond the range circle
+
+
+def _id_image(width: int, height: int, orientation: int):
+    """A raster whose pixel values are their stored index, tagged with an EXIF orientation."""
+    from PIL import Image
+
+    im = Image.fromarray(np.arange(width * height, dtype=np.int32).reshape(height, width), mode="I")
+    im.getexif()[0x0112] = orientation
+    return im
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_oriented_camera_maps_displayed_pixels_to_the_stored_raster_as_pillow_turns_it(
+    orientation: int,
+) -> None:
+    """Every displayed pixel centre goes to the stored pixel centre that PIL's exif_transpose put there,
+    so rays (and ground points) are the calibrated camera's for the same scene point."""
+    from PIL import ImageOps
+
+    from marsunits.boundary.camera.oriented import OrientedCamera
+
+    width, height = 7, 5
+    shown = np.asarray(ImageOps.exif_transpose(_id_image(width, height, orientation)))
+    stored_row, stored_col = np.divmod(shown, width)
+    cam = PinholeCamera(
+        image_width=width, image_height=height, hfov_deg=60.0, pitch_deg=60.0
+    )  # all on ground
+    oriented = OrientedCamera(cam, orientation)
+    assert (oriented.image_height, oriented.image_width) == shown.shape
+    rows, cols = np.indices(shown.shape)
+    got = oriented.pixel_to_ground(cols + 0.5, rows + 0.5)
+    want = cam.pixel_to_ground(stored_col + 0.5, stored_row + 0.5)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    np.testing.assert_allclose(
+        oriented.pixel_to_ray(cols + 0.5, rows + 0.5),
+        cam.pixel_to_ray(stored_col + 0.5, stored_row + 0.5),
+        atol=1e-12,
+    )
+    back = oriented.world_to_pixel(got)
+    np.testing.assert_allclose(back[..., 0], cols + 0.5, atol=1e-6)
+    np.testing.assert_allclose(back[..., 1], rows + 0.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_a_jpeg_turned_by_its_exif_tag_gets_the_ground_contact_of_the_untagged_file(
+    tmp_path, orientation: int
+) -> None:
+    """predict.py reads a tagged JPEG as displayed; its contact (in displayed pixels) must land on the same
+    ground as the same contact of the untagged file, with the camera calibrated on the stored raster."""
+    from PIL import Image, ImageOps
+
+    from marsunits.inference.runner import add_ground_coordinates
+
+    width, height = 40, 30
+    camera = {"model": "pinhole", "image_width": width, "image_height": height, "hfov_deg": 60.0,
+              "pitch_deg": 40.0, "height_m": 1.5}  # fmt: skip
+    stored = [(3, 20), (15, 22), (30, 25), (38, 27)]  # (column, row) pixel centres of a contact
+    shown = np.asarray(ImageOps.exif_transpose(_id_image(width, height, orientation)))
+    displayed = []
+    for c, r in stored:
+        rr, cc = np.argwhere(shown == r * width + c)[0]
+        displayed.append((cc + 0.5, rr + 0.5))
+    grounds = []
+    for tag, pixels in ((1, [(c + 0.5, r + 0.5) for c, r in stored]), (orientation, displayed)):
+        folder = tmp_path / f"o{tag}"
+        folder.mkdir()
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        Image.new("RGB", (width, height), (120, 90, 60)).save(folder / "img.jpg", exif=exif.tobytes())
+        (folder / "img.camera.json").write_text(json.dumps(camera))
+        size = (height, width) if tag in (5, 6, 7, 8) else (width, height)
+        line = ContactLine(pixels=np.asarray(pixels), confidence=0.9)
+        (out,) = add_ground_coordinates(folder / "img.jpg", [line], size[0], size[1], max_range_m=30.0)
+        grounds.append(out.ground_m)
+    np.testing.assert_allclose(grounds[1], grounds[0], atol=1e-9)

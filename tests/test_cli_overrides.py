@@ -78,9 +78,9 @@ def test_overrides_in_use_pass() -> None:
         assert unknown_option(args, CONFIG_DIR, prog) is None, (prog, args)
         checked += len(args)
     assert checked > 30  # the README has many such commands: the pattern found them
-    hydra_forms = ["--cfg", "job", "-m", "++contact.min_length_px=20", "+contact.extra=1", "~logger", "hydra.run.dir=/tmp/x",
-                   "logger@x=csv", "callbacks=[default,wandb,ema]", "model.lr=1e-3,3e-4",
-                   "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip
+    hydra_forms = ["--cfg", "job", "-m", "++contact.min_length_px=20", "+contact.extra=1", "~logger",
+                   "hydra.run.dir=/tmp/x", "logger@x=csv", "callbacks=[default,wandb,ema]",
+                   "model.lr=1e-3,3e-4", "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip
     assert unknown_option(hydra_forms, CONFIG_DIR, "train") is None
     # Another primary config or config folder: its names are not train.yaml's, so Hydra checks them.
     assert unknown_option(["--config-name=mine", "anything=1"], CONFIG_DIR, "train") is None

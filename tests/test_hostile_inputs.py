@@ -53,7 +53,7 @@ def _pixels(rng: np.random.Generator, h: int, w: int, channels: int, dtype: str)
         return rng.integers(0, 65536, shape, dtype=np.uint16)
     if dtype == "int32":
         return rng.integers(-1000, 1000, shape, dtype=np.int32)
-    data = rng.normal(0.5, 0.8, shape).astype(np.float32)  # values outside [0, 1] on purpose
+    data = rng.normal(0.5, 0.8 * rng.random(), shape).astype(np.float32)  # often outside [0, 1], on purpose
     data.flat[0] = np.nan
     return data
 
@@ -86,9 +86,15 @@ def test_tiff_any_size_type_and_channels(
 ) -> None:
     h, w = size
     path = _fresh(tmp_path, ".tif")
-    _write_tiff(path, _pixels(np.random.default_rng(seed), h, w, channels, dtype))
+    pixels = _pixels(np.random.default_rng(seed), h, w, channels, dtype)
+    _write_tiff(path, pixels)
     if dtype == "int32":
         with pytest.raises(ImageReadError, match="unsupported TIFF sample type") as info:
+            read_image(path)
+        assert str(path) in str(info.value)
+        return
+    if dtype == "float32" and np.nanmax(pixels) > 1.001:  # float data is [0, 1]: more is refused, not clipped
+        with pytest.raises(ImageReadError, match="float pixels reach") as info:
             read_image(path)
         assert str(path) in str(info.value)
         return

@@ -58,6 +58,31 @@ def test_rgba_drops_alpha(tmp_path: Path) -> None:
     np.testing.assert_allclose(out, arr / 255.0, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["RGBA", "LA", "P", "tiff"])
+def test_transparent_pixels_of_a_partly_opaque_image_read_as_black(tmp_path: Path, kind: str) -> None:
+    """A transparent border (over white here) must not be mapped as terrain: black is predict's no-data."""
+    rgb = np.full((12, 20, 3), 255, np.uint8)
+    rgb[3:9, 4:16] = (150, 100, 60)
+    alpha = np.zeros((12, 20), np.uint8)
+    alpha[3:9, 4:16] = 255
+    alpha[3, 4] = 128  # partly transparent: keeps its colour
+    path = tmp_path / ("a.tif" if kind == "tiff" else "a.png")
+    if kind == "RGBA":
+        Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(path)
+    elif kind == "LA":
+        Image.fromarray(np.dstack([rgb[:, :, 0], alpha]), mode="LA").save(path)
+    elif kind == "P":
+        im = Image.fromarray(rgb).quantize(colors=4)
+        im.info["transparency"] = int(np.asarray(im)[0, 0])  # the white index
+        im.save(path, transparency=int(np.asarray(im)[0, 0]))
+    else:
+        tifffile.imwrite(path, np.dstack([rgb, alpha]), photometric="rgb", extrasamples=["unassalpha"])
+    out = read_image(path)
+    hidden = alpha == 0 if kind != "P" else (rgb == 255).all(axis=2)
+    assert (out[hidden] == 0).all()
+    assert (out[~hidden] > 0.2).all()
+
+
 def test_16_bit_png_scaled_by_65535(tmp_path: Path) -> None:
     arr = np.array([[0, 1000, 65535], [32768, 7, 12345]], dtype=np.uint16)
     Image.fromarray(arr).save(tmp_path / "a.png")
@@ -102,10 +127,17 @@ def test_uint16_rgb_tiff(tmp_path: Path, planar: bool) -> None:
 
 
 def test_float_tiff_clipped(tmp_path: Path) -> None:
-    arr = np.array([[-0.5, 0.25], [1.5, np.nan]], dtype=np.float32)
+    arr = np.array([[-0.5, 0.25], [1.0005, np.nan]], dtype=np.float32)
     tifffile.imwrite(tmp_path / "f.tiff", arr)
     out = read_image(tmp_path / "f.tiff")
     np.testing.assert_allclose(out[:, :, 0], [[0.0, 0.25], [1.0, 0.0]])
+
+
+def test_float_image_holding_8_bit_values_is_refused_not_clipped_white(tmp_path: Path) -> None:
+    arr = np.array([[0.0, 80.0], [200.0, 255.0]], dtype=np.float32)
+    tifffile.imwrite(tmp_path / "f.tiff", arr)
+    with pytest.raises(ImageReadError, match=r"f\.tiff: float pixels reach 255.*divide by 255"):
+        read_image(tmp_path / "f.tiff")
 
 
 def test_unsupported_tiff_dtype(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.projection import add_ground
 
-__all__ = ["build_contact_map", "view_footprint", "MapItem"]
+__all__ = ["build_contact_map", "remove_stale_maps", "view_footprint", "MapItem"]
 
 #: ``(image name, contact lines in pixels or already on the ground, camera or None)``.
 MapItem = tuple[str, Sequence[ContactLine], CameraModel | None]
@@ -36,7 +36,8 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
 
     The image border is walked (bottom, right, top, left); each border pixel contributes its ground point
     when that lies within range, else the point at ``max_range_m`` in the azimuth of its ray (the ground is
-    visible up to the range limit in that direction).
+    visible up to the range limit in that direction). When no border pixel reaches the ground within range
+    the footprint is empty.
 
     Returns:
         ``(K, 2)`` site-frame ``(x, y)`` vertices of a valid polygon, metres (empty if degenerate).
@@ -46,6 +47,8 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
     v = np.concatenate([np.full_like(t, h), (1 - t) * h, np.zeros_like(t), t * h])
     ground = camera.pixel_to_ground(u, v, max_range_m=max_range_m)
+    if not np.isfinite(ground[:, :2]).all(axis=1).any():
+        return np.empty((0, 2))  # no border pixel sees the ground in range: looking at the sky, no footprint
     rays = camera.pixel_to_ray(u, v)
     center = np.asarray(getattr(camera, "center", np.zeros(3)), dtype=float)
     horiz = rays[:, :2]
@@ -66,7 +69,29 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "site"
+    """A site name as a file-name part: letters, digits, ``_`` and ``-`` (no dot, see ``_MAP_FILE``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "site"
+
+
+#: The names :func:`build_contact_map` writes; a per-image output (``<stem>.mask.png``) always has a dot more.
+_MAP_FILE = re.compile(r"^contact_map(_[A-Za-z0-9_-]+)?\.(geojson|png)$")
+
+
+def remove_stale_maps(out_dir: str | os.PathLike[str], keep: Sequence[Path] = ()) -> list[Path]:
+    """Delete the contact-map files in ``out_dir`` (top level) other than ``keep``; return those deleted.
+
+    A run that writes fewer or other sites than an earlier one (or none: ``map=false``) would otherwise leave
+    maps beside its outputs that show images or sites it no longer has.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    kept = {p.name for p in keep}
+    stale = [p for p in sorted(out.iterdir()) if _MAP_FILE.match(p.name) and p.name not in kept]
+    stale = [p for p in stale if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,7 +206,8 @@ def build_contact_map(
     Returns:
         The written paths. With one site: ``contact_map.geojson`` and ``contact_map.png``. With several
         sites, one pair per site: ``contact_map_<site>.geojson`` / ``.png`` (cameras without a site are
-        grouped as ``unnamed``). Empty if no item has a camera.
+        grouped as ``unnamed``; sites whose file-safe names coincide get ``_2``, ``_3``, ... in name
+        order). Empty if no item has a camera.
 
     The GeoJSON is a FeatureCollection with one ``LineString`` feature per ground contact (coordinates
     ``[x, y]`` in metres in the site frame; properties ``image``, ``confidence``, ``site``, ``length_m``,
@@ -207,8 +233,15 @@ def build_contact_map(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for site, entries in groups.items():
+    stems: set[str] = set()
+    # Sites in name order (unnamed last): the same folder gives the same file names in every run.
+    for site, entries in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
         stem = "contact_map" if len(groups) == 1 else f"contact_map_{_safe(site or 'unnamed')}"
+        base, k = stem, 1
+        while stem in stems:  # "B/x" and "B x" both become B_x: number the second, never overwrite
+            k += 1
+            stem = f"{base}_{k}"
+        stems.add(stem)
         gj = out / f"{stem}.geojson"
         data = _geojson(site, entries)
         atomic_write_text(gj, json.dumps(data))

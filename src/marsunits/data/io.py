@@ -28,6 +28,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "TIFF_EXTENSIONS",
     "ImageReadError",
+    "exif_orientation",
     "image_size",
     "is_image_file",
     "list_images",
@@ -168,7 +169,7 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     if arr.dtype in (np.uint8, np.uint16):
         out = arr
     elif arr.dtype.kind == "f":
-        out = np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0), 0.0, 1.0)
+        out = _unit_float(path, arr.astype(np.float32))
     elif arr.dtype == np.bool_:
         out = arr.astype(np.uint8) * np.uint8(255)
     else:
@@ -179,15 +180,40 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     return _to_gray_or_rgb(path, out)
 
 
+#: Float pixels above this are not in [0, 1] (a little headroom for calibrated data's rounding).
+_FLOAT_MAX = 1.001
+
+
+def _unit_float(path: Path, arr: np.ndarray) -> np.ndarray:
+    """Float pixels as read, NaN -> 0 and clipped to [0, 1]; values well above 1 are refused.
+
+    Why refuse: float images hold [0, 1] by convention, but an export of 8-bit data as float keeps 0-255,
+    and clipping that would turn the whole image white without a word.
+
+    Raises:
+        ImageReadError: The largest value exceeds 1.001.
+    """
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(arr.max()) if arr.size else 0.0
+    if top > _FLOAT_MAX:
+        raise ImageReadError(
+            f"{path}: float pixels reach {top:g}, but float images are read as values in [0, 1]. Scale the "
+            f"image to [0, 1] (divide by 255 for 8-bit data, by 65535 or 4095 for 16- or 12-bit data) or "
+            "save it as 8- or 16-bit integers."
+        )
+    return np.clip(arr, 0.0, 1.0)
+
+
 def _to_gray_or_rgb(path: Path, arr: np.ndarray) -> np.ndarray:
-    """Drop alpha: (H,W,2) grey+alpha -> (H,W,1); (H,W,4) RGBA -> (H,W,3). The dtype is kept."""
+    """Drop alpha: (H,W,2) grey+alpha -> (H,W,1); (H,W,4) RGBA -> (H,W,3). The dtype is kept; fully
+    transparent pixels become 0 (:func:`_transparent_to_black`)."""
     c = arr.shape[2]
     if c in (1, 3):
         return arr
     if c == 2:
-        return arr[:, :, :1]
+        return _transparent_to_black(arr[:, :, :1], arr[:, :, 1])
     if c == 4:
-        return arr[:, :, :3]
+        return _transparent_to_black(arr[:, :, :3], arr[:, :, 3])
     raise ImageReadError(
         f"{path}: unsupported number of channels {c} (expected 1 grey, 2 grey+alpha, 3 RGB or 4 RGBA). "
         "Export a greyscale or RGB image."
@@ -235,20 +261,44 @@ def _decode_pil(path: Path, im: Image.Image) -> Image.Image:
         ) from err
 
 
+def _transparent_to_black(arr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Fully transparent pixels (alpha 0) set to 0 in every channel; the array's dtype is kept.
+
+    Why: a transparent mosaic border usually hides white or arbitrary colour, which the network would
+    classify; black makes it the no-data region of :mod:`marsunits.inference.nodata` (dark, touching the
+    border) that predict leaves out, as it does a black border. Partly transparent pixels keep their colour,
+    and so does an image transparent everywhere: some tools write an alpha of 0 that means nothing.
+    """
+    hidden = alpha == 0
+    if not hidden.any() or hidden.all():
+        return arr
+    arr = np.array(arr, copy=True)
+    arr[hidden] = 0
+    return arr
+
+
 def _pil_to_native(path: Path, im: Image.Image) -> np.ndarray:
-    """Decoded PIL image -> (H, W, 1 or 3) array: uint8, uint16 (16-bit), or float32 in [0, 1] (mode F)."""
+    """Decoded PIL image -> (H, W, 1 or 3) array: uint8, uint16 (16-bit), or float32 in [0, 1] (mode F).
+
+    Alpha is dropped after fully transparent pixels are made black (:func:`_transparent_to_black`).
+    """
     mode = im.mode
     if mode in ("1", "L"):
         return np.asarray(im.convert("L"))[:, :, None]
     if mode == "LA":
-        return np.asarray(im.getchannel("L"))[:, :, None]
+        grey = np.asarray(im.getchannel("L"))[:, :, None]
+        return _transparent_to_black(grey, np.asarray(im.getchannel("A")))
     if mode in ("P", "PA"):
         # Palette images: grey palettes stay 1 channel so a grey PNG saved with a palette is still grey.
-        rgb = np.asarray(im.convert("RGB"))
+        rgba = np.asarray(im.convert("RGBA"))  # a palette's transparency becomes alpha
+        rgb = _transparent_to_black(rgba[:, :, :3], rgba[:, :, 3])
         if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
             return rgb[:, :, :1]
         return rgb
-    if mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+    if mode in ("RGBA", "La", "RGBa"):
+        rgba = np.asarray(im.convert("RGBA"))
+        return _transparent_to_black(rgba[:, :, :3], rgba[:, :, 3])
+    if mode in ("RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
         return np.asarray(im.convert("RGB"))
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(im)
@@ -259,8 +309,7 @@ def _pil_to_native(path: Path, im: Image.Image) -> np.ndarray:
             )
         return arr.astype(np.uint16)[:, :, None]
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
-        return np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0)[:, :, None]
+        return _unit_float(path, np.asarray(im, dtype=np.float32))[:, :, None]
     raise ImageReadError(
         f"{path}: unsupported image mode {mode!r} (expected greyscale, grey+alpha, RGB or RGBA, 8 or 16 "
         "bit). Convert the image to 8-bit RGB or greyscale."
@@ -357,12 +406,35 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         return width, height
     with _open_pil(p) as im:
         width, height = im.size
-        try:
-            orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
-        except Exception:  # a broken EXIF block must not make the size unreadable
-            orientation = 1
+        orientation = _orientation_tag(im)
     # Orientations 5-8 swap rows and columns (transpose / 90-degree rotations).
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _orientation_tag(im: Image.Image) -> int:
+    """The EXIF Orientation that ``ImageOps.exif_transpose`` applies: 2-8, else 1 (none, 1, out of range)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        return 1
+    return orientation if orientation in range(2, 9) else 1
+
+
+def exif_orientation(path: str | os.PathLike[str]) -> int:
+    """EXIF Orientation tag (1-8) that :func:`read_image` applied to this file; 1 for TIFF and untagged files.
+
+    Pixel coordinates of the image as read (rows, columns as displayed) relate to the stored raster, on which
+    a camera is calibrated, through this tag (:mod:`marsunits.boundary.camera.oriented`).
+
+    Raises:
+        ImageReadError: as :func:`read_image` for files that cannot be opened.
+    """
+    p = Path(path)
+    _check_file(p)
+    if p.suffix.lower() in TIFF_EXTENSIONS:
+        return 1
+    with _open_pil(p) as im:
+        return _orientation_tag(im)
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:

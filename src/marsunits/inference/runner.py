@@ -56,13 +56,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from marsunits.atomic import remove_stale_temporaries
 from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import ContactLine, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
-from marsunits.data.io import ImageReadError, read_mask, to_channels
+from marsunits.data.io import ImageReadError, exif_orientation, read_mask, to_channels
 from marsunits.errors import ConfigError, DataError, MarsUnitsError
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
@@ -309,6 +310,17 @@ def argmax_uint8(probs: np.ndarray) -> np.ndarray:
 _FIND = object()
 
 
+def image_camera(image_path: Path) -> CameraModel | None:
+    """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
+    orientation turns the stored raster the camera was calibrated on (``orient_camera``).
+
+    Raises:
+        ValueError: The camera file is broken (``CameraFileError``).
+    """
+    camera = find_camera(image_path)
+    return None if camera is None else orient_camera(camera, exif_orientation(image_path))
+
+
 def add_ground_coordinates(
     image_path: Path,
     lines: list[ContactLine],
@@ -323,13 +335,14 @@ def add_ground_coordinates(
     by default it is looked up here.
 
     Pieces of a line that do not reach the ground within ``max_range_m`` are kept without ground
-    coordinates (``keep_unprojected``), so the per-image pixel contacts are the same with or without a camera.
+    coordinates (``keep_unprojected``), so the per-image pixel contacts trace the same lines with or without a
+    camera (with one, a line that leaves the ground range is split there into several features).
 
     Raises:
         ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
     """
     if camera is _FIND:
-        camera = find_camera(image_path)
+        camera = image_camera(image_path)
     if camera is None:
         return lines
     if (camera.image_width, camera.image_height) != (width, height):
@@ -558,7 +571,7 @@ class _Session:
             self.evaluation.add(f.rel, mask, lines)
         if self.opts.map:
             try:
-                self._remember_camera(f, lines, find_camera(f.path))
+                self._remember_camera(f, lines, image_camera(f.path))
             except ValueError as exc:  # a broken camera file: the contacts stay in pixels, as when predicted
                 log.warning("%s: camera file ignored for the map: %s", f.rel, exc)
         seconds = old.get("seconds") if old else None
@@ -617,7 +630,7 @@ class _Session:
         mask = argmax_uint8(probs)
         if nodata is not None:
             mask[nodata] = IGNORE_INDEX
-        camera = find_camera(f.path)
+        camera = image_camera(f.path)
         lines = add_ground_coordinates(
             f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
         )
@@ -786,8 +799,11 @@ class _Session:
         write_text_atomic(
             out / "index.html", render_gallery(rows, f"marsunits predictions: {out.name}", paragraph)
         )
-        if self.opts.map:
-            self.write_map()
+        from marsunits.boundary.contact_map import remove_stale_maps
+
+        removed = remove_stale_maps(out, self.write_map() if self.opts.map else ())
+        if removed:
+            log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
         failed = summary["counts"]["error"] > 0 and not self.opts.allow_errors
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 

@@ -123,6 +123,12 @@ class CahvCamera:
             raise ValueError(f"camera image size must be positive, got {image_width}x{image_height}")
         self.site = site
         self.ground_z_m = float(ground_z_m)
+        if not math.isfinite(self.ground_z_m) or self.C[2] <= self.ground_z_m:
+            raise ValueError(
+                f"the camera centre C (z = {self.C[2]:g} m, z up) is not above the ground plane "
+                f"(ground_z_m = {self.ground_z_m:g} m), so no pixel can see the ground; vectors from a PDS "
+                'label are z down: add "frame": "ned" to the camera file, or fix C or ground_z_m'
+            )
         if np.linalg.norm(np.cross(self.H, self.V)) < 1e-9:
             raise ValueError("CAHV vectors H and V are parallel: not a camera")
         # JPL's sign convention: rays point along A for the usual handedness of (V x H) . A.
