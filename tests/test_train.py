@@ -103,6 +103,32 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
     first_ckpt = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == first_ckpt["epoch"] + 1
     assert resumed["global_step"] == 2 * first_ckpt["global_step"]
+    # The cosine schedule was stretched to the longer run: it ends at its minimum, not back at the peak
+    # (the restored schedule, planned for one epoch, used to climb again through the second).
+    (schedule,) = resumed["lr_schedulers"]
+    assert schedule["T_max"] == resumed["global_step"]
+    assert max(schedule["_last_lr"]) < 0.01 * second.model.lr
+
+
+def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:
+    """A fixed run_name reused for a new run, or resumed with another model or data, used to overwrite the
+    run's config.yaml and then die on state-dict size mismatches (or go on with the other data)."""
+    r1, r2 = tmp_path / "r1", tmp_path / "r2"
+    run(compose_config("train", r1, [*TINY, "trainer.max_epochs=1"]))
+    saved = (r1 / "config.yaml").read_text()
+    last = r1 / "checkpoints" / "last.ckpt"
+
+    def attempt(folder: Path, *overrides: str) -> None:
+        run(compose_config("train", folder, [*TINY, "trainer.max_epochs=1", *overrides]))
+
+    with pytest.raises(ConfigError, match=r"already holds a run .*ckpt_path=last.*run_name"):
+        attempt(r1)
+    with pytest.raises(ConfigError, match=r"other model or data settings .*model\.encoder_depth: 3 -> 2"):
+        attempt(r1, "model.encoder_depth=2", "model.decoder_channels=[16,8]", "ckpt_path=last")
+    with pytest.raises(ConfigError, match=r"other model or data settings .*data\.train_length: 8 -> 12"):
+        attempt(r2, "data.train_length=12", f"ckpt_path={last}")
+    assert (r1 / "config.yaml").read_text() == saved  # the record is kept
+    assert not r2.exists() or not any(r2.iterdir())
 
 
 def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:

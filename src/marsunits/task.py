@@ -9,6 +9,7 @@ the training data's class map and the W&B run id, so that ``predict.py`` needs n
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGEN
 from marsunits.data.class_map import subclass_groups
 from marsunits.errors import ConfigError
 from marsunits.models import SegmentationLoss, build_model, size_divisor
+
+log = logging.getLogger(__name__)
 
 #: Version of the ``checkpoint["marsunits"]`` block; bump when its keys change meaning.
 FORMAT_VERSION = 1
@@ -550,7 +553,49 @@ class SegmentationTask(L.LightningModule):
                 )
             else:
                 scheduler = cosine
+        self._planned_schedule = _schedule_length(scheduler)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """Fit the schedule restored from a checkpoint to this run's length when they differ.
+
+        Lightning restores the scheduler's state after ``configure_optimizers``, so a resume with another
+        ``trainer.max_epochs`` (or crops per epoch, or batch size) would keep the old schedule's length: past
+        it a cosine schedule climbs back to the peak learning rate, silently. The cosine schedule is stretched
+        (or shrunk) to the new length from the step reached, with one warning line; a one-cycle schedule has
+        its phases fixed at construction, so that resume is refused.
+
+        Raises:
+            ConfigError: A one-cycle run resumed with another length, or one already past its new end.
+        """
+        planned = getattr(self, "_planned_schedule", None)
+        schedulers = self.lr_schedulers()
+        if planned is None or schedulers is None:
+            return
+        first = schedulers[0] if isinstance(schedulers, list) else schedulers
+        restored = _schedule_length(first)  # type: ignore[arg-type]
+        if restored == planned:
+            return
+        ckpt = getattr(self.trainer, "ckpt_path", None) or "the checkpoint"
+        step = int(self.trainer.global_step)
+        if planned[0] != "cosine" or step >= planned[1]:
+            raise ConfigError(
+                f"{ckpt} was trained with a {restored[0]} learning-rate schedule of {restored[1]} optimiser "
+                f"steps (at step {step}), but this run's settings (trainer.max_epochs, trainer.max_steps, "
+                f"data.samples_per_epoch, batch size) make {planned[1]}. Resume with the original settings, "
+                f"or train further as a new run from its weights: init_ckpt_path={ckpt} without ckpt_path"
+            )
+        cosine = first._schedulers[-1] if isinstance(first, torch.optim.lr_scheduler.SequentialLR) else first
+        # The chainable cosine form continues from the current rate and reaches its minimum at the new end.
+        cosine.T_max = int(cosine.T_max) + planned[1] - restored[1]  # type: ignore[attr-defined]
+        log.warning(
+            "resumed %s with another run length: its cosine learning-rate schedule, planned for %d optimiser "
+            "steps, now ends at step %d (from step %d on)",
+            ckpt,
+            restored[1],
+            planned[1],
+            step,
+        )
 
     # -------------------------------------------------------------- metadata
     @property
@@ -594,6 +639,18 @@ class SegmentationTask(L.LightningModule):
                 "Train with marsunits (train.py) to get a usable checkpoint."
             )
         self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
+
+
+def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[str, int]:
+    """``(kind, optimiser steps)`` a scheduler of :meth:`SegmentationTask.configure_optimizers` plans for."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        return "onecycle", int(scheduler.total_steps)
+    if isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR):
+        warmup = int(scheduler._milestones[0])  # noqa: SLF001 - no public accessor
+        return "cosine", warmup + int(scheduler._schedulers[-1].T_max)  # type: ignore[attr-defined]  # noqa: SLF001
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return "cosine", int(scheduler.T_max)
+    return type(scheduler).__name__, 0
 
 
 #: Defaults of the hyper-parameters :func:`_check_numbers` checks, quoted in its messages.

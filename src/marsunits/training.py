@@ -97,6 +97,53 @@ def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"model": plain(cfg.get("model")), "data": data}
 
 
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain nested dicts (``model.lr: 0.001 -> 0.002``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def check_run_folder(output_dir: Path, ckpt_path: str | None, job: Mapping[str, Any]) -> None:
+    """Refuse to start where a run would overwrite another run's record or resume another job.
+
+    * A new run (no ``ckpt_path``) in a folder that already holds checkpoints (``run_name=`` of an earlier
+      run) would overwrite them and its ``config.yaml``.
+    * A resumed checkpoint whose run folder's ``config.yaml`` trained another model or data
+      (:func:`job_identity`) would die on mismatched tensors or silently go on with other data; this holds
+      for ``ckpt_path=last`` in the run's own folder and for an explicit path alike.
+
+    Raises:
+        ConfigError: Naming the folder, the differing settings and what to do.
+    """
+    held = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    if ckpt_path is None:
+        if held:
+            raise ConfigError(
+                f"{output_dir} already holds a run ({len(held)} checkpoint(s) in checkpoints/); resume it "
+                "with ckpt_path=last, or give this run another run_name=... (or move that folder away)"
+            )
+        return
+    source = Path(ckpt_path).resolve().parent.parent
+    if held and source != output_dir.resolve():
+        raise ConfigError(
+            f"{output_dir} already holds another run's checkpoints; resume {ckpt_path} under another "
+            "run_name=..., or resume this folder's run with ckpt_path=last"
+        )
+    saved = _saved_job(source)
+    if saved is not None and saved != dict(job):
+        diff = _differences(saved, dict(job))
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise ConfigError(
+            f"{ckpt_path} was trained with other model or data settings ({source / 'config.yaml'}: {shown}). "
+            "Resume it with its own settings, or start a new run from its weights with "
+            f"init_ckpt_path={ckpt_path} and no ckpt_path"
+        )
+
+
 def _saved_job(run_dir: Path) -> dict[str, Any] | None:
     """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable)."""
     try:
@@ -167,13 +214,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         overrides = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
     output_dir = Path(cfg.paths.output_dir)
+    job = job_identity(cfg)
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job
+    )
+    # Before config.yaml, the record it compares with, is replaced.
+    check_run_folder(output_dir, ckpt_path, job)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=True)
-    ckpt_path = resolve_ckpt_path(
-        cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job_identity(cfg)
-    )
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
