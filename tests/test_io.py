@@ -255,9 +255,37 @@ def test_read_mask_tiff(tmp_path: Path) -> None:
     mask = RNG.integers(0, 3, size=(4, 6), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "m.tif", mask)
     np.testing.assert_array_equal(read_mask(tmp_path / "m.tif"), mask)
-    tifffile.imwrite(tmp_path / "w.tif", mask.astype(np.uint16))
-    with pytest.raises(ImageReadError, match=r"w\.tif.*uint16"):
-        read_mask(tmp_path / "w.tif")
+    tifffile.imwrite(tmp_path / "w.tif", mask.astype(np.uint16))  # ids in a 16-bit file: still the ids
+    np.testing.assert_array_equal(read_mask(tmp_path / "w.tif"), mask)
+    tifffile.imwrite(tmp_path / "big.tif", (mask.astype(np.uint16) * 300))
+    with pytest.raises(ImageReadError, match=r"big\.tif: mask values reach 600 .*uint16.*0-255"):
+        read_mask(tmp_path / "big.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.dstack([mask] * 3))
+    with pytest.raises(ImageReadError, match=r"rgb\.tif.*single-channel"):
+        read_mask(tmp_path / "rgb.tif")
+
+
+def test_16_bit_png_mask_holding_ids_reads_as_the_ids(tmp_path: Path) -> None:
+    mask = RNG.choice(np.array([0, 1, 2, 255], np.uint16), size=(6, 9))
+    Image.fromarray(mask).save(tmp_path / "m16.png")  # uint16: mode I;16
+    out = read_mask(tmp_path / "m16.png")
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, mask)
+
+
+def test_grey_palette_mask_reads_the_grey_values_shown(tmp_path: Path) -> None:
+    """Indices 0, 1, 2 shown as grey 1, 255, 0 (rough, ignore, smooth): the labeller drew the grey values."""
+    indices = RNG.integers(0, 3, size=(7, 8), dtype=np.uint8)
+    pal = Image.frombytes("P", (8, 7), indices.tobytes())
+    pal.putpalette([1, 1, 1, 255, 255, 255, 0, 0, 0] + [0] * (768 - 9))
+    pal.save(tmp_path / "grey_palette.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "grey_palette.png"), np.array([1, 255, 0])[indices])
+
+
+def test_jpeg_mask_is_refused_as_lossy(tmp_path: Path) -> None:
+    Image.fromarray(RNG.integers(0, 3, size=(8, 8), dtype=np.uint8)).save(tmp_path / "m.jpg")
+    with pytest.raises(ImageReadError, match=r"m\.jpg: a JPEG cannot hold a mask.*lossy.*PNG"):
+        read_mask(tmp_path / "m.jpg")
 
 
 # ------------------------------------------------------------------------------------------ to_channels

@@ -213,3 +213,18 @@ def test_unknown_logger_is_refused_before_predicting(tmp_path: Path, ckpt: Path)
     with pytest.raises(ConfigError, match="W&B only"):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "logger=tensorboard"))
     assert not (tmp_path / "out").exists()
+
+
+def test_labels_with_upper_case_extensions_are_found(tmp_path: Path) -> None:
+    """train.py's folder data accepts ``masks/a.PNG``; predict.py's labels_dir used to score 0 of them."""
+
+    from marsunits.inference.evaluation import find_label
+
+    (tmp_path / "sub").mkdir()
+    for name in ("a.PNG", "sub/b.Tif", "c.png", "c.TIFF", "d.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert find_label(tmp_path, PurePosixPath("a.jpg")) == tmp_path / "a.PNG"
+    assert find_label(tmp_path, PurePosixPath("sub/b.JPG")) == tmp_path / "sub" / "b.Tif"
+    assert find_label(tmp_path, PurePosixPath("c.jpg")) == tmp_path / "c.png"  # .png first, as before
+    assert find_label(tmp_path, PurePosixPath("d.png")) is None  # not a label format
+    assert find_label(tmp_path, PurePosixPath("nothere/e.png")) is None

@@ -437,18 +437,59 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
         return _orientation_tag(im)
 
 
+#: Mask formats that change values: lossy compression moves class ids along every unit boundary.
+_LOSSY_MASK_EXTENSIONS = (".jpg", ".jpeg")
+
+
+def _ids_fit_8_bit(p: Path, arr: np.ndarray) -> np.ndarray:
+    """A 16- or 32-bit single-channel mask whose values are all 0-255, as uint8; otherwise a clear error."""
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+        raise ImageReadError(
+            f"{p}: mask values reach {int(arr.max())} (a {arr.dtype} image), but class ids are 0-255. "
+            "Save the ids as an 8-bit greyscale PNG."
+        )
+    return arr.astype(np.uint8)
+
+
+def _palette_ids(decoded: Image.Image) -> np.ndarray:
+    """Ids of a palette (``P``) mask: its indices, or the grey values shown when the palette is grey.
+
+    A palette mask is usually colour-coded (index = id, colour for viewing, as in Pascal VOC). A palette
+    whose used entries are all grey, though, shows the grey values, and those are what was labelled: an
+    index 0 shown as grey 1 (rough) must not be read as 0 (smooth).
+    """
+    indices = np.array(decoded, dtype=np.uint8)
+    palette = decoded.getpalette() or []
+    used = np.unique(indices)
+    entries = [palette[3 * i : 3 * i + 3] for i in used]
+    grey = all(len(e) == 3 and e[0] == e[1] == e[2] for e in entries)
+    if not grey or all(e[0] == i for e, i in zip(entries, used, strict=True)):
+        return indices
+    lut = np.arange(256, dtype=np.uint8)
+    for e, i in zip(entries, used, strict=True):
+        lut[i] = e[0]
+    return lut[indices]
+
+
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a label mask as ``uint8`` ``(H, W)`` ids, stored values unchanged.
 
-    Accepts single-channel 8-bit files: PNG/TIFF greyscale (``L``) or palette (``P``, the palette indices
-    are the ids). EXIF orientation is applied as in :func:`read_image` so image and mask stay aligned.
+    Accepts single-channel PNG/TIFF: 8-bit greyscale (``L``), 16-bit whose values fit in 0-255, or
+    palette (``P``: the palette indices are the ids, unless the palette is grey, when the grey values shown
+    are, see :func:`_palette_ids`). EXIF orientation is applied as in :func:`read_image` so image and mask
+    stay aligned.
 
     Raises:
-        ImageReadError: the file is missing/corrupt, or not single-channel 8-bit (e.g. a colour-coded RGB
-            mask, which must be converted to ids first).
+        ImageReadError: the file is missing/corrupt, a JPEG (lossy: ids change along boundaries), or not a
+            single channel of ids 0-255 (e.g. a colour-coded RGB mask, which must be converted to ids first).
     """
     p = Path(path)
     _check_file(p)
+    if p.suffix.lower() in _LOSSY_MASK_EXTENSIONS:
+        raise ImageReadError(
+            f"{p}: a JPEG cannot hold a mask: its lossy compression changes the class ids along every "
+            "boundary. Save the mask as PNG (or TIFF) from the labelling tool's original ids."
+        )
     if p.suffix.lower() in TIFF_EXTENSIONS:
         height, width, samples, _ = _open_tiff_first_page(p)
         try:
@@ -459,19 +500,25 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             ) from err
         if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
             arr = arr.reshape(height, width)
+        if arr.ndim == 2 and arr.dtype in (np.uint16, np.int16, np.int32, np.uint32):
+            arr = _ids_fit_8_bit(p, arr)
         if arr.ndim != 2 or arr.dtype != np.uint8:
             raise ImageReadError(
-                f"{p}: a mask must be a single-channel uint8 image of class ids; found shape {arr.shape}, "
+                f"{p}: a mask must be a single-channel image of class ids; found shape {arr.shape}, "
                 f"dtype {arr.dtype}. Save the ids as an 8-bit greyscale PNG."
             )
         return np.ascontiguousarray(arr)
     im = _open_pil(p)
     with im:
         decoded = _decode_pil(p, im)
-        if decoded.mode not in ("L", "P"):
+        if decoded.mode == "P":
+            return _palette_ids(decoded)
+        if decoded.mode.startswith("I"):  # 16-bit (I;16) or 32-bit (I) greyscale
+            return _ids_fit_8_bit(p, np.asarray(decoded))
+        if decoded.mode != "L":
             bands = len(decoded.getbands())
             raise ImageReadError(
-                f"{p}: a mask must be a single-channel 8-bit image of class ids (PIL mode L or P); found "
+                f"{p}: a mask must be a single-channel image of class ids (PIL mode L or P); found "
                 f"mode {decoded.mode!r} with {bands} channel(s). If this is a colour-coded mask, convert "
                 "the colours to ids first; save ids as an 8-bit greyscale PNG."
             )

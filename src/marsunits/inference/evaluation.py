@@ -101,12 +101,19 @@ def scores(cm: np.ndarray) -> dict[str, Any]:
 
 
 def find_label(labels_dir: Path, rel: PurePosixPath) -> Path | None:
-    """Label of input ``rel``: ``labels_dir/<rel folder>/<stem>`` + the first LABEL_EXTENSIONS found."""
+    """Label of input ``rel``: ``labels_dir/<rel folder>/<stem>`` + the first LABEL_EXTENSIONS found, in any
+    letter case (``.PNG`` from a camera or Windows tool, as train.py's folder data accepts)."""
     for ext in LABEL_EXTENSIONS:
         candidate = labels_dir / rel.parent / f"{rel.stem}{ext}"
         if candidate.is_file():
             return candidate
-    return None
+    folder = labels_dir / rel.parent
+    if not folder.is_dir():
+        return None
+    wanted = {f"{rel.stem}{ext}".lower(): rank for rank, ext in enumerate(LABEL_EXTENSIONS)}
+    found = [p for p in folder.iterdir() if p.name.lower() in wanted and p.name.startswith(rel.stem)]
+    found = [p for p in found if p.is_file()]
+    return min(found, key=lambda p: (wanted[p.name.lower()], p.name)) if found else None
 
 
 def find_true_contact(labels_dir: Path, rel: PurePosixPath) -> Path | None:
