@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config
+from marsunits.errors import ConfigError
 from marsunits.fine_tuning import initialise_from_checkpoint
 from marsunits.task import CheckpointError, load_task
 from marsunits.training import run
@@ -67,8 +68,9 @@ def test_resuming_a_fine_tuning_run_ignores_init_ckpt_path(source_ckpt: Path, tm
     [
         (
             "model.decoder_channels=[16,16,8]",
-            r"does not fit.*decoder_channels.*model\.decoder_channels=\[32, 16, 8\]",
+            r"does not fit.*decoder_channels.*model\.decoder_channels=\[32,16,8\]",  # pasteable: no spaces
         ),
+        ("data.in_channels=1", r"does not fit.*in_channels.*\(data\.in_channels=3\)"),
         ("model.mean=[0.5,0.5,0.5]", r"mean=\[0\.485.*Set model\.mean="),
     ],
 )
@@ -82,5 +84,29 @@ def test_a_checkpoint_that_does_not_fit_names_the_setting_to_change(
 
 def test_missing_init_checkpoint_names_the_key(tmp_path: Path) -> None:
     cfg = compose_config("train", tmp_path, [*TINY, f"init_ckpt_path={tmp_path / 'nope.ckpt'}"])
-    with pytest.raises(FileNotFoundError, match=r"init_ckpt_path=.*nope\.ckpt: no such file"):
+    with pytest.raises(
+        FileNotFoundError, match=r"init_ckpt_path=.*nope\.ckpt: no such file or model package"
+    ):
         run(cfg)
+
+
+def test_a_model_package_is_a_starting_point_too(source_ckpt: Path, tmp_path: Path) -> None:
+    """Models are shared as packages (python -m marsunits.export); fine-tuning takes them as they are."""
+    from marsunits.model_package import write_package
+
+    package = tmp_path / "shared_model"
+    write_package(load_task(source_ckpt), package)
+    theirs = load_task(source_ckpt).model.state_dict()
+    for given in (package, package / "model.safetensors"):
+        task = instantiate(compose_config("train", tmp_path / "run", TINY).model)
+        initialise_from_checkpoint(task, given)
+        assert all(torch.equal(v, theirs[k]) for k, v in task.model.state_dict().items())
+
+
+def test_data_and_model_channels_that_differ_stop_before_training(tmp_path: Path) -> None:
+    cfg = compose_config("train", tmp_path, [*TINY, "data.in_channels=1", "model.in_channels=3"])
+    with pytest.raises(
+        ConfigError, match=r"data\.in_channels=1 but model\.in_channels=3.*data\.in_channels only"
+    ):
+        run(cfg)
+    assert not (tmp_path / "config.yaml").exists()

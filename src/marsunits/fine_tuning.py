@@ -9,9 +9,12 @@ normalisation and every other hyper-parameter come from the new run's config.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
+from marsunits.model_package import is_package, load_package
 from marsunits.task import CheckpointError, SegmentationTask, load_task
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,14 @@ NETWORK_HPARAMS: tuple[str, ...] = (
 )
 
 
+def _override(key: str, value: Any) -> str:
+    """A command-line override that gives this run the checkpoint's ``key``, pasteable in a shell."""
+    text = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, tuple)) else str(value)
+    if key == "in_channels":  # the data must deliver what the network takes; model.in_channels follows data's
+        return f"data.in_channels={text}"
+    return f"model.{key}={text}"
+
+
 def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None:
     """Copy the network weights of the checkpoint at ``path`` into ``task.model``, in place.
 
@@ -36,7 +47,8 @@ def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None
 
     Args:
         task: the freshly built task of the new run.
-        path: a ``.ckpt`` written by marsunits' ``train.py``.
+        path: a ``.ckpt`` written by marsunits' ``train.py``, or a model package (folder, or its
+            ``model.json`` / ``model.safetensors``; :mod:`marsunits.export`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -45,12 +57,17 @@ def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None
             them).
     """
     path = Path(path)
-    if not path.is_file():
+    classes = list(task.hparams["class_names"])
+    if is_package(path):  # a shared model (python -m marsunits.export): the same network, no pickle
+        source = load_package(path, expected_class_names=classes)
+    elif not path.is_file():
         raise FileNotFoundError(
-            f"init_ckpt_path={path}: no such file. Give a .ckpt written by train.py "
-            "(<run dir>/checkpoints/best.ckpt), or drop init_ckpt_path to start from ImageNet weights."
+            f"init_ckpt_path={path}: no such file or model package. Give a .ckpt written by train.py "
+            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export), or "
+            "drop init_ckpt_path to start from ImageNet weights."
         )
-    source = load_task(path, expected_class_names=list(task.hparams["class_names"]))
+    else:
+        source = load_task(path, expected_class_names=classes)
     differing = {
         key: (source.hparams.get(key), task.hparams.get(key))
         for key in NETWORK_HPARAMS
@@ -63,10 +80,11 @@ def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None
         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape
     )
     if mismatched or differing:
-        settings = " ".join(f"model.{key}={value[0]!r}" for key, value in differing.items())
+        settings = " ".join(_override(key, value[0]) for key, value in differing.items())
         raise CheckpointError(
             f"init_ckpt_path={path}: its network does not fit this run's model "
-            f"({len(mismatched)} of {len(theirs)} tensors differ in name or shape, e.g. {mismatched[:3]}; "
+            f"({len(mismatched)} tensor names or shapes differ, the checkpoint has {len(theirs)} tensors, "
+            f"e.g. {mismatched[:3]}; "
             f"hyper-parameters checkpoint vs run: {differing or 'none differ'}). Choose the checkpoint's "
             f"network for this run ({settings or 'the same model config'}), or train from ImageNet weights "
             "without init_ckpt_path."

@@ -213,6 +213,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if missing:  # before anything is written or rendered: e.g. data=folder without data.root
         overrides = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
+    data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
+    if None not in (data_channels, model_channels) and data_channels != model_channels:
+        raise ConfigError(
+            f"data.in_channels={data_channels} but model.in_channels={model_channels}: the network must take "
+            "the channels the data delivers (1 grey, 3 colour). Set data.in_channels only (the model "
+            "follows it), e.g. data.in_channels=3"
+        )
     output_dir = Path(cfg.paths.output_dir)
     job = job_identity(cfg)
     ckpt_path = resolve_ckpt_path(
