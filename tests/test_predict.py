@@ -275,8 +275,14 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     rows = read_manifest(out)
     assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["skipped", "ok", "ok"]
 
-    # probability_dtype changes nothing without save_probabilities: not a difference.
+    # probability_dtype changes nothing without save_probabilities: not a difference. Turning probabilities on
+    # (or off) changes no mask either: accepted, and the images without a prob.tif get one.
     assert run(make_cfg(tmp_path, ckpt, inp, out, "probability_dtype=float16")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
+    assert sorted(p.name for p in out.glob("*.prob.tif")) == [f"img{i}.prob.tif" for i in range(3)]
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    with pytest.raises(ConfigError, match=r"probability_dtype \("):  # two dtypes in one folder: said
+        run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true", "probability_dtype=float16"))
     with pytest.raises(ConfigError, match=r"nodata_max must be null or a number in \[0, 1\).*got 'abc'"):
         run(make_cfg(tmp_path, ckpt, inp, out, "nodata_max=abc"))
 

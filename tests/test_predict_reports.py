@@ -228,3 +228,31 @@ def test_labels_with_upper_case_extensions_are_found(tmp_path: Path) -> None:
     assert find_label(tmp_path, PurePosixPath("c.jpg")) == tmp_path / "c.png"  # .png first, as before
     assert find_label(tmp_path, PurePosixPath("d.png")) is None  # not a label format
     assert find_label(tmp_path, PurePosixPath("nothere/e.png")) is None
+
+
+def test_an_output_dir_that_cannot_be_written_stops_with_one_sentence(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only output_dir used to end in "[Errno 13] Permission denied: '.../.prediction_settings.json.
+    25883._1ic9gj7.tmp'"; a folder that turns read-only mid-run was blamed on free space in its parent."""
+    import errno
+    import os
+
+    from marsunits.inference import runner
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 30, 30)
+    real_access = os.access
+    monkeypatch.setattr(
+        runner.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode)
+    )
+    with pytest.raises(runner.OutputWriteError, match=rf"output_dir {out} cannot be written \({tmp_path}: "):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    assert not out.exists()
+
+    denied = OSError(errno.EACCES, "Permission denied", str(out / "sub" / ".a.mask.png.25883.x.tmp"))
+    said = runner._output_stop_message(out, denied)
+    assert f"to {out / 'sub'} because permission to write there was denied" in said
+    assert "make that folder writable" in said and "free space" not in said
+    full = OSError(errno.ENOSPC, "No space left on device", str(out / "a.mask.png"))
+    assert "free space" in runner._output_stop_message(out, full)

@@ -73,8 +73,13 @@ def test_grid_pads_short_sides_to_stride_and_never_tiles_them() -> None:
 
 @pytest.mark.parametrize(("tile", "overlap"), [(100, 0.25), (0, 0.25), (64, 1.0), (64, -0.1)])
 def test_bad_tile_or_overlap_is_refused_with_advice(tile: int, overlap: float) -> None:
-    with pytest.raises(ValueError, match="tile|overlap"):
+    with pytest.raises(ValueError, match="tile|overlap") as info:
         make_grid(100, 100, tile=tile, overlap=overlap)
+    if "tile" in str(info.value):  # two different sizes to choose from (tile=0 once read "use 32 or 32")
+        first, second = (
+            int(n) for n in str(info.value).rsplit("use ", 1)[1].replace("e.g. ", "").split(" or ")
+        )
+        assert first != second and first % 32 == second % 32 == 0
 
 
 def test_gaussian_profile_is_positive_peaked_and_symmetric() -> None:

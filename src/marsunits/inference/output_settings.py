@@ -14,7 +14,8 @@ them. So every run records ``OUT/prediction_settings.json``:
 Options that change only how fast or where the work runs (device, threads, runtime, precision, batch size,
 workers) are not recorded: their outputs agree to within rounding.
 
-A run whose recorded settings differ from the folder's (ignoring ``checkpoint``) stops before predicting,
+A run whose recorded settings differ from the folder's (ignoring ``checkpoint``, and ``probability_dtype``
+when either run saved no probabilities: turning them on or off changes no mask) stops before predicting,
 naming what differs, unless ``overwrite=true`` (then every input is predicted again; the record is marked
 ``overwrite_pending`` until that run finishes, so an interrupted overwrite is not resumed as one run). A
 folder without the file (written before it existed, or a new folder) is taken as it is. Separately, an input
@@ -55,6 +56,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     keys = sorted((set(old) | set(new)) - set(_INFORMATIVE))
     diffs = []
     for key in keys:
+        if key == "probability_dtype" and None in (old.get(key), new.get(key)):
+            continue  # probabilities turned on or off: the masks and contacts are the same
         if old.get(key) != new.get(key):
             if key == "weights_sha256":
                 diffs.append(
@@ -105,6 +108,12 @@ def write_settings(output_dir: Path, settings: Mapping[str, Any], pending: bool 
     without it, :func:`check_settings` refuses to resume the folder without ``overwrite=true``.
     """
     record = {**settings, PENDING_KEY: True} if pending else dict(settings)
+    if record.get("probability_dtype") is None:
+        # A run without probabilities leaves the folder's earlier prob.tif files as they are: keep their dtype
+        # in the record, so a later run saving another dtype is still told.
+        old = _read(output_dir / SETTINGS_NAME) or {}
+        if old.get("probability_dtype") is not None:
+            record["probability_dtype"] = old["probability_dtype"]
     return write_json_atomic(output_dir / SETTINGS_NAME, record)
 
 

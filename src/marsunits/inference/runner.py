@@ -209,16 +209,44 @@ class OutputWriteError(MarsUnitsError):
 
 
 def _output_stop_message(output_dir: Path, exc: OSError) -> str:
+    """One sentence for a write that failed for a reason every further write shares: where and what to do.
+
+    Names the folder that refused (a hidden temporary file's folder, not the file), and the remedy that
+    fits the cause: space for a full disk or quota, permissions for a denied or read-only folder.
+    """
+    where = Path(exc.filename) if exc.filename else output_dir
+    if where.name.startswith(".") and where.name.endswith(".tmp"):
+        where = where.parent  # atomic writes go through hidden temporaries: name their folder
+    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
     what = {
         errno.ENOSPC: "the disk is full",
         errno.EROFS: "the filesystem is read-only",
         getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
-    }.get(exc.errno or 0, "permission to write was denied")
+    }.get(exc.errno or 0, "permission to write there was denied")
+    fix = "free space" if full else "make that folder writable"
     return (
-        f"stopped: cannot write outputs to {output_dir} because {what} ({exc.strerror or exc}); free space "
-        "or choose a writable output_dir, then run the same command again (finished images are kept and "
-        "skipped)"
+        f"stopped: cannot write outputs to {where} because {what} ({exc.strerror or exc}); {fix} or choose "
+        "another output_dir, then run the same command again (finished images are kept and skipped)"
     )
+
+
+def check_output_writable(output_dir: Path) -> None:
+    """Refuse an ``output_dir`` that cannot be written, before anything is predicted.
+
+    The nearest existing folder on its path must allow writing (``os.access``, which also sees read-only
+    filesystems); otherwise the first write would fail with a bare ``Permission denied`` on a temporary file.
+
+    Raises:
+        OutputWriteError: Naming the folder and what to do.
+    """
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputWriteError(
+            f"output_dir {output_dir} cannot be written ({existing}: permission denied or read-only); make "
+            "it writable or choose another output_dir"
+        )
 
 
 def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
@@ -936,6 +964,7 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
     """
     started = time.perf_counter()
     session = _Session(opts, shard)
+    check_output_writable(session.output_dir)
     if shard.rank == 0 and session.output_dir.is_dir():
         # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
         stale = remove_stale_temporaries(session.output_dir)

@@ -138,9 +138,9 @@ def make_grid(height: int, width: int, tile: int, overlap: float, stride: int = 
     """
     if tile <= 0 or tile % stride:
         lower, upper = max(stride, tile // stride * stride), round_up(max(tile, 1), stride)
+        choice = f"{lower} or {upper}" if lower != upper else f"e.g. {upper} or {4 * upper}"
         raise ValueError(
-            f"tile must be a positive multiple of the network stride {stride}, got {tile}; "
-            f"use {lower} or {upper}"
+            f"tile must be a positive multiple of the network stride {stride}, got {tile}; use {choice}"
         )
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be a fraction in [0, 1), got {overlap}")
