@@ -46,7 +46,10 @@ def test_class_map_string_keys_and_identity() -> None:
     m = np.array([[0, 1, 2, 255]], np.uint8)
     np.testing.assert_array_equal(ident(m), m)
     assert ident.as_dict() is None
-    with pytest.raises(ValueError, match=r"m\.png.*\[7\].*no class_map.*configs/data/folder\.yaml"):
+    with pytest.raises(
+        ValueError,
+        match=r"m\.png.*\[7\].*no class_map.*folder\.yaml, or on the command line as data\.class_map='",
+    ):
         ident(np.array([[0, 7]], np.uint8), "m.png")
 
 
@@ -417,7 +420,7 @@ def test_kfold_validates_every_image_exactly_once_without_sol_leakage() -> None:
 
 
 def test_split_errors_and_unknown_sols() -> None:
-    with pytest.raises(ValueError, match="1 sol group"):
+    with pytest.raises(ValueError, match="1 split group"):
         split_by_group([3, 3, 3], 0.2, seed=0)
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_group([1, 2], 1.0, seed=0)
@@ -456,3 +459,14 @@ def test_scene_dataset_converts_channels_and_drops_camera_when_augmenting() -> N
     assert torch.equal(plain["image"][0], plain["image"][2])
     aug = SceneDataset([item], in_channels=3, transform=build_train_transform(32, 3))[0]
     assert aug["image"].shape == (3, 32, 32) and "camera" not in aug
+
+
+def test_folder_data_with_images_in_subfolders_says_they_are_not_searched(tmp_path: Path) -> None:
+    for site in ("site1", "site2"):
+        (tmp_path / "images" / site).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / site / "a.png")
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(
+        ValueError, match=r"no images found in .*images\. .*subfolders \(site1, site2\).*not searched"
+    ):
+        scan_folder(tmp_path)

@@ -50,7 +50,10 @@ class ClassMap:
     ) -> None:
         self.dataset = dataset
         self.key = key
-        self.where = where or f"configs/data/{dataset}.yaml"
+        self.where = where or (
+            f"configs/data/{dataset}.yaml, or on the command line as "
+            f"data.{key}='{{<native id>: <project id>, ...}}'"
+        )
         self._num_targets = num_targets
         self.identity = mapping is None
         if num_targets is None:

@@ -78,7 +78,17 @@ def pair_by_stem(
     images = _stems(images_dir, "images", dataset)
     masks = _stems(masks_dir, "masks", dataset)
     if not images:
-        raise ValueError(f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.")
+        deeper = (p for p in images_dir.rglob("*") if p.is_file() and is_image_file(p))
+        nested = sorted({p.parent.relative_to(images_dir) for p in deeper})
+        hint = (
+            f" Images lie in its subfolders ({', '.join(str(n) for n in nested[:3])}"
+            f"{', ...' if len(nested) > 3 else ''}), which are not searched: pairing is by file name stem, "
+            "so put every image directly in images/ (and every mask in masks/), or train on one subfolder "
+            "layout at a time."
+            if nested
+            else ""
+        )
+        raise ValueError(f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.{hint}")
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     problems = []

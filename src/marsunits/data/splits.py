@@ -98,8 +98,10 @@ def split_by_group(
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ValueError(
-            f"Cannot split {len(sols)} image(s) into train and validation: they form {n_groups} sol group(s) "
-            f"(sol_block={sol_block}). Add images from more sols or lower data.sol_block."
+            f"Cannot split {len(sols)} image(s) into train and validation: they form {n_groups} split "
+            f"group(s) (an image without a sol is a group of its own; images with sols are grouped "
+            f"{sol_block} sol(s) at a time, data.sol_block). Add images (from more sols, where images have "
+            "sols), or lower data.sol_block."
         )
     splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(groups)), groups=groups))
