@@ -296,12 +296,21 @@ def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path, content) -> 
     becomes one CheckpointError naming the file."""
     text = tmp_path / "notes.ckpt"
     text.write_bytes(content)
-    with pytest.raises(CheckpointError, match="notes.ckpt could not be read"):
+    said = (
+        "notes.ckpt is a checkpoint file cut short"
+        if content.startswith(b"PK")
+        else "notes.ckpt could not be read"
+    )
+    with pytest.raises(CheckpointError, match=said):
         load_task(text)
     plain = tmp_path / "weights.pt"
     torch.save({"conv.weight": torch.zeros(1)}, plain)
     with pytest.raises(CheckpointError, match="weights.pt is not a Lightning checkpoint"):
         load_task(plain)
+    cut = tmp_path / "copied.ckpt"  # an interrupted copy of a real checkpoint file
+    cut.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"copied.ckpt is a checkpoint file cut short.*Copy it again"):
+        load_task(cut)
 
 
 def _edited_copy(src: Path, dst: Path, edit) -> Path:

@@ -274,3 +274,17 @@ def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
     cfg = compose_config("train", tmp_path, ["debug=fdr", *TINY, "model.subclasses=[0,0,1,2]"])
     with pytest.raises(ConfigError, match=r"model\.subclasses=\[0, 0, 1, 2\] but data\.subclasses=None"):
         run(cfg)
+
+
+def test_a_run_without_validation_says_its_scores_are_of_the_last_weights(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = compose_config(
+        "train", tmp_path, [*TINY, "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=2"]
+    )
+    with caplog.at_level("WARNING", logger="marsunits.training"):
+        metrics = run(cfg)
+    assert metrics["best_ckpt"] is None and "val/miou" in metrics
+    assert (
+        "validation never ran during training" in caplog.text and "check_val_every_n_epoch=2" in caplog.text
+    )

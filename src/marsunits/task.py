@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -718,6 +719,14 @@ def load_task(
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - the unpickler raises anything on garbage (KeyError on "hello")
+        with open(path, "rb") as f:
+            zip_start = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
+        if zip_start and not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{path} is a checkpoint file cut short or damaged (its zip archive has no end; "
+                f"{path.stat().st_size} bytes): an interrupted copy or download? Copy it again, or use the "
+                "run's other checkpoint (best.ckpt or last.ckpt)."
+            ) from err
         raise CheckpointError(
             f"{path} could not be read as a PyTorch checkpoint with weights_only=True ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). Give a .ckpt written by marsunits' train.py."

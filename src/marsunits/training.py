@@ -256,6 +256,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
         best = _best_ckpt(trainer)
+        if best is None and cfg.get("train", True) and not getattr(trainer, "fast_dev_run", False):
+            log.warning(
+                "no best checkpoint: validation never ran during training "
+                "(trainer.check_val_every_n_epoch=%s, trainer.max_epochs=%s), so val/* and test/* are of the "
+                "last weights, and checkpoints/best.ckpt was not written; lower check_val_every_n_epoch to "
+                "choose a best one",
+                cfg.trainer.get("check_val_every_n_epoch"),
+                cfg.trainer.get("max_epochs"),
+            )
         if not getattr(trainer, "fast_dev_run", False):
             # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
             validated = trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)

@@ -315,7 +315,8 @@ def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
             if isinstance(logger, WandbLogger):
                 line = _finish_wandb(logger, status)
             elif isinstance(logger, CSVLogger):
-                line = f"CSV metrics: {Path(logger.log_dir) / 'metrics.csv'}"
+                csv_file = Path(logger.log_dir) / "metrics.csv"
+                line = f"CSV metrics: {csv_file}" if csv_file.is_file() else None  # a run that failed early
             elif isinstance(logger, TensorBoardLogger):
                 line = f"TensorBoard: tensorboard --logdir {shlex.quote(str(logger.log_dir))}"
             else:
