@@ -438,3 +438,21 @@ def test_a_jpeg_turned_by_its_exif_tag_gets_the_ground_contact_of_the_untagged_f
         (out,) = add_ground_coordinates(folder / "img.jpg", [line], size[0], size[1], max_range_m=30.0)
         grounds.append(out.ground_m)
     np.testing.assert_allclose(grounds[1], grounds[0], atol=1e-9)
+
+
+def test_cahv_files_are_read_as_strictly_as_pinhole_ones(tmp_path):
+    """A PDS label writes MODEL_TYPE in capitals: accepted. Strings where numbers belong were turned into
+    numbers for CAHV (and 160.7 px into 160) but refused for pinhole: now refused for both, naming the key."""
+    d = cahv_from_pinhole(_pinhole(pitch_deg=20.0)).to_dict()
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({**d, "model": "CAHV"}))
+    assert isinstance(load_camera(path), CahvCamera)
+    for key, value in (
+        ("image_width", "320"),
+        ("image_height", 240.5),
+        ("ground_z_m", "0"),
+        ("C", ["0", 0, 1]),
+    ):
+        path.write_text(json.dumps({**d, key: value}))
+        with pytest.raises(CameraFileError, match=rf"c\.json.*'{key}' must be"):
+            load_camera(path)

@@ -360,7 +360,9 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     )
     monkeypatch.setattr(writers, "write_png_atomic", real)
     stop = json.loads((out / "summary.json").read_text())["stopped_early"]
-    assert stop.startswith("was interrupted (Ctrl-C) after 2 of 4 images; run the same command again")
+    assert stop.startswith(
+        "was interrupted (Ctrl-C) after 2 of the 4 images it had to predict; run the same command again"
+    )
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"
     assert sorted(read_manifest(out)) == ["img0.png", "img1.png"]  # reports list the work done so far
     assert not (out / "img2.overlay.png").exists() and not (out / "img2.mask.png").exists()

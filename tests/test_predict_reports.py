@@ -104,6 +104,17 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     got = json.loads((out / "metrics.json").read_text())
     assert got["overall"] == expected["overall"] and got["images_scored"] == 2
     assert got["labels_class_map"] == {"0": 0, "1": 1, "2": 0, "3": 1, "255": 255}
+    # 255 (unlabelled) need not be listed: it stays 255.
+    short = "{0: 0, 2: 0, 1: 1, 3: 1}"
+    assert (
+        run(
+            make_cfg(
+                tmp_path, ckpt, inp, tmp_path / "b2", f"labels_dir={native}", f"labels_class_map={short}"
+            )
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "b2" / "metrics.json").read_text())["overall"] == expected["overall"]
 
     # Ids the map does not cover: each label is an error, and the console says why and what to do.
     write_png_atomic(native / "f1.png", np.full((40, 48), 9, np.uint8))
@@ -256,3 +267,24 @@ def test_an_output_dir_that_cannot_be_written_stops_with_one_sentence(
     assert "make that folder writable" in said and "free space" not in said
     full = OSError(errno.ENOSPC, "No space left on device", str(out / "a.mask.png"))
     assert "free space" in runner._output_stop_message(out, full)
+
+
+def test_an_image_whose_camera_file_was_removed_is_predicted_again(tmp_path: Path, ckpt: Path) -> None:
+    """Its contact file kept ground coordinates from a camera that is gone; skipping it kept them."""
+    import shutil
+
+    from marsunits.boundary.contact_io import read_contacts
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    (name,) = generate_dataset(data, 1, seed=3, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    shutil.copyfile(data / "contacts" / f"{name}.contact.geojson", out / f"{name}.contact.geojson")
+    assert any(ln.ground_m is not None for ln in read_contacts(out / f"{name}.contact.geojson")[0])
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert read_manifest(out)[f"{name}.png"]["status"] == "skipped"
+    (data / "cameras" / f"{name}.json").unlink()
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert read_manifest(out)[f"{name}.png"]["status"] == "ok"
+    assert all(ln.ground_m is None for ln in read_contacts(out / f"{name}.contact.geojson")[0])

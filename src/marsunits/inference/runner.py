@@ -56,6 +56,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from marsunits.atomic import remove_stale_temporaries
 from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.camera.io import CameraFileError, camera_candidates
 from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import ContactLine, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
@@ -288,8 +289,11 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
         raise ConfigError(
             f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
         )
+    # 255 (unlabelled) stays 255 unless the map says otherwise: every project and dataset uses it so.
+    keys = {str(k) for k in value}
+    mapping = dict(value) if str(IGNORE_INDEX) in keys else {**value, IGNORE_INDEX: IGNORE_INDEX}
     try:
-        return ClassMap(value, "labels", key="labels_class_map", where=where)
+        return ClassMap(mapping, "labels_dir", key="labels_class_map", where=where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -338,6 +342,11 @@ def argmax_uint8(probs: np.ndarray) -> np.ndarray:
 _FIND = object()
 
 
+def find_camera_file(image_path: Path) -> Path | None:
+    """The camera file an image would be read with (``camera_candidates``), or None; nothing is parsed."""
+    return next((c for c in camera_candidates(image_path) if c.is_file()), None)
+
+
 def image_camera(image_path: Path) -> CameraModel | None:
     """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
     orientation turns the stored raster the camera was calibrated on (``orient_camera``).
@@ -374,7 +383,7 @@ def add_ground_coordinates(
     if camera is None:
         return lines
     if (camera.image_width, camera.image_height) != (width, height):
-        raise ValueError(
+        raise CameraFileError(
             f"the camera file of {image_path.name} is for a {camera.image_width}x{camera.image_height} image "
             f"but the image is {width}x{height}; fix or remove the camera file"
         )
@@ -595,6 +604,8 @@ class _Session:
             lines, _ = read_contacts(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
+        if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
+            return None  # its camera file was removed: the ground coordinates it gave are stale
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines)
         if self.opts.map:
@@ -727,7 +738,10 @@ class _Session:
                     )
                 else:
                     advice = "nothing was replaced, the folder is as it was"
-                self.stopped_early = f"was interrupted (Ctrl-C) after {done} of {len(todo)} images; {advice}"
+                self.stopped_early = (
+                    f"was interrupted (Ctrl-C) after {done} of the {len(todo)} images it had to predict; "
+                    f"{advice}"
+                )
                 raise
 
     def _predict_loop(self, todo: list[InputFile], loader: Any, progress: Progress, bar: Any) -> None:
@@ -748,7 +762,10 @@ class _Session:
                     raise
                 except (ImageReadError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                     log.debug("prediction of %s failed", f.path, exc_info=True)
-                    row = _error_row(f.rel, f"{type(exc).__name__}: {exc}")
+                    # Our own errors (camera files, images) are sentences for the user; anything else keeps
+                    # its type, which is what a bug report needs.
+                    ours = isinstance(exc, (MarsUnitsError, ImageReadError, CameraFileError))
+                    row = _error_row(f.rel, str(exc) if ours else f"{type(exc).__name__}: {exc}")
             self.rows[row["path"]] = row
             self.redone += 1
             if row["status"] == "error":

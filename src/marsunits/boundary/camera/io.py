@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,9 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
     if not isinstance(d, dict):
         raise CameraFileError(f"{source}: expected a JSON object with a 'model' key, got {type(d).__name__}")
     model = d.get("model")
+    if isinstance(model, str) and model.lower() in _REQUIRED:
+        model = model.lower()  # "CAHVOR", as PDS labels write MODEL_TYPE
+        d = {**d, "model": model}
     if model not in _REQUIRED:
         raise CameraFileError(
             f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
@@ -100,6 +104,19 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         vec = {k: d[k] for k in ("C", "A", "H", "V", "O") if k in d}
         if frame == "ned":
             vec = {k: ned_to_flu(v) for k, v in vec.items()}
+        for key in ("image_width", "image_height", "ground_z_m"):
+            value = d.get(key, 0.0)
+            # A JSON number, as the pinhole model asks: "160" or 160.7 would otherwise be turned into 160.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{key!r} must be a finite JSON number, got {value!r}")
+            if key != "ground_z_m" and value != int(value):
+                raise ValueError(f"{key!r} must be a whole number of pixels, got {value!r}")
+        for key in ("C", "A", "H", "V", "O", "R"):
+            if key in d and (
+                not isinstance(d[key], (list, tuple))
+                or any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) for v in d[key])
+            ):
+                raise ValueError(f"{key!r} must be a list of JSON numbers, got {d[key]!r}")
         common: dict[str, Any] = {
             "image_width": int(d["image_width"]),
             "image_height": int(d["image_height"]),
