@@ -329,15 +329,15 @@ def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tm
     ]
 
 
-def test_a_camera_at_or_below_its_ground_is_refused_and_ned_ground_height_is_converted(tmp_path):
+def test_a_camera_at_or_below_its_ground_is_refused_and_ground_height_is_z_up_in_every_frame(tmp_path):
     d = cahv_from_pinhole(_pinhole(pitch_deg=20.0, height_m=1.5)).to_dict()
     path = tmp_path / "cam.json"
     for ground in (1.5, 3.0):
         path.write_text(json.dumps({**d, "ground_z_m": ground}))
         with pytest.raises(CameraFileError, match=r"cam.json.*not above the ground plane.*frame.*ned"):
             load_camera(path)
-    # The same camera given as a PDS label would (z down), its ground 0.5 m below the origin: z = +0.5.
-    ned = {**d, "frame": "ned", "ground_z_m": 0.5}
+    # The same camera with PDS vectors (z down); ground_z_m stays z up, as documented from the start.
+    ned = {**d, "frame": "ned", "ground_z_m": -0.5}
     for k in ("C", "A", "H", "V"):
         ned[k] = ned_to_flu(np.array(d[k])).tolist()
     path.write_text(json.dumps(ned))

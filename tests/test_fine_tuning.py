@@ -82,6 +82,16 @@ def test_a_checkpoint_that_does_not_fit_names_the_setting_to_change(
         initialise_from_checkpoint(instantiate(cfg.model), source_ckpt)
 
 
+def test_the_advice_is_in_hydra_spelling() -> None:
+    from marsunits.fine_tuning import _override
+
+    assert _override("decoder_channels", None) == "model.decoder_channels=null"  # None would be a string
+    assert _override("decoder_channels", [128, 64]) == "model.decoder_channels=[128,64]"
+    assert _override("encoder", "efficientnet_lite0") == "model.encoder=efficientnet_lite0"
+    assert _override("in_channels", 1) == "data.in_channels=1"
+    assert _override("subclasses", None).startswith("data.subclasses=null")
+
+
 def test_missing_init_checkpoint_names_the_key(tmp_path: Path) -> None:
     cfg = compose_config("train", tmp_path, [*TINY, f"init_ckpt_path={tmp_path / 'nope.ckpt'}"])
     with pytest.raises(

@@ -127,10 +127,10 @@ def test_uint16_rgb_tiff(tmp_path: Path, planar: bool) -> None:
 
 
 def test_float_tiff_clipped(tmp_path: Path) -> None:
-    arr = np.array([[-0.5, 0.25], [1.0005, np.nan]], dtype=np.float32)
+    arr = np.array([[-0.5, 0.25, np.inf], [1.5, np.nan, 0.75]], dtype=np.float32)  # saturated a bit above 1
     tifffile.imwrite(tmp_path / "f.tiff", arr)
     out = read_image(tmp_path / "f.tiff")
-    np.testing.assert_allclose(out[:, :, 0], [[0.0, 0.25], [1.0, 0.0]])
+    np.testing.assert_allclose(out[:, :, 0], [[0.0, 0.25, 1.0], [1.0, 0.0, 0.75]])
 
 
 def test_float_image_holding_8_bit_values_is_refused_not_clipped_white(tmp_path: Path) -> None:
@@ -273,13 +273,20 @@ def test_16_bit_png_mask_holding_ids_reads_as_the_ids(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out, mask)
 
 
-def test_grey_palette_mask_reads_the_grey_values_shown(tmp_path: Path) -> None:
-    """Indices 0, 1, 2 shown as grey 1, 255, 0 (rough, ignore, smooth): the labeller drew the grey values."""
+def test_grey_palette_mask_showing_other_values_than_its_indices_is_refused(tmp_path: Path) -> None:
+    """Indices 0, 1, 2 shown as grey 1, 255, 0, or classes 0/1 saved as black/white: the ids could be either
+    reading, and a silent guess trains on wrong labels (first the indices, then the grey values were used)."""
     indices = RNG.integers(0, 3, size=(7, 8), dtype=np.uint8)
-    pal = Image.frombytes("P", (8, 7), indices.tobytes())
-    pal.putpalette([1, 1, 1, 255, 255, 255, 0, 0, 0] + [0] * (768 - 9))
-    pal.save(tmp_path / "grey_palette.png")
-    np.testing.assert_array_equal(read_mask(tmp_path / "grey_palette.png"), np.array([1, 255, 0])[indices])
+    for name, grey in (("shown.png", [1, 255, 0]), ("bw.png", [0, 255, 128])):
+        pal = Image.frombytes("P", (8, 7), indices.tobytes())
+        pal.putpalette([v for g in grey for v in (g, g, g)] + [0] * (768 - 9))
+        pal.save(tmp_path / name)
+        with pytest.raises(ImageReadError, match=rf"{name}: a palette mask whose grey palette .*mode L"):
+            read_mask(tmp_path / name)
+    ramp = Image.frombytes("P", (8, 7), indices.tobytes())  # a grey ramp: index = value, unambiguous
+    ramp.putpalette([v for g in range(256) for v in (g, g, g)])
+    ramp.save(tmp_path / "ramp.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "ramp.png"), indices)
 
 
 def test_jpeg_mask_is_refused_as_lossy(tmp_path: Path) -> None:
@@ -355,3 +362,12 @@ def test_list_images(tmp_path: Path) -> None:
     assert set(IMAGE_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
     with pytest.raises(ImageReadError, match="does not exist"):
         list_images(tmp_path / "missing")
+
+
+def test_a_fourth_tiff_band_that_is_not_alpha_is_dropped_without_blackening(tmp_path: Path) -> None:
+    rgb = RNG.integers(50, 256, size=(6, 7, 3), dtype=np.uint8)
+    band = np.zeros((6, 7), np.uint8)  # e.g. a near-infrared band that reads 0 in places
+    tifffile.imwrite(
+        tmp_path / "nir.tif", np.dstack([rgb, band]), photometric="rgb", extrasamples=["unspecified"]
+    )
+    np.testing.assert_allclose(read_image(tmp_path / "nir.tif"), rgb / 255.0, atol=1e-7)

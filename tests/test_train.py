@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -108,6 +109,11 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
     (schedule,) = resumed["lr_schedulers"]
     assert schedule["T_max"] == resumed["global_step"]
     assert max(schedule["_last_lr"]) < 0.01 * second.model.lr
+    # ... and the second epoch trained: the first run ended at rate 0, and a stretch that kept scaling that
+    # rate (the scheduler's chainable update) would have left every weight as it was.
+    before, after = first_ckpt["state_dict"], resumed["state_dict"]
+    moved = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert any(k.endswith("weight") and "model." in k for k in moved)
 
 
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:
@@ -288,3 +294,35 @@ def test_a_run_without_validation_says_its_scores_are_of_the_last_weights(
     assert (
         "validation never ran during training" in caplog.text and "check_val_every_n_epoch=2" in caplog.text
     )
+
+
+class InterruptAtStep(pl.Callback):
+    """Raises KeyboardInterrupt (what Ctrl-C does) after optimiser step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lightning exits with status 1 after Ctrl-C and keeps only the checkpoints written so far (up to 49
+    optimiser steps back); the run now saves last.ckpt where it stopped and reports an interrupt."""
+    import signal
+
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", *stop])  # 2 steps per epoch
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 3  # the epoch-end last.ckpt held step 2
+    said = capsys.readouterr().err
+    assert "interrupted (Ctrl-C) at epoch 1, optimiser step 3" in said and "ckpt_path=last to go on" in said

@@ -33,9 +33,12 @@ NETWORK_HPARAMS: tuple[str, ...] = (
 
 def _override(key: str, value: Any) -> str:
     """A command-line override that gives this run the checkpoint's ``key``, pasteable in a shell."""
-    text = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, tuple)) else str(value)
+    # JSON spelling is Hydra's: null (not None), true/false, lists without spaces.
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     if key == "in_channels":  # the data must deliver what the network takes; model.in_channels follows data's
         return f"data.in_channels={text}"
+    if key == "subclasses":  # the model reads them from the data, which must hold those sub-class masks
+        return f"data.subclasses={text} (with its data.subclass_map, e.g. experiment=marsscapes_subclasses)"
     return f"model.{key}={text}"
 
 

@@ -587,8 +587,18 @@ class SegmentationTask(L.LightningModule):
                 f"or train further as a new run from its weights: init_ckpt_path={ckpt} without ckpt_path"
             )
         cosine = first._schedulers[-1] if isinstance(first, torch.optim.lr_scheduler.SequentialLR) else first
-        # The chainable cosine form continues from the current rate and reaches its minimum at the new end.
         cosine.T_max = int(cosine.T_max) + planned[1] - restored[1]  # type: ignore[attr-defined]
+        # The scheduler's update is chainable (it scales the current rate), so a finished schedule, at its
+        # minimum of 0, would stay at 0: set each rate to the stretched curve's value at the step reached.
+        done, length = max(int(cosine.last_epoch), 0), int(cosine.T_max)  # type: ignore[attr-defined]
+        eta_min = float(cosine.eta_min)  # type: ignore[attr-defined]
+        rates = [
+            eta_min + (base - eta_min) * (1.0 + math.cos(math.pi * done / length)) / 2.0
+            for base in cosine.base_lrs
+        ]
+        for group, rate in zip(cosine.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        cosine._last_lr = list(rates)  # noqa: SLF001 - what get_last_lr() and the LR monitor report
         log.warning(
             "resumed %s with another run length: its cosine learning-rate schedule, planned for %d optimiser "
             "steps, now ends at step %d (from step %d on)",

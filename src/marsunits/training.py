@@ -16,8 +16,10 @@ from typing import Any
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from marsunits.atomic import atomic_write_text
 from marsunits.errors import ConfigError
 from marsunits.fine_tuning import initialise_from_checkpoint
 from marsunits.tracking import finish_loggers, prepare_loggers
@@ -150,7 +152,9 @@ def _saved_job(run_dir: Path) -> dict[str, Any] | None:
         saved = OmegaConf.load(run_dir / "config.yaml")
     except Exception:  # noqa: BLE001 - a missing or broken config.yaml just means "not this job"
         return None
-    return job_identity(saved) if isinstance(saved, DictConfig) else None
+    if not isinstance(saved, DictConfig) or saved.get("model") is None or saved.get("data") is None:
+        return None  # empty or not a run's config: no record to compare with
+    return job_identity(saved)
 
 
 def check_subclasses_match(task: Any, datamodule: Any) -> None:
@@ -228,7 +232,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Before config.yaml, the record it compares with, is replaced.
     check_run_folder(output_dir, ckpt_path, job)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
+        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -253,10 +258,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         metrics: dict[str, Any] = {}
         if cfg.get("train", True):
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            try:
+                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            except SystemExit:
+                if trainer.interrupted:  # Lightning turns Ctrl-C into exit status 1 after its shutdown
+                    raise KeyboardInterrupt from None  # reported as an interrupt (status 130)
+                raise
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
         best = _best_ckpt(trainer)
-        if best is None and cfg.get("train", True) and not getattr(trainer, "fast_dev_run", False):
+        monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
+        if (
+            best is None
+            and monitored
+            and cfg.get("train", True)
+            and not getattr(trainer, "fast_dev_run", False)
+        ):
             log.warning(
                 "no best checkpoint: validation never ran during training "
                 "(trainer.check_val_every_n_epoch=%s, trainer.max_epochs=%s), so val/* and test/* are of the "

@@ -50,9 +50,10 @@ class ClassMap:
     ) -> None:
         self.dataset = dataset
         self.key = key
+        target_word = "project id" if num_targets is None else "sub-class id"
         self.where = where or (
             f"configs/data/{dataset}.yaml, or on the command line as "
-            f"data.{key}='{{<native id>: <project id>, ...}}'"
+            f"data.{key}='{{<native id>: <{target_word}>, ...}}'"
         )
         self._num_targets = num_targets
         self.identity = mapping is None

@@ -416,8 +416,10 @@ class MarsDataModule(L.LightningDataModule):
         return Path(self.root) / self.source_dirs[source]
 
     def _class_map(self, source: str) -> ClassMap:
-        mapping = self.class_map if len(self.sources) == 1 else (self.class_map or {}).get(source)
-        return ClassMap(mapping, str(self.name))
+        if len(self.sources) == 1:
+            return ClassMap(self.class_map, str(self.name))
+        # One map per source: data.class_map.<source> is what a command line overrides.
+        return ClassMap((self.class_map or {}).get(source), str(self.name), key=f"class_map.{source}")
 
     def _cache(self, source: str) -> bool:
         if isinstance(self.cache, Mapping):

@@ -156,12 +156,17 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     height, width, _, planar = _open_tiff_first_page(path)
     _check_megapixels(path, width, height, max_megapixels)
     try:
-        arr = tifffile.imread(path, key=0)
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            arr = page.asarray()
+            # ExtraSamples 1 (associated) or 2 (unassociated) is alpha; 0 is some other band (e.g. near-IR).
+            extra = tuple(int(v) for v in (getattr(page, "extrasamples", ()) or ()))
     except Exception as err:
         raise ImageReadError(
             f"{path}: the TIFF is truncated or corrupt ({type(err).__name__}: {err}). "
             "Re-export or copy it again."
         ) from err
+    alpha = bool(extra) and extra[-1] in (1, 2)
     if planar:
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
@@ -177,23 +182,25 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
             f"{path}: unsupported TIFF sample type {arr.dtype} (expected uint8, uint16 or float in [0, 1]). "
             "Convert the image to 8- or 16-bit unsigned integers."
         )
-    return _to_gray_or_rgb(path, out)
+    return _to_gray_or_rgb(path, out, alpha)
 
 
-#: Float pixels above this are not in [0, 1] (a little headroom for calibrated data's rounding).
-_FLOAT_MAX = 1.001
+#: Float images whose largest value exceeds this hold another scale (0-255, 0-65535), not [0, 1]: calibrated
+#: [0, 1] data overshoots 1 a little where it saturates, never by a factor of 2.
+_FLOAT_MAX = 2.0
 
 
 def _unit_float(path: Path, arr: np.ndarray) -> np.ndarray:
-    """Float pixels as read, NaN -> 0 and clipped to [0, 1]; values well above 1 are refused.
+    """Float pixels as read, NaN -> 0, +inf -> 1, clipped to [0, 1]; data on another scale is refused.
 
     Why refuse: float images hold [0, 1] by convention, but an export of 8-bit data as float keeps 0-255,
-    and clipping that would turn the whole image white without a word.
+    and clipping that would turn the whole image white without a word. A few saturated pixels a little
+    above 1 are clipped, as before.
 
     Raises:
-        ImageReadError: The largest value exceeds 1.001.
+        ImageReadError: The largest finite value exceeds ``_FLOAT_MAX`` (2).
     """
-    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
     top = float(arr.max()) if arr.size else 0.0
     if top > _FLOAT_MAX:
         raise ImageReadError(
@@ -204,16 +211,16 @@ def _unit_float(path: Path, arr: np.ndarray) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
-def _to_gray_or_rgb(path: Path, arr: np.ndarray) -> np.ndarray:
-    """Drop alpha: (H,W,2) grey+alpha -> (H,W,1); (H,W,4) RGBA -> (H,W,3). The dtype is kept; fully
-    transparent pixels become 0 (:func:`_transparent_to_black`)."""
+def _to_gray_or_rgb(path: Path, arr: np.ndarray, alpha: bool) -> np.ndarray:
+    """Drop the extra band: (H,W,2) -> (H,W,1); (H,W,4) -> (H,W,3). The dtype is kept. When the band is
+    alpha (``alpha``, from the TIFF's ExtraSamples tag), fully transparent pixels become 0
+    (:func:`_transparent_to_black`); another band (near-infrared, a mask) is just dropped."""
     c = arr.shape[2]
     if c in (1, 3):
         return arr
-    if c == 2:
-        return _transparent_to_black(arr[:, :, :1], arr[:, :, 1])
-    if c == 4:
-        return _transparent_to_black(arr[:, :, :3], arr[:, :, 3])
+    if c in (2, 4):
+        colour = arr[:, :, : c - 1]
+        return _transparent_to_black(colour, arr[:, :, c - 1]) if alpha else colour
     raise ImageReadError(
         f"{path}: unsupported number of channels {c} (expected 1 grey, 2 grey+alpha, 3 RGB or 4 RGBA). "
         "Export a greyscale or RGB image."
@@ -373,9 +380,12 @@ def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None
     """Read an image file as ``float32`` ``(H, W, C)`` in ``[0, 1]`` with ``C`` in ``{1, 3}``.
 
     8-bit data is divided by 255, 16-bit by 65535 (12-bit data stored in 16-bit files, every value at most
-    4095, by 4095: :func:`widen_12_bit`), float TIFFs are clipped to ``[0, 1]`` (NaN -> 0).
+    4095, by 4095: :func:`widen_12_bit`), float TIFFs are clipped to ``[0, 1]`` (NaN -> 0, +inf -> 1; a
+    float image whose values exceed 2 is on another scale and refused, :func:`_unit_float`).
     (PIL reduces 16-bit *colour* PNGs to 8 bit on decoding; use TIFF to keep 16-bit colour.)
-    Greyscale stays 1 channel, grey+alpha drops alpha (1 channel), RGBA drops alpha (3 channels). The EXIF
+    Greyscale stays 1 channel, grey+alpha drops alpha (1 channel), RGBA drops alpha (3 channels), after
+    fully transparent pixels are made black (:func:`_transparent_to_black`; a TIFF's fourth band only when
+    its ExtraSamples tag says alpha). The EXIF
     orientation tag is applied, so the array is the image as a viewer shows it. Truncated files raise
     (PIL's ``LOAD_TRUNCATED_IMAGES`` is deliberately left off: a half-decoded image is silent garbage).
 
@@ -451,32 +461,37 @@ def _ids_fit_8_bit(p: Path, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def _palette_ids(decoded: Image.Image) -> np.ndarray:
-    """Ids of a palette (``P``) mask: its indices, or the grey values shown when the palette is grey.
+def _palette_ids(p: Path, decoded: Image.Image) -> np.ndarray:
+    """Ids of a palette (``P``) mask: its indices, as in colour-coded masks (Pascal VOC's convention).
 
-    A palette mask is usually colour-coded (index = id, colour for viewing, as in Pascal VOC). A palette
-    whose used entries are all grey, though, shows the grey values, and those are what was labelled: an
-    index 0 shown as grey 1 (rough) must not be read as 0 (smooth).
+    A palette whose used entries are all grey *and* show other values than their indices is refused: the
+    labeller saw the grey values (index 0 shown as grey 1 may mean rough terrain), while a tool that saves
+    classes 0/1 as black/white means the indices, and nothing in the file tells the two apart.
+
+    Raises:
+        ImageReadError: Such a grey palette, naming both readings and the fix.
     """
     indices = np.array(decoded, dtype=np.uint8)
     palette = decoded.getpalette() or []
-    used = np.unique(indices)
+    used = [int(i) for i in np.unique(indices)]
     entries = [palette[3 * i : 3 * i + 3] for i in used]
     grey = all(len(e) == 3 and e[0] == e[1] == e[2] for e in entries)
-    if not grey or all(e[0] == i for e, i in zip(entries, used, strict=True)):
-        return indices
-    lut = np.arange(256, dtype=np.uint8)
-    for e, i in zip(entries, used, strict=True):
-        lut[i] = e[0]
-    return lut[indices]
+    if grey and any(e[0] != i for e, i in zip(entries, used, strict=True)):
+        shown = {i: e[0] for e, i in zip(entries, used, strict=True)}
+        raise ImageReadError(
+            f"{p}: a palette mask whose grey palette shows other values than its indices ({shown}, index: "
+            "grey shown), so its class ids are ambiguous. Save the mask as plain 8-bit greyscale (PIL mode "
+            "L) holding the ids, e.g. Image.fromarray(ids).save(...)."
+        )
+    return indices
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a label mask as ``uint8`` ``(H, W)`` ids, stored values unchanged.
 
     Accepts single-channel PNG/TIFF: 8-bit greyscale (``L``), 16-bit whose values fit in 0-255, or
-    palette (``P``: the palette indices are the ids, unless the palette is grey, when the grey values shown
-    are, see :func:`_palette_ids`). EXIF orientation is applied as in :func:`read_image` so image and mask
+    palette (``P``: the palette indices are the ids; a grey palette showing other values is refused, see
+    :func:`_palette_ids`). EXIF orientation is applied as in :func:`read_image` so image and mask
     stay aligned.
 
     Raises:
@@ -512,7 +527,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     with im:
         decoded = _decode_pil(p, im)
         if decoded.mode == "P":
-            return _palette_ids(decoded)
+            return _palette_ids(p, decoded)
         if decoded.mode.startswith("I"):  # 16-bit (I;16) or 32-bit (I) greyscale
             return _ids_fit_8_bit(p, np.asarray(decoded))
         if decoded.mode != "L":

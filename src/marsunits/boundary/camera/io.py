@@ -11,8 +11,8 @@ be read with the default silently):
 * ``"model": "cahv"`` -- required: ``C``, ``A``, ``H``, ``V`` (three numbers each, as in a PDS label's
   ``MODEL_COMPONENT_1..4``), ``image_width``, ``image_height``; optional: ``site`` (name of the site frame),
   ``frame`` (``"flu"``: x forward, y left, z up, the default; or ``"ned"`` / ``"pds"``: x north, y east,
-  z down as in PDS SITE frames, converted on reading), ``ground_z_m`` (the ground plane's z in the file's
-  frame, default 0: with ``"ned"`` a ground 0.5 m below the origin is ``0.5``, as a PDS label would give it).
+  z down as in PDS SITE frames, converted on reading), ``ground_z_m`` (height of the ground plane in the
+  FLU site frame, z up, default 0; also with ``"ned"``: a ground 0.5 m below the origin is ``-0.5``).
 * ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers).
 
 CAHV(OR) image coordinates follow the PDS convention (origin at the centre of the top-left pixel); the
@@ -121,8 +121,8 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
             "image_width": int(d["image_width"]),
             "image_height": int(d["image_height"]),
             "site": d.get("site"),
-            # The ground's z is converted with the vectors: z down in NED is z up negated.
-            "ground_z_m": (-1.0 if frame == "ned" else 1.0) * float(d.get("ground_z_m", 0.0)),
+            # z up in the site frame whatever "frame" says (documented so from the start; files rely on it).
+            "ground_z_m": float(d.get("ground_z_m", 0.0)),
         }
         if model == "cahv":
             return CahvCamera(**vec, **common)

@@ -1,0 +1,59 @@
+"""Save ``last.ckpt`` when training is stopped with Ctrl-C, and say how to go on.
+
+Lightning answers Ctrl-C with a graceful shutdown and exit status 1, keeping only the checkpoints written so
+far: with the mid-epoch recovery checkpoint every 50 optimiser steps, up to 49 steps are lost, and nothing
+tells the user that ``ckpt_path=last`` resumes. Lightning's own ``OnExceptionCheckpoint`` saves to another
+file name on *every* exception (also on a configuration error before the first step) and deletes it at a
+normal teardown, so it is not what ``ckpt_path=last`` looks for; this callback writes the run's
+``last.ckpt`` itself, only for an interrupt during ``fit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+__all__ = ["InterruptCheckpoint"]
+
+log = logging.getLogger(__name__)
+
+
+class InterruptCheckpoint(Callback):
+    """On Ctrl-C during ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint
+    IO) and print one line saying that the same command with ``ckpt_path=last`` resumes.
+
+    Only in a single process: under DDP the other ranks are not at the save's barrier, and the recovery
+    checkpoint every ``every_n_train_steps`` is what a multi-process run resumes from.
+
+    Args:
+        dirpath: The run's checkpoint folder (the one ``ModelCheckpoint`` writes ``last.ckpt`` to).
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.saved: Path | None = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.world_size > 1:
+            return
+        if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
+            return
+        path = self.dirpath / "last.ckpt"
+        try:
+            trainer.save_checkpoint(path)
+        except Exception:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
+            log.warning("interrupted, but last.ckpt could not be written", exc_info=True)
+            return
+        self.saved = path
+        print(
+            f"train.py: interrupted (Ctrl-C) at epoch {trainer.current_epoch}, optimiser step "
+            f"{trainer.global_step}; saved {path}. Run the same command with ckpt_path=last to go on.",
+            file=sys.stderr,
+        )
