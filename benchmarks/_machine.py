@@ -15,3 +15,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine_info(loadavg_before: tuple[float, float, float]) -> dict[str, object]:
+    """What a result JSON records about the machine: Python, platform, CPU model and count, load averages.
+
+    Args:
+        loadavg_before: ``os.getloadavg()`` taken when the measurement started (the one after is read here).
+    """
+    import os
+    import sys
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "loadavg_before": list(loadavg_before),
+        "loadavg_after": list(os.getloadavg()),
+    }

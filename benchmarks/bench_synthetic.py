@@ -21,6 +21,7 @@ import platform
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     p.add_argument("--repeats", type=int, default=3, help="runs per mode (best is reported)")
     p.add_argument("--modes", default="color,grey", help="comma-separated modes")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--json", default=str(Path(__file__).with_name("bench_synthetic.json")))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (grid_sample); default 1")
     p.add_argument(
         "--workers",

@@ -1,12 +1,14 @@
-"""Training throughput (images per second) and peak memory of the default model, printed as a table.
+"""Training throughput (images per second) and peak memory of a model config, printed as a table.
 
 Usage::
 
-    python benchmarks/bench_train.py [--device cpu|cuda] [--steps 4] [--batch-size N] [--threads N]
-        [--compile]
+    python benchmarks/bench_train.py [--model unet_lite0] [--device cpu|cuda] [--steps 4] [--batch-size N]
+        [--threads N] [--compile]
 
-Model: configs/model/unet_lite0.yaml (random encoder weights: weights do not change speed); crop size and
-batch size: configs/data/synthetic.yaml (``crop_size``, ``batch_size``). One optimiser step is what
+Model: ``configs/model/<--model>.yaml``, by default ``unet_lite0`` (smp's full Unet decoder, the real-data
+model); the synthetic default ``python train.py`` trains is ``--model unet_lite0_slim --crop-size 128
+--batch-size 16``. Random encoder weights: weights do not change speed. Crop size and batch size default to
+configs/data/synthetic.yaml (``crop_size``, ``batch_size``). One optimiser step is what
 ``SegmentationTask.training_step`` does (forward, loss, backward) plus the configured optimiser's step, on a
 fixed random batch (data loading is not measured: see bench_synthetic.py for the scene generator).
 
@@ -53,6 +55,7 @@ def worker(
     crop: int,
     threads: int | None,
     compiled: bool = False,
+    model: str = "unet_lite0",
 ) -> dict:
     """Time ``steps`` optimiser steps of one configuration in this process."""
     import torch
@@ -63,7 +66,10 @@ def worker(
 
     from marsunits.task import SegmentationTask
 
-    cfg = OmegaConf.load(REPO / "configs" / "model" / "unet_lite0.yaml")
+    cfg = OmegaConf.load(REPO / "configs" / "model" / f"{model}.yaml")
+    if "defaults" in cfg:  # a variant (unet_lite0_slim) over its base config
+        base = OmegaConf.load(REPO / "configs" / "model" / f"{cfg.defaults[0]}.yaml")
+        cfg = OmegaConf.merge(base, {k: v for k, v in cfg.items() if k != "defaults"})
     torch.manual_seed(0)
     task = SegmentationTask(
         arch=cfg.arch,
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = OmegaConf.load(REPO / "configs" / "data" / "synthetic.yaml")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="unet_lite0", help="configs/model/<name>.yaml (default: unet_lite0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=4, help="timed optimiser steps per configuration")
     p.add_argument("--batch-size", type=int, default=int(data.batch_size))
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             args.crop_size,
             args.threads,
             compiled=compiled == "1",
+            model=args.model,
         )
         print("RESULT " + json.dumps(out))
         return 0
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for cl, precision, compiled in configs:
         cmd = [sys.executable, __file__, "--_worker", f"{cl},{precision},{compiled}", "--device", args.device,
                "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-               "--crop-size", str(args.crop_size)]  # fmt: skip
+               "--crop-size", str(args.crop_size), "--model", args.model]  # fmt: skip
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"configuration {cl},{precision},{compiled} failed:\n{proc.stderr[-3000:]}")
         rows.append(json.loads(line[0][len("RESULT ") :]))
     print(
-        f"\ntraining step benchmark - default model, crop {args.crop_size}, batch {args.batch_size}, "
+        f"\ntraining step benchmark - {args.model}, crop {args.crop_size}, batch {args.batch_size}, "
         f"{args.steps} steps, {args.device}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(
@@ -195,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['first_step_s']:12.1f}"
         )
     result = {
+        "model": args.model,
+        "crop_size": args.crop_size,
+        "batch_size": args.batch_size,
         "rows": rows,
         "machine": {
             "python": sys.version.split()[0],

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from _machine import machine_info  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from omegaconf import OmegaConf
 from scipy.spatial import cKDTree
 
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_contacts.json"))
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.min_unit_area is None:
         args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "ground_vertices": len(ground_err),
         "by_range": by_range.table(),
     }
+    result["machine"] = machine_info(load_before)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     width_col = max(len(k) for k in result)
     for key, value in result.items():

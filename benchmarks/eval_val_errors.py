@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _machine import machine_info  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapt-bn", action="store_true", help="also score with AdaBN on the split")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_val_errors.json"))
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     offsets = sorted({float(v) for v in args.offsets.split(",")} | {0.0})
     scales = tuple(sorted({float(v) for v in args.scales.split(",")} | {1.0}))
     if min(scales) <= 0:
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     report = {"experiment": args.experiment, "splits": results}
+    report["machine"] = machine_info(load_before)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     for res in results:
         print(f"split {res['overrides'] or 'default'} ({res['seconds']} s)")
