@@ -549,3 +549,18 @@ def test_run_id_from_checkpoint_reads_metadata_or_hparams(tmp_path: Path) -> Non
     assert run_id_from_checkpoint(tmp_path / "b.ckpt") == "def456"
     assert run_id_from_checkpoint(tmp_path / "c.ckpt") is None
     assert run_id_from_checkpoint(None) is None
+
+
+def test_the_sync_line_of_a_resumed_offline_run_names_every_part(tmp_path: Path) -> None:
+    """A run resumed with ckpt_path=last continues the same W&B run in a new run folder; the printed
+    `wandb sync` used to name only the newest part, so the first was never uploaded."""
+    from marsunits.tracking.wandb_setup import offline_parts, sync_command
+
+    first = tmp_path / "train" / "synthetic-a" / "wandb" / "offline-run-20261203_110000-abc123"
+    second = tmp_path / "train" / "synthetic-b" / "wandb" / "offline-run-20261203_120000-abc123"
+    other = tmp_path / "train" / "synthetic-c" / "wandb" / "offline-run-20261203_130000-zzz999"
+    for d in (first, second, other):
+        d.mkdir(parents=True)
+    assert offline_parts(second, "abc123") == [first, second]
+    assert offline_parts(other, "zzz999") == [other]
+    assert sync_command(first, second) == f"wandb sync {first} {second}"

@@ -279,9 +279,22 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
     return loggers
 
 
-def sync_command(sync_dir: str | Path) -> str:
-    """The shell command that uploads an offline W&B run folder."""
-    return f"wandb sync {shlex.quote(str(sync_dir))}"
+def sync_command(*sync_dirs: str | Path) -> str:
+    """The shell command that uploads offline W&B run folders (several: the parts of a resumed run)."""
+    return "wandb sync " + " ".join(shlex.quote(str(d)) for d in sync_dirs)
+
+
+def offline_parts(sync_dir: str | Path, run_id: str) -> list[Path]:
+    """Every offline folder of the W&B run ``run_id``: ``sync_dir`` and those that earlier parts of a resumed
+    run left in other run folders beside this one (``<log dir>/<task>/*/wandb/offline-run-*-<id>``).
+
+    A run resumed with ``ckpt_path=last`` continues the same W&B run in a new run folder, so its history is
+    split over two offline folders; syncing only the newest would never upload the first part.
+    """
+    own = Path(sync_dir)
+    task_dir = own.parents[2] if len(own.parents) > 2 else own.parent
+    found = set(task_dir.glob(f"*/wandb/offline-run-*-{run_id}")) | {own}
+    return sorted(found, key=lambda p: p.name)  # offline-run-<YYYYmmdd_HHMMSS>-<id>: oldest first
 
 
 def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
@@ -294,7 +307,9 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     url = None if offline else run.url
     run.finish(exit_code=0 if status == "success" else 1)
     if offline and sync_dir:
-        return f"W&B run {run_id} saved offline in {sync_dir}; upload it with: {sync_command(sync_dir)}"
+        parts = offline_parts(sync_dir, run_id)
+        where = f"in {sync_dir}" if len(parts) == 1 else f"in {len(parts)} parts (it was resumed)"
+        return f"W&B run {run_id} saved offline {where}; upload it with: {sync_command(*parts)}"
     return f"W&B run {run_id}: {url}" if url else f"W&B run {run_id} finished"
 
 
