@@ -221,6 +221,12 @@ def test_missing_root_names_path_and_key(tmp_path: Path) -> None:
     dm = instantiate(_compose("marsscapes", tmp_path, [f"data.root={tmp_path / 'absent'}"]).data)
     with pytest.raises(FileNotFoundError, match=r"absent does not exist.*data\.root="):
         dm.setup("fit")
+    # Several sources: the folder is data.root/<source_dirs.source>, so both keys are named.
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes")
+    both = ["data=marsscapes_ai4mars", f"data.root={tmp_path / 'data'}", "data.source_dirs.ai4mars=nowhere"]
+    dm = instantiate(compose_config("train", tmp_path / "two", [*SHRINK_REAL, "logger=none", *both]).data)
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist.*data\.source_dirs\.ai4mars"):
+        dm.setup("fit")
 
 
 def test_workers_draw_different_crops(tmp_path: Path) -> None:

@@ -690,7 +690,8 @@ def _check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any])
             word = "> 0" if strict else ">= 0"
             default = _DEFAULTS[name]
             raise ConfigError(
-                f"model.{name} must be a number {word}, got {value!r} (default: model.{name}={default})"
+                f"model.{name} must be a number {word}, got {value!r} "
+                f"(e.g. model.{name}={default}, the model configs' value)"
             )
 
 

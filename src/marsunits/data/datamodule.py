@@ -482,7 +482,16 @@ class MarsDataModule(L.LightningDataModule):
 
     def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""
-        records = REAL_SOURCES[source](self._source_root(source), self.name)
+        try:
+            records = REAL_SOURCES[source](self._source_root(source), self.name)
+        except FileNotFoundError as exc:
+            if len(self.sources) == 1:
+                raise
+            # Several sources: each lies in data.root/<source_dirs.source>; either key may need fixing.
+            raise FileNotFoundError(
+                f"{exc} With several sources, '{source}' is read from data.root/{self.source_dirs[source]}: "
+                f"fix data.root or data.source_dirs.{source}."
+            ) from exc
         if self.exclude_sols:
             excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
             if excluded.all():
