@@ -89,7 +89,8 @@ def test_the_advice_is_in_hydra_spelling() -> None:
     assert _override("decoder_channels", [128, 64]) == "model.decoder_channels=[128,64]"
     assert _override("encoder", "efficientnet_lite0") == "model.encoder=efficientnet_lite0"
     assert _override("in_channels", 1) == "data.in_channels=1"
-    assert _override("subclasses", None).startswith("data.subclasses=null")
+    assert _override("subclasses", None) == "data.subclass_map=null data.subclasses=null"
+    assert _override("subclasses", [0, 0, 1]) == "data.subclasses=[0,0,1]"
 
 
 def test_missing_init_checkpoint_names_the_key(tmp_path: Path) -> None:

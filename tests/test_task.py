@@ -487,3 +487,51 @@ def test_subclass_training_loss_is_over_the_subclasses() -> None:
 def test_bad_subclasses_fail_clearly(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SegmentationTask(**TINY, **kwargs)
+
+
+def _stretched_rates(scheduler, planned_steps: int, step: int, total: int) -> list[float]:
+    """Rates from ``step`` to ``total`` after on_train_start met a schedule of another length."""
+    from types import SimpleNamespace
+
+    from marsunits.task import SegmentationTask, _schedule_length
+
+    fake = SimpleNamespace(
+        _planned_schedule=("cosine", planned_steps),
+        lr_schedulers=lambda: scheduler,
+        trainer=SimpleNamespace(global_step=step, ckpt_path="run/last.ckpt"),
+    )
+    assert _schedule_length(scheduler)[1] != planned_steps
+    SegmentationTask.on_train_start(fake)  # type: ignore[arg-type]
+    rates = []
+    for _ in range(step, total):
+        rates.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_a_schedule_stretched_on_resume_follows_the_longer_cosine() -> None:
+    """A finished cosine (rate 0) goes on from the longer curve's value, not from 0; a resume during the
+    warm-up leaves the ramp to set the rates (resetting them there drove the rate to 3x the peak)."""
+    import math
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1e-3)
+    finished = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+    for _ in range(10):
+        optimizer.step()
+        finished.step()
+    rates = _stretched_rates(finished, planned_steps=20, step=10, total=20)
+    expected = [0.5e-3 * (1 + math.cos(math.pi * s / 20)) for s in range(10, 20)]
+    assert rates == pytest.approx(expected, rel=1e-6)
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=10)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=90)
+    warming = torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[10])
+    for _ in range(3):
+        optimizer.step()
+        warming.step()
+    rates = _stretched_rates(warming, planned_steps=200, step=3, total=200)
+    assert max(rates) <= 1e-3 * (1 + 1e-6) and rates[:7] == sorted(rates[:7])  # the ramp, up to the peak
+    assert rates[7] == pytest.approx(1e-3) and rates[-1] < 1e-6  # then the 190-step cosine to its end

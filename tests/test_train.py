@@ -297,14 +297,18 @@ def test_a_run_without_validation_says_its_scores_are_of_the_last_weights(
 
 
 class InterruptAtStep(pl.Callback):
-    """Raises KeyboardInterrupt (what Ctrl-C does) after optimiser step ``step``."""
+    """Raises KeyboardInterrupt (what Ctrl-C does), or with ``sigterm`` Lightning's SIGTERMException (what
+    its SIGTERM handler raises), after optimiser step ``step``."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, sigterm: bool = False) -> None:
         self.step = step
+        self.sigterm = sigterm
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_step == self.step:
-            raise KeyboardInterrupt
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
 
 def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
@@ -326,3 +330,13 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     assert saved["global_step"] == 3  # the epoch-end last.ckpt held step 2
     said = capsys.readouterr().err
     assert "interrupted (Ctrl-C) at epoch 1, optimiser step 3" in said and "ckpt_path=last to go on" in said
+
+    # SIGTERM (kill, a scheduler's pre-emption) is not the user's Ctrl-C: it keeps Lightning's own exit.
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    cfg = compose_config(
+        "train", tmp_path / "term", [*TINY, "trainer.max_epochs=2", *stop, "+callbacks.stop.sigterm=true"]
+    )
+    with pytest.raises(SIGTERMException):
+        run(cfg)
+    assert "interrupted (Ctrl-C)" not in capsys.readouterr().err

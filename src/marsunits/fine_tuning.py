@@ -37,8 +37,8 @@ def _override(key: str, value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     if key == "in_channels":  # the data must deliver what the network takes; model.in_channels follows data's
         return f"data.in_channels={text}"
-    if key == "subclasses":  # the model reads them from the data, which must hold those sub-class masks
-        return f"data.subclasses={text} (with its data.subclass_map, e.g. experiment=marsscapes_subclasses)"
+    if key == "subclasses":  # the model reads them from the data, which must hold masks of those classes
+        return "data.subclass_map=null data.subclasses=null" if value is None else f"data.subclasses={text}"
     return f"model.{key}={text}"
 
 

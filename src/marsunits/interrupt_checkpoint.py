@@ -26,8 +26,9 @@ class InterruptCheckpoint(Callback):
     """On Ctrl-C during ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint
     IO) and print one line saying that the same command with ``ckpt_path=last`` resumes.
 
-    Only in a single process: under DDP the other ranks are not at the save's barrier, and the recovery
-    checkpoint every ``every_n_train_steps`` is what a multi-process run resumes from.
+    Only in a single process (under DDP the other ranks are not at the save's barrier) and only during a
+    training step (not inside validation, where an EMA callback holds swapped weights); otherwise the
+    recovery checkpoint written every ``every_n_train_steps`` is what the run resumes from.
 
     Args:
         dirpath: The run's checkpoint folder (the one ``ModelCheckpoint`` writes ``last.ckpt`` to).
@@ -44,6 +45,10 @@ class InterruptCheckpoint(Callback):
         if not isinstance(exception, KeyboardInterrupt) or trainer.world_size > 1:
             return
         if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
+            return
+        if trainer.validating or trainer.sanity_checking:
+            # A weight-averaging callback (EMA) swaps the averaged weights in for validation: saved now, the
+            # raw and averaged weights would be stored swapped. The recovery checkpoint stands instead.
             return
         path = self.dirpath / "last.ckpt"
         try:

@@ -586,12 +586,22 @@ class SegmentationTask(L.LightningModule):
                 f"data.samples_per_epoch, batch size) make {planned[1]}. Resume with the original settings, "
                 f"or train further as a new run from its weights: init_ckpt_path={ckpt} without ckpt_path"
             )
-        cosine = first._schedulers[-1] if isinstance(first, torch.optim.lr_scheduler.SequentialLR) else first
-        cosine.T_max = int(cosine.T_max) + planned[1] - restored[1]  # type: ignore[attr-defined]
+        sched: Any = first  # SequentialLR's parts and CosineAnnealingLR's T_max are not in the stubs
+        sequential = isinstance(first, torch.optim.lr_scheduler.SequentialLR)
+        cosine: Any = sched._schedulers[-1] if sequential else sched  # noqa: SLF001
+        cosine.T_max = int(cosine.T_max) + planned[1] - restored[1]
+        if sequential and step < int(sched._milestones[0]):  # noqa: SLF001
+            # Still warming up: the ramp sets the rates; the cosine part starts later, already stretched.
+            log.warning(
+                "resumed %s with another run length: the cosine schedule now ends at step %d",
+                ckpt,
+                planned[1],
+            )
+            return
         # The scheduler's update is chainable (it scales the current rate), so a finished schedule, at its
         # minimum of 0, would stay at 0: set each rate to the stretched curve's value at the step reached.
-        done, length = max(int(cosine.last_epoch), 0), int(cosine.T_max)  # type: ignore[attr-defined]
-        eta_min = float(cosine.eta_min)  # type: ignore[attr-defined]
+        done, length = max(int(cosine.last_epoch), 0), int(cosine.T_max)
+        eta_min = float(cosine.eta_min)
         rates = [
             eta_min + (base - eta_min) * (1.0 + math.cos(math.pi * done / length)) / 2.0
             for base in cosine.base_lrs

@@ -260,8 +260,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("train", True):
             try:
                 trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
-            except SystemExit:
-                if trainer.interrupted:  # Lightning turns Ctrl-C into exit status 1 after its shutdown
+            except SystemExit as exc:
+                # Lightning turns Ctrl-C into a plain SystemExit(1) after its shutdown (SIGTERM, a subclass,
+                # is not an interrupt by the user and keeps its own exit).
+                if type(exc) is SystemExit and exc.code == 1 and trainer.interrupted:
                     raise KeyboardInterrupt from None  # reported as an interrupt (status 130)
                 raise
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
