@@ -58,7 +58,7 @@ from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.io import CameraFileError, camera_candidates
 from marsunits.boundary.camera.oriented import orient_camera
-from marsunits.boundary.contact_io import ContactLine, read_contacts
+from marsunits.boundary.contact_io import ContactLine, as_stored, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
@@ -673,6 +673,8 @@ class _Session:
         lines = add_ground_coordinates(
             f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
         )
+        # As a later run reads them back when it skips this image: reports and maps then agree to the digit.
+        lines = as_stored(lines)
         escape = output_escape(self.output_dir, f.rel)  # again: folders may have changed since plan()
         if escape is not None:
             raise ValueError(escape)
