@@ -87,31 +87,26 @@ def test_overrides_in_use_pass() -> None:
     assert unknown_option(["-cd", "/my/configs", "anything=1"], CONFIG_DIR, "train") is None
 
 
-def test_predict_py_stops_before_hydra_with_status_2() -> None:
+@pytest.mark.parametrize(
+    ("script", "args", "said"),
+    [
+        (
+            "predict.py",
+            ["inputdir=x", "ckpt_path=y"],
+            "predict.py: error: unknown option 'inputdir' in 'inputdir=x'; did you mean input_dir=...? "
+            "(the options: configs/predict.yaml)",
+        ),
+        (
+            "train.py",
+            ["trainer.max_epoch=3"],
+            "train.py: error: unknown option 'trainer.max_epoch' in 'trainer.max_epoch=3'; did you mean "
+            "trainer.max_epochs=...? (every option: python train.py --cfg job, with the same overrides)",
+        ),
+    ],
+)
+def test_entry_points_stop_before_running_with_status_2(script: str, args: list[str], said: str) -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), "inputdir=x", "ckpt_path=y"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
+        [sys.executable, str(REPO / script), *args], capture_output=True, text=True, timeout=120, cwd=REPO
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        "predict.py: error: unknown option 'inputdir' in 'inputdir=x'; did you mean input_dir=...? "
-        "(the options: configs/predict.yaml)"
-    )
-
-
-def test_train_py_stops_on_a_nested_typo_with_status_2() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "trainer.max_epoch=3"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        "train.py: error: unknown option 'trainer.max_epoch' in 'trainer.max_epoch=3'; did you mean "
-        "trainer.max_epochs=...? (every option: python train.py --cfg job, with the same overrides)"
-    )
+    assert proc.stderr.strip() == said
