@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from marsunits.boundary.camera.io import camera_candidates
+from marsunits.boundary.camera.io import find_camera_file
 from marsunits.errors import ConfigError
 from marsunits.inference.writers import OutputPaths, write_json_atomic
 
@@ -127,7 +127,7 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
     try:
         if image.stat().st_mtime > paths.mask.stat().st_mtime:
             return True
-        camera = next((c for c in camera_candidates(image) if c.is_file()), None)
+        camera = find_camera_file(image)
         return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
     except OSError:
         return True  # cannot tell: predict it again

@@ -56,7 +56,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from marsunits.atomic import remove_stale_temporaries
 from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.camera.io import CameraFileError, camera_candidates
+from marsunits.boundary.camera.io import CameraFileError, find_camera_file
 from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import ContactLine, as_stored, read_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
@@ -340,11 +340,6 @@ def argmax_uint8(probs: np.ndarray) -> np.ndarray:
 
 
 _FIND = object()
-
-
-def find_camera_file(image_path: Path) -> Path | None:
-    """The camera file an image would be read with (``camera_candidates``), or None; nothing is parsed."""
-    return next((c for c in camera_candidates(image_path) if c.is_file()), None)
 
 
 def image_camera(image_path: Path) -> CameraModel | None:

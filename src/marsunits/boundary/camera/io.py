@@ -36,6 +36,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "CameraFileError",
     "camera_candidates",
+    "find_camera_file",
     "camera_from_dict",
     "find_camera",
     "load_camera",
@@ -183,15 +184,17 @@ def camera_candidates(image_path: str | os.PathLike[str]) -> list[Path]:
     return [p.with_name(p.stem + SIDECAR_SUFFIX), p.parent.parent / "cameras" / f"{p.stem}.json"]
 
 
-def find_camera(image_path: str | os.PathLike[str]) -> CameraModel | None:
-    """The camera of an image, or None when it has no camera file.
+def find_camera_file(image_path: str | os.PathLike[str]) -> Path | None:
+    """The camera file an image is read with: the first of :func:`camera_candidates` that exists, or None.
+    Nothing is parsed."""
+    return next((c for c in camera_candidates(image_path) if c.is_file()), None)
 
-    Looks in the places of :func:`camera_candidates`; the first existing file is read.
+
+def find_camera(image_path: str | os.PathLike[str]) -> CameraModel | None:
+    """The camera of an image (:func:`find_camera_file`, read), or None when it has no camera file.
 
     Raises:
         CameraFileError: If a camera file exists but cannot be read (a broken file is never ignored).
     """
-    for cand in camera_candidates(image_path):
-        if cand.is_file():
-            return load_camera(cand)
-    return None
+    path = find_camera_file(image_path)
+    return None if path is None else load_camera(path)
