@@ -110,6 +110,14 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
     sizes = [(70, 150), (40, 50), (64, 64), (33, 129), (90, 45)]
     for i, (h, w) in enumerate(sizes):
         save_rgb(inp / ("sub" if i % 2 else "") / f"img{i}.png", h, w, seed=i)
+        camera = {
+            "model": "pinhole",
+            "image_width": w,
+            "image_height": h,
+            "hfov_deg": 60.0,
+            "pitch_deg": 20.0,
+        }
+        (inp / ("sub" if i % 2 else "") / f"img{i}.camera.json").write_text(json.dumps(camera))
     (inp / "broken.png").write_bytes(b"not a png")
     outs = {}
     for devices in (1, 2):
@@ -124,6 +132,7 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
                 f"devices={devices}",
                 "threads=1",  # the same arithmetic in every process, so outputs are bit-identical
                 "num_workers=0",
+                "map=true",  # the map lists every image's camera: in path order, whichever rank had it
                 f"hydra.run.dir={tmp_path / f'hydra{devices}'}",
             ],
             cwd=tmp_path,
@@ -135,12 +144,17 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
     other = sorted(p.relative_to(sharded).as_posix() for p in sharded.rglob("*") if p.is_file())
     assert files == other
     masks = [f for f in files if f.endswith((".mask.png", ".overlay.png", ".contact.geojson"))]
-    assert len(masks) == 3 * len(sizes)
+    assert len(masks) == 3 * len(sizes) and "contact_map.geojson" in files
+    masks.append("contact_map.geojson")
     for rel in masks:
         assert (single / rel).read_bytes() == (sharded / rel).read_bytes(), rel
     assert _manifest(single) == _manifest(sharded)
     s1 = json.loads((single / "summary.json").read_text())
     s2 = json.loads((sharded / "summary.json").read_text())
     assert s2["world_size"] == 2 and s1["world_size"] == 1
+    # The spawned processes log as one process does (they used to log nothing, on screen or in the file).
+    for devices in (1, 2):
+        logged = (tmp_path / f"hydra{devices}" / "predict.log").read_text()
+        assert "contact map written" in logged, (devices, logged[-2000:])
     assert s1["counts"] == s2["counts"] == {"ok": 5, "error": 1, "skipped": 0, "total": 6}
     assert s1["megapixels"] == s2["megapixels"]

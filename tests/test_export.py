@@ -286,3 +286,31 @@ def test_cli_argument_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("python -m marsunits.export: error:"), err
+
+
+def test_a_folder_predicted_with_a_package_goes_on_with_its_checkpoint(
+    checkpoint: Path, package: Path, tmp_path: Path
+) -> None:
+    """The package holds the checkpoint's weights (it records the checkpoint's SHA-256): re-running the folder
+    with the .ckpt used to be refused as "another model"; another model's checkpoint still is."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference import run
+
+    try:
+        from .test_predict import make_cfg, read_manifest, save_rgb
+    except ImportError:
+        from test_predict import make_cfg, read_manifest, save_rgb  # type: ignore[no-redef]
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 32, 40)
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0
+    assert run(make_cfg(tmp_path, checkpoint, inp, out)) == 0
+    assert read_manifest(out)["a.png"]["status"] == "skipped"
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0  # and back
+    other = tmp_path / "other.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    first = next(k for k, v in saved["state_dict"].items() if v.is_floating_point())
+    saved["state_dict"][first] = saved["state_dict"][first] + 1.0
+    torch.save(saved, other)
+    with pytest.raises(ConfigError, match="the model"):
+        run(make_cfg(tmp_path, other, inp, out))

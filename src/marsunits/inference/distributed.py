@@ -23,6 +23,7 @@ and whose loop has no place for the per-file error rows, contact extraction and 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +90,52 @@ def launch(opts: PredictOptions) -> RunResult:
         strategy="ddp" if external else "ddp_spawn",
         precision="32-true",  # precision is the predictor's business (runtime.resolve_precision)
     )
-    return fabric.launch(_rank_main, opts)  # type: ignore[arg-type]  # launch forwards *args to the function
+    return fabric.launch(_rank_main, opts, _log_handlers())  # type: ignore[arg-type]  # forwards *args
 
 
-def _rank_main(fabric: Fabric, opts: PredictOptions) -> RunResult:
+#: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
+_HandlerSpec = tuple[str | None, str | None]
+
+
+def _log_handlers() -> list[_HandlerSpec]:
+    """The root logger's console and file handlers (Hydra's ``predict.log``), described so that a spawned
+    process can rebuild them: ``ddp_spawn`` children start with no logging set up, so a ``devices=2`` run
+    logged nothing, on the console or in its log file."""
+    specs: list[_HandlerSpec] = []
+    for handler in logging.getLogger().handlers:
+        fmt = handler.formatter._fmt if handler.formatter else None  # noqa: SLF001 - no public accessor
+        if isinstance(handler, logging.FileHandler):
+            specs.append((handler.baseFilename, fmt))
+        elif isinstance(handler, logging.StreamHandler):
+            specs.append((None, fmt))
+    return specs
+
+
+def _restore_logging(specs: list[_HandlerSpec], rank: int) -> None:
+    """Rebuild the parent's handlers in a spawned child (see :func:`_log_handlers`); nothing if it has some.
+
+    Rank 0 logs what a one-process run logs; the other ranks only warnings (their images' errors), so the
+    run's INFO lines are not repeated once per process.
+    """
+    root = logging.getLogger()
+    if root.handlers or not specs:
+        return
+    for filename, fmt in specs:
+        handler: logging.Handler = (
+            logging.StreamHandler() if filename is None else logging.FileHandler(filename, mode="a")
+        )
+        handler.setFormatter(logging.Formatter(fmt))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+
+
+def _rank_main(
+    fabric: Fabric, opts: PredictOptions, log_handlers: list[_HandlerSpec] | None = None
+) -> RunResult:
     """One rank's work: predict its shard with its own device, then gather the reports on rank 0."""
     import torch.distributed as dist
+
+    _restore_logging(log_handlers or [], fabric.global_rank)
 
     from marsunits.inference.runner import PredictOptions, Shard, predict_shard
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,10 @@ __all__ = ["SETTINGS_NAME", "check_settings", "input_changed", "settings_record"
 
 #: File name of the record in the output folder.
 SETTINGS_NAME = "prediction_settings.json"
-#: Recorded keys that do not decide whether outputs are comparable.
-_INFORMATIVE = ("checkpoint",)
+#: Hashes of other files with the same weights (see :func:`settings_record`).
+_ALIASES = "same_model_sha256"
+#: Recorded keys that do not decide whether outputs are comparable (the aliases are compared with the hash).
+_INFORMATIVE = ("checkpoint", _ALIASES)
 #: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).
 PENDING_KEY = "overwrite_pending"
 
@@ -58,6 +60,10 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     for key in keys:
         if key == "probability_dtype" and None in (old.get(key), new.get(key)):
             continue  # probabilities turned on or off: the masks and contacts are the same
+        if key == "weights_sha256":
+            names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
+            if names[0] & names[1]:
+                continue  # the same weights in another file (a package and its checkpoint)
         if old.get(key) != new.get(key):
             if key == "weights_sha256":
                 diffs.append(
@@ -134,7 +140,18 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
 
 
 def settings_record(
-    checkpoint: str | os.PathLike[str], weights_sha256: str, options: Mapping[str, Any]
+    checkpoint: str | os.PathLike[str],
+    weights_sha256: str,
+    options: Mapping[str, Any],
+    same_model_sha256: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """This run's record: the checkpoint path and hash plus the output-changing ``options``."""
-    return {"checkpoint": str(checkpoint), "weights_sha256": weights_sha256, **options}
+    """This run's record: the checkpoint path and hash plus the output-changing ``options``.
+
+    ``same_model_sha256``: hashes of other files holding the same weights (a model package records the
+    checkpoint it was exported from), so predicting a folder with the package and then with its checkpoint
+    is one model.
+    """
+    record = {"checkpoint": str(checkpoint), "weights_sha256": weights_sha256, **options}
+    if same_model_sha256:
+        record[_ALIASES] = sorted(set(same_model_sha256))
+    return record

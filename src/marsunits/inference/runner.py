@@ -455,7 +455,7 @@ class _Session:
 
         # Imported here: Lightning is slow to import. load_model reads packages (safetensors + JSON) and
         # checkpoints; a checkpoint that needs arbitrary unpickling is refused unless trust_checkpoint.
-        from marsunits.model_package import WEIGHTS_NAME, is_package, load_model
+        from marsunits.model_package import WEIGHTS_NAME, is_package, load_model, read_package_json
 
         task = load_model(self.ckpt_path, map_location="cpu", trust_checkpoint=bool(opts.trust_checkpoint))
         self.metadata = task.metadata
@@ -488,6 +488,12 @@ class _Session:
             if is_package(self.ckpt_path)
             else self.ckpt_path
         )
+        # A package records the checkpoint it was exported from: the same weights, so the same model.
+        source = (
+            read_package_json(self.ckpt_path).get("provenance", {}).get("source_checkpoint_sha256")
+            if weights_file != self.ckpt_path
+            else None
+        )
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
         self.settings = settings_record(
             self.ckpt_path,
@@ -503,6 +509,7 @@ class _Session:
                 "max_range_m": float(opts.max_range_m),
                 "probability_dtype": str(opts.probability_dtype) if opts.save_probabilities else None,
             },
+            same_model_sha256=[source] if isinstance(source, str) and source else (),
         )
         forward, self.runtime = build_forward(
             task,
@@ -861,7 +868,9 @@ class _Session:
             return []
         from marsunits.boundary.contact_map import build_contact_map  # matplotlib: imported only when used
 
-        written = build_contact_map(self.map_items, self.output_dir, self.opts.max_range_m)
+        # By image path: the same map whichever process, or earlier run, handled which image.
+        items = sorted(self.map_items, key=lambda item: item[0])
+        written = build_contact_map(items, self.output_dir, self.opts.max_range_m)
         log.info("contact map written: %s", ", ".join(p.name for p in written))
         return written
 
