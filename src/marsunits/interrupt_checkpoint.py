@@ -37,7 +37,6 @@ class InterruptCheckpoint(Callback):
     def __init__(self, dirpath: str | Path) -> None:
         super().__init__()
         self.dirpath = Path(dirpath)
-        self.saved: Path | None = None
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
@@ -56,7 +55,6 @@ class InterruptCheckpoint(Callback):
         except Exception:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
             log.warning("interrupted, but last.ckpt could not be written", exc_info=True)
             return
-        self.saved = path
         print(
             f"train.py: interrupted (Ctrl-C) at epoch {trainer.current_epoch}, optimiser step "
             f"{trainer.global_step}; saved {path}. Run the same command with ckpt_path=last to go on.",

@@ -269,12 +269,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
         best = _best_ckpt(trainer)
         monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
-        if (
-            best is None
-            and monitored
-            and cfg.get("train", True)
-            and not getattr(trainer, "fast_dev_run", False)
-        ):
+        fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
+        if best is None and monitored and cfg.get("train", True) and not fast_dev_run:
             log.warning(
                 "no best checkpoint: validation never ran during training "
                 "(trainer.check_val_every_n_epoch=%s, trainer.max_epochs=%s), so val/* and test/* are of the "
@@ -283,7 +279,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 cfg.trainer.get("check_val_every_n_epoch"),
                 cfg.trainer.get("max_epochs"),
             )
-        if not getattr(trainer, "fast_dev_run", False):
+        if not fast_dev_run:
             # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
             validated = trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
             for stage_metrics in validated:
