@@ -2,11 +2,11 @@
 
 Usage::
 
-    python benchmarks/bench_train.py [--model unet_lite0] [--device cpu|cuda] [--steps 4] [--batch-size N]
-        [--threads N] [--compile]
+    python benchmarks/bench_train.py [--model unet_lite0[,other,...]] [--rounds 1] [--device cpu|cuda]
+        [--steps 4] [--batch-size N] [--threads N] [--compile]
 
 Model: ``configs/model/<--model>.yaml``, by default ``unet_lite0`` (smp's full Unet decoder, the real-data
-model); the synthetic default ``python train.py`` trains is ``--model unet_lite0_slim --crop-size 128
+model); the synthetic default ``python train.py`` trains is ``--model unet_lite0_d4 --crop-size 128
 --batch-size 16``. Random encoder weights: weights do not change speed. Crop size and batch size default to
 configs/data/synthetic.yaml (``crop_size``, ``batch_size``). One optimiser step is what
 ``SegmentationTask.training_step`` does (forward, loss, backward) plus the configured optimiser's step, on a
@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -134,12 +135,81 @@ def worker(
     }
 
 
+def _run_worker(
+    args: argparse.Namespace, model: str, cl: str, precision: str, compiled: str
+) -> dict[str, Any]:
+    """Time one configuration of one model in a fresh subprocess (so peak memory is its own)."""
+    cmd = [sys.executable, __file__, "--_worker", f"{cl},{precision},{compiled}", "--device", args.device,
+           "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+           "--crop-size", str(args.crop_size), "--model", model]  # fmt: skip
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(
+            f"{model} configuration {cl},{precision},{compiled} failed:\n{proc.stderr[-3000:]}"
+        )
+    return dict(json.loads(line[0][len("RESULT ") :]))
+
+
+_CONFIG_KEYS = ("channels_last", "precision", "compiled")
+_MEASURES = ("images_per_s", "cpu_s_per_image", "peak_memory_gb", "first_step_s")
+
+
+def _drop_keys(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("model", "round")}
+
+
+def _medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, configuration): the median of each measure over the rounds."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], *(r[k] for k in _CONFIG_KEYS)), []).append(r)
+    out = []
+    for key, members in groups.items():
+        row = {"model": key[0], **dict(zip(_CONFIG_KEYS, key[1:], strict=True)), "rounds": len(members)}
+        row |= {m: statistics.median(r[m] for r in members) for m in _MEASURES}
+        out.append(row)
+    return out
+
+
+def _ratios(summary: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
+    """Each further model's median speed over the first model's, configuration by configuration."""
+    first = {tuple(r[k] for k in _CONFIG_KEYS): r for r in summary if r["model"] == models[0]}
+    out = []
+    for r in summary:
+        ref = first.get(tuple(r[k] for k in _CONFIG_KEYS))
+        if r["model"] == models[0] or ref is None:
+            continue
+        out.append(
+            {
+                "model": r["model"],
+                "reference": models[0],
+                "configuration": ",".join(f"{k}={r[k]}" for k in _CONFIG_KEYS),
+                "images_per_s_ratio": r["images_per_s"] / ref["images_per_s"],
+                "cpu_s_per_image_ratio": r["cpu_s_per_image"] / ref["cpu_s_per_image"],
+            }
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     data = OmegaConf.load(REPO / "configs" / "data" / "synthetic.yaml")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="unet_lite0", help="configs/model/<name>.yaml (default: unet_lite0)")
+    p.add_argument(
+        "--model",
+        default="unet_lite0",
+        help="configs/model/<name>.yaml (default: unet_lite0); several, comma-separated, run interleaved",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat every model and configuration this many times, interleaved; medians are reported",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=4, help="timed optimiser steps per configuration")
     p.add_argument("--batch-size", type=int, default=int(data.batch_size))
@@ -175,38 +245,48 @@ def main(argv: list[str] | None = None) -> int:
             configs += [("1", "bf16", "0")]
     if args.compile:
         configs += [("1", "32", "1")]
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if args.rounds < 1 or not models:
+        p.error("--rounds must be >= 1 and --model must name at least one config")
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    for cl, precision, compiled in configs:
-        cmd = [sys.executable, __file__, "--_worker", f"{cl},{precision},{compiled}", "--device", args.device,
-               "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-               "--crop-size", str(args.crop_size), "--model", args.model]  # fmt: skip
-        if args.threads is not None:
-            cmd += ["--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            raise RuntimeError(f"configuration {cl},{precision},{compiled} failed:\n{proc.stderr[-3000:]}")
-        rows.append(json.loads(line[0][len("RESULT ") :]))
+    # Interleaved (round 1: every model and configuration, round 2: the same again, ...) so that a shared
+    # machine's drifting speed falls on every model alike; the ratios of medians are what to compare.
+    for round_ in range(args.rounds):
+        for model in models:
+            for cl, precision, compiled in configs:
+                rows.append(
+                    _run_worker(args, model, cl, precision, compiled) | {"model": model, "round": round_}
+                )
     print(
-        f"\ntraining step benchmark - {args.model}, crop {args.crop_size}, batch {args.batch_size}, "
-        f"{args.steps} steps, {args.device}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
+        f"\ntraining step benchmark - crop {args.crop_size}, batch {args.batch_size}, {args.steps} steps, "
+        f"{args.rounds} round(s), {args.device}, load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'channels_last':>13} {'precision':>9} {'compiled':>8} {'images/s':>9} {'CPU s/image':>11} "
-        f"{'peak GB':>8} {'first step s':>12}"
+        f"{'model':>18} {'channels_last':>13} {'precision':>9} {'compiled':>8} {'images/s':>9} "
+        f"{'CPU s/image':>11} {'peak GB':>8} {'first step s':>12}"
     )
-    for r in rows:
+    summary = _medians(rows)
+    for r in summary:
         print(
-            f"{str(r['channels_last']):>13} {r['precision']:>9} {str(r['compiled']):>8} "
+            f"{r['model']:>18} {str(r['channels_last']):>13} {r['precision']:>9} {str(r['compiled']):>8} "
             f"{r['images_per_s']:9.2f} {r['cpu_s_per_image']:11.3f} {r['peak_memory_gb']:8.2f} "
             f"{r['first_step_s']:12.1f}"
         )
+    ratios = _ratios(summary, models)
+    for line in ratios:
+        print(
+            f"{line['model']} / {line['reference']} ({line['configuration']}): "
+            f"images/s x{line['images_per_s_ratio']:.2f}, CPU s/image x{line['cpu_s_per_image_ratio']:.2f}"
+        )
     result = {
-        "model": args.model,
+        "model": models[0] if len(models) == 1 else models,
         "crop_size": args.crop_size,
         "batch_size": args.batch_size,
-        "rows": rows,
+        "rounds": args.rounds,
+        "rows": rows if args.rounds > 1 or len(models) > 1 else [_drop_keys(r) for r in rows],
+        "medians": summary,
+        "ratios_to_first_model": ratios,
         "machine": {
             "python": sys.version.split()[0],
             "platform": platform.platform(),

@@ -55,3 +55,29 @@ def test_scaled_logits_changes_resolution_when_asked(eval_val_errors):
     out = eval_val_errors.scaled_logits(Probe(), image, 0.5)
     assert seen == [(64, 96)]
     assert out.shape == image.shape
+
+
+def test_bench_train_medians_and_ratios_pair_configurations():
+    """Interleaved rounds collapse to one median row per (model, configuration), and each further model's
+    ratio is taken against the first model's same configuration only."""
+    bench_train = _load("bench_train")
+
+    def row(model, cl, ips, cpu):
+        config = {"model": model, "channels_last": cl, "precision": "32", "compiled": False}
+        return config | {
+            "images_per_s": ips,
+            "cpu_s_per_image": cpu,
+            "peak_memory_gb": 1.0,
+            "first_step_s": 1.0,
+        }
+
+    rows = [row("a", True, v, 1 / v) for v in (10.0, 30.0, 20.0)] + [row("a", False, 5.0, 0.2)]
+    rows += [row("b", True, v, 1 / v) for v in (40.0, 25.0, 30.0)]
+    medians = {(r["model"], r["channels_last"]): r for r in bench_train._medians(rows)}
+    assert set(medians) == {("a", True), ("a", False), ("b", True)}
+    assert medians["a", True]["images_per_s"] == 20.0 and medians["a", True]["rounds"] == 3
+    assert medians["b", True]["images_per_s"] == 30.0
+    ratios = bench_train._ratios(list(medians.values()), ["a", "b"])
+    assert len(ratios) == 1  # b has no channels_last=False row to compare
+    assert ratios[0]["images_per_s_ratio"] == pytest.approx(1.5)
+    assert ratios[0]["cpu_s_per_image_ratio"] == pytest.approx((1 / 30) / (1 / 20))

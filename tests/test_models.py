@@ -185,6 +185,32 @@ def test_offline_encoder_single_channel_sums_the_rgb_stem(weights: str, count: i
         assert model(torch.rand(2, 1, 64, 32)).shape == (2, 3, 64, 32)
 
 
+def test_offline_weights_fill_a_four_stage_encoder() -> None:
+    """The synthetic default (model=unet_lite0_d4) decodes Lite0's features down to 1/16 only: the encoder
+    still holds every pretrained block (timm builds them all) and the network needs multiples of 16."""
+    model = build_model(
+        "unet",
+        "efficientnet_lite0",
+        "lite0_offline",
+        in_channels=3,
+        num_classes=3,
+        encoder_depth=4,
+        decoder_channels=[64, 32, 16, 16],
+    )
+    encoder = model.encoder.model.state_dict()
+    mapped = lite0_timm_state_dict()
+    for name, tensor in encoder.items():
+        assert torch.equal(tensor, mapped[name]), name
+    assert {n for n in encoder} == {
+        n for n in mapped if not n.startswith(("conv_head", "bn2.", "classifier"))
+    }
+    assert size_divisor(model) == 16
+    with torch.no_grad():
+        features = model.encoder(torch.rand(1, 3, 64, 64))
+        assert features[-1].shape[-2:] == (4, 4)  # the deepest decoded map is 1/16 of the input
+        assert model.eval()(torch.rand(1, 3, 48, 80)).shape == (1, 3, 48, 80)
+
+
 def test_positional_mapping_rejects_a_shape_mismatch(tmp_path, package_weights) -> None:
     broken = dict(package_weights)
     broken["_bn0.weight"] = torch.zeros(7)  # second tensor: wrong shape

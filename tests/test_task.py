@@ -354,6 +354,7 @@ def test_load_task_rejects_unknown_format_version(trained, tmp_path) -> None:
         "tiny",
         "unet_lite0",
         "unet_lite0_slim",
+        "unet_lite0_d4",
         "unet_lite1",
         "unet_lite2",
         "fpn_lite0",

@@ -174,7 +174,7 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
     assert resolve_ckpt_path(
         "last", tmp_path / "new", logs, "train", job_identity(cfgs["synthetic-new"])
     ) == str(newest)
-    for overrides in (["model.encoder_depth=4"], ["experiment=ai4mars", "data.root=/another/copy"]):
+    for overrides in (["model=unet_lite0_slim"], ["experiment=ai4mars", "data.root=/another/copy"]):
         other = compose_config("train", tmp_path / "x", overrides)
         with pytest.raises(
             ConfigError, match=r"none of the 2 runs .*\(newest: synthetic-new\).*ckpt_path=<pa"
