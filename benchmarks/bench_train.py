@@ -157,10 +157,6 @@ _CONFIG_KEYS = ("channels_last", "precision", "compiled")
 _MEASURES = ("images_per_s", "cpu_s_per_image", "peak_memory_gb", "first_step_s")
 
 
-def _drop_keys(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in ("model", "round")}
-
-
 def _medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (model, configuration): the median of each measure over the rounds."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -284,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "crop_size": args.crop_size,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
-        "rows": rows if args.rounds > 1 or len(models) > 1 else [_drop_keys(r) for r in rows],
+        "rows": rows,
         "medians": summary,
         "ratios_to_first_model": ratios,
         "machine": {
