@@ -743,9 +743,21 @@ def test_patterns_are_case_insensitive_extensions() -> None:
     from marsunits.inference.inputs import normalise_patterns
 
     assert normalise_patterns(["*.PNG", "jpg", ".tif", "png"]) == (".png", ".jpg", ".tif")
-    for bad in ([], ["a/b"], ["*.p?g"]):
+    # One value on the command line (patterns=jpg) arrives as a string: one extension, not three letters.
+    assert normalise_patterns("JPG") == (".jpg",)
+    assert normalise_patterns("jpg, *.png") == (".jpg", ".png")
+    for bad in ([], ["a/b"], ["*.p?g"], "", " , "):
         with pytest.raises(ConfigError):
             normalise_patterns(bad)
+
+
+def test_a_single_pattern_on_the_command_line_selects_that_extension(tmp_path: Path, ckpt: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.jpg", 40, 50, seed=1)
+    save_rgb(inp / "b.png", 40, 50, seed=2)
+    run(make_cfg(tmp_path, ckpt, inp, out, "patterns=jpg"))
+    assert set(read_manifest(out)) == {"a.jpg"}
+    assert (out / "a.mask.png").is_file() and not (out / "b.mask.png").exists()
 
 
 def test_contact_extraction_on_crops_equals_whole_image_marching_squares() -> None:

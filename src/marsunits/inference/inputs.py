@@ -56,12 +56,17 @@ class InputProblem:
     message: str
 
 
-def normalise_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+def normalise_patterns(patterns: Sequence[str] | str) -> tuple[str, ...]:
     """``["*.PNG", "jpg"]`` -> ``(".png", ".jpg")``.
+
+    A single string is one extension or a comma-separated list (``patterns=jpg`` on the command line gives the
+    string ``"jpg"``, which must not be read letter by letter).
 
     Raises:
         ConfigError: If the list is empty or a pattern contains a path separator or a wildcard elsewhere.
     """
+    if isinstance(patterns, str):
+        patterns = [part for part in patterns.split(",") if part.strip()]
     exts = []
     for raw in patterns:
         p = str(raw).strip().lower().removeprefix("*")
@@ -105,7 +110,7 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     return inp, out
 
 
-def discover(input_dir: Path, patterns: Sequence[str]) -> tuple[list[InputFile], list[InputProblem]]:
+def discover(input_dir: Path, patterns: Sequence[str] | str) -> tuple[list[InputFile], list[InputProblem]]:
     """List the images under ``input_dir`` (sorted by relative path) and the problems met on the way.
 
     Problems are unreadable sub-folders and same-stem collisions (see module docstring); colliding files
