@@ -146,6 +146,42 @@ def test_unsupported_tiff_dtype(tmp_path: Path) -> None:
         read_image(tmp_path / "i.tif")
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "jpeg", "zstd", "packbits"])
+def test_compressed_tiffs_read_like_uncompressed_ones(tmp_path: Path, compression: str) -> None:
+    """LZW is the usual compression of TIFFs from GIS and image tools; tifffile decodes it (and JPEG, ZSTD)
+    through imagecodecs, a dependency: such a file must read, not be reported as corrupt."""
+    yy, xx = np.mgrid[0:24, 0:40]
+    rgb = np.stack([xx * 6, yy * 10, (xx + yy) * 4], axis=-1).astype(np.uint8)  # smooth, so JPEG keeps it
+    mask = RNG.integers(0, 3, size=(24, 40), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "plain.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb", compression=compression)
+    got, plain = read_image(tmp_path / "c.tif"), read_image(tmp_path / "plain.tif")
+    assert got.shape == plain.shape == (24, 40, 3)
+    # JPEG is lossy: a few grey levels apart; every lossless codec gives the very pixels.
+    np.testing.assert_allclose(got, plain, atol=0.1 if compression == "jpeg" else 0.0)
+    if compression != "jpeg":
+        tifffile.imwrite(tmp_path / "m.tif", mask, compression=compression)
+        np.testing.assert_array_equal(read_mask(tmp_path / "m.tif"), mask)
+
+
+def test_a_missing_tiff_codec_is_named_not_called_corruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without imagecodecs, tifffile refuses LZW with a ValueError naming the package: the user must be told
+    to install it (or re-save the file), not that a good file is corrupt."""
+    tifffile.imwrite(tmp_path / "lzw.tif", np.zeros((8, 8), np.uint8), compression="lzw")
+
+    def no_codec(self, *args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    for read in (read_image, read_mask):
+        with pytest.raises(ImageReadError) as info:
+            read(tmp_path / "lzw.tif")
+        message = str(info.value)
+        assert "lzw.tif" in message and "pip install imagecodecs" in message and "corrupt" not in message
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     arr = np.zeros((10, 30, 3), np.uint8)
     arr[:, :5] = 255  # bright band on the left edge as stored

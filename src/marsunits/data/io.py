@@ -152,6 +152,22 @@ def _open_tiff_first_page(path: Path) -> tuple[int, int, int | None, bool]:
         ) from err
 
 
+def _tiff_decode_error(path: Path, err: Exception, fix: str) -> ImageReadError:
+    """The error for a TIFF whose pixels could not be decoded: a missing codec is not a corrupt file.
+
+    tifffile decodes LZW, JPEG, ZSTD, WebP and most other compressions through the ``imagecodecs`` package
+    (a dependency of marsunits); without it, it raises ``ValueError("<COMPRESSION.LZW: 5> requires the
+    'imagecodecs' package")`` for a perfectly good file.
+    """
+    if "imagecodecs" in str(err):
+        return ImageReadError(
+            f"{path}: the TIFF's compression needs the imagecodecs package, which is not installed in this "
+            f"environment ({err}). Install it (pip install imagecodecs; it comes with marsunits' "
+            "dependencies), or save the TIFF uncompressed or with deflate (zlib) compression."
+        )
+    return ImageReadError(f"{path}: the TIFF is truncated or corrupt ({type(err).__name__}: {err}). {fix}")
+
+
 def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     height, width, _, planar = _open_tiff_first_page(path)
     _check_megapixels(path, width, height, max_megapixels)
@@ -162,10 +178,7 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
             # ExtraSamples 1 (associated) or 2 (unassociated) is alpha; 0 is some other band (e.g. near-IR).
             extra = tuple(int(v) for v in (getattr(page, "extrasamples", ()) or ()))
     except Exception as err:
-        raise ImageReadError(
-            f"{path}: the TIFF is truncated or corrupt ({type(err).__name__}: {err}). "
-            "Re-export or copy it again."
-        ) from err
+        raise _tiff_decode_error(path, err, "Re-export or copy it again.") from err
     alpha = bool(extra) and extra[-1] in (1, 2)
     if planar:
         arr = np.moveaxis(arr, 0, -1)
@@ -510,9 +523,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
         try:
             arr = tifffile.imread(p, key=0)
         except Exception as err:
-            raise ImageReadError(
-                f"{p}: the TIFF mask is truncated or corrupt ({err}). Export it again."
-            ) from err
+            raise _tiff_decode_error(p, err, "Export it again.") from err
         if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
             arr = arr.reshape(height, width)
         if arr.ndim == 2 and arr.dtype in (np.uint16, np.int16, np.int32, np.uint32):
