@@ -331,6 +331,64 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     assert run(make_cfg(tmp_path, other, inp, out)) == 0  # and now that model's outputs resume
 
 
+def test_finished_overwrite_leaves_only_its_own_outputs(tmp_path: Path, ckpt: Path) -> None:
+    """An overwrite=true run with another model used to leave the old model's outputs of inputs it did not
+    redo (removed since, or failing now) and the prob.tif files it did not save: two models in one folder."""
+    from marsunits.inference.output_settings import SETTINGS_NAME
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for rel in ("a.png", "gone.png", "sub/b.png", "sub/broken.png"):
+        save_rgb(inp / rel, 40, 50, seed=len(rel))
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
+    (out / "sub" / "notes.txt").write_text("the user's own file")
+    assert len(list(out.rglob("*.prob.tif"))) == 4
+
+    other = tmp_path / "other.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    name = next(k for k in state["state_dict"] if k.endswith("weight"))
+    state["state_dict"][name] = state["state_dict"][name] + 1.0
+    torch.save(state, other)
+    (inp / "gone.png").unlink()
+    (inp / "sub" / "broken.png").write_bytes(b"not a PNG any more")
+    assert run(make_cfg(tmp_path, other, inp, out, "overwrite=true", "allow_errors=true")) == 0
+
+    rows = read_manifest(out)
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "a.png": "ok",
+        "sub/b.png": "ok",
+        "sub/broken.png": "error",
+    }
+    per_image = sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.name.endswith((".mask.png", ".overlay.png", ".contact.geojson", ".prob.tif"))
+    )
+    assert per_image == [
+        f"{stem}{suffix}"
+        for stem in ("a", "sub/b")
+        for suffix in (".contact.geojson", ".mask.png", ".overlay.png")
+    ]
+    assert (out / "sub" / "notes.txt").read_text() == "the user's own file"  # not ours: untouched
+    record = json.loads((out / SETTINGS_NAME).read_text())
+    assert record["checkpoint"] == str(other) and record["probability_dtype"] is None
+    assert "overwrite_pending" not in record
+    # With no prob.tif left, saving probabilities of another dtype is no longer a mix of two dtypes.
+    assert (
+        run(
+            make_cfg(
+                tmp_path,
+                other,
+                inp,
+                out,
+                "save_probabilities=true",
+                "probability_dtype=float16",
+                "allow_errors=true",
+            )
+        )
+        == 0
+    )
+
+
 def test_interrupted_run_leaves_no_partial_file_and_resumes(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -107,14 +107,18 @@ def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: boo
         )
 
 
-def write_settings(output_dir: Path, settings: Mapping[str, Any], pending: bool = False) -> Path:
+def write_settings(
+    output_dir: Path, settings: Mapping[str, Any], pending: bool = False, replaced_all: bool = False
+) -> Path:
     """Record this run's settings in ``output_dir`` (atomically); returns the file's path.
 
     ``pending=True`` (an ``overwrite=true`` run starting) marks the record unfinished: until the same call
     without it, :func:`check_settings` refuses to resume the folder without ``overwrite=true``.
+    ``replaced_all=True`` (a finished ``overwrite=true`` run, which removed every output it did not write):
+    no earlier ``prob.tif`` is left, so the record is this run's alone.
     """
     record = {**settings, PENDING_KEY: True} if pending else dict(settings)
-    if record.get("probability_dtype") is None:
+    if record.get("probability_dtype") is None and not replaced_all:
         # A run without probabilities leaves the folder's earlier prob.tif files as they are: keep their dtype
         # in the record, so a later run saving another dtype is still told.
         old = _read(output_dir / SETTINGS_NAME) or {}

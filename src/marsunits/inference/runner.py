@@ -90,6 +90,7 @@ from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
     read_manifest,
+    remove_outputs_except,
     unit_fractions,
     write_json_atomic,
     write_manifest,
@@ -777,6 +778,27 @@ class _Session:
             rate = n / max(time.perf_counter() - started, 1e-9)
             progress.update(bar, advance=1, rate=f"{rate:.2f} img/s")
 
+    def finish_overwrite(self) -> None:
+        """After every input of an ``overwrite=true`` run was redone (all ranks): remove the per-image outputs
+        it did not write (inputs removed since, inputs failing now, probabilities it did not save), so the
+        folder holds this run's outputs only, then record its settings as finished."""
+        keep = [
+            path
+            for row in self.rows.values()
+            if row["status"] == "ok"
+            for path in OutputPaths(self.output_dir, PurePosixPath(row["path"])).expected(
+                bool(self.opts.save_probabilities)
+            )
+        ]
+        removed = remove_outputs_except(self.output_dir, keep)
+        if removed:
+            log.info(
+                "overwrite=true: removed %d output file(s) of earlier runs that this run did not write "
+                "(inputs no longer there or failing now, probabilities not saved this time)",
+                len(removed),
+            )
+        write_settings(self.output_dir, self.settings, replaced_all=True)
+
     # ------------------------------------------------------------------------------------------ reports
     def summary(self, wall_seconds: float) -> dict[str, Any]:
         rows = list(self.rows.values())
@@ -1007,7 +1029,7 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         try:
             session.predict_all(todo)
             if overwriting:
-                write_settings(session.output_dir, session.settings)
+                session.finish_overwrite()
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
             if overwriting and session.redone == 0 and session.stopped_early is not None:
@@ -1048,7 +1070,7 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         if session.evaluation is not None and evaluation is not None:
             session.evaluation.merge(evaluation)
     if overwriting:  # every rank finished its shard
-        write_settings(session.output_dir, session.settings)
+        session.finish_overwrite()
     result = session.write_reports(time.perf_counter() - started)
     print(result.summary["text"], file=sys.stdout)
     return result

@@ -107,6 +107,33 @@ class OutputPaths:
         return all(p.is_file() for p in self.expected(save_probabilities))
 
 
+def remove_outputs_except(root: Path, keep: Iterable[Path]) -> list[Path]:
+    """Delete the per-image outputs under ``root`` (files named ``*<suffix>`` for a suffix of ``SUFFIXES``)
+    that are not in ``keep``; returns the removed paths, sorted.
+
+    Called when an ``overwrite=true`` run has finished: the outputs it did not write are those of an earlier
+    model or setting (an input removed since, or failing now, or ``prob.tif`` files of a run that saved
+    probabilities), and left there they would sit beside the new ones. Only files with these suffixes are
+    touched (reports, maps and anything else of the user's are not); symbolic links to folders are not
+    followed and the ONNX cache (``.cache``) is skipped.
+    """
+    kept = {os.path.normpath(p) for p in keep}
+    suffixes = tuple(SUFFIXES.values())
+    removed: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d != ".cache"]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.endswith(suffixes) and os.path.normpath(path) not in kept:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(path)
+    return sorted(removed)
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_text(path, text)
