@@ -127,6 +127,36 @@ def test_predict_adapt_bn_predicts_with_the_folders_statistics(
     assert (expected != plain).any()  # so the check above tells the adapted network from the plain one
 
 
+def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """The statistics come from every input: after an image is added, resuming would keep the masks of the
+    earlier statistics beside masks of the new ones. The same folder resumes; a changed one needs overwrite."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 48, 48, seed=i)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    masks = {p.name: p.read_bytes() for p in out.glob("*.mask.png")}
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0  # unchanged: resumes, all skipped
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 2
+
+    save_rgb(inp / "img2.png", 48, 48, seed=2)
+    with pytest.raises(
+        ConfigError,
+        match=r"batch-norm statistics are adapted to \(adapt_bn=true: 2 file\(s\) then, 3 now.*overwrite=true",
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
+    assert {p.name: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "overwrite=true")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 3 and summary["adapted_on_images"] == 3
+    # Without adapt_bn the statistics are the checkpoint's: the input files are not part of the record.
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "plain")) == 0
+    save_rgb(inp / "img3.png", 48, 48, seed=3)
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "plain")) == 0
+
+
 def test_predict_adapt_bn_refuses_onnx_and_a_folder_without_readable_images(
     tmp_path: Path,
     ckpt: Path,  # noqa: F811

@@ -9,7 +9,10 @@ them. So every run records ``OUT/prediction_settings.json``:
 * ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
 * every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
   ``min_unit_area_px``, ``nodata_max``, ``contact`` (the extraction settings), ``max_range_m``,
-  ``probability_dtype``.
+  ``probability_dtype``;
+* with ``adapt_bn``, ``adapt_bn_inputs``: which input files the batch-norm statistics were adapted to
+  (:func:`adaptation_inputs`). They are estimated on every input of the folder, so an image added, removed
+  or changed changes the network for all of them: resuming would keep masks of the earlier statistics.
 
 Options that change only how fast or where the work runs (device, threads, runtime, precision, batch size,
 workers) are not recorded: their outputs agree to within rounding.
@@ -24,6 +27,7 @@ whose image or camera file changed after its outputs were written is predicted a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -32,9 +36,17 @@ from typing import Any
 
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.errors import ConfigError
+from marsunits.inference.inputs import InputFile
 from marsunits.inference.writers import OutputPaths, write_json_atomic
 
-__all__ = ["SETTINGS_NAME", "check_settings", "input_changed", "settings_record", "write_settings"]
+__all__ = [
+    "SETTINGS_NAME",
+    "adaptation_inputs",
+    "check_settings",
+    "input_changed",
+    "settings_record",
+    "write_settings",
+]
 
 #: File name of the record in the output folder.
 SETTINGS_NAME = "prediction_settings.json"
@@ -65,7 +77,13 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             if names[0] & names[1]:
                 continue  # the same weights in another file (a package and its checkpoint)
         if old.get(key) != new.get(key):
-            if key == "weights_sha256":
+            if key == "adapt_bn_inputs" and old.get("adapt_bn") and new.get("adapt_bn"):
+                then, now = (int((r.get(key) or {}).get("files", 0)) for r in (old, new))
+                diffs.append(
+                    "the input files the batch-norm statistics are adapted to (adapt_bn=true: "
+                    f"{then} file(s) then, {now} now, or some of them changed)"
+                )
+            elif key == "weights_sha256":
                 diffs.append(
                     f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "
                     f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
@@ -141,6 +159,21 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
         return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
     except OSError:
         return True  # cannot tell: predict it again
+
+
+def adaptation_inputs(files: Sequence[InputFile]) -> dict[str, Any]:
+    """``{"files": n, "sha256": ...}`` identifying the input files ``adapt_bn`` estimates statistics on: a
+    digest of each file's relative path, size and modification time (like :func:`input_changed`, a file
+    replaced by one with the same size and an older time is not noticed)."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.rel.as_posix()):
+        try:
+            st = f.path.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "unreadable"
+        digest.update(f"{f.rel.as_posix()}\0{stamp}\n".encode())
+    return {"files": len(files), "sha256": digest.hexdigest()}
 
 
 def settings_record(

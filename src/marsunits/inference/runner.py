@@ -70,7 +70,13 @@ from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
 from marsunits.inference.nodata import nodata_mask
-from marsunits.inference.output_settings import check_settings, input_changed, settings_record, write_settings
+from marsunits.inference.output_settings import (
+    adaptation_inputs,
+    check_settings,
+    input_changed,
+    settings_record,
+    write_settings,
+)
 from marsunits.inference.predictor import (
     ImageFileDataset,
     LoadedImage,
@@ -504,6 +510,7 @@ class _Session:
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
                 "adapt_bn": bool(opts.adapt_bn),
+                "adapt_bn_inputs": adaptation_inputs(all_files) if opts.adapt_bn else None,
                 "min_unit_area_px": int(opts.min_unit_area_px),
                 "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),
                 "contact": asdict(self.contact_config),
