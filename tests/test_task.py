@@ -290,19 +290,26 @@ def test_load_task_missing_file(tmp_path) -> None:
         load_task(missing)
 
 
-@pytest.mark.parametrize("content", [b"not a checkpoint", b"hello\n", b"\x80\x02}q\x00", b"PK\x03\x04junk"])
+PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a checkpoint", b"hello\n", b"\x80\x02}q\x00", b"PK\x03\x04junk", PNG_START]
+)
 def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path, content) -> None:
     """Whatever the unpickler raises on garbage (UnpicklingError, KeyError for "hello", EOFError, zip errors)
-    becomes one CheckpointError naming the file."""
+    becomes one CheckpointError naming the file, and never repeats torch's advice to load it with
+    weights_only=False (wrong for an image or a text, unsafe for any file)."""
     text = tmp_path / "notes.ckpt"
     text.write_bytes(content)
     said = (
         "notes.ckpt is a checkpoint file cut short"
         if content.startswith(b"PK")
-        else "notes.ckpt could not be read"
+        else r"notes.ckpt is not a checkpoint .*Give a .ckpt written by marsunits' train.py"
     )
-    with pytest.raises(CheckpointError, match=said):
+    with pytest.raises(CheckpointError, match=said) as info:
         load_task(text)
+    assert "weights_only" not in str(info.value)
     plain = tmp_path / "weights.pt"
     torch.save({"conv.weight": torch.zeros(1)}, plain)
     with pytest.raises(CheckpointError, match="weights.pt is not a Lightning checkpoint"):

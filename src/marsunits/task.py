@@ -705,6 +705,21 @@ def _check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any])
             )
 
 
+def _load_failure_reason(err: BaseException) -> str:
+    """The part of a ``torch.load`` error that says what is wrong with the file.
+
+    For a file that is no pickle at all (an image, a text), torch's ``UnpicklingError`` opens with advice to
+    re-run with ``weights_only=False``, which is wrong for such a file and unsafe for any: the reason is the
+    ``Unsupported operand``/``global`` line further down, so that is what the user is shown.
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            after = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return after or (lines[i + 1] if i + 1 < len(lines) else "unreadable pickle")
+    return lines[0] if lines else "no message"
+
+
 def load_task(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -749,8 +764,9 @@ def load_task(
                 "run's other checkpoint (best.ckpt or last.ckpt)."
             ) from err
         raise CheckpointError(
-            f"{path} could not be read as a PyTorch checkpoint with weights_only=True ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Give a .ckpt written by marsunits' train.py."
+            f"{path} is not a checkpoint torch's safe loader can read ({type(err).__name__}: "
+            f"{_load_failure_reason(err)}). Give a .ckpt written by marsunits' train.py "
+            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)."
         ) from err
     if (
         not isinstance(checkpoint, dict)
