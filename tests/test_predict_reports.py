@@ -122,7 +122,8 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
     text = capsys.readouterr().out
     assert "1 label(s) could not be scored" in text and "f1.png: mask values [9]" in text
-    assert "labels_class_map in predict.py's labels_class_map option (native id -> 0 smooth_volcanic" in text
+    assert "not covered by the labels_class_map. Add them to labels_class_map in the command" in text
+    assert "(native id -> 0 smooth_volcanic" in text
     capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
     text = capsys.readouterr().out  # no map: the ids and the fix are named
@@ -146,6 +147,11 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
         )
     with pytest.raises(ConfigError, match="native id 3 maps to 7"):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map={3: 7}"))
+    with pytest.raises(
+        ConfigError, match=r"labels_class_map=checkpoint maps .* no labels_dir.*add labels_dir="
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "e", "labels_class_map=checkpoint"))
+    assert not (tmp_path / "e").exists()  # refused before anything was written
     with pytest.raises(ConfigError, match="must be null, checkpoint or a mapping"):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map=ai4mars"))
 

@@ -29,7 +29,8 @@ class ClassMap:
         mapping: ``{native_id: project_id}`` with native ids in 0..255 and project ids in {0, 1, 2, 255}.
             Keys may be ints or int-like strings (YAML/OmegaConf). ``None`` means the masks are already in
             project ids: only {0, 1, 2, 255} are accepted then.
-        dataset: dataset name, used in error messages to point at ``configs/data/<dataset>.yaml``.
+        dataset: dataset name, used in error messages to point at ``configs/data/<dataset>.yaml``; ``None``
+            for a map given on its own (``predict.py``'s ``labels_class_map``): messages name ``key`` only.
         num_targets: ``None`` (default): targets are project ids {0, 1, 2, 255}. An integer ``K``: targets
             are training sub-class ids ``0..K-1`` or 255 (``subclass_map`` in the data config; see
             :class:`~marsunits.data.datamodule.MarsDataModule`).
@@ -43,13 +44,15 @@ class ClassMap:
     def __init__(
         self,
         mapping: Mapping[Any, int] | None,
-        dataset: str,
+        dataset: str | None,
         num_targets: int | None = None,
         key: str = "class_map",
         where: str | None = None,
     ) -> None:
         self.dataset = dataset
         self.key = key
+        #: How messages name the map: "class_map of dataset 'ai4mars'", or the key alone.
+        self.owner = f"{key} of dataset '{dataset}'" if dataset else key
         target_word = "project id" if num_targets is None else "sub-class id"
         self.where = where or (
             f"configs/data/{dataset}.yaml, or on the command line as "
@@ -72,12 +75,12 @@ class ClassMap:
                 project = int(target)
                 if not 0 <= native <= 255:
                     raise ValueError(
-                        f"{self.key} of dataset '{dataset}': native id {native_key!r} is outside 0..255 "
+                        f"{self.owner}: native id {native_key!r} is outside 0..255 "
                         f"(masks are uint8). Fix {self.key} in {self.where}."
                     )
                 if project not in targets:
                     raise ValueError(
-                        f"{self.key} of dataset '{dataset}': native id {native} maps to {target!r}, which is "
+                        f"{self.owner}: native id {native} maps to {target!r}, which is "
                         f"not {described}. Fix {self.key} in {self.where}."
                     )
                 lut[native] = project
@@ -118,8 +121,7 @@ class ClassMap:
                 else "a sub-class id or 255 ignore"
             )
             raise ValueError(
-                f"{path}: mask values {missing} are not covered by the {self.key} of dataset "
-                f"'{self.dataset}'. Add them to {self.key} in {self.where} (native id -> {targets})."
+                f"{path}: mask values {missing} are not covered by the {self.owner}. Add them to {self.key} in {self.where} (native id -> {targets})."
             )
         return self._lut_u8[mask]
 

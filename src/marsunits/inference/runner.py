@@ -277,7 +277,7 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
     """
     if value is None:
         return None
-    where = "predict.py's labels_class_map option"
+    where = "the command: labels_class_map='{native id: project id, ...}'"
     if value == "checkpoint":
         mapping = metadata.get("class_map")
         if not mapping:
@@ -300,7 +300,7 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
     keys = {str(k) for k in value}
     mapping = dict(value) if str(IGNORE_INDEX) in keys else {**value, IGNORE_INDEX: IGNORE_INDEX}
     try:
-        return ClassMap(mapping, "labels_dir", key="labels_class_map", where=where)
+        return ClassMap(mapping, None, key="labels_class_map", where=where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -421,6 +421,12 @@ class _Session:
                 raise DataError(
                     f"labels_dir {self.labels_dir} is not an existing folder; fix labels_dir or drop it"
                 )
+        elif opts.labels_class_map is not None:
+            raise ConfigError(
+                f"labels_class_map={opts.labels_class_map} maps the ids of label masks, but no labels_dir was "
+                "given, so nothing would be scored; add labels_dir=<folder of label masks> or drop "
+                "labels_class_map"
+            )
         if opts.probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {opts.probability_dtype!r}")
         check_logger(opts.logger)
