@@ -132,7 +132,8 @@ def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     ckpt: Path,  # noqa: F811
 ) -> None:
     """The statistics come from every input: after an image is added, resuming would keep the masks of the
-    earlier statistics beside masks of the new ones. The same folder resumes; a changed one needs overwrite."""
+    earlier statistics beside masks of the new ones. The same folder resumes; a changed one needs
+    overwrite."""
     inp, out = tmp_path / "in", tmp_path / "out"
     for i in range(2):
         save_rgb(inp / f"img{i}.png", 48, 48, seed=i)
@@ -144,7 +145,7 @@ def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     save_rgb(inp / "img2.png", 48, 48, seed=2)
     with pytest.raises(
         ConfigError,
-        match=r"batch-norm statistics are adapted to \(adapt_bn=true: 2 file\(s\) then, 3 now.*overwrite=true",
+        match=r"statistics are adapted to \(adapt_bn=true: 2 file\(s\) then, 3 now.*overwrite=true",
     ):
         run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
     assert {p.name: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost

@@ -156,5 +156,5 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
     for devices in (1, 2):
         logged = (tmp_path / f"hydra{devices}" / "predict.log").read_text()
         assert "contact map written" in logged, (devices, logged[-2000:])
-    assert s1["counts"] == s2["counts"] == {"ok": 5, "error": 1, "skipped": 0, "total": 6}
+    assert s1["counts"] == s2["counts"] == {"ok": 5, "error": 1, "skipped": 0, "total": 6, "not_reached": 0}
     assert s1["megapixels"] == s2["megapixels"]

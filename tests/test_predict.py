@@ -170,7 +170,13 @@ def test_outputs_mirror_inputs_and_reports_are_complete(tmp_path: Path, ckpt: Pa
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"] == {"ok": len(inputs), "error": 0, "skipped": 0, "total": len(inputs)}
+    assert summary["counts"] == {
+        "ok": len(inputs),
+        "error": 0,
+        "skipped": 0,
+        "total": len(inputs),
+        "not_reached": 0,
+    }
     assert summary["checkpoint"] == str(ckpt)
     assert summary["checkpoint_metadata"]["tile_size"] == TILE
     assert summary["megapixels_per_second"] > 0
@@ -417,9 +423,14 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
         .endswith("predict.py: interrupted (Ctrl-C); finished outputs are kept")
     )
     monkeypatch.setattr(writers, "write_png_atomic", real)
-    stop = json.loads((out / "summary.json").read_text())["stopped_early"]
-    assert stop.startswith(
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"].startswith(
         "was interrupted (Ctrl-C) after 2 of the 4 images it had to predict; run the same command again"
+    )
+    # The folder holds 4 inputs, not the 2 with a manifest row: the summary says how many were not reached.
+    assert summary["counts"] == {"ok": 2, "error": 0, "skipped": 0, "total": 2, "not_reached": 2}
+    assert summary["text"].startswith(
+        "Predicted 2 of 4 images (0 skipped as already done, 0 failed, 2 not reached)"
     )
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"
     assert sorted(read_manifest(out)) == ["img0.png", "img1.png"]  # reports list the work done so far

@@ -121,7 +121,8 @@ class ClassMap:
                 else "a sub-class id or 255 ignore"
             )
             raise ValueError(
-                f"{path}: mask values {missing} are not covered by the {self.owner}. Add them to {self.key} in {self.where} (native id -> {targets})."
+                f"{path}: mask values {missing} are not covered by the {self.owner}. "
+                f"Add them to {self.key} in {self.where} (native id -> {targets})."
             )
         return self._lut_u8[mask]
 

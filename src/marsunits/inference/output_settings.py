@@ -78,10 +78,10 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 continue  # the same weights in another file (a package and its checkpoint)
         if old.get(key) != new.get(key):
             if key == "adapt_bn_inputs" and old.get("adapt_bn") and new.get("adapt_bn"):
-                then, now = (int((r.get(key) or {}).get("files", 0)) for r in (old, new))
+                n_then, n_now = (int((r.get(key) or {}).get("files", 0)) for r in (old, new))
                 diffs.append(
                     "the input files the batch-norm statistics are adapted to (adapt_bn=true: "
-                    f"{then} file(s) then, {now} now, or some of them changed)"
+                    f"{n_then} file(s) then, {n_now} now, or some of them changed)"
                 )
             elif key == "weights_sha256":
                 diffs.append(

@@ -423,8 +423,8 @@ class _Session:
                 )
         elif opts.labels_class_map is not None:
             raise ConfigError(
-                f"labels_class_map={opts.labels_class_map} maps the ids of label masks, but no labels_dir was "
-                "given, so nothing would be scored; add labels_dir=<folder of label masks> or drop "
+                f"labels_class_map={opts.labels_class_map} maps the ids of label masks, but no labels_dir "
+                "was given, so nothing would be scored; add labels_dir=<folder of label masks> or drop "
                 "labels_class_map"
             )
         if opts.probability_dtype not in ("uint8", "float16"):
@@ -827,8 +827,11 @@ class _Session:
             contacts += int(r["n_contacts"])
             length += float(r["contact_length_px"])
         total = pixels.sum()
+        # Inputs of the folder a stopped run never reached (they have no manifest row yet).
+        known = {f.rel.as_posix() for f in self.files} | {p.rel.as_posix() for p in self.problems}
+        not_reached = len(known - set(self.rows))
         return {
-            "counts": {**counts, "total": len(rows)},
+            "counts": {**counts, "total": len(rows), "not_reached": not_reached},
             "seconds": round(wall_seconds, 3),
             "megapixels": round(self.megapixels, 4),
             # Throughput of the prediction loop (decoding, network, contacts, writing); excludes start-up.
@@ -919,9 +922,10 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
     if nodata >= 0.0005:
         units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     rate = summary["megapixels_per_second"]
+    not_reached = int(c.get("not_reached") or 0)
     text = (
-        f"Predicted {c['ok']} of {c['total']} images ({c['skipped']} skipped as already done, "
-        f"{c['error']} failed) "
+        f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
+        f"{c['error']} failed" + (f", {not_reached} not reached" if not_reached else "") + ") "
         f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
         + (f", {rate:.3f} MP/s" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
