@@ -657,6 +657,24 @@ def test_predict_py_prints_one_sentence_and_exits_2(tmp_path: Path) -> None:
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_predict_help_lists_predicts_options_not_training_groups(tmp_path: Path) -> None:
+    """Hydra's default help lists every config group of configs/ (model, trainer, experiment...), none of
+    which predict.py reads; its own help shows the usage line and its options with their defaults."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "predict.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: python predict.py ckpt_path=" in proc.stdout
+    assert "ckpt_path: ???" in proc.stdout and "min_unit_area_px: 200" in proc.stdout
+    for training_only in ("experiment:", "trainer:", "model:", "Configuration groups"):
+        assert training_only not in proc.stdout
+    assert not (tmp_path / "logs").exists()  # help writes no run folder
+
+
 def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     inp = tmp_path / "in"
     save_rgb(inp / "sub" / "a.png", 48, 56, seed=1)
