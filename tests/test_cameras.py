@@ -22,7 +22,13 @@ from marsunits.boundary.camera import (
     load_camera,
     ned_to_flu,
 )
-from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_io import (
+    ContactLine,
+    count_contacts,
+    number_contacts,
+    read_contacts,
+    write_contacts,
+)
 from marsunits.boundary.contact_map import build_contact_map, view_footprint
 from marsunits.boundary.projection import add_ground
 
@@ -268,6 +274,26 @@ def test_add_ground_splits_at_the_range_limit():
     assert sum(p.length_px for p in pieces) == pytest.approx(_row_line(pin, v).length_px)
     dense = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05, densify_px=2.0)
     assert dense[0].length_m > ln.length_m  # cut closer to the range limit
+
+
+def test_a_contact_split_at_the_range_limit_still_counts_once(tmp_path):
+    """The manifest's n_contacts counted features, so one contact leaving the ground range counted 3 with a
+    camera and 1 without; the pieces now share the contact's id, in memory and in the file."""
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0)
+    v = 180.0
+    x = 2.0 / math.tan(math.radians(20.0) + math.atan((v - 120.0) / pin.focal_px))
+    numbered = number_contacts([_row_line(pin, v), _row_line(pin, 200.0)])
+    pieces = add_ground(numbered, pin, max_range_m=x * 1.05, keep_unprojected=True)
+    assert len(pieces) == 4 and count_contacts(pieces) == count_contacts(numbered) == 2
+    path = write_contacts(tmp_path / "c.contact.geojson", pieces, pin.image_width, pin.image_height)
+    back, _ = read_contacts(path)
+    assert [ln.extra["contact_id"] for ln in back] == [0, 0, 0, 1] and count_contacts(back) == 2
+    assert count_contacts([ContactLine(np.zeros((2, 2))), ContactLine(np.ones((2, 2)))]) == 2  # no ids
+    data = json.loads(path.read_text())
+    data["features"][0]["properties"]["contact_id"] = "zero"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"c\.contact\.geojson: feature 0 has contact_id 'zero'"):
+        read_contacts(path)
 
 
 def test_contact_map_writes_geojson_and_png(tmp_path):

@@ -163,7 +163,8 @@ def test_outputs_mirror_inputs_and_reports_are_complete(tmp_path: Path, ckpt: Pa
         assert (int(row["width"]), int(row["height"])) == (w, h)
         fracs = [float(row[f"frac_{n}"]) for n in ("smooth_volcanic", "rough_olivine", "other")]
         np.testing.assert_allclose(fracs, np.bincount(mask.ravel(), minlength=3)[:3] / mask.size, atol=1e-5)
-        assert int(row["n_contacts"]) == len(geo["features"])
+        ids = {f["properties"]["contact_id"] for f in geo["features"]}
+        assert int(row["n_contacts"]) == len(ids) and ids == set(range(len(ids)))
         assert float(row["seconds"]) > 0
     # Equal file names in different folders did not collide.
     assert (out / "a" / "scene.mask.png").is_file() and (out / "b" / "scene.mask.png").is_file()

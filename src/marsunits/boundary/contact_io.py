@@ -8,7 +8,11 @@ coordinates** (``x`` = column, ``y`` = row, origin at the corner of the top-left
 * ``vertex_confidence`` (optional list of floats): one per vertex;
 * ``ground_m`` (optional list of ``[x, y]``): the same line on the ground, metres in the camera's site
   frame (see :mod:`marsunits.boundary.camera.pinhole`), possibly with fewer vertices where rays miss;
-* ``length_m`` and ``site`` (optional): ground length and the site frame's name.
+* ``length_m`` and ``site`` (optional): ground length and the site frame's name;
+* ``contact_id`` (optional int): which extracted contact the feature belongs to. ``predict.py`` numbers its
+  contacts before projecting them; a contact that leaves the camera's ground range is split there into
+  several features that share its id, so the number of contacts does not depend on whether a camera is known
+  (:func:`count_contacts`).
 
 The collection itself carries ``image_width`` and ``image_height`` so a reader can check it against its
 image. Files are written to a temporary name and renamed, so a reader never sees half a file.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,25 @@ class ContactLine:
         if self.ground_m is None or len(self.ground_m) < 2:
             return None
         return float(np.linalg.norm(np.diff(self.ground_m, axis=0), axis=1).sum())
+
+
+CONTACT_ID = "contact_id"
+
+
+def number_contacts(lines: Sequence[ContactLine]) -> list[ContactLine]:
+    """``lines`` with ``extra["contact_id"]`` set to their index (inputs are not modified).
+
+    Called on freshly extracted contacts, before anything splits them (ground projection), so pieces of one
+    contact keep its number.
+    """
+    return [replace(line, extra={**line.extra, CONTACT_ID: i}) for i, line in enumerate(lines)]
+
+
+def count_contacts(lines: Sequence[ContactLine]) -> int:
+    """How many contacts ``lines`` hold: features sharing a ``contact_id`` count once, lines without one
+    count one each."""
+    ids = [line.extra.get(CONTACT_ID) for line in lines]
+    return len({i for i in ids if i is not None}) + sum(i is None for i in ids)
 
 
 def contacts_to_geojson(lines: Sequence[ContactLine], image_width: int, image_height: int) -> dict[str, Any]:
@@ -158,6 +181,17 @@ def _lines_from_features(data: dict[str, Any], path: Path) -> list[ContactLine]:
                 vertex_confidence=None if vc is None else np.asarray(vc, dtype=float),
                 ground_m=None if gm is None else np.asarray(gm, dtype=float),
                 site=props.get("site"),
+                extra=_kept_properties(props, path, i),
             )
         )
     return lines
+
+
+def _kept_properties(props: dict[str, Any], path: Path, i: int) -> dict[str, Any]:
+    """The properties read back into ``extra`` (so writing the lines again keeps them): ``contact_id``."""
+    if CONTACT_ID not in props:
+        return {}
+    value = props[CONTACT_ID]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{path}: feature {i} has {CONTACT_ID} {value!r}, expected an integer")
+    return {CONTACT_ID: value}

@@ -58,7 +58,13 @@ from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.io import CameraFileError, find_camera_file
 from marsunits.boundary.camera.oriented import orient_camera
-from marsunits.boundary.contact_io import ContactLine, as_stored, read_contacts
+from marsunits.boundary.contact_io import (
+    ContactLine,
+    as_stored,
+    count_contacts,
+    number_contacts,
+    read_contacts,
+)
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
@@ -333,7 +339,7 @@ def _result_row(
         "height": int(mask.shape[0]),
         **{f"frac_{name}": frac for name, frac in zip(CLASS_NAMES, fractions, strict=True)},
         "contact_length_px": float(sum(line.length_px for line in lines)),
-        "n_contacts": len(lines),
+        "n_contacts": count_contacts(lines),
         "seconds": seconds,
     }
 
@@ -679,7 +685,7 @@ class _Session:
             probs[:, nodata] = np.nan  # no patch (minimum mapping unit) and no contact through them
         if self.opts.min_unit_area_px:
             merge_small_units(probs, int(self.opts.min_unit_area_px))
-        lines = extract_contacts(probs, self.contact_config)
+        lines = number_contacts(extract_contacts(probs, self.contact_config))
         if nodata is not None:
             probs[:, nodata] = 0.0  # written as zero probabilities
         mask = argmax_uint8(probs)
