@@ -514,6 +514,15 @@ def test_greyscale_images_given_to_a_colour_model_are_counted_and_said(
     assert (
         json.loads((tmp_path / "out3" / "summary.json").read_text())["greyscale_inputs_for_colour_model"] == 2
     )
+    assert {k: r["greyscale"] for k, r in read_manifest(tmp_path / "out3").items()} == {
+        "colour.png": "0",
+        "grey.png": "1",
+        "grey_as_rgb.png": "1",
+    }
+    # A resumed run that skips them all still says so (it counted only the images it predicted itself).
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out3")) == 0
+    resumed = json.loads((tmp_path / "out3" / "summary.json").read_text())
+    assert resumed["counts"]["skipped"] == 3 and resumed["greyscale_inputs_for_colour_model"] == 2
     (inp / "grey.png").unlink()
     (inp / "grey_as_rgb.png").unlink()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2")) == 0

@@ -329,7 +329,9 @@ def _result_row(
     mask: np.ndarray,
     lines: Sequence[ContactLine],
     seconds: Any,
+    greyscale: bool | None,
 ) -> dict[str, Any]:
+    """A manifest row; ``greyscale`` None: not known (a row of a manifest from before the column)."""
     fractions = unit_fractions(mask)
     return {
         "path": rel.as_posix(),
@@ -337,6 +339,7 @@ def _result_row(
         "message": message,
         "width": int(mask.shape[1]),
         "height": int(mask.shape[0]),
+        "greyscale": None if greyscale is None else int(greyscale),
         **{f"frac_{name}": frac for name, frac in zip(CLASS_NAMES, fractions, strict=True)},
         "contact_length_px": float(sum(line.length_px for line in lines)),
         "n_contacts": count_contacts(lines),
@@ -570,7 +573,6 @@ class _Session:
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
         self.cameras_seen = 0
         #: Greyscale inputs given to a 3-channel model (the grey copied into each channel), this run.
-        self.grey_for_colour = 0
         #: Inputs this process has finished predicting this run (with overwrite: replaced).
         self.redone = 0
         #: Whether this process marked the settings record pending (overwrite, first input started).
@@ -636,9 +638,9 @@ class _Session:
             except ValueError as exc:  # a broken camera file: the contacts stay in pixels, as when predicted
                 log.warning("%s: camera file ignored for the map: %s", f.rel, exc)
         seconds = old.get("seconds") if old else None
-        return _result_row(
-            f.rel, "skipped", "outputs already present; overwrite=true redoes them", mask, lines, seconds
-        )
+        grey = {"1": True, "0": False}.get(old.get("greyscale", "")) if old else None
+        message = "outputs already present; overwrite=true redoes them"
+        return _result_row(f.rel, "skipped", message, mask, lines, seconds, grey)
 
     def plan(self) -> list[InputFile]:
         """Record problem and skipped rows; return the inputs still to predict."""
@@ -675,8 +677,7 @@ class _Session:
         assert item.image is not None
         start = time.perf_counter()
         image = item.image
-        if self.in_channels == 3 and _is_grey(image):
-            self.grey_for_colour += 1
+        grey = _is_grey(image)
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
         nodata = None if self.opts.nodata_max is None else nodata_mask(image, float(self.opts.nodata_max))
@@ -720,7 +721,7 @@ class _Session:
             self._remember_camera(f, lines, camera)
         seconds = time.perf_counter() - start
         self.megapixels += mask.size / 1e6
-        return _result_row(f.rel, "ok", "", mask, lines, round(seconds + item.seconds, 4))
+        return _result_row(f.rel, "ok", "", mask, lines, round(seconds + item.seconds, 4), grey)
 
     def _remember_camera(self, f: InputFile, lines: list[ContactLine], camera: CameraModel | None) -> None:
         if camera is not None:
@@ -871,7 +872,10 @@ class _Session:
             "min_unit_area_px": int(self.opts.min_unit_area_px),
             "contact": asdict(self.contact_config),
             "stopped_early": self.stopped_early,
-            "greyscale_inputs_for_colour_model": self.grey_for_colour,
+            # Of this run's and earlier runs' rows (a resumed run counts the images it skipped too).
+            "greyscale_inputs_for_colour_model": (
+                sum(r.get("greyscale") in (1, "1") for r in rows) if self.in_channels == 3 else 0
+            ),
         }
 
     def write_reports(self, wall_seconds: float) -> RunResult:
@@ -1077,15 +1081,13 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         session.loop_seconds,
         session.evaluation,
         session.map_items,
-        session.grey_for_colour,
     )
     parts = gather(part)
     if shard.rank != 0:
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
-    for rank, (rows, megapixels, seconds, evaluation, map_items, grey) in enumerate(parts):
+    for rank, (rows, megapixels, seconds, evaluation, map_items) in enumerate(parts):
         if rank == 0:
             continue
-        session.grey_for_colour += grey
         session.rows.update(rows)
         session.map_items.extend(map_items)
         session.megapixels += megapixels

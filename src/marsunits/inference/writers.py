@@ -37,6 +37,7 @@ MANIFEST_FIELDS: tuple[str, ...] = (
     "message",
     "width",
     "height",
+    "greyscale",
     "frac_smooth_volcanic",
     "frac_rough_olivine",
     "frac_other",
