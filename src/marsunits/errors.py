@@ -6,6 +6,7 @@ Set ``MARSUNITS_TRACEBACK=1`` to see the full traceback anyway.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -51,14 +52,18 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
         # What was finished is on disk (every file is written atomically); the command resumes.
-        print(f"{prog}: interrupted (Ctrl-C); finished outputs are kept", file=sys.stderr)
+        message = "interrupted (Ctrl-C); finished outputs are kept"
+        _log_to_files(message)
+        print(f"{prog}: {message}", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
         # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
         cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
         if os.environ.get("MARSUNITS_TRACEBACK") or cause is None or not isinstance(cause, reported):
             raise
-        print(f"{prog}: error: {_one_line(cause, prog)}", file=sys.stderr)
+        message = _one_line(cause, prog)
+        _log_to_files(f"error: {message}")
+        print(f"{prog}: error: {message}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -69,3 +74,15 @@ def _one_line(exc: BaseException, prog: str) -> str:
         key = exc.full_key or str(exc).splitlines()[0]
         return f"{key} has no value; add {key}=<value> to the command (python {prog} ... {key}=...)"
     return str(exc)
+
+
+def _log_to_files(message: str) -> None:
+    """Write ``message`` to the root logger's log files only (Hydra's ``<task>.log`` in the run folder).
+
+    The console already gets the one-line message; without this, the run folder of a run stopped by a bad
+    value held an empty log that did not say why it stopped.
+    """
+    record = logging.LogRecord("marsunits", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

@@ -1,0 +1,50 @@
+"""The entry points' one-line error reporting (``marsunits.errors.report_user_errors``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from marsunits.errors import ConfigError, report_user_errors
+
+
+def _fail(exc: BaseException):
+    def fn() -> None:
+        raise exc
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "logged"),
+    [
+        (ConfigError("tile must be a multiple of 32, got 100"), 2, "error: tile must be a multiple of 32"),
+        (KeyboardInterrupt(), 130, "interrupted (Ctrl-C); finished outputs are kept"),
+    ],
+)
+def test_the_reason_a_run_stopped_is_in_its_log_file_and_once_on_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exc: BaseException, status: int, logged: str
+) -> None:
+    """A run stopped by a bad value left its Hydra run folder with an empty predict.log: now it says why."""
+    root = logging.getLogger()
+    file_handler = logging.FileHandler(tmp_path / "predict.log")
+    console = logging.StreamHandler()  # as Hydra's console handler: must not print the message twice
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            report_user_errors(_fail(exc), prog="predict.py")
+    finally:
+        root.removeHandler(file_handler)
+        root.removeHandler(console)
+        file_handler.close()
+    assert stop.value.code == status
+    assert logged in (tmp_path / "predict.log").read_text()
+    assert capsys.readouterr().err.count(logged) == 1
+
+
+def test_a_bug_is_not_turned_into_a_one_line_message() -> None:
+    with pytest.raises(ZeroDivisionError):
+        report_user_errors(lambda: 1 / 0, prog="train.py")
