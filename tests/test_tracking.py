@@ -486,13 +486,16 @@ def test_log_prediction_run_offline(
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
     """`hparams_search=optuna` composes with the real configs, Optuna samples the declared space, and every
     trial of one sweep shares a W&B group. The objective here is a cheap function of the sampled values
-    (training is tested elsewhere); the app is the real config tree, only the task function differs."""
+    (training is tested elsewhere); the app is the real config tree, only the task function differs.
+    Run as a user types it, without paths or sweep folder given: the default paths used Hydra's
+    ``${hydra:runtime.cwd}``, which a sweep cannot resolve before its first job, so every sweep failed."""
     app = tmp_path / "fake_train.py"
     app.write_text(
         textwrap.dedent(
             f"""
             import json, math, hydra
             from omegaconf import DictConfig
+            import marsunits  # as train.py: registers the resolver of the default paths
 
             @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
             def main(cfg: DictConfig) -> float:
@@ -506,7 +509,6 @@ def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> N
             """
         )
     )
-    sweep_dir = tmp_path / "sweep"
     done = subprocess.run(
         [
             sys.executable,
@@ -515,8 +517,6 @@ def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> N
             "logger=wandb_csv",
             "hydra.sweeper.n_trials=3",
             "hydra.sweeper.sampler.n_startup_trials=2",
-            f"hydra.sweep.dir={sweep_dir}",
-            f"paths.root_dir={tmp_path}",
         ],
         capture_output=True,
         text=True,
@@ -532,6 +532,7 @@ def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> N
     assert len({t["group"] for t in trials}) == 1 and trials[0]["group"].startswith("optuna-")
     assert [t["name"] for t in trials] == ["trial-0", "trial-1", "trial-2"]
     assert all(t["weights"] is None and t["metric"] == "val/miou" for t in trials)
+    (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")  # under the launch directory
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert best.name == "optuna" and set(best.best_params) == {
         "model.lr",
