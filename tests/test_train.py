@@ -129,12 +129,50 @@ def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path:
 
     with pytest.raises(ConfigError, match=r"already holds a run .*ckpt_path=last.*run_name"):
         attempt(r1)
-    with pytest.raises(ConfigError, match=r"other model or data settings .*model\.encoder_depth: 3 -> 2"):
+    # Another network: its weights cannot start a new run either, so init_ckpt_path is not offered.
+    with pytest.raises(
+        ConfigError, match=r"other model or data settings .*model\.encoder_depth: 3 -> 2"
+    ) as net:
         attempt(r1, "model.encoder_depth=2", "model.decoder_channels=[16,8]", "ckpt_path=last")
-    with pytest.raises(ConfigError, match=r"other model or data settings .*data\.train_length: 8 -> 12"):
+    assert "init_ckpt_path" not in str(net.value)
+    assert (
+        "without ckpt_path (its weights do not fit another model.decoder_channels, model.encoder_depth)"
+        in (str(net.value))
+    )
+    with pytest.raises(
+        ConfigError, match=r"other model or data settings .*data\.train_length: 8 -> 12"
+    ) as data:
         attempt(r2, "data.train_length=12", f"ckpt_path={last}")
+    assert f"init_ckpt_path={last} and no ckpt_path" in str(data.value)
     assert (r1 / "config.yaml").read_text() == saved  # the record is kept
     assert not r2.exists() or not any(r2.iterdir())
+
+
+def test_train_false_scores_the_given_checkpoint(tmp_path: Path) -> None:
+    """``train=false ckpt_path=<file>`` scored a freshly initialised network (Lightning's "best" checkpoint
+    of a run that trained nothing) and ignored the file; now it validates and tests that checkpoint's
+    network, on other data too, and says when no model is given."""
+    trained = run(compose_config("train", tmp_path / "t", [*TINY, "trainer.max_epochs=2"]))
+    best = trained["best_ckpt"]
+    scored = run(compose_config("train", tmp_path / "e", [*TINY, "train=false", f"ckpt_path={best}"]))
+    for key in ("val/miou", "val/loss", "test/miou", "test/loss"):
+        assert scored[key] == pytest.approx(trained[key], abs=1e-6), key
+    assert scored["evaluated_ckpt"] == best and scored["best_ckpt"] is None
+    assert not (tmp_path / "e" / "checkpoints").exists()  # nothing trained, nothing saved
+    # Other data (here other validation scenes) is what evaluating is for: not refused as a resume would be.
+    other = run(
+        compose_config(
+            "train", tmp_path / "o", [*TINY, "train=false", f"ckpt_path={best}", "data.val_length=6"]
+        )
+    )
+    assert other["val/miou"] != pytest.approx(trained["val/miou"], abs=1e-6)
+    for overrides, message in (
+        ([], r"train=false validates and tests a trained model.*ckpt_path=<run dir>/checkpoints/best\.ckpt"),
+        (["ckpt_path=last"], r"train=false with ckpt_path=last: name the checkpoint"),
+        (["model.encoder_depth=2", "model.decoder_channels=[16,8]", f"ckpt_path={best}"], r"does not fit"),
+    ):
+        with pytest.raises((ConfigError, ValueError), match=message):
+            run(compose_config("train", tmp_path / "x", [*TINY, "train=false", *overrides]))
 
 
 def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from marsunits.atomic import atomic_write_text
 from marsunits.errors import ConfigError
-from marsunits.fine_tuning import initialise_from_checkpoint
+from marsunits.fine_tuning import NETWORK_HPARAMS, initialise_from_checkpoint
 from marsunits.tracking import finish_loggers, prepare_loggers
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,17 @@ def check_run_folder(output_dir: Path, ckpt_path: str | None, job: Mapping[str, 
     if saved is not None and saved != dict(job):
         diff = _differences(saved, dict(job))
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).
+        keys = {f"model.{k}" for k in NETWORK_HPARAMS}
+        network = [d.split(":")[0] for d in diff if d.split(":")[0] in keys]
+        way_out = (
+            f"start a new run from its weights with init_ckpt_path={ckpt_path} and no ckpt_path"
+            if not network
+            else f"start a new run without ckpt_path (its weights do not fit another {', '.join(network)})"
+        )
         raise ConfigError(
             f"{ckpt_path} was trained with other model or data settings ({source / 'config.yaml'}: {shown}). "
-            "Resume it with its own settings, or start a new run from its weights with "
-            f"init_ckpt_path={ckpt_path} and no ckpt_path"
+            f"Resume it with its own settings, or {way_out}"
         )
 
 
@@ -226,9 +233,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     output_dir = Path(cfg.paths.output_dir)
     job = job_identity(cfg)
-    ckpt_path = resolve_ckpt_path(
-        cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job
-    )
+    training = bool(cfg.get("train", True))
+    evaluated = None  # train=false: the checkpoint whose network is validated and tested
+    if training:
+        ckpt_path = resolve_ckpt_path(
+            cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job
+        )
+    else:
+        evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
     # Before config.yaml, the record it compares with, is replaced.
     check_run_folder(output_dir, ckpt_path, job)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +253,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
     init_ckpt = cfg.get("init_ckpt_path")
-    if init_ckpt and ckpt_path:
+    if evaluated is not None:
+        initialise_from_checkpoint(task, evaluated)  # checks network, classes and normalisation
+        init_ckpt = None
+    elif init_ckpt and ckpt_path:
         # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
         # ckpt_path=last must continue it, not fail.
         log.info("init_ckpt_path ignored: resuming from %s", ckpt_path)
@@ -257,7 +272,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     status = "failed"
     try:
         metrics: dict[str, Any] = {}
-        if cfg.get("train", True):
+        if training:
             try:
                 trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             except SystemExit as exc:
@@ -270,7 +285,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         best = _best_ckpt(trainer)
         monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
         fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
-        if best is None and monitored and cfg.get("train", True) and not fast_dev_run:
+        if best is None and monitored and training and not fast_dev_run:
             log.warning(
                 "no best checkpoint: validation never ran during training "
                 "(trainer.check_val_every_n_epoch=%s, trainer.max_epochs=%s), so val/* and test/* are of the "
@@ -300,11 +315,39 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result["last_ckpt"] = str(last) if last.is_file() else None
     if init_ckpt:
         result["init_ckpt"] = str(init_ckpt)
+    if evaluated is not None:
+        result["evaluated_ckpt"] = str(Path(evaluated).resolve())
     result["seconds"] = round(time.perf_counter() - start, 2)
     if trainer.is_global_zero:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         log.info("metrics written to %s", output_dir / "metrics.json")
     return result
+
+
+def _evaluated_checkpoint(cfg: DictConfig) -> str:
+    """The model ``train=false`` validates and tests: ``ckpt_path`` (a file or model package, not ``last``),
+    else ``init_ckpt_path``.
+
+    Validate and test used to run with Lightning's ``ckpt_path="best"``, which is no checkpoint when nothing
+    was trained: a freshly initialised network was scored and ``ckpt_path`` silently ignored.
+
+    Raises:
+        ConfigError: neither is given, or ``ckpt_path=last``.
+    """
+    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
+    if ckpt in (None, "", "null"):
+        if init:
+            return str(init)
+        raise ConfigError(
+            "train=false validates and tests a trained model without training: give it with "
+            "ckpt_path=<run dir>/checkpoints/best.ckpt (or a model package folder)"
+        )
+    if ckpt == "last":
+        raise ConfigError(
+            "train=false with ckpt_path=last: name the checkpoint to evaluate, "
+            "ckpt_path=<run dir>/checkpoints/best.ckpt"
+        )
+    return str(Path(ckpt).expanduser())
 
 
 def _best_ckpt(trainer: pl.Trainer) -> str | None:
