@@ -169,7 +169,10 @@ def test_train_false_scores_the_given_checkpoint(tmp_path: Path) -> None:
     for overrides, message in (
         ([], r"train=false validates and tests a trained model.*ckpt_path=<run dir>/checkpoints/best\.ckpt"),
         (["ckpt_path=last"], r"train=false with ckpt_path=last: name the checkpoint"),
-        (["model.encoder_depth=2", "model.decoder_channels=[16,8]", f"ckpt_path={best}"], r"does not fit"),
+        (
+            ["model.encoder_depth=2", "model.decoder_channels=[16,8]", f"ckpt_path={best}"],
+            r"^ckpt_path=.*does not fit this run's model.*\(model\.encoder_depth=3 [^)]*\)\.$",
+        ),
     ):
         with pytest.raises((ConfigError, ValueError), match=message):
             run(compose_config("train", tmp_path / "x", [*TINY, "train=false", *overrides]))

@@ -42,7 +42,9 @@ def _override(key: str, value: Any) -> str:
     return f"model.{key}={text}"
 
 
-def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None:
+def initialise_from_checkpoint(
+    task: SegmentationTask, path: str | Path, option: str = "init_ckpt_path"
+) -> None:
     """Copy the network weights of the checkpoint at ``path`` into ``task.model``, in place.
 
     The checkpoint is read as :func:`~marsunits.task.load_task` reads it (``weights_only``, metadata checked)
@@ -52,6 +54,8 @@ def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None
         task: the freshly built task of the new run.
         path: a ``.ckpt`` written by marsunits' ``train.py``, or a model package (folder, or its
             ``model.json`` / ``model.safetensors``; :mod:`marsunits.export`).
+        option: the config key that gave ``path``, named in the messages (``ckpt_path`` for ``train=false``,
+            which evaluates the checkpoint instead of fine-tuning it).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -65,9 +69,13 @@ def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None
         source = load_package(path, expected_class_names=classes)
     elif not path.is_file():
         raise FileNotFoundError(
-            f"init_ckpt_path={path}: no such file or model package. Give a .ckpt written by train.py "
-            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export), or "
-            "drop init_ckpt_path to start from ImageNet weights."
+            f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
+            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
+            + (
+                ", or drop init_ckpt_path to start from ImageNet weights."
+                if option == "init_ckpt_path"
+                else "."
+            )
         )
     else:
         source = load_task(path, expected_class_names=classes)
@@ -85,17 +93,21 @@ def initialise_from_checkpoint(task: SegmentationTask, path: str | Path) -> None
     if mismatched or differing:
         settings = " ".join(_override(key, value[0]) for key, value in differing.items())
         raise CheckpointError(
-            f"init_ckpt_path={path}: its network does not fit this run's model "
+            f"{option}={path}: its network does not fit this run's model "
             f"({len(mismatched)} tensor names or shapes differ, the checkpoint has {len(theirs)} tensors, "
             f"e.g. {mismatched[:3]}; "
             f"hyper-parameters checkpoint vs run: {differing or 'none differ'}). Choose the checkpoint's "
-            f"network for this run ({settings or 'the same model config'}), or train from ImageNet weights "
-            "without init_ckpt_path."
+            f"network for this run ({settings or 'the same model config'})"
+            + (
+                ", or train from ImageNet weights without init_ckpt_path."
+                if option == "init_ckpt_path"
+                else "."
+            )
         )
     for key in ("mean", "std"):
         if [round(v, 6) for v in source.hparams[key]] != [round(v, 6) for v in task.hparams[key]]:
             raise CheckpointError(
-                f"init_ckpt_path={path}: the checkpoint's network was trained on inputs normalised with "
+                f"{option}={path}: the checkpoint's network was trained on inputs normalised with "
                 f"{key}={list(source.hparams[key])}, this run uses {key}={list(task.hparams[key])}. Set "
                 f"model.{key}={list(source.hparams[key])} so the weights see the inputs they learned on."
             )

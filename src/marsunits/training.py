@@ -234,7 +234,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     job = job_identity(cfg)
     training = bool(cfg.get("train", True))
-    evaluated = None  # train=false: the checkpoint whose network is validated and tested
+    evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
     if training:
         ckpt_path = resolve_ckpt_path(
             cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job
@@ -254,7 +254,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_subclasses_match(task, datamodule)
     init_ckpt = cfg.get("init_ckpt_path")
     if evaluated is not None:
-        initialise_from_checkpoint(task, evaluated)  # checks network, classes and normalisation
+        initialise_from_checkpoint(task, evaluated[0], option=evaluated[1])
         init_ckpt = None
     elif init_ckpt and ckpt_path:
         # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
@@ -316,7 +316,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if init_ckpt:
         result["init_ckpt"] = str(init_ckpt)
     if evaluated is not None:
-        result["evaluated_ckpt"] = str(Path(evaluated).resolve())
+        result["evaluated_ckpt"] = str(Path(evaluated[0]).resolve())
     result["seconds"] = round(time.perf_counter() - start, 2)
     if trainer.is_global_zero:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -324,9 +324,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _evaluated_checkpoint(cfg: DictConfig) -> str:
-    """The model ``train=false`` validates and tests: ``ckpt_path`` (a file or model package, not ``last``),
-    else ``init_ckpt_path``.
+def _evaluated_checkpoint(cfg: DictConfig) -> tuple[str, str]:
+    """The model ``train=false`` validates and tests, and the option that gave it: ``ckpt_path`` (a file or
+    model package, not ``last``), else ``init_ckpt_path``.
 
     Validate and test used to run with Lightning's ``ckpt_path="best"``, which is no checkpoint when nothing
     was trained: a freshly initialised network was scored and ``ckpt_path`` silently ignored.
@@ -337,7 +337,7 @@ def _evaluated_checkpoint(cfg: DictConfig) -> str:
     ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
     if ckpt in (None, "", "null"):
         if init:
-            return str(init)
+            return str(init), "init_ckpt_path"
         raise ConfigError(
             "train=false validates and tests a trained model without training: give it with "
             "ckpt_path=<run dir>/checkpoints/best.ckpt (or a model package folder)"
@@ -347,7 +347,7 @@ def _evaluated_checkpoint(cfg: DictConfig) -> str:
             "train=false with ckpt_path=last: name the checkpoint to evaluate, "
             "ckpt_path=<run dir>/checkpoints/best.ckpt"
         )
-    return str(Path(ckpt).expanduser())
+    return str(Path(ckpt).expanduser()), "ckpt_path"
 
 
 def _best_ckpt(trainer: pl.Trainer) -> str | None:
