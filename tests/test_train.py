@@ -372,12 +372,18 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     said = capsys.readouterr().err
     assert "interrupted (Ctrl-C) at epoch 1, optimiser step 3" in said and "ckpt_path=last to go on" in said
 
-    # SIGTERM (kill, a scheduler's pre-emption) is not the user's Ctrl-C: it keeps Lightning's own exit.
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
+    # SIGTERM (kill, a scheduler's pre-emption or time limit) exited with status 0, as if the run had
+    # finished, and kept only the recovery checkpoint: now it saves where it stopped and exits with 143.
     cfg = compose_config(
         "train", tmp_path / "term", [*TINY, "trainer.max_epochs=2", *stop, "+callbacks.stop.sigterm=true"]
     )
-    with pytest.raises(SIGTERMException):
-        run(cfg)
-    assert "interrupted (Ctrl-C)" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        report_user_errors(lambda: run(cfg), prog="train.py")
+    assert stopped.value.code == 143
+    saved = torch.load(
+        tmp_path / "term" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert saved["global_step"] == 3
+    said = capsys.readouterr().err
+    assert "terminated (SIGTERM) at epoch 1, optimiser step 3" in said and "interrupted (Ctrl-C)" not in said
+    assert "train.py: terminated (SIGTERM); finished outputs are kept" in said

@@ -28,6 +28,15 @@ class DataError(MarsUnitsError, ValueError):
     """A data file or folder is missing, unreadable or inconsistent."""
 
 
+class TerminatedError(Exception):
+    """The run was asked to stop by SIGTERM (a scheduler's pre-emption or time limit: SLURM, Kubernetes).
+
+    Lightning ends training on SIGTERM with its ``SIGTERMException``, a ``SystemExit`` without a code, so
+    the command used to exit with status 0, as if it had finished. Entry points report this as one line
+    and exit with status 143 (128 + SIGTERM, the shell's convention).
+    """
+
+
 #: Exceptions an entry point reports as one line: project errors plus the standard ones raised for bad
 #: paths and values by the libraries underneath (their messages name the file).
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -44,10 +53,18 @@ T = TypeVar("T")
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
-    print one line and exit with status 130 (the shell's convention for SIGINT)."""
+    print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
+    with 143 (SIGTERM)."""
     reported = (*USER_ERRORS, MissingMandatoryValue)
     try:
         return fn()
+    except TerminatedError:
+        if os.environ.get("MARSUNITS_TRACEBACK"):
+            raise
+        message = "terminated (SIGTERM); finished outputs are kept"
+        _log_to_files(message)
+        print(f"{prog}: {message}", file=sys.stderr)
+        raise SystemExit(143) from None
     except KeyboardInterrupt:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise

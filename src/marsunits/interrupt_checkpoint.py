@@ -1,11 +1,13 @@
-"""Save ``last.ckpt`` when training is stopped with Ctrl-C, and say how to go on.
+"""Save ``last.ckpt`` when training is stopped with Ctrl-C or SIGTERM, and say how to go on.
 
 Lightning answers Ctrl-C with a graceful shutdown and exit status 1, keeping only the checkpoints written so
 far: with the mid-epoch recovery checkpoint every 50 optimiser steps, up to 49 steps are lost, and nothing
 tells the user that ``ckpt_path=last`` resumes. Lightning's own ``OnExceptionCheckpoint`` saves to another
 file name on *every* exception (also on a configuration error before the first step) and deletes it at a
 normal teardown, so it is not what ``ckpt_path=last`` looks for; this callback writes the run's
-``last.ckpt`` itself, only for an interrupt during ``fit``.
+``last.ckpt`` itself, only for an interrupt during ``fit``. SIGTERM (a scheduler pre-empting the job or
+reaching its time limit) is the same case: Lightning stops at a step boundary with its ``SIGTERMException``,
+and the steps since the last recovery checkpoint were lost too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 __all__ = ["InterruptCheckpoint"]
 
@@ -23,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class InterruptCheckpoint(Callback):
-    """On Ctrl-C during ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint
-    IO) and print one line saying that the same command with ``ckpt_path=last`` resumes.
+    """On Ctrl-C or SIGTERM during ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's
+    checkpoint IO) and print one line saying that the same command with ``ckpt_path=last`` resumes.
 
     Only in a single process (under DDP the other ranks are not at the save's barrier) and only during a
     training step (not inside validation, where an EMA callback holds swapped weights); otherwise the
@@ -41,7 +44,7 @@ class InterruptCheckpoint(Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or trainer.world_size > 1:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.world_size > 1:
             return
         if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
             return
@@ -55,8 +58,9 @@ class InterruptCheckpoint(Callback):
         except Exception:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
             log.warning("interrupted, but last.ckpt could not be written", exc_info=True)
             return
+        how = "terminated (SIGTERM)" if isinstance(exception, SIGTERMException) else "interrupted (Ctrl-C)"
         print(
-            f"train.py: interrupted (Ctrl-C) at epoch {trainer.current_epoch}, optimiser step "
+            f"train.py: {how} at epoch {trainer.current_epoch}, optimiser step "
             f"{trainer.global_step}; saved {path}. Run the same command with ckpt_path=last to go on.",
             file=sys.stderr,
         )

@@ -17,10 +17,11 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.atomic import atomic_write_text
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, TerminatedError
 from marsunits.fine_tuning import NETWORK_HPARAMS, initialise_from_checkpoint
 from marsunits.tracking import finish_loggers, prepare_loggers
 
@@ -276,10 +277,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             try:
                 trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             except SystemExit as exc:
-                # Lightning turns Ctrl-C into a plain SystemExit(1) after its shutdown (SIGTERM, a subclass,
-                # is not an interrupt by the user and keeps its own exit).
+                # Lightning turns Ctrl-C into a plain SystemExit(1) after its shutdown.
                 if type(exc) is SystemExit and exc.code == 1 and trainer.interrupted:
                     raise KeyboardInterrupt from None  # reported as an interrupt (status 130)
+                if isinstance(exc, SIGTERMException):  # a SystemExit without a code: status 0 otherwise
+                    raise TerminatedError from None  # reported with status 143; last.ckpt saved on the way
                 raise
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
         best = _best_ckpt(trainer)
