@@ -48,3 +48,14 @@ def test_the_reason_a_run_stopped_is_in_its_log_file_and_once_on_the_console(
 def test_a_bug_is_not_turned_into_a_one_line_message() -> None:
     with pytest.raises(ZeroDivisionError):
         report_user_errors(lambda: 1 / 0, prog="train.py")
+
+
+def test_a_trainer_setting_lightning_refuses_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Lightning's MisconfigurationException (e.g. trainer.devices=3 on one CPU) printed a traceback."""
+    from lightning.pytorch import Trainer
+
+    with pytest.raises(SystemExit) as stop:
+        report_user_errors(lambda: Trainer(accelerator="cpu", devices=0), prog="train.py")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train.py: error: ") and "Traceback" not in err

@@ -316,6 +316,37 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         assert "Error in call to target" not in err
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", r"trainer\.max_epochs='abc': expected a whole number >= -1"),
+        ("trainer.max_epochs=-5", r"trainer\.max_epochs=-5: expected a whole number >= -1"),
+        ("trainer.max_epochs=2.5", r"trainer\.max_epochs=2\.5: expected a whole number"),
+        ("data.batch_size=abc", r"data\.batch_size='abc': expected a whole number >= 1"),
+        ("data.batch_size=0", r"data\.batch_size=0: expected a whole number >= 1"),
+        ("seed=abc", r"seed='abc': expected a whole number >= 0"),
+        ("trainer.limit_train_batches=abc", r"trainer\.limit_train_batches='abc': expected a fraction"),
+        ("trainer.limit_val_batches=1.5", r"trainer\.limit_val_batches=1\.5: expected a fraction"),
+    ],
+)
+def test_mistyped_run_values_stop_before_anything_is_rendered(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    """These used to fail in Lightning's loop or the data module after the scenes were rendered and the
+    network built (25 s for the default), with a TypeError that named no key."""
+    with pytest.raises(ConfigError, match=message):
+        run(compose_config("train", tmp_path, [*TINY, override]))
+    assert not (tmp_path / "config.yaml").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA GPU")
+def test_trainer_gpu_without_a_gpu_says_to_use_the_cpu(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"trainer\.accelerator=gpu but this machine has no CUDA GPU.*trainer=cpu"
+    ):
+        run(compose_config("train", tmp_path, [*TINY, "trainer=gpu"]))
+
+
 def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
     # Sub-class outputs trained on project-id masks would silently learn the wrong classes.
     cfg = compose_config("train", tmp_path, ["debug=fdr", *TINY, "model.subclasses=[0,0,1,2]"])

@@ -55,7 +55,6 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
     with 143 (SIGTERM)."""
-    reported = (*USER_ERRORS, MissingMandatoryValue)
     try:
         return fn()
     except TerminatedError:
@@ -76,13 +75,22 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
         # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
         cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
-        if os.environ.get("MARSUNITS_TRACEBACK") or cause is None or not isinstance(cause, reported):
+        if os.environ.get("MARSUNITS_TRACEBACK") or cause is None or not isinstance(cause, _reported()):
             raise
         message = _one_line(cause, prog)
         _log_to_files(f"error: {message}")
         print(f"{prog}: error: {message}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _reported() -> tuple[type[BaseException], ...]:
+    """:data:`USER_ERRORS`, a ``???`` value, and Lightning's ``MisconfigurationException`` (a trainer setting
+    it refuses, e.g. ``trainer.devices=3`` on one CPU) when Lightning has been imported: looked up in
+    ``sys.modules``, since importing Lightning here would add seconds to every command's start."""
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
+    extra = () if lightning_errors is None else (lightning_errors.MisconfigurationException,)
+    return (*USER_ERRORS, MissingMandatoryValue, *extra)
 
 
 def _one_line(exc: BaseException, prog: str) -> str:

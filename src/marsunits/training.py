@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
@@ -165,6 +166,61 @@ def _saved_job(run_dir: Path) -> dict[str, Any] | None:
     return job_identity(saved)
 
 
+#: Integer settings checked before anything is rendered or built: ``(key, smallest value, what it is)``.
+#: Lightning checks some of these only when the loop first reads them, after minutes of set-up, with a
+#: ``TypeError`` that names no key; the data module's ``int()`` names no key either.
+_INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
+    ("seed", 0, "the random seed"),
+    ("trainer.max_epochs", -1, "epochs (-1: no limit)"),
+    ("trainer.min_epochs", 0, "epochs"),
+    ("trainer.max_steps", -1, "optimiser steps (-1: no limit)"),
+    ("trainer.check_val_every_n_epoch", 1, "epochs"),
+    ("trainer.log_every_n_steps", 1, "steps"),
+    ("trainer.accumulate_grad_batches", 1, "batches"),
+    ("trainer.num_sanity_val_steps", -1, "batches"),
+    ("data.batch_size", 1, "crops per batch"),
+    ("data.val_batch_size", 1, "crops per batch"),
+    ("data.num_workers", 0, "loader processes"),
+)
+
+
+def check_run_values(cfg: DictConfig) -> None:
+    """Refuse mistyped run settings before anything is rendered or built, naming the key.
+
+    Checks the integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the
+    ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
+    ``trainer.accelerator=gpu`` on a machine without a CUDA GPU.
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
+    for key, lowest, unit in _INTEGER_VALUES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ConfigError(f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}=4")
+    for stage in ("train", "val", "test"):
+        key = f"trainer.limit_{stage}_batches"
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        fraction = isinstance(value, float) and 0.0 <= value <= 1.0
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if not (fraction or count):
+            raise ConfigError(
+                f"{key}={value!r}: expected a fraction of the batches in [0.0, 1.0] or a whole number of "
+                f"batches, e.g. {key}=0.25 or {key}=10"
+            )
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no CUDA GPU that PyTorch can use "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
+            "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
+        )
+
+
 def check_subclasses_match(task: Any, datamodule: Any) -> None:
     """Refuse a network whose outputs are not what the training masks hold.
 
@@ -225,6 +281,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if missing:  # before anything is written or rendered: e.g. data=folder without data.root
         overrides = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
+    check_run_values(cfg)
     data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
     if None not in (data_channels, model_channels) and data_channels != model_channels:
         raise ConfigError(
