@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import CONFIG_DIR, compose_config
-from marsunits.errors import ConfigError, report_user_errors
+from marsunits.errors import ConfigError, DivergedError, report_user_errors
 from marsunits.task import load_task
 from marsunits.training import resolve_ckpt_path, run
 
@@ -345,6 +345,16 @@ def test_trainer_gpu_without_a_gpu_says_to_use_the_cpu(tmp_path: Path) -> None:
         ConfigError, match=r"trainer\.accelerator=gpu but this machine has no CUDA GPU.*trainer=cpu"
     ):
         run(compose_config("train", tmp_path, [*TINY, "trainer=gpu"]))
+
+
+def test_a_diverging_run_stops_with_the_reason_instead_of_reporting_success(tmp_path: Path) -> None:
+    """model.lr=1e5 trained NaN weights to the end, kept them as best.ckpt and wrote metrics.json (val/loss
+    null, everything predicted as one class) with exit status 0."""
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", "model.lr=1e5"])
+    with pytest.raises(DivergedError, match=r"loss is nan at epoch 0.*training diverged \(model\.lr=100000\)"):
+        run(cfg)
+    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
 
 
 def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:

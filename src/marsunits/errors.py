@@ -28,6 +28,10 @@ class DataError(MarsUnitsError, ValueError):
     """A data file or folder is missing, unreadable or inconsistent."""
 
 
+class DivergedError(MarsUnitsError):
+    """Training produced a non-finite loss: the weights are lost (usually too high a learning rate)."""
+
+
 class TerminatedError(Exception):
     """The run was asked to stop by SIGTERM (a scheduler's pre-emption or time limit: SLURM, Kubernetes).
 

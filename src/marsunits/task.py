@@ -30,7 +30,7 @@ from torchmetrics.classification import (
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from marsunits.data.class_map import subclass_groups
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, DivergedError
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
 log = logging.getLogger(__name__)
@@ -399,9 +399,26 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self.network_logits(batch["image"])
         loss = self.criterion(logits, batch["mask"])
+        self._check_finite(loss, "training")
         # Per step only: with on_epoch too, loggers would see `train/loss_step`/`_epoch`, not `train/loss`.
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def _check_finite(self, loss: torch.Tensor, stage: str) -> None:
+        """Stop with :class:`~marsunits.errors.DivergedError` when ``loss`` is NaN or infinite.
+
+        Going on would train NaN weights to the end and keep them as the "best" checkpoint, with
+        ``metrics.json`` reporting success. One device sync per step buys this.
+        """
+        if torch.isfinite(loss):
+            return
+        lr = float(self._hp.get("lr") or 1e-3)
+        raise DivergedError(
+            f"the {stage} loss is {loss.item()} at epoch {self.current_epoch}, optimiser step "
+            f"{self.global_step}: training diverged (model.lr={lr:g}). Lower the learning rate, e.g. "
+            f"model.lr={lr / 10:g}, or set trainer.gradient_clip_val=1.0; if it happens before any training "
+            "step, look for NaN values in the images or the checkpoint"
+        )
 
     def _prefixes(self, stage: str, dataloader_idx: int) -> list[str]:
         """Metric prefixes a batch contributes to: always ``stage``; with several evaluation loaders (one per
@@ -418,6 +435,7 @@ class SegmentationTask(L.LightningModule):
         target = batch["mask"]
         criterion = self.criterion if self.eval_criterion is None else self.eval_criterion
         loss = criterion(logits, target)
+        self._check_finite(loss, "validation" if stage == "val" else stage)
         prefixes = self._prefixes(stage, dataloader_idx)
         # Lightning allows a key from one dataloader only, so with several sources the loss is logged per
         # source (`val/<source>/loss`); the other metrics are pooled by hand in _log_prefix.
