@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR, compose_config
 from marsunits.errors import ConfigError, DivergedError, report_user_errors
@@ -58,6 +59,19 @@ def test_model_chosen_on_the_command_line_replaces_the_experiments_model(
     for key in ("arch", "encoder", "encoder_depth", "decoder_channels"):
         assert cfg.model[key] == tiny.model[key], key
     assert len(cfg.model.decoder_channels) == cfg.model.encoder_depth
+
+
+def test_data_chosen_on_the_command_line_gets_no_synthetic_only_settings(tmp_path: Path) -> None:
+    """`python train.py data=folder ...` (the default experiment) inherited the synthetic experiment's
+    train_length and scene sizes, which the folder data silently ignored (data.train_length=8 was accepted
+    and did nothing), and its 128 px crops."""
+    folder = OmegaConf.load(CONFIG_DIR / "data" / "folder.yaml")
+    cfg = compose_config("train", tmp_path, ["data=folder", "data.root=/x"])
+    assert set(cfg.data) == set(folder), set(cfg.data) ^ set(folder)
+    assert cfg.data.crop_size == folder.crop_size
+    default = compose_config("train", tmp_path, [])  # the default run keeps its sizes
+    assert (default.data.crop_size, default.data.train_length) == (128, 1792)
+    assert (default.data.scene.width, default.data.scene.height) == (160, 128)
 
 
 @pytest.mark.parametrize("debug", ["fdr", "overfit"])
@@ -351,7 +365,7 @@ def test_a_diverging_run_stops_with_the_reason_instead_of_reporting_success(tmp_
     """model.lr=1e5 trained NaN weights to the end, kept them as best.ckpt and wrote metrics.json (val/loss
     null, everything predicted as one class) with exit status 0."""
     cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", "model.lr=1e5"])
-    with pytest.raises(DivergedError, match=r"loss is nan at epoch 0.*training diverged \(model\.lr=100000\)"):
+    with pytest.raises(DivergedError, match=r"loss is nan at epoch 0.*diverged \(model\.lr=100000\)"):
         run(cfg)
     assert not (tmp_path / "metrics.json").exists()
     assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
