@@ -57,6 +57,15 @@ def test_class_map_uncovered_values_name_file_values_and_fix() -> None:
     cm = ClassMap(AI4MARS_MAP, "ai4mars")
     with pytest.raises(ValueError, match=r"lab\.png: mask values \[4, 9\].*configs/data/ai4mars\.yaml"):
         cm(np.array([[0, 4, 9, 1]], np.uint8), "lab.png")
+    # A user's map for project-id masks plus one odd value: 255 must be listed too, and the message says so.
+    own = ClassMap({0: 0, 1: 1, 2: 2, 5: 255}, "folder")
+    with pytest.raises(
+        ValueError, match=r"mask values \[255\] .*\(255: 255 keeps unlabelled pixels unlabelled\)"
+    ):
+        own(np.array([[0, 5, 255]], np.uint8), "m.png")
+    with pytest.raises(ValueError) as other:  # no such hint when 255 is not missing
+        cm(np.array([[4, 9]], np.uint8), "lab.png")
+    assert "keeps unlabelled" not in str(other.value)
 
 
 @pytest.mark.parametrize(("mapping", "message"), [({0: 5}, "not a project id"), ({300: 0}, "outside 0..255")])

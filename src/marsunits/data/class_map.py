@@ -120,9 +120,15 @@ class ClassMap:
                 if self._num_targets is None
                 else "a sub-class id or 255 ignore"
             )
+            # A map replaces the identity entirely: 255 (unlabelled in project ids) must be listed as well.
+            ignore = (
+                f" ({IGNORE_INDEX}: {IGNORE_INDEX} keeps unlabelled pixels unlabelled)"
+                if IGNORE_INDEX in missing
+                else ""
+            )
             raise ValueError(
                 f"{path}: mask values {missing} are not covered by the {self.owner}. "
-                f"Add them to {self.key} in {self.where} (native id -> {targets})."
+                f"Add them to {self.key} in {self.where} (native id -> {targets}){ignore}."
             )
         return self._lut_u8[mask]
 
