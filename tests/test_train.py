@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR, compose_config
-from marsunits.errors import ConfigError, DivergedError, report_user_errors
+from marsunits.errors import ConfigError, DataError, DivergedError, report_user_errors
 from marsunits.task import load_task
 from marsunits.training import resolve_ckpt_path, run
 
@@ -396,14 +396,17 @@ class InterruptAtStep(pl.Callback):
     """Raises KeyboardInterrupt (what Ctrl-C does), or with ``sigterm`` Lightning's SIGTERMException (what
     its SIGTERM handler raises), after optimiser step ``step``."""
 
-    def __init__(self, step: int, sigterm: bool = False) -> None:
+    def __init__(self, step: int, sigterm: bool = False, data_error: bool = False) -> None:
         self.step = step
         self.sigterm = sigterm
+        self.data_error = data_error
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_step == self.step:
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+            if self.data_error:  # what the loader raises when a training image vanished mid-run
+                raise DataError("images/a.png: cannot read the image (file not found)")
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
 
@@ -442,3 +445,20 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     said = capsys.readouterr().err
     assert "terminated (SIGTERM) at epoch 1, optimiser step 3" in said and "interrupted (Ctrl-C)" not in said
     assert "train.py: terminated (SIGTERM); finished outputs are kept" in said
+
+    # A training image that became unreadable mid-run: the steps since the recovery checkpoint were lost and
+    # nothing said that the run can go on once the data is fixed.
+    cfg = compose_config(
+        "train", tmp_path / "data", [*TINY, "trainer.max_epochs=2", *stop, "+callbacks.stop.data_error=true"]
+    )
+    with pytest.raises(SystemExit) as stopped:
+        report_user_errors(lambda: run(cfg), prog="train.py")
+    assert stopped.value.code == 2
+    saved = torch.load(
+        tmp_path / "data" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert saved["global_step"] == 3
+    said = capsys.readouterr().err
+    assert "stopped by the error below at epoch 1, optimiser step 3" in said
+    assert "Fix what it names, then run the same command with ckpt_path=last" in said
+    assert "train.py: error: images/a.png: cannot read the image" in said

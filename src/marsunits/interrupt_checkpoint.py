@@ -1,4 +1,4 @@
-"""Save ``last.ckpt`` when training is stopped with Ctrl-C or SIGTERM, and say how to go on.
+"""Save ``last.ckpt`` when training is stopped with Ctrl-C, SIGTERM or a data error, and say how to go on.
 
 Lightning answers Ctrl-C with a graceful shutdown and exit status 1, keeping only the checkpoints written so
 far: with the mid-epoch recovery checkpoint every 50 optimiser steps, up to 49 steps are lost, and nothing
@@ -19,6 +19,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from marsunits.errors import DataError
 
 __all__ = ["InterruptCheckpoint"]
 
@@ -44,7 +46,11 @@ class InterruptCheckpoint(Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.world_size > 1:
+        stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        # A training image that turned unreadable mid-run (a network disk, a file moved away): the weights
+        # are those of the last finished step, so they are saved as for an interrupt.
+        data_error = isinstance(exception, (DataError, OSError))
+        if not (stopped or data_error) or trainer.world_size > 1:
             return
         if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
             return
@@ -58,9 +64,14 @@ class InterruptCheckpoint(Callback):
         except Exception:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
             log.warning("interrupted, but last.ckpt could not be written", exc_info=True)
             return
-        how = "terminated (SIGTERM)" if isinstance(exception, SIGTERMException) else "interrupted (Ctrl-C)"
+        if isinstance(exception, SIGTERMException):
+            how, then = "terminated (SIGTERM)", "Run"
+        elif stopped:
+            how, then = "interrupted (Ctrl-C)", "Run"
+        else:
+            how, then = "stopped by the error below", "Fix what it names, then run"
         print(
             f"train.py: {how} at epoch {trainer.current_epoch}, optimiser step "
-            f"{trainer.global_step}; saved {path}. Run the same command with ckpt_path=last to go on.",
+            f"{trainer.global_step}; saved {path}. {then} the same command with ckpt_path=last to go on.",
             file=sys.stderr,
         )
