@@ -49,7 +49,7 @@ def test_a_misspelt_nested_option_is_named_with_the_one_meant(
     config: str, args: list[str], key: str, suggestion: str | None
 ) -> None:
     message = unknown_option(args, CONFIG_DIR, config)
-    assert message is not None and message.startswith(f"unknown option {key!r} in {args[-1]!r}; ")
+    assert message is not None and message.startswith(f"unknown option {key!r} in {args[-1]!r}")
     assert message.endswith(f"(every option: python {config}.py --cfg job, with the same overrides)")
     assert (f"did you mean {suggestion}=...?" in message) if suggestion else "did you mean" not in message
 
@@ -82,6 +82,10 @@ def test_overrides_in_use_pass() -> None:
                    "hydra.run.dir=/tmp/x", "logger@x=csv", "callbacks=[default,wandb,ema]",
                    "model.lr=1e-3,3e-4", "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip
     assert unknown_option(hydra_forms, CONFIG_DIR, "train") is None
+    # Nothing close to suggest: no dangling "; (" left where the suggestion would be.
+    assert unknown_option(["zzzzqq=1"], CONFIG_DIR, "train") == (
+        "unknown option 'zzzzqq' in 'zzzzqq=1' (the options: configs/train.yaml)"
+    )
     # Another primary config or config folder: its names are not train.yaml's, so Hydra checks them.
     assert unknown_option(["--config-name=mine", "anything=1"], CONFIG_DIR, "train") is None
     assert unknown_option(["-cd", "/my/configs", "anything=1"], CONFIG_DIR, "train") is None

@@ -109,11 +109,11 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
             if part not in node:
                 guess = _closest(part, [str(k) for k in node if not str(k).startswith("_")])
                 if guess is not None:
-                    hint = f"did you mean {'.'.join([*parts[:depth], guess])}=...? "
+                    hint = f"; did you mean {'.'.join([*parts[:depth], guess])}=...?"
                 break
             node = node._get_node(part)  # no interpolation resolved
     return (
-        f"unknown option {key!r} in {arg!r}; {hint}"
+        f"unknown option {key!r} in {arg!r}{hint} "
         f"(every option: python {config_name}.py --cfg job, with the same overrides)"
     )
 
@@ -149,8 +149,8 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             leaves = {n.split(".", 1)[1]: n for n in nested}
             close = difflib.get_close_matches(name, sorted(leaves), n=1, cutoff=0.75)
             guess = leaves[close[0]] if close else None
-        hint = f"did you mean {guess}=...? " if guess else ""
-        return f"unknown option {name!r} in {arg!r}; {hint}(the options: configs/{config_name}.yaml)"
+        hint = f"; did you mean {guess}=...?" if guess else ""
+        return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
     return unknown_nested_option(argv, config_dir, config_name)
 
 
