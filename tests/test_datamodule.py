@@ -202,6 +202,9 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
         ("data.sources=[mars]", r"unknown sources"),
         ("data.focus_class=7", r"marsscapes\.yaml: focus_class=7 is not a project class id"),
         ("data.class_mix_prob=1.5", r"marsscapes\.yaml: class_mix_prob must be a probability in \[0, 1\]"),
+        # These two were accepted: 0 crops became 1 per epoch, and with 1.5 no crop could ever qualify.
+        ("data.samples_per_epoch=0", r"samples_per_epoch must be at least one crop per source \(1\), got 0"),
+        ("data.min_labelled_fraction=1.5", r"min_labelled_fraction .* in \[0, 1\], got 1\.5"),
     ],
 )
 def test_bad_config_values_explain_themselves(override: str, message: str, tmp_path: Path) -> None:

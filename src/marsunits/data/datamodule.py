@@ -252,8 +252,18 @@ class MarsDataModule(L.LightningDataModule):
         self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml")
         self.shared_sol_holdout = bool(shared_sol_holdout)
         self.samples_per_epoch = int(samples_per_epoch)
+        if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
+            raise ValueError(
+                f"configs/data/{name}.yaml: samples_per_epoch must be at least one crop per source "
+                f"({len(sources)}), got {samples_per_epoch!r}; e.g. data.samples_per_epoch=512."
+            )
         self.cache = cache
         self.min_labelled_fraction = float(min_labelled_fraction)
+        if not 0.0 <= self.min_labelled_fraction <= 1.0:  # above 1: no crop could ever be accepted
+            raise ValueError(
+                f"configs/data/{name}.yaml: min_labelled_fraction is the share of labelled pixels a training "
+                f"crop needs, in [0, 1], got {min_labelled_fraction!r}; e.g. data.min_labelled_fraction=0.05."
+            )
         if focus_class is not None and focus_class not in range(len(CLASS_NAMES)):
             raise ValueError(
                 f"configs/data/{name}.yaml: focus_class={focus_class} is not a project class id; use one of "
