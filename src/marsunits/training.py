@@ -373,7 +373,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     last = output_dir / "checkpoints" / "last.ckpt"
     result["last_ckpt"] = str(last) if last.is_file() else None
     if init_ckpt:
-        result["init_ckpt"] = str(init_ckpt)
+        result["init_ckpt"] = str(Path(init_ckpt).expanduser().resolve())  # absolute, as best_ckpt
     if evaluated is not None:
         result["evaluated_ckpt"] = str(Path(evaluated[0]).resolve())
     result["seconds"] = round(time.perf_counter() - start, 2)
