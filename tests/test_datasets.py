@@ -129,6 +129,17 @@ def test_missing_root_names_path_and_config_key(tmp_path: Path) -> None:
             scan(tmp_path / "nowhere")
 
 
+def test_masks_kept_under_another_folder_name_are_pointed_at(tmp_path: Path) -> None:
+    """A folder dataset with its masks in labels/ (the MarsScapes layout) was told only that masks/ is
+    missing; the message now lists the folders that are there."""
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    (root / "masks").rename(root / "labels")
+    with pytest.raises(
+        FileNotFoundError, match=r"masks at .*holds \['images', 'labels'\]: .*rename it masks/"
+    ):
+        scan_folder(root)
+
+
 def test_unpaired_files_are_listed(tmp_path: Path) -> None:
     root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 123, 124))
     (root / "labels" / "123_1.png").unlink()

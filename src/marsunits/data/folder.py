@@ -38,8 +38,17 @@ def check_root(root: str | Path, dataset: str, expected: str) -> Path:
 
 def _stems(folder: Path, what: str, dataset: str) -> dict[str, Path]:
     if not folder.is_dir():
+        # Masks are often kept under another name (MarsScapes: labels/, others: annotations/, gt/).
+        others = (
+            sorted(p.name for p in folder.parent.iterdir() if p.is_dir()) if folder.parent.is_dir() else []
+        )
+        seen = (
+            f" It holds the folders {others}: rename the one with the {what} to {folder.name}/."
+            if others
+            else ""
+        )
         raise FileNotFoundError(
-            f"Dataset '{dataset}': expected a folder of {what} at {folder}, but it does not exist. "
+            f"Dataset '{dataset}': expected a folder of {what} at {folder}, but it does not exist.{seen} "
             "Check data.root and the dataset layout (data/README.md)."
         )
     found: dict[str, Path] = {}
