@@ -43,7 +43,7 @@ def _stems(folder: Path, what: str, dataset: str) -> dict[str, Path]:
             sorted(p.name for p in folder.parent.iterdir() if p.is_dir()) if folder.parent.is_dir() else []
         )
         seen = (
-            f" It holds the folders {others}: rename the one with the {what} to {folder.name}/."
+            f" {folder.parent} holds {others}: if one of them has the {what}, rename it {folder.name}/."
             if others
             else ""
         )
