@@ -323,11 +323,12 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
     ):
         cfg = compose_config("train", tmp_path, [*TINY, override])
         with pytest.raises(SystemExit) as info:
-            report_user_errors(lambda: instantiate(cfg.model), prog="train.py")  # noqa: B023 - called at once
+            report_user_errors(lambda: run(cfg), prog="train.py")  # noqa: B023 - called at once
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(f"train.py: error: {message}"), err
         assert "Error in call to target" not in err
+        assert not (tmp_path / "config.yaml").exists()  # README: before anything is written
 
 
 @pytest.mark.parametrize(

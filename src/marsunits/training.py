@@ -301,15 +301,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
     # Before config.yaml, the record it compares with, is replaced.
     check_run_folder(output_dir, ckpt_path, job)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
-        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
+    # After the data and model settings were accepted (a bad value stops above), so a run that never
+    # started leaves no config.yaml, the record a later ckpt_path=last compares with.
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
+        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     init_ckpt = cfg.get("init_ckpt_path")
     if evaluated is not None:
         initialise_from_checkpoint(task, evaluated[0], option=evaluated[1])
