@@ -192,6 +192,42 @@ def test_train_false_scores_the_given_checkpoint(tmp_path: Path) -> None:
             run(compose_config("train", tmp_path / "x", [*TINY, "train=false", *overrides]))
 
 
+def test_a_run_whose_data_moved_resumes_with_data_moved(tmp_path: Path) -> None:
+    """A dataset moved (another disk, another cluster node) could not be resumed at all: data.root differs,
+    and the only way offered, init_ckpt_path, loses the optimiser and schedule."""
+    import shutil
+
+    from marsunits.data.fake import write_fake_folder
+
+    old = write_fake_folder(tmp_path / "old", n_images=4, height=64, width=64)
+    folder = [o for o in TINY if not o.startswith("data.")] + [
+        "data=folder",
+        "data.crop_size=64",
+        "data.batch_size=4",
+        "data.samples_per_epoch=8",
+        "data.num_workers=0",
+    ]
+    run(compose_config("train", tmp_path / "r", [*folder, f"data.root={old}", "trainer.max_epochs=1"]))
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    first = torch.load(last, map_location="cpu", weights_only=False)
+    new = tmp_path / "new"
+    shutil.move(old, new)
+    longer = [*folder, f"data.root={new}", "trainer.max_epochs=2", "ckpt_path=last"]
+    with pytest.raises(
+        ConfigError, match=r"data\.root: .*; if the same data has only moved .*data_moved=true"
+    ):
+        run(compose_config("train", tmp_path / "r", longer))
+    run(compose_config("train", tmp_path / "r", [*longer, "data_moved=true"]))
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == first["epoch"] + 1  # the second epoch ran: resumed, not restarted
+    assert saved["global_step"] == 2 * first["global_step"]
+    # Only the location may differ: another data setting is still refused.
+    with pytest.raises(ConfigError, match=r"data\.samples_per_epoch: 8 -> 12"):
+        run(
+            compose_config("train", tmp_path / "r", [*longer, "data_moved=true", "data.samples_per_epoch=12"])
+        )
+
+
 def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     for name in ("a", "b"):

@@ -35,13 +35,15 @@ def resolve_ckpt_path(
     log_dir: Path,
     task_name: str,
     job: Mapping[str, Any] | None = None,
+    data_moved: bool = False,
 ) -> str | None:
     """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
 
     ``last`` means ``<output_dir>/checkpoints/last.ckpt`` if it exists, else the most recently written
     ``last.ckpt`` of a run under ``<log_dir>/<task_name>/`` that trained the same job: with ``job`` given
     (:func:`job_identity` of this run's config), only runs whose ``config.yaml`` has the same identity count,
-    so ``experiment=ai4mars ckpt_path=last`` never resumes the newest synthetic run.
+    so ``experiment=ai4mars ckpt_path=last`` never resumes the newest synthetic run; with ``data_moved``
+    the data's location (``_DATA_LOCATION_KEYS``) is left out of that comparison.
 
     Raises:
         ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found.
@@ -61,7 +63,7 @@ def resolve_ckpt_path(
                 "Train once without ckpt_path, or pass ckpt_path=<path to a .ckpt file>."
             )
         if job is not None:
-            same = [c for c in candidates if _saved_job(c.parent.parent) == job]
+            same = [c for c in candidates if _same_job(_saved_job(c.parent.parent), job, data_moved)]
             if not same:
                 raise ConfigError(
                     f"ckpt_path=last: none of the {len(candidates)} runs under {log_dir / task_name}/ "
@@ -82,6 +84,26 @@ def resolve_ckpt_path(
 _DATA_PERFORMANCE_KEYS = frozenset(
     {"num_workers", "pin_memory", "persistent_workers", "render_processes", "val_batch_size"}
 )
+
+
+#: Data settings that say where the data is, not what it is: ``data_moved=true`` lets a resume change them.
+_DATA_LOCATION_KEYS = frozenset({"root", "source_dirs"})
+
+
+def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_moved: bool) -> bool:
+    """Whether a saved :func:`job_identity` is ``job``; with ``data_moved``, wherever the data now is."""
+    if saved is None:
+        return False
+    if not data_moved:
+        return dict(saved) == dict(job)
+
+    def located(identity: Mapping[str, Any]) -> dict[str, Any]:
+        data = identity.get("data")
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in _DATA_LOCATION_KEYS}
+        return {**identity, "data": data}
+
+    return located(saved) == located(job)
 
 
 def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,14 +133,17 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def check_run_folder(output_dir: Path, ckpt_path: str | None, job: Mapping[str, Any]) -> None:
+def check_run_folder(
+    output_dir: Path, ckpt_path: str | None, job: Mapping[str, Any], data_moved: bool = False
+) -> None:
     """Refuse to start where a run would overwrite another run's record or resume another job.
 
     * A new run (no ``ckpt_path``) in a folder that already holds checkpoints (``run_name=`` of an earlier
       run) would overwrite them and its ``config.yaml``.
     * A resumed checkpoint whose run folder's ``config.yaml`` trained another model or data
       (:func:`job_identity`) would die on mismatched tensors or silently go on with other data; this holds
-      for ``ckpt_path=last`` in the run's own folder and for an explicit path alike.
+      for ``ckpt_path=last`` in the run's own folder and for an explicit path alike. With ``data_moved``
+      (``data_moved=true``: the same data under another path) only the data's location may differ.
 
     Raises:
         ConfigError: Naming the folder, the differing settings and what to do.
@@ -138,7 +163,7 @@ def check_run_folder(output_dir: Path, ckpt_path: str | None, job: Mapping[str, 
             "run_name=..., or resume this folder's run with ckpt_path=last"
         )
     saved = _saved_job(source)
-    if saved is not None and saved != dict(job):
+    if saved is not None and not _same_job(saved, job, data_moved):
         diff = _differences(saved, dict(job))
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
         # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).
@@ -149,9 +174,15 @@ def check_run_folder(output_dir: Path, ckpt_path: str | None, job: Mapping[str, 
             if not network
             else f"start a new run without ckpt_path (its weights do not fit another {', '.join(network)})"
         )
+        location = {f"data.{k}" for k in _DATA_LOCATION_KEYS}
+        moved = (
+            "; if the same data has only moved to the new path, add data_moved=true"
+            if not data_moved and all(d.split(":")[0] in location for d in diff)
+            else ""
+        )
         raise ConfigError(
             f"{ckpt_path} was trained with other model or data settings ({source / 'config.yaml'}: {shown}). "
-            f"Resume it with its own settings, or {way_out}"
+            f"Resume it with its own settings, or {way_out}{moved}"
         )
 
 
@@ -292,15 +323,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     job = job_identity(cfg)
     training = bool(cfg.get("train", True))
+    data_moved = bool(cfg.get("data_moved", False))
     evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
     if training:
         ckpt_path = resolve_ckpt_path(
-            cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job
+            cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job, data_moved
         )
     else:
         evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
     # Before config.yaml, the record it compares with, is replaced.
-    check_run_folder(output_dir, ckpt_path, job)
+    check_run_folder(output_dir, ckpt_path, job, data_moved)
 
     pl.seed_everything(cfg.seed, workers=True)
 
