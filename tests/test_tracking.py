@@ -213,7 +213,10 @@ def test_no_api_key_falls_back_to_offline_with_one_line(
     lines = [ln for ln in (start.out + start.err).splitlines() if "[marsunits]" in ln]
     assert len(lines) == 1, lines
     assert "W&B offline" in lines[0] and "no W&B API key" in lines[0]
-    end = capsys.readouterr().out
+    ended = capsys.readouterr()
+    end = ended.out
+    # Lightning's anonymous=None made wandb warn on every run that the setting has no effect.
+    assert "anonymous setting" not in start.out + start.err + ended.out + ended.err
     sync = [ln for ln in end.splitlines() if "wandb sync" in ln]
     assert len(sync) == 1 and str(tmp_path / "run" / "wandb" / "offline-run-") in sync[0]
 

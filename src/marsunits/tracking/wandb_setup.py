@@ -209,7 +209,13 @@ def _build_wandb_logger(spec: dict[str, Any], mode: str, run_id: str | None) -> 
     if run_id:
         overrides["id"] = run_id
         overrides["resume"] = "allow"
-    return instantiate({**spec, **overrides}, _convert_="all")
+    logger = instantiate({**spec, **overrides}, _convert_="all")
+    # Lightning always hands wandb.init ``anonymous=None``, which current wandb answers on every run with
+    # "WARNING The anonymous setting has no effect"; without the key wandb says nothing.
+    init_kwargs = getattr(logger, "_wandb_init", None)
+    if isinstance(init_kwargs, dict) and init_kwargs.get("anonymous", "") is None:
+        del init_kwargs["anonymous"]
+    return logger
 
 
 def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> WandbLogger | None:
