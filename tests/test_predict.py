@@ -519,7 +519,9 @@ def test_greyscale_images_given_to_a_colour_model_are_counted_and_said(
         "grey.png": "1",
         "grey_as_rgb.png": "1",
     }
-    # A resumed run that skips them all still says so (it counted only the images it predicted itself).
+    # A resumed run that skips them all still says so (it counted only the images it predicted itself), also
+    # after a kill left no manifest: the contact files keep the flag.
+    (tmp_path / "out3" / "manifest.csv").unlink()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out3")) == 0
     resumed = json.loads((tmp_path / "out3" / "summary.json").read_text())
     assert resumed["counts"]["skipped"] == 3 and resumed["greyscale_inputs_for_colour_model"] == 2

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,14 @@ def count_contacts(lines: Sequence[ContactLine]) -> int:
     return len({i for i in ids if i is not None}) + sum(i is None for i in ids)
 
 
-def contacts_to_geojson(lines: Sequence[ContactLine], image_width: int, image_height: int) -> dict[str, Any]:
-    """Build the GeoJSON dict for ``lines`` of an image of the given size (pixels)."""
+def contacts_to_geojson(
+    lines: Sequence[ContactLine],
+    image_width: int,
+    image_height: int,
+    members: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the GeoJSON dict for ``lines`` of an image of the given size (pixels); ``members`` are extra
+    top-level members of the collection (``predict.py``: ``image_greyscale``)."""
     features = []
     for line in lines:
         pix = np.asarray(line.pixels, dtype=float)
@@ -113,6 +119,7 @@ def contacts_to_geojson(lines: Sequence[ContactLine], image_width: int, image_he
         "type": "FeatureCollection",
         "image_width": int(image_width),
         "image_height": int(image_height),
+        **dict(members or {}),
         "features": features,
     }
 
@@ -122,9 +129,10 @@ def write_contacts(
     lines: Sequence[ContactLine],
     image_width: int,
     image_height: int,
+    members: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``lines`` to ``path`` atomically (temporary file, then rename). Returns the path."""
-    data = contacts_to_geojson(lines, image_width, image_height)
+    data = contacts_to_geojson(lines, image_width, image_height, members)
     return atomic_write_text(path, json.dumps(data))
 
 
@@ -137,6 +145,20 @@ def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tupl
     Raises:
         ValueError: If the file is not a FeatureCollection of LineStrings (names the file).
     """
+    lines, members = read_contact_collection(path)
+    size = None
+    if "image_width" in members and "image_height" in members:
+        size = (int(members["image_width"]), int(members["image_height"]))
+    return lines, size
+
+
+def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactLine], dict[str, Any]]:
+    """Read a contact GeoJSON file: its lines and the collection's other top-level members
+    (``image_width``, ``image_height``, and what the writer added, e.g. ``image_greyscale``).
+
+    Raises:
+        ValueError: If the file is not a FeatureCollection of LineStrings (names the file).
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -145,10 +167,7 @@ def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tupl
     if data.get("type") != "FeatureCollection":
         raise ValueError(f"{path} is not a GeoJSON FeatureCollection")
     lines = _lines_from_features(data, path)
-    size = None
-    if "image_width" in data and "image_height" in data:
-        size = (int(data["image_width"]), int(data["image_height"]))
-    return lines, size
+    return lines, {k: v for k, v in data.items() if k not in ("type", "features")}
 
 
 def as_stored(lines: Sequence[ContactLine]) -> list[ContactLine]:

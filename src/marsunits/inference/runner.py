@@ -63,7 +63,7 @@ from marsunits.boundary.contact_io import (
     as_stored,
     count_contacts,
     number_contacts,
-    read_contacts,
+    read_contact_collection,
 )
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
@@ -625,7 +625,7 @@ class _Session:
         """Row for an input whose outputs are complete, recomputed from its mask and contacts (cheap)."""
         try:
             mask = read_mask(paths.mask)
-            lines, _ = read_contacts(paths.contact)
+            lines, members = read_contact_collection(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
         if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
@@ -638,7 +638,9 @@ class _Session:
             except ValueError as exc:  # a broken camera file: the contacts stay in pixels, as when predicted
                 log.warning("%s: camera file ignored for the map: %s", f.rel, exc)
         seconds = old.get("seconds") if old else None
-        grey = {"1": True, "0": False}.get(old.get("greyscale", "")) if old else None
+        grey = members.get("image_greyscale")  # older output folders: the earlier manifest's column
+        if not isinstance(grey, bool):
+            grey = {"1": True, "0": False}.get(old.get("greyscale", "")) if old else None
         message = "outputs already present; overwrite=true redoes them"
         return _result_row(f.rel, "skipped", message, mask, lines, seconds, grey)
 
@@ -710,6 +712,7 @@ class _Session:
                 lines,
                 save_probabilities=self.opts.save_probabilities,
                 probability_dtype=self.opts.probability_dtype,
+                greyscale=grey,
             )
         except OSError as exc:
             if exc.errno in OUTPUT_STOP_ERRNOS:

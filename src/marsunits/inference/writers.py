@@ -244,6 +244,7 @@ def write_prediction(
     *,
     save_probabilities: bool,
     probability_dtype: str = "uint8",
+    greyscale: bool | None = None,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -256,11 +257,14 @@ def write_prediction(
         lines: Contact lines in pixel coordinates.
         save_probabilities: Also write ``<stem>.prob.tif``.
         probability_dtype: ``uint8`` or ``float16`` for the TIFF.
+        greyscale: Whether the input is greyscale, kept in the contact file (``image_greyscale``) so a
+            later run that skips this input still counts it, even when no manifest was written (a kill).
     """
     h, w = mask.shape
     if save_probabilities:
         write_probabilities(paths.prob, probs, probability_dtype)
-    write_contacts(paths.contact, lines, image_width=w, image_height=h)
+    members = None if greyscale is None else {"image_greyscale": bool(greyscale)}
+    write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members)
     write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
     write_png_atomic(paths.mask, mask)
 
