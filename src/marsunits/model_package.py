@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -350,19 +351,23 @@ def _needs_arbitrary_unpickling(err: BaseException) -> bool:
     """True if ``load_task`` failed because the pickle references globals outside torch's safe allowlist.
 
     Why the message test: torch raises the same ``UnpicklingError`` type for garbage files ("Unsupported
-    operand") and for pickles that import callables ("Unsupported global"); only the latter can be loaded
-    by trusting the file, so only then is ``trust_checkpoint`` worth suggesting.
+    operand") and for pickles that import callables; only the latter can be loaded by trusting the file, so
+    only then is ``trust_checkpoint`` worth suggesting. Torch words the latter two ways: "Unsupported global:
+    GLOBAL x was not an allowed global" and, for modules it blocks outright (``os``/``posix``, the classic
+    ``os.system`` payload), "Trying to load unsupported GLOBAL posix.system whose module posix is blocked".
     """
     cause = err.__cause__
-    return isinstance(cause, pickle.UnpicklingError) and "Unsupported global" in str(cause)
+    return isinstance(cause, pickle.UnpicklingError) and _UNSAFE_GLOBAL.search(str(cause)) is not None
+
+
+#: Torch's two wordings of a refused global; group 1 is its dotted name.
+_UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?global ([\w.]+)", re.IGNORECASE)
 
 
 def _unsafe_reason(err: BaseException) -> str:
-    """The line of torch's message naming the disallowed global, if any."""
-    for line in str(err.__cause__).splitlines():
-        if "Unsupported global" in line:
-            return line.split("Unsupported global:", 1)[-1].split(" was not", 1)[0].strip()
-    return "a Python object torch does not allow"
+    """The disallowed global named by torch's message, if any."""
+    found = _UNSAFE_GLOBAL.search(str(err.__cause__))
+    return found.group(1) if found else "a Python object torch does not allow"
 
 
 def _load_trusted_checkpoint(
