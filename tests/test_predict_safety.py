@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pathlib
+import shutil
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -57,6 +58,28 @@ def test_package_predicts_the_same_masks_as_its_checkpoint(tmp_path: Path, ckpt:
         assert a == b
     summary = json.loads((tmp_path / "from_pkg" / "summary.json").read_text())
     assert summary["checkpoint"] == str(package.resolve())
+
+
+def test_a_package_with_edited_normalisation_does_not_add_to_its_folder(tmp_path: Path, ckpt: Path) -> None:
+    """model.json's mean/std sit outside the hashed weights: an edited copy changed every mask, yet was taken
+    for the same model and its masks were added beside the original's in one folder."""
+    from marsunits.export import export_checkpoint
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    package = export_checkpoint(ckpt, tmp_path / "package")
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0
+    edited = tmp_path / "edited"
+    shutil.copytree(package, edited)
+    doc = json.loads((edited / "model.json").read_text())
+    for part in ("hparams", "metadata"):
+        doc[part]["mean"] = [0.1, 0.1, 0.1]
+    (edited / "model.json").write_text(json.dumps(doc))
+    save_rgb(inp / "img9.png", 40, 50, seed=9)  # one more input: it would be predicted with the edited copy
+    with pytest.raises(ConfigError, match=r"other settings: .*normalisation"):
+        run(make_cfg(tmp_path, edited, inp, out))
+    assert not (out / "img9.mask.png").exists()
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0  # the original package goes on
 
 
 class _Payload:

@@ -7,6 +7,8 @@ them. So every run records ``OUT/prediction_settings.json``:
 
 * ``checkpoint``: the path given (informative only: a moved file is the same model);
 * ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
+* ``normalisation``: the input ``mean`` and ``std`` the network runs with (a package keeps them in
+  ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
 * every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
   ``min_unit_area_px``, ``nodata_max``, ``contact`` (the extraction settings), ``max_range_m``,
   ``probability_dtype``;
@@ -72,6 +74,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     for key in keys:
         if key == "probability_dtype" and None in (old.get(key), new.get(key)):
             continue  # probabilities turned on or off: the masks and contacts are the same
+        if key == "normalisation" and key not in old:
+            continue  # a folder recorded before the key existed: its weights hash still identifies the model
         if key == "weights_sha256":
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
             if names[0] & names[1]:

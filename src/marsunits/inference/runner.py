@@ -521,6 +521,13 @@ class _Session:
             self.ckpt_path,
             file_sha256(weights_file),
             {
+                # The input normalisation the network is run with: in a checkpoint it is covered by the
+                # file's hash, in a model package it lives in model.json beside the hashed weights, where
+                # an edit changed every mask without a word.
+                "normalisation": {
+                    "mean": [round(float(v), 6) for v in task.mean.flatten()],
+                    "std": [round(float(v), 6) for v in task.std.flatten()],
+                },
                 "tile": tile,
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
