@@ -458,6 +458,18 @@ class _Session:
             raise ConfigError(
                 f"nodata_max must be null or a number in [0, 1) (0.03 is about 8/255), got {nodata!r}"
             )
+        max_range = opts.max_range_m
+        if isinstance(max_range, bool) or not isinstance(max_range, (int, float)) or not max_range > 0:
+            raise ConfigError(
+                f"max_range_m must be a distance in metres > 0 (how far from the camera contacts are put on "
+                f"the ground; default 30), got {max_range!r}"
+            )
+        tile = opts.tile
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
+            raise ConfigError(
+                f"tile must be null (the checkpoint's tile size) or a whole number of pixels, e.g. tile=512, "
+                f"got {tile!r}"
+            )
         self.device = select_device(opts.device)
         self.precision = resolve_precision(opts.precision, self.device)
         self.threads = configure_threads(opts.threads, shard.local_world_size)
