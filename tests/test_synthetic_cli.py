@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,14 @@ def test_cli_writes_scenes_and_preview(tmp_path: Path, capsys: pytest.CaptureFix
         ["--out", str(out), "--n", "3", "--seed", "4", "--size", "64x48", "--mode", "grey", "--preview"]
     )
     assert rc == 0
-    assert "wrote 3 scenes" in capsys.readouterr().out
+    assert "wrote 3 scene(s)" in capsys.readouterr().out
+    assert json.loads((out / "scenes.json").read_text()) == {
+        "n": 3,
+        "seed": 4,
+        "size": "64x48",
+        "mode": "grey",
+        "difficulty": 0.5,
+    }
     names = [f"synth_s4_{i:06d}" for i in range(3)]
     for name in names:
         assert (out / "images" / f"{name}.png").is_file()
@@ -33,6 +41,26 @@ def test_cli_writes_scenes_and_preview(tmp_path: Path, capsys: pytest.CaptureFix
     # Two tiles per row (image + mask each), two rows for three scenes.
     assert sheet.shape[0] >= 2 * 48 and sheet.shape[1] >= 4 * 64
     assert len(np.unique(sheet.reshape(-1, 3), axis=0)) > 20
+
+
+def test_cli_refuses_to_mix_a_new_set_into_an_old_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Written into a folder of scenes, a smaller set overwrote the first old scenes and left the others (at
+    their old size) beside a stale preview, without a word."""
+    out = tmp_path / "syn"
+    assert main(["--out", str(out), "--n", "3", "--size", "64x48", "--preview"]) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["--out", str(out), "--n", "1", "--size", "32x32"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds scenes" in err and "--overwrite" in err
+    assert len(list((out / "images").iterdir())) == 3  # nothing touched
+    assert main(["--out", str(out), "--n", "1", "--size", "32x32", "--overwrite"]) == 0
+    assert [p.name for p in (out / "images").iterdir()] == ["synth_s0_000000.png"]
+    assert not (out / "preview.png").exists() and (out / "notes.txt").read_text() == "mine"
+    with Image.open(out / "images" / "synth_s0_000000.png") as im:
+        assert im.size == (32, 32)
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,24 @@
 """Command line: ``python -m marsunits.data.synthetic --out DIR --n N --seed S --size WxH [...]``.
 
-Writes ``N`` scenes in the data layout under ``DIR`` (see :mod:`.dataset`) and, with ``--preview``,
-``DIR/preview.png``, a contact sheet of the first scenes. Bad arguments exit with status 2 and one line on
-stderr.
+Writes ``N`` scenes in the data layout under ``DIR`` (see :mod:`.dataset`: ``images/``, ``masks/``,
+``contacts/``, ``cameras/``), ``DIR/scenes.json`` (the arguments, to tell the set apart later) and, with
+``--preview``, ``DIR/preview.png``, a contact sheet of the first scenes. A ``DIR`` that already holds scenes
+is refused unless ``--overwrite`` (which first removes the files of those folders, ``scenes.json`` and
+``preview.png``): written into, it mixed two sets, the new scenes over the first old ones and the rest left
+at their old size, beside a stale preview. Bad arguments exit with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from marsunits.atomic import atomic_write_text
 from marsunits.data.synthetic.config import MODES, SceneConfig
 from marsunits.data.synthetic.dataset import write_scene
 from marsunits.data.synthetic.preview import write_preview
@@ -73,8 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT (default 320x240)")
     p.add_argument("--mode", choices=MODES, default="color", help="colour, grey or mixed per scene")
     p.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) .. 1 (hard), default 0.5")
-    p.add_argument("--preview", action="store_true", help="also write OUT/preview.png (contact sheet)")
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help=f"also write OUT/preview.png (contact sheet of the first {PREVIEW_SCENES})",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the scenes of an OUT that already holds some"
+    )
     return p
+
+
+#: What the generator writes under ``--out``: its folders and its files.
+SCENE_FOLDERS = ("images", "masks", "contacts", "cameras")
+SCENE_FILES = ("scenes.json", "preview.png")
+
+
+def _earlier_outputs(out: Path) -> list[Path]:
+    """Files the generator wrote under ``out`` before (its folders' files, ``scenes.json``, the preview)."""
+    found = [out / name for name in SCENE_FILES if (out / name).is_file()]
+    for folder in SCENE_FOLDERS:
+        if (out / folder).is_dir():
+            found += sorted(f for f in (out / folder).iterdir() if f.is_file())
+    return found
 
 
 def _check_writable(out: Path) -> None:
@@ -98,9 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         _check_writable(args.out)
+        earlier = _earlier_outputs(args.out)
+        if earlier and not args.overwrite:
+            raise UsageError(
+                f"--out {args.out} already holds scenes ({len(earlier)} file(s), e.g. {earlier[0].name}); "
+                "choose another folder, or add --overwrite to replace them"
+            )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for f in earlier:  # --overwrite: no old scene stays beside the new set
+        f.unlink()
     t0 = time.perf_counter()
     shown = []
     for i in range(args.n):
@@ -110,6 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             shown.append(scene)
     if shown:
         write_preview(shown, args.out / "preview.png")
+    record = {
+        "n": args.n,
+        "seed": args.seed,
+        "size": f"{w}x{h}",
+        "mode": args.mode,
+        "difficulty": args.difficulty,
+    }
+    atomic_write_text(args.out / "scenes.json", json.dumps(record, indent=2) + "\n")
     dt = time.perf_counter() - t0
-    print(f"wrote {args.n} scenes to {args.out} in {dt:.1f} s" + (" (+ preview.png)" if shown else ""))
+    print(
+        f"wrote {args.n} scene(s) to {args.out} in {dt:.1f} s (images/, masks/, contacts/, cameras/, "
+        "scenes.json" + (", preview.png)" if shown else ")")
+    )
     return 0
