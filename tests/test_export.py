@@ -235,6 +235,16 @@ def test_export_refuses_to_overwrite_unless_asked(checkpoint: Path, package: Pat
         export_checkpoint(checkpoint, out)
     export_checkpoint(checkpoint, out, overwrite=True)
     assert not list(out.glob("*.tmp-*"))
+    # A folder of other files (images) was written into: refused, overwrite or not; an empty one is fine.
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"x")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"is a folder with other files \(a\.png\).*of its own"):
+            export_checkpoint(checkpoint, images, overwrite=overwrite)
+    assert sorted(p.name for p in images.iterdir()) == ["a.png"]
+    (tmp_path / "empty").mkdir()
+    export_checkpoint(checkpoint, tmp_path / "empty")
     with torch.no_grad():
         x = torch.rand(1, 3, 64, 64)
         assert torch.equal(load_model(out)(x), load_model(package)(x))

@@ -175,6 +175,15 @@ def write_package(
         raise FileExistsError(
             f"{out} already holds a model package; pass overwrite=true to replace it, or choose another out."
         )
+    # A package is a folder of its own: written among other files (a folder of images), it is easily moved
+    # or copied apart from them, or they from it.
+    others = sorted(p.name for p in out.iterdir()) if out.is_dir() and not is_package(out) else []
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise FileExistsError(
+            f"out={out} is a folder with other files ({shown}); a model package needs a folder of its own: "
+            "give a new or empty folder as out."
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     # clone(): safetensors refuses tensors that share storage; contiguous(): it stores dense row-major data.
