@@ -215,6 +215,12 @@ def test_misspelt_camera_keys_are_refused_and_unrelated_extra_keys_kept(tmp_path
     path.write_text(json.dumps(d))
     with pytest.raises(CameraFileError, match=f"c.camera.json: unknown key '{typo}'.*did you mean '{meant}'"):
         load_camera(path)
+    # Beside the real key, the misspelt one was ignored without a word ("pitch": 50 next to "pitch_deg").
+    d[meant] = 1.0
+    path.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match=f"keys '{typo}' and '{meant}' both given.*remove one"):
+        load_camera(path)
+    d.pop(meant)
     d.pop(typo)
     d.update(instrument="NAVCAM_LEFT", sclk=712345678.0, name="sol 100")
     path.write_text(json.dumps(d))

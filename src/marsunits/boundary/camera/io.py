@@ -146,14 +146,20 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
     for key in d:
         if key in known:
             continue
-        absent = [k for k in known if k not in d]
-        guess = [k for k in absent if k.lower().startswith(key.lower() + "_")]  # unit suffix left off
-        guess = guess or difflib.get_close_matches(key, absent, n=1, cutoff=_TYPO_RATIO)
-        if guess:
+        # Unit suffix left off ("pitch"), a case slip ("Pitch_deg"), or a typo ("heigth_m").
+        guess = [k for k in known if k.lower().startswith(key.lower() + "_") or k.lower() == key.lower()]
+        guess = guess or difflib.get_close_matches(key, list(known), n=1, cutoff=_TYPO_RATIO)
+        if not guess:
+            continue
+        if guess[0] in d:  # both spellings: which value was meant cannot be told
             raise CameraFileError(
-                f"{source}: unknown key {key!r} in a {model!r} camera; did you mean {guess[0]!r}? "
-                f"Rename it (the keys of this model: {list(known)})"
+                f"{source}: keys {key!r} and {guess[0]!r} both given in a {model!r} camera; {key!r} is not a "
+                f"key of this model and only {guess[0]!r} would be read: remove one of them"
             )
+        raise CameraFileError(
+            f"{source}: unknown key {key!r} in a {model!r} camera; did you mean {guess[0]!r}? "
+            f"Rename it (the keys of this model: {list(known)})"
+        )
 
 
 def load_camera(path: str | os.PathLike[str]) -> CameraModel:
