@@ -595,6 +595,20 @@ def test_bad_inputs_become_error_rows_and_the_run_goes_on(tmp_path: Path, ckpt: 
     assert rows["good.png"]["status"] == "skipped" and rows["empty.png"]["status"] == "error"
 
 
+def test_a_labelled_dataset_root_as_input_dir_is_warned_about(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """input_dir at the root of a labelled set (images/ beside masks/) predicted the label masks as photos."""
+    root = tmp_path / "scenes"
+    save_rgb(root / "images" / "a.png", 40, 40)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(root / "masks" / "a.png")
+    with caplog.at_level("WARNING"):
+        assert run(make_cfg(tmp_path, ckpt, root, tmp_path / "out")) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "holds images/ and masks/" in said and f"labels_dir={root / 'masks'}" in said
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of chmod 000")
 def test_unreadable_file_is_an_error_row(tmp_path: Path, ckpt: Path) -> None:
     inp = tmp_path / "in"

@@ -311,6 +311,27 @@ def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | Non
         raise ConfigError(str(exc)) from exc
 
 
+#: Sub-folders of a labelled dataset that hold label masks, not photographs.
+_MASK_FOLDERS = ("masks", "labels")
+
+
+def _warn_labelled_layout(input_dir: Path) -> None:
+    """Warn when ``input_dir`` is the root of a labelled dataset (``images/`` beside ``masks/``): its masks
+    would be predicted as photographs (and find the scenes' cameras), which is seldom what was meant."""
+    masks = [name for name in _MASK_FOLDERS if (input_dir / name).is_dir()]
+    if (input_dir / "images").is_dir() and masks:
+        log.warning(
+            "input_dir %s holds images/ and %s/, a labelled dataset's layout: the files in %s/ are predicted "
+            "as photographs too. To predict the photographs and score them against the masks, give "
+            "input_dir=%s labels_dir=%s",
+            input_dir,
+            masks[0],
+            masks[0],
+            input_dir / "images",
+            input_dir / masks[0],
+        )
+
+
 def _is_grey(image: np.ndarray) -> bool:
     """One channel, or three equal ones (Navcam frames are often distributed as RGB with R = G = B)."""
     if image.shape[2] == 1:
@@ -480,6 +501,7 @@ class _Session:
                 "package folder (python -m marsunits.export) as ckpt_path="
             )
         self.files, self.problems = discover(self.input_dir, opts.patterns)
+        _warn_labelled_layout(self.input_dir)
         all_files = list(self.files)
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
         # its files, so deciding "complete, skip" first would let the ranks disagree on the shards.
