@@ -147,6 +147,24 @@ def test_json_holds_metadata_hparams_and_provenance(checkpoint: Path, package: P
     assert set(load_file(package / WEIGHTS_NAME)) == set(task.state_dict())
 
 
+def test_the_same_checkpoint_exports_to_the_same_weights_file(checkpoint: Path, tmp_path: Path) -> None:
+    """Two metadata keys were written in hash order, so exports of one checkpoint in two processes gave
+    different weights files and weights_sha256 values: a hash could not tell that two packages hold one
+    model. Exported here in processes with different hash seeds."""
+    digests = set()
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"p{seed}"
+        subprocess.run(
+            [sys.executable, "-m", "marsunits.export", f"ckpt_path={checkpoint}", f"out={out}"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=120,
+        )
+        digests.add(json.loads((out / JSON_NAME).read_text())["weights_sha256"])
+    assert len(digests) == 1
+
+
 def test_malicious_checkpoint_is_refused_unless_trusted(checkpoint: Path, tmp_path: Path) -> None:
     marker = tmp_path / "code_ran"
     payload = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -188,7 +188,10 @@ def write_package(
 
     # clone(): safetensors refuses tensors that share storage; contiguous(): it stores dense row-major data.
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in task.state_dict().items()}
-    weights = save_safetensors_bytes(tensors, metadata={"format": "pt", "producer": PACKAGE_FORMAT})
+    # One metadata key only: safetensors writes its metadata map in hash order, so with two keys the same
+    # weights gave different files (and weights_sha256) from one export to the next. model.json says what
+    # made the package.
+    weights = save_safetensors_bytes(tensors, metadata={"format": "pt"})
     hparams = dict(task.hparams)
     hparams["encoder_weights"] = None
     metadata = task.metadata
