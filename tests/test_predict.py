@@ -733,6 +733,13 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     cm = np.array(metrics["overall"]["confusion_matrix"])
     assert cm.sum() == lab.size - 5 * 56 + b.size
     assert metrics["overall"]["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    # A labels_dir whose names match no input scored nothing and said only "Scored 0 image(s)".
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    Image.fromarray(b).save(wrong / "b_mask.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 0
+    text = json.loads((out / "summary.json").read_text())["text"]
+    assert "No label mask matched an input" in text and "(for b.png: b.png)" in text
 
 
 def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_path: Path, ckpt: Path) -> None:

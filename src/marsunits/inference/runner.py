@@ -994,6 +994,12 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + (f"{miou:.3f}" if miou is not None else "undefined")
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
+        if not metrics["images_scored"] and metrics["missing_labels"]:
+            example = metrics["missing_labels"][0]
+            text += (
+                f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for each "
+                f"image (for {example}: {PurePosixPath(example).with_suffix('.png')}); check labels_dir."
+            )
         errors = metrics.get("label_errors") or {}
         if errors:
             first = next(iter(errors.values()))
