@@ -468,34 +468,33 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     assert "interrupted (Ctrl-C) at epoch 1, optimiser step 3" in said and "ckpt_path=last to go on" in said
 
     # SIGTERM (kill, a scheduler's pre-emption or time limit) exited with status 0, as if the run had
-    # finished, and kept only the recovery checkpoint: now it saves where it stopped and exits with 143.
-    cfg = compose_config(
-        "train", tmp_path / "term", [*TINY, "trainer.max_epochs=2", *stop, "+callbacks.stop.sigterm=true"]
-    )
-    with pytest.raises(SystemExit) as stopped:
-        report_user_errors(lambda: run(cfg), prog="train.py")
-    assert stopped.value.code == 143
-    saved = torch.load(
-        tmp_path / "term" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
-    assert saved["global_step"] == 3
-    said = capsys.readouterr().err
-    assert "terminated (SIGTERM) at epoch 1, optimiser step 3" in said and "interrupted (Ctrl-C)" not in said
-    assert "train.py: terminated (SIGTERM); finished outputs are kept" in said
-
-    # A training image that became unreadable mid-run: the steps since the recovery checkpoint were lost and
-    # nothing said that the run can go on once the data is fixed.
-    cfg = compose_config(
-        "train", tmp_path / "data", [*TINY, "trainer.max_epochs=2", *stop, "+callbacks.stop.data_error=true"]
-    )
-    with pytest.raises(SystemExit) as stopped:
-        report_user_errors(lambda: run(cfg), prog="train.py")
-    assert stopped.value.code == 2
-    saved = torch.load(
-        tmp_path / "data" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
-    assert saved["global_step"] == 3
-    said = capsys.readouterr().err
-    assert "stopped by the error below at epoch 1, optimiser step 3" in said
-    assert "Fix what it names, then run the same command with ckpt_path=last" in said
+    # finished, and kept only the recovery checkpoint; a training image that became unreadable mid-run lost
+    # the same steps, and nothing said that the run can go on once the data is fixed. Now both save where
+    # they stopped and say so.
+    for option, status, said_first, said_last in (
+        (
+            "sigterm",
+            143,
+            "terminated (SIGTERM) at epoch 1, optimiser step 3",
+            "train.py: terminated (SIGTERM)",
+        ),
+        (
+            "data_error",
+            2,
+            "stopped by the error below at epoch 1, optimiser step 3",
+            "train.py: error: images/a.png",
+        ),
+    ):
+        folder = tmp_path / option
+        cfg = compose_config(
+            "train", folder, [*TINY, "trainer.max_epochs=2", *stop, f"+callbacks.stop.{option}=true"]
+        )
+        with pytest.raises(SystemExit) as stopped:
+            report_user_errors(lambda: run(cfg), prog="train.py")  # noqa: B023 - called at once
+        assert stopped.value.code == status
+        saved = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert saved["global_step"] == 3
+        said = capsys.readouterr().err
+        assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
+        assert "interrupted (Ctrl-C)" not in said
     assert "train.py: error: images/a.png: cannot read the image" in said

@@ -61,21 +61,19 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     with 143 (SIGTERM)."""
     try:
         return fn()
-    except TerminatedError:
-        if os.environ.get("MARSUNITS_TRACEBACK"):
-            raise
-        message = "terminated (SIGTERM); finished outputs are kept"
-        _log_to_files(message)
-        print(f"{prog}: {message}", file=sys.stderr)
-        raise SystemExit(143) from None
-    except KeyboardInterrupt:
+    except (TerminatedError, KeyboardInterrupt) as stop:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
         # What was finished is on disk (every file is written atomically); the command resumes.
-        message = "interrupted (Ctrl-C); finished outputs are kept"
+        how, status = (
+            ("terminated (SIGTERM)", 143)
+            if isinstance(stop, TerminatedError)
+            else ("interrupted (Ctrl-C)", 130)
+        )
+        message = f"{how}; finished outputs are kept"
         _log_to_files(message)
         print(f"{prog}: {message}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(status) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
         # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
         cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
