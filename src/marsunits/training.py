@@ -166,18 +166,18 @@ def check_run_folder(
     if saved is not None and not _same_job(saved, job, data_moved):
         diff = _differences(saved, dict(job))
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        changed = [d.split(":")[0] for d in diff]  # dotted keys
         # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).
-        keys = {f"model.{k}" for k in NETWORK_HPARAMS}
-        network = [d.split(":")[0] for d in diff if d.split(":")[0] in keys]
+        network = [k for k in changed if k in {f"model.{name}" for name in NETWORK_HPARAMS}]
         way_out = (
             f"start a new run from its weights with init_ckpt_path={ckpt_path} and no ckpt_path"
             if not network
             else f"start a new run without ckpt_path (its weights do not fit another {', '.join(network)})"
         )
-        location = {f"data.{k}" for k in _DATA_LOCATION_KEYS}
+        only_moved = all(k in {f"data.{name}" for name in _DATA_LOCATION_KEYS} for k in changed)
         moved = (
             "; if the same data has only moved to the new path, add data_moved=true"
-            if not data_moved and all(d.split(":")[0] in location for d in diff)
+            if only_moved and not data_moved
             else ""
         )
         raise ConfigError(
