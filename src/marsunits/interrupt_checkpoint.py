@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class InterruptCheckpoint(Callback):
-    """On Ctrl-C or SIGTERM during ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's
-    checkpoint IO) and print one line saying that the same command with ``ckpt_path=last`` resumes.
+    """On Ctrl-C, SIGTERM or a data error (``DataError``, ``OSError``: an image gone unreadable) during
+    ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint IO) and print one
+    line saying that the same command with ``ckpt_path=last`` resumes (once the data is fixed).
 
     Only in a single process (under DDP the other ranks are not at the save's barrier) and only during a
     training step (not inside validation, where an EMA callback holds swapped weights); otherwise the
