@@ -165,6 +165,13 @@ def test_load_camera_errors_name_file_and_keys(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(CameraFileError, match="bad.json.*not valid JSON"):
         load_camera(bad)
+    # A byte-order mark (Notepad's UTF-8) made the image an error row; other encodings name the file.
+    good = _pinhole(pitch_deg=20.0)
+    bad.write_bytes(b"\xef\xbb\xbf" + json.dumps(good.to_dict()).encode())
+    assert load_camera(bad).to_dict() == good.to_dict()
+    bad.write_bytes(json.dumps(good.to_dict()).encode("utf-16"))
+    with pytest.raises(CameraFileError, match=r"cannot read camera file .*bad\.json.*expected UTF-8 JSON"):
+        load_camera(bad)
     bad.write_text(json.dumps({"model": "fisheye"}))
     with pytest.raises(CameraFileError, match=r"'model' must be one of \['cahv', 'cahvor', 'pinhole'\]"):
         load_camera(bad)

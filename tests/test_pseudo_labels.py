@@ -109,7 +109,8 @@ def test_cli_exits_2_with_the_message(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["--predictions", str(tmp_path / "no"), "--images", str(tmp_path), "--out", str(tmp_path / "o")])
     assert err.value.code == 2
-    assert "predictions folder" in capsys.readouterr().err
+    said = capsys.readouterr().err  # as other commands: the program as it is run, then "error:"
+    assert said.startswith("python -m marsunits.inference.pseudo_labels: error: predictions folder")
 
 
 def _selftrain_config(tmp_path: Path, extra: list[str] | None = None):

@@ -189,8 +189,12 @@ def write_pseudo_labels(
     return summary
 
 
+#: How the command is run (argparse would show the module's file name).
+PROG = "python -m marsunits.inference.pseudo_labels"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", required=True, help="predict.py output (save_probabilities=true)")
     parser.add_argument("--images", required=True, help="the images predict.py read (its input_dir)")
     parser.add_argument("--out", required=True, help="destination folder (images/, masks/)")
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             args.predictions, args.images, args.out, args.threshold, args.no_data_max
         )
     except (FileNotFoundError, ValueError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+        parser.exit(2, f"{PROG}: error: {exc}\n")
     print(
         f"{summary.images} images, {100 * summary.kept_fraction:.1f} % of pixels labelled, written to "
         f"{summary.out_dir} (images/, masks/, pseudo_labels.json)"

@@ -170,9 +170,10 @@ def load_camera(path: str | os.PathLike[str]) -> CameraModel:
     """
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CameraFileError(f"cannot read camera file {path}: {exc.strerror or exc}") from exc
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not an error
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CameraFileError(f"cannot read camera file {path}: {reason} (expected UTF-8 JSON)") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
