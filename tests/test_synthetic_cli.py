@@ -72,7 +72,10 @@ def test_cli_refuses_to_mix_a_new_set_into_an_old_one(
         (["--n", "0"], "positive integer"),
         (["--n", "three"], "positive integer"),
         (["--seed=-1"], "non-negative"),
-        (["--difficulty", "3"], "difficulty"),
+        # The flag is named (the message named SceneConfig.difficulty), and NaN is no difficulty.
+        (["--difficulty", "3"], "argument --difficulty: expected a number from 0"),
+        (["--difficulty", "nan"], "argument --difficulty: expected a number from 0"),
+        (["--difficulty", "hard"], "argument --difficulty: expected a number from 0"),
         (["--mode", "rgb"], "invalid choice"),
     ],
 )

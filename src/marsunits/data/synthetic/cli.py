@@ -67,6 +67,16 @@ def _seed(text: str) -> int:
     return v
 
 
+def _difficulty(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:  # also NaN
+        raise argparse.ArgumentTypeError(f"expected a number from 0 (easy) to 1 (hard), got {text!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m marsunits.data.synthetic",
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="series seed (default 0)")
     p.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT (default 320x240)")
     p.add_argument("--mode", choices=MODES, default="color", help="colour, grey or mixed per scene")
-    p.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) .. 1 (hard), default 0.5")
+    p.add_argument("--difficulty", type=_difficulty, default=0.5, help="0 (easy) .. 1 (hard), default 0.5")
     p.add_argument(
         "--preview",
         action="store_true",
