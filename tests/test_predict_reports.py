@@ -172,6 +172,11 @@ def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Pa
     assert (out / "contact_map.png").stat().st_size > 0
     gj = json.loads((out / "contact_map.geojson").read_text())
     assert sorted(c["image"] for c in gj["cameras"]) == sorted(f"{n}.png" for n in names)
+    # The page and the run's last line lead to the map (neither mentioned it).
+    page = (out / "index.html").read_text()
+    for name in ("contact_map.png", "contact_map.geojson", "manifest.csv", "summary.json"):
+        assert f'href="{name}"' in page, name
+    assert "Contact map: contact_map.png." in json.loads((out / "summary.json").read_text())["text"]
 
     # The tiny untrained network may find no contact: put the true contacts in place of the predicted
     # ones; the re-run skips the images and maps the contacts it reads back from their files.

@@ -61,23 +61,29 @@ def _card(row: Mapping[str, Any]) -> str:
     )
 
 
-def render_gallery(rows: Sequence[Mapping[str, Any]], title: str, summary: str) -> str:
+def render_gallery(
+    rows: Sequence[Mapping[str, Any]], title: str, summary: str, reports: Sequence[str] = ()
+) -> str:
     """The HTML text of the gallery.
 
     Args:
         rows: Manifest rows (keys of :data:`marsunits.inference.writers.MANIFEST_FIELDS`).
         title: Page title (escaped here).
         summary: One paragraph of plain text shown above the images (escaped here).
+        reports: File names, relative to the page, of the run's other outputs (manifest, summary, metrics,
+            contact maps), linked above the images.
     """
     key = "".join(
         f'<span style="background:rgb{tuple(rgb)}"></span>{html.escape(n)}'
         for n, rgb in zip(CLASS_NAMES, PALETTE, strict=True)
     )
     cards = "\n".join(_card(r) for r in rows)
+    links = " · ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in reports)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f'<h1>{html.escape(title)}</h1><p class="summary">{html.escape(summary)}</p>'
-        f'<p class="key">Units:{key} · contact lines: white = low confidence, red = high.</p>'
+        + (f'<p class="reports">Reports: {links}</p>' if links else "")
+        + f'<p class="key">Units:{key} · contact lines: white = low confidence, red = high.</p>'
         f'<div class="grid">\n{cards}\n</div></body></html>\n'
     )

@@ -934,17 +934,28 @@ class _Session:
             write_json_atomic(out / "metrics.json", metrics)
         else:  # scores of an earlier run with labels_dir would describe masks this run may have replaced
             (out / "metrics.json").unlink(missing_ok=True)
-        paragraph = summary_paragraph(summary, metrics)
-        summary["text"] = paragraph
-        write_json_atomic(out / "summary.json", summary)
-        write_text_atomic(
-            out / "index.html", render_gallery(rows, f"marsunits predictions: {out.name}", paragraph)
-        )
         from marsunits.boundary.contact_map import remove_stale_maps
 
-        removed = remove_stale_maps(out, self.write_map() if self.opts.map else ())
+        maps = self.write_map() if self.opts.map else []
+        removed = remove_stale_maps(out, maps)
         if removed:
             log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
+        paragraph = summary_paragraph(summary, metrics)
+        pictures = [p.name for p in maps if p.suffix == ".png"]
+        if pictures:  # the run's last line named every other report but not the maps
+            paragraph += f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
+        summary["text"] = paragraph
+        write_json_atomic(out / "summary.json", summary)
+        reports = [
+            "manifest.csv",
+            "summary.json",
+            *(["metrics.json"] if metrics else []),
+            *(p.name for p in maps),
+        ]
+        write_text_atomic(
+            out / "index.html",
+            render_gallery(rows, f"marsunits predictions: {out.name}", paragraph, reports),
+        )
         failed = summary["counts"]["error"] > 0 and not self.opts.allow_errors
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 
