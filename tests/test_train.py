@@ -390,8 +390,10 @@ def test_mistyped_run_values_stop_before_anything_is_rendered(
     assert not (tmp_path / "config.yaml").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA GPU")
-def test_trainer_gpu_without_a_gpu_says_to_use_the_cpu(tmp_path: Path) -> None:
+def test_trainer_gpu_without_a_gpu_says_to_use_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only machine, on any machine
     with pytest.raises(
         ConfigError, match=r"trainer\.accelerator=gpu but this machine has no CUDA GPU.*trainer=cpu"
     ):
