@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -128,6 +129,21 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
     before, after = first_ckpt["state_dict"], resumed["state_dict"]
     moved = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
     assert any(k.endswith("weight") and "model." in k for k in moved)
+
+
+def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same command again with ``ckpt_path=last`` takes no step; metrics.json used to lose ``train/loss``."""
+    overrides = [*TINY, "trainer.max_epochs=1", "test=false"]
+    first = run(compose_config("train", tmp_path, overrides))
+    assert math.isfinite(first["train/loss"])
+    with caplog.at_level("WARNING", logger="marsunits.training"):
+        again = run(compose_config("train", tmp_path, [*overrides, "ckpt_path=last"]))
+    assert again["train/loss"] == first["train/loss"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["train/loss"] == first["train/loss"]
+    (warning,) = [r.getMessage() for r in caplog.records if "nothing trained" in r.getMessage()]
+    assert "trainer.max_epochs=1" in warning and "higher trainer.max_epochs" in warning
 
 
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:
@@ -500,3 +516,19 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
         assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
         assert "interrupted (Ctrl-C)" not in said
     assert "train.py: error: images/a.png: cannot read the image" in said
+
+
+def test_the_progress_bar_shows_metrics_but_not_the_logger_version(tmp_path: Path) -> None:
+    """Lightning's ``v_num`` (the CSV logger's version "0", drawn as ``v_num: 0.000``) read as a metric."""
+    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+
+    from marsunits.progress_bar import run_progress_bar
+
+    assert run_progress_bar([], enabled=False) == []  # Lightning refuses a bar with enable_progress_bar=false
+    (bar,) = run_progress_bar([], enabled=True)
+    assert isinstance(bar, ProgressBar) and run_progress_bar([bar], enabled=True) == [bar]
+    trainer = pl.Trainer(logger=CSVLogger(tmp_path), callbacks=[bar], accelerator="cpu", max_epochs=1)
+    shown = bar.get_metrics(trainer, pl.LightningModule())
+    assert "v_num" not in shown
+    assert "v_num" in ProgressBar.get_metrics(bar, trainer, pl.LightningModule())  # what it removes

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from marsunits.atomic import atomic_write_text
 from marsunits.errors import ConfigError, TerminatedError
 from marsunits.fine_tuning import NETWORK_HPARAMS, initialise_from_checkpoint
+from marsunits.progress_bar import run_progress_bar
 from marsunits.tracking import finish_loggers, prepare_loggers
 
 log = logging.getLogger(__name__)
@@ -359,6 +360,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not loggers:
         # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log to.
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     status = "failed"
@@ -374,7 +376,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 if isinstance(exc, SIGTERMException):  # a SystemExit without a code: status 0 otherwise
                     raise TerminatedError from None  # reported with status 143; last.ckpt saved on the way
                 raise
-            metrics.update(_scalar_metrics(trainer.callback_metrics, ("train/",)))
+            trained = _scalar_metrics(trainer.callback_metrics, ("train/",))
+            if ckpt_path and not trained:  # train/loss is logged at every step: none was taken
+                trained = _nothing_left_to_train(trainer, str(ckpt_path), output_dir)
+            metrics.update(trained)
         best = _best_ckpt(trainer)
         monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
         fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
@@ -415,6 +420,33 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         log.info("metrics written to %s", output_dir / "metrics.json")
     return result
+
+
+def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path) -> dict[str, float]:
+    """Say that a resumed run had already finished, and return the ``train/*`` metrics it recorded then.
+
+    Resuming a finished run (same command with ``ckpt_path=last``) takes no step, so Lightning logs no
+    ``train/loss``: ``metrics.json`` lost the figure the finished run wrote. It is read back from the
+    ``metrics.json`` in this run folder, else in the resumed checkpoint's run folder; empty if neither has it.
+    """
+    log.warning(
+        "nothing trained: %s had already finished (epoch %d of trainer.max_epochs=%s); val/* and test/* "
+        "are scored again. To train longer, run the same command with a higher trainer.max_epochs (a cosine "
+        "schedule is stretched to the new end)",
+        ckpt_path,
+        trainer.current_epoch,
+        trainer.max_epochs,
+    )
+    for folder in (output_dir, Path(ckpt_path).resolve().parent.parent):
+        try:
+            previous = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(previous, dict):
+            found = {k: float(v) for k, v in previous.items() if k.startswith("train/") and isinstance(v, float)}
+            if found:
+                return found
+    return {}
 
 
 def _evaluated_checkpoint(cfg: DictConfig) -> tuple[str, str]:
