@@ -49,16 +49,19 @@ def test_mask_keeps_confident_pixels_only_and_drops_no_data() -> None:
 
 
 def _predicted_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """Two 32 x 48 images with an 8-column black no-data border (256 px, a region nodata_mask flags) and a
+    dark 2 x 2 shadow inside (not touching the border: terrain), and their probabilities (``_probs``)."""
     from PIL import Image
 
     images, pred = tmp_path / "unlabelled", tmp_path / "pred"
     (images / "sol600").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for stem in ("600_1", "601_1"):
-        img = rng.integers(1, 255, (8, 12, 3), dtype=np.uint8)
-        img[:, -2:] = 0  # black no-data border of a mosaic
+        img = rng.integers(30, 255, (32, 48, 3), dtype=np.uint8)
+        img[:, -8:] = rng.integers(0, 6, (32, 8, 3), dtype=np.uint8)  # black border with a JPEG fringe
+        img[10:12, 2:4] = 0  # a shadow inside the image
         Image.fromarray(img).save(images / "sol600" / f"{stem}.png")
-        write_probabilities(pred / "sol600" / f"{stem}.prob.tif", _probs(8, 12))
+        write_probabilities(pred / "sol600" / f"{stem}.prob.tif", _probs(32, 48))
     return images, pred
 
 
@@ -70,16 +73,52 @@ def test_write_pseudo_labels_makes_a_folder_dataset(tmp_path: Path) -> None:
     for stem in ("600_1", "601_1"):
         assert (out / "images" / f"{stem}.png").resolve() == (images / "sol600" / f"{stem}.png").resolve()
         mask = read_mask(out / "masks" / f"{stem}.png")
-        # JPEG may lift a few border pixels off 0, so check the clear columns only.
-        assert (mask[:, :4] == 0).all() and (mask[:, 8:10] == 1).all() and (mask[:, 4:8] == 255).all()
-        assert (mask[:, -2:] == 255).all()  # the black no-data border
+        assert (mask[:, :16] == 0).all()  # the shadow at [10:12, 2:4] is terrain, as predict.py sees it
+        assert (mask[:, 32:40] == 1).all() and (mask[:, 16:32] == 255).all()
+        assert (mask[:, -8:] == 255).all()  # the black no-data border
     report = json.loads((out / "pseudo_labels.json").read_text())
-    assert report["threshold"] == 0.9 and len(report["per_image"]) == 2
+    assert report["threshold"] == 0.9 and report["nodata_max"] == 0.03 and len(report["per_image"]) == 2
     assert 0.3 < report["kept_fraction"] < 0.6
     # The folder data config reads what was written.
     from marsunits.data.folder import scan_folder
 
     assert len(scan_folder(out, "pseudo")) == 2
+
+
+def test_no_data_follows_the_predictions_settings_and_the_flag_is_a_fraction(tmp_path: Path, capsys) -> None:
+    """predict.py's nodata_max is a fraction of full scale; the flag used to be an 8-bit integer (3)."""
+    images, pred = _predicted_folder(tmp_path)
+    (pred / "prediction_settings.json").write_text(json.dumps({"nodata_max": None}))  # predicted with it off
+    write_pseudo_labels(pred, images, tmp_path / "off")
+    assert (read_mask(tmp_path / "off" / "masks" / "600_1.png")[:, -8:] == 1).all()  # the teacher's label
+    main(
+        [
+            "--predictions",
+            str(pred),
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "on"),
+            "--nodata-max",
+            "0.03",
+        ]
+    )
+    assert (read_mask(tmp_path / "on" / "masks" / "600_1.png")[:, -8:] == 255).all()
+    with pytest.raises(SystemExit) as err:
+        main(
+            [
+                "--predictions",
+                str(pred),
+                "--images",
+                str(images),
+                "--out",
+                str(tmp_path / "x"),
+                "--nodata-max",
+                "3",
+            ]
+        )
+    assert err.value.code == 2 and "fraction of full scale in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_pseudo_label_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:

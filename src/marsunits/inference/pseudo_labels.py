@@ -8,9 +8,11 @@ from sols nobody annotated. This module writes the teacher's labels in the ``fol
     OUT/masks/<stem>.png      uint8 project ids 0, 1, 2 where the teacher is confident, 255 elsewhere
     OUT/pseudo_labels.json    threshold, teacher predictions folder, per-image kept fraction and shares
 
-A pixel keeps the teacher's class only where its highest probability is at least ``threshold``; pixels
-whose every channel is at most ``no_data_max`` (the black no-data border of a mosaicked panorama; 3, not 0,
-because JPEG lifts a few border pixels off 0) are 255 too, since no class describes them. Train on it
+A pixel keeps the teacher's class only where its highest probability is at least ``threshold``; the
+image's no-data pixels (the black border of a mosaicked panorama) are 255 too, since no class describes
+them. They are found by ``predict.py``'s rule and threshold (:func:`marsunits.inference.nodata.nodata_mask`,
+``nodata_max`` as a fraction of full scale: the predictions' own ``prediction_settings.json`` value unless
+``--nodata-max`` is given), so the pseudo-labels leave out what the teacher's masks left out. Train on it
 with a data config that lists the folder as a ``train_only`` source
 (``configs/data/marsscapes_pseudo.yaml``): its labels are the teacher's, so validating on them would only
 score agreement with the teacher.
@@ -26,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -35,13 +38,18 @@ import numpy as np
 import tifffile
 
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
-from marsunits.data.io import IMAGE_EXTENSIONS, read_image_native, write_png_atomic
+from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
 from marsunits.inference.inputs import discover
+from marsunits.inference.nodata import nodata_mask
+from marsunits.inference.output_settings import SETTINGS_NAME
 from marsunits.inference.writers import SUFFIXES, write_json_atomic
 
 __all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "main"]
 
 PROB_SUFFIX = SUFFIXES["prob"]
+
+#: ``predict.py``'s default ``nodata_max`` (``configs/predict.yaml``), for predictions without a settings file.
+DEFAULT_NODATA_MAX = 0.03
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,16 @@ def pseudo_label_mask(probs: np.ndarray, threshold: float, no_data: np.ndarray |
     return mask
 
 
+def _predictions_nodata_max(pred: Path) -> float | None:
+    """``nodata_max`` as ``predict.py`` recorded it for ``pred`` (``None`` if it was off), else 0.03."""
+    try:
+        settings = json.loads((pred / SETTINGS_NAME).read_text())
+    except (OSError, ValueError):
+        return DEFAULT_NODATA_MAX
+    value = settings.get("nodata_max", DEFAULT_NODATA_MAX) if isinstance(settings, dict) else None
+    return None if value is None else float(value)
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.is_symlink() or dst.exists():
@@ -88,7 +106,7 @@ def write_pseudo_labels(
     images_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     threshold: float = 0.9,
-    no_data_max: int = 3,
+    nodata_max: float | None = None,
 ) -> PseudoLabelSummary:
     """Write a ``folder``-layout training set from ``predict.py``'s ``<stem>.prob.tif`` files.
 
@@ -97,7 +115,10 @@ def write_pseudo_labels(
         images_dir: the images that were predicted (``predict.py``'s ``input_dir``).
         out_dir: destination; ``images/`` and ``masks/`` are created (existing pairs are replaced).
         threshold: minimum teacher probability for a pixel to keep its label.
-        no_data_max: pixels whose every channel is at most this (8-bit scale) are no data (255).
+        nodata_max: ``predict.py``'s ``nodata_max``: no-data pixels (255) are those every channel of which is
+            at most this fraction of full scale, in border-touching regions (``nodata.nodata_mask``).
+            ``None``: the value ``predictions_dir/prediction_settings.json`` records (``null`` there: no
+            no-data pixels), else 0.03, ``predict.py``'s default.
 
     Raises:
         FileNotFoundError: a folder is missing, no probability file exists, or an image is missing (this
@@ -110,6 +131,13 @@ def write_pseudo_labels(
     for folder, what in ((pred, "predictions folder"), (images, "images folder")):
         if not folder.is_dir():
             raise FileNotFoundError(f"{what} {folder} does not exist.")
+    if nodata_max is None:
+        nodata_max = _predictions_nodata_max(pred)
+    elif not 0.0 <= nodata_max < 1.0:
+        raise ValueError(
+            f"--nodata-max {nodata_max}: give a fraction of full scale in [0, 1), as predict.py's nodata_max "
+            "(0.03 is about 8/255 of an 8-bit image)"
+        )
     if out.resolve().is_relative_to(images.resolve()):
         raise ValueError(f"--out {out} is inside the images folder {images}: choose a folder outside it.")
     prob_files = sorted(pred.rglob(f"*{PROB_SUFFIX}"))
@@ -151,14 +179,14 @@ def write_pseudo_labels(
     for prob_path, image_path in pairs:
         stem = image_path.stem
         probs = tifffile.imread(prob_path)
-        image = read_image_native(image_path)
+        image = read_image(image_path)
         if probs.shape[1:] != image.shape[:2]:
             raise ValueError(
                 f"{prob_path}: probabilities are {probs.shape[1:]} but {image_path} is {image.shape[:2]}; "
                 "re-run predict.py on these images."
             )
-        scale = 257 if image.dtype == np.uint16 else 1 / 255 if image.dtype.kind == "f" else 1
-        mask = pseudo_label_mask(probs, threshold, no_data=np.all(image <= no_data_max * scale, axis=2))
+        no_data = None if nodata_max is None else nodata_mask(image, nodata_max)
+        mask = pseudo_label_mask(probs, threshold, no_data=no_data)
         _link_or_copy(image_path, out / "images" / f"{stem}{image_path.suffix}")
         write_png_atomic(out / "masks" / f"{stem}.png", mask)
         labelled = mask != IGNORE_INDEX
@@ -180,7 +208,7 @@ def write_pseudo_labels(
             "predictions_dir": str(pred),
             "images_dir": str(images),
             "threshold": threshold,
-            "no_data_max": no_data_max,
+            "nodata_max": nodata_max,
             "images": summary.images,
             "kept_fraction": summary.kept_fraction,
             "per_image": report,
@@ -200,12 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="destination folder (images/, masks/)")
     parser.add_argument("--threshold", type=float, default=0.9, help="minimum teacher probability (0.9)")
     parser.add_argument(
-        "--no-data-max", type=int, default=3, help="pixels with every channel <= this are no data (3)"
+        "--nodata-max",
+        type=float,
+        default=None,
+        help="no-data pixels: every channel <= this fraction of full scale, as predict.py's nodata_max "
+        "(default: the value the predictions were made with, else 0.03)",
     )
     args = parser.parse_args(argv)
     try:
         summary = write_pseudo_labels(
-            args.predictions, args.images, args.out, args.threshold, args.no_data_max
+            args.predictions, args.images, args.out, args.threshold, args.nodata_max
         )
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"{PROG}: error: {exc}\n")
