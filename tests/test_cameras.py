@@ -29,7 +29,7 @@ from marsunits.boundary.contact_io import (
     read_contacts,
     write_contacts,
 )
-from marsunits.boundary.contact_map import build_contact_map, view_footprint
+from marsunits.boundary.contact_map import build_contact_map, camera_stations, view_footprint
 from marsunits.boundary.projection import add_ground
 
 POSES = [
@@ -329,6 +329,20 @@ def test_contact_map_writes_geojson_and_png(tmp_path):
         assert 0.0 <= f["properties"]["confidence"] <= 1.0
     assert [c["image"] for c in data["cameras"]] == ["a.png", "b.png"]
     assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].stat().st_size > 5000
+
+
+def test_frames_shot_from_one_rover_position_share_one_map_label() -> None:
+    """A mosaic's frames share a camera position: their names used to be written over each other."""
+    from marsunits.boundary.contact_map import _station_label
+
+    mosaic = [{"name": f"frame{i}.png", "center": np.array([0.0, 0.01 * i, 1.9])} for i in range(5)]
+    other = {"name": "far.png", "center": np.array([4.0, 0.0, 1.9])}
+    stations = camera_stations([*mosaic[:2], {"name": "nocam.png", "center": None}, other, *mosaic[2:]])
+    assert [names for _, names in stations] == [[m["name"] for m in mosaic], ["far.png"]]
+    assert stations[1][0] == (4.0, 0.0)
+    label = _station_label(stations[0][1])
+    assert label.splitlines() == ["frame0.png", "frame1.png", "frame2.png", "+2 more"]
+    assert _station_label(["far.png"]) == "far.png"
 
 
 def test_contact_map_one_file_pair_per_site(tmp_path):

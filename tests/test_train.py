@@ -134,7 +134,7 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
 def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The same command again with ``ckpt_path=last`` takes no step; metrics.json used to lose ``train/loss``."""
+    """The same command again with ``ckpt_path=last`` takes no step: metrics.json used to lose train/loss."""
     overrides = [*TINY, "trainer.max_epochs=1", "test=false"]
     first = run(compose_config("train", tmp_path, overrides))
     assert math.isfinite(first["train/loss"])

@@ -443,7 +443,7 @@ def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path
         except (OSError, ValueError):
             continue
         if isinstance(previous, dict):
-            found = {k: float(v) for k, v in previous.items() if k.startswith("train/") and isinstance(v, float)}
+            found = {k: v for k, v in previous.items() if k.startswith("train/") and isinstance(v, float)}
             if found:
                 return found
     return {}

@@ -9,9 +9,10 @@ view with ``x`` pointing up and ``y`` to the left, so it reads like a map seen f
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,14 @@ from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.projection import add_ground
 
-__all__ = ["build_contact_map", "remove_stale_maps", "view_footprint", "MapItem"]
+__all__ = ["build_contact_map", "camera_stations", "remove_stale_maps", "view_footprint", "MapItem"]
 
 #: ``(image name, contact lines in pixels or already on the ground, camera or None)``.
 MapItem = tuple[str, Sequence[ContactLine], CameraModel | None]
 
-_LABEL_LIMIT = 20  # beyond this many cameras, names would clutter the plot
+_LABEL_LIMIT = 20  # beyond this many camera stations, names would clutter the plot
+_STATION_M = 0.25  # cameras closer than this share one marker and label (one rover position)
+_NAMES_PER_STATION = 3  # image names written at one station before "+N more"
 
 
 def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_edge: int = 24) -> np.ndarray:
@@ -132,6 +135,35 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def camera_stations(entries: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[float, float], list[str]]]:
+    """Camera positions ``(x, y)`` in metres (site frame) with the names of the images taken from each.
+
+    Images whose cameras are within ``_STATION_M`` of each other (the frames of one mosaic, shot from one
+    rover position) share one station, so the map draws one marker and one label there instead of a pile
+    of overlapping names. Stations are in the order their first image comes; entries without a camera
+    centre are left out.
+    """
+    stations: list[tuple[tuple[float, float], list[str]]] = []
+    for e in entries:
+        if e.get("center") is None:
+            continue
+        x, y = float(e["center"][0]), float(e["center"][1])
+        for (sx, sy), names in stations:
+            if math.hypot(x - sx, y - sy) <= _STATION_M:
+                names.append(str(e["name"]))
+                break
+        else:
+            stations.append(((x, y), [str(e["name"])]))
+    return stations
+
+
+def _station_label(names: list[str]) -> str:
+    """The names of a station's images, at most ``_NAMES_PER_STATION`` lines, then how many more."""
+    shown = names[:_NAMES_PER_STATION]
+    more = len(names) - len(shown)
+    return "\n".join(shown + ([f"+{more} more"] if more else []))
+
+
 def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range_m: float) -> None:
     # The object-oriented Agg API: no pyplot global state, no backend switch for the caller's process.
     from matplotlib import patheffects
@@ -168,12 +200,19 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
         lc.set_path_effects([patheffects.Stroke(linewidth=3.5, foreground="0.15"), patheffects.Normal()])
         ax.add_collection(lc)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="contact confidence", shrink=0.8)
-    for e in entries:
-        if e["center"] is not None:
-            cx, cy = e["center"][0], e["center"][1]
-            ax.plot([cy], [cx], marker="^", color="k", ms=7)
-            if len(entries) <= _LABEL_LIMIT:
-                ax.annotate(e["name"], (cy, cx), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    stations = camera_stations(entries)
+    for (cx, cy), names in stations:
+        ax.plot([cy], [cx], marker="^", color="k", ms=7)
+        if len(stations) <= _LABEL_LIMIT:
+            ax.annotate(
+                _station_label(names),
+                (cy, cx),
+                xytext=(6, -4),  # below-right: behind the camera, where its own contacts are not
+                textcoords="offset points",
+                va="top",
+                fontsize=7,
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
+            )
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     ax.invert_xaxis()  # +y (left) is drawn on the left

@@ -48,7 +48,7 @@ __all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "ma
 
 PROB_SUFFIX = SUFFIXES["prob"]
 
-#: ``predict.py``'s default ``nodata_max`` (``configs/predict.yaml``), for predictions without a settings file.
+#: predict.py's default nodata_max (configs/predict.yaml), for predictions without a settings file.
 DEFAULT_NODATA_MAX = 0.03
 
 
