@@ -91,32 +91,17 @@ def test_no_data_follows_the_predictions_settings_and_the_flag_is_a_fraction(tmp
     (pred / "prediction_settings.json").write_text(json.dumps({"nodata_max": None}))  # predicted with it off
     write_pseudo_labels(pred, images, tmp_path / "off")
     assert (read_mask(tmp_path / "off" / "masks" / "600_1.png")[:, -8:] == 1).all()  # the teacher's label
-    main(
-        [
-            "--predictions",
-            str(pred),
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "on"),
-            "--nodata-max",
-            "0.03",
-        ]
-    )
+
+    def cli(out: str, nodata_max: str) -> None:
+        main(
+            ["--predictions", str(pred), "--images", str(images), "--out", str(tmp_path / out)]
+            + ["--nodata-max", nodata_max]
+        )
+
+    cli("on", "0.03")
     assert (read_mask(tmp_path / "on" / "masks" / "600_1.png")[:, -8:] == 255).all()
     with pytest.raises(SystemExit) as err:
-        main(
-            [
-                "--predictions",
-                str(pred),
-                "--images",
-                str(images),
-                "--out",
-                str(tmp_path / "x"),
-                "--nodata-max",
-                "3",
-            ]
-        )
+        cli("x", "3")
     assert err.value.code == 2 and "fraction of full scale in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
