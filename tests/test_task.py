@@ -543,3 +543,32 @@ def test_a_schedule_stretched_on_resume_follows_the_longer_cosine() -> None:
     rates = _stretched_rates(warming, planned_steps=200, step=3, total=200)
     assert max(rates) <= 1e-3 * (1 + 1e-6) and rates[:7] == sorted(rates[:7])  # the ramp, up to the peak
     assert rates[7] == pytest.approx(1e-3) and rates[-1] < 1e-6  # then the 190-step cosine to its end
+
+
+def test_boundary_scores_are_pooled_over_the_images_of_every_rank() -> None:
+    """Under DDP each rank scores its share of the images; the logged means are those of all of them."""
+    from types import SimpleNamespace
+
+    task = SegmentationTask(**TINY)
+    mine = [(1.0, 2.0), (0.5, float("nan"))]  # an image whose contact distance is undefined
+    theirs = [(0.0, 4.0), (0.25, 6.0), (0.75, 8.0)]
+
+    def local_sums(scores: list[tuple[float, float]]) -> torch.Tensor:
+        task._boundary["val"] = list(scores)
+        seen: list[torch.Tensor] = []
+        task._trainer = SimpleNamespace(  # type: ignore[assignment]
+            world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: seen.append(t.clone()) or t)
+        )
+        task._pooled_boundary_scores("val")
+        return seen[0]
+
+    other_rank = local_sums(theirs)
+    task._boundary["val"] = list(mine)
+    task._trainer = SimpleNamespace(  # type: ignore[assignment]
+        world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t + other_rank)
+    )
+    f1, dist = task._pooled_boundary_scores("val")
+    assert f1 == pytest.approx((1.0 + 0.5 + 0.0 + 0.25 + 0.75) / 5)
+    assert dist == pytest.approx((2.0 + 4.0 + 6.0 + 8.0) / 4)  # NaN distances are left out
+    task._trainer = None
+    assert all(math.isnan(v) for v in task._pooled_boundary_scores("val"))  # no image had a contact

@@ -493,17 +493,34 @@ class SegmentationTask(L.LightningModule):
         log = {f"{prefix}/miou": miou, f"{prefix}/pixel_acc": metrics["pixel_acc"].compute()}
         for name, value in zip(self._hp.class_names, iou, strict=True):
             log[f"{prefix}/iou_{name}"] = value
-        # Boundary scores are per-image means on this rank (images are not split across ranks' metrics).
-        scores = np.array(self._boundary.pop(prefix, []), dtype=np.float64).reshape(-1, 2)
-        f1 = float(scores[:, 0].mean()) if len(scores) else float("nan")
-        dist = float(np.nanmean(scores[:, 1])) if np.isfinite(scores[:, 1]).any() else float("nan")
+        f1, dist = self._pooled_boundary_scores(prefix)
         log[f"{prefix}/boundary_f1"] = torch.tensor(f1)
         log[f"{prefix}/contact_distance_px"] = torch.tensor(dist)
         for key, value in log.items():
-            self.log(key, value, prog_bar=key.endswith("/miou"), add_dataloader_idx=False, sync_dist=False)
+            # Every value is the same on every rank already; sync_dist averages equal values (one small
+            # all-reduce each) and keeps Lightning from warning about each of them at every epoch.
+            self.log(key, value, prog_bar=key.endswith("/miou"), add_dataloader_idx=False, sync_dist=True)
         self.last_confusion[prefix] = confusion.detach().cpu().numpy().astype(np.int64)
         for metric in metrics.values():
             metric.reset()
+
+    def _pooled_boundary_scores(self, prefix: str) -> tuple[float, float]:
+        """Mean boundary F1 and mean contact distance (px) over the images of every rank.
+
+        Under DDP each rank scores its share of the images; the sums and counts are added over the ranks
+        (the per-rank means used to be logged as rank zero's, half the images with two processes). NaN where
+        no image has a contact, or no distance is finite.
+        """
+        scores = np.array(self._boundary.pop(prefix, []), dtype=np.float64).reshape(-1, 2)
+        finite = np.isfinite(scores[:, 1])
+        sums = torch.tensor(
+            [len(scores), scores[:, 0].sum(), finite.sum(), scores[finite, 1].sum()], dtype=torch.float64
+        )
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+        n, f1_sum, n_finite, dist_sum = sums.tolist()
+        return (f1_sum / n if n else float("nan")), (dist_sum / n_finite if n_finite else float("nan"))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self._eval_step("val", batch, dataloader_idx)
