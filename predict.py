@@ -15,16 +15,17 @@ import hydra
 from omegaconf import DictConfig
 
 from marsunits.cli_overrides import exit_on_unknown_option
-from marsunits.errors import report_user_errors
+from marsunits.errors import quiet_interrupt_at_start, report_user_errors
 
 
 @hydra.main(config_path="configs", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from marsunits.inference import run
+    from marsunits.inference import run  # torch: seconds of start-up, inside the Ctrl-C guard
 
     sys.exit(report_user_errors(lambda: run(cfg), prog="predict.py"))
 
 
 if __name__ == "__main__":
-    exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "predict", prog="predict.py")
-    main()
+    with quiet_interrupt_at_start("predict.py"):
+        exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "predict", prog="predict.py")
+        main()

@@ -7,12 +7,13 @@ import hydra
 from omegaconf import DictConfig
 
 from marsunits.cli_overrides import exit_on_unknown_option
-from marsunits.errors import report_user_errors
-from marsunits.training import run
+from marsunits.errors import quiet_interrupt_at_start, report_user_errors
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the Ctrl-C guard
+
     metrics = report_user_errors(lambda: run(cfg), prog="train.py")
     # A sweeper (hparams_search=optuna) optimises the value returned here; NaN marks a failed trial.
     name = cfg.get("optimized_metric")
@@ -23,5 +24,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
-    main()
+    with quiet_interrupt_at_start("train.py"):
+        exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
+        main()

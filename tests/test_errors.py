@@ -59,3 +59,25 @@ def test_a_trainer_setting_lightning_refuses_is_one_line(capsys: pytest.CaptureF
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("train.py: error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
+    script: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C during start-up (importing torch, composing the config: seconds) printed a long traceback."""
+    import runpy
+
+    import marsunits.cli_overrides
+    from conftest import REPO_ROOT
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    monkeypatch.setattr(marsunits.cli_overrides, "exit_on_unknown_option", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+    assert stop.value.code == 130
+    said = capsys.readouterr().err
+    assert said == f"{script}: interrupted (Ctrl-C) before the run started; nothing was written\n"

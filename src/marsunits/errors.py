@@ -6,10 +6,11 @@ Set ``MARSUNITS_TRACEBACK=1`` to see the full traceback anyway.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from hydra.errors import InstantiationException
@@ -53,6 +54,23 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
+    """One line and status 130 for a Ctrl-C while a command starts (imports, Hydra composing the config).
+
+    :func:`report_user_errors` handles Ctrl-C once the run has begun; before it, a Ctrl-C (a user who sees a
+    mistake in the command just typed) printed a 40-line traceback out of whatever module was loading.
+    Nothing has been written at that point.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        if os.environ.get("MARSUNITS_TRACEBACK"):
+            raise
+        print(f"{prog}: interrupted (Ctrl-C) before the run started; nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
