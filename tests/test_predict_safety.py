@@ -128,6 +128,36 @@ def test_malicious_checkpoint_is_refused_without_running_its_code(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (
+            "trust_checkpoint=no",
+            "trust_checkpoint='no': give trust_checkpoint=true or trust_checkpoint=false",
+        ),
+        ("overwrite=no", "overwrite='no': give overwrite=true or overwrite=false"),
+        ("tta=yes", "tta='yes': give tta=true or tta=false"),
+        ("max_megapixels=abc", "max_megapixels='abc': give a number or null, e.g. max_megapixels=100.0"),
+        ("max_file_mb=0", "max_file_mb=0: give a limit > 0, or max_file_mb=null for none"),
+        ("batch_size=2.5", "batch_size=2.5: give a whole number, e.g. batch_size=4"),
+    ],
+)
+def test_switches_given_as_words_and_numbers_given_as_text_are_refused(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], option: str, said: str
+) -> None:
+    """``trust_checkpoint=no`` reached the loader as the text "no", true to bool(): it loaded a malicious
+    checkpoint's code. ``overwrite=no`` replaced another model's outputs; ``max_megapixels=abc`` crashed."""
+    marker = tmp_path / "pwned"
+    evil = torch.load(ckpt, map_location="cpu", weights_only=True)
+    evil["payload"] = _Payload(marker)
+    torch.save(evil, tmp_path / "evil.ckpt")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 1)
+    code, err = _run_cli(make_cfg(tmp_path, tmp_path / "evil.ckpt", inp, out, option), capsys)
+    assert code == 2 and err.splitlines()[0] == f"predict.py: error: {said}"
+    assert not marker.exists() and not out.exists()
+
+
 def test_trust_checkpoint_defaults_to_false() -> None:
     assert OmegaConf.load(CONFIG_DIR / "predict.yaml").trust_checkpoint is False
 

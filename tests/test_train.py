@@ -394,6 +394,11 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         ("seed=abc", r"seed='abc': expected a whole number >= 0"),
         ("trainer.limit_train_batches=abc", r"trainer\.limit_train_batches='abc': expected a fraction"),
         ("trainer.limit_val_batches=1.5", r"trainer\.limit_val_batches=1\.5: expected a fraction"),
+        # Text is true to bool(): train=no trained, data_moved=no would have accepted moved data.
+        ("train=no", r"train='no': give train=true or train=false"),
+        ("data_moved=no", r"data_moved='no': give data_moved=true"),
+        ("test=abc", r"test='abc': give test=true"),
+        ("model.channels_last=off", r"model\.channels_last='off': give .*\(yes/no/on/off are read as text\)"),
     ],
 )
 def test_mistyped_run_values_stop_before_anything_is_rendered(

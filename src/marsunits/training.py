@@ -216,16 +216,46 @@ _INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
 )
 
 
+#: Words YAML 1.1 took for booleans; OmegaConf keeps them as text, which ``bool()`` reads as true.
+_YES_NO = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf of a config (unresolved interpolations left out)."""
+    if isinstance(node, DictConfig):
+        out: list[tuple[str, Any]] = []
+        for key in map(str, node):
+            if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+                continue
+            out += _leaves(node[key], f"{prefix}{key}.")
+        return out
+    if OmegaConf.is_list(node):
+        return [(f"{prefix}{i}", v) for i, v in enumerate(node) if not OmegaConf.is_config(v)]
+    return [(prefix.rstrip("."), node)]
+
+
 def check_run_values(cfg: DictConfig) -> None:
     """Refuse mistyped run settings before anything is rendered or built, naming the key.
 
-    Checks the integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the
+    Checks the switches ``train``, ``test``, ``data_moved`` (and that no value is yes/no/on/off, which the
+    config reads as text and a switch as true: ``train=no`` trained), the integers of
+    :data:`_INTEGER_VALUES` (null allowed where the config has null), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
     ``trainer.accelerator=gpu`` on a machine without a CUDA GPU.
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
     """
+    for key in ("train", "test", "data_moved"):
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: give {key}=true or {key}=false")
+    for key, value in _leaves(cfg):
+        if isinstance(value, str) and value.lower() in _YES_NO:
+            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
+            raise ConfigError(
+                f"{key}={value!r}: give {key}=true or {key}=false (yes/no/on/off are read as text)"
+            )
     for key, lowest, unit in _INTEGER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:

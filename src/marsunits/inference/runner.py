@@ -187,7 +187,41 @@ class PredictOptions:
                 values[f.name] = (
                     OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
                 )
+        for f in fields(cls):
+            if f.name in values:
+                _check_option_type(f.name, str(f.type), values[f.name])
         return cls(**values)
+
+
+def _check_option_type(name: str, annotation: str, value: Any) -> None:
+    """Refuse an on/off option that is not ``true``/``false`` and a number option that is not a number.
+
+    The config hands ``trust_checkpoint=no`` over as the text ``"no"``, which ``bool()`` reads as true: it
+    loaded an untrusted checkpoint's code, and ``overwrite=no`` replaced another model's outputs. Numbers
+    typed as text (``max_megapixels=abc``) failed later with a traceback.
+
+    Raises:
+        ConfigError: naming the option, the value and what to give.
+    """
+    kinds = {part.strip() for part in annotation.split("|")}
+    if value is None and "None" in kinds:
+        return
+    if kinds == {"bool"} and not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
+    number = kinds & {"int", "float"}
+    accepted = (float, int) if "float" in number else int
+    if number and (isinstance(value, bool) or not isinstance(value, accepted)):
+        what = "a number" if "float" in number else "a whole number"
+        empty = " or null" if "None" in kinds else ""
+        raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name)}")
+    if name in ("max_megapixels", "max_file_mb") and not value > 0:
+        raise ConfigError(f"{name}={value!r}: give a limit > 0, or {name}=null for none")
+
+
+def _example(name: str) -> Any:
+    """The option's default in :class:`PredictOptions`, quoted in a refusal as an example value."""
+    default = {f.name: f.default for f in fields(PredictOptions)}.get(name)
+    return "null" if default is None else default
 
 
 @dataclass
