@@ -6,8 +6,11 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -396,8 +399,29 @@ def test_finished_overwrite_leaves_only_its_own_outputs(tmp_path: Path, ckpt: Pa
     )
 
 
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm() -> None:
+    """A real SIGTERM to this process, as SLURM or Kubernetes send at a time limit (it used to end the run
+    at once: no manifest, no summary, a temporary file left)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)  # the handler raises at the next bytecode boundary; never slept through in full
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "how"),
+    [(_ctrl_c, 130, "interrupted (Ctrl-C)"), (_sigterm, 143, "terminated (SIGTERM)")],
+)
 def test_interrupted_run_leaves_no_partial_file_and_resumes(
-    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    ckpt: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stop: Callable[[], None],
+    status: int,
+    how: str,
 ) -> None:
     from marsunits.inference import writers
 
@@ -411,22 +435,20 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     def interrupted(path: Path, array: np.ndarray) -> Path:
         calls["n"] += 1
         if calls["n"] == 5:  # the third image's overlay (each image writes overlay, then mask)
-            raise KeyboardInterrupt
+            stop()
         return real(path, array)
 
     monkeypatch.setattr(writers, "write_png_atomic", interrupted)
-    with pytest.raises(SystemExit) as info:  # as predict.py runs it: one line, status 130, no traceback
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as info:  # as predict.py runs it: one line, status 130/143, no traceback
         report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out)), prog="predict.py")
-    assert info.value.code == 130
-    assert (
-        capsys.readouterr()
-        .err.strip()
-        .endswith("predict.py: interrupted (Ctrl-C); finished outputs are kept")
-    )
+    assert info.value.code == status
+    assert capsys.readouterr().err.strip().endswith(f"predict.py: {how}; finished outputs are kept")
+    assert signal.getsignal(signal.SIGTERM) is handler  # the run's handler is removed after it
     monkeypatch.setattr(writers, "write_png_atomic", real)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_early"].startswith(
-        "was interrupted (Ctrl-C) after 2 of the 4 images it had to predict; run the same command again"
+        f"was {how} after 2 of the 4 images it had to predict; run the same command again"
     )
     # The folder holds 4 inputs, not the 2 with a manifest row: the summary says how many were not reached.
     assert summary["counts"] == {"ok": 2, "error": 0, "skipped": 0, "total": 2, "not_reached": 2}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -54,6 +56,29 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`TerminatedError` where the main thread is, so a command
+    stops as after Ctrl-C: its ``finally`` blocks write what was finished, and the entry point reports it.
+
+    Without it, Python's default action ends the process at once: ``predict.py`` under SLURM or Kubernetes,
+    stopped at its time limit, left no manifest or summary and a temporary file of the image being written.
+    Off the main thread (where signals cannot be handled) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        raise TerminatedError
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

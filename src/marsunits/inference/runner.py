@@ -71,7 +71,7 @@ from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, exif_orientation, read_mask, to_channels
-from marsunits.errors import ConfigError, DataError, MarsUnitsError
+from marsunits.errors import ConfigError, DataError, MarsUnitsError, TerminatedError, sigterm_raises
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
@@ -826,7 +826,7 @@ class _Session:
             bar = progress.add_task("predict", total=len(todo), rate="")
             try:
                 self._predict_loop(todo, loader, progress, bar)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, TerminatedError) as stop:
                 done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
                 if not self.opts.overwrite:
                     advice = "run the same command again to go on (finished images are skipped)"
@@ -841,9 +841,9 @@ class _Session:
                     )
                 else:
                     advice = "nothing was replaced, the folder is as it was"
+                how = "terminated (SIGTERM)" if isinstance(stop, TerminatedError) else "interrupted (Ctrl-C)"
                 self.stopped_early = (
-                    f"was interrupted (Ctrl-C) after {done} of the {len(todo)} images it had to predict; "
-                    f"{advice}"
+                    f"was {how} after {done} of the {len(todo)} images it had to predict; {advice}"
                 )
                 raise
 
@@ -1083,7 +1083,8 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     """
     from marsunits.inference import distributed
 
-    result = distributed.launch(opts) if distributed.wants_sharding(opts.devices) else predict_shard(opts)
+    with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
+        result = distributed.launch(opts) if distributed.wants_sharding(opts.devices) else predict_shard(opts)
     if opts.logger is not None and result.summary:
         log_to_tracker(opts, cfg, result)
     return result
