@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from marsunits.atomic import FILE_MODE
 from marsunits.inference import run
 from marsunits.inference.runtime import (
     ONNX_OPSET,
@@ -42,6 +43,8 @@ def test_exported_model_matches_torch_on_two_sizes(tmp_path: Path, ckpt: Path) -
 
     task = load_task(ckpt)
     path = export_onnx(task, tmp_path / "m.onnx", in_channels=3, size=64)
+    assert path.stat().st_mode & 0o777 == FILE_MODE  # as every output (mkstemp's 0600 made it private)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left
     model = onnx.load(path)
     assert model.opset_import[0].version >= ONNX_OPSET
     onnx_fn = OnnxForward(path, threads=1)

@@ -36,18 +36,18 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
 
+from marsunits.atomic import atomic_write
 from marsunits.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -217,15 +217,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], in_channels: int
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = Probabilities(model).cpu().float().eval()
     example = torch.rand(1, in_channels, size, size)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(fh: BinaryIO) -> None:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
             torch.onnx.export(
                 wrapper,
                 (example,),
-                tmp,
+                fh.name,  # torch's exporter takes a path; the file is atomic_write's temporary one
                 input_names=["image"],
                 output_names=["probabilities"],
                 dynamic_axes={
@@ -235,9 +234,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], in_channels: int
                 opset_version=ONNX_OPSET,
                 dynamo=False,
             )
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    # Atomic, and with the permissions of every other output (mkstemp's 0600 made it private to one user).
+    atomic_write(path, write)
     return path
 
 
