@@ -74,7 +74,8 @@ def test_overrides_in_use_pass() -> None:
     for prog, tail in commands:
         tail = tail.split(" #")[0]  # a shell comment after the command
         tokens = [a.strip("'\"(),;:") for a in tail.replace("\\\n", " ").split()]
-        args = [a for a in tokens if re.match(r"^[A-Za-z_][\w.@/-]*=", a)]  # prose around commands skipped
+        # Prose around commands skipped, and the README's <placeholders> (the user types a path there).
+        args = [a for a in tokens if re.match(r"^[A-Za-z_][\w.@/-]*=", a) and "<" not in a]
         assert unknown_option(args, CONFIG_DIR, prog) is None, (prog, args)
         checked += len(args)
     assert checked > 30  # the README has many such commands: the pattern found them
@@ -92,6 +93,36 @@ def test_overrides_in_use_pass() -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["experiment=marscapes"],
+            "no experiment config 'marscapes' in 'experiment=marscapes'; did you mean experiment=marsscapes? "
+            "(the choices: ai4mars, marsscapes, ",
+        ),
+        (["logger=wandbb"], "no logger config 'wandbb' in 'logger=wandbb'; did you mean logger=wandb?"),
+        (["callbacks=[default,recovry]"], "no callbacks config 'recovry' in 'callbacks=[default,recovry]'; "),
+        (
+            ["-m", "experiment=synthetic,marscapes"],
+            "no experiment config 'marscapes' in ",
+        ),  # a sweep's choices
+        (
+            ["labels_class_map={0: 0, 2: 0, 1: 1, 3: 1"],
+            "cannot read the override 'labels_class_map={0: 0, 2: 0, 1: 1, 3: 1' (no viable alternative at "
+            "input '{0: 0, 2: 0, 1: 1, 3: 1'): close every bracket",
+        ),
+    ],
+)
+def test_a_missing_config_choice_or_an_unreadable_override_is_one_line(args: list[str], said: str) -> None:
+    """Hydra reported these in several lines with status 1 (a parse error as "no viable alternative")."""
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and message.startswith(said) and "\n" not in message
+    assert (
+        unknown_option(["experiment=marsscapes", "callbacks=[default,recovery]"], CONFIG_DIR, "train") is None
+    )
+
+
+@pytest.mark.parametrize(
     ("script", "args", "said"),
     [
         (
@@ -105,6 +136,13 @@ def test_overrides_in_use_pass() -> None:
             ["trainer.max_epoch=3"],
             "train.py: error: unknown option 'trainer.max_epoch' in 'trainer.max_epoch=3'; did you mean "
             "trainer.max_epochs=...? (every option: python train.py --cfg job, with the same overrides)",
+        ),
+        (
+            "train.py",
+            ["model=unet_lite0_d5"],
+            "train.py: error: no model config 'unet_lite0_d5' in 'model=unet_lite0_d5'; did you mean "
+            "model=unet_lite0? (the choices: deeplabv3plus_lite0, fpn_lite0, tiny, unet_lite0, "
+            "unet_lite0_d4, unet_lite0_slim, unet_lite1, unet_lite2, unet_scratch)",
         ),
     ],
 )

@@ -23,7 +23,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["exit_on_unknown_option", "unknown_nested_option", "unknown_option"]
+__all__ = [
+    "exit_on_unknown_option",
+    "unknown_nested_option",
+    "unknown_option",
+    "unreadable_or_unknown_choice",
+]
 
 
 def _defaults(primary: DictConfig) -> dict[str, str | None]:
@@ -118,6 +123,48 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
     )
 
 
+def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str | None:
+    """The message for the first override Hydra cannot parse, or that picks a config group option that does
+    not exist (``experiment=marscapes``), or None.
+
+    Hydra reports both in several lines with exit status 1 (a parse error only says "no viable alternative at
+    input"); here they get one line naming the override, the closest option and the choices.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException as exc:
+            reason = str(exc).splitlines()[0]
+            return (
+                f"cannot read the override {arg!r} ({reason}): close every bracket, brace and quote, and put "
+                "an override with spaces in single quotes, e.g. 'labels_class_map={0: 0, 1: 1, 255: 255}'"
+            )
+        group = override.key_or_group.split("@", 1)[0]
+        folder = config_dir / group
+        if override.is_delete() or group.split("/", 1)[0] == "hydra" or not folder.is_dir():
+            continue
+        value = override.value()
+        chosen = (
+            value.list if isinstance(value, ChoiceSweep) else value if isinstance(value, list) else [value]
+        )
+        for option in chosen:
+            if not isinstance(option, str) or (folder / f"{option}.yaml").is_file():
+                continue
+            choices = sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+            guess = _closest(option, choices)
+            meant = f"{group}={guess}" if len(chosen) == 1 else repr(guess)
+            hint = f"; did you mean {meant}?" if guess else ""
+            return f"no {group} config {option!r} in {arg!r}{hint} (the choices: {', '.join(choices)})"
+    return None
+
+
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for the first override whose name the config does not have, or None.
 
@@ -134,6 +181,9 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         a.startswith(("-cn", "-cp", "-cd", "--config-name", "--config-path", "--config-dir")) for a in argv
     ):
         return None  # another primary config or config folder: Hydra checks the names itself
+    problem = unreadable_or_unknown_choice(argv, config_dir)
+    if problem is not None:
+        return problem
     names: tuple[set[str], list[str]] | None = None
     for arg in argv:
         if arg.startswith(("-", "+", "~")) or "=" not in arg:
