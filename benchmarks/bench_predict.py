@@ -61,6 +61,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+#: Window side of predict.py's default layout until 2026-11-25 (with overlap 0.25), kept as a comparison row.
+PREVIOUS_TILE = 256
 TARGETS = {
     "speedup_vs_naive": 2.5,
     "fraction_of_matmul_limit": 0.35,
@@ -316,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     task = default_task()
     # The engine's window defaults are predict.py's (configs/predict.yaml); tile null = the checkpoint's.
     predict_cfg = OmegaConf.load(REPO / "configs" / "predict.yaml")
-    train_tile = int(task.metadata["tile_size"])
-    tile = int(predict_cfg.tile) if predict_cfg.tile is not None else train_tile
+    tile = int(predict_cfg.tile) if predict_cfg.tile is not None else int(task.metadata["tile_size"])
     overlap = float(predict_cfg.overlap)
     stride = int(task.metadata["size_divisor"])
     fpm = flops_per_megapixel(task, tile)
@@ -358,15 +359,16 @@ def main(argv: list[str] | None = None) -> int:
             (f"engine default (torch, {default_precision})", "torch", default_precision, tile, overlap),
             ("engine torch fp32", "torch", "32", tile, overlap),
             ("engine onnx fp32", "onnx", "32", tile, overlap),
-            # The windows of the training crop size with 25 % overlap (the default until 2026-11-25).
+            # The windows of the default until 2026-11-25: 256 px (the training crop size then), 25 % overlap.
+            # Fixed: the checkpoint's tile size has changed since (128 px for the default synthetic model).
             (
-                f"engine default, tile {train_tile}, overlap 0.25",
+                f"engine default, tile {PREVIOUS_TILE}, overlap 0.25",
                 "torch",
                 default_precision,
-                train_tile,
+                PREVIOUS_TILE,
                 0.25,
             ),
-            (f"engine fp32, tile {train_tile}, overlap 0.25", "torch", "32", train_tile, 0.25),
+            (f"engine fp32, tile {PREVIOUS_TILE}, overlap 0.25", "torch", "32", PREVIOUS_TILE, 0.25),
         ]
         choices = {}
         for name, runtime, precision, side, share in engines:
