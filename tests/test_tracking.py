@@ -567,4 +567,21 @@ def test_the_sync_line_of_a_resumed_offline_run_names_every_part(tmp_path: Path)
         d.mkdir(parents=True)
     assert offline_parts(second, "abc123") == [first, second]
     assert offline_parts(other, "zzz999") == [other]
-    assert sync_command(first, second) == f"wandb sync {first} {second}"
+    assert sync_command(first, second).endswith(f"wandb sync {first} {second}")
+
+
+def test_the_sync_command_runs_without_the_environment_activated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.venv/bin/python train.py`` leaves ``.venv/bin`` off PATH: a printed bare ``wandb sync`` was
+    "command not found" there."""
+    import sys
+
+    from marsunits.tracking.wandb_setup import sync_command
+
+    beside = Path(sys.executable).parent / "wandb"
+    assert beside.is_file()  # the wandb package installs its command next to the Python that has it
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    assert sync_command(tmp_path / "run") == f"{beside} sync {tmp_path / 'run'}"
+    monkeypatch.setenv("PATH", str(beside.parent))
+    assert sync_command(tmp_path / "run") == f"wandb sync {tmp_path / 'run'}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import netrc
 import os
 import shlex
+import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -286,8 +287,17 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
 
 
 def sync_command(*sync_dirs: str | Path) -> str:
-    """The shell command that uploads offline W&B run folders (several: the parts of a resumed run)."""
-    return "wandb sync " + " ".join(shlex.quote(str(d)) for d in sync_dirs)
+    """The shell command that uploads offline W&B run folders (several: the parts of a resumed run).
+
+    ``wandb`` as the shell finds it; where it is not on ``PATH`` (the virtual environment not activated,
+    as with ``.venv/bin/python train.py``), the ``wandb`` installed next to this Python, so the printed
+    command works as it is pasted.
+    """
+    program = "wandb"
+    beside = Path(sys.executable).parent / "wandb"
+    if shutil.which("wandb") is None and beside.is_file():
+        program = shlex.quote(str(beside))
+    return f"{program} sync " + " ".join(shlex.quote(str(d)) for d in sync_dirs)
 
 
 def offline_parts(sync_dir: str | Path, run_id: str) -> list[Path]:
