@@ -1026,7 +1026,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
         f"{c['error']} failed" + (f", {not_reached} not reached" if not_reached else "") + ") "
         f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
-        + (f", {rate:.3f} MP/s" if rate else "")
+        + (f", {rate:.3f} MP/s while predicting" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
         f"overlap {summary['overlap']:g}). Over all ok and skipped images: {units}; "
         f"{summary['n_contacts']} contact lines, {summary['contact_length_px']:.0f} px in total. "
