@@ -299,3 +299,21 @@ def test_an_image_whose_camera_file_was_removed_is_predicted_again(tmp_path: Pat
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
     assert read_manifest(out)[f"{name}.png"]["status"] == "ok"
     assert all(ln.ground_m is None for ln in read_contacts(out / f"{name}.contact.geojson")[0])
+
+
+def test_a_class_no_label_holds_is_named_beside_the_miou() -> None:
+    """AI4Mars labels hold no ``other``: 13 stray ``other`` pixels made mIoU 0.500 for units right to 0.9999,
+    and the run's last line did not say why."""
+    from marsunits.inference.evaluation import scores
+    from marsunits.inference.runner import _classes_absent_from_labels
+
+    cm = np.array([[9000, 0, 13], [0, 5000, 0], [0, 0, 0]])  # rows: label, columns: prediction
+    overall = scores(cm)
+    assert overall["miou"] == pytest.approx((9000 / 9013 + 1.0 + 0.0) / 3)
+    said = _classes_absent_from_labels(overall)
+    assert "No label holds other (13 px predicted), so its IoU is 0" in said
+    assert f"over the classes the labels hold, mIoU {(9000 / 9013 + 1.0) / 2:.3f}." in said
+    assert _classes_absent_from_labels(scores(np.array([[5, 1, 0], [0, 5, 0], [0, 0, 5]]))) == ""
+    assert (
+        _classes_absent_from_labels(scores(np.array([[5, 0, 0], [0, 5, 0], [0, 0, 0]]))) == ""
+    )  # nor predicted

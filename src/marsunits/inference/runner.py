@@ -1012,6 +1012,32 @@ class _Session:
         return written
 
 
+def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
+    """A sentence for each class no label holds but the model predicted: its IoU is 0 and pulls the mIoU.
+
+    AI4Mars labels have no ``other`` (sky and rover are unlabelled there), so a few stray ``other`` pixels
+    gave mIoU 0.500 for a frame whose units were right to 0.9999. The figure stays as defined (every class
+    predicted or labelled counts); the sentence gives the mIoU of the classes the labels hold beside it.
+    """
+    cm = np.asarray(overall.get("confusion_matrix") or [], dtype=np.int64)
+    if cm.ndim != 2 or not cm.size:
+        return ""
+    labelled, predicted = cm.sum(1), cm.sum(0)
+    absent = [i for i in range(len(cm)) if labelled[i] == 0 and predicted[i] > 0]
+    if not absent:
+        return ""
+    iou = overall["iou"]
+    held = [
+        iou[CLASS_NAMES[i]] for i in range(len(cm)) if labelled[i] > 0 and iou[CLASS_NAMES[i]] is not None
+    ]
+    names = ", ".join(f"{CLASS_NAMES[i]} ({int(predicted[i])} px predicted)" for i in absent)
+    held_miou = f"{np.mean(held):.3f}" if held else "undefined"
+    return (
+        f" No label holds {names}, so its IoU is 0 and counts in the mIoU; over the classes the labels hold, "
+        f"mIoU {held_miou}."
+    )
+
+
 def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
     """One paragraph of plain text describing a finished run."""
     c = summary["counts"]
@@ -1039,6 +1065,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + (f"{miou:.3f}" if miou is not None else "undefined")
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
+        text += _classes_absent_from_labels(metrics["overall"])
         if not metrics["images_scored"] and metrics["missing_labels"]:
             example = metrics["missing_labels"][0]
             text += (
