@@ -221,16 +221,12 @@ _YES_NO = frozenset({"yes", "no", "on", "off", "y", "n"})
 
 
 def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``(dotted key, value)`` of every leaf of a config (unresolved interpolations left out)."""
-    if isinstance(node, DictConfig):
-        out: list[tuple[str, Any]] = []
-        for key in map(str, node):
-            if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
-                continue
-            out += _leaves(node[key], f"{prefix}{key}.")
-        return out
-    if OmegaConf.is_list(node):
-        return [(f"{prefix}{i}", v) for i, v in enumerate(node) if not OmegaConf.is_config(v)]
+    """``(dotted key, value)`` of every leaf of a plain container (``OmegaConf.to_container`` of a config
+    with ``resolve=False``: interpolations are their ``${...}`` text)."""
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() for leaf in _leaves(value, f"{prefix}{key!s}.")]
+    if isinstance(node, list):
+        return [leaf for i, value in enumerate(node) for leaf in _leaves(value, f"{prefix}{i}.")]
     return [(prefix.rstrip("."), node)]
 
 
@@ -250,7 +246,7 @@ def check_run_values(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r}: give {key}=true or {key}=false")
-    for key, value in _leaves(cfg):
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
         if isinstance(value, str) and value.lower() in _YES_NO:
             # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
             raise ConfigError(

@@ -193,6 +193,10 @@ class PredictOptions:
         return cls(**values)
 
 
+#: Number options whose own check (in ``_Session``) names their range and meaning: left to it.
+_CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max", "max_range_m"})
+
+
 def _check_option_type(name: str, annotation: str, value: Any) -> None:
     """Refuse an on/off option that is not ``true``/``false`` and a number option that is not a number.
 
@@ -208,7 +212,7 @@ def _check_option_type(name: str, annotation: str, value: Any) -> None:
         return
     if kinds == {"bool"} and not isinstance(value, bool):
         raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
-    number = kinds & {"int", "float"}
+    number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
     accepted = (float, int) if "float" in number else int
     if number and (isinstance(value, bool) or not isinstance(value, accepted)):
         what = "a number" if "float" in number else "a whole number"
