@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from marsunits.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries, temporary_path
+from marsunits.checkpoint_io import (
+    AtomicCheckpointIO,
+    CheckpointWriteError,
+    remove_stale_temporaries,
+    temporary_path,
+)
 
 try:
     from .conftest import compose_config
@@ -42,8 +49,31 @@ def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
         io.save_checkpoint(_state(3.0), path, storage_options={"x": 1})
 
 
+_FULL = "could not write the checkpoint .*last.ckpt: the disk is full"
+
+
+@pytest.mark.parametrize(
+    ("failure", "free_mb", "raised", "said"),
+    [
+        (OSError(28, "No space left on device"), 100, CheckpointWriteError, _FULL + r" \(No space left"),
+        # torch's zip writer on a full disk: the errno is lost, the free space tells.
+        (
+            RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"),
+            0,
+            CheckpointWriteError,
+            _FULL,
+        ),
+        (RuntimeError("a bug, not the disk"), 100, RuntimeError, "a bug, not the disk"),
+        (KeyboardInterrupt(), 0, KeyboardInterrupt, ""),  # a kill mid-save stays a kill
+    ],
+)
 def test_interrupted_save_keeps_the_previous_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+    free_mb: int,
+    raised: type[BaseException],
+    said: str,
 ) -> None:
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
@@ -59,10 +89,11 @@ def test_interrupted_save_keeps_the_previous_checkpoint(
         real_save(obj, buffer)
         data = buffer.getvalue()
         f.write(data[: len(data) // 2])  # type: ignore[attr-defined]
-        raise OSError(28, "No space left on device")
+        raise failure
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(free=free_mb << 20))
+    with pytest.raises(raised, match=said):
         io.save_checkpoint(_state(2.0), path)
     monkeypatch.undo()
 

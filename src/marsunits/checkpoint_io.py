@@ -19,8 +19,10 @@ Enabled for every trainer config through ``configs/trainer/cpu.yaml``::
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from marsunits.atomic import process_alive
+from marsunits.errors import MarsUnitsError
 
-__all__ = ["AtomicCheckpointIO", "remove_stale_temporaries", "temporary_path"]
+__all__ = ["AtomicCheckpointIO", "CheckpointWriteError", "remove_stale_temporaries", "temporary_path"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,39 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class CheckpointWriteError(MarsUnitsError):
+    """A checkpoint could not be written for a reason every further save shares (disk full, quota,
+    read-only): one line naming the file, the cause and the fix, instead of torch's zip-writer traceback."""
+
+
+#: errno values of a disk that takes no more: full, over quota, read-only, not writable.
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission to write there was denied",
+}
+
+
+def _write_problem(exc: BaseException, folder: Path) -> str | None:
+    """The cause of a failed save in words when the disk is the cause, else None (the error stays as it is).
+
+    :func:`torch.save` reports a full disk as a ``RuntimeError`` of its zip writer ("unexpected pos ...",
+    "PytorchStreamWriter failed writing file"), the errno lost: less than 1 MiB left free beside the partial
+    file is then taken as the cause.
+    """
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return f"{_STORAGE_ERRNOS[exc.errno]} ({exc.strerror or exc})"
+    if isinstance(exc, RuntimeError | OSError):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return None
+        if free < 1 << 20:
+            return f"the disk is full ({free / 2**20:.1f} MB free in {folder}; {type(exc).__name__}: {exc})"
+    return None
+
+
 def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
@@ -101,8 +137,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         Raises:
             TypeError: ``storage_options`` is given.
-            Exception: whatever :func:`torch.save` or the file system raises; the temporary file is removed
-                first and ``path`` keeps its previous content.
+            CheckpointWriteError: the disk is full, over quota, read-only or not writable (one line with the
+                fix); the temporary file is removed first and ``path`` keeps its previous content.
+            Exception: whatever else :func:`torch.save` or the file system raises, after the same clean-up.
         """
         if storage_options is not None:
             raise TypeError(
@@ -124,10 +161,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
+            problem = _write_problem(exc, target.parent)  # before the partial file is removed
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            raise
+            if problem is None:
+                raise
+            raise CheckpointWriteError(
+                f"could not write the checkpoint {target}: {problem}; free space, or write the runs to "
+                "another disk with paths.log_dir=<folder>. The checkpoints already in that folder are kept "
+                "as they were"
+            ) from exc
         _fsync_dir(target.parent)
 
     def remove_checkpoint(self, path: Any) -> None:
