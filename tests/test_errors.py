@@ -81,3 +81,41 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
     assert stop.value.code == 130
     said = capsys.readouterr().err
     assert said == f"{script}: interrupted (Ctrl-C) before the run started; nothing was written\n"
+
+
+def test_a_full_disk_anywhere_is_one_line_naming_the_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OSError of a full or read-only disk (a CSV log, W&B's files, metrics.json, an export) printed a
+    traceback; other OSErrors still do (they may be bugs)."""
+    import errno
+
+    import marsunits.export as export
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.json")
+
+    with pytest.raises(SystemExit) as stop:
+        report_user_errors(full, prog="train.py")
+    assert stop.value.code == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first == (
+        "train.py: error: cannot write /runs/x/metrics.json: the disk is full (No space left on device); "
+        "free space, or write to another disk (train.py: paths.log_dir=<folder>; predict.py: "
+        "output_dir=<folder>)"
+    )
+
+    def bad_descriptor() -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        report_user_errors(bad_descriptor, prog="x")
+
+    def read_only(**kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", "/pkg/model.safetensors")
+
+    monkeypatch.setattr(export, "export_checkpoint", read_only)
+    assert export.main(["ckpt_path=a.ckpt", "out=/pkg"]) == 2
+    assert "cannot write /pkg/model.safetensors: the file system is read-only" in capsys.readouterr().err

@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from marsunits.atomic import process_alive
-from marsunits.errors import MarsUnitsError
+from marsunits.errors import STORAGE_ERRNOS, MarsUnitsError
 
 __all__ = ["AtomicCheckpointIO", "CheckpointWriteError", "remove_stale_temporaries", "temporary_path"]
 
@@ -88,12 +88,7 @@ class CheckpointWriteError(MarsUnitsError):
 
 
 #: errno values of a disk that takes no more: full, over quota, read-only, not writable.
-_STORAGE_ERRNOS = {
-    errno.ENOSPC: "the disk is full",
-    getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission to write there was denied",
-}
+_STORAGE_ERRNOS = {**STORAGE_ERRNOS, errno.EACCES: "permission to write there was denied"}
 
 
 def _write_problem(exc: BaseException, folder: Path) -> str | None:

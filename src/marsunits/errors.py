@@ -7,6 +7,7 @@ Set ``MARSUNITS_TRACEBACK=1`` to see the full traceback anyway.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -98,6 +99,26 @@ def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
         raise SystemExit(130) from None
 
 
+#: errno values of a disk that takes no more: full, over quota, read-only.
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def storage_problem(exc: BaseException | None) -> str | None:
+    """One line for an ``OSError`` of a full, over-quota or read-only disk (any file: a CSV log, W&B's
+    files, ``metrics.json``, an export), naming the file and the fix; None for any other error."""
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
+        return None
+    where = f"{exc.filename}" if exc.filename else "a file"
+    return (
+        f"cannot write {where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror or exc}); free space, or write to "
+        "another disk (train.py: paths.log_dir=<folder>; predict.py: output_dir=<folder>)"
+    )
+
+
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
@@ -120,9 +141,14 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
         # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
         cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
-        if os.environ.get("MARSUNITS_TRACEBACK") or cause is None or not isinstance(cause, _reported()):
+        full = storage_problem(cause)
+        if (
+            os.environ.get("MARSUNITS_TRACEBACK")
+            or cause is None
+            or not (full or isinstance(cause, _reported()))
+        ):
             raise
-        message = _one_line(cause, prog)
+        message = full or _one_line(cause, prog)
         _log_to_files(f"error: {message}")
         print(f"{prog}: error: {message}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)

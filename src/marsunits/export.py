@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from marsunits.errors import USER_ERRORS, ConfigError
+from marsunits.errors import USER_ERRORS, ConfigError, storage_problem
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
 # and argument or path errors should be reported at once.
@@ -150,11 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         out = export_checkpoint(**parse_args(argv))
-    except _CLI_ERRORS as exc:
-        if os.environ.get("MARSUNITS_TRACEBACK"):
+    except Exception as exc:  # noqa: BLE001 - re-raised below unless a user error or a full disk
+        full = storage_problem(exc)
+        if os.environ.get("MARSUNITS_TRACEBACK") or not (full or isinstance(exc, _CLI_ERRORS)):
             raise
         # One line, whatever the message: scripts and users read the first line only.
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"{PROG}: error: {full or ' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(f"wrote model package {out}/ ({out / 'model.safetensors'}, {out / 'model.json'})")
     return 0
