@@ -358,3 +358,22 @@ def test_bad_subclass_configs_explain_themselves(edit, message: str, tmp_path: P
         edit(cfg.data)
     with pytest.raises((ValueError, InstantiationException), match=message):
         instantiate(cfg.data)
+
+
+def test_validation_without_a_labelled_pixel_stops_before_training(tmp_path: Path) -> None:
+    """A split whose validation masks are all 255 trained, validated nothing, kept no best checkpoint and
+    wrote a metrics.json without a score, with exit status 0."""
+    from PIL import Image
+
+    from marsunits.errors import DataError
+
+    cfg = _compose("folder", tmp_path)
+    _, val_recs = instantiate(cfg.data)._split("folder")
+    assert val_recs
+    for rec in val_recs:
+        blank = np.full(np.asarray(Image.open(rec.mask)).shape, 255, np.uint8)
+        Image.fromarray(blank).save(rec.mask)
+    with pytest.raises(
+        DataError, match=r"'folder': its \d+ validation mask\(s\) \(img_\d\.png.*hold no labelled"
+    ):
+        instantiate(cfg.data).setup("fit")

@@ -45,6 +45,7 @@ from marsunits.data.mixing import class_mix
 from marsunits.data.splits import check_sol_ranges, in_sol_ranges, kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
 from marsunits.data.transforms import build_train_transform
+from marsunits.errors import DataError
 
 __all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
 
@@ -90,6 +91,25 @@ def _plain(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - hydra is a dependency
         pass
     return obj
+
+
+def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]) -> None:
+    """Stop when no validation image of ``source`` has a labelled pixel.
+
+    Such a run trained, validated nothing (Lightning only noted a data loader of length zero), kept no
+    best checkpoint and wrote a ``metrics.json`` without a score, with exit status 0.
+
+    Raises:
+        DataError: naming the validation images and what to change.
+    """
+    names = ", ".join(r.mask.name for r in val_recs[:5]) + (" ..." if len(val_recs) > 5 else "")
+    what = f"its {len(val_recs)} validation mask(s) ({names}) hold no labelled pixel (all 255)"
+    if not val_recs:
+        what = "it has no validation image"
+    raise DataError(
+        f"data source {source!r}: {what}, so nothing could be validated or scored; label those images, or "
+        "give validation other images (data.val_fraction, data.seed, or more labelled images)"
+    )
 
 
 class MarsDataModule(L.LightningDataModule):
@@ -476,15 +496,16 @@ class MarsDataModule(L.LightningDataModule):
             )
             if source not in self.train_only:
                 val_store = ImageStore(val_recs, class_map, cache=cache)
-                self.val_sets.append(
-                    TiledDataset(
-                        val_store,
-                        self.crop_size,
-                        self.in_channels,
-                        order_seed=self.seed,
-                        context_px=self.val_context_px,
-                    )
+                val_set = TiledDataset(
+                    val_store,
+                    self.crop_size,
+                    self.in_channels,
+                    order_seed=self.seed,
+                    context_px=self.val_context_px,
                 )
+                if len(val_set) == 0:
+                    _refuse_unlabelled_validation(source, val_recs)
+                self.val_sets.append(val_set)
         self.train_set = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
         if len(self.val_sets) > 1 and not self.separate_val:
             self.val_sets = [ConcatDataset(self.val_sets)]
