@@ -248,7 +248,14 @@ def test_labels_with_upper_case_extensions_are_found(tmp_path: Path) -> None:
     assert find_label(tmp_path, PurePosixPath("a.jpg")) == tmp_path / "a.PNG"
     assert find_label(tmp_path, PurePosixPath("sub/b.JPG")) == tmp_path / "sub" / "b.Tif"
     assert find_label(tmp_path, PurePosixPath("c.jpg")) == tmp_path / "c.png"  # .png first, as before
-    assert find_label(tmp_path, PurePosixPath("d.png")) is None  # not a label format
+    # A JPEG label is found (last), so read_mask refuses it in label_errors with the reason: it used to be
+    # counted "without a label", the user's label silently left out.
+    assert find_label(tmp_path, PurePosixPath("d.png")) == tmp_path / "d.jpg"
+    from marsunits.inference.evaluation import Evaluation
+
+    evaluation = Evaluation(tmp_path)
+    evaluation.add(PurePosixPath("d.png"), np.zeros((4, 4), np.uint8), [])
+    assert not evaluation.missing and "a JPEG cannot hold a mask" in evaluation.errors["d.png"]
     assert find_label(tmp_path, PurePosixPath("nothere/e.png")) is None
 
 

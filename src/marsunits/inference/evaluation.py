@@ -46,8 +46,10 @@ CONTACT_NOTES = (
     "averaged over the images where both have a contact, and are null when none does."
 )
 
-#: Label file extensions tried, in order, for ``labels_dir/<rel folder>/<stem><ext>``.
-LABEL_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
+#: Label file extensions tried, in order, for ``labels_dir/<rel folder>/<stem><ext>``. JPEG last: it cannot
+#: hold a mask, and :func:`marsunits.data.io.read_mask` refuses it with the reason, recorded in
+#: ``label_errors`` (a JPEG label was counted as "without a label", the user's label silently left out).
+LABEL_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def confusion_matrix(
