@@ -161,3 +161,31 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     task = load_task(last)
     with torch.no_grad():
         assert task(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_a_resume_into_a_new_folder_keeps_the_best_model_so_far(tmp_path: Path) -> None:
+    """ckpt_path=last without run_name continues in a new folder: Lightning forgot the best score there, so
+    the resumed run's first validation became best.ckpt whatever it scored."""
+    from types import SimpleNamespace
+
+    from marsunits.best_checkpoint import RunModelCheckpoint
+
+    old, new = tmp_path / "run1" / "checkpoints", tmp_path / "run2" / "checkpoints"
+    old.mkdir(parents=True)
+    (old / "best.ckpt").write_bytes(b"the earlier best model")
+    saved = RunModelCheckpoint(dirpath=old, filename="best", monitor="val/miou", mode="max")
+    saved.best_model_path, saved.best_model_score = str(old / "best.ckpt"), torch.tensor(0.66)
+    resumed = RunModelCheckpoint(dirpath=new, filename="best", monitor="val/miou", mode="max")
+    resumed.load_state_dict(saved.state_dict())
+    assert (new / "best.ckpt").read_bytes() == b"the earlier best model"
+    assert resumed.best_model_path == str(new / "best.ckpt")
+    assert float(resumed.best_model_score) == pytest.approx(0.66)
+    # A worse validation in the resumed run does not replace it; a better one does.
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda x, all=True: x))
+    assert not resumed.check_monitor_top_k(trainer, torch.tensor(0.64))  # type: ignore[arg-type]
+    assert resumed.check_monitor_top_k(trainer, torch.tensor(0.70))  # type: ignore[arg-type]
+    # The same folder (a resume in place) or a missing earlier file: Lightning's own behaviour.
+    (old / "best.ckpt").unlink()
+    other = RunModelCheckpoint(dirpath=tmp_path / "run3", filename="best", monitor="val/miou", mode="max")
+    other.load_state_dict(saved.state_dict())
+    assert not (tmp_path / "run3" / "best.ckpt").exists() and other.best_model_score is None

@@ -112,7 +112,11 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
     second = compose_config(
         "train", tmp_path / "run2", [*TINY, "trainer.max_epochs=2", f"ckpt_path={ckpt_dir / 'last.ckpt'}"]
     )
-    run(second)
+    m2 = run(second)
+    # best.ckpt is the best over the whole run, the first folder's epoch included (it used to be the resumed
+    # part's first validation, whatever it scored, since Lightning forgets the score in a new folder).
+    assert m2["best_ckpt"] == str(tmp_path / "run2" / "checkpoints" / "best.ckpt")
+    assert m2["val/miou"] >= m1["val/miou"] - 1e-6
     resumed = torch.load(
         tmp_path / "run2" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
     )
