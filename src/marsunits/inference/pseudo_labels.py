@@ -87,7 +87,9 @@ def _predictions_nodata_max(pred: Path) -> float | None:
         settings = json.loads((pred / SETTINGS_NAME).read_text())
     except (OSError, ValueError):
         return DEFAULT_NODATA_MAX
-    value = settings.get("nodata_max", DEFAULT_NODATA_MAX) if isinstance(settings, dict) else None
+    if not isinstance(settings, dict):
+        return DEFAULT_NODATA_MAX
+    value = settings.get("nodata_max", DEFAULT_NODATA_MAX)
     return None if value is None else float(value)
 
 
