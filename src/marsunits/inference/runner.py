@@ -71,7 +71,14 @@ from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, exif_orientation, read_mask, to_channels
-from marsunits.errors import ConfigError, DataError, MarsUnitsError, TerminatedError, sigterm_raises
+from marsunits.errors import (
+    STORAGE_ERRNOS,
+    ConfigError,
+    DataError,
+    MarsUnitsError,
+    TerminatedError,
+    sigterm_raises,
+)
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
@@ -270,11 +277,7 @@ def _output_stop_message(output_dir: Path, exc: OSError) -> str:
     if where.name.startswith(".") and where.name.endswith(".tmp"):
         where = where.parent  # atomic writes go through hidden temporaries: name their folder
     full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-    what = {
-        errno.ENOSPC: "the disk is full",
-        errno.EROFS: "the filesystem is read-only",
-        getattr(errno, "EDQUOT", -1): "the disk quota is exceeded",
-    }.get(exc.errno or 0, "permission to write there was denied")
+    what = STORAGE_ERRNOS.get(exc.errno or 0, "permission to write there was denied")
     fix = "free space" if full else "make that folder writable"
     return (
         f"stopped: cannot write outputs to {where} because {what} ({exc.strerror or exc}); {fix} or choose "
