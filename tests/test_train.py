@@ -204,12 +204,27 @@ def test_train_false_scores_the_given_checkpoint(tmp_path: Path) -> None:
         ([], r"train=false validates and tests a trained model.*ckpt_path=<run dir>/checkpoints/best\.ckpt"),
         (["ckpt_path=last"], r"train=false with ckpt_path=last: name the checkpoint"),
         (
-            ["model.encoder_depth=2", "model.decoder_channels=[16,8]", f"ckpt_path={best}"],
-            r"^ckpt_path=.*does not fit this run's model.*\(model\.encoder_depth=3 [^)]*\)\.$",
+            ["data.in_channels=1", f"ckpt_path={best}"],
+            r"^ckpt_path=.*does not fit this run's model.*\(data\.in_channels=3\)\.$",
         ),
     ):
         with pytest.raises((ConfigError, ValueError), match=message):
             run(compose_config("train", tmp_path / "x", [*TINY, "train=false", *overrides]))
+
+
+def test_train_false_builds_the_checkpoints_network(tmp_path: Path) -> None:
+    """``train=false`` with a model config other than the checkpoint's (the default model, while the
+    checkpoint was trained with ``model=tiny``) stopped and asked for every network setting to be repeated;
+    the checkpoint holds them, so the run now builds its network and scores it as trained."""
+    trained = run(compose_config("train", tmp_path / "t", [*TINY, "trainer.max_epochs=1", "test=false"]))
+    default_model = [o for o in TINY if o != "model=tiny"] + ["model.std=[1,1,1]"]
+    evaluate = ["train=false", "test=false", f"ckpt_path={trained['best_ckpt']}"]
+    scored = run(compose_config("train", tmp_path / "e", [*default_model, *evaluate]))
+    assert scored["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
+    recorded = OmegaConf.load(tmp_path / "e" / "config.yaml").model
+    assert recorded.encoder == "mobilenetv3_small_050" and recorded.encoder_depth == 3
+    assert list(recorded.decoder_channels) == [32, 16, 8] and recorded.encoder_weights is None
+    assert list(recorded.std) == pytest.approx([0.229, 0.224, 0.225])  # the checkpoint's, not the command's
 
 
 def test_a_run_whose_data_moved_resumes_with_data_moved(tmp_path: Path) -> None:

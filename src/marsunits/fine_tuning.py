@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from marsunits.constants import CLASS_NAMES
 from marsunits.model_package import is_package, load_package
-from marsunits.task import CheckpointError, SegmentationTask, load_task
+from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,78 @@ def _override(key: str, value: Any) -> str:
     return f"model.{key}={text}"
 
 
+#: Network settings ``train=false`` takes from the evaluated checkpoint instead of the run's model config:
+#: they decide the network's tensors or what its inputs must look like, and nothing of the data depends on
+#: them (``in_channels``, ``num_classes`` and ``subclasses`` follow the data, so they are checked instead).
+#: ``encoder_weights`` becomes null: every weight is overwritten by the checkpoint's.
+EVALUATION_HPARAMS: tuple[str, ...] = ("arch", "encoder", "encoder_depth", "decoder_channels", "mean", "std")
+
+
+def _listed(value: Any) -> Any:
+    """Tuples as lists, so a checkpoint's ``(64, 32)`` equals a config's ``[64, 32]``."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def read_source(path: str | Path, option: str = "init_ckpt_path") -> SegmentationTask:
+    """The trained task at ``path`` (a ``.ckpt`` of marsunits' ``train.py`` or a model package), read as
+    :func:`~marsunits.task.load_task` reads it (``weights_only``, metadata and class set checked).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist; the message names ``option`` and what to give.
+        CheckpointError: not a marsunits checkpoint, or another class set.
+    """
+    path = Path(path)
+    if is_package(path):  # a shared model (python -m marsunits.export): the same network, no pickle
+        return load_package(path, expected_class_names=CLASS_NAMES)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
+            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
+            + (
+                ", or drop init_ckpt_path to start from ImageNet weights."
+                if option == "init_ckpt_path"
+                else "."
+            )
+        )
+    return load_task(path, expected_class_names=CLASS_NAMES)
+
+
+def evaluation_model_settings(model_cfg: Mapping[str, Any], source: SegmentationTask) -> dict[str, Any]:
+    """The model-config values that ``train=false`` must use to rebuild ``source``'s network.
+
+    Evaluating a checkpoint is about that checkpoint: a MarsScapes model trained with
+    ``model.encoder_depth=4`` is scored with the ``experiment=marsscapes`` command as it stands, without
+    repeating its network settings (which the user may not know). Only :data:`EVALUATION_HPARAMS` are taken,
+    plus ``encoder_weights=None``; keys whose value already fits are left out.
+
+    Args:
+        model_cfg: the run's ``model`` config as plain values (``OmegaConf.to_container(resolve=True)``).
+        source: the task read from the evaluated checkpoint (:func:`read_source`).
+
+    Returns:
+        ``{key: value}`` to set in ``model_cfg``, values as plain Python types.
+    """
+    settings: dict[str, Any] = {}
+    default_mean, default_std = default_normalisation(int(source.hparams["in_channels"]))
+    for key in EVALUATION_HPARAMS:
+        ours, theirs = _listed(model_cfg.get(key)), _listed(source.hparams.get(key))
+        if key in ("mean", "std") and ours is None:  # null: the default for the channels
+            ours = default_mean if key == "mean" else default_std
+        if key in ("mean", "std"):
+            if [round(float(v), 6) for v in ours] != [round(float(v), 6) for v in theirs]:
+                settings[key] = [float(v) for v in theirs]
+        elif ours != theirs:
+            settings[key] = theirs
+    if model_cfg.get("encoder_weights") is not None:
+        settings["encoder_weights"] = None
+    return settings
+
+
 def initialise_from_checkpoint(
-    task: SegmentationTask, path: str | Path, option: str = "init_ckpt_path"
+    task: SegmentationTask,
+    path: str | Path,
+    option: str = "init_ckpt_path",
+    source: SegmentationTask | None = None,
 ) -> None:
     """Copy the network weights of the checkpoint at ``path`` into ``task.model``, in place.
 
@@ -56,6 +128,7 @@ def initialise_from_checkpoint(
             ``model.json`` / ``model.safetensors``; :mod:`marsunits.export`).
         option: the config key that gave ``path``, named in the messages (``ckpt_path`` for ``train=false``,
             which evaluates the checkpoint instead of fine-tuning it).
+        source: the task already read from ``path`` (:func:`read_source`), so it is not read twice.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -65,20 +138,13 @@ def initialise_from_checkpoint(
     """
     path = Path(path)
     classes = list(task.hparams["class_names"])
-    if is_package(path):  # a shared model (python -m marsunits.export): the same network, no pickle
-        source = load_package(path, expected_class_names=classes)
-    elif not path.is_file():
-        raise FileNotFoundError(
-            f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
-            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
-            + (
-                ", or drop init_ckpt_path to start from ImageNet weights."
-                if option == "init_ckpt_path"
-                else "."
-            )
+    if source is None:
+        source = read_source(path, option)
+    if list(source.hparams["class_names"]) != classes:
+        raise CheckpointError(
+            f"{option}={path} is a model for another class set: its classes are "
+            f"{list(source.hparams['class_names'])}, this run's are {classes}."
         )
-    else:
-        source = load_task(path, expected_class_names=classes)
     differing = {
         key: (source.hparams.get(key), task.hparams.get(key))
         for key in NETWORK_HPARAMS

@@ -19,11 +19,16 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.errors import ConfigError, TerminatedError
-from marsunits.fine_tuning import NETWORK_HPARAMS, initialise_from_checkpoint
+from marsunits.fine_tuning import (
+    NETWORK_HPARAMS,
+    evaluation_model_settings,
+    initialise_from_checkpoint,
+    read_source,
+)
 from marsunits.progress_bar import run_progress_bar
 from marsunits.tracking import finish_loggers, prepare_loggers
 
@@ -361,6 +366,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # Before config.yaml, the record it compares with, is replaced.
     check_run_folder(output_dir, ckpt_path, job, data_moved)
 
+    evaluated_task = None
+    if evaluated is not None:
+        evaluated_task = read_source(evaluated[0], evaluated[1])
+        _adopt_evaluated_network(cfg, evaluated_task, evaluated[0])
+
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -373,7 +383,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     init_ckpt = cfg.get("init_ckpt_path")
     if evaluated is not None:
-        initialise_from_checkpoint(task, evaluated[0], option=evaluated[1])
+        initialise_from_checkpoint(task, evaluated[0], option=evaluated[1], source=evaluated_task)
         init_ckpt = None
     elif init_ckpt and ckpt_path:
         # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
@@ -499,6 +509,29 @@ def _evaluated_checkpoint(cfg: DictConfig) -> tuple[str, str]:
             "ckpt_path=<run dir>/checkpoints/best.ckpt"
         )
     return str(Path(ckpt).expanduser()), "ckpt_path"
+
+
+def _adopt_evaluated_network(cfg: DictConfig, source: Any, path: str) -> None:
+    """Give ``cfg.model`` the network settings of the checkpoint ``train=false`` evaluates, in place.
+
+    The run's model config describes the network to train; a run that trains nothing scores the checkpoint's
+    network, whatever model config its command composes (see
+    :func:`marsunits.fine_tuning.evaluation_model_settings`). The settings taken are logged and end up in the
+    run's ``config.yaml``.
+    """
+    model_values = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(model_values, dict)
+    settings = evaluation_model_settings({str(k): v for k, v in model_values.items()}, source)
+    network = {k: v for k, v in settings.items() if k != "encoder_weights"}
+    if network:
+        log.info(
+            "train=false: the network is built as %s was trained: %s",
+            path,
+            " ".join(f"model.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in network.items()),
+        )
+    with open_dict(cfg.model):
+        for key, value in settings.items():
+            cfg.model[key] = value
 
 
 def _best_ckpt(trainer: pl.Trainer) -> str | None:
