@@ -377,3 +377,38 @@ def test_validation_without_a_labelled_pixel_stops_before_training(tmp_path: Pat
         DataError, match=r"'folder': its \d+ validation mask\(s\) \(img_\d\.png.*hold no labelled"
     ):
         instantiate(cfg.data).setup("fit")
+
+
+def test_every_unusable_pair_is_listed_in_one_error(tmp_path: Path) -> None:
+    """A folder with several bad masks stopped at the first: one run per mistake. Every pair of training and
+    validation is now checked and the one error lists each file with its problem."""
+    from PIL import Image
+
+    cfg = _compose("folder", tmp_path)
+    train_recs, val_recs = instantiate(cfg.data)._split("folder")
+    assert len(train_recs) >= 2 and val_recs
+    Image.fromarray(np.full((40, 72), 7, np.uint8)).save(train_recs[0].mask)  # an id outside 0, 1, 2, 255
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(train_recs[1].mask)  # another size than its image
+    val_recs[0].image.write_bytes(b"not an image")
+    with pytest.raises(ValueError) as err:
+        instantiate(cfg.data).setup("fit")
+    text = str(err.value)
+    total = len(train_recs) + len(val_recs)
+    assert text.startswith(f"3 of {total} image/mask pairs cannot be used")
+    assert f"{train_recs[0].mask}: mask values [7]" in text
+    assert f"{train_recs[1].image}: image is 72x40" in text
+    assert str(val_recs[0].image) in text
+
+
+def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An all-255 training mask (e.g. a mask exported before labelling) was silently never drawn."""
+    from PIL import Image
+
+    cfg = _compose("folder", tmp_path)
+    train_recs, _ = instantiate(cfg.data)._split("folder")
+    Image.fromarray(np.full((40, 72), 255, np.uint8)).save(train_recs[0].mask)
+    with caplog.at_level("WARNING", logger="marsunits.data.datasets"):
+        instantiate(cfg.data).setup("fit")
+    warned = [r.getMessage() for r in caplog.records if "never trained on" in r.getMessage()]
+    assert len(warned) == 1 and f"1 of {len(train_recs)} training mask(s)" in warned[0]
+    assert train_recs[0].mask.name in warned[0]

@@ -43,7 +43,7 @@ from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
 from marsunits.data.mixing import class_mix
 from marsunits.data.splits import check_sol_ranges, in_sol_ranges, kfold_split_by_group, split_by_group
-from marsunits.data.store import ImageStore, LabelledImage
+from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.transforms import build_train_transform
 from marsunits.errors import DataError
 
@@ -472,16 +472,10 @@ class MarsDataModule(L.LightningDataModule):
             self.splits[source] = self._split(source)
         if self.shared_sol_holdout and len(self.sources) > 1:
             self._hold_out_validated_sols()
+        stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
-            class_map = self._class_map(source)
-            cache = self._cache(source)
-            train_map = class_map
-            if self.subclass_map is not None and self.subclasses is not None:
-                train_map = ClassMap(
-                    self.subclass_map, str(self.name), num_targets=len(self.subclasses), key="subclass_map"
-                )
-            train_store = ImageStore(train_recs, train_map, cache=cache)
+            train_store, val_store = stores[source]
             train_parts.append(
                 RandomCropDataset(
                     train_store,
@@ -494,8 +488,7 @@ class MarsDataModule(L.LightningDataModule):
                     focus_fraction=self.focus_fraction,
                 )
             )
-            if source not in self.train_only:
-                val_store = ImageStore(val_recs, class_map, cache=cache)
+            if val_store is not None:
                 val_set = TiledDataset(
                     val_store,
                     self.crop_size,
@@ -510,6 +503,39 @@ class MarsDataModule(L.LightningDataModule):
         if len(self.val_sets) > 1 and not self.separate_val:
             self.val_sets = [ConcatDataset(self.val_sets)]
         self.test_sets = self.val_sets
+
+    def _stores(self) -> dict[str, tuple[ImageStore, ImageStore | None]]:
+        """The training and validation stores of every source (``None``: a train-only source).
+
+        Every source and part is read before a problem is raised, so one error lists all the unusable
+        pairs of the data, not those of the first store that has one.
+        """
+        stores: dict[str, tuple[ImageStore, ImageStore | None]] = {}
+        problems: list[UnusablePairsError] = []
+        total = 0
+        for source in self.sources:
+            train_recs, val_recs = self.splits[source]
+            class_map, cache = self._class_map(source), self._cache(source)
+            train_map = class_map
+            if self.subclass_map is not None and self.subclasses is not None:
+                train_map = ClassMap(
+                    self.subclass_map, str(self.name), num_targets=len(self.subclasses), key="subclass_map"
+                )
+            parts: list[tuple[list[LabelledImage], ClassMap]] = [(train_recs, train_map)]
+            if source not in self.train_only:
+                parts.append((val_recs, class_map))
+            built: list[ImageStore | None] = [None, None]
+            for k, (records, mapping) in enumerate(parts):
+                total += len(records)
+                try:
+                    built[k] = ImageStore(records, mapping, cache=cache)
+                except UnusablePairsError as err:
+                    problems.append(err)
+            if built[0] is not None:
+                stores[source] = (built[0], built[1])
+        if problems:
+            raise UnusablePairsError.merged(problems, total)
+        return stores
 
     def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""

@@ -130,6 +130,17 @@ class RandomCropDataset(Dataset):
                 f"No labelled pixels in the {len(store)} training image(s) ({names}): every mask value maps "
                 "to 255. Check the masks and the class_map in configs/data/<name>.yaml."
             )
+        unlabelled = [store.records[i].mask.name for i in np.flatnonzero(counts == 0)]
+        if unlabelled:  # never drawn (their probability is 0): say so, a mask saved wrongly looks like this
+            log.warning(
+                "%d of %d training mask(s) hold no labelled pixel after the class map, so their images are "
+                "never trained on: %s%s. If they should be labelled, check that they were saved with class "
+                "ids (0, 1, 2; 255 = no label) and not as a colour rendering",
+                len(unlabelled),
+                len(store),
+                ", ".join(unlabelled[:10]),
+                " ..." if len(unlabelled) > 10 else "",
+            )
         self.store = store
         self.length = int(length)
         self.crop_size = int(crop_size)

@@ -23,7 +23,7 @@ from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import image_size, read_image_native, read_mask, scale_to_unit
 
-__all__ = ["ImageStore", "LabelledImage", "as_float"]
+__all__ = ["ImageStore", "LabelledImage", "UnusablePairsError", "as_float"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,10 @@ class ImageStore:
         cache: decode every pair at construction and keep it in memory.
 
     Raises:
-        marsunits.data.io.ImageReadError: an unreadable file.
-        ValueError: image and mask sizes differ, or mask values the class map does not cover (the message
-            names the file).
+        ValueError: unreadable files (:class:`~marsunits.data.io.ImageReadError`), image and mask sizes that
+            differ, or mask values the class map does not cover. Every pair is checked first and the one
+            error lists each problem with its file (:data:`LISTED_PROBLEMS` of them, then a count), so a
+            folder with several bad masks is fixed in one round instead of one run per file.
     """
 
     def __init__(self, records: Sequence[LabelledImage], class_map: ClassMap, cache: bool) -> None:
@@ -68,17 +69,24 @@ class ImageStore:
         self._masks: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
         counts: list[int] = []
+        problems: list[str] = []
         for rec in self.records:
-            if cache:
-                img, mask = self._decode(rec)
-                self._images.append(img)
-                self._masks.append(mask)
-            else:
-                mask = self._read_mapped_mask(rec)
-                width, height = image_size(rec.image)
-                _check_same_size(rec, (height, width), mask.shape)
+            try:
+                if cache:
+                    img, mask = self._decode(rec)
+                    self._images.append(img)
+                    self._masks.append(mask)
+                else:
+                    mask = self._read_mapped_mask(rec)
+                    width, height = image_size(rec.image)
+                    _check_same_size(rec, (height, width), mask.shape)
+            except ValueError as err:  # ImageReadError too: every pair is checked, so one run lists them all
+                problems.append(str(err))
+                continue
             sizes.append((mask.shape[0], mask.shape[1]))
             counts.append(int(np.count_nonzero(mask != IGNORE_INDEX)))
+        if problems:
+            raise UnusablePairsError(problems, len(self.records))
         #: (height, width) of every image.
         self.sizes: list[tuple[int, int]] = sizes
         #: Number of labelled (non-ignore) pixels of every mask, after the class map.
@@ -114,6 +122,36 @@ class ImageStore:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: unreadable camera JSON ({err}). Fix or remove the file.") from err
+
+
+#: Problems an :class:`UnusablePairsError` quotes in full; the rest are counted.
+LISTED_PROBLEMS = 10
+
+
+class UnusablePairsError(ValueError):
+    """Image/mask pairs that cannot be used, each problem a message naming its file.
+
+    The text is the problem itself when there is one, else a count and the first :data:`LISTED_PROBLEMS`,
+    one per line. ``problems`` and ``total`` (pairs checked) let errors of several stores be merged with
+    :meth:`merged`.
+    """
+
+    def __init__(self, problems: Sequence[str], total: int) -> None:
+        self.problems, self.total = list(problems), int(total)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            listed = "\n".join(f"  - {p}" for p in self.problems[:LISTED_PROBLEMS])
+            more = len(self.problems) - LISTED_PROBLEMS
+            tail = f"\n  ... and {more} more" if more > 0 else ""
+            count = f"{len(self.problems)} of {self.total} image/mask pairs cannot be used"
+            text = f"{count}; fix each:\n{listed}{tail}"
+        super().__init__(text)
+
+    @classmethod
+    def merged(cls, errors: Sequence[UnusablePairsError], total: int) -> UnusablePairsError:
+        """One error for the problems of several stores (``total``: pairs of all of them)."""
+        return cls([p for e in errors for p in e.problems], total)
 
 
 def as_float(img: np.ndarray) -> np.ndarray:
