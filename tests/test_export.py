@@ -342,3 +342,17 @@ def test_a_folder_predicted_with_a_package_goes_on_with_its_checkpoint(
     torch.save(saved, other)
     with pytest.raises(ConfigError, match="the model"):
         run(make_cfg(tmp_path, other, inp, out))
+
+
+def test_help_into_a_closed_pipe_is_quiet() -> None:
+    """``python -m marsunits.export --help | head -1`` ended with a BrokenPipeError traceback when the reader
+    left before the last line was written."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "marsunits.export", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader leaves at once; the child is still importing
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 0 and "Traceback" not in err, err

@@ -144,9 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 written, 2 user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help", "help") for a in argv):
-        print(f"usage: {PROG} ckpt_path=<ckpt> out=<folder> [trust_checkpoint=false] [overwrite=false]")
-        print("Write <out>/model.safetensors and <out>/model.json, a model package that is safe to share.")
-        print("\n".join(f"  {k}: {v}" for k, v in _KEYS.items()))
+        lines = [
+            f"usage: {PROG} ckpt_path=<ckpt> out=<folder> [trust_checkpoint=false] [overwrite=false]",
+            "Write <out>/model.safetensors and <out>/model.json, a model package that is safe to share.",
+            *(f"  {k}: {v}" for k, v in _KEYS.items()),
+        ]
+        try:
+            print("\n".join(lines), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader left; Python's own advice for this case
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
         out = export_checkpoint(**parse_args(argv))
