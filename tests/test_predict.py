@@ -951,3 +951,55 @@ def test_decoding_workers_default_to_main_process_on_cpu_and_two_on_gpu(tmp_path
     assert resolve_num_workers(None, torch.device("cpu")) == 0
     assert resolve_num_workers(None, torch.device("cuda", 0)) == 2
     assert resolve_num_workers(3, torch.device("cpu")) == 3
+
+
+def test_a_camera_file_of_another_size_is_named_with_the_stored_size(tmp_path: Path) -> None:
+    """The message named neither the camera file (a sidecar or ../cameras/<stem>.json) nor the stored size:
+    for a JPEG turned by its EXIF orientation it quoted the displayed size against the file's own."""
+    from marsunits.boundary.camera import PinholeCamera
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.runner import add_ground_coordinates
+
+    image = tmp_path / "images" / "x.jpg"
+    image.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80x60, displayed 60x80
+    Image.new("RGB", (80, 60)).save(image, exif=exif)
+    line = ContactLine(pixels=np.array([[5.0, 50.0], [55.0, 52.0]]), confidence=0.8)
+    sidecar = tmp_path / "images" / "x.camera.json"
+    displayed = PinholeCamera(image_width=60, image_height=80, hfov_deg=60.0, pitch_deg=25.0)
+    sidecar.write_text(json.dumps(displayed.to_dict()))  # the slip: the displayed size
+    with pytest.raises(ValueError) as err:
+        add_ground_coordinates(image, [line], 60, 80, 30.0)
+    said = str(err.value)
+    assert said.startswith(f"{sidecar}: the camera is for a 60x80 image but x.jpg is 80x60 as stored")
+    assert "EXIF orientation 6 turns it for display to 60x80" in said
+    stored = PinholeCamera(image_width=80, image_height=60, hfov_deg=60.0, pitch_deg=25.0)
+    sidecar.write_text(json.dumps(stored.to_dict()))
+    (grounded,) = add_ground_coordinates(image, [line], 60, 80, 30.0)
+    assert grounded.ground_m is not None
+
+
+def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A camera looking up (pitch_deg=-30, the sign slip of an "up is positive" habit) gave contacts without
+    metres and an empty footprint on the map, and nothing said why."""
+    from marsunits.boundary.camera import PinholeCamera
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.runner import add_ground_coordinates
+
+    image = tmp_path / "x.png"
+    save_rgb(image, 60, 80)
+    line = ContactLine(pixels=np.array([[5.0, 50.0], [75.0, 52.0]]), confidence=0.8)
+    sidecar = tmp_path / "x.camera.json"
+    for pitch, warned in ((-30.0, True), (25.0, False)):
+        camera = PinholeCamera(image_width=80, image_height=60, hfov_deg=60.0, pitch_deg=pitch)
+        sidecar.write_text(json.dumps(camera.to_dict()))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+            (out,) = add_ground_coordinates(image, [line], 80, 60, 30.0)
+        said = [r.getMessage() for r in caplog.records if "sees no ground" in r.getMessage()]
+        assert (out.ground_m is None) == warned
+        assert len(said) == int(warned)
+        if warned:
+            assert said[0].startswith(f"x.png: its camera ({sidecar}) sees no ground within max_range_m=30")
+            assert "sign of pitch_deg" in said[0]

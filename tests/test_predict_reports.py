@@ -4,6 +4,7 @@ the W&B run of a prediction."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -324,3 +325,36 @@ def test_a_class_no_label_holds_is_named_beside_the_miou() -> None:
     assert (
         _classes_absent_from_labels(scores(np.array([[5, 0, 0], [0, 5, 0], [0, 0, 0]]))) == ""
     )  # nor predicted
+
+
+def test_a_camera_file_replaced_by_an_older_one_is_predicted_again(tmp_path: Path, ckpt: Path) -> None:
+    """A camera file replaced with its old modification time kept (tar, rsync -a, cp -p) was not noticed:
+    the image was skipped and its contacts kept the old camera's metres while the map drew the new camera."""
+    import hashlib
+
+    from marsunits.boundary.contact_io import read_contact_collection
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    (name,) = generate_dataset(data, 1, seed=3, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    out, camera_file = tmp_path / "out", data / "cameras" / f"{name}.json"
+    contact_file = out / f"{name}.contact.geojson"
+
+    def recorded() -> str | None:
+        return read_contact_collection(contact_file)[1]["camera_sha256"]
+
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert recorded() == hashlib.sha256(camera_file.read_bytes()).hexdigest()
+    old_time = camera_file.stat().st_mtime - 3600
+    camera = json.loads(camera_file.read_text())
+    camera["x_m"] = camera.get("x_m", 0.0) + 10.0
+    camera_file.write_text(json.dumps(camera))
+    os.utime(camera_file, (old_time, old_time))  # older than the outputs, as a restored copy is
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert read_manifest(out)[f"{name}.png"]["status"] == "ok"  # predicted again, with the new camera
+    assert recorded() == hashlib.sha256(camera_file.read_bytes()).hexdigest()
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0  # unchanged since: skipped again
+    assert read_manifest(out)[f"{name}.png"]["status"] == "skipped"
+    camera_file.unlink()  # no camera now: the contacts (pixels only, or with metres) are made again
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert read_manifest(out)[f"{name}.png"]["status"] == "ok" and recorded() is None

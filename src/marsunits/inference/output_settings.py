@@ -154,7 +154,8 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
 
     The mask is written last and the contact file (which holds the ground coordinates) before it, so a
     file modified after them was not what they were made from. Like ``make``, this trusts modification
-    times: a file replaced by one with an older time (``cp -p``) is not noticed; ``overwrite=true`` is.
+    times: an image replaced by one with an older time (``cp -p``) is not noticed; ``overwrite=true`` is.
+    Camera files, which are small, are also compared by content (:func:`camera_changed`).
     """
     try:
         if image.stat().st_mtime > paths.mask.stat().st_mtime:
@@ -163,6 +164,31 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
         return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
     except OSError:
         return True  # cannot tell: predict it again
+
+
+def camera_file_sha256(image: Path) -> str | None:
+    """SHA-256 of the camera file ``image`` is read with (``find_camera_file``), or None when it has none.
+
+    Recorded in the contact file (``camera_sha256``) when the image is predicted, so that a later run can
+    tell that the camera its ground coordinates came from was replaced, even by a file with an older
+    modification time (``tar``, ``rsync -a``, ``cp -p``), which :func:`input_changed` cannot see.
+    """
+    camera = find_camera_file(image)
+    if camera is None:
+        return None
+    try:
+        return hashlib.sha256(camera.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"  # never equal to a recorded digest: predicted again, and the error said then
+
+
+def camera_changed(image: Path, members: Mapping[str, Any]) -> bool:
+    """Whether the camera file of ``image`` is not the one its contact file records (``camera_sha256``:
+    added, removed or replaced since). Contact files written before the digest was recorded: False (their
+    camera is judged by :func:`input_changed` alone)."""
+    if "camera_sha256" not in members:
+        return False
+    return bool(members["camera_sha256"] != camera_file_sha256(image))
 
 
 def adaptation_inputs(files: Sequence[InputFile]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from marsunits.boundary.contact_io import (
     number_contacts,
     read_contact_collection,
 )
+from marsunits.boundary.contact_map import view_footprint
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
@@ -85,6 +86,8 @@ from marsunits.inference.inputs import InputFile, check_folders, discover, outpu
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import (
     adaptation_inputs,
+    camera_changed,
+    camera_file_sha256,
     check_settings,
     input_changed,
     settings_record,
@@ -456,11 +459,37 @@ def add_ground_coordinates(
     if camera is None:
         return lines
     if (camera.image_width, camera.image_height) != (width, height):
-        raise CameraFileError(
-            f"the camera file of {image_path.name} is for a {camera.image_width}x{camera.image_height} image "
-            f"but the image is {width}x{height}; fix or remove the camera file"
+        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
+    if len(view_footprint(camera, max_range_m=max_range_m)) == 0:  # was silent: no metres, no reason given
+        log.warning(
+            "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
+            "coordinates; check the sign of pitch_deg (positive looks down), or the frame and ground_z_m "
+            "of a CAHV(OR) camera",
+            image_path.name,
+            find_camera_file(image_path),
+            max_range_m,
         )
     return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
+
+
+def _camera_size_mismatch(image_path: Path, camera: Any, width: int, height: int) -> str:
+    """The message for a camera file made for another image size, in the file's own terms: it names the
+    file and the sizes as stored (a camera file describes the raster as stored; an EXIF orientation turns
+    the image, and the camera with it, only for display)."""
+    where = find_camera_file(image_path) or f"the camera file of {image_path.name}"
+    inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
+    turned = getattr(camera, "orientation", 1) >= 5  # the displayed size is the stored one transposed
+    stored_w, stored_h = (height, width) if turned else (width, height)
+    text = (
+        f"{where}: the camera is for a {inner.image_width}x{inner.image_height} image but {image_path.name} "
+        f"is {stored_w}x{stored_h} as stored"
+    )
+    if getattr(camera, "orientation", 1) != 1:
+        text += (
+            f" (its EXIF orientation {camera.orientation} turns it for display to {width}x{height}; camera "
+            "files describe the stored raster, as the camera took it)"
+        )
+    return text + "; fix image_width and image_height, or remove the camera file"
 
 
 @dataclass(frozen=True)
@@ -712,6 +741,8 @@ class _Session:
             return None  # unreadable leftovers: predict again
         if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
             return None  # its camera file was removed: the ground coordinates it gave are stale
+        if camera_changed(f.path, members):  # replaced, even by a file with an older time (tar, cp -p)
+            return None
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines)
         if self.opts.map:
@@ -776,6 +807,7 @@ class _Session:
         mask = argmax_uint8(probs)
         if nodata is not None:
             mask[nodata] = IGNORE_INDEX
+        camera_digest = camera_file_sha256(f.path)  # before reading it: a file replaced meanwhile is redone
         camera = image_camera(f.path)
         lines = add_ground_coordinates(
             f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
@@ -795,6 +827,7 @@ class _Session:
                 save_probabilities=self.opts.save_probabilities,
                 probability_dtype=self.opts.probability_dtype,
                 greyscale=grey,
+                camera_sha256=camera_digest,
             )
         except OSError as exc:
             if exc.errno in OUTPUT_STOP_ERRNOS:

@@ -245,6 +245,7 @@ def write_prediction(
     save_probabilities: bool,
     probability_dtype: str = "uint8",
     greyscale: bool | None = None,
+    camera_sha256: str | None | bool = False,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -259,12 +260,17 @@ def write_prediction(
         probability_dtype: ``uint8`` or ``float16`` for the TIFF.
         greyscale: Whether the input is greyscale, kept in the contact file (``image_greyscale``) so a
             later run that skips this input still counts it, even when no manifest was written (a kill).
+        camera_sha256: Digest of the camera file the ground coordinates came from (None: the image has no
+            camera), kept in the contact file (``camera_sha256``) so a later run notices a replaced camera
+            file (``output_settings.camera_changed``); False leaves it out.
     """
     h, w = mask.shape
     if save_probabilities:
         write_probabilities(paths.prob, probs, probability_dtype)
-    members = None if greyscale is None else {"image_greyscale": bool(greyscale)}
-    write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members)
+    members: dict[str, Any] = {} if greyscale is None else {"image_greyscale": bool(greyscale)}
+    if camera_sha256 is not False:
+        members["camera_sha256"] = camera_sha256
+    write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
     write_png_atomic(paths.mask, mask)
 
