@@ -509,3 +509,63 @@ def test_cahv_files_are_read_as_strictly_as_pinhole_ones(tmp_path):
         path.write_text(json.dumps({**d, key: value}))
         with pytest.raises(CameraFileError, match=rf"c\.json.*'{key}' must be"):
             load_camera(path)
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "value", "use"),
+    [
+        ("pinhole", "ground_z_m", -0.5, "height_m"),
+        ("pinhole", "z_m", 1.0, "height_m"),
+        ("pinhole", "frame", "ned", "FLU site frame"),
+        ("pinhole", "C", [0.0, 0.0, 2.0], "model 'cahv'"),
+        ("cahv", "height_m", 1.9, "model 'pinhole'"),
+        ("cahvor", "pitch_deg", 20.0, "model 'pinhole'"),
+    ],
+)
+def test_a_key_of_another_camera_model_is_refused(tmp_path, model, key, value, use):
+    """``ground_z_m``, ``frame`` or ``z_m`` in a pinhole file (keys a CAHV file or an x/y/z habit suggests)
+    were accepted and ignored: the ground coordinates came out at the wrong scale without a word."""
+    cam = _pinhole(pitch_deg=20.0)
+    base = {"pinhole": cam, "cahv": cahv_from_pinhole(cam), "cahvor": cahvor_from_pinhole(cam)}[model]
+    d = base.to_dict()
+    d[key] = value
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps(d))
+    said = rf"c\.camera\.json: key '{key}' is not read by a '{model}'.*{use}"
+    with pytest.raises(CameraFileError, match=said):
+        load_camera(path)
+
+
+@pytest.mark.parametrize("site", [7, ["a"], {"name": "x"}, True])
+def test_a_cahv_site_that_is_not_a_name_is_refused(tmp_path, site):
+    """A CAHV(OR) camera with ``"site": 7`` was accepted and crashed the contact map at the end of the run
+    (``expected string or bytes-like object``), losing summary.json and the maps."""
+    for cam in (cahv_from_pinhole(_pinhole(pitch_deg=20.0)), cahvor_from_pinhole(_pinhole(pitch_deg=20.0))):
+        d = cam.to_dict()
+        d["site"] = site
+        path = tmp_path / "c.camera.json"
+        path.write_text(json.dumps(d))
+        with pytest.raises(CameraFileError, match=r"c\.camera\.json: invalid .*'site' must be a name"):
+            load_camera(path)
+
+
+def test_the_map_counts_contacts_as_the_manifest_does_and_keeps_their_ids(tmp_path):
+    """The map's title counted the pieces of contacts split at the range limit (22 "contacts" where the
+    manifest said 19), and its features lost the ``contact_id`` that ties the pieces together."""
+    from dataclasses import replace
+
+    from marsunits.boundary.contact_map import map_title
+
+    piece = ContactLine(np.array([[0.0, 0.0], [5.0, 0.0]]), ground_m=np.array([[1.0, 0.0], [2.0, 0.0]]))
+    split = [replace(piece, extra={"contact_id": 0}), replace(piece, extra={"contact_id": 0})]
+    entries = [{"lines": split}, {"lines": [replace(piece, extra={"contact_id": 0}), piece]}]
+    assert (
+        map_title("s1", entries, 30.0)
+        == "contact map, site s1: 3 contacts in 4 pieces from 2 images (range <= 30 m)"
+    )
+    assert map_title(None, [{"lines": [piece]}], 20.0).endswith(": 1 contacts from 1 images (range <= 20 m)")
+    a = _pinhole(pitch_deg=20.0, site="s1")
+    numbered = number_contacts([_row_line(a, 180.0), _row_line(a, 200.0)])
+    (geojson, _) = build_contact_map([("a.png", numbered, a)], tmp_path / "map")
+    ids = [f["properties"]["contact_id"] for f in json.loads(geojson.read_text())["features"]]
+    assert ids == [0, 1]

@@ -21,7 +21,7 @@ import shapely
 
 from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_io import CONTACT_ID, ContactLine, count_contacts
 from marsunits.boundary.projection import add_ground
 
 __all__ = ["build_contact_map", "camera_stations", "remove_stale_maps", "view_footprint", "MapItem"]
@@ -97,6 +97,18 @@ def remove_stale_maps(out_dir: str | os.PathLike[str], keep: Sequence[Path] = ()
     return stale
 
 
+def map_title(site: str | None, entries: Sequence[Mapping[str, Any]], max_range_m: float) -> str:
+    """The contact map's title: its contacts counted as ``predict.py`` counts them (the pieces of one
+    contact split at the range limit count once; the pieces are named when there are more of them)."""
+    n_contacts = sum(count_contacts(e["lines"]) for e in entries)
+    n_pieces = sum(len(e["lines"]) for e in entries)
+    pieces = f" in {n_pieces} pieces" if n_pieces != n_contacts else ""
+    return (
+        f"contact map, site {site or '(unnamed)'}: {n_contacts} contacts{pieces} from {len(entries)} images "
+        f"(range <= {max_range_m:g} m)"
+    )
+
+
 def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     features = []
     cameras = []
@@ -115,6 +127,8 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
                         "site": site,
                         "length_m": round(float(line.length_m or 0.0), 4),
                         "length_px": round(float(line.length_px), 3),
+                        # The per-image file's id: the pieces of one contact split at the range share it.
+                        **({CONTACT_ID: line.extra[CONTACT_ID]} if CONTACT_ID in line.extra else {}),
                     },
                 }
             )
@@ -218,12 +232,7 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     ax.invert_xaxis()  # +y (left) is drawn on the left
     ax.set_xlabel("y (m, + left)")
     ax.set_ylabel("x (m, + forward)")
-    n_lines = sum(len(e["lines"]) for e in entries)
-    ax.set_title(
-        f"contact map, site {site or '(unnamed)'}: {n_lines} contacts from {len(entries)} images "
-        f"(range <= {max_range_m:g} m)",
-        fontsize=9,
-    )
+    ax.set_title(map_title(site, entries, max_range_m), fontsize=9)
     ax.grid(True, lw=0.3, alpha=0.5)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
 
@@ -250,8 +259,9 @@ def build_contact_map(
 
     The GeoJSON is a FeatureCollection with one ``LineString`` feature per ground contact (coordinates
     ``[x, y]`` in metres in the site frame; properties ``image``, ``confidence``, ``site``, ``length_m``,
-    ``length_px``) and the foreign members ``site``, ``units`` ("m"), ``frame`` and ``cameras`` (per image:
-    ``center_m`` and the view ``footprint_m`` polygon).
+    ``length_px``, and ``contact_id`` where the line has one: the pieces of a contact split at the range
+    limit share it, as in the per-image file) and the foreign members ``site``, ``units`` ("m"), ``frame``
+    and ``cameras`` (per image: ``center_m`` and the view ``footprint_m`` polygon).
     """
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for name, lines, camera in items:

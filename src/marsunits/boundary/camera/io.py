@@ -1,8 +1,9 @@
 """Camera JSON files: read any supported model, and find the camera file that belongs to an image.
 
 Schema (one JSON object per file; other keys are ignored, except one that looks like a misspelt key of the
-model, e.g. ``heigth_m`` or ``roll`` for ``roll_deg``: that is an error, because the camera would otherwise
-be read with the default silently):
+model, e.g. ``heigth_m`` or ``roll`` for ``roll_deg``, or a key of another model, e.g. ``ground_z_m`` or
+``z_m`` in a pinhole file: that is an error, because the camera would otherwise be read with the default
+silently):
 
 * ``"model": "pinhole"`` -- :meth:`PinholeCamera.to_dict` form (what the synthetic generator writes to
   ``cameras/<name>.json``). Required: ``image_width``, ``image_height``, ``hfov_deg``, ``pitch_deg``;
@@ -60,6 +61,22 @@ _KNOWN = {
     "cahv": ("model", "C", "A", "H", "V", "image_width", "image_height", "site", "frame", "ground_z_m"),
 }  # fmt: skip
 _KNOWN["cahvor"] = (*_KNOWN["cahv"], "O", "R")
+#: Keys that mean something to a reader of camera files but not to this model, and what to use instead: a
+#: pinhole camera stands ``height_m`` over flat ground at z = 0, so ``ground_z_m``, ``frame`` or a CAHV
+#: vector in a pinhole file (or ``hfov_deg`` in a CAHV one) would be ignored and the metres silently wrong.
+_FOREIGN = {
+    "pinhole": {
+        "z_m": "height_m (the camera's height over the ground)",
+        "ground_z_m": "height_m (the camera's height over the ground; a pinhole's ground is z = 0)",
+        "frame": "nothing: a pinhole camera is in the FLU site frame (x forward, y left, z up)",
+        **{k: "model 'cahv' or 'cahvor' with all their vectors" for k in ("C", "A", "H", "V", "O", "R")},
+    },
+    "cahv": {
+        k: "model 'pinhole' with its keys, or the CAHV vectors alone"
+        for k in ("hfov_deg", "pitch_deg", "roll_deg", "yaw_deg", "height_m", "x_m", "y_m", "z_m", "k1", "k2")
+    },
+}
+_FOREIGN["cahvor"] = _FOREIGN["cahv"]
 #: How alike (difflib ratio) an unknown key must be to a known one to count as its misspelling.
 _TYPO_RATIO = 0.8
 
@@ -118,10 +135,13 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
                 or any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) for v in d[key])
             ):
                 raise ValueError(f"{key!r} must be a list of JSON numbers, got {d[key]!r}")
+        site = d.get("site")
+        if site is not None and not isinstance(site, str):  # a number or list broke the map at the run's end
+            raise ValueError(f"'site' must be a name (a JSON string) or null, got {site!r}")
         common: dict[str, Any] = {
             "image_width": int(d["image_width"]),
             "image_height": int(d["image_height"]),
-            "site": d.get("site"),
+            "site": site,
             # z up in the site frame whatever "frame" says (documented so from the start; files rely on it).
             "ground_z_m": float(d.get("ground_z_m", 0.0)),
         }
@@ -146,6 +166,11 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
     for key in d:
         if key in known:
             continue
+        if key in _FOREIGN[model]:
+            raise CameraFileError(
+                f"{source}: key {key!r} is not read by a {model!r} camera, so the ground coordinates would "
+                f"silently ignore it; use {_FOREIGN[model][key]} (the keys of this model: {list(known)})"
+            )
         # Unit suffix left off ("pitch"), a case slip ("Pitch_deg"), or a typo ("heigth_m").
         guess = [k for k in known if k.lower().startswith(key.lower() + "_") or k.lower() == key.lower()]
         guess = guess or difflib.get_close_matches(key, list(known), n=1, cutoff=_TYPO_RATIO)
