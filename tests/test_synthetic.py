@@ -405,3 +405,18 @@ def test_generate_dataset_writes_n_scenes(tmp_path) -> None:
         ("cameras", ".json"),
     ):
         assert sorted(p.name for p in (tmp_path / sub).iterdir()) == [n + suffix for n in names]
+
+
+def test_drawn_distorted_cameras_give_every_pixel_a_ray() -> None:
+    """7 of 1,510 distorted cameras drawn for 90° lenses had corner pixels with no ray (the lens folded
+    back), cast 1e6 px off; k1 is now clamped to keep the corners on the lens's monotonic branch."""
+    from marsunits.data.synthetic.scene import draw_camera
+
+    cfg = SceneConfig(width=80, height=60, distortion=True, hfov_deg_range=(85.0, 95.0))
+    strongest = 0.0
+    for seed in range(400):
+        cam = draw_camera(np.random.default_rng(seed), cfg)
+        u, v = np.meshgrid([0.5, 79.5], [0.5, 59.5])  # the corners: the largest radii
+        assert np.isfinite(cam.pixel_to_ray(u, v)).all(), (seed, cam.k1, cam.hfov_deg)
+        strongest = min(strongest, cam.k1)
+    assert strongest < -0.06  # strong barrel distortion is still drawn, up to the limit

@@ -110,15 +110,45 @@ class PinholeCamera:
         return xn * s, yn * s
 
     def undistort(self, xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Invert :meth:`distort` by fixed-point iteration (converges for |k1 r^2| well below 1)."""
+        """Invert :meth:`distort`: normalised coordinates whose distorted image is ``(xd, yd)``.
+
+        The distortion is radial, ``rd = r (1 + k1 r^2 + k2 r^4)``, so the inverse is a scalar root per
+        point, found by Newton's method from ``r = rd`` (as the CAHVOR model does). The root is accepted
+        only on the lens's monotonic branch, ``0 <= r < r_fold`` with ``r_fold`` the first radius where
+        ``d rd / d r = 0``: beyond it a strongly barrel-distorted lens folds the field back and a pixel has
+        no ray, so such points are NaN (the fixed-point iteration used before did not converge there, and
+        for strong distortion not even inside the branch: it returned rays 100 px off without a word).
+        """
         if self.k1 == 0.0 and self.k2 == 0.0:
             return xd, yd
-        xn, yn = xd.copy(), yd.copy()
+        xd, yd = np.asarray(xd, dtype=np.float64), np.asarray(yd, dtype=np.float64)
+        rd = np.hypot(xd, yd)
+        k1, k2 = self.k1, self.k2
+        r = rd.copy()
         for _ in range(_UNDISTORT_ITERATIONS):
-            r2 = xn * xn + yn * yn
-            s = 1.0 + self.k1 * r2 + self.k2 * r2 * r2
-            xn, yn = xd / s, yd / s
-        return xn, yn
+            r2 = r * r
+            f = r * (1.0 + k1 * r2 + k2 * r2 * r2) - rd
+            df = 1.0 + 3.0 * k1 * r2 + 5.0 * k2 * r2 * r2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.clip(r - f / np.where(df > 1e-6, df, 1e-6), 0.0, 1e6)
+        r2 = r * r
+        residual = np.abs(r * (1.0 + k1 * r2 + k2 * r2 * r2) - rd)
+        ok = (residual <= 1e-9 * np.maximum(rd, 1.0)) & (r < self.fold_radius())
+        scale = np.where(rd > 0, r / np.where(rd > 0, rd, 1.0), 1.0)  # r = rd = 0 at the centre
+        scale = np.where(ok, scale, np.nan)
+        return xd * scale, yd * scale
+
+    def fold_radius(self) -> float:
+        """The first normalised radius where the distorted radius stops growing (``inf`` when it never
+        does): ``1 + 3 k1 t + 5 k2 t^2 = 0`` for ``t = r^2``, smallest positive root."""
+        a, b = 5.0 * self.k2, 3.0 * self.k1
+        if a == 0.0:
+            return math.inf if b >= 0.0 else math.sqrt(-1.0 / b)
+        disc = b * b - 4.0 * a
+        if disc < 0.0:
+            return math.inf
+        roots = [t for t in ((-b - math.sqrt(disc)) / (2 * a), (-b + math.sqrt(disc)) / (2 * a)) if t > 0]
+        return math.sqrt(min(roots)) if roots else math.inf
 
     # ------------------------------------------------------------------ projections
     def pixel_to_ray(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -79,8 +79,13 @@ def draw_camera(rng: np.random.Generator, cfg: SceneConfig) -> PinholeCamera:
     hfov = rng.uniform(*cfg.hfov_deg_range)
     k1 = 0.0
     if cfg.distortion and rng.random() < 0.5:
-        # Wider lenses show more barrel distortion; |k1 r^2| stays well below 1 at the corners.
+        # Wider lenses show more barrel distortion. The distorted radius r (1 + k1 r^2) peaks at
+        # 2 / (3 sqrt(-3 k1)); the image corner must stay well inside that peak, or its pixels have no ray
+        # (PinholeCamera.undistort): k1 >= -4 / (27 r_corner^2), kept at 80 % of it. Clamping, not
+        # re-drawing, leaves the random numbers of every other camera and scene as they were.
         k1 = float(rng.uniform(-0.12, 0.04) * (hfov / 90.0) ** 2)
+        r_corner = math.hypot(1.0, cfg.height / cfg.width) * math.tan(math.radians(hfov) / 2.0)
+        k1 = max(k1, -0.8 * 4.0 / (27.0 * r_corner**2))
     return PinholeCamera(
         image_width=cfg.width,
         image_height=cfg.height,
