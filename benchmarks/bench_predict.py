@@ -203,7 +203,9 @@ def make_engine(
         cache_dir=cache,
         probe_shape=(4, 3, tile, tile),
     )
-    predictor = Predictor(forward, in_channels=3, tile=tile, overlap=0.25, batch_size=4, device=device)
+    predictor = Predictor(
+        forward, in_channels=3, tile=tile, overlap=0.25, batch_size=4, device=device, stride=task.size_divisor
+    )
     return predictor, choice
 
 

@@ -184,3 +184,21 @@ def test_precision_and_threads_options_are_checked() -> None:
     assert resolve_precision("auto", torch.device("cpu")) in ("32", "bf16")
     with pytest.raises(ConfigError, match="precision"):
         resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_predictor_lays_windows_out_with_the_models_own_stride() -> None:
+    """``Predictor(task, ...)`` used a fixed stride of 32 while predict.py passes the model's size divisor (16
+    for the default model): the same image gave other probabilities through the documented API."""
+    from marsunits.inference.predictor import Predictor
+    from marsunits.task import SegmentationTask
+
+    task = SegmentationTask(
+        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[16, 8, 8]
+    ).eval()
+    assert task.size_divisor == 8
+    default = Predictor(task, in_channels=3, tile=64)
+    assert default.stride == 8
+    image = torch.rand(3, 44, 70)
+    explicit = Predictor(task, in_channels=3, tile=64, stride=8).predict(image)
+    np.testing.assert_array_equal(default.predict(image), explicit)
+    assert Predictor(lambda x: x, in_channels=3, tile=64).stride == 32  # no model at hand: the default

@@ -58,7 +58,11 @@ class Predictor:
         batch_size: Windows per forward pass.
         device: Where the forward function runs; on CUDA windows are copied from pinned memory.
         num_classes: Output channels of the model.
-        stride: Network stride (input sides must be multiples of it).
+        stride: Network stride (input sides must be multiples of it). ``None``: the ``size_divisor`` of
+            ``forward`` when it is a :class:`~marsunits.task.SegmentationTask` (16 for the default model,
+            which decodes from 1/16; what ``predict.py`` uses), else
+            :data:`~marsunits.inference.tiling.NETWORK_STRIDE`. With a forward function (ONNX, TTA), pass
+            the task's ``size_divisor`` to lay the windows out as ``predict.py`` does.
     """
 
     def __init__(
@@ -71,8 +75,10 @@ class Predictor:
         batch_size: int = 4,
         device: torch.device | str = "cpu",
         num_classes: int = 3,
-        stride: int = NETWORK_STRIDE,
+        stride: int | None = None,
     ) -> None:
+        if stride is None:  # the model's own: a fixed 32 laid windows out unlike predict.py for d4 models
+            stride = int(getattr(forward, "size_divisor", NETWORK_STRIDE))
         self.device = torch.device(device)
         if isinstance(forward, nn.Module):
             forward = TorchForward(forward, self.device, channels_last=True)

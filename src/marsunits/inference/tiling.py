@@ -35,7 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Output stride of the encoders used here (five 2x downsamplings): network inputs must be multiples of it.
+#: Output stride of a five-stage encoder (five 2x downsamplings): its inputs must be multiples of it. A model
+#: decoding from fewer stages has a smaller one (``SegmentationTask.size_divisor``: 16 for the default model),
+#: and the callers pass that; 32 is the default where no model is at hand, and a multiple of every one.
 NETWORK_STRIDE = 32
 
 #: Gaussian width relative to the window size (MONAI's default ``sigma_scale``).
