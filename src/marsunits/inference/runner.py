@@ -102,7 +102,6 @@ from marsunits.inference.predictor import (
     select_device,
 )
 from marsunits.inference.runtime import (
-    FlipAveraged,
     build_forward,
     configure_threads,
     file_sha256,
@@ -659,8 +658,6 @@ class _Session:
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
         )
-        if opts.tta:
-            forward = FlipAveraged(forward)
         self.predictor = Predictor(
             forward,
             in_channels=self.in_channels,
@@ -670,6 +667,7 @@ class _Session:
             device=self.device,
             num_classes=int(self.metadata["num_classes"]),
             stride=stride,
+            mirror_average=bool(opts.tta),
         )
         self.evaluation = (
             Evaluation(self.labels_dir, _labels_class_map(opts.labels_class_map, self.metadata))

@@ -266,27 +266,6 @@ class OnnxForward:
         return torch.from_numpy(out)
 
 
-class FlipAveraged:
-    """Test-time augmentation: the mean of the probabilities of a batch and of its left-right mirror.
-
-    ``out = (f(x) + mirror(f(mirror(x)))) / 2`` with ``mirror`` flipping the width axis, so the output is
-    exactly mirror-symmetric (a mirrored image gives the mirrored probabilities) and still sums to 1 per
-    pixel. Costs two forward passes. Only the horizontal flip: the training augmentation flips left-right
-    only (the sky is always up), so a vertical flip would show the network images it never saw.
-
-    Args:
-        forward: Any forward function (``(N, C, h, w)`` -> probabilities ``(N, K, h, w)``).
-    """
-
-    def __init__(self, forward: ForwardFn) -> None:
-        self.forward = forward
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        direct = self.forward(x).float()
-        mirrored = self.forward(torch.flip(x, dims=(-1,))).float()
-        return 0.5 * (direct + torch.flip(mirrored, dims=(-1,)))
-
-
 def max_difference(a: ForwardFn, b: ForwardFn, probe: torch.Tensor) -> float:
     """Largest absolute difference between two forward functions' outputs on ``probe``."""
     return float((a(probe).float() - b(probe).float()).abs().max())
