@@ -112,8 +112,11 @@ def test_12_bit_data_in_16_bit_files_is_scaled_by_4095(tmp_path: Path, suffix: s
 
 
 @pytest.mark.parametrize("planar", [False, True])
-def test_uint16_rgb_tiff(tmp_path: Path, planar: bool) -> None:
-    arr = RNG.integers(0, 65536, size=(6, 8, 3), dtype=np.uint16)
+@pytest.mark.parametrize("size", [(6, 8), (300, 3), (3, 4), (2, 300)])
+def test_uint16_rgb_tiff(tmp_path: Path, planar: bool, size: tuple[int, int]) -> None:
+    """Narrow images too: the layout was guessed from the shape, so a planar RGB image 3 px wide, page shape
+    (3, 300, 3), was read as 3 rows of 300 columns with its columns as colours."""
+    arr = RNG.integers(0, 65536, size=(*size, 3), dtype=np.uint16)
     if planar:
         tifffile.imwrite(
             tmp_path / "a.tif", np.moveaxis(arr, -1, 0), planarconfig="separate", photometric="rgb"
@@ -121,9 +124,9 @@ def test_uint16_rgb_tiff(tmp_path: Path, planar: bool) -> None:
     else:
         tifffile.imwrite(tmp_path / "a.tif", arr, photometric="rgb")
     out = read_image(tmp_path / "a.tif")
-    assert out.shape == (6, 8, 3)
+    assert out.shape == (*size, 3)
     np.testing.assert_allclose(out, arr / 65535.0, rtol=1e-6)
-    assert image_size(tmp_path / "a.tif") == (8, 6)
+    assert image_size(tmp_path / "a.tif") == (size[1], size[0])
 
 
 def test_float_tiff_clipped(tmp_path: Path) -> None:

@@ -120,15 +120,20 @@ def _bomb_message(path: Path, err: Exception) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _tiff_hwc(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int | None, bool]:
-    """(height, width, samples, planar) from a TIFF page shape; planar means samples come first."""
+def _tiff_hwc(path: Path, shape: tuple[int, ...], separate: bool) -> tuple[int, int, int | None, bool]:
+    """(height, width, samples, planar) of a TIFF page from its shape and its PlanarConfiguration tag
+    (``separate``: samples stored plane by plane, so the page's shape is ``(S, H, W)``).
+
+    The layout is read from the tag, not guessed from the shape: an RGB image 3 px wide stored
+    contiguously, ``(H, 3, 3)``, and one stored planar, ``(3, H, 3)``, look alike to a guess, which read the
+    planar one with its rows as colours.
+    """
     if len(shape) == 2:
         return shape[0], shape[1], None, False
-    if len(shape) == 3:
-        if shape[2] <= 4:
-            return shape[0], shape[1], shape[2], False
-        if shape[0] <= 4:
-            return shape[1], shape[2], shape[0], True
+    if len(shape) == 3 and separate and shape[0] <= 4:
+        return shape[1], shape[2], shape[0], True
+    if len(shape) == 3 and not separate and shape[2] <= 4:
+        return shape[0], shape[1], shape[2], False
     raise ImageReadError(
         f"{path}: unsupported TIFF layout {shape} (expected (H, W) or (H, W, C) with C in 1..4). "
         "Export a single 2-D greyscale or RGB(A) image."
@@ -140,7 +145,9 @@ def _open_tiff_first_page(path: Path) -> tuple[int, int, int | None, bool]:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
                 raise ImageReadError(f"{path}: the TIFF holds no image. Re-export the file.")
-            return _tiff_hwc(path, tuple(tif.pages[0].shape))
+            page = tif.pages[0]
+            separate = int(getattr(page, "planarconfig", 1)) == 2  # PLANARCONFIG.SEPARATE
+            return _tiff_hwc(path, tuple(page.shape), separate)
     except ImageReadError:
         raise
     except PermissionError as err:
