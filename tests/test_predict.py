@@ -762,6 +762,13 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 0
     text = json.loads((out / "summary.json").read_text())["text"]
     assert "No label mask matched an input" in text and "(for b.png: b.png)" in text
+    # Labels that were found but could not be scored (here: another size) are not "no label matched".
+    unusable = tmp_path / "unusable"
+    unusable.mkdir()
+    Image.fromarray(b[:-3]).save(unusable / "b.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={unusable}")) == 0
+    text = json.loads((out / "summary.json").read_text())["text"]
+    assert "No label mask matched" not in text and "1 label(s) could not be scored" in text
 
 
 def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_path: Path, ckpt: Path) -> None:

@@ -1110,7 +1110,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
         text += _classes_absent_from_labels(metrics["overall"])
-        if not metrics["images_scored"] and metrics["missing_labels"]:
+        # Only when no label was found at all: labels found but unusable are said below, with the reason.
+        if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
             example = metrics["missing_labels"][0]
             text += (
                 f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for each "
