@@ -410,3 +410,25 @@ def test_a_fourth_tiff_band_that_is_not_alpha_is_dropped_without_blackening(tmp_
         tmp_path / "nir.tif", np.dstack([rgb, band]), photometric="rgb", extrasamples=["unspecified"]
     )
     np.testing.assert_allclose(read_image(tmp_path / "nir.tif"), rgb / 255.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_orientation_tag_is_honoured_as_pillow_does(tmp_path: Path, orientation: int) -> None:
+    """The TIFF Orientation tag (274, which EXIF borrowed) was ignored: a tagged TIFF came out as stored while
+    a JPEG with the same tag came out as displayed, and the README promises the image as displayed."""
+    from PIL import ImageOps
+
+    from marsunits.data.io import exif_orientation
+
+    arr = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, arr, photometric="rgb", extratags=[(274, 3, 1, orientation, True)])
+    with Image.open(path) as im:
+        displayed = np.asarray(ImageOps.exif_transpose(im))
+    out = read_image(path)
+    np.testing.assert_allclose(out, displayed / 255.0, rtol=1e-6)
+    assert image_size(path) == (displayed.shape[1], displayed.shape[0])
+    assert exif_orientation(path) == orientation
+    wide = RNG.integers(0, 65536, size=(5, 7, 3), dtype=np.uint16)  # 16-bit colour: Pillow cannot hold it
+    tifffile.imwrite(path, wide, photometric="rgb", extratags=[(274, 3, 1, orientation, True)])
+    assert read_image(path).shape[:2] == displayed.shape[:2]

@@ -175,9 +175,45 @@ def _tiff_decode_error(path: Path, err: Exception, fix: str) -> ImageReadError:
     return ImageReadError(f"{path}: the TIFF is truncated or corrupt ({type(err).__name__}: {err}). {fix}")
 
 
+def _tiff_orientation(path: Path) -> int:
+    """The TIFF Orientation tag (274) of the first page, as :func:`_orientation_tag` reads EXIF's: 2-8,
+    else 1. It is the same tag, with the same meaning, that EXIF borrowed from TIFF."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0] if tif.pages else None
+            tag = page.tags.get(274) if isinstance(page, tifffile.TiffPage) else None
+            value = int(tag.value) if tag is not None else 1
+    except Exception:  # a broken tag must not make the image unreadable; the pixels are checked elsewhere
+        return 1
+    return value if value in range(2, 9) else 1
+
+
+def _oriented(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """``arr`` ``(H, W, C)`` turned as ``ImageOps.exif_transpose`` turns an image with this Orientation.
+
+    Hand-written because Pillow cannot hold 16-bit colour or float TIFF data; the mapping is Pillow's
+    (checked against it for all eight values in the tests)."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:
+        return arr.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(arr, k=-1)
+    if orientation == 7:
+        return arr[::-1, ::-1].transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(arr, k=1)
+    return arr
+
+
 def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     height, width, _, planar = _open_tiff_first_page(path)
     _check_megapixels(path, width, height, max_megapixels)
+    orientation = _tiff_orientation(path)
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -191,6 +227,7 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    arr = np.ascontiguousarray(_oriented(arr, orientation))  # as displayed, as a JPEG's EXIF tag is
     if arr.dtype in (np.uint8, np.uint16):
         out = arr
     elif arr.dtype.kind == "f":
@@ -433,10 +470,11 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         height, width, _, _ = _open_tiff_first_page(p)
-        return width, height
-    with _open_pil(p) as im:
-        width, height = im.size
-        orientation = _orientation_tag(im)
+        orientation = _tiff_orientation(p)
+    else:
+        with _open_pil(p) as im:
+            width, height = im.size
+            orientation = _orientation_tag(im)
     # Orientations 5-8 swap rows and columns (transpose / 90-degree rotations).
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
@@ -451,7 +489,8 @@ def _orientation_tag(im: Image.Image) -> int:
 
 
 def exif_orientation(path: str | os.PathLike[str]) -> int:
-    """EXIF Orientation tag (1-8) that :func:`read_image` applied to this file; 1 for TIFF and untagged files.
+    """Orientation tag (1-8) that :func:`read_image` applied to this file (EXIF's, or a TIFF's own tag 274,
+    which EXIF borrowed); 1 for untagged files.
 
     Pixel coordinates of the image as read (rows, columns as displayed) relate to the stored raster, on which
     a camera is calibrated, through this tag (:mod:`marsunits.boundary.camera.oriented`).
@@ -462,7 +501,7 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
     p = Path(path)
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
-        return 1
+        return _tiff_orientation(p)
     with _open_pil(p) as im:
         return _orientation_tag(im)
 
