@@ -277,6 +277,36 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
     assert resolve_ckpt_path(None, tmp_path, logs, "train") is None
 
 
+def test_ckpt_path_last_with_a_run_name_never_resumes_another_run(tmp_path: Path) -> None:
+    """``run_name=k1 ckpt_path=last`` after k1 was killed before its first checkpoint resumed the newest
+    other run of the same job (its weights, best.ckpt and W&B run) under k1's name, exit 0."""
+    from marsunits.training import _named_run
+
+    logs = tmp_path / "logs"
+    (logs / "train" / "other" / "checkpoints").mkdir(parents=True)
+    (logs / "train" / "other" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    killed = logs / "train" / "k1"
+    killed.mkdir()
+    (killed / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(
+        ConfigError, match=r"run_name=k1: .*k1/checkpoints/last\.ckpt does not exist \(the run "
+    ):
+        resolve_ckpt_path("last", killed, logs, "train", run_name="k1")
+    with pytest.raises(
+        ConfigError, match=r"run_name=new: .*no run of that name has started.*without ckpt_path"
+    ):
+        resolve_ckpt_path("last", logs / "train" / "new", logs, "train", run_name="new")
+    assert resolve_ckpt_path("last", killed, logs, "train") is not None  # unnamed: the newest run, as before
+    (killed / "checkpoints").mkdir()
+    (killed / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert resolve_ckpt_path("last", killed, logs, "train", run_name="k1") == str(
+        killed / "checkpoints" / "last.ckpt"
+    )
+    # Only a name the user gave counts as one, not the default time stamp.
+    assert _named_run(compose_config("train", tmp_path / "a", [*TINY, "run_name=k1"])) == "k1"
+    assert _named_run(compose_config("train", tmp_path / "b", TINY)) is None
+
+
 def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> None:
     """``experiment=ai4mars ckpt_path=last`` used to resume the newest run of any experiment (a synthetic
     one) and die on a wall of state-dict size mismatches."""

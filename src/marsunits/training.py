@@ -42,6 +42,7 @@ def resolve_ckpt_path(
     task_name: str,
     job: Mapping[str, Any] | None = None,
     data_moved: bool = False,
+    run_name: str | None = None,
 ) -> str | None:
     """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
 
@@ -49,7 +50,10 @@ def resolve_ckpt_path(
     ``last.ckpt`` of a run under ``<log_dir>/<task_name>/`` that trained the same job: with ``job`` given
     (:func:`job_identity` of this run's config), only runs whose ``config.yaml`` has the same identity count,
     so ``experiment=ai4mars ckpt_path=last`` never resumes the newest synthetic run; with ``data_moved``
-    the data's location (``_DATA_LOCATION_KEYS``) is left out of that comparison.
+    the data's location (``_DATA_LOCATION_KEYS``) is left out of that comparison. With ``run_name`` (a run
+    folder the user named) only that folder's ``last.ckpt`` counts: continuing another run under the name
+    given, as the fallback did for a run killed before its first recovery checkpoint, resumed the wrong run
+    and its W&B run without a word.
 
     Raises:
         ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found.
@@ -60,6 +64,19 @@ def resolve_ckpt_path(
         own = output_dir / "checkpoints" / "last.ckpt"
         if own.is_file():
             return str(own)
+        if run_name is not None:
+            started = (output_dir / "config.yaml").is_file()
+            raise ConfigError(
+                f"ckpt_path=last with run_name={run_name}: {own} does not exist ("
+                + (
+                    "the run stopped before its first checkpoint, written every 50 optimiser steps and at "
+                    "each epoch's end"
+                    if started
+                    else "no run of that name has started"
+                )
+                + "), so there is nothing of it to resume. Run the same command without ckpt_path to start "
+                "it from the beginning, or give the checkpoint to continue: ckpt_path=<its .ckpt file>"
+            )
         candidates = sorted(
             (log_dir / task_name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
         )
@@ -359,7 +376,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
     if training:
         ckpt_path = resolve_ckpt_path(
-            cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.task_name, job, data_moved
+            cfg.get("ckpt_path"),
+            output_dir,
+            Path(cfg.paths.log_dir),
+            cfg.task_name,
+            job,
+            data_moved,
+            run_name=_named_run(cfg),
         )
     else:
         evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
@@ -456,6 +479,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         log.info("metrics written to %s", output_dir / "metrics.json")
     return result
+
+
+def _named_run(cfg: DictConfig) -> str | None:
+    """The run's name when the user gave one (``run_name=...``); None for the default, a time stamp."""
+    raw = OmegaConf.to_container(cfg, resolve=False).get("run_name")  # type: ignore[union-attr]
+    if not isinstance(raw, str) or "${now:" in raw:  # a default: a time stamp, maybe after the data name
+        return None
+    return str(cfg.run_name)
 
 
 def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path) -> dict[str, float]:
