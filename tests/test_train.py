@@ -505,13 +505,20 @@ class InterruptAtStep(pl.Callback):
     """Raises KeyboardInterrupt (what Ctrl-C does), or with ``sigterm`` Lightning's SIGTERMException (what
     its SIGTERM handler raises), after optimiser step ``step``."""
 
-    def __init__(self, step: int, sigterm: bool = False, data_error: bool = False) -> None:
+    def __init__(
+        self, step: int, sigterm: bool = False, data_error: bool = False, in_validation: bool = False
+    ) -> None:
         self.step = step
         self.sigterm = sigterm
         self.data_error = data_error
+        self.in_validation = in_validation
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.in_validation and not trainer.sanity_checking and trainer.global_step == self.step:
+            raise KeyboardInterrupt
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and not self.in_validation:
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             if self.data_error:  # what the loader raises when a training image vanished mid-run
@@ -570,6 +577,32 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
         assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
         assert "interrupted (Ctrl-C)" not in said
     assert "train.py: error: images/a.png: cannot read the image" in said
+
+
+def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C inside an epoch's validation saved nothing (no checkpoints/ at all for a run stopped in its
+    first validation), and the message did not say whether the run could go on."""
+    import signal
+
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=2"]
+    overrides = [*TINY, "trainer.max_epochs=2", "test=false"]  # 2 steps per epoch: validation after step 2
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", tmp_path, [*overrides, *stop, "+callbacks.stop.in_validation=true"]))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 2
+    assert "interrupted (Ctrl-C) at epoch 0, optimiser step 2" in capsys.readouterr().err
+    resumed = run(compose_config("train", tmp_path, [*overrides, "ckpt_path=last"]))
+    assert math.isfinite(resumed["val/miou"])
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # As an uninterrupted run ends: 4 steps, 2 epochs completed; no step repeated or lost.
+    assert final["global_step"] == 4 and final["epoch"] == 2
+    assert final["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2
 
 
 def test_the_progress_bar_shows_metrics_but_not_the_logger_version(tmp_path: Path) -> None:

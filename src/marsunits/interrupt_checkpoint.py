@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from marsunits.errors import DataError
@@ -32,9 +32,11 @@ class InterruptCheckpoint(Callback):
     ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint IO) and print one
     line saying that the same command with ``ckpt_path=last`` resumes (once the data is fixed).
 
-    Only in a single process (under DDP the other ranks are not at the save's barrier) and only during a
-    training step (not inside validation, where an EMA callback holds swapped weights); otherwise the
-    recovery checkpoint written every ``every_n_train_steps`` is what the run resumes from.
+    Only in a single process (under DDP the other ranks are not at the save's barrier), and inside the
+    validation of an epoch only without a weight-averaging callback (EMA holds swapped weights there);
+    otherwise the recovery checkpoint written every ``every_n_train_steps`` is what the run resumes from.
+    (Validation used to be left out altogether, so Ctrl-C during a long validation of a run with short
+    epochs kept nothing.)
 
     Args:
         dirpath: The run's checkpoint folder (the one ``ModelCheckpoint`` writes ``last.ckpt`` to).
@@ -55,7 +57,9 @@ class InterruptCheckpoint(Callback):
             return
         if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
             return
-        if trainer.validating or trainer.sanity_checking:
+        if trainer.sanity_checking:
+            return
+        if trainer.validating and any(isinstance(cb, WeightAveraging) for cb in trainer.callbacks):
             # A weight-averaging callback (EMA) swaps the averaged weights in for validation: saved now, the
             # raw and averaged weights would be stored swapped. The recovery checkpoint stands instead.
             return
