@@ -1,26 +1,22 @@
 """Train a marsunits model: `python train.py [overrides]` (see configs/train.yaml and the README)."""
 
-import math
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from marsunits.cli_overrides import exit_on_unknown_option
-from marsunits.errors import quiet_interrupt_at_start, report_user_errors
+from marsunits.errors import quiet_interrupt_at_start
+from marsunits.sweep_trials import report_trial_errors, sweep_objective
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the Ctrl-C guard
 
-    metrics = report_user_errors(lambda: run(cfg), prog="train.py")
-    # A sweeper (hparams_search=optuna) optimises the value returned here; NaN marks a failed trial.
-    name = cfg.get("optimized_metric")
-    if not name:
-        return None
-    value = metrics.get(name)
-    return float(value) if value is not None else math.nan
+    metrics = report_trial_errors(lambda: run(cfg), prog="train.py")
+    # A sweeper (hparams_search=optuna) optimises the value returned here.
+    return sweep_objective(metrics, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

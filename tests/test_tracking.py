@@ -585,3 +585,67 @@ def test_the_sync_command_runs_without_the_environment_activated(
     assert sync_command(tmp_path / "run") == f"{beside} sync {tmp_path / 'run'}"
     monkeypatch.setenv("PATH", str(beside.parent))
     assert sync_command(tmp_path / "run") == f"wandb sync {tmp_path / 'run'}"
+
+
+def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """A user error in one trial (a diverged learning rate, an impossible encoder depth) exited the whole
+    process: the other trials of a grid never ran, and an in-memory Optuna study was lost."""
+    app = tmp_path / "fake_train.py"
+    app.write_text(
+        textwrap.dedent(
+            f"""
+            import json, math, hydra
+            from omegaconf import DictConfig
+            import marsunits
+            from marsunits.errors import ConfigError
+            from marsunits.sweep_trials import report_trial_errors, sweep_objective
+
+            def job(cfg):
+                with open({str(tmp_path / "trials.jsonl")!r}, "a") as fh:
+                    fh.write(json.dumps({{"lr": cfg.model.lr}}) + "\\n")
+                if cfg.model.lr > 5e-3:
+                    raise ConfigError(f"training diverged at lr={{cfg.model.lr}}")
+                return {{"val/miou": -abs(math.log10(cfg.model.lr) + 3.0)}}
+
+            @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
+            def main(cfg: DictConfig):
+                metrics = report_trial_errors(lambda: job(cfg), prog="train.py")  # as train.py
+                return sweep_objective(metrics, cfg.get("optimized_metric"))
+            main()
+            """
+        )
+    )
+    env = {"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)}
+
+    def sweep(*args: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "trials.jsonl").unlink(missing_ok=True)
+        return subprocess.run(
+            [sys.executable, str(app), *args, "logger=csv"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    grid = sweep("-m", "model.lr=1e-3,1e-2,2e-3")
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert lrs == [1e-3, 1e-2, 2e-3]  # the trial after the failing one ran
+    assert grid.returncode == 1
+    assert "train.py: error: training diverged at lr=0.01" in grid.stderr
+    assert "Error executing job with overrides: ['model.lr=0.01'" in grid.stderr
+    assert "trial 1 (model.lr=0.01 logger=csv) failed with the error above; the sweep goes on" in grid.stderr
+    study = sweep(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.n_startup_trials=4",
+        "model.lr=choice(0.001,0.01)",  # on the command line: replaces the config's search of model.lr
+        "hydra.sweeper.sampler.seed=10",  # draws 0.001, 0.01, 0.001, 0.01 (checked with this Optuna)
+    )
+    assert study.returncode == 0, study.stderr[-3000:]
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert len(lrs) == 4 and 1e-2 in lrs and 1e-3 in lrs  # failed trials included, the study finished
+    assert "train.py: error: training diverged at lr=0.01" in study.stderr
+    assert "Error executing job with overrides: ['model.lr=0.01'" in study.stderr
+    (results,) = (tmp_path / "logs" / "train").glob("multirun-*/optimization_results.yaml")
+    assert OmegaConf.load(results).best_params["model.lr"] == 1e-3

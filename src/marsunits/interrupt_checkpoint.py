@@ -59,7 +59,8 @@ class InterruptCheckpoint(Callback):
             return
         if trainer.sanity_checking:
             return
-        if trainer.validating and any(isinstance(cb, WeightAveraging) for cb in trainer.callbacks):
+        averaging = any(isinstance(cb, WeightAveraging) for cb in getattr(trainer, "callbacks", []))
+        if trainer.validating and averaging:
             # A weight-averaging callback (EMA) swaps the averaged weights in for validation: saved now, the
             # raw and averaged weights would be stored swapped. The recovery checkpoint stands instead.
             return

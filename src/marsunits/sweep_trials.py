@@ -1,0 +1,84 @@
+"""What a failing trial does to a sweep (``train.py -m ...`` or ``hparams_search=optuna``).
+
+A single run that fails on a user error prints one line and exits with status 2
+(:func:`~marsunits.errors.report_user_errors`). Inside a sweep that exit ended the whole process: the
+remaining trials never ran, and an Optuna study with in-memory storage was lost. A trial is one job of
+many, so here its failure is reported the same way and then raised as a :class:`TrialFailedError`, which
+Hydra's launcher records as that job's failure while it runs the other jobs:
+
+* a plain grid then ends with Hydra's error for the failed job (status 1), after every other trial ran;
+* the Optuna sweeper records the trial as failed and samples on (``hydra.sweeper.max_failure_rate: 1.0``
+  in ``configs/hparams_search/optuna.yaml``; its default, 0, stops the study at the first failure).
+  NaN is no way to say "failed" to it: the installed plugin (1.2) then tells Optuna the value and the
+  failure both, which Optuna refuses, and the study stops with a traceback.
+
+Ctrl-C and SIGTERM still stop the whole sweep, as they should.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from marsunits.errors import report_user_errors
+
+__all__ = ["TrialFailedError", "in_multirun", "report_trial_errors", "sweep_objective"]
+
+T = TypeVar("T")
+
+#: Exit statuses of a stop the user asked for (Ctrl-C, SIGTERM): they end the sweep too.
+_STOPS = (130, 143)
+
+
+class TrialFailedError(Exception):
+    """One trial of a sweep failed (on a user error said above it, or without a value to optimise)."""
+
+
+def in_multirun() -> bool:
+    """Whether this process runs the jobs of a Hydra sweep (``-m`` or a config with ``hydra.mode``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _trial() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    return f"trial {hydra.job.num} ({' '.join(hydra.overrides.task)})"
+
+
+def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
+    """:func:`~marsunits.errors.report_user_errors`, except that in a sweep a user error fails the trial,
+    not the sweep (see the module docstring).
+
+    Raises:
+        SystemExit: outside a sweep, as ``report_user_errors``; in one, for Ctrl-C and SIGTERM.
+        TrialFailedError: a trial of a sweep failed on a user error (said on the line above).
+    """
+    try:
+        return report_user_errors(fn, prog)
+    except SystemExit as exc:
+        if exc.code in _STOPS or not in_multirun():
+            raise
+        raise TrialFailedError(
+            f"{_trial()} failed with the error above; the sweep goes on with its other trials"
+        ) from None
+
+
+def sweep_objective(metrics: Mapping[str, Any], name: str | None) -> float | None:
+    """The value a sweeper optimises: ``metrics[name]`` (None when nothing is optimised).
+
+    Raises:
+        TrialFailedError: in a sweep, when the value is missing or not a finite number (a run whose
+            validation never ran): the trial is recorded as failed, not as NaN (see the module docstring).
+    """
+    if not name:
+        return None
+    value = metrics.get(name)
+    number = float(value) if isinstance(value, (int, float)) else math.nan
+    if not math.isfinite(number) and in_multirun():
+        raise TrialFailedError(f"{_trial()} has no finite {name} ({value!r}) to optimise")
+    return number
