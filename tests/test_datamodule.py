@@ -126,7 +126,9 @@ def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None
     first = [next(iter(loader))["path"][0] for loader in loaders]
     assert "/marsscapes/" in first[0] and "/ai4mars/" in first[1]
     for loader in loaders:
-        _check_batch(next(iter(loader)), 1, 32)  # colour and grey both converted to in_channels=1
+        # Colour and grey both converted to in_channels=1; 32 px tiles with 64 px of context each side, as
+        # experiment=marsscapes scores them.
+        _check_batch(next(iter(loader)), 1, 32 + 2 * 64)
     # training mixes both sources, samples_per_epoch split evenly
     assert [len(d) for d in dm.train_set.datasets] == [4, 4]  # type: ignore[union-attr]
     sources = {Path(p).parent.parent.name for b in dm.train_dataloader() for p in b["path"]}
