@@ -48,8 +48,15 @@ def _fake_root(sources: list[str], tmp_path: Path) -> tuple[Path, list[str]]:
     if len(sources) == 1:
         return writers[sources[0]](tmp_path / sources[0]), []
     for source in sources:
-        writers[source](tmp_path / "data" / source)
+        if source == "folder":  # marsscapes_pseudo: pseudo-labels named after their panoramas' sols
+            write_fake_folder(tmp_path / "data" / source, stems=PSEUDO_STEMS)
+        else:
+            writers[source](tmp_path / "data" / source)
     return tmp_path / "data", [f"data.source_dirs.{source}={source}" for source in sources]
+
+
+#: Pseudo-labelled panoramas of the fake combined configs, and one of a sol far from all the others.
+PSEUDO_STEMS = ("124_1", "152_1", "345_2", "403_1", "1030_1")  # one beside each fake MarsScapes block
 
 
 def _compose(name: str, tmp_path: Path, extra: list[str] | None = None):
@@ -414,3 +421,31 @@ def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.
     warned = [r.getMessage() for r in caplog.records if "never trained on" in r.getMessage()]
     assert len(warned) == 1 and f"1 of {len(train_recs)} training mask(s)" in warned[0]
     assert train_recs[0].mask.name in warned[0]
+
+
+def test_pseudo_labels_of_a_validated_sol_block_never_train(tmp_path: Path) -> None:
+    """The pseudo-label folder had no sols: a pseudo-labelled panorama of a sol block that MarsScapes
+    validates on (the same dune, the next sol) trained the student, and exclude_sols missed it too."""
+    cfg = _compose("marsscapes_pseudo", tmp_path, ["data.n_folds=4", "data.fold=0"])
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    validated = {r.group // 10 for r in dm.splits["marsscapes"][1]}
+    trained = {r.image.stem for r in dm.splits["folder"][0]}
+    assert trained == {s for s in PSEUDO_STEMS if int(s.split("_")[0]) // 10 not in validated}
+    assert "1030_1" in trained and len(trained) < len(PSEUDO_STEMS)  # the test covers both cases
+    excluded = instantiate(
+        _compose("marsscapes_pseudo", tmp_path / "x", ["data.exclude_sols=[[1000,1100]]"]).data
+    )
+    excluded.setup("fit")
+    assert "1030_1" not in {r.image.stem for r in excluded.splits["folder"][0]}
+    # A folder name without a sol cannot be placed: refused, naming the file and the option.
+    (tmp_path / "data" / "folder" / "images" / "124_1.png").rename(
+        tmp_path / "data" / "folder" / "images" / "pano.png"
+    )
+    (tmp_path / "data" / "folder" / "masks" / "124_1.png").rename(
+        tmp_path / "data" / "folder" / "masks" / "pano.png"
+    )
+    with pytest.raises(
+        ValueError, match=r"images/pano\.\*: the name does not start with '<sol>_'.*folder_sols_from_names"
+    ):
+        instantiate(cfg.data).setup("fit")

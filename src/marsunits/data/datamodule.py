@@ -165,6 +165,10 @@ class MarsDataModule(L.LightningDataModule):
         train_only: real sources used for training only: all their images are training images and they
             get no validation set (e.g. a ``folder`` of pseudo-labels on unlabelled images, whose labels
             are the model's own and would only score agreement with it). At least one source must validate.
+        folder_sols_from_names: the ``folder`` source's images are named ``<sol>_<n>`` and grouped by that
+            sol (:func:`~marsunits.data.folder.scan_folder`), so the sol split, ``exclude_sols`` and
+            ``shared_sol_holdout`` reach them; without it a folder image belongs to no sol and is kept.
+            ``marsscapes_pseudo`` sets it: pseudo-labels of a validated sol block trained the student.
         separate_val: several sources: one validation/test dataloader per source (``True``) or a single
             one over all of them (``False``, for tasks that do not handle ``dataloader_idx``).
         hflip_p: augmentation: horizontal flip probability.
@@ -223,6 +227,7 @@ class MarsDataModule(L.LightningDataModule):
         render_processes: int | None = None,
         separate_val: bool = True,
         train_only: Sequence[str] = (),
+        folder_sols_from_names: bool = False,
         hflip_p: float = 0.5,
         min_scale: float = 0.5,
         max_rotation_deg: float = 5.0,
@@ -271,6 +276,7 @@ class MarsDataModule(L.LightningDataModule):
         self.sol_block = int(sol_block)
         self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml")
         self.shared_sol_holdout = bool(shared_sol_holdout)
+        self.folder_sols_from_names = bool(folder_sols_from_names)
         self.samples_per_epoch = int(samples_per_epoch)
         if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
             raise ValueError(
@@ -540,7 +546,13 @@ class MarsDataModule(L.LightningDataModule):
     def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""
         try:
-            records = REAL_SOURCES[source](self._source_root(source), self.name)
+            scan = REAL_SOURCES[source]
+            if source == "folder":
+                records = scan(
+                    self._source_root(source), self.name, sols_from_names=self.folder_sols_from_names
+                )
+            else:
+                records = scan(self._source_root(source), self.name)
         except FileNotFoundError as exc:
             if len(self.sources) == 1:
                 raise

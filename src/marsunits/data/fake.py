@@ -95,9 +95,15 @@ def write_fake_ai4mars(
 
 
 def write_fake_folder(
-    root: str | Path, n_images: int = 6, height: int = 40, width: int = 72, seed: int = 0
+    root: str | Path,
+    n_images: int = 6,
+    height: int = 40,
+    width: int = 72,
+    seed: int = 0,
+    stems: Sequence[str] | None = None,
 ) -> Path:
-    """Folder layout: ``images/img_<k>.png`` (RGB), ``masks/img_<k>.png`` (project ids 0/1/2/255).
+    """Folder layout: ``images/img_<k>.png`` (RGB), ``masks/img_<k>.png`` (project ids 0/1/2/255); with
+    ``stems``, one image of each of those names instead (e.g. ``528_1``: a sol-named pseudo-label folder).
 
     Returns:
         ``root`` as a Path.
@@ -106,12 +112,13 @@ def write_fake_folder(
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    for k in range(n_images):
+    names = list(stems) if stems is not None else [f"img_{k}" for k in range(n_images)]
+    for name in names:
         mask = np.zeros((height, width), np.uint8)
         mask[:, width // 3 :] = 1
         mask[: height // 5] = 2
         mask[-2:] = 255
         image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        Image.fromarray(image).save(root / "images" / f"img_{k}.png")
-        Image.fromarray(mask).save(root / "masks" / f"img_{k}.png")
+        Image.fromarray(image).save(root / "images" / f"{name}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
     return root

@@ -125,8 +125,31 @@ def pair_by_stem(
     return records
 
 
-def scan_folder(root: str | Path, dataset: str = "folder") -> list[LabelledImage]:
-    """Records of a folder dataset (``images/``, ``masks/``, optional ``cameras/``); every image is its own
-    split group (there is no sol information)."""
+def scan_folder(
+    root: str | Path, dataset: str = "folder", sols_from_names: bool = False
+) -> list[LabelledImage]:
+    """Records of a folder dataset (``images/``, ``masks/``, optional ``cameras/``).
+
+    Every image is its own split group, unless ``sols_from_names``: then its group is the sol that starts
+    its name, ``<sol>_<anything>`` (MarsScapes' naming, which the pseudo-labels of its unlabelled panoramas
+    keep), so sol-grouped splits, ``exclude_sols`` and ``shared_sol_holdout`` apply to the folder too.
+
+    Raises:
+        ValueError: with ``sols_from_names``, a name that does not start with ``<sol>_`` (names it).
+    """
     path = check_root(root, dataset, "images/ and masks/ sub-folders")
-    return pair_by_stem(path / "images", path / "masks", dataset, lambda _stem: None, path / "cameras")
+
+    def sol_of(stem: str) -> int | None:
+        if not sols_from_names:
+            return None
+        prefix = stem.split("_", 1)[0]
+        if not prefix.isdigit() or "_" not in stem:
+            raise ValueError(
+                f"Dataset '{dataset}': {path / 'images'}/{stem}.*: the name does not start with '<sol>_', "
+                "so its sol is unknown and it could share scenery with a validation sol. Name it "
+                "<sol>_<n>, or set data.folder_sols_from_names=false if the folder holds no sol of the "
+                "other sources."
+            )
+        return int(prefix)
+
+    return pair_by_stem(path / "images", path / "masks", dataset, sol_of, path / "cameras")
