@@ -283,15 +283,24 @@ def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
         instantiate(_compose("synthetic", tmp_path, ["data.render_processes=-1"]).data)
 
 
+def _compose_real(name: str, root: Path, run_dir: Path):
+    """The data config of ``experiment=name`` as shipped, on the real data at ``root``."""
+    return compose_config("train", run_dir, [f"experiment={name}", "logger=none", f"data.root={root}"]).data
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data folder {SHARED_DATA} is absent (CI has it)")
 @pytest.mark.parametrize(("folder", "config"), [("marsscapes", "marsscapes"), ("ai4mars_msl256", "ai4mars")])
-def test_real_files_read_and_map(folder: str, config: str) -> None:
+def test_real_files_read_and_map(folder: str, config: str, tmp_path: Path) -> None:
     root = SHARED_DATA / folder
     if not (root / "images").is_dir():
         pytest.skip(f"{root} has no images/ folder")
     class_map = ClassMap(
         OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / f"{config}.yaml").class_map), config
     )
+    if config == "ai4mars":  # no rover position (site/drive) on both sides of the split
+        train, val = instantiate(_compose_real("ai4mars", root, tmp_path))._split("ai4mars")
+        assert train and val and all(r.place is not None for r in train + val)
+        assert not {r.place for r in train} & {r.place for r in val}
     for image_path in sorted((root / "images").glob("*.jpg"))[:2]:
         image = read_image(image_path)
         mask = class_map(read_mask(root / "labels" / f"{image_path.stem}.png"), image_path)

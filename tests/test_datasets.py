@@ -417,6 +417,24 @@ def test_split_by_sol_has_no_overlap_and_is_deterministic() -> None:
         assert np.array_equal(again[0], train) and np.array_equal(again[1], val)
 
 
+def test_a_rover_position_stays_on_one_side_of_the_split() -> None:
+    """AI4Mars frames of one parked position (site/drive) on sols 1439 and 1441 (two blocks) were split
+    apart: near-identical images in training and validation. Blocks sharing a place are one group now."""
+    assert group_ids([5, 15, 25, 35], 10, ["a", "b", "a", None]).tolist() == [0, 1, 0, 3]
+    assert group_ids([5, 15, 25, None], 10, ["a", "b", "b", "b"]).tolist() == [0, 1, 1, -4]
+    rng = np.random.default_rng(3)
+    sols = rng.integers(0, 600, size=400).tolist()
+    places = [f"site{sol // 37}" for sol in sols]  # positions that straddle the 10-sol blocks
+    for train, val in (
+        split_by_group(sols, 0.2, seed=0, sol_block=10, places=places),
+        *(kfold_split_by_group(sols, 4, k, sol_block=10, places=places) for k in range(4)),
+    ):
+        assert len(val) and not {places[i] for i in train} & {places[i] for i in val}
+        assert not {sols[i] // 10 for i in train} & {sols[i] // 10 for i in val}
+    plain_train, plain_val = split_by_group(sols, 0.2, seed=0, sol_block=10)
+    assert {places[i] for i in plain_train} & {places[i] for i in plain_val}  # what happened without
+
+
 def test_kfold_validates_every_image_exactly_once_without_sol_leakage() -> None:
     rng = np.random.default_rng(1)
     sols = [*rng.integers(0, 400, size=200).tolist(), None, None]

@@ -1,6 +1,7 @@
 """AI4Mars MSL Navcam subset (Swan et al. 2021): ``ROOT/images/<id>.jpg`` (greyscale, 256x256),
 ``ROOT/labels/<id>.png`` (0 soil, 1 bedrock, 2 sand, 3 big rock, 255 null) and ``ROOT/stats.csv``
-(``name``, ``sol_approx``).
+(``name``, ``sol_approx``, and where present ``site`` and ``drive``: the frames of one rover position stay
+on one side of the split).
 
 The crowdsourced labels are noisy and ~43 % of pixels are unlabelled. The config's ``class_map`` maps
 soil/sand -> smooth and bedrock/big rock -> rough, a proxy for the geologic units; AI4Mars has no sky or
@@ -9,6 +10,8 @@ rover class, so it never teaches class 2 (other).
 
 from __future__ import annotations
 
+import csv
+from dataclasses import replace
 from pathlib import Path
 
 from marsunits.data.folder import check_root, pair_by_stem
@@ -41,4 +44,22 @@ def scan_ai4mars(root: str | Path, dataset: str = "ai4mars") -> list[LabelledIma
             )
         return sols[stem]
 
-    return pair_by_stem(path / "images", path / "labels", dataset, sol_of)
+    records = pair_by_stem(path / "images", path / "labels", dataset, sol_of)
+    places = _places(stats)
+    return [replace(r, place=places.get(r.image.stem)) for r in records]
+
+
+def _places(stats: Path) -> dict[str, str]:
+    """``{name: "<site>/<drive>"}`` from ``stats.csv`` where it has the ``site`` and ``drive`` columns (the
+    rover position of each frame, from the PDS file name); empty when it has not. A position keeps its
+    frames on one side of the split: near-identical frames shot from one parked position on sols 1439 and
+    1441 sat in training and validation."""
+    with stats.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"site", "drive"} <= set(reader.fieldnames):
+            return {}
+        return {
+            row["name"]: f"{row['site']}/{row['drive']}"
+            for row in reader
+            if row.get("site") not in (None, "") and row.get("drive") not in (None, "")
+        }

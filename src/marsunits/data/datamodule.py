@@ -571,12 +571,13 @@ class MarsDataModule(L.LightningDataModule):
             records = [r for r, out in zip(records, excluded, strict=True) if not out]
             log.info("%s: %d image(s) in exclude_sols left out", source, int(excluded.sum()))
         groups = [r.group for r in records]
+        places = [r.place for r in records] if any(r.place is not None for r in records) else None
         if source in self.train_only:
             train_idx, val_idx = np.arange(len(records)), np.arange(0)
         elif self.n_folds is None:
-            train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block)
+            train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block, places)
         else:
-            train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block)
+            train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block, places)
         return [records[i] for i in train_idx], [records[i] for i in val_idx]
 
     def _hold_out_validated_sols(self) -> None:

@@ -21,8 +21,15 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 __all__ = ["check_sol_ranges", "group_ids", "in_sol_ranges", "kfold_split_by_group", "split_by_group"]
 
 
-def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
+def group_ids(
+    sols: Sequence[int | None], sol_block: int = 1, places: Sequence[str | None] | None = None
+) -> np.ndarray:
     """Integer group id per image: ``sol // sol_block``; images without a sol get a unique negative id.
+
+    With ``places`` (where each image was taken: AI4Mars' site and drive; ``None`` = unknown), sol blocks
+    that share a place are merged into one group (union-find, the group named by its lowest block): a rover
+    parked for weeks shoots the same scenery across several blocks, and near-identical frames from sols
+    1439 and 1441 ended up on both sides of the split.
 
     Raises:
         ValueError: ``sol_block < 1``.
@@ -32,7 +39,26 @@ def group_ids(sols: Sequence[int | None], sol_block: int = 1) -> np.ndarray:
     ids = np.empty(len(sols), dtype=np.int64)
     for i, sol in enumerate(sols):
         ids[i] = sol // sol_block if sol is not None else -1 - i
-    return ids
+    if places is None:
+        return ids
+    parent: dict[int, int] = {}
+
+    def root(block: int) -> int:
+        parent.setdefault(block, block)
+        while parent[block] != block:
+            parent[block] = parent[parent[block]]
+            block = parent[block]
+        return block
+
+    first_block: dict[str, int] = {}
+    for block, place in zip(ids.tolist(), places, strict=True):
+        if place is None or block < 0:
+            continue
+        other = first_block.setdefault(place, block)
+        a, b = root(block), root(other)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return np.array([root(b) if b >= 0 else b for b in ids.tolist()], dtype=np.int64)
 
 
 def check_sol_ranges(
@@ -73,7 +99,11 @@ def in_sol_ranges(sols: Sequence[int | None], ranges: Sequence[tuple[int, int]])
 
 
 def split_by_group(
-    sols: Sequence[int | None], val_fraction: float, seed: int, sol_block: int = 1
+    sols: Sequence[int | None],
+    val_fraction: float,
+    seed: int,
+    sol_block: int = 1,
+    places: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split image indices into train and validation so that no sol block is on both sides.
 
@@ -85,6 +115,7 @@ def split_by_group(
         val_fraction: in ``(0, 1)``.
         seed: ``random_state`` of the splitter.
         sol_block: consecutive sols per group.
+        places: where each image was taken; blocks sharing a place form one group (:func:`group_ids`).
 
     Returns:
         ``(train_idx, val_idx)``, sorted int64 arrays, disjoint, together covering ``range(len(sols))``.
@@ -94,7 +125,7 @@ def split_by_group(
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}. Set data.val_fraction.")
-    groups = group_ids(sols, sol_block)
+    groups = group_ids(sols, sol_block, places)
     n_groups = len(np.unique(groups))
     if n_groups < 2:
         raise ValueError(
@@ -109,7 +140,11 @@ def split_by_group(
 
 
 def kfold_split_by_group(
-    sols: Sequence[int | None], n_folds: int, fold: int, sol_block: int = 1
+    sols: Sequence[int | None],
+    n_folds: int,
+    fold: int,
+    sol_block: int = 1,
+    places: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fold ``fold`` of a sol-grouped ``n_folds``-fold cross-validation (``GroupKFold``).
 
@@ -122,6 +157,7 @@ def kfold_split_by_group(
         n_folds: number of folds, ``>= 2`` and at most the number of sol groups.
         fold: which fold is the validation side, ``0 <= fold < n_folds``.
         sol_block: consecutive sols per group.
+        places: where each image was taken; blocks sharing a place form one group (:func:`group_ids`).
 
     Returns:
         ``(train_idx, val_idx)``, sorted int64 arrays, disjoint, together covering ``range(len(sols))``.
@@ -135,7 +171,7 @@ def kfold_split_by_group(
         raise ValueError(
             f"fold must be in 0..{n_folds - 1} for n_folds={n_folds}, got {fold}. Set data.fold."
         )
-    groups = group_ids(sols, sol_block)
+    groups = group_ids(sols, sol_block, places)
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
         raise ValueError(

@@ -36,6 +36,8 @@ class LabelledImage:
         group: key for grouped splits (the sol for rover data; ``None`` = the image is its own group).
         source: dataset name (``configs/data/<source>.yaml`` holds its class map).
         camera: optional JSON file with the camera model (``PinholeCamera.to_dict()`` form).
+        place: where the image was taken, when the dataset says (AI4Mars: ``"<site>/<drive>"``); images of
+            one place stay on one side of the split (``splits.group_ids``).
     """
 
     image: Path
@@ -43,6 +45,7 @@ class LabelledImage:
     group: int | None
     source: str
     camera: Path | None = None
+    place: str | None = None
 
 
 class ImageStore:
