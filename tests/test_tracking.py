@@ -649,3 +649,18 @@ def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> No
     assert "Error executing job with overrides: ['model.lr=0.01'" in study.stderr
     (results,) = (tmp_path / "logs" / "train").glob("multirun-*/optimization_results.yaml")
     assert OmegaConf.load(results).best_params["model.lr"] == 1e-3
+
+
+def test_the_run_id_is_kept_without_the_dashboard_callbacks(
+    tmp_path: Path, wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the optional dashboard callbacks stored the W&B run id in the checkpoint, so with
+    ``callbacks=[default] logger=wandb`` every ``ckpt_path=last`` started a new W&B run."""
+    from marsunits.training import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    overrides = [*SMALL, "callbacks=[default]", "logger=wandb", "trainer.max_epochs=1", "test=false"]
+    run(compose_config("train", tmp_path / "r", overrides))
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    run_id = run_id_from_checkpoint(last)
+    assert run_id and list((tmp_path / "r" / "wandb").glob(f"offline-run-*-{run_id}"))

@@ -420,6 +420,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log to.
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
+    callbacks = _with_wandb_run_id(callbacks, loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     status = "failed"
@@ -479,6 +480,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         log.info("metrics written to %s", output_dir / "metrics.json")
     return result
+
+
+def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
+    """``callbacks`` plus a :class:`~marsunits.tracking.callbacks.WandbRunInfo` when a W&B logger runs and
+    none is there: the run id it stores in every checkpoint is what lets ``ckpt_path=last`` continue the same
+    W&B run, so it cannot depend on choosing the dashboard callbacks (``callbacks=[default]`` with
+    ``logger=wandb`` started a new W&B run at every resume)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from marsunits.tracking.callbacks import WandbRunInfo
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers) and not any(
+        isinstance(cb, WandbRunInfo) for cb in callbacks
+    ):
+        return [*callbacks, WandbRunInfo()]
+    return callbacks
 
 
 def _named_run(cfg: DictConfig) -> str | None:
