@@ -568,6 +568,14 @@ def test_the_sync_line_of_a_resumed_offline_run_names_every_part(tmp_path: Path)
     assert offline_parts(second, "abc123") == [first, second]
     assert offline_parts(other, "zzz999") == [other]
     assert sync_command(first, second).endswith(f"wandb sync {first} {second}")
+    # A run continued from a sweep trial's checkpoint: the trial's part lies in multirun-<time>/<n>/; it was
+    # left out of the command, whichever of the two parts asked.
+    trial = tmp_path / "train" / "multirun-x" / "0" / "wandb" / "offline-run-20261203_100000-tri4l"
+    later = tmp_path / "train" / "from-trial" / "wandb" / "offline-run-20261203_140000-tri4l"
+    for d in (trial, later):
+        d.mkdir(parents=True)
+    assert offline_parts(later, "tri4l") == [trial, later]
+    assert offline_parts(trial, "tri4l") == [trial, later]
 
 
 def test_the_sync_command_runs_without_the_environment_activated(

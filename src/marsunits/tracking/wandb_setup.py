@@ -302,14 +302,21 @@ def sync_command(*sync_dirs: str | Path) -> str:
 
 def offline_parts(sync_dir: str | Path, run_id: str) -> list[Path]:
     """Every offline folder of the W&B run ``run_id``: ``sync_dir`` and those that earlier parts of a resumed
-    run left in other run folders beside this one (``<log dir>/<task>/*/wandb/offline-run-*-<id>``).
+    run left in other run folders of the same task: ``<log dir>/<task>/*/wandb/offline-run-*-<id>`` and the
+    trials of sweeps, ``<log dir>/<task>/multirun-*/*/wandb/offline-run-*-<id>``.
 
-    A run resumed with ``ckpt_path=last`` continues the same W&B run in a new run folder, so its history is
-    split over two offline folders; syncing only the newest would never upload the first part.
+    A run resumed with ``ckpt_path=last`` (or from a sweep trial's checkpoint) continues the same W&B run in
+    a new run folder, so its history is split over two offline folders; syncing only the newest would never
+    upload the first part.
     """
     own = Path(sync_dir)
-    task_dir = own.parents[2] if len(own.parents) > 2 else own.parent
-    found = set(task_dir.glob(f"*/wandb/offline-run-*-{run_id}")) | {own}
+    run_folder = own.parent.parent if len(own.parents) > 1 else own.parent  # <run>/wandb/offline-run-...
+    task_dir = run_folder.parent
+    if task_dir.name.startswith("multirun-"):  # this part is a sweep trial: <task>/multirun-<time>/<n>
+        task_dir = task_dir.parent
+    found = {own}
+    for pattern in (f"*/wandb/offline-run-*-{run_id}", f"multirun-*/*/wandb/offline-run-*-{run_id}"):
+        found |= set(task_dir.glob(pattern))
     return sorted(found, key=lambda p: p.name)  # offline-run-<YYYYmmdd_HHMMSS>-<id>: oldest first
 
 
