@@ -37,6 +37,7 @@ from marsunits.tracking import (
     wandb_setup,
 )
 from marsunits.tracking.media import confusion_heatmap, confusion_rows, draw_contacts, row_normalised
+from test_predict import ckpt  # noqa: F401  (a fixture: a trained tiny checkpoint)
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -553,6 +554,38 @@ def test_run_id_from_checkpoint_reads_metadata_or_hparams(tmp_path: Path) -> Non
     assert run_id_from_checkpoint(tmp_path / "b.ckpt") == "def456"
     assert run_id_from_checkpoint(tmp_path / "c.ckpt") is None
     assert run_id_from_checkpoint(None) is None
+
+
+class _Payload:
+    """Unpickling it touches a file: what a malicious checkpoint's code would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (Path.touch, (str(self.marker),))  # type: ignore[return-value]
+
+
+def test_run_id_lookup_runs_no_checkpoint_code_and_reads_packages(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """The run-id lookup unpickled checkpoints in full (``predict.py logger=wandb`` ran a shared checkpoint's
+    code for a W&B label), and read a model package as having no run id, so the prediction run lost its
+    link to the training run."""
+    from marsunits.export import export_checkpoint
+    from marsunits.model_package import JSON_NAME
+
+    marker = tmp_path / "ran"
+    torch.save({"marsunits": {"wandb_run_id": "abc123"}, "payload": _Payload(marker)}, tmp_path / "evil.ckpt")
+    assert run_id_from_checkpoint(tmp_path / "evil.ckpt") is None and not marker.exists()
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    saved["marsunits"]["wandb_run_id"] = "2fds8bw3"
+    torch.save(saved, tmp_path / "tracked.ckpt")
+    assert run_id_from_checkpoint(tmp_path / "tracked.ckpt") == "2fds8bw3"  # a real checkpoint still reads
+    package = export_checkpoint(ckpt_path=str(tmp_path / "tracked.ckpt"), out=str(tmp_path / "pkg"))
+    assert run_id_from_checkpoint(package) == "2fds8bw3"
+    assert run_id_from_checkpoint(package / JSON_NAME) == "2fds8bw3"
 
 
 def test_the_sync_line_of_a_resumed_offline_run_names_every_part(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def log_prediction_run(
     if isinstance(config, dict):
         config.pop("hydra", None)
     ckpt = OmegaConf.select(cfg, "ckpt_path", default=None)
-    training_run = run_id_from_checkpoint(ckpt) if ckpt and Path(str(ckpt)).is_file() else None
+    training_run = run_id_from_checkpoint(ckpt) if ckpt else None  # a checkpoint or a model package
 
     run = wandb.init(
         project=spec.get("project") or "marsunits",

@@ -133,19 +133,36 @@ def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
 
 
 def run_id_from_checkpoint(ckpt_path: str | Path | None) -> str | None:
-    """The W&B run id stored in a checkpoint, or None (no checkpoint, or trained without W&B).
+    """The W&B run id stored in a checkpoint or model package, or None (none given, or trained without W&B).
 
-    Looks in ``checkpoint["marsunits"]["wandb_run_id"]`` (the task's metadata) and then in the saved
-    hyper-parameters. The file is memory-mapped, so the weights are not read.
+    A checkpoint: ``checkpoint["marsunits"]["wandb_run_id"]`` (the task's metadata), then the saved
+    hyper-parameters; read with ``weights_only=True`` (memory-mapped, so the weights are not read): the
+    ids are plain strings, and a full unpickling here ran a shared checkpoint's code for a W&B label, behind
+    the back of ``trust_checkpoint``. A checkpoint that only loads with arbitrary unpickling gives None. A
+    model package (:mod:`marsunits.export`): ``model.json``'s ``metadata.wandb_run_id`` (packages were read
+    as having none, so a prediction run lost its link to the training run).
     """
     if not ckpt_path:
+        return None
+    from marsunits.model_package import is_package, read_package_json
+
+    if is_package(ckpt_path):
+        try:
+            found = read_package_json(ckpt_path).get("metadata", {}).get("wandb_run_id")
+        except (OSError, ValueError):
+            return None
+        return str(found) if found else None
+    if not Path(ckpt_path).is_file():
         return None
     import torch
 
     try:
-        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
-        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
+            ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unpickling refused or a broken file: no id (the loader reports those)
+        return None
     for holder in (ckpt.get("marsunits"), ckpt.get("hyper_parameters")):
         if isinstance(holder, dict) and holder.get("wandb_run_id"):
             return str(holder["wandb_run_id"])
