@@ -705,3 +705,44 @@ def test_the_run_id_is_kept_without_the_dashboard_callbacks(
     last = tmp_path / "r" / "checkpoints" / "last.ckpt"
     run_id = run_id_from_checkpoint(last)
     assert run_id and list((tmp_path / "r" / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> None:
+    """Every trial of ``train.py -m ...`` had the same W&B name (the sweep's start time) and the group of
+    every ordinary run of the task; single runs and names a config sets itself are left as they are."""
+    from marsunits.tracking.wandb_setup import sweep_trial_names
+
+    app = tmp_path / "fake_train.py"
+    app.write_text(
+        textwrap.dedent(
+            f"""
+            import json, hydra
+            from omegaconf import DictConfig, OmegaConf
+            import marsunits
+            from marsunits.tracking.wandb_setup import sweep_trial_names
+
+            @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
+            def main(cfg: DictConfig) -> None:
+                spec = OmegaConf.to_container(cfg.logger.wandb, resolve=True)
+                named = sweep_trial_names(spec, cfg.run_name, cfg.task_name)
+                with open({str(tmp_path / "names.jsonl")!r}, "a") as fh:
+                    fh.write(json.dumps([named["name"], named["group"], cfg.run_name]) + "\\n")
+            main()
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(app), "-m", "model.lr=1e-3,2e-3", "logger=wandb"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "names.jsonl").read_text().splitlines()]
+    (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
+    assert [name for name, _, _ in rows] == [f"{rows[0][2]}-0", f"{rows[0][2]}-1"]
+    assert {group for _, group, _ in rows} == {f"train-{sweep_dir.name}"}
+    spec = {"name": "synthetic-x", "group": "train"}
+    assert sweep_trial_names(spec, "synthetic-x", "train") == spec  # not in a sweep: unchanged

@@ -262,6 +262,31 @@ def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> Wa
     return logger
 
 
+def sweep_trial_names(spec: dict[str, Any], run_name: str, task_name: str) -> dict[str, Any]:
+    """``spec`` (a W&B logger's settings) with the default name and group made per trial and per sweep when
+    this process runs a Hydra sweep (``train.py -m ...``): every trial of a grid was named after the one
+    run name (the time the sweep started) and grouped with every ordinary run of the task, so the trials
+    could not be told apart on the dashboard. Names and groups that a config sets itself (the Optuna
+    sweep's ``trial-<n>`` in ``optuna-<time>``) are kept.
+
+    Returns:
+        A new dict: name ``<run_name>-<job number>``, group ``<task_name>-<sweep folder name>``.
+    """
+    from marsunits.sweep_trials import in_multirun
+
+    if not in_multirun():
+        return spec
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    named = dict(spec)
+    if named.get("name") == run_name:
+        named["name"] = f"{run_name}-{hydra.job.num}"
+    if named.get("group") == task_name:
+        named["group"] = f"{task_name}-{Path(str(hydra.sweep.dir)).name}"
+    return named
+
+
 def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> list[Logger]:
     """Instantiate ``cfg.logger`` for a training run and record the run's context with each logger.
 
@@ -291,6 +316,7 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
                 requested = spec.pop("mode", None)
                 if spec.pop("offline", False) is True:
                     requested = "offline"
+                spec = sweep_trial_names(spec, str(cfg.get("run_name")), str(cfg.get("task_name")))
                 logger = _start_wandb(spec, requested, run_id_from_checkpoint(ckpt_path))
                 if logger is not None:
                     loggers.append(logger)
