@@ -619,3 +619,18 @@ def test_the_progress_bar_shows_metrics_but_not_the_logger_version(tmp_path: Pat
     shown = bar.get_metrics(trainer, pl.LightningModule())
     assert "v_num" not in shown
     assert "v_num" in ProgressBar.get_metrics(bar, trainer, pl.LightningModule())  # what it removes
+
+
+def test_the_training_curves_end_at_the_last_epoch(tmp_path: Path) -> None:
+    """Scoring best.ckpt after fit was logged as one more validation at epoch max_epochs, so every val/*
+    curve ended with a copy of the best value."""
+    import csv
+
+    metrics = run(compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", "logger=csv"]))
+    (csv_file,) = (tmp_path / "csv").glob("version_*/metrics.csv")
+    with open(csv_file, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    val = [(r["epoch"], float(r["val/miou"])) for r in rows if r.get("val/miou")]
+    assert [epoch for epoch, _ in val] == ["0", "1"]  # one point per trained epoch, nothing after
+    assert metrics["val/miou"] == pytest.approx(max(v for _, v in val), abs=1e-6)  # best.ckpt's score
+    assert any(r.get("test/miou") for r in rows)  # the test of best.ckpt is still logged

@@ -454,7 +454,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
         if not fast_dev_run:
             # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
-            validated = trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+            validated = _validate_unlogged(trainer, task, datamodule, best)
             for stage_metrics in validated:
                 metrics.update(_scalar_metrics(stage_metrics, ("val/",)))
         else:
@@ -496,6 +496,19 @@ def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
     ):
         return [*callbacks, WandbRunInfo()]
     return callbacks
+
+
+def _validate_unlogged(trainer: pl.Trainer, task: Any, datamodule: Any, ckpt: str | None) -> list[Any]:
+    """``trainer.validate`` of ``ckpt`` with the loggers detached: the score of the kept checkpoint is for
+    ``metrics.json``, not one more point of the training curves (it was logged at epoch ``max_epochs``, so
+    every ``val/*`` curve ended with a copy of the best value, and the dashboard's images and confusion
+    matrix once more)."""
+    loggers = list(trainer.loggers)
+    trainer.loggers = []
+    try:
+        return trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    finally:
+        trainer.loggers = loggers
 
 
 def _named_run(cfg: DictConfig) -> str | None:
