@@ -116,22 +116,25 @@ def _artifacts(run_dir: Path) -> dict[str, dict[str, Path]]:
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
-    """History rows, merged config and the run record of an offline run folder."""
+    """History rows, merged config, summary updates and the run record of an offline run folder."""
     (run_file,) = run_dir.glob("run-*.wandb")
     history: list[dict[str, Any]] = []
     config: dict[str, Any] = {}
     run: dict[str, str] = {}
+    summary: dict[str, Any] = {}
     for rec in _complete_records(run_file):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             history.append(_items(rec.history.item))
+        elif kind == "summary":
+            summary.update(_items(rec.summary.update))
         elif kind == "config":
             config.update(_items(rec.config.update))
         elif kind == "run":
             # Plain values: a sub-message must not outlive its parent record.
             run = {"run_id": rec.run.run_id, "job_type": rec.run.job_type, "name": rec.run.display_name}
             config.update(_items(rec.run.config.update))
-    return {"history": history, "config": config, "run": run}
+    return {"history": history, "config": config, "run": run, "summary": summary}
 
 
 @pytest.fixture
@@ -705,6 +708,29 @@ def test_the_run_id_is_kept_without_the_dashboard_callbacks(
     last = tmp_path / "r" / "checkpoints" / "last.ckpt"
     run_id = run_id_from_checkpoint(last)
     assert run_id and list((tmp_path / "r" / "wandb").glob(f"offline-run-*-{run_id}"))
+    # The run's summary holds the kept checkpoint's scores, as metrics.json does.
+    (offline_dir,) = (tmp_path / "r" / "wandb").glob(f"offline-run-*-{run_id}")
+    written = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert _read_run(offline_dir)["summary"]["val/miou"] == pytest.approx(written["val/miou"])
+
+
+def test_the_wandb_summary_holds_the_kept_checkpoints_scores(
+    tmp_path: Path, wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The post-fit score of best.ckpt is no longer logged as an extra epoch; the runs table (the summary)
+    must still show the kept checkpoint's scores, not the last epoch's."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from marsunits.training import _summarise_kept_checkpoint
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logger = WandbLogger(project="marsunits", save_dir=str(tmp_path), offline=True)
+    logger.experiment.summary.update({"val/miou": 0.9, "train/loss": 0.1})  # the last epoch's
+    _summarise_kept_checkpoint([logger], {"val/miou": 0.95, "val/iou_other": 0.99, "test/miou": 0.5})
+    summary = logger.experiment.summary
+    assert summary["val/miou"] == 0.95 and summary["val/iou_other"] == 0.99
+    assert summary["train/loss"] == 0.1 and "test/miou" not in list(summary.keys())  # from the test
+    logger.experiment.finish()
 
 
 def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> None:

@@ -457,6 +457,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             validated = _validate_unlogged(trainer, task, datamodule, best)
             for stage_metrics in validated:
                 metrics.update(_scalar_metrics(stage_metrics, ("val/",)))
+            _summarise_kept_checkpoint(loggers, metrics)
         else:
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
         if cfg.get("test", True):
@@ -509,6 +510,17 @@ def _validate_unlogged(trainer: pl.Trainer, task: Any, datamodule: Any, ckpt: st
         return trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     finally:
         trainer.loggers = loggers
+
+
+def _summarise_kept_checkpoint(loggers: list[Any], metrics: Mapping[str, Any]) -> None:
+    """Put the kept checkpoint's ``val/*`` scores in each W&B run's summary (what the runs table shows), as
+    ``metrics.json`` has them: the summary otherwise holds the last epoch's, not the best checkpoint's."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    scores = {k: v for k, v in metrics.items() if k.startswith("val/") and isinstance(v, (int, float))}
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and getattr(rank_zero_only, "rank", 0) == 0 and scores:
+            logger.experiment.summary.update(scores)
 
 
 def _named_run(cfg: DictConfig) -> str | None:
