@@ -772,3 +772,18 @@ def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> 
     assert {group for _, group, _ in rows} == {f"train-{sweep_dir.name}"}
     spec = {"name": "synthetic-x", "group": "train"}
     assert sweep_trial_names(spec, "synthetic-x", "train") == spec  # not in a sweep: unchanged
+
+
+def test_an_unknown_wandb_mode_stops_before_the_run_writes_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WANDB_MODE=bogus`` gave the right one-line error, but only after the run had written config.yaml
+    and train.log, which a later ``ckpt_path=last`` compares with."""
+    from marsunits.errors import ConfigError
+    from marsunits.training import run
+
+    monkeypatch.setenv("WANDB_MODE", "bogus")
+    cfg = compose_config("train", tmp_path / "r", [*SMALL, "logger=wandb"])
+    with pytest.raises(ConfigError, match=r"W&B mode 'bogus' .* is not one of"):
+        run(cfg)
+    assert not (tmp_path / "r" / "config.yaml").exists()

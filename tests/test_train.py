@@ -634,3 +634,10 @@ def test_the_training_curves_end_at_the_last_epoch(tmp_path: Path) -> None:
     assert [epoch for epoch, _ in val] == ["0", "1"]  # one point per trained epoch, nothing after
     assert metrics["val/miou"] == pytest.approx(max(v for _, v in val), abs=1e-6)  # best.ckpt's score
     assert any(r.get("test/miou") for r in rows)  # the test of best.ckpt is still logged
+
+
+def test_without_the_default_callbacks_no_last_epoch_is_called_best(tmp_path: Path) -> None:
+    """With ``callbacks=[]`` Lightning adds a checkpoint of its own that ranks nothing; metrics.json called
+    its last-epoch file best_ckpt."""
+    metrics = run(compose_config("train", tmp_path, [*TINY, "callbacks=[]", "trainer.max_epochs=1"]))
+    assert metrics["best_ckpt"] is None and math.isfinite(metrics["val/miou"])

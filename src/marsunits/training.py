@@ -31,6 +31,7 @@ from marsunits.fine_tuning import (
 )
 from marsunits.progress_bar import run_progress_bar
 from marsunits.tracking import finish_loggers, prepare_loggers
+from marsunits.tracking.wandb_setup import check_wandb_modes
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +363,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         overrides = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
     check_run_values(cfg)
+    check_wandb_modes(cfg)
     data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
     if None not in (data_channels, model_channels) and data_channels != model_channels:
         raise ConfigError(
@@ -608,7 +610,11 @@ def _adopt_evaluated_network(cfg: DictConfig, source: Any, path: str) -> None:
 
 
 def _best_ckpt(trainer: pl.Trainer) -> str | None:
-    """Path of the best checkpoint if a ModelCheckpoint saved one, else None (use the weights in memory)."""
+    """Path of the best checkpoint if a ModelCheckpoint that ranks by a metric saved one, else None (use the
+    weights in memory). Lightning's own checkpoint, added when the callbacks hold none (``callbacks=[]``,
+    ``[wandb]``), monitors nothing: its file is the last epoch's, which metrics.json called best_ckpt."""
     cb = trainer.checkpoint_callback
-    path = getattr(cb, "best_model_path", "") if cb is not None else ""
+    if cb is None or not getattr(cb, "monitor", None):
+        return None
+    path = getattr(cb, "best_model_path", "")
     return path if path and Path(path).is_file() else None

@@ -102,6 +102,35 @@ def wandb_reachable(host: str | None = None, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def checked_wandb_mode(requested: str | None) -> str:
+    """The requested W&B mode spelled as W&B spells it (``auto`` for None or empty), without looking at the
+    network or the credentials.
+
+    Raises:
+        ConfigError: not a W&B mode (names the value and the choices).
+    """
+    mode = (str(requested).strip().lower() if requested not in (None, "") else "auto") or "auto"
+    mode = _MODE_ALIASES.get(mode, mode)
+    if mode not in WANDB_MODES:
+        raise ConfigError(
+            f"W&B mode {requested!r} (logger.wandb.mode or WANDB_MODE) is not one of {list(WANDB_MODES)}. "
+            "Use auto (online when possible), online, offline or disabled."
+        )
+    return mode
+
+
+def check_wandb_modes(cfg: DictConfig) -> None:
+    """Refuse a W&B logger's mode that W&B does not know, before the run writes anything (``WANDB_MODE=bogus``
+    left a ``config.yaml`` and a ``train.log`` of a run that never started).
+
+    Raises:
+        ConfigError: as :func:`checked_wandb_mode`.
+    """
+    for node in (cfg.get("logger") or {}).values():
+        if isinstance(node, DictConfig) and "wandb" in str(node.get("_target_", "")).lower():
+            checked_wandb_mode(node.get("mode"))
+
+
 def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
     """Turn a requested W&B mode into the one to use.
 
@@ -115,13 +144,7 @@ def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
     Raises:
         ConfigError: For any other value.
     """
-    mode = (str(requested).strip().lower() if requested not in (None, "") else "auto") or "auto"
-    mode = _MODE_ALIASES.get(mode, mode)
-    if mode not in WANDB_MODES:
-        raise ConfigError(
-            f"W&B mode {requested!r} (logger.wandb.mode or WANDB_MODE) is not one of {list(WANDB_MODES)}. "
-            "Use auto (online when possible), online, offline or disabled."
-        )
+    mode = checked_wandb_mode(requested)
     if mode in ("offline", "disabled"):
         return mode, None
     host = wandb_host()
