@@ -420,3 +420,30 @@ def test_drawn_distorted_cameras_give_every_pixel_a_ray() -> None:
         assert np.isfinite(cam.pixel_to_ray(u, v)).all(), (seed, cam.k1, cam.hfov_deg)
         strongest = min(strongest, cam.k1)
     assert strongest < -0.06  # strong barrel distortion is still drawn, up to the limit
+
+
+def test_ctrl_c_while_scenes_render_in_workers_stops_them_at_once() -> None:
+    """Ctrl-C while the training scenes rendered in worker processes waited for every chunk in progress (the
+    pool's exit joins them), and a worker dying of the same signal made the pool print a traceback."""
+    import _thread
+    import multiprocessing
+    import threading
+    import time
+
+    from marsunits.data.datasets import SceneDataset
+
+    scenes = SceneDataset(
+        SyntheticScenes(4000, 21, SceneConfig(width=64, height=64)), in_channels=3, cache=True
+    )
+    timer = threading.Timer(3.0, _thread.interrupt_main)  # what Ctrl-C does to the main thread
+    timer.start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        scenes.fill_cache(processes=2)  # 12,000 scenes: far longer than 3 s even on a fast machine
+    assert time.perf_counter() - start < 3.0 + 10.0  # stopped, not finished
+    deadline = time.perf_counter() + 10.0
+    while multiprocessing.active_children() and time.perf_counter() < deadline:
+        time.sleep(0.1)
+    assert not [
+        p for p in multiprocessing.active_children() if p.name.startswith("SpawnProcess") or "Fork" in p.name
+    ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -377,9 +378,13 @@ class SceneDataset(Dataset):
         chunks = [todo[k::n_chunks] for k in range(n_chunks)]
         try:
             with ProcessPoolExecutor(processes, mp_context=context, initializer=_single_threaded) as pool:
-                results = pool.map(_base_entries, [self.base] * n_chunks, chunks)
-                for chunk, entries in zip(chunks, results, strict=True):
-                    self._items.update(zip(chunk, entries, strict=True))
+                try:
+                    results = pool.map(_base_entries, [self.base] * n_chunks, chunks)
+                    for chunk, entries in zip(chunks, results, strict=True):
+                        self._items.update(zip(chunk, entries, strict=True))
+                except KeyboardInterrupt:
+                    _stop_at_once(pool)
+                    raise
         except BrokenProcessPool:
             # forkserver/spawn workers re-import the script that started training; one without an
             # `if __name__ == "__main__":` guard makes them fail. Render here instead of failing the run.
@@ -431,6 +436,14 @@ def _base_entry(base: Dataset, index: int, compact: bool) -> tuple[np.ndarray, n
     )
 
 
+def _stop_at_once(pool: ProcessPoolExecutor) -> None:
+    """Cancel what ``pool`` has not started and end its workers now (Ctrl-C): leaving the ``with`` block
+    would otherwise wait for every chunk being rendered, seconds after the user asked to stop."""
+    for process in list(getattr(pool, "_processes", {}).values()):  # no public way to end the workers
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _single_threaded() -> None:
     """Initialiser of :meth:`SceneDataset.fill_cache`'s workers: one PyTorch and one BLAS/OpenMP thread.
 
@@ -441,6 +454,9 @@ def _single_threaded() -> None:
 
     torch.set_num_threads(1)
     threadpool_limits(1)
+    # Ctrl-C reaches the whole process group: the training process stops the workers itself (fill_cache);
+    # a worker dying of it on its own made the pool's manager thread print a traceback first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _base_entries(base: Dataset, indices: list[int]) -> list[tuple[np.ndarray, np.ndarray, str, Any]]:
