@@ -119,3 +119,16 @@ def test_subclass_model_exports_with_its_grouping(tmp_path: Path) -> None:
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     assert onnx_fn(x).shape == (2, 3, 64, 96)
     assert max_difference(torch_fn, onnx_fn, x) <= 1e-4
+
+
+def test_an_export_is_not_reused_for_another_normalisation(ckpt: Path, cache: Path) -> None:  # noqa: F811
+    """A model package keeps mean/std in model.json, outside the weights file the cache is named by: an
+    edited normalisation reused the old export."""
+    from marsunits.inference.runtime import cached_onnx
+
+    task = load_task(ckpt)
+    first = cached_onnx(task, ckpt, cache, 3, 64)
+    assert cached_onnx(task, ckpt, cache, 3, 64) == first  # the same model: reused
+    task.mean.add_(0.001)  # a small edit, as in model.json
+    second = cached_onnx(task, ckpt, cache, 3, 64)
+    assert second != first and second.is_file()

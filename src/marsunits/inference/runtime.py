@@ -316,10 +316,18 @@ class RuntimeChoice:
 def cached_onnx(model: nn.Module, ckpt_path: Path, cache_dir: Path, in_channels: int, size: int) -> Path:
     """The ONNX export of ``ckpt_path``'s model in ``cache_dir``, exporting it on first use.
 
-    The file name holds the checkpoint's SHA-256 (first 16 hex digits) and the opset, so a changed
-    checkpoint never reuses a stale export.
+    The file name holds the checkpoint's SHA-256 (first 16 hex digits), a digest of the input
+    normalisation the model applies (``model.mean``, ``model.std``) and the opset, so a changed checkpoint
+    never reuses a stale export. The normalisation is named apart because a model package keeps it in
+    ``model.json``, outside the hashed weights: an edited mean reused the old export (a large change was
+    caught by the start-up probe and blamed on ONNX, a small one passed unseen).
     """
-    path = cache_dir / f"{file_sha256(ckpt_path)[:16]}-opset{ONNX_OPSET}.onnx"
+    norm = hashlib.sha256()
+    for name in ("mean", "std"):
+        value = getattr(model, name, None)
+        if isinstance(value, torch.Tensor):
+            norm.update(name.encode() + value.detach().cpu().double().numpy().tobytes())
+    path = cache_dir / f"{file_sha256(ckpt_path)[:16]}-{norm.hexdigest()[:8]}-opset{ONNX_OPSET}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX: %s", ckpt_path.name, path)
         export_onnx(model, path, in_channels, size)
