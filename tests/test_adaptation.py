@@ -205,20 +205,26 @@ def test_statistics_are_pooled_over_every_value_whatever_the_batching() -> None:
         torch.testing.assert_close(value, layouts[1].state_dict()[key], msg=key)
 
 
-def test_images_too_small_for_training_mode_batch_norm_are_left_out() -> None:
+def test_one_value_per_channel_uses_the_running_statistics_instead_of_failing() -> None:
     """A 12 x 10 image in the folder stopped the whole adapt_bn run with "Expected more than 1 value per
-    channel" and blamed the model."""
+    channel" (its deepest map is 1 x 1 with one window in the batch), and DeepLabV3+, whose image-pooling
+    branch always holds one value per channel, could not be adapted at all with one window at a time."""
     task = _small_task()
-    big = torch.rand(3, 64, 64)
-    tiny = torch.rand(3, 6, 5)  # one 8 px window: the deepest (1/8) map is 1 x 1
-    with_tiny, seen = adapt_batchnorm_tiled(
-        task, [tiny, big, tiny], tile=64, overlap=0.25, batch_size=1, num_classes=3, stride=8
-    )
     layout = {"tile": 64, "overlap": 0.25, "batch_size": 1, "num_classes": 3, "stride": 8}
-    alone, _ = adapt_batchnorm_tiled(task, [big], **layout)
+    tiny = torch.rand(3, 6, 5)  # one 8 px window: the deepest (1/8) map is 1 x 1
+    adapted, seen = adapt_batchnorm_tiled(task, [tiny, torch.rand(3, 64, 64), tiny], **layout)
+    assert seen == 3
+    for norm in (m for m in adapted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        assert torch.isfinite(norm.running_var).all() and (norm.running_var >= 0).all()
+    torch.manual_seed(0)
+    deeplab = SegmentationTask(arch="deeplabv3plus", encoder="efficientnet_lite0", encoder_weights=None)
+    image = torch.rand(3, 128, 160)
+    layout = {"tile": 128, "overlap": 0.25, "batch_size": 4, "num_classes": 3, "stride": 32}
+    adapted, seen = adapt_batchnorm_tiled(deeplab.eval(), [image], **layout)
     assert seen == 1
-    for key, value in alone.state_dict().items():
-        torch.testing.assert_close(with_tiny.state_dict()[key], value, msg=key)
-    with pytest.raises(adaptation.NoImagesError, match="all 2 image.* too small") as err:
-        adapt_batchnorm_tiled(task, [tiny, tiny], **layout)
-    assert err.value.too_small == 2
+    norms = {n: m for n, m in adapted.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    before = dict(deeplab.named_modules())
+    moved = [n for n, m in norms.items() if not torch.equal(m.running_mean, before[n].running_mean)]
+    assert len(moved) > len(norms) // 2  # adapted, except the 1 x 1 pooled branch, which kept its own
+    with torch.no_grad():
+        assert adapted(image[None]).shape == (1, 3, 128, 160)

@@ -29,47 +29,49 @@ class _PooledStatistics:
     variances *within* batches, leaving out the spread between them; the statistics then depended on how the
     images were batched (``predict.py``'s ``batch_size``, which must only change speed: 8 % of one image's
     pixels changed class between batch sizes 1 and 4). Here each layer's input is summed per channel (sum,
-    sum of squares, count of values, in float64) by a forward pre-hook, and the running statistics are set
-    from the totals at the end. Sums of one item are kept apart until :meth:`commit`, so an item the network
-    cannot take in training mode (:meth:`discard`) leaves nothing behind.
+    sum of squares, count of values, in float64, on the input's device) by a forward pre-hook, and the
+    running statistics are set from the totals at the end.
+
+    The same hook decides how the layer normalises the batch passing through: with that batch's statistics
+    (training mode), except when the batch holds one value per channel, which training mode refuses (a
+    global-pooling branch such as DeepLabV3+'s, or the deepest map of a tiny image, with one window at a
+    time): then the layer's own running statistics (eval mode). A layer that saw fewer than two values in
+    all keeps its running statistics.
     """
 
     def __init__(self, norms: list[nn.modules.batchnorm._BatchNorm]) -> None:
         self.norms = norms
-        self.total = [_Sums.zeros(n.num_features) for n in norms]
-        self.pending = [_Sums.zeros(n.num_features) for n in norms]
+        self.sums: list[_Sums | None] = [None] * len(norms)
         self.handles = [n.register_forward_pre_hook(self._hook(k)) for k, n in enumerate(norms)]
 
     def _hook(self, k: int) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def add(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        def add(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             x = args[0].detach()
+            per_channel = x.numel() // max(x.shape[1], 1)
+            module.training = per_channel > 1
             dims = [d for d in range(x.dim()) if d != 1]  # every axis but the channels
-            sums = self.pending[k]
-            sums.values += x.sum(dim=dims, dtype=torch.float64).cpu()
-            sums.squares += (x * x).sum(dim=dims, dtype=torch.float64).cpu()
-            sums.count += x.numel() // x.shape[1]
+            sums = self.sums[k]
+            if sums is None:
+                sums = self.sums[k] = _Sums.zeros(x.shape[1], x.device)
+            sums.values += x.sum(dim=dims, dtype=torch.float64)
+            sums.squares += (x * x).sum(dim=dims, dtype=torch.float64)
+            sums.count += per_channel
 
         return add
 
-    def commit(self) -> None:
-        """Add the item just fed to the totals."""
-        for total, pending in zip(self.total, self.pending, strict=True):
-            total.add(pending)
-            pending.clear()
-
-    def discard(self) -> None:
-        """Forget the item just fed (the network could not take it)."""
-        for pending in self.pending:
-            pending.clear()
+    def remove(self) -> None:
+        """Remove the hooks."""
+        for handle in self.handles:
+            handle.remove()
 
     def apply(self, items: int) -> None:
         """Set every layer's running mean and (unbiased) variance from the totals."""
-        for norm, sums in zip(self.norms, self.total, strict=True):
-            if sums.count == 0 or norm.running_mean is None or norm.running_var is None:
+        for norm, sums in zip(self.norms, self.sums, strict=True):
+            if sums is None or sums.count < 2 or norm.running_mean is None or norm.running_var is None:
                 continue
             mean = sums.values / sums.count
             var = (sums.squares / sums.count - mean * mean).clamp_min(0.0)
-            var = var * (sums.count / max(sums.count - 1, 1))  # unbiased, as BatchNorm's running_var
+            var = var * (sums.count / (sums.count - 1))  # unbiased, as BatchNorm's running_var
             norm.running_mean.copy_(mean.to(norm.running_mean))
             norm.running_var.copy_(var.to(norm.running_var))
             if norm.num_batches_tracked is not None:
@@ -85,87 +87,50 @@ class _Sums:
     count: int = 0
 
     @classmethod
-    def zeros(cls, channels: int) -> _Sums:
-        return cls(torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64))
-
-    def add(self, other: _Sums) -> None:
-        self.values += other.values
-        self.squares += other.squares
-        self.count += other.count
-
-    def clear(self) -> None:
-        self.values.zero_()
-        self.squares.zero_()
-        self.count = 0
+    def zeros(cls, channels: int, device: torch.device) -> _Sums:
+        zero = torch.zeros(channels, dtype=torch.float64, device=device)
+        return cls(zero, zero.clone())
 
 
 @contextmanager
 def _collecting_statistics(model: nn.Module) -> Iterator[_PooledStatistics]:
-    """Inside: every BatchNorm layer of ``model`` (in place) normalises with the statistics of what passes
-    through it (training mode) while :class:`_PooledStatistics` sums its inputs, the rest of the model in
-    eval mode; on exit the layers return to eval mode (the caller sets the pooled statistics)."""
+    """Inside: every BatchNorm layer of ``model`` (in place) sums its inputs and normalises with the
+    statistics of the batch passing through (:class:`_PooledStatistics`), the rest of the model in eval
+    mode, its running statistics left alone (``momentum=0``) until the caller sets the pooled ones; on exit
+    the layers return to eval mode with their momentum."""
     model.eval()
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         raise ValueError("adapt_batchnorm: the model has no BatchNorm layer, so there is nothing to adapt.")
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
-        norm.train()
+        norm.momentum = 0.0  # training mode would otherwise move the running statistics
     stats = _PooledStatistics(norms)
     try:
         yield stats
     finally:
-        for handle in stats.handles:
-            handle.remove()
-        for norm in norms:
+        stats.remove()
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
             norm.eval()
 
 
 class NoImagesError(ValueError):
-    """No image was given to estimate the statistics from (as opposed to a model with nothing to adapt).
-
-    ``too_small``: how many images were given but left out as too small (0: none was given)."""
-
-    def __init__(self, message: str, too_small: int = 0) -> None:
-        super().__init__(message)
-        self.too_small = too_small
-
-
-def _one_value_per_channel(exc: ValueError) -> bool:
-    """Whether ``exc`` is BatchNorm's refusal of an input with one value per channel in training mode (an
-    image so small that the deepest feature map is 1 x 1)."""
-    return "Expected more than 1 value per channel" in str(exc)
+    """No image was given to estimate the statistics from (as opposed to a model with nothing to adapt)."""
 
 
 def _adapted_copy(
     model: nn.Module, items: Iterable[torch.Tensor], feed: Callable[[nn.Module, torch.Tensor], int]
 ) -> tuple[nn.Module, int]:
     """Copy ``model``, pass every item through the copy with ``feed`` (which returns how many images the item
-    held) while its BatchNorm layers collect statistics, and return ``(copy in eval mode, images seen)``.
-
-    An item too small for a BatchNorm layer in training mode (one value per channel) is left out; when every
-    item is, :class:`NoImagesError` says so."""
+    held) while its BatchNorm layers collect statistics, and return ``(copy in eval mode, images seen)``."""
     adapted = copy.deepcopy(model)
-    seen = too_small = 0
+    seen = 0
     with _collecting_statistics(adapted) as stats, torch.no_grad():
         for item in items:
-            try:
-                count = feed(adapted, item)
-            except ValueError as exc:
-                if not _one_value_per_channel(exc):
-                    raise
-                stats.discard()
-                too_small += 1
-                continue
-            stats.commit()
-            seen += count
+            seen += feed(adapted, item)
         if seen:
             stats.apply(seen)
-    if seen == 0 and too_small:
-        raise NoImagesError(
-            f"adapt_batchnorm: all {too_small} image(s) are too small to estimate statistics from (the "
-            "network's deepest feature map is 1 x 1 pixel); give images of at least 64 px a side",
-            too_small=too_small,
-        )
     if seen == 0:
         raise NoImagesError("adapt_batchnorm: no images were given to estimate the statistics from.")
     return adapted, seen
@@ -176,8 +141,8 @@ def adapt_batchnorm(model: nn.Module, images: Iterable[torch.Tensor]) -> tuple[n
 
     Every BatchNorm layer's running mean and variance are replaced by the mean and variance of its input over
     every value of every image (pooled exactly, :class:`_PooledStatistics`), while each layer normalises the
-    batch passing through with the batch's own statistics; the rest of the network is in evaluation mode.
-    Images too small for that (a 1 x 1 deepest feature map with one image in the batch) are left out. Written
+    batch passing through with the batch's own statistics (its running ones where the batch holds a single
+    value per channel); the rest of the network is in evaluation mode. Written
     here rather than with :func:`torch.optim.swa_utils.update_bn`, which puts the whole model in training
     mode for the pass, so dropout and stochastic depth (``model.drop_path_rate``) would act on the very
     activations whose statistics are being measured.
@@ -230,7 +195,7 @@ def adapt_batchnorm_tiled(
         ``(adapted copy in eval mode, number of images seen)``.
 
     Raises:
-        NoImagesError: no image was given, or every image was too small.
+        NoImagesError: no image was given.
         ValueError: the model has no BatchNorm layer.
     """
     del batch_size  # one window at a time: see above

@@ -715,12 +715,6 @@ class _Session:
                 device=self.device,
             )
         except NoImagesError as exc:
-            if exc.too_small:
-                raise DataError(
-                    f"adapt_bn=true: the {exc.too_small} readable input(s) under {self.input_dir} are all "
-                    "too small to estimate batch-norm statistics from (the network's deepest feature map is "
-                    "1 x 1 pixel); add images of at least 64 px a side or set adapt_bn=false"
-                ) from exc
             raise DataError(
                 f"adapt_bn=true: none of the {len(files)} input file(s) under {self.input_dir} could be "
                 "read, so there are no images to adapt the batch-norm statistics to; fix the inputs or "
