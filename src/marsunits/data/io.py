@@ -579,7 +579,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
                 f"{p}: a mask must be a single-channel image of class ids; found shape {arr.shape}, "
                 f"dtype {arr.dtype}. Save the ids as an 8-bit greyscale PNG."
             )
-        return np.ascontiguousarray(arr)
+        # Turned by its Orientation tag as read_image turns a TIFF image, so image and mask stay aligned.
+        return np.ascontiguousarray(_oriented(arr[:, :, None], _tiff_orientation(p))[:, :, 0])
     im = _open_pil(p)
     with im:
         decoded = _decode_pil(p, im)
