@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-_UNDISTORT_ITERATIONS = 30
+_UNDISTORT_ITERATIONS = 60
 
 
 @dataclass(frozen=True)
@@ -112,28 +112,50 @@ class PinholeCamera:
     def undistort(self, xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Invert :meth:`distort`: normalised coordinates whose distorted image is ``(xd, yd)``.
 
-        The distortion is radial, ``rd = r (1 + k1 r^2 + k2 r^4)``, so the inverse is a scalar root per
-        point, found by Newton's method from ``r = rd`` (as the CAHVOR model does). The root is accepted
-        only on the lens's monotonic branch, ``0 <= r < r_fold`` with ``r_fold`` the first radius where
-        ``d rd / d r = 0``: beyond it a strongly barrel-distorted lens folds the field back and a pixel has
-        no ray, so such points are NaN (the fixed-point iteration used before did not converge there, and
-        for strong distortion not even inside the branch: it returned rays 100 px off without a word).
+        The distortion is radial, ``rd = g(r) = r (1 + k1 r^2 + k2 r^4)``, so the inverse is a scalar root
+        per point on the lens's monotonic branch ``0 <= r <= r_fold`` (:meth:`fold_radius`, where
+        ``g'(r) = 0``): beyond it a strongly barrel-distorted lens folds the field back, and a ``rd`` larger
+        than ``g(r_fold)`` has no ray (NaN). The root is found by Newton's method kept inside a bracket
+        that bisection shrinks whenever a Newton step would leave it, so it converges wherever a root
+        exists. Hand-written: no library solves this per-pixel polynomial vectorised. (A plain fixed-point
+        iteration returned rays 100 px off for strong barrel distortion; an unbracketed Newton step
+        overshot below 0 for ``k1 > 0, k2 < 0`` and cycled.)
         """
         if self.k1 == 0.0 and self.k2 == 0.0:
             return xd, yd
         xd, yd = np.asarray(xd, dtype=np.float64), np.asarray(yd, dtype=np.float64)
         rd = np.hypot(xd, yd)
         k1, k2 = self.k1, self.k2
-        r = rd.copy()
-        for _ in range(_UNDISTORT_ITERATIONS):
+
+        def g(r: np.ndarray) -> np.ndarray:
             r2 = r * r
-            f = r * (1.0 + k1 * r2 + k2 * r2 * r2) - rd
+            return r * (1.0 + k1 * r2 + k2 * r2 * r2)
+
+        fold = self.fold_radius()
+        if math.isfinite(fold):
+            hi = np.full_like(rd, fold)
+        else:  # monotonic everywhere: grow the bracket until it holds the root
+            hi = np.maximum(rd, 1.0)
+            for _ in range(60):
+                short = g(hi) < rd
+                if not short.any():
+                    break
+                hi = np.where(short, hi * 2.0, hi)
+        lo = np.zeros_like(rd)
+        reachable = g(hi) >= rd - 1e-12
+        r = np.clip(rd, lo, hi)
+        for _ in range(_UNDISTORT_ITERATIONS):
+            f = g(r) - rd
+            lo = np.where(f < 0, r, lo)
+            hi = np.where(f > 0, r, hi)
+            r2 = r * r
             df = 1.0 + 3.0 * k1 * r2 + 5.0 * k2 * r2 * r2
             with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.clip(r - f / np.where(df > 1e-6, df, 1e-6), 0.0, 1e6)
-        r2 = r * r
-        residual = np.abs(r * (1.0 + k1 * r2 + k2 * r2 * r2) - rd)
-        ok = (residual <= 1e-9 * np.maximum(rd, 1.0)) & (r < self.fold_radius())
+                step = r - f / df
+            inside = np.isfinite(step) & (step > lo) & (step < hi)
+            r = np.where(inside, step, 0.5 * (lo + hi))
+        residual = np.abs(g(r) - rd)
+        ok = reachable & (residual <= 1e-9 * np.maximum(rd, 1.0))
         scale = np.where(rd > 0, r / np.where(rd > 0, rd, 1.0), 1.0)  # r = rd = 0 at the centre
         scale = np.where(ok, scale, np.nan)
         return xd * scale, yd * scale
