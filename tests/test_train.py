@@ -597,8 +597,29 @@ def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 2
     assert "interrupted (Ctrl-C) at epoch 0, optimiser step 2" in capsys.readouterr().err
-    resumed = run(compose_config("train", tmp_path, [*overrides, "ckpt_path=last"]))
+    resumed = run(compose_config("train", tmp_path, [*overrides, "ckpt_path=last", "logger=csv"]))
     assert math.isfinite(resumed["val/miou"])
+    # The interrupted epoch is validated again on resume, so it can still become best.ckpt.
+    import csv
+
+    (csv_file,) = (tmp_path / "csv").glob("version_*/metrics.csv")
+    with open(csv_file, newline="") as fh:
+        validated = [r["epoch"] for r in csv.DictReader(fh) if r.get("val/miou")]
+    assert validated == ["0", "1"]
+    # In the last epoch: its validation was skipped and the resume said "nothing trained", so the run's final
+    # weights were never scored.
+    last = tmp_path / "last-epoch"
+    stop_last = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=4"]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", last, [*overrides, *stop_last, "+callbacks.stop.in_validation=true"]))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    run(compose_config("train", last, [*overrides, "ckpt_path=last", "logger=csv"]))
+    (csv_file,) = (last / "csv").glob("version_*/metrics.csv")
+    with open(csv_file, newline="") as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh) if r.get("val/miou")] == ["1"]
+    assert "nothing trained" not in capsys.readouterr().err
     final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     # As an uninterrupted run ends: 4 steps, 2 epochs completed; no step repeated or lost.
     assert final["global_step"] == 4 and final["epoch"] == 2

@@ -64,6 +64,8 @@ class InterruptCheckpoint(Callback):
             # A weight-averaging callback (EMA) swaps the averaged weights in for validation: saved now, the
             # raw and averaged weights would be stored swapped. The recovery checkpoint stands instead.
             return
+        if trainer.validating:
+            _validation_to_run_again(trainer)
         path = self.dirpath / "last.ckpt"
         try:
             trainer.save_checkpoint(path)
@@ -81,3 +83,23 @@ class InterruptCheckpoint(Callback):
             f"{trainer.global_step}; saved {path}. {then} the same command with ckpt_path=last to go on.",
             file=sys.stderr,
         )
+
+
+def _validation_to_run_again(trainer: pl.Trainer) -> None:
+    """Record the interrupted validation as "restarted before its first batch was processed", so that a
+    resume from the checkpoint saved now runs that epoch's whole validation again.
+
+    Saved as it stood mid-validation, the checkpoint read as a finished training epoch, and Lightning's
+    resume went on with the next epoch: the interrupted epoch was never scored, so it could never become
+    ``best.ckpt`` (in the last epoch, the run's final weights were never scored at all). Lightning resumes
+    an evaluation it finds started but not processed (``_EvaluationLoop.restarted_mid_evaluation``) from
+    the batches it completed, and the scores are only whole when they cover every batch, so the progress
+    of this validation is set back to its start. Hand-written: Lightning has no public way to say this.
+    """
+    progress = trainer.fit_loop.epoch_loop.val_loop.batch_progress
+    before = progress.total.completed - progress.current.completed  # validation batches of earlier epochs
+    for counter, base in ((progress.total, before), (progress.current, 0)):
+        counter.ready = base + 1
+        counter.started = base + 1  # type: ignore[attr-defined]  # a _ProcessedTracker at run time
+        counter.processed = base  # type: ignore[attr-defined]
+        counter.completed = base
