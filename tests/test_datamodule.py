@@ -458,3 +458,29 @@ def test_pseudo_labels_of_a_validated_sol_block_never_train(tmp_path: Path) -> N
         ValueError, match=r"images/pano\.\*: the name does not start with '<sol>_'.*folder_sols_from_names"
     ):
         instantiate(cfg.data).setup("fit")
+
+
+def test_a_held_out_sol_block_takes_the_whole_rover_position_with_it(tmp_path: Path) -> None:
+    """shared_sol_holdout dropped the frames of held sol blocks only: an AI4Mars position spanning a held
+    block and another kept its other frames in training, the scene another source validates on."""
+    from marsunits.data.store import LabelledImage
+
+    dm = instantiate(_compose("marsscapes_ai4mars", tmp_path).data)
+
+    def rec(name: str, sol: int, source: str, place: str | None = None) -> LabelledImage:
+        return LabelledImage(Path(f"{name}.jpg"), Path(f"{name}.png"), sol, source, place=place)
+
+    dm.splits = {
+        "marsscapes": ([rec("m1", 30, "marsscapes")], [rec("m2", 125, "marsscapes")]),
+        "ai4mars": (
+            [
+                rec("a1", 118, "ai4mars", "5/104"),
+                rec("a2", 121, "ai4mars", "5/104"),
+                rec("a3", 300, "ai4mars", "9/1"),
+            ],
+            [rec("a4", 400, "ai4mars", "12/0")],
+        ),
+    }
+    dm._hold_out_validated_sols()
+    assert [r.image.stem for r in dm.splits["ai4mars"][0]] == ["a3"]  # a1 shares a2's position in block 12
+    assert [r.image.stem for r in dm.splits["marsscapes"][0]] == ["m1"]

@@ -526,7 +526,12 @@ def _summarise_kept_checkpoint(loggers: list[Any], metrics: Mapping[str, Any]) -
 
 
 def _named_run(cfg: DictConfig) -> str | None:
-    """The run's name when the user gave one (``run_name=...``); None for the default, a time stamp."""
+    """The run's name when the user gave one (``run_name=...``); None for the default, a time stamp, and in
+    a sweep, whose trials run in ``multirun-<time>/<n>`` whatever the name."""
+    from marsunits.sweep_trials import in_multirun
+
+    if in_multirun():
+        return None
     raw = OmegaConf.to_container(cfg, resolve=False).get("run_name")  # type: ignore[union-attr]
     if not isinstance(raw, str) or "${now:" in raw:  # a default: a time stamp, maybe after the data name
         return None

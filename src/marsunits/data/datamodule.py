@@ -586,7 +586,18 @@ class MarsDataModule(L.LightningDataModule):
             r.group // self.sol_block for _, val in self.splits.values() for r in val if r.group is not None
         }
         for source, (train, val) in self.splits.items():
-            kept = [r for r in train if r.group is None or r.group // self.sol_block not in held]
+            # A rover position (AI4Mars' site/drive) spanning a held block and another: all its frames go,
+            # or frames of the scene another source validates on would train from the other block.
+            held_places = {
+                r.place
+                for r in train
+                if r.place is not None and r.group is not None and r.group // self.sol_block in held
+            }
+            kept = [
+                r
+                for r in train
+                if (r.group is None or r.group // self.sol_block not in held) and r.place not in held_places
+            ]
             if not kept:
                 raise ValueError(
                     f"configs/data/{self.name}.yaml: every training image of '{source}' is from a sol block "
