@@ -56,3 +56,27 @@ def test_predict_with_tta_writes_mirrored_masks_for_a_mirrored_image(tmp_path: P
     assert (a[:, ::-1] == b).mean() > 0.999
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tta"] is True and summary["min_unit_area_px"] == 7
+
+
+def test_a_folder_predicted_with_the_earlier_tta_is_not_resumed_with_the_new_one(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """tta=true changed how it averages (window by window, then the whole image): a folder half-predicted
+    the earlier way was resumed the new way, mixing the two in one folder."""
+    from marsunits.errors import ConfigError
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 64, 96, seed=5)
+    cfg = make_cfg(tmp_path, ckpt, inp, out, "tta=true", "precision=32")
+    assert run(cfg) == 0
+    settings = out / "prediction_settings.json"
+    record = json.loads(settings.read_text())
+    assert record["method_versions"] == {"tta": 2}
+    del record["method_versions"]  # as a folder written before the versions were recorded
+    settings.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"how tta is computed changed since"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "tta=true", "precision=32"))
+    plain = tmp_path / "plain"
+    assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32")) == 0
+    assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None

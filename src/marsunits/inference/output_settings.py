@@ -68,6 +68,20 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+#: Version of how each output-changing method computes its result, recorded for the methods a run uses
+#: (``method_versions``), so a folder half-predicted before a method changed is not resumed with the new
+#: one: ``tta`` 2 (2026-12-04) averages the whole image's probabilities with its mirror image's, where 1
+#: averaged window by window; ``adapt_bn`` 2 pools the batch-norm statistics exactly over every value.
+METHOD_VERSIONS: dict[str, int] = {"tta": 2, "adapt_bn": 2}
+
+
+def method_versions(options: Mapping[str, Any]) -> dict[str, int] | None:
+    """``{method: version}`` of the :data:`METHOD_VERSIONS` methods switched on in ``options``; None if
+    none is (so folders that use none of them keep the record they had)."""
+    used = {name: version for name, version in METHOD_VERSIONS.items() if options.get(name)}
+    return used or None
+
+
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     keys = sorted((set(old) | set(new)) - set(_INFORMATIVE))
     diffs = []
@@ -86,6 +100,12 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 diffs.append(
                     "the input files the batch-norm statistics are adapted to (adapt_bn=true: "
                     f"{n_then} file(s) then, {n_now} now, or some of them changed)"
+                )
+            elif key == "method_versions":
+                diffs.append(
+                    f"how {', '.join(sorted(new.get(key) or old.get(key) or {}))} is computed changed since "
+                    f"(versions {json.dumps(old.get(key))} then, {json.dumps(new.get(key))} now; "
+                    "output_settings.METHOD_VERSIONS says what changed)"
                 )
             elif key == "weights_sha256":
                 diffs.append(

@@ -90,6 +90,7 @@ from marsunits.inference.output_settings import (
     camera_file_sha256,
     check_settings,
     input_changed,
+    method_versions,
     settings_record,
     write_settings,
 )
@@ -636,6 +637,7 @@ class _Session:
                 "tta": bool(opts.tta),
                 "adapt_bn": bool(opts.adapt_bn),
                 "adapt_bn_inputs": adaptation_inputs(all_files) if opts.adapt_bn else None,
+                "method_versions": method_versions({"tta": opts.tta, "adapt_bn": opts.adapt_bn}),
                 "min_unit_area_px": int(opts.min_unit_area_px),
                 "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),
                 "contact": asdict(self.contact_config),
