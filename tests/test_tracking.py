@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -490,49 +490,71 @@ def test_log_prediction_run_offline(
 # ------------------------------------------------------------------------------------------ sweeps
 
 
+def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """A Hydra app on the real config tree (as train.py: ``import marsunits`` registers the resolver of the
+    default paths) whose task function runs ``task`` (Python lines using ``cfg``; ``out`` is a file in
+    ``tmp_path`` to append to), and a function that runs it with the given arguments in ``tmp_path``,
+    W&B disabled. Sweeps are tested through it: training is tested elsewhere."""
+    app = tmp_path / "fake_train.py"
+    header = f"""
+        import json, math, hydra
+        from omegaconf import DictConfig, OmegaConf
+        import marsunits
+        from marsunits.errors import ConfigError
+        from marsunits.sweep_trials import report_trial_errors, sweep_objective
+        from marsunits.tracking.wandb_setup import sweep_trial_names
+
+        out = {str(tmp_path / "trials.jsonl")!r}
+
+        @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
+        def main(cfg: DictConfig):
+        """
+    app.write_text(textwrap.dedent(header) + textwrap.indent(textwrap.dedent(task), "    ") + "\nmain()\n")
+
+    def launch(*args: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "trials.jsonl").unlink(missing_ok=True)
+        return subprocess.run(
+            [sys.executable, str(app), *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
+            cwd=tmp_path,
+        )
+
+    return launch
+
+
+def _lines(tmp_path: Path) -> list[Any]:
+    """What the fake app's trials appended to their file, one JSON value a line."""
+    return [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+
+
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
     """`hparams_search=optuna` composes with the real configs, Optuna samples the declared space, and every
     trial of one sweep shares a W&B group. The objective here is a cheap function of the sampled values
     (training is tested elsewhere); the app is the real config tree, only the task function differs.
     Run as a user types it, without paths or sweep folder given: the default paths used Hydra's
     ``${hydra:runtime.cwd}``, which a sweep cannot resolve before its first job, so every sweep failed."""
-    app = tmp_path / "fake_train.py"
-    app.write_text(
-        textwrap.dedent(
-            f"""
-            import json, math, hydra
-            from omegaconf import DictConfig
-            import marsunits  # as train.py: registers the resolver of the default paths
-
-            @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
-            def main(cfg: DictConfig) -> float:
-                rec = {{"lr": cfg.model.lr, "encoder": cfg.model.encoder, "dice": cfg.model.dice_weight,
-                        "group": cfg.logger.wandb.group, "name": cfg.logger.wandb.name,
-                        "weights": cfg.model.encoder_weights, "metric": cfg.optimized_metric}}
-                with open({str(tmp_path / "trials.jsonl")!r}, "a") as fh:
-                    fh.write(json.dumps(rec) + "\\n")
-                return -abs(math.log10(cfg.model.lr) + 3.0) - cfg.model.dice_weight
-            main()
-            """
-        )
+    launch = _fake_train(
+        tmp_path,
+        """
+        rec = {"lr": cfg.model.lr, "encoder": cfg.model.encoder, "dice": cfg.model.dice_weight,
+               "group": cfg.logger.wandb.group, "name": cfg.logger.wandb.name,
+               "weights": cfg.model.encoder_weights, "metric": cfg.optimized_metric}
+        with open(out, "a") as fh:
+            fh.write(json.dumps(rec) + "\\n")
+        return -abs(math.log10(cfg.model.lr) + 3.0) - cfg.model.dice_weight
+        """,
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(app),
-            "hparams_search=optuna",
-            "logger=wandb_csv",
-            "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.sampler.n_startup_trials=2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
-        cwd=tmp_path,
+    done = launch(
+        "hparams_search=optuna",
+        "logger=wandb_csv",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    trials = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    trials = _lines(tmp_path)
     assert len(trials) == 3
     assert all(1e-4 <= t["lr"] <= 1e-2 and 0.0 <= t["dice"] <= 1.0 for t in trials)
     assert {t["encoder"] for t in trials} <= {"efficientnet_lite0", "mobilenetv3_large_100", "resnet18"}
@@ -634,46 +656,26 @@ def test_the_sync_command_runs_without_the_environment_activated(
 def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """A user error in one trial (a diverged learning rate, an impossible encoder depth) exited the whole
     process: the other trials of a grid never ran, and an in-memory Optuna study was lost."""
-    app = tmp_path / "fake_train.py"
-    app.write_text(
-        textwrap.dedent(
-            f"""
-            import json, math, hydra
-            from omegaconf import DictConfig
-            import marsunits
-            from marsunits.errors import ConfigError
-            from marsunits.sweep_trials import report_trial_errors, sweep_objective
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+            if cfg.model.lr > 5e-3:
+                raise ConfigError(f"training diverged at lr={cfg.model.lr}")
+            return {"val/miou": -abs(math.log10(cfg.model.lr) + 3.0)}
 
-            def job(cfg):
-                with open({str(tmp_path / "trials.jsonl")!r}, "a") as fh:
-                    fh.write(json.dumps({{"lr": cfg.model.lr}}) + "\\n")
-                if cfg.model.lr > 5e-3:
-                    raise ConfigError(f"training diverged at lr={{cfg.model.lr}}")
-                return {{"val/miou": -abs(math.log10(cfg.model.lr) + 3.0)}}
-
-            @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
-            def main(cfg: DictConfig):
-                metrics = report_trial_errors(lambda: job(cfg), prog="train.py")  # as train.py
-                return sweep_objective(metrics, cfg.get("optimized_metric"))
-            main()
-            """
-        )
+        metrics = report_trial_errors(job, prog="train.py")  # as train.py
+        return sweep_objective(metrics, cfg.get("optimized_metric"))
+        """,
     )
-    env = {"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)}
 
     def sweep(*args: str) -> subprocess.CompletedProcess[str]:
-        (tmp_path / "trials.jsonl").unlink(missing_ok=True)
-        return subprocess.run(
-            [sys.executable, str(app), *args, "logger=csv"],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=env,
-            cwd=tmp_path,
-        )
+        return launch(*args, "logger=csv")
 
     grid = sweep("-m", "model.lr=1e-3,1e-2,2e-3")
-    lrs = [json.loads(line)["lr"] for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    lrs = [row["lr"] for row in _lines(tmp_path)]
     assert lrs == [1e-3, 1e-2, 2e-3]  # the trial after the failing one ran
     assert grid.returncode == 1
     assert "train.py: error: training diverged at lr=0.01" in grid.stderr
@@ -687,7 +689,7 @@ def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> No
         "hydra.sweeper.sampler.seed=10",  # draws 0.001, 0.01, 0.001, 0.01 (checked with this Optuna)
     )
     assert study.returncode == 0, study.stderr[-3000:]
-    lrs = [json.loads(line)["lr"] for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    lrs = [row["lr"] for row in _lines(tmp_path)]
     assert len(lrs) == 4 and 1e-2 in lrs and 1e-3 in lrs  # failed trials included, the study finished
     assert "train.py: error: training diverged at lr=0.01" in study.stderr
     assert "Error executing job with overrides: ['model.lr=0.01'" in study.stderr
@@ -738,35 +740,18 @@ def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> 
     every ordinary run of the task; single runs and names a config sets itself are left as they are."""
     from marsunits.tracking.wandb_setup import sweep_trial_names
 
-    app = tmp_path / "fake_train.py"
-    app.write_text(
-        textwrap.dedent(
-            f"""
-            import json, hydra
-            from omegaconf import DictConfig, OmegaConf
-            import marsunits
-            from marsunits.tracking.wandb_setup import sweep_trial_names
-
-            @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
-            def main(cfg: DictConfig) -> None:
-                spec = OmegaConf.to_container(cfg.logger.wandb, resolve=True)
-                named = sweep_trial_names(spec, cfg.run_name, cfg.task_name)
-                with open({str(tmp_path / "names.jsonl")!r}, "a") as fh:
-                    fh.write(json.dumps([named["name"], named["group"], cfg.run_name]) + "\\n")
-            main()
-            """
-        )
+    launch = _fake_train(
+        tmp_path,
+        """
+        spec = OmegaConf.to_container(cfg.logger.wandb, resolve=True)
+        named = sweep_trial_names(spec, cfg.run_name, cfg.task_name)
+        with open(out, "a") as fh:
+            fh.write(json.dumps([named["name"], named["group"], cfg.run_name]) + "\\n")
+        """,
     )
-    done = subprocess.run(
-        [sys.executable, str(app), "-m", "model.lr=1e-3,2e-3", "logger=wandb"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
-        cwd=tmp_path,
-    )
+    done = launch("-m", "model.lr=1e-3,2e-3", "logger=wandb")
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in (tmp_path / "names.jsonl").read_text().splitlines()]
+    rows = _lines(tmp_path)
     (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
     assert [name for name, _, _ in rows] == [f"{rows[0][2]}-0", f"{rows[0][2]}-1"]
     assert {group for _, group, _ in rows} == {f"train-{sweep_dir.name}"}
