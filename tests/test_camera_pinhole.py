@@ -100,3 +100,14 @@ def test_undistort_inverts_distort_where_the_lens_has_an_inverse(k1: float, k2: 
         ground = cam.pixel_to_ground(np.array([0.5, 639.5]), np.array([479.5, 479.5]))
         pixels = cam.world_to_pixel(ground)
         np.testing.assert_allclose(pixels, [[0.5, 479.5], [639.5, 479.5]], atol=1e-6)
+
+
+def test_undistort_converges_where_newton_steps_bounce() -> None:
+    """Newton steps that bounce between the ends of the bracket never shrank it: a point at r = 3.4, well
+    inside the fold (5.69), came back NaN after every iteration."""
+    cam = PinholeCamera(100, 100, hfov_deg=90, pitch_deg=10, k1=0.06785, k2=-0.001451)
+    r = np.array([0.5, 2.0, 3.40075, 5.0])
+    rd, _ = cam.distort(r, np.zeros_like(r))
+    back, _ = cam.undistort(rd, np.zeros_like(rd))
+    np.testing.assert_allclose(back, r, rtol=1e-9)
+    assert cam.fold_radius() > 5.0

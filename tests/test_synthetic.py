@@ -425,8 +425,8 @@ def test_drawn_distorted_cameras_give_every_pixel_a_ray() -> None:
 def test_ctrl_c_while_scenes_render_in_workers_stops_them_at_once() -> None:
     """Ctrl-C while the training scenes rendered in worker processes waited for every chunk in progress (the
     pool's exit joins them), and a worker dying of the same signal made the pool print a traceback."""
-    import _thread
     import multiprocessing
+    import signal
     import threading
     import time
 
@@ -435,7 +435,11 @@ def test_ctrl_c_while_scenes_render_in_workers_stops_them_at_once() -> None:
     scenes = SceneDataset(
         SyntheticScenes(4000, 21, SceneConfig(width=64, height=64)), in_channels=3, cache=True
     )
-    timer = threading.Timer(3.0, _thread.interrupt_main)  # what Ctrl-C does to the main thread
+    main = threading.main_thread().ident
+    assert main is not None
+    # A real SIGINT to the main thread, as Ctrl-C sends: it also wakes a blocking wait for the workers'
+    # results, which _thread.interrupt_main does not (the interrupt then surfaced after the rendering).
+    timer = threading.Timer(3.0, signal.pthread_kill, (main, signal.SIGINT))
     timer.start()
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):

@@ -606,6 +606,14 @@ def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(
     with open(csv_file, newline="") as fh:
         validated = [r["epoch"] for r in csv.DictReader(fh) if r.get("val/miou")]
     assert validated == ["0", "1"]
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # As an uninterrupted run ends: 4 steps, 2 epochs completed; no step repeated or lost.
+    assert final["global_step"] == 4 and final["epoch"] == 2
+    assert final["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2
+    # The rewound validation counters are back in line once it has run again: a checkpoint saved later in
+    # the epoch must not read as saved mid-validation (a resume from it ran a 1-batch validation).
+    val_total = final["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"]
+    assert val_total["ready"] == val_total["started"] == val_total["processed"] == val_total["completed"]
     # In the last epoch: its validation was skipped and the resume said "nothing trained", so the run's final
     # weights were never scored.
     last = tmp_path / "last-epoch"
@@ -620,10 +628,8 @@ def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(
     with open(csv_file, newline="") as fh:
         assert [r["epoch"] for r in csv.DictReader(fh) if r.get("val/miou")] == ["1"]
     assert "nothing trained" not in capsys.readouterr().err
-    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    # As an uninterrupted run ends: 4 steps, 2 epochs completed; no step repeated or lost.
+    final = torch.load(last / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert final["global_step"] == 4 and final["epoch"] == 2
-    assert final["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 2
 
 
 def test_the_progress_bar_shows_metrics_but_not_the_logger_version(tmp_path: Path) -> None:

@@ -46,6 +46,18 @@ class InterruptCheckpoint(Callback):
         super().__init__()
         self.dirpath = Path(dirpath)
 
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A validation rewound by _validation_to_run_again (one batch "started" more than completed) has now
+        # run in full: put the counters back in line, or a checkpoint saved later in this epoch would read as
+        # saved mid-validation and its resume would run a 1-batch validation.
+        if trainer.state.fn != "fit" or trainer.sanity_checking:
+            return
+        total = trainer.fit_loop.epoch_loop.val_loop.batch_progress.total
+        if total.ready > total.completed:
+            total.ready = total.completed
+            total.started = total.completed  # type: ignore[attr-defined]  # a _ProcessedTracker
+            total.processed = total.completed  # type: ignore[attr-defined]
+
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-_UNDISTORT_ITERATIONS = 60
+_UNDISTORT_ITERATIONS = 100
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class PinholeCamera:
         if self.k1 == 0.0 and self.k2 == 0.0:
             return xd, yd
         xd, yd = np.asarray(xd, dtype=np.float64), np.asarray(yd, dtype=np.float64)
-        rd = np.hypot(xd, yd)
+        rd = np.hypot(xd, yd).ravel()  # flat: the iteration below works on the points not converged yet
         k1, k2 = self.k1, self.k2
 
         def g(r: np.ndarray) -> np.ndarray:
@@ -144,20 +144,33 @@ class PinholeCamera:
         lo = np.zeros_like(rd)
         reachable = g(hi) >= rd - 1e-12
         r = np.clip(rd, lo, hi)
-        for _ in range(_UNDISTORT_ITERATIONS):
-            f = g(r) - rd
-            lo = np.where(f < 0, r, lo)
-            hi = np.where(f > 0, r, hi)
-            r2 = r * r
+        tol = 1e-12 * np.maximum(rd, 1.0)
+        width = hi - lo  # the bracket's width two steps back (Numerical Recipes' rtsafe safeguard)
+        active = np.flatnonzero(reachable)
+        for _ in range(_UNDISTORT_ITERATIONS):  # only the points not converged yet: most take a few steps
+            if active.size == 0:
+                break
+            ra, rda, la, ha = r[active], rd[active], lo[active], hi[active]
+            f = g(ra) - rda
+            done = np.abs(f) <= tol[active]
+            la = np.where(f < 0, ra, la)
+            ha = np.where(f > 0, ra, ha)
+            r2 = ra * ra
             df = 1.0 + 3.0 * k1 * r2 + 5.0 * k2 * r2 * r2
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = r - f / df
-            inside = np.isfinite(step) & (step > lo) & (step < hi)
-            r = np.where(inside, step, 0.5 * (lo + hi))
+                step = ra - f / df
+            # Newton where it stays in the bracket and shrinks it fast enough, else bisect: a Newton step
+            # that bounces between the ends of the bracket never converges.
+            newton = np.isfinite(step) & (step > la) & (step < ha) & (np.abs(step - ra) < 0.5 * width[active])
+            nxt = np.where(newton, step, 0.5 * (la + ha))
+            width[active] = np.abs(nxt - ra)
+            r[active] = np.where(done, ra, nxt)
+            lo[active], hi[active] = la, ha
+            active = active[~done]
         residual = np.abs(g(r) - rd)
         ok = reachable & (residual <= 1e-9 * np.maximum(rd, 1.0))
         scale = np.where(rd > 0, r / np.where(rd > 0, rd, 1.0), 1.0)  # r = rd = 0 at the centre
-        scale = np.where(ok, scale, np.nan)
+        scale = np.where(ok, scale, np.nan).reshape(xd.shape)
         return xd * scale, yd * scale
 
     def fold_radius(self) -> float:
