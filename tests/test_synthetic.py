@@ -440,10 +440,16 @@ def test_ctrl_c_while_scenes_render_in_workers_stops_them_at_once() -> None:
     # A real SIGINT to the main thread, as Ctrl-C sends: it also wakes a blocking wait for the workers'
     # results, which _thread.interrupt_main does not (the interrupt then surfaced after the rendering).
     timer = threading.Timer(3.0, signal.pthread_kill, (main, signal.SIGINT))
+    # Python's own Ctrl-C handler: an earlier test's Lightning shutdown may have left SIGINT ignored.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer.start()
     start = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        scenes.fill_cache(processes=2)  # 12,000 scenes: far longer than 3 s even on a fast machine
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            scenes.fill_cache(processes=2)  # 12,000 scenes: far longer than 3 s even on a fast machine
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, handler)
     assert time.perf_counter() - start < 3.0 + 10.0  # stopped, not finished
     deadline = time.perf_counter() + 10.0
     while multiprocessing.active_children() and time.perf_counter() < deadline:
