@@ -99,11 +99,12 @@ def evaluation_model_settings(model_cfg: Mapping[str, Any], source: Segmentation
     default_mean, default_std = default_normalisation(int(source.hparams["in_channels"]))
     for key in EVALUATION_HPARAMS:
         ours, theirs = _listed(model_cfg.get(key)), _listed(source.hparams.get(key))
-        if key in ("mean", "std") and ours is None:  # null: the default for the channels
-            ours = default_mean if key == "mean" else default_std
-        if key in ("mean", "std"):
-            if [round(float(v), 6) for v in ours] != [round(float(v), 6) for v in theirs]:
-                settings[key] = [float(v) for v in theirs]
+        if key in ("mean", "std"):  # numbers compared as numbers; null is the default for the channels
+            ours = (default_mean if key == "mean" else default_std) if ours is None else ours
+            ours = [round(float(v), 6) for v in ours]
+            theirs = [float(v) for v in theirs]
+            if ours != [round(v, 6) for v in theirs]:
+                settings[key] = theirs
         elif ours != theirs:
             settings[key] = theirs
     if model_cfg.get("encoder_weights") is not None:
