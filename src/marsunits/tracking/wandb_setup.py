@@ -127,8 +127,16 @@ def check_wandb_modes(cfg: DictConfig) -> None:
         ConfigError: as :func:`checked_wandb_mode`.
     """
     for node in (cfg.get("logger") or {}).values():
-        if isinstance(node, DictConfig) and "wandb" in str(node.get("_target_", "")).lower():
-            checked_wandb_mode(node.get("mode"))
+        if _is_wandb_node(node):
+            checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
+
+
+def _is_wandb_node(node: Any) -> bool:
+    """Whether a ``cfg.logger`` node builds a W&B logger (its ``_target_`` is a ``WandbLogger``)."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return False
+    target = get_class(node._target_)
+    return isinstance(target, type) and issubclass(target, WandbLogger)
 
 
 def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
@@ -332,8 +340,7 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
         for node in group.values():
             if not isinstance(node, DictConfig) or "_target_" not in node:
                 continue
-            target = get_class(node._target_)
-            if isinstance(target, type) and issubclass(target, WandbLogger):
+            if _is_wandb_node(node):
                 # Resolved here, against the whole config (save_dir: ${paths.output_dir}).
                 spec: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
                 requested = spec.pop("mode", None)
