@@ -716,23 +716,21 @@ def test_the_run_id_is_kept_without_the_dashboard_callbacks(
     assert _read_run(offline_dir)["summary"]["val/miou"] == pytest.approx(written["val/miou"])
 
 
-def test_the_wandb_summary_holds_the_kept_checkpoints_scores(
-    tmp_path: Path, wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_wandb_summary_holds_the_kept_checkpoints_scores() -> None:
     """The post-fit score of best.ckpt is no longer logged as an extra epoch; the runs table (the summary)
-    must still show the kept checkpoint's scores, not the last epoch's."""
+    must still show the kept checkpoint's scores, not the last epoch's. (The run is a stand-in: a real
+    offline run here depended on W&B state that earlier tests in the file leave behind.)"""
+    from types import SimpleNamespace
+
     from lightning.pytorch.loggers import WandbLogger
 
     from marsunits.training import _summarise_kept_checkpoint
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    logger = WandbLogger(project="marsunits", save_dir=str(tmp_path), offline=True)
-    logger.experiment.summary.update({"val/miou": 0.9, "train/loss": 0.1})  # the last epoch's
+    logger = WandbLogger(project="marsunits", offline=True)
+    summary = {"val/miou": 0.9, "train/loss": 0.1}  # the last epoch's
+    logger._experiment = SimpleNamespace(summary=summary)
     _summarise_kept_checkpoint([logger], {"val/miou": 0.95, "val/iou_other": 0.99, "test/miou": 0.5})
-    summary = logger.experiment.summary
-    assert summary["val/miou"] == 0.95 and summary["val/iou_other"] == 0.99
-    assert summary["train/loss"] == 0.1 and "test/miou" not in list(summary.keys())  # from the test
-    logger.experiment.finish()
+    assert summary == {"val/miou": 0.95, "val/iou_other": 0.99, "train/loss": 0.1}  # test/* comes from test
 
 
 def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> None:
