@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
 __all__ = ["check_sol_ranges", "group_ids", "in_sol_ranges", "kfold_split_by_group", "split_by_group"]
@@ -27,9 +29,9 @@ def group_ids(
     """Integer group id per image: ``sol // sol_block``; images without a sol get a unique negative id.
 
     With ``places`` (where each image was taken: AI4Mars' site and drive; ``None`` = unknown), sol blocks
-    that share a place are merged into one group (union-find, the group named by its lowest block): a rover
-    parked for weeks shoots the same scenery across several blocks, and near-identical frames from sols
-    1439 and 1441 ended up on both sides of the split.
+    that share a place are merged into one group (scipy's connected components, the group named by its
+    lowest block): a rover parked for weeks shoots the same scenery across several blocks, and
+    near-identical frames from sols 1439 and 1441 ended up on both sides of the split.
 
     Raises:
         ValueError: ``sol_block < 1``.
@@ -41,24 +43,27 @@ def group_ids(
         ids[i] = sol // sol_block if sol is not None else -1 - i
     if places is None:
         return ids
-    parent: dict[int, int] = {}
-
-    def root(block: int) -> int:
-        parent.setdefault(block, block)
-        while parent[block] != block:
-            parent[block] = parent[parent[block]]
-            block = parent[block]
-        return block
-
-    first_block: dict[str, int] = {}
-    for block, place in zip(ids.tolist(), places, strict=True):
-        if place is None or block < 0:
-            continue
-        other = first_block.setdefault(place, block)
-        a, b = root(block), root(other)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return np.array([root(b) if b >= 0 else b for b in ids.tolist()], dtype=np.int64)
+    # Blocks and places as the nodes of a graph, an edge for each image that has both; connected blocks
+    # are one group (scipy's connected components), named by their lowest block.
+    blocks = np.unique(ids[ids >= 0])
+    names = sorted({p for p, b in zip(places, ids.tolist(), strict=True) if p is not None and b >= 0})
+    if not names:
+        return ids
+    place_node = {name: len(blocks) + k for k, name in enumerate(names)}
+    pairs = [
+        (int(np.searchsorted(blocks, b)), place_node[p])
+        for b, p in zip(ids.tolist(), places, strict=True)
+        if p is not None and b >= 0
+    ]
+    rows, cols = np.array(pairs).T
+    size = len(blocks) + len(names)
+    graph = coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(size, size))
+    _, component = connected_components(graph, directed=False)
+    lowest = {c: int(blocks[k]) for k, c in reversed(list(enumerate(component[: len(blocks)].tolist())))}
+    return np.array(
+        [lowest[component[int(np.searchsorted(blocks, b))]] if b >= 0 else b for b in ids.tolist()],
+        dtype=np.int64,
+    )
 
 
 def check_sol_ranges(
