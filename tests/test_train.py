@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -407,6 +408,16 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
     for prefix in ("val", "val/marsscapes", "val/ai4mars", "test/marsscapes", "test/ai4mars"):
         assert 0.0 <= metrics[f"{prefix}/miou"] <= 1.0, prefix
     assert "val/marsscapes/loss" in metrics and "val/ai4mars/loss" in metrics
+    # AI4Mars labels no `other`: its labelled-classes mIoU is over the two units alone.
+    units = [metrics[f"val/ai4mars/iou_{name}"] for name in ("smooth_volcanic", "rough_olivine")]
+    assert metrics["val/ai4mars/miou_labelled_classes"] == pytest.approx(np.nanmean(units), abs=1e-6)
+    # Each dataset counts once in what best.ckpt is chosen by, not by its pixel count.
+    parts = [metrics[f"val/{source}/miou_labelled_classes"] for source in ("marsscapes", "ai4mars")]
+    assert metrics["val/miou_source_mean"] == pytest.approx(np.mean(parts), abs=1e-6)
+    state = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=False)
+    (checkpoint_state,) = [v for k, v in state["callbacks"].items() if k.startswith("RunModelCheckpoint")]
+    assert checkpoint_state["monitor"] == "val/miou_source_mean"
+    assert float(checkpoint_state["best_model_score"]) == pytest.approx(metrics["val/miou_source_mean"], abs=1e-6)
 
 
 def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(

@@ -126,7 +126,10 @@ class SegmentationTask(L.LightningModule):
 
     Logged metrics (names ``stage/name``): ``train/loss`` (per step); for ``stage`` in ``val``/``test``:
     ``loss``, ``miou``, ``pixel_acc`` and ``iou_<class name>`` per class, from torchmetrics accumulated over
-    the epoch (DDP-synchronised by torchmetrics). The learning rate is not logged here: add Lightning's
+    the epoch (DDP-synchronised by torchmetrics). With one evaluation loader per data source (datamodule
+    ``val_names``), the same again under ``stage/<source>/``, plus ``stage/<source>/miou_labelled_classes``
+    (the mean over the classes that source's labels hold) and ``stage/miou_source_mean``, their mean over the
+    sources, each source counting once (what ``experiment=marsscapes_ai4mars`` keeps its best checkpoint by). The learning rate is not logged here: add Lightning's
     ``LearningRateMonitor`` callback. The epoch's confusion matrix (rows = target, columns = prediction,
     pixel counts, int64 numpy ``(num_classes, num_classes)``) is kept in ``self.last_confusion[stage]`` for
     callbacks.
@@ -480,17 +483,36 @@ class SegmentationTask(L.LightningModule):
         return {name: cast(Metric, m) for name, m in cast(nn.ModuleDict, self.metrics[prefix]).items()}
 
     def _eval_epoch_end(self, stage: str) -> None:
+        per_source: list[torch.Tensor] = []
         for prefix in [k for k in self.metrics if k == stage or k.startswith(stage + "/")]:
-            self._log_prefix(prefix)
+            labelled_miou = self._log_prefix(prefix)
+            if prefix != stage and labelled_miou is not None:
+                per_source.append(labelled_miou)
+        if len(per_source) > 1:
+            # Each source counts once, whatever its pixel count: the pooled `miou` of MarsScapes + AI4Mars is
+            # about three quarters AI4Mars, so a checkpoint chosen by it is chosen for AI4Mars.
+            value = torch.stack(per_source).nanmean()
+            self.log(f"{stage}/miou_source_mean", value, add_dataloader_idx=False, sync_dist=True)
 
-    def _log_prefix(self, prefix: str) -> None:
+    def _log_prefix(self, prefix: str) -> torch.Tensor | None:
+        """Log one prefix's epoch metrics and reset them.
+
+        Returns:
+            The mean IoU over the classes that the epoch's labels hold (confusion rows with pixels), NaN if
+            none; for a source whose class map never gives a class (AI4Mars has no ``other``) this leaves out
+            that class's IoU, which is 0 whenever the model predicts it there. None if nothing was scored.
+        """
         metrics = self._stage_metrics(prefix)
         if not metrics["confusion"].update_called:
-            return
+            return None
         # compute() all-gathers the states under DDP, so every rank logs the same values (no sync_dist).
         confusion = metrics["confusion"].compute()
         iou, miou = iou_with_absent_classes(metrics["iou"].compute(), confusion)
+        labelled = confusion.sum(dim=1) > 0
+        labelled_miou = iou[labelled].mean() if bool(labelled.any()) else iou.new_tensor(float("nan"))
         log = {f"{prefix}/miou": miou, f"{prefix}/pixel_acc": metrics["pixel_acc"].compute()}
+        if "/" in prefix:  # one source of several
+            log[f"{prefix}/miou_labelled_classes"] = labelled_miou
         for name, value in zip(self._hp.class_names, iou, strict=True):
             log[f"{prefix}/iou_{name}"] = value
         f1, dist = self._pooled_boundary_scores(prefix)
@@ -503,6 +525,7 @@ class SegmentationTask(L.LightningModule):
         self.last_confusion[prefix] = confusion.detach().cpu().numpy().astype(np.int64)
         for metric in metrics.values():
             metric.reset()
+        return labelled_miou
 
     def _pooled_boundary_scores(self, prefix: str) -> tuple[float, float]:
         """Mean boundary F1 and mean contact distance (px) over the images of every rank.
