@@ -697,6 +697,39 @@ def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> No
     assert OmegaConf.load(results).best_params["model.lr"] == 1e-3
 
 
+def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path: Path) -> None:
+    """With ``max_failure_rate: 1.0``, a mistake every trial shares (a wrong data path) ran every trial of a
+    study or grid to the same error. The sweep now stops after the first three; diverged trials (a
+    learning rate too high, what a sweep explores) do not count."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        from marsunits.errors import DivergedError
+
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+            if cfg.model.weight_decay > 0.5:
+                raise DivergedError(f"diverged at lr={cfg.model.lr}")
+            raise ConfigError("data.root not set")
+
+        return report_trial_errors(job, prog="train.py")
+        """,
+    )
+    lrs = "model.lr=1e-3,2e-3,3e-3,4e-3,5e-3"
+    grid = launch("-m", lrs, "logger=csv")
+    assert [row["lr"] for row in _lines(tmp_path)] == [1e-3, 2e-3, 3e-3]
+    assert grid.returncode == 2
+    assert "train.py: error: the first 3 trials of this sweep all failed" in grid.stderr
+    diverged = launch("-m", lrs, "model.weight_decay=0.9", "logger=csv")
+    assert len(_lines(tmp_path)) == 5  # every trial ran; Hydra's error for the failed jobs ends the grid
+    assert diverged.returncode == 1 and "the first 3 trials" not in diverged.stderr
+    study = launch(
+        "hparams_search=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.n_startup_trials=6"
+    )
+    assert len(_lines(tmp_path)) == 3 and study.returncode == 2, study.stderr[-3000:]
+
+
 def test_the_run_id_is_kept_without_the_dashboard_callbacks(
     tmp_path: Path, wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,23 +12,41 @@ Hydra's launcher records as that job's failure while it runs the other jobs:
   NaN is no way to say "failed" to it: the installed plugin (1.2) then tells Optuna the value and the
   failure both, which Optuna refuses, and the study stops with a traceback.
 
-Ctrl-C and SIGTERM still stop the whole sweep, as they should.
+Ctrl-C and SIGTERM still stop the whole sweep, as they should. So does a mistake that every trial shares
+(a data path, a misspelt config value): once the first :data:`FAILURES_BEFORE_STOP` trials have all failed
+on user errors, none having finished, the sweep stops with status 2 instead of running every trial to the
+same error (an Optuna study of 50 trials, or a long grid, each failing in seconds). A diverged trial
+(:class:`~marsunits.errors.DivergedError`) does not count towards that: a learning rate too high for the
+network is what a sweep explores, not a mistake in the command.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from marsunits.errors import report_user_errors
+from marsunits.errors import DivergedError, report_user_errors
 
-__all__ = ["TrialFailedError", "in_multirun", "report_trial_errors", "sweep_objective"]
+__all__ = [
+    "FAILURES_BEFORE_STOP",
+    "TrialFailedError",
+    "in_multirun",
+    "report_trial_errors",
+    "sweep_objective",
+]
 
 T = TypeVar("T")
 
 #: Exit statuses of a stop the user asked for (Ctrl-C, SIGTERM): they end the sweep too.
 _STOPS = (130, 143)
+
+#: Trials that fail on user errors, none having finished before them, after which the sweep stops.
+FAILURES_BEFORE_STOP = 3
+
+#: This process's trials so far (Hydra's basic launcher and the Optuna sweeper run them one after another).
+_tally = {"finished": 0, "failed": 0}
 
 
 class TrialFailedError(Exception):
@@ -59,13 +77,35 @@ def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
         TrialFailedError: a trial of a sweep failed on a user error (said on the line above).
     """
     try:
-        return report_user_errors(fn, prog)
+        result = report_user_errors(fn, prog)
     except SystemExit as exc:
         if exc.code in _STOPS or not in_multirun():
             raise
+        if not _diverged(exc):
+            _tally["failed"] += 1
+        if _tally["finished"] == 0 and _tally["failed"] >= FAILURES_BEFORE_STOP:
+            print(
+                f"{prog}: error: the first {_tally['failed']} trials of this sweep all failed, the last with "
+                "the error above: a mistake every trial shares (a path, a config value) would fail the rest "
+                "too, so the sweep stops here. Fix it and start the sweep again",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
         raise TrialFailedError(
             f"{_trial()} failed with the error above; the sweep goes on with its other trials"
         ) from None
+    if in_multirun():
+        _tally["finished"] += 1
+    return result
+
+
+def _diverged(stop: SystemExit) -> bool:
+    """Whether the user error behind ``report_user_errors``' exit was a diverged training (its context;
+    Hydra's instantiate wraps what a constructor raises, hence one more step)."""
+    error = stop.__context__
+    if error is not None and not isinstance(error, DivergedError) and error.__cause__ is not None:
+        error = error.__cause__
+    return isinstance(error, DivergedError)
 
 
 def sweep_objective(metrics: Mapping[str, Any], name: str | None) -> float | None:
