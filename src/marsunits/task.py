@@ -129,8 +129,8 @@ class SegmentationTask(L.LightningModule):
     the epoch (DDP-synchronised by torchmetrics). With one evaluation loader per data source (datamodule
     ``val_names``), the same again under ``stage/<source>/``, plus ``stage/<source>/miou_labelled_classes``
     (the mean over the classes that source's labels hold) and ``stage/miou_source_mean``, their mean over the
-    sources, each source counting once (what ``experiment=marsscapes_ai4mars`` keeps its best checkpoint by). The learning rate is not logged here: add Lightning's
-    ``LearningRateMonitor`` callback. The epoch's confusion matrix (rows = target, columns = prediction,
+    sources, each source counting once (what ``experiment=marsscapes_ai4mars`` keeps its best checkpoint by).
+    The learning rate is not logged here: add Lightning's ``LearningRateMonitor`` callback. The epoch's confusion matrix (rows = target, columns = prediction,
     pixel counts, int64 numpy ``(num_classes, num_classes)``) is kept in ``self.last_confusion[stage]`` for
     callbacks.
 
