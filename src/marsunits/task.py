@@ -130,9 +130,9 @@ class SegmentationTask(L.LightningModule):
     ``val_names``), the same again under ``stage/<source>/``, plus ``stage/<source>/miou_labelled_classes``
     (the mean over the classes that source's labels hold) and ``stage/miou_source_mean``, their mean over the
     sources, each source counting once (what ``experiment=marsscapes_ai4mars`` keeps its best checkpoint by).
-    The learning rate is not logged here: add Lightning's ``LearningRateMonitor`` callback. The epoch's confusion matrix (rows = target, columns = prediction,
-    pixel counts, int64 numpy ``(num_classes, num_classes)``) is kept in ``self.last_confusion[stage]`` for
-    callbacks.
+    The learning rate is not logged here: add Lightning's ``LearningRateMonitor`` callback. The epoch's
+    confusion matrix (rows = target, columns = prediction, pixel counts, int64 numpy
+    ``(num_classes, num_classes)``) is kept in ``self.last_confusion[stage]`` for callbacks.
 
     Absent classes: a class with no pixel in either the targets or the predictions of an epoch has an
     undefined IoU. It is logged as NaN in ``iou_<name>`` and left out of ``miou`` (the mean over the classes
