@@ -669,11 +669,14 @@ class MarsDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------------------------------ loaders
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool, sampler: Any = None
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -690,20 +693,38 @@ class MarsDataModule(L.LightningDataModule):
         return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
-        """One loader per source (a bare loader when there is one source), in ``val_names`` order."""
+        """One loader per source (a bare loader when there is one source), in ``val_names`` order; under
+        DDP each rank scores its own share of the images, none twice (:meth:`_evaluation_loader`)."""
         self.setup("validate")
-        loaders = [
-            self._loader(d, self.val_batch_size, shuffle=False, drop_last=False) for d in self.val_sets
-        ]
+        loaders = [self._evaluation_loader(d) for d in self.val_sets]
         return loaders[0] if len(loaders) == 1 else loaders
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """Synthetic: the fixed seeded test set. Real data: the validation split (no labelled test split)."""
         self.setup("test")
-        loaders = [
-            self._loader(d, self.val_batch_size, shuffle=False, drop_last=False) for d in self.test_sets
-        ]
+        loaders = [self._evaluation_loader(d) for d in self.test_sets]
         return loaders[0] if len(loaders) == 1 else loaders
+
+    def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
+        """A validation or test loader, in order. Under DDP it samples with Lightning's
+        ``UnrepeatedDistributedSampler``: each rank takes every ``world_size``-th image and no image is
+        repeated. Lightning's own choice, PyTorch's ``DistributedSampler``, pads the ranks to equal length
+        with repeats, so 5 validation images on 2 ranks were scored as 6, the first one twice, and the
+        logged metrics differed from one process scoring the same checkpoint. Lightning leaves a loader
+        that already has a ``DistributedSampler`` as it is. Fewer images than ranks keep Lightning's
+        padding: a rank without a batch would wait forever for the others at the first collective.
+        """
+        trainer = self.trainer
+        kwargs = trainer.distributed_sampler_kwargs if trainer is not None else None
+        sampler = None
+        if kwargs and int(kwargs.get("num_replicas", 1)) > 1:
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            if len(dataset) >= int(kwargs["num_replicas"]):  # type: ignore[arg-type]
+                sampler = UnrepeatedDistributedSampler(
+                    dataset, num_replicas=kwargs["num_replicas"], rank=kwargs["rank"], shuffle=False
+                )
+        return self._loader(dataset, self.val_batch_size, shuffle=False, drop_last=False, sampler=sampler)
 
     # ------------------------------------------------------------------------------------------ batches
 
