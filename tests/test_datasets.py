@@ -255,6 +255,21 @@ def test_focus_class_crops_contain_that_class(tmp_path: Path) -> None:
     assert len(corners) > 10
 
 
+def test_focused_crops_are_uniform_among_the_windows_holding_the_pixel(tmp_path: Path) -> None:
+    """A shift of 0..c-1 clipped to the image put a pixel 20 rows from the top at row 0 of 92 % of its
+    crops; each window that holds the pixel and fits in the image must be as likely as any other."""
+    h, w, c = 512, 32, 256
+    mask = np.zeros((h, w), np.uint8)
+    mask[20, :] = 1  # the focus class on one row, 20 px from the top
+    store = _store_from_arrays(tmp_path, [(np.zeros((h, w, 3), np.uint8), mask)])
+    ds = RandomCropDataset(store, length=1, crop_size=c, in_channels=3, focus_class=1, focus_fraction=1.0)
+    rng = np.random.default_rng(0)
+    tops = np.array([ds._focused_window(rng, mask)[0] for _ in range(4200)])
+    assert tops.min() == 0 and tops.max() == 20  # the 21 windows holding row 20: tops 0..20
+    counts = np.bincount(tops, minlength=21)
+    assert counts.min() > 140 and counts.max() < 260, counts  # about 200 each (was 3,860 at 0)
+
+
 def test_focus_fraction_is_a_share_and_zero_changes_nothing(tmp_path: Path) -> None:
     mask = np.zeros((32, 320), np.uint8)
     mask[:, 300:] = 1  # rough only in the last 20 of 320 columns
@@ -400,6 +415,41 @@ def test_transform_keeps_image_and_mask_aligned() -> None:
         agree = ((out["image"][0] > 0.5).long() == out["mask"])[valid].float().mean()
         # bilinear image vs nearest mask may differ only along block edges
         assert agree > 0.85, float(agree)
+
+
+def test_without_zoom_a_larger_scene_gives_a_native_resolution_window() -> None:
+    """min_scale=1 resized each 160x128 synthetic scene to 128x128 (its units squeezed to 0.8 of their width
+    and resampled, never shifted) instead of cropping a 128 px window out of it."""
+    torch.manual_seed(0)
+    height, width, crop = 128, 160, 128
+    columns = torch.arange(width, dtype=torch.float32).expand(height, width)
+    image = (columns / (width - 1))[None].repeat(3, 1, 1)  # each pixel holds its column
+    mask = (torch.arange(width) % 3).expand(height, width).clone()
+    t = build_train_transform(
+        crop,
+        3,
+        hflip_p=0.0,
+        min_scale=1.0,
+        max_rotation_deg=0.0,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+    )
+    starts = set()
+    for _ in range(30):
+        out = t({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask)})
+        assert out["image"].shape == (3, crop, crop)
+        cols = torch.round(out["image"][0] * (width - 1)).long()
+        first = int(cols[0, 0])
+        assert torch.equal(
+            cols, torch.arange(first, first + crop).expand(crop, crop)
+        )  # unscaled, unshifted rows
+        assert torch.equal(out["mask"], cols % 3)  # the mask is the same window
+        starts.add(first)
+    assert len(starts) > 5 and min(starts) >= 0 and max(starts) <= width - crop
+    # A side smaller than the crop is padded: image 0, mask ignore.
+    small = t({"image": tv_tensors.Image(image[:, :100, :]), "mask": tv_tensors.Mask(mask[:100])})
+    assert small["mask"].shape == (crop, crop) and int((small["mask"] == IGNORE_INDEX).sum()) == 28 * crop
 
 
 # ------------------------------------------------------------------------------------------ splits

@@ -196,8 +196,10 @@ class RandomCropDataset(Dataset):
         h, w = mask.shape
         flat = np.flatnonzero(mask == self.focus_class)
         y, x = divmod(int(flat[int(rng.integers(0, len(flat)))]), w)
-        y0 = int(np.clip(y - int(rng.integers(0, c)), 0, max(h - c, 0)))
-        x0 = int(np.clip(x - int(rng.integers(0, c)), 0, max(w - c, 0)))
+        # Uniform among the corners whose crop holds (y, x) and lies inside the image. Shifting by a random
+        # 0..c-1 and clipping to the image put half the crops of a 512 px image flush with its edges.
+        y0 = int(rng.integers(max(0, y - c + 1), max(min(y, h - c), 0) + 1))
+        x0 = int(rng.integers(max(0, x - c + 1), max(min(x, w - c), 0) + 1))
         return y0, x0
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -31,7 +31,8 @@ def build_train_transform(
     contrast: float = 0.2,
     saturation: float = 0.15,
 ) -> v2.Compose:
-    """Training augmentation: flip, random resized crop (zoom in), small rotation, photometric jitter.
+    """Training augmentation: flip, random resized crop (zoom in; ``min_scale`` 1: a plain random crop at
+    native resolution), small rotation, photometric jitter.
 
     Args:
         crop_size: output height and width in pixels.
@@ -62,7 +63,17 @@ def build_train_transform(
             )
         )
     else:
-        steps.append(v2.Resize(size=(crop_size, crop_size), antialias=True))
+        # A crop at native resolution: a crop of crop_size already (real data) passes unchanged; a larger
+        # image (a synthetic 160x128 scene) gives a random crop_size window, not a resized copy. Resize here
+        # squeezed every scene to 128x128 (its units 0.8 times as wide as in validation and prediction,
+        # bilinearly resampled, never shifted); a smaller side is padded as the rotation fills (mask: ignore).
+        steps.append(
+            v2.RandomCrop(
+                size=(crop_size, crop_size),
+                pad_if_needed=True,
+                fill={tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX},
+            )
+        )
     if max_rotation_deg > 0:
         steps.append(
             v2.RandomRotation(
