@@ -65,6 +65,8 @@ def run_ddp_training(tmp_path: Path, *overrides: str) -> tuple[subprocess.Comple
 
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "WANDB_MODE": "disabled", "MARSUNITS_TRACEBACK": "1"}
+    # tests/ddp_probe.py's callback, for the runs that add it
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     return subprocess.run(
@@ -89,8 +91,13 @@ def test_ddp_training_with_two_gloo_processes(tmp_path: Path) -> None:
         "data.pin_memory=false",
         "data.persistent_workers=false",
         "model.channels_last=false",
+        "+callbacks.probe._target_=ddp_probe.RankRandomness",
+        f"+callbacks.probe.out_dir={tmp_path / 'probe'}",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # Each rank draws its own crops and augmentations (seeded alike, the two drew the same ones).
+    digests = {p.name: p.read_text() for p in (tmp_path / "probe").glob("rank*.txt")}
+    assert len(digests) == 2 and len(set(digests.values())) == 2, digests
     metrics = json.loads((run_dir / "metrics.json").read_text())
     finite = [v for k, v in metrics.items() if k.startswith(("train/", "val/", "test/")) and v is not None]
     assert finite and all(math.isfinite(v) for v in finite)
