@@ -124,6 +124,20 @@ def test_real_data_split_by_sol_and_test_is_validation(tmp_path: Path) -> None:
     assert info["class_map"][6] == 2
 
 
+def test_the_run_seed_changes_the_training_crops_with_loader_workers(tmp_path: Path) -> None:
+    """With num_workers > 0 every crop and augmentation is drawn in the workers, seeded from the loader's
+    generator, which was seeded from data.seed alone: runs with another `seed` trained on the same crops."""
+    dm = instantiate(_compose("marsscapes", tmp_path, ["data.num_workers=1"]).data)
+    dm.setup("fit")
+
+    def first_batch(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)  # as seed_everything(seed) does
+        return next(iter(dm.train_dataloader()))["image"]
+
+    assert torch.equal(first_batch(1), first_batch(1))
+    assert not torch.equal(first_batch(1), first_batch(2))
+
+
 def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None:
     dm = instantiate(_compose("marsscapes_ai4mars", tmp_path).data)
     dm.setup("fit")

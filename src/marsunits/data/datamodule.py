@@ -682,8 +682,16 @@ class MarsDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate_samples,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(self._shuffle_seed()) if shuffle else None,
         )
+
+    def _shuffle_seed(self) -> int:
+        """Seed of the training loader's generator: its shuffle order and, with ``num_workers > 0``, every
+        worker's seed, so every crop and augmentation. Drawn from ``data.seed`` and the run's seed (torch's
+        initial seed, which ``seed_everything`` sets): with ``data.seed`` alone, runs with another ``seed``
+        trained on the very same crops in the same order and differed only in their initial weights."""
+        state = np.random.SeedSequence([self.seed, torch.initial_seed()]).generate_state(2, dtype=np.uint32)
+        return int(state[0]) << 31 | int(state[1]) >> 1
 
     def train_dataloader(self) -> DataLoader:
         """Random crops (real data) or augmented scenes (synthetic); the last partial batch is dropped."""
