@@ -138,6 +138,39 @@ def test_the_run_seed_changes_the_training_crops_with_loader_workers(tmp_path: P
     assert not torch.equal(first_batch(1), first_batch(2))
 
 
+def test_training_leaves_out_sols_beside_the_validation_sols(tmp_path: Path) -> None:
+    """Fixed sol blocks split neighbouring sols (9 | 10): with sol_margin=2 no training panorama is within 2
+    sols of a validation one, in one source and across sources (one rover, one clock)."""
+    sols = (9, 10, 19, 20, 29, 30, 39, 40, 49, 50, 59, 60)  # each block edge has a sol on both sides
+    root = write_fake_marsscapes(tmp_path / "marsscapes", sols=sols, height=32, width=64)
+    overrides = [f"data.root={root}", *SHRINK_REAL, "data.val_fraction=0.3"]
+
+    def gaps(margin: int) -> list[int]:
+        cfg = compose_config("train", tmp_path / f"m{margin}", ["data=marsscapes", "logger=none", *overrides])
+        dm = instantiate(cfg.data, sol_margin=margin)
+        dm.setup("fit")
+        train, val = dm.splits["marsscapes"]
+        val_sols = [r.group for r in val]
+        assert val_sols and train
+        return [min(abs(r.group - v) for v in val_sols) for r in train]  # type: ignore[operator]
+
+    assert min(gaps(0)) == 1  # the leak: a training panorama one sol from a validation one
+    assert min(gaps(2)) > 2
+    assert OmegaConf.load(CONFIG_DIR / "data" / "marsscapes.yaml").sol_margin == 2  # on by default
+    with pytest.raises(
+        InstantiationException, match=r"sol_margin must be a whole number of sols >= 0, got -1"
+    ):
+        instantiate(
+            compose_config("train", tmp_path / "bad", ["data=marsscapes", *overrides]).data, sol_margin=-1
+        )
+    # Across sources: the pseudo-labelled panoramas beside a MarsScapes validation block do not train.
+    dm = instantiate(_compose("marsscapes_pseudo", tmp_path / "pseudo").data)
+    dm.setup("fit")
+    val_sols = [r.group for r in dm.splits["marsscapes"][1]]
+    trained = [r.group for source in dm.sources for r in dm.splits[source][0]]
+    assert val_sols and trained and all(min(abs(t - v) for v in val_sols) > 2 for t in trained)
+
+
 def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None:
     dm = instantiate(_compose("marsscapes_ai4mars", tmp_path).data)
     dm.setup("fit")

@@ -42,7 +42,13 @@ from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDatase
 from marsunits.data.folder import scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
 from marsunits.data.mixing import class_mix
-from marsunits.data.splits import check_sol_ranges, in_sol_ranges, kfold_split_by_group, split_by_group
+from marsunits.data.splits import (
+    check_sol_ranges,
+    in_sol_ranges,
+    kfold_split_by_group,
+    near_sols,
+    split_by_group,
+)
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.transforms import build_train_transform
 from marsunits.errors import DataError
@@ -145,6 +151,9 @@ class MarsDataModule(L.LightningDataModule):
         shared_sol_holdout: several real sources: a sol block that any source validates on is trained on
             in none (sources from one rover count sols on one clock, and the same terrain seen by another
             camera would leak into validation). Set ``False`` for sources from different rovers.
+        sol_margin: real data: training images within this many sols of a validation sol (of any source
+            when ``shared_sol_holdout`` applies) are left out, since fixed sol blocks put neighbouring sols on
+            opposite sides of the split (:func:`~marsunits.data.splits.near_sols`); 0 = none.
         samples_per_epoch: random training crops per epoch, over all real sources.
         cache: keep decoded images in memory; a bool or ``{source: bool}``.
         min_labelled_fraction: training crops with fewer non-ignore pixels are re-drawn.
@@ -214,6 +223,7 @@ class MarsDataModule(L.LightningDataModule):
         sol_block: int = 1,
         exclude_sols: Sequence[Sequence[int]] | None = None,
         shared_sol_holdout: bool = True,
+        sol_margin: int = 0,
         samples_per_epoch: int = 512,
         cache: bool | Mapping[str, bool] = True,
         min_labelled_fraction: float = 0.01,
@@ -276,6 +286,12 @@ class MarsDataModule(L.LightningDataModule):
         self.sol_block = int(sol_block)
         self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml")
         self.shared_sol_holdout = bool(shared_sol_holdout)
+        if isinstance(sol_margin, bool) or not isinstance(sol_margin, int) or sol_margin < 0:
+            raise ValueError(
+                f"configs/data/{name}.yaml: sol_margin must be a whole number of sols >= 0, got "
+                f"{sol_margin!r}; e.g. data.sol_margin=2"
+            )
+        self.sol_margin = sol_margin
         self.folder_sols_from_names = bool(folder_sols_from_names)
         self.samples_per_epoch = int(samples_per_epoch)
         if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
@@ -478,6 +494,8 @@ class MarsDataModule(L.LightningDataModule):
             self.splits[source] = self._split(source)
         if self.shared_sol_holdout and len(self.sources) > 1:
             self._hold_out_validated_sols()
+        if self.sol_margin > 0:
+            self._leave_out_sols_near_validation()
         stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
@@ -611,6 +629,34 @@ class MarsDataModule(L.LightningDataModule):
                     source,
                     len(train) - len(kept),
                 )
+            self.splits[source] = (kept, val)
+
+    def _leave_out_sols_near_validation(self) -> None:
+        """Drop from each source's training side the images within ``sol_margin`` sols of a validation sol:
+        of that source, or of every source when ``shared_sol_holdout`` joins them (one rover, one clock)."""
+        joined = self.shared_sol_holdout and len(self.sources) > 1
+        validated = {
+            source: [r.group for r in val if r.group is not None] for source, (_, val) in self.splits.items()
+        }
+        everywhere = [sol for sols in validated.values() for sol in sols]
+        for source, (train, val) in self.splits.items():
+            reference = everywhere if joined else validated[source]
+            near = near_sols([r.group for r in train], reference, self.sol_margin)
+            if not near.any():
+                continue
+            kept = [r for r, out in zip(train, near, strict=True) if not out]
+            if not kept:
+                raise ValueError(
+                    f"configs/data/{self.name}.yaml: every training image of '{source}' is within "
+                    f"sol_margin={self.sol_margin} sols of a validation sol; lower data.sol_margin (0 = off) "
+                    "or change data.val_fraction / data.seed."
+                )
+            log.info(
+                "%s: %d training image(s) within %d sols of a validation sol left out (sol_margin)",
+                source,
+                int(near.sum()),
+                self.sol_margin,
+            )
             self.splits[source] = (kept, val)
 
     def _setup_synthetic(self, train_transform: Any) -> None:

@@ -20,7 +20,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
-__all__ = ["check_sol_ranges", "group_ids", "in_sol_ranges", "kfold_split_by_group", "split_by_group"]
+__all__ = [
+    "check_sol_ranges",
+    "group_ids",
+    "in_sol_ranges",
+    "kfold_split_by_group",
+    "near_sols",
+    "split_by_group",
+]
 
 
 def group_ids(
@@ -101,6 +108,28 @@ def in_sol_ranges(sols: Sequence[int | None], ranges: Sequence[tuple[int, int]])
     return np.array(
         [sol is not None and any(lo <= sol <= hi for lo, hi in ranges) for sol in sols], dtype=bool
     )
+
+
+def near_sols(sols: Sequence[int | None], reference: Sequence[int], margin: int) -> np.ndarray:
+    """Boolean mask: which ``sols`` lie within ``margin`` sols of a ``reference`` sol (``|a - b| <= margin``;
+    unknown sols never do).
+
+    Whole sol blocks go to one side of a split, but the blocks are fixed (``sol // sol_block``), so sols 369
+    and 370 can land on opposite sides although they show nearly the same scenery: 4 of the 16 validation
+    panoramas of MarsScapes' default split had a training panorama one or two sols away. Training images
+    this close to a validation sol are left out (``data.sol_margin``).
+    """
+    ref = np.unique(np.asarray(list(reference), dtype=np.int64))
+    near = np.zeros(len(sols), dtype=bool)
+    if margin < 0 or ref.size == 0:
+        return near
+    for i, sol in enumerate(sols):
+        if sol is None:
+            continue
+        k = int(np.searchsorted(ref, sol))  # nearest reference sols: ref[k - 1] < sol <= ref[k]
+        neighbours = ref[max(k - 1, 0) : k + 1]
+        near[i] = bool(np.abs(neighbours - sol).min() <= margin)
+    return near
 
 
 def split_by_group(
