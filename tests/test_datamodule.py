@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from marsunits.data.class_map import ClassMap
 from marsunits.data.datamodule import MarsDataModule
 from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
 from marsunits.data.io import read_image, read_mask
+from marsunits.errors import DataError
 
 try:
     from .conftest import CONFIG_DIR, SHARED_DATA, compose_config
@@ -505,6 +507,28 @@ def test_pseudo_labels_of_a_validated_sol_block_never_train(tmp_path: Path) -> N
         ValueError, match=r"images/pano\.\*: the name does not start with '<sol>_'.*folder_sols_from_names"
     ):
         instantiate(cfg.data).setup("fit")
+
+
+def test_a_teacher_trained_on_the_validation_sols_is_refused(tmp_path: Path) -> None:
+    """The teacher of the pseudo-labels (its training sols in pseudo_labels.json) must not have trained on
+    the sols the student validates on, nor beside them (sol_margin)."""
+    cfg = _compose("marsscapes_pseudo", tmp_path)
+    plain = instantiate(cfg.data)
+    plain.setup("fit")
+    val_sol = plain.splits["marsscapes"][1][0].group
+    record = tmp_path / "data" / "folder" / "pseudo_labels.json"
+    for seen in ([val_sol], [val_sol + 2]):
+        record.write_text(json.dumps({"teacher_trained_sols": {"marsscapes": seen}}))
+        with pytest.raises(DataError, match=rf"the teacher of the pseudo-labels in .*folder.*\[{seen[0]}\]"):
+            instantiate(cfg.data).setup("fit")
+    record.write_text(json.dumps({"teacher_trained_sols": {"marsscapes": [9000]}}))
+    instantiate(cfg.data).setup("fit")  # a teacher of other sols
+    record.write_text(json.dumps({"teacher_trained_sols": {"marsscapes": [val_sol]}}))
+    allowed = _compose("marsscapes_pseudo", tmp_path / "a", ["data.allow_seen_val_sols=true"])
+    with open_dict(allowed):
+        allowed.data.source_dirs = cfg.data.source_dirs
+        allowed.data.root = cfg.data.root
+    instantiate(allowed.data).setup("fit")
 
 
 def test_a_held_out_sol_block_takes_the_whole_rover_position_with_it(tmp_path: Path) -> None:

@@ -421,6 +421,44 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
     assert best_score == pytest.approx(metrics["val/miou_source_mean"], abs=1e-6)
 
 
+def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:
+    """A checkpoint records the sols it trained on; evaluating it (or fine-tuning from it) on a split that
+    validates on them gave optimistic scores silently. The same split is accepted, another refused."""
+    from marsunits.data.fake import write_fake_marsscapes
+    from marsunits.export import export_checkpoint
+
+    sols = (9, 10, 19, 20, 29, 30, 39, 40, 49, 50, 59, 60, 69, 70)
+    root = write_fake_marsscapes(tmp_path / "marsscapes", sols=sols, height=64, width=128)
+    data = ["data=marsscapes", f"data.root={root}", "data.crop_size=64", "data.samples_per_epoch=8"]
+    common = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "data.batch_size=4", *data]
+    trained = run(compose_config("train", tmp_path / "t", [*common, "trainer.max_epochs=1", "test=false"]))
+    task = load_task(trained["best_ckpt"])
+    config = OmegaConf.load(tmp_path / "t" / "config.yaml")
+    dm = instantiate(config.data)
+    dm.setup("fit")
+    assert task.trained_sols == dm.trained_sols() and task.trained_sols["marsscapes"]
+    package = tmp_path / "package"
+    export_checkpoint(trained["best_ckpt"], package)
+    evaluate = [*common, "train=false", "test=false"]
+    for model in (trained["best_ckpt"], package):  # a package carries the sols too
+        same = run(compose_config("train", tmp_path / "same", [*evaluate, f"ckpt_path={model}"]))
+        assert same["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
+        other = [*evaluate, f"ckpt_path={model}", "data.seed=3"]  # another split: validates on trained sols
+        with pytest.raises(
+            DataError, match=rf"ckpt_path={model} was trained on \d+ sol\(s\) of 'marsscapes'"
+        ):
+            run(compose_config("train", tmp_path / "other", other))
+        run(compose_config("train", tmp_path / "allowed", [*other, "data.allow_seen_val_sols=true"]))
+    with pytest.raises(DataError, match=r"init_ckpt_path=.* was trained on .*data\.allow_seen_val_sols=true"):
+        run(
+            compose_config(
+                "train",
+                tmp_path / "fine",
+                [*common, "data.seed=3", f"init_ckpt_path={trained['best_ckpt']}", "trainer.max_epochs=1"],
+            )
+        )
+
+
 def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

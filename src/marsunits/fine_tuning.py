@@ -17,7 +17,7 @@ from typing import Any
 
 from marsunits.constants import CLASS_NAMES
 from marsunits.model_package import is_package, load_package
-from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
+from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task, merge_sols
 
 log = logging.getLogger(__name__)
 
@@ -179,4 +179,5 @@ def initialise_from_checkpoint(
                 f"model.{key}={list(source.hparams[key])} so the weights see the inputs they learned on."
             )
     task.model.load_state_dict(theirs, strict=True)
+    task.trained_sols = merge_sols(task.trained_sols, source.trained_sols)  # what the weights have seen
     log.info("network initialised from %s (trained on %s)", path, source.hparams.get("dataset"))

@@ -331,6 +331,7 @@ def load_package(
     _check_tensors(task.state_dict(), tensors, weights_path)
     task.load_state_dict(tensors, strict=True)
     task.wandb_run_id = metadata.get("wandb_run_id")
+    task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
     return task.to(map_location).eval()
 
 

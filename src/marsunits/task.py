@@ -100,6 +100,15 @@ def default_normalisation(in_channels: int) -> tuple[list[float], list[float]]:
     raise ValueError(f"No default mean/std for in_channels={in_channels}; give `mean` and `std` explicitly.")
 
 
+def merge_sols(*parts: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]] | None:
+    """``{source: sorted sols}`` holding every sol of ``parts`` (None where no part has any)."""
+    merged: dict[str, set[int]] = {}
+    for part in parts:
+        for source, sols in (part or {}).items():
+            merged.setdefault(str(source), set()).update(int(sol) for sol in sols)
+    return {source: sorted(sols) for source, sols in merged.items() if sols} or None
+
+
 def iou_with_absent_classes(iou: torch.Tensor, confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mark classes absent from an epoch as undefined and average the others.
 
@@ -284,6 +293,10 @@ class SegmentationTask(L.LightningModule):
         self._boundary: dict[str, list[tuple[float, float]]] = {}
         #: W&B run id of the run that trained this model; set by the tracking callback, kept in checkpoints.
         self.wandb_run_id: str | None = None
+        #: ``{source: sorted sols}`` the network has trained on, this run's and those of the checkpoint it
+        #: was fine-tuned from (None: unknown, or data without sols); kept in checkpoints and packages, so
+        #: a run that validates on those sols can tell (``MarsDataModule.sols_seen_by``).
+        self.trained_sols: dict[str, list[int]] | None = None
 
     @staticmethod
     def _check_arguments(
@@ -615,6 +628,14 @@ class SegmentationTask(L.LightningModule):
         self._planned_schedule = _schedule_length(scheduler)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_fit_start(self) -> None:
+        """Add the training sols of the datamodule (``trained_sols()``, after its setup) to
+        :attr:`trained_sols`."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        reader = getattr(datamodule, "trained_sols", None)
+        if callable(reader):
+            self.trained_sols = merge_sols(self.trained_sols, reader())
+
     def on_train_start(self) -> None:
         """Fit the schedule restored from a checkpoint to this run's length when they differ.
 
@@ -685,7 +706,8 @@ class SegmentationTask(L.LightningModule):
         lists), ``mean``/``std`` (lists, one per input channel, for [0, 1] inputs), ``in_channels``,
         ``tile_size`` (px), ``arch``, ``encoder``, ``num_classes``, ``class_map`` (training data's native
         id -> project id, or None), ``dataset``, ``wandb_run_id`` (str or None); plus ``encoder_depth``,
-        ``decoder_channels`` and ``size_divisor`` (inputs must be multiples of it) for inference code.
+        ``decoder_channels`` and ``size_divisor`` (inputs must be multiples of it) for inference code; and
+        ``trained_sols`` (``{source: sorted sols}`` or None, :attr:`trained_sols`; absent before 2026-12-04).
         """
         hp = self._hp
         return {
@@ -705,6 +727,7 @@ class SegmentationTask(L.LightningModule):
             "encoder_depth": int(hp.encoder_depth),
             "decoder_channels": None if hp.decoder_channels is None else list(hp.decoder_channels),
             "size_divisor": self.size_divisor,
+            "trained_sols": self.trained_sols,
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -718,6 +741,7 @@ class SegmentationTask(L.LightningModule):
                 "Train with marsunits (train.py) to get a usable checkpoint."
             )
         self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
+        self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
 
 
 def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[str, int]:
@@ -796,7 +820,7 @@ def load_task(
         expected_class_names: the class names (in id order) the caller works with; ``None`` skips the check.
 
     Returns:
-        The task in eval mode, with ``wandb_run_id`` restored from the metadata.
+        The task in eval mode, with ``wandb_run_id`` and ``trained_sols`` restored from the metadata.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -873,4 +897,5 @@ def load_task(
             "The checkpoint may come from an incompatible marsunits version; retrain or use that version."
         ) from err
     task.wandb_run_id = metadata.get("wandb_run_id")
+    task.trained_sols = metadata.get("trained_sols")
     return task.to(map_location).eval()

@@ -130,6 +130,14 @@ def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_move
     return located(saved) == located(job)
 
 
+def _note_seen_sols(datamodule: Any, what: str, task: Any) -> None:
+    """Tell the datamodule which sols the network just loaded has trained on, so its ``setup`` refuses to
+    validate on them (``MarsDataModule.sols_seen_by``); other datamodules have no such list."""
+    seen = getattr(datamodule, "sols_seen_by", None)
+    if isinstance(seen, list) and task.trained_sols:
+        seen.append((what, task.trained_sols))
+
+
 def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What a resumed run must share with the run it continues: the ``model`` and ``data`` configs (the
     data's performance settings, ``_DATA_PERFORMANCE_KEYS``, aside), so ``data.root=/A`` never resumes a
@@ -409,6 +417,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     init_ckpt = cfg.get("init_ckpt_path")
     if evaluated is not None:
         initialise_from_checkpoint(task, evaluated[0], option=evaluated[1], source=evaluated_task)
+        _note_seen_sols(datamodule, f"{evaluated[1]}={evaluated[0]}", task)
         init_ckpt = None
     elif init_ckpt and ckpt_path:
         # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
@@ -416,6 +425,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("init_ckpt_path ignored: resuming from %s", ckpt_path)
     elif init_ckpt:
         initialise_from_checkpoint(task, init_ckpt)
+        _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
     loggers = prepare_loggers(cfg, ckpt_path)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     if not loggers:

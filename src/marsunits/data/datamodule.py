@@ -23,6 +23,7 @@ a single dataloader (no ``dataloader_idx`` argument).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -154,6 +155,10 @@ class MarsDataModule(L.LightningDataModule):
         sol_margin: real data: training images within this many sols of a validation sol (of any source
             when ``shared_sol_holdout`` applies) are left out, since fixed sol blocks put neighbouring sols on
             opposite sides of the split (:func:`~marsunits.data.splits.near_sols`); 0 = none.
+        allow_seen_val_sols: accept a run whose network starts from (``init_ckpt_path``), is evaluated as
+            (``train=false``), or learns pseudo-labels from a model trained on sols this run validates on
+            (within ``sol_margin`` of them, or in their sol blocks); refused by default, since its
+            validation scores would be optimistic (:attr:`sols_seen_by`).
         samples_per_epoch: random training crops per epoch, over all real sources.
         cache: keep decoded images in memory; a bool or ``{source: bool}``.
         min_labelled_fraction: training crops with fewer non-ignore pixels are re-drawn.
@@ -224,6 +229,7 @@ class MarsDataModule(L.LightningDataModule):
         exclude_sols: Sequence[Sequence[int]] | None = None,
         shared_sol_holdout: bool = True,
         sol_margin: int = 0,
+        allow_seen_val_sols: bool = False,
         samples_per_epoch: int = 512,
         cache: bool | Mapping[str, bool] = True,
         min_labelled_fraction: float = 0.01,
@@ -292,6 +298,11 @@ class MarsDataModule(L.LightningDataModule):
                 f"{sol_margin!r}; e.g. data.sol_margin=2"
             )
         self.sol_margin = sol_margin
+        self.allow_seen_val_sols = bool(allow_seen_val_sols)
+        #: ``(what, {source: sols})`` of the models this run's network comes from or learns from (set by
+        #: ``training.run`` for ``init_ckpt_path`` and ``train=false``; a pseudo-label folder's teacher is
+        #: read from its ``pseudo_labels.json``): ``setup`` refuses validation sols they trained on.
+        self.sols_seen_by: list[tuple[str, Mapping[str, Sequence[int]] | None]] = []
         self.folder_sols_from_names = bool(folder_sols_from_names)
         self.samples_per_epoch = int(samples_per_epoch)
         if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
@@ -496,6 +507,8 @@ class MarsDataModule(L.LightningDataModule):
             self._hold_out_validated_sols()
         if self.sol_margin > 0:
             self._leave_out_sols_near_validation()
+        if not self.allow_seen_val_sols:
+            self._refuse_validation_sols_seen_before()
         stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
@@ -658,6 +671,64 @@ class MarsDataModule(L.LightningDataModule):
                 self.sol_margin,
             )
             self.splits[source] = (kept, val)
+
+    def trained_sols(self) -> dict[str, list[int]]:
+        """``{source: sorted sols}`` of the training side (after ``setup``; sources without sols left out)."""
+        sols = {
+            source: sorted({r.group for r in train if r.group is not None})
+            for source, (train, _) in self.splits.items()
+        }
+        return {source: found for source, found in sols.items() if found}
+
+    def _teachers(self) -> list[tuple[str, Mapping[str, Sequence[int]] | None]]:
+        """:attr:`sols_seen_by` plus the teacher of each pseudo-label folder among the sources (the
+        ``teacher_trained_sols`` its ``pseudo_labels.json`` records)."""
+        seen = list(self.sols_seen_by)
+        if "folder" in self.sources:
+            record = self._source_root("folder") / "pseudo_labels.json"
+            try:
+                sols = json.loads(record.read_text()).get("teacher_trained_sols")
+            except (OSError, ValueError, AttributeError):
+                sols = None
+            if sols:
+                seen.append((f"the teacher of the pseudo-labels in {record.parent} ({record.name})", sols))
+        return seen
+
+    def _refuse_validation_sols_seen_before(self) -> None:
+        """Raise if a model this run starts from, is evaluated as, or learns pseudo-labels from trained on
+        sols this run validates on: in their sol blocks or within ``sol_margin`` of them; any source's
+        sols count against every source's when ``shared_sol_holdout`` (one rover), else only their own.
+
+        Raises:
+            DataError: naming the model, the sols and the ways out.
+        """
+        joined = self.shared_sol_holdout
+        validated = {
+            source: [r.group for r in val if r.group is not None] for source, (_, val) in self.splits.items()
+        }
+        for what, seen in self._teachers():
+            for source, sols in (seen or {}).items():
+                against = [v for s, vals in validated.items() if joined or s == source for v in vals]
+                if not against:
+                    continue
+                blocks = {v // self.sol_block for v in against}
+                near = near_sols(list(sols), against, self.sol_margin)
+                hits = sorted(
+                    {
+                        int(sol)
+                        for sol, close in zip(sols, near, strict=True)
+                        if close or sol // self.sol_block in blocks
+                    }
+                )
+                if hits:
+                    raise DataError(
+                        f"{what} was trained on {len(hits)} sol(s) of '{source}' that this run validates on "
+                        f"(in a validation sol block of {self.sol_block} sols, or within sol_margin="
+                        f"{self.sol_margin} sols): {hits[:8]}{' ...' if len(hits) > 8 else ''}. Its "
+                        "validation scores would be optimistic. Use a model trained on this run's split (the "
+                        "same data.seed, val_fraction, sol_block, n_folds and fold), or one that left these "
+                        "sols out (data.exclude_sols); add data.allow_seen_val_sols=true to go on anyway."
+                    )
 
     def _setup_synthetic(self, train_transform: Any) -> None:
         from marsunits.data.synthetic import SceneConfig, SyntheticScenes

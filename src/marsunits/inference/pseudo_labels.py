@@ -6,7 +6,7 @@ from sols nobody annotated. This module writes the teacher's labels in the ``fol
 
     OUT/images/<stem>.<ext>   the unlabelled image (a symbolic link; a copy where links are not allowed)
     OUT/masks/<stem>.png      uint8 project ids 0, 1, 2 where the teacher is confident, 255 elsewhere
-    OUT/pseudo_labels.json    threshold, teacher predictions folder, per-image kept fraction and shares
+    OUT/pseudo_labels.json    threshold, teacher predictions and trained sols, per-image kept fraction, shares
 
 A pixel keeps the teacher's class only where its highest probability is at least ``threshold``; the
 image's no-data pixels (the black border of a mosaicked panorama) are 255 too, since no class describes
@@ -91,6 +91,17 @@ def _predictions_nodata_max(pred: Path) -> float | None:
         return DEFAULT_NODATA_MAX
     value = settings.get("nodata_max", DEFAULT_NODATA_MAX)
     return None if value is None else float(value)
+
+
+def _teacher_trained_sols(pred: Path) -> dict[str, list[int]] | None:
+    """The ``trained_sols`` of the checkpoint ``predict.py`` used, from ``pred/summary.json`` (None when
+    unknown: a checkpoint from before they were recorded, or no summary)."""
+    try:
+        summary = json.loads((pred / "summary.json").read_text())
+        sols = summary["checkpoint_metadata"].get("trained_sols")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return sols if isinstance(sols, dict) else None
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -209,6 +220,8 @@ def write_pseudo_labels(
         {
             "predictions_dir": str(pred),
             "images_dir": str(images),
+            # The sols the teacher trained on: a student validating on them is refused (datamodule).
+            "teacher_trained_sols": _teacher_trained_sols(pred),
             "threshold": threshold,
             "nodata_max": nodata_max,
             "images": summary.images,

@@ -133,6 +133,7 @@ METADATA_SUMMARY_KEYS = (
     "tile_size",
     "dataset",
     "wandb_run_id",
+    "trained_sols",  # a self-training student checks its validation sols against its teacher's
 )
 
 
