@@ -149,6 +149,12 @@ def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     assert json.loads((tmp_path / "metrics.json").read_text())["train/loss"] == first["train/loss"]
     (warning,) = [r.getMessage() for r in caplog.records if "nothing trained" in r.getMessage()]
     assert "trainer.max_epochs=1" in warning and "higher trainer.max_epochs" in warning
+    # seconds is this command's; seconds_total adds the parts before it, up to their last checkpoint.
+    from marsunits.task import RUN_SECONDS_KEY
+
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert 0 < saved[RUN_SECONDS_KEY] <= first["seconds"] == first["seconds_total"]
+    assert again["seconds_total"] == pytest.approx(saved[RUN_SECONDS_KEY] + again["seconds"], abs=0.02)
 
 
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:

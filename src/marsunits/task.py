@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: Key of the metadata block in a checkpoint.
 METADATA_KEY = "marsunits"
+#: Checkpoint key of the wall-clock seconds the run had taken when the checkpoint was saved, all its parts
+#: (a run resumed with ``ckpt_path`` adds its own to those of the parts before).
+RUN_SECONDS_KEY = "marsunits_run_seconds"
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
 SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "none")
@@ -297,6 +301,10 @@ class SegmentationTask(L.LightningModule):
         #: was fine-tuned from (None: unknown, or data without sols); kept in checkpoints and packages, so
         #: a run that validates on those sols can tell (``MarsDataModule.sols_seen_by``).
         self.trained_sols: dict[str, list[int]] | None = None
+        #: ``time.perf_counter()`` when this part of the run started (set by ``training.run``; None: not
+        #: timed) and the seconds of the parts before it (read from a resumed checkpoint).
+        self.part_started: float | None = None
+        self.seconds_before = 0.0
 
     @staticmethod
     def _check_arguments(
@@ -730,8 +738,14 @@ class SegmentationTask(L.LightningModule):
             "trained_sols": self.trained_sols,
         }
 
+    def run_seconds(self) -> float:
+        """Wall-clock seconds of the run so far, every part of it (see :data:`RUN_SECONDS_KEY`)."""
+        part = time.perf_counter() - self.part_started if self.part_started is not None else 0.0
+        return self.seconds_before + part
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[METADATA_KEY] = self.metadata
+        checkpoint[RUN_SECONDS_KEY] = round(self.run_seconds(), 2)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if METADATA_KEY not in checkpoint:
@@ -742,6 +756,7 @@ class SegmentationTask(L.LightningModule):
             )
         self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
         self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
+        self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
 
 def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[str, int]:

@@ -363,7 +363,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     Returns:
         Dict with final ``val/*`` metrics of the best checkpoint, ``test/*`` metrics, ``best_ckpt``,
-        ``last_ckpt`` and ``seconds`` (wall-clock time of the whole run).
+        ``last_ckpt``, ``seconds`` (wall-clock time of this command) and, when training, ``seconds_total``
+        (of the whole run: a resumed run adds the parts before it, each up to its last checkpoint).
     """
     start = time.perf_counter()
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -441,9 +442,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(int(cfg.seed) + trainer.global_rank, workers=True, verbose=False)
 
     status = "failed"
+    seconds_before = 0.0
     try:
         metrics: dict[str, Any] = {}
         if training:
+            task.part_started = start
             try:
                 trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             except SystemExit as exc:
@@ -453,6 +456,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 if isinstance(exc, SIGTERMException):  # a SystemExit without a code: status 0 otherwise
                     raise TerminatedError from None  # reported with status 143; last.ckpt saved on the way
                 raise
+            # The parts of the run before this one (resumed), read before test/validation load best.ckpt.
+            seconds_before = task.seconds_before
             trained = _scalar_metrics(trainer.callback_metrics, ("train/",))
             if ckpt_path and not trained:  # train/loss is logged at every step: none was taken
                 trained = _nothing_left_to_train(trainer, str(ckpt_path), output_dir)
@@ -494,6 +499,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if evaluated is not None:
         result["evaluated_ckpt"] = str(Path(evaluated[0]).resolve())
     result["seconds"] = round(time.perf_counter() - start, 2)
+    if training:  # every part of a resumed run (each as far as its last checkpoint), this one in full
+        result["seconds_total"] = round(seconds_before + result["seconds"], 2)
     if trainer.is_global_zero:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         log.info("metrics written to %s", output_dir / "metrics.json")
