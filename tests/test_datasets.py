@@ -17,7 +17,7 @@ from marsunits.data.class_map import ClassMap
 from marsunits.data.datamodule import collate_samples
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset, tile_starts
 from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
-from marsunits.data.folder import scan_folder
+from marsunits.data.folder import pair_by_stem, scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
 from marsunits.data.splits import group_ids, kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
@@ -549,12 +549,32 @@ def test_scene_dataset_converts_channels_and_drops_camera_when_augmenting() -> N
     assert aug["image"].shape == (3, 32, 32) and "camera" not in aug
 
 
-def test_folder_data_with_images_in_subfolders_says_they_are_not_searched(tmp_path: Path) -> None:
+def test_folder_data_pairs_the_files_of_subfolders(tmp_path: Path) -> None:
+    """Images in subfolders of a folder dataset were left out of training without a word, while predict.py
+    reads (and mirrors) subfolders; they are now paired by their path below images/ and masks/."""
+    for rel in ("top", "site B/a", "site2/a", "site2/deeper/nav 3", ".ipynb_checkpoints/top"):
+        for folder, ext in (("images", "jpg"), ("masks", "png")):
+            (tmp_path / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("L" if folder == "masks" else "RGB", (8, 8)).save(tmp_path / folder / f"{rel}.{ext}")
+    records = scan_folder(tmp_path)
+    got = [
+        (r.image.relative_to(tmp_path).as_posix(), r.mask.relative_to(tmp_path).as_posix()) for r in records
+    ]
+    assert got == [
+        ("images/site B/a.jpg", "masks/site B/a.png"),
+        ("images/site2/a.jpg", "masks/site2/a.png"),  # the same stem in another subfolder is another image
+        ("images/site2/deeper/nav 3.jpg", "masks/site2/deeper/nav 3.png"),
+        ("images/top.jpg", "masks/top.png"),
+    ]  # the hidden folder's copy is skipped, as predict.py skips it
+    (tmp_path / "masks" / "site2" / "a.png").rename(tmp_path / "masks" / "a.png")
+    with pytest.raises(ValueError, match=r"1 image\(s\) in .* have no mask .*: site2/a; 1 mask\(s\) .*: a\."):
+        scan_folder(tmp_path)
+    # Layouts read flat (MarsScapes, AI4Mars) still say where images in subfolders are.
     for site in ("site1", "site2"):
-        (tmp_path / "images" / site).mkdir(parents=True)
-        Image.new("RGB", (8, 8)).save(tmp_path / "images" / site / "a.png")
-    (tmp_path / "masks").mkdir()
+        (tmp_path / "flat" / "images" / site).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "images" / site / "a.png")
+    (tmp_path / "flat" / "masks").mkdir()
     with pytest.raises(
         ValueError, match=r"no images found in .*images\. .*subfolders \(site1, site2\).*not searched"
     ):
-        scan_folder(tmp_path)
+        pair_by_stem(tmp_path / "flat" / "images", tmp_path / "flat" / "masks", "marsscapes", lambda _: None)

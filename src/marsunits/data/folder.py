@@ -1,4 +1,5 @@
-"""A generic labelled folder: ``ROOT/images/<stem>.<ext>`` paired with ``ROOT/masks/<stem>.png``.
+"""A generic labelled folder: ``ROOT/images/<stem>.<ext>`` paired with ``ROOT/masks/<stem>.png``, in
+subfolders too (``images/site B/137_1.jpg`` with ``masks/site B/137_1.png``), as ``predict.py`` reads them.
 
 This is also the layout the synthetic scene writer produces (plus ``cameras/<stem>.json``, which is
 attached to the samples when present). Masks hold project ids unless the config gives a ``class_map``.
@@ -36,7 +37,10 @@ def check_root(root: str | Path, dataset: str, expected: str) -> Path:
     return path
 
 
-def _stems(folder: Path, what: str, dataset: str) -> dict[str, Path]:
+def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> dict[str, Path]:
+    """``{key: file}`` of the image files in ``folder``: the key is the stem, or with ``recursive`` the
+    path below ``folder`` without its extension (``site B/137_1``); hidden files and folders are skipped,
+    as ``predict.py`` skips them."""
     if not folder.is_dir():
         # Masks are often kept under another name (MarsScapes: labels/, others: annotations/, gt/).
         others = (
@@ -52,15 +56,17 @@ def _stems(folder: Path, what: str, dataset: str) -> dict[str, Path]:
             "Check data.root and the dataset layout (data/README.md)."
         )
     found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if not (p.is_file() and is_image_file(p)):
+    for p in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not (p.is_file() and is_image_file(p)):
             continue
-        if p.stem in found:
+        key = rel.with_suffix("").as_posix()
+        if key in found:
             raise ValueError(
-                f"Dataset '{dataset}': two {what} files share the stem '{p.stem}' ({found[p.stem].name}, "
-                f"{p.name}); pairing is by stem. Remove or rename one."
+                f"Dataset '{dataset}': two {what} files share the stem '{key}' "
+                f"({found[key].relative_to(folder)}, {rel}); pairing is by stem. Remove or rename one."
             )
-        found[p.stem] = p
+        found[key] = p
     return found
 
 
@@ -70,6 +76,7 @@ def pair_by_stem(
     dataset: str,
     group_of: Callable[[str], int | None],
     cameras_dir: Path | None = None,
+    recursive: bool = False,
 ) -> list[LabelledImage]:
     """Pair ``images_dir/<stem>.*`` with ``masks_dir/<stem>.*``, sorted by stem.
 
@@ -77,16 +84,18 @@ def pair_by_stem(
         images_dir: folder of images.
         masks_dir: folder of uint8 label files.
         dataset: dataset name (messages, ``LabelledImage.source``).
-        group_of: stem -> split group (e.g. the sol), or ``None`` if the image is its own group.
+        group_of: file name stem -> split group (e.g. the sol), or ``None`` if the image is its own group.
         cameras_dir: optional folder of ``<stem>.json`` camera files.
+        recursive: also pair the files of subfolders, by their path below the folders
+            (``images/site B/137_1.jpg`` with ``masks/site B/137_1.png``; cameras likewise).
 
     Raises:
         FileNotFoundError: a folder is missing.
         ValueError: no images, an image without a mask or a mask without an image (lists a few names).
     """
-    images = _stems(images_dir, "images", dataset)
-    masks = _stems(masks_dir, "masks", dataset)
-    if not images:
+    images = _stems(images_dir, "images", dataset, recursive)
+    masks = _stems(masks_dir, "masks", dataset, recursive)
+    if not images and not recursive:
         deeper = (p for p in images_dir.rglob("*") if p.is_file() and is_image_file(p))
         nested = sorted({p.parent.relative_to(images_dir) for p in deeper})
         hint = (
@@ -98,6 +107,10 @@ def pair_by_stem(
             else ""
         )
         raise ValueError(f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.{hint}")
+    if not images:
+        raise ValueError(
+            f"Dataset '{dataset}': no images found in {images_dir} or its subfolders. Check data.root."
+        )
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     problems = []
@@ -121,7 +134,7 @@ def pair_by_stem(
         camera = None
         if cameras_dir is not None and (cameras_dir / f"{stem}.json").is_file():
             camera = cameras_dir / f"{stem}.json"
-        records.append(LabelledImage(images[stem], masks[stem], group_of(stem), dataset, camera))
+        records.append(LabelledImage(images[stem], masks[stem], group_of(Path(stem).name), dataset, camera))
     return records
 
 
@@ -152,4 +165,4 @@ def scan_folder(
             )
         return int(prefix)
 
-    return pair_by_stem(path / "images", path / "masks", dataset, sol_of, path / "cameras")
+    return pair_by_stem(path / "images", path / "masks", dataset, sol_of, path / "cameras", recursive=True)
