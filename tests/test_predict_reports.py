@@ -358,3 +358,21 @@ def test_a_camera_file_replaced_by_an_older_one_is_predicted_again(tmp_path: Pat
     camera_file.unlink()  # no camera now: the contacts (pixels only, or with metres) are made again
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
     assert read_manifest(out)[f"{name}.png"]["status"] == "ok" and recorded() is None
+
+
+def test_an_image_replaced_by_an_older_file_is_predicted_again(tmp_path: Path, ckpt: Path) -> None:
+    """An input replaced by another image with an older modification time (cp -p, tar, rsync -a) was
+    skipped as done: a 4629 px panorama kept the mask of the 1967 px image it replaced."""
+    from PIL import Image
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "x.png", 40, 60, seed=1)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    old_time = (out / "x.mask.png").stat().st_mtime - 3600
+    save_rgb(inp / "x.png", 40, 90, seed=2)  # another image under the same name
+    os.utime(inp / "x.png", (old_time, old_time))  # older than the outputs, as a restored copy is
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert read_manifest(out)["x.png"]["status"] == "ok"  # predicted again
+    assert Image.open(out / "x.mask.png").size == (90, 40)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0  # unchanged since: skipped
+    assert read_manifest(out)["x.png"]["status"] == "skipped"

@@ -45,6 +45,8 @@ __all__ = [
     "SETTINGS_NAME",
     "adaptation_inputs",
     "check_settings",
+    "image_file_identity",
+    "image_replaced",
     "input_changed",
     "settings_record",
     "write_settings",
@@ -174,7 +176,8 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
 
     The mask is written last and the contact file (which holds the ground coordinates) before it, so a
     file modified after them was not what they were made from. Like ``make``, this trusts modification
-    times: an image replaced by one with an older time (``cp -p``) is not noticed; ``overwrite=true`` is.
+    times: an image replaced by one with an older time (``cp -p``) is not noticed here, but by
+    :func:`image_replaced` (size and exact time recorded in the contact file); ``overwrite=true`` redoes all.
     Camera files, which are small, are also compared by content (:func:`camera_changed`).
     """
     try:
@@ -184,6 +187,26 @@ def input_changed(image: Path, paths: OutputPaths) -> bool:
         return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
     except OSError:
         return True  # cannot tell: predict it again
+
+
+def image_file_identity(image: Path) -> dict[str, int] | None:
+    """``{"bytes": size, "mtime_ns": modification time}`` of an input image as it is read, kept in its
+    contact file (``image_file``): an image replaced by another, whatever its modification time, then
+    differs (:func:`image_replaced`). None if the file cannot be examined."""
+    try:
+        st = image.stat()
+    except OSError:
+        return None
+    return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def image_replaced(image: Path, members: Mapping[str, Any]) -> bool:
+    """Whether ``image`` is not the file its contact file records (``image_file``): replaced, even by a file
+    with an older modification time (``cp -p``, ``tar``, ``rsync -a``), which :func:`input_changed` cannot
+    see. Contact files written before it was recorded: False (judged by :func:`input_changed` alone)."""
+    if "image_file" not in members:
+        return False
+    return bool(members["image_file"] != image_file_identity(image))
 
 
 def camera_file_sha256(image: Path) -> str | None:

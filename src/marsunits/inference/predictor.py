@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from marsunits.data.io import ImageReadError, read_image
 from marsunits.errors import ConfigError
+from marsunits.inference.output_settings import image_file_identity
 from marsunits.inference.runtime import ForwardFn, TorchForward
 from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
 
@@ -142,12 +143,15 @@ class LoadedImage:
         image: Float32 ``(H, W, C)`` in [0, 1] as read (C in {1, 3}), or None on error.
         error: Why the file could not be read, or None.
         seconds: Time spent reading and decoding.
+        file_identity: Size and modification time of the file before it was read
+            (:func:`~marsunits.inference.output_settings.image_file_identity`), or None.
     """
 
     index: int
     image: np.ndarray | None
     error: str | None
     seconds: float
+    file_identity: dict[str, int] | None = None
 
 
 class ImageFileDataset(Dataset[LoadedImage]):
@@ -183,6 +187,7 @@ class ImageFileDataset(Dataset[LoadedImage]):
                     "loop); fix or remove the link"
                 )
             check_file_size(path, self.max_file_mb)
+            identity = image_file_identity(path)  # before reading: a file replaced meanwhile is redone
             image = read_image(path, max_megapixels=self.max_megapixels)
         except ImageReadError as exc:
             return LoadedImage(index, None, str(exc), time.perf_counter() - start)
@@ -190,7 +195,7 @@ class ImageFileDataset(Dataset[LoadedImage]):
             return LoadedImage(
                 index, None, f"{path}: {type(exc).__name__}: {exc}", time.perf_counter() - start
             )
-        return LoadedImage(index, image, None, time.perf_counter() - start)
+        return LoadedImage(index, image, None, time.perf_counter() - start, identity)
 
 
 def check_file_size(path: Path, max_file_mb: float | None) -> None:

@@ -89,6 +89,7 @@ from marsunits.inference.output_settings import (
     camera_changed,
     camera_file_sha256,
     check_settings,
+    image_replaced,
     input_changed,
     method_versions,
     settings_record,
@@ -744,6 +745,8 @@ class _Session:
             return None  # its camera file was removed: the ground coordinates it gave are stale
         if camera_changed(f.path, members):  # replaced, even by a file with an older time (tar, cp -p)
             return None
+        if image_replaced(f.path, members):  # the same for the image (size and exact time recorded)
+            return None
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines)
         if self.opts.map:
@@ -829,6 +832,7 @@ class _Session:
                 probability_dtype=self.opts.probability_dtype,
                 greyscale=grey,
                 camera_sha256=camera_digest,
+                image_file=item.file_identity,
             )
         except OSError as exc:
             if exc.errno in OUTPUT_STOP_ERRNOS:

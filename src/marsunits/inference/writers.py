@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -246,6 +246,7 @@ def write_prediction(
     probability_dtype: str = "uint8",
     greyscale: bool | None = None,
     camera_sha256: str | None | bool = False,
+    image_file: Mapping[str, int] | None = None,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -263,6 +264,8 @@ def write_prediction(
         camera_sha256: Digest of the camera file the ground coordinates came from (None: the image has no
             camera), kept in the contact file (``camera_sha256``) so a later run notices a replaced camera
             file (``output_settings.camera_changed``); False leaves it out.
+        image_file: Size and modification time of the input file as it was read, kept in the contact file
+            (``image_file``) so a later run notices a replaced image (``output_settings.image_replaced``).
     """
     h, w = mask.shape
     if save_probabilities:
@@ -270,6 +273,8 @@ def write_prediction(
     members: dict[str, Any] = {} if greyscale is None else {"image_greyscale": bool(greyscale)}
     if camera_sha256 is not False:
         members["camera_sha256"] = camera_sha256
+    if image_file is not None:
+        members["image_file"] = dict(image_file)
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
     write_png_atomic(paths.mask, mask)
