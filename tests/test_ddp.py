@@ -98,6 +98,9 @@ def test_ddp_training_with_two_gloo_processes(tmp_path: Path) -> None:
     # Each rank draws its own crops and augmentations (seeded alike, the two drew the same ones).
     digests = {p.name: p.read_text() for p in (tmp_path / "probe").glob("rank*.txt")}
     assert len(digests) == 2 and len(set(digests.values())) == 2, digests
+    # ... while their samplers still deal the scenes out between them: each scene to one rank per epoch.
+    shares = [set(map(int, p.read_text().split(","))) for p in (tmp_path / "probe").glob("rank*.indices")]
+    assert len(shares) == 2 and not shares[0] & shares[1] and shares[0] | shares[1] == set(range(16))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     finite = [v for k, v in metrics.items() if k.startswith(("train/", "val/", "test/")) and v is not None]
     assert finite and all(math.isfinite(v) for v in finite)

@@ -670,6 +670,9 @@ def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -
         run(make_cfg(tmp_path, ckpt, inp, out, "tile=60"))
     with pytest.raises(ConfigError, match="unknown contact option"):
         run(make_cfg(tmp_path, ckpt, inp, out, "+contact.no_such_option=1"))
+    # It said "'<' not supported between instances of 'str' and 'int'".
+    with pytest.raises(ConfigError, match=r"contact\.min_length_px='x': expected a number, e\.g\. contact\."):
+        run(make_cfg(tmp_path, ckpt, inp, out, "contact.min_length_px=x"))
     with pytest.raises(ConfigError, match="min_unit_area_px must be a whole number"):
         run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=-5"))
     # These ran with an empty map titled "range <= -1 m", or stopped on a bare int()/float() message.

@@ -208,7 +208,7 @@ def test_map_without_cameras_says_how_to_provide_one(
     out = tmp_path / "out"
     assert run(make_cfg(tmp_path, ckpt, inp, out, "map=true")) == 0
     said = capsys.readouterr().out
-    assert "no image had a camera file" in said and "<stem>.camera.json" in said
+    assert "no image had a usable camera file" in said and "<stem>.camera.json" in said
     assert not (out / "contact_map.geojson").exists()
 
 

@@ -80,3 +80,7 @@ def test_a_folder_predicted_with_the_earlier_tta_is_not_resumed_with_the_new_one
     plain = tmp_path / "plain"
     assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32")) == 0
     assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None
+    # Switching tta on in that folder is one difference, said once (it was also called a change of method).
+    with pytest.raises(ConfigError) as refused:
+        run(make_cfg(tmp_path, ckpt, inp, plain, "tta=true", "precision=32"))
+    assert "tta (false then, true now)" in str(refused.value) and "computed changed" not in str(refused.value)

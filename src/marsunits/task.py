@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -102,6 +103,26 @@ def default_normalisation(in_channels: int) -> tuple[list[float], list[float]]:
     if in_channels == 1:
         return [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
     raise ValueError(f"No default mean/std for in_channels={in_channels}; give `mean` and `std` explicitly.")
+
+
+def seed_rank(seed: int, rank: int) -> None:
+    """Seed torch, NumPy and Python's ``random`` with ``seed + rank``: a DDP rank's own random streams.
+
+    Lightning seeds every rank alike (``seed_everything``, and again from ``PL_GLOBAL_SEED`` when the
+    processes join), so the ranks drew the very same crops and augmentations in the main process
+    (``num_workers=0``): N GPUs trained on 1/N of the data with an N times smaller batch. Called once
+    training starts: after the network is built (DDP copies rank zero's weights to all) and the samplers
+    are made. ``PL_GLOBAL_SEED`` itself must stay the same on every rank: Lightning's ``DistributedSampler``
+    shuffles with it, and ranks shuffling differently get overlapping shares of the data (seeding through
+    ``seed_everything`` did that: a quarter of the scenes unseen each epoch with two ranks). Loader workers
+    are seeded by Lightning from that seed and the rank.
+    """
+    import random
+
+    derived = seed + rank
+    torch.manual_seed(derived)
+    np.random.seed(derived % 2**32)
+    random.seed(derived)
 
 
 def merge_sols(*parts: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]] | None:
@@ -645,7 +666,9 @@ class SegmentationTask(L.LightningModule):
             self.trained_sols = merge_sols(self.trained_sols, reader())
 
     def on_train_start(self) -> None:
-        """Fit the schedule restored from a checkpoint to this run's length when they differ.
+        """Give each DDP rank random streams of its own (:func:`seed_rank`), then fit the schedule to the run.
+
+        Fit the schedule restored from a checkpoint to this run's length when they differ.
 
         Lightning restores the scheduler's state after ``configure_optimizers``, so a resume with another
         ``trainer.max_epochs`` (or crops per epoch, or batch size) would keep the old schedule's length: past
@@ -656,6 +679,9 @@ class SegmentationTask(L.LightningModule):
         Raises:
             ConfigError: A one-cycle run resumed with another length, or one already past its new end.
         """
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            seed_rank(int(os.environ.get("PL_GLOBAL_SEED", "0")), trainer.global_rank)
         planned = getattr(self, "_planned_schedule", None)
         schedulers = self.lr_schedulers()
         if planned is None or schedulers is None:

@@ -435,11 +435,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
     callbacks = _with_wandb_run_id(callbacks, loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    if trainer.world_size > 1:
-        # Each DDP rank a seed of its own from here (the network is already built, and DDP copies rank
-        # zero's weights to all): seeded alike, the ranks drew the very same crops and augmentations in the
-        # main process (num_workers=0), so N GPUs trained on 1/N of the data with an N times smaller batch.
-        pl.seed_everything(int(cfg.seed) + trainer.global_rank, workers=True, verbose=False)
 
     status = "failed"
     seconds_before = 0.0

@@ -104,11 +104,18 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                     f"{n_then} file(s) then, {n_now} now, or some of them changed)"
                 )
             elif key == "method_versions":
-                diffs.append(
-                    f"how {', '.join(sorted(new.get(key) or old.get(key) or {}))} is computed changed since "
-                    f"(versions {json.dumps(old.get(key))} then, {json.dumps(new.get(key))} now; "
-                    "output_settings.METHOD_VERSIONS says what changed)"
+                # Only methods on in both runs: one switched on or off is said by its own key (tta).
+                then, now = old.get(key) or {}, new.get(key) or {}
+                changed = sorted(
+                    m for m in METHOD_VERSIONS if old.get(m) and new.get(m) and then.get(m) != now.get(m)
                 )
+                if changed:
+                    diffs.append(
+                        f"how {', '.join(changed)} is computed changed since (versions "
+                        f"{json.dumps({m: then.get(m) for m in changed})} then, "
+                        f"{json.dumps({m: now.get(m) for m in changed})} now; "
+                        "output_settings.METHOD_VERSIONS says what changed)"
+                    )
             elif key == "weights_sha256":
                 diffs.append(
                     f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "

@@ -314,6 +314,13 @@ def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"unknown contact option(s) {unknown}; valid options are {valid}")
+    for f in fields(ContactConfig):  # a word typed for a number: say which option, not Python's comparison
+        default, value = f.default, options.get(f.name)
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if f.name in options and numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(
+                f"contact.{f.name}={value!r}: expected a number, e.g. contact.{f.name}={default}"
+            )
     try:
         return ContactConfig(**options)
     except (TypeError, ValueError) as exc:
@@ -1042,9 +1049,9 @@ class _Session:
         """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``."""
         if not self.map_items:
             print(
-                "map=true: no contact map was drawn because no image had a camera file; put one next to "
-                "each image as <stem>.camera.json (or in ../cameras/<stem>.json) to place its contacts on "
-                "the ground",
+                "map=true: no contact map was drawn because no image had a usable camera file (missing, or "
+                "refused: see the messages above); put one next to each image as <stem>.camera.json (or in "
+                "../cameras/<stem>.json) to place its contacts on the ground",
                 file=sys.stdout,
             )
             return []
