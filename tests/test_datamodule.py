@@ -522,7 +522,9 @@ def test_a_teacher_trained_on_the_validation_sols_is_refused(tmp_path: Path) -> 
         with pytest.raises(DataError, match=rf"the teacher of the pseudo-labels in .*folder.*\[{seen[0]}\]"):
             instantiate(cfg.data).setup("fit")
     record.write_text(json.dumps({"teacher_trained_sols": {"marsscapes": [9000]}}))
-    instantiate(cfg.data).setup("fit")  # a teacher of other sols
+    student = instantiate(cfg.data)
+    student.setup("fit")  # a teacher of other sols
+    assert 9000 in student.trained_sols()["marsscapes"]  # what the teacher knew reaches the student
     record.write_text(json.dumps({"teacher_trained_sols": {"marsscapes": [val_sol]}}))
     allowed = _compose("marsscapes_pseudo", tmp_path / "a", ["data.allow_seen_val_sols=true"])
     with open_dict(allowed):

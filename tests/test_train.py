@@ -392,25 +392,21 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
 
     write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
     write_fake_ai4mars(tmp_path / "data" / "ai4mars_msl256", size=64)
-    cfg = compose_config(
-        "train",
-        tmp_path / "run",
-        [
-            "experiment=marsscapes_ai4mars",
-            "model=tiny",
-            "logger=none",
-            f"data.root={tmp_path / 'data'}",
-            "data.num_workers=0",
-            "data.batch_size=4",
-            "data.val_batch_size=4",
-            "data.crop_size=64",
-            "data.samples_per_epoch=8",
-            "trainer.max_epochs=1",
-            "trainer.check_val_every_n_epoch=1",
-            "trainer.enable_progress_bar=false",
-        ],
-    )
-    metrics = run(cfg)
+    overrides = [
+        "experiment=marsscapes_ai4mars",
+        "model=tiny",
+        "logger=none",
+        f"data.root={tmp_path / 'data'}",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "data.val_batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "trainer.max_epochs=1",
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    metrics = run(compose_config("train", tmp_path / "run", overrides))
     for prefix in ("val", "val/marsscapes", "val/ai4mars", "test/marsscapes", "test/ai4mars"):
         assert 0.0 <= metrics[f"{prefix}/miou"] <= 1.0, prefix
     assert "val/marsscapes/loss" in metrics and "val/ai4mars/loss" in metrics
@@ -425,6 +421,12 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
     assert checkpoint_state["monitor"] == "val/miou_source_mean"
     best_score = float(checkpoint_state["best_model_score"])
     assert best_score == pytest.approx(metrics["val/miou_source_mean"], abs=1e-6)
+    # One pooled loader never logs the per-source mean: refused before training (it stopped at the first
+    # validation, epochs later).
+    pooled = compose_config("train", tmp_path / "pooled", [*overrides, "data.separate_val=false"])
+    with pytest.raises(ConfigError, match=r"monitor=val/miou_source_mean averages .* validates on 1 loader"):
+        run(pooled)
+    assert not (tmp_path / "pooled" / "checkpoints").exists()
 
 
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:
@@ -463,6 +465,37 @@ def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path)
                 [*common, "data.seed=3", f"init_ckpt_path={trained['best_ckpt']}", "trainer.max_epochs=1"],
             )
         )
+
+
+def test_a_run_recorded_before_new_data_settings_still_resumes(tmp_path: Path) -> None:
+    """A run folder whose config.yaml predates data.sol_margin and data.allow_seen_val_sols could not be
+    resumed at all ("None -> 2"); it is now compared as trained with the earlier behaviour (sol_margin 0),
+    which the message names, and the check switch does not count."""
+    from marsunits.data.fake import write_fake_marsscapes
+
+    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
+    common = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=marsscapes",
+        f"data.root={root}",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "data.batch_size=4",
+        "test=false",
+        "run_name=old",
+    ]
+    run(compose_config("train", tmp_path / "old", [*common, "trainer.max_epochs=1"]))
+    config = tmp_path / "old" / "config.yaml"
+    recorded = OmegaConf.load(config)
+    del recorded.data["sol_margin"], recorded.data["allow_seen_val_sols"]  # as written before they existed
+    config.write_text(OmegaConf.to_yaml(recorded))
+    again = [*common, "trainer.max_epochs=2", "ckpt_path=last"]
+    with pytest.raises(ConfigError, match=r"data\.sol_margin: 0 -> 2"):
+        run(compose_config("train", tmp_path / "old", again))
+    resumed = run(compose_config("train", tmp_path / "old", [*again, "data.sol_margin=0"]))
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
 
 
 def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from marsunits.constants import CLASS_NAMES
+from marsunits.data.splits import merge_sols
 from marsunits.model_package import is_package, load_package
-from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task, merge_sols
+from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from torchmetrics.classification import (
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scored_cracks
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from marsunits.data.class_map import subclass_groups
+from marsunits.data.splits import merge_sols
 from marsunits.errors import ConfigError, DivergedError
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
@@ -123,15 +124,6 @@ def seed_rank(seed: int, rank: int) -> None:
     torch.manual_seed(derived)
     np.random.seed(derived % 2**32)
     random.seed(derived)
-
-
-def merge_sols(*parts: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]] | None:
-    """``{source: sorted sols}`` holding every sol of ``parts`` (None where no part has any)."""
-    merged: dict[str, set[int]] = {}
-    for part in parts:
-        for source, sols in (part or {}).items():
-            merged.setdefault(str(source), set()).update(int(sol) for sol in sols)
-    return {source: sorted(sols) for source, sols in merged.items() if sols} or None
 
 
 def iou_with_absent_classes(iou: torch.Tensor, confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -87,7 +87,7 @@ def resolve_ckpt_path(
                 "Train once without ckpt_path, or pass ckpt_path=<path to a .ckpt file>."
             )
         if job is not None:
-            same = [c for c in candidates if _same_job(_saved_job(c.parent.parent), job, data_moved)]
+            same = [c for c in candidates if _same_job(_saved_job(c.parent.parent, job), job, data_moved)]
             if not same:
                 raise ConfigError(
                     f"ckpt_path=last: none of the {len(candidates)} runs under {log_dir / task_name}/ "
@@ -113,6 +113,14 @@ _DATA_PERFORMANCE_KEYS = frozenset(
 #: Data settings that say where the data is, not what it is: ``data_moved=true`` lets a resume change them.
 _DATA_LOCATION_KEYS = frozenset({"root", "source_dirs"})
 
+#: Data settings that switch a check on or off, not what is trained on: a resumed run may change them.
+_DATA_CHECK_KEYS = frozenset({"allow_seen_val_sols"})
+
+#: Data settings added since runs were first recorded, with the value that gives the behaviour before
+#: them: a run folder whose config.yaml lacks one is compared as if it had that value, so a run from
+#: before still resumes, and one that would now train on other data says which setting restores it.
+_DATA_KEYS_ADDED = {"sol_margin": 0}
+
 
 def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_moved: bool) -> bool:
     """Whether a saved :func:`job_identity` is ``job``; with ``data_moved``, wherever the data now is."""
@@ -128,6 +136,22 @@ def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_move
         return {**identity, "data": data}
 
     return located(saved) == located(job)
+
+
+def _check_monitor_has_sources(cfg: DictConfig, datamodule: Any) -> None:
+    """Refuse a best-checkpoint monitor of per-source means (``val/miou_source_mean``) when the run
+    validates on one loader: the metric is never logged, and the run used to stop at its first validation,
+    after training."""
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor", default=None)
+    if isinstance(monitor, str) and monitor.endswith("miou_source_mean"):
+        loaders = len(getattr(datamodule, "val_names", None) or [])
+        if loaders < 2:
+            raise ConfigError(
+                f"callbacks.model_checkpoint.monitor={monitor} averages the validation mIoU of each data "
+                f"source, but this run validates on {loaders} loader (one source, or "
+                "data.separate_val=false): set data.separate_val=true, or add "
+                "callbacks.model_checkpoint.monitor=val/miou"
+            )
 
 
 def _note_seen_sols(datamodule: Any, what: str, task: Any) -> None:
@@ -151,7 +175,7 @@ def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     data = plain(cfg.get("data"))
     if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k not in _DATA_PERFORMANCE_KEYS}
+        data = {k: v for k, v in data.items() if k not in _DATA_PERFORMANCE_KEYS | _DATA_CHECK_KEYS}
     return {"model": plain(cfg.get("model")), "data": data}
 
 
@@ -163,6 +187,26 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _differences_or_absent(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """:func:`_differences`, plus the keys present on one side only, which it reads as None on both."""
+    found = _differences(old, new)
+    if found:
+        return found
+    return [
+        f"{key}: {'absent' if key not in old else 'set'} -> {'absent' if key not in new else 'set'}"
+        for key in _keys_on_one_side(old, new)
+    ]
+
+
+def _keys_on_one_side(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return []
+    out = [f"{prefix}{k}" for k in sorted(set(old) ^ set(new), key=str)]
+    for k in sorted(set(old) & set(new), key=str):
+        out += _keys_on_one_side(old[k], new[k], f"{prefix}{k}.")
+    return out
 
 
 def check_run_folder(
@@ -194,9 +238,9 @@ def check_run_folder(
             f"{output_dir} already holds another run's checkpoints; resume {ckpt_path} under another "
             "run_name=..., or resume this folder's run with ckpt_path=last"
         )
-    saved = _saved_job(source)
+    saved = _saved_job(source, job)
     if saved is not None and not _same_job(saved, job, data_moved):
-        diff = _differences(saved, dict(job))
+        diff = _differences_or_absent(saved, dict(job))
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
         changed = [d.split(":")[0] for d in diff]  # dotted keys
         # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).
@@ -218,15 +262,22 @@ def check_run_folder(
         )
 
 
-def _saved_job(run_dir: Path) -> dict[str, Any] | None:
-    """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable)."""
+def _saved_job(run_dir: Path, job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable), with
+    the settings added since it was written (``_DATA_KEYS_ADDED``) that ``job`` has at their earlier value."""
     try:
         saved = OmegaConf.load(run_dir / "config.yaml")
     except Exception:  # noqa: BLE001 - a missing or broken config.yaml just means "not this job"
         return None
     if not isinstance(saved, DictConfig) or saved.get("model") is None or saved.get("data") is None:
         return None  # empty or not a run's config: no record to compare with
-    return job_identity(saved)
+    identity = job_identity(saved)
+    data, now = identity.get("data"), job.get("data")
+    if isinstance(data, dict) and isinstance(now, dict):
+        for key, before in _DATA_KEYS_ADDED.items():
+            if key in now and key not in data:
+                data[key] = before
+    return identity
 
 
 #: Integer settings checked before anything is rendered or built: ``(key, smallest value, what it is)``.
@@ -408,6 +459,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
+    if training:
+        _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
     # After the data and model settings were accepted (a bad value stops above), so a run that never

@@ -47,6 +47,7 @@ from marsunits.data.splits import (
     check_sol_ranges,
     in_sol_ranges,
     kfold_split_by_group,
+    merge_sols,
     near_sols,
     split_by_group,
 )
@@ -673,26 +674,34 @@ class MarsDataModule(L.LightningDataModule):
             self.splits[source] = (kept, val)
 
     def trained_sols(self) -> dict[str, list[int]]:
-        """``{source: sorted sols}`` of the training side (after ``setup``; sources without sols left out)."""
+        """``{source: sorted sols}`` the model learns from (after ``setup``): the training side's, sources
+        without sols left out, and those of the teacher of a pseudo-label folder, whose knowledge of them
+        reaches the student through its labels."""
         sols = {
             source: sorted({r.group for r in train if r.group is not None})
             for source, (train, _) in self.splits.items()
         }
-        return {source: found for source, found in sols.items() if found}
+        teacher = self._pseudo_label_teacher()
+        return merge_sols(sols, teacher[1] if teacher else None) or {}
+
+    def _pseudo_label_teacher(self) -> tuple[str, Mapping[str, Sequence[int]]] | None:
+        """``(what, sols)`` of the teacher of the pseudo-label folder among the sources: the
+        ``teacher_trained_sols`` its ``pseudo_labels.json`` records (None: no such folder or record)."""
+        if "folder" not in self.sources:
+            return None
+        record = self._source_root("folder") / "pseudo_labels.json"
+        try:
+            sols = json.loads(record.read_text()).get("teacher_trained_sols")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not isinstance(sols, dict) or not sols:
+            return None
+        return f"the teacher of the pseudo-labels in {record.parent} ({record.name})", sols
 
     def _teachers(self) -> list[tuple[str, Mapping[str, Sequence[int]] | None]]:
-        """:attr:`sols_seen_by` plus the teacher of each pseudo-label folder among the sources (the
-        ``teacher_trained_sols`` its ``pseudo_labels.json`` records)."""
-        seen = list(self.sols_seen_by)
-        if "folder" in self.sources:
-            record = self._source_root("folder") / "pseudo_labels.json"
-            try:
-                sols = json.loads(record.read_text()).get("teacher_trained_sols")
-            except (OSError, ValueError, AttributeError):
-                sols = None
-            if sols:
-                seen.append((f"the teacher of the pseudo-labels in {record.parent} ({record.name})", sols))
-        return seen
+        """:attr:`sols_seen_by` plus the teacher of the pseudo-label folder among the sources."""
+        teacher = self._pseudo_label_teacher()
+        return [*self.sols_seen_by, *([teacher] if teacher else [])]
 
     def _refuse_validation_sols_seen_before(self) -> None:
         """Raise if a model this run starts from, is evaluated as, or learns pseudo-labels from trained on

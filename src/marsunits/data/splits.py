@@ -13,7 +13,7 @@ validated on exactly once over the ``k`` folds, so the mean over folds scores th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -25,6 +25,7 @@ __all__ = [
     "group_ids",
     "in_sol_ranges",
     "kfold_split_by_group",
+    "merge_sols",
     "near_sols",
     "split_by_group",
 ]
@@ -130,6 +131,15 @@ def near_sols(sols: Sequence[int | None], reference: Sequence[int], margin: int)
         neighbours = ref[max(k - 1, 0) : k + 1]
         near[i] = bool(np.abs(neighbours - sol).min() <= margin)
     return near
+
+
+def merge_sols(*parts: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]] | None:
+    """``{source: sorted sols}`` holding every sol of ``parts`` (None where no part has any)."""
+    merged: dict[str, set[int]] = {}
+    for part in parts:
+        for source, sols in (part or {}).items():
+            merged.setdefault(str(source), set()).update(int(sol) for sol in sols)
+    return {source: sorted(sols) for source, sols in merged.items() if sols} or None
 
 
 def split_by_group(
