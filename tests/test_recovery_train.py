@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -189,3 +190,33 @@ def test_a_resume_into_a_new_folder_keeps_the_best_model_so_far(tmp_path: Path) 
     other = RunModelCheckpoint(dirpath=tmp_path / "run3", filename="best", monitor="val/miou", mode="max")
     other.load_state_dict(saved.state_dict())
     assert not (tmp_path / "run3" / "best.ckpt").exists() and other.best_model_score is None
+
+
+class EachEpochWorse(pl.Callback):
+    """Makes val/miou fall every epoch, so only epoch 0 is ever a new best (it runs before ModelCheckpoint's
+    hooks: Lightning moves checkpoint callbacks to the end)."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.callback_metrics["val/miou"] = torch.tensor(1.0 / (1 + trainer.current_epoch))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.on_validation_end(trainer, pl_module)  # the epoch-end update puts the logged value back
+
+
+def test_last_ckpt_holds_the_final_step_when_the_last_epoch_is_not_the_best(
+    tmp_path: Path, one_thread
+) -> None:
+    """Lightning 2.6 writes last.ckpt at an epoch's end only with a new best, and at the end only if it never
+    wrote it: after a recovery save, a run whose last epoch was not its best kept last.ckpt at that save,
+    and ckpt_path=last would have thrown the later steps away."""
+    overrides = [
+        *SMALL,
+        "data.train_length=8",  # 2 steps per epoch
+        "trainer.max_epochs=3",
+        "callbacks.recovery_checkpoint.every_n_train_steps=4",  # a recovery save inside the run (step 4)
+        "+callbacks.worse._target_=test_recovery_train.EachEpochWorse",
+    ]
+    run(compose_config("train", tmp_path, overrides))
+    assert _global_step(tmp_path / "checkpoints" / "best.ckpt") == 2
+    assert _global_step(tmp_path / "checkpoints" / "last.ckpt") == 6  # was 4: steps 5 and 6 lost

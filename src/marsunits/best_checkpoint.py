@@ -6,6 +6,12 @@ won't be reloaded"): the first validation of the resumed run was kept as ``best.
 and ``metrics.json`` described that model, worse than the earlier run's best. Here the earlier best
 checkpoint is copied into the new folder and its score kept, so ``best.ckpt`` stays the best over the whole
 run, as a resume in place (same ``run_name``) gives.
+
+It also keeps ``last.ckpt`` at the end of every epoch, as ``save_last=True`` did before Lightning 2.6.
+Lightning 2.6 writes it at an epoch's end only when that epoch saved a new best, and at the end of training
+only when it never wrote it: with the recovery checkpoint's saves every 50 steps, a run whose last epoch
+was not its best ended with ``last.ckpt`` at the last best or recovery step, and ``ckpt_path=last`` would
+have thrown the later steps away.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -26,11 +33,28 @@ log = logging.getLogger(__name__)
 
 
 class RunModelCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that carries the best checkpoint (file and score) into a new run folder on resume.
+    """``ModelCheckpoint`` that carries the best checkpoint (file and score) into a new run folder on resume,
+    and writes ``last.ckpt`` at the end of every epoch (see the module docstring).
 
     Only for one best model (``save_top_k=1``) monitored under the same name; otherwise, and when the
     earlier best file is gone, Lightning's behaviour is unchanged.
     """
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` unless this step was saved already (Lightning's skip test also covers the
+        sanity check, ``fast_dev_run`` and stages other than fitting)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath", self.dirpath)
