@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -625,15 +626,21 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
     cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", *stop])  # 2 steps per epoch
     handler = signal.getsignal(signal.SIGINT)
+    log_file = logging.FileHandler(tmp_path / "train.log")  # as Hydra's, which train.py has
+    logging.getLogger().addHandler(log_file)
     try:
         with pytest.raises(KeyboardInterrupt):
             run(cfg)
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 3  # the epoch-end last.ckpt held step 2
     said = capsys.readouterr().err
     assert "interrupted (Ctrl-C) at epoch 1, optimiser step 3" in said and "ckpt_path=last to go on" in said
+    # train.log says how to go on too (it held only the console's second line).
+    assert "optimiser step 3; saved" in (tmp_path / "train.log").read_text()
 
     # SIGTERM (kill, a scheduler's pre-emption or time limit) exited with status 0, as if the run had
     # finished, and kept only the recovery checkpoint; a training image that became unreadable mid-run lost

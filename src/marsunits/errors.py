@@ -135,7 +135,7 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
             else ("interrupted (Ctrl-C)", 130)
         )
         message = f"{how}; finished outputs are kept"
-        _log_to_files(message)
+        log_to_files(message)
         print(f"{prog}: {message}", file=sys.stderr)
         raise SystemExit(status) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
@@ -149,7 +149,7 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
         ):
             raise
         message = full or _one_line(cause, prog)
-        _log_to_files(f"error: {message}")
+        log_to_files(f"error: {message}")
         print(f"{prog}: error: {message}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(2) from None
@@ -172,7 +172,7 @@ def _one_line(exc: BaseException, prog: str) -> str:
     return str(exc)
 
 
-def _log_to_files(message: str) -> None:
+def log_to_files(message: str) -> None:
     """Write ``message`` to the root logger's log files only (Hydra's ``<task>.log`` in the run folder).
 
     The console already gets the one-line message; without this, the run folder of a run stopped by a bad

@@ -20,7 +20,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from marsunits.errors import DataError
+from marsunits.errors import DataError, log_to_files
 
 __all__ = ["InterruptCheckpoint"]
 
@@ -90,11 +90,12 @@ class InterruptCheckpoint(Callback):
             how, then = "interrupted (Ctrl-C)", "Run"
         else:
             how, then = "stopped by the error below", "Fix what it names, then run"
-        print(
-            f"train.py: {how} at epoch {trainer.current_epoch}, optimiser step "
-            f"{trainer.global_step}; saved {path}. {then} the same command with ckpt_path=last to go on.",
-            file=sys.stderr,
+        said = (
+            f"{how} at epoch {trainer.current_epoch}, optimiser step {trainer.global_step}; saved {path}. "
+            f"{then} the same command with ckpt_path=last to go on."
         )
+        log_to_files(said)  # train.log says how to go on too, not only the console
+        print(f"train.py: {said}", file=sys.stderr)
 
 
 def _validation_to_run_again(trainer: pl.Trainer) -> None:

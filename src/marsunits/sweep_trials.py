@@ -85,9 +85,9 @@ def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
             _tally["failed"] += 1
         if _tally["finished"] == 0 and _tally["failed"] >= FAILURES_BEFORE_STOP:
             print(
-                f"{prog}: error: the first {_tally['failed']} trials of this sweep all failed, the last with "
-                "the error above: a mistake every trial shares (a path, a config value) would fail the rest "
-                "too, so the sweep stops here. Fix it and start the sweep again",
+                f"{prog}: error: {_tally['failed']} trials of this sweep failed on user errors before any "
+                "finished, the last with the error above: a mistake every trial shares (a path, a config "
+                "value) would fail the rest too, so the sweep stops here. Fix it and start the sweep again",
                 file=sys.stderr,
             )
             raise SystemExit(2) from None
