@@ -671,7 +671,7 @@ class SegmentationTask(L.LightningModule):
         Raises:
             ConfigError: A one-cycle run resumed with another length, or one already past its new end.
         """
-        trainer = self._trainer
+        trainer = getattr(self, "_trainer", None)  # None outside a Trainer
         if trainer is not None and trainer.world_size > 1:
             seed_rank(int(os.environ.get("PL_GLOBAL_SEED", "0")), trainer.global_rank)
         planned = getattr(self, "_planned_schedule", None)
