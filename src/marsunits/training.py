@@ -179,34 +179,25 @@ def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"model": plain(cfg.get("model")), "data": data}
 
 
+class _Absent:
+    """A key one config has and the other lacks (shown as ``absent``; a lacking key is not a None)."""
+
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
+
+
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain nested dicts (``model.lr: 0.001 -> 0.002``)."""
+    """Dotted keys whose values differ between two plain nested dicts (``model.lr: 0.001 -> 0.002``); a key
+    on one side only shows as ``absent`` on the other."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
-            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            out += _differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")
         return out
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
-
-
-def _differences_or_absent(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """:func:`_differences`, plus the keys present on one side only, which it reads as None on both."""
-    found = _differences(old, new)
-    if found:
-        return found
-    return [
-        f"{key}: {'absent' if key not in old else 'set'} -> {'absent' if key not in new else 'set'}"
-        for key in _keys_on_one_side(old, new)
-    ]
-
-
-def _keys_on_one_side(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return []
-    out = [f"{prefix}{k}" for k in sorted(set(old) ^ set(new), key=str)]
-    for k in sorted(set(old) & set(new), key=str):
-        out += _keys_on_one_side(old[k], new[k], f"{prefix}{k}.")
-    return out
 
 
 def check_run_folder(
@@ -240,7 +231,7 @@ def check_run_folder(
         )
     saved = _saved_job(source, job)
     if saved is not None and not _same_job(saved, job, data_moved):
-        diff = _differences_or_absent(saved, dict(job))
+        diff = _differences(saved, dict(job))
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
         changed = [d.split(":")[0] for d in diff]  # dotted keys
         # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).

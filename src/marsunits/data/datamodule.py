@@ -645,13 +645,17 @@ class MarsDataModule(L.LightningDataModule):
                 )
             self.splits[source] = (kept, val)
 
+    def _validation_sols(self) -> dict[str, list[int]]:
+        """``{source: sols}`` of the validation side of each split (images without a sol left out)."""
+        return {
+            source: [r.group for r in val if r.group is not None] for source, (_, val) in self.splits.items()
+        }
+
     def _leave_out_sols_near_validation(self) -> None:
         """Drop from each source's training side the images within ``sol_margin`` sols of a validation sol:
         of that source, or of every source when ``shared_sol_holdout`` joins them (one rover, one clock)."""
         joined = self.shared_sol_holdout and len(self.sources) > 1
-        validated = {
-            source: [r.group for r in val if r.group is not None] for source, (_, val) in self.splits.items()
-        }
+        validated = self._validation_sols()
         everywhere = [sol for sols in validated.values() for sol in sols]
         for source, (train, val) in self.splits.items():
             reference = everywhere if joined else validated[source]
@@ -712,9 +716,7 @@ class MarsDataModule(L.LightningDataModule):
             DataError: naming the model, the sols and the ways out.
         """
         joined = self.shared_sol_holdout
-        validated = {
-            source: [r.group for r in val if r.group is not None] for source, (_, val) in self.splits.items()
-        }
+        validated = self._validation_sols()
         for what, seen in self._teachers():
             for source, sols in (seen or {}).items():
                 against = [v for s, vals in validated.items() if joined or s == source for v in vals]
