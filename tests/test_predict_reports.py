@@ -3,6 +3,7 @@ the W&B run of a prediction."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path, PurePosixPath
@@ -376,3 +377,43 @@ def test_an_image_replaced_by_an_older_file_is_predicted_again(tmp_path: Path, c
     assert Image.open(out / "x.mask.png").size == (90, 40)
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0  # unchanged since: skipped
     assert read_manifest(out)["x.png"]["status"] == "skipped"
+
+
+def test_inputs_are_compared_by_content_not_only_by_time(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restore that rounded times to the second (or a ``touch``) made every input look replaced, and the
+    whole folder was predicted again; a replacement of the same size with another time must still be
+    redone, and counted in the "changed" line like any other."""
+    from marsunits.boundary.contact_io import read_contact_collection
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "x.tif", 40, 60, seed=1)  # uncompressed TIFF: another image of that size, the same bytes
+    save_rgb(inp / "y.tif", 40, 60, seed=3)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    record = read_contact_collection(out / "x.contact.geojson")[1]["image_file"]
+    assert record["sha256"] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
+    mask_time = (out / "x.mask.png").stat().st_mtime_ns
+
+    rounded = (inp / "x.tif").stat().st_mtime_ns // 10**9 * 10**9 - 10**9  # another exact time, same file
+    os.utime(inp / "x.tif", ns=(rounded, rounded))
+    later = mask_time + 10 * 10**9  # newer than the outputs, content unchanged (touch)
+    os.utime(inp / "y.tif", ns=(later, later))
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
+    assert (out / "x.mask.png").stat().st_mtime_ns == mask_time
+    assert not any("changed" in r.getMessage() for r in caplog.records)
+
+    size = (inp / "x.tif").stat().st_size
+    save_rgb(inp / "x.tif", 40, 60, seed=2)  # replaced: same size, another time, other pixels
+    assert (inp / "x.tif").stat().st_size == size
+    os.utime(inp / "x.tif", ns=(rounded, rounded + 1))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert (rows["x.tif"]["status"], rows["y.tif"]["status"]) == ("ok", "skipped")
+    assert any("1 input(s) changed" in r.getMessage() for r in caplog.records)
+    record = read_contact_collection(out / "x.contact.geojson")[1]["image_file"]
+    assert record["sha256"] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()

@@ -178,42 +178,75 @@ def write_settings(
     return write_json_atomic(output_dir / SETTINGS_NAME, record)
 
 
-def input_changed(image: Path, paths: OutputPaths) -> bool:
-    """Whether the image, or the camera file it is read with, is newer than the outputs made from it.
+def input_changed(image: Path, paths: OutputPaths, members: Mapping[str, Any]) -> bool:
+    """Whether the image, or the camera file it is read with, is not what the outputs were made from.
 
-    The mask is written last and the contact file (which holds the ground coordinates) before it, so a
-    file modified after them was not what they were made from. Like ``make``, this trusts modification
-    times: an image replaced by one with an older time (``cp -p``) is not noticed here, but by
-    :func:`image_replaced` (size and exact time recorded in the contact file); ``overwrite=true`` redoes all.
-    Camera files, which are small, are also compared by content (:func:`camera_changed`).
+    ``members``: the contact file's top-level members. By content where the contact file records it: the
+    image's size, exact modification time and SHA-256 (``image_file``, :func:`image_replaced`) and the camera
+    file's SHA-256 (``camera_sha256``, :func:`camera_changed`). A replaced file is then noticed whatever its
+    modification time (``cp -p``, ``tar``, ``rsync -a``), and a file whose time alone changed (``touch``, a
+    restore that rounds times to the second) is not predicted again. Contact files written before those
+    records: like ``make``, by modification time (the mask is written last, the contact file before it).
     """
+    record = members.get("image_file")
     try:
-        if image.stat().st_mtime > paths.mask.stat().st_mtime:
+        if isinstance(record, Mapping) and "sha256" in record:
+            image_stale = image_replaced(image, record)
+        else:
+            image_stale = image.stat().st_mtime > paths.mask.stat().st_mtime or (
+                record is not None and record != image_file_identity(image, digest=False)
+            )
+        if image_stale:
             return True
+        if "camera_sha256" in members:
+            return camera_changed(image, members)
         camera = find_camera_file(image)
         return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
     except OSError:
         return True  # cannot tell: predict it again
 
 
-def image_file_identity(image: Path) -> dict[str, int] | None:
-    """``{"bytes": size, "mtime_ns": modification time}`` of an input image as it is read, kept in its
-    contact file (``image_file``): an image replaced by another, whatever its modification time, then
-    differs (:func:`image_replaced`). None if the file cannot be examined."""
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (a panorama is not held twice in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_file_identity(image: Path, digest: bool = True) -> dict[str, Any] | None:
+    """``{"bytes": size, "mtime_ns": modification time, "sha256": content digest}`` of an input image as it
+    is read, kept in its contact file (``image_file``) so that a later run can tell a replaced image from one
+    whose time alone changed (:func:`image_replaced`). ``digest=False`` leaves the digest out. None if the
+    file cannot be examined."""
     try:
         st = image.stat()
+        identity: dict[str, Any] = {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+        if digest:
+            identity["sha256"] = file_sha256(image)
     except OSError:
         return None
-    return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+    return identity
 
 
-def image_replaced(image: Path, members: Mapping[str, Any]) -> bool:
-    """Whether ``image`` is not the file its contact file records (``image_file``): replaced, even by a file
-    with an older modification time (``cp -p``, ``tar``, ``rsync -a``), which :func:`input_changed` cannot
-    see. Contact files written before it was recorded: False (judged by :func:`input_changed` alone)."""
-    if "image_file" not in members:
-        return False
-    return bool(members["image_file"] != image_file_identity(image))
+def image_replaced(image: Path, record: Mapping[str, Any]) -> bool:
+    """Whether ``image`` is not the file its contact file's ``image_file`` ``record`` describes.
+
+    Another size: replaced. The same size and exact modification time: the same file. The same size and
+    another time: the same file only if its SHA-256 equals the recorded one (records written before the
+    digest: replaced). The digest is computed only in that last case, so a folder whose files are untouched
+    costs one ``stat`` each.
+    """
+    try:
+        st = image.stat()
+        if int(st.st_size) != record.get("bytes"):
+            return True
+        if int(st.st_mtime_ns) == record.get("mtime_ns"):
+            return False
+        return "sha256" not in record or file_sha256(image) != record["sha256"]
+    except OSError:
+        return True  # cannot tell: predict it again
 
 
 def camera_file_sha256(image: Path) -> str | None:

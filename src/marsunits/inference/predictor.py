@@ -143,7 +143,7 @@ class LoadedImage:
         image: Float32 ``(H, W, C)`` in [0, 1] as read (C in {1, 3}), or None on error.
         error: Why the file could not be read, or None.
         seconds: Time spent reading and decoding.
-        file_identity: Size and modification time of the file before it was read
+        file_identity: Size, modification time and SHA-256 of the file before it was read
             (:func:`~marsunits.inference.output_settings.image_file_identity`), or None.
     """
 
@@ -151,7 +151,7 @@ class LoadedImage:
     image: np.ndarray | None
     error: str | None
     seconds: float
-    file_identity: dict[str, int] | None = None
+    file_identity: dict[str, Any] | None = None
 
 
 class ImageFileDataset(Dataset[LoadedImage]):

@@ -86,10 +86,8 @@ from marsunits.inference.inputs import InputFile, check_folders, discover, outpu
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import (
     adaptation_inputs,
-    camera_changed,
     camera_file_sha256,
     check_settings,
-    image_replaced,
     input_changed,
     method_versions,
     settings_record,
@@ -741,19 +739,23 @@ class _Session:
         return adapted
 
     # ----------------------------------------------------------------------------------------- skipping
-    def _skipped_row(self, f: InputFile, paths: OutputPaths, old: Mapping[str, str] | None) -> dict | None:
-        """Row for an input whose outputs are complete, recomputed from its mask and contacts (cheap)."""
+    def _skipped_row(
+        self, f: InputFile, paths: OutputPaths, old: Mapping[str, str] | None
+    ) -> dict | bool | None:
+        """Row for an input whose outputs are complete, recomputed from its mask and contacts (cheap).
+
+        Returns True instead when the image or its camera file changed since (``input_changed``), and None
+        when the outputs cannot be read back: either way, the input is predicted again.
+        """
         try:
             mask = read_mask(paths.mask)
             lines, members = read_contact_collection(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
+        if input_changed(f.path, paths, members):
+            return True
         if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
-            return None  # its camera file was removed: the ground coordinates it gave are stale
-        if camera_changed(f.path, members):  # replaced, even by a file with an older time (tar, cp -p)
-            return None
-        if image_replaced(f.path, members):  # the same for the image (size and exact time recorded)
-            return None
+            return True  # its camera file was removed: the ground coordinates it gave are stale
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines)
         if self.opts.map:
@@ -785,14 +787,12 @@ class _Session:
             paths = OutputPaths(self.output_dir, f.rel)
             row = None
             if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
-                if input_changed(f.path, paths):
-                    changed += 1
-                else:
-                    row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
-            if row is None:
-                todo.append(f)
-            else:
+                row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
+            if isinstance(row, dict):
                 self.rows[row["path"]] = row
+            else:
+                changed += row is True
+                todo.append(f)
         if changed:
             log.info("%d input(s) changed after their outputs were written: predicting them again", changed)
         return todo

@@ -246,7 +246,7 @@ def write_prediction(
     probability_dtype: str = "uint8",
     greyscale: bool | None = None,
     camera_sha256: str | None | bool = False,
-    image_file: Mapping[str, int] | None = None,
+    image_file: Mapping[str, Any] | None = None,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -264,8 +264,9 @@ def write_prediction(
         camera_sha256: Digest of the camera file the ground coordinates came from (None: the image has no
             camera), kept in the contact file (``camera_sha256``) so a later run notices a replaced camera
             file (``output_settings.camera_changed``); False leaves it out.
-        image_file: Size and modification time of the input file as it was read, kept in the contact file
-            (``image_file``) so a later run notices a replaced image (``output_settings.image_replaced``).
+        image_file: Size, modification time and SHA-256 of the input file as it was read, kept in the
+            contact file (``image_file``) so a later run notices a replaced image, and not one whose time
+            alone changed (``output_settings.image_replaced``).
     """
     h, w = mask.shape
     if save_probabilities:
