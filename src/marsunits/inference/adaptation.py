@@ -35,20 +35,22 @@ class _PooledStatistics:
     The same hook decides how the layer normalises the batch passing through: with that batch's statistics
     (training mode), except when the batch holds one value per channel, which training mode refuses (a
     global-pooling branch such as DeepLabV3+'s, or the deepest map of a tiny image, with one window at a
-    time): then the layer's own running statistics (eval mode). A layer that saw fewer than two values in
-    all keeps its running statistics.
+    time): then the layer's own running statistics (eval mode). With ``per_item=True`` each item of the
+    batch is normalised with its own statistics instead, as training mode normalises a batch of one, so that
+    windows batched together see what they see one at a time and the statistics do not depend on the batch
+    size. A layer that saw fewer than two values in all keeps its running statistics.
     """
 
-    def __init__(self, norms: list[nn.modules.batchnorm._BatchNorm]) -> None:
+    def __init__(self, norms: list[nn.modules.batchnorm._BatchNorm], per_item: bool = False) -> None:
         self.norms = norms
+        self.per_item = per_item
         self.sums: list[_Sums | None] = [None] * len(norms)
         self.handles = [n.register_forward_pre_hook(self._hook(k)) for k, n in enumerate(norms)]
 
-    def _hook(self, k: int) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def add(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    def _hook(self, k: int) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]:
+        def add(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
             x = args[0].detach()
             per_channel = x.numel() // max(x.shape[1], 1)
-            module.training = per_channel > 1
             dims = [d for d in range(x.dim()) if d != 1]  # every axis but the channels
             sums = self.sums[k]
             if sums is None:
@@ -56,6 +58,12 @@ class _PooledStatistics:
             sums.values += x.sum(dim=dims, dtype=torch.float64)
             sums.squares += (x * x).sum(dim=dims, dtype=torch.float64)
             sums.count += per_channel
+            norm = self.norms[k]
+            if self.per_item and norm.running_mean is not None and norm.running_var is not None:
+                module.training = False
+                return (_as_running_statistics(args[0], norm), *args[1:])
+            module.training = per_channel > 1
+            return args
 
         return add
 
@@ -78,6 +86,25 @@ class _PooledStatistics:
                 norm.num_batches_tracked.fill_(items)
 
 
+def _as_running_statistics(x: torch.Tensor, norm: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """``x`` with each item's per-channel mean and (biased) variance moved onto ``norm``'s running ones.
+
+    An eval-mode layer then normalises every item with the item's own statistics, which is what training
+    mode does to a batch of one, and the layer's own forward (timm's ``BatchNormAct2d`` adds an activation)
+    runs unchanged. An item with one value per channel (a 1 x 1 map) has no statistics of its own: left as
+    it is, it is normalised with the running statistics, as eval mode does.
+    """
+    spatial = list(range(2, x.dim()))
+    if not spatial or x[0, 0].numel() < 2:
+        return x
+    assert norm.running_mean is not None and norm.running_var is not None
+    xf = x.float()
+    var, mean = torch.var_mean(xf, dim=spatial, correction=0, keepdim=True)
+    shape = (1, -1) + (1,) * len(spatial)
+    scale = torch.sqrt(norm.running_var.float() + norm.eps).view(shape) * torch.rsqrt(var + norm.eps)
+    return ((xf - mean) * scale + norm.running_mean.float().view(shape)).to(x.dtype)
+
+
 @dataclass
 class _Sums:
     """Per-channel sums of one BatchNorm layer's input: values, squares, and how many values per channel."""
@@ -93,9 +120,10 @@ class _Sums:
 
 
 @contextmanager
-def _collecting_statistics(model: nn.Module) -> Iterator[_PooledStatistics]:
+def _collecting_statistics(model: nn.Module, per_item: bool = False) -> Iterator[_PooledStatistics]:
     """Inside: every BatchNorm layer of ``model`` (in place) sums its inputs and normalises with the
-    statistics of the batch passing through (:class:`_PooledStatistics`), the rest of the model in eval
+    statistics of the batch passing through, or of each of its items with ``per_item``
+    (:class:`_PooledStatistics`), the rest of the model in eval
     mode, its running statistics left alone (``momentum=0``) until the caller sets the pooled ones; on exit
     the layers return to eval mode with their momentum."""
     model.eval()
@@ -105,7 +133,7 @@ def _collecting_statistics(model: nn.Module) -> Iterator[_PooledStatistics]:
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.momentum = 0.0  # training mode would otherwise move the running statistics
-    stats = _PooledStatistics(norms)
+    stats = _PooledStatistics(norms, per_item)
     try:
         yield stats
     finally:
@@ -120,13 +148,17 @@ class NoImagesError(ValueError):
 
 
 def _adapted_copy(
-    model: nn.Module, items: Iterable[torch.Tensor], feed: Callable[[nn.Module, torch.Tensor], int]
+    model: nn.Module,
+    items: Iterable[torch.Tensor],
+    feed: Callable[[nn.Module, torch.Tensor], int],
+    per_item: bool = False,
 ) -> tuple[nn.Module, int]:
     """Copy ``model``, pass every item through the copy with ``feed`` (which returns how many images the item
-    held) while its BatchNorm layers collect statistics, and return ``(copy in eval mode, images seen)``."""
+    held) while its BatchNorm layers collect statistics, and return ``(copy in eval mode, images seen)``.
+    ``per_item``: the layers normalise each item of a batch alone (:class:`_PooledStatistics`)."""
     adapted = copy.deepcopy(model)
     seen = 0
-    with _collecting_statistics(adapted) as stats, torch.no_grad():
+    with _collecting_statistics(adapted, per_item) as stats, torch.no_grad():
         for item in items:
             seen += feed(adapted, item)
         if seen:
@@ -179,15 +211,16 @@ def adapt_batchnorm_tiled(
 ) -> tuple[nn.Module, int]:
     """:func:`adapt_batchnorm` over the windows ``predict.py`` cuts each image into.
 
-    The windows pass one at a time whatever ``batch_size``, so that the statistics (and the masks) do not
-    depend on it: in training mode a BatchNorm layer normalises a batch with that batch's statistics, so
-    batching windows together changed what deeper layers saw.
+    Every BatchNorm layer normalises each window with that window's own statistics, as if it passed alone,
+    while ``batch_size`` windows pass at a time: the statistics (and the masks) then do not depend on the
+    batch size. (Training mode normalises a batch with the whole batch's statistics, so batching windows
+    that way changed what deeper layers saw; passing them one at a time instead left a GPU idle.)
 
     Args:
         model: maps float ``(B, C, h, w)`` in [0, 1] to logits (a task; left unchanged), on ``device``.
         images: float32 ``(C, H, W)`` tensors in [0, 1], any size, in the model's channel count.
         tile, overlap, stride: the window layout, as in :func:`~marsunits.inference.tiling.sliding_window`.
-        batch_size: accepted for the caller's convenience and not used (see above).
+        batch_size: windows per forward pass (speed and memory only, see above).
         num_classes: channels of the model's output.
         device: where ``model`` is; windows are copied there.
 
@@ -198,7 +231,6 @@ def adapt_batchnorm_tiled(
         NoImagesError: no image was given.
         ValueError: the model has no BatchNorm layer.
     """
-    del batch_size  # one window at a time: see above
 
     def feed(adapted: nn.Module, image: torch.Tensor) -> int:
         # The blended output is discarded: the pass is for the statistics the windows leave behind.
@@ -207,11 +239,11 @@ def adapt_batchnorm_tiled(
             image,
             tile=tile,
             overlap=overlap,
-            batch_size=1,
+            batch_size=batch_size,
             device=device,
             out_channels=num_classes,
             stride=stride,
         )
         return 1
 
-    return _adapted_copy(model, images, feed)
+    return _adapted_copy(model, images, feed, per_item=True)
