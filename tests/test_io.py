@@ -449,3 +449,33 @@ def test_a_tiff_mask_turns_with_its_image(tmp_path: Path, orientation: int) -> N
     image, mask = read_image(tmp_path / "i.tif")[:, :, 0], read_mask(tmp_path / "m.tif")
     assert mask.shape == image.shape
     np.testing.assert_array_equal(np.round(image * 255).astype(np.uint8), mask)
+
+
+def test_tiff_photometric_interpretation_is_applied_or_refused(tmp_path: Path) -> None:
+    """tifffile returns samples as stored: a palette TIFF was read as its indices (a picture predicted 65 %
+    'other', status ok), a MinisWhite one inverted, a CMYK one with its inks as RGB."""
+    yy, xx = np.mgrid[0:24, 0:32]
+    rgb = np.stack([xx * 8, yy * 10, (xx + yy) * 4], -1).clip(0, 255).astype(np.uint8)
+    pal = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE)
+    pal.save(tmp_path / "p.tif")
+    pal.save(tmp_path / "p.png")
+    tiff, png = read_image(tmp_path / "p.tif"), read_image(tmp_path / "p.png")
+    assert tiff.shape == png.shape == (24, 32, 3)
+    np.testing.assert_allclose(tiff, png, atol=1.01 / 255)  # the ColorMap's 16 bits rounded to 8
+    Image.fromarray(rgb[:, :, 0]).convert("P").save(tmp_path / "grey.tif")  # a grey palette stays grey
+    assert read_image(tmp_path / "grey.tif").shape == (24, 32, 1)
+
+    grey = rgb[:, :, 0]
+    tifffile.imwrite(tmp_path / "mw.tif", 255 - grey, photometric="miniswhite")
+    np.testing.assert_allclose(read_image(tmp_path / "mw.tif")[:, :, 0], grey / 255, atol=1e-6)
+    grey16 = grey.astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "mw16.tif", 65535 - grey16, photometric="miniswhite")
+    np.testing.assert_allclose(read_image(tmp_path / "mw16.tif")[:, :, 0], grey16 / 65535, atol=1e-6)
+
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    Image.fromarray(rgb).convert("YCbCr").save(tmp_path / "ycc.tif")  # uncompressed: stored as YCbCr
+    for name, kind in (("cmyk.tif", "CMYK"), ("ycc.tif", "YCbCr")):
+        with pytest.raises(ImageReadError, match=rf"{name}: a {kind}.*Convert it to RGB"):
+            read_image(tmp_path / name)
+    tifffile.imwrite(tmp_path / "jpeg.tif", rgb, photometric="rgb", compression="jpeg")  # YCbCr in JPEG
+    assert np.abs(read_image(tmp_path / "jpeg.tif") * 255 - rgb).mean() < 3  # decoded to RGB by the codec

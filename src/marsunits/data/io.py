@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -210,6 +212,69 @@ def _oriented(arr: np.ndarray, orientation: int) -> np.ndarray:
     return arr
 
 
+@dataclass(frozen=True)
+class _TiffColour:
+    """How a TIFF page's samples map to grey or RGB (its Photometric tag), applied by :meth:`apply`.
+
+    tifffile returns the samples as stored: palette indices, inverted grey (MinisWhite), CMYK inks. Read
+    as they are, they are wrong pictures that the network still labels without a word (a palette TIFF came
+    out 65 % ``other``), so each is converted here, or refused with what to do.
+    """
+
+    photometric: int
+    bits: int
+    compressed_jpeg: bool
+    colormap: np.ndarray | None
+
+    @classmethod
+    def of(cls, page: Any) -> _TiffColour:
+        tag = getattr(page, "photometric", None)
+        photometric = 1 if tag is None else int(tag)  # MinisWhite is 0: not `or 1`
+        colormap = page.colormap if photometric == 3 else None
+        compression = int(getattr(page, "compression", 1) or 1)
+        return cls(photometric, int(getattr(page, "bitspersample", 8) or 8), compression in (6, 7), colormap)
+
+    def apply(self, path: Path, arr: np.ndarray, n_extra: int) -> np.ndarray:
+        """``arr`` ``(H, W, C)`` as stored -> grey or RGB samples (extra samples such as alpha kept last)."""
+        kind = self.photometric
+        if kind in (1, 2) or (kind == 6 and self.compressed_jpeg):  # grey, RGB; JPEG decodes YCbCr to RGB
+            return arr
+        if kind == 0:  # MinisWhite: 0 is white
+            return self._inverted(arr, n_extra)
+        if kind == 3 and self.colormap is not None and arr.shape[2] == 1:
+            return _palette_to_grey_or_rgb(arr[:, :, 0], self.colormap)
+        names = {3: "palette without a colour map", 4: "transparency mask", 5: "CMYK (separated)",
+                 6: "YCbCr", 8: "CIE L*a*b*", 9: "ICC L*a*b*", 10: "ITU L*a*b*", 32803: "colour filter array "
+                 "(raw Bayer mosaic)", 34892: "linear raw (DNG)"}  # fmt: skip
+        name = names.get(kind, f"Photometric {kind}")
+        raise ImageReadError(
+            f"{path}: a {name} TIFF, which is not read as a picture here. Convert it to RGB or greyscale "
+            "(demosaic raw frames first), e.g. with PIL: Image.open(f).convert('RGB').save(...)."
+        )
+
+    def _inverted(self, arr: np.ndarray, n_extra: int) -> np.ndarray:
+        n = arr.shape[2] - n_extra  # the grey band(s); extra samples (alpha) are not inverted
+        out = np.array(arr, copy=True)
+        if out.dtype == np.bool_:
+            out[:, :, :n] = ~out[:, :, :n]
+        elif out.dtype.kind == "f":
+            out[:, :, :n] = 1.0 - out[:, :, :n]
+        elif out.dtype.kind == "u":
+            top = min((1 << self.bits) - 1, int(np.iinfo(out.dtype).max))  # 12-bit data in 16-bit: 4095
+            out[:, :, :n] = top - np.minimum(out[:, :, :n], top)
+        return out
+
+
+def _palette_to_grey_or_rgb(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    """Palette indices ``(H, W)`` and a TIFF ColorMap ``(3, N)`` (16-bit) -> uint8 ``(H, W, 3)``, or
+    ``(H, W, 1)`` when every pixel is grey (as :func:`_pil_to_native` does for palette PNGs)."""
+    lut = np.round(np.asarray(colormap, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8).T  # (N, 3)
+    rgb = lut[np.minimum(indices, len(lut) - 1)]
+    if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
+        return rgb[:, :, :1]
+    return rgb
+
+
 def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     height, width, _, planar = _open_tiff_first_page(path)
     _check_megapixels(path, width, height, max_megapixels)
@@ -217,9 +282,12 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
+            colour = _TiffColour.of(page)
             arr = page.asarray()
             # ExtraSamples 1 (associated) or 2 (unassociated) is alpha; 0 is some other band (e.g. near-IR).
             extra = tuple(int(v) for v in (getattr(page, "extrasamples", ()) or ()))
+    except ImageReadError:
+        raise
     except Exception as err:
         raise _tiff_decode_error(path, err, "Re-export or copy it again.") from err
     alpha = bool(extra) and extra[-1] in (1, 2)
@@ -227,6 +295,7 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    arr = colour.apply(path, arr, n_extra=len(extra))
     arr = np.ascontiguousarray(_oriented(arr, orientation))  # as displayed, as a JPEG's EXIF tag is
     if arr.dtype in (np.uint8, np.uint16):
         out = arr
