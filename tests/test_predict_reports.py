@@ -417,3 +417,35 @@ def test_inputs_are_compared_by_content_not_only_by_time(
     assert any("1 input(s) changed" in r.getMessage() for r in caplog.records)
     record = read_contact_collection(out / "x.contact.geojson")[1]["image_file"]
     assert record["sha256"] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
+
+
+def test_an_interrupted_re_prediction_does_not_leave_the_old_mask_as_done(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Predicting a replaced input again rewrote its contact file (recording the new image) before its
+    mask; stopped in between, the old image's mask stayed, and the next run skipped the input as done."""
+    from PIL import Image
+
+    from marsunits.inference import writers
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "x.png", 40, 60, seed=1)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    old_time = (out / "x.mask.png").stat().st_mtime - 3600
+    save_rgb(inp / "x.png", 40, 90, seed=2)  # another image, older than the outputs (cp -p)
+    os.utime(inp / "x.png", (old_time, old_time))
+    real = writers.write_png_atomic
+
+    def stop_before_the_mask(path, array):  # type: ignore[no-untyped-def]
+        if str(path).endswith(".mask.png"):
+            raise KeyboardInterrupt
+        return real(path, array)
+
+    monkeypatch.setattr(writers, "write_png_atomic", stop_before_the_mask)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    monkeypatch.setattr(writers, "write_png_atomic", real)
+    assert not (out / "x.mask.png").exists()  # the new contact file is there, the set is not complete
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert read_manifest(out)["x.png"]["status"] == "ok"
+    assert Image.open(out / "x.mask.png").size == (90, 40)

@@ -7,7 +7,9 @@ Completion rule: an input is *done* when **all** its expected files exist. Each 
 temporary name in its folder and moved into place with ``os.replace``, so a file either exists complete or
 not at all; the set is written in the order probabilities -> contact -> overlay -> **mask last**, so an
 interrupted input lacks at least its mask and is redone on the next run (its earlier files are simply
-overwritten). The mask alone is therefore also a completion marker.
+overwritten). The mask alone is therefore also a completion marker, and an input predicted again loses its
+old mask before any other file is replaced: otherwise an interrupted re-prediction left the old image's
+mask beside the new image's contact file, and the next run took the set for complete.
 """
 
 from __future__ import annotations
@@ -269,6 +271,7 @@ def write_prediction(
             alone changed (``output_settings.image_replaced``).
     """
     h, w = mask.shape
+    paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
     if save_probabilities:
         write_probabilities(paths.prob, probs, probability_dtype)
     members: dict[str, Any] = {} if greyscale is None else {"image_greyscale": bool(greyscale)}
