@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marsunits.atomic import atomic_write_bytes, remove_stale_temporaries
+from marsunits import atomic
+from marsunits.atomic import atomic_write_bytes, host_digest, remove_stale_temporaries
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import REPO_ROOT
@@ -79,15 +81,43 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     dead = int(proc.stdout)
-    stale = tmp_path / "a" / f".x.mask.png.{dead}.k3j4.tmp"
-    live = tmp_path / f".y.mask.png.{os.getpid()}.k3j4.tmp"
+    here = host_digest()
+    stale = tmp_path / "a" / f".x.mask.png.{dead}@{here}.k3j4.tmp"
+    stale_older_name = tmp_path / "a" / f".z.mask.png.{dead}.k3j4.tmp"  # written before the host digest
+    live = tmp_path / f".y.mask.png.{os.getpid()}@{here}.k3j4.tmp"
+    # Another machine writing to this shared folder (a multi-node run): its pids mean nothing here.
+    elsewhere = tmp_path / f".w.mask.png.{dead}@{'0' * 8 if here != '0' * 8 else '1' * 8}.k3j4.tmp"
     unrelated = tmp_path / "notes.tmp"
-    for p in (stale, live, unrelated):
+    for p in (stale, stale_older_name, live, elsewhere, unrelated):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"half")
     atomic_write_bytes(tmp_path / "done.bin", b"complete")
-    assert remove_stale_temporaries(tmp_path) == [stale]
-    assert live.exists() and unrelated.exists() and (tmp_path / "done.bin").read_bytes() == b"complete"
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale, stale_older_name])
+    assert live.exists() and unrelated.exists() and elsewhere.exists()
+    assert (tmp_path / "done.bin").read_bytes() == b"complete"
+
+
+def test_a_long_output_name_gets_a_temporary_name_the_filesystem_accepts(tmp_path: Path) -> None:
+    """A 236-byte output name is valid, but its temporary name (about 20 bytes longer) was not: every
+    input with a stem over about 215 characters became an error row ("File name too long")."""
+    names = ["a" * 220 + ".contact.geojson", "é" * 110 + ".mask.png"]  # 236 and 229 bytes
+    for name in names:
+        assert len(name.encode()) <= 255
+        atomic_write_bytes(tmp_path / name, b"complete")
+        assert (tmp_path / name).read_bytes() == b"complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary left
+    # A killed writer's temporary of such a name is still recognised as one, and removed.
+    fd, tmp = tempfile.mkstemp(
+        prefix=atomic._temporary_prefix(tmp_path / names[0]), suffix=".tmp", dir=tmp_path
+    )
+    os.close(fd)
+    assert len(Path(tmp).name.encode()) <= 255
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    renamed = Path(tmp).with_name(Path(tmp).name.replace(f".{os.getpid()}@", f".{int(dead.stdout)}@"))
+    os.rename(tmp, renamed)
+    assert remove_stale_temporaries(tmp_path) == [renamed]
 
 
 @pytest.mark.slow

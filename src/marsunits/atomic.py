@@ -5,17 +5,22 @@ in the destination folder (same filesystem, so the rename is atomic on POSIX and
 fsynced, then moved into place with ``os.replace``. On any error, including ``KeyboardInterrupt``, the
 temporary file is removed.
 
-Temporary names are ``.<name>.<pid>.<random>.tmp``: hidden (prediction's input discovery skips hidden
-files), and carrying the writer's process id so that :func:`remove_stale_temporaries` can delete the
-leftovers of a process that was killed (``SIGKILL`` or power loss skip every cleanup handler) while
-leaving those of a live process (another rank of a sharded run) alone.
+Temporary names are ``.<name>.<pid>@<host>.<random>.tmp``: hidden (prediction's input discovery skips
+hidden files), and carrying the writer's process id and a digest of its machine's name, so that
+:func:`remove_stale_temporaries` can delete the leftovers of a process of this machine that was killed
+(``SIGKILL`` or power loss skip every cleanup handler) while leaving those of a live process (another rank
+of a sharded run) alone, and those of another machine writing to the same shared folder (a multi-node run),
+whose process ids mean nothing here. ``<name>`` is the destination's name, shortened where needed so that the
+temporary name stays within the 255 bytes a file name may have.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +28,28 @@ from typing import BinaryIO
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
 
-#: Temporary names written by :func:`atomic_write` (group 1 is the writer's pid).
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+#: Temporary names written by :func:`atomic_write`: group 1 is the writer's pid, group 2 its machine's
+#: digest (absent from the names written before it was added, which count as this machine's).
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)(?:@([0-9a-f]{8}))?\.[^.]+\.tmp$")
+
+#: The longest file name most filesystems accept, in bytes.
+_NAME_MAX = 255
+#: Bytes of a temporary name besides the destination's name: dots, pid, host digest, mkstemp's 8 random
+#: characters and ".tmp", with room to spare.
+_TEMP_OVERHEAD = 48
+
+
+def host_digest() -> str:
+    """Eight hex digits naming this machine (from its host name) in temporary names."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temporary_prefix(dest: Path) -> str:
+    """``.<name>.<pid>@<host>.`` for a temporary next to ``dest``, the name cut (at a character boundary)
+    so that the whole temporary name fits in :data:`_NAME_MAX` bytes: a 230-byte output name is valid, and
+    its temporary must be too."""
+    name = dest.name.encode()[: _NAME_MAX - _TEMP_OVERHEAD].decode(errors="ignore")
+    return f".{name}.{os.getpid()}@{host_digest()}."
 
 
 def _default_file_mode() -> int:
@@ -60,7 +85,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)  # reopened by name: some writers (tifffile) want a file object with a real ``name``
     try:
         # An existing file keeps its mode (a user may have restricted it); a mount that refuses chmod
@@ -106,6 +131,8 @@ def process_alive(pid: int) -> bool:
 def remove_stale_temporaries(root: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files of :func:`atomic_write` under ``root`` whose writer process is gone.
 
+    Only files written on this machine are judged (:func:`host_digest`): another machine's process ids
+    cannot be checked from here, so its files are kept, and a later run on that machine removes them.
     Symbolic links to folders are not followed (nothing outside ``root`` is touched). A pid reused by an
     unrelated live process only makes a stale file survive until a later call.
 
@@ -113,10 +140,11 @@ def remove_stale_temporaries(root: str | os.PathLike[str]) -> list[Path]:
         The removed paths.
     """
     removed: list[Path] = []
+    here = host_digest()
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for name in filenames:
             match = _TEMP_NAME.match(name)
-            if match is None or process_alive(int(match.group(1))):
+            if match is None or match.group(2) not in (None, here) or process_alive(int(match.group(1))):
                 continue
             path = Path(dirpath) / name
             try:
