@@ -894,8 +894,40 @@ def test_overlay_tints_units_and_draws_contacts_by_confidence() -> None:
     for cls, col in ((0, 5), (1, 55)):  # away from the line: 60 % grey + 40 % palette colour
         expected = 0.6 * 128 + 0.4 * np.array(PALETTE[cls])
         np.testing.assert_allclose(out[10, col], expected, atol=2)
-    assert tuple(out[5, 29]) == CONTACT_COLOR or tuple(out[5, 30]) == CONTACT_COLOR
-    assert tuple(out[35, 29]) == LOW_CONFIDENCE_COLOR or tuple(out[35, 30]) == LOW_CONFIDENCE_COLOR
+    assert tuple(out[5, 29]) == tuple(out[5, 30]) == CONTACT_COLOR
+    assert tuple(out[35, 29]) == tuple(out[35, 30]) == LOW_CONFIDENCE_COLOR
+
+
+def test_overlay_draws_the_contact_centred_on_it_whatever_its_direction() -> None:
+    """Pillow truncated float coordinates and put a wide line's extra pixel on a side that depended on the
+    drawing direction: a contact on the edge x = 40 was drawn on columns 38-39 one way, 39-40 the other."""
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.writers import confidence_color, overlay_image
+
+    image, mask = np.zeros((64, 80, 3), np.float32), np.zeros((64, 80), np.uint8)
+    red = np.array(confidence_color(1.0))
+
+    def painted(*lines: ContactLine) -> np.ndarray:
+        return np.all(overlay_image(image, mask, list(lines)) == red, axis=-1)
+
+    down, up = np.array([[40.0, 0.0], [40.0, 64.0]]), np.array([[40.0, 64.0], [40.0, 0.0]])
+    for pts in (down, up):  # width 2 about the edge between columns 39 and 40
+        columns = np.flatnonzero(painted(ContactLine(pixels=pts, confidence=1.0)).any(axis=0))
+        assert columns.tolist() == [39, 40]
+    rows = np.flatnonzero(painted(ContactLine(pixels=down[:, ::-1].copy(), confidence=1.0)).any(axis=1))
+    assert rows.tolist() == [39, 40]
+    # Per-vertex colours draw the same band; a closed contact leaves its inside unpainted.
+    assert np.array_equal(
+        painted(ContactLine(pixels=down, confidence=1.0, vertex_confidence=[1.0, 1.0])),
+        painted(ContactLine(pixels=up, confidence=1.0)),
+    )
+    t = np.linspace(0, 2 * np.pi, 65)
+    ring = np.stack([40 + 20 * np.cos(t), 32 + 20 * np.sin(t)], axis=1)
+    drawn = painted(ContactLine(pixels=ring, confidence=1.0))
+    assert not drawn[32, 40] and drawn[32, 59] and drawn[32, 20] and not drawn[32, 62]
+    yy, xx = np.mgrid[0:64, 0:80] + 0.5
+    distance = np.abs(np.hypot(xx - 40, yy - 32) - 20)
+    assert drawn[distance < 0.9].all() and not drawn[distance > 1.1].any()
 
 
 def test_patterns_are_case_insensitive_extensions() -> None:

@@ -24,8 +24,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import numpy as np
+import shapely
 import tifffile
-from PIL import Image, ImageDraw
+from skimage.draw import polygon as fill_polygon
 
 from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.contact_io import ContactLine, write_contacts
@@ -213,21 +214,41 @@ def overlay_image(
         out[r0 : r0 + 512] = ((base * (256 - a) + tint * a) >> 8).astype(np.uint8)
     if lines:
         h, w = mask.shape
-        width = max(2, round(min(h, w) / 250))
-        pil = Image.fromarray(out)
-        draw = ImageDraw.Draw(pil)
+        half_width = max(2, round(min(h, w) / 250)) / 2
         for line in lines:
-            # PIL addresses pixel centres at integer coordinates; ours are at +0.5.
-            pts = [(float(x) - 0.5, float(y) - 0.5) for x, y in np.asarray(line.pixels)]
+            pts = np.asarray(line.pixels, dtype=float)
+            if len(pts) < 2:
+                continue
             if line.vertex_confidence is not None and len(line.vertex_confidence) == len(pts):
                 vc = np.asarray(line.vertex_confidence, dtype=float)
-                for i in range(len(pts) - 1):
-                    colour = confidence_color((vc[i] + vc[i + 1]) / 2)
-                    draw.line([pts[i], pts[i + 1]], fill=colour, width=width)
+                segments = shapely.linestrings(np.stack([pts[:-1], pts[1:]], axis=1))
+                colours = [confidence_color(c) for c in (vc[:-1] + vc[1:]) / 2]
             else:
-                draw.line(pts, fill=confidence_color(line.confidence), width=width, joint="curve")
-        out = np.asarray(pil)
+                segments, colours = np.array([shapely.linestrings(pts)]), [confidence_color(line.confidence)]
+            for band, colour in zip(shapely.buffer(segments, half_width, quad_segs=2), colours, strict=True):
+                _paint(out, band, colour)
     return out
+
+
+def _paint(out: np.ndarray, band: shapely.Geometry, colour: tuple[int, int, int]) -> None:
+    """Paint (in place) every pixel of ``out`` whose centre lies inside ``band`` (a polygon in pixel
+    coordinates, origin at the top-left pixel's corner): a contact buffered to the drawn line's width.
+
+    Why not ``ImageDraw.line``: Pillow truncates float coordinates, and which side a wide line's extra
+    pixel goes to depends on the direction it is drawn in, so a contact on a pixel edge was drawn up to a
+    pixel off, one way or the other. Here the band is the line buffered by shapely and filled where pixel
+    centres fall inside it (scikit-image), so it is centred on the contact whatever its direction; a closed
+    contact keeps its inside unpainted (the band's hole).
+    """
+    for polygon in getattr(band, "geoms", [band]):
+        if polygon.is_empty:
+            continue
+        ring = np.asarray(polygon.exterior.coords) - 0.5  # pixel (row r, column c) has its centre at c + .5
+        rows, cols = fill_polygon(ring[:, 1], ring[:, 0], shape=out.shape[:2])
+        if len(polygon.interiors):
+            inside = shapely.intersects_xy(polygon, cols + 0.5, rows + 0.5)
+            rows, cols = rows[inside], cols[inside]
+        out[rows, cols] = colour
 
 
 def unit_fractions(mask: np.ndarray) -> tuple[float, float, float]:
