@@ -471,6 +471,10 @@ def test_tiff_photometric_interpretation_is_applied_or_refused(tmp_path: Path) -
     grey16 = grey.astype(np.uint16) * 257
     tifffile.imwrite(tmp_path / "mw16.tif", 65535 - grey16, photometric="miniswhite")
     np.testing.assert_allclose(read_image(tmp_path / "mw16.tif")[:, :, 0], grey16 / 65535, atol=1e-6)
+    grey12 = (grey.astype(np.uint16) * 4095 + 127) // 255  # 12-bit data in a 16-bit file, as rovers store it
+    tifffile.imwrite(tmp_path / "mb12.tif", grey12, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "mw12.tif", 4095 - grey12, photometric="miniswhite")
+    np.testing.assert_array_equal(read_image(tmp_path / "mw12.tif"), read_image(tmp_path / "mb12.tif"))
 
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
     Image.fromarray(rgb).convert("YCbCr").save(tmp_path / "ycc.tif")  # uncompressed: stored as YCbCr

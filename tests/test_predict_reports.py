@@ -391,8 +391,13 @@ def test_inputs_are_compared_by_content_not_only_by_time(
     save_rgb(inp / "x.tif", 40, 60, seed=1)  # uncompressed TIFF: another image of that size, the same bytes
     save_rgb(inp / "y.tif", 40, 60, seed=3)
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
-    record = read_contact_collection(out / "x.contact.geojson")[1]["image_file"]
-    assert record["sha256"] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
+
+    def recorded() -> tuple[dict, str]:
+        members = read_contact_collection(out / "x.contact.geojson")[1]
+        return members["image_file"], members["image_sha256"]
+
+    assert recorded()[1] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
+    assert set(recorded()[0]) == {"bytes", "mtime_ns"}  # as earlier versions compare it, whole
     mask_time = (out / "x.mask.png").stat().st_mtime_ns
 
     rounded = (inp / "x.tif").stat().st_mtime_ns // 10**9 * 10**9 - 10**9  # another exact time, same file
@@ -404,6 +409,9 @@ def test_inputs_are_compared_by_content_not_only_by_time(
     assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
     assert (out / "x.mask.png").stat().st_mtime_ns == mask_time
     assert not any("changed" in r.getMessage() for r in caplog.records)
+    # The new time is recorded, so later runs do not hash the image again (every run hashed a restored
+    # folder whole).
+    assert recorded()[0]["mtime_ns"] == (inp / "x.tif").stat().st_mtime_ns
 
     size = (inp / "x.tif").stat().st_size
     save_rgb(inp / "x.tif", 40, 60, seed=2)  # replaced: same size, another time, other pixels
@@ -415,8 +423,27 @@ def test_inputs_are_compared_by_content_not_only_by_time(
     rows = read_manifest(out)
     assert (rows["x.tif"]["status"], rows["y.tif"]["status"]) == ("ok", "skipped")
     assert any("1 input(s) changed" in r.getMessage() for r in caplog.records)
-    record = read_contact_collection(out / "x.contact.geojson")[1]["image_file"]
-    assert record["sha256"] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
+    assert recorded()[1] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
+
+
+def test_a_fifo_named_like_an_image_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """Hashing the input before reading it read a FIFO (or /dev/zero behind a link) for ever."""
+    import signal
+
+    from marsunits.inference.output_settings import image_file_identity
+    from marsunits.inference.predictor import ImageFileDataset
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert image_file_identity(fifo) is None
+    previous = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.alarm(20)  # a regression raises KeyboardInterrupt here instead of hanging the suite
+    try:
+        item = ImageFileDataset([fifo])[0]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert item.image is None and "special file" in str(item.error)
 
 
 def test_an_interrupted_re_prediction_does_not_leave_the_old_mask_as_done(

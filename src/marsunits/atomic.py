@@ -40,15 +40,29 @@ _TEMP_OVERHEAD = 48
 
 
 def host_digest() -> str:
-    """Eight hex digits naming this machine (from its host name) in temporary names."""
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    """Eight hex digits naming this machine in temporary names: from its host name and, where Linux gives
+    one, its boot id (containers on several nodes may share a host name; they do not share a kernel)."""
+    boot = ""
+    with contextlib.suppress(OSError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return hashlib.sha256(f"{socket.gethostname()}\0{boot}".encode()).hexdigest()[:8]
 
 
 def _temporary_prefix(dest: Path) -> str:
     """``.<name>.<pid>@<host>.`` for a temporary next to ``dest``, the name cut (at a character boundary)
     so that the whole temporary name fits in :data:`_NAME_MAX` bytes: a 230-byte output name is valid, and
     its temporary must be too."""
-    name = dest.name.encode()[: _NAME_MAX - _TEMP_OVERHEAD].decode(errors="ignore")
+    # Bytes as the filesystem holds them (os.fsencode keeps undecodable names: surrogateescape).
+    cut = os.fsencode(dest.name)[: _NAME_MAX - _TEMP_OVERHEAD]
+    while cut:
+        try:
+            cut.decode()  # not inside a UTF-8 character
+            break
+        except UnicodeDecodeError as err:
+            if err.start < len(cut) - 3:
+                break  # the name holds bytes that are not UTF-8 anyway: the cut is as good as any
+            cut = cut[:-1]
+    name = os.fsdecode(cut)
     return f".{name}.{os.getpid()}@{host_digest()}."
 
 

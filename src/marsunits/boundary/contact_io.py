@@ -136,6 +136,15 @@ def write_contacts(
     return atomic_write_text(path, json.dumps(data))
 
 
+def update_contact_members(path: str | os.PathLike[str], members: Mapping[str, Any]) -> Path:
+    """Set top-level ``members`` of an existing contact file (atomically), the lines left as they are:
+    the file then holds what :func:`write_contacts` would have written with those members."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    data.update(members)
+    return atomic_write_text(path, json.dumps(data))
+
+
 def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tuple[int, int] | None]:
     """Read a contact GeoJSON file.
 

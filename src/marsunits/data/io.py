@@ -260,7 +260,9 @@ class _TiffColour:
         elif out.dtype.kind == "f":
             out[:, :, :n] = 1.0 - out[:, :, :n]
         elif out.dtype.kind == "u":
-            top = min((1 << self.bits) - 1, int(np.iinfo(out.dtype).max))  # 12-bit data in 16-bit: 4095
+            top = min((1 << self.bits) - 1, int(np.iinfo(out.dtype).max))
+            if out.dtype == np.uint16 and out.size and int(out[:, :, :n].max()) <= TWELVE_BIT_MAX:
+                top = TWELVE_BIT_MAX  # 12-bit data in a 16-bit file (widen_12_bit's rule): 4095 is black
             out[:, :, :n] = top - np.minimum(out[:, :, :n], top)
         return out
 

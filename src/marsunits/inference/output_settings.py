@@ -29,14 +29,17 @@ whose image or camera file changed after its outputs were written is predicted a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from marsunits.boundary.camera.io import find_camera_file
+from marsunits.boundary.contact_io import update_contact_members
 from marsunits.errors import ConfigError
 from marsunits.inference.inputs import InputFile
 from marsunits.inference.writers import OutputPaths, write_json_atomic
@@ -46,8 +49,10 @@ __all__ = [
     "adaptation_inputs",
     "check_settings",
     "image_file_identity",
-    "image_replaced",
+    "image_record",
+    "image_status",
     "input_changed",
+    "refresh_image_record",
     "settings_record",
     "write_settings",
 ]
@@ -180,25 +185,25 @@ def write_settings(
     return write_json_atomic(output_dir / SETTINGS_NAME, record)
 
 
-def input_changed(image: Path, paths: OutputPaths, members: Mapping[str, Any]) -> bool:
+def input_changed(
+    image: Path, paths: OutputPaths, members: Mapping[str, Any], status: str | None = None
+) -> bool:
     """Whether the image, or the camera file it is read with, is not what the outputs were made from.
 
     ``members``: the contact file's top-level members. By content where the contact file records it: the
-    image's size, exact modification time and SHA-256 (``image_file``, :func:`image_replaced`) and the camera
-    file's SHA-256 (``camera_sha256``, :func:`camera_changed`). A replaced file is then noticed whatever its
-    modification time (``cp -p``, ``tar``, ``rsync -a``), and a file whose time alone changed (``touch``, a
-    restore that rounds times to the second) is not predicted again. Contact files written before those
-    records: like ``make``, by modification time (the mask is written last, the contact file before it).
+    image's size and exact modification time (``image_file``) and SHA-256 (``image_sha256``;
+    :func:`image_status`) and the camera file's SHA-256 (``camera_sha256``, :func:`camera_changed`). A
+    replaced file is then noticed whatever its modification time (``cp -p``, ``tar``, ``rsync -a``), and a
+    file whose time alone changed (``touch``, a restore that rounds times to the second) is not predicted
+    again. Contact files written before those records: like ``make``, by modification time (the mask is
+    written last, the contact file before it). ``status``: :func:`image_status`, when the caller has it.
     """
-    record = members.get("image_file")
     try:
-        if isinstance(record, Mapping) and "sha256" in record:
-            image_stale = image_replaced(image, record)
-        else:
-            image_stale = image.stat().st_mtime > paths.mask.stat().st_mtime or (
-                record is not None and record != image_file_identity(image, digest=False)
-            )
-        if image_stale:
+        status = status or image_status(image, members)
+        if status == "unrecorded":
+            if image.stat().st_mtime > paths.mask.stat().st_mtime:
+                return True
+        elif status == "replaced":
             return True
         if "camera_sha256" in members:
             return camera_changed(image, members)
@@ -219,11 +224,14 @@ def file_sha256(path: Path) -> str:
 
 def image_file_identity(image: Path, digest: bool = True) -> dict[str, Any] | None:
     """``{"bytes": size, "mtime_ns": modification time, "sha256": content digest}`` of an input image as it
-    is read, kept in its contact file (``image_file``) so that a later run can tell a replaced image from one
-    whose time alone changed (:func:`image_replaced`). ``digest=False`` leaves the digest out. None if the
-    file cannot be examined."""
+    is read; its contact file keeps the first two as ``image_file`` and the digest as ``image_sha256``, so
+    that a later run can tell a replaced image from one whose time alone changed (:func:`image_status`).
+    ``digest=False`` leaves the digest out. None if the file cannot be examined, or is not a regular file
+    (a FIFO or a device named like an image would be read for ever; the reader refuses it)."""
     try:
         st = image.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None
         identity: dict[str, Any] = {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
         if digest:
             identity["sha256"] = file_sha256(image)
@@ -232,23 +240,48 @@ def image_file_identity(image: Path, digest: bool = True) -> dict[str, Any] | No
     return identity
 
 
-def image_replaced(image: Path, record: Mapping[str, Any]) -> bool:
-    """Whether ``image`` is not the file its contact file's ``image_file`` ``record`` describes.
+def image_record(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact file's members for an :func:`image_file_identity`: ``image_file`` (``bytes`` and
+    ``mtime_ns``: the form earlier versions compare whole) and ``image_sha256`` when there is a digest."""
+    members: dict[str, Any] = {"image_file": {"bytes": identity["bytes"], "mtime_ns": identity["mtime_ns"]}}
+    if "sha256" in identity:
+        members["image_sha256"] = identity["sha256"]
+    return members
 
-    Another size: replaced. The same size and exact modification time: the same file. The same size and
-    another time: the same file only if its SHA-256 equals the recorded one (records written before the
-    digest: replaced). The digest is computed only in that last case, so a folder whose files are untouched
-    costs one ``stat`` each.
+
+def image_status(image: Path, members: Mapping[str, Any]) -> str:
+    """How ``image`` compares with the record its contact file holds (``image_file``, ``image_sha256``).
+
+    ``"unrecorded"``: no record (files written before it; judge by time). ``"same"``: the same size and
+    exact modification time. ``"retimed"``: the same size and SHA-256 under another time (``touch``, a
+    restore): the same image, whose record should be brought up to date (:func:`refresh_image_record`) so
+    that it is not hashed again on every run. ``"replaced"``: anything else, including another time
+    without a recorded digest. The digest is computed only for ``"retimed"`` candidates, so a folder whose
+    files are untouched costs one ``stat`` each.
     """
-    try:
-        st = image.stat()
-        if int(st.st_size) != record.get("bytes"):
-            return True
-        if int(st.st_mtime_ns) == record.get("mtime_ns"):
-            return False
-        return "sha256" not in record or file_sha256(image) != record["sha256"]
-    except OSError:
-        return True  # cannot tell: predict it again
+    record = members.get("image_file")
+    if not isinstance(record, Mapping):
+        return "unrecorded"
+    st = image.stat()
+    if int(st.st_size) != record.get("bytes"):
+        return "replaced"
+    if int(st.st_mtime_ns) == record.get("mtime_ns"):
+        return "same"
+    digest = members.get("image_sha256")
+    if digest is None or not stat.S_ISREG(st.st_mode) or file_sha256(image) != digest:
+        return "replaced"
+    return "retimed"
+
+
+def refresh_image_record(image: Path, paths: OutputPaths) -> None:
+    """Record ``image``'s current size and modification time in its contact file (after
+    :func:`image_status` found the same content under another time). Best effort: a folder that cannot be
+    written only means the digest is computed again next time."""
+    identity = image_file_identity(image, digest=False)
+    if identity is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        update_contact_members(paths.contact, image_record(identity))
 
 
 def camera_file_sha256(image: Path) -> str | None:

@@ -164,14 +164,21 @@ class ImageFileDataset(Dataset[LoadedImage]):
         max_megapixels: Refuse images larger than this (checked from the header before decoding).
         max_file_mb: Refuse files larger than this many megabytes (10**6 bytes; checked with ``os.stat``
             before the file is opened). None: no limit.
+        identity: Also take each file's size, time and SHA-256 (``LoadedImage.file_identity``), which the
+            outputs record; False for a pass that writes none (AdaBN's statistics).
     """
 
     def __init__(
-        self, files: Sequence[Path], max_megapixels: float | None = None, max_file_mb: float | None = None
+        self,
+        files: Sequence[Path],
+        max_megapixels: float | None = None,
+        max_file_mb: float | None = None,
+        identity: bool = True,
     ) -> None:
         self.files = list(files)
         self.max_megapixels = max_megapixels
         self.max_file_mb = max_file_mb
+        self.identity = identity
 
     def __len__(self) -> int:
         return len(self.files)
@@ -187,7 +194,8 @@ class ImageFileDataset(Dataset[LoadedImage]):
                     "loop); fix or remove the link"
                 )
             check_file_size(path, self.max_file_mb)
-            identity = image_file_identity(path)  # before reading: a file replaced meanwhile is redone
+            # Before reading: a file replaced meanwhile is redone.
+            identity = image_file_identity(path) if self.identity else None
             image = read_image(path, max_megapixels=self.max_megapixels)
         except ImageReadError as exc:
             return LoadedImage(index, None, str(exc), time.perf_counter() - start)

@@ -88,8 +88,10 @@ from marsunits.inference.output_settings import (
     adaptation_inputs,
     camera_file_sha256,
     check_settings,
+    image_status,
     input_changed,
     method_versions,
+    refresh_image_record,
     settings_record,
     write_settings,
 )
@@ -703,7 +705,9 @@ class _Session:
         prediction pass, which reports them."""
         from marsunits.inference.adaptation import NoImagesError, adapt_batchnorm_tiled
 
-        dataset = ImageFileDataset([f.path for f in files], self.opts.max_megapixels, self.opts.max_file_mb)
+        dataset = ImageFileDataset(
+            [f.path for f in files], self.opts.max_megapixels, self.opts.max_file_mb, identity=False
+        )
         images = (
             torch.from_numpy(to_channels(item.image, self.in_channels)).permute(2, 0, 1)
             for item in (dataset[i] for i in range(len(dataset)))
@@ -752,8 +756,14 @@ class _Session:
             lines, members = read_contact_collection(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
-        if input_changed(f.path, paths, members):
+        try:
+            status = image_status(f.path, members)
+        except OSError:
+            return True  # cannot tell: predict it again
+        if input_changed(f.path, paths, members, status):
             return True
+        if status == "retimed":  # the same image under another time: recorded, so not hashed on every run
+            refresh_image_record(f.path, paths)
         if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
             return True  # its camera file was removed: the ground coordinates it gave are stale
         if self.evaluation is not None:

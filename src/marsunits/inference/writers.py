@@ -216,15 +216,18 @@ def overlay_image(
         h, w = mask.shape
         half_width = max(2, round(min(h, w) / 250)) / 2
         for line in lines:
-            pts = np.asarray(line.pixels, dtype=float)
-            if len(pts) < 2:
+            pts = np.asarray(line.pixels, dtype=float).reshape(-1, 2)
+            finite = np.isfinite(pts).all(axis=1)  # shapely's buffer crashes the process on NaN vertices
+            if finite.sum() < 2:
                 continue
             if line.vertex_confidence is not None and len(line.vertex_confidence) == len(pts):
-                vc = np.asarray(line.vertex_confidence, dtype=float)
+                vc = np.asarray(line.vertex_confidence, dtype=float)[finite]
+                pts = pts[finite]
                 segments = shapely.linestrings(np.stack([pts[:-1], pts[1:]], axis=1))
                 colours = [confidence_color(c) for c in (vc[:-1] + vc[1:]) / 2]
             else:
-                segments, colours = np.array([shapely.linestrings(pts)]), [confidence_color(line.confidence)]
+                segments = np.array([shapely.linestrings(pts[finite])])
+                colours = [confidence_color(line.confidence)]
             for band, colour in zip(shapely.buffer(segments, half_width, quad_segs=2), colours, strict=True):
                 _paint(out, band, colour)
     return out
@@ -287,9 +290,10 @@ def write_prediction(
         camera_sha256: Digest of the camera file the ground coordinates came from (None: the image has no
             camera), kept in the contact file (``camera_sha256``) so a later run notices a replaced camera
             file (``output_settings.camera_changed``); False leaves it out.
-        image_file: Size, modification time and SHA-256 of the input file as it was read, kept in the
-            contact file (``image_file``) so a later run notices a replaced image, and not one whose time
-            alone changed (``output_settings.image_replaced``).
+        image_file: Size, modification time and SHA-256 of the input file as it was read
+            (``output_settings.image_file_identity``), kept in the contact file (``image_file`` and
+            ``image_sha256``) so a later run notices a replaced image, and not one whose time alone changed
+            (``output_settings.image_status``).
     """
     h, w = mask.shape
     paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
@@ -299,7 +303,9 @@ def write_prediction(
     if camera_sha256 is not False:
         members["camera_sha256"] = camera_sha256
     if image_file is not None:
-        members["image_file"] = dict(image_file)
+        members["image_file"] = {"bytes": image_file["bytes"], "mtime_ns": image_file["mtime_ns"]}
+        if "sha256" in image_file:
+            members["image_sha256"] = image_file["sha256"]
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
     write_png_atomic(paths.mask, mask)
