@@ -476,3 +476,20 @@ def test_an_interrupted_re_prediction_does_not_leave_the_old_mask_as_done(
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     assert read_manifest(out)["x.png"]["status"] == "ok"
     assert Image.open(out / "x.mask.png").size == (90, 40)
+
+
+def test_an_input_predicted_again_without_probabilities_loses_its_old_ones(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A replaced image predicted again without save_probabilities kept the old image's prob.tif beside the
+    new mask, and pseudo-labels were then made from the old image's probabilities."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 40, 60, seed=1)
+    save_rgb(inp / "b.png", 40, 60, seed=2)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
+    later = (out / "a.mask.png").stat().st_mtime + 10
+    save_rgb(inp / "a.png", 40, 60, seed=3)
+    os.utime(inp / "a.png", (later, later))
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert read_manifest(out)["a.png"]["status"] == "ok"
+    assert not (out / "a.prob.tif").exists() and (out / "b.prob.tif").exists()  # b's are still b's

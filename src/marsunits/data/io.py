@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -499,9 +500,39 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
     im = _open_pil(p)
     with im:
         _check_megapixels(p, im.width, im.height, max_megapixels)
-        decoded = _decode_pil(p, im)
-        arr = _pil_to_native(p, decoded)
+        if _is_16_bit_colour_png(im):
+            arr = _read_16_bit_colour_png(p, _orientation_tag(im))
+        else:
+            arr = _pil_to_native(p, _decode_pil(p, im))
     return np.ascontiguousarray(widen_12_bit(arr))
+
+
+def _is_16_bit_colour_png(im: Image.Image) -> bool:
+    """Whether ``im`` is a PNG of 16-bit RGB or RGBA samples, which Pillow decodes to 8 bits (its raw mode
+    ``RGB;16B`` / ``RGBA;16B``)."""
+    tiles = getattr(im, "tile", None) or []
+    return im.format == "PNG" and any(
+        str(t.args).endswith(";16B") and im.mode in ("RGB", "RGBA") for t in tiles
+    )
+
+
+def _read_16_bit_colour_png(path: Path, orientation: int) -> np.ndarray:
+    """A 16-bit RGB(A) PNG as uint16 ``(H, W, 3)``, decoded with imagecodecs (libpng), turned by its EXIF
+    orientation, alpha applied as for other images.
+
+    Why: Pillow keeps only the high byte of each sample, so 12-bit rover data stored in 16 bits came out
+    16 times too dark (values of at most 4095/65535 before :func:`widen_12_bit` could see them) and was
+    predicted without a word; grey 16-bit PNGs and 16-bit TIFFs were already read whole.
+    """
+    try:
+        arr = np.asarray(imagecodecs.png_decode(path.read_bytes()))
+    except Exception as err:  # imagecodecs raises its own PngError
+        raise ImageReadError(
+            f"{path}: the image data is truncated or corrupt ({err}). Copy or export the file again; "
+            "partially written files are not read."
+        ) from err
+    arr = _oriented(arr if arr.ndim == 3 else arr[:, :, None], orientation)
+    return _to_gray_or_rgb(path, np.ascontiguousarray(arr), alpha=arr.shape[2] in (2, 4))
 
 
 def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:
@@ -510,7 +541,7 @@ def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None
     8-bit data is divided by 255, 16-bit by 65535 (12-bit data stored in 16-bit files, every value at most
     4095, by 4095: :func:`widen_12_bit`), float TIFFs are clipped to ``[0, 1]`` (NaN -> 0, +inf -> 1; a
     float image whose values exceed 2 is on another scale and refused, :func:`_unit_float`).
-    (PIL reduces 16-bit *colour* PNGs to 8 bit on decoding; use TIFF to keep 16-bit colour.)
+    (16-bit colour PNGs, which PIL reduces to 8 bits, are decoded with imagecodecs instead.)
     Greyscale stays 1 channel, grey+alpha drops alpha (1 channel), RGBA drops alpha (3 channels), after
     fully transparent pixels are made black (:func:`_transparent_to_black`; a TIFF's fourth band only when
     its ExtraSamples tag says alpha). The EXIF

@@ -299,6 +299,8 @@ def write_prediction(
     paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
     if save_probabilities:
         write_probabilities(paths.prob, probs, probability_dtype)
+    else:  # an earlier run's probabilities are of what this input was then (pseudo-labels read them)
+        paths.prob.unlink(missing_ok=True)
     members: dict[str, Any] = {} if greyscale is None else {"image_greyscale": bool(greyscale)}
     if camera_sha256 is not False:
         members["camera_sha256"] = camera_sha256
