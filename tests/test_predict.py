@@ -265,6 +265,9 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
         run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0"))
     with pytest.raises(ConfigError, match=r"nodata_max \(0.03 then, null now\)"):  # as the user types it
         run(make_cfg(tmp_path, ckpt, inp, out, "nodata_max=null"))
+    with pytest.raises(ConfigError, match=r"contact\.min_length_px \(10.0 then, 20 now\)") as caught:
+        run(make_cfg(tmp_path, ckpt, inp, out, "contact.min_length_px=20"))
+    assert "smoothing_sigma_px" not in str(caught.value)  # the sub-option that differs, not the whole group
     assert {p: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost
     assert json.loads((out / SETTINGS_NAME).read_text()) == record
 

@@ -128,6 +128,13 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                     f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "
                     f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
                 )
+            elif isinstance(old.get(key), Mapping) and isinstance(new.get(key), Mapping):
+                # Option groups (contact): each sub-option that differs, as the user types it.
+                then_group, now_group = old[key], new[key]
+                for sub in sorted(set(then_group) | set(now_group)):
+                    if then_group.get(sub) != now_group.get(sub):
+                        then, now = (json.dumps(g.get(sub)) for g in (then_group, now_group))
+                        diffs.append(f"{key}.{sub} ({then} then, {now} now)")
             else:
                 then, now = (json.dumps(v) for v in (old.get(key), new.get(key)))  # null, as typed
                 diffs.append(f"{key} ({then} then, {now} now)")
