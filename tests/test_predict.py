@@ -446,7 +446,11 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     with pytest.raises(SystemExit) as info:  # as predict.py runs it: one line, status 130/143, no traceback
         report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out)), prog="predict.py")
     assert info.value.code == status
-    assert capsys.readouterr().err.strip().endswith(f"predict.py: {how}; finished outputs are kept")
+    printed = capsys.readouterr()
+    assert printed.err.strip().endswith(f"predict.py: {how}; finished outputs are kept")
+    # The console also says how far the run got and what to do next (it was only in summary.json).
+    assert f"The run was {how} after 2 of the 4 images" in printed.out
+    assert "run the same command" in printed.out
     assert signal.getsignal(signal.SIGTERM) is handler  # the run's handler is removed after it
     monkeypatch.setattr(writers, "write_png_atomic", real)
     summary = json.loads((out / "summary.json").read_text())

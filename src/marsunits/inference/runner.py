@@ -1239,10 +1239,14 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
     loop_start = time.perf_counter()
     if shard.world_size == 1:
+        interrupted = False
         try:
             session.predict_all(todo)
             if overwriting:
                 session.finish_overwrite()
+        except (KeyboardInterrupt, TerminatedError):
+            interrupted = True
+            raise
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
             if overwriting and session.redone == 0 and session.stopped_early is not None:
@@ -1251,6 +1255,8 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
             else:
                 try:
                     result = session.write_reports(time.perf_counter() - started)
+                    if interrupted:  # then the stop's line comes last: this one says what next
+                        print(result.summary["text"], file=sys.stdout)
                 except OSError:
                     if session.stopped_early is None:
                         raise
