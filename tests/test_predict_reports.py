@@ -168,7 +168,16 @@ def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Pa
     data = tmp_path / "syn"
     # Small scenes (the network's time dominates); p_contact=1 so every scene has a true contact.
     names = generate_dataset(data, 3, seed=0, config=SceneConfig(width=128, height=96, p_contact=1.0))
-    assert len(list((data / "cameras").glob("*.json"))) == 3
+    cameras = sorted((data / "cameras").glob("*.json"))
+    assert len(cameras) == 3
+    # Each synthetic scene is a world of its own, with a site of its own: one map each (24 unrelated
+    # scenes were merged into one map). Put them in one site frame here, as a traverse's images are.
+    apart = tmp_path / "apart"
+    assert run(make_cfg(tmp_path, ckpt, data / "images", apart, "map=true", "max_range_m=60")) == 0
+    assert len(list(apart.glob("contact_map_synthetic_0_*.geojson"))) == 3
+    for camera_file in cameras:
+        camera = json.loads(camera_file.read_text())
+        camera_file.write_text(json.dumps({**camera, "site": "traverse"}))
     out = tmp_path / "out"
     assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true", "max_range_m=60")) == 0
     assert (out / "contact_map.png").stat().st_size > 0

@@ -74,8 +74,9 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
 
 
-def draw_camera(rng: np.random.Generator, cfg: SceneConfig) -> PinholeCamera:
-    """A mast camera pose and optics drawn from ``cfg`` (site frame: random position and heading)."""
+def draw_camera(rng: np.random.Generator, cfg: SceneConfig, site: str = "synthetic") -> PinholeCamera:
+    """A mast camera pose and optics drawn from ``cfg`` (site frame: random position and heading), in the
+    site frame named ``site``."""
     hfov = rng.uniform(*cfg.hfov_deg_range)
     k1 = 0.0
     if cfg.distortion and rng.random() < 0.5:
@@ -97,7 +98,7 @@ def draw_camera(rng: np.random.Generator, cfg: SceneConfig) -> PinholeCamera:
         x_m=float(rng.uniform(-20.0, 20.0)),
         y_m=float(rng.uniform(-20.0, 20.0)),
         k1=k1,
-        site="synthetic",
+        site=site,
     )
 
 
@@ -116,7 +117,9 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
     rng = scene_rng(seed, index)
     H, W, d = cfg.height, cfg.width, float(cfg.difficulty)
     grey = cfg.mode == "grey" or (cfg.mode == "mixed" and rng.random() < 0.5)
-    cam = draw_camera(rng, cfg)
+    # Every scene is a world of its own (its own terrain and contact): its own site, so that predict.py's
+    # map=true does not merge unrelated scenes into one map (it drew 24 of them over each other).
+    cam = draw_camera(rng, cfg, site=f"synthetic_{seed}_{index}")
 
     # ---- ray casting: ground point, range and footprint of every pixel centre
     rays = cast_pixel_grid(cam)
