@@ -764,3 +764,31 @@ def test_without_the_default_callbacks_no_last_epoch_is_called_best(tmp_path: Pa
     its last-epoch file best_ckpt."""
     metrics = run(compose_config("train", tmp_path, [*TINY, "callbacks=[]", "trainer.max_epochs=1"]))
     assert metrics["best_ckpt"] is None and math.isfinite(metrics["val/miou"])
+
+
+def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> None:
+    """Lightning adds its own console handler ("INFO: ...") to the `lightning` logger, which also
+    propagates to the root logger Hydra configures: train.py printed every Lightning line twice."""
+    import logging
+
+    from marsunits.training import log_lightning_once
+
+    root, package = logging.getLogger(), logging.getLogger("lightning")
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    console = logging.StreamHandler()  # as `import lightning` installs it
+    package.addHandler(console)
+    collect = Collect()
+    root.addHandler(collect)
+    try:
+        log_lightning_once()
+        assert console not in package.handlers
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").warning("once")
+        assert seen.count("once") == 1  # through the root logger's handler, which train.log shares
+    finally:
+        root.removeHandler(collect)
+        package.removeHandler(console)

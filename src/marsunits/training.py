@@ -397,6 +397,24 @@ def _json_safe(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
+def log_lightning_once() -> None:
+    """Leave Lightning's log lines to the root logger's handlers when it has some (Hydra's console and
+    ``train.log``).
+
+    Why: importing ``lightning`` adds a console handler of its own (``INFO: ...``) to the ``lightning``
+    logger, whose records also propagate to the root logger: under Hydra every Lightning line was printed
+    twice. Without root handlers (plain Python use) Lightning's own console handler stays.
+    """
+    import lightning  # noqa: F401  (adds its handler on import)
+
+    if not logging.getLogger().handlers:
+        return
+    package = logging.getLogger("lightning")
+    for handler in list(package.handlers):
+        if type(handler) is logging.StreamHandler:
+            package.removeHandler(handler)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as the config says; return the metrics also written to ``metrics.json``.
 
@@ -409,6 +427,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         (of the whole run: a resumed run adds the parts before it, each up to its last checkpoint).
     """
     start = time.perf_counter()
+    log_lightning_once()
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # before anything is written or rendered: e.g. data=folder without data.root
         overrides = " ".join(f"{k}=..." for k in missing)
