@@ -236,7 +236,7 @@ def test_resume_skips_finished_inputs_and_overwrite_redoes_them(
 
 
 def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_redone(
-    tmp_path: Path, ckpt: Path
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Skipping finished images is right for a resumed run and wrong for a changed one: a re-run with
     another checkpoint used to keep every old mask and name the new checkpoint in summary.json."""
@@ -291,8 +291,10 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     # probability_dtype changes nothing without save_probabilities: not a difference. Turning probabilities on
     # (or off) changes no mask either: accepted, and the images without a prob.tif get one.
     assert run(make_cfg(tmp_path, ckpt, inp, out, "probability_dtype=float16")) == 0
-    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
     assert sorted(p.name for p in out.glob("*.prob.tif")) == [f"img{i}.prob.tif" for i in range(3)]
+    assert any("3 input(s) have outputs but no prob.tif" in r.getMessage() for r in caplog.records)  # why
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     with pytest.raises(ConfigError, match=r"probability_dtype \("):  # two dtypes in one folder: said
         run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true", "probability_dtype=float16"))

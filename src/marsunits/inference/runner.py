@@ -788,7 +788,7 @@ class _Session:
             log.warning("%s: %s", p.rel.as_posix(), p.message)
         old = read_manifest(self.output_dir / "manifest.csv")
         todo = []
-        changed = 0
+        changed = without_probabilities = 0
         for f in self.files:
             escape = output_escape(self.output_dir, f.rel)
             if escape is not None:
@@ -798,6 +798,8 @@ class _Session:
             row = None
             if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
                 row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
+            elif not self.opts.overwrite and paths.complete(False):
+                without_probabilities += 1
             if isinstance(row, dict):
                 self.rows[row["path"]] = row
             else:
@@ -805,6 +807,11 @@ class _Session:
                 todo.append(f)
         if changed:
             log.info("%d input(s) changed after their outputs were written: predicting them again", changed)
+        if without_probabilities:
+            log.info(
+                "%d input(s) have outputs but no prob.tif (save_probabilities=true): predicting them again",
+                without_probabilities,
+            )
         return todo
 
     # --------------------------------------------------------------------------------------- predicting
