@@ -944,6 +944,8 @@ def test_overlay_draws_the_contact_centred_on_it_whatever_its_direction() -> Non
         painted(ContactLine(pixels=down, confidence=1.0)),
     )
     assert not painted(ContactLine(pixels=holed[1:3], confidence=1.0)).any()
+    unsure = ContactLine(pixels=down, confidence=0.0, vertex_confidence=[float("nan"), 0.0])  # drawn as 0
+    assert not painted(unsure).any() and overlay_image(image, mask, [unsure]).any()
 
 
 def test_patterns_are_case_insensitive_extensions() -> None:

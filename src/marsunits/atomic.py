@@ -40,12 +40,10 @@ _TEMP_OVERHEAD = 48
 
 
 def host_digest() -> str:
-    """Eight hex digits naming this machine in temporary names: from its host name and, where Linux gives
-    one, its boot id (containers on several nodes may share a host name; they do not share a kernel)."""
-    boot = ""
-    with contextlib.suppress(OSError):
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return hashlib.sha256(f"{socket.gethostname()}\0{boot}".encode()).hexdigest()[:8]
+    """Eight hex digits naming this machine in temporary names, from its host name. (Not its boot id: the
+    leftovers of a power loss must still count as this machine's after the reboot. Nodes that share a host
+    name, as some container set-ups do, are told apart only by process id, as before.)"""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _temporary_prefix(dest: Path) -> str:

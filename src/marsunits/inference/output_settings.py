@@ -274,7 +274,7 @@ def image_status(image: Path, members: Mapping[str, Any]) -> str:
         return "replaced"
     if int(st.st_mtime_ns) == record.get("mtime_ns"):
         return "same"
-    digest = members.get("image_sha256")
+    digest = members.get("image_sha256") or record.get("sha256")  # the latter: a form of one dev version
     if digest is None or not stat.S_ISREG(st.st_mode) or file_sha256(image) != digest:
         return "replaced"
     return "retimed"

@@ -221,7 +221,7 @@ def overlay_image(
             if finite.sum() < 2:
                 continue
             if line.vertex_confidence is not None and len(line.vertex_confidence) == len(pts):
-                vc = np.asarray(line.vertex_confidence, dtype=float)[finite]
+                vc = np.nan_to_num(np.asarray(line.vertex_confidence, dtype=float)[finite], nan=0.0)
                 pts = pts[finite]
                 segments = shapely.linestrings(np.stack([pts[:-1], pts[1:]], axis=1))
                 colours = [confidence_color(c) for c in (vc[:-1] + vc[1:]) / 2]
