@@ -391,10 +391,15 @@ def _decode_pil(path: Path, im: Image.Image) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageReadError(_bomb_message(path, err)) from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(
-            f"{path}: the image data is truncated or corrupt ({err}). Copy or export the file again; "
-            "partially written files are not read."
-        ) from err
+        raise _corrupt(path, err) from err
+
+
+def _corrupt(path: Path, err: Exception) -> ImageReadError:
+    """The error for an image whose data could not be decoded (Pillow's or imagecodecs' reason quoted)."""
+    return ImageReadError(
+        f"{path}: the image data is truncated or corrupt ({err}). Copy or export the file again; "
+        "partially written files are not read."
+    )
 
 
 def _transparent_to_black(arr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -527,10 +532,7 @@ def _read_16_bit_colour_png(path: Path, orientation: int) -> np.ndarray:
     try:
         arr = np.asarray(imagecodecs.png_decode(path.read_bytes()))
     except Exception as err:  # imagecodecs raises its own PngError
-        raise ImageReadError(
-            f"{path}: the image data is truncated or corrupt ({err}). Copy or export the file again; "
-            "partially written files are not read."
-        ) from err
+        raise _corrupt(path, err) from err
     arr = _oriented(arr if arr.ndim == 3 else arr[:, :, None], orientation)
     return _to_gray_or_rgb(path, np.ascontiguousarray(arr), alpha=arr.shape[2] in (2, 4))
 

@@ -42,14 +42,13 @@ from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
 from marsunits.errors import ConfigError
 from marsunits.inference.inputs import InputFile
-from marsunits.inference.writers import OutputPaths, write_json_atomic
+from marsunits.inference.writers import OutputPaths, image_record, write_json_atomic
 
 __all__ = [
     "SETTINGS_NAME",
     "adaptation_inputs",
     "check_settings",
     "image_file_identity",
-    "image_record",
     "image_status",
     "input_changed",
     "refresh_image_record",
@@ -245,15 +244,6 @@ def image_file_identity(image: Path, digest: bool = True) -> dict[str, Any] | No
     except OSError:
         return None
     return identity
-
-
-def image_record(identity: Mapping[str, Any]) -> dict[str, Any]:
-    """The contact file's members for an :func:`image_file_identity`: ``image_file`` (``bytes`` and
-    ``mtime_ns``: the form earlier versions compare whole) and ``image_sha256`` when there is a digest."""
-    members: dict[str, Any] = {"image_file": {"bytes": identity["bytes"], "mtime_ns": identity["mtime_ns"]}}
-    if "sha256" in identity:
-        members["image_sha256"] = identity["sha256"]
-    return members
 
 
 def image_status(image: Path, members: Mapping[str, Any]) -> str:

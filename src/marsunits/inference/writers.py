@@ -261,6 +261,16 @@ def unit_fractions(mask: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(c) / total for c in counts)  # type: ignore[return-value]
 
 
+def image_record(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact file's members for an input's ``output_settings.image_file_identity``: ``image_file``
+    (``bytes`` and ``mtime_ns``: the form earlier versions compare whole) and ``image_sha256`` when there is
+    a digest."""
+    members: dict[str, Any] = {"image_file": {"bytes": identity["bytes"], "mtime_ns": identity["mtime_ns"]}}
+    if "sha256" in identity:
+        members["image_sha256"] = identity["sha256"]
+    return members
+
+
 def write_prediction(
     paths: OutputPaths,
     image: np.ndarray,
@@ -305,9 +315,7 @@ def write_prediction(
     if camera_sha256 is not False:
         members["camera_sha256"] = camera_sha256
     if image_file is not None:
-        members["image_file"] = {"bytes": image_file["bytes"], "mtime_ns": image_file["mtime_ns"]}
-        if "sha256" in image_file:
-            members["image_sha256"] = image_file["sha256"]
+        members.update(image_record(image_file))
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
     write_png_atomic(paths.mask, mask)
