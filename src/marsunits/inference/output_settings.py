@@ -42,6 +42,7 @@ from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
 from marsunits.errors import ConfigError
 from marsunits.inference.inputs import InputFile
+from marsunits.inference.runtime import file_sha256
 from marsunits.inference.writers import OutputPaths, image_record, write_json_atomic
 
 __all__ = [
@@ -217,15 +218,6 @@ def input_changed(
         return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
     except OSError:
         return True  # cannot tell: predict it again
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks (a panorama is not held twice in memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_file_identity(image: Path, digest: bool = True) -> dict[str, Any] | None:
