@@ -502,3 +502,47 @@ def test_an_input_predicted_again_without_probabilities_loses_its_old_ones(
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     assert read_manifest(out)["a.png"]["status"] == "ok"
     assert not (out / "a.prob.tif").exists() and (out / "b.prob.tif").exists()  # b's are still b's
+
+
+def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A broken camera file made the whole image an error row: the mask and the contacts, which need no
+    camera, were lost, and predicted again (and lost again) on every run."""
+    from marsunits.boundary.contact_io import read_contact_collection, read_contacts
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    (name,) = generate_dataset(data, 1, seed=3, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    camera_file, good = data / "cameras" / f"{name}.json", (data / "cameras" / f"{name}.json").read_text()
+    out, rel = tmp_path / "out", f"{name}.png"
+    camera_file.write_text(good.replace('"pitch_deg"', '"pitch_dge"'))  # a misspelt key
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 1  # an error: the run says so
+    row = read_manifest(out)[rel]
+    assert row["status"] == "error" and row["width"] == "96" and row["n_contacts"] != ""
+    assert str(camera_file) in row["message"] and "pitch_dge" in row["message"]
+    assert "were written all the same, without ground coordinates" in row["message"]
+    mask = out / f"{name}.mask.png"
+    assert mask.is_file() and (out / f"{name}.overlay.png").is_file()
+    assert all(ln.ground_m is None for ln in read_contacts(out / f"{name}.contact.geojson")[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["error"] == 1
+    assert sum(summary["unit_fractions"].values()) == pytest.approx(1.0)  # its mask counts in the shares
+    assert f'src="{name}.overlay.png"' in (out / "index.html").read_text()
+
+    written = mask.stat().st_mtime_ns
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 1  # not fixed: said again, not redone
+    row = read_manifest(out)[rel]
+    assert row["status"] == "error" and "written by an earlier run" in row["message"]
+    assert mask.stat().st_mtime_ns == written
+
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "overwrite=true")) == 1
+    assert mask.is_file()  # overwrite=true keeps the outputs it wrote for the image
+
+    camera_file.write_text(good)  # fixed: predicted again, with metres
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert read_manifest(out)[rel]["status"] == "ok"
+    camera_sha256 = read_contact_collection(out / f"{name}.contact.geojson")[1]["camera_sha256"]
+    assert camera_sha256 == hashlib.sha256(good.encode()).hexdigest()  # its metres (if any) from this camera
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert read_manifest(out)[rel]["status"] == "skipped"

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from marsunits.constants import CLASS_NAMES, PALETTE
+from marsunits.inference.writers import has_outputs
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -40,11 +41,9 @@ def _card(row: Mapping[str, Any]) -> str:
     rel = PurePosixPath(str(row["path"]))
     name = html.escape(rel.as_posix())
     status = str(row.get("status", ""))
-    if status == "error":
-        return (
-            f'<figure class="error"><figcaption><b>{name}</b><br>error: '
-            f"{html.escape(str(row.get('message', '')))}</figcaption></figure>"
-        )
+    said = f"<br>error: {html.escape(str(row.get('message', '')))}" if status == "error" else ""
+    if not has_outputs(row):  # nothing written (an image whose camera file is broken has its mask)
+        return f'<figure class="error"><figcaption><b>{name}</b>{said}</figcaption></figure>'
     overlay = quote(rel.with_name(rel.stem + ".overlay.png").as_posix())
     mask = quote(rel.with_name(rel.stem + ".mask.png").as_posix())
     contact = quote(rel.with_name(rel.stem + ".contact.geojson").as_posix())
@@ -57,7 +56,7 @@ def _card(row: Mapping[str, Any]) -> str:
         f"{_num(row.get('height'), '.0f')} px, {html.escape(status)})<table>{numbers}"
         f"<tr><td>contacts</td><td>{_num(row.get('n_contacts'), '.0f')}, "
         f"{_num(row.get('contact_length_px'), '.0f')} px</td></tr></table>"
-        f'<a href="{mask}">mask</a> · <a href="{contact}">contact</a></figcaption></figure>'
+        f'<a href="{mask}">mask</a> · <a href="{contact}">contact</a>{said}</figcaption></figure>'
     )
 
 

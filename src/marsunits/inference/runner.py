@@ -112,6 +112,7 @@ from marsunits.inference.runtime import (
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
+    has_outputs,
     read_manifest,
     remove_outputs_except,
     unit_fractions,
@@ -432,6 +433,20 @@ def argmax_uint8(probs: np.ndarray) -> np.ndarray:
 _FIND = object()
 
 
+def sized_image_camera(image_path: Path, width: int, height: int, camera: Any = _FIND) -> CameraModel | None:
+    """:func:`image_camera` of an image of ``width`` x ``height`` pixels (as read), or None when it has none;
+    ``camera``: the image's camera when the caller already looked it up.
+
+    Raises:
+        ValueError: The camera file is broken or made for another image size (``CameraFileError``).
+    """
+    if camera is _FIND:
+        camera = image_camera(image_path)
+    if camera is not None and (camera.image_width, camera.image_height) != (width, height):
+        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
+    return camera  # type: ignore[no-any-return]
+
+
 def image_camera(image_path: Path) -> CameraModel | None:
     """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
     orientation turns the stored raster the camera was calibrated on (``orient_camera``).
@@ -463,12 +478,9 @@ def add_ground_coordinates(
     Raises:
         ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
     """
-    if camera is _FIND:
-        camera = image_camera(image_path)
+    camera = sized_image_camera(image_path, width, height, camera)
     if camera is None:
         return lines
-    if (camera.image_width, camera.image_height) != (width, height):
-        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
     if len(view_footprint(camera, max_range_m=max_range_m)) == 0:  # was silent: no metres, no reason given
         log.warning(
             "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
@@ -479,6 +491,16 @@ def add_ground_coordinates(
             max_range_m,
         )
     return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
+
+
+def _camera_error_message(exc: CameraFileError, earlier: bool = False) -> str:
+    """The manifest message of an image whose camera file is broken: the camera's error, and that the
+    pixel outputs (which need no camera) are there all the same, written by this run or an ``earlier`` one."""
+    when = "by an earlier run" if earlier else "all the same"
+    return (
+        f"{exc}. The mask, overlay and contacts in pixels were written {when}, without ground coordinates: "
+        "fix or remove the camera file and run again to add them (only this image is predicted again)"
+    )
 
 
 def _camera_size_mismatch(image_path: Path, camera: Any, width: int, height: int) -> str:
@@ -768,17 +790,20 @@ class _Session:
             return True  # its camera file was removed: the ground coordinates it gave are stale
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines)
-        if self.opts.map:
+        status, message = "skipped", "outputs already present; overwrite=true redoes them"
+        camera = None
+        if find_camera_file(f.path) is not None:  # a broken one is said again on every run until it is fixed
             try:
-                self._remember_camera(f, lines, image_camera(f.path))
-            except ValueError as exc:  # a broken camera file: the contacts stay in pixels, as when predicted
-                log.warning("%s: camera file ignored for the map: %s", f.rel, exc)
+                camera = sized_image_camera(f.path, mask.shape[1], mask.shape[0])
+            except CameraFileError as exc:
+                camera, status, message = None, "error", _camera_error_message(exc, earlier=True)
+        if self.opts.map:
+            self._remember_camera(f, lines, camera)
         seconds = old.get("seconds") if old else None
         grey = members.get("image_greyscale")  # older output folders: the earlier manifest's column
         if not isinstance(grey, bool):
             grey = {"1": True, "0": False}.get(old.get("greyscale", "")) if old else None
-        message = "outputs already present; overwrite=true redoes them"
-        return _result_row(f.rel, "skipped", message, mask, lines, seconds, grey)
+        return _result_row(f.rel, status, message, mask, lines, seconds, grey)
 
     def plan(self) -> list[InputFile]:
         """Record problem and skipped rows; return the inputs still to predict."""
@@ -802,6 +827,8 @@ class _Session:
                 without_probabilities += 1
             if isinstance(row, dict):
                 self.rows[row["path"]] = row
+                if row["status"] == "error":  # a broken camera file, said on every run until it is fixed
+                    log.warning("%s: %s", row["path"], row["message"])
             else:
                 changed += row is True
                 todo.append(f)
@@ -836,10 +863,14 @@ class _Session:
         if nodata is not None:
             mask[nodata] = IGNORE_INDEX
         camera_digest = camera_file_sha256(f.path)  # before reading it: a file replaced meanwhile is redone
-        camera = image_camera(f.path)
-        lines = add_ground_coordinates(
-            f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
-        )
+        camera_problem = ""
+        try:
+            camera = image_camera(f.path)
+            lines = add_ground_coordinates(
+                f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
+            )
+        except CameraFileError as exc:  # the mask and pixel contacts need no camera: written all the same
+            camera, camera_problem = None, _camera_error_message(exc)
         # As a later run reads them back when it skips this image: reports and maps then agree to the digit.
         lines = as_stored(lines)
         escape = output_escape(self.output_dir, f.rel)  # again: folders may have changed since plan()
@@ -868,7 +899,8 @@ class _Session:
             self._remember_camera(f, lines, camera)
         seconds = time.perf_counter() - start
         self.megapixels += mask.size / 1e6
-        return _result_row(f.rel, "ok", "", mask, lines, round(seconds + item.seconds, 4), grey)
+        status = "error" if camera_problem else "ok"
+        return _result_row(f.rel, status, camera_problem, mask, lines, round(seconds + item.seconds, 4), grey)
 
     def _remember_camera(self, f: InputFile, lines: list[ContactLine], camera: CameraModel | None) -> None:
         if camera is not None:
@@ -952,7 +984,7 @@ class _Session:
         keep = [
             path
             for row in self.rows.values()
-            if row["status"] == "ok"
+            if has_outputs(row)
             for path in OutputPaths(self.output_dir, PurePosixPath(row["path"])).expected(
                 bool(self.opts.save_probabilities)
             )
@@ -973,7 +1005,7 @@ class _Session:
         pixels = np.zeros(len(CLASS_NAMES))
         contacts, length, all_area = 0, 0.0, 0.0
         for r in rows:
-            if r["status"] == "error":
+            if not has_outputs(r):
                 continue
             area = float(r["width"]) * float(r["height"])
             all_area += area
@@ -1123,7 +1155,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
         + (f", {rate:.3f} MP/s while predicting" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
-        f"overlap {summary['overlap']:g}). Over all ok and skipped images: {units}; "
+        f"overlap {summary['overlap']:g}). Over all images with a mask: {units}; "
         f"{summary['n_contacts']} contact lines, {summary['contact_length_px']:.0f} px in total. "
         f"Outputs, manifest.csv, summary.json and index.html are in {summary['output_dir']}."
     )

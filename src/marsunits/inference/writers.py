@@ -330,6 +330,12 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
         return {}
 
 
+def has_outputs(row: Mapping[str, Any]) -> bool:
+    """Whether a manifest row's image has its outputs (mask, overlay, contacts): every row but an ``error``
+    one without a mask; an image whose camera file is broken is an ``error`` with its pixel outputs."""
+    return row["status"] != "error" or row.get("width") not in (None, "")
+
+
 def write_manifest(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
     """Write ``manifest.csv`` (columns :data:`MANIFEST_FIELDS`; None becomes an empty cell) atomically."""
     buf = io.StringIO()
