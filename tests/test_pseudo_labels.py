@@ -136,6 +136,20 @@ def test_pseudo_label_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     assert not (old / "masks" / "600_1.png").exists()
 
 
+def test_predictions_of_an_unfinished_overwrite_run_are_refused(tmp_path: Path) -> None:
+    """An interrupted ``overwrite=true`` run leaves probability files of two models or settings side by side;
+    they were read as one teacher's."""
+    images, pred = _predicted_folder(tmp_path)
+    settings = {"nodata_max": 0.03, "overwrite_pending": True}
+    (pred / "prediction_settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"overwrite=true run of predict.py that did not finish.*again"):
+        write_pseudo_labels(pred, images, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    del settings["overwrite_pending"]  # the run finished
+    (pred / "prediction_settings.json").write_text(json.dumps(settings))
+    assert write_pseudo_labels(pred, images, tmp_path / "out").images == 2
+
+
 def test_cli_exits_2_with_the_message(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["--predictions", str(tmp_path / "no"), "--images", str(tmp_path), "--out", str(tmp_path / "o")])

@@ -41,7 +41,7 @@ from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
 from marsunits.inference.inputs import discover
 from marsunits.inference.nodata import nodata_mask
-from marsunits.inference.output_settings import SETTINGS_NAME
+from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME
 from marsunits.inference.writers import SUFFIXES, write_json_atomic
 
 __all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "main"]
@@ -81,14 +81,17 @@ def pseudo_label_mask(probs: np.ndarray, threshold: float, no_data: np.ndarray |
     return mask
 
 
-def _predictions_nodata_max(pred: Path) -> float | None:
-    """``nodata_max`` as ``predict.py`` recorded it for ``pred`` (``None`` if it was off), else 0.03."""
+def _predictions_settings(pred: Path) -> dict:
+    """``pred/prediction_settings.json`` as ``predict.py`` wrote it, or {} when there is none to read."""
     try:
         settings = json.loads((pred / SETTINGS_NAME).read_text())
     except (OSError, ValueError):
-        return DEFAULT_NODATA_MAX
-    if not isinstance(settings, dict):
-        return DEFAULT_NODATA_MAX
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _predictions_nodata_max(settings: dict) -> float | None:
+    """``nodata_max`` as ``predict.py`` recorded it (``None`` if it was off), else 0.03."""
     value = settings.get("nodata_max", DEFAULT_NODATA_MAX)
     return None if value is None else float(value)
 
@@ -137,15 +140,23 @@ def write_pseudo_labels(
         FileNotFoundError: a folder is missing, no probability file exists, or an image is missing (this
             and every ValueError below except a size mismatch are raised before anything is written).
         ValueError: two images share a stem, a probability file does not match its image's size,
-            ``out_dir`` is inside ``images_dir``, or ``out_dir`` holds masks of images not in this set
-            (a student would train on them too; checked before anything is written).
+            ``out_dir`` is inside ``images_dir``, ``out_dir`` holds masks of images not in this set
+            (a student would train on them too; checked before anything is written), or the predictions
+            are those of an ``overwrite=true`` run that did not finish (``overwrite_pending``).
     """
     pred, images, out = Path(predictions_dir), Path(images_dir), Path(out_dir)
     for folder, what in ((pred, "predictions folder"), (images, "images folder")):
         if not folder.is_dir():
             raise FileNotFoundError(f"{what} {folder} does not exist.")
+    settings = _predictions_settings(pred)
+    if settings.get(PENDING_KEY):  # its probabilities mix two models or settings: a teacher of neither
+        raise ValueError(
+            f"{pred} holds the outputs of an overwrite=true run of predict.py that did not finish "
+            f"({SETTINGS_NAME} records {PENDING_KEY}): some probability files are still the earlier run's. "
+            "Run that predict.py command again until it finishes, then this one."
+        )
     if nodata_max is None:
-        nodata_max = _predictions_nodata_max(pred)
+        nodata_max = _predictions_nodata_max(settings)
     elif not 0.0 <= nodata_max < 1.0:
         raise ValueError(
             f"--nodata-max {nodata_max}: give a fraction of full scale in [0, 1), as predict.py's nodata_max "
