@@ -101,6 +101,7 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
     assert m1["best_ckpt"] == str(ckpt_dir / "best.ckpt")
     for key in ("val/miou", "val/pixel_acc", "val/iou_smooth_volcanic", "test/miou", "seconds"):
         assert key in m1, key
+    assert m1["test_is_validation"] is False  # synthetic scenes have test seeds of their own
     assert (tmp_path / "run1" / "config.yaml").is_file()
 
     # The checkpoint alone rebuilds the model.
@@ -387,9 +388,17 @@ def test_overfit_a_few_synthetic_scenes(tmp_path: Path) -> None:
     assert float(iou.compute()) > 0.95
 
 
-def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
-    """experiment=marsscapes_ai4mars on fake data in both layouts: pooled val/* plus val/<source>/* each."""
+def test_two_sources_train_and_report_each_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """experiment=marsscapes_ai4mars on fake data in both layouts: pooled val/* plus val/<source>/* each.
+    Real data has no test split: the kept checkpoint is scored once on the validation images (it was
+    validated, then tested on the same images, each pass as long as a validation)."""
+    from marsunits import training
     from marsunits.data.fake import write_fake_ai4mars, write_fake_marsscapes
+
+    def second_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the validation images were scored again before the test pass")
+
+    monkeypatch.setattr(training, "_validate_unlogged", second_pass)
 
     write_fake_marsscapes(tmp_path / "data" / "marsscapes", height=64, width=192)
     write_fake_ai4mars(tmp_path / "data" / "ai4mars_msl256", size=64)
@@ -410,6 +419,10 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path) -> None:
     metrics = run(compose_config("train", tmp_path / "run", overrides))
     for prefix in ("val", "val/marsscapes", "val/ai4mars", "test/marsscapes", "test/ai4mars"):
         assert 0.0 <= metrics[f"{prefix}/miou"] <= 1.0, prefix
+    assert metrics["test_is_validation"] is True
+    assert {k[4:]: v for k, v in metrics.items() if k.startswith("val/")} == {
+        k[5:]: v for k, v in metrics.items() if k.startswith("test/")
+    }
     assert "val/marsscapes/loss" in metrics and "val/ai4mars/loss" in metrics
     # AI4Mars labels no `other`: its labelled-classes mIoU is over the two units alone.
     units = [metrics[f"val/ai4mars/iou_{name}"] for name in ("smooth_volcanic", "rough_olivine")]

@@ -532,24 +532,35 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 cfg.trainer.get("check_val_every_n_epoch"),
                 cfg.trainer.get("max_epochs"),
             )
-        if not fast_dev_run:
+        testing = bool(cfg.get("test", True))
+        # Real data has no labelled test split: its test images are the validation ones (the datamodule's
+        # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass.
+        test_is_val = testing and not fast_dev_run and _test_is_validation(datamodule)
+        if fast_dev_run:
+            metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
+        elif not test_is_val:
             # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
             validated = _validate_unlogged(trainer, task, datamodule, best)
             for stage_metrics in validated:
                 metrics.update(_scalar_metrics(stage_metrics, ("val/",)))
             _summarise_kept_checkpoint(loggers, metrics)
-        else:
-            metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
-        if cfg.get("test", True):
+        if testing:
             tested = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
             for stage_metrics in tested:
                 metrics.update(_scalar_metrics(stage_metrics, ("test/",)))
+        if test_is_val:  # the kept checkpoint's scores on the validation images, measured once
+            metrics.update(
+                {"val/" + k[len("test/") :]: v for k, v in metrics.items() if k.startswith("test/")}
+            )
+            _summarise_kept_checkpoint(loggers, metrics)
         status = "success"
     finally:
         finish_loggers(loggers, status)
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best
+    # True: no test split of its own (real data), so test/* are the kept checkpoint's val/* scores.
+    result["test_is_validation"] = test_is_val
     last = output_dir / "checkpoints" / "last.ckpt"
     result["last_ckpt"] = str(last) if last.is_file() else None
     if init_ckpt:
@@ -579,6 +590,12 @@ def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
     ):
         return [*callbacks, WandbRunInfo()]
     return callbacks
+
+
+def _test_is_validation(datamodule: Any) -> bool:
+    """Whether ``datamodule`` tests on its validation images (real data: no labelled test split)."""
+    datamodule.setup("test")
+    return bool(getattr(datamodule, "test_is_validation", False))
 
 
 def _validate_unlogged(trainer: pl.Trainer, task: Any, datamodule: Any, ckpt: str | None) -> list[Any]:

@@ -760,16 +760,6 @@ class MarsDataModule(L.LightningDataModule):
             train_transform,
             cache=cache,
         )
-        processes = self._render_processes(self.train_length)
-        if cache and processes > 1:
-            start = time.perf_counter()
-            self.train_set.fill_cache(processes)
-            log.info(
-                "rendered %d training scenes in %d processes in %.1f s",
-                self.train_length,
-                processes,
-                time.perf_counter() - start,
-            )
         self.val_sets = [
             SceneDataset(
                 SyntheticScenes(self.val_length, self.seed + VAL_SEED_OFFSET, config),
@@ -784,6 +774,35 @@ class MarsDataModule(L.LightningDataModule):
                 cache=cache,
             )
         ]
+
+    def _render_training_scenes(self) -> None:
+        """Render every synthetic training scene now, in ``render_processes`` processes, when the cache is on
+        and the training will draw them all: not for ``fast_dev_run`` (one batch) nor for a resumed run with
+        no epoch left, which rendered all 1,792 default scenes (about 35 s here) and then did nothing.
+
+        Called from :meth:`train_dataloader`, which Lightning asks for after a resumed run's checkpoint is
+        restored (``setup`` runs before, when the epoch to resume from is not known yet).
+        """
+        train_set = self.train_set
+        if self.sources != ["synthetic"] or not isinstance(train_set, SceneDataset) or not self.cache_scenes:
+            return
+        trainer = self.trainer
+        if trainer is not None:
+            max_epochs = trainer.max_epochs
+            finished = max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch
+            if getattr(trainer, "fast_dev_run", False) or finished:
+                return
+        processes = self._render_processes(self.train_length)
+        if processes > 1:
+            start = time.perf_counter()
+            rendered = train_set.fill_cache(processes)
+            if rendered:
+                log.info(
+                    "rendered %d training scenes in %d processes in %.1f s",
+                    rendered,
+                    processes,
+                    time.perf_counter() - start,
+                )
 
     def _render_processes(self, n_scenes: int) -> int:
         """Processes for pre-rendering ``n_scenes`` training scenes (see ``render_processes``)."""
@@ -825,6 +844,7 @@ class MarsDataModule(L.LightningDataModule):
         """Random crops (real data) or augmented scenes (synthetic); the last partial batch is dropped."""
         self.setup("fit")
         assert self.train_set is not None
+        self._render_training_scenes()
         drop_last = len(self.train_set) >= self.batch_size  # type: ignore[arg-type]
         return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=drop_last)
 
@@ -834,6 +854,12 @@ class MarsDataModule(L.LightningDataModule):
         self.setup("validate")
         loaders = [self._evaluation_loader(d) for d in self.val_sets]
         return loaders[0] if len(loaders) == 1 else loaders
+
+    @property
+    def test_is_validation(self) -> bool:
+        """Whether the test images are the validation ones (real data has no labelled test split; synthetic
+        scenes have a test set of their own seeds). Known after :meth:`setup`."""
+        return self.train_set is not None and self.test_sets is self.val_sets
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """Synthetic: the fixed seeded test set. Real data: the validation split (no labelled test split)."""
