@@ -337,6 +337,25 @@ def test_a_class_no_label_holds_is_named_beside_the_miou() -> None:
     )  # nor predicted
 
 
+def test_an_miou_over_fewer_classes_than_three_is_said() -> None:
+    """Labels of one class, predicted right, read mIoU 1.000 in the run's last line with nothing to say that
+    the other two classes were not scored at all."""
+    from marsunits.inference.evaluation import scores
+    from marsunits.inference.runner import _classes_outside_the_miou
+
+    one = scores(np.array([[500, 0, 0], [0, 0, 0], [0, 0, 0]]))
+    assert one["miou"] == 1.0
+    said = _classes_outside_the_miou(one)
+    assert (
+        "over 1 of the 3 classes: no label holds rough_olivine or other and the model predicted none" in said
+    )
+    two = scores(np.array([[500, 3, 0], [2, 400, 0], [0, 0, 0]]))
+    assert "over 2 of the 3 classes: no label holds other" in _classes_outside_the_miou(two)
+    assert _classes_outside_the_miou(scores(np.array([[5, 1, 0], [0, 5, 0], [0, 0, 0]]))) != ""
+    assert _classes_outside_the_miou(scores(np.array([[5, 0, 1], [0, 5, 0], [0, 0, 0]]))) == ""  # 0, not none
+    assert _classes_outside_the_miou(scores(np.zeros((3, 3), np.int64))) == ""  # no mIoU at all
+
+
 def test_a_camera_file_replaced_by_an_older_one_is_predicted_again(tmp_path: Path, ckpt: Path) -> None:
     """A camera file replaced with its old modification time kept (tar, rsync -a, cp -p) was not noticed:
     the image was skipped and its contacts kept the old camera's metres while the map drew the new camera."""
@@ -546,3 +565,21 @@ def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
     assert camera_sha256 == hashlib.sha256(good.encode()).hexdigest()  # its metres (if any) from this camera
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
     assert read_manifest(out)[rel]["status"] == "skipped"
+
+
+def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
+    """A panorama's class shares are of all its pixels; without the no-data share (its black mosaic border,
+    ``nodata_max``) the gallery's numbers summed to about 85 %, and nothing said where the rest went."""
+    from marsunits.inference.gallery import render_gallery
+
+    def row(name: str, fractions: tuple[float, float, float]) -> dict[str, object]:
+        names = ("smooth_volcanic", "rough_olivine", "other")
+        shares = {f"frac_{n}": f for n, f in zip(names, fractions, strict=True)}
+        return {"path": name, "status": "ok", "width": 8, "height": 8, "n_contacts": 0, **shares}
+
+    page = render_gallery(
+        [row("border.png", (0.4, 0.35, 0.1)), row("full.png", (0.5, 0.3, 0.2))], "t", "summary"
+    )
+    border, full = page.split("<figure")[1:]
+    assert "<td>no data</td><td>15.0%</td>" in border
+    assert "no data" not in full  # every pixel has a class

@@ -37,6 +37,16 @@ def _num(value: Any, fmt: str) -> str:
         return html.escape(str(value))
 
 
+def _nodata_fraction(row: Mapping[str, Any]) -> float | None:
+    """The share of a row's pixels left out as no data (``nodata_max``): what its class shares leave of 1;
+    None when that is under 0.05 % (rounding) or the shares are not known."""
+    try:
+        rest = 1.0 - sum(float(row["frac_" + n]) for n in CLASS_NAMES)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return rest if rest >= 0.0005 else None
+
+
 def _card(row: Mapping[str, Any]) -> str:
     rel = PurePosixPath(str(row["path"]))
     name = html.escape(rel.as_posix())
@@ -50,6 +60,9 @@ def _card(row: Mapping[str, Any]) -> str:
     numbers = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_num(row.get('frac_' + n), '.1%')}</td></tr>" for n in CLASS_NAMES
     )
+    nodata = _nodata_fraction(row)
+    if nodata is not None:  # the shares are of all pixels: without this row they sum to less than 100 %
+        numbers += f"<tr><td>no data</td><td>{nodata:.1%}</td></tr>"
     return (
         f'<figure class="{html.escape(status)}"><a href="{overlay}"><img src="{overlay}" loading="lazy" '
         f'alt="{name}"></a><figcaption><b>{name}</b> ({_num(row.get("width"), ".0f")} x '

@@ -1113,6 +1113,23 @@ class _Session:
         return written
 
 
+def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
+    """A sentence when the mIoU leaves classes out: those neither labelled nor predicted have no IoU, so
+    labels of one class predicted right read mIoU 1.000 (over that class alone), which looked like a model
+    perfect on every unit."""
+    iou = overall.get("iou") or {}
+    missing = [name for name in CLASS_NAMES if name in iou and iou[name] is None]
+    if not missing or overall.get("miou") is None:
+        return ""
+    counted = len(CLASS_NAMES) - len(missing)
+    they = "they have" if len(missing) > 1 else "it has"
+    return (
+        f" That mIoU is over {counted} of the {len(CLASS_NAMES)} classes: no label holds "
+        f"{' or '.join(missing)} and the model predicted none, so {they} no IoU; score images that show "
+        "every class to compare it with a full mIoU."
+    )
+
+
 def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
     """A sentence for each class no label holds but the model predicted: its IoU is 0 and pulls the mIoU.
 
@@ -1166,6 +1183,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + (f"{miou:.3f}" if miou is not None else "undefined")
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
+        text += _classes_outside_the_miou(metrics["overall"])
         text += _classes_absent_from_labels(metrics["overall"])
         # Only when no label was found at all: labels found but unusable are said below, with the reason.
         if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
