@@ -625,7 +625,9 @@ class InterruptAtStep(pl.Callback):
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             if self.data_error:  # what the loader raises when a training image vanished mid-run
-                raise DataError("images/a.png: cannot read the image (file not found)")
+                from marsunits.data.io import read_image
+
+                read_image(Path("images/a.png"))  # ImageReadError: it was faked with a DataError
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
 
@@ -685,7 +687,7 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
         said = capsys.readouterr().err
         assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
         assert "interrupted (Ctrl-C)" not in said
-    assert "train.py: error: images/a.png: cannot read the image" in said
+    assert "train.py: error: images/a.png: file not found" in said
 
 
 def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(

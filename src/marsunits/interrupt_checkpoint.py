@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from marsunits.data.io import ImageReadError
 from marsunits.errors import DataError, log_to_files
 
 __all__ = ["InterruptCheckpoint"]
@@ -64,7 +65,7 @@ class InterruptCheckpoint(Callback):
         stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         # A training image that turned unreadable mid-run (a network disk, a file moved away): the weights
         # are those of the last finished step, so they are saved as for an interrupt.
-        data_error = isinstance(exception, (DataError, OSError))
+        data_error = isinstance(exception, (DataError, ImageReadError, OSError))
         if not (stopped or data_error) or trainer.world_size > 1:
             return
         if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
