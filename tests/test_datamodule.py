@@ -259,6 +259,9 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
         ("data.crop_size=100", r"crop_size must be a positive multiple of 32"),
         ("data.sources=[mars]", r"unknown sources"),
         ("data.focus_class=7", r"marsscapes\.yaml: focus_class=7 is not a project class id"),
+        # Over-sampling without a class was silently ignored: the run trained on uniform crops.
+        ("data.focus_fraction=0.5", r"focus_fraction=0\.5 places crops on focus_class, which is null"),
+        ("data.focus_fraction=1.5", r"focus_fraction is the share .* in \[0, 1\], got 1\.5"),
         ("data.class_mix_prob=1.5", r"marsscapes\.yaml: class_mix_prob must be a probability in \[0, 1\]"),
         # These two were accepted: 0 crops became 1 per epoch, and with 1.5 no crop could ever qualify.
         ("data.samples_per_epoch=0", r"samples_per_epoch must be at least one crop per source \(1\), got 0"),

@@ -347,6 +347,9 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
             resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(other))
     faster = compose_config("train", tmp_path / "y", ["experiment=ai4mars", "data.num_workers=2"])
     assert resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(faster)) == found
+    # Out of memory: the same run goes on reading the images instead of holding them (it was refused).
+    leaner = compose_config("train", tmp_path / "z", ["experiment=ai4mars", "data.cache=true"])
+    assert resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(leaner)) == found
 
 
 @pytest.mark.slow

@@ -106,7 +106,17 @@ def resolve_ckpt_path(
 
 #: Data settings that change only speed, not what is trained on: a resumed run may change them.
 _DATA_PERFORMANCE_KEYS = frozenset(
-    {"num_workers", "pin_memory", "persistent_workers", "render_processes", "val_batch_size"}
+    {
+        "num_workers",
+        "pin_memory",
+        "persistent_workers",
+        "render_processes",
+        "val_batch_size",
+        # Decoded images (rendered scenes) held in memory or read again: the same pixels either way, so a
+        # run out of memory resumes with data.cache=false (it was refused: a new run lost the optimiser).
+        "cache",
+        "cache_scenes",
+    }
 )
 
 

@@ -323,6 +323,17 @@ class MarsDataModule(L.LightningDataModule):
                 f"configs/data/{name}.yaml: focus_class={focus_class} is not a project class id; use one of "
                 f"{dict(enumerate(CLASS_NAMES))} or null."
             )
+        if not 0.0 <= float(focus_fraction) <= 1.0:
+            raise ValueError(
+                f"configs/data/{name}.yaml: focus_fraction is the share of training crops placed on "
+                f"focus_class, in [0, 1], got {focus_fraction!r}; e.g. data.focus_fraction=0.33."
+            )
+        if focus_fraction and focus_class is None and sources != ["synthetic"]:  # was silently ignored
+            raise ValueError(
+                f"configs/data/{name}.yaml: focus_fraction={focus_fraction} places crops on focus_class, which "
+                "is null: name the class too, e.g. data.focus_class=1 (rough_olivine), or set "
+                "data.focus_fraction=0."
+            )
         if focus_fraction and sources == ["synthetic"]:
             raise ValueError(
                 f"configs/data/{name}.yaml: focus_class/focus_fraction over-sample crops of real images; "
