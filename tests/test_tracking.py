@@ -803,3 +803,98 @@ def test_an_unknown_wandb_mode_stops_before_the_run_writes_anything(
     with pytest.raises(ConfigError, match=r"W&B mode 'bogus' .* is not one of"):
         run(cfg)
     assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_a_refused_callback_setting_starts_no_wandb_run(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``callbacks.wandb_val_images.n_images=0`` was refused after the W&B run had started: every such slip
+    left an empty run, never finished, in the project."""
+    from hydra.errors import InstantiationException
+
+    from marsunits.training import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    bad = ["logger=wandb", "callbacks=[default,wandb]", "callbacks.wandb_val_images.n_images=0"]
+    cfg = compose_config("train", tmp_path / "r", [*SMALL, *bad])
+    with pytest.raises((ValueError, InstantiationException), match=r"n_images >= 1"):
+        run(cfg)
+    assert not list((tmp_path / "r").rglob("offline-run-*"))
+
+
+def test_dashboard_callbacks_log_on_the_epochs_lightning_validates() -> None:
+    """With validation every 2 epochs (epochs 1, 3, 5: the real-data experiments), every_n_epochs=2 never
+    logged: the callbacks counted from epoch 0 and Lightning validates after epochs 1, 3, 5."""
+    from marsunits.tracking.callbacks import _due
+
+    def logged(validated: list[int], n: int) -> list[int]:
+        return [e for k, e in enumerate(validated) if _due(e, n, first_validation=k == 0)]
+
+    assert logged([1, 3, 5, 7], 2) == [1, 3, 5, 7]
+    assert logged([1, 3, 5, 7], 4) == [1, 3, 7]
+    assert logged([0, 1, 2, 3, 4], 1) == [0, 1, 2, 3, 4]
+    assert logged([0, 1, 2, 3, 4, 5], 3) == [0, 2, 5]
+    assert logged([1, 3], 0) == []
+
+
+def test_the_followed_validation_images_are_fixed_after_the_first_validation() -> None:
+    """A validation set smaller than n_images filled up with the same images again from later epochs
+    (a, b, a, b)."""
+    from types import SimpleNamespace
+
+    from marsunits.tracking.callbacks import WandbValidationImages
+
+    images = WandbValidationImages(every_n_epochs=1, n_images=4)
+    images._active = lambda trainer: True  # type: ignore[method-assign]  # as with a W&B logger on rank 0
+    trainer = SimpleNamespace(state=SimpleNamespace(fn="validate"), current_epoch=0)
+    batch = {"image": torch.zeros(2, 3, 8, 8), "mask": torch.zeros(2, 8, 8), "path": ["a.png", "b.png"]}
+    for _ in range(3):  # three validations
+        images.on_validation_batch_end(trainer, None, None, batch, 0)  # type: ignore[arg-type]
+        images._collected = True  # what on_validation_epoch_end records (it predicts and logs too)
+    assert images._paths == ["a.png", "b.png"]
+
+
+def test_validation_images_show_the_averaged_weights_with_ema(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``callbacks=[default,wandb,ema]`` the images were predicted after the EMA callback had put the
+    raw weights back, so they disagreed with val/miou and the checkpoint (both the average)."""
+    import lightning.pytorch as pl
+
+    from marsunits.tracking.callbacks import WandbValidationImages
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    validated, pictured = [], []
+
+    def weights(module: torch.nn.Module) -> float:
+        return float(sum(p.detach().double().sum() for p in module.parameters()))
+
+    class Validated(pl.Callback):
+        def on_validation_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object):
+            if not trainer.sanity_checking:
+                validated.append(weights(module))
+
+    real_predict = WandbValidationImages._predict
+
+    def predict(self: WandbValidationImages, trainer: pl.Trainer, module: pl.LightningModule) -> np.ndarray:
+        pictured.append(weights(module))
+        return real_predict(self, trainer, module)
+
+    monkeypatch.setattr(WandbValidationImages, "_predict", predict)
+    overrides = ["logger=wandb", "callbacks=[default,wandb,ema]", "callbacks.ema.decay=0.5", *SMALL]
+    cfg = compose_config("train", tmp_path / "run", [*overrides, "trainer.max_epochs=2"])
+    from hydra.utils import instantiate
+
+    from marsunits.training import _instantiate_group
+
+    loggers = prepare_loggers(cfg, None)
+    callbacks = [*_instantiate_group(cfg.callbacks), Validated()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        trainer.fit(instantiate(cfg.model), datamodule=instantiate(cfg.data))
+    finally:
+        finish_loggers(loggers, "success")
+    assert len(pictured) == 2 and validated
+    # Each epoch's pictures are of the weights that epoch validated (the average), not the raw ones.
+    last_of_each = [validated[len(validated) // 2 - 1], validated[-1]]
+    assert pictured == pytest.approx(last_of_each, rel=1e-12)

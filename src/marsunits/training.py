@@ -500,14 +500,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     elif init_ckpt:
         initialise_from_checkpoint(task, init_ckpt)
         _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
-    loggers = prepare_loggers(cfg, ckpt_path)
+    # The callbacks before the loggers: a callback setting refused here (callbacks.*) started a W&B run
+    # that was never finished, an empty run in the project for each such slip.
     callbacks = _instantiate_group(cfg.get("callbacks"))
-    if not loggers:
-        # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log to.
-        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
-    callbacks = _with_wandb_run_id(callbacks, loggers)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = prepare_loggers(cfg, ckpt_path)
+    try:
+        if not loggers:
+            # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log.
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+        callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
+        callbacks = _with_wandb_run_id(callbacks, loggers)
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except BaseException:
+        finish_loggers(loggers, "failed")
+        raise
 
     status = "failed"
     seconds_before = 0.0

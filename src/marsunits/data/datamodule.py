@@ -330,8 +330,8 @@ class MarsDataModule(L.LightningDataModule):
             )
         if focus_fraction and focus_class is None and sources != ["synthetic"]:  # was silently ignored
             raise ValueError(
-                f"configs/data/{name}.yaml: focus_fraction={focus_fraction} places crops on focus_class, which "
-                "is null: name the class too, e.g. data.focus_class=1 (rough_olivine), or set "
+                f"configs/data/{name}.yaml: focus_fraction={focus_fraction} places crops on focus_class, "
+                "which is null: name the class too, e.g. data.focus_class=1 (rough_olivine), or set "
                 "data.focus_fraction=0."
             )
         if focus_fraction and sources == ["synthetic"]:

@@ -38,9 +38,12 @@ def find_wandb_logger(trainer: pl.Trainer) -> WandbLogger | None:
     return None
 
 
-def _due(epoch: int, every_n_epochs: int) -> bool:
-    """Log at epochs 0, n, 2n, ... (the first epoch too, so a broken pipeline shows at once)."""
-    return every_n_epochs > 0 and epoch % every_n_epochs == 0
+def _due(epoch: int, every_n_epochs: int, first_validation: bool) -> bool:
+    """Log at a fit's first validation (a broken pipeline shows at once), then after the epochs that close
+    each stretch of ``every_n_epochs`` (epoch indices n - 1, 2n - 1, ...), counted as Lightning counts
+    ``check_val_every_n_epoch``. Counted from epoch 0 instead, ``every_n_epochs=2`` with validation every
+    2 epochs (on epochs 1, 3, 5: the real-data experiments) never logged anything."""
+    return every_n_epochs > 0 and (first_validation or (epoch + 1) % every_n_epochs == 0)
 
 
 class WandbRunInfo(pl.Callback):
@@ -74,13 +77,14 @@ class WandbValidationImages(pl.Callback):
 
     The set is the first ``n_images`` samples of the first validation batches seen (the validation
     loader is not shuffled, and the set is kept for the whole fit, so epochs are comparable). At the end of
-    validation in epochs ``0, n, 2n, ...`` (and on every ``trainer.validate`` call) the model predicts them
-    again; the logged ``wandb.Image`` carries two mask layers, ``prediction`` and ``ground_truth``
-    (ignore pixels, 255, as the label "ignore"), and the contact lines from
+    the fit's first validation and of validations after epochs ``n - 1, 2n - 1, ...`` (``_due``; and on
+    every ``trainer.validate`` call) the model predicts them again; the logged ``wandb.Image`` carries two
+    mask layers, ``prediction`` and ``ground_truth`` (ignore pixels, 255, as the label "ignore"), and the
+    contact lines from
     :func:`marsunits.boundary.extract.extract_contacts` on the softmax probabilities are drawn on the image.
 
     Args:
-        every_n_epochs: Log every this many epochs (0 disables).
+        every_n_epochs: Log every this many epochs (0 disables), as ``_due`` counts them.
         n_images: How many validation images to follow.
         key: W&B key of the image list.
     """
@@ -97,6 +101,10 @@ class WandbValidationImages(pl.Callback):
         self._images: list[torch.Tensor] = []
         self._masks: list[torch.Tensor] = []
         self._paths: list[str] = []
+        #: Set after the first validation of a fit: the set is then fixed, even with fewer than n_images
+        #: (it filled up with the same images again, a, b, a, b, from the following epochs).
+        self._collected = False
+        self._validations = 0
 
     def _active(self, trainer: pl.Trainer) -> bool:
         return (
@@ -115,7 +123,9 @@ class WandbValidationImages(pl.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if len(self._images) >= self.n_images or dataloader_idx != 0 or not self._active(trainer):
+        if self._collected or len(self._images) >= self.n_images or dataloader_idx != 0:
+            return
+        if not self._active(trainer):
             return
         if not isinstance(batch, dict) or "image" not in batch or "mask" not in batch:
             rank_zero_warn(
@@ -131,11 +141,19 @@ class WandbValidationImages(pl.Callback):
             self._masks.append(mask.detach().to("cpu").clone())
             self._paths.append(str(path))
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._images or not self._active(trainer):
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Here, not in on_validation_end: a weight-averaging callback listed after this one (``ema``) puts
+        # the raw weights back in its own on_validation_epoch_end, and the images showed those instead of
+        # the averaged weights that val/miou, the checkpoint and predict.py use.
+        if not self._active(trainer):
             return
+        self._collected = True
         fitting = trainer.state.fn == "fit"
-        if fitting and not _due(trainer.current_epoch, self.every_n_epochs):
+        if fitting:
+            self._validations += 1
+            if not _due(trainer.current_epoch, self.every_n_epochs, self._validations == 1):
+                return
+        if not self._images:
             return
         import wandb
 
@@ -193,8 +211,8 @@ class WandbConfusionMatrix(pl.Callback):
     own ``wandb.plot.confusion_matrix`` would need every pixel's label, far too much data for segmentation.
 
     Args:
-        every_n_epochs: During fit, log every this many epochs (0 disables); a ``trainer.validate`` or
-            ``trainer.test`` call always logs.
+        every_n_epochs: During fit, log every this many epochs (0 disables), as ``_due`` counts them; a
+            ``trainer.validate`` or ``trainer.test`` call always logs.
         stage: ``val`` or ``test``: the key of ``last_confusion`` to read and the prefix of the logged keys.
     """
 
@@ -206,6 +224,7 @@ class WandbConfusionMatrix(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.stage = stage
         self._warned = False
+        self._validations = 0
 
     # The *_end hooks run after the module's *_epoch_end hooks, where the task computes the matrix.
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -222,8 +241,10 @@ class WandbConfusionMatrix(pl.Callback):
         logger = find_wandb_logger(trainer)
         if logger is None:
             return
-        if trainer.state.fn == "fit" and not _due(trainer.current_epoch, self.every_n_epochs):
-            return
+        if trainer.state.fn == "fit":
+            self._validations += 1
+            if not _due(trainer.current_epoch, self.every_n_epochs, self._validations == 1):
+                return
         matrix = (getattr(pl_module, "last_confusion", None) or {}).get(self.stage)
         if matrix is None:
             if not self._warned:
