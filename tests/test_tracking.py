@@ -805,6 +805,44 @@ def test_an_unknown_wandb_mode_stops_before_the_run_writes_anything(
     assert not (tmp_path / "r" / "config.yaml").exists()
 
 
+def test_predict_refuses_an_unknown_wandb_mode_first_and_falls_back_offline(
+    wandb_offline_env: Path,
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``predict.py logger=wandb`` refused ``WANDB_MODE=onlien`` only after predicting the whole folder, and
+    an online run that could not start (an expired key, a server down) ended it with a traceback, status 1,
+    where train.py logs offline."""
+    import wandb
+
+    from marsunits.errors import ConfigError
+    from marsunits.inference import run
+    from marsunits.tracking import prediction_run
+    from test_predict import make_cfg, save_rgb
+
+    save_rgb(tmp_path / "in" / "a.png", 40, 48)
+    out = tmp_path / "out"
+    monkeypatch.setenv("WANDB_MODE", "onlien")
+    with pytest.raises(ConfigError, match=r"W&B mode 'onlien'"):
+        run(make_cfg(tmp_path, ckpt, tmp_path / "in", out, "logger=wandb"))
+    assert not (out / "a.mask.png").exists()  # refused before predicting
+
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setattr(prediction_run, "resolve_wandb_mode", lambda requested: ("online", None))
+    real_init, modes = wandb.init, []
+
+    def init(*args: Any, **kwargs: Any) -> Any:
+        modes.append(kwargs["mode"])
+        if kwargs["mode"] == "online":
+            raise wandb.errors.CommError("401: invalid API key")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "in", out, "logger=wandb")) == 0
+    assert modes == ["online", "offline"] and (out / "a.mask.png").is_file()
+
+
 def test_a_refused_callback_setting_starts_no_wandb_run(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

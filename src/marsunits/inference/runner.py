@@ -1238,16 +1238,23 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
 
 
 def check_logger(logger: Mapping[str, Any] | None) -> None:
-    """Prediction logs to W&B only: ``logger`` is None or the ``configs/logger/wandb.yaml`` group.
+    """Prediction logs to W&B only: ``logger`` is None or the ``configs/logger/wandb.yaml`` group, in a mode
+    W&B knows (checked before predicting: ``WANDB_MODE=onlien`` was refused after the whole folder).
 
     Raises:
-        ConfigError: Another logger group was chosen.
+        ConfigError: Another logger group was chosen, or the W&B mode is not one (``checked_wandb_mode``).
     """
-    if logger is not None and set(logger) != {"wandb"}:
+    if logger is None:
+        return
+    if set(logger) != {"wandb"}:
         raise ConfigError(
             f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
             "logger unset"
         )
+    from marsunits.tracking.wandb_setup import checked_wandb_mode
+
+    node = logger["wandb"] or {}
+    checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
 
 
 def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResult) -> str | None:

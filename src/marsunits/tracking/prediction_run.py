@@ -93,17 +93,28 @@ def log_prediction_run(
     ckpt = OmegaConf.select(cfg, "ckpt_path", default=None)
     training_run = run_id_from_checkpoint(ckpt) if ckpt else None  # a checkpoint or a model package
 
-    run = wandb.init(
-        project=spec.get("project") or "marsunits",
-        entity=spec.get("entity"),
-        group=spec.get("group"),
-        tags=spec.get("tags"),
-        name=spec.get("name"),
-        dir=str(save_dir),
-        mode=mode,  # type: ignore[arg-type]  # resolve_wandb_mode returns one of wandb's literals
-        job_type="predict",
-        config={"config": config, "training_run_id": training_run, "output_dir": str(out.resolve())},
-    )
+    def start(mode: str) -> Any:
+        return wandb.init(
+            project=spec.get("project") or "marsunits",
+            entity=spec.get("entity"),
+            group=spec.get("group"),
+            tags=spec.get("tags"),
+            name=spec.get("name"),
+            dir=str(save_dir),
+            mode=mode,  # type: ignore[arg-type]  # resolve_wandb_mode returns one of wandb's literals
+            job_type="predict",
+            config={"config": config, "training_run_id": training_run, "output_dir": str(out.resolve())},
+        )
+
+    try:
+        run = start(mode)
+    except Exception as exc:  # noqa: BLE001 - a login or server failure: the predictions are written, log offline
+        if mode != "online":
+            raise
+        announce(
+            f"W&B offline: could not start an online run ({type(exc).__name__}: {exc}); logging offline."
+        )
+        run = start("offline")
     status = "failed"
     try:
         columns: list[str] = list(_FIRST_COLUMNS)
