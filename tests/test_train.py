@@ -7,6 +7,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import numpy as np
@@ -314,6 +315,35 @@ def test_ckpt_path_last_with_a_run_name_never_resumes_another_run(tmp_path: Path
     # Only a name the user gave counts as one, not the default time stamp.
     assert _named_run(compose_config("train", tmp_path / "a", [*TINY, "run_name=k1"])) == "k1"
     assert _named_run(compose_config("train", tmp_path / "b", TINY)) is None
+
+
+class BatchFingerprints(pl.Callback):
+    """Records ``(epoch, sum of the batch's images)`` of every training batch in ``SEEN``."""
+
+    SEEN: ClassVar[list[tuple[int, float]]] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, *args: Any):
+        BatchFingerprints.SEEN.append((trainer.current_epoch, float(batch["image"].double().sum())))
+
+
+def test_a_resumed_run_draws_new_crops_not_those_of_its_first_epochs(tmp_path: Path) -> None:
+    """Neither the loader's generator nor torch's global one is in a checkpoint: a run resumed after epoch 1
+    trained epoch 2 on exactly the crops and augmentations of epoch 1 (and a fresh run keeps its seed)."""
+    fingerprints = ["+callbacks.fp._target_=test_train.BatchFingerprints", "run_name=r"]
+    for workers in ("0", "1"):
+        common = [*TINY, *fingerprints, f"data.num_workers={workers}", "data.persistent_workers=false"]
+        BatchFingerprints.SEEN.clear()
+        run(compose_config("train", tmp_path / workers / "whole", [*common, "trainer.max_epochs=2"]))
+        whole = list(BatchFingerprints.SEEN)
+        BatchFingerprints.SEEN.clear()
+        run(compose_config("train", tmp_path / workers / "part", [*common, "trainer.max_epochs=1"]))
+        first = list(BatchFingerprints.SEEN)
+        assert first == [seen for seen in whole if seen[0] == 0]  # a fresh run: the same crops as before
+        BatchFingerprints.SEEN.clear()
+        resumed = [*common, "trainer.max_epochs=2", "ckpt_path=last"]
+        run(compose_config("train", tmp_path / workers / "part", resumed))
+        again = [value for epoch, value in BatchFingerprints.SEEN if epoch == 1]
+        assert again and not set(again) & {value for _, value in first}, workers
 
 
 def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> None:
@@ -810,3 +840,46 @@ def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> No
     finally:
         root.removeHandler(collect)
         package.removeHandler(console)
+
+
+def test_a_second_run_in_a_run_folder_in_use_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs started in the same second got the same default run folder and wrote their config.yaml,
+    checkpoints and metrics.json over each other, both with status 0."""
+    import socket
+    import subprocess
+    import sys
+
+    from marsunits.run_folder_claim import CLAIM_NAME, is_global_rank_zero
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    claim = folder / CLAIM_NAME
+    cfg = compose_config("train", folder, [*TINY, "trainer.max_epochs=1", "test=false"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "then"}))
+        with pytest.raises(
+            ConfigError, match=rf"run folder {folder} is in use by train.py \(pid {other.pid}"
+        ) as err:
+            run(cfg)
+        assert "same default run_name: give this one its own, e.g. run_name=" in str(err.value)
+        assert not (folder / "config.yaml").exists() and claim.is_file()  # the other run's files untouched
+    finally:
+        other.kill()
+        other.wait()
+    # Its process is gone (a SIGKILL): the folder is taken over, and the claim removed when the run ends.
+    run(cfg)
+    assert (folder / "config.yaml").is_file() and not claim.exists()
+    # Another machine's claim cannot be checked: refused, naming the file to delete.
+    claim.write_text(json.dumps({"pid": 1, "host": "node-17"}))
+    with pytest.raises(ConfigError, match=rf"on node-17.*delete {claim}"):
+        run(compose_config("train", folder, [*TINY, "trainer.max_epochs=1", "test=false", "run_name=x"]))
+    # Only the global rank 0 claims (DDP ranks share the folder).
+    for env, zero in (({"RANK": "1"}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False), ({}, True)):
+        for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert is_global_rank_zero() is zero, env

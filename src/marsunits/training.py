@@ -30,6 +30,7 @@ from marsunits.fine_tuning import (
     read_source,
 )
 from marsunits.progress_bar import run_progress_bar
+from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.tracking.wandb_setup import check_wandb_modes
 
@@ -435,7 +436,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         Dict with final ``val/*`` metrics of the best checkpoint, ``test/*`` metrics, ``best_ckpt``,
         ``last_ckpt``, ``seconds`` (wall-clock time of this command) and, when training, ``seconds_total``
         (of the whole run: a resumed run adds the parts before it, each up to its last checkpoint).
+
+    Raises:
+        ConfigError: Among others, another ``train.py`` is running in the same run folder
+            (:func:`~marsunits.run_folder_claim.claimed_run_folder`).
     """
+    with claimed_run_folder(Path(cfg.paths.output_dir)):
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`run`, in a run folder this process holds."""
     start = time.perf_counter()
     log_lightning_once()
     missing = sorted(OmegaConf.missing_keys(cfg))

@@ -204,7 +204,8 @@ class MarsDataModule(L.LightningDataModule):
             another crop of its batch pasted onto it (ClassMix, :func:`~marsunits.data.mixing.class_mix`);
             0 disables. Applied after the batch reaches the device; its random state is saved in
             checkpoints, so a resumed run continues the mixing draws instead of repeating the first
-            epoch's (crop order and augmentation, like in any Lightning run, are drawn afresh).
+            epoch's (crop order and augmentation are seeded from the step a run resumes at: see
+            ``train_dataloader``).
     """
 
     def __init__(
@@ -372,6 +373,8 @@ class MarsDataModule(L.LightningDataModule):
             )
         self.class_mix_prob = float(class_mix_prob)
         self._mix_generator = torch.Generator().manual_seed(self.seed)
+        #: The optimiser step a resumed run's checkpoint was saved at (:meth:`load_state_dict`), else 0.
+        self._resumed_step = 0
         #: Name of each validation dataloader, in ``dataloader_idx`` order.
         self.separate_val = bool(separate_val)
         validated = [s for s in sources if s not in train_only]
@@ -787,22 +790,16 @@ class MarsDataModule(L.LightningDataModule):
         ]
 
     def _render_training_scenes(self) -> None:
-        """Render every synthetic training scene now, in ``render_processes`` processes, when the cache is on
-        and the training will draw them all: not for ``fast_dev_run`` (one batch) nor for a resumed run with
-        no epoch left, which rendered all 1,792 default scenes (about 35 s here) and then did nothing.
-
-        Called from :meth:`train_dataloader`, which Lightning asks for after a resumed run's checkpoint is
-        restored (``setup`` runs before, when the epoch to resume from is not known yet).
-        """
+        """Render every synthetic training scene now, in ``render_processes`` processes (when the scene cache
+        is on), instead of one at a time inside the first epoch; not for ``fast_dev_run``, which draws one
+        batch (it rendered all 1,792 default scenes first, about 35 s). Called by :meth:`train_dataloader`,
+        before Lightning creates the loader's first iterator (and with it the worker processes, which get
+        the cache)."""
+        if getattr(self.trainer, "fast_dev_run", False):
+            return
         train_set = self.train_set
         if self.sources != ["synthetic"] or not isinstance(train_set, SceneDataset) or not self.cache_scenes:
             return
-        trainer = self.trainer
-        if trainer is not None:
-            max_epochs = trainer.max_epochs
-            finished = max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch
-            if getattr(trainer, "fast_dev_run", False) or finished:
-                return
         processes = self._render_processes(self.train_length)
         if processes > 1:
             start = time.perf_counter()
@@ -828,7 +825,13 @@ class MarsDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------ loaders
 
     def _loader(
-        self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool, sampler: Any = None
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        sampler: Any = None,
+        generator: torch.Generator | None = None,
     ) -> DataLoader:
         return DataLoader(
             dataset,
@@ -840,24 +843,40 @@ class MarsDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate_samples,
-            generator=torch.Generator().manual_seed(self._shuffle_seed()) if shuffle else None,
+            generator=generator,
         )
 
-    def _shuffle_seed(self) -> int:
+    def _shuffle_seed(self, step: int = 0) -> int:
         """Seed of the training loader's generator: its shuffle order and, with ``num_workers > 0``, every
         worker's seed, so every crop and augmentation. Drawn from ``data.seed`` and the run's seed (torch's
         initial seed, which ``seed_everything`` sets): with ``data.seed`` alone, runs with another ``seed``
-        trained on the very same crops in the same order and differed only in their initial weights."""
-        state = np.random.SeedSequence([self.seed, torch.initial_seed()]).generate_state(2, dtype=np.uint32)
+        trained on the very same crops in the same order and differed only in their initial weights. A run
+        resumed at optimiser ``step`` draws from it too (:meth:`train_dataloader`); a fresh run (0) keeps
+        the seed it always had, and its measured results."""
+        entropy = [self.seed, torch.initial_seed()]
+        if step:
+            entropy.append(step)
+        state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
         return int(state[0]) << 31 | int(state[1]) >> 1
 
     def train_dataloader(self) -> DataLoader:
-        """Random crops (real data) or augmented scenes (synthetic); the last partial batch is dropped."""
+        """Random crops (real data) or augmented scenes (synthetic); the last partial batch is dropped.
+
+        A resumed run (:meth:`load_state_dict` ran before: Lightning restores the datamodule's state before
+        it asks for this loader) seeds the loader's generator and torch's global one, which draws the crops
+        and augmentations in the main process (``num_workers=0``), from the optimiser step it resumes at.
+        Neither generator is in a checkpoint, so every resume replayed the crops and augmentations of the
+        run's first epochs: a run stopped halfway trained on half as many distinct crops.
+        """
         self.setup("fit")
         assert self.train_set is not None
         self._render_training_scenes()
         drop_last = len(self.train_set) >= self.batch_size  # type: ignore[arg-type]
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=drop_last)
+        seed = self._shuffle_seed(self._resumed_step)
+        if self._resumed_step:
+            torch.manual_seed(seed ^ 0x5EED)
+        generator = torch.Generator().manual_seed(seed)
+        return self._loader(self.train_set, self.batch_size, True, drop_last, generator=generator)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """One loader per source (a bare loader when there is one source), in ``val_names`` order; under
@@ -911,13 +930,16 @@ class MarsDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints by Lightning: the ClassMix random state, continued by a resumed run."""
-        return {"mix_generator_state": self._mix_generator.get_state()}
+        """Saved in checkpoints by Lightning: the ClassMix random state, continued by a resumed run, and the
+        optimiser step, which seeds a resumed run's crops (:meth:`train_dataloader`)."""
+        step = int(getattr(self.trainer, "global_step", 0) or 0) if self.trainer is not None else 0
+        return {"mix_generator_state": self._mix_generator.get_state(), "global_step": step}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; checkpoints from before ClassMix carry no state and keep the seed."""
         if "mix_generator_state" in state_dict:
             self._mix_generator.set_state(state_dict["mix_generator_state"])
+        self._resumed_step = int(state_dict.get("global_step", 0))
 
     # ------------------------------------------------------------------------------------------ metadata
 
