@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -246,6 +247,37 @@ def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatc
     assert resolve_wandb_mode("auto") == ("online", None)
     with pytest.raises(ValueError, match="not one of"):
         resolve_wandb_mode("sometimes")
+
+
+def test_a_self_hosted_wandb_server_is_found_as_wandb_login_records_it(
+    wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wandb login --host https://wandb.example.com:8443`` stores ``base_url`` in W&B's settings file and
+    the key under ``host:port`` in netrc; both were ignored, and the probe always tried port 443, so every
+    run with a self-hosted server went offline, "no W&B API key found"."""
+    import socket
+
+    settings = Path(os.environ["WANDB_CONFIG_DIR"]) / "settings"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text("[default]\nbase_url = https://wandb.example.com:8443\n")
+    (wandb_offline_env / ".netrc").write_text(
+        "machine wandb.example.com:8443\n  login user\n  password " + "k" * 40 + "\n"
+    )
+    assert wandb_setup.wandb_base_url() == "https://wandb.example.com:8443"
+    assert wandb_setup.wandb_host() == "wandb.example.com"
+    assert wandb_credentials_available()
+    probed: list[tuple[str, int]] = []
+
+    def connect(address: tuple[str, int], timeout: float) -> Any:
+        probed.append(address)
+        raise OSError("refused")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    mode, reason = resolve_wandb_mode("auto")
+    assert mode == "offline" and reason == "wandb.example.com:8443 is not reachable (no network?)"
+    monkeypatch.setenv("WANDB_BASE_URL", "http://localhost:8080")  # W&B Server's usual address
+    wandb_setup.wandb_reachable()
+    assert probed == [("wandb.example.com", 8443), ("localhost", 8080)]
 
 
 def test_reachability_probe_survives_blocked_network(monkeypatch: pytest.MonkeyPatch) -> None:

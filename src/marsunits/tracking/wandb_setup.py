@@ -19,6 +19,7 @@ for an offline W&B run.
 
 from __future__ import annotations
 
+import configparser
 import netrc
 import os
 import shlex
@@ -56,9 +57,32 @@ def announce(line: str) -> None:
         print(f"[marsunits] {line}", flush=True)
 
 
+def _wandb_settings() -> dict[str, str]:
+    """The ``[default]`` section of W&B's global settings file (``$WANDB_CONFIG_DIR/settings``, else
+    ``~/.config/wandb/settings``), where ``wandb login --host URL`` records ``base_url``; {} without one."""
+    folder = os.environ.get("WANDB_CONFIG_DIR", "").strip()
+    path = (Path(folder).expanduser() if folder else Path.home() / ".config" / "wandb") / "settings"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return {}
+    return dict(parser["default"]) if parser.has_section("default") else {}
+
+
+def wandb_base_url() -> str:
+    """The W&B server's URL: ``WANDB_BASE_URL``, else the ``base_url`` that ``wandb login --host`` stored in
+    W&B's settings file (a self-hosted server was always taken for api.wandb.ai), else api.wandb.ai."""
+    return (
+        os.environ.get("WANDB_BASE_URL", "").strip()
+        or _wandb_settings().get("base_url", "").strip()
+        or DEFAULT_WANDB_HOST
+    )
+
+
 def wandb_host() -> str:
-    """Host name of the W&B server in use (``WANDB_BASE_URL``, default ``api.wandb.ai``)."""
-    return urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST).hostname or "api.wandb.ai"
+    """Host name of the W&B server in use (:func:`wandb_base_url`, default ``api.wandb.ai``)."""
+    return urlparse(wandb_base_url()).hostname or "api.wandb.ai"
 
 
 def wandb_credentials_available(host: str | None = None) -> bool:
@@ -71,32 +95,45 @@ def wandb_credentials_available(host: str | None = None) -> bool:
     Args:
         host: Server host name; default :func:`wandb_host`.
     """
-    if os.environ.get("WANDB_API_KEY", "").strip():
+    if os.environ.get("WANDB_API_KEY", "").strip() or _wandb_settings().get("api_key", "").strip():
         return True
     token_file = os.environ.get("WANDB_IDENTITY_TOKEN_FILE", "").strip()
     if token_file and Path(token_file).is_file():
         return True
-    host = host or wandb_host()
     path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
     if not path.is_file():
         return False
+    # wandb login stores the key under the server's host:port when the URL has a port.
+    url = urlparse(wandb_base_url())
+    machines = [host] if host else [m for m in (url.netloc, url.hostname) if m]
     try:
-        entry = netrc.netrc(str(path)).authenticators(host)
+        entries = netrc.netrc(str(path))
     except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
         return False
-    return bool(entry and entry[2])
+    return any((entry := entries.authenticators(m)) and entry[2] for m in machines)
 
 
 def wandb_reachable(host: str | None = None, timeout_s: float = 2.0) -> bool:
-    """Whether a TCP connection to the W&B server (port 443) opens within ``timeout_s`` seconds.
+    """Whether a TCP connection to the W&B server opens within ``timeout_s`` seconds: ``host`` on port 443,
+    by default the server of :func:`wandb_base_url` on its own port (443 for https, 80 for http: a
+    self-hosted ``http://localhost:8080`` was probed on 443 and always read as unreachable).
 
     Behind an HTTPS proxy the direct probe says nothing, so it reports True and lets W&B itself try (a failing
     start then falls back to offline in :func:`prepare_loggers`).
     """
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
+    if host:
+        address = (host, 443)
+    else:
+        url = urlparse(wandb_base_url())
+        try:
+            port = url.port or (80 if url.scheme == "http" else 443)
+        except ValueError:  # a port that is not a number: W&B itself will say what is wrong
+            return True
+        address = (url.hostname or "api.wandb.ai", port)
     try:
-        with socket.create_connection((host or wandb_host(), 443), timeout=timeout_s):
+        with socket.create_connection(address, timeout=timeout_s):
             return True
     except Exception:  # noqa: BLE001 - DNS failure, refusal, timeout, a blocked socket: all mean "no".
         return False
@@ -156,10 +193,10 @@ def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
     if mode in ("offline", "disabled"):
         return mode, None
     host = wandb_host()
-    if not wandb_credentials_available(host):
+    if not wandb_credentials_available():
         return "offline", f"no W&B API key found (set WANDB_API_KEY or run `wandb login` to log to {host})"
-    if not wandb_reachable(host):
-        return "offline", f"{host} is not reachable (no network?)"
+    if not wandb_reachable():
+        return "offline", f"{urlparse(wandb_base_url()).netloc or host} is not reachable (no network?)"
     return "online", None
 
 
