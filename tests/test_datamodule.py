@@ -567,3 +567,21 @@ def test_a_held_out_sol_block_takes_the_whole_rover_position_with_it(tmp_path: P
     dm._hold_out_validated_sols()
     assert [r.image.stem for r in dm.splits["ai4mars"][0]] == ["a3"]  # a1 shares a2's position in block 12
     assert [r.image.stem for r in dm.splits["marsscapes"][0]] == ["m1"]
+
+
+@pytest.mark.parametrize("name", ["marsscapes", "synthetic"])
+def test_debug_overfit_trains_on_the_same_crops_every_epoch(name: str, tmp_path: Path) -> None:
+    """``debug=overfit`` is Lightning's overfit_batches, but a real-data crop ignored its index and drew a new
+    window (and augmentation) every epoch, so "expect train/loss to fall close to 0" could not hold."""
+
+    def two_epochs(extra: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        dm = instantiate(_compose(name, tmp_path / extra[0].split("=")[0], extra).data)
+        dm.setup("fit")
+        first = dm.train_set[1]["image"]
+        torch.rand(100)  # the epochs in between move torch's generator on
+        return first, dm.train_set[1]["image"]
+
+    fixed = two_epochs(["debug=overfit"])
+    assert torch.equal(*fixed)
+    drawn = two_epochs(["data.brightness=0.5"])  # jitter, so a synthetic scene differs too
+    assert not torch.equal(*drawn)

@@ -166,6 +166,8 @@ class MarsDataModule(L.LightningDataModule):
         focus_class: real data: project id of a class whose pixels a share of the training crops must
             contain (``None``: no over-sampling); see :class:`~marsunits.data.datasets.RandomCropDataset`.
         focus_fraction: real data: that share of the crops, in [0, 1].
+        fixed_crops: every training sample's crop and augmentation drawn from ``seed`` and its index, so
+            the same every epoch (``debug=overfit``: random crops never let a model overfit a few batches).
         train_length: synthetic scenes per training epoch.
         val_length: synthetic validation scenes (fixed).
         test_length: synthetic test scenes (fixed).
@@ -237,6 +239,7 @@ class MarsDataModule(L.LightningDataModule):
         min_labelled_fraction: float = 0.01,
         focus_class: int | None = None,
         focus_fraction: float = 0.0,
+        fixed_crops: bool = False,
         train_length: int = 256,
         val_length: int = 32,
         test_length: int = 32,
@@ -347,6 +350,7 @@ class MarsDataModule(L.LightningDataModule):
         self.subclasses = None if subclasses is None else [int(c) for c in subclasses]
         self.focus_class = None if focus_class is None else int(focus_class)
         self.focus_fraction = float(focus_fraction)
+        self.fixed_crops = bool(fixed_crops)
         self.train_length = int(train_length)
         self.val_length = int(val_length)
         self.test_length = int(test_length)
@@ -538,6 +542,7 @@ class MarsDataModule(L.LightningDataModule):
                     min_labelled_fraction=self.min_labelled_fraction,
                     focus_class=self.focus_class,
                     focus_fraction=self.focus_fraction,
+                    fixed_seed=self.seed if self.fixed_crops else None,
                 )
             )
             if val_store is not None:
@@ -773,6 +778,7 @@ class MarsDataModule(L.LightningDataModule):
             self.in_channels,
             train_transform,
             cache=cache,
+            fixed_seed=self.seed if self.fixed_crops else None,
         )
         self.val_sets = [
             SceneDataset(

@@ -21,10 +21,11 @@ Every item is a sample dict (the project contract): ``image`` float32 ``(C, H, W
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -85,6 +86,20 @@ def make_sample(
     }
 
 
+@contextlib.contextmanager
+def fixed_draws(seed: int | None, index: int) -> Iterator[None]:
+    """Inside the block, torch's global generator is seeded from ``(seed, index)`` (and restored after), so
+    sample ``index`` gets the same crop and augmentation every epoch; ``seed`` None: nothing changes.
+    For ``debug=overfit`` (``data.fixed_crops``): fresh random crops every epoch never let a model overfit
+    "a few batches" of real data, and a healthy model looked broken."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0]))
+        yield
+
+
 class RandomCropDataset(Dataset):
     """``length`` random square crops per epoch, images drawn in proportion to their labelled pixels.
 
@@ -106,6 +121,8 @@ class RandomCropDataset(Dataset):
             uniformly among them, and the crop uniformly among the positions that contain it. The other
             crops are drawn as without focus. 0 (the default) draws no extra random numbers, so runs
             without focus are unchanged.
+        fixed_seed: when given, crop ``index`` and its augmentation are drawn from ``(fixed_seed, index)``
+            (:func:`fixed_draws`): the same crops every epoch, for ``debug=overfit``.
 
     Raises:
         ValueError: no image has a labelled pixel; ``focus_fraction`` outside [0, 1]; a focus class with no
@@ -123,6 +140,7 @@ class RandomCropDataset(Dataset):
         max_tries: int = 20,
         focus_class: int | None = None,
         focus_fraction: float = 0.0,
+        fixed_seed: int | None = None,
     ) -> None:
         counts = store.labelled_counts.astype(np.float64)
         if len(store) == 0 or counts.sum() == 0:
@@ -143,6 +161,7 @@ class RandomCropDataset(Dataset):
                 " ..." if len(unlabelled) > 10 else "",
             )
         self.store = store
+        self.fixed_seed = fixed_seed
         self.length = int(length)
         self.crop_size = int(crop_size)
         self.in_channels = int(in_channels)
@@ -205,6 +224,10 @@ class RandomCropDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} crops per epoch")
+        with fixed_draws(self.fixed_seed, index):
+            return self._crop(index)
+
+    def _crop(self, index: int) -> dict[str, Any]:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
         if self.focus_probabilities is not None and rng.random() < self.focus_fraction:
             i = int(rng.choice(len(self.focus_probabilities), p=self.focus_probabilities))
@@ -328,15 +351,23 @@ class SceneDataset(Dataset):
         transform: paired augmentation; when given, the camera is dropped because it no longer matches
             the pixels.
         cache: keep the base items in memory (see above).
+        fixed_seed: when given, item ``index``'s augmentation is drawn from ``(fixed_seed, index)``
+            (:func:`fixed_draws`): the same every epoch, for ``debug=overfit``.
     """
 
     def __init__(
-        self, base: Dataset, in_channels: int, transform: Transform | None = None, cache: bool = False
+        self,
+        base: Dataset,
+        in_channels: int,
+        transform: Transform | None = None,
+        cache: bool = False,
+        fixed_seed: int | None = None,
     ) -> None:
         self.base = base
         self.in_channels = int(in_channels)
         self.transform = transform
         self.cache = bool(cache)
+        self.fixed_seed = fixed_seed
         #: Cached base items by index: ``(image (H, W, C) uint8, mask (H, W) uint8, path, camera)``.
         self._items: dict[int, tuple[np.ndarray, np.ndarray, str, Any]] = {}
 
@@ -407,7 +438,8 @@ class SceneDataset(Dataset):
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {n} scenes")
         image_hwc, mask, path, camera = self._base_item(index)
-        sample = make_sample(image_hwc, mask, path, self.in_channels, transform=self.transform)
+        with fixed_draws(self.fixed_seed, index):
+            sample = make_sample(image_hwc, mask, path, self.in_channels, transform=self.transform)
         if self.transform is None and camera is not None:
             sample["camera"] = camera
         return sample
