@@ -835,6 +835,13 @@ def test_an_unknown_wandb_mode_stops_before_the_run_writes_anything(
     with pytest.raises(ConfigError, match=r"W&B mode 'bogus' .* is not one of"):
         run(cfg)
     assert not (tmp_path / "r" / "config.yaml").exists()
+    # So does a log_model W&B cannot take (it was refused after the scenes were rendered).
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    sometimes = ["logger=wandb", "logger.wandb.log_model=sometimes"]
+    cfg = compose_config("train", tmp_path / "r", [*SMALL, *sometimes])
+    with pytest.raises(ConfigError, match=r"log_model='sometimes': expected auto, true, false or all"):
+        run(cfg)
+    assert not (tmp_path / "r" / "config.yaml").exists()
 
 
 def test_predict_refuses_an_unknown_wandb_mode_first_and_falls_back_offline(

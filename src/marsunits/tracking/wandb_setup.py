@@ -157,15 +157,18 @@ def checked_wandb_mode(requested: str | None) -> str:
 
 
 def check_wandb_modes(cfg: DictConfig) -> None:
-    """Refuse a W&B logger's mode that W&B does not know, before the run writes anything (``WANDB_MODE=bogus``
-    left a ``config.yaml`` and a ``train.log`` of a run that never started).
+    """Refuse a W&B logger's mode that W&B does not know, or a ``log_model`` it cannot take, before the run
+    writes anything (``WANDB_MODE=bogus`` left a ``config.yaml`` and a ``train.log`` of a run that never
+    started).
 
     Raises:
-        ConfigError: as :func:`checked_wandb_mode`.
+        ConfigError: as :func:`checked_wandb_mode`, or for a ``log_model`` other than auto/true/false/all.
     """
     for node in (cfg.get("logger") or {}).values():
         if _is_wandb_node(node):
-            checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
+            mode = checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
+            # log_model=yes was refused only when the loggers started: after the scenes were rendered
+            _resolve_log_model(node.get("log_model", "auto"), mode)
 
 
 def _is_wandb_node(node: Any) -> bool:
