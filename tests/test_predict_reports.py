@@ -583,3 +583,35 @@ def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
     border, full = page.split("<figure")[1:]
     assert "<td>no data</td><td>15.0%</td>" in border
     assert "no data" not in full  # every pixel has a class
+
+
+def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) -> None:
+    """A model scored on panoramas of sols it trained on reads high, and nothing said so: MarsScapes' labels
+    folder holds training and validation panoramas side by side."""
+    from marsunits.inference.runner import summary_paragraph
+
+    labels = tmp_path / "labels"
+    for stem in ("137_1", "425_1", "scene"):
+        write_png_atomic(labels / f"{stem}.png", _halves(20, 30, 15))
+    ev = Evaluation(labels, trained_sols={"marsscapes": [137, 370], "ai4mars": []})
+    for stem in ("137_1", "425_1", "scene"):
+        ev.add(PurePosixPath(f"{stem}.png"), _halves(20, 30, 15))
+    metrics = json.loads(json.dumps(ev.to_dict()))
+    assert metrics["images_from_trained_sols"] == {"137_1.png": "sol 137 (marsscapes)"}
+    summary = {
+        "counts": {"ok": 3, "skipped": 0, "error": 0, "total": 3},
+        "unit_fractions": {"smooth_volcanic": 0.5, "rough_olivine": 0.5, "other": 0.0},
+        "megapixels_per_second": None,
+        "seconds": 1.0,
+        "megapixels": 0.0,
+        "checkpoint": "m.ckpt",
+        "device": "cpu",
+        "tile": 512,
+        "overlap": 0.125,
+        "n_contacts": 3,
+        "contact_length_px": 60.0,
+        "output_dir": "out",
+    }
+    said = summary_paragraph(summary, metrics)
+    assert "1 of the scored images are named for sols the model trained on (e.g. 137_1.png: sol 137" in said
+    assert "trained on" not in summary_paragraph(summary, {**metrics, "images_from_trained_sols": {}})

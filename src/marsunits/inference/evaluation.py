@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -131,6 +132,10 @@ def find_true_contact(labels_dir: Path, rel: PurePosixPath) -> Path | None:
     return None
 
 
+#: A file name that starts with a sol: ``<sol>_<anything>`` (MarsScapes' ``137_1.jpg``).
+_SOL_NAME = re.compile(r"^(\d+)_")
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
@@ -149,10 +154,13 @@ class Evaluation:
             native ids when ``class_map`` is given.
         class_map: Native id -> project id for the label masks (predict.py's ``labels_class_map``); None:
             the labels hold project ids already.
+        trained_sols: The checkpoint's ``trained_sols`` (``{source: [sol, ...]}``), or None: images named
+            ``<sol>_<n>`` (MarsScapes' naming) from those sols are listed in ``images_from_trained_sols``.
     """
 
     labels_dir: Path
     class_map: ClassMap | None = None
+    trained_sols: Mapping[str, Sequence[int]] | None = None
     total: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64))
     per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -248,4 +256,23 @@ class Evaluation:
             "per_image": self.per_image,
             "missing_labels": sorted(self.missing),
             "label_errors": self.errors,
+            "images_from_trained_sols": self.from_trained_sols(),
         }
+
+    def from_trained_sols(self) -> dict[str, str]:
+        """``{image: "sol <n> (<source>)"}`` of the scored images whose names start with ``<sol>_`` (as
+        MarsScapes panoramas and their pseudo-labels are named) where the model trained on that sol of a
+        source: their scores read high. A model scored on panoramas it trained on was not flagged, and
+        MarsScapes' own labels folder holds both kinds."""
+        seen = {
+            int(sol): source
+            for source, sols in (self.trained_sols or {}).items()
+            for sol in (sols or ())
+            if isinstance(sol, int | str) and str(sol).lstrip("-").isdigit()
+        }
+        found = {}
+        for rel in self.per_image:
+            match = _SOL_NAME.match(PurePosixPath(rel).name)
+            if match and int(match[1]) in seen:
+                found[rel] = f"sol {int(match[1])} ({seen[int(match[1])]})"
+        return found

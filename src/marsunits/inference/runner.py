@@ -703,7 +703,11 @@ class _Session:
             mirror_average=bool(opts.tta),
         )
         self.evaluation = (
-            Evaluation(self.labels_dir, _labels_class_map(opts.labels_class_map, self.metadata))
+            Evaluation(
+                self.labels_dir,
+                _labels_class_map(opts.labels_class_map, self.metadata),
+                trained_sols=self.metadata.get("trained_sols"),
+            )
             if self.labels_dir is not None
             else None
         )
@@ -1184,6 +1188,14 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
         text += _classes_outside_the_miou(metrics["overall"])
+        trained_on = metrics.get("images_from_trained_sols") or {}
+        if trained_on:
+            first, sol = next(iter(trained_on.items()))
+            text += (
+                f" {len(trained_on)} of the scored images are named for sols the model trained on (e.g. "
+                f"{first}: {sol}; metrics.json images_from_trained_sols), so those scores read high: score "
+                "images of other sols to judge the model."
+            )
         text += _classes_absent_from_labels(metrics["overall"])
         # Only when no label was found at all: labels found but unusable are said below, with the reason.
         if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
