@@ -569,3 +569,22 @@ def test_the_map_counts_contacts_as_the_manifest_does_and_keeps_their_ids(tmp_pa
     (geojson, _) = build_contact_map([("a.png", numbered, a)], tmp_path / "map")
     ids = [f["properties"]["contact_id"] for f in json.loads(geojson.read_text())["features"]]
     assert ids == [0, 1]
+
+
+def test_a_cahvor_pixel_beyond_the_lens_fold_has_no_ray_as_with_the_pinhole():
+    """Beyond the radius where a barrel-distorted lens folds back a pixel has no ray (the pinhole model gives
+    NaN there); CAHVOR kept the unconverged Newton iterate, a ray that projected back 600 px away, and its
+    made-up metres went to the contact files and the map."""
+    from marsunits.boundary.camera.cahv import cahvor_from_pinhole
+
+    pin = PinholeCamera(1024, 1024, 90.0, 30.0, k1=-0.1)
+    cv = cahvor_from_pinhole(pin)
+    u, v = np.meshgrid(np.linspace(0.5, 1023.5, 48), np.linspace(0.5, 1023.5, 48))
+    u, v = u.ravel(), v.ravel()
+    pin_rays, cv_rays = pin.pixel_to_ray(u, v), cv.pixel_to_ray(u, v)
+    none = np.isnan(pin_rays).any(axis=-1)
+    assert 0 < none.sum() < len(u)  # some corners are beyond the fold
+    np.testing.assert_array_equal(np.isnan(cv_rays).any(axis=-1), none)
+    np.testing.assert_allclose(cv_rays[~none], pin_rays[~none], atol=1e-9)
+    ground = cv.pixel_to_ground(np.array([2.0]), np.array([1022.0]))
+    assert np.isnan(ground).all()  # was (-0.19, 1.83) m
