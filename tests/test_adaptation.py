@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,23 @@ def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "overwrite=true")) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["ok"] == 3 and summary["adapted_on_images"] == 3
+    # The same files under new times (a restore that rounds them, a touch) are the same inputs: they were
+    # refused until overwrite=true. The new times are recorded, so the files are hashed once, not every run.
+    for image in inp.glob("*.png"):
+        os.utime(image, (image.stat().st_atime + 3600, image.stat().st_mtime + 3600))
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 3
+    recorded = json.loads((out / "prediction_settings.json").read_text())["adapt_bn_inputs"]
+    from marsunits.inference.inputs import discover
+    from marsunits.inference.output_settings import adaptation_inputs
+
+    assert recorded == adaptation_inputs(discover(inp, (".png",))[0])
+    # Another image of the same size under the old name: other statistics, refused.
+    save_rgb(inp / "img0.png", 48, 48, seed=9)
+    with pytest.raises(
+        ConfigError, match=r"statistics are adapted to \(adapt_bn=true: 3 file\(s\) then, 3 now"
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
     # Without adapt_bn the statistics are the checkpoint's: the input files are not part of the record.
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "plain")) == 0
     save_rgb(inp / "img3.png", 48, 48, seed=3)

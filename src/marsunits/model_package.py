@@ -50,6 +50,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 import marsunits
 from marsunits.constants import CLASS_NAMES
+from marsunits.file_digest import file_sha256
 from marsunits.task import FORMAT_VERSION, METADATA_KEY, CheckpointError, SegmentationTask, load_task
 
 __all__ = [
@@ -102,15 +103,6 @@ PROVENANCE_KEYS: tuple[str, ...] = (
 )
 #: Hyper-parameters that must agree between ``hparams`` and ``metadata`` (as :func:`load_task` checks).
 _CONSISTENT_KEYS: tuple[str, ...] = ("arch", "encoder", "in_channels", "num_classes")
-
-
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_package(path: str | Path) -> bool:

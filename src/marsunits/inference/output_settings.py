@@ -41,13 +41,14 @@ from typing import Any
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
 from marsunits.errors import ConfigError
+from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
-from marsunits.inference.runtime import file_sha256
 from marsunits.inference.writers import OutputPaths, image_record, write_json_atomic
 
 __all__ = [
     "SETTINGS_NAME",
     "adaptation_inputs",
+    "recorded_adaptation_inputs",
     "check_settings",
     "image_file_identity",
     "image_status",
@@ -103,6 +104,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
             if names[0] & names[1]:
                 continue  # the same weights in another file (a package and its checkpoint)
+        if key == "adapt_bn_inputs" and _same_content(old.get(key), new.get(key)):
+            continue  # the same files by content, under other times (a restore, a touch)
         if old.get(key) != new.get(key):
             if key == "adapt_bn_inputs" and old.get("adapt_bn") and new.get("adapt_bn"):
                 n_then, n_now = (int((r.get(key) or {}).get("files", 0)) for r in (old, new))
@@ -139,6 +142,13 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 then, now = (json.dumps(v) for v in (old.get(key), new.get(key)))  # null, as typed
                 diffs.append(f"{key} ({then} then, {now} now)")
     return diffs
+
+
+def _same_content(old: Any, new: Any) -> bool:
+    """Whether two ``adapt_bn_inputs`` records name the same files by content (both record it)."""
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return False
+    return old.get("content_sha256") is not None and old.get("content_sha256") == new.get("content_sha256")
 
 
 def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: bool) -> None:
@@ -298,19 +308,44 @@ def camera_changed(image: Path, members: Mapping[str, Any]) -> bool:
     return bool(members["camera_sha256"] != camera_file_sha256(image))
 
 
-def adaptation_inputs(files: Sequence[InputFile]) -> dict[str, Any]:
-    """``{"files": n, "sha256": ...}`` identifying the input files ``adapt_bn`` estimates statistics on: a
-    digest of each file's relative path, size and modification time (like :func:`input_changed`, a file
-    replaced by one with the same size and an older time is not noticed)."""
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.rel.as_posix()):
+def adaptation_inputs(
+    files: Sequence[InputFile], previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``{"files": n, "sha256": ..., "content_sha256": ...}`` identifying the input files ``adapt_bn``
+    estimates statistics on: ``sha256`` digests each file's relative path, size and modification time,
+    ``content_sha256`` its relative path and bytes (compared by :func:`check_settings`).
+
+    ``previous``: the folder's record. When the sizes and times are those it recorded, it is returned as
+    it is (no file is read); otherwise every file is hashed, so a restore that rounds times, or a ``touch``,
+    is recognised as the same inputs (it was refused until ``overwrite=true``) and its new times are
+    recorded with the next settings.
+    """
+    ordered = sorted(files, key=lambda f: f.rel.as_posix())
+    stamps = hashlib.sha256()
+    for f in ordered:
         try:
             st = f.path.stat()
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "unreadable"
-        digest.update(f"{f.rel.as_posix()}\0{stamp}\n".encode())
-    return {"files": len(files), "sha256": digest.hexdigest()}
+        stamps.update(f"{f.rel.as_posix()}\0{stamp}\n".encode())
+    if previous and previous.get("sha256") == stamps.hexdigest() and "content_sha256" in previous:
+        return dict(previous)
+    content = hashlib.sha256()
+    for f in ordered:
+        try:
+            digest = file_sha256(f.path) if f.path.is_file() else "not a file"
+        except OSError:
+            digest = "unreadable"
+        content.update(f"{f.rel.as_posix()}\0{digest}\n".encode())
+    return {"files": len(files), "sha256": stamps.hexdigest(), "content_sha256": content.hexdigest()}
+
+
+def recorded_adaptation_inputs(output_dir: Path) -> dict[str, Any] | None:
+    """The ``adapt_bn_inputs`` that ``output_dir``'s settings record holds, or None."""
+    record = _read(output_dir / SETTINGS_NAME)
+    value = (record or {}).get("adapt_bn_inputs")
+    return value if isinstance(value, dict) else None
 
 
 def settings_record(

@@ -80,6 +80,7 @@ from marsunits.errors import (
     TerminatedError,
     sigterm_raises,
 )
+from marsunits.file_digest import file_sha256
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
@@ -91,6 +92,7 @@ from marsunits.inference.output_settings import (
     image_status,
     input_changed,
     method_versions,
+    recorded_adaptation_inputs,
     refresh_image_record,
     settings_record,
     write_settings,
@@ -103,12 +105,7 @@ from marsunits.inference.predictor import (
     resolve_num_workers,
     select_device,
 )
-from marsunits.inference.runtime import (
-    build_forward,
-    configure_threads,
-    file_sha256,
-    resolve_precision,
-)
+from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
@@ -667,7 +664,11 @@ class _Session:
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
                 "adapt_bn": bool(opts.adapt_bn),
-                "adapt_bn_inputs": adaptation_inputs(all_files) if opts.adapt_bn else None,
+                "adapt_bn_inputs": (
+                    adaptation_inputs(all_files, recorded_adaptation_inputs(self.output_dir))
+                    if opts.adapt_bn
+                    else None
+                ),
                 "method_versions": method_versions({"tta": opts.tta, "adapt_bn": opts.adapt_bn}),
                 "min_unit_area_px": int(opts.min_unit_area_px),
                 "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),

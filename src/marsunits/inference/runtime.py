@@ -49,6 +49,7 @@ from torch import nn
 
 from marsunits.atomic import atomic_write
 from marsunits.errors import ConfigError
+from marsunits.file_digest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -189,15 +190,6 @@ class TorchForward:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return self._call(x).float()
-
-
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike[str], in_channels: int, size: int) -> Path:
