@@ -615,3 +615,29 @@ def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) 
     said = summary_paragraph(summary, metrics)
     assert "1 of the scored images are named for sols the model trained on (e.g. 137_1.png: sol 137" in said
     assert "trained on" not in summary_paragraph(summary, {**metrics, "images_from_trained_sols": {}})
+
+
+def test_an_input_named_in_latin_1_gets_its_reports(tmp_path: Path, ckpt: Path) -> None:
+    """A file name that is not valid UTF-8 (Latin-1 café.png from an old archive) was predicted, then writing
+    manifest.csv failed ("surrogates not allowed"), and so on every run: the folder could never finish."""
+    import re
+    from urllib.parse import unquote_to_bytes
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    save_rgb(inp / name, 32, 40)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert (out / os.fsdecode(b"caf\xe9.mask.png")).is_file()
+    assert read_manifest_bytes(out)[b"caf\xe9.png"] == b"ok"
+    page = (out / "index.html").read_bytes()
+    links = [unquote_to_bytes(link) for link in re.findall(rb'src="([^"]+)"', page)]
+    assert links and all((out / os.fsdecode(link)).is_file() for link in links)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0  # and again: skipped as done
+    assert read_manifest_bytes(out)[b"caf\xe9.png"] == b"skipped"
+
+
+def read_manifest_bytes(out: Path) -> dict[bytes, bytes]:
+    """``{path: status}`` of manifest.csv, read as bytes (names as the filesystem holds them)."""
+    lines = (out / "manifest.csv").read_bytes().splitlines()[1:]
+    return {line.split(b",")[0]: line.split(b",")[1] for line in lines}

@@ -121,8 +121,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`). A file name that is not valid UTF-8
+    (a Latin-1 name from an old archive: Python holds its bytes as surrogates) is written as its own bytes
+    (``surrogateescape``, as the filesystem spells it); the strict encoding failed on every run that had
+    such an input, so its manifest and gallery could never be written."""
+    return atomic_write_bytes(path, text.encode(encoding, errors="surrogateescape"))
 
 
 def process_alive(pid: int) -> bool:

@@ -54,9 +54,10 @@ def _card(row: Mapping[str, Any]) -> str:
     said = f"<br>error: {html.escape(str(row.get('message', '')))}" if status == "error" else ""
     if not has_outputs(row):  # nothing written (an image whose camera file is broken has its mask)
         return f'<figure class="error"><figcaption><b>{name}</b>{said}</figcaption></figure>'
-    overlay = quote(rel.with_name(rel.stem + ".overlay.png").as_posix())
-    mask = quote(rel.with_name(rel.stem + ".mask.png").as_posix())
-    contact = quote(rel.with_name(rel.stem + ".contact.geojson").as_posix())
+    # A name that is not UTF-8 is linked by its own bytes (%E9), as the file is named on disk.
+    overlay = quote(rel.with_name(rel.stem + ".overlay.png").as_posix(), errors="surrogateescape")
+    mask = quote(rel.with_name(rel.stem + ".mask.png").as_posix(), errors="surrogateescape")
+    contact = quote(rel.with_name(rel.stem + ".contact.geojson").as_posix(), errors="surrogateescape")
     numbers = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_num(row.get('frac_' + n), '.1%')}</td></tr>" for n in CLASS_NAMES
     )

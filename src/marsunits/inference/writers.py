@@ -324,7 +324,8 @@ def write_prediction(
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
     """Rows of an earlier ``manifest.csv`` keyed by ``path``; empty when the file is absent or unreadable."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # surrogateescape: the names as written (:func:`marsunits.atomic.atomic_write_text`)
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
             return {row["path"]: row for row in csv.DictReader(fh) if "path" in row}
     except (OSError, csv.Error, UnicodeDecodeError):
         return {}
