@@ -166,6 +166,12 @@ def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     from marsunits.inference.output_settings import adaptation_inputs
 
     assert recorded == adaptation_inputs(discover(inp, (".png",))[0])
+    # A folder recorded before the content digest resumes as long as its sizes and times are the same.
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    del settings["adapt_bn_inputs"]["content_sha256"]
+    (out / "prediction_settings.json").write_text(json.dumps(settings))
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    assert "content_sha256" in json.loads((out / "prediction_settings.json").read_text())["adapt_bn_inputs"]
     # Another image of the same size under the old name: other statistics, refused.
     save_rgb(inp / "img0.png", 48, 48, seed=9)
     with pytest.raises(

@@ -588,3 +588,21 @@ def test_a_cahvor_pixel_beyond_the_lens_fold_has_no_ray_as_with_the_pinhole():
     np.testing.assert_allclose(cv_rays[~none], pin_rays[~none], atol=1e-9)
     ground = cv.pixel_to_ground(np.array([2.0]), np.array([1022.0]))
     assert np.isnan(ground).all()  # was (-0.19, 1.83) m
+
+
+def test_a_cahvor_pixel_whose_newton_start_is_past_the_peak_keeps_its_ray():
+    """Newton's method stalls when it starts past the distortion polynomial's peak: such pixels, which do
+    have a ray, were then given none; every ray given maps back to its pixel."""
+    from marsunits.boundary.camera.cahv import CahvorCamera, cahvor_from_pinhole
+
+    base = cahvor_from_pinhole(PinholeCamera(1024, 1024, 90.0, 30.0))
+    cv = CahvorCamera(base.C, base.A, base.H, base.V, base.O, [0.171, 0.178, -0.193], 1024, 1024)
+    u, v = np.meshgrid(np.linspace(0.5, 1023.5, 64), np.linspace(0.5, 1023.5, 64))
+    u, v = u.ravel(), v.ravel()
+    rays = cv.pixel_to_ray(u, v)
+    ok = ~np.isnan(rays).any(axis=-1)
+    assert 0 < (~ok).sum() < len(u) // 10  # the far corners are beyond the fold
+    back = cv.world_to_pixel(cv.C + 5.0 * rays[ok])
+    np.testing.assert_allclose(back, np.stack([u[ok], v[ok]], axis=-1), atol=1e-6)
+    (ray,) = cv.pixel_to_ray(np.array([156.6]), np.array([0.5]))  # Newton's start lies past the peak here
+    np.testing.assert_allclose(cv.world_to_pixel(cv.C + 5.0 * ray), [156.6, 0.5], atol=1e-6)

@@ -572,3 +572,21 @@ def test_boundary_scores_are_pooled_over_the_images_of_every_rank() -> None:
     assert dist == pytest.approx((2.0 + 4.0 + 6.0 + 8.0) / 4)  # NaN distances are left out
     task._trainer = None
     assert all(math.isnan(v) for v in task._pooled_boundary_scores("val"))  # no image had a contact
+
+
+def test_a_resumed_ddp_rank_draws_new_random_streams() -> None:
+    """Under DDP each rank re-seeds itself when training starts; a resumed run re-seeded exactly as a fresh
+    one, so every resume drew the crops and augmentations of the run's first epoch again."""
+    from marsunits.task import seed_rank
+
+    def draws(rank: int, step: int) -> torch.Tensor:
+        seed_rank(42, rank, step)
+        return torch.rand(4)
+
+    fresh = draws(0, 0)
+    assert torch.equal(fresh, draws(0, 0))
+    torch.manual_seed(42)  # a fresh run keeps the streams it always had: seed + rank
+    assert torch.equal(fresh, torch.rand(4))
+    resumed = [draws(0, 120), draws(0, 240), draws(1, 120)]
+    assert all(not torch.equal(fresh, r) for r in resumed)
+    assert not torch.equal(resumed[0], resumed[1]) and not torch.equal(resumed[0], resumed[2])

@@ -914,21 +914,33 @@ def test_dashboard_callbacks_log_on_the_epochs_lightning_validates() -> None:
     assert logged([1, 3], 0) == []
 
 
-def test_the_followed_validation_images_are_fixed_after_the_first_validation() -> None:
+def test_the_followed_validation_images_are_fixed_after_the_first_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A validation set smaller than n_images filled up with the same images again from later epochs
     (a, b, a, b)."""
     from types import SimpleNamespace
 
-    from marsunits.tracking.callbacks import WandbValidationImages
+    from marsunits.tracking import callbacks
 
-    images = WandbValidationImages(every_n_epochs=1, n_images=4)
-    images._active = lambda trainer: True  # type: ignore[method-assign]  # as with a W&B logger on rank 0
-    trainer = SimpleNamespace(state=SimpleNamespace(fn="validate"), current_epoch=0)
+    logged: list[dict] = []
+    logger = SimpleNamespace(experiment=SimpleNamespace(log=logged.append))
+    monkeypatch.setattr(callbacks, "find_wandb_logger", lambda trainer: logger)
+    images = callbacks.WandbValidationImages(every_n_epochs=1, n_images=4)
+    images._predict = lambda trainer, module: np.full((len(images._images), 3, 8, 8), 1 / 3, np.float32)  # type: ignore[method-assign]
     batch = {"image": torch.zeros(2, 3, 8, 8), "mask": torch.zeros(2, 8, 8), "path": ["a.png", "b.png"]}
-    for _ in range(3):  # three validations
+    for epoch in range(3):  # three validations of a fit, each ending with its epoch-end hook
+        trainer = SimpleNamespace(
+            state=SimpleNamespace(fn="fit"),
+            current_epoch=epoch,
+            global_step=epoch,
+            is_global_zero=True,
+            sanity_checking=False,
+        )
         images.on_validation_batch_end(trainer, None, None, batch, 0)  # type: ignore[arg-type]
-        images._collected = True  # what on_validation_epoch_end records (it predicts and logs too)
+        images.on_validation_epoch_end(trainer, None)  # type: ignore[arg-type]
     assert images._paths == ["a.png", "b.png"]
+    assert [len(entry["val/examples"]) for entry in logged] == [2, 2, 2]
 
 
 def test_validation_images_show_the_averaged_weights_with_ema(

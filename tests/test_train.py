@@ -847,39 +847,55 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused(
 ) -> None:
     """Two runs started in the same second got the same default run folder and wrote their config.yaml,
     checkpoints and metrics.json over each other, both with status 0."""
-    import socket
     import subprocess
     import sys
+    import textwrap
 
-    from marsunits.run_folder_claim import CLAIM_NAME, is_global_rank_zero
+    from marsunits.run_folder_claim import is_global_rank_zero
 
     folder = tmp_path / "run"
-    folder.mkdir()
-    claim = folder / CLAIM_NAME
     cfg = compose_config("train", folder, [*TINY, "trainer.max_epochs=1", "test=false"])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from marsunits.run_folder_claim import claimed_run_folder
+        with claimed_run_folder(Path({str(folder)!r})):
+            print("held", flush=True)
+            time.sleep(60)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, env=env)
     try:
-        claim.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "then"}))
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
         with pytest.raises(
             ConfigError, match=rf"run folder {folder} is in use by train.py \(pid {other.pid}"
         ) as err:
             run(cfg)
         assert "same default run_name: give this one its own, e.g. run_name=" in str(err.value)
-        assert not (folder / "config.yaml").exists() and claim.is_file()  # the other run's files untouched
+        assert not (folder / "config.yaml").exists()  # the other run's folder untouched
     finally:
         other.kill()
         other.wait()
-    # Its process is gone (a SIGKILL): the folder is taken over, and the claim removed when the run ends.
+    # Its process is gone (a SIGKILL): the operating system released the claim, the folder is free.
     run(cfg)
-    assert (folder / "config.yaml").is_file() and not claim.exists()
-    # Another machine's claim cannot be checked: refused, naming the file to delete.
-    claim.write_text(json.dumps({"pid": 1, "host": "node-17"}))
-    with pytest.raises(ConfigError, match=rf"on node-17.*delete {claim}"):
-        run(compose_config("train", folder, [*TINY, "trainer.max_epochs=1", "test=false", "run_name=x"]))
-    # Only the global rank 0 claims (DDP ranks share the folder).
-    for env, zero in (({"RANK": "1"}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False), ({}, True)):
-        for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"):
+    assert (folder / "config.yaml").is_file()
+    last = folder / "checkpoints" / "last.ckpt"  # one run after another in the folder: resumed in place
+    run(compose_config("train", folder, [*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"]))
+    # Only the global rank 0 claims (DDP ranks share the folder); an inherited SLURM_PROCID=0 beside
+    # Lightning's LOCAL_RANK=1 is another rank.
+    cases = (
+        ({"RANK": "1"}, False),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+        ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, False),
+        ({"OMPI_COMM_WORLD_RANK": "3"}, False),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({}, True),
+    )
+    for env_vars, zero in cases:
+        for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "OMPI_COMM_WORLD_RANK"):
             monkeypatch.delenv(name, raising=False)
-        for name, value in env.items():
+        for name, value in env_vars.items():
             monkeypatch.setenv(name, value)
-        assert is_global_rank_zero() is zero, env
+        assert is_global_rank_zero() is zero, env_vars

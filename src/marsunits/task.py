@@ -106,8 +106,10 @@ def default_normalisation(in_channels: int) -> tuple[list[float], list[float]]:
     raise ValueError(f"No default mean/std for in_channels={in_channels}; give `mean` and `std` explicitly.")
 
 
-def seed_rank(seed: int, rank: int) -> None:
-    """Seed torch, NumPy and Python's ``random`` with ``seed + rank``: a DDP rank's own random streams.
+def seed_rank(seed: int, rank: int, step: int = 0) -> None:
+    """Seed torch, NumPy and Python's ``random`` with ``seed + rank``: a DDP rank's own random streams; a
+    run resumed at optimiser ``step`` > 0 seeds from ``(seed, rank, step)`` instead, or every resume drew
+    the crops and augmentations of the run's first epoch again (as the datamodule's loader seed does).
 
     Lightning seeds every rank alike (``seed_everything``, and again from ``PL_GLOBAL_SEED`` when the
     processes join), so the ranks drew the very same crops and augmentations in the main process
@@ -121,6 +123,8 @@ def seed_rank(seed: int, rank: int) -> None:
     import random
 
     derived = seed + rank
+    if step:
+        derived = int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
     torch.manual_seed(derived)
     np.random.seed(derived % 2**32)
     random.seed(derived)
@@ -673,7 +677,9 @@ class SegmentationTask(L.LightningModule):
         """
         trainer = getattr(self, "_trainer", None)  # None outside a Trainer
         if trainer is not None and trainer.world_size > 1:
-            seed_rank(int(os.environ.get("PL_GLOBAL_SEED", "0")), trainer.global_rank)
+            seed_rank(
+                int(os.environ.get("PL_GLOBAL_SEED", "0")), trainer.global_rank, int(trainer.global_step)
+            )
         planned = getattr(self, "_planned_schedule", None)
         schedulers = self.lr_schedulers()
         if planned is None or schedulers is None:

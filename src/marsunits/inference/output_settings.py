@@ -145,10 +145,13 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 
 def _same_content(old: Any, new: Any) -> bool:
-    """Whether two ``adapt_bn_inputs`` records name the same files by content (both record it)."""
+    """Whether two ``adapt_bn_inputs`` records name the same files: by content where both record it, else
+    (a folder recorded before the content digest) by paths, sizes and times, as then."""
     if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
         return False
-    return old.get("content_sha256") is not None and old.get("content_sha256") == new.get("content_sha256")
+    if old.get("content_sha256") is None:
+        return old.get("files") == new.get("files") and old.get("sha256") == new.get("sha256")
+    return bool(old.get("content_sha256") == new.get("content_sha256"))
 
 
 def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: bool) -> None:

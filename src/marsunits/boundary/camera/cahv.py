@@ -230,6 +230,46 @@ class CahvCamera:
         return cam
 
 
+def _root_before_fold(k1: float, k3: np.ndarray, k5: np.ndarray) -> np.ndarray:
+    """The root of ``f(x) = k1 x + k3 x^3 + k5 x^5 - 1`` on the rising part of ``f`` from 0 (before its
+    first peak, where the lens folds back), by bisection; NaN where ``f`` peaks below 0 (no ray).
+
+    Hand-written: Newton's method, which JPL's CAHVOR code uses, stalls when it starts past the peak (a
+    pixel with a ray then came out as having none); a bracket ``[0, peak]`` with ``f(0) = -1`` always holds
+    the root when there is one.
+    """
+    k3 = np.asarray(k3, dtype=np.float64)
+    k5 = np.asarray(k5, dtype=np.float64)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        x2 = x * x
+        return ((k5 * x2 + k3) * x2 + k1) * x - 1.0
+
+    # First peak: the smallest positive y = x^2 with f'(x) = 5 k5 y^2 + 3 k3 y + k1 = 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disc = 9.0 * k3 * k3 - 20.0 * k5 * k1
+        root = np.sqrt(np.where(disc >= 0.0, disc, np.nan))
+        quadratic = np.stack([(-3.0 * k3 - root) / (10.0 * k5), (-3.0 * k3 + root) / (10.0 * k5)])
+        linear = np.where(k3 < 0.0, -k1 / (3.0 * k3), np.nan)
+    ys = np.where(k5 != 0.0, quadratic, np.stack([linear, linear]))
+    ys = np.where(ys > 0.0, ys, np.inf)
+    peak = np.sqrt(np.min(ys, axis=0))
+    upper = np.where(np.isfinite(peak), peak, 1.0)
+    for _ in range(64):  # no peak: f rises for ever; widen until it is above 0
+        grow = ~np.isfinite(peak) & (f(upper) < 0.0)
+        if not grow.any():
+            break
+        upper = np.where(grow, 2.0 * upper, upper)
+    lower = np.zeros_like(upper)
+    found = (f(upper) >= 0.0) & (k1 > 0.0)
+    for _ in range(80):
+        middle = 0.5 * (lower + upper)
+        below = f(middle) < 0.0
+        lower = np.where(below, middle, lower)
+        upper = np.where(below, upper, middle)
+    return np.where(found, 0.5 * (lower + upper), np.nan)
+
+
 class CahvorCamera(CahvCamera):
     """A CAHVOR camera: CAHV plus radial distortion about the optical axis ``O`` with terms ``R``.
 
@@ -292,7 +332,12 @@ class CahvorCamera(CahvCamera):
         x2 = x * x
         poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
         deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
-        no_ray = ~(np.isfinite(x) & (np.abs(poly) <= _ROOT_TOL) & (deriv > 0.0))
+        missed = ~(np.isfinite(x) & (np.abs(poly) <= _ROOT_TOL) & (deriv > 0.0))
+        if np.any(missed):  # Newton started past the fold's peak, or there is no root: bisect where one is
+            k3b, k5b = np.broadcast_to(k3, x.shape)[missed], np.broadcast_to(k5, x.shape)[missed]
+            x = np.array(x, dtype=np.float64, copy=True)
+            x[missed] = _root_before_fold(float(k1), k3b, k5b)
+        no_ray = ~np.isfinite(x)
         d = r - (1.0 - x)[..., None] * lam
         rays = d / np.linalg.norm(d, axis=-1, keepdims=True)
         rays[no_ray] = np.nan
