@@ -235,3 +235,14 @@ def test_nan_probabilities_are_invalid_pixels():
     lines = extract_contacts(probs)
     assert len(lines) == 2
     assert all(np.isfinite(ln.pixels).all() and np.isfinite(ln.vertex_confidence).all() for ln in lines)
+
+
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (1, 1)])
+def test_a_strip_one_pixel_thin_has_no_contact(shape):
+    """A 1 x 3000 image holding both units was an error row ("Input array must be at least 2x2", from
+    scikit-image), its mask lost with it."""
+    rng = np.random.default_rng(0)
+    probs = rng.random((3, *shape)).astype(np.float32)  # the two units in turn along the strip
+    probs[2] *= 0.1
+    probs /= probs.sum(axis=0)
+    assert extract_contacts(probs) == []

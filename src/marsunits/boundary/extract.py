@@ -216,6 +216,8 @@ def extract_contacts(
         if valid.shape != (H, W):
             raise ValueError(f"valid must have shape {(H, W)} like probs, got {valid.shape}")
         ok &= valid
+    if H < 2 or W < 2:  # a strip one pixel thin has no iso-line (scikit-image refused it: an error row)
+        return []
     all_ok = bool(ok.all())
 
     def smoothed(channel: np.ndarray) -> np.ndarray:
