@@ -320,6 +320,35 @@ def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path, content) -> 
         load_task(cut)
 
 
+def flip_bytes_inside(src: Path, dst: Path) -> Path:
+    """A copy of checkpoint ``src`` with bytes of its largest tensor inverted, the file otherwise intact (a
+    bad disk or copy): same size, a valid zip archive whose member no longer matches its CRC-32."""
+    import struct
+    import zipfile
+
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        member = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26 : member.header_offset + 30])
+    start = member.header_offset + 30 + name_len + extra_len
+    for k in range(start, start + min(member.file_size, 4096)):
+        data[k] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_checkpoint_with_damaged_bytes_inside_is_refused(trained, tmp_path) -> None:
+    """torch reads a checkpoint without checking its members' CRCs: one with damaged bytes inside loaded
+    without a word and predicted every pixel as one class."""
+    _, ckpt, _ = trained
+    damaged = flip_bytes_inside(Path(ckpt), tmp_path / "damaged.ckpt")
+    assert damaged.stat().st_size == Path(ckpt).stat().st_size
+    with pytest.raises(
+        CheckpointError, match=r"damaged.ckpt is damaged: its member .*/data/.* fails its CRC"
+    ):
+        load_task(damaged)
+
+
 def _edited_copy(src: Path, dst: Path, edit) -> Path:
     checkpoint = torch.load(src, map_location="cpu", weights_only=True)
     edit(checkpoint)

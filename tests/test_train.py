@@ -899,3 +899,39 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused(
         for name, value in env_vars.items():
             monkeypatch.setenv(name, value)
         assert is_global_rank_zero() is zero, env_vars
+
+
+def test_a_bad_checkpoint_to_resume_from_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """Lightning read the resume checkpoint inside fit, after the run folder's files were written: a file cut
+    short, a garbage or an unsafe one, and a checkpoint of another network copied out of its run folder,
+    each ended in a traceback."""
+    from marsunits.task import CheckpointError
+
+    first = run(compose_config("train", tmp_path / "a", [*TINY, "trainer.max_epochs=1", "test=false"]))
+    last = Path(first["last_ckpt"])
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    garbage = tmp_path / "notes.ckpt"
+    garbage.write_text("not a checkpoint")
+    copied = tmp_path / "copied.ckpt"  # no config.yaml beside it to compare the model settings with
+    copied.write_bytes(last.read_bytes())
+    cases = [
+        (cut, [], CheckpointError, r"cut.ckpt is a checkpoint file cut short"),
+        (garbage, [], CheckpointError, r"notes.ckpt is not a checkpoint"),
+        (
+            copied,
+            ["model.decoder_channels=[16,16,8]"],
+            ConfigError,
+            r"copied.ckpt holds another network",
+        ),
+    ]
+    for k, (ckpt, extra, error, said) in enumerate(cases):
+        folder = tmp_path / f"r{k}"
+        cfg = compose_config("train", folder, [*TINY, "trainer.max_epochs=2", f"ckpt_path={ckpt}", *extra])
+        with pytest.raises(error, match=said):
+            run(cfg)
+        assert not (folder / "config.yaml").exists() and not (folder / "checkpoints").exists()
+    resumed = run(
+        compose_config("train", tmp_path / "ok", [*TINY, "trainer.max_epochs=2", f"ckpt_path={copied}"])
+    )
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2

@@ -841,6 +841,74 @@ def _load_failure_reason(err: BaseException) -> str:
     return lines[0] if lines else "no message"
 
 
+def _damaged_member(path: Path) -> str | None:
+    """The first member of a checkpoint's zip archive whose bytes fail their CRC-32, else None (also for a
+    file that is not a zip archive: torch's loader says what is wrong with it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A marsunits checkpoint's dict, read with ``torch.load(weights_only=True)`` after checking the zip
+    archive's CRC of every member: torch does not, and a file with damaged bytes inside (a bad disk, a
+    broken copy) loaded without a word and predicted every pixel as one class.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: a damaged or cut-short file, not a checkpoint torch's safe loader can read, not a
+            Lightning checkpoint, or no marsunits metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint {path} does not exist. Give the path of a .ckpt written by train.py "
+            "(<run dir>/checkpoints/*.ckpt)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the unpickler raises anything on garbage (KeyError on "hello")
+        with open(path, "rb") as f:
+            zip_start = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
+        if zip_start and not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{path} is a checkpoint file cut short or damaged (its zip archive has no end; "
+                f"{path.stat().st_size} bytes): an interrupted copy or download? Copy it again, or use the "
+                "run's other checkpoint (best.ckpt or last.ckpt)."
+            ) from err
+        raise CheckpointError(
+            f"{path} is not a checkpoint torch's safe loader can read ({type(err).__name__}: "
+            f"{_load_failure_reason(err)}). Give a .ckpt written by marsunits' train.py "
+            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)."
+        ) from err
+    damaged = _damaged_member(path)
+    if damaged:
+        raise CheckpointError(
+            f"{path} is damaged: its member {damaged} fails its CRC check (the bytes changed after it was "
+            "written: a bad disk or an interrupted copy?). Copy it again, or use the run's other checkpoint "
+            "(best.ckpt or last.ckpt)."
+        )
+    if (
+        not isinstance(checkpoint, dict)
+        or "state_dict" not in checkpoint
+        or "hyper_parameters" not in checkpoint
+    ):
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint (expected a dict with 'state_dict' and "
+            "'hyper_parameters'). "
+            "Give a .ckpt written by marsunits' train.py."
+        )
+    metadata = checkpoint.get(METADATA_KEY)
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{path} has no {METADATA_KEY!r} metadata (missing metadata, never a silent default): it was not "
+            "written by marsunits.task.SegmentationTask. Retrain with marsunits' train.py."
+        )
+    return checkpoint
+
+
 def load_task(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -868,43 +936,8 @@ def load_task(
             architecture.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Checkpoint {path} does not exist. Give the path of a .ckpt written by train.py "
-            "(<run dir>/checkpoints/*.ckpt)."
-        )
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - the unpickler raises anything on garbage (KeyError on "hello")
-        with open(path, "rb") as f:
-            zip_start = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
-        if zip_start and not zipfile.is_zipfile(path):
-            raise CheckpointError(
-                f"{path} is a checkpoint file cut short or damaged (its zip archive has no end; "
-                f"{path.stat().st_size} bytes): an interrupted copy or download? Copy it again, or use the "
-                "run's other checkpoint (best.ckpt or last.ckpt)."
-            ) from err
-        raise CheckpointError(
-            f"{path} is not a checkpoint torch's safe loader can read ({type(err).__name__}: "
-            f"{_load_failure_reason(err)}). Give a .ckpt written by marsunits' train.py "
-            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)."
-        ) from err
-    if (
-        not isinstance(checkpoint, dict)
-        or "state_dict" not in checkpoint
-        or "hyper_parameters" not in checkpoint
-    ):
-        raise CheckpointError(
-            f"{path} is not a Lightning checkpoint (expected a dict with 'state_dict' and "
-            "'hyper_parameters'). "
-            "Give a .ckpt written by marsunits' train.py."
-        )
-    metadata = checkpoint.get(METADATA_KEY)
-    if not isinstance(metadata, dict):
-        raise CheckpointError(
-            f"{path} has no {METADATA_KEY!r} metadata (missing metadata, never a silent default): it was not "
-            "written by marsunits.task.SegmentationTask. Retrain with marsunits' train.py."
-        )
+    checkpoint = read_checkpoint(path, map_location)
+    metadata = checkpoint[METADATA_KEY]
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(

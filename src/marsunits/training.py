@@ -494,6 +494,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
+    if ckpt_path:
+        check_resume_checkpoint(ckpt_path, task)
     # After the data and model settings were accepted (a bad value stops above), so a run that never
     # started leaves no config.yaml, the record a later ckpt_path=last compares with.
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -617,6 +619,42 @@ def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
     ):
         return [*callbacks, WandbRunInfo()]
     return callbacks
+
+
+def check_resume_checkpoint(ckpt_path: str, task: Any) -> None:
+    """Refuse a checkpoint to resume from before anything is written: one that is damaged, cut short, not a
+    marsunits checkpoint (or one that only unsafe unpickling would read), or whose network differs from the
+    one this run builds (a checkpoint copied out of its run folder, so no config.yaml to compare with).
+    Lightning read it inside ``fit``, after the run folder's files were written, and each of these ended in a
+    traceback.
+
+    Raises:
+        CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
+        ConfigError: Its weights do not fit this run's network; names the first tensors that differ.
+    """
+    from marsunits.task import read_checkpoint
+
+    saved = read_checkpoint(ckpt_path)["state_dict"]
+    built = task.state_dict()
+    missing = [k for k in built if k not in saved]
+    unexpected = [k for k in saved if k not in built]
+    resized = [
+        f"{k} {tuple(saved[k].shape)} there, {tuple(v.shape)} here"
+        for k, v in built.items()
+        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or resized:
+        parts = [f"{len(resized)} tensor(s) of another shape (e.g. {resized[0]})"] if resized else []
+        parts += [f"{len(missing)} tensor(s) it lacks (e.g. {missing[0]})"] if missing else []
+        parts += (
+            [f"{len(unexpected)} tensor(s) this network has not (e.g. {unexpected[0]})"] if unexpected else []
+        )
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds another network than this run's model settings build: "
+            f"{'; '.join(parts)}. Resume with the model options it was trained with (its run folder's "
+            "config.yaml, or the checkpoint's hyper_parameters), or start a new run from its weights with "
+            "init_ckpt_path=... and no ckpt_path"
+        )
 
 
 def _test_is_validation(datamodule: Any) -> bool:
