@@ -132,3 +132,26 @@ def test_an_export_is_not_reused_for_another_normalisation(ckpt: Path, cache: Pa
     task.mean.add_(0.001)  # a small edit, as in model.json
     second = cached_onnx(task, ckpt, cache, 3, 64)
     assert second != first and second.is_file()
+
+
+def test_a_damaged_cached_export_is_made_again(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A cut-short file in the ONNX cache (a killed copy, a full disk) made every run fall back to PyTorch,
+    and the file was never replaced."""
+    task = load_task(ckpt)
+    common = dict(
+        device=torch.device("cpu"),
+        precision="32",
+        channels_last=True,
+        compile=False,
+        threads=1,
+        ckpt_path=ckpt,
+        cache_dir=tmp_path,
+        probe_shape=(1, 3, 64, 64),
+    )
+    _, choice = build_forward(task, runtime="onnx", **common)
+    assert choice.name == "onnx" and choice.onnx_path
+    cached = Path(choice.onnx_path)
+    cached.write_bytes(cached.read_bytes()[:100])  # cut short
+    fn, choice = build_forward(task, runtime="onnx", **common)
+    assert choice.name == "onnx" and isinstance(fn, OnnxForward)
+    assert cached.stat().st_size > 100

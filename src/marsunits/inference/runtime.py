@@ -382,7 +382,13 @@ def build_forward(
     reference = TorchForward(model, torch.device("cpu"), channels_last=channels_last)
     try:
         path = cached_onnx(model, ckpt_path, cache_dir, probe_shape[1], probe_shape[2])
-        onnx_fn = OnnxForward(path, threads)
+        try:
+            onnx_fn = OnnxForward(path, threads)
+        except Exception as exc:  # noqa: BLE001 - a damaged cached export (a killed copy): made again once
+            log.warning("the cached ONNX export %s cannot be read (%s); exporting it again", path, exc)
+            path.unlink(missing_ok=True)  # it fell back to PyTorch on every run, the file never replaced
+            path = cached_onnx(model, ckpt_path, cache_dir, probe_shape[1], probe_shape[2])
+            onnx_fn = OnnxForward(path, threads)
         diff = max_difference(reference, onnx_fn, probe)
     except Exception as exc:  # noqa: BLE001 - any exporter/runtime failure means: fall back
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
