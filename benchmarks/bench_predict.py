@@ -185,12 +185,21 @@ def run_naive(task: Any, files: list[Path], stride: int) -> float:
 
 
 def make_engine(
-    task: Any, ckpt: Path, cache: Path, runtime: str, precision: str, device: torch.device
+    task: Any,
+    ckpt: Path,
+    cache: Path,
+    runtime: str,
+    precision: str,
+    device: torch.device,
+    tile: int,
+    overlap: float,
 ) -> Any:
+    """predict.py's engine with windows of ``tile`` px overlapping by ``overlap``: the caller passes them, so
+    no figure is timed with windows of another size (the scaling figures ran the checkpoint's 128 px
+    windows with 25 % overlap while the README called them the default engine's, 512 px and 12.5 %)."""
     from marsunits.inference.predictor import Predictor
     from marsunits.inference.runtime import build_forward
 
-    tile = int(task.metadata["tile_size"])
     forward, choice = build_forward(
         task,
         runtime=runtime,
@@ -204,7 +213,13 @@ def make_engine(
         probe_shape=(4, 3, tile, tile),
     )
     predictor = Predictor(
-        forward, in_channels=3, tile=tile, overlap=0.25, batch_size=4, device=device, stride=task.size_divisor
+        forward,
+        in_channels=3,
+        tile=tile,
+        overlap=overlap,
+        batch_size=4,
+        device=device,
+        stride=task.size_divisor,
     )
     return predictor, choice
 
@@ -376,9 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, runtime, precision, side, share in engines:
             if device.type != "cpu" and runtime == "onnx":
                 continue
-            predictor, choice = make_engine(default_task(), ckpt, tmp / "onnx", runtime, precision, device)
-            predictor.tile = side
-            predictor.overlap = share
+            predictor, choice = make_engine(
+                default_task(), ckpt, tmp / "onnx", runtime, precision, device, side, share
+            )
             choices[name] = choice.to_dict()
             run_engine(predictor, files[:1], 0)  # warm-up (allocator, oneDNN primitive cache)
             methods.append((name, functools.partial(run_engine, predictor, files, workers), choice.reason))
@@ -396,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # Linear scaling: one in-memory image per size, default engine, best of --rounds (the first call
         # of a new window shape also pays for oneDNN's kernel set-up, which a folder of images shares).
-        predictor, _ = make_engine(default_task(), ckpt, tmp / "onnx", "torch", default_precision, device)
+        predictor, _ = make_engine(
+            default_task(), ckpt, tmp / "onnx", "torch", default_precision, device, tile, overlap
+        )
         scaling = []
         for mp in scaling_mp:
             w = int(round(np.sqrt(mp * 1e6 * 4 / 3)))
