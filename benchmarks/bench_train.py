@@ -28,13 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import machine_info  # sibling module: benchmarks/ is sys.path[0] when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -283,13 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "medians": summary,
         "ratios_to_first_model": ratios,
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine_info(load_before),  # the CPU model too: rows are quoted per machine
     }
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
