@@ -268,6 +268,18 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     with pytest.raises(ConfigError, match=r"contact\.min_length_px \(10.0 then, 20 now\)") as caught:
         run(make_cfg(tmp_path, ckpt, inp, out, "contact.min_length_px=20"))
     assert "smoothing_sigma_px" not in str(caught.value)  # the sub-option that differs, not the whole group
+    # The arithmetic: bf16 (precision=auto on an AMX CPU or a GPU) and float32 masks differ in a few pixels;
+    # a folder begun on one machine and finished on another held both.
+    assert record["runtime"] == "torch" and record["precision"] in ("32", "bf16")
+    other_precision = "32" if record["precision"] == "bf16" else "bf16"
+    with pytest.raises(
+        ConfigError, match=rf"precision \(\"{record['precision']}\" then, \"{other_precision}\" now"
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, out, f"precision={other_precision}"))
+    with pytest.raises(
+        ConfigError, match=r"runtime \(\"torch\" then, \"onnx\" now.*runtime=torch predicts as"
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, out, "runtime=onnx"))
     assert {p: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost
     assert json.loads((out / SETTINGS_NAME).read_text()) == record
 

@@ -100,6 +100,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             continue  # probabilities turned on or off: the masks and contacts are the same
         if key == "normalisation" and key not in old:
             continue  # a folder recorded before the key existed: its weights hash still identifies the model
+        if key in ("runtime", "precision") and key not in old:
+            continue  # a folder recorded before the arithmetic was: judged as before
         if key == "weights_sha256":
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
             if names[0] & names[1]:
@@ -126,6 +128,12 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                         f"{json.dumps({m: now.get(m) for m in changed})} now; "
                         "output_settings.METHOD_VERSIONS says what changed)"
                     )
+            elif key in ("precision", "runtime"):
+                then, now = (json.dumps(r.get(key)) for r in (old, new))
+                diffs.append(
+                    f"{key} ({then} then, {now} now: masks of the two differ in a few pixels; "
+                    f"{key}={old.get(key)} predicts as then)"
+                )
             elif key == "weights_sha256":
                 diffs.append(
                     f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "

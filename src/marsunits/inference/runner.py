@@ -110,6 +110,7 @@ from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
     has_outputs,
+    output_name_problem,
     read_manifest,
     remove_outputs_except,
     unit_fractions,
@@ -692,6 +693,11 @@ class _Session:
             probe_shape=(opts.batch_size, self.in_channels, tile, tile),
             tolerance=float(opts.onnx_tolerance),
         )
+        # The arithmetic the masks come from: bf16 and float32 (or ONNX Runtime) differ in a few pixels in a
+        # thousand, and a folder begun on an AMX or GPU machine (bf16) and finished on another (float32)
+        # held both without a word. Recorded after the runtime is chosen; compared by check_settings.
+        self.settings["runtime"] = self.runtime.name
+        self.settings["precision"] = self.precision if self.runtime.name == "torch" else "32"
         self.predictor = Predictor(
             forward,
             in_channels=self.in_channels,
@@ -820,9 +826,10 @@ class _Session:
         todo = []
         changed = without_probabilities = 0
         for f in self.files:
-            escape = output_escape(self.output_dir, f.rel)
+            escape = output_escape(self.output_dir, f.rel) or output_name_problem(self.output_dir, f.rel)
             if escape is not None:
                 self.rows[f.rel.as_posix()] = _error_row(f.rel, escape)
+                log.warning("%s: %s", f.rel.as_posix(), escape)
                 continue
             paths = OutputPaths(self.output_dir, f.rel)
             row = None
