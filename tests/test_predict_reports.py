@@ -641,3 +641,24 @@ def read_manifest_bytes(out: Path) -> dict[bytes, bytes]:
     """``{path: status}`` of manifest.csv, read as bytes (names as the filesystem holds them)."""
     lines = (out / "manifest.csv").read_bytes().splitlines()[1:]
     return {line.split(b",")[0]: line.split(b",")[1] for line in lines}
+
+
+def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A 240-character stem was predicted, then every output failed with "[Errno 36] File name too long"
+    (``<stem>.contact.geojson`` passes 255 bytes); a 250-character one failed just looking for its camera
+    file. Now: an error row naming the limit and the fix, and the other inputs predicted."""
+    from marsunits.boundary.camera.io import find_camera_file
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    long_stem, fine_stem = "a" * 240, "b" * 200
+    save_rgb(inp / f"{long_stem}.png", 32, 40)
+    save_rgb(inp / f"{fine_stem}.png", 32, 40, seed=1)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
+    rows = read_manifest(out)
+    assert rows[f"{fine_stem}.png"]["status"] == "ok"
+    row = rows[f"{long_stem}.png"]
+    assert row["status"] == "error" and "longer than the filesystem allows (255 bytes)" in row["message"]
+    assert "rename the input to a stem of at most 239 bytes" in row["message"]
+    assert find_camera_file(inp / ("c" * 250 + ".png")) is None  # its sidecar's name cannot exist

@@ -63,6 +63,25 @@ SUFFIXES = {
 }
 
 
+def output_name_problem(output_dir: Path, rel: PurePosixPath) -> str | None:
+    """Why the outputs of input ``rel`` cannot be named in ``output_dir`` (``<stem>.contact.geojson``, the
+    longest, over the filesystem's name limit, 255 bytes), or None. Said before predicting, naming the fix:
+    a stem of 240 characters was predicted, then failed with "[Errno 36] File name too long"."""
+    longest = max(SUFFIXES.values(), key=len)
+    name = os.fsencode(rel.stem + longest)
+    try:
+        limit = os.pathconf(output_dir if output_dir.is_dir() else output_dir.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(name) <= limit:
+        return None
+    return (
+        f"its outputs' names (e.g. {rel.stem[:20]}...{longest}, {len(name)} bytes) are longer than the "
+        f"filesystem allows ({limit} bytes): rename the input to a stem of at most {limit - len(longest)} "
+        "bytes"
+    )
+
+
 @dataclass(frozen=True)
 class OutputPaths:
     """Where the outputs of one input go.

@@ -23,6 +23,7 @@ models convert to the project's corner-origin pixels themselves.
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import math
 import os
@@ -218,8 +219,19 @@ def camera_candidates(image_path: str | os.PathLike[str]) -> list[Path]:
 
 def find_camera_file(image_path: str | os.PathLike[str]) -> Path | None:
     """The camera file an image is read with: the first of :func:`camera_candidates` that exists, or None.
-    Nothing is parsed."""
-    return next((c for c in camera_candidates(image_path) if c.is_file()), None)
+    Nothing is parsed. A candidate whose name the filesystem cannot hold (an image stem over about 240
+    bytes: ``<stem>.camera.json`` passes 255) cannot exist: it counts as absent (looking for it failed the
+    whole image with "File name too long")."""
+    return next((c for c in camera_candidates(image_path) if _is_file(c)), None)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise
 
 
 def find_camera(image_path: str | os.PathLike[str]) -> CameraModel | None:
