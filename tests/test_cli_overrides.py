@@ -152,3 +152,34 @@ def test_entry_points_stop_before_running_with_status_2(script: str, args: list[
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == said
+
+
+def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_path) -> None:
+    """Run from a read-only folder (a data disk), train.py and predict.py ended in Hydra's traceback: it makes
+    logs/ under the folder the command runs from before any of their own code runs."""
+    from pathlib import Path
+
+    from marsunits.cli_overrides import unwritable_log_dir
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    said = unwritable_log_dir([f"paths.log_dir={blocker / 'logs'}"])
+    assert said is not None and f"{blocker} is not a folder" in said and "paths.log_dir=<a writable" in said
+    assert unwritable_log_dir([], cwd=blocker) is not None  # run from "inside" a file: logs/ under it
+    assert unwritable_log_dir([f"paths.log_dir={tmp_path / 'new' / 'logs'}"]) is None  # made as needed
+    assert unwritable_log_dir([], cwd=tmp_path) is None
+    if Path("/proc/1").is_dir():  # a read-only place, even for root
+        assert "is not writable" in (unwritable_log_dir(["paths.log_dir=/proc/1/logs"]) or "")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), "ckpt_path=x", "input_dir=y", "output_dir=z"]
+        + [f"paths.log_dir={blocker / 'logs'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.startswith("predict.py: error: cannot make the run folder under")
+        and "Traceback" not in proc.stderr
+    )

@@ -14,6 +14,7 @@ problem other than an unknown key is left to Hydra, which reports it in its own 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -205,8 +206,36 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
 
 
 def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> None:
-    """Check ``sys.argv``; on an unknown option print ``<prog>: error: ...`` and exit with status 2."""
-    message = unknown_option(sys.argv[1:], config_dir, config_name)
+    """Check ``sys.argv``; on an unknown option, or a log folder that cannot be made, print
+    ``<prog>: error: ...`` and exit with status 2."""
+    message = unknown_option(sys.argv[1:], config_dir, config_name) or unwritable_log_dir(sys.argv[1:])
     if message is not None:
         print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | None:
+    """Why the folder Hydra makes the run folder in (``paths.log_dir``: by default ``logs/`` under the folder
+    the command is run from) cannot be made or written, or None. Hydra makes it before any of the
+    command's own code runs, so a command started from a read-only folder (a data disk) ended in Hydra's
+    traceback. Only ``paths.log_dir=`` and ``paths.root_dir=`` overrides and ``MARSUNITS_ROOT`` are read
+    here; a log folder set another way is left to Hydra."""
+    values = {a.split("=", 1)[0].lstrip("+"): a.split("=", 1)[1] for a in argv if "=" in a}
+    if "paths.log_dir" in values:
+        log_dir = Path(values["paths.log_dir"].strip("'\""))
+    else:
+        root = values.get("paths.root_dir") or os.environ.get("MARSUNITS_ROOT") or str(cwd or Path.cwd())
+        log_dir = Path(root.strip("'\"")) / "logs"
+    if "${" in str(log_dir):
+        return None  # an interpolation: Hydra resolves it
+    log_dir = log_dir if log_dir.is_absolute() else (cwd or Path.cwd()) / log_dir
+    existing = log_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return None
+    why = "is not a folder" if existing.exists() and not existing.is_dir() else "is not writable"
+    return (
+        f"cannot make the run folder under {log_dir}: {existing} {why}. Run the command from a folder you "
+        "can write to, or add paths.log_dir=<a writable folder>"
+    )
