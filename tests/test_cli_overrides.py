@@ -183,3 +183,15 @@ def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_pa
         proc.stderr.startswith("predict.py: error: cannot make the run folder under")
         and "Traceback" not in proc.stderr
     )
+
+
+def test_a_comma_in_a_value_is_said_with_the_quoting_that_works() -> None:
+    """``input_dir=sol 12, left`` (a folder name with a comma) got Hydra's five-line "Ambiguous value" and
+    status 1; sweeps (``-m``) and lists keep working."""
+    from marsunits.cli_overrides import unreadable_or_unknown_choice
+
+    said = unreadable_or_unknown_choice(["ckpt_path=x", "input_dir=sol 12, left"], CONFIG_DIR)
+    assert said is not None and "holds a comma" in said and "\"input_dir='sol 12, left'\"" in said
+    assert unreadable_or_unknown_choice(["input_dir='sol 12, left'"], CONFIG_DIR) is None
+    assert unreadable_or_unknown_choice(["-m", "model.lr=1e-3,2e-3"], CONFIG_DIR) is None
+    assert unreadable_or_unknown_choice(["callbacks=[default,wandb,ema]"], CONFIG_DIR) is None
