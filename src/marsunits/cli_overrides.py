@@ -150,13 +150,13 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
             )
         group = override.key_or_group.split("@", 1)[0]
         folder = config_dir / group
-        key, value = arg.split("=", 1)
+        key, raw = arg.split("=", 1)
         path_like = key.lstrip("+").startswith("paths.") or key.endswith(("_dir", "_path", "root"))
         if override.is_sweep_override() and path_like and not sweeping:
             # A comma in a path (a folder "sol 12, left") reads as a sweep: Hydra said so in five lines.
             return (
                 f"the value of {arg!r} holds a comma, which Hydra reads as several values to sweep over: "
-                f"quote the value, e.g. \"{key}='{value}'\" (the shell needs the outer double quotes)"
+                f"quote the value, e.g. \"{key}='{raw}'\" (the shell needs the outer double quotes)"
             )
         if override.is_delete() or group.split("/", 1)[0] == "hydra" or not folder.is_dir():
             continue

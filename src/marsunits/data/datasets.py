@@ -472,10 +472,37 @@ def _base_entry(base: Dataset, index: int, compact: bool) -> tuple[np.ndarray, n
 
 def _stop_at_once(pool: ProcessPoolExecutor) -> None:
     """Cancel what ``pool`` has not started and end its workers now (Ctrl-C): leaving the ``with`` block
-    would otherwise wait for every chunk being rendered, seconds after the user asked to stop."""
-    for process in list(getattr(pool, "_processes", {}).values()):  # no public way to end the workers
-        process.terminate()
+    would otherwise wait for every chunk being rendered, seconds after the user asked to stop.
+
+    The pool's manager thread then finds its workers gone and tries to fail the futures it cancelled, which
+    CPython refuses with an ``InvalidStateError`` printed as a traceback after train.py's one-line
+    "interrupted" message; that one error of that thread is kept quiet (:func:`_quiet_pool_manager`).
+    """
+    _quiet_pool_manager()
     pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way to end them
+        process.terminate()
+
+
+def _quiet_pool_manager() -> None:
+    """Install (once) a ``threading.excepthook`` that drops the ``InvalidStateError`` a process pool's manager
+    thread raises when its cancelled futures meet workers that were ended; anything else goes to the hook
+    that was there."""
+    import threading
+    from concurrent.futures import InvalidStateError
+    from concurrent.futures.process import _ExecutorManagerThread
+
+    previous = threading.excepthook
+    if getattr(previous, "_marsunits_quiet_pool", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, InvalidStateError) and isinstance(args.thread, _ExecutorManagerThread):
+            return
+        previous(args)
+
+    hook._marsunits_quiet_pool = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _single_threaded() -> None:
