@@ -703,6 +703,9 @@ def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -
     for value in ("abc", "0", "-64"):
         with pytest.raises(ConfigError, match=r"tile must be null .* or a whole number of pixels"):
             run(make_cfg(tmp_path, ckpt, inp, out, f"tile={value}"))
+    # Refused only after manifest.csv, summary.json and index.html were written (stopped_early: null).
+    with pytest.raises(ConfigError, match=r"num_workers must be >= 0"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "num_workers=-1"))
     assert not out.exists() and not (inp / "predictions").exists()
 
 

@@ -561,6 +561,12 @@ class _Session:
         check_logger(opts.logger)
         if opts.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
+        if (
+            opts.num_workers is not None and int(opts.num_workers) < 0
+        ):  # was said after the reports were written
+            raise ConfigError(
+                f"num_workers must be >= 0 (or null: 0 on a CPU, 2 on a GPU), got {opts.num_workers}"
+            )
         self.contact_config = _contact_config(opts.contact)
         if (
             isinstance(opts.min_unit_area_px, bool)
