@@ -80,9 +80,9 @@ def test_runtime_onnx_end_to_end_matches_torch(tmp_path: Path, ckpt: Path, cache
         assert (a == b).mean() >= 0.999, rel
 
 
-def test_auto_picks_a_runtime_and_failed_check_falls_back(ckpt: Path, cache: Path) -> None:  # noqa: F811
-    task = load_task(ckpt)
-    common = dict(
+def _forward_options(ckpt: Path, cache: Path) -> dict:
+    """build_forward's options for the tiny checkpoint on the CPU in float32, exports cached in ``cache``."""
+    return dict(
         device=torch.device("cpu"),
         precision="32",
         channels_last=True,
@@ -92,6 +92,11 @@ def test_auto_picks_a_runtime_and_failed_check_falls_back(ckpt: Path, cache: Pat
         cache_dir=cache,
         probe_shape=(1, 3, 64, 64),
     )
+
+
+def test_auto_picks_a_runtime_and_failed_check_falls_back(ckpt: Path, cache: Path) -> None:  # noqa: F811
+    task = load_task(ckpt)
+    common = _forward_options(ckpt, cache)
     fn, choice = build_forward(task, runtime="auto", **common)
     assert choice.name in ("torch", "onnx") and set(choice.seconds) == {"torch", "onnx"}
     assert choice.max_abs_diff is not None and choice.max_abs_diff <= 1e-3
@@ -138,16 +143,7 @@ def test_a_damaged_cached_export_is_made_again(ckpt: Path, tmp_path: Path) -> No
     """A cut-short file in the ONNX cache (a killed copy, a full disk) made every run fall back to PyTorch,
     and the file was never replaced."""
     task = load_task(ckpt)
-    common = dict(
-        device=torch.device("cpu"),
-        precision="32",
-        channels_last=True,
-        compile=False,
-        threads=1,
-        ckpt_path=ckpt,
-        cache_dir=tmp_path,
-        probe_shape=(1, 3, 64, 64),
-    )
+    common = _forward_options(ckpt, tmp_path)
     _, choice = build_forward(task, runtime="onnx", **common)
     assert choice.name == "onnx" and choice.onnx_path
     cached = Path(choice.onnx_path)
