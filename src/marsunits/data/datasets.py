@@ -479,8 +479,10 @@ def _stop_at_once(pool: ProcessPoolExecutor) -> None:
     "interrupted" message; that one error of that thread is kept quiet (:func:`_quiet_pool_manager`).
     """
     _quiet_pool_manager()
+    # Taken before shutdown, which forgets them (pool._processes = None): no public way to end the workers.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way to end them
+    for process in processes:
         process.terminate()
 
 
