@@ -168,6 +168,9 @@ def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_pa
     assert unwritable_log_dir([], cwd=blocker) is not None  # run from "inside" a file: logs/ under it
     assert unwritable_log_dir([f"paths.log_dir={tmp_path / 'new' / 'logs'}"]) is None  # made as needed
     assert unwritable_log_dir([], cwd=tmp_path) is None
+    # Nothing is made for --help, --cfg job or --info, and a run folder given as hydra.run.dir is Hydra's.
+    for extra in (["--help"], ["--cfg", "job"], ["--info"], [f"hydra.run.dir={tmp_path / 'run'}"]):
+        assert unwritable_log_dir(extra, cwd=blocker) is None, extra
     if Path("/proc/1").is_dir():  # a read-only place, even for root
         assert "is not writable" in (unwritable_log_dir(["paths.log_dir=/proc/1/logs"]) or "")
     proc = subprocess.run(
@@ -194,4 +197,6 @@ def test_a_comma_in_a_value_is_said_with_the_quoting_that_works() -> None:
     assert said is not None and "holds a comma" in said and "\"input_dir='sol 12, left'\"" in said
     assert unreadable_or_unknown_choice(["input_dir='sol 12, left'"], CONFIG_DIR) is None
     assert unreadable_or_unknown_choice(["-m", "model.lr=1e-3,2e-3"], CONFIG_DIR) is None
+    sweep = ["hparams_search=optuna", "init_ckpt_path=a.ckpt,b.ckpt"]  # the optuna config is a multirun
+    assert unreadable_or_unknown_choice(sweep, CONFIG_DIR) is None
     assert unreadable_or_unknown_choice(["callbacks=[default,wandb,ema]"], CONFIG_DIR) is None

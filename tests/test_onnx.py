@@ -147,7 +147,34 @@ def test_a_damaged_cached_export_is_made_again(ckpt: Path, tmp_path: Path) -> No
     _, choice = build_forward(task, runtime="onnx", **common)
     assert choice.name == "onnx" and choice.onnx_path
     cached = Path(choice.onnx_path)
-    cached.write_bytes(cached.read_bytes()[:100])  # cut short
+    whole = cached.read_bytes()
+    cached.write_bytes(whole[:100])  # cut short
     fn, choice = build_forward(task, runtime="onnx", **common)
     assert choice.name == "onnx" and isinstance(fn, OnnxForward)
-    assert cached.stat().st_size > 100
+    assert cached.read_bytes() == whole
+    # Same size, bytes flipped in the weights: it loads, but its probabilities are wrong. Made again too.
+    flipped = bytearray(whole)
+    middle = len(flipped) // 2
+    flipped[middle : middle + 2000] = bytes(b ^ 0xFF for b in flipped[middle : middle + 2000])
+    cached.write_bytes(bytes(flipped))
+    fn, choice = build_forward(task, runtime="onnx", **common)
+    assert choice.name == "onnx" and isinstance(fn, OnnxForward) and cached.read_bytes() == whole
+
+
+def test_runtime_auto_resumes_a_folder_with_the_runtime_it_was_begun_with(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """runtime=auto times PyTorch against ONNX Runtime on every run, and the choice flips with the machine's
+    load; with the runtime recorded, re-running the same command was refused at random."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "runtime=onnx")) == 0
+    record = json.loads((out / "prediction_settings.json").read_text())
+    assert record["runtime"] == "onnx" and record["precision"] == "32"
+    save_rgb(inp / "img2.png", 40, 48, seed=2)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "runtime=auto")) == 0  # resumed, not refused
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["skipped"] == 2 and summary["counts"]["ok"] == 1
+    assert summary["runtime"]["name"] == "onnx"

@@ -320,15 +320,17 @@ def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path, content) -> 
         load_task(cut)
 
 
-def flip_bytes_inside(src: Path, dst: Path) -> Path:
-    """A copy of checkpoint ``src`` with bytes of its largest tensor inverted, the file otherwise intact (a
-    bad disk or copy): same size, a valid zip archive whose member no longer matches its CRC-32."""
+def flip_bytes_inside(src: Path, dst: Path, member_name: str = "/data/") -> Path:
+    """A copy of checkpoint ``src`` with bytes of its largest member whose name holds ``member_name`` (a
+    tensor's by default) inverted, the file otherwise intact (a bad disk or copy): same size, a valid zip
+    archive whose member no longer matches its CRC-32."""
     import struct
     import zipfile
 
     data = bytearray(src.read_bytes())
     with zipfile.ZipFile(src) as archive:
-        member = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        members = [i for i in archive.infolist() if member_name in i.filename]
+        member = max(members, key=lambda i: i.file_size)
     name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26 : member.header_offset + 30])
     start = member.header_offset + 30 + name_len + extra_len
     for k in range(start, start + min(member.file_size, 4096)):
@@ -347,6 +349,20 @@ def test_a_checkpoint_with_damaged_bytes_inside_is_refused(trained, tmp_path) ->
         CheckpointError, match=r"damaged.ckpt is damaged: its member .*/data/.* fails its CRC"
     ):
         load_task(damaged)
+    # Damage in the pickle itself: said as damage too (torch's loader failed first, "not a checkpoint").
+    pickle = flip_bytes_inside(Path(ckpt), tmp_path / "pickle.ckpt", "data.pkl")
+    with pytest.raises(CheckpointError, match=r"pickle.ckpt is damaged: its member .*data.pkl fails its CRC"):
+        load_task(pickle)
+    # torch writes CRC 0 when told not to compute them, and reads such files: so does this.
+    import torch.utils.serialization as serialization
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    serialization.config.save.compute_crc32 = False
+    try:
+        torch.save(checkpoint, tmp_path / "nocrc.ckpt")
+    finally:
+        serialization.config.save.compute_crc32 = True
+    assert load_task(tmp_path / "nocrc.ckpt").metadata["class_names"] == list(CLASS_NAMES)
 
 
 def _edited_copy(src: Path, dst: Path, edit) -> Path:

@@ -136,7 +136,9 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
-    sweeping = any(a in ("-m", "--multirun") for a in argv)
+    sweeping = any(a in ("-m", "--multirun") for a in argv) or any(
+        a.startswith(("hparams_search=", "hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN")) for a in argv
+    )
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -229,7 +231,22 @@ def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | No
     command's own code runs, so a command started from a read-only folder (a data disk) ended in Hydra's
     traceback. Only ``paths.log_dir=`` and ``paths.root_dir=`` overrides and ``MARSUNITS_ROOT`` are read
     here; a log folder set another way is left to Hydra."""
+    informational = (
+        "-h",
+        "--help",
+        "--hydra-help",
+        "--cfg",
+        "-c",
+        "--info",
+        "-i",
+        "--shell-completion",
+        "-sc",
+    )
+    if any(a.split("=", 1)[0] in informational for a in argv):
+        return None  # --help, --cfg job, --info: nothing is made
     values = {a.split("=", 1)[0].lstrip("+"): a.split("=", 1)[1] for a in argv if "=" in a}
+    if "hydra.run.dir" in values or "hydra.sweep.dir" in values:
+        return None  # the run folder is given another way: Hydra makes it
     if "paths.log_dir" in values:
         log_dir = Path(values["paths.log_dir"].strip("'\""))
     else:

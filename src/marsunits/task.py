@@ -843,12 +843,23 @@ def _load_failure_reason(err: BaseException) -> str:
 
 def _damaged_member(path: Path) -> str | None:
     """The first member of a checkpoint's zip archive whose bytes fail their CRC-32, else None (also for a
-    file that is not a zip archive: torch's loader says what is wrong with it)."""
+    file that is not a zip archive: torch's loader says what is wrong with it). A member stored with CRC 0
+    is not checked: torch writes 0 when told not to compute them
+    (``torch.utils.serialization.config.save.compute_crc32 = False``), and reads such files."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return archive.testzip()
+            for info in archive.infolist():
+                if info.CRC == 0 and info.file_size > 0:
+                    continue
+                try:
+                    with archive.open(info) as member:  # zipfile compares the CRC at the member's end
+                        while member.read(1 << 20):
+                            pass
+                except (zipfile.BadZipFile, EOFError):
+                    return info.filename
     except (zipfile.BadZipFile, OSError, EOFError):
         return None
+    return None
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -867,6 +878,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"Checkpoint {path} does not exist. Give the path of a .ckpt written by train.py "
             "(<run dir>/checkpoints/*.ckpt)."
         )
+    damaged = _damaged_member(path)
+    if damaged:
+        raise CheckpointError(
+            f"{path} is damaged: its member {damaged} fails its CRC check (the bytes changed after it was "
+            "written: a bad disk or an interrupted copy?). Copy it again, or use the run's other checkpoint "
+            "(best.ckpt or last.ckpt)."
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - the unpickler raises anything on garbage (KeyError on "hello")
@@ -883,13 +901,6 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{_load_failure_reason(err)}). Give a .ckpt written by marsunits' train.py "
             "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)."
         ) from err
-    damaged = _damaged_member(path)
-    if damaged:
-        raise CheckpointError(
-            f"{path} is damaged: its member {damaged} fails its CRC check (the bytes changed after it was "
-            "written: a bad disk or an interrupted copy?). Copy it again, or use the run's other checkpoint "
-            "(best.ckpt or last.ckpt)."
-        )
     if (
         not isinstance(checkpoint, dict)
         or "state_dict" not in checkpoint

@@ -16,8 +16,14 @@ them. So every run records ``OUT/prediction_settings.json``:
   (:func:`adaptation_inputs`). They are estimated on every input of the folder, so an image added, removed
   or changed changes the network for all of them: resuming would keep masks of the earlier statistics.
 
-Options that change only how fast or where the work runs (device, threads, runtime, precision, batch size,
-workers) are not recorded: their outputs agree to within rounding.
+* ``runtime`` and ``precision`` as run (ONNX Runtime counts as float32): bf16 and float32 masks differ in a
+  few pixels in a thousand, so a folder begun in bf16 (an AMX CPU, a GPU) is not finished in float32 on
+  another machine without a word. ``runtime=auto`` resuming a folder takes the recorded runtime instead of
+  timing the two again (the choice flips with the machine's load). Records written before these keys are
+  not compared on them.
+
+Options that change only how fast or where the work runs (device, threads, batch size, workers) are not
+recorded: their outputs agree to within rounding.
 
 A run whose recorded settings differ from the folder's (ignoring ``checkpoint``, and ``probability_dtype``
 when either run saved no probabilities: turning them on or off changes no mask) stops before predicting,
@@ -49,6 +55,7 @@ __all__ = [
     "SETTINGS_NAME",
     "adaptation_inputs",
     "recorded_adaptation_inputs",
+    "recorded_runtime",
     "check_settings",
     "image_file_identity",
     "image_status",
@@ -357,6 +364,13 @@ def recorded_adaptation_inputs(output_dir: Path) -> dict[str, Any] | None:
     record = _read(output_dir / SETTINGS_NAME)
     value = (record or {}).get("adapt_bn_inputs")
     return value if isinstance(value, dict) else None
+
+
+def recorded_runtime(output_dir: Path) -> str | None:
+    """The ``runtime`` (``torch`` or ``onnx``) ``output_dir``'s outputs were made with, or None."""
+    record = _read(output_dir / SETTINGS_NAME) or {}
+    value = record.get("runtime")
+    return value if value in ("torch", "onnx") and not record.get(PENDING_KEY) else None
 
 
 def settings_record(

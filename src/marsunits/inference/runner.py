@@ -93,6 +93,7 @@ from marsunits.inference.output_settings import (
     input_changed,
     method_versions,
     recorded_adaptation_inputs,
+    recorded_runtime,
     refresh_image_record,
     settings_record,
     write_settings,
@@ -685,9 +686,12 @@ class _Session:
             },
             same_model_sha256=[source] if isinstance(source, str) and source else (),
         )
+        runtime = str(opts.runtime)
+        if runtime == "auto" and not opts.overwrite:  # a resumed folder keeps the runtime it was begun with
+            runtime = recorded_runtime(self.output_dir) or runtime
         forward, self.runtime = build_forward(
             task,
-            runtime=str(opts.runtime),
+            runtime=runtime,
             device=self.device,
             precision=self.precision,
             channels_last=bool(opts.channels_last),

@@ -305,14 +305,22 @@ class RuntimeChoice:
         }
 
 
-def cached_onnx(model: nn.Module, ckpt_path: Path, cache_dir: Path, in_channels: int, size: int) -> Path:
+def cached_onnx(
+    model: nn.Module,
+    ckpt_path: Path,
+    cache_dir: Path,
+    in_channels: int,
+    size: int,
+    exported: list[Path] | None = None,
+) -> Path:
     """The ONNX export of ``ckpt_path``'s model in ``cache_dir``, exporting it on first use.
 
     The file name holds the checkpoint's SHA-256 (first 16 hex digits), a digest of the input
     normalisation the model applies (``model.mean``, ``model.std``) and the opset, so a changed checkpoint
     never reuses a stale export. The normalisation is named apart because a model package keeps it in
     ``model.json``, outside the hashed weights: an edited mean reused the old export (a large change was
-    caught by the start-up probe and blamed on ONNX, a small one passed unseen).
+    caught by the start-up probe and blamed on ONNX, a small one passed unseen). ``exported``: a list the
+    path is appended to when this call made the file (it was not in the cache).
     """
     norm = hashlib.sha256()
     for name in ("mean", "std"):
@@ -323,6 +331,8 @@ def cached_onnx(model: nn.Module, ckpt_path: Path, cache_dir: Path, in_channels:
     if not path.is_file():
         log.info("exporting %s to ONNX: %s", ckpt_path.name, path)
         export_onnx(model, path, in_channels, size)
+        if exported is not None:  # the caller learns that this run made the file
+            exported.append(path)
     return path
 
 
@@ -380,16 +390,25 @@ def build_forward(
     probe = torch.rand(probe_shape, generator=torch.Generator().manual_seed(0))
     # Reference in float32 whatever the run's precision, so the check measures the export only.
     reference = TorchForward(model, torch.device("cpu"), channels_last=channels_last)
+    fresh: list[Path] = []
     try:
-        path = cached_onnx(model, ckpt_path, cache_dir, probe_shape[1], probe_shape[2])
+        path = cached_onnx(model, ckpt_path, cache_dir, probe_shape[1], probe_shape[2], fresh)
         try:
             onnx_fn = OnnxForward(path, threads)
-        except Exception as exc:  # noqa: BLE001 - a damaged cached export (a killed copy): made again once
-            log.warning("the cached ONNX export %s cannot be read (%s); exporting it again", path, exc)
-            path.unlink(missing_ok=True)  # it fell back to PyTorch on every run, the file never replaced
+            diff = max_difference(reference, onnx_fn, probe)
+            failed = None if diff <= tolerance else f"its probabilities differ by {diff:.2e}"
+        except Exception as exc:  # noqa: BLE001 - judged below: a cached file is made again once
+            if fresh:
+                raise
+            failed = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if failed is not None and not fresh:
+            # A damaged cached export (a killed copy, flipped bytes) fell back to PyTorch on every run and
+            # was never replaced: made again once, then judged as a fresh export is.
+            log.warning("the cached ONNX export %s is unusable (%s); exporting it again", path, failed)
+            path.unlink(missing_ok=True)
             path = cached_onnx(model, ckpt_path, cache_dir, probe_shape[1], probe_shape[2])
             onnx_fn = OnnxForward(path, threads)
-        diff = max_difference(reference, onnx_fn, probe)
+            diff = max_difference(reference, onnx_fn, probe)
     except Exception as exc:  # noqa: BLE001 - any exporter/runtime failure means: fall back
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
         msg = f"ONNX export or session failed ({type(exc).__name__}: {first}); using PyTorch"
