@@ -54,8 +54,7 @@ from marsunits.inference.writers import OutputPaths, image_record, write_json_at
 __all__ = [
     "SETTINGS_NAME",
     "adaptation_inputs",
-    "recorded_adaptation_inputs",
-    "recorded_runtime",
+    "read_settings",
     "check_settings",
     "image_file_identity",
     "image_status",
@@ -359,18 +358,9 @@ def adaptation_inputs(
     return {"files": len(files), "sha256": stamps.hexdigest(), "content_sha256": content.hexdigest()}
 
 
-def recorded_adaptation_inputs(output_dir: Path) -> dict[str, Any] | None:
-    """The ``adapt_bn_inputs`` that ``output_dir``'s settings record holds, or None."""
-    record = _read(output_dir / SETTINGS_NAME)
-    value = (record or {}).get("adapt_bn_inputs")
-    return value if isinstance(value, dict) else None
-
-
-def recorded_runtime(output_dir: Path) -> str | None:
-    """The ``runtime`` (``torch`` or ``onnx``) ``output_dir``'s outputs were made with, or None."""
-    record = _read(output_dir / SETTINGS_NAME) or {}
-    value = record.get("runtime")
-    return value if value in ("torch", "onnx") and not record.get(PENDING_KEY) else None
+def read_settings(output_dir: Path) -> dict[str, Any]:
+    """``output_dir``'s settings record as written (see the module docstring), or {} when it has none."""
+    return _read(output_dir / SETTINGS_NAME) or {}
 
 
 def settings_record(

@@ -86,14 +86,14 @@ from marsunits.inference.gallery import render_gallery
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import (
+    PENDING_KEY,
     adaptation_inputs,
     camera_file_sha256,
     check_settings,
     image_status,
     input_changed,
     method_versions,
-    recorded_adaptation_inputs,
-    recorded_runtime,
+    read_settings,
     refresh_image_record,
     settings_record,
     write_settings,
@@ -562,9 +562,8 @@ class _Session:
         check_logger(opts.logger)
         if opts.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
-        if (
-            opts.num_workers is not None and int(opts.num_workers) < 0
-        ):  # was said after the reports were written
+        # Checked here: DataLoader refused it only after the reports were written.
+        if opts.num_workers is not None and int(opts.num_workers) < 0:
             raise ConfigError(
                 f"num_workers must be >= 0 (or null: 0 on a CPU, 2 on a GPU), got {opts.num_workers}"
             )
@@ -657,6 +656,7 @@ class _Session:
             else None
         )
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
+        earlier = read_settings(self.output_dir)  # the folder's record, if it has one
         self.settings = settings_record(
             self.ckpt_path,
             file_sha256(weights_file),
@@ -673,9 +673,7 @@ class _Session:
                 "tta": bool(opts.tta),
                 "adapt_bn": bool(opts.adapt_bn),
                 "adapt_bn_inputs": (
-                    adaptation_inputs(all_files, recorded_adaptation_inputs(self.output_dir))
-                    if opts.adapt_bn
-                    else None
+                    adaptation_inputs(all_files, earlier.get("adapt_bn_inputs")) if opts.adapt_bn else None
                 ),
                 "method_versions": method_versions({"tta": opts.tta, "adapt_bn": opts.adapt_bn}),
                 "min_unit_area_px": int(opts.min_unit_area_px),
@@ -687,8 +685,9 @@ class _Session:
             same_model_sha256=[source] if isinstance(source, str) and source else (),
         )
         runtime = str(opts.runtime)
-        if runtime == "auto" and not opts.overwrite:  # a resumed folder keeps the runtime it was begun with
-            runtime = recorded_runtime(self.output_dir) or runtime
+        if runtime == "auto" and not opts.overwrite and not earlier.get(PENDING_KEY):
+            # A resumed folder keeps the runtime it was begun with: the timed choice flips with the load.
+            runtime = str(earlier["runtime"]) if earlier.get("runtime") in ("torch", "onnx") else runtime
         forward, self.runtime = build_forward(
             task,
             runtime=runtime,
