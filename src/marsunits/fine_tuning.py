@@ -45,6 +45,37 @@ def _override(key: str, value: Any) -> str:
     return f"model.{key}={text}"
 
 
+def network_differences(
+    ours: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    our_hparams: Mapping[str, Any],
+    their_hparams: Mapping[str, Any],
+) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
+    """How a checkpoint's network differs from this run's: the tensor names missing on either side or of
+    another shape (sorted), and the :data:`NETWORK_HPARAMS` that differ, ``{key: (checkpoint's, run's)}``.
+
+    Args:
+        ours, theirs: state dicts of this run's network and the checkpoint's (keyed alike).
+        our_hparams, their_hparams: their saved hyper-parameters.
+    """
+    differing = {
+        key: (their_hparams.get(key), our_hparams.get(key))
+        for key in NETWORK_HPARAMS
+        if their_hparams.get(key) != our_hparams.get(key)
+    }
+    mismatched = sorted(
+        k
+        for k in ours.keys() | theirs.keys()
+        if k not in ours or k not in theirs or tuple(ours[k].shape) != tuple(theirs[k].shape)
+    )
+    return mismatched, differing
+
+
+def matching_overrides(differing: Mapping[str, tuple[Any, Any]]) -> str:
+    """The command-line overrides that give this run the checkpoint's network settings."""
+    return " ".join(_override(key, value[0]) for key, value in differing.items())
+
+
 #: Network settings ``train=false`` takes from the evaluated checkpoint instead of the run's model config:
 #: they decide the network's tensors or what its inputs must look like, and nothing of the data depends on
 #: them (``in_channels``, ``num_classes`` and ``subclasses`` follow the data, so they are checked instead).
@@ -147,19 +178,10 @@ def initialise_from_checkpoint(
             f"{option}={path} is a model for another class set: its classes are "
             f"{list(source.hparams['class_names'])}, this run's are {classes}."
         )
-    differing = {
-        key: (source.hparams.get(key), task.hparams.get(key))
-        for key in NETWORK_HPARAMS
-        if source.hparams.get(key) != task.hparams.get(key)
-    }
     ours, theirs = task.model.state_dict(), source.model.state_dict()
-    mismatched = sorted(
-        k
-        for k in ours.keys() | theirs.keys()
-        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape
-    )
+    mismatched, differing = network_differences(ours, theirs, task.hparams, source.hparams)
     if mismatched or differing:
-        settings = " ".join(_override(key, value[0]) for key, value in differing.items())
+        settings = matching_overrides(differing)
         raise CheckpointError(
             f"{option}={path}: its network does not fit this run's model "
             f"({len(mismatched)} tensor names or shapes differ, the checkpoint has {len(theirs)} tensors, "

@@ -632,28 +632,21 @@ def check_resume_checkpoint(ckpt_path: str, task: Any) -> None:
         CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
         ConfigError: Its weights do not fit this run's network; names the first tensors that differ.
     """
+    from marsunits.fine_tuning import matching_overrides, network_differences
     from marsunits.task import read_checkpoint
 
-    saved = read_checkpoint(ckpt_path)["state_dict"]
-    built = task.state_dict()
-    missing = [k for k in built if k not in saved]
-    unexpected = [k for k in saved if k not in built]
-    resized = [
-        f"{k} {tuple(saved[k].shape)} there, {tuple(v.shape)} here"
-        for k, v in built.items()
-        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or resized:
-        parts = [f"{len(resized)} tensor(s) of another shape (e.g. {resized[0]})"] if resized else []
-        parts += [f"{len(missing)} tensor(s) it lacks (e.g. {missing[0]})"] if missing else []
-        parts += (
-            [f"{len(unexpected)} tensor(s) this network has not (e.g. {unexpected[0]})"] if unexpected else []
-        )
+    checkpoint = read_checkpoint(ckpt_path)
+    saved = checkpoint["state_dict"]
+    mismatched, differing = network_differences(
+        task.state_dict(), saved, task.hparams, checkpoint["hyper_parameters"]
+    )
+    if mismatched:
         raise ConfigError(
             f"ckpt_path={ckpt_path} holds another network than this run's model settings build: "
-            f"{'; '.join(parts)}. Resume with the model options it was trained with (its run folder's "
-            "config.yaml, or the checkpoint's hyper_parameters), or start a new run from its weights with "
-            "init_ckpt_path=... and no ckpt_path"
+            f"{len(mismatched)} tensor names or shapes differ (e.g. {mismatched[:3]}; hyper-parameters "
+            f"checkpoint vs run: {differing or 'none differ'}). Resume with the model options it was "
+            f"trained with ({matching_overrides(differing) or 'its run folder config.yaml'}), or start a new "
+            "run from its weights with init_ckpt_path=... and no ckpt_path"
         )
 
 
