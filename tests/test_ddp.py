@@ -172,6 +172,7 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
     files = sorted(p.relative_to(single).as_posix() for p in single.rglob("*") if p.is_file())
     other = sorted(p.relative_to(sharded).as_posix() for p in sharded.rglob("*") if p.is_file())
     assert files == other
+    assert ".predict.claim" not in files  # the claim on output_dir ends with the run
     masks = [f for f in files if f.endswith((".mask.png", ".overlay.png", ".contact.geojson"))]
     assert len(masks) == 3 * len(sizes) and "contact_map.geojson" in files
     masks.append("contact_map.geojson")

@@ -284,3 +284,62 @@ def test_size_limits_become_error_rows_naming_file_size_and_option(tmp_path: Pat
     assert row["status"] == "error" and "300x200" in row["message"] and "max_megapixels" in row["message"]
     assert read_manifest(out2)["small.png"]["status"] == "ok"
     assert np.array_equal(read_mask(out / "small.mask.png"), read_mask(out2 / "small.mask.png"))
+
+
+# ------------------------------------------------------------------------ 8. one run per output folder
+def test_a_second_run_into_an_output_dir_in_use_is_refused_before_loading(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two predict.py into one output_dir each predicted the images the other had not finished, up to every
+    image twice; the settings record stops another model only once the first run has written it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from marsunits.inference.runner import PredictOptions, Shard, predict_shard
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    holder = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from marsunits.run_folder_claim import claimed_output_dir
+        with claimed_output_dir(Path({str(out)!r}), take=True):
+            print("held", flush=True)
+            time.sleep(60)
+        """
+    )
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        loaded = []
+        monkeypatch.setattr(runner_module, "_Session", lambda *a, **k: loaded.append(1))
+        status, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out), capsys)
+        assert status == 2 and not loaded  # refused before the model was loaded
+        assert f"output_dir {out} is in use by predict.py (pid {other.pid}" in err
+        assert "choose another output_dir" in err and "Traceback" not in err
+        assert [p.name for p in out.iterdir()] == [".predict.claim"]  # nothing of this run written
+        # A sharded run: every rank stops with rank 0's refusal, not only rank 0 (the others would predict
+        # into the folder, then wait for rank 0 for ever).
+        opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out))
+        told: list[str | None] = []
+
+        def broadcast(obj: str | None) -> str | None:  # rank 0's object, given to every rank
+            told.append(obj)
+            return told[0]
+
+        with pytest.raises(ConfigError, match=f"output_dir {out} is in use by predict.py"):
+            predict_shard(opts, Shard(rank=0, world_size=2), broadcast=broadcast)
+        with pytest.raises(ConfigError, match=f"output_dir {out} is in use by predict.py"):
+            predict_shard(opts, Shard(rank=1, world_size=2), broadcast=broadcast)
+        assert told[1] is None  # rank 1 did not claim: it stops on rank 0's word
+        assert not loaded
+        monkeypatch.undo()
+    finally:
+        other.kill()
+        other.wait()
+    # The holder is gone (SIGKILL): the system released its lock, so the folder is free again.
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert sorted(read_manifest(out)) == ["img0.png", "img1.png"]
+    assert not (out / ".predict.claim").exists()  # removed by the run that held it

@@ -1,13 +1,20 @@
-"""One training run per run folder at a time: a locked claim file that a second ``train.py`` in the folder
-cannot take.
+"""One run per folder at a time: a locked claim file that a second ``train.py`` in its run folder, or a
+second ``predict.py`` in its ``output_dir``, cannot take.
 
 The default ``run_name`` is the start time to the second, so two runs started in the same second (seeds
 started together with ``&``, a job array) got the same folder and wrote their ``config.yaml``,
 checkpoints and ``metrics.json`` over each other, both ending with status 0. Hand-written: neither Hydra
 nor Lightning guards a run folder.
 
-The claim is ``<run folder>/.train.claim``, held with a POSIX record lock (``fcntl.lockf``) by the run's
-global rank 0 (DDP ranks share the folder) for as long as the run lasts. The operating system releases the
+Two ``predict.py`` into one ``output_dir`` (the same command started twice, a job array) each predicted the
+images the other had not finished when it started, so up to every image twice, each over the other's
+outputs. With other settings or another model the settings record refuses the second run
+(:mod:`marsunits.inference.output_settings`) only if the first had written it already: two runs started
+within the second or two of loading their models both passed that check.
+
+The claim is ``<run folder>/.train.claim`` (``<output_dir>/.predict.claim`` for prediction), held with a
+POSIX record lock (``fcntl.lockf``) by the run's global rank 0 (DDP ranks share the folder) for as long as
+the run lasts. The operating system releases the
 lock when the process ends however it ends (a SIGKILL, a node lost: NFS lock leases), so no claim is ever
 left stale. The file holds the holder's pid, host and start time for the message a second run gets, and is
 removed when the run ends (a killed run leaves it, unlocked, to be claimed again). On a filesystem without
@@ -24,16 +31,24 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from marsunits.errors import ConfigError
 
-__all__ = ["CLAIM_NAME", "claimed_run_folder", "is_global_rank_zero"]
+__all__ = [
+    "CLAIM_NAME",
+    "PREDICT_CLAIM_NAME",
+    "claimed_folder",
+    "claimed_output_dir",
+    "claimed_run_folder",
+    "is_global_rank_zero",
+]
 
 log = logging.getLogger(__name__)
 
 CLAIM_NAME = ".train.claim"
+PREDICT_CLAIM_NAME = ".predict.claim"
 
 #: Environment variables that launchers set to a process's rank: torchrun (``RANK``, ``LOCAL_RANK``,
 #: ``GROUP_RANK``), Lightning's own launcher (``LOCAL_RANK``, ``NODE_RANK``), SLURM, Open MPI, MPICH/PMI, LSF.
@@ -69,25 +84,61 @@ def _holder(fd: int) -> dict:
     return holder if isinstance(holder, dict) else {}
 
 
-def _refusal(folder: Path, holder: dict) -> str:
-    who = f"train.py (pid {holder.get('pid', '?')}"
+def _holder_phrase(program: str, holder: dict) -> str:
+    """``"train.py (pid 12, started ...) on this machine"`` from a claim's contents."""
+    who = f"{program} (pid {holder.get('pid', '?')}"
     who += f", started {holder['started']})" if holder.get("started") else ")"
     host = holder.get("host")
-    where = "on this machine" if host in (None, socket.gethostname()) else f"on {host}"
+    return who + (" on this machine" if host in (None, socket.gethostname()) else f" on {host}")
+
+
+def _run_folder_refusal(folder: Path, holder: dict) -> str:
     return (
-        f"run folder {folder} is in use by {who} {where}. Two runs started in the same second get the same "
-        "default run_name: give this one its own, e.g. run_name=<name>, or wait for that run to end"
+        f"run folder {folder} is in use by {_holder_phrase('train.py', holder)}. Two runs started in the "
+        "same second get the same default run_name: give this one its own, e.g. run_name=<name>, or wait for "
+        "that run to end"
     )
 
 
-@contextlib.contextmanager
-def claimed_run_folder(folder: Path) -> Iterator[None]:
-    """Hold the claim on ``folder`` for the ``with`` block (global rank 0 only; other ranks pass through).
+def _output_dir_refusal(folder: Path, holder: dict) -> str:
+    return (
+        f"output_dir {folder} is in use by {_holder_phrase('predict.py', holder)}. Two runs into one folder "
+        "would predict the same images twice and write over each other's reports: wait for that run to end "
+        "(then run this command again: its finished images are skipped), or choose another output_dir"
+    )
+
+
+def claimed_run_folder(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold ``train.py``'s claim on its run folder for the ``with`` block (global rank 0 only; other ranks
+    pass through).
 
     Raises:
         ConfigError: Another live ``train.py`` holds the folder (names it, and what to do).
     """
-    if not is_global_rank_zero():
+    return claimed_folder(folder, CLAIM_NAME, _run_folder_refusal, take=is_global_rank_zero())
+
+
+def claimed_output_dir(folder: Path, take: bool) -> contextlib.AbstractContextManager[None]:
+    """Hold ``predict.py``'s claim on its ``output_dir`` for the ``with`` block when ``take`` (the sharded
+    run's rank 0; the other ranks share the folder).
+
+    Raises:
+        ConfigError: Another live ``predict.py`` holds the folder (names it, and what to do).
+    """
+    return claimed_folder(folder, PREDICT_CLAIM_NAME, _output_dir_refusal, take=take)
+
+
+@contextlib.contextmanager
+def claimed_folder(
+    folder: Path, claim_name: str, refusal: Callable[[Path, dict], str], take: bool = True
+) -> Iterator[None]:
+    """Hold the claim ``folder/claim_name`` for the ``with`` block; ``take=False`` passes through.
+
+    Raises:
+        ConfigError: Another live process holds it; the message is ``refusal(folder, holder)``, where
+            ``holder`` is what that process wrote (pid, host, start time; {} when unreadable).
+    """
+    if not take:
         yield
         return
     try:
@@ -96,7 +147,7 @@ def claimed_run_folder(folder: Path) -> Iterator[None]:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    claim = folder / CLAIM_NAME
+    claim = folder / claim_name
     for _ in range(5):
         fd = os.open(claim, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -105,10 +156,10 @@ def claimed_run_folder(folder: Path) -> Iterator[None]:
             holder = _holder(fd)
             os.close(fd)
             if exc.errno not in (errno.EACCES, errno.EAGAIN):  # ENOLCK: a filesystem without locks
-                log.debug("run folder %s not claimed: %s", folder, exc)
+                log.debug("folder %s not claimed: %s", folder, exc)
                 yield
                 return
-            raise ConfigError(_refusal(folder, holder)) from None
+            raise ConfigError(refusal(folder, holder)) from None
         try:
             same = os.stat(claim).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -117,7 +168,7 @@ def claimed_run_folder(folder: Path) -> Iterator[None]:
             break
         os.close(fd)  # the holder removed that file as it ended: claim the new one
     else:
-        raise ConfigError(_refusal(folder, {}))
+        raise ConfigError(refusal(folder, {}))
     try:
         mine = {
             "pid": os.getpid(),

@@ -153,4 +153,9 @@ def _rank_main(
         dist.gather_object(obj, out, dst=0)
         return out
 
-    return predict_shard(rank_opts, shard, gather)
+    def broadcast(obj: Any) -> Any:
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    return predict_shard(rank_opts, shard, gather, broadcast)

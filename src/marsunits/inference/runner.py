@@ -37,6 +37,7 @@ Failure policy:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -120,6 +121,7 @@ from marsunits.inference.writers import (
     write_prediction,
     write_text_atomic,
 )
+from marsunits.run_folder_claim import claimed_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -1299,7 +1301,9 @@ def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResu
     return log_prediction_run(opts.output_dir, result.rows, result.summary, base)
 
 
-def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = None) -> RunResult:
+def predict_shard(
+    opts: PredictOptions, shard: Shard = Shard(), gather: Any = None, broadcast: Any = None
+) -> RunResult:
     """Predict this process's shard (all inputs when ``shard`` is the default) and write the reports.
 
     Args:
@@ -1307,15 +1311,37 @@ def predict_shard(opts: PredictOptions, shard: Shard = Shard(), gather: Any = No
         shard: Which part of the inputs this process predicts.
         gather: For ``world_size > 1``: ``gather(obj) -> list | None`` collecting one picklable object per
             rank on rank 0 (None elsewhere), e.g. ``torch.distributed.gather_object``.
+        broadcast: For ``world_size > 1``: ``broadcast(obj) -> obj`` giving every rank rank 0's object.
+
+    Rank 0 first claims ``output_dir`` (:func:`~marsunits.run_folder_claim.claimed_output_dir`): while
+    another ``predict.py`` runs into the folder, every rank stops with a ``ConfigError`` before loading the
+    model, and nothing in the folder is touched.
 
     Rank 0 merges the rows, megapixels and label scores of every rank and writes ``manifest.csv``,
     ``summary.json``, ``index.html`` (and ``metrics.json``); the other ranks write only their images'
     outputs and return a result without reports. A sharded run writes the reports only when every rank
     finished (an interrupted sharded run is resumed by running it again: finished outputs are skipped).
     """
+    _, output_dir = check_folders(opts.input_dir, opts.output_dir)
+    check_output_writable(output_dir)
+    with contextlib.ExitStack() as claim:
+        refusal: str | None = None
+        if shard.rank == 0:
+            try:
+                claim.enter_context(claimed_output_dir(output_dir, take=True))
+            except ConfigError as exc:
+                refusal = str(exc)
+        if shard.world_size > 1:
+            refusal = broadcast(refusal)  # every rank stops, not only rank 0
+        if refusal is not None:
+            raise ConfigError(refusal)
+        return _predict_claimed_shard(opts, shard, gather)
+
+
+def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> RunResult:
+    """:func:`predict_shard`, with ``output_dir`` claimed."""
     started = time.perf_counter()
     session = _Session(opts, shard)
-    check_output_writable(session.output_dir)
     if shard.rank == 0 and session.output_dir.is_dir():
         # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
         stale = remove_stale_temporaries(session.output_dir)
