@@ -158,3 +158,42 @@ def test_killed_prediction_resumes_to_identical_outputs(tmp_path: Path, ckpt: Pa
     assert _manifest(out) == _manifest(ref)
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".tmp-" in p.name]
     assert leftovers == []
+
+
+def _sleep_through_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def test_a_sigterm_to_the_launching_process_stops_its_spawned_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``predict.py devices=2`` stopped by a SIGTERM to the launching process alone (kill, timeout) said
+    "terminated" while its ranks predicted on to the end of their shards, the launcher waiting for them."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    import lightning.fabric
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import distributed
+
+    fork = multiprocessing.get_context("fork")
+    ranks: list = []
+
+    def launch(self, function, *args):  # the ranks are running when the launcher is stopped
+        ranks.extend(fork.Process(target=time.sleep, args=(60,)) for _ in range(2))
+        for rank in ranks:
+            rank.start()
+        raise TerminatedError
+
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
+    started = time.monotonic()
+    with pytest.raises(TerminatedError):
+        distributed.launch(SimpleNamespace(device="cpu", devices=2, num_nodes=1))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 10
+    assert [rank.exitcode for rank in ranks] == [-signal.SIGTERM, -signal.SIGTERM]
+    # A rank that does not end on SIGTERM within the grace time is killed.
+    stubborn = fork.Process(target=_sleep_through_sigterm)
+    stubborn.start()
+    time.sleep(0.5)  # its handler is set
+    distributed.stop_spawned_ranks(grace_s=0.5)
+    assert stubborn.exitcode == -signal.SIGKILL

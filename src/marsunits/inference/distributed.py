@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, TerminatedError
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -90,7 +90,33 @@ def launch(opts: PredictOptions) -> RunResult:
         strategy="ddp" if external else "ddp_spawn",
         precision="32-true",  # precision is the predictor's business (runtime.resolve_precision)
     )
-    return fabric.launch(_rank_main, opts, _log_handlers())  # type: ignore[arg-type]  # forwards *args
+    try:
+        return fabric.launch(_rank_main, opts, _log_handlers())  # type: ignore[arg-type]  # forwards *args
+    except (KeyboardInterrupt, TerminatedError):
+        stop_spawned_ranks()
+        raise
+
+
+def stop_spawned_ranks(grace_s: float = 10.0) -> None:
+    """Stop the rank processes this process spawned (``ddp_spawn``), when the run is stopped here.
+
+    A SIGTERM to the launching process alone (``kill``, ``timeout``, a scheduler that signals only the
+    process it started) raised :class:`~marsunits.errors.TerminatedError` in it, but its spawned ranks
+    predicted on to the end of their shards while it waited for them, and the run said "terminated" after
+    finishing every image. Each rank gets SIGTERM (it ends at once: finished images are written atomically,
+    and the next run removes the temporary file of the one being written) and, if still alive after
+    ``grace_s``, SIGKILL. Ctrl-C in a terminal reaches the ranks by itself (the whole process group).
+    """
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace_s)
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
