@@ -196,6 +196,20 @@ def test_a_comma_in_a_value_is_said_with_the_quoting_that_works() -> None:
     said = unreadable_or_unknown_choice(["ckpt_path=x", "input_dir=sol 12, left"], CONFIG_DIR)
     assert said is not None and "holds a comma" in said and "\"input_dir='sol 12, left'\"" in said
     assert unreadable_or_unknown_choice(["input_dir='sol 12, left'"], CONFIG_DIR) is None
+    # The suggested override, typed into a shell, gives Hydra the folder's name as one string: also for
+    # names holding quotes, backslashes or shell characters, which the plain form broke.
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for name in ("sol 12, left", "Jezero's, left", 'a "b", c', "c:\\data, x", "$HOME, `x`", "q', \\"):
+        said = unreadable_or_unknown_choice([f"input_dir={name}"], CONFIG_DIR)
+        assert said is not None and ("holds a comma" in said or "must be quoted for Hydra" in said), said
+        suggested = said.split("e.g. ", 1)[1].rsplit(" (the shell needs", 1)[0]
+        (typed,) = shlex.split(suggested)  # what the shell passes on
+        (override,) = parser.parse_overrides([typed])
+        assert not override.is_sweep_override() and override.value() == name, (name, suggested)
     assert unreadable_or_unknown_choice(["-m", "model.lr=1e-3,2e-3"], CONFIG_DIR) is None
     sweep = ["hparams_search=optuna", "init_ckpt_path=a.ckpt,b.ckpt"]  # the optuna config is a multirun
     assert unreadable_or_unknown_choice(sweep, CONFIG_DIR) is None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,23 +143,29 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
+        key, raw = arg.split("=", 1)
+        path_like = key.lstrip("+").startswith("paths.") or key.endswith(("_dir", "_path", "root"))
         try:
             (override,) = parser.parse_overrides([arg])
         except OverrideParseException as exc:
             reason = str(exc).splitlines()[0]
+            if path_like:  # a folder name with a quote, a bracket or a brace: Hydra needs it quoted
+                return (
+                    f"cannot read the override {arg!r} ({reason}): a path with quotes, brackets, braces or "
+                    f"commas must be quoted for Hydra, e.g. {_shell_quoted_override(key, raw)} (the shell "
+                    "needs the outer quotes)"
+                )
             return (
                 f"cannot read the override {arg!r} ({reason}): close every bracket, brace and quote, and put "
                 "an override with spaces in single quotes, e.g. 'labels_class_map={0: 0, 1: 1, 255: 255}'"
             )
         group = override.key_or_group.split("@", 1)[0]
         folder = config_dir / group
-        key, raw = arg.split("=", 1)
-        path_like = key.lstrip("+").startswith("paths.") or key.endswith(("_dir", "_path", "root"))
         if override.is_sweep_override() and path_like and not sweeping:
             # A comma in a path (a folder "sol 12, left") reads as a sweep: Hydra said so in five lines.
             return (
                 f"the value of {arg!r} holds a comma, which Hydra reads as several values to sweep over: "
-                f"quote the value, e.g. \"{key}='{raw}'\" (the shell needs the outer double quotes)"
+                f"quote the value, e.g. {_shell_quoted_override(key, raw)} (the shell needs the outer quotes)"
             )
         if override.is_delete() or group.split("/", 1)[0] == "hydra" or not folder.is_dir():
             continue
@@ -175,6 +182,19 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
             hint = f"; did you mean {meant}?" if guess else ""
             return f"no {group} config {option!r} in {arg!r}{hint} (the choices: {', '.join(choices)})"
     return None
+
+
+def _shell_quoted_override(key: str, raw: str) -> str:
+    """``key=raw`` with ``raw`` quoted for Hydra (a string, not a sweep) and the whole quoted for a POSIX
+    shell: ``"input_dir='sol 12, left'"``; a value holding a quote, ``$``, a backquote or a backslash gets
+    its quotes escaped for Hydra and the shell's own quoting (``shlex.quote``), which the plain form broke."""
+    if not any(c in raw for c in "'\"$`\\!"):
+        return f"\"{key}='{raw}'\""
+    # Hydra's quoted strings: a quote is escaped with a backslash, and backslashes are doubled only where
+    # they come before a quote or the closing quote (elsewhere they are kept as written).
+    escaped = re.sub(r"(\\*)('|\Z)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), raw)
+    hydra_value = f"'{escaped}'"
+    return shlex.quote(f"{key}={hydra_value}")
 
 
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
