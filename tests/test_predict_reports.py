@@ -591,15 +591,16 @@ def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) 
     from marsunits.inference.runner import summary_paragraph
 
     labels = tmp_path / "labels"
-    for stem in ("137_1", "425_1", "scene"):
+    stems = ("137_1", "425_1", "scene", "12_left")  # AI4Mars does not name its frames by sol
+    for stem in stems:
         write_png_atomic(labels / f"{stem}.png", _halves(20, 30, 15))
-    ev = Evaluation(labels, trained_sols={"marsscapes": [137, 370], "ai4mars": []})
-    for stem in ("137_1", "425_1", "scene"):
+    ev = Evaluation(labels, trained_sols={"marsscapes": [137, 370], "ai4mars": [12, 13]})
+    for stem in stems:
         ev.add(PurePosixPath(f"{stem}.png"), _halves(20, 30, 15))
     metrics = json.loads(json.dumps(ev.to_dict()))
     assert metrics["images_from_trained_sols"] == {"137_1.png": "sol 137 (marsscapes)"}
     summary = {
-        "counts": {"ok": 3, "skipped": 0, "error": 0, "total": 3},
+        "counts": {"ok": 4, "skipped": 0, "error": 0, "total": 4},
         "unit_fractions": {"smooth_volcanic": 0.5, "rough_olivine": 0.5, "other": 0.0},
         "megapixels_per_second": None,
         "seconds": 1.0,

@@ -261,12 +261,14 @@ class Evaluation:
 
     def from_trained_sols(self) -> dict[str, str]:
         """``{image: "sol <n> (<source>)"}`` of the scored images whose names start with ``<sol>_`` (as
-        MarsScapes panoramas and their pseudo-labels are named) where the model trained on that sol of a
-        source: their scores read high. A model scored on panoramas it trained on was not flagged, and
-        MarsScapes' own labels folder holds both kinds."""
+        MarsScapes panoramas and their pseudo-labels are named) where the model trained on that sol of
+        MarsScapes: their scores read high. A model scored on panoramas it trained on was not flagged, and
+        MarsScapes' own labels folder holds both kinds. Only MarsScapes' sols count: no other source names
+        its images by sol, and an AI4Mars model's thousand-odd sols flagged any ``12_left.png``."""
         seen = {
             int(sol): source
             for source, sols in (self.trained_sols or {}).items()
+            if source == "marsscapes"
             for sol in (sols or ())
             if isinstance(sol, int | str) and str(sol).lstrip("-").isdigit()
         }
