@@ -140,14 +140,26 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
 
 
 def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same command again with ``ckpt_path=last`` takes no step: metrics.json used to lose train/loss."""
-    overrides = [*TINY, "trainer.max_epochs=1", "test=false"]
+    """The same command again with ``ckpt_path=last`` takes no step: metrics.json used to lose train/loss,
+    and it rendered every training scene first (20 s for the default's 1,792) for a loop that never ran."""
+    from marsunits.data.datasets import SceneDataset
+
+    renders: list[int] = []
+    fill_cache = SceneDataset.fill_cache
+
+    def counted(self: SceneDataset, processes: int) -> int:
+        renders.append(processes)
+        return fill_cache(self, 1)  # rendered here: no process pool for 8 scenes
+
+    monkeypatch.setattr(SceneDataset, "fill_cache", counted)
+    overrides = [*TINY, "trainer.max_epochs=1", "test=false", "data.render_processes=2"]
     first = run(compose_config("train", tmp_path, overrides))
-    assert math.isfinite(first["train/loss"])
+    assert math.isfinite(first["train/loss"]) and renders == [2]
     with caplog.at_level("WARNING", logger="marsunits.training"):
         again = run(compose_config("train", tmp_path, [*overrides, "ckpt_path=last"]))
+    assert renders == [2]  # nothing rendered for the finished run
     assert again["train/loss"] == first["train/loss"]
     assert json.loads((tmp_path / "metrics.json").read_text())["train/loss"] == first["train/loss"]
     (warning,) = [r.getMessage() for r in caplog.records if "nothing trained" in r.getMessage()]

@@ -494,8 +494,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
-    if ckpt_path:
-        check_resume_checkpoint(ckpt_path, task)
+    if ckpt_path and _fit_is_finished(check_resume_checkpoint(ckpt_path, task), cfg.trainer):
+        # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
+        # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for the
+        # default's 1,792). Rendered as used instead: none.
+        datamodule.render_processes = 0
     # After the data and model settings were accepted (a bad value stops above), so a run that never
     # started leaves no config.yaml, the record a later ckpt_path=last compares with.
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -621,12 +624,16 @@ def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
     return callbacks
 
 
-def check_resume_checkpoint(ckpt_path: str, task: Any) -> None:
+def check_resume_checkpoint(ckpt_path: str, task: Any) -> tuple[int, int]:
     """Refuse a checkpoint to resume from before anything is written: one that is damaged, cut short, not a
     marsunits checkpoint (or one that only unsafe unpickling would read), or whose network differs from the
     one this run builds (a checkpoint copied out of its run folder, so no config.yaml to compare with).
     Lightning read it inside ``fit``, after the run folder's files were written, and each of these ended in a
     traceback.
+
+    Returns:
+        ``(epochs, steps)`` the checkpoint's run had finished, the counters Lightning's fit loop resumes
+        from (``(0, 0)`` where the file does not hold them).
 
     Raises:
         CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
@@ -648,6 +655,20 @@ def check_resume_checkpoint(ckpt_path: str, task: Any) -> None:
             f"trained with ({matching_overrides(differing) or 'its run folder config.yaml'}), or start a new "
             "run from its weights with init_ckpt_path=... and no ckpt_path"
         )
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    epochs = fit_loop.get("epoch_progress", {}).get("current", {}).get("processed", 0)
+    steps = checkpoint.get("global_step", 0)
+    return (epochs if isinstance(epochs, int) else 0, steps if isinstance(steps, int) else 0)
+
+
+def _fit_is_finished(done: tuple[int, int], trainer_cfg: Any) -> bool:
+    """Whether a run resumed at ``done`` = ``(epochs, steps)`` has nothing left to train under
+    ``trainer_cfg``'s ``max_epochs``/``max_steps`` (Lightning's rule: -1 or null is no limit)."""
+    epochs, steps = done
+    max_epochs, max_steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps")
+    if isinstance(max_steps, int) and max_steps >= 0 and steps >= max_steps:
+        return True
+    return isinstance(max_epochs, int) and max_epochs >= 0 and epochs >= max_epochs
 
 
 def _test_is_validation(datamodule: Any) -> bool:
