@@ -66,6 +66,24 @@ def test_class_map_uncovered_values_name_file_values_and_fix() -> None:
     with pytest.raises(ValueError) as other:  # no such hint when 255 is not missing
         cm(np.array([[4, 9]], np.uint8), "lab.png")
     assert "keeps unlabelled" not in str(other.value)
+    # The command-line fix it names works: a whole map given for an existing one was refused by Hydra as
+    # "unknown option 'data.class_map'" (merged into it, new keys refused); ++ adds an entry.
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    try:
+        from .conftest import CONFIG_DIR
+    except ImportError:
+        from conftest import CONFIG_DIR  # type: ignore[no-redef]
+
+    said = str(other.value)
+    assert "++data.class_map.<native id>=<project id>, one entry each" in said
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=["experiment=ai4mars", "++data.class_map.4=2", "++data.class_map.9=0"]
+        )
+    fixed = ClassMap(instantiate(cfg.data.class_map), "ai4mars")
+    np.testing.assert_array_equal(fixed(np.array([[4, 9, 1]], np.uint8)), [[2, 0, 1]])
 
 
 @pytest.mark.parametrize(("mapping", "message"), [({0: 5}, "not a project id"), ({300: 0}, "outside 0..255")])
@@ -578,3 +596,52 @@ def test_folder_data_pairs_the_files_of_subfolders(tmp_path: Path) -> None:
         ValueError, match=r"no images found in .*images\. .*subfolders \(site1, site2\).*not searched"
     ):
         pair_by_stem(tmp_path / "flat" / "images", tmp_path / "flat" / "masks", "marsscapes", lambda _: None)
+
+
+def test_folder_data_follows_linked_subfolders_and_pairs_names_in_either_unicode_form(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subfolder that is a symbolic link was left out of training without a word (``Path.rglob`` does not
+    enter linked folders; predict.py does); a mask named in NFD form (macOS) beside an image named in NFC
+    form was said to lack its image, and the image its mask, under the same printed name; images in a
+    format that is not read (.bmp) were left out silently."""
+    import os
+    import unicodedata
+
+    site = tmp_path / "elsewhere"
+    for folder, ext in (("images", "jpg"), ("masks", "png")):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        Image.new("L" if folder == "masks" else "RGB", (8, 8)).save(tmp_path / "data" / folder / f"top.{ext}")
+        (site / folder).mkdir(parents=True)
+        Image.new("L" if folder == "masks" else "RGB", (8, 8)).save(site / folder / f"c.{ext}")
+        os.symlink(site / folder, tmp_path / "data" / folder / "siteB")
+        os.symlink(tmp_path / "data" / folder, tmp_path / "data" / folder / "siteB" / "loop")  # a cycle
+    name = "Séítah_1"
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "images" / f"{unicodedata.normalize('NFC', name)}.jpg")
+    Image.new("L", (8, 8)).save(tmp_path / "data" / "masks" / f"{unicodedata.normalize('NFD', name)}.png")
+    records = scan_folder(tmp_path / "data")
+    got = sorted(
+        unicodedata.normalize("NFC", r.image.relative_to(tmp_path / "data").as_posix()) for r in records
+    )
+    assert got == ["images/Séítah_1.jpg", "images/siteB/c.jpg", "images/top.jpg"]
+    assert "left out" not in caplog.text
+    # A pair in a format that is not read: said when it leaves an unpaired file, and when all else pairs.
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "images" / "d.bmp")
+    Image.new("L", (8, 8)).save(tmp_path / "data" / "masks" / "d.png")
+    with pytest.raises(
+        ValueError, match=r"have no image .*: d\..* format that is not read \(d\.bmp\): convert"
+    ):
+        scan_folder(tmp_path / "data")
+    (tmp_path / "data" / "masks" / "d.png").unlink()
+    with caplog.at_level("WARNING", logger="marsunits.data.folder"):
+        assert len(scan_folder(tmp_path / "data")) == 3
+    assert "format that is not read (d.bmp)" in caplog.text
+
+
+def test_a_sol_table_saved_by_a_spreadsheet_is_read(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark, and the table was refused: "expected
+    columns 'name' and 'sol', found ['\\ufeffname', 'sol']"."""
+    root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 123))
+    table = root / "stats.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes().replace(b"\n", b"\r\n"))
+    assert sorted(r.group for r in scan_marsscapes(root)) == [122, 123]

@@ -54,10 +54,14 @@ class ClassMap:
         #: How messages name the map: "class_map of dataset 'ai4mars'", or the key alone.
         self.owner = f"{key} of dataset '{dataset}'" if dataset else key
         target_word = "project id" if num_targets is None else "sub-class id"
-        self.where = where or (
-            f"configs/data/{dataset}.yaml, or on the command line as "
+        # On the command line a whole map replaces only a null one: Hydra merges a dict given for an existing
+        # map into it and refuses its new keys ("unknown option"); ++ adds or replaces one entry.
+        command_line = (
             f"data.{key}='{{<native id>: <{target_word}>, ...}}'"
+            if mapping is None
+            else f"++data.{key}.<native id>=<{target_word}>, one entry each"
         )
+        self.where = where or f"configs/data/{dataset}.yaml, or on the command line as {command_line}"
         self._num_targets = num_targets
         self.identity = mapping is None
         if num_targets is None:

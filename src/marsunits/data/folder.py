@@ -8,15 +8,24 @@ Files are paired by stem (file name without extension); any of ``io.IMAGE_EXTENS
 
 from __future__ import annotations
 
+import logging
+import os
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
-from marsunits.data.io import is_image_file
+from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
 from marsunits.data.store import LabelledImage
 
 __all__ = ["check_root", "pair_by_stem", "scan_folder"]
 
 _SHOW = 5  # how many offending names an error lists
+
+log = logging.getLogger(__name__)
+
+#: Raster formats a dataset folder may hold that are not read (IMAGE_EXTENSIONS are): said, not skipped
+#: silently (two of six pairs saved as .bmp trained on the other four without a word).
+OTHER_RASTER_EXTENSIONS = (".bmp", ".webp", ".gif", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".ppm", ".pgm")
 
 
 def check_root(root: str | Path, dataset: str, expected: str) -> Path:
@@ -56,11 +65,13 @@ def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> di
             "Check data.root and the dataset layout (data/README.md)."
         )
     found: dict[str, Path] = {}
-    for p in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+    for p in _files(folder, recursive):
         rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not (p.is_file() and is_image_file(p)):
+        if not is_image_file(p):
             continue
-        key = rel.with_suffix("").as_posix()
+        # NFC: macOS writes names decomposed (NFD), so an image and its mask named alike on another system
+        # had different keys, and each was said to lack the other under the same printed name.
+        key = unicodedata.normalize("NFC", rel.with_suffix("").as_posix())
         if key in found:
             raise ValueError(
                 f"Dataset '{dataset}': two {what} files share the stem '{key}' "
@@ -68,6 +79,44 @@ def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> di
             )
         found[key] = p
     return found
+
+
+def _files(folder: Path, recursive: bool) -> list[Path]:
+    """The files in ``folder`` (and with ``recursive`` its subfolders, following symbolic links to folders
+    once each, as ``predict.py`` does: ``Path.rglob`` left linked subfolders out of training without a
+    word), sorted; hidden files and folders are left out."""
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    files: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back to a folder already walked
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        files.extend(Path(dirpath) / n for n in filenames if not n.startswith("."))
+    return sorted(p for p in files if p.is_file())
+
+
+def _other_formats(folder: Path, recursive: bool) -> list[Path]:
+    """Files in ``folder`` in raster formats that are not read (:data:`OTHER_RASTER_EXTENSIONS`)."""
+    if not folder.is_dir():
+        return []
+    return [p for p in _files(folder, recursive) if p.suffix.lower() in OTHER_RASTER_EXTENSIONS]
+
+
+def _other_formats_note(folder: Path, recursive: bool) -> str:
+    """A sentence naming the files of :func:`_other_formats`, or ''."""
+    other = _other_formats(folder, recursive)
+    if not other:
+        return ""
+    names = ", ".join(p.relative_to(folder).as_posix() for p in other[:_SHOW])
+    return (
+        f" {len(other)} file(s) in {folder} are in a format that is not read ({names}"
+        f"{' ...' if len(other) > _SHOW else ''}): convert them to one of {', '.join(IMAGE_EXTENSIONS)}."
+    )
 
 
 def pair_by_stem(
@@ -106,10 +155,14 @@ def pair_by_stem(
             if nested
             else ""
         )
-        raise ValueError(f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.{hint}")
+        other = _other_formats_note(images_dir, recursive)
+        raise ValueError(
+            f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.{hint}{other}"
+        )
     if not images:
         raise ValueError(
             f"Dataset '{dataset}': no images found in {images_dir} or its subfolders. Check data.root."
+            + _other_formats_note(images_dir, recursive)
         )
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
@@ -128,7 +181,13 @@ def pair_by_stem(
         raise ValueError(
             f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
             "stem: add the missing files or move the unpaired ones out of the dataset folders."
+            + _other_formats_note(images_dir, recursive)
+            + _other_formats_note(masks_dir, recursive)
         )
+    for folder in (images_dir, masks_dir):
+        note = _other_formats_note(folder, recursive)
+        if note:  # all paired: the run goes on without them, and says so
+            log.warning("Dataset '%s': left out.%s", dataset, note)
     records = []
     for stem in sorted(images):
         camera = None

@@ -24,7 +24,9 @@ def read_sol_table(path: Path, column: str, dataset: str) -> dict[str, int]:
     Raises:
         ValueError: the columns are missing or a sol is not an integer (names the file and row).
     """
-    with path.open(newline="") as fh:
+    # utf-8-sig: a table saved by a spreadsheet ("CSV UTF-8") starts with a byte-order mark, which read
+    # as part of the first column's name ('\ufeffname') and refused the file.
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or "name" not in reader.fieldnames or column not in reader.fieldnames:
             raise ValueError(
