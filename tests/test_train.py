@@ -486,6 +486,13 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path, monkeypatch: 
     with pytest.raises(ConfigError, match=r"monitor=val/miou_source_mean averages .* validates on 1 loader"):
         run(pooled)
     assert not (tmp_path / "pooled" / "checkpoints").exists()
+    # Resumed with the data unchanged: the sols the network trained on (both sources, one rover) are not
+    # among those it validates on, so the check against the resumed checkpoint lets it go on.
+    longer = [o for o in overrides if o != "trainer.max_epochs=1"]
+    resumed = run(
+        compose_config("train", tmp_path / "run", [*longer, "trainer.max_epochs=2", "ckpt_path=last"])
+    )
+    assert 0.0 <= resumed["val/miou"] <= 1.0
 
 
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:
@@ -947,3 +954,39 @@ def test_a_bad_checkpoint_to_resume_from_is_refused_before_anything_is_written(t
         compose_config("train", tmp_path / "ok", [*TINY, "trainer.max_epochs=2", f"ckpt_path={copied}"])
     )
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
+
+
+def test_resuming_after_the_data_changed_refuses_to_validate_on_trained_sols(tmp_path: Path) -> None:
+    """Panoramas added to the data folder since a run began re-draw the sol-grouped split; the resumed run
+    then validated on sols its network had trained on, silently, and kept best.ckpt by those scores."""
+    from marsunits.data.fake import write_fake_marsscapes
+
+    sols = (9, 10, 19, 20, 29, 30, 39, 40, 49, 50, 59, 60, 69, 70)
+    root = write_fake_marsscapes(tmp_path / "marsscapes", sols=sols, height=64, width=128)
+    common = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data.batch_size=4",
+        "data=marsscapes",
+        f"data.root={root}",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "test=false",
+    ]
+    run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=1"]))
+    resume = [*common, "trainer.max_epochs=2", "ckpt_path=last"]
+    run(compose_config("train", tmp_path / "run", resume))  # the same data: resumes
+    config = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    before = instantiate(config.data)
+    before.setup("fit")
+    write_fake_marsscapes(root, sols=(*sols, 109, 119, 129), height=64, width=128)
+    after = instantiate(config.data)
+    after.setup("fit")
+    moved = set(after._validation_sols()["marsscapes"]) & set(before.trained_sols()["marsscapes"])
+    assert moved  # the precondition: the new split validates on trained sols
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        DataError, match=r"ckpt_path=.*last\.ckpt \(the run this command resumes\) was trained"
+    ):
+        run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=3", f"ckpt_path={last}"]))

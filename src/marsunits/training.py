@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 import torch
@@ -494,11 +494,19 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
-    if ckpt_path and _fit_is_finished(check_resume_checkpoint(ckpt_path, task), cfg.trainer):
-        # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
-        # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for the
-        # default's 1,792). Rendered as used instead: none.
-        datamodule.render_processes = 0
+    if ckpt_path:
+        resumed = check_resume_checkpoint(ckpt_path, task)
+        if _fit_is_finished(resumed, cfg.trainer):
+            # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
+            # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for
+            # the default's 1,792). Rendered as used instead: none.
+            datamodule.render_processes = 0
+        # Images added to (or removed from) the data since the run began re-draw the sol-grouped split
+        # (GroupShuffleSplit shuffles the groups present), which then validated on sols the network had
+        # trained on, silently, with best.ckpt chosen by those scores: refused in setup, as init_ckpt_path is.
+        seen = getattr(datamodule, "sols_seen_by", None)
+        if isinstance(seen, list) and resumed.trained_sols:
+            seen.append((f"ckpt_path={ckpt_path} (the run this command resumes)", resumed.trained_sols))
     # After the data and model settings were accepted (a bad value stops above), so a run that never
     # started leaves no config.yaml, the record a later ckpt_path=last compares with.
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -624,7 +632,17 @@ def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
     return callbacks
 
 
-def check_resume_checkpoint(ckpt_path: str, task: Any) -> tuple[int, int]:
+class ResumePoint(NamedTuple):
+    """What a checkpoint to resume from holds besides its weights (:func:`check_resume_checkpoint`)."""
+
+    #: Epochs and optimiser steps its run had finished: the counters Lightning's fit loop resumes from.
+    epochs: int
+    steps: int
+    #: ``{source: sols}`` its network had trained on (``trained_sols`` in its metadata), or None.
+    trained_sols: dict[str, list[int]] | None
+
+
+def check_resume_checkpoint(ckpt_path: str, task: Any) -> ResumePoint:
     """Refuse a checkpoint to resume from before anything is written: one that is damaged, cut short, not a
     marsunits checkpoint (or one that only unsafe unpickling would read), or whose network differs from the
     one this run builds (a checkpoint copied out of its run folder, so no config.yaml to compare with).
@@ -632,15 +650,14 @@ def check_resume_checkpoint(ckpt_path: str, task: Any) -> tuple[int, int]:
     traceback.
 
     Returns:
-        ``(epochs, steps)`` the checkpoint's run had finished, the counters Lightning's fit loop resumes
-        from (``(0, 0)`` where the file does not hold them).
+        Its counters (0 where the file does not hold them) and trained sols.
 
     Raises:
         CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
         ConfigError: Its weights do not fit this run's network; names the first tensors that differ.
     """
     from marsunits.fine_tuning import matching_overrides, network_differences
-    from marsunits.task import read_checkpoint
+    from marsunits.task import METADATA_KEY, read_checkpoint
 
     checkpoint = read_checkpoint(ckpt_path)
     saved = checkpoint["state_dict"]
@@ -658,13 +675,18 @@ def check_resume_checkpoint(ckpt_path: str, task: Any) -> tuple[int, int]:
     fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
     epochs = fit_loop.get("epoch_progress", {}).get("current", {}).get("processed", 0)
     steps = checkpoint.get("global_step", 0)
-    return (epochs if isinstance(epochs, int) else 0, steps if isinstance(steps, int) else 0)
+    sols = (checkpoint.get(METADATA_KEY) or {}).get("trained_sols")
+    return ResumePoint(
+        epochs if isinstance(epochs, int) else 0,
+        steps if isinstance(steps, int) else 0,
+        sols if isinstance(sols, dict) and sols else None,
+    )
 
 
-def _fit_is_finished(done: tuple[int, int], trainer_cfg: Any) -> bool:
-    """Whether a run resumed at ``done`` = ``(epochs, steps)`` has nothing left to train under
-    ``trainer_cfg``'s ``max_epochs``/``max_steps`` (Lightning's rule: -1 or null is no limit)."""
-    epochs, steps = done
+def _fit_is_finished(done: ResumePoint, trainer_cfg: Any) -> bool:
+    """Whether a run resumed at ``done`` has nothing left to train under ``trainer_cfg``'s
+    ``max_epochs``/``max_steps`` (Lightning's rule: -1 or null is no limit)."""
+    epochs, steps = done.epochs, done.steps
     max_epochs, max_steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps")
     if isinstance(max_steps, int) and max_steps >= 0 and steps >= max_steps:
         return True
