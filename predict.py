@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from marsunits.cli_overrides import exit_on_unknown_option
+from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
 from marsunits.errors import quiet_interrupt_at_start, report_user_errors
 
 
@@ -27,5 +27,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with quiet_interrupt_at_start("predict.py"):
+        sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
         exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "predict", prog="predict.py")
         main()

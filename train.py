@@ -1,11 +1,12 @@
 """Train a marsunits model: `python train.py [overrides]` (see configs/train.yaml and the README)."""
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from marsunits.cli_overrides import exit_on_unknown_option
+from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
 from marsunits.errors import quiet_interrupt_at_start
 from marsunits.sweep_trials import report_trial_errors, sweep_objective
 
@@ -21,5 +22,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     with quiet_interrupt_at_start("train.py"):
+        sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
         exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
         main()

@@ -188,29 +188,59 @@ def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_pa
     )
 
 
-def test_a_comma_in_a_value_is_said_with_the_quoting_that_works() -> None:
-    """``input_dir=sol 12, left`` (a folder name with a comma) got Hydra's five-line "Ambiguous value" and
-    status 1; sweeps (``-m``) and lists keep working."""
-    from marsunits.cli_overrides import unreadable_or_unknown_choice
-
-    said = unreadable_or_unknown_choice(["ckpt_path=x", "input_dir=sol 12, left"], CONFIG_DIR)
-    assert said is not None and "holds a comma" in said and "\"input_dir='sol 12, left'\"" in said
-    assert unreadable_or_unknown_choice(["input_dir='sol 12, left'"], CONFIG_DIR) is None
-    # The suggested override, typed into a shell, gives Hydra the folder's name as one string: also for
-    # names holding quotes, backslashes or shell characters, which the plain form broke.
-    import shlex
-
+def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp_path) -> None:
+    """Hydra's grammar reads unquoted values as ASCII words: ``input_dir=/data/Séítah`` (this project's own
+    unit names), ``Mars (copy)``, ``Sol 12 [Navcam]``, ``a=b`` or a quote were refused with a lexer error,
+    and ``sol 12, left`` read as a sweep; a path option's value is now given to Hydra quoted, as typed.
+    Sweeps (``-m``), lists, interpolations and values quoted by the user are left as they are."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from marsunits.cli_overrides import quoted_path_overrides, unreadable_or_unknown_choice
+
     parser = OverridesParser.create()
-    for name in ("sol 12, left", "Jezero's, left", 'a "b", c', "c:\\data, x", "$HOME, `x`", "q', \\"):
-        said = unreadable_or_unknown_choice([f"input_dir={name}"], CONFIG_DIR)
-        assert said is not None and ("holds a comma" in said or "must be quoted for Hydra" in said), said
-        suggested = said.split("e.g. ", 1)[1].rsplit(" (the shell needs", 1)[0]
-        (typed,) = shlex.split(suggested)  # what the shell passes on
-        (override,) = parser.parse_overrides([typed])
-        assert not override.is_sweep_override() and override.value() == name, (name, suggested)
-    assert unreadable_or_unknown_choice(["-m", "model.lr=1e-3,2e-3"], CONFIG_DIR) is None
+    names = (
+        "/data/Séítah",
+        "/data/Máaz (copy)",
+        "/data/Sol 0012 [Navcam]",
+        "/data/a=b",
+        "/data/x{1}",
+        "sol 12, left",
+        "Jezero's, left",
+        'a "b", c',
+        "c:\\data, x",
+        "$HOME, `x`",
+        "q', \\",
+    )
+    for key in ("input_dir", "data.root", "+paths.log_dir", "ckpt_path", "init_ckpt_path"):
+        for name in names:
+            (typed,) = quoted_path_overrides([f"{key}={name}"])
+            assert unreadable_or_unknown_choice([typed], CONFIG_DIR) is None, typed
+            (override,) = parser.parse_overrides([typed])
+            assert not override.is_sweep_override() and override.value() == name, (typed, name)
+    kept = [
+        "-m",
+        "model.lr=1e-3,2e-3",
+        "data.root=${oc.env:HOME}/data",
+        "input_dir='sol 12, left'",
+        "callbacks=[default,wandb,ema]",
+        "input_dir=/plain/path",
+        "~data.class_map",
+    ]
+    assert quoted_path_overrides(kept) == kept
     sweep = ["hparams_search=optuna", "init_ckpt_path=a.ckpt,b.ckpt"]  # the optuna config is a multirun
+    assert quoted_path_overrides(sweep) == sweep
     assert unreadable_or_unknown_choice(sweep, CONFIG_DIR) is None
     assert unreadable_or_unknown_choice(["callbacks=[default,wandb,ema]"], CONFIG_DIR) is None
+    # Through the real command line: the folder is found by its accented name.
+    folder = tmp_path / "Séítah (copy)"
+    folder.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), "ckpt_path=none.ckpt", f"input_dir={folder}"]
+        + [f"output_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "none.ckpt does not exist" in proc.stderr, proc.stderr  # past the command line, to the checkpoint

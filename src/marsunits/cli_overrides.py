@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +124,54 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
     )
 
 
+def _sweeping(argv: Sequence[str]) -> bool:
+    """Whether the command is a Hydra multirun (``-m``, or a config that sets it, as ``hparams_search``)."""
+    return any(a in ("-m", "--multirun") for a in argv) or any(
+        a.startswith(("hparams_search=", "hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN")) for a in argv
+    )
+
+
+def _path_like(key: str) -> bool:
+    """Whether the option ``key`` holds a file or folder path (``input_dir``, ``data.root``, ``paths.*``)."""
+    return key.lstrip("+").startswith("paths.") or key.endswith(("_dir", "_path", "root"))
+
+
+def quoted_path_overrides(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the values of path options quoted for Hydra where Hydra could not read them as written.
+
+    Hydra's override grammar reads an unquoted value as ASCII words: ``input_dir=/data/Séítah`` (a name
+    this project's users write: Máaz, Séítah), ``Mars (copy)``, ``Sol 12 [Navcam]`` or ``a=b`` were refused
+    with a lexer error, and ``sol 12, left`` read as a sweep. A path option's value that does not parse, or
+    that parses as a sweep outside a multirun, cannot be meant as Hydra syntax: it is given to Hydra as a
+    quoted string (:func:`_hydra_quoted`), exactly as typed. Everything else is left as it is.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    sweeping = _sweeping(argv)
+    out = []
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        if arg.startswith(("-", "~")) or not sep or not _path_like(key) or raw[:1] in ("'", '"'):
+            out.append(arg)
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+            readable = sweeping or not override.is_sweep_override()
+        except OverrideParseException:
+            readable = False
+        out.append(arg if readable else f"{key}={_hydra_quoted(raw)}")
+    return out
+
+
+def _hydra_quoted(raw: str) -> str:
+    """``raw`` as a single-quoted Hydra string: a quote is escaped with a backslash, and backslashes are
+    doubled only before a quote or the closing quote (elsewhere Hydra keeps them as written)."""
+    escaped = re.sub(r"(\\*)('|\Z)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), raw)
+    return f"'{escaped}'"
+
+
 def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str | None:
     """The message for the first override Hydra cannot parse, or that picks a config group option that does
     not exist (``experiment=marscapes``), or None.
@@ -137,36 +184,19 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
-    sweeping = any(a in ("-m", "--multirun") for a in argv) or any(
-        a.startswith(("hparams_search=", "hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN")) for a in argv
-    )
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
-        key, raw = arg.split("=", 1)
-        path_like = key.lstrip("+").startswith("paths.") or key.endswith(("_dir", "_path", "root"))
         try:
             (override,) = parser.parse_overrides([arg])
         except OverrideParseException as exc:
             reason = str(exc).splitlines()[0]
-            if path_like:  # a folder name with a quote, a bracket or a brace: Hydra needs it quoted
-                return (
-                    f"cannot read the override {arg!r} ({reason}): a path with quotes, brackets, braces or "
-                    f"commas must be quoted for Hydra, e.g. {_shell_quoted_override(key, raw)} (the shell "
-                    "needs the outer quotes)"
-                )
             return (
                 f"cannot read the override {arg!r} ({reason}): close every bracket, brace and quote, and put "
                 "an override with spaces in single quotes, e.g. 'labels_class_map={0: 0, 1: 1, 255: 255}'"
             )
         group = override.key_or_group.split("@", 1)[0]
         folder = config_dir / group
-        if override.is_sweep_override() and path_like and not sweeping:
-            # A comma in a path (a folder "sol 12, left") reads as a sweep: Hydra said so in five lines.
-            return (
-                f"the value of {arg!r} holds a comma, which Hydra reads as several values to sweep over: "
-                f"quote the value, e.g. {_shell_quoted_override(key, raw)} (the shell needs the outer quotes)"
-            )
         if override.is_delete() or group.split("/", 1)[0] == "hydra" or not folder.is_dir():
             continue
         value = override.value()
@@ -182,19 +212,6 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
             hint = f"; did you mean {meant}?" if guess else ""
             return f"no {group} config {option!r} in {arg!r}{hint} (the choices: {', '.join(choices)})"
     return None
-
-
-def _shell_quoted_override(key: str, raw: str) -> str:
-    """``key=raw`` with ``raw`` quoted for Hydra (a string, not a sweep) and the whole quoted for a POSIX
-    shell: ``"input_dir='sol 12, left'"``; a value holding a quote, ``$``, a backquote or a backslash gets
-    its quotes escaped for Hydra and the shell's own quoting (``shlex.quote``), which the plain form broke."""
-    if not any(c in raw for c in "'\"$`\\!"):
-        return f"\"{key}='{raw}'\""
-    # Hydra's quoted strings: a quote is escaped with a backslash, and backslashes are doubled only where
-    # they come before a quote or the closing quote (elsewhere they are kept as written).
-    escaped = re.sub(r"(\\*)('|\Z)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), raw)
-    hydra_value = f"'{escaped}'"
-    return shlex.quote(f"{key}={hydra_value}")
 
 
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
