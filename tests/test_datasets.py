@@ -86,10 +86,32 @@ def test_class_map_uncovered_values_name_file_values_and_fix() -> None:
     np.testing.assert_array_equal(fixed(np.array([[4, 9, 1]], np.uint8)), [[2, 0, 1]])
 
 
-@pytest.mark.parametrize(("mapping", "message"), [({0: 5}, "not a project id"), ({300: 0}, "outside 0..255")])
-def test_class_map_rejects_bad_entries(mapping: dict[int, int], message: str) -> None:
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({0: 5}, "not a project id"),
+        ({300: 0}, "outside 0..255"),
+        # null or a list: int() raised a TypeError (a traceback); a class name gave "invalid literal for
+        # int()"; a fraction was read as its whole part without a word.
+        ({0: None}, r"the target of native id 0 is None, not a project id"),
+        ({0: [1]}, r"the target of native id 0 is \[1\], not a project id"),
+        (
+            {0: "smooth_volcanic"},
+            r"is 'smooth_volcanic', not a project id .*0 smooth_volcanic, 1 rough_olivine",
+        ),
+        ({"soil": 0}, r"a key is 'soil', not a native id 0\.\.255"),
+        ({0: 1.9}, r"the target of native id 0 is 1\.9, not a project id"),
+        ({0: True}, r"is True, not a project id"),
+    ],
+)
+def test_class_map_rejects_bad_entries(mapping: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClassMap(mapping, "x")
+    from marsunits.errors import ConfigError
+    from marsunits.inference.runner import _labels_class_map
+
+    with pytest.raises(ConfigError, match=r"labels_class_map: .*Fix labels_class_map in the command"):
+        _labels_class_map(mapping, {})
 
 
 def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:

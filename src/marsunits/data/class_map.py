@@ -75,8 +75,8 @@ class ClassMap:
                 lut[value] = value
         else:
             for native_key, target in mapping.items():
-                native = int(native_key)
-                project = int(target)
+                native = self._whole_number(native_key, "a key", "a native id 0..255")
+                project = self._whole_number(target, f"the target of native id {native_key!r}", described)
                 if not 0 <= native <= 255:
                     raise ValueError(
                         f"{self.owner}: native id {native_key!r} is outside 0..255 "
@@ -91,6 +91,21 @@ class ClassMap:
         self._lut = lut
         self._lut_u8 = np.where(lut < 0, 255, lut).astype(np.uint8)
         self._unmapped = lut == _UNMAPPED
+
+    def _whole_number(self, value: Any, what: str, described: str) -> int:
+        """``value`` as an int: an int or a string of digits (YAML and the command line give either).
+
+        Raises:
+            ValueError: Anything else (a class name, null, a list, a fraction, true/false), naming the
+                entry: ``int()`` had raised a TypeError for null or a list (a traceback), said "invalid
+                literal for int()" of a class name, and read 1.9 as 1 silently.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+            raise ValueError(
+                f"{self.owner}: {what} is {value!r}, not {described}: ids are numbers (project ids: "
+                f"0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore). Fix {self.key} in {self.where}."
+            )
+        return int(value)
 
     def as_dict(self) -> dict[int, int] | None:
         """The mapping as plain ints (``None`` for identity), e.g. for checkpoint metadata."""

@@ -1324,18 +1324,25 @@ def predict_shard(
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
-    with contextlib.ExitStack() as claim:
-        refusal: str | None = None
-        if shard.rank == 0:
-            try:
-                claim.enter_context(claimed_output_dir(output_dir, take=True))
-            except ConfigError as exc:
-                refusal = str(exc)
-        if shard.world_size > 1:
-            refusal = broadcast(refusal)  # every rank stops, not only rank 0
-        if refusal is not None:
-            raise ConfigError(refusal)
-        return _predict_claimed_shard(opts, shard, gather)
+    new_folder = not output_dir.exists()
+    try:
+        with contextlib.ExitStack() as claim:
+            refusal: str | None = None
+            if shard.rank == 0:
+                try:
+                    claim.enter_context(claimed_output_dir(output_dir, take=True))
+                except ConfigError as exc:
+                    refusal = str(exc)
+            if shard.world_size > 1:
+                refusal = broadcast(refusal)  # every rank stops, not only rank 0
+            if refusal is not None:
+                raise ConfigError(refusal)
+            return _predict_claimed_shard(opts, shard, gather)
+    except BaseException:
+        if new_folder and shard.rank == 0:  # a run refused at start leaves no empty folder made for its claim
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()  # only when empty
+        raise
 
 
 def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> RunResult:
