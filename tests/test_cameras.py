@@ -380,6 +380,15 @@ def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tm
         "contact_map_x.contact.geojson",
         "contact_map_x.mask.png",
     ]
+    # A site name of 243 characters made a file name past 255 bytes: the map (and the run's reports after
+    # it) ended in "File name too long". Long names are cut, and two that share their start stay apart.
+    long_a, long_b = "s" * 242 + "a", "s" * 242 + "b"
+    cams = [_pinhole(pitch_deg=20.0, site=site) for site in (long_a, long_b)]
+    paths = build_contact_map([(f"{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(cams)], tmp_path)
+    assert len({p.name for p in paths}) == 4 and all(len(p.name.encode()) < 120 for p in paths)
+    sites = {json.loads(p.read_text())["site"] for p in paths if p.suffix == ".geojson"}
+    assert sites == {long_a, long_b}
+    assert sorted(remove_stale_maps(tmp_path)) == sorted(paths)  # still recognised as map files
 
 
 def test_a_camera_at_or_below_its_ground_is_refused_and_ground_height_is_z_up_in_every_frame(tmp_path):
@@ -520,6 +529,13 @@ def test_cahv_files_are_read_as_strictly_as_pinhole_ones(tmp_path):
         ("pinhole", "C", [0.0, 0.0, 2.0], "model 'cahv'"),
         ("cahv", "height_m", 1.9, "model 'pinhole'"),
         ("cahvor", "pitch_deg", 20.0, "model 'pinhole'"),
+        # CAHVOR's distortion in a CAHV file: R was dropped silently, O failed with a TypeError's words.
+        ("cahv", "R", [0.0, 0.01, 0.0], "model 'cahvor'"),
+        ("cahv", "O", [1.0, 0.0, 0.0], "model 'cahvor'"),
+        # Other names of the pinhole's angles were read as absent (yaw 0, pitch 0).
+        ("pinhole", "azimuth_deg", 90.0, "yaw_deg"),
+        ("pinhole", "heading_deg", 90.0, "yaw_deg"),
+        ("pinhole", "elevation_deg", -20.0, "pitch_deg .*positive looks DOWN"),
     ],
 )
 def test_a_key_of_another_camera_model_is_refused(tmp_path, model, key, value, use):
@@ -606,3 +622,21 @@ def test_a_cahvor_pixel_whose_newton_start_is_past_the_peak_keeps_its_ray():
     np.testing.assert_allclose(back, np.stack([u[ok], v[ok]], axis=-1), atol=1e-6)
     (ray,) = cv.pixel_to_ray(np.array([156.6]), np.array([0.5]))  # Newton's start lies past the peak here
     np.testing.assert_allclose(cv.world_to_pixel(cv.C + 5.0 * ray), [156.6, 0.5], atol=1e-6)
+
+
+def test_angles_in_radians_and_short_vectors_in_a_pds_frame_are_named(tmp_path):
+    """``"yaw_rad": 1.5708`` was ignored (yaw 0, the ground contacts turned 90 degrees) without a word, and a
+    two-number vector in a PDS (NED) frame file got numpy's "operands could not be broadcast" message."""
+    cam = _pinhole(pitch_deg=20.0)
+    path = tmp_path / "c.camera.json"
+    for key in ("yaw_rad", "roll_rad", "pitch_rad"):
+        path.write_text(json.dumps({**cam.to_dict(), key: 1.5707963}))
+        with pytest.raises(CameraFileError, match=rf"'{key}' is not read: angles are in degrees.*90 degrees"):
+            load_camera(path)
+    d = cahv_from_pinhole(cam).to_dict()
+    for frame in ("flu", "pds", "ned"):
+        path.write_text(json.dumps({**d, "frame": frame, "C": [0.0, 0.0]}))
+        with pytest.raises(
+            CameraFileError, match=r"CAHV vector C must be 3 finite numbers, got \[0\.0, 0\.0\]"
+        ):
+            load_camera(path)

@@ -289,6 +289,12 @@ def test_an_output_dir_that_cannot_be_written_stops_with_one_sentence(
     with pytest.raises(runner.OutputWriteError, match=rf"output_dir {out} cannot be written \({tmp_path}: "):
         run(make_cfg(tmp_path, ckpt, inp, out))
     assert not out.exists()
+    monkeypatch.undo()
+    # An output_dir under a file: it said "permission denied or read-only", which was not the cause.
+    (tmp_path / "notes.txt").write_text("")
+    under = tmp_path / "notes.txt" / "out"
+    with pytest.raises(runner.OutputWriteError, match=rf"{tmp_path / 'notes.txt'} is a file, not a folder"):
+        run(make_cfg(tmp_path, ckpt, inp, under))
 
     denied = OSError(errno.EACCES, "Permission denied", str(out / "sub" / ".a.mask.png.25883.x.tmp"))
     said = runner._output_stop_message(out, denied)

@@ -8,6 +8,7 @@ view with ``x`` pointing up and ``y`` to the left, so it reads like a map seen f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -71,9 +72,19 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     return np.asarray(poly.exterior.coords)
 
 
+#: Longest site part of a map's file name: the name's first characters, and 9 of a hash beyond them (a site
+#: of 243 characters made a name past the filesystem's 255 bytes: a traceback before the run's reports).
+_SITE_CHARS = 80
+
+
 def _safe(name: str) -> str:
-    """A site name as a file-name part: letters, digits, ``_`` and ``-`` (no dot, see ``_MAP_FILE``)."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "site"
+    """A site name as a file-name part: letters, digits, ``_`` and ``-`` (no dot, see ``_MAP_FILE``), at most
+    ``_SITE_CHARS`` long (a longer one is cut and told apart by a hash of the whole name)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "site"
+    if len(safe) <= _SITE_CHARS:
+        return safe
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{safe[: _SITE_CHARS - 9]}_{digest}"
 
 
 #: The names :func:`build_contact_map` writes; a per-image output (``<stem>.mask.png``) always has a dot more.

@@ -304,6 +304,13 @@ def check_output_writable(output_dir: Path) -> None:
     existing = output_dir
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    if (
+        existing != output_dir and not existing.is_dir()
+    ):  # output_dir=notes.txt/out: "permission denied" was wrong
+        raise OutputWriteError(
+            f"output_dir {output_dir} cannot be made: {existing} is a file, not a folder; choose another "
+            "output_dir"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputWriteError(
             f"output_dir {output_dir} cannot be written ({existing}: permission denied or read-only); make "

@@ -77,7 +77,20 @@ _FOREIGN = {
         for k in ("hfov_deg", "pitch_deg", "roll_deg", "yaw_deg", "height_m", "x_m", "y_m", "z_m", "k1", "k2")
     },
 }
-_FOREIGN["cahvor"] = _FOREIGN["cahv"]
+_FOREIGN["cahvor"] = dict(_FOREIGN["cahv"])
+# O and R are CAHVOR's lens distortion: a CAHV file dropped R without a word and failed on O with
+# "CahvCamera.__init__() got an unexpected keyword argument 'O'".
+_FOREIGN["cahv"].update({k: "model 'cahvor' (O and R are its lens distortion)" for k in ("O", "R")})
+# Other names of the pinhole's angles: read as absent (yaw 0), they turned every ground contact.
+_FOREIGN["pinhole"].update(
+    {
+        "azimuth_deg": "yaw_deg (degrees, positive turns left, counter-clockwise seen from above)",
+        "heading_deg": "yaw_deg (degrees, positive turns left, counter-clockwise seen from above)",
+        "elevation_deg": "pitch_deg (degrees, positive looks DOWN: an elevation of -20 is a pitch of 20)",
+        "tilt_deg": "pitch_deg (degrees, positive looks down)",
+        "fov_deg": "hfov_deg (the horizontal field of view, degrees)",
+    }
+)
 #: How alike (difflib ratio) an unknown key must be to a known one to count as its misspelling.
 _TYPO_RATIO = 0.8
 
@@ -120,6 +133,14 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         frame = _FRAMES.get(str(d.get("frame", "flu")).lower())
         if frame is None:
             raise ValueError(f"'frame' must be one of {sorted(_FRAMES)}, got {d.get('frame')!r}")
+        for key in ("C", "A", "H", "V", "O", "R"):
+            if key in d and (
+                not isinstance(d[key], (list, tuple))
+                or any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) for v in d[key])
+            ):
+                raise ValueError(f"{key!r} must be a list of JSON numbers, got {d[key]!r}")
+            if key in d and len(d[key]) != 3:  # checked before the frame turns it (numpy's message was all)
+                raise ValueError(f"CAHV vector {key} must be 3 finite numbers, got {d[key]!r}")
         vec = {k: d[k] for k in ("C", "A", "H", "V", "O") if k in d}
         if frame == "ned":
             vec = {k: ned_to_flu(v) for k, v in vec.items()}
@@ -130,12 +151,6 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
                 raise ValueError(f"{key!r} must be a finite JSON number, got {value!r}")
             if key != "ground_z_m" and value != int(value):
                 raise ValueError(f"{key!r} must be a whole number of pixels, got {value!r}")
-        for key in ("C", "A", "H", "V", "O", "R"):
-            if key in d and (
-                not isinstance(d[key], (list, tuple))
-                or any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) for v in d[key])
-            ):
-                raise ValueError(f"{key!r} must be a list of JSON numbers, got {d[key]!r}")
         site = d.get("site")
         if site is not None and not isinstance(site, str):  # a number or list broke the map at the run's end
             raise ValueError(f"'site' must be a name (a JSON string) or null, got {site!r}")
@@ -167,6 +182,12 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
     for key in d:
         if key in known:
             continue
+        degrees = f"{key[: -len('_rad')]}_deg" if key.endswith("_rad") else None
+        if degrees in known:  # "yaw_rad": 1.57 was ignored (yaw 0) without a word
+            raise CameraFileError(
+                f"{source}: key {key!r} is not read: angles are in degrees here; give {degrees!r} instead "
+                f"({key} = {d[key]!r} is {_degrees(d[key])} degrees)"
+            )
         if key in _FOREIGN[model]:
             raise CameraFileError(
                 f"{source}: key {key!r} is not read by a {model!r} camera, so the ground coordinates would "
@@ -186,6 +207,13 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
             f"{source}: unknown key {key!r} in a {model!r} camera; did you mean {guess[0]!r}? "
             f"Rename it (the keys of this model: {list(known)})"
         )
+
+
+def _degrees(radians: Any) -> str:
+    """``radians`` in degrees for a message, or ``"?"`` when it is not a number."""
+    if isinstance(radians, bool) or not isinstance(radians, int | float):
+        return "?"
+    return f"{math.degrees(radians):.6g}"
 
 
 def load_camera(path: str | os.PathLike[str]) -> CameraModel:
