@@ -667,3 +667,25 @@ def test_a_sol_table_saved_by_a_spreadsheet_is_read(tmp_path: Path) -> None:
     table = root / "stats.csv"
     table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes().replace(b"\n", b"\r\n"))
     assert sorted(r.group for r in scan_marsscapes(root)) == [122, 123]
+
+
+def test_a_1_bit_mask_is_read_and_a_turned_photo_is_named_in_the_size_error(tmp_path: Path) -> None:
+    """A mask of 0 and 255 saved as 1-bit (PNG optimisers, PIL for a boolean array) was refused as "mode '1'
+    with 1 channel(s)", a single channel; a mask drawn on the stored pixels of a photo with an EXIF rotation
+    was said to differ in size while both files were that size on disk."""
+    from marsunits.data.io import read_mask
+
+    ids = np.zeros((6, 8), np.uint8)
+    ids[:, 4:] = 255
+    Image.fromarray(ids > 0).save(tmp_path / "m.png")  # mode "1"
+    assert Image.open(tmp_path / "m.png").mode == "1"
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), ids)
+
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    photo = Image.open(root / "images" / "img_1.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned by 90 degrees when displayed
+    photo.save(root / "images" / "img_1.jpg", exif=exif.tobytes())
+    (root / "images" / "img_1.png").unlink()
+    with pytest.raises(ValueError, match=r"img_1\.jpg: image is 40x72.*EXIF orientation tag \(6\) turns it"):
+        ImageStore(scan_folder(root), ClassMap(None, "folder"), cache=False)

@@ -692,6 +692,10 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             return _palette_ids(p, decoded)
         if decoded.mode.startswith("I"):  # 16-bit (I;16) or 32-bit (I) greyscale
             return _ids_fit_8_bit(p, np.asarray(decoded))
+        if decoded.mode == "1":
+            # 1-bit greyscale: what PNG optimisers (and PIL, for a boolean array) make of a mask holding only
+            # 0 and 255; its white is 255. It was refused as "mode '1' with 1 channel(s)", a single channel.
+            return np.array(decoded.convert("L"), dtype=np.uint8)
         if decoded.mode != "L":
             bands = len(decoded.getbands())
             raise ImageReadError(

@@ -163,9 +163,26 @@ def as_float(img: np.ndarray) -> np.ndarray:
 
 
 def _check_same_size(rec: LabelledImage, image_hw: tuple[int, ...], mask_hw: tuple[int, ...]) -> None:
+    """Raise if image and mask sizes differ. ``image_hw`` is the image as displayed (its EXIF orientation
+    applied); a mask drawn on the stored pixels of a turned photo was said to differ in size while both
+    files were that size on disk, so the message then names the tag."""
     if tuple(image_hw) != tuple(mask_hw):
+        turned = ""
+        if tuple(image_hw[:2]) == tuple(mask_hw[:2])[::-1]:
+            from marsunits.data.io import exif_orientation
+
+            try:
+                tag = exif_orientation(rec.image)
+            except ValueError:
+                tag = 1
+            if tag in (5, 6, 7, 8):
+                turned = (
+                    f" The image's EXIF orientation tag ({tag}) turns it by 90 degrees when read, and the "
+                    "mask has the stored (unturned) size: draw the mask on the image as displayed, or save "
+                    "the image without the tag."
+                )
         raise ValueError(
             f"{rec.image}: image is {image_hw[1]}x{image_hw[0]} (WxH) but its mask {rec.mask} is "
             f"{mask_hw[1]}x{mask_hw[0]}. Masks must have the image's exact size: re-export the mask (nearest "
-            "neighbour if it was resized) or pair the right files."
+            f"neighbour if it was resized) or pair the right files.{turned}"
         )
