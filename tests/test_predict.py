@@ -1066,8 +1066,11 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
     save_rgb(image, 60, 80)
     line = ContactLine(pixels=np.array([[5.0, 50.0], [75.0, 52.0]]), confidence=0.8)
     sidecar = tmp_path / "x.camera.json"
-    for pitch, warned in ((-30.0, True), (25.0, False)):
-        camera = PinholeCamera(image_width=80, image_height=60, hfov_deg=60.0, pitch_deg=pitch)
+    # A height in millimetres (1900) put the ground kilometres away, and the message spoke of the sign only.
+    for pitch, height, warned in ((-30.0, 1.9, True), (25.0, 1.9, False), (25.0, 1900.0, True)):
+        camera = PinholeCamera(
+            image_width=80, image_height=60, hfov_deg=60.0, pitch_deg=pitch, height_m=height
+        )
         sidecar.write_text(json.dumps(camera.to_dict()))
         caplog.clear()
         with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
@@ -1077,4 +1080,4 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
         assert len(said) == int(warned)
         if warned:
             assert said[0].startswith(f"x.png: its camera ({sidecar}) sees no ground within max_range_m=30")
-            assert "sign of pitch_deg" in said[0]
+            assert "sign of pitch_deg" in said[0] and "height_m in metres, angles in degrees" in said[0]

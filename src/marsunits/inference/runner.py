@@ -492,8 +492,9 @@ def add_ground_coordinates(
     if len(view_footprint(camera, max_range_m=max_range_m)) == 0:  # was silent: no metres, no reason given
         log.warning(
             "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
-            "coordinates; check the sign of pitch_deg (positive looks down), or the frame and ground_z_m "
-            "of a CAHV(OR) camera",
+            "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
+            "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
+            "near), or the frame and ground_z_m of a CAHV(OR) camera",
             image_path.name,
             find_camera_file(image_path),
             max_range_m,
