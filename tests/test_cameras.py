@@ -532,10 +532,6 @@ def test_cahv_files_are_read_as_strictly_as_pinhole_ones(tmp_path):
         # CAHVOR's distortion in a CAHV file: R was dropped silently, O failed with a TypeError's words.
         ("cahv", "R", [0.0, 0.01, 0.0], "model 'cahvor'"),
         ("cahv", "O", [1.0, 0.0, 0.0], "model 'cahvor'"),
-        # Other names of the pinhole's angles were read as absent (yaw 0, pitch 0).
-        ("pinhole", "azimuth_deg", 90.0, "yaw_deg"),
-        ("pinhole", "heading_deg", 90.0, "yaw_deg"),
-        ("pinhole", "elevation_deg", -20.0, "pitch_deg .*positive looks DOWN"),
     ],
 )
 def test_a_key_of_another_camera_model_is_refused(tmp_path, model, key, value, use):
@@ -629,10 +625,22 @@ def test_angles_in_radians_and_short_vectors_in_a_pds_frame_are_named(tmp_path):
     two-number vector in a PDS (NED) frame file got numpy's "operands could not be broadcast" message."""
     cam = _pinhole(pitch_deg=20.0)
     path = tmp_path / "c.camera.json"
-    for key in ("yaw_rad", "roll_rad", "pitch_rad"):
-        path.write_text(json.dumps({**cam.to_dict(), key: 1.5707963}))
-        with pytest.raises(CameraFileError, match=rf"'{key}' is not read: angles are in degrees.*90 degrees"):
+    # Other names of the angles, or radians, in place of the key read (they were read as absent: yaw 0).
+    for key, meant, said in (
+        ("yaw_rad", "yaw_deg", r"'yaw_rad' is not read: angles are in degrees.*90 degrees"),
+        ("roll_rad", "roll_deg", r"'roll_rad' is not read: angles are in degrees.*90 degrees"),
+        ("pitch_rad", "pitch_deg", r"'pitch_rad' is not read: angles are in degrees"),
+        ("azimuth_deg", "yaw_deg", r"'azimuth_deg' is not read by a 'pinhole' camera.*use yaw_deg"),
+        ("heading_deg", "yaw_deg", r"'heading_deg' is not read .*use yaw_deg"),
+        ("elevation_deg", "pitch_deg", r"'elevation_deg' is not read .*use pitch_deg .*positive looks DOWN"),
+    ):
+        d = {k: v for k, v in cam.to_dict().items() if k != meant}
+        path.write_text(json.dumps({**d, key: 1.5707963}))
+        with pytest.raises(CameraFileError, match=said):
             load_camera(path)
+        # Beside the key read, such a value is metadata (a rover heading, say): the file stays valid.
+        path.write_text(json.dumps({**cam.to_dict(), meant: 0.0, key: 1.5707963}))
+        load_camera(path)
     d = cahv_from_pinhole(cam).to_dict()
     for frame in ("flu", "pds", "ned"):
         path.write_text(json.dumps({**d, "frame": frame, "C": [0.0, 0.0]}))

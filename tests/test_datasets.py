@@ -658,6 +658,24 @@ def test_folder_data_follows_linked_subfolders_and_pairs_names_in_either_unicode
     with caplog.at_level("WARNING", logger="marsunits.data.folder"):
         assert len(scan_folder(tmp_path / "data")) == 3
     assert "format that is not read (d.bmp)" in caplog.text
+    # A link to a folder of the tree itself (a "latest" shortcut) is not walked in its place, whatever the
+    # order: the files keep their real folder's name (the link walked first had taken them).
+    for folder, ext in (("images", "jpg"), ("masks", "png")):
+        (tmp_path / "data" / folder / "sol_0137").mkdir()
+        Image.new("L" if folder == "masks" else "RGB", (8, 8)).save(
+            tmp_path / "data" / folder / f"sol_0137/e.{ext}"
+        )
+        os.symlink(tmp_path / "data" / folder / "sol_0137", tmp_path / "data" / folder / "a_latest")
+    got = sorted(r.image.relative_to(tmp_path / "data").as_posix() for r in scan_folder(tmp_path / "data"))
+    assert "images/sol_0137/e.jpg" in got and not [g for g in got if "a_latest" in g]
+    # Names in NFD on disk (copied from macOS): the camera file named as the image is on disk is found.
+    nfd = unicodedata.normalize("NFD", "Máaz_2")
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "images" / f"{nfd}.jpg")
+    Image.new("L", (8, 8)).save(tmp_path / "data" / "masks" / f"{nfd}.png")
+    (tmp_path / "data" / "cameras").mkdir()
+    (tmp_path / "data" / "cameras" / f"{nfd}.json").write_text("{}")
+    (rec,) = [r for r in scan_folder(tmp_path / "data") if "2" in r.image.name]
+    assert rec.camera == tmp_path / "data" / "cameras" / f"{nfd}.json"
 
 
 def test_a_sol_table_saved_by_a_spreadsheet_is_read(tmp_path: Path) -> None:
@@ -667,6 +685,14 @@ def test_a_sol_table_saved_by_a_spreadsheet_is_read(tmp_path: Path) -> None:
     table = root / "stats.csv"
     table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes().replace(b"\n", b"\r\n"))
     assert sorted(r.group for r in scan_marsscapes(root)) == [122, 123]
+    # AI4Mars' table, with the site and drive columns that group frames by place: a KeyError traceback.
+    ai = write_fake_ai4mars(tmp_path / "a", n_images=3)
+    stats = ai / "stats.csv"
+    rows = stats.read_text().splitlines()
+    if "site" not in rows[0]:
+        rows = [rows[0] + ",site,drive"] + [r + ",1,2" for r in rows[1:]]
+    stats.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    assert len(scan_ai4mars(ai)) == 3
 
 
 def test_a_1_bit_mask_is_read_and_a_turned_photo_is_named_in_the_size_error(tmp_path: Path) -> None:

@@ -600,11 +600,15 @@ def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) 
     stems = ("137_1", "425_1", "scene", "12_left")  # AI4Mars does not name its frames by sol
     for stem in stems:
         write_png_atomic(labels / f"{stem}.png", _halves(20, 30, 15))
-    ev = Evaluation(labels, trained_sols={"marsscapes": [137, 370], "ai4mars": [12, 13]})
+    ev = Evaluation(labels, trained_sols={"marsscapes": [137, 370], "ai4mars": [12, 13], "folder": [425]})
     for stem in stems:
         ev.add(PurePosixPath(f"{stem}.png"), _halves(20, 30, 15))
     metrics = json.loads(json.dumps(ev.to_dict()))
-    assert metrics["images_from_trained_sols"] == {"137_1.png": "sol 137 (marsscapes)"}
+    # A folder source's sols come from <sol>_ names (a self-training student's pseudo-labelled panoramas).
+    assert metrics["images_from_trained_sols"] == {
+        "137_1.png": "sol 137 (marsscapes)",
+        "425_1.png": "sol 425 (folder)",
+    }
     summary = {
         "counts": {"ok": 4, "skipped": 0, "error": 0, "total": 4},
         "unit_fractions": {"smooth_volcanic": 0.5, "rough_olivine": 0.5, "other": 0.0},
@@ -620,7 +624,7 @@ def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) 
         "output_dir": "out",
     }
     said = summary_paragraph(summary, metrics)
-    assert "1 of the scored images are named for sols the model trained on (e.g. 137_1.png: sol 137" in said
+    assert "2 of the scored images are named for sols the model trained on (e.g. 137_1.png: sol 137" in said
     assert "trained on" not in summary_paragraph(summary, {**metrics, "images_from_trained_sols": {}})
 
 

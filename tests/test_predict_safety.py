@@ -335,6 +335,13 @@ def test_a_second_run_into_an_output_dir_in_use_is_refused_before_loading(
             predict_shard(opts, Shard(rank=1, world_size=2), broadcast=broadcast)
         assert told[1] is None  # rank 1 did not claim: it stops on rank 0's word
         assert not loaded
+        # devices=2 spawned from here: the folder in use is said by the launching process, in one line (a
+        # spawned rank's ConfigError came as a spawn traceback with status 1).
+        from marsunits.inference import distributed
+
+        monkeypatch.setattr(distributed, "launch", lambda *a: loaded.append("launched"))
+        status, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out, "devices=2"), capsys)
+        assert status == 2 and not loaded and "is in use by predict.py" in err and "Traceback" not in err
         monkeypatch.undo()
     finally:
         other.kill()
@@ -343,3 +350,7 @@ def test_a_second_run_into_an_output_dir_in_use_is_refused_before_loading(
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     assert sorted(read_manifest(out)) == ["img0.png", "img1.png"]
     assert not (out / ".predict.claim").exists()  # removed by the run that held it
+    # A run refused at start (no such checkpoint) leaves none of the folders made for its claim.
+    deep = tmp_path / "new" / "a" / "b"
+    status, err = _run_cli(make_cfg(tmp_path, tmp_path / "missing.ckpt", inp, deep), capsys)
+    assert status == 2 and not (tmp_path / "new").exists()

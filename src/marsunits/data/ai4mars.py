@@ -54,7 +54,7 @@ def _places(stats: Path) -> dict[str, str]:
     rover position of each frame, from the PDS file name); empty when it has not. A position keeps its
     frames on one side of the split: near-identical frames shot from one parked position on sols 1439 and
     1441 sat in training and validation."""
-    with stats.open(newline="") as fh:
+    with stats.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's byte-order mark
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"site", "drive"} <= set(reader.fieldnames):
             return {}

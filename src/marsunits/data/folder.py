@@ -83,10 +83,13 @@ def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> di
 
 def _files(folder: Path, recursive: bool) -> list[Path]:
     """The files in ``folder`` (and with ``recursive`` its subfolders, following symbolic links to folders
-    once each, as ``predict.py`` does: ``Path.rglob`` left linked subfolders out of training without a
-    word), sorted; hidden files and folders are left out."""
+    outside it, once each, as ``predict.py`` does: ``Path.rglob`` left linked subfolders out of training
+    without a word), sorted; hidden files and folders are left out. A link to a folder of the tree itself
+    (``latest -> sol_0137``) is not followed: its files are keyed by their real folder, whatever the order
+    of the walk."""
     if not recursive:
         return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    in_tree = {os.path.realpath(d) for d, _, _ in os.walk(folder)}  # the real folders, links not followed
     files: list[Path] = []
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -95,7 +98,15 @@ def _files(folder: Path, recursive: bool) -> list[Path]:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and not (
+                os.path.islink(os.path.join(dirpath, d))
+                and os.path.realpath(os.path.join(dirpath, d)) in in_tree
+            )
+        )
         files.extend(Path(dirpath) / n for n in filenames if not n.startswith("."))
     return sorted(p for p in files if p.is_file())
 
@@ -189,11 +200,17 @@ def pair_by_stem(
         if note:  # all paired: the run goes on without them, and says so
             log.warning("Dataset '%s': left out.%s", dataset, note)
     records = []
-    for stem in sorted(images):
+    for key in sorted(images):
+        # The image's own name (keys are NFC only to pair images with masks): a camera file or a stats.csv
+        # row named as the image is on disk is found, in either Unicode form.
+        stem = images[key].relative_to(images_dir).with_suffix("").as_posix()
         camera = None
-        if cameras_dir is not None and (cameras_dir / f"{stem}.json").is_file():
-            camera = cameras_dir / f"{stem}.json"
-        records.append(LabelledImage(images[stem], masks[stem], group_of(Path(stem).name), dataset, camera))
+        if cameras_dir is not None:
+            for name in dict.fromkeys((stem, key)):
+                if (cameras_dir / f"{name}.json").is_file():
+                    camera = cameras_dir / f"{name}.json"
+                    break
+        records.append(LabelledImage(images[key], masks[key], group_of(Path(stem).name), dataset, camera))
     return records
 
 

@@ -262,13 +262,14 @@ class Evaluation:
     def from_trained_sols(self) -> dict[str, str]:
         """``{image: "sol <n> (<source>)"}`` of the scored images whose names start with ``<sol>_`` (as
         MarsScapes panoramas and their pseudo-labels are named) where the model trained on that sol of
-        MarsScapes: their scores read high. A model scored on panoramas it trained on was not flagged, and
-        MarsScapes' own labels folder holds both kinds. Only MarsScapes' sols count: no other source names
-        its images by sol, and an AI4Mars model's thousand-odd sols flagged any ``12_left.png``."""
+        MarsScapes (or of a folder source, whose sols come from such names: pseudo-labelled panoramas): their
+        scores read high. A model scored on panoramas it trained on was not flagged, and MarsScapes' own
+        labels folder holds both kinds. AI4Mars' sols do not count: it does not name its frames by sol, and
+        an AI4Mars model's thousand-odd sols flagged any ``12_left.png``."""
         seen = {
             int(sol): source
             for source, sols in (self.trained_sols or {}).items()
-            if source == "marsscapes"
+            if source in ("marsscapes", "folder")  # folder: sols read from <sol>_ names (pseudo-labels)
             for sol in (sols or ())
             if isinstance(sol, int | str) and str(sol).lstrip("-").isdigit()
         }

@@ -1270,10 +1270,31 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     from marsunits.inference import distributed
 
     with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
-        result = distributed.launch(opts) if distributed.wants_sharding(opts.devices) else predict_shard(opts)
+        if not distributed.wants_sharding(opts.devices):
+            result = predict_shard(opts)
+        else:
+            if distributed.launched_world_size() == 1:  # ranks spawned here: a folder in use is said here,
+                _check_output_dir_free(opts)  # in one line (a rank's error came as a spawn traceback)
+            result = distributed.launch(opts)
     if opts.logger is not None and result.summary:
         log_to_tracker(opts, cfg, result)
     return result
+
+
+def _check_output_dir_free(opts: PredictOptions) -> None:
+    """Raise the ``ConfigError`` of :func:`~marsunits.run_folder_claim.claimed_output_dir` if another
+    ``predict.py`` holds ``output_dir`` (checked, then released: the spawned rank 0 claims it for the run).
+    Folders made for the check are removed again."""
+    _, output_dir = check_folders(opts.input_dir, opts.output_dir)
+    check_output_writable(output_dir)
+    made = _folders_to_make(output_dir)
+    try:
+        with claimed_output_dir(output_dir, take=True):
+            pass
+    finally:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def check_logger(logger: Mapping[str, Any] | None) -> None:
@@ -1332,7 +1353,7 @@ def predict_shard(
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
-    new_folder = not output_dir.exists()
+    made = _folders_to_make(output_dir)
     try:
         with contextlib.ExitStack() as claim:
             refusal: str | None = None
@@ -1347,10 +1368,20 @@ def predict_shard(
                 raise ConfigError(refusal)
             return _predict_claimed_shard(opts, shard, gather)
     except BaseException:
-        if new_folder and shard.rank == 0:  # a run refused at start leaves no empty folder made for its claim
-            with contextlib.suppress(OSError):
-                output_dir.rmdir()  # only when empty
+        if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
         raise
+
+
+def _folders_to_make(folder: Path) -> list[Path]:
+    """The folders on the way to ``folder`` (itself first) that do not exist yet."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> RunResult:

@@ -81,16 +81,15 @@ _FOREIGN["cahvor"] = dict(_FOREIGN["cahv"])
 # O and R are CAHVOR's lens distortion: a CAHV file dropped R without a word and failed on O with
 # "CahvCamera.__init__() got an unexpected keyword argument 'O'".
 _FOREIGN["cahv"].update({k: "model 'cahvor' (O and R are its lens distortion)" for k in ("O", "R")})
-# Other names of the pinhole's angles: read as absent (yaw 0), they turned every ground contact.
-_FOREIGN["pinhole"].update(
-    {
-        "azimuth_deg": "yaw_deg (degrees, positive turns left, counter-clockwise seen from above)",
-        "heading_deg": "yaw_deg (degrees, positive turns left, counter-clockwise seen from above)",
-        "elevation_deg": "pitch_deg (degrees, positive looks DOWN: an elevation of -20 is a pitch of 20)",
-        "tilt_deg": "pitch_deg (degrees, positive looks down)",
-        "fov_deg": "hfov_deg (the horizontal field of view, degrees)",
-    }
-)
+#: Other names of a pinhole's angles, and the key meant: read as absent (yaw 0), they turned every ground
+#: contact. Refused only where the key meant is not given (beside it, they are kept as metadata).
+_ALIASES = {
+    "azimuth_deg": ("yaw_deg", "degrees, positive turns left, counter-clockwise seen from above"),
+    "heading_deg": ("yaw_deg", "degrees, positive turns left, counter-clockwise seen from above"),
+    "elevation_deg": ("pitch_deg", "degrees, positive looks DOWN: an elevation of -20 is a pitch of 20"),
+    "tilt_deg": ("pitch_deg", "degrees, positive looks down"),
+    "fov_deg": ("hfov_deg", "the horizontal field of view, degrees"),
+}
 #: How alike (difflib ratio) an unknown key must be to a known one to count as its misspelling.
 _TYPO_RATIO = 0.8
 
@@ -183,10 +182,16 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
         if key in known:
             continue
         degrees = f"{key[: -len('_rad')]}_deg" if key.endswith("_rad") else None
-        if degrees in known:  # "yaw_rad": 1.57 was ignored (yaw 0) without a word
+        if degrees in known and degrees not in d:  # "yaw_rad": 1.57 was ignored (yaw 0) without a word
             raise CameraFileError(
                 f"{source}: key {key!r} is not read: angles are in degrees here; give {degrees!r} instead "
                 f"({key} = {d[key]!r} is {_degrees(d[key])} degrees)"
+            )
+        meant = _ALIASES.get(key) if model == "pinhole" else None
+        if meant is not None and meant[0] not in d:
+            raise CameraFileError(
+                f"{source}: key {key!r} is not read by a 'pinhole' camera, so the ground coordinates would "
+                f"silently ignore it; use {meant[0]} ({meant[1]})"
             )
         if key in _FOREIGN[model]:
             raise CameraFileError(
