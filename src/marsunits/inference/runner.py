@@ -304,9 +304,8 @@ def check_output_writable(output_dir: Path) -> None:
     existing = output_dir
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if (
-        existing != output_dir and not existing.is_dir()
-    ):  # output_dir=notes.txt/out: "permission denied" was wrong
+    # output_dir=notes.txt/out: this said "permission denied or read-only", which was not the cause.
+    if existing != output_dir and not existing.is_dir():
         raise OutputWriteError(
             f"output_dir {output_dir} cannot be made: {existing} is a file, not a folder; choose another "
             "output_dir"
