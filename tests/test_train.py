@@ -990,3 +990,40 @@ def test_resuming_after_the_data_changed_refuses_to_validate_on_trained_sols(tmp
         DataError, match=r"ckpt_path=.*last\.ckpt \(the run this command resumes\) was trained"
     ):
         run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=3", f"ckpt_path={last}"]))
+
+
+def test_resuming_after_images_were_added_to_a_folder_refuses_to_validate_on_trained_images(
+    tmp_path: Path,
+) -> None:
+    """data=folder splits its images one by one, by position: an image added since the run began moved
+    several across the split, and the resumed run validated on images it had trained on, silently."""
+    from marsunits.data.fake import write_fake_folder
+
+    root = write_fake_folder(tmp_path / "folder", n_images=10, height=64, width=64)
+    common = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        f"data.root={root}",
+        "data.batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "test=false",
+    ]
+    run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=1"]))
+    run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=2", "ckpt_path=last"]))
+    config = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    before = instantiate(config.data)
+    before.setup("fit")
+    write_fake_folder(root, n_images=13, height=64, width=64)
+    after = instantiate(config.data)
+    after.setup("fit")
+    val_after = {after._image_key("folder", r) for r in after.splits["folder"][1]}
+    assert val_after & set(before.trained_images()["folder"])  # the precondition: the split moved
+    with pytest.raises(
+        DataError, match=r"the run this command resumes\) was trained on \d+ image\(s\) of 'folder'"
+    ):
+        run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=3", "ckpt_path=last"]))
+    allowed = [*common, "trainer.max_epochs=3", "ckpt_path=last", "data.allow_seen_val_sols=true"]
+    assert 0.0 <= run(compose_config("train", tmp_path / "run", allowed))["val/miou"] <= 1.0

@@ -495,7 +495,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
     if ckpt_path:
-        resumed = check_resume_checkpoint(ckpt_path, task)
+        resumed = check_resume_checkpoint(ckpt_path, task, datamodule)
         if _fit_is_finished(resumed, cfg.trainer):
             # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
             # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for
@@ -507,6 +507,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         seen = getattr(datamodule, "sols_seen_by", None)
         if isinstance(seen, list) and resumed.trained_sols:
             seen.append((f"ckpt_path={ckpt_path} (the run this command resumes)", resumed.trained_sols))
+        # Images without a sol (data=folder) are split one by one, by position: one image added moved several.
+        if resumed.trained_images and hasattr(datamodule, "resumed_trained_images"):
+            what = f"ckpt_path={ckpt_path} (the run this command resumes)"
+            datamodule.resumed_trained_images = (what, resumed.trained_images)
     # After the data and model settings were accepted (a bad value stops above), so a run that never
     # started leaves no config.yaml, the record a later ckpt_path=last compares with.
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -640,9 +644,11 @@ class ResumePoint(NamedTuple):
     steps: int
     #: ``{source: sols}`` its network had trained on (``trained_sols`` in its metadata), or None.
     trained_sols: dict[str, list[int]] | None
+    #: ``{source: image keys}`` of its training images without a sol (its datamodule's state), or None.
+    trained_images: dict[str, list[str]] | None = None
 
 
-def check_resume_checkpoint(ckpt_path: str, task: Any) -> ResumePoint:
+def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -> ResumePoint:
     """Refuse a checkpoint to resume from before anything is written: one that is damaged, cut short, not a
     marsunits checkpoint (or one that only unsafe unpickling would read), or whose network differs from the
     one this run builds (a checkpoint copied out of its run folder, so no config.yaml to compare with).
@@ -676,10 +682,14 @@ def check_resume_checkpoint(ckpt_path: str, task: Any) -> ResumePoint:
     epochs = fit_loop.get("epoch_progress", {}).get("current", {}).get("processed", 0)
     steps = checkpoint.get("global_step", 0)
     sols = (checkpoint.get(METADATA_KEY) or {}).get("trained_sols")
+    # Lightning keeps a datamodule's state_dict under its class's qualified name.
+    state = checkpoint.get(type(datamodule).__qualname__) if datamodule is not None else None
+    images = state.get("trained_images") if isinstance(state, dict) else None
     return ResumePoint(
         epochs if isinstance(epochs, int) else 0,
         steps if isinstance(steps, int) else 0,
         sols if isinstance(sols, dict) and sols else None,
+        images if isinstance(images, dict) and images else None,
     )
 
 

@@ -308,6 +308,10 @@ class MarsDataModule(L.LightningDataModule):
         #: ``training.run`` for ``init_ckpt_path`` and ``train=false``; a pseudo-label folder's teacher is
         #: read from its ``pseudo_labels.json``): ``setup`` refuses validation sols they trained on.
         self.sols_seen_by: list[tuple[str, Mapping[str, Sequence[int]] | None]] = []
+        #: ``(what, {source: image keys})``: the images without a sol that the run resumed by this command
+        #: trained on (its checkpoint's :meth:`state_dict`), set by ``training.run``; ``setup`` refuses to
+        #: validate on them (an image added to a folder re-draws the split of images without sols).
+        self.resumed_trained_images: tuple[str, Mapping[str, Sequence[str]]] | None = None
         self.folder_sols_from_names = bool(folder_sols_from_names)
         self.samples_per_epoch = int(samples_per_epoch)
         if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
@@ -528,6 +532,7 @@ class MarsDataModule(L.LightningDataModule):
             self._leave_out_sols_near_validation()
         if not self.allow_seen_val_sols:
             self._refuse_validation_sols_seen_before()
+            self._refuse_validation_images_trained_before()
         stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
@@ -663,6 +668,46 @@ class MarsDataModule(L.LightningDataModule):
                     len(train) - len(kept),
                 )
             self.splits[source] = (kept, val)
+
+    def _image_key(self, source: str, rec: LabelledImage) -> str:
+        """``rec``'s image as a path below its source's root (POSIX form), or the whole path if outside."""
+        try:
+            return rec.image.relative_to(self._source_root(source)).as_posix()
+        except ValueError:
+            return rec.image.as_posix()
+
+    def trained_images(self) -> dict[str, list[str]]:
+        """``{source: sorted image keys}`` of the training images without a sol (after ``setup``): those
+        a split by sol does not keep apart from the validation images when the data changes."""
+        found = {
+            source: sorted(self._image_key(source, r) for r in train if r.group is None)
+            for source, (train, _) in self.splits.items()
+        }
+        return {source: keys for source, keys in found.items() if keys}
+
+    def _refuse_validation_images_trained_before(self) -> None:
+        """Raise if the run this command resumes trained on images (without a sol) that this run validates on.
+
+        Raises:
+            DataError: naming the images and the ways out.
+        """
+        if self.resumed_trained_images is None:
+            return
+        what, trained = self.resumed_trained_images
+        for source, (_, val) in self.splits.items():
+            before = set(trained.get(source) or ())
+            validated = (self._image_key(source, r) for r in val if r.group is None)
+            hits = sorted(k for k in validated if k in before)
+            if hits:
+                shown = ", ".join(hits[:5]) + (" ..." if len(hits) > 5 else "")
+                raise DataError(
+                    f"{what} was trained on {len(hits)} image(s) of '{source}' that this run validates on "
+                    f"({shown}): images were added to or removed from {self._source_root(source)} since that "
+                    "run began, which re-draws the split of images without a sol, and its validation scores "
+                    "would be optimistic. Put the folder back as it was to resume, or start a new run (a new "
+                    "run_name, without ckpt_path; init_ckpt_path=<its checkpoint> starts from its weights); "
+                    "add data.allow_seen_val_sols=true to go on anyway."
+                )
 
     def _validation_sols(self) -> dict[str, list[int]]:
         """``{source: sols}`` of the validation side of each split (images without a sol left out)."""
@@ -936,10 +981,15 @@ class MarsDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints by Lightning: the ClassMix random state, continued by a resumed run, and the
-        optimiser step, which seeds a resumed run's crops (:meth:`train_dataloader`)."""
+        """Saved in checkpoints by Lightning: the ClassMix random state, continued by a resumed run, the
+        optimiser step, which seeds a resumed run's crops (:meth:`train_dataloader`), and the training images
+        without a sol (:meth:`trained_images`), which a resumed run's split must not validate on."""
         step = int(getattr(self.trainer, "global_step", 0) or 0) if self.trainer is not None else 0
-        return {"mix_generator_state": self._mix_generator.get_state(), "global_step": step}
+        return {
+            "mix_generator_state": self._mix_generator.get_state(),
+            "global_step": step,
+            "trained_images": self.trained_images(),  # checked by a resumed run's setup
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; checkpoints from before ClassMix carry no state and keep the seed."""
