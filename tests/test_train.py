@@ -1027,3 +1027,36 @@ def test_resuming_after_images_were_added_to_a_folder_refuses_to_validate_on_tra
         run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=3", "ckpt_path=last"]))
     allowed = [*common, "trainer.max_epochs=3", "ckpt_path=last", "data.allow_seen_val_sols=true"]
     assert 0.0 <= run(compose_config("train", tmp_path / "run", allowed))["val/miou"] <= 1.0
+
+
+def test_unreadable_images_without_a_cache_are_all_listed_when_the_first_one_stops_training(
+    tmp_path: Path,
+) -> None:
+    """With data.cache=false, set-up reads image headers only (a truncated file has a whole one): training
+    stopped at the first broken image drawn, naming it alone, and each run found one more."""
+    from marsunits.data.fake import write_fake_folder
+    from marsunits.data.store import UnusablePairsError
+
+    root = write_fake_folder(tmp_path / "folder", n_images=8, height=64, width=64)
+    broken = sorted((root / "images").iterdir())[:3]
+    for image in broken:
+        image.write_bytes(image.read_bytes()[:200])  # the header stays whole
+    overrides = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        f"data.root={root}",
+        "data.cache=false",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=32",
+        "trainer.max_epochs=1",
+        "test=false",
+    ]
+    with pytest.raises(UnusablePairsError) as listed:
+        run(compose_config("train", tmp_path / "run", overrides))
+    said = str(listed.value)
+    assert said.startswith("3 of 8 image/mask pairs cannot be used")
+    assert all(image.name in said for image in broken)

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
+from marsunits.data.io import ImageReadError
 from marsunits.errors import ConfigError, TerminatedError
 from marsunits.fine_tuning import (
     NETWORK_HPARAMS,
@@ -551,6 +552,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             task.part_started = start
             try:
                 trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+            except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
+                listed = getattr(datamodule, "unreadable_images", lambda: None)()
+                if listed is None or len(listed.problems) < 2:
+                    raise
+                raise listed from None  # every unreadable image in one round, not one per run
             except SystemExit as exc:
                 # Lightning turns Ctrl-C into a plain SystemExit(1) after its shutdown.
                 if type(exc) is SystemExit and exc.code == 1 and trainer.interrupted:

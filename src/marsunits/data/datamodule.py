@@ -41,6 +41,7 @@ from marsunits.data.ai4mars import scan_ai4mars
 from marsunits.data.class_map import ClassMap, subclass_groups
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import scan_folder
+from marsunits.data.io import ImageReadError, read_image_native
 from marsunits.data.marsscapes import scan_marsscapes
 from marsunits.data.mixing import class_mix
 from marsunits.data.splits import (
@@ -708,6 +709,32 @@ class MarsDataModule(L.LightningDataModule):
                     "run_name, without ckpt_path; init_ckpt_path=<its checkpoint> starts from its weights); "
                     "add data.allow_seen_val_sols=true to go on anyway."
                 )
+
+    def unreadable_images(self) -> UnusablePairsError | None:
+        """Decode every image of the sources read without a cache (``data.cache=false``) and return the
+        error listing those that cannot be read, or None (after ``setup``).
+
+        Without a cache, set-up reads each image's header only (a truncated JPEG has a whole one), so a
+        broken image stops training when first drawn, and each run found one more; called then, this lists
+        them all in one round, as a cached source's set-up does. Cached sources were decoded at set-up.
+        """
+        records = [
+            rec
+            for source, (train, val) in self.splits.items()
+            if not self._cache(source)
+            for rec in (*train, *val)
+        ]
+        if records:
+            log.info(
+                "reading the other %d images to list every unreadable one (data.cache=false)", len(records)
+            )
+        problems = []
+        for rec in records:
+            try:
+                read_image_native(rec.image)
+            except ImageReadError as err:
+                problems.append(str(err))
+        return UnusablePairsError(problems, len(records)) if problems else None
 
     def _validation_sols(self) -> dict[str, list[int]]:
         """``{source: sols}`` of the validation side of each split (images without a sol left out)."""
