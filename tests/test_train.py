@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, compose_config
+from conftest import CONFIG_DIR, REPO_ROOT, compose_config
 from marsunits.errors import ConfigError, DataError, DivergedError, report_user_errors
 from marsunits.task import load_task
 from marsunits.training import resolve_ckpt_path, run
@@ -894,6 +894,33 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused(
             run(cfg)
         assert "same default run_name: give this one its own, e.g. run_name=" in str(err.value)
         assert not (folder / "config.yaml").exists()  # the other run's folder untouched
+        # From the command line it is refused before Hydra writes its .hydra/ record (the other run's
+        # .hydra/config.yaml was replaced by this command's) or train.log there.
+        held = tmp_path / "logs" / "train" / "held"
+        second = subprocess.Popen(
+            [sys.executable, "-c", holder.replace(repr(str(folder)), repr(str(held)))],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert second.stdout is not None and second.stdout.readline().strip() == "held"
+            proc = subprocess.run(
+                [sys.executable, str(REPO_ROOT / "train.py"), *TINY, f"paths.log_dir={tmp_path / 'logs'}"]
+                + ["run_name=held"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+            )
+        finally:
+            second.kill()
+            second.wait()
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.startswith(
+            f"train.py: error: run folder {held} is in use by train.py (pid {second.pid}"
+        )
+        assert sorted(p.name for p in held.iterdir()) == [".train.claim"]  # no .hydra/, no train.log
     finally:
         other.kill()
         other.wait()

@@ -257,9 +257,38 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
     """Check ``sys.argv``; on an unknown option, or a log folder that cannot be made, print
     ``<prog>: error: ...`` and exit with status 2."""
     message = unknown_option(sys.argv[1:], config_dir, config_name) or unwritable_log_dir(sys.argv[1:])
+    if message is None and config_name == "train":
+        message = run_folder_in_use(sys.argv[1:], config_dir)
     if message is not None:
         print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def run_folder_in_use(argv: Sequence[str], config_dir: Path) -> str | None:
+    """``train.py``'s refusal when its run folder is held by another live run
+    (:func:`~marsunits.run_folder_claim.run_folder_holder`), or None; checked before Hydra starts.
+
+    ``training.run`` claims the folder, but only once Hydra has written its ``.hydra/`` record and opened
+    ``train.log`` there: a second run started in the same second wrote its config over the first run's
+    ``.hydra/config.yaml`` before it was refused. The folder is found by composing the config as Hydra
+    will (``hydra.run.dir``); a run in another second than this check only meets the later claim.
+    """
+    if _sweeping(argv) or any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
+        return None
+    from marsunits.run_folder_claim import run_folder_holder
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            folder = Path(str(cfg.hydra.run.dir))
+        except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
+            return None
+    return run_folder_holder(folder if folder.is_absolute() else Path.cwd() / folder)
+
+
+#: Flags that print something and run nothing (no run folder is made).
+_INFORMATIONAL = ("-h", "--help", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
 
 
 def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | None:
@@ -268,18 +297,7 @@ def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | No
     command's own code runs, so a command started from a read-only folder (a data disk) ended in Hydra's
     traceback. Only ``paths.log_dir=`` and ``paths.root_dir=`` overrides and ``MARSUNITS_ROOT`` are read
     here; a log folder set another way is left to Hydra."""
-    informational = (
-        "-h",
-        "--help",
-        "--hydra-help",
-        "--cfg",
-        "-c",
-        "--info",
-        "-i",
-        "--shell-completion",
-        "-sc",
-    )
-    if any(a.split("=", 1)[0] in informational for a in argv):
+    if any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
         return None  # --help, --cfg job, --info: nothing is made
     values = {a.split("=", 1)[0].lstrip("+"): a.split("=", 1)[1] for a in argv if "=" in a}
     if "hydra.run.dir" in values or "hydra.sweep.dir" in values:

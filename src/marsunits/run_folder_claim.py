@@ -43,6 +43,7 @@ __all__ = [
     "claimed_output_dir",
     "claimed_run_folder",
     "is_global_rank_zero",
+    "run_folder_holder",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,26 @@ def _output_dir_refusal(folder: Path, holder: dict) -> str:
         "would predict the same images twice and write over each other's reports: wait for that run to end "
         "(then run this command again: its finished images are skipped), or choose another output_dir"
     )
+
+
+def run_folder_holder(folder: Path) -> str | None:
+    """The refusal :func:`claimed_run_folder` would give now for ``folder`` (another live ``train.py`` holds
+    it), or None; nothing is created. The lock is taken and released at once: a check, not a claim."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(folder / CLAIM_NAME, os.O_RDWR)
+    except OSError:  # no claim file (or no folder): free
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        return _run_folder_refusal(folder, _holder(fd)) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+    finally:
+        os.close(fd)  # releases the lock if it was taken
+    return None
 
 
 def claimed_run_folder(folder: Path) -> contextlib.AbstractContextManager[None]:
