@@ -269,9 +269,10 @@ def run_folder_in_use(argv: Sequence[str], config_dir: Path) -> str | None:
     (:func:`~marsunits.run_folder_claim.run_folder_holder`), or None; checked before Hydra starts.
 
     ``training.run`` claims the folder, but only once Hydra has written its ``.hydra/`` record and opened
-    ``train.log`` there: a second run started in the same second wrote its config over the first run's
-    ``.hydra/config.yaml`` before it was refused. The folder is found by composing the config as Hydra
-    will (``hydra.run.dir``); a run in another second than this check only meets the later claim.
+    ``train.log`` there: a command given the folder of a run already training (its ``run_name``) wrote its
+    config over that run's ``.hydra/config.yaml`` before it was refused. The folder is found by composing
+    the config as Hydra will (``hydra.run.dir``). Two commands started in the same second both pass this
+    check (neither has claimed yet: the claim is taken after the imports) and meet the claim itself.
     """
     if _sweeping(argv) or any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
         return None
