@@ -662,7 +662,8 @@ def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -
     traceback.
 
     Returns:
-        Its counters (0 where the file does not hold them) and trained sols.
+        Its counters (0 where the file does not hold them), trained sols and, with ``datamodule`` (whose
+        state Lightning saved under its class name), the training images without a sol.
 
     Raises:
         CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
