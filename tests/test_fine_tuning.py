@@ -58,9 +58,22 @@ def test_resuming_a_fine_tuning_run_ignores_init_ckpt_path(source_ckpt: Path, tm
         tmp_path / "b",
         [*TINY, "trainer.max_epochs=2", f"init_ckpt_path={source_ckpt}", f"ckpt_path={last}"],
     )
-    run(second)
+    assert run(second)["init_ckpt"] == str(source_ckpt)  # what the run started from, from its first part
     resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+    # Another model given as init_ckpt_path to a resumed run is ignored: metrics.json named it all the same,
+    # a model the run never started from.
+    other = compose_config(
+        "train",
+        tmp_path / "c",
+        [
+            *TINY,
+            "trainer.max_epochs=3",
+            f"init_ckpt_path={last}",
+            f"ckpt_path={tmp_path / 'b' / 'checkpoints' / 'last.ckpt'}",
+        ],
+    )
+    assert run(other)["init_ckpt"] == str(source_ckpt)
 
 
 @pytest.mark.parametrize(

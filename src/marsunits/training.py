@@ -526,6 +526,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
         # ckpt_path=last must continue it, not fail.
         log.info("init_ckpt_path ignored: resuming from %s", ckpt_path)
+        # metrics.json names what the run started from, as its first part recorded it, not the ignored path.
+        init_ckpt = _earlier_record(output_dir, str(ckpt_path), "init_ckpt")
     elif init_ckpt:
         initialise_from_checkpoint(task, init_ckpt)
         _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
@@ -751,6 +753,19 @@ def _named_run(cfg: DictConfig) -> str | None:
     if not isinstance(raw, str) or "${now:" in raw:  # a default: a time stamp, maybe after the data name
         return None
     return str(cfg.run_name)
+
+
+def _earlier_record(output_dir: Path, ckpt_path: str, key: str) -> Any:
+    """``key`` of the ``metrics.json`` in this run folder, else in the resumed checkpoint's run folder, or
+    None (a run stopped before its end has none)."""
+    for folder in (output_dir, Path(ckpt_path).resolve().parent.parent):
+        try:
+            previous = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(previous, dict) and previous.get(key) is not None:
+            return previous[key]
+    return None
 
 
 def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path) -> dict[str, float]:
