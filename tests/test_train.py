@@ -913,6 +913,15 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused(
                 timeout=120,
                 env=env,
             )
+            # A DDP rank that Lightning starts again with the same command line (LOCAL_RANK=1) is not
+            # refused: its rank 0 holds the folder.
+            from marsunits.cli_overrides import run_folder_in_use
+
+            argv = [*TINY, f"paths.log_dir={tmp_path / 'logs'}", "run_name=held"]
+            assert run_folder_in_use(argv, CONFIG_DIR) is not None
+            monkeypatch.setenv("LOCAL_RANK", "1")
+            assert run_folder_in_use(argv, CONFIG_DIR) is None
+            monkeypatch.delenv("LOCAL_RANK")
         finally:
             second.kill()
             second.wait()

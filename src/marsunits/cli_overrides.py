@@ -274,9 +274,12 @@ def run_folder_in_use(argv: Sequence[str], config_dir: Path) -> str | None:
     the config as Hydra will (``hydra.run.dir``). Two commands started in the same second both pass this
     check (neither has claimed yet: the claim is taken after the imports) and meet the claim itself.
     """
+    from marsunits.run_folder_claim import is_global_rank_zero, run_folder_holder
+
     if _sweeping(argv) or any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
         return None
-    from marsunits.run_folder_claim import run_folder_holder
+    if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
+        return None
 
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
