@@ -46,10 +46,13 @@ def check_root(root: str | Path, dataset: str, expected: str) -> Path:
     return path
 
 
-def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> dict[str, Path]:
+def _stems(
+    folder: Path, what: str, dataset: str, recursive: bool = False
+) -> tuple[dict[str, Path], list[Path]]:
     """``{key: file}`` of the image files in ``folder``: the key is the stem, or with ``recursive`` the
     path below ``folder`` without its extension (``site B/137_1``); hidden files and folders are skipped,
-    as ``predict.py`` skips them."""
+    as ``predict.py`` skips them. Second, the files in raster formats that are not read
+    (:data:`OTHER_RASTER_EXTENSIONS`), found on the same walk."""
     if not folder.is_dir():
         # Masks are often kept under another name (MarsScapes: labels/, others: annotations/, gt/).
         others = (
@@ -65,9 +68,12 @@ def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> di
             "Check data.root and the dataset layout (data/README.md)."
         )
     found: dict[str, Path] = {}
+    unread: list[Path] = []
     for p in _files(folder, recursive):
         rel = p.relative_to(folder)
         if not is_image_file(p):
+            if p.suffix.lower() in OTHER_RASTER_EXTENSIONS:
+                unread.append(p)
             continue
         # NFC: macOS writes names decomposed (NFD), so an image and its mask named alike on another system
         # had different keys, and each was said to lack the other under the same printed name.
@@ -78,7 +84,7 @@ def _stems(folder: Path, what: str, dataset: str, recursive: bool = False) -> di
                 f"({found[key].relative_to(folder)}, {rel}); pairing is by stem. Remove or rename one."
             )
         found[key] = p
-    return found
+    return found, unread
 
 
 def _files(folder: Path, recursive: bool) -> list[Path]:
@@ -111,16 +117,8 @@ def _files(folder: Path, recursive: bool) -> list[Path]:
     return sorted(p for p in files if p.is_file())
 
 
-def _other_formats(folder: Path, recursive: bool) -> list[Path]:
-    """Files in ``folder`` in raster formats that are not read (:data:`OTHER_RASTER_EXTENSIONS`)."""
-    if not folder.is_dir():
-        return []
-    return [p for p in _files(folder, recursive) if p.suffix.lower() in OTHER_RASTER_EXTENSIONS]
-
-
-def _other_formats_note(folder: Path, recursive: bool) -> str:
-    """A sentence naming the files of :func:`_other_formats`, or ''."""
-    other = _other_formats(folder, recursive)
+def _other_formats_note(folder: Path, other: list[Path]) -> str:
+    """A sentence naming ``other``, the files of ``folder`` in formats that are not read, or ''."""
     if not other:
         return ""
     names = ", ".join(p.relative_to(folder).as_posix() for p in other[:_SHOW])
@@ -153,8 +151,10 @@ def pair_by_stem(
         FileNotFoundError: a folder is missing.
         ValueError: no images, an image without a mask or a mask without an image (lists a few names).
     """
-    images = _stems(images_dir, "images", dataset, recursive)
-    masks = _stems(masks_dir, "masks", dataset, recursive)
+    images, unread_images = _stems(images_dir, "images", dataset, recursive)
+    masks, unread_masks = _stems(masks_dir, "masks", dataset, recursive)
+    image_note = _other_formats_note(images_dir, unread_images)
+    mask_note = _other_formats_note(masks_dir, unread_masks)
     if not images and not recursive:
         deeper = (p for p in images_dir.rglob("*") if p.is_file() and is_image_file(p))
         nested = sorted({p.parent.relative_to(images_dir) for p in deeper})
@@ -166,14 +166,13 @@ def pair_by_stem(
             if nested
             else ""
         )
-        other = _other_formats_note(images_dir, recursive)
         raise ValueError(
-            f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.{hint}{other}"
+            f"Dataset '{dataset}': no images found in {images_dir}. Check data.root.{hint}{image_note}"
         )
     if not images:
         raise ValueError(
             f"Dataset '{dataset}': no images found in {images_dir} or its subfolders. Check data.root."
-            + _other_formats_note(images_dir, recursive)
+            + image_note
         )
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
@@ -192,11 +191,10 @@ def pair_by_stem(
         raise ValueError(
             f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
             "stem: add the missing files or move the unpaired ones out of the dataset folders."
-            + _other_formats_note(images_dir, recursive)
-            + _other_formats_note(masks_dir, recursive)
+            + image_note
+            + mask_note
         )
-    for folder in (images_dir, masks_dir):
-        note = _other_formats_note(folder, recursive)
+    for note in (image_note, mask_note):
         if note:  # all paired: the run goes on without them, and says so
             log.warning("Dataset '%s': left out.%s", dataset, note)
     records = []
