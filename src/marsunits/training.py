@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -755,17 +755,21 @@ def _named_run(cfg: DictConfig) -> str | None:
     return str(cfg.run_name)
 
 
-def _earlier_record(output_dir: Path, ckpt_path: str, key: str) -> Any:
-    """``key`` of the ``metrics.json`` in this run folder, else in the resumed checkpoint's run folder, or
-    None (a run stopped before its end has none)."""
+def _earlier_metrics(output_dir: Path, ckpt_path: str) -> Iterator[dict[str, Any]]:
+    """The ``metrics.json`` of this run folder, then of the resumed checkpoint's run folder, where readable
+    (a run stopped before its end has none)."""
     for folder in (output_dir, Path(ckpt_path).resolve().parent.parent):
         try:
             previous = json.loads((folder / "metrics.json").read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(previous, dict) and previous.get(key) is not None:
-            return previous[key]
-    return None
+        if isinstance(previous, dict):
+            yield previous
+
+
+def _earlier_record(output_dir: Path, ckpt_path: str, key: str) -> Any:
+    """``key`` of the first earlier ``metrics.json`` (:func:`_earlier_metrics`) that has it, or None."""
+    return next((m[key] for m in _earlier_metrics(output_dir, ckpt_path) if m.get(key) is not None), None)
 
 
 def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path) -> dict[str, float]:
@@ -783,15 +787,10 @@ def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path
         trainer.current_epoch,
         trainer.max_epochs,
     )
-    for folder in (output_dir, Path(ckpt_path).resolve().parent.parent):
-        try:
-            previous = json.loads((folder / "metrics.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(previous, dict):
-            found = {k: v for k, v in previous.items() if k.startswith("train/") and isinstance(v, float)}
-            if found:
-                return found
+    for previous in _earlier_metrics(output_dir, ckpt_path):
+        found = {k: v for k, v in previous.items() if k.startswith("train/") and isinstance(v, float)}
+        if found:
+            return found
     return {}
 
 

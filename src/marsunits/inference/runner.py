@@ -1291,9 +1291,7 @@ def _check_output_dir_free(opts: PredictOptions) -> None:
         with claimed_output_dir(output_dir, take=True):
             pass
     finally:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_empty(made)
 
 
 def check_logger(logger: Mapping[str, Any] | None) -> None:
@@ -1368,9 +1366,7 @@ def predict_shard(
             return _predict_claimed_shard(opts, shard, gather)
     except BaseException:
         if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
-            for folder in made:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only when empty
+            _remove_empty(made)
         raise
 
 
@@ -1381,6 +1377,13 @@ def _folders_to_make(folder: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (in order: deepest first) that is empty; keep the others."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> RunResult:
