@@ -413,6 +413,31 @@ def test_an_image_replaced_by_an_older_file_is_predicted_again(tmp_path: Path, c
     assert read_manifest(out)["x.png"]["status"] == "skipped"
 
 
+def test_an_image_replaced_by_an_unreadable_file_loses_the_old_images_outputs(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """An image replaced by a file that cannot be read kept the mask, overlay and contacts of the image it
+    replaced beside its error row, where they read as its outputs; an unchanged image is never touched."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "x.png", 40, 60, seed=1)
+    save_rgb(inp / "y.png", 40, 60, seed=2)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
+    (inp / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # a failed copy under the same name
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 1
+    rows = read_manifest(out)
+    assert rows["x.png"]["status"] == "error" and rows["y.png"]["status"] == "skipped"
+    assert "outputs of the image it replaced were removed" in rows["x.png"]["message"]
+    assert not list(out.glob("x.*")), sorted(p.name for p in out.glob("x.*"))
+    assert {p.name for p in out.glob("y.*")} == {
+        "y.mask.png",
+        "y.overlay.png",
+        "y.contact.geojson",
+        "y.prob.tif",
+    }
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 1  # said again, same row
+    assert read_manifest(out)["x.png"]["status"] == "error"
+
+
 def test_inputs_are_compared_by_content_not_only_by_time(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1000,12 +1000,48 @@ class _Session:
                     # its type, which is what a bug report needs.
                     ours = isinstance(exc, (MarsUnitsError, ImageReadError, CameraFileError))
                     row = _error_row(f.rel, str(exc) if ours else f"{type(exc).__name__}: {exc}")
+            if row["status"] == "error" and "width" not in row and not self.opts.overwrite:
+                row["message"] += self._drop_outputs_of_replaced_image(f)
             self.rows[row["path"]] = row
             self.redone += 1
             if row["status"] == "error":
                 log.warning("%s: %s", row["path"], row["message"])
             rate = n / max(time.perf_counter() - started, 1e-9)
             progress.update(bar, advance=1, rate=f"{rate:.2f} img/s")
+
+    def _drop_outputs_of_replaced_image(self, f: InputFile) -> str:
+        """Remove the outputs of the image that ``f`` replaced, when ``f`` failed: they were made from
+        another image, and left beside its error row they read as its mask, overlay and contacts (a later
+        run tells the change and predicts it again, but never removed them). Only when the contact file's
+        record shows another image (:func:`image_status` ``"replaced"``): outputs of an unchanged image
+        whose camera file changed, or of a file that can no longer be examined, are kept. ``overwrite=true``
+        runs remove the outputs they did not write when they finish instead.
+
+        Returns:
+            The sentence added to the error message ("" when nothing was removed).
+        """
+        paths = OutputPaths(self.output_dir, f.rel)
+        try:
+            _, members = read_contact_collection(paths.contact)
+            if image_status(f.path, members) != "replaced":
+                return ""
+        except (ImageReadError, ValueError, OSError):
+            return ""
+        removed, kept = [], []
+        for path in (paths.mask, paths.contact, paths.overlay, paths.prob):  # the completion marker first
+            try:
+                path.unlink()
+                removed.append(path.name)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                kept.append(path.name)
+        said = ""
+        if removed:
+            said += f"; the outputs of the image it replaced were removed ({', '.join(removed)})"
+        if kept:
+            said += f"; the outputs of the image it replaced could not be removed: delete {', '.join(kept)}"
+        return said
 
     def finish_overwrite(self) -> None:
         """After every input of an ``overwrite=true`` run was redone (all ranks): remove the per-image outputs
