@@ -1065,6 +1065,85 @@ def test_resuming_after_images_were_added_to_a_folder_refuses_to_validate_on_tra
     assert 0.0 <= run(compose_config("train", tmp_path / "run", allowed))["val/miou"] <= 1.0
 
 
+def test_a_model_trained_on_images_this_run_validates_on_is_refused_under_any_name(tmp_path: Path) -> None:
+    """A data=folder model records its training images by content (they have no sol): fine-tuning from it
+    (init_ckpt_path) or evaluating it (train=false) on a folder whose validation part holds copies of them,
+    renamed, gave optimistic scores silently; predict.py names such images among those it scores."""
+    import shutil
+
+    from marsunits.data.fake import write_fake_folder
+    from marsunits.export import export_checkpoint
+    from marsunits.file_digest import file_sha256, image_content_key
+    from marsunits.inference import run as predict
+
+    a = write_fake_folder(tmp_path / "a", n_images=10, height=64, width=64)
+    common = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        "data.batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "test=false",
+        "trainer.max_epochs=1",
+    ]
+    trained = run(compose_config("train", tmp_path / "t", [*common, f"data.root={a}"]))
+    dm = instantiate(OmegaConf.load(tmp_path / "t" / "config.yaml").data)
+    dm.setup("fit")
+    train_images = [r.image for r in dm.splits["folder"][0]]
+    task = load_task(trained["best_ckpt"])
+    assert task.trained_image_keys == sorted(image_content_key(file_sha256(p)) for p in train_images)
+    # Another folder made of those training images under other names: whatever it validates on, it trained on.
+    b = tmp_path / "b"
+    for sub in ("images", "masks"):
+        (b / sub).mkdir(parents=True)
+    for k, image in enumerate(train_images):
+        shutil.copy(image, b / "images" / f"copy_{k}.png")
+        shutil.copy(a / "masks" / image.name, b / "masks" / f"copy_{k}.png")
+    on_b = [*common, f"data.root={b}"]
+    package = tmp_path / "package"
+    export_checkpoint(trained["best_ckpt"], package)
+    for model in (trained["best_ckpt"], package):  # a package carries the keys too
+        with pytest.raises(DataError, match=rf"ckpt_path={model} was trained on \d+ of the images .*copy_"):
+            run(compose_config("train", tmp_path / "eval", [*on_b, "train=false", f"ckpt_path={model}"]))
+    fine = [*on_b, f"init_ckpt_path={trained['best_ckpt']}"]
+    with pytest.raises(DataError, match=r"init_ckpt_path=.* was trained on .*allow_seen_val_sols=true"):
+        run(compose_config("train", tmp_path / "fine", fine))
+    tuned = run(compose_config("train", tmp_path / "fine2", [*fine, "data.allow_seen_val_sols=true"]))
+    assert load_task(tuned["best_ckpt"]).trained_image_keys == task.trained_image_keys  # nothing new
+    # Its own folder, its own split: accepted.
+    same = run(
+        compose_config(
+            "train",
+            tmp_path / "same",
+            [*common, f"data.root={a}", "train=false", f"ckpt_path={trained['best_ckpt']}"],
+        )
+    )
+    assert same["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
+    # predict.py scoring those copies names them, and not an image the model never saw.
+    write_fake_folder(b, stems=["unseen"], height=64, width=64, seed=9)
+    out = tmp_path / "pred"
+    cfg = compose_config(
+        "predict",
+        tmp_path / "hp",
+        [
+            f"ckpt_path={package}",
+            f"input_dir={b / 'images'}",
+            f"labels_dir={b / 'masks'}",
+            f"output_dir={out}",
+            "num_workers=0",
+            "device=cpu",
+        ],
+    )
+    assert predict(cfg) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images_scored"] == len(train_images) + 1
+    assert metrics["images_trained_on"] == sorted(f"copy_{k}.png" for k in range(len(train_images)))
+    assert predict(cfg) == 0  # skipped images are checked from their recorded digests
+    assert json.loads((out / "metrics.json").read_text())["images_trained_on"] == metrics["images_trained_on"]
+
+
 def test_unreadable_images_without_a_cache_are_all_listed_when_the_first_one_stops_training(
     tmp_path: Path,
 ) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.splits import merge_sols
+from marsunits.file_digest import merge_image_keys
 from marsunits.model_package import is_package, load_package
 from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
 
@@ -203,4 +204,5 @@ def initialise_from_checkpoint(
             )
     task.model.load_state_dict(theirs, strict=True)
     task.trained_sols = merge_sols(task.trained_sols, source.trained_sols)  # what the weights have seen
+    task.trained_image_keys = merge_image_keys(task.trained_image_keys, source.trained_image_keys)
     log.info("network initialised from %s (trained on %s)", path, source.hparams.get("dataset"))

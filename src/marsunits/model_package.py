@@ -324,6 +324,7 @@ def load_package(
     task.load_state_dict(tensors, strict=True)
     task.wandb_run_id = metadata.get("wandb_run_id")
     task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
+    task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
     return task.to(map_location).eval()
 
 

@@ -34,6 +34,7 @@ from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGEN
 from marsunits.data.class_map import subclass_groups
 from marsunits.data.splits import merge_sols
 from marsunits.errors import ConfigError, DivergedError
+from marsunits.file_digest import merge_image_keys
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,11 @@ class SegmentationTask(L.LightningModule):
         #: was fine-tuned from (None: unknown, or data without sols); kept in checkpoints and packages, so
         #: a run that validates on those sols can tell (``MarsDataModule.sols_seen_by``).
         self.trained_sols: dict[str, list[int]] | None = None
+        #: Sorted content keys (:func:`~marsunits.file_digest.image_content_key`) of the image files the
+        #: network has trained on, this run's and those of the checkpoint it was fine-tuned from (None:
+        #: unknown, or synthetic scenes only); kept in checkpoints and packages, so that a run validating,
+        #: or a prediction scoring, on one of them can tell whatever its name (``images_seen_by``).
+        self.trained_image_keys: list[str] | None = None
         #: ``time.perf_counter()`` when this part of the run started (set by ``training.run``; None: not
         #: timed) and the seconds of the parts before it (read from a resumed checkpoint).
         self.part_started: float | None = None
@@ -654,12 +660,15 @@ class SegmentationTask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
-        """Add the training sols of the datamodule (``trained_sols()``, after its setup) to
-        :attr:`trained_sols`."""
+        """Add the training sols and image keys of the datamodule (``trained_sols()`` and
+        ``trained_image_keys()``, after its setup) to :attr:`trained_sols` and :attr:`trained_image_keys`."""
         datamodule = getattr(self._trainer, "datamodule", None)
         reader = getattr(datamodule, "trained_sols", None)
         if callable(reader):
             self.trained_sols = merge_sols(self.trained_sols, reader())
+        keys = getattr(datamodule, "trained_image_keys", None)
+        if callable(keys):
+            self.trained_image_keys = merge_image_keys(self.trained_image_keys, keys())
 
     def on_train_start(self) -> None:
         """Give each DDP rank random streams of its own (:func:`seed_rank`), then fit the schedule to the run.
@@ -739,7 +748,9 @@ class SegmentationTask(L.LightningModule):
         ``tile_size`` (px), ``arch``, ``encoder``, ``num_classes``, ``class_map`` (training data's native
         id -> project id, or None), ``dataset``, ``wandb_run_id`` (str or None); plus ``encoder_depth``,
         ``decoder_channels`` and ``size_divisor`` (inputs must be multiples of it) for inference code; and
-        ``trained_sols`` (``{source: sorted sols}`` or None, :attr:`trained_sols`; absent before 2026-12-04).
+        ``trained_sols`` (``{source: sorted sols}`` or None, :attr:`trained_sols`; absent before 2026-12-04)
+        and ``trained_image_keys`` (sorted content keys of the training image files or None,
+        :attr:`trained_image_keys`; absent from earlier versions).
         """
         hp = self._hp
         return {
@@ -760,6 +771,7 @@ class SegmentationTask(L.LightningModule):
             "decoder_channels": None if hp.decoder_channels is None else list(hp.decoder_channels),
             "size_divisor": self.size_divisor,
             "trained_sols": self.trained_sols,
+            "trained_image_keys": self.trained_image_keys,
         }
 
     def run_seconds(self) -> float:
@@ -780,6 +792,7 @@ class SegmentationTask(L.LightningModule):
             )
         self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
         self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
+        self.trained_image_keys = checkpoint[METADATA_KEY].get("trained_image_keys")
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
 
@@ -981,4 +994,5 @@ def load_task(
         ) from err
     task.wandb_run_id = metadata.get("wandb_run_id")
     task.trained_sols = metadata.get("trained_sols")
+    task.trained_image_keys = metadata.get("trained_image_keys")
     return task.to(map_location).eval()

@@ -167,11 +167,15 @@ def _check_monitor_has_sources(cfg: DictConfig, datamodule: Any) -> None:
 
 
 def _note_seen_sols(datamodule: Any, what: str, task: Any) -> None:
-    """Tell the datamodule which sols the network just loaded has trained on, so its ``setup`` refuses to
-    validate on them (``MarsDataModule.sols_seen_by``); other datamodules have no such list."""
+    """Tell the datamodule which sols and image files the network just loaded has trained on, so its
+    ``setup`` refuses to validate on them (``MarsDataModule.sols_seen_by`` and ``images_seen_by``); other
+    datamodules have no such lists."""
     seen = getattr(datamodule, "sols_seen_by", None)
     if isinstance(seen, list) and task.trained_sols:
         seen.append((what, task.trained_sols))
+    images = getattr(datamodule, "images_seen_by", None)
+    if isinstance(images, list) and task.trained_image_keys:
+        images.append((what, frozenset(task.trained_image_keys)))
 
 
 def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,11 +23,12 @@ a single dataloader (no ``dataloader_idx`` argument).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from marsunits.data.splits import (
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.transforms import build_train_transform
 from marsunits.errors import DataError
+from marsunits.file_digest import file_sha256, image_content_key
 
 __all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
 
@@ -313,6 +315,12 @@ class MarsDataModule(L.LightningDataModule):
         #: trained on (its checkpoint's :meth:`state_dict`), set by ``training.run``; ``setup`` refuses to
         #: validate on them (an image added to a folder re-draws the split of images without sols).
         self.resumed_trained_images: tuple[str, Mapping[str, Sequence[str]]] | None = None
+        #: ``(what, content keys)`` of the models this run's network comes from (``init_ckpt_path``) or is
+        #: evaluated as (``train=false``): their ``trained_images``, set by ``training.run``; ``setup``
+        #: refuses to validate on those images, under whatever name or folder (images without a sol, in
+        #: a user's folder, are split one by one, and a model trained on another split of them is not
+        #: caught by the sol check).
+        self.images_seen_by: list[tuple[str, Collection[str]]] = []
         self.folder_sols_from_names = bool(folder_sols_from_names)
         self.samples_per_epoch = int(samples_per_epoch)
         if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
@@ -534,6 +542,7 @@ class MarsDataModule(L.LightningDataModule):
         if not self.allow_seen_val_sols:
             self._refuse_validation_sols_seen_before()
             self._refuse_validation_images_trained_before()
+            self._refuse_validation_images_seen_before()
         stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
@@ -708,6 +717,43 @@ class MarsDataModule(L.LightningDataModule):
                     "would be optimistic. Put the folder back as it was to resume, or start a new run (a new "
                     "run_name, without ckpt_path; init_ckpt_path=<its checkpoint> starts from its weights); "
                     "add data.allow_seen_val_sols=true to go on anyway."
+                )
+
+    def trained_image_keys(self) -> list[str]:
+        """Sorted content keys (:func:`~marsunits.file_digest.image_content_key`) of every training image
+        file, of every source (after ``setup``; synthetic scenes have no files: none). Files that cannot be
+        read are left out (set-up has said so already, or training will)."""
+        keys = set()
+        for train, _ in self.splits.values():
+            for rec in train:
+                with contextlib.suppress(OSError):
+                    keys.add(image_content_key(file_sha256(rec.image)))
+        return sorted(keys)
+
+    def _refuse_validation_images_seen_before(self) -> None:
+        """Raise if a model this run starts from or is evaluated as trained on one of this run's validation
+        images (by content: :attr:`images_seen_by`).
+
+        Raises:
+            DataError: naming the model, the images and the ways out.
+        """
+        if not any(keys for _, keys in self.images_seen_by):
+            return
+        validated: dict[str, Path] = {}
+        for _, val in self.splits.values():
+            for rec in val:
+                with contextlib.suppress(OSError):
+                    validated.setdefault(image_content_key(file_sha256(rec.image)), rec.image)
+        for what, keys in self.images_seen_by:
+            hits = sorted(os.fspath(validated[k]) for k in set(keys) & validated.keys())
+            if hits:
+                shown = ", ".join(hits[:3]) + (" ..." if len(hits) > 3 else "")
+                raise DataError(
+                    f"{what} was trained on {len(hits)} of the images this run validates on (the same "
+                    f"files, by content: {shown}), so its validation scores would be optimistic. Validate on "
+                    "images it has not seen (its run's split: the same data folder, data.seed and "
+                    "data.val_fraction), or start from another model; add data.allow_seen_val_sols=true to "
+                    "go on anyway."
                 )
 
     def unreadable_images(self) -> UnusablePairsError | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,6 +36,7 @@ from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, line
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, read_mask
+from marsunits.file_digest import image_content_key
 
 #: How ``metrics.json`` explains the overall contact scores.
 CONTACT_NOTES = (
@@ -156,17 +157,34 @@ class Evaluation:
             the labels hold project ids already.
         trained_sols: The checkpoint's ``trained_sols`` (``{source: [sol, ...]}``), or None: images named
             ``<sol>_<n>`` (MarsScapes' naming) from those sols are listed in ``images_from_trained_sols``.
+        trained_image_keys: The checkpoint's ``trained_image_keys`` (content keys of its training image
+            files), or None: scored images whose content is one of them are listed in
+            ``images_trained_on``, whatever their names.
     """
 
     labels_dir: Path
     class_map: ClassMap | None = None
     trained_sols: Mapping[str, Sequence[int]] | None = None
+    trained_image_keys: Collection[str] | None = None
+    #: Scored images whose content the model trained on (``trained_image_keys``), by input path.
+    trained_on: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.trained_image_keys is not None:  # a checkpoint's list: looked up once per scored image
+            self.trained_image_keys = frozenset(self.trained_image_keys)
+
     total: np.ndarray = field(default_factory=lambda: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64))
     per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
-    def add(self, rel: PurePosixPath, pred: np.ndarray, pred_lines: Sequence[ContactLine] = ()) -> None:
+    def add(
+        self,
+        rel: PurePosixPath,
+        pred: np.ndarray,
+        pred_lines: Sequence[ContactLine] = (),
+        image_sha256: str | None = None,
+    ) -> None:
         """Score ``pred`` (uint8 ``(H, W)``) and its contact lines against the label, if one exists.
 
         Args:
@@ -174,6 +192,8 @@ class Evaluation:
             pred: Predicted class ids.
             pred_lines: Predicted contact lines (pixel coordinates), scored against the true contact file
                 when there is one.
+            image_sha256: The input file's SHA-256 (hex), or None when not known: checked against
+                ``trained_image_keys``.
 
         Problems (unreadable label or contact file, wrong size) are recorded in ``label_errors``.
         """
@@ -198,6 +218,8 @@ class Evaluation:
             return
         self.total += cm
         self.per_image[key] = entry
+        if image_sha256 and image_content_key(image_sha256) in (self.trained_image_keys or ()):
+            self.trained_on.add(key)
 
     def _contact_scores(
         self, rel: PurePosixPath, pred: np.ndarray, label: np.ndarray, pred_lines: Sequence[ContactLine]
@@ -230,6 +252,7 @@ class Evaluation:
         self.per_image.update(other.per_image)
         self.missing.extend(other.missing)
         self.errors.update(other.errors)
+        self.trained_on.update(other.trained_on)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -257,6 +280,7 @@ class Evaluation:
             "missing_labels": sorted(self.missing),
             "label_errors": self.errors,
             "images_from_trained_sols": self.from_trained_sols(),
+            "images_trained_on": sorted(self.trained_on),
         }
 
     def from_trained_sols(self) -> dict[str, str]:

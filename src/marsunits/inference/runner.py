@@ -732,6 +732,7 @@ class _Session:
                 self.labels_dir,
                 _labels_class_map(opts.labels_class_map, self.metadata),
                 trained_sols=self.metadata.get("trained_sols"),
+                trained_image_keys=self.metadata.get("trained_image_keys"),
             )
             if self.labels_dir is not None
             else None
@@ -818,7 +819,8 @@ class _Session:
         if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
             return True  # its camera file was removed: the ground coordinates it gave are stale
         if self.evaluation is not None:
-            self.evaluation.add(f.rel, mask, lines)
+            digest = members.get("image_sha256")
+            self.evaluation.add(f.rel, mask, lines, digest if isinstance(digest, str) else None)
         status, message = "skipped", "outputs already present; overwrite=true redoes them"
         camera = None
         if find_camera_file(f.path) is not None:  # a broken one is said again on every run until it is fixed
@@ -924,7 +926,7 @@ class _Session:
                 raise OutputWriteError(_output_stop_message(self.output_dir, exc)) from exc
             raise
         if self.evaluation is not None:
-            self.evaluation.add(f.rel, mask, lines)
+            self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"))
         if self.opts.map:
             self._remember_camera(f, lines, camera)
         seconds = time.perf_counter() - start
@@ -1257,6 +1259,13 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
                 f" {len(trained_on)} of the scored images are named for sols the model trained on (e.g. "
                 f"{first}: {sol}; metrics.json images_from_trained_sols), so those scores read high: score "
                 "images of other sols to judge the model."
+            )
+        trained_images = metrics.get("images_trained_on") or []
+        if trained_images:
+            text += (
+                f" {len(trained_images)} of the scored images are images the model trained on (the same "
+                f"files, e.g. {trained_images[0]}; metrics.json images_trained_on), so those scores read "
+                "high: score images it has not seen to judge the model."
             )
         text += _classes_absent_from_labels(metrics["overall"])
         # Only when no label was found at all: labels found but unusable are said below, with the reason.
