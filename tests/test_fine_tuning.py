@@ -134,3 +134,18 @@ def test_data_and_model_channels_that_differ_stop_before_training(tmp_path: Path
     ):
         run(cfg)
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_a_sub_class_model_for_project_class_data_is_told_what_runs(tmp_path: Path) -> None:
+    """A sub-class model as init_ckpt_path for data whose masks hold the project classes was told to set
+    data.subclasses=[...], which does not run without a data.subclass_map from the dataset's native ids."""
+    sub = instantiate(compose_config("train", tmp_path / "s", [*TINY, "model.subclasses=[0,0,1,2]"]).model)
+    plain = instantiate(compose_config("train", tmp_path / "p", TINY).model)
+    with pytest.raises(CheckpointError) as refused:
+        initialise_from_checkpoint(plain, tmp_path / "sub.ckpt", source=sub)
+    said = str(refused.value)
+    assert "is a sub-class model" in said and "data.subclasses=[0,0,1,2]" in said
+    assert "experiment=marsscapes_subclasses" in said and "no init_ckpt_path" in said
+    # The reverse runs as advised: a three-class model for a sub-class run turns the sub-classes off.
+    with pytest.raises(CheckpointError, match=r"data\.subclass_map=null data\.subclasses=null"):
+        initialise_from_checkpoint(sub, tmp_path / "plain.ckpt", source=plain)

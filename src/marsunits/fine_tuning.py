@@ -182,6 +182,18 @@ def initialise_from_checkpoint(
     ours, theirs = task.model.state_dict(), source.model.state_dict()
     mismatched, differing = network_differences(ours, theirs, task.hparams, source.hparams)
     if mismatched or differing:
+        theirs_sub, ours_sub = differing.get("subclasses", (None, None))
+        if theirs_sub is not None and ours_sub is None:
+            # data.subclasses alone does not run: the data's masks hold the three project classes, and
+            # sub-class masks need a data.subclass_map from the dataset's native ids.
+            raise CheckpointError(
+                f"{option}={path} is a sub-class model: its network has one output per sub-class "
+                f"(data.subclasses={json.dumps(theirs_sub, separators=(',', ':'))}), and this run's masks "
+                "hold the three project classes. Use it on data labelled in those sub-classes (its "
+                "experiment, e.g. experiment=marsscapes_subclasses, with data.subclass_map and "
+                "data.subclasses), or start from a three-class model"
+                + (" or from ImageNet weights (no init_ckpt_path)." if option == "init_ckpt_path" else ".")
+            )
         settings = matching_overrides(differing)
         raise CheckpointError(
             f"{option}={path}: its network does not fit this run's model "
