@@ -188,6 +188,26 @@ def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_pa
     )
 
 
+def test_a_log_folder_on_a_full_disk_is_one_line_before_hydra_starts(tmp_path, monkeypatch) -> None:
+    """On a full disk Hydra made the run folder, then failed writing its .hydra/ record with its own
+    traceback, naming no file (exit 1)."""
+    import os
+
+    from marsunits import cli_overrides
+
+    real = os.statvfs(tmp_path)
+
+    class Full:
+        f_frsize, f_bavail = real.f_frsize, 0
+
+    assert cli_overrides.unwritable_log_dir([f"paths.log_dir={tmp_path / 'logs'}"]) is None
+    monkeypatch.setattr(cli_overrides.os, "statvfs", lambda path: Full())
+    said = cli_overrides.unwritable_log_dir([f"paths.log_dir={tmp_path / 'logs'}"])
+    assert said is not None and f"the disk holding {tmp_path} is full (0 kB free)" in said
+    assert "paths.log_dir=<a folder on another disk>" in said
+    assert not (tmp_path / "logs").exists()
+
+
 def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp_path) -> None:
     """Hydra's grammar reads unquoted values as ASCII words: ``input_dir=/data/Séítah`` (this project's own
     unit names), ``Mars (copy)``, ``Sol 12 [Navcam]``, ``a=b`` or a quote were refused with a lexer error,

@@ -291,6 +291,10 @@ def run_folder_in_use(argv: Sequence[str], config_dir: Path) -> str | None:
     return run_folder_holder(folder if folder.is_absolute() else Path.cwd() / folder)
 
 
+#: Free bytes below which the disk of the log folder counts as full (Hydra's record and the log of a run
+#: need a few kB; a checkpoint much more, and says so itself when it does not fit).
+MIN_FREE_BYTES = 1 << 20
+
 #: Flags that print something and run nothing (no run folder is made).
 _INFORMATIONAL = ("-h", "--help", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
 
@@ -318,7 +322,18 @@ def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | No
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
-        return None
+        try:
+            st = os.statvfs(existing)
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        if free >= MIN_FREE_BYTES:
+            return None
+        # Hydra writes its .hydra/ record there first, and a full disk ended in its traceback, naming no file.
+        return (
+            f"cannot make the run folder under {log_dir}: the disk holding {existing} is full "
+            f"({free // 1024} kB free). Free space, or add paths.log_dir=<a folder on another disk>"
+        )
     why = "is not a folder" if existing.exists() and not existing.is_dir() else "is not writable"
     return (
         f"cannot make the run folder under {log_dir}: {existing} {why}. Run the command from a folder you "
