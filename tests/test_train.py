@@ -861,6 +861,46 @@ def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> No
         package.removeHandler(console)
 
 
+def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(tmp_path: Path) -> None:
+    """Two commands started in the same second (a job array: seed=1, seed=2) both passed the command-line
+    check, since neither had claimed the folder yet; the second was refused by the run's claim only after
+    Hydra had written its .hydra/ record over the first's and a line in its train.log. The command line now
+    takes the claim itself, and pins the time-made run_name so that Hydra's folder is the one claimed."""
+    import subprocess
+    import sys
+
+    from marsunits import run_folder_claim
+    from marsunits.cli_overrides import claim_run_folder
+
+    logs = tmp_path / "logs"
+    argv = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}"]
+    refused, pinned = claim_run_folder(argv, CONFIG_DIR)
+    try:
+        assert refused is None and pinned[:-1] == argv and pinned[-1].startswith("run_name='")
+        name = pinned[-1].split("=", 1)[1].strip("'")
+        folder = logs / "train" / name
+        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+        proc = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "train.py"), *argv, "seed=2", f"run_name={name}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"run folder {folder} is in use by train.py (pid {os.getpid()}" in proc.stderr
+        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]  # no .hydra/, no train.log
+        # The run of the process that claimed the folder takes the claim again, and frees it when it ends.
+        run(compose_config("train", folder, argv[:-1]))
+        assert (folder / "config.yaml").is_file() and not (folder / ".train.claim").exists()
+        assert run_folder_claim.run_folder_holder(folder) is None
+    finally:
+        for fd in run_folder_claim._HELD_FOR_PROCESS:
+            os.close(fd)
+        run_folder_claim._HELD_FOR_PROCESS.clear()
+
+
 def test_a_second_run_in_a_run_folder_in_use_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -915,12 +955,12 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused(
             )
             # A DDP rank that Lightning starts again with the same command line (LOCAL_RANK=1) is not
             # refused: its rank 0 holds the folder.
-            from marsunits.cli_overrides import run_folder_in_use
+            from marsunits.cli_overrides import claim_run_folder
 
             argv = [*TINY, f"paths.log_dir={tmp_path / 'logs'}", "run_name=held"]
-            assert run_folder_in_use(argv, CONFIG_DIR) is not None
+            assert claim_run_folder(argv, CONFIG_DIR)[0] is not None
             monkeypatch.setenv("LOCAL_RANK", "1")
-            assert run_folder_in_use(argv, CONFIG_DIR) is None
+            assert claim_run_folder(argv, CONFIG_DIR) == (None, argv)
             monkeypatch.delenv("LOCAL_RANK")
         finally:
             second.kill()

@@ -258,37 +258,60 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
     ``<prog>: error: ...`` and exit with status 2."""
     message = unknown_option(sys.argv[1:], config_dir, config_name) or unwritable_log_dir(sys.argv[1:])
     if message is None and config_name == "train":
-        message = run_folder_in_use(sys.argv[1:], config_dir)
+        message, sys.argv[1:] = claim_run_folder(sys.argv[1:], config_dir)
     if message is not None:
         print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
-def run_folder_in_use(argv: Sequence[str], config_dir: Path) -> str | None:
-    """``train.py``'s refusal when its run folder is held by another live run
-    (:func:`~marsunits.run_folder_claim.run_folder_holder`), or None; checked before Hydra starts.
+def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None, list[str]]:
+    """Take ``train.py``'s claim on its run folder before Hydra starts; returns the refusal when another live
+    run holds it (else None) and ``argv`` with the run's name pinned.
 
-    ``training.run`` claims the folder, but only once Hydra has written its ``.hydra/`` record and opened
-    ``train.log`` there: a command given the folder of a run already training (its ``run_name``) wrote its
-    config over that run's ``.hydra/config.yaml`` before it was refused. The folder is found by composing
-    the config as Hydra will (``hydra.run.dir``). Two commands started in the same second both pass this
-    check (neither has claimed yet: the claim is taken after the imports) and meet the claim itself.
+    ``training.run`` claims the folder too, but only once Hydra has written its ``.hydra/`` record and
+    opened ``train.log`` there: a command given the folder of a run already training (its ``run_name``, or
+    the same command in the same second: a job array with ``seed=1``, ``seed=2``, ...) wrote its config over
+    that run's ``.hydra/config.yaml`` before it was refused. The folder is found by composing the config as
+    Hydra will (``hydra.run.dir``); the claim is held for the rest of the process
+    (:func:`~marsunits.run_folder_claim.hold_run_folder_for_process`). A ``run_name`` made from the time
+    (``${now:...}``, the default) is added to the command line as composed here, so Hydra's folder is the
+    one claimed even when the clock passes a second meanwhile. Sweeps, ``--help``-like flags and the other
+    DDP ranks (their rank 0 holds the folder) are left alone; a config that does not compose is Hydra's to
+    report.
     """
-    from marsunits.run_folder_claim import is_global_rank_zero, run_folder_holder
+    from marsunits.run_folder_claim import (
+        hold_run_folder_for_process,
+        is_global_rank_zero,
+        run_folder_holder,
+    )
 
+    argv = list(argv)
     if _sweeping(argv) or any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
-        return None
+        return None, argv
     if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
-        return None
-
+        return None, argv
+    named = any(a.split("=", 1)[0].lstrip("+") in ("run_name", "hydra.run.dir") for a in argv)
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
             cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            run_name = str(cfg.run_name)
+            if not named:
+                overrides.append(f"run_name={_hydra_quoted(run_name)}")
+                cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            raw_dir = str(OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"])
             folder = Path(str(cfg.hydra.run.dir))
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
-            return None
-    return run_folder_holder(folder if folder.is_absolute() else Path.cwd() / folder)
+            return None, argv
+    folder = folder if folder.is_absolute() else Path.cwd() / folder
+    if "now:" in raw_dir:  # a folder named by the clock otherwise: Hydra's may differ; check, do not claim
+        return run_folder_holder(folder), argv
+    if not named:
+        argv.append(f"run_name={_hydra_quoted(run_name)}")
+    try:
+        return hold_run_folder_for_process(folder), argv
+    except OSError:  # the folder cannot be made: Hydra says so
+        return None, argv
 
 
 #: Free bytes below which the disk of the log folder counts as full (Hydra's record and the log of a run

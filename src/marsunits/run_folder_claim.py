@@ -42,6 +42,7 @@ __all__ = [
     "claimed_folder",
     "claimed_output_dir",
     "claimed_run_folder",
+    "hold_run_folder_for_process",
     "is_global_rank_zero",
     "run_folder_holder",
 ]
@@ -159,14 +160,29 @@ def claimed_folder(
         ConfigError: Another live process holds it; the message is ``refusal(folder, holder)``, where
             ``holder`` is what that process wrote (pid, host, start time; {} when unreadable).
     """
-    if not take:
+    fd = _take(folder, claim_name, refusal) if take else None
+    if fd is None:  # not taken, or not POSIX, or a filesystem without locks: no guard
         yield
         return
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no guard
         yield
-        return
+    finally:
+        (folder / claim_name).unlink(missing_ok=True)  # while still held: one who opened it sees it gone
+        os.close(fd)  # releases the lock (and any other of this process's locks on the file)
+
+
+def _take(folder: Path, claim_name: str, refusal: Callable[[Path, dict], str]) -> int | None:
+    """Lock ``folder/claim_name`` (made with the folder if need be) and write this process into it; returns
+    the locked descriptor, or None where there is no guard (not POSIX, a filesystem without locks). The
+    process that holds the lock already takes it again (POSIX locks belong to the process).
+
+    Raises:
+        ConfigError: Another live process holds it (``refusal(folder, holder)``).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     claim = folder / claim_name
     for _ in range(5):
@@ -178,8 +194,7 @@ def claimed_folder(
             os.close(fd)
             if exc.errno not in (errno.EACCES, errno.EAGAIN):  # ENOLCK: a filesystem without locks
                 log.debug("folder %s not claimed: %s", folder, exc)
-                yield
-                return
+                return None
             raise ConfigError(refusal(folder, holder)) from None
         try:
             same = os.stat(claim).st_ino == os.fstat(fd).st_ino
@@ -198,7 +213,26 @@ def claimed_folder(
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(mine).encode(), 0)
-        yield
-    finally:
-        claim.unlink(missing_ok=True)  # while still held: a run that opened it meanwhile sees it gone
-        os.close(fd)  # releases the lock
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+#: Descriptors of the claims :func:`hold_run_folder_for_process` took: open until the process ends.
+_HELD_FOR_PROCESS: list[int] = []
+
+
+def hold_run_folder_for_process(folder: Path) -> str | None:
+    """Take ``train.py``'s claim on ``folder`` for the rest of this process (before Hydra starts, so that a
+    second command in the same folder is refused before Hydra writes its ``.hydra/`` record and log there),
+    or return the refusal when another live run holds it. The run's own :func:`claimed_run_folder` takes it
+    again and removes it when the run ends, which releases it; the descriptor kept here is then lockless,
+    and closed when the process ends. Never removes the file itself: by then it may be another run's."""
+    try:
+        fd = _take(folder, CLAIM_NAME, _run_folder_refusal)
+    except ConfigError as refused:
+        return str(refused)
+    if fd is not None:
+        _HELD_FOR_PROCESS.append(fd)
+    return None
