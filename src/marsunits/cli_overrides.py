@@ -299,7 +299,8 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
             if not named:
                 overrides.append(f"run_name={_hydra_quoted(run_name)}")
                 cfg = compose("train", overrides=overrides, return_hydra_config=True)
-            raw_dir = str(OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"])
+            run = OmegaConf.to_container(cfg.hydra.run, resolve=False)
+            raw_dir = str(run.get("dir")) if isinstance(run, dict) else ""
             folder = Path(str(cfg.hydra.run.dir))
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
