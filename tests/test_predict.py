@@ -358,6 +358,26 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     assert run(make_cfg(tmp_path, other, inp, out)) == 0  # and now that model's outputs resume
 
 
+def test_an_overwrite_run_leaves_another_runs_folder_inside_its_own_alone(tmp_path: Path, ckpt: Path) -> None:
+    """``predictions/`` for a mission beside ``predictions/sol_0100/`` for one sol: an overwrite=true run into
+    the parent removed every mask, overlay and contact file of the run in the subfolder as its own leftovers.
+    """
+    from marsunits.inference.output_settings import SETTINGS_NAME
+    from marsunits.inference.writers import OTHER_RUN_MARKERS
+    from marsunits.run_folder_claim import PREDICT_CLAIM_NAME
+
+    assert set(OTHER_RUN_MARKERS) == {SETTINGS_NAME, PREDICT_CLAIM_NAME}
+    inp, sol, out = tmp_path / "in", tmp_path / "sol", tmp_path / "predictions"
+    save_rgb(inp / "a.png", 40, 50, seed=1)
+    save_rgb(sol / "b.png", 40, 50, seed=2)
+    assert run(make_cfg(tmp_path, ckpt, sol, out / "sol_0100")) == 0
+    nested = sorted(p.name for p in (out / "sol_0100").glob("b.*"))
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0
+    assert sorted(p.name for p in (out / "sol_0100").glob("b.*")) == nested
+    assert {p.name for p in out.glob("a.*")} == {"a.mask.png", "a.overlay.png", "a.contact.geojson"}
+
+
 def test_finished_overwrite_leaves_only_its_own_outputs(tmp_path: Path, ckpt: Path) -> None:
     """An overwrite=true run with another model used to leave the old model's outputs of inputs it did not
     redo (removed since, or failing now) and the prob.tif files it did not save: two models in one folder."""

@@ -130,6 +130,11 @@ class OutputPaths:
         return all(p.is_file() for p in self.expected(save_probabilities))
 
 
+#: Files that make a folder another ``predict.py`` run's ``output_dir``: its settings record and its claim
+#: (``output_settings.SETTINGS_NAME``, ``run_folder_claim.PREDICT_CLAIM_NAME``; a test checks they agree).
+OTHER_RUN_MARKERS = ("prediction_settings.json", ".predict.claim")
+
+
 def remove_outputs_except(root: Path, keep: Iterable[Path]) -> list[Path]:
     """Delete the per-image outputs under ``root`` (files named ``*<suffix>`` for a suffix of ``SUFFIXES``)
     that are not in ``keep``; returns the removed paths, sorted.
@@ -138,7 +143,10 @@ def remove_outputs_except(root: Path, keep: Iterable[Path]) -> list[Path]:
     model or setting (an input removed since, or failing now, or ``prob.tif`` files of a run that saved
     probabilities), and left there they would sit beside the new ones. Only files with these suffixes are
     touched (reports, maps and anything else of the user's are not); symbolic links to folders are not
-    followed and the ONNX cache (``.cache``) is skipped.
+    followed and the ONNX cache (``.cache``) is skipped. So is a subfolder that is another prediction run's
+    ``output_dir`` (it holds :data:`OTHER_RUN_MARKERS`: ``predictions/`` for a mission beside
+    ``predictions/sol_0100/`` for one sol): its outputs are that run's, and an ``overwrite=true`` run into
+    the parent folder deleted them all.
     """
     kept = {os.path.normpath(p) for p in keep}
     suffixes = tuple(SUFFIXES.values())
@@ -146,6 +154,9 @@ def remove_outputs_except(root: Path, keep: Iterable[Path]) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         if Path(dirpath) == root:
             dirnames[:] = [d for d in dirnames if d != ".cache"]
+        elif any(marker in filenames for marker in OTHER_RUN_MARKERS):
+            dirnames[:] = []  # another run's folder, and everything under it
+            continue
         for name in filenames:
             path = Path(dirpath) / name
             if name.endswith(suffixes) and os.path.normpath(path) not in kept:
