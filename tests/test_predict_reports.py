@@ -210,6 +210,35 @@ def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Pa
         assert feat["properties"]["length_m"] > 0
 
 
+def test_an_overwrite_run_failing_before_its_first_image_keeps_the_reports_and_maps(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error before an overwrite=true run had replaced an image (``max_range_m=inf`` did it,
+    in the settings record) wrote an empty manifest, a summary of 0 images and removed the contact maps."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+    from marsunits.inference import runner
+
+    data = tmp_path / "syn"
+    generate_dataset(data, 2, seed=0, config=SceneConfig(width=128, height=96, p_contact=1.0))
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true", "max_range_m=60")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix != ".json"}
+    assert any(name.startswith("contact_map") for name in before) and "manifest.csv" in before
+    real = runner.write_settings
+
+    def failing(output_dir: Path, settings: dict, pending: bool = False, **kwargs: bool) -> Path:
+        if pending:
+            raise RuntimeError("a failure nobody planned")
+        return real(output_dir, settings, pending=pending, **kwargs)
+
+    monkeypatch.setattr(runner, "write_settings", failing)
+    overwrite = make_cfg(tmp_path, ckpt, data / "images", out, "map=true", "max_range_m=60", "overwrite=true")
+    with pytest.raises(RuntimeError, match="nobody planned"):
+        run(overwrite)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix != ".json"}
+    assert after == before
+
+
 def test_map_without_cameras_says_how_to_provide_one(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

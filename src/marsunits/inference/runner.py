@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import sys
 import time
@@ -228,7 +229,9 @@ def _check_option_type(name: str, annotation: str, value: Any) -> None:
         raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
     number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
     accepted = (float, int) if "float" in number else int
-    if number and (isinstance(value, bool) or not isinstance(value, accepted)):
+    # nan and inf too: they passed, and ended in a JSON error naming no option when the settings were written.
+    bad = isinstance(value, bool) or not isinstance(value, accepted) or not math.isfinite(float(value))
+    if number and bad:
         what = "a number" if "float" in number else "a whole number"
         empty = " or null" if "None" in kinds else ""
         raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name)}")
@@ -325,9 +328,17 @@ def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
     for f in fields(ContactConfig):  # a word typed for a number: say which option, not Python's comparison
         default, value = f.default, options.get(f.name)
         numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if f.name in options and numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if (
+            f.name in options
+            and numeric
+            and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(float(value))
+            )
+        ):
             raise ConfigError(
-                f"contact.{f.name}={value!r}: expected a number, e.g. contact.{f.name}={default}"
+                f"contact.{f.name}={value!r}: expected a finite number, e.g. contact.{f.name}={default}"
             )
     try:
         return ContactConfig(**options)
@@ -594,10 +605,14 @@ class _Session:
                 f"nodata_max must be null or a number in [0, 1) (0.03 is about 8/255), got {nodata!r}"
             )
         max_range = opts.max_range_m
-        if isinstance(max_range, bool) or not isinstance(max_range, (int, float)) or not max_range > 0:
+        if (
+            isinstance(max_range, bool)
+            or not isinstance(max_range, (int, float))
+            or not 0 < max_range < math.inf
+        ):
             raise ConfigError(
-                f"max_range_m must be a distance in metres > 0 (how far from the camera contacts are put on "
-                f"the ground; default 30), got {max_range!r}"
+                f"max_range_m must be a finite distance in metres > 0 (how far from the camera contacts are "
+                f"put on the ground; default 30, e.g. max_range_m=200 for far terrain), got {max_range!r}"
             )
         tile = opts.tile
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
@@ -1451,7 +1466,7 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
     loop_start = time.perf_counter()
     if shard.world_size == 1:
-        interrupted = False
+        interrupted = failed = False
         try:
             session.predict_all(todo)
             if overwriting:
@@ -1459,11 +1474,16 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
         except (KeyboardInterrupt, TerminatedError):
             interrupted = True
             raise
+        except BaseException:
+            failed = True
+            raise
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
-            if overwriting and session.redone == 0 and session.stopped_early is not None:
-                # Stopped before an image was finished: the reports of the outputs there stay as they were.
-                print(f"The run {session.stopped_early}.", file=sys.stdout)
+            if overwriting and session.redone == 0 and (session.stopped_early is not None or failed):
+                # Stopped before an image was finished: the reports of the outputs there stay as they were
+                # (an unexpected error there replaced the manifest with an empty one and removed the maps).
+                if session.stopped_early is not None:
+                    print(f"The run {session.stopped_early}.", file=sys.stdout)
             else:
                 try:
                     result = session.write_reports(time.perf_counter() - started)
