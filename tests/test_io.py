@@ -129,6 +129,18 @@ def test_uint16_rgb_tiff(tmp_path: Path, planar: bool, size: tuple[int, int]) ->
     assert image_size(tmp_path / "a.tif") == (size[1], size[0])
 
 
+@pytest.mark.parametrize("name", ["e.png", "e.jpg"])
+def test_a_16_bit_tiff_named_like_another_format_is_read_whole(tmp_path: Path, name: str) -> None:
+    """A 16-bit RGB TIFF saved as ``.png`` or ``.jpg`` was decoded by Pillow, which keeps the high byte of
+    each sample: 12-bit data came out 16 times too dark and was predicted with status ok."""
+    arr = RNG.integers(0, 4096, size=(6, 8, 3), dtype=np.uint16)  # 12-bit data in 16-bit samples
+    tifffile.imwrite(tmp_path / "e.tif", arr, photometric="rgb")
+    tifffile.imwrite(tmp_path / name, arr, photometric="rgb")
+    out = read_image(tmp_path / name)
+    np.testing.assert_array_equal(out, read_image(tmp_path / "e.tif"))
+    np.testing.assert_allclose(out, arr / 4095.0, atol=1e-4)  # widened to 16 bits first
+
+
 def test_float_tiff_clipped(tmp_path: Path) -> None:
     arr = np.array([[-0.5, 0.25, np.inf], [1.5, np.nan, 0.75]], dtype=np.float32)  # saturated a bit above 1
     tifffile.imwrite(tmp_path / "f.tiff", arr)

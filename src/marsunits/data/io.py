@@ -503,6 +503,9 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
     if p.suffix.lower() in TIFF_EXTENSIONS:
         return np.ascontiguousarray(widen_12_bit(_read_tiff(p, max_megapixels)))
     im = _open_pil(p)
+    if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples only
+        im.close()
+        return np.ascontiguousarray(widen_12_bit(_read_tiff(p, max_megapixels)))
     with im:
         _check_megapixels(p, im.width, im.height, max_megapixels)
         if _is_16_bit_colour_png(im):
