@@ -141,6 +141,34 @@ def test_a_16_bit_tiff_named_like_another_format_is_read_whole(tmp_path: Path, n
     np.testing.assert_allclose(out, arr / 4095.0, atol=1e-4)  # widened to 16 bits first
 
 
+@pytest.mark.parametrize(
+    ("top", "said"),
+    [
+        (200, "8-bit values saved in a 16-bit file"),
+        (1000, "10-bit data"),
+        (3000, None),
+        (9000, "14-bit data"),
+        (60000, None),
+    ],
+)
+def test_16_bit_data_of_another_depth_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, top: int, said: str | None
+) -> None:
+    """8- or 10-bit values in a 16-bit file read 16 or 4 times too dark (as 12-bit data), 14-bit data 4 times
+    (as 16-bit), without a word; 12- and 16-bit data are what the reader scales right."""
+    arr = np.linspace(0, top, 48).astype(np.uint16).reshape(6, 8)
+    tifffile.imwrite(tmp_path / "x.tif", arr)
+    with caplog.at_level("WARNING", logger="marsunits.data.io"):
+        read_image(tmp_path / "x.tif")
+        read_image(tmp_path / "x.tif")
+    warned = [r.getMessage() for r in caplog.records]
+    if said is None:
+        assert not warned
+    else:
+        assert len(warned) == 1 and said in warned[0] and f"reach only {top}" in warned[0]
+        assert str(tmp_path / "x.tif") in warned[0]
+
+
 def test_float_tiff_clipped(tmp_path: Path) -> None:
     arr = np.array([[-0.5, 0.25, np.inf], [1.5, np.nan, 0.75]], dtype=np.float32)  # saturated a bit above 1
     tifffile.imwrite(tmp_path / "f.tiff", arr)

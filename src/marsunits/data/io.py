@@ -14,6 +14,7 @@ handle float or multi-sample 16-bit TIFFs.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marsunits.atomic import atomic_write
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -501,18 +504,53 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
     p = Path(path)
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
-        return np.ascontiguousarray(widen_12_bit(_read_tiff(p, max_megapixels)))
-    im = _open_pil(p)
-    if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples only
-        im.close()
-        return np.ascontiguousarray(widen_12_bit(_read_tiff(p, max_megapixels)))
-    with im:
-        _check_megapixels(p, im.width, im.height, max_megapixels)
-        if _is_16_bit_colour_png(im):
-            arr = _read_16_bit_colour_png(p, _orientation_tag(im))
+        arr = _read_tiff(p, max_megapixels)
+    else:
+        im = _open_pil(p)
+        if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples
+            im.close()
+            arr = _read_tiff(p, max_megapixels)
         else:
-            arr = _pil_to_native(p, _decode_pil(p, im))
+            with im:
+                _check_megapixels(p, im.width, im.height, max_megapixels)
+                if _is_16_bit_colour_png(im):
+                    arr = _read_16_bit_colour_png(p, _orientation_tag(im))
+                else:
+                    arr = _pil_to_native(p, _decode_pil(p, im))
+    _warn_of_another_bit_depth(p, arr)
     return np.ascontiguousarray(widen_12_bit(arr))
+
+
+#: Files already warned about by :func:`_warn_of_another_bit_depth` (an uncached training source reads a
+#: file for every crop drawn from it).
+_WARNED_BIT_DEPTH: set[str] = set()
+
+
+def _warn_of_another_bit_depth(path: Path, arr: np.ndarray) -> None:
+    """Warn, once per file, when a 16-bit image's largest value suggests data of another depth than the two
+    read as such (12 bits, scaled by 4095, and 16): 8- or 10-bit values saved in a 16-bit file read 16 or 4
+    times too dark, and 14-bit data 4 times. The scaling is not changed: a dark exposure looks the same."""
+    if arr.dtype != np.uint16 or not arr.size or os.fspath(path) in _WARNED_BIT_DEPTH:
+        return
+    top = int(arr.max())
+    if top <= 255:
+        guess, factor, read_as = "8-bit values saved in a 16-bit file", 16, "12-bit data (/4095)"
+    elif top <= 1023:
+        guess, factor, read_as = "10-bit data", 4, "12-bit data (/4095)"
+    elif TWELVE_BIT_MAX < top <= 16383:
+        guess, factor, read_as = "14-bit data", 4, "16-bit data (/65535)"
+    else:
+        return
+    _WARNED_BIT_DEPTH.add(os.fspath(path))
+    log.warning(
+        "%s: its 16-bit samples reach only %d; it is read as %s. If it holds %s, it reads %d times too "
+        "dark: save it as 8-bit, or scaled to the full 16-bit range",
+        path,
+        top,
+        read_as,
+        guess,
+        factor,
+    )
 
 
 def _is_16_bit_colour_png(im: Image.Image) -> bool:
