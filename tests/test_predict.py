@@ -1101,3 +1101,11 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
         if warned:
             assert said[0].startswith(f"x.png: its camera ({sidecar}) sees no ground within max_range_m=30")
             assert "sign of pitch_deg" in said[0] and "height_m in metres, angles in degrees" in said[0]
+    # A strongly barrel-distorted lens folds back inside the image: its border pixels have no ray (an empty
+    # footprint), but the middle of the image sees the ground; it was warned about as a camera looking up.
+    folded = PinholeCamera(image_width=80, image_height=60, hfov_deg=120.0, pitch_deg=30.0, k1=-0.6)
+    sidecar.write_text(json.dumps(folded.to_dict()))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        add_ground_coordinates(image, [line], 80, 60, 30.0)
+    assert not [r for r in caplog.records if "sees no ground" in r.getMessage()]

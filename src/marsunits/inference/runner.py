@@ -476,6 +476,19 @@ def image_camera(image_path: Path) -> CameraModel | None:
     return None if camera is None else orient_camera(camera, exif_orientation(image_path))
 
 
+def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:
+    """Whether any pixel of a ``samples`` x ``samples`` grid over the image (corners and border included)
+    reaches the ground within ``max_range_m``. The image border alone (``view_footprint``) said "no ground"
+    for a lens whose distortion folds back inside the image, where the border pixels have no ray."""
+    if len(view_footprint(camera, max_range_m=max_range_m)):
+        return True
+    u, v = np.meshgrid(
+        np.linspace(0.0, camera.image_width, samples), np.linspace(0.0, camera.image_height, samples)
+    )
+    ground = camera.pixel_to_ground(u.ravel(), v.ravel(), max_range_m=max_range_m)
+    return bool(np.isfinite(ground[:, :2]).all(axis=1).any())
+
+
 def add_ground_coordinates(
     image_path: Path,
     lines: list[ContactLine],
@@ -499,7 +512,7 @@ def add_ground_coordinates(
     camera = sized_image_camera(image_path, width, height, camera)
     if camera is None:
         return lines
-    if len(view_footprint(camera, max_range_m=max_range_m)) == 0:  # was silent: no metres, no reason given
+    if not _sees_ground(camera, max_range_m):  # was silent: no metres, no reason given
         log.warning(
             "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
             "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
