@@ -65,7 +65,7 @@ def test_dict_roundtrip_and_validation() -> None:
     with pytest.raises(ValueError, match="missing required keys"):
         PinholeCamera.from_dict({"image_width": 10})
     bad = dict(d, K=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    with pytest.raises(ValueError, match="disagrees"):
+    with pytest.raises(ValueError, match="is not the intrinsic matrix"):
         PinholeCamera.from_dict(bad)
     with pytest.raises(ValueError, match="positive"):
         PinholeCamera(0, 10, hfov_deg=60, pitch_deg=10)

@@ -209,6 +209,28 @@ def test_pinhole_values_of_the_wrong_type_are_refused_on_reading(tmp_path, key, 
         load_camera(path)
 
 
+def test_a_pinhole_K_is_checked_to_a_tolerance_and_its_refusal_gives_the_expected_matrix(tmp_path):
+    """An OpenCV-style K (pixel centres at whole numbers, focal length with two decimals) for the very camera
+    was refused with "disagrees ...; fix one of them", which named neither the matrix expected nor that an
+    off-centre principal point is a cahv model."""
+    d = _pinhole(pitch_deg=10.0).to_dict()
+    w, h, f = d["image_width"], d["image_height"], d["K"][0][0]
+    path = tmp_path / "c.camera.json"
+    opencv = [[round(f, 2), 0, (w - 1) / 2], [0, round(f, 2), (h - 1) / 2], [0, 0, 1]]
+    path.write_text(json.dumps({**d, "K": opencv}))
+    assert load_camera(path).K[0, 0] == pytest.approx(f)
+    off_centre = [[f, 0, w / 2 + 12], [0, f, h / 2], [0, 0, 1]]
+    path.write_text(json.dumps({**d, "K": off_centre}))
+    with pytest.raises(CameraFileError) as refused:
+        load_camera(path)
+    said = str(refused.value)
+    assert f"[[{f:.6g}, 0, {w / 2:g}], [0, {f:.6g}, {h / 2:g}], [0, 0, 1]]" in said and "cahv model" in said
+    for bad in ([[f * 1.01, 0, w / 2], [0, f, h / 2], [0, 0, 1]], [[f, 0], [0, f]], "K"):
+        path.write_text(json.dumps({**d, "K": bad}))
+        with pytest.raises(CameraFileError, match="is not the intrinsic matrix of this pinhole model"):
+            load_camera(path)
+
+
 @pytest.mark.parametrize(
     ("typo", "meant"), [("heigth_m", "height_m"), ("roll", "roll_deg"), ("Ground_Z_m", "ground_z_m")]
 )

@@ -294,6 +294,42 @@ class PinholeCamera:
             else:
                 fields[key] = float(value)
         cam = cls(**fields)
-        if "K" in d and not np.allclose(np.asarray(d["K"], dtype=float), cam.K, atol=1e-6):
-            raise ValueError("camera 'K' disagrees with image size and hfov_deg; fix one of them")
+        if "K" in d:
+            _check_K(d["K"], cam)
         return cam
+
+
+def _check_K(given: Any, cam: PinholeCamera) -> None:
+    """Refuse a ``K`` (kept in a camera file for reference) that is not ``cam``'s intrinsic matrix.
+
+    Focal lengths must agree to 0.1 % (a K written with a few decimals, or an hfov rounded to 0.01 degree,
+    was refused at 1e-6) and the principal point to half a pixel, so that OpenCV's convention (pixel
+    centres at whole numbers: ``cx = (W - 1) / 2``) is the same camera as this model's (corners at whole
+    numbers: ``W / 2``).
+
+    Raises:
+        ValueError: Another camera, with the K this model's numbers give and how to write a calibration
+            whose principal point is off centre (a ``cahv`` model).
+    """
+    try:
+        k = np.asarray(given, dtype=float)
+    except (TypeError, ValueError):
+        k = np.zeros(0)
+    want = cam.K
+    fits = (
+        k.shape == (3, 3)
+        and bool(np.isfinite(k).all())
+        and np.allclose(k[[0, 1], [0, 1]], want[[0, 1], [0, 1]], rtol=1e-3, atol=0.0)
+        and bool(np.all(np.abs(k[[0, 1], [2, 2]] - want[[0, 1], [2, 2]]) <= 0.5 + 1e-6))
+        and np.allclose(k[[0, 1, 2, 2], [1, 0, 0, 1]], 0.0, atol=1e-9)
+        and np.isclose(k[2, 2], 1.0)
+    )
+    if not fits:
+        f, cx, cy = want[0, 0], want[0, 2], want[1, 2]
+        raise ValueError(
+            f"camera 'K' {given!r} is not the intrinsic matrix of this pinhole model: image_width, "
+            f"image_height and hfov_deg give [[{f:.6g}, 0, {cx:g}], [0, {f:.6g}, {cy:g}], [0, 0, 1]] (square "
+            "pixels, principal point at the image centre, to half a pixel). Fix one of them, or drop 'K' (it "
+            "is only checked); a calibration whose principal point is off centre, or whose fx and fy differ, "
+            "is written as a cahv model (README, Camera files)"
+        )
