@@ -235,14 +235,20 @@ def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatc
     mode, reason = resolve_wandb_mode("online")  # asked for online, but nothing to log in with
     assert mode == "offline" and "API key" in reason
 
-    # A key from `wandb login` (netrc) but no network: offline, and the reason names the server.
-    (wandb_offline_env / ".netrc").write_text(
-        "machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n"
-    )
+    # A key from `wandb login` (netrc) but no network: offline, and the reason names the server. The key
+    # is stored under the installed W&B's default server (api.forge.coreweave.com from wandb 0.31), where
+    # a hard-wired api.wandb.ai found none, so every run went offline after a `wandb login`.
+    from urllib.parse import urlparse
+
+    from wandb.sdk.wandb_settings import Settings
+
+    host = urlparse(Settings.model_fields["base_url"].default).hostname
+    assert wandb_setup.wandb_host() == host
+    (wandb_offline_env / ".netrc").write_text(f"machine {host}\n  login user\n  password " + "k" * 40 + "\n")
     assert wandb_credentials_available()
     monkeypatch.setattr(wandb_setup, "wandb_reachable", lambda host=None, timeout_s=2.0: False)
     mode, reason = resolve_wandb_mode("auto")
-    assert mode == "offline" and "api.wandb.ai" in reason
+    assert mode == "offline" and host in reason
     monkeypatch.setattr(wandb_setup, "wandb_reachable", lambda host=None, timeout_s=2.0: True)
     assert resolve_wandb_mode("auto") == ("online", None)
     with pytest.raises(ValueError, match="not one of"):

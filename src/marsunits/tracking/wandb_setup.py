@@ -43,7 +43,22 @@ from marsunits.tracking.git_info import git_info
 #: Values accepted for a W&B logger's ``mode`` (``WANDB_MODE``); ``dryrun``/``run`` are W&B's old spellings.
 WANDB_MODES: tuple[str, ...] = ("auto", "online", "offline", "disabled")
 _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+#: The server of W&B releases before 0.31 (:func:`wandb_default_base_url` asks the installed one).
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+
+
+def wandb_default_base_url() -> str:
+    """The server the installed W&B logs to when nothing chooses another: its ``Settings.base_url`` default
+    (``https://api.forge.coreweave.com`` from wandb 0.31, ``https://api.wandb.ai`` before), where ``wandb
+    login`` also stores the key in the netrc file. Hard-wiring api.wandb.ai found no key after a ``wandb
+    login`` with 0.31, so every run went offline."""
+    try:
+        from wandb.sdk.wandb_settings import Settings
+
+        default = getattr(Settings.model_fields.get("base_url"), "default", None)
+    except Exception:  # noqa: BLE001 - another W&B layout: the long-standing server
+        default = None
+    return default if isinstance(default, str) and default.startswith("http") else DEFAULT_WANDB_HOST
 
 
 def _rank() -> int:
@@ -72,17 +87,20 @@ def _wandb_settings() -> dict[str, str]:
 
 def wandb_base_url() -> str:
     """The W&B server's URL: ``WANDB_BASE_URL``, else the ``base_url`` that ``wandb login --host`` stored in
-    W&B's settings file (a self-hosted server was always taken for api.wandb.ai), else api.wandb.ai."""
+    W&B's settings file (a self-hosted server was always taken for api.wandb.ai), else the installed W&B's
+    default (:func:`wandb_default_base_url`)."""
     return (
         os.environ.get("WANDB_BASE_URL", "").strip()
         or _wandb_settings().get("base_url", "").strip()
-        or DEFAULT_WANDB_HOST
+        or wandb_default_base_url()
     )
 
 
 def wandb_host() -> str:
-    """Host name of the W&B server in use (:func:`wandb_base_url`, default ``api.wandb.ai``)."""
-    return urlparse(wandb_base_url()).hostname or "api.wandb.ai"
+    """Host name of the W&B server in use (:func:`wandb_base_url`)."""
+    return (
+        urlparse(wandb_base_url()).hostname or urlparse(wandb_default_base_url()).hostname or "api.wandb.ai"
+    )
 
 
 def wandb_credentials_available(host: str | None = None) -> bool:
@@ -131,7 +149,7 @@ def wandb_reachable(host: str | None = None, timeout_s: float = 2.0) -> bool:
             port = url.port or (80 if url.scheme == "http" else 443)
         except ValueError:  # a port that is not a number: W&B itself will say what is wrong
             return True
-        address = (url.hostname or "api.wandb.ai", port)
+        address = (url.hostname or wandb_host(), port)
     try:
         with socket.create_connection(address, timeout=timeout_s):
             return True
