@@ -901,6 +901,50 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
         run_folder_claim._HELD_FOR_PROCESS.clear()
 
 
+def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(tmp_path: Path) -> None:
+    """A new run given a finished run's run_name, or a resume with other settings, was refused only after
+    Hydra had rewritten that run's .hydra/ record with the refused command's settings (and added to its
+    train.log): whoever rebuilt the run from .hydra/overrides.yaml got the wrong one. The command line
+    pins a default run_name to the folder it claims, which must not make ckpt_path=last look for it."""
+    import subprocess
+    import sys
+
+    logs = tmp_path / "logs"
+    base = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}", "logger=csv"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / "train.py"), *base, *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    assert train("run_name=r1").returncode == 0
+    folder = logs / "train" / "r1"
+    record = {p.name: p.read_bytes() for p in [*(folder / ".hydra").iterdir(), folder / "train.log"]}
+    for extra, said in (
+        (["run_name=r1", "seed=7"], "already holds a run"),
+        (["run_name=r1", "ckpt_path=last", "model.lr=0.5"], "was trained with other model or data settings"),
+    ):
+        proc = train(*extra)
+        assert proc.returncode == 2 and proc.stderr.startswith("train.py: error: "), proc.stderr[-2000:]
+        assert said in proc.stderr
+        assert {
+            p.name: p.read_bytes() for p in [*(folder / ".hydra").iterdir(), folder / "train.log"]
+        } == record
+    # The default run name is pinned on the command line, yet ckpt_path=last still resumes the newest run
+    # of the job (it looked for the new folder's own last.ckpt, "no run of that name has started").
+    proc = train("ckpt_path=last", "trainer.max_epochs=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (resumed,) = [p for p in (logs / "train").iterdir() if p.name != "r1"]
+    assert f"ckpt_path=last -> {folder / 'checkpoints' / 'last.ckpt'}" in (resumed / "train.log").read_text()
+    assert "seconds_total" in json.loads((resumed / "metrics.json").read_text())  # a run in two parts
+
+
 def test_a_second_run_in_a_run_folder_in_use_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

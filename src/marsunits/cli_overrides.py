@@ -305,8 +305,18 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
     folder = folder if folder.is_absolute() else Path.cwd() / folder
-    if "now:" in raw_dir:  # a folder named by the clock otherwise: Hydra's may differ; check, do not claim
-        return run_folder_holder(folder), argv
+    held = run_folder_holder(folder)
+    if held is not None:
+        return held, argv
+    # A refusal of the run in that folder (it holds a finished run; a resume with other settings) also
+    # comes before Hydra rewrites the folder's .hydra/ record with this command's settings.
+    from marsunits.training import PINNED_RUN_NAME_ENV, refusal_before_hydra
+
+    if not named:
+        os.environ[PINNED_RUN_NAME_ENV] = run_name  # still the default run name (training._named_run)
+    refused = refusal_before_hydra(cfg, folder)
+    if refused is not None or "now:" in raw_dir:  # a folder named by the clock otherwise: not claimed
+        return refused, argv
     if not named:
         argv.append(f"run_name={_hydra_quoted(run_name)}")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -36,6 +37,11 @@ from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.tracking.wandb_setup import check_wandb_modes
 
 log = logging.getLogger(__name__)
+
+#: The run name the command line added for a default, time-made ``run_name`` (``cli_overrides.
+#: claim_run_folder``), so that Hydra's folder is the one it claimed: still a default, not a name the user
+#: gave (``ckpt_path=last`` then resumes the newest run of the job, not that new folder's).
+PINNED_RUN_NAME_ENV = "MARSUNITS_PINNED_RUN_NAME"
 
 
 def resolve_ckpt_path(
@@ -468,24 +474,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             "follows it), e.g. data.in_channels=3"
         )
     output_dir = Path(cfg.paths.output_dir)
-    job = job_identity(cfg)
     training = bool(cfg.get("train", True))
-    data_moved = bool(cfg.get("data_moved", False))
-    evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
-    if training:
-        ckpt_path = resolve_ckpt_path(
-            cfg.get("ckpt_path"),
-            output_dir,
-            Path(cfg.paths.log_dir),
-            cfg.task_name,
-            job,
-            data_moved,
-            run_name=_named_run(cfg),
-        )
-    else:
-        evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
-    # Before config.yaml, the record it compares with, is replaced.
-    check_run_folder(output_dir, ckpt_path, job, data_moved)
+    ckpt_path, evaluated = checked_start(cfg)
 
     evaluated_task = None
     if evaluated is not None:
@@ -746,6 +736,58 @@ def _summarise_kept_checkpoint(loggers: list[Any], metrics: Mapping[str, Any]) -
             logger.experiment.summary.update(scores)
 
 
+def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
+    """What the run starts from, checked against its run folder before anything is written there.
+
+    Returns:
+        ``(ckpt_path, evaluated)``: the checkpoint to resume (:func:`resolve_ckpt_path`; None for a new run
+        or ``train=false``) and, for ``train=false``, the checkpoint whose network is validated and tested
+        with the option that gave it (:func:`_evaluated_checkpoint`).
+
+    Raises:
+        ConfigError: No such checkpoint, or the folder holds another run, or the resumed run trained another
+            job (:func:`check_run_folder`).
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    job = job_identity(cfg)
+    data_moved = bool(cfg.get("data_moved", False))
+    evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
+    if bool(cfg.get("train", True)):
+        ckpt_path = resolve_ckpt_path(
+            cfg.get("ckpt_path"),
+            output_dir,
+            Path(cfg.paths.log_dir),
+            cfg.task_name,
+            job,
+            data_moved,
+            run_name=_named_run(cfg),
+        )
+    else:
+        evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
+    # Before config.yaml, the record it compares with, is replaced.
+    check_run_folder(output_dir, ckpt_path, job, data_moved)
+    return ckpt_path, evaluated
+
+
+def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
+    """:func:`checked_start`'s refusal for the run ``cfg`` (composed before Hydra starts, so without
+    Hydra's runtime values) would make in ``output_dir``, or None; any other problem is left to the run.
+
+    Hydra writes its ``.hydra/`` record and a ``train.log`` line in the run folder before the run's code
+    starts: a command refused there (a new run given a finished run's ``run_name``, a resume with other
+    settings) rewrote the finished run's record with the refused command's settings.
+    """
+    cfg = cfg.copy()
+    try:
+        OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
+        checked_start(cfg)
+    except ConfigError as refused:
+        return str(refused)
+    except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
+        return None
+    return None
+
+
 def _named_run(cfg: DictConfig) -> str | None:
     """The run's name when the user gave one (``run_name=...``); None for the default, a time stamp, and in
     a sweep, whose trials run in ``multirun-<time>/<n>`` whatever the name."""
@@ -755,6 +797,8 @@ def _named_run(cfg: DictConfig) -> str | None:
         return None
     raw = OmegaConf.to_container(cfg, resolve=False).get("run_name")  # type: ignore[union-attr]
     if not isinstance(raw, str) or "${now:" in raw:  # a default: a time stamp, maybe after the data name
+        return None
+    if os.environ.get(PINNED_RUN_NAME_ENV) == str(cfg.run_name):  # the default, pinned by the command line
         return None
     return str(cfg.run_name)
 
