@@ -766,6 +766,16 @@ def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path
         "hparams_search=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.n_startup_trials=6"
     )
     assert len(_lines(tmp_path)) == 3 and study.returncode == 2, study.stderr[-3000:]
+    # A study whose every trial diverged asked Optuna for the best of no finished trial: a traceback.
+    diverging = launch(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.n_startup_trials=4",
+        "model.weight_decay=0.9",
+    )
+    assert len(_lines(tmp_path)) == 4 and diverging.returncode == 2, diverging.stderr[-3000:]
+    assert "train.py: error: none of the 4 trials of this sweep finished" in diverging.stderr
+    assert "Traceback" not in diverging.stderr
 
 
 def test_the_run_id_is_kept_without_the_dashboard_callbacks(

@@ -87,7 +87,18 @@ def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
             print(
                 f"{prog}: error: {_tally['failed']} trials of this sweep failed on user errors before any "
                 "finished, the last with the error above: a mistake every trial shares (a path, a config "
-                "value) would fail the rest too, so the sweep stops here. Fix it and start the sweep again",
+                "value) would fail the rest too, so the sweep stops here. Fix it and start the sweep again "
+                "(if it is the swept values that fail, as values of the grid, leave them out of it)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
+        planned = _planned_trials()
+        if _tally["finished"] == 0 and planned is not None and _trial_number() >= planned - 1:
+            # The Optuna sweeper then asks for the best of no finished trial: a traceback, status 1.
+            print(
+                f"{prog}: error: none of the {planned} trials of this sweep finished (the last failed with "
+                "the error above), so it has no best trial. Fix what made them fail (a diverged training: "
+                "a lower learning-rate range) and start the sweep again",
                 file=sys.stderr,
             )
             raise SystemExit(2) from None
@@ -97,6 +108,22 @@ def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
     if in_multirun():
         _tally["finished"] += 1
     return result
+
+
+def _planned_trials() -> int | None:
+    """The number of trials the sweeper plans (``hydra.sweeper.n_trials``, the Optuna sweeper), or None."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    planned = OmegaConf.select(OmegaConf.structured(HydraConfig.get()), "sweeper.n_trials", default=None)
+    return planned if isinstance(planned, int) and planned > 0 else None
+
+
+def _trial_number() -> int:
+    """This trial's number in the sweep, from 0 (``hydra.job.num``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return int(HydraConfig.get().job.num)
 
 
 def _diverged(stop: SystemExit) -> bool:
