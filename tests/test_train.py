@@ -683,6 +683,43 @@ class InterruptAtStep(pl.Callback):
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
 
+def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -> None:
+    """A sweep stopped in a trial said "run the same command with ckpt_path=last", which refused every trial
+    (it looks for runs of the job under logs/train/*/, not in the sweep's folders). The advice now is the
+    trial's own command in its own folder, and it resumes there."""
+    import shlex
+    import subprocess
+    import sys
+
+    logs = tmp_path / "logs"
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
+    common = [*TINY, "trainer.max_epochs=2", "test=false", "logger=csv", f"paths.log_dir={logs}"]
+
+    def train(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / "train.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
+
+    sweep = train("-m", *common, *stop, "+callbacks.stop.sigterm=true", "seed=1,2")
+    assert sweep.returncode == 143, sweep.stderr[-3000:]
+    (said,) = [ln for ln in sweep.stderr.splitlines() if "this trial alone to go on" in ln]
+    command = said.split("to go on: python train.py ", 1)[1].split(" (the sweep's own command", 1)[0]
+    args = shlex.split(command)
+    (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
+    assert Path(trial_dir).parent.parent == logs / "train" and "seed=1" in args and "ckpt_path=last" in args
+    resumed = train(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
+    assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder
+
+
 def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

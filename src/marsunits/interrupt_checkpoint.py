@@ -13,6 +13,7 @@ and the steps since the last recovery checkpoint were lost too.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -93,10 +94,37 @@ class InterruptCheckpoint(Callback):
             how, then = "stopped by the error below", "Fix what it names, then run"
         said = (
             f"{how} at epoch {trainer.current_epoch}, optimiser step {trainer.global_step}; saved {path}. "
-            f"{then} the same command with ckpt_path=last to go on."
+            + (
+                _trial_resume_advice(then, self.dirpath.parent)
+                if _in_sweep()
+                else f"{then} the same command with ckpt_path=last to go on."
+            )
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
+
+
+def _in_sweep() -> bool:
+    from marsunits.sweep_trials import in_multirun
+
+    return in_multirun()
+
+
+def _trial_resume_advice(then: str, trial_dir: Path) -> str:
+    """How to go on with the interrupted trial of a sweep: the sweep's command with ``ckpt_path=last`` looked
+    for runs of its first trial's job under ``logs/train/*/`` and refused every trial; the trial itself
+    resumes alone, in its own folder, with its own overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    task = list(HydraConfig.get().overrides.task)
+    if any(o.startswith("hparams_search=") for o in task):  # its config also sets the model: kept, as one run
+        task.append("hydra.mode=RUN")
+    overrides = " ".join(shlex.quote(o) for o in task)
+    return (
+        f"{then} this trial alone to go on: python train.py {overrides} "
+        f"{shlex.quote(f'hydra.run.dir={trial_dir}')} ckpt_path=last (the sweep's own command starts its "
+        "trials anew, in a new folder)."
+    )
 
 
 def _validation_to_run_again(trainer: pl.Trainer) -> None:
