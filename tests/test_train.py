@@ -933,9 +933,24 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
         assert (folder / "config.yaml").is_file() and not (folder / ".train.claim").exists()
         assert run_folder_claim.run_folder_holder(folder) is None
     finally:
-        for fd in run_folder_claim._HELD_FOR_PROCESS:
-            os.close(fd)
-        run_folder_claim._HELD_FOR_PROCESS.clear()
+        run_folder_claim.release_held_claims()
+    # A claim the run never took (Hydra or the config failed first) is removed when the process ends.
+    other = logs / "train" / "never-run"
+    assert claim_run_folder([*argv, "run_name=never-run"], CONFIG_DIR)[0] is None
+    assert (other / ".train.claim").is_file()
+    run_folder_claim.release_held_claims()
+    assert not (other / ".train.claim").exists() and run_folder_claim.run_folder_holder(other) is None
+    # Left to the run: a folder named by the clock through a value given here (Hydra's may be a second
+    # later: a stray claimed folder), another primary config (the check composes train.yaml), and a run
+    # folder that is not Hydra's.
+    for extra in (
+        ["run_name=x-${now:%H-%M-%S}"],
+        ["--config-name", "my_train"],
+        [f"paths.output_dir={tmp_path / 'elsewhere'}"],
+    ):
+        assert claim_run_folder([*argv, *extra], CONFIG_DIR) == (None, [*argv, *extra])
+    assert sorted(p.name for p in (logs / "train").iterdir()) == sorted([name, "never-run"])
+    assert not run_folder_claim._HELD_FOR_PROCESS
 
 
 def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(tmp_path: Path) -> None:

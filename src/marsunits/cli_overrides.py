@@ -290,17 +290,28 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return None, argv
     if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
         return None, argv
-    named = any(a.split("=", 1)[0].lstrip("+") in ("run_name", "hydra.run.dir") for a in argv)
+    keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
+    if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys) or "paths.output_dir" in keys:
+        return None, argv  # another primary config, or a run folder that is not Hydra's: the run checks it
+    # A folder named by the clock through a value given here: Hydra's may differ by a second; not claimed.
+    clock = any(
+        "now:" in a.split("=", 1)[1]
+        for a in argv
+        if "=" in a and a.split("=", 1)[0].lstrip("+") in _FOLDER_KEYS
+    )
+    named = any(k in ("run_name", "hydra.run.dir") for k in keys)
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    pin = None
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
             cfg = compose("train", overrides=overrides, return_hydra_config=True)
-            run_name = str(cfg.run_name)
-            if not named:
-                overrides.append(f"run_name={_hydra_quoted(run_name)}")
+            raw = OmegaConf.to_container(cfg, resolve=False)
+            if not named and "now:" in str(raw.get("run_name")):  # type: ignore[union-attr]
+                pin = str(cfg.run_name)  # the default, made from the clock: pinned as composed now
+                overrides.append(f"run_name={_hydra_quoted(pin)}")
                 cfg = compose("train", overrides=overrides, return_hydra_config=True)
             run = OmegaConf.to_container(cfg.hydra.run, resolve=False)
-            raw_dir = str(run.get("dir")) if isinstance(run, dict) else ""
+            clock = clock or "now:" in (str(run.get("dir")) if isinstance(run, dict) else "now:")
             folder = Path(str(cfg.hydra.run.dir))
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
@@ -312,17 +323,24 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     # comes before Hydra rewrites the folder's .hydra/ record with this command's settings.
     from marsunits.training import PINNED_RUN_NAME_ENV, refusal_before_hydra
 
-    if not named:
-        os.environ[PINNED_RUN_NAME_ENV] = run_name  # still the default run name (training._named_run)
+    if pin is not None:
+        os.environ[PINNED_RUN_NAME_ENV] = pin  # still the default run name (training._named_run)
     refused = refusal_before_hydra(cfg, folder)
-    if refused is not None or "now:" in raw_dir:  # a folder named by the clock otherwise: not claimed
+    if refused is not None or clock:
         return refused, argv
-    if not named:
-        argv.append(f"run_name={_hydra_quoted(run_name)}")
+    if pin is not None:
+        argv.append(f"run_name={_hydra_quoted(pin)}")
     try:
         return hold_run_folder_for_process(folder), argv
     except OSError:  # the folder cannot be made: Hydra says so
         return None, argv
+
+
+#: Hydra flags that choose another primary config or config folder: the check here composes ``train``.
+_CONFIG_FLAGS = ("--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp")
+
+#: Options whose value names the run folder (``hydra.run.dir`` is made of them).
+_FOLDER_KEYS = ("run_name", "hydra.run.dir", "paths.log_dir", "paths.root_dir", "task_name")
 
 
 #: Free bytes below which the disk of the log folder counts as full (Hydra's record and the log of a run

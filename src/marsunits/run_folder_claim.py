@@ -24,6 +24,7 @@ is closed, so the file is never opened elsewhere while it is held.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import errno
@@ -44,6 +45,7 @@ __all__ = [
     "claimed_run_folder",
     "hold_run_folder_for_process",
     "is_global_rank_zero",
+    "release_held_claims",
     "run_folder_holder",
 ]
 
@@ -219,8 +221,24 @@ def _take(folder: Path, claim_name: str, refusal: Callable[[Path, dict], str]) -
     return fd
 
 
-#: Descriptors of the claims :func:`hold_run_folder_for_process` took: open until the process ends.
-_HELD_FOR_PROCESS: list[int] = []
+#: ``(folder, descriptor)`` of the claims :func:`hold_run_folder_for_process` took: open until the process
+#: ends (:func:`release_held_claims`).
+_HELD_FOR_PROCESS: list[tuple[Path, int]] = []
+
+
+def release_held_claims() -> None:
+    """Close the claims :func:`hold_run_folder_for_process` took (at the process's end), removing a claim
+    file that is still this process's own: the run never took it (Hydra or the config failed first, a
+    Ctrl-C during the imports), so nothing else removes it. A file the run removed, or another run's file
+    made since at that path (another inode), is left alone."""
+    while _HELD_FOR_PROCESS:
+        folder, fd = _HELD_FOR_PROCESS.pop()
+        claim = folder / CLAIM_NAME
+        with contextlib.suppress(OSError):
+            if os.stat(claim).st_ino == os.fstat(fd).st_ino:
+                claim.unlink()
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def hold_run_folder_for_process(folder: Path) -> str | None:
@@ -234,5 +252,7 @@ def hold_run_folder_for_process(folder: Path) -> str | None:
     except ConfigError as refused:
         return str(refused)
     if fd is not None:
-        _HELD_FOR_PROCESS.append(fd)
+        if not _HELD_FOR_PROCESS:
+            atexit.register(release_held_claims)
+        _HELD_FOR_PROCESS.append((folder, fd))
     return None
