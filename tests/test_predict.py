@@ -378,6 +378,25 @@ def test_an_overwrite_run_leaves_another_runs_folder_inside_its_own_alone(tmp_pa
     assert {p.name for p in out.glob("a.*")} == {"a.mask.png", "a.overlay.png", "a.contact.geojson"}
 
 
+def test_a_note_on_how_an_input_was_read_is_said_once_from_a_loader_worker(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Files are decoded in loader workers, whose log lines were lost or repeated: the note on 8-bit values in
+    a 16-bit file travels with the image and is said by the main process, once per image."""
+    import tifffile
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    tifffile.imwrite(inp / "dark.tif", np.linspace(0, 200, 40 * 50).astype(np.uint16).reshape(40, 50))
+    save_rgb(inp / "fine.png", 40, 50, seed=1)
+    cfg = make_cfg(tmp_path, ckpt, inp, out)
+    cfg.num_workers = 1
+    with caplog.at_level("WARNING"):
+        assert run(cfg) == 0
+    said = [r.getMessage() for r in caplog.records if "fit in 8 bits" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(str(inp / "dark.tif"))
+
+
 def test_finished_overwrite_leaves_only_its_own_outputs(tmp_path: Path, ckpt: Path) -> None:
     """An overwrite=true run with another model used to leave the old model's outputs of inputs it did not
     redo (removed since, or failing now) and the prob.tif files it did not save: two models in one folder."""

@@ -162,6 +162,16 @@ def test_switches_given_as_words_and_numbers_given_as_text_are_refused(
     assert not marker.exists() and not out.exists()
 
 
+def test_infinite_limits_still_mean_no_limit(tmp_path: Path, ckpt: Path) -> None:
+    """Refusing nan and inf for number options must not refuse the limits where inf means none."""
+    from marsunits.inference.runner import PredictOptions
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    cfg = make_cfg(tmp_path, ckpt, inp, out, "max_megapixels=inf", "max_file_mb=inf", "onnx_tolerance=inf")
+    opts = PredictOptions.from_config(cfg)
+    assert opts.max_megapixels == opts.max_file_mb == opts.onnx_tolerance == float("inf")
+
+
 def test_trust_checkpoint_defaults_to_false() -> None:
     assert OmegaConf.load(CONFIG_DIR / "predict.yaml").trust_checkpoint is False
 

@@ -1280,6 +1280,43 @@ def test_a_model_trained_on_images_this_run_validates_on_is_refused_under_any_na
     assert json.loads((out / "metrics.json").read_text())["images_trained_on"] == metrics["images_trained_on"]
 
 
+def test_a_folder_holding_copies_on_both_sides_of_its_split_still_evaluates_its_own_model(
+    tmp_path: Path,
+) -> None:
+    """A user's folder with byte-identical copies under other names: the run's own split has one copy on each
+    side. Evaluating (train=false) its own model on that same split was refused as "trained on the images
+    this run validates on", with advice to use the very split it used."""
+    import shutil
+
+    from marsunits.data.fake import write_fake_folder
+    from marsunits.file_digest import file_sha256, image_content_key
+
+    root = write_fake_folder(tmp_path / "c", n_images=5, height=64, width=64)
+    for k in range(5):
+        for sub in ("images", "masks"):
+            shutil.copy(root / sub / f"img_{k}.png", root / sub / f"twin_{k}.png")
+    common = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        f"data.root={root}",
+        "data.batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "test=false",
+        "trainer.max_epochs=1",
+    ]
+    trained = run(compose_config("train", tmp_path / "t", common))
+    dm = instantiate(OmegaConf.load(tmp_path / "t" / "config.yaml").data)
+    dm.setup("fit")
+    train_keys = {image_content_key(file_sha256(r.image)) for r in dm.splits["folder"][0]}
+    assert any(image_content_key(file_sha256(r.image)) in train_keys for r in dm.splits["folder"][1])
+    again = [*common, "train=false", f"ckpt_path={trained['best_ckpt']}"]
+    same = run(compose_config("train", tmp_path / "again", again))
+    assert same["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
+
+
 def test_unreadable_images_without_a_cache_are_all_listed_when_the_first_one_stops_training(
     tmp_path: Path,
 ) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "widen_12_bit",
     "read_image",
     "read_image_native",
+    "read_image_noted",
     "read_mask",
     "to_channels",
     "write_png_atomic",
@@ -502,54 +503,67 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
         ImageReadError: as :func:`read_image`.
     """
     p = Path(path)
-    _check_file(p)
-    if p.suffix.lower() in TIFF_EXTENSIONS:
-        arr = _read_tiff(p, max_megapixels)
-    else:
-        im = _open_pil(p)
-        if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples
-            im.close()
-            arr = _read_tiff(p, max_megapixels)
-        else:
-            with im:
-                _check_megapixels(p, im.width, im.height, max_megapixels)
-                if _is_16_bit_colour_png(im):
-                    arr = _read_16_bit_colour_png(p, _orientation_tag(im))
-                else:
-                    arr = _pil_to_native(p, _decode_pil(p, im))
-    _warn_of_another_bit_depth(p, arr)
+    arr = _read_native(p, max_megapixels)
+    note = bit_depth_note(p, arr)
+    if note is not None and os.fspath(p) not in _WARNED_BIT_DEPTH and not _in_loader_worker():
+        _WARNED_BIT_DEPTH.add(os.fspath(p))
+        log.warning("%s", note)
     return np.ascontiguousarray(widen_12_bit(arr))
 
 
-#: Files already warned about by :func:`_warn_of_another_bit_depth` (an uncached training source reads a
+def read_image_noted(
+    path: str | os.PathLike[str], max_megapixels: float | None = None
+) -> tuple[np.ndarray, str | None]:
+    """:func:`read_image` and the file's :func:`bit_depth_note`, for a caller that reports it itself
+    (``predict.py``, whose files are read in loader workers, where :func:`read_image_native` says nothing).
+    """
+    p = Path(path)
+    arr = _read_native(p, max_megapixels)
+    return scale_to_unit(np.ascontiguousarray(widen_12_bit(arr))), bit_depth_note(p, arr)
+
+
+def _read_native(p: Path, max_megapixels: float | None) -> np.ndarray:
+    """The file's samples as stored (:func:`read_image_native` before :func:`widen_12_bit`)."""
+    _check_file(p)
+    if p.suffix.lower() in TIFF_EXTENSIONS:
+        return _read_tiff(p, max_megapixels)
+    im = _open_pil(p)
+    if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples
+        im.close()
+        return _read_tiff(p, max_megapixels)
+    with im:
+        _check_megapixels(p, im.width, im.height, max_megapixels)
+        if _is_16_bit_colour_png(im):
+            return _read_16_bit_colour_png(p, _orientation_tag(im))
+        return _pil_to_native(p, _decode_pil(p, im))
+
+
+#: Files :func:`read_image_native` has warned about in this process (an uncached training source reads a
 #: file for every crop drawn from it).
 _WARNED_BIT_DEPTH: set[str] = set()
 
 
-def _warn_of_another_bit_depth(path: Path, arr: np.ndarray) -> None:
-    """Warn, once per file, when a 16-bit image's largest value suggests data of another depth than the two
-    read as such (12 bits, scaled by 4095, and 16): 8- or 10-bit values saved in a 16-bit file read 16 or 4
-    times too dark, and 14-bit data 4 times. The scaling is not changed: a dark exposure looks the same."""
-    if arr.dtype != np.uint16 or not arr.size or os.fspath(path) in _WARNED_BIT_DEPTH:
-        return
+def _in_loader_worker() -> bool:
+    """Whether this is a DataLoader worker process: each has its own memory of what was said, and training
+    starts new ones every epoch, so a warning there was repeated for every worker and epoch."""
+    import torch.utils.data
+
+    return torch.utils.data.get_worker_info() is not None
+
+
+def bit_depth_note(path: Path, arr: np.ndarray) -> str | None:
+    """A warning for a 16-bit image whose samples all fit in 8 bits (at most 255): 8-bit values saved in a
+    16-bit file, which read 16 times too dark (as 12-bit data, /4095); None otherwise. Only that case: the
+    darkest 12- or 16-bit exposures reach 1023 or 16383, so 10- and 14-bit data cannot be told from them.
+    The scaling is not changed."""
+    if arr.dtype != np.uint16 or not arr.size:
+        return None
     top = int(arr.max())
-    if top <= 255:
-        guess, factor, read_as = "8-bit values saved in a 16-bit file", 16, "12-bit data (/4095)"
-    elif top <= 1023:
-        guess, factor, read_as = "10-bit data", 4, "12-bit data (/4095)"
-    elif TWELVE_BIT_MAX < top <= 16383:
-        guess, factor, read_as = "14-bit data", 4, "16-bit data (/65535)"
-    else:
-        return
-    _WARNED_BIT_DEPTH.add(os.fspath(path))
-    log.warning(
-        "%s: its 16-bit samples reach only %d; it is read as %s. If it holds %s, it reads %d times too "
-        "dark: save it as 8-bit, or scaled to the full 16-bit range",
-        path,
-        top,
-        read_as,
-        guess,
-        factor,
+    if top > 255:
+        return None
+    return (
+        f"{path}: its 16-bit samples all fit in 8 bits (at most {top}); it is read as 12-bit data (/4095). "
+        "If it holds 8-bit values saved in a 16-bit file, it reads 16 times too dark: save it as 8-bit"
     )
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from marsunits.data.io import ImageReadError, read_image
+from marsunits.data.io import ImageReadError, read_image_noted
 from marsunits.errors import ConfigError
 from marsunits.inference.output_settings import image_file_identity
 from marsunits.inference.runtime import ForwardFn, TorchForward
@@ -145,6 +145,8 @@ class LoadedImage:
         seconds: Time spent reading and decoding.
         file_identity: Size, modification time and SHA-256 of the file before it was read
             (:func:`~marsunits.inference.output_settings.image_file_identity`), or None.
+        note: A warning about how the file was read (:func:`~marsunits.data.io.bit_depth_note`), for the
+            main process to say (a loader worker's log line was lost or repeated), or None.
     """
 
     index: int
@@ -152,6 +154,7 @@ class LoadedImage:
     error: str | None
     seconds: float
     file_identity: dict[str, Any] | None = None
+    note: str | None = None
 
 
 class ImageFileDataset(Dataset[LoadedImage]):
@@ -196,14 +199,14 @@ class ImageFileDataset(Dataset[LoadedImage]):
             check_file_size(path, self.max_file_mb)
             # Before reading: a file replaced meanwhile is redone.
             identity = image_file_identity(path) if self.identity else None
-            image = read_image(path, max_megapixels=self.max_megapixels)
+            image, note = read_image_noted(path, max_megapixels=self.max_megapixels)
         except ImageReadError as exc:
             return LoadedImage(index, None, str(exc), time.perf_counter() - start)
         except (OSError, MemoryError) as exc:
             return LoadedImage(
                 index, None, f"{path}: {type(exc).__name__}: {exc}", time.perf_counter() - start
             )
-        return LoadedImage(index, image, None, time.perf_counter() - start, identity)
+        return LoadedImage(index, image, None, time.perf_counter() - start, identity, note)
 
 
 def check_file_size(path: Path, max_file_mb: float | None) -> None:

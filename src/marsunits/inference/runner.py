@@ -212,6 +212,10 @@ class PredictOptions:
 _CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max", "max_range_m"})
 
 
+#: Number options where ``inf`` means "no limit" (none of them is written to the settings record).
+_INFINITY_IS_NO_LIMIT = frozenset({"max_megapixels", "max_file_mb", "onnx_tolerance"})
+
+
 def _check_option_type(name: str, annotation: str, value: Any) -> None:
     """Refuse an on/off option that is not ``true``/``false`` and a number option that is not a number.
 
@@ -229,8 +233,11 @@ def _check_option_type(name: str, annotation: str, value: Any) -> None:
         raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
     number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
     accepted = (float, int) if "float" in number else int
-    # nan and inf too: they passed, and ended in a JSON error naming no option when the settings were written.
-    bad = isinstance(value, bool) or not isinstance(value, accepted) or not math.isfinite(float(value))
+    # nan (and inf, but for limits, where it means none) passed, and ended in a JSON error naming no option
+    # when the settings were written.
+    bad = isinstance(value, bool) or not isinstance(value, accepted)
+    if isinstance(value, float) and not bad:
+        bad = math.isnan(value) or (math.isinf(value) and name not in _INFINITY_IS_NO_LIMIT)
     if number and bad:
         what = "a number" if "float" in number else "a whole number"
         empty = " or null" if "None" in kinds else ""
@@ -1016,6 +1023,8 @@ class _Session:
             if self.opts.overwrite and not self.marked:  # before the first old output is replaced
                 write_settings(self.output_dir, self.settings, pending=True)
                 self.marked = True
+            if item.note is not None:
+                log.warning("%s", item.note)
             if item.error is not None:
                 row = _error_row(f.rel, item.error, round(item.seconds, 4))
             else:
