@@ -125,6 +125,9 @@ def test_a_model_package_is_a_starting_point_too(source_ckpt: Path, tmp_path: Pa
         task = instantiate(compose_config("train", tmp_path / "run", TINY).model)
         initialise_from_checkpoint(task, given)
         assert all(torch.equal(v, theirs[k]) for k, v in task.model.state_dict().items())
+    # Resuming a package was said to be "no such file" of a folder that is there.
+    with pytest.raises(ConfigError, match=r"is a model package .* cannot be resumed. .*init_ckpt_path="):
+        run(compose_config("train", tmp_path / "resume", [*TINY, f"ckpt_path={package}"]))
 
 
 def test_data_and_model_channels_that_differ_stop_before_training(tmp_path: Path) -> None:

@@ -568,6 +568,14 @@ def _lines(tmp_path: Path) -> list[Any]:
     return [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
 
 
+def test_an_optuna_study_optimises_the_metric_that_chooses_the_kept_checkpoint(tmp_path: Path) -> None:
+    """experiment=marsscapes_ai4mars keeps best.ckpt by val/miou_source_mean (each dataset counts once), but
+    the study optimised the pooled val/miou, three quarters AI4Mars pixels."""
+    for extra, metric in (([], "val/miou"), (["experiment=marsscapes_ai4mars"], "val/miou_source_mean")):
+        cfg = compose_config("train", tmp_path, ["hparams_search=optuna", *extra])
+        assert cfg.optimized_metric == cfg.callbacks.model_checkpoint.monitor == metric
+
+
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
     """`hparams_search=optuna` composes with the real configs, Optuna samples the declared space, and every
     trial of one sweep shares a W&B group. The objective here is a cheap function of the sampled values

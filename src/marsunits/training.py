@@ -108,6 +108,14 @@ def resolve_ckpt_path(
         return str(candidates[-1])
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
+        from marsunits.model_package import is_package
+
+        if is_package(path):  # "no such file" for a folder that is there
+            raise ConfigError(
+                f"ckpt_path={ckpt_path} is a model package (python -m marsunits.export): it holds the "
+                "weights, not the run's optimiser and epochs, so it cannot be resumed. Start a new run "
+                f"from it with init_ckpt_path={ckpt_path}, or score it with train=false ckpt_path={ckpt_path}"
+            )
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
     return str(path)
 
