@@ -731,13 +731,15 @@ def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -
     with pytest.raises(ConfigError, match="unknown contact option"):
         run(make_cfg(tmp_path, ckpt, inp, out, "+contact.no_such_option=1"))
     # It said "'<' not supported between instances of 'str' and 'int'".
-    with pytest.raises(ConfigError, match=r"contact\.min_length_px='x': expected a number, e\.g\. contact\."):
+    with pytest.raises(
+        ConfigError, match=r"contact\.min_length_px='x': expected a finite number, e\.g\. contact\."
+    ):
         run(make_cfg(tmp_path, ckpt, inp, out, "contact.min_length_px=x"))
     with pytest.raises(ConfigError, match="min_unit_area_px must be a whole number"):
         run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=-5"))
     # These ran with an empty map titled "range <= -1 m", or stopped on a bare int()/float() message.
     for value in ("-1", "0", "abc"):
-        with pytest.raises(ConfigError, match=r"max_range_m must be a distance in metres > 0"):
+        with pytest.raises(ConfigError, match=r"max_range_m must be a finite distance in metres > 0"):
             run(make_cfg(tmp_path, ckpt, inp, out, f"max_range_m={value}"))
     for value in ("abc", "0", "-64"):
         with pytest.raises(ConfigError, match=r"tile must be null .* or a whole number of pixels"):
