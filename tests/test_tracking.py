@@ -348,6 +348,7 @@ def test_offline_training_run_records_everything_and_resumes(
     assert config["git"]["dirty"] in (True, False, "unknown")
     assert config["dataset"] == "synthetic"
     assert config["class_names"] == list(CLASS_NAMES)
+    assert config["data_class_map"] == "identity"  # under class_map, Lightning's hparams replaced it by null
 
     # Validation images: the same samples every epoch, each with prediction + ground-truth mask layers,
     # and the predicted contact drawn in CONTACT_COLOR wherever one was found.

@@ -273,8 +273,10 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
 
     Returns:
         ``{"config": <the fully resolved config>, "git": {"commit", "dirty"}, "dataset": <data.name, else
-        the data config's name>, "class_map": <the dataset's native id -> project id map, or "identity">,
-        "class_names": [...]}``.
+        the data config's name>, "data_class_map": <the dataset's native id -> project id map, or
+        "identity">, "class_names": [...]}``. (``data_class_map``, not ``class_map``: Lightning logs the
+        model's hyper-parameters into the same config afterwards, and its ``class_map`` null, for data in
+        project ids, replaced "identity" on the dashboard.)
     """
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     if isinstance(resolved, dict):
@@ -286,7 +288,9 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
         "config": resolved,
         "git": git_info(root),
         "dataset": (data.get("name") if data else None) or _data_choice(cfg) or "unknown",
-        "class_map": OmegaConf.to_container(class_map) if isinstance(class_map, DictConfig) else "identity",
+        "data_class_map": (
+            OmegaConf.to_container(class_map) if isinstance(class_map, DictConfig) else "identity"
+        ),
         "class_names": list(CLASS_NAMES),
     }
 
