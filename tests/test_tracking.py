@@ -249,6 +249,15 @@ def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(wandb_setup, "wandb_reachable", lambda host=None, timeout_s=2.0: False)
     mode, reason = resolve_wandb_mode("auto")
     assert mode == "offline" and host in reason
+    # Forge's proxy address is its api. host to W&B, and so here.
+    monkeypatch.setenv("WANDB_BASE_URL", "https://forge.coreweave.com/api/wandb")
+    assert wandb_setup.wandb_host() == host
+    monkeypatch.delenv("WANDB_BASE_URL")
+    # A key an earlier wandb login stored under api.wandb.ai, the server behind Forge: wandb 0.31 takes it.
+    (wandb_offline_env / ".netrc").write_text(
+        "machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n"
+    )
+    assert wandb_credentials_available()
     monkeypatch.setattr(wandb_setup, "wandb_reachable", lambda host=None, timeout_s=2.0: True)
     assert resolve_wandb_mode("auto") == ("online", None)
     with pytest.raises(ValueError, match="not one of"):

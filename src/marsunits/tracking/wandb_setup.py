@@ -89,11 +89,30 @@ def wandb_base_url() -> str:
     """The W&B server's URL: ``WANDB_BASE_URL``, else the ``base_url`` that ``wandb login --host`` stored in
     W&B's settings file (a self-hosted server was always taken for api.wandb.ai), else the installed W&B's
     default (:func:`wandb_default_base_url`)."""
-    return (
+    url = (
         os.environ.get("WANDB_BASE_URL", "").strip()
         or _wandb_settings().get("base_url", "").strip()
         or wandb_default_base_url()
     )
+    try:  # a CoreWeave Forge proxy address (https://forge.coreweave.com/api/wandb) is its api. host to W&B
+        from wandb.sdk.lib.urls import normalize_forge_base_url
+
+        return str(normalize_forge_base_url(url))
+    except Exception:  # noqa: BLE001 - an older W&B, or an address W&B refuses itself when it starts
+        return url
+
+
+def _upstream_base_url(url: str) -> str | None:
+    """The W&B server behind a CoreWeave Forge address (``api.wandb.ai`` behind ``api.forge.coreweave.com``),
+    whose netrc key W&B 0.31 also takes (a ``wandb login`` of an earlier release stored it there); None
+    for other servers or an older W&B."""
+    try:
+        from wandb.sdk.lib.urls import forge_upstream_url
+
+        upstream = str(forge_upstream_url(url))
+    except Exception:  # noqa: BLE001 - an older W&B: no Forge
+        return None
+    return upstream if upstream != url else None
 
 
 def wandb_host() -> str:
@@ -122,8 +141,9 @@ def wandb_credentials_available(host: str | None = None) -> bool:
     if not path.is_file():
         return False
     # wandb login stores the key under the server's host:port when the URL has a port.
-    url = urlparse(wandb_base_url())
-    machines = [host] if host else [m for m in (url.netloc, url.hostname) if m]
+    base = wandb_base_url()
+    urls = [urlparse(base)] + [urlparse(u) for u in (_upstream_base_url(base),) if u]
+    machines = [host] if host else [m for url in urls for m in (url.netloc, url.hostname) if m]
     try:
         entries = netrc.netrc(str(path))
     except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
