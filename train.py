@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> float | None:
 
     metrics = report_trial_errors(lambda: run(cfg), prog="train.py")
     # A sweeper (hparams_search=optuna) optimises the value returned here.
-    return sweep_objective(metrics, cfg.get("optimized_metric"))
+    return sweep_objective(metrics, cfg.get("optimized_metric"), cfg)
 
 
 if __name__ == "__main__":

@@ -581,9 +581,34 @@ def _lines(tmp_path: Path) -> list[Any]:
 def test_an_optuna_study_optimises_the_metric_that_chooses_the_kept_checkpoint(tmp_path: Path) -> None:
     """experiment=marsscapes_ai4mars keeps best.ckpt by val/miou_source_mean (each dataset counts once), but
     the study optimised the pooled val/miou, three quarters AI4Mars pixels."""
-    for extra, metric in (([], "val/miou"), (["experiment=marsscapes_ai4mars"], "val/miou_source_mean")):
+    from marsunits.errors import ConfigError
+    from marsunits.sweep_trials import objective_name
+
+    for extra, metric in (
+        ([], "val/miou"),
+        (["experiment=marsscapes_ai4mars"], "val/miou_source_mean"),
+        (["callbacks.model_checkpoint.monitor=null"], "val/miou"),  # no monitor: the default metric
+        (["callbacks=[recovery]"], "val/miou"),
+    ):
         cfg = compose_config("train", tmp_path, ["hparams_search=optuna", *extra])
-        assert cfg.optimized_metric == cfg.callbacks.model_checkpoint.monitor == metric
+        assert objective_name(cfg.optimized_metric, cfg) == metric
+    # A monitor that is minimised, while the study maximises: it would look for the worst trial.
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        [
+            "hparams_search=optuna",
+            "callbacks.model_checkpoint.monitor=val/loss",
+            "callbacks.model_checkpoint.mode=min",
+        ],
+    )
+    from marsunits import sweep_trials
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_trials, "_sweeper_direction", lambda: "maximize")  # as optuna.yaml sets it
+        with pytest.raises(ConfigError, match=r"set hydra.sweeper.direction=minimize"):
+            objective_name(cfg.optimized_metric, cfg)
+    assert objective_name("val/miou", None) == "val/miou"  # a name given is kept
 
 
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
@@ -616,7 +641,7 @@ def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> N
     assert {t["encoder"] for t in trials} <= {"efficientnet_lite0", "mobilenetv3_large_100", "resnet18"}
     assert len({t["group"] for t in trials}) == 1 and trials[0]["group"].startswith("optuna-")
     assert [t["name"] for t in trials] == ["trial-0", "trial-1", "trial-2"]
-    assert all(t["weights"] is None and t["metric"] == "val/miou" for t in trials)
+    assert all(t["weights"] is None and t["metric"] == "auto" for t in trials)  # the checkpoint's monitor
     (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")  # under the launch directory
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert best.name == "optuna" and set(best.best_params) == {
@@ -723,7 +748,7 @@ def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> No
             return {"val/miou": -abs(math.log10(cfg.model.lr) + 3.0)}
 
         metrics = report_trial_errors(job, prog="train.py")  # as train.py
-        return sweep_objective(metrics, cfg.get("optimized_metric"))
+        return sweep_objective(metrics, cfg.get("optimized_metric"), cfg)
         """,
     )
 
@@ -792,8 +817,32 @@ def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path
         "model.weight_decay=0.9",
     )
     assert len(_lines(tmp_path)) == 4 and diverging.returncode == 2, diverging.stderr[-3000:]
-    assert "train.py: error: none of the 4 trials of this sweep finished" in diverging.stderr
+    assert "train.py: error: none of the 4 trials of this sweep gave a value" in diverging.stderr
     assert "Traceback" not in diverging.stderr
+
+
+def test_a_study_whose_trials_give_no_value_ends_in_one_line(tmp_path: Path) -> None:
+    """Trials that finish without the metric (no validation: trainer.limit_val_batches=0) counted as
+    finished, so a study of only such trials ended in the sweeper's traceback for the best of no trial."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+            return {"train/loss": 0.5}  # no val/miou
+
+        metrics = report_trial_errors(job, prog="train.py")
+        return sweep_objective(metrics, cfg.get("optimized_metric"), cfg)
+        """,
+    )
+    study = launch(
+        "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2"
+    )
+    assert len(_lines(tmp_path)) == 2 and study.returncode == 2, study.stderr[-3000:]
+    assert "has no finite val/miou (None) to optimise" in study.stderr
+    assert "train.py: error: none of the 2 trials of this sweep gave a value" in study.stderr
+    assert "Traceback" not in study.stderr
 
 
 def test_the_run_id_is_kept_without_the_dashboard_callbacks(

@@ -997,6 +997,25 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(tmp
     assert "seconds_total" in json.loads((resumed / "metrics.json").read_text())  # a run in two parts
 
 
+def test_the_command_line_check_composes_deletions_as_the_run_does(tmp_path: Path) -> None:
+    """``~key`` overrides were left out of the config composed before Hydra: its job was not the run's, and
+    a resume of a run started with a deletion was refused as "trained with other model or data settings"."""
+    from marsunits import run_folder_claim
+    from marsunits.cli_overrides import claim_run_folder
+
+    logs = tmp_path / "logs"
+    argv = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}", "~data.class_mix_prob"]
+    run(compose_config("train", logs / "train" / "del", [*argv, "run_name=del"]))
+    try:
+        resume = [*argv, "run_name=del", "ckpt_path=last"]
+        assert claim_run_folder(resume, CONFIG_DIR) == (None, resume)
+        assert claim_run_folder([*resume[:-2], "ckpt_path=last"], CONFIG_DIR)[0] is None  # the newest run
+        refused, _ = claim_run_folder([*argv[:-1], "run_name=del", "ckpt_path=last"], CONFIG_DIR)
+        assert refused is not None and "data.class_mix_prob: absent -> " in refused  # without the deletion
+    finally:
+        run_folder_claim.release_held_claims()
+
+
 def test_a_second_run_in_a_run_folder_in_use_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

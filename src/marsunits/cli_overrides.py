@@ -293,14 +293,17 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
     if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys) or "paths.output_dir" in keys:
         return None, argv  # another primary config, or a run folder that is not Hydra's: the run checks it
-    # A folder named by the clock through a value given here: Hydra's may differ by a second; not claimed.
-    clock = any(
-        "now:" in a.split("=", 1)[1]
+    # A folder named by the clock or by Hydra's job through a value given here: Hydra's may differ (a second
+    # later; ${hydra.job.name} composes to another name here): left to the run.
+    if any(
+        "now:" in a.split("=", 1)[1] or "hydra" in a.split("=", 1)[1]
         for a in argv
         if "=" in a and a.split("=", 1)[0].lstrip("+") in _FOLDER_KEYS
-    )
+    ):
+        return None, argv
     named = any(k in ("run_name", "hydra.run.dir") for k in keys)
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    # Deletions (~key) too: without them the job composed here was not the run's, and a resume was refused.
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     pin = None
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
@@ -311,10 +314,12 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
                 overrides.append(f"run_name={_hydra_quoted(pin)}")
                 cfg = compose("train", overrides=overrides, return_hydra_config=True)
             run = OmegaConf.to_container(cfg.hydra.run, resolve=False)
-            clock = clock or "now:" in (str(run.get("dir")) if isinstance(run, dict) else "now:")
+            raw_dir = str(run.get("dir")) if isinstance(run, dict) else "now:"
             folder = Path(str(cfg.hydra.run.dir))
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
+    if "now:" in raw_dir or "hydra" in raw_dir:  # see above
+        return None, argv
     folder = folder if folder.is_absolute() else Path.cwd() / folder
     held = run_folder_holder(folder)
     if held is not None:
@@ -326,7 +331,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     if pin is not None:
         os.environ[PINNED_RUN_NAME_ENV] = pin  # still the default run name (training._named_run)
     refused = refusal_before_hydra(cfg, folder)
-    if refused is not None or clock:
+    if refused is not None:
         return refused, argv
     if pin is not None:
         argv.append(f"run_name={_hydra_quoted(pin)}")

@@ -92,22 +92,31 @@ def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
                 file=sys.stderr,
             )
             raise SystemExit(2) from None
-        planned = _planned_trials()
-        if _tally["finished"] == 0 and planned is not None and _trial_number() >= planned - 1:
-            # The Optuna sweeper then asks for the best of no finished trial: a traceback, status 1.
-            print(
-                f"{prog}: error: none of the {planned} trials of this sweep finished (the last failed with "
-                "the error above), so it has no best trial. Fix what made them fail (a diverged training: "
-                "a lower learning-rate range) and start the sweep again",
-                file=sys.stderr,
-            )
-            raise SystemExit(2) from None
+        _stop_if_no_trial_finished(prog)
         raise TrialFailedError(
             f"{_trial()} failed with the error above; the sweep goes on with its other trials"
         ) from None
-    if in_multirun():
-        _tally["finished"] += 1
     return result
+
+
+def _stop_if_no_trial_finished(prog: str) -> None:
+    """After a failed trial: when it was the last an in-memory Optuna study plans and no trial of the study
+    gave a value, say so in one line and exit with status 2. The sweeper then asked Optuna for the best of
+    no finished trial, a traceback with status 1. (A study kept in ``storage`` may hold values of earlier
+    runs: left to the sweeper.)
+
+    Raises:
+        SystemExit: 2, in that case.
+    """
+    planned = _planned_trials()
+    if _tally["finished"] == 0 and planned is not None and _trial_number() >= planned - 1:
+        print(
+            f"{prog}: error: none of the {planned} trials of this sweep gave a value to optimise (the last "
+            "failed as said above), so it has no best trial. Fix what made them fail (a diverged training: "
+            "a lower learning-rate range; no validation: limit_val_batches) and start the sweep again",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
 
 
 def _planned_trials() -> int | None:
@@ -115,7 +124,10 @@ def _planned_trials() -> int | None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    planned = OmegaConf.select(OmegaConf.structured(HydraConfig.get()), "sweeper.n_trials", default=None)
+    hydra = OmegaConf.structured(HydraConfig.get())
+    if OmegaConf.select(hydra, "sweeper.storage", default=None) is not None:
+        return None
+    planned = OmegaConf.select(hydra, "sweeper.n_trials", default=None)
     return planned if isinstance(planned, int) and planned > 0 else None
 
 
@@ -135,17 +147,74 @@ def _diverged(stop: SystemExit) -> bool:
     return isinstance(error, DivergedError)
 
 
-def sweep_objective(metrics: Mapping[str, Any], name: str | None) -> float | None:
-    """The value a sweeper optimises: ``metrics[name]`` (None when nothing is optimised).
+def sweep_objective(
+    metrics: Mapping[str, Any], name: str | None, cfg: Mapping[str, Any] | None = None, prog: str = "train.py"
+) -> float | None:
+    """The value a sweeper optimises: ``metrics[name]`` (None when nothing is optimised). ``name`` ``auto``
+    (``hparams_search=optuna``) is the metric that chooses the kept checkpoint
+    (``callbacks.model_checkpoint.monitor`` of ``cfg``, else ``val/miou``; :func:`objective_name`).
 
     Raises:
         TrialFailedError: in a sweep, when the value is missing or not a finite number (a run whose
             validation never ran): the trial is recorded as failed, not as NaN (see the module docstring).
+        SystemExit: 2, when that was the last trial of a study none of whose trials gave a value.
     """
+    name = objective_name(name, cfg)
     if not name:
+        if in_multirun():
+            _tally["finished"] += 1
         return None
     value = metrics.get(name)
     number = float(value) if isinstance(value, (int, float)) else math.nan
-    if not math.isfinite(number) and in_multirun():
-        raise TrialFailedError(f"{_trial()} has no finite {name} ({value!r}) to optimise")
+    if in_multirun():
+        if not math.isfinite(number):
+            print(f"{prog}: error: {_trial()} has no finite {name} ({value!r}) to optimise", file=sys.stderr)
+            _stop_if_no_trial_finished(prog)
+            raise TrialFailedError(f"{_trial()} has no finite {name} ({value!r}) to optimise")
+        _tally["finished"] += 1
     return number
+
+
+def objective_name(name: str | None, cfg: Mapping[str, Any] | None) -> str | None:
+    """``name``, or for ``auto`` the metric that chooses the kept checkpoint, so that a study optimises what
+    ``best.ckpt`` is chosen by (``val/miou_source_mean`` for ``experiment=marsscapes_ai4mars``; the study
+    optimised the pooled ``val/miou``): ``callbacks.model_checkpoint.monitor``, else ``val/miou``.
+
+    Raises:
+        ConfigError: that monitor is minimised (``mode: min``, e.g. ``val/loss``) and the study maximises
+            (``hydra.sweeper.direction``), or the reverse: it would look for the worst trial.
+    """
+    if name != "auto":
+        return name
+    from omegaconf import DictConfig, OmegaConf
+
+    from marsunits.errors import ConfigError
+
+    node = (
+        OmegaConf.select(cfg, "callbacks.model_checkpoint", default=None)
+        if isinstance(cfg, DictConfig)
+        else None
+    )
+    monitor = node.get("monitor") if node is not None else None
+    if node is None or not monitor:
+        return "val/miou"
+    mode = str(node.get("mode", "max"))
+    direction = _sweeper_direction()
+    if direction is not None and (direction == "maximize") != (mode == "max"):
+        raise ConfigError(
+            f"the study {direction}s optimized_metric=auto, the kept checkpoint's monitor {monitor}, which "
+            f"is chosen with mode={mode}: set hydra.sweeper.direction="
+            f"{'maximize' if mode == 'max' else 'minimize'}, or optimized_metric=<a metric to {direction}>"
+        )
+    return str(monitor)
+
+
+def _sweeper_direction() -> str | None:
+    """``hydra.sweeper.direction`` of a running sweep (``maximize``/``minimize``), or None."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    direction = OmegaConf.select(OmegaConf.structured(HydraConfig.get()), "sweeper.direction", default=None)
+    return str(direction).lower().split(".")[-1] if direction is not None else None
