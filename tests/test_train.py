@@ -1334,6 +1334,24 @@ def test_a_folder_holding_copies_on_both_sides_of_its_split_still_evaluates_its_
     again = [*common, "train=false", f"ckpt_path={trained['best_ckpt']}"]
     same = run(compose_config("train", tmp_path / "again", again))
     assert same["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
+    # A model trained on other images, whose copies are on both sides of this folder's split, is still
+    # charged with the ones it trained on.
+    other_root = tmp_path / "other"
+    for sub in ("images", "masks"):
+        (other_root / sub).mkdir(parents=True)
+    for r in dm.splits["folder"][1]:  # this folder's validation images, as another folder's training set
+        for sub in ("images", "masks"):
+            shutil.copy(root / sub / r.image.name, other_root / sub / r.image.name)
+            shutil.copy(root / sub / r.image.name, other_root / sub / f"more_{r.image.name}")
+    foreign = run(
+        compose_config("train", tmp_path / "f", [*common[:4], f"data.root={other_root}", *common[5:]])
+    )
+    with pytest.raises(DataError, match=r"was trained on \d+ of the images this run validates on"):
+        run(
+            compose_config(
+                "train", tmp_path / "f2", [*common, "train=false", f"ckpt_path={foreign['best_ckpt']}"]
+            )
+        )
 
 
 def test_unreadable_images_without_a_cache_are_all_listed_when_the_first_one_stops_training(

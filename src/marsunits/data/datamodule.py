@@ -744,11 +744,15 @@ class MarsDataModule(L.LightningDataModule):
             for rec in val:
                 with contextlib.suppress(OSError):
                     validated.setdefault(image_content_key(file_sha256(rec.image)), rec.image)
-        # A file whose copy is on this run's own training side too (a folder holding duplicates) is this
-        # run's overlap, not the model's: the model trained on this very split was refused on it.
         own = set(self.trained_image_keys())
         for what, keys in self.images_seen_by:
-            hits = sorted(os.fspath(validated[k]) for k in (set(keys) & validated.keys()) - own)
+            seen = set(keys)
+            # A model trained on this very split (its images include all of this split's training side):
+            # a file with a copy on both sides of the split (a folder holding duplicates) is the split's
+            # overlap, not the model's, and such a model was refused on its own split. Any other model is
+            # charged with every validation image it trained on.
+            exempt = own if own and own <= seen else set()
+            hits = sorted(os.fspath(validated[k]) for k in (seen & validated.keys()) - exempt)
             if hits:
                 shown = ", ".join(hits[:3]) + (" ..." if len(hits) > 3 else "")
                 raise DataError(
