@@ -932,6 +932,10 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
         run(compose_config("train", folder, argv[:-1]))
         assert (folder / "config.yaml").is_file() and not (folder / ".train.claim").exists()
         assert run_folder_claim.run_folder_holder(folder) is None
+        # Another run's claim made since at that path (its inode number may be the one freed) stays.
+        (folder / ".train.claim").write_text("{}")
+        run_folder_claim.release_held_claims()
+        assert (folder / ".train.claim").read_text() == "{}"
     finally:
         run_folder_claim.release_held_claims()
     # A claim the run never took (Hydra or the config failed first) is removed when the process ends.

@@ -163,6 +163,8 @@ def claimed_folder(
             ``holder`` is what that process wrote (pid, host, start time; {} when unreadable).
     """
     fd = _take(folder, claim_name, refusal) if take else None
+    if fd is not None:
+        _HANDED_OVER.add(os.path.normpath(folder / claim_name))  # its early claim is this one's now
     if fd is None:  # not taken, or not POSIX, or a filesystem without locks: no guard
         yield
         return
@@ -225,6 +227,10 @@ def _take(folder: Path, claim_name: str, refusal: Callable[[Path, dict], str]) -
 #: ends (:func:`release_held_claims`).
 _HELD_FOR_PROCESS: list[tuple[Path, int]] = []
 
+#: Claim files a run of this process took again (:func:`claimed_folder`), which removed them as it ended: at
+#: the process's end a file at that path is another run's, even one that reuses the inode number.
+_HANDED_OVER: set[str] = set()
+
 
 def release_held_claims() -> None:
     """Close the claims :func:`hold_run_folder_for_process` took (at the process's end), removing a claim
@@ -235,7 +241,8 @@ def release_held_claims() -> None:
         folder, fd = _HELD_FOR_PROCESS.pop()
         claim = folder / CLAIM_NAME
         with contextlib.suppress(OSError):
-            if os.stat(claim).st_ino == os.fstat(fd).st_ino:
+            mine = os.path.normpath(claim) not in _HANDED_OVER
+            if mine and os.stat(claim).st_ino == os.fstat(fd).st_ino:
                 claim.unlink()
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -246,7 +253,8 @@ def hold_run_folder_for_process(folder: Path) -> str | None:
     second command in the same folder is refused before Hydra writes its ``.hydra/`` record and log there),
     or return the refusal when another live run holds it. The run's own :func:`claimed_run_folder` takes it
     again and removes it when the run ends, which releases it; the descriptor kept here is then lockless,
-    and closed when the process ends. Never removes the file itself: by then it may be another run's."""
+    and closed when the process ends (:func:`release_held_claims`, which removes the file only where the
+    run never took it)."""
     try:
         fd = _take(folder, CLAIM_NAME, _run_folder_refusal)
     except ConfigError as refused:

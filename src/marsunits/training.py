@@ -110,7 +110,7 @@ def resolve_ckpt_path(
     if not path.is_file():
         from marsunits.model_package import is_package
 
-        if is_package(path):  # "no such file" for a folder that is there
+        if path.exists() and is_package(path):  # "no such file" for a folder that is there
             raise ConfigError(
                 f"ckpt_path={ckpt_path} is a model package (python -m marsunits.export): it holds the "
                 "weights, not the run's optimiser and epochs, so it cannot be resumed. Start a new run "
