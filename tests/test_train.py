@@ -495,6 +495,21 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path, monkeypatch: 
     assert 0.0 <= resumed["val/miou"] <= 1.0
 
 
+def folder_run(root: Path | None) -> list[str]:
+    """Overrides of a tiny one-source data=folder run without a test pass (root None: no data.root)."""
+    return [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        *([f"data.root={root}"] if root is not None else []),
+        "data.batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "test=false",
+    ]
+
+
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:
     """A checkpoint records the sols it trained on; evaluating it (or fine-tuning from it) on a split that
     validates on them gave optimistic scores silently. The same split is accepted, another refused."""
@@ -1195,17 +1210,7 @@ def test_resuming_after_images_were_added_to_a_folder_refuses_to_validate_on_tra
     from marsunits.data.fake import write_fake_folder
 
     root = write_fake_folder(tmp_path / "folder", n_images=10, height=64, width=64)
-    common = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data=folder",
-        f"data.root={root}",
-        "data.batch_size=4",
-        "data.crop_size=64",
-        "data.samples_per_epoch=8",
-        "test=false",
-    ]
+    common = folder_run(root)
     run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=1"]))
     run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=2", "ckpt_path=last"]))
     config = OmegaConf.load(tmp_path / "run" / "config.yaml")
@@ -1236,17 +1241,7 @@ def test_a_model_trained_on_images_this_run_validates_on_is_refused_under_any_na
     from marsunits.inference import run as predict
 
     a = write_fake_folder(tmp_path / "a", n_images=10, height=64, width=64)
-    common = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data=folder",
-        "data.batch_size=4",
-        "data.crop_size=64",
-        "data.samples_per_epoch=8",
-        "test=false",
-        "trainer.max_epochs=1",
-    ]
+    common = [*folder_run(None), "trainer.max_epochs=1"]
     trained = run(compose_config("train", tmp_path / "t", [*common, f"data.root={a}"]))
     dm = instantiate(OmegaConf.load(tmp_path / "t" / "config.yaml").data)
     dm.setup("fit")
@@ -1318,18 +1313,7 @@ def test_a_folder_holding_copies_on_both_sides_of_its_split_still_evaluates_its_
     for k in range(5):
         for sub in ("images", "masks"):
             shutil.copy(root / sub / f"img_{k}.png", root / sub / f"twin_{k}.png")
-    common = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data=folder",
-        f"data.root={root}",
-        "data.batch_size=4",
-        "data.crop_size=64",
-        "data.samples_per_epoch=8",
-        "test=false",
-        "trainer.max_epochs=1",
-    ]
+    common = [*folder_run(root), "trainer.max_epochs=1"]
     trained = run(compose_config("train", tmp_path / "t", common))
     dm = instantiate(OmegaConf.load(tmp_path / "t" / "config.yaml").data)
     dm.setup("fit")
@@ -1347,9 +1331,7 @@ def test_a_folder_holding_copies_on_both_sides_of_its_split_still_evaluates_its_
         for sub in ("images", "masks"):
             shutil.copy(root / sub / r.image.name, other_root / sub / r.image.name)
             shutil.copy(root / sub / r.image.name, other_root / sub / f"more_{r.image.name}")
-    foreign = run(
-        compose_config("train", tmp_path / "f", [*common[:4], f"data.root={other_root}", *common[5:]])
-    )
+    foreign = run(compose_config("train", tmp_path / "f", [*folder_run(other_root), "trainer.max_epochs=1"]))
     with pytest.raises(DataError, match=r"was trained on \d+ of the images this run validates on"):
         run(
             compose_config(
