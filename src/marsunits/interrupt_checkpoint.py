@@ -23,6 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from marsunits.data.io import ImageReadError
 from marsunits.errors import DataError, log_to_files
+from marsunits.sweep_trials import in_multirun
 
 __all__ = ["InterruptCheckpoint"]
 
@@ -96,18 +97,12 @@ class InterruptCheckpoint(Callback):
             f"{how} at epoch {trainer.current_epoch}, optimiser step {trainer.global_step}; saved {path}. "
             + (
                 _trial_resume_advice(then, self.dirpath.parent)
-                if _in_sweep()
+                if in_multirun()
                 else f"{then} the same command with ckpt_path=last to go on."
             )
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
-
-
-def _in_sweep() -> bool:
-    from marsunits.sweep_trials import in_multirun
-
-    return in_multirun()
 
 
 def _trial_resume_advice(then: str, trial_dir: Path) -> str:

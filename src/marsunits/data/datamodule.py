@@ -401,6 +401,7 @@ class MarsDataModule(L.LightningDataModule):
         self.test_sets: list[Dataset] = []
         #: Real data: ``{source: (train records, val records)}`` after ``setup``.
         self.splits: dict[str, tuple[list[LabelledImage], list[LabelledImage]]] = {}
+        self._trained_keys: list[str] | None = None  # trained_image_keys(), hashed once (splits are final)
 
     # ------------------------------------------------------------------------------------------ checks
 
@@ -722,13 +723,16 @@ class MarsDataModule(L.LightningDataModule):
     def trained_image_keys(self) -> list[str]:
         """Sorted content keys (:func:`~marsunits.file_digest.image_content_key`) of every training image
         file, of every source (after ``setup``; synthetic scenes have no files: none). Files that cannot be
-        read are left out (set-up has said so already, or training will)."""
-        keys = set()
-        for train, _ in self.splits.values():
-            for rec in train:
-                with contextlib.suppress(OSError):
-                    keys.add(image_content_key(file_sha256(rec.image)))
-        return sorted(keys)
+        read are left out (set-up has said so already, or training will). Hashed once: set-up's check and
+        the task's record at the start of fit both ask."""
+        if self._trained_keys is None:
+            keys = set()
+            for train, _ in self.splits.values():
+                for rec in train:
+                    with contextlib.suppress(OSError):
+                        keys.add(image_content_key(file_sha256(rec.image)))
+            self._trained_keys = sorted(keys)
+        return list(self._trained_keys)
 
     def _refuse_validation_images_seen_before(self) -> None:
         """Raise if a model this run starts from or is evaluated as trained on one of this run's validation
