@@ -296,7 +296,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     # A folder named by the clock or by Hydra's job through a value given here: Hydra's may differ (a second
     # later; ${hydra.job.name} composes to another name here): left to the run.
     if any(
-        "now:" in a.split("=", 1)[1] or "hydra" in a.split("=", 1)[1]
+        "now:" in a.split("=", 1)[1] or "${hydra" in a.split("=", 1)[1]
         for a in argv
         if "=" in a and a.split("=", 1)[0].lstrip("+") in _FOLDER_KEYS
     ):
@@ -318,7 +318,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
             folder = Path(str(cfg.hydra.run.dir))
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
-    if "now:" in raw_dir or "hydra" in raw_dir:  # see above
+    if "now:" in raw_dir or "${hydra" in raw_dir:  # see above
         return None, argv
     folder = folder if folder.is_absolute() else Path.cwd() / folder
     held = run_folder_holder(folder)
