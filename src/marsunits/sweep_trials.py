@@ -94,7 +94,7 @@ def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
             raise SystemExit(2) from None
         _stop_if_no_trial_finished(prog)
         raise TrialFailedError(
-            f"{_trial()} failed with the error above; the sweep goes on with its other trials"
+            f"{_trial()} failed with the error above; the sweep's other trials run all the same"
         ) from None
     return result
 
