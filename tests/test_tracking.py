@@ -581,34 +581,29 @@ def _lines(tmp_path: Path) -> list[Any]:
 def test_an_optuna_study_optimises_the_metric_that_chooses_the_kept_checkpoint(tmp_path: Path) -> None:
     """experiment=marsscapes_ai4mars keeps best.ckpt by val/miou_source_mean (each dataset counts once), but
     the study optimised the pooled val/miou, three quarters AI4Mars pixels."""
+    from hydra.core.hydra_config import HydraConfig
+
     from marsunits.errors import ConfigError
     from marsunits.sweep_trials import objective_name
 
-    for extra, metric in (
-        ([], "val/miou"),
-        (["experiment=marsscapes_ai4mars"], "val/miou_source_mean"),
-        (["callbacks.model_checkpoint.monitor=null"], "val/miou"),  # no monitor: the default metric
-        (["callbacks=[recovery]"], "val/miou"),
-    ):
-        cfg = compose_config("train", tmp_path, ["hparams_search=optuna", *extra])
-        assert objective_name(cfg.optimized_metric, cfg) == metric
-    # A monitor that is minimised, while the study maximises: it would look for the worst trial.
-    cfg = compose_config(
-        "train",
-        tmp_path,
-        [
-            "hparams_search=optuna",
-            "callbacks.model_checkpoint.monitor=val/loss",
-            "callbacks.model_checkpoint.mode=min",
-        ],
-    )
-    from marsunits import sweep_trials
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep_trials, "_sweeper_direction", lambda: "maximize")  # as optuna.yaml sets it
+    try:
+        for extra, metric in (
+            ([], "val/miou"),
+            (["experiment=marsscapes_ai4mars"], "val/miou_source_mean"),
+            (["callbacks.model_checkpoint.monitor=null"], "val/miou"),  # no monitor: the default metric
+            (["callbacks=[recovery]"], "val/miou"),
+        ):
+            cfg = compose_config("train", tmp_path, ["hparams_search=optuna", *extra])
+            assert objective_name(cfg.optimized_metric, cfg) == metric
+        # A monitor that is minimised while the study maximises (optuna.yaml's hydra.sweeper.direction, set
+        # by compose_config as Hydra sets it): it would look for the worst trial.
+        minimised = ["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"]
+        cfg = compose_config("train", tmp_path, ["hparams_search=optuna", *minimised])
         with pytest.raises(ConfigError, match=r"set hydra.sweeper.direction=minimize"):
             objective_name(cfg.optimized_metric, cfg)
-    assert objective_name("val/miou", None) == "val/miou"  # a name given is kept
+        assert objective_name("val/miou", None) == "val/miou"  # a name given is kept
+    finally:  # the composed Hydra config says MULTIRUN: later tests in this process are not in a sweep
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
 
 
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
