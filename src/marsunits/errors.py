@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from hydra.errors import InstantiationException
@@ -97,6 +97,12 @@ def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
             raise
         print(f"{prog}: interrupted (Ctrl-C) before the run started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def some_of(names: Sequence[str], limit: int) -> str:
+    """The first ``limit`` of ``names`` joined with ", ", and " ..." when there are more: how a message
+    names the files or values it is about without listing thousands."""
+    return ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
 
 
 #: errno values of a disk that takes no more: full, over quota, read-only.

@@ -120,15 +120,22 @@ def _stop_if_no_trial_finished(prog: str) -> None:
 
 
 def _planned_trials() -> int | None:
-    """The number of trials the sweeper plans (``hydra.sweeper.n_trials``, the Optuna sweeper), or None."""
+    """The number of trials an in-memory study plans (``hydra.sweeper.n_trials``, the Optuna sweeper), or
+    None (another sweeper, or a study kept in ``storage``, which may hold trials of earlier runs)."""
+    if _sweeper_setting("storage") is not None:
+        return None
+    planned = _sweeper_setting("n_trials")
+    return planned if isinstance(planned, int) and planned > 0 else None
+
+
+def _sweeper_setting(key: str) -> Any:
+    """``hydra.sweeper.<key>`` of the running Hydra job, or None (no such setting, or no Hydra job)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    hydra = OmegaConf.structured(HydraConfig.get())
-    if OmegaConf.select(hydra, "sweeper.storage", default=None) is not None:
+    if not HydraConfig.initialized():
         return None
-    planned = OmegaConf.select(hydra, "sweeper.n_trials", default=None)
-    return planned if isinstance(planned, int) and planned > 0 else None
+    return OmegaConf.select(OmegaConf.structured(HydraConfig.get()), f"sweeper.{key}", default=None)
 
 
 def _trial_number() -> int:
@@ -211,10 +218,5 @@ def objective_name(name: str | None, cfg: Mapping[str, Any] | None) -> str | Non
 
 def _sweeper_direction() -> str | None:
     """``hydra.sweeper.direction`` of a running sweep (``maximize``/``minimize``), or None."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
-        return None
-    direction = OmegaConf.select(OmegaConf.structured(HydraConfig.get()), "sweeper.direction", default=None)
+    direction = _sweeper_setting("direction")
     return str(direction).lower().split(".")[-1] if direction is not None else None

@@ -55,7 +55,7 @@ from marsunits.data.splits import (
 )
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.transforms import build_train_transform
-from marsunits.errors import DataError
+from marsunits.errors import DataError, some_of
 from marsunits.file_digest import file_sha256, image_content_key
 
 __all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
@@ -113,7 +113,7 @@ def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]
     Raises:
         DataError: naming the validation images and what to change.
     """
-    names = ", ".join(r.mask.name for r in val_recs[:5]) + (" ..." if len(val_recs) > 5 else "")
+    names = some_of([r.mask.name for r in val_recs], 5)
     what = f"its {len(val_recs)} validation mask(s) ({names}) hold no labelled pixel (all 255)"
     if not val_recs:
         what = "it has no validation image"
@@ -710,7 +710,7 @@ class MarsDataModule(L.LightningDataModule):
             validated = (self._image_key(source, r) for r in val if r.group is None)
             hits = sorted(k for k in validated if k in before)
             if hits:
-                shown = ", ".join(hits[:5]) + (" ..." if len(hits) > 5 else "")
+                shown = some_of(hits, 5)
                 raise DataError(
                     f"{what} was trained on {len(hits)} image(s) of '{source}' that this run validates on "
                     f"({shown}): images were added to or removed from {self._source_root(source)} since that "
@@ -758,7 +758,7 @@ class MarsDataModule(L.LightningDataModule):
             exempt = own if own and own <= seen else set()
             hits = sorted(os.fspath(validated[k]) for k in (seen & validated.keys()) - exempt)
             if hits:
-                shown = ", ".join(hits[:3]) + (" ..." if len(hits) > 3 else "")
+                shown = some_of(hits, 3)
                 raise DataError(
                     f"{what} was trained on {len(hits)} of the images this run validates on (the same "
                     f"files, by content: {shown}), so its validation scores would be optimistic. Validate on "

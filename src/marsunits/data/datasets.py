@@ -38,6 +38,7 @@ from torchvision import tv_tensors
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import to_channels
 from marsunits.data.store import ImageStore, as_float
+from marsunits.errors import some_of
 
 __all__ = ["RandomCropDataset", "SceneDataset", "TiledDataset", "make_sample", "tile_starts"]
 
@@ -153,12 +154,11 @@ class RandomCropDataset(Dataset):
         if unlabelled:  # never drawn (their probability is 0): say so, a mask saved wrongly looks like this
             log.warning(
                 "%d of %d training mask(s) hold no labelled pixel after the class map, so their images are "
-                "never trained on: %s%s. If they should be labelled, check that they were saved with class "
+                "never trained on: %s. If they should be labelled, check that they were saved with class "
                 "ids (0, 1, 2; 255 = no label) and not as a colour rendering",
                 len(unlabelled),
                 len(store),
-                ", ".join(unlabelled[:10]),
-                " ..." if len(unlabelled) > 10 else "",
+                some_of(unlabelled, 10),
             )
         self.store = store
         self.fixed_seed = fixed_seed

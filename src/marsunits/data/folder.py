@@ -16,6 +16,7 @@ from pathlib import Path
 
 from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
 from marsunits.data.store import LabelledImage
+from marsunits.errors import some_of
 
 __all__ = ["check_root", "pair_by_stem", "scan_folder"]
 
@@ -179,13 +180,12 @@ def pair_by_stem(
     problems = []
     if no_mask:
         problems.append(
-            f"{len(no_mask)} image(s) in {images_dir} have no mask in {masks_dir}: "
-            f"{', '.join(no_mask[:_SHOW])}" + (" ..." if len(no_mask) > _SHOW else "")
+            f"{len(no_mask)} image(s) in {images_dir} have no mask in {masks_dir}: " + some_of(no_mask, _SHOW)
         )
     if no_image:
         problems.append(
             f"{len(no_image)} mask(s) in {masks_dir} have no image in {images_dir}: "
-            f"{', '.join(no_image[:_SHOW])}" + (" ..." if len(no_image) > _SHOW else "")
+            + some_of(no_image, _SHOW)
         )
     if problems:
         raise ValueError(
