@@ -538,3 +538,30 @@ def test_16_bit_colour_pngs_keep_their_low_byte(tmp_path: Path) -> None:
     out = read_image(tmp_path / "rgba.png")
     assert out.shape == (10, 12, 3) and not out[0, 0].any()
     np.testing.assert_allclose(out[1:], full[1:] / 65535, atol=1e-6)
+
+
+def test_a_tiff_of_several_pages_is_read_from_its_first_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stack of frames (or a stereo pair) saved as one TIFF was read from its first page without a word;
+    a pyramidal TIFF's reduced-resolution pages are the same picture and are not warned about."""
+    first = RNG.integers(0, 256, size=(6, 8), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "stack.tif") as tif:
+        tif.write(first)
+        tif.write(255 - first)
+        tif.write(first // 2)
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tif:
+        tif.write(first)
+        tif.write(first[::2, ::2], subfiletype=1)  # an overview
+    with caplog.at_level("WARNING", logger="marsunits.data.io"):
+        np.testing.assert_allclose(read_image(tmp_path / "stack.tif")[:, :, 0], first / 255.0, atol=1e-6)
+        read_image(tmp_path / "stack.tif")
+        np.testing.assert_allclose(read_image(tmp_path / "pyramid.tif")[:, :, 0], first / 255.0, atol=1e-6)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        f"{tmp_path / 'stack.tif'}: the TIFF holds 3 full-resolution pages; only the first is read. If the "
+        "others are frames or bands of the picture, save the image you want labelled as a TIFF of its own"
+    ]
+    assert read_image_noted(tmp_path / "pyramid.tif")[1] is None
+    note = read_image_noted(tmp_path / "stack.tif")[1]
+    assert note is not None and "3 full-resolution pages" in note

@@ -503,10 +503,9 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
         ImageReadError: as :func:`read_image`.
     """
     p = Path(path)
-    arr = _read_native(p, max_megapixels)
-    note = bit_depth_note(p, arr)
-    if note is not None and os.fspath(p) not in _WARNED_BIT_DEPTH and not _in_loader_worker():
-        _WARNED_BIT_DEPTH.add(os.fspath(p))
+    arr, note = _read_native(p, max_megapixels)
+    if note is not None and os.fspath(p) not in _WARNED_READ_NOTES and not _in_loader_worker():
+        _WARNED_READ_NOTES.add(os.fspath(p))
         log.warning("%s", note)
     return np.ascontiguousarray(widen_12_bit(arr))
 
@@ -514,33 +513,59 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
 def read_image_noted(
     path: str | os.PathLike[str], max_megapixels: float | None = None
 ) -> tuple[np.ndarray, str | None]:
-    """:func:`read_image` and the file's :func:`bit_depth_note`, for a caller that reports it itself
+    """:func:`read_image` and a note on how the file was read (:func:`bit_depth_note`,
+    :func:`tiff_pages_note`; None when there is nothing to say), for a caller that reports it itself
     (``predict.py``, whose files are read in loader workers, where :func:`read_image_native` says nothing).
     """
-    p = Path(path)
-    arr = _read_native(p, max_megapixels)
-    return scale_to_unit(np.ascontiguousarray(widen_12_bit(arr))), bit_depth_note(p, arr)
+    arr, note = _read_native(Path(path), max_megapixels)
+    return scale_to_unit(np.ascontiguousarray(widen_12_bit(arr))), note
 
 
-def _read_native(p: Path, max_megapixels: float | None) -> np.ndarray:
-    """The file's samples as stored (:func:`read_image_native` before :func:`widen_12_bit`)."""
+def _read_native(p: Path, max_megapixels: float | None) -> tuple[np.ndarray, str | None]:
+    """The file's samples as stored (:func:`read_image_native` before :func:`widen_12_bit`) and the notes
+    on how it was read, joined (None when there are none)."""
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
-        return _read_tiff(p, max_megapixels)
+        return _read_tiff_noted(p, max_megapixels)
     im = _open_pil(p)
     if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples
         im.close()
-        return _read_tiff(p, max_megapixels)
+        return _read_tiff_noted(p, max_megapixels)
     with im:
         _check_megapixels(p, im.width, im.height, max_megapixels)
         if _is_16_bit_colour_png(im):
-            return _read_16_bit_colour_png(p, _orientation_tag(im))
-        return _pil_to_native(p, _decode_pil(p, im))
+            arr = _read_16_bit_colour_png(p, _orientation_tag(im))
+        else:
+            arr = _pil_to_native(p, _decode_pil(p, im))
+    return arr, bit_depth_note(p, arr)
+
+
+def _read_tiff_noted(p: Path, max_megapixels: float | None) -> tuple[np.ndarray, str | None]:
+    arr = _read_tiff(p, max_megapixels)
+    notes = [n for n in (tiff_pages_note(p), bit_depth_note(p, arr)) if n is not None]
+    return arr, ("; ".join(notes) if notes else None)
+
+
+def tiff_pages_note(path: Path) -> str | None:
+    """A warning for a TIFF that holds more than one full-resolution image (a stack of frames, bands stored
+    as pages, a stereo pair): only its first page is read. None otherwise, and for the reduced-resolution
+    pages of a pyramidal TIFF (overviews, NewSubfileType bit 0), which are the same picture made smaller."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            full = sum(1 for page in tif.pages if not int(getattr(page, "subfiletype", 0) or 0) & 1)
+    except Exception:  # noqa: BLE001 - the pixels were read already; a page count is only a note
+        return None
+    if full < 2:
+        return None
+    return (
+        f"{path}: the TIFF holds {full} full-resolution pages; only the first is read. If the others are "
+        "frames or bands of the picture, save the image you want labelled as a TIFF of its own"
+    )
 
 
 #: Files :func:`read_image_native` has warned about in this process (an uncached training source reads a
 #: file for every crop drawn from it).
-_WARNED_BIT_DEPTH: set[str] = set()
+_WARNED_READ_NOTES: set[str] = set()
 
 
 def _in_loader_worker() -> bool:

@@ -145,8 +145,9 @@ class LoadedImage:
         seconds: Time spent reading and decoding.
         file_identity: Size, modification time and SHA-256 of the file before it was read
             (:func:`~marsunits.inference.output_settings.image_file_identity`), or None.
-        note: A warning about how the file was read (:func:`~marsunits.data.io.bit_depth_note`), for the
-            main process to say (a loader worker's log line was lost or repeated), or None.
+        note: A warning about how the file was read (:func:`~marsunits.data.io.read_image_noted`: 8-bit
+            values in a 16-bit file, a TIFF of several pages), for the main process to say (a loader
+            worker's log line was lost or repeated), or None.
     """
 
     index: int
