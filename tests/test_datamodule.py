@@ -519,6 +519,27 @@ def test_pseudo_labels_of_a_validated_sol_block_never_train(tmp_path: Path) -> N
         instantiate(cfg.data).setup("fit")
 
 
+def test_a_teacher_trained_on_a_validation_image_is_refused_by_content(tmp_path: Path) -> None:
+    """Only the teacher's sols were checked: a teacher trained on a copy of one of the student's validation
+    images, under another name or in a folder without sols, taught the student that image's labels."""
+    from marsunits.file_digest import file_sha256, image_content_key
+
+    cfg = _compose("marsscapes_pseudo", tmp_path)
+    plain = instantiate(cfg.data)
+    plain.setup("fit")
+    validated = plain.splits["marsscapes"][1][0].image
+    record = tmp_path / "data" / "folder" / "pseudo_labels.json"
+    seen = [image_content_key(file_sha256(validated)), "0123456789abcdef"]
+    record.write_text(json.dumps({"teacher_trained_sols": None, "teacher_trained_image_keys": seen}))
+    with pytest.raises(
+        DataError,
+        match=rf"the teacher of the pseudo-labels in .*folder.*trained on 1 of the images .*{validated.name}",
+    ):
+        instantiate(cfg.data).setup("fit")
+    record.write_text(json.dumps({"teacher_trained_image_keys": ["0123456789abcdef"]}))
+    instantiate(cfg.data).setup("fit")  # a teacher of other images
+
+
 def test_a_teacher_trained_on_the_validation_sols_is_refused(tmp_path: Path) -> None:
     """The teacher of the pseudo-labels (its training sols in pseudo_labels.json) must not have trained on
     the sols the student validates on, nor beside them (sol_margin)."""

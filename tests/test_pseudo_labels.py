@@ -79,12 +79,18 @@ def test_write_pseudo_labels_makes_a_folder_dataset(tmp_path: Path) -> None:
     report = json.loads((out / "pseudo_labels.json").read_text())
     assert report["threshold"] == 0.9 and report["nodata_max"] == 0.03 and len(report["per_image"]) == 2
     assert report["teacher_trained_sols"] is None  # predictions without a summary.json: unknown
-    # The teacher's training sols, from predict.py's summary.json, for the student's check (datamodule).
-    summary = {"checkpoint_metadata": {"trained_sols": {"marsscapes": [122, 123]}}}
+    assert report["teacher_trained_image_keys"] is None
+    # The teacher's training sols and images, from predict.py's summary.json, for the student's check
+    # (datamodule).
+    keys = ["0123456789abcdef", "fedcba9876543210"]
+    summary = {
+        "checkpoint_metadata": {"trained_sols": {"marsscapes": [122, 123]}, "trained_image_keys": keys}
+    }
     (pred / "summary.json").write_text(json.dumps(summary))
     write_pseudo_labels(pred, images, out, threshold=0.9)
     report = json.loads((out / "pseudo_labels.json").read_text())
     assert report["teacher_trained_sols"] == {"marsscapes": [122, 123]}
+    assert report["teacher_trained_image_keys"] == keys
     assert 0.3 < report["kept_fraction"] < 0.6
     # The folder data config reads what was written.
     from marsunits.data.folder import scan_folder

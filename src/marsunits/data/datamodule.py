@@ -735,13 +735,15 @@ class MarsDataModule(L.LightningDataModule):
         return list(self._trained_keys)
 
     def _refuse_validation_images_seen_before(self) -> None:
-        """Raise if a model this run starts from or is evaluated as trained on one of this run's validation
-        images (by content: :attr:`images_seen_by`).
+        """Raise if a model this run starts from, is evaluated as, or learns pseudo-labels from trained on
+        one of this run's validation images (by content: :attr:`images_seen_by`, and the teacher's keys that a
+        pseudo-label folder's ``pseudo_labels.json`` records).
 
         Raises:
             DataError: naming the model, the images and the ways out.
         """
-        if not any(keys for _, keys in self.images_seen_by):
+        seen_by = self._image_teachers()
+        if not any(keys for _, keys in seen_by):
             return
         validated: dict[str, Path] = {}
         for _, val in self.splits.values():
@@ -749,7 +751,7 @@ class MarsDataModule(L.LightningDataModule):
                 with contextlib.suppress(OSError):
                     validated.setdefault(image_content_key(file_sha256(rec.image)), rec.image)
         own = set(self.trained_image_keys())
-        for what, keys in self.images_seen_by:
+        for what, keys in seen_by:
             seen = set(keys)
             # A model trained on this very split (its images include all of this split's training side):
             # a file with a copy on both sides of the split (a folder holding duplicates) is the split's
@@ -836,24 +838,35 @@ class MarsDataModule(L.LightningDataModule):
         teacher = self._pseudo_label_teacher()
         return merge_sols(sols, teacher[1] if teacher else None) or {}
 
-    def _pseudo_label_teacher(self) -> tuple[str, Mapping[str, Sequence[int]]] | None:
-        """``(what, sols)`` of the teacher of the pseudo-label folder among the sources: the
-        ``teacher_trained_sols`` its ``pseudo_labels.json`` records (None: no such folder or record)."""
+    def _pseudo_label_teacher(
+        self,
+    ) -> tuple[str, Mapping[str, Sequence[int]] | None, Collection[str] | None] | None:
+        """``(what, sols, image keys)`` of the teacher of the pseudo-label folder among the sources: the
+        ``teacher_trained_sols`` and ``teacher_trained_image_keys`` its ``pseudo_labels.json`` records
+        (each None when not recorded; None: no such folder, or neither recorded)."""
         if "folder" not in self.sources:
             return None
         record = self._source_root("folder") / "pseudo_labels.json"
         try:
-            sols = json.loads(record.read_text()).get("teacher_trained_sols")
+            content = json.loads(record.read_text())
+            sols, keys = content.get("teacher_trained_sols"), content.get("teacher_trained_image_keys")
         except (OSError, ValueError, AttributeError):
             return None
-        if not isinstance(sols, dict) or not sols:
+        sols = sols if isinstance(sols, dict) and sols else None
+        keys = frozenset(keys) if isinstance(keys, list) and keys else None
+        if sols is None and keys is None:
             return None
-        return f"the teacher of the pseudo-labels in {record.parent} ({record.name})", sols
+        return f"the teacher of the pseudo-labels in {record.parent} ({record.name})", sols, keys
 
     def _teachers(self) -> list[tuple[str, Mapping[str, Sequence[int]] | None]]:
         """:attr:`sols_seen_by` plus the teacher of the pseudo-label folder among the sources."""
         teacher = self._pseudo_label_teacher()
-        return [*self.sols_seen_by, *([teacher] if teacher else [])]
+        return [*self.sols_seen_by, *([teacher[:2]] if teacher else [])]
+
+    def _image_teachers(self) -> list[tuple[str, Collection[str]]]:
+        """:attr:`images_seen_by` plus the teacher of the pseudo-label folder among the sources."""
+        teacher = self._pseudo_label_teacher()
+        return [*self.images_seen_by, *([(teacher[0], teacher[2])] if teacher and teacher[2] else [])]
 
     def _refuse_validation_sols_seen_before(self) -> None:
         """Raise if a model this run starts from, is evaluated as, or learns pseudo-labels from trained on

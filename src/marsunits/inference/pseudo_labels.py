@@ -96,15 +96,17 @@ def _predictions_nodata_max(settings: dict) -> float | None:
     return None if value is None else float(value)
 
 
-def _teacher_trained_sols(pred: Path) -> dict[str, list[int]] | None:
-    """The ``trained_sols`` of the checkpoint ``predict.py`` used, from ``pred/summary.json`` (None when
-    unknown: a checkpoint from before they were recorded, or no summary)."""
+def _teacher_trained(pred: Path) -> tuple[dict[str, list[int]] | None, list[str] | None]:
+    """The ``trained_sols`` and ``trained_image_keys`` of the checkpoint ``predict.py`` used, from
+    ``pred/summary.json`` (each None when unknown: a checkpoint or a prediction run from before they were
+    recorded, or no summary)."""
     try:
-        summary = json.loads((pred / "summary.json").read_text())
-        sols = summary["checkpoint_metadata"].get("trained_sols")
+        metadata = json.loads((pred / "summary.json").read_text())["checkpoint_metadata"]
+        sols, keys = metadata.get("trained_sols"), metadata.get("trained_image_keys")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return sols if isinstance(sols, dict) else None
+        return None, None
+    keys_ok = isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+    return (sols if isinstance(sols, dict) else None), (keys if keys_ok else None)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -226,13 +228,16 @@ def write_pseudo_labels(
             }
         )
     summary = PseudoLabelSummary(len(report), kept / max(total, 1), out)
+    teacher_sols, teacher_keys = _teacher_trained(pred)
     write_json_atomic(
         out / "pseudo_labels.json",
         {
             "predictions_dir": str(pred),
             "images_dir": str(images),
-            # The sols the teacher trained on: a student validating on them is refused (datamodule).
-            "teacher_trained_sols": _teacher_trained_sols(pred),
+            # The sols and images (content keys) the teacher trained on: a student validating on them
+            # is refused (datamodule).
+            "teacher_trained_sols": teacher_sols,
+            "teacher_trained_image_keys": teacher_keys,
             "threshold": threshold,
             "nodata_max": nodata_max,
             "images": summary.images,

@@ -138,6 +138,7 @@ METADATA_SUMMARY_KEYS = (
     "dataset",
     "wandb_run_id",
     "trained_sols",  # a self-training student checks its validation sols against its teacher's
+    "trained_image_keys",  # ... and its validation images, by content
 )
 
 
