@@ -498,7 +498,7 @@ def test_a_jpeg_turned_by_its_exif_tag_gets_the_ground_contact_of_the_untagged_f
     ground as the same contact of the untagged file, with the camera calibrated on the stored raster."""
     from PIL import Image, ImageOps
 
-    from marsunits.inference.runner import add_ground_coordinates
+    from marsunits.inference.image_cameras import add_ground_coordinates
 
     width, height = 40, 30
     camera = {"model": "pinhole", "image_width": width, "image_height": height, "hfov_deg": 60.0,

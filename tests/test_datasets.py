@@ -108,10 +108,10 @@ def test_class_map_rejects_bad_entries(mapping: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClassMap(mapping, "x")
     from marsunits.errors import ConfigError
-    from marsunits.inference.runner import _labels_class_map
+    from marsunits.inference.options import read_labels_class_map
 
     with pytest.raises(ConfigError, match=r"labels_class_map: .*Fix labels_class_map in the command"):
-        _labels_class_map(mapping, {})
+        read_labels_class_map(mapping, {})
 
 
 def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:

@@ -900,7 +900,7 @@ def test_confusion_and_scores_on_known_masks() -> None:
 def test_contacts_get_ground_coordinates_from_a_camera_sidecar(tmp_path: Path) -> None:
     from marsunits.boundary.camera import PinholeCamera
     from marsunits.boundary.contact_io import ContactLine
-    from marsunits.inference.runner import add_ground_coordinates
+    from marsunits.inference.image_cameras import add_ground_coordinates
 
     image = tmp_path / "images" / "x.png"
     save_rgb(image, 60, 80)
@@ -1074,7 +1074,7 @@ def test_a_camera_file_of_another_size_is_named_with_the_stored_size(tmp_path: P
     for a JPEG turned by its EXIF orientation it quoted the displayed size against the file's own."""
     from marsunits.boundary.camera import PinholeCamera
     from marsunits.boundary.contact_io import ContactLine
-    from marsunits.inference.runner import add_ground_coordinates
+    from marsunits.inference.image_cameras import add_ground_coordinates
 
     image = tmp_path / "images" / "x.jpg"
     image.parent.mkdir()
@@ -1101,7 +1101,7 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
     metres and an empty footprint on the map, and nothing said why."""
     from marsunits.boundary.camera import PinholeCamera
     from marsunits.boundary.contact_io import ContactLine
-    from marsunits.inference.runner import add_ground_coordinates
+    from marsunits.inference.image_cameras import add_ground_coordinates
 
     image = tmp_path / "x.png"
     save_rgb(image, 60, 80)
@@ -1114,7 +1114,7 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
         )
         sidecar.write_text(json.dumps(camera.to_dict()))
         caplog.clear()
-        with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        with caplog.at_level("WARNING", logger="marsunits.inference.image_cameras"):
             (out,) = add_ground_coordinates(image, [line], 80, 60, 30.0)
         said = [r.getMessage() for r in caplog.records if "sees no ground" in r.getMessage()]
         assert (out.ground_m is None) == warned
@@ -1127,6 +1127,6 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
     folded = PinholeCamera(image_width=80, image_height=60, hfov_deg=120.0, pitch_deg=30.0, k1=-0.6)
     sidecar.write_text(json.dumps(folded.to_dict()))
     caplog.clear()
-    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+    with caplog.at_level("WARNING", logger="marsunits.inference.image_cameras"):
         add_ground_coordinates(image, [line], 80, 60, 30.0)
     assert not [r for r in caplog.records if "sees no ground" in r.getMessage()]

@@ -358,7 +358,7 @@ def test_a_class_no_label_holds_is_named_beside_the_miou() -> None:
     """AI4Mars labels hold no ``other``: 13 stray ``other`` pixels made mIoU 0.500 for units right to 0.9999,
     and the run's last line did not say why."""
     from marsunits.inference.evaluation import scores
-    from marsunits.inference.runner import _classes_absent_from_labels
+    from marsunits.inference.run_summary_text import _classes_absent_from_labels
 
     cm = np.array([[9000, 0, 13], [0, 5000, 0], [0, 0, 0]])  # rows: label, columns: prediction
     overall = scores(cm)
@@ -376,7 +376,7 @@ def test_an_miou_over_fewer_classes_than_three_is_said() -> None:
     """Labels of one class, predicted right, read mIoU 1.000 in the run's last line with nothing to say that
     the other two classes were not scored at all."""
     from marsunits.inference.evaluation import scores
-    from marsunits.inference.runner import _classes_outside_the_miou
+    from marsunits.inference.run_summary_text import _classes_outside_the_miou
 
     one = scores(np.array([[500, 0, 0], [0, 0, 0], [0, 0, 0]]))
     assert one["miou"] == 1.0
@@ -648,7 +648,7 @@ def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
 def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) -> None:
     """A model scored on panoramas of sols it trained on reads high, and nothing said so: MarsScapes' labels
     folder holds training and validation panoramas side by side."""
-    from marsunits.inference.runner import summary_paragraph
+    from marsunits.inference.run_summary_text import summary_paragraph
 
     labels = tmp_path / "labels"
     stems = ("137_1", "425_1", "scene", "12_left")  # AI4Mars does not name its frames by sol

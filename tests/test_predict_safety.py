@@ -164,7 +164,7 @@ def test_switches_given_as_words_and_numbers_given_as_text_are_refused(
 
 def test_infinite_limits_still_mean_no_limit(tmp_path: Path, ckpt: Path) -> None:
     """Refusing nan and inf for number options must not refuse the limits where inf means none."""
-    from marsunits.inference.runner import PredictOptions
+    from marsunits.inference.options import PredictOptions
 
     inp, out = tmp_path / "in", tmp_path / "out"
     cfg = make_cfg(tmp_path, ckpt, inp, out, "max_megapixels=inf", "max_file_mb=inf", "onnx_tolerance=inf")
@@ -310,7 +310,8 @@ def test_a_second_run_into_an_output_dir_in_use_is_refused_before_loading(
     import sys
     import textwrap
 
-    from marsunits.inference.runner import PredictOptions, Shard, predict_shard
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import Shard, predict_shard
 
     inp, out = tmp_path / "in", tmp_path / "out"
     _tree(inp, 2)

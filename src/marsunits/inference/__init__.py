@@ -10,6 +10,7 @@ Modules: :mod:`~marsunits.inference.tiling` (Gaussian-blended sliding windows),
 :mod:`~marsunits.inference.runner` (``run(cfg)``).
 """
 
-from marsunits.inference.runner import PredictOptions, RunResult, predict_folder, run
+from marsunits.inference.options import PredictOptions
+from marsunits.inference.runner import RunResult, predict_folder, run
 
 __all__ = ["PredictOptions", "RunResult", "predict_folder", "run"]

@@ -34,7 +34,8 @@ from marsunits.errors import ConfigError, TerminatedError
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
 
-    from marsunits.inference.runner import PredictOptions, RunResult
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import RunResult
 
 
 def launched_world_size() -> int:
@@ -163,7 +164,8 @@ def _rank_main(
 
     _restore_logging(log_handlers or [], fabric.global_rank)
 
-    from marsunits.inference.runner import PredictOptions, Shard, predict_shard
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import Shard, predict_shard
 
     device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
     values = {**vars(opts), "device": device, "devices": 1}

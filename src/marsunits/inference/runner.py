@@ -45,7 +45,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -56,10 +56,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from marsunits.atomic import remove_stale_temporaries
-from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.io import CameraFileError, find_camera_file
-from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import (
     ContactLine,
     as_stored,
@@ -67,13 +65,10 @@ from marsunits.boundary.contact_io import (
     number_contacts,
     read_contact_collection,
 )
-from marsunits.boundary.contact_map import view_footprint
-from marsunits.boundary.extract import ContactConfig, extract_contacts
+from marsunits.boundary.extract import extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
-from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.class_map import ClassMap
-from marsunits.data.io import ImageReadError, exif_orientation, read_mask, to_channels
+from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
     ConfigError,
@@ -85,8 +80,15 @@ from marsunits.errors import (
 from marsunits.file_digest import file_sha256
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
+from marsunits.inference.image_cameras import (
+    add_ground_coordinates,
+    camera_error_message,
+    image_camera,
+    sized_image_camera,
+)
 from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
 from marsunits.inference.nodata import nodata_mask
+from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
 from marsunits.inference.output_settings import (
     PENDING_KEY,
     adaptation_inputs,
@@ -108,6 +110,7 @@ from marsunits.inference.predictor import (
     resolve_num_workers,
     select_device,
 )
+from marsunits.inference.run_summary_text import summary_paragraph
 from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
@@ -140,117 +143,6 @@ METADATA_SUMMARY_KEYS = (
     "trained_sols",  # a self-training student checks its validation sols against its teacher's
     "trained_image_keys",  # ... and its validation images, by content
 )
-
-
-@dataclass
-class PredictOptions:
-    """The options of ``configs/predict.yaml`` as plain values (see that file for their meaning)."""
-
-    ckpt_path: str
-    input_dir: str
-    output_dir: str
-    patterns: Sequence[str] = ("jpg", "jpeg", "png", "tif", "tiff")
-    tile: int | None = 512
-    overlap: float = 0.125
-    batch_size: int = 4
-    num_workers: int | None = None
-    device: str = "auto"
-    overwrite: bool = False
-    save_probabilities: bool = False
-    probability_dtype: str = "uint8"
-    labels_dir: str | None = None
-    labels_class_map: Any = None
-    allow_errors: bool = False
-    max_megapixels: float | None = 100.0
-    max_file_mb: float | None = 500.0
-    trust_checkpoint: bool = False
-    map: bool = False
-    logger: Mapping[str, Any] | None = None
-    max_range_m: float = 30.0
-    contact: Mapping[str, Any] = field(default_factory=dict)
-    min_unit_area_px: int = 200
-    nodata_max: float | None = 0.03
-    tta: bool = False
-    adapt_bn: bool = False
-    threads: int | None = None
-    runtime: str = "torch"
-    precision: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    fold_batchnorm: bool = True
-    onnx_cache_dir: str | None = None
-    onnx_tolerance: float = 1e-3
-    devices: int = 1
-    num_nodes: int = 1
-
-    @classmethod
-    def from_config(cls, cfg: DictConfig) -> PredictOptions:
-        """Read the options from a composed ``predict`` config.
-
-        Raises:
-            ConfigError: A required option (``ckpt_path``, ``input_dir``, ``output_dir``) is missing.
-        """
-        missing = [k for k in ("ckpt_path", "input_dir", "output_dir") if OmegaConf.is_missing(cfg, k)]
-        if missing:
-            example = " ".join(f"{k}=..." for k in missing)
-            raise ConfigError(
-                f"missing required option(s) {', '.join(missing)}: run python predict.py {example}"
-            )
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in cfg:
-                value = cfg[f.name]
-                values[f.name] = (
-                    OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-                )
-        for f in fields(cls):
-            if f.name in values:
-                _check_option_type(f.name, str(f.type), values[f.name])
-        return cls(**values)
-
-
-#: Number options whose own check (in ``_Session``) names their range and meaning: left to it.
-_CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max", "max_range_m"})
-
-
-#: Number options where ``inf`` means "no limit" (none of them is written to the settings record).
-_INFINITY_IS_NO_LIMIT = frozenset({"max_megapixels", "max_file_mb", "onnx_tolerance"})
-
-
-def _check_option_type(name: str, annotation: str, value: Any) -> None:
-    """Refuse an on/off option that is not ``true``/``false`` and a number option that is not a number.
-
-    The config hands ``trust_checkpoint=no`` over as the text ``"no"``, which ``bool()`` reads as true: it
-    loaded an untrusted checkpoint's code, and ``overwrite=no`` replaced another model's outputs. Numbers
-    typed as text (``max_megapixels=abc``) failed later with a traceback.
-
-    Raises:
-        ConfigError: naming the option, the value and what to give.
-    """
-    kinds = {part.strip() for part in annotation.split("|")}
-    if value is None and "None" in kinds:
-        return
-    if kinds == {"bool"} and not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
-    number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
-    accepted = (float, int) if "float" in number else int
-    # nan (and inf, but for limits, where it means none) passed, and ended in a JSON error naming no option
-    # when the settings were written.
-    bad = isinstance(value, bool) or not isinstance(value, accepted)
-    if isinstance(value, float) and not bad:
-        bad = math.isnan(value) or (math.isinf(value) and name not in _INFINITY_IS_NO_LIMIT)
-    if number and bad:
-        what = "a number" if "float" in number else "a whole number"
-        empty = " or null" if "None" in kinds else ""
-        raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name)}")
-    if name in ("max_megapixels", "max_file_mb") and not value > 0:
-        raise ConfigError(f"{name}={value!r}: give a limit > 0, or {name}=null for none")
-
-
-def _example(name: str) -> Any:
-    """The option's default in :class:`PredictOptions`, quoted in a refusal as an example value."""
-    default = {f.name: f.default for f in fields(PredictOptions)}.get(name)
-    return "null" if default is None else default
 
 
 @dataclass
@@ -328,69 +220,6 @@ def check_output_writable(output_dir: Path) -> None:
         )
 
 
-def _contact_config(options: Mapping[str, Any]) -> ContactConfig:
-    valid = [f.name for f in fields(ContactConfig)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown contact option(s) {unknown}; valid options are {valid}")
-    for f in fields(ContactConfig):  # a word typed for a number: say which option, not Python's comparison
-        default, value = f.default, options.get(f.name)
-        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if (
-            f.name in options
-            and numeric
-            and (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(float(value))
-            )
-        ):
-            raise ConfigError(
-                f"contact.{f.name}={value!r}: expected a finite number, e.g. contact.{f.name}={default}"
-            )
-    try:
-        return ContactConfig(**options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad contact option: {exc}") from exc
-
-
-def _labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | None:
-    """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
-    with, from its metadata) or a ``{native id: project id}`` mapping.
-
-    Raises:
-        ConfigError: Another value, a checkpoint without a map, or a mapping with ids out of range.
-    """
-    if value is None:
-        return None
-    where = "the command: labels_class_map='{native id: project id, ...}'"
-    if value == "checkpoint":
-        mapping = metadata.get("class_map")
-        if not mapping:
-            raise ConfigError(
-                f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
-                f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead: the class_map "
-                "of their data set's configs/data/<name>.yaml, e.g. for AI4Mars "
-                "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
-            )
-        where = (
-            "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
-            "map (labels_class_map=checkpoint)"
-        )
-        return ClassMap(mapping, str(metadata.get("dataset")), key="class_map", where=where)
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
-        )
-    # 255 (unlabelled) stays 255 unless the map says otherwise: every project and dataset uses it so.
-    keys = {str(k) for k in value}
-    mapping = dict(value) if str(IGNORE_INDEX) in keys else {**value, IGNORE_INDEX: IGNORE_INDEX}
-    try:
-        return ClassMap(mapping, None, key="labels_class_map", where=where)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
 #: Sub-folders of a labelled dataset that hold label masks, not photographs.
 _MASK_FOLDERS = ("masks", "labels")
 
@@ -456,113 +285,6 @@ def argmax_uint8(probs: np.ndarray) -> np.ndarray:
     return out
 
 
-_FIND = object()
-
-
-def sized_image_camera(image_path: Path, width: int, height: int, camera: Any = _FIND) -> CameraModel | None:
-    """:func:`image_camera` of an image of ``width`` x ``height`` pixels (as read), or None when it has none;
-    ``camera``: the image's camera when the caller already looked it up.
-
-    Raises:
-        ValueError: The camera file is broken or made for another image size (``CameraFileError``).
-    """
-    if camera is _FIND:
-        camera = image_camera(image_path)
-    if camera is not None and (camera.image_width, camera.image_height) != (width, height):
-        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
-    return camera  # type: ignore[no-any-return]
-
-
-def image_camera(image_path: Path) -> CameraModel | None:
-    """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
-    orientation turns the stored raster the camera was calibrated on (``orient_camera``).
-
-    Raises:
-        ValueError: The camera file is broken (``CameraFileError``).
-    """
-    camera = find_camera(image_path)
-    return None if camera is None else orient_camera(camera, exif_orientation(image_path))
-
-
-def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:
-    """Whether any pixel of a ``samples`` x ``samples`` grid over the image (corners and border included)
-    reaches the ground within ``max_range_m``. The image border alone (``view_footprint``) said "no ground"
-    for a lens whose distortion folds back inside the image, where the border pixels have no ray."""
-    if len(view_footprint(camera, max_range_m=max_range_m)):
-        return True
-    u, v = np.meshgrid(
-        np.linspace(0.0, camera.image_width, samples), np.linspace(0.0, camera.image_height, samples)
-    )
-    ground = camera.pixel_to_ground(u.ravel(), v.ravel(), max_range_m=max_range_m)
-    return bool(np.isfinite(ground[:, :2]).all(axis=1).any())
-
-
-def add_ground_coordinates(
-    image_path: Path,
-    lines: list[ContactLine],
-    width: int,
-    height: int,
-    max_range_m: float,
-    camera: Any = _FIND,
-) -> list[ContactLine]:
-    """Add ground coordinates to ``lines`` when the image has a camera file (see ``find_camera``).
-
-    ``camera`` is the image's camera model when the caller already looked it up (None: it has none);
-    by default it is looked up here.
-
-    Pieces of a line that do not reach the ground within ``max_range_m`` are kept without ground
-    coordinates (``keep_unprojected``), so the per-image pixel contacts trace the same lines with or without a
-    camera (with one, a line that leaves the ground range is split there into several features).
-
-    Raises:
-        ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
-    """
-    camera = sized_image_camera(image_path, width, height, camera)
-    if camera is None:
-        return lines
-    if not _sees_ground(camera, max_range_m):  # was silent: no metres, no reason given
-        log.warning(
-            "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
-            "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
-            "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
-            "near), or the frame and ground_z_m of a CAHV(OR) camera",
-            image_path.name,
-            find_camera_file(image_path),
-            max_range_m,
-        )
-    return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
-
-
-def _camera_error_message(exc: CameraFileError, earlier: bool = False) -> str:
-    """The manifest message of an image whose camera file is broken: the camera's error, and that the
-    pixel outputs (which need no camera) are there all the same, written by this run or an ``earlier`` one."""
-    when = "by an earlier run" if earlier else "all the same"
-    return (
-        f"{exc}. The mask, overlay and contacts in pixels were written {when}, without ground coordinates: "
-        "fix or remove the camera file and run again to add them (only this image is predicted again)"
-    )
-
-
-def _camera_size_mismatch(image_path: Path, camera: Any, width: int, height: int) -> str:
-    """The message for a camera file made for another image size, in the file's own terms: it names the
-    file and the sizes as stored (a camera file describes the raster as stored; an EXIF orientation turns
-    the image, and the camera with it, only for display)."""
-    where = find_camera_file(image_path) or f"the camera file of {image_path.name}"
-    inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
-    turned = getattr(camera, "orientation", 1) >= 5  # the displayed size is the stored one transposed
-    stored_w, stored_h = (height, width) if turned else (width, height)
-    text = (
-        f"{where}: the camera is for a {inner.image_width}x{inner.image_height} image but {image_path.name} "
-        f"is {stored_w}x{stored_h} as stored"
-    )
-    if getattr(camera, "orientation", 1) != 1:
-        text += (
-            f" (its EXIF orientation {camera.orientation} turns it for display to {width}x{height}; camera "
-            "files describe the stored raster, as the camera took it)"
-        )
-    return text + "; fix image_width and image_height, or remove the camera file"
-
-
 @dataclass(frozen=True)
 class Shard:
     """This process's part of a sharded run: it predicts ``todo[rank::world_size]``.
@@ -608,7 +330,7 @@ class _Session:
             raise ConfigError(
                 f"num_workers must be >= 0 (or null: 0 on a CPU, 2 on a GPU), got {opts.num_workers}"
             )
-        self.contact_config = _contact_config(opts.contact)
+        self.contact_config = read_contact_config(opts.contact)
         if (
             isinstance(opts.min_unit_area_px, bool)
             or not isinstance(opts.min_unit_area_px, int)
@@ -766,7 +488,7 @@ class _Session:
         self.evaluation = (
             Evaluation(
                 self.labels_dir,
-                _labels_class_map(opts.labels_class_map, self.metadata),
+                read_labels_class_map(opts.labels_class_map, self.metadata),
                 trained_sols=self.metadata.get("trained_sols"),
                 trained_image_keys=self.metadata.get("trained_image_keys"),
             )
@@ -863,7 +585,7 @@ class _Session:
             try:
                 camera = sized_image_camera(f.path, mask.shape[1], mask.shape[0])
             except CameraFileError as exc:
-                camera, status, message = None, "error", _camera_error_message(exc, earlier=True)
+                camera, status, message = None, "error", camera_error_message(exc, earlier=True)
         if self.opts.map:
             self._remember_camera(f, lines, camera)
         seconds = old.get("seconds") if old else None
@@ -938,7 +660,7 @@ class _Session:
                 f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
             )
         except CameraFileError as exc:  # the mask and pixel contacts need no camera: written all the same
-            camera, camera_problem = None, _camera_error_message(exc)
+            camera, camera_problem = None, camera_error_message(exc)
         # As a later run reads them back when it skips this image: reports and maps then agree to the digit.
         lines = as_stored(lines)
         escape = output_escape(self.output_dir, f.rel)  # again: folders may have changed since plan()
@@ -1217,125 +939,6 @@ class _Session:
         written = build_contact_map(items, self.output_dir, self.opts.max_range_m)
         log.info("contact map written: %s", ", ".join(p.name for p in written))
         return written
-
-
-def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
-    """A sentence when the mIoU leaves classes out: those neither labelled nor predicted have no IoU, so
-    labels of one class predicted right read mIoU 1.000 (over that class alone), which looked like a model
-    perfect on every unit."""
-    iou = overall.get("iou") or {}
-    missing = [name for name in CLASS_NAMES if name in iou and iou[name] is None]
-    if not missing or overall.get("miou") is None:
-        return ""
-    counted = len(CLASS_NAMES) - len(missing)
-    they = "they have" if len(missing) > 1 else "it has"
-    return (
-        f" That mIoU is over {counted} of the {len(CLASS_NAMES)} classes: no label holds "
-        f"{' or '.join(missing)} and the model predicted none, so {they} no IoU; score images that show "
-        "every class to compare it with a full mIoU."
-    )
-
-
-def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
-    """A sentence for each class no label holds but the model predicted: its IoU is 0 and pulls the mIoU.
-
-    AI4Mars labels have no ``other`` (sky and rover are unlabelled there), so a few stray ``other`` pixels
-    gave mIoU 0.500 for a frame whose units were right to 0.9999. The figure stays as defined (every class
-    predicted or labelled counts); the sentence gives the mIoU of the classes the labels hold beside it.
-    """
-    cm = np.asarray(overall.get("confusion_matrix") or [], dtype=np.int64)
-    if cm.ndim != 2 or not cm.size:
-        return ""
-    labelled, predicted = cm.sum(1), cm.sum(0)
-    absent = [i for i in range(len(cm)) if labelled[i] == 0 and predicted[i] > 0]
-    if not absent:
-        return ""
-    iou = overall["iou"]
-    held = [
-        iou[CLASS_NAMES[i]] for i in range(len(cm)) if labelled[i] > 0 and iou[CLASS_NAMES[i]] is not None
-    ]
-    names = ", ".join(f"{CLASS_NAMES[i]} ({int(predicted[i])} px predicted)" for i in absent)
-    held_miou = f"{np.mean(held):.3f}" if held else "undefined"
-    return (
-        f" No label holds {names}, so its IoU is 0 and counts in the mIoU; over the classes the labels hold, "
-        f"mIoU {held_miou}."
-    )
-
-
-def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
-    """One paragraph of plain text describing a finished run."""
-    c = summary["counts"]
-    fr = summary["unit_fractions"]
-    units = ", ".join(f"{100 * v:.1f} % {n}" for n, v in fr.items() if v is not None) or "no pixels"
-    nodata = summary.get("nodata_fraction") or 0.0
-    if nodata >= 0.0005:
-        units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
-    rate = summary["megapixels_per_second"]
-    not_reached = int(c.get("not_reached") or 0)
-    text = (
-        f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
-        f"{c['error']} failed" + (f", {not_reached} not reached" if not_reached else "") + ") "
-        f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
-        + (f", {rate:.3f} MP/s while predicting" if rate else "")
-        + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
-        f"overlap {summary['overlap']:g}). Over all images with a mask: {units}; "
-        f"{summary['n_contacts']} contact lines, {summary['contact_length_px']:.0f} px in total. "
-        f"Outputs, manifest.csv, summary.json and index.html are in {summary['output_dir']}."
-    )
-    if metrics is not None:
-        miou = metrics["overall"]["miou"]
-        text += (
-            f" Scored {metrics['images_scored']} image(s) against labels: mIoU "
-            + (f"{miou:.3f}" if miou is not None else "undefined")
-            + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
-        )
-        text += _classes_outside_the_miou(metrics["overall"])
-        trained_on = metrics.get("images_from_trained_sols") or {}
-        if trained_on:
-            first, sol = next(iter(trained_on.items()))
-            text += (
-                f" {len(trained_on)} of the scored images are named for sols the model trained on (e.g. "
-                f"{first}: {sol}; metrics.json images_from_trained_sols), so those scores read high: score "
-                "images of other sols to judge the model."
-            )
-        trained_images = metrics.get("images_trained_on") or []
-        if trained_images:
-            text += (
-                f" {len(trained_images)} of the scored images are images the model trained on (the same "
-                f"files, e.g. {trained_images[0]}; metrics.json images_trained_on), so those scores read "
-                "high: score images it has not seen to judge the model."
-            )
-        text += _classes_absent_from_labels(metrics["overall"])
-        # Only when no label was found at all: labels found but unusable are said below, with the reason.
-        if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
-            example = metrics["missing_labels"][0]
-            text += (
-                f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for each "
-                f"image (for {example}: {PurePosixPath(example).with_suffix('.png')}); check labels_dir."
-            )
-        errors = metrics.get("label_errors") or {}
-        if errors:
-            first = next(iter(errors.values()))
-            text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}."
-            native = any("outside 0..2" in e for e in errors.values())
-            if native and metrics.get("labels_class_map") is None and metrics["images_scored"]:
-                text += (
-                    " Labels of one data set share their ids: if those hold native ids, the ones scored "
-                    "probably do too (AI4Mars sand is 2, read as other), so give labels_class_map."
-                )
-    grey = summary.get("greyscale_inputs_for_colour_model") or 0
-    dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
-    if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
-        text += (
-            f" {grey} greyscale image(s) went to a model that reads colour (trained on {dataset!r} data), "
-            "each copied into its three channels: a model trained on colour only maps grey frames worse; "
-            "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
-        )
-    if c["error"]:
-        text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
-    if summary.get("stopped_early"):
-        text += f" The run {summary['stopped_early']}."
-    return text
 
 
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:

@@ -1,0 +1,131 @@
+"""The camera of an input image, in the pixel frame of the image as read, and the ground coordinates it gives
+the image's contacts (``predict.py``): camera files are found beside the image
+(:func:`~marsunits.boundary.camera.find_camera`), turned by the image's EXIF orientation, checked against
+the image's size, and warned about when they see no ground within ``max_range_m``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marsunits.boundary.camera import find_camera
+from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.camera.io import CameraFileError, find_camera_file
+from marsunits.boundary.camera.oriented import orient_camera
+from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_map import view_footprint
+from marsunits.boundary.projection import add_ground
+from marsunits.data.io import exif_orientation
+
+__all__ = ["add_ground_coordinates", "camera_error_message", "image_camera", "sized_image_camera"]
+
+log = logging.getLogger(__name__)
+
+_FIND = object()
+
+
+def sized_image_camera(image_path: Path, width: int, height: int, camera: Any = _FIND) -> CameraModel | None:
+    """:func:`image_camera` of an image of ``width`` x ``height`` pixels (as read), or None when it has none;
+    ``camera``: the image's camera when the caller already looked it up.
+
+    Raises:
+        ValueError: The camera file is broken or made for another image size (``CameraFileError``).
+    """
+    if camera is _FIND:
+        camera = image_camera(image_path)
+    if camera is not None and (camera.image_width, camera.image_height) != (width, height):
+        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
+    return camera  # type: ignore[no-any-return]
+
+
+def image_camera(image_path: Path) -> CameraModel | None:
+    """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
+    orientation turns the stored raster the camera was calibrated on (``orient_camera``).
+
+    Raises:
+        ValueError: The camera file is broken (``CameraFileError``).
+    """
+    camera = find_camera(image_path)
+    return None if camera is None else orient_camera(camera, exif_orientation(image_path))
+
+
+def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:
+    """Whether any pixel of a ``samples`` x ``samples`` grid over the image (corners and border included)
+    reaches the ground within ``max_range_m``. The image border alone (``view_footprint``) said "no ground"
+    for a lens whose distortion folds back inside the image, where the border pixels have no ray."""
+    if len(view_footprint(camera, max_range_m=max_range_m)):
+        return True
+    u, v = np.meshgrid(
+        np.linspace(0.0, camera.image_width, samples), np.linspace(0.0, camera.image_height, samples)
+    )
+    ground = camera.pixel_to_ground(u.ravel(), v.ravel(), max_range_m=max_range_m)
+    return bool(np.isfinite(ground[:, :2]).all(axis=1).any())
+
+
+def add_ground_coordinates(
+    image_path: Path,
+    lines: list[ContactLine],
+    width: int,
+    height: int,
+    max_range_m: float,
+    camera: Any = _FIND,
+) -> list[ContactLine]:
+    """Add ground coordinates to ``lines`` when the image has a camera file (see ``find_camera``).
+
+    ``camera`` is the image's camera model when the caller already looked it up (None: it has none);
+    by default it is looked up here.
+
+    Pieces of a line that do not reach the ground within ``max_range_m`` are kept without ground
+    coordinates (``keep_unprojected``), so the per-image pixel contacts trace the same lines with or without a
+    camera (with one, a line that leaves the ground range is split there into several features).
+
+    Raises:
+        ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
+    """
+    camera = sized_image_camera(image_path, width, height, camera)
+    if camera is None:
+        return lines
+    if not _sees_ground(camera, max_range_m):  # was silent: no metres, no reason given
+        log.warning(
+            "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
+            "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
+            "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
+            "near), or the frame and ground_z_m of a CAHV(OR) camera",
+            image_path.name,
+            find_camera_file(image_path),
+            max_range_m,
+        )
+    return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
+
+
+def camera_error_message(exc: CameraFileError, earlier: bool = False) -> str:
+    """The manifest message of an image whose camera file is broken: the camera's error, and that the
+    pixel outputs (which need no camera) are there all the same, written by this run or an ``earlier`` one."""
+    when = "by an earlier run" if earlier else "all the same"
+    return (
+        f"{exc}. The mask, overlay and contacts in pixels were written {when}, without ground coordinates: "
+        "fix or remove the camera file and run again to add them (only this image is predicted again)"
+    )
+
+
+def _camera_size_mismatch(image_path: Path, camera: Any, width: int, height: int) -> str:
+    """The message for a camera file made for another image size, in the file's own terms: it names the
+    file and the sizes as stored (a camera file describes the raster as stored; an EXIF orientation turns
+    the image, and the camera with it, only for display)."""
+    where = find_camera_file(image_path) or f"the camera file of {image_path.name}"
+    inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
+    turned = getattr(camera, "orientation", 1) >= 5  # the displayed size is the stored one transposed
+    stored_w, stored_h = (height, width) if turned else (width, height)
+    text = (
+        f"{where}: the camera is for a {inner.image_width}x{inner.image_height} image but {image_path.name} "
+        f"is {stored_w}x{stored_h} as stored"
+    )
+    if getattr(camera, "orientation", 1) != 1:
+        text += (
+            f" (its EXIF orientation {camera.orientation} turns it for display to {width}x{height}; camera "
+            "files describe the stored raster, as the camera took it)"
+        )
+    return text + "; fix image_width and image_height, or remove the camera file"

@@ -1,0 +1,194 @@
+"""``predict.py``'s options (``configs/predict.yaml``) read into plain values, each checked before anything
+is predicted: :class:`PredictOptions`, the ``contact`` group (:func:`read_contact_config`) and
+``labels_class_map`` (:func:`read_labels_class_map`). A value of the wrong kind is refused with the option
+named and an example, never read by Python's own rules (``bool("no")`` is true)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from marsunits.boundary.extract import ContactConfig
+from marsunits.constants import IGNORE_INDEX
+from marsunits.data.class_map import ClassMap
+from marsunits.errors import ConfigError
+
+__all__ = ["PredictOptions", "read_contact_config", "read_labels_class_map"]
+
+
+@dataclass
+class PredictOptions:
+    """The options of ``configs/predict.yaml`` as plain values (see that file for their meaning)."""
+
+    ckpt_path: str
+    input_dir: str
+    output_dir: str
+    patterns: Sequence[str] = ("jpg", "jpeg", "png", "tif", "tiff")
+    tile: int | None = 512
+    overlap: float = 0.125
+    batch_size: int = 4
+    num_workers: int | None = None
+    device: str = "auto"
+    overwrite: bool = False
+    save_probabilities: bool = False
+    probability_dtype: str = "uint8"
+    labels_dir: str | None = None
+    labels_class_map: Any = None
+    allow_errors: bool = False
+    max_megapixels: float | None = 100.0
+    max_file_mb: float | None = 500.0
+    trust_checkpoint: bool = False
+    map: bool = False
+    logger: Mapping[str, Any] | None = None
+    max_range_m: float = 30.0
+    contact: Mapping[str, Any] = field(default_factory=dict)
+    min_unit_area_px: int = 200
+    nodata_max: float | None = 0.03
+    tta: bool = False
+    adapt_bn: bool = False
+    threads: int | None = None
+    runtime: str = "torch"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    fold_batchnorm: bool = True
+    onnx_cache_dir: str | None = None
+    onnx_tolerance: float = 1e-3
+    devices: int = 1
+    num_nodes: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> PredictOptions:
+        """Read the options from a composed ``predict`` config.
+
+        Raises:
+            ConfigError: A required option (``ckpt_path``, ``input_dir``, ``output_dir``) is missing.
+        """
+        missing = [k for k in ("ckpt_path", "input_dir", "output_dir") if OmegaConf.is_missing(cfg, k)]
+        if missing:
+            example = " ".join(f"{k}=..." for k in missing)
+            raise ConfigError(
+                f"missing required option(s) {', '.join(missing)}: run python predict.py {example}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in cfg:
+                value = cfg[f.name]
+                values[f.name] = (
+                    OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+                )
+        for f in fields(cls):
+            if f.name in values:
+                _check_option_type(f.name, str(f.type), values[f.name])
+        return cls(**values)
+
+
+#: Number options whose own check (in ``_Session``) names their range and meaning: left to it.
+_CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max", "max_range_m"})
+
+
+#: Number options where ``inf`` means "no limit" (none of them is written to the settings record).
+_INFINITY_IS_NO_LIMIT = frozenset({"max_megapixels", "max_file_mb", "onnx_tolerance"})
+
+
+def _check_option_type(name: str, annotation: str, value: Any) -> None:
+    """Refuse an on/off option that is not ``true``/``false`` and a number option that is not a number.
+
+    The config hands ``trust_checkpoint=no`` over as the text ``"no"``, which ``bool()`` reads as true: it
+    loaded an untrusted checkpoint's code, and ``overwrite=no`` replaced another model's outputs. Numbers
+    typed as text (``max_megapixels=abc``) failed later with a traceback.
+
+    Raises:
+        ConfigError: naming the option, the value and what to give.
+    """
+    kinds = {part.strip() for part in annotation.split("|")}
+    if value is None and "None" in kinds:
+        return
+    if kinds == {"bool"} and not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
+    number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
+    accepted = (float, int) if "float" in number else int
+    # nan (and inf, but for limits, where it means none) passed, and ended in a JSON error naming no option
+    # when the settings were written.
+    bad = isinstance(value, bool) or not isinstance(value, accepted)
+    if isinstance(value, float) and not bad:
+        bad = math.isnan(value) or (math.isinf(value) and name not in _INFINITY_IS_NO_LIMIT)
+    if number and bad:
+        what = "a number" if "float" in number else "a whole number"
+        empty = " or null" if "None" in kinds else ""
+        raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name)}")
+    if name in ("max_megapixels", "max_file_mb") and not value > 0:
+        raise ConfigError(f"{name}={value!r}: give a limit > 0, or {name}=null for none")
+
+
+def _example(name: str) -> Any:
+    """The option's default in :class:`PredictOptions`, quoted in a refusal as an example value."""
+    default = {f.name: f.default for f in fields(PredictOptions)}.get(name)
+    return "null" if default is None else default
+
+
+def read_contact_config(options: Mapping[str, Any]) -> ContactConfig:
+    valid = [f.name for f in fields(ContactConfig)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown contact option(s) {unknown}; valid options are {valid}")
+    for f in fields(ContactConfig):  # a word typed for a number: say which option, not Python's comparison
+        default, value = f.default, options.get(f.name)
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if (
+            f.name in options
+            and numeric
+            and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(float(value))
+            )
+        ):
+            raise ConfigError(
+                f"contact.{f.name}={value!r}: expected a finite number, e.g. contact.{f.name}={default}"
+            )
+    try:
+        return ContactConfig(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad contact option: {exc}") from exc
+
+
+def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | None:
+    """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
+    with, from its metadata) or a ``{native id: project id}`` mapping.
+
+    Raises:
+        ConfigError: Another value, a checkpoint without a map, or a mapping with ids out of range.
+    """
+    if value is None:
+        return None
+    where = "the command: labels_class_map='{native id: project id, ...}'"
+    if value == "checkpoint":
+        mapping = metadata.get("class_map")
+        if not mapping:
+            raise ConfigError(
+                f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
+                f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead: the class_map "
+                "of their data set's configs/data/<name>.yaml, e.g. for AI4Mars "
+                "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
+            )
+        where = (
+            "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
+            "map (labels_class_map=checkpoint)"
+        )
+        return ClassMap(mapping, str(metadata.get("dataset")), key="class_map", where=where)
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
+        )
+    # 255 (unlabelled) stays 255 unless the map says otherwise: every project and dataset uses it so.
+    keys = {str(k) for k in value}
+    mapping = dict(value) if str(IGNORE_INDEX) in keys else {**value, IGNORE_INDEX: IGNORE_INDEX}
+    try:
+        return ClassMap(mapping, None, key="labels_class_map", where=where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

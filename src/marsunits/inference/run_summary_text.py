@@ -1,0 +1,134 @@
+"""The plain-text paragraph that ends a ``predict.py`` run (its last log line and ``index.html``'s opening):
+what was predicted, how fast, the units' shares and contacts, and, with labels, the scores together with
+whatever makes them read high or low (trained-on images, classes missing from the labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from marsunits.constants import CLASS_NAMES
+
+__all__ = ["summary_paragraph"]
+
+
+def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
+    """A sentence when the mIoU leaves classes out: those neither labelled nor predicted have no IoU, so
+    labels of one class predicted right read mIoU 1.000 (over that class alone), which looked like a model
+    perfect on every unit."""
+    iou = overall.get("iou") or {}
+    missing = [name for name in CLASS_NAMES if name in iou and iou[name] is None]
+    if not missing or overall.get("miou") is None:
+        return ""
+    counted = len(CLASS_NAMES) - len(missing)
+    they = "they have" if len(missing) > 1 else "it has"
+    return (
+        f" That mIoU is over {counted} of the {len(CLASS_NAMES)} classes: no label holds "
+        f"{' or '.join(missing)} and the model predicted none, so {they} no IoU; score images that show "
+        "every class to compare it with a full mIoU."
+    )
+
+
+def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
+    """A sentence for each class no label holds but the model predicted: its IoU is 0 and pulls the mIoU.
+
+    AI4Mars labels have no ``other`` (sky and rover are unlabelled there), so a few stray ``other`` pixels
+    gave mIoU 0.500 for a frame whose units were right to 0.9999. The figure stays as defined (every class
+    predicted or labelled counts); the sentence gives the mIoU of the classes the labels hold beside it.
+    """
+    cm = np.asarray(overall.get("confusion_matrix") or [], dtype=np.int64)
+    if cm.ndim != 2 or not cm.size:
+        return ""
+    labelled, predicted = cm.sum(1), cm.sum(0)
+    absent = [i for i in range(len(cm)) if labelled[i] == 0 and predicted[i] > 0]
+    if not absent:
+        return ""
+    iou = overall["iou"]
+    held = [
+        iou[CLASS_NAMES[i]] for i in range(len(cm)) if labelled[i] > 0 and iou[CLASS_NAMES[i]] is not None
+    ]
+    names = ", ".join(f"{CLASS_NAMES[i]} ({int(predicted[i])} px predicted)" for i in absent)
+    held_miou = f"{np.mean(held):.3f}" if held else "undefined"
+    return (
+        f" No label holds {names}, so its IoU is 0 and counts in the mIoU; over the classes the labels hold, "
+        f"mIoU {held_miou}."
+    )
+
+
+def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
+    """One paragraph of plain text describing a finished run."""
+    c = summary["counts"]
+    fr = summary["unit_fractions"]
+    units = ", ".join(f"{100 * v:.1f} % {n}" for n, v in fr.items() if v is not None) or "no pixels"
+    nodata = summary.get("nodata_fraction") or 0.0
+    if nodata >= 0.0005:
+        units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
+    rate = summary["megapixels_per_second"]
+    not_reached = int(c.get("not_reached") or 0)
+    text = (
+        f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
+        f"{c['error']} failed" + (f", {not_reached} not reached" if not_reached else "") + ") "
+        f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
+        + (f", {rate:.3f} MP/s while predicting" if rate else "")
+        + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
+        f"overlap {summary['overlap']:g}). Over all images with a mask: {units}; "
+        f"{summary['n_contacts']} contact lines, {summary['contact_length_px']:.0f} px in total. "
+        f"Outputs, manifest.csv, summary.json and index.html are in {summary['output_dir']}."
+    )
+    if metrics is not None:
+        miou = metrics["overall"]["miou"]
+        text += (
+            f" Scored {metrics['images_scored']} image(s) against labels: mIoU "
+            + (f"{miou:.3f}" if miou is not None else "undefined")
+            + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
+        )
+        text += _classes_outside_the_miou(metrics["overall"])
+        trained_on = metrics.get("images_from_trained_sols") or {}
+        if trained_on:
+            first, sol = next(iter(trained_on.items()))
+            text += (
+                f" {len(trained_on)} of the scored images are named for sols the model trained on (e.g. "
+                f"{first}: {sol}; metrics.json images_from_trained_sols), so those scores read high: score "
+                "images of other sols to judge the model."
+            )
+        trained_images = metrics.get("images_trained_on") or []
+        if trained_images:
+            text += (
+                f" {len(trained_images)} of the scored images are images the model trained on (the same "
+                f"files, e.g. {trained_images[0]}; metrics.json images_trained_on), so those scores read "
+                "high: score images it has not seen to judge the model."
+            )
+        text += _classes_absent_from_labels(metrics["overall"])
+        # Only when no label was found at all: labels found but unusable are said below, with the reason.
+        if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
+            example = metrics["missing_labels"][0]
+            text += (
+                f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for each "
+                f"image (for {example}: {PurePosixPath(example).with_suffix('.png')}); check labels_dir."
+            )
+        errors = metrics.get("label_errors") or {}
+        if errors:
+            first = next(iter(errors.values()))
+            text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}."
+            native = any("outside 0..2" in e for e in errors.values())
+            if native and metrics.get("labels_class_map") is None and metrics["images_scored"]:
+                text += (
+                    " Labels of one data set share their ids: if those hold native ids, the ones scored "
+                    "probably do too (AI4Mars sand is 2, read as other), so give labels_class_map."
+                )
+    grey = summary.get("greyscale_inputs_for_colour_model") or 0
+    dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
+    if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
+        text += (
+            f" {grey} greyscale image(s) went to a model that reads colour (trained on {dataset!r} data), "
+            "each copied into its three channels: a model trained on colour only maps grey frames worse; "
+            "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
+        )
+    if c["error"]:
+        text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
+    if summary.get("stopped_early"):
+        text += f" The run {summary['stopped_early']}."
+    return text
