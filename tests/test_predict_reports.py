@@ -63,6 +63,55 @@ def test_contact_scores_on_known_masks_and_lines(tmp_path: Path) -> None:
     assert "contact in the prediction or the truth" in m["notes"]
 
 
+def test_a_true_contact_file_that_cannot_be_used_loses_only_the_line_scores(tmp_path: Path) -> None:
+    """A true contact file made for another image size was scored as if it fitted (line F1 0 for lines
+    exactly on the contact), and an unreadable one took the image's pixel scores with it, blamed on the
+    label."""
+    from marsunits.inference.run_summary_text import summary_paragraph
+
+    h, w = 40, 60
+    labels = tmp_path / "data" / "masks"
+    contacts = tmp_path / "data" / "contacts"
+    for stem in ("sized", "broken", "fine"):
+        write_png_atomic(labels / f"{stem}.png", _halves(h, w, 30))
+    write_contacts(contacts / "sized.contact.geojson", [_vertical(30, 2 * h)], 2 * w, 2 * h)
+    (contacts / "broken.contact.geojson").write_text("{not json")
+    write_contacts(contacts / "fine.contact.geojson", [_vertical(30, h)], w, h)
+    ev = Evaluation(labels)
+    for stem in ("sized", "broken", "fine"):
+        ev.add(PurePosixPath(f"{stem}.png"), _halves(h, w, 30), [_vertical(30, h)])
+    m = json.loads(json.dumps(ev.to_dict(), allow_nan=False))
+    assert m["images_scored"] == 3 and not m["label_errors"]
+    assert sum(map(sum, m["overall"]["confusion_matrix"])) == 3 * h * w  # every image's pixels count
+    assert all(e["boundary_f1"] == pytest.approx(1.0) for e in m["per_image"].values())
+    assert set(m["contact_errors"]) == {"sized.png", "broken.png"}
+    assert m["contact_errors"]["sized.png"] == (
+        f"{contacts / 'sized.contact.geojson'}: the contact file is for a 120x80 image but the prediction "
+        "is 60x40, so its lines cannot be scored; give the true contacts of this image"
+    )
+    assert m["contact_errors"]["broken.png"].startswith(f"cannot read contact file {contacts}")
+    assert "line_boundary_f1" not in m["per_image"]["sized.png"]
+    assert m["overall"]["n_line_images"] == 1 and m["overall"]["line_boundary_f1"] == pytest.approx(1.0)
+    summary = {
+        "counts": {"ok": 3, "total": 3, "skipped": 0, "error": 0},
+        "unit_fractions": {"smooth_volcanic": 0.5, "rough_olivine": 0.5, "other": 0.0},
+        "megapixels_per_second": 0.0,
+        "seconds": 1.0,
+        "megapixels": 0.0072,
+        "checkpoint": "m.ckpt",
+        "device": "cpu",
+        "tile": 512,
+        "overlap": 0.125,
+        "n_contacts": 3,
+        "contact_length_px": 120.0,
+        "output_dir": "out",
+    }
+    assert (
+        "2 true contact file(s) could not be used, so those images have pixel scores but no line scores"
+        in (summary_paragraph(summary, m))
+    )
+
+
 def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> None:
     inp, labels = tmp_path / "in", tmp_path / "masks"
     save_rgb(inp / "a.png", 40, 48, seed=1)
@@ -382,7 +431,8 @@ def test_an_miou_over_fewer_classes_than_three_is_said() -> None:
     assert one["miou"] == 1.0
     said = _classes_outside_the_miou(one)
     assert (
-        "over 1 of the 3 classes: no label holds rough_olivine or other and the model predicted none" in said
+        "over 1 of the 3 classes: no label holds rough_olivine or other and the model predicted none on "
+        "labelled pixels" in said
     )
     two = scores(np.array([[500, 3, 0], [2, 400, 0], [0, 0, 0]]))
     assert "over 2 of the 3 classes: no label holds other" in _classes_outside_the_miou(two)

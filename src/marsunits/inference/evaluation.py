@@ -177,6 +177,8 @@ class Evaluation:
     per_image: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: Scored images whose true contact file could not be used (their line scores are left out), by input.
+    contact_errors: dict[str, str] = field(default_factory=dict)
 
     def add(
         self,
@@ -195,7 +197,9 @@ class Evaluation:
             image_sha256: The input file's SHA-256 (hex), or None when not known: checked against
                 ``trained_image_keys``.
 
-        Problems (unreadable label or contact file, wrong size) are recorded in ``label_errors``.
+        Problems with the label (unreadable, wrong size) are recorded in ``label_errors`` and leave the
+        image unscored; problems with its true contact file (unreadable, made for another image size) are
+        recorded in ``contact_errors`` and leave out only its line scores.
         """
         key = rel.as_posix()
         label_path = find_label(self.labels_dir, rel)
@@ -212,39 +216,56 @@ class Evaluation:
                 )  # no-data: unscored
             cm = confusion_matrix(pred, label)
             entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}
-            entry.update(self._contact_scores(rel, pred, label, pred_lines))
+            entry.update(self._mask_contact_scores(pred, label))
         except (ImageReadError, ValueError) as exc:
             self.errors[key] = f"{label_path}: {exc}"
             return
+        # A broken true contact file took the image's pixel scores with it, under the label's name.
+        try:
+            entry.update(self._line_scores(rel, pred, pred_lines))
+        except ValueError as exc:
+            self.contact_errors[key] = str(exc)
         self.total += cm
         self.per_image[key] = entry
         if image_sha256 and image_content_key(image_sha256) in (self.trained_image_keys or ()):
             self.trained_on.add(key)
 
-    def _contact_scores(
-        self, rel: PurePosixPath, pred: np.ndarray, label: np.ndarray, pred_lines: Sequence[ContactLine]
-    ) -> dict[str, Any]:
+    @staticmethod
+    def _mask_contact_scores(pred: np.ndarray, label: np.ndarray) -> dict[str, Any]:
+        """Boundary F1 and contact distance of the predicted mask's contact against the label's."""
         pred_cracks, true_cracks = scored_cracks(pred, label)
         b = crack_scores(pred_cracks, true_cracks, tolerance_px=BOUNDARY_TOLERANCE_PX)
-        has_contact = bool(len(pred_cracks) or len(true_cracks))
-        out: dict[str, Any] = {
+        return {
             "boundary_f1": b["f1"],
             "contact_distance_px": _finite_or_none(b["mean_distance_px"]),
-            "has_contact": has_contact,
+            "has_contact": bool(len(pred_cracks) or len(true_cracks)),
         }
+
+    def _line_scores(
+        self, rel: PurePosixPath, pred: np.ndarray, pred_lines: Sequence[ContactLine]
+    ) -> dict[str, Any]:
+        """The predicted lines scored against the true contact file beside the label ({} without one).
+
+        Raises:
+            ValueError: The file cannot be read, or records another image size than the prediction's.
+        """
         contact_path = find_true_contact(self.labels_dir, rel)
-        if contact_path is not None:
-            true_lines, _ = read_contacts(contact_path)
-            ls = line_scores(pred_lines, true_lines, tolerance_px=BOUNDARY_TOLERANCE_PX)
-            out.update(
-                {
-                    "true_contact": os.fspath(contact_path),
-                    "line_boundary_f1": ls["f1"],
-                    "line_contact_distance_px": _finite_or_none(ls["mean_distance_px"]),
-                    "has_line_contact": bool(len(pred_lines) or len(true_lines)),
-                }
+        if contact_path is None:
+            return {}
+        true_lines, size = read_contacts(contact_path)
+        height, width = pred.shape
+        if size is not None and size != (width, height):
+            raise ValueError(
+                f"{contact_path}: the contact file is for a {size[0]}x{size[1]} image but the prediction is "
+                f"{width}x{height}, so its lines cannot be scored; give the true contacts of this image"
             )
-        return out
+        ls = line_scores(pred_lines, true_lines, tolerance_px=BOUNDARY_TOLERANCE_PX)
+        return {
+            "true_contact": os.fspath(contact_path),
+            "line_boundary_f1": ls["f1"],
+            "line_contact_distance_px": _finite_or_none(ls["mean_distance_px"]),
+            "has_line_contact": bool(len(pred_lines) or len(true_lines)),
+        }
 
     def merge(self, other: Evaluation) -> None:
         """Add the scores of ``other`` (another shard of the same run, disjoint images) to this one."""
@@ -252,6 +273,7 @@ class Evaluation:
         self.per_image.update(other.per_image)
         self.missing.extend(other.missing)
         self.errors.update(other.errors)
+        self.contact_errors.update(other.contact_errors)
         self.trained_on.update(other.trained_on)
 
     def to_dict(self) -> dict[str, Any]:
@@ -279,6 +301,7 @@ class Evaluation:
             "per_image": self.per_image,
             "missing_labels": sorted(self.missing),
             "label_errors": self.errors,
+            "contact_errors": self.contact_errors,
             "images_from_trained_sols": self.from_trained_sols(),
             "images_trained_on": sorted(self.trained_on),
         }

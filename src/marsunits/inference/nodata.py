@@ -38,7 +38,7 @@ def nodata_mask(image: np.ndarray, max_value: float) -> np.ndarray:
     if image.ndim != 3:
         raise ValueError(f"image must be (H, W, C), got shape {image.shape}")
     if not 0.0 <= max_value < 1.0:
-        raise ValueError(f"nodata_max must be in [0, 1) (0.03 is about 8/255), got {max_value}")
+        raise ValueError(f"nodata_max must be in [0, 1) (0.03: 8-bit values up to 7), got {max_value}")
     dark: np.ndarray = np.all(image <= max_value, axis=2)
     if not dark.any():
         return dark

@@ -162,7 +162,7 @@ def write_pseudo_labels(
     elif not 0.0 <= nodata_max < 1.0:
         raise ValueError(
             f"--nodata-max {nodata_max}: give a fraction of full scale in [0, 1), as predict.py's nodata_max "
-            "(0.03 is about 8/255 of an 8-bit image)"
+            "(0.03: 8-bit values up to 7)"
         )
     if out.resolve().is_relative_to(images.resolve()):
         raise ValueError(f"--out {out} is inside the images folder {images}: choose a folder outside it.")

@@ -16,9 +16,9 @@ __all__ = ["summary_paragraph"]
 
 
 def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
-    """A sentence when the mIoU leaves classes out: those neither labelled nor predicted have no IoU, so
-    labels of one class predicted right read mIoU 1.000 (over that class alone), which looked like a model
-    perfect on every unit."""
+    """A sentence when the mIoU leaves classes out: those neither labelled nor predicted on labelled pixels
+    (the only ones scored) have no IoU, so labels of one class predicted right read mIoU 1.000 (over that
+    class alone), which looked like a model perfect on every unit."""
     iou = overall.get("iou") or {}
     missing = [name for name in CLASS_NAMES if name in iou and iou[name] is None]
     if not missing or overall.get("miou") is None:
@@ -27,8 +27,8 @@ def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
     they = "they have" if len(missing) > 1 else "it has"
     return (
         f" That mIoU is over {counted} of the {len(CLASS_NAMES)} classes: no label holds "
-        f"{' or '.join(missing)} and the model predicted none, so {they} no IoU; score images that show "
-        "every class to compare it with a full mIoU."
+        f"{' or '.join(missing)} and the model predicted none on labelled pixels, so {they} no IoU; score "
+        "images that show every class to compare it with a full mIoU."
     )
 
 
@@ -119,6 +119,13 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
                     " Labels of one data set share their ids: if those hold native ids, the ones scored "
                     "probably do too (AI4Mars sand is 2, read as other), so give labels_class_map."
                 )
+        contact_errors = metrics.get("contact_errors") or {}
+        if contact_errors:
+            first = next(iter(contact_errors.values()))
+            text += (
+                f" {len(contact_errors)} true contact file(s) could not be used, so those images have pixel "
+                f"scores but no line scores (metrics.json contact_errors), e.g. {first}."
+            )
     grey = summary.get("greyscale_inputs_for_colour_model") or 0
     dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
     if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels

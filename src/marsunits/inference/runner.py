@@ -345,7 +345,7 @@ class _Session:
             isinstance(nodata, bool) or not isinstance(nodata, (int, float)) or not 0.0 <= nodata < 1.0
         ):
             raise ConfigError(
-                f"nodata_max must be null or a number in [0, 1) (0.03 is about 8/255), got {nodata!r}"
+                f"nodata_max must be null or a number in [0, 1) (0.03: 8-bit values up to 7), got {nodata!r}"
             )
         max_range = opts.max_range_m
         if (
