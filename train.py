@@ -8,16 +8,15 @@ from omegaconf import DictConfig
 
 from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
 from marsunits.errors import quiet_interrupt_at_start
-from marsunits.sweep_trials import report_trial_errors, sweep_objective
+from marsunits.sweep_trials import end_sweep, run_trial
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the Ctrl-C guard
 
-    metrics = report_trial_errors(lambda: run(cfg), prog="train.py")
     # A sweeper (hparams_search=optuna) optimises the value returned here.
-    return sweep_objective(metrics, cfg.get("optimized_metric"), cfg)
+    return run_trial(lambda: run(cfg), cfg, prog="train.py")
 
 
 if __name__ == "__main__":
@@ -25,3 +24,4 @@ if __name__ == "__main__":
         sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
         exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
         main()
+    end_sweep("train.py")  # a grid whose trials failed: which, and status 1

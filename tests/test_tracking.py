@@ -549,7 +549,7 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
         from omegaconf import DictConfig, OmegaConf
         import marsunits
         from marsunits.errors import ConfigError
-        from marsunits.sweep_trials import report_trial_errors, sweep_objective
+        from marsunits.sweep_trials import end_sweep, run_trial
         from marsunits.tracking.wandb_setup import sweep_trial_names
 
         out = {str(tmp_path / "trials.jsonl")!r}
@@ -557,7 +557,8 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
         @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
         def main(cfg: DictConfig):
         """
-    app.write_text(textwrap.dedent(header) + textwrap.indent(textwrap.dedent(task), "    ") + "\nmain()\n")
+    tail = '\nmain()\nend_sweep("train.py")\n'  # as train.py
+    app.write_text(textwrap.dedent(header) + textwrap.indent(textwrap.dedent(task), "    ") + tail)
 
     def launch(*args: str) -> subprocess.CompletedProcess[str]:
         (tmp_path / "trials.jsonl").unlink(missing_ok=True)
@@ -742,22 +743,27 @@ def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> No
                 raise ConfigError(f"training diverged at lr={cfg.model.lr}")
             return {"val/miou": -abs(math.log10(cfg.model.lr) + 3.0)}
 
-        metrics = report_trial_errors(job, prog="train.py")  # as train.py
-        return sweep_objective(metrics, cfg.get("optimized_metric"), cfg)
+        return run_trial(job, cfg, prog="train.py")  # as train.py
         """,
     )
 
     def sweep(*args: str) -> subprocess.CompletedProcess[str]:
         return launch(*args, "logger=csv")
 
-    grid = sweep("-m", "model.lr=1e-3,1e-2,2e-3")
+    grid = sweep("-m", "model.lr=1e-3,1e-2,2e-3,3e-2")
     lrs = [row["lr"] for row in _lines(tmp_path)]
-    assert lrs == [1e-3, 1e-2, 2e-3]  # the trial after the failing one ran
+    assert lrs == [1e-3, 1e-2, 2e-3, 3e-2]  # the trial after the failing one ran
     assert grid.returncode == 1
     assert "train.py: error: training diverged at lr=0.01" in grid.stderr
-    assert "Error executing job with overrides: ['model.lr=0.01'" in grid.stderr
     said = "trial 1 (model.lr=0.01 logger=csv) failed with the error above; the sweep's other trials run all"
-    assert said in grid.stderr  # true when Hydra says it again at the grid's end, unlike "the sweep goes on"
+    assert said in grid.stderr
+    # The grid ends in one line naming the failed trials; Hydra's launcher ended it with a traceback.
+    assert grid.stderr.rstrip().splitlines()[-1] == (
+        "train.py: error: 2 of the grid's 4 trials failed, each with its error above: trial 1 (model.lr=0.01 "
+        "logger=csv), trial 3 (model.lr=0.03 logger=csv); the other trials finished. Each trial's folder "
+        "holds its train.log"
+    )
+    assert "Traceback" not in grid.stderr and "Error executing job" not in grid.stderr
     study = sweep(
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=4",
@@ -790,7 +796,7 @@ def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path
                 raise DivergedError(f"diverged at lr={cfg.model.lr}")
             raise ConfigError("data.root not set")
 
-        return report_trial_errors(job, prog="train.py")
+        return run_trial(job, cfg, prog="train.py")
         """,
     )
     lrs = "model.lr=1e-3,2e-3,3e-3,4e-3,5e-3"
@@ -799,8 +805,9 @@ def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path
     assert grid.returncode == 2
     assert "train.py: error: 3 trials of this sweep failed on user errors before any finished" in grid.stderr
     diverged = launch("-m", lrs, "model.weight_decay=0.9", "logger=csv")
-    assert len(_lines(tmp_path)) == 5  # every trial ran; Hydra's error for the failed jobs ends the grid
+    assert len(_lines(tmp_path)) == 5  # every trial ran; one line naming the failed ones ends the grid
     assert diverged.returncode == 1 and "before any finished" not in diverged.stderr
+    assert "5 of the grid's 5 trials failed" in diverged.stderr
     study = launch(
         "hparams_search=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.n_startup_trials=6"
     )
@@ -828,8 +835,7 @@ def test_a_study_whose_trials_give_no_value_ends_in_one_line(tmp_path: Path) -> 
                 fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
             return {"train/loss": 0.5}  # no val/miou
 
-        metrics = report_trial_errors(job, prog="train.py")
-        return sweep_objective(metrics, cfg.get("optimized_metric"), cfg)
+        return run_trial(job, cfg, prog="train.py")
         """,
     )
     study = launch(

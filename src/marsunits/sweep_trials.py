@@ -6,7 +6,9 @@ remaining trials never ran, and an Optuna study with in-memory storage was lost.
 many, so here its failure is reported the same way and then raised as a :class:`TrialFailedError`, which
 Hydra's launcher records as that job's failure while it runs the other jobs:
 
-* a plain grid then ends with Hydra's error for the failed job (status 1), after every other trial ran;
+* a plain grid (Hydra's basic sweeper and launcher, trials one after another in this process) runs every
+  other trial and then ends with one line naming the failed trials, status 1 (:func:`run_trial`,
+  :func:`end_sweep`); Hydra's own report of a failed job was a traceback of its launcher;
 * the Optuna sweeper records the trial as failed and samples on (``hydra.sweeper.max_failure_rate: 1.0``
   in ``configs/hparams_search/optuna.yaml``; its default, 0, stops the study at the first failure).
   NaN is no way to say "failed" to it: the installed plugin (1.2) then tells Optuna the value and the
@@ -27,13 +29,15 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from marsunits.errors import DivergedError, report_user_errors
+from marsunits.errors import DivergedError, report_user_errors, some_of
 
 __all__ = [
     "FAILURES_BEFORE_STOP",
     "TrialFailedError",
+    "end_sweep",
     "in_multirun",
     "report_trial_errors",
+    "run_trial",
     "sweep_objective",
 ]
 
@@ -47,6 +51,9 @@ FAILURES_BEFORE_STOP = 3
 
 #: This process's trials so far (Hydra's basic launcher and the Optuna sweeper run them one after another).
 _tally = {"finished": 0, "failed": 0}
+
+#: The trials of a grid run in this process so far, and those of them that failed (:func:`run_trial`).
+_grid: dict[str, list[str]] = {"run": [], "failed": []}
 
 
 class TrialFailedError(Exception):
@@ -66,6 +73,61 @@ def _trial() -> str:
 
     hydra = HydraConfig.get()
     return f"trial {hydra.job.num} ({' '.join(hydra.overrides.task)})"
+
+
+def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog: str) -> float | None:
+    """``train.py``'s task: run ``fn`` (the training, returning its metrics) as :func:`report_trial_errors`
+    does and return :func:`sweep_objective` of its metrics.
+
+    In a grid whose trials run one after another in this process (Hydra's basic sweeper and launcher), a
+    failed trial is said in one line and recorded, and the job returns None: raised to Hydra, it ended
+    the grid with a traceback of Hydra's launcher. :func:`end_sweep`, after the sweep, names the failed
+    trials and exits with status 1. Other sweepers and launchers get :class:`TrialFailedError`: Optuna
+    records the trial as failed, and a launcher in other processes reports it to this one.
+
+    Raises:
+        SystemExit: as :func:`report_trial_errors`.
+        TrialFailedError: a trial failed, outside such a grid.
+    """
+    grid = _grid_in_this_process()
+    if grid:
+        _grid["run"].append(_trial())
+    try:
+        metrics = report_trial_errors(fn, prog)
+        return sweep_objective(metrics, cfg.get("optimized_metric"), cfg, prog)
+    except TrialFailedError as exc:
+        if not grid:
+            raise
+        _grid["failed"].append(_trial())
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+
+
+def end_sweep(prog: str) -> None:
+    """After ``main()``: when trials of a grid run in this process failed (:func:`run_trial`), say which in
+    one line and exit with status 1, the status Hydra gave such a grid; else nothing.
+
+    Raises:
+        SystemExit: 1, when a trial failed.
+    """
+    failed, run = _grid["failed"], _grid["run"]
+    if not failed:
+        return
+    print(
+        f"{prog}: error: {len(failed)} of the grid's {len(run)} trials failed, each with its error above: "
+        f"{some_of(failed, 3)}; the other trials finished. Each trial's folder holds its train.log",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
+
+
+def _grid_in_this_process() -> bool:
+    """Whether this is a trial of a sweep run by Hydra's basic sweeper and basic launcher (a plain grid,
+    ``train.py -m a=1,2``), whose trials run one after another in this process."""
+    if not in_multirun():
+        return False
+    sweeper, launcher = _sweeper_setting("_target_"), _hydra_setting("launcher._target_")
+    return str(sweeper).endswith(".BasicSweeper") and str(launcher).endswith(".BasicLauncher")
 
 
 def report_trial_errors(fn: Callable[[], T], prog: str) -> T:
@@ -130,12 +192,17 @@ def _planned_trials() -> int | None:
 
 def _sweeper_setting(key: str) -> Any:
     """``hydra.sweeper.<key>`` of the running Hydra job, or None (no such setting, or no Hydra job)."""
+    return _hydra_setting(f"sweeper.{key}")
+
+
+def _hydra_setting(key: str) -> Any:
+    """``hydra.<key>`` of the running Hydra job, or None (no such setting, or no Hydra job)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     if not HydraConfig.initialized():
         return None
-    return OmegaConf.select(OmegaConf.structured(HydraConfig.get()), f"sweeper.{key}", default=None)
+    return OmegaConf.select(OmegaConf.structured(HydraConfig.get()), key, default=None)
 
 
 def _trial_number() -> int:
