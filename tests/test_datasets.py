@@ -114,6 +114,46 @@ def test_class_map_rejects_bad_entries(mapping: dict, message: str) -> None:
         read_labels_class_map(mapping, {})
 
 
+def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
+    """A marsscapes_ai4mars model stores {source: map}: labels_class_map=checkpoint read the source names
+    as native ids and refused them, blaming the user's map. A source's name now picks its map, and
+    checkpoint picks the one map there is (a self-trained student's pseudo-labels are in project ids)."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import read_labels_class_map
+    from marsunits.task import _normalise_class_map
+
+    ms, ai = {0: 0, 1: 1, 6: 2, 255: 255}, {0: 0, 1: 1, 2: 0, 3: 1, 255: 255}
+    both = {"class_map": _normalise_class_map({"marsscapes": ms, "ai4mars": ai}), "dataset": "ms_ai"}
+    labels = np.array([[0, 1, 2, 3, 6, 255]], np.uint8)
+    read = read_labels_class_map("ai4mars", both)
+    assert read is not None
+    np.testing.assert_array_equal(read(labels[:, :4]), [[0, 1, 0, 1]])
+    with pytest.raises(
+        ValueError, match=r"values \[2, 3\] are not covered by the class_map of dataset 'ms_ai: marsscapes'"
+    ):
+        read_labels_class_map("marsscapes", both)(labels, "x.png")
+    with pytest.raises(
+        ConfigError,
+        match=r"several data sets, each with its own class_map \(ai4mars, marsscapes\).*class_map=ai4mars",
+    ):
+        read_labels_class_map("checkpoint", both)
+    with pytest.raises(
+        ConfigError,
+        match=r"labels_class_map=mars: not a data set this model was trained on; give checkpoint, one of ai",
+    ):
+        read_labels_class_map("mars", both)
+    student = {"class_map": _normalise_class_map({"marsscapes": ms, "folder": None}), "dataset": "pseudo"}
+    read = read_labels_class_map("checkpoint", student)
+    assert read is not None
+    np.testing.assert_array_equal(read(labels[:, [0, 1, 4, 5]]), [[0, 1, 2, 255]])
+    with pytest.raises(
+        ConfigError, match=r"labels_class_map=folder: this model's folder masks were in project ids"
+    ):
+        read_labels_class_map("folder", student)
+    with pytest.raises(ConfigError, match=r"labels_class_map must be null, checkpoint or a mapping"):
+        read_labels_class_map("marsscapes", {"class_map": ms, "dataset": "marsscapes"})
+
+
 def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:
     sub = ClassMap({0: 0, 2: 7, 5: 255}, "marsscapes", num_targets=8, key="subclass_map")
     np.testing.assert_array_equal(sub(np.array([[0, 2, 5]], np.uint8)), [[0, 7, 255]])

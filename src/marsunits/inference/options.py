@@ -159,28 +159,21 @@ def read_contact_config(options: Mapping[str, Any]) -> ContactConfig:
 
 def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | None:
     """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
-    with, from its metadata) or a ``{native id: project id}`` mapping.
+    with, from its metadata), the name of one of a several-source model's data sets (that source's map,
+    e.g. ``marsscapes`` for a ``marsscapes_ai4mars`` model) or a ``{native id: project id}`` mapping.
 
     Raises:
-        ConfigError: Another value, a checkpoint without a map, or a mapping with ids out of range.
+        ConfigError: Another value, a model without the map asked for, or a mapping with ids out of range.
     """
     if value is None:
         return None
-    where = "the command: labels_class_map='{native id: project id, ...}'"
-    if value == "checkpoint":
-        mapping = metadata.get("class_map")
-        if not mapping:
-            raise ConfigError(
-                f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
-                f"{metadata.get('dataset')!r} has no class_map); give the labels' map instead: the class_map "
-                "of their data set's configs/data/<name>.yaml, e.g. for AI4Mars "
-                "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
-            )
+    if isinstance(value, str):
+        mapping, name = _training_map(value, metadata)
         where = (
             "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
-            "map (labels_class_map=checkpoint)"
+            f"map (labels_class_map={value})"
         )
-        return ClassMap(mapping, str(metadata.get("dataset")), key="class_map", where=where)
+        return ClassMap(mapping, name, key="class_map", where=where)
     if not isinstance(value, Mapping):
         raise ConfigError(
             f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
@@ -188,7 +181,71 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
     # 255 (unlabelled) stays 255 unless the map says otherwise: every project and dataset uses it so.
     keys = {str(k) for k in value}
     mapping = dict(value) if str(IGNORE_INDEX) in keys else {**value, IGNORE_INDEX: IGNORE_INDEX}
+    where = "the command: labels_class_map='{native id: project id, ...}'"
     try:
         return ClassMap(mapping, None, key="labels_class_map", where=where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any, Any], str]:
+    """The map the model was trained with that ``labels_class_map=<value>`` names, and its data set's name.
+
+    A several-source model's map is ``{source: map or None}`` (``task._normalise_class_map``):
+    ``checkpoint`` takes its one source's map when only one has a map (a self-trained student's
+    pseudo-labels are in project ids), and a source's name takes that source's. Read as one map, the source
+    names were refused as native ids, blaming the user's map.
+
+    Raises:
+        ConfigError: The model has no such map, or several where ``checkpoint`` asks for one.
+    """
+    mapping, dataset = metadata.get("class_map"), str(metadata.get("dataset"))
+    by_source = _maps_by_source(mapping)
+    if by_source is None:
+        if value != "checkpoint":
+            raise ConfigError(
+                "labels_class_map must be null, checkpoint or a mapping {native id: project id}, got "
+                f"{value!r}"
+            )
+        if not mapping:
+            raise _no_training_map(dataset)
+        return mapping, dataset
+    if value == "checkpoint":
+        mapped = sorted(source for source, sub in by_source.items() if sub)
+        if not mapped:
+            raise _no_training_map(dataset)
+        if len(mapped) > 1:
+            raise ConfigError(
+                "labels_class_map=checkpoint, but this model was trained on several data sets, each with "
+                f"its own class_map ({', '.join(mapped)}): name the one the labels come from, e.g. "
+                f"labels_class_map={mapped[0]}"
+            )
+        value = mapped[0]
+    if value not in by_source:
+        raise ConfigError(
+            f"labels_class_map={value}: not a data set this model was trained on; give checkpoint, one of "
+            f"{', '.join(sorted(by_source))}, null or a mapping {{native id: project id}}"
+        )
+    if not by_source[value]:
+        raise ConfigError(
+            f"labels_class_map={value}: this model's {value} masks were in project ids (no class_map); give "
+            "labels_class_map=null for labels in project ids"
+        )
+    return by_source[value], f"{dataset}: {value}"
+
+
+def _no_training_map(dataset: str) -> ConfigError:
+    return ConfigError(
+        f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
+        f"{dataset!r} has no class_map); give the labels' map instead: the class_map of their data set's "
+        "configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
+    )
+
+
+def _maps_by_source(class_map: Any) -> dict[str, Any] | None:
+    """A several-source model's ``{source: {native: project} or None}`` (``task._normalise_class_map``),
+    or None for a single map or none."""
+    several = isinstance(class_map, Mapping) and bool(class_map)
+    if several and all(isinstance(v, Mapping) or v is None for v in class_map.values()):
+        return {str(k): v for k, v in class_map.items()}
+    return None
