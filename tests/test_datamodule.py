@@ -189,6 +189,11 @@ def test_combined_sources_have_one_named_val_loader_each(tmp_path: Path) -> None
     assert [len(d) for d in dm.train_set.datasets] == [4, 4]  # type: ignore[union-attr]
     sources = {Path(p).parent.parent.name for b in dm.train_dataloader() for p in b["path"]}
     assert sources == {"marsscapes", "ai4mars"}
+    # A source left out of class_map read its native ids as project ids (AI4Mars sand, 2, as other).
+    with pytest.raises(
+        InstantiationException, match=r"class_map has no entry for \['ai4mars'\].*ai4mars: null"
+    ):
+        instantiate(_compose("marsscapes_ai4mars", tmp_path / "lacks", ["~data.class_map.ai4mars"]).data)
     merged = instantiate(
         _compose("marsscapes_ai4mars", tmp_path / "merged", ["data.separate_val=false"]).data
     )

@@ -452,6 +452,13 @@ class MarsDataModule(L.LightningDataModule):
                         f"{where}: with several sources class_map must be {{source: map}}; found keys "
                         f"{sorted(class_map, key=str)}, expected a subset of {sources}."
                     )
+                # A source left out read its native ids as project ids: AI4Mars sand (2) became other.
+                unmapped = [s for s in sources if class_map is not None and s not in class_map]
+                if unmapped:
+                    raise ValueError(
+                        f"{where}: class_map has no entry for {unmapped}: give each source's map, or "
+                        f"class_map.{unmapped[0]}: null where its masks hold project ids (0, 1, 2, 255)."
+                    )
 
     @staticmethod
     def _validate_subclasses(
