@@ -86,8 +86,60 @@ class PredictOptions:
                 _check_option_type(f.name, str(f.type), values[f.name])
         return cls(**values)
 
+    def check_values(self) -> None:
+        """Refuse values out of their range, each with the option named, what it means and an example, before
+        anything is loaded or predicted (``DataLoader`` refused ``num_workers=-1`` only after the reports
+        were written).
 
-#: Number options whose own check (in ``_Session``) names their range and meaning: left to it.
+        Raises:
+            ConfigError: naming the option and the value.
+        """
+        if self.labels_dir is None and self.labels_class_map is not None:
+            raise ConfigError(
+                f"labels_class_map={self.labels_class_map} maps the ids of label masks, but no labels_dir "
+                "was given, so nothing would be scored; add labels_dir=<folder of label masks> or drop "
+                "labels_class_map"
+            )
+        if self.probability_dtype not in ("uint8", "float16"):
+            raise ConfigError(f"probability_dtype must be uint8 or float16, got {self.probability_dtype!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers is not None and int(self.num_workers) < 0:
+            raise ConfigError(
+                f"num_workers must be >= 0 (or null: 0 on a CPU, 2 on a GPU), got {self.num_workers}"
+            )
+        area = self.min_unit_area_px
+        if isinstance(area, bool) or not isinstance(area, int) or area < 0:
+            raise ConfigError(
+                f"min_unit_area_px must be a whole number of pixels >= 0 (0 turns the minimum mapping unit "
+                f"off), got {area!r}"
+            )
+        nodata = self.nodata_max
+        if nodata is not None and (
+            isinstance(nodata, bool) or not isinstance(nodata, (int, float)) or not 0.0 <= nodata < 1.0
+        ):
+            raise ConfigError(
+                f"nodata_max must be null or a number in [0, 1) (0.03: 8-bit values up to 7), got {nodata!r}"
+            )
+        max_range = self.max_range_m
+        if (
+            isinstance(max_range, bool)
+            or not isinstance(max_range, (int, float))
+            or not 0 < max_range < math.inf
+        ):
+            raise ConfigError(
+                f"max_range_m must be a finite distance in metres > 0 (how far from the camera contacts are "
+                f"put on the ground; default 30, e.g. max_range_m=200 for far terrain), got {max_range!r}"
+            )
+        tile = self.tile
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
+            raise ConfigError(
+                f"tile must be null (the checkpoint's tile size) or a whole number of pixels, e.g. tile=512, "
+                f"got {tile!r}"
+            )
+
+
+#: Number options whose own check (:meth:`PredictOptions.check_values`) names their range and meaning.
 _CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max", "max_range_m"})
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import sys
 import time
@@ -314,55 +313,9 @@ class _Session:
                 raise DataError(
                     f"labels_dir {self.labels_dir} is not an existing folder; fix labels_dir or drop it"
                 )
-        elif opts.labels_class_map is not None:
-            raise ConfigError(
-                f"labels_class_map={opts.labels_class_map} maps the ids of label masks, but no labels_dir "
-                "was given, so nothing would be scored; add labels_dir=<folder of label masks> or drop "
-                "labels_class_map"
-            )
-        if opts.probability_dtype not in ("uint8", "float16"):
-            raise ConfigError(f"probability_dtype must be uint8 or float16, got {opts.probability_dtype!r}")
+        opts.check_values()
         check_logger(opts.logger)
-        if opts.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {opts.batch_size}")
-        # Checked here: DataLoader refused it only after the reports were written.
-        if opts.num_workers is not None and int(opts.num_workers) < 0:
-            raise ConfigError(
-                f"num_workers must be >= 0 (or null: 0 on a CPU, 2 on a GPU), got {opts.num_workers}"
-            )
         self.contact_config = read_contact_config(opts.contact)
-        if (
-            isinstance(opts.min_unit_area_px, bool)
-            or not isinstance(opts.min_unit_area_px, int)
-            or (opts.min_unit_area_px < 0)
-        ):
-            raise ConfigError(
-                f"min_unit_area_px must be a whole number of pixels >= 0 (0 turns the minimum mapping unit "
-                f"off), got {opts.min_unit_area_px!r}"
-            )
-        nodata = opts.nodata_max
-        if nodata is not None and (
-            isinstance(nodata, bool) or not isinstance(nodata, (int, float)) or not 0.0 <= nodata < 1.0
-        ):
-            raise ConfigError(
-                f"nodata_max must be null or a number in [0, 1) (0.03: 8-bit values up to 7), got {nodata!r}"
-            )
-        max_range = opts.max_range_m
-        if (
-            isinstance(max_range, bool)
-            or not isinstance(max_range, (int, float))
-            or not 0 < max_range < math.inf
-        ):
-            raise ConfigError(
-                f"max_range_m must be a finite distance in metres > 0 (how far from the camera contacts are "
-                f"put on the ground; default 30, e.g. max_range_m=200 for far terrain), got {max_range!r}"
-            )
-        tile = opts.tile
-        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
-            raise ConfigError(
-                f"tile must be null (the checkpoint's tile size) or a whole number of pixels, e.g. tile=512, "
-                f"got {tile!r}"
-            )
         self.device = select_device(opts.device)
         self.precision = resolve_precision(opts.precision, self.device)
         self.threads = configure_threads(opts.threads, shard.local_world_size)
