@@ -966,6 +966,8 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
         ["run_name=x-${now:%H-%M-%S}"],
         ["--config-name", "my_train"],
         [f"paths.output_dir={tmp_path / 'elsewhere'}"],
+        ["--version"],  # made an empty run folder before Hydra printed its version
+        ["--experimental-rerun", str(tmp_path / "config.pickle")],
     ):
         assert claim_run_folder([*argv, *extra], CONFIG_DIR) == (None, [*argv, *extra])
     assert sorted(p.name for p in (logs / "train").iterdir()) == sorted([name, "never-run"])

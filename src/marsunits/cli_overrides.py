@@ -286,7 +286,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     )
 
     argv = list(argv)
-    if _sweeping(argv) or any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
+    if _sweeping(argv) or any(a.split("=", 1)[0] in (*_INFORMATIONAL, *_OTHER_RUN) for a in argv):
         return None, argv
     if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
         return None, argv
@@ -353,7 +353,22 @@ _FOLDER_KEYS = ("run_name", "hydra.run.dir", "paths.log_dir", "paths.root_dir", 
 MIN_FREE_BYTES = 1 << 20
 
 #: Flags that print something and run nothing (no run folder is made).
-_INFORMATIONAL = ("-h", "--help", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+_INFORMATIONAL = (
+    "-h",
+    "--help",
+    "--hydra-help",
+    "--version",  # printed Hydra's version after a run folder had been claimed and made
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+)
+
+#: Flags that run a job in a folder the command line does not name: ``--experimental-rerun`` runs the
+#: pickled config of an earlier run, in that run's folder.
+_OTHER_RUN = ("--experimental-rerun",)
 
 
 def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | None:
