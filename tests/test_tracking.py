@@ -607,6 +607,33 @@ def test_an_optuna_study_optimises_the_metric_that_chooses_the_kept_checkpoint(t
         HydraConfig.instance().cfg = None  # type: ignore[assignment]
 
 
+def test_a_study_whose_direction_disagrees_with_its_metric_stops_before_training(tmp_path: Path) -> None:
+    """The direction check ran after each trial had trained, outside the user-error handling: every trial
+    trained in full, each was recorded as failed, and the study ended in the sweeper's traceback."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+            return {"val/loss": 0.5}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    study = launch(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=5",
+        "callbacks.model_checkpoint.monitor=val/loss",
+        "callbacks.model_checkpoint.mode=min",
+    )
+    assert study.returncode == 2, study.stderr[-3000:]
+    assert not (tmp_path / "trials.jsonl").exists()  # no trial trained
+    assert "set hydra.sweeper.direction=minimize" in study.stderr
+    assert "3 trials of this sweep failed on user errors before any finished" in study.stderr
+    assert "Traceback" not in study.stderr
+
+
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:
     """`hparams_search=optuna` composes with the real configs, Optuna samples the declared space, and every
     trial of one sweep shares a W&B group. The objective here is a cheap function of the sampled values

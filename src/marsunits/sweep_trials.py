@@ -92,8 +92,14 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
     grid = _grid_in_this_process()
     if grid:
         _grid["run"].append(_trial())
+
+    def checked_fn() -> Mapping[str, Any]:
+        # A study whose direction disagrees with the metric's was refused only after each trial had trained.
+        objective_name(cfg.get("optimized_metric"), cfg)
+        return fn()
+
     try:
-        metrics = report_trial_errors(fn, prog)
+        metrics = report_trial_errors(checked_fn, prog)
         return sweep_objective(metrics, cfg.get("optimized_metric"), cfg, prog)
     except TrialFailedError as exc:
         if not grid:
