@@ -394,6 +394,40 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
     assert resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(leaner)) == found
 
 
+def test_ckpt_path_last_resumes_the_run_of_its_own_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeds run side by side and stopped together (a job array) were each told to run the same command with
+    ckpt_path=last, and each resumed the newest of them: two resumes in one run folder and W&B run, the
+    other runs left behind."""
+    from omegaconf import OmegaConf
+
+    from marsunits.interrupt_checkpoint import _resume_overrides
+    from marsunits.training import PINNED_RUN_NAME_ENV, job_identity
+
+    logs = tmp_path / "logs"
+    for seed in (1, 2):
+        cfg = compose_config("train", tmp_path / f"s{seed}", [f"seed={seed}"])
+        run_dir = logs / "train" / f"seed{seed}"
+        (run_dir / "checkpoints").mkdir(parents=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # as run() writes it
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        os.utime(run_dir / "checkpoints" / "last.ckpt", (1000.0 * seed, 1000.0 * seed))  # seed 2 is newer
+    job = job_identity(cfg)  # the same model and data for both
+    for seed in (1, 2):
+        found = resolve_ckpt_path("last", tmp_path / "new", logs, "train", job, seed=seed)
+        assert found == str(logs / "train" / f"seed{seed}" / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match=r"were trained with seed 1, 2 \(newest: seed2\), not seed=3"):
+        resolve_ckpt_path("last", tmp_path / "new", logs, "train", job, seed=3)
+    # The interrupted run's advice names its folder when its name was the clock's (pinned by the command
+    # line), so that it resumes itself, whatever runs of the same settings were stopped with it.
+    monkeypatch.setenv(PINNED_RUN_NAME_ENV, "synthetic-2026-12-05_01-03-02")
+    assert _resume_overrides(logs / "train" / "synthetic-2026-12-05_01-03-02") == (
+        "run_name=synthetic-2026-12-05_01-03-02 ckpt_path=last"
+    )
+    assert _resume_overrides(logs / "train" / "my-run") == "ckpt_path=last"  # a name the user gave
+
+
 @pytest.mark.slow
 def test_overfit_a_few_synthetic_scenes(tmp_path: Path) -> None:
     """A run on four synthetic scenes, augmentation off, fits them: mIoU > 0.95 on those same scenes."""

@@ -13,6 +13,7 @@ and the steps since the last recovery checkpoint were lost too.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -98,11 +99,23 @@ class InterruptCheckpoint(Callback):
             + (
                 _trial_resume_advice(then, self.dirpath.parent)
                 if in_multirun()
-                else f"{then} the same command with ckpt_path=last to go on."
+                else f"{then} the same command with {_resume_overrides(self.dirpath.parent)} to go on."
             )
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
+
+
+def _resume_overrides(run_dir: Path) -> str:
+    """What to add to the command to resume this run: ``ckpt_path=last``, with ``run_name=<its folder>`` when
+    its name was the time-made default (pinned by the command line, ``cli_overrides.claim_run_folder``).
+    Without the name, ``ckpt_path=last`` resumes the newest run of the same model, data and seed: of runs
+    stopped together with the same settings (a job array re-run), each resumed the newest one."""
+    from marsunits.training import PINNED_RUN_NAME_ENV
+
+    if os.environ.get(PINNED_RUN_NAME_ENV) == run_dir.name:
+        return f"{shlex.quote(f'run_name={run_dir.name}')} ckpt_path=last"
+    return "ckpt_path=last"
 
 
 def _trial_resume_advice(then: str, trial_dir: Path) -> str:

@@ -52,6 +52,7 @@ def resolve_ckpt_path(
     job: Mapping[str, Any] | None = None,
     data_moved: bool = False,
     run_name: str | None = None,
+    seed: int | None = None,
 ) -> str | None:
     """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
 
@@ -62,7 +63,8 @@ def resolve_ckpt_path(
     the data's location (``_DATA_LOCATION_KEYS``) is left out of that comparison. With ``run_name`` (a run
     folder the user named) only that folder's ``last.ckpt`` counts: continuing another run under the name
     given, as the fallback did for a run killed before its first recovery checkpoint, resumed the wrong run
-    and its W&B run without a word.
+    and its W&B run without a word. With ``seed``, only runs trained with that seed count: seeds run side by
+    side and stopped together (a job array) each resumed the newest of them, two into one W&B run.
 
     Raises:
         ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found.
@@ -104,6 +106,18 @@ def resolve_ckpt_path(
                     "start a new one"
                 )
             candidates = same
+        if seed is not None:
+            seeds = {c: _saved_seed(c.parent.parent) for c in candidates}
+            same_seed = [c for c in candidates if seeds[c] == seed]
+            if not same_seed:
+                others = ", ".join(str(v) for v in sorted({v for v in seeds.values() if v is not None}))
+                raise ConfigError(
+                    f"ckpt_path=last: the {len(candidates)} run(s) of this model and data under "
+                    f"{log_dir / task_name}/ were trained with seed {others or 'unknown'} (newest: "
+                    f"{candidates[-1].parent.parent.name}), not seed={seed}; give the seed of the run to "
+                    "resume, or ckpt_path=<path to its last.ckpt>"
+                )
+            candidates = same_seed
         log.info("ckpt_path=last -> %s", candidates[-1])
         return str(candidates[-1])
     path = Path(ckpt_path).expanduser()
@@ -281,6 +295,16 @@ def check_run_folder(
             f"{ckpt_path} was trained with other model or data settings ({source / 'config.yaml'}: {shown}). "
             f"Resume it with its own settings, or {way_out}{moved}"
         )
+
+
+def _saved_seed(run_dir: Path) -> int | None:
+    """The ``seed`` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable or absent)."""
+    try:
+        saved = OmegaConf.load(run_dir / "config.yaml")
+    except Exception:  # noqa: BLE001 - a missing or broken config.yaml: no seed known
+        return None
+    seed = saved.get("seed") if isinstance(saved, DictConfig) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def _saved_job(run_dir: Path, job: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -769,6 +793,7 @@ def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
             job,
             data_moved,
             run_name=_named_run(cfg),
+            seed=cfg.get("seed"),
         )
     else:
         evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
