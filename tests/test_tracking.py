@@ -33,6 +33,7 @@ from marsunits.tracking import (
     log_prediction_run,
     prepare_loggers,
     resolve_wandb_mode,
+    run_from_checkpoint,
     run_id_from_checkpoint,
     wandb_credentials_available,
     wandb_setup,
@@ -134,6 +135,8 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
         elif kind == "run":
             # Plain values: a sub-message must not outlive its parent record.
             run = {"run_id": rec.run.run_id, "job_type": rec.run.job_type, "name": rec.run.display_name}
+            if rec.run.run_group:
+                run["group"] = rec.run.run_group
             config.update(_items(rec.run.config.update))
     return {"history": history, "config": config, "run": run, "summary": summary}
 
@@ -417,17 +420,28 @@ def test_offline_training_run_records_everything_and_resumes(
     # log_model=true: the checkpoints go with the offline run as a model artifact.
     last = run_dir / "checkpoints" / "last.ckpt"
     assert run_id_from_checkpoint(last) == run_id
+    first = rec["run"]
+    assert run_from_checkpoint(last) == {"id": run_id, "name": first["name"], "group": first["group"]}
+    # Resumed under other names (a sweep trial resumed alone: its name and group are made anew), the W&B
+    # run keeps its own: it was renamed and moved out of its sweep's group.
     cfg2 = compose_config(
         "train",
         run_dir,
-        [*overrides, "trainer.max_epochs=3", "ckpt_path=last", "logger.wandb.log_model=true"],
+        [
+            *overrides,
+            "trainer.max_epochs=3",
+            "ckpt_path=last",
+            "logger.wandb.log_model=true",
+            "run_name=trial-None",
+            "logger.wandb.group=optuna-another-time",
+        ],
     )
     (wb2,) = [lg for lg in _fit(cfg2, str(last)) if type(lg).__name__ == "WandbLogger"]
     assert wb2.experiment.id == run_id
     resumed = sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(resumed) == 2
     rec2 = _read_run(next(d for d in resumed if d != offline_dir))
-    assert rec2["run"]["run_id"] == run_id
+    assert rec2["run"] == {**first, "run_id": run_id}
     model = _artifacts(next(d for d in resumed if d != offline_dir))["model"]
     assert list(model) == ["model.ckpt"] and model["model.ckpt"].stat().st_size > 0
     first_steps = [row["trainer/global_step"] for row in rec["history"] if "val/miou" in row]

@@ -315,6 +315,10 @@ class SegmentationTask(L.LightningModule):
         self._boundary: dict[str, list[tuple[float, float]]] = {}
         #: W&B run id of the run that trained this model; set by the tracking callback, kept in checkpoints.
         self.wandb_run_id: str | None = None
+        #: That W&B run's name and group, so that a resumed run keeps them (a resumed sweep trial was renamed
+        #: and moved out of its sweep's group).
+        self.wandb_run_name: str | None = None
+        self.wandb_run_group: str | None = None
         #: ``{source: sorted sols}`` the network has trained on, this run's and those of the checkpoint it
         #: was fine-tuned from (None: unknown, or data without sols); kept in checkpoints and packages, so
         #: a run that validates on those sols can tell (``MarsDataModule.sols_seen_by``).
@@ -746,7 +750,8 @@ class SegmentationTask(L.LightningModule):
         Keys: ``format_version`` (int), ``class_names`` (list[str], by class id), ``palette`` (list of RGB
         lists), ``mean``/``std`` (lists, one per input channel, for [0, 1] inputs), ``in_channels``,
         ``tile_size`` (px), ``arch``, ``encoder``, ``num_classes``, ``class_map`` (training data's native
-        id -> project id, or None), ``dataset``, ``wandb_run_id`` (str or None); plus ``encoder_depth``,
+        id -> project id, or None), ``dataset``, ``wandb_run_id``, ``wandb_run_name`` and
+        ``wandb_run_group`` (str or None; the last two absent before 2026-12-05); plus ``encoder_depth``,
         ``decoder_channels`` and ``size_divisor`` (inputs must be multiples of it) for inference code; and
         ``trained_sols`` (``{source: sorted sols}`` or None, :attr:`trained_sols`; absent before 2026-12-04)
         and ``trained_image_keys`` (sorted content keys of the training image files or None,
@@ -767,6 +772,8 @@ class SegmentationTask(L.LightningModule):
             "class_map": _normalise_class_map(hp.class_map),
             "dataset": hp.dataset,
             "wandb_run_id": self.wandb_run_id,
+            "wandb_run_name": self.wandb_run_name,
+            "wandb_run_group": self.wandb_run_group,
             "encoder_depth": int(hp.encoder_depth),
             "decoder_channels": None if hp.decoder_channels is None else list(hp.decoder_channels),
             "size_divisor": self.size_divisor,
@@ -791,6 +798,8 @@ class SegmentationTask(L.LightningModule):
                 "Train with marsunits (train.py) to get a usable checkpoint."
             )
         self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
+        self.wandb_run_name = checkpoint[METADATA_KEY].get("wandb_run_name")
+        self.wandb_run_group = checkpoint[METADATA_KEY].get("wandb_run_group")
         self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
         self.trained_image_keys = checkpoint[METADATA_KEY].get("trained_image_keys")
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before

@@ -18,6 +18,7 @@ from marsunits.tracking.wandb_setup import (
     prepare_loggers,
     resolve_wandb_mode,
     run_context,
+    run_from_checkpoint,
     run_id_from_checkpoint,
     wandb_credentials_available,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "prepare_loggers",
     "resolve_wandb_mode",
     "run_context",
+    "run_from_checkpoint",
     "run_id_from_checkpoint",
     "wandb_credentials_available",
 ]

@@ -47,7 +47,8 @@ def _due(epoch: int, every_n_epochs: int, first_validation: bool) -> bool:
 
 
 class WandbRunInfo(pl.Callback):
-    """Store the W&B run id on the task and in each checkpoint (``checkpoint["marsunits"]["wandb_run_id"]``).
+    """Store the W&B run id on the task and in each checkpoint (``checkpoint["marsunits"]["wandb_run_id"]``),
+    and the run's name and group on the task (its checkpoint metadata keeps them).
 
     The task reads ``self.wandb_run_id`` into its checkpoint metadata; writing the id into the checkpoint
     here as well keeps resuming working for any LightningModule.
@@ -60,8 +61,12 @@ class WandbRunInfo(pl.Callback):
         logger = find_wandb_logger(trainer)
         if logger is None or not trainer.is_global_zero:
             return
-        self.run_id = str(logger.experiment.id)
+        run = logger.experiment
+        self.run_id = str(run.id)
         pl_module.wandb_run_id = self.run_id  # type: ignore[assignment]  # SegmentationTask attribute
+        # Kept so that a resumed run keeps them (wandb_setup.prepare_loggers).
+        pl_module.wandb_run_name = getattr(run, "name", None) or None  # type: ignore[assignment]
+        pl_module.wandb_run_group = getattr(run, "group", None) or None  # type: ignore[assignment]
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]

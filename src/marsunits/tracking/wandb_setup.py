@@ -242,7 +242,14 @@ def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
 
 
 def run_id_from_checkpoint(ckpt_path: str | Path | None) -> str | None:
-    """The W&B run id stored in a checkpoint or model package, or None (none given, or trained without W&B).
+    """The W&B run id stored in a checkpoint or model package, or None (:func:`run_from_checkpoint`)."""
+    return run_from_checkpoint(ckpt_path).get("id")
+
+
+def run_from_checkpoint(ckpt_path: str | Path | None) -> dict[str, str]:
+    """The W&B run stored in a checkpoint or model package: ``{"id", "name", "group"}``, each present only
+    when stored ({} when none was given, or it was trained without W&B; name and group are in checkpoints
+    from 2026-12-05 on).
 
     A checkpoint: ``checkpoint["marsunits"]["wandb_run_id"]`` (the task's metadata), then the saved
     hyper-parameters; read with ``weights_only=True`` (memory-mapped, so the weights are not read): the
@@ -252,17 +259,17 @@ def run_id_from_checkpoint(ckpt_path: str | Path | None) -> str | None:
     as having none, so a prediction run lost its link to the training run).
     """
     if not ckpt_path:
-        return None
+        return {}
     from marsunits.model_package import is_package, read_package_json
 
     if is_package(ckpt_path):
         try:
             found = read_package_json(ckpt_path).get("metadata", {}).get("wandb_run_id")
         except (OSError, ValueError):
-            return None
-        return str(found) if found else None
+            return {}
+        return {"id": str(found)} if found else {}
     if not Path(ckpt_path).is_file():
-        return None
+        return {}
     import torch
 
     try:
@@ -271,11 +278,15 @@ def run_id_from_checkpoint(ckpt_path: str | Path | None) -> str | None:
         except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
             ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - unpickling refused or a broken file: no id (the loader reports those)
-        return None
+        return {}
     for holder in (ckpt.get("marsunits"), ckpt.get("hyper_parameters")):
         if isinstance(holder, dict) and holder.get("wandb_run_id"):
-            return str(holder["wandb_run_id"])
-    return None
+            run = {"id": str(holder["wandb_run_id"])}
+            for key in ("name", "group"):
+                if holder.get(f"wandb_run_{key}"):
+                    run[key] = str(holder[f"wandb_run_{key}"])
+            return run
+    return {}
 
 
 def _data_choice(cfg: DictConfig) -> str | None:
@@ -429,7 +440,12 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
                 if spec.pop("offline", False) is True:
                     requested = "offline"
                 spec = sweep_trial_names(spec, str(cfg.get("run_name")), str(cfg.get("task_name")))
-                logger = _start_wandb(spec, requested, run_id_from_checkpoint(ckpt_path))
+                resumed = run_from_checkpoint(ckpt_path)
+                # A resumed W&B run keeps its name and group: a sweep trial resumed alone was renamed
+                # (trial-None) and moved to a group of its own, and a resume into a new run folder took
+                # that folder's name.
+                spec.update({key: resumed[key] for key in ("name", "group") if key in resumed})
+                logger = _start_wandb(spec, requested, resumed.get("id"))
                 if logger is not None:
                     loggers.append(logger)
             else:
