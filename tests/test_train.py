@@ -1008,6 +1008,57 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
     assert not run_folder_claim._HELD_FOR_PROCESS
 
 
+def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(tmp_path: Path) -> None:
+    """Two sweeps started in the same second (a job array of sweeps), or a sweep given an earlier sweep's
+    hydra.sweep.dir, ran their trials in the same <n>/ folders: Hydra rewrote each trial's .hydra/ record
+    before the trial's run refused the folder, advising a run_name= that does not move a sweep's trials."""
+    import subprocess
+    import sys
+
+    from marsunits import run_folder_claim
+    from marsunits.cli_overrides import claim_run_folder
+
+    logs = tmp_path / "logs"
+    argv = ["-m", *TINY, "trainer.max_epochs=1", "seed=1,2", f"paths.log_dir={logs}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    try:
+        refused, pinned = claim_run_folder(argv, CONFIG_DIR)
+        assert refused is None and pinned[:-1] == argv and pinned[-1].startswith("hydra.sweep.dir='")
+        folder = Path(pinned[-1].split("=", 1)[1].strip("'"))
+        assert folder.parent == logs / "train" and folder.name.startswith("multirun-")
+        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]
+        other = [*argv[:-2], "seed=3,4", argv[-1], f"hydra.sweep.dir={folder}"]
+        proc = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "train.py"), *other],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        said = proc.stderr.strip()
+        assert said.startswith(
+            f"train.py: error: sweep folder {folder} is in use by the sweep of train.py (pid {os.getpid()}, "
+        )
+        assert said.endswith("give it its own, hydra.sweep.dir=<new folder>") and "\n" not in said
+        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]  # no trial folder made
+    finally:
+        run_folder_claim.release_held_claims()
+    assert not folder.exists() or not any(folder.iterdir())
+    # An earlier sweep's trials in a folder given again: refused, naming what is there.
+    (folder / "0").mkdir(parents=True)
+    (folder / "multirun.yaml").write_text("{}")
+    refused, _ = claim_run_folder([*argv, f"hydra.sweep.dir={folder}"], CONFIG_DIR)
+    assert refused == (
+        f"sweep folder {folder} already holds another sweep's 0, multirun.yaml: this sweep's trials would be "
+        "written in the same folders. Give it another folder, hydra.sweep.dir=<new folder>"
+    )
+    # A swept folder option names no one folder: left to the sweep.
+    swept = [*argv, f"paths.log_dir={tmp_path / 'a'},{tmp_path / 'b'}"]
+    assert claim_run_folder(swept, CONFIG_DIR) == (None, swept)
+    assert not run_folder_claim._HELD_FOR_PROCESS
+
+
 def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(tmp_path: Path) -> None:
     """A new run given a finished run's run_name, or a resume with other settings, was refused only after
     Hydra had rewritten that run's .hydra/ record with the refused command's settings (and added to its

@@ -24,6 +24,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
+from marsunits.errors import some_of
+
 __all__ = [
     "exit_on_unknown_option",
     "unknown_nested_option",
@@ -286,10 +288,12 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     )
 
     argv = list(argv)
-    if _sweeping(argv) or any(a.split("=", 1)[0] in (*_INFORMATIONAL, *_OTHER_RUN) for a in argv):
+    if any(a.split("=", 1)[0] in (*_INFORMATIONAL, *_OTHER_RUN) for a in argv):
         return None, argv
     if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
         return None, argv
+    if _sweeping(argv):
+        return claim_sweep_folder(argv, config_dir)
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
     if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys) or "paths.output_dir" in keys:
         return None, argv  # another primary config, or a run folder that is not Hydra's: the run checks it
@@ -339,6 +343,68 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return hold_run_folder_for_process(folder), argv
     except OSError:  # the folder cannot be made: Hydra says so
         return None, argv
+
+
+def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None, list[str]]:
+    """Take a sweep's claim on its folder (``hydra.sweep.dir``) before Hydra starts; returns the refusal when
+    another live sweep holds it or an earlier one left its trials there, else ``(None, argv)``, with the
+    clock-made default folder pinned on the command line (``hydra.sweep.dir=...``) as composed here.
+
+    The default folder is named by the second the sweep starts (``multirun-<time>``): two sweeps started in
+    the same second (a job array of sweeps), or a sweep given an earlier sweep's ``hydra.sweep.dir``, ran
+    their trials in the same ``<n>/`` folders. Hydra rewrote each trial's ``.hydra/`` record before the
+    trial's run refused the folder, with advice (``run_name=``) that does not move a sweep's trials. Left
+    to the sweep: a folder that does not compose here (a swept folder option, another primary config).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.run_folder_claim import CLAIM_NAME, hold_sweep_folder_for_process, sweep_folder_holder
+
+    argv = list(argv)
+    keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
+    if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys):
+        return None, argv
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read
+        return None, argv
+    if any(o.is_sweep_override() and o.get_key_element().lstrip("+") in _SWEEP_FOLDER_KEYS for o in parsed):
+        return None, argv  # a swept folder option: the folder is not one
+    fixed = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    given = "hydra.sweep.dir" in keys
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            cfg = compose("train", overrides=fixed, return_hydra_config=True)
+            folder = Path(str(cfg.hydra.sweep.dir))
+        except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
+            return None, argv
+    folder = folder if folder.is_absolute() else Path.cwd() / folder
+    held = sweep_folder_holder(folder)
+    if held is not None:
+        return held, argv
+    left = sorted(p.name for p in folder.iterdir() if p.name != CLAIM_NAME) if folder.is_dir() else []
+    if left:
+        again = (
+            "give it another folder, hydra.sweep.dir=<new folder>"
+            if given
+            else "run the command again (its default folder is named by the second it starts), or give it "
+            "its own folder, hydra.sweep.dir=<new folder>"
+        )
+        return (
+            f"sweep folder {folder} already holds another sweep's {some_of(left, 3)}: this sweep's trials "
+            f"would be written in the same folders. {again[0].upper()}{again[1:]}"
+        ), argv
+    refused = hold_sweep_folder_for_process(folder)
+    if refused is not None:
+        return refused, argv
+    if not given:
+        argv.append(f"hydra.sweep.dir={_hydra_quoted(str(folder))}")
+    return None, argv
+
+
+#: Options whose value names the sweep folder (``hydra.sweep.dir`` is made of them).
+_SWEEP_FOLDER_KEYS = ("hydra.sweep.dir", "paths.log_dir", "paths.root_dir", "task_name")
 
 
 #: Hydra flags that choose another primary config or config folder: the check here composes ``train``.

@@ -44,9 +44,11 @@ __all__ = [
     "claimed_output_dir",
     "claimed_run_folder",
     "hold_run_folder_for_process",
+    "hold_sweep_folder_for_process",
     "is_global_rank_zero",
     "release_held_claims",
     "run_folder_holder",
+    "sweep_folder_holder",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,14 @@ def _run_folder_refusal(folder: Path, holder: dict) -> str:
     )
 
 
+def _sweep_folder_refusal(folder: Path, holder: dict) -> str:
+    return (
+        f"sweep folder {folder} is in use by the sweep of {_holder_phrase('train.py', holder)}. Two sweeps "
+        "started in the same second get the same default folder: run this one again, or give it its own, "
+        "hydra.sweep.dir=<new folder>"
+    )
+
+
 def _output_dir_refusal(folder: Path, holder: dict) -> str:
     return (
         f"output_dir {folder} is in use by {_holder_phrase('predict.py', holder)}. Two runs into one folder "
@@ -115,6 +125,15 @@ def _output_dir_refusal(folder: Path, holder: dict) -> str:
 def run_folder_holder(folder: Path) -> str | None:
     """The refusal :func:`claimed_run_folder` would give now for ``folder`` (another live ``train.py`` holds
     it), or None; nothing is created. The lock is taken and released at once: a check, not a claim."""
+    return _folder_holder(folder, _run_folder_refusal)
+
+
+def sweep_folder_holder(folder: Path) -> str | None:
+    """As :func:`run_folder_holder`, for a sweep's folder (``hydra.sweep.dir``)."""
+    return _folder_holder(folder, _sweep_folder_refusal)
+
+
+def _folder_holder(folder: Path, refusal: Callable[[Path, dict], str]) -> str | None:
     try:
         import fcntl
     except ImportError:
@@ -126,7 +145,7 @@ def run_folder_holder(folder: Path) -> str | None:
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        return _run_folder_refusal(folder, _holder(fd)) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+        return refusal(folder, _holder(fd)) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
     finally:
         os.close(fd)  # releases the lock if it was taken
     return None
@@ -255,8 +274,18 @@ def hold_run_folder_for_process(folder: Path) -> str | None:
     again and removes it when the run ends, which releases it; the descriptor kept here is then lockless,
     and closed when the process ends (:func:`release_held_claims`, which removes the file only where the
     run never took it)."""
+    return _hold_for_process(folder, _run_folder_refusal)
+
+
+def hold_sweep_folder_for_process(folder: Path) -> str | None:
+    """As :func:`hold_run_folder_for_process`, for a sweep's folder (``hydra.sweep.dir``), held by the
+    process that runs the sweep until it ends (its trials claim their own ``<n>/`` folders)."""
+    return _hold_for_process(folder, _sweep_folder_refusal)
+
+
+def _hold_for_process(folder: Path, refusal: Callable[[Path, dict], str]) -> str | None:
     try:
-        fd = _take(folder, CLAIM_NAME, _run_folder_refusal)
+        fd = _take(folder, CLAIM_NAME, refusal)
     except ConfigError as refused:
         return str(refused)
     if fd is not None:
