@@ -533,7 +533,7 @@ def test_log_prediction_run_offline(
     run_id = log_prediction_run(out, rows, {"n_ok": 1, "n_error": 1, "seconds": 0.2}, cfg)
     (run_dir,) = (tmp_path / "hydra_run" / "wandb").glob(f"offline-run-*-{run_id}")
     rec = _read_run(run_dir)
-    assert rec["run"] == {"run_id": run_id, "job_type": "predict", "name": "p1"}
+    assert rec["run"] == {"run_id": run_id, "job_type": "predict", "name": "p1", "group": "predict"}
     summary = {k: v for row in rec["history"] for k, v in row.items()}
     assert summary["predict/n_ok"] == 1 and summary["predict/n_error"] == 1
     # A table with images is stored as a run artifact (uploaded by `wandb sync`); find its table file.
