@@ -113,7 +113,8 @@ def test_malicious_checkpoint_is_refused_without_running_its_code(
     marker = tmp_path / "pwned"
     evil = torch.load(ckpt, map_location="cpu", weights_only=True)
     evil["payload"] = payload(marker)
-    evil_path = tmp_path / "evil.ckpt"
+    evil_path = tmp_path / "from a colleague" / "evil.ckpt"  # a space: the advised command quotes it
+    evil_path.parent.mkdir()
     torch.save(evil, evil_path)
     assert not marker.exists()
     inp = tmp_path / "in"
@@ -122,7 +123,8 @@ def test_malicious_checkpoint_is_refused_without_running_its_code(
     code, err = _run_cli(make_cfg(tmp_path, evil_path, inp, out), capsys)
     assert code == 2
     message = err.splitlines()[0]
-    assert "Refusing to load" in message and "export" in message and "trust_checkpoint=true" in message
+    assert "Refusing to load" in message and "trust_checkpoint=true" in message
+    assert f"`python -m marsunits.export 'ckpt_path={evil_path}' out=<folder>" in message
     assert "weights_only" not in message  # torch's advice to load it unsafely is not passed on
     assert not marker.exists(), "the checkpoint's pickle was executed"
     assert not out.exists()

@@ -37,6 +37,7 @@ import json
 import os
 import pickle
 import re
+import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -448,7 +449,7 @@ def load_model(
                 f"Refusing to load {path}: its pickle references {_unsafe_reason(err)}, which torch's safe "
                 "loader does not allow, and unpickling such a file can execute arbitrary code. If you trust "
                 "where it came from, export it once to a safe model package: `python -m marsunits.export "
-                f"ckpt_path={path} out=<folder> trust_checkpoint=true`, then use the package (or pass "
-                "trust_checkpoint=True to load_model)."
+                f"{shlex.quote(f'ckpt_path={path}')} out=<folder> trust_checkpoint=true`, then use the "
+                "package (or pass trust_checkpoint=True to load_model)."
             ) from err
     return _load_trusted_checkpoint(path, map_location, expected_class_names)

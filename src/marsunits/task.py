@@ -921,7 +921,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path} is not a checkpoint torch's safe loader can read ({type(err).__name__}: "
             f"{_load_failure_reason(err)}). Give a .ckpt written by marsunits' train.py "
-            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)."
+            "(<run dir>/checkpoints/best.ckpt); predict.py and init_ckpt_path also take a model package "
+            "folder (python -m marsunits.export)."
         ) from err
     if (
         not isinstance(checkpoint, dict)
