@@ -635,12 +635,8 @@ def test_a_study_whose_direction_disagrees_with_its_metric_stops_before_training
         return run_trial(job, cfg, prog="train.py")  # as train.py
         """,
     )
-    study = launch(
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=5",
-        "callbacks.model_checkpoint.monitor=val/loss",
-        "callbacks.model_checkpoint.mode=min",
-    )
+    minimised = ["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"]
+    study = launch("hparams_search=optuna", "hydra.sweeper.n_trials=5", *minimised)  # the study maximises
     assert study.returncode == 2, study.stderr[-3000:]
     assert not (tmp_path / "trials.jsonl").exists()  # no trial trained
     assert "set hydra.sweeper.direction=minimize" in study.stderr
