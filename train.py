@@ -20,8 +20,12 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    with quiet_interrupt_at_start("train.py"):
-        sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
-        exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
-        main()
+    try:
+        with quiet_interrupt_at_start("train.py"):
+            sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
+            exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
+            main()
+    except BaseException:
+        end_sweep("train.py", stopped=True)  # a grid stopped after trials failed: which; its status stands
+        raise
     end_sweep("train.py")  # a grid whose trials failed: which, and status 1

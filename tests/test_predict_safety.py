@@ -371,3 +371,21 @@ def test_a_second_run_into_an_output_dir_in_use_is_refused_before_loading(
     deep = tmp_path / "new" / "a" / "b"
     status, err = _run_cli(make_cfg(tmp_path, tmp_path / "missing.ckpt", inp, deep), capsys)
     assert status == 2 and not (tmp_path / "new").exists()
+
+
+def test_a_sharded_run_checks_option_values_before_spawning_ranks(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """devices=2 batch_size=0 was refused inside each spawned rank: a 70-line spawn traceback, status 1."""
+    from marsunits.inference import distributed
+
+    inp = tmp_path / "in"
+    _tree(inp, 1)
+    launched: list[object] = []
+    monkeypatch.setattr(distributed, "launch", lambda *a: launched.append(a))
+    status, err = _run_cli(
+        make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=2", "batch_size=0"), capsys
+    )
+    assert status == 2 and not launched
+    assert err.splitlines()[0] == "predict.py: error: batch_size must be >= 1, got 0"
+    assert "Traceback" not in err

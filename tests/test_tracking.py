@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 from conftest import CONFIG_DIR, REPO_ROOT, compose_config
@@ -329,6 +329,7 @@ def test_disabled_mode_drops_the_wandb_logger(
 def test_offline_training_run_records_everything_and_resumes(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from hydra.core.hydra_config import HydraConfig
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -433,7 +434,6 @@ def test_offline_training_run_records_everything_and_resumes(
             "ckpt_path=last",
             "logger.wandb.log_model=true",
             "run_name=trial-None",
-            "logger.wandb.group=optuna-another-time",
         ],
     )
     (wb2,) = [lg for lg in _fit(cfg2, str(last)) if type(lg).__name__ == "WandbLogger"]
@@ -442,6 +442,18 @@ def test_offline_training_run_records_everything_and_resumes(
     assert len(resumed) == 2
     rec2 = _read_run(next(d for d in resumed if d != offline_dir))
     assert rec2["run"] == {**first, "run_id": run_id}
+    # A name or group the resume command gives is the user's choice: kept.
+    with open_dict(cfg2):
+        cfg2.logger.wandb.group = "regrouped"
+    typed = HydraConfig.instance().cfg.hydra.overrides.task  # type: ignore[union-attr]
+    OmegaConf.set_readonly(typed, False)
+    typed.append("logger.wandb.group=regrouped")  # as the command line gives it
+    (wb3,) = [lg for lg in prepare_loggers(cfg2, str(last)) if type(lg).__name__ == "WandbLogger"]
+    try:
+        assert wb3.experiment.id == run_id and wb3.experiment.group == "regrouped"
+        assert wb3.experiment.name == first["name"]
+    finally:
+        finish_loggers([wb3], "success")
     model = _artifacts(next(d for d in resumed if d != offline_dir))["model"]
     assert list(model) == ["model.ckpt"] and model["model.ckpt"].stat().st_size > 0
     first_steps = [row["trainer/global_step"] for row in rec["history"] if "val/miou" in row]
@@ -571,7 +583,8 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
         @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
         def main(cfg: DictConfig):
         """
-    tail = '\nmain()\nend_sweep("train.py")\n'  # as train.py
+    tail = '\ntry:\n    main()\nexcept BaseException:\n    end_sweep("train.py", stopped=True)\n    raise\n'
+    tail += 'end_sweep("train.py")\n'  # as train.py
     app.write_text(textwrap.dedent(header) + textwrap.indent(textwrap.dedent(task), "    ") + tail)
 
     def launch(*args: str) -> subprocess.CompletedProcess[str]:

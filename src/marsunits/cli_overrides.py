@@ -127,10 +127,26 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
 
 
 def _sweeping(argv: Sequence[str]) -> bool:
-    """Whether the command is a Hydra multirun (``-m``, or a config that sets it, as ``hparams_search``)."""
-    return any(a in ("-m", "--multirun") for a in argv) or any(
-        a.startswith(("hparams_search=", "hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN")) for a in argv
+    """Whether the command is a Hydra multirun (``-m``, or a config that sets it, as ``hparams_search``);
+    ``hydra.mode=RUN`` makes ``hparams_search`` one run (a trial of a study resumed alone)."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        return True
+    if any(a.lstrip("+").startswith("hydra.mode=RUN") for a in argv):
+        return False
+    return any(a.startswith(("hparams_search=", "hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN")) for a in argv)
+
+
+def _with_override(argv: list[str], override: str) -> list[str]:
+    """``argv`` with ``override`` placed right after its last override: Hydra reads the overrides as one
+    block, so one appended after a flag that follows them (``train.py seed=1,2 -m``) was refused as an
+    unknown argument."""
+    last = max(
+        (i for i, a in enumerate(argv) if not a.startswith("-") and ("=" in a or a.startswith("~"))),
+        default=None,
     )
+    if last is None:
+        return [*argv, override]
+    return [*argv[: last + 1], override, *argv[last + 1 :]]
 
 
 def _path_like(key: str) -> bool:
@@ -338,7 +354,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     if refused is not None:
         return refused, argv
     if pin is not None:
-        argv.append(f"run_name={_hydra_quoted(pin)}")
+        argv = _with_override(argv, f"run_name={_hydra_quoted(pin)}")
     try:
         return hold_run_folder_for_process(folder), argv
     except OSError:  # the folder cannot be made: Hydra says so
@@ -372,11 +388,21 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     if any(o.is_sweep_override() and o.get_key_element().lstrip("+") in _SWEEP_FOLDER_KEYS for o in parsed):
         return None, argv  # a swept folder option: the folder is not one
     fixed = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
-    given = "hydra.sweep.dir" in keys
+    # A swept config choice may set the task (debug=fdr,overfit: logs/debug/): compose each of its values.
+    choices = [
+        o for o in parsed if o.is_sweep_override() and (config_dir / o.get_key_element().lstrip("+")).is_dir()
+    ]
+    given = [i for i, a in enumerate(argv) if a.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir"]
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
             cfg = compose("train", overrides=fixed, return_hydra_config=True)
             folder = Path(str(cfg.hydra.sweep.dir))
+            where = [OmegaConf.select(cfg, k) for k in _SWEEP_FOLDER_KEYS[1:]]  # not the clock: it ticks
+            for choice in choices:
+                for value in choice.sweep_string_iterator():
+                    other = compose("train", [*fixed, f"{choice.get_key_element()}={value}"], True)
+                    if [OmegaConf.select(other, k) for k in _SWEEP_FOLDER_KEYS[1:]] != where:
+                        return None, argv  # the trials' folders differ: left to the sweep
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
     folder = folder if folder.is_absolute() else Path.cwd() / folder
@@ -384,10 +410,12 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     if held is not None:
         return held, argv
     left = sorted(p.name for p in folder.iterdir() if p.name != CLAIM_NAME) if folder.is_dir() else []
+    # A folder given with the clock in it (${now:...}) is pinned too: Hydra's would be a moment later.
+    by_clock = not given or "now:" in argv[given[-1]]
     if left:
         again = (
             "give it another folder, hydra.sweep.dir=<new folder>"
-            if given
+            if not by_clock
             else "run the command again (its default folder is named by the second it starts), or give it "
             "its own folder, hydra.sweep.dir=<new folder>"
         )
@@ -395,11 +423,16 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
             f"sweep folder {folder} already holds another sweep's {some_of(left, 3)}: this sweep's trials "
             f"would be written in the same folders. {again[0].upper()}{again[1:]}"
         ), argv
-    refused = hold_sweep_folder_for_process(folder)
+    try:
+        refused = hold_sweep_folder_for_process(folder)
+    except OSError:  # the folder cannot be made: Hydra says so
+        return None, argv
     if refused is not None:
         return refused, argv
-    if not given:
-        argv.append(f"hydra.sweep.dir={_hydra_quoted(str(folder))}")
+    if by_clock:
+        pin = f"hydra.sweep.dir={_hydra_quoted(str(folder))}"
+        argv = [a for i, a in enumerate(argv) if i not in given]
+        argv = _with_override(argv, pin)
     return None, argv
 
 

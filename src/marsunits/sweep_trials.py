@@ -109,22 +109,27 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
         return None
 
 
-def end_sweep(prog: str) -> None:
+def end_sweep(prog: str, stopped: bool = False) -> None:
     """After ``main()``: when trials of a grid run in this process failed (:func:`run_trial`), say which in
-    one line and exit with status 1, the status Hydra gave such a grid; else nothing.
+    one line and exit with status 1, the status Hydra gave such a grid; else nothing. ``stopped``: the sweep
+    ended early (Ctrl-C, SIGTERM, an unexpected error), whose own status stands: the line is said, and
+    nothing is raised.
 
     Raises:
-        SystemExit: 1, when a trial failed.
+        SystemExit: 1, when a trial failed and the sweep was not stopped.
     """
     failed, run = _grid["failed"], _grid["run"]
     if not failed:
         return
+    others = "the sweep stopped after the last of them" if stopped else "the other trials finished"
     print(
         f"{prog}: error: {len(failed)} of the grid's {len(run)} trials failed, each with its error above: "
-        f"{some_of(failed, 3)}; the other trials finished. Each trial's folder holds its train.log",
+        f"{some_of(failed, 3)}; {others}. Each trial's folder holds its train.log",
         file=sys.stderr,
     )
-    raise SystemExit(1)
+    _grid["failed"].clear()  # said once
+    if not stopped:
+        raise SystemExit(1)
 
 
 def _grid_in_this_process() -> bool:

@@ -907,6 +907,9 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     """
     from marsunits.inference import distributed
 
+    # Before any rank is spawned: a value out of range in a spawned rank ended in a spawn traceback.
+    opts.check_values()
+    check_logger(opts.logger)
     with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
         if not distributed.wants_sharding(opts.devices):
             result = predict_shard(opts)

@@ -441,10 +441,11 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
                     requested = "offline"
                 spec = sweep_trial_names(spec, str(cfg.get("run_name")), str(cfg.get("task_name")))
                 resumed = run_from_checkpoint(ckpt_path)
-                # A resumed W&B run keeps its name and group: a sweep trial resumed alone was renamed
-                # (trial-None) and moved to a group of its own, and a resume into a new run folder took
-                # that folder's name.
-                spec.update({key: resumed[key] for key in ("name", "group") if key in resumed})
+                # A resumed W&B run keeps its name and group unless the command gives them: a sweep trial
+                # resumed alone was renamed (trial-None) and moved to a group of its own, and a resume into
+                # a new run folder took that folder's name.
+                kept = [k for k in ("name", "group") if k in resumed and not _given(f"logger.wandb.{k}")]
+                spec.update({key: resumed[key] for key in kept})
                 logger = _start_wandb(spec, requested, resumed.get("id"))
                 if logger is not None:
                     loggers.append(logger)
@@ -455,6 +456,15 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
         for each in loggers:
             each.log_hyperparams(context)
     return loggers
+
+
+def _given(key: str) -> bool:
+    """Whether the running Hydra job's command line sets ``key`` (``key=...``, ``+key=``, ``++key=``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.lstrip("+").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
 
 
 def sync_command(*sync_dirs: str | Path) -> str:
