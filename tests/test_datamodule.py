@@ -542,7 +542,9 @@ def test_a_teacher_trained_on_a_validation_image_is_refused_by_content(tmp_path:
     ):
         instantiate(cfg.data).setup("fit")
     record.write_text(json.dumps({"teacher_trained_image_keys": ["0123456789abcdef"]}))
-    instantiate(cfg.data).setup("fit")  # a teacher of other images
+    student = instantiate(cfg.data)
+    student.setup("fit")  # a teacher of other images
+    assert "0123456789abcdef" in student.trained_image_keys()  # what the teacher knew reaches the student
 
 
 def test_a_teacher_trained_on_the_validation_sols_is_refused(tmp_path: Path) -> None:

@@ -316,6 +316,27 @@ def test_logger_wandb_writes_an_offline_run(
     assert list(runs[0].glob("*.wandb"))
 
 
+def test_the_wandb_summary_gets_the_number_of_training_images_not_their_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """summary.json carries the model's trained_image_keys (16 hex digits an image, tens of thousands for a
+    large set): the W&B run summary got them all."""
+    import marsunits.tracking
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import RunResult, log_to_tracker
+
+    sent: list[dict] = []
+    monkeypatch.setattr(
+        marsunits.tracking, "log_prediction_run", lambda out, rows, summary, cfg: sent.append(summary)
+    )
+    keys = [f"{i:016x}" for i in range(3)]
+    summary = {"counts": {"ok": 1}, "checkpoint_metadata": {"arch": "unet", "trained_image_keys": keys}}
+    opts = PredictOptions(ckpt_path="m.ckpt", input_dir="in", output_dir=str(tmp_path), logger={"wandb": {}})
+    log_to_tracker(opts, None, RunResult([], summary, None, 0))
+    assert sent[0]["checkpoint_metadata"] == {"arch": "unet", "trained_images": 3}
+    assert summary["checkpoint_metadata"]["trained_image_keys"] == keys  # summary.json's own is kept
+
+
 def test_unknown_logger_is_refused_before_predicting(tmp_path: Path, ckpt: Path) -> None:
     from marsunits.errors import ConfigError
 

@@ -729,15 +729,18 @@ class MarsDataModule(L.LightningDataModule):
 
     def trained_image_keys(self) -> list[str]:
         """Sorted content keys (:func:`~marsunits.file_digest.image_content_key`) of every training image
-        file, of every source (after ``setup``; synthetic scenes have no files: none). Files that cannot be
-        read are left out (set-up has said so already, or training will). Hashed once: set-up's check and
-        the task's record at the start of fit both ask."""
+        file, of every source (after ``setup``; synthetic scenes have no files: none), and those of the
+        teacher of a pseudo-label folder, whose knowledge of them reaches the student through its labels (as
+        :meth:`trained_sols`). Files that cannot be read are left out (set-up has said so already, or
+        training will). Hashed once: set-up's check and the task's record at the start of fit both ask."""
         if self._trained_keys is None:
             keys = set()
             for train, _ in self.splits.values():
                 for rec in train:
                     with contextlib.suppress(OSError):
                         keys.add(image_content_key(file_sha256(rec.image)))
+            teacher = self._pseudo_label_teacher()
+            keys |= set(teacher[2] or ()) if teacher else set()
             self._trained_keys = sorted(keys)
         return list(self._trained_keys)
 

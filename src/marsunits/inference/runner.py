@@ -966,7 +966,15 @@ def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResu
     from marsunits.tracking import log_prediction_run
 
     base = cfg if cfg is not None else OmegaConf.create({"logger": dict(opts.logger or {})})
-    return log_prediction_run(opts.output_dir, result.rows, result.summary, base)
+    # The model's training-image keys (tens of thousands for a large set) stay in summary.json: the W&B run
+    # summary gets their number.
+    summary = dict(result.summary)
+    metadata = dict(summary.get("checkpoint_metadata") or {})
+    keys = metadata.pop("trained_image_keys", None)
+    if keys is not None:
+        metadata["trained_images"] = len(keys)
+    summary["checkpoint_metadata"] = metadata
+    return log_prediction_run(opts.output_dir, result.rows, summary, base)
 
 
 def predict_shard(
