@@ -755,3 +755,31 @@ def test_a_1_bit_mask_is_read_and_a_turned_photo_is_named_in_the_size_error(tmp_
     (root / "images" / "img_1.png").unlink()
     with pytest.raises(ValueError, match=r"img_1\.jpg: image is 40x72.*EXIF orientation tag \(6\) turns it"):
         ImageStore(scan_folder(root), ClassMap(None, "folder"), cache=False)
+
+
+def test_a_training_tiff_of_several_pages_is_warned_about_by_the_main_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A source read without a cache (AI4Mars' default) decodes its images in loader workers, which say
+    nothing: a frame stack saved as one TIFF trained on its first page without a word."""
+    import tifffile
+
+    from marsunits.data import io as image_io
+
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    first = np.asarray(Image.open(root / "images" / "img_0.png").convert("L"))
+    (root / "images" / "img_0.png").unlink()
+    with tifffile.TiffWriter(root / "images" / "img_0.tif") as tif:
+        tif.write(first)
+        tif.write(first)
+    image_io._WARNED_READ_NOTES.discard(str(root / "images" / "img_0.tif"))
+    with caplog.at_level("WARNING", logger="marsunits.data.io"):
+        store = ImageStore(scan_folder(root), ClassMap(None, "folder"), cache=False)  # nothing read yet
+        said = [r.getMessage() for r in caplog.records]
+        store.image(0)  # read here (num_workers=0) after the set-up said it: not said again
+    assert len(caplog.records) == 1
+    assert said == [
+        f"{root / 'images' / 'img_0.tif'}: the TIFF holds 2 full-resolution pages; only the first is read. "
+        "If the others are frames or bands of the picture, save the image you want labelled as a TIFF of its "
+        "own"
+    ]

@@ -44,7 +44,9 @@ __all__ = [
     "read_image_native",
     "read_image_noted",
     "read_mask",
+    "tiff_pages_note",
     "to_channels",
+    "warn_of_tiff_pages",
     "write_png_atomic",
 ]
 
@@ -544,6 +546,19 @@ def _read_tiff_noted(p: Path, max_megapixels: float | None) -> tuple[np.ndarray,
     arr = _read_tiff(p, max_megapixels)
     notes = [n for n in (tiff_pages_note(p), bit_depth_note(p, arr)) if n is not None]
     return arr, ("; ".join(notes) if notes else None)
+
+
+def warn_of_tiff_pages(path: str | os.PathLike[str]) -> None:
+    """Say :func:`tiff_pages_note` of a ``.tif``/``.tiff`` file once per process. For a training source read
+    without a cache, whose images are decoded in loader workers (where :func:`read_image_native` says
+    nothing), its set-up calls this from the main process."""
+    p = Path(path)
+    if p.suffix.lower() not in TIFF_EXTENSIONS or os.fspath(p) in _WARNED_READ_NOTES:
+        return
+    note = tiff_pages_note(p)
+    if note is not None:
+        _WARNED_READ_NOTES.add(os.fspath(p))
+        log.warning("%s", note)
 
 
 def tiff_pages_note(path: Path) -> str | None:
