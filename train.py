@@ -25,7 +25,7 @@ if __name__ == "__main__":
             sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
             exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
             main()
-    except BaseException:
-        end_sweep("train.py", stopped=True)  # a grid stopped after trials failed: which; its status stands
+    except BaseException as ended:
+        end_sweep("train.py", ended)  # a grid ended early with failed trials: which; its status stands
         raise
     end_sweep("train.py")  # a grid whose trials failed: which, and status 1

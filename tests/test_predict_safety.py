@@ -389,3 +389,14 @@ def test_a_sharded_run_checks_option_values_before_spawning_ranks(
     assert status == 2 and not launched
     assert err.splitlines()[0] == "predict.py: error: batch_size must be >= 1, got 0"
     assert "Traceback" not in err
+    # So are the other checks that need neither the model nor the images.
+    for extra, said in (
+        ("precision=bogus", "precision must be one of"),
+        ("contact.dominance_threshold=abc", "contact.dominance_threshold='abc'"),
+        ("threads=-2", "threads must be a positive integer"),
+        (f"labels_dir={tmp_path / 'none'}", "is not an existing folder"),
+        (f"ckpt_path={tmp_path / 'none.ckpt'}", "does not exist"),
+    ):
+        cfg = make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=2", extra)
+        status, err = _run_cli(cfg, capsys)
+        assert status == 2 and not launched and said in err.splitlines()[0] and "Traceback" not in err, err

@@ -583,7 +583,7 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
         @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
         def main(cfg: DictConfig):
         """
-    tail = '\ntry:\n    main()\nexcept BaseException:\n    end_sweep("train.py", stopped=True)\n    raise\n'
+    tail = '\ntry:\n    main()\nexcept BaseException as ended:\n    end_sweep("train.py", ended)\n    raise\n'
     tail += 'end_sweep("train.py")\n'  # as train.py
     app.write_text(textwrap.dedent(header) + textwrap.indent(textwrap.dedent(task), "    ") + tail)
 
@@ -854,6 +854,7 @@ def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path
     assert [row["lr"] for row in _lines(tmp_path)] == [1e-3, 2e-3, 3e-3]
     assert grid.returncode == 2
     assert "train.py: error: 3 trials of this sweep failed on user errors before any finished" in grid.stderr
+    assert "trials failed, each with its error above" not in grid.stderr  # said: no second line
     diverged = launch("-m", lrs, "model.weight_decay=0.9", "logger=csv")
     assert len(_lines(tmp_path)) == 5  # every trial ran; one line naming the failed ones ends the grid
     assert diverged.returncode == 1 and "before any finished" not in diverged.stderr
@@ -872,6 +873,46 @@ def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path
     assert len(_lines(tmp_path)) == 4 and diverging.returncode == 2, diverging.stderr[-3000:]
     assert "train.py: error: none of the 4 trials of this sweep gave a value" in diverging.stderr
     assert "Traceback" not in diverging.stderr
+
+
+def test_a_grid_ended_by_a_crash_or_a_stop_still_names_its_failed_trials(tmp_path: Path) -> None:
+    """A grid whose trials failed ended with one line naming them only when it ran to its end: a crash (not a
+    user error) or a stop gave no line, or one that left the crashed trial out."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"seed": cfg.seed}) + "\\n")
+            if cfg.seed == 2:
+                raise ConfigError("data.root not set")
+            if cfg.seed == 3:
+                raise RuntimeError("a bug")
+            if cfg.seed == 4 and cfg.get("stop"):
+                raise KeyboardInterrupt
+            return {"val/miou": 0.5}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    crashed = launch("-m", "seed=1,2,3,4", "logger=csv")
+    assert [row["seed"] for row in _lines(tmp_path)] == [1, 2, 3, 4]  # Hydra ran the trial after the crash
+    assert crashed.returncode == 1 and "RuntimeError: a bug" in crashed.stderr
+    assert (
+        crashed.stderr.rstrip()
+        .splitlines()[-1]
+        .startswith(
+            "train.py: error: 2 of the grid's 4 trials failed, each with its error above: trial 1 (seed=2 "
+            "logger=csv), trial 2 (seed=3 logger=csv); the other trials finished."
+        )
+    )
+    stopped = launch("-m", "seed=2,4,5", "logger=csv", "+stop=true")
+    assert [row["seed"] for row in _lines(tmp_path)] == [2, 4]
+    assert stopped.returncode == 130
+    assert (
+        "train.py: error: 1 of the 2 trials the grid started failed, each with its error above: trial 0 "
+        "(seed=2 logger=csv +stop=True); the sweep was stopped in trial 1."
+    ) in stopped.stderr
 
 
 def test_a_study_whose_trials_give_no_value_ends_in_one_line(tmp_path: Path) -> None:

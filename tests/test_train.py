@@ -1053,22 +1053,35 @@ def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(tmp_path: Path) -> N
         f"sweep folder {folder} already holds another sweep's 0, multirun.yaml: this sweep's trials would be "
         "written in the same folders. Give it another folder, hydra.sweep.dir=<new folder>"
     )
-    # A swept folder option names no one folder, nor does a swept choice that sets the task (debug=...,
-    # logs/debug/): left to the sweep.
-    for extra in ([f"paths.log_dir={tmp_path / 'a'},{tmp_path / 'b'}"], ["debug=fdr,overfit"]):
-        assert claim_run_folder([*argv, *extra], CONFIG_DIR) == (None, [*argv, *extra])
+    # A swept folder option names no one folder: left to the sweep.
+    swept = [*argv, f"paths.log_dir={tmp_path / 'a'},{tmp_path / 'b'}"]
+    assert claim_run_folder(swept, CONFIG_DIR) == (None, swept)
     assert not run_folder_claim._HELD_FOR_PROCESS
+    try:
+        # Swept choices whose options agree on the folder: claimed where the trials go (debug=...: the
+        # debug task's folder; a glob over experiments, whose own iterator needs Hydra's config loader).
+        for extra, task in (["debug=fdr,overfit"], "debug"), (["experiment=glob(synth*)"], "train"):
+            refused, pinned = claim_run_folder(
+                [*argv[:-1], f"paths.log_dir={tmp_path / task}", *extra], CONFIG_DIR
+            )
+            (pin,) = [a for a in pinned if a.startswith("hydra.sweep.dir=")]
+            assert refused is None and Path(pin.split("=", 1)[1].strip("'")).parent == tmp_path / task / task
+    finally:
+        run_folder_claim.release_held_claims()
     try:
         # -m after the overrides: the pin goes with the overrides (after the flag, Hydra refused it).
         flag_last = [*argv[1:-1], f"paths.log_dir={tmp_path / 'logs2'}", "-m"]  # the first folder is used
         refused, pinned = claim_run_folder(flag_last, CONFIG_DIR)
         assert refused is None and pinned[-1] == "-m" and pinned[-2].startswith("hydra.sweep.dir="), pinned
-        # A folder given with the clock in it is pinned as composed (Hydra's would be a moment later).
-        clocked = [*argv, f"hydra.sweep.dir={tmp_path}/sw/${{now:%H-%M-%S-%f}}"]
-        refused, pinned = claim_run_folder(clocked, CONFIG_DIR)
-        (given,) = [a for a in pinned if a.startswith("hydra.sweep.dir=")]
-        assert refused is None and "now:" not in given and (tmp_path / "sw").is_dir()
-        assert sorted(p.name for p in Path(given.split("=", 1)[1].strip("'")).iterdir()) == [".train.claim"]
+        # A folder given with the clock in it, or a value made of it, is pinned as composed (Hydra's would be
+        # a moment later).
+        for clock in ("${now:%H-%M-%S-%f}", "${run_name}"):
+            clocked = [*argv, f"hydra.sweep.dir={tmp_path}/sw/{clock}"]
+            refused, pinned = claim_run_folder(clocked, CONFIG_DIR)
+            (given,) = [a for a in pinned if a.startswith("hydra.sweep.dir=")]
+            assert refused is None and "${" not in given and (tmp_path / "sw").is_dir()
+            made = Path(given.split("=", 1)[1].strip("'"))
+            assert sorted(p.name for p in made.iterdir()) == [".train.claim"]
         # A study's trial resumed alone (hydra.mode=RUN, as its interrupt line advises) is one run, not a
         # sweep: its own folder is claimed, no sweep folder is made.
         trial = tmp_path / "study" / "0"

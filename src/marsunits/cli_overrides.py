@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
@@ -393,14 +394,18 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
         o for o in parsed if o.is_sweep_override() and (config_dir / o.get_key_element().lstrip("+")).is_dir()
     ]
     given = [i for i, a in enumerate(argv) if a.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir"]
+    if given and "${hydra" in argv[given[-1]]:
+        return None, argv  # made of Hydra's runtime values, unknown here
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
-            cfg = compose("train", overrides=fixed, return_hydra_config=True)
+            values = [(c.get_key_element(), _choice_values(c, config_dir)) for c in choices]
+            first = [f"{key}={options[0]}" for key, options in values if options]
+            cfg = compose("train", overrides=[*fixed, *first], return_hydra_config=True)
             folder = Path(str(cfg.hydra.sweep.dir))
             where = [OmegaConf.select(cfg, k) for k in _SWEEP_FOLDER_KEYS[1:]]  # not the clock: it ticks
-            for choice in choices:
-                for value in choice.sweep_string_iterator():
-                    other = compose("train", [*fixed, f"{choice.get_key_element()}={value}"], True)
+            for key, options in values:
+                for value in options[1:]:
+                    other = compose("train", [*fixed, *first, f"{key}={value}"], return_hydra_config=True)
                     if [OmegaConf.select(other, k) for k in _SWEEP_FOLDER_KEYS[1:]] != where:
                         return None, argv  # the trials' folders differ: left to the sweep
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
@@ -410,12 +415,10 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     if held is not None:
         return held, argv
     left = sorted(p.name for p in folder.iterdir() if p.name != CLAIM_NAME) if folder.is_dir() else []
-    # A folder given with the clock in it (${now:...}) is pinned too: Hydra's would be a moment later.
-    by_clock = not given or "now:" in argv[given[-1]]
     if left:
         again = (
             "give it another folder, hydra.sweep.dir=<new folder>"
-            if not by_clock
+            if given
             else "run the command again (its default folder is named by the second it starts), or give it "
             "its own folder, hydra.sweep.dir=<new folder>"
         )
@@ -429,11 +432,21 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
         return None, argv
     if refused is not None:
         return refused, argv
-    if by_clock:
-        pin = f"hydra.sweep.dir={_hydra_quoted(str(folder))}"
-        argv = [a for i, a in enumerate(argv) if i not in given]
-        argv = _with_override(argv, pin)
-    return None, argv
+    # A given folder is pinned too, as composed: the clock may be in it (${now:...}, or ${run_name}, made of
+    # it), and Hydra's would be a moment later.
+    argv = [a for i, a in enumerate(argv) if i not in given]
+    return None, _with_override(argv, f"hydra.sweep.dir={_hydra_quoted(str(folder))}")
+
+
+def _choice_values(choice: Override, config_dir: Path) -> list[str]:
+    """The options a swept config-group choice runs (``debug=fdr,overfit``, ``experiment=glob(synth*)``)."""
+    from hydra.core.override_parser.types import Glob
+
+    value = choice.value()
+    if isinstance(value, Glob):  # its own iterator needs Hydra's config loader: filtered here
+        group = config_dir / choice.get_key_element().lstrip("+")
+        return list(value.filter(sorted(p.stem for p in group.glob("*.yaml"))))
+    return [str(v) for v in choice.sweep_string_iterator()]
 
 
 #: Options whose value names the sweep folder (``hydra.sweep.dir`` is made of them).

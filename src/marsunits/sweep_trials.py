@@ -107,28 +107,42 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
         _grid["failed"].append(_trial())
         print(f"{prog}: {exc}", file=sys.stderr)
         return None
+    except Exception:
+        if grid:  # not a user error: Hydra shows its traceback once the other trials have run
+            _grid["failed"].append(_trial())
+        raise
 
 
-def end_sweep(prog: str, stopped: bool = False) -> None:
+def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
     """After ``main()``: when trials of a grid run in this process failed (:func:`run_trial`), say which in
-    one line and exit with status 1, the status Hydra gave such a grid; else nothing. ``stopped``: the sweep
-    ended early (Ctrl-C, SIGTERM, an unexpected error), whose own status stands: the line is said, and
-    nothing is raised.
+    one line, and exit with status 1, the status Hydra gave such a grid; else nothing.
+
+    ``ended_by``: what ended the sweep instead of its end (its own status stands; nothing is raised here).
+    A stop (Ctrl-C, SIGTERM) names the failed trials of those started; a sweep stopped by the rule of
+    :data:`FAILURES_BEFORE_STOP` has said so in its own line; an error that is not a user error (Hydra
+    raises it once the other trials have run, with its traceback) counts as a failed trial.
 
     Raises:
-        SystemExit: 1, when a trial failed and the sweep was not stopped.
+        SystemExit: 1, when a trial failed and ``ended_by`` is None.
     """
-    failed, run = _grid["failed"], _grid["run"]
-    if not failed:
+    failed, run = list(_grid["failed"]), list(_grid["run"])
+    _grid["failed"].clear()  # said once
+    if not failed or (isinstance(ended_by, SystemExit) and ended_by.code == 2):
         return
-    others = "the sweep stopped after the last of them" if stopped else "the other trials finished"
+    stopped = isinstance(ended_by, KeyboardInterrupt) or (
+        isinstance(ended_by, SystemExit) and ended_by.code in _STOPS
+    )
+    if stopped:
+        what = f"{len(failed)} of the {len(run)} trials the grid started failed"
+        ending = f"the sweep was stopped in trial {len(run) - 1}"
+    else:
+        what, ending = f"{len(failed)} of the grid's {len(run)} trials failed", "the other trials finished"
     print(
-        f"{prog}: error: {len(failed)} of the grid's {len(run)} trials failed, each with its error above: "
-        f"{some_of(failed, 3)}; {others}. Each trial's folder holds its train.log",
+        f"{prog}: error: {what}, each with its error above: {some_of(failed, 3)}; {ending}. Each trial's "
+        "folder holds its train.log",
         file=sys.stderr,
     )
-    _grid["failed"].clear()  # said once
-    if not stopped:
+    if ended_by is None:
         raise SystemExit(1)
 
 

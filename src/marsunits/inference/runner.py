@@ -64,7 +64,7 @@ from marsunits.boundary.contact_io import (
     number_contacts,
     read_contact_collection,
 )
-from marsunits.boundary.extract import extract_contacts
+from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.io import ImageReadError, read_mask, to_channels
@@ -110,7 +110,7 @@ from marsunits.inference.predictor import (
     select_device,
 )
 from marsunits.inference.run_summary_text import summary_paragraph
-from marsunits.inference.runtime import build_forward, configure_threads, resolve_precision
+from marsunits.inference.runtime import build_forward, check_threads, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
@@ -299,32 +299,62 @@ class Shard:
     local_world_size: int = 1
 
 
+@dataclass(frozen=True)
+class CheckedOptions:
+    """What :func:`check_before_predicting` found: the folders, checkpoint and settings the run uses."""
+
+    input_dir: Path
+    output_dir: Path
+    labels_dir: Path | None
+    contact_config: ContactConfig
+    device: torch.device
+    precision: str
+    ckpt_path: Path
+
+
+def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
+    """Every check of ``opts`` that needs neither the model nor the images: the folders, the option values,
+    the logger, the device and precision, and that the checkpoint exists. Nothing is written.
+
+    Called by each run (each rank of a sharded one) and, before ranks are spawned, by the launching process:
+    a refusal in a spawned rank came as some 70 lines of spawn traceback with status 1.
+
+    Raises:
+        MarsUnitsError, FileNotFoundError: the first problem, in one sentence.
+    """
+    input_dir, output_dir = check_folders(opts.input_dir, opts.output_dir)
+    labels_dir = None
+    if opts.labels_dir is not None:
+        labels_dir = Path(opts.labels_dir).expanduser().resolve()
+        if not labels_dir.is_dir():
+            raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
+    opts.check_values()
+    check_logger(opts.logger)
+    contact_config = read_contact_config(opts.contact)
+    device = select_device(opts.device)
+    precision = resolve_precision(opts.precision, device)
+    check_threads(opts.threads)
+    ckpt_path = Path(opts.ckpt_path).expanduser().resolve()
+    if not ckpt_path.exists():  # checked before the (possibly long) folder walk
+        raise FileNotFoundError(
+            f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
+            "package folder (python -m marsunits.export) as ckpt_path="
+        )
+    return CheckedOptions(input_dir, output_dir, labels_dir, contact_config, device, precision, ckpt_path)
+
+
 class _Session:
     """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far."""
 
     def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:
         self.opts = opts
         self.shard = shard
-        self.input_dir, self.output_dir = check_folders(opts.input_dir, opts.output_dir)
-        self.labels_dir = None
-        if opts.labels_dir is not None:
-            self.labels_dir = Path(opts.labels_dir).expanduser().resolve()
-            if not self.labels_dir.is_dir():
-                raise DataError(
-                    f"labels_dir {self.labels_dir} is not an existing folder; fix labels_dir or drop it"
-                )
-        opts.check_values()
-        check_logger(opts.logger)
-        self.contact_config = read_contact_config(opts.contact)
-        self.device = select_device(opts.device)
-        self.precision = resolve_precision(opts.precision, self.device)
+        checked = check_before_predicting(opts)
+        self.input_dir, self.output_dir = checked.input_dir, checked.output_dir
+        self.labels_dir = checked.labels_dir
+        self.contact_config = checked.contact_config
+        self.device, self.precision, self.ckpt_path = checked.device, checked.precision, checked.ckpt_path
         self.threads = configure_threads(opts.threads, shard.local_world_size)
-        self.ckpt_path = Path(opts.ckpt_path).expanduser().resolve()
-        if not self.ckpt_path.exists():  # checked before the (possibly long) folder walk
-            raise FileNotFoundError(
-                f"checkpoint {self.ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
-                "package folder (python -m marsunits.export) as ckpt_path="
-            )
         self.files, self.problems = discover(self.input_dir, opts.patterns)
         _warn_labelled_layout(self.input_dir)
         all_files = list(self.files)
@@ -907,15 +937,13 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     """
     from marsunits.inference import distributed
 
-    # Before any rank is spawned: a value out of range in a spawned rank ended in a spawn traceback.
-    opts.check_values()
-    check_logger(opts.logger)
     with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
         if not distributed.wants_sharding(opts.devices):
             result = predict_shard(opts)
         else:
-            if distributed.launched_world_size() == 1:  # ranks spawned here: a folder in use is said here,
-                _check_output_dir_free(opts)  # in one line (a rank's error came as a spawn traceback)
+            if distributed.launched_world_size() == 1:  # ranks spawned here: a problem is said here, in one
+                check_before_predicting(opts)  # line (a rank's error came as a spawn traceback)
+                _check_output_dir_free(opts)
             result = distributed.launch(opts)
     if opts.logger is not None and result.summary:
         log_to_tracker(opts, cfg, result)

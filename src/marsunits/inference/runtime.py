@@ -73,6 +73,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_threads(threads: Any) -> None:
+    """Refuse a ``threads`` value that is not a positive whole number or None.
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or null (= all cores), got {threads!r}")
+
+
 def configure_threads(threads: int | None, processes_per_machine: int = 1) -> int:
     """Set PyTorch's intra-op threads (and one inter-op thread); returns the intra-op count.
 
@@ -87,8 +97,7 @@ def configure_threads(threads: int | None, processes_per_machine: int = 1) -> in
     Raises:
         ConfigError: ``threads`` is not a positive integer.
     """
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be a positive integer or null (= all cores), got {threads!r}")
+    check_threads(threads)
     n = threads if threads is not None else max(1, available_cores() // max(1, processes_per_machine))
     torch.set_num_threads(n)
     with contextlib.suppress(RuntimeError):
