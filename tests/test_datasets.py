@@ -757,11 +757,12 @@ def test_a_1_bit_mask_is_read_and_a_turned_photo_is_named_in_the_size_error(tmp_
         ImageStore(scan_folder(root), ClassMap(None, "folder"), cache=False)
 
 
-def test_a_training_tiff_of_several_pages_is_warned_about_by_the_main_process(
+def test_notes_on_how_uncached_training_images_read_are_said_by_the_main_process(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A source read without a cache (AI4Mars' default) decodes its images in loader workers, which say
-    nothing: a frame stack saved as one TIFF trained on its first page without a word."""
+    nothing: a frame stack saved as one TIFF trained on its first page, and 8-bit values in a 16-bit file 16
+    times too dark, without a word."""
     import tifffile
 
     from marsunits.data import io as image_io
@@ -773,12 +774,18 @@ def test_a_training_tiff_of_several_pages_is_warned_about_by_the_main_process(
         tif.write(first)
         tif.write(first)
     image_io._WARNED_READ_NOTES.discard(str(root / "images" / "img_0.tif"))
+    # And 8-bit values saved in a 16-bit file, which read 16 times too dark: the header says 16 bits.
+    dark = np.asarray(Image.open(root / "images" / "img_1.png").convert("L")).astype(np.uint16)
+    (root / "images" / "img_1.png").unlink()
+    tifffile.imwrite(root / "images" / "img_1.tif", dark)
+    image_io._WARNED_READ_NOTES.discard(str(root / "images" / "img_1.tif"))
     with caplog.at_level("WARNING", logger="marsunits.data.io"):
         store = ImageStore(scan_folder(root), ClassMap(None, "folder"), cache=False)  # nothing read yet
         said = [r.getMessage() for r in caplog.records]
         store.image(0)  # read here (num_workers=0) after the set-up said it: not said again
-    assert len(caplog.records) == 1
-    assert said == [
+    assert len(caplog.records) == 2
+    assert said[1].startswith(f"{root / 'images' / 'img_1.tif'}: its 16-bit samples all fit in 8 bits")
+    assert said[:1] == [
         f"{root / 'images' / 'img_0.tif'}: the TIFF holds 2 full-resolution pages; only the first is read. "
         "If the others are frames or bands of the picture, save the image you want labelled as a TIFF of its "
         "own"

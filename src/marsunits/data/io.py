@@ -46,7 +46,7 @@ __all__ = [
     "read_mask",
     "tiff_pages_note",
     "to_channels",
-    "warn_of_tiff_pages",
+    "warn_of_read_notes",
     "write_png_atomic",
 ]
 
@@ -548,17 +548,35 @@ def _read_tiff_noted(p: Path, max_megapixels: float | None) -> tuple[np.ndarray,
     return arr, ("; ".join(notes) if notes else None)
 
 
-def warn_of_tiff_pages(path: str | os.PathLike[str]) -> None:
-    """Say :func:`tiff_pages_note` of a ``.tif``/``.tiff`` file once per process. For a training source read
-    without a cache, whose images are decoded in loader workers (where :func:`read_image_native` says
-    nothing), its set-up calls this from the main process."""
+def warn_of_read_notes(path: str | os.PathLike[str]) -> None:
+    """Say once per process what :func:`read_image_native` would say of a file (:func:`tiff_pages_note`,
+    :func:`bit_depth_note`), reading its pixels only where the header shows 16-bit samples. For a training
+    source read without a cache, whose images are decoded in loader workers (where
+    :func:`read_image_native` says nothing), its set-up calls this from the main process."""
     p = Path(path)
-    if p.suffix.lower() not in TIFF_EXTENSIONS or os.fspath(p) in _WARNED_READ_NOTES:
+    if os.fspath(p) in _WARNED_READ_NOTES:
         return
-    note = tiff_pages_note(p)
+    if _header_says_16_bit(p):
+        read_image_native(p)  # says both notes, from this process
+        return
+    note = tiff_pages_note(p) if p.suffix.lower() in TIFF_EXTENSIONS else None
     if note is not None:
         _WARNED_READ_NOTES.add(os.fspath(p))
         log.warning("%s", note)
+
+
+def _header_says_16_bit(path: Path) -> bool:
+    """Whether the file's header declares 16-bit integer samples (a TIFF's first page, a PNG's mode or raw
+    mode); False where it cannot be read (set-up says why elsewhere)."""
+    try:
+        if path.suffix.lower() in TIFF_EXTENSIONS:
+            with tifffile.TiffFile(path) as tif:
+                return bool(tif.pages) and np.dtype(tif.pages[0].dtype) == np.uint16
+        with Image.open(path) as im:
+            raw = [str(t.args) for t in (getattr(im, "tile", None) or [])]
+            return im.mode.startswith("I;16") or im.mode == "I" or any(r.endswith(";16B") for r in raw)
+    except Exception:  # noqa: BLE001 - an unreadable header: read_image says why where it is read
+        return False
 
 
 def tiff_pages_note(path: Path) -> str | None:

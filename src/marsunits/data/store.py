@@ -21,7 +21,7 @@ import numpy as np
 
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
-from marsunits.data.io import image_size, read_image_native, read_mask, scale_to_unit, warn_of_tiff_pages
+from marsunits.data.io import image_size, read_image_native, read_mask, scale_to_unit, warn_of_read_notes
 
 __all__ = ["ImageStore", "LabelledImage", "UnusablePairsError", "as_float"]
 
@@ -83,7 +83,7 @@ class ImageStore:
                     mask = self._read_mapped_mask(rec)
                     width, height = image_size(rec.image)
                     _check_same_size(rec, (height, width), mask.shape)
-                    warn_of_tiff_pages(rec.image)  # its pixels are read in loader workers, which say nothing
+                    warn_of_read_notes(rec.image)  # its pixels are read in loader workers, which say nothing
             except ValueError as err:  # ImageReadError too: every pair is checked, so one run lists them all
                 problems.append(str(err))
                 continue
