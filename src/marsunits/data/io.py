@@ -573,8 +573,7 @@ def _header_says_16_bit(path: Path) -> bool:
             with tifffile.TiffFile(path) as tif:
                 return bool(tif.pages) and np.dtype(tif.pages[0].dtype) == np.uint16
         with Image.open(path) as im:
-            raw = [str(t.args) for t in (getattr(im, "tile", None) or [])]
-            return im.mode.startswith("I;16") or im.mode == "I" or any(r.endswith(";16B") for r in raw)
+            return im.mode.startswith("I;16") or im.mode == "I" or _is_16_bit_colour_png(im)
     except Exception:  # noqa: BLE001 - an unreadable header: read_image says why where it is read
         return False
 
