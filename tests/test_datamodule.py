@@ -16,6 +16,7 @@ from marsunits.data.class_map import ClassMap
 from marsunits.data.datamodule import MarsDataModule
 from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
 from marsunits.data.io import read_image, read_mask
+from marsunits.data.split_guards import hold_out_validated_sols
 from marsunits.errors import DataError
 
 try:
@@ -576,12 +577,12 @@ def test_a_held_out_sol_block_takes_the_whole_rover_position_with_it(tmp_path: P
     block and another kept its other frames in training, the scene another source validates on."""
     from marsunits.data.store import LabelledImage
 
-    dm = instantiate(_compose("marsscapes_ai4mars", tmp_path).data)
+    sol_block = instantiate(_compose("marsscapes_ai4mars", tmp_path).data).sol_block
 
     def rec(name: str, sol: int, source: str, place: str | None = None) -> LabelledImage:
         return LabelledImage(Path(f"{name}.jpg"), Path(f"{name}.png"), sol, source, place=place)
 
-    dm.splits = {
+    splits = {
         "marsscapes": ([rec("m1", 30, "marsscapes")], [rec("m2", 125, "marsscapes")]),
         "ai4mars": (
             [
@@ -592,9 +593,9 @@ def test_a_held_out_sol_block_takes_the_whole_rover_position_with_it(tmp_path: P
             [rec("a4", 400, "ai4mars", "12/0")],
         ),
     }
-    dm._hold_out_validated_sols()
-    assert [r.image.stem for r in dm.splits["ai4mars"][0]] == ["a3"]  # a1 shares a2's position in block 12
-    assert [r.image.stem for r in dm.splits["marsscapes"][0]] == ["m1"]
+    hold_out_validated_sols(splits, sol_block, "configs/data/marsscapes_ai4mars.yaml")
+    assert [r.image.stem for r in splits["ai4mars"][0]] == ["a3"]  # a1 shares a2's position in block 12
+    assert [r.image.stem for r in splits["marsscapes"][0]] == ["m1"]
 
 
 @pytest.mark.parametrize("name", ["marsscapes", "synthetic"])

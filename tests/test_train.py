@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR, REPO_ROOT, compose_config
+from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, report_user_errors
 from marsunits.task import load_task
 from marsunits.training import resolve_ckpt_path, run
@@ -1320,7 +1321,7 @@ def test_resuming_after_the_data_changed_refuses_to_validate_on_trained_sols(tmp
     write_fake_marsscapes(root, sols=(*sols, 109, 119, 129), height=64, width=128)
     after = instantiate(config.data)
     after.setup("fit")
-    moved = set(after._validation_sols()["marsscapes"]) & set(before.trained_sols()["marsscapes"])
+    moved = set(validation_sols(after.splits)["marsscapes"]) & set(before.trained_sols()["marsscapes"])
     assert moved  # the precondition: the new split validates on trained sols
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     with pytest.raises(

@@ -24,7 +24,6 @@ a single dataloader (no ``dataloader_idx`` argument).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -45,12 +44,20 @@ from marsunits.data.folder import scan_folder
 from marsunits.data.io import ImageReadError, read_image_native
 from marsunits.data.marsscapes import scan_marsscapes
 from marsunits.data.mixing import class_mix
+from marsunits.data.split_guards import (
+    PseudoLabelTeacher,
+    hold_out_validated_sols,
+    leave_out_sols_near_validation,
+    pseudo_label_teacher,
+    refuse_validation_images_seen_before,
+    refuse_validation_images_trained_before,
+    refuse_validation_sols_seen_before,
+)
 from marsunits.data.splits import (
     check_sol_ranges,
     in_sol_ranges,
     kfold_split_by_group,
     merge_sols,
-    near_sols,
     split_by_group,
 )
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
@@ -402,6 +409,8 @@ class MarsDataModule(L.LightningDataModule):
         #: Real data: ``{source: (train records, val records)}`` after ``setup``.
         self.splits: dict[str, tuple[list[LabelledImage], list[LabelledImage]]] = {}
         self._trained_keys: list[str] | None = None  # trained_image_keys(), hashed once (splits are final)
+        #: The teacher of a pseudo-label folder among the sources (``pseudo_labels.json``), read by setup.
+        self._teacher: PseudoLabelTeacher | None = None
 
     # ------------------------------------------------------------------------------------------ checks
 
@@ -543,14 +552,16 @@ class MarsDataModule(L.LightningDataModule):
         per_source = max(1, self.samples_per_epoch // len(self.sources))
         for source in self.sources:
             self.splits[source] = self._split(source)
-        if self.shared_sol_holdout and len(self.sources) > 1:
-            self._hold_out_validated_sols()
+        where = f"configs/data/{self.name}.yaml"
+        joined = self.shared_sol_holdout and len(self.sources) > 1
+        if joined:
+            hold_out_validated_sols(self.splits, self.sol_block, where)
         if self.sol_margin > 0:
-            self._leave_out_sols_near_validation()
+            leave_out_sols_near_validation(self.splits, self.sol_margin, joined, where)
+        if "folder" in self.sources:  # read once: each check below and the task's record ask for it
+            self._teacher = pseudo_label_teacher(self._source_root("folder"))
         if not self.allow_seen_val_sols:
-            self._refuse_validation_sols_seen_before()
-            self._refuse_validation_images_trained_before()
-            self._refuse_validation_images_seen_before()
+            self._refuse_what_was_seen_before()
         stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
@@ -654,39 +665,6 @@ class MarsDataModule(L.LightningDataModule):
             train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block, places)
         return [records[i] for i in train_idx], [records[i] for i in val_idx]
 
-    def _hold_out_validated_sols(self) -> None:
-        """Drop from every source's training side the images of sol blocks that any source validates on."""
-        held = {
-            r.group // self.sol_block for _, val in self.splits.values() for r in val if r.group is not None
-        }
-        for source, (train, val) in self.splits.items():
-            # A rover position (AI4Mars' site/drive) spanning a held block and another: all its frames go,
-            # or frames of the scene another source validates on would train from the other block.
-            held_places = {
-                r.place
-                for r in train
-                if r.place is not None and r.group is not None and r.group // self.sol_block in held
-            }
-            kept = [
-                r
-                for r in train
-                if (r.group is None or r.group // self.sol_block not in held) and r.place not in held_places
-            ]
-            if not kept:
-                raise ValueError(
-                    f"configs/data/{self.name}.yaml: every training image of '{source}' is from a sol block "
-                    "another source validates on; set data.shared_sol_holdout=false if the sources' sols are "
-                    "not from one rover, or change data.val_fraction / data.seed."
-                )
-            if len(kept) < len(train):
-                log.info(
-                    "%s: %d training image(s) from sol blocks validated in another source left out "
-                    "(shared_sol_holdout)",
-                    source,
-                    len(train) - len(kept),
-                )
-            self.splits[source] = (kept, val)
-
     def _image_key(self, source: str, rec: LabelledImage) -> str:
         """``rec``'s image as a path below its source's root (POSIX form), or the whole path if outside."""
         try:
@@ -703,30 +681,6 @@ class MarsDataModule(L.LightningDataModule):
         }
         return {source: keys for source, keys in found.items() if keys}
 
-    def _refuse_validation_images_trained_before(self) -> None:
-        """Raise if the run this command resumes trained on images (without a sol) that this run validates on.
-
-        Raises:
-            DataError: naming the images and the ways out.
-        """
-        if self.resumed_trained_images is None:
-            return
-        what, trained = self.resumed_trained_images
-        for source, (_, val) in self.splits.items():
-            before = set(trained.get(source) or ())
-            validated = (self._image_key(source, r) for r in val if r.group is None)
-            hits = sorted(k for k in validated if k in before)
-            if hits:
-                shown = some_of(hits, 5)
-                raise DataError(
-                    f"{what} was trained on {len(hits)} image(s) of '{source}' that this run validates on "
-                    f"({shown}): images were added to or removed from {self._source_root(source)} since that "
-                    "run began, which re-draws the split of images without a sol, and its validation scores "
-                    "would be optimistic. Put the folder back as it was to resume, or start a new run (a new "
-                    "run_name, without ckpt_path; init_ckpt_path=<its checkpoint> starts from its weights); "
-                    "add data.allow_seen_val_sols=true to go on anyway."
-                )
-
     def trained_image_keys(self) -> list[str]:
         """Sorted content keys (:func:`~marsunits.file_digest.image_content_key`) of every training image
         file, of every source (after ``setup``; synthetic scenes have no files: none), and those of the
@@ -739,45 +693,10 @@ class MarsDataModule(L.LightningDataModule):
                 for rec in train:
                     with contextlib.suppress(OSError):
                         keys.add(image_content_key(file_sha256(rec.image)))
-            teacher = self._pseudo_label_teacher()
+            teacher = self._teacher
             keys |= set(teacher[2] or ()) if teacher else set()
             self._trained_keys = sorted(keys)
         return list(self._trained_keys)
-
-    def _refuse_validation_images_seen_before(self) -> None:
-        """Raise if a model this run starts from, is evaluated as, or learns pseudo-labels from trained on
-        one of this run's validation images (by content: :attr:`images_seen_by`, and the teacher's keys that a
-        pseudo-label folder's ``pseudo_labels.json`` records).
-
-        Raises:
-            DataError: naming the model, the images and the ways out.
-        """
-        seen_by = self._image_teachers()
-        if not any(keys for _, keys in seen_by):
-            return
-        validated: dict[str, Path] = {}
-        for _, val in self.splits.values():
-            for rec in val:
-                with contextlib.suppress(OSError):
-                    validated.setdefault(image_content_key(file_sha256(rec.image)), rec.image)
-        own = set(self.trained_image_keys())
-        for what, keys in seen_by:
-            seen = set(keys)
-            # A model trained on this very split (its images include all of this split's training side):
-            # a file with a copy on both sides of the split (a folder holding duplicates) is the split's
-            # overlap, not the model's, and such a model was refused on its own split. Any other model is
-            # charged with every validation image it trained on.
-            exempt = own if own and own <= seen else set()
-            hits = sorted(os.fspath(validated[k]) for k in (seen & validated.keys()) - exempt)
-            if hits:
-                shown = some_of(hits, 3)
-                raise DataError(
-                    f"{what} was trained on {len(hits)} of the images this run validates on (the same "
-                    f"files, by content: {shown}), so its validation scores would be optimistic. Validate on "
-                    "images it has not seen (its run's split: the same data folder, data.seed and "
-                    "data.val_fraction), or start from another model; add data.allow_seen_val_sols=true to "
-                    "go on anyway."
-                )
 
     def unreadable_images(self) -> UnusablePairsError | None:
         """Decode every image of the sources read without a cache (``data.cache=false``) and return the
@@ -805,38 +724,6 @@ class MarsDataModule(L.LightningDataModule):
                 problems.append(str(err))
         return UnusablePairsError(problems, len(records)) if problems else None
 
-    def _validation_sols(self) -> dict[str, list[int]]:
-        """``{source: sols}`` of the validation side of each split (images without a sol left out)."""
-        return {
-            source: [r.group for r in val if r.group is not None] for source, (_, val) in self.splits.items()
-        }
-
-    def _leave_out_sols_near_validation(self) -> None:
-        """Drop from each source's training side the images within ``sol_margin`` sols of a validation sol:
-        of that source, or of every source when ``shared_sol_holdout`` joins them (one rover, one clock)."""
-        joined = self.shared_sol_holdout and len(self.sources) > 1
-        validated = self._validation_sols()
-        everywhere = [sol for sols in validated.values() for sol in sols]
-        for source, (train, val) in self.splits.items():
-            reference = everywhere if joined else validated[source]
-            near = near_sols([r.group for r in train], reference, self.sol_margin)
-            if not near.any():
-                continue
-            kept = [r for r, out in zip(train, near, strict=True) if not out]
-            if not kept:
-                raise ValueError(
-                    f"configs/data/{self.name}.yaml: every training image of '{source}' is within "
-                    f"sol_margin={self.sol_margin} sols of a validation sol; lower data.sol_margin (0 = off) "
-                    "or change data.val_fraction / data.seed."
-                )
-            log.info(
-                "%s: %d training image(s) within %d sols of a validation sol left out (sol_margin)",
-                source,
-                int(near.sum()),
-                self.sol_margin,
-            )
-            self.splits[source] = (kept, val)
-
     def trained_sols(self) -> dict[str, list[int]]:
         """``{source: sorted sols}`` the model learns from (after ``setup``): the training side's, sources
         without sols left out, and those of the teacher of a pseudo-label folder, whose knowledge of them
@@ -845,72 +732,27 @@ class MarsDataModule(L.LightningDataModule):
             source: sorted({r.group for r in train if r.group is not None})
             for source, (train, _) in self.splits.items()
         }
-        teacher = self._pseudo_label_teacher()
+        teacher = self._teacher
         return merge_sols(sols, teacher[1] if teacher else None) or {}
 
-    def _pseudo_label_teacher(
-        self,
-    ) -> tuple[str, Mapping[str, Sequence[int]] | None, Collection[str] | None] | None:
-        """``(what, sols, image keys)`` of the teacher of the pseudo-label folder among the sources: the
-        ``teacher_trained_sols`` and ``teacher_trained_image_keys`` its ``pseudo_labels.json`` records
-        (each None when not recorded; None: no such folder, or neither recorded)."""
-        if "folder" not in self.sources:
-            return None
-        record = self._source_root("folder") / "pseudo_labels.json"
-        try:
-            content = json.loads(record.read_text())
-            sols, keys = content.get("teacher_trained_sols"), content.get("teacher_trained_image_keys")
-        except (OSError, ValueError, AttributeError):
-            return None
-        sols = sols if isinstance(sols, dict) and sols else None
-        keys = frozenset(keys) if isinstance(keys, list) and keys else None
-        if sols is None and keys is None:
-            return None
-        return f"the teacher of the pseudo-labels in {record.parent} ({record.name})", sols, keys
-
-    def _teachers(self) -> list[tuple[str, Mapping[str, Sequence[int]] | None]]:
-        """:attr:`sols_seen_by` plus the teacher of the pseudo-label folder among the sources."""
-        teacher = self._pseudo_label_teacher()
-        return [*self.sols_seen_by, *([teacher[:2]] if teacher else [])]
-
-    def _image_teachers(self) -> list[tuple[str, Collection[str]]]:
-        """:attr:`images_seen_by` plus the teacher of the pseudo-label folder among the sources."""
-        teacher = self._pseudo_label_teacher()
-        return [*self.images_seen_by, *([(teacher[0], teacher[2])] if teacher and teacher[2] else [])]
-
-    def _refuse_validation_sols_seen_before(self) -> None:
-        """Raise if a model this run starts from, is evaluated as, or learns pseudo-labels from trained on
-        sols this run validates on: in their sol blocks or within ``sol_margin`` of them; any source's
-        sols count against every source's when ``shared_sol_holdout`` (one rover), else only their own.
-
-        Raises:
-            DataError: naming the model, the sols and the ways out.
-        """
-        joined = self.shared_sol_holdout
-        validated = self._validation_sols()
-        for what, seen in self._teachers():
-            for source, sols in (seen or {}).items():
-                against = [v for s, vals in validated.items() if joined or s == source for v in vals]
-                if not against:
-                    continue
-                blocks = {v // self.sol_block for v in against}
-                near = near_sols(list(sols), against, self.sol_margin)
-                hits = sorted(
-                    {
-                        int(sol)
-                        for sol, close in zip(sols, near, strict=True)
-                        if close or sol // self.sol_block in blocks
-                    }
-                )
-                if hits:
-                    raise DataError(
-                        f"{what} was trained on {len(hits)} sol(s) of '{source}' that this run validates on "
-                        f"(in a validation sol block of {self.sol_block} sols, or within sol_margin="
-                        f"{self.sol_margin} sols): {hits[:8]}{' ...' if len(hits) > 8 else ''}. Its "
-                        "validation scores would be optimistic. Use a model trained on this run's split (the "
-                        "same data.seed, val_fraction, sol_block, n_folds and fold), or one that left these "
-                        "sols out (data.exclude_sols); add data.allow_seen_val_sols=true to go on anyway."
-                    )
+    def _refuse_what_was_seen_before(self) -> None:
+        """Refuse a split whose validation data a model this run comes from already saw (by sol, by image
+        content, or the images without a sol its resumed first part trained on: :mod:`split_guards`)."""
+        teacher = self._teacher
+        sol_teachers = [*self.sols_seen_by, *([teacher[:2]] if teacher else [])]
+        # One rover, one clock: any source's sols count against every source's (as the shared hold-out).
+        refuse_validation_sols_seen_before(
+            self.splits, sol_teachers, self.sol_block, self.sol_margin, self.shared_sol_holdout
+        )
+        if self.resumed_trained_images is not None:
+            refuse_validation_images_trained_before(
+                self.splits, self.resumed_trained_images, self._image_key, self._source_root
+            )
+        image_teachers = [
+            *self.images_seen_by,
+            *([(teacher[0], teacher[2])] if teacher and teacher[2] else []),
+        ]
+        refuse_validation_images_seen_before(self.splits, image_teachers, self.trained_image_keys)
 
     def _setup_synthetic(self, train_transform: Any) -> None:
         from marsunits.data.synthetic import SceneConfig, SyntheticScenes
