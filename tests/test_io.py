@@ -249,6 +249,28 @@ def test_pil_decompression_bomb_mapped(tmp_path: Path, monkeypatch: pytest.Monke
         read_image(tmp_path / "bomb.png")
 
 
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_max_megapixels_replaces_pils_own_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """A 192-megapixel mosaic was refused by Pillow's decompression-bomb limit (179 MP) whatever
+    predict.py's max_megapixels allowed, with advice to change Pillow's settings in code. Pillow's limit
+    is shrunk here so a 100x100 image stands for such a mosaic."""
+    from marsunits.inference.predictor import ImageFileDataset
+
+    path = tmp_path / f"mosaic.{suffix}"
+    Image.fromarray(_rgb(100, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # hard limit 2,000 pixels, the image has 10,000
+    assert read_image(path, max_megapixels=0.02).shape == (100, 100, 3)  # the caller's limit decides
+    assert Image.MAX_IMAGE_PIXELS == 1000  # lifted for that one opening only
+    with pytest.raises(ImageReadError, match=r"megapixels.*raise max_megapixels"):
+        read_image(path, max_megapixels=0.005)
+    with pytest.raises(ImageReadError, match=r"decompression bomb.*max_megapixels=null"):
+        read_image(path)  # no limit of the caller's: Pillow's stays
+    unlimited = ImageFileDataset([path], max_megapixels=None)[0]  # predict.py max_megapixels=null
+    assert unlimited.error is None and unlimited.image is not None and unlimited.image.shape == (100, 100, 3)
+
+
 def test_zero_byte_file(tmp_path: Path) -> None:
     (tmp_path / "e.jpg").write_bytes(b"")
     with pytest.raises(ImageReadError, match=r"e\.jpg.*empty \(0 bytes\).*Copy it again"):

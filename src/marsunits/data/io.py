@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ def _check_file(path: Path) -> None:
 
 
 def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float | None) -> None:
+    """Refuse an image above ``max_megapixels`` (None: the caller sets no limit; ``inf``: none at all, not
+    even Pillow's, see :func:`_open_pil`)."""
     if max_megapixels is not None and width * height > max_megapixels * 1e6:
         raise ImageReadError(
             f"{path}: the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, more than the "
@@ -120,7 +123,7 @@ def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float
 def _bomb_message(path: Path, err: Exception) -> str:
     return (
         f"{path}: refused as a possible decompression bomb ({err}). If the file is genuine, downscale or "
-        "tile it first, or raise PIL.Image.MAX_IMAGE_PIXELS in your own code if you trust it."
+        "tile it first; predict.py reads it with max_megapixels set above its size (or max_megapixels=null)."
     )
 
 
@@ -367,12 +370,30 @@ def _to_gray_or_rgb(path: Path, arr: np.ndarray, alpha: bool) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _open_pil(path: Path) -> Image.Image:
+#: Held while Pillow opens a file: :func:`_open_pil` may lift Pillow's global pixel limit for that one call.
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _open_pil(path: Path, header_checked: bool = False) -> Image.Image:
+    """Open ``path`` with Pillow (header only); ``header_checked``: the caller checks the size from the
+    header right after (its ``max_megapixels``), so Pillow's own decompression-bomb limit (about 179
+    megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) is lifted for this call: it refused a 192-megapixel
+    mosaic whatever ``max_megapixels`` allowed, and its advice was to change Pillow's settings in code.
+
+    Pillow reads its limit from a module global when a file is opened, so the limit is lifted under a lock
+    that every opening here takes (opening parses the header only: the lock is held briefly).
+    """
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _PIL_LIMIT_LOCK:
             # Only the hard limit (DecompressionBombError) matters; callers use max_megapixels for theirs.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            if not header_checked:
+                return Image.open(path)
+            default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = default
     except Image.DecompressionBombError as err:
         raise ImageReadError(_bomb_message(path, err)) from err
     except UnidentifiedImageError as err:
@@ -529,7 +550,7 @@ def _read_native(p: Path, max_megapixels: float | None) -> tuple[np.ndarray, str
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         return _read_tiff_noted(p, max_megapixels)
-    im = _open_pil(p)
+    im = _open_pil(p, header_checked=max_megapixels is not None)
     if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples
         im.close()
         return _read_tiff_noted(p, max_megapixels)
@@ -664,8 +685,9 @@ def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None
 
     Args:
         path: ``.jpg``/``.jpeg``/``.png``/``.tif``/``.tiff`` file (other formats PIL reads work as well).
-        max_megapixels: refuse images larger than this (checked from the header before decoding).
-            ``None`` keeps only PIL's own decompression-bomb limit.
+        max_megapixels: refuse images larger than this (checked from the header before decoding); it
+            replaces PIL's own decompression-bomb limit (about 179 megapixels), so ``inf`` sets no limit.
+            ``None`` keeps only PIL's limit.
 
     Returns:
         ``np.ndarray`` float32, shape ``(H, W, C)``, C-contiguous.

@@ -9,6 +9,7 @@ the network batches are made of windows cut from that image inside
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -165,7 +166,9 @@ class ImageFileDataset(Dataset[LoadedImage]):
 
     Args:
         files: The image paths.
-        max_megapixels: Refuse images larger than this (checked from the header before decoding).
+        max_megapixels: Refuse images larger than this (checked from the header before decoding). None: no
+            limit, not even the decompression-bomb limit of the image library (``predict.py
+            max_megapixels=null`` is the user saying so).
         max_file_mb: Refuse files larger than this many megabytes (10**6 bytes; checked with ``os.stat``
             before the file is opened). None: no limit.
         identity: Also take each file's size, time and SHA-256 (``LoadedImage.file_identity``), which the
@@ -200,7 +203,8 @@ class ImageFileDataset(Dataset[LoadedImage]):
             check_file_size(path, self.max_file_mb)
             # Before reading: a file replaced meanwhile is redone.
             identity = image_file_identity(path) if self.identity else None
-            image, note = read_image_noted(path, max_megapixels=self.max_megapixels)
+            limit = math.inf if self.max_megapixels is None else self.max_megapixels
+            image, note = read_image_noted(path, max_megapixels=limit)
         except ImageReadError as exc:
             return LoadedImage(index, None, str(exc), time.perf_counter() - start)
         except (OSError, MemoryError) as exc:
