@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 
 from marsunits.data.io import read_mask
 from marsunits.errors import ConfigError, report_user_errors
@@ -224,6 +225,40 @@ def test_a_link_planted_in_output_dir_becomes_an_error_row(tmp_path: Path, ckpt:
     assert rows["sub/x.png"]["status"] == "error" and "symbolic link" in rows["sub/x.png"]["message"]
     assert rows["y.png"]["status"] == "ok"
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_link_to_output_dir_inside_input_dir_is_not_searched(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """output_dir reached through a symbolic link under input_dir: each run predicted the previous run's
+    masks and overlays as photographs (14 PNGs after three runs, and growing)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 1)
+    out.mkdir()
+    (inp / "results").symlink_to(out, target_is_directory=True)
+    (inp / "all").symlink_to(tmp_path, target_is_directory=True)  # a link to a folder above output_dir
+    for _ in range(2):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert set(rows) == {"img0.png"}  # "all" reaches the input folder (walked once) and out/ (skipped)
+    assert not [p for p in out.rglob("*.png") if p.name.count(".mask") + p.name.count(".overlay") > 1]
+    assert "is output_dir (this run's outputs): not searched for images" in caplog.text
+
+
+def test_labels_kept_under_the_input_folder_are_not_predicted_as_photographs(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    inp, out = tmp_path / "photos", tmp_path / "out"
+    _tree(inp, 1)
+    labels = inp / "labels"
+    labels.mkdir()
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(labels / "img0.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0
+    assert set(read_manifest(out)) == {"img0.png"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images_scored"] == 1 and not metrics["missing_labels"]
+    with pytest.raises(ConfigError, match=r"is labels_dir .* or inside it.*predicted as photographs"):
+        run(make_cfg(tmp_path, ckpt, labels, tmp_path / "out2", f"labels_dir={labels}"))
 
 
 def test_input_dir_inside_output_dir_is_refused(tmp_path: Path, ckpt: Path) -> None:

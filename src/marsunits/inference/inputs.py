@@ -26,13 +26,16 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from marsunits.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,11 +113,21 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     return inp, out
 
 
-def discover(input_dir: Path, patterns: Sequence[str] | str) -> tuple[list[InputFile], list[InputProblem]]:
+def discover(
+    input_dir: Path, patterns: Sequence[str] | str, skip: Mapping[Path, str] | None = None
+) -> tuple[list[InputFile], list[InputProblem]]:
     """List the images under ``input_dir`` (sorted by relative path) and the problems met on the way.
 
     Problems are unreadable sub-folders and same-stem collisions (see module docstring); colliding files
     are removed from the returned inputs.
+
+    Args:
+        input_dir: The resolved input folder.
+        patterns: File extensions (:func:`normalise_patterns`).
+        skip: ``{resolved folder: what it is}``: folders not searched, nor anything under them, however they
+            are reached (``output_dir`` through a symbolic link under ``input_dir``, whose outputs were read
+            back as photographs, more of them each run; ``labels_dir`` inside ``input_dir``, whose masks
+            were). Each one reached is said once, as a warning.
 
     Raises:
         DataError: If no file matches ``patterns`` and nothing else was found either.
@@ -123,6 +136,7 @@ def discover(input_dir: Path, patterns: Sequence[str] | str) -> tuple[list[Input
     problems: list[InputProblem] = []
     files: list[InputFile] = []
     seen: set[str] = set()
+    skipped = {os.fspath(folder): what for folder, what in (skip or {}).items()}
 
     def on_error(err: OSError) -> None:
         where = Path(err.filename) if err.filename else input_dir
@@ -134,6 +148,16 @@ def discover(input_dir: Path, patterns: Sequence[str] | str) -> tuple[list[Input
             dirnames[:] = []
             continue
         seen.add(real)
+        inside = next((f for f in skipped if real == f or real.startswith(f.rstrip(os.sep) + os.sep)), None)
+        if inside is not None:
+            log.warning(
+                "input_dir/%s is %s%s: not searched for images",
+                _rel(Path(dirpath), input_dir).as_posix(),
+                "" if real == inside else "inside ",
+                skipped[inside],
+            )
+            dirnames[:] = []
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in exts:
