@@ -299,16 +299,33 @@ def test_add_ground_splits_at_the_range_limit():
     lines = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05)
     assert len(lines) == 1  # the ends are beyond range
     ln = lines[0]
-    assert len(ln.pixels) < 9 and ln.site == "s1"
-    assert np.hypot(*ln.ground_m.T).max() <= x * 1.05
+    assert ln.site == "s1" and len(ln.pixels) == len(ln.ground_m)
+    reach = np.hypot(*(ln.ground_m - np.array([pin.x_m, pin.y_m])).T)
+    assert reach.max() <= x * 1.05
+    # cut where the line leaves the range, not at its last vertex within it
+    assert reach[0] == pytest.approx(x * 1.05, rel=1e-6) and reach[-1] == pytest.approx(x * 1.05, rel=1e-6)
     assert len(ln.vertex_confidence) == len(ln.pixels)
     assert 0.2 < ln.confidence < 1.0
     # keep_unprojected: the far ends come back without ground coordinates, the pixel line stays whole
     pieces = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05, keep_unprojected=True)
     assert [p.ground_m is None for p in pieces] == [True, False, True]
     assert sum(p.length_px for p in pieces) == pytest.approx(_row_line(pin, v).length_px)
+    assert pieces[0].pixels[-1] == pytest.approx(pieces[1].pixels[0])  # the pieces meet at the cuts
     dense = add_ground([_row_line(pin, v, vc)], pin, max_range_m=x * 1.05, densify_px=2.0)
-    assert dense[0].length_m > ln.length_m  # cut closer to the range limit
+    assert dense[0].length_m == pytest.approx(ln.length_m, rel=1e-6)  # a straight line needs no densifying
+
+
+def test_a_two_vertex_contact_leaving_the_range_keeps_its_near_part_on_the_ground():
+    """A simplified straight contact has two vertices: one beyond the range (or above the horizon) took
+    the whole line's ground coordinates, and the contact map came out empty."""
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0)
+    col = pin.image_width / 2
+    line = ContactLine(np.array([[col, pin.image_height - 0.5], [col, 1.0]]), confidence=0.8)  # to the sky
+    assert not np.isfinite(pin.pixel_to_ground(np.array([col]), np.array([1.0]), max_range_m=15.0)).all()
+    (piece,) = add_ground([line], pin, max_range_m=15.0)
+    assert len(piece.pixels) == 2 and piece.confidence == 0.8
+    far = piece.ground_m[-1] - np.array([pin.x_m, pin.y_m])
+    assert np.hypot(*far) == pytest.approx(15.0, rel=1e-6)  # reaches out to the range limit
 
 
 def test_a_contact_split_at_the_range_limit_still_counts_once(tmp_path):

@@ -17,8 +17,7 @@ def densify(line: ContactLine, max_step_px: float) -> ContactLine:
     """Insert vertices so no segment is longer than ``max_step_px`` (shapely ``segmentize``).
 
     Per-vertex confidence is interpolated linearly along the line. Useful before projecting with a distorting
-    camera (a straight pixel segment is then a curve on the ground) or near the range limit (a piece is cut
-    at its last vertex within range).
+    camera (a straight pixel segment is then a curve on the ground).
     """
     geom = shapely.segmentize(shapely.LineString(line.pixels), max_step_px)
     pix = np.asarray(geom.coords)
@@ -34,6 +33,49 @@ def _runs(ok: np.ndarray) -> list[tuple[int, int]]:
     """``[start, stop)`` index ranges of consecutive True values."""
     edges = np.diff(np.r_[0, ok.astype(np.int8), 0])
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+#: Bisection steps that place a line's cut at the edge of the ground range: 2**-30 of a segment.
+_CUT_STEPS = 30
+
+
+def _cut_at_range_edges(
+    pix: np.ndarray,
+    ground: np.ndarray,
+    vc: np.ndarray | None,
+    camera: CameraModel,
+    max_range_m: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Insert, in every segment between a vertex that reaches the ground within range and one that does not,
+    the point where the segment leaves the range (or passes the horizon), found by bisection on the pixel
+    segment; it reaches the ground and carries the interpolated vertex confidence.
+
+    Without it a piece ended at its last vertex within range: a simplified straight contact has two
+    vertices, so one far vertex took the whole line's ground coordinates (and the contact map lost it).
+    The set of pixels that reach the ground within range is convex for a pinhole camera (a disc on the
+    plane seen through a projective map, below the horizon), so a segment has at most one such crossing.
+    """
+    ok = np.all(np.isfinite(ground), axis=1)
+    edges = np.flatnonzero(ok[:-1] != ok[1:])
+    if len(edges) == 0:
+        return pix, ground, vc
+    inside = np.where(ok[edges], edges, edges + 1)  # the end that reaches the ground
+    outside = np.where(ok[edges], edges + 1, edges)
+    lo, hi = np.zeros(len(edges)), np.ones(len(edges))  # fraction of the way from inside to outside
+    a, b = pix[inside], pix[outside]
+    for _ in range(_CUT_STEPS):
+        mid = 0.5 * (lo + hi)
+        at = a + mid[:, None] * (b - a)
+        hit = np.all(np.isfinite(camera.pixel_to_ground(at[:, 0], at[:, 1], max_range_m=max_range_m)), axis=1)
+        lo, hi = np.where(hit, mid, lo), np.where(hit, hi, mid)
+    cut = a + lo[:, None] * (b - a)
+    cut_ground = camera.pixel_to_ground(cut[:, 0], cut[:, 1], max_range_m=max_range_m)
+    at_index = edges + 1  # inserted between vertices edges and edges + 1
+    pix = np.insert(pix, at_index, cut, axis=0)
+    ground = np.insert(ground, at_index, cut_ground, axis=0)
+    if vc is not None:
+        vc = np.insert(vc, at_index, vc[inside] + lo * (vc[outside] - vc[inside]))
+    return pix, ground, vc
 
 
 def _length_weighted(values: np.ndarray, pts: np.ndarray) -> float:
@@ -53,9 +95,10 @@ def add_ground(
 ) -> list[ContactLine]:
     """Project each line's pixel vertices onto the camera's ground plane.
 
-    Lines are split where vertices do not reach the ground within ``max_range_m`` (at or above the horizon,
-    or too far); each remaining run of at least two vertices becomes a line whose ``pixels`` and
-    ``ground_m`` correspond vertex by vertex. A piece's ``confidence`` is the length-weighted mean (in pixels)
+    Lines are split where they stop reaching the ground within ``max_range_m`` (at or above the horizon,
+    or too far): a vertex is inserted where a segment crosses that edge (:func:`_cut_at_range_edges`), and
+    each remaining run of at least two vertices becomes a line whose ``pixels`` and ``ground_m`` correspond
+    vertex by vertex. A piece's ``confidence`` is the length-weighted mean (in pixels)
     of its ``vertex_confidence`` when the input has one, else the input line's confidence.
 
     Args:
@@ -64,7 +107,7 @@ def add_ground(
         max_range_m: Horizontal distance from the camera centre beyond which ground points are dropped
             (flat-ground ranges far away are too uncertain to map).
         densify_px: If set, lines are first densified to segments of at most this many pixels, so ground
-            geometry follows lens distortion and pieces are cut close to the range limit.
+            geometry follows lens distortion (a straight pixel segment is then a curve on the ground).
         keep_unprojected: If True, pieces that miss the ground are kept too, with ``ground_m = None`` and
             extended by one vertex into their projected neighbours, so the pieces together cover the whole
             pixel line (a per-image pixel-space output keeps far contacts); by default they are dropped.
@@ -80,6 +123,8 @@ def add_ground(
             line = densify(line, densify_px)
         pix = np.asarray(line.pixels, dtype=float)
         ground = camera.pixel_to_ground(pix[:, 0], pix[:, 1], max_range_m=max_range_m)
+        vertex_conf = None if line.vertex_confidence is None else np.asarray(line.vertex_confidence, float)
+        pix, ground, vertex_conf = _cut_at_range_edges(pix, ground, vertex_conf, camera, max_range_m)
         ok = np.all(np.isfinite(ground), axis=1)
         pieces = [(s, e, True) for s, e in _runs(ok)]
         if keep_unprojected:
@@ -90,7 +135,7 @@ def add_ground(
         for start, stop, projected in pieces:
             if stop - start < 2:
                 continue
-            vc = None if line.vertex_confidence is None else np.asarray(line.vertex_confidence)[start:stop]
+            vc = None if vertex_conf is None else vertex_conf[start:stop]
             conf = line.confidence if vc is None else _length_weighted(vc, pix[start:stop])
             out.append(
                 ContactLine(
