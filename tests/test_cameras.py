@@ -659,6 +659,22 @@ def test_a_cahvor_pixel_whose_newton_start_is_past_the_peak_keeps_its_ray():
     np.testing.assert_allclose(cv.world_to_pixel(cv.C + 5.0 * ray), [156.6, 0.5], atol=1e-6)
 
 
+def test_a_cahvor_root_on_the_branch_beyond_the_fold_is_no_ray_as_with_the_pinhole():
+    """Where ``k2 > 0`` the distortion polynomial rises again past its fold, and Newton's method converged
+    there: pixel (2.5, 32.5) got a CAHVOR ray of undistorted radius 3.56 (the fold is at 1.32) and a ground
+    point 28 m away, where the pinhole it was made from has no ray. Both models now agree, pixel by pixel."""
+    pin = PinholeCamera(200, 100, 150.0, 45.0, k1=-0.25, k2=0.02)
+    cv = cahvor_from_pinhole(pin)
+    u, v = np.meshgrid(np.arange(0.5, 200.0), np.arange(0.5, 100.0))
+    u, v = u.ravel(), v.ravel()
+    pin_rays, cv_rays = pin.pixel_to_ray(u, v), cv.pixel_to_ray(u, v)
+    none = np.isnan(pin_rays).any(axis=-1)
+    assert 0 < none.sum() < len(u)  # the image reaches past the fold
+    np.testing.assert_array_equal(np.isnan(cv_rays).any(axis=-1), none)
+    np.testing.assert_allclose(cv_rays[~none], pin_rays[~none], atol=1e-9)
+    assert np.isnan(cv.pixel_to_ground(np.array([2.5]), np.array([32.5]), 30.0)).all()
+
+
 def test_angles_in_radians_and_short_vectors_in_a_pds_frame_are_named(tmp_path):
     """``"yaw_rad": 1.5708`` was ignored (yaw 0, the ground contacts turned 90 degrees) without a word, and a
     two-number vector in a PDS (NED) frame file got numpy's "operands could not be broadcast" message."""

@@ -230,6 +230,26 @@ class CahvCamera:
         return cam
 
 
+def _first_peak(k1: float, k3: np.ndarray, k5: np.ndarray) -> np.ndarray:
+    """Where ``f(x) = k1 x + k3 x^3 + k5 x^5`` first stops rising from ``x = 0``: the lens fold, in the
+    units of ``x``. ``inf`` where ``f`` rises for ever, 0 where it does not rise from 0 at all (``k1 <= 0``).
+
+    A root of ``f(x) = 1`` beyond it lies on a branch where the lens maps inward or, when ``k5 > 0``, on the
+    third branch where ``f`` rises again: neither is the pixel's ray (the pinhole model gives none there).
+    """
+    k3 = np.asarray(k3, dtype=np.float64)
+    k5 = np.asarray(k5, dtype=np.float64)
+    # The smallest positive y = x^2 with f'(x) = 5 k5 y^2 + 3 k3 y + k1 = 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disc = 9.0 * k3 * k3 - 20.0 * k5 * k1
+        root = np.sqrt(np.where(disc >= 0.0, disc, np.nan))
+        quadratic = np.stack([(-3.0 * k3 - root) / (10.0 * k5), (-3.0 * k3 + root) / (10.0 * k5)])
+        linear = np.where(k3 < 0.0, -k1 / (3.0 * k3), np.nan)
+    ys = np.where(k5 != 0.0, quadratic, np.stack([linear, linear]))
+    ys = np.where(ys > 0.0, ys, np.inf)
+    return np.sqrt(np.min(ys, axis=0)) if k1 > 0.0 else np.zeros(np.broadcast(k3, k5).shape)
+
+
 def _root_before_fold(k1: float, k3: np.ndarray, k5: np.ndarray) -> np.ndarray:
     """The root of ``f(x) = k1 x + k3 x^3 + k5 x^5 - 1`` on the rising part of ``f`` from 0 (before its
     first peak, where the lens folds back), by bisection; NaN where ``f`` peaks below 0 (no ray).
@@ -245,15 +265,7 @@ def _root_before_fold(k1: float, k3: np.ndarray, k5: np.ndarray) -> np.ndarray:
         x2 = x * x
         return ((k5 * x2 + k3) * x2 + k1) * x - 1.0
 
-    # First peak: the smallest positive y = x^2 with f'(x) = 5 k5 y^2 + 3 k3 y + k1 = 0.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        disc = 9.0 * k3 * k3 - 20.0 * k5 * k1
-        root = np.sqrt(np.where(disc >= 0.0, disc, np.nan))
-        quadratic = np.stack([(-3.0 * k3 - root) / (10.0 * k5), (-3.0 * k3 + root) / (10.0 * k5)])
-        linear = np.where(k3 < 0.0, -k1 / (3.0 * k3), np.nan)
-    ys = np.where(k5 != 0.0, quadratic, np.stack([linear, linear]))
-    ys = np.where(ys > 0.0, ys, np.inf)
-    peak = np.sqrt(np.min(ys, axis=0))
+    peak = _first_peak(k1, k3, k5)
     upper = np.where(np.isfinite(peak), peak, 1.0)
     for _ in range(64):  # no peak: f rises for ever; widen until it is above 0
         grow = ~np.isfinite(peak) & (f(upper) < 0.0)
@@ -327,12 +339,14 @@ class CahvorCamera(CahvCamera):
             if np.all(np.abs(step) < _NEWTON_TOL):
                 break
         # A pixel beyond the radius where a barrel-distorted lens folds back has no ray: there the iteration
-        # stops short of a root, or on one where the lens maps inward (derivative <= 0). It was used as it
-        # stood, a finite ray 600 px off on a 1024 px camera, and its made-up metres went to contact files.
+        # stops short of a root, or on one past the fold (where the lens maps inward, or, with r2 > 0, on
+        # the branch where it rises again). Such a root was used as it stood, a finite ray 600 px off on a
+        # 1024 px camera, and its made-up metres went to contact files; the pinhole model gives none there.
         x2 = x * x
         poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
         deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
-        missed = ~(np.isfinite(x) & (np.abs(poly) <= _ROOT_TOL) & (deriv > 0.0))
+        before_fold = (x >= 0.0) & (x <= _first_peak(float(k1), k3, k5))
+        missed = ~(np.isfinite(x) & (np.abs(poly) <= _ROOT_TOL) & (deriv > 0.0) & before_fold)
         if np.any(missed):  # Newton started past the fold's peak, or there is no root: bisect where one is
             k3b, k5b = np.broadcast_to(k3, x.shape)[missed], np.broadcast_to(k5, x.shape)[missed]
             x = np.array(x, dtype=np.float64, copy=True)
