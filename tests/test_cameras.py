@@ -587,6 +587,54 @@ def test_a_key_of_another_camera_model_is_refused(tmp_path, model, key, value, u
         load_camera(path)
 
 
+#: Keys of camera models this code does not have (OpenCV's pinhole, JPL's CAHVORE) and what the refusal says.
+FOREIGN_MODEL_KEYS = [
+    ("pinhole", "k3", 0.1, r"k1 and k2 only.*refit"),
+    ("pinhole", "p1", 0.01, r"no tangential distortion.*refit"),
+    ("pinhole", "p2", 0.01, r"no tangential distortion.*refit"),
+    ("pinhole", "cx", 60.0, r"principal point is the image centre.*model 'cahv'"),
+    ("pinhole", "cy", 40.0, r"principal point is the image centre.*model 'cahv'"),
+    ("pinhole", "fx", 100.0, r"hfov_deg = 2 atan\(image_width / \(2 fx\)\).*model 'cahv'"),
+    ("pinhole", "fy", 100.0, r"hfov_deg = 2 atan\(image_width / \(2 fx\)\).*model 'cahv'"),
+    ("cahvor", "E", [0.1, 0.2, 0.3], r"CAHVORE.*not supported.*cannot be dropped"),
+    ("cahvor", "T", 2, r"CAHVORE.*not supported"),
+    ("cahvor", "P", 1.0, r"CAHVORE.*not supported"),
+    ("cahvor", "linearity", 1.0, r"CAHVORE.*not supported"),
+    ("cahv", "E", [0.1, 0.2, 0.3], r"CAHVORE.*not supported"),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "value", "said"), FOREIGN_MODEL_KEYS, ids=[f"{m}-{k}" for m, k, *_ in FOREIGN_MODEL_KEYS]
+)
+def test_keys_of_camera_models_this_code_lacks_are_refused(tmp_path, model, key, value, said):
+    """OpenCV's ``k3``, ``p1``, ``p2``, ``cx``, ``cy``, ``fx``, ``fy`` in a pinhole file, and CAHVORE's ``E``,
+    ``T``, ``P`` or ``linearity`` in a CAHV(OR) one, were read as absent: the camera was another lens and the
+    metres wrong without a word (while a ``K`` with an off-centre principal point was refused)."""
+    cam = PinholeCamera(120, 80, 60.0, 20.0, site="S")
+    d = {"pinhole": cam, "cahv": cahv_from_pinhole(cam), "cahvor": cahvor_from_pinhole(cam)}[model].to_dict()
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps({**d, key: value}))
+    with pytest.raises(
+        CameraFileError, match=rf"c\.camera\.json: key '{key}' is not read by a '{model}'.*{said}"
+    ):
+        load_camera(path)
+
+
+@pytest.mark.parametrize("model", ["cahvore", "CAHVORE"])
+def test_a_cahvore_camera_is_refused_without_advice_to_drop_its_e_terms(tmp_path, model):
+    """Perseverance's cameras are published as CAHVORE; the refusal advised ``"model": "cahvor"``, which
+    would then have read the file with its E terms dropped (another lens)."""
+    d = cahvor_from_pinhole(PinholeCamera(120, 80, 60.0, 20.0)).to_dict()
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps({**d, "model": model, "E": [0.0, 0.01, 0.0], "linearity": 1.0}))
+    with pytest.raises(CameraFileError) as refused:
+        load_camera(path)
+    said = str(refused.value)
+    assert said.startswith(f"{path}: CAHVORE") and "not supported" in said and "cannot be dropped" in said
+    assert '"model": "cahvor"' not in said
+
+
 @pytest.mark.parametrize("site", [7, ["a"], {"name": "x"}, True])
 def test_a_cahv_site_that_is_not_a_name_is_refused(tmp_path, site):
     """A CAHV(OR) camera with ``"site": 7`` was accepted and crashed the contact map at the end of the run

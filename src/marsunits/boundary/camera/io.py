@@ -2,8 +2,9 @@
 
 Schema (one JSON object per file; other keys are ignored, except one that looks like a misspelt key of the
 model, e.g. ``heigth_m`` or ``roll`` for ``roll_deg``, or a key of another model, e.g. ``ground_z_m`` or
-``z_m`` in a pinhole file: that is an error, because the camera would otherwise be read with the default
-silently):
+``z_m`` in a pinhole file, OpenCV's ``k3``, ``p1``, ``p2``, ``cx``, ``cy``, ``fx``, ``fy`` in a pinhole file
+or CAHVORE's ``E``, ``T``, ``P``, ``linearity`` in a CAHV(OR) one: that is an error, because the camera would
+otherwise be read with the default silently, another lens than the file's):
 
 * ``"model": "pinhole"`` -- :meth:`PinholeCamera.to_dict` form (what the synthetic generator writes to
   ``cameras/<name>.json``). Required: ``image_width``, ``image_height``, ``hfov_deg``, ``pitch_deg``;
@@ -15,6 +16,9 @@ silently):
   z down as in PDS SITE frames, converted on reading), ``ground_z_m`` (height of the ground plane in the
   FLU site frame, z up, default 0; also with ``"ned"``: a ground 0.5 m below the origin is ``-0.5``).
 * ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers).
+
+CAHVORE (CAHVOR plus the moving entrance pupil ``E`` of wide-angle lenses, the form Perseverance's cameras
+are published in) is not supported: a ``"model": "cahvore"`` file is refused rather than read without ``E``.
 
 CAHV(OR) image coordinates follow the PDS convention (origin at the centre of the top-left pixel); the
 models convert to the project's corner-origin pixels themselves.
@@ -62,25 +66,60 @@ _KNOWN = {
     "cahv": ("model", "C", "A", "H", "V", "image_width", "image_height", "site", "frame", "ground_z_m"),
 }  # fmt: skip
 _KNOWN["cahvor"] = (*_KNOWN["cahv"], "O", "R")
-#: Keys that mean something to a reader of camera files but not to this model, and what to use instead: a
+#: What to do instead of CAHVORE, whose E terms cannot be left out (said for its model name and its keys).
+_NOT_CAHVORE = (
+    "use a CAHVOR or CAHV model of the camera (e.g. the CAHV model of a linearized PDS image product, with "
+    "that image), or predict without this camera file (the contacts in pixels need none)"
+)
+#: Keys that mean something to a reader of camera files but not to this model, and what to do instead: a
 #: pinhole camera stands ``height_m`` over flat ground at z = 0, so ``ground_z_m``, ``frame`` or a CAHV
-#: vector in a pinhole file (or ``hfov_deg`` in a CAHV one) would be ignored and the metres silently wrong.
+#: vector in a pinhole file (or ``hfov_deg`` in a CAHV one) would be ignored and the metres silently wrong;
+#: so would OpenCV's extra lens terms in a pinhole file, or CAHVORE's in a CAHV(OR) one (another lens).
 _FOREIGN = {
     "pinhole": {
-        "z_m": "height_m (the camera's height over the ground)",
-        "ground_z_m": "height_m (the camera's height over the ground; a pinhole's ground is z = 0)",
-        "frame": "nothing: a pinhole camera is in the FLU site frame (x forward, y left, z up)",
-        **{k: "model 'cahv' or 'cahvor' with all their vectors" for k in ("C", "A", "H", "V", "O", "R")},
+        "z_m": "use height_m (the camera's height over the ground)",
+        "ground_z_m": "use height_m (the camera's height over the ground; a pinhole's ground is z = 0)",
+        "frame": "use nothing: a pinhole camera is in the FLU site frame (x forward, y left, z up)",
+        **{k: "use model 'cahv' or 'cahvor' with all their vectors" for k in ("C", "A", "H", "V", "O", "R")},
+        "k3": (
+            "this model's distortion is radial with k1 and k2 only (x_d = x (1 + k1 r^2 + k2 r^4); no model "
+            "here has an r^6 term): delete k3 if it is 0, else refit the lens with k1 and k2 alone"
+        ),
+        **{
+            k: "this code has no tangential distortion (OpenCV's p1, p2): delete p1 and p2 if they are 0, "
+            "else refit the lens with the radial k1 and k2 alone"
+            for k in ("p1", "p2")
+        },
+        **{
+            k: "a pinhole's principal point is the image centre (image_width / 2, image_height / 2, origin "
+            "at the top-left pixel's corner): delete cx and cy if they are that to half a pixel, else write "
+            "the camera as model 'cahv' (or 'cahvor'), whose H and V hold it (README, Camera files)"
+            for k in ("cx", "cy")
+        },
+        **{
+            k: "give hfov_deg = 2 atan(image_width / (2 fx)) in degrees instead, fx being the focal length "
+            "in pixels (square pixels: fx = fy); a calibration whose fx and fy differ is written as model "
+            "'cahv' (README, Camera files)"
+            for k in ("fx", "fy", "focal_px")
+        },
     },
     "cahv": {
-        k: "model 'pinhole' with its keys, or the CAHV vectors alone"
+        k: "use model 'pinhole' with its keys, or the CAHV vectors alone"
         for k in ("hfov_deg", "pitch_deg", "roll_deg", "yaw_deg", "height_m", "x_m", "y_m", "z_m", "k1", "k2")
     },
 }
+# CAHVORE's entrance-pupil terms E, its type T and parameter P (PDS MODEL_COMPONENT_7..9), or linearity.
+_FOREIGN["cahv"].update(
+    {
+        k: "CAHVORE is not supported, and its E terms cannot be dropped without error (the file would be "
+        f"read as another lens); {_NOT_CAHVORE}"
+        for k in ("E", "T", "P", "linearity")
+    }
+)
 _FOREIGN["cahvor"] = dict(_FOREIGN["cahv"])
 # O and R are CAHVOR's lens distortion: a CAHV file dropped R without a word and failed on O with
 # "CahvCamera.__init__() got an unexpected keyword argument 'O'".
-_FOREIGN["cahv"].update({k: "model 'cahvor' (O and R are its lens distortion)" for k in ("O", "R")})
+_FOREIGN["cahv"].update({k: "use model 'cahvor' (O and R are its lens distortion)" for k in ("O", "R")})
 #: Other names of a pinhole's angles, and the key meant: read as absent (yaw 0), they turned every ground
 #: contact. Refused only where the key meant is not given (beside it, they are kept as metadata).
 _ALIASES = {
@@ -115,10 +154,7 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         model = model.lower()  # "CAHVOR", as PDS labels write MODEL_TYPE
         d = {**d, "model": model}
     if model not in _REQUIRED:
-        raise CameraFileError(
-            f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
-            'Add e.g. "model": "cahvor" to the file.'
-        )
+        raise CameraFileError(_unknown_model(model, source))
     _check_misspelt_keys(d, model, source)
     missing = [k for k in _REQUIRED[model] if k not in d]
     if missing:
@@ -167,12 +203,31 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
 
 
+def _unknown_model(model: Any, source: str) -> str:
+    """The refusal of a camera whose ``model`` is absent or not one this code reads, with what to do.
+
+    A CAHVORE is said by name: relabelled ``"cahvor"``, as a generic "add a model" advice suggested, it
+    would be read with its E terms dropped, another lens.
+    """
+    if isinstance(model, str) and model.lower() == "cahvore":
+        return (
+            f"{source}: CAHVORE (the model Perseverance's cameras are published in) is not supported: this "
+            f"code reads {sorted(_REQUIRED)}, and a CAHVORE's E terms cannot be dropped without error (read "
+            f"as 'cahvor', the file would be another lens and its metres wrong); {_NOT_CAHVORE}"
+        )
+    said = f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
+    if model is None:
+        return said + 'Add e.g. "model": "cahvor" to the file.'
+    return said + "Write the camera as one of these models (README, Camera files)."
+
+
 def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
     """Refuse a key that is not one of the model's but looks like one that is absent.
 
     ``"heigth_m": 1.9`` or ``"roll": 3`` would otherwise be ignored and the camera built with the default
-    height or roll, putting every ground contact in the wrong place without a word. Unrelated extra keys
-    (``"instrument"``, ``"sclk"``) stay allowed.
+    height or roll, putting every ground contact in the wrong place without a word; so would a key of
+    another model (``_FOREIGN``: ``ground_z_m`` in a pinhole file, OpenCV's ``k3`` or ``cx``, CAHVORE's
+    ``E``). Unrelated extra keys (``"instrument"``, ``"sclk"``) stay allowed.
 
     Raises:
         CameraFileError: Naming the key and the one it probably means.
@@ -196,7 +251,7 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
         if key in _FOREIGN[model]:
             raise CameraFileError(
                 f"{source}: key {key!r} is not read by a {model!r} camera, so the ground coordinates would "
-                f"silently ignore it; use {_FOREIGN[model][key]} (the keys of this model: {list(known)})"
+                f"silently ignore it; {_FOREIGN[model][key]} (the keys of this model: {list(known)})"
             )
         # Unit suffix left off ("pitch"), a case slip ("Pitch_deg"), or a typo ("heigth_m").
         guess = [k for k in known if k.lower().startswith(key.lower() + "_") or k.lower() == key.lower()]
