@@ -246,3 +246,17 @@ def test_a_strip_one_pixel_thin_has_no_contact(shape):
     probs[2] *= 0.1
     probs /= probs.sum(axis=0)
     assert extract_contacts(probs) == []
+
+
+@pytest.mark.parametrize("drop_border_px", [1.5, 20.0, 30.5])
+def test_a_piece_within_drop_border_px_of_no_data_is_dropped_however_far_that_is(drop_border_px):
+    """The distance to no-data was computed on a crop 12 px beyond the contact: with ``drop_border_px=20`` a
+    contact 14 to 20 px from no-data was kept. A piece is dropped exactly when it lies within the distance."""
+    probs = np.zeros((3, 100, 100))
+    probs[0, :, :50], probs[1, :, 50:] = 1.0, 1.0  # the contact is the line x = 50
+    cfg = ContactConfig(drop_border_px=drop_border_px)
+    for start in (52, 62, 64, 66, 70, 72, 80, 81, 82):  # no-data from column `start`: that far from it
+        q = probs.copy()
+        q[:, :, start:] = np.nan
+        lines = extract_contacts(q, cfg)
+        assert len(lines) == (start - 50 > drop_border_px), (start, lines)

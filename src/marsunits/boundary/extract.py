@@ -120,13 +120,21 @@ def _vertex_weights(rc: np.ndarray) -> np.ndarray:
     return w
 
 
-#: Extra pixels around each contact zone's bounding box (>= 1 for the central-difference gradient at sampled
-#: pixels; 12 keeps the crop's distance-to-invalid values exact wherever they can matter, see below).
+#: Least number of extra pixels around each contact zone's bounding box (>= 1 for the central-difference
+#: gradient at sampled pixels); :func:`_crop_margin` widens it for a larger ``drop_border_px``.
 _CROP_MARGIN = 12
 
 #: Contact zones are grouped into crops by the zone's top-left corner on a grid of this many pixels, so
 #: a noisy probability map with thousands of tiny zones costs a few dozen ``find_contours`` calls.
 _GROUP_PX = 512
+
+
+def _crop_margin(drop_border_px: float) -> int:
+    """Extra pixels around a contact zone's bounding box for its crop: at least :data:`_CROP_MARGIN`, and
+    at least ``drop_border_px + 2`` so that the crop's distances to invalid pixels decide "traces an invalid
+    edge" as the whole image's would (the argument is in :func:`_crop_lines`). With a fixed 12 px, a piece
+    14 to 20 px from no-data was kept under ``drop_border_px = 20``."""
+    return max(_CROP_MARGIN, int(np.ceil(drop_border_px)) + 2)
 
 
 def _contact_zones(
@@ -243,10 +251,11 @@ def extract_contacts(
         return []
 
     g_ref = min(2.0 / cfg.transition_width_px, _step_gradient(float(cfg.smoothing_sigma_px)))
+    margin = _crop_margin(cfg.drop_border_px)
     lines: list[ContactLine] = []
     for rows, cols, ids in crops:
-        r0, c0 = max(rows.start - _CROP_MARGIN, 0), max(cols.start - _CROP_MARGIN, 0)
-        r1, c1 = min(rows.stop + _CROP_MARGIN, H), min(cols.stop + _CROP_MARGIN, W)
+        r0, c0 = max(rows.start - margin, 0), max(cols.start - margin, 0)
+        r1, c1 = min(rows.stop + margin, H), min(cols.stop + margin, W)
         box = (slice(r0, r1), slice(c0, c1))
         mask = region[box] & np.isin(labels[box], ids)
         # "high" orientation: the high side (unit 0) is kept on the left in (row, col) coordinates.
@@ -273,9 +282,13 @@ def _crop_lines(
     """Filter, score and simplify the contours found in one crop (crop-local ``(row, col)`` coordinates).
 
     ``ok`` is the crop's validity (None when the whole image is valid). Its distance to the nearest invalid
-    pixel is computed on the crop: that equals the whole-image distance wherever it is at most the crop
-    margin, and, the distance being 1-Lipschitz, the bilinear samples that decide "traces an invalid edge"
-    (``<= drop_border_px``) only read pixels within a few pixels of a vertex, so the decision is unchanged.
+    pixel is computed on the crop, whose margin ``m`` (:func:`_crop_margin`) is at least
+    ``drop_border_px + 2``, so the decision "traces an invalid edge" (a bilinear sample ``<= drop_border_px``)
+    is the whole image's. The crop's distance is never smaller than the whole image's, and equals it at a
+    pixel of the zone's bounding box whose nearest invalid pixel is within ``m`` (that pixel is in the
+    crop). A vertex's sample reads four such pixels within ``sqrt(2)`` of each other; the distance being
+    1-Lipschitz, if one of them is farther than ``m`` (so possibly inexact), all are farther than
+    ``m - 0.5 - sqrt(2) > drop_border_px`` in both computations, and the piece is kept by both.
     """
     H, W = shape
     offset = np.asarray(origin, dtype=float)
