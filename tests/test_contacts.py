@@ -260,3 +260,22 @@ def test_a_piece_within_drop_border_px_of_no_data_is_dropped_however_far_that_is
         q[:, :, start:] = np.nan
         lines = extract_contacts(q, cfg)
         assert len(lines) == (start - 50 > drop_border_px), (start, lines)
+
+
+@pytest.mark.parametrize("centre", [40.0, 40.25, 40.5], ids=["pixel-edge", "quarter", "pixel-centre"])
+def test_sharpness_of_linear_transitions_is_as_documented(centre):
+    """The docstring said a transition completing within ``transition_width_px`` (4 px) scores 1; the 1 px
+    smoothing flattens such a ramp, and it scores 0.88 to 0.94. What ContactConfig and the README now say:
+    a hard edge and a ramp up to 3 px score 1, 4 px about 0.9, wider ones about 4 / width."""
+    x, _ = _centres(40, 80)
+
+    def confidence(width: float) -> float:
+        n = np.clip((x - centre) / (width / 2.0), -1.0, 1.0)  # (p0 - p1) falls from 1 to -1 over `width` px
+        (line,) = extract_contacts(np.stack([(1 - n) / 2, (1 + n) / 2, np.zeros_like(n)]))
+        return line.confidence
+
+    for width in (1e-3, 1.0, 2.0, 3.0):
+        assert confidence(width) == pytest.approx(1.0)
+    assert 0.85 < confidence(4.0) < 0.95
+    for width in (8.0, 16.0):
+        assert confidence(width) == pytest.approx(4.0 / width, abs=0.02)

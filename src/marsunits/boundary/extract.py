@@ -29,8 +29,10 @@ Confidence (all values in [0, 1]):
   ``g_ref = min(2 / transition_width_px, g_step)``: ``2 / w`` is the gradient of a linear ramp of ``n``
   from -1 to 1 over ``w`` pixels, and ``g_step`` the gradient a perfectly sharp label step has at its
   contact after the configured smoothing (computed numerically: 1.0 without smoothing, about 0.64 for
-  sigma = 1 px), so a hard label edge always scores 1. With the defaults, a transition between the units
-  that completes within 4 px scores 1, one 8 px wide scores 0.5.
+  sigma = 1 px), so a hard label edge always scores 1. A linear transition ``w`` px wide is measured after
+  the same smoothing, which flattens its middle too: with the defaults (sigma = 1 px, 4 px) one up to 3 px
+  wide scores 1, one 4 px wide about 0.9 (0.88 to 0.94, by where it lies on the pixel grid), and a wider one
+  about ``transition_width_px / w`` (a little less just above 4 px): 0.5 at 8 px, 0.25 at 16 px.
 * **dominance** at a vertex: ``m = p0 + p1`` (smoothed, bilinear), the probability that the point is on one
   of the two units at all.
 * **vertex confidence** ``c = s * m``.
@@ -70,8 +72,10 @@ class ContactConfig:
         min_length_px: Lines shorter than this (pixels, before simplification) are dropped.
         dominance_threshold: The contact exists only where ``p0 + p1`` exceeds this value (the pair of units
             dominates ``other``).
-        transition_width_px: Width (pixels) of a transition between the units that still counts as fully
-            sharp in the confidence (see the module docstring); wider transitions score proportionally less.
+        transition_width_px: Width (pixels) of a linear transition between the units whose gradient,
+            ``2 / width``, is the confidence's reference of full sharpness (see the module docstring); wider
+            transitions score about ``transition_width_px / width``. The smoothing flattens a transition
+            this wide a little: with the defaults it scores about 0.9, one 3 px wide scores 1.
         drop_border_px: A piece whose every vertex lies within this distance (pixels) of the image border or
             of an invalid pixel is dropped: it traces the edge of the data, not a contact.
     """
