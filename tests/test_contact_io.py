@@ -75,3 +75,67 @@ def test_lines_as_stored_are_the_lines_read_back(tmp_path) -> None:
     write_contacts(tmp_path / "again.geojson", stored, 100, 100)
     again, _ = read_contacts(tmp_path / "again.geojson")
     assert [ln.length_px for ln in again] == [ln.length_px for ln in back]
+
+
+def _collection(*features, **members) -> dict:
+    size = {"image_width": 64, "image_height": 48}
+    return {"type": "FeatureCollection", **size, **members, "features": features}
+
+
+def _line(coordinates, **properties) -> dict:
+    geometry = {"type": "LineString", "coordinates": coordinates}
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+MALFORMED = {
+    "a list at the top level": ([_line([[1, 2], [3, 4]])], r"not a GeoJSON FeatureCollection.*got a list"),
+    "features null": (_collection() | {"features": None}, r"'features' must be a list.*got None"),
+    "no features": ({"type": "FeatureCollection"}, r"'features' must be a list"),
+    "a feature that is a list": (_collection([1, 2]), r"feature 0 is a list, expected a GeoJSON Feature"),
+    "geometry without coordinates": (
+        _collection({"type": "Feature", "geometry": {"type": "LineString"}, "properties": {}}),
+        r"feature 0: 'coordinates' must be a list of 2 or more positions",
+    ),
+    "one position": (_collection(_line([[1, 2]])), r"feature 0: 'coordinates' must be a list of 2 or more"),
+    "a position of strings": (_collection(_line([["1", 2], [3, 4]])), r"feature 0: .*\[x, y\] or \[x, y, z"),
+    "a 4-number position": (_collection(_line([[1, 2, 0, 5], [3, 4, 0, 5]])), r"\[x, y\] or \[x, y, z\]"),
+    "a NaN vertex": (_collection(_line([[1, float("nan")], [3, 4]])), r"feature 0: .*finite"),
+    "confidence null": (_collection(_line([[1, 2], [3, 4]], confidence=None)), r"'confidence' must be"),
+    "confidence 2": (_collection(_line([[1, 2], [3, 4]], confidence=2)), r"'confidence' must be a number in"),
+    "properties a list": (
+        {**_collection(), "features": [{**_line([[1, 2], [3, 4]]), "properties": [1]}]},
+        r"feature 0: 'properties' must be a JSON object or null",
+    ),
+    "vertex_confidence text": (
+        _collection(_line([[1, 2], [3, 4]], vertex_confidence="high")),
+        r"'vertex_confidence' must be",
+    ),
+    "ground_m of 3 numbers": (
+        _collection(_line([[1, 2], [3, 4]], ground_m=[[1, 2, 3], [4, 5, 6]])),
+        r"'ground_m' must be",
+    ),
+    "site a number": (_collection(_line([[1, 2], [3, 4]], site=3)), r"'site' must be"),
+    "image_width text": (_collection(image_width="abc"), r"'image_width' must be a whole number of pixels"),
+    "image_height fractional": (_collection(image_height=47.5), r"'image_height' must be a whole number"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_contact_file_is_a_value_error_naming_the_file_and_the_fault(tmp_path, case) -> None:
+    """The reader promised a ValueError naming the file; a geometry without coordinates, a list at the top
+    level, ``"features": null`` or ``"confidence": null`` raised KeyError, AttributeError or TypeError
+    instead, which the evaluation does not catch (the whole predict.py run stopped)."""
+    data, said = MALFORMED[case]
+    path = tmp_path / "t.contact.geojson"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 't.contact.geojson'}.*{said}"):
+        read_contacts(path)
+
+
+def test_3d_coordinates_are_read_with_z_dropped(tmp_path) -> None:
+    """GeoJSON positions may carry a third number (height): legal, so read as (x, y)."""
+    path = tmp_path / "t.contact.geojson"
+    path.write_text(json.dumps(_collection(_line([[60, 0, 0.0], [60, 80, 1.5]]), image_height=80)))
+    (line,), size = read_contacts(path)
+    np.testing.assert_array_equal(line.pixels, [[60.0, 0.0], [60.0, 80.0]])
+    assert size == (64, 80) and line.length_px == 80.0

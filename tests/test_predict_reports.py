@@ -798,3 +798,37 @@ def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting
     assert row["status"] == "error" and "longer than the filesystem allows (255 bytes)" in row["message"]
     assert "rename the input to a stem of at most 239 bytes" in row["message"]
     assert find_camera_file(inp / ("c" * 250 + ".png")) is None  # its sidecar's name cannot exist
+
+
+@pytest.mark.parametrize(
+    ("case", "content"),
+    [
+        ("no coordinates", {"type": "FeatureCollection", "features": [{"geometry": {"type": "LineString"}}]}),
+        ("a list", [1, 2]),
+        ("features null", {"type": "FeatureCollection", "features": None}),
+        ("confidence null", {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[30, 0], [30, 40]]},
+             "properties": {"confidence": None}}]}),
+    ],
+)  # fmt: skip
+def test_a_malformed_true_contact_file_is_a_contact_error_and_scoring_goes_on(
+    tmp_path: Path, case: str, content: object
+) -> None:
+    """A true contact file without coordinates (KeyError), or a list (AttributeError), stopped the whole
+    predict.py run with labels_dir; it is recorded under ``contact_errors`` like an unreadable one."""
+    h, w = 40, 60
+    labels = tmp_path / "data" / "masks"
+    contacts = tmp_path / "data" / "contacts"
+    for stem in ("bad", "fine"):
+        write_png_atomic(labels / f"{stem}.png", _halves(h, w, 30))
+    contacts.mkdir(parents=True)
+    (contacts / "bad.contact.geojson").write_text(json.dumps(content))
+    write_contacts(contacts / "fine.contact.geojson", [_vertical(30, h)], w, h)
+    ev = Evaluation(labels)
+    for stem in ("bad", "fine"):
+        ev.add(PurePosixPath(f"{stem}.png"), _halves(h, w, 30), [_vertical(30, h)])
+    m = ev.to_dict()
+    assert m["images_scored"] == 2 and not m["label_errors"]
+    assert list(m["contact_errors"]) == ["bad.png"]
+    assert m["contact_errors"]["bad.png"].startswith(str(contacts / "bad.contact.geojson"))
+    assert m["overall"]["n_line_images"] == 1

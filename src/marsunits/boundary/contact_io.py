@@ -15,13 +15,17 @@ coordinates** (``x`` = column, ``y`` = row, origin at the corner of the top-left
   (:func:`count_contacts`).
 
 The collection itself carries ``image_width`` and ``image_height`` so a reader can check it against its
-image. Files are written to a temporary name and renamed, so a reader never sees half a file.
+image. Files are written to a temporary name and renamed, so a reader never sees half a file. A reader
+takes 3-D positions ``[x, y, z]`` (legal GeoJSON, e.g. from a GIS) as ``[x, y]``, and refuses any other
+malformed file with a ValueError naming it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -152,7 +156,8 @@ def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tupl
         The lines, and ``(image_width, image_height)`` if the file records it.
 
     Raises:
-        ValueError: If the file is not a FeatureCollection of LineStrings (names the file).
+        ValueError: If the file cannot be read or is not a valid contact file (see
+            :func:`read_contact_collection`); the message names the file and what is wrong.
     """
     lines, members = read_contact_collection(path)
     size = None
@@ -166,17 +171,30 @@ def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactL
     (``image_width``, ``image_height``, and what the writer added, e.g. ``image_greyscale``).
 
     Raises:
-        ValueError: If the file is not a FeatureCollection of LineStrings (names the file).
+        ValueError: If the file cannot be read (not UTF-8 JSON), is not a FeatureCollection whose
+            ``features`` are LineString Features of two or more finite ``[x, y]`` (or ``[x, y, z]``)
+            positions, has a property of the wrong type (``confidence`` not a number in [0, 1], ...), or
+            records an ``image_width`` / ``image_height`` that is not a whole number of pixels. The message
+            names the file, the feature and what is wrong: a malformed file is never a KeyError or
+            TypeError (the evaluation records a ValueError against the image and goes on).
     """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read contact file {path}: {exc}") from exc
-    if data.get("type") != "FeatureCollection":
-        raise ValueError(f"{path} is not a GeoJSON FeatureCollection")
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        found = f"type {data.get('type')!r}" if isinstance(data, dict) else f"a {_kind(data)}"
+        raise ValueError(
+            f'{path} is not a GeoJSON FeatureCollection (a JSON object with "type": "FeatureCollection" '
+            f'and a "features" list), got {found}'
+        )
     lines = _lines_from_features(data, path)
-    return lines, {k: v for k, v in data.items() if k not in ("type", "features")}
+    members = {k: v for k, v in data.items() if k not in ("type", "features")}
+    for key in ("image_width", "image_height"):
+        if key in members and not _is_pixel_count(members[key]):
+            raise ValueError(f"{path}: {key!r} must be a whole number of pixels > 0, got {members[key]!r}")
+    return lines, members
 
 
 def as_stored(lines: Sequence[ContactLine]) -> list[ContactLine]:
@@ -194,25 +212,109 @@ def as_stored(lines: Sequence[ContactLine]) -> list[ContactLine]:
 
 
 def _lines_from_features(data: dict[str, Any], path: Path) -> list[ContactLine]:
-    lines = []
-    for i, feat in enumerate(data.get("features", [])):
-        geom = feat.get("geometry") or {}
-        if geom.get("type") != "LineString":
-            raise ValueError(f"{path}: feature {i} is a {geom.get('type')!r}, expected a LineString")
-        props = feat.get("properties") or {}
-        vc = props.get("vertex_confidence")
-        gm = props.get("ground_m")
-        lines.append(
-            ContactLine(
-                pixels=np.asarray(geom["coordinates"], dtype=float),
-                confidence=float(props.get("confidence", 1.0)),
-                vertex_confidence=None if vc is None else np.asarray(vc, dtype=float),
-                ground_m=None if gm is None else np.asarray(gm, dtype=float),
-                site=props.get("site"),
-                extra=_kept_properties(props, path, i),
-            )
+    """The lines of a parsed FeatureCollection ``data`` read from ``path``.
+
+    Raises:
+        ValueError: Naming ``path``, the feature and what is wrong, if ``features`` is not a list of
+            LineString Features with valid coordinates and properties.
+    """
+    features = data.get("features")
+    if not isinstance(features, list):
+        found = "it is missing" if "features" not in data else f"got {reprlib.repr(features)}"
+        raise ValueError(f"{path}: 'features' must be a list of GeoJSON Feature objects; {found}")
+    return [_line_from_feature(feat, f"{path}: feature {i}", path, i) for i, feat in enumerate(features)]
+
+
+def _line_from_feature(feat: Any, where: str, path: Path, i: int) -> ContactLine:
+    """One Feature as a line; ``where`` (file and feature number) starts every error message."""
+    if not isinstance(feat, dict):
+        raise ValueError(f"{where} is a {_kind(feat)}, expected a GeoJSON Feature object")
+    geom = feat.get("geometry") or {}
+    if not isinstance(geom, dict) or geom.get("type") != "LineString":
+        found = geom.get("type") if isinstance(geom, dict) else _kind(geom)
+        raise ValueError(f"{where} is a {found!r}, expected a LineString")
+    props = feat.get("properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise ValueError(f"{where}: 'properties' must be a JSON object or null, got a {_kind(props)}")
+    confidence = props.get("confidence", 1.0)
+    if not _is_number(confidence) or not 0.0 <= confidence <= 1.0:
+        raise ValueError(
+            f"{where}: 'confidence' must be a number in [0, 1] (1 for a true contact; it may be left out), "
+            f"got {confidence!r}"
         )
-    return lines
+    site = props.get("site")
+    if site is not None and not isinstance(site, str):
+        raise ValueError(f"{where}: 'site' must be a name (a JSON string) or null, got {site!r}")
+    return ContactLine(
+        pixels=_positions(geom.get("coordinates"), where),
+        confidence=float(confidence),
+        vertex_confidence=_number_array(props, "vertex_confidence", 1, "one number per vertex", where),
+        ground_m=_number_array(props, "ground_m", 2, "a list of [x, y] in metres", where),
+        site=site,
+        extra=_kept_properties(props, path, i),
+    )
+
+
+def _positions(coordinates: Any, where: str) -> np.ndarray:
+    """``(K, 2)`` float pixel coordinates of a LineString's ``coordinates``: K >= 2 positions ``[x, y]``, or
+    ``[x, y, z]`` (GeoJSON's optional third number, a height: dropped), all finite JSON numbers.
+
+    Raises:
+        ValueError: Starting with ``where``, saying what the coordinates must be and what they were.
+    """
+    if not isinstance(coordinates, list) or len(coordinates) < 2:
+        raise ValueError(
+            f"{where}: 'coordinates' must be a list of 2 or more positions [x, y] (pixels), got "
+            f"{reprlib.repr(coordinates)}"
+        )
+    try:
+        arr = np.asarray(coordinates)
+    except ValueError:  # positions of different lengths
+        arr = np.zeros((0,))
+    if arr.ndim != 2 or arr.shape[1] not in (2, 3) or arr.dtype.kind not in "iuf":
+        raise ValueError(
+            f"{where}: each position of 'coordinates' must be [x, y] or [x, y, z] (JSON numbers, pixels; z "
+            f"is dropped), got {reprlib.repr(coordinates)}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: 'coordinates' must be finite numbers, got {reprlib.repr(coordinates)}")
+    return arr[:, :2].astype(float)
+
+
+def _number_array(props: dict[str, Any], key: str, ndim: int, what: str, where: str) -> np.ndarray | None:
+    """Optional property ``key`` as a float array of ``ndim`` dimensions (2: pairs), or None when absent.
+
+    Raises:
+        ValueError: Starting with ``where``, when the property is not ``what``.
+    """
+    value = props.get(key)
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # rows of different lengths
+        arr = np.zeros((0,))
+    if arr.ndim != ndim or (ndim == 2 and arr.shape[1] != 2) or arr.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: {key!r} must be {what} (JSON numbers), got {reprlib.repr(value)}")
+    return arr.astype(float)
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (a boolean is not)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _is_pixel_count(value: Any) -> bool:
+    """Whether ``value`` is a whole number of pixels > 0 (``64`` or ``64.0``, not ``"64"`` or ``63.5``)."""
+    return _is_number(value) and value == int(value) and value > 0
+
+
+def _kind(value: Any) -> str:
+    """What a parsed JSON value is, for a message: "list", "JSON object", "string", ..."""
+    names = {dict: "JSON object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 def _kept_properties(props: dict[str, Any], path: Path, i: int) -> dict[str, Any]:

@@ -247,7 +247,9 @@ class Evaluation:
         """The predicted lines scored against the true contact file beside the label ({} without one).
 
         Raises:
-            ValueError: The file cannot be read, or records another image size than the prediction's.
+            ValueError: The file cannot be read or is malformed (:func:`read_contacts` says so with a
+                ValueError naming the file), or records another image size than the prediction's;
+                :meth:`add` records it in ``contact_errors``.
         """
         contact_path = find_true_contact(self.labels_dir, rel)
         if contact_path is None:
