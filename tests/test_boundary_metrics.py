@@ -10,6 +10,7 @@ import pytest
 from marsunits.boundary.extract import bridge_ignore_gaps, contacts_from_mask
 from marsunits.boundary.metrics import (
     boundary_scores,
+    clip_lines,
     contact_cracks,
     crack_scores,
     line_scores,
@@ -133,3 +134,42 @@ def test_scored_cracks_drop_the_prediction_inside_unlabelled_regions_and_bridge_
     assert crack_scores(pred_cracks, true_cracks, tolerance_px=3.0) == boundary_scores(pred, true)
     with pytest.raises(ValueError, match="same"):
         scored_cracks(pred, true[:, :-1])
+
+
+def test_no_data_is_left_out_after_the_gaps_are_bridged():
+    """No-data (``valid`` False) is not ignore in the label: marked 255 before the bridging, it let the
+    true contact run about 3 px on into the no-data, where no prediction can have one."""
+    true = _split(30)
+    pred = _split(30)
+    pred[:10] = 255  # predict.py's no-data
+    valid = pred != 255
+    pred_cracks, true_cracks = scored_cracks(pred, true, valid=valid)
+    assert len(pred_cracks) == len(true_cracks) == 30 and np.all(true_cracks[:, 1] > 10)
+    assert boundary_scores(pred, true, valid=valid)["mean_distance_px"] == 0.0
+    gap = _split(30)
+    gap[:, 29:31] = 255  # the annotator's own gap is still bridged beside the no-data
+    assert len(scored_cracks(pred, gap, valid=valid)[1]) == 30
+    with pytest.raises(ValueError, match="valid must have"):
+        scored_cracks(pred, true, valid=valid[:, :-1])
+
+
+def test_clip_lines_cuts_exactly_where_a_contact_can_be_traced():
+    """A contact is traced between pixel centres whose four pixels have data: the cut falls on the first
+    such cell edge (y = 30.5 below 30 no-data rows), where predict.py's own line stops."""
+    valid = np.ones((80, 120), bool)
+    valid[:30] = False
+    (piece,) = clip_lines([np.array([[60.0, 0.5], [60.0, 79.5]])], valid)
+    np.testing.assert_allclose(piece[[0, -1]], [[60.0, 30.5], [60.0, 79.5]])
+    # A line through a no-data hole becomes two pieces, keeping its direction; one inside it, none.
+    valid = np.ones((40, 60), bool)
+    valid[10:20, 20:40] = False
+    pieces = clip_lines([np.array([[5.0, 15.0], [55.0, 15.0]])], valid)
+    np.testing.assert_allclose([p[[0, -1], 0] for p in pieces], [[5.0, 19.5], [40.5, 55.0]])
+    assert clip_lines([np.array([[25.0, 12.0], [35.0, 18.0]])], valid) == []
+    # Pixels outside the image are not no-data: a line to the border is kept whole.
+    assert len(clip_lines([np.array([[0.0, 30.0], [60.0, 30.0]])], valid)) == 1
+    diagonal = np.array([[0.0, 0.0], [60.0, 40.0]])
+    kept = clip_lines([diagonal], valid)
+    assert sum(np.linalg.norm(np.diff(p, axis=0), axis=1).sum() for p in kept) < np.hypot(60, 40)
+    for p in kept:  # still on the line y = 2x/3
+        np.testing.assert_allclose(p[:, 1], p[:, 0] * 40 / 60)

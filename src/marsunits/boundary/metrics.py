@@ -15,10 +15,10 @@ Two ways in, same definitions:
   Narrow unlabelled gaps between the units in the *true* mask are bridged first
   (:func:`~marsunits.boundary.extract.bridge_ignore_gaps`: annotators leave a strip of ignore between units,
   so taken literally the truth would have no contact); cracks touching a pixel that is still ignore (255)
-  in the true mask are dropped from both boundaries.
+  in the true mask, or that has no data (``valid``), are dropped from both boundaries.
 * :func:`line_scores` works on polylines (e.g. :class:`~marsunits.boundary.contact_io.ContactLine`):
   each line is sampled every ``step_px`` along its length and distances are exact distances to the other
-  set's polylines (shapely).
+  set's polylines (shapely). :func:`clip_lines` first cuts lines to the pixels with data.
 
 Empty cases (following the DAVIS benchmark's boundary measure):
 
@@ -50,6 +50,7 @@ __all__ = [
     "crack_scores",
     "boundary_scores",
     "line_scores",
+    "clip_lines",
     "scores_from_distances",
 ]
 
@@ -115,24 +116,31 @@ def scored_cracks(
     true_mask: np.ndarray,
     ignore_index: int = IGNORE_INDEX,
     max_gap_px: float = DEFAULT_MAX_GAP_PX,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The predicted and true contact cracks that :func:`boundary_scores` compares.
 
     Narrow unlabelled gaps between the units in ``true_mask`` are bridged up to ``max_gap_px`` (0 takes the
-    mask literally); cracks touching a pixel that is still ``ignore_index`` are dropped from both sides.
+    mask literally); cracks touching a pixel that is still ``ignore_index``, or that is not ``valid``, are
+    dropped from both sides.
 
     Args:
         pred_mask: ``(H, W)`` predicted class ids (0, 1, 2).
         true_mask: ``(H, W)`` true class ids (0, 1, 2, and ``ignore_index`` for unlabelled pixels).
         ignore_index: Label of unlabelled pixels in ``true_mask``.
         max_gap_px: Largest unlabelled gap between the units that is bridged, pixels.
+        valid: Optional ``(H, W)`` bool array, False where the image has no data (``predict.py``'s
+            ``nodata_max``). Kept apart from ``true_mask``'s ignore on purpose: only the annotator's gaps are
+            bridged, so the true contact does not run on into the no-data (marking no-data 255 in the label
+            before bridging extended it about ``max_gap_px`` there, and a perfect prediction scored a
+            distance).
 
     Returns:
         ``(pred, true)``: ``(N, 2)`` and ``(M, 2)`` float arrays of crack midpoints ``(x, y)``, pixels
         (corner origin).
 
     Raises:
-        ValueError: If the masks differ in shape or are not 2-D.
+        ValueError: If the masks (or ``valid``) differ in shape or are not 2-D.
     """
     pred_mask, true_mask = np.asarray(pred_mask), np.asarray(true_mask)
     if pred_mask.shape != true_mask.shape:
@@ -142,6 +150,11 @@ def scored_cracks(
         )
     true_mask = bridge_ignore_gaps(true_mask, max_gap_px, ignore_index)
     ignore = true_mask == ignore_index
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != true_mask.shape:
+            raise ValueError(f"valid must have the masks' (H, W) shape {true_mask.shape}, got {valid.shape}")
+        ignore |= ~valid
     return contact_cracks(pred_mask, ignore), contact_cracks(true_mask, ignore)
 
 
@@ -172,6 +185,7 @@ def boundary_scores(
     tolerance_px: float = BOUNDARY_TOLERANCE_PX,
     ignore_index: int = IGNORE_INDEX,
     max_gap_px: float = DEFAULT_MAX_GAP_PX,
+    valid: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Contact precision, recall, F1 (BF score) and mean symmetric distance from two label masks.
 
@@ -184,26 +198,92 @@ def boundary_scores(
         ignore_index: Label of unlabelled pixels in ``true_mask``.
         max_gap_px: Unlabelled gaps between the units in ``true_mask`` are bridged up to this distance
             (pixels; 0 takes the mask literally).
+        valid: Optional ``(H, W)`` bool array, False where the image has no data: left out of both sides
+            (:func:`scored_cracks`).
 
     Returns:
         ``{"precision", "recall", "f1", "mean_distance_px"}`` (floats; see the module docstring for empty
         boundaries).
 
     Raises:
-        ValueError: If the masks differ in shape or are not 2-D.
+        ValueError: If the masks (or ``valid``) differ in shape or are not 2-D.
     """
-    pred, true = scored_cracks(pred_mask, true_mask, ignore_index, max_gap_px)
+    pred, true = scored_cracks(pred_mask, true_mask, ignore_index, max_gap_px, valid)
     return crack_scores(pred, true, tolerance_px)
 
 
+def _pixels(line: ContactLine | np.ndarray) -> np.ndarray:
+    pix = np.asarray(line.pixels if isinstance(line, ContactLine) else line, dtype=float)
+    if pix.ndim != 2 or pix.shape[1] != 2 or len(pix) < 2:
+        raise ValueError(f"a contact line needs (K>=2, 2) pixel coordinates, got shape {pix.shape}")
+    return pix
+
+
 def _as_geometries(lines: Sequence[ContactLine | np.ndarray]) -> list[shapely.LineString]:
-    geoms = []
-    for ln in lines:
-        pix = np.asarray(ln.pixels if isinstance(ln, ContactLine) else ln, dtype=float)
-        if pix.ndim != 2 or pix.shape[1] != 2 or len(pix) < 2:
-            raise ValueError(f"a contact line needs (K>=2, 2) pixel coordinates, got shape {pix.shape}")
-        geoms.append(shapely.LineString(pix))
-    return geoms
+    return [shapely.LineString(_pixels(ln)) for ln in lines]
+
+
+def clip_lines(lines: Sequence[ContactLine | np.ndarray], valid: np.ndarray) -> list[np.ndarray]:
+    """The parts of ``lines`` that lie where a contact can be traced in an image with no-data pixels.
+
+    A contact is traced between pixel centres (marching squares, :mod:`marsunits.boundary.extract`), and
+    only through the cells whose four corner pixels all have data: that is where ``predict.py`` can draw
+    one. A true contact line is cut to the same cells, so a perfect prediction of an image with a no-data
+    border scores F1 1 and distance 0 instead of missing the truth's run through the no-data. Pixels outside
+    the image count as having data: the image border is not no-data.
+
+    Args:
+        lines: :class:`ContactLine` or ``(K, 2)`` arrays of ``(x, y)`` pixels (corner origin).
+        valid: ``(H, W)`` bool array, False where the image has no data.
+
+    Returns:
+        ``(K, 2)`` float arrays, the kept pieces in the lines' order and direction: a line crossing no-data
+        becomes several pieces, a line entirely in it none. Cuts are exact (at the cell edges, ``x`` or
+        ``y`` = ``k + 0.5``).
+
+    Raises:
+        ValueError: ``valid`` is not 2-D, or a line has fewer than two points.
+    """
+    valid = np.asarray(valid, dtype=bool)
+    if valid.ndim != 2:
+        raise ValueError(f"valid must be a 2-D (H, W) bool array, got shape {valid.shape}")
+    pixels = [_pixels(ln) for ln in lines]
+    if valid.all():
+        return pixels
+    # cells[i, j]: the cell between the centres of pixel rows i-1, i and columns j-1, j has data at all four.
+    padded = np.pad(valid, 1, constant_values=True)
+    cells = padded[:-1, :-1] & padded[1:, :-1] & padded[:-1, 1:] & padded[1:, 1:]
+    pieces: list[np.ndarray] = []
+    for pix in pixels:
+        pieces.extend(_clip_line(pix, cells))
+    return pieces
+
+
+def _clip_line(pix: np.ndarray, cells: np.ndarray) -> list[np.ndarray]:
+    """One polyline cut at every cell edge it crosses; the runs of sub-segments in cells with data."""
+    points, keep = [], []
+    for a, b in zip(pix[:-1], pix[1:], strict=True):
+        ts = [np.array([0.0, 1.0])]
+        for k in (0, 1):  # the cell edges x = c + 0.5 and y = r + 0.5 between a and b
+            lo, hi = min(a[k], b[k]), max(a[k], b[k])
+            if hi > lo:
+                edges = np.arange(np.ceil(lo - 0.5), np.floor(hi - 0.5) + 1) + 0.5
+                ts.append((edges - a[k]) / (b[k] - a[k]))
+        t = np.unique(np.clip(np.concatenate(ts), 0.0, 1.0))
+        seg = a + t[:, None] * (b - a)
+        mid = 0.5 * (seg[:-1] + seg[1:])  # inside one cell each: the cell decides the sub-segment
+        rows = np.clip(np.floor(mid[:, 1] + 0.5).astype(np.int64), 0, cells.shape[0] - 1)
+        cols = np.clip(np.floor(mid[:, 0] + 0.5).astype(np.int64), 0, cells.shape[1] - 1)
+        points.append(seg[:-1])
+        keep.append(cells[rows, cols])
+    points.append(pix[-1:])
+    pts, ok = np.concatenate(points), np.concatenate(keep)
+    if ok.all():
+        return [pix]
+    edges = np.diff(np.r_[0, ok.astype(np.int8), 0])
+    runs = zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
+    pieces = [pts[start : stop + 1] for start, stop in runs]  # sub-segments start..stop-1
+    return [p for p in pieces if np.linalg.norm(np.diff(p, axis=0), axis=1).sum() > 0]
 
 
 def _samples(geoms: list[shapely.LineString], step_px: float) -> np.ndarray:

@@ -14,6 +14,11 @@ contact in the prediction or in the truth (an image where both agree there is no
 would only dilute the mean); distances are averaged over the images where both sides have a contact
 (undefined otherwise).
 
+No-data pixels (255 in the prediction: ``predict.py``'s ``nodata_max``) are left out of every score: of the
+confusion matrix, of both mask contacts (after the label's own unlabelled gaps are bridged, so the bridging
+does not run the true contact on into the no-data) and of both contact line sets (cut to where a contact can
+be traced, :func:`~marsunits.boundary.metrics.clip_lines`).
+
 Conventions: confusion rows are true classes, columns predicted classes, ids 0..2
 (:data:`marsunits.constants.CLASS_NAMES`). A class that is absent from both the labels and the predictions
 has no IoU (``None``); mIoU is the mean over the classes that have one.
@@ -32,7 +37,13 @@ from typing import Any
 import numpy as np
 
 from marsunits.boundary.contact_io import ContactLine, read_contacts
-from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, line_scores, scored_cracks
+from marsunits.boundary.metrics import (
+    BOUNDARY_TOLERANCE_PX,
+    clip_lines,
+    crack_scores,
+    line_scores,
+    scored_cracks,
+)
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import ImageReadError, read_mask
@@ -191,7 +202,7 @@ class Evaluation:
 
         Args:
             rel: The input's path relative to ``input_dir``.
-            pred: Predicted class ids.
+            pred: Predicted class ids; 255 where the image has no data (left out of every score).
             pred_lines: Predicted contact lines (pixel coordinates), scored against the true contact file
                 when there is one.
             image_sha256: The input file's SHA-256 (hex), or None when not known: checked against
@@ -210,19 +221,18 @@ class Evaluation:
             label = read_mask(label_path)
             if self.class_map is not None:
                 label = self.class_map(label, label_path)
-            if label.shape == pred.shape and (pred == IGNORE_INDEX).any():
-                label = np.where(pred == IGNORE_INDEX, IGNORE_INDEX, label).astype(
-                    np.uint8
-                )  # no-data: unscored
-            cm = confusion_matrix(pred, label)
+            nodata = pred == IGNORE_INDEX
+            valid = ~nodata if label.shape == pred.shape and nodata.any() else None
+            scored = label if valid is None else np.where(nodata, IGNORE_INDEX, label).astype(np.uint8)
+            cm = confusion_matrix(pred, scored)
             entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}
-            entry.update(self._mask_contact_scores(pred, label))
+            entry.update(self._mask_contact_scores(pred, label, valid))
         except (ImageReadError, ValueError) as exc:
             self.errors[key] = f"{label_path}: {exc}"
             return
         # A broken true contact file took the image's pixel scores with it, under the label's name.
         try:
-            entry.update(self._line_scores(rel, pred, pred_lines))
+            entry.update(self._line_scores(rel, pred, pred_lines, valid))
         except ValueError as exc:
             self.contact_errors[key] = str(exc)
         self.total += cm
@@ -231,9 +241,13 @@ class Evaluation:
             self.trained_on.add(key)
 
     @staticmethod
-    def _mask_contact_scores(pred: np.ndarray, label: np.ndarray) -> dict[str, Any]:
-        """Boundary F1 and contact distance of the predicted mask's contact against the label's."""
-        pred_cracks, true_cracks = scored_cracks(pred, label)
+    def _mask_contact_scores(pred: np.ndarray, label: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+        """Boundary F1 and contact distance of the predicted mask's contact against the label's.
+
+        ``label`` is the label as drawn (its unlabelled gaps are bridged); ``valid`` (False at no-data, or
+        None) is left out of both contacts after the bridging.
+        """
+        pred_cracks, true_cracks = scored_cracks(pred, label, valid=valid)
         b = crack_scores(pred_cracks, true_cracks, tolerance_px=BOUNDARY_TOLERANCE_PX)
         return {
             "boundary_f1": b["f1"],
@@ -242,9 +256,16 @@ class Evaluation:
         }
 
     def _line_scores(
-        self, rel: PurePosixPath, pred: np.ndarray, pred_lines: Sequence[ContactLine]
+        self,
+        rel: PurePosixPath,
+        pred: np.ndarray,
+        pred_lines: Sequence[ContactLine],
+        valid: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """The predicted lines scored against the true contact file beside the label ({} without one).
+
+        With ``valid`` (False at no-data), both line sets are first cut to where a contact can be traced
+        (:func:`~marsunits.boundary.metrics.clip_lines`): the true file knows nothing of the image's no-data.
 
         Raises:
             ValueError: The file cannot be read or is malformed (:func:`read_contacts` says so with a
@@ -261,12 +282,16 @@ class Evaluation:
                 f"{contact_path}: the contact file is for a {size[0]}x{size[1]} image but the prediction is "
                 f"{width}x{height}, so its lines cannot be scored; give the true contacts of this image"
             )
-        ls = line_scores(pred_lines, true_lines, tolerance_px=BOUNDARY_TOLERANCE_PX)
+        pred_kept: Sequence[ContactLine | np.ndarray] = pred_lines
+        true_kept: Sequence[ContactLine | np.ndarray] = true_lines
+        if valid is not None:
+            pred_kept, true_kept = clip_lines(pred_lines, valid), clip_lines(true_lines, valid)
+        ls = line_scores(pred_kept, true_kept, tolerance_px=BOUNDARY_TOLERANCE_PX)
         return {
             "true_contact": os.fspath(contact_path),
             "line_boundary_f1": ls["f1"],
             "line_contact_distance_px": _finite_or_none(ls["mean_distance_px"]),
-            "has_line_contact": bool(len(pred_lines) or len(true_lines)),
+            "has_line_contact": bool(len(pred_kept) or len(true_kept)),
         }
 
     def merge(self, other: Evaluation) -> None:

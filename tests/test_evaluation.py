@@ -1,0 +1,77 @@
+"""``predict.py``'s scoring against labels (:mod:`marsunits.inference.evaluation`): no-data left out of every
+score."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pytest
+
+from marsunits.boundary.contact_io import ContactLine, write_contacts
+from marsunits.boundary.extract import contacts_from_mask
+from marsunits.constants import IGNORE_INDEX
+from marsunits.data.io import write_png_atomic
+from marsunits.inference.evaluation import Evaluation
+
+
+def _halves(h: int, w: int, col: int) -> np.ndarray:
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, col:] = 1
+    return mask
+
+
+# ------------------------------------------------------------------------------------------ no-data
+def test_a_perfect_prediction_of_an_image_with_a_no_data_band_scores_perfectly(tmp_path: Path) -> None:
+    """A 120x80 image whose top 30 rows have no data, its label and true contact file drawn over the full
+    height: the true lines used to be scored through the no-data (line F1 0.795, 2.88 px), and the no-data,
+    marked 255 in the label before the annotator-gap bridging, let the true mask contact run about 3 px into
+    it (0.029 px)."""
+    h, w = 80, 120
+    label = _halves(h, w, 60)
+    labels = tmp_path / "data" / "masks"
+    write_png_atomic(labels / "x.png", label)
+    write_contacts(tmp_path / "data" / "contacts" / "x.contact.geojson", contacts_from_mask(label), w, h)
+    pred = label.copy()
+    pred[:30] = IGNORE_INDEX  # predict.py's no-data
+    # As predict.py traces it: never through the no-data (no gap bridging in a prediction).
+    pred_lines = contacts_from_mask(pred, max_gap_px=0)
+    assert min(ln.pixels[:, 1].min() for ln in pred_lines) == pytest.approx(30.5)
+
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("x.png"), pred, pred_lines)
+    e = ev.per_image["x.png"]
+    assert e["miou"] == 1.0 and e["pixels"] == (h - 30) * w
+    assert e["boundary_f1"] == 1.0 and e["contact_distance_px"] == 0.0
+    assert e["line_boundary_f1"] == 1.0 and e["line_contact_distance_px"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_annotator_gaps_are_still_bridged_next_to_no_data(tmp_path: Path) -> None:
+    """The label's own unlabelled strip between the units is bridged as before: a perfect prediction of the
+    bridged contact scores 1 / 0 px, the no-data rows left out."""
+    h, w = 40, 60
+    label = _halves(h, w, 30)
+    label[:, 29:31] = IGNORE_INDEX  # a 2 px annotator gap
+    write_png_atomic(tmp_path / "x.png", label)
+    pred = _halves(h, w, 30)
+    pred[:10] = IGNORE_INDEX
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("x.png"), pred)
+    e = ev.per_image["x.png"]
+    assert e["has_contact"] and e["boundary_f1"] == 1.0 and e["contact_distance_px"] == 0.0
+
+
+def test_true_lines_entirely_in_no_data_leave_no_contact_to_score(tmp_path: Path) -> None:
+    """A true contact only where the image has no data is no contact: the image does not count among the
+    line images (a perfect 1 there would only dilute the mean)."""
+    h, w = 40, 60
+    write_png_atomic(tmp_path / "masks" / "x.png", np.full((h, w), 2, np.uint8))
+    line = ContactLine(pixels=np.array([[30.0, 0.5], [30.0, 9.5]]))
+    write_contacts(tmp_path / "masks" / "x.contact.geojson", [line], w, h)
+    pred = np.full((h, w), 2, np.uint8)
+    pred[:12] = IGNORE_INDEX
+    ev = Evaluation(tmp_path / "masks")
+    ev.add(PurePosixPath("x.png"), pred)
+    e = ev.per_image["x.png"]
+    assert e["line_boundary_f1"] == 1.0 and not e["has_line_contact"]
+    assert ev.to_dict()["overall"]["n_line_images"] == 0
