@@ -1,8 +1,9 @@
 """``predict.py``'s scoring against labels (:mod:`marsunits.inference.evaluation`): no-data left out of every
-score."""
+score, label and true contact files found whatever the Unicode form of their names."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -12,7 +13,10 @@ from marsunits.boundary.contact_io import ContactLine, write_contacts
 from marsunits.boundary.extract import contacts_from_mask
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import write_png_atomic
-from marsunits.inference.evaluation import Evaluation
+from marsunits.inference.evaluation import Evaluation, find_label, find_true_contact
+
+NFC = unicodedata.normalize("NFC", "café")
+NFD = unicodedata.normalize("NFD", "café")
 
 
 def _halves(h: int, w: int, col: int) -> np.ndarray:
@@ -75,3 +79,45 @@ def test_true_lines_entirely_in_no_data_leave_no_contact_to_score(tmp_path: Path
     e = ev.per_image["x.png"]
     assert e["line_boundary_f1"] == 1.0 and not e["has_line_contact"]
     assert ev.to_dict()["overall"]["n_line_images"] == 0
+
+
+# ----------------------------------------------------------------------------------- Unicode names
+def test_labels_are_found_whatever_the_unicode_form_of_their_names(tmp_path: Path) -> None:
+    """An input saved on a Mac (decomposed, NFD) and its label saved elsewhere (composed, NFC) used to
+    count as "without a label"; folders and true contact files too."""
+    labels = tmp_path / "data" / "masks"
+    mask = _halves(20, 30, 15)
+    write_png_atomic(labels / f"{NFC}.png", mask)
+    write_png_atomic(labels / f"sol {NFD}" / "b.png", mask)
+    contacts = tmp_path / "data" / "contacts"
+    write_contacts(contacts / f"{NFC}.contact.geojson", contacts_from_mask(mask), 30, 20)
+    assert find_label(labels, PurePosixPath(f"{NFD}.png")) == labels / f"{NFC}.png"
+    assert find_label(labels, PurePosixPath(f"sol {NFC}/b.png")) == labels / f"sol {NFD}" / "b.png"
+    assert find_true_contact(labels, PurePosixPath(f"{NFD}.png")) == (
+        tmp_path / "data" / "contacts" / f"{NFC}.contact.geojson"
+    )
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath(f"{NFD}.png"), mask, contacts_from_mask(mask))
+    assert not ev.missing and ev.per_image[f"{NFD}.png"]["line_boundary_f1"] == 1.0
+
+
+def test_a_label_name_there_in_two_unicode_forms_is_said_not_picked(tmp_path: Path) -> None:
+    """Linux keeps ``café.png`` composed and decomposed as two files: which one is the label cannot be told,
+    so the image is not scored with either and label_errors names both."""
+    write_png_atomic(tmp_path / f"{NFC}.png", _halves(20, 30, 15))
+    write_png_atomic(tmp_path / f"{NFD}.png", _halves(20, 30, 5))
+    with pytest.raises(ValueError, match="two Unicode forms.*remove or rename one"):
+        find_label(tmp_path, PurePosixPath(f"{NFC}.png"))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath(f"{NFC}.png"), _halves(20, 30, 15))
+    assert not ev.per_image and not ev.missing
+    said = ev.errors[f"{NFC}.png"]
+    assert ascii(f"{NFC}.png") in said and ascii(f"{NFD}.png") in said and str(tmp_path) in said
+    # A true contact file in two forms loses only the line scores, with the same message.
+    write_png_atomic(tmp_path / "m" / "x.png", _halves(20, 30, 15))
+    for name in (NFC, NFD):
+        write_contacts(tmp_path / "m" / f"{name}.contact.geojson", [], 30, 20)
+    write_png_atomic(tmp_path / "m" / f"{NFC}.png", _halves(20, 30, 15))
+    ev = Evaluation(tmp_path / "m")
+    ev.add(PurePosixPath(f"{NFC}.png"), _halves(20, 30, 15))
+    assert f"{NFC}.png" in ev.per_image and "two Unicode forms" in ev.contact_errors[f"{NFC}.png"]

@@ -19,6 +19,10 @@ confusion matrix, of both mask contacts (after the label's own unlabelled gaps a
 does not run the true contact on into the no-data) and of both contact line sets (cut to where a contact can
 be traced, :func:`~marsunits.boundary.metrics.clip_lines`).
 
+File names are matched in one Unicode normal form (NFC), as ``train.py`` pairs images and masks
+(:mod:`marsunits.data.folder`): macOS writes names decomposed (NFD), so ``café.png`` copied from a Mac had no
+label ``café.png`` saved elsewhere and was left out as "without a label".
+
 Conventions: confusion rows are true classes, columns predicted classes, ids 0..2
 (:data:`marsunits.constants.CLASS_NAMES`). A class that is absent from both the labels and the predictions
 has no IoU (``None``); mIoU is the mean over the classes that have one.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -115,32 +120,115 @@ def scores(cm: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def _forms_clash(found: Sequence[Path]) -> ValueError:
+    names = ", ".join(f"{p.name!r} ({ascii(p.name)})" for p in found)
+    return ValueError(
+        f"{found[0].parent}: {names} are one name written in two Unicode forms (composed, NFC, and "
+        "decomposed, NFD, as macOS writes names), so which one is meant cannot be told; remove or rename "
+        "one of them."
+    )
+
+
+def _find_folder(root: Path, rel: PurePosixPath) -> Path | None:
+    """``root/rel``, each folder name matched in NFC (:func:`_find_file`); None if one is missing.
+
+    Raises:
+        ValueError: A folder on the way matches two folders whose names differ only in Unicode form.
+    """
+    folder = root
+    for part in rel.parts:
+        exact = folder / part
+        if part.isascii() and exact.is_dir():  # an ASCII name has one form: no other to look for
+            folder = exact
+            continue
+        if not folder.is_dir():
+            return None
+        found = sorted(p for p in folder.iterdir() if _nfc(p.name) == _nfc(part) and p.is_dir())
+        if len(found) > 1:
+            raise _forms_clash(found)
+        if not found:
+            return None
+        folder = found[0]
+    return folder
+
+
+def _find_file(root: Path, rel: PurePosixPath, suffixes: Sequence[str], any_case_suffix: bool) -> Path | None:
+    """``root/<rel folder>/<rel stem><suffix>`` for the first of ``suffixes`` found, or None.
+
+    Names are compared in NFC, folders too; with ``any_case_suffix`` the suffix's letter case does not
+    count (the stem's does), a suffix in the case given winning over another case.
+
+    Raises:
+        ValueError: The name found is also there in another Unicode form (two files on Linux): which one
+            holds the user's data cannot be told, and picking one silently could score the wrong file.
+    """
+    stem = rel.stem
+    if stem.isascii() and all(part.isascii() for part in rel.parent.parts):
+        for suffix in suffixes:  # the common case, without listing the folder
+            candidate = root / rel.parent / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+        if not any_case_suffix:
+            return None
+    folder = _find_folder(root, rel.parent)
+    if folder is None or not folder.is_dir():
+        return None
+    wanted_stem = _nfc(stem)
+
+    def rank(name: str) -> tuple[int, bool] | None:
+        name = _nfc(name)
+        if not name.startswith(wanted_stem):
+            return None
+        suffix = name[len(wanted_stem) :]
+        for i, given in enumerate(suffixes):
+            if suffix == given or (any_case_suffix and suffix.lower() == given.lower()):
+                return i, suffix != given
+        return None
+
+    found = sorted(
+        ((r, p.name, p) for p in folder.iterdir() if (r := rank(p.name)) is not None and p.is_file()),
+        key=lambda item: (item[0], item[1]),
+    )
+    if not found:
+        return None
+    best = found[0][2]
+    same = [p for _, _, p in found if _nfc(p.name) == _nfc(best.name)]
+    if len(same) > 1:
+        raise _forms_clash(same)
+    return best
+
+
 def find_label(labels_dir: Path, rel: PurePosixPath) -> Path | None:
     """Label of input ``rel``: ``labels_dir/<rel folder>/<stem>`` + the first LABEL_EXTENSIONS found, in any
-    letter case (``.PNG`` from a camera or Windows tool, as train.py's folder data accepts)."""
-    for ext in LABEL_EXTENSIONS:
-        candidate = labels_dir / rel.parent / f"{rel.stem}{ext}"
-        if candidate.is_file():
-            return candidate
-    folder = labels_dir / rel.parent
-    if not folder.is_dir():
-        return None
-    wanted = {f"{rel.stem}{ext}".lower(): rank for rank, ext in enumerate(LABEL_EXTENSIONS)}
-    found = [p for p in folder.iterdir() if p.name.lower() in wanted and p.name.startswith(rel.stem)]
-    found = [p for p in found if p.is_file()]
-    return min(found, key=lambda p: (wanted[p.name.lower()], p.name)) if found else None
+    letter case (``.PNG`` from a camera or Windows tool, as train.py's folder data accepts).
+
+    Names (folders too) are compared in Unicode NFC, as train.py pairs images and masks: an input saved on a
+    Mac (decomposed, NFD) finds its label saved elsewhere (composed, NFC), and the other way round.
+
+    Raises:
+        ValueError: The label's name (or a folder's on the way) is there twice, in two Unicode forms.
+    """
+    return _find_file(labels_dir, rel, LABEL_EXTENSIONS, any_case_suffix=True)
 
 
 def find_true_contact(labels_dir: Path, rel: PurePosixPath) -> Path | None:
     """True contact file of input ``rel``, or None.
 
     Looked for in the synthetic layout ``labels_dir/../contacts/<rel folder>/<stem>.contact.geojson``, then
-    next to the labels, ``labels_dir/<rel folder>/<stem>.contact.geojson``.
+    next to the labels, ``labels_dir/<rel folder>/<stem>.contact.geojson``; names are compared in Unicode NFC
+    (:func:`find_label`).
+
+    Raises:
+        ValueError: The file's name (or a folder's on the way) is there twice, in two Unicode forms.
     """
-    name = f"{rel.stem}.contact.geojson"
-    for candidate in (labels_dir.parent / "contacts" / rel.parent / name, labels_dir / rel.parent / name):
-        if candidate.is_file():
-            return candidate
+    for root in (labels_dir.parent / "contacts", labels_dir):
+        found = _find_file(root, rel, (".contact.geojson",), any_case_suffix=False)
+        if found is not None:
+            return found
     return None
 
 
@@ -208,12 +296,17 @@ class Evaluation:
             image_sha256: The input file's SHA-256 (hex), or None when not known: checked against
                 ``trained_image_keys``.
 
-        Problems with the label (unreadable, wrong size) are recorded in ``label_errors`` and leave the
-        image unscored; problems with its true contact file (unreadable, made for another image size) are
-        recorded in ``contact_errors`` and leave out only its line scores.
+        Problems with the label (unreadable, wrong size, two files of one name) are recorded in
+        ``label_errors`` and leave the image unscored; problems with its true contact file (unreadable, made
+        for another image size, two files of one name) are recorded in ``contact_errors`` and leave out only
+        its line scores.
         """
         key = rel.as_posix()
-        label_path = find_label(self.labels_dir, rel)
+        try:
+            label_path = find_label(self.labels_dir, rel)
+        except ValueError as exc:  # its name twice, in two Unicode forms: the message names both
+            self.errors[key] = str(exc)
+            return
         if label_path is None:
             self.missing.append(key)
             return
