@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
     "read_mask",
     "tiff_pages_note",
     "to_channels",
+    "turned_mask_note",
     "warn_of_read_notes",
     "write_png_atomic",
 ]
@@ -742,6 +744,34 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
         return _tiff_orientation(p)
     with _open_pil(p) as im:
         return _orientation_tag(im)
+
+
+def turned_mask_note(image: str | os.PathLike[str], image_hw: Sequence[int], mask_hw: Sequence[int]) -> str:
+    """The sentence explaining a mask of the wrong size when it was drawn on a turned photo's stored pixels.
+
+    Args:
+        image: The image file.
+        image_hw: ``(H, W)`` of the image as read (its EXIF orientation applied, as :func:`read_image` does).
+        mask_hw: ``(H, W)`` of its mask as read.
+
+    Returns:
+        When the mask's size is the image's turned by 90 degrees and the image's orientation tag (5-8, see
+        :func:`exif_orientation`) is what turns it when read: one sentence, with a leading space, naming the
+        tag and the fix; otherwise (also when the tag cannot be read) ``""``. Both files had the same size on
+        disk, so "the sizes differ" alone read as a contradiction.
+    """
+    if tuple(image_hw[:2]) != tuple(mask_hw[:2])[::-1] or tuple(image_hw[:2]) == tuple(mask_hw[:2]):
+        return ""
+    try:
+        tag = exif_orientation(image)
+    except (ValueError, OSError):  # ImageReadError too: the note is a hint, never a second error
+        return ""
+    if tag not in (5, 6, 7, 8):
+        return ""
+    return (
+        f" The image's EXIF orientation tag ({tag}) turns it by 90 degrees when read, and the mask has the "
+        "stored (unturned) size: draw the mask on the image as displayed, or save the image without the tag."
+    )
 
 
 #: Mask formats that change values: lossy compression moves class ids along every unit boundary.

@@ -21,7 +21,14 @@ import numpy as np
 
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
-from marsunits.data.io import image_size, read_image_native, read_mask, scale_to_unit, warn_of_read_notes
+from marsunits.data.io import (
+    image_size,
+    read_image_native,
+    read_mask,
+    scale_to_unit,
+    turned_mask_note,
+    warn_of_read_notes,
+)
 
 __all__ = ["ImageStore", "LabelledImage", "UnusablePairsError", "as_float"]
 
@@ -166,24 +173,11 @@ def as_float(img: np.ndarray) -> np.ndarray:
 def _check_same_size(rec: LabelledImage, image_hw: tuple[int, ...], mask_hw: tuple[int, ...]) -> None:
     """Raise if image and mask sizes differ. ``image_hw`` is the image as displayed (its EXIF orientation
     applied); a mask drawn on the stored pixels of a turned photo was said to differ in size while both
-    files were that size on disk, so the message then names the tag."""
+    files were that size on disk, so the message then names the tag (:func:`turned_mask_note`)."""
     if tuple(image_hw) != tuple(mask_hw):
-        turned = ""
-        if tuple(image_hw[:2]) == tuple(mask_hw[:2])[::-1]:
-            from marsunits.data.io import exif_orientation
-
-            try:
-                tag = exif_orientation(rec.image)
-            except ValueError:
-                tag = 1
-            if tag in (5, 6, 7, 8):
-                turned = (
-                    f" The image's EXIF orientation tag ({tag}) turns it by 90 degrees when read, and the "
-                    "mask has the stored (unturned) size: draw the mask on the image as displayed, or save "
-                    "the image without the tag."
-                )
         raise ValueError(
             f"{rec.image}: image is {image_hw[1]}x{image_hw[0]} (WxH) but its mask {rec.mask} is "
             f"{mask_hw[1]}x{mask_hw[0]}. Masks must have the image's exact size: re-export the mask (nearest "
-            f"neighbour if it was resized) or pair the right files.{turned}"
+            "neighbour if it was resized) or pair the right files."
+            f"{turned_mask_note(rec.image, image_hw, mask_hw)}"
         )
