@@ -1,5 +1,6 @@
 """``predict.py``'s scoring against labels (:mod:`marsunits.inference.evaluation`): no-data left out of every
-score, label and true contact files found whatever the Unicode form of their names."""
+score, label and true contact files found whatever the Unicode form of their names, label errors that name
+the file once with the fix."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from marsunits.boundary.contact_io import ContactLine, write_contacts
 from marsunits.boundary.extract import contacts_from_mask
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import write_png_atomic
 from marsunits.inference.evaluation import Evaluation, find_label, find_true_contact
+from marsunits.inference.run_summary_text import summary_paragraph
 
 NFC = unicodedata.normalize("NFC", "café")
 NFD = unicodedata.normalize("NFD", "café")
@@ -121,3 +124,59 @@ def test_a_label_name_there_in_two_unicode_forms_is_said_not_picked(tmp_path: Pa
     ev = Evaluation(tmp_path / "m")
     ev.add(PurePosixPath(f"{NFC}.png"), _halves(20, 30, 15))
     assert f"{NFC}.png" in ev.per_image and "two Unicode forms" in ev.contact_errors[f"{NFC}.png"]
+
+
+# ----------------------------------------------------------------------------------- label errors
+def test_a_label_of_another_size_names_the_file_once_and_the_fix(tmp_path: Path) -> None:
+    write_png_atomic(tmp_path / "size.png", np.zeros((41, 60), np.uint8))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("size.png"), np.zeros((40, 60), np.uint8), image_path=tmp_path / "in" / "size.png")
+    said = ev.errors["size.png"]
+    assert said.startswith(f"{tmp_path / 'size.png'}: the label is 60x41 (WxH)")
+    assert said.count(str(tmp_path / "size.png")) == 1 and "is 60x40" in said and "re-export it" in said
+    assert "EXIF" not in said
+
+
+def test_a_label_drawn_on_a_turned_photos_stored_pixels_is_explained(tmp_path: Path) -> None:
+    """A JPEG stored 60x40 with EXIF orientation 6 is predicted as displayed, 40x60; its label drawn on the
+    stored pixels is 60x40: the message names the tag, as training's does."""
+    photo = tmp_path / "in" / "turned.jpg"
+    photo.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (60, 40), (120, 90, 60)).save(photo, exif=exif.tobytes())
+    write_png_atomic(tmp_path / "masks" / "turned.png", np.zeros((40, 60), np.uint8))
+    ev = Evaluation(tmp_path / "masks")
+    ev.add(PurePosixPath("turned.jpg"), np.zeros((60, 40), np.uint8), image_path=photo)
+    said = ev.errors["turned.jpg"]
+    assert "EXIF orientation tag (6) turns it by 90 degrees" in said and str(photo) in said
+
+
+def test_label_errors_name_the_file_once_and_the_run_text_ends_cleanly(tmp_path: Path) -> None:
+    """An RGB label was recorded as ".../rgbmask.png: .../rgbmask.png: a mask must be ..." and the run's last
+    line quoted it with a second full stop."""
+    Image.new("RGB", (30, 20), (10, 20, 30)).save(tmp_path / "rgbmask.png")
+    write_png_atomic(tmp_path / "ids.png", np.full((20, 30), 9, np.uint8))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("rgbmask.png"), np.zeros((20, 30), np.uint8))
+    ev.add(PurePosixPath("ids.png"), np.zeros((20, 30), np.uint8))
+    for name, message in ev.errors.items():
+        assert message.count(str(tmp_path / name)) == 1, message
+    assert "outside 0..2" in ev.errors["ids.png"]
+    summary = {
+        "counts": {"ok": 2, "total": 2, "skipped": 0, "error": 0},
+        "unit_fractions": {"smooth_volcanic": 1.0},
+        "megapixels_per_second": 0.1,
+        "seconds": 1.0,
+        "megapixels": 0.001,
+        "checkpoint": "m.ckpt",
+        "device": "cpu",
+        "tile": 64,
+        "overlap": 0.125,
+        "n_contacts": 0,
+        "contact_length_px": 0.0,
+        "output_dir": "out",
+    }
+    text = summary_paragraph(summary, ev.to_dict())
+    assert "2 label(s) could not be scored" in text and ".." not in text.replace("0..2", "")
+    assert text.count(str(tmp_path / "rgbmask.png")) == 1

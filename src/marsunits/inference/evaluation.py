@@ -51,7 +51,7 @@ from marsunits.boundary.metrics import (
 )
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.class_map import ClassMap
-from marsunits.data.io import ImageReadError, read_mask
+from marsunits.data.io import ImageReadError, read_mask, turned_mask_note
 from marsunits.file_digest import image_content_key
 
 #: How ``metrics.json`` explains the overall contact scores.
@@ -285,6 +285,7 @@ class Evaluation:
         pred: np.ndarray,
         pred_lines: Sequence[ContactLine] = (),
         image_sha256: str | None = None,
+        image_path: Path | None = None,
     ) -> None:
         """Score ``pred`` (uint8 ``(H, W)``) and its contact lines against the label, if one exists.
 
@@ -295,11 +296,13 @@ class Evaluation:
                 when there is one.
             image_sha256: The input file's SHA-256 (hex), or None when not known: checked against
                 ``trained_image_keys``.
+            image_path: The input file, or None: named when the label's size differs from it (with its
+                EXIF orientation when that explains the difference).
 
         Problems with the label (unreadable, wrong size, two files of one name) are recorded in
-        ``label_errors`` and leave the image unscored; problems with its true contact file (unreadable, made
-        for another image size, two files of one name) are recorded in ``contact_errors`` and leave out only
-        its line scores.
+        ``label_errors``, one sentence or more naming the label file once, and leave the image unscored;
+        problems with its true contact file (unreadable, made for another image size, two files of one name)
+        are recorded in ``contact_errors`` and leave out only its line scores.
         """
         key = rel.as_posix()
         try:
@@ -311,17 +314,22 @@ class Evaluation:
             self.missing.append(key)
             return
         try:
-            label = read_mask(label_path)
+            label = read_mask(label_path)  # its errors name the file, as the class map's do
             if self.class_map is not None:
                 label = self.class_map(label, label_path)
+            if label.shape != pred.shape:
+                raise ValueError(self._size_message(label_path, label.shape, pred.shape, image_path))
             nodata = pred == IGNORE_INDEX
-            valid = ~nodata if label.shape == pred.shape and nodata.any() else None
+            valid = ~nodata if nodata.any() else None
             scored = label if valid is None else np.where(nodata, IGNORE_INDEX, label).astype(np.uint8)
-            cm = confusion_matrix(pred, scored)
+            try:
+                cm = confusion_matrix(pred, scored)
+            except ValueError as exc:
+                raise ValueError(f"{label_path}: {exc}") from exc
             entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}
             entry.update(self._mask_contact_scores(pred, label, valid))
         except (ImageReadError, ValueError) as exc:
-            self.errors[key] = f"{label_path}: {exc}"
+            self.errors[key] = str(exc)
             return
         # A broken true contact file took the image's pixel scores with it, under the label's name.
         try:
@@ -332,6 +340,19 @@ class Evaluation:
         self.per_image[key] = entry
         if image_sha256 and image_content_key(image_sha256) in (self.trained_image_keys or ()):
             self.trained_on.add(key)
+
+    @staticmethod
+    def _size_message(
+        label_path: Path, label_hw: tuple[int, ...], pred_hw: tuple[int, ...], image_path: Path | None
+    ) -> str:
+        """Why a label of another size than its prediction cannot be scored, and what to do."""
+        image = "the prediction" if image_path is None else f"its image {image_path} as read"
+        turned = "" if image_path is None else turned_mask_note(image_path, pred_hw, label_hw)
+        return (
+            f"{label_path}: the label is {label_hw[1]}x{label_hw[0]} (WxH) but {image} is "
+            f"{pred_hw[1]}x{pred_hw[0]}. A label must have its image's exact size: re-export it (nearest "
+            f"neighbour if it was resized) or give the labels of these images as labels_dir.{turned}"
+        )
 
     @staticmethod
     def _mask_contact_scores(pred: np.ndarray, label: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:

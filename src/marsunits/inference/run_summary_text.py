@@ -58,6 +58,12 @@ def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
     )
 
 
+def _example(message: str) -> str:
+    """A recorded message quoted after "e.g." in a sentence this paragraph ends: without its own final
+    full stop, which with the sentence's own made the run's last line end in two."""
+    return message.rstrip().rstrip(".")
+
+
 def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
     """One paragraph of plain text describing a finished run."""
     c = summary["counts"]
@@ -112,7 +118,10 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         errors = metrics.get("label_errors") or {}
         if errors:
             first = next(iter(errors.values()))
-            text += f" {len(errors)} label(s) could not be scored (metrics.json label_errors), e.g. {first}."
+            text += (
+                f" {len(errors)} label(s) could not be scored (metrics.json label_errors), "
+                f"e.g. {_example(first)}."
+            )
             native = any("outside 0..2" in e for e in errors.values())
             if native and metrics.get("labels_class_map") is None and metrics["images_scored"]:
                 text += (
@@ -124,7 +133,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             first = next(iter(contact_errors.values()))
             text += (
                 f" {len(contact_errors)} true contact file(s) could not be used, so those images have pixel "
-                f"scores but no line scores (metrics.json contact_errors), e.g. {first}."
+                f"scores but no line scores (metrics.json contact_errors), e.g. {_example(first)}."
             )
     grey = summary.get("greyscale_inputs_for_colour_model") or 0
     dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))

@@ -571,7 +571,7 @@ class _Session:
             return True  # its camera file was removed: the ground coordinates it gave are stale
         if self.evaluation is not None:
             digest = members.get("image_sha256")
-            self.evaluation.add(f.rel, mask, lines, digest if isinstance(digest, str) else None)
+            self.evaluation.add(f.rel, mask, lines, digest if isinstance(digest, str) else None, f.path)
         status, message = "skipped", "outputs already present; overwrite=true redoes them"
         camera = None
         if find_camera_file(f.path) is not None:  # a broken one is said again on every run until it is fixed
@@ -677,7 +677,7 @@ class _Session:
                 raise OutputWriteError(_output_stop_message(self.output_dir, exc)) from exc
             raise
         if self.evaluation is not None:
-            self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"))
+            self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"), f.path)
         if self.opts.map:
             self._remember_camera(f, lines, camera)
         seconds = time.perf_counter() - start
