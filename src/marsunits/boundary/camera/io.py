@@ -17,8 +17,9 @@ otherwise be read with the default silently, another lens than the file's):
   FLU site frame, z up, default 0; also with ``"ned"``: a ground 0.5 m below the origin is ``-0.5``).
 * ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers).
 
-CAHVORE (CAHVOR plus the moving entrance pupil ``E`` of wide-angle lenses, the form Perseverance's cameras
-are published in) is not supported: a ``"model": "cahvore"`` file is refused rather than read without ``E``.
+CAHVORE (CAHVOR plus the moving entrance pupil ``E`` of wide-angle lenses, the form the rovers' fish-eye
+Hazcams are calibrated in) is not supported: a ``"model": "cahvore"`` file is refused rather than read
+without ``E``.
 
 CAHV(OR) image coordinates follow the PDS convention (origin at the centre of the top-left pixel); the
 models convert to the project's corner-origin pixels themselves.
