@@ -261,6 +261,31 @@ def test_labels_kept_under_the_input_folder_are_not_predicted_as_photographs(
         run(make_cfg(tmp_path, ckpt, labels, tmp_path / "out2", f"labels_dir={labels}"))
 
 
+def test_a_mosaic_over_pillows_limit_is_predicted_scored_and_skipped_with_max_megapixels_null(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_megapixels=null lifted Pillow's decompression-bomb limit for the photograph only: the camera
+    file's orientation check made an image with a camera an error row, its label went to label_errors, and
+    its own mask could not be read back, so every run predicted it again. Pillow's limit is shrunk here so
+    5,120-pixel images stand for mosaics over 179 megapixels."""
+    from marsunits.boundary.camera.pinhole import PinholeCamera
+
+    inp, out, labels = tmp_path / "in", tmp_path / "out", tmp_path / "labels"
+    save_rgb(inp / "a.png", 64, 80, seed=1)
+    save_rgb(inp / "b.png", 64, 80, seed=2)
+    (inp / "b.camera.json").write_text(json.dumps(PinholeCamera(80, 64, 60.0, 20.0, site="s").to_dict()))
+    labels.mkdir()
+    Image.fromarray(np.zeros((64, 80), np.uint8)).save(labels / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # Pillow refuses above 4,000 pixels
+    cfg = make_cfg(tmp_path, ckpt, inp, out, "max_megapixels=null", f"labels_dir={labels}")
+    assert run(cfg) == 0
+    assert {k: r["status"] for k, r in read_manifest(out).items()} == {"a.png": "ok", "b.png": "ok"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images_scored"] == 1 and not metrics["label_errors"]
+    assert run(cfg) == 0
+    assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
+
+
 def test_input_dir_inside_output_dir_is_refused(tmp_path: Path, ckpt: Path) -> None:
     out = tmp_path / "out"
     inp = out / "in"

@@ -378,9 +378,10 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 def _open_pil(path: Path, header_checked: bool = False) -> Image.Image:
     """Open ``path`` with Pillow (header only); ``header_checked``: the caller checks the size from the
-    header right after (its ``max_megapixels``), so Pillow's own decompression-bomb limit (about 179
-    megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) is lifted for this call: it refused a 192-megapixel
-    mosaic whatever ``max_megapixels`` allowed, and its advice was to change Pillow's settings in code.
+    header right after (its ``max_megapixels``), or decodes no pixel (its size or orientation tag), so
+    Pillow's own decompression-bomb limit (about 179 megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) is
+    lifted for this call: it refused a 192-megapixel mosaic whatever ``max_megapixels`` allowed, and its
+    advice was to change Pillow's settings in code.
 
     Pillow reads its limit from a module global when a file is opened, so the limit is lifted under a lock
     that every opening here takes (opening parses the header only: the lock is held briefly).
@@ -712,7 +713,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         height, width, _, _ = _open_tiff_first_page(p)
         orientation = _tiff_orientation(p)
     else:
-        with _open_pil(p) as im:
+        with _open_pil(p, header_checked=True) as im:  # the header only: no pixel is decoded
             width, height = im.size
             orientation = _orientation_tag(im)
     # Orientations 5-8 swap rows and columns (transpose / 90-degree rotations).
@@ -742,7 +743,7 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         return _tiff_orientation(p)
-    with _open_pil(p) as im:
+    with _open_pil(p, header_checked=True) as im:  # the header only: no pixel is decoded
         return _orientation_tag(im)
 
 
@@ -813,13 +814,14 @@ def _palette_ids(p: Path, decoded: Image.Image) -> np.ndarray:
     return indices
 
 
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:
     """Read a label mask as ``uint8`` ``(H, W)`` ids, stored values unchanged.
 
     Accepts single-channel PNG/TIFF: 8-bit greyscale (``L``), 16-bit whose values fit in 0-255, or
     palette (``P``: the palette indices are the ids; a grey palette showing other values is refused, see
     :func:`_palette_ids`). EXIF orientation is applied as in :func:`read_image` so image and mask
-    stay aligned.
+    stay aligned. ``max_megapixels`` as in :func:`read_image` (``predict.py`` passes its option for labels
+    and its own masks, so a mosaic it accepts has its mask and label read too).
 
     Raises:
         ImageReadError: the file is missing/corrupt, a JPEG (lossy: ids change along boundaries), or not a
@@ -834,6 +836,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if p.suffix.lower() in TIFF_EXTENSIONS:
         height, width, samples, _ = _open_tiff_first_page(p)
+        _check_megapixels(p, width, height, max_megapixels)
         try:
             arr = tifffile.imread(p, key=0)
         except Exception as err:
@@ -849,8 +852,9 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             )
         # Turned by its Orientation tag as read_image turns a TIFF image, so image and mask stay aligned.
         return np.ascontiguousarray(_oriented(arr[:, :, None], _tiff_orientation(p))[:, :, 0])
-    im = _open_pil(p)
+    im = _open_pil(p, header_checked=max_megapixels is not None)
     with im:
+        _check_megapixels(p, im.width, im.height, max_megapixels)
         decoded = _decode_pil(p, im)
         if decoded.mode == "P":
             return _palette_ids(p, decoded)

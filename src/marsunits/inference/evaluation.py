@@ -259,12 +259,15 @@ class Evaluation:
         trained_image_keys: The checkpoint's ``trained_image_keys`` (content keys of its training image
             files), or None: scored images whose content is one of them are listed in
             ``images_trained_on``, whatever their names.
+        max_megapixels: Larger labels are refused, checked from the header (predict.py's option; ``inf``:
+            no limit, not even the image library's decompression-bomb limit); None: that library's limit.
     """
 
     labels_dir: Path
     class_map: ClassMap | None = None
     trained_sols: Mapping[str, Sequence[int]] | None = None
     trained_image_keys: Collection[str] | None = None
+    max_megapixels: float | None = None
     #: Scored images whose content the model trained on (``trained_image_keys``), by input path.
     trained_on: set[str] = field(default_factory=set)
 
@@ -314,7 +317,7 @@ class Evaluation:
             self.missing.append(key)
             return
         try:
-            label = read_mask(label_path)  # its errors name the file, as the class map's do
+            label = read_mask(label_path, self.max_megapixels)  # its errors name the file, as the class map's
             if self.class_map is not None:
                 label = self.class_map(label, label_path)
             if label.shape != pred.shape:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import sys
 import time
@@ -484,6 +485,7 @@ class _Session:
                 read_labels_class_map(opts.labels_class_map, self.metadata),
                 trained_sols=self.metadata.get("trained_sols"),
                 trained_image_keys=self.metadata.get("trained_image_keys"),
+                max_megapixels=math.inf if opts.max_megapixels is None else opts.max_megapixels,
             )
             if self.labels_dir is not None
             else None
@@ -555,7 +557,7 @@ class _Session:
         when the outputs cannot be read back: either way, the input is predicted again.
         """
         try:
-            mask = read_mask(paths.mask)
+            mask = read_mask(paths.mask, max_megapixels=math.inf)  # this tool's own output
             lines, members = read_contact_collection(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
