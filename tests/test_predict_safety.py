@@ -257,8 +257,12 @@ def test_labels_kept_under_the_input_folder_are_not_predicted_as_photographs(
     assert set(read_manifest(out)) == {"img0.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images_scored"] == 1 and not metrics["missing_labels"]
-    with pytest.raises(ConfigError, match=r"is labels_dir .* or inside it.*predicted as photographs"):
-        run(make_cfg(tmp_path, ckpt, labels, tmp_path / "out2", f"labels_dir={labels}"))
+    # Photographs and their masks side by side, the masks left out by patterns: as before, scored
+    side = tmp_path / "side"
+    save_rgb(side / "a.jpg", 40, 50)
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(side / "a.png")
+    assert run(make_cfg(tmp_path, ckpt, side, tmp_path / "out2", f"labels_dir={side}", "patterns=[jpg]")) == 0
+    assert json.loads((tmp_path / "out2" / "metrics.json").read_text())["images_scored"] == 1
 
 
 def test_a_mosaic_over_pillows_limit_is_predicted_scored_and_skipped_with_max_megapixels_null(

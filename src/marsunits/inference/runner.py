@@ -329,12 +329,6 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
         labels_dir = Path(opts.labels_dir).expanduser().resolve()
         if not labels_dir.is_dir():
             raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
-        if labels_dir == input_dir or labels_dir in input_dir.parents:
-            raise ConfigError(
-                f"input_dir {input_dir} is labels_dir {labels_dir} or inside it, so the label masks would be "
-                "predicted as photographs; keep the masks in a folder of their own (a labels_dir inside "
-                "input_dir is left out of the search)"
-            )
     opts.check_values()
     check_logger(opts.logger)
     contact_config = read_contact_config(opts.contact)
@@ -363,8 +357,10 @@ class _Session:
         self.device, self.precision, self.ckpt_path = checked.device, checked.precision, checked.ckpt_path
         self.threads = configure_threads(opts.threads, shard.local_world_size)
         # Reached through a symbolic link, or labels kept under the input folder: not photographs.
+        # (labels_dir as input_dir, photographs and masks side by side, works with patterns that leave the
+        # masks out, e.g. patterns=[jpg]; with other patterns each pair is a same-stem error row.)
         skip = {self.output_dir: "output_dir (this run's outputs)"}
-        if self.labels_dir is not None:
+        if self.labels_dir is not None and self.input_dir in self.labels_dir.parents:
             skip[self.labels_dir] = "labels_dir (the label masks)"
         self.files, self.problems = discover(self.input_dir, opts.patterns, skip)
         _warn_labelled_layout(self.input_dir)
