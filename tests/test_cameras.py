@@ -24,6 +24,7 @@ from marsunits.boundary.camera import (
 )
 from marsunits.boundary.contact_io import (
     ContactLine,
+    as_stored,
     count_contacts,
     number_contacts,
     read_contacts,
@@ -326,6 +327,19 @@ def test_a_two_vertex_contact_leaving_the_range_keeps_its_near_part_on_the_groun
     assert len(piece.pixels) == 2 and piece.confidence == 0.8
     far = piece.ground_m[-1] - np.array([pin.x_m, pin.y_m])
     assert np.hypot(*far) == pytest.approx(15.0, rel=1e-6)  # reaches out to the range limit
+
+
+def test_the_contact_map_of_a_contact_leaving_the_range_has_one_feature(tmp_path):
+    """The map projects again the pieces stored without ground coordinates; the far piece starts at the
+    cut, on the range edge (rounded in the file to one side or the other), and gave the map a second,
+    zero-length feature for the contact."""
+    pin = PinholeCamera(320, 240, 60.0, 20.0, height_m=2.0, site="s")
+    lines = number_contacts([ContactLine(np.array([[160.0, 239.0], [170.0, 20.0]]), confidence=0.8)])
+    stored = as_stored(add_ground(lines, pin, max_range_m=15.0, keep_unprojected=True))
+    assert [p.ground_m is not None for p in stored] == [True, False]
+    (geojson, *_) = build_contact_map([("a.png", stored, pin)], tmp_path, max_range_m=15.0)
+    (feature,) = json.loads(geojson.read_text())["features"]
+    assert feature["properties"]["length_m"] == pytest.approx(12.87, abs=0.01)
 
 
 def test_a_contact_split_at_the_range_limit_still_counts_once(tmp_path):

@@ -38,44 +38,64 @@ def _runs(ok: np.ndarray) -> list[tuple[int, int]]:
 #: Bisection steps that place a line's cut at the edge of the ground range: 2**-30 of a segment.
 _CUT_STEPS = 30
 
+#: A cut closer than this (pixels) to the vertex that reaches the ground is that vertex: not inserted. Ten
+#: times the 1e-3 px to which contact files round coordinates (``as_stored``), so a piece read back from a
+#: file, starting at a cut rounded to one side or the other of the range edge, gets no sliver of ground.
+_CUT_MIN_PX = 0.01
 
-def _cut_at_range_edges(
-    pix: np.ndarray,
-    ground: np.ndarray,
-    vc: np.ndarray | None,
-    camera: CameraModel,
-    max_range_m: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Insert, in every segment between a vertex that reaches the ground within range and one that does not,
-    the point where the segment leaves the range (or passes the horizon), found by bisection on the pixel
-    segment; it reaches the ground and carries the interpolated vertex confidence.
 
-    Without it a piece ended at its last vertex within range: a simplified straight contact has two
-    vertices, so one far vertex took the whole line's ground coordinates (and the contact map lost it).
-    The set of pixels that reach the ground within range is convex for a pinhole camera (a disc on the
-    plane seen through a projective map, below the horizon), so a segment has at most one such crossing.
+def _project_with_cuts(
+    pixels: list[np.ndarray], confidences: list[np.ndarray | None], camera: CameraModel, max_range_m: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Each line's ``(pixels, ground, vertex confidence)`` with, in every segment between a vertex that
+    reaches the ground within range and one that does not, the point where the segment leaves the range (or
+    passes the horizon) inserted: found by bisection on the pixel segment, it reaches the ground and carries
+    the interpolated vertex confidence. All lines are projected together (one camera call per bisection
+    step for the whole image, not one per line).
+
+    Without the cuts a piece ended at its last vertex within range: a simplified straight contact has two
+    vertices, so one far vertex took the whole line's ground coordinates (and the contact map lost it). The
+    set of pixels that reach the ground within range is convex for a pinhole camera (a disc on the plane
+    seen through a projective map, below the horizon), so a segment has at most one such crossing. A cut at
+    the reaching vertex itself (a piece that starts at an earlier cut, projected again) is not inserted.
     """
+    if not pixels:
+        return []
+    sizes = np.array([len(p) for p in pixels])
+    line_of = np.repeat(np.arange(len(pixels)), sizes)
+    pix = np.concatenate(pixels).astype(float)
+    vc = np.concatenate(
+        [np.full(len(p), np.nan) if c is None else c for p, c in zip(pixels, confidences, strict=True)]
+    )
+    ground = camera.pixel_to_ground(pix[:, 0], pix[:, 1], max_range_m=max_range_m)
     ok = np.all(np.isfinite(ground), axis=1)
-    edges = np.flatnonzero(ok[:-1] != ok[1:])
-    if len(edges) == 0:
-        return pix, ground, vc
-    inside = np.where(ok[edges], edges, edges + 1)  # the end that reaches the ground
-    outside = np.where(ok[edges], edges + 1, edges)
-    lo, hi = np.zeros(len(edges)), np.ones(len(edges))  # fraction of the way from inside to outside
-    a, b = pix[inside], pix[outside]
-    for _ in range(_CUT_STEPS):
-        mid = 0.5 * (lo + hi)
-        at = a + mid[:, None] * (b - a)
-        hit = np.all(np.isfinite(camera.pixel_to_ground(at[:, 0], at[:, 1], max_range_m=max_range_m)), axis=1)
-        lo, hi = np.where(hit, mid, lo), np.where(hit, hi, mid)
-    cut = a + lo[:, None] * (b - a)
-    cut_ground = camera.pixel_to_ground(cut[:, 0], cut[:, 1], max_range_m=max_range_m)
-    at_index = edges + 1  # inserted between vertices edges and edges + 1
-    pix = np.insert(pix, at_index, cut, axis=0)
-    ground = np.insert(ground, at_index, cut_ground, axis=0)
-    if vc is not None:
-        vc = np.insert(vc, at_index, vc[inside] + lo * (vc[outside] - vc[inside]))
-    return pix, ground, vc
+    edges = np.flatnonzero((ok[:-1] != ok[1:]) & (line_of[:-1] == line_of[1:]))
+    if len(edges):
+        inside = np.where(ok[edges], edges, edges + 1)  # the end that reaches the ground
+        outside = np.where(ok[edges], edges + 1, edges)
+        lo, hi = np.zeros(len(edges)), np.ones(len(edges))  # fraction of the way from inside to outside
+        a, b = pix[inside], pix[outside]
+        for _ in range(_CUT_STEPS):
+            mid = 0.5 * (lo + hi)
+            at = a + mid[:, None] * (b - a)
+            reach = camera.pixel_to_ground(at[:, 0], at[:, 1], max_range_m=max_range_m)
+            hit = np.all(np.isfinite(reach), axis=1)
+            lo, hi = np.where(hit, mid, lo), np.where(hit, hi, mid)
+        kept = lo * np.linalg.norm(b - a, axis=1) > _CUT_MIN_PX
+        cut = (a + lo[:, None] * (b - a))[kept]
+        at_index = edges[kept] + 1  # between vertices edges and edges + 1
+        pix = np.insert(pix, at_index, cut, axis=0)
+        cut_ground = camera.pixel_to_ground(cut[:, 0], cut[:, 1], max_range_m=max_range_m)
+        ground = np.insert(ground, at_index, cut_ground, axis=0)
+        vc = np.insert(vc, at_index, (vc[inside] + lo * (vc[outside] - vc[inside]))[kept])
+        sizes = sizes + np.bincount(line_of[edges[kept]], minlength=len(sizes))
+    bounds = np.cumsum(sizes)[:-1]
+    return [
+        (p, g, None if c is None else v)
+        for p, g, v, c in zip(
+            np.split(pix, bounds), np.split(ground, bounds), np.split(vc, bounds), confidences, strict=True
+        )
+    ]
 
 
 def _length_weighted(values: np.ndarray, pts: np.ndarray) -> float:
@@ -96,7 +116,7 @@ def add_ground(
     """Project each line's pixel vertices onto the camera's ground plane.
 
     Lines are split where they stop reaching the ground within ``max_range_m`` (at or above the horizon,
-    or too far): a vertex is inserted where a segment crosses that edge (:func:`_cut_at_range_edges`), and
+    or too far): a vertex is inserted where a segment crosses that edge (:func:`_project_with_cuts`), and
     each remaining run of at least two vertices becomes a line whose ``pixels`` and ``ground_m`` correspond
     vertex by vertex. A piece's ``confidence`` is the length-weighted mean (in pixels)
     of its ``vertex_confidence`` when the input has one, else the input line's confidence.
@@ -118,13 +138,15 @@ def add_ground(
     """
     site = getattr(camera, "site", None)
     out: list[ContactLine] = []
-    for line in lines:
-        if densify_px is not None:
-            line = densify(line, densify_px)
-        pix = np.asarray(line.pixels, dtype=float)
-        ground = camera.pixel_to_ground(pix[:, 0], pix[:, 1], max_range_m=max_range_m)
-        vertex_conf = None if line.vertex_confidence is None else np.asarray(line.vertex_confidence, float)
-        pix, ground, vertex_conf = _cut_at_range_edges(pix, ground, vertex_conf, camera, max_range_m)
+    if densify_px is not None:
+        lines = [densify(line, densify_px) for line in lines]
+    projected_lines = _project_with_cuts(
+        [np.asarray(line.pixels, dtype=float) for line in lines],
+        [None if ln.vertex_confidence is None else np.asarray(ln.vertex_confidence, float) for ln in lines],
+        camera,
+        max_range_m,
+    )
+    for line, (pix, ground, vertex_conf) in zip(lines, projected_lines, strict=True):
         ok = np.all(np.isfinite(ground), axis=1)
         pieces = [(s, e, True) for s, e in _runs(ok)]
         if keep_unprojected:
