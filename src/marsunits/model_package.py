@@ -450,6 +450,7 @@ def load_model(
                 "loader does not allow, and unpickling such a file can execute arbitrary code. If you trust "
                 "where it came from, export it once to a safe model package: `python -m marsunits.export "
                 f"{shlex.quote(f'ckpt_path={path}')} out=<folder> trust_checkpoint=true`, then use the "
-                "package (or pass trust_checkpoint=True to load_model)."
+                "package as ckpt_path (or load the file itself: predict.py trust_checkpoint=true, or "
+                "trust_checkpoint=True to load_model in Python)."
             ) from err
     return _load_trusted_checkpoint(path, map_location, expected_class_names)
