@@ -235,6 +235,44 @@ def test_resume_skips_finished_inputs_and_overwrite_redoes_them(
     np.testing.assert_array_equal(np.asarray(Image.open(out / "b" / "scene.mask.png")), before)
 
 
+def test_folding_batch_norm_is_recorded_where_it_changes_the_masks(tmp_path: Path, ckpt: Path) -> None:
+    """In bf16, folding batch norm into the convolutions changes about 2 % of a window's classes (as many as
+    bf16 against float32), and a folder begun folded was finished unfolded without a word; in float32 it is
+    exact and not recorded."""
+    from marsunits.inference.output_settings import SETTINGS_NAME
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 50)
+    bf16, fp32 = tmp_path / "bf16", tmp_path / "fp32"
+    assert run(make_cfg(tmp_path, ckpt, inp, bf16, "precision=bf16")) == 0
+    assert json.loads((bf16 / SETTINGS_NAME).read_text())["fold_batchnorm"] is True
+    refusal = r"fold_batchnorm \(true then, false now.*fold_batchnorm=true predicts"
+    with pytest.raises(ConfigError, match=refusal):
+        run(make_cfg(tmp_path, ckpt, inp, bf16, "precision=bf16", "fold_batchnorm=false"))
+    assert run(make_cfg(tmp_path, ckpt, inp, fp32, "precision=32")) == 0
+    assert json.loads((fp32 / SETTINGS_NAME).read_text())["fold_batchnorm"] is None
+    assert run(make_cfg(tmp_path, ckpt, inp, fp32, "precision=32", "fold_batchnorm=false")) == 0  # resumed
+
+
+def test_a_folder_of_other_settings_is_refused_before_the_batch_norm_is_adapted(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run that was going to be refused first adapted the batch norm to every input (for a folder of
+    panoramas, as long as predicting them) and exported or timed the runtimes."""
+    from marsunits.inference import runner as runner_module
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 40, 50)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+
+    def not_now(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("adapted before the folder's settings were compared")
+
+    monkeypatch.setattr(runner_module._Session, "_adapt_batchnorm", not_now)
+    with pytest.raises(ConfigError, match=r"overlap \(0.125 then, 0.25 now\)"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "overlap=0.25"))
+
+
 def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_redone(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -19,8 +19,11 @@ them. So every run records ``OUT/prediction_settings.json``:
 * ``runtime`` and ``precision`` as run (ONNX Runtime counts as float32): bf16 and float32 masks differ in a
   few pixels in a thousand, so a folder begun in bf16 (an AMX CPU, a GPU) is not finished in float32 on
   another machine without a word. ``runtime=auto`` resuming a folder takes the recorded runtime instead of
-  timing the two again (the choice flips with the machine's load). Records written before these keys are
-  not compared on them.
+  timing the two again (the choice flips with the machine's load). With bf16 also ``fold_batchnorm``
+  (``null`` otherwise): folding batch norm into the convolutions is exact in float32 but not in bf16, where it
+  changes as many classes as bf16 against float32 does. Records written before these keys are not compared
+  on them. These are known only once the network is built (:data:`ARITHMETIC_KEYS`); the rest is checked
+  before that costly start-up (adapting the batch norm, an ONNX export), then all of it again.
 
 Options that change only how fast or where the work runs (device, threads, batch size, workers) are not
 recorded: their outputs agree to within rounding.
@@ -52,6 +55,7 @@ from marsunits.inference.inputs import InputFile
 from marsunits.inference.writers import OutputPaths, image_record, write_json_atomic
 
 __all__ = [
+    "ARITHMETIC_KEYS",
     "SETTINGS_NAME",
     "adaptation_inputs",
     "read_settings",
@@ -70,6 +74,8 @@ SETTINGS_NAME = "prediction_settings.json"
 _ALIASES = "same_model_sha256"
 #: Recorded keys that do not decide whether outputs are comparable (the aliases are compared with the hash).
 _INFORMATIVE = ("checkpoint", _ALIASES)
+#: The record's keys that say how the network's arithmetic ran, known only once it is built.
+ARITHMETIC_KEYS = ("runtime", "precision", "fold_batchnorm")
 #: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).
 PENDING_KEY = "overwrite_pending"
 
@@ -106,7 +112,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             continue  # probabilities turned on or off: the masks and contacts are the same
         if key == "normalisation" and key not in old:
             continue  # a folder recorded before the key existed: its weights hash still identifies the model
-        if key in ("runtime", "precision") and key not in old:
+        if key in ARITHMETIC_KEYS and key not in old:
             continue  # a folder recorded before the arithmetic was: judged as before
         if key == "weights_sha256":
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
@@ -134,11 +140,12 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                         f"{json.dumps({m: now.get(m) for m in changed})} now; "
                         "output_settings.METHOD_VERSIONS says what changed)"
                     )
-            elif key in ("precision", "runtime"):
+            elif key in ARITHMETIC_KEYS:
                 then, now = (json.dumps(r.get(key)) for r in (old, new))
+                as_then = json.dumps(old[key]) if isinstance(old.get(key), bool) else old.get(key)
                 diffs.append(
                     f"{key} ({then} then, {now} now: masks of the two differ in a few pixels; "
-                    f"{key}={old.get(key)} predicts as then)"
+                    f"{key}={as_then} predicts as then)"
                 )
             elif key == "weights_sha256":
                 diffs.append(
@@ -168,13 +175,16 @@ def _same_content(old: Any, new: Any) -> bool:
     return bool(old.get("content_sha256") == new.get("content_sha256"))
 
 
-def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: bool) -> None:
+def check_settings(
+    output_dir: Path, settings: Mapping[str, Any], overwrite: bool, ignore: Sequence[str] = ()
+) -> None:
     """Refuse to add outputs of other settings to a folder that holds some already.
 
     Args:
         output_dir: The run's output folder.
         settings: This run's record (see the module docstring); JSON-ready values.
         overwrite: ``overwrite=true``: every input is predicted again, so any record is fine.
+        ignore: Keys not compared (:data:`ARITHMETIC_KEYS` in the check before the network is built).
 
     Raises:
         ConfigError: The folder's record differs; the message names each difference and the two ways out.
@@ -190,7 +200,9 @@ def check_settings(output_dir: Path, settings: Mapping[str, Any], overwrite: boo
             "outputs of the new settings beside others of the old. Run with overwrite=true again to redo "
             "every image, or give another output_dir"
         )
-    diffs = _differences(old, json.loads(json.dumps(settings)))  # compare as JSON would read them back
+    kept = {k: v for k, v in old.items() if k not in ignore}
+    new = {k: v for k, v in settings.items() if k not in ignore}
+    diffs = _differences(kept, json.loads(json.dumps(new)))  # compare as JSON would read them back
     if diffs:
         raise ConfigError(
             f"{output_dir} holds predictions made with other settings: {'; '.join(diffs)}. Skipping its "

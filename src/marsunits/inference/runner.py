@@ -90,6 +90,7 @@ from marsunits.inference.inputs import InputFile, check_folders, discover, outpu
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
 from marsunits.inference.output_settings import (
+    ARITHMETIC_KEYS,
     PENDING_KEY,
     adaptation_inputs,
     camera_file_sha256,
@@ -385,15 +386,6 @@ class _Session:
             raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}") from exc
         self.tile = tile
         self.in_channels = int(self.metadata["in_channels"])
-        #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
-        self.adapted_on: int | None = None
-        if opts.adapt_bn:
-            if str(opts.runtime) != "torch":
-                raise ConfigError(
-                    f"adapt_bn=true re-estimates the network's batch-norm statistics in PyTorch, but "
-                    f"runtime={opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
-                )
-            task = self._adapt_batchnorm(task, all_files, tile, stride)
         cache_dir = (
             Path(opts.onnx_cache_dir).expanduser()
             if opts.onnx_cache_dir
@@ -441,6 +433,19 @@ class _Session:
             },
             same_model_sha256=[source] if isinstance(source, str) and source else (),
         )
+        # Before the costly start-up (adapting the batch norm to every input, an ONNX export, timing the
+        # runtimes): a folder of other settings is refused as it would be after all that work. The arithmetic
+        # (runtime, precision, fold_batchnorm) is known after it, and checked with the rest in plan().
+        check_settings(self.output_dir, self.settings, bool(opts.overwrite), ignore=ARITHMETIC_KEYS)
+        #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
+        self.adapted_on: int | None = None
+        if opts.adapt_bn:
+            if str(opts.runtime) != "torch":
+                raise ConfigError(
+                    f"adapt_bn=true re-estimates the network's batch-norm statistics in PyTorch, but "
+                    f"runtime={opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
+                )
+            task = self._adapt_batchnorm(task, all_files, tile, stride)
         runtime = str(opts.runtime)
         if runtime == "auto" and not opts.overwrite and not earlier.get(PENDING_KEY):
             # A resumed folder keeps the runtime it was begun with: the timed choice flips with the load.
@@ -464,6 +469,10 @@ class _Session:
         # held both without a word. Recorded after the runtime is chosen; compared by check_settings.
         self.settings["runtime"] = self.runtime.name
         self.settings["precision"] = self.precision if self.runtime.name == "torch" else "32"
+        # Folding batch norm into the convolutions is exact in float32, but in bf16 it rounds otherwise: 2 %
+        # of a window's classes change, as many as between bf16 and float32. Recorded where it matters.
+        bf16 = self.settings["precision"] == "bf16"
+        self.settings["fold_batchnorm"] = bool(opts.fold_batchnorm) if bf16 else None
         self.predictor = Predictor(
             forward,
             in_channels=self.in_channels,
