@@ -178,3 +178,7 @@ def test_runtime_auto_resumes_a_folder_with_the_runtime_it_was_begun_with(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["skipped"] == 2 and summary["counts"]["ok"] == 1
     assert summary["runtime"]["name"] == "onnx"
+    # What was asked and what ran: ONNX Runtime is float32 (summary.json said bf16 on an AMX CPU), and
+    # the runtime was kept from the folder, not timed (it said runtime=onnx was asked).
+    assert summary["precision"] == "32" and summary["runtime"]["requested"] == "auto"
+    assert "resuming a folder begun with runtime onnx" in summary["runtime"]["reason"]

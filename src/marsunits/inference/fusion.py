@@ -4,9 +4,9 @@ In evaluation mode a batch-norm layer is a fixed per-channel affine map, so it c
 weights and bias of the convolution that feeds it: the network computes the same function with one
 memory-bound pass per layer fewer. In float32 the outputs agree to rounding; in bfloat16 the folded weights
 round otherwise, and about 2 % of a window's classes change (as many as between bfloat16 and float32), so
-``predict.py`` records ``fold_batchnorm`` with bf16 in ``prediction_settings.json``. On this project's CPUs the 58 batch-norm layers of Unet +
-EfficientNet-Lite0 took about a quarter of the prediction time; folded, prediction in bfloat16 runs
-about 1.5x faster (``benchmarks/bench_predict.py``).
+``predict.py`` records ``fold_batchnorm`` with bf16 in ``prediction_settings.json``. On this project's
+CPUs the 58 batch-norm layers of Unet + EfficientNet-Lite0 took about a quarter of the prediction time;
+folded, prediction in bfloat16 runs about 1.5x faster (``benchmarks/bench_predict.py``).
 
 The arithmetic is PyTorch's (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`) and the pairs are found on
 ``torch.fx`` graphs. Written here, because :func:`torch.fx.experimental.optimization.fuse` does not fit:
@@ -116,8 +116,9 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
 
     Returns:
         A module computing the same function in evaluation mode (float32 outputs agree to about 1e-5
-        relative; bfloat16 ones do not: see the module docstring). Batch norms that follow no convolution, or sit in parts that cannot be traced, stay as
-        they are (slower, never wrong); a warning says how many.
+        relative; bfloat16 ones do not: see the module docstring). Batch norms that follow no convolution,
+        or sit in parts that cannot be traced, stay as they are (slower, never wrong); a warning says how
+        many.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 

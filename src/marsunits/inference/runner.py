@@ -446,7 +446,7 @@ class _Session:
                     f"runtime={opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
                 )
             task = self._adapt_batchnorm(task, all_files, tile, stride)
-        runtime = str(opts.runtime)
+        runtime = kept = str(opts.runtime)
         if runtime == "auto" and not opts.overwrite and not earlier.get(PENDING_KEY):
             # A resumed folder keeps the runtime it was begun with: the timed choice flips with the load.
             runtime = str(earlier["runtime"]) if earlier.get("runtime") in ("torch", "onnx") else runtime
@@ -467,6 +467,11 @@ class _Session:
         # The arithmetic the masks come from: bf16 and float32 (or ONNX Runtime) differ in a few pixels in a
         # thousand, and a folder begun on an AMX or GPU machine (bf16) and finished on another (float32)
         # held both without a word. Recorded after the runtime is chosen; compared by check_settings.
+        if runtime != kept:  # summary.json says what the user asked, and why another runtime was not timed
+            self.runtime.requested = kept
+            self.runtime.reason = (
+                f"runtime=auto resuming a folder begun with runtime {runtime}: kept ({self.runtime.reason})"
+            )
         self.settings["runtime"] = self.runtime.name
         self.settings["precision"] = self.precision if self.runtime.name == "torch" else "32"
         # Folding batch norm into the convolutions is exact in float32, but in bf16 it rounds otherwise: 2 %
@@ -869,7 +874,7 @@ class _Session:
             "device": str(self.device),
             "world_size": self.shard.world_size,
             "threads": self.threads,
-            "precision": self.precision,
+            "precision": self.settings["precision"],  # as run: ONNX Runtime is float32 whatever was asked
             "runtime": self.runtime.to_dict(),
             "tile": self.tile,
             "overlap": self.opts.overlap,
