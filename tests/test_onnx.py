@@ -159,6 +159,13 @@ def test_a_damaged_cached_export_is_made_again(ckpt: Path, tmp_path: Path) -> No
     cached.write_bytes(bytes(flipped))
     fn, choice = build_forward(task, runtime="onnx", **common)
     assert choice.name == "onnx" and isinstance(fn, OnnxForward) and cached.read_bytes() == whole
+    # An intact export that misses a stricter tolerance than the default is not damaged: PyTorch is used,
+    # and the cached file stays (it was deleted and exported again on every run).
+    before = cached.stat().st_mtime_ns
+    fn, choice = build_forward(task, runtime="onnx", **{**common, "tolerance": 1e-12})
+    assert choice.max_abs_diff is not None and choice.max_abs_diff > 1e-12  # the export misses it
+    assert choice.name == "torch" and isinstance(fn, TorchForward) and "differ" in choice.reason
+    assert cached.stat().st_mtime_ns == before and cached.read_bytes() == whole
 
 
 def test_runtime_auto_resumes_a_folder_with_the_runtime_it_was_begun_with(

@@ -405,7 +405,10 @@ def build_forward(
         try:
             onnx_fn = OnnxForward(path, threads)
             diff = max_difference(reference, onnx_fn, probe)
-            failed = None if diff <= tolerance else f"its probabilities differ by {diff:.2e}"
+            # Damaged only beyond what a default run accepts: a stricter onnx_tolerance that an intact export
+            # misses (5e-7 > 1e-9) falls back below, instead of deleting and exporting it again every run.
+            damaged = diff > max(tolerance, ONNX_TOLERANCE)
+            failed = f"its probabilities differ by {diff:.2e}" if damaged else None
         except Exception as exc:  # noqa: BLE001 - judged below: a cached file is made again once
             if fresh:
                 raise
