@@ -271,3 +271,15 @@ def test_one_value_per_channel_uses_the_running_statistics_instead_of_failing() 
     assert len(moved) > len(norms) // 2  # adapted, except the 1 x 1 pooled branch, which kept its own
     with torch.no_grad():
         assert adapted(image[None]).shape == (1, 3, 128, 160)
+
+
+def test_switching_adapt_bn_on_is_said_once_without_digests(tmp_path: Path) -> None:
+    """adapt_bn false -> true also listed adapt_bn_inputs, as raw JSON with two SHA-256 digests."""
+    from marsunits.inference.output_settings import check_settings, write_settings
+
+    before = {"weights_sha256": "a" * 64, "adapt_bn": False, "adapt_bn_inputs": None}
+    now = {**before, "adapt_bn": True, "adapt_bn_inputs": {"files": 3, "sha256": "b" * 64}}
+    write_settings(tmp_path, before)
+    with pytest.raises(ConfigError, match=r"other settings: adapt_bn \(false then, true now\)\. ") as caught:
+        check_settings(tmp_path, now, overwrite=False)
+    assert "sha256" not in str(caught.value) and "adapt_bn_inputs" not in str(caught.value)

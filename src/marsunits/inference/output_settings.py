@@ -120,6 +120,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 continue  # the same weights in another file (a package and its checkpoint)
         if key == "adapt_bn_inputs" and _same_content(old.get(key), new.get(key)):
             continue  # the same files by content, under other times (a restore, a touch)
+        if key == "adapt_bn_inputs" and bool(old.get("adapt_bn")) != bool(new.get("adapt_bn")):
+            continue  # adapt_bn switched on or off: said by its own key, not as a list of digests
         if old.get(key) != new.get(key):
             if key == "adapt_bn_inputs" and old.get("adapt_bn") and new.get("adapt_bn"):
                 n_then, n_now = (int((r.get(key) or {}).get("files", 0)) for r in (old, new))
