@@ -832,3 +832,26 @@ def test_a_malformed_true_contact_file_is_a_contact_error_and_scoring_goes_on(
     assert list(m["contact_errors"]) == ["bad.png"]
     assert m["contact_errors"]["bad.png"].startswith(str(contacts / "bad.contact.geojson"))
     assert m["overall"]["n_line_images"] == 1
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float16"])
+def test_the_argmax_of_prob_tif_is_the_mask_where_rounding_made_a_tie(tmp_path: Path, dtype: str) -> None:
+    """The mask is the argmax of the float probabilities; rounding them for prob.tif made ties, which
+    numpy's argmax gives to the lowest class, so a mask re-derived from the file differed in a few pixels."""
+    import tifffile
+
+    from marsunits.inference.writers import write_probabilities
+
+    probs = np.zeros((3, 2, 3), np.float32)
+    probs[:, 0, 0] = [0.4980, 0.4990, 0.0030]  # both 127 in uint8; mask: 1
+    probs[:, 0, 1] = [0.500010, 0.500020, 0.0]  # both 0.5 in float16; mask: 1
+    probs[:, 0, 2] = [0.2, 0.3, 0.5]  # no tie
+    probs[:, 1, :] = [[0.9], [0.05], [0.05]]
+    mask = probs.argmax(axis=0).astype(np.uint8)
+    mask[1, 2] = 255  # no data: left alone
+    write_probabilities(tmp_path / "p.tif", probs, dtype, mask=mask)
+    back = tifffile.imread(tmp_path / "p.tif")
+    derived = back.argmax(axis=0)
+    assert (derived[mask != 255] == mask[mask != 255]).all()
+    scale = 255.0 if dtype == "uint8" else 1.0
+    assert np.abs(back.astype(np.float64) / scale - probs).max() <= (1.5 / 255 if dtype == "uint8" else 1e-3)

@@ -178,13 +178,19 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-def write_probabilities(path: str | os.PathLike[str], probs: np.ndarray, dtype: str = "uint8") -> Path:
+def write_probabilities(
+    path: str | os.PathLike[str], probs: np.ndarray, dtype: str = "uint8", mask: np.ndarray | None = None
+) -> Path:
     """Write class probabilities ``(3, H, W)`` as a zlib-compressed TIFF (axes ``CYX``), atomically.
 
     Args:
         path: Destination ``.prob.tif``.
         probs: Float array ``(C, H, W)`` in [0, 1].
         dtype: ``"uint8"`` (probability x 255, rounded) or ``"float16"``.
+        mask: The class ids written beside them (``(H, W)``, 255 = no data), or None. Where rounding made
+            two classes equal, the mask's class is raised by one step of ``dtype``, so the file's argmax
+            (lowest class on a tie, as numpy's) is the mask wherever it has data: 1-36 pixels an image
+            disagreed, and a mask re-derived from ``prob.tif`` differed from the one written.
     """
     if dtype == "uint8":
         data = np.rint(np.clip(probs, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -192,11 +198,29 @@ def write_probabilities(path: str | os.PathLike[str], probs: np.ndarray, dtype: 
         data = probs.astype(np.float16)
     else:
         raise ValueError(f"probability_dtype must be 'uint8' or 'float16', got {dtype!r}")
+    if mask is not None:
+        _break_ties_towards(data, mask)
 
     def write(fh: BinaryIO) -> None:
         tifffile.imwrite(fh, data, photometric="minisblack", compression="zlib", metadata={"axes": "CYX"})
 
     return atomic_write(path, write)
+
+
+def _break_ties_towards(data: np.ndarray, mask: np.ndarray) -> None:
+    """Raise, in place, ``data[mask]`` by one step of its dtype where the argmax of ``data`` (C, H, W) is
+    not ``mask`` (ids ``>= C`` are left alone); a band of rows at a time (argmax allocates int64)."""
+    for r0 in range(0, mask.shape[0], 512):
+        band, ids = data[:, r0 : r0 + 512], mask[r0 : r0 + 512]
+        rows, cols = np.nonzero((band.argmax(axis=0) != ids) & (ids < data.shape[0]))
+        if len(rows) == 0:
+            continue
+        top = band.max(axis=0)[rows, cols]
+        if data.dtype == np.uint8:
+            raised = np.minimum(top.astype(np.int16) + 1, 255).astype(np.uint8)
+        else:
+            raised = np.nextafter(top, np.array(np.inf, dtype=data.dtype))
+        band[ids[rows, cols], rows, cols] = raised
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -338,7 +362,7 @@ def write_prediction(
     h, w = mask.shape
     paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
     if save_probabilities:
-        write_probabilities(paths.prob, probs, probability_dtype)
+        write_probabilities(paths.prob, probs, probability_dtype, mask=mask)
     else:  # an earlier run's probabilities are of what this input was then (pseudo-labels read them)
         paths.prob.unlink(missing_ok=True)
     members: dict[str, Any] = {} if greyscale is None else {"image_greyscale": bool(greyscale)}
