@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 from marsunits.data.io import (
     IMAGE_EXTENSIONS,
     ImageReadError,
+    exif_orientation,
     image_size,
     list_images,
     read_image,
@@ -269,6 +271,11 @@ def test_max_megapixels_replaces_pils_own_limit(
         read_image(path)  # no limit of the caller's: Pillow's stays
     unlimited = ImageFileDataset([path], max_megapixels=None)[0]  # predict.py max_megapixels=null
     assert unlimited.error is None and unlimited.image is not None and unlimited.image.shape == (100, 100, 3)
+    assert exif_orientation(path, max_megapixels=math.inf) == 1  # predict.py's camera orientation check
+    # Callers without a limit of their own keep Pillow's: training's pair check refuses it at set-up.
+    for header_read in (image_size, exif_orientation):
+        with pytest.raises(ImageReadError, match="decompression bomb"):
+            header_read(path)
 
 
 def test_zero_byte_file(tmp_path: Path) -> None:

@@ -139,7 +139,11 @@ def test_an_export_is_not_reused_for_another_normalisation(ckpt: Path, cache: Pa
     assert second != first and second.is_file()
 
 
-def test_a_damaged_cached_export_is_made_again(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_damaged_cached_export_is_made_again(
+    ckpt: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A cut-short file in the ONNX cache (a killed copy, a full disk) made every run fall back to PyTorch,
     and the file was never replaced."""
     task = load_task(ckpt)
@@ -159,6 +163,20 @@ def test_a_damaged_cached_export_is_made_again(ckpt: Path, tmp_path: Path) -> No
     cached.write_bytes(bytes(flipped))
     fn, choice = build_forward(task, runtime="onnx", **common)
     assert choice.name == "onnx" and isinstance(fn, OnnxForward) and cached.read_bytes() == whole
+    # A damaged weight that makes the probabilities NaN compares as no number: made again as well.
+    import marsunits.inference.runtime as runtime_module
+
+    real, calls = runtime_module.max_difference, []
+
+    def nan_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return float("nan") if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "max_difference", nan_first)
+    before_nan = cached.stat().st_mtime_ns
+    fn, choice = build_forward(task, runtime="onnx", **common)
+    monkeypatch.undo()
+    assert choice.name == "onnx" and len(calls) == 2 and cached.stat().st_mtime_ns != before_nan
     # An intact export that misses a stricter tolerance than the default is not damaged: PyTorch is used,
     # and the cached file stays (it was deleted and exported again on every run).
     before = cached.stat().st_mtime_ns

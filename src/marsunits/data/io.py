@@ -378,10 +378,9 @@ _PIL_LIMIT_LOCK = threading.Lock()
 
 def _open_pil(path: Path, header_checked: bool = False) -> Image.Image:
     """Open ``path`` with Pillow (header only); ``header_checked``: the caller checks the size from the
-    header right after (its ``max_megapixels``), or decodes no pixel (its size or orientation tag), so
-    Pillow's own decompression-bomb limit (about 179 megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) is
-    lifted for this call: it refused a 192-megapixel mosaic whatever ``max_megapixels`` allowed, and its
-    advice was to change Pillow's settings in code.
+    header right after (its ``max_megapixels``), so Pillow's own decompression-bomb limit (about 179
+    megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) is lifted for this call: it refused a 192-megapixel
+    mosaic whatever ``max_megapixels`` allowed, and its advice was to change Pillow's settings in code.
 
     Pillow reads its limit from a module global when a file is opened, so the limit is lifted under a lock
     that every opening here takes (opening parses the header only: the lock is held briefly).
@@ -713,7 +712,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         height, width, _, _ = _open_tiff_first_page(p)
         orientation = _tiff_orientation(p)
     else:
-        with _open_pil(p, header_checked=True) as im:  # the header only: no pixel is decoded
+        with _open_pil(p) as im:
             width, height = im.size
             orientation = _orientation_tag(im)
     # Orientations 5-8 swap rows and columns (transpose / 90-degree rotations).
@@ -729,12 +728,13 @@ def _orientation_tag(im: Image.Image) -> int:
     return orientation if orientation in range(2, 9) else 1
 
 
-def exif_orientation(path: str | os.PathLike[str]) -> int:
+def exif_orientation(path: str | os.PathLike[str], max_megapixels: float | None = None) -> int:
     """Orientation tag (1-8) that :func:`read_image` applied to this file (EXIF's, or a TIFF's own tag 274,
     which EXIF borrowed); 1 for untagged files.
 
     Pixel coordinates of the image as read (rows, columns as displayed) relate to the stored raster, on which
-    a camera is calibrated, through this tag (:mod:`marsunits.boundary.camera.oriented`).
+    a camera is calibrated, through this tag (:mod:`marsunits.boundary.camera.oriented`). ``max_megapixels``
+    as in :func:`read_image`: Pillow decodes a PNG whose EXIF block follows its pixels to find the tag.
 
     Raises:
         ImageReadError: as :func:`read_image` for files that cannot be opened.
@@ -743,7 +743,8 @@ def exif_orientation(path: str | os.PathLike[str]) -> int:
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         return _tiff_orientation(p)
-    with _open_pil(p, header_checked=True) as im:  # the header only: no pixel is decoded
+    with _open_pil(p, header_checked=max_megapixels is not None) as im:
+        _check_megapixels(p, im.width, im.height, max_megapixels)  # a PNG's EXIF may lie after its pixels
         return _orientation_tag(im)
 
 

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 _FIND = object()
 
 
-def sized_image_camera(image_path: Path, width: int, height: int, camera: Any = _FIND) -> CameraModel | None:
+def sized_image_camera(
+    image_path: Path, width: int, height: int, camera: Any = _FIND, max_megapixels: float | None = None
+) -> CameraModel | None:
     """:func:`image_camera` of an image of ``width`` x ``height`` pixels (as read), or None when it has none;
     ``camera``: the image's camera when the caller already looked it up.
 
@@ -35,21 +37,22 @@ def sized_image_camera(image_path: Path, width: int, height: int, camera: Any = 
         ValueError: The camera file is broken or made for another image size (``CameraFileError``).
     """
     if camera is _FIND:
-        camera = image_camera(image_path)
+        camera = image_camera(image_path, max_megapixels)
     if camera is not None and (camera.image_width, camera.image_height) != (width, height):
         raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
     return camera  # type: ignore[no-any-return]
 
 
-def image_camera(image_path: Path) -> CameraModel | None:
+def image_camera(image_path: Path, max_megapixels: float | None = None) -> CameraModel | None:
     """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
-    orientation turns the stored raster the camera was calibrated on (``orient_camera``).
+    orientation turns the stored raster the camera was calibrated on (``orient_camera``; the image's size
+    is checked against ``max_megapixels`` as it is read, :func:`~marsunits.data.io.exif_orientation`).
 
     Raises:
         ValueError: The camera file is broken (``CameraFileError``).
     """
     camera = find_camera(image_path)
-    return None if camera is None else orient_camera(camera, exif_orientation(image_path))
+    return None if camera is None else orient_camera(camera, exif_orientation(image_path, max_megapixels))
 
 
 def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:

@@ -357,6 +357,9 @@ class _Session:
         self.contact_config = checked.contact_config
         self.device, self.precision, self.ckpt_path = checked.device, checked.precision, checked.ckpt_path
         self.threads = configure_threads(opts.threads, shard.local_world_size)
+        #: Largest image read, in megapixels, for every read of an input, its label and camera orientation
+        #: (``max_megapixels=null``: inf, no limit at all, not even Pillow's decompression-bomb one).
+        self.pixel_limit = math.inf if opts.max_megapixels is None else float(opts.max_megapixels)
         # Reached through a symbolic link, or labels kept under the input folder: not photographs.
         # (labels_dir as input_dir, photographs and masks side by side, works with patterns that leave the
         # masks out, e.g. patterns=[jpg]; with other patterns each pair is a same-stem error row.)
@@ -495,7 +498,7 @@ class _Session:
                 read_labels_class_map(opts.labels_class_map, self.metadata),
                 trained_sols=self.metadata.get("trained_sols"),
                 trained_image_keys=self.metadata.get("trained_image_keys"),
-                max_megapixels=math.inf if opts.max_megapixels is None else opts.max_megapixels,
+                max_megapixels=self.pixel_limit,
             )
             if self.labels_dir is not None
             else None
@@ -588,7 +591,9 @@ class _Session:
         camera = None
         if find_camera_file(f.path) is not None:  # a broken one is said again on every run until it is fixed
             try:
-                camera = sized_image_camera(f.path, mask.shape[1], mask.shape[0])
+                camera = sized_image_camera(
+                    f.path, mask.shape[1], mask.shape[0], max_megapixels=self.pixel_limit
+                )
             except CameraFileError as exc:
                 camera, status, message = None, "error", camera_error_message(exc, earlier=True)
         if self.opts.map:
@@ -660,7 +665,7 @@ class _Session:
         camera_digest = camera_file_sha256(f.path)  # before reading it: a file replaced meanwhile is redone
         camera_problem = ""
         try:
-            camera = image_camera(f.path)
+            camera = image_camera(f.path, self.pixel_limit)
             lines = add_ground_coordinates(
                 f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
             )

@@ -407,7 +407,7 @@ def build_forward(
             diff = max_difference(reference, onnx_fn, probe)
             # Damaged only beyond what a default run accepts: a stricter onnx_tolerance that an intact export
             # misses (5e-7 > 1e-9) falls back below, instead of deleting and exporting it again every run.
-            damaged = diff > max(tolerance, ONNX_TOLERANCE)
+            damaged = not diff <= max(tolerance, ONNX_TOLERANCE)  # NaN too: a corrupt weight
             failed = f"its probabilities differ by {diff:.2e}" if damaged else None
         except Exception as exc:  # noqa: BLE001 - judged below: a cached file is made again once
             if fresh:
