@@ -4,6 +4,7 @@ the file once with the fix."""
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from pathlib import Path, PurePosixPath
 
@@ -150,6 +151,12 @@ def test_a_run_lists_each_label_folder_once(tmp_path: Path, monkeypatch: pytest.
             folder / f"{i:02d}.png"
         )
     assert sorted(listed) == sorted({str(tmp_path / "labels"), str(folder)})  # each folder once
+    # A label added while the run scores is found (the folder's time changed): listed again, once.
+    assert find_label(tmp_path / "labels", PurePosixPath(f"{nfd}/new.jpg"), index) is None
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "new.png")
+    os.utime(folder, ns=(0, 1))  # a time surely other than the listing's
+    assert find_label(tmp_path / "labels", PurePosixPath(f"{nfd}/new.jpg"), index) == folder / "new.png"
+    assert listed.count(str(folder)) == 2
 
 
 def test_a_label_of_another_size_names_the_file_once_and_the_fix(tmp_path: Path) -> None:

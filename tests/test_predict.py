@@ -252,6 +252,10 @@ def test_folding_batch_norm_is_recorded_where_it_changes_the_masks(tmp_path: Pat
     assert run(make_cfg(tmp_path, ckpt, inp, fp32, "precision=32")) == 0
     assert json.loads((fp32 / SETTINGS_NAME).read_text())["fold_batchnorm"] is None
     assert run(make_cfg(tmp_path, ckpt, inp, fp32, "precision=32", "fold_batchnorm=false")) == 0  # resumed
+    # bf16 into the float32 folder: the precision says what differs; no advice to set fold_batchnorm=None
+    with pytest.raises(ConfigError, match=r"precision \(\"32\" then, \"bf16\" now") as caught:
+        run(make_cfg(tmp_path, ckpt, inp, fp32, "precision=bf16"))
+    assert "fold_batchnorm" not in str(caught.value)
 
 
 def test_a_folder_of_other_settings_is_refused_before_the_batch_norm_is_adapted(

@@ -263,6 +263,8 @@ def test_labels_kept_under_the_input_folder_are_not_predicted_as_photographs(
     Image.fromarray(np.zeros((40, 50), np.uint8)).save(side / "a.png")
     assert run(make_cfg(tmp_path, ckpt, side, tmp_path / "out2", f"labels_dir={side}", "patterns=[jpg]")) == 0
     assert json.loads((tmp_path / "out2" / "metrics.json").read_text())["images_scored"] == 1
+    with pytest.raises(ConfigError, match=r"labels_dir is input_dir .*\.png.*patterns=\[jpg\]"):
+        run(make_cfg(tmp_path, ckpt, side, tmp_path / "out3", f"labels_dir={side}"))  # default patterns
 
 
 def test_a_mosaic_over_pillows_limit_is_predicted_scored_and_skipped_with_max_megapixels_null(

@@ -135,26 +135,31 @@ def _forms_clash(found: Sequence[Path]) -> ValueError:
 
 
 class FolderIndex:
-    """The names in each folder asked about, by their NFC, case-folded form, listed once per folder.
+    """The names in each folder asked about, by their NFC, case-folded form, listed once per folder and
+    again only when the folder's modification time changes (a label added while a run scores).
 
-    A run's label folders do not change while it scores them; looking up a label by listing its folder
-    each time made a folder of non-ASCII names quadratic (3 ms a lookup at 3,000 files).
+    Looking up a label by listing its folder each time made a folder of non-ASCII names quadratic (3 ms a
+    lookup at 3,000 files); a ``stat`` of the folder per lookup costs microseconds.
     """
 
     def __init__(self) -> None:
-        self._names: dict[Path, dict[str, list[str]]] = {}
+        self._names: dict[Path, tuple[int | None, dict[str, list[str]]]] = {}
 
     def names(self, folder: Path, name: str) -> list[str]:
         """The names in ``folder`` equal to ``name`` in NFC whatever their letter case ([] if none, or no
         such folder)."""
-        index = self._names.get(folder)
-        if index is None:
-            index = {}
+        try:
+            stamp: int | None = os.stat(folder).st_mtime_ns
+        except OSError:
+            stamp = None
+        cached = self._names.get(folder)
+        if cached is None or cached[0] != stamp:
+            index: dict[str, list[str]] = {}
             with contextlib.suppress(OSError):  # no folder (or an unreadable one): no names
                 for entry in os.listdir(folder):
                     index.setdefault(_nfc(entry).casefold(), []).append(entry)
-            self._names[folder] = index
-        return index.get(_nfc(name).casefold(), [])
+            cached = self._names[folder] = (stamp, index)
+        return cached[1].get(_nfc(name).casefold(), [])
 
 
 def _find_folder(root: Path, rel: PurePosixPath, index: FolderIndex) -> Path | None:

@@ -114,6 +114,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             continue  # a folder recorded before the key existed: its weights hash still identifies the model
         if key in ARITHMETIC_KEYS and key not in old:
             continue  # a folder recorded before the arithmetic was: judged as before
+        if key == "fold_batchnorm" and "precision" in old and old.get("precision") != new.get("precision"):
+            continue  # recorded with bf16 only: the precision's own entry says what differs and the fix
         if key == "weights_sha256":
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
             if names[0] & names[1]:

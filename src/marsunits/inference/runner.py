@@ -86,7 +86,13 @@ from marsunits.inference.image_cameras import (
     image_camera,
     sized_image_camera,
 )
-from marsunits.inference.inputs import InputFile, check_folders, discover, output_escape
+from marsunits.inference.inputs import (
+    InputFile,
+    check_folders,
+    discover,
+    normalise_patterns,
+    output_escape,
+)
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
 from marsunits.inference.output_settings import (
@@ -330,6 +336,14 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
         labels_dir = Path(opts.labels_dir).expanduser().resolve()
         if not labels_dir.is_dir():
             raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
+        masks_matched = sorted(set(normalise_patterns(opts.patterns)) & {".png", ".tif", ".tiff"})
+        if labels_dir == input_dir and masks_matched:
+            # Each photograph and its mask would be one same-stem pair, both error rows asking for a rename.
+            raise ConfigError(
+                f"labels_dir is input_dir ({input_dir}), and patterns match the masks' extensions "
+                f"({', '.join(masks_matched)}), so each mask would be read as a photograph; give patterns "
+                "for the photographs only, e.g. patterns=[jpg], or keep the masks in a folder of their own"
+            )
     opts.check_values()
     check_logger(opts.logger)
     contact_config = read_contact_config(opts.contact)
