@@ -19,6 +19,9 @@ Rules:
   ``input_dir`` inside ``output_dir``: an input sub-folder named like a mirrored output folder would receive
   outputs (e.g. ``IN=OUT/in`` and ``IN/in/x.png`` -> ``OUT/in/x.mask.png`` = ``IN/x.mask.png``), which are
   then read back as inputs. Keep the two folders side by side.
+* Folders that hold no photographs are not searched however they are reached: ``output_dir`` through a
+  symbolic link under ``input_dir`` (its masks and overlays were predicted as photographs, more each run)
+  and a ``labels_dir`` inside ``input_dir`` (:func:`discover`'s ``skip``; a warning names each).
 * Folder-level problems (missing input folder, output folder inside the input folder or the reverse, no
   image at all) raise :class:`~marsunits.errors.DataError` / :class:`~marsunits.errors.ConfigError` with
   one sentence.

@@ -374,9 +374,8 @@ class _Session:
         #: Largest image read, in megapixels, for every read of an input, its label and camera orientation
         #: (``max_megapixels=null``: inf, no limit at all, not even Pillow's decompression-bomb one).
         self.pixel_limit = math.inf if opts.max_megapixels is None else float(opts.max_megapixels)
-        # Reached through a symbolic link, or labels kept under the input folder: not photographs.
-        # (labels_dir as input_dir, photographs and masks side by side, works with patterns that leave the
-        # masks out, e.g. patterns=[jpg]; with other patterns each pair is a same-stem error row.)
+        # Reached through a symbolic link, or labels kept under the input folder: not photographs. (labels_dir
+        # as input_dir works with patterns that leave the masks out: check_before_predicting.)
         skip = {self.output_dir: "output_dir (this run's outputs)"}
         if self.labels_dir is not None and self.input_dir in self.labels_dir.parents:
             skip[self.labels_dir] = "labels_dir (the label masks)"
