@@ -112,8 +112,8 @@ def _check_file(path: Path) -> None:
 
 
 def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float | None) -> None:
-    """Refuse an image above ``max_megapixels`` (None: the caller sets no limit; ``inf``: none at all, not
-    even Pillow's, see :func:`_open_pil`)."""
+    """Refuse an image above ``max_megapixels`` (None: the caller sets no limit; ``inf``: none at all, and
+    :func:`_open_pil` then lifts Pillow's too)."""
     if max_megapixels is not None and width * height > max_megapixels * 1e6:
         raise ImageReadError(
             f"{path}: the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, more than the "
@@ -376,20 +376,32 @@ def _to_gray_or_rgb(path: Path, arr: np.ndarray, alpha: bool) -> np.ndarray:
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
-def _open_pil(path: Path, header_checked: bool = False) -> Image.Image:
-    """Open ``path`` with Pillow (header only); ``header_checked``: the caller checks the size from the
-    header right after (its ``max_megapixels``), so Pillow's own decompression-bomb limit (about 179
-    megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) is lifted for this call: it refused a 192-megapixel
-    mosaic whatever ``max_megapixels`` allowed, and its advice was to change Pillow's settings in code.
+def _open_pil(path: Path, max_megapixels: float | None = None) -> Image.Image:
+    """Open ``path`` with Pillow (header only), refusing an image above ``max_megapixels`` from its header
+    (:func:`_check_megapixels`). With a ``max_megapixels`` (``inf``: no limit), that limit replaces
+    Pillow's own decompression-bomb limit (about 179 megapixels, ``2 * PIL.Image.MAX_IMAGE_PIXELS``), lifted
+    for this call: it refused a 192-megapixel mosaic whatever ``max_megapixels`` allowed, and its advice was
+    to change Pillow's settings in code. Without one, Pillow's limit applies.
 
     Pillow reads its limit from a module global when a file is opened, so the limit is lifted under a lock
     that every opening here takes (opening parses the header only: the lock is held briefly).
     """
+    im = _open_pil_unchecked(path, lift_pillow_limit=max_megapixels is not None)
+    try:
+        _check_megapixels(path, im.width, im.height, max_megapixels)
+    except ImageReadError:
+        im.close()
+        raise
+    return im
+
+
+def _open_pil_unchecked(path: Path, lift_pillow_limit: bool) -> Image.Image:
+    """:func:`_open_pil` without the caller's size check."""
     try:
         with warnings.catch_warnings(), _PIL_LIMIT_LOCK:
             # Only the hard limit (DecompressionBombError) matters; callers use max_megapixels for theirs.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if not header_checked:
+            if not lift_pillow_limit:
                 return Image.open(path)
             default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
@@ -552,12 +564,11 @@ def _read_native(p: Path, max_megapixels: float | None) -> tuple[np.ndarray, str
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         return _read_tiff_noted(p, max_megapixels)
-    im = _open_pil(p, header_checked=max_megapixels is not None)
+    im = _open_pil(p, max_megapixels)
     if im.format == "TIFF":  # a TIFF named .png or .jpg: Pillow kept the high byte of 16-bit samples
         im.close()
         return _read_tiff_noted(p, max_megapixels)
     with im:
-        _check_megapixels(p, im.width, im.height, max_megapixels)
         if _is_16_bit_colour_png(im):
             arr = _read_16_bit_colour_png(p, _orientation_tag(im))
         else:
@@ -743,8 +754,7 @@ def exif_orientation(path: str | os.PathLike[str], max_megapixels: float | None 
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         return _tiff_orientation(p)
-    with _open_pil(p, header_checked=max_megapixels is not None) as im:
-        _check_megapixels(p, im.width, im.height, max_megapixels)  # a PNG's EXIF may lie after its pixels
+    with _open_pil(p, max_megapixels) as im:  # a PNG's EXIF may lie after its pixels: decoded to find it
         return _orientation_tag(im)
 
 
@@ -853,9 +863,8 @@ def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None)
             )
         # Turned by its Orientation tag as read_image turns a TIFF image, so image and mask stay aligned.
         return np.ascontiguousarray(_oriented(arr[:, :, None], _tiff_orientation(p))[:, :, 0])
-    im = _open_pil(p, header_checked=max_megapixels is not None)
+    im = _open_pil(p, max_megapixels)
     with im:
-        _check_megapixels(p, im.width, im.height, max_megapixels)
         decoded = _decode_pil(p, im)
         if decoded.mode == "P":
             return _palette_ids(p, decoded)
