@@ -10,7 +10,7 @@ import shapely
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import ContactLine
 
-__all__ = ["add_ground", "densify"]
+__all__ = ["add_ground", "densify", "true_runs"]
 
 
 def densify(line: ContactLine, max_step_px: float) -> ContactLine:
@@ -29,8 +29,9 @@ def densify(line: ContactLine, max_step_px: float) -> ContactLine:
     return ContactLine(pixels=pix, confidence=line.confidence, vertex_confidence=vc, extra=dict(line.extra))
 
 
-def _runs(ok: np.ndarray) -> list[tuple[int, int]]:
-    """``[start, stop)`` index ranges of consecutive True values."""
+def true_runs(ok: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` index ranges of consecutive True values of a 1-D bool array (also used to cut
+    contact lines to the pixels with data, :func:`marsunits.boundary.metrics.clip_lines`)."""
     edges = np.diff(np.r_[0, ok.astype(np.int8), 0])
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
@@ -148,11 +149,11 @@ def add_ground(
     )
     for line, (pix, ground, vertex_conf) in zip(lines, projected_lines, strict=True):
         ok = np.all(np.isfinite(ground), axis=1)
-        pieces = [(s, e, True) for s, e in _runs(ok)]
+        pieces = [(s, e, True) for s, e in true_runs(ok)]
         if keep_unprojected:
             # Unprojected pieces reach one vertex into their projected neighbours, so the pieces together
             # still cover the whole pixel line (no segment is lost where the line is split).
-            pieces += [(max(0, s - 1), min(len(ok), e + 1), False) for s, e in _runs(~ok)]
+            pieces += [(max(0, s - 1), min(len(ok), e + 1), False) for s, e in true_runs(~ok)]
             pieces.sort()
         for start, stop, projected in pieces:
             if stop - start < 2:
