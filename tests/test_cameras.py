@@ -637,8 +637,8 @@ def test_keys_of_camera_models_this_code_lacks_are_refused(tmp_path, model, key,
 
 @pytest.mark.parametrize("model", ["cahvore", "CAHVORE"])
 def test_a_cahvore_camera_is_refused_without_advice_to_drop_its_e_terms(tmp_path, model):
-    """Perseverance's cameras are published as CAHVORE; the refusal advised ``"model": "cahvor"``, which
-    would then have read the file with its E terms dropped (another lens)."""
+    """The rovers' fish-eye Hazcams are calibrated as CAHVORE; the refusal advised ``"model": "cahvor"``,
+    which would then have read the file with its E terms dropped (another lens)."""
     d = cahvor_from_pinhole(PinholeCamera(120, 80, 60.0, 20.0)).to_dict()
     path = tmp_path / "c.camera.json"
     path.write_text(json.dumps({**d, "model": model, "E": [0.0, 0.01, 0.0], "linearity": 1.0}))

@@ -212,9 +212,9 @@ def _unknown_model(model: Any, source: str) -> str:
     """
     if isinstance(model, str) and model.lower() == "cahvore":
         return (
-            f"{source}: CAHVORE (the model Perseverance's cameras are published in) is not supported: this "
-            f"code reads {sorted(_REQUIRED)}, and a CAHVORE's E terms cannot be dropped without error (read "
-            f"as 'cahvor', the file would be another lens and its metres wrong); {_NOT_CAHVORE}"
+            f"{source}: CAHVORE (the form the rovers' fish-eye Hazcams are calibrated in) is not supported: "
+            f"this code reads {sorted(_REQUIRED)}, and a CAHVORE's E terms cannot be dropped without error "
+            f"(read as 'cahvor', the file would be another lens and its metres wrong); {_NOT_CAHVORE}"
         )
     said = f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
     if model is None:
