@@ -653,6 +653,13 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         ("data_moved=no", r"data_moved='no': give data_moved=true"),
         ("test=abc", r"test='abc': give test=true"),
         ("model.channels_last=off", r"model\.channels_last='off': give .*\(yes/no/on/off are read as text\)"),
+        # Numbers of the data config: a traceback from Hydra's instantiation or the first transform, or
+        # "could not convert string to float" without the key; data.seed=1.5 was read as 1.
+        ("data.crop_size=abc", r"data\.crop_size='abc': expected a whole number >= 32 .*data\.crop_size=256"),
+        ("data.seed=1.5", r"data\.seed=1\.5: expected a whole number >= 0"),
+        ("data.train_length=abc", r"data\.train_length='abc': expected a whole number >= 1"),
+        ("data.hflip_p=abc", r"data\.hflip_p='abc': expected a number in \[0, 1\]"),
+        ("data.brightness=-0.2", r"data\.brightness=-0\.2: expected a number >= 0"),
     ],
 )
 def test_mistyped_run_values_stop_before_anything_is_rendered(
@@ -662,6 +669,24 @@ def test_mistyped_run_values_stop_before_anything_is_rendered(
     network built (25 s for the default), with a TypeError that named no key."""
     with pytest.raises(ConfigError, match=message):
         run(compose_config("train", tmp_path, [*TINY, override]))
+    assert not (tmp_path / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.val_fraction=abc", r"data\.val_fraction='abc': expected a number \(the share"),
+        ("data.samples_per_epoch=abc", r"data\.samples_per_epoch='abc': expected a whole number >= 1"),
+        ("data.min_labelled_fraction=abc", r"data\.min_labelled_fraction='abc': expected a number"),
+    ],
+)
+def test_mistyped_numbers_of_a_folder_config_name_the_key(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    """data=folder: the data module's float()/int() said only "could not convert string to float: 'abc'"."""
+    overrides = ["model=tiny", "logger=none", "data=folder", f"data.root={tmp_path / 'absent'}", override]
+    with pytest.raises(ConfigError, match=message):
+        run(compose_config("train", tmp_path, overrides))
     assert not (tmp_path / "config.yaml").exists()
 
 

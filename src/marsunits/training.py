@@ -340,6 +340,38 @@ _INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
     ("data.batch_size", 1, "crops per batch"),
     ("data.val_batch_size", 1, "crops per batch"),
     ("data.num_workers", 0, "loader processes"),
+    # The data module's own int() named no key (`invalid literal for int()`), or compared text with a
+    # number inside Hydra's instantiation (a traceback: data.crop_size=abc), and read data.seed=1.5 as 1.
+    ("data.crop_size", 32, "pixels, a multiple of 32"),
+    ("data.samples_per_epoch", 1, "training crops per epoch"),
+    ("data.seed", 0, "the split and crop seed"),
+    ("data.sol_block", 1, "sols per split group"),
+    ("data.val_context_px", 0, "pixels, a multiple of 16"),
+    ("data.n_folds", 2, "cross-validation folds"),
+    ("data.fold", 0, "the validation fold"),
+    ("data.train_length", 1, "training scenes"),
+    ("data.val_length", 1, "validation scenes"),
+    ("data.test_length", 1, "test scenes"),
+)
+#: The example an integer's message gives where 4 would not be accepted.
+_INTEGER_EXAMPLES = {"data.crop_size": 256, "data.val_context_px": 64}
+
+#: Real-valued data settings checked before anything is read: ``(key, lowest, highest or None, what it
+#: is, an example)``. ``float()`` in the data module named no key (``could not convert string to float``)
+#: and the augmentation values failed with a traceback when the first transform was built. Shares whose
+#: range the data module checks with a message of its own (``val_fraction``, ``focus_fraction``, ...) are
+#: only checked to be numbers here.
+_NUMBER_VALUES: tuple[tuple[str, float | None, float | None, str, str], ...] = (
+    ("data.val_fraction", None, None, "the share of images or sol groups held out for validation", "0.2"),
+    ("data.min_labelled_fraction", None, None, "the share of labelled pixels a crop needs", "0.05"),
+    ("data.focus_fraction", None, None, "the share of crops placed on focus_class", "0.33"),
+    ("data.class_mix_prob", None, None, "the chance of ClassMix per crop", "0.5"),
+    ("data.hflip_p", 0.0, 1.0, "the chance of a horizontal flip", "0.5"),
+    ("data.min_scale", 0.0, 1.0, "the smallest area fraction of a resized crop", "1.0"),
+    ("data.max_rotation_deg", 0.0, None, "degrees", "0.0"),
+    ("data.brightness", 0.0, None, "colour jitter", "0.2"),
+    ("data.contrast", 0.0, None, "colour jitter", "0.2"),
+    ("data.saturation", 0.0, None, "colour jitter", "0.15"),
 )
 
 
@@ -362,7 +394,8 @@ def check_run_values(cfg: DictConfig) -> None:
 
     Checks the switches ``train``, ``test``, ``data_moved`` (and that no value is yes/no/on/off, which the
     config reads as text and a switch as true: ``train=no`` trained), the integers of
-    :data:`_INTEGER_VALUES` (null allowed where the config has null), the
+    :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data config
+    (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
     ``trainer.accelerator=gpu`` on a machine without a CUDA GPU.
 
@@ -384,7 +417,18 @@ def check_run_values(cfg: DictConfig) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise ConfigError(f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}=4")
+            shown = _INTEGER_EXAMPLES.get(key, 4)
+            raise ConfigError(
+                f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}={shown}"
+            )
+    for key, low, high, unit, example in _NUMBER_VALUES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (low is not None and value < low) or (high is not None and value > high):
+            bounds = "" if low is None else f" >= {low:g}" if high is None else f" in [{low:g}, {high:g}]"
+            raise ConfigError(f"{key}={value!r}: expected a number{bounds} ({unit}), e.g. {key}={example}")
     for stage in ("train", "val", "test"):
         key = f"trainer.limit_{stage}_batches"
         value = OmegaConf.select(cfg, key, default=None)
