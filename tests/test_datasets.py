@@ -592,6 +592,16 @@ def test_split_errors_and_unknown_sols() -> None:
         split_by_group([3, 3, 3], 0.2, seed=0)
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_group([1, 2], 1.0, seed=0)
+    # scikit-learn's "With n_samples=3, test_size=0.9 and train_size=None, the resulting train set will be
+    # empty" named none of the config's keys; a folder of one image was told to lower data.sol_block (1).
+    with pytest.raises(ValueError, match=r"data\.val_fraction=0\.9 sends all 3 images .*to 0\.66 or less"):
+        split_by_group([None, None, None], 0.9, seed=0)
+    assert len(split_by_group([None, None, None], 0.66, seed=0)[0]) == 1  # the value it advises works
+    with pytest.raises(ValueError, match=r"Add labelled images") as info:
+        split_by_group([None], 0.2, seed=0)
+    assert "sol_block" not in str(info.value).split(").")[-1]
+    with pytest.raises(ValueError, match=r"lower data\.n_folds, or add images\.$"):
+        kfold_split_by_group([None, None, None], 5, 0)
     ids = group_ids([None, None, 12, 19], sol_block=10)
     assert ids[0] != ids[1] and ids[2] == ids[3] == 1
 

@@ -171,12 +171,30 @@ def split_by_group(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}. Set data.val_fraction.")
     groups = group_ids(sols, sol_block, places)
     n_groups = len(np.unique(groups))
+    with_sols = any(sol is not None for sol in sols)
     if n_groups < 2:
         raise ValueError(
             f"Cannot split {len(sols)} image(s) into train and validation: they form {n_groups} split "
             f"group(s) (an image without a sol is a group of its own; images with sols are grouped "
-            f"{sol_block} sol(s) at a time, data.sol_block). Add images (from more sols, where images have "
-            "sols), or lower data.sol_block."
+            f"{sol_block} sol(s) at a time, data.sol_block). "
+            + (
+                "Add images (from more sols), or lower data.sol_block."
+                if with_sols and sol_block > 1
+                else "Add images (from more sols)."
+                if with_sols
+                else "Add labelled images: one is needed for training and one for validation."
+            )
+        )
+    # GroupShuffleSplit's own count (ceil of the fraction); it said only that "the resulting train set will
+    # be empty" for its n_samples, test_size and train_size, none of them a key of the config.
+    n_val = int(np.ceil(val_fraction * n_groups))
+    if n_val >= n_groups:
+        what = "split groups" if with_sols else "images (each is its own split group: they have no sol)"
+        highest = np.floor(100 * (n_groups - 1) / n_groups) / 100  # two decimals that still leave one
+        raise ValueError(
+            f"data.val_fraction={val_fraction} sends all {n_groups} {what} to validation (rounded up, "
+            f"{val_fraction} x {n_groups} is {n_val}) and leaves none for training; lower data.val_fraction "
+            f"to {highest:.2f} or less, or add images."
         )
     splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(groups)), groups=groups))
@@ -218,9 +236,14 @@ def kfold_split_by_group(
     groups = group_ids(sols, sol_block, places)
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
+        with_sols = any(sol is not None for sol in sols)
         raise ValueError(
             f"Cannot make {n_folds} folds from {n_groups} sol group(s) (sol_block={sol_block}); lower "
-            "data.n_folds or data.sol_block."
+            + (
+                "data.n_folds or data.sol_block."
+                if with_sols and sol_block > 1
+                else "data.n_folds, or add images."
+            )
         )
     splits = list(GroupKFold(n_splits=n_folds).split(np.zeros(len(groups)), groups=groups))
     train_idx, val_idx = splits[fold]
