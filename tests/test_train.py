@@ -1376,8 +1376,17 @@ def test_resuming_after_images_were_added_to_a_folder_refuses_to_validate_on_tra
     assert val_after & set(before.trained_images()["folder"])  # the precondition: the split moved
     with pytest.raises(
         DataError, match=r"the run this command resumes\) was trained on \d+ image\(s\) of 'folder'"
-    ):
+    ) as refused:
         run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=3", "ckpt_path=last"]))
+    # It advised a new run from its weights (init_ckpt_path=<its checkpoint>), which validates on the same
+    # images the weights trained on and is refused in turn: the advice must say so, not offer it as a way out.
+    assert "init_ckpt_path=<its checkpoint> starts from its weights" not in str(refused.value)
+    assert "refused for the same reason" in str(refused.value)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        DataError, match=r"init_ckpt_path=.* was trained on \d+ of the images this run validates"
+    ):
+        run(compose_config("train", tmp_path / "fresh", [*common, f"init_ckpt_path={last}"]))
     allowed = [*common, "trainer.max_epochs=3", "ckpt_path=last", "data.allow_seen_val_sols=true"]
     assert 0.0 <= run(compose_config("train", tmp_path / "run", allowed))["val/miou"] <= 1.0
 

@@ -193,8 +193,9 @@ def refuse_validation_images_trained_before(
                 f"{what} was trained on {len(hits)} image(s) of '{source}' that this run validates on "
                 f"({some_of(hits, 5)}): images were added to or removed from {source_root(source)} since "
                 "that run began, which re-draws the split of images without a sol, and its validation scores "
-                "would be optimistic. Put the folder back as it was to resume, or start a new run (a new "
-                "run_name, without ckpt_path; init_ckpt_path=<its checkpoint> starts from its weights); add "
+                "would be optimistic. Put the folder back as it was to resume, or start a new run from "
+                "scratch (a new run_name, without ckpt_path: one started from its weights, init_ckpt_path=, "
+                "is refused for the same reason, as they trained on those images); add "
                 "data.allow_seen_val_sols=true to go on anyway."
             )
 
