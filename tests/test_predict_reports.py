@@ -780,18 +780,21 @@ def read_manifest_bytes(out: Path) -> dict[bytes, bytes]:
 
 
 def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting(
-    tmp_path: Path, ckpt: Path
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A 240-character stem was predicted, then every output failed with "[Errno 36] File name too long"
     (``<stem>.contact.geojson`` passes 255 bytes); a 250-character one failed just looking for its camera
-    file. Now: an error row naming the limit and the fix, and the other inputs predicted."""
+    file. Now: an error row naming the limit and the fix, and the other inputs predicted. Such an input is
+    not counted as skipped (a new folder's run said "skipping 1 inputs whose outputs are complete")."""
     from marsunits.boundary.camera.io import find_camera_file
 
     inp, out = tmp_path / "in", tmp_path / "out"
     long_stem, fine_stem = "a" * 240, "b" * 200
     save_rgb(inp / f"{long_stem}.png", 32, 40)
     save_rgb(inp / f"{fine_stem}.png", 32, 40, seed=1)
-    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
+    assert not [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     rows = read_manifest(out)
     assert rows[f"{fine_stem}.png"]["status"] == "ok"
     row = rows[f"{long_stem}.png"]

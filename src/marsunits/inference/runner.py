@@ -517,6 +517,9 @@ class _Session:
             else None
         )
         self.rows: dict[str, dict[str, Any]] = {}
+        #: Inputs whose outputs were complete, so not predicted again (:meth:`plan`); ``rows`` also holds
+        #: the error rows of inputs refused before predicting (escapes, names too long, unreadable entries).
+        self.complete = 0
         self.megapixels = 0.0
         self.loop_seconds = 0.0
         self.stopped_early: str | None = None
@@ -640,6 +643,7 @@ class _Session:
                 without_probabilities += 1
             if isinstance(row, dict):
                 self.rows[row["path"]] = row
+                self.complete += 1
                 if row["status"] == "error":  # a broken camera file, said on every run until it is fixed
                     log.warning("%s: %s", row["path"], row["message"])
             else:
@@ -1119,7 +1123,9 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
         write_settings(session.output_dir, session.settings)
     # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
     # interrupted overwrite, which leaves old and new outputs side by side, is never resumed as one run.
-    skipped = len(session.rows) - len(session.problems)
+    # Not len(session.rows) - len(session.problems): that counted an input refused before predicting (an
+    # output name too long, a path escaping output_dir) as skipped, "skipping 1 inputs" in a new folder.
+    skipped = session.complete
     if skipped:
         log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
     loop_start = time.perf_counter()
