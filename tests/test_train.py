@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -756,6 +757,63 @@ class InterruptAtStep(pl.Callback):
 
                 read_image(Path("images/a.png"))  # ImageReadError: it was faked with a DataError
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
+
+
+class SigtermAt(pl.Callback):
+    """Sends this process a real SIGTERM (what ``kill`` or a scheduler's time limit does) in the callback's
+    ``setup`` (inside ``fit``, before Lightning installs its SIGTERM handler), or after optimiser step
+    ``step``."""
+
+    def __init__(self, step: int | None = None) -> None:
+        self.step = step
+
+    def setup(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        if self.step is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_real_sigterm_is_reported_in_the_set_up_and_saves_last_ckpt_in_training(tmp_path: Path) -> None:
+    """SIGTERM before Lightning's handler was installed (the set-up: rendering scenes, reading the data)
+    ended train.py with no word on the screen or in train.log. Now it is reported as in training; and in
+    training Lightning's own handler still stops at a step boundary and last.ckpt is saved there."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
+    for name, extra in (("setup", []), ("step", ["+callbacks.stop.step=3"])):
+        run_dir = tmp_path / name
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "train.py"),
+                *TINY,
+                "trainer.max_epochs=2",
+                "test=false",
+                "logger=csv",
+                f"hydra.run.dir={run_dir}",
+                "+callbacks.stop._target_=test_train.SigtermAt",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 143, proc.stderr[-3000:]
+        assert "train.py: terminated (SIGTERM)" in proc.stderr
+        assert "terminated (SIGTERM)" in (run_dir / "train.log").read_text()
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if name == "setup":
+            assert not last.exists()
+        else:
+            assert "terminated (SIGTERM) at epoch 1, optimiser step 3" in proc.stderr
+            assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
 
 
 def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -> None:

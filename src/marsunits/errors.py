@@ -60,19 +60,29 @@ T = TypeVar("T")
 
 
 @contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
+def sigterm_raises(defer_to_later_handlers: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`TerminatedError` where the main thread is, so a command
     stops as after Ctrl-C: its ``finally`` blocks write what was finished, and the entry point reports it.
 
     Without it, Python's default action ends the process at once: ``predict.py`` under SLURM or Kubernetes,
     stopped at its time limit, left no manifest or summary and a temporary file of the image being written.
     Off the main thread (where signals cannot be handled) the block runs unchanged.
+
+    Args:
+        defer_to_later_handlers: While a handler installed inside the block is the process's SIGTERM handler
+            and calls this one as well (Lightning's, during ``fit``: it stops at the next step boundary with
+            its ``SIGTERMException`` and ``InterruptCheckpoint`` saves ``last.ckpt``), do nothing and leave
+            the stop to it; raising in the middle of a step would lose that checkpoint. ``train.py`` uses
+            this for its set-up (rendering scenes, reading data), where Lightning's handler is not yet
+            installed and SIGTERM ended the run without a word.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminated(signum: int, frame: object) -> None:
+        if defer_to_later_handlers and signal.getsignal(signal.SIGTERM) is not terminated:
+            return
         raise TerminatedError
 
     previous = signal.signal(signal.SIGTERM, terminated)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
-from marsunits.errors import ConfigError, TerminatedError
+from marsunits.errors import ConfigError, TerminatedError, sigterm_raises
 from marsunits.fine_tuning import (
     NETWORK_HPARAMS,
     evaluation_model_settings,
@@ -528,7 +528,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: Among others, another ``train.py`` is running in the same run folder
             (:func:`~marsunits.run_folder_claim.claimed_run_folder`).
     """
-    with claimed_run_folder(Path(cfg.paths.output_dir)):
+    # SIGTERM (a scheduler's time limit) during the set-up or the test is reported as during training, where
+    # Lightning's own handler stops at a step boundary: it used to end the run silently before that.
+    with claimed_run_folder(Path(cfg.paths.output_dir)), sigterm_raises(defer_to_later_handlers=True):
         return _run(cfg)
 
 

@@ -38,7 +38,7 @@ from torchvision import tv_tensors
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import to_channels
 from marsunits.data.store import ImageStore, as_float
-from marsunits.errors import some_of
+from marsunits.errors import TerminatedError, some_of
 
 __all__ = ["RandomCropDataset", "SceneDataset", "TiledDataset", "make_sample", "tile_starts"]
 
@@ -415,7 +415,7 @@ class SceneDataset(Dataset):
                     results = pool.map(_base_entries, [self.base] * n_chunks, chunks)
                     for chunk, entries in zip(chunks, results, strict=True):
                         self._items.update(zip(chunk, entries, strict=True))
-                except KeyboardInterrupt:
+                except (KeyboardInterrupt, TerminatedError):
                     _stop_at_once(pool)
                     raise
         except BrokenProcessPool:
@@ -471,8 +471,8 @@ def _base_entry(base: Dataset, index: int, compact: bool) -> tuple[np.ndarray, n
 
 
 def _stop_at_once(pool: ProcessPoolExecutor) -> None:
-    """Cancel what ``pool`` has not started and end its workers now (Ctrl-C): leaving the ``with`` block
-    would otherwise wait for every chunk being rendered, seconds after the user asked to stop.
+    """Cancel what ``pool`` has not started and end its workers now (Ctrl-C, SIGTERM): leaving the ``with``
+    block would otherwise wait for every chunk being rendered, seconds after the user asked to stop.
 
     The pool's manager thread then finds its workers gone and tries to fail the futures it cancelled, which
     CPython refuses with an ``InvalidStateError`` printed as a traceback after train.py's one-line
