@@ -7,6 +7,7 @@ import pytest
 
 from marsunits.boundary.extract import extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
+from marsunits.boundary.metrics import contact_cracks
 
 
 def _probs(labels: np.ndarray, confidence: float = 0.8) -> np.ndarray:
@@ -62,6 +63,29 @@ def test_a_unit_patch_in_the_sky_is_not_a_contact_question() -> None:
     probs = _probs(labels)
     assert merge_small_units(probs, 50) == 0
     assert (probs.argmax(0) == labels).all()
+
+
+def test_a_speck_at_the_edge_of_the_sky_goes_to_the_sky_and_draws_no_contact() -> None:
+    """A speck below the minimum mapping unit that touches the other unit but borders 'other' more was left
+    alone, and drew a short false contact against the unit beside it."""
+    labels = _scene()
+    labels[9:13, 5] = 1  # 4 px of rough poking up into the sky: 7 pairs with smooth, 19 with sky
+    probs = _probs(labels)
+    cracks = contact_cracks(probs.argmax(0))
+    assert (cracks[:, 0] < 16).sum() == 3  # the false contact: the speck's three cracks with smooth
+    original = probs.copy()
+
+    assert merge_small_units(probs, 50) == 1
+    expected = _scene()
+    expected[9:13, 5] = 2
+    assert (probs.argmax(0) == expected).all()
+    # The speck's rough and 'other' probabilities swap; smooth keeps its own.
+    np.testing.assert_array_equal(probs[2, 9:13, 5], original[1, 9:13, 5])
+    np.testing.assert_array_equal(probs[1, 9:13, 5], original[2, 9:13, 5])
+    np.testing.assert_array_equal(probs[0], original[0])
+    assert np.allclose(contact_cracks(probs.argmax(0))[:, 0], 32.0)
+    (line,) = extract_contacts(probs)
+    assert np.allclose(line.pixels[:, 0], 32.0, atol=1e-6)
 
 
 def test_a_whole_image_of_one_unit_with_specks_of_both() -> None:

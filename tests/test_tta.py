@@ -72,15 +72,40 @@ def test_a_folder_predicted_with_the_earlier_tta_is_not_resumed_with_the_new_one
     assert run(cfg) == 0
     settings = out / "prediction_settings.json"
     record = json.loads(settings.read_text())
-    assert record["method_versions"] == {"tta": 2}
+    assert record["method_versions"] == {"tta": 2, "min_unit_area_px": 2}
     del record["method_versions"]  # as a folder written before the versions were recorded
     settings.write_text(json.dumps(record))
-    with pytest.raises(ConfigError, match=r"how tta is computed changed since"):
+    with pytest.raises(ConfigError, match=r"how min_unit_area_px, tta is computed changed since"):
         run(make_cfg(tmp_path, ckpt, inp, out, "tta=true", "precision=32"))
     plain = tmp_path / "plain"
-    assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32", "min_unit_area_px=0")) == 0
     assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None
     # Switching tta on in that folder is one difference, said once (it was also called a change of method).
     with pytest.raises(ConfigError) as refused:
-        run(make_cfg(tmp_path, ckpt, inp, plain, "tta=true", "precision=32"))
+        run(make_cfg(tmp_path, ckpt, inp, plain, "tta=true", "precision=32", "min_unit_area_px=0"))
     assert "tta (false then, true now)" in str(refused.value) and "computed changed" not in str(refused.value)
+
+
+def test_a_folder_predicted_with_the_earlier_minimum_mapping_unit_is_not_resumed_with_the_new_one(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """The minimum mapping unit now also merges specks at the edge of 'other' (version 2): a folder
+    half-predicted with version 1 would mix the two rules."""
+    from marsunits.errors import ConfigError
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 64, 96, seed=5)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "precision=32")) == 0
+    settings = out / "prediction_settings.json"
+    record = json.loads(settings.read_text())
+    assert record["method_versions"] == {"min_unit_area_px": 2}
+    record["method_versions"] = None  # as a folder written before the rule changed
+    settings.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"how min_unit_area_px is computed changed since"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "precision=32"))
+    # Without a minimum mapping unit (0 or 1 px) no version is recorded, so none can differ.
+    for area in (0, 1):
+        plain = tmp_path / f"plain{area}"
+        assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32", f"min_unit_area_px={area}")) == 0
+        assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None

@@ -1,4 +1,4 @@
-"""Minimum mapping unit: merge unit patches too small to map into the unit that surrounds them.
+"""Minimum mapping unit: merge unit patches too small to map into the neighbour that surrounds them.
 
 Geological maps have a minimum mapping unit (MMU): a polygon smaller than it is not drawn, its area goes to
 the neighbouring unit. A segmentation network produces many such specks -- a few pixels of rough terrain
@@ -7,13 +7,23 @@ would not draw and that boundary scores count as a false contact.
 
 :func:`merge_small_units` applies an MMU to a class-probability map *before* the label mask and the contact
 lines are derived from it, so mask, overlay, contact lines and metrics agree. A connected patch (8-connected)
-of unit ``u`` (0 or 1) whose area is below ``min_area_px`` is merged into the other unit ``1 - u`` when that
-unit shares more of the patch's boundary than ``other`` does (boundary length counted as 8-neighbour pixel
-pairs, as a geological map merges a polygon into the neighbour with the longest shared boundary); the merge
-swaps ``p0`` and ``p1`` inside the patch, so each pixel keeps its confidence and its ``other`` probability,
-and the iso-line ``p0 = p1`` no longer encircles the patch. A patch surrounded mostly by ``other`` (sky,
-hardware) is left alone: that is not a contact question. Unit 0 patches are merged first, then unit 1
-patches of the updated map.
+of unit ``u`` (0 or 1) whose area is below ``min_area_px`` and that touches the other unit ``1 - u`` is
+merged into the neighbour that shares the longest part of its boundary (counted as 8-neighbour pixel pairs),
+as a geological map merges a polygon into the neighbour with the longest shared boundary:
+
+* into the other unit when that unit shares more of the boundary than ``other`` does: ``p0`` and ``p1`` are
+  swapped inside the patch, so each pixel keeps its confidence and its ``other`` probability, and the
+  iso-line ``p0 = p1`` no longer encircles the patch;
+* into ``other`` otherwise (a speck at the edge of the sky, the rover or the far field): ``p_u`` and
+  ``p_other`` are swapped, so the short contact the speck drew against the unit beside it goes too. Until
+  2026-12-05 such specks were left alone, and each drew a false contact of a few pixels: on 256 unseen
+  synthetic scenes of each of seeds 555 and 777, merging them raised the default model's boundary F1 from
+  0.659 to 0.681 and from 0.638 to 0.654, with the contact distance unchanged (4.64 px; 5.09 -> 5.06 px)
+  and the same mIoU (README, Contacts).
+
+A patch that does not touch the other unit (a speck of terrain in the sky, or a unit patch in a gap of the
+rover hardware) is left alone: it draws no contact, and ``other`` is not a geological unit to map. Unit 0
+patches are merged first, then unit 1 patches of the updated map.
 
 Written with ``scipy.ndimage`` labelling and ``numpy.bincount`` rather than
 ``skimage.morphology.remove_small_objects``, which can only delete a patch, not hand it to a chosen unit.
@@ -30,11 +40,13 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def merge_small_units(probs: np.ndarray, min_area_px: int) -> int:
-    """Merge unit-0/unit-1 patches smaller than ``min_area_px`` pixels into the surrounding unit, in place.
+    """Merge unit-0/unit-1 patches smaller than ``min_area_px`` pixels that touch the other unit into the
+    neighbour (the other unit, or ``other``) sharing the longest part of their boundary, in place.
 
     Args:
         probs: ``(3, H, W)`` float class probabilities (smooth_volcanic, rough_olivine, other), modified in
-            place (``p0`` and ``p1`` swapped inside merged patches). Non-finite pixels belong to no patch.
+            place (inside a merged patch the patch's class and the neighbour's swap probabilities).
+            Non-finite pixels belong to no patch.
         min_area_px: Patches with fewer pixels than this are candidates; 0 or 1 changes nothing.
 
     Returns:
@@ -83,12 +95,14 @@ def merge_small_units(probs: np.ndarray, min_area_px: int) -> int:
                 neighbour = padded[rows + 1 + dr, cols + 1 + dc]
                 shared_unit += np.bincount(ids, weights=neighbour == 1 - unit, minlength=n + 1)
                 shared_other += np.bincount(ids, weights=neighbour == 2, minlength=n + 1)
-        merge = small & (shared_unit > shared_other)
-        take = merge[ids]
-        r, c = rows[take], cols[take]
-        p0 = probs[0, r, c]  # fancy indexing: a copy
-        probs[0, r, c] = probs[1, r, c]
-        probs[1, r, c] = p0
-        labels[r, c] = 1 - unit
-        merged += int(merge.sum())
+        into_unit = small & (shared_unit > shared_other)
+        into_other = small & (shared_unit > 0) & ~into_unit
+        for merge, target in ((into_unit, 1 - unit), (into_other, 2)):
+            take = merge[ids]
+            r, c = rows[take], cols[take]
+            kept = probs[unit, r, c]  # fancy indexing: a copy
+            probs[unit, r, c] = probs[target, r, c]
+            probs[target, r, c] = kept
+            labels[r, c] = target
+            merged += int(merge.sum())
     return merged

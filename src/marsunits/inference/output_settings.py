@@ -93,8 +93,9 @@ def _read(path: Path) -> dict[str, Any] | None:
 #: one: ``tta`` 2 (2026-12-04) averages the whole image's probabilities with its mirror image's, where 1
 #: averaged window by window; ``adapt_bn`` 2 pools the batch-norm statistics exactly over every value.
 #: (Batching the adaptation windows since changes the statistics by float rounding only, 1e-5 relative: the
-#: same version.)
-METHOD_VERSIONS: dict[str, int] = {"tta": 2, "adapt_bn": 2}
+#: same version.) ``min_unit_area_px`` 2 (2026-12-05) also merges a small patch that touches the other unit
+#: but borders ``other`` more into ``other``, where 1 left it (:mod:`marsunits.boundary.mapping_unit`).
+METHOD_VERSIONS: dict[str, int] = {"tta": 2, "adapt_bn": 2, "min_unit_area_px": 2}
 
 
 def method_versions(options: Mapping[str, Any]) -> dict[str, int] | None:

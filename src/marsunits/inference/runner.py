@@ -440,7 +440,13 @@ class _Session:
                 "adapt_bn_inputs": (
                     adaptation_inputs(all_files, earlier.get("adapt_bn_inputs")) if opts.adapt_bn else None
                 ),
-                "method_versions": method_versions({"tta": opts.tta, "adapt_bn": opts.adapt_bn}),
+                "method_versions": method_versions(
+                    {
+                        "tta": opts.tta,
+                        "adapt_bn": opts.adapt_bn,
+                        "min_unit_area_px": int(opts.min_unit_area_px) > 1,
+                    }
+                ),
                 "min_unit_area_px": int(opts.min_unit_area_px),
                 "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),
                 "contact": asdict(self.contact_config),
