@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,22 @@ def test_masks_kept_under_another_folder_name_are_pointed_at(tmp_path: Path) -> 
         FileNotFoundError, match=r"masks at .*holds \['images', 'labels'\]: .*rename it masks/"
     ):
         scan_folder(root)
+    # ...and that data=marsscapes reads that layout as it is (the shared data cannot be renamed).
+    ms = rf"data=marsscapes data.root={re.escape(str(root))} reads it"
+    with pytest.raises(FileNotFoundError, match=ms):
+        scan_folder(root)
+
+
+def test_a_root_one_level_too_deep_is_told_its_parent(tmp_path: Path) -> None:
+    """data.root=<data>/images was told that <data>/images/images does not exist, with no word that the
+    root is one level too deep."""
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    for inner in ("images", "masks"):
+        with pytest.raises(
+            FileNotFoundError,
+            match=rf"looks like the {inner}/ folder itself: .*data.root={re.escape(str(root))}\.",
+        ):
+            scan_folder(root / inner)
 
 
 def test_unpaired_files_are_listed(tmp_path: Path) -> None:

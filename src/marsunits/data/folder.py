@@ -64,6 +64,18 @@ def _stems(
             if others
             else ""
         )
+        root = folder.parent
+        if root.name in ("images", "masks") and (root.parent / "images").is_dir():
+            # data.root=<data>/images: the usual slip, and the message asked for <data>/images/images.
+            seen = (
+                f" data.root looks like the {root.name}/ folder itself: give the folder that holds images/ "
+                f"and masks/, data.root={root.parent}."
+            )
+        elif folder.name == "masks" and "labels" in others:
+            seen += (
+                " A folder of images/ and labels/ is MarsScapes' layout, with its own class ids: "
+                f"data=marsscapes data.root={root} reads it as it is, without renaming anything."
+            )
         raise FileNotFoundError(
             f"Dataset '{dataset}': expected a folder of {what} at {folder}, but it does not exist.{seen} "
             "Check data.root and the dataset layout (data/README.md)."
