@@ -10,13 +10,10 @@ from collections.abc import Iterable
 __all__ = ["IMAGE_KEY_HEX_DIGITS", "file_sha256", "image_content_key", "merge_image_keys"]
 
 
-def file_sha256(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes, read ``chunk_bytes`` at a time."""
-    digest = hashlib.sha256()
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (:func:`hashlib.file_digest`: read in chunks, never whole)."""
     with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 #: Hex digits of an image's SHA-256 kept in a model's ``trained_images`` (64 bits: a chance collision among a
