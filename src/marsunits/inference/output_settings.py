@@ -328,7 +328,7 @@ def camera_file_sha256(image: Path) -> str | None:
     if camera is None:
         return None
     try:
-        return hashlib.sha256(camera.read_bytes()).hexdigest()
+        return file_sha256(camera)
     except OSError:
         return "unreadable"  # never equal to a recorded digest: predicted again, and the error said then
 
