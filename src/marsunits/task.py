@@ -131,24 +131,6 @@ def seed_rank(seed: int, rank: int, step: int = 0) -> None:
     random.seed(derived)
 
 
-def iou_with_absent_classes(iou: torch.Tensor, confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mark classes absent from an epoch as undefined and average the others.
-
-    Args:
-        iou: per-class IoU ``(C,)`` from ``MulticlassJaccardIndex(average=None)`` (absent classes: 0).
-        confusion: the same epoch's confusion matrix ``(C, C)`` (rows target, columns prediction).
-
-    Returns:
-        ``(iou, miou)``: per-class IoU with NaN where the class has no pixel in targets nor predictions, and
-        the mean over the other classes (NaN if no pixel was scored at all).
-    """
-    iou = iou.float().clone()
-    present = (confusion.sum(dim=0) + confusion.sum(dim=1)) > 0
-    iou[~present] = float("nan")
-    miou = iou[present].mean() if bool(present.any()) else iou.new_tensor(float("nan"))
-    return iou, miou
-
-
 class SegmentationTask(L.LightningModule):
     """Semantic segmentation of rover images into the project's classes (see ``marsunits.constants``).
 
@@ -167,9 +149,9 @@ class SegmentationTask(L.LightningModule):
 
     Absent classes: a class with no pixel in either the targets or the predictions of an epoch has an
     undefined IoU. It is logged as NaN in ``iou_<name>`` and left out of ``miou`` (the mean over the classes
-    that do occur), instead of counting as 0 (torchmetrics' ``zero_division`` default), which would make
-    ``miou`` depend on which classes a validation split happens to contain. ``miou`` is NaN only if no pixel
-    at all was scored.
+    that do occur), instead of counting as 0 (torchmetrics' default ``zero_division``, set to NaN here), which
+    would make ``miou`` depend on which classes a validation split happens to contain. ``miou`` is NaN only if
+    no pixel at all was scored.
 
     Args:
         arch: smp architecture (``unet``, ``fpn``, ``deeplabv3plus``...).
@@ -381,7 +363,11 @@ class SegmentationTask(L.LightningModule):
     def _make_metrics(num_classes: int) -> nn.ModuleDict:
         return nn.ModuleDict(
             {
-                "iou": MulticlassJaccardIndex(num_classes, average=None, ignore_index=IGNORE_INDEX),
+                # zero_division=NaN: a class with no pixel in targets nor predictions has no IoU (class
+                # docstring), rather than torchmetrics' default 0.
+                "iou": MulticlassJaccardIndex(
+                    num_classes, average=None, ignore_index=IGNORE_INDEX, zero_division=float("nan")
+                ),
                 "pixel_acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX),
                 "confusion": MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX),
             }
@@ -555,7 +541,8 @@ class SegmentationTask(L.LightningModule):
             return None
         # compute() all-gathers the states under DDP, so every rank logs the same values (no sync_dist).
         confusion = metrics["confusion"].compute()
-        iou, miou = iou_with_absent_classes(metrics["iou"].compute(), confusion)
+        iou = metrics["iou"].compute()  # NaN for the classes absent from the epoch
+        miou = iou.nanmean()  # NaN when no pixel was scored at all
         labelled = confusion.sum(dim=1) > 0
         labelled_miou = iou[labelled].mean() if bool(labelled.any()) else iou.new_tensor(float("nan"))
         log = {f"{prefix}/miou": miou, f"{prefix}/pixel_acc": metrics["pixel_acc"].compute()}
