@@ -225,9 +225,11 @@ class RandomCropDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} crops per epoch")
         with fixed_draws(self.fixed_seed, index):
-            return self._crop(index)
+            return self._crop()
 
-    def _crop(self, index: int) -> dict[str, Any]:
+    def _crop(self) -> dict[str, Any]:
+        """One random crop, drawn from torch's global generator (which :func:`fixed_draws` seeds per index
+        when the crops are fixed)."""
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
         if self.focus_probabilities is not None and rng.random() < self.focus_fraction:
             i = int(rng.choice(len(self.focus_probabilities), p=self.focus_probabilities))

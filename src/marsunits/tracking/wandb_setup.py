@@ -289,7 +289,7 @@ def run_from_checkpoint(ckpt_path: str | Path | None) -> dict[str, str]:
     return {}
 
 
-def _data_choice(cfg: DictConfig) -> str | None:
+def _data_choice() -> str | None:
     """The name of the ``data`` config chosen (e.g. ``synthetic``), if Hydra is set up."""
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -318,7 +318,7 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
     return {
         "config": resolved,
         "git": git_info(root),
-        "dataset": (data.get("name") if data else None) or _data_choice(cfg) or "unknown",
+        "dataset": (data.get("name") if data else None) or _data_choice() or "unknown",
         "data_class_map": (
             OmegaConf.to_container(class_map) if isinstance(class_map, DictConfig) else "identity"
         ),
