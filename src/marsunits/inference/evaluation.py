@@ -102,6 +102,13 @@ def confusion_matrix(
 def scores(cm: np.ndarray) -> dict[str, Any]:
     """IoU per class (by name), mIoU, pixel accuracy and the matrix itself, from confusion counts.
 
+    Computed here because the counts are summed over a run's images (and shards): scikit-learn's and
+    torchmetrics' public IoU functions take the pixel arrays, not a confusion matrix.
+
+    Args:
+        cm: ``(C, C)`` pixel counts, rows true class, columns predicted class (:func:`confusion_matrix`),
+            ``C == len(CLASS_NAMES)``.
+
     Returns:
         ``{"iou": {name: float | None}, "miou": float | None, "pixel_accuracy": float | None,
         "pixels": int, "confusion_matrix": [[int]]}``; None where the quantity is undefined (no pixels).

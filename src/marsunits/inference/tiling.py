@@ -166,6 +166,8 @@ def gaussian_1d(length: int, sigma_scale: float = SIGMA_SCALE) -> np.ndarray:
 
     ``sigma = sigma_scale * length``. At the window edge (4 sigma) the weight is ~3e-4, never zero, so
     every pixel keeps a positive total weight. The 2-D map is ``outer(gaussian_1d(h), gaussian_1d(w))``.
+    ``scipy.signal.windows.gaussian(length, sigma)`` gives the same float32 window (checked for lengths 1 to
+    1024), but importing ``scipy.signal`` adds about 0.3 s to every ``predict.py`` start for two lines.
     """
     centre = (length - 1) / 2.0
     sigma = max(sigma_scale * length, 1e-3)

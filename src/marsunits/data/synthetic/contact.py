@@ -119,6 +119,10 @@ class ContactCurve:
         :data:`TABLE_STEP_M` (interpolation error below 1 mm, far below a pixel footprint and the same as
         the drawn contact's, sampled every :data:`STEP_M` and joined by straight segments); elsewhere
         10 cm. Points outside the sampled half-length are evaluated exactly.
+
+        Interpolated by hand rather than with ``numpy.interp``, which binary-searches every point in float64:
+        on 76,800 points (a 320x240 scene) it took 5.1 ms against 0.9 ms here (direct float32 indexing on the
+        uniform table), for offsets that differ by under 0.5 mm.
         """
         out = np.empty(s.shape, np.float32)
         if s.size == 0:
