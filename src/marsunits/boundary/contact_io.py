@@ -41,11 +41,14 @@ class ContactLine:
     """One contact line.
 
     Attributes:
-        pixels: (K, 2) array of ``(x, y)`` pixel coordinates, K >= 2.
+        pixels: (K, 2) float array of ``(x, y)`` pixel coordinates (``x`` = column, ``y`` = row, origin at the
+            corner of the top-left pixel, so the first pixel's centre is ``(0.5, 0.5)``), K >= 2.
         confidence: Line confidence in [0, 1].
-        vertex_confidence: Optional (K,) per-vertex confidence.
-        ground_m: Optional (M, 2) array of site-frame ``(x, y)`` in metres.
+        vertex_confidence: Optional (K,) per-vertex confidence in [0, 1].
+        ground_m: Optional (M, 2) array of site-frame ``(x, y)`` in metres (M == K for lines from
+            :func:`~marsunits.boundary.projection.add_ground`).
         site: Optional site-frame name.
+        extra: Further GeoJSON properties, written and read as they are (``contact_id``, see the module).
     """
 
     pixels: np.ndarray

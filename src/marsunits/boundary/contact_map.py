@@ -43,6 +43,11 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     visible up to the range limit in that direction). When no border pixel reaches the ground within range
     the footprint is empty.
 
+    Args:
+        camera: Any :class:`~marsunits.boundary.camera.base.CameraModel`.
+        max_range_m: Horizontal distance from the camera centre where the footprint ends, metres.
+        samples_per_edge: Border pixels sampled on each of the four image edges.
+
     Returns:
         ``(K, 2)`` site-frame ``(x, y)`` vertices of a valid polygon, metres (empty if degenerate).
     """

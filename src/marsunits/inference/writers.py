@@ -309,7 +309,11 @@ def _paint(out: np.ndarray, band: shapely.Geometry, colour: tuple[int, int, int]
 
 
 def unit_fractions(mask: np.ndarray) -> tuple[float, float, float]:
-    """Fraction of the image's pixels in each class 0, 1, 2 (ignore pixels count in the denominator)."""
+    """Fraction of the image's pixels in each class 0, 1, 2 (ignore pixels count in the denominator).
+
+    Args:
+        mask: ``(H, W)`` uint8 class ids, 255 where the image has no data.
+    """
     counts = np.bincount(mask.ravel(), minlength=256)[:NUM_CLASSES]
     total = max(mask.size, 1)
     return tuple(float(c) / total for c in counts)  # type: ignore[return-value]

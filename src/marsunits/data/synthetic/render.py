@@ -67,6 +67,17 @@ def lambert(
 
     ``ambient + (1 - ambient) * min(max(n . sun, 0) / sun_z, 2.2)``, the direct part scaled by
     ``1 - shadow``.
+
+    Args:
+        gx: (N,) or any shape, ground slope dh/dx (dimensionless; float32 keeps the work in float32).
+        gy: Same shape, slope dh/dy.
+        sun: (3,) unit vector towards the sun in the site frame (``x`` forward, ``y`` left, ``z`` up),
+            ``sun[2] > 0`` (above the horizon).
+        ambient: Share of the light that is diffuse, in [0, 1].
+        shadow: Same shape as ``gx``, 0 (lit) to 1 (in shadow).
+
+    Returns:
+        float32 array of ``gx``'s shape.
     """
     # Python floats keep float32 slopes float32 (numpy scalars of float64 would promote them).
     s0, s1, s2, amb = float(sun[0]), float(sun[1]), float(sun[2]), float(ambient)
