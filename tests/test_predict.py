@@ -893,7 +893,8 @@ def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_pa
     after = np.asarray(Image.open(merged / "a.mask.png"))
     eight = np.ones((3, 3), bool)
 
-    def small_enclosed(mask: np.ndarray) -> int:
+    def small_touching(mask: np.ndarray) -> int:
+        """Unit patches under the minimum mapping unit that touch the other unit (so draw a contact)."""
         count = 0
         for unit in (0, 1):
             patches, n = ndimage.label(mask == unit, structure=eight)
@@ -907,15 +908,15 @@ def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_pa
                 pairs = np.concatenate(
                     [padded[rows + 1 + dr, cols + 1 + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
                 )
-                count += int((pairs == 1 - unit).sum() > (pairs == 2).sum())
+                count += int((pairs == 1 - unit).any())
         return count
 
-    assert small_enclosed(before) > 0, "the test image should produce small patches"
-    assert small_enclosed(after) == 0
-    # Only unit pixels change, and only between the two units; 'other' is untouched.
+    assert small_touching(before) > 0, "the test image should produce small patches"
+    assert small_touching(after) == 0
+    # Only unit pixels change, into the other unit or (specks bordering it most) 'other'; 'other' stays.
     changed = before != after
     assert changed.any() and set(np.unique(before[changed])) <= {0, 1}
-    assert ((before == 2) == (after == 2)).all()
+    assert (after[before == 2] == 2).all()
     n_before = len(json.loads((plain / "a.contact.geojson").read_text())["features"])
     n_after = len(json.loads((merged / "a.contact.geojson").read_text())["features"])
     assert n_after <= n_before
