@@ -71,6 +71,19 @@ class ContactLine:
         return float(np.linalg.norm(np.diff(self.ground_m, axis=0), axis=1).sum())
 
 
+def length_weighted_mean(values: np.ndarray, points: np.ndarray) -> float:
+    """Mean of per-vertex ``values`` ``(K,)`` along the polyline ``points`` ``(K, 2)``, each vertex weighted
+    by half the length of its adjacent segments (a line's confidence from its vertices'); the plain mean
+    when the line has no length."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    weights = np.zeros(len(points))
+    weights[:-1] += 0.5 * seg
+    weights[1:] += 0.5 * seg
+    if weights.sum() > 0:
+        return float(np.average(values, weights=weights))
+    return float(np.mean(values))
+
+
 CONTACT_ID = "contact_id"
 
 

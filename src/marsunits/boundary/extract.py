@@ -51,7 +51,7 @@ import shapely
 from scipy import ndimage
 from skimage.measure import find_contours
 
-from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_io import ContactLine, length_weighted_mean
 from marsunits.constants import IGNORE_INDEX
 
 __all__ = ["ContactConfig", "bridge_ignore_gaps", "extract_contacts", "contacts_from_mask"]
@@ -113,15 +113,6 @@ def _step_gradient(sigma: float) -> float:
 def _sample(field: np.ndarray, rc: np.ndarray) -> np.ndarray:
     """Bilinear samples of ``field`` at ``(row, col)`` pixel-centre coordinates ``rc`` (K, 2)."""
     return ndimage.map_coordinates(field, rc.T, order=1, mode="nearest")
-
-
-def _vertex_weights(rc: np.ndarray) -> np.ndarray:
-    """Half the length of the segments adjacent to each vertex (length weights of a polyline)."""
-    seg = np.linalg.norm(np.diff(rc, axis=0), axis=1)
-    w = np.zeros(len(rc))
-    w[:-1] += 0.5 * seg
-    w[1:] += 0.5 * seg
-    return w
 
 
 #: Least number of extra pixels around each contact zone's bounding box (>= 1 for the central-difference
@@ -323,8 +314,7 @@ def _crop_lines(
         if edge.max() <= cfg.drop_border_px:
             continue
         conf = vertex_confidence(rc)
-        w = _vertex_weights(rc)
-        line_conf = float(np.sum(w * conf) / np.sum(w)) if w.sum() > 0 else float(conf.mean())
+        line_conf = length_weighted_mean(conf, rc)
         simple = np.asarray(shapely.LineString(xy).simplify(cfg.simplify_tolerance_px).coords)
         if len(simple) < 2:
             continue

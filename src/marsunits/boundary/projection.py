@@ -8,7 +8,7 @@ import numpy as np
 import shapely
 
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_io import ContactLine, length_weighted_mean
 
 __all__ = ["add_ground", "densify", "true_runs"]
 
@@ -99,14 +99,6 @@ def _project_with_cuts(
     ]
 
 
-def _length_weighted(values: np.ndarray, pts: np.ndarray) -> float:
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    w = np.zeros(len(pts))
-    w[:-1] += 0.5 * seg
-    w[1:] += 0.5 * seg
-    return float(np.sum(w * values) / w.sum()) if w.sum() > 0 else float(np.mean(values))
-
-
 def add_ground(
     lines: list[ContactLine],
     camera: CameraModel,
@@ -164,7 +156,7 @@ def add_ground(
             # simplification): recomputed from its few simplified vertices it differed, by 0.01-0.02, between
             # the same contact with and without a camera file.
             whole = start == 0 and stop == len(pix) == len(line.pixels)
-            conf = line.confidence if vc is None or whole else _length_weighted(vc, pix[start:stop])
+            conf = line.confidence if vc is None or whole else length_weighted_mean(vc, pix[start:stop])
             out.append(
                 ContactLine(
                     pixels=pix[start:stop].copy(),
