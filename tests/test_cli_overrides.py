@@ -264,3 +264,27 @@ def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "none.ckpt does not exist" in proc.stderr, proc.stderr  # past the command line, to the checkpoint
+
+
+def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun or srun every process composes its own config: the default run_name is made from the
+    clock, and a rank that started a second after rank 0 wrote its .hydra/ record and train.log to a run
+    folder of its own."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    for name in ("WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    args = ["trainer=ddp", "trainer.accelerator=cpu"]
+    assert unnamed_external_ranks(args, CONFIG_DIR) is None  # one process: its own folder is the run's
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    said = unnamed_external_ranks(args, CONFIG_DIR)
+    assert said is not None and "one of 2 training processes" in said and "run_name=<name>" in said
+    # A shared name, or a folder given (Lightning's own launcher passes its ranks rank 0's hydra.run.dir).
+    assert unnamed_external_ranks([*args, "run_name=ddp-1"], CONFIG_DIR) is None
+    assert unnamed_external_ranks([*args, "hydra.run.dir=/tmp/x"], CONFIG_DIR) is None
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert unnamed_external_ranks(args, CONFIG_DIR) is None
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert "one of 4 training processes" in str(unnamed_external_ranks(args, CONFIG_DIR))

@@ -272,10 +272,46 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
     return unknown_nested_option(argv, config_dir, config_name)
 
 
+def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
+    """The refusal of a training process started as one of several by torchrun or SLURM (``WORLD_SIZE``, or
+    ``SLURM_NTASKS`` with ``SLURM_PROCID``) whose run folder is named after the clock (the default
+    ``run_name``); None otherwise.
+
+    Each such process composes its config itself: a rank that started a second after rank 0 made a run
+    folder of its own (its ``.hydra/`` record and ``train.log``), while checkpoints and metrics went to
+    rank 0's. Lightning's own launcher is not concerned: its ranks get rank 0's ``hydra.run.dir``.
+    """
+    world = os.environ.get("WORLD_SIZE", "")
+    if not world and "SLURM_PROCID" in os.environ:
+        world = os.environ.get("SLURM_NTASKS", "")
+    if not world.strip().isdigit() or int(world) < 2 or _sweeping(argv):
+        return None
+    keys = [a.split("=", 1)[0].lstrip("+") for a in argv if "=" in a]
+    if any(k in ("run_name", "hydra.run.dir", "paths.output_dir") for k in keys):
+        return None
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            raw = OmegaConf.to_container(compose("train", overrides=overrides), resolve=False)
+    except Exception:  # noqa: BLE001 - a config that does not compose is Hydra's to report
+        return None
+    if "now:" not in str(raw.get("run_name")):  # type: ignore[union-attr]
+        return None  # a fixed name from the config: every rank composes the same folder
+    return (
+        f"this is one of {int(world)} training processes started by torchrun or SLURM, and its run folder "
+        "is named after the clock (run_name's default): each process composes its own, and one that starts "
+        "a second later writes to a folder of its own. Add run_name=<name>, the same for every process "
+        "(e.g. run_name=ddp-$SLURM_JOB_ID)"
+    )
+
+
 def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> None:
-    """Check ``sys.argv``; on an unknown option, or a log folder that cannot be made, print
+    """Check ``sys.argv``; on an unknown option, a log folder that cannot be made, or a process of a
+    torchrun/SLURM launch without a shared ``run_name`` (:func:`unnamed_external_ranks`), print
     ``<prog>: error: ...`` and exit with status 2."""
     message = unknown_option(sys.argv[1:], config_dir, config_name) or unwritable_log_dir(sys.argv[1:])
+    if message is None and config_name == "train":
+        message = unnamed_external_ranks(sys.argv[1:], config_dir)
     if message is None and config_name == "train":
         message, sys.argv[1:] = claim_run_folder(sys.argv[1:], config_dir)
     if message is not None:
