@@ -513,6 +513,16 @@ def log_lightning_once() -> None:
             package.removeHandler(handler)
 
 
+def build_trainer(trainer_cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> pl.Trainer:
+    """The Lightning trainer of ``trainer_cfg``; with ``sync_batchnorm``, timm's batch norms keep their
+    activations when synchronised (:class:`~marsunits.models.sync_batchnorm.TimmSyncBatchNorm`: Lightning's
+    own conversion dropped them under ``trainer=ddp``)."""
+    from marsunits.models.sync_batchnorm import layer_sync_plugins
+
+    extra = layer_sync_plugins(trainer_cfg)
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **extra)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as the config says; return the metrics also written to ``metrics.json``.
 
@@ -613,7 +623,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
         callbacks = _with_wandb_run_id(callbacks, loggers)
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        trainer = build_trainer(cfg.trainer, callbacks, loggers)
     except BaseException:
         finish_loggers(loggers, "failed")
         raise
