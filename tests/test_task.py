@@ -589,33 +589,39 @@ def test_a_schedule_stretched_on_resume_follows_the_longer_cosine() -> None:
     assert rates[7] == pytest.approx(1e-3) and rates[-1] < 1e-6  # then the 190-step cosine to its end
 
 
-def test_boundary_scores_are_pooled_over_the_images_of_every_rank() -> None:
-    """Under DDP each rank scores its share of the images; the logged means are those of all of them."""
+def test_boundary_scores_and_loss_are_pooled_over_the_images_of_every_rank() -> None:
+    """Under DDP each rank scores its share of the images; the logged means are those of all of them. The
+    loss too: Lightning's `sync_dist` mean rounded the ranks' image count down (5 images on 2 ranks counted
+    as 4), so `val/loss` came out 1.25 times too high."""
     from types import SimpleNamespace
 
     task = SegmentationTask(**TINY)
     mine = [(1.0, 2.0), (0.5, float("nan"))]  # an image whose contact distance is undefined
     theirs = [(0.0, 4.0), (0.25, 6.0), (0.75, 8.0)]
+    my_loss, their_loss = [0.5 * 2 + 0.25 * 1, 3.0], [1.0 * 2, 2.0]  # [sum of loss x images, images]
 
-    def local_sums(scores: list[tuple[float, float]]) -> torch.Tensor:
-        task._boundary["val"] = list(scores)
+    def local_sums(scores: list[tuple[float, float]], loss: list[float]) -> torch.Tensor:
+        task._boundary["val"], task._loss["val"] = list(scores), list(loss)
         seen: list[torch.Tensor] = []
         task._trainer = SimpleNamespace(  # type: ignore[assignment]
             world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: seen.append(t.clone()) or t)
         )
-        task._pooled_boundary_scores("val")
+        task._pooled_image_scores("val")
         return seen[0]
 
-    other_rank = local_sums(theirs)
-    task._boundary["val"] = list(mine)
+    other_rank = local_sums(theirs, their_loss)
+    task._boundary["val"], task._loss["val"] = list(mine), list(my_loss)
     task._trainer = SimpleNamespace(  # type: ignore[assignment]
         world_size=2, strategy=SimpleNamespace(reduce=lambda t, reduce_op: t + other_rank)
     )
-    f1, dist = task._pooled_boundary_scores("val")
+    f1, dist, loss = task._pooled_image_scores("val")
     assert f1 == pytest.approx((1.0 + 0.5 + 0.0 + 0.25 + 0.75) / 5)
     assert dist == pytest.approx((2.0 + 4.0 + 6.0 + 8.0) / 4)  # NaN distances are left out
+    assert loss == pytest.approx((0.5 * 2 + 0.25 + 1.0 * 2) / 5)  # each batch weighed by its images
     task._trainer = None
-    assert all(math.isnan(v) for v in task._pooled_boundary_scores("val"))  # no image had a contact
+    f1, dist, loss = task._pooled_image_scores("val")
+    assert math.isnan(f1) and math.isnan(dist)  # no image had a contact
+    assert loss is None  # nothing scored under this prefix: no loss logged
 
 
 def test_a_resumed_ddp_rank_draws_new_random_streams() -> None:

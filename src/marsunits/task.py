@@ -295,6 +295,8 @@ class SegmentationTask(L.LightningModule):
         self.last_confusion: dict[str, np.ndarray] = {}
         # Per-image boundary scores of the running epoch, per metric prefix (see _eval_step).
         self._boundary: dict[str, list[tuple[float, float]]] = {}
+        # [sum of the batches' loss x images, images] of the running epoch, per metric prefix (_eval_step).
+        self._loss: dict[str, list[float]] = {}
         #: W&B run id of the run that trained this model; set by the tracking callback, kept in checkpoints.
         self.wandb_run_id: str | None = None
         #: That W&B run's name and group, so that a resumed run keeps them (a resumed sweep trial was renamed
@@ -474,17 +476,14 @@ class SegmentationTask(L.LightningModule):
         loss = criterion(logits, target)
         self._check_finite(loss, "validation" if stage == "val" else stage)
         prefixes = self._prefixes(stage, dataloader_idx)
-        # Lightning allows a key from one dataloader only, so with several sources the loss is logged per
-        # source (`val/<source>/loss`); the other metrics are pooled by hand in _log_prefix.
-        self.log(
-            f"{prefixes[-1]}/loss",
-            loss,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=target.shape[0],
-            add_dataloader_idx=False,
-        )
+        # The loss is logged per source with several sources (`val/<source>/loss`), as Lightning, which
+        # allowed a key from one dataloader only, logged it; its mean over the images is summed here and
+        # logged in _log_prefix with the ranks' sums added. Lightning's own `sync_dist` mean divided the
+        # ranks' summed image counts by the world size in an integer tensor, which rounds down: 5 validation
+        # images on 2 ranks were counted as 4 and the loss came out 1.25 times too high.
+        pooled = self._loss.setdefault(prefixes[-1], [0.0, 0.0])
+        pooled[0] += float(loss.detach()) * target.shape[0]
+        pooled[1] += target.shape[0]
         preds = logits.argmax(dim=1)
         scores = self._boundary_scores(preds, target)
         for prefix in prefixes:
@@ -550,35 +549,46 @@ class SegmentationTask(L.LightningModule):
             log[f"{prefix}/miou_labelled_classes"] = labelled_miou
         for name, value in zip(self._hp.class_names, iou, strict=True):
             log[f"{prefix}/iou_{name}"] = value
-        f1, dist = self._pooled_boundary_scores(prefix)
+        f1, dist, loss = self._pooled_image_scores(prefix)
         log[f"{prefix}/boundary_f1"] = torch.tensor(f1)
         log[f"{prefix}/contact_distance_px"] = torch.tensor(dist)
+        if loss is not None:
+            log[f"{prefix}/loss"] = torch.tensor(loss)
         for key, value in log.items():
             # Every value is the same on every rank already; sync_dist averages equal values (one small
             # all-reduce each) and keeps Lightning from warning about each of them at every epoch.
-            self.log(key, value, prog_bar=key.endswith("/miou"), add_dataloader_idx=False, sync_dist=True)
+            shown = key.endswith(("/miou", "/loss"))
+            self.log(key, value, prog_bar=shown, add_dataloader_idx=False, sync_dist=True)
         self.last_confusion[prefix] = confusion.detach().cpu().numpy().astype(np.int64)
         for metric in metrics.values():
             metric.reset()
         return labelled_miou
 
-    def _pooled_boundary_scores(self, prefix: str) -> tuple[float, float]:
-        """Mean boundary F1 and mean contact distance (px) over the images of every rank.
+    def _pooled_image_scores(self, prefix: str) -> tuple[float, float, float | None]:
+        """Mean boundary F1, mean contact distance (px) and the loss (mean over the batches, each weighed by
+        its images) over the images of every rank.
 
         Under DDP each rank scores its share of the images; the sums and counts are added over the ranks
         (the per-rank means used to be logged as rank zero's, half the images with two processes). NaN where
-        no image has a contact, or no distance is finite.
+        no image has a contact, or no distance is finite; the loss is None where ``prefix`` logs none (the
+        pooled prefix of several sources).
         """
         scores = np.array(self._boundary.pop(prefix, []), dtype=np.float64).reshape(-1, 2)
         finite = np.isfinite(scores[:, 1])
+        loss_sum, images = self._loss.pop(prefix, [0.0, 0.0])
         sums = torch.tensor(
-            [len(scores), scores[:, 0].sum(), finite.sum(), scores[finite, 1].sum()], dtype=torch.float64
+            [len(scores), scores[:, 0].sum(), finite.sum(), scores[finite, 1].sum(), loss_sum, images],
+            dtype=torch.float64,
         )
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             sums = trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
-        n, f1_sum, n_finite, dist_sum = sums.tolist()
-        return (f1_sum / n if n else float("nan")), (dist_sum / n_finite if n_finite else float("nan"))
+        n, f1_sum, n_finite, dist_sum, loss_sum, images = sums.tolist()
+        return (
+            f1_sum / n if n else float("nan"),
+            dist_sum / n_finite if n_finite else float("nan"),
+            loss_sum / images if images else None,
+        )
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self._eval_step("val", batch, dataloader_idx)
