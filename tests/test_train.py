@@ -1031,6 +1031,45 @@ def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> No
         package.removeHandler(console)
 
 
+def test_lightning_lines_reach_train_log_when_lightning_was_imported_before_hydra() -> None:
+    """The command line imports Lightning (claiming the run folder) before Hydra configures the root
+    logger; `lightning.pytorch` and `lightning.fabric` then log through consoles of their own and stop
+    propagating: train.log lacked every Lightning line (`Trainer.fit` stopped, the DDP ranks joining)."""
+    import logging
+
+    from marsunits.training import log_lightning_once
+
+    root = logging.getLogger()
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    packages = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    before = [(p.propagate, list(p.handlers)) for p in packages]
+    consoles = [logging.StreamHandler() for _ in packages]
+    for package, console in zip(packages, consoles, strict=True):  # as Lightning sets them up then
+        package.addHandler(console)
+        package.propagate = False
+    collect = Collect()
+    root.addHandler(collect)
+    try:
+        log_lightning_once()
+        assert all(c not in p.handlers and p.propagate for p, c in zip(packages, consoles, strict=True))
+        logging.getLogger("lightning.pytorch.loops.fit_loop").info("fit stopped")
+        logging.getLogger("lightning.fabric.utilities.distributed").info("ranks joined")
+        assert seen.count("fit stopped") == 1 and seen.count("ranks joined") == 1
+    finally:
+        root.removeHandler(collect)
+        for package, (propagate, handlers) in zip(packages, before, strict=True):
+            package.propagate = propagate
+            for handler in list(package.handlers):
+                package.removeHandler(handler)
+            for handler in handlers:
+                package.addHandler(handler)
+
+
 def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(tmp_path: Path) -> None:
     """Two commands started in the same second (a job array: seed=1, seed=2) both passed the command-line
     check, since neither had claimed the folder yet; the second was refused by the run's claim only after

@@ -501,16 +501,24 @@ def log_lightning_once() -> None:
 
     Why: importing ``lightning`` adds a console handler of its own (``INFO: ...``) to the ``lightning``
     logger, whose records also propagate to the root logger: under Hydra every Lightning line was printed
-    twice. Without root handlers (plain Python use) Lightning's own console handler stays.
+    twice. Imported while the root logger has no handler yet (the command line imports this module to claim
+    the run folder before Hydra configures logging), ``lightning.pytorch`` and ``lightning.fabric`` add a
+    console handler each and stop propagating: every Lightning line (``Trainer.fit`` stopped, the DDP
+    ranks joining, checkpoints restored) went to the console unformatted and never reached ``train.log``.
+    Without root handlers (plain Python use) Lightning's own console handlers stay.
     """
     import lightning  # noqa: F401  (adds its handler on import)
+    import lightning.pytorch  # noqa: F401  (and these, theirs when the root logger had none)
 
     if not logging.getLogger().handlers:
         return
-    package = logging.getLogger("lightning")
-    for handler in list(package.handlers):
-        if type(handler) is logging.StreamHandler:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        package = logging.getLogger(name)
+        own = [h for h in package.handlers if type(h) is logging.StreamHandler]
+        for handler in own:
             package.removeHandler(handler)
+        if own and name != "lightning":  # Lightning turned propagation off when it added its handler
+            package.propagate = True
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> pl.Trainer:
