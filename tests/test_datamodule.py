@@ -614,3 +614,26 @@ def test_debug_overfit_trains_on_the_same_crops_every_epoch(name: str, tmp_path:
     assert torch.equal(*fixed)
     drawn = two_epochs(["data.brightness=0.5"])  # jitter, so a synthetic scene differs too
     assert not torch.equal(*drawn)
+
+
+@pytest.mark.parametrize(("ranks", "drops"), [(1, True), (2, False), (4, False)])
+def test_a_ddp_rank_keeps_its_share_when_it_is_smaller_than_a_batch(ranks: int, drops: bool) -> None:
+    """16 scenes at batch 16: one process trains on one batch. On 2 ranks each loads 8 (Lightning's
+    DistributedSampler), and the last partial batch, decided on all 16, was dropped: no rank had a batch
+    and the run stopped at its schedule ("the trainer estimates 0 optimiser steps")."""
+    from types import SimpleNamespace
+
+    dm = MarsDataModule(
+        name="synthetic",
+        sources=["synthetic"],
+        in_channels=3,
+        crop_size=64,
+        batch_size=16,
+        train_length=16,
+        val_length=2,
+        test_length=2,
+        scene={"width": 96, "height": 64},
+        render_processes=0,
+    )
+    dm.trainer = SimpleNamespace(world_size=ranks, fast_dev_run=False)  # type: ignore[assignment]
+    assert dm.train_dataloader().drop_last is drops

@@ -871,7 +871,11 @@ class MarsDataModule(L.LightningDataModule):
         self.setup("fit")
         assert self.train_set is not None
         self._render_training_scenes()
-        drop_last = len(self.train_set) >= self.batch_size  # type: ignore[arg-type]
+        # Under DDP each rank loads its share (Lightning's DistributedSampler: len / world_size, rounded up):
+        # decided on the whole set, a share smaller than the batch was dropped and every rank had no batch
+        # (16 scenes at batch 16 on 2 ranks), which one process trains on as one batch.
+        ranks = max(1, int(getattr(self.trainer, "world_size", 1) or 1)) if self.trainer is not None else 1
+        drop_last = -(-len(self.train_set) // ranks) >= self.batch_size  # type: ignore[arg-type]
         seed = self._shuffle_seed(self._resumed_step)
         if self._resumed_step:
             torch.manual_seed(seed ^ 0x5EED)
