@@ -344,6 +344,11 @@ def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert auto._render_processes(1536) == 4
+    # Lightning's own launcher (trainer.devices=4, no torchrun) sets no LOCAL_WORLD_SIZE: its trainer counts
+    # the ranks (each of the 4 started 8 processes on the 8 cores).
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    auto.trainer = SimpleNamespace(world_size=4, num_devices=4)
+    assert auto._render_processes(1536) == 2
     with pytest.raises(InstantiationException, match="render_processes must be null"):
         instantiate(_compose("synthetic", tmp_path, ["data.render_processes=-1"]).data)
 

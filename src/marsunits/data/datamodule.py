@@ -187,7 +187,7 @@ class MarsDataModule(L.LightningDataModule):
             differs per epoch. Per DataLoader worker (shared for the run with ``num_workers=0``).
         render_processes: synthetic, with ``cache_scenes``: processes that render the training scenes
             before the first epoch (the scenes are the same as rendered lazily). ``None``: one per CPU core
-            available to this process (divided among ``LOCAL_WORLD_SIZE`` DDP ranks) when there are at
+            available to this process (divided among the DDP ranks of the machine) when there are at
             least ``POOL_MIN_SCENES`` scenes, else lazily; ``0`` or ``1``: lazily, in the first epoch.
         train_only: real sources used for training only: all their images are training images and they
             get no validation set (e.g. a ``folder`` of pseudo-labels on unlabelled images, whose labels
@@ -819,8 +819,12 @@ class MarsDataModule(L.LightningDataModule):
         if n_scenes < POOL_MIN_SCENES:
             return 0
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        return max(1, cores // ranks)
+        # torchrun sets LOCAL_WORLD_SIZE; Lightning's own launcher (trainer=ddp trainer.devices=4 without
+        # torchrun) does not, and each of its ranks started a process per core: 4 ranks, 4 x the cores.
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+        if not local and self.trainer is not None and int(getattr(self.trainer, "world_size", 1) or 1) > 1:
+            local = int(getattr(self.trainer, "num_devices", 1) or 1)
+        return max(1, cores // max(1, local))
 
     # ------------------------------------------------------------------------------------------ loaders
 
