@@ -151,8 +151,16 @@ def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
         ConfigError, match=r"labels_class_map=folder: this model's folder masks were in project ids"
     ):
         read_labels_class_map("folder", student)
-    with pytest.raises(ConfigError, match=r"labels_class_map must be null, checkpoint or a mapping"):
-        read_labels_class_map("marsscapes", {"class_map": ms, "dataset": "marsscapes"})
+    # A one-source model: its data set's name is its map, as checkpoint (it was refused as neither), and
+    # another name says what the model was trained on.
+    one = {"class_map": ms, "dataset": "marsscapes"}
+    by_name = read_labels_class_map("marsscapes", one)
+    assert by_name is not None
+    np.testing.assert_array_equal(by_name(labels[:, [0, 1, 4, 5]]), [[0, 1, 2, 255]])
+    with pytest.raises(
+        ConfigError, match=r"labels_class_map=ai4mars: this model was trained on one data set, 'marsscapes'"
+    ):
+        read_labels_class_map("ai4mars", one)
 
 
 def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:

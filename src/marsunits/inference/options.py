@@ -254,10 +254,14 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
     mapping, dataset = metadata.get("class_map"), str(metadata.get("dataset"))
     by_source = _maps_by_source(mapping)
     if by_source is None:
-        if value != "checkpoint":
+        # The data set's own name (labels_class_map=marsscapes for a MarsScapes model) means its one map:
+        # what a several-source model takes, and what a user types. It was refused as neither checkpoint
+        # nor a mapping, which did not say that the model's map was one word away.
+        if value not in ("checkpoint", dataset):
             raise ConfigError(
-                "labels_class_map must be null, checkpoint or a mapping {native id: project id}, got "
-                f"{value!r}"
+                f"labels_class_map={value}: this model was trained on one data set, {dataset!r}; give "
+                f"checkpoint (or {dataset}) for its map, null for labels in project ids, or a mapping "
+                "{native id: project id}"
             )
         if not mapping:
             raise _no_training_map(dataset)
