@@ -109,3 +109,29 @@ def test_a_folder_predicted_with_the_earlier_minimum_mapping_unit_is_not_resumed
         plain = tmp_path / f"plain{area}"
         assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32", f"min_unit_area_px={area}")) == 0
         assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None
+
+
+def test_a_minimum_mapping_unit_switched_on_from_1_px_is_one_difference(tmp_path: Path) -> None:
+    """min_unit_area_px=1 merges nothing, as 0 does, and records no method version; but 1 is truthy, so a
+    folder predicted with it and resumed with 200 px (or the reverse) was also told that "how
+    min_unit_area_px is computed changed", which it had not."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.output_settings import check_settings, method_versions, write_settings
+
+    def record(area: int) -> dict[str, object]:
+        versions = method_versions({"tta": False, "adapt_bn": False, "min_unit_area_px": area})
+        return {"weights_sha256": "w", "min_unit_area_px": area, "method_versions": versions}
+
+    assert record(0)["method_versions"] is None and record(1)["method_versions"] is None
+    assert record(200)["method_versions"] == {"min_unit_area_px": 2}
+    for then, now in ((1, 200), (200, 1), (0, 200)):
+        write_settings(tmp_path, record(then))
+        with pytest.raises(ConfigError) as refused:
+            check_settings(tmp_path, record(now), overwrite=False)
+        assert f"min_unit_area_px ({then} then, {now} now)" in str(refused.value)
+        assert "computed changed" not in str(refused.value)
+    write_settings(tmp_path, record(200))
+    check_settings(tmp_path, record(200), overwrite=False)  # the same options resume
+    write_settings(tmp_path, {**record(200), "method_versions": None})  # begun before version 2
+    with pytest.raises(ConfigError, match=r"how min_unit_area_px is computed changed since"):
+        check_settings(tmp_path, record(200), overwrite=False)

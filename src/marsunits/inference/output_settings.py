@@ -98,10 +98,19 @@ def _read(path: Path) -> dict[str, Any] | None:
 METHOD_VERSIONS: dict[str, int] = {"tta": 2, "adapt_bn": 2, "min_unit_area_px": 2}
 
 
+def _method_used(name: str, value: Any) -> bool:
+    """Whether a run's option ``name`` (one of :data:`METHOD_VERSIONS`) switches that method on: a truthy
+    switch, and for ``min_unit_area_px`` an area above 1 px (0 and 1 merge nothing)."""
+    if name == "min_unit_area_px":
+        return isinstance(value, int | float) and not isinstance(value, bool) and value > 1
+    return bool(value)
+
+
 def method_versions(options: Mapping[str, Any]) -> dict[str, int] | None:
-    """``{method: version}`` of the :data:`METHOD_VERSIONS` methods switched on in ``options``; None if
-    none is (so folders that use none of them keep the record they had)."""
-    used = {name: version for name, version in METHOD_VERSIONS.items() if options.get(name)}
+    """``{method: version}`` of the :data:`METHOD_VERSIONS` methods switched on in ``options`` (their values
+    as recorded: ``tta``, ``adapt_bn``, ``min_unit_area_px``); None if none is (so folders that use none of
+    them keep the record they had)."""
+    used = {name: v for name, v in METHOD_VERSIONS.items() if _method_used(name, options.get(name))}
     return used or None
 
 
@@ -135,9 +144,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             elif key == "method_versions":
                 # Only methods on in both runs: one switched on or off is said by its own key (tta).
                 then, now = old.get(key) or {}, new.get(key) or {}
-                changed = sorted(
-                    m for m in METHOD_VERSIONS if old.get(m) and new.get(m) and then.get(m) != now.get(m)
-                )
+                in_both = [m for m in METHOD_VERSIONS if all(_method_used(m, r.get(m)) for r in (old, new))]
+                changed = sorted(m for m in in_both if then.get(m) != now.get(m))
                 if changed:
                     diffs.append(
                         f"how {', '.join(changed)} is computed changed since (versions "

@@ -444,7 +444,7 @@ class _Session:
                     {
                         "tta": opts.tta,
                         "adapt_bn": opts.adapt_bn,
-                        "min_unit_area_px": int(opts.min_unit_area_px) > 1,
+                        "min_unit_area_px": int(opts.min_unit_area_px),
                     }
                 ),
                 "min_unit_area_px": int(opts.min_unit_area_px),
