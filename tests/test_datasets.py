@@ -243,6 +243,14 @@ def test_a_root_one_level_too_deep_is_told_its_parent(tmp_path: Path) -> None:
             match=rf"looks like the {inner}/ folder itself: .*data.root={re.escape(str(root))}\.",
         ):
             scan_folder(root / inner)
+    # A dataset folder that is itself named images/ and holds images/ and labels/ (MarsScapes' layout) was
+    # told to give its parent, which holds no masks/ either; it is told about data=marsscapes instead.
+    named = write_fake_folder(tmp_path / "g" / "images", n_images=2)
+    (named / "masks").rename(named / "labels")
+    with pytest.raises(FileNotFoundError) as refused:
+        scan_folder(named)
+    assert "looks like the images/ folder itself" not in str(refused.value)
+    assert f"data=marsscapes data.root={named} reads it" in str(refused.value)
 
 
 def test_unpaired_files_are_listed(tmp_path: Path) -> None:

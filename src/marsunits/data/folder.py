@@ -65,7 +65,9 @@ def _stems(
             else ""
         )
         root = folder.parent
-        if root.name in ("images", "masks") and (root.parent / "images").is_dir():
+        # A root that holds images/ itself is a dataset folder that happens to be named images/ or masks/.
+        inside = root.name in ("images", "masks") and not (root / "images").is_dir()
+        if inside and (root.parent / "images").is_dir():
             # data.root=<data>/images: the usual slip, and the message asked for <data>/images/images.
             seen = (
                 f" data.root looks like the {root.name}/ folder itself: give the folder that holds images/ "
