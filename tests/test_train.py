@@ -816,6 +816,46 @@ def test_a_real_sigterm_is_reported_in_the_set_up_and_saves_last_ckpt_in_trainin
             assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
 
 
+class SigtermInTest(pl.Callback):
+    """Sends this process a real SIGTERM after the first test batch (Lightning stops before the next)."""
+
+    def on_test_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.test_loop.batch_progress.current.completed == 0:  # counted after this hook
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_success(tmp_path: Path) -> None:
+    """Lightning stops its test (and validation) loop on SIGTERM with its SIGTERMException, a SystemExit
+    without a code: train.py ended with status 0, wrote no metrics.json and said nothing, as if finished."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            *TINY,
+            "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
+            "trainer.max_epochs=1",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.stop._target_=test_train.SigtermInTest",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert "train.py: terminated (SIGTERM)" in proc.stderr
+    assert "terminated (SIGTERM)" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -> None:
     """A sweep stopped in a trial said "run the same command with ckpt_path=last", which refused every trial
     (it looks for runs of the job under logs/train/*/, not in the sweep's folders). The advice now is the

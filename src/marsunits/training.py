@@ -696,6 +696,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             )
             _summarise_kept_checkpoint(loggers, metrics)
         status = "success"
+    except SIGTERMException:
+        # Lightning's stop while validating or testing the kept checkpoint (in fit it is turned into this
+        # above): a SystemExit without a code, so status 0 and no word, as if the run had finished.
+        raise TerminatedError from None
     finally:
         finish_loggers(loggers, status)
 
