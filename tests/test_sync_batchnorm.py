@@ -61,3 +61,17 @@ def test_trainer_ddp_synchronises_batch_norms_with_the_timm_plugin(tmp_path: Pat
     assert type(trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
     off = compose_config("train", tmp_path / "off", [*common, "trainer.sync_batchnorm=false"])
     assert getattr(build_trainer(off.trainer, [], []).strategy, "_layer_sync", None) is None
+
+
+def test_one_plugin_given_alone_is_kept_beside_the_sync_plugin() -> None:
+    """trainer.plugins given as one mapping (not a list) was iterated key by key."""
+    from omegaconf import OmegaConf
+
+    from marsunits.models.sync_batchnorm import layer_sync_plugins
+
+    cfg = OmegaConf.create(
+        {"sync_batchnorm": True, "plugins": {"_target_": "marsunits.checkpoint_io.AtomicCheckpointIO"}}
+    )
+    atomic, sync = layer_sync_plugins(cfg)["plugins"]
+    assert type(atomic).__name__ == "AtomicCheckpointIO" and isinstance(sync, TimmSyncBatchNorm)
+    assert layer_sync_plugins(OmegaConf.create({"sync_batchnorm": False})) == {}

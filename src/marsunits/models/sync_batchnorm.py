@@ -70,5 +70,7 @@ def layer_sync_plugins(trainer_cfg: Any) -> dict[str, Any]:
     from omegaconf import DictConfig
 
     plugins = trainer_cfg.get("plugins") or []
+    if isinstance(plugins, DictConfig | dict | str):  # one plugin given alone, not in a list
+        plugins = [plugins]
     plugins = [instantiate(p) if isinstance(p, DictConfig | dict) else p for p in plugins]
     return {"plugins": [*plugins, TimmSyncBatchNorm()]}
