@@ -856,6 +856,42 @@ def test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_succ
     assert not (run_dir / "metrics.json").exists()
 
 
+class CtrlCAfterTraining(pl.Callback):
+    """Raises KeyboardInterrupt (what Ctrl-C does) while the kept checkpoint is validated or tested."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.stage == "validate" and trainer.state.fn == "validate":
+            raise KeyboardInterrupt
+
+    def on_test_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.stage == "test":
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stage", ["validate", "test"])
+def test_ctrl_c_while_the_kept_checkpoint_is_validated_or_tested_is_an_interrupt(
+    stage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lightning ends validate and test on Ctrl-C with a plain SystemExit(1), turned into an interrupt in
+    fit only: train.py exited with status 1, without its one line or the reason in train.log."""
+    import signal
+
+    stop = ["+callbacks.stop._target_=test_train.CtrlCAfterTraining", f"+callbacks.stop.stage={stage}"]
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1", *stop])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            report_user_errors(lambda: run(cfg), prog="train.py")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert stopped.value.code == 130
+    assert "train.py: interrupted (Ctrl-C)" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -> None:
     """A sweep stopped in a trial said "run the same command with ckpt_path=last", which refused every trial
     (it looks for runs of the job under logs/train/*/, not in the sweep's folders). The advice now is the

@@ -700,6 +700,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         # Lightning's stop while validating or testing the kept checkpoint (in fit it is turned into this
         # above): a SystemExit without a code, so status 0 and no word, as if the run had finished.
         raise TerminatedError from None
+    except SystemExit as exc:
+        # Ctrl-C there too: Lightning's plain SystemExit(1) after its shutdown, status 1 and no word of ours.
+        if type(exc) is SystemExit and exc.code == 1 and trainer.interrupted:
+            raise KeyboardInterrupt from None  # reported as an interrupt (status 130), as in fit
+        raise
     finally:
         finish_loggers(loggers, status)
 
