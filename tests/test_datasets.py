@@ -161,6 +161,21 @@ def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
         ConfigError, match=r"labels_class_map=ai4mars: this model was trained on one data set, 'marsscapes'"
     ):
         read_labels_class_map("ai4mars", one)
+    # A one-source model without a map: whichever name is given, it is told there is none (it was told to
+    # give checkpoint "for its map", or, given its data set's name, that labels_class_map=checkpoint failed).
+    plain = {"class_map": None, "dataset": "synthetic"}
+    for name in ("ai4mars", "synthetic"):
+        with pytest.raises(
+            ConfigError, match=rf"labels_class_map={name}, but this model was trained on masks in project ids"
+        ):
+            read_labels_class_map(name, plain)
+    # Metadata without a data set's name: 'None' is neither named as one nor taken as it.
+    unnamed = {"class_map": ms}
+    with pytest.raises(
+        ConfigError, match=r"labels_class_map=None: this model names no data set; give checkpoint for"
+    ):
+        read_labels_class_map("None", unnamed)
+    assert read_labels_class_map("checkpoint", unnamed) is not None
 
 
 def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:

@@ -203,7 +203,11 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     ):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "e", "labels_class_map=checkpoint"))
     assert not (tmp_path / "e").exists()  # refused before anything was written
-    with pytest.raises(ConfigError, match="labels_class_map=ai4mars: this model was trained on one data set"):
+    # A data set's name for a model without a map: told the model has none and what to give instead (it was
+    # told to give checkpoint "for its map", refused just above).
+    with pytest.raises(
+        ConfigError, match=r"labels_class_map=ai4mars, but this model was trained on masks in project ids"
+    ):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map=ai4mars"))
 
 

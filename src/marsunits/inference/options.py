@@ -212,7 +212,8 @@ def read_contact_config(options: Mapping[str, Any]) -> ContactConfig:
 def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | None:
     """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
     with, from its metadata), the name of one of a several-source model's data sets (that source's map,
-    e.g. ``marsscapes`` for a ``marsscapes_ai4mars`` model) or a ``{native id: project id}`` mapping.
+    e.g. ``marsscapes`` for a ``marsscapes_ai4mars`` model) or of a one-source model's data set (its map, as
+    ``checkpoint``), or a ``{native id: project id}`` mapping.
 
     Raises:
         ConfigError: Another value, a model without the map asked for, or a mapping with ids out of range.
@@ -254,17 +255,20 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
     mapping, dataset = metadata.get("class_map"), str(metadata.get("dataset"))
     by_source = _maps_by_source(mapping)
     if by_source is None:
+        if not mapping:
+            # Whatever name was given: the model has no map to offer (checkpoint would be refused too).
+            raise _no_training_map(dataset, value)
         # The data set's own name (labels_class_map=marsscapes for a MarsScapes model) means its one map:
         # what a several-source model takes, and what a user types. It was refused as neither checkpoint
         # nor a mapping, which did not say that the model's map was one word away.
-        if value not in ("checkpoint", dataset):
+        named = metadata.get("dataset") is not None
+        if value != "checkpoint" and not (named and value == dataset):
+            trained_on = f"was trained on one data set, {dataset!r}" if named else "names no data set"
             raise ConfigError(
-                f"labels_class_map={value}: this model was trained on one data set, {dataset!r}; give "
-                f"checkpoint (or {dataset}) for its map, null for labels in project ids, or a mapping "
-                "{native id: project id}"
+                f"labels_class_map={value}: this model {trained_on}; give checkpoint"
+                f"{f' (or {dataset})' if named else ''} for its map, null for labels in project ids, or a "
+                "mapping {native id: project id}"
             )
-        if not mapping:
-            raise _no_training_map(dataset)
         return mapping, dataset
     if value == "checkpoint":
         mapped = sorted(source for source, sub in by_source.items() if sub)
@@ -290,9 +294,9 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
     return by_source[value], f"{dataset}: {value}"
 
 
-def _no_training_map(dataset: str) -> ConfigError:
+def _no_training_map(dataset: str, value: str = "checkpoint") -> ConfigError:
     return ConfigError(
-        f"labels_class_map=checkpoint, but this model was trained on masks in project ids (dataset "
+        f"labels_class_map={value}, but this model was trained on masks in project ids (dataset "
         f"{dataset!r} has no class_map); give the labels' map instead: the class_map of their data set's "
         "configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
     )
