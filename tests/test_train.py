@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -759,6 +761,21 @@ class InterruptAtStep(pl.Callback):
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
 
+def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``train.py <args>`` in a subprocess (real signals reach only it), with tests/ on its path for the
+    test callbacks and no rank variables of an outer launcher."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
+
+
 class SigtermAt(pl.Callback):
     """Sends this process a real SIGTERM (what ``kill`` or a scheduler's time limit does) in the callback's
     ``setup`` (inside ``fit``, before Lightning installs its SIGTERM handler), or after optimiser step
@@ -780,30 +797,17 @@ def test_a_real_sigterm_is_reported_in_the_set_up_and_saves_last_ckpt_in_trainin
     """SIGTERM before Lightning's handler was installed (the set-up: rendering scenes, reading the data)
     ended train.py with no word on the screen or in train.log. Now it is reported as in training; and in
     training Lightning's own handler still stops at a step boundary and last.ckpt is saved there."""
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
     for name, extra in (("setup", []), ("step", ["+callbacks.stop.step=3"])):
         run_dir = tmp_path / name
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(REPO_ROOT / "train.py"),
-                *TINY,
-                "trainer.max_epochs=2",
-                "test=false",
-                "logger=csv",
-                f"hydra.run.dir={run_dir}",
-                "+callbacks.stop._target_=test_train.SigtermAt",
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            cwd=tmp_path,
+        proc = _train_py(
+            tmp_path,
+            *TINY,
+            "trainer.max_epochs=2",
+            "test=false",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+            "+callbacks.stop._target_=test_train.SigtermAt",
+            *extra,
         )
         assert proc.returncode == 143, proc.stderr[-3000:]
         assert "train.py: terminated (SIGTERM)" in proc.stderr
@@ -827,28 +831,15 @@ class SigtermInTest(pl.Callback):
 def test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_success(tmp_path: Path) -> None:
     """Lightning stops its test (and validation) loop on SIGTERM with its SIGTERMException, a SystemExit
     without a code: train.py ended with status 0, wrote no metrics.json and said nothing, as if finished."""
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "train.py"),
-            *TINY,
-            "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
-            "trainer.max_epochs=1",
-            "logger=csv",
-            f"hydra.run.dir={run_dir}",
-            "+callbacks.stop._target_=test_train.SigtermInTest",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
+    proc = _train_py(
+        tmp_path,
+        *TINY,
+        "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
+        "trainer.max_epochs=1",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.stop._target_=test_train.SigtermInTest",
     )
     assert proc.returncode == 143, proc.stderr[-3000:]
     assert "train.py: terminated (SIGTERM)" in proc.stderr
