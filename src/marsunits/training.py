@@ -649,13 +649,6 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
                 if listed is None or len(listed.problems) < 2:
                     raise
                 raise listed from None  # every unreadable image in one round, not one per run
-            except SystemExit as exc:
-                # Lightning turns Ctrl-C into a plain SystemExit(1) after its shutdown.
-                if type(exc) is SystemExit and exc.code == 1 and trainer.interrupted:
-                    raise KeyboardInterrupt from None  # reported as an interrupt (status 130)
-                if isinstance(exc, SIGTERMException):  # a SystemExit without a code: status 0 otherwise
-                    raise TerminatedError from None  # reported with status 143; last.ckpt saved on the way
-                raise
             # The parts of the run before this one (resumed), read before test/validation load best.ckpt.
             seconds_before = task.seconds_before
             trained = _scalar_metrics(trainer.callback_metrics, ("train/",))
@@ -697,13 +690,13 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             _summarise_kept_checkpoint(loggers, metrics)
         status = "success"
     except SIGTERMException:
-        # Lightning's stop while validating or testing the kept checkpoint (in fit it is turned into this
-        # above): a SystemExit without a code, so status 0 and no word, as if the run had finished.
-        raise TerminatedError from None
+        # Lightning's stop on SIGTERM, in fit (last.ckpt saved on the way) or while the kept checkpoint is
+        # validated or tested: a SystemExit without a code, so status 0 and no word, as if finished.
+        raise TerminatedError from None  # reported with status 143
     except SystemExit as exc:
-        # Ctrl-C there too: Lightning's plain SystemExit(1) after its shutdown, status 1 and no word of ours.
+        # Lightning turns Ctrl-C into a plain SystemExit(1) after its shutdown, in fit and after it alike.
         if type(exc) is SystemExit and exc.code == 1 and trainer.interrupted:
-            raise KeyboardInterrupt from None  # reported as an interrupt (status 130), as in fit
+            raise KeyboardInterrupt from None  # reported as an interrupt (status 130)
         raise
     finally:
         finish_loggers(loggers, status)
