@@ -50,6 +50,20 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
+def small_task():
+    """A small random-weight ``SegmentationTask`` in eval mode, the same weights every call (seed 0): Unet on
+    timm's ``mobilenetv3_small_050`` down to 1/8, decoder (32, 16, 8), 3 classes; fast on a CPU. Inputs
+    must be multiples of 8."""
+    import torch
+
+    from marsunits.task import SegmentationTask
+
+    torch.manual_seed(0)
+    return SegmentationTask(
+        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
+    ).eval()
+
+
 def compose_config(config_name: str, run_dir: Path, overrides: list[str] | None = None):
     """Compose a real Hydra config (``train`` or ``predict``) as ``@hydra.main`` would, rooted at ``run_dir``.
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import small_task
 from marsunits.errors import ConfigError, DataError
 from marsunits.inference import adaptation
 from marsunits.inference.adaptation import adapt_batchnorm, adapt_batchnorm_tiled
@@ -55,9 +56,7 @@ def test_statistics_become_those_of_the_target_images_and_nothing_else_moves() -
 
 
 def test_task_adapts_and_predicts_at_the_same_size() -> None:
-    task = SegmentationTask(
-        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
-    ).eval()
+    task = small_task()
     images = [torch.rand(2, 3, 32, 32) * 0.3 for _ in range(2)]
     adapted, _ = adapt_batchnorm(task, images)
     with torch.no_grad():
@@ -74,9 +73,7 @@ def test_nothing_to_adapt_or_nothing_to_adapt_on_is_an_error() -> None:
 
 
 def test_tiled_adaptation_of_one_window_equals_adapting_on_that_window() -> None:
-    task = SegmentationTask(
-        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
-    ).eval()
+    task = small_task()
     image = torch.rand(3, 64, 64)
     tiled, seen = adapt_batchnorm_tiled(
         task, [image], tile=64, overlap=0.25, batch_size=2, num_classes=3, stride=8
@@ -201,13 +198,6 @@ def test_predict_adapt_bn_refuses_onnx_and_a_folder_without_readable_images(
     assert not (tmp_path / "o2" / "manifest.csv").exists()
 
 
-def _small_task() -> SegmentationTask:
-    torch.manual_seed(0)
-    return SegmentationTask(
-        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
-    ).eval()
-
-
 def test_statistics_are_pooled_over_every_value_whatever_the_batching() -> None:
     """PyTorch's cumulative average weighted batches alike and averaged within-batch variances: unequal
     batches, or the same windows batched otherwise, gave other statistics (8 % of one image's pixels changed
@@ -221,7 +211,7 @@ def test_statistics_are_pooled_over_every_value_whatever_the_batching() -> None:
         features = net[0](torch.cat(batches))
     torch.testing.assert_close(adapted[1].running_mean, features.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(adapted[1].running_var, features.var(dim=(0, 2, 3), unbiased=True))
-    task = _small_task()
+    task = small_task()
     images = [torch.rand(3, 140, 150), torch.rand(3, 64, 180) * 0.5]  # several windows each at tile 64
     layouts = [
         adapt_batchnorm_tiled(task, images, tile=64, overlap=0.25, batch_size=b, num_classes=3, stride=8)[0]
@@ -252,7 +242,7 @@ def test_one_value_per_channel_uses_the_running_statistics_instead_of_failing() 
     """A 12 x 10 image in the folder stopped the whole adapt_bn run with "Expected more than 1 value per
     channel" (its deepest map is 1 x 1 with one window in the batch), and DeepLabV3+, whose image-pooling
     branch always holds one value per channel, could not be adapted at all with one window at a time."""
-    task = _small_task()
+    task = small_task()
     layout = {"tile": 64, "overlap": 0.25, "batch_size": 1, "num_classes": 3, "stride": 8}
     tiny = torch.rand(3, 6, 5)  # one 8 px window: the deepest (1/8) map is 1 x 1
     adapted, seen = adapt_batchnorm_tiled(task, [tiny, torch.rand(3, 64, 64), tiny], **layout)

@@ -10,25 +10,17 @@ from lightning.pytorch.plugins import TorchSyncBatchNorm
 from timm.layers import BatchNormAct2d, SyncBatchNormAct
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import compose_config
+    from .conftest import compose_config, small_task
 except ImportError:
-    from conftest import compose_config  # type: ignore[no-redef]
+    from conftest import compose_config, small_task  # type: ignore[no-redef]
 
 from marsunits.models.sync_batchnorm import TimmSyncBatchNorm
-from marsunits.task import SegmentationTask
-
-
-def _tiny_task() -> SegmentationTask:
-    torch.manual_seed(0)
-    return SegmentationTask(
-        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
-    ).eval()
 
 
 def test_synchronised_batch_norms_keep_their_activations_and_revert_to_the_same_network() -> None:
     """Lightning's own conversion turned each BatchNormAct2d into a SyncBatchNorm that never calls its
     activation: the network trained under DDP was not the one predict.py rebuilds."""
-    task = _tiny_task()
+    task = small_task()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         expected = task(x)

@@ -10,19 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import small_task
 from marsunits.inference.predictor import Predictor
 from marsunits.inference.runner import run
 from marsunits.inference.runtime import TorchForward
-from marsunits.task import SegmentationTask
 from test_predict import ckpt, make_cfg, save_rgb  # noqa: F401  (ckpt is a fixture)
 
 
 def _forward() -> TorchForward:
-    torch.manual_seed(0)
-    task = SegmentationTask(
-        encoder="mobilenetv3_small_050", encoder_weights=None, encoder_depth=3, decoder_channels=[32, 16, 8]
-    )
-    return TorchForward(task.eval(), torch.device("cpu"), channels_last=False)
+    return TorchForward(small_task(), torch.device("cpu"), channels_last=False)
 
 
 SIZES_AND_TILES = [(32, 64, 64), (40, 701, 256), (70, 150, 64), (37, 53, 64)]
