@@ -136,3 +136,44 @@ def test_training_run_with_class_mix_checkpoints_its_random_state(tmp_path: Path
     fresh = torch.Generator().manual_seed(int(cfg.data.seed))  # the state has moved on by the mixed batches
     assert not torch.equal(torch.rand(8, generator=saved), torch.rand(8, generator=fresh))
     assert 0.0 <= json.loads((tmp_path / "metrics.json").read_text())["test/miou"] <= 1.0
+
+
+class _RankTrainer(_Trainer):
+    def __init__(self, rank: int) -> None:
+        super().__init__(training=True)
+        self.global_rank = rank
+
+
+def test_ddp_ranks_mix_their_crops_differently_and_repeatably(tmp_path: Path) -> None:
+    """Every rank drew its ClassMix choices from data.seed alone (and a resume gave all ranks rank zero's
+    saved state), so N ranks mixed the same way; each rank now has draws of its own, repeatable for a seed."""
+    overrides = ["data.class_mix_prob=1.0", "data.train_length=4", "data.batch_size=4", "logger=none"]
+    cfg = compose_config("train", tmp_path, overrides)
+    images, masks = _batch(n=8)
+
+    def mixed(rank: int, state: dict | None = None) -> torch.Tensor:
+        dm = instantiate(cfg.data)
+        if state is not None:
+            dm.load_state_dict(state)  # as a resumed run does on every rank
+        dm.trainer = _RankTrainer(rank)
+        out = [
+            dm.on_after_batch_transfer({"image": images.clone(), "mask": masks.clone()}, 0)["mask"]
+            for _ in "ab"
+        ]
+        return torch.stack(out)
+
+    ranks = [mixed(rank) for rank in range(3)]
+    assert not torch.equal(ranks[0], ranks[1]) and not torch.equal(ranks[1], ranks[2])
+    assert not torch.equal(ranks[0], ranks[2])
+    assert torch.equal(mixed(1), ranks[1])  # the same seed and rank mix the same way
+    # rank zero (one process) mixes as it always did: from data.seed
+    _, expected = class_mix(images, masks, 1.0, torch.Generator().manual_seed(int(cfg.data.seed)))
+    assert torch.equal(ranks[0][0], expected)
+
+    saved = instantiate(cfg.data)
+    saved.trainer = _RankTrainer(0)
+    saved.on_after_batch_transfer({"image": images.clone(), "mask": masks.clone()}, 0)
+    state = {**saved.state_dict(), "global_step": 5}  # rank zero's checkpoint, read by every rank
+    resumed = [mixed(rank, state) for rank in range(2)]
+    assert not torch.equal(resumed[0], resumed[1])
+    assert not torch.equal(resumed[1], ranks[1])  # a resumed rank does not repeat its first draws

@@ -397,6 +397,8 @@ class MarsDataModule(L.LightningDataModule):
             )
         self.class_mix_prob = float(class_mix_prob)
         self._mix_generator = torch.Generator().manual_seed(self.seed)
+        #: Whether :meth:`on_after_batch_transfer` gave this DDP rank its own ClassMix draws (once a run).
+        self._mix_rank_seeded = False
         #: The optimiser step a resumed run's checkpoint was saved at (:meth:`load_state_dict`), else 0.
         self._resumed_step = 0
         #: Name of each validation dataloader, in ``dataloader_idx`` order.
@@ -932,10 +934,28 @@ class MarsDataModule(L.LightningDataModule):
         """ClassMix on training batches (``class_mix_prob > 0``); validation/test batches pass untouched."""
         trainer = self.trainer
         if self.class_mix_prob > 0 and trainer is not None and trainer.training:
+            self._seed_mix_for_rank()
             batch["image"], batch["mask"] = class_mix(
                 batch["image"], batch["mask"], self.class_mix_prob, self._mix_generator
             )
         return batch
+
+    def _seed_mix_for_rank(self) -> None:
+        """Give a DDP rank other than zero ClassMix draws of its own, from ``(data.seed, rank)``, or from
+        ``(data.seed, rank, step)`` in a run resumed at optimiser ``step`` (as
+        :func:`~marsunits.task.seed_rank` seeds the ranks' crops). Every rank seeded its generator from
+        ``data.seed`` alone, and a resumed run restored rank zero's saved state on every rank, so N ranks
+        mixed their crops the same way. Rank zero (and one process) keeps the seeded or restored state, so
+        single-process runs mix as they always did. Done at the first training batch: after a resumed run's
+        :meth:`load_state_dict`."""
+        if self._mix_rank_seeded:
+            return
+        self._mix_rank_seeded = True
+        rank = int(getattr(self.trainer, "global_rank", 0) or 0)
+        if rank:
+            entropy = [self.seed, rank, self._resumed_step] if self._resumed_step else [self.seed, rank]
+            state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)
+            self._mix_generator = torch.Generator().manual_seed(int(state[0]) >> 1)
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints by Lightning: the ClassMix random state, continued by a resumed run, the
@@ -953,6 +973,7 @@ class MarsDataModule(L.LightningDataModule):
         if "mix_generator_state" in state_dict:
             self._mix_generator.set_state(state_dict["mix_generator_state"])
         self._resumed_step = int(state_dict.get("global_step", 0))
+        self._mix_rank_seeded = False  # rank zero's state: the other ranks draw their own again
 
     # ------------------------------------------------------------------------------------------ metadata
 
