@@ -620,10 +620,7 @@ FOREIGN_MODEL_KEYS = [
     ("pinhole", "k3", 0.1, r"k1 and k2 only.*refit"),
     ("pinhole", "p1", 0.01, r"no tangential distortion.*refit"),
     ("pinhole", "p2", 0.01, r"no tangential distortion.*refit"),
-    ("pinhole", "cx", 60.0, r"principal point is the image centre.*model 'cahv'"),
-    ("pinhole", "cy", 40.0, r"principal point is the image centre.*model 'cahv'"),
-    ("pinhole", "fx", 100.0, r"hfov_deg = 2 atan\(image_width / \(2 fx\)\).*model 'cahv'"),
-    ("pinhole", "fy", 100.0, r"hfov_deg = 2 atan\(image_width / \(2 fx\)\).*model 'cahv'"),
+    ("pinhole", "focal_px", 100.0, r"hfov_deg = 2 atan\(image_width / \(2 fx\)\).*model 'cahv'"),
     ("cahvor", "E", [0.1, 0.2, 0.3], r"CAHVORE.*not supported.*cannot be dropped"),
     ("cahvor", "T", 2, r"CAHVORE.*not supported"),
     ("cahvor", "P", 1.0, r"CAHVORE.*not supported"),
@@ -632,11 +629,41 @@ FOREIGN_MODEL_KEYS = [
 ]
 
 
+def test_opencv_fx_fy_cx_cy_are_checked_as_the_same_numbers_in_K_are(tmp_path):
+    """OpenCV's ``fx``, ``fy``, ``cx``, ``cy`` were refused in a pinhole file even where the ``K`` of the very
+    same numbers was accepted (and ``cx`` at the image centre was refused as "not read"); a file without
+    ``hfov_deg`` was told the formula, not the value to write."""
+    d = _pinhole(pitch_deg=10.0).to_dict()
+    w, h, f = d["image_width"], d["image_height"], d.pop("K")[0][0]
+    path = tmp_path / "c.camera.json"
+    opencv = {"fx": round(f, 2), "fy": round(f, 2), "cx": (w - 1) / 2, "cy": (h - 1) / 2}
+    path.write_text(json.dumps({**d, "K": [[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]}))
+    from_k = load_camera(path)
+    path.write_text(json.dumps({**d, **opencv}))
+    assert load_camera(path) == from_k
+    for key, bad, said in [
+        ("fx", f * 1.01, rf"'fx' {f * 1.01!r} is not the focal length.*for fx = {f * 1.01:g}, hfov_deg = "),
+        ("fy", f * 0.99, r"'fy' .* is not the focal length.*cahv model"),
+        ("cx", w / 2 + 12, rf"'cx' {w / 2 + 12!r} is not the principal point.*image centre {w / 2:g}.*cahv"),
+        ("cy", h / 2 - 1, rf"'cy' {h / 2 - 1!r} is not the principal point.*image centre {h / 2:g}"),
+        ("cx", "60", r"'cx' must be a finite JSON number"),
+    ]:
+        path.write_text(json.dumps({**d, **opencv, key: bad}))
+        with pytest.raises(CameraFileError, match=rf"c\.camera\.json: invalid 'pinhole' camera: {said}"):
+            load_camera(path)
+    hfov = d.pop("hfov_deg")
+    path.write_text(json.dumps({**d, **opencv}))
+    with pytest.raises(CameraFileError, match=r"missing \['hfov_deg'\].*add \"hfov_deg\": ") as refused:
+        load_camera(path)
+    written = float(str(refused.value).rsplit(":", 1)[1])
+    assert written == pytest.approx(hfov, abs=1e-3)  # the value to write, not a formula
+
+
 @pytest.mark.parametrize(
     ("model", "key", "value", "said"), FOREIGN_MODEL_KEYS, ids=[f"{m}-{k}" for m, k, *_ in FOREIGN_MODEL_KEYS]
 )
 def test_keys_of_camera_models_this_code_lacks_are_refused(tmp_path, model, key, value, said):
-    """OpenCV's ``k3``, ``p1``, ``p2``, ``cx``, ``cy``, ``fx``, ``fy`` in a pinhole file, and CAHVORE's ``E``,
+    """OpenCV's ``k3``, ``p1``, ``p2`` in a pinhole file, and CAHVORE's ``E``,
     ``T``, ``P`` or ``linearity`` in a CAHV(OR) one, were read as absent: the camera was another lens and the
     metres wrong without a word (while a ``K`` with an off-centre principal point was refused)."""
     cam = PinholeCamera(120, 80, 60.0, 20.0, site="S")

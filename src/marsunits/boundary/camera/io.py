@@ -2,14 +2,14 @@
 
 Schema (one JSON object per file; other keys are ignored, except one that looks like a misspelt key of the
 model, e.g. ``heigth_m`` or ``roll`` for ``roll_deg``, or a key of another model, e.g. ``ground_z_m`` or
-``z_m`` in a pinhole file, OpenCV's ``k3``, ``p1``, ``p2``, ``cx``, ``cy``, ``fx``, ``fy`` in a pinhole file
-or CAHVORE's ``E``, ``T``, ``P``, ``linearity`` in a CAHV(OR) one: that is an error, because the camera would
-otherwise be read with the default silently, another lens than the file's):
+``z_m`` in a pinhole file, OpenCV's ``k3``, ``p1``, ``p2`` in a pinhole file or CAHVORE's ``E``, ``T``,
+``P``, ``linearity`` in a CAHV(OR) one: that is an error, because the camera would otherwise be read with
+the default silently, another lens than the file's):
 
 * ``"model": "pinhole"`` -- :meth:`PinholeCamera.to_dict` form (what the synthetic generator writes to
   ``cameras/<name>.json``). Required: ``image_width``, ``image_height``, ``hfov_deg``, ``pitch_deg``;
   optional: ``roll_deg``, ``yaw_deg``, ``height_m``, ``x_m``, ``y_m``, ``k1``, ``k2``, ``site``, ``K``
-  (checked against the others when present).
+  and OpenCV's ``fx``, ``fy``, ``cx``, ``cy`` (K's entries; checked against the others when present).
 * ``"model": "cahv"`` -- required: ``C``, ``A``, ``H``, ``V`` (three numbers each, as in a PDS label's
   ``MODEL_COMPONENT_1..4``), ``image_width``, ``image_height``; optional: ``site`` (name of the site frame),
   ``frame`` (``"flu"``: x forward, y left, z up, the default; or ``"ned"`` / ``"pds"``: x north, y east,
@@ -62,7 +62,7 @@ _FRAMES = {"flu": "flu", "ned": "ned", "pds": "ned"}
 _KNOWN = {
     "pinhole": (
         "model", "K", "image_width", "image_height", "hfov_deg", "pitch_deg", "roll_deg", "yaw_deg",
-        "height_m", "x_m", "y_m", "k1", "k2", "site",
+        "height_m", "x_m", "y_m", "k1", "k2", "site", "fx", "fy", "cx", "cy",
     ),
     "cahv": ("model", "C", "A", "H", "V", "image_width", "image_height", "site", "frame", "ground_z_m"),
 }  # fmt: skip
@@ -91,18 +91,11 @@ _FOREIGN = {
             "else refit the lens with the radial k1 and k2 alone"
             for k in ("p1", "p2")
         },
-        **{
-            k: "a pinhole's principal point is the image centre (image_width / 2, image_height / 2, origin "
-            "at the top-left pixel's corner): delete cx and cy if they are that to half a pixel, else write "
-            "the camera as model 'cahv' (or 'cahvor'), whose H and V hold it (README, Camera files)"
-            for k in ("cx", "cy")
-        },
-        **{
-            k: "give hfov_deg = 2 atan(image_width / (2 fx)) in degrees instead, fx being the focal length "
+        "focal_px": (
+            "give hfov_deg = 2 atan(image_width / (2 fx)) in degrees instead, fx being the focal length "
             "in pixels (square pixels: fx = fy); a calibration whose fx and fy differ is written as model "
             "'cahv' (README, Camera files)"
-            for k in ("fx", "fy", "focal_px")
-        },
+        ),
     },
     "cahv": {
         k: "use model 'pinhole' with its keys, or the CAHV vectors alone"
@@ -161,7 +154,7 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
     if missing:
         raise CameraFileError(
             f"{source}: a {model!r} camera needs keys {list(_REQUIRED[model])}; missing {missing} "
-            f"(found {sorted(d)})"
+            f"(found {sorted(d)}){_hfov_from_focal(d) if 'hfov_deg' in missing else ''}"
         )
     try:
         if model == "pinhole":
@@ -204,6 +197,22 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
 
 
+def _hfov_from_focal(d: dict[str, Any]) -> str:
+    """The ``hfov_deg`` a pinhole file without one should give, from its ``fx`` (or ``fy``, or ``K``'s
+    focal length) and ``image_width``, for the refusal of the file (a calibration gives focal lengths in
+    pixels, the model an angle); ``""`` when the file has no usable focal length."""
+    k = d.get("K")
+    from_k = k[0][0] if isinstance(k, list) and k and isinstance(k[0], list) and k[0] else None
+    focal, width = d.get("fx", d.get("fy", from_k)), d.get("image_width")
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        for v in (focal, width)
+    ):
+        return ""
+    hfov = math.degrees(2 * math.atan(float(width) / (2 * float(focal))))  # type: ignore[arg-type]
+    return f'; from its focal length {focal:g} pixels and image_width {width:g}, add "hfov_deg": {hfov:.6g}'
+
+
 def _unknown_model(model: Any, source: str) -> str:
     """The refusal of a camera whose ``model`` is absent or not one this code reads, with what to do.
 
@@ -227,7 +236,7 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
 
     ``"heigth_m": 1.9`` or ``"roll": 3`` would otherwise be ignored and the camera built with the default
     height or roll, putting every ground contact in the wrong place without a word; so would a key of
-    another model (``_FOREIGN``: ``ground_z_m`` in a pinhole file, OpenCV's ``k3`` or ``cx``, CAHVORE's
+    another model (``_FOREIGN``: ``ground_z_m`` in a pinhole file, OpenCV's ``k3`` or ``p1``, CAHVORE's
     ``E``). Unrelated extra keys (``"instrument"``, ``"sclk"``) stay allowed.
 
     Raises:

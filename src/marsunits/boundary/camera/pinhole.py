@@ -271,7 +271,8 @@ class PinholeCamera:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PinholeCamera:
-        """Build from :meth:`to_dict` output; ``model`` and ``K`` are checked, not required."""
+        """Build from :meth:`to_dict` output; ``model`` and ``K`` are checked, not required, and so are
+        OpenCV's ``fx``, ``fy``, ``cx``, ``cy`` (``K``'s entries under their own names)."""
         model = d.get("model", "pinhole")
         if model != "pinhole":
             raise ValueError(f"expected a camera with model 'pinhole', got {model!r}")
@@ -296,6 +297,7 @@ class PinholeCamera:
         cam = cls(**fields)
         if "K" in d:
             _check_K(d["K"], cam)
+        _check_opencv_intrinsics({k: d[k] for k in ("fx", "fy", "cx", "cy") if k in d}, cam)
         return cam
 
 
@@ -333,3 +335,37 @@ def _check_K(given: Any, cam: PinholeCamera) -> None:
             "is only checked); a calibration whose principal point is off centre, or whose fx and fy differ, "
             "is written as a cahv model (README, Camera files)"
         )
+
+
+def _check_opencv_intrinsics(given: dict[str, Any], cam: PinholeCamera) -> None:
+    """Refuse OpenCV's ``fx``, ``fy``, ``cx``, ``cy`` (kept in a camera file for reference) that are not
+    ``cam``'s, with the tolerances of :func:`_check_K`: they are its entries, and a file giving them under
+    these names was refused even where the ``K`` of the same numbers was accepted.
+
+    Raises:
+        ValueError: Naming the key, the value this model's numbers give, and what to write instead.
+    """
+    want = cam.K
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key!r} must be a finite JSON number, got {value!r}")
+        if key in ("fx", "fy"):
+            f = float(want[0, 0])
+            if abs(value - f) <= 1e-3 * f:
+                continue
+            hfov = math.degrees(2 * math.atan(cam.image_width / (2 * value))) if value > 0 else None
+            fits = f"for {key} = {value:g}, hfov_deg = {hfov:.6g}" if hfov else "a focal length is positive"
+            raise ValueError(
+                f"{key!r} {value!r} is not the focal length of this pinhole model: image_width "
+                f"{cam.image_width} and hfov_deg {cam.hfov_deg:g} give {f:.6g} pixels (to 0.1 %, square "
+                f"pixels); {fits}. Fix one of them, or drop {key!r} (it is only checked); a calibration "
+                "whose fx and fy differ is written as a cahv model (README, Camera files)"
+            )
+        centre = float(want[0, 2] if key == "cx" else want[1, 2])
+        if abs(value - centre) > 0.5 + 1e-6:
+            raise ValueError(
+                f"{key!r} {value!r} is not the principal point of this pinhole model, the image centre "
+                f"{centre:g} (to half a pixel, so OpenCV's (size - 1) / 2 is accepted). Drop {key!r} (it is "
+                "only checked), or write a calibration whose principal point is off centre as a cahv model "
+                "(README, Camera files)"
+            )
