@@ -343,6 +343,29 @@ def test_a_two_vertex_contact_leaving_the_range_keeps_its_near_part_on_the_groun
     assert np.hypot(*far) == pytest.approx(15.0, rel=1e-6)  # reaches out to the range limit
 
 
+def test_a_straight_contact_whose_ends_are_beyond_the_range_keeps_its_middle_on_the_ground(tmp_path):
+    """The range is a disc about the camera: a straight contact 25 m ahead across a 90-degree view has its
+    two vertices 32 m away and 33 m of it within max_range_m=30. Only its vertices were looked at, so all of
+    it was dropped from the ground line and the contact map."""
+    pin = PinholeCamera(1024, 768, 90.0, 5.0, height_m=2.0, site="s")
+    ends = pin.world_to_pixel(np.array([[25.0, 20.0, 0.0], [25.0, -20.0, 0.0]]))
+    lines = number_contacts([ContactLine(ends, confidence=0.9)])
+    pieces = add_ground(lines, pin, max_range_m=30.0, keep_unprojected=True)
+    assert [p.ground_m is not None for p in pieces] == [False, True, False]
+    assert sum(p.length_px for p in pieces) == pytest.approx(lines[0].length_px)  # the pixel line stays whole
+    near = pieces[1].ground_m
+    np.testing.assert_allclose(near[:, 0], 25.0, atol=1e-6)
+    half = math.sqrt(30.0**2 - 25.0**2)
+    assert near[0, 1] == pytest.approx(half, rel=1e-6) and near[-1, 1] == pytest.approx(-half, rel=1e-6)
+    (geojson, *_) = build_contact_map([("a.png", as_stored(pieces), pin)], tmp_path, max_range_m=30.0)
+    (feature,) = json.loads(geojson.read_text())["features"]
+    assert feature["properties"]["length_m"] == pytest.approx(2 * half, abs=0.01)
+    # Lines of which no part is within range stay off the ground: above the horizon, and all beyond it.
+    assert add_ground(lines, pin, max_range_m=24.0) == []
+    sky = ContactLine(pin.world_to_pixel(np.array([[1e6, 2e5, 2.5], [1e6, -2e5, 2.5]])), confidence=0.9)
+    assert add_ground([sky], pin, max_range_m=1e9) == []
+
+
 def test_the_contact_map_of_a_contact_leaving_the_range_has_one_feature(tmp_path):
     """The map projects again the pieces stored without ground coordinates; the far piece starts at the
     cut, on the range edge (rounded in the file to one side or the other), and gave the map a second,

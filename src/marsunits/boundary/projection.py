@@ -45,6 +45,58 @@ _CUT_STEPS = 30
 _CUT_MIN_PX = 0.01
 
 
+#: Spacing, in pixels, of the probes along a segment whose two ends both miss the ground within range
+#: (:func:`_probe_between_misses`), and the most probes one segment gets.
+_PROBE_PX = 1.0
+_PROBE_MAX = 4096
+
+
+def _probe_between_misses(
+    pix: np.ndarray,
+    ground: np.ndarray,
+    vc: np.ndarray,
+    line_of: np.ndarray,
+    camera: CameraModel,
+    max_range_m: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(pix, ground, vc, line_of)`` with a vertex inserted in every stretch within range of a segment whose
+    two ends both miss the ground within range (the middle probe of each run of probes, every ``_PROBE_PX``
+    along the segment, that reaches it; its confidence interpolated), so the cuts of
+    :func:`_project_with_cuts` find where the segment enters and leaves the range.
+
+    The range is a disc about the camera: a straight contact running across the view, nearest the camera in
+    the middle, has its ends beyond the range and its middle within it. Seen only at its two vertices, as a
+    simplified straight contact is, it was dropped whole from the ground line and the contact map (33 m of a
+    contact 25 m ahead of a 90-degree camera, with max_range_m=30).
+    """
+    ok = np.all(np.isfinite(ground), axis=1)
+    seg = np.flatnonzero(~ok[:-1] & ~ok[1:] & (line_of[:-1] == line_of[1:]))
+    if not len(seg):
+        return pix, ground, vc, line_of
+    length = np.linalg.norm(pix[seg + 1] - pix[seg], axis=1)
+    n = np.clip(np.ceil(length / _PROBE_PX), 1, _PROBE_MAX).astype(int)
+    owner = np.repeat(np.arange(len(seg)), n)  # the segment (index into seg) of each probe
+    frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1) / (n[owner] + 1)
+    a, b = pix[seg[owner]], pix[seg[owner] + 1]
+    at = a + frac[:, None] * (b - a)
+    hit = np.all(np.isfinite(camera.pixel_to_ground(at[:, 0], at[:, 1], max_range_m=max_range_m)), axis=1)
+    # Runs of consecutive probes of one segment that reach the ground: one vertex each, at the run's middle.
+    starts = np.flatnonzero(hit & ~np.r_[False, hit[:-1] & (owner[1:] == owner[:-1])])
+    if not len(starts):
+        return pix, ground, vc, line_of
+    stops = np.flatnonzero(hit & ~np.r_[hit[1:] & (owner[1:] == owner[:-1]), False])
+    chosen = (starts + stops) // 2
+    at, frac, where = at[chosen], frac[chosen], seg[owner[chosen]]
+    probe_vc = vc[where] + frac * (vc[where + 1] - vc[where])
+    probe_ground = camera.pixel_to_ground(at[:, 0], at[:, 1], max_range_m=max_range_m)
+    return (
+        np.insert(pix, where + 1, at, axis=0),
+        np.insert(ground, where + 1, probe_ground, axis=0),
+        np.insert(vc, where + 1, probe_vc),
+        np.insert(line_of, where + 1, line_of[where]),
+    )
+
+
 def _project_with_cuts(
     pixels: list[np.ndarray], confidences: list[np.ndarray | None], camera: CameraModel, max_range_m: float
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -57,8 +109,10 @@ def _project_with_cuts(
     Without the cuts a piece ended at its last vertex within range: a simplified straight contact has two
     vertices, so one far vertex took the whole line's ground coordinates (and the contact map lost it). The
     set of pixels that reach the ground within range is convex for a pinhole camera (a disc on the plane
-    seen through a projective map, below the horizon), so a segment has at most one such crossing. A cut at
-    the reaching vertex itself (a piece that starts at an earlier cut, projected again) is not inserted.
+    seen through a projective map, below the horizon), so a segment between a vertex that reaches it and one
+    that does not crosses its edge once; a segment whose two ends both miss can still pass through it, and
+    gets a vertex inside it first (:func:`_probe_between_misses`). A cut at the reaching vertex itself (a
+    piece that starts at an earlier cut, projected again) is not inserted.
     """
     if not pixels:
         return []
@@ -69,6 +123,8 @@ def _project_with_cuts(
         [np.full(len(p), np.nan) if c is None else c for p, c in zip(pixels, confidences, strict=True)]
     )
     ground = camera.pixel_to_ground(pix[:, 0], pix[:, 1], max_range_m=max_range_m)
+    pix, ground, vc, line_of = _probe_between_misses(pix, ground, vc, line_of, camera, max_range_m)
+    sizes = np.bincount(line_of, minlength=len(sizes))
     ok = np.all(np.isfinite(ground), axis=1)
     edges = np.flatnonzero((ok[:-1] != ok[1:]) & (line_of[:-1] == line_of[1:]))
     if len(edges):
