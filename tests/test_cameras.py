@@ -799,7 +799,8 @@ def test_a_cahvor_pixel_whose_newton_start_is_past_the_peak_keeps_its_ray():
 
 def test_angles_in_radians_and_short_vectors_in_a_pds_frame_are_named(tmp_path):
     """``"yaw_rad": 1.5708`` was ignored (yaw 0, the ground contacts turned 90 degrees) without a word, and a
-    two-number vector in a PDS (NED) frame file got numpy's "operands could not be broadcast" message."""
+    two-number vector in a PDS (NED) frame file got numpy's "operands could not be broadcast" message; a PDS
+    frame vector refused for its norm or a NaN was quoted turned to z up, in numpy's repr, not as written."""
     cam = _pinhole(pitch_deg=20.0)
     path = tmp_path / "c.camera.json"
     # Other names of the angles, or radians, in place of the key read (they were read as absent: yaw 0).
@@ -825,3 +826,17 @@ def test_angles_in_radians_and_short_vectors_in_a_pds_frame_are_named(tmp_path):
             CameraFileError, match=r"CAHV vector C must be 3 finite numbers, got \[0\.0, 0\.0\]"
         ):
             load_camera(path)
+        # The refusal quotes the file's numbers, not those turned from the PDS frame (numpy's repr of them).
+        cv = _cahvor().to_dict()
+        for key, value, said in (
+            ("A", [1, 1, 0], r"CAHV vector A must be a unit vector, got \[1, 1, 0\] \(norm 1\.414214\)"),
+            ("O", [0, 2, 0], r"CAHV vector O must be a unit vector, got \[0, 2, 0\]"),
+            (
+                "H",
+                [1.0, float("nan"), 2.0],
+                r"CAHV vector H must be 3 finite numbers, got \[1\.0, nan, 2\.0\]",
+            ),
+        ):
+            path.write_text(json.dumps({**cv, "frame": frame, key: value}))
+            with pytest.raises(CameraFileError, match=said):
+                load_camera(path)

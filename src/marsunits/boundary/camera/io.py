@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.camera.cahv import CahvCamera, CahvorCamera, ned_to_flu
+from marsunits.boundary.camera.cahv import CahvCamera, CahvorCamera, _unit, _vec3, ned_to_flu
 from marsunits.boundary.camera.pinhole import PinholeCamera
 
 __all__ = [
@@ -172,6 +172,10 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
                 raise ValueError(f"CAHV vector {key} must be 3 finite numbers, got {d[key]!r}")
         vec = {k: d[k] for k in ("C", "A", "H", "V", "O") if k in d}
         if frame == "ned":
+            # Checked before the frame turns them, so a refusal quotes the file's numbers ("A must be a unit
+            # vector, got [1, 1, 0]"), not numpy's repr of the turned ones ("got array([ 1., -1., -0.])").
+            for key, value in vec.items():
+                (_unit if key in ("A", "O") else _vec3)(key, value)
             vec = {k: ned_to_flu(v) for k, v in vec.items()}
         for key in ("image_width", "image_height", "ground_z_m"):
             value = d.get(key, 0.0)
