@@ -479,6 +479,15 @@ def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tm
     sites = {json.loads(p.read_text())["site"] for p in paths if p.suffix == ".geojson"}
     assert sites == {long_a, long_b}
     assert sorted(remove_stale_maps(tmp_path)) == sorted(paths)  # still recognised as map files
+    # Sites told apart by letter case only: on macOS and Windows file systems their maps were one file (the
+    # second site's map overwrote the first's without a word).
+    cams = [_pinhole(pitch_deg=20.0, site=site) for site in ("SITE_A", "site_a")]
+    paths = build_contact_map([(f"{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(cams)], tmp_path)
+    assert len({p.name.casefold() for p in paths}) == 4
+    assert sorted(p.name for p in paths if p.suffix == ".png") == [
+        "contact_map_SITE_A.png",
+        "contact_map_site_a_2.png",
+    ]
 
 
 def test_a_camera_at_or_below_its_ground_is_refused_and_ground_height_is_z_up_in_every_frame(tmp_path):

@@ -273,7 +273,8 @@ def build_contact_map(
         The written paths. With one site: ``contact_map.geojson`` and ``contact_map.png``. With several
         sites, one pair per site: ``contact_map_<site>.geojson`` / ``.png`` (cameras without a site are
         grouped as ``unnamed``; sites whose file-safe names coincide get ``_2``, ``_3``, ... in name
-        order). Empty if no item has a camera.
+        order; also those that differ in letter case only, which macOS and Windows do not tell apart in file
+        names). Empty if no item has a camera.
 
     The GeoJSON is a FeatureCollection with one ``LineString`` feature per ground contact (coordinates
     ``[x, y]`` in metres in the site frame; properties ``image``, ``confidence``, ``site``, ``length_m``,
@@ -305,10 +306,12 @@ def build_contact_map(
     for site, entries in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
         stem = "contact_map" if len(groups) == 1 else f"contact_map_{_safe(site or 'unnamed')}"
         base, k = stem, 1
-        while stem in stems:  # "B/x" and "B x" both become B_x: number the second, never overwrite
+        # "B/x" and "B x" both become B_x: number the second, never overwrite. Letter case aside too: macOS
+        # and Windows file systems hold contact_map_SITE_A.png and contact_map_site_a.png as one file.
+        while stem.casefold() in stems:
             k += 1
             stem = f"{base}_{k}"
-        stems.add(stem)
+        stems.add(stem.casefold())
         gj = out / f"{stem}.geojson"
         data = _geojson(site, entries)
         atomic_write_text(gj, json.dumps(data))
