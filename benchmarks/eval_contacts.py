@@ -94,12 +94,29 @@ class RangeTally:
         return rows
 
 
+def scene_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` (e.g. ``160x128``) as two positive ints, for ``--size``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 160x128, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"width and height must be positive, got {text!r}")
+    return width, height
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="checkpoint or model package to evaluate")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="checkpoint or model package to evaluate (a relative path is taken from the current directory)",
+    )
     parser.add_argument("--n", type=int, default=64, help="number of synthetic scenes")
     parser.add_argument("--seed", type=int, default=777, help="scene seed (never used in training)")
-    parser.add_argument("--size", default="160x128", help="scene size WxH (default: training size)")
+    parser.add_argument(
+        "--size", default="160x128", type=scene_size, help="scene size WxH (default: training size)"
+    )
     parser.add_argument(
         "--min-unit-area",
         type=int,
@@ -115,8 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_contacts.json"))
     args = parser.parse_args(argv)
+    # predict.py runs from the repository root: hand it an absolute path, so that a relative --ckpt means
+    # the file the caller sees from where they launched this script.
+    ckpt = Path(args.ckpt).expanduser().resolve()
+    if not ckpt.exists():
+        parser.error(
+            f"--ckpt {args.ckpt}: {ckpt} does not exist; pass a .ckpt written by train.py "
+            "(logs/train/<run>/checkpoints/best.ckpt) or a model package folder"
+        )
+    if args.n < 1:
+        parser.error(f"--n must be at least 1, got {args.n}")
     load_before = os.getloadavg()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
     if args.min_unit_area is None:
         args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
 
@@ -126,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [
             sys.executable,
             str(REPO / "predict.py"),
-            f"ckpt_path={args.ckpt}",
+            f"ckpt_path={ckpt}",
             f"input_dir={scenes / 'images'}",
             f"output_dir={out}",
             f"labels_dir={scenes / 'masks'}",
@@ -178,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "scenes": args.n,
         "seed": args.seed,
-        "size": args.size,
+        "size": f"{width}x{height}",
         "checkpoint": args.ckpt,
         "min_unit_area_px": args.min_unit_area,
         "predict_overrides": args.set,

@@ -81,3 +81,52 @@ def test_bench_train_medians_and_ratios_pair_configurations():
     assert len(ratios) == 1  # b has no channels_last=False row to compare
     assert ratios[0]["images_per_s_ratio"] == pytest.approx(1.5)
     assert ratios[0]["cpu_s_per_image_ratio"] == pytest.approx((1 / 30) / (1 / 20))
+
+
+class _StopError(Exception):
+    """Raised by the fake predict.py run: the tests below only need the command it was given."""
+
+
+def test_eval_contacts_relative_ckpt_is_the_callers_file(tmp_path, monkeypatch):
+    """A relative --ckpt means the file seen from the caller's directory, not from the repository root
+    that predict.py runs in: the command carries its absolute path."""
+    eval_contacts = _load("eval_contacts")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "best.ckpt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(eval_contacts, "generate_dataset", lambda *a, **k: [])
+    seen: list[list[str]] = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        raise _StopError
+
+    monkeypatch.setattr(eval_contacts.subprocess, "run", fake_run)
+    with pytest.raises(_StopError):
+        eval_contacts.main(["--ckpt", "runs/best.ckpt", "--n", "1", "--json", str(tmp_path / "out.json")])
+    assert f"ckpt_path={tmp_path / 'runs' / 'best.ckpt'}" in seen[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--ckpt", "no/such.ckpt"], "no/such.ckpt"),
+        (["--ckpt", "best.ckpt", "--size", "160"], "WIDTHxHEIGHT"),
+        (["--ckpt", "best.ckpt", "--n", "0"], "--n"),
+    ],
+)
+def test_eval_contacts_bad_arguments_stop_before_the_scenes(tmp_path, monkeypatch, capsys, args, needle):
+    """A missing checkpoint or a malformed --size/--n is a usage error naming it, before any scene is made."""
+    eval_contacts = _load("eval_contacts")
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+
+    def no_scenes(*a, **k):
+        raise AssertionError("scenes generated despite a bad argument")
+
+    monkeypatch.setattr(eval_contacts, "generate_dataset", no_scenes)
+    with pytest.raises(SystemExit) as exc:
+        eval_contacts.main([*args, "--json", str(tmp_path / "out.json")])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
