@@ -70,11 +70,13 @@ def scaled_logits(model: torch.nn.Module, image: torch.Tensor, scale: float) -> 
     return F.interpolate(model(resized), size=(h, w), mode="bilinear", align_corners=False)
 
 
-def _val_loader(experiment: str, root: str, overrides: list[str]) -> Any:
+def _val_loader(experiment: str, root: str | None, overrides: list[str]) -> Any:
+    """The validation loader of ``experiment``'s data config; ``root`` None keeps the config's ``data.root``
+    (``paths.data_root``: ``$MARSUNITS_DATA``, else ``../shared/data`` from the launch directory, as in
+    ``train.py``)."""
+    data_root = [] if root is None else [f"data.root={root}"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose(
-            "train", overrides=[f"experiment={experiment}", f"data.root={root}", "logger=none", *overrides]
-        )
+        cfg = compose("train", overrides=[f"experiment={experiment}", *data_root, "logger=none", *overrides])
     dm = instantiate(cfg.data)
     dm.setup("validate")
     loader = dm.val_dataloader()
@@ -89,7 +91,7 @@ def _summary(cm: np.ndarray) -> dict[str, Any]:
 def evaluate_split(
     ckpts: list[str],
     experiment: str,
-    root: str,
+    root: str | None,
     overrides: list[str],
     offsets: list[float],
     scales: tuple[float, ...] = (1.0,),
@@ -151,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", action="append", required=True, help="checkpoint[,override,...]")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="shared override")
     parser.add_argument("--experiment", default="marsscapes")
-    parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "marsscapes"))
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="dataset folder (default: the experiment's data.root, under $MARSUNITS_DATA if set, else "
+        "../shared/data from the current directory, as for train.py)",
+    )
     parser.add_argument("--offsets", default="-0.5,-0.25,0,0.25,0.5,1,1.5")
     parser.add_argument("--scales", default="1", help="input scales to score each checkpoint at")
     parser.add_argument("--adapt-bn", action="store_true", help="also score with AdaBN on the split")
@@ -165,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
 
     shared = [c for c in args.ckpt if "," not in c]
     own = [c.split(",") for c in args.ckpt if "," in c]
+    missing = [c for c in [*shared, *(o[0] for o in own)] if not Path(c).expanduser().is_file()]
+    if missing:  # before the (minutes-long) data set-up, not as a traceback after it
+        parser.error(
+            f"--ckpt: no such checkpoint {', '.join(missing)}; pass .ckpt files written by train.py "
+            "(logs/train/<run>/checkpoints/best.ckpt), each optionally followed by ,override,..."
+        )
     results = []
     if shared:
         results.append(

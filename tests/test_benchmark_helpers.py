@@ -130,3 +130,21 @@ def test_eval_contacts_bad_arguments_stop_before_the_scenes(tmp_path, monkeypatc
     assert exc.value.code == 2
     assert needle in capsys.readouterr().err
 
+
+def test_eval_val_errors_default_root_follows_marsunits_data(eval_val_errors, tmp_path, monkeypatch):
+    """Without --root the split is read where train.py reads it: under $MARSUNITS_DATA when it is set."""
+    monkeypatch.setenv("MARSUNITS_DATA", str(tmp_path / "datasets"))
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "datasets" / "marsscapes")):
+        eval_val_errors.main(["--ckpt", str(tmp_path / "best.ckpt"), "--json", str(tmp_path / "out.json")])
+
+
+def test_eval_val_errors_missing_checkpoint_is_a_usage_error(eval_val_errors, tmp_path, capsys):
+    """A --ckpt that does not exist (with or without its own overrides) stops the run before any data is
+    read, naming the path."""
+    missing = tmp_path / "gone.ckpt"
+    with pytest.raises(SystemExit) as exc:
+        eval_val_errors.main(["--ckpt", f"{missing},data.n_folds=5,data.fold=1", "--root", str(tmp_path)])
+    assert exc.value.code == 2
+    assert str(missing) in capsys.readouterr().err
+
