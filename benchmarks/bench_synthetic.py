@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         help="DataLoader workers (whole machine)",
     )
     args = p.parse_args(argv)
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        p.error(f"--size: expected WIDTHxHEIGHT such as 320x240, got {args.size!r}")
+    if min(w, h, args.n, args.repeats) < 1:
+        p.error(f"--size, --n and --repeats must be positive, got {args.size}, {args.n}, {args.repeats}")
     # One intra-op thread by default: the generator scales with DataLoader workers, not threads.
     torch.set_num_threads(args.threads)
     generate_scene(0, 0, SceneConfig(width=w, height=h))  # warm-up (imports, allocator)

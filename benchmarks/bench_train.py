@@ -245,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     if args.rounds < 1 or not models:
         p.error("--rounds must be >= 1 and --model must name at least one config")
+    unknown = [m for m in models if not (REPO / "configs" / "model" / f"{m}.yaml").is_file()]
+    if unknown:  # before the first subprocess, not as its traceback
+        known = sorted(f.stem for f in (REPO / "configs" / "model").glob("*.yaml"))
+        p.error(f"--model {', '.join(unknown)}: no configs/model/<name>.yaml; one of {', '.join(known)}")
+    if args.steps < 1 or args.batch_size < 1 or args.crop_size < 1:
+        p.error("--steps, --batch-size and --crop-size must be positive")
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     # Interleaved (round 1: every model and configuration, round 2: the same again, ...) so that a shared

@@ -148,3 +148,21 @@ def test_eval_val_errors_missing_checkpoint_is_a_usage_error(eval_val_errors, tm
     assert exc.value.code == 2
     assert str(missing) in capsys.readouterr().err
 
+
+def test_bench_train_unknown_model_is_a_usage_error(capsys):
+    """An unknown --model names the missing config and the known ones instead of a worker's traceback."""
+    bench_train = _load("bench_train")
+    with pytest.raises(SystemExit) as exc:
+        bench_train.main(["--model", "unet_lite0_d4,unet_lite9"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unet_lite9" in err and "unet_lite0_d4" in err
+
+
+@pytest.mark.parametrize("size", ["320", "320xabc", "0x240"])
+def test_bench_synthetic_bad_size_is_a_usage_error(size, capsys):
+    bench_synthetic = _load("bench_synthetic")
+    with pytest.raises(SystemExit) as exc:
+        bench_synthetic.main(["--size", size])
+    assert exc.value.code == 2
+    assert "--size" in capsys.readouterr().err
