@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--n must be at least 1, got {args.n}")
     load_before = os.getloadavg()
     width, height = args.size
+    for override in args.set:  # predict.py takes the last value: record the one it uses
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "min_unit_area_px":
+            args.min_unit_area = int(value)
     if args.min_unit_area is None:
         args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
 

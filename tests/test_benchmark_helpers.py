@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -101,7 +103,7 @@ def test_eval_contacts_relative_ckpt_is_the_callers_file(tmp_path, monkeypatch):
         seen.append(cmd)
         raise _StopError
 
-    monkeypatch.setattr(eval_contacts.subprocess, "run", fake_run)
+    monkeypatch.setattr(eval_contacts, "subprocess", SimpleNamespace(run=fake_run))
     with pytest.raises(_StopError):
         eval_contacts.main(["--ckpt", "runs/best.ckpt", "--n", "1", "--json", str(tmp_path / "out.json")])
     assert f"ckpt_path={tmp_path / 'runs' / 'best.ckpt'}" in seen[0]
@@ -166,3 +168,25 @@ def test_bench_synthetic_bad_size_is_a_usage_error(size, capsys):
         bench_synthetic.main(["--size", size])
     assert exc.value.code == 2
     assert "--size" in capsys.readouterr().err
+
+
+def test_eval_contacts_records_the_minimum_mapping_unit_predict_uses(tmp_path, monkeypatch):
+    """``--set min_unit_area_px=N`` reaches predict.py after the script's own value and wins there, so the
+    JSON's ``min_unit_area_px`` (and the command) must say N, not configs/predict.yaml's default."""
+    eval_contacts = _load("eval_contacts")
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    monkeypatch.setattr(eval_contacts, "generate_dataset", lambda *a, **k: [])
+    seen: list[list[str]] = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        out = Path(next(c for c in cmd if c.startswith("output_dir=")).split("=", 1)[1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(eval_contacts, "subprocess", SimpleNamespace(run=fake_run))
+    out = tmp_path / "out.json"
+    args = ["--ckpt", str(tmp_path / "best.ckpt"), "--set", "min_unit_area_px=50", "--json", str(out)]
+    eval_contacts.main(args)
+    assert [c for c in seen[0] if c.startswith("min_unit_area_px=")][-1] == "min_unit_area_px=50"
+    assert json.loads(out.read_text())["min_unit_area_px"] == 50
