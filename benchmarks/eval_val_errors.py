@@ -148,6 +148,12 @@ def evaluate_split(
     }
 
 
+def _run_name(ckpt: str) -> str:
+    """The run folder of ``<run>/checkpoints/<file>.ckpt`` (what train.py writes), else ``ckpt`` as given."""
+    path = Path(ckpt)
+    return path.parts[-3] if len(path.parts) >= 3 and path.parent.name == "checkpoints" else ckpt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", action="append", required=True, help="checkpoint[,override,...]")
@@ -203,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    batch-norm statistics adapted to the split: mIoU {r['adapted_bn']['miou']:.4f}")
         for e in res["ensembles"]:
             print(
-                f"  mean of {len(e['members'])} ({', '.join(Path(m).parts[-3] for m in e['members'])}): "
+                f"  mean of {len(e['members'])} ({', '.join(_run_name(m) for m in e['members'])}): "
                 f"mIoU {e['miou']:.4f}"
             )
     print(f"written {args.json}")

@@ -190,3 +190,32 @@ def test_eval_contacts_records_the_minimum_mapping_unit_predict_uses(tmp_path, m
     eval_contacts.main(args)
     assert [c for c in seen[0] if c.startswith("min_unit_area_px=")][-1] == "min_unit_area_px=50"
     assert json.loads(out.read_text())["min_unit_area_px"] == 50
+
+
+def test_eval_val_errors_prints_ensembles_of_any_checkpoint_paths(
+    eval_val_errors, tmp_path, monkeypatch, capsys
+):
+    """Checkpoints outside a ``<run>/checkpoints/`` folder (``a.ckpt``, ``runs/b.ckpt``) are named as given
+    in the ensemble lines instead of ending the run in an IndexError after the JSON is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    ckpts = ["a.ckpt", "runs/b.ckpt", "logs/train/run7/checkpoints/best.ckpt"]
+    for c in ckpts:
+        (tmp_path / c).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / c).write_bytes(b"")
+    summary = {"miou": 0.5, "iou": {}, "confusion_matrix": []}
+
+    def fake_split(names, *args, **kwargs):
+        return {
+            "overrides": [],
+            "seconds": 0.0,
+            "models": {
+                c: {"alone": summary, "rough_offset_miou": {"+0": 0.5}, "input_scale": {}} for c in names
+            },
+            "ensembles": [{"members": names, **summary}],
+        }
+
+    monkeypatch.setattr(eval_val_errors, "evaluate_split", fake_split)
+    args = [a for c in ckpts for a in ("--ckpt", c)]
+    assert eval_val_errors.main([*args, "--root", str(tmp_path), "--json", str(tmp_path / "out.json")]) == 0
+    assert "mean of 3 (a.ckpt, runs/b.ckpt, run7): mIoU 0.5000" in capsys.readouterr().out
