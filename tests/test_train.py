@@ -533,6 +533,36 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path, monkeypatch: 
     assert 0.0 <= resumed["val/miou"] <= 1.0
 
 
+def test_a_validation_subset_keeps_its_scores_when_test_scores_every_image(tmp_path: Path) -> None:
+    """Real data tests on its validation images, so the kept checkpoint's test pass was copied to val/*.
+    With trainer.limit_val_batches (a cheaper, fixed subset of the validation tiles) and the test pass on
+    every tile, metrics.json's val/miou was then the score of other tiles than the ones best.ckpt was chosen
+    on and the training curves show; it is now the validation subset's, and test/* keeps every tile's."""
+    from marsunits.data.fake import write_fake_marsscapes
+
+    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
+    overrides = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=marsscapes",
+        f"data.root={root}",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "data.batch_size=4",
+        "data.val_batch_size=1",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",  # an int: one batch, one tile (a float 1.0 is every batch)
+    ]
+    metrics = run(compose_config("train", tmp_path / "run", overrides))
+    state = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=False)
+    (checkpoint_state,) = [v for k, v in state["callbacks"].items() if k.startswith("RunModelCheckpoint")]
+    assert checkpoint_state["monitor"] == "val/miou"
+    assert metrics["val/miou"] == pytest.approx(float(checkpoint_state["best_model_score"]), abs=1e-6)
+    assert metrics["test_is_validation"] is False
+    assert metrics["test/miou"] != pytest.approx(metrics["val/miou"], abs=1e-6)  # every tile, not one
+
+
 def folder_run(root: Path | None) -> list[str]:
     """Overrides of a tiny one-source data=folder run without a test pass (root None: no data.root)."""
     return [

@@ -669,8 +669,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             )
         testing = bool(cfg.get("test", True))
         # Real data has no labelled test split: its test images are the validation ones (the datamodule's
-        # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass.
+        # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass. Not
+        # when the two passes score other batches (trainer.limit_val_batches=0.25 with the test on all):
+        # the test pass's scores were copied to val/*, of other tiles than best.ckpt was chosen on.
         test_is_val = testing and not fast_dev_run and _test_is_validation(datamodule)
+        test_is_val = test_is_val and _same_evaluation_limits(trainer)
         if fast_dev_run:
             metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
         elif not test_is_val:
@@ -802,6 +805,14 @@ def _fit_is_finished(done: ResumePoint, trainer_cfg: Any) -> bool:
     if isinstance(max_steps, int) and max_steps >= 0 and steps >= max_steps:
         return True
     return isinstance(max_epochs, int) and max_epochs >= 0 and epochs >= max_epochs
+
+
+def _same_evaluation_limits(trainer: pl.Trainer) -> bool:
+    """Whether validation and test score the same batches (``trainer.limit_val_batches`` and
+    ``limit_test_batches``). Lightning reads an int as a number of batches and a float as a fraction of
+    them, so ``1`` (one batch) and ``1.0`` (every batch) differ though they compare equal."""
+    val, test = trainer.limit_val_batches, trainer.limit_test_batches
+    return type(val) is type(test) and val == test
 
 
 def _test_is_validation(datamodule: Any) -> bool:
