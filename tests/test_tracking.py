@@ -511,6 +511,27 @@ def test_git_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert git_info(REPO_ROOT) == {"commit": "unknown", "dirty": "unknown"}
 
 
+def test_the_recorded_git_commit_is_the_codes_wherever_the_run_is_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run launched from a folder of another repository (a thesis repository holding the images) recorded
+    that repository's commit as the code's on the dashboard; from any other folder, "unknown"."""
+    code = git_info(REPO_ROOT)
+    if code["commit"] == "unknown":
+        pytest.skip("the repository was exported without .git")
+    other = tmp_path / "thesis"
+    other.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=other, check=True)
+    (other / "notes.txt").write_text("sol 120\n")
+    subprocess.run([*git, "add", "notes.txt"], cwd=other, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "notes"], cwd=other, check=True)
+    assert git_info(other)["commit"] != code["commit"]
+    monkeypatch.chdir(other)
+    cfg = OmegaConf.create({"paths": {"root_dir": str(other)}, "data": {"name": "synthetic"}})
+    assert wandb_setup.run_context(cfg)["git"]["commit"] == code["commit"]
+
+
 # ------------------------------------------------------------------------------------ prediction run
 
 

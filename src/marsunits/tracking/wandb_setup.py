@@ -303,7 +303,10 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
     """What a reader of the dashboard needs to reproduce a run.
 
     Returns:
-        ``{"config": <the fully resolved config>, "git": {"commit", "dirty"}, "dataset": <data.name, else
+        ``{"config": <the fully resolved config>, "git": {"commit", "dirty"} of the repository holding the
+        marsunits code that runs (read at this package's folder: read at the launch folder,
+        ``paths.root_dir``, a run started from a data folder inside another repository recorded that
+        repository's commit, and one started from any other folder "unknown"), "dataset": <data.name, else
         the data config's name>, "data_class_map": <the dataset's native id -> project id map, or
         "identity">, "class_names": [...]}``. (``data_class_map``, not ``class_map``: Lightning logs the
         model's hyper-parameters into the same config afterwards, and its ``class_map`` null, for data in
@@ -313,11 +316,10 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(resolved, dict):
         resolved.pop("hydra", None)
     data = cfg.get("data") or {}
-    root = OmegaConf.select(cfg, "paths.root_dir", default=None) or os.getcwd()
     class_map = data.get("class_map") if isinstance(data, DictConfig) else None
     return {
         "config": resolved,
-        "git": git_info(root),
+        "git": git_info(Path(__file__).resolve().parent),
         "dataset": (data.get("name") if data else None) or _data_choice() or "unknown",
         "data_class_map": (
             OmegaConf.to_container(class_map) if isinstance(class_map, DictConfig) else "identity"
