@@ -310,6 +310,35 @@ def test_reachability_probe_survives_blocked_network(monkeypatch: pytest.MonkeyP
     assert wandb_setup.wandb_reachable("api.wandb.ai", timeout_s=0.5) is False
 
 
+def test_a_proxy_that_does_not_answer_means_offline_at_once(
+    wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTPS_PROXY set the probe was skipped: a proxy left from another network made every run wait
+    W&B's 90 s init timeout before the offline fallback. The proxy is probed instead; NO_PROXY is honoured."""
+    import socket
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as closed:  # a local port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{dead}")
+    started = time.monotonic()
+    mode, reason = resolve_wandb_mode("online")
+    assert mode == "offline" and f"127.0.0.1:{dead}" in reason and "proxy" in reason
+    assert time.monotonic() - started < 10
+    assert wandb_setup.wandb_proxy() == ("127.0.0.1", dead)
+    with socket.socket() as listening:  # a proxy that answers: W&B itself tries
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{listening.getsockname()[1]}")
+        assert wandb_setup.wandb_reachable()
+        monkeypatch.setenv("NO_PROXY", wandb_setup.wandb_host())  # not through the proxy: probed directly
+        assert wandb_setup.wandb_proxy() is None
+        assert not wandb_setup.wandb_reachable(timeout_s=0.5)
+
+
 def test_disabled_mode_drops_the_wandb_logger(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

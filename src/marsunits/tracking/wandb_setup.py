@@ -151,25 +151,45 @@ def wandb_credentials_available(host: str | None = None) -> bool:
     return any((entry := entries.authenticators(m)) and entry[2] for m in machines)
 
 
+def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
+    """The proxy that requests to the W&B server go through, as ``(host, port)``, or None: the environment's
+    proxy for the server URL's scheme (``HTTPS_PROXY``/``https_proxy`` for https, ``HTTP_PROXY`` for http),
+    else ``ALL_PROXY``; none for a server that ``NO_PROXY`` names.
+
+    Args:
+        url: The server's URL; default :func:`wandb_base_url`.
+    """
+    from urllib.request import getproxies_environment, proxy_bypass
+
+    server = urlparse(url or wandb_base_url())
+    proxies = getproxies_environment()
+    proxy = proxies.get(server.scheme or "https") or proxies.get("all")
+    if not proxy or (server.hostname and proxy_bypass(server.hostname)):
+        return None
+    parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        port = parsed.port or {"https": 443, "socks5": 1080, "socks5h": 1080}.get(parsed.scheme, 80)
+    except ValueError:  # a port that is not a number: W&B itself will say what is wrong
+        return None
+    return (parsed.hostname, port) if parsed.hostname else None
+
+
 def wandb_reachable(host: str | None = None, timeout_s: float = 2.0) -> bool:
     """Whether a TCP connection to the W&B server opens within ``timeout_s`` seconds: ``host`` on port 443,
     by default the server of :func:`wandb_base_url` on its own port (443 for https, 80 for http: a
     self-hosted ``http://localhost:8080`` was probed on 443 and always read as unreachable).
 
-    Behind an HTTPS proxy the direct probe says nothing, so it reports True and lets W&B itself try (a failing
-    start then falls back to offline in :func:`prepare_loggers`).
+    Behind a proxy (:func:`wandb_proxy`) it is the proxy that has to answer: the direct probe says nothing
+    there, and one that does not answer (a setting left from another network) made W&B try for its
+    ``init_timeout``, 90 s, before the run fell back to offline. A proxy that answers lets W&B itself try
+    (a failing start then falls back to offline in :func:`prepare_loggers`, after that wait).
     """
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+    url = urlparse(f"https://{host}" if host else wandb_base_url())
+    try:
+        port = url.port or (80 if url.scheme == "http" else 443)
+    except ValueError:  # a port that is not a number: W&B itself will say what is wrong
         return True
-    if host:
-        address = (host, 443)
-    else:
-        url = urlparse(wandb_base_url())
-        try:
-            port = url.port or (80 if url.scheme == "http" else 443)
-        except ValueError:  # a port that is not a number: W&B itself will say what is wrong
-            return True
-        address = (url.hostname or wandb_host(), port)
+    address = wandb_proxy(url.geturl()) or (url.hostname or wandb_host(), port)
     try:
         with socket.create_connection(address, timeout=timeout_s):
             return True
@@ -237,6 +257,9 @@ def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
     if not wandb_credentials_available():
         return "offline", f"no W&B API key found (set WANDB_API_KEY or run `wandb login` to log to {host})"
     if not wandb_reachable():
+        proxy = wandb_proxy()
+        if proxy:
+            return "offline", f"the proxy {proxy[0]}:{proxy[1]} (from the *_PROXY settings) is not reachable"
         return "offline", f"{urlparse(wandb_base_url()).netloc or host} is not reachable (no network?)"
     return "online", None
 
