@@ -1007,6 +1007,27 @@ def test_the_run_id_is_kept_without_the_dashboard_callbacks(
     assert _read_run(offline_dir)["summary"]["val/miou"] == pytest.approx(written["val/miou"])
 
 
+def test_a_resumed_run_stores_the_wandb_run_it_logged_to(
+    tmp_path: Path, wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's metadata, restored after the callbacks' ``setup``, put the earlier part's W&B run
+    back on the task: a part resumed with ``logger.wandb.name=``/``group=`` stored the old name and group
+    (the next resume renamed the run back), and one whose earlier part had no W&B run stored no id (every
+    resume started a new W&B run)."""
+    from marsunits.training import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    common = [*SMALL, "callbacks=[default]", "test=false", "run_name=r"]
+    run(compose_config("train", tmp_path / "r", [*common, "logger=csv", "trainer.max_epochs=1"]))
+    last = tmp_path / "r" / "checkpoints" / "last.ckpt"
+    assert run_from_checkpoint(last) == {}
+    again = ["logger=wandb", "ckpt_path=last", "logger.wandb.name=renamed", "logger.wandb.group=final"]
+    run(compose_config("train", tmp_path / "r", [*common, *again, "trainer.max_epochs=2"]))
+    (offline_dir,) = (tmp_path / "r" / "wandb").glob("offline-run-*")
+    run_id = offline_dir.name.rsplit("-", 1)[1]
+    assert run_from_checkpoint(last) == {"id": run_id, "name": "renamed", "group": "final"}
+
+
 def test_the_wandb_summary_holds_the_kept_checkpoints_scores() -> None:
     """The post-fit score of best.ckpt is no longer logged as an extra epoch; the runs table (the summary)
     must still show the kept checkpoint's scores, not the last epoch's. (The run is a stand-in: a real

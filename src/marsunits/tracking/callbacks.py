@@ -51,11 +51,17 @@ class WandbRunInfo(pl.Callback):
     and the run's name and group on the task (its checkpoint metadata keeps them).
 
     The task reads ``self.wandb_run_id`` into its checkpoint metadata; writing the id into the checkpoint
-    here as well keeps resuming working for any LightningModule.
+    here as well keeps resuming working for any LightningModule. They are put on the task at ``setup`` and
+    again at ``on_fit_start``, after Lightning restored a resumed checkpoint: its metadata put the earlier
+    part's values back (the task's ``on_load_checkpoint``), so a run resumed with ``logger.wandb.name=`` or
+    ``group=`` went back to the old name and group at the next resume, and one whose earlier part had no W&B
+    run stored none, so each resume started a new one.
     """
 
     def __init__(self) -> None:
         self.run_id: str | None = None
+        self.run_name: str | None = None
+        self.run_group: str | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         logger = find_wandb_logger(trainer)
@@ -63,10 +69,19 @@ class WandbRunInfo(pl.Callback):
             return
         run = logger.experiment
         self.run_id = str(run.id)
-        pl_module.wandb_run_id = self.run_id  # type: ignore[assignment]  # SegmentationTask attribute
         # Kept so that a resumed run keeps them (wandb_setup.prepare_loggers).
-        pl_module.wandb_run_name = getattr(run, "name", None) or None  # type: ignore[assignment]
-        pl_module.wandb_run_group = getattr(run, "group", None) or None  # type: ignore[assignment]
+        self.run_name = getattr(run, "name", None) or None
+        self.run_group = getattr(run, "group", None) or None
+        self._put_on(pl_module)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run_id:
+            self._put_on(pl_module)
+
+    def _put_on(self, pl_module: pl.LightningModule) -> None:
+        pl_module.wandb_run_id = self.run_id  # type: ignore[assignment]  # SegmentationTask attributes
+        pl_module.wandb_run_name = self.run_name  # type: ignore[assignment]
+        pl_module.wandb_run_group = self.run_group  # type: ignore[assignment]
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
