@@ -813,6 +813,32 @@ def test_the_sync_line_of_a_resumed_offline_run_names_every_part(tmp_path: Path)
     assert offline_parts(trial, "tri4l") == [trial, later]
 
 
+def test_an_online_run_names_its_earlier_offline_parts_not_yet_uploaded(tmp_path: Path) -> None:
+    """Trained offline in the field and resumed online at the office: the end of the run printed only the
+    run's address, and the first part's epochs stayed on disk, never uploaded, with nothing saying so."""
+    from types import SimpleNamespace
+
+    from marsunits.tracking.wandb_setup import _finish_wandb
+
+    field = tmp_path / "train" / "r" / "wandb" / "offline-run-20261203_110000-abc123"
+    office = tmp_path / "train" / "r" / "wandb" / "run-20261204_090000-abc123"
+    for d in (field, office):
+        d.mkdir(parents=True)
+    run = SimpleNamespace(
+        id="abc123",
+        offline=False,
+        url="https://wandb.example/runs/abc123",
+        settings=SimpleNamespace(sync_dir=str(office), mode="online"),
+        finish=lambda exit_code: None,
+    )
+    logger: Any = SimpleNamespace(_experiment=run, experiment=run)
+    line = _finish_wandb(logger, "success")
+    assert line is not None and line.startswith("W&B run abc123: https://wandb.example/runs/abc123")
+    assert line.endswith(f"wandb sync {field}") and str(office) not in line
+    (field / "run-abc123.wandb.synced").touch()  # `wandb sync` uploaded it: nothing to say
+    assert _finish_wandb(logger, "success") == "W&B run abc123: https://wandb.example/runs/abc123"
+
+
 def test_the_sync_command_runs_without_the_environment_activated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -527,7 +527,12 @@ def offline_parts(sync_dir: str | Path, run_id: str) -> list[Path]:
 
 
 def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
-    """Finish the W&B run (marking it failed unless ``status == "success"``); return the line to print."""
+    """Finish the W&B run (marking it failed unless ``status == "success"``); return the line to print.
+
+    An online run that continues a run whose earlier parts were logged offline (trained in the field, resumed
+    at the office) names those parts that ``wandb sync`` has not uploaded (no ``.wandb.synced`` marker): the
+    line gave only the run's address, and the earlier epochs stayed on disk with nothing saying so.
+    """
     if _rank() != 0 or getattr(logger, "_experiment", None) is None:
         return None
     run = logger.experiment
@@ -539,7 +544,18 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
         parts = offline_parts(sync_dir, run_id)
         where = f"in {sync_dir}" if len(parts) == 1 else f"in {len(parts)} parts (it was resumed)"
         return f"W&B run {run_id} saved offline {where}; upload it with: {sync_command(*parts)}"
-    return f"W&B run {run_id}: {url}" if url else f"W&B run {run_id} finished"
+    line = f"W&B run {run_id}: {url}" if url else f"W&B run {run_id} finished"
+    unsynced = [
+        part
+        for part in (offline_parts(sync_dir, run_id) if sync_dir else [])
+        if part.name.startswith("offline-run-") and not (part / f"run-{run_id}.wandb.synced").exists()
+    ]
+    if unsynced:
+        line += (
+            f"; {len(unsynced)} earlier part(s) of it logged offline are not uploaded yet: "
+            f"{sync_command(*unsynced)}"
+        )
+    return line
 
 
 def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
