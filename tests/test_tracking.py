@@ -1155,6 +1155,36 @@ def test_predict_refuses_an_unknown_wandb_mode_first_and_falls_back_offline(
     assert modes == ["online", "offline"] and (out / "a.mask.png").is_file()
 
 
+def test_an_unwritable_wandb_data_folder_stops_before_training_or_predicting(
+    wandb_offline_env: Path,
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """W&B stages the tables a run logs in ``$WANDB_DATA_DIR/artifacts/staging``; one it cannot write (a
+    read-only home on a cluster node) stopped a training at the end of its first validation, after a whole
+    epoch, and a prediction after every image was predicted."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference import run as predict
+    from marsunits.training import run as train
+    from test_predict import make_cfg, save_rgb
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(blocker / "wandb"))  # under a file: no one can write there
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    refused = r"W&B cannot write .*a_file/wandb/artifacts/staging.*WANDB_DATA_DIR"
+    with pytest.raises(ConfigError, match=refused):
+        train(compose_config("train", tmp_path / "r", [*SMALL, "logger=wandb"]))
+    assert not (tmp_path / "r" / "config.yaml").exists()
+    save_rgb(tmp_path / "in" / "a.png", 40, 48)
+    with pytest.raises(ConfigError, match=r"W&B cannot write"):
+        predict(make_cfg(tmp_path, ckpt, tmp_path / "in", tmp_path / "out", "logger=wandb"))
+    assert not (tmp_path / "out" / "a.mask.png").exists()
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # no W&B run: nothing to stage
+    assert predict(make_cfg(tmp_path, ckpt, tmp_path / "in", tmp_path / "out", "logger=wandb")) == 0
+
+
 def test_a_refused_callback_setting_starts_no_wandb_run(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1019,7 +1019,8 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
     W&B knows (checked before predicting: ``WANDB_MODE=onlien`` was refused after the whole folder).
 
     Raises:
-        ConfigError: Another logger group was chosen, or the W&B mode is not one (``checked_wandb_mode``).
+        ConfigError: Another logger group was chosen, the W&B mode is not one (``checked_wandb_mode``), or
+            W&B's data folder cannot be written (``check_wandb_staging``).
     """
     if logger is None:
         return
@@ -1028,10 +1029,11 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
             f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
             "logger unset"
         )
-    from marsunits.tracking.wandb_setup import checked_wandb_mode
+    from marsunits.tracking.wandb_setup import check_wandb_staging, checked_wandb_mode
 
     node = logger["wandb"] or {}
-    checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
+    if checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode")) != "disabled":
+        check_wandb_staging()  # W&B's own refusal came after the whole folder was predicted
 
 
 def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResult) -> str | None:

@@ -26,6 +26,7 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,32 @@ def check_wandb_modes(cfg: DictConfig) -> None:
             mode = checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
             # log_model=yes was refused only when the loggers started: after the scenes were rendered
             _resolve_log_model(node.get("log_model", "auto"), mode)
+            if mode != "disabled":
+                check_wandb_staging()
+
+
+def check_wandb_staging() -> None:
+    """Refuse a W&B data folder that cannot be written, before the run starts: W&B stages there the tables
+    (confusion matrices, the prediction table) and checkpoints a run logs (``$WANDB_DATA_DIR/artifacts/
+    staging``, by default under ``~/.local/share/wandb``), and its PermissionError stopped a training at the
+    end of its first validation, after a whole epoch, and a prediction after every image.
+
+    Raises:
+        ConfigError: names the folder, why, and the fix.
+    """
+    from wandb import env
+
+    folder = Path(env.get_data_dir()).expanduser() / "artifacts" / "staging"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"W&B cannot write {folder} ({exc.strerror or exc}), where it stages the tables and "
+            "checkpoints a run logs: set WANDB_DATA_DIR to a folder you can write (W&B uses its "
+            "artifacts/staging), or WANDB_MODE=disabled to run without W&B"
+        ) from None
 
 
 def _is_wandb_node(node: Any) -> bool:
