@@ -693,6 +693,13 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         ("data.train_length=abc", r"data\.train_length='abc': expected a whole number >= 1"),
         ("data.hflip_p=abc", r"data\.hflip_p='abc': expected a number in \[0, 1\]"),
         ("data.brightness=-0.2", r"data\.brightness=-0\.2: expected a number >= 0"),
+        # Model and trainer values that named no key (`invalid literal for int()`), failed once the optimiser
+        # was built after the set-up (warmup_steps), or in Hydra's instantiation with status 1.
+        ("model.warmup_steps=abc", r"model\.warmup_steps='abc': expected a whole number >= 0"),
+        ("model.encoder_depth=abc", r"model\.encoder_depth='abc': expected a whole number >= 1"),
+        ("model.contact_radius_px=1.5", r"model\.contact_radius_px=1\.5: expected a whole number >= 1"),
+        ("model.drop_path_rate=abc", r"model\.drop_path_rate='abc': expected a number in \[0, 1\]"),
+        ("trainer.gradient_clip_val=abc", r"trainer\.gradient_clip_val='abc': expected a number >= 0"),
     ],
 )
 def test_mistyped_run_values_stop_before_anything_is_rendered(

@@ -352,15 +352,26 @@ _INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
     ("data.train_length", 1, "training scenes"),
     ("data.val_length", 1, "validation scenes"),
     ("data.test_length", 1, "test scenes"),
+    # The task's int() of these named no key (`invalid literal for int()`), model.warmup_steps only once the
+    # optimiser was built, after the scenes were rendered; 1.5 was read as 1.
+    ("model.encoder_depth", 1, "encoder stages, at most 5"),
+    ("model.contact_radius_px", 1, "pixels"),
+    ("model.warmup_steps", 0, "optimiser steps; null: none"),
 )
 #: The example an integer's message gives where 4 would not be accepted.
-_INTEGER_EXAMPLES = {"data.crop_size": 256, "data.val_context_px": 64}
+_INTEGER_EXAMPLES = {
+    "data.crop_size": 256,
+    "data.val_context_px": 64,
+    "model.contact_radius_px": 3,
+    "model.warmup_steps": 100,
+}
 
-#: Real-valued data settings checked before anything is read: ``(key, lowest, highest or None, what it
+#: Real-valued settings checked before anything is read: ``(key, lowest, highest or None, what it
 #: is, an example)``. ``float()`` in the data module named no key (``could not convert string to float``)
 #: and the augmentation values failed with a traceback when the first transform was built. Shares whose
 #: range the data module checks with a message of its own (``val_fraction``, ``focus_fraction``, ...) are
-#: only checked to be numbers here.
+#: only checked to be numbers here. ``model.drop_path_rate`` and ``trainer.gradient_clip_val`` as text failed
+#: inside Hydra's instantiation of the network or the trainer, with its multi-line error and status 1.
 _NUMBER_VALUES: tuple[tuple[str, float | None, float | None, str, str], ...] = (
     ("data.val_fraction", None, None, "the share of images or sol groups held out for validation", "0.2"),
     ("data.min_labelled_fraction", None, None, "the share of labelled pixels a crop needs", "0.05"),
@@ -372,6 +383,8 @@ _NUMBER_VALUES: tuple[tuple[str, float | None, float | None, str, str], ...] = (
     ("data.brightness", 0.0, None, "colour jitter", "0.2"),
     ("data.contrast", 0.0, None, "colour jitter", "0.2"),
     ("data.saturation", 0.0, None, "colour jitter", "0.15"),
+    ("model.drop_path_rate", 0.0, 1.0, "the encoder's stochastic depth", "0.1"),
+    ("trainer.gradient_clip_val", 0.0, None, "the largest gradient norm; null: no clipping", "1.0"),
 )
 
 
