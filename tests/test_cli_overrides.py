@@ -288,3 +288,27 @@ def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pyt
     monkeypatch.setenv("SLURM_PROCID", "0")
     monkeypatch.setenv("SLURM_NTASKS", "4")
     assert "one of 4 training processes" in str(unnamed_external_ranks(args, CONFIG_DIR))
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["+model.foo=1"], "unknown option 'model.foo' in '+model.foo=1': model builds SegmentationTask, "),
+        (["++model.archh=unet"], "which takes no 'archh'; did you mean model.arch=...?"),
+        (["+trainer.max_epoch=3"], "trainer builds Trainer, which takes no 'max_epoch'; did you mean "),
+        (["-m", "seed=1,2", "+data.foo=2"], "data builds MarsDataModule, which takes no 'foo'"),
+    ],
+)
+def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str], said: str) -> None:
+    """Hydra added the key, and the run failed where the node was instantiated, with Hydra's multi-line
+    "unexpected keyword argument" error and status 1."""
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and said in message and "\n" not in message
+    # Keys a class takes, a class that takes any keyword (W&B's logger), and nodes built from no class pass.
+    for fine in (
+        ["+callbacks.model_checkpoint.every_n_epochs=2"],
+        ["+logger.wandb.notes=first try"],
+        ["experiment=ai4mars", "++data.class_map.4=2"],
+        ["+callbacks.stop._target_=my.Callback", "+callbacks.stop.step=3"],
+    ):
+        assert unknown_option(fine, CONFIG_DIR, "train") is None, fine

@@ -6,14 +6,17 @@ The top-level name of each ``key=value`` override (``inputdir``, ``max_epoch``) 
 primary config's keys and the config groups (no composition: fast). A nested name (``trainer.max_epoch``)
 is checked by composing the config with the command's overrides through Hydra's compose API, the way
 ``@hydra.main`` will (so an ``experiment=`` that changes the groups counts), and the suggestion is the
-closest key of the node it names. Overrides that add, force or delete (``+key``, ``++key``, ``~key``),
-``hydra.*`` keys, multirun sweeps and Hydra's own flags (``--cfg job``) are not checked; any composition
-problem other than an unknown key is left to Hydra, which reports it in its own words.
+closest key of the node it names. An override that adds a key (``+model.foo=1``, ``++model.foo=1``) is
+checked against the parameters of the class its node builds (``_target_``), since Hydra accepts the key and
+the run then failed in the class's constructor. Deletions (``~key``), ``hydra.*`` keys, multirun sweeps and
+Hydra's own flags (``--cfg job``) are not checked; any composition problem other than an unknown key is
+left to Hydra, which reports it in its own words.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import re
 import sys
@@ -28,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from marsunits.errors import some_of
 
 __all__ = [
+    "added_option_not_taken",
     "exit_on_unknown_option",
     "unknown_nested_option",
     "unknown_option",
@@ -125,6 +129,64 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
         f"unknown option {key!r} in {arg!r}{hint} "
         f"(every option: python {config_name}.py --cfg job, with the same overrides)"
     )
+
+
+def _target_parameters(target: str) -> set[str] | None:
+    """The keyword parameters of the class or function ``target`` (a ``_target_``), or None when it takes
+    any keyword (``**kwargs``) or cannot be imported here."""
+    from hydra.utils import get_object
+
+    try:
+        parameters = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # noqa: BLE001 - not importable here (a test's callback): Hydra's to report
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+
+
+def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``+node.key=value`` (or ``++``) override that adds a key the class built from
+    ``node`` does not take (``+model.foo=1``: ``SegmentationTask`` has no ``foo``), or None.
+
+    Hydra adds such a key without a word, and the run failed when the node was instantiated, after the run
+    folder was made, with Hydra's multi-line ``unexpected keyword argument`` error and status 1. A node
+    whose class takes any keyword (W&B's logger: ``+logger.wandb.notes=...``), a key the node already has,
+    and a class that cannot be imported here are left alone.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if "=" in a and not a.lstrip("+").startswith(("-", "hydra.", "hydra/"))]
+    added = [a for a in overrides if a.startswith("+") and "." in a.split("=", 1)[0]]
+    if not added:
+        return None
+    try:  # a sweep's values do not compose as one job: its other settings are enough here
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read
+        return None
+    single = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    for arg in added:
+        key = arg.split("=", 1)[0].lstrip("+")
+        parent, leaf = key.rsplit(".", 1)
+        if leaf.startswith("_"):
+            continue  # Hydra's own keys (_target_, _convert_, ...)
+        _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
+        if cfg is None:
+            return None
+        node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False)
+        if not isinstance(node, DictConfig) or "_target_" not in node or leaf in node:
+            continue
+        target = str(node._get_node("_target_")._value())  # type: ignore[union-attr]
+        taken = _target_parameters(target)
+        if taken is None or leaf in taken:
+            continue
+        guess = _closest(leaf, sorted({*taken, *(str(k) for k in node if not str(k).startswith("_"))}))
+        hint = f"; did you mean {parent}.{guess}=...?" if guess else ""
+        return (
+            f"unknown option {key!r} in {arg!r}: {parent} builds {target.rsplit('.', 1)[-1]}, which takes no "
+            f"{leaf!r}{hint} (every option: python {config_name}.py --cfg job, with the same overrides)"
+        )
+    return None
 
 
 def _sweeping(argv: Sequence[str]) -> bool:
@@ -269,7 +331,9 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             guess = leaves[close[0]] if close else None
         hint = f"; did you mean {guess}=...?" if guess else ""
         return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
-    return unknown_nested_option(argv, config_dir, config_name)
+    return unknown_nested_option(argv, config_dir, config_name) or added_option_not_taken(
+        argv, config_dir, config_name
+    )
 
 
 def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
