@@ -23,7 +23,7 @@ from conftest import CONFIG_DIR, REPO_ROOT, compose_config
 from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, report_user_errors
 from marsunits.task import load_task
-from marsunits.training import resolve_ckpt_path, run
+from marsunits.training import _check_monitor_is_logged, resolve_ckpt_path, run
 
 #: Shrinks the default synthetic experiment to seconds: tiny network, tiny scenes, few batches.
 TINY = [
@@ -518,6 +518,17 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path, monkeypatch: 
     assert checkpoint_state["monitor"] == "val/miou_source_mean"
     best_score = float(checkpoint_state["best_model_score"])
     assert best_score == pytest.approx(metrics["val/miou_source_mean"], abs=1e-6)
+    # Every metric this run logged is one a best-checkpoint monitor may name (and no other val/ name is).
+    logged = [k for k in metrics if k.startswith("val/")]
+    for name in [*logged, "val/loss"]:
+        cfg = OmegaConf.create({"callbacks": {"model_checkpoint": {"monitor": name}}})
+        task = type("Task", (), {"hparams": {"class_names": ["smooth_volcanic", "rough_olivine", "other"]}})
+        data = type("Data", (), {"val_names": ["marsscapes", "ai4mars"]})
+        if name in logged:
+            _check_monitor_is_logged(cfg, data, task)
+        else:
+            with pytest.raises(ConfigError, match="is not a metric this run logs"):
+                _check_monitor_is_logged(cfg, data, task)
     # One pooled loader never logs the per-source mean: refused before training (it stopped at the first
     # validation, epochs later).
     pooled = compose_config("train", tmp_path / "pooled", [*overrides, "data.separate_val=false"])
@@ -710,6 +721,27 @@ def test_mistyped_run_values_stop_before_anything_is_rendered(
     with pytest.raises(ConfigError, match=message):
         run(compose_config("train", tmp_path, [*TINY, override]))
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_a_checkpoint_monitor_the_run_never_logs_stops_before_training(tmp_path: Path) -> None:
+    """``callbacks.model_checkpoint.monitor=val/mIoU`` trained a whole epoch, then Lightning's checkpoint
+    stopped the run at the first validation: no best.ckpt, the epoch lost."""
+    with pytest.raises(
+        ConfigError, match=r"monitor=val/mIoU is not a metric .*did you mean .*monitor=val/miou\?"
+    ):
+        run(compose_config("train", tmp_path, [*TINY, "callbacks.model_checkpoint.monitor=val/mIoU"]))
+    assert not (tmp_path / "checkpoints").exists()
+    # Every metric the run logs is accepted: those of a real run's metrics.json (one source) included.
+    metrics = run(
+        compose_config(
+            "train", tmp_path / "ok", [*TINY, "callbacks.model_checkpoint.monitor=val/boundary_f1"]
+        )
+    )
+    assert metrics["best_ckpt"] is not None
+    for name in [k for k in metrics if k.startswith("val/")]:
+        cfg = OmegaConf.create({"callbacks": {"model_checkpoint": {"monitor": name}}})
+        task = type("Task", (), {"hparams": {"class_names": ["smooth_volcanic", "rough_olivine", "other"]}})
+        _check_monitor_is_logged(cfg, type("Data", (), {"val_names": ["synthetic"]}), task)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
-from marsunits.errors import ConfigError, TerminatedError, sigterm_raises
+from marsunits.errors import ConfigError, TerminatedError, sigterm_raises, some_of
 from marsunits.fine_tuning import (
     NETWORK_HPARAMS,
     evaluation_model_settings,
@@ -192,6 +193,35 @@ def _check_monitor_has_sources(cfg: DictConfig, datamodule: Any) -> None:
                 "data.separate_val=false): set data.separate_val=true, or add "
                 "callbacks.model_checkpoint.monitor=val/miou"
             )
+
+
+def _check_monitor_is_logged(cfg: DictConfig, datamodule: Any, task: Any) -> None:
+    """Refuse a best-checkpoint monitor under ``val/`` or ``train/`` that the task never logs
+    (``callbacks.model_checkpoint.monitor=val/mIoU``): Lightning's checkpoint stopped the run at its first
+    validation, after an epoch or more of training. The names are those of
+    :class:`~marsunits.task.SegmentationTask` for this data's validation loaders (``datamodule.val_names``);
+    other names (a callback's own metric) are left to Lightning."""
+    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor", default=None)
+    if not isinstance(monitor, str) or not monitor.startswith(("val/", "train/")):
+        return
+    sources = list(getattr(datamodule, "val_names", None) or [])
+    per_prefix = ["miou", "pixel_acc", "boundary_f1", "contact_distance_px"]
+    per_prefix += [f"iou_{name}" for name in task.hparams.get("class_names", [])]
+    logged = ["train/loss", *(f"val/{m}" for m in per_prefix)]
+    if len(sources) > 1:  # the loss is pooled per source (task._eval_step), the classes' mean over sources
+        logged.append("val/miou_source_mean")
+        logged += [f"val/{s}/{m}" for s in sources for m in [*per_prefix, "loss", "miou_labelled_classes"]]
+    else:
+        logged.append("val/loss")
+    if monitor in logged:
+        return
+    guess = difflib.get_close_matches(monitor, logged, n=1, cutoff=0.6)
+    hint = f"did you mean callbacks.model_checkpoint.monitor={guess[0]}? " if guess else ""
+    raise ConfigError(
+        f"callbacks.model_checkpoint.monitor={monitor} is not a metric this run logs, so no best.ckpt could "
+        f"be chosen (the run would stop at its first validation): {hint}The validation metrics: "
+        f"{some_of(logged, 12)}"
+    )
 
 
 def _note_seen_sols(datamodule: Any, what: str, task: Any) -> None:
@@ -598,6 +628,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
     check_subclasses_match(task, datamodule)
+    if training:
+        _check_monitor_is_logged(cfg, datamodule, task)
     if ckpt_path:
         resumed = check_resume_checkpoint(ckpt_path, task, datamodule)
         if _fit_is_finished(resumed, cfg.trainer):
