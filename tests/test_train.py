@@ -731,6 +731,12 @@ def test_a_checkpoint_monitor_the_run_never_logs_stops_before_training(tmp_path:
     ):
         run(compose_config("train", tmp_path, [*TINY, "callbacks.model_checkpoint.monitor=val/mIoU"]))
     assert not (tmp_path / "checkpoints").exists()
+    # A sweep's metric the same: each trial trained to its end, then failed with no value to optimise.
+    with pytest.raises(
+        ConfigError, match=r"optimized_metric=test/mIoU is not .*optimized_metric=test/miou\?"
+    ):
+        run(compose_config("train", tmp_path, [*TINY, "optimized_metric=test/mIoU"]))
+    assert not (tmp_path / "checkpoints").exists()
     # Every metric the run logs is accepted: those of a real run's metrics.json (one source) included.
     metrics = run(
         compose_config(

@@ -196,14 +196,12 @@ def _check_monitor_has_sources(cfg: DictConfig, datamodule: Any) -> None:
 
 
 def _check_monitor_is_logged(cfg: DictConfig, datamodule: Any, task: Any) -> None:
-    """Refuse a best-checkpoint monitor under ``val/`` or ``train/`` that the task never logs
-    (``callbacks.model_checkpoint.monitor=val/mIoU``): Lightning's checkpoint stopped the run at its first
-    validation, after an epoch or more of training. The names are those of
-    :class:`~marsunits.task.SegmentationTask` for this data's validation loaders (``datamodule.val_names``);
-    other names (a callback's own metric) are left to Lightning."""
-    monitor = OmegaConf.select(cfg, "callbacks.model_checkpoint.monitor", default=None)
-    if not isinstance(monitor, str) or not monitor.startswith(("val/", "train/")):
-        return
+    """Refuse a best-checkpoint monitor or a sweep's ``optimized_metric`` under ``val/``, ``test/`` or
+    ``train/`` that the task never logs (``callbacks.model_checkpoint.monitor=val/mIoU``): Lightning's
+    checkpoint stopped the run at its first validation, after an epoch or more of training, and every trial
+    of a sweep trained to its end before it failed for want of a value. The names are those of
+    :class:`~marsunits.task.SegmentationTask` for this data's validation loaders (``datamodule.val_names``;
+    ``test/`` has the same); other names (a callback's own metric) are left to Lightning."""
     sources = list(getattr(datamodule, "val_names", None) or [])
     per_prefix = ["miou", "pixel_acc", "boundary_f1", "contact_distance_px"]
     per_prefix += [f"iou_{name}" for name in task.hparams.get("class_names", [])]
@@ -213,15 +211,21 @@ def _check_monitor_is_logged(cfg: DictConfig, datamodule: Any, task: Any) -> Non
         logged += [f"val/{s}/{m}" for s in sources for m in [*per_prefix, "loss", "miou_labelled_classes"]]
     else:
         logged.append("val/loss")
-    if monitor in logged:
-        return
-    guess = difflib.get_close_matches(monitor, logged, n=1, cutoff=0.6)
-    hint = f"did you mean callbacks.model_checkpoint.monitor={guess[0]}? " if guess else ""
-    raise ConfigError(
-        f"callbacks.model_checkpoint.monitor={monitor} is not a metric this run logs, so no best.ckpt could "
-        f"be chosen (the run would stop at its first validation): {hint}The validation metrics: "
-        f"{some_of(logged, 12)}"
-    )
+    stops = "no best.ckpt could be chosen: the run would stop at its first validation"
+    fails = "a sweep's trials would each train and then fail with no value to optimise"
+    for key, why in (("callbacks.model_checkpoint.monitor", stops), ("optimized_metric", fails)):
+        name = OmegaConf.select(cfg, key, default=None)
+        if not isinstance(name, str) or not name.startswith(("val/", "test/", "train/")):
+            continue  # null, auto (the monitor), or a metric of another callback
+        stage = "test" if name.startswith("test/") else "val"
+        known = [m.replace("val/", f"{stage}/", 1) for m in logged]
+        if name in known:
+            continue
+        guess = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean {key}={guess[0]}? " if guess else ""
+        raise ConfigError(
+            f"{key}={name} is not a metric this run logs ({why}): {hint}The metrics: {some_of(known, 12)}"
+        )
 
 
 def _note_seen_sols(datamodule: Any, what: str, task: Any) -> None:
