@@ -196,6 +196,35 @@ def test_malicious_checkpoint_is_refused_unless_trusted(checkpoint: Path, tmp_pa
     assert not marker.exists()
 
 
+def test_a_trusted_checkpoint_needing_code_not_installed_here_is_one_line(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A colleague's checkpoint pickling a class of their own code: trusting it, as the refusal advises,
+    gave ModuleNotFoundError's traceback (predict.py exit 1); it is a CheckpointError naming the file and
+    the module, so predict.py and the export print one line and exit 2."""
+    module = tmp_path / "their_code"
+    module.mkdir()
+    (module / "their_callbacks.py").write_text("class Tracker:\n    pass\n")
+    monkeypatch.syspath_prepend(str(module))
+    import their_callbacks  # type: ignore[import-not-found]
+
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    payload["callbacks"]["theirs"] = their_callbacks.Tracker()
+    theirs = tmp_path / "theirs.ckpt"
+    torch.save(payload, theirs)
+    monkeypatch.delitem(sys.modules, "their_callbacks")
+    sys.path.remove(str(module))  # the receiving machine: the sender's module is not installed
+
+    for load in (
+        lambda: load_model(theirs, trust_checkpoint=True),
+        lambda: export_checkpoint(theirs, tmp_path / "pkg", trust_checkpoint=True),
+    ):
+        with pytest.raises(CheckpointError, match="their_callbacks") as info:
+            load()
+        assert str(theirs) in str(info.value) and "PYTHONPATH" in str(info.value)
+    assert main([f"ckpt_path={theirs}", f"out={tmp_path / 'pkg'}", "trust_checkpoint=true"]) == 2
+
+
 def test_garbage_checkpoint_is_not_offered_trust(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")

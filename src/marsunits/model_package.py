@@ -387,7 +387,17 @@ def _load_trusted_checkpoint(
     apply, and a checkpoint whose model parts themselves hold arbitrary objects is still refused.
     """
     # The caller vouched for this file: this is the documented way to run its pickle.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as err:
+        # The pickle names a class of the sender's code (a callback of their own, another version of a
+        # library) that is not importable here: unpickling needs that code, trusted or not.
+        raise CheckpointError(
+            f"{path} could not be unpickled even trusted: its pickle needs Python code that is not "
+            f"installed here ({type(err).__name__}: {err}). Ask whoever sent it for a model package "
+            "(`python -m marsunits.export ckpt_path=<ckpt> out=<folder> trust_checkpoint=true`, run where "
+            "that code is installed), or install that code here (its module on PYTHONPATH) and try again."
+        ) from err
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"{path} is not a Lightning checkpoint (expected a dict, found {type(checkpoint)})."
