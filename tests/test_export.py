@@ -309,6 +309,21 @@ def test_cli_writes_a_package(checkpoint: Path, tmp_path: Path, capsys: pytest.C
     assert main([f"ckpt_path={checkpoint}", f"out={out}", "overwrite=true"]) == 0
 
 
+def test_cli_expands_the_home_folder_as_predict_does(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zsh (macOS) and sh pass `out=~/models/m` on unexpanded: the package went to a folder named `~` in
+    the current folder, and `ckpt_path=~/...` was 'no such file', where predict.py takes both."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    (home / "best.ckpt").write_bytes(checkpoint.read_bytes())
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    assert main(["ckpt_path=~/best.ckpt", "out=~/models/m"]) == 0
+    assert is_package(home / "models" / "m") and list(cwd.iterdir()) == []
+
+
 def test_cli_missing_checkpoint_exits_2_with_one_line(tmp_path: Path) -> None:
     """Through ``python -m`` as a user runs it: one line on stderr, exit status 2, nothing written."""
     env = {k: v for k, v in os.environ.items() if k != "MARSUNITS_TRACEBACK"}

@@ -69,8 +69,8 @@ def export_checkpoint(
     """Convert a Lightning checkpoint into a model package folder; return the folder.
 
     Args:
-        ckpt_path: a ``.ckpt`` written by marsunits' ``train.py``.
-        out: package folder (created).
+        ckpt_path: a ``.ckpt`` written by marsunits' ``train.py`` (``~`` is expanded).
+        out: package folder (created; ``~`` is expanded).
         trust_checkpoint: see :func:`marsunits.model_package.load_model`.
         overwrite: replace a package already in ``out``.
 
@@ -80,7 +80,9 @@ def export_checkpoint(
         CheckpointError: the checkpoint is unusable or needs trust (see ``load_model``).
         FileExistsError: ``out`` holds a package and ``overwrite`` is False.
     """
-    ckpt = Path(ckpt_path)
+    # `~` expanded as predict.py and train.py expand it: zsh (macOS's shell) and sh leave `out=~/models/m`
+    # to the program, and a folder named `~` was made in the current one.
+    ckpt, out = Path(ckpt_path).expanduser(), Path(out).expanduser()
     # Checked before importing the model code (seconds), so a mistyped path is reported at once.
     if ckpt.is_dir() or ckpt.suffix in (".json", ".safetensors"):
         raise ConfigError(
