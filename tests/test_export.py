@@ -225,6 +225,21 @@ def test_a_trusted_checkpoint_needing_code_not_installed_here_is_one_line(
     assert main([f"ckpt_path={theirs}", f"out={tmp_path / 'pkg'}", "trust_checkpoint=true"]) == 2
 
 
+def test_a_checkpoint_in_torchs_legacy_format_exports_as_predict_reads_it(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """A checkpoint re-saved in torch's pre-zip format (slimmed for sending, by an older script): load_model
+    and predict.py read it, the export stopped with torch's mmap RuntimeError traceback."""
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(torch.load(checkpoint, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    pkg = export_checkpoint(legacy, tmp_path / "pkg")
+    provenance = json.loads((pkg / JSON_NAME).read_text())["provenance"]
+    assert provenance["global_step"] == torch.load(checkpoint, weights_only=True)["global_step"]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_model(pkg)(x), load_task(checkpoint)(x))
+
+
 def test_garbage_checkpoint_is_not_offered_trust(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,20 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 def _checkpoint_progress(path: Path, trusted: bool) -> dict[str, Any]:
     """``epoch`` and ``global_step`` stored in a checkpoint (``None`` where absent).
 
-    ``mmap=True`` reads the pickle without loading tensor data, so this second read is cheap.
+    ``mmap=True`` reads the pickle without loading tensor data, so this second read is cheap; torch maps
+    only its zip format, so a checkpoint in the legacy format (``torch.save(...,
+    _use_new_zipfile_serialization=False)``, which ``load_model`` reads) is read whole.
     """
     import torch
 
+    mmap = zipfile.is_zipfile(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         if not trusted:
             raise
         # Reached only after load_model accepted the file under trust_checkpoint=True.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     return {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
 
 
