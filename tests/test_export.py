@@ -291,6 +291,16 @@ def test_corrupt_packages_fail_naming_the_file(package: Path, tmp_path: Path) ->
         load_model(other_classes)
 
 
+def test_a_model_json_saved_by_a_windows_editor_loads(package: Path, tmp_path: Path) -> None:
+    """model.json opened and saved in a Windows editor starts with a byte-order mark: it was 'not valid
+    JSON; re-export the package', which the receiver of a package, without the checkpoint, cannot do."""
+    edited = _copy_package(package, tmp_path / "edited")
+    (edited / JSON_NAME).write_bytes(b"\xef\xbb\xbf" + (package / JSON_NAME).read_bytes())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_model(edited)(x), load_model(package)(x))
+
+
 def test_export_refuses_to_overwrite_unless_asked(checkpoint: Path, package: Path, tmp_path: Path) -> None:
     out = _copy_package(package, tmp_path / "existing")
     with pytest.raises(FileExistsError, match="overwrite"):

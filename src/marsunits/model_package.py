@@ -221,6 +221,8 @@ def _package_dir(path: Path) -> Path:
 def read_package_json(path: str | Path) -> dict[str, Any]:
     """Read and check a package's ``model.json`` (format, version, required keys); no weights are read.
 
+    A byte-order mark at its start (Windows editors write one) is not an error.
+
     Raises:
         FileNotFoundError: no ``model.json`` in the package folder.
         CheckpointError: not valid JSON, another format or version, or a required key is missing.
@@ -232,7 +234,10 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
             "Export one with `python -m marsunits.export ckpt_path=<ckpt> out=<folder>`."
         )
     try:
-        document = json.loads(json_path.read_text(encoding="utf-8"))
+        # utf-8-sig: a model.json opened and saved in a Windows editor starts with a byte-order mark, which
+        # the JSON reader refused ("not valid JSON; re-export"), and the receiver of a package has no
+        # checkpoint to export again.
+        document = json.loads(json_path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{json_path} is not valid JSON ({err}); re-export the package.") from err
     if not isinstance(document, dict) or document.get("format") != PACKAGE_FORMAT:
