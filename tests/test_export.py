@@ -147,6 +147,20 @@ def test_json_holds_metadata_hparams_and_provenance(checkpoint: Path, package: P
     assert set(load_file(package / WEIGHTS_NAME)) == set(task.state_dict())
 
 
+def test_the_package_metadata_is_the_checkpoints_whole_block(checkpoint: Path, tmp_path: Path) -> None:
+    """model.json's metadata is 'the checkpoint's metadata' (README): the W&B run's name and group,
+    which a checkpoint of a W&B run carries beside its id, were written as null."""
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    raw["marsunits"].update({"wandb_run_name": "marsscapes-2026-12-05", "wandb_run_group": "cv5"})
+    named = tmp_path / "named.ckpt"
+    torch.save(raw, named)
+    pkg = export_checkpoint(named, tmp_path / "pkg")
+    expected = json.loads(json.dumps(raw["marsunits"]))
+    assert json.loads((pkg / JSON_NAME).read_text())["metadata"] == expected
+    for model in (named, pkg):
+        assert json.loads(json.dumps(load_model(model).metadata)) == expected
+
+
 def test_the_same_checkpoint_exports_to_the_same_weights_file(checkpoint: Path, tmp_path: Path) -> None:
     """Two metadata keys were written in hash order, so exports of one checkpoint in two processes gave
     different weights files and weights_sha256 values: a hash could not tell that two packages hold one

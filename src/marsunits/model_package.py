@@ -275,7 +275,8 @@ def load_package(
     """Load a model package (folder, or its ``model.json``/``model.safetensors``) without any unpickling.
 
     Returns:
-        The task in eval mode on ``map_location``, ``wandb_run_id`` restored.
+        The task in eval mode on ``map_location``, ``wandb_run_id`` (and the run's name and group),
+        ``trained_sols`` and ``trained_image_keys`` restored.
 
     Raises:
         FileNotFoundError: a package file is missing.
@@ -329,6 +330,8 @@ def load_package(
     _check_tensors(task.state_dict(), tensors, weights_path)
     task.load_state_dict(tensors, strict=True)
     task.wandb_run_id = metadata.get("wandb_run_id")
+    task.wandb_run_name = metadata.get("wandb_run_name")  # absent from packages of before 2026-12-05
+    task.wandb_run_group = metadata.get("wandb_run_group")
     task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
     task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
     return task.to(map_location).eval()

@@ -960,7 +960,8 @@ def load_task(
         expected_class_names: the class names (in id order) the caller works with; ``None`` skips the check.
 
     Returns:
-        The task in eval mode, with ``wandb_run_id`` and ``trained_sols`` restored from the metadata.
+        The task in eval mode, with ``wandb_run_id`` (and the run's name and group), ``trained_sols`` and
+        ``trained_image_keys`` restored from the metadata.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -1002,6 +1003,9 @@ def load_task(
             "The checkpoint may come from an incompatible marsunits version; retrain or use that version."
         ) from err
     task.wandb_run_id = metadata.get("wandb_run_id")
+    # Absent before 2026-12-05; restored so that an export's model.json names the run as the checkpoint does.
+    task.wandb_run_name = metadata.get("wandb_run_name")
+    task.wandb_run_group = metadata.get("wandb_run_group")
     task.trained_sols = metadata.get("trained_sols")
     task.trained_image_keys = metadata.get("trained_image_keys")
     return task.to(map_location).eval()
