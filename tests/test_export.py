@@ -427,6 +427,29 @@ def test_a_folder_predicted_with_a_package_goes_on_with_its_checkpoint(
         run(make_cfg(tmp_path, other, inp, out))
 
 
+def test_a_package_given_by_any_of_its_files_is_its_checkpoints_model(
+    checkpoint: Path, package: Path, tmp_path: Path
+) -> None:
+    """A package may be given as its folder, model.json or model.safetensors: given as model.safetensors,
+    a folder begun with its checkpoint was refused as predicted by "another model" (and the reverse),
+    though the folder and model.json were accepted."""
+    from marsunits.inference import run
+
+    try:
+        from .test_predict import make_cfg, read_manifest, save_rgb
+    except ImportError:
+        from test_predict import make_cfg, read_manifest, save_rgb  # type: ignore[no-redef]
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 32, 40)
+    for name in (JSON_NAME, WEIGHTS_NAME):
+        for first, then in ((checkpoint, package / name), (package / name, checkpoint)):
+            out = tmp_path / f"out-{name}-{first.name}"
+            assert run(make_cfg(tmp_path, first, inp, out)) == 0
+            assert run(make_cfg(tmp_path, then, inp, out)) == 0
+            assert read_manifest(out)["a.png"]["status"] == "skipped"
+
+
 def test_help_into_a_closed_pipe_is_quiet() -> None:
     """``python -m marsunits.export --help | head -1`` ended with a BrokenPipeError traceback when the reader
     left before the last line was written."""

@@ -409,15 +409,17 @@ class _Session:
         )
         # The file that holds the weights: a package's safetensors, or the .ckpt. Its hash names the ONNX
         # cache and identifies the model in prediction_settings.json.
+        package = is_package(self.ckpt_path)
         weights_file = (
             (self.ckpt_path if self.ckpt_path.is_dir() else self.ckpt_path.parent) / WEIGHTS_NAME
-            if is_package(self.ckpt_path)
+            if package
             else self.ckpt_path
         )
-        # A package records the checkpoint it was exported from: the same weights, so the same model.
+        # A package records the checkpoint it was exported from: the same weights, so the same model. (Given
+        # as its model.safetensors, the package is the weights file itself, and still a package.)
         source = (
             read_package_json(self.ckpt_path).get("provenance", {}).get("source_checkpoint_sha256")
-            if weights_file != self.ckpt_path
+            if package
             else None
         )
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
