@@ -502,6 +502,16 @@ def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.
     assert train_recs[0].mask.name in warned[0]
 
 
+def test_a_fold_without_n_folds_is_refused(tmp_path: Path) -> None:
+    """data.fold=K alone was ignored: every run of a cross-validation loop that left out data.n_folds
+    validated on the same held-out split, each recorded as another fold."""
+    with pytest.raises(InstantiationException, match=r"fold=2 needs n_folds.*data\.n_folds=5"):
+        instantiate(_compose("marsscapes", tmp_path / "alone", ["data.fold=2"]).data)
+    folds = instantiate(_compose("marsscapes", tmp_path / "cv", ["data.n_folds=2", "data.fold=1"]).data)
+    assert (folds.n_folds, folds.fold) == (2, 1)
+    instantiate(_compose("marsscapes", tmp_path / "default", ["data.fold=0"]).data)  # the default, accepted
+
+
 def test_pseudo_labels_of_a_validated_sol_block_never_train(tmp_path: Path) -> None:
     """The pseudo-label folder had no sols: a pseudo-labelled panorama of a sol block that MarsScapes
     validates on (the same dune, the next sol) trained the student, and exclude_sols missed it too."""

@@ -156,7 +156,7 @@ class MarsDataModule(L.LightningDataModule):
         sol_block: consecutive sols grouped together for the split (real data).
         n_folds: ``None``: one held-out split (``val_fraction``, ``seed``); an integer: sol-grouped
             ``n_folds``-fold cross-validation, validating on fold ``fold`` (real data).
-        fold: the validation fold when ``n_folds`` is set.
+        fold: the validation fold when ``n_folds`` is set; must be 0 without ``n_folds``.
         exclude_sols: real data: inclusive ``[[first, last], ...]`` sol ranges whose images are left out of
             training and validation in every source (e.g. the sols another dataset will be validated on,
             before pre-training on this one); images without a sol are kept.
@@ -304,6 +304,14 @@ class MarsDataModule(L.LightningDataModule):
         self.val_fraction = float(val_fraction)
         self.n_folds = None if n_folds is None else int(n_folds)
         self.fold = int(fold)
+        if self.n_folds is None and self.fold != 0:
+            # Ignored, the run validated on the single held-out split: a cross-validation loop without
+            # n_folds trained the same split k times, each run named and recorded as another fold.
+            raise ValueError(
+                f"configs/data/{name}.yaml: fold={fold} needs n_folds (the number of cross-validation "
+                f"folds); without it the single held-out split (val_fraction) is used. Add data.n_folds=5 "
+                f"(or your number of folds) to data.fold={fold}, or drop data.fold."
+            )
         self.sol_block = int(sol_block)
         self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml")
         self.shared_sol_holdout = bool(shared_sol_holdout)
