@@ -498,8 +498,8 @@ class SegmentationTask(L.LightningModule):
         prediction or the truth; items where both agree there is none say nothing about contacts and are
         left out. An item is a whole scene for synthetic data and one validation tile of a real panorama
         (its window's context is 255 in ``target``), so real data's figures are means over tiles, not over
-        ``predict.py``'s whole images. Scored as ``predict.py``'s evaluation scores (:func:`scored_cracks`): a predicted contact
-        that lies only inside the label's ignore regions counts as no contact."""
+        ``predict.py``'s whole images. Scored as ``predict.py``'s evaluation scores (:func:`scored_cracks`):
+        a predicted contact that lies only inside the label's ignore regions counts as no contact."""
         out = []
         p_np = preds.detach().cpu().numpy().astype(np.uint8)
         t_np = target.detach().cpu().numpy().astype(np.uint8)

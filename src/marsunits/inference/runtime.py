@@ -122,8 +122,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     Native means a CUDA device with bf16 support, or a CPU with AMX matrix units (there, bf16 autocast runs
     this network about 2x faster than float32). bf16 changes probabilities by up to a few 1e-2 and flips the
-    class of a small fraction of pixels (near-ties, typically well under 1 %); ``precision=32`` gives
-    float32 results that are the same on every machine.
+    class of a small fraction of pixels (near-ties: 0.6-2.8 % of three MarsScapes panoramas);
+    ``precision=32`` gives float32 results that are the same on every machine.
 
     Raises:
         ConfigError: An unknown value.
