@@ -711,6 +711,10 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         ("model.contact_radius_px=1.5", r"model\.contact_radius_px=1\.5: expected a whole number >= 1"),
         ("model.drop_path_rate=abc", r"model\.drop_path_rate='abc': expected a number in \[0, 1\]"),
         ("trainer.gradient_clip_val=abc", r"trainer\.gradient_clip_val='abc': expected a number >= 0"),
+        ("model.channels_last=abc", r"model\.channels_last='abc': give model\.channels_last=true or"),
+        ("model.freeze_encoder_bn=fasle", r"model\.freeze_encoder_bn='fasle': give .*=false"),
+        ("data.pin_memory=maybe", r"data\.pin_memory='maybe': give data\.pin_memory=true"),
+        ("trainer.benchmark=abc", r"trainer\.benchmark='abc': give trainer\.benchmark=true"),
     ],
 )
 def test_mistyped_run_values_stop_before_anything_is_rendered(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import logging
 import math
@@ -13,11 +14,11 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -436,11 +437,41 @@ def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix.rstrip("."), node)]
 
 
+#: Annotations of a parameter that takes true or false only (``from __future__`` text, or the types).
+_SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
+
+
+def _switches_given_as_text(cfg: DictConfig) -> str | None:
+    """The first ``model.*``, ``data.*`` or ``trainer.*`` value given as text to a parameter of the class the
+    node builds that takes true or false only, as ``node.key=value``; None if there is none.
+
+    Any text counts as true where a switch is read: ``model.channels_last=abc`` or
+    ``model.freeze_encoder_bn=fasle`` trained with the switch on. (yes/no/on/off are refused by the rule
+    before this one, for every key.) Interpolations (``${...}``) and classes that cannot be imported here
+    are left alone.
+    """
+    for name in ("model", "data", "trainer"):
+        node = cfg.get(name)
+        if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+            continue
+        try:
+            parameters = inspect.signature(get_object(node._target_)).parameters
+        except Exception:  # noqa: BLE001 - a class that cannot be imported here is Hydra's to report
+            continue
+        for key, parameter in parameters.items():
+            if key not in node or OmegaConf.is_interpolation(node, key):
+                continue
+            if parameter.annotation in _SWITCH_ANNOTATIONS and isinstance(node[key], str):
+                return f"{name}.{key}={node[key]!r}"
+    return None
+
+
 def check_run_values(cfg: DictConfig) -> None:
     """Refuse mistyped run settings before anything is rendered or built, naming the key.
 
     Checks the switches ``train``, ``test``, ``data_moved`` (and that no value is yes/no/on/off, which the
-    config reads as text and a switch as true: ``train=no`` trained), the integers of
+    config reads as text and a switch as true: ``train=no`` trained), the switches of the model, data and
+    trainer classes given as other text (:func:`_switches_given_as_text`), the integers of
     :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data config
     (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
@@ -459,6 +490,10 @@ def check_run_values(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}={value!r}: give {key}=true or {key}=false (yes/no/on/off are read as text)"
             )
+    as_text = _switches_given_as_text(cfg)
+    if as_text is not None:
+        key = as_text.split("=", 1)[0]
+        raise ConfigError(f"{as_text}: give {key}=true or {key}=false (any text is read as true)")
     for key, lowest, unit in _INTEGER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:
