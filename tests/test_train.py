@@ -1142,11 +1142,21 @@ def test_the_training_curves_end_at_the_last_epoch(tmp_path: Path) -> None:
     assert any(r.get("test/miou") for r in rows)  # the test of best.ckpt is still logged
 
 
-def test_without_the_default_callbacks_no_last_epoch_is_called_best(tmp_path: Path) -> None:
+def test_without_the_default_callbacks_no_last_epoch_is_called_best(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """With ``callbacks=[]`` Lightning adds a checkpoint of its own that ranks nothing; metrics.json called
-    its last-epoch file best_ckpt."""
-    metrics = run(compose_config("train", tmp_path, [*TINY, "callbacks=[]", "trainer.max_epochs=1"]))
+    its last-epoch file best_ckpt. The run says before training that it keeps no best.ckpt or last.ckpt
+    (``callbacks=ema`` for ``[default,wandb,ema]`` ended with both null, without a word)."""
+    with caplog.at_level(logging.WARNING, logger="marsunits.training"):
+        metrics = run(compose_config("train", tmp_path, [*TINY, "callbacks=[]", "trainer.max_epochs=1"]))
     assert metrics["best_ckpt"] is None and math.isfinite(metrics["val/miou"])
+    said = [r.getMessage() for r in caplog.records if "no model_checkpoint" in r.getMessage()]
+    assert len(said) == 1 and "'callbacks=[default,wandb,ema]'" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="marsunits.training"):
+        run(compose_config("train", tmp_path / "default", [*TINY, "trainer.max_epochs=1"]))
+    assert not [r for r in caplog.records if "no model_checkpoint" in r.getMessage()]
 
 
 def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> None:

@@ -196,6 +196,26 @@ def _check_monitor_has_sources(cfg: DictConfig, datamodule: Any) -> None:
             )
 
 
+def _warn_without_checkpoints(cfg: DictConfig) -> None:
+    """Say before training that a callbacks list without ``default`` keeps no ``best.ckpt`` or ``last.ckpt``.
+
+    ``callbacks=ema`` (for ``'callbacks=[default,wandb,ema]'``) replaces the list: the run ended with status 0
+    and ``best_ckpt`` and ``last_ckpt`` null, with only Lightning's own ``epoch=N-step=M.ckpt``, nothing for
+    ``ckpt_path=last`` to resume and no checkpoint on Ctrl-C. Not refused: ``callbacks=[]`` is a way to train
+    without the checkpoints.
+    """
+    node = cfg.get("callbacks")
+    if isinstance(node, DictConfig) and "model_checkpoint" in node:
+        return
+    chosen = sorted(node) if isinstance(node, DictConfig) else []
+    log.warning(
+        "callbacks %s have no model_checkpoint: this run keeps no best.ckpt or last.ckpt (nothing for "
+        "ckpt_path=last to resume). To add callbacks to the defaults, list them with them: "
+        "'callbacks=[default,wandb,ema]'",
+        chosen,
+    )
+
+
 def _check_monitor_is_logged(cfg: DictConfig, datamodule: Any, task: Any) -> None:
     """Refuse a best-checkpoint monitor or a sweep's ``optimized_metric`` under ``val/``, ``test/`` or
     ``train/`` that the task never logs (``callbacks.model_checkpoint.monitor=val/mIoU``): Lightning's
@@ -662,6 +682,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
 
     pl.seed_everything(cfg.seed, workers=True)
 
+    if training:
+        _warn_without_checkpoints(cfg)
     datamodule = instantiate(cfg.data)
     if training:
         _check_monitor_has_sources(cfg, datamodule)
