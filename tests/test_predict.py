@@ -1054,6 +1054,12 @@ def test_patterns_are_case_insensitive_extensions() -> None:
     # One value on the command line (patterns=jpg) arrives as a string: one extension, not three letters.
     assert normalise_patterns("JPG") == (".jpg",)
     assert normalise_patterns("jpg, *.png") == (".jpg", ".png")
+    # A number from the command line (patterns=123: a numbered instrument format) is one extension; it
+    # stopped with "'int' object is not iterable".
+    assert normalise_patterns(123) == (".123",)
+    assert normalise_patterns([123, "png"]) == (".123", ".png")
+    with pytest.raises(ConfigError, match="patterns must be file extensions"):
+        normalise_patterns(True)  # type: ignore[arg-type]
     for bad in ([], ["a/b"], ["*.p?g"], "", " , "):
         with pytest.raises(ConfigError):
             normalise_patterns(bad)

@@ -62,15 +62,20 @@ class InputProblem:
     message: str
 
 
-def normalise_patterns(patterns: Sequence[str] | str) -> tuple[str, ...]:
+def normalise_patterns(patterns: Sequence[str] | str | int | float) -> tuple[str, ...]:
     """``["*.PNG", "jpg"]`` -> ``(".png", ".jpg")``.
 
     A single string is one extension or a comma-separated list (``patterns=jpg`` on the command line gives the
-    string ``"jpg"``, which must not be read letter by letter).
+    string ``"jpg"``, which must not be read letter by letter); a single number is one extension
+    (``patterns=123``, which the command line reads as the number 123, stopped with a TypeError traceback).
 
     Raises:
         ConfigError: If the list is empty or a pattern contains a path separator or a wildcard elsewhere.
     """
+    if isinstance(patterns, bool) or patterns is None:
+        raise ConfigError(f"patterns must be file extensions like 'png' or '*.png', got {patterns!r}")
+    if isinstance(patterns, int | float):
+        patterns = str(patterns)
     if isinstance(patterns, str):
         patterns = [part for part in patterns.split(",") if part.strip()]
     exts = []
