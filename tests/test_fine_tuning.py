@@ -95,6 +95,17 @@ def test_a_checkpoint_that_does_not_fit_names_the_setting_to_change(
         initialise_from_checkpoint(instantiate(cfg.model), source_ckpt)
 
 
+def test_a_refused_starting_checkpoint_leaves_no_run_record(source_ckpt: Path, tmp_path: Path) -> None:
+    """A run stopped because its init_ckpt_path does not fit never started: it leaves no config.yaml (the
+    record a later ckpt_path=last compares with), as a refused setting does."""
+    cfg = compose_config(
+        "train", tmp_path, [*TINY, "model.decoder_channels=[16,16,8]", f"init_ckpt_path={source_ckpt}"]
+    )
+    with pytest.raises(CheckpointError, match="does not fit"):
+        run(cfg)
+    assert not (tmp_path / "config.yaml").exists()
+
+
 def test_the_advice_is_in_hydra_spelling() -> None:
     from marsunits.fine_tuning import _override
 

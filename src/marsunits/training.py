@@ -708,11 +708,6 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         if resumed.trained_images and hasattr(datamodule, "resumed_trained_images"):
             what = f"ckpt_path={ckpt_path} (the run this command resumes)"
             datamodule.resumed_trained_images = (what, resumed.trained_images)
-    # After the data and model settings were accepted (a bad value stops above), so a run that never
-    # started leaves no config.yaml, the record a later ckpt_path=last compares with.
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
-        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     init_ckpt = cfg.get("init_ckpt_path")
     if evaluated is not None:
         initialise_from_checkpoint(task, evaluated[0], option=evaluated[1], source=evaluated_task)
@@ -727,6 +722,13 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     elif init_ckpt:
         initialise_from_checkpoint(task, init_ckpt)
         _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
+    # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
+    # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
+    # ckpt_path=last compares with (a refused init_ckpt_path left one, and a later resume was told the run
+    # had stopped before its first checkpoint).
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
+        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # The callbacks before the loggers: a callback setting refused here (callbacks.*) started a W&B run
     # that was never finished, an empty run in the project for each such slip.
     callbacks = _instantiate_group(cfg.get("callbacks"))
