@@ -339,6 +339,40 @@ def test_a_proxy_that_does_not_answer_means_offline_at_once(
         assert not wandb_setup.wandb_reachable(timeout_s=0.5)
 
 
+def test_proxy_probe_follows_the_proxies_wandb_uses(
+    wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wandb's service (Go's proxy-from-environment rules) never uses ALL_PROXY and never proxies a loopback
+    server: probing such a proxy that does not answer sent runs offline that W&B logs online directly."""
+    import socket
+
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as closed:  # a local port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+    monkeypatch.setenv("ALL_PROXY", f"socks5://10.0.0.1:{dead}")  # a tunnel that is down
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    assert wandb_setup.wandb_proxy() is None
+    monkeypatch.setenv("HTTPS_PROXY", f"http://10.0.0.1:{dead}")
+    assert wandb_setup.wandb_proxy() == ("10.0.0.1", dead)
+    monkeypatch.setenv("NO_PROXY", "wandb.example.com:443")  # host:port, as Go reads it
+    assert wandb_setup.wandb_proxy() is None
+    monkeypatch.setenv("NO_PROXY", "wandb.example.com:8443")  # another port: still proxied
+    assert wandb_setup.wandb_proxy() == ("10.0.0.1", dead)
+    monkeypatch.delenv("NO_PROXY")
+    with socket.socket() as server:  # a W&B Server on this machine, a dead corporate proxy beside it
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+        for host in ("localhost", "127.0.0.1"):
+            monkeypatch.setenv("WANDB_BASE_URL", f"http://{host}:{server.getsockname()[1]}")
+            assert wandb_setup.wandb_proxy() is None
+            assert wandb_setup.wandb_reachable(timeout_s=2.0)
+
+
 def test_disabled_mode_drops_the_wandb_logger(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

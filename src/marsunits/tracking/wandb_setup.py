@@ -154,18 +154,36 @@ def wandb_credentials_available(host: str | None = None) -> bool:
 
 def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
     """The proxy that requests to the W&B server go through, as ``(host, port)``, or None: the environment's
-    proxy for the server URL's scheme (``HTTPS_PROXY``/``https_proxy`` for https, ``HTTP_PROXY`` for http),
-    else ``ALL_PROXY``; none for a server that ``NO_PROXY`` names.
+    proxy for the server URL's scheme (``HTTPS_PROXY``/``https_proxy`` for https, ``HTTP_PROXY`` for http);
+    none for a server that ``NO_PROXY`` names (``host`` or ``host:port``) or on this machine (``localhost``,
+    a loopback address).
+
+    These are the settings wandb's service reads (Go's proxy-from-environment rules): it never uses
+    ``ALL_PROXY`` and never proxies a loopback server, so probing such a proxy (a SOCKS tunnel that is down,
+    a corporate proxy beside a W&B Server on ``http://localhost:8080``) sent runs offline that W&B would have
+    logged online directly.
 
     Args:
         url: The server's URL; default :func:`wandb_base_url`.
     """
-    from urllib.request import getproxies_environment, proxy_bypass
+    import ipaddress
+    from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
 
     server = urlparse(url or wandb_base_url())
     proxies = getproxies_environment()
-    proxy = proxies.get(server.scheme or "https") or proxies.get("all")
-    if not proxy or (server.hostname and proxy_bypass(server.hostname)):
+    proxy = proxies.get(server.scheme or "https")
+    if not proxy or not server.hostname or server.hostname.lower() == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(server.hostname).is_loopback:
+            return None
+    except ValueError:  # a host name, not an address
+        pass
+    try:
+        netloc = f"{server.hostname}:{server.port or (80 if server.scheme == 'http' else 443)}"
+    except ValueError:  # a port that is not a number: W&B itself will say what is wrong
+        netloc = server.hostname
+    if proxy_bypass_environment(netloc, proxies):
         return None
     parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     try:
