@@ -373,6 +373,32 @@ def test_proxy_probe_follows_the_proxies_wandb_uses(
             assert wandb_setup.wandb_reachable(timeout_s=2.0)
 
 
+def test_wandbs_own_proxy_setting_is_the_one_probed(
+    wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WANDB_HTTPS_PROXY is the proxy wandb sends every request to its server through (NO_PROXY aside): a
+    network that reaches W&B only through it was probed directly, read as "no network", and every run went
+    offline."""
+    import socket
+
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.invalid")  # not reachable directly
+    monkeypatch.setenv("NO_PROXY", "wandb.example.invalid")  # wandb's own proxy setting ignores it
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("WANDB_HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert wandb_setup.wandb_proxy() == ("127.0.0.1", proxy.getsockname()[1])
+        assert wandb_setup.wandb_reachable(timeout_s=2.0)
+        assert resolve_wandb_mode("online") == ("online", None)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.example.invalid:8080")  # http: WANDB_HTTP_PROXY
+    assert wandb_setup.wandb_proxy() is None
+    monkeypatch.setenv("WANDB_HTTP_PROXY", "10.0.0.1:3128")
+    assert wandb_setup.wandb_proxy() == ("10.0.0.1", 3128)
+
+
 def test_disabled_mode_drops_the_wandb_logger(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -153,10 +153,12 @@ def wandb_credentials_available(host: str | None = None) -> bool:
 
 
 def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
-    """The proxy that requests to the W&B server go through, as ``(host, port)``, or None: the environment's
-    proxy for the server URL's scheme (``HTTPS_PROXY``/``https_proxy`` for https, ``HTTP_PROXY`` for http);
-    none for a server that ``NO_PROXY`` names (``host`` or ``host:port``) or on this machine (``localhost``,
-    a loopback address).
+    """The proxy that requests to the W&B server go through, as ``(host, port)``, or None: W&B's own proxy
+    setting for the server URL's scheme (``WANDB_HTTPS_PROXY`` for https, ``WANDB_HTTP_PROXY`` for http),
+    which wandb uses for every request to its server; else the environment's (``HTTPS_PROXY``/``https_proxy``
+    for https, ``HTTP_PROXY`` for http), none for a server that ``NO_PROXY`` names (``host`` or
+    ``host:port``) or on this machine (``localhost``, a loopback address). (Probed directly, a network that
+    reaches W&B only through ``WANDB_HTTPS_PROXY`` read as "no network", and every run went offline.)
 
     These are the settings wandb's service reads (Go's proxy-from-environment rules): it never uses
     ``ALL_PROXY`` and never proxies a loopback server, so probing such a proxy (a SOCKS tunnel that is down,
@@ -170,6 +172,9 @@ def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
     from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
 
     server = urlparse(url or wandb_base_url())
+    proxy = os.environ.get("WANDB_HTTP_PROXY" if server.scheme == "http" else "WANDB_HTTPS_PROXY")
+    if proxy:
+        return _proxy_address(proxy)
     proxies = getproxies_environment()
     proxy = proxies.get(server.scheme or "https")
     if not proxy or not server.hostname or server.hostname.lower() == "localhost":
@@ -185,6 +190,11 @@ def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
         netloc = server.hostname
     if proxy_bypass_environment(netloc, proxies):
         return None
+    return _proxy_address(proxy)
+
+
+def _proxy_address(proxy: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a proxy URL (``http://`` when it has no scheme), or None where it has none."""
     parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     try:
         port = parsed.port or {"https": 443, "socks5": 1080, "socks5h": 1080}.get(parsed.scheme, 80)
