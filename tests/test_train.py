@@ -658,6 +658,38 @@ def test_a_run_recorded_before_new_data_settings_still_resumes(tmp_path: Path) -
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
 
 
+def test_a_run_recorded_with_a_fold_but_no_n_folds_still_resumes(tmp_path: Path) -> None:
+    """data.fold without data.n_folds was ignored (the run trained on the single held-out split) and is now
+    refused; a run folder that recorded it could be resumed neither with it (refused) nor without it
+    ("data.fold: 2 -> 0"). It trained on the single split, and resumes as such without data.fold."""
+    from marsunits.data.fake import write_fake_marsscapes
+
+    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
+    common = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=marsscapes",
+        f"data.root={root}",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "data.batch_size=4",
+        "test=false",
+        "run_name=old",
+    ]
+    run(compose_config("train", tmp_path / "old", [*common, "trainer.max_epochs=1"]))
+    config = tmp_path / "old" / "config.yaml"
+    recorded = OmegaConf.load(config)
+    recorded.data.fold = 2  # as a run given data.fold=2 alone recorded it before the refusal
+    config.write_text(OmegaConf.to_yaml(recorded))
+    again = [*common, "trainer.max_epochs=2", "ckpt_path=last"]
+    resumed = run(compose_config("train", tmp_path / "old", again))
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
+    # Another split is still another job: with n_folds the fold counts.
+    with pytest.raises(ConfigError, match=r"data\.n_folds: None -> 2"):
+        run(compose_config("train", tmp_path / "old", [*again, "trainer.max_epochs=3", "data.n_folds=2"]))
+
+
 def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -364,7 +364,9 @@ def _saved_seed(run_dir: Path) -> int | None:
 
 def _saved_job(run_dir: Path, job: Mapping[str, Any]) -> dict[str, Any] | None:
     """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable), with
-    the settings added since it was written (``_DATA_KEYS_ADDED``) that ``job`` has at their earlier value."""
+    the settings added since it was written (``_DATA_KEYS_ADDED``) that ``job`` has at their earlier value,
+    and a ``data.fold`` recorded without ``data.n_folds`` as 0: it was ignored (the single held-out split),
+    and is refused since 2026-12-05, so such a run could be resumed neither with it nor without it."""
     try:
         saved = OmegaConf.load(run_dir / "config.yaml")
     except Exception:  # noqa: BLE001 - a missing or broken config.yaml just means "not this job"
@@ -377,6 +379,8 @@ def _saved_job(run_dir: Path, job: Mapping[str, Any]) -> dict[str, Any] | None:
         for key, before in _DATA_KEYS_ADDED.items():
             if key in now and key not in data:
                 data[key] = before
+        if data.get("n_folds") is None and "fold" in data:
+            data["fold"] = 0  # what it trained with: fold was ignored without n_folds
     return identity
 
 
