@@ -574,6 +574,30 @@ def test_a_validation_subset_keeps_its_scores_when_test_scores_every_image(tmp_p
     assert metrics["test/miou"] != pytest.approx(metrics["val/miou"], abs=1e-6)  # every tile, not one
 
 
+def test_real_data_without_validation_during_training_keeps_its_val_scores(tmp_path: Path) -> None:
+    """trainer.limit_val_batches=0 (no validation while training) differs from the test limit, so the
+    test pass on the validation images was no longer copied to val/*, and metrics.json lost val/* (a sweep's
+    val/miou included) while the run's warning said val/* were of the last weights."""
+    from marsunits.data.fake import write_fake_marsscapes
+
+    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
+    overrides = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=marsscapes",
+        f"data.root={root}",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+    ]
+    metrics = run(compose_config("train", tmp_path / "run", overrides))
+    assert metrics["best_ckpt"] is None and metrics["test_is_validation"] is True
+    assert metrics["val/miou"] == pytest.approx(metrics["test/miou"], abs=1e-9)
+
+
 def folder_run(root: Path | None) -> list[str]:
     """Overrides of a tiny one-source data=folder run without a test pass (root None: no data.root)."""
     return [

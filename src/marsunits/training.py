@@ -921,10 +921,13 @@ def _fit_is_finished(done: ResumePoint, trainer_cfg: Any) -> bool:
 
 def _same_evaluation_limits(trainer: pl.Trainer) -> bool:
     """Whether validation and test score the same batches (``trainer.limit_val_batches`` and
-    ``limit_test_batches``). Lightning reads an int as a number of batches and a float as a fraction of
-    them, so ``1`` (one batch) and ``1.0`` (every batch) differ though they compare equal."""
+    ``limit_test_batches``), or validation scores none (``limit_val_batches=0``: no validation during
+    training, and the test pass is the only score of the validation images, which ``val/*`` then copy, as
+    the "no best checkpoint" warning says; ``val/*`` were left out of ``metrics.json``). Lightning reads an
+    int as a number of batches and a float as a fraction of them, so ``1`` (one batch) and ``1.0`` (every
+    batch) differ though they compare equal."""
     val, test = trainer.limit_val_batches, trainer.limit_test_batches
-    return type(val) is type(test) and val == test
+    return val == 0 or (type(val) is type(test) and val == test)
 
 
 def _test_is_validation(datamodule: Any) -> bool:
