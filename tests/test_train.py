@@ -1215,6 +1215,24 @@ def test_without_the_default_callbacks_no_last_epoch_is_called_best(
     assert not [r for r in caplog.records if "no model_checkpoint" in r.getMessage()]
 
 
+@pytest.mark.parametrize(
+    ("callbacks", "keeps_last"),
+    [("callbacks=[wandb,recovery]", True), ("callbacks=recovery", True), ("callbacks=ema", False)],
+)
+def test_the_warning_without_model_checkpoint_says_what_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, callbacks: str, keeps_last: bool
+) -> None:
+    """The recovery callbacks keep last.ckpt (every 50 steps and on Ctrl-C) without the defaults' best.ckpt:
+    the warning said that nothing could be resumed, for a run that ckpt_path=last resumes."""
+    from marsunits.training import _warn_without_checkpoints
+
+    with caplog.at_level(logging.WARNING, logger="marsunits.training"):
+        _warn_without_checkpoints(compose_config("train", tmp_path, [callbacks]))
+    said = [r.getMessage() for r in caplog.records if "no model_checkpoint" in r.getMessage()]
+    assert len(said) == 1 and "keeps no best.ckpt" in said[0]
+    assert ("nothing for ckpt_path=last to resume" in said[0]) is not keeps_last
+
+
 def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> None:
     """Lightning adds its own console handler ("INFO: ...") to the `lightning` logger, which also
     propagates to the root logger Hydra configures: train.py printed every Lightning line twice."""

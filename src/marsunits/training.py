@@ -202,17 +202,26 @@ def _warn_without_checkpoints(cfg: DictConfig) -> None:
     ``callbacks=ema`` (for ``'callbacks=[default,wandb,ema]'``) replaces the list: the run ended with status 0
     and ``best_ckpt`` and ``last_ckpt`` null, with only Lightning's own ``epoch=N-step=M.ckpt``, nothing for
     ``ckpt_path=last`` to resume and no checkpoint on Ctrl-C. Not refused: ``callbacks=[]`` is a way to train
-    without the checkpoints.
+    without the checkpoints. A list that keeps ``last.ckpt`` all the same (``callbacks=[wandb,recovery]``:
+    a callback with ``save_last``) is told it keeps no ``best.ckpt`` only, not that nothing can be resumed.
     """
     node = cfg.get("callbacks")
     if isinstance(node, DictConfig) and "model_checkpoint" in node:
         return
     chosen = sorted(node) if isinstance(node, DictConfig) else []
+    keeps_last = isinstance(node, DictConfig) and any(
+        isinstance(value, DictConfig) and bool(value.get("save_last")) for value in node.values()
+    )
+    kept = (
+        "keeps no best.ckpt (last.ckpt is kept)"
+        if keeps_last
+        else "keeps no best.ckpt or last.ckpt (nothing for ckpt_path=last to resume)"
+    )
     log.warning(
-        "callbacks %s have no model_checkpoint: this run keeps no best.ckpt or last.ckpt (nothing for "
-        "ckpt_path=last to resume). To add callbacks to the defaults, list them with them: "
-        "'callbacks=[default,wandb,ema]'",
+        "callbacks %s have no model_checkpoint: this run %s. To add callbacks to the defaults, list them "
+        "with them: 'callbacks=[default,wandb,ema]'",
         chosen,
+        kept,
     )
 
 
