@@ -651,10 +651,10 @@ def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path)
         )
 
 
-def test_a_run_recorded_before_new_data_settings_still_resumes(tmp_path: Path) -> None:
-    """A run folder whose config.yaml predates data.sol_margin and data.allow_seen_val_sols could not be
-    resumed at all ("None -> 2"); it is now compared as trained with the earlier behaviour (sol_margin 0),
-    which the message names, and the check switch does not count."""
+def _one_epoch_of_fake_marsscapes(tmp_path: Path) -> tuple[list[str], Path]:
+    """Train one epoch on a fake MarsScapes folder in ``tmp_path / "old"``; returns the command's overrides
+    (without ``trainer.max_epochs``) and the run's ``config.yaml``, for tests that edit the record as an
+    older version wrote it and then resume."""
     from marsunits.data.fake import write_fake_marsscapes
 
     root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
@@ -671,7 +671,14 @@ def test_a_run_recorded_before_new_data_settings_still_resumes(tmp_path: Path) -
         "run_name=old",
     ]
     run(compose_config("train", tmp_path / "old", [*common, "trainer.max_epochs=1"]))
-    config = tmp_path / "old" / "config.yaml"
+    return common, tmp_path / "old" / "config.yaml"
+
+
+def test_a_run_recorded_before_new_data_settings_still_resumes(tmp_path: Path) -> None:
+    """A run folder whose config.yaml predates data.sol_margin and data.allow_seen_val_sols could not be
+    resumed at all ("None -> 2"); it is now compared as trained with the earlier behaviour (sol_margin 0),
+    which the message names, and the check switch does not count."""
+    common, config = _one_epoch_of_fake_marsscapes(tmp_path)
     recorded = OmegaConf.load(config)
     del recorded.data["sol_margin"], recorded.data["allow_seen_val_sols"]  # as written before they existed
     config.write_text(OmegaConf.to_yaml(recorded))
@@ -686,23 +693,7 @@ def test_a_run_recorded_with_a_fold_but_no_n_folds_still_resumes(tmp_path: Path)
     """data.fold without data.n_folds was ignored (the run trained on the single held-out split) and is now
     refused; a run folder that recorded it could be resumed neither with it (refused) nor without it
     ("data.fold: 2 -> 0"). It trained on the single split, and resumes as such without data.fold."""
-    from marsunits.data.fake import write_fake_marsscapes
-
-    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
-    common = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data=marsscapes",
-        f"data.root={root}",
-        "data.crop_size=64",
-        "data.samples_per_epoch=8",
-        "data.batch_size=4",
-        "test=false",
-        "run_name=old",
-    ]
-    run(compose_config("train", tmp_path / "old", [*common, "trainer.max_epochs=1"]))
-    config = tmp_path / "old" / "config.yaml"
+    common, config = _one_epoch_of_fake_marsscapes(tmp_path)
     recorded = OmegaConf.load(config)
     recorded.data.fold = 2  # as a run given data.fold=2 alone recorded it before the refusal
     config.write_text(OmegaConf.to_yaml(recorded))
