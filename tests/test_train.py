@@ -544,15 +544,13 @@ def test_two_sources_train_and_report_each_dataset(tmp_path: Path, monkeypatch: 
     assert 0.0 <= resumed["val/miou"] <= 1.0
 
 
-def test_a_validation_subset_keeps_its_scores_when_test_scores_every_image(tmp_path: Path) -> None:
-    """Real data tests on its validation images, so the kept checkpoint's test pass was copied to val/*.
-    With trainer.limit_val_batches (a cheaper, fixed subset of the validation tiles) and the test pass on
-    every tile, metrics.json's val/miou was then the score of other tiles than the ones best.ckpt was chosen
-    on and the training curves show; it is now the validation subset's, and test/* keeps every tile's."""
+def _fake_marsscapes_run(tmp_path: Path) -> list[str]:
+    """Overrides of a tiny run (``model=tiny``, 64 px crops, 8 a epoch) on a fake MarsScapes folder written
+    in ``tmp_path / "marsscapes"``: real-data behaviour (sol-grouped split, test on the validation images)."""
     from marsunits.data.fake import write_fake_marsscapes
 
     root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
-    overrides = [
+    return [
         "model=tiny",
         "logger=none",
         "trainer.enable_progress_bar=false",
@@ -561,6 +559,16 @@ def test_a_validation_subset_keeps_its_scores_when_test_scores_every_image(tmp_p
         "data.crop_size=64",
         "data.samples_per_epoch=8",
         "data.batch_size=4",
+    ]
+
+
+def test_a_validation_subset_keeps_its_scores_when_test_scores_every_image(tmp_path: Path) -> None:
+    """Real data tests on its validation images, so the kept checkpoint's test pass was copied to val/*.
+    With trainer.limit_val_batches (a cheaper, fixed subset of the validation tiles) and the test pass on
+    every tile, metrics.json's val/miou was then the score of other tiles than the ones best.ckpt was chosen
+    on and the training curves show; it is now the validation subset's, and test/* keeps every tile's."""
+    overrides = [
+        *_fake_marsscapes_run(tmp_path),
         "data.val_batch_size=1",
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=1",  # an int: one batch, one tile (a float 1.0 is every batch)
@@ -578,18 +586,8 @@ def test_real_data_without_validation_during_training_keeps_its_val_scores(tmp_p
     """trainer.limit_val_batches=0 (no validation while training) differs from the test limit, so the
     test pass on the validation images was no longer copied to val/*, and metrics.json lost val/* (a sweep's
     val/miou included) while the run's warning said val/* were of the last weights."""
-    from marsunits.data.fake import write_fake_marsscapes
-
-    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
     overrides = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data=marsscapes",
-        f"data.root={root}",
-        "data.crop_size=64",
-        "data.samples_per_epoch=8",
-        "data.batch_size=4",
+        *_fake_marsscapes_run(tmp_path),
         "trainer.max_epochs=1",
         "trainer.limit_val_batches=0",
     ]
@@ -655,21 +653,7 @@ def _one_epoch_of_fake_marsscapes(tmp_path: Path) -> tuple[list[str], Path]:
     """Train one epoch on a fake MarsScapes folder in ``tmp_path / "old"``; returns the command's overrides
     (without ``trainer.max_epochs``) and the run's ``config.yaml``, for tests that edit the record as an
     older version wrote it and then resume."""
-    from marsunits.data.fake import write_fake_marsscapes
-
-    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
-    common = [
-        "model=tiny",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "data=marsscapes",
-        f"data.root={root}",
-        "data.crop_size=64",
-        "data.samples_per_epoch=8",
-        "data.batch_size=4",
-        "test=false",
-        "run_name=old",
-    ]
+    common = [*_fake_marsscapes_run(tmp_path), "test=false", "run_name=old"]
     run(compose_config("train", tmp_path / "old", [*common, "trainer.max_epochs=1"]))
     return common, tmp_path / "old" / "config.yaml"
 
