@@ -145,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     width, height = args.size
     for override in args.set:  # predict.py takes the last value: record the one it uses
-        key, _, value = override.partition("=")
+        key, sep, value = override.partition("=")
+        if not sep or not key.lstrip("+"):
+            parser.error(f"--set {override}: expected KEY=VALUE, e.g. --set tta=true")
         if key.lstrip("+") == "min_unit_area_px":
-            args.min_unit_area = int(value)
+            try:
+                args.min_unit_area = int(value)
+            except ValueError:
+                parser.error(f"--set {override}: min_unit_area_px must be a whole number of pixels, e.g. 200")
     if args.min_unit_area is None:
         args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
 

@@ -115,10 +115,12 @@ def test_eval_contacts_relative_ckpt_is_the_callers_file(tmp_path, monkeypatch):
         (["--ckpt", "no/such.ckpt"], "no/such.ckpt"),
         (["--ckpt", "best.ckpt", "--size", "160"], "WIDTHxHEIGHT"),
         (["--ckpt", "best.ckpt", "--n", "0"], "--n"),
+        (["--ckpt", "best.ckpt", "--set", "min_unit_area_px=abc"], "whole number"),
+        (["--ckpt", "best.ckpt", "--set", "tta"], "KEY=VALUE"),
     ],
 )
 def test_eval_contacts_bad_arguments_stop_before_the_scenes(tmp_path, monkeypatch, capsys, args, needle):
-    """A missing checkpoint or a malformed --size/--n is a usage error naming it, before any scene is made."""
+    """A missing checkpoint or a malformed --size/--n/--set is a usage error naming it, before any scene."""
     eval_contacts = _load("eval_contacts")
     (tmp_path / "best.ckpt").write_bytes(b"")
     monkeypatch.chdir(tmp_path)
