@@ -297,6 +297,8 @@ def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pyt
         (["++model.archh=unet"], "which takes no 'archh'; did you mean model.arch=...?"),
         (["+trainer.max_epoch=3"], "trainer builds Trainer, which takes no 'max_epoch'; did you mean "),
         (["-m", "seed=1,2", "+data.foo=2"], "data builds MarsDataModule, which takes no 'foo'"),
+        (["+trainer.foo.bar=1"], "unknown option 'trainer.foo' in '+trainer.foo.bar=1': trainer builds Trai"),
+        (["+model.head.depth=2"], "model builds SegmentationTask, which takes no 'head'"),
     ],
 )
 def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str], said: str) -> None:
@@ -308,6 +310,7 @@ def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str],
     for fine in (
         ["+callbacks.model_checkpoint.every_n_epochs=2"],
         ["+logger.wandb.notes=first try"],
+        ["+logger.wandb.settings.x=1"],
         ["experiment=ai4mars", "++data.class_map.4=2"],
         ["+callbacks.stop._target_=my.Callback", "+callbacks.stop.step=3"],
     ):

@@ -147,7 +147,8 @@ def _target_parameters(target: str) -> set[str] | None:
 
 def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``+node.key=value`` (or ``++``) override that adds a key the class built from
-    ``node`` does not take (``+model.foo=1``: ``SegmentationTask`` has no ``foo``), or None.
+    ``node`` does not take (``+model.foo=1``: ``SegmentationTask`` has no ``foo``; ``+trainer.foo.bar=1``:
+    the ``Trainer`` would be handed a dict ``foo``), or None.
 
     Hydra adds such a key without a word, and the run failed when the node was instantiated, after the run
     folder was made, with Hydra's multi-line ``unexpected keyword argument`` error and status 1. A node
@@ -167,12 +168,20 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     single = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
     for arg in added:
         key = arg.split("=", 1)[0].lstrip("+")
-        parent, leaf = key.rsplit(".", 1)
-        if leaf.startswith("_"):
-            continue  # Hydra's own keys (_target_, _convert_, ...)
         _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
         if cfg is None:
             return None
+        # The first part of the key the config lacks, under the deepest node it has: in
+        # ``+trainer.foo.bar=1`` that is ``foo`` under ``trainer`` (Hydra hands the Trainer a dict ``foo``).
+        parts = key.split(".")
+        depth = 1
+        while depth < len(parts) - 1 and isinstance(
+            OmegaConf.select(cfg, ".".join(parts[: depth + 1]), throw_on_resolution_failure=False), DictConfig
+        ):
+            depth += 1
+        parent, leaf = ".".join(parts[:depth]), parts[depth]
+        if leaf.startswith("_"):
+            continue  # Hydra's own keys (_target_, _convert_, ...)
         node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False)
         if not isinstance(node, DictConfig) or "_target_" not in node or leaf in node:
             continue
@@ -183,7 +192,8 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
         guess = _closest(leaf, sorted({*taken, *(str(k) for k in node if not str(k).startswith("_"))}))
         hint = f"; did you mean {parent}.{guess}=...?" if guess else ""
         return (
-            f"unknown option {key!r} in {arg!r}: {parent} builds {target.rsplit('.', 1)[-1]}, which takes no "
+            f"unknown option {f'{parent}.{leaf}'!r} in {arg!r}: {parent} builds {target.rsplit('.', 1)[-1]}, "
+            "which takes no "
             f"{leaf!r}{hint} (every option: python {config_name}.py --cfg job, with the same overrides)"
         )
     return None
