@@ -10,6 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
+from marsunits.boundary import contact_map
 from marsunits.boundary.camera import (
     CahvCamera,
     CahvorCamera,
@@ -18,10 +19,12 @@ from marsunits.boundary.camera import (
     PinholeCamera,
     cahv_from_pinhole,
     cahvor_from_pinhole,
+    camera_from_dict,
     find_camera,
     load_camera,
     ned_to_flu,
 )
+from marsunits.boundary.camera.oriented import OrientedCamera
 from marsunits.boundary.contact_io import (
     ContactLine,
     as_stored,
@@ -30,7 +33,7 @@ from marsunits.boundary.contact_io import (
     read_contacts,
     write_contacts,
 )
-from marsunits.boundary.contact_map import build_contact_map, camera_stations, view_footprint
+from marsunits.boundary.contact_map import axis_labels, build_contact_map, camera_stations, view_footprint
 from marsunits.boundary.projection import add_ground
 
 POSES = [
@@ -157,6 +160,30 @@ def test_pds_ned_frame_is_converted(tmp_path):
     u, v = _pixels(flu, 50)
     np.testing.assert_allclose(cam.pixel_to_ground(u, v), flu.pixel_to_ground(u, v), atol=1e-9)
     assert cam.center[2] > 0  # above the ground in z-up
+
+
+def test_a_map_of_pds_ned_cameras_names_north_and_west_on_its_axes(tmp_path, monkeypatch):
+    """x is north and y west for cameras read from NED files: the map said "forward" and "left" there."""
+    flu = _cahvor()
+    d = flu.to_dict()
+    for k in ("C", "A", "H", "V", "O"):
+        d[k] = ned_to_flu(np.array(d[k])).tolist()
+    d["frame"] = "ned"
+    (tmp_path / "ned.json").write_text(json.dumps(d))
+    ned = load_camera(tmp_path / "ned.json")
+    assert ned.source_frame == "ned" and OrientedCamera(ned, 6).source_frame == "ned"
+    assert camera_from_dict(flu.to_dict()).source_frame == "flu"
+    drawn: list[tuple[str, str]] = []
+    monkeypatch.setattr(contact_map, "axis_labels", lambda e: drawn.append(axis_labels(e)) or drawn[-1])
+    build_contact_map([("a", [], ned), ("b", [], OrientedCamera(ned, 6))], tmp_path / "map")
+    assert drawn == [("y (m, + west)", "x (m, + north)")]
+    assert axis_labels([{"source_frame": "ned"}] * 2) == ("y (m, + west)", "x (m, + north)")
+    # A map that mixes the two, or has cameras that do not say, keeps the FLU names.
+    assert axis_labels([{"source_frame": "ned"}, {"source_frame": "flu"}]) == (
+        "y (m, + left)",
+        "x (m, + forward)",
+    )
+    assert axis_labels([{}]) == ("y (m, + left)", "x (m, + forward)")
 
 
 def test_load_camera_errors_name_file_and_keys(tmp_path):

@@ -196,6 +196,18 @@ def _station_label(names: list[str]) -> str:
     return "\n".join(shown + ([f"+{more} more"] if more else []))
 
 
+def axis_labels(entries: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The contact map's (horizontal, vertical) axis labels: the site frame's ``y`` across, ``x`` up.
+
+    Cameras read from PDS ``"frame": "ned"`` files put north on ``x`` and west on ``y``: when every camera of
+    the map came from one, the axes say so; otherwise they say the FLU directions (``x`` forward, ``y``
+    left). Entries without ``source_frame`` count as FLU.
+    """
+    if entries and all(e.get("source_frame") == "ned" for e in entries):
+        return "y (m, + west)", "x (m, + north)"
+    return "y (m, + left)", "x (m, + forward)"
+
+
 def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range_m: float) -> None:
     # The object-oriented Agg API: no pyplot global state, no backend switch for the caller's process.
     from matplotlib import patheffects
@@ -248,8 +260,9 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     ax.invert_xaxis()  # +y (left) is drawn on the left
-    ax.set_xlabel("y (m, + left)")
-    ax.set_ylabel("x (m, + forward)")
+    xlabel, ylabel = axis_labels(entries)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(map_title(site, entries, max_range_m), fontsize=9)
     ax.grid(True, lw=0.3, alpha=0.5)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
@@ -296,6 +309,7 @@ def build_contact_map(
                 "lines": ground,
                 "center": None if center is None else np.asarray(center, float),
                 "footprint": view_footprint(camera, max_range_m),
+                "source_frame": getattr(camera, "source_frame", "flu"),
             }
         )
     out = Path(out_dir)

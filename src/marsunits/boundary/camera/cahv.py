@@ -100,6 +100,9 @@ class CahvCamera:
         image_height: Image height in pixels.
         site: Name of the site frame.
         ground_z_m: Height of the ground plane in the site frame, metres.
+        source_frame: The frame the camera file gave the vectors in: ``"flu"`` (the default) or ``"ned"``
+            (a PDS SITE frame, turned to FLU on reading, so ``x`` is north and ``y`` west). The vectors
+            given here are FLU either way; this only names the contact map's axes.
     """
 
     model = "cahv"
@@ -114,7 +117,11 @@ class CahvCamera:
         image_height: int,
         site: str | None = None,
         ground_z_m: float = 0.0,
+        source_frame: str = "flu",
     ) -> None:
+        if source_frame not in ("flu", "ned"):
+            raise ValueError(f"source_frame must be 'flu' or 'ned', got {source_frame!r}")
+        self.source_frame = source_frame
         self.C = _vec3("C", C)
         self.A = _unit("A", A)
         self.H = _vec3("H", H)
@@ -289,7 +296,7 @@ class CahvorCamera(CahvCamera):
         C, A, H, V: As :class:`CahvCamera`.
         O: Unit optical axis.
         R: Radial distortion terms ``(r0, r1, r2)``.
-        image_width, image_height, site, ground_z_m: As :class:`CahvCamera`.
+        image_width, image_height, site, ground_z_m, source_frame: As :class:`CahvCamera`.
     """
 
     model = "cahvor"
@@ -306,8 +313,11 @@ class CahvorCamera(CahvCamera):
         image_height: int,
         site: str | None = None,
         ground_z_m: float = 0.0,
+        source_frame: str = "flu",
     ) -> None:
-        super().__init__(C, A, H, V, image_width, image_height, site=site, ground_z_m=ground_z_m)
+        super().__init__(
+            C, A, H, V, image_width, image_height, site=site, ground_z_m=ground_z_m, source_frame=source_frame
+        )
         self.O = _unit("O", O)
         self.R = _vec3("R", R)
 

@@ -193,6 +193,7 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
             "site": site,
             # z up in the site frame whatever "frame" says (documented so from the start; files rely on it).
             "ground_z_m": float(d.get("ground_z_m", 0.0)),
+            "source_frame": frame,
         }
         if model == "cahv":
             return CahvCamera(**vec, **common)

@@ -64,6 +64,7 @@ class OrientedCamera:
         self._a_inv = np.linalg.inv(self._a)
         self.site = getattr(camera, "site", None)
         self.center = getattr(camera, "center", None)
+        self.source_frame = getattr(camera, "source_frame", "flu")
 
     @property
     def image_width(self) -> int:
