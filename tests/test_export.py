@@ -305,6 +305,24 @@ def test_corrupt_packages_fail_naming_the_file(package: Path, tmp_path: Path) ->
         load_model(other_classes)
 
 
+def test_an_edit_of_one_copy_of_a_duplicated_key_is_refused_and_of_both_is_used(
+    package: Path, tmp_path: Path
+) -> None:
+    """model.json holds the palette (and normalisation, tile size...) twice: the model is built from
+    'hparams', so a palette changed in 'metadata' alone was silently ignored."""
+    palette = [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
+    one = _copy_package(package, tmp_path / "one")
+    doc = json.loads((one / JSON_NAME).read_text())
+    doc["metadata"]["palette"] = palette
+    (one / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=r"metadata palette=.*hparams palette=.*edit both") as info:
+        load_model(one)
+    assert str(one / JSON_NAME) in str(info.value)
+    doc["hparams"]["palette"] = palette
+    (one / JSON_NAME).write_text(json.dumps(doc))
+    assert load_model(one).metadata["palette"] == palette
+
+
 def test_a_model_json_saved_by_a_windows_editor_loads(package: Path, tmp_path: Path) -> None:
     """model.json opened and saved in a Windows editor starts with a byte-order mark: it was 'not valid
     JSON; re-export the package', which the receiver of a package, without the checkpoint, cannot do."""

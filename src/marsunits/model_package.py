@@ -104,6 +104,9 @@ PROVENANCE_KEYS: tuple[str, ...] = (
 )
 #: Hyper-parameters that must agree between ``hparams`` and ``metadata`` (as :func:`load_task` checks).
 _CONSISTENT_KEYS: tuple[str, ...] = ("arch", "encoder", "in_channels", "num_classes")
+#: Further keys held in both ``metadata`` and ``hparams`` (absent from one of them in some older packages):
+#: the model is built from ``hparams``, so an edit of ``metadata`` alone (a new palette) would be ignored.
+_EDITABLE_KEYS: tuple[str, ...] = ("palette", "mean", "std", "tile_size", "encoder_depth", "decoder_channels")
 
 
 def is_package(path: str | Path) -> bool:
@@ -303,6 +306,13 @@ def load_package(
             raise CheckpointError(
                 f"{json_path} is inconsistent: hparams {key}={hparams.get(key)!r} but metadata says "
                 f"{metadata.get(key)!r}. The file was edited or corrupted; re-export the package."
+            )
+    for key in _EDITABLE_KEYS:
+        if key in hparams and key in metadata and hparams[key] != metadata[key]:
+            raise CheckpointError(
+                f"{json_path}: metadata {key}={metadata[key]!r} but hparams {key}={hparams[key]!r}. The "
+                "model is built from 'hparams', so an edit of 'metadata' alone would be ignored: make the "
+                "two the same (edit both), or re-export the package."
             )
     if not weights_path.is_file():
         raise FileNotFoundError(
