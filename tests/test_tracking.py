@@ -362,6 +362,13 @@ def test_proxy_probe_follows_the_proxies_wandb_uses(
     assert wandb_setup.wandb_proxy() is None
     monkeypatch.setenv("NO_PROXY", "wandb.example.com:8443")  # another port: still proxied
     assert wandb_setup.wandb_proxy() == ("10.0.0.1", dead)
+    # A W&B Server by address in a network NO_PROXY names in CIDR notation: Go does not proxy it.
+    monkeypatch.setenv("WANDB_BASE_URL", "https://10.20.30.40")
+    monkeypatch.setenv("NO_PROXY", "example.org, 10.0.0.0/8")
+    assert wandb_setup.wandb_proxy() is None
+    monkeypatch.setenv("NO_PROXY", "192.168.0.0/16,fd00::/8,not-a-net/x")
+    assert wandb_setup.wandb_proxy() == ("10.0.0.1", dead)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
     monkeypatch.delenv("NO_PROXY")
     with socket.socket() as server:  # a W&B Server on this machine, a dead corporate proxy beside it
         server.bind(("127.0.0.1", 0))

@@ -156,9 +156,10 @@ def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
     """The proxy that requests to the W&B server go through, as ``(host, port)``, or None: W&B's own proxy
     setting for the server URL's scheme (``WANDB_HTTPS_PROXY`` for https, ``WANDB_HTTP_PROXY`` for http),
     which wandb uses for every request to its server; else the environment's (``HTTPS_PROXY``/``https_proxy``
-    for https, ``HTTP_PROXY`` for http), none for a server that ``NO_PROXY`` names (``host`` or
-    ``host:port``) or on this machine (``localhost``, a loopback address). (Probed directly, a network that
-    reaches W&B only through ``WANDB_HTTPS_PROXY`` read as "no network", and every run went offline.)
+    for https, ``HTTP_PROXY`` for http), none for a server that ``NO_PROXY`` names (``host``,
+    ``host:port``, or a network holding its address, ``10.0.0.0/8``) or on this machine (``localhost``, a
+    loopback address). (Probed directly, a network that reaches W&B only through ``WANDB_HTTPS_PROXY`` read
+    as "no network", and every run went offline.)
 
     These are the settings wandb's service reads (Go's proxy-from-environment rules): it never uses
     ``ALL_PROXY`` and never proxies a loopback server, so probing such a proxy (a SOCKS tunnel that is down,
@@ -180,10 +181,13 @@ def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
     if not proxy or not server.hostname or server.hostname.lower() == "localhost":
         return None
     try:
-        if ipaddress.ip_address(server.hostname).is_loopback:
-            return None
+        address = ipaddress.ip_address(server.hostname)
     except ValueError:  # a host name, not an address
-        pass
+        address = None
+    if address is not None and address.is_loopback:
+        return None
+    if address is not None and _in_no_proxy_network(address, proxies.get("no", "")):
+        return None
     try:
         netloc = f"{server.hostname}:{server.port or (80 if server.scheme == 'http' else 443)}"
     except ValueError:  # a port that is not a number: W&B itself will say what is wrong
@@ -191,6 +195,23 @@ def wandb_proxy(url: str | None = None) -> tuple[str, int] | None:
     if proxy_bypass_environment(netloc, proxies):
         return None
     return _proxy_address(proxy)
+
+
+def _in_no_proxy_network(address: Any, no_proxy: str) -> bool:
+    """Whether ``address`` (an ``ipaddress`` address) lies in a network that ``no_proxy`` names in CIDR
+    notation (``10.0.0.0/8``), which wandb's service (Go's rules) does not proxy; Python's
+    ``proxy_bypass_environment`` compares such entries as text and never matches them."""
+    import ipaddress
+
+    for entry in no_proxy.split(","):
+        if "/" not in entry:
+            continue
+        try:
+            if address in ipaddress.ip_network(entry.strip(), strict=False):
+                return True
+        except (ValueError, TypeError):  # not a network; or IPv4 against IPv6
+            continue
+    return False
 
 
 def _proxy_address(proxy: str) -> tuple[str, int] | None:
