@@ -279,3 +279,93 @@ def test_sharpness_of_linear_transitions_is_as_documented(centre):
     assert 0.85 < confidence(4.0) < 0.95
     for width in (8.0, 16.0):
         assert confidence(width) == pytest.approx(4.0 / width, abs=0.02)
+
+
+def test_lines_come_longest_first():
+    """extract_contacts documents its lines longest first (predict.py numbers contacts in that order)."""
+    x, y = _centres(80, 120)
+    m = (x > 100).astype(np.uint8)  # a straight contact 80 px long
+    m[np.hypot(x - 25, y - 25) < 6] = 1  # an island about 38 px round
+    m[np.hypot(x - 55, y - 50) < 14] = 1  # one about 88 px round
+    lengths = [ln.length_px for ln in contacts_from_mask(m)]
+    assert len(lengths) == 3
+    assert lengths == sorted(lengths, reverse=True)
+
+
+@pytest.mark.parametrize("unit", [0, 1])
+def test_a_terrain_sky_edge_is_not_a_contact_at_any_dominance_threshold(unit):
+    """With ``dominance_threshold = 0`` every pixel where either unit has any probability is in the pair's
+    region, and none where neither has: the sky beside a unit (d = 0 there) must still draw no contact."""
+    m = np.full((40, 50), unit, np.uint8)
+    m[:15] = 2
+    for sigma in (0.0, 1.0):
+        assert contacts_from_mask(m, ContactConfig(dominance_threshold=0.0, smoothing_sigma_px=sigma)) == []
+
+
+def test_a_no_data_row_one_pixel_thin_splits_the_contact():
+    """No contact is drawn through an invalid pixel, however thin the invalid strip: smoothing spreads the
+    neighbours' probability over a one-pixel row (p0 + p1 about 0.6 there), so only the validity keeps the
+    iso-line from running across it."""
+    m = np.zeros((40, 60), np.uint8)
+    m[:, 30:] = 1
+    m[20] = 255
+    probs = np.stack([(m == k) for k in range(3)]).astype(float)
+    for lines in (contacts_from_mask(m, max_gap_px=0), extract_contacts(probs, valid=m != 255)):
+        assert len(lines) == 2
+        for ln in lines:
+            ys = ln.pixels[:, 1]
+            assert ys.max() <= 20.0 or ys.min() >= 21.0  # cells between pixel centres on one side
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+def test_nan_in_one_unit_channel_is_an_invalid_pixel_too(channel):
+    x, _ = _centres(60, 40)
+    probs = _probs_from_signed(20.3 - x, 0.5)
+    everywhere, one = probs.copy(), probs.copy()
+    everywhere[:, 25:35] = np.nan
+    one[channel, 25:35] = np.nan
+    want, got = extract_contacts(everywhere), extract_contacts(one)
+    assert len(got) == len(want) == 2
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_allclose(b.pixels, a.pixels)
+        assert b.confidence == pytest.approx(a.confidence)
+
+
+def test_vertex_confidence_is_the_dominance_at_each_vertex():
+    """A hard edge (sharpness 1) whose units' share ``p0 + p1`` falls linearly down the image: without
+    smoothing, each returned vertex's confidence is that share at the vertex itself (bilinear sampling of a
+    linear field is exact), and the line's confidence its mean along the (uniformly traced) line."""
+    h, w = 40, 60
+    x, y = _centres(h, w)
+    share = 1.0 - 0.4 * y / h  # 1 at the top edge, 0.6 at the bottom edge
+    probs = np.stack([share * (x < 30), share * (x >= 30), 1.0 - share])
+    (line,) = extract_contacts(probs, ContactConfig(smoothing_sigma_px=0.0))
+    np.testing.assert_allclose(line.pixels[:, 0], 30.0)
+    # The vertices from the first to the last pixel centre's row: the share there, to float32 rounding.
+    want = np.interp(line.pixels[:, 1], y[:, 0], share[:, 0])
+    np.testing.assert_allclose(line.vertex_confidence, want, atol=1e-5)
+    top, bottom = line.pixels[:, 1].min(), line.pixels[:, 1].max()
+    assert line.confidence == pytest.approx(1.0 - 0.4 * (top + bottom) / 2 / h, abs=1e-5)
+
+
+def test_dominance_threshold_must_be_below_two():
+    """p0 + p1 never exceeds 2, so a threshold of 2 would silently find no contact anywhere."""
+    with pytest.raises(ValueError, match=r"dominance_threshold must be in \[0, 2\)"):
+        ContactConfig(dominance_threshold=2.0)
+
+
+def test_line_confidence_is_weighted_by_length_not_by_vertex_count():
+    """Marching squares puts a vertex at every grid line the contact crosses: twice as many per pixel of
+    height on a 45-degree stretch as on a vertical one. With the units' share falling down the image, the
+    line's confidence is the mean of that share along the line's length (computed here by sampling the
+    line densely), not the mean over vertices, which weighed the diagonal lower half double."""
+    h, w = 40, 60
+    x, y = _centres(h, w)
+    share = 1.0 - 0.4 * y / h
+    right = x >= np.where(y < 20, 30.0, 30.0 + (y - 20))  # vertical, then 45 degrees
+    probs = np.stack([share * ~right, share * right, 1.0 - share])
+    (line,) = extract_contacts(probs, ContactConfig(smoothing_sigma_px=0.0))
+    geom = shapely.LineString(line.pixels)
+    along = shapely.line_interpolate_point(geom, np.linspace(0.0, geom.length, 20001))
+    want = np.mean(1.0 - 0.4 * shapely.get_coordinates(along)[:, 1] / h)
+    assert line.confidence == pytest.approx(want, abs=1e-4)
