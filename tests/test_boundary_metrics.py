@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import shapely
 
 from marsunits.boundary.extract import bridge_ignore_gaps, contacts_from_mask
 from marsunits.boundary.metrics import (
@@ -173,3 +174,92 @@ def test_clip_lines_cuts_exactly_where_a_contact_can_be_traced():
     assert sum(np.linalg.norm(np.diff(p, axis=0), axis=1).sum() for p in kept) < np.hypot(60, 40)
     for p in kept:  # still on the line y = 2x/3
         np.testing.assert_allclose(p[:, 1], p[:, 0] * 40 / 60)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cracks_commute_with_flips_and_transposition(seed):
+    """The contact cracks (and the ignore rule: a crack touching an ignored pixel on either side is
+    dropped) do not depend on which way the image is turned."""
+    rng = np.random.default_rng(seed)
+    h, w = 17, 23
+    mask = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    ignore = rng.random((h, w)) < 0.2
+
+    def cracks(m, ign):
+        return {tuple(p) for p in contact_cracks(m, ign).tolist()}
+
+    base = cracks(mask, ignore)
+    assert len(base) > 20
+    assert cracks(mask[:, ::-1], ignore[:, ::-1]) == {(w - x, y) for x, y in base}
+    assert cracks(mask[::-1], ignore[::-1]) == {(x, h - y) for x, y in base}
+    assert cracks(mask.T, ignore.T) == {(y, x) for x, y in base}
+
+
+@pytest.mark.parametrize("use_lines", [False, True], ids=["masks", "lines"])
+def test_a_contact_exactly_the_tolerance_away_is_matched(use_lines):
+    """A boundary point is correct when the other boundary lies *within* the tolerance: a contact moved by
+    exactly 3 px (crack midpoints and line samples are then exactly 3 px apart) scores F1 1 at 3 px."""
+    true, pred = _split(25), _split(28)
+    if use_lines:
+        s = line_scores(contacts_from_mask(pred), contacts_from_mask(true), tolerance_px=3.0)
+    else:
+        s = boundary_scores(pred, true, tolerance_px=3.0)
+    assert s["precision"] == s["recall"] == s["f1"] == 1.0
+    assert s["mean_distance_px"] == pytest.approx(3.0)
+
+
+def test_line_scores_of_a_partly_found_contact_by_hand():
+    """Truth x = 10 for y in [0, 20], sampled every 0.5 px (41 samples); the prediction finds it for
+    y in [0, 5] and [5, 10] (two lines) and nothing below. Every predicted sample lies on the truth; the true
+    samples at y = 10.5 .. 20 are 0.5 .. 10 px from the prediction. The mean distance is the mean of the
+    two directions' means."""
+    true = [np.array([[10.0, 0.0], [10.0, 20.0]])]
+    pred = [np.array([[10.0, 0.0], [10.0, 5.0]]), np.array([[10.0, 5.0], [10.0, 10.0]])]
+    s = line_scores(pred, true, tolerance_px=3.0)
+    missed = 0.5 * np.arange(1, 21)  # distances of the 20 true samples below y = 10
+    assert s["precision"] == 1.0
+    assert s["recall"] == pytest.approx((21 + np.sum(missed <= 3.0)) / 41)
+    assert s["mean_distance_px"] == pytest.approx(0.5 * (0.0 + missed.sum() / 41))
+    # The same from the other side: precision and recall swap, the distance does not change.
+    r = line_scores(true, pred, tolerance_px=3.0)
+    assert (r["precision"], r["recall"]) == pytest.approx((s["recall"], s["precision"]))
+    assert r["mean_distance_px"] == pytest.approx(s["mean_distance_px"])
+
+
+def _traceable(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Whether the four pixels around each point (the cell between their centres) all have data; pixels
+    outside the image count as having data."""
+    h, w = valid.shape
+    ok = np.ones(len(x), bool)
+    for r in (np.floor(y - 0.5), np.floor(y + 0.5)):
+        for c in (np.floor(x - 0.5), np.floor(x + 0.5)):
+            r_i, c_i = r.astype(int), c.astype(int)
+            inside = (r_i >= 0) & (r_i < h) & (c_i >= 0) & (c_i < w)
+            ok &= ~inside | valid[np.clip(r_i, 0, h - 1), np.clip(c_i, 0, w - 1)]
+    return ok
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_clip_lines_keeps_exactly_the_traceable_parts_of_random_lines(seed):
+    """Checked point by point: dense samples of random polylines in the image (each with a repeated vertex)
+    over random no-data are covered by the kept pieces exactly where their cell has data at all four pixels,
+    and every piece has a length."""
+    rng = np.random.default_rng(seed)
+    h, w = 20, 30
+    valid = rng.random((h, w)) > 0.15
+    lines = []
+    for _ in range(6):
+        pts = rng.uniform([0, 0], [w, h], size=(rng.integers(2, 6), 2))
+        lines.append(np.insert(pts, 1, pts[1], axis=0))  # a repeated vertex: a segment of no length
+    pieces = clip_lines(lines, valid)
+    assert all(np.linalg.norm(np.diff(p, axis=0), axis=1).sum() > 0 for p in pieces)
+    kept = shapely.MultiLineString([shapely.LineString(p) for p in pieces])
+    for line in lines:
+        geom = shapely.LineString(line)
+        pts = shapely.get_coordinates(shapely.line_interpolate_point(geom, np.linspace(0, geom.length, 4000)))
+        x, y = pts[:, 0], pts[:, 1]
+        near_edge = (np.abs(x - 0.5 - np.round(x - 0.5)) < 1e-6) | (
+            np.abs(y - 0.5 - np.round(y - 0.5)) < 1e-6
+        )
+        on_kept = shapely.distance(shapely.points(pts), kept) < 1e-9
+        np.testing.assert_array_equal(on_kept[~near_edge], _traceable(x, y, valid)[~near_edge])
