@@ -43,6 +43,23 @@ def test_horizon_row_matches_pitch_without_roll() -> None:
     assert np.isfinite(below).all() and np.isnan(above).all()
 
 
+def test_horizon_above_the_image_is_a_negative_row() -> None:
+    cam = PinholeCamera(320, 240, hfov_deg=60, pitch_deg=60)
+    expected = 120 - cam.focal_px * math.tan(math.radians(60))  # about -360: the image sees only ground
+    assert cam.horizon_v(np.array([0.0, 160.0, 320.0])) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("roll", [5.0, -12.0])
+def test_a_positive_roll_tilts_the_horizon_counter_clockwise(roll: float) -> None:
+    """``roll_deg`` > 0 turns the camera clockwise seen from behind, so the horizon in the image turns
+    counter-clockwise by the same angle about the image centre: its right end rises (rows grow downwards)."""
+    cam = PinholeCamera(320, 240, hfov_deg=60, pitch_deg=10, roll_deg=roll)
+    left, middle, right = cam.horizon_v(np.array([0.0, 160.0, 320.0]))
+    assert (right - left) / 320.0 == pytest.approx(-math.tan(math.radians(roll)), abs=1e-9)
+    level = 120 - cam.focal_px * math.tan(math.radians(10)) / math.cos(math.radians(roll))
+    assert middle == pytest.approx(level, abs=1e-6)
+
+
 def test_optical_axis_hits_ground_at_height_over_tan_pitch() -> None:
     cam = PinholeCamera(320, 240, hfov_deg=60, pitch_deg=30, height_m=2.0, yaw_deg=90, x_m=1.0)
     p = cam.pixel_to_ground(np.array([160.0]), np.array([120.0]))[0]
@@ -69,10 +86,13 @@ def test_dict_roundtrip_and_validation() -> None:
         PinholeCamera.from_dict(bad)
     with pytest.raises(ValueError, match="positive"):
         PinholeCamera(0, 10, hfov_deg=60, pitch_deg=10)
+    with pytest.raises(ValueError, match=r"height_m must be > 0"):  # on the ground: it sees no ground plane
+        PinholeCamera(10, 10, hfov_deg=60, pitch_deg=10, height_m=0.0)
 
 
 @pytest.mark.parametrize(
-    ("k1", "k2"), [(-0.3, 0.05), (-0.12, 0.0), (-0.08, 0.01), (0.04, 0.0), (0.1, -0.02), (0.39, -0.12)]
+    ("k1", "k2"),
+    [(-0.3, 0.05), (-0.3, 0.046), (-0.12, 0.0), (-0.08, 0.01), (0.04, 0.0), (0.1, -0.02), (0.39, -0.12)],
 )
 def test_undistort_inverts_distort_where_the_lens_has_an_inverse(k1: float, k2: float) -> None:
     """The fixed-point inverse did not converge for strong barrel distortion: bottom corners of a 90° lens

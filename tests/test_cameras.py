@@ -253,7 +253,13 @@ def test_a_pinhole_K_is_checked_to_a_tolerance_and_its_refusal_gives_the_expecte
         load_camera(path)
     said = str(refused.value)
     assert f"[[{f:.6g}, 0, {w / 2:g}], [0, {f:.6g}, {h / 2:g}], [0, 0, 1]]" in said and "cahv model" in said
-    for bad in ([[f * 1.01, 0, w / 2], [0, f, h / 2], [0, 0, 1]], [[f, 0], [0, f]], "K"):
+    for bad in (
+        [[f * 1.01, 0, w / 2], [0, f, h / 2], [0, 0, 1]],
+        [[f, 0, w / 2 + 1], [0, f, h / 2], [0, 0, 1]],  # off centre by more than half a pixel
+        [[f, 0, w / 2], [0, f, h / 2 - 1], [0, 0, 1]],
+        [[f, 0], [0, f]],
+        "K",
+    ):
         path.write_text(json.dumps({**d, "K": bad}))
         with pytest.raises(CameraFileError, match="is not the intrinsic matrix of this pinhole model"):
             load_camera(path)
@@ -876,3 +882,158 @@ def test_angles_in_radians_and_short_vectors_in_a_pds_frame_are_named(tmp_path):
             path.write_text(json.dumps({**cv, "frame": frame, key: value}))
             with pytest.raises(CameraFileError, match=said):
                 load_camera(path)
+
+
+def test_densify_interpolates_vertex_confidence_along_the_length():
+    """Vertices inserted by ``densify_px`` get the confidence interpolated linearly along the line, by length:
+    on a line of a 1 px and a 10 px segment, not by vertex number."""
+    from marsunits.boundary.projection import densify
+
+    line = ContactLine(
+        np.array([[0.0, 5.0], [1.0, 5.0], [11.0, 5.0]]), 0.5, vertex_confidence=np.array([0, 1, 0.0])
+    )
+    dense = densify(line, 1.0)
+    assert len(dense.pixels) == 12
+    np.testing.assert_allclose(dense.vertex_confidence, np.interp(dense.pixels[:, 0], [0, 1, 11], [0, 1, 0]))
+
+
+def test_the_pieces_of_a_contact_keep_its_confidence_along_the_pixel_line():
+    """A straight contact across a 90-degree view, its ends beyond the range, with a confidence rising from
+    0.2 at one end to 1 at the other: every vertex of every piece, the inserted range cuts and the probe in
+    the middle included, has the confidence of its place on the pixel line, and the piece on the ground the
+    mean along its length (for a linear confidence, the confidence at its middle)."""
+    pin = PinholeCamera(1024, 768, 90.0, 5.0, height_m=2.0, site="s")
+    ends = pin.world_to_pixel(np.array([[25.0, 20.0, 0.0], [25.0, -20.0, 0.0]]))
+    line = ContactLine(ends, confidence=0.6, vertex_confidence=np.array([0.2, 1.0]))
+    pieces = add_ground([line], pin, max_range_m=30.0, keep_unprojected=True)
+    assert [p.ground_m is not None for p in pieces] == [False, True, False]
+
+    def along(p: np.ndarray) -> np.ndarray:
+        return 0.2 + 0.8 * np.linalg.norm(p - ends[0], axis=-1) / np.linalg.norm(ends[1] - ends[0])
+
+    for piece in pieces:
+        np.testing.assert_allclose(piece.vertex_confidence, along(piece.pixels), atol=1e-9)
+    near = pieces[1]
+    assert near.confidence == pytest.approx(along((near.pixels[0] + near.pixels[-1]) / 2), abs=1e-9)
+
+
+def test_a_line_within_range_comes_out_unchanged_whatever_the_other_lines():
+    """Lines are projected together: a line beside one that reaches the range edge within 0.01 px of its
+    vertex (no cut inserted) and one above the horizon (cut nowhere: the lines do not join) keeps exactly its
+    vertices and its confidence. A segment that crosses the edge 0.5 px from its vertex keeps that half
+    pixel, cut on the edge."""
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0)
+    rng_m = 15.0
+    # The row of the image centre column whose ground point is rng_m ahead (flat ground, no roll or yaw).
+    v_edge = 120.0 + pin.focal_px * math.tan(math.atan(2.0 / rng_m) - math.radians(20.0))
+    at_edge = ContactLine(np.array([[160.0, v_edge + 0.005], [160.0, v_edge - 20.0]]), confidence=0.5)
+    inside = ContactLine(np.array([[100.0, 230.0], [160.0, 220.0], [220.0, 231.0]]), confidence=0.7)
+    sky = _row_line(pin, 10.0)
+    for order in ([at_edge, inside, sky], [sky, inside, at_edge], [inside, sky]):
+        (out,) = add_ground(order, pin, max_range_m=rng_m)
+        np.testing.assert_array_equal(out.pixels, inside.pixels)
+        assert out.confidence == 0.7
+    half = ContactLine(np.array([[160.0, v_edge + 0.5], [160.0, v_edge - 20.0]]), confidence=0.5)
+    (piece,) = add_ground([half], pin, max_range_m=rng_m)
+    np.testing.assert_allclose(piece.pixels, [[160.0, v_edge + 0.5], [160.0, v_edge]], atol=1e-6)
+    assert np.hypot(*piece.ground_m[-1]) == pytest.approx(rng_m, rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["pinhole", "cahv", "cahvor"])
+def test_the_range_limit_is_measured_from_the_camera_not_the_site_origin(model):
+    """A camera 100 m from the site origin: a ground point is kept exactly when it lies within
+    ``max_range_m`` of the camera, horizontally."""
+    pin = _pinhole(pitch_deg=25.0, yaw_deg=30.0, x_m=100.0, y_m=-60.0)
+    cam = {"pinhole": pin, "cahv": cahv_from_pinhole(pin), "cahvor": cahvor_from_pinhole(pin)}[model]
+    u, v = _pixels(cam)
+    everywhere = cam.pixel_to_ground(u, v)
+    reach = np.hypot(everywhere[:, 0] - 100.0, everywhere[:, 1] + 60.0)
+    near = cam.pixel_to_ground(u, v, max_range_m=8.0)
+    np.testing.assert_array_equal(np.isfinite(near[:, 0]), reach <= 8.0)
+    assert 0 < (reach <= 8.0).sum() < np.isfinite(reach).sum()
+
+
+@pytest.mark.parametrize("model", ["pinhole", "cahv", "cahvor"])
+def test_a_point_behind_the_camera_has_no_pixel(model):
+    pin = _pinhole(pitch_deg=10.0, yaw_deg=30.0)
+    cam = {"pinhole": pin, "cahv": cahv_from_pinhole(pin), "cahvor": cahvor_from_pinhole(pin)}[model]
+    forward = pin.R[2]
+    ahead, behind = pin.center + 5.0 * forward, pin.center - 5.0 * forward
+    assert np.isfinite(cam.world_to_pixel(ahead)).all()
+    assert np.isnan(cam.world_to_pixel(behind)).all()
+
+
+def test_ned_to_flu_is_a_proper_rotation_about_north():
+    """NED (x north, y east, z down) to FLU (x north, y west, z up): a proper rotation (cross products are
+    kept, so a camera's handedness is), its own inverse; north stays x, east becomes -y and down -z."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 10, 3))
+    np.testing.assert_allclose(np.cross(ned_to_flu(a), ned_to_flu(b)), ned_to_flu(np.cross(a, b)), atol=1e-12)
+    np.testing.assert_allclose(ned_to_flu(ned_to_flu(a)), a)
+    np.testing.assert_allclose(
+        ned_to_flu([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), np.diag([1, -1, -1])
+    )
+
+
+def test_the_first_peak_of_the_cahvor_polynomial_is_where_it_first_stops_rising():
+    """``f(x) = x - x^3 + 0.2 x^5`` rises to ``x = sqrt((3 - sqrt 5) / 2)``, falls, and rises again past
+    ``sqrt((3 + sqrt 5) / 2)``: the lens folds at the first of the two."""
+    from marsunits.boundary.camera.cahv import _first_peak
+
+    peak = _first_peak(1.0, np.array([-1.0]), np.array([0.2]))
+    np.testing.assert_allclose(peak, math.sqrt((3 - math.sqrt(5)) / 2))
+    np.testing.assert_allclose(_first_peak(1.0, np.array([-1.0]), np.array([0.0])), math.sqrt(1 / 3))
+    assert np.isinf(_first_peak(1.0, np.array([1.0]), np.array([0.2]))).all()
+
+
+def test_the_map_features_are_the_lines_ground_coordinates_and_the_footprint_is_about_the_camera(tmp_path):
+    """Each feature of the site map holds its line's ``ground_m`` as ``[x, y]`` (metres); a camera 60 m from
+    the site origin has its view footprint within ``max_range_m`` of itself."""
+    cam = _pinhole(pitch_deg=20.0, yaw_deg=30.0, x_m=50.0, y_m=-30.0, site="s")
+    (line,) = add_ground([_row_line(cam, 180.0)], cam, max_range_m=20.0)
+    gj, _ = build_contact_map([("a.png", [line], cam)], tmp_path, max_range_m=20.0)
+    data = json.loads(gj.read_text())
+    (feature,) = data["features"]
+    np.testing.assert_allclose(feature["geometry"]["coordinates"], line.ground_m, atol=1e-4)
+    (camera,) = data["cameras"]
+    footprint = np.array(camera["footprint_m"])
+    assert len(footprint) > 3
+    assert (np.hypot(footprint[:, 0] - 50.0, footprint[:, 1] + 30.0) <= 20.0 + 1e-3).all()
+    assert shapely.Polygon(footprint).buffer(1e-3).contains(shapely.LineString(line.ground_m))
+
+
+def test_map_file_names_do_not_depend_on_the_order_of_the_images(tmp_path):
+    """Sites whose file names coincide are numbered in site-name order, so a folder listed in another order
+    gives each site the same file."""
+    cams = [_pinhole(pitch_deg=20.0, site=site) for site in ("B/x", "B x", "b_X")]
+    items = [(f"{c.site}.png", [_row_line(c, 180.0)], c) for c in cams]
+
+    def files(order):
+        paths = build_contact_map(order, tmp_path / str(len(list(tmp_path.iterdir()))))
+        return {p.name: json.loads(p.read_text())["site"] for p in paths if p.suffix == ".geojson"}
+
+    assert files(items) == files(items[::-1]) == files(items[1:] + items[:1])
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_orient_camera_wraps_every_orientation_but_the_first(orientation):
+    """``orient_camera`` leaves only orientation 1 (and no camera) as it is: a mirrored photo (2) sees the
+    ray of the stored pixel mirrored about the middle column."""
+    from marsunits.boundary.camera.oriented import orient_camera
+
+    cam = _pinhole(pitch_deg=20.0)
+    assert orient_camera(cam, 1) is cam and orient_camera(None, orientation) is None
+    oriented = orient_camera(cam, orientation)
+    np.testing.assert_allclose(
+        oriented.pixel_to_ray(*_pixels(oriented)),
+        OrientedCamera(cam, orientation).pixel_to_ray(*_pixels(oriented)),
+    )
+    if orientation == 2:
+        u, v = _pixels(cam)
+        np.testing.assert_allclose(oriented.pixel_to_ray(u, v), cam.pixel_to_ray(cam.image_width - u, v))
+
+
+def test_a_cahv_camera_whose_h_and_v_are_parallel_is_refused():
+    d = cahv_from_pinhole(_pinhole(pitch_deg=20.0))
+    with pytest.raises(ValueError, match="H and V are parallel"):
+        CahvCamera(d.C, d.A, d.H, 2.0 * d.H, d.image_width, d.image_height)
