@@ -71,6 +71,14 @@ def test_lines_as_stored_are_the_lines_read_back(tmp_path) -> None:
         assert a.length_px == b.length_px and a.length_m == b.length_m and a.confidence == b.confidence
         np.testing.assert_array_equal(a.pixels, b.pixels)
     assert stored[0].length_px != lines[0].length_px  # rounding happened: the test can tell
+    # To the documented steps: pixels to 1e-3, ground to 0.1 mm, confidences to 1e-4 (half a step at most).
+    for a, b in zip(stored, lines, strict=True):
+        np.testing.assert_allclose(a.pixels, b.pixels, rtol=0, atol=0.5e-3 + 1e-9)
+        assert abs(a.confidence - b.confidence) <= 0.5e-4 + 1e-12
+    np.testing.assert_allclose(stored[0].ground_m, lines[0].ground_m, rtol=0, atol=0.5e-4 + 1e-12)
+    np.testing.assert_allclose(
+        stored[0].vertex_confidence, lines[0].vertex_confidence, rtol=0, atol=0.5e-4 + 1e-12
+    )
     # Writing what is stored writes the same file again (rounding twice changes nothing).
     write_contacts(tmp_path / "again.geojson", stored, 100, 100)
     again, _ = read_contacts(tmp_path / "again.geojson")
@@ -115,6 +123,10 @@ MALFORMED = {
         r"'ground_m' must be",
     ),
     "site a number": (_collection(_line([[1, 2], [3, 4]], site=3)), r"'site' must be"),
+    "contact_id true": (
+        _collection(_line([[1, 2], [3, 4]], contact_id=True)),
+        r"contact_id True, expected an int",
+    ),
     "image_width text": (_collection(image_width="abc"), r"'image_width' must be a whole number of pixels"),
     "image_height fractional": (_collection(image_height=47.5), r"'image_height' must be a whole number"),
 }
@@ -139,3 +151,16 @@ def test_3d_coordinates_are_read_with_z_dropped(tmp_path) -> None:
     (line,), size = read_contacts(path)
     np.testing.assert_array_equal(line.pixels, [[60.0, 0.0], [60.0, 80.0]])
     assert size == (64, 80) and line.length_px == 80.0
+
+
+def test_update_contact_members_replaces_a_member_and_keeps_the_lines(tmp_path) -> None:
+    """The file then holds what ``write_contacts`` would have written with the new members."""
+    from marsunits.boundary.contact_io import update_contact_members
+
+    lines = [ContactLine(np.array([[1.0, 1.0], [4.0, 5.0]]), confidence=0.5, extra={"contact_id": 0})]
+    path = write_contacts(tmp_path / "a.contact.geojson", lines, 64, 48, members={"image_greyscale": False})
+    update_contact_members(path, {"image_greyscale": True, "note": "x"})
+    want = write_contacts(
+        tmp_path / "b.contact.geojson", lines, 64, 48, {"image_greyscale": True, "note": "x"}
+    )
+    assert json.loads(path.read_text()) == json.loads(want.read_text())

@@ -212,3 +212,91 @@ def test_label_errors_name_the_file_once_and_the_run_text_ends_cleanly(tmp_path:
     text = summary_paragraph(summary, ev.to_dict())
     assert "2 label(s) could not be scored" in text and ".." not in text.replace("0..2", "")
     assert text.count(str(tmp_path / "rgbmask.png")) == 1
+
+
+def test_predicted_lines_are_cut_to_the_data_like_the_true_ones(tmp_path: Path) -> None:
+    """Predicted lines given over the full height (the true contact file itself, as a perfect prediction)
+    are cut to where a contact can be traced, as the truth is: F1 1 and no distance, whatever the no-data."""
+    h, w = 80, 120
+    label = _halves(h, w, 60)
+    labels = tmp_path / "data" / "masks"
+    write_png_atomic(labels / "x.png", label)
+    true_lines = contacts_from_mask(label)
+    write_contacts(tmp_path / "data" / "contacts" / "x.contact.geojson", true_lines, w, h)
+    pred = label.copy()
+    pred[:30] = IGNORE_INDEX
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("x.png"), pred, true_lines)
+    e = ev.per_image["x.png"]
+    assert e["line_boundary_f1"] == 1.0 and e["line_contact_distance_px"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_shards_merged_score_as_one_run(tmp_path: Path) -> None:
+    """``merge`` of the shards of a run (disjoint images) gives the metrics of the run scored in one piece:
+    pixel counts, per-image and overall scores, missing labels and label errors."""
+    h, w = 30, 40
+    for name, col in (("a", 20), ("b", 25), ("c", 10)):
+        write_png_atomic(tmp_path / f"{name}.png", _halves(h, w, col))
+    write_png_atomic(tmp_path / "small.png", _halves(h, w - 1, 20))  # another size: a label error
+    preds = {"a": _halves(h, w, 20), "b": _halves(h, w, 22), "c": np.full((h, w), 2, np.uint8)}
+    preds |= {"small": _halves(h, w, 20), "none": _halves(h, w, 20)}  # 'none' has no label
+
+    def run(names):
+        ev = Evaluation(tmp_path)
+        for name in names:
+            ev.add(PurePosixPath(f"{name}.png"), preds[name])
+        return ev
+
+    whole = run(["a", "b", "c", "small", "none"])
+    merged = run(["a", "small"])
+    merged.merge(run(["b", "c", "none"]))
+    assert merged.to_dict() == whole.to_dict()
+    assert whole.to_dict()["overall"]["pixels"] == 3 * h * w and whole.missing == ["none.png"]
+
+
+def test_overall_contact_scores_count_images_as_documented(tmp_path: Path) -> None:
+    """Overall F1 is the mean over images with a contact in the prediction or the truth; the distance the
+    mean over those where both have one (an image whose contact was missed has no distance, not 0)."""
+    h, w = 30, 40
+    sky = np.full((h, w), 2, np.uint8)
+    write_png_atomic(tmp_path / "shifted.png", _halves(h, w, 20))  # found 2 px off: F1 1, 2 px
+    write_png_atomic(tmp_path / "missed.png", _halves(h, w, 20))  # not found: F1 0, no distance
+    write_png_atomic(tmp_path / "none.png", sky)  # no contact on either side: left out
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("shifted.png"), _halves(h, w, 22))
+    ev.add(PurePosixPath("missed.png"), sky)
+    ev.add(PurePosixPath("none.png"), sky)
+    assert ev.per_image["missed.png"]["contact_distance_px"] is None
+    overall = ev.to_dict()["overall"]
+    assert overall["n_contact_images"] == 2
+    assert overall["boundary_f1"] == pytest.approx(0.5)
+    assert overall["contact_distance_px"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".tiff", ".TIFF", ".Png"])
+def test_a_label_is_found_under_each_mask_extension_in_any_case(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / f"x{suffix}").write_bytes(b"")
+    assert find_label(tmp_path, PurePosixPath("sub/x.jpg")) == tmp_path / "sub" / f"x{suffix}"
+
+
+def test_the_label_of_the_first_mask_extension_wins_whatever_the_form_of_the_name(tmp_path: Path) -> None:
+    """Extensions are tried in the order of LABEL_EXTENSIONS (JPEG, which cannot hold a mask, last), for a
+    name that has to be looked up by listing its folder (non-ASCII) as for one that does not."""
+    for stem in ("x", NFC):
+        (tmp_path / f"{stem}.jpg").write_bytes(b"")
+        (tmp_path / f"{stem}.png").write_bytes(b"")
+        assert find_label(tmp_path, PurePosixPath(f"{stem}.jpeg")) == tmp_path / f"{stem}.png"
+
+
+def test_scored_images_the_model_trained_on_are_listed_whatever_their_names(tmp_path: Path) -> None:
+    from marsunits.file_digest import image_content_key
+
+    h, w = 20, 30
+    for name in ("seen.png", "new.png"):
+        write_png_atomic(tmp_path / name, _halves(h, w, 15))
+    seen, new = "ab" * 32, "cd" * 32  # the inputs' SHA-256, hex
+    ev = Evaluation(tmp_path, trained_image_keys=[image_content_key(seen)])
+    ev.add(PurePosixPath("seen.png"), _halves(h, w, 15), image_sha256=seen)
+    ev.add(PurePosixPath("new.png"), _halves(h, w, 15), image_sha256=new)
+    assert ev.to_dict()["images_trained_on"] == ["seen.png"]
