@@ -118,6 +118,14 @@ MALFORMED = {
         _collection(_line([[1, 2], [3, 4]], vertex_confidence="high")),
         r"'vertex_confidence' must be",
     ),
+    "vertex_confidence one short": (
+        _collection(_line([[1, 2], [3, 4], [5, 6]], vertex_confidence=[0.5, 0.6])),
+        r"feature 0: 'vertex_confidence' must be one number in \[0, 1\] per vertex \(3 here",
+    ),
+    "vertex_confidence above 1": (
+        _collection(_line([[1, 2], [3, 4]], vertex_confidence=[0.5, 7])),
+        r"'vertex_confidence' must be one number in \[0, 1\] per vertex",
+    ),
     "ground_m of 3 numbers": (
         _collection(_line([[1, 2], [3, 4]], ground_m=[[1, 2, 3], [4, 5, 6]])),
         r"'ground_m' must be",

@@ -5,7 +5,7 @@ coordinates** (``x`` = column, ``y`` = row, origin at the corner of the top-left
 
 * ``length_px`` (float): length of the line in pixels;
 * ``confidence`` (float in [0, 1]): 1.0 for ground truth;
-* ``vertex_confidence`` (optional list of floats): one per vertex;
+* ``vertex_confidence`` (optional list of floats in [0, 1]): one per vertex;
 * ``ground_m`` (optional list of ``[x, y]``): the same line on the ground, metres in the camera's site
   frame (see :mod:`marsunits.boundary.camera.pinhole`), possibly with fewer vertices where rays miss;
 * ``length_m`` and ``site`` (optional): ground length and the site frame's name;
@@ -189,7 +189,8 @@ def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactL
     Raises:
         ValueError: If the file cannot be read (not UTF-8 JSON), is not a FeatureCollection whose
             ``features`` are LineString Features of two or more finite ``[x, y]`` (or ``[x, y, z]``)
-            positions, has a property of the wrong type (``confidence`` not a number in [0, 1], ...), or
+            positions, has a property of the wrong type (``confidence`` not a number in [0, 1],
+            ``vertex_confidence`` not one such number per vertex, ...), or
             records an ``image_width`` / ``image_height`` that is not a whole number of pixels. The message
             names the file, the feature and what is wrong: a malformed file is never a KeyError or
             TypeError (the evaluation records a ValueError against the image and goes on).
@@ -263,10 +264,22 @@ def _line_from_feature(feat: Any, where: str, path: Path, i: int) -> ContactLine
     site = props.get("site")
     if site is not None and not isinstance(site, str):
         raise ValueError(f"{where}: 'site' must be a name (a JSON string) or null, got {site!r}")
+    pixels = _positions(geom.get("coordinates"), where)
+    vertex_confidence = _number_array(props, "vertex_confidence", 1, "one number per vertex", where)
+    # One per vertex, each in [0, 1]: a list one short was read as it stood, and projecting the image's lines
+    # together (the contact map) shifted every later line's confidences onto the wrong vertices.
+    if vertex_confidence is not None and (
+        len(vertex_confidence) != len(pixels)
+        or not np.all((vertex_confidence >= 0) & (vertex_confidence <= 1))
+    ):
+        raise ValueError(
+            f"{where}: 'vertex_confidence' must be one number in [0, 1] per vertex ({len(pixels)} here; it "
+            f"may be left out), got {reprlib.repr(props['vertex_confidence'])}"
+        )
     return ContactLine(
-        pixels=_positions(geom.get("coordinates"), where),
+        pixels=pixels,
         confidence=float(confidence),
-        vertex_confidence=_number_array(props, "vertex_confidence", 1, "one number per vertex", where),
+        vertex_confidence=vertex_confidence,
         ground_m=_number_array(props, "ground_m", 2, "a list of [x, y] in metres", where),
         site=site,
         extra=_kept_properties(props, path, i),
