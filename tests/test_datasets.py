@@ -16,11 +16,11 @@ from marsunits.constants import IGNORE_INDEX
 from marsunits.data.ai4mars import scan_ai4mars
 from marsunits.data.class_map import ClassMap
 from marsunits.data.datamodule import collate_samples
-from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset, tile_starts
+from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset, make_sample, tile_starts
 from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
 from marsunits.data.folder import pair_by_stem, scan_folder
 from marsunits.data.marsscapes import scan_marsscapes
-from marsunits.data.splits import group_ids, kfold_split_by_group, split_by_group
+from marsunits.data.splits import group_ids, kfold_split_by_group, merge_sols, near_sols, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage
 from marsunits.data.transforms import build_train_transform
 
@@ -92,6 +92,7 @@ def test_class_map_uncovered_values_name_file_values_and_fix() -> None:
     [
         ({0: 5}, "not a project id"),
         ({300: 0}, "outside 0..255"),
+        ({256: 0}, "outside 0..255"),
         # null or a list: int() raised a TypeError (a traceback); a class name gave "invalid literal for
         # int()"; a fraction was read as its whole part without a word.
         ({0: None}, r"the target of native id 0 is None, not a project id"),
@@ -176,6 +177,13 @@ def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
     ):
         read_labels_class_map("None", unnamed)
     assert read_labels_class_map("checkpoint", unnamed) is not None
+
+
+def test_class_map_refuses_masks_that_are_not_uint8() -> None:
+    """A 16-bit mask must be refused, not looked up: its values above 255 are no native id of any map."""
+    for cm in (ClassMap(AI4MARS_MAP, "ai4mars"), ClassMap(None, "folder")):
+        with pytest.raises(ValueError, match=r"m16\.png: masks must be uint8 label ids, got uint16"):
+            cm(np.array([[0, 1, 300]], np.uint16), "m16.png")
 
 
 def test_subclass_map_takes_subclass_ids_and_names_its_key() -> None:
@@ -326,7 +334,10 @@ def _store_from_arrays(tmp_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]
     return ImageStore(records, ClassMap(None, "test"), cache=True)
 
 
-def test_ignore_only_crops_are_redrawn_and_empty_images_never_drawn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("min_fraction", [0.05, 0.0])
+def test_ignore_only_crops_are_redrawn_and_empty_images_never_drawn(
+    tmp_path: Path, min_fraction: float
+) -> None:
     h, w, c = 64, 640, 32
     sparse = np.full((h, w), 255, np.uint8)
     sparse[10:30, 600:630] = 1  # a small labelled patch at the far right of a wide image
@@ -334,7 +345,7 @@ def test_ignore_only_crops_are_redrawn_and_empty_images_never_drawn(tmp_path: Pa
     image = np.zeros((h, w, 3), np.uint8)
     store = _store_from_arrays(tmp_path, [(image, empty), (image, sparse)])
     ds = RandomCropDataset(
-        store, length=40, crop_size=c, in_channels=3, min_labelled_fraction=0.05, max_tries=3
+        store, length=40, crop_size=c, in_channels=3, min_labelled_fraction=min_fraction, max_tries=3
     )
     np.testing.assert_allclose(ds.probabilities, [0.0, 1.0])
     torch.manual_seed(0)
@@ -344,6 +355,43 @@ def test_ignore_only_crops_are_redrawn_and_empty_images_never_drawn(tmp_path: Pa
         assert sample["image"].shape == (3, c, c) and sample["mask"].shape == (c, c)
         # With 3 tries on a 2 % labelled image most draws would be all-ignore; none may come out so.
         assert (sample["mask"] != IGNORE_INDEX).sum() > 0
+
+
+def _position_coded_store(tmp_path: Path, h: int, w: int) -> ImageStore:
+    """One fully labelled image whose red channel holds 5 x its column and green 5 x its row."""
+    rows, cols = np.mgrid[0:h, 0:w]
+    image = np.stack([5 * cols, 5 * rows, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    return _store_from_arrays(tmp_path, [(image, np.zeros((h, w), np.uint8))])
+
+
+def _crop_corner(sample: dict) -> tuple[int, int]:
+    """(row, column) of the crop's top-left pixel in the image of :func:`_position_coded_store`."""
+    red, green = (round(float(sample["image"][k, 0, 0]) * 255 / 5) for k in (0, 1))
+    return green, red
+
+
+def test_random_crops_reach_every_position_in_the_image(tmp_path: Path) -> None:
+    """Every window inside the image is a possible crop, those flush with the bottom and right edges too."""
+    c = 32
+    ds = RandomCropDataset(
+        _position_coded_store(tmp_path, c + 4, c + 8), length=300, crop_size=c, in_channels=3
+    )
+    torch.manual_seed(0)
+    corners = {_crop_corner(ds[k]) for k in range(len(ds))}
+    assert corners == {(y, x) for y in range(5) for x in range(9)}
+    with pytest.raises(IndexError):  # the end of the epoch, for `for sample in ds` too
+        ds[len(ds)]
+
+
+def test_fixed_crops_repeat_per_index_and_differ_between_indices(tmp_path: Path) -> None:
+    """data.fixed_crops (debug=overfit): crop k is the same every epoch, but the crops are not one crop."""
+    c = 32
+    store = _position_coded_store(tmp_path, c + 4, c + 8)
+    ds = RandomCropDataset(store, length=8, crop_size=c, in_channels=3, fixed_seed=7)
+    first = [_crop_corner(ds[k]) for k in range(8)]
+    torch.rand(100)  # an epoch in between moves torch's generator on
+    assert [_crop_corner(ds[k]) for k in range(8)] == first
+    assert len(set(first)) > 1
 
 
 def test_images_drawn_in_proportion_to_labelled_pixels(tmp_path: Path) -> None:
@@ -396,6 +444,11 @@ def test_focused_crops_are_uniform_among_the_windows_holding_the_pixel(tmp_path:
     assert tops.min() == 0 and tops.max() == 20  # the 21 windows holding row 20: tops 0..20
     counts = np.bincount(tops, minlength=21)
     assert counts.min() > 140 and counts.max() < 260, counts  # about 200 each (was 3,860 at 0)
+    # A pixel deeper than a crop: the windows holding row 300 have tops 45 (300 - 255) to 256 (h - c).
+    deep = np.zeros((h, w), np.uint8)
+    deep[300, :] = 1
+    tops = np.array([ds._focused_window(rng, deep)[0] for _ in range(3000)])
+    assert tops.min() == 300 - c + 1 and tops.max() == h - c
 
 
 def test_focus_fraction_is_a_share_and_zero_changes_nothing(tmp_path: Path) -> None:
@@ -412,12 +465,15 @@ def test_focus_fraction_is_a_share_and_zero_changes_nothing(tmp_path: Path) -> N
     # positions: expected share 0.5 + 0.5 * 0.07 = 0.53; without focus it would be 0.07.
     assert 0.45 < share < 0.62
     base = RandomCropDataset(store, length=8, crop_size=32, in_channels=3)
-    off = RandomCropDataset(store, length=8, crop_size=32, in_channels=3, focus_class=1, focus_fraction=0.0)
     torch.manual_seed(5)
     a = [base[k]["image"] for k in range(8)]
-    torch.manual_seed(5)
-    b = [off[k]["image"] for k in range(8)]
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    for focus_class, fraction in ((1, 0.0), (None, 0.5)):  # no share, or no class to focus on
+        off = RandomCropDataset(
+            store, length=8, crop_size=32, in_channels=3, focus_class=focus_class, focus_fraction=fraction
+        )
+        torch.manual_seed(5)
+        b = [off[k]["image"] for k in range(8)]
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_focus_class_errors_name_the_fix(tmp_path: Path) -> None:
@@ -436,6 +492,16 @@ def test_crops_pad_small_images_with_ignore(tmp_path: Path) -> None:
     assert (sample["mask"][:20] == 1).all()
 
 
+def test_a_mask_value_outside_uint8_is_refused_not_wrapped() -> None:
+    image = np.zeros((2, 2, 3), np.uint8)
+    for bad in (300, -1):  # as uint8 these wrap to 44 and 255: a wrong class, or a label silently dropped
+        mask = np.array([[0, 1], [2, bad]], np.int64)
+        with pytest.raises(
+            ValueError, match=rf"x\.png: mask values must be in 0\.\.255, found {min(bad, 0)}\.\."
+        ):
+            make_sample(image, mask, "x.png", 3)
+
+
 def test_no_labelled_pixels_is_an_error(tmp_path: Path) -> None:
     store = _store_from_arrays(
         tmp_path, [(np.zeros((32, 32, 3), np.uint8), np.full((32, 32), 255, np.uint8))]
@@ -447,9 +513,13 @@ def test_no_labelled_pixels_is_an_error(tmp_path: Path) -> None:
 def test_tile_starts_cover_once() -> None:
     for length in (1, 31, 32, 33, 64, 100, 130):
         covered = np.zeros(max(length, 32), int)
-        for start, keep in tile_starts(length, 32):
+        starts = tile_starts(length, 32)
+        for start, keep in starts:
             covered[start + keep : start + 32] += 1
         assert (covered[:length] == 1).all(), length
+        # no tile that scores nothing: starts increase and each keeps part of itself
+        assert [s for s, _ in starts] == sorted({s for s, _ in starts}), length
+        assert all(0 <= keep < 32 for _, keep in starts), length
 
 
 def test_tiled_dataset_scores_every_labelled_pixel_exactly_once(tmp_path: Path) -> None:
@@ -468,6 +538,17 @@ def test_tiled_dataset_scores_every_labelled_pixel_exactly_once(tmp_path: Path) 
     assert hist.tolist() == [int((mask_a == v).sum()) for v in (0, 1, 2)]
     again = TiledDataset(store, crop_size=32, in_channels=3, order_seed=3)
     assert again.tiles == ds.tiles  # deterministic order
+
+
+def test_a_tile_whose_unscored_part_alone_is_labelled_is_skipped(tmp_path: Path) -> None:
+    """Tiles with no pixel to score are skipped: the last tile row overlaps the one before, and labels only
+    in that overlap are scored by the earlier row, so the last row (rows 32-49 all ignore) gives no item."""
+    mask = np.full((50, 40), 255, np.uint8)
+    mask[18:32] = 1  # the rows both tile rows hold (tile_starts(50, 32): 0 and 18, scored from row 32)
+    store = _store_from_arrays(tmp_path, [(np.zeros((50, 40, 3), np.uint8), mask)])
+    ds = TiledDataset(store, crop_size=32, in_channels=3)
+    assert all((ds[k]["mask"] != IGNORE_INDEX).any() for k in range(len(ds)))
+    assert sum(int((ds[k]["mask"] != IGNORE_INDEX).sum()) for k in range(len(ds))) == 14 * 40
 
 
 @pytest.mark.parametrize("shape", [(50, 90), (100, 130), (20, 70)])
@@ -566,6 +647,51 @@ def test_transform_keeps_image_and_mask_aligned() -> None:
         assert agree > 0.85, float(agree)
 
 
+def test_rotation_fills_the_corners_it_brings_in_with_ignore() -> None:
+    """Pixels a rotation brings in from outside the crop are image 0 and mask 255, never a class."""
+    torch.manual_seed(0)
+    t = build_train_transform(
+        64, 3, hflip_p=0.0, min_scale=1.0, max_rotation_deg=20.0, brightness=0.0, contrast=0.0, saturation=0.0
+    )
+    image, mask = torch.ones(3, 64, 64), torch.zeros(64, 64, dtype=torch.int64)
+    brought_in = 0
+    for _ in range(10):
+        out = t({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask)})
+        outside = out["image"][0] == 0.0  # bilinear: 0 only where no input pixel reaches
+        assert (out["mask"][outside] == IGNORE_INDEX).all()
+        assert (out["image"][:, out["mask"] == IGNORE_INDEX] < 1.0).all()  # and no image pixel is ignored
+        brought_in += int(outside.sum())
+    assert brought_in > 0
+
+
+def test_horizontal_flips_happen_at_their_probability_and_never_at_zero() -> None:
+    columns = torch.arange(64, dtype=torch.float32).expand(64, 64) / 63
+    image, mask = columns[None].repeat(3, 1, 1), (torch.arange(64) // 32).expand(64, 64).clone()
+    counts = {}
+    for p in (0.0, 0.5):
+        torch.manual_seed(1)
+        t = build_train_transform(
+            64,
+            3,
+            hflip_p=p,
+            min_scale=1.0,
+            max_rotation_deg=0.0,
+            brightness=0.0,
+            contrast=0.0,
+            saturation=0.0,
+        )
+        flipped = 0
+        for _ in range(40):
+            out = t({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask)})
+            is_flipped = bool(out["image"][0, 0, 0] == 1.0)
+            expected = image.flip(-1) if is_flipped else image
+            assert torch.equal(out["image"], expected)
+            assert torch.equal(out["mask"], mask.flip(-1) if is_flipped else mask)  # image and mask together
+            flipped += is_flipped
+        counts[p] = flipped
+    assert counts[0.0] == 0 and 10 <= counts[0.5] <= 30
+
+
 def test_without_zoom_a_larger_scene_gives_a_native_resolution_window() -> None:
     """min_scale=1 resized each 160x128 synthetic scene to 128x128 (its units squeezed to 0.8 of their width
     and resampled, never shifted) instead of cropping a 128 px window out of it."""
@@ -602,6 +728,22 @@ def test_without_zoom_a_larger_scene_gives_a_native_resolution_window() -> None:
 
 
 # ------------------------------------------------------------------------------------------ splits
+
+
+def test_near_sols_is_within_margin_of_any_reference_sol() -> None:
+    rng = np.random.default_rng(4)
+    sols = [*rng.integers(0, 60, size=200).tolist(), None]
+    reference = rng.integers(0, 60, size=7).tolist()
+    for margin in (0, 1, 2, 5):
+        expected = [s is not None and any(abs(s - r) <= margin for r in reference) for s in sols]
+        assert near_sols(sols, reference, margin).tolist() == expected, margin
+    assert not near_sols(sols, reference, -1).any() and not near_sols(sols, [], 3).any()
+
+
+def test_merge_sols_is_the_union_per_source() -> None:
+    merged = merge_sols({"ms": [5, 1], "ai": [7]}, None, {"ms": [3, 5], "x": []})
+    assert merged == {"ms": [1, 3, 5], "ai": [7]}  # a source without sols is left out
+    assert merge_sols(None, {"ms": []}) is None  # no part has any sol
 
 
 def test_split_by_sol_has_no_overlap_and_is_deterministic() -> None:
@@ -706,6 +848,18 @@ def test_scene_dataset_converts_channels_and_drops_camera_when_augmenting() -> N
     assert torch.equal(plain["image"][0], plain["image"][2])
     aug = SceneDataset([item], in_channels=3, transform=build_train_transform(32, 3))[0]
     assert aug["image"].shape == (3, 32, 32) and "camera" not in aug
+
+
+def test_scene_cache_quantises_images_to_the_nearest_8_bit_level() -> None:
+    """The cache stores round(255 x): 8-bit levels come back as they went in, other values are off by at
+    most half a level."""
+    levels = (torch.arange(256, dtype=torch.float32) / 255).reshape(1, 16, 16).repeat(3, 1, 1)
+    smooth = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for image in (levels, smooth):
+        item = {"image": image, "mask": torch.zeros(16, 16, dtype=torch.int64), "path": "s.png"}
+        cached = SceneDataset([item], in_channels=3, cache=True)
+        for _ in range(2):  # rendered, then from the cache
+            assert float((cached[0]["image"] - image).abs().max()) <= 0.5 / 255 + 1e-6
 
 
 def test_folder_data_pairs_the_files_of_subfolders(tmp_path: Path) -> None:
