@@ -18,10 +18,10 @@ from test_train import TINY
 IGNORE = 255
 
 
-def _batch(n: int = 6, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(n: int = 6, size: int = 16, seed: int = 0, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 3, size, size, generator=g)
-    masks = torch.randint(0, 3, (n, size, size), generator=g)
+    masks = torch.randint(0, classes, (n, size, size), generator=g)
     masks[:, :2, :] = IGNORE  # an unlabelled band in every crop
     return images, masks
 
@@ -43,8 +43,11 @@ def _explain(i: int, images, masks, out_images, out_masks) -> tuple[int, frozens
     raise AssertionError(f"crop {i} is not crop {i} with half the classes of another crop pasted on")
 
 
-def test_every_mixed_crop_is_itself_with_half_the_classes_of_another_crop_pasted() -> None:
-    images, masks = _batch()
+@pytest.mark.parametrize(("n", "classes"), [(6, 3), (6, 2), (2, 3)])  # half of 2 classes is 1; a pair swaps
+def test_every_mixed_crop_is_itself_with_half_the_classes_of_another_crop_pasted(
+    n: int, classes: int
+) -> None:
+    images, masks = _batch(n, classes=classes)
     out_images, out_masks = class_mix(images, masks, 1.0, torch.Generator().manual_seed(3))
     assert out_images.shape == images.shape and out_masks.shape == masks.shape
     assert out_images.dtype == images.dtype and out_masks.dtype == masks.dtype
@@ -55,7 +58,7 @@ def test_every_mixed_crop_is_itself_with_half_the_classes_of_another_crop_pasted
     # ignore pixels are never pasted, so the unlabelled band stays each crop's own
     assert torch.equal(out_masks[:, :2], masks[:, :2]) and torch.equal(out_images[:, :, :2], images[:, :, :2])
     # the inputs are not modified in place
-    assert torch.equal(masks, _batch()[1])
+    assert torch.equal(masks, _batch(n, classes=classes)[1])
 
 
 def test_probability_zero_or_a_single_crop_changes_nothing_and_half_mixes_some() -> None:
