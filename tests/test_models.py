@@ -295,6 +295,28 @@ def test_loss_arguments_are_validated() -> None:
         SegmentationLoss(3, "focal")
     with pytest.raises(ValueError, match="one per class"):
         SegmentationLoss(3, "ce", class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"not all 0"):  # a loss of 0 whatever the network does
+        SegmentationLoss(3, "ce", class_weights=[0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="contact_radius_px >= 1"):  # a band of width 0: no pixel weighted
+        SegmentationLoss(3, "ce", contact_weight=1.0, contact_radius_px=0)
+
+
+@pytest.mark.parametrize("contact_weight", [0.0, 2.0])
+def test_class_weights_weigh_a_mean_so_their_scale_does_not_matter(contact_weight: float) -> None:
+    """The loss is a weighted mean: weights 1000 times smaller give the same loss, even for a batch whose
+    summed pixel weight is below 1 (one scored pixel, weight 1e-3)."""
+    logits, target = _logits_and_target(3)
+    one_pixel = torch.full_like(target, IGNORE_INDEX)
+    one_pixel[1, 4, 4] = target[1, 4, 4]
+    weights = torch.tensor([1.0, 2.0, 0.5])
+    for t in (target, one_pixel):
+        big = SegmentationLoss(3, "ce", class_weights=weights.tolist(), contact_weight=contact_weight)
+        small = SegmentationLoss(
+            3, "ce", class_weights=(weights / 1000).tolist(), contact_weight=contact_weight
+        )
+        torch.testing.assert_close(small(logits, t), big(logits, t))
+    expected = F.cross_entropy(logits[1:2, :, 4:5, 4:5], one_pixel[1:2, 4:5, 4:5])
+    torch.testing.assert_close(small(logits, one_pixel), expected)
 
 
 @pytest.mark.parametrize(
