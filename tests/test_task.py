@@ -192,6 +192,105 @@ def test_absent_class_is_nan_and_left_out_of_miou() -> None:
     assert math.isnan(jaccard.compute().nanmean().item())
 
 
+def _logged_epoch(batches: list[tuple[torch.Tensor, torch.Tensor, int]], sources: list[str] | None) -> tuple:
+    """Validate ``(logits, target, loader)`` batches through the task's own steps, the network replaced by the
+    given logits; returns what the epoch end logs and the task."""
+    from types import SimpleNamespace
+
+    task = SegmentationTask(**TINY)
+    logged: dict[str, float] = {}
+    task.log = lambda key, value, **kwargs: logged.__setitem__(key, float(value))  # type: ignore[method-assign]
+    task._trainer = SimpleNamespace(  # type: ignore[assignment]
+        datamodule=SimpleNamespace(val_names=sources), world_size=1
+    )
+    for k, (logits, target, loader) in enumerate(batches):
+        task.forward = lambda x, logits=logits: logits  # type: ignore[method-assign]
+        task.validation_step({"image": torch.zeros(len(target), 3, 1, 1), "mask": target}, k, loader)
+    task.on_validation_epoch_end()
+    return logged, task
+
+
+def _expected_scores(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, object]:
+    """IoU per class, mIoU over the classes present, pixel accuracy and confusion (rows: target), by numpy."""
+    preds = np.concatenate([p.flatten().numpy() for p, _ in pairs])
+    target = np.concatenate([t.flatten().numpy() for _, t in pairs])
+    scored = target != IGNORE_INDEX
+    confusion = np.zeros((3, 3), np.int64)
+    np.add.at(confusion, (target[scored], preds[scored]), 1)
+    union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+    with np.errstate(invalid="ignore"):
+        iou = np.diag(confusion) / union
+    return {
+        "iou": iou,
+        "miou": np.nanmean(iou),
+        "acc": np.trace(confusion) / confusion.sum(),
+        "confusion": confusion,
+    }
+
+
+def test_logged_metrics_are_those_of_the_epoch_pixels() -> None:
+    """Every number the epoch end logs, recomputed from the predictions and targets with numpy: IoU per class
+    under its own name, mIoU over the classes present (an absent class is NaN, not 0), pixel accuracy, the
+    confusion matrix (rows = target) and the loss as the mean over images of batches of different sizes."""
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for n in (3, 1):  # batches of different sizes: the loss is a mean over images, not batches
+        logits = torch.randn(n, 3, 6, 7, generator=gen)
+        target = torch.randint(0, 2, (n, 6, 7), generator=gen)  # no `other` label ...
+        target[:, 0] = IGNORE_INDEX
+        logits[:, 2] = -100.0  # ... nor prediction: its IoU is undefined
+        logits[:, 1, :, :2] += 50.0  # and plenty of rough predicted on smooth, so the IoUs differ
+        batches.append((logits, target, 0))
+    logged, task = _logged_epoch(batches, None)
+    expected = _expected_scores([(lg.argmax(1), t) for lg, t, _ in batches])
+    iou = expected["iou"]
+    assert math.isnan(iou[2]) and not math.isclose(iou[0], iou[1])
+    for k, name in enumerate(CLASS_NAMES):
+        value = logged[f"val/iou_{name}"]
+        assert (math.isnan(value) and math.isnan(iou[k])) or value == pytest.approx(iou[k]), name
+    assert logged["val/miou"] == pytest.approx(expected["miou"])
+    assert logged["val/pixel_acc"] == pytest.approx(expected["acc"])
+    np.testing.assert_array_equal(task.last_confusion["val"], expected["confusion"])
+    losses = [torch.nn.functional.cross_entropy(lg, t, ignore_index=IGNORE_INDEX) for lg, t, _ in batches]
+    assert logged["val/loss"] == pytest.approx(float((3 * losses[0] + losses[1]) / 4), rel=1e-5)
+    assert "val/miou_source_mean" not in logged  # one source: no per-source mean
+
+
+def test_per_source_metrics_score_each_source_over_the_classes_it_labels() -> None:
+    """Two sources: one labels all classes, the other (as AI4Mars) never labels `other`, which the model
+    predicts there. Each source's mIoU over its labelled classes leaves that class out; their plain mean is
+    what best.ckpt is chosen by; a source with nothing scored is left out of that mean."""
+    gen = torch.Generator().manual_seed(1)
+    full = (torch.randn(2, 3, 8, 8, generator=gen), torch.randint(0, 3, (2, 8, 8), generator=gen), 0)
+    units = torch.randint(0, 2, (2, 8, 8), generator=gen)
+    units_logits = torch.randn(2, 3, 8, 8, generator=gen)
+    units_logits[:, 2, :2] += 50.0  # `other` predicted on its first rows
+    blank = (torch.randn(1, 3, 8, 8, generator=gen), torch.full((1, 8, 8), IGNORE_INDEX), 2)
+    batches = [full, (units_logits, units, 1), blank]
+    logged, _ = _logged_epoch(batches, ["a", "b", "c"])
+    a = _expected_scores([(full[0].argmax(1), full[1])])
+    b = _expected_scores([(units_logits.argmax(1), units)])
+    assert b["iou"][2] == 0.0  # predicted, never labelled
+    assert logged["val/a/miou_labelled_classes"] == pytest.approx(a["miou"])
+    assert logged["val/b/miou_labelled_classes"] == pytest.approx(np.mean(b["iou"][:2]))
+    assert logged["val/b/miou"] == pytest.approx(np.mean(b["iou"]))
+    assert logged["val/miou_source_mean"] == pytest.approx((a["miou"] + np.mean(b["iou"][:2])) / 2)
+    pooled = _expected_scores([(lg.argmax(1), t) for lg, t, _ in batches])
+    assert logged["val/miou"] == pytest.approx(pooled["miou"])
+
+
+def test_the_network_sees_images_normalised_by_the_task_mean_and_std() -> None:
+    mean, std = [0.1, 0.2, 0.3], [0.5, 0.25, 2.0]
+    task = SegmentationTask(**TINY, mean=mean, std=std).eval()
+    seen: list[torch.Tensor] = []
+    task.model = torch.nn.Sequential()  # type: ignore[assignment]
+    task.model.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    x = torch.rand(1, 3, SIZE, SIZE)
+    task.network_logits(x)
+    expected = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(seen[0], expected)
+
+
 def test_logged_boundary_scores_count_images_as_predict_does() -> None:
     """Per-image contact scores behind ``val/boundary_f1``: images with no scored contact on either side
     are left out (also when the predicted contact lies only under the label's ignore region, as in
@@ -513,6 +612,14 @@ def test_subclass_outputs_sum_back_into_the_project_classes(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), task(x), rtol=0, atol=0)
     assert loaded.hparams.subclasses == SUBCLASSES and loaded.metadata["num_classes"] == 3
+
+
+def test_subclass_training_takes_one_class_weight_per_subclass() -> None:
+    """class_weights weigh the training loss, which is over the sub-classes (one weight each); the validation
+    loss over the project classes is built as well."""
+    task = SegmentationTask(**TINY, subclasses=SUBCLASSES, class_weights=[1, 2, 1, 1, 3, 1])
+    assert task.criterion.class_weights.tolist() == [1, 2, 1, 1, 3, 1]
+    assert task.eval_criterion is not None and task.eval_criterion.num_classes == 3
 
 
 def test_subclass_training_loss_is_over_the_subclasses() -> None:
