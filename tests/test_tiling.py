@@ -18,7 +18,9 @@ def plus_one(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
 @pytest.mark.parametrize(
-    ("h", "w", "tile"), [(67, 129, 32), (33, 97, 64), (45, 51, 128), (1, 3, 32), (130, 65, 64)]
+    ("h", "w", "tile"),
+    # 300 rows: taller than the 256-row bands the weights are divided in
+    [(67, 129, 32), (33, 97, 64), (45, 51, 128), (1, 3, 32), (130, 65, 64), (300, 40, 64)],
 )
 def test_identity_model_is_reproduced_exactly(h: int, w: int, tile: int, overlap: float) -> None:
     rng = np.random.default_rng(h * 1000 + w)
@@ -80,6 +82,20 @@ def test_bad_tile_or_overlap_is_refused_with_advice(tile: int, overlap: float) -
             int(n) for n in str(info.value).rsplit("use ", 1)[1].replace("e.g. ", "").split(" or ")
         )
         assert first != second and first % 32 == second % 32 == 0
+
+
+def test_short_sides_are_padded_by_reflection_about_the_last_pixel() -> None:
+    """The network sees the image mirrored beyond its bottom/right edges (no repeated edge, no black)."""
+    image = torch.arange(6, dtype=torch.float32).reshape(1, 2, 3) + 1.0  # rows [1, 2, 3], [4, 5, 6]
+    padded = tiling.pad_image(image, 4, 5)
+    assert padded.shape == (1, 4, 5)
+    assert torch.equal(padded[0, :2, :3], image[0])
+    for r in range(4):
+        for c in range(5):
+            # reflection about the last row/column repeats with period 2 * (n - 1) (numpy's "reflect")
+            rr, cc = (r % 2, min(c % 4, 4 - c % 4))
+            assert padded[0, r, c] == image[0, rr, cc], (r, c)
+    assert tiling.pad_image(image, 2, 3) is image  # nothing to pad: no copy
 
 
 def test_gaussian_profile_is_positive_peaked_and_symmetric() -> None:
