@@ -639,3 +639,23 @@ def test_the_pages_of_a_tiff_are_counted_once_per_unchanged_file(
     stat = stack.stat()
     os.utime(stack, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert pages_parsed(stack)[0] > one_page
+
+
+@pytest.mark.parametrize("photometric", ["minisblack", "miniswhite"])
+@pytest.mark.parametrize("bits", [2, 4, 10, 14])
+def test_a_tiff_of_fewer_bits_than_a_byte_or_two_reads_at_its_own_full_scale(
+    tmp_path: Path, bits: int, photometric: str
+) -> None:
+    """tifffile unpacks a 4-bit grey TIFF to 0-15 in a uint8: divided by 255 it read 17 times too dark (and a
+    10-bit one, 0-1023 in a uint16, 4 times), while its BitsPerSample tag says where full scale is."""
+    top = (1 << bits) - 1
+    stored = np.linspace(0, top, 24).round().astype(np.uint8 if bits < 8 else np.uint16).reshape(4, 6)
+    path = tmp_path / "g.tif"
+    tifffile.imwrite(path, stored, bitspersample=bits, photometric=photometric)
+    want = stored / top if photometric == "minisblack" else 1.0 - stored / top
+    resolution = 255 if bits < 8 else 65535  # what the samples are widened to
+    np.testing.assert_allclose(read_image(path)[:, :, 0], want, atol=0.5 / resolution + 1e-7)
+    if bits < 8:  # as Pillow shows it
+        with Image.open(path) as im:
+            shown = np.asarray(im.convert("L"))
+        np.testing.assert_allclose(read_image(path)[:, :, 0] * 255, shown, atol=1e-4)

@@ -274,10 +274,26 @@ class _TiffColour:
             out[:, :, :n] = 1.0 - out[:, :, :n]
         elif out.dtype.kind == "u":
             top = min((1 << self.bits) - 1, int(np.iinfo(out.dtype).max))
-            if out.dtype == np.uint16 and out.size and int(out[:, :, :n].max()) <= TWELVE_BIT_MAX:
+            if top == 65535 and out.size and int(out[:, :, :n].max()) <= TWELVE_BIT_MAX:
                 top = TWELVE_BIT_MAX  # 12-bit data in a 16-bit file (widen_12_bit's rule): 4095 is black
             out[:, :, :n] = top - np.minimum(out[:, :, :n], top)
         return out
+
+
+def _tiff_full_scale(arr: np.ndarray, colour: _TiffColour) -> np.ndarray:
+    """Integer samples of fewer bits than their dtype (BitsPerSample 2-7 or 9-15) stretched to its full range.
+
+    Why: tifffile unpacks a 4-bit grey TIFF to uint8 0-15 and a 10-bit one to uint16 0-1023; divided by 255 or
+    65535 (or 4095, :func:`widen_12_bit`) they read 17 or 4 times too dark, while Pillow and viewers show them
+    at full scale. The tag says the depth, so it is used (for 16-bit samples it cannot, see
+    :func:`widen_12_bit`). Palette indices (already looked up by :meth:`_TiffColour.apply`) are left alone.
+    """
+    width = arr.dtype.itemsize * 8
+    if colour.photometric == 3 or arr.dtype not in (np.uint8, np.uint16) or not 1 < colour.bits < width:
+        return arr
+    top = (1 << colour.bits) - 1
+    full = int(np.iinfo(arr.dtype).max)
+    return ((np.minimum(arr, top).astype(np.uint32) * full + top // 2) // top).astype(arr.dtype)  # rounded
 
 
 def _palette_to_grey_or_rgb(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
@@ -310,7 +326,7 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    arr = colour.apply(path, arr, n_extra=len(extra))
+    arr = _tiff_full_scale(colour.apply(path, arr, n_extra=len(extra)), colour)
     arr = np.ascontiguousarray(_oriented(arr, orientation))  # as displayed, as a JPEG's EXIF tag is
     if arr.dtype in (np.uint8, np.uint16):
         out = arr
