@@ -34,8 +34,41 @@ def test_ema_checkpoint_holds_the_average_and_test_scores_it(tmp_path: Path) -> 
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     tested = trainer.test(task, datamodule=instantiate(cfg.data), verbose=False)[0]
     assert tested["test/miou"] == pytest.approx(metrics["test/miou"], abs=1e-6)
+    # So are the val/* train.py reports for the kept checkpoint (validated after fit, the average dropped).
+    validated = trainer.validate(task, datamodule=instantiate(cfg.data), verbose=False)[0]
+    assert validated["val/miou"] == pytest.approx(metrics["val/miou"], abs=1e-6)
 
 
 def test_ema_decay_out_of_range_is_refused() -> None:
-    with pytest.raises(ValueError, match="decay must be in"):
-        EMAWeights(decay=1.0)
+    for decay in (1.0, 0.0, -0.5):  # (0, 1): 0 would keep no average at all
+        with pytest.raises(ValueError, match="decay must be in"):
+            EMAWeights(decay=decay)
+
+
+def test_ema_test_pass_straight_after_fit_scores_the_average(tmp_path: Path) -> None:
+    """Real data tests on its validation images right after fit (no validation pass in between, which
+    would drop the average too): that test must score the checkpoint's averaged weights, not the raw ones."""
+    from marsunits.data.fake import write_fake_folder
+
+    root = write_fake_folder(tmp_path / "data", n_images=4, height=64, width=64)
+    overrides = [
+        "model=tiny",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        f"data.root={root}",
+        "data.batch_size=4",
+        "data.crop_size=64",
+        "data.samples_per_epoch=8",
+        "data.num_workers=0",
+        "trainer.max_epochs=2",
+        "callbacks=[default,ema]",
+        "callbacks.ema.decay=0.5",
+    ]
+    cfg = compose_config("train", tmp_path / "r", overrides)
+    metrics = run(cfg)
+    assert metrics["test_is_validation"] is True
+    task = load_task(metrics["best_ckpt"])
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    tested = trainer.test(task, datamodule=instantiate(cfg.data), verbose=False)[0]
+    assert tested["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)

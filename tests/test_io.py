@@ -471,6 +471,7 @@ def test_list_images(tmp_path: Path) -> None:
 def test_a_fourth_tiff_band_that_is_not_alpha_is_dropped_without_blackening(tmp_path: Path) -> None:
     rgb = RNG.integers(50, 256, size=(6, 7, 3), dtype=np.uint8)
     band = np.zeros((6, 7), np.uint8)  # e.g. a near-infrared band that reads 0 in places
+    band[::2] = 200  # (not everywhere: a band of 0 everywhere is left alone even when it is alpha)
     tifffile.imwrite(
         tmp_path / "nir.tif", np.dstack([rgb, band]), photometric="rgb", extrasamples=["unspecified"]
     )
@@ -639,6 +640,101 @@ def test_the_pages_of_a_tiff_are_counted_once_per_unchanged_file(
     stat = stack.stat()
     os.utime(stack, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert pages_parsed(stack)[0] > one_page
+
+
+def test_planar_rgba_and_associated_alpha_tiffs_read_like_contiguous_unassociated_ones(
+    tmp_path: Path,
+) -> None:
+    """Four planes stored separately are RGBA too, and ExtraSamples 1 (associated alpha) is alpha as 2 is:
+    fully transparent pixels read black either way."""
+    rgb = RNG.integers(50, 256, size=(6, 7, 3), dtype=np.uint8)
+    alpha = np.full((6, 7), 255, np.uint8)
+    alpha[:, :2] = 0
+    want = rgb / 255.0
+    want[:, :2] = 0.0
+    rgba = np.dstack([rgb, alpha])
+    tifffile.imwrite(tmp_path / "c.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    tifffile.imwrite(
+        tmp_path / "p.tif",
+        np.moveaxis(rgba, -1, 0),
+        photometric="rgb",
+        planarconfig="separate",
+        extrasamples=["unassalpha"],
+    )
+    tifffile.imwrite(tmp_path / "a.tif", rgba, photometric="rgb", extrasamples=["assocalpha"])
+    for name in ("c.tif", "p.tif", "a.tif"):
+        np.testing.assert_allclose(read_image(tmp_path / name), want, atol=1e-7, err_msg=name)
+
+
+def test_miniswhite_grey_with_alpha_inverts_the_grey_only(tmp_path: Path) -> None:
+    grey = RNG.integers(0, 256, size=(6, 7), dtype=np.uint8)
+    alpha = np.full((6, 7), 255, np.uint8)
+    alpha[0] = 0  # transparent top row: black, whatever its grey
+    tifffile.imwrite(
+        tmp_path / "mw.tif",
+        np.dstack([255 - grey, alpha]),
+        photometric="miniswhite",
+        extrasamples=["unassalpha"],
+    )
+    want = grey / 255.0
+    want[0] = 0.0
+    np.testing.assert_allclose(read_image(tmp_path / "mw.tif")[:, :, 0], want, atol=1e-7)
+
+
+def test_palette_tiff_with_a_full_range_colour_map_reads_its_colours_exactly(tmp_path: Path) -> None:
+    """A 16-bit ColorMap spans 0-65535 (8-bit v stored as v * 257, as tifffile and GDAL write it)."""
+    lut = RNG.integers(0, 256, size=(256, 3), dtype=np.uint8)
+    lut[:, 1] = lut[:, 0]  # red equals green everywhere, blue differs: still a colour image
+    lut[:2] = [[255, 255, 255], [128, 128, 129]]
+    indices = RNG.integers(0, 256, size=(8, 9), dtype=np.uint8)
+    indices[0, :2] = [0, 1]
+    colormap = lut.T.astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "p.tif", indices, photometric="palette", colormap=colormap)
+    np.testing.assert_allclose(read_image(tmp_path / "p.tif"), lut[indices] / 255.0, atol=1e-7)
+
+
+def test_palette_png_is_grey_only_when_all_three_channels_agree(tmp_path: Path) -> None:
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :3] = (10, 10, 200)  # red equals green, blue differs: a colour
+    rgb[:, 3:] = (90, 90, 30)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=2).save(tmp_path / "p.png")
+    out = read_image(tmp_path / "p.png")
+    assert out.shape == (4, 6, 3)
+    np.testing.assert_allclose(out, rgb / 255.0, atol=1e-7)
+
+
+def test_float_images_above_2_are_refused_and_up_to_2_clipped(tmp_path: Path) -> None:
+    """README/read_image: a float image whose values exceed 2 is on another scale; up to 2 is saturation."""
+    tifffile.imwrite(tmp_path / "ok.tif", np.array([[0.5, 2.0]], np.float32))
+    np.testing.assert_allclose(read_image(tmp_path / "ok.tif")[:, :, 0], [[0.5, 1.0]])
+    tifffile.imwrite(tmp_path / "big.tif", np.array([[0.5, 2.5]], np.float32))  # e.g. a 0-4 scale
+    with pytest.raises(ImageReadError, match=r"big\.tif: float pixels reach 2\.5"):
+        read_image(tmp_path / "big.tif")
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_image_size_and_orientation_agree_with_the_image_read(
+    tmp_path: Path, suffix: str, orientation: int
+) -> None:
+    """image_size (from the header) is the size read_image returns, and exif_orientation the tag applied."""
+    path = tmp_path / f"e{suffix}"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(_rgb(5, 9)).save(path, exif=exif)
+    h, w = read_image(path).shape[:2]
+    assert image_size(path) == (w, h)
+    assert exif_orientation(path) == orientation
+
+
+@pytest.mark.parametrize("photometric", ["minisblack", "miniswhite"])
+def test_a_bilevel_tiff_reads_black_and_white_as_pillow_shows_it(tmp_path: Path, photometric: str) -> None:
+    bits = RNG.integers(0, 2, size=(5, 9)).astype(bool)
+    tifffile.imwrite(tmp_path / "b.tif", bits, photometric=photometric)  # 1 bit per sample
+    with Image.open(tmp_path / "b.tif") as im:
+        shown = np.asarray(im.convert("L"))
+    assert set(np.unique(shown)) <= {0, 255}
+    np.testing.assert_array_equal(read_image(tmp_path / "b.tif")[:, :, 0], shown / 255.0)
 
 
 @pytest.mark.parametrize("photometric", ["minisblack", "miniswhite"])

@@ -586,6 +586,43 @@ def test_nodata_mask_is_the_dark_region_touching_the_border() -> None:
         nodata_mask(image, 1.5)
 
 
+@pytest.mark.parametrize("edge", ["top", "bottom", "left", "right"])
+def test_nodata_mask_flags_a_region_touching_any_edge_from_min_region_px_on(edge: str) -> None:
+    """A 1-pixel-wide dark line along one edge (and no other edge, no corner) is no-data from exactly
+    MIN_REGION_PX pixels on: every edge counts, only the outermost row or column makes a region touch it."""
+    from marsunits.inference.nodata import MIN_REGION_PX, nodata_mask
+
+    n = MIN_REGION_PX + 20
+    for length, flagged in ((MIN_REGION_PX, True), (MIN_REGION_PX - 1, False)):
+        image = np.full((n, n, 3), 0.6, np.float32)
+        line = (slice(10, 10 + length), 0)  # along the left edge, away from the corners
+        image[line] = 0.0
+        turn = {"top": 1, "bottom": 3, "left": 0, "right": 2}[edge]  # rotate the left edge onto this one
+        image = np.ascontiguousarray(np.rot90(image, k=-turn))
+        got = nodata_mask(image, 0.03)
+        assert got.sum() == (length if flagged else 0), (edge, length)
+        np.testing.assert_array_equal(got, (image == 0).all(axis=2) if flagged else np.zeros_like(got))
+
+
+def test_nodata_mask_threshold_is_inclusive_and_its_range_is_0_to_below_1() -> None:
+    """'every channel is at most max_value': a border exactly at max_value is no-data; 0 (exactly black
+    only) is allowed, 1 (everything) is not."""
+    from marsunits.inference.nodata import nodata_mask
+
+    image = np.full((40, 40, 3), 0.5, np.float32)
+    image[:, :8] = 0.25  # exactly representable: no rounding between float32 and the float threshold
+    want = np.zeros((40, 40), bool)
+    want[:, :8] = True
+    np.testing.assert_array_equal(nodata_mask(image, 0.25), want)
+    assert not nodata_mask(image, 0.0).any()
+    image[:, :8] = 0.0
+    np.testing.assert_array_equal(nodata_mask(image, 0.0), want)
+    with pytest.raises(ValueError, match=r"nodata_max must be in \[0, 1\)"):
+        nodata_mask(image, 1.0)
+    image[:, -8:] = [0.0, 0.0, 0.5]  # a border band dark in two channels only: data
+    np.testing.assert_array_equal(nodata_mask(image, 0.03), want)
+
+
 def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: Path, ckpt: Path) -> None:
     """The border of a stitched panorama used to be classified (mostly as rough terrain) and counted in the
     unit fractions."""
