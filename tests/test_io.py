@@ -364,6 +364,11 @@ def test_read_mask_tiff(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "big.tif", (mask.astype(np.uint16) * 300))
     with pytest.raises(ImageReadError, match=r"big\.tif: mask values reach 600 .*uint16.*0-255"):
         read_mask(tmp_path / "big.tif")
+    negative = mask.astype(np.int16)
+    negative[0, 0] = -1  # not an id: refused, not wrapped round to 255 (ignore)
+    tifffile.imwrite(tmp_path / "neg.tif", negative)
+    with pytest.raises(ImageReadError, match=r"neg\.tif: mask values reach -1 \(a int16 image\), but"):
+        read_mask(tmp_path / "neg.tif")
     tifffile.imwrite(tmp_path / "rgb.tif", np.dstack([mask] * 3))
     with pytest.raises(ImageReadError, match=r"rgb\.tif.*single-channel"):
         read_mask(tmp_path / "rgb.tif")

@@ -826,8 +826,9 @@ _LOSSY_MASK_EXTENSIONS = (".jpg", ".jpeg")
 def _ids_fit_8_bit(p: Path, arr: np.ndarray) -> np.ndarray:
     """A 16- or 32-bit single-channel mask whose values are all 0-255, as uint8; otherwise a clear error."""
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+        worst = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())  # the value out of range
         raise ImageReadError(
-            f"{p}: mask values reach {int(arr.max())} (a {arr.dtype} image), but class ids are 0-255. "
+            f"{p}: mask values reach {worst} (a {arr.dtype} image), but class ids are 0-255. "
             "Save the ids as an 8-bit greyscale PNG."
         )
     return arr.astype(np.uint8)
