@@ -398,10 +398,11 @@ def test_grey_palette_mask_showing_other_values_than_its_indices_is_refused(tmp_
     np.testing.assert_array_equal(read_mask(tmp_path / "ramp.png"), indices)
 
 
-def test_jpeg_mask_is_refused_as_lossy(tmp_path: Path) -> None:
-    Image.fromarray(RNG.integers(0, 3, size=(8, 8), dtype=np.uint8)).save(tmp_path / "m.jpg")
-    with pytest.raises(ImageReadError, match=r"m\.jpg: a JPEG cannot hold a mask.*lossy.*PNG"):
-        read_mask(tmp_path / "m.jpg")
+@pytest.mark.parametrize("name", ["m.jpg", "m.jpeg", "m.JPEG"])
+def test_jpeg_mask_is_refused_as_lossy(tmp_path: Path, name: str) -> None:
+    Image.fromarray(RNG.integers(0, 3, size=(8, 8), dtype=np.uint8)).save(tmp_path / name, format="JPEG")
+    with pytest.raises(ImageReadError, match=rf"{name}: a JPEG cannot hold a mask.*lossy.*PNG"):
+        read_mask(tmp_path / name)
 
 
 # ------------------------------------------------------------------------------------------ to_channels
@@ -417,6 +418,10 @@ def test_to_channels() -> None:
     rgb[0, 0, 0] = rgb[0, 1, 1] = rgb[0, 2, 2] = 1.0
     np.testing.assert_allclose(to_channels(rgb, 1)[0, :, 0], [0.299, 0.587, 0.114], atol=1e-6)
     assert to_channels(rgb, 3) is rgb
+    bytes_rgb = RNG.integers(0, 256, size=(3, 4, 3), dtype=np.uint8)  # integers: luma in float32, not cut
+    luma = to_channels(bytes_rgb, 1)
+    assert luma.dtype == np.float32
+    np.testing.assert_allclose(luma[:, :, 0], bytes_rgb.astype(np.float64) @ [0.299, 0.587, 0.114], rtol=1e-5)
     with pytest.raises(ValueError, match="only 1<->3"):
         to_channels(np.zeros((2, 2, 4), np.float32), 3)
     with pytest.raises(ValueError, match=r"\(H, W, C\)"):
@@ -760,3 +765,41 @@ def test_a_tiff_of_fewer_bits_than_a_byte_or_two_reads_at_its_own_full_scale(
         with Image.open(path) as im:
             shown = np.asarray(im.convert("L"))
         np.testing.assert_allclose(read_image(path)[:, :, 0] * 255, shown, atol=1e-4)
+
+
+def test_a_16_bit_colour_png_is_turned_by_its_exif_orientation(tmp_path: Path) -> None:
+    """Decoded by imagecodecs (not Pillow), it is still read as displayed, as an 8-bit PNG with the tag is."""
+    import struct
+    import zlib
+
+    import imagecodecs
+
+    arr = RNG.integers(0, 65536, size=(3, 5, 3), dtype=np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    png = imagecodecs.png_encode(arr)
+    at = png.index(b"IDAT") - 4  # the eXIf chunk goes before the pixels
+    (tmp_path / "e.png").write_bytes(png[:at] + chunk + png[at:])
+    np.testing.assert_allclose(read_image(tmp_path / "e.png"), np.rot90(arr, k=-1) / 65535, atol=1e-6)
+    assert image_size(tmp_path / "e.png") == (3, 5)
+
+
+def test_a_4_bit_palette_tiff_reads_its_colours(tmp_path: Path) -> None:
+    """Palette indices of fewer than 8 bits are indices, not samples to widen to full scale."""
+    import struct
+
+    lut = RNG.integers(0, 256, size=(16, 3))
+    indices = np.arange(16, dtype=np.uint8).reshape(2, 8)
+    path = tmp_path / "p4.tif"
+    colormap = (lut.T * 257).astype(np.uint16).ravel().tolist()
+    tifffile.imwrite(path, indices, bitspersample=4, extratags=[(320, "H", 48, colormap, True)])
+    with tifffile.TiffFile(path) as tif:  # tifffile writes no 4-bit palette: set Photometric to 3 by hand
+        at = tif.pages[0].tags[262].valueoffset
+    raw = bytearray(path.read_bytes())
+    raw[at : at + 2] = struct.pack("<H", 3)
+    path.write_bytes(bytes(raw))
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), lut[indices])  # what it shows
+    np.testing.assert_allclose(read_image(path), lut[indices] / 255.0, atol=1e-6)
