@@ -767,6 +767,21 @@ def test_a_tiff_of_fewer_bits_than_a_byte_or_two_reads_at_its_own_full_scale(
         np.testing.assert_allclose(read_image(path)[:, :, 0] * 255, shown, atol=1e-4)
 
 
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_a_dark_tiff_of_10_to_14_bits_is_not_brightened_as_12_bit_data_in_16_bits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, bits: int
+) -> None:
+    """Stretched to 16 bits, a dark exposure of a tagged 10-14-bit TIFF still fitted in 12 bits, and the
+    12-bit rule (widen_12_bit) brightened it 16 times more (a 12-bit image of at most 200 read 0.78 for 0.05),
+    with a warning that its values fit in 8 bits."""
+    top = (1 << bits) - 1
+    stored = np.linspace(0, 200, 24).round().astype(np.uint16).reshape(4, 6)
+    tifffile.imwrite(tmp_path / "d.tif", stored, bitspersample=bits, photometric="minisblack")
+    with caplog.at_level("WARNING", logger="marsunits.data.io"):
+        np.testing.assert_allclose(read_image(tmp_path / "d.tif")[:, :, 0], stored / top, atol=1e-6)
+    assert not [r for r in caplog.records if "fit in 8 bits" in r.getMessage()]
+
+
 def test_a_16_bit_colour_png_is_turned_by_its_exif_orientation(tmp_path: Path) -> None:
     """Decoded by imagecodecs (not Pillow), it is still read as displayed, as an 8-bit PNG with the tag is."""
     import struct

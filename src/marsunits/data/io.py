@@ -281,19 +281,23 @@ class _TiffColour:
 
 
 def _tiff_full_scale(arr: np.ndarray, colour: _TiffColour) -> np.ndarray:
-    """Integer samples of fewer bits than their dtype (BitsPerSample 2-7 or 9-15) stretched to its full range.
+    """Integer samples of fewer bits than their dtype (BitsPerSample 2-7 or 9-15) at their own full scale:
+    2-7 bits stretched to the uint8 range, 9-15 bits as float32 in [0, 1] (sample / (2**bits - 1)).
 
     Why: tifffile unpacks a 4-bit grey TIFF to uint8 0-15 and a 10-bit one to uint16 0-1023; divided by 255 or
     65535 (or 4095, :func:`widen_12_bit`) they read 17 or 4 times too dark, while Pillow and viewers show them
-    at full scale. The tag says the depth, so it is used (for 16-bit samples it cannot, see
-    :func:`widen_12_bit`). Palette indices (already looked up by :meth:`_TiffColour.apply`) are left alone.
+    at full scale. The tag says the depth, so it is used. Samples of 9-15 bits become floats, not uint16
+    stretched to 65535: a dark exposure stretched so would still fit in 12 bits, and :func:`widen_12_bit`
+    would brighten it 16 times more. Palette indices (already looked up by :meth:`_TiffColour.apply`) are
+    left alone.
     """
     width = arr.dtype.itemsize * 8
     if colour.photometric == 3 or arr.dtype not in (np.uint8, np.uint16) or not 1 < colour.bits < width:
         return arr
     top = (1 << colour.bits) - 1
-    full = int(np.iinfo(arr.dtype).max)
-    return ((np.minimum(arr, top).astype(np.uint32) * full + top // 2) // top).astype(arr.dtype)  # rounded
+    if arr.dtype == np.uint16:
+        return np.minimum(arr, top).astype(np.float32) / np.float32(top)
+    return ((np.minimum(arr, top).astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8)  # rounded
 
 
 def _palette_to_grey_or_rgb(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
@@ -549,7 +553,8 @@ def read_image_native(path: str | os.PathLike[str], max_megapixels: float | None
     """Like :func:`read_image` but without scaling: ``(H, W, C)`` as stored.
 
     Returns ``uint8`` for 8-bit files, ``uint16`` for 16-bit files (12-bit data in them stretched to 16 bits,
-    :func:`widen_12_bit`) and float32 in [0, 1] for float TIFFs (boolean TIFFs become uint8 0/255). Useful
+    :func:`widen_12_bit`) and float32 in [0, 1] for float TIFFs and TIFFs tagged 9-15 bits per sample
+    (boolean TIFFs become uint8 0/255; 2-7-bit ones uint8 stretched to 0-255). Useful
     to cache 8-bit images in a quarter of the memory; pass the result through :func:`scale_to_unit` to get
     :func:`read_image`'s output.
 
