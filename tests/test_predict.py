@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
 import numpy as np
@@ -1216,3 +1216,179 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
     with caplog.at_level("WARNING", logger="marsunits.inference.image_cameras"):
         add_ground_coordinates(image, [line], 80, 60, 30.0)
     assert not [r for r in caplog.records if "sees no ground" in r.getMessage()]
+
+
+def test_the_settings_comparison_skips_only_keys_recorded_before_they_existed(tmp_path: Path) -> None:
+    """output_settings' contract, on hand-made records: a record written before ``normalisation`` and the
+    arithmetic keys existed resumes whatever they are now; once recorded, each is compared. ``fold_batchnorm``
+    is said on its own when the precision is the same, and left to the precision's entry when it is not.
+    ``ignore`` leaves keys out of both records, and values compare as JSON reads them back (a tuple is a
+    list)."""
+    from marsunits.inference.output_settings import ARITHMETIC_KEYS, check_settings, write_settings
+
+    before = {"checkpoint": "a.ckpt", "weights_sha256": "w" * 64, "tile": 64, "contact": {"smooth_px": 2}}
+    now = {
+        **before,
+        "checkpoint": "moved/a.ckpt",  # informative only
+        "normalisation": {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)},
+        "runtime": "torch",
+        "precision": "bf16",
+        "fold_batchnorm": True,
+    }
+    write_settings(tmp_path, before)
+    check_settings(tmp_path, now, overwrite=False)  # recorded before the keys: judged as before
+    write_settings(tmp_path, now)
+    check_settings(tmp_path, now, overwrite=False)
+    changes = {
+        "normalisation": {"mean": [0.4, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "runtime": "onnx",
+        "fold_batchnorm": False,
+        "tile": 128,
+    }
+    for key, value in changes.items():
+        with pytest.raises(ConfigError, match=rf"other settings: {key}[ .]") as caught:
+            check_settings(tmp_path, {**now, key: value}, overwrite=False)
+        assert str(caught.value).count(" then, ") == 1, caught.value
+    with pytest.raises(ConfigError, match=r"precision \(\"bf16\" then, \"32\" now") as caught:
+        check_settings(tmp_path, {**now, "precision": "32", "fold_batchnorm": None}, overwrite=False)
+    assert "fold_batchnorm" not in str(caught.value)
+    # A sub-option added to a group is a difference too, named as the user types it.
+    with pytest.raises(ConfigError, match=r"contact\.min_length_px \(null then, 10 now\)"):
+        check_settings(tmp_path, {**now, "contact": {"smooth_px": 2, "min_length_px": 10}}, overwrite=False)
+    # adapt_bn inputs recorded before their content digest: the same only with the same count and stamps.
+    legacy = {**now, "adapt_bn": True, "adapt_bn_inputs": {"files": 3, "sha256": "a" * 64}}
+    write_settings(tmp_path, legacy)
+    inputs_now = {"files": 3, "sha256": "b" * 64, "content_sha256": "c" * 64}
+    with pytest.raises(ConfigError, match=r"batch-norm statistics are adapted to"):
+        check_settings(tmp_path, {**legacy, "adapt_bn_inputs": inputs_now}, overwrite=False)
+    same_stamps = {**inputs_now, "sha256": "a" * 64}
+    check_settings(tmp_path, {**legacy, "adapt_bn_inputs": same_stamps}, overwrite=False)
+    write_settings(tmp_path, now)
+    # The check before the network is built leaves the arithmetic out of both records.
+    before_build = {k: v for k, v in now.items() if k not in ARITHMETIC_KEYS}
+    check_settings(tmp_path, before_build, overwrite=False, ignore=ARITHMETIC_KEYS)
+
+
+def test_a_run_without_probabilities_keeps_the_folders_probability_dtype(tmp_path: Path) -> None:
+    """prob.tif files of an earlier run stay when a run saves none: their dtype stays recorded, so a later
+    run saving another dtype is told; a finished overwrite (which removed them) records its own."""
+    from marsunits.inference.output_settings import check_settings, read_settings, write_settings
+
+    base = {"weights_sha256": "w" * 64, "tile": 64}
+    write_settings(tmp_path, {**base, "probability_dtype": "float16"})
+    write_settings(tmp_path, {**base, "probability_dtype": None})
+    assert read_settings(tmp_path)["probability_dtype"] == "float16"
+    with pytest.raises(ConfigError, match=r"probability_dtype \(\"float16\" then, \"uint8\" now\)"):
+        check_settings(tmp_path, {**base, "probability_dtype": "uint8"}, overwrite=False)
+    write_settings(tmp_path, {**base, "probability_dtype": None}, replaced_all=True)
+    assert read_settings(tmp_path)["probability_dtype"] is None
+    check_settings(tmp_path, {**base, "probability_dtype": "uint8"}, overwrite=False)
+
+
+def test_an_image_is_the_same_only_with_its_recorded_size_time_or_content(tmp_path: Path) -> None:
+    """image_status against the record a contact file keeps: the exact size and nanosecond time are "same";
+    another time with the same bytes "retimed"; other bytes "replaced", even under the recorded time (to the
+    nanosecond, or within the same second)."""
+    from marsunits.inference.output_settings import image_file_identity, image_status
+    from marsunits.inference.writers import image_record
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"A" * 100)
+    identity = image_file_identity(image)
+    assert identity is not None
+    members = image_record(identity)
+    t = identity["mtime_ns"]
+    assert image_status(image, members) == "same"
+    os.utime(image, ns=(t, t + 7_000))  # touched: the same bytes within the same second
+    assert image_status(image, members) == "retimed"
+    image.write_bytes(b"B" * 100)  # other bytes of the same size
+    os.utime(image, ns=(t, t + 7_000))
+    assert image_status(image, members) == "replaced"
+    image.write_bytes(b"A" * 99)  # another size under the recorded time (cp -p of another file)
+    os.utime(image, ns=(t, t))
+    assert image_status(image, members) == "replaced"
+    assert image_status(image, {}) == "unrecorded"
+
+
+def test_the_overlay_base_is_the_image_at_its_nearest_byte_and_grey_is_replicated() -> None:
+    """to_rgb_uint8 rounds each value x 255 to the nearest byte (not down), in every band of rows, and
+    copies a grey channel to red, green and blue."""
+    from marsunits.inference.writers import to_rgb_uint8
+
+    rng = np.random.default_rng(1)
+    rgb = rng.random((600, 5, 3), dtype=np.float32)
+    rgb[0, 0] = [0.999, 0.5 / 255 + 1e-3, 1.0]  # 254.7 -> 255, 0.75 -> 1
+    out = to_rgb_uint8(rgb)
+    assert out.dtype == np.uint8 and out.shape == (600, 5, 3)
+    assert np.abs(out.astype(np.float64) - rgb.astype(np.float64) * 255.0).max() <= 0.5 + 1e-3
+    assert out[0, 0].tolist() == [255, 1, 255]
+    grey = to_rgb_uint8(rgb[:, :, :1])
+    assert np.array_equal(grey, np.repeat(out[:, :, :1], 3, axis=2))  # the red channel, three times
+
+
+def test_each_contact_segment_is_coloured_by_the_mean_confidence_of_its_two_ends() -> None:
+    """overlay_image with vertex_confidence: the segment between vertices of confidence 0 and 1 is drawn in
+    the colour of 0.5, the one between 1 and 1 in the colour of 1."""
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.writers import confidence_color, overlay_image
+
+    image, mask = np.zeros((64, 80, 3), np.float32), np.zeros((64, 80), np.uint8)
+    line = ContactLine(
+        pixels=np.array([[40.0, 0.0], [40.0, 32.0], [40.0, 64.0]]),
+        confidence=0.0,
+        vertex_confidence=[0.0, 1.0, 1.0],
+    )
+    out = overlay_image(image, mask, [line])
+    assert tuple(out[10, 40]) == confidence_color(0.5) != confidence_color(0.0)
+    assert tuple(out[50, 40]) == confidence_color(1.0)
+
+
+def test_outputs_recorded_before_the_digests_are_judged_by_time_and_unknowns_redone(tmp_path: Path) -> None:
+    """input_changed for contact files without ``image_file`` or ``camera_sha256`` (written before them):
+    like make, an image or camera file newer than the outputs is predicted again, an older one is not; an
+    image that cannot be examined any more is predicted again."""
+    from marsunits.inference.output_settings import input_changed
+    from marsunits.inference.writers import OutputPaths
+
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    image.write_bytes(b"png")
+    paths = OutputPaths(tmp_path / "out", PurePosixPath("a.png"))
+    paths.mask.parent.mkdir()
+    paths.contact.write_text("{}")
+    paths.mask.write_bytes(b"mask")
+    t = paths.mask.stat().st_mtime_ns
+    for p in (paths.contact, paths.mask):
+        os.utime(p, ns=(t, t))
+    os.utime(image, ns=(t - 10**9, t - 10**9))
+    assert not input_changed(image, paths, {})
+    camera = image.with_name("a.camera.json")
+    camera.write_text("{}")
+    os.utime(camera, ns=(t - 10**9, t - 10**9))
+    assert not input_changed(image, paths, {})
+    os.utime(camera, ns=(t + 10**9, t + 10**9))  # a camera file newer than the outputs
+    assert input_changed(image, paths, {})
+    camera.unlink()
+    os.utime(image, ns=(t + 10**9, t + 10**9))  # an image newer than its mask
+    assert input_changed(image, paths, {})
+    image.unlink()
+    assert input_changed(image, paths, {})
+
+
+def test_the_adapt_bn_inputs_record_does_not_depend_on_the_order_files_are_listed(tmp_path: Path) -> None:
+    """adaptation_inputs identifies a set of files: listed in another order (another filesystem's listing)
+    it is the same record, so the folder resumes; a file's bytes changed under the same size is another."""
+    from marsunits.inference.inputs import InputFile
+    from marsunits.inference.output_settings import adaptation_inputs
+
+    files = []
+    for name in ("b.png", "a.png", "sub/c.png"):
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(name.encode())
+        files.append(InputFile(path=path, rel=PurePosixPath(name)))
+    record = adaptation_inputs(files)
+    assert record["files"] == 3
+    assert adaptation_inputs(files[::-1]) == record == adaptation_inputs(sorted(files, key=str))
+    files[0].path.write_bytes(b"B.png")  # same size, other bytes
+    assert adaptation_inputs(files, record)["content_sha256"] != record["content_sha256"]

@@ -862,3 +862,141 @@ def test_the_argmax_of_prob_tif_is_the_mask_where_rounding_made_a_tie(tmp_path: 
     assert (derived[mask != 255] == mask[mask != 255]).all()
     scale = 255.0 if dtype == "uint8" else 1.0
     assert np.abs(back.astype(np.float64) / scale - probs).max() <= (1.5 / 255 if dtype == "uint8" else 1e-3)
+
+
+def test_an_input_is_done_only_when_every_one_of_its_outputs_exists(tmp_path: Path) -> None:
+    """The completion rule (writers' docstring): mask, overlay and contact file, and prob.tif when
+    probabilities are saved; any one of them missing makes the input be predicted again."""
+    from marsunits.inference.writers import OutputPaths
+
+    paths = OutputPaths(tmp_path, PurePosixPath("sol1/a.b.png"))
+    kinds = ("prob", "contact", "overlay", "mask")
+    assert paths.mask == tmp_path / "sol1" / "a.b.mask.png"
+    assert set(paths.expected(True)) == {paths.path(k) for k in kinds}
+    assert set(paths.expected(False)) == {paths.path(k) for k in kinds if k != "prob"}
+    assert not paths.complete(False)
+    paths.mask.parent.mkdir()
+    for kind in kinds:
+        paths.path(kind).write_bytes(b"x")
+    assert paths.complete(True) and paths.complete(False)
+    for kind in kinds:
+        paths.path(kind).unlink()
+        assert not paths.complete(True), kind
+        assert paths.complete(False) == (kind == "prob"), kind
+        paths.path(kind).write_bytes(b"x")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float16"])
+def test_prob_tif_holds_each_probability_at_its_nearest_step(tmp_path: Path, dtype: str) -> None:
+    """uint8: probability x 255 rounded to the nearest integer (not truncated: 0.999 is 255, not 254);
+    float16: the nearest float16. Checked without a mask, so no tie is broken."""
+    import tifffile
+
+    from marsunits.inference.writers import write_probabilities
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(20, 30)).transpose(2, 0, 1).astype(np.float32)
+    probs[:, 0, 0] = [0.999, 0.001, 0.0]  # 254.7 x: 255
+    write_probabilities(tmp_path / "p.tif", probs, dtype)
+    back = tifffile.imread(tmp_path / "p.tif")
+    assert back.dtype == np.dtype(dtype) and back.shape == probs.shape
+    if dtype == "uint8":
+        assert np.abs(back.astype(np.float64) - probs * 255.0).max() <= 0.5 + 1e-3
+        assert back[0, 0, 0] == 255
+    else:
+        assert np.array_equal(back, probs.astype(np.float16))
+
+
+def test_ties_are_broken_in_every_band_of_a_tall_image(tmp_path: Path) -> None:
+    """prob.tif's ties are broken a band of 512 rows at a time: rows past the first band (and the last,
+    partial one) get the same treatment as the first."""
+    import tifffile
+
+    from marsunits.inference.writers import write_probabilities
+
+    h = 1100
+    probs = np.zeros((3, h, 2), np.float32)
+    probs[:, :, 0] = [[0.9], [0.05], [0.05]]
+    probs[:, :, 1] = [[0.4980], [0.4990], [0.0030]]  # both 127 in uint8; the mask says 1
+    mask = probs.argmax(axis=0).astype(np.uint8)
+    assert (mask[:, 1] == 1).all()
+    write_probabilities(tmp_path / "p.tif", probs, "uint8", mask=mask)
+    back = tifffile.imread(tmp_path / "p.tif")
+    assert back.shape == (3, h, 2)
+    assert np.array_equal(back.argmax(axis=0), mask)
+
+
+def test_write_prediction_removes_the_old_mask_first_and_writes_the_new_one_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The completion rule (writers' docstring): an input predicted again loses its old mask before any
+    other file is replaced, the files are written probabilities -> contact -> overlay -> mask, and a run
+    without probabilities removes the input's earlier prob.tif. The contact file keeps the image's record."""
+    import json as json_module
+
+    from marsunits.inference import writers
+    from marsunits.inference.writers import OutputPaths, write_prediction
+
+    paths = OutputPaths(tmp_path, PurePosixPath("a.png"))
+    for old in (paths.mask, paths.prob):
+        old.write_bytes(b"an earlier run's")
+    order: list[str] = []
+
+    def spy(name: str, real):  # type: ignore[no-untyped-def]
+        def call(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            order.append(Path(path).name)
+            assert not paths.mask.exists(), f"the old mask was still there when {Path(path).name} was written"
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(writers, name, call)
+
+    for name in ("write_probabilities", "write_contacts", "write_png_atomic"):
+        spy(name, getattr(writers, name))
+    probs = np.full((3, 6, 8), 1 / 3, np.float32)
+    mask = np.zeros((6, 8), np.uint8)
+    image = np.zeros((6, 8, 3), np.float32)
+    identity = {"bytes": 10, "mtime_ns": 123, "sha256": "d" * 64}
+    write_prediction(paths, image, probs, mask, [], save_probabilities=True, image_file=identity)
+    assert order == ["a.prob.tif", "a.contact.geojson", "a.overlay.png", "a.mask.png"]
+    members = json_module.loads(paths.contact.read_text())
+    assert members["image_file"] == {"bytes": 10, "mtime_ns": 123} and members["image_sha256"] == "d" * 64
+    order.clear()
+    write_prediction(paths, image, probs, mask, [], save_probabilities=False)
+    assert order == ["a.contact.geojson", "a.overlay.png", "a.mask.png"] and not paths.prob.exists()
+
+
+def test_an_output_name_of_exactly_the_filesystems_limit_is_accepted(tmp_path: Path) -> None:
+    """output_name_problem: a contact file name of the filesystem's limit (255 bytes on most) is valid;
+    one byte more is refused, naming the longest stem that fits."""
+    from marsunits.inference.writers import SUFFIXES, output_name_problem
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest = max(SUFFIXES.values(), key=len)
+    fits = "é" * ((limit - len(longest)) // 2) + "a" * ((limit - len(longest)) % 2)  # 2 bytes a character
+    assert len(os.fsencode(fits + longest)) == limit
+    assert output_name_problem(tmp_path, PurePosixPath(f"sub/{fits}.png")) is None
+    problem = output_name_problem(tmp_path, PurePosixPath(f"sub/{fits}a.png"))
+    assert problem is not None and f"at most {limit - len(longest)} bytes" in problem
+
+
+def test_json_reports_refuse_nan_and_leave_no_file(tmp_path: Path) -> None:
+    """write_json_atomic: NaN is not JSON (other readers refuse the whole file): an error, nothing written."""
+    from marsunits.inference.writers import write_json_atomic
+
+    with pytest.raises(ValueError):
+        write_json_atomic(tmp_path / "r.json", {"miou": float("nan")})
+    assert list(tmp_path.iterdir()) == []
+    assert json.loads(write_json_atomic(tmp_path / "r.json", {"miou": None}).read_text()) == {"miou": None}
+
+
+def test_a_contact_whose_vertex_confidences_do_not_match_its_vertices_is_drawn_by_its_confidence() -> None:
+    """overlay_image colours segments by vertex_confidence only when there is one per vertex; otherwise the
+    whole line takes the colour of its confidence."""
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.writers import confidence_color, overlay_image
+
+    image, mask = np.zeros((64, 80, 3), np.float32), np.zeros((64, 80), np.uint8)
+    pts = np.array([[40.0, 0.0], [40.0, 32.0], [40.0, 64.0]])
+    line = ContactLine(pixels=pts, confidence=1.0, vertex_confidence=[0.0, 0.0])
+    out = overlay_image(image, mask, [line])
+    assert tuple(out[10, 40]) == tuple(out[50, 40]) == confidence_color(1.0)
