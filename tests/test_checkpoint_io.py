@@ -126,3 +126,52 @@ def test_every_trainer_config_uses_the_atomic_plugin(tmp_path: Path) -> None:
     cfg = compose_config("train", tmp_path / "cpu", ["model=tiny", "logger=none"])
     trainer = instantiate(cfg.trainer, logger=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_a_file_url_is_saved_atomically_in_place_and_its_folder_cleaned(tmp_path: Path) -> None:
+    """``file://`` paths are local: saved through the temporary file to the path after the scheme (not to a
+    folder named ``file:``), and the stale temporaries of the folder are removed, as for a plain path; so are
+    they by ``remove_checkpoint``."""
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    stale = temporary_path(path, _dead_pid())
+    stale.write_bytes(b"partial")
+    io.save_checkpoint(_state(1.0), f"file://{path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert io.load_checkpoint(path, weights_only=True)["global_step"] == 1
+    stale.write_bytes(b"partial")
+    io.save_checkpoint(_state(1.0), tmp_path / "best.ckpt")
+    stale.write_bytes(b"partial")
+    io.remove_checkpoint(tmp_path / "best.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_a_folder_named_like_a_temporary_is_left_alone(tmp_path: Path) -> None:
+    """Only files are temporaries: a folder named ``<name>.tmp-<pid>`` stays, and saves go on."""
+    folder = temporary_path(tmp_path / "last.ckpt", _dead_pid())
+    folder.mkdir()
+    assert remove_stale_temporaries(tmp_path) == []
+    AtomicCheckpointIO().save_checkpoint(_state(1.0), tmp_path / "last.ckpt")
+    assert folder.is_dir() and (tmp_path / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("failure", "free_bytes", "said"),
+    [
+        (PermissionError(13, "Permission denied"), 100 << 20, "permission to write there was denied"),
+        (RuntimeError("PytorchStreamWriter failed writing file"), 512 << 10, r"disk is full \(0.5 MB free"),
+    ],
+)
+def test_a_denied_folder_or_less_than_a_mebibyte_free_is_said_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException, free_bytes: int, said: str
+) -> None:
+    """The disk as the cause: permission denied (EACCES), or torch's zip-writer error under 1 MiB free."""
+
+    def fail(obj: object, f: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(torch, "save", fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(free=free_bytes))
+    with pytest.raises(CheckpointWriteError, match=said):
+        AtomicCheckpointIO().save_checkpoint(_state(1.0), tmp_path / "last.ckpt")
+    assert list(tmp_path.iterdir()) == []

@@ -197,3 +197,43 @@ def test_a_sigterm_to_the_launching_process_stops_its_spawned_ranks(monkeypatch:
     time.sleep(0.5)  # its handler is set
     distributed.stop_spawned_ranks(grace_s=0.5)
     assert stubborn.exitcode == -signal.SIGKILL
+
+
+def test_a_long_temporary_name_is_cut_between_characters(tmp_path: Path) -> None:
+    """The destination's name is cut to fit 255 bytes at a character boundary: a cut inside a two-byte
+    character left a name that is not UTF-8, which filesystems that require UTF-8 names refuse."""
+    dest = tmp_path / ("é" * 110 + ".mask.png")  # 229 bytes: cut at an odd byte count, inside an "é"
+    prefix = atomic._temporary_prefix(dest)
+    assert prefix.encode("utf-8").startswith(b"." + "é".encode() * 103)  # strict: no surrogate escapes
+    assert len(prefix.encode()) + len(".abcdefgh.tmp") <= 255
+
+
+def test_an_interrupted_write_leaves_neither_a_temporary_nor_a_changed_file(tmp_path: Path) -> None:
+    """atomic_write: Ctrl-C (KeyboardInterrupt, not an Exception) in the middle of a write removes the
+    temporary file, and the destination keeps its previous content."""
+    dest = atomic_write_bytes(tmp_path / "m.png", b"before")
+
+    def interrupted(fh):  # type: ignore[no-untyped-def]
+        fh.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic.atomic_write(dest, interrupted)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.png"] and dest.read_bytes() == b"before"
+
+
+def test_stale_temporaries_behind_a_link_to_another_folder_are_not_touched(tmp_path: Path) -> None:
+    """remove_stale_temporaries does not follow symbolic links to folders: nothing outside root is removed."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(proc.stdout)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    stale = outside / f".x.mask.png.{dead}@{host_digest()}.k3j4.tmp"
+    stale.write_bytes(b"half")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    assert remove_stale_temporaries(root) == [] and stale.exists()
+    assert remove_stale_temporaries(outside) == [stale]
