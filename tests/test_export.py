@@ -480,3 +480,82 @@ def test_help_into_a_closed_pipe_is_quiet() -> None:
     child.stdout.close()  # the reader leaves at once; the child is still importing
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 0 and "Traceback" not in err, err
+
+
+def test_a_package_folder_missing_one_of_its_files_is_said_so(package: Path, tmp_path: Path) -> None:
+    """A folder with one of the two package files is a package (to load, and not to overwrite unasked):
+    loading it names the missing file, not "a folder without model.json or model.safetensors"."""
+    cases = ((JSON_NAME, WEIGHTS_NAME, "incomplete"), (WEIGHTS_NAME, JSON_NAME, "does not exist"))
+    for kept, missing, said in cases:
+        folder = tmp_path / f"only_{kept}"
+        folder.mkdir()
+        (folder / kept).write_bytes((package / kept).read_bytes())
+        assert is_package(folder)
+        with pytest.raises(FileNotFoundError, match=said) as info:
+            load_model(folder)
+        assert missing in str(info.value) and "folder without" not in str(info.value)
+
+
+def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
+    """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
+    and the tensor, as a missing one is, not torch's load_state_dict error."""
+    good = load_file(package / WEIGHTS_NAME)
+    extra = _copy_package(package, tmp_path / "extra_tensor")
+    _rewrite_weights(extra, {**good, "head.extra.weight": torch.zeros(2)})
+    with pytest.raises(CheckpointError, match=r"unexpected tensors \['head.extra.weight'\]") as info:
+        load_model(extra)
+    assert str(extra / WEIGHTS_NAME) in str(info.value)
+
+
+def test_a_package_restores_the_training_record_its_metadata_holds(package: Path, tmp_path: Path) -> None:
+    """The sols and image keys a model was trained on and its W&B run are read back from model.json onto
+    the task (predict.py names scored images the model trained on from them)."""
+    edited = _copy_package(package, tmp_path / "trained")
+    doc = json.loads((edited / JSON_NAME).read_text())
+    record = {
+        "trained_sols": {"marsscapes": [3, 600]},
+        "trained_image_keys": ["marsscapes/sol600/a"],
+        "wandb_run_id": "abc123",
+        "wandb_run_name": "run-7",
+        "wandb_run_group": "sweep",
+    }
+    doc["metadata"].update(record)
+    (edited / JSON_NAME).write_text(json.dumps(doc))
+    task = load_model(edited)
+    assert {key: getattr(task, key) for key in record} == record
+
+
+def test_the_provenance_records_the_checkpoints_own_epoch_and_step(checkpoint: Path, tmp_path: Path) -> None:
+    """provenance.epoch and provenance.global_step are the checkpoint's, each under its own name."""
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    stored.update(epoch=3, global_step=70)
+    torch.save(stored, tmp_path / "later.ckpt")
+    export_checkpoint(tmp_path / "later.ckpt", tmp_path / "pkg")
+    provenance = json.loads((tmp_path / "pkg" / JSON_NAME).read_text())["provenance"]
+    assert (provenance["epoch"], provenance["global_step"]) == (3, 70)
+
+
+def test_a_package_of_another_metadata_format_is_refused(package: Path, tmp_path: Path) -> None:
+    other = _copy_package(package, tmp_path / "other_format")
+    doc = json.loads((other / JSON_NAME).read_text())
+    doc["metadata"]["format_version"] += 1
+    (other / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="format_version") as info:
+        load_model(other)
+    assert str(other / JSON_NAME) in str(info.value)
+
+
+def test_an_empty_or_repeated_argument_and_a_package_file_as_checkpoint_are_refused(
+    package: Path, tmp_path: Path
+) -> None:
+    """``out=`` (empty) is missing, not the current folder; a key given twice is an error, not the last one
+    silently; a package's ``model.safetensors`` given as ckpt_path is said before anything is loaded."""
+    from marsunits.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="missing out"):
+        parse_args(["ckpt_path=a.ckpt", "out="])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_args(["ckpt_path=a.ckpt", "out=b", "out=c"])
+    with pytest.raises(ConfigError, match="model package file"):
+        export_checkpoint(package / WEIGHTS_NAME, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
