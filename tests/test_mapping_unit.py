@@ -152,6 +152,15 @@ def test_patches_are_eight_connected() -> None:
     assert (probs.argmax(0) == _scene()).all()
 
 
+def _assert_the_rough_speck_goes_to_other(labels: np.ndarray) -> None:
+    """With a minimum area of 5 px, the one rough speck of ``labels`` becomes ``other``, nothing else."""
+    probs = _probs(labels)
+    assert merge_small_units(probs, 5) == 1
+    expected = labels.copy()
+    expected[labels == 1] = 2
+    assert (probs.argmax(0) == expected).all()
+
+
 @pytest.mark.parametrize("mirror", [False, True])
 def test_a_tie_between_the_other_unit_and_other_goes_to_other(mirror) -> None:
     """A 2 px rough speck on the top image row, smooth beside it and diagonally below its two ends, sky
@@ -161,13 +170,7 @@ def test_a_tie_between_the_other_unit_and_other_goes_to_other(mirror) -> None:
     labels[0:2] = 0
     labels[0, 10:12] = 1  # the speck
     labels[1, 10:12] = 2  # sky below it
-    if mirror:
-        labels = labels[:, ::-1].copy()
-    probs = _probs(labels)
-    assert merge_small_units(probs, 5) == 1
-    expected = labels.copy()
-    expected[labels == 1] = 2
-    assert (probs.argmax(0) == expected).all()
+    _assert_the_rough_speck_goes_to_other(labels[:, ::-1].copy() if mirror else labels)
 
 
 def test_merging_follows_the_updated_map() -> None:
@@ -215,13 +218,7 @@ def test_a_speck_between_a_unit_and_the_sky_is_merged_whichever_side_the_unit_is
     labels = np.full((20, 24), 2, np.uint8)
     labels[:, :10] = 0
     labels[5, 10:12] = 1
-    if mirror:
-        labels = labels[:, ::-1].copy()
-    probs = _probs(labels)
-    assert merge_small_units(probs, 5) == 1
-    expected = labels.copy()
-    expected[labels == 1] = 2
-    assert (probs.argmax(0) == expected).all()
+    _assert_the_rough_speck_goes_to_other(labels[:, ::-1].copy() if mirror else labels)
 
 
 def _merge_one_patch_at_a_time(probs: np.ndarray, min_area_px: int) -> tuple[np.ndarray, int]:
