@@ -315,7 +315,8 @@ def test_an_edit_of_one_copy_of_a_duplicated_key_is_refused_and_of_both_is_used(
     doc = json.loads((one / JSON_NAME).read_text())
     doc["metadata"]["palette"] = palette
     (one / JSON_NAME).write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match=r"metadata palette=.*hparams palette=.*edit both") as info:
+    edited = r"inconsistent: hparams palette=.*metadata says .*edit both"
+    with pytest.raises(CheckpointError, match=edited) as info:
         load_model(one)
     assert str(one / JSON_NAME) in str(info.value)
     doc["hparams"]["palette"] = palette

@@ -301,18 +301,14 @@ def load_package(
             f"{json_path} is a model for another class set: its classes are {metadata['class_names']}, "
             f"expected {list(expected_class_names)}. Use a model trained on this project's classes."
         )
-    for key in _CONSISTENT_KEYS:
+    for key in (*_CONSISTENT_KEYS, *_EDITABLE_KEYS):
+        if key in _EDITABLE_KEYS and not (key in hparams and key in metadata):
+            continue  # absent from one copy in some older packages
         if hparams.get(key) != metadata.get(key):
             raise CheckpointError(
                 f"{json_path} is inconsistent: hparams {key}={hparams.get(key)!r} but metadata says "
-                f"{metadata.get(key)!r}. The file was edited or corrupted; re-export the package."
-            )
-    for key in _EDITABLE_KEYS:
-        if key in hparams and key in metadata and hparams[key] != metadata[key]:
-            raise CheckpointError(
-                f"{json_path}: metadata {key}={metadata[key]!r} but hparams {key}={hparams[key]!r}. The "
-                "model is built from 'hparams', so an edit of 'metadata' alone would be ignored: make the "
-                "two the same (edit both), or re-export the package."
+                f"{metadata.get(key)!r}. The model is built from 'hparams', so an edit of 'metadata' alone "
+                "would be ignored: make the two the same (edit both), or re-export the package."
             )
     if not weights_path.is_file():
         raise FileNotFoundError(
