@@ -186,6 +186,27 @@ def test_a_map_of_pds_ned_cameras_names_north_and_west_on_its_axes(tmp_path, mon
     assert axis_labels([{}]) == ("y (m, + left)", "x (m, + forward)")
 
 
+@pytest.mark.parametrize("oriented", [False, True])
+def test_a_pds_ned_camera_written_with_to_dict_reads_back_in_its_frame(tmp_path, oriented):
+    """to_dict wrote every CAHV(OR) as "frame": "flu", so a NED camera read back said FLU and its map's axes
+    forward/left instead of north/west; the dict now holds the file's frame and vectors."""
+    flu = _cahvor()
+    d = flu.to_dict()
+    for k in ("C", "A", "H", "V", "O"):
+        d[k] = ned_to_flu(np.array(d[k])).tolist()
+    d["frame"] = "ned"
+    ned = camera_from_dict(d)
+    cam = OrientedCamera(ned, 6) if oriented else ned
+    again = camera_from_dict(json.loads(json.dumps(cam.to_dict())))
+    assert again.source_frame == "ned" and cam.to_dict()["frame"] == "ned"
+    for k in ("C", "A", "H", "V", "O"):  # as the PDS file gave them
+        np.testing.assert_allclose(cam.to_dict()[k], d[k], atol=1e-12)
+    u, v = _pixels(flu, 50)
+    np.testing.assert_allclose(again.pixel_to_ground(u, v), ned.pixel_to_ground(u, v), atol=1e-9)
+    assert camera_from_dict(flu.to_dict()).source_frame == "flu"
+    assert axis_labels([{"source_frame": again.source_frame}]) == ("y (m, + west)", "x (m, + north)")
+
+
 def test_load_camera_errors_name_file_and_keys(tmp_path):
     with pytest.raises(CameraFileError, match="nope.json"):
         load_camera(tmp_path / "nope.json")

@@ -211,15 +211,23 @@ class CahvCamera:
         return p
 
     # ------------------------------------------------------------------ (de)serialisation
+    def _in_source_frame(self, vec: np.ndarray) -> list[float]:
+        """``vec`` (FLU) as the camera file gave it: turned back to NED for a ``"ned"`` camera."""
+        return (ned_to_flu(vec) if self.source_frame == "ned" else vec).tolist()
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (vectors in the FLU site frame, ``"frame": "flu"``)."""
+        """JSON-ready dict in the frame the camera was given in: ``"frame"`` is :attr:`source_frame` and the
+        vectors are in it (NED for ``"ned"``; ``ground_z_m`` is z up in every frame, as on reading), so
+        :func:`~marsunits.boundary.camera.io.camera_from_dict` reads back the same camera *and* frame (written
+        as FLU, a NED camera came back as ``"flu"`` and its contact map's axes said forward/left, not
+        north/west)."""
         return {
             "model": self.model,
-            "frame": "flu",
-            "C": self.C.tolist(),
-            "A": self.A.tolist(),
-            "H": self.H.tolist(),
-            "V": self.V.tolist(),
+            "frame": self.source_frame,
+            "C": self._in_source_frame(self.C),
+            "A": self._in_source_frame(self.A),
+            "H": self._in_source_frame(self.H),
+            "V": self._in_source_frame(self.V),
             "image_width": self.image_width,
             "image_height": self.image_height,
             "site": self.site,
@@ -377,9 +385,9 @@ class CahvorCamera(CahvCamera):
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (vectors in the FLU site frame)."""
+        """JSON-ready dict in the camera's source frame (as :meth:`CahvCamera.to_dict`)."""
         d = super().to_dict()
-        d["O"] = self.O.tolist()
+        d["O"] = self._in_source_frame(self.O)
         d["R"] = self.R.tolist()
         return d
 
