@@ -433,6 +433,24 @@ def test_the_contact_map_of_a_contact_leaving_the_range_has_one_feature(tmp_path
     assert feature["properties"]["length_m"] == pytest.approx(12.87, abs=0.01)
 
 
+def test_a_line_whose_stored_ground_has_one_point_is_projected_again_for_the_map(tmp_path):
+    """A contact file edited by hand or in a GIS can leave ``ground_m`` one point long: it is read as it
+    stands, and the map took such a line neither as a ground line nor as one to project, so it was lost."""
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0, site="s")
+    lines = add_ground([_row_line(pin, 200.0)], pin, max_range_m=30.0)
+    path = write_contacts(tmp_path / "a.contact.geojson", lines, pin.image_width, pin.image_height)
+    data = json.loads(path.read_text())
+    data["features"][0]["properties"]["ground_m"] = data["features"][0]["properties"]["ground_m"][:1]
+    path.write_text(json.dumps(data))
+    (back,), _ = read_contacts(path)
+    assert back.ground_m is not None and back.ground_m.shape == (1, 2)
+    (geojson, *_) = build_contact_map([("a.png", [back], pin)], tmp_path / "map", max_range_m=30.0)
+    (feature,) = json.loads(geojson.read_text())["features"]
+    expected = add_ground([back], pin, max_range_m=30.0)[0].ground_m
+    np.testing.assert_allclose(feature["geometry"]["coordinates"], expected, atol=1e-4)
+    assert feature["properties"]["length_m"] == pytest.approx(lines[0].length_m, abs=1e-3)
+
+
 def test_a_contact_split_at_the_range_limit_still_counts_once(tmp_path):
     """The manifest's n_contacts counted features, so one contact leaving the ground range counted 3 with a
     camera and 1 without; the pieces now share the contact's id, in memory and in the file."""

@@ -277,8 +277,9 @@ def build_contact_map(
 
     Args:
         items: ``(image name, lines, camera)`` per image. Lines without ``ground_m`` are projected with
-            :func:`~marsunits.boundary.projection.add_ground`; lines that already have it are used as they
-            are. Items whose camera is None are skipped (they cannot be placed on the ground).
+            :func:`~marsunits.boundary.projection.add_ground`, and so are lines whose ``ground_m`` has fewer
+            than two points (no ground line: e.g. an edited contact file); lines that have one are used as
+            they are. Items whose camera is None are skipped (they cannot be placed on the ground).
         out_dir: Output folder (created).
         max_range_m: Range limit for projection and for the drawn view footprints, metres.
 
@@ -299,8 +300,11 @@ def build_contact_map(
     for name, lines, camera in items:
         if camera is None:
             continue
+        # A ground_m of fewer than two points (one point in a hand- or GIS-edited contact file: read as it
+        # stands) is no ground line: projected again from its pixels, as a line without one. It was in
+        # neither list and left the map without a word.
         ready = [ln for ln in lines if ln.ground_m is not None and len(ln.ground_m) >= 2]
-        todo = [ln for ln in lines if ln.ground_m is None]
+        todo = [ln for ln in lines if ln.ground_m is None or len(ln.ground_m) < 2]
         ground = ready + add_ground(todo, camera, max_range_m=max_range_m)
         center = getattr(camera, "center", None)
         groups.setdefault(getattr(camera, "site", None), []).append(
