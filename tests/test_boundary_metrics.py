@@ -176,6 +176,33 @@ def test_clip_lines_cuts_exactly_where_a_contact_can_be_traced():
         np.testing.assert_allclose(p[:, 1], p[:, 0] * 40 / 60)
 
 
+def test_clip_lines_keeps_what_runs_outside_the_image_beside_a_no_data_border():
+    """Outside the image is not no-data: a line more than half a pixel outside was judged by the border cell
+    it was clamped onto, so beside a no-data border row it was cut, or dropped whole."""
+    valid = np.ones((8, 8), bool)
+    valid[0] = False  # a no-data top row
+    above = np.array([[-2.0, -3.0], [10.0, -3.0]])  # runs above the image, along the no-data row
+    (piece,) = clip_lines([above], valid)
+    np.testing.assert_array_equal(piece, above)
+    # Down into the image: kept above it, cut through the cells of row 0, kept from y = 1.5 on.
+    pieces = clip_lines([np.array([[4.0, -3.0], [4.0, 4.0]])], valid)
+    np.testing.assert_allclose([p[[0, -1], 1] for p in pieces], [[-3.0, -0.5], [1.5, 4.0]])
+    rng = np.random.default_rng(7)  # lines that leave the image on every side, checked point by point
+    valid = rng.random((12, 16)) > 0.3
+    valid[:, 0] = valid[-1] = False
+    lines = [rng.uniform([-5, -5], [21, 17], size=(4, 2)) for _ in range(8)]
+    kept = shapely.MultiLineString([shapely.LineString(p) for p in clip_lines(lines, valid)])
+    for line in lines:
+        geom = shapely.LineString(line)
+        pts = shapely.get_coordinates(shapely.line_interpolate_point(geom, np.linspace(0, geom.length, 3000)))
+        x, y = pts[:, 0], pts[:, 1]
+        near_edge = (np.abs(x - 0.5 - np.round(x - 0.5)) < 1e-6) | (
+            np.abs(y - 0.5 - np.round(y - 0.5)) < 1e-6
+        )
+        on_kept = shapely.distance(shapely.points(pts), kept) < 1e-9
+        np.testing.assert_array_equal(on_kept[~near_edge], _traceable(x, y, valid)[~near_edge])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cracks_commute_with_flips_and_transposition(seed):
     """The contact cracks (and the ignore rule: a crack touching an ignored pixel on either side is

@@ -275,10 +275,15 @@ def _clip_line(pix: np.ndarray, cells: np.ndarray) -> list[np.ndarray]:
         t = np.unique(np.clip(np.concatenate(ts), 0.0, 1.0))
         seg = a + t[:, None] * (b - a)
         mid = 0.5 * (seg[:-1] + seg[1:])  # inside one cell each: the cell decides the sub-segment
-        rows = np.clip(np.floor(mid[:, 1] + 0.5).astype(np.int64), 0, cells.shape[0] - 1)
-        cols = np.clip(np.floor(mid[:, 0] + 0.5).astype(np.int64), 0, cells.shape[1] - 1)
+        rows = np.floor(mid[:, 1] + 0.5).astype(np.int64)
+        cols = np.floor(mid[:, 0] + 0.5).astype(np.int64)
+        # Beyond the padded grid (more than half a pixel outside the image) there is data, as the docstring
+        # says: clamped onto the border cells, such a sub-segment took a no-data border pixel's cell and was
+        # cut.
+        outside = (rows < 0) | (rows >= cells.shape[0]) | (cols < 0) | (cols >= cells.shape[1])
+        inside = cells[np.clip(rows, 0, cells.shape[0] - 1), np.clip(cols, 0, cells.shape[1] - 1)]
         points.append(seg[:-1])
-        keep.append(cells[rows, cols])
+        keep.append(outside | inside)
     points.append(pix[-1:])
     pts, ok = np.concatenate(points), np.concatenate(keep)
     if ok.all():
