@@ -586,6 +586,38 @@ def test_a_camera_that_sees_no_ground_has_no_footprint():
     assert view_footprint(_pinhole(pitch_deg=-60.0), max_range_m=30.0).shape == (0, 2)
 
 
+def _seen_area(cam, max_range_m: float) -> tuple[float, np.ndarray]:
+    """The area of the range disc the camera sees, and the seen points of a grid over it (world_to_pixel)."""
+    g = np.linspace(-max_range_m, max_range_m, 401)
+    x, y = (a.ravel() for a in np.meshgrid(g, g))
+    disc = np.hypot(x, y) <= max_range_m
+    pts = np.c_[x + cam.center[0], y + cam.center[1], np.zeros_like(x)][disc]
+    px = cam.world_to_pixel(pts)
+    w, h = cam.image_width, cam.image_height
+    seen = np.isfinite(px).all(axis=1) & (px[:, 0] >= 0) & (px[:, 0] <= w) & (px[:, 1] >= 0) & (px[:, 1] <= h)
+    return float(seen.mean() * math.pi * max_range_m**2), pts[seen]
+
+
+@pytest.mark.parametrize(
+    "pose",
+    [
+        {"pitch_deg": 90.0, "height_m": 20.0},  # straight down from high up: every border ray beyond 5 m
+        {"pitch_deg": 90.0, "height_m": 20.0, "roll_deg": 30.0},
+        {"pitch_deg": 70.0, "height_m": 20.0},
+        {"pitch_deg": 10.0, "roll_deg": 80.0, "height_m": 2.0, "x_m": 2.0},  # strong roll: horizon in view
+        {"pitch_deg": 50.0, "height_m": 20.0, "yaw_deg": 200.0},
+    ],
+)
+def test_the_footprint_is_the_part_of_the_range_disc_the_camera_sees(pose):
+    """The footprint was cut at each border pixel beyond the range: a camera looking straight down whose
+    whole border lies beyond max_range_m got none, though the middle of its image sees the disc."""
+    cam = _pinhole(**pose)
+    fp = shapely.Polygon(view_footprint(cam, max_range_m=5.0))
+    area, seen = _seen_area(cam, 5.0)
+    assert fp.is_valid and fp.area == pytest.approx(area, rel=0.01)
+    assert shapely.contains_xy(fp.buffer(0.05), seen[:, 0], seen[:, 1]).all()
+
+
 def test_view_footprint_covers_the_visible_ground():
     cam = _pinhole(pitch_deg=15.0, yaw_deg=45.0, x_m=1.0)
     fp = shapely.Polygon(view_footprint(cam, max_range_m=20.0))

@@ -35,13 +35,22 @@ _STATION_M = 0.25  # cameras closer than this share one marker and label (one ro
 _NAMES_PER_STATION = 3  # image names written at one station before "+N more"
 
 
+#: Border rays that miss the ground, or reach it farther than this many ``max_range_m``, are drawn at this
+#: distance in their azimuth before the footprint is cut to the range disc (far enough that the cut, not the
+#: chord between two such points, bounds the footprint; near enough that shapely's arithmetic stays exact).
+_FAR_RANGES = 100.0
+
+
 def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_edge: int = 24) -> np.ndarray:
     """Ground polygon seen by ``camera`` out to ``max_range_m``.
 
     The image border is walked (bottom, right, top, left); each border pixel contributes its ground point
-    when that lies within range, else the point at ``max_range_m`` in the azimuth of its ray (the ground is
-    visible up to the range limit in that direction). When no border pixel reaches the ground within range
-    the footprint is empty.
+    (at any range), or, when its ray misses the ground (at or above the horizon) or reaches it very far, a
+    point far out in the azimuth of its ray. That outline is then cut to the disc of radius ``max_range_m``
+    about the camera. So a camera whose border rays all reach the ground beyond the range, as one looking
+    straight down from high up does, gets the disc part its image sees (cut at each border pixel beyond the
+    range, the outline was empty), and the range limit is an arc, not a chord. When no border pixel reaches
+    the ground at all (looking at the sky) the footprint is empty.
 
     Args:
         camera: Any :class:`~marsunits.boundary.camera.base.CameraModel`.
@@ -49,32 +58,35 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
         samples_per_edge: Border pixels sampled on each of the four image edges.
 
     Returns:
-        ``(K, 2)`` site-frame ``(x, y)`` vertices of a valid polygon, metres (empty if degenerate).
+        ``(K, 2)`` site-frame ``(x, y)`` vertices of a valid polygon, metres (empty if degenerate). An outline
+        that is not simple (a distorting lens folding the border) keeps its largest part.
     """
     w, h = camera.image_width, camera.image_height
     t = np.linspace(0.0, 1.0, samples_per_edge, endpoint=False)
     u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
     v = np.concatenate([np.full_like(t, h), (1 - t) * h, np.zeros_like(t), t * h])
-    ground = camera.pixel_to_ground(u, v, max_range_m=max_range_m)
-    if not np.isfinite(ground[:, :2]).all(axis=1).any():
-        return np.empty((0, 2))  # no border pixel sees the ground in range: looking at the sky, no footprint
-    rays = camera.pixel_to_ray(u, v)
     center = np.asarray(getattr(camera, "center", np.zeros(3)), dtype=float)
+    far_m = _FAR_RANGES * max_range_m
+    ground = camera.pixel_to_ground(u, v, max_range_m=far_m)
+    reach = np.isfinite(ground[:, :2]).all(axis=1)
+    if not reach.any() and not np.isfinite(camera.pixel_to_ground(u, v)[:, :2]).all(axis=1).any():
+        return np.empty((0, 2))  # no border pixel sees the ground: looking at the sky, no footprint
+    rays = camera.pixel_to_ray(u, v)
     horiz = rays[:, :2]
     norm = np.linalg.norm(horiz, axis=1, keepdims=True)
+    # A ray with no horizontal part points straight down (it reaches the ground) or straight up: no azimuth.
     horiz = np.where(norm > 1e-9, horiz / np.maximum(norm, 1e-12), np.nan)
-    far = center[:2] + max_range_m * horiz
-    pts = np.where(np.isfinite(ground[:, :2]).all(axis=1, keepdims=True), ground[:, :2], far)
+    far = center[:2] + far_m * horiz
+    pts = np.where(reach[:, None], ground[:, :2], far)
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) < 3:
         return np.empty((0, 2))
-    poly = shapely.make_valid(shapely.Polygon(pts))
-    if poly.geom_type != "Polygon":  # keep the largest part of a self-touching outline
-        parts = [g for g in getattr(poly, "geoms", []) if g.geom_type == "Polygon"]
-        if not parts:
-            return np.empty((0, 2))
-        poly = max(parts, key=lambda g: g.area)
-    return np.asarray(poly.exterior.coords)
+    disc = shapely.Point(center[:2]).buffer(max_range_m, quad_segs=32)
+    poly = shapely.make_valid(shapely.Polygon(pts)).intersection(disc)
+    parts = [g for g in getattr(poly, "geoms", [poly]) if g.geom_type == "Polygon" and not g.is_empty]
+    if not parts:
+        return np.empty((0, 2))
+    return np.asarray(max(parts, key=lambda g: g.area).exterior.coords)
 
 
 #: Longest site part of a map's file name: the name's first characters, and 9 of a hash beyond them (a site
