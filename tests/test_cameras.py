@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -1071,6 +1072,21 @@ def test_the_map_features_are_the_lines_ground_coordinates_and_the_footprint_is_
     assert len(footprint) > 3
     assert (np.hypot(footprint[:, 0] - 50.0, footprint[:, 1] + 30.0) <= 20.0 + 1e-3).all()
     assert shapely.Polygon(footprint).buffer(1e-3).contains(shapely.LineString(line.ground_m))
+
+
+@pytest.mark.parametrize("blocked", ["contact_map.geojson", "contact_map_s2.png"])
+def test_a_folder_holding_a_map_name_is_refused_before_any_map_is_written(tmp_path, blocked):
+    cams = [
+        _pinhole(pitch_deg=20.0, site=site)
+        for site in (["s1", "s2"] if blocked.startswith("contact_map_") else ["s"])
+    ]
+    (tmp_path / blocked).mkdir()
+    items = [(f"{i}.png", [_row_line(c, 200.0)], c) for i, c in enumerate(cams)]
+    with pytest.raises(
+        IsADirectoryError, match=rf"contact map {re.escape(str(tmp_path / blocked))}: a folder"
+    ):
+        build_contact_map(items, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [blocked]  # nothing written beside it
 
 
 def test_map_file_names_do_not_depend_on_the_order_of_the_images(tmp_path):

@@ -292,6 +292,26 @@ def test_an_overwrite_run_failing_before_its_first_image_keeps_the_reports_and_m
     assert after == before
 
 
+def test_a_folder_named_like_the_map_is_said_and_the_other_reports_are_written(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A folder named contact_map.png in output_dir failed the rename of the map at the end of the run with
+    the temporary file's name: summary.json and index.html were never written."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    (name,) = generate_dataset(data, 1, seed=0, config=SceneConfig(width=64, height=48, p_contact=1.0))
+    out = tmp_path / "out"
+    (out / "contact_map.png").mkdir(parents=True)
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 1
+    assert (out / f"{name}.mask.png").is_file() and (out / f"{name}.contact.geojson").is_file()
+    assert (out / "index.html").is_file() and (out / "manifest.csv").is_file()
+    text = json.loads((out / "summary.json").read_text())["text"]
+    assert f"cannot write the contact map {out / 'contact_map.png'}: a folder" in text
+    assert "move or rename it" in text
+    assert (out / "contact_map.png").is_dir() and not (out / "contact_map.geojson").exists()
+
+
 def test_map_without_cameras_says_how_to_provide_one(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -280,6 +280,23 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
 
 
+def _check_map_paths(out: Path, names: Sequence[str]) -> None:
+    """Refuse, before any map is written, a map name that something other than a file holds in ``out``.
+
+    Raises:
+        IsADirectoryError: Naming the path and what to do (a folder named ``contact_map.png`` made the
+            rename of the written map fail with the temporary file's name and no advice).
+    """
+    for name in names:
+        path = out / name
+        if path.exists() and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise IsADirectoryError(
+                f"cannot write the contact map {path}: {kind} of that name is in the output folder; move or "
+                f"rename it (the map files are {', '.join(names)}), or predict with map=false"
+            )
+
+
 def build_contact_map(
     items: Sequence[MapItem],
     out_dir: str | os.PathLike[str],
@@ -307,6 +324,10 @@ def build_contact_map(
     ``length_px``, and ``contact_id`` where the line has one: the pieces of a contact split at the range
     limit share it, as in the per-image file) and the foreign members ``site``, ``units`` ("m"), ``frame``
     and ``cameras`` (per image: ``center_m`` and the view ``footprint_m`` polygon).
+
+    Raises:
+        IsADirectoryError: A map's path in ``out_dir`` is a folder (or another non-file); raised before any
+            map file is written, naming the path.
     """
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for name, lines, camera in items:
@@ -333,6 +354,7 @@ def build_contact_map(
     written: list[Path] = []
     stems: set[str] = set()
     # Sites in name order (unnamed last): the same folder gives the same file names in every run.
+    named: list[tuple[str, str | None, list[dict[str, Any]]]] = []
     for site, entries in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
         stem = "contact_map" if len(groups) == 1 else f"contact_map_{_safe(site or 'unnamed')}"
         base, k = stem, 1
@@ -342,6 +364,9 @@ def build_contact_map(
             k += 1
             stem = f"{base}_{k}"
         stems.add(stem.casefold())
+        named.append((stem, site, entries))
+    _check_map_paths(out, [f"{stem}.{ext}" for stem, _, _ in named for ext in ("geojson", "png")])
+    for stem, site, entries in named:
         gj = out / f"{stem}.geojson"
         data = _geojson(site, entries)
         atomic_write_text(gj, json.dumps(data))

@@ -160,7 +160,8 @@ class RunResult:
         rows: Manifest rows, sorted by path.
         summary: The content of ``summary.json``.
         metrics: The content of ``metrics.json`` (None without ``labels_dir``).
-        exit_code: 0, or 1 when an input failed and errors are not allowed.
+        exit_code: 0, or 1 when an input failed and errors are not allowed, or the contact map asked for
+            could not be written (a folder holds its name).
     """
 
     rows: list[dict[str, Any]]
@@ -934,7 +935,12 @@ class _Session:
             (out / "metrics.json").unlink(missing_ok=True)
         from marsunits.boundary.contact_map import remove_stale_maps
 
-        maps = self.write_map() if self.opts.map else []
+        map_problem = None
+        try:
+            maps = self.write_map() if self.opts.map else []
+        except IsADirectoryError as exc:  # a folder named contact_map.png: the other reports are written
+            map_problem, maps = str(exc), []
+            log.error("%s", map_problem)
         removed = remove_stale_maps(out, maps)
         if removed:
             log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
@@ -942,6 +948,8 @@ class _Session:
         pictures = [p.name for p in maps if p.suffix == ".png"]
         if pictures:  # the run's last line named every other report but not the maps
             paragraph += f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
+        if map_problem:
+            paragraph += f" No contact map: {map_problem}."
         summary["text"] = paragraph
         write_json_atomic(out / "summary.json", summary)
         reports = [
@@ -954,7 +962,7 @@ class _Session:
             out / "index.html",
             render_gallery(rows, f"marsunits predictions: {out.name}", paragraph, reports),
         )
-        failed = summary["counts"]["error"] > 0 and not self.opts.allow_errors
+        failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 
     def write_map(self) -> list[Path]:
