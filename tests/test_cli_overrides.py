@@ -66,6 +66,20 @@ def test_nested_options_that_exist_or_are_not_names_pass() -> None:
     assert unknown_option(["contact.min_length_px=20", "tile=256"], CONFIG_DIR, "predict") is None
 
 
+REAL_DATA = ["ai4mars", "folder", "marsscapes", "marsscapes_ai4mars", "marsscapes_pseudo"]
+
+
+@pytest.mark.parametrize("data", REAL_DATA)
+def test_the_readmes_real_data_options_exist_for_every_real_data_config(data: str) -> None:
+    """README, Training, names these as `data.<key>=...` options of real data (ClassMix, over-sampling,
+    validation context, sol folds and guards); each real-data config must take them. `experiment=ai4mars
+    data.class_mix_prob=0.5` and `data=folder data.val_context_px=64` were refused as unknown options."""
+    options = ["data.class_mix_prob=0.5", "data.focus_class=1", "data.focus_fraction=0.33",
+               "data.val_context_px=64", "data.n_folds=5", "data.fold=1", "data.sol_margin=2",
+               "data.allow_seen_val_sols=true", "data.exclude_sols=[[100,550]]", "data.root=/x"]  # fmt: skip
+    assert unknown_option([f"data={data}", *options], CONFIG_DIR, "train") is None
+
+
 def test_overrides_in_use_pass() -> None:
     """Every ``key=value`` of a train.py / predict.py command in the README, plus Hydra's own forms."""
     text = (REPO / "README.md").read_text()

@@ -673,6 +673,28 @@ def test_a_run_recorded_before_new_data_settings_still_resumes(tmp_path: Path) -
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
 
 
+@pytest.mark.parametrize("experiment", ["ai4mars", "marsscapes"])
+def test_a_run_recorded_before_class_mix_and_validation_context_is_the_same_job(
+    tmp_path: Path, experiment: str
+) -> None:
+    """data.class_mix_prob and data.val_context_px came to configs after runs were recorded without them
+    (ai4mars.yaml and folder.yaml on 2026-12-05): such a run is the job it was, with both at their off
+    value, so `ckpt_path=last` still finds and resumes it; a run that did use context still differs."""
+    from marsunits.training import _same_job, _saved_job, job_identity
+
+    cfg = compose_config("train", tmp_path / "run", [f"experiment={experiment}"])
+    job = job_identity(cfg)
+    recorded = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    del recorded.data["class_mix_prob"], recorded.data["val_context_px"]  # as written before they existed
+    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(recorded))
+    if cfg.data.val_context_px == 0:  # ai4mars: both at the value the run trained with
+        assert _same_job(_saved_job(tmp_path / "run", job), job, data_moved=False)
+    else:  # marsscapes: 64 px of context now, none in the recorded run: another validation, said as such
+        assert not _same_job(_saved_job(tmp_path / "run", job), job, data_moved=False)
+        cfg.data.val_context_px = 0
+        assert _same_job(_saved_job(tmp_path / "run", job_identity(cfg)), job_identity(cfg), data_moved=False)
+
+
 def test_a_run_recorded_with_a_fold_but_no_n_folds_still_resumes(tmp_path: Path) -> None:
     """data.fold without data.n_folds was ignored (the run trained on the single held-out split) and is now
     refused; a run folder that recorded it could be resumed neither with it (refused) nor without it

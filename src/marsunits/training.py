@@ -161,7 +161,13 @@ _DATA_CHECK_KEYS = frozenset({"allow_seen_val_sols"})
 #: Data settings added since runs were first recorded, with the value that gives the behaviour before
 #: them: a run folder whose config.yaml lacks one is compared as if it had that value, so a run from
 #: before still resumes, and one that would now train on other data says which setting restores it.
-_DATA_KEYS_ADDED = {"sol_margin": 0}
+_DATA_KEYS_ADDED = {
+    "sol_margin": 0,
+    # ClassMix (2026-12-02; in configs/data/ai4mars.yaml since 2026-12-05) and validation context (MarsScapes
+    # from 2026-12-02; ai4mars.yaml and folder.yaml since 2026-12-05): runs recorded before had neither.
+    "class_mix_prob": 0.0,
+    "val_context_px": 0,
+}
 
 
 def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_moved: bool) -> bool:
