@@ -1294,7 +1294,7 @@ def test_the_followed_validation_images_are_fixed_after_the_first_validation(
     from marsunits.tracking import callbacks
 
     logged: list[dict] = []
-    logger = SimpleNamespace(experiment=SimpleNamespace(log=logged.append))
+    logger = SimpleNamespace(experiment=SimpleNamespace(log=lambda row, **kwargs: logged.append(row)))
     monkeypatch.setattr(callbacks, "find_wandb_logger", lambda trainer: logger)
     images = callbacks.WandbValidationImages(every_n_epochs=1, n_images=4)
     images._predict = lambda trainer, module: np.full((len(images._images), 3, 8, 8), 1 / 3, np.float32)  # type: ignore[method-assign]
@@ -1357,3 +1357,32 @@ def test_validation_images_show_the_averaged_weights_with_ema(
     # Each epoch's pictures are of the weights that epoch validated (the average), not the raw ones.
     last_of_each = [validated[len(validated) // 2 - 1], validated[-1]]
     assert pictured == pytest.approx(last_of_each, rel=1e-12)
+
+
+def test_validation_media_share_the_wandb_step_of_their_validations_metrics(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pictures of a validation were logged at ``trainer.global_step``, one more than the step Lightning
+    logs ``val/miou`` at (a validation at an epoch's end runs before its last batch is counted), and in a
+    history row of their own: on the dashboard, epoch N's pictures sat beside epoch N + 1's first training
+    step. Now they are in the row of their validation's metrics, and the confusion matrix (logged after that
+    row) at its trainer/global_step."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = tmp_path / "run"
+    overrides = ["logger=wandb", "callbacks=[default,wandb]", *SMALL, "data.train_length=4"]
+    cfg = compose_config("train", run_dir, [*overrides, "trainer.max_epochs=2"])
+    (wb,) = _fit(cfg)
+    (offline_dir,) = (run_dir / "wandb").glob(f"offline-run-*-{wb.experiment.id}")
+    history = _read_run(offline_dir)["history"]
+
+    metrics = [row for row in history if "val/miou" in row]
+    pictures = [row for row in history if "val/examples._type" in row]
+    matrices = [row for row in history if "val/confusion_matrix._type" in row]
+    assert len(metrics) == len(pictures) == len(matrices) == 2
+    # Two training steps per epoch: the validations are logged at steps 1 and 3.
+    assert [row["trainer/global_step"] for row in metrics] == [1, 3]
+    for metric, picture, matrix in zip(metrics, pictures, matrices, strict=True):
+        assert picture["_step"] == metric["_step"]  # one history row: the media panels' slider agrees
+        assert picture["trainer/global_step"] == metric["trainer/global_step"]
+        assert matrix["trainer/global_step"] == metric["trainer/global_step"]
+        assert matrix["_step"] == metric["_step"] + 1  # made by the task after the row was committed

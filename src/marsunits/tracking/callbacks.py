@@ -38,6 +38,19 @@ def find_wandb_logger(trainer: pl.Trainer) -> WandbLogger | None:
     return None
 
 
+def lightning_log_step(trainer: pl.Trainer) -> int:
+    """The ``trainer/global_step`` that Lightning gives the metrics logged now (``self.log`` values).
+
+    Lightning's logger connector logs them at ``fit_loop.epoch_loop._batches_that_stepped``, which a
+    validation at the end of an epoch runs before counting the epoch's last batch: one less than
+    ``trainer.global_step`` there. Media logged at ``trainer.global_step`` sat one step to the right of their
+    validation's ``val/miou``, on the step of the next epoch's first training batch.
+    """
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    step = getattr(loop, "_batches_that_stepped", None)
+    return int(step) if isinstance(step, int) else int(trainer.global_step)
+
+
 def _due(epoch: int, every_n_epochs: int, first_validation: bool) -> bool:
     """Log at a fit's first validation (a broken pipeline shows at once), then after the epochs that close
     each stretch of ``every_n_epochs`` (epoch indices n - 1, 2n - 1, ...), counted as Lightning counts
@@ -102,6 +115,10 @@ class WandbValidationImages(pl.Callback):
     mask layers, ``prediction`` and ``ground_truth`` (ignore pixels, 255, as the label "ignore"), and the
     contact lines from
     :func:`marsunits.boundary.extract.extract_contacts` on the softmax probabilities are drawn on the image.
+
+    The pictures are logged uncommitted, so they join the W&B history row of the validation's metrics that
+    Lightning logs right after (same ``_step`` and ``trainer/global_step``); a module that logs no metric
+    at the end of validation leaves them to the next logged row (or to the run's end).
 
     Args:
         every_n_epochs: Log every this many epochs (0 disables), as ``_due`` counts them.
@@ -206,7 +223,12 @@ class WandbValidationImages(pl.Callback):
                     },
                 )
             )
-        logger.experiment.log({self.key: pictures, "trainer/global_step": trainer.global_step})
+        # Not committed: Lightning logs this validation's metrics (val/miou, ...) right after the module's
+        # epoch-end hook, and that log call commits the pictures in the same W&B history row, so they share
+        # its step (``_step``, which the media panels' step slider follows) and its trainer/global_step.
+        logger.experiment.log(
+            {self.key: pictures, "trainer/global_step": lightning_log_step(trainer)}, commit=False
+        )
 
     def _predict(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> np.ndarray:
         """Softmax probabilities ``(N, 3, H, W)`` float32 of the followed images (model mode restored)."""
@@ -288,6 +310,6 @@ class WandbConfusionMatrix(pl.Callback):
                 f"{self.stage}/confusion_matrix": wandb.Image(
                     heatmap, caption="rows: true class, normalised"
                 ),
-                "trainer/global_step": trainer.global_step,
+                "trainer/global_step": lightning_log_step(trainer),
             }
         )
