@@ -1,0 +1,107 @@
+"""The process layout of a training started by SLURM (``srun``), checked before anything is set up.
+
+Under ``srun`` Lightning's ``SLURMEnvironment`` takes the world size from ``SLURM_NTASKS`` and each rank from
+``SLURM_PROCID``, but splits the data (``DistributedSampler``) into ``trainer.devices * trainer.num_nodes``
+shards. Lightning checks ``--ntasks-per-node`` against ``devices`` and ``--nodes`` against ``num_nodes``
+(when it launches, after the data and the W&B run were set up), not the total: a job with
+``--nodes 2 --ntasks-per-node 4 --ntasks 6`` (or ``-n 6``) passed both checks and trained 6 processes on 6 of
+8 shards, a quarter of the images unseen every epoch and unscored at every validation, without a word
+(Lightning issue #20391). :func:`slurm_world_problem` names such a layout and the fix, on every rank, before
+any of them waits for the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import ListConfig
+
+__all__ = ["slurm_world_problem"]
+
+
+def _launched_by_slurm(environ: Mapping[str, str]) -> bool:
+    """Whether Lightning takes its ranks from SLURM: ``SLURM_NTASKS`` set outside an interactive shell
+    (job name ``bash`` or ``interactive``: Lightning's ``SLURMEnvironment.detect``), and not torchrun,
+    which Lightning prefers inside SLURM (``TORCHELASTIC_RUN_ID``)."""
+    if "TORCHELASTIC_RUN_ID" in environ:
+        return False
+    return "SLURM_NTASKS" in environ and environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+def _count(value: Any) -> int | None:
+    """Processes per node that ``trainer.devices`` asks for, as Lightning counts them; None for ``auto`` or
+    ``-1`` (all visible devices: Lightning compares its count with ``--ntasks-per-node`` itself)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, (list, tuple, ListConfig)):
+        return len(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if "," in text:
+            return len([part for part in text.split(",") if part.strip()])
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return None
+
+
+def _int(environ: Mapping[str, str], name: str) -> int | None:
+    text = environ.get(name, "").strip()
+    return int(text) if text.isdigit() else None
+
+
+def slurm_world_problem(
+    trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> str | None:
+    """Why the SLURM job step this process belongs to does not fit ``trainer.devices`` and
+    ``trainer.num_nodes`` (the message names the values and the fix), or None: not started by ``srun``, or
+    one task per device on each of ``num_nodes`` nodes.
+
+    Args:
+        trainer_cfg: The ``trainer`` config node (``devices``, ``num_nodes``).
+        environ: The environment to read (default: ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    if not _launched_by_slurm(env):
+        return None
+    ntasks = _int(env, "SLURM_NTASKS")
+    if ntasks is None:
+        return None
+    per_node, nnodes = _int(env, "SLURM_NTASKS_PER_NODE"), _int(env, "SLURM_NNODES")
+    devices = _count(trainer_cfg.get("devices", 1))
+    num_nodes = trainer_cfg.get("num_nodes", 1)
+    num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
+    per_device = devices or per_node
+    fix = (
+        f"start one task per device on each node: srun --nodes {num_nodes} --ntasks-per-node "
+        f"{per_device or '<devices>'} (no --ntasks/-n) with trainer.devices={per_device or '<devices>'} "
+        f"trainer.num_nodes={num_nodes}, the same numbers in the #SBATCH lines"
+    )
+    if ntasks > 1 and per_node is None:
+        return (
+            f"SLURM started {ntasks} tasks (SLURM_NTASKS={ntasks}) without --ntasks-per-node, which "
+            f"Lightning needs to place one process per device; {fix}"
+        )
+    if devices is not None and per_node is not None and devices != per_node:
+        return (
+            f"SLURM starts {per_node} tasks per node (--ntasks-per-node={per_node}) but "
+            f"trainer.devices={trainer_cfg.get('devices')} asks for {devices} processes per node; set "
+            f"trainer.devices={per_node}, or {fix}"
+        )
+    if nnodes is not None and nnodes != num_nodes:
+        return (
+            f"the SLURM job has {nnodes} nodes (--nodes={nnodes}) but trainer.num_nodes={num_nodes}; set "
+            f"trainer.num_nodes={nnodes}, or {fix}"
+        )
+    if per_device is not None and ntasks != per_device * num_nodes:
+        return (
+            f"SLURM started {ntasks} tasks in all (SLURM_NTASKS={ntasks}, e.g. from --ntasks/-n), but "
+            f"trainer.devices={per_device} x trainer.num_nodes={num_nodes} is {per_device * num_nodes}: "
+            f"Lightning would split each epoch's images into {per_device * num_nodes} shards for {ntasks} "
+            f"processes and leave the others' shards untrained and unscored (or stop on a rank it cannot "
+            f"place); {fix}"
+        )
+    return None

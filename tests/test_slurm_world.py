@@ -1,0 +1,95 @@
+"""A training started by SLURM (``srun``) must have one task per device on each node: checked before set-up.
+
+No SLURM here: the job step's variables are given as ``srun`` sets them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config
+from marsunits.errors import ConfigError
+from marsunits.slurm_world import slurm_world_problem
+from marsunits.training import run
+from test_train import TINY
+
+
+def _step(ntasks: int, per_node: int | None, nodes: int, **extra: str) -> dict[str, str]:
+    """The variables ``srun`` gives one task of a job step (rank 0)."""
+    env = {
+        "SLURM_NTASKS": str(ntasks),
+        "SLURM_NNODES": str(nodes),
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_NAME": "train",
+        **extra,
+    }
+    if per_node is not None:
+        env["SLURM_NTASKS_PER_NODE"] = str(per_node)
+    return env
+
+
+def test_the_readme_layouts_and_other_launchers_pass() -> None:
+    # The README's command: srun --nodes 2 --ntasks-per-node 4 ... trainer.devices=4 trainer.num_nodes=2
+    assert slurm_world_problem({"devices": 4, "num_nodes": 2}, _step(8, 4, 2)) is None
+    # trainer=ddp's devices=auto: Lightning counts the visible devices and compares them itself.
+    assert slurm_world_problem({"devices": "auto", "num_nodes": 1}, _step(4, 4, 1)) is None
+    assert slurm_world_problem({"devices": [0, 1], "num_nodes": 1}, _step(2, 2, 1)) is None
+    assert slurm_world_problem({"devices": "0,1", "num_nodes": 1}, _step(2, 2, 1)) is None
+    # One GPU in a batch job (sbatch --ntasks=1, no --ntasks-per-node).
+    assert slurm_world_problem({"devices": 1, "num_nodes": 1}, _step(1, None, 1)) is None
+    # Not SLURM's processes: no SLURM, an interactive SLURM shell, torchrun inside a SLURM job.
+    assert slurm_world_problem({"devices": 4, "num_nodes": 2}, {}) is None
+    interactive = _step(1, None, 1, SLURM_JOB_NAME="interactive")
+    assert slurm_world_problem({"devices": 4, "num_nodes": 1}, interactive) is None
+    torchrun = _step(1, None, 1, TORCHELASTIC_RUN_ID="x")
+    assert slurm_world_problem({"devices": 4, "num_nodes": 1}, torchrun) is None
+
+
+@pytest.mark.parametrize(
+    ("devices", "num_nodes", "ntasks", "per_node", "nodes", "named"),
+    [
+        # --ntasks 6 with --ntasks-per-node 4 on 2 nodes: Lightning's own checks pass, 2 of 8 shards unseen.
+        (4, 2, 6, 4, 2, ["SLURM_NTASKS=6", "is 8", "--ntasks-per-node 4", "trainer.num_nodes=2"]),
+        ("auto", 2, 6, 4, 2, ["SLURM_NTASKS=6", "is 8"]),
+        # python train.py in an sbatch script with --ntasks=1 (no srun): one process, trained on 1/4.
+        (4, 1, 1, None, 1, ["SLURM_NTASKS=1", "is 4", "srun --nodes 1 --ntasks-per-node 4"]),
+        # --ntasks 8 alone: Lightning raised a RuntimeError with a traceback.
+        (4, 2, 8, None, 2, ["without --ntasks-per-node", "trainer.devices=4"]),
+        (2, 1, 4, 4, 1, ["--ntasks-per-node=4", "trainer.devices=4"]),
+        (4, 1, 8, 4, 2, ["--nodes=2", "trainer.num_nodes=2"]),
+    ],
+)
+def test_a_layout_that_does_not_fit_names_the_fix(
+    devices: object, num_nodes: int, ntasks: int, per_node: int | None, nodes: int, named: list[str]
+) -> None:
+    problem = slurm_world_problem(
+        {"devices": devices, "num_nodes": num_nodes}, _step(ntasks, per_node, nodes)
+    )
+    assert problem is not None
+    for part in named:
+        assert part in problem, (part, problem)
+
+
+def test_training_refuses_such_a_layout_before_writing_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started as one SLURM task with trainer.devices=2, Lightning joined a world of 1 and split the data in
+    2 shards: the run trained and validated on half the images and reported success."""
+    for name, value in _step(1, None, 1, SLURM_JOB_ID="4242", SLURM_NODELIST="127.0.0.1").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    run_dir = tmp_path / "run"
+    overrides = [
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.sync_batchnorm=false",
+    ]
+    cfg = compose_config("train", run_dir, [*TINY, *overrides, "trainer.max_epochs=1"])
+    with pytest.raises(ConfigError, match=r"SLURM_NTASKS=1.*trainer\.devices=2"):
+        run(cfg)
+    assert not (run_dir / "config.yaml").exists() and not (run_dir / "checkpoints").exists()
