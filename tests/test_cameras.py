@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -25,6 +26,7 @@ from marsunits.boundary.camera import (
     load_camera,
     ned_to_flu,
 )
+from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.camera.oriented import OrientedCamera
 from marsunits.boundary.contact_io import (
     ContactLine,
@@ -1124,3 +1126,40 @@ def test_a_cahv_camera_whose_h_and_v_are_parallel_is_refused():
     d = cahv_from_pinhole(_pinhole(pitch_deg=20.0))
     with pytest.raises(ValueError, match="H and V are parallel"):
         CahvCamera(d.C, d.A, d.H, 2.0 * d.H, d.image_width, d.image_height)
+
+
+def test_a_camera_file_that_is_no_readable_file_is_named_not_taken_for_none(tmp_path):
+    """A sidecar that is a link to nowhere, a folder or a pipe counted as no camera file: the image lost its
+    ground coordinates without a word. A pipe must be refused without being opened (it is read for ever)."""
+    image = tmp_path / "a.png"
+    sidecar = tmp_path / "a.camera.json"
+    assert find_camera_file(image) is None  # no camera file at all: still none
+    sidecar.symlink_to(tmp_path / "elsewhere.json")
+    assert find_camera_file(image) == sidecar
+    with pytest.raises(CameraFileError, match="a.camera.json: a symbolic link to .*elsewhere.json"):
+        find_camera(image)
+    sidecar.unlink()
+    sidecar.mkdir()
+    with pytest.raises(CameraFileError, match="a.camera.json: a folder"):
+        find_camera(image)
+    sidecar.rmdir()
+    os.mkfifo(sidecar)
+    with pytest.raises(CameraFileError, match="a.camera.json: a special file"):
+        find_camera(image)
+
+
+@pytest.mark.parametrize("where", ["hfov_deg", "K"])
+def test_a_whole_number_beyond_any_float_is_refused_naming_its_key(tmp_path, where):
+    """``float()`` of such a number raises ``OverflowError``, which is no ``ValueError``: it escaped as a
+    traceback that ended the whole prediction run."""
+    d = _pinhole(pitch_deg=20.0).to_dict()
+    huge = 10**400
+    if where == "K":
+        d["K"][0][0] = huge
+    else:
+        d.pop("K")
+        d[where] = huge
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match=f"c.camera.json: '{where}' holds a whole number of 401 digits"):
+        load_camera(path)

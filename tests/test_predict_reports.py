@@ -1020,3 +1020,31 @@ def test_a_contact_whose_vertex_confidences_do_not_match_its_vertices_is_drawn_b
     line = ContactLine(pixels=pts, confidence=1.0, vertex_confidence=[0.0, 0.0])
     out = overlay_image(image, mask, [line])
     assert tuple(out[10, 40]) == tuple(out[50, 40]) == confidence_color(1.0)
+
+
+def test_camera_files_that_broke_the_whole_run_are_error_rows_of_their_image(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A whole number too large for a float (an ``OverflowError``) or of over 4300 digits (Python's own
+    ``ValueError``, not a JSON error) in a camera file ended the whole run with a traceback, or lost the
+    image's mask; a sidecar that is a link to a calibration disk not mounted was taken for no camera, and
+    the image was predicted without ground coordinates and without a word."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    base = {"model": "pinhole", "image_width": 48, "image_height": 40, "hfov_deg": 60, "pitch_deg": 20}
+    for seed, name in enumerate(("huge", "digits", "dangling", "plain")):
+        save_rgb(inp / f"{name}.png", 40, 48, seed=seed)
+    (inp / "huge.camera.json").write_text(
+        json.dumps(base).replace('"hfov_deg": 60', '"hfov_deg": 1' + "0" * 400)
+    )
+    (inp / "digits.camera.json").write_text(
+        json.dumps(base).replace('"pitch_deg": 20', '"pitch_deg": ' + "9" * 5000)
+    )
+    (inp / "dangling.camera.json").symlink_to(tmp_path / "not_mounted" / "dangling.json")
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1  # the run went on to the end
+    rows = read_manifest(out)
+    assert rows["plain.png"]["status"] == "ok"
+    for name, said in (("huge", "'hfov_deg'"), ("digits", "not valid JSON"), ("dangling", "symbolic link")):
+        row = rows[f"{name}.png"]
+        assert row["status"] == "error" and said in row["message"], row
+        assert f"{name}.camera.json" in row["message"] and "written all the same" in row["message"]
+        assert (out / f"{name}.mask.png").is_file()  # the pixel outputs need no camera

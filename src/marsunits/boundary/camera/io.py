@@ -32,6 +32,7 @@ import errno
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,8 @@ _ALIASES = {
     "tilt_deg": ("pitch_deg", "degrees, positive looks down"),
     "fov_deg": ("hfov_deg", "the horizontal field of view, degrees"),
 }
+#: The largest float: a JSON integer beyond it cannot be a camera value (``float()`` overflows).
+_FLOAT_MAX = sys.float_info.max
 #: How alike (difflib ratio) an unknown key must be to a known one to count as its misspelling.
 _TYPO_RATIO = 0.8
 
@@ -143,6 +146,7 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
     """
     if not isinstance(d, dict):
         raise CameraFileError(f"{source}: expected a JSON object with a 'model' key, got {type(d).__name__}")
+    _refuse_numbers_beyond_float(d, source)
     model = d.get("model")
     if isinstance(model, str) and model.lower() in _REQUIRED:
         model = model.lower()  # "CAHVOR", as PDS labels write MODEL_TYPE
@@ -200,6 +204,33 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         return CahvorCamera(**vec, R=d["R"], **common)
     except (TypeError, ValueError) as exc:
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
+
+
+def _refuse_numbers_beyond_float(d: dict[str, Any], source: str) -> None:
+    """Refuse a whole JSON number too large for a float (``1e400`` reads as ``inf`` and is refused as not
+    finite, but ``1`` followed by 400 zeros is a Python int): every check of a camera value turns it into a
+    float, and the ``OverflowError`` that raised is no ``ValueError``, so it escaped the per-image error
+    handling and ended the whole ``predict.py`` run with a traceback.
+
+    Raises:
+        CameraFileError: Naming the key and how many digits its number has.
+    """
+
+    def too_large(value: Any) -> int | None:
+        if isinstance(value, (list, tuple)):
+            return next((n for n in map(too_large, value) if n is not None), None)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT_MAX:
+            return abs(value)
+        return None
+
+    for key, value in d.items():
+        number = too_large(value)
+        if number is not None:
+            digits = len(str(number)) if number.bit_length() < 10_000 else "thousands of"
+            raise CameraFileError(
+                f"{source}: {key!r} holds a whole number of {digits} digits, beyond any float; "
+                "a camera value is metres, degrees or pixels: fix the number in the file"
+            )
 
 
 def _hfov_from_focal(d: dict[str, Any]) -> str:
@@ -298,6 +329,9 @@ def load_camera(path: str | os.PathLike[str]) -> CameraModel:
         CameraFileError: If the file is missing, not JSON, or not a valid camera (the message names it).
     """
     path = Path(path)
+    not_a_file = _not_a_file(path)
+    if not_a_file:  # never opened: a FIFO would be read for ever
+        raise CameraFileError(f"cannot read camera file {path}: {not_a_file}; fix or remove it")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not an error
     except (OSError, UnicodeDecodeError) as exc:
@@ -305,7 +339,10 @@ def load_camera(path: str | os.PathLike[str]) -> CameraModel:
         raise CameraFileError(f"cannot read camera file {path}: {reason} (expected UTF-8 JSON)") from exc
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (
+        ValueError,
+        RecursionError,
+    ) as exc:  # also a number of over 4300 digits, or nesting past the stack
         raise CameraFileError(f"camera file {path} is not valid JSON: {exc}") from exc
     return camera_from_dict(data, source=str(path))
 
@@ -325,16 +362,35 @@ def find_camera_file(image_path: str | os.PathLike[str]) -> Path | None:
     Nothing is parsed. A candidate whose name the filesystem cannot hold (an image stem over about 240
     bytes: ``<stem>.camera.json`` passes 255) cannot exist: it counts as absent (looking for it failed the
     whole image with "File name too long")."""
-    return next((c for c in camera_candidates(image_path) if _is_file(c)), None)
+    return next((c for c in camera_candidates(image_path) if _exists(c)), None)
 
 
-def _is_file(path: Path) -> bool:
+def _exists(path: Path) -> bool:
+    """Whether ``path`` is there in any form: a file, but also a symbolic link that cannot be followed (a
+    calibration on a disk not mounted), a folder or a special file, which :func:`load_camera` refuses
+    naming the fault (they counted as no camera file, and the image was predicted without ground
+    coordinates and without a word)."""
     try:
-        return path.is_file()
+        return path.is_file() or os.path.lexists(path)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             return False
         raise
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` is not a regular file that can be read ("" when it is one)."""
+    if path.is_file():
+        return ""
+    if path.is_symlink():
+        return (
+            f"a symbolic link to {os.readlink(path)} that cannot be followed (missing target or a link loop)"
+        )
+    if path.is_dir():
+        return "a folder, not a file"
+    if os.path.lexists(path):
+        return "a special file (a pipe, socket or device), not a file"
+    return "no such file"
 
 
 def find_camera(image_path: str | os.PathLike[str]) -> CameraModel | None:
