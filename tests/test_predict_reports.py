@@ -1048,3 +1048,25 @@ def test_camera_files_that_broke_the_whole_run_are_error_rows_of_their_image(
         assert row["status"] == "error" and said in row["message"], row
         assert f"{name}.camera.json" in row["message"] and "written all the same" in row["message"]
         assert (out / f"{name}.mask.png").is_file()  # the pixel outputs need no camera
+
+
+@pytest.mark.parametrize("broken", [b'{"tile": 6', b"[]", b"\xff\xfe garbage"])
+def test_a_settings_record_that_cannot_be_read_is_refused_not_taken_for_none(
+    tmp_path: Path, ckpt: Path, broken: bytes
+) -> None:
+    """A broken ``prediction_settings.json`` (a hand edit, an interrupted copy) counted as no record: a run
+    of other settings skipped the folder's masks as its own, then wrote its record over it, naming settings
+    that had not made them."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.output_settings import SETTINGS_NAME
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 40, 48)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0")) == 0
+    record = out / SETTINGS_NAME
+    record.write_bytes(broken)
+    with pytest.raises(ConfigError, match=rf"{SETTINGS_NAME} cannot be read .*overwrite=true"):
+        run(make_cfg(tmp_path, ckpt, inp, out))  # another min_unit_area_px than the masks were made with
+    assert record.read_bytes() == broken  # nothing written over it
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0  # the way out it names
+    assert json.loads(record.read_text())["min_unit_area_px"] == 200

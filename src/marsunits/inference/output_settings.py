@@ -32,7 +32,8 @@ A run whose recorded settings differ from the folder's (ignoring ``checkpoint``,
 when either run saved no probabilities: turning them on or off changes no mask) stops before predicting,
 naming what differs, unless ``overwrite=true`` (then every input is predicted again; the record is marked
 ``overwrite_pending`` until that run finishes, so an interrupted overwrite is not resumed as one run). A
-folder without the file (written before it existed, or a new folder) is taken as it is. Separately, an input
+folder without the file (written before it existed, or a new folder) is taken as it is; one whose file cannot
+be read (not JSON, not an object, unreadable) is refused the same way, naming the file. Separately, an input
 whose image or camera file changed after its outputs were written is predicted again
 (:func:`input_changed`)."""
 
@@ -81,11 +82,22 @@ PENDING_KEY = "overwrite_pending"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
+    return _read_with_reason(path)[0]
+
+
+def _read_with_reason(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The record at ``path`` and ``""``, or None and why it cannot be used (``""`` when there is no file)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # unreadable: treated like a folder without a record
-    return data if isinstance(data, dict) else None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        return None, str(exc.strerror or exc)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None, f"not JSON: {exc}"
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    return data, ""
 
 
 #: Version of how each output-changing method computes its result, recorded for the methods a run uses
@@ -204,7 +216,17 @@ def check_settings(
     """
     if overwrite:
         return
-    old = _read(output_dir / SETTINGS_NAME)
+    record = output_dir / SETTINGS_NAME
+    old, fault = _read_with_reason(record)
+    if old is None and fault:
+        # Taken as no record, a broken one let another model or setting add its outputs to the folder without
+        # a word, and was then replaced by this run's record, which named settings that had not made them.
+        raise ConfigError(
+            f"{record} cannot be read ({fault}), so this run cannot tell which model and settings made the "
+            "outputs in the folder. Give another output_dir, or overwrite=true to predict every image again "
+            "(this is what a hand edit, an interrupted copy or a sync conflict leaves; predict.py writes the "
+            "file whole or not at all)"
+        )
     if old is None:
         return
     if old.get(PENDING_KEY):
