@@ -1070,3 +1070,32 @@ def test_a_settings_record_that_cannot_be_read_is_refused_not_taken_for_none(
     assert record.read_bytes() == broken  # nothing written over it
     assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0  # the way out it names
     assert json.loads(record.read_text())["min_unit_area_px"] == 200
+
+
+def test_an_overwrite_run_removes_no_output_of_another_input_folder(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two input folders predicted into one output_dir (sol 100, then sol 101): a finished overwrite=true
+    run of the second deleted every output of the first as outputs of "inputs removed since"."""
+    out = tmp_path / "out"
+    save_rgb(tmp_path / "sol100" / "a.png", 40, 48, seed=1)
+    save_rgb(tmp_path / "sol101" / "b.png", 40, 48, seed=2)
+    save_rgb(tmp_path / "sol101" / "gone.png", 40, 48, seed=3)
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out)) == 0
+    first = {p.name: p.read_bytes() for p in out.glob("a.*")}
+    assert len(first) == 3
+    caplog.clear()
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out)) == 0
+    assert f"holds outputs predicted from another input_dir, {tmp_path / 'sol100'}" in caplog.text
+    # An input removed since: which folder its outputs came from cannot be told, so they are left too.
+    (tmp_path / "sol101" / "gone.png").unlink()
+    assert (
+        run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "overwrite=true", "save_probabilities=true"))
+        == 0
+    )
+    assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first  # the other folder's are kept
+    assert (out / "b.prob.tif").is_file() and len(list(out.glob("gone.*"))) == 3
+    assert "left 6 output file(s)" in caplog.text and str(tmp_path / "sol100") in caplog.text
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "overwrite=true")) == 0
+    assert not (out / "b.prob.tif").exists()  # this run's own images' outputs it did not write still go
+    assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first

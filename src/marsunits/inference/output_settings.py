@@ -6,6 +6,9 @@ changes the outputs: the old masks would stay, and ``summary.json`` would name t
 them. So every run records ``OUT/prediction_settings.json``:
 
 * ``checkpoint``: the path given (informative only: a moved file is the same model);
+* ``input_dir``: the input folder, resolved, and ``other_input_dirs``, those of earlier runs whose outputs the
+  folder holds (informative only: a moved folder holds the same images); an ``overwrite=true`` run removes
+  no output of another input folder's images;
 * ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
 * ``normalisation``: the input ``mean`` and ``std`` the network runs with (a package keeps them in
   ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
@@ -73,8 +76,9 @@ __all__ = [
 SETTINGS_NAME = "prediction_settings.json"
 #: Hashes of other files with the same weights (see :func:`settings_record`).
 _ALIASES = "same_model_sha256"
-#: Recorded keys that do not decide whether outputs are comparable (the aliases are compared with the hash).
-_INFORMATIVE = ("checkpoint", _ALIASES)
+#: Recorded keys that do not decide whether outputs are comparable (the aliases are compared with the hash;
+#: ``input_dir``, the resolved input folder, tells a folder that holds another input folder's outputs).
+_INFORMATIVE = ("checkpoint", _ALIASES, "input_dir", "other_input_dirs")
 #: The record's keys that say how the network's arithmetic ran, known only once it is built.
 ARITHMETIC_KEYS = ("runtime", "precision", "fold_batchnorm")
 #: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).

@@ -425,10 +425,29 @@ class _Session:
         )
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
         earlier = read_settings(self.output_dir)  # the folder's record, if it has one
+        #: Other input folders whose outputs the folder holds, by its record (older records: none known).
+        recorded = earlier.get("input_dir")
+        held = earlier.get("other_input_dirs")
+        self.other_input_dirs = sorted(
+            {d for d in [recorded, *(held if isinstance(held, list) else [])] if isinstance(d, str)}
+            - {str(self.input_dir)}
+        )
+        if isinstance(recorded, str) and recorded != str(self.input_dir) and shard.rank == 0:
+            log.warning(
+                "output_dir %s holds outputs predicted from another input_dir, %s: this run's manifest.csv, "
+                "summary.json and index.html list only the images of %s%s. Give each input folder its own "
+                "output_dir",
+                self.output_dir,
+                recorded,
+                self.input_dir,
+                "; overwrite=true removes none of that folder's outputs" if opts.overwrite else "",
+            )
         self.settings = settings_record(
             self.ckpt_path,
             file_sha256(weights_file),
             {
+                "input_dir": str(self.input_dir),
+                "other_input_dirs": self.other_input_dirs,
                 # The input normalisation the network is run with: in a checkpoint it is covered by the
                 # file's hash, in a model package it lives in model.json beside the hashed weights, where
                 # an edit changed every mask without a word.
@@ -853,7 +872,28 @@ class _Session:
                 bool(self.opts.save_probabilities)
             )
         ]
-        removed = remove_outputs_except(self.output_dir, keep)
+        if not self.other_input_dirs:
+            removed = remove_outputs_except(self.output_dir, keep)
+        else:
+            # The folder also holds another input folder's outputs: they are not "inputs removed since", and
+            # were deleted as such. Only the outputs of this run's own inputs that it did not write go.
+            mine = {
+                os.path.normpath(path)
+                for rel in self.rows
+                for path in OutputPaths(self.output_dir, PurePosixPath(rel)).expected(True)
+            }
+            stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
+            removed = [p for p in stale if os.path.normpath(p) in mine]
+            for path in removed:
+                path.unlink(missing_ok=True)
+            if len(stale) > len(removed):
+                log.warning(
+                    "overwrite=true: left %d output file(s) in %s that are not of this run's inputs (the "
+                    "folder also holds predictions of %s); delete them by hand if they are stale",
+                    len(stale) - len(removed),
+                    self.output_dir,
+                    ", ".join(self.other_input_dirs),
+                )
         if removed:
             log.info(
                 "overwrite=true: removed %d output file(s) of earlier runs that this run did not write "

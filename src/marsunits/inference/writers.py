@@ -135,9 +135,10 @@ class OutputPaths:
 OTHER_RUN_MARKERS = ("prediction_settings.json", ".predict.claim")
 
 
-def remove_outputs_except(root: Path, keep: Iterable[Path]) -> list[Path]:
+def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = False) -> list[Path]:
     """Delete the per-image outputs under ``root`` (files named ``*<suffix>`` for a suffix of ``SUFFIXES``)
-    that are not in ``keep``; returns the removed paths, sorted.
+    that are not in ``keep``; returns the removed paths, sorted (``dry_run``: those it would remove, none
+    removed).
 
     Called when an ``overwrite=true`` run has finished: the outputs it did not write are those of an earlier
     model or setting (an input removed since, or failing now, or ``prob.tif`` files of a run that saved
@@ -160,6 +161,9 @@ def remove_outputs_except(root: Path, keep: Iterable[Path]) -> list[Path]:
         for name in filenames:
             path = Path(dirpath) / name
             if name.endswith(suffixes) and os.path.normpath(path) not in kept:
+                if dry_run:
+                    removed.append(path)
+                    continue
                 try:
                     path.unlink()
                 except FileNotFoundError:
