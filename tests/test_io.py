@@ -818,3 +818,34 @@ def test_a_4_bit_palette_tiff_reads_its_colours(tmp_path: Path) -> None:
     with Image.open(path) as im:
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), lut[indices])  # what it shows
     np.testing.assert_allclose(read_image(path), lut[indices] / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("head", "said"),
+    [
+        (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"4" * 64 + b"\nsize 1234\n",
+            "git lfs pull",
+        ),
+        (b"\n  <!DOCTYPE html><html><body>403 Forbidden</body></html>", "Download the image again"),
+        (b"<HTML><HEAD><TITLE>Sign in</TITLE></HEAD></HTML>", "Download the image again"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "convert it to JPEG"),
+    ],
+)
+def test_files_that_are_no_image_but_tell_what_they_are_say_what_to_do(
+    tmp_path: Path, head: bytes, said: str
+) -> None:
+    """A Git LFS pointer (a clone without ``git lfs pull``), an error page saved by a failed download and a
+    phone's HEIC photo were told "remove the file or convert it": the first two lose an image the user has
+    and only needs to fetch again. Images and masks alike."""
+    for name in ("a.png", "a.jpg"):
+        path = tmp_path / name
+        path.write_bytes(head)
+        for reader in (read_image, read_mask) if name.endswith(".png") else (read_image,):  # no JPEG masks
+            with pytest.raises(ImageReadError, match=f"{name}: .*{said}") as caught:
+                reader(path)
+            assert "remove the file" not in str(caught.value)
+    other = tmp_path / "noise.png"
+    other.write_bytes(b"just some text, nothing known")
+    with pytest.raises(ImageReadError, match="not an image PIL can identify"):
+        read_image(other)

@@ -432,6 +432,9 @@ def _open_pil_unchecked(path: Path, lift_pillow_limit: bool) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageReadError(_bomb_message(path, err)) from err
     except UnidentifiedImageError as err:
+        known = _not_an_image_but(path)
+        if known:
+            raise ImageReadError(f"{path}: {known}") from err
         raise ImageReadError(
             f"{path}: not an image PIL can identify (wrong extension, or not an image file at all). "
             f"Expected one of {', '.join(IMAGE_EXTENSIONS)}; remove the file or convert it."
@@ -440,6 +443,35 @@ def _open_pil_unchecked(path: Path, lift_pillow_limit: bool) -> Image.Image:
         raise ImageReadError(f"{path}: permission denied ({err}). Fix the file's permissions.") from err
     except OSError as err:
         raise ImageReadError(f"{path}: could not open the file ({err}).") from err
+
+
+def _not_an_image_but(path: Path) -> str:
+    """What a file that is no image is, with what to do, when its first bytes tell ("" otherwise): a Git
+    LFS pointer (a clone without ``git lfs pull``), an HTML page saved under an image's name (a failed
+    download: a login or error page) and a HEIC or AVIF photo (a phone's) were all told "remove the file or
+    convert it", which for the first two loses the image the user meant to have."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return ""
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return (
+            "a Git LFS pointer file, not the image itself: the repository was cloned without its large "
+            "files. Fetch them with `git lfs pull` in the clone (git-lfs installed), then run again."
+        )
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return (
+            "an HTML page saved under an image's name, not an image: the download probably got an "
+            "error or login page. Download the image again (check the link, or log in first)."
+        )
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"):
+        return (
+            "a HEIC/HEIF or AVIF image (as phones save photos), which is not read here: convert it to JPEG, "
+            "PNG or TIFF first."
+        )
+    return ""
 
 
 def _decode_pil(path: Path, im: Image.Image) -> Image.Image:
