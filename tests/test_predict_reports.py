@@ -1099,3 +1099,24 @@ def test_an_overwrite_run_removes_no_output_of_another_input_folder(
     assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "overwrite=true")) == 0
     assert not (out / "b.prob.tif").exists()  # this run's own images' outputs it did not write still go
     assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first
+
+
+def test_a_label_that_is_no_readable_file_is_a_label_error_naming_it(tmp_path: Path) -> None:
+    """A label that is a link to a disk not mounted, a folder or a pipe counted as no label: the run said
+    that no label matched, while the user could see the file there. A pipe must not be opened (read for
+    ever)."""
+    labels = tmp_path / "labels"
+    (labels / "sub").mkdir(parents=True)
+    (labels / "sub" / "a.png").symlink_to(tmp_path / "not_mounted" / "a.png")
+    (labels / "b.png").mkdir()
+    os.mkfifo(labels / "c.png")
+    ev = Evaluation(labels)
+    pred = np.zeros((8, 8), np.uint8)
+    for rel in ("sub/a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        ev.add(PurePosixPath(rel), pred, [])
+    assert ev.missing == ["d.jpg"]  # no file of that name at all: still missing
+    assert (
+        "sub/a.png: a symbolic link to" in ev.errors["sub/a.jpg"] and "not_mounted" in ev.errors["sub/a.jpg"]
+    )
+    assert "b.png: expected an image file" in ev.errors["b.jpg"]
+    assert "c.png: expected an image file" in ev.errors["c.jpg"]

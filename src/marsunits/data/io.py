@@ -95,6 +95,11 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
 def _check_file(path: Path) -> None:
     """Fail early with a precise message for the common non-decoding problems."""
     if not path.exists():
+        if path.is_symlink():
+            raise ImageReadError(
+                f"{path}: a symbolic link to {os.readlink(path)} that cannot be followed (missing target or "
+                "a link loop); fix or remove the link"
+            )
         raise ImageReadError(
             f"{path}: file not found. Check the path (relative paths start at the working directory)."
         )

@@ -252,7 +252,20 @@ def find_label(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None =
     Raises:
         ValueError: The label's name (or a folder's on the way) is there twice, in two Unicode forms.
     """
-    return _find_file(labels_dir, rel, LABEL_EXTENSIONS, any_case_suffix=True, index=index)
+    found = _find_file(labels_dir, rel, LABEL_EXTENSIONS, any_case_suffix=True, index=index)
+    if found is not None:
+        return found
+    # A label there under its exact name that is no file (a link to a disk not mounted, a folder, a pipe)
+    # counted as no label, and the run said that no label matched while the user could see it: returned,
+    # so that reading it names the file and its fault (read_mask never opens such a path).
+    return next(
+        (
+            candidate
+            for suffix in LABEL_EXTENSIONS
+            if os.path.lexists(candidate := labels_dir / rel.parent / f"{rel.stem}{suffix}")
+        ),
+        None,
+    )
 
 
 def find_true_contact(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None = None) -> Path | None:
