@@ -220,3 +220,15 @@ def test_self_training_experiment_runs_and_records_both_class_maps(tmp_path: Pat
     task = SegmentationTask.load_from_checkpoint(metrics["best_ckpt"], map_location="cpu")
     assert task.hparams.class_map["folder"] is None  # pseudo-labels are project ids already
     assert task.hparams.class_map["marsscapes"][2] == 1  # gravel -> rough
+
+
+@pytest.mark.parametrize("broken", [b'{"overwrite_pending": tr', b"[1, 2]", b"\xff\xfe"])
+def test_a_settings_record_that_cannot_be_read_is_refused_not_taken_for_none(tmp_path: Path, broken) -> None:
+    """Read as no record, a broken one hid the mark of an unfinished overwrite run (probabilities of two
+    models) and replaced its recorded nodata_max by the default."""
+    images, pred = _predicted_folder(tmp_path)
+    assert write_pseudo_labels(pred, images, tmp_path / "fine").images == 2  # without a record: taken as is
+    (pred / "prediction_settings.json").write_bytes(broken)
+    with pytest.raises(ValueError, match=r"prediction_settings.json cannot be read .*overwrite=true"):
+        write_pseudo_labels(pred, images, tmp_path / "pseudo")
+    assert not (tmp_path / "pseudo").exists()  # refused before anything is written

@@ -82,12 +82,30 @@ def pseudo_label_mask(probs: np.ndarray, threshold: float, no_data: np.ndarray |
 
 
 def _predictions_settings(pred: Path) -> dict:
-    """``pred/prediction_settings.json`` as ``predict.py`` wrote it, or {} when there is none to read."""
-    try:
-        settings = json.loads((pred / SETTINGS_NAME).read_text())
-    except (OSError, ValueError):
+    """``pred/prediction_settings.json`` as ``predict.py`` wrote it, or {} when there is none.
+
+    Raises:
+        ValueError: The file is there but cannot be read as a JSON object: taken as none, the mark of an
+            unfinished ``overwrite=true`` run in it went unseen and its recorded ``nodata_max`` was
+            replaced by the default.
+    """
+    path = pred / SETTINGS_NAME
+    if not os.path.lexists(path):
         return {}
-    return settings if isinstance(settings, dict) else {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        settings, fault = None, (exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+    else:
+        fault = f"a JSON {type(settings).__name__}, not an object"
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"{path} cannot be read ({fault}): it says how the predictions were made (nodata_max, an "
+            "unfinished overwrite=true run). Run that predict.py command again with overwrite=true to write "
+            "it anew, or remove the file if you know those predictions are complete (--nodata-max then gives "
+            "the nodata_max they were made with)"
+        )
+    return settings
 
 
 def _predictions_nodata_max(settings: dict) -> float | None:
