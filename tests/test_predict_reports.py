@@ -1120,3 +1120,24 @@ def test_a_label_that_is_no_readable_file_is_a_label_error_naming_it(tmp_path: P
     )
     assert "b.png: expected an image file" in ev.errors["b.jpg"]
     assert "c.png: expected an image file" in ev.errors["c.jpg"]
+
+
+def test_another_runs_output_dir_under_input_dir_is_not_predicted_as_photographs(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Predict ``data/sol100`` into ``data/preds_sol100``, then all of ``data``: the first run's masks and
+    overlays were predicted as photographs, garbage rows among the real ones."""
+    data = tmp_path / "data"
+    save_rgb(data / "sol100" / "a.png", 40, 48, seed=1)
+    save_rgb(data / "sol101" / "b.png", 40, 48, seed=2)
+    assert run(make_cfg(tmp_path, ckpt, data / "sol100", data / "preds_sol100")) == 0
+    caplog.clear()
+    assert run(make_cfg(tmp_path, ckpt, data, tmp_path / "all")) == 0
+    assert set(read_manifest(tmp_path / "all")) == {"sol100/a.png", "sol101/b.png"}
+    assert "input_dir/preds_sol100 is another predict.py run's output_dir" in caplog.text
+    from marsunits.inference.inputs import (
+        _OTHER_RUN_MARKERS,
+    )  # how such a folder is told: as writers tells it
+    from marsunits.inference.writers import OTHER_RUN_MARKERS
+
+    assert _OTHER_RUN_MARKERS == OTHER_RUN_MARKERS

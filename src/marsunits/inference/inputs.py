@@ -20,8 +20,9 @@ Rules:
   outputs (e.g. ``IN=OUT/in`` and ``IN/in/x.png`` -> ``OUT/in/x.mask.png`` = ``IN/x.mask.png``), which are
   then read back as inputs. Keep the two folders side by side.
 * Folders that hold no photographs are not searched however they are reached: ``output_dir`` through a
-  symbolic link under ``input_dir`` (its masks and overlays were predicted as photographs, more each run)
-  and a ``labels_dir`` inside ``input_dir`` (:func:`discover`'s ``skip``; a warning names each).
+  symbolic link under ``input_dir`` (its masks and overlays were predicted as photographs, more each run),
+  a ``labels_dir`` inside ``input_dir`` (:func:`discover`'s ``skip``) and a sub-folder that is another
+  run's ``output_dir`` (it holds ``prediction_settings.json``); a warning names each.
 * Folder-level problems (missing input folder, output folder inside the input folder or the reverse, no
   image at all) raise :class:`~marsunits.errors.DataError` / :class:`~marsunits.errors.ConfigError` with
   one sentence.
@@ -39,6 +40,10 @@ from pathlib import Path, PurePosixPath
 from marsunits.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+#: Files that make a folder a ``predict.py`` run's ``output_dir`` (``writers.OTHER_RUN_MARKERS``; not imported
+#: from there, which loads shapely and tifffile: a test checks they agree).
+_OTHER_RUN_MARKERS = ("prediction_settings.json", ".predict.claim")
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,17 @@ def discover(
                 _rel(Path(dirpath), input_dir).as_posix(),
                 "" if real == inside else "inside ",
                 skipped[inside],
+            )
+            dirnames[:] = []
+            continue
+        marker = next((m for m in _OTHER_RUN_MARKERS if m in filenames), None)
+        if marker is not None and Path(dirpath) != input_dir:
+            # Another run's output_dir under input_dir (predict sol100/ into preds_sol100/, then the parent
+            # folder): its masks and overlays were predicted as photographs, garbage rows among the real ones.
+            log.warning(
+                "input_dir/%s is another predict.py run's output_dir (it holds %s): not searched for images",
+                _rel(Path(dirpath), input_dir).as_posix(),
+                marker,
             )
             dirnames[:] = []
             continue
