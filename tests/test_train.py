@@ -1500,14 +1500,14 @@ def test_the_command_line_check_composes_deletions_as_the_run_does(tmp_path: Pat
     from marsunits.cli_overrides import claim_run_folder
 
     logs = tmp_path / "logs"
-    argv = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}", "~data.class_mix_prob"]
+    argv = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}", "~data.hflip_p"]
     run(compose_config("train", logs / "train" / "del", [*argv, "run_name=del"]))
     try:
         resume = [*argv, "run_name=del", "ckpt_path=last"]
         assert claim_run_folder(resume, CONFIG_DIR) == (None, resume)
         assert claim_run_folder([*resume[:-2], "ckpt_path=last"], CONFIG_DIR)[0] is None  # the newest run
         refused, _ = claim_run_folder([*argv[:-1], "run_name=del", "ckpt_path=last"], CONFIG_DIR)
-        assert refused is not None and "data.class_mix_prob: absent -> " in refused  # without the deletion
+        assert refused is not None and "data.hflip_p: absent -> " in refused  # without the deletion
     finally:
         run_folder_claim.release_held_claims()
 
