@@ -93,3 +93,34 @@ def test_training_refuses_such_a_layout_before_writing_anything(
     with pytest.raises(ConfigError, match=r"SLURM_NTASKS=1.*trainer\.devices=2"):
         run(cfg)
     assert not (run_dir / "config.yaml").exists() and not (run_dir / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("trainer", "env"),
+    [
+        # sbatch --ntasks=4 (CPUs for the loaders) and `python train.py` in the script: one process.
+        ({"devices": 1, "num_nodes": 1}, _step(4, None, 1)),
+        # sbatch --ntasks-per-node=4 --gres=gpu:1 (trainer=gpu's devices=1), no srun.
+        ({"devices": 1, "num_nodes": 1, "strategy": "auto"}, _step(4, 4, 1)),
+        # trainer=cpu given as text on the command line.
+        ({"devices": "1", "num_nodes": 1}, _step(2, None, 1)),
+    ],
+)
+def test_a_single_device_trainer_in_a_job_of_several_tasks_is_not_refused(
+    trainer: dict[str, object], env: dict[str, str]
+) -> None:
+    """Lightning runs devices=1 on one node as one process (SingleDeviceStrategy): it reads no rank or world
+    size from SLURM and trains on every image, so the job's task counts do not matter. Such jobs trained
+    before the layout check and were refused by it."""
+    assert slurm_world_problem(trainer, env) is None
+
+
+def test_a_second_task_of_a_single_device_run_is_refused() -> None:
+    """srun -n 4 with trainer.devices=1: four copies of the same one-device run. Rank 0 goes on; the others
+    stop, naming the fix."""
+    env = {**_step(4, None, 1), "SLURM_PROCID": "2"}
+    problem = slurm_world_problem({"devices": 1, "num_nodes": 1}, env)
+    assert problem is not None and "SLURM_PROCID=2" in problem and "srun --ntasks 1" in problem
+    # An explicit DDP strategy on one device is still checked as a world of processes.
+    ddp = {"devices": 1, "num_nodes": 1, "strategy": "ddp"}
+    assert slurm_world_problem(ddp, _step(4, None, 1)) is not None

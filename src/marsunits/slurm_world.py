@@ -48,6 +48,15 @@ def _count(value: Any) -> int | None:
     return None
 
 
+def _one_process(trainer_cfg: Mapping[str, Any], devices: int | None, num_nodes: int) -> bool:
+    """Whether Lightning runs this trainer as one process on one device (``SingleDeviceStrategy``): one device
+    on one node and no strategy named. It then reads no rank or world size from SLURM and samples every
+    image, whatever the job's task counts: ``python train.py`` in an ``sbatch`` script that asked for
+    ``--ntasks=4`` (CPUs for the data loaders, as some clusters hand them out) trains as on a workstation."""
+    strategy = trainer_cfg.get("strategy", "auto")
+    return devices == 1 and num_nodes == 1 and (strategy is None or strategy == "auto")
+
+
 def _int(environ: Mapping[str, str], name: str) -> int | None:
     text = environ.get(name, "").strip()
     return int(text) if text.isdigit() else None
@@ -58,7 +67,8 @@ def slurm_world_problem(
 ) -> str | None:
     """Why the SLURM job step this process belongs to does not fit ``trainer.devices`` and
     ``trainer.num_nodes`` (the message names the values and the fix), or None: not started by ``srun``, or
-    one task per device on each of ``num_nodes`` nodes.
+    one task per device on each of ``num_nodes`` nodes, or a trainer of one process on one device (Lightning
+    then ignores the job's task counts; only a second task of such a run, ``SLURM_PROCID`` > 0, is refused).
 
     Args:
         trainer_cfg: The ``trainer`` config node (``devices``, ``num_nodes``).
@@ -74,6 +84,16 @@ def slurm_world_problem(
     devices = _count(trainer_cfg.get("devices", 1))
     num_nodes = trainer_cfg.get("num_nodes", 1)
     num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
+    if _one_process(trainer_cfg, devices, num_nodes):
+        procid = _int(env, "SLURM_PROCID")
+        if procid is not None and procid > 0:  # srun -n N: N copies of one single-device run, side by side
+            return (
+                f"this is task {procid} of {ntasks} that SLURM started (SLURM_PROCID={procid}), but the "
+                "trainer runs one process on one device (trainer.devices=1, trainer.num_nodes=1), so every "
+                "task would train the same run on its own; start one task (srun --ntasks 1, or python "
+                "train.py without srun), or train on several devices with trainer=ddp trainer.devices=<n>"
+            )
+        return None
     per_device = devices or per_node
     fix = (
         f"start one task per device on each node: srun --nodes {num_nodes} --ntasks-per-node "
