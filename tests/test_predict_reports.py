@@ -1141,3 +1141,61 @@ def test_another_runs_output_dir_under_input_dir_is_not_predicted_as_photographs
     from marsunits.inference.writers import OTHER_RUN_MARKERS
 
     assert _OTHER_RUN_MARKERS == OTHER_RUN_MARKERS
+
+
+def test_a_moved_input_folder_is_no_other_input_folder(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder predicted, then renamed (or moved, or mounted elsewhere) and predicted again into the same
+    output_dir: its old path stayed in the record as another input folder for good, so every later
+    overwrite=true run left the outputs of inputs removed since, and each run warned of another input_dir."""
+    out = tmp_path / "out"
+    save_rgb(tmp_path / "sol100" / "a.png", 40, 48, seed=1)
+    save_rgb(tmp_path / "sol100" / "gone.png", 40, 48, seed=3)
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out)) == 0
+    (tmp_path / "sol100").rename(tmp_path / "sol100_checked")
+    (tmp_path / "sol100_checked" / "gone.png").unlink()
+    caplog.clear()
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol100_checked", out, "overwrite=true")) == 0
+    assert "another input_dir" not in caplog.text and "left" not in caplog.text
+    assert list(out.glob("gone.*")) == []  # an input removed since: its outputs go, as documented
+    assert (out / "a.mask.png").is_file()
+    record = json.loads((out / "prediction_settings.json").read_text())
+    assert record["input_dir"] == str(tmp_path / "sol100_checked") and record["other_input_dirs"] == []
+
+
+def test_outputs_an_overwrite_kept_of_another_folder_are_not_skipped_as_its_settings(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two input folders in one output_dir; an overwrite=true run of one with new settings keeps the other's
+    outputs, made with the old settings, under a record naming the new ones. A run of the other folder with
+    the new settings then skipped them as finished: masks of min_unit_area_px=100 reported as of 200."""
+    from marsunits.errors import ConfigError
+
+    out = tmp_path / "out"
+    save_rgb(tmp_path / "sol100" / "a.png", 40, 48, seed=1)
+    save_rgb(tmp_path / "sol101" / "b.png", 40, 48, seed=2)
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out, "min_unit_area_px=100")) == 0
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "min_unit_area_px=100")) == 0
+    b_mask = (out / "b.mask.png").read_bytes()
+    assert (
+        run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out, "min_unit_area_px=200", "overwrite=true")) == 0
+    )
+    assert (out / "b.mask.png").read_bytes() == b_mask  # kept, as the other folder's outputs are
+    assert "made with other settings than this run's" in caplog.text
+    with pytest.raises(ConfigError, match=r"sol101's images made with other settings.*overwrite=true"):
+        run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "min_unit_area_px=200"))
+    # The way out it names: sol101 predicted again; sol100's outputs, of these settings, are not outdated.
+    assert (
+        run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "min_unit_area_px=200", "overwrite=true")) == 0
+    )
+    assert read_manifest(out)["b.png"]["status"] == "ok"
+    record = json.loads((out / "prediction_settings.json").read_text())
+    assert record["outdated_input_dirs"] == []
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out, "min_unit_area_px=200")) == 0
+    # An overwrite with the same settings leaves the other folder's outputs valid: nothing to refuse.
+    assert (
+        run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out, "min_unit_area_px=200", "overwrite=true")) == 0
+    )
+    assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "min_unit_area_px=200")) == 0
+    assert read_manifest(out)["b.png"]["status"] == "skipped"

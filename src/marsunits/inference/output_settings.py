@@ -7,8 +7,11 @@ them. So every run records ``OUT/prediction_settings.json``:
 
 * ``checkpoint``: the path given (informative only: a moved file is the same model);
 * ``input_dir``: the input folder, resolved, and ``other_input_dirs``, those of earlier runs whose outputs the
-  folder holds (informative only: a moved folder holds the same images); an ``overwrite=true`` run removes
-  no output of another input folder's images;
+  folder holds (informative only: a moved folder holds the same images; a recorded folder no longer there is
+  taken as moved or deleted and dropped); an ``overwrite=true`` run removes no output of another input
+  folder's images; when it changed the settings it lists those folders in ``outdated_input_dirs``, and a
+  later run of one of them without ``overwrite=true`` is refused (it would skip their outputs as this
+  record's);
 * ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
 * ``normalisation``: the input ``mean`` and ``std`` the network runs with (a package keeps them in
   ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
@@ -68,6 +71,7 @@ __all__ = [
     "image_status",
     "input_changed",
     "refresh_image_record",
+    "settings_differences",
     "settings_record",
     "write_settings",
 ]
@@ -78,7 +82,7 @@ SETTINGS_NAME = "prediction_settings.json"
 _ALIASES = "same_model_sha256"
 #: Recorded keys that do not decide whether outputs are comparable (the aliases are compared with the hash;
 #: ``input_dir``, the resolved input folder, tells a folder that holds another input folder's outputs).
-_INFORMATIVE = ("checkpoint", _ALIASES, "input_dir", "other_input_dirs")
+_INFORMATIVE = ("checkpoint", _ALIASES, "input_dir", "other_input_dirs", "outdated_input_dirs")
 #: The record's keys that say how the network's arithmetic ran, known only once it is built.
 ARITHMETIC_KEYS = ("runtime", "precision", "fold_batchnorm")
 #: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).
@@ -248,6 +252,15 @@ def check_settings(
             "finished images would mix the two. Give another output_dir, or overwrite=true to predict every "
             "image again with these settings"
         )
+
+
+def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between a folder's record ``old`` and a run's ``new`` in what decides the outputs (as
+    :func:`check_settings` compares them; [] when the same). A record of an unfinished ``overwrite=true``
+    run differs from any: its outputs are of two settings."""
+    if old.get(PENDING_KEY):
+        return [f"{PENDING_KEY} (an overwrite=true run that did not finish)"]
+    return _differences(old, json.loads(json.dumps(dict(new))))
 
 
 def write_settings(

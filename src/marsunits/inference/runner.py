@@ -106,6 +106,7 @@ from marsunits.inference.output_settings import (
     method_versions,
     read_settings,
     refresh_image_record,
+    settings_differences,
     settings_record,
     write_settings,
 )
@@ -425,14 +426,21 @@ class _Session:
         )
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
         earlier = read_settings(self.output_dir)  # the folder's record, if it has one
-        #: Other input folders whose outputs the folder holds, by its record (older records: none known).
+        self.earlier = earlier
+        #: Other input folders whose outputs the folder holds, by its record (older records: none known). One
+        #: that is no longer there was moved or renamed (this run's own folder, as often as not) or deleted:
+        #: kept in the list, it protected outputs of inputs removed since from every later overwrite=true run
+        #: in the folder, for good, and warned at each run of "another input_dir".
         recorded = earlier.get("input_dir")
         held = earlier.get("other_input_dirs")
-        self.other_input_dirs = sorted(
-            {d for d in [recorded, *(held if isinstance(held, list) else [])] if isinstance(d, str)}
-            - {str(self.input_dir)}
-        )
-        if isinstance(recorded, str) and recorded != str(self.input_dir) and shard.rank == 0:
+        named = {d for d in [recorded, *(held if isinstance(held, list) else [])] if isinstance(d, str)}
+        self.other_input_dirs = sorted(d for d in named - {str(self.input_dir)} if os.path.isdir(d))
+        #: Other input folders whose outputs here were made with other settings than the record's: an
+        #: ``overwrite=true`` run of another folder with new settings kept them (output_settings).
+        outdated = earlier.get("outdated_input_dirs")
+        outdated = outdated if isinstance(outdated, list) else []
+        self.outdated_input_dirs = sorted(d for d in outdated if isinstance(d, str) and os.path.isdir(d))
+        if recorded in self.other_input_dirs and shard.rank == 0:
             log.warning(
                 "output_dir %s holds outputs predicted from another input_dir, %s: this run's manifest.csv, "
                 "summary.json and index.html list only the images of %s%s. Give each input folder its own "
@@ -448,6 +456,7 @@ class _Session:
             {
                 "input_dir": str(self.input_dir),
                 "other_input_dirs": self.other_input_dirs,
+                "outdated_input_dirs": [d for d in self.outdated_input_dirs if d != str(self.input_dir)],
                 # The input normalisation the network is run with: in a checkpoint it is covered by the
                 # file's hash, in a model package it lives in model.json beside the hashed weights, where
                 # an edit changed every mask without a word.
@@ -481,6 +490,14 @@ class _Session:
         # runtimes): a folder of other settings is refused as it would be after all that work. The arithmetic
         # (runtime, precision, fold_batchnorm) is known after it, and checked with the rest in plan().
         check_settings(self.output_dir, self.settings, bool(opts.overwrite), ignore=ARITHMETIC_KEYS)
+        if str(self.input_dir) in self.outdated_input_dirs and not opts.overwrite:
+            # Skipped as finished, they would stay the other settings' outputs under a record naming these.
+            raise ConfigError(
+                f"{self.output_dir} holds outputs of {self.input_dir}'s images made with other settings than "
+                "its prediction_settings.json names: an overwrite=true run of another input folder into it "
+                "changed the settings and left them. Run with overwrite=true to predict them again with "
+                "these settings, or give each input folder its own output_dir"
+            )
         #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
         self.adapted_on: int | None = None
         if opts.adapt_bn:
@@ -894,13 +911,26 @@ class _Session:
                     self.output_dir,
                     ", ".join(self.other_input_dirs),
                 )
+            if not self.earlier or settings_differences(self.earlier, self.settings):
+                # Made with the settings of the record this run replaces (or of an interrupted overwrite):
+                # a later run of those folders must not skip them as this record's outputs.
+                self.settings["outdated_input_dirs"] = sorted(
+                    set(self.settings.get("outdated_input_dirs") or []) | set(self.other_input_dirs)
+                )
+                log.warning(
+                    "overwrite=true: the outputs of %s in %s were made with other settings than this run's; "
+                    "a run of that folder into it needs overwrite=true to predict them again",
+                    ", ".join(self.other_input_dirs),
+                    self.output_dir,
+                )
         if removed:
             log.info(
                 "overwrite=true: removed %d output file(s) of earlier runs that this run did not write "
                 "(inputs no longer there or failing now, probabilities not saved this time)",
                 len(removed),
             )
-        write_settings(self.output_dir, self.settings, replaced_all=True)
+        # Another folder's prob.tif files are left: their dtype stays in the record (write_settings).
+        write_settings(self.output_dir, self.settings, replaced_all=not self.other_input_dirs)
 
     # ------------------------------------------------------------------------------------------ reports
     def summary(self, wall_seconds: float) -> dict[str, Any]:
