@@ -104,6 +104,8 @@ def test_training_refuses_such_a_layout_before_writing_anything(
         ({"devices": 1, "num_nodes": 1, "strategy": "auto"}, _step(4, 4, 1)),
         # trainer=cpu given as text on the command line.
         ({"devices": "1", "num_nodes": 1}, _step(2, None, 1)),
+        # trainer=cpu trainer.devices=auto: one CPU device, as Lightning counts it.
+        ({"accelerator": "cpu", "devices": "auto", "num_nodes": 1}, _step(4, None, 1)),
     ],
 )
 def test_a_single_device_trainer_in_a_job_of_several_tasks_is_not_refused(

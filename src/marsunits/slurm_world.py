@@ -54,7 +54,9 @@ def _one_process(trainer_cfg: Mapping[str, Any], devices: int | None, num_nodes:
     image, whatever the job's task counts: ``python train.py`` in an ``sbatch`` script that asked for
     ``--ntasks=4`` (CPUs for the data loaders, as some clusters hand them out) trains as on a workstation."""
     strategy = trainer_cfg.get("strategy", "auto")
-    return devices == 1 and num_nodes == 1 and (strategy is None or strategy == "auto")
+    # devices=auto on the CPU is one device (Lightning's CPUAccelerator.auto_device_count).
+    on_cpu = trainer_cfg.get("accelerator") == "cpu" and trainer_cfg.get("devices") in ("auto", None)
+    return (devices == 1 or on_cpu) and num_nodes == 1 and (strategy is None or strategy == "auto")
 
 
 def _int(environ: Mapping[str, str], name: str) -> int | None:
