@@ -304,6 +304,32 @@ def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pyt
     assert "one of 4 training processes" in str(unnamed_external_ranks(args, CONFIG_DIR))
 
 
+def test_a_single_device_run_in_a_slurm_job_of_several_tasks_needs_no_run_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``python train.py`` (one process on one device) in an sbatch script with ``--ntasks=4`` (CPUs for the
+    loaders): SLURM sets SLURM_PROCID=0 and SLURM_NTASKS=4 there, but no other rank makes a folder, so the
+    default run name is not refused; a second task of such a job (``srun -n 4``) is said as one."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    for name in (
+        "WORLD_SIZE",
+        "SLURM_JOB_NAME",
+        "TORCHELASTIC_RUN_ID",
+        "SLURM_NTASKS_PER_NODE",
+        "SLURM_NNODES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    for args in ([], ["trainer=cpu"], ["trainer=cpu", "trainer.devices=auto"]):
+        assert unnamed_external_ranks(args, CONFIG_DIR) is None, args
+    assert "one of 4 training processes" in str(unnamed_external_ranks(["trainer=ddp"], CONFIG_DIR))
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    said = unnamed_external_ranks([], CONFIG_DIR)
+    assert said is not None and "task 1 of 4" in said and "run_name" not in said
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

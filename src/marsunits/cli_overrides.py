@@ -29,6 +29,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.errors import some_of
+from marsunits.slurm_world import runs_as_one_process, slurm_world_problem
 
 __all__ = [
     "added_option_not_taken",
@@ -371,6 +372,12 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
         return None
     if "now:" not in str(raw.get("run_name")):  # type: ignore[union-attr]
         return None  # a fixed name from the config: every rank composes the same folder
+    trainer = raw.get("trainer") if isinstance(raw, dict) else None
+    if not os.environ.get("WORLD_SIZE", "") and isinstance(trainer, dict) and runs_as_one_process(trainer):
+        # SLURM's counts, but a trainer Lightning runs as one process (python train.py in an sbatch script
+        # with --ntasks=4 for the loaders' CPUs): no other rank makes a folder. A second task of such a
+        # job (srun -n 4) is said as what it is, not as a missing run_name.
+        return slurm_world_problem(trainer)
     return (
         f"this is one of {int(world)} training processes started by torchrun or SLURM, and its run folder "
         "is named after the clock (run_name's default): each process composes its own, and one that starts "

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-__all__ = ["slurm_world_problem"]
+__all__ = ["runs_as_one_process", "slurm_world_problem"]
 
 
 def _launched_by_slurm(environ: Mapping[str, str]) -> bool:
@@ -57,6 +57,14 @@ def _one_process(trainer_cfg: Mapping[str, Any], devices: int | None, num_nodes:
     # devices=auto on the CPU is one device (Lightning's CPUAccelerator.auto_device_count).
     on_cpu = trainer_cfg.get("accelerator") == "cpu" and trainer_cfg.get("devices") in ("auto", None)
     return (devices == 1 or on_cpu) and num_nodes == 1 and (strategy is None or strategy == "auto")
+
+
+def runs_as_one_process(trainer_cfg: Mapping[str, Any]) -> bool:
+    """Whether Lightning runs the ``trainer`` config as one process on one device, whatever SLURM's task
+    counts say (:func:`_one_process` on the config's ``devices`` and ``num_nodes``)."""
+    num_nodes = trainer_cfg.get("num_nodes", 1)
+    num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
+    return _one_process(trainer_cfg, _count(trainer_cfg.get("devices", 1)), num_nodes)
 
 
 def _int(environ: Mapping[str, str], name: str) -> int | None:
