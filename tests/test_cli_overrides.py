@@ -355,3 +355,71 @@ def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str],
         ["+callbacks.stop._target_=my.Callback", "+callbacks.stop.step=3"],
     ):
         assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
+
+
+def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(tmp_path) -> None:
+    """``input_dir=data/dollar${x}`` (a folder whose name holds ``${``) ended in OmegaConf's multi-line
+    "Interpolation key 'x' not found" (with ``paths.log_dir``, in Hydra's traceback). It is now refused
+    before Hydra starts, in one line naming the option and the escape (``\\${``), which reaches the run as
+    the literal name; interpolations that resolve (``${now:...}``, ``${paths.root_dir}``) are untouched."""
+    import shlex
+
+    from marsunits.cli_overrides import quoted_path_overrides, unresolvable_path_interpolation
+
+    for config, arg in (
+        ("predict", "input_dir=data/dollar${x}"),
+        ("predict", "labels_dir=Mars (copy)/${env:X}"),
+        ("predict", "output_dir=out/${ a b }"),
+        ("train", "data.root=d${x}"),
+        ("train", "paths.log_dir=logs${x}"),
+        ("train", "ckpt_path=run${x}/last.ckpt"),
+    ):
+        argv = quoted_path_overrides(
+            ["data=folder", arg] if config == "train" else [arg]
+        )  # as the scripts do
+        said = unresolvable_path_interpolation(argv, CONFIG_DIR, config)
+        key = arg.split("=", 1)[0]
+        assert said is not None and said.startswith(f"{key}=") and "\n" not in said, (arg, said)
+        assert "OmegaConf interpolation" in said and "\\${" in said, said
+    for fine in (
+        "input_dir=data/${now:%Y}",
+        "input_dir=${paths.root_dir}/x",
+        "input_dir=${hydra:runtime.cwd}/x",  # known only once Hydra runs
+        "input_dir=${oc.env:HOME}/x",
+        "input_dir=data/dollar\\${x}",
+        "tile=512",
+    ):
+        assert unresolvable_path_interpolation([fine], CONFIG_DIR, "predict") is None, fine
+
+    folder = tmp_path / "dollar${x}"
+    folder.mkdir()
+    common = [
+        sys.executable,
+        str(REPO / "predict.py"),
+        "ckpt_path=none.ckpt",
+        f"output_dir={tmp_path / 'out'}",
+    ]
+    common.append(f"hydra.run.dir={tmp_path / 'run'}")
+    proc = subprocess.run(
+        [*common, f"input_dir={folder}"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"predict.py: error: input_dir='{folder}': ${{ starts an OmegaConf interpolation")
+    assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
+    # The advice, as the shell would hand it over, reaches the run as the folder's literal name.
+    advised = shlex.split(line.split("e.g. ", 1)[1].split(" (quoted", 1)[0])
+    assert advised == [f"input_dir={tmp_path}/dollar\\${{x}}"]
+    proc = subprocess.run([*common, *advised], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "none.ckpt does not exist" in proc.stderr, proc.stderr  # past input_dir
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "paths.log_dir=logs${x}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith(
+        "train.py: error: paths.log_dir='logs${x}': ${ starts"
+    )
+    assert "Traceback" not in proc.stderr and not (tmp_path / "logs${x}").exists()

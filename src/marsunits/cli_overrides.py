@@ -34,6 +34,7 @@ from marsunits.slurm_world import runs_as_one_process, slurm_world_problem
 __all__ = [
     "added_option_not_taken",
     "exit_on_unknown_option",
+    "unresolvable_path_interpolation",
     "unknown_nested_option",
     "unknown_option",
     "unreadable_or_unknown_choice",
@@ -257,6 +258,71 @@ def quoted_path_overrides(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def unresolvable_path_interpolation(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a path option given on the command line whose ``${...}`` does not resolve, or None.
+
+    ``${`` starts an OmegaConf interpolation (``${now:%Y-%m-%d}``, ``${paths.data_root}/x``: legitimate, and
+    resolved as usual), so a folder whose name holds ``${`` (``input_dir=data/dollar${x}``) ended in
+    OmegaConf's multi-line "Interpolation key 'x' not found" (with ``paths.log_dir``, Hydra's traceback).
+    Only failures that a literal ``${`` causes are said here, in one line naming the option, with the
+    escape OmegaConf reads as a literal (``\\${``): a key that does not exist, an unknown resolver, and text
+    that is no interpolation (``${ a b }``). Others (an unset ``${oc.env:VAR}``, ``${hydra:...}``, known only
+    once Hydra runs) and sweeps are left to Hydra.
+    """
+    from omegaconf.errors import GrammarParseError, InterpolationKeyError, UnsupportedInterpolationType
+
+    if _sweeping(argv):
+        return None
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    keys = [
+        a.split("=", 1)[0].lstrip("+")
+        for a in overrides
+        if "=" in a and _path_like(a.split("=", 1)[0]) and "${" in a.split("=", 1)[1]
+    ]
+    if not keys:
+        return None
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        except ConfigCompositionException as exc:  # a value OmegaConf cannot parse: ``${ a b }``
+            bad = isinstance(exc.__cause__, GrammarParseError)
+            failed = next((k for k in keys if bad and f"override {k}=" in str(exc).replace("+", "")), None)
+            if failed is None:
+                return None
+            return _literal_dollar_brace(failed, overrides, str(exc.__cause__))
+        except Exception:  # noqa: BLE001 - anything else is Hydra's to report
+            return None
+    for key in keys:
+        try:
+            OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+        except (InterpolationKeyError, UnsupportedInterpolationType, GrammarParseError) as exc:
+            return _literal_dollar_brace(key, overrides, str(exc))
+        except Exception:  # noqa: BLE001 - known only when Hydra runs (${hydra:...}), or Hydra's to say
+            continue
+    return None
+
+
+def _literal_dollar_brace(key: str, overrides: Sequence[str], reason: str) -> str:
+    """The one-line refusal of :func:`unresolvable_path_interpolation` for the option ``key``."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arg = next(a for a in reversed(overrides) if a.split("=", 1)[0].lstrip("+") == key)
+    try:  # the value as typed: quoted_path_overrides may have quoted it for Hydra
+        (override,) = OverridesParser.create().parse_overrides([arg])
+        value = str(override.value())
+    except Exception:  # noqa: BLE001 - shown as it is
+        value = arg.split("=", 1)[1]
+    literal = re.sub(r"(?<!\\)\$\{", lambda _: "\\${", value)
+    fixed = shlex.quote(f"{arg.split('=', 1)[0]}={literal}")
+    return (
+        f"{key}={value!r}: ${{ starts an OmegaConf interpolation, and this one does not resolve "
+        f"({reason.splitlines()[0]}). For a literal ${{ in the path write \\${{, e.g. {fixed} (quoted for "
+        "the shell as shown); otherwise correct the interpolation"
+    )
+
+
 def _hydra_quoted(raw: str) -> str:
     """``raw`` as a single-quoted Hydra string: a quote is escaped with a backslash, and backslashes are
     doubled only before a quote or the closing quote (elsewhere Hydra keeps them as written)."""
@@ -390,7 +456,11 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
     """Check ``sys.argv``; on an unknown option, a log folder that cannot be made, or a process of a
     torchrun/SLURM launch without a shared ``run_name`` (:func:`unnamed_external_ranks`), print
     ``<prog>: error: ...`` and exit with status 2."""
-    message = unknown_option(sys.argv[1:], config_dir, config_name) or unwritable_log_dir(sys.argv[1:])
+    message = (
+        unknown_option(sys.argv[1:], config_dir, config_name)
+        or unresolvable_path_interpolation(sys.argv[1:], config_dir, config_name)
+        or unwritable_log_dir(sys.argv[1:])
+    )
     if message is None and config_name == "train":
         message = unnamed_external_ranks(sys.argv[1:], config_dir)
     if message is None and config_name == "train":
