@@ -779,28 +779,48 @@ def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) 
 
 def test_an_input_named_in_latin_1_gets_its_reports(tmp_path: Path, ckpt: Path) -> None:
     """A file name that is not valid UTF-8 (Latin-1 café.png from an old archive) was predicted, then writing
-    manifest.csv failed ("surrogates not allowed"), and so on every run: the folder could never finish."""
+    manifest.csv failed ("surrogates not allowed"), and so on every run: the folder could never finish.
+    Then its raw bytes were written: manifest.csv and index.html were no longer valid UTF-8 (pandas and
+    spreadsheets refused them). Such a name is now written with ``\\xNN`` escapes (a backslash of a name
+    doubled, so that ``a\\xe9.png``, a valid name, stays another file) and read back by the next run."""
+    import csv
     import re
     from urllib.parse import unquote_to_bytes
+
+    from marsunits.inference.writers import read_manifest as read_rows
 
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     name = os.fsdecode(b"caf\xe9.png")
+    try:
+        (inp / name).write_bytes(b"")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
     save_rgb(inp / name, 32, 40)
-    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    save_rgb(inp / "a\\xe9.png", 32, 40, seed=1)  # a valid UTF-8 name that looks like the escape
+    (inp / os.fsdecode(b"bad\xe9.png")).write_bytes(b"not an image")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "allow_errors=true")) == 0
     assert (out / os.fsdecode(b"caf\xe9.mask.png")).is_file()
-    assert read_manifest_bytes(out)[b"caf\xe9.png"] == b"ok"
+
+    def manifest() -> dict[str, dict[str, str]]:
+        with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:  # strict: valid UTF-8
+            return {r["path"]: r for r in csv.DictReader(fh)}
+
+    first = manifest()
+    assert set(first) == {"caf\\xe9.png", "a\\\\xe9.png", "bad\\xe9.png"}, set(first)
+    assert first["caf\\xe9.png"]["status"] == "ok" and first["a\\\\xe9.png"]["status"] == "ok"
+    assert "bad\\xe9.png" in first["bad\\xe9.png"]["message"]  # the message names the file, printable
+    assert set(read_rows(out / "manifest.csv")) == {name, "a\\xe9.png", os.fsdecode(b"bad\xe9.png")}
     page = (out / "index.html").read_bytes()
+    assert "caf\\xe9.png" in page.decode("utf-8")  # strict: valid UTF-8
     links = [unquote_to_bytes(link) for link in re.findall(rb'src="([^"]+)"', page)]
-    assert links and all((out / os.fsdecode(link)).is_file() for link in links)
-    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0  # and again: skipped as done
-    assert read_manifest_bytes(out)[b"caf\xe9.png"] == b"skipped"
-
-
-def read_manifest_bytes(out: Path) -> dict[bytes, bytes]:
-    """``{path: status}`` of manifest.csv, read as bytes (names as the filesystem holds them)."""
-    lines = (out / "manifest.csv").read_bytes().splitlines()[1:]
-    return {line.split(b",")[0]: line.split(b",")[1] for line in lines}
+    assert len(links) == 2 and all((out / os.fsdecode(link)).is_file() for link in links)
+    summary = (out / "summary.json").read_bytes()
+    assert json.loads(summary.decode("utf-8"))["counts"]["ok"] == 2
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "allow_errors=true")) == 0  # and again: skipped as done
+    again = manifest()
+    for cell in ("caf\\xe9.png", "a\\\\xe9.png"):  # the earlier row was found: its time is kept
+        assert again[cell]["status"] == "skipped" and again[cell]["seconds"] == first[cell]["seconds"], cell
 
 
 def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting(
@@ -1199,3 +1219,27 @@ def test_outputs_an_overwrite_kept_of_another_folder_are_not_skipped_as_its_sett
     )
     assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "min_unit_area_px=200")) == 0
     assert read_manifest(out)["b.png"]["status"] == "skipped"
+
+
+def test_manifest_names_are_valid_utf_8_and_read_back_exactly() -> None:
+    """``name_cell`` / ``name_from_cell``: every name, however it mixes backslashes, ``\\x`` text and bytes
+    that are not UTF-8, is written as valid UTF-8 and read back as the same name; plain names unchanged."""
+    from marsunits.inference.writers import name_cell, name_from_cell
+
+    names = [
+        "plain/scene.png",
+        "Séítah/é.png",
+        os.fsdecode(b"caf\xe9.png"),
+        os.fsdecode(b"\xff\xfe/x\xe9\\xe9.png"),
+        "a\\xe9.png",
+        "a\\\\xe9.png",
+        "back\\slash\\",
+        os.fsdecode(b"tail\\\xe9"),
+        "\\x41\\x",
+    ]
+    for name in names:
+        cell = name_cell(name)
+        cell.encode("utf-8")  # strict: no surrogate left
+        assert name_from_cell(cell) == name, (name, cell)
+    assert name_cell("plain/scene.png") == "plain/scene.png" and name_cell("Séítah/é.png") == "Séítah/é.png"
+    assert len({name_cell(n) for n in names}) == len(names)

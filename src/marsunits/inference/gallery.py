@@ -1,7 +1,8 @@
 """A static HTML gallery of the overlays (``OUT/index.html``): one self-contained file, no server.
 
 Links are relative to ``OUT`` (so the folder can be moved or zipped) and percent-encoded; every text taken
-from file names or messages is HTML-escaped. Styles are inline: no external asset is ever fetched.
+from file names or messages is HTML-escaped, and the page is valid UTF-8 (a file name that is not is shown
+with ``\\xNN`` escapes). Styles are inline: no external asset is ever fetched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from marsunits.constants import CLASS_NAMES, PALETTE
-from marsunits.inference.writers import has_outputs
+from marsunits.inference.writers import has_outputs, printable
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -92,7 +93,9 @@ def render_gallery(
     )
     cards = "\n".join(_card(r) for r in rows)
     links = " · ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in reports)
-    return (
+    # A name that is not UTF-8 is shown with \xNN for its other bytes (links hold them as %E9): its raw
+    # bytes made the page invalid UTF-8.
+    return printable(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f'<h1>{html.escape(title)}</h1><p class="summary">{html.escape(summary)}</p>'

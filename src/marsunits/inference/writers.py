@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -384,13 +385,48 @@ def write_prediction(
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """Rows of an earlier ``manifest.csv`` keyed by ``path``; empty when the file is absent or unreadable."""
+    """Rows of an earlier ``manifest.csv`` keyed by ``path`` (as Python holds the file name: the escapes of
+    :func:`name_cell` undone); empty when the file is absent or unreadable."""
     try:
-        # surrogateescape: the names as written (:func:`marsunits.atomic.atomic_write_text`)
+        # surrogateescape: a manifest written before the escapes held such names as their raw bytes
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            return {row["path"]: row for row in csv.DictReader(fh) if "path" in row}
+            return {name_from_cell(row["path"]): row for row in csv.DictReader(fh) if "path" in row}
     except (OSError, csv.Error, UnicodeDecodeError):
         return {}
+
+
+#: A byte of a file name that is not UTF-8, as Python holds it (``os.fsdecode``: surrogateescape).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+#: An escape of :func:`name_cell`: a doubled backslash, or ``\xNN`` for a byte 0x80-0xff.
+_NAME_ESCAPE = re.compile(r"\\(\\|x([89a-f][0-9a-f]))")
+
+
+def printable(text: str) -> str:
+    """``text`` with each byte of a file name that is not UTF-8 shown as ``\\xNN`` (``caf\\xe9.png``), so that
+    the text is valid UTF-8: for what is read by people (``manifest.csv``'s messages, ``index.html``).
+
+    Python holds such a name (Linux bytes ``b'caf\\xe9.png'``) with a surrogate per byte; written as the raw
+    bytes, ``manifest.csv`` and ``index.html`` were not valid UTF-8, and pandas or a spreadsheet refused them.
+    """
+    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+
+
+def name_cell(name: str) -> str:
+    """``name`` (an input's path) as ``manifest.csv``'s ``path`` column holds it, valid UTF-8 and read back
+    exactly by :func:`name_from_cell`: a byte that is not UTF-8 as ``\\xNN`` (:func:`printable`) and, so that
+    the escapes cannot be confused with the name's own text, a backslash doubled. Any other name (no
+    backslash, valid UTF-8: nearly all) is written as it is."""
+    if "\\" not in name and _UNDECODABLE.search(name) is None:
+        return name
+    return printable(name.replace("\\", "\\\\"))
+
+
+def name_from_cell(cell: str) -> str:
+    """The name :func:`name_cell` wrote as ``cell`` (a cell without a backslash is the name itself)."""
+    if "\\" not in cell:
+        return cell
+    return _NAME_ESCAPE.sub(lambda m: "\\" if m.group(2) is None else chr(0xDC00 + int(m.group(2), 16)), cell)
 
 
 def has_outputs(row: Mapping[str, Any]) -> bool:
@@ -400,12 +436,15 @@ def has_outputs(row: Mapping[str, Any]) -> bool:
 
 
 def write_manifest(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
-    """Write ``manifest.csv`` (columns :data:`MANIFEST_FIELDS`; None becomes an empty cell) atomically."""
+    """Write ``manifest.csv`` (columns :data:`MANIFEST_FIELDS`; None becomes an empty cell) atomically, as
+    valid UTF-8: the ``path`` as :func:`name_cell` escapes it, the other texts through :func:`printable`."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in MANIFEST_FIELDS})
+        cells = {k: _cell(row.get(k)) for k in MANIFEST_FIELDS}
+        cells["path"] = name_cell(str(cells["path"]))
+        writer.writerow({k: printable(v) if isinstance(v, str) else v for k, v in cells.items()})
     return write_text_atomic(path, buf.getvalue())
 
 
