@@ -330,6 +330,27 @@ def test_a_single_device_run_in_a_slurm_job_of_several_tasks_needs_no_run_name(
     assert said is not None and "task 1 of 4" in said and "run_name" not in said
 
 
+def test_a_slurm_trainer_whose_node_count_is_an_interpolation_still_needs_a_run_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run-name check composes the config without resolving it: ``trainer.num_nodes=${oc.env:...}`` is
+    then text, not a count. One device per node on 2 nodes is 2 processes of DDP, so the trainer must not be
+    taken for one process (it was, and the ranks ran without a shared run_name, each in a folder of its
+    own)."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    unset = ("WORLD_SIZE", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES")
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("MARSUNITS_TEST_NNODES", raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    for nodes in ("${oc.env:MARSUNITS_TEST_NNODES,2}", "2"):
+        said = unnamed_external_ranks(["trainer=gpu", f"+trainer.num_nodes={nodes}"], CONFIG_DIR)
+        assert "one of 2 training processes" in str(said), nodes
+    assert unnamed_external_ranks(["trainer=gpu", "+trainer.num_nodes=1"], CONFIG_DIR) is None
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

@@ -61,9 +61,12 @@ def _one_process(trainer_cfg: Mapping[str, Any], devices: int | None, num_nodes:
 
 def runs_as_one_process(trainer_cfg: Mapping[str, Any]) -> bool:
     """Whether Lightning runs the ``trainer`` config as one process on one device, whatever SLURM's task
-    counts say (:func:`_one_process` on the config's ``devices`` and ``num_nodes``)."""
+    counts say (:func:`_one_process` on the config's ``devices`` and ``num_nodes``). False where that is not
+    known: a ``num_nodes`` that is no whole number, such as an interpolation of a config composed without
+    resolving (``${oc.env:SLURM_NNODES}``), which may well be 2 or more."""
     num_nodes = trainer_cfg.get("num_nodes", 1)
-    num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int):
+        return False
     return _one_process(trainer_cfg, _count(trainer_cfg.get("devices", 1)), num_nodes)
 
 
