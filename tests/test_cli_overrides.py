@@ -351,6 +351,26 @@ def test_a_slurm_trainer_whose_node_count_is_an_interpolation_still_needs_a_run_
     assert unnamed_external_ranks(["trainer=gpu", "+trainer.num_nodes=1"], CONFIG_DIR) is None
 
 
+def test_a_second_task_of_a_single_device_run_in_an_interactive_allocation_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``srun -n 4 python train.py`` inside ``salloc`` (job name ``interactive`` or ``bash``: Lightning then
+    ignores SLURM): the tasks are four copies of one run, each training on its own. They were let through
+    without a word (the SLURM world check skips interactive jobs); task 0 alone trains as on a workstation."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    for job in ("interactive", "bash"):
+        monkeypatch.setenv("SLURM_JOB_NAME", job)
+        monkeypatch.setenv("SLURM_PROCID", "0")
+        assert unnamed_external_ranks([], CONFIG_DIR) is None, job
+        monkeypatch.setenv("SLURM_PROCID", "2")
+        said = unnamed_external_ranks([], CONFIG_DIR)
+        assert said is not None and "task 2 of 4" in said and "run_name" not in said, job
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-__all__ = ["runs_as_one_process", "slurm_world_problem"]
+__all__ = ["runs_as_one_process", "second_task_problem", "slurm_world_problem"]
 
 
 def _launched_by_slurm(environ: Mapping[str, str]) -> bool:
@@ -70,6 +70,23 @@ def runs_as_one_process(trainer_cfg: Mapping[str, Any]) -> bool:
     return _one_process(trainer_cfg, _count(trainer_cfg.get("devices", 1)), num_nodes)
 
 
+def second_task_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """For a trainer of one process on one device: why this process, a task after the first of a SLURM job
+    step (``SLURM_PROCID`` > 0: ``srun -n 4``, four copies of one run side by side), must not train, or None.
+    Said whatever the job's name: in an interactive allocation Lightning ignores SLURM, and the copies still
+    each train the same run on their own."""
+    env = os.environ if environ is None else environ
+    procid, ntasks = _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS")
+    if "TORCHELASTIC_RUN_ID" in env or procid is None or procid < 1:
+        return None
+    return (
+        f"this is task {procid} of {ntasks or '?'} that SLURM started (SLURM_PROCID={procid}), but the "
+        "trainer runs one process on one device (trainer.devices=1, trainer.num_nodes=1), so every "
+        "task would train the same run on its own; start one task (srun --ntasks 1, or python "
+        "train.py without srun), or train on several devices with trainer=ddp trainer.devices=<n>"
+    )
+
+
 def _int(environ: Mapping[str, str], name: str) -> int | None:
     text = environ.get(name, "").strip()
     return int(text) if text.isdigit() else None
@@ -98,15 +115,7 @@ def slurm_world_problem(
     num_nodes = trainer_cfg.get("num_nodes", 1)
     num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
     if _one_process(trainer_cfg, devices, num_nodes):
-        procid = _int(env, "SLURM_PROCID")
-        if procid is not None and procid > 0:  # srun -n N: N copies of one single-device run, side by side
-            return (
-                f"this is task {procid} of {ntasks} that SLURM started (SLURM_PROCID={procid}), but the "
-                "trainer runs one process on one device (trainer.devices=1, trainer.num_nodes=1), so every "
-                "task would train the same run on its own; start one task (srun --ntasks 1, or python "
-                "train.py without srun), or train on several devices with trainer=ddp trainer.devices=<n>"
-            )
-        return None
+        return second_task_problem(env)
     per_device = devices or per_node
     fix = (
         f"start one task per device on each node: srun --nodes {num_nodes} --ntasks-per-node "
