@@ -126,3 +126,16 @@ def test_a_second_task_of_a_single_device_run_is_refused() -> None:
     # An explicit DDP strategy on one device is still checked as a world of processes.
     ddp = {"devices": 1, "num_nodes": 1, "strategy": "ddp"}
     assert slurm_world_problem(ddp, _step(4, None, 1)) is not None
+
+
+def test_a_second_task_of_a_single_device_run_in_an_interactive_allocation_is_refused() -> None:
+    """``srun -n 4 python train.py run_name=x`` inside ``salloc`` (job name ``interactive``/``bash``, which
+    Lightning takes for no SLURM): four copies each training the same run; they were let through. Task 0, an
+    interactive shell's own process, and torchrun's ranks inside such a job are not concerned."""
+    one = {"devices": 1, "num_nodes": 1}
+    for job in ("interactive", "bash"):
+        env = {**_step(4, None, 1, SLURM_JOB_NAME=job), "SLURM_PROCID": "3"}
+        problem = slurm_world_problem(one, env)
+        assert problem is not None and "SLURM_PROCID=3" in problem, job
+        assert slurm_world_problem(one, {**env, "SLURM_PROCID": "0"}) is None, job
+        assert slurm_world_problem(one, {**env, "TORCHELASTIC_RUN_ID": "1"}) is None, job

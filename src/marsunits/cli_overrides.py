@@ -29,7 +29,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.errors import some_of
-from marsunits.slurm_world import runs_as_one_process, second_task_problem, slurm_world_problem
+from marsunits.slurm_world import runs_as_one_process, slurm_world_problem
 
 __all__ = [
     "added_option_not_taken",
@@ -442,9 +442,8 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     if not os.environ.get("WORLD_SIZE", "") and isinstance(trainer, dict) and runs_as_one_process(trainer):
         # SLURM's counts, but a trainer Lightning runs as one process (python train.py in an sbatch script
         # with --ntasks=4 for the loaders' CPUs): no other rank makes a folder. A second task of such a
-        # job (srun -n 4) is said as what it is, not as a missing run_name, in an interactive allocation
-        # too (there Lightning ignores SLURM, but the copies still each train).
-        return slurm_world_problem(trainer) or second_task_problem()
+        # job (srun -n 4, inside salloc too) is said as what it is, not as a missing run_name.
+        return slurm_world_problem(trainer)
     return (
         f"this is one of {int(world)} training processes started by torchrun or SLURM, and its run folder "
         "is named after the clock (run_name's default): each process composes its own, and one that starts "

@@ -98,24 +98,25 @@ def slurm_world_problem(
     """Why the SLURM job step this process belongs to does not fit ``trainer.devices`` and
     ``trainer.num_nodes`` (the message names the values and the fix), or None: not started by ``srun``, or
     one task per device on each of ``num_nodes`` nodes, or a trainer of one process on one device (Lightning
-    then ignores the job's task counts; only a second task of such a run, ``SLURM_PROCID`` > 0, is refused).
+    then ignores the job's task counts; only a second task of such a run, ``SLURM_PROCID`` > 0, is refused,
+    in an interactive allocation too: :func:`second_task_problem`).
 
     Args:
         trainer_cfg: The ``trainer`` config node (``devices``, ``num_nodes``).
         environ: The environment to read (default: ``os.environ``).
     """
     env = os.environ if environ is None else environ
+    devices = _count(trainer_cfg.get("devices", 1))
+    num_nodes = trainer_cfg.get("num_nodes", 1)
+    num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
+    if _one_process(trainer_cfg, devices, num_nodes):  # interactive allocations too: the copies still train
+        return second_task_problem(env)
     if not _launched_by_slurm(env):
         return None
     ntasks = _int(env, "SLURM_NTASKS")
     if ntasks is None:
         return None
     per_node, nnodes = _int(env, "SLURM_NTASKS_PER_NODE"), _int(env, "SLURM_NNODES")
-    devices = _count(trainer_cfg.get("devices", 1))
-    num_nodes = trainer_cfg.get("num_nodes", 1)
-    num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
-    if _one_process(trainer_cfg, devices, num_nodes):
-        return second_task_problem(env)
     per_device = devices or per_node
     fix = (
         f"start one task per device on each node: srun --nodes {num_nodes} --ntasks-per-node "
