@@ -69,6 +69,7 @@ __all__ = [
     "check_settings",
     "image_file_identity",
     "image_status",
+    "read_record",
     "input_changed",
     "refresh_image_record",
     "settings_differences",
@@ -90,11 +91,12 @@ PENDING_KEY = "overwrite_pending"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    return _read_with_reason(path)[0]
+    return read_record(path)[0]
 
 
-def _read_with_reason(path: Path) -> tuple[dict[str, Any] | None, str]:
-    """The record at ``path`` and ``""``, or None and why it cannot be used (``""`` when there is no file)."""
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The record at ``path`` and ``""``, or None and why it cannot be used (``""`` when there is no file);
+    read this way by ``predict.py`` and by the pseudo-labels, which both refuse an unreadable record."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -225,7 +227,7 @@ def check_settings(
     if overwrite:
         return
     record = output_dir / SETTINGS_NAME
-    old, fault = _read_with_reason(record)
+    old, fault = read_record(record)
     if old is None and fault:
         # Taken as no record, a broken one let another model or setting add its outputs to the folder without
         # a word, and was then replaced by this run's record, which named settings that had not made them.

@@ -41,7 +41,7 @@ from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
 from marsunits.inference.inputs import discover
 from marsunits.inference.nodata import nodata_mask
-from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME
+from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME, read_record
 from marsunits.inference.writers import SUFFIXES, write_json_atomic
 
 __all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "main"]
@@ -92,18 +92,13 @@ def _predictions_settings(pred: Path) -> dict:
     path = pred / SETTINGS_NAME
     if not os.path.lexists(path):
         return {}
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        settings, fault = None, (exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
-    else:
-        fault = f"a JSON {type(settings).__name__}, not an object"
-    if not isinstance(settings, dict):
+    settings, fault = read_record(path)
+    if settings is None:
         raise ValueError(
-            f"{path} cannot be read ({fault}): it says how the predictions were made (nodata_max, an "
-            "unfinished overwrite=true run). Run that predict.py command again with overwrite=true to write "
-            "it anew, or remove the file if you know those predictions are complete (--nodata-max then gives "
-            "the nodata_max they were made with)"
+            f"{path} cannot be read ({fault or 'a symbolic link that cannot be followed'}): it says how "
+            "the predictions were made (nodata_max, an unfinished overwrite=true run). Run that predict.py "
+            "command again with overwrite=true to write it anew, or remove the file if you know those "
+            "predictions are complete (--nodata-max then gives the nodata_max they were made with)"
         )
     return settings
 
