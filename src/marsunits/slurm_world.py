@@ -109,7 +109,7 @@ def slurm_world_problem(
     devices = _count(trainer_cfg.get("devices", 1))
     num_nodes = trainer_cfg.get("num_nodes", 1)
     num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
-    if _one_process(trainer_cfg, devices, num_nodes):  # interactive allocations too: the copies still train
+    if runs_as_one_process(trainer_cfg):  # interactive allocations too: the copies still train
         return second_task_problem(env)
     if not _launched_by_slurm(env):
         return None
