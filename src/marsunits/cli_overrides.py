@@ -216,7 +216,7 @@ def _with_override(argv: list[str], override: str) -> list[str]:
     block, so one appended after a flag that follows them (``train.py seed=1,2 -m``) was refused as an
     unknown argument."""
     last = max(
-        (i for i, a in enumerate(argv) if not a.startswith("-") and ("=" in a or a.startswith("~"))),
+        (i for i, a in enumerate(argv) if _is_override(a)),
         default=None,
     )
     if last is None:
@@ -273,7 +273,7 @@ def unresolvable_path_interpolation(argv: Sequence[str], config_dir: Path, confi
 
     if _sweeping(argv):
         return None
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    overrides = _overrides(argv)
     keys = [
         a.split("=", 1)[0].lstrip("+")
         for a in overrides
@@ -321,6 +321,17 @@ def _literal_dollar_brace(key: str, overrides: Sequence[str], reason: str) -> st
         f"({reason.splitlines()[0]}). For a literal ${{ in the path write \\${{, e.g. {fixed} (quoted for "
         "the shell as shown); otherwise correct the interpolation"
     )
+
+
+def _is_override(arg: str) -> bool:
+    """Whether a command-line argument is a Hydra override (``key=value``, ``+key=value``, ``~key``), not a
+    flag such as ``--cfg`` or ``-m``."""
+    return not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
+
+
+def _overrides(argv: Sequence[str]) -> list[str]:
+    """The Hydra overrides of ``argv``, in order (:func:`_is_override`)."""
+    return [a for a in argv if _is_override(a)]
 
 
 def _hydra_quoted(raw: str) -> str:
@@ -430,7 +441,7 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv if "=" in a]
     if any(k in ("run_name", "hydra.run.dir", "paths.output_dir") for k in keys):
         return None
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    overrides = _overrides(argv)
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
             raw = OmegaConf.to_container(compose("train", overrides=overrides), resolve=False)
@@ -511,7 +522,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return None, argv
     named = any(k in ("run_name", "hydra.run.dir") for k in keys)
     # Deletions (~key) too: without them the job composed here was not the run's, and a resume was refused.
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    overrides = _overrides(argv)
     pin = None
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
@@ -568,7 +579,7 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
     if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys):
         return None, argv
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    overrides = _overrides(argv)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read
