@@ -131,3 +131,59 @@ def test_undistort_converges_where_newton_steps_bounce() -> None:
     back, _ = cam.undistort(rd, np.zeros_like(rd))
     np.testing.assert_allclose(back, r, rtol=1e-9)
     assert cam.fold_radius() > 5.0
+
+
+def _ground_grid(cam: PinholeCamera, half_m: float, n: int) -> np.ndarray:
+    g = np.linspace(-half_m, half_m, n)
+    x, y = (a.ravel() for a in np.meshgrid(g, g))
+    return np.c_[x + cam.x_m, y + cam.y_m, np.zeros_like(x)]
+
+
+@pytest.mark.parametrize(
+    ("k1", "k2"), [(-0.2, 0.0), (-0.25, 0.02), (0.1, -0.02)], ids=["barrel", "rising-again", "k1>0,k2<0"]
+)
+def test_a_ground_point_beyond_the_lens_fold_projects_to_no_pixel(k1: float, k2: float) -> None:
+    """Past the fold the distorted radius shrinks again: with ``k1 = -0.2`` (fold 52 degrees off the axis)
+    the ground point (3, 8) m, 66 degrees off the optical axis of this 60 degree camera, came out 14 px from
+    the image centre. Every point that
+    ``world_to_pixel`` places in the image now lies on that pixel's ray, and the points beyond the fold (whose
+    distortion formula lands in the image) have no pixel; inside the fold the round trip stays exact."""
+    cam = PinholeCamera(128, 96, hfov_deg=60, pitch_deg=20, k1=k1, k2=k2)
+    fold = cam.fold_radius()
+    pts = _ground_grid(cam, 30.0, 121)
+    c = (pts - cam.center) @ cam.R.T
+    front = c[:, 2] > 1e-9
+    xn, yn = c[front, 0] / c[front, 2], c[front, 1] / c[front, 2]
+    beyond = np.hypot(xn, yn) > fold
+    xd, yd = cam.distort(xn, yn)
+    u, v = xd * cam.focal_px + 64, yd * cam.focal_px + 48
+    folded_in = beyond & (u >= 0) & (u <= 128) & (v >= 0) & (v <= 96)
+    assert folded_in.sum() > 20  # the fold lies on the ground within range and folds points into the image
+
+    px = cam.world_to_pixel(pts[front])
+    assert np.isnan(px[beyond]).all()
+    assert np.isfinite(px[~beyond]).all()  # the whole monotonic domain in front of the camera projects
+    # Every pixel given is the pixel that sees the point: its ray points at it.
+    rays = cam.pixel_to_ray(px[~beyond, 0], px[~beyond, 1])
+    to_point = pts[front][~beyond] - cam.center
+    to_point /= np.linalg.norm(to_point, axis=1, keepdims=True)
+    np.testing.assert_allclose(rays, to_point, atol=1e-9)
+    inside = (px[:, 0] >= 0) & (px[:, 0] <= 128) & (px[:, 1] >= 0) & (px[:, 1] <= 96)
+    back = cam.pixel_to_ground(px[inside, 0], px[inside, 1])
+    np.testing.assert_allclose(back, pts[front][inside], atol=1e-6)
+    # A point exactly on the fold is seen, at the largest distorted radius the lens makes.
+    on_fold = cam.world_to_pixel(cam.center + np.array([fold, 0.0, 1.0]) @ cam.R)
+    rd = fold * (1 + k1 * fold**2 + k2 * fold**4)
+    np.testing.assert_allclose(on_fold, [64 + rd * cam.focal_px, 48], atol=1e-9)
+
+
+def test_the_fold_radius_is_where_the_distorted_radius_stops_growing() -> None:
+    """Closed form ``sqrt(-1 / (3 k1))`` without ``k2``; with both terms the first zero of the derivative."""
+    assert PinholeCamera(64, 64, 60, 10, k1=-0.2).fold_radius() == pytest.approx(math.sqrt(1 / 0.6))
+    for k1, k2 in [(-0.25, 0.02), (0.1, -0.02), (-0.08, 0.01)]:
+        cam = PinholeCamera(64, 64, 60, 10, k1=k1, k2=k2)
+        r = np.linspace(0.0, 6.0, 600001)
+        rd = r * (1 + k1 * r**2 + k2 * r**4)
+        rising = np.diff(rd) > 0
+        first_fall = r[np.argmin(rising)] if not rising.all() else math.inf
+        assert cam.fold_radius() == pytest.approx(first_fall, abs=2e-5)

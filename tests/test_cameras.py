@@ -1163,3 +1163,60 @@ def test_a_whole_number_beyond_any_float_is_refused_naming_its_key(tmp_path, whe
     path.write_text(json.dumps(d))
     with pytest.raises(CameraFileError, match=f"c.camera.json: '{where}' holds a whole number of 401 digits"):
         load_camera(path)
+
+
+def _tilted_cahvor(pin: PinholeCamera, tilt_deg: float):
+    """The CAHVOR of ``pin`` with its distortion axis ``O`` turned ``tilt_deg`` off ``A`` (to the right)."""
+    from marsunits.boundary.camera.cahv import CahvorCamera, cahvor_from_pinhole
+
+    cv = cahvor_from_pinhole(pin)
+    t = math.radians(tilt_deg)
+    o = math.cos(t) * pin.R[2] + math.sin(t) * pin.R[0]
+    return CahvorCamera(cv.C, cv.A, cv.H, cv.V, o, cv.R, pin.image_width, pin.image_height)
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 4.0])
+@pytest.mark.parametrize(("k1", "k2"), [(-0.2, 0.0), (-0.25, 0.02)], ids=["barrel", "rising-again"])
+def test_a_ground_point_beyond_the_cahvor_fold_projects_to_no_pixel(k1: float, k2: float, tilt_deg: float):
+    """CAHVOR's distortion (``1 + mu`` scaling ``lambda``) folds as the pinhole's does: a ground point past
+    the fold about ``O`` was put back inside the image. Such points have no pixel now, every pixel given has
+    a ray pointing at its point, and the fold is the pinhole's for the CAHVOR made from it."""
+    from marsunits.boundary.camera.cahv import cahvor_from_pinhole
+
+    pin = PinholeCamera(128, 96, hfov_deg=60, pitch_deg=20, k1=k1, k2=k2)
+    cv = _tilted_cahvor(pin, tilt_deg)
+    assert cv.fold_radius() == pytest.approx(pin.fold_radius(), rel=1e-12)
+    g = np.linspace(-30.0, 30.0, 121)
+    x, y = (a.ravel() for a in np.meshgrid(g, g))
+    pts = np.c_[x, y, np.zeros_like(x)]
+    p = pts - cv.C
+    omega = p @ cv.O
+    front = omega > 1e-9
+    s = np.linalg.norm(p - omega[:, None] * cv.O, axis=1) / np.where(front, omega, 1.0)
+    beyond = front & (s > cv.fold_radius())
+    formula = cv._linear_project(cv.distort(p))  # the distortion formula, fold or not
+    in_image = np.isfinite(formula).all(axis=1) & (formula >= 0).all(axis=1)
+    in_image &= (formula[:, 0] <= 128) & (formula[:, 1] <= 96)
+    assert (beyond & in_image).sum() > 20  # the fold lies on the ground in range and folds points inside
+
+    px = cv.world_to_pixel(pts)
+    assert np.isnan(px[beyond | ~front]).all()
+    seen = front & ~beyond
+    assert np.isfinite(px[seen]).all()
+    rays = cv.pixel_to_ray(px[seen, 0], px[seen, 1])
+    np.testing.assert_allclose(rays, p[seen] / np.linalg.norm(p[seen], axis=1, keepdims=True), atol=1e-9)
+    if tilt_deg == 0.0:  # the same camera as the pinhole: the same pixels, and the same points without one
+        same = cahvor_from_pinhole(pin).world_to_pixel(pts)
+        np.testing.assert_allclose(same, pin.world_to_pixel(pts), atol=1e-6)
+
+
+def test_a_cahvor_lens_that_images_nothing_in_order_projects_no_point():
+    """``1 + r0 <= 0`` inverts the image about ``O`` at once: ``pixel_to_ray`` gives no pixel a ray, and so
+    ``world_to_pixel`` gives no point a pixel, the axis included."""
+    cv = _tilted_cahvor(PinholeCamera(64, 48, hfov_deg=60, pitch_deg=20), 0.0)
+    from marsunits.boundary.camera.cahv import CahvorCamera
+
+    bad = CahvorCamera(cv.C, cv.A, cv.H, cv.V, cv.O, [-1.2, 0.0, 0.0], 64, 48)
+    assert bad.fold_radius() == 0.0
+    assert np.isnan(bad.pixel_to_ray(np.array([32.0]), np.array([24.0]))).all()
+    assert np.isnan(bad.world_to_pixel(np.array([cv.C + 5.0 * cv.O, cv.C + 5.0 * cv.O + [0, 0.1, 0]]))).all()

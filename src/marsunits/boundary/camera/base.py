@@ -43,7 +43,9 @@ class CameraModel(Protocol):
         ...
 
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
-        """Pixel coordinates ``(..., 2)`` of site-frame points ``(..., 3)``; NaN behind the camera."""
+        """Pixel coordinates ``(..., 2)`` of site-frame points ``(..., 3)``; NaN for points the camera does
+        not see through its lens: behind it, or beyond the radius where a distorting lens folds back (no
+        pixel's ray reaches them, though the distortion formula would put them inside the image)."""
         ...
 
     def to_dict(self) -> dict[str, Any]:

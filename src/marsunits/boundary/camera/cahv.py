@@ -375,13 +375,35 @@ class CahvorCamera(CahvCamera):
         rays[no_ray] = np.nan
         return rays
 
+    def fold_radius(self) -> float:
+        """Where the lens folds back: the largest ``sqrt(tau)`` (``|lambda| / omega``, the tangent of a
+        point's angle off ``O``; no unit) on the lens's monotonic domain, ``inf`` when there is no fold.
+
+        The distortion scales ``lambda`` by ``1 + mu``, so a point at ``s = sqrt(tau)`` is imaged at
+        ``s' = (1 + r0) s + r1 s^3 + r2 s^5``; the fold is the first ``s`` where ``ds'/ds = 0``, the smallest
+        positive root of ``5 r2 t^2 + 3 r1 t + (1 + r0) = 0`` for ``t = s^2`` (closed form, as
+        :meth:`PinholeCamera.fold_radius <marsunits.boundary.camera.pinhole.PinholeCamera.fold_radius>`, which
+        it equals for :func:`cahvor_from_pinhole`). 0 when ``1 + r0 <= 0``: no ray is imaged in order.
+        """
+        return float(_first_peak(1.0 + float(self.R[0]), np.array(self.R[1]), np.array(self.R[2])))
+
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
-        """Project site-frame points ``(..., 3)`` to pixel coordinates ``(..., 2)``; NaN behind the camera."""
+        """Project site-frame points ``(..., 3)`` to pixel coordinates ``(..., 2)``.
+
+        NaN for points the camera does not see: behind it, and beyond the lens's fold
+        (:meth:`fold_radius`, points whose ``sqrt(tau)`` exceeds it), which a barrel-distorted lens put back
+        inside the image, as the pinhole model did; :meth:`pixel_to_ray` gives no pixel a ray there.
+        """
         p = np.asarray(points, dtype=np.float64) - self.C
-        behind = (p @ self.O) <= 1e-12
+        omega = p @ self.O
+        lam = p - omega[..., None] * self.O
         with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.sqrt(np.sum(lam * lam, axis=-1)) / omega
             out = self._linear_project(self.distort(p))
-        out[behind] = np.nan
+        unseen = ~(omega > 1e-12) | ~(s <= self.fold_radius())
+        if 1.0 + self.R[0] <= 0.0:  # the lens images nothing in order: pixel_to_ray gives no ray at all
+            unseen = np.ones_like(unseen)
+        out[unseen] = np.nan
         return out
 
     def to_dict(self) -> dict[str, Any]:

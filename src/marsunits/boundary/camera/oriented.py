@@ -90,7 +90,8 @@ class OrientedCamera:
         return self.camera.pixel_to_ground(*self._stored(u, v), max_range_m=max_range_m)
 
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
-        """Displayed pixel coordinates ``(..., 2)`` of site-frame points ``(..., 3)``; NaN behind it."""
+        """Displayed pixel coordinates ``(..., 2)`` of site-frame points ``(..., 3)``; NaN where the wrapped
+        model gives none (behind the camera, beyond its lens's fold)."""
         stored = np.asarray(self.camera.world_to_pixel(points), dtype=float)
         return (stored - self._b) @ self._a_inv.T
 

@@ -175,7 +175,12 @@ class PinholeCamera:
 
     def fold_radius(self) -> float:
         """The first normalised radius where the distorted radius stops growing (``inf`` when it never
-        does): ``1 + 3 k1 t + 5 k2 t^2 = 0`` for ``t = r^2``, smallest positive root."""
+        does): ``1 + 3 k1 t + 5 k2 t^2 = 0`` for ``t = r^2``, smallest positive root.
+
+        ``r`` is the undistorted normalised radius (``|(x, y)| / z`` in the camera frame, the tangent of
+        the angle off the optical axis; no unit). ``[0, fold_radius]`` is the lens's monotonic domain: the
+        rays the camera sees, the points :meth:`world_to_pixel` projects and :meth:`undistort` returns.
+        Closed form: ``k2 = 0`` gives ``sqrt(-1 / (3 k1))`` for ``k1 < 0``."""
         a, b = 5.0 * self.k2, 3.0 * self.k1
         if a == 0.0:
             return math.inf if b >= 0.0 else math.sqrt(-1.0 / b)
@@ -234,7 +239,13 @@ class PinholeCamera:
             points: Array (..., 3), metres.
 
         Returns:
-            Array (..., 2) of ``(u, v)``; NaN for points behind the camera.
+            Array (..., 2) of ``(u, v)``; NaN for points the camera does not see: behind it, and beyond
+            the lens's fold (:meth:`fold_radius`), i.e. points whose normalised radius ``r = |(x, y)| / z``
+            in the camera frame (the tangent of their angle off the optical axis, no unit) exceeds it. Past
+            the fold the distorted radius ``r (1 + k1 r^2 + k2 r^4)`` shrinks again, so a strongly
+            barrel-distorted lens (``k1 = -0.2``: fold at ``r = 1.29``, 52 degrees off axis) put ground
+            points far outside its field back inside the image, near its centre; no pixel's ray
+            (:meth:`pixel_to_ray`) reaches them.
         """
         p = np.asarray(points, dtype=np.float64)
         c = (p - self.center) @ self.R.T
@@ -242,6 +253,10 @@ class PinholeCamera:
         with np.errstate(divide="ignore", invalid="ignore"):
             xn = np.where(z > 1e-12, c[..., 0] / z, np.nan)
             yn = np.where(z > 1e-12, c[..., 1] / z, np.nan)
+        fold = self.fold_radius()
+        if math.isfinite(fold):
+            beyond = ~(np.hypot(xn, yn) <= fold)
+            xn, yn = np.where(beyond, np.nan, xn), np.where(beyond, np.nan, yn)
         xd, yd = self.distort(xn, yn)
         f = self.focal_px
         return np.stack([xd * f + self.image_width / 2.0, yd * f + self.image_height / 2.0], axis=-1)
