@@ -1220,3 +1220,53 @@ def test_a_cahvor_lens_that_images_nothing_in_order_projects_no_point():
     assert bad.fold_radius() == 0.0
     assert np.isnan(bad.pixel_to_ray(np.array([32.0]), np.array([24.0]))).all()
     assert np.isnan(bad.world_to_pixel(np.array([cv.C + 5.0 * cv.O, cv.C + 5.0 * cv.O + [0, 0.1, 0]]))).all()
+
+
+@pytest.mark.parametrize(
+    "pose",
+    [
+        {"hfov_deg": 100.0, "pitch_deg": 40.0},  # the whole image border lies beyond the fold
+        {"hfov_deg": 80.0, "pitch_deg": 40.0, "yaw_deg": 30.0},  # the fold cuts the image corners
+        {"hfov_deg": 90.0, "pitch_deg": 15.0, "roll_deg": 10.0, "x_m": 3.0},
+    ],
+)
+@pytest.mark.parametrize("model", ["pinhole", "cahvor"])
+def test_the_footprint_of_a_lens_that_folds_inside_the_image_is_all_it_sees(pose, model):
+    """Border pixels beyond the fold have no ray: dropped from the border walk, the footprint was cut by
+    chords across the ground the fold's edge bounds (13 m^2 of 22), or was empty (a camera seeing 29 m^2
+    within 5 m drew none). Its area is now the area of the range disc the camera sees (ground points within
+    the fold whose pixel is in the image), and it holds the ground point of every pixel of a dense grid."""
+    from marsunits.boundary.camera.cahv import cahvor_from_pinhole
+
+    pin = PinholeCamera(128, 96, k1=-0.2, height_m=2.0, **pose)
+    cam = pin if model == "pinhole" else cahvor_from_pinhole(pin)
+    u, v = np.meshgrid(np.linspace(0, 128, 129), np.linspace(0, 96, 97))
+    assert np.isnan(cam.pixel_to_ray(u, v)).any()  # the fold lies inside the image
+    for max_range_m in (5.0, 10.0, 30.0):
+        fp = shapely.Polygon(view_footprint(cam, max_range_m=max_range_m))
+        area, seen = _seen_area(cam, max_range_m)
+        assert fp.is_valid and fp.area == pytest.approx(area, rel=0.005)
+        assert shapely.contains_xy(fp.buffer(0.01), seen[:, 0], seen[:, 1]).all()
+        g = cam.pixel_to_ground(u.ravel(), v.ravel(), max_range_m)
+        g = g[np.isfinite(g).all(axis=1)]
+        assert len(g) > 100 and shapely.contains_xy(fp.buffer(0.01), g[:, 0], g[:, 1]).all()
+
+
+def test_the_footprints_of_mildly_distorted_synthetic_cameras_are_as_before():
+    """The synthetic generator keeps its lenses' folds outside the image, so the border pixels all have
+    rays and bending the walk in to the fold (``_inside_the_fold``) changes none of the 8 footprints, to the
+    last bit; and each is still the part of the range disc its camera sees."""
+    from marsunits.data.synthetic.config import SceneConfig
+    from marsunits.data.synthetic.scene import draw_camera, scene_rng
+
+    cfg = SceneConfig(width=128, height=96, distortion=True, hfov_deg_range=(60.0, 90.0))
+    cameras = [draw_camera(scene_rng(3, i), cfg) for i in range(8)]
+    assert sum(c.k1 < 0 for c in cameras) >= 2  # barrel-distorted lenses among them
+    for cam in cameras:
+        fp = view_footprint(cam, max_range_m=30.0)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(contact_map, "_inside_the_fold", lambda camera, u, v: (u, v))
+            walked = view_footprint(cam, max_range_m=30.0)
+        np.testing.assert_array_equal(fp, walked)
+        area, _ = _seen_area(cam, 30.0)
+        assert shapely.Polygon(fp).area == pytest.approx(area, rel=0.01)

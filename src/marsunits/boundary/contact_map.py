@@ -44,7 +44,10 @@ _FAR_RANGES = 100.0
 def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_edge: int = 24) -> np.ndarray:
     """Ground polygon seen by ``camera`` out to ``max_range_m``.
 
-    The image border is walked (bottom, right, top, left); each border pixel contributes its ground point
+    The image border is walked (bottom, right, top, left), each border pixel that has no ray (beyond the
+    radius where a distorting lens folds back) moved in to the edge of the pixels that have one
+    (:func:`_inside_the_fold`), so the walk follows the outline of what the camera sees; each pixel
+    contributes its ground point
     (at any range), or, when its ray misses the ground (at or above the horizon) or reaches it very far, a
     point far out in the azimuth of its ray. That outline is then cut to the disc of radius ``max_range_m``
     about the camera. So a camera whose border rays all reach the ground beyond the range, as one looking
@@ -65,6 +68,7 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     t = np.linspace(0.0, 1.0, samples_per_edge, endpoint=False)
     u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
     v = np.concatenate([np.full_like(t, h), (1 - t) * h, np.zeros_like(t), t * h])
+    u, v = _inside_the_fold(camera, u, v)
     center = np.asarray(getattr(camera, "center", np.zeros(3)), dtype=float)
     far_m = _FAR_RANGES * max_range_m
     ground = camera.pixel_to_ground(u, v, max_range_m=far_m)
@@ -87,6 +91,60 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     if not parts:
         return np.empty((0, 2))
     return np.asarray(max(parts, key=lambda g: g.area).exterior.coords)
+
+
+#: Bisection steps that move a border pixel without a ray onto the edge of the pixels with one: 2^-40 of the
+#: image diagonal, far below a pixel.
+_FOLD_STEPS = 40
+
+
+def _last_with_ray(
+    camera: CameraModel, u0: np.ndarray, v0: np.ndarray, u1: np.ndarray, v1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The last point with a ray on each segment from ``(u0, v0)`` (which has one) to ``(u1, v1)`` (which
+    has none), by bisection: the segments must cross the edge of the pixels with a ray once."""
+    lo = np.zeros(np.shape(u0))  # fraction of the way along the segment
+    hi = np.ones_like(lo)
+    du, dv = u1 - u0, v1 - v0
+    for _ in range(_FOLD_STEPS):
+        mid = 0.5 * (lo + hi)
+        ok = np.isfinite(camera.pixel_to_ray(u0 + mid * du, v0 + mid * dv)).all(axis=-1)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return u0 + lo * du, v0 + lo * dv
+
+
+def _inside_the_fold(camera: CameraModel, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The closed border walk ``(u, v)`` bent in to the edge of the pixels that have a ray.
+
+    A lens whose distortion folds back inside the image (strong barrel distortion: the pinhole's and
+    CAHVOR's ``fold_radius``) gives the pixels beyond the fold no ray. Dropped from the border walk, the
+    footprint was the polygon of the border pixels left: a chord across the ground the fold's edge bounds,
+    or nothing at all when the whole border lay beyond it (a camera seeing 98 m^2 of ground within 10 m drew
+    no footprint). The pixels with a ray are the image of a cone about the lens's axis, a convex region
+    holding the principal point, so each pixel without a ray is moved towards the image centre to the last
+    point with one (bisection), and where the border crosses that edge between two samples, the crossing is
+    added between them (else the chord from the last border sample to the first on the edge cut the corner
+    off: 6 cm at 5 m). Pixels that have rays stay as they are; where the image centre has no ray either (a
+    lens whose distortion centre is far off the image), the walk is returned unchanged.
+    """
+    has_ray = np.isfinite(camera.pixel_to_ray(u, v)).all(axis=-1)
+    if has_ray.all():
+        return u, v
+    cu, cv = np.array(camera.image_width / 2.0), np.array(camera.image_height / 2.0)
+    if not np.isfinite(camera.pixel_to_ray(cu[None], cv[None])).all():
+        return u, v
+    nxt = np.roll(np.arange(len(u)), -1)
+    cross = np.flatnonzero(has_ray != has_ray[nxt])  # the edge lies between sample i and sample i + 1
+    a = np.where(has_ray[cross], cross, nxt[cross])  # the end with a ray
+    b = np.where(has_ray[cross], nxt[cross], cross)
+    cross_u, cross_v = _last_with_ray(camera, u[a], v[a], u[b], v[b])
+    moved_u, moved_v = np.array(u, dtype=float), np.array(v, dtype=float)
+    none = ~has_ray
+    moved_u[none], moved_v[none] = _last_with_ray(
+        camera, np.full(int(none.sum()), cu), np.full(int(none.sum()), cv), u[none], v[none]
+    )
+    order = np.argsort(np.r_[np.arange(len(u)), cross + 0.5], kind="stable")
+    return np.r_[moved_u, cross_u][order], np.r_[moved_v, cross_v][order]
 
 
 #: Longest site part of a map's file name: the name's first characters, and 9 of a hash beyond them (a site

@@ -58,7 +58,9 @@ def image_camera(image_path: Path, max_megapixels: float | None = None) -> Camer
 def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:
     """Whether any pixel of a ``samples`` x ``samples`` grid over the image (corners and border included)
     reaches the ground within ``max_range_m``. The image border alone (``view_footprint``) said "no ground"
-    for a lens whose distortion folds back inside the image, where the border pixels have no ray."""
+    for a lens whose distortion folds back inside the image, where the border pixels have no ray; it now
+    follows the fold's edge, but only from an image centre that has a ray, so the grid still decides the
+    rest (a CAHVOR lens whose distortion centre lies off the image)."""
     if len(view_footprint(camera, max_range_m=max_range_m)):
         return True
     u, v = np.meshgrid(
