@@ -119,3 +119,26 @@ def test_a_full_disk_anywhere_is_one_line_naming_the_file(
     monkeypatch.setattr(export, "export_checkpoint", read_only)
     assert export.main(["ckpt_path=a.ckpt", "out=/pkg"]) == 2
     assert "cannot write /pkg/model.safetensors: the file system is read-only" in capsys.readouterr().err
+
+
+def test_an_interpolation_that_does_not_resolve_in_the_run_is_one_line_naming_the_key_and_value(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interpolation that fails once the run reads it (an unset ``${oc.env:VAR}``; a ``${...}`` in an
+    option the check before Hydra leaves alone, such as predict's ``tile``) printed OmegaConf's three lines
+    ("full_key: ...", "object_type=dict") without the value."""
+    from omegaconf import OmegaConf
+
+    monkeypatch.delenv("HX3_UNSET_VARIABLE", raising=False)
+    cfg = OmegaConf.create({"tile": "${oc.env:HX3_UNSET_VARIABLE}", "data": {"root": "/d/cost${x}"}})
+    for read, key, value in (
+        (lambda: cfg.tile, "tile", "${oc.env:HX3_UNSET_VARIABLE}"),
+        (lambda: OmegaConf.to_yaml(cfg.data, resolve=True), "data.root", "/d/cost${x}"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            report_user_errors(read, prog="predict.py")
+        assert stop.value.code == 2
+        first, hint = capsys.readouterr().err.strip().splitlines()
+        said = f"predict.py: error: {key}={value!r}: this interpolation does not resolve ("
+        assert first.startswith(said), first
+        assert "write \\${" in first and hint.startswith("predict.py: (set MARSUNITS_TRACEBACK=1")

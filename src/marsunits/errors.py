@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from hydra.errors import InstantiationException
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 
 class MarsUnitsError(Exception):
@@ -181,10 +181,21 @@ def _reported() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(exc: BaseException, prog: str) -> str:
-    """The message of ``exc``; a config value left at ``???`` names the key and the override to add."""
+    """The message of ``exc``; a config value left at ``???`` names the key and the override to add; an
+    interpolation that does not resolve once the run reads it (``${oc.env:VAR}`` of an unset variable, a
+    ``${...}`` of an option ``cli_overrides`` does not check before Hydra starts) names the key and its
+    value in one line, where OmegaConf's message had three (``full_key: ...``, ``object_type=...``)."""
     if isinstance(exc, MissingMandatoryValue):
         key = exc.full_key or str(exc).splitlines()[0]
         return f"{key} has no value; add {key}=<value> to the command (python {prog} ... {key}=...)"
+    if isinstance(exc, InterpolationResolutionError):
+        node = exc.child_node
+        value = f"={node._value()!r}" if node is not None else ""
+        return (
+            f"{exc.full_key or 'a config value'}{value}: this interpolation does not resolve "
+            f"({str(exc).splitlines()[0]}); correct it (python {prog} ... --cfg job shows the config), "
+            "or for a literal ${ write \\${ (in YAML plain or single-quoted)"
+        )
     return str(exc)
 
 
