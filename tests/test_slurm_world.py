@@ -1,6 +1,7 @@
 """A training started by SLURM (``srun``) must have one task per device on each node: checked before set-up.
 
-No SLURM here: the job step's variables are given as ``srun`` sets them.
+No SLURM here: the job step's variables are given as ``srun`` sets them (or as an ``sbatch`` script's own
+process sees them, without ``srun``'s step variables).
 """
 
 from __future__ import annotations
@@ -18,7 +19,20 @@ from test_train import TINY
 
 def _step(ntasks: int, per_node: int | None, nodes: int, **extra: str) -> dict[str, str]:
     """The variables ``srun`` gives one task of a job step (rank 0)."""
+    return {
+        **_batch(ntasks, per_node, nodes),
+        "SLURM_STEP_ID": "0",
+        "SLURM_STEPID": "0",
+        "SLURM_STEP_NUM_TASKS": str(ntasks),
+        **extra,
+    }
+
+
+def _batch(ntasks: int, per_node: int | None, nodes: int, **extra: str) -> dict[str, str]:
+    """The variables an ``sbatch`` script's own process sees (``#SBATCH --ntasks``/``--ntasks-per-node``,
+    ``--nodes``): the job's counts and rank 0, but none of the ``SLURM_STEP_*`` that ``srun`` sets."""
     env = {
+        "SLURM_JOB_ID": "4242",
         "SLURM_NTASKS": str(ntasks),
         "SLURM_NNODES": str(nodes),
         "SLURM_PROCID": "0",
@@ -99,9 +113,9 @@ def test_training_refuses_such_a_layout_before_writing_anything(
     ("trainer", "env"),
     [
         # sbatch --ntasks=4 (CPUs for the loaders) and `python train.py` in the script: one process.
-        ({"devices": 1, "num_nodes": 1}, _step(4, None, 1)),
+        ({"devices": 1, "num_nodes": 1}, _batch(4, None, 1)),
         # sbatch --ntasks-per-node=4 --gres=gpu:1 (trainer=gpu's devices=1), no srun.
-        ({"devices": 1, "num_nodes": 1, "strategy": "auto"}, _step(4, 4, 1)),
+        ({"devices": 1, "num_nodes": 1, "strategy": "auto"}, _batch(4, 4, 1)),
         # trainer=cpu given as text on the command line.
         ({"devices": "1", "num_nodes": 1}, _step(2, None, 1)),
         # trainer=cpu trainer.devices=auto: one CPU device, as Lightning counts it.
@@ -139,3 +153,54 @@ def test_a_second_task_of_a_single_device_run_in_an_interactive_allocation_is_re
         assert problem is not None and "SLURM_PROCID=3" in problem, job
         assert slurm_world_problem(one, {**env, "SLURM_PROCID": "0"}) is None, job
         assert slurm_world_problem(one, {**env, "TORCHELASTIC_RUN_ID": "1"}) is None, job
+
+
+DDP = {"_target_": "lightning.pytorch.strategies.DDPStrategy", "static_graph": True}
+
+
+@pytest.mark.parametrize(
+    ("trainer", "env"),
+    [
+        # #SBATCH --ntasks-per-node=4, then `python train.py trainer=ddp trainer.devices=4` (srun forgotten).
+        ({"devices": 4, "num_nodes": 1, "strategy": DDP}, _batch(4, 4, 1)),
+        # trainer=ddp's devices=auto on a node of 4 GPUs.
+        ({"devices": "auto", "num_nodes": 1, "strategy": DDP}, _batch(4, 4, 1)),
+        # Two nodes of 4: the script runs on the first node only.
+        ({"devices": 4, "num_nodes": 2, "strategy": DDP}, _batch(8, 4, 2)),
+    ],
+)
+def test_ddp_in_the_batch_script_itself_is_refused_naming_srun(
+    trainer: dict[str, object], env: dict[str, str]
+) -> None:
+    """The layout fits, so it passed every check, and Lightning took the script's own process for rank 0 of
+    SLURM_NTASKS and waited for ranks that nothing starts: a hang until the job's time limit, without a word.
+    srun sets SLURM_STEP_ID for each task it starts; the batch script's step has none."""
+    problem = slurm_world_problem(trainer, env)
+    ntasks = env["SLURM_NTASKS"]
+    assert problem is not None and f"SLURM_NTASKS={ntasks}" in problem and "no SLURM_STEP_ID" in problem
+    assert "srun python train.py" in problem and "without trainer=ddp" in problem
+    # The same layout started by srun: one task per device, each with its step variables.
+    assert slurm_world_problem(trainer, {**env, "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": ntasks}) is None
+    assert slurm_world_problem(trainer, {**env, "SLURM_STEPID": "0", "SLURM_STEP_NUM_TASKS": ntasks}) is None
+
+
+def test_processes_the_batch_script_does_not_leave_waiting_are_not_refused() -> None:
+    """Only a world of several processes with one started waits: a batch job of one task, torchrun in the
+    script (Lightning prefers it to SLURM), an interactive job (Lightning ignores SLURM), and a one-device
+    trainer (Lightning reads no rank) are let through."""
+    ddp = {"devices": 4, "num_nodes": 1, "strategy": DDP}
+    assert slurm_world_problem({"devices": 1, "num_nodes": 1, "strategy": DDP}, _batch(1, 1, 1)) is None
+    assert slurm_world_problem(ddp, _batch(4, 4, 1, TORCHELASTIC_RUN_ID="x")) is None
+    for job in ("bash", "interactive"):
+        assert slurm_world_problem(ddp, _batch(4, 4, 1, SLURM_JOB_NAME=job)) is None, job
+    assert slurm_world_problem({"devices": 1, "num_nodes": 1}, _batch(4, 4, 1)) is None
+    # A step whose task count is not given (a step id without SLURM_STEP_NUM_TASKS): nothing is assumed.
+    assert slurm_world_problem(ddp, {**_step(4, 4, 1), "SLURM_STEP_NUM_TASKS": ""}) is None
+
+
+def test_a_step_of_fewer_tasks_than_slurm_ntasks_is_refused() -> None:
+    """``srun --preserve-env -n 1`` (or salloc's interactive step) keeps the job's SLURM_NTASKS=4 while the
+    step has one task: Lightning waited for 3 ranks that were never started."""
+    ddp = {"devices": 4, "num_nodes": 1, "strategy": DDP}
+    problem = slurm_world_problem(ddp, {**_step(4, 4, 1), "SLURM_STEP_NUM_TASKS": "1"})
+    assert problem is not None and "SLURM_STEP_NUM_TASKS=1" in problem and "--preserve-env" in problem

@@ -8,6 +8,14 @@ shards. Lightning checks ``--ntasks-per-node`` against ``devices`` and ``--nodes
 8 shards, a quarter of the images unseen every epoch and unscored at every validation, without a word
 (Lightning issue #20391). :func:`slurm_world_problem` names such a layout and the fix, on every rank, before
 any of them waits for the others.
+
+Lightning takes any process that sees ``SLURM_NTASKS`` for one of ``srun``'s tasks, the ``sbatch`` script's
+own process too: ``python train.py trainer=ddp trainer.devices=4`` in a script of ``--ntasks-per-node=4``
+(``srun`` forgotten) passed every layout check and waited, as rank 0 of 4, for three ranks nothing starts,
+without a word until the time limit. ``srun`` sets ``SLURM_STEP_ID`` (and the older ``SLURM_STEPID``) and
+``SLURM_STEP_NUM_TASKS`` for every task it starts; the batch script's step gets neither (Slurm's
+``env_array_for_step``, and ``setup_env``, which writes no step id for the batch step):
+:func:`unstarted_ranks_problem`.
 """
 
 from __future__ import annotations
@@ -18,7 +26,13 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-__all__ = ["runs_as_one_process", "second_task_problem", "slurm_world_problem"]
+__all__ = [
+    "in_batch_step",
+    "runs_as_one_process",
+    "second_task_problem",
+    "slurm_world_problem",
+    "unstarted_ranks_problem",
+]
 
 
 def _launched_by_slurm(environ: Mapping[str, str]) -> bool:
@@ -92,6 +106,44 @@ def _int(environ: Mapping[str, str], name: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def in_batch_step(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process belongs to a SLURM job (``SLURM_JOB_ID``) but to no step that ``srun`` started:
+    neither ``SLURM_STEP_ID`` nor ``SLURM_STEPID``, which ``srun`` sets for each of its tasks. That is the
+    ``sbatch`` script's own process (and ``salloc``'s shell on the login node): one process, whatever
+    ``SLURM_NTASKS`` says."""
+    env = os.environ if environ is None else environ
+    return "SLURM_JOB_ID" in env and "SLURM_STEP_ID" not in env and "SLURM_STEPID" not in env
+
+
+def unstarted_ranks_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """For a trainer of several processes that Lightning takes from SLURM (:func:`_launched_by_slurm`): why
+    it would wait forever, or None. Lightning makes the world ``SLURM_NTASKS`` processes and this one rank
+    ``SLURM_PROCID``, but fewer were started: the ``sbatch`` script's own process (:func:`in_batch_step`,
+    ``srun`` forgotten) is one, and a step of ``srun --preserve-env``/``-E`` (or ``salloc``'s interactive
+    step) has ``SLURM_STEP_NUM_TASKS`` tasks while ``SLURM_NTASKS`` keeps the job's count. None where the
+    step's task count is not known (a step id without ``SLURM_STEP_NUM_TASKS``): nothing is assumed."""
+    env = os.environ if environ is None else environ
+    ntasks = _int(env, "SLURM_NTASKS")
+    if ntasks is None or ntasks < 2 or not _launched_by_slurm(env):
+        return None
+    if in_batch_step(env):
+        return (
+            f"this process is the batch script's own, not a task that srun started (no SLURM_STEP_ID), but "
+            f"SLURM_NTASKS={ntasks} makes Lightning wait for {ntasks} training processes, {ntasks - 1} of "
+            "which nothing starts: it would hang until the time limit. Put srun in front of the command "
+            "(srun python train.py ..., one task per device), or train as one process without trainer=ddp"
+        )
+    started = _int(env, "SLURM_STEP_NUM_TASKS")
+    if started is None or started >= ntasks:
+        return None
+    return (
+        f"this job step started {started} task(s) (SLURM_STEP_NUM_TASKS={started}) but SLURM_NTASKS={ntasks} "
+        f"(the job's count, kept by srun --preserve-env/-E or an interactive step) makes Lightning wait for "
+        f"{ntasks} training processes: it would hang until the time limit. Start the step with srun "
+        "--ntasks-per-node <devices> without --preserve-env/-E, or train as one process without trainer=ddp"
+    )
+
+
 def slurm_world_problem(
     trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> str | None:
@@ -99,7 +151,9 @@ def slurm_world_problem(
     ``trainer.num_nodes`` (the message names the values and the fix), or None: not started by ``srun``, or
     one task per device on each of ``num_nodes`` nodes, or a trainer of one process on one device (Lightning
     then ignores the job's task counts; only a second task of such a run, ``SLURM_PROCID`` > 0, is refused,
-    in an interactive allocation too: :func:`second_task_problem`).
+    in an interactive allocation too: :func:`second_task_problem`). A layout that fits is still refused where
+    fewer processes were started than ``SLURM_NTASKS``, the ``sbatch`` script's own process above all
+    (:func:`unstarted_ranks_problem`): Lightning would wait for the others forever.
 
     Args:
         trainer_cfg: The ``trainer`` config node (``devices``, ``num_nodes``).
@@ -147,4 +201,4 @@ def slurm_world_problem(
             f"processes and leave the others' shards untrained and unscored (or stop on a rank it cannot "
             f"place); {fix}"
         )
-    return None
+    return unstarted_ranks_problem(env)
