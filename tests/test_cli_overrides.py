@@ -371,6 +371,23 @@ def test_a_second_task_of_a_single_device_run_in_an_interactive_allocation_is_re
         assert said is not None and "task 2 of 4" in said and "run_name" not in said, job
 
 
+def test_the_batch_scripts_own_process_is_not_asked_for_a_run_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python train.py trainer=ddp`` in an sbatch script of ``--ntasks-per-node=4`` without ``srun``: one
+    process (no SLURM_STEP_ID), not one of 4, so no other rank makes a folder. It was told to add a run_name,
+    and then, with one, refused at train time for the missing srun: the first fix named was the wrong one."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_JOB_NAME", "SLURM_STEP_ID", "SLURM_STEPID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("SLURM_JOB_ID", "4242"), ("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
+    assert unnamed_external_ranks(["trainer=ddp"], CONFIG_DIR) is None
+    # A task that srun started is one of 4, and needs the shared name.
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    assert "one of 4 training processes" in str(unnamed_external_ranks(["trainer=ddp"], CONFIG_DIR))
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

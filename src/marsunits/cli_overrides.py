@@ -29,7 +29,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.errors import some_of
-from marsunits.slurm_world import runs_as_one_process, slurm_world_problem
+from marsunits.slurm_world import in_batch_step, runs_as_one_process, slurm_world_problem
 
 __all__ = [
     "added_option_not_taken",
@@ -431,10 +431,13 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
 
     Each such process composes its config itself: a rank that started a second after rank 0 made a run
     folder of its own (its ``.hydra/`` record and ``train.log``), while checkpoints and metrics went to
-    rank 0's. Lightning's own launcher is not concerned: its ranks get rank 0's ``hydra.run.dir``.
+    rank 0's. Lightning's own launcher is not concerned: its ranks get rank 0's ``hydra.run.dir``. Nor is an
+    ``sbatch`` script's own process (``srun`` forgotten, :func:`~marsunits.slurm_world.in_batch_step`): it is
+    one process whatever ``SLURM_NTASKS`` says, and a trainer of several is refused at train time, naming
+    ``srun`` (asking it for a run_name first sent the user to fix the wrong thing).
     """
     world = os.environ.get("WORLD_SIZE", "")
-    if not world and "SLURM_PROCID" in os.environ:
+    if not world and "SLURM_PROCID" in os.environ and not in_batch_step():
         world = os.environ.get("SLURM_NTASKS", "")
     if not world.strip().isdigit() or int(world) < 2 or _sweeping(argv):
         return None
