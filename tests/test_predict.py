@@ -829,6 +829,71 @@ def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -
     assert not out.exists() and not (inp / "predictions").exists()
 
 
+def _in_an_sbatch_script(monkeypatch: pytest.MonkeyPatch, ntasks: int) -> None:
+    """The variables an ``sbatch`` script of ``--ntasks-per-node=<ntasks>`` sees in its own process: the
+    job's counts and rank 0, but none of the ``SLURM_STEP_*`` that ``srun`` sets for the tasks it starts."""
+    for name in (
+        "SLURM_STEP_ID",
+        "SLURM_STEPID",
+        "SLURM_STEP_NUM_TASKS",
+        "TORCHELASTIC_RUN_ID",
+        "WORLD_SIZE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "predict",
+        "SLURM_NTASKS": str(ntasks),
+        "SLURM_NTASKS_PER_NODE": str(ntasks),
+        "SLURM_NNODES": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "MASTER_ADDR": "127.0.0.1",  # Lightning's SLURMEnvironment writes these into os.environ
+        "MASTER_PORT": "29500",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_predict_in_an_sbatch_script_of_several_tasks_runs_as_one_process(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python predict.py`` (devices=1) in a script of ``--ntasks-per-node=2``, CPUs for the loaders: the
+    script is one process, but it was taken for rank 0 of 2 and Lightning stopped it (devices=1 against
+    --ntasks-per-node=2; with --ntasks=2, "--ntasks ... is not supported")."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    save_rgb(inp / "b.png", 40, 40, seed=2)
+    _in_an_sbatch_script(monkeypatch, 2)
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert set(read_manifest(out)) == {"a.png", "b.png"} and (out / "a.mask.png").is_file()
+
+
+def test_sharded_predict_in_an_sbatch_script_without_srun_is_refused(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python predict.py devices=2`` in a script of ``--ntasks-per-node=2`` (srun forgotten): Lightning took
+    the script for rank 0 of 2 and waited for rank 1, which nothing starts, until the time limit. It is
+    refused before anything is written, naming srun; with srun's step variables it is let through."""
+    from marsunits.inference import distributed
+
+    def launched(*_: object) -> None:
+        raise AssertionError("ranks were launched")  # the hang, made an error here
+
+    monkeypatch.setattr(distributed, "launch", launched)
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    _in_an_sbatch_script(monkeypatch, 2)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"SLURM_NTASKS=2.*srun python predict\.py \.\.\. devices=2"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2"))
+    assert not out.exists()
+    monkeypatch.setenv("SLURM_STEP_ID", "0")  # a task that srun started goes on to launch its rank
+    with pytest.raises(AssertionError, match="ranks were launched"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2"))
+
+
 def test_predict_yaml_contact_options_are_the_extraction_defaults() -> None:
     """configs/predict.yaml lists every ContactConfig field (so ``contact.min_length_px=20`` overrides it
     without Hydra's ``+``) at the value the library uses when called without a config."""
