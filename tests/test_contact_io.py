@@ -172,3 +172,22 @@ def test_update_contact_members_replaces_a_member_and_keeps_the_lines(tmp_path) 
         tmp_path / "b.contact.geojson", lines, 64, 48, {"image_greyscale": True, "note": "x"}
     )
     assert json.loads(path.read_text()) == json.loads(want.read_text())
+
+
+def test_an_empty_ground_list_is_no_ground_line_and_other_bad_grounds_are_refused(tmp_path) -> None:
+    """GIS tools and hand edits write ``"ground_m": []`` for "no ground line": the reader refused the whole
+    file (and with it the image's contact scores). It now reads as a missing key does (None, so nothing
+    counts it as ground metres); one point is read as it stands (the contact map projects it again); a NaN
+    or infinity, text or pairs of 3 are still refused naming the file and the property."""
+    path = tmp_path / "t.contact.geojson"
+    for ground in ([], None):
+        path.write_text(json.dumps(_collection(_line([[1, 2], [3, 4]], ground_m=ground, site="s"))))
+        (line,), _ = read_contacts(path)
+        assert line.ground_m is None and line.length_m is None and line.length_px == pytest.approx(8**0.5)
+    path.write_text(json.dumps(_collection(_line([[1, 2], [3, 4]], ground_m=[[5.0, 1.0]]))))
+    (line,), _ = read_contacts(path)
+    assert line.ground_m is not None and line.ground_m.shape == (1, 2) and line.length_m is None
+    for bad in ("none", [[]], [[1.0, float("nan")], [2.0, 3.0]], [[1.0, 2.0], [float("inf"), 3.0]], [1.0]):
+        path.write_text(json.dumps(_collection(_line([[1, 2], [3, 4]], ground_m=bad))))
+        with pytest.raises(ValueError, match=rf"^{path}: feature 0: 'ground_m' must be a list of \[x, y\]"):
+            read_contacts(path)

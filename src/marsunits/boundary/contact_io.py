@@ -7,7 +7,9 @@ coordinates** (``x`` = column, ``y`` = row, origin at the corner of the top-left
 * ``confidence`` (float in [0, 1]): 1.0 for ground truth;
 * ``vertex_confidence`` (optional list of floats in [0, 1]): one per vertex;
 * ``ground_m`` (optional list of ``[x, y]``): the same line on the ground, metres in the camera's site
-  frame (see :mod:`marsunits.boundary.camera.pinhole`), possibly with fewer vertices where rays miss;
+  frame (see :mod:`marsunits.boundary.camera.pinhole`), possibly with fewer vertices where rays miss; a
+  reader takes ``[]`` (or null) as no ground line, and a list of one point as it stands (the contact map
+  projects such a line again from its pixels);
 * ``length_m`` and ``site`` (optional): ground length and the site frame's name;
 * ``contact_id`` (optional int): which extracted contact the feature belongs to. ``predict.py`` numbers its
   contacts before projecting them; a contact that leaves the camera's ground range is split there into
@@ -190,7 +192,8 @@ def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactL
         ValueError: If the file cannot be read (not UTF-8 JSON), is not a FeatureCollection whose
             ``features`` are LineString Features of two or more finite ``[x, y]`` (or ``[x, y, z]``)
             positions, has a property of the wrong type (``confidence`` not a number in [0, 1],
-            ``vertex_confidence`` not one such number per vertex, ...), or
+            ``vertex_confidence`` not one such number per vertex, ``ground_m`` not finite ``[x, y]``
+            pairs (``[]`` or null is no ground line), ...), or
             records an ``image_width`` / ``image_height`` that is not a whole number of pixels. The message
             names the file, the feature and what is wrong: a malformed file is never a KeyError or
             TypeError (the evaluation records a ValueError against the image and goes on).
@@ -280,7 +283,7 @@ def _line_from_feature(feat: Any, where: str, path: Path, i: int) -> ContactLine
         pixels=pixels,
         confidence=float(confidence),
         vertex_confidence=vertex_confidence,
-        ground_m=_number_array(props, "ground_m", 2, "a list of [x, y] in metres", where),
+        ground_m=_number_array(props, "ground_m", 2, "a list of [x, y] in metres", where, empty_is_none=True),
         site=site,
         extra=_kept_properties(props, path, i),
     )
@@ -312,20 +315,30 @@ def _positions(coordinates: Any, where: str) -> np.ndarray:
     return arr[:, :2].astype(float)
 
 
-def _number_array(props: dict[str, Any], key: str, ndim: int, what: str, where: str) -> np.ndarray | None:
-    """Optional property ``key`` as a float array of ``ndim`` dimensions (2: pairs), or None when absent.
+def _number_array(
+    props: dict[str, Any], key: str, ndim: int, what: str, where: str, empty_is_none: bool = False
+) -> np.ndarray | None:
+    """Optional property ``key`` as a float array of ``ndim`` dimensions (2: pairs) of finite numbers, or
+    None when absent or null, and with ``empty_is_none`` also when an empty list (``[]``: what GIS tools
+    and hand edits write for "none").
 
     Raises:
-        ValueError: Starting with ``where``, when the property is not ``what``.
+        ValueError: Starting with ``where``, when the property is not ``what`` (a string, pairs of another
+            length, a NaN or infinity, ...).
     """
     value = props.get(key)
-    if value is None:
+    if value is None or (empty_is_none and isinstance(value, list) and not value):
         return None
     try:
         arr = np.asarray(value)
     except ValueError:  # rows of different lengths
         arr = np.zeros((0,))
-    if arr.ndim != ndim or (ndim == 2 and arr.shape[1] != 2) or arr.dtype.kind not in "iuf":
+    if (
+        arr.ndim != ndim
+        or (ndim == 2 and arr.shape[1] != 2)
+        or arr.dtype.kind not in "iuf"
+        or not np.isfinite(arr).all()
+    ):
         raise ValueError(f"{where}: {key!r} must be {what} (JSON numbers), got {reprlib.repr(value)}")
     return arr.astype(float)
 
