@@ -1243,3 +1243,100 @@ def test_manifest_names_are_valid_utf_8_and_read_back_exactly() -> None:
         assert name_from_cell(cell) == name, (name, cell)
     assert name_cell("plain/scene.png") == "plain/scene.png" and name_cell("Séítah/é.png") == "Séítah/é.png"
     assert len({name_cell(n) for n in names}) == len(names)
+
+
+def _strings(value: object) -> list[str]:
+    """Every string of a parsed JSON value, object keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_json_reports_of_folders_named_in_latin_1_are_valid_utf_8_and_resume(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An input, label and output folder under a Latin-1 name (``dépôt`` from an old archive): summary.json,
+    metrics.json and prediction_settings.json held the names' bytes as lone surrogates (``"\\udce9"``), which
+    strict JSON readers refuse. They now show such a byte as ``\\xNN``, as manifest.csv and index.html do, and
+    prediction_settings.json still reads back as the same folders, so the folder resumes (and another input
+    folder's run into it still knows the first one)."""
+    from marsunits.inference.output_settings import SETTINGS_NAME, read_settings
+
+    root = tmp_path / os.fsdecode(b"d\xe9p\xf4t")
+    try:
+        root.mkdir()
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
+    inp, other, labels, out = root / "in", root / "in2", root / "masks", root / "out"
+    name = os.fsdecode(b"caf\xe9.png")
+    save_rgb(inp / name, 40, 48, seed=1)
+    save_rgb(other / "b.png", 40, 48, seed=2)
+    write_png_atomic(labels / name, _halves(40, 48, 20))
+    write_contacts(labels / os.fsdecode(b"caf\xe9.contact.geojson"), [_vertical(20, 40)], 48, 40)
+
+    def predict(folder: Path, *extra: str) -> int:  # quoted: Hydra's grammar takes other characters so only
+        return run(make_cfg(tmp_path, ckpt, f"'{folder}'", f"'{out}'", *extra))  # type: ignore[arg-type]
+
+    assert predict(inp, f"labels_dir='{labels}'") == 0
+
+    def read(file: str) -> dict:
+        data = json.loads((out / file).read_bytes().decode("utf-8"))  # strict: valid UTF-8
+        for text in _strings(data):
+            text.encode("utf-8")  # strict: no lone surrogate escaped as \udcNN
+        return data
+
+    shown = "d\\xe9p\\xf4t"
+    summary, metrics = read("summary.json"), read("metrics.json")
+    assert summary["input_dir"] == f"{tmp_path}/{shown}/in" and summary["output_dir"].endswith(f"{shown}/out")
+    assert shown in summary["text"]
+    assert list(metrics["per_image"]) == ["caf\\xe9.png"]
+    assert metrics["per_image"]["caf\\xe9.png"]["true_contact"].endswith(
+        f"{shown}/masks/caf\\xe9.contact.geojson"
+    )
+    read(SETTINGS_NAME)
+    assert read_settings(out)["input_dir"] == str(inp)  # the folder itself, read back exactly
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert predict(inp, f"labels_dir='{labels}'") == 0  # resumed: the same folder
+    assert read_manifest(out)["caf\\xe9.png"]["status"] == "skipped"
+    assert "another input_dir" not in caplog.text
+    assert predict(other) == 0
+    read(SETTINGS_NAME)
+    record = read_settings(out)
+    assert record["input_dir"] == str(other) and record["other_input_dirs"] == [str(inp)]
+
+
+def test_a_settings_record_of_paths_not_utf_8_is_valid_utf_8_and_reads_back_exactly(tmp_path: Path) -> None:
+    """``prediction_settings.json``'s paths are compared on resume: a Latin-1 one is written escaped (valid
+    UTF-8, no ``"\\udce9"``) and read back as the same path; a record of UTF-8 paths is written as before
+    (no ``escaped_paths``, a path's own ``\\xe9`` text left alone), and one written before the escapes (lone
+    surrogates in JSON) still reads back as the same folders."""
+    from marsunits.inference.output_settings import SETTINGS_NAME, read_settings, write_settings
+
+    latin = os.fsdecode(b"/data/d\xe9p\xf4t\\xe9/in")
+    record = {
+        "checkpoint": "/m/a\\xe9.ckpt",
+        "input_dir": latin,
+        "other_input_dirs": ["/data/a\\\\b", os.fsdecode(b"/data/\xff")],
+        "outdated_input_dirs": [],
+        "tile": 64,
+    }
+    write_settings(tmp_path, record)
+    text = (tmp_path / SETTINGS_NAME).read_bytes().decode("utf-8")
+    for value in json.loads(text).values():
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # strict: no lone surrogate
+    assert json.loads(text)["escaped_paths"] == ["input_dir", "other_input_dirs"]
+    assert json.loads(text)["checkpoint"] == "/m/a\\xe9.ckpt"  # a UTF-8 path as it is
+    assert read_settings(tmp_path) == record
+
+    plain = {**record, "input_dir": "/data/a\\xe9", "other_input_dirs": ["/data/b"]}
+    write_settings(tmp_path, plain)
+    assert json.loads((tmp_path / SETTINGS_NAME).read_text()) == plain and read_settings(tmp_path) == plain
+
+    (tmp_path / SETTINGS_NAME).write_text(json.dumps(record))  # as written before the escapes
+    assert read_settings(tmp_path) == record

@@ -31,6 +31,10 @@ them. So every run records ``OUT/prediction_settings.json``:
   on them. These are known only once the network is built (:data:`ARITHMETIC_KEYS`); the rest is checked
   before that costly start-up (adapting the batch norm, an ONNX export), then all of it again.
 
+The file is valid UTF-8: a path among those whose name is not (a Latin-1 folder name) is written with
+``\\xNN`` escapes, as ``manifest.csv`` writes it, and its key listed in ``escaped_paths``; reading undoes
+them, so the folders compare as the same (:func:`read_record`).
+
 Options that change only how fast or where the work runs (device, threads, batch size, workers) are not
 recorded: their outputs agree to within rounding.
 
@@ -59,7 +63,14 @@ from marsunits.boundary.contact_io import update_contact_members
 from marsunits.errors import ConfigError
 from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
-from marsunits.inference.writers import OutputPaths, image_record, write_json_atomic
+from marsunits.inference.writers import (
+    OutputPaths,
+    image_record,
+    name_cell,
+    name_from_cell,
+    printable,
+    write_json_atomic,
+)
 
 __all__ = [
     "ARITHMETIC_KEYS",
@@ -88,6 +99,47 @@ _INFORMATIVE = ("checkpoint", _ALIASES, "input_dir", "other_input_dirs", "outdat
 ARITHMETIC_KEYS = ("runtime", "precision", "fold_batchnorm")
 #: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).
 PENDING_KEY = "overwrite_pending"
+#: The record's keys that hold paths (a string, or a list of strings).
+_PATH_KEYS = ("checkpoint", "input_dir", "other_input_dirs", "outdated_input_dirs")
+#: In the file only: which :data:`_PATH_KEYS` are written escaped (:func:`_escaped_paths`).
+ESCAPED_PATHS_KEY = "escaped_paths"
+
+
+def _escaped_paths(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` as the file holds it: valid UTF-8 and read back exactly by :func:`_unescaped_paths`.
+
+    A path key with a name that is not UTF-8 (a Latin-1 ``input_dir``: Python holds its bytes as lone
+    surrogates, which JSON can only write as ``"\\udce9"``, refused by strict readers) has every path of it
+    written by :func:`~marsunits.inference.writers.name_cell` (``\\xNN``, a backslash doubled), and the key
+    is listed in :data:`ESCAPED_PATHS_KEY`. Other keys, and every record of UTF-8 paths, are written as
+    they are, so a path's own ``\\xe9`` text is never taken for an escape.
+    """
+    out = dict(record)
+    escaped = []
+    for key in _PATH_KEYS:
+        value = record.get(key)
+        paths = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
+        if any(isinstance(p, str) and printable(p) != p for p in paths):
+            cells = [name_cell(p) if isinstance(p, str) else p for p in paths]
+            out[key] = cells[0] if isinstance(value, str) else cells
+            escaped.append(key)
+    if escaped:
+        out[ESCAPED_PATHS_KEY] = escaped
+    return out
+
+
+def _unescaped_paths(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as read from the file, with the paths :func:`_escaped_paths` escaped as they were (the
+    marker key removed: it is no setting). A record without the marker (UTF-8 paths, or written before
+    it existed) is returned as it is."""
+    escaped = record.pop(ESCAPED_PATHS_KEY, None)
+    for key in escaped if isinstance(escaped, list) else []:
+        value = record.get(key)
+        if isinstance(value, str):
+            record[key] = name_from_cell(value)
+        elif isinstance(value, list):
+            record[key] = [name_from_cell(p) if isinstance(p, str) else p for p in value]
+    return record
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -107,7 +159,7 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"not JSON: {exc}"
     if not isinstance(data, dict):
         return None, f"a JSON {type(data).__name__}, not an object"
-    return data, ""
+    return _unescaped_paths(data), ""
 
 
 #: Version of how each output-changing method computes its result, recorded for the methods a run uses
@@ -282,7 +334,7 @@ def write_settings(
         old = _read(output_dir / SETTINGS_NAME) or {}
         if old.get("probability_dtype") is not None:
             record["probability_dtype"] = old["probability_dtype"]
-    return write_json_atomic(output_dir / SETTINGS_NAME, record)
+    return write_json_atomic(output_dir / SETTINGS_NAME, _escaped_paths(record))
 
 
 def input_changed(
