@@ -1340,3 +1340,38 @@ def test_a_settings_record_of_paths_not_utf_8_is_valid_utf_8_and_reads_back_exac
 
     (tmp_path / SETTINGS_NAME).write_text(json.dumps(record))  # as written before the escapes
     assert read_settings(tmp_path) == record
+
+
+def test_a_manifest_written_before_the_name_escapes_keeps_its_rows_on_resume(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A manifest.csv of a run from before the ``\\xNN`` escapes holds each name as it is: ``a\\xe9.png``, a
+    valid name with a backslash, was read as the Latin-1 ``a<0xe9>.png`` and its row lost (the skipped
+    image's ``seconds`` left empty). Its rows are now found under the names as written, where no row has
+    that name exactly, while a current manifest's escapes are still read exactly."""
+    import csv
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    literal, double = "a\\xe9.png", "b\\\\c.png"  # names holding the text \\xe9 and two backslashes
+    save_rgb(inp / literal, 32, 40, seed=1)
+    save_rgb(inp / double, 32, 40, seed=2)
+    save_rgb(inp / "plain.png", 32, 40, seed=3)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["path"] for r in rows} == {"a\\\\xe9.png", "b\\\\\\\\c.png", "plain.png"}  # escaped now
+    # As a run before the escapes wrote it: every name as it is, and times this test can recognise.
+    times = {literal: "12.5", double: "7.25", "plain.png": "3.5"}
+    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r, name in zip(sorted(rows, key=lambda r: r["path"]), sorted(times), strict=True):
+            writer.writerow({**r, "path": name, "seconds": times[name]})
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    again = read_manifest(out)
+    assert {row["status"] for row in again.values()} == {"skipped"}
+    assert {r: again[r]["seconds"] for r in again} == {
+        "a\\\\xe9.png": "12.5",
+        "b\\\\\\\\c.png": "7.25",
+        "plain.png": "3.5",
+    }

@@ -671,7 +671,7 @@ class _Session:
         for p in self.problems:  # name clashes, unreadable entries: said now, as failed images are
             self.rows[p.rel.as_posix()] = _error_row(p.rel, p.message)
             log.warning("%s: %s", p.rel.as_posix(), p.message)
-        old = read_manifest(self.output_dir / "manifest.csv")
+        old = read_manifest(self.output_dir / "manifest.csv", old_names=True)
         todo = []
         changed = without_probabilities = 0
         for f in self.files:

@@ -403,15 +403,28 @@ def write_prediction(
     write_png_atomic(paths.mask, mask)
 
 
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+def read_manifest(path: str | os.PathLike[str], old_names: bool = False) -> dict[str, dict[str, str]]:
     """Rows of an earlier ``manifest.csv`` keyed by ``path`` (as Python holds the file name: the escapes of
-    :func:`name_cell` undone); empty when the file is absent or unreadable."""
+    :func:`name_cell` undone); empty when the file is absent or unreadable.
+
+    ``old_names=True`` (looking up an earlier run's rows): each row whose cell holds a backslash is also
+    keyed by the cell as written, where no row has that name exactly. A manifest written before the escapes
+    held every name as it is, and nothing in the file tells it from a current one: its ``a\\xe9.png`` (a
+    valid name with a backslash) read as the Latin-1 ``a<0xe9>.png``, so that image's row was lost (its
+    ``seconds`` left empty on resume). A current manifest's rows are still found under their own names
+    first: the second key only serves a name no row has.
+    """
     try:
         # surrogateescape: a manifest written before the escapes held such names as their raw bytes
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-            return {name_from_cell(row["path"]): row for row in csv.DictReader(fh) if "path" in row}
+            rows = [row for row in csv.DictReader(fh) if isinstance(row.get("path"), str)]
     except (OSError, csv.Error, UnicodeDecodeError):
         return {}
+    named = {name_from_cell(row["path"]): row for row in rows}
+    if old_names:
+        for row in rows:
+            named.setdefault(row["path"], row)  # no-op for a cell without a backslash: its own name
+    return named
 
 
 #: A byte of a file name that is not UTF-8, as Python holds it (``os.fsdecode``: surrogateescape).
