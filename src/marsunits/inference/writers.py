@@ -179,24 +179,27 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (NaN is not allowed: use None) atomically, every string (object keys
-    too) through :func:`printable`: a byte of a file name that is not UTF-8 is written ``\\xNN``.
+    """Write ``obj`` as indented JSON (NaN is not allowed: use None) atomically, as valid UTF-8
+    (:func:`printable_json`: a byte of a file name that is not UTF-8 is written ``\\xNN``).
 
     Python holds such a name (a Latin-1 ``input_dir``) with lone surrogates, which ``json.dumps`` wrote as
-    ``"\\udce9"``: JSON whose text is not valid Unicode, refused by strict readers. The escape is for people
-    and is not undone on reading; a file read back as names (``prediction_settings.json``) escapes them
-    itself, exactly (:func:`name_cell`), before it is written.
+    ``"\\udce9"``: JSON whose text is not valid Unicode, refused by strict readers. The escapes are not
+    undone on reading; a file read back as names (``prediction_settings.json``) escapes them itself before
+    it is written.
     """
     return write_text_atomic(path, json.dumps(printable_json(obj), indent=2, allow_nan=False) + "\n")
 
 
 def printable_json(obj: Any) -> Any:
-    """``obj`` (JSON-ready: dicts, lists, tuples, scalars) with every string, object keys included, through
-    :func:`printable`; ``obj`` itself is not modified."""
+    """``obj`` (JSON-ready: dicts, lists, tuples, scalars; not modified) with no byte of a file name that is
+    not UTF-8 left: every string value through :func:`printable`, and every object key through
+    :func:`name_cell`, as ``manifest.csv`` writes its names (a backslash doubled too). Keys are image names
+    (``metrics.json``'s ``per_image``), and so two images, the Latin-1 ``caf<0xe9>.png`` and a
+    ``caf\\xe9.png`` beside it, keep two entries under the names the manifest gives them."""
     if isinstance(obj, str):
         return printable(obj)
     if isinstance(obj, Mapping):
-        return {printable(k) if isinstance(k, str) else k: printable_json(v) for k, v in obj.items()}
+        return {name_cell(k) if isinstance(k, str) else k: printable_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [printable_json(v) for v in obj]
     return obj
