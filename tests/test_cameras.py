@@ -1270,3 +1270,20 @@ def test_the_footprints_of_mildly_distorted_synthetic_cameras_are_as_before():
         np.testing.assert_array_equal(fp, walked)
         area, _ = _seen_area(cam, 30.0)
         assert shapely.Polygon(fp).area == pytest.approx(area, rel=0.01)
+
+
+def test_the_contact_map_of_an_image_named_in_latin_1_is_valid_utf_8(tmp_path):
+    """An image whose name is not UTF-8 (Linux bytes ``caf\\xe9.png`` from an old archive; Python holds the
+    byte as a lone surrogate) was written into ``contact_map.geojson`` as ``"\\udce9"``: JSON that strict
+    readers refuse. The name is written as ``manifest.csv`` writes it, ``caf\\xe9.png``."""
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0, site="s")
+    name = os.fsdecode(b"caf\xe9.png")
+    lines = add_ground([_row_line(pin, 200.0)], pin, max_range_m=30.0)
+    paths = build_contact_map([(name, lines, pin)], tmp_path / "map", max_range_m=30.0)
+    geojson = next(p for p in paths if p.suffix == ".geojson")
+    data = json.loads(geojson.read_bytes().decode("utf-8"))  # strict: no lone surrogate escapes
+    (feature,) = data["features"]
+    assert feature["properties"]["image"] == "caf\\xe9.png"
+    assert [c["image"] for c in data["cameras"]] == ["caf\\xe9.png"]
+    json.dumps(data, ensure_ascii=False).encode("utf-8")  # every string encodes strictly
+    assert any(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)

@@ -147,6 +147,16 @@ def _inside_the_fold(camera: CameraModel, u: np.ndarray, v: np.ndarray) -> tuple
     return np.r_[moved_u, cross_u][order], np.r_[moved_v, cross_v][order]
 
 
+def _readable(text: str) -> str:
+    """``text`` with each byte of a file name that is not UTF-8 written ``\\xNN``, as ``manifest.csv`` writes
+    it (``caf\\xe9.png``). Python holds such a name (Linux bytes from an old archive) with a lone surrogate
+    per byte: ``contact_map.geojson`` held it as ``"\\udce9"``, which strict JSON readers refuse, and the
+    plot's labels stopped the whole map with matplotlib's ``TypeError``. (The standard library's
+    ``backslashreplace`` gives the same ``\\xNN`` as ``inference.writers.printable``, which this package's
+    layer below the inference cannot import.)"""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 #: Longest site part of a map's file name: the name's first characters, and 9 of a hash beyond them (a site
 #: of 243 characters made a name past the filesystem's 255 bytes: a traceback before the run's reports).
 _SITE_CHARS = 80
@@ -398,9 +408,10 @@ def build_contact_map(
         todo = [ln for ln in lines if ln.ground_m is None or len(ln.ground_m) < 2]
         ground = ready + add_ground(todo, camera, max_range_m=max_range_m)
         center = getattr(camera, "center", None)
-        groups.setdefault(getattr(camera, "site", None), []).append(
+        site = getattr(camera, "site", None)
+        groups.setdefault(None if site is None else _readable(str(site)), []).append(
             {
-                "name": str(name),
+                "name": _readable(str(name)),
                 "lines": ground,
                 "center": None if center is None else np.asarray(center, float),
                 "footprint": view_footprint(camera, max_range_m),
