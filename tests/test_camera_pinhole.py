@@ -187,3 +187,57 @@ def test_the_fold_radius_is_where_the_distorted_radius_stops_growing() -> None:
         rising = np.diff(rd) > 0
         first_fall = r[np.argmin(rising)] if not rising.all() else math.inf
         assert cam.fold_radius() == pytest.approx(first_fall, abs=2e-5)
+
+
+def _horizon_by_scan(cam: PinholeCamera, u: float, v: np.ndarray) -> list[float]:
+    """The rows between consecutive samples ``v`` of column ``u`` where the ray's ``z`` changes sign, among
+    the pixels that have a ray (midpoints; brute force, for :meth:`PinholeCamera.horizon_v` to match)."""
+    dz = cam.pixel_to_ray(np.full_like(v, u), v)[:, 2]
+    ok = np.isfinite(dz)
+    vs, up = v[ok], dz[ok] >= 0.0
+    flips = np.flatnonzero(up[1:] != up[:-1])
+    return [0.5 * (vs[i] + vs[i + 1]) for i in flips]
+
+
+@pytest.mark.parametrize(
+    "cam",
+    [
+        PinholeCamera(128, 96, hfov_deg=100, pitch_deg=10, k1=-0.2),  # the fold lies inside the image
+        PinholeCamera(128, 96, hfov_deg=100, pitch_deg=25, roll_deg=8, k1=-0.2),
+        PinholeCamera(128, 96, hfov_deg=110, pitch_deg=-5, k1=-0.25, k2=0.02),  # rises again past the fold
+        PinholeCamera(128, 96, hfov_deg=100, pitch_deg=60, k1=-0.2),  # the horizon lies beyond the fold
+        PinholeCamera(128, 96, hfov_deg=90, pitch_deg=20, roll_deg=-6, k1=-0.08, k2=0.01),  # no fold
+    ],
+    ids=["fold-in-image", "fold-rolled", "fold-rising-again", "horizon-beyond-fold", "no-fold"],
+)
+def test_the_horizon_row_is_where_a_scan_of_the_column_finds_it_or_nan_beyond_the_fold(cam) -> None:
+    """The bisection took a pixel beyond the lens's fold (no ray) for one below the horizon: a column
+    crossing the fold answered -960 for a horizon at row 38.6. Each column's horizon is now the one a dense
+    scan of its pixels with a ray finds, and NaN where the scan finds none (the column misses the pixels
+    with a ray, or they all lie on one side of the horizon)."""
+    step = 0.01
+    v = np.arange(-3.0 * cam.image_height, 4.0 * cam.image_height, step)
+    columns = np.linspace(0.0, cam.image_width, 9)
+    got = cam.horizon_v(columns)
+    found = 0
+    for u, row in zip(columns, got, strict=True):
+        scan = _horizon_by_scan(cam, float(u), v)
+        assert len(scan) <= 1, (u, scan)
+        if scan:
+            assert row == pytest.approx(scan[0], abs=step), u
+            found += 1
+        else:
+            assert np.isnan(row), (u, row)
+    if cam.pitch_deg == 60:
+        assert found == 0 and np.isfinite(cam.pixel_to_ray(np.array([64.0]), np.array([48.0]))).all()
+    else:
+        assert found >= 5  # most columns see the horizon; the test is not all NaN
+
+
+def test_the_horizon_of_a_steep_camera_is_not_cut_at_ten_image_heights() -> None:
+    """Bisection between fixed rows -10 and 11 image heights gave -2400 for a camera pitched 85 degrees
+    down, whose horizon is 3048 rows above the image centre."""
+    cam = PinholeCamera(320, 240, hfov_deg=60, pitch_deg=85)
+    expected = 120 - cam.focal_px * math.tan(math.radians(85))
+    assert expected < -10 * 240
+    assert cam.horizon_v(np.array([0.0, 160.0, 320.0])) == pytest.approx(expected, rel=1e-9)
