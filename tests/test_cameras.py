@@ -1222,6 +1222,30 @@ def test_a_cahvor_lens_that_images_nothing_in_order_projects_no_point():
     assert np.isnan(bad.world_to_pixel(np.array([cv.C + 5.0 * cv.O, cv.C + 5.0 * cv.O + [0, 0.1, 0]]))).all()
 
 
+@pytest.mark.parametrize("r0", [-1.0, -1.2, -30.0])
+@pytest.mark.parametrize("frame", ["flu", "ned"])
+def test_a_cahvor_file_whose_lens_images_nothing_in_order_is_refused(tmp_path, r0, frame):
+    """A CAHVOR file with ``1 + r0 <= 0`` (a typo, or a bad conversion) was read: a camera whose pixels have
+    no ray, so its image came out without ground coordinates and without a word on why. It is refused,
+    naming the file, ``R`` and its ``r0``, and what is expected; an ``r0`` above -1 is read."""
+    d = _cahvor().to_dict()
+    if frame == "ned":
+        from marsunits.boundary.camera.cahv import ned_to_flu
+
+        d = {**d, **{k: ned_to_flu(d[k]).tolist() for k in "CAHVO"}, "frame": "ned"}
+    path = tmp_path / "cv.camera.json"
+    path.write_text(json.dumps({**d, "R": [r0, 0.01, 0.0]}))
+    said = (
+        rf"cv\.camera\.json: invalid 'cahvor' camera: 'R' \[{r0}, 0\.01, 0\.0\] has r0 = {r0:g}, so "
+        rf"1 \+ r0 = {1 + r0:g} <= 0.*r0 must be > -1; real CAHVOR R vectors have r0 near 0"
+    )
+    with pytest.raises(CameraFileError, match=said):
+        load_camera(path)
+    path.write_text(json.dumps({**d, "R": [-0.5, 0.01, 0.0]}))  # compressed, but a lens: it has rays
+    cam = load_camera(path)
+    assert np.isfinite(cam.pixel_to_ray(np.array([32.0]), np.array([24.0]))).all()
+
+
 @pytest.mark.parametrize(
     "pose",
     [

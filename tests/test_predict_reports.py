@@ -1048,10 +1048,13 @@ def test_camera_files_that_broke_the_whole_run_are_error_rows_of_their_image(
     """A whole number too large for a float (an ``OverflowError``) or of over 4300 digits (Python's own
     ``ValueError``, not a JSON error) in a camera file ended the whole run with a traceback, or lost the
     image's mask; a sidecar that is a link to a calibration disk not mounted was taken for no camera, and
-    the image was predicted without ground coordinates and without a word."""
+    the image was predicted without ground coordinates and without a word; so was an image whose CAHVOR
+    lens has ``1 + r0 <= 0``, whose pixels have no ray (a typo or a bad conversion of its ``R``)."""
+    from marsunits.boundary.camera import PinholeCamera, cahvor_from_pinhole
+
     inp, out = tmp_path / "in", tmp_path / "out"
     base = {"model": "pinhole", "image_width": 48, "image_height": 40, "hfov_deg": 60, "pitch_deg": 20}
-    for seed, name in enumerate(("huge", "digits", "dangling", "plain")):
+    for seed, name in enumerate(("huge", "digits", "dangling", "lens", "plain")):
         save_rgb(inp / f"{name}.png", 40, 48, seed=seed)
     (inp / "huge.camera.json").write_text(
         json.dumps(base).replace('"hfov_deg": 60', '"hfov_deg": 1' + "0" * 400)
@@ -1060,10 +1063,17 @@ def test_camera_files_that_broke_the_whole_run_are_error_rows_of_their_image(
         json.dumps(base).replace('"pitch_deg": 20', '"pitch_deg": ' + "9" * 5000)
     )
     (inp / "dangling.camera.json").symlink_to(tmp_path / "not_mounted" / "dangling.json")
+    lens = cahvor_from_pinhole(PinholeCamera(48, 40, hfov_deg=60, pitch_deg=20)).to_dict()
+    (inp / "lens.camera.json").write_text(json.dumps({**lens, "R": [-1.2, 0.0, 0.0]}))
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1  # the run went on to the end
     rows = read_manifest(out)
     assert rows["plain.png"]["status"] == "ok"
-    for name, said in (("huge", "'hfov_deg'"), ("digits", "not valid JSON"), ("dangling", "symbolic link")):
+    for name, said in (
+        ("huge", "'hfov_deg'"),
+        ("digits", "not valid JSON"),
+        ("dangling", "symbolic link"),
+        ("lens", "has r0 = -1.2, so 1 + r0 = -0.2 <= 0"),
+    ):
         row = rows[f"{name}.png"]
         assert row["status"] == "error" and said in row["message"], row
         assert f"{name}.camera.json" in row["message"] and "written all the same" in row["message"]

@@ -15,7 +15,8 @@ the default silently, another lens than the file's):
   ``frame`` (``"flu"``: x forward, y left, z up, the default; or ``"ned"`` / ``"pds"``: x north, y east,
   z down as in PDS SITE frames, converted on reading), ``ground_z_m`` (height of the ground plane in the
   FLU site frame, z up, default 0; also with ``"ned"``: a ground 0.5 m below the origin is ``-0.5``).
-* ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers).
+* ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers, ``r0, r1, r2``;
+  ``r0 > -1``, near 0 for a real lens: with ``1 + r0 <= 0`` no pixel has a ray, and the file is refused).
 
 CAHVORE (CAHVOR plus the moving entrance pupil ``E`` of wide-angle lenses, the form the rovers' fish-eye
 Hazcams are calibrated in) is not supported: a ``"model": "cahvore"`` file is refused rather than read
@@ -201,9 +202,30 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         }
         if model == "cahv":
             return CahvCamera(**vec, **common)
-        return CahvorCamera(**vec, R=d["R"], **common)
+        cam = CahvorCamera(**vec, R=d["R"], **common)
+        _check_cahvor_r0(cam, d["R"])
+        return cam
     except (TypeError, ValueError) as exc:
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
+
+
+def _check_cahvor_r0(cam: CahvorCamera, given: Any) -> None:
+    """Refuse a CAHVOR lens with ``1 + r0 <= 0`` (``R = (r0, r1, r2)``): it scales every point's offset
+    from the optical axis by ``1 + r0`` and less, imaging nothing in order, so no pixel has a ray and no
+    point a pixel. Read as it stood, such a file (a typo, or a bad conversion) gave an image without ground
+    coordinates and without a word on why.
+
+    Raises:
+        ValueError: Naming ``R`` as given, its ``r0`` and what is expected (the reader adds the file).
+    """
+    r0 = float(cam.R[0])
+    if 1.0 + r0 <= 0.0:
+        raise ValueError(
+            f"'R' {given!r} has r0 = {r0:g}, so 1 + r0 = {1.0 + r0:g} <= 0: a lens that images nothing in "
+            "order (no pixel would have a ray, no ground point a pixel). r0 must be > -1; real CAHVOR R "
+            "vectors have r0 near 0 (MODEL_COMPONENT_6 of a PDS label, e.g. [0.0, 0.01, 0.0]): fix R in "
+            "the file (a typo, or a bad conversion?)"
+        )
 
 
 def _refuse_numbers_beyond_float(d: dict[str, Any], source: str) -> None:
