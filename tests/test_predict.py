@@ -894,6 +894,104 @@ def test_sharded_predict_in_an_sbatch_script_without_srun_is_refused(
         run(make_cfg(tmp_path, ckpt, inp, out, "devices=2"))
 
 
+def _in_an_srun_step(
+    monkeypatch: pytest.MonkeyPatch, ntasks: int, per_node: int | None, nodes: int, started: int
+) -> None:
+    """The variables of rank 0 of an ``srun`` step of ``started`` tasks in a job of ``ntasks`` tasks
+    (``--ntasks-per-node=<per_node>``, ``--nodes=<nodes>``); ``started`` < ``ntasks`` is a step of
+    ``srun --preserve-env``, which keeps the job's ``SLURM_NTASKS``. Ranks that would be launched raise."""
+    from marsunits.inference import distributed
+
+    def launched(*_: object) -> None:
+        raise AssertionError("ranks were launched")  # the hang (or Lightning's traceback), made an error here
+
+    monkeypatch.setattr(distributed, "launch", launched)
+    _in_an_sbatch_script(monkeypatch, ntasks)
+    monkeypatch.setenv("SLURM_NNODES", str(nodes))
+    if per_node is None:
+        monkeypatch.delenv("SLURM_NTASKS_PER_NODE")
+    else:
+        monkeypatch.setenv("SLURM_NTASKS_PER_NODE", str(per_node))
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", str(started))
+
+
+def test_sharded_predict_in_a_preserve_env_step_of_fewer_tasks_is_refused(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``srun --preserve-env python predict.py devices=2`` in a job of ``--ntasks-per-node=2``: the step has
+    one task, but Fabric took SLURM_NTASKS=2 for the world and waited for rank 1, which nothing starts. It is
+    refused before anything is written, naming the fix; ``devices=1`` there is one process and predicts
+    every image (it was taken for rank 0 of 2 too)."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    save_rgb(inp / "b.png", 40, 40, seed=2)
+    _in_an_srun_step(monkeypatch, ntasks=2, per_node=2, nodes=1, started=1)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as refused:
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2"))
+    message = str(refused.value)
+    assert "SLURM_STEP_NUM_TASKS=1" in message and "SLURM_NTASKS=2" in message, message
+    assert "--preserve-env" in message and "srun python predict.py ... devices=2" in message, message
+    assert "trainer" not in message, message  # predict.py's options, not train.py's
+    assert not out.exists()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "devices=1")) == 0
+    assert set(read_manifest(out)) == {"a.png", "b.png"}
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # the step started both ranks: each joins the world
+    with pytest.raises(AssertionError, match="ranks were launched"):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2", "devices=2"))
+
+
+@pytest.mark.parametrize(
+    ("options", "ntasks", "per_node", "nodes", "named"),
+    [
+        # srun -n 2 --ntasks-per-node 2 with devices=1: Fabric raised ValueError (devices vs ntasks-per-node).
+        (["devices=1"], 2, 2, 1, ["--ntasks-per-node=2", "set devices=2"]),
+        # srun -n 4 without --ntasks-per-node: Fabric raised RuntimeError ("--ntasks ... not supported").
+        (["devices=2"], 4, None, 1, ["without --ntasks-per-node", "--ntasks-per-node 2", "devices=2"]),
+        # two nodes of 2 with num_nodes=1: Fabric raised ValueError (num_nodes vs --nodes).
+        (["devices=2"], 4, 2, 2, ["--nodes=2", "set num_nodes=2"]),
+    ],
+)
+def test_sharded_predict_in_an_srun_step_that_does_not_fit_is_refused_in_one_line(
+    tmp_path: Path,
+    ckpt: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    ntasks: int,
+    per_node: int | None,
+    nodes: int,
+    named: list[str],
+) -> None:
+    """A step whose layout Fabric would stop with a traceback (naming ``devices=``, not predict.py's fix)
+    is refused on every rank before anything is written, with predict.py's options in the fix."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    _in_an_srun_step(monkeypatch, ntasks, per_node, nodes, started=ntasks)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as refused:
+        run(make_cfg(tmp_path, ckpt, inp, out, *options))
+    message = str(refused.value)
+    for part in named:
+        assert part in message, (part, message)
+    assert "trainer" not in message, message
+    assert not out.exists()
+
+
+def test_sharded_predict_of_fewer_tasks_than_devices_times_nodes_is_let_through(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``srun --nodes 2 --ntasks-per-node 4 -n 6 python predict.py devices=4 num_nodes=2``: Fabric's world is
+    SLURM_NTASKS=6 and each rank SLURM_PROCID, and the shards are ``todo[rank::6]``, so every image is
+    predicted once (training refuses this layout: its sampler splits into 8 shards). A step of 8 fits too."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    for ntasks in (6, 8):
+        _in_an_srun_step(monkeypatch, ntasks, per_node=4, nodes=2, started=ntasks)
+        with pytest.raises(AssertionError, match="ranks were launched"):
+            run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=4", "num_nodes=2"))
+
+
 def test_predict_yaml_contact_options_are_the_extraction_defaults() -> None:
     """configs/predict.yaml lists every ContactConfig field (so ``contact.min_length_px=20`` overrides it
     without Hydra's ``+``) at the value the library uses when called without a config."""

@@ -204,3 +204,19 @@ def test_a_step_of_fewer_tasks_than_slurm_ntasks_is_refused() -> None:
     ddp = {"devices": 4, "num_nodes": 1, "strategy": DDP}
     problem = slurm_world_problem(ddp, {**_step(4, 4, 1), "SLURM_STEP_NUM_TASKS": "1"})
     assert problem is not None and "SLURM_STEP_NUM_TASKS=1" in problem and "--preserve-env" in problem
+
+
+def test_predict_layouts_are_judged_by_its_own_sharding_and_named_with_its_options() -> None:
+    """predict.py's shards follow SLURM_NTASKS (Fabric's world), so ``-n 6`` on two nodes of 4 predicts every
+    image once where training leaves 2 of 8 shards unseen; its messages name ``devices=``/``predict.py``,
+    which its command line takes, not ``trainer.devices=``."""
+    from marsunits.slurm_world import PREDICT, TRAIN
+
+    sharded = {"devices": 4, "num_nodes": 2, "strategy": "ddp"}
+    assert slurm_world_problem(sharded, _step(6, 4, 2), TRAIN) is not None
+    assert slurm_world_problem(sharded, _step(6, 4, 2), PREDICT) is None
+    misfit = slurm_world_problem({**sharded, "devices": 2}, _step(8, 4, 2), PREDICT)
+    assert misfit is not None and "set devices=4" in misfit and "trainer." not in misfit
+    waiting = slurm_world_problem(sharded, _batch(8, 4, 2), PREDICT)
+    assert waiting is not None and "srun python predict.py ... devices=4" in waiting
+    assert "prediction processes" in waiting and "trainer" not in waiting

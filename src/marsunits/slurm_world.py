@@ -16,23 +16,63 @@ without a word until the time limit. ``srun`` sets ``SLURM_STEP_ID`` (and the ol
 ``SLURM_STEP_NUM_TASKS`` for every task it starts; the batch script's step gets neither (Slurm's
 ``env_array_for_step``, and ``setup_env``, which writes no step id for the batch step):
 :func:`unstarted_ranks_problem`.
+
+``predict.py`` is checked here too (:data:`PREDICT`, from
+:func:`marsunits.inference.distributed.slurm_problem`): Fabric reads the same variables, with the same checks
+and hangs, but its shards are ``todo[rank::SLURM_NTASKS]``, so a total of tasks other than devices x num_nodes
+still predicts every image once and is let through.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import ListConfig
 
 __all__ = [
+    "PREDICT",
+    "TRAIN",
+    "EntryPoint",
     "in_batch_step",
     "runs_as_one_process",
     "second_task_problem",
     "slurm_world_problem",
+    "started_alone",
     "unstarted_ranks_problem",
 ]
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """How the checks' messages spell an entry point that Lightning runs under SLURM, and how it shards.
+
+    Attributes:
+        script: The script to put after ``srun python`` (``train.py``).
+        prefix: What comes before ``devices=``/``num_nodes=`` on its command line (``trainer.``).
+        work: What its processes do, in "Lightning waits for 4 <work> processes".
+        one_process: The fix that runs it as one process, for a message's "or ...".
+        shards_by_ntasks: Whether its shards follow the world size Lightning takes from ``SLURM_NTASKS``
+            (prediction's ``todo[rank::world_size]``, with Fabric's rank ``SLURM_PROCID``): a total of tasks
+            other than devices x num_nodes then still gives every item to one process, once. Training's
+            ``DistributedSampler`` splits into devices x num_nodes shards whatever the world size.
+    """
+
+    script: str
+    prefix: str
+    work: str
+    one_process: str
+    shards_by_ntasks: bool
+
+
+#: ``train.py``: ``trainer.devices``/``trainer.num_nodes``, shards of ``DistributedSampler``.
+TRAIN = EntryPoint("train.py", "trainer.", "training", "train as one process without trainer=ddp", False)
+#: ``predict.py``: ``devices``/``num_nodes``, sharded by Fabric's world size (:mod:`marsunits.inference`).
+PREDICT = EntryPoint(
+    "predict.py", "", "prediction", "predict in this one process with devices=1 num_nodes=1", True
+)
 
 
 def _launched_by_slurm(environ: Mapping[str, str]) -> bool:
@@ -115,23 +155,43 @@ def in_batch_step(environ: Mapping[str, str] | None = None) -> bool:
     return "SLURM_JOB_ID" in env and "SLURM_STEP_ID" not in env and "SLURM_STEPID" not in env
 
 
-def unstarted_ranks_problem(environ: Mapping[str, str] | None = None) -> str | None:
-    """For a trainer of several processes that Lightning takes from SLURM (:func:`_launched_by_slurm`): why
-    it would wait forever, or None. Lightning makes the world ``SLURM_NTASKS`` processes and this one rank
+def started_alone(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether SLURM started this process as the one process of its step, whatever ``SLURM_NTASKS`` says: the
+    ``sbatch`` script's own process (:func:`in_batch_step`) or a step of one task (``SLURM_STEP_NUM_TASKS=1``:
+    ``srun --preserve-env``/``-E -n 1``, which keeps the job's ``SLURM_NTASKS``, or ``salloc``'s interactive
+    step). Nothing else will start beside it."""
+    env = os.environ if environ is None else environ
+    return in_batch_step(env) or _int(env, "SLURM_STEP_NUM_TASKS") == 1
+
+
+def unstarted_ranks_problem(
+    environ: Mapping[str, str] | None = None, entry: EntryPoint = TRAIN, devices: object = None
+) -> str | None:
+    """For a run of several processes that Lightning takes from SLURM (:func:`_launched_by_slurm`): why it
+    would wait forever, or None. Lightning makes the world ``SLURM_NTASKS`` processes and this one rank
     ``SLURM_PROCID``, but fewer were started: the ``sbatch`` script's own process (:func:`in_batch_step`,
     ``srun`` forgotten) is one, and a step of ``srun --preserve-env``/``-E`` (or ``salloc``'s interactive
     step) has ``SLURM_STEP_NUM_TASKS`` tasks while ``SLURM_NTASKS`` keeps the job's count. None where the
-    step's task count is not known (a step id without ``SLURM_STEP_NUM_TASKS``): nothing is assumed."""
+    step's task count is not known (a step id without ``SLURM_STEP_NUM_TASKS``): nothing is assumed.
+
+    Args:
+        environ: The environment to read (default: ``os.environ``).
+        entry: The script the message names (:data:`TRAIN`, :data:`PREDICT`).
+        devices: Its ``devices`` value, for the ``srun`` line the message gives (default ``<devices>``).
+    """
     env = os.environ if environ is None else environ
     ntasks = _int(env, "SLURM_NTASKS")
     if ntasks is None or ntasks < 2 or not _launched_by_slurm(env):
         return None
+    count = devices if devices is not None else "<devices>"
+    srun_line = f"srun python {entry.script} ... {entry.prefix}devices={count}"
     if in_batch_step(env):
         return (
             f"this process is the batch script's own, not a task that srun started (no SLURM_STEP_ID), but "
-            f"SLURM_NTASKS={ntasks} makes Lightning wait for {ntasks} training processes, {ntasks - 1} of "
-            "which nothing starts: it would hang until the time limit. Put srun in front of the command "
-            "(srun python train.py ..., one task per device), or train as one process without trainer=ddp"
+            f"SLURM_NTASKS={ntasks} makes Lightning wait for {ntasks} {entry.work} processes, "
+            f"{ntasks - 1} of which nothing starts: it would hang until the time limit. Put srun in front of "
+            f"the command ({srun_line}, one task per device: --ntasks-per-node {count}), or "
+            f"{entry.one_process}"
         )
     started = _int(env, "SLURM_STEP_NUM_TASKS")
     if started is None or started >= ntasks:
@@ -139,13 +199,13 @@ def unstarted_ranks_problem(environ: Mapping[str, str] | None = None) -> str | N
     return (
         f"this job step started {started} task(s) (SLURM_STEP_NUM_TASKS={started}) but SLURM_NTASKS={ntasks} "
         f"(the job's count, kept by srun --preserve-env/-E or an interactive step) makes Lightning wait for "
-        f"{ntasks} training processes: it would hang until the time limit. Start the step with srun "
-        "--ntasks-per-node <devices> without --preserve-env/-E, or train as one process without trainer=ddp"
+        f"{ntasks} {entry.work} processes: it would hang until the time limit. Start the step with srun "
+        f"--ntasks-per-node {count} without --preserve-env/-E ({srun_line}), or {entry.one_process}"
     )
 
 
 def slurm_world_problem(
-    trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None, entry: EntryPoint = TRAIN
 ) -> str | None:
     """Why the SLURM job step this process belongs to does not fit ``trainer.devices`` and
     ``trainer.num_nodes`` (the message names the values and the fix), or None: not started by ``srun``, or
@@ -156,8 +216,12 @@ def slurm_world_problem(
     (:func:`unstarted_ranks_problem`): Lightning would wait for the others forever.
 
     Args:
-        trainer_cfg: The ``trainer`` config node (``devices``, ``num_nodes``).
+        trainer_cfg: The ``trainer`` config node (``devices``, ``num_nodes``, ``strategy``), or a mapping of
+            the same keys for another entry point (``predict.py``: ``strategy="ddp"``, which Fabric runs).
         environ: The environment to read (default: ``os.environ``).
+        entry: The script whose options the message names and whose sharding it judges: for
+            :data:`PREDICT`, whose shards follow ``SLURM_NTASKS``, a total of tasks other than
+            devices x num_nodes (``-n 6`` on two nodes of 4) predicts every image once and is let through.
     """
     env = os.environ if environ is None else environ
     devices = _count(trainer_cfg.get("devices", 1))
@@ -172,10 +236,11 @@ def slurm_world_problem(
         return None
     per_node, nnodes = _int(env, "SLURM_NTASKS_PER_NODE"), _int(env, "SLURM_NNODES")
     per_device = devices or per_node
+    opt = entry.prefix
     fix = (
         f"start one task per device on each node: srun --nodes {num_nodes} --ntasks-per-node "
-        f"{per_device or '<devices>'} (no --ntasks/-n) with trainer.devices={per_device or '<devices>'} "
-        f"trainer.num_nodes={num_nodes}, the same numbers in the #SBATCH lines"
+        f"{per_device or '<devices>'} (no --ntasks/-n) with {opt}devices={per_device or '<devices>'} "
+        f"{opt}num_nodes={num_nodes}, the same numbers in the #SBATCH lines"
     )
     if ntasks > 1 and per_node is None:
         return (
@@ -185,20 +250,20 @@ def slurm_world_problem(
     if devices is not None and per_node is not None and devices != per_node:
         return (
             f"SLURM starts {per_node} tasks per node (--ntasks-per-node={per_node}) but "
-            f"trainer.devices={trainer_cfg.get('devices')} asks for {devices} processes per node; set "
-            f"trainer.devices={per_node}, or {fix}"
+            f"{opt}devices={trainer_cfg.get('devices')} asks for {devices} processes per node; set "
+            f"{opt}devices={per_node}, or {fix}"
         )
     if nnodes is not None and nnodes != num_nodes:
         return (
-            f"the SLURM job has {nnodes} nodes (--nodes={nnodes}) but trainer.num_nodes={num_nodes}; set "
-            f"trainer.num_nodes={nnodes}, or {fix}"
+            f"the SLURM job has {nnodes} nodes (--nodes={nnodes}) but {opt}num_nodes={num_nodes}; set "
+            f"{opt}num_nodes={nnodes}, or {fix}"
         )
-    if per_device is not None and ntasks != per_device * num_nodes:
+    if not entry.shards_by_ntasks and per_device is not None and ntasks != per_device * num_nodes:
         return (
             f"SLURM started {ntasks} tasks in all (SLURM_NTASKS={ntasks}, e.g. from --ntasks/-n), but "
-            f"trainer.devices={per_device} x trainer.num_nodes={num_nodes} is {per_device * num_nodes}: "
+            f"{opt}devices={per_device} x {opt}num_nodes={num_nodes} is {per_device * num_nodes}: "
             f"Lightning would split each epoch's images into {per_device * num_nodes} shards for {ntasks} "
             f"processes and leave the others' shards untrained and unscored (or stop on a rank it cannot "
             f"place); {fix}"
         )
-    return unstarted_ranks_problem(env)
+    return unstarted_ranks_problem(env, entry, per_device)

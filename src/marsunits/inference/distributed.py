@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from marsunits.errors import ConfigError, TerminatedError
-from marsunits.slurm_world import in_batch_step
+from marsunits.slurm_world import PREDICT, slurm_world_problem, started_alone
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -43,42 +43,38 @@ def launched_world_size() -> int:
     """World size set up by an external launcher, else 1.
 
     ``torchrun`` (Lightning's ``TorchElasticEnvironment``: ``WORLD_SIZE``) or a SLURM job step started with
-    ``srun`` (``SLURMEnvironment``: ``SLURM_NTASKS``); an interactive SLURM shell does not count, nor does an
-    ``sbatch`` script's own process (no ``SLURM_STEP_ID``: :func:`~marsunits.slurm_world.in_batch_step`),
-    one process whatever ``SLURM_NTASKS`` says. ``python predict.py`` in a script of ``--ntasks=4`` (CPUs for
-    the loaders) was taken for rank 0 of 4: Lightning stopped it with a traceback, or, with a matching
-    ``--ntasks-per-node``, it waited for ranks nothing starts.
+    ``srun`` (``SLURMEnvironment``: ``SLURM_NTASKS``); an interactive SLURM shell does not count, nor does a
+    process that SLURM started alone (:func:`~marsunits.slurm_world.started_alone`): an ``sbatch`` script's
+    own process (no ``SLURM_STEP_ID``) or a step of one task (``srun --preserve-env``, which keeps the job's
+    ``SLURM_NTASKS``), one process whatever ``SLURM_NTASKS`` says. ``python predict.py`` in a script of
+    ``--ntasks=4`` (CPUs for the loaders) was taken for rank 0 of 4: Lightning stopped it with a traceback,
+    or, with a matching ``--ntasks-per-node``, it waited for ranks nothing starts.
     """
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
     if TorchElasticEnvironment.detect():
         return int(os.environ.get("WORLD_SIZE", "1"))
-    if SLURMEnvironment.detect() and not in_batch_step():
+    if SLURMEnvironment.detect() and not started_alone():
         return int(os.environ.get("SLURM_NTASKS", "1"))
     return 1
 
 
-def batch_step_problem(devices: int, num_nodes: int) -> str | None:
-    """Why ``predict.py devices=<n>`` (or ``num_nodes`` > 1) must not start its ranks here, or None: this is
-    an ``sbatch`` script's own process in a job of several tasks (``SLURM_NTASKS``, no ``SLURM_STEP_ID``), so
-    Lightning takes the job for the world and this process for rank ``SLURM_PROCID`` of it, and the ranks it
-    would start here, or the ones it would wait for, never join: the run would hang or fail in Lightning."""
-    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+def slurm_problem(devices: int, num_nodes: int) -> str | None:
+    """Why a sharded ``predict.py devices=<n> num_nodes=<m>`` must not start or join its ranks under SLURM, or
+    None (:func:`~marsunits.slurm_world.slurm_world_problem` for Fabric's ``ddp``, which takes the world size
+    from ``SLURM_NTASKS`` and this rank from ``SLURM_PROCID``). Said on every rank, before anything is
+    written:
 
-    if devices < 2 and num_nodes < 2:
-        return None
-    ntasks = os.environ.get("SLURM_NTASKS", "").strip()
-    if not ntasks.isdigit() or int(ntasks) < 2 or not in_batch_step():
-        return None
-    if TorchElasticEnvironment.detect() or not SLURMEnvironment.detect():
-        return None
-    return (
-        f"predict.py devices={devices} num_nodes={num_nodes} runs in the batch script's own process (no "
-        f"SLURM_STEP_ID: srun not used) of a job of SLURM_NTASKS={ntasks} tasks, where Lightning would take "
-        f"it for one of {ntasks} ranks and wait for the others forever; put srun in front of the command "
-        f"(srun python predict.py ... devices={devices}, with --ntasks-per-node={devices} and "
-        f"--nodes={num_nodes}), or predict in this one process with devices=1"
-    )
+    * fewer processes started than ``SLURM_NTASKS``: the ``sbatch`` script's own process (``srun``
+      forgotten), or a step of ``srun --preserve-env`` with ``SLURM_STEP_NUM_TASKS`` < ``SLURM_NTASKS``;
+      Fabric would wait for the missing ranks until the time limit;
+    * a step whose layout Fabric refuses with a traceback: ``--ntasks`` without ``--ntasks-per-node``,
+      ``--ntasks-per-node`` other than ``devices``, ``--nodes`` other than ``num_nodes``.
+
+    A total of tasks other than ``devices x num_nodes`` (``--ntasks 6`` on two nodes of 4) is not refused:
+    the shards follow Fabric's world size, ``SLURM_NTASKS``, so every image is predicted once.
+    """
+    return slurm_world_problem({"devices": devices, "num_nodes": num_nodes, "strategy": "ddp"}, entry=PREDICT)
 
 
 def wants_sharding(devices: int) -> bool:
