@@ -1555,3 +1555,32 @@ def test_the_adapt_bn_inputs_record_does_not_depend_on_the_order_files_are_liste
     assert adaptation_inputs(files[::-1]) == record == adaptation_inputs(sorted(files, key=str))
     files[0].path.write_bytes(b"B.png")  # same size, other bytes
     assert adaptation_inputs(files, record)["content_sha256"] != record["content_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("world", "devices", "num_nodes", "per_machine"),
+    [(6, 4, 2, 4), (8, 4, 2, 4), (2, 2, 1, 2), (3, 2, 2, 2)],
+)
+def test_a_rank_counts_the_processes_of_its_machine_from_devices(
+    monkeypatch: pytest.MonkeyPatch, world: int, devices: int, num_nodes: int, per_machine: int
+) -> None:
+    """The cores are divided among ``devices`` processes per machine (Fabric holds SLURM's --ntasks-per-node
+    and torchrun's WORLD_SIZE to it). ``-n 6`` on two nodes of 4, which prediction lets through, runs 4
+    ranks on the first node: world // num_nodes counted 3, and each of the 4 took a third of the cores."""
+    from types import SimpleNamespace
+
+    from marsunits.inference import distributed, runner
+    from marsunits.inference.options import PredictOptions
+
+    seen: list[runner.Shard] = []
+
+    def predict_shard(_opts: object, shard: runner.Shard, *_: object) -> None:
+        seen.append(shard)
+
+    monkeypatch.setattr(runner, "predict_shard", predict_shard)
+    fabric = SimpleNamespace(global_rank=0, world_size=world, device=torch.device("cpu"))
+    opts = PredictOptions(
+        ckpt_path="m.ckpt", input_dir="in", output_dir="out", devices=devices, num_nodes=num_nodes
+    )
+    distributed._rank_main(fabric, opts)  # type: ignore[arg-type]  # noqa: SLF001 - the rank's own set-up
+    assert [(s.world_size, s.local_world_size) for s in seen] == [(world, per_machine)]

@@ -194,10 +194,13 @@ def _rank_main(
     device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
     values = {**vars(opts), "device": device, "devices": 1}
     rank_opts = PredictOptions(**values)
+    # Processes per machine: ``devices``, which Fabric holds to --ntasks-per-node (SLURM), to WORLD_SIZE /
+    # num_nodes (torchrun) and spawns itself. world_size // num_nodes undercounted a node of a SLURM step of
+    # fewer tasks (-n 6 on two nodes of 4: 3, on a node running 4), whose ranks then took too many threads.
     shard = Shard(
         rank=fabric.global_rank,
         world_size=fabric.world_size,
-        local_world_size=max(1, fabric.world_size // max(1, opts.num_nodes)),
+        local_world_size=max(1, min(opts.devices, fabric.world_size)),
     )
 
     def gather(obj: Any) -> list[Any] | None:
