@@ -894,6 +894,47 @@ def test_sharded_predict_in_an_sbatch_script_without_srun_is_refused(
         run(make_cfg(tmp_path, ckpt, inp, out, "devices=2"))
 
 
+def test_sharded_predict_on_several_nodes_without_a_launcher_is_refused(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``predict.py devices=2 num_nodes=2`` on a workstation (no srun, torchrun, MASTER_ADDR or NODE_RANK):
+    Fabric spawned 2 ranks of a world of 4 at 127.0.0.1 and waited for the other machine's ("MEMBER: 1/4")
+    until the process-group timeout. It is refused before anything is written, with the ways to start the
+    other machine; the same command of a manual launch (NODE_RANK, another machine's MASTER_ADDR) goes on."""
+    from marsunits.inference import distributed
+
+    def launched(*_: object) -> None:
+        raise AssertionError("ranks were launched")  # the hang, made an error here
+
+    monkeypatch.setattr(distributed, "launch", launched)
+    for name in (
+        "TORCHELASTIC_RUN_ID",
+        "WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "NODE_RANK",
+        "GROUP_RANK",
+        "LOCAL_RANK",
+        "SLURM_NTASKS",
+        "SLURM_JOB_ID",
+        "SLURM_STEP_ID",
+        "SLURM_STEPID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    out = tmp_path / "out"
+    refused = r"num_nodes=2 asks for 2 machines.*MASTER_PORT=<free port> NODE_RANK=<0\.\.1>.*set num_nodes=1"
+    with pytest.raises(ConfigError, match=refused):
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2", "num_nodes=2"))
+    assert not out.exists()
+    monkeypatch.setenv("MASTER_ADDR", "10.10.10.16")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("NODE_RANK", "1")
+    with pytest.raises(AssertionError, match="ranks were launched"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2", "num_nodes=2"))
+
+
 def _in_an_srun_step(
     monkeypatch: pytest.MonkeyPatch, ntasks: int, per_node: int | None, nodes: int, started: int
 ) -> None:

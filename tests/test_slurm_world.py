@@ -220,3 +220,140 @@ def test_predict_layouts_are_judged_by_its_own_sharding_and_named_with_its_optio
     waiting = slurm_world_problem(sharded, _batch(8, 4, 2), PREDICT)
     assert waiting is not None and "srun python predict.py ... devices=4" in waiting
     assert "prediction processes" in waiting and "trainer" not in waiting
+
+
+#: Variables of a launcher or a manual launch that a workstation's shell must not hold for the tests below.
+_LAUNCH_VARIABLES = (
+    "TORCHELASTIC_RUN_ID",
+    "WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "LOCAL_RANK",
+    "SLURM_NTASKS",
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_PROCID",
+    "SLURM_STEP_ID",
+    "SLURM_STEPID",
+    "SLURM_STEP_NUM_TASKS",
+)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # a workstation's shell
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},  # Lightning's own default, set by hand
+        {"MASTER_ADDR": "localhost"},
+        {"MASTER_ADDR": "::1"},
+        {"LOCAL_RANK": "0"},  # processes started by hand, but on this machine only
+        # salloc --nodes 2, then python train.py in its shell: Lightning ignores an interactive job's SLURM.
+        {**_batch(2, 1, 2), "SLURM_JOB_NAME": "interactive"},
+    ],
+)
+def test_several_nodes_without_a_launcher_are_refused_naming_the_ways_to_start_them(
+    env: dict[str, str],
+) -> None:
+    """``python train.py trainer=ddp trainer.devices=2 trainer.num_nodes=2`` on a workstation: Lightning's
+    LightningEnvironment made a world of 4, started the 2 ranks of this machine with MASTER_ADDR=127.0.0.1 and
+    waited for the other machine's 2, which nothing starts ("MEMBER: 1/4"), until the process-group timeout
+    (30 minutes) or for ever. predict.py devices=2 num_nodes=2 hung the same way."""
+    from marsunits.slurm_world import PREDICT, launch_problem, unlaunched_nodes_problem
+
+    ddp = {"devices": 2, "num_nodes": 2, "strategy": DDP}
+    problem = launch_problem(ddp, env)
+    assert problem is not None and problem == unlaunched_nodes_problem(ddp, env)
+    for part in (
+        "trainer.num_nodes=2",
+        "MASTER_ADDR=<first machine's address> MASTER_PORT=<free port> NODE_RANK=<0..1>",
+        "srun --nodes 2",
+        "torchrun --nnodes 2",
+        "trainer.num_nodes=1",
+    ):
+        assert part in problem, (part, problem)
+    assert "\n" not in problem
+    sharded = {"devices": 2, "num_nodes": 3, "strategy": "ddp"}
+    predict = launch_problem(sharded, env, PREDICT)
+    assert predict is not None and "trainer" not in predict
+    assert (
+        " num_nodes=3 asks" in f" {predict}"
+        and "NODE_RANK=<0..2>" in predict
+        and "set num_nodes=1" in predict
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # Lightning's manual launch, the same command on each machine: the first machine and another one.
+        {"MASTER_ADDR": "10.10.10.16", "MASTER_PORT": "29500", "NODE_RANK": "1", "WORLD_SIZE": "4"},
+        {"MASTER_PORT": "29500", "NODE_RANK": "0", "WORLD_SIZE": "4"},  # Lightning: no MASTER_ADDR on node 0
+        {"MASTER_ADDR": "gpu-node-01", "MASTER_PORT": "29500"},
+        {"MASTER_ADDR": "192.168.1.20"},
+        {"GROUP_RANK": "1", "MASTER_ADDR": "127.0.0.1"},  # two "machines" on one, for a test
+        # torchrun, srun, jsrun and mpirun start the other machines' ranks themselves.
+        {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1"},
+        _step(4, 2, 2),
+        {"JSM_NAMESPACE_SIZE": "4"},
+        {"OMPI_COMM_WORLD_SIZE": "4"},
+    ],
+)
+def test_several_nodes_that_a_launcher_or_a_manual_launch_joins_are_let_through(env: dict[str, str]) -> None:
+    from marsunits.slurm_world import PREDICT, launch_problem
+
+    ddp = {"devices": 2, "num_nodes": 2, "strategy": DDP}
+    assert launch_problem(ddp, env) is None
+    assert launch_problem({"devices": 2, "num_nodes": 2, "strategy": "ddp"}, env, PREDICT) is None
+
+
+def test_one_node_or_a_trainer_with_its_own_cluster_environment_is_not_refused() -> None:
+    from marsunits.slurm_world import launch_problem
+
+    assert launch_problem({"devices": 2, "num_nodes": 1, "strategy": DDP}, {}) is None
+    assert launch_problem({"devices": 1, "num_nodes": 1}, {}) is None
+    # An interpolation left unresolved: the number of nodes is not known here.
+    assert launch_problem({"devices": 2, "num_nodes": "${oc.env:NNODES}"}, {}) is None
+    two = {"devices": 2, "num_nodes": 2, "strategy": DDP}
+    environments = "lightning.fabric.plugins.environments"
+    for own in (f"{environments}.KubeflowEnvironment", "my_cluster.Environment"):  # the latter: not judged
+        plugins = [{"_target_": "marsunits.checkpoint_io.AtomicCheckpointIO"}, {"_target_": own}]
+        assert launch_problem({**two, "plugins": plugins}, {}) is None, own
+    strategy = {**DDP, "cluster_environment": {"_target_": f"{environments}.KubeflowEnvironment"}}
+    assert launch_problem({**two, "strategy": strategy}, {}) is None
+    # The project's checkpoint plugin, or Lightning's default environment named by hand, still waits.
+    for plugin in ("marsunits.checkpoint_io.AtomicCheckpointIO", f"{environments}.LightningEnvironment"):
+        assert launch_problem({**two, "plugins": [{"_target_": plugin}]}, {}) is not None, plugin
+
+
+def test_training_on_several_nodes_without_a_launcher_is_refused_before_anything_is_set_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hang made an error: the set-up after the launch checks (checked_start) raises if it is reached."""
+    from marsunits import training
+
+    for name in _LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+    def set_up(*_: object) -> None:
+        raise AssertionError("the run was set up")  # Lightning would then wait for the other machine
+
+    monkeypatch.setattr(training, "checked_start", set_up)
+    run_dir = tmp_path / "run"
+    overrides = [
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.num_nodes=2",
+        "trainer.sync_batchnorm=false",
+    ]
+    cfg = compose_config("train", run_dir, [*TINY, *overrides, "trainer.max_epochs=1"])
+    with pytest.raises(ConfigError, match=r"trainer\.num_nodes=2 asks for 2 machines.*NODE_RANK=<0\.\.1>"):
+        run(cfg)
+    assert not (run_dir / "config.yaml").exists() and not (run_dir / "checkpoints").exists()
+    # The same command on the first machine of a manual launch goes on to set up the run.
+    monkeypatch.setenv("MASTER_ADDR", "10.10.10.16")
+    monkeypatch.setenv("NODE_RANK", "0")
+    with pytest.raises(AssertionError, match="the run was set up"):
+        run(cfg)

@@ -21,10 +21,16 @@ without a word until the time limit. ``srun`` sets ``SLURM_STEP_ID`` (and the ol
 :func:`marsunits.inference.distributed.slurm_problem`): Fabric reads the same variables, with the same checks
 and hangs, but its shards are ``todo[rank::SLURM_NTASKS]``, so a total of tasks other than devices x num_nodes
 still predicts every image once and is let through.
+
+Outside any launcher, ``num_nodes`` > 1 hangs as well (:func:`unlaunched_nodes_problem`): Lightning's
+``LightningEnvironment`` makes a world of devices x num_nodes, starts ``devices`` processes on this machine
+with ``MASTER_ADDR=127.0.0.1`` and waits for the other nodes' ranks, which nothing starts. Both entry points
+ask :func:`launch_problem`, which is :func:`slurm_world_problem` or that.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,10 +43,12 @@ __all__ = [
     "TRAIN",
     "EntryPoint",
     "in_batch_step",
+    "launch_problem",
     "runs_as_one_process",
     "second_task_problem",
     "slurm_world_problem",
     "started_alone",
+    "unlaunched_nodes_problem",
     "unstarted_ranks_problem",
 ]
 
@@ -267,3 +275,124 @@ def slurm_world_problem(
             f"place); {fix}"
         )
     return unstarted_ranks_problem(env, entry, per_device)
+
+
+#: Variables of launchers other than SLURM that Lightning takes ranks from: torchrun (``TORCHELASTIC_RUN_ID``,
+#: ``TorchElasticEnvironment``), IBM's jsrun (``JSM_NAMESPACE_SIZE``, ``LSFEnvironment``) and mpirun/mpiexec
+#: (Open MPI's ``OMPI_COMM_WORLD_SIZE``, MPICH's ``PMI_SIZE``, PMIx's ``PMIX_RANK``; ``MPIEnvironment``). Any
+#: one of them lets a multi-node run through: the launcher, not this machine alone, makes the world.
+_OTHER_LAUNCHERS = (
+    "TORCHELASTIC_RUN_ID",
+    "JSM_NAMESPACE_SIZE",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+    "PMIX_RANK",
+)
+
+
+def _loopback(address: str) -> bool:
+    """Whether ``MASTER_ADDR`` names this machine only (``localhost``, ``127.x``, ``::1``, ``0.0.0.0``,
+    empty): no other machine reaches rank 0 there."""
+    host = address.strip().strip("[]").lower()
+    if host in ("", "localhost", "ip6-localhost", "ip6-loopback") or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a host name: the first node's, for all we know
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _own_cluster_environment(trainer_cfg: Mapping[str, Any]) -> bool:
+    """Whether the trainer names a cluster environment of its own, which Lightning then uses instead of
+    detecting one: a ``ClusterEnvironment`` among ``plugins`` (the project's ``AtomicCheckpointIO`` is none;
+    ``LightningEnvironment``, the one that waits, counts as none either) or a strategy's
+    ``cluster_environment``. A plugin whose ``_target_`` cannot be imported counts as one: it
+    is not judged here (Hydra names it when the trainer is built)."""
+    strategy = trainer_cfg.get("strategy")
+    if isinstance(strategy, Mapping) and strategy.get("cluster_environment") is not None:
+        return True
+    plugins = trainer_cfg.get("plugins")
+    if plugins is None:
+        return False
+    if isinstance(plugins, (str, Mapping)) or not isinstance(plugins, (list, tuple, ListConfig)):
+        plugins = [plugins]
+    from lightning.fabric.plugins.environments import ClusterEnvironment, LightningEnvironment
+
+    for plugin in plugins:
+        if isinstance(plugin, ClusterEnvironment) and type(plugin) is not LightningEnvironment:
+            return True
+        target = plugin.get("_target_") if isinstance(plugin, Mapping) else None
+        if not isinstance(target, str):
+            continue
+        try:
+            from hydra.utils import get_class
+
+            cls = get_class(target)
+        except Exception:  # noqa: BLE001 - any failure to import: not ours to judge
+            return True
+        if isinstance(cls, type) and issubclass(cls, ClusterEnvironment) and cls is not LightningEnvironment:
+            return True
+    return False
+
+
+def unlaunched_nodes_problem(
+    trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None, entry: EntryPoint = TRAIN
+) -> str | None:
+    """Why a run of ``num_nodes`` > 1 that no launcher started would wait for ever, or None.
+
+    Without srun (:func:`_launched_by_slurm`), torchrun, jsrun or mpirun (:data:`_OTHER_LAUNCHERS`) Lightning
+    takes its ranks from ``LightningEnvironment``: a world of devices x num_nodes, this machine node
+    ``NODE_RANK`` (default 0), rank 0 at ``MASTER_ADDR`` (default ``127.0.0.1``). It starts ``devices``
+    processes here and waits for the other nodes' ranks: ``python train.py trainer=ddp trainer.devices=2
+    trainer.num_nodes=2`` on a workstation hung at "MEMBER: 1/4" until the process-group timeout (30
+    minutes), and ``predict.py devices=2 num_nodes=2`` the same. A manual multi-node launch, as Lightning
+    documents it (the same command on each node with ``MASTER_ADDR``, ``MASTER_PORT`` and ``NODE_RANK``), is
+    let through: ``NODE_RANK`` (or torch's ``GROUP_RANK``) set, or ``MASTER_ADDR`` naming another machine than
+    this one (:func:`_loopback`). So are a trainer given a cluster environment of its own
+    (:func:`_own_cluster_environment`), ``num_nodes`` = 1, and a ``num_nodes`` that is no whole number (not
+    known here).
+
+    Args:
+        trainer_cfg: The ``trainer`` config node, or the same keys for ``predict.py`` (``devices``,
+            ``num_nodes``).
+        environ: The environment to read (default: ``os.environ``).
+        entry: The script whose options the message names (:data:`TRAIN`, :data:`PREDICT`).
+    """
+    env = os.environ if environ is None else environ
+    num_nodes = trainer_cfg.get("num_nodes", 1)
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 2:
+        return None
+    if _own_cluster_environment(trainer_cfg):
+        return None
+    if _launched_by_slurm(env) or any(name in env for name in _OTHER_LAUNCHERS):
+        return None
+    if env.get("NODE_RANK", "").strip() or env.get("GROUP_RANK", "").strip():
+        return None
+    address = env.get("MASTER_ADDR")
+    if address is not None and not _loopback(address):
+        return None
+    opt = entry.prefix
+    devices = trainer_cfg.get("devices", 1)
+    here = f"MASTER_ADDR={address} is this machine" if address is not None else "no MASTER_ADDR"
+    return (
+        f"{opt}num_nodes={num_nodes} asks for {num_nodes} machines, but nothing started this process as one "
+        f"of them (no srun, torchrun or mpirun; {here}, no NODE_RANK): Lightning would start the "
+        f"{opt}devices={devices} {entry.work} process(es) of this machine only and wait for the other "
+        f"{num_nodes - 1} machine(s)' ranks, which nothing starts, for 30 minutes (the process-group "
+        f"timeout) or for ever. Run the same command on each machine with "
+        f"MASTER_ADDR=<first machine's address> MASTER_PORT=<free port> NODE_RANK=<0..{num_nodes - 1}> "
+        f"(0 on the first), or start it with srun "
+        f"--nodes {num_nodes} or torchrun --nnodes {num_nodes}, or set {opt}num_nodes=1 to use this "
+        "machine alone"
+    )
+
+
+def launch_problem(
+    trainer_cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None, entry: EntryPoint = TRAIN
+) -> str | None:
+    """Why the processes of this run would not meet, or None: the SLURM job step does not fit
+    (:func:`slurm_world_problem`), or several nodes were asked for without a launcher to start the others
+    (:func:`unlaunched_nodes_problem`). Asked by ``train.py`` and ``predict.py`` before anything is set up."""
+    env = os.environ if environ is None else environ
+    return slurm_world_problem(trainer_cfg, env, entry) or unlaunched_nodes_problem(trainer_cfg, env, entry)

@@ -35,7 +35,7 @@ from marsunits.fine_tuning import (
 )
 from marsunits.progress_bar import run_progress_bar
 from marsunits.run_folder_claim import claimed_run_folder
-from marsunits.slurm_world import slurm_world_problem
+from marsunits.slurm_world import launch_problem
 from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.tracking.wandb_setup import check_wandb_modes
 
@@ -684,9 +684,9 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
     check_run_values(cfg)
     check_wandb_modes(cfg)
-    slurm_problem = slurm_world_problem(cfg.trainer)
-    if slurm_problem is not None:  # on every rank, before any of them waits for the others
-        raise ConfigError(slurm_problem)
+    world_problem = launch_problem(cfg.trainer)
+    if world_problem is not None:  # on every rank, before any of them waits for the others
+        raise ConfigError(world_problem)
     data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
     if None not in (data_channels, model_channels) and data_channels != model_channels:
         raise ConfigError(

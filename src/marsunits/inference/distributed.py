@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from marsunits.errors import ConfigError, TerminatedError
-from marsunits.slurm_world import PREDICT, slurm_world_problem, started_alone
+from marsunits.slurm_world import PREDICT, started_alone
+from marsunits.slurm_world import launch_problem as launch_world_problem
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -59,11 +60,11 @@ def launched_world_size() -> int:
     return 1
 
 
-def slurm_problem(devices: int, num_nodes: int) -> str | None:
-    """Why a sharded ``predict.py devices=<n> num_nodes=<m>`` must not start or join its ranks under SLURM, or
-    None (:func:`~marsunits.slurm_world.slurm_world_problem` for Fabric's ``ddp``, which takes the world size
-    from ``SLURM_NTASKS`` and this rank from ``SLURM_PROCID``). Said on every rank, before anything is
-    written:
+def launch_problem(devices: int, num_nodes: int) -> str | None:
+    """Why the ranks of a sharded ``predict.py devices=<n> num_nodes=<m>`` would not meet, or None
+    (:func:`~marsunits.slurm_world.launch_problem` for Fabric's ``ddp``). Said on every rank, before anything
+    is written. Under SLURM (:func:`~marsunits.slurm_world.slurm_world_problem`: Fabric takes the world size
+    from ``SLURM_NTASKS`` and this rank from ``SLURM_PROCID``):
 
     * fewer processes started than ``SLURM_NTASKS``: the ``sbatch`` script's own process (``srun``
       forgotten), or a step of ``srun --preserve-env`` with ``SLURM_STEP_NUM_TASKS`` < ``SLURM_NTASKS``;
@@ -73,8 +74,13 @@ def slurm_problem(devices: int, num_nodes: int) -> str | None:
 
     A total of tasks other than ``devices x num_nodes`` (``--ntasks 6`` on two nodes of 4) is not refused:
     the shards follow Fabric's world size, ``SLURM_NTASKS``, so every image is predicted once.
+
+    Without any launcher (:func:`~marsunits.slurm_world.unlaunched_nodes_problem`): ``num_nodes`` > 1 with
+    neither ``NODE_RANK`` nor a ``MASTER_ADDR`` of another machine; Fabric would spawn ``devices`` ranks here
+    and wait for the other machines' ranks, which nothing starts.
     """
-    return slurm_world_problem({"devices": devices, "num_nodes": num_nodes, "strategy": "ddp"}, entry=PREDICT)
+    sharded = {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp"}
+    return launch_world_problem(sharded, entry=PREDICT)
 
 
 def wants_sharding(devices: int) -> bool:

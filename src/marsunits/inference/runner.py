@@ -1071,9 +1071,9 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
         if not distributed.wants_sharding(opts.devices):
             result = predict_shard(opts)
         else:
-            slurm_problem = distributed.slurm_problem(opts.devices, opts.num_nodes)
-            if slurm_problem is not None:  # before anything is checked or written: the ranks would not meet
-                raise ConfigError(slurm_problem)
+            world_problem = distributed.launch_problem(opts.devices, opts.num_nodes)
+            if world_problem is not None:  # before anything is checked or written: the ranks would not meet
+                raise ConfigError(world_problem)
             if distributed.launched_world_size() == 1:  # ranks spawned here: a problem is said here, in one
                 check_before_predicting(opts)  # line (a rank's error came as a spawn traceback)
                 _check_output_dir_free(opts)
