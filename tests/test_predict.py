@@ -935,6 +935,35 @@ def test_sharded_predict_on_several_nodes_without_a_launcher_is_refused(
         run(make_cfg(tmp_path, ckpt, inp, out, "devices=2", "num_nodes=2"))
 
 
+def test_one_device_on_each_of_several_machines_launched_by_hand_is_sharded(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``predict.py devices=1 num_nodes=2`` on two machines launched by hand (MASTER_ADDR, NODE_RANK: no
+    launcher's world size) was not sharded: each machine predicted every image in one process. It now
+    joins the world of 2 (Fabric's ranks; launching made an error here); num_nodes=0 is one line naming
+    num_nodes."""
+    from marsunits.inference import distributed
+
+    def launched(*_: object) -> None:
+        raise AssertionError("ranks were launched")
+
+    monkeypatch.setattr(distributed, "launch", launched)
+    for name in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_JOB_ID", "GROUP_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.10.10.16")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("NODE_RANK", "1")
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    out = tmp_path / "out"
+    with pytest.raises(AssertionError, match="ranks were launched"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "num_nodes=2"))
+    assert not (out / "a.mask.png").exists()
+    with pytest.raises(ConfigError, match=r"num_nodes must be a positive integer.*got 0; give num_nodes=1"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "num_nodes=0"))
+    assert not out.exists()
+
+
 def _in_an_srun_step(
     monkeypatch: pytest.MonkeyPatch, ntasks: int, per_node: int | None, nodes: int, started: int
 ) -> None:

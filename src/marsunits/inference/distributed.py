@@ -83,15 +83,23 @@ def launch_problem(devices: int, num_nodes: int) -> str | None:
     return launch_world_problem(sharded, entry=PREDICT)
 
 
-def wants_sharding(devices: int) -> bool:
-    """True when the run should be sharded: ``devices > 1`` or started by a launcher with world size > 1.
+def wants_sharding(devices: int, num_nodes: int = 1) -> bool:
+    """True when the run should be sharded: more than one process asked for (``devices > 1`` or
+    ``num_nodes > 1``), or started by a launcher with world size > 1. ``num_nodes=2 devices=1`` launched by
+    hand on two machines (``MASTER_ADDR``, ``NODE_RANK``; no launcher's world size) predicted every image on
+    each machine, as two runs of one process.
 
     Raises:
-        ConfigError: ``devices`` is not a positive integer.
+        ConfigError: ``devices`` or ``num_nodes`` is not a positive integer.
     """
-    if not isinstance(devices, int) or devices < 1:
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ConfigError(f"devices must be a positive integer (processes per node), got {devices!r}")
-    return devices > 1 or launched_world_size() > 1
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ConfigError(
+            f"num_nodes must be a positive integer (machines taking part), got {num_nodes!r}; give "
+            "num_nodes=1 on one machine"
+        )
+    return devices > 1 or num_nodes > 1 or launched_world_size() > 1
 
 
 def _accelerator(device: str) -> str:

@@ -1057,9 +1057,9 @@ class _Session:
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:
     """Predict every image under ``opts.input_dir`` into ``opts.output_dir`` (see module docstring).
 
-    With ``opts.devices > 1``, or when started by ``torchrun``/SLURM with a world size above 1, the
-    inputs are sharded across processes (:mod:`marsunits.inference.distributed`); the returned result
-    is rank 0's, which holds the merged reports.
+    With ``opts.devices > 1`` or ``opts.num_nodes > 1``, or when started by ``torchrun``/SLURM with a world
+    size above 1, the inputs are sharded across processes (:mod:`marsunits.inference.distributed`); the
+    returned result is rank 0's, which holds the merged reports.
 
     Raises:
         MarsUnitsError, FileNotFoundError, marsunits.task.CheckpointError: Folder-level problems, before
@@ -1068,7 +1068,7 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     from marsunits.inference import distributed
 
     with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
-        if not distributed.wants_sharding(opts.devices):
+        if not distributed.wants_sharding(opts.devices, opts.num_nodes):
             result = predict_shard(opts)
         else:
             world_problem = distributed.launch_problem(opts.devices, opts.num_nodes)
