@@ -388,6 +388,27 @@ def test_the_batch_scripts_own_process_is_not_asked_for_a_run_name(monkeypatch: 
     assert "one of 4 training processes" in str(unnamed_external_ranks(["trainer=ddp"], CONFIG_DIR))
 
 
+def test_a_machine_of_a_multi_node_run_launched_by_hand_is_asked_for_a_run_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lightning's manual multi-node launch (the same command on each machine with ``MASTER_ADDR`` and
+    ``NODE_RANK``) sets no ``WORLD_SIZE``: each machine named its run folder by its own clock, so the second
+    machine's ``.hydra/`` record and ``train.log`` went to a folder of their own, without a word."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_PROCID", "SLURM_NTASKS", "GROUP_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("NODE_RANK", "1")
+    args = ["trainer=ddp", "trainer.num_nodes=2"]
+    said = unnamed_external_ranks(args, CONFIG_DIR)
+    assert said is not None and "NODE_RANK=1" in said and "trainer.num_nodes=2" in said and "run_name" in said
+    assert unnamed_external_ranks([*args, "run_name=two-machines"], CONFIG_DIR) is None
+    assert unnamed_external_ranks(["trainer=ddp", "trainer.num_nodes=1"], CONFIG_DIR) is None  # one machine
+    monkeypatch.delenv("NODE_RANK")
+    assert unnamed_external_ranks(args, CONFIG_DIR) is None  # not launched by hand: refused at train time
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

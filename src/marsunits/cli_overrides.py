@@ -426,8 +426,9 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
 
 def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     """The refusal of a training process started as one of several by torchrun or SLURM (``WORLD_SIZE``, or
-    ``SLURM_NTASKS`` with ``SLURM_PROCID``) whose run folder is named after the clock (the default
-    ``run_name``); None otherwise.
+    ``SLURM_NTASKS`` with ``SLURM_PROCID``), or on one of ``trainer.num_nodes`` > 1 machines launched by hand
+    (``NODE_RANK`` or ``GROUP_RANK`` without ``WORLD_SIZE``), whose run folder is named after the clock (the
+    default ``run_name``); None otherwise.
 
     Each such process composes its config itself: a rank that started a second after rank 0 made a run
     folder of its own (its ``.hydra/`` record and ``train.log``), while checkpoints and metrics went to
@@ -439,7 +440,11 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     world = os.environ.get("WORLD_SIZE", "")
     if not world and "SLURM_PROCID" in os.environ and not in_batch_step():
         world = os.environ.get("SLURM_NTASKS", "")
-    if not world.strip().isdigit() or int(world) < 2 or _sweeping(argv):
+    # A multi-node run launched by hand, as Lightning documents it (the same command on each machine with
+    # MASTER_ADDR and NODE_RANK), sets no WORLD_SIZE: each machine still composes its own run folder.
+    node_rank = os.environ.get("NODE_RANK", "").strip() or os.environ.get("GROUP_RANK", "").strip()
+    by_hand = not world.strip() and bool(node_rank)
+    if _sweeping(argv) or not (by_hand or (world.strip().isdigit() and int(world) >= 2)):
         return None
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv if "=" in a]
     if any(k in ("run_name", "hydra.run.dir", "paths.output_dir") for k in keys):
@@ -453,6 +458,16 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     if "now:" not in str(raw.get("run_name")):  # type: ignore[union-attr]
         return None  # a fixed name from the config: every rank composes the same folder
     trainer = raw.get("trainer") if isinstance(raw, dict) else None
+    if by_hand:
+        num_nodes = trainer.get("num_nodes", 1) if isinstance(trainer, dict) else 1
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 2:
+            return None  # one machine: Lightning's own processes get rank 0's folder
+        return (
+            f"this is machine NODE_RANK={node_rank} of a run of trainer.num_nodes={num_nodes} started by "
+            "hand, and its run folder is named after the clock (run_name's default): each machine composes "
+            "its own, so the machines' records and logs land in different folders. Add run_name=<name>, the "
+            "same on every machine"
+        )
     if not os.environ.get("WORLD_SIZE", "") and isinstance(trainer, dict) and runs_as_one_process(trainer):
         # SLURM's counts, but a trainer Lightning runs as one process (python train.py in an sbatch script
         # with --ntasks=4 for the loaders' CPUs): no other rank makes a folder. A second task of such a
