@@ -1062,6 +1062,25 @@ def test_sharded_predict_of_fewer_tasks_than_devices_times_nodes_is_let_through(
             run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=4", "num_nodes=2"))
 
 
+def test_spawned_ranks_in_an_sbatch_script_of_one_task_take_their_own_ranks(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python predict.py devices=2`` in a script of ``--ntasks=1`` (the GPUs of one task, as
+    ``--gres=gpu:2`` gives them): predict spawns its ranks itself, but Fabric read their ranks from SLURM
+    (``SLURM_PROCID=0`` of ``SLURM_NTASKS=1``) for each of them, so both predicted every image into the same
+    files and the run ended in a traceback. Each rank now takes its own rank and shard."""
+    inp = tmp_path / "in"
+    for i in range(3):
+        save_rgb(inp / f"{i}.png", 40, 40, seed=i)
+    _in_an_sbatch_script(monkeypatch, 1)
+    for name in ("SLURM_NTASKS_PER_NODE", "MASTER_ADDR", "MASTER_PORT"):  # --ntasks=1 alone; a free port
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "devices=2", "threads=1")) == 0
+    rows = read_manifest(out)
+    assert set(rows) == {"0.png", "1.png", "2.png"} and {r["status"] for r in rows.values()} == {"ok"}
+
+
 def test_predict_yaml_contact_options_are_the_extraction_defaults() -> None:
     """configs/predict.yaml lists every ContactConfig field (so ``contact.min_length_px=20`` overrides it
     without Hydra's ``+``) at the value the library uses when called without a config."""

@@ -117,8 +117,17 @@ def _accelerator(device: str) -> str:
 
 
 def launch(opts: PredictOptions) -> RunResult:
-    """Run :func:`_rank_main` on every rank (see module docstring); returns rank 0's result."""
+    """Run :func:`_rank_main` on every rank (see module docstring); returns rank 0's result.
+
+    Ranks spawned here (no external launcher: :func:`launched_world_size` is 1) take their ranks from
+    Fabric's own ``LightningEnvironment``, never from a SLURM job's variables. Fabric otherwise picks
+    ``SLURMEnvironment`` wherever ``SLURM_NTASKS`` is set (outside an interactive job), whose rank is
+    ``SLURM_PROCID`` and world ``SLURM_NTASKS``: in an ``sbatch`` script of one task (``--ntasks=1
+    --gres=gpu:4``, ``python predict.py devices=4``) every spawned process was rank 0 of 1, each predicted
+    every image into the same files, and the run ended in a traceback (the port already in use).
+    """
     from lightning.fabric import Fabric
+    from lightning.fabric.plugins.environments import LightningEnvironment
 
     accelerator = _accelerator(str(opts.device))
     external = launched_world_size() > 1
@@ -128,6 +137,7 @@ def launch(opts: PredictOptions) -> RunResult:
         num_nodes=opts.num_nodes,
         strategy="ddp" if external else "ddp_spawn",
         precision="32-true",  # precision is the predictor's business (runtime.resolve_precision)
+        plugins=None if external else [LightningEnvironment()],
     )
     try:
         return fabric.launch(_rank_main, opts, _log_handlers())  # type: ignore[arg-type]  # forwards *args
