@@ -1081,6 +1081,29 @@ def test_spawned_ranks_in_an_sbatch_script_of_one_task_take_their_own_ranks(
     assert set(rows) == {"0.png", "1.png", "2.png"} and {r["status"] for r in rows.values()} == {"ok"}
 
 
+def test_spawned_ranks_in_a_job_of_one_task_per_node_are_not_refused(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--ntasks-per-node=1 --gres=gpu:2`` and ``python predict.py devices=2``: one task, whose ranks
+    predict spawns itself (with their own ranks, not SLURM's), so ``--ntasks-per-node=1`` is not the
+    processes per node; it was refused, telling the user to set devices=1. Two nodes for num_nodes=1 (or
+    num_nodes=2 in a job of one node) is still refused."""
+    from marsunits.inference import distributed
+
+    def launched(*_: object) -> None:
+        raise AssertionError("ranks were launched")
+
+    monkeypatch.setattr(distributed, "launch", launched)
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 40, 40, seed=1)
+    _in_an_sbatch_script(monkeypatch, 1)
+    out = tmp_path / "out"
+    with pytest.raises(AssertionError, match="ranks were launched"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2"))
+    with pytest.raises(ConfigError, match=r"srun --nodes 2 .* num_nodes=2"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "devices=2", "num_nodes=2"))
+
+
 def test_predict_yaml_contact_options_are_the_extraction_defaults() -> None:
     """configs/predict.yaml lists every ContactConfig field (so ``contact.min_length_px=20`` overrides it
     without Hydra's ``+``) at the value the library uses when called without a config."""

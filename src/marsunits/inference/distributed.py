@@ -73,12 +73,18 @@ def launch_problem(devices: int, num_nodes: int) -> str | None:
       ``--ntasks-per-node`` other than ``devices``, ``--nodes`` other than ``num_nodes``.
 
     A total of tasks other than ``devices x num_nodes`` (``--ntasks 6`` on two nodes of 4) is not refused:
-    the shards follow Fabric's world size, ``SLURM_NTASKS``, so every image is predicted once.
+    the shards follow Fabric's world size, ``SLURM_NTASKS``, so every image is predicted once. Nor is a job
+    of one task on one node (``SLURM_NTASKS`` 1, ``num_nodes=1``: ``--ntasks-per-node=1 --gres=gpu:4`` with
+    ``devices=4``): no other task exists, and the ranks spawned here take no rank from SLURM (:func:`launch`),
+    so its ``--ntasks-per-node`` is not the processes per node (it was refused, naming ``devices=1``).
 
     Without any launcher (:func:`~marsunits.slurm_world.unlaunched_nodes_problem`): ``num_nodes`` > 1 with
     neither ``NODE_RANK`` nor a ``MASTER_ADDR`` of another machine; Fabric would spawn ``devices`` ranks here
     and wait for the other machines' ranks, which nothing starts.
     """
+    ntasks = os.environ.get("SLURM_NTASKS", "").strip()
+    if num_nodes == 1 and (not ntasks.isdigit() or int(ntasks) < 2):
+        return None
     sharded = {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp"}
     return launch_world_problem(sharded, entry=PREDICT)
 
