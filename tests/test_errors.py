@@ -142,3 +142,20 @@ def test_an_interpolation_that_does_not_resolve_in_the_run_is_one_line_naming_th
         said = f"predict.py: error: {key}={value!r}: this interpolation does not resolve ("
         assert first.startswith(said), first
         assert "write \\${" in first and hint.startswith("predict.py: (set MARSUNITS_TRACEBACK=1")
+
+
+def test_an_interpolation_of_an_option_without_a_value_names_that_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``a: ${b}`` with ``b: ???`` (a config of one's own) was told to escape a literal ``${``: the fix is
+    to give ``b`` a value."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"data": {"root": "${paths.data_root}"}, "paths": {"data_root": "???"}})
+    with pytest.raises(SystemExit) as stop:
+        report_user_errors(lambda: cfg.data.root, prog="train.py")
+    assert stop.value.code == 2
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    said = "train.py: error: data.root is taken from paths.data_root, which has no value"
+    assert first.startswith(said), first
+    assert "paths.data_root=<value>" in first and "\\${" not in first

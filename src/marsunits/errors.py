@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from hydra.errors import InstantiationException
-from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+from omegaconf.errors import (
+    InterpolationResolutionError,
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+)
 
 
 class MarsUnitsError(Exception):
@@ -188,6 +192,13 @@ def _one_line(exc: BaseException, prog: str) -> str:
     if isinstance(exc, MissingMandatoryValue):
         key = exc.full_key or str(exc).splitlines()[0]
         return f"{key} has no value; add {key}=<value> to the command (python {prog} ... {key}=...)"
+    if isinstance(exc, InterpolationToMissingValueError):  # ``a: ${b}`` with ``b: ???``: b needs a value
+        missing = str(exc).splitlines()[0].rsplit("Missing mandatory value:", 1)[-1].strip()
+        return (
+            f"{exc.full_key or 'a config value'} is taken from {missing or 'another option'}, which has no "
+            f"value (??? in the config); add {missing or '<that option>'}=<value> to the command "
+            f"(python {prog} ... {missing or '<option>'}=...)"
+        )
     if isinstance(exc, InterpolationResolutionError):
         node = exc.child_node
         value = f"={node._value()!r}" if node is not None else ""

@@ -199,7 +199,8 @@ def unstarted_ranks_problem(
             f"SLURM_NTASKS={ntasks} makes Lightning wait for {ntasks} {entry.work} processes, "
             f"{ntasks - 1} of which nothing starts: it would hang until the time limit. Put srun in front of "
             f"the command ({srun_line}, one task per device: --ntasks-per-node {count}), or "
-            f"{entry.one_process}"
+            f"{entry.one_process}. (Started by srun inside a container that passes on only some SLURM "
+            "variables? Pass SLURM_STEP_ID through too.)"
         )
     started = _int(env, "SLURM_STEP_NUM_TASKS")
     if started is None or started >= ntasks:
