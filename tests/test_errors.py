@@ -159,3 +159,53 @@ def test_an_interpolation_of_an_option_without_a_value_names_that_option(
     said = "train.py: error: data.root is taken from paths.data_root, which has no value"
     assert first.startswith(said), first
     assert "paths.data_root=<value>" in first and "\\${" not in first
+
+
+def test_log_lines_naming_a_file_that_is_not_utf8_reach_the_log_file_and_a_strict_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hydra's logging as the real train.yaml configures it: a warning or a traceback naming a file in Latin-1
+    bytes (Python holds ``caf<0xe9>.png`` as ``caf\\udce9.png``) raised UnicodeEncodeError in the strict log
+    file and console, and logging printed "--- Logging error ---" instead of the line. Now the line is there,
+    the name written ``caf\\xe9.png`` as manifest.csv writes it, and the files are valid UTF-8."""
+    import io
+    import logging.config
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    from conftest import CONFIG_DIR
+
+    name = os.fsdecode(b"/data/caf\xe9.png")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.run.dir={tmp_path}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    settings = OmegaConf.to_container(cfg.hydra.job_logging, resolve=True)  # as Hydra's configure_log
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")  # a terminal in en_US.UTF-8
+    monkeypatch.setattr("sys.stdout", console)
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        logging.config.dictConfig(settings)  # type: ignore[arg-type]
+        logging.getLogger("marsunits.test").warning("left out: %s", name)
+        try:
+            raise ValueError(f"cannot read {name}")
+        except ValueError:
+            logging.getLogger("marsunits.test").exception("stopped")
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close() if handler.stream is not console else None  # type: ignore[attr-defined]
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
+    logged = (tmp_path / "train.log").read_bytes().decode("utf-8")  # valid UTF-8, or this raises
+    shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    for text in (logged, shown):
+        assert "left out: /data/caf\\xe9.png" in text, text
+        assert "ValueError: cannot read /data/caf\\xe9.png" in text, text
+    assert "Logging error" not in capsys.readouterr().err

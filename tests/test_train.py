@@ -908,6 +908,37 @@ def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_an_image_named_in_latin1_bytes_without_a_mask_is_named_on_the_console_and_in_train_log(
+    tmp_path: Path,
+) -> None:
+    """train.py on a folder whose image ``caf<0xe9>.png`` (Latin-1 bytes) has no mask: the refusal naming it
+    was lost from train.log ("--- Logging error ---", a UnicodeEncodeError) and printed ``caf\\udce9`` on the
+    console. Both now name it ``caf\\xe9`` as manifest.csv does, in valid UTF-8, under a strict console."""
+    from marsunits.data.fake import write_fake_folder
+
+    root = write_fake_folder(tmp_path / "data", height=64, width=64, stems=["plain_1", "plain_2"])
+    write_fake_folder(root, height=64, width=64, stems=[os.fsdecode(b"caf\xe9")])
+    (root / "masks" / os.fsdecode(b"caf\xe9.png")).unlink()
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    env["PYTHONIOENCODING"] = "utf-8:strict"  # a terminal in en_US.UTF-8 (C.UTF-8 would be lenient)
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *folder_run(root), "logger=csv"]
+        + [f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    err = proc.stderr.decode("utf-8")  # valid UTF-8, or this raises
+    assert proc.returncode == 2, err[-3000:]
+    assert "Logging error" not in err, err[-3000:]
+    said = "1 image(s) in " + str(root / "images") + " have no mask in " + str(root / "masks") + ": caf\\xe9."
+    assert f"train.py: error: Dataset 'folder': {said}" in err, err[-3000:]
+    logged = (run_dir / "train.log").read_bytes().decode("utf-8")
+    assert said in logged, logged
+
+
 class SigtermAt(pl.Callback):
     """Sends this process a real SIGTERM (what ``kill`` or a scheduler's time limit does) in the callback's
     ``setup`` (inside ``fit``, before Lightning installs its SIGTERM handler), or after optimiser step

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -168,7 +169,7 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
             or not (full or isinstance(cause, _reported()))
         ):
             raise
-        message = full or _one_line(cause, prog)
+        message = readable(full or _one_line(cause, prog))  # caf\xe9.png, as the log files write it
         log_to_files(f"error: {message}")
         print(f"{prog}: error: {message}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
@@ -208,6 +209,46 @@ def _one_line(exc: BaseException, prog: str) -> str:
             "or for a literal ${ write \\${ (in YAML plain or single-quoted)"
         )
     return str(exc)
+
+
+#: A byte of a file name that is not UTF-8, as Python holds it (``os.fsdecode``: surrogateescape).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def readable(text: str) -> str:
+    """``text`` as valid UTF-8 for people: each byte of a file name that is not UTF-8 written ``\\xNN``
+    (``caf\\xe9.png``), as ``manifest.csv`` writes it (``inference.writers.printable``), and any other lone
+    surrogate as ``\\udNNN``. Python holds such a name (Linux bytes ``b'caf\\xe9.png'`` from an old
+    archive) with a lone surrogate per byte, which a strict UTF-8 stream cannot write."""
+    text = _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class ReadableNames(logging.Filter):
+    """A logging filter (Hydra's ``job_logging`` puts it on the console and the ``<task>.log`` handlers) that
+    writes each record's message, traceback and stack through :func:`readable`.
+
+    Why: a message naming a file that is not UTF-8 (an image ``caf<0xe9>.png``, a run folder under a Latin-1
+    ``paths.log_dir``) made the strict UTF-8 log file (and a strict console) raise ``UnicodeEncodeError``:
+    logging printed "--- Logging error ---" and the line was lost, the reason a run stopped included.
+    Records without such a name are left untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format: left to the handler, which reports it as usual
+            return True
+        if readable(message) != message:
+            record.msg, record.args = readable(message), None
+        if record.exc_info and not record.exc_text:  # formatted here only where it names such a file
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = readable(text) if readable(text) != text else None
+        elif record.exc_text:
+            record.exc_text = readable(record.exc_text)
+        if record.stack_info:
+            record.stack_info = readable(record.stack_info)
+        return True
 
 
 def log_to_files(message: str) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from marsunits.errors import ConfigError, TerminatedError
+from marsunits.errors import ConfigError, ReadableNames, TerminatedError
 from marsunits.slurm_world import PREDICT, started_alone
 from marsunits.slurm_world import launch_problem as launch_world_problem
 
@@ -206,6 +206,7 @@ def _restore_logging(specs: list[_HandlerSpec], rank: int) -> None:
             logging.StreamHandler() if filename is None else logging.FileHandler(filename, mode="a")
         )
         handler.setFormatter(logging.Formatter(fmt))
+        handler.addFilter(ReadableNames())  # as Hydra's job_logging sets it (configs/hydra/default.yaml)
         root.addHandler(handler)
     root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
