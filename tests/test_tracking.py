@@ -229,6 +229,55 @@ def test_no_api_key_falls_back_to_offline_with_one_line(
     assert len(sync) == 1 and str(tmp_path / "run" / "wandb" / "offline-run-") in sync[0]
 
 
+def test_names_that_are_not_utf8_reach_wandb_as_xnn_and_a_latin1_wandb_folder_is_refused(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Latin-1 bytes (Python holds ``caf<0xe9>`` as ``caf\\udce9``) on the command line (``data.root``) or in
+    ``run_name`` stopped ``wandb.init`` with UnicodeEncodeError before training (W&B's settings are UTF-8
+    protobuf strings), with the default logger; image captions showed such a name as ``caf\ufffd``. Now W&B
+    gets ``\\xNN`` as manifest.csv writes names, and a W&B folder whose name is not UTF-8 (which W&B cannot
+    use) is refused in one message naming it and the way out, before W&B writes anything."""
+    from marsunits.data.fake import write_fake_folder
+    from marsunits.errors import ConfigError
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    latin1 = os.fsdecode(b"caf\xe9")
+    root = write_fake_folder(
+        tmp_path / latin1, height=64, width=64, stems=[f"{latin1}_{k}" for k in range(4)]
+    )
+    argv = ["train.py", f"data.root={root}", "logger=wandb"]
+    monkeypatch.setattr(sys, "argv", argv[:])
+    folder = [
+        "data=folder",
+        f"data.root='{root}'",
+        "data.batch_size=2",
+        "data.crop_size=64",
+        "data.samples_per_epoch=2",
+        "data.val_fraction=0.5",
+        "model=tiny",
+        "logger=wandb",
+        "callbacks=[default,wandb]",
+        f"run_name='r{latin1}'",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
+    ]
+    run_dir = tmp_path / "run"
+    (wb,) = _fit(compose_config("train", run_dir, folder))
+    assert sys.argv == argv  # given back as it was
+    (offline_dir,) = (run_dir / "wandb").glob(f"offline-run-*-{wb.experiment.id}")
+    rec = _read_run(offline_dir)
+    assert rec["run"]["name"] == "rcaf\\xe9"
+    captions = [c for row in rec["history"] for c in row.get("val/examples.captions", [])]
+    assert captions and all(c.startswith("caf\\xe9_") for c in captions), captions
+
+    elsewhere = tmp_path / f"w{latin1}"
+    cfg = compose_config("train", tmp_path / "other", [*folder, f"logger.wandb.save_dir='{elsewhere}'"])
+    with pytest.raises(ConfigError, match=r"W&B cannot keep its run files in .*wcaf\\xe9.*logger=csv"):
+        prepare_loggers(cfg)
+    assert not elsewhere.exists()
+
+
 def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_wandb_mode("offline") == ("offline", None)
     assert resolve_wandb_mode("disabled") == ("disabled", None)

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from marsunits.boundary.extract import extract_contacts
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
+from marsunits.errors import readable
 from marsunits.tracking.media import confusion_heatmap, confusion_rows, draw_contacts, image_to_rgb_uint8
 
 #: W&B mask legend: class id -> name, plus the ignore label shown as its own class.
@@ -208,7 +209,7 @@ class WandbValidationImages(pl.Callback):
             acc = float((pred[scored] == truth[scored]).mean()) if scored.any() else float("nan")
             length = sum(line.length_px for line in lines)
             caption = (
-                f"{Path(path).name} | epoch {trainer.current_epoch} | pixel acc {acc:.3f} "
+                f"{readable(Path(path).name)} | epoch {trainer.current_epoch} | pixel acc {acc:.3f} "
                 f"| contact {length:.0f} px"
             )
             if lines:

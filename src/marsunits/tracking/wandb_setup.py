@@ -20,6 +20,7 @@ for an offline W&B run.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import netrc
 import os
 import shlex
@@ -27,7 +28,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -38,7 +39,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, readable
 from marsunits.tracking.git_info import git_info
 
 #: Values accepted for a W&B logger's ``mode`` (``WANDB_MODE``); ``dryrun``/``run`` are W&B's old spellings.
@@ -440,6 +441,13 @@ def _build_wandb_logger(spec: dict[str, Any], mode: str, run_id: str | None) -> 
     """``WandbLogger`` from a resolved logger node (without ``mode``/``offline``) in the given mode."""
     log_model = _resolve_log_model(spec.get("log_model", "auto"), mode)
     save_dir = Path(str(spec.get("save_dir") or ".")).expanduser().resolve()
+    if readable(str(save_dir)) != str(save_dir):  # W&B's settings are protobuf strings: UTF-8 only
+        raise ConfigError(
+            f"W&B cannot keep its run files in {readable(str(save_dir))}: the folder's name holds bytes that "
+            "are not UTF-8 (shown \\xNN), and W&B takes UTF-8 paths only. Give the run a folder named in "
+            "UTF-8 (paths.log_dir=..., run_name=...), set logger.wandb.save_dir=<a UTF-8 folder>, or train "
+            "without W&B (logger=csv)."
+        )
     save_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
         # Lightning refuses offline=True with log_model; wandb.init(mode="offline") has no such limit, and
@@ -475,7 +483,8 @@ def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> Wa
     if _rank() != 0:
         return logger
     try:
-        _ = logger.experiment
+        with _readable_argv():
+            _ = logger.experiment
     except Exception as exc:  # noqa: BLE001 - any login/network failure: keep training, log offline.
         if mode != "online":
             raise
@@ -483,8 +492,25 @@ def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> Wa
             f"W&B offline: could not start an online run ({type(exc).__name__}: {exc}); logging offline."
         )
         logger = _build_wandb_logger(spec, "offline", run_id)
-        _ = logger.experiment
+        with _readable_argv():
+            _ = logger.experiment
     return logger
+
+
+@contextlib.contextmanager
+def _readable_argv() -> Iterator[None]:
+    """``sys.argv`` through :func:`~marsunits.errors.readable` while W&B starts its run, then as it was.
+
+    Why: ``wandb.init`` records the command line (``sys.argv``) in its settings, protobuf strings that must be
+    valid UTF-8; a value naming a folder that is not UTF-8 (``data.root=/data/caf<0xe9>``, which Python holds
+    as ``caf\\udce9``) stopped every run with the default logger in ``UnicodeEncodeError`` before training.
+    The dashboard shows such a byte as ``\\xNN``, as ``manifest.csv`` writes names."""
+    saved = sys.argv[:]
+    sys.argv[:] = [readable(arg) for arg in saved]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
 
 
 def sweep_trial_names(spec: dict[str, Any], run_name: str, task_name: str) -> dict[str, Any]:
@@ -547,6 +573,12 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
                 # a new run folder took that folder's name.
                 kept = [k for k in ("name", "group") if k in resumed and not _given(f"logger.wandb.{k}")]
                 spec.update({key: resumed[key] for key in kept})
+                # Shown on the dashboard, sent as UTF-8: a Latin-1 run_name as caf\xe9 (W&B refused it)
+                for key in ("name", "group", "notes"):
+                    if isinstance(spec.get(key), str):
+                        spec[key] = readable(spec[key])
+                if isinstance(spec.get("tags"), list):
+                    spec["tags"] = [readable(t) if isinstance(t, str) else t for t in spec["tags"]]
                 logger = _start_wandb(spec, requested, resumed.get("id"))
                 if logger is not None:
                     loggers.append(logger)
