@@ -3,6 +3,7 @@ override the README or the configs use is refused."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -278,6 +279,38 @@ def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "none.ckpt does not exist" in proc.stderr, proc.stderr  # past the command line, to the checkpoint
+
+
+def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tmp_path) -> None:
+    """``run_name`` (and ``task_name``, ``hydra.run.dir``, ``hydra.sweep.dir``) name folders as the path
+    options do, but were left to Hydra's ASCII grammar: ``run_name=Séítah`` or a Latin-1 ``run_name`` (an
+    old archive's folder name) stopped train.py with "cannot read the override ... close every bracket".
+    They are now quoted for Hydra like the path options, and the run gets its folder by that name."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.cli_overrides import quoted_path_overrides, unreadable_or_unknown_choice
+
+    parser = OverridesParser.create()
+    latin1 = os.fsdecode(b"caf\xe9")
+    for key in ("run_name", "task_name", "hydra.run.dir", "hydra.sweep.dir"):
+        for name in ("Séítah", latin1, "sol 12, left"):
+            (typed,) = quoted_path_overrides([f"{key}={name}"])
+            assert unreadable_or_unknown_choice([typed], CONFIG_DIR) is None, typed
+            (override,) = parser.parse_overrides([typed])
+            assert not override.is_sweep_override() and override.value() == name, (typed, name)
+    assert quoted_path_overrides(["run_name=${now:%H}"]) == ["run_name=${now:%H}"]  # read by Hydra as ever
+    # Through the real command line: past the override, into the run folder, to the missing data folder.
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'absent'}"]
+        + ["logger=csv", f"run_name=r{latin1}", f"paths.log_dir={tmp_path / 'logs'}"],
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 2 and "Traceback" not in err, err[-3000:]
+    assert f"root folder {tmp_path / 'absent'} does not exist" in err, err[-3000:]
+    assert (tmp_path / "logs" / "train" / f"r{latin1}" / "train.log").is_file()
 
 
 def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
