@@ -278,6 +278,27 @@ def test_names_that_are_not_utf8_reach_wandb_as_xnn_and_a_latin1_wandb_folder_is
     assert not elsewhere.exists()
 
 
+def test_finishing_a_csv_log_in_a_latin1_run_folder_names_it_on_a_strict_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The closing line ``CSV metrics: <run folder>/...`` of a run folder named in Latin-1 bytes raised
+    UnicodeEncodeError on a strict UTF-8 console (a terminal in en_US.UTF-8) after training, so train.py ended
+    with status 2 before writing metrics.json. It is printed with the byte as ``\\xNN``, valid UTF-8."""
+    import io
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    folder = tmp_path / os.fsdecode(b"r\xe9")
+    logger = CSVLogger(save_dir=str(folder), name="csv")
+    logger.log_metrics({"val/miou": 0.5}, step=0)
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", console)
+    finish_loggers([logger], "success")
+    console.flush()
+    shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert f"CSV metrics: {tmp_path}/r\\xe9/csv/version_0/metrics.csv" in shown, shown
+
+
 def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_wandb_mode("offline") == ("offline", None)
     assert resolve_wandb_mode("disabled") == ("disabled", None)

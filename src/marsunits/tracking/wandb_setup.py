@@ -69,9 +69,12 @@ def _rank() -> int:
 
 
 def announce(line: str) -> None:
-    """Print one status line for the user (rank zero only, so DDP does not repeat it)."""
+    """Print one status line for the user (rank zero only, so DDP does not repeat it), a byte of a file name
+    that is not UTF-8 written ``\\xNN`` (:func:`~marsunits.errors.readable`): on a strict UTF-8 console (a
+    terminal in ``en_US.UTF-8``) the line naming ``metrics.csv`` in a Latin-1 run folder raised
+    UnicodeEncodeError after training, and the run ended with status 2 and no ``metrics.json``."""
     if _rank() == 0:
-        print(f"[marsunits] {line}", flush=True)
+        print(f"[marsunits] {readable(line)}", flush=True)
 
 
 def _wandb_settings() -> dict[str, str]:
