@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -821,6 +822,30 @@ def test_an_input_named_in_latin_1_gets_its_reports(tmp_path: Path, ckpt: Path) 
     again = manifest()
     for cell in ("caf\\xe9.png", "a\\\\xe9.png"):  # the earlier row was found: its time is kept
         assert again[cell]["status"] == "skipped" and again[cell]["seconds"] == first[cell]["seconds"], cell
+
+
+def test_the_last_line_names_a_latin_1_checkpoint_on_a_strict_console(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's last line names its checkpoint: one in a folder named in Latin-1 bytes (a training run under
+    such a ``paths.log_dir``) raised UnicodeEncodeError on a strict UTF-8 console (a terminal in
+    en_US.UTF-8) after every output was written, and predict.py ended with status 2. The line is printed,
+    the byte as ``\\xNN`` as summary.json writes it."""
+    import io
+    import shutil
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    save_rgb(inp / "a.png", 32, 40)
+    model = tmp_path / os.fsdecode(b"r\xe9") / "best.ckpt"
+    model.parent.mkdir()
+    shutil.copy(ckpt, model)
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", console)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"ckpt_path='{model}'")) == 0  # quoted, as predict.py does
+    console.flush()
+    shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert "Predicted 1 of 1 images" in shown and f"{tmp_path}/r\\xe9/best.ckpt" in shown, shown
 
 
 def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting(

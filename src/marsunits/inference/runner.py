@@ -125,6 +125,7 @@ from marsunits.inference.writers import (
     OutputPaths,
     has_outputs,
     output_name_problem,
+    printable,
     read_manifest,
     remove_outputs_except,
     unit_fractions,
@@ -1020,7 +1021,9 @@ class _Session:
             paragraph += f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
-        summary["text"] = paragraph
+        # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
+        # every output was written: status 2): such a byte as \xNN, as summary.json and index.html have it.
+        summary["text"] = printable(paragraph)
         write_json_atomic(out / "summary.json", summary)
         reports = [
             "manifest.csv",
@@ -1238,7 +1241,7 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
                 # Stopped before an image was finished: the reports of the outputs there stay as they were
                 # (an unexpected error there replaced the manifest with an empty one and removed the maps).
                 if session.stopped_early is not None:
-                    print(f"The run {session.stopped_early}.", file=sys.stdout)
+                    print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
             else:
                 try:
                     result = session.write_reports(time.perf_counter() - started)
