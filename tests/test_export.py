@@ -147,6 +147,23 @@ def test_json_holds_metadata_hparams_and_provenance(checkpoint: Path, package: P
     assert set(load_file(package / WEIGHTS_NAME)) == set(task.state_dict())
 
 
+def test_a_checkpoint_in_a_folder_named_in_latin1_bytes_exports(checkpoint: Path, tmp_path: Path) -> None:
+    """A run folder named in Latin-1 bytes (an old archive's name): the export's memory-mapped read of the
+    checkpoint stopped in UnicodeEncodeError (torch maps only UTF-8 paths). It exports, with its progress."""
+    import shutil
+
+    from safetensors.torch import load as load_safetensors
+
+    source = tmp_path / os.fsdecode(b"r\xe9") / "best.ckpt"
+    source.parent.mkdir()
+    shutil.copy(checkpoint, source)
+    out = export_checkpoint(source, tmp_path / os.fsdecode(b"m\xe9"))
+    prov = json.loads((out / JSON_NAME).read_text(encoding="utf-8"))["provenance"]
+    assert prov["global_step"] == 1 and prov["source_checkpoint"] == "best.ckpt"
+    weights = load_safetensors((out / WEIGHTS_NAME).read_bytes())  # (its Rust reader takes UTF-8 paths only)
+    assert set(weights) == set(load_task(checkpoint).state_dict())
+
+
 def test_the_package_metadata_is_the_checkpoints_whole_block(checkpoint: Path, tmp_path: Path) -> None:
     """model.json's metadata is 'the checkpoint's metadata' (README): the W&B run's name and group,
     which a checkpoint of a W&B run carries beside its id, were written as null."""

@@ -893,6 +893,12 @@ def test_run_id_from_checkpoint_reads_metadata_or_hparams(tmp_path: Path) -> Non
     assert run_id_from_checkpoint(tmp_path / "b.ckpt") == "def456"
     assert run_id_from_checkpoint(tmp_path / "c.ckpt") is None
     assert run_id_from_checkpoint(None) is None
+    # Under a folder named in Latin-1 bytes (torch maps only UTF-8 paths): it was read as "no run id", and a
+    # resumed run started a new W&B run.
+    latin1 = tmp_path / os.fsdecode(b"r\xe9") / "last.ckpt"
+    latin1.parent.mkdir()
+    torch.save({"marsunits": {"wandb_run_id": "abc123", "wandb_run_name": "r"}}, latin1)
+    assert run_from_checkpoint(latin1) == {"id": "abc123", "name": "r"}
 
 
 class _Payload:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from marsunits.errors import USER_ERRORS, ConfigError, storage_problem
+from marsunits.errors import USER_ERRORS, ConfigError, readable, storage_problem
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
 # and argument or path errors should be reported at once.
@@ -49,11 +49,13 @@ def _checkpoint_progress(path: Path, trusted: bool) -> dict[str, Any]:
 
     ``mmap=True`` reads the pickle without loading tensor data, so this second read is cheap; torch maps
     only its zip format, so a checkpoint in the legacy format (``torch.save(...,
-    _use_new_zipfile_serialization=False)``, which ``load_model`` reads) is read whole.
+    _use_new_zipfile_serialization=False)``, which ``load_model`` reads) is read whole, and torch maps only
+    files whose path is valid UTF-8, so one under a folder named in Latin-1 bytes (a run folder from an old
+    archive) is read whole too: its export stopped in ``UnicodeEncodeError``.
     """
     import torch
 
-    mmap = zipfile.is_zipfile(path)
+    mmap = zipfile.is_zipfile(path) and readable(str(path)) == str(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:

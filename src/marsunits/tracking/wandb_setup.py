@@ -375,9 +375,12 @@ def run_from_checkpoint(ckpt_path: str | Path | None) -> dict[str, str]:
         return {}
     import torch
 
+    # torch maps only a file whose path is valid UTF-8: one under a folder named in Latin-1 bytes raised
+    # UnicodeEncodeError, read as "no run id", and the resumed run started a new W&B run.
+    mappable = readable(str(ckpt_path)) == str(ckpt_path)
     try:
         try:
-            ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=True)
+            ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=mappable)
         except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
             ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - unpickling refused or a broken file: no id (the loader reports those)
