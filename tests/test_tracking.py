@@ -748,6 +748,48 @@ def test_log_prediction_run_offline(
     assert second[cols.index("status")] == "error: unreadable"
 
 
+def test_a_prediction_run_with_names_that_are_not_utf8_is_logged_with_xnn(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``predict.py logger=wandb`` on a folder named in Latin-1 bytes (Python holds ``caf<0xe9>`` as
+    ``caf\\udce9``): wandb.init refused the command line (UTF-8 protobuf strings), and then the table, whose
+    overlay's file name W&B keeps in its records, in UnicodeEncodeError, after every image was predicted.
+    The run is logged, names as ``\\xNN`` as manifest.csv writes them; a W&B folder whose name is not UTF-8
+    is refused before predicting."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.runner import check_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    name = os.fsdecode(b"caf\xe9")
+    argv = ["predict.py", f"input_dir=/data/{name}", "logger=wandb"]
+    monkeypatch.setattr(sys, "argv", argv[:])
+    out = tmp_path / "pred"
+    out.mkdir()
+    Image.fromarray(np.full((16, 24, 3), 120, np.uint8)).save(out / f"{name}.overlay.png")
+    rows = [{"path": f"{name}.png", "status": "ok", "seconds": "0.2"}]
+    wandb_node = OmegaConf.load(CONFIG_DIR / "logger" / "wandb.yaml").wandb
+    cfg = OmegaConf.create(
+        {
+            "task_name": "predict",
+            "run_name": f"p{name}",
+            "paths": {"output_dir": str(tmp_path / "hydra_run")},
+            "logger": {"wandb": wandb_node},
+        }
+    )
+    run_id = log_prediction_run(out, rows, {"n_ok": 1, "seconds": 0.2}, cfg)
+    assert sys.argv == argv  # given back as it was
+    (run_dir,) = (tmp_path / "hydra_run" / "wandb").glob(f"offline-run-*-{run_id}")
+    assert _read_run(run_dir)["run"]["name"] == "pcaf\\xe9"
+    staged = _artifacts(run_dir)["run_table"]
+    table = json.loads(staged["predictions.table.json"].read_bytes().decode("utf-8"))
+    ((image, path, status, _),) = table["data"]
+    assert path == "caf\\xe9.png" and status == "ok"
+    assert image["_type"] == "image-file" and staged[image["path"]].read_bytes()[:4] == b"\x89PNG"
+    refused = r"W&B cannot keep its run files in .*/wcaf\\xe9: .*leave logger unset"
+    with pytest.raises(ConfigError, match=refused):
+        check_logger({"wandb": {"mode": "offline", "save_dir": str(tmp_path / f"w{name}")}})
+
+
 # ------------------------------------------------------------------------------------------ sweeps
 
 

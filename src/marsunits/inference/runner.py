@@ -1106,7 +1106,8 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
 
     Raises:
         ConfigError: Another logger group was chosen, the W&B mode is not one (``checked_wandb_mode``), or
-            W&B's data folder cannot be written (``check_wandb_staging``).
+            W&B's data folder cannot be written (``check_wandb_staging``), or its run folder is named in
+            bytes that are not UTF-8 (``check_wandb_folder``).
     """
     if logger is None:
         return
@@ -1115,11 +1116,12 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
             f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
             "logger unset"
         )
-    from marsunits.tracking.wandb_setup import check_wandb_staging, checked_wandb_mode
+    from marsunits.tracking.wandb_setup import check_wandb_folder, check_wandb_staging, checked_wandb_mode
 
     node = logger["wandb"] or {}
     if checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode")) != "disabled":
         check_wandb_staging()  # W&B's own refusal came after the whole folder was predicted
+        check_wandb_folder(node.get("save_dir"))  # a name that is not UTF-8: likewise
 
 
 def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResult) -> str | None:

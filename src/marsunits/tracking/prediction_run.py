@@ -8,8 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image as PILImage
 
-from marsunits.tracking.wandb_setup import announce, resolve_wandb_mode, run_id_from_checkpoint, sync_command
+from marsunits.errors import readable
+from marsunits.tracking.wandb_setup import (
+    announce,
+    check_wandb_folder,
+    readable_argv,
+    resolve_wandb_mode,
+    run_id_from_checkpoint,
+    sync_command,
+)
 
 #: Table columns taken from a manifest row when present (numbers are converted from CSV text).
 _FIRST_COLUMNS = ("path", "status")
@@ -85,6 +94,7 @@ def log_prediction_run(
         announce(f"W&B offline: {reason}; the run is saved locally and `wandb sync` uploads it later.")
     out = Path(output_dir)
     save_dir = Path(str(spec.get("save_dir") or out)).expanduser().resolve()
+    check_wandb_folder(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
 
     config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
@@ -94,17 +104,24 @@ def log_prediction_run(
     training_run = run_id_from_checkpoint(ckpt) if ckpt else None  # a checkpoint or a model package
 
     def start(mode: str) -> Any:
-        return wandb.init(
-            project=spec.get("project") or "marsunits",
-            entity=spec.get("entity"),
-            group=spec.get("group"),
-            tags=spec.get("tags"),
-            name=spec.get("name"),
-            dir=str(save_dir),
-            mode=mode,  # type: ignore[arg-type]  # resolve_wandb_mode returns one of wandb's literals
-            job_type="predict",
-            config={"config": config, "training_run_id": training_run, "output_dir": str(out.resolve())},
-        )
+        # Shown on the dashboard and sent as UTF-8 (W&B's settings, the command line among them): a name
+        # that is not UTF-8 (a Latin-1 input_dir on the command line) as \xNN; it stopped wandb.init.
+        text = {
+            k: readable(v) if isinstance(v, str) else v for k, v in spec.items() if k in ("group", "name")
+        }
+        tags = spec.get("tags")
+        with readable_argv():
+            return wandb.init(
+                project=spec.get("project") or "marsunits",
+                entity=spec.get("entity"),
+                group=text.get("group"),
+                tags=[readable(t) if isinstance(t, str) else t for t in tags] if tags else tags,
+                name=text.get("name"),
+                dir=str(save_dir),
+                mode=mode,  # type: ignore[arg-type]  # resolve_wandb_mode returns one of wandb's literals
+                job_type="predict",
+                config={"config": config, "training_run_id": training_run, "output_dir": str(out.resolve())},
+            )
 
     try:
         run = start(mode)
@@ -120,18 +137,26 @@ def log_prediction_run(
         columns: list[str] = list(_FIRST_COLUMNS)
         for row in manifest_rows:
             columns += [c for c in row if c not in columns and c != "overlay"]
-        cells = [[_number_or_text(row.get(c)) for c in columns] for row in manifest_rows]
+        # Text as people read it: a name that is not UTF-8 as \xNN, as manifest.csv writes it (the table's
+        # JSON held "\udce9", which strict readers refuse).
+        shown = [{k: readable(v) if isinstance(v, str) else v for k, v in r.items()} for r in manifest_rows]
+        cells = [[_number_or_text(row.get(c)) for c in columns] for row in shown]
         # W&B tables need one type per column: a column with any text (e.g. "n/a") is all text.
         for j in range(len(columns)):
             if any(isinstance(r[j], str) for r in cells):
-                for r, row in zip(cells, manifest_rows, strict=True):
+                for r, row in zip(cells, shown, strict=True):
                     r[j] = None if r[j] is None else str(row.get(columns[j]))
         table = wandb.Table(columns=["overlay", *columns])
         for k, (row, values) in enumerate(zip(manifest_rows, cells, strict=True)):
             overlay = _overlay_path(row, out)
             image = None
             if k < max_images and overlay is not None and overlay.is_file():
-                image = wandb.Image(str(overlay), caption=str(row.get("path", overlay.name)))
+                caption = readable(str(row.get("path", overlay.name)))
+                if readable(str(overlay)) == str(overlay):
+                    image = wandb.Image(str(overlay), caption=caption)
+                else:  # W&B keeps the file's name in its UTF-8 records: it refused caf<0xe9>.overlay.png
+                    with PILImage.open(overlay) as picture:
+                        image = wandb.Image(picture.copy(), caption=caption)
             table.add_data(image, *values)
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         run.log({"predictions": table, **{f"predict/{k}": v for k, v in numbers.items() if math.isfinite(v)}})

@@ -269,9 +269,9 @@ def checked_wandb_mode(requested: str | None) -> str:
 
 
 def check_wandb_modes(cfg: DictConfig) -> None:
-    """Refuse a W&B logger's mode that W&B does not know, or a ``log_model`` it cannot take, before the run
-    writes anything (``WANDB_MODE=bogus`` left a ``config.yaml`` and a ``train.log`` of a run that never
-    started).
+    """Refuse a W&B logger's mode that W&B does not know, or a ``log_model`` it cannot take, or a folder it
+    cannot use (:func:`check_wandb_staging`, :func:`check_wandb_folder`), before the run writes anything
+    (``WANDB_MODE=bogus`` left a ``config.yaml`` and a ``train.log`` of a run that never started).
 
     Raises:
         ConfigError: as :func:`checked_wandb_mode`, or for a ``log_model`` other than auto/true/false/all.
@@ -283,6 +283,26 @@ def check_wandb_modes(cfg: DictConfig) -> None:
             _resolve_log_model(node.get("log_model", "auto"), mode)
             if mode != "disabled":
                 check_wandb_staging()
+                check_wandb_folder(node.get("save_dir"))
+
+
+def check_wandb_folder(save_dir: str | Path | None) -> None:
+    """Refuse a W&B folder (``logger.wandb.save_dir``) whose name is not UTF-8, before the run starts.
+
+    W&B's settings are protobuf strings, UTF-8 only: a run folder under a ``paths.log_dir`` or a
+    ``run_name`` in Latin-1 bytes (an old archive's name) stopped ``wandb.init`` in ``UnicodeEncodeError``.
+
+    Raises:
+        ConfigError: names the folder (such a byte as ``\\xNN``) and the ways out.
+    """
+    if save_dir is None or readable(str(save_dir)) == str(save_dir):
+        return
+    raise ConfigError(
+        f"W&B cannot keep its run files in {readable(str(save_dir))}: the folder's name holds bytes that are "
+        "not UTF-8 (shown \\xNN), and W&B takes UTF-8 paths only. Give the run a folder named in UTF-8 "
+        "(paths.log_dir=..., run_name=...), set logger.wandb.save_dir=<a UTF-8 folder>, or run without W&B "
+        "(train.py: logger=csv; predict.py: leave logger unset)."
+    )
 
 
 def check_wandb_staging() -> None:
@@ -447,13 +467,7 @@ def _build_wandb_logger(spec: dict[str, Any], mode: str, run_id: str | None) -> 
     """``WandbLogger`` from a resolved logger node (without ``mode``/``offline``) in the given mode."""
     log_model = _resolve_log_model(spec.get("log_model", "auto"), mode)
     save_dir = Path(str(spec.get("save_dir") or ".")).expanduser().resolve()
-    if readable(str(save_dir)) != str(save_dir):  # W&B's settings are protobuf strings: UTF-8 only
-        raise ConfigError(
-            f"W&B cannot keep its run files in {readable(str(save_dir))}: the folder's name holds bytes that "
-            "are not UTF-8 (shown \\xNN), and W&B takes UTF-8 paths only. Give the run a folder named in "
-            "UTF-8 (paths.log_dir=..., run_name=...), set logger.wandb.save_dir=<a UTF-8 folder>, or train "
-            "without W&B (logger=csv)."
-        )
+    check_wandb_folder(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
         # Lightning refuses offline=True with log_model; wandb.init(mode="offline") has no such limit, and
@@ -489,7 +503,7 @@ def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> Wa
     if _rank() != 0:
         return logger
     try:
-        with _readable_argv():
+        with readable_argv():
             _ = logger.experiment
     except Exception as exc:  # noqa: BLE001 - any login/network failure: keep training, log offline.
         if mode != "online":
@@ -498,13 +512,13 @@ def _start_wandb(spec: dict[str, Any], requested: Any, run_id: str | None) -> Wa
             f"W&B offline: could not start an online run ({type(exc).__name__}: {exc}); logging offline."
         )
         logger = _build_wandb_logger(spec, "offline", run_id)
-        with _readable_argv():
+        with readable_argv():
             _ = logger.experiment
     return logger
 
 
 @contextlib.contextmanager
-def _readable_argv() -> Iterator[None]:
+def readable_argv() -> Iterator[None]:
     """``sys.argv`` through :func:`~marsunits.errors.readable` while W&B starts its run, then as it was.
 
     Why: ``wandb.init`` records the command line (``sys.argv``) in its settings, protobuf strings that must be
