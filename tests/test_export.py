@@ -164,6 +164,24 @@ def test_a_checkpoint_in_a_folder_named_in_latin1_bytes_exports(checkpoint: Path
     assert set(weights) == set(load_task(checkpoint).state_dict())
 
 
+def test_the_export_names_a_latin1_package_folder_on_a_strict_console(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m marsunits.export ... out=<folder named in Latin-1 bytes>`` wrote the package, then its
+    closing line raised UnicodeEncodeError on a strict UTF-8 console (a terminal in en_US.UTF-8): a
+    traceback and status 1. The line names the folder with the byte as ``\\xNN``; status 0."""
+    import io
+
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", console)
+    out = tmp_path / os.fsdecode(b"m\xe9")
+    assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 0
+    console.flush()
+    shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert f"wrote model package {tmp_path}/m\\xe9/" in shown, shown
+    assert (out / JSON_NAME).is_file()
+
+
 def test_the_package_metadata_is_the_checkpoints_whole_block(checkpoint: Path, tmp_path: Path) -> None:
     """model.json's metadata is 'the checkpoint's metadata' (README): the W&B run's name and group,
     which a checkpoint of a W&B run carries beside its id, were written as null."""

@@ -169,9 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("MARSUNITS_TRACEBACK") or not (full or isinstance(exc, _CLI_ERRORS)):
             raise
         # One line, whatever the message: scripts and users read the first line only.
-        print(f"{PROG}: error: {full or ' '.join(str(exc).split())}", file=sys.stderr)
+        print(readable(f"{PROG}: error: {full or ' '.join(str(exc).split())}"), file=sys.stderr)
         return 2
-    print(f"wrote model package {out}/ ({out / 'model.safetensors'}, {out / 'model.json'})")
+    # A folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it once the package was written
+    print(readable(f"wrote model package {out}/ ({out / 'model.safetensors'}, {out / 'model.json'})"))
     return 0
 
 
