@@ -232,3 +232,24 @@ def test_a_settings_record_that_cannot_be_read_is_refused_not_taken_for_none(tmp
     with pytest.raises(ValueError, match=r"prediction_settings.json cannot be read .*overwrite=true"):
         write_pseudo_labels(pred, images, tmp_path / "pseudo")
     assert not (tmp_path / "pseudo").exists()  # refused before anything is written
+
+
+def test_cli_names_a_latin1_output_folder_on_a_strict_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out <a folder named in Latin-1 bytes>``: the labels were written, then the closing line naming the
+    folder raised UnicodeEncodeError on a strict UTF-8 console (a terminal in en_US.UTF-8), a traceback and
+    status 1. The line names it with the byte as ``\\xNN``; status 0."""
+    import io
+    import os
+    import sys
+
+    images, pred = _predicted_folder(tmp_path)
+    out = tmp_path / os.fsdecode(b"ps\xe9")
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", console)
+    assert main(["--predictions", str(pred), "--images", str(images), "--out", str(out)]) == 0
+    console.flush()
+    shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert f"written to {tmp_path}/ps\\xe9 (images/" in shown, shown
+    assert (out / "pseudo_labels.json").is_file()

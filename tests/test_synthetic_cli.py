@@ -109,3 +109,22 @@ def test_module_entry_point_reports_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "WIDTHxHEIGHT" in proc.stderr
+
+
+def test_a_latin1_output_folder_is_named_on_a_strict_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out <a folder named in Latin-1 bytes>``: the scenes were written, then the closing line raised
+    UnicodeEncodeError on a strict UTF-8 console (a terminal in en_US.UTF-8), a traceback and status 1. The
+    line names the folder with the byte as ``\\xNN``; status 0."""
+    import io
+    import os
+
+    out = tmp_path / os.fsdecode(b"s\xe9")
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", console)
+    assert main(["--out", str(out), "--n", "1", "--size", "32x32"]) == 0
+    console.flush()
+    shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert f"wrote 1 scene(s) to {tmp_path}/s\\xe9 in " in shown, shown
+    assert (out / "scenes.json").is_file()

@@ -39,6 +39,7 @@ import tifffile
 
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
+from marsunits.errors import readable
 from marsunits.inference.inputs import discover
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME, read_record
@@ -284,10 +285,13 @@ def main(argv: list[str] | None = None) -> int:
             args.predictions, args.images, args.out, args.threshold, args.nodata_max
         )
     except (FileNotFoundError, ValueError) as exc:
-        parser.exit(2, f"{PROG}: error: {exc}\n")
+        parser.exit(2, readable(f"{PROG}: error: {exc}\n"))
+    # A folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it once the labels were written.
     print(
-        f"{summary.images} images, {100 * summary.kept_fraction:.1f} % of pixels labelled, written to "
-        f"{summary.out_dir} (images/, masks/, pseudo_labels.json)"
+        readable(
+            f"{summary.images} images, {100 * summary.kept_fraction:.1f} % of pixels labelled, written to "
+            f"{summary.out_dir} (images/, masks/, pseudo_labels.json)"
+        )
     )
     return 0
 

@@ -23,6 +23,7 @@ from marsunits.data.synthetic.config import MODES, SceneConfig
 from marsunits.data.synthetic.dataset import write_scene
 from marsunits.data.synthetic.preview import write_preview
 from marsunits.data.synthetic.scene import generate_scene
+from marsunits.errors import readable
 
 #: Scenes shown in the preview contact sheet.
 PREVIEW_SCENES = 8
@@ -163,8 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     atomic_write_text(args.out / "scenes.json", json.dumps(record, indent=2) + "\n")
     dt = time.perf_counter() - t0
-    print(
-        f"wrote {args.n} scene(s) to {args.out} in {dt:.1f} s (images/, masks/, contacts/, cameras/, "
-        "scenes.json" + (", preview.png)" if shown else ")")
+    print(  # a folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it, scenes written
+        readable(
+            f"wrote {args.n} scene(s) to {args.out} in {dt:.1f} s (images/, masks/, contacts/, cameras/, "
+            "scenes.json" + (", preview.png)" if shown else ")")
+        )
     )
     return 0
