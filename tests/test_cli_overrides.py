@@ -311,6 +311,10 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tm
     assert proc.returncode == 2 and "Traceback" not in err, err[-3000:]
     assert f"root folder {tmp_path / 'absent'} does not exist" in err, err[-3000:]
     assert (tmp_path / "logs" / "train" / f"r{latin1}" / "train.log").is_file()
+    # Resumed by its name, refused before Hydra starts (no last.ckpt): the name as \xNN, as the run says it.
+    again = subprocess.run(proc.args + ["ckpt_path=last"], capture_output=True, timeout=120, cwd=tmp_path)
+    said = again.stderr.decode("utf-8")
+    assert again.returncode == 2 and "ckpt_path=last with run_name=rcaf\\xe9: " in said, said[-3000:]
 
 
 def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

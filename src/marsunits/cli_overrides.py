@@ -28,7 +28,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from marsunits.errors import some_of
+from marsunits.errors import readable, some_of
 from marsunits.slurm_world import in_batch_step, runs_as_one_process, slurm_world_problem
 
 __all__ = [
@@ -501,8 +501,8 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
         message = unnamed_external_ranks(sys.argv[1:], config_dir)
     if message is None and config_name == "train":
         message, sys.argv[1:] = claim_run_folder(sys.argv[1:], config_dir)
-    if message is not None:
-        print(f"{prog}: error: {message}", file=sys.stderr)
+    if message is not None:  # a folder named in Latin-1 bytes as \xNN, as the run's own errors say it
+        print(readable(f"{prog}: error: {message}"), file=sys.stderr)
         raise SystemExit(2)
 
 
