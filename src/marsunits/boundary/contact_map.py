@@ -24,6 +24,7 @@ from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import CONTACT_ID, ContactLine, count_contacts
 from marsunits.boundary.projection import add_ground
+from marsunits.errors import readable
 
 __all__ = ["build_contact_map", "camera_stations", "remove_stale_maps", "view_footprint", "MapItem"]
 
@@ -145,16 +146,6 @@ def _inside_the_fold(camera: CameraModel, u: np.ndarray, v: np.ndarray) -> tuple
     )
     order = np.argsort(np.r_[np.arange(len(u)), cross + 0.5], kind="stable")
     return np.r_[moved_u, cross_u][order], np.r_[moved_v, cross_v][order]
-
-
-def _readable(text: str) -> str:
-    """``text`` with each byte of a file name that is not UTF-8 written ``\\xNN``, as ``manifest.csv`` writes
-    it (``caf\\xe9.png``). Python holds such a name (Linux bytes from an old archive) with a lone surrogate
-    per byte: ``contact_map.geojson`` held it as ``"\\udce9"``, which strict JSON readers refuse, and the
-    plot's labels stopped the whole map with matplotlib's ``TypeError``. (The standard library's
-    ``backslashreplace`` gives the same ``\\xNN`` as ``inference.writers.printable``, which this package's
-    layer below the inference cannot import.)"""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 #: Longest site part of a map's file name: the name's first characters, and 9 of a hash beyond them (a site
@@ -409,9 +400,9 @@ def build_contact_map(
         ground = ready + add_ground(todo, camera, max_range_m=max_range_m)
         center = getattr(camera, "center", None)
         site = getattr(camera, "site", None)
-        groups.setdefault(None if site is None else _readable(str(site)), []).append(
+        groups.setdefault(None if site is None else readable(str(site)), []).append(
             {
-                "name": _readable(str(name)),
+                "name": readable(str(name)),  # caf\xe9.png: matplotlib and strict JSON refuse caf\udce9
                 "lines": ground,
                 "center": None if center is None else np.asarray(center, float),
                 "footprint": view_footprint(camera, max_range_m),

@@ -33,6 +33,7 @@ from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.contact_io import ContactLine, write_contacts
 from marsunits.constants import CONTACT_COLOR, IGNORE_COLOR, NUM_CLASSES, PALETTE
 from marsunits.data.io import write_png_atomic
+from marsunits.errors import readable
 
 #: Columns of ``manifest.csv``, in order.
 MANIFEST_FIELDS: tuple[str, ...] = (
@@ -439,12 +440,13 @@ _NAME_ESCAPE = re.compile(r"\\(\\|x([89a-f][0-9a-f]))")
 
 def printable(text: str) -> str:
     """``text`` with each byte of a file name that is not UTF-8 shown as ``\\xNN`` (``caf\\xe9.png``), so that
-    the text is valid UTF-8: for what is read by people (``manifest.csv``'s messages, ``index.html``).
+    the text is valid UTF-8: for what is read by people (``manifest.csv``'s messages, ``index.html``); the
+    project's one spelling of such names (:func:`marsunits.errors.readable`, which logs and messages use).
 
     Python holds such a name (Linux bytes ``b'caf\\xe9.png'``) with a surrogate per byte; written as the raw
     bytes, ``manifest.csv`` and ``index.html`` were not valid UTF-8, and pandas or a spreadsheet refused them.
     """
-    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    return readable(text)
 
 
 def name_cell(name: str) -> str:
