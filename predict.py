@@ -15,11 +15,12 @@ import hydra
 from omegaconf import DictConfig
 
 from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
-from marsunits.errors import quiet_interrupt_at_start, report_user_errors
+from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers, report_user_errors
 
 
 @hydra.main(config_path="configs", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    readable_log_handlers()  # caf\xe9.png in predict.log and on the console, whatever hydra/job_logging is
     from marsunits.inference import run  # torch: seconds of start-up, inside the Ctrl-C guard
 
     sys.exit(report_user_errors(lambda: run(cfg), prog="predict.py"))

@@ -7,12 +7,13 @@ import hydra
 from omegaconf import DictConfig
 
 from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
-from marsunits.errors import quiet_interrupt_at_start
+from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers
 from marsunits.sweep_trials import end_sweep, run_trial
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    readable_log_handlers()  # caf\xe9.png in train.log and on the console, whatever hydra/job_logging is
     from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the Ctrl-C guard
 
     # A sweeper (hparams_search=optuna) optimises the value returned here.

@@ -164,10 +164,11 @@ def test_an_interpolation_of_an_option_without_a_value_names_that_option(
 def test_log_lines_naming_a_file_that_is_not_utf8_reach_the_log_file_and_a_strict_console(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Hydra's logging as the real train.yaml configures it: a warning or a traceback naming a file in Latin-1
-    bytes (Python holds ``caf<0xe9>.png`` as ``caf\\udce9.png``) raised UnicodeEncodeError in the strict log
-    file and console, and logging printed "--- Logging error ---" instead of the line. Now the line is there,
-    the name written ``caf\\xe9.png`` as manifest.csv writes it, and the files are valid UTF-8."""
+    """Hydra's logging as the real train.yaml configures it, with the entry points' filter: a warning or a
+    traceback naming a file in Latin-1 bytes (Python holds ``caf<0xe9>.png`` as ``caf\\udce9.png``) raised
+    UnicodeEncodeError in the strict log file and console, and logging printed "--- Logging error ---"
+    instead of the line. Now the line is there, the name written ``caf\\xe9.png`` as manifest.csv writes
+    it, and the files are valid UTF-8."""
     import io
     import logging.config
     import os
@@ -176,6 +177,7 @@ def test_log_lines_naming_a_file_that_is_not_utf8_reach_the_log_file_and_a_stric
     from omegaconf import OmegaConf, open_dict
 
     from conftest import CONFIG_DIR
+    from marsunits.errors import readable_log_handlers
 
     name = os.fsdecode(b"/data/caf\xe9.png")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -189,6 +191,7 @@ def test_log_lines_naming_a_file_that_is_not_utf8_reach_the_log_file_and_a_stric
     before = (root.handlers[:], root.level)
     try:
         logging.config.dictConfig(settings)  # type: ignore[arg-type]
+        readable_log_handlers()  # what train.py and predict.py do first in the job
         logging.getLogger("marsunits.test").warning("left out: %s", name)
         try:
             raise ValueError(f"cannot read {name}")
@@ -209,3 +212,57 @@ def test_log_lines_naming_a_file_that_is_not_utf8_reach_the_log_file_and_a_stric
         assert "left out: /data/caf\\xe9.png" in text, text
         assert "ValueError: cannot read /data/caf\\xe9.png" in text, text
     assert "Logging error" not in capsys.readouterr().err
+
+
+def test_a_job_logging_of_ones_own_still_configures_logging_and_keeps_its_filters(tmp_path: Path) -> None:
+    """A ``hydra/job_logging`` of one's own that logs to a file only (a batch job's quiet run), with a filter
+    of its own on that file: the project's ``hydra`` config named a ``console`` handler and replaced each
+    handler's ``filters`` to put :class:`~marsunits.errors.ReadableNames` on them, so Hydra's logging set-up
+    stopped every run in "Unable to configure handler 'console'", and the file lost its own filter. The
+    names that are not UTF-8 are still written ``\\xNN`` there, once the entry point's job starts."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import configure_log
+    from omegaconf import open_dict
+
+    from conftest import CONFIG_DIR
+    from marsunits.errors import readable_log_handlers
+
+    own = tmp_path / "own" / "hydra" / "job_logging"
+    own.mkdir(parents=True)
+    (own / "quiet.yaml").write_text(
+        "version: 1\n"
+        "formatters: {plain: {format: '%(name)s %(message)s'}}\n"
+        "filters: {ours: {name: marsunits}}\n"
+        "handlers:\n"
+        "  file: {class: logging.FileHandler, formatter: plain, filters: [ours],\n"
+        "         filename: '${hydra.runtime.output_dir}/${hydra.job.name}.log', encoding: utf-8}\n"
+        "root: {level: INFO, handlers: [file]}\n"
+        "disable_existing_loggers: false\n"
+    )
+    overrides = [f"hydra.searchpath=[file://{tmp_path / 'own'}]", "hydra/job_logging=quiet"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.job.name = "train"
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        configure_log(cfg.hydra.job_logging)  # what Hydra does before the job: it raised here
+        readable_log_handlers()  # what train.py and predict.py do first in the job
+        logging.getLogger("marsunits.test").warning("left out: %s", os.fsdecode(b"/data/caf\xe9.png"))
+        logging.getLogger("elsewhere").warning("not for this file")
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
+    logged = (tmp_path / "train.log").read_bytes().decode("utf-8")
+    assert "marsunits.test left out: /data/caf\\xe9.png" in logged, logged
+    assert "not for this file" not in logged, logged  # the file's own filter is kept

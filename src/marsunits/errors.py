@@ -225,7 +225,7 @@ def readable(text: str) -> str:
 
 
 class ReadableNames(logging.Filter):
-    """A logging filter (Hydra's ``job_logging`` puts it on the console and the ``<task>.log`` handlers) that
+    """A logging filter (:func:`readable_log_handlers` puts it on the handlers of the job's logging) that
     writes each record's message, traceback and stack through :func:`readable`.
 
     Why: a message naming a file that is not UTF-8 (an image ``caf<0xe9>.png``, a run folder under a Latin-1
@@ -249,6 +249,22 @@ class ReadableNames(logging.Filter):
         if record.stack_info:
             record.stack_info = readable(record.stack_info)
         return True
+
+
+def readable_log_handlers() -> None:
+    """Put :class:`ReadableNames` on every handler of the root logger that has none: ``train.py`` and
+    ``predict.py`` call it first in their Hydra job, once Hydra has set up the job's logging
+    (``hydra.job_logging``: the console and ``<task>.log``, or whatever handlers a ``hydra/job_logging`` of
+    one's own makes).
+
+    Why here and not in ``configs/hydra/default.yaml``: a filter named on the ``console`` and ``file``
+    handlers there made those handlers part of every ``job_logging``, so one of one's own without a
+    console (a file-only log) stopped every run in "Unable to configure handler 'console'", and replaced
+    the filters that one's own handlers listed. Handlers added later (Lightning's, W&B's) are not touched.
+    """
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ReadableNames) for f in handler.filters):
+            handler.addFilter(ReadableNames())
 
 
 def log_to_files(message: str) -> None:

@@ -206,7 +206,7 @@ def _restore_logging(specs: list[_HandlerSpec], rank: int) -> None:
             logging.StreamHandler() if filename is None else logging.FileHandler(filename, mode="a")
         )
         handler.setFormatter(logging.Formatter(fmt))
-        handler.addFilter(ReadableNames())  # as Hydra's job_logging sets it (configs/hydra/default.yaml)
+        handler.addFilter(ReadableNames())  # as predict.py's job has it (readable_log_handlers)
         root.addHandler(handler)
     root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
