@@ -107,6 +107,29 @@ def test_overrides_in_use_pass() -> None:
     assert unknown_option(["-cd", "/my/configs", "anything=1"], CONFIG_DIR, "train") is None
 
 
+def test_a_batch_script_that_exports_node_rank_is_not_taken_for_a_launch_by_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An sbatch script of 2 nodes that exports ``NODE_RANK=$SLURM_NODEID`` (a common line in multi-node
+    scripts) and runs ``python train.py trainer=ddp trainer.num_nodes=2`` without ``srun``: Lightning takes
+    its ranks from SLURM, not from ``NODE_RANK``, so this is the batch script's own process, refused at train
+    time naming the missing srun. It was told it was "machine NODE_RANK=0 ... started by hand" and to add a
+    run_name, the wrong fix first, as before the batch-script check existed."""
+    from marsunits.cli_overrides import unnamed_external_ranks
+
+    for name in ("WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_JOB_NAME", "SLURM_STEP_ID", "SLURM_STEPID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("SLURM_JOB_ID", "4242"), ("SLURM_PROCID", "0"), ("SLURM_NTASKS", "8")):
+        monkeypatch.setenv(name, value)
+    for name, value in (("SLURM_NTASKS_PER_NODE", "4"), ("SLURM_NNODES", "2"), ("NODE_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    args = ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    assert unnamed_external_ranks(args, CONFIG_DIR) is None
+    # Each task that srun starts is one of 8, and needs the shared name, NODE_RANK or not.
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    assert "one of 8 training processes" in str(unnamed_external_ranks(args, CONFIG_DIR))
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

@@ -29,7 +29,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.errors import readable, some_of
-from marsunits.slurm_world import in_batch_step, runs_as_one_process, slurm_world_problem
+from marsunits.slurm_world import in_batch_step, launched_by_slurm, runs_as_one_process, slurm_world_problem
 
 __all__ = [
     "added_option_not_taken",
@@ -434,7 +434,8 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
 def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     """The refusal of a training process started as one of several by torchrun or SLURM (``WORLD_SIZE``, or
     ``SLURM_NTASKS`` with ``SLURM_PROCID``), or on one of ``trainer.num_nodes`` > 1 machines launched by hand
-    (``NODE_RANK`` or ``GROUP_RANK`` without ``WORLD_SIZE``), whose run folder is named after the clock (the
+    (``NODE_RANK`` or ``GROUP_RANK`` without ``WORLD_SIZE``, and no SLURM ranks that Lightning would read
+    instead), whose run folder is named after the clock (the
     default ``run_name``); None otherwise.
 
     Each such process composes its config itself: a rank that started a second after rank 0 made a run
@@ -448,9 +449,11 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     if not world and "SLURM_PROCID" in os.environ and not in_batch_step():
         world = os.environ.get("SLURM_NTASKS", "")
     # A multi-node run launched by hand, as Lightning documents it (the same command on each machine with
-    # MASTER_ADDR and NODE_RANK), sets no WORLD_SIZE: each machine still composes its own run folder.
+    # MASTER_ADDR and NODE_RANK), sets no WORLD_SIZE: each machine still composes its own run folder. Where
+    # Lightning takes the ranks from SLURM, NODE_RANK is not what places this process (an sbatch script that
+    # exports NODE_RANK=$SLURM_NODEID): the batch script's own process is refused at train time, naming srun.
     node_rank = os.environ.get("NODE_RANK", "").strip() or os.environ.get("GROUP_RANK", "").strip()
-    by_hand = not world.strip() and bool(node_rank)
+    by_hand = not world.strip() and bool(node_rank) and not launched_by_slurm(os.environ)
     if _sweeping(argv) or not (by_hand or (world.strip().isdigit() and int(world) >= 2)):
         return None
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv if "=" in a]

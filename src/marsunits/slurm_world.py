@@ -44,6 +44,7 @@ __all__ = [
     "EntryPoint",
     "in_batch_step",
     "launch_problem",
+    "launched_by_slurm",
     "runs_as_one_process",
     "second_task_problem",
     "slurm_world_problem",
@@ -83,7 +84,7 @@ PREDICT = EntryPoint(
 )
 
 
-def _launched_by_slurm(environ: Mapping[str, str]) -> bool:
+def launched_by_slurm(environ: Mapping[str, str]) -> bool:
     """Whether Lightning takes its ranks from SLURM: ``SLURM_NTASKS`` set outside an interactive shell
     (job name ``bash`` or ``interactive``: Lightning's ``SLURMEnvironment.detect``), and not torchrun,
     which Lightning prefers inside SLURM (``TORCHELASTIC_RUN_ID``)."""
@@ -175,7 +176,7 @@ def started_alone(environ: Mapping[str, str] | None = None) -> bool:
 def unstarted_ranks_problem(
     environ: Mapping[str, str] | None = None, entry: EntryPoint = TRAIN, devices: object = None
 ) -> str | None:
-    """For a run of several processes that Lightning takes from SLURM (:func:`_launched_by_slurm`): why it
+    """For a run of several processes that Lightning takes from SLURM (:func:`launched_by_slurm`): why it
     would wait forever, or None. Lightning makes the world ``SLURM_NTASKS`` processes and this one rank
     ``SLURM_PROCID``, but fewer were started: the ``sbatch`` script's own process (:func:`in_batch_step`,
     ``srun`` forgotten) is one, and a step of ``srun --preserve-env``/``-E`` (or ``salloc``'s interactive
@@ -189,7 +190,7 @@ def unstarted_ranks_problem(
     """
     env = os.environ if environ is None else environ
     ntasks = _int(env, "SLURM_NTASKS")
-    if ntasks is None or ntasks < 2 or not _launched_by_slurm(env):
+    if ntasks is None or ntasks < 2 or not launched_by_slurm(env):
         return None
     count = devices if devices is not None else "<devices>"
     srun_line = f"srun python {entry.script} ... {entry.prefix}devices={count}"
@@ -238,7 +239,7 @@ def slurm_world_problem(
     num_nodes = num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1
     if runs_as_one_process(trainer_cfg):  # interactive allocations too: the copies still train
         return second_task_problem(env)
-    if not _launched_by_slurm(env):
+    if not launched_by_slurm(env):
         return None
     ntasks = _int(env, "SLURM_NTASKS")
     if ntasks is None:
@@ -342,7 +343,7 @@ def unlaunched_nodes_problem(
 ) -> str | None:
     """Why a run of ``num_nodes`` > 1 that no launcher started would wait for ever, or None.
 
-    Without srun (:func:`_launched_by_slurm`), torchrun, jsrun or mpirun (:data:`_OTHER_LAUNCHERS`) Lightning
+    Without srun (:func:`launched_by_slurm`), torchrun, jsrun or mpirun (:data:`_OTHER_LAUNCHERS`) Lightning
     takes its ranks from ``LightningEnvironment``: a world of devices x num_nodes, this machine node
     ``NODE_RANK`` (default 0), rank 0 at ``MASTER_ADDR`` (default ``127.0.0.1``). It starts ``devices``
     processes here and waits for the other nodes' ranks: ``python train.py trainer=ddp trainer.devices=2
@@ -366,7 +367,7 @@ def unlaunched_nodes_problem(
         return None
     if _own_cluster_environment(trainer_cfg):
         return None
-    if _launched_by_slurm(env) or any(name in env for name in _OTHER_LAUNCHERS):
+    if launched_by_slurm(env) or any(name in env for name in _OTHER_LAUNCHERS):
         return None
     if env.get("NODE_RANK", "").strip() or env.get("GROUP_RANK", "").strip():
         return None
