@@ -266,3 +266,43 @@ def test_a_job_logging_of_ones_own_still_configures_logging_and_keeps_its_filter
     logged = (tmp_path / "train.log").read_bytes().decode("utf-8")
     assert "marsunits.test left out: /data/caf\\xe9.png" in logged, logged
     assert "not for this file" not in logged, logged  # the file's own filter is kept
+
+
+@pytest.mark.parametrize("config_name", ["train", "predict"])
+@pytest.mark.parametrize("choice", [None, "stdout", "disabled"])
+def test_hydras_own_job_logging_choices_configure_logging(
+    tmp_path: Path, config_name: str, choice: str | None
+) -> None:
+    """``hydra/job_logging=stdout`` or ``=disabled`` (Hydra's own choices) stopped every run in "Unable to
+    configure handler 'file'": the project's ``hydra`` config patched a ``file`` handler's name into whatever
+    job_logging was chosen, a handler without a class where that choice had none. The project's own choice
+    (the default) still logs to ``<run folder>/<task>.log``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import configure_log
+    from omegaconf import open_dict
+
+    from conftest import CONFIG_DIR
+
+    overrides = [] if choice is None else [f"hydra/job_logging={choice}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        configure_log(cfg.hydra.job_logging)  # what Hydra does before the job: it raised here
+        logging.getLogger("marsunits.test").warning("logged")
+        files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
+    if choice is None:
+        assert files == [str(tmp_path / f"{config_name}.log")]
+        assert "logged" in (tmp_path / f"{config_name}.log").read_text()
+    else:
+        assert files == []
