@@ -359,6 +359,41 @@ def test_an_edit_of_one_copy_of_a_duplicated_key_is_refused_and_of_both_is_used(
     assert load_model(one).metadata["palette"] == palette
 
 
+@pytest.mark.parametrize(
+    ("block", "key", "value"),
+    [
+        ("metadata", "class_map", {"3": 1, "7": 0, "9": 2}),
+        ("hparams", "class_names", ["soil", "bedrock", "sand"]),
+        ("metadata", "dataset", "marsscapes"),
+    ],
+)
+def test_an_edit_of_one_copy_of_the_class_list_map_or_dataset_is_refused(
+    package: Path, tmp_path: Path, block: str, key: str, value: object
+) -> None:
+    """class_names, class_map and dataset are in model.json twice too: the class-set check read 'metadata'
+    while the model was built from 'hparams', so another class list in 'hparams' alone was accepted, and a
+    class map edited in 'metadata' alone was ignored by labels_class_map=checkpoint, silently."""
+    one = _copy_package(package, tmp_path / "one")
+    doc = json.loads((one / JSON_NAME).read_text())
+    doc[block][key] = value
+    (one / JSON_NAME).write_text(json.dumps(doc))
+    edited = rf"inconsistent: hparams {key}=.*metadata says .*edit both"
+    with pytest.raises(CheckpointError, match=edited) as info:
+        load_model(one)
+    assert str(one / JSON_NAME) in str(info.value)
+
+
+def test_a_class_map_edited_in_both_copies_is_the_models_map(package: Path, tmp_path: Path) -> None:
+    """The documented way to change a duplicated key (edit both) works for the class map, whose ids JSON
+    writes as strings and in any order."""
+    both = _copy_package(package, tmp_path / "both")
+    doc = json.loads((both / JSON_NAME).read_text())
+    doc["metadata"]["class_map"] = {"9": 2, "3": 1, "7": 0}
+    doc["hparams"]["class_map"] = {"3": 1, "7": 0, "9": 2}
+    (both / JSON_NAME).write_text(json.dumps(doc))
+    assert load_model(both).metadata["class_map"] == {3: 1, 7: 0, 9: 2}
+
+
 def test_a_model_json_saved_by_a_windows_editor_loads(package: Path, tmp_path: Path) -> None:
     """model.json opened and saved in a Windows editor starts with a byte-order mark: it was 'not valid
     JSON; re-export the package', which the receiver of a package, without the checkpoint, cannot do."""

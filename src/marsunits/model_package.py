@@ -52,7 +52,14 @@ from safetensors.torch import save as save_safetensors_bytes
 import marsunits
 from marsunits.constants import CLASS_NAMES
 from marsunits.file_digest import file_sha256
-from marsunits.task import FORMAT_VERSION, METADATA_KEY, CheckpointError, SegmentationTask, load_task
+from marsunits.task import (
+    FORMAT_VERSION,
+    METADATA_KEY,
+    CheckpointError,
+    SegmentationTask,
+    _normalise_class_map,
+    load_task,
+)
 
 __all__ = [
     "JSON_NAME",
@@ -106,7 +113,20 @@ PROVENANCE_KEYS: tuple[str, ...] = (
 _CONSISTENT_KEYS: tuple[str, ...] = ("arch", "encoder", "in_channels", "num_classes")
 #: Further keys held in both ``metadata`` and ``hparams`` (absent from one of them in some older packages):
 #: the model is built from ``hparams``, so an edit of ``metadata`` alone (a new palette) would be ignored.
-_EDITABLE_KEYS: tuple[str, ...] = ("palette", "mean", "std", "tile_size", "encoder_depth", "decoder_channels")
+#: ``class_names``, ``class_map`` and ``dataset`` too: the class-set check reads ``metadata`` while the
+#: model reports ``hparams``' names, and ``labels_class_map=checkpoint`` scores with ``hparams``' map and
+#: dataset, so an edit of one copy was accepted and half ignored.
+_EDITABLE_KEYS: tuple[str, ...] = (
+    "palette",
+    "mean",
+    "std",
+    "tile_size",
+    "encoder_depth",
+    "decoder_channels",
+    "class_names",
+    "class_map",
+    "dataset",
+)
 
 
 def is_package(path: str | Path) -> bool:
@@ -270,6 +290,20 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
     return document
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """``value`` of the duplicated ``key`` in the form the two copies are compared in.
+
+    A class map's ids are compared as the model reads them (``{"3": 0}`` and ``{3: 0}`` are one map, in any
+    key order); a value that is not a class map is compared as it is, so the mismatch is reported, not raised.
+    """
+    if key == "class_map":
+        try:
+            return _normalise_class_map(value)
+        except (TypeError, ValueError, AttributeError):
+            return value
+    return value
+
+
 def load_package(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -304,7 +338,7 @@ def load_package(
     for key in (*_CONSISTENT_KEYS, *_EDITABLE_KEYS):
         if key in _EDITABLE_KEYS and not (key in hparams and key in metadata):
             continue  # absent from one copy in some older packages
-        if hparams.get(key) != metadata.get(key):
+        if _comparable(key, hparams.get(key)) != _comparable(key, metadata.get(key)):
             raise CheckpointError(
                 f"{json_path} is inconsistent: hparams {key}={hparams.get(key)!r} but metadata says "
                 f"{metadata.get(key)!r}. The model is built from 'hparams', so an edit of 'metadata' alone "
