@@ -596,6 +596,27 @@ def test_a_package_restores_the_training_record_its_metadata_holds(package: Path
     assert {key: getattr(task, key) for key in record} == record
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("trained_sols", [3, 600]), ("trained_sols", {"marsscapes": "3-600"}), ("trained_image_keys", "abc")],
+)
+def test_a_training_record_hand_edited_out_of_shape_is_refused_naming_the_key(
+    package: Path, tmp_path: Path, key: str, value: object
+) -> None:
+    """A list of sols where a map of data set to sols belongs loaded, and predict.py with labels_dir crashed
+    with a traceback after predicting every image (no manifest, summary or metrics); refused at load."""
+    edited = _copy_package(package, tmp_path / "edited")
+    doc = json.loads((edited / JSON_NAME).read_text())
+    doc["metadata"][key] = value
+    (edited / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=rf"metadata {key}=.* put back the value") as info:
+        load_model(edited)
+    assert str(edited / JSON_NAME) in str(info.value)
+    doc["metadata"][key] = None  # unknown: accepted
+    (edited / JSON_NAME).write_text(json.dumps(doc))
+    assert getattr(load_model(edited), key) is None
+
+
 def test_the_provenance_records_the_checkpoints_own_epoch_and_step(checkpoint: Path, tmp_path: Path) -> None:
     """provenance.epoch and provenance.global_step are the checkpoint's, each under its own name."""
     stored = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -369,12 +369,43 @@ def load_package(
         ) from err
     _check_tensors(task.state_dict(), tensors, weights_path)
     task.load_state_dict(tensors, strict=True)
+    _check_training_record(metadata, json_path)
     task.wandb_run_id = metadata.get("wandb_run_id")
     task.wandb_run_name = metadata.get("wandb_run_name")  # absent from packages of before 2026-12-05
     task.wandb_run_group = metadata.get("wandb_run_group")
     task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
     task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
     return task.to(map_location).eval()
+
+
+def _is_sol_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _check_training_record(metadata: Mapping[str, Any], json_path: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``json_path`` if ``trained_sols`` or ``trained_image_keys`` is
+    not in the form train.py writes (``{data set: [sol, ...]}`` and ``[key, ...]``, or null / absent).
+
+    Why: they are plain JSON a user may edit (a list of sols for the map), and they are read only when a
+    scored run writes its reports or a training run checks its validation sols: a malformed one crashed
+    predict.py after every image was predicted, with a traceback and no manifest, summary or metrics.
+    """
+    sols = metadata.get("trained_sols")
+    if sols is not None and not (
+        isinstance(sols, dict) and all(isinstance(k, str) and _is_sol_list(v) for k, v in sols.items())
+    ):
+        raise CheckpointError(
+            f"{json_path}: metadata trained_sols={sols!r} is not a map of data set to sols "
+            '(e.g. {"marsscapes": [122, 123]}) or null. It records the sols the model trained on; put back '
+            "the value the package came with (or null if they are unknown), or re-export the package."
+        )
+    keys = metadata.get("trained_image_keys")
+    if keys is not None and not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        raise CheckpointError(
+            f"{json_path}: metadata trained_image_keys={str(keys)[:80]!r} is not a list of strings or null. "
+            "It records the images the model trained on; put back the value the package came with (or null "
+            "if they are unknown), or re-export the package."
+        )
 
 
 def _check_tensors(
