@@ -83,6 +83,41 @@ def test_a_package_with_edited_normalisation_does_not_add_to_its_folder(tmp_path
     assert run(make_cfg(tmp_path, package, inp, out)) == 0  # the original package goes on
 
 
+def test_a_recoloured_package_does_not_add_overlays_in_its_colours_to_a_folder(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The palette is edited in model.json (README: edit both copies), outside the hashed weights: the folder
+    was resumed, its new overlays drawn in the new colours beside the old: one gallery in two palettes."""
+    from marsunits.export import export_checkpoint
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    package = export_checkpoint(ckpt, tmp_path / "package")
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0
+    record = out / "prediction_settings.json"
+    older = {k: v for k, v in json.loads(record.read_text()).items() if k != "palette"}
+    record.write_text(json.dumps(older))  # a folder recorded before the palette was: resumed as before
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0
+    recoloured = tmp_path / "recoloured"
+    shutil.copytree(package, recoloured)
+    doc = json.loads((recoloured / "model.json").read_text())
+    palette = [[255, 0, 0], [0, 0, 255], [0, 255, 0]]
+    assert palette != doc["metadata"]["palette"]
+    for part in ("hparams", "metadata"):
+        doc[part]["palette"] = palette
+    (recoloured / "model.json").write_text(json.dumps(doc))
+    save_rgb(inp / "img9.png", 40, 50, seed=9)  # one more input: its overlay would be in the new colours
+    code, err = _run_cli(make_cfg(tmp_path, recoloured, inp, out), capsys)
+    assert code == 2
+    assert "palette" in err and "overwrite=true" in err and str(out) in err
+    assert not (out / "img9.overlay.png").exists()
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    assert settings["palette"] != palette  # the folder's record still names the colours its overlays have
+    # overwrite=true redraws every overlay in the new colours and records them.
+    assert run(make_cfg(tmp_path, recoloured, inp, out, "overwrite=true")) == 0
+    assert json.loads((out / "prediction_settings.json").read_text())["palette"] == palette
+
+
 class _Payload:
     """Unpickling this creates a marker file: what a malicious checkpoint would do, harmlessly."""
 

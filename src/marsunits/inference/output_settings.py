@@ -15,6 +15,8 @@ them. So every run records ``OUT/prediction_settings.json``:
 * ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
 * ``normalisation``: the input ``mean`` and ``std`` the network runs with (a package keeps them in
   ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
+* ``palette``: the model's class colours, which the overlays are drawn in (in a package also in
+  ``model.json``, where recolouring is done; records written before this key existed are not compared on it);
 * every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
   ``min_unit_area_px``, ``nodata_max``, ``contact`` (the extraction settings), ``max_range_m``,
   ``probability_dtype``;
@@ -194,7 +196,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     for key in keys:
         if key == "probability_dtype" and None in (old.get(key), new.get(key)):
             continue  # probabilities turned on or off: the masks and contacts are the same
-        if key == "normalisation" and key not in old:
+        if key in ("normalisation", "palette") and key not in old:
             continue  # a folder recorded before the key existed: its weights hash still identifies the model
         if key in ARITHMETIC_KEYS and key not in old:
             continue  # a folder recorded before the arithmetic was: judged as before
@@ -239,6 +241,9 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                     f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "
                     f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
                 )
+            elif key == "palette":
+                then, now = (json.dumps(r.get(key)) for r in (old, new))
+                diffs.append(f"palette, the overlays' class colours ({then} then, {now} now)")
             elif isinstance(old.get(key), Mapping) and isinstance(new.get(key), Mapping):
                 # Option groups (contact): each sub-option that differs, as the user types it.
                 then_group, now_group = old[key], new[key]

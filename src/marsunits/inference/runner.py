@@ -465,6 +465,9 @@ class _Session:
                     "mean": [round(float(v), 6) for v in task.mean.flatten()],
                     "std": [round(float(v), 6) for v in task.std.flatten()],
                 },
+                # The overlays' colours: a package keeps them in model.json, outside the hashed weights, and
+                # an edited palette (the documented way to recolour) left a folder's gallery in two palettes.
+                "palette": [[int(c) for c in rgb] for rgb in self.metadata["palette"]],
                 "tile": tile,
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
