@@ -425,6 +425,20 @@ def test_export_refuses_to_overwrite_unless_asked(checkpoint: Path, package: Pat
         assert torch.equal(load_model(out)(x), load_model(package)(x))
 
 
+def test_an_out_under_a_file_is_refused_naming_the_file(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """out=notes.txt/model: mkdir's bare "[Errno 20] Not a directory" named neither the file in the way nor
+    what to give instead."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    assert main([f"ckpt_path={checkpoint}", f"out={blocker / 'deeper' / 'model'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{blocker}, which is a file" in err
+    assert "give an out under a folder" in err
+    assert blocker.read_text() == "not a folder"
+
+
 def test_cli_writes_a_package(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli_pkg"
     assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 0

@@ -182,11 +182,19 @@ def write_package(
         The package folder.
 
     Raises:
-        FileExistsError: ``out`` already holds a package (or is a file) and ``overwrite`` is False.
+        FileExistsError: ``out`` already holds a package and ``overwrite`` is False, ``out`` is a file or a
+            folder with other files, or a file stands where one of its parent folders would be.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out={out} is a file; give a folder for the model package.")
+    # The nearest folder above out that exists must be a folder: mkdir said only "[Errno 20] Not a directory".
+    above = next((parent for parent in out.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise FileExistsError(
+            f"out={out} lies under {above}, which is a file, not a folder, so the package folder cannot be "
+            "made there; give an out under a folder (or move that file away)."
+        )
     if is_package(out) and not overwrite:
         raise FileExistsError(
             f"{out} already holds a model package; pass overwrite=true to replace it, or choose another out."
