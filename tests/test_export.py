@@ -439,6 +439,30 @@ def test_an_out_under_a_file_is_refused_naming_the_file(
     assert blocker.read_text() == "not a folder"
 
 
+def test_export_again_after_a_killed_export_writes_the_package(checkpoint: Path, tmp_path: Path) -> None:
+    """An export killed while writing (SIGTERM from a job's time limit) leaves model.safetensors.tmp-<pid>:
+    the same command run again was refused ("a folder with other files"), even with overwrite=true. A
+    temporary file of an export still running is left alone and still refused."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / f"{WEIGHTS_NAME}.tmp-{dead_pid}").write_bytes(b"\0" * 100)
+    assert export_checkpoint(checkpoint, out) == out
+    assert sorted(p.name for p in out.iterdir()) == sorted([JSON_NAME, WEIGHTS_NAME])
+    load_model(out)
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    running = busy / f"{JSON_NAME}.tmp-{os.getppid()}"  # the test runner's parent: alive
+    running.write_text("{")
+    with pytest.raises(FileExistsError, match="other files"):
+        export_checkpoint(checkpoint, busy)
+    assert running.exists()
+
+
 def test_cli_writes_a_package(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli_pkg"
     assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 0

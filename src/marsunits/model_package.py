@@ -146,6 +146,38 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+#: The temporary names :func:`_write_atomic` writes a package's files under; group 1 is the writer's PID.
+_TEMPORARY = re.compile(rf"^(?:{re.escape(WEIGHTS_NAME)}|{re.escape(JSON_NAME)})\.tmp-(\d+)$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:  # not a PID this system knows (out of range)
+        return False
+    return True
+
+
+def _interrupted_export_files(out: Path) -> list[Path]:
+    """Temporary package files in ``out`` whose writer process is gone: what a killed export left.
+
+    A file of another process still running (an export writing into ``out`` now) is not among them; one
+    named with this process's PID is (called before this process writes any: an earlier process's PID).
+    """
+    found = []
+    for path in out.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file():
+            pid = int(match.group(1))
+            if pid == os.getpid() or not _process_alive(pid):
+                found.append(path)
+    return found
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, fsync it, then rename it over ``path``."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
@@ -199,9 +231,16 @@ def write_package(
         raise FileExistsError(
             f"{out} already holds a model package; pass overwrite=true to replace it, or choose another out."
         )
+    # What an export killed while writing (SIGTERM from a job's time limit, SIGKILL) left: ours to remove,
+    # not "other files" (the same command run again was refused, even with overwrite=true).
+    leftovers = _interrupted_export_files(out) if out.is_dir() else []
     # A package is a folder of its own: written among other files (a folder of images), it is easily moved
     # or copied apart from them, or they from it.
-    others = sorted(p.name for p in out.iterdir()) if out.is_dir() and not is_package(out) else []
+    others = (
+        sorted(p.name for p in out.iterdir() if p not in leftovers)
+        if out.is_dir() and not is_package(out)
+        else []
+    )
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise FileExistsError(
@@ -209,6 +248,8 @@ def write_package(
             "give a new or empty folder as out."
         )
     out.mkdir(parents=True, exist_ok=True)
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
 
     # clone(): safetensors refuses tensors that share storage; contiguous(): it stores dense row-major data.
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in task.state_dict().items()}
