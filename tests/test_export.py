@@ -463,6 +463,24 @@ def test_export_again_after_a_killed_export_writes_the_package(checkpoint: Path,
     assert running.exists()
 
 
+def test_a_broken_model_json_says_how_its_receiver_repairs_it(package: Path, tmp_path: Path) -> None:
+    """A model.json broken by a hand edit (a comma deleted) said only "re-export the package", which the
+    receiver of a package, who has no checkpoint, cannot do."""
+    broken = _copy_package(package, tmp_path / "broken")
+    text = (broken / JSON_NAME).read_text()
+    (broken / JSON_NAME).write_text(text.replace(",", "", 1))
+    with pytest.raises(CheckpointError, match="not valid JSON") as info:
+        load_model(broken)
+    assert str(broken / JSON_NAME) in str(info.value) and "copy the package folder again" in str(info.value)
+    doc = json.loads(text)
+    del doc["weights_sha256"]
+    (broken / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(
+        CheckpointError, match="lacks the key 'weights_sha256'.*copy the package folder again"
+    ):
+        load_model(broken)
+
+
 def test_cli_writes_a_package(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli_pkg"
     assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 0

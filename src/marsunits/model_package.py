@@ -286,6 +286,14 @@ def write_package(
     return out
 
 
+#: What to do about a damaged or hand-broken model.json: whoever received the package has no checkpoint to
+#: export again, so the first way out is the package as it came.
+_RESTORE = (
+    "undo the edit, or copy the package folder again from where it came; whoever has its checkpoint can "
+    "re-export it (python -m marsunits.export)."
+)
+
+
 def _package_dir(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
@@ -311,7 +319,7 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
         # checkpoint to export again.
         document = json.loads(json_path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{json_path} is not valid JSON ({err}); re-export the package.") from err
+        raise CheckpointError(f"{json_path} is not valid JSON ({err}); {_RESTORE}") from err
     if not isinstance(document, dict) or document.get("format") != PACKAGE_FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise CheckpointError(
@@ -326,16 +334,16 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
     for block, keys in (("metadata", METADATA_KEYS), ("hparams", _CONSISTENT_KEYS)):
         value = document.get(block)
         if not isinstance(value, dict):
-            raise CheckpointError(f"{json_path} has no {block!r} object; re-export the package.")
+            raise CheckpointError(f"{json_path} has no {block!r} object; {_RESTORE}")
         missing = [k for k in keys if k not in value]
         if missing:
             raise CheckpointError(
                 f"{json_path}: {block} lacks the keys {missing} (missing metadata is an error, never a "
-                "silent default). Re-export the package from its checkpoint."
+                f"silent default). {_RESTORE[0].upper()}{_RESTORE[1:]}"
             )
     for key in ("weights_sha256", "provenance"):
         if key not in document:
-            raise CheckpointError(f"{json_path} lacks the key {key!r}; re-export the package.")
+            raise CheckpointError(f"{json_path} lacks the key {key!r}; {_RESTORE}")
     return document
 
 
