@@ -83,6 +83,33 @@ def test_a_package_with_edited_normalisation_does_not_add_to_its_folder(tmp_path
     assert run(make_cfg(tmp_path, package, inp, out)) == 0  # the original package goes on
 
 
+def test_a_package_naming_a_checkpoint_as_its_source_is_judged_by_its_weights(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """model.json's provenance is plain JSON, taken on trust: a package of other weights whose provenance
+    named the folder's checkpoint (carried over by a script re-writing a package, or edited) was taken for
+    that checkpoint's model, and its masks were added beside the checkpoint's in one folder."""
+    from marsunits.export import export_checkpoint
+    from marsunits.file_digest import file_sha256
+    from marsunits.model_package import load_model, write_package
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    other = load_model(ckpt)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.5)  # another model
+    claimed = {"source_checkpoint_sha256": file_sha256(ckpt)}
+    forged = write_package(other, tmp_path / "forged", provenance=claimed)
+    save_rgb(inp / "img9.png", 40, 50, seed=9)  # one more input: it would be predicted with the other model
+    with pytest.raises(ConfigError, match=r"other settings: the model \(network .*forged"):
+        run(make_cfg(tmp_path, forged, inp, out))
+    assert not (out / "img9.mask.png").exists()
+    package = export_checkpoint(ckpt, tmp_path / "package")  # the checkpoint's own package goes on
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0
+    assert (out / "img9.mask.png").exists()
+
+
 def test_a_recoloured_package_does_not_add_overlays_in_its_colours_to_a_folder(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

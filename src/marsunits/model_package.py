@@ -70,6 +70,7 @@ __all__ = [
     "is_package",
     "load_model",
     "load_package",
+    "network_sha256",
     "write_package",
 ]
 
@@ -292,6 +293,25 @@ _RESTORE = (
     "undo the edit, or copy the package folder again from where it came; whoever has its checkpoint can "
     "re-export it (python -m marsunits.export)."
 )
+
+
+def network_sha256(task: SegmentationTask) -> str:
+    """SHA-256 of the network as it computes: every tensor of ``task.state_dict()`` (name, dtype, shape,
+    values, in name order) and the sub-class grouping (``hparams.subclasses``, which groups the outputs
+    without a tensor of its own).
+
+    The same for a model package and the checkpoint it was exported from, or a checkpoint saved again, and
+    different for any other weights, whatever a package's ``provenance`` says (plain JSON, taken on trust:
+    a package claiming a checkpoint as its source was taken for that checkpoint's model).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(task.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    subclasses = task.hparams.get("subclasses")
+    digest.update(json.dumps(None if subclasses is None else [int(c) for c in subclasses]).encode())
+    return digest.hexdigest()
 
 
 def _package_dir(path: Path) -> Path:

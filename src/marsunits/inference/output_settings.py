@@ -12,7 +12,11 @@ them. So every run records ``OUT/prediction_settings.json``:
   folder's images; when it changed the settings it lists those folders in ``outdated_input_dirs``, and a
   later run of one of them without ``overwrite=true`` is refused (it would skip their outputs as this
   record's);
-* ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file;
+* ``weights_sha256``: SHA-256 of the checkpoint file, or of a model package's weights file, and
+  ``network_sha256``: SHA-256 of the network's tensors (:func:`marsunits.model_package.network_sha256`), which
+  decides when both records hold it: the same for a package and its checkpoint, and different for other
+  weights whatever a package's provenance claims (records written before it are judged by
+  ``weights_sha256`` and a package's ``same_model_sha256``, the checkpoint its provenance names);
 * ``normalisation``: the input ``mean`` and ``std`` the network runs with (a package keeps them in
   ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
 * ``palette``: the model's class colours, which the overlays are drawn in (in a package also in
@@ -202,6 +206,10 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             continue  # a folder recorded before the arithmetic was: judged as before
         if key == "fold_batchnorm" and "precision" in old and old.get("precision") != new.get("precision"):
             continue  # recorded with bf16 only: the precision's own entry says what differs and the fix
+        if key == "network_sha256" and key not in old:
+            continue  # a folder recorded before the key existed: judged by weights_sha256, as then
+        if key == "weights_sha256" and all("network_sha256" in r for r in (old, new)):
+            continue  # the network's own digest decides: another file of the same tensors is the same model
         if key == "weights_sha256":
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
             if names[0] & names[1]:
@@ -235,6 +243,11 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 diffs.append(
                     f"{key} ({then} then, {now} now: masks of the two differ in a few pixels; "
                     f"{key}={as_then} predicts as then)"
+                )
+            elif key == "network_sha256":
+                diffs.append(
+                    f"the model (network {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "
+                    f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
                 )
             elif key == "weights_sha256":
                 diffs.append(

@@ -393,7 +393,13 @@ class _Session:
 
         # Imported here: Lightning is slow to import. load_model reads packages (safetensors + JSON) and
         # checkpoints; a checkpoint that needs arbitrary unpickling is refused unless trust_checkpoint.
-        from marsunits.model_package import WEIGHTS_NAME, is_package, load_model, read_package_json
+        from marsunits.model_package import (
+            WEIGHTS_NAME,
+            is_package,
+            load_model,
+            network_sha256,
+            read_package_json,
+        )
 
         task = load_model(self.ckpt_path, map_location="cpu", trust_checkpoint=bool(opts.trust_checkpoint))
         self.metadata = task.metadata
@@ -455,6 +461,9 @@ class _Session:
             self.ckpt_path,
             file_sha256(weights_file),
             {
+                # The network itself, by its tensors: one model whatever file holds it (a package and its
+                # checkpoint), and another one whatever a package's provenance claims.
+                "network_sha256": network_sha256(task),
                 "input_dir": str(self.input_dir),
                 "other_input_dirs": self.other_input_dirs,
                 "outdated_input_dirs": [d for d in self.outdated_input_dirs if d != str(self.input_dir)],
