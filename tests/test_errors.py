@@ -290,6 +290,10 @@ def test_hydras_own_job_logging_choices_configure_logging(
         cfg.hydra.runtime.output_dir = str(tmp_path)
     root = logging.getLogger()
     before = (root.handlers[:], root.level)
+    # ``disabled`` turns off every logger that exists (disable_existing_loggers): restored below for the
+    # tests that run after this one (caplog hears nothing from a disabled logger).
+    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    disabled = [lg.disabled for lg in loggers]
     try:
         configure_log(cfg.hydra.job_logging)  # what Hydra does before the job: it raised here
         logging.getLogger("marsunits.test").warning("logged")
@@ -301,6 +305,8 @@ def test_hydras_own_job_logging_choices_configure_logging(
         for handler in before[0]:
             root.addHandler(handler)
         root.setLevel(before[1])
+        for lg, was in zip(loggers, disabled, strict=True):
+            lg.disabled = was
     if choice is None:
         assert files == [str(tmp_path / f"{config_name}.log")]
         assert "logged" in (tmp_path / f"{config_name}.log").read_text()
