@@ -458,9 +458,47 @@ def test_export_again_after_a_killed_export_writes_the_package(checkpoint: Path,
     busy.mkdir()
     running = busy / f"{JSON_NAME}.tmp-{os.getppid()}"  # the test runner's parent: alive
     running.write_text("{")
-    with pytest.raises(FileExistsError, match="other files"):
+    with pytest.raises(FileExistsError, match="temporary file of an export writing there now"):
         export_checkpoint(checkpoint, busy)
     assert running.exists()
+
+
+_KILLED_EXPORT = """
+import os, socket, sys
+if sys.argv[3] == "other":
+    socket.gethostname = lambda: "another-node.cluster"  # an export of another machine of the cluster
+from marsunits.model_package import write_package
+from marsunits.task import load_task
+os.replace = lambda *args: os._exit(9)  # killed (SIGKILL, a node lost) after its temporary file is written
+write_package(load_task(sys.argv[1]), sys.argv[2])
+"""
+
+
+def test_export_keeps_the_temporary_file_of_an_export_on_another_machine(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """Exports into a shared folder from two machines: the other machine's process id means nothing here (no
+    such process, or another one), so its temporary file, of an export that may still be writing, was
+    deleted as a killed export's leftover, and that export then failed on its rename. Kept and refused now,
+    naming it; a killed export of this machine still leaves nothing in the way."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for machine in ("other", "this"):
+        out = tmp_path / machine
+        done = subprocess.run(
+            [sys.executable, "-c", _KILLED_EXPORT, str(checkpoint), str(out), machine], env=env, check=False
+        )
+        assert done.returncode == 9
+        left = [p.name for p in out.iterdir()]
+        assert len(left) == 1 and left[0].startswith(f"{WEIGHTS_NAME}.tmp-")
+        if machine == "other":
+            for overwrite in (False, True):
+                with pytest.raises(FileExistsError, match="another machine") as info:
+                    export_checkpoint(checkpoint, out, overwrite=overwrite)
+                assert left[0] in str(info.value)
+            assert [p.name for p in out.iterdir()] == left
+        else:
+            export_checkpoint(checkpoint, out)
+            assert sorted(p.name for p in out.iterdir()) == sorted([JSON_NAME, WEIGHTS_NAME])
 
 
 def test_a_broken_model_json_says_how_its_receiver_repairs_it(package: Path, tmp_path: Path) -> None:

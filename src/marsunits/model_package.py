@@ -50,6 +50,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 import marsunits
+from marsunits.atomic import host_digest
 from marsunits.constants import CLASS_NAMES
 from marsunits.file_digest import file_sha256
 from marsunits.task import (
@@ -147,32 +148,46 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-#: The temporary names :func:`_write_atomic` writes a package's files under; group 1 is the writer's PID.
-_TEMPORARY = re.compile(rf"^(?:{re.escape(WEIGHTS_NAME)}|{re.escape(JSON_NAME)})\.tmp-(\d+)$")
+#: The temporary names :func:`_temporary_path` gives a package's files: group 1 is the writer's PID, group 2
+#: its machine's digest (:func:`marsunits.atomic.host_digest`; absent from names written before 2026-12-06,
+#: which count as this machine's, as :func:`marsunits.atomic.remove_stale_temporaries` counts them).
+_TEMPORARY = re.compile(
+    rf"^(?:{re.escape(WEIGHTS_NAME)}|{re.escape(JSON_NAME)})\.tmp-(\d+)(?:@([0-9a-f]{{8}}))?$"
+)
+
+
+def _temporary_path(path: Path) -> Path:
+    """``<name>.tmp-<pid>@<host digest>`` next to ``path``: the machine tells whose process id it is."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}@{host_digest()}")
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine runs (a PID out of this system's range: no)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
         return True
-    except OSError:  # not a PID this system knows (out of range)
+    except (OSError, OverflowError):  # not a PID this system knows (out of range)
         return False
     return True
 
 
 def _interrupted_export_files(out: Path) -> list[Path]:
-    """Temporary package files in ``out`` whose writer process is gone: what a killed export left.
+    """Temporary package files in ``out`` whose writer process, of this machine, is gone: what a killed
+    export left.
 
-    A file of another process still running (an export writing into ``out`` now) is not among them; one
-    named with this process's PID is (called before this process writes any: an earlier process's PID).
+    A file of another process still running (an export writing into ``out`` now) is not among them, nor one
+    written on another machine (a shared folder: its process id cannot be checked from here, and the export
+    that writes it may be running); one named with this process's PID is (called before this process writes
+    any: an earlier process's PID).
     """
     found = []
+    here = host_digest()
     for path in out.iterdir():
         match = _TEMPORARY.match(path.name)
-        if match and path.is_file():
+        if match and path.is_file() and match.group(2) in (None, here):
             pid = int(match.group(1))
             if pid == os.getpid() or not _process_alive(pid):
                 found.append(path)
@@ -180,8 +195,9 @@ def _interrupted_export_files(out: Path) -> list[Path]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync it, then rename it over ``path``."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    """Write ``data`` to a temporary file next to ``path`` (:func:`_temporary_path`), fsync it, then rename
+    it over ``path``."""
+    tmp = _temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -242,6 +258,15 @@ def write_package(
         if out.is_dir() and not is_package(out)
         else []
     )
+    if others and all(_TEMPORARY.match(name) for name in others):
+        # Of an export that may be writing now, here or on another machine sharing the folder: named, with
+        # what to do, rather than "a folder with other files".
+        raise FileExistsError(
+            f"out={out} holds {', '.join(others)}, the temporary file of an export writing there now (a "
+            "process of this machine with that number, or one of another machine sharing the folder, named "
+            "after '@' by its host digest) or of one killed on another machine. Wait for that export to "
+            "finish, or give another out; if none is running, delete the file and run again."
+        )
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise FileExistsError(
