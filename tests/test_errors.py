@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,6 +217,32 @@ def test_log_lines_naming_a_file_that_is_not_utf8_reach_the_log_file_and_a_stric
     assert "Logging error" not in capsys.readouterr().err
 
 
+@contextlib.contextmanager
+def _job_logging(job_logging: Any) -> Iterator[logging.Logger]:
+    """Python logging set up from a Hydra ``job_logging`` node as Hydra sets it up before a job
+    (``configure_log``), yielding the root logger; the logging of the test session is put back after it:
+    the root's handlers and level, and the loggers that a ``disable_existing_loggers`` choice turned off
+    (caplog hears nothing from a disabled logger, so a later test's warning went unheard)."""
+    from hydra.core.utils import configure_log
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    disabled = [lg.disabled for lg in loggers]
+    try:
+        configure_log(job_logging)
+        yield root
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
+        for lg, was in zip(loggers, disabled, strict=True):
+            lg.disabled = was
+
+
 def test_a_job_logging_of_ones_own_still_configures_logging_and_keeps_its_filters(tmp_path: Path) -> None:
     """A ``hydra/job_logging`` of one's own that logs to a file only (a batch job's quiet run), with a filter
     of its own on that file: the project's ``hydra`` config named a ``console`` handler and replaced each
@@ -223,7 +252,6 @@ def test_a_job_logging_of_ones_own_still_configures_logging_and_keeps_its_filter
     import os
 
     from hydra import compose, initialize_config_dir
-    from hydra.core.utils import configure_log
     from omegaconf import open_dict
 
     from conftest import CONFIG_DIR
@@ -247,22 +275,12 @@ def test_a_job_logging_of_ones_own_still_configures_logging_and_keeps_its_filter
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
         cfg.hydra.job.name = "train"
-    root = logging.getLogger()
-    before = (root.handlers[:], root.level)
-    try:
-        configure_log(cfg.hydra.job_logging)  # what Hydra does before the job: it raised here
+    with _job_logging(cfg.hydra.job_logging) as root:  # what Hydra does before the job: it raised here
         readable_log_handlers()  # what train.py and predict.py do first in the job
         logging.getLogger("marsunits.test").warning("left out: %s", os.fsdecode(b"/data/caf\xe9.png"))
         logging.getLogger("elsewhere").warning("not for this file")
         for handler in root.handlers:
             handler.flush()
-    finally:
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-            handler.close()
-        for handler in before[0]:
-            root.addHandler(handler)
-        root.setLevel(before[1])
     logged = (tmp_path / "train.log").read_bytes().decode("utf-8")
     assert "marsunits.test left out: /data/caf\\xe9.png" in logged, logged
     assert "not for this file" not in logged, logged  # the file's own filter is kept
@@ -278,7 +296,6 @@ def test_hydras_own_job_logging_choices_configure_logging(
     job_logging was chosen, a handler without a class where that choice had none. The project's own choice
     (the default) still logs to ``<run folder>/<task>.log``."""
     from hydra import compose, initialize_config_dir
-    from hydra.core.utils import configure_log
     from omegaconf import open_dict
 
     from conftest import CONFIG_DIR
@@ -288,25 +305,9 @@ def test_hydras_own_job_logging_choices_configure_logging(
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
-    root = logging.getLogger()
-    before = (root.handlers[:], root.level)
-    # ``disabled`` turns off every logger that exists (disable_existing_loggers): restored below for the
-    # tests that run after this one (caplog hears nothing from a disabled logger).
-    loggers = [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    disabled = [lg.disabled for lg in loggers]
-    try:
-        configure_log(cfg.hydra.job_logging)  # what Hydra does before the job: it raised here
+    with _job_logging(cfg.hydra.job_logging) as root:  # what Hydra does before the job: it raised here
         logging.getLogger("marsunits.test").warning("logged")
         files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
-    finally:
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-            handler.close()
-        for handler in before[0]:
-            root.addHandler(handler)
-        root.setLevel(before[1])
-        for lg, was in zip(loggers, disabled, strict=True):
-            lg.disabled = was
     if choice is None:
         assert files == [str(tmp_path / f"{config_name}.log")]
         assert "logged" in (tmp_path / f"{config_name}.log").read_text()

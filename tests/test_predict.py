@@ -27,9 +27,9 @@ from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.writers import MANIFEST_FIELDS
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import CONFIG_DIR, REPO_ROOT, compose_config
+    from .conftest import CONFIG_DIR, LAUNCH_VARIABLES, REPO_ROOT, compose_config
 except ImportError:
-    from conftest import CONFIG_DIR, REPO_ROOT, compose_config  # type: ignore[no-redef]
+    from conftest import CONFIG_DIR, LAUNCH_VARIABLES, REPO_ROOT, compose_config  # type: ignore[no-redef]
 
 TILE = 64
 
@@ -907,19 +907,7 @@ def test_sharded_predict_on_several_nodes_without_a_launcher_is_refused(
         raise AssertionError("ranks were launched")  # the hang, made an error here
 
     monkeypatch.setattr(distributed, "launch", launched)
-    for name in (
-        "TORCHELASTIC_RUN_ID",
-        "WORLD_SIZE",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "NODE_RANK",
-        "GROUP_RANK",
-        "LOCAL_RANK",
-        "SLURM_NTASKS",
-        "SLURM_JOB_ID",
-        "SLURM_STEP_ID",
-        "SLURM_STEPID",
-    ):
+    for name in LAUNCH_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     inp = tmp_path / "in"
     save_rgb(inp / "a.png", 40, 40, seed=1)

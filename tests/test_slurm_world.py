@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
+from conftest import LAUNCH_VARIABLES, compose_config
 from marsunits.errors import ConfigError
 from marsunits.slurm_world import slurm_world_problem
 from marsunits.training import run
@@ -222,25 +222,6 @@ def test_predict_layouts_are_judged_by_its_own_sharding_and_named_with_its_optio
     assert "prediction processes" in waiting and "trainer" not in waiting
 
 
-#: Variables of a launcher or a manual launch that a workstation's shell must not hold for the tests below.
-_LAUNCH_VARIABLES = (
-    "TORCHELASTIC_RUN_ID",
-    "WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "LOCAL_RANK",
-    "SLURM_NTASKS",
-    "SLURM_JOB_ID",
-    "SLURM_JOB_NAME",
-    "SLURM_PROCID",
-    "SLURM_STEP_ID",
-    "SLURM_STEPID",
-    "SLURM_STEP_NUM_TASKS",
-)
-
-
 @pytest.mark.parametrize(
     "env",
     [
@@ -333,7 +314,7 @@ def test_training_on_several_nodes_without_a_launcher_is_refused_before_anything
     """The hang made an error: the set-up after the launch checks (checked_start) raises if it is reached."""
     from marsunits import training
 
-    for name in _LAUNCH_VARIABLES:
+    for name in LAUNCH_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
     def set_up(*_: object) -> None:
