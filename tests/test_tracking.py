@@ -65,6 +65,8 @@ def _wandb_records(run_file: Path) -> Iterator[Any]:
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         pos += 7
         chunk = data[pos : pos + length]
+        if len(chunk) < length:  # a record W&B's core is still writing: read again later (_complete_records)
+            return
         pos += length
         if kind == 0:
             continue
@@ -97,8 +99,16 @@ def _complete_records(run_file: Path, timeout_s: float = 20.0) -> list[Any]:
     ``run.finish()`` returns, so wait until the ``exit`` record is there and the file stops growing."""
     deadline = time.monotonic() + timeout_s
     size = -1
+    from google.protobuf.message import DecodeError
+
     while True:
-        records = list(_wandb_records(run_file))
+        try:
+            records = list(_wandb_records(run_file))
+        except DecodeError:  # a block caught half-written by W&B's core: read it again, up to the deadline
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
         done = any(r.WhichOneof("record_type") == "exit" for r in records)
         if (done and run_file.stat().st_size == size) or time.monotonic() > deadline:
             return records
