@@ -175,3 +175,18 @@ def test_a_denied_folder_or_less_than_a_mebibyte_free_is_said_in_one_line(
     with pytest.raises(CheckpointWriteError, match=said):
         AtomicCheckpointIO().save_checkpoint(_state(1.0), tmp_path / "last.ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_name_with_a_process_id_beyond_the_systems_range_is_no_live_process(
+    tmp_path: Path,
+) -> None:
+    """A leftover named with digits too large for a process id (``.tmp-99999999999999999999``): ``os.kill``
+    raises OverflowError, not an OSError, and the stale-file sweeps of checkpoints and exports stopped on
+    it."""
+    from marsunits.atomic import process_alive
+
+    assert process_alive(10**20) is False
+    assert process_alive(-(10**20)) is False
+    leftover = tmp_path / "last.ckpt.tmp-99999999999999999999"
+    leftover.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [leftover] and not leftover.exists()

@@ -129,12 +129,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this machine still runs (unknown counts as alive: keep its files)."""
+    """Whether process ``pid`` of this machine still runs (unknown counts as alive: keep its files; a number
+    too large to be a process id, in a temporary name of digits, is no process)."""
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)  # signal 0: existence check only
     except ProcessLookupError:
+        return False
+    except OverflowError:  # beyond the C pid_t: os.kill raised this, not an OSError, out of every caller
         return False
     except PermissionError:  # exists, owned by someone else
         return True

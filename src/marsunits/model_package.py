@@ -50,7 +50,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 import marsunits
-from marsunits.atomic import host_digest
+from marsunits.atomic import host_digest, process_alive
 from marsunits.constants import CLASS_NAMES
 from marsunits.file_digest import file_sha256
 from marsunits.task import (
@@ -161,19 +161,6 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp-{os.getpid()}@{host_digest()}")
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this machine runs (a PID out of this system's range: no)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OSError, OverflowError):  # not a PID this system knows (out of range)
-        return False
-    return True
-
-
 def _interrupted_export_files(out: Path) -> list[Path]:
     """Temporary package files in ``out`` whose writer process, of this machine, is gone: what a killed
     export left.
@@ -189,7 +176,7 @@ def _interrupted_export_files(out: Path) -> list[Path]:
         match = _TEMPORARY.match(path.name)
         if match and path.is_file() and match.group(2) in (None, here):
             pid = int(match.group(1))
-            if pid == os.getpid() or not _process_alive(pid):
+            if pid == os.getpid() or not process_alive(pid):
                 found.append(path)
     return found
 
