@@ -227,7 +227,7 @@ def make_engine(
 def run_engine(predictor: Any, files: list[Path], num_workers: int) -> float:
     from marsunits.data.io import to_channels
     from marsunits.inference.predictor import ImageFileDataset, make_loader
-    from marsunits.inference.runner import argmax_uint8
+    from marsunits.inference.unit_mapper import argmax_uint8
 
     mp = 0.0
     for item in make_loader(ImageFileDataset(files), num_workers):

@@ -22,8 +22,8 @@ from torch import nn
 
 from marsunits.data.io import ImageReadError, read_image, to_channels
 from marsunits.inference.predictor import Predictor
-from marsunits.inference.runner import argmax_uint8
 from marsunits.inference.tiling import sliding_window
+from marsunits.inference.unit_mapper import argmax_uint8
 
 SETTINGS = settings(
     max_examples=25,

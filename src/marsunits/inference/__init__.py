@@ -7,10 +7,12 @@ Modules: :mod:`~marsunits.inference.tiling` (Gaussian-blended sliding windows),
 :mod:`~marsunits.inference.inputs` (file discovery and folder checks),
 :mod:`~marsunits.inference.writers` (atomic outputs, manifest), :mod:`~marsunits.inference.evaluation`
 (IoU against labels), :mod:`~marsunits.inference.gallery` (``index.html``) and
-:mod:`~marsunits.inference.runner` (``run(cfg)``).
+:mod:`~marsunits.inference.runner` (``run(cfg)``); one image from Python (a notebook):
+:mod:`~marsunits.inference.unit_mapper` (:class:`UnitMapper`).
 """
 
 from marsunits.inference.options import PredictOptions
 from marsunits.inference.runner import RunResult, predict_folder, run
+from marsunits.inference.unit_mapper import UnitMap, UnitMapper
 
-__all__ = ["PredictOptions", "RunResult", "predict_folder", "run"]
+__all__ = ["PredictOptions", "RunResult", "UnitMap", "UnitMapper", "predict_folder", "run"]

@@ -62,12 +62,10 @@ from marsunits.boundary.contact_io import (
     ContactLine,
     as_stored,
     count_contacts,
-    number_contacts,
     read_contact_collection,
 )
-from marsunits.boundary.extract import ContactConfig, extract_contacts
-from marsunits.boundary.mapping_unit import merge_small_units
-from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
+from marsunits.boundary.extract import ContactConfig
+from marsunits.constants import CLASS_NAMES
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
@@ -93,7 +91,6 @@ from marsunits.inference.inputs import (
     normalise_patterns,
     output_escape,
 )
-from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
 from marsunits.inference.output_settings import (
     ARITHMETIC_KEYS,
@@ -121,6 +118,7 @@ from marsunits.inference.predictor import (
 from marsunits.inference.run_summary_text import summary_paragraph
 from marsunits.inference.runtime import build_forward, check_threads, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
+from marsunits.inference.unit_mapper import units_and_contacts
 from marsunits.inference.writers import (
     OutputPaths,
     has_outputs,
@@ -285,14 +283,6 @@ def _result_row(
         "n_contacts": count_contacts(lines),
         "seconds": seconds,
     }
-
-
-def argmax_uint8(probs: np.ndarray) -> np.ndarray:
-    """Class ids ``(H, W)`` uint8 from probabilities ``(C, H, W)``, in row bands (no int64 (H, W) copy)."""
-    out = np.empty((probs.shape[1], probs.shape[2]), dtype=np.uint8)
-    for r0 in range(0, out.shape[0], 512):
-        out[r0 : r0 + 512] = probs[:, r0 : r0 + 512].argmax(0)
-    return out
 
 
 @dataclass(frozen=True)
@@ -725,18 +715,13 @@ class _Session:
         grey = _is_grey(image)
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
-        nodata = None if self.opts.nodata_max is None else nodata_mask(image, float(self.opts.nodata_max))
-        nodata = nodata if nodata is not None and nodata.any() else None
-        if nodata is not None:
-            probs[:, nodata] = np.nan  # no patch (minimum mapping unit) and no contact through them
-        if self.opts.min_unit_area_px:
-            merge_small_units(probs, int(self.opts.min_unit_area_px))
-        lines = number_contacts(extract_contacts(probs, self.contact_config))
-        if nodata is not None:
-            probs[:, nodata] = 0.0  # written as zero probabilities
-        mask = argmax_uint8(probs)
-        if nodata is not None:
-            mask[nodata] = IGNORE_INDEX
+        mask, lines = units_and_contacts(  # the same steps as UnitMapper.map's
+            probs,
+            image,
+            min_unit_area_px=int(self.opts.min_unit_area_px),
+            nodata_max=self.opts.nodata_max,
+            contact=self.contact_config,
+        )
         camera_digest = camera_file_sha256(f.path)  # before reading it: a file replaced meanwhile is redone
         camera_problem = ""
         try:

@@ -1,0 +1,367 @@
+"""Map the units and their contact in one image from Python (a notebook, a script), without Hydra or files.
+
+``predict.py`` works on folders and writes files; a geologist exploring one frame in a notebook wants the
+mask, the probabilities and the contact lines as arrays and objects::
+
+    from marsunits.inference import UnitMapper
+
+    mapper = UnitMapper.load("model_package/")          # or a train.py .ckpt
+    result = mapper.map("sol0123/NLB_0123.png")       # or an (H, W[, C]) numpy array
+    result.mask                  # uint8 (H, W): 0 smooth_volcanic, 1 rough_olivine, 2 other, 255 no data
+    result.contacts              # ContactLine list: pixels (x = column, y = row, origin at the top-left
+                                 # pixel's corner), confidence, ground_m where the image has a camera
+    result.overlay()             # uint8 (H, W, 3): units tinted, contact coloured by confidence
+
+The steps and their defaults are ``predict.py``'s (``configs/predict.yaml``; the defaults here are read from
+:class:`~marsunits.inference.options.PredictOptions`, so they cannot drift apart): Gaussian-blended windows,
+the no-data border, the minimum mapping unit, contact extraction, and ground coordinates from the image's
+camera file beside it (or a camera given). :func:`units_and_contacts` is the one implementation both use, so
+an image gives the same mask and contact lines here as in ``predict.py``'s files with ``runtime=torch``
+(tested). What is folder-level stays in ``predict.py``: resuming, reports, sharding over processes, ONNX
+Runtime, ``adapt_bn`` (statistics of a whole folder) and ``map=true`` (use
+:func:`marsunits.boundary.build_contact_map` with several results' ``contacts`` and ``camera``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.camera.io import load_camera
+from marsunits.boundary.contact_io import ContactLine, as_stored, number_contacts, write_contacts
+from marsunits.boundary.extract import ContactConfig, extract_contacts
+from marsunits.boundary.mapping_unit import merge_small_units
+from marsunits.boundary.projection import add_ground
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
+from marsunits.data.io import read_image, scale_to_unit, to_channels
+from marsunits.errors import ConfigError
+from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
+from marsunits.inference.nodata import nodata_mask
+from marsunits.inference.options import PredictOptions, read_contact_config
+from marsunits.inference.predictor import Predictor, select_device
+from marsunits.inference.runtime import TorchForward, resolve_precision
+from marsunits.inference.tiling import make_grid
+from marsunits.inference.writers import overlay_image, unit_fractions
+
+__all__ = ["UnitMap", "UnitMapper", "units_and_contacts"]
+
+#: ``camera=`` default of :meth:`UnitMapper.map`: a file's own camera file (``<stem>.camera.json`` beside
+#: it, or ``../cameras/<stem>.json``), as ``predict.py`` finds it; none for an array.
+BESIDE = "beside"
+
+
+def units_and_contacts(
+    probs: np.ndarray,
+    image: np.ndarray,
+    *,
+    min_unit_area_px: int,
+    nodata_max: float | None,
+    contact: ContactConfig,
+) -> tuple[np.ndarray, list[ContactLine]]:
+    """The mask and numbered contact lines of one image's probabilities, as ``predict.py`` makes them.
+
+    Args:
+        probs: Float32 ``(3, H, W)`` softmax probabilities of ``image``; modified in place: the minimum
+            mapping unit's merges, and zeros at no-data pixels (what ``prob.tif`` holds).
+        image: Float ``(H, W, C)`` in [0, 1], the image the probabilities are of (for the no-data border).
+        min_unit_area_px: The minimum mapping unit
+            (:func:`~marsunits.boundary.mapping_unit.merge_small_units`); 0 turns it off.
+        nodata_max: No-data threshold (:func:`~marsunits.inference.nodata.nodata_mask`); None turns it off.
+        contact: Contact extraction settings.
+
+    Returns:
+        The uint8 ``(H, W)`` mask (class ids, 255 at no-data pixels) and the contact lines in pixel
+        coordinates (x = column, y = row, origin at the top-left pixel's corner), each with its
+        ``contact_id``, before any ground projection.
+    """
+    nodata = None if nodata_max is None else nodata_mask(image, float(nodata_max))
+    nodata = nodata if nodata is not None and nodata.any() else None
+    if nodata is not None:
+        probs[:, nodata] = np.nan  # no patch (minimum mapping unit) and no contact through them
+    if min_unit_area_px:
+        merge_small_units(probs, int(min_unit_area_px))
+    lines = number_contacts(extract_contacts(probs, contact))
+    if nodata is not None:
+        probs[:, nodata] = 0.0  # written as zero probabilities
+    mask = argmax_uint8(probs)
+    if nodata is not None:
+        mask[nodata] = IGNORE_INDEX
+    return mask, lines
+
+
+def argmax_uint8(probs: np.ndarray) -> np.ndarray:
+    """Class ids ``(H, W)`` uint8 from probabilities ``(C, H, W)``, in row bands (no int64 (H, W) copy)."""
+    out = np.empty((probs.shape[1], probs.shape[2]), dtype=np.uint8)
+    for r0 in range(0, out.shape[0], 512):
+        out[r0 : r0 + 512] = probs[:, r0 : r0 + 512].argmax(0)
+    return out
+
+
+@dataclass
+class UnitMap:
+    """The units and contact of one image (:meth:`UnitMapper.map`).
+
+    Attributes:
+        image: Float32 ``(H, W, C)`` in [0, 1], the image as predicted (C as read: 1 or 3).
+        probabilities: Float32 ``(3, H, W)``, each pixel's class probabilities after the minimum mapping
+            unit's merges (``predict.py``'s ``prob.tif``); zeros at no-data pixels.
+        mask: uint8 ``(H, W)``: 0 ``smooth_volcanic``, 1 ``rough_olivine``, 2 ``other``, 255 no data.
+        contacts: The contact lines (``predict.py``'s ``<stem>.contact.geojson``): pixel coordinates with
+            x = column and y = row from the top-left pixel's corner, ``confidence`` in [0, 1], and
+            ``ground_m`` (metres in the camera's site frame) where the camera sees the ground within
+            ``max_range_m``; a contact crossing that range is split into pieces sharing its ``contact_id``.
+        camera: The camera the ground coordinates came from, or None.
+    """
+
+    image: np.ndarray
+    probabilities: np.ndarray
+    mask: np.ndarray
+    contacts: list[ContactLine] = field(default_factory=list)
+    camera: CameraModel | None = None
+
+    @property
+    def unit_fractions(self) -> dict[str, float]:
+        """Fraction of the image's pixels in each class (no-data pixels count in the denominator, as in
+        ``manifest.csv``'s ``frac_*`` columns)."""
+        return dict(zip(CLASS_NAMES, unit_fractions(self.mask), strict=True))
+
+    def overlay(self) -> np.ndarray:
+        """uint8 ``(H, W, 3)``: the image with each unit tinted and the contact coloured by confidence
+        (``predict.py``'s ``<stem>.overlay.png``)."""
+        return overlay_image(self.image, self.mask, self.contacts)
+
+    def write_contacts(self, path: str | os.PathLike[str]) -> Path:
+        """Write :attr:`contacts` as a contact GeoJSON file (the format of ``<stem>.contact.geojson``,
+        README "Outputs"). Returns the path."""
+        height, width = self.mask.shape
+        return write_contacts(path, self.contacts, width, height)
+
+
+class UnitMapper:
+    """A loaded model that maps units and contacts in one image at a time (module docstring).
+
+    Args:
+        model: A :class:`~marsunits.task.SegmentationTask` (``load_model``'s result); use :meth:`load`.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (bf16 on CUDA and CPUs with AMX, else float32), ``32`` or ``bf16``.
+        tile, overlap, batch_size, tta, min_unit_area_px, nodata_max, max_range_m, channels_last,
+            fold_batchnorm, max_megapixels: As ``predict.py``'s options of those names
+            (``configs/predict.yaml``).
+        contact: ``predict.py``'s ``contact`` options (a mapping of the keys to change, or a
+            :class:`~marsunits.boundary.extract.ContactConfig`).
+
+    Raises:
+        ConfigError: A value out of its range, named as ``predict.py`` names it.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str = PredictOptions.device,
+        precision: str = PredictOptions.precision,
+        tile: int | None = PredictOptions.tile,
+        overlap: float = PredictOptions.overlap,
+        batch_size: int = PredictOptions.batch_size,
+        tta: bool = PredictOptions.tta,
+        min_unit_area_px: int = PredictOptions.min_unit_area_px,
+        nodata_max: float | None = PredictOptions.nodata_max,
+        max_range_m: float = PredictOptions.max_range_m,
+        contact: Mapping[str, Any] | ContactConfig | None = None,
+        channels_last: bool = PredictOptions.channels_last,
+        fold_batchnorm: bool = PredictOptions.fold_batchnorm,
+        max_megapixels: float | None = PredictOptions.max_megapixels,
+    ) -> None:
+        # predict.py's own checks, so a value is refused here in the same words as on its command line.
+        PredictOptions(
+            ckpt_path="",
+            input_dir="",
+            output_dir="",
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            min_unit_area_px=min_unit_area_px,
+            nodata_max=nodata_max,
+            max_range_m=max_range_m,
+            max_megapixels=max_megapixels,
+        ).check_values()
+        self.contact = contact if isinstance(contact, ContactConfig) else read_contact_config(contact or {})
+        self.device = select_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.metadata: dict[str, Any] = dict(model.metadata)
+        stride = int(self.metadata.get("size_divisor", 32))
+        self.tile = int(tile if tile is not None else self.metadata["tile_size"])
+        try:
+            make_grid(1, 1, self.tile, overlap, stride)
+        except ValueError as exc:
+            raise ConfigError(f"bad tile/overlap for this model: {exc}") from exc
+        self.in_channels = int(self.metadata["in_channels"])
+        self.min_unit_area_px = int(min_unit_area_px)
+        self.nodata_max = None if nodata_max is None else float(nodata_max)
+        self.max_range_m = float(max_range_m)
+        #: Largest image file read (header checked before decoding); None: no limit at all.
+        self.max_megapixels = math.inf if max_megapixels is None else float(max_megapixels)
+        forward = TorchForward(
+            model,
+            self.device,
+            channels_last=channels_last,
+            precision=self.precision,
+            fold_bn=fold_batchnorm,
+        )
+        self.predictor = Predictor(
+            forward,
+            in_channels=self.in_channels,
+            tile=self.tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=self.device,
+            num_classes=int(self.metadata["num_classes"]),
+            stride=stride,
+            mirror_average=bool(tta),
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, trust_checkpoint: bool = False, **options: Any
+    ) -> UnitMapper:
+        """Load a model package folder (``python -m marsunits.export``; safe) or a ``.ckpt`` written by
+        ``train.py``, and make a mapper of it.
+
+        Args:
+            path: The package folder (or its ``model.json``) or the checkpoint file.
+            trust_checkpoint: Also load a ``.ckpt`` whose pickle needs arbitrary Python objects (it can run
+                code: only for files you trust), as ``predict.py trust_checkpoint=true``.
+            **options: The keyword arguments of :class:`UnitMapper`.
+
+        Raises:
+            FileNotFoundError: No such file or folder.
+            marsunits.task.CheckpointError: Not a usable marsunits model (the message says why and what
+                to do).
+            ConfigError: An option out of its range.
+        """
+        from marsunits.model_package import load_model  # imports Lightning: only when a model is loaded
+
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"model {path} does not exist; give a .ckpt written by train.py or a model package folder "
+                "(python -m marsunits.export)"
+            )
+        return cls(load_model(path, map_location="cpu", trust_checkpoint=trust_checkpoint), **options)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings this mapper predicts with, under ``predict.py``'s option names."""
+        return {
+            "device": str(self.device),
+            "precision": self.precision,
+            "tile": self.tile,
+            "overlap": self.predictor.overlap,
+            "batch_size": self.predictor.batch_size,
+            "tta": self.predictor.mirror_average,
+            "min_unit_area_px": self.min_unit_area_px,
+            "nodata_max": self.nodata_max,
+            "max_range_m": self.max_range_m,
+            "max_megapixels": None if math.isinf(self.max_megapixels) else self.max_megapixels,
+            "contact": asdict(self.contact),
+        }
+
+    def map(
+        self,
+        image: str | os.PathLike[str] | np.ndarray,
+        camera: CameraModel | str | os.PathLike[str] | None = BESIDE,
+    ) -> UnitMap:
+        """Map the units and their contact in one image.
+
+        Args:
+            image: An image file (read as ``predict.py`` reads it: EXIF orientation applied, 16-bit and
+                12-bit data scaled, alpha dropped), or a numpy array ``(H, W)`` or ``(H, W, C)`` with C 1 or
+                3: uint8 (0-255), uint16 (0-65535) or float in [0, 1].
+            camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
+                image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
+                ``../cameras/<stem>.json``), none for an array; a camera JSON file; a
+                :class:`~marsunits.boundary.camera.base.CameraModel`; or None for pixels only.
+
+        Raises:
+            marsunits.data.io.ImageReadError: The file cannot be read as an image.
+            ValueError: An array of another shape or dtype, or values outside [0, 1]; a camera file that
+                is broken (``CameraFileError``) or made for another image size.
+        """
+        path = None
+        if isinstance(image, np.ndarray):
+            pixels = _array_image(image)
+        else:
+            path = Path(image).expanduser()
+            pixels = read_image(path, max_megapixels=self.max_megapixels)
+        x = torch.from_numpy(to_channels(pixels, self.in_channels)).permute(2, 0, 1)
+        probs = self.predictor.predict(x)
+        mask, lines = units_and_contacts(
+            probs,
+            pixels,
+            min_unit_area_px=self.min_unit_area_px,
+            nodata_max=self.nodata_max,
+            contact=self.contact,
+        )
+        height, width = mask.shape
+        found: CameraModel | None
+        if isinstance(camera, str) and camera == BESIDE:
+            found = None if path is None else image_camera(path, self.max_megapixels)
+        elif camera is None or isinstance(camera, CameraModel):
+            found = camera
+        else:
+            found = load_camera(camera)
+        if found is not None:
+            if path is not None:  # predict.py's own checks and warnings, naming the image
+                lines = add_ground_coordinates(path, lines, width, height, self.max_range_m, camera=found)
+            else:
+                if (found.image_width, found.image_height) != (width, height):
+                    raise ValueError(
+                        f"the camera is for a {found.image_width}x{found.image_height} image but the array "
+                        f"is {width}x{height}; give the camera of this image (or camera=None)"
+                    )
+                lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
+        # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
+        return UnitMap(pixels, probs, mask, as_stored(lines), found)
+
+
+def _array_image(array: np.ndarray) -> np.ndarray:
+    """A numpy image as float32 ``(H, W, C)`` in [0, 1] (see :meth:`UnitMapper.map`).
+
+    Raises:
+        ValueError: Naming the shape, dtype or value range found and what is expected.
+    """
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(
+            f"expected an image array of shape (H, W) or (H, W, C) with C = 1 or 3, got {array.shape}"
+            + (
+                "; drop the alpha channel first (image[..., :3])"
+                if array.ndim == 3 and array.shape[2] == 4
+                else ""
+            )
+        )
+    if array.dtype not in (np.uint8, np.uint16) and not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"expected a uint8, uint16 or float image array, got dtype {array.dtype}; convert it, e.g. "
+            "image.astype(np.float32) / its full-scale value"
+        )
+    pixels = scale_to_unit(array)
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(pixels)
+        if not finite.all() or pixels.min() < 0.0 or pixels.max() > 1.0:
+            low, high = (float(pixels[finite].min()), float(pixels[finite].max())) if finite.any() else (0, 0)
+            raise ValueError(
+                f"a float image array must hold values in [0, 1], got {low:g} to {high:g}"
+                + (" and non-finite values" if not finite.all() else "")
+                + "; divide it by its full-scale value (255 for 8-bit data) first"
+            )
+    return np.ascontiguousarray(pixels)

@@ -1,0 +1,213 @@
+"""``UnitMapper``: one image mapped from Python gives what ``predict.py`` writes for it, with its defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from marsunits.boundary.camera.io import load_camera
+from marsunits.boundary.contact_io import read_contacts
+from marsunits.data.io import read_mask
+from marsunits.errors import ConfigError
+from marsunits.inference import PredictOptions, UnitMapper, run
+from marsunits.inference.options import read_contact_config
+
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .conftest import CONFIG_DIR, compose_config
+    from .test_predict import TILE, make_cfg
+except ImportError:
+    from conftest import CONFIG_DIR, compose_config  # type: ignore[no-redef]
+    from test_predict import TILE, make_cfg  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two synthetic scenes with their cameras (``images/``, ``cameras/``), tiled by the 64 px windows."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("scenes")
+    generate_dataset(root, 2, seed=3, config=SceneConfig(width=128, height=96, p_contact=1.0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory, scenes: Path) -> Path:
+    """A checkpoint of the tiny network (configs/model/tiny.yaml) whose maps have contacts on the scenes.
+
+    An untrained network calls nearly every pixel one class, so its contact lists are empty and comparing
+    them compares nothing. Here the output layer is scaled up and its biases centred on the scenes' mean
+    logits (``other`` one lower): the two units then alternate in patches with contacts between them.
+    """
+    import torch
+    from lightning import Trainer
+    from torch.utils.data import DataLoader
+
+    from marsunits.data.io import read_image
+    from marsunits.task import SegmentationTask
+
+    tiny = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
+    torch.manual_seed(0)
+    task = SegmentationTask(
+        arch="unet",
+        encoder=tiny.encoder,
+        encoder_weights=None,
+        encoder_depth=tiny.encoder_depth,
+        decoder_channels=list(tiny.decoder_channels),
+        in_channels=3,
+        tile_size=TILE,
+        dataset="test",
+        scheduler="none",
+    )
+    samples = [{"image": torch.rand(3, TILE, TILE), "mask": torch.randint(0, 3, (TILE, TILE)), "path": "0"}]
+    trainer = Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(task, DataLoader(samples, batch_size=1))
+    images = torch.stack(
+        [torch.from_numpy(read_image(p)).permute(2, 0, 1) for p in sorted((scenes / "images").glob("*.png"))]
+    )
+    head = task.model.segmentation_head[0]
+    task.eval()
+    with torch.no_grad():
+        head.weight *= 20
+        head.bias *= 20
+        head.bias -= task(images).mean((0, 2, 3))
+        head.bias[2] -= 1.0
+    path = tmp_path_factory.mktemp("ckpt") / "contacts.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_an_image_mapped_in_python_gives_predict_py_outputs(tmp_path: Path, ckpt: Path, scenes: Path) -> None:
+    out = tmp_path / "out"
+    extra = ("precision=32", "save_probabilities=true", "probability_dtype=float16", "max_range_m=60")
+    assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, *extra)) == 0
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, max_range_m=60)
+    contacts = grounded = 0
+    for image in sorted((scenes / "images").glob("*.png")):
+        result = mapper.map(image)
+        stem = image.stem
+        assert result.camera is not None  # found as predict.py finds it: ../cameras/<stem>.json
+        np.testing.assert_array_equal(result.mask, read_mask(out / f"{stem}.mask.png"))
+        lines, size = read_contacts(out / f"{stem}.contact.geojson")
+        assert size == (result.mask.shape[1], result.mask.shape[0])
+        assert len(result.contacts) == len(lines)
+        for mine, written in zip(result.contacts, lines, strict=True):
+            np.testing.assert_array_equal(mine.pixels, written.pixels)
+            assert mine.confidence == written.confidence
+            assert mine.extra.get("contact_id") == written.extra.get("contact_id")
+            if written.ground_m is None:
+                assert mine.ground_m is None
+            else:
+                np.testing.assert_array_equal(mine.ground_m, written.ground_m)
+                grounded += 1
+        contacts += len(lines)
+        overlay = np.asarray(Image.open(out / f"{stem}.overlay.png").convert("RGB"))
+        np.testing.assert_array_equal(result.overlay(), overlay)
+        import tifffile
+
+        probs = tifffile.imread(out / f"{stem}.prob.tif").astype(np.float32)
+        np.testing.assert_allclose(result.probabilities, probs, atol=1e-3)  # float16 in the file
+        fractions = result.unit_fractions
+        assert sum(fractions.values()) == pytest.approx(1.0)
+        assert fractions["other"] == pytest.approx(float((result.mask == 2).mean()))
+    # The tiny random network's probabilities cross p0 = p1 in many places: the comparison covers lines,
+    # and ground coordinates (the synthetic cameras see the ground), not just empty lists.
+    assert contacts > 0 and grounded > 0
+
+
+def test_an_array_maps_as_its_file_does_and_cameras_are_given_three_ways(ckpt: Path, scenes: Path) -> None:
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, max_range_m=60)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    camera_file = scenes / "cameras" / f"{image.stem}.json"
+    from_file = mapper.map(image)
+    array = np.asarray(Image.open(image).convert("RGB"))
+    assert array.dtype == np.uint8
+    from_array = mapper.map(array)  # no file, so no camera beside it: pixels only
+    np.testing.assert_array_equal(from_array.mask, from_file.mask)
+    assert from_array.camera is None and all(line.ground_m is None for line in from_array.contacts)
+    pixels_only = mapper.map(image, camera=None)  # pixels only, even for a file with a camera beside it
+    assert all(line.ground_m is None for line in pixels_only.contacts)
+    assert [line.pixels.tolist() for line in from_array.contacts] == [
+        line.pixels.tolist() for line in pixels_only.contacts
+    ]
+    grounds = [None if line.ground_m is None else line.ground_m.tolist() for line in from_file.contacts]
+    assert any(g is not None for g in grounds)
+    for camera in (camera_file, str(camera_file), load_camera(camera_file)):
+        with_camera = mapper.map(array, camera=camera)
+        assert [
+            None if ln.ground_m is None else ln.ground_m.tolist() for ln in with_camera.contacts
+        ] == grounds
+    # Float in [0, 1] and 16-bit data give the same mask as the 8-bit array they scale.
+    np.testing.assert_array_equal(mapper.map(array.astype(np.float32) / 255).mask, from_file.mask)
+    np.testing.assert_array_equal(mapper.map(array.astype(np.uint16) * 257).mask, from_file.mask)
+    # Several results make a contact map, as predict.py map=true does with its files.
+    from marsunits.boundary import build_contact_map
+
+    maps = build_contact_map([(image.name, from_file.contacts, from_file.camera)], scenes / "map", 60)
+    assert sorted(p.suffix for p in maps) == [".geojson", ".png"]
+    assert json.loads(maps[0].with_suffix(".geojson").read_text())["features"]
+    written = from_file.write_contacts(scenes / "mine.contact.geojson")
+    lines, size = read_contacts(written)
+    assert size == (array.shape[1], array.shape[0]) and len(lines) == len(from_file.contacts)
+
+
+def test_bad_arrays_cameras_and_options_say_what_to_do(ckpt: Path, scenes: Path) -> None:
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"\(64, 64, 4\); drop the alpha channel first"):
+        mapper.map(rgba)
+    with pytest.raises(ValueError, match=r"dtype int32"):
+        mapper.map(np.zeros((64, 64), np.int32))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\], got 0 to 255; divide it"):
+        mapper.map(np.full((64, 64, 3), 255.0, np.float32) * np.eye(64, dtype=np.float32)[:, :, None])
+    with pytest.raises(ValueError, match=r"non-finite"):
+        mapper.map(np.full((64, 64), np.nan, np.float32))
+    camera = load_camera(sorted((scenes / "cameras").glob("*.json"))[0])  # for a 128 x 96 image
+    with pytest.raises(ValueError, match=r"for a 128x96 image but the array is 64x64"):
+        mapper.map(np.zeros((64, 64, 3), np.uint8), camera=camera)
+    # Options are refused in predict.py's own words.
+    with pytest.raises(ConfigError, match=r"min_unit_area_px must be a whole number of pixels >= 0"):
+        UnitMapper.load(ckpt, min_unit_area_px=-1)
+    with pytest.raises(ConfigError, match=r"unknown contact option\(s\) \['min_lenght_px'\]"):
+        UnitMapper.load(ckpt, contact={"min_lenght_px": 5})
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.ckpt does not exist; give a \.ckpt"):
+        UnitMapper.load(ckpt.parent / "nowhere.ckpt")
+
+
+def test_the_mapper_s_defaults_are_predict_py_s(tmp_path: Path, ckpt: Path) -> None:
+    """The defaults come from ``PredictOptions``; that class must agree with ``configs/predict.yaml``."""
+    cfg = compose_config("predict", tmp_path / "hydra")
+    for f in dataclasses.fields(PredictOptions):
+        if f.name in ("ckpt_path", "input_dir", "output_dir", "logger"):
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        value = cfg[f.name]
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if isinstance(default, tuple):
+            default = list(default)
+        if f.name == "contact":  # the config spells the ContactConfig defaults out
+            assert read_contact_config(value) == read_contact_config(default), f.name
+        else:
+            assert value == default, f.name
+    config = UnitMapper.load(ckpt, device="cpu").config
+    for key in ("overlap", "batch_size", "tta", "min_unit_area_px", "nodata_max", "max_range_m"):
+        assert config[key] == cfg[key], key
+    assert config["tile"] == cfg.tile and config["max_megapixels"] == cfg.max_megapixels
+    assert config["contact"] == dataclasses.asdict(read_contact_config(OmegaConf.to_container(cfg.contact)))
+    assert json.loads(json.dumps(config)) == config  # plain values, for a notebook's record
+    assert not math.isinf(config["max_megapixels"])
