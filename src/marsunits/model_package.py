@@ -430,8 +430,9 @@ def load_package(
         if _comparable(key, hparams.get(key)) != _comparable(key, metadata.get(key)):
             raise CheckpointError(
                 f"{json_path} is inconsistent: hparams {key}={hparams.get(key)!r} but metadata says "
-                f"{metadata.get(key)!r}. The model is built from 'hparams', so an edit of 'metadata' alone "
-                "would be ignored: make the two the same (edit both), or re-export the package."
+                f"{metadata.get(key)!r}. The model is built from 'hparams' and described and checked by "
+                "'metadata', so a key edited in one copy alone is half ignored: make the two the same (edit "
+                "both), or re-export the package."
             )
     if not weights_path.is_file():
         raise FileNotFoundError(
