@@ -1,0 +1,463 @@
+"""Camera files from PDS labels (``python -m marsunits.boundary.camera.from_label``).
+
+The fixtures are written here, with numbers of our own (a pinhole camera turned into CAHV(OR) vectors), in
+the layout of real public labels:
+
+* PDS3 detached, MSL style: the Mastcam RDR label ``1664MR0086340000802438C00_DRCL.LBL`` (in USGS ``ale``'s
+  test data): ``GROUP = GEOMETRIC_CAMERA_MODEL_PARMS`` with ``MODEL_COMPONENT_ID = ("C","A","H","V")``,
+  tuples broken across lines (``( 6.8e-01, 5.2e-01,\\n-1.9e+00 )``), ``REFERENCE_COORD_SYSTEM_NAME =
+  ROVER_NAV_FRAME``, ``COORDINATE_SYSTEM_INDEX_NAME`` / ``REFERENCE_COORD_SYSTEM_INDEX`` lists, a
+  ``ROVER_COORDINATE_SYSTEM_PARMS`` group referenced to ``SITE_FRAME``, and ``OBJECT = IMAGE`` with
+  ``LINES`` / ``LINE_SAMPLES`` at the end;
+* PDS3 attached, MSL Navcam EDR style (``NLB_...EDR_F...M1.IMG``): ``RECORD_BYTES``, ``LABEL_RECORDS``,
+  ``^IMAGE_HEADER`` / ``^IMAGE`` pointers, the label then binary pixels in one file;
+* PDS3, MER style: ``GROUP = GEOMETRIC_CAMERA_MODEL`` (no ``_PARMS``) and ``ROVER_COORDINATE_SYSTEM``;
+* PDS4, Mars 2020 style (the IMG dictionary's example label, ``pds-data-dictionaries/ldd-img``):
+  ``geom:Geometry`` / ``geom:Geometry_Lander`` (``geom:geometry_state`` Telemetry) /
+  ``geom:Camera_Model_Parameters`` with ``geom:model_type``, ``geom:CAHVOR_Model`` (``geom:Vector_Center``
+  with ``unit="m"`` positions, ``geom:Vector_Axis`` ``x_unit``.., ``geom:Vector_Horizontal`` ``x_pixel``..,
+  ``geom:Radial_Terms`` ``c0..c2``), ``geom:Coordinate_Space_Reference`` / ``geom:Coordinate_Space_Indexed``,
+  and ``geom:Coordinate_Space_Definition`` elements whose reference is a ``Local_Internal_Reference``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marsunits.boundary.camera import CahvCamera, CahvorCamera, PinholeCamera, cahv_from_pinhole, ned_to_flu
+from marsunits.boundary.camera.from_label import LabelError, convert_label, main, read_label
+from marsunits.boundary.camera.io import find_camera, load_camera
+
+GROUND = 1.722  # the rover stands 1.722 m above its site frame's origin (ORIGIN_OFFSET_VECTOR z = -1.722)
+
+
+def _label_vectors(height_m: float, distort: bool) -> dict[str, list[float]]:
+    """CAHV(OR) vectors in a z-down PDS frame, rounded as a label prints them (7 significant digits)."""
+    pin = PinholeCamera(
+        image_width=128, image_height=96, hfov_deg=50.0, pitch_deg=28.0, yaw_deg=-35.0, height_m=height_m,
+        x_m=2.5, y_m=-1.25,
+    )  # fmt: skip
+    cahv = cahv_from_pinhole(pin)
+    vec = {k: ned_to_flu(getattr(cahv, k)) for k in "CAHV"}
+    if distort:
+        O = cahv.A + np.array([0.004, -0.006, 0.003])
+        vec["O"] = ned_to_flu(O / np.linalg.norm(O))
+        vec["R"] = np.array([0.0012, -0.061, 0.018])
+    return {k: [float(f"{x:.6e}") for x in v] for k, v in vec.items()}
+
+
+def _odl(v: list[float]) -> str:
+    """An ODL tuple broken across lines, as MSL labels print them."""
+    return f"( {v[0]:.6e}, {v[1]:.6e},\n{v[2]:.6e} )"
+
+
+def _pds3(
+    vec: dict[str, list[float]],
+    frame: str = "ROVER_NAV_FRAME",
+    group: str = "GEOMETRIC_CAMERA_MODEL_PARMS",
+    model_type: str | None = None,
+    rover_group: str = "ROVER_COORDINATE_SYSTEM_PARMS",
+    rover_frame: str = "ROVER_NAV_FRAME",
+    head: str = "",
+) -> str:
+    letters = list(vec)
+    ids = ",".join(f'"{k}"' for k in letters)
+    comps = "\n".join(
+        f" MODEL_COMPONENT_{i + 1}                   = {_odl(vec[k])}" for i, k in enumerate(letters)
+    )
+    index = "(62 )" if frame == "SITE_FRAME" else "(62, 660, 8, \n 0, 0, 0, \n 306, 108, \n 0, 0 )"
+    names = (
+        '("SITE" )'
+        if frame == "SITE_FRAME"
+        else '("SITE", "DRIVE", "POSE",\n "ARM", "CHIMRA", "DRILL",\n "RSM", "HGA",\n "DRT", "IC")'
+    )
+    return f"""PDS_VERSION_ID                    = PDS3
+{head}
+/* Identification Data Elements */
+INSTRUMENT_HOST_ID                  = MSL
+INSTRUMENT_ID                       = NAV_LEFT_B
+SOURCE_PRODUCT_ID                   =
+"NavLRecoveredProduct_0562880080-46707-1"
+
+/* Camera Model Data Elements */
+
+GROUP                              = {group}
+ ^MODEL_DESC                         = "GEOMETRIC_CM.TXT"
+ FILTER_NAME                         = MASTCAM_R0_CLEAR
+ MODEL_TYPE                          = {model_type or ("CAHVOR" if "O" in vec else "CAHV")}
+ MODEL_COMPONENT_ID                  = ({ids})
+ MODEL_COMPONENT_UNIT                = ("METER", "N/A", "PIXEL", "PIXEL", "N/A", "N/A")
+{comps}
+ REFERENCE_COORD_SYSTEM_NAME         = {frame}
+ COORDINATE_SYSTEM_INDEX_NAME        = {names}
+ REFERENCE_COORD_SYSTEM_INDEX        = {index}
+END_GROUP                          = {group}
+
+/* Coordinate System State: Rover */
+
+GROUP                              = {rover_group}
+ COORDINATE_SYSTEM_NAME              = {rover_frame}
+ COORDINATE_SYSTEM_INDEX_NAME        = ("SITE", "DRIVE", "POSE",
+                                        "ARM", "CHIMRA", "DRILL",
+                                        "RSM", "HGA",
+                                        "DRT", "IC")
+ COORDINATE_SYSTEM_INDEX             = (62, 660, 8, 0, 0, 0, 306, 108, 0, 0 )
+ ORIGIN_OFFSET_VECTOR                = (-31.535181, -26.566465, {-GROUND})
+ ORIGIN_ROTATION_QUATERNION          = (0.1210291, 0.0842448, 0.0035116, -0.9890614)
+ POSITIVE_AZIMUTH_DIRECTION          = CLOCKWISE
+ REFERENCE_COORD_SYSTEM_NAME         = SITE_FRAME
+END_GROUP                          = {rover_group}
+
+GROUP                              = DERIVED_IMAGE_PARMS
+ MSL:MINIMUM_FOCUS_DISTANCE          = 2.2 <m>
+ SAMPLE_BIT_MASK                     = 2#11111111#
+END_GROUP                          = DERIVED_IMAGE_PARMS
+
+OBJECT                            = IMAGE
+  INTERCHANGE_FORMAT              = BINARY
+  LINES                           = 96
+  LINE_SAMPLES                    = 128
+  SAMPLE_TYPE                     = UNSIGNED_INTEGER
+  SAMPLE_BITS                     = 8
+  BANDS                           = 1
+END_OBJECT                        = IMAGE
+
+END
+"""
+
+
+def _attached_img(path: Path, label: str) -> None:
+    """The label at the head of an .IMG, padded to whole records, then the binary pixels."""
+    record = 128
+    records = -(-(len(label) + 200) // record)
+    head = f"RECORD_TYPE = FIXED_LENGTH\nRECORD_BYTES = {record}\nLABEL_RECORDS = {records}\n"
+    head += f'^IMAGE_HEADER = ("{path.name}", {records})\n^IMAGE = ("{path.name}", {records + 1})\n'
+    text = label.replace("PDS_VERSION_ID                    = PDS3\n", f"PDS_VERSION_ID = PDS3\n{head}", 1)
+    body = text.encode("ascii").ljust(records * record, b" ")
+    pixels = np.random.default_rng(0).integers(0, 256, 128 * 96, dtype=np.uint8).tobytes()
+    path.write_bytes(body + pixels)
+
+
+def _pds4(vec: dict[str, list[float]], model_type: str = "CAHVOR", initial: dict | None = None) -> str:
+    """A Mars 2020 style PDS4 label, camera model in SITE_FRAME 30, rover (ROVER_NAV_FRAME) referenced to
+    ``SITE_FRAME_30`` by a local identifier."""
+
+    def xyz(name: str, v: list[float], kind: str, unit: str = "") -> str:
+        u = f' unit="{unit}"' if unit else ""
+        return (
+            f"<geom:{name}><geom:x_{kind}{u}>{v[0]!r}</geom:x_{kind}>"
+            f"<geom:y_{kind}{u}>{v[1]!r}</geom:y_{kind}><geom:z_{kind}{u}>{v[2]!r}</geom:z_{kind}></geom:{name}>"
+        )
+
+    def model(v: dict[str, list[float]]) -> str:
+        inner = xyz("Vector_Center", v["C"], "position", "m") + xyz("Vector_Axis", v["A"], "unit")
+        inner += xyz("Vector_Horizontal", v["H"], "pixel") + xyz("Vector_Vertical", v["V"], "pixel")
+        if model_type != "CAHV":
+            inner += xyz("Vector_Optical", v["O"], "unit")
+            inner += (
+                "<geom:Radial_Terms>"
+                + "".join(f"<geom:c{i}>{x!r}</geom:c{i}>" for i, x in enumerate(v["R"]))
+                + "</geom:Radial_Terms>"
+            )
+        if model_type == "CAHVORE":
+            inner += "<geom:Entrance_Terms><geom:c0>-8.0e-09</geom:c0><geom:c1>1.0e-08</geom:c1>"
+            inner += "<geom:c2>-2.9e-08</geom:c2></geom:Entrance_Terms>"
+        return f"<geom:{model_type}_Model>{inner}</geom:{model_type}_Model>"
+
+    def params(v: dict[str, list[float]]) -> str:
+        return f"""<geom:Camera_Model_Parameters>
+            <geom:model_type>{model_type}</geom:model_type>
+            <geom:calibration_source_id>1</geom:calibration_source_id>
+            {model(v)}
+            <geom:Coordinate_Space_Reference>
+              <geom:Coordinate_Space_Indexed>
+                <geom:coordinate_space_frame_type>SITE_FRAME</geom:coordinate_space_frame_type>
+                <geom:Coordinate_Space_Index>
+                  <geom:index_id>SITE</geom:index_id>
+                  <geom:index_value_number>30</geom:index_value_number>
+                </geom:Coordinate_Space_Index>
+              </geom:Coordinate_Space_Indexed>
+            </geom:Coordinate_Space_Reference>
+          </geom:Camera_Model_Parameters>"""
+
+    other = (
+        ""
+        if initial is None
+        else f"""<geom:Geometry_Lander>
+          <geom:geometry_state>Initial</geom:geometry_state>
+          {params(initial)}
+        </geom:Geometry_Lander>"""
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<?xml-model href="https://pds.nasa.gov/pds4/pds/v1/PDS4_PDS_1G00.sch" schematypens="http://purl.oclc.org/dsdl/schematron"?>
+<Product_Observational xmlns="http://pds.nasa.gov/pds4/pds/v1"
+    xmlns:geom="http://pds.nasa.gov/pds4/geom/v1"
+    xmlns:img="http://pds.nasa.gov/pds4/img/v1"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <Identification_Area>
+    <logical_identifier>urn:nasa:pds:mars2020_navcam_ops_calibrated:data:nlf_test</logical_identifier>
+  </Identification_Area>
+  <Observation_Area>
+    <Discipline_Area>
+      <geom:Geometry>
+        {other}
+        <geom:Geometry_Lander>
+          <geom:geometry_state>Telemetry</geom:geometry_state>
+          <local_identifier>geom_telemetry_state</local_identifier>
+          {params(vec)}
+          <geom:Coordinate_Space_Definition>
+            <local_identifier>ROVER_NAV_FRAME_30_1344_4_0_0_0_2_0_0_0</local_identifier>
+            <geom:Coordinate_Space_Present>
+              <geom:Coordinate_Space_Indexed>
+                <geom:coordinate_space_frame_type>ROVER_NAV_FRAME</geom:coordinate_space_frame_type>
+                <geom:Coordinate_Space_Index>
+                  <geom:index_id>SITE</geom:index_id>
+                  <geom:index_value_number>30</geom:index_value_number>
+                </geom:Coordinate_Space_Index>
+                <geom:Coordinate_Space_Index>
+                  <geom:index_id>DRIVE</geom:index_id>
+                  <geom:index_value_number>1344</geom:index_value_number>
+                </geom:Coordinate_Space_Index>
+              </geom:Coordinate_Space_Indexed>
+            </geom:Coordinate_Space_Present>
+            <geom:Vector_Origin_Offset>
+              <geom:x_position unit="m">94.6281</geom:x_position>
+              <geom:y_position unit="m">-118.938</geom:y_position>
+              <geom:z_position unit="m">{-GROUND}</geom:z_position>
+            </geom:Vector_Origin_Offset>
+            <geom:Coordinate_Space_Reference>
+              <Local_Internal_Reference>
+                <local_identifier_reference>SITE_FRAME_30</local_identifier_reference>
+                <local_reference_type>to_reference_coordinate_space</local_reference_type>
+              </Local_Internal_Reference>
+            </geom:Coordinate_Space_Reference>
+          </geom:Coordinate_Space_Definition>
+          <geom:Coordinate_Space_Definition>
+            <local_identifier>SITE_FRAME_30</local_identifier>
+            <geom:Coordinate_Space_Present>
+              <geom:Coordinate_Space_Indexed>
+                <geom:coordinate_space_frame_type>SITE_FRAME</geom:coordinate_space_frame_type>
+                <geom:Coordinate_Space_Index>
+                  <geom:index_id>SITE</geom:index_id>
+                  <geom:index_value_number>30</geom:index_value_number>
+                </geom:Coordinate_Space_Index>
+              </geom:Coordinate_Space_Indexed>
+            </geom:Coordinate_Space_Present>
+            <geom:Vector_Origin_Offset>
+              <geom:x_position unit="m">36.576</geom:x_position>
+              <geom:y_position unit="m">-10.604</geom:y_position>
+              <geom:z_position unit="m">-1.15378</geom:z_position>
+            </geom:Vector_Origin_Offset>
+          </geom:Coordinate_Space_Definition>
+        </geom:Geometry_Lander>
+      </geom:Geometry>
+    </Discipline_Area>
+  </Observation_Area>
+  <File_Area_Observational>
+    <File><file_name>nlf_test.IMG</file_name></File>
+    <Array_3D_Image>
+      <local_identifier>image_array</local_identifier>
+      <offset unit="byte">0</offset>
+      <axes>3</axes>
+      <axis_index_order>Last Index Fastest</axis_index_order>
+      <Element_Array><data_type>UnsignedByte</data_type></Element_Array>
+      <Axis_Array><axis_name>Band</axis_name><elements>1</elements><sequence_number>1</sequence_number></Axis_Array>
+      <Axis_Array><axis_name>Line</axis_name><elements>96</elements><sequence_number>2</sequence_number></Axis_Array>
+      <Axis_Array><axis_name>Sample</axis_name><elements>128</elements><sequence_number>3</sequence_number></Axis_Array>
+    </Array_3D_Image>
+  </File_Area_Observational>
+</Product_Observational>
+"""
+
+
+def _same_projection(written, reference, ground: float) -> None:
+    """``written`` (read back from the camera file) projects exactly like ``reference``."""
+    u, v = np.meshgrid(np.linspace(0.5, 127.5, 9), np.linspace(0.5, 95.5, 7))
+    np.testing.assert_array_equal(written.pixel_to_ground(u, v), reference.pixel_to_ground(u, v))
+    assert np.isfinite(written.pixel_to_ground(u, v)).any()  # the camera sees ground
+    pts = np.stack(np.meshgrid(np.linspace(-3, 8, 5), np.linspace(-6, 4, 5), [ground]), axis=-1).reshape(
+        -1, 3
+    )
+    np.testing.assert_array_equal(written.world_to_pixel(pts), reference.world_to_pixel(pts))
+    assert written.ground_z_m == reference.ground_z_m == ground
+
+
+def test_pds3_detached_cahv_rover_nav_frame(tmp_path):
+    vec = _label_vectors(height_m=1.9, distort=False)
+    (tmp_path / "1664MR0086340000802438C00_DRCL.LBL").write_text(_pds3(vec))
+    out = convert_label(tmp_path / "1664MR0086340000802438C00_DRCL.LBL")
+    assert out == tmp_path / "1664MR0086340000802438C00_DRCL.camera.json"
+    d = json.loads(out.read_text())
+    # ROVER_NAV_FRAME is forward/starboard/down: written as FLU, so the contact map says forward/left
+    assert d["frame"] == "flu" and d["model"] == "cahv"
+    assert d["site"] == "ROVER_NAV_(62,660,8)"  # site, drive, pose: the mast's counters do not move the rover
+    assert d["ground_z_m"] == 0.0 and "ROVER_NAV_FRAME" in d["pds_ground"]
+    # predict.py finds it beside the image exported from the product
+    written = find_camera(tmp_path / "1664MR0086340000802438C00_DRCL.png")
+    assert isinstance(written, CahvCamera) and written.site == "ROVER_NAV_(62,660,8)"
+    flu = {k: ned_to_flu(np.array(v)) for k, v in vec.items()}
+    _same_projection(written, CahvCamera(**flu, image_width=128, image_height=96), 0.0)
+
+
+def test_pds3_attached_cahvor_site_frame_ground_from_rover_position(tmp_path):
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    img = tmp_path / "NLB_517261274EDR_F0541610CCAM15900M1.IMG"
+    _attached_img(img, _pds3(vec, frame="SITE_FRAME"))
+    out = convert_label(img, out_dir=tmp_path / "cams")
+    assert out == tmp_path / "cams" / "NLB_517261274EDR_F0541610CCAM15900M1.camera.json"
+    d = json.loads(out.read_text())
+    assert d["frame"] == "pds" and d["model"] == "cahvor" and d["site"] == "SITE_62"
+    assert d["C"] == vec["C"] and d["R"] == vec["R"]  # as the label gives them, z down
+    written = load_camera(out)
+    flu = {k: ned_to_flu(np.array(v)) for k, v in vec.items() if k != "R"}
+    reference = CahvorCamera(**flu, R=vec["R"], image_width=128, image_height=96, ground_z_m=GROUND)
+    _same_projection(written, reference, GROUND)
+    assert isinstance(written, CahvorCamera) and written.source_frame == "ned"
+
+
+def test_pds4_cahvor_site_frame_telemetry_state(tmp_path):
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    other = _label_vectors(
+        height_m=GROUND + 1.5, distort=True
+    )  # the "Initial" state's model: not the image's
+    label = tmp_path / "NLF_0030_0677856789_123FDR_N0301344NCAM00200_01_095J01.xml"
+    label.write_text(_pds4(vec, initial=other))
+    d = json.loads(convert_label(label).read_text())
+    assert d["site"] == "SITE_30" and d["frame"] == "pds" and d["ground_z_m"] == GROUND
+    assert d["C"] == vec["C"]
+    flu = {k: ned_to_flu(np.array(v)) for k, v in vec.items() if k != "R"}
+    reference = CahvorCamera(**flu, R=vec["R"], image_width=128, image_height=96, ground_z_m=GROUND)
+    _same_projection(load_camera(label.with_name(label.stem + ".camera.json")), reference, GROUND)
+
+
+def test_pds4_cahv_model(tmp_path):
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=False)
+    label = tmp_path / "zcam.xml"
+    label.write_text(_pds4(vec, model_type="CAHV"))
+    cam = read_label(label)
+    assert cam.model == "cahv" and cam.vectors == vec and (cam.image_width, cam.image_height) == (128, 96)
+
+
+@pytest.mark.parametrize("form", ["pds3", "pds4"])
+def test_cahvore_refused_with_the_readers_advice(tmp_path, form):
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    label = tmp_path / ("hazcam.LBL" if form == "pds3" else "hazcam.xml")
+    if form == "pds3":
+        vec["E"] = [-8.0e-09, 1.0e-08, -2.9e-08]
+        label.write_text(_pds3(vec, model_type="CAHVORE"))
+    else:
+        label.write_text(_pds4(vec, model_type="CAHVORE"))
+    with pytest.raises(LabelError, match=r"hazcam\.(LBL|xml).*CAHVORE.*use a CAHVOR or CAHV model"):
+        convert_label(label)
+    assert not (tmp_path / "hazcam.camera.json").exists()
+
+
+def test_mer_rover_frame_needs_ground_height(tmp_path, capsys):
+    """MER's ROVER_FRAME origin is not documented to lie on the ground: the option is required, and said."""
+    vec = _label_vectors(height_m=1.5, distort=True)
+    label = tmp_path / "2N290711859EFFB1F3P1978L0M1.LBL"
+    label.write_text(
+        _pds3(
+            vec,
+            frame="ROVER_FRAME",
+            group="GEOMETRIC_CAMERA_MODEL",
+            rover_group="ROVER_COORDINATE_SYSTEM",
+            rover_frame="ROVER_FRAME",
+        )
+    )
+    assert main([str(label)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2  # the refusal in one line, then the count
+    assert str(label) in err[0] and "--ground-z-m" in err[0] and "ground height is not determined" in err[0]
+    assert not (tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").exists()
+    assert main([str(label), "--ground-z-m", "0.3"]) == 0
+    d = json.loads((tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").read_text())
+    assert d["ground_z_m"] == 0.3 and d["pds_ground"] == "--ground-z-m" and d["frame"] == "flu"
+    assert load_camera(tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").ground_z_m == 0.3
+
+
+def test_site_frame_without_the_rovers_place_needs_ground_height(tmp_path):
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=False)
+    text = _pds3(vec, frame="SITE_FRAME").replace("ORIGIN_OFFSET_VECTOR", "X_ORIGIN_OFFSET_VECTOR")
+    (tmp_path / "a.LBL").write_text(text)
+    with pytest.raises(LabelError, match=r"a\.LBL.*no ROVER_NAV_FRAME origin in SITE_FRAME 62.*--ground-z-m"):
+        convert_label(tmp_path / "a.LBL")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("no_group", r"bad\.LBL: no GEOMETRIC_CAMERA_MODEL_PARMS or GEOMETRIC_CAMERA_MODEL group.*write the"),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\xff\xfe",
+            r"cannot read label .*bad\.LBL: .*give the product",
+        ),
+        ("missing", r"cannot read label .*bad\.LBL: No such file"),
+        ("<?xml version='1.0'?><Product_Observational", r"cannot read label .*bad\.LBL: not well-formed XML"),
+        ("no_image", r"bad\.LBL: no IMAGE object .*image size is unknown"),
+        ("damaged", r"cannot read label .*bad\.LBL: not a PDS3 \(ODL\) .*Expecting a Block-Name"),
+    ],
+)
+def test_bad_labels_give_one_clear_error(tmp_path, content, match):
+    label = tmp_path / "bad.LBL"
+    good = _pds3(_label_vectors(height_m=1.9, distort=False))
+    if content == "no_group":
+        label.write_text(good.replace("GEOMETRIC_CAMERA_MODEL_PARMS", "CAMERA_NOTES"))
+    elif content == "damaged":
+        label.write_text(good.replace("END_OBJECT                        = IMAGE", "END_OBJECT = IMAGES"))
+    elif content == "no_image":
+        label.write_text(good.replace("= IMAGE\n", "= IMAGE_HEADER\n"))
+    elif isinstance(content, bytes):
+        label.write_bytes(content)
+    elif content != "missing":
+        label.write_text(content)
+    with pytest.raises(LabelError, match=match):
+        convert_label(label)
+
+
+def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):
+    label = tmp_path / "x.LBL"
+    label.write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    dest = tmp_path / "x.camera.json"
+    dest.write_text('{"model": "pinhole", "hand": "made"}')
+    assert main([str(label)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and json.loads(dest.read_text())["hand"] == "made"
+    assert main([str(label), "--overwrite"]) == 0
+    assert json.loads(dest.read_text())["model"] == "cahv"
+
+
+def test_batch_with_one_bad_label_writes_the_others(tmp_path, capsys):
+    vec = _label_vectors(height_m=1.9, distort=False)
+    (tmp_path / "a.LBL").write_text(_pds3(vec))
+    (tmp_path / "b.LBL").write_text("PDS_VERSION_ID = PDS3\nEND\n")
+    (tmp_path / "c.LBL").write_text(_pds3(vec))
+    assert main([str(tmp_path / n) for n in ("a.LBL", "b.LBL", "c.LBL")]) == 1
+    assert (tmp_path / "a.camera.json").is_file() and (tmp_path / "c.camera.json").is_file()
+    assert not (tmp_path / "b.camera.json").exists()
+    out, err = capsys.readouterr()
+    assert out.count("wrote ") == 2 and "b.LBL" in err and "1 of 3 labels refused" in err
+
+
+def test_label_and_image_of_one_product_do_not_write_twice(tmp_path, capsys):
+    vec = _label_vectors(height_m=1.9, distort=False)
+    (tmp_path / "p.LBL").write_text(_pds3(vec))
+    _attached_img(tmp_path / "p.IMG", _pds3(vec))
+    assert main([str(tmp_path / "p.LBL"), str(tmp_path / "p.IMG")]) == 1
+    assert "already written from" in capsys.readouterr().err
+
+
+def test_ground_option_replacing_the_labels_value_is_said(tmp_path, capsys):
+    (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    assert main([str(tmp_path / "a.LBL"), "--ground-z-m", "-0.1"]) == 0
+    assert "replaces the label's 0" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a.camera.json").read_text())["ground_z_m"] == -0.1
+
+
+def test_camera_below_the_ground_refused_naming_the_label(tmp_path):
+    (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    with pytest.raises(LabelError, match=r"a\.LBL.*not above the ground plane.*converted from the label"):
+        convert_label(tmp_path / "a.LBL", ground_z_m=5.0)
