@@ -397,6 +397,7 @@ def test_site_frame_without_the_rovers_place_needs_ground_height(tmp_path):
             r"cannot read label .*bad\.LBL: .*give the product",
         ),
         ("missing", r"cannot read label .*bad\.LBL: No such file"),
+        ("folder", r"cannot read label .*bad\.LBL: a folder or special file"),
         ("<?xml version='1.0'?><Product_Observational", r"cannot read label .*bad\.LBL: not well-formed XML"),
         ("no_image", r"bad\.LBL: no IMAGE object .*image size is unknown"),
         ("damaged", r"cannot read label .*bad\.LBL: not a PDS3 \(ODL\) .*Expecting a Block-Name"),
@@ -407,6 +408,8 @@ def test_bad_labels_give_one_clear_error(tmp_path, content, match):
     good = _pds3(_label_vectors(height_m=1.9, distort=False))
     if content == "no_group":
         label.write_text(good.replace("GEOMETRIC_CAMERA_MODEL_PARMS", "CAMERA_NOTES"))
+    elif content == "folder":
+        label.mkdir()
     elif content == "damaged":
         label.write_text(good.replace("END_OBJECT                        = IMAGE", "END_OBJECT = IMAGES"))
     elif content == "no_image":
@@ -461,3 +464,11 @@ def test_camera_below_the_ground_refused_naming_the_label(tmp_path):
     (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
     with pytest.raises(LabelError, match=r"a\.LBL.*not above the ground plane.*converted from the label"):
         convert_label(tmp_path / "a.LBL", ground_z_m=5.0)
+
+
+def test_pds4_differing_models_without_telemetry_state_refused(tmp_path):
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    text = _pds4(vec, initial=_label_vectors(height_m=GROUND + 1.5, distort=True))
+    (tmp_path / "n.xml").write_text(text.replace(">Telemetry<", ">Localized<"))
+    with pytest.raises(LabelError, match=r"n\.xml: 2 different camera models .*'Initial', 'Localized'"):
+        convert_label(tmp_path / "n.xml")

@@ -170,6 +170,10 @@ def read_label(path: str | Path) -> LabelCamera:
             or CAHVOR, or lacks the image size or the frame (the message names the file and the fix).
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # never opened: a FIFO would be read for ever
+        raise LabelError(
+            f"cannot read label {path}: a folder or special file, not a file; give the label file"
+        )
     try:
         with path.open("rb") as fh:
             head = fh.read(512)
@@ -398,23 +402,46 @@ def _read_pds4(path: Path) -> LabelCamera:
             f"{path}: no geom:Camera_Model_Parameters, so no camera model; use a product whose label carries "
             "one (the Mars 2020 camera products do), or write the camera file by hand (README, Camera files)"
         )
-    if len({ET.tostring(c) for _, c, _ in found}) > 1:
-        telemetry = [f for f in found if f[0].lower() == "telemetry"]
-        if len(telemetry) != 1:
-            states = sorted({s or "(none)" for s, _, _ in found})
-            raise LabelError(
-                f"{path}: {len(found)} different camera models (geometry states {states}) and not one "
-                "of state Telemetry; which belongs to the image cannot be told: write the camera file by "
-                "hand from the one you trust (README, Camera files)"
-            )
-        found = telemetry
-    _, cmp, scope = found[0]
-    models = [c for c in cmp if c.tag in (f"{_G}CAHV_Model", f"{_G}CAHVOR_Model", f"{_G}CAHVORE_Model")]
+    models = [(state, scope, _pds4_camera(cmp, definitions, path)) for state, cmp, scope in found]
+    telemetry = [m for m in models if m[0].lower() == "telemetry"]
+    if len(telemetry) == 1:  # the geometry the rover reported (another state is e.g. "Initial")
+        models = telemetry
+    elif len({repr(m[2]) for m in models}) > 1:
+        states = sorted({m[0] or "(none)" for m in models})
+        raise LabelError(
+            f"{path}: {len(models)} different camera models (geometry states {states}) and not one "
+            "of state Telemetry; which belongs to the image cannot be told: write the camera file by "
+            "hand from the one you trust (README, Camera files)"
+        )
+    _, scope, (model, vectors, frame, index) = models[0]
+    width, height = _pds4_image_size(root, path)
+    cam = LabelCamera(
+        model=model, vectors=vectors, image_width=width, image_height=height, frame=frame, index=index
+    )
+    rover_places = []
+    for d in scope.iter(f"{_G}Coordinate_Space_Definition"):
+        own, _ = _pds4_frame(d.find(f"{_G}Coordinate_Space_Present"), definitions)
+        ref, ref_index = _pds4_frame(d.find(f"{_G}Coordinate_Space_Reference"), definitions)
+        offset_el = d.find(f"{_G}Vector_Origin_Offset")
+        offset = (
+            None
+            if offset_el is None or len(offset_el) < 3
+            else [_xml_number(c, "geom:Vector_Origin_Offset", path, True) for c in list(offset_el)[:3]]
+        )
+        rover_places.append((own.upper(), ref.upper(), _site_of(ref_index), offset))
+    _set_ground(cam, rover_places)
+    return cam
+
+
+def _pds4_camera(
+    cmp: ET.Element, definitions: dict[str, ET.Element], path: Path
+) -> tuple[str, dict[str, list[float]], str, list[tuple[str | None, int]]]:
+    """``(model, vectors, frame, index)`` of one ``geom:Camera_Model_Parameters``."""
+    tags = (f"{_G}CAHV_Model", f"{_G}CAHVOR_Model", f"{_G}CAHVORE_Model")
+    models = [c for c in cmp if c.tag in tags]
     declared = (cmp.findtext(f"{_G}model_type") or "").strip().upper()
     if any(c.tag == f"{_G}CAHVORE_Model" for c in models):
         declared = "CAHVORE"
-    if not models and declared in ("CAHV", "CAHVOR"):
-        raise LabelError(f"{path}: model_type {declared} but no geom:{declared}_Model; the label is damaged")
     model = _model_of(
         declared or (models[0].tag.removeprefix(_G).removesuffix("_Model") if models else ""), path
     )
@@ -447,23 +474,7 @@ def _read_pds4(path: Path) -> LabelCamera:
             f"{path}: the camera model has no geom:Coordinate_Space_Reference naming its frame, so the "
             "frame of its vectors is unknown; write the camera file by hand (README, Camera files)"
         )
-    width, height = _pds4_image_size(root, path)
-    cam = LabelCamera(
-        model=model, vectors=vectors, image_width=width, image_height=height, frame=frame, index=index
-    )
-    rover_places = []
-    for d in scope.iter(f"{_G}Coordinate_Space_Definition"):
-        own, _ = _pds4_frame(d.find(f"{_G}Coordinate_Space_Present"), definitions)
-        ref, ref_index = _pds4_frame(d.find(f"{_G}Coordinate_Space_Reference"), definitions)
-        offset_el = d.find(f"{_G}Vector_Origin_Offset")
-        offset = (
-            None
-            if offset_el is None or len(offset_el) < 3
-            else [_xml_number(c, "geom:Vector_Origin_Offset", path, True) for c in list(offset_el)[:3]]
-        )
-        rover_places.append((own.upper(), ref.upper(), _site_of(ref_index), offset))
-    _set_ground(cam, rover_places)
-    return cam
+    return model, vectors, frame, index
 
 
 _LENGTH_UNITS = {"m": 1.0, "km": 1000.0, "cm": 0.01, "mm": 0.001}
