@@ -211,3 +211,20 @@ def test_the_mapper_s_defaults_are_predict_py_s(tmp_path: Path, ckpt: Path) -> N
     assert config["contact"] == dataclasses.asdict(read_contact_config(OmegaConf.to_container(cfg.contact)))
     assert json.loads(json.dumps(config)) == config  # plain values, for a notebook's record
     assert not math.isinf(config["max_megapixels"])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("tta", "no", r"tta='no': give tta=true or tta=false"),  # bool("no") is True: TTA ran, unasked
+        ("channels_last", "false", r"channels_last='false': give channels_last=true or"),
+        ("overlap", "0.5", r"overlap='0.5': give a number, e.g. overlap=0.125"),  # was a TypeError
+        ("batch_size", "4", r"batch_size='4': give a whole number, e.g. batch_size=4"),
+        ("max_megapixels", 0, r"max_megapixels=0: give a limit > 0, or max_megapixels=null"),
+    ],
+)
+def test_options_of_the_wrong_kind_are_refused_as_predict_py_refuses_them(
+    ckpt: Path, option: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        UnitMapper.load(ckpt, device="cpu", **{option: value})

@@ -17,7 +17,7 @@ from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.errors import ConfigError
 
-__all__ = ["PredictOptions", "read_contact_config", "read_labels_class_map"]
+__all__ = ["PredictOptions", "check_option_types", "read_contact_config", "read_labels_class_map"]
 
 
 @dataclass
@@ -81,9 +81,7 @@ class PredictOptions:
                 values[f.name] = (
                     OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
                 )
-        for f in fields(cls):
-            if f.name in values:
-                _check_option_type(f.name, str(f.type), values[f.name])
+        check_option_types(values)
         return cls(**values)
 
     def check_values(self) -> None:
@@ -145,6 +143,18 @@ _CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max",
 
 #: Number options where ``inf`` means "no limit" (none of them is written to the settings record).
 _INFINITY_IS_NO_LIMIT = frozenset({"max_megapixels", "max_file_mb", "onnx_tolerance"})
+
+
+def check_option_types(values: Mapping[str, Any]) -> None:
+    """Refuse option values of the wrong kind (:func:`_check_option_type`), ``values`` keyed by the
+    option names of :class:`PredictOptions` (other keys are not checked here).
+
+    Raises:
+        ConfigError: naming the option, the value and what to give.
+    """
+    for f in fields(PredictOptions):
+        if f.name in values:
+            _check_option_type(f.name, str(f.type), values[f.name])
 
 
 def _check_option_type(name: str, annotation: str, value: Any) -> None:

@@ -45,7 +45,7 @@ from marsunits.data.io import read_image, scale_to_unit, to_channels
 from marsunits.errors import ConfigError
 from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
 from marsunits.inference.nodata import nodata_mask
-from marsunits.inference.options import PredictOptions, read_contact_config
+from marsunits.inference.options import PredictOptions, check_option_types, read_contact_config
 from marsunits.inference.predictor import Predictor, select_device
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid
@@ -180,19 +180,23 @@ class UnitMapper:
         fold_batchnorm: bool = PredictOptions.fold_batchnorm,
         max_megapixels: float | None = PredictOptions.max_megapixels,
     ) -> None:
-        # predict.py's own checks, so a value is refused here in the same words as on its command line.
-        PredictOptions(
-            ckpt_path="",
-            input_dir="",
-            output_dir="",
-            tile=tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            min_unit_area_px=min_unit_area_px,
-            nodata_max=nodata_max,
-            max_range_m=max_range_m,
-            max_megapixels=max_megapixels,
-        ).check_values()
+        # predict.py's own checks, so a value is refused here in the same words as on its command line: the
+        # kind first (tta="no" was read as true by bool(), overlap="0.5" failed in the tiling with a
+        # TypeError), then the range.
+        given: dict[str, Any] = {
+            "tile": tile,
+            "overlap": overlap,
+            "batch_size": batch_size,
+            "tta": tta,
+            "min_unit_area_px": min_unit_area_px,
+            "nodata_max": nodata_max,
+            "max_range_m": max_range_m,
+            "channels_last": channels_last,
+            "fold_batchnorm": fold_batchnorm,
+            "max_megapixels": max_megapixels,
+        }
+        check_option_types(given)
+        PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values()
         self.contact = contact if isinstance(contact, ContactConfig) else read_contact_config(contact or {})
         self.device = select_device(device)
         self.precision = resolve_precision(precision, self.device)
