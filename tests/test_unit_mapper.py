@@ -228,3 +228,43 @@ def test_options_of_the_wrong_kind_are_refused_as_predict_py_refuses_them(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         UnitMapper.load(ckpt, device="cpu", **{option: value})
+
+
+def test_a_pil_image_a_tensor_and_a_bool_array_map_as_the_file_and_its_array_do(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """What a notebook has at hand is taken where its meaning is plain: a PIL image (read as its file is,
+    EXIF orientation included), a torch tensor in torch's (C, H, W) order, a bool (black and white) array."""
+    import torch
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    from_file = mapper.map(image, camera=None)
+    with Image.open(image) as im:
+        np.testing.assert_array_equal(mapper.map(im).mask, from_file.mask)
+        array = np.array(im.convert("RGB"))
+    # A JPEG turned by its EXIF tag: the PIL image maps as the file does (as displayed), not as stored.
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(array).rotate(90, expand=True).save(turned, exif=exif, quality=95)
+    with Image.open(turned) as im:
+        np.testing.assert_array_equal(mapper.map(im).mask, mapper.map(turned).mask)
+    tensor = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) uint8
+    np.testing.assert_array_equal(mapper.map(tensor).mask, from_file.mask)
+    np.testing.assert_array_equal(mapper.map(tensor.float() / 255).mask, from_file.mask)
+    grey = array[:, :, 0] > 128
+    np.testing.assert_array_equal(mapper.map(grey).mask, mapper.map(grey.astype(np.uint8) * 255).mask)
+    # Shapes and types that are not an image are refused naming them and the fix.
+    with pytest.raises(ValueError, match=r"\(\d+, \d+, 3\); for channels last \(H, W, C\), tensor\.permute"):
+        mapper.map(tensor.permute(1, 2, 0))
+    with pytest.raises(ValueError, match=r"got \(1, 3, \d+, \d+\); map one image at a time"):
+        mapper.map(tensor[None])
+    with pytest.raises(ValueError, match=r"values in \[0, 1\], got \d+ to \d+; divide it"):
+        mapper.map(tensor.float())  # never a guessed scale
+    with pytest.raises(ValueError, match=r"got \(3, \d+, \d+\); for channels first \(C, H, W\)"):
+        mapper.map(array.transpose(2, 0, 1))
+    with pytest.raises(ValueError, match=r"got \(0, 5\)"):  # the shape as given, not with a channel added
+        mapper.map(np.zeros((0, 5), np.uint8))
+    with pytest.raises(TypeError, match=r"cannot map a list: .*np\.asarray\(it\) first"):
+        mapper.map(array.tolist())  # type: ignore[arg-type]

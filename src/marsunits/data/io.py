@@ -41,6 +41,7 @@ __all__ = [
     "image_size",
     "is_image_file",
     "list_images",
+    "pil_image_native",
     "scale_to_unit",
     "widen_12_bit",
     "read_image",
@@ -554,6 +555,19 @@ def _pil_to_native(path: Path, im: Image.Image) -> np.ndarray:
         f"{path}: unsupported image mode {mode!r} (expected greyscale, grey+alpha, RGB or RGBA, 8 or 16 "
         "bit). Convert the image to 8-bit RGB or greyscale."
     )
+
+
+def pil_image_native(im: Image.Image, name: str = "the PIL image") -> np.ndarray:
+    """An image already opened with PIL (``Image.open(path)``, ``Image.fromarray(...)``) as
+    :func:`read_image_native` reads its file: EXIF orientation applied, alpha dropped (fully transparent
+    pixels black), 12-bit data in 16 bits widened (:func:`widen_12_bit`); ``(H, W, 1 or 3)`` uint8, uint16
+    or float32 in [0, 1]. (PIL itself reduces a 16-bit colour PNG to 8 bits: pass the path for all 16.)
+
+    Raises:
+        ImageReadError: Truncated or corrupt data, or a mode that is not an image's, naming ``name``.
+    """
+    where = Path(name)
+    return np.ascontiguousarray(widen_12_bit(_pil_to_native(where, _decode_pil(where, im))))
 
 
 def scale_to_unit(arr: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ mask, the probabilities and the contact lines as arrays and objects::
     from marsunits.inference import UnitMapper
 
     mapper = UnitMapper.load("model_package/")          # or a train.py .ckpt
-    result = mapper.map("sol0123/NLB_0123.png")       # or an (H, W[, C]) numpy array
+    result = mapper.map("sol0123/NLB_0123.png")       # or an (H, W[, C]) array, PIL image, (C, H, W) tensor
     result.mask                  # uint8 (H, W): 0 smooth_volcanic, 1 rough_olivine, 2 other, 255 no data
     result.contacts              # ContactLine list: pixels (x = column, y = row, origin at the top-left
                                  # pixel's corner), confidence, ground_m where the image has a camera
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 
 from marsunits.boundary.camera.base import CameraModel
@@ -41,7 +42,7 @@ from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.io import read_image, scale_to_unit, to_channels
+from marsunits.data.io import pil_image_native, read_image, scale_to_unit, to_channels
 from marsunits.errors import ConfigError
 from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
 from marsunits.inference.nodata import nodata_mask
@@ -280,15 +281,17 @@ class UnitMapper:
 
     def map(
         self,
-        image: str | os.PathLike[str] | np.ndarray,
+        image: str | os.PathLike[str] | np.ndarray | PIL.Image.Image | torch.Tensor,
         camera: CameraModel | str | os.PathLike[str] | None = BESIDE,
     ) -> UnitMap:
         """Map the units and their contact in one image.
 
         Args:
             image: An image file (read as ``predict.py`` reads it: EXIF orientation applied, 16-bit and
-                12-bit data scaled, alpha dropped), or a numpy array ``(H, W)`` or ``(H, W, C)`` with C 1 or
-                3: uint8 (0-255), uint16 (0-65535) or float in [0, 1].
+                12-bit data scaled, alpha dropped); a PIL image (``Image.open(path)``), read as its file
+                is; a numpy array ``(H, W)`` or ``(H, W, C)`` with C 1 or 3: uint8 (0-255), uint16
+                (0-65535), float in [0, 1] or bool (black and white); or a torch tensor ``(C, H, W)`` or
+                ``(H, W)`` (any device) with those dtypes and ranges.
             camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
                 ``../cameras/<stem>.json``), none for an array; a camera JSON file; a
@@ -296,15 +299,26 @@ class UnitMapper:
 
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
-            ValueError: An array of another shape or dtype, or values outside [0, 1]; a camera file that
-                is broken (``CameraFileError``) or made for another image size.
+            ValueError: An array or tensor of another shape or dtype, or values outside [0, 1]; a camera
+                file that is broken (``CameraFileError``) or made for another image size.
+            TypeError: ``image`` is none of these.
         """
         path = None
-        if isinstance(image, np.ndarray):
-            pixels = _array_image(image)
-        else:
+        if isinstance(image, (str, os.PathLike)):
             path = Path(image).expanduser()
             pixels = read_image(path, max_megapixels=self.max_megapixels)
+        elif isinstance(image, PIL.Image.Image):
+            pixels = scale_to_unit(pil_image_native(image))
+        elif isinstance(image, torch.Tensor):
+            pixels = _array_image(_tensor_image(image))
+        elif isinstance(image, np.ndarray):
+            pixels = _array_image(image)
+        else:
+            raise TypeError(
+                f"cannot map a {type(image).__name__}: give an image file's path, a numpy array (H, W) or "
+                "(H, W, C), a PIL image or a torch tensor (C, H, W)"
+                + ("; for a list, np.asarray(it) first" if isinstance(image, (list, tuple)) else "")
+            )
         x = torch.from_numpy(to_channels(pixels, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
         mask, lines = units_and_contacts(
@@ -336,23 +350,49 @@ class UnitMapper:
         return UnitMap(pixels, probs, mask, as_stored(lines), found)
 
 
+def _tensor_image(tensor: torch.Tensor) -> np.ndarray:
+    """A torch image tensor ``(C, H, W)`` (C 1 or 3, torch's order) or ``(H, W)`` as a numpy ``(H, W, C)``
+    array of the same dtype and values (bfloat16 as float32), on the CPU, for :func:`_array_image`.
+
+    Raises:
+        ValueError: Another shape (a batch, channels last), naming it and what to give.
+    """
+    shape = tuple(tensor.shape)
+    if tensor.ndim == 3 and shape[0] not in (1, 3):
+        hint = "; for channels last (H, W, C), tensor.permute(2, 0, 1)" if shape[2] in (1, 3) else ""
+        hint += "; drop the alpha channel first (tensor[:3])" if shape[0] == 4 else ""
+        raise ValueError(f"expected an image tensor of shape (C, H, W) with C = 1 or 3, got {shape}{hint}")
+    if tensor.ndim not in (2, 3):
+        hint = "; map one image at a time (tensor[0])" if tensor.ndim == 4 else ""
+        raise ValueError(f"expected an image tensor of shape (C, H, W) or (H, W), got {shape}{hint}")
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return (tensor if tensor.ndim == 2 else tensor.permute(1, 2, 0)).numpy()
+
+
 def _array_image(array: np.ndarray) -> np.ndarray:
     """A numpy image as float32 ``(H, W, C)`` in [0, 1] (see :meth:`UnitMapper.map`).
 
     Raises:
         ValueError: Naming the shape, dtype or value range found and what is expected.
     """
+    shape = array.shape  # as given, for the message
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3) or array.shape[0] < 1 or array.shape[1] < 1:
+        hint = ""
+        if array.ndim == 3 and array.shape[2] == 4:
+            hint = "; drop the alpha channel first (image[..., :3])"
+        elif array.ndim == 3 and array.shape[0] in (1, 3) and min(array.shape[1:]) > 0:
+            hint = "; for channels first (C, H, W), image.transpose(1, 2, 0)"
+        elif array.ndim == 4:
+            hint = "; map one image at a time (image[0])"
         raise ValueError(
-            f"expected an image array of shape (H, W) or (H, W, C) with C = 1 or 3, got {array.shape}"
-            + (
-                "; drop the alpha channel first (image[..., :3])"
-                if array.ndim == 3 and array.shape[2] == 4
-                else ""
-            )
+            f"expected an image array of shape (H, W) or (H, W, C) with C = 1 or 3, got {shape}{hint}"
         )
+    if array.dtype == np.bool_:  # black and white (PIL mode "1"): False is 0, True full scale
+        array = array.astype(np.uint8) * np.uint8(255)
     if array.dtype not in (np.uint8, np.uint16) and not np.issubdtype(array.dtype, np.floating):
         raise ValueError(
             f"expected a uint8, uint16 or float image array, got dtype {array.dtype}; convert it, e.g. "
