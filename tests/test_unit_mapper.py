@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from marsunits.boundary.camera.io import load_camera
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.data.io import read_mask
 from marsunits.errors import ConfigError
-from marsunits.inference import PredictOptions, UnitMapper, run
+from marsunits.inference import PredictOptions, UnitMap, UnitMapper, run
 from marsunits.inference.options import read_contact_config
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
@@ -268,3 +269,49 @@ def test_a_pil_image_a_tensor_and_a_bool_array_map_as_the_file_and_its_array_do(
         mapper.map(np.zeros((0, 5), np.uint8))
     with pytest.raises(TypeError, match=r"cannot map a list: .*np\.asarray\(it\) first"):
         mapper.map(array.tolist())  # type: ignore[arg-type]
+
+
+def test_a_camera_given_for_a_turned_file_is_turned_as_the_one_beside_it(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """A camera file describes the raster as stored; given with ``camera=``, it was used on the image as
+    displayed, so a JPEG tagged "rotate 180" put its contacts elsewhere on the ground than the same camera
+    file beside it did (and than predict.py does)."""
+    import shutil
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, max_range_m=60)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    camera_file = scenes / "cameras" / f"{image.stem}.json"
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 3  # displayed turned by 180 degrees; the stored raster is the one the camera took
+    with Image.open(image) as im:
+        im.convert("RGB").save(turned, exif=exif, quality=95)
+    shutil.copy(camera_file, tmp_path / "turned.camera.json")
+
+    def grounds(result: UnitMap) -> list[object]:
+        return [None if ln.ground_m is None else ln.ground_m.tolist() for ln in result.contacts]
+
+    beside = mapper.map(turned)
+    assert any(g is not None for g in grounds(beside))
+    for camera in (camera_file, load_camera(camera_file), beside.camera):
+        assert grounds(mapper.map(turned, camera=camera)) == grounds(beside), camera
+
+
+def test_a_camera_given_for_another_size_is_named_not_the_one_beside(ckpt: Path, scenes: Path) -> None:
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]  # 128 x 96, its camera in ../cameras/
+    other = json.loads((scenes / "cameras" / f"{image.stem}.json").read_text())
+    other.update(image_width=256, image_height=192)
+    other.pop("K", None)
+    given = scenes / "other_size.json"
+    given.write_text(json.dumps(other))
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(given))}: the camera is for a 256x192 image but .*give the camera",
+    ):
+        mapper.map(image, camera=given)
+    with pytest.raises(
+        ValueError, match=r"^the camera given: the camera is for a 256x192 image .*camera=None"
+    ):
+        mapper.map(image, camera=load_camera(given))

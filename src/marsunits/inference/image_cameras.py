@@ -28,10 +28,19 @@ _FIND = object()
 
 
 def sized_image_camera(
-    image_path: Path, width: int, height: int, camera: Any = _FIND, max_megapixels: float | None = None
+    image_path: Path,
+    width: int,
+    height: int,
+    camera: Any = _FIND,
+    max_megapixels: float | None = None,
+    source: str | None = None,
 ) -> CameraModel | None:
     """:func:`image_camera` of an image of ``width`` x ``height`` pixels (as read), or None when it has none;
     ``camera``: the image's camera when the caller already looked it up.
+
+    ``source``: where ``camera`` came from when the caller was given it rather than finding it beside the
+    image (``UnitMapper.map(..., camera=...)``): a refusal names it instead of the camera file beside the
+    image, and asks for the image's camera instead of a fixed file.
 
     Raises:
         ValueError: The camera file is broken or made for another image size (``CameraFileError``).
@@ -39,7 +48,7 @@ def sized_image_camera(
     if camera is _FIND:
         camera = image_camera(image_path, max_megapixels)
     if camera is not None and (camera.image_width, camera.image_height) != (width, height):
-        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height))
+        raise CameraFileError(_camera_size_mismatch(image_path, camera, width, height, source))
     return camera  # type: ignore[no-any-return]
 
 
@@ -77,11 +86,13 @@ def add_ground_coordinates(
     height: int,
     max_range_m: float,
     camera: Any = _FIND,
+    source: str | None = None,
 ) -> list[ContactLine]:
     """Add ground coordinates to ``lines`` when the image has a camera file (see ``find_camera``).
 
     ``camera`` is the image's camera model when the caller already looked it up (None: it has none);
-    by default it is looked up here.
+    by default it is looked up here. ``source``: where a camera the caller was given came from
+    (:func:`sized_image_camera`), named in the messages instead of the camera file beside the image.
 
     Pieces of a line that do not reach the ground within ``max_range_m`` are kept without ground
     coordinates (``keep_unprojected``), so the per-image pixel contacts trace the same lines with or without a
@@ -90,7 +101,7 @@ def add_ground_coordinates(
     Raises:
         ValueError: The camera file is broken (``CameraFileError``) or made for another image size.
     """
-    camera = sized_image_camera(image_path, width, height, camera)
+    camera = sized_image_camera(image_path, width, height, camera, source=source)
     if camera is None:
         return lines
     if not _sees_ground(camera, max_range_m):  # was silent: no metres, no reason given
@@ -100,7 +111,7 @@ def add_ground_coordinates(
             "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
             "near), or the frame and ground_z_m of a CAHV(OR) camera",
             image_path.name,
-            find_camera_file(image_path),
+            source or find_camera_file(image_path),
             max_range_m,
         )
     return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
@@ -116,11 +127,13 @@ def camera_error_message(exc: CameraFileError, earlier: bool = False) -> str:
     )
 
 
-def _camera_size_mismatch(image_path: Path, camera: Any, width: int, height: int) -> str:
+def _camera_size_mismatch(
+    image_path: Path, camera: Any, width: int, height: int, source: str | None = None
+) -> str:
     """The message for a camera file made for another image size, in the file's own terms: it names the
-    file and the sizes as stored (a camera file describes the raster as stored; an EXIF orientation turns
-    the image, and the camera with it, only for display)."""
-    where = find_camera_file(image_path) or f"the camera file of {image_path.name}"
+    file (``source``, for a camera the caller was given) and the sizes as stored (a camera file describes
+    the raster as stored; an EXIF orientation turns the image, and the camera with it, only for display)."""
+    where = source or find_camera_file(image_path) or f"the camera file of {image_path.name}"
     inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
     turned = getattr(camera, "orientation", 1) >= 5  # the displayed size is the stored one transposed
     stored_w, stored_h = (height, width) if turned else (width, height)
@@ -133,4 +146,6 @@ def _camera_size_mismatch(image_path: Path, camera: Any, width: int, height: int
             f" (its EXIF orientation {camera.orientation} turns it for display to {width}x{height}; camera "
             "files describe the stored raster, as the camera took it)"
         )
+    if source is not None:
+        return text + "; give the camera of this image (or camera=None)"
     return text + "; fix image_width and image_height, or remove the camera file"

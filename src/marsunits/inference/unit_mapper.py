@@ -37,12 +37,13 @@ import torch
 
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.io import load_camera
+from marsunits.boundary.camera.oriented import OrientedCamera, orient_camera
 from marsunits.boundary.contact_io import ContactLine, as_stored, number_contacts, write_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.io import pil_image_native, read_image, scale_to_unit, to_channels
+from marsunits.data.io import exif_orientation, pil_image_native, read_image, scale_to_unit, to_channels
 from marsunits.errors import ConfigError
 from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
 from marsunits.inference.nodata import nodata_mask
@@ -295,7 +296,10 @@ class UnitMapper:
             camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
                 ``../cameras/<stem>.json``), none for an array; a camera JSON file; a
-                :class:`~marsunits.boundary.camera.base.CameraModel`; or None for pixels only.
+                :class:`~marsunits.boundary.camera.base.CameraModel`; or None for pixels only. A camera
+                given for an image file is, as camera files are, of the raster as stored: it is turned by
+                the file's EXIF orientation as the one beside it is (an ``OrientedCamera``, e.g. an earlier
+                result's ``camera``, is already turned and used as it is).
 
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
@@ -330,15 +334,27 @@ class UnitMapper:
         )
         height, width = mask.shape
         found: CameraModel | None
+        source = None  # where a camera given came from, for the messages
         if isinstance(camera, str) and camera == BESIDE:
             found = None if path is None else image_camera(path, self.max_megapixels)
         elif camera is None or isinstance(camera, CameraModel):
-            found = camera
+            found, source = camera, "the camera given"
         else:
-            found = load_camera(camera)
+            found, source = load_camera(camera), str(camera)
+        if (
+            found is not None
+            and source is not None
+            and path is not None
+            and not isinstance(found, OrientedCamera)
+        ):
+            # A camera describes the raster as stored, as the camera took it: turned with the file as
+            # read, as the one beside it is (a 180-degree tag otherwise put every contact elsewhere).
+            found = orient_camera(found, exif_orientation(path, self.max_megapixels))
         if found is not None:
             if path is not None:  # predict.py's own checks and warnings, naming the image
-                lines = add_ground_coordinates(path, lines, width, height, self.max_range_m, camera=found)
+                lines = add_ground_coordinates(
+                    path, lines, width, height, self.max_range_m, camera=found, source=source
+                )
             else:
                 if (found.image_width, found.image_height) != (width, height):
                     raise ValueError(
