@@ -315,3 +315,29 @@ def test_a_camera_given_for_another_size_is_named_not_the_one_beside(ckpt: Path,
         ValueError, match=r"^the camera given: the camera is for a 256x192 image .*camera=None"
     ):
         mapper.map(image, camera=load_camera(given))
+
+
+def test_home_folder_paths_are_the_home_folder_for_outputs_and_cameras_too(
+    tmp_path: Path, ckpt: Path, scenes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``map("~/...")`` reads from the home folder; writing a result's contacts or a contact map to
+    ``"~/..."`` made a folder named ``~`` in the working directory instead, silently."""
+    import shutil
+
+    from marsunits.boundary import build_contact_map
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    shutil.copy(scenes / "cameras" / f"{image.stem}.json", home / "cam.json")
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, max_range_m=60)
+    result = mapper.map(image, camera="~/cam.json")
+    assert result.camera is not None
+    assert result.write_contacts("~/frame.contact.geojson") == home / "frame.contact.geojson"
+    assert read_contacts(home / "frame.contact.geojson")[0]
+    written = build_contact_map([(image.name, result.contacts, result.camera)], "~/map", 60)
+    assert written and all(p.parent == home / "map" and p.is_file() for p in written)
+    assert not (work / "~").exists()

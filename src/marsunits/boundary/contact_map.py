@@ -368,7 +368,7 @@ def build_contact_map(
             :func:`~marsunits.boundary.projection.add_ground`, and so are lines whose ``ground_m`` has fewer
             than two points (no ground line: e.g. an edited contact file); lines that have one are used as
             they are. Items whose camera is None are skipped (they cannot be placed on the ground).
-        out_dir: Output folder (created).
+        out_dir: Output folder (created; ``~`` is the home folder, not a folder named ``~``).
         max_range_m: Range limit for projection and for the drawn view footprints, metres.
 
     Returns:
@@ -409,7 +409,7 @@ def build_contact_map(
                 "source_frame": getattr(camera, "source_frame", "flu"),
             }
         )
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     stems: set[str] = set()

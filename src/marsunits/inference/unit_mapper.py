@@ -142,9 +142,9 @@ class UnitMap:
 
     def write_contacts(self, path: str | os.PathLike[str]) -> Path:
         """Write :attr:`contacts` as a contact GeoJSON file (the format of ``<stem>.contact.geojson``,
-        README "Outputs"). Returns the path."""
+        README "Outputs"); ``~`` is the home folder, as in :meth:`UnitMapper.map`. Returns the path."""
         height, width = self.mask.shape
-        return write_contacts(path, self.contacts, width, height)
+        return write_contacts(Path(path).expanduser(), self.contacts, width, height)
 
 
 class UnitMapper:
@@ -340,7 +340,7 @@ class UnitMapper:
         elif camera is None or isinstance(camera, CameraModel):
             found, source = camera, "the camera given"
         else:
-            found, source = load_camera(camera), str(camera)
+            found, source = load_camera(Path(camera).expanduser()), str(camera)
         if (
             found is not None
             and source is not None
