@@ -341,3 +341,15 @@ def test_home_folder_paths_are_the_home_folder_for_outputs_and_cameras_too(
     written = build_contact_map([(image.name, result.contacts, result.camera)], "~/map", 60)
     assert written and all(p.parent == home / "map" and p.is_file() for p in written)
     assert not (work / "~").exists()
+
+
+def test_trust_checkpoint_given_as_a_word_is_refused_before_anything_is_unpickled(ckpt: Path) -> None:
+    """``bool("no")`` is true: ``trust_checkpoint="no"`` would load a checkpoint's arbitrary objects."""
+    from unittest import mock
+
+    with (
+        mock.patch("marsunits.model_package.load_model") as load_model,
+        pytest.raises(ConfigError, match=r"trust_checkpoint='no': give trust_checkpoint=true or"),
+    ):
+        UnitMapper.load(ckpt, trust_checkpoint="no")  # type: ignore[arg-type]
+    load_model.assert_not_called()

@@ -251,10 +251,12 @@ class UnitMapper:
             FileNotFoundError: No such file or folder.
             marsunits.task.CheckpointError: Not a usable marsunits model (the message says why and what
                 to do).
-            ConfigError: An option out of its range.
+            ConfigError: An option out of its range, or trust_checkpoint not a bool.
         """
         from marsunits.model_package import load_model  # imports Lightning: only when a model is loaded
 
+        # trust_checkpoint="no" is true to bool(): it unpickled an untrusted checkpoint's code.
+        check_option_types({"trust_checkpoint": trust_checkpoint})
         path = Path(path).expanduser()
         if not path.exists():
             raise FileNotFoundError(
