@@ -353,3 +353,30 @@ def test_trust_checkpoint_given_as_a_word_is_refused_before_anything_is_unpickle
     ):
         UnitMapper.load(ckpt, trust_checkpoint="no")  # type: ignore[arg-type]
     load_model.assert_not_called()
+
+
+def test_12_bit_data_read_into_an_array_maps_as_its_file_does(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """A Navcam frame's 12 bits in a 16-bit PNG: predict.py scales the file by 4095; the same pixels read
+    with imageio (uint16, values <= 4095) were divided by 65535, a 16 times darker image and another map."""
+    import imageio.v3 as iio
+    import torch
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    with Image.open(image) as im:
+        grey = np.asarray(im.convert("L")).astype(np.uint16) * 16  # 12-bit: every value <= 4080
+    path = tmp_path / "navcam12.png"
+    Image.fromarray(grey).save(path)
+    read = iio.imread(path)
+    assert read.dtype == np.uint16 and read.max() <= 4095
+    from_file = mapper.map(path)
+    np.testing.assert_allclose(mapper.map(read).image, from_file.image, atol=1e-6)
+    np.testing.assert_array_equal(mapper.map(read).mask, from_file.mask)
+    np.testing.assert_array_equal(
+        mapper.map(torch.from_numpy(read.astype(np.int32)).to(torch.uint16)).mask, from_file.mask
+    )
+    # Data that uses more than 12 bits keeps the 16-bit scale.
+    full = grey * 16 + 15  # the 8-bit values * 256 + 15: more than 12 bits
+    np.testing.assert_allclose(mapper.map(full).image[:, :, 0], full / 65535, atol=1e-6)

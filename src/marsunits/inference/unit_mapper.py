@@ -43,7 +43,14 @@ from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.io import exif_orientation, pil_image_native, read_image, scale_to_unit, to_channels
+from marsunits.data.io import (
+    exif_orientation,
+    pil_image_native,
+    read_image,
+    scale_to_unit,
+    to_channels,
+    widen_12_bit,
+)
 from marsunits.errors import ConfigError
 from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
 from marsunits.inference.nodata import nodata_mask
@@ -293,8 +300,9 @@ class UnitMapper:
             image: An image file (read as ``predict.py`` reads it: EXIF orientation applied, 16-bit and
                 12-bit data scaled, alpha dropped); a PIL image (``Image.open(path)``), read as its file
                 is; a numpy array ``(H, W)`` or ``(H, W, C)`` with C 1 or 3: uint8 (0-255), uint16
-                (0-65535), float in [0, 1] or bool (black and white); or a torch tensor ``(C, H, W)`` or
-                ``(H, W)`` (any device) with those dtypes and ranges.
+                (0-65535; 12-bit data, every value at most 4095, 0-4095 as in a file:
+                :func:`~marsunits.data.io.widen_12_bit`), float in [0, 1] or bool (black and white); or a
+                torch tensor ``(C, H, W)`` or ``(H, W)`` (any device) with those dtypes and ranges.
             camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
                 ``../cameras/<stem>.json``), none for an array; a camera JSON file; a
@@ -416,7 +424,9 @@ def _array_image(array: np.ndarray) -> np.ndarray:
             f"expected a uint8, uint16 or float image array, got dtype {array.dtype}; convert it, e.g. "
             "image.astype(np.float32) / its full-scale value"
         )
-    pixels = scale_to_unit(array)
+    # 12-bit data (every value <= 4095) stretched to 16 bits, as predict.py reads such a file: a Navcam PNG
+    # read with imageio was otherwise mapped 16 times too dark, unlike the same file given by its path.
+    pixels = scale_to_unit(widen_12_bit(array))
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(pixels)
         if not finite.all() or pixels.min() < 0.0 or pixels.max() > 1.0:
