@@ -380,3 +380,27 @@ def test_12_bit_data_read_into_an_array_maps_as_its_file_does(
     # Data that uses more than 12 bits keeps the 16-bit scale.
     full = grey * 16 + 15  # the 8-bit values * 256 + 15: more than 12 bits
     np.testing.assert_allclose(mapper.map(full).image[:, :, 0], full / 65535, atol=1e-6)
+
+
+def test_numbers_computed_with_numpy_are_taken_as_the_numbers_they_hold(ckpt: Path) -> None:
+    """``tile=np.int64(256)`` was refused as "not a whole number"; ``nodata_max=np.float32(0.05)`` as not a
+    number; ``overlap=np.float64(0.25)`` was kept as a numpy value in ``config``."""
+    mapper = UnitMapper.load(
+        ckpt,
+        device="cpu",
+        tile=np.int64(256),
+        overlap=np.float64(0.25),
+        nodata_max=np.float32(0.0625),
+        min_unit_area_px=np.int32(50),
+        tta=np.bool_(True),
+        contact={"min_length_px": np.float32(4.0)},
+    )
+    config = mapper.config
+    assert (config["tile"], config["overlap"], config["nodata_max"]) == (256, 0.25, 0.0625)
+    assert config["min_unit_area_px"] == 50 and config["tta"] is True
+    assert config["contact"]["min_length_px"] == 4.0
+    plain = (bool, int, float, str, type(None))
+    assert all(type(v) in plain for k, v in config.items() if k != "contact")
+    assert all(type(v) in plain for v in config["contact"].values())
+    with pytest.raises(ConfigError, match=r"device=None: give 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        UnitMapper.load(ckpt, device=None)

@@ -189,6 +189,13 @@ class UnitMapper:
         fold_batchnorm: bool = PredictOptions.fold_batchnorm,
         max_megapixels: float | None = PredictOptions.max_megapixels,
     ) -> None:
+        # A number computed with numpy (np.int64(256), np.float32(0.05)) is the number it holds: it was
+        # refused as "not a whole number", or kept in config as a value json cannot write.
+        (tile, overlap, batch_size, min_unit_area_px, nodata_max, max_range_m, max_megapixels) = map(
+            _plain_scalar,
+            (tile, overlap, batch_size, min_unit_area_px, nodata_max, max_range_m, max_megapixels),
+        )
+        tta, channels_last, fold_batchnorm = map(_plain_scalar, (tta, channels_last, fold_batchnorm))
         # predict.py's own checks, so a value is refused here in the same words as on its command line: the
         # kind first (tta="no" was read as true by bool(), overlap="0.5" failed in the tiling with a
         # TypeError), then the range.
@@ -206,7 +213,11 @@ class UnitMapper:
         }
         check_option_types(given)
         PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values()
+        if isinstance(contact, Mapping):
+            contact = {name: _plain_scalar(value) for name, value in contact.items()}
         self.contact = contact if isinstance(contact, ContactConfig) else read_contact_config(contact or {})
+        if not isinstance(device, (str, torch.device)):
+            raise ConfigError(f"device={device!r}: give 'auto', 'cpu', 'cuda' or 'cuda:N'")
         self.device = select_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.metadata: dict[str, Any] = dict(model.metadata)
@@ -374,6 +385,17 @@ class UnitMapper:
                 lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         return UnitMap(pixels, probs, mask, as_stored(lines), found)
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python bool, int or float it holds (other values as they are)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
 
 
 def _tensor_image(tensor: torch.Tensor) -> np.ndarray:
