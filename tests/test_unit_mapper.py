@@ -404,3 +404,19 @@ def test_numbers_computed_with_numpy_are_taken_as_the_numbers_they_hold(ckpt: Pa
     assert all(type(v) in plain for v in config["contact"].values())
     with pytest.raises(ConfigError, match=r"device=None: give 'auto', 'cpu', 'cuda' or 'cuda:N'"):
         UnitMapper.load(ckpt, device=None)
+
+
+def test_a_camera_file_s_content_is_a_camera_and_other_values_are_named(ckpt: Path, scenes: Path) -> None:
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, max_range_m=60)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    camera_file = scenes / "cameras" / f"{image.stem}.json"
+    content = json.loads(camera_file.read_text())
+    from_file = mapper.map(image, camera=camera_file)
+    from_dict = mapper.map(image, camera=content)
+    assert [None if ln.ground_m is None else ln.ground_m.tolist() for ln in from_dict.contacts] == [
+        None if ln.ground_m is None else ln.ground_m.tolist() for ln in from_file.contacts
+    ]
+    with pytest.raises(ValueError, match=r"^the camera dict given: .*hfov_deg"):
+        mapper.map(image, camera={k: v for k, v in content.items() if k != "hfov_deg"})
+    with pytest.raises(TypeError, match=r"camera=5: give a camera file's path, a camera model"):
+        mapper.map(image, camera=5)  # type: ignore[arg-type]

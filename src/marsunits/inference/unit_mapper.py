@@ -36,7 +36,7 @@ import PIL.Image
 import torch
 
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.camera.io import load_camera
+from marsunits.boundary.camera.io import camera_from_dict, load_camera
 from marsunits.boundary.camera.oriented import OrientedCamera, orient_camera
 from marsunits.boundary.contact_io import ContactLine, as_stored, number_contacts, write_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
@@ -303,7 +303,7 @@ class UnitMapper:
     def map(
         self,
         image: str | os.PathLike[str] | np.ndarray | PIL.Image.Image | torch.Tensor,
-        camera: CameraModel | str | os.PathLike[str] | None = BESIDE,
+        camera: CameraModel | str | os.PathLike[str] | Mapping[str, Any] | None = BESIDE,
     ) -> UnitMap:
         """Map the units and their contact in one image.
 
@@ -316,9 +316,9 @@ class UnitMapper:
                 torch tensor ``(C, H, W)`` or ``(H, W)`` (any device) with those dtypes and ranges.
             camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
-                ``../cameras/<stem>.json``), none for an array; a camera JSON file; a
-                :class:`~marsunits.boundary.camera.base.CameraModel`; or None for pixels only. A camera
-                given for an image file is, as camera files are, of the raster as stored: it is turned by
+                ``../cameras/<stem>.json``), none for an array; a camera JSON file, or its content as a
+                dict; a :class:`~marsunits.boundary.camera.base.CameraModel`; or None for pixels only. A
+                camera given for an image file is, as camera files are, of the raster as stored: turned by
                 the file's EXIF orientation as the one beside it is (an ``OrientedCamera``, e.g. an earlier
                 result's ``camera``, is already turned and used as it is).
 
@@ -326,7 +326,7 @@ class UnitMapper:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
             ValueError: An array or tensor of another shape or dtype, or values outside [0, 1]; a camera
                 file that is broken (``CameraFileError``) or made for another image size.
-            TypeError: ``image`` is none of these.
+            TypeError: ``image`` or ``camera`` is none of these.
         """
         path = None
         if isinstance(image, (str, os.PathLike)):
@@ -360,8 +360,15 @@ class UnitMapper:
             found = None if path is None else image_camera(path, self.max_megapixels)
         elif camera is None or isinstance(camera, CameraModel):
             found, source = camera, "the camera given"
-        else:
+        elif isinstance(camera, Mapping):  # a camera file's content, e.g. json.load(f)
+            found, source = camera_from_dict(dict(camera), "the camera dict given"), "the camera dict given"
+        elif isinstance(camera, (str, os.PathLike)):
             found, source = load_camera(Path(camera).expanduser()), str(camera)
+        else:
+            raise TypeError(
+                f"camera={camera!r:.60}: give a camera file's path, a camera model "
+                "(marsunits.boundary.camera), a camera file's content as a dict, None, or 'beside'"
+            )
         if (
             found is not None
             and source is not None
