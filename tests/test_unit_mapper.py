@@ -420,3 +420,18 @@ def test_a_camera_file_s_content_is_a_camera_and_other_values_are_named(ckpt: Pa
         mapper.map(image, camera={k: v for k, v in content.items() if k != "hfov_deg"})
     with pytest.raises(TypeError, match=r"camera=5: give a camera file's path, a camera model"):
         mapper.map(image, camera=5)  # type: ignore[arg-type]
+
+
+def test_a_contact_map_of_results_given_whole_says_how_to_give_them(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    from marsunits.boundary import build_contact_map
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    result = mapper.map(image)
+    for items, found in (([result], "a UnitMap"), ([(image.name, result)], "a tuple of 2")):
+        with pytest.raises(TypeError, match=rf"items\[0\] is {found}: .*\(name, r\.contacts, r\.camera\)"):
+            build_contact_map(items, tmp_path / "map")  # type: ignore[arg-type]
+    assert not (tmp_path / "map").exists()
+    assert build_contact_map([(image.name, result.contacts, result.camera)], tmp_path / "map")

@@ -387,7 +387,22 @@ def build_contact_map(
     Raises:
         IsADirectoryError: A map's path in ``out_dir`` is a folder (or another non-file); raised before any
             map file is written, naming the path.
+        TypeError: An item is not an ``(image name, lines, camera)`` triple (the message names it).
     """
+    for i, item in enumerate(items):  # not Python's "cannot unpack non-iterable UnitMap object"
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            found = f"a {type(item).__name__}" + (
+                f" of {len(item)}" if isinstance(item, (tuple, list)) else ""
+            )
+            parts = list(item) if isinstance(item, (tuple, list)) else [item]
+            hint = (
+                "; for a UnitMapper result r: (name, r.contacts, r.camera)"
+                if any(hasattr(part, "contacts") for part in parts)
+                else ""
+            )
+            raise TypeError(
+                f"items[{i}] is {found}: give (image name, contact lines, camera) per image{hint}"
+            )
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for name, lines, camera in items:
         if camera is None:
