@@ -435,3 +435,15 @@ def test_a_contact_map_of_results_given_whole_says_how_to_give_them(
             build_contact_map(items, tmp_path / "map")  # type: ignore[arg-type]
     assert not (tmp_path / "map").exists()
     assert build_contact_map([(image.name, result.contacts, result.camera)], tmp_path / "map")
+
+
+def test_a_result_keeps_its_own_copy_of_a_float_array(ckpt: Path) -> None:
+    """A C-contiguous float32 array in [0, 1] was kept as the result's image itself: editing the array in
+    the notebook afterwards changed the result's overlay."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    array = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    result = mapper.map(array)
+    assert not np.shares_memory(result.image, array)
+    before = result.overlay()
+    array[:] = 0.0
+    np.testing.assert_array_equal(result.overlay(), before)

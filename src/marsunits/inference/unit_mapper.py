@@ -465,4 +465,5 @@ def _array_image(array: np.ndarray) -> np.ndarray:
                 + (" and non-finite values" if not finite.all() else "")
                 + "; divide it by its full-scale value (255 for 8-bit data) first"
             )
-    return np.ascontiguousarray(pixels)
+    # A copy, never the caller's own float32 array: UnitMap.image would change with later edits of it.
+    return pixels.copy() if np.shares_memory(pixels, array) else np.ascontiguousarray(pixels)
