@@ -447,3 +447,14 @@ def test_a_result_keeps_its_own_copy_of_a_float_array(ckpt: Path) -> None:
     before = result.overlay()
     array[:] = 0.0
     np.testing.assert_array_equal(result.overlay(), before)
+
+
+def test_a_model_path_or_contact_options_of_the_wrong_kind_are_named(ckpt: Path) -> None:
+    """``load(None)`` ended in pathlib's "expected str, bytes or os.PathLike object", and ``contact=[1]`` said
+    "unknown contact option(s) [1]"."""
+    with pytest.raises(
+        TypeError, match=r"takes the path of a model package folder or a \.ckpt file, got NoneType"
+    ):
+        UnitMapper.load(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"contact must be a mapping of predict.py's contact options"):
+        UnitMapper.load(ckpt, contact=[1])  # type: ignore[arg-type]

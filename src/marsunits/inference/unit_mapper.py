@@ -215,6 +215,11 @@ class UnitMapper:
         PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values()
         if isinstance(contact, Mapping):
             contact = {name: _plain_scalar(value) for name, value in contact.items()}
+        if contact is not None and not isinstance(contact, (ContactConfig, Mapping)):
+            raise ConfigError(
+                f"contact must be a mapping of predict.py's contact options, e.g. "
+                f"{{'min_length_px': 20.0}}, or a ContactConfig; got {type(contact).__name__} {contact!r}"
+            )
         self.contact = contact if isinstance(contact, ContactConfig) else read_contact_config(contact or {})
         if not isinstance(device, (str, torch.device)):
             raise ConfigError(f"device={device!r}: give 'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -275,6 +280,11 @@ class UnitMapper:
 
         # trust_checkpoint="no" is true to bool(): it unpickled an untrusted checkpoint's code.
         check_option_types({"trust_checkpoint": trust_checkpoint})
+        if not isinstance(path, (str, os.PathLike)):  # not pathlib's "expected str, bytes or os.PathLike"
+            raise TypeError(
+                f"UnitMapper.load takes the path of a model package folder or a .ckpt file, got "
+                f"{type(path).__name__} {path!r}"
+            )
         path = Path(path).expanduser()
         if not path.exists():
             raise FileNotFoundError(
