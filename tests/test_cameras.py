@@ -436,6 +436,19 @@ def test_the_contact_map_of_a_contact_leaving_the_range_has_one_feature(tmp_path
     assert feature["properties"]["length_m"] == pytest.approx(12.87, abs=0.01)
 
 
+def test_the_contact_map_of_items_given_by_a_generator_is_the_map_of_the_list(tmp_path):
+    """A notebook's ``build_contact_map((n, r.contacts, r.camera) for ...)``: the check of the items used the
+    generator up, so the map had no items: no file written, no word said."""
+    pin = PinholeCamera(320, 240, 60.0, 20.0, height_m=2.0, site="s")
+    lines = number_contacts([ContactLine(np.array([[100.0, 200.0], [220.0, 190.0]]), confidence=0.8)])
+    listed = build_contact_map([("a.png", lines, pin)], tmp_path / "list")
+    generated = build_contact_map((item for item in [("a.png", lines, pin)]), tmp_path / "gen")
+    names = ["contact_map.geojson", "contact_map.png"]
+    assert [p.name for p in generated] == [p.name for p in listed] == names
+    assert json.loads(generated[0].read_text()) == json.loads(listed[0].read_text())
+    assert len(json.loads(generated[0].read_text())["features"]) == 1
+
+
 def test_a_line_whose_stored_ground_has_one_point_is_projected_again_for_the_map(tmp_path):
     """A contact file edited by hand or in a GIS can leave ``ground_m`` one point long: it is read as it
     stands, and the map took such a line neither as a ground line nor as one to project, so it was lost."""

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -357,17 +357,18 @@ def _check_map_paths(out: Path, names: Sequence[str]) -> None:
 
 
 def build_contact_map(
-    items: Sequence[MapItem],
+    items: Iterable[MapItem],
     out_dir: str | os.PathLike[str],
     max_range_m: float = 30.0,
 ) -> list[Path]:
     """Write ``contact_map.geojson`` and ``contact_map.png`` for the ground contacts of ``items``.
 
     Args:
-        items: ``(image name, lines, camera)`` per image. Lines without ``ground_m`` are projected with
-            :func:`~marsunits.boundary.projection.add_ground`, and so are lines whose ``ground_m`` has fewer
-            than two points (no ground line: e.g. an edited contact file); lines that have one are used as
-            they are. Items whose camera is None are skipped (they cannot be placed on the ground).
+        items: ``(image name, lines, camera)`` per image, in any iterable (a generator too; read once).
+            Lines without ``ground_m`` are projected with :func:`~marsunits.boundary.projection.add_ground`,
+            and so are lines whose ``ground_m`` has fewer than two points (no ground line: e.g. an edited
+            contact file); lines that have one are used as they are. Items whose camera is None are skipped
+            (they cannot be placed on the ground).
         out_dir: Output folder (created; ``~`` is the home folder, not a folder named ``~``).
         max_range_m: Range limit for projection and for the drawn view footprints, metres.
 
@@ -389,6 +390,9 @@ def build_contact_map(
             map file is written, naming the path.
         TypeError: An item is not an ``(image name, lines, camera)`` triple (the message names it).
     """
+    # Read once: a generator of triples (a notebook's comprehension) was used up by the check below and
+    # gave an empty map, no file written and no word said.
+    items = list(items)
     for i, item in enumerate(items):  # not Python's "cannot unpack non-iterable UnitMap object"
         if not isinstance(item, (tuple, list)) or len(item) != 3:
             found = f"a {type(item).__name__}" + (
