@@ -296,6 +296,10 @@ def test_a_camera_given_for_a_turned_file_is_turned_as_the_one_beside_it(
     assert any(g is not None for g in grounds(beside))
     for camera in (camera_file, load_camera(camera_file), beside.camera):
         assert grounds(mapper.map(turned, camera=camera)) == grounds(beside), camera
+        # The file opened with PIL is read as the file is, turned; its camera was not, so every contact
+        # was put on the ground where the 180-degree turned pixels of another place would be.
+        with Image.open(turned) as im:
+            assert grounds(mapper.map(im, camera=camera)) == grounds(beside), camera
 
 
 def test_a_camera_given_for_another_size_is_named_not_the_one_beside(ckpt: Path, scenes: Path) -> None:

@@ -44,6 +44,7 @@ from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.io import (
+    _orientation_tag,
     exif_orientation,
     pil_image_native,
     read_image,
@@ -328,9 +329,10 @@ class UnitMapper:
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
                 ``../cameras/<stem>.json``), none for an array; a camera JSON file, or its content as a
                 dict; a :class:`~marsunits.boundary.camera.base.CameraModel`; or None for pixels only. A
-                camera given for an image file is, as camera files are, of the raster as stored: turned by
-                the file's EXIF orientation as the one beside it is (an ``OrientedCamera``, e.g. an earlier
-                result's ``camera``, is already turned and used as it is).
+                camera given for an image file or a PIL image is, as camera files are, of the raster as
+                stored: turned by the EXIF orientation the image is turned by, as the one beside a file is
+                (an ``OrientedCamera``, e.g. an earlier result's ``camera``, is already turned and used as
+                it is).
 
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
@@ -339,10 +341,12 @@ class UnitMapper:
             TypeError: ``image`` or ``camera`` is none of these.
         """
         path = None
+        pil_orientation = 1  # the EXIF orientation a PIL image was turned by, as its file is
         if isinstance(image, (str, os.PathLike)):
             path = Path(image).expanduser()
             pixels = read_image(path, max_megapixels=self.max_megapixels)
         elif isinstance(image, PIL.Image.Image):
+            pil_orientation = _orientation_tag(image)
             pixels = scale_to_unit(pil_image_native(image))
         elif isinstance(image, torch.Tensor):
             pixels = _array_image(_tensor_image(image))
@@ -379,15 +383,14 @@ class UnitMapper:
                 f"camera={camera!r:.60}: give a camera file's path, a camera model "
                 "(marsunits.boundary.camera), a camera file's content as a dict, None, or 'beside'"
             )
-        if (
-            found is not None
-            and source is not None
-            and path is not None
-            and not isinstance(found, OrientedCamera)
-        ):
-            # A camera describes the raster as stored, as the camera took it: turned with the file as
-            # read, as the one beside it is (a 180-degree tag otherwise put every contact elsewhere).
-            found = orient_camera(found, exif_orientation(path, self.max_megapixels))
+        if found is not None and source is not None and not isinstance(found, OrientedCamera):
+            # A camera describes the raster as stored, as the camera took it: turned with the file (or the
+            # PIL image of it) as read, as the one beside it is (a 180-degree tag otherwise put every
+            # contact elsewhere).
+            if path is not None:
+                found = orient_camera(found, exif_orientation(path, self.max_megapixels))
+            else:
+                found = orient_camera(found, pil_orientation)
         if found is not None:
             if path is not None:  # predict.py's own checks and warnings, naming the image
                 lines = add_ground_coordinates(
