@@ -380,6 +380,20 @@ def test_mer_rover_frame_needs_ground_height(tmp_path, capsys):
     assert load_camera(tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").ground_z_m == 0.3
 
 
+@pytest.mark.parametrize("frame", ["ROVER_NAV_FRAME", "SITE_FRAME"])
+def test_a_frame_without_its_index_is_refused(tmp_path, frame):
+    """Without its index, a ROVER_NAV_FRAME camera was written with site "ROVER_NAV_()", the site of every
+    such camera, so the contact map drew cameras of different rover positions in one frame."""
+    text = _pds3(_label_vectors(height_m=GROUND + 1.9, distort=False), frame=frame)
+    start = text.index(" REFERENCE_COORD_SYSTEM_INDEX")
+    text = text[:start] + text[text.index(")", start) + 2 :]
+    (tmp_path / "a.LBL").write_text(text)
+    assert read_label(tmp_path / "a.LBL").index == []
+    with pytest.raises(LabelError, match=rf"a\.LBL: the camera model's {frame} has no index.*use another"):
+        convert_label(tmp_path / "a.LBL", ground_z_m=GROUND)
+    assert not (tmp_path / "a.camera.json").exists()
+
+
 def test_site_frame_without_the_rovers_place_needs_ground_height(tmp_path):
     vec = _label_vectors(height_m=GROUND + 1.9, distort=False)
     text = _pds3(vec, frame="SITE_FRAME").replace("ORIGIN_OFFSET_VECTOR", "X_ORIGIN_OFFSET_VECTOR")

@@ -563,7 +563,8 @@ def camera_file_dict(cam: LabelCamera, label: str | Path, ground_z_m: float | No
 
     Raises:
         LabelError: If neither the label nor ``ground_z_m`` gives the ground, if the frame has no vertical
-            axis, or if the camera reader refuses the result (camera below the ground, bad vectors).
+            axis or no index (a ``SITE_FRAME`` none naming its site), or if the camera reader refuses the
+            result (camera below the ground, bad vectors).
     """
     label = Path(label)
     frame = cam.frame.upper()
@@ -573,10 +574,13 @@ def camera_file_dict(cam: LabelCamera, label: str | Path, ground_z_m: float | No
             f"(frames read: {', '.join(_NORTH_FRAMES + _ROVER_FRAMES)}); "
             "use a product whose model is in one of them"
         )
-    if frame in ("SITE_FRAME",) and cam.site_index is None:
+    if not cam.index or (frame == "SITE_FRAME" and cam.site_index is None):
+        # A rover or local level frame moves with the rover: without its index every pose's cameras were
+        # written with one site, "ROVER_NAV_()", and the contact map drew them in one frame.
         raise LabelError(
-            f"{label}: the camera model's SITE_FRAME has no index, so its site cannot be named (the contact "
-            "map would draw every site's cameras as one); the label is damaged"
+            f"{label}: the camera model's {cam.frame} has no index (REFERENCE_COORD_SYSTEM_INDEX, or "
+            "geom:Coordinate_Space_Index), so its site or rover position cannot be named (the contact map "
+            "would draw the cameras of every one as one); the label is damaged: use another product"
         )
     if ground_z_m is not None:
         ground, note = float(ground_z_m), "--ground-z-m"
