@@ -474,6 +474,21 @@ def test_ground_option_replacing_the_labels_value_is_said(tmp_path, capsys):
     assert json.loads((tmp_path / "a.camera.json").read_text())["ground_z_m"] == -0.1
 
 
+@pytest.mark.parametrize("value", ["1,7", "nan", "1.7m"])
+def test_a_ground_height_that_is_not_a_number_is_refused_saying_what_to_give(tmp_path, capsys, value):
+    """A decimal comma was refused as "invalid _finite value: '1,7'", the name of a private function."""
+    (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "a.LBL"), "--ground-z-m", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--ground-z-m: must be a finite number of metres with a decimal point (e.g. 1.7), got '{value}'"
+        in err
+    )
+    assert "_finite" not in err and not (tmp_path / "a.camera.json").exists()
+
+
 def test_camera_below_the_ground_refused_naming_the_label(tmp_path):
     (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
     with pytest.raises(LabelError, match=r"a\.LBL.*not above the ground plane.*converted from the label"):

@@ -638,9 +638,15 @@ def convert_label(
 
 
 def _finite(text: str) -> float:
-    value = float(text)
+    """``--ground-z-m``'s value; a refusal says what to give (argparse's own was "invalid _finite value")."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number of metres, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of metres with a decimal point (e.g. 1.7), got {text!r}"
+        )
     return value
 
 
