@@ -28,7 +28,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marsunits.boundary.camera import CahvCamera, CahvorCamera, PinholeCamera, cahv_from_pinhole, ned_to_flu
+from marsunits.boundary.camera import (
+    CahvCamera,
+    CahvorCamera,
+    CahvoreCamera,
+    PinholeCamera,
+    cahv_from_pinhole,
+    ned_to_flu,
+)
 from marsunits.boundary.camera.from_label import LabelError, convert_label, main, read_label
 from marsunits.boundary.camera.io import find_camera, load_camera
 
@@ -64,10 +71,14 @@ def _pds3(
     rover_frame: str = "ROVER_NAV_FRAME",
     head: str = "",
 ) -> str:
-    letters = list(vec)
+    letters = [k for k in vec if k not in ("T", "P")]
     ids = ",".join(f'"{k}"' for k in letters)
     comps = "\n".join(
         f" MODEL_COMPONENT_{i + 1}                   = {_odl(vec[k])}" for i, k in enumerate(letters)
+    )
+    # a CAHVORE's T and P follow as MODEL_COMPONENT_8 and _9, left out of MODEL_COMPONENT_ID (Mars 2020)
+    comps += "".join(
+        f"\n MODEL_COMPONENT_{8 + i}                   = {vec[k]}" for i, k in enumerate("TP") if k in vec
     )
     index = "(62 )" if frame == "SITE_FRAME" else "(62, 660, 8, \n 0, 0, 0, \n 306, 108, \n 0, 0 )"
     names = (
@@ -163,9 +174,15 @@ def _pds4(vec: dict[str, list[float]], model_type: str = "CAHVOR", initial: dict
                 + "".join(f"<geom:c{i}>{x!r}</geom:c{i}>" for i, x in enumerate(v["R"]))
                 + "</geom:Radial_Terms>"
             )
-        if model_type == "CAHVORE":
-            inner += "<geom:Entrance_Terms><geom:c0>-8.0e-09</geom:c0><geom:c1>1.0e-08</geom:c1>"
-            inner += "<geom:c2>-2.9e-08</geom:c2></geom:Entrance_Terms>"
+        if model_type == "CAHVORE":  # element order as in a Mars 2020 Navcam label
+            e = v.get("E", [-8.0e-09, 1.0e-08, -2.9e-08])
+            inner += "<geom:Entrance_Terms>" + "".join(
+                f"<geom:c{i}>{x!r}</geom:c{i}>" for i, x in enumerate(e)
+            )
+            inner += "</geom:Entrance_Terms>"
+            if "T" in v:
+                inner += f"<geom:cahvore_model_type>{v['T']}</geom:cahvore_model_type>"
+            inner += f"<geom:cahvore_model_parameter>{v.get('P', 0.0)}</geom:cahvore_model_parameter>"
         return f"<geom:{model_type}_Model>{inner}</geom:{model_type}_Model>"
 
     def params(v: dict[str, list[float]]) -> str:
@@ -343,15 +360,43 @@ def test_pds4_cahv_model(tmp_path):
 
 
 @pytest.mark.parametrize("form", ["pds3", "pds4"])
-def test_cahvore_refused_with_the_readers_advice(tmp_path, form):
-    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+def test_cahvore_label_is_converted_with_its_entrance_pupil(tmp_path, form):
+    """A CAHVORE label (Hazcams, most Mars 2020 Navcams) was refused; it is written as a cahvore camera file
+    with ``E``, ``T`` and ``P`` (``E`` as the label gives it: coefficients along ``O``, no frame turns them),
+    read back as the same lens."""
+    vec: dict = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    vec.update(E=[0.000942, 0.00228, 0.001613], T=3.0 if form == "pds3" else 3, P=0.37)
+    label = tmp_path / ("hazcam.LBL" if form == "pds3" else "hazcam.xml")
+    label.write_text(_pds3(vec, model_type="CAHVORE") if form == "pds3" else _pds4(vec, model_type="CAHVORE"))
+    cam = read_label(label)
+    assert cam.model == "cahvore" and cam.vectors["E"] == vec["E"] and cam.scalars == {"T": 3.0, "P": 0.37}
+    written = json.loads(convert_label(label).read_text())
+    assert written["model"] == "cahvore" and written["E"] == vec["E"]
+    assert written["T"] == 3 and isinstance(written["T"], int) and written["P"] == 0.37
+    camera = load_camera(tmp_path / "hazcam.camera.json")
+    assert isinstance(camera, CahvoreCamera) and camera.T == 3 and camera.E.tolist() == vec["E"]
+    u, v = np.meshgrid(np.linspace(0, 128, 9), np.linspace(48, 96, 5))
+    ground = camera.pixel_to_ground(u.ravel(), v.ravel())
+    seen = np.isfinite(ground).all(axis=1)
+    assert seen.any()
+    back = camera.world_to_pixel(ground[seen])
+    assert np.hypot(back[:, 0] - u.ravel()[seen], back[:, 1] - v.ravel()[seen]).max() < 1e-6
+
+
+@pytest.mark.parametrize("form", ["pds3", "pds4"])
+def test_cahvore_label_without_its_type_is_refused_naming_it(tmp_path, form):
+    vec: dict = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    vec.update(E=[0.000942, 0.00228, 0.001613], P=0.37)  # no T
     label = tmp_path / ("hazcam.LBL" if form == "pds3" else "hazcam.xml")
     if form == "pds3":
-        vec["E"] = [-8.0e-09, 1.0e-08, -2.9e-08]
-        label.write_text(_pds3(vec, model_type="CAHVORE"))
+        vec["T"] = 3.0
+        text = _pds3(vec, model_type="CAHVORE").replace(" MODEL_COMPONENT_8                   = 3.0\n", "")
+        label.write_text(text)
+        said = r"hazcam\.LBL: the CAHVORE camera model has no MODEL_COMPONENT_8 \(T, its type\)"
     else:
         label.write_text(_pds4(vec, model_type="CAHVORE"))
-    with pytest.raises(LabelError, match=r"hazcam\.(LBL|xml).*CAHVORE.*use a CAHVOR or CAHV model"):
+        said = r"hazcam\.xml: the CAHVORE model has no geom:cahvore_model_type \(T\)"
+    with pytest.raises(LabelError, match=said):
         convert_label(label)
     assert not (tmp_path / "hazcam.camera.json").exists()
 

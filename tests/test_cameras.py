@@ -26,6 +26,7 @@ from marsunits.boundary.camera import (
     load_camera,
     ned_to_flu,
 )
+from marsunits.boundary.camera.cahvore import CahvoreCamera
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.camera.oriented import OrientedCamera
 from marsunits.boundary.contact_io import (
@@ -225,7 +226,9 @@ def test_load_camera_errors_name_file_and_keys(tmp_path):
     with pytest.raises(CameraFileError, match=r"cannot read camera file .*bad\.json.*expected UTF-8 JSON"):
         load_camera(bad)
     bad.write_text(json.dumps({"model": "fisheye"}))
-    with pytest.raises(CameraFileError, match=r"'model' must be one of \['cahv', 'cahvor', 'pinhole'\]"):
+    with pytest.raises(
+        CameraFileError, match=r"'model' must be one of \['cahv', 'cahvor', 'cahvore', 'pinhole'\]"
+    ):
         load_camera(bad)
     bad.write_text(json.dumps({"model": "cahvor", "C": [0, 0, 1], "A": [1, 0, 0]}))
     with pytest.raises(CameraFileError, match=r"bad.json.*missing \['H', 'V', 'O', 'R', 'image_width'"):
@@ -773,11 +776,12 @@ FOREIGN_MODEL_KEYS = [
     ("pinhole", "p1", 0.01, r"no tangential distortion.*refit"),
     ("pinhole", "p2", 0.01, r"no tangential distortion.*refit"),
     ("pinhole", "focal_px", 100.0, r"hfov_deg = 2 atan\(image_width / \(2 fx\)\).*model 'cahv'"),
-    ("cahvor", "E", [0.1, 0.2, 0.3], r"CAHVORE.*not supported.*cannot be dropped"),
-    ("cahvor", "T", 2, r"CAHVORE.*not supported"),
-    ("cahvor", "P", 1.0, r"CAHVORE.*not supported"),
-    ("cahvor", "linearity", 1.0, r"CAHVORE.*not supported"),
-    ("cahv", "E", [0.1, 0.2, 0.3], r"CAHVORE.*not supported"),
+    ("cahvor", "E", [0.1, 0.2, 0.3], r"use model 'cahvore' with all its keys.*another lens"),
+    ("cahvor", "T", 2, r"use model 'cahvore'"),
+    ("cahvor", "P", 1.0, r"use model 'cahvore'"),
+    ("cahvor", "linearity", 1.0, r"use model 'cahvore'"),
+    ("cahv", "E", [0.1, 0.2, 0.3], r"use model 'cahvore'"),
+    ("cahvore", "linearity", 1.0, r"give it as P"),
 ]
 
 
@@ -819,7 +823,19 @@ def test_keys_of_camera_models_this_code_lacks_are_refused(tmp_path, model, key,
     ``T``, ``P`` or ``linearity`` in a CAHV(OR) one, were read as absent: the camera was another lens and the
     metres wrong without a word (while a ``K`` with an off-centre principal point was refused)."""
     cam = PinholeCamera(120, 80, 60.0, 20.0, site="S")
-    d = {"pinhole": cam, "cahv": cahv_from_pinhole(cam), "cahvor": cahvor_from_pinhole(cam)}[model].to_dict()
+    cahvore = {
+        **cahvor_from_pinhole(cam).to_dict(),
+        "model": "cahvore",
+        "E": [0.0, 0.0, 0.0],
+        "T": 1,
+        "P": 1.0,
+    }
+    d = {
+        "pinhole": cam.to_dict(),
+        "cahv": cahv_from_pinhole(cam).to_dict(),
+        "cahvor": cahvor_from_pinhole(cam).to_dict(),
+        "cahvore": cahvore,
+    }[model]
     path = tmp_path / "c.camera.json"
     path.write_text(json.dumps({**d, key: value}))
     with pytest.raises(
@@ -829,17 +845,43 @@ def test_keys_of_camera_models_this_code_lacks_are_refused(tmp_path, model, key,
 
 
 @pytest.mark.parametrize("model", ["cahvore", "CAHVORE"])
-def test_a_cahvore_camera_is_refused_without_advice_to_drop_its_e_terms(tmp_path, model):
-    """The rovers' fish-eye Hazcams are calibrated as CAHVORE; the refusal advised ``"model": "cahvor"``,
-    which would then have read the file with its E terms dropped (another lens)."""
+def test_a_cahvore_camera_file_is_read_with_its_e_terms(tmp_path, model):
+    """A ``"model": "cahvore"`` file was refused (the rovers' Hazcams and most Mars 2020 Navcams are
+    calibrated so, and got no ground coordinates); it is read with ``E``, ``T`` and ``P``, and written back
+    the same."""
     d = cahvor_from_pinhole(PinholeCamera(120, 80, 60.0, 20.0)).to_dict()
     path = tmp_path / "c.camera.json"
-    path.write_text(json.dumps({**d, "model": model, "E": [0.0, 0.01, 0.0], "linearity": 1.0}))
-    with pytest.raises(CameraFileError) as refused:
+    path.write_text(json.dumps({**d, "model": model, "E": [0.001, 0.01, 0.002], "T": 3.0, "P": 0.37}))
+    cam = load_camera(path)
+    assert isinstance(cam, CahvoreCamera) and cam.T == 3 and cam.P == 0.37
+    assert cam.E.tolist() == [0.001, 0.01, 0.002]
+    again = camera_from_dict(cam.to_dict())
+    assert again.to_dict() == cam.to_dict() and again.to_dict()["model"] == "cahvore"
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"E": None}, r"missing \['E'\]"),
+        ({"T": None}, r"missing \['T'\]"),
+        ({"P": None}, r"missing \['P'\]"),
+        ({"T": 4}, r"'T' must be the CAHVORE model type 1 \(perspective\), 2 \(fish-eye\) or 3.*got 4"),
+        ({"T": 2.5}, r"'T' must be the CAHVORE model type.*got 2\.5"),
+        ({"T": True}, r"'T' must be the CAHVORE model type.*got True"),
+        ({"P": "0.37"}, r"'P' must be a finite JSON number, got '0\.37'"),
+        ({"E": [0.0, 0.01]}, r"CAHV vector E must be 3 finite numbers"),
+        ({"E": [0.0, "x", 0.0]}, r"'E' must be a list of JSON numbers"),
+    ],
+)
+def test_wrong_or_missing_cahvore_keys_are_refused_naming_them(tmp_path, change, said):
+    d = {**cahvor_from_pinhole(PinholeCamera(120, 80, 60.0, 20.0)).to_dict(), "model": "cahvore"}
+    d.update({"E": [0.0, 0.01, 0.0], "T": 3, "P": 0.5})
+    d.update({k: v for k, v in change.items() if v is not None})
+    d = {k: v for k, v in d.items() if not (k in change and change[k] is None)}
+    path = tmp_path / "c.camera.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(CameraFileError, match=rf"c\.camera\.json: .*{said}"):
         load_camera(path)
-    said = str(refused.value)
-    assert said.startswith(f"{path}: CAHVORE") and "not supported" in said and "cannot be dropped" in said
-    assert '"model": "cahvor"' not in said
 
 
 @pytest.mark.parametrize("site", [7, ["a"], {"name": "x"}, True])

@@ -2,7 +2,7 @@
 
 * :mod:`~marsunits.boundary.extract`: contact lines from class probabilities or label masks;
 * :mod:`~marsunits.boundary.metrics`: boundary precision / recall / F1 and mean distance;
-* :mod:`~marsunits.boundary.camera`: pinhole, CAHV and CAHVOR camera models and their JSON files;
+* :mod:`~marsunits.boundary.camera`: pinhole, CAHV, CAHVOR and CAHVORE camera models and their JSON files;
 * :mod:`~marsunits.boundary.projection`: contact lines onto the ground plane;
 * :mod:`~marsunits.boundary.contact_map`: ground contacts of many images merged into a map;
 * :mod:`~marsunits.boundary.contact_io`: the contact GeoJSON format.

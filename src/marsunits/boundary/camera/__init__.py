@@ -8,12 +8,14 @@ from marsunits.boundary.camera.cahv import (
     cahvor_from_pinhole,
     ned_to_flu,
 )
+from marsunits.boundary.camera.cahvore import CahvoreCamera
 from marsunits.boundary.camera.io import CameraFileError, camera_from_dict, find_camera, load_camera
 from marsunits.boundary.camera.pinhole import PinholeCamera
 
 __all__ = [
     "CahvCamera",
     "CahvorCamera",
+    "CahvoreCamera",
     "CameraFileError",
     "CameraModel",
     "PinholeCamera",

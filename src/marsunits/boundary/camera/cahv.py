@@ -183,6 +183,13 @@ class CahvCamera:
         """
         return self._linear_ray(u, v)
 
+    def _rays(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(origins, directions)`` of the pixels' rays, each ``u.shape + (3,)``: every ray starts at ``C``
+        here; a model whose rays start elsewhere (CAHVORE's moving entrance pupil) overrides this, and
+        :meth:`pixel_to_ground` intersects each ray from its own origin."""
+        d = self.pixel_to_ray(u, v)
+        return np.broadcast_to(self.C, d.shape), d
+
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
         """Project site-frame points ``(..., 3)`` to pixel coordinates ``(..., 2)``; NaN behind the camera."""
         return self._linear_project(np.asarray(points, dtype=np.float64) - self.C)
@@ -199,13 +206,13 @@ class CahvCamera:
             Site-frame points ``u.shape + (3,)``, NaN where the ray does not reach the ground in front of the
             camera (at or above the horizon) or reaches it beyond ``max_range_m``.
         """
-        d = self.pixel_to_ray(u, v)
+        origin, d = self._rays(u, v)
         dz = d[..., 2]
-        dh = self.ground_z_m - self.C[2]
+        dh = self.ground_z_m - origin[..., 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(np.abs(dz) > 1e-12, dh / dz, np.nan)
         t = np.where(t > 0, t, np.nan)
-        p = self.C + t[..., None] * d
+        p = origin + t[..., None] * d
         rng = np.hypot(p[..., 0] - self.C[0], p[..., 1] - self.C[1])
         p[~(rng <= max_range_m)] = np.nan
         return p
@@ -297,6 +304,42 @@ def _root_before_fold(k1: float, k3: np.ndarray, k5: np.ndarray) -> np.ndarray:
     return np.where(found, 0.5 * (lower + upper), np.nan)
 
 
+def _undistort_scale(R: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """The root ``x`` of ``k1 x + k3 x^3 + k5 x^5 = 1`` (``k1 = 1 + r0``, ``k3 = r1 tau``, ``k5 = r2 tau^2``)
+    on the lens's rising branch: the factor that takes a distorted offset from ``O`` (``sqrt(tau)``, the
+    tangent of its angle) back to the undistorted one. NaN where there is none (beyond the lens's fold).
+
+    Newton's method from JPL's first approximation, then bisection (:func:`_root_before_fold`) where it
+    stopped short of a root or on one past the fold.
+    """
+    k1 = 1.0 + float(R[0])
+    k3 = R[1] * tau
+    k5 = R[2] * tau * tau
+    x = 1.0 - (R[0] + k3 + k5)  # first approximation, as in JPL's implementation
+    for _ in range(_NEWTON_ITERATIONS):
+        x2 = x * x
+        poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
+        deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
+        step = np.where(deriv > 1e-15, poly / np.where(deriv > 1e-15, deriv, 1.0), 0.0)
+        x = x - step
+        if np.all(np.abs(step) < _NEWTON_TOL):
+            break
+    # A pixel beyond the radius where a barrel-distorted lens folds back has no ray: there the iteration
+    # stops short of a root, or on one past the fold (where the lens maps inward, or, with r2 > 0, on
+    # the branch where it rises again). Such a root was used as it stood, a finite ray 600 px off on a
+    # 1024 px camera, and its made-up metres went to contact files; the pinhole model gives none there.
+    x2 = x * x
+    poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
+    deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
+    before_fold = (x >= 0.0) & (x <= _first_peak(k1, k3, k5))
+    missed = ~(np.isfinite(x) & (np.abs(poly) <= _ROOT_TOL) & (deriv > 0.0) & before_fold)
+    if np.any(missed):  # Newton started past the fold's peak, or there is no root: bisect where one is
+        k3b, k5b = np.broadcast_to(k3, x.shape)[missed], np.broadcast_to(k5, x.shape)[missed]
+        x = np.array(x, dtype=np.float64, copy=True)
+        x[missed] = _root_before_fold(k1, k3b, k5b)
+    return np.asarray(x, dtype=np.float64)
+
+
 class CahvorCamera(CahvCamera):
     """A CAHVOR camera: CAHV plus radial distortion about the optical axis ``O`` with terms ``R``.
 
@@ -344,31 +387,7 @@ class CahvorCamera(CahvCamera):
         omega = r @ self.O
         lam = r - omega[..., None] * self.O
         tau = np.sum(lam * lam, axis=-1) / (omega * omega)
-        k1 = 1.0 + self.R[0]
-        k3 = self.R[1] * tau
-        k5 = self.R[2] * tau * tau
-        x = 1.0 - (self.R[0] + k3 + k5)  # first approximation, as in JPL's implementation
-        for _ in range(_NEWTON_ITERATIONS):
-            x2 = x * x
-            poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
-            deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
-            step = np.where(deriv > 1e-15, poly / np.where(deriv > 1e-15, deriv, 1.0), 0.0)
-            x = x - step
-            if np.all(np.abs(step) < _NEWTON_TOL):
-                break
-        # A pixel beyond the radius where a barrel-distorted lens folds back has no ray: there the iteration
-        # stops short of a root, or on one past the fold (where the lens maps inward, or, with r2 > 0, on
-        # the branch where it rises again). Such a root was used as it stood, a finite ray 600 px off on a
-        # 1024 px camera, and its made-up metres went to contact files; the pinhole model gives none there.
-        x2 = x * x
-        poly = ((k5 * x2 + k3) * x2 + k1) * x - 1.0
-        deriv = (5.0 * k5 * x2 + 3.0 * k3) * x2 + k1
-        before_fold = (x >= 0.0) & (x <= _first_peak(float(k1), k3, k5))
-        missed = ~(np.isfinite(x) & (np.abs(poly) <= _ROOT_TOL) & (deriv > 0.0) & before_fold)
-        if np.any(missed):  # Newton started past the fold's peak, or there is no root: bisect where one is
-            k3b, k5b = np.broadcast_to(k3, x.shape)[missed], np.broadcast_to(k5, x.shape)[missed]
-            x = np.array(x, dtype=np.float64, copy=True)
-            x[missed] = _root_before_fold(float(k1), k3b, k5b)
+        x = _undistort_scale(self.R, tau)
         no_ray = ~np.isfinite(x)
         d = r - (1.0 - x)[..., None] * lam
         rays = d / np.linalg.norm(d, axis=-1, keepdims=True)

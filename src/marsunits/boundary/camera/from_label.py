@@ -1,4 +1,4 @@
-"""Camera files from PDS labels: write ``<stem>.camera.json`` from the CAHV(OR) model a rover image's label
+"""Camera files from PDS labels: write ``<stem>.camera.json`` from the CAHV(OR(E)) model a rover image's label
 carries, so that a geologist does not copy vectors out of labels by hand.
 
 Usage::
@@ -15,22 +15,26 @@ Labels read:
 
 * **PDS3** (ODL text, parsed with ``pvl``): a detached ``.LBL`` or the label at the head of an ``.IMG``, as
   MER and MSL products carry them. The camera is the ``GEOMETRIC_CAMERA_MODEL`` (MER) or
-  ``GEOMETRIC_CAMERA_MODEL_PARMS`` (MSL) group: ``MODEL_TYPE`` (``CAHV`` or ``CAHVOR``),
-  ``MODEL_COMPONENT_1..6`` (in the order ``MODEL_COMPONENT_ID`` names, C A H V O R when absent),
+  ``GEOMETRIC_CAMERA_MODEL_PARMS`` (MSL) group: ``MODEL_TYPE`` (``CAHV``, ``CAHVOR`` or ``CAHVORE``),
+  ``MODEL_COMPONENT_1..7`` (in the order ``MODEL_COMPONENT_ID`` names, C A H V O R E when absent) and, for
+  CAHVORE, its type ``T`` and parameter ``P`` (``MODEL_COMPONENT_8`` and ``_9``, which Mars 2020 labels leave
+  out of ``MODEL_COMPONENT_ID``; where it names ``T`` and ``P``, their places are taken from it),
   ``REFERENCE_COORD_SYSTEM_NAME`` and ``REFERENCE_COORD_SYSTEM_INDEX`` (named by
   ``COORDINATE_SYSTEM_INDEX_NAME`` where given); the image size is the ``IMAGE`` object's ``LINES`` and
   ``LINE_SAMPLES``. The rover's place is the ``ROVER_COORDINATE_SYSTEM_PARMS`` (MSL) or
   ``ROVER_COORDINATE_SYSTEM`` (MER) group's ``ORIGIN_OFFSET_VECTOR``.
 * **PDS4** (XML, the Mars 2020 archive form): the ``geom:`` discipline dictionary's
-  ``geom:Camera_Model_Parameters`` with ``geom:CAHV_Model`` or ``geom:CAHVOR_Model`` (``geom:Vector_Center``,
-  ``_Axis``, ``_Horizontal``, ``_Vertical``, ``_Optical``, ``geom:Radial_Terms``) and its
+  ``geom:Camera_Model_Parameters`` with ``geom:CAHV_Model``, ``geom:CAHVOR_Model`` or ``geom:CAHVORE_Model``
+  (``geom:Vector_Center``, ``_Axis``, ``_Horizontal``, ``_Vertical``, ``_Optical``, ``geom:Radial_Terms``,
+  ``geom:Entrance_Terms``, ``geom:cahvore_model_type``, ``geom:cahvore_model_parameter``) and its
   ``geom:Coordinate_Space_Reference``; the image size from the ``Axis_Array`` elements (``Line``,
   ``Sample``) of the product's ``Array_2D_Image`` / ``Array_3D_Image``; the rover's place from the
   ``geom:Coordinate_Space_Definition`` of its ``ROVER_NAV_FRAME``. Where a label holds several camera
   models that differ (one per ``geom:Geometry_Lander``), the one of the ``Telemetry`` geometry state is
   taken, and a label without one is refused.
 
-CAHVORE models (the Hazcams', most Mars 2020 Navcams') are refused, as the camera reader refuses them.
+CAHVORE models (the Hazcams', most Mars 2020 Navcams') are written as ``"model": "cahvore"`` with ``E``,
+``T`` and ``P`` (:mod:`marsunits.boundary.camera.cahvore`).
 
 The frame. The vectors are written in the frame the label gives them in, with its index as ``site`` (the
 contact map draws the cameras of one ``site`` together):
@@ -79,7 +83,7 @@ import numpy as np
 
 from marsunits.atomic import atomic_write_text
 from marsunits.boundary.camera.cahv import ned_to_flu
-from marsunits.boundary.camera.io import _NOT_CAHVORE, SIDECAR_SUFFIX, CameraFileError, camera_from_dict
+from marsunits.boundary.camera.io import SIDECAR_SUFFIX, CameraFileError, camera_from_dict
 from marsunits.errors import readable
 
 __all__ = ["LabelCamera", "LabelError", "camera_file_dict", "convert_label", "main", "read_label"]
@@ -113,8 +117,9 @@ class LabelCamera:
     """The camera model of one label, as the label gives it.
 
     Attributes:
-        model: ``"cahv"`` or ``"cahvor"``.
-        vectors: ``C``, ``A``, ``H``, ``V`` (and ``O``, ``R``) in the label's frame (z down).
+        model: ``"cahv"``, ``"cahvor"`` or ``"cahvore"``.
+        vectors: ``C``, ``A``, ``H``, ``V`` (and ``O``, ``R``; ``E``) in the label's frame (z down).
+        scalars: A CAHVORE's ``T`` (its type, an int) and ``P`` (its parameter); empty for the others.
         image_width, image_height: The image's size in pixels.
         frame: The frame's name as the label gives it (``SITE_FRAME``, ``ROVER_NAV_FRAME``, ...).
         index: The frame's index entries, ``(name or None, value)``.
@@ -129,6 +134,7 @@ class LabelCamera:
     image_height: int
     frame: str
     index: list[tuple[str | None, int]] = field(default_factory=list)
+    scalars: dict[str, float] = field(default_factory=dict)
     ground_z_m: float | None = None
     ground_note: str = ""
 
@@ -166,8 +172,8 @@ def read_label(path: str | Path) -> LabelCamera:
     """Read the camera model of a PDS3 or PDS4 label (module docstring for what is read).
 
     Raises:
-        LabelError: If the file cannot be read, is not a label, has no camera model or one that is not CAHV
-            or CAHVOR, or lacks the image size or the frame (the message names the file and the fix).
+        LabelError: If the file cannot be read, is not a label, has no camera model or one that is not CAHV,
+            CAHVOR or CAHVORE, or lacks the image size or the frame (the message names the file and the fix).
     """
     path = Path(path)
     if path.exists() and not path.is_file():  # never opened: a FIFO would be read for ever
@@ -242,12 +248,12 @@ def _read_pds3(path: Path) -> LabelCamera:
     group = groups[0]
     model_type = str(group.get("MODEL_TYPE", "")).strip().upper()
     model = _model_of(model_type, path)
-    letters = ["C", "A", "H", "V", "O", "R"][: 4 if model == "cahv" else 6]
+    letters = ["C", "A", "H", "V", "O", "R", "E"][: _VECTOR_COUNT[model]]
     ids = group.get("MODEL_COMPONENT_ID")
     order = (
         [str(i).strip().upper() for i in ids]
         if isinstance(ids, (list, tuple))
-        else ["C", "A", "H", "V", "O", "R"]
+        else ["C", "A", "H", "V", "O", "R", "E"]
     )
     vectors: dict[str, list[float]] = {}
     for letter in letters:
@@ -259,6 +265,16 @@ def _read_pds3(path: Path) -> LabelCamera:
                 f"{path}: the {model_type} camera model has no {key} ({letter}); the label is damaged"
             )
         vectors[letter] = _vector(group[key], f"{key} ({letter})", path, "m" if letter == "C" else "")
+    scalars: dict[str, float] = {}
+    if model == "cahvore":  # T and P: MODEL_COMPONENT_8 and _9 unless MODEL_COMPONENT_ID places them
+        for letter, place in (("T", 8), ("P", 9)):
+            key = f"MODEL_COMPONENT_{order.index(letter) + 1 if letter in order else place}"
+            if key not in group:
+                raise LabelError(
+                    f"{path}: the CAHVORE camera model has no {key} ({letter}, its "
+                    f"{'type' if letter == 'T' else 'parameter'}); the label is damaged"
+                )
+            scalars[letter] = _number(group[key], f"{key} ({letter})", path)
     frame = str(group.get("REFERENCE_COORD_SYSTEM_NAME", "")).strip().upper()
     if not frame:
         raise LabelError(
@@ -279,6 +295,7 @@ def _read_pds3(path: Path) -> LabelCamera:
         image_height=int(_number(image["LINES"], "IMAGE LINES", path)),
         frame=frame,
         index=index,
+        scalars=scalars,
     )
     rovers = _all(label, "ROVER_COORDINATE_SYSTEM_PARMS", "ROVER_COORDINATE_SYSTEM")
     rover_places = []
@@ -321,17 +338,15 @@ def _pds3_index(names: Any, values: Any) -> list[tuple[str | None, int]]:
     return out
 
 
+#: How many 3-vectors each model has (C A H V, O R, E).
+_VECTOR_COUNT = {"cahv": 4, "cahvor": 6, "cahvore": 7}
+
+
 def _model_of(model_type: str, source: Path) -> str:
-    if model_type == "CAHVORE":
+    if model_type not in ("CAHV", "CAHVOR", "CAHVORE"):
         raise LabelError(
-            f"{source}: the camera model is CAHVORE (the fish-eye form of the Hazcams and most Mars 2020 "
-            "Navcams), which is not supported: its E terms cannot be dropped without error; "
-            f"{_NOT_CAHVORE}"
-        )
-    if model_type not in ("CAHV", "CAHVOR"):
-        raise LabelError(
-            f"{source}: camera model type {model_type or 'missing'!r} is not supported (CAHV and "
-            "CAHVOR are); use a product with such a model, or write the camera file by hand "
+            f"{source}: camera model type {model_type or 'missing'!r} is not supported (CAHV, CAHVOR and "
+            "CAHVORE are); use a product with such a model, or write the camera file by hand "
             "(README, Camera files)"
         )
     return model_type.lower()
@@ -413,10 +428,16 @@ def _read_pds4(path: Path) -> LabelCamera:
             "of state Telemetry; which belongs to the image cannot be told: write the camera file by "
             "hand from the one you trust (README, Camera files)"
         )
-    _, scope, (model, vectors, frame, index) = models[0]
+    _, scope, (model, vectors, frame, index, scalars) = models[0]
     width, height = _pds4_image_size(root, path)
     cam = LabelCamera(
-        model=model, vectors=vectors, image_width=width, image_height=height, frame=frame, index=index
+        model=model,
+        vectors=vectors,
+        image_width=width,
+        image_height=height,
+        frame=frame,
+        index=index,
+        scalars=scalars,
     )
     rover_places = []
     for d in scope.iter(f"{_G}Coordinate_Space_Definition"):
@@ -435,8 +456,9 @@ def _read_pds4(path: Path) -> LabelCamera:
 
 def _pds4_camera(
     cmp: ET.Element, definitions: dict[str, ET.Element], path: Path
-) -> tuple[str, dict[str, list[float]], str, list[tuple[str | None, int]]]:
-    """``(model, vectors, frame, index)`` of one ``geom:Camera_Model_Parameters``."""
+) -> tuple[str, dict[str, list[float]], str, list[tuple[str | None, int]], dict[str, float]]:
+    """``(model, vectors, frame, index, scalars)`` of one ``geom:Camera_Model_Parameters`` (``scalars``: a
+    CAHVORE's ``T`` and ``P``)."""
     tags = (f"{_G}CAHV_Model", f"{_G}CAHVOR_Model", f"{_G}CAHVORE_Model")
     models = [c for c in cmp if c.tag in tags]
     declared = (cmp.findtext(f"{_G}model_type") or "").strip().upper()
@@ -457,9 +479,10 @@ def _pds4_camera(
         "V": "Vector_Vertical",
         "O": "Vector_Optical",
         "R": "Radial_Terms",
+        "E": "Entrance_Terms",
     }
     vectors: dict[str, list[float]] = {}
-    for letter, name in list(parts.items())[: 4 if model == "cahv" else 6]:
+    for letter, name in list(parts.items())[: _VECTOR_COUNT[model]]:
         part = element.find(f"{_G}{name}")
         if part is None or len(part) < 3:
             raise LabelError(
@@ -468,13 +491,22 @@ def _pds4_camera(
         vectors[letter] = [
             _xml_number(child, f"geom:{name}", path, letter == "C") for child in list(part)[:3]
         ]
+    scalars: dict[str, float] = {}
+    if model == "cahvore":
+        for letter, name in (("T", "cahvore_model_type"), ("P", "cahvore_model_parameter")):
+            part = element.find(f"{_G}{name}")
+            if part is None:
+                raise LabelError(
+                    f"{path}: the CAHVORE model has no geom:{name} ({letter}); the label is damaged"
+                )
+            scalars[letter] = _xml_number(part, "geom:CAHVORE_Model", path, False)
     frame, index = _pds4_frame(cmp.find(f"{_G}Coordinate_Space_Reference"), definitions)
     if not frame:
         raise LabelError(
             f"{path}: the camera model has no geom:Coordinate_Space_Reference naming its frame, so the "
             "frame of its vectors is unknown; write the camera file by hand (README, Camera files)"
         )
-    return model, vectors, frame, index
+    return model, vectors, frame, index, scalars
 
 
 _LENGTH_UNITS = {"m": 1.0, "km": 1000.0, "cm": 0.01, "mm": 0.001}
@@ -592,11 +624,15 @@ def camera_file_dict(cam: LabelCamera, label: str | Path, ground_z_m: float | No
         )
     vectors: dict[str, list[float]] = dict(cam.vectors)
     if frame in _ROVER_FRAMES:  # forward, starboard, down -> forward, left, up: the map says forward/left
-        vectors = {k: (v if k == "R" else ned_to_flu(np.array(v)).tolist()) for k, v in vectors.items()}
+        # R and E are coefficients along O, no directions: no frame turns them
+        vectors = {
+            k: (v if k in ("R", "E") else ned_to_flu(np.array(v)).tolist()) for k, v in vectors.items()
+        }
     d: dict[str, Any] = {
         "model": cam.model,
         "frame": "flu" if frame in _ROVER_FRAMES else "pds",
         **vectors,
+        **{k: (int(v) if k == "T" and v == int(v) else v) for k, v in cam.scalars.items()},  # T: 3.0 -> 3
         "image_width": cam.image_width,
         "image_height": cam.image_height,
         "site": cam.site,
@@ -653,7 +689,9 @@ def _finite(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 all written, 1 some refused, 2 usage error)."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Write <stem>.camera.json from the CAHV(OR) camera model of PDS3/PDS4 labels."
+        prog=PROG,
+        description="Write <stem>.camera.json from the CAHV, CAHVOR or CAHVORE camera model of PDS3/PDS4 "
+        "labels.",
     )
     parser.add_argument("labels", nargs="+", metavar="LABEL", help="PDS3 .LBL/.IMG or PDS4 .xml labels")
     parser.add_argument("--out-dir", help="folder to write into (default: next to each label)")

@@ -2,9 +2,9 @@
 
 Schema (one JSON object per file; other keys are ignored, except one that looks like a misspelt key of the
 model, e.g. ``heigth_m`` or ``roll`` for ``roll_deg``, or a key of another model, e.g. ``ground_z_m`` or
-``z_m`` in a pinhole file, OpenCV's ``k3``, ``p1``, ``p2`` in a pinhole file or CAHVORE's ``E``, ``T``,
-``P``, ``linearity`` in a CAHV(OR) one: that is an error, because the camera would otherwise be read with
-the default silently, another lens than the file's):
+``z_m`` in a pinhole file, OpenCV's ``k3``, ``p1``, ``p2`` in a pinhole file or CAHVORE's ``E``, ``T``, ``P``,
+``linearity`` in a CAHV(OR) one, or ``linearity`` for a CAHVORE's ``P``: that is an error, because the camera
+would otherwise be read with the default silently, another lens than the file's):
 
 * ``"model": "pinhole"`` -- :meth:`PinholeCamera.to_dict` form (what the synthetic generator writes to
   ``cameras/<name>.json``). Required: ``image_width``, ``image_height``, ``hfov_deg``, ``pitch_deg``;
@@ -18,9 +18,11 @@ the default silently, another lens than the file's):
 * ``"model": "cahvor"`` -- as ``cahv`` plus ``O`` (three numbers) and ``R`` (three numbers, ``r0, r1, r2``;
   ``r0 > -1``, near 0 for a real lens: with ``1 + r0 <= 0`` no pixel has a ray, and the file is refused).
 
-CAHVORE (CAHVOR plus the moving entrance pupil ``E`` of wide-angle lenses, the form the rovers' fish-eye
-Hazcams are calibrated in) is not supported: a ``"model": "cahvore"`` file is refused rather than read
-without ``E``.
+* ``"model": "cahvore"`` -- as ``cahvor`` plus ``E`` (three numbers, the entrance-pupil terms, metres; PDS
+  ``MODEL_COMPONENT_7``), ``T`` (the model type: 1 perspective, 2 fish-eye, 3 general; ``MODEL_COMPONENT_8``)
+  and ``P`` (the linearity of a type 3 lens, ``MODEL_COMPONENT_9``; a number, not read for types 1 and 2).
+  :class:`~marsunits.boundary.camera.cahvore.CahvoreCamera`; the Navcams and Hazcams of Mars 2020 and the
+  Hazcams of MSL and MER are calibrated so.
 
 CAHV(OR) image coordinates follow the PDS convention (origin at the centre of the top-left pixel); the
 models convert to the project's corner-origin pixels themselves.
@@ -39,6 +41,7 @@ from typing import Any
 
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.cahv import CahvCamera, CahvorCamera, _unit, _vec3, ned_to_flu
+from marsunits.boundary.camera.cahvore import CahvoreCamera
 from marsunits.boundary.camera.pinhole import PinholeCamera
 
 __all__ = [
@@ -58,6 +61,7 @@ _REQUIRED = {
     "pinhole": ("image_width", "image_height", "hfov_deg", "pitch_deg"),
     "cahv": ("C", "A", "H", "V", "image_width", "image_height"),
     "cahvor": ("C", "A", "H", "V", "O", "R", "image_width", "image_height"),
+    "cahvore": ("C", "A", "H", "V", "O", "R", "E", "T", "P", "image_width", "image_height"),
 }
 _FRAMES = {"flu": "flu", "ned": "ned", "pds": "ned"}
 #: Every key a model reads (required or optional), for spotting misspelt keys.
@@ -69,11 +73,7 @@ _KNOWN = {
     "cahv": ("model", "C", "A", "H", "V", "image_width", "image_height", "site", "frame", "ground_z_m"),
 }  # fmt: skip
 _KNOWN["cahvor"] = (*_KNOWN["cahv"], "O", "R")
-#: What to do instead of CAHVORE, whose E terms cannot be left out (said for its model name and its keys).
-_NOT_CAHVORE = (
-    "use a CAHVOR or CAHV model of the camera (e.g. the CAHV model of a linearized PDS image product, with "
-    "that image), or predict without this camera file (the contacts in pixels need none)"
-)
+_KNOWN["cahvore"] = (*_KNOWN["cahvor"], "E", "T", "P")
 #: Keys that mean something to a reader of camera files but not to this model, and what to do instead: a
 #: pinhole camera stands ``height_m`` over flat ground at z = 0, so ``ground_z_m``, ``frame`` or a CAHV
 #: vector in a pinhole file (or ``hfov_deg`` in a CAHV one) would be ignored and the metres silently wrong;
@@ -104,15 +104,18 @@ _FOREIGN = {
         for k in ("hfov_deg", "pitch_deg", "roll_deg", "yaw_deg", "height_m", "x_m", "y_m", "z_m", "k1", "k2")
     },
 }
-# CAHVORE's entrance-pupil terms E, its type T and parameter P (PDS MODEL_COMPONENT_7..9), or linearity.
+# CAHVORE's entrance-pupil terms E, its type T and parameter P (PDS MODEL_COMPONENT_7..9), or linearity:
+# read as absent, the file would be another lens.
 _FOREIGN["cahv"].update(
     {
-        k: "CAHVORE is not supported, and its E terms cannot be dropped without error (the file would be "
-        f"read as another lens); {_NOT_CAHVORE}"
+        k: "use model 'cahvore' with all its keys (E, T and P are its entrance pupil, type and linearity; "
+        "dropped, the camera would be another lens)"
         for k in ("E", "T", "P", "linearity")
     }
 )
 _FOREIGN["cahvor"] = dict(_FOREIGN["cahv"])
+_FOREIGN["cahvore"] = {k: v for k, v in _FOREIGN["cahv"].items() if k not in ("E", "T", "P")}
+_FOREIGN["cahvore"]["linearity"] = "give it as P (the type 3 lens's linearity, MODEL_COMPONENT_9)"
 # O and R are CAHVOR's lens distortion: a CAHV file dropped R without a word and failed on O with
 # "CahvCamera.__init__() got an unexpected keyword argument 'O'".
 _FOREIGN["cahv"].update({k: "use model 'cahvor' (O and R are its lens distortion)" for k in ("O", "R")})
@@ -167,7 +170,7 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         frame = _FRAMES.get(str(d.get("frame", "flu")).lower())
         if frame is None:
             raise ValueError(f"'frame' must be one of {sorted(_FRAMES)}, got {d.get('frame')!r}")
-        for key in ("C", "A", "H", "V", "O", "R"):
+        for key in ("C", "A", "H", "V", "O", "R", "E"):
             if key in d and (
                 not isinstance(d[key], (list, tuple))
                 or any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) for v in d[key])
@@ -202,11 +205,32 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
         }
         if model == "cahv":
             return CahvCamera(**vec, **common)
-        cam = CahvorCamera(**vec, R=d["R"], **common)
+        if model == "cahvor":
+            cam = CahvorCamera(**vec, R=d["R"], **common)
+        else:
+            cam = CahvoreCamera(**vec, R=d["R"], E=d["E"], T=_cahvore_type(d["T"]), P=_number("P", d["P"]),
+                                **common)  # fmt: skip
         _check_cahvor_r0(cam, d["R"])
         return cam
     except (TypeError, ValueError) as exc:
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
+
+
+def _cahvore_type(value: Any) -> int:
+    """CAHVORE's ``T`` as an int: 1, 2 or 3, also written ``3.0`` (as PDS3 labels write it); else refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (1, 2, 3):
+        raise ValueError(
+            f"'T' must be the CAHVORE model type 1 (perspective), 2 (fish-eye) or 3 (general), got {value!r} "
+            "(MODEL_COMPONENT_8 of a PDS label)"
+        )
+    return int(value)
+
+
+def _number(key: str, value: Any) -> float:
+    """A finite JSON number (not a bool or a string), or a ValueError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key!r} must be a finite JSON number, got {value!r}")
+    return float(value)
 
 
 def _check_cahvor_r0(cam: CahvorCamera, given: Any) -> None:
@@ -272,17 +296,7 @@ def _hfov_from_focal(d: dict[str, Any]) -> str:
 
 
 def _unknown_model(model: Any, source: str) -> str:
-    """The refusal of a camera whose ``model`` is absent or not one this code reads, with what to do.
-
-    A CAHVORE is said by name: relabelled ``"cahvor"``, as a generic "add a model" advice suggested, it
-    would be read with its E terms dropped, another lens.
-    """
-    if isinstance(model, str) and model.lower() == "cahvore":
-        return (
-            f"{source}: CAHVORE (the form the rovers' fish-eye Hazcams are calibrated in) is not supported: "
-            f"this code reads {sorted(_REQUIRED)}, and a CAHVORE's E terms cannot be dropped without error "
-            f"(read as 'cahvor', the file would be another lens and its metres wrong); {_NOT_CAHVORE}"
-        )
+    """The refusal of a camera whose ``model`` is absent or not one this code reads, with what to do."""
     said = f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
     if model is None:
         return said + 'Add e.g. "model": "cahvor" to the file.'
