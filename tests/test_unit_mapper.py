@@ -462,3 +462,12 @@ def test_a_model_path_or_contact_options_of_the_wrong_kind_are_named(ckpt: Path)
         UnitMapper.load(None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"contact must be a mapping of predict.py's contact options"):
         UnitMapper.load(ckpt, contact=[1])  # type: ignore[arg-type]
+
+
+def test_a_misspelt_option_is_named_with_the_option_meant_before_the_model_loads(tmp_path: Path) -> None:
+    """``load(path, tiles=256)`` ended in Python's "unexpected keyword argument 'tiles'" after the model had
+    loaded, naming no valid option; it is now said first (the model file here does not even exist)."""
+    with pytest.raises(
+        ConfigError, match=r"unknown UnitMapper option\(s\): tiles \(did you mean tile\?\); valid"
+    ):
+        UnitMapper.load(tmp_path / "model.ckpt", tiles=256)

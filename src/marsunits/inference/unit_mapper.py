@@ -24,6 +24,8 @@ Runtime, ``adapt_bn`` (statistics of a whole folder) and ``map=true`` (use
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 from collections.abc import Mapping
@@ -281,6 +283,21 @@ class UnitMapper:
 
         # trust_checkpoint="no" is true to bool(): it unpickled an untrusted checkpoint's code.
         check_option_types({"trust_checkpoint": trust_checkpoint})
+        # Before the model is loaded (seconds), and naming the option meant: Python's own "unexpected keyword
+        # argument 'tiles'" came after the load and listed nothing.
+        valid = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model")]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            hints = [
+                f"{name} (did you mean {close[0]}?)"
+                if (close := difflib.get_close_matches(name, valid, 1))
+                else name
+                for name in unknown
+            ]
+            raise ConfigError(
+                f"unknown UnitMapper option(s): {', '.join(hints)}; valid options are "
+                f"{', '.join(['trust_checkpoint', *valid])}"
+            )
         if not isinstance(path, (str, os.PathLike)):  # not pathlib's "expected str, bytes or os.PathLike"
             raise TypeError(
                 f"UnitMapper.load takes the path of a model package folder or a .ckpt file, got "
