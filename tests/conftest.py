@@ -82,6 +82,46 @@ def small_task():
     ).eval()
 
 
+def tiny_task(tile_size: int):
+    """A ``SegmentationTask`` of the tiny network of ``configs/model/tiny.yaml`` (seed 0, random weights, no
+    scheduler), 3 input channels, ``tile_size`` recorded as its training crop, dataset ``test``."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from marsunits.task import SegmentationTask
+
+    tiny = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
+    torch.manual_seed(0)
+    return SegmentationTask(
+        arch="unet",
+        encoder=tiny.encoder,
+        encoder_weights=None,
+        encoder_depth=tiny.encoder_depth,
+        decoder_channels=list(tiny.decoder_channels),
+        in_channels=3,
+        tile_size=tile_size,
+        dataset="test",
+        scheduler="none",
+    )
+
+
+def one_step_trainer(**options):
+    """A silent CPU Lightning ``Trainer`` for one optimiser step (no logger, checkpointing, progress bar or
+    model summary): fit it, then ``save_checkpoint`` writes a real checkpoint. ``options``: more Trainer
+    arguments."""
+    from lightning import Trainer
+
+    return Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **options,
+    )
+
+
 def compose_config(config_name: str, run_dir: Path, overrides: list[str] | None = None):
     """Compose a real Hydra config (``train`` or ``predict``) as ``@hydra.main`` would, rooted at ``run_dir``.
 

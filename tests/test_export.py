@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch import Trainer
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
@@ -25,9 +24,9 @@ from marsunits.model_package import JSON_NAME, WEIGHTS_NAME, is_package, load_mo
 from marsunits.task import CheckpointError, load_task
 
 try:
-    from .conftest import REPO_ROOT, compose_config
+    from .conftest import REPO_ROOT, compose_config, one_step_trainer
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path (rootdir conftest)
-    from conftest import REPO_ROOT, compose_config  # type: ignore[no-redef]
+    from conftest import REPO_ROOT, compose_config, one_step_trainer  # type: ignore[no-redef]
 
 
 class _Scenes(Dataset):
@@ -54,15 +53,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = compose_config("train", run_dir, ["model=tiny", "model.scheduler=none"])
     task = instantiate(cfg.model, class_map={"3": 0, "7": 1, "9": 2}, dataset="ai4mars")
     task.wandb_run_id = "run-abc123"
-    trainer = Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=run_dir,
-    )
+    trainer = one_step_trainer(limit_val_batches=0, default_root_dir=run_dir)
     trainer.fit(task, DataLoader(_Scenes(), batch_size=2, collate_fn=collate_samples))
     path = run_dir / "last.ckpt"
     trainer.save_checkpoint(path)

@@ -27,9 +27,15 @@ from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.writers import MANIFEST_FIELDS
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import CONFIG_DIR, LAUNCH_VARIABLES, REPO_ROOT, compose_config
+    from .conftest import LAUNCH_VARIABLES, REPO_ROOT, compose_config, one_step_trainer, tiny_task
 except ImportError:
-    from conftest import CONFIG_DIR, LAUNCH_VARIABLES, REPO_ROOT, compose_config  # type: ignore[no-redef]
+    from conftest import (  # type: ignore[no-redef]
+        LAUNCH_VARIABLES,
+        REPO_ROOT,
+        compose_config,
+        one_step_trainer,
+        tiny_task,
+    )
 
 TILE = 64
 
@@ -37,36 +43,14 @@ TILE = 64
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint of the tiny network of configs/model/tiny.yaml, saved by a Lightning Trainer."""
-    from lightning import Trainer
     from torch.utils.data import DataLoader
 
-    from marsunits.task import SegmentationTask
-
-    tiny = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
-    torch.manual_seed(0)
-    task = SegmentationTask(
-        arch="unet",
-        encoder=tiny.encoder,
-        encoder_weights=None,
-        encoder_depth=tiny.encoder_depth,
-        decoder_channels=list(tiny.decoder_channels),
-        in_channels=3,
-        tile_size=TILE,
-        dataset="test",
-        scheduler="none",
-    )
+    task = tiny_task(TILE)
     samples = [
         {"image": torch.rand(3, TILE, TILE), "mask": torch.randint(0, 3, (TILE, TILE)), "path": f"{i}"}
         for i in range(2)
     ]
-    trainer = Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = one_step_trainer()
     trainer.fit(task, DataLoader(samples, batch_size=2))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     trainer.save_checkpoint(path)

@@ -21,10 +21,10 @@ from marsunits.inference import PredictOptions, UnitMap, UnitMapper, run
 from marsunits.inference.options import read_contact_config
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import CONFIG_DIR, compose_config
+    from .conftest import compose_config, one_step_trainer, tiny_task
     from .test_predict import TILE, make_cfg
 except ImportError:
-    from conftest import CONFIG_DIR, compose_config  # type: ignore[no-redef]
+    from conftest import compose_config, one_step_trainer, tiny_task  # type: ignore[no-redef]
     from test_predict import TILE, make_cfg  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,34 +49,13 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory, scenes: Path) -> Path:
     logits (``other`` one lower): the two units then alternate in patches with contacts between them.
     """
     import torch
-    from lightning import Trainer
     from torch.utils.data import DataLoader
 
     from marsunits.data.io import read_image
-    from marsunits.task import SegmentationTask
 
-    tiny = OmegaConf.load(CONFIG_DIR / "model" / "tiny.yaml")
-    torch.manual_seed(0)
-    task = SegmentationTask(
-        arch="unet",
-        encoder=tiny.encoder,
-        encoder_weights=None,
-        encoder_depth=tiny.encoder_depth,
-        decoder_channels=list(tiny.decoder_channels),
-        in_channels=3,
-        tile_size=TILE,
-        dataset="test",
-        scheduler="none",
-    )
+    task = tiny_task(TILE)
     samples = [{"image": torch.rand(3, TILE, TILE), "mask": torch.randint(0, 3, (TILE, TILE)), "path": "0"}]
-    trainer = Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = one_step_trainer()
     trainer.fit(task, DataLoader(samples, batch_size=1))
     images = torch.stack(
         [torch.from_numpy(read_image(p)).permute(2, 0, 1) for p in sorted((scenes / "images").glob("*.png"))]
