@@ -102,6 +102,19 @@ def test_an_image_mapped_in_python_gives_predict_py_outputs(tmp_path: Path, ckpt
 
         probs = tifffile.imread(out / f"{stem}.prob.tif").astype(np.float32)
         np.testing.assert_allclose(result.probabilities, probs, atol=1e-3)  # float16 in the file
+        # save() writes predict.py's files: the same mask, overlay, contacts and probabilities.
+        saved = result.save(tmp_path / "mine", stem, save_probabilities=True, probability_dtype="float16")
+        assert sorted(p.name for p in saved) == sorted(
+            f"{stem}{suffix}" for suffix in (".mask.png", ".overlay.png", ".contact.geojson", ".prob.tif")
+        )
+        for suffix in (".mask.png", ".overlay.png", ".prob.tif"):
+            assert (tmp_path / "mine" / f"{stem}{suffix}").read_bytes() == (
+                out / f"{stem}{suffix}"
+            ).read_bytes()
+        mine = json.loads((tmp_path / "mine" / f"{stem}.contact.geojson").read_text())
+        theirs = json.loads((out / f"{stem}.contact.geojson").read_text())
+        assert mine["features"] == theirs["features"]
+        assert mine["image_greyscale"] == theirs["image_greyscale"] is False
         fractions = result.unit_fractions
         assert sum(fractions.values()) == pytest.approx(1.0)
         assert fractions["other"] == pytest.approx(float((result.mask == 2).mean()))
@@ -450,3 +463,17 @@ def test_a_misspelt_option_is_named_with_the_option_meant_before_the_model_loads
         ConfigError, match=r"unknown UnitMapper option\(s\): tiles \(did you mean tile\?\); valid"
     ):
         UnitMapper.load(tmp_path / "model.ckpt", tiles=256)
+
+
+def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> None:
+    result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(np.zeros((64, 64), np.uint8))
+    with pytest.raises(
+        ConfigError, match=r"stem must be a plain file name \(no folder\), e.g. 'frame_0001', got '../x'"
+    ):
+        result.save(tmp_path, "../x")
+    assert [p.name for p in result.save(tmp_path / "grey", "x")] == [
+        "x.contact.geojson",
+        "x.overlay.png",
+        "x.mask.png",
+    ]
+    assert json.loads((tmp_path / "grey" / "x.contact.geojson").read_text())["image_greyscale"] is True

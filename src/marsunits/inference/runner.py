@@ -118,7 +118,7 @@ from marsunits.inference.predictor import (
 from marsunits.inference.run_summary_text import summary_paragraph
 from marsunits.inference.runtime import build_forward, check_threads, configure_threads, resolve_precision
 from marsunits.inference.tiling import make_grid
-from marsunits.inference.unit_mapper import units_and_contacts
+from marsunits.inference.unit_mapper import is_grey, units_and_contacts
 from marsunits.inference.writers import (
     OutputPaths,
     has_outputs,
@@ -247,13 +247,6 @@ def _warn_labelled_layout(input_dir: Path) -> None:
             input_dir / "images",
             input_dir / masks[0],
         )
-
-
-def _is_grey(image: np.ndarray) -> bool:
-    """One channel, or three equal ones (Navcam frames are often distributed as RGB with R = G = B)."""
-    if image.shape[2] == 1:
-        return True
-    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
 def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
@@ -712,7 +705,7 @@ class _Session:
         assert item.image is not None
         start = time.perf_counter()
         image = item.image
-        grey = _is_grey(image)
+        grey = is_grey(image)
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
         mask, lines = units_and_contacts(  # the same steps as UnitMapper.map's

@@ -30,7 +30,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -61,9 +61,9 @@ from marsunits.inference.options import PredictOptions, check_option_types, read
 from marsunits.inference.predictor import Predictor, select_device
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid
-from marsunits.inference.writers import overlay_image, unit_fractions
+from marsunits.inference.writers import OutputPaths, overlay_image, unit_fractions, write_prediction
 
-__all__ = ["UnitMap", "UnitMapper", "units_and_contacts"]
+__all__ = ["UnitMap", "UnitMapper", "is_grey", "units_and_contacts"]
 
 #: ``camera=`` default of :meth:`UnitMapper.map`: a file's own camera file (``<stem>.camera.json`` beside
 #: it, or ``../cameras/<stem>.json``), as ``predict.py`` finds it; none for an array.
@@ -107,6 +107,14 @@ def units_and_contacts(
     if nodata is not None:
         mask[nodata] = IGNORE_INDEX
     return mask, lines
+
+
+def is_grey(image: np.ndarray) -> bool:
+    """Whether an ``(H, W, C)`` image is greyscale: one channel, or three equal ones (Navcam frames are often
+    distributed as RGB with R = G = B). ``predict.py`` records it in each contact file and manifest row."""
+    if image.shape[2] == 1:
+        return True
+    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
 def argmax_uint8(probs: np.ndarray) -> np.ndarray:
@@ -155,6 +163,40 @@ class UnitMap:
         README "Outputs"); ``~`` is the home folder, as in :meth:`UnitMapper.map`. Returns the path."""
         height, width = self.mask.shape
         return write_contacts(Path(path).expanduser(), self.contacts, width, height)
+
+    def save(
+        self,
+        folder: str | os.PathLike[str],
+        stem: str,
+        *,
+        save_probabilities: bool = False,
+        probability_dtype: str = PredictOptions.probability_dtype,
+    ) -> list[Path]:
+        """Write the files ``predict.py`` writes for an image ``<stem>``: ``<stem>.mask.png``,
+        ``<stem>.overlay.png``, ``<stem>.contact.geojson`` and, with ``save_probabilities``,
+        ``<stem>.prob.tif`` (``probability_dtype`` ``uint8`` or ``float16``), each under a temporary name
+        then renamed, in ``folder`` (created; ``~`` is the home folder). Returns the paths written.
+
+        Raises:
+            ConfigError: ``stem`` is not a plain file name, or another ``probability_dtype``.
+        """
+        if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
+            raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
+        if probability_dtype not in ("uint8", "float16"):
+            raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
+        paths = OutputPaths(Path(folder).expanduser(), PurePosixPath(f"{stem}.png"))
+        paths.mask.parent.mkdir(parents=True, exist_ok=True)
+        write_prediction(
+            paths,
+            self.image,
+            self.probabilities,
+            self.mask,
+            self.contacts,
+            save_probabilities=bool(save_probabilities),
+            probability_dtype=probability_dtype,
+            greyscale=is_grey(self.image),
+        )
+        return [p for p in paths.expected(bool(save_probabilities)) if p.exists()]
 
 
 class UnitMapper:
