@@ -336,6 +336,27 @@ def test_pds3_attached_cahvor_site_frame_ground_from_rover_position(tmp_path):
     assert isinstance(written, CahvorCamera) and written.source_frame == "ned"
 
 
+def test_site_frame_ground_from_an_opgs_archive_labels_rover_group(tmp_path):
+    """JPL MIPL's MSL archive labels (Navcam and Hazcam EDRs and RDRs) name the rover's place
+    ``ROVER_COORD_SYSTEM_PARMS`` (their detached-label translation renames VICAR's ROVER_COORDINATE_SYSTEM so,
+    and SITE_COORDINATE_SYSTEM to SITE_COORD_SYSTEM_PARMS). Only the MSSS name (..._COORDINATE_SYSTEM_PARMS)
+    and MER's were read: a SITE_FRAME model in such a label was refused for want of the ground height that
+    the label gives."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    label = tmp_path / "NRB_575142982EDR_F0682626NCAM00207M1.LBL"
+    label.write_text(_pds3(vec, frame="SITE_FRAME", rover_group="ROVER_COORD_SYSTEM_PARMS"))
+    assert read_label(label).ground_z_m == GROUND
+    d = json.loads(convert_label(label).read_text())
+    assert d["ground_z_m"] == GROUND and d["site"] == "SITE_62" and "SITE_FRAME 62" in d["pds_ground"]
+    # the height is still the ROVER_NAV_FRAME origin's in the camera's own site, not another frame's
+    other = _pds3(
+        vec, frame="SITE_FRAME", rover_group="ROVER_COORD_SYSTEM_PARMS", rover_frame="RSM_HEAD_FRAME"
+    )
+    label.write_text(other)
+    with pytest.raises(LabelError, match="no ROVER_NAV_FRAME origin in SITE_FRAME 62"):
+        convert_label(label, overwrite=True)
+
+
 def test_pds4_cahvor_site_frame_telemetry_state(tmp_path):
     vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
     other = _label_vectors(

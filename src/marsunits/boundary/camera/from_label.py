@@ -21,8 +21,9 @@ Labels read:
   out of ``MODEL_COMPONENT_ID``; where it names ``T`` and ``P``, their places are taken from it),
   ``REFERENCE_COORD_SYSTEM_NAME`` and ``REFERENCE_COORD_SYSTEM_INDEX`` (named by
   ``COORDINATE_SYSTEM_INDEX_NAME`` where given); the image size is the ``IMAGE`` object's ``LINES`` and
-  ``LINE_SAMPLES``. The rover's place is the ``ROVER_COORDINATE_SYSTEM_PARMS`` (MSL) or
-  ``ROVER_COORDINATE_SYSTEM`` (MER) group's ``ORIGIN_OFFSET_VECTOR``.
+  ``LINE_SAMPLES``. The rover's place is the ``ORIGIN_OFFSET_VECTOR`` of the ``ROVER_COORD_SYSTEM_PARMS``
+  (JPL MIPL's MSL archive labels: Navcam, Hazcam), ``ROVER_COORDINATE_SYSTEM_PARMS`` (MSSS's: Mastcam,
+  MAHLI) or ``ROVER_COORDINATE_SYSTEM`` (MER, and the VICAR name) group.
 * **PDS4** (XML, the Mars 2020 archive form): the ``geom:`` discipline dictionary's
   ``geom:Camera_Model_Parameters`` with ``geom:CAHV_Model``, ``geom:CAHVOR_Model`` or ``geom:CAHVORE_Model``
   (``geom:Vector_Center``, ``_Axis``, ``_Horizontal``, ``_Vertical``, ``_Optical``, ``geom:Radial_Terms``,
@@ -297,7 +298,7 @@ def _read_pds3(path: Path) -> LabelCamera:
         index=index,
         scalars=scalars,
     )
-    rovers = _all(label, "ROVER_COORDINATE_SYSTEM_PARMS", "ROVER_COORDINATE_SYSTEM")
+    rovers = _all(label, *_ROVER_GROUPS)
     rover_places = []
     for rover in rovers:
         names = rover.get("COORDINATE_SYSTEM_INDEX_NAME")
@@ -337,6 +338,10 @@ def _pds3_index(names: Any, values: Any) -> list[tuple[str | None, int]]:
         out.append((str(names[i]).strip().upper() if i < len(names) else None, v))
     return out
 
+
+#: The groups that give the rover's place: JPL MIPL's MSL archive name (its detached-label translation renames
+#: VICAR's ROVER_COORDINATE_SYSTEM so), MSSS's, and the VICAR name that MER labels carry.
+_ROVER_GROUPS = ("ROVER_COORD_SYSTEM_PARMS", "ROVER_COORDINATE_SYSTEM_PARMS", "ROVER_COORDINATE_SYSTEM")
 
 #: How many 3-vectors each model has (C A H V, O R, E).
 _VECTOR_COUNT = {"cahv": 4, "cahvor": 6, "cahvore": 7}
