@@ -446,6 +446,56 @@ def test_mer_rover_frame_needs_ground_height(tmp_path, capsys):
     assert load_camera(tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").ground_z_m == 0.3
 
 
+def _unnamed_index_label(vec: dict[str, list[float]], frame: str, index: str, counter_names: str) -> str:
+    """A label whose camera group gives its frame's index without COORDINATE_SYSTEM_INDEX_NAME, as MER's
+    ``GEOMETRIC_CAMERA_MODEL`` does (``REFERENCE_COORD_SYSTEM_INDEX = (125,100,0,5,0)``): the index's entries
+    are named once for the whole label, by ``ROVER_MOTION_COUNTER_NAME``."""
+    text = _pds3(vec, frame=frame, group="GEOMETRIC_CAMERA_MODEL", rover_group="ROVER_COORDINATE_SYSTEM")
+    group = text.index("GROUP                              = GEOMETRIC_CAMERA_MODEL")
+    start = text.index(" COORDINATE_SYSTEM_INDEX_NAME", group)
+    text = text[:start] + text[text.index(")\n", start) + 2 :]  # the group's own names, gone
+    start = text.index(" REFERENCE_COORD_SYSTEM_INDEX", group)
+    text = (
+        text[:start]
+        + f" REFERENCE_COORD_SYSTEM_INDEX        = {index}\n"
+        + text[text.index(")\n", start) + 2 :]
+    )
+    head = f"ROVER_MOTION_COUNTER_NAME = {counter_names}\nROVER_MOTION_COUNTER = {index}"
+    return text.replace("/* Identification Data Elements */", head, 1)
+
+
+@pytest.mark.parametrize(
+    "frame, names, indices, site",
+    [
+        # MER: site, drive, arm (IDD), mast (PMA), antenna; two Navcam frames of one mosaic, the mast moved
+        ("ROVER_FRAME", '("SITE","DRIVE","IDD","PMA","HGA")', ["(125,100,0,5,0)", "(125,100,0,6,0)"],
+         "ROVER_(125,100)"),
+        # MSL: site, drive, pose, then the arm's, mast's (RSM) ... counters
+        ("ROVER_NAV_FRAME", '("SITE","DRIVE","POSE","ARM","CHIMRA",\n "DRILL","RSM","HGA","DRT","IC")',
+         ["(62,660,8,196,0,0,290,108,12,0)", "(62,660,8,197,0,0,291,108,12,0)"], "ROVER_NAV_(62,660,8)"),
+    ],
+    ids=["MER", "MSL"],
+)  # fmt: skip
+def test_an_index_named_only_by_the_rover_motion_counter_names_the_site_by_the_rovers_position(
+    tmp_path, frame, names, indices, site
+):
+    """The site of a rover frame is its site, drive and pose: the mast's and arm's counters do not move the
+    rover. Where the camera group did not name its index entries, every entry made the site, so the frames of
+    one mosaic, each taken after a mast move, were drawn as many sites, one contact map each."""
+    vec = _label_vectors(height_m=1.5, distort=True)
+    written = []
+    for i, index in enumerate(indices):
+        label = tmp_path / f"frame{i}.LBL"
+        label.write_text(_unnamed_index_label(vec, frame, index, names))
+        written.append(json.loads(convert_label(label, ground_z_m=0.0).read_text()))
+    assert [d["site"] for d in written] == [site, site]
+    assert written[0]["pds_frame"].startswith(f"{frame} (SITE=")  # the names are said where they came from
+    # a counter list that does not match the index is not used to name it: every entry stays in the site
+    label = tmp_path / "odd.LBL"
+    label.write_text(_unnamed_index_label(vec, frame, indices[0], '("SITE","DRIVE")'))
+    assert read_label(label).site == f"{frame.removesuffix('_FRAME')}_{indices[0].replace(' ', '')}"
+
+
 @pytest.mark.parametrize("frame", ["ROVER_NAV_FRAME", "SITE_FRAME"])
 def test_a_frame_without_its_index_is_refused(tmp_path, frame):
     """Without its index, a ROVER_NAV_FRAME camera was written with site "ROVER_NAV_()", the site of every

@@ -20,7 +20,8 @@ Labels read:
   CAHVORE, its type ``T`` and parameter ``P`` (``MODEL_COMPONENT_8`` and ``_9``, which Mars 2020 labels leave
   out of ``MODEL_COMPONENT_ID``; where it names ``T`` and ``P``, their places are taken from it),
   ``REFERENCE_COORD_SYSTEM_NAME`` and ``REFERENCE_COORD_SYSTEM_INDEX`` (named by
-  ``COORDINATE_SYSTEM_INDEX_NAME`` where given); the image size is the ``IMAGE`` object's ``LINES`` and
+  ``COORDINATE_SYSTEM_INDEX_NAME`` where given, else by the label's ``ROVER_MOTION_COUNTER_NAME`` where it
+  names as many entries, as MER labels name them); the image size is the ``IMAGE`` object's ``LINES`` and
   ``LINE_SAMPLES``. The rover's place is the ``ORIGIN_OFFSET_VECTOR`` of the ``ROVER_COORD_SYSTEM_PARMS``
   (JPL MIPL's MSL archive labels: Navcam, Hazcam), ``ROVER_COORDINATE_SYSTEM_PARMS`` (MSSS's: Mastcam,
   MAHLI) or ``ROVER_COORDINATE_SYSTEM`` (MER, and the VICAR name) group.
@@ -282,7 +283,7 @@ def _read_pds3(path: Path) -> LabelCamera:
             f"{path}: the camera model names no REFERENCE_COORD_SYSTEM_NAME, so the frame of its vectors is "
             "unknown; write the camera file by hand (README, Camera files)"
         )
-    index = _pds3_index(group.get("COORDINATE_SYSTEM_INDEX_NAME"), group.get("REFERENCE_COORD_SYSTEM_INDEX"))
+    index = _pds3_index(_index_names(label, group), group.get("REFERENCE_COORD_SYSTEM_INDEX"))
     image = label.get("IMAGE")
     if not hasattr(image, "get") or image.get("LINES") is None or image.get("LINE_SAMPLES") is None:
         raise LabelError(
@@ -323,6 +324,26 @@ def _read_pds3(path: Path) -> LabelCamera:
 def _all(label: Any, *keys: str) -> list[Any]:
     """Every group of the label named one of ``keys`` (pvl's ``getall`` raises KeyError for none)."""
     return [value for key in keys if key in label for value in label.getall(key)]
+
+
+def _index_names(label: Any, group: Any) -> Any:
+    """The names of the camera model's frame index: the group's ``COORDINATE_SYSTEM_INDEX_NAME`` or, where it
+    gives none (MER's ``GEOMETRIC_CAMERA_MODEL``), the label's ``ROVER_MOTION_COUNTER_NAME`` when it names as
+    many entries as the index has (a rover frame's index is the rover motion counter). Unnamed, every entry
+    of the index made the site, the mast's and arm's counters too, so each frame of a mosaic, taken after a
+    mast move, was a site of its own."""
+    names = group.get("COORDINATE_SYSTEM_INDEX_NAME")
+    if names is not None:
+        return names
+    counter = label.get("ROVER_MOTION_COUNTER_NAME")
+    values = group.get("REFERENCE_COORD_SYSTEM_INDEX")
+    if (
+        isinstance(counter, (list, tuple))
+        and isinstance(values, (list, tuple))
+        and len(counter) == len(values)
+    ):
+        return counter
+    return None
 
 
 def _pds3_index(names: Any, values: Any) -> list[tuple[str | None, int]]:
