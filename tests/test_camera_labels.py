@@ -70,6 +70,9 @@ def _pds3(
     rover_group: str = "ROVER_COORDINATE_SYSTEM_PARMS",
     rover_frame: str = "ROVER_NAV_FRAME",
     head: str = "",
+    drive: int = 660,
+    offset: tuple[float, float, float] = (-31.535181, -26.566465, -GROUND),
+    quaternion: tuple[float, ...] = (0.1210291, 0.0842448, 0.0035116, -0.9890614),
 ) -> str:
     letters = [k for k in vec if k not in ("T", "P")]
     ids = ",".join(f'"{k}"' for k in letters)
@@ -80,7 +83,7 @@ def _pds3(
     comps += "".join(
         f"\n MODEL_COMPONENT_{8 + i}                   = {vec[k]}" for i, k in enumerate("TP") if k in vec
     )
-    index = "(62 )" if frame == "SITE_FRAME" else "(62, 660, 8, \n 0, 0, 0, \n 306, 108, \n 0, 0 )"
+    index = "(62 )" if frame == "SITE_FRAME" else f"(62, {drive}, 8, \n 0, 0, 0, \n 306, 108, \n 0, 0 )"
     names = (
         '("SITE" )'
         if frame == "SITE_FRAME"
@@ -116,9 +119,9 @@ GROUP                              = {rover_group}
                                         "ARM", "CHIMRA", "DRILL",
                                         "RSM", "HGA",
                                         "DRT", "IC")
- COORDINATE_SYSTEM_INDEX             = (62, 660, 8, 0, 0, 0, 306, 108, 0, 0 )
- ORIGIN_OFFSET_VECTOR                = (-31.535181, -26.566465, {-GROUND})
- ORIGIN_ROTATION_QUATERNION          = (0.1210291, 0.0842448, 0.0035116, -0.9890614)
+ COORDINATE_SYSTEM_INDEX             = (62, {drive}, 8, 0, 0, 0, 306, 108, 0, 0 )
+ ORIGIN_OFFSET_VECTOR                = ({offset[0]:.6f}, {offset[1]:.6f}, {offset[2]})
+ ORIGIN_ROTATION_QUATERNION          = ({", ".join(f"{x:.7f}" for x in quaternion)})
  POSITIVE_AZIMUTH_DIRECTION          = CLOCKWISE
  REFERENCE_COORD_SYSTEM_NAME         = SITE_FRAME
 END_GROUP                          = {rover_group}
@@ -153,9 +156,34 @@ def _attached_img(path: Path, label: str) -> None:
     path.write_bytes(body + pixels)
 
 
-def _pds4(vec: dict[str, list[float]], model_type: str = "CAHVOR", initial: dict | None = None) -> str:
-    """A Mars 2020 style PDS4 label, camera model in SITE_FRAME 30, rover (ROVER_NAV_FRAME) referenced to
-    ``SITE_FRAME_30`` by a local identifier."""
+def _pds4(
+    vec: dict[str, list[float]],
+    model_type: str = "CAHVOR",
+    initial: dict | None = None,
+    camera_frame: str = "SITE_FRAME",
+    quaternion: tuple[float, ...] | None = None,
+) -> str:
+    """A Mars 2020 style PDS4 label, camera model in SITE_FRAME 30 (or in ROVER_NAV_FRAME (30, 1344)), rover
+    (ROVER_NAV_FRAME) referenced to ``SITE_FRAME_30`` by a local identifier, with ``quaternion`` as its
+    ``geom:Quaternion_Plus_Direction`` where given."""
+    drive = (
+        """<geom:Coordinate_Space_Index>
+                  <geom:index_id>DRIVE</geom:index_id>
+                  <geom:index_value_number>1344</geom:index_value_number>
+                </geom:Coordinate_Space_Index>"""
+        if camera_frame == "ROVER_NAV_FRAME"
+        else ""
+    )
+    turn = (
+        ""
+        if quaternion is None
+        else "<geom:Quaternion_Plus_Direction>"
+        + "".join(
+            f"<geom:{n}>{x!r}</geom:{n}>"
+            for n, x in zip(("qcos", "qsin1", "qsin2", "qsin3"), quaternion, strict=True)
+        )
+        + "<geom:rotation_direction>Forward</geom:rotation_direction></geom:Quaternion_Plus_Direction>"
+    )
 
     def xyz(name: str, v: list[float], kind: str, unit: str = "") -> str:
         u = f' unit="{unit}"' if unit else ""
@@ -192,11 +220,12 @@ def _pds4(vec: dict[str, list[float]], model_type: str = "CAHVOR", initial: dict
             {model(v)}
             <geom:Coordinate_Space_Reference>
               <geom:Coordinate_Space_Indexed>
-                <geom:coordinate_space_frame_type>SITE_FRAME</geom:coordinate_space_frame_type>
+                <geom:coordinate_space_frame_type>{camera_frame}</geom:coordinate_space_frame_type>
                 <geom:Coordinate_Space_Index>
                   <geom:index_id>SITE</geom:index_id>
                   <geom:index_value_number>30</geom:index_value_number>
                 </geom:Coordinate_Space_Index>
+                {drive}
               </geom:Coordinate_Space_Indexed>
             </geom:Coordinate_Space_Reference>
           </geom:Camera_Model_Parameters>"""
@@ -246,6 +275,7 @@ def _pds4(vec: dict[str, list[float]], model_type: str = "CAHVOR", initial: dict
               <geom:y_position unit="m">-118.938</geom:y_position>
               <geom:z_position unit="m">{-GROUND}</geom:z_position>
             </geom:Vector_Origin_Offset>
+            {turn}
             <geom:Coordinate_Space_Reference>
               <Local_Internal_Reference>
                 <local_identifier_reference>SITE_FRAME_30</local_identifier_reference>
@@ -304,13 +334,14 @@ def _same_projection(written, reference, ground: float) -> None:
 
 
 def test_pds3_detached_cahv_rover_nav_frame(tmp_path):
+    """Kept in the rover frame on request (--rover-frame): the model as the label gives it, turned to FLU."""
     vec = _label_vectors(height_m=1.9, distort=False)
     (tmp_path / "1664MR0086340000802438C00_DRCL.LBL").write_text(_pds3(vec))
-    out = convert_label(tmp_path / "1664MR0086340000802438C00_DRCL.LBL")
+    out = convert_label(tmp_path / "1664MR0086340000802438C00_DRCL.LBL", rover_frame=True)
     assert out == tmp_path / "1664MR0086340000802438C00_DRCL.camera.json"
     d = json.loads(out.read_text())
     # ROVER_NAV_FRAME is forward/starboard/down: written as FLU, so the contact map says forward/left
-    assert d["frame"] == "flu" and d["model"] == "cahv"
+    assert d["frame"] == "flu" and d["model"] == "cahv" and d["pds_frame"].endswith("kept (--rover-frame)")
     assert d["site"] == "ROVER_NAV_(62,660,8)"  # site, drive, pose: the mast's counters do not move the rover
     assert d["ground_z_m"] == 0.0 and "ROVER_NAV_FRAME" in d["pds_ground"]
     # predict.py finds it beside the image exported from the product
@@ -439,10 +470,13 @@ def test_mer_rover_frame_needs_ground_height(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2  # the refusal in one line, then the count
     assert str(label) in err[0] and "--ground-z-m" in err[0] and "ground height is not determined" in err[0]
+    # levelled into the site the label places the rover in: the ground is asked there, the rover's place said
+    assert f"origin is at z = {GROUND:g} m (z up) in SITE_FRAME 62" in err[0]
     assert not (tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").exists()
     assert main([str(label), "--ground-z-m", "0.3"]) == 0
     d = json.loads((tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").read_text())
-    assert d["ground_z_m"] == 0.3 and d["pds_ground"] == "--ground-z-m" and d["frame"] == "flu"
+    assert d["ground_z_m"] == 0.3 and d["pds_ground"] == "--ground-z-m" and d["frame"] == "pds"
+    assert d["site"] == "SITE_62"
     assert load_camera(tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").ground_z_m == 0.3
 
 
@@ -487,7 +521,7 @@ def test_an_index_named_only_by_the_rover_motion_counter_names_the_site_by_the_r
     for i, index in enumerate(indices):
         label = tmp_path / f"frame{i}.LBL"
         label.write_text(_unnamed_index_label(vec, frame, index, names))
-        written.append(json.loads(convert_label(label, ground_z_m=0.0).read_text()))
+        written.append(json.loads(convert_label(label, ground_z_m=0.0, rover_frame=True).read_text()))
     assert [d["site"] for d in written] == [site, site]
     assert written[0]["pds_frame"].startswith(f"{frame} (SITE=")  # the names are said where they came from
     # a counter list that does not match the index is not used to name it: every entry stays in the site
@@ -586,8 +620,11 @@ def test_label_and_image_of_one_product_do_not_write_twice(tmp_path, capsys):
 def test_ground_option_replacing_the_labels_value_is_said(tmp_path, capsys):
     (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
     assert main([str(tmp_path / "a.LBL"), "--ground-z-m", "-0.1"]) == 0
-    assert "replaces the label's 0" in capsys.readouterr().err
+    # the label's ground in the frame written: the rover's ground in the site it is levelled into
+    assert f"replaces the label's {GROUND:g} (ROVER_NAV_FRAME origin" in capsys.readouterr().err
     assert json.loads((tmp_path / "a.camera.json").read_text())["ground_z_m"] == -0.1
+    assert main([str(tmp_path / "a.LBL"), "--ground-z-m", "-0.1", "--rover-frame", "--overwrite"]) == 0
+    assert "replaces the label's 0 " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["1,7", "nan", "1.7m"])
@@ -617,3 +654,177 @@ def test_pds4_differing_models_without_telemetry_state_refused(tmp_path):
     (tmp_path / "n.xml").write_text(text.replace(">Telemetry<", ">Localized<"))
     with pytest.raises(LabelError, match=r"n\.xml: 2 different camera models .*'Initial', 'Localized'"):
         convert_label(tmp_path / "n.xml")
+
+
+# ------------------------------------------------------------------ rover-frame models levelled into SITE
+SITE_OFFSET = (
+    4.25,
+    -3.5,
+    -GROUND,
+)  # the rover's place in SITE_FRAME 62 (30 for PDS4): x north, y east, z down
+
+
+def _turn(axis: int, deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """A right-handed turn by ``deg`` about axis 0, 1 or 2: its matrix and quaternion ``(s, v1, v2, v3)``."""
+    t = np.radians(deg)
+    c, s = np.cos(t), np.sin(t)
+    i, j = [k for k in range(3) if k != axis]
+    m = np.eye(3)
+    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+    if axis == 1:  # about y the turn takes z to x: the signs are the other way round
+        m[i, j], m[j, i] = s, -s
+    q = np.zeros(4)
+    q[0], q[1 + axis] = np.cos(t / 2), np.sin(t / 2)
+    return m, q
+
+
+def _hamilton(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The quaternion product ``a b`` (the turn ``b`` then ``a``)."""
+    s1, v1, s2, v2 = a[0], a[1:], b[0], b[1:]
+    return np.concatenate([[s1 * s2 - v1 @ v2], s1 * v2 + s2 * v1 + np.cross(v1, v2)])
+
+
+def _tilted_rover(heading_deg: float, pitch_deg: float) -> tuple[dict, dict, tuple[float, ...]]:
+    """A camera built in the site frame, and the same camera in the frame of a rover that stands at
+    ``SITE_OFFSET`` heading ``heading_deg`` (clockwise from north) and pitched ``pitch_deg`` (nose up).
+
+    Returns ``(site-frame CAHV in FLU, ground at GROUND; rover-frame CAHV as a label prints it (z down);
+    the rover's quaternion)``. The quaternion is composed here from two axis turns, the convention the label's
+    (rover to site) so set by construction, not by the code under test."""
+    pin = PinholeCamera(
+        image_width=128, image_height=96, hfov_deg=50.0, pitch_deg=30.0, yaw_deg=-35.0, height_m=1.9,
+        x_m=5.0, y_m=4.0,
+    )  # fmt: skip
+    site_flu = {k: getattr(cahv_from_pinhole(pin), k).astype(float) for k in "CAHV"}
+    site_flu["C"] = site_flu["C"] + np.array([0.0, 0.0, GROUND])  # the ground is level at the rover's height
+    yaw_m, yaw_q = _turn(2, heading_deg)  # about z (down): north to east, clockwise seen from above
+    pitch_m, pitch_q = _turn(1, pitch_deg)  # about y (starboard): nose up
+    rot, quat = yaw_m @ pitch_m, _hamilton(yaw_q, pitch_q)
+    site_ned = {k: ned_to_flu(v) for k, v in site_flu.items()}
+    rover = {k: rot.T @ (v - np.array(SITE_OFFSET) if k == "C" else v) for k, v in site_ned.items()}
+    label = {k: [float(f"{x:.6e}") for x in v] for k, v in rover.items()}  # as _odl prints them
+    return site_flu, label, tuple(float(x) for x in quat)
+
+
+def _levelled_label(tmp_path: Path, form: str, vec: dict, quat: tuple[float, ...] | None, name: str) -> Path:
+    if form == "pds3":
+        label = tmp_path / f"{name}.LBL"
+        text = _pds3(vec, offset=SITE_OFFSET, quaternion=quat or (1.0, 0.0, 0.0, 0.0))
+        if quat is None:
+            text = text.replace(" ORIGIN_ROTATION_QUATERNION", " X_ORIGIN_ROTATION_QUATERNION")
+    else:
+        label = tmp_path / f"{name}.xml"
+        text = _pds4(vec, model_type="CAHV", camera_frame="ROVER_NAV_FRAME", quaternion=quat)
+        text = text.replace(">94.6281<", f">{SITE_OFFSET[0]!r}<").replace(
+            ">-118.938<", f">{SITE_OFFSET[1]!r}<"
+        )
+    label.write_text(text)
+    return label
+
+
+@pytest.mark.parametrize("form", ["pds3", "pds4"])
+def test_a_tilted_rovers_camera_is_levelled_into_the_site_frame(tmp_path, form):
+    """A model in ROVER_NAV_FRAME was kept there, so the ground was the plane under the wheels: a rover
+    pitched 10 degrees tilted the ground by 10 degrees, and the ranges of the whole image were wrong (13 % at
+    the image centre on a real MSL Mastcam label). Turned by the label's quaternion into the SITE frame, the
+    camera is the one built directly there: the same height above the ground, the same ground points."""
+    site_flu, vec, quat = _tilted_rover(heading_deg=35.0, pitch_deg=10.0)
+    label = _levelled_label(tmp_path, form, vec, quat, "tilted")
+    d = json.loads(convert_label(label).read_text())
+    site = 62 if form == "pds3" else 30
+    assert d["frame"] == "pds" and d["site"] == f"SITE_{site}" and d["ground_z_m"] == GROUND
+    assert f"levelled into SITE_FRAME {site}" in d["pds_frame"] and f"SITE_FRAME {site}" in d["pds_ground"]
+    written = load_camera(label.with_name("tilted.camera.json"))
+    truth = CahvCamera(**site_flu, image_width=128, image_height=96, ground_z_m=GROUND)
+    assert written.center[2] - written.ground_z_m == pytest.approx(1.9, abs=1e-5)
+    u, v = np.meshgrid(np.linspace(8, 120, 8), np.linspace(40, 95, 6))
+    got, want = written.pixel_to_ground(u, v), truth.pixel_to_ground(u, v)
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, atol=2e-4)  # the label's 7 digits
+    centre = written.pixel_to_ground(np.array([64.0]), np.array([48.0]))[0]
+    assert np.hypot(*(centre - truth.center)[:2]) == pytest.approx(
+        np.hypot(*(truth.pixel_to_ground(np.array([64.0]), np.array([48.0]))[0] - truth.center)[:2]), abs=1e-4
+    )
+    # kept in the rover frame on request, the ground tilts with the rover: the centre's range is far off
+    kept = load_camera(convert_label(label, overwrite=True, rover_frame=True))
+    off = kept.pixel_to_ground(np.array([64.0]), np.array([48.0]))[0]
+    assert abs(np.hypot(*(off - kept.center)[:2]) - np.hypot(*(centre - written.center)[:2])) > 0.1
+
+
+@pytest.mark.parametrize("form", ["pds3", "pds4"])
+def test_an_untilted_rovers_camera_is_the_rover_frame_one_shifted_by_the_rovers_place(tmp_path, form):
+    """With the identity quaternion, levelling only moves the camera to the rover's place in the site: each
+    ground point is the rover-frame file's shifted by the offset (x north = forward, y west = left)."""
+    _, vec, _ = _tilted_rover(heading_deg=0.0, pitch_deg=0.0)
+    label = _levelled_label(tmp_path, form, vec, (1.0, 0.0, 0.0, 0.0), "level")
+    levelled = load_camera(convert_label(label))
+    rover = load_camera(convert_label(label, out_dir=tmp_path / "rover", rover_frame=True))
+    assert levelled.ground_z_m == GROUND and rover.ground_z_m == 0.0
+    u, v = np.meshgrid(np.linspace(8, 120, 8), np.linspace(40, 95, 6))
+    a, b = levelled.pixel_to_ground(u, v), rover.pixel_to_ground(u, v)
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a[..., :2], b[..., :2] + [SITE_OFFSET[0], -SITE_OFFSET[1]], atol=1e-9)
+    np.testing.assert_allclose(a[..., 2], GROUND)
+
+
+def test_two_drives_at_one_site_are_drawn_on_one_contact_map(tmp_path):
+    """Each drive's ROVER_NAV_FRAME was a site of its own, one contact map per drive; levelled into their
+    common SITE frame, the images of both drives are drawn together, each camera at its own place."""
+    from marsunits.boundary.contact_map import build_contact_map
+
+    cams = []
+    for drive, heading, (dx, dy) in ((660, 20.0, (0.0, 0.0)), (702, 110.0, (6.5, -2.0))):
+        _, vec, quat = _tilted_rover(heading_deg=heading, pitch_deg=-6.0)
+        text = _pds3(vec, drive=drive, offset=(dx, dy, -GROUND), quaternion=quat)
+        (tmp_path / f"d{drive}.LBL").write_text(text)
+        cams.append(load_camera(convert_label(tmp_path / f"d{drive}.LBL")))
+    assert [c.site for c in cams] == ["SITE_62", "SITE_62"]
+    assert np.hypot(*(cams[1].center - cams[0].center)[:2]) == pytest.approx(np.hypot(6.5, 2.0), abs=1e-5)
+    written = build_contact_map([("a.png", [], cams[0]), ("b.png", [], cams[1])], tmp_path / "map")
+    assert sorted(p.name for p in written) == ["contact_map.geojson", "contact_map.png"]
+    data = json.loads((tmp_path / "map" / "contact_map.geojson").read_text())
+    assert data["site"] == "SITE_62" and [c["image"] for c in data["cameras"]] == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize(
+    "form, damage, why",
+    [
+        ("pds3", "no quaternion", "has no ORIGIN_ROTATION_QUATERNION"),
+        ("pds3", "not a unit quaternion", "not a unit quaternion (norm 2)"),
+        ("pds3", "referenced to another frame", "places this ROVER_NAV_FRAME in LOCAL_LEVEL_FRAME"),
+        ("pds3", "another drive's place", "gives no place of this ROVER_NAV_FRAME in a SITE_FRAME"),
+        ("pds4", "no quaternion", "has no geom:Quaternion_Plus_Direction"),
+    ],
+)
+def test_a_rover_frame_model_the_label_does_not_place_is_kept_in_the_rover_frame(
+    tmp_path, capsys, form, damage, why
+):
+    """Without the rover's attitude in a SITE frame (or with one that is not its own), the model stays in
+    the rover frame as before, and the file and a note line say why it was not levelled."""
+    _, vec, quat = _tilted_rover(heading_deg=35.0, pitch_deg=10.0)
+    given = {"no quaternion": None, "not a unit quaternion": (2.0, 0.0, 0.0, 0.0)}.get(damage, quat)
+    label = _levelled_label(tmp_path, form, vec, given, "kept")
+    text = label.read_text()
+    if damage == "referenced to another frame":
+        text = text.replace(
+            " REFERENCE_COORD_SYSTEM_NAME         = SITE_FRAME",
+            " REFERENCE_COORD_SYSTEM_NAME = LOCAL_LEVEL_FRAME",
+        )
+    elif damage == "another drive's place":
+        text = text.replace(
+            " COORDINATE_SYSTEM_INDEX             = (62, 660,", " COORDINATE_SYSTEM_INDEX = (62, 659,"
+        )
+    label.write_text(text)
+    assert main([str(label)]) == 0
+    d = json.loads(label.with_name("kept.camera.json").read_text())
+    site = "ROVER_NAV_(62,660,8)" if form == "pds3" else "ROVER_NAV_(30,1344)"
+    assert d["frame"] == "flu" and d["site"] == site and d["ground_z_m"] == 0.0
+    assert "not levelled" in d["pds_frame"] and why in d["pds_frame"]
+    err = capsys.readouterr().err
+    assert f"note: {label}: " in err and why in err and "its ground tilts with the rover" in err
+    flu = {k: ned_to_flu(np.array(v)) for k, v in vec.items()}
+    _same_projection(
+        load_camera(label.with_name("kept.camera.json")),
+        CahvCamera(**flu, image_width=128, image_height=96),
+        0.0,
+    )

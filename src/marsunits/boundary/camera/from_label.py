@@ -4,7 +4,7 @@ carries, so that a geologist does not copy vectors out of labels by hand.
 Usage::
 
     python -m marsunits.boundary.camera.from_label LABEL [LABEL ...] [--out-dir DIR] [--ground-z-m Z]
-        [--overwrite]
+        [--rover-frame] [--overwrite]
 
 Each ``LABEL`` is read and ``<stem>.camera.json`` is written next to it (or in ``--out-dir``), in the
 schema of :mod:`marsunits.boundary.camera.io`, so ``predict.py`` finds it beside the image ``<stem>.png``.
@@ -22,18 +22,20 @@ Labels read:
   ``REFERENCE_COORD_SYSTEM_NAME`` and ``REFERENCE_COORD_SYSTEM_INDEX`` (named by
   ``COORDINATE_SYSTEM_INDEX_NAME`` where given, else by the label's ``ROVER_MOTION_COUNTER_NAME`` where it
   names as many entries, as MER labels name them); the image size is the ``IMAGE`` object's ``LINES`` and
-  ``LINE_SAMPLES``. The rover's place is the ``ORIGIN_OFFSET_VECTOR`` of the ``ROVER_COORD_SYSTEM_PARMS``
-  (JPL MIPL's MSL archive labels: Navcam, Hazcam), ``ROVER_COORDINATE_SYSTEM_PARMS`` (MSSS's: Mastcam,
-  MAHLI) or ``ROVER_COORDINATE_SYSTEM`` (MER, and the VICAR name) group.
+  ``LINE_SAMPLES``. The rover's place is the ``ORIGIN_OFFSET_VECTOR`` and ``ORIGIN_ROTATION_QUATERNION`` of
+  the ``ROVER_COORD_SYSTEM_PARMS`` (JPL MIPL's MSL archive labels: Navcam, Hazcam),
+  ``ROVER_COORDINATE_SYSTEM_PARMS`` (MSSS's: Mastcam, MAHLI) or ``ROVER_COORDINATE_SYSTEM`` (MER, and the
+  VICAR name) group, in the frame its ``REFERENCE_COORD_SYSTEM_NAME`` names.
 * **PDS4** (XML, the Mars 2020 archive form): the ``geom:`` discipline dictionary's
   ``geom:Camera_Model_Parameters`` with ``geom:CAHV_Model``, ``geom:CAHVOR_Model`` or ``geom:CAHVORE_Model``
   (``geom:Vector_Center``, ``_Axis``, ``_Horizontal``, ``_Vertical``, ``_Optical``, ``geom:Radial_Terms``,
   ``geom:Entrance_Terms``, ``geom:cahvore_model_type``, ``geom:cahvore_model_parameter``) and its
   ``geom:Coordinate_Space_Reference``; the image size from the ``Axis_Array`` elements (``Line``,
   ``Sample``) of the product's ``Array_2D_Image`` / ``Array_3D_Image``; the rover's place from the
-  ``geom:Coordinate_Space_Definition`` of its ``ROVER_NAV_FRAME``. Where a label holds several camera
-  models that differ (one per ``geom:Geometry_Lander``), the one of the ``Telemetry`` geometry state is
-  taken, and a label without one is refused.
+  ``geom:Coordinate_Space_Definition`` of its ``ROVER_NAV_FRAME`` (``geom:Vector_Origin_Offset``,
+  ``geom:Quaternion_Plus_Direction`` of ``rotation_direction`` ``Forward``). Where a label holds several
+  camera models that differ (one per ``geom:Geometry_Lander``), the one of the ``Telemetry`` geometry state
+  is taken, and a label without one is refused.
 
 CAHVORE models (the Hazcams', most Mars 2020 Navcams') are written as ``"model": "cahvore"`` with ``E``,
 ``T`` and ``P`` (:mod:`marsunits.boundary.camera.cahvore`).
@@ -43,10 +45,19 @@ contact map draws the cameras of one ``site`` together):
 
 * ``SITE_FRAME`` and ``LOCAL_LEVEL_FRAME`` (x north, y east, z down): ``"frame": "pds"``, ``site``
   ``SITE_<n>`` or ``LOCAL_LEVEL_(<site>,<drive>,<pose>)``;
-* ``ROVER_NAV_FRAME`` (MSL, Mars 2020) and ``ROVER_FRAME`` (MER), x forward, y starboard, z down: turned
-  to the project's x forward, y left, z up (``"frame": "flu"``, so the map's axes say forward and left,
-  not north and west), ``site`` ``ROVER_NAV_(<site>,<drive>,<pose>)``. These frames tilt with the rover:
-  their "ground" is the plane the wheels stand on.
+* ``ROVER_NAV_FRAME`` (MSL, Mars 2020) and ``ROVER_FRAME`` (MER), x forward, y starboard, z down, tilt
+  with the rover: their "ground" is the plane the wheels stand on. Where the label places that rover frame
+  (the same site, drive and pose) in a ``SITE_FRAME`` by an origin offset ``t`` and a quaternion ``q =
+  (s, v1, v2, v3)`` (PDS: it turns rover-frame vectors into the site frame), the model is levelled into
+  that site: ``C' = R C + t``; ``A``, ``H``, ``V``, ``O`` turned by ``R``; ``R`` and ``E`` unchanged
+  (``"frame": "pds"``, ``site`` ``SITE_<n>``, so every drive at a site is drawn on one map). The
+  convention is checked on real labels: an MSL Mastcam's axis so turned gives the label's own
+  ``FIXED_INSTRUMENT_AZIMUTH`` / ``_ELEVATION`` (199.15 / -56.27 degrees), and a Mars 2020 Navcam's
+  rover-frame ``geom:Derived_Geometry`` gives its site-frame one. Without that place (no quaternion, none
+  referenced to a SITE frame, another rover position's), or with ``--rover-frame``, the model stays in the
+  rover frame, turned to the project's x forward, y left, z up (``"frame": "flu"``, so the map's axes say
+  forward and left), ``site`` ``ROVER_NAV_(<site>,<drive>,<pose>)``; ``pds_frame`` says why, and a note
+  line where it was not asked for.
 
 Other frames (a mast head's, an arm's) have no vertical axis for a flat ground, and are refused.
 
@@ -54,15 +65,18 @@ The ground. ``ground_z_m`` (height of the ground plane, z up, metres) is taken f
 documentation fixes it: the origin of MSL's and Mars 2020's ``ROVER_NAV_FRAME`` "is located on the
 nominal (flat) surface of Mars, beneath the rover, centered on the turn-in-place axis" (J. Maki, *MSL
 Coordinate Systems for Science Instruments*, JPL 2013), so in that frame the ground is at 0, and in a
-``SITE_FRAME`` it is at the height of the origin of the rover's ``ROVER_NAV_FRAME`` in that same site (its
-``ORIGIN_OFFSET_VECTOR``, z down: a rover 1.7 m above the site origin has ``z = -1.7``, so
-``ground_z_m = 1.7``). No such statement was found for MER's ``ROVER_FRAME`` nor for ``LOCAL_LEVEL_FRAME``
-origins: there, and where the label lacks the rover's place in the camera's site, ``--ground-z-m`` is
-required and its absence is an error naming the label. ``--ground-z-m`` given is used for every label (it
+``SITE_FRAME`` (a model given there, or levelled into it) it is level at the height of the origin of the
+rover's ``ROVER_NAV_FRAME`` in that same site (its ``ORIGIN_OFFSET_VECTOR``, z down: a rover 1.7 m above
+the site origin has ``z = -1.7``, so ``ground_z_m = 1.7``). No such statement was found for MER's
+``ROVER_FRAME`` nor for ``LOCAL_LEVEL_FRAME`` origins: there, and where the label lacks the rover's place
+in the camera's site, ``--ground-z-m`` is required and its absence is an error naming the label (for a
+levelled MER model it says the rover origin's height in the site). ``--ground-z-m`` is the height in the
+frame the file is written in (the SITE frame for a levelled model) and is used for every label (it
 overrides a label's own value, which is then said in a note line).
 
 The written file also carries ``pds_label`` (the label's name), ``pds_frame`` (the frame as the label names
-it) and ``pds_ground`` (where ``ground_z_m`` came from), which the camera reader ignores.
+it, and whether and into which site it was levelled) and ``pds_ground`` (where ``ground_z_m`` came from),
+which the camera reader ignores.
 
 Subframed and downsampled products: the labels' models are taken as given, for the image as stored (the
 archives' labels are adjusted so; an image cropped or resized after download needs its model adjusted too).
@@ -88,7 +102,16 @@ from marsunits.boundary.camera.cahv import ned_to_flu
 from marsunits.boundary.camera.io import SIDECAR_SUFFIX, CameraFileError, camera_from_dict
 from marsunits.errors import readable
 
-__all__ = ["LabelCamera", "LabelError", "camera_file_dict", "convert_label", "main", "read_label"]
+__all__ = [
+    "LabelCamera",
+    "LabelError",
+    "RoverPose",
+    "camera_file_dict",
+    "convert_label",
+    "main",
+    "read_label",
+    "written_ground",
+]
 
 PROG = "python -m marsunits.boundary.camera.from_label"
 GEOM_NS = "http://pds.nasa.gov/pds4/geom/v1"
@@ -105,8 +128,8 @@ _GROUND_AT_ORIGIN = "ROVER_NAV_FRAME"
 #: Index entries that name a rover-fixed frame (the rest of a motion counter counts mast or arm moves).
 _POSE_INDEX = ("SITE", "DRIVE", "POSE")
 _GROUND_ADVICE = (
-    "give the ground's height in the camera model's frame (metres, z up) with --ground-z-m "
-    "(README, Camera files)"
+    "give the ground's height in the frame the camera file is written in (metres, z up; the SITE frame for "
+    "a levelled rover-frame model) with --ground-z-m (README, Camera files)"
 )
 
 
@@ -128,6 +151,9 @@ class LabelCamera:
         ground_z_m: Height of the ground plane in that frame, z up, metres; None where the label does not
             determine it.
         ground_note: Where ``ground_z_m`` came from, or why the label does not determine it.
+        pose: For a model in a rover frame (``ROVER_NAV_FRAME``, ``ROVER_FRAME``): the rover's pose in the
+            SITE frame where the label gives it for the model's own rover position, else None.
+        pose_note: Why ``pose`` is None for a rover-frame model (said in ``pds_frame``).
     """
 
     model: str
@@ -139,6 +165,8 @@ class LabelCamera:
     scalars: dict[str, float] = field(default_factory=dict)
     ground_z_m: float | None = None
     ground_note: str = ""
+    pose: RoverPose | None = None
+    pose_note: str = ""
 
     @property
     def site_index(self) -> int | None:
@@ -160,6 +188,89 @@ class LabelCamera:
         """The frame and its index as the label gives them, for ``pds_frame``."""
         entries = ", ".join(f"{n}={v}" if n else str(v) for n, v in self.index)
         return f"{self.frame} ({entries})" if entries else self.frame
+
+
+@dataclass(frozen=True)
+class RoverPose:
+    """Where a rover frame lies in a SITE frame, as the label gives it (both frames z down).
+
+    Attributes:
+        site: The SITE frame's index.
+        offset: The rover frame's origin in the SITE frame, metres (``ORIGIN_OFFSET_VECTOR``,
+            ``geom:Vector_Origin_Offset``).
+        quaternion: ``(s, v1, v2, v3)``, normalised: the PDS convention, rotating a rover-frame vector into
+            the SITE frame (``ORIGIN_ROTATION_QUATERNION``, ``geom:Quaternion_Plus_Direction`` ``Forward``;
+            checked on an MSL Mastcam label, whose axis so turned gives its own ``FIXED_INSTRUMENT_AZIMUTH``
+            and ``_ELEVATION``, and on a Mars 2020 Navcam label's ``geom:Derived_Geometry``).
+        source: The label's group or element that gave it (said in ``pds_frame``).
+    """
+
+    site: int
+    offset: tuple[float, float, float]
+    quaternion: tuple[float, float, float, float]
+    source: str
+
+    def rotation(self) -> np.ndarray:
+        """The 3x3 matrix ``R`` of the quaternion: ``R @ v`` is the rover-frame vector ``v`` in the site
+        frame."""
+        s, x, y, z = self.quaternion
+        return np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - s * z), 2 * (x * z + s * y)],
+                [2 * (x * y + s * z), 1 - 2 * (x * x + z * z), 2 * (y * z - s * x)],
+                [2 * (x * z - s * y), 2 * (y * z + s * x), 1 - 2 * (x * x + y * y)],
+            ]
+        )
+
+    def to_site(self, vectors: dict[str, list[float]]) -> dict[str, list[float]]:
+        """Camera model vectors from the rover frame into the SITE frame: ``C' = R C + t``; ``A``, ``H``,
+        ``V``, ``O`` turned by ``R``; ``R`` and ``E`` (coefficients along ``O``, no directions) unchanged."""
+        rot = self.rotation()
+        out: dict[str, list[float]] = {}
+        for key, value in vectors.items():
+            v = np.asarray(value, dtype=np.float64)
+            if key == "C":
+                out[key] = (rot @ v + np.asarray(self.offset)).tolist()
+            elif key in ("R", "E"):
+                out[key] = list(value)
+            else:
+                out[key] = (rot @ v).tolist()
+        return out
+
+
+@dataclass
+class _Place:
+    """A frame's place as a label gives it: its frame, own index, reference frame and that frame's site, the
+    origin offset and the rotation quaternion (or why it is unusable)."""
+
+    frame: str
+    index: list[tuple[str | None, int]]
+    ref: str
+    ref_site: int | None
+    offset: list[float] | None
+    quaternion: tuple[float, float, float, float] | None
+    quaternion_note: str
+    source: str
+
+
+def _unit_quaternion(values: list[Any], what: str) -> tuple[tuple[float, float, float, float] | None, str]:
+    """``(s, v1, v2, v3)`` normalised from four label values, or ``(None, why not)``."""
+    try:
+        q = [float(getattr(v, "value", v)) for v in values]
+    except (TypeError, ValueError):
+        return None, f"its {what} is not 4 numbers"
+    if len(q) != 4 or not all(math.isfinite(x) for x in q):
+        return None, f"its {what} is not 4 finite numbers"
+    norm = math.sqrt(sum(x * x for x in q))
+    if abs(norm - 1.0) > 1e-3:  # labels print 7 digits: a unit quaternion is 1 to 1e-6
+        return None, f"its {what} is not a unit quaternion (norm {norm:.6g})"
+    return (q[0] / norm, q[1] / norm, q[2] / norm, q[3] / norm), ""
+
+
+def _pose_key(index: list[tuple[str | None, int]]) -> tuple[tuple[str | None, int], ...]:
+    """The entries of an index that place the rover (SITE, DRIVE, POSE), or all of them where unnamed."""
+    named = [(n, v) for n, v in index if n is not None and n.upper() in _POSE_INDEX]
+    return tuple(named) if named else tuple(index)
 
 
 def _site_of(index: list[tuple[str | None, int]]) -> int | None:
@@ -299,25 +410,39 @@ def _read_pds3(path: Path) -> LabelCamera:
         index=index,
         scalars=scalars,
     )
-    rovers = _all(label, *_ROVER_GROUPS)
     rover_places = []
-    for rover in rovers:
-        names = rover.get("COORDINATE_SYSTEM_INDEX_NAME")
-        own = _pds3_index(names, rover.get("COORDINATE_SYSTEM_INDEX"))
-        ref = rover.get("REFERENCE_COORD_SYSTEM_INDEX")
-        ref_site = (
-            _pds3_index(None, ref)[0][1] if ref is not None and _pds3_index(None, ref) else _site_of(own)
-        )
-        offset = rover.get("ORIGIN_OFFSET_VECTOR")
-        rover_places.append(
-            (
-                str(rover.get("COORDINATE_SYSTEM_NAME", "")).strip().upper(),
-                str(rover.get("REFERENCE_COORD_SYSTEM_NAME", "")).strip().upper(),
-                ref_site,
-                None if offset is None else _vector(offset, "ORIGIN_OFFSET_VECTOR", path, "m"),
+    for key in _ROVER_GROUPS:
+        for rover in _all(label, key):
+            names = rover.get("COORDINATE_SYSTEM_INDEX_NAME")
+            own = _pds3_index(names, rover.get("COORDINATE_SYSTEM_INDEX"))
+            ref = rover.get("REFERENCE_COORD_SYSTEM_INDEX")
+            ref_site = (
+                _pds3_index(None, ref)[0][1] if ref is not None and _pds3_index(None, ref) else _site_of(own)
             )
-        )
+            offset = rover.get("ORIGIN_OFFSET_VECTOR")
+            turn = rover.get("ORIGIN_ROTATION_QUATERNION")
+            quaternion, why = (
+                (None, f"its {key} has no ORIGIN_ROTATION_QUATERNION")
+                if turn is None
+                else _unit_quaternion(
+                    list(turn) if isinstance(turn, (list, tuple)) else [turn],
+                    f"{key} ORIGIN_ROTATION_QUATERNION",
+                )
+            )
+            rover_places.append(
+                _Place(
+                    frame=str(rover.get("COORDINATE_SYSTEM_NAME", "")).strip().upper(),
+                    index=own,
+                    ref=str(rover.get("REFERENCE_COORD_SYSTEM_NAME", "")).strip().upper(),
+                    ref_site=ref_site,
+                    offset=None if offset is None else _vector(offset, "ORIGIN_OFFSET_VECTOR", path, "m"),
+                    quaternion=quaternion,
+                    quaternion_note=why,
+                    source=key,
+                )
+            )
     _set_ground(cam, rover_places)
+    _set_pose(cam, rover_places)
     return cam
 
 
@@ -378,13 +503,9 @@ def _model_of(model_type: str, source: Path) -> str:
     return model_type.lower()
 
 
-def _set_ground(
-    cam: LabelCamera, rover_places: list[tuple[str, str, int | None, list[float] | None]]
-) -> None:
-    """Set ``cam.ground_z_m`` where documentation fixes it (module docstring), else say why not.
-
-    ``rover_places``: ``(rover frame, its reference frame, that reference's site index, origin offset)``.
-    """
+def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
+    """Set ``cam.ground_z_m`` (in the model's frame as the label gives it) where documentation fixes it
+    (module docstring), else say why not."""
     frame = cam.frame.upper()
     if frame == _GROUND_AT_ORIGIN:
         cam.ground_z_m = 0.0
@@ -397,9 +518,12 @@ def _set_ground(
         return
     site = cam.site_index
     heights = {
-        -offset[2]
-        for rover, ref, ref_site, offset in rover_places
-        if rover == _GROUND_AT_ORIGIN and ref == "SITE_FRAME" and ref_site == site and offset is not None
+        -p.offset[2]
+        for p in rover_places
+        if p.frame == _GROUND_AT_ORIGIN
+        and p.ref == "SITE_FRAME"
+        and p.ref_site == site
+        and p.offset is not None
     }
     if len(heights) == 1:
         cam.ground_z_m = heights.pop()
@@ -408,6 +532,43 @@ def _set_ground(
         cam.ground_note = f"the label gives the rover {len(heights)} different heights in SITE_FRAME {site}"
     else:
         cam.ground_note = f"the label gives no {_GROUND_AT_ORIGIN} origin in SITE_FRAME {site}"
+
+
+def _set_pose(cam: LabelCamera, rover_places: list[_Place]) -> None:
+    """Set ``cam.pose`` for a rover-frame model where the label places that rover frame (the same site, drive
+    and pose) in a SITE frame with an origin offset and a usable quaternion; else ``cam.pose_note``."""
+    frame = cam.frame.upper()
+    if frame not in _ROVER_FRAMES:
+        return
+    key = _pose_key(cam.index)
+    mine = [p for p in rover_places if p.frame == frame and (not p.index or _pose_key(p.index) == key)]
+    placed = [p for p in mine if p.ref == "SITE_FRAME" and p.ref_site is not None]
+    if not placed:
+        cam.pose_note = (
+            f"the label gives no place of this {cam.frame} in a SITE_FRAME"
+            if not mine
+            else f"the label places this {cam.frame} in {mine[0].ref or 'no named frame'}, not a SITE_FRAME "
+            "with its index"
+        )
+        return
+    usable = [p for p in placed if p.offset is not None and p.quaternion is not None]
+    if not usable:
+        p = placed[0]
+        cam.pose_note = p.quaternion_note or f"its {p.source} has no origin offset"
+        return
+    poses = {
+        RoverPose(
+            site=int(p.ref_site),  # type: ignore[arg-type]  # placed: ref_site is not None
+            offset=(p.offset[0], p.offset[1], p.offset[2]),  # type: ignore[index]  # usable
+            quaternion=p.quaternion,  # type: ignore[arg-type]  # usable
+            source=p.source,
+        )
+        for p in usable
+    }
+    if len({(q.site, q.offset, q.quaternion) for q in poses}) > 1:
+        cam.pose_note = f"the label gives this {cam.frame} {len(poses)} different places in the SITE frame"
+        return
+    cam.pose = poses.pop()
 
 
 def _read_pds4(path: Path) -> LabelCamera:
@@ -467,7 +628,7 @@ def _read_pds4(path: Path) -> LabelCamera:
     )
     rover_places = []
     for d in scope.iter(f"{_G}Coordinate_Space_Definition"):
-        own, _ = _pds4_frame(d.find(f"{_G}Coordinate_Space_Present"), definitions)
+        own, own_index = _pds4_frame(d.find(f"{_G}Coordinate_Space_Present"), definitions)
         ref, ref_index = _pds4_frame(d.find(f"{_G}Coordinate_Space_Reference"), definitions)
         offset_el = d.find(f"{_G}Vector_Origin_Offset")
         offset = (
@@ -475,9 +636,38 @@ def _read_pds4(path: Path) -> LabelCamera:
             if offset_el is None or len(offset_el) < 3
             else [_xml_number(c, "geom:Vector_Origin_Offset", path, True) for c in list(offset_el)[:3]]
         )
-        rover_places.append((own.upper(), ref.upper(), _site_of(ref_index), offset))
+        quaternion, why = _pds4_quaternion(d.find(f"{_G}Quaternion_Plus_Direction"))
+        rover_places.append(
+            _Place(
+                frame=own.upper(),
+                index=own_index,
+                ref=ref.upper(),
+                ref_site=_site_of(ref_index),
+                offset=offset,
+                quaternion=quaternion,
+                quaternion_note=why,
+                source="geom:Coordinate_Space_Definition",
+            )
+        )
     _set_ground(cam, rover_places)
+    _set_pose(cam, rover_places)
     return cam
+
+
+def _pds4_quaternion(
+    element: ET.Element | None,
+) -> tuple[tuple[float, float, float, float] | None, str]:
+    """A ``geom:Quaternion_Plus_Direction`` as ``(s, v1, v2, v3)``, or ``(None, why not)``. Only the
+    ``Forward`` direction (the one Mars 2020 labels give, checked against their ``geom:Derived_Geometry``) is
+    read: the other would be the inverse turn, and is not guessed at."""
+    what = "geom:Quaternion_Plus_Direction"
+    if element is None:
+        return None, f"its geom:Coordinate_Space_Definition has no {what}"
+    direction = (element.findtext(f"{_G}rotation_direction") or "Forward").strip()
+    if direction.lower() != "forward":
+        return None, f"its {what} has rotation_direction {direction!r} (only 'Forward' is read)"
+    values = [(element.findtext(f"{_G}{n}") or "").strip() for n in ("qcos", "qsin1", "qsin2", "qsin3")]
+    return _unit_quaternion(values, what)
 
 
 def _pds4_camera(
@@ -611,13 +801,36 @@ def _pds4_image_size(root: ET.Element, source: Path) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------------------------- writing
-def camera_file_dict(cam: LabelCamera, label: str | Path, ground_z_m: float | None = None) -> dict[str, Any]:
+def written_ground(cam: LabelCamera, level: bool) -> tuple[float | None, str]:
+    """The ground's height the label gives in the frame the camera file is written in, and where it came from
+    (or why it is not determined): in the SITE frame where ``level`` and the model is levelled, else in the
+    model's own frame (:attr:`LabelCamera.ground_z_m`)."""
+    if not (level and cam.pose is not None and cam.frame.upper() in _ROVER_FRAMES):
+        return cam.ground_z_m, cam.ground_note
+    site, origin_z = cam.pose.site, -cam.pose.offset[2]
+    if cam.frame.upper() == _GROUND_AT_ORIGIN:
+        return origin_z, f"{_GROUND_AT_ORIGIN} origin (on the ground beneath the rover) in SITE_FRAME {site}"
+    return None, (
+        f"the label does not fix the ground of a {cam.frame}, whose origin is at z = {origin_z:g} m "
+        f"(z up) in SITE_FRAME {site}, the frame the model is levelled into"
+    )
+
+
+def camera_file_dict(
+    cam: LabelCamera, label: str | Path, ground_z_m: float | None = None, rover_frame: bool = False
+) -> dict[str, Any]:
     """The camera JSON dict (schema of :mod:`marsunits.boundary.camera.io`) of a label's camera.
+
+    A model in a rover frame (``ROVER_NAV_FRAME``, ``ROVER_FRAME``) whose label places the rover in a SITE
+    frame (:attr:`LabelCamera.pose`) is levelled into that SITE frame (``"frame": "pds"``, ``site``
+    ``SITE_<n>``) unless ``rover_frame``; without that place, or with ``rover_frame``, it is written in the
+    rover frame, turned to x forward, y left, z up (``"frame": "flu"``), whose ground tilts with the rover.
 
     Args:
         cam: From :func:`read_label`.
         label: The label's path (named in messages and in ``pds_label``).
-        ground_z_m: The ground's height in the camera model's frame (z up, metres); overrides the label's.
+        ground_z_m: The ground's height in the frame written (z up, metres); overrides the label's.
+        rover_frame: Keep a rover-frame model in the rover frame.
 
     Raises:
         LabelError: If neither the label nor ``ground_z_m`` gives the ground, if the frame has no vertical
@@ -640,31 +853,40 @@ def camera_file_dict(cam: LabelCamera, label: str | Path, ground_z_m: float | No
             "geom:Coordinate_Space_Index), so its site or rover position cannot be named (the contact map "
             "would draw the cameras of every one as one); the label is damaged: use another product"
         )
+    pose = cam.pose if frame in _ROVER_FRAMES and not rover_frame else None
+    own_ground, own_note = written_ground(cam, pose is not None)
     if ground_z_m is not None:
         ground, note = float(ground_z_m), "--ground-z-m"
-    elif cam.ground_z_m is not None:
-        ground, note = cam.ground_z_m, cam.ground_note
+    elif own_ground is not None:
+        ground, note = own_ground, own_note
     else:
-        raise LabelError(
-            f"{label}: the ground height is not determined ({cam.ground_note}); {_GROUND_ADVICE}"
-        )
+        raise LabelError(f"{label}: the ground height is not determined ({own_note}); {_GROUND_ADVICE}")
     vectors: dict[str, list[float]] = dict(cam.vectors)
-    if frame in _ROVER_FRAMES:  # forward, starboard, down -> forward, left, up: the map says forward/left
+    frame_text = cam.frame_text
+    if pose is not None:  # rover frame (z down) -> the site frame (z down) it stands in: level ground
+        vectors = pose.to_site(vectors)
+        frame_text += f" levelled into SITE_FRAME {pose.site} (the rover's place in {pose.source})"
+    elif frame in _ROVER_FRAMES:  # forward, starboard, down -> forward, left, up: the map says forward/left
         # R and E are coefficients along O, no directions: no frame turns them
         vectors = {
             k: (v if k in ("R", "E") else ned_to_flu(np.array(v)).tolist()) for k, v in vectors.items()
         }
+        frame_text += (
+            ", kept (--rover-frame)"
+            if rover_frame
+            else f", not levelled ({cam.pose_note}): its ground tilts with the rover"
+        )
     d: dict[str, Any] = {
         "model": cam.model,
-        "frame": "flu" if frame in _ROVER_FRAMES else "pds",
+        "frame": "flu" if frame in _ROVER_FRAMES and pose is None else "pds",
         **vectors,
         **{k: (int(v) if k == "T" and v == int(v) else v) for k, v in cam.scalars.items()},  # T: 3.0 -> 3
         "image_width": cam.image_width,
         "image_height": cam.image_height,
-        "site": cam.site,
+        "site": f"SITE_{pose.site}" if pose is not None else cam.site,
         "ground_z_m": ground,
         "pds_label": label.name,
-        "pds_frame": cam.frame_text,
+        "pds_frame": frame_text,
         "pds_ground": note,
     }
     try:
@@ -679,8 +901,10 @@ def convert_label(
     out_dir: str | Path | None = None,
     ground_z_m: float | None = None,
     overwrite: bool = False,
+    rover_frame: bool = False,
 ) -> Path:
-    """Read ``label`` and write ``<stem>.camera.json`` next to it (or in ``out_dir``).
+    """Read ``label`` and write ``<stem>.camera.json`` next to it (or in ``out_dir``); ``ground_z_m`` and
+    ``rover_frame`` as in :func:`camera_file_dict`.
 
     Returns:
         The path written.
@@ -690,13 +914,23 @@ def convert_label(
             ``overwrite`` is false.
         OSError: If the file cannot be written.
     """
+    return _convert(label, out_dir, ground_z_m, overwrite, rover_frame)[0]
+
+
+def _convert(
+    label: str | Path,
+    out_dir: str | Path | None,
+    ground_z_m: float | None,
+    overwrite: bool,
+    rover_frame: bool,
+) -> tuple[Path, dict[str, Any]]:
     label = Path(label)
     dest = Path(out_dir if out_dir is not None else label.parent) / f"{label.stem}{SIDECAR_SUFFIX}"
     if dest.exists() and not overwrite:
         raise LabelError(f"{label}: {dest} exists; pass --overwrite to replace it")
-    d = camera_file_dict(read_label(label), label, ground_z_m)
+    d = camera_file_dict(read_label(label), label, ground_z_m, rover_frame)
     atomic_write_text(dest, json.dumps(d, indent=2) + "\n")
-    return dest
+    return dest, d
 
 
 def _finite(text: str) -> float:
@@ -727,6 +961,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="height of the ground in the camera model's frame, metres, z up (required where the label does "
         "not fix it; overrides the label's)",
     )
+    parser.add_argument(
+        "--rover-frame",
+        action="store_true",
+        help="keep a ROVER_NAV_FRAME/ROVER_FRAME model in the rover's own frame (x forward, y left, z up) "
+        "instead of levelling it into the SITE frame the label places the rover in: for a map drawn as the "
+        "rover saw it (forward/left, one map per rover position), or where the label's rover attitude is "
+        "not trusted; its ground is then the plane under the wheels, tilted with the rover",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing camera files")
     args = parser.parse_args(argv)
     failed = 0
@@ -741,16 +983,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "label per image"
                 )
             if args.ground_z_m is not None:
-                own = read_label(label)
-                if own.ground_z_m is not None and own.ground_z_m != args.ground_z_m:
+                own, own_note = written_ground(read_label(label), not args.rover_frame)
+                if own is not None and own != args.ground_z_m:
                     print(
                         readable(
                             f"{PROG}: note: {label}: --ground-z-m {args.ground_z_m:g} replaces the label's "
-                            f"{own.ground_z_m:g} ({own.ground_note})"
+                            f"{own:g} ({own_note})"
                         ),
                         file=sys.stderr,
                     )
-            dest = convert_label(label, args.out_dir, args.ground_z_m, args.overwrite)
+            dest, d = _convert(label, args.out_dir, args.ground_z_m, args.overwrite, args.rover_frame)
+            if d["frame"] == "flu" and not args.rover_frame:  # a rover-frame model the label does not place
+                print(readable(f"{PROG}: note: {label}: {d['pds_frame']}"), file=sys.stderr)
         except (LabelError, OSError) as exc:
             failed += 1
             reason = exc if isinstance(exc, LabelError) else f"{label}: cannot write the camera file: {exc}"
