@@ -828,3 +828,33 @@ def test_a_rover_frame_model_the_label_does_not_place_is_kept_in_the_rover_frame
         CahvCamera(**flu, image_width=128, image_height=96),
         0.0,
     )
+
+
+@pytest.mark.parametrize(
+    ("index", "levelled"), [("(62,660,8,196,0,0,290,108,12,0)", True), ("(62,661,8)", False)]
+)
+def test_an_unnamed_camera_index_is_levelled_where_it_leads_with_the_rovers_position(
+    tmp_path, index, levelled
+):
+    """A MER-style camera group gives its index unnamed (and here no ROVER_MOTION_COUNTER_NAME of as many
+    entries names it): its leading entries, site and drive first, are compared with the rover group's named
+    SITE, DRIVE, POSE; another drive's index is not placed by this rover group."""
+    _, vec, quat = _tilted_rover(heading_deg=35.0, pitch_deg=10.0)
+    text = _unnamed_index_label(vec, "ROVER_NAV_FRAME", index, '("SITE","DRIVE")')
+    start = text.index(" ORIGIN_ROTATION_QUATERNION")
+    text = (
+        text[:start]
+        + f" ORIGIN_ROTATION_QUATERNION = ({', '.join(f'{x:.7f}' for x in quat)})\n"
+        + text[text.index("\n", start) + 1 :]
+    )
+    (tmp_path / "u.LBL").write_text(text.replace("(-31.535181, -26.566465,", "(4.250000, -3.500000,"))
+    cam = read_label(tmp_path / "u.LBL")
+    assert cam.index[0] == (None, 62)  # unnamed
+    d = _written_dict(tmp_path / "u.LBL")
+    assert (d["site"] == "SITE_62") is levelled and (d["frame"] == "pds") is levelled
+    if not levelled:
+        assert "gives no place of this ROVER_NAV_FRAME" in d["pds_frame"]
+
+
+def _written_dict(label: Path) -> dict:
+    return json.loads(convert_label(label, overwrite=True).read_text())

@@ -273,6 +273,18 @@ def _pose_key(index: list[tuple[str | None, int]]) -> tuple[tuple[str | None, in
     return tuple(named) if named else tuple(index)
 
 
+def _same_position(a: list[tuple[str | None, int]], b: list[tuple[str | None, int]]) -> bool:
+    """Whether two frame indices name the same rover position: their SITE, DRIVE and POSE entries where both
+    name them; else (a MER label may leave one unnamed, its entries in the rover motion counter's order:
+    site, drive, ...) the leading values the two have in common."""
+    ka, kb = _pose_key(a), _pose_key(b)
+    if all(n is not None for n, _ in ka + kb):
+        return ka == kb
+    va, vb = [v for _, v in ka], [v for _, v in kb]
+    n = min(len(va), len(vb))
+    return n > 0 and va[:n] == vb[:n]
+
+
 def _site_of(index: list[tuple[str | None, int]]) -> int | None:
     named = [v for n, v in index if n is not None and n.upper() == "SITE"]
     if named:
@@ -540,8 +552,9 @@ def _set_pose(cam: LabelCamera, rover_places: list[_Place]) -> None:
     frame = cam.frame.upper()
     if frame not in _ROVER_FRAMES:
         return
-    key = _pose_key(cam.index)
-    mine = [p for p in rover_places if p.frame == frame and (not p.index or _pose_key(p.index) == key)]
+    mine = [
+        p for p in rover_places if p.frame == frame and (not p.index or _same_position(p.index, cam.index))
+    ]
     placed = [p for p in mine if p.ref == "SITE_FRAME" and p.ref_site is not None]
     if not placed:
         cam.pose_note = (
