@@ -477,3 +477,24 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
         "x.mask.png",
     ]
     assert json.loads((tmp_path / "grey" / "x.contact.geojson").read_text())["image_greyscale"] is True
+
+
+def test_predict_py_does_not_take_files_saved_from_python_for_its_own(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """Files ``UnitMap.save`` wrote (other settings: no minimum mapping unit) in a folder ``predict.py`` is
+    then run into were skipped as its own finished outputs: no settings record to compare, and the image
+    older than the mask. The folder's record then named settings that had not made them."""
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    out = tmp_path / "out"
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, min_unit_area_px=0)
+    mapper.map(image).save(out, image.stem)
+    saved = (out / f"{image.stem}.mask.png").read_bytes()
+    with pytest.raises(ConfigError, match=r"was written by UnitMap.save \(from Python\).*overwrite=true"):
+        run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32"))
+    assert not (out / "manifest.csv").exists() and not (out / "prediction_settings.json").exists()
+    assert (out / f"{image.stem}.mask.png").read_bytes() == saved  # the notebook's files are left alone
+    # overwrite=true predicts it again with predict.py's settings.
+    assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32", "overwrite=true")) == 0
+    members = json.loads((out / f"{image.stem}.contact.geojson").read_text())
+    assert "saved_by" not in members and "image_file" in members

@@ -120,6 +120,7 @@ from marsunits.inference.runtime import build_forward, check_threads, configure_
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.unit_mapper import is_grey, units_and_contacts
 from marsunits.inference.writers import (
+    SAVED_BY_KEY,
     OutputPaths,
     has_outputs,
     output_name_problem,
@@ -631,6 +632,14 @@ class _Session:
             lines, members = read_contact_collection(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
+        if members.get(SAVED_BY_KEY):
+            # Saved from Python with a model and settings no record names: skipped as finished, they stayed
+            # under a prediction_settings.json naming this run's, which had not made them.
+            raise ConfigError(
+                f"{paths.contact} was written by {members[SAVED_BY_KEY]} (from Python), not by predict.py, "
+                "so this run cannot tell which model and settings made that image's outputs. Give another "
+                "output_dir, or overwrite=true to predict every image again (it replaces those files)"
+            )
         try:
             status = image_status(f.path, members)
         except OSError:

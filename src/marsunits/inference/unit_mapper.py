@@ -177,6 +177,10 @@ class UnitMap:
         ``<stem>.prob.tif`` (``probability_dtype`` ``uint8`` or ``float16``), each under a temporary name
         then renamed, in ``folder`` (created; ``~`` is the home folder). Returns the paths written.
 
+        The contact file also records ``"saved_by": "UnitMap.save"``: no ``prediction_settings.json`` names
+        the model and settings these files were made with, so a ``predict.py`` run into ``folder`` refuses
+        to take them for its own finished outputs (without ``overwrite=true``) instead of skipping the image.
+
         Raises:
             ConfigError: ``stem`` is not a plain file name, or another ``probability_dtype``.
         """
@@ -195,6 +199,7 @@ class UnitMap:
             save_probabilities=bool(save_probabilities),
             probability_dtype=probability_dtype,
             greyscale=is_grey(self.image),
+            saved_by="UnitMap.save",
         )
         return [p for p in paths.expected(bool(save_probabilities)) if p.exists()]
 

@@ -135,6 +135,9 @@ class OutputPaths:
 #: Files that make a folder another ``predict.py`` run's ``output_dir``: its settings record and its claim
 #: (``output_settings.SETTINGS_NAME``, ``run_folder_claim.PREDICT_CLAIM_NAME``; a test checks they agree).
 OTHER_RUN_MARKERS = ("prediction_settings.json", ".predict.claim")
+#: The contact-file member that marks outputs written from Python (``UnitMap.save``), whose model and settings
+#: no ``prediction_settings.json`` records: ``predict.py`` does not take them for its own finished outputs.
+SAVED_BY_KEY = "saved_by"
 
 
 def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = False) -> list[Path]:
@@ -369,6 +372,7 @@ def write_prediction(
     greyscale: bool | None = None,
     camera_sha256: str | None | bool = False,
     image_file: Mapping[str, Any] | None = None,
+    saved_by: str | None = None,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -390,6 +394,8 @@ def write_prediction(
             (``output_settings.image_file_identity``), kept in the contact file (``image_file`` and
             ``image_sha256``) so a later run notices a replaced image, and not one whose time alone changed
             (``output_settings.image_status``).
+        saved_by: What wrote the files when not ``predict.py`` (``"UnitMap.save"``), kept in the contact
+            file (:data:`SAVED_BY_KEY`): a ``predict.py`` run into the folder refuses to skip them as its own.
     """
     h, w = mask.shape
     paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
@@ -402,6 +408,8 @@ def write_prediction(
         members["camera_sha256"] = camera_sha256
     if image_file is not None:
         members.update(image_record(image_file))
+    if saved_by is not None:
+        members[SAVED_BY_KEY] = saved_by
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
     write_png_atomic(paths.mask, mask)
