@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -477,6 +478,15 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
         "x.mask.png",
     ]
     assert json.loads((tmp_path / "grey" / "x.contact.geojson").read_text())["image_greyscale"] is True
+    # Names predict.py writes (spaces, accents, a Latin-1 byte name as os.fsdecode gives it) are written the
+    # same; one too long for the filesystem is refused as predict.py refuses it, before anything is written.
+    for stem in ("a b", "café", os.fsdecode(b"caf\xe9")):
+        assert {os.fsencode(p.name) for p in result.save(tmp_path / "odd", stem)} == {
+            os.fsencode(stem) + suffix for suffix in (b".contact.geojson", b".overlay.png", b".mask.png")
+        }
+    with pytest.raises(ConfigError, match=r"longer than the filesystem allows \(\d+ bytes\): give a stem of"):
+        result.save(tmp_path / "long", "x" * 240)
+    assert list((tmp_path / "long").iterdir()) == []
 
 
 def test_predict_py_does_not_take_files_saved_from_python_for_its_own(

@@ -61,7 +61,13 @@ from marsunits.inference.options import PredictOptions, check_option_types, read
 from marsunits.inference.predictor import Predictor, select_device
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid
-from marsunits.inference.writers import OutputPaths, overlay_image, unit_fractions, write_prediction
+from marsunits.inference.writers import (
+    OutputPaths,
+    output_name_problem,
+    overlay_image,
+    unit_fractions,
+    write_prediction,
+)
 
 __all__ = ["UnitMap", "UnitMapper", "is_grey", "units_and_contacts"]
 
@@ -182,7 +188,8 @@ class UnitMap:
         to take them for its own finished outputs (without ``overwrite=true``) instead of skipping the image.
 
         Raises:
-            ConfigError: ``stem`` is not a plain file name, or another ``probability_dtype``.
+            ConfigError: ``stem`` is not a plain file name or makes names longer than the filesystem allows
+                (as ``predict.py`` refuses such an input), or another ``probability_dtype``.
         """
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
@@ -190,6 +197,10 @@ class UnitMap:
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
         paths = OutputPaths(Path(folder).expanduser(), PurePosixPath(f"{stem}.png"))
         paths.mask.parent.mkdir(parents=True, exist_ok=True)
+        # As predict.py says it before predicting; it was "[Errno 36] File name too long" naming a temporary.
+        too_long = output_name_problem(paths.root, paths.rel)
+        if too_long is not None:
+            raise ConfigError(f"stem {stem[:20]!r}...: {too_long.replace('rename the input to', 'give')}")
         write_prediction(
             paths,
             self.image,
