@@ -484,6 +484,11 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
         assert {os.fsencode(p.name) for p in result.save(tmp_path / "odd", stem)} == {
             os.fsencode(stem) + suffix for suffix in (b".contact.geojson", b".overlay.png", b".mask.png")
         }
+    # A word is not an on/off value: "no" is true to bool(), and probabilities declined were written.
+    with pytest.raises(ConfigError, match=r"save_probabilities='no': give save_probabilities=true or"):
+        result.save(tmp_path / "words", "x", save_probabilities="no")
+    assert not (tmp_path / "words" / "x.prob.tif").exists()
+    assert len(result.save(tmp_path / "np", "x", save_probabilities=np.bool_(True))) == 4
     with pytest.raises(ConfigError, match=r"longer than the filesystem allows \(\d+ bytes\): give a stem of"):
         result.save(tmp_path / "long", "x" * 240)
     assert list((tmp_path / "long").iterdir()) == []

@@ -189,10 +189,13 @@ class UnitMap:
 
         Raises:
             ConfigError: ``stem`` is not a plain file name or makes names longer than the filesystem allows
-                (as ``predict.py`` refuses such an input), or another ``probability_dtype``.
+                (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``), or
+                another ``probability_dtype``.
         """
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
+        # save_probabilities="no" is true to bool(): it wrote prob.tif files that were declined.
+        check_option_types({"save_probabilities": _plain_scalar(save_probabilities)})
         if probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
         paths = OutputPaths(Path(folder).expanduser(), PurePosixPath(f"{stem}.png"))
