@@ -507,6 +507,9 @@ def test_predict_py_does_not_take_files_saved_from_python_for_its_own(
     saved = (out / f"{image.stem}.mask.png").read_bytes()
     with pytest.raises(ConfigError, match=r"was written by UnitMap.save \(from Python\).*overwrite=true"):
         run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32"))
+    # Asked for probabilities the saved image lacks, predict.py replaced its files without a word.
+    with pytest.raises(ConfigError, match=r"was written by UnitMap.save \(from Python\)"):
+        run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32", "save_probabilities=true"))
     assert not (out / "manifest.csv").exists() and not (out / "prediction_settings.json").exists()
     assert (out / f"{image.stem}.mask.png").read_bytes() == saved  # the notebook's files are left alone
     # overwrite=true predicts it again with predict.py's settings.

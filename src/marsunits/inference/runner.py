@@ -279,6 +279,22 @@ def _result_row(
     }
 
 
+def _refuse_saved_from_python(paths: OutputPaths, members: Mapping[str, Any]) -> None:
+    """Refuse an input whose outputs ``UnitMap.save`` wrote (its contact file's ``members`` say so): made with
+    a model and settings no record names, skipped as finished they stayed under a ``prediction_settings.json``
+    naming this run's, and predicted again (``save_probabilities=true``) they were replaced without a word.
+
+    Raises:
+        ConfigError: naming the file and what to do.
+    """
+    if members.get(SAVED_BY_KEY):
+        raise ConfigError(
+            f"{paths.contact} was written by {members[SAVED_BY_KEY]} (from Python), not by predict.py, "
+            "so this run cannot tell which model and settings made that image's outputs. Give another "
+            "output_dir, or overwrite=true to predict every image again (it replaces those files)"
+        )
+
+
 @dataclass(frozen=True)
 class Shard:
     """This process's part of a sharded run: it predicts ``todo[rank::world_size]``.
@@ -632,14 +648,7 @@ class _Session:
             lines, members = read_contact_collection(paths.contact)
         except (ImageReadError, ValueError, OSError):
             return None  # unreadable leftovers: predict again
-        if members.get(SAVED_BY_KEY):
-            # Saved from Python with a model and settings no record names: skipped as finished, they stayed
-            # under a prediction_settings.json naming this run's, which had not made them.
-            raise ConfigError(
-                f"{paths.contact} was written by {members[SAVED_BY_KEY]} (from Python), not by predict.py, "
-                "so this run cannot tell which model and settings made that image's outputs. Give another "
-                "output_dir, or overwrite=true to predict every image again (it replaces those files)"
-            )
+        _refuse_saved_from_python(paths, members)
         try:
             status = image_status(f.path, members)
         except OSError:
@@ -690,6 +699,11 @@ class _Session:
             if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
                 row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
             elif not self.opts.overwrite and paths.complete(False):
+                try:  # saved from Python without probabilities: replaced without a word otherwise
+                    members = read_contact_collection(paths.contact)[1]
+                except (ImageReadError, ValueError, OSError):
+                    members = {}  # unreadable leftovers: predicted again, as below
+                _refuse_saved_from_python(paths, members)
                 without_probabilities += 1
             if isinstance(row, dict):
                 self.rows[row["path"]] = row
