@@ -144,14 +144,14 @@ END
 """
 
 
-def _attached_img(path: Path, label: str) -> None:
+def _attached_img(path: Path, label: str, encoding: str = "ascii") -> None:
     """The label at the head of an .IMG, padded to whole records, then the binary pixels."""
     record = 128
     records = -(-(len(label) + 200) // record)
     head = f"RECORD_TYPE = FIXED_LENGTH\nRECORD_BYTES = {record}\nLABEL_RECORDS = {records}\n"
     head += f'^IMAGE_HEADER = ("{path.name}", {records})\n^IMAGE = ("{path.name}", {records + 1})\n'
     text = label.replace("PDS_VERSION_ID                    = PDS3\n", f"PDS_VERSION_ID = PDS3\n{head}", 1)
-    body = text.encode("ascii").ljust(records * record, b" ")
+    body = text.encode(encoding).ljust(records * record, b" ")
     pixels = np.random.default_rng(0).integers(0, 256, 128 * 96, dtype=np.uint8).tobytes()
     path.write_bytes(body + pixels)
 
@@ -584,6 +584,51 @@ def test_bad_labels_give_one_clear_error(tmp_path, content, match):
         label.write_text(content)
     with pytest.raises(LabelError, match=match):
         convert_label(label)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+@pytest.mark.parametrize("form", ["detached", "attached"])
+def test_an_accent_in_a_label_comment_is_read(tmp_path, form, encoding):
+    """pvl read an attached label (or a Latin-1 one) byte by byte up to the first byte that is not UTF-8 on
+    its own: an accent in a comment cut the label there, and it was refused as "not a PDS3 label"."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    text = _pds3(vec, frame="SITE_FRAME").replace(
+        "/* Camera Model Data Elements */", "/* Caméra: modèle géométrique, 25 °C */"
+    )
+    if form == "detached":
+        label = tmp_path / "acc.LBL"
+        label.write_bytes(text.encode(encoding))
+    else:
+        label = tmp_path / "acc.IMG"
+        _attached_img(label, text, encoding)
+    cam = read_label(label)
+    assert cam.model == "cahvor" and cam.vectors["C"] == vec["C"] and cam.ground_z_m == GROUND
+
+
+def test_an_attached_labels_image_data_is_not_read(tmp_path):
+    """pvl read the whole .IMG into memory (image data of zeros is valid text); only the label is read."""
+    import tracemalloc
+
+    label = tmp_path / "big.IMG"
+    _attached_img(label, _pds3(_label_vectors(height_m=GROUND + 1.9, distort=True), frame="SITE_FRAME"))
+    with label.open("r+b") as fh:  # 64 MiB of dark pixels, sparse on disk
+        fh.truncate(label.stat().st_size + (64 << 20))
+    tracemalloc.start()
+    try:
+        cam = read_label(label)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert cam.model == "cahvor" and (cam.image_width, cam.image_height) == (128, 96)
+    assert peak < 8 << 20
+
+
+def test_a_label_without_an_end_statement_in_its_first_mib_is_refused(tmp_path):
+    label = tmp_path / "cut.IMG"
+    text = _pds3(_label_vectors(height_m=GROUND + 1.9, distort=True), frame="SITE_FRAME")
+    label.write_bytes(text.replace("\nEND\n", "\n").encode() + b"x" * (2 << 20))
+    with pytest.raises(LabelError, match=r"cut\.IMG: no END statement in its first 1 MiB.*complete"):
+        read_label(label)
 
 
 def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):

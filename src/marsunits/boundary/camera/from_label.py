@@ -87,6 +87,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import warnings
 import xml.etree.ElementTree as ET
@@ -348,7 +349,11 @@ def _read_pds3(path: Path) -> LabelCamera:
         import pvl  # imported here: a PDS4-only user never pays for it
 
     try:
-        label = pvl.load(str(path))
+        text = _pds3_text(path)
+    except OSError as exc:
+        raise LabelError(f"cannot read label {path}: {exc.strerror or exc}; check the path") from exc
+    try:
+        label = pvl.loads(text)
     except (pvl.exceptions.LexerError, pvl.exceptions.ParseError, ValueError, UnicodeError) as exc:
         said = exc.args[-1] if exc.args and isinstance(exc.args[-1], str) else str(exc)
         reason = " ".join(said.split())[:200]
@@ -356,8 +361,6 @@ def _read_pds3(path: Path) -> LabelCamera:
             f"cannot read label {path}: not a PDS3 (ODL) or PDS4 (XML) label ({reason}); give the product's "
             ".LBL, .IMG or .xml label"
         ) from exc
-    except OSError as exc:
-        raise LabelError(f"cannot read label {path}: {exc.strerror or exc}; check the path") from exc
     groups = _all(label, "GEOMETRIC_CAMERA_MODEL_PARMS", "GEOMETRIC_CAMERA_MODEL")
     if not groups:
         raise LabelError(
@@ -456,6 +459,49 @@ def _read_pds3(path: Path) -> LabelCamera:
     _set_ground(cam, rover_places)
     _set_pose(cam, rover_places)
     return cam
+
+
+#: The most label text read from a file; real PDS3 labels are tens of kB.
+_PDS3_LABEL_LIMIT = 1 << 20
+#: The END statement that closes a PDS3 label: alone on its line (a comment may follow).
+_PDS3_END = re.compile(rb"^[ \t]*END[ \t]*(?:/\*[^\r\n]*)?\r?\n", re.MULTILINE)
+
+
+def _pds3_text(path: Path) -> str:
+    """The PDS3 label of ``path``, up to and including its END statement: never the binary image data that
+    follows an attached label in an ``.IMG`` (the file is read in chunks up to the END, never whole).
+    Decoded as UTF-8 or, where it is not UTF-8 (a Latin-1 degree sign or accent in a comment), as Latin-1.
+
+    pvl's own ``load`` read the whole file, and where it was not text, byte by byte up to the first byte that
+    is not UTF-8 on its own: an accent in a comment, in an attached label or in a Latin-1 one, cut the label
+    there and it was refused as "not a PDS3 label".
+
+    Raises:
+        LabelError: If no END statement comes within the first MiB (read as a truncated label).
+        OSError: If the file cannot be read.
+    """
+    data = b""
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(1 << 16)
+            # search from a little before the new chunk: an END line may straddle two chunks
+            start = max(0, len(data) - 80)
+            data += chunk
+            end = _PDS3_END.search(data, start)
+            if end is not None:
+                data = data[: end.end()]
+                break
+            if not chunk:  # a label whose END ends the file without a line end: pvl reads it
+                break
+            if len(data) > _PDS3_LABEL_LIMIT:
+                raise LabelError(
+                    f"cannot read label {path}: no END statement in its first {_PDS3_LABEL_LIMIT >> 20} MiB, "
+                    "so the label is truncated or damaged; give the product's complete .LBL or .IMG"
+                )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _all(label: Any, *keys: str) -> list[Any]:
