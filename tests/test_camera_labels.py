@@ -565,6 +565,9 @@ def test_site_frame_without_the_rovers_place_needs_ground_height(tmp_path):
         ("<?xml version='1.0'?><Product_Observational", r"cannot read label .*bad\.LBL: not well-formed XML"),
         ("no_image", r"bad\.LBL: no IMAGE object .*image size is unknown"),
         ("damaged", r"cannot read label .*bad\.LBL: not a PDS3 \(ODL\) .*Expecting a Block-Name"),
+        # an interrupted download: it was "not a PDS3 (ODL) or PDS4 (XML) label (it starts with neither..."
+        ("", r"cannot read label .*bad\.LBL: the file is empty .*download the label again"),
+        (" \r\n\n", r"cannot read label .*bad\.LBL: the file is empty"),
     ],
 )
 def test_bad_labels_give_one_clear_error(tmp_path, content, match):
@@ -629,6 +632,15 @@ def test_a_label_without_an_end_statement_in_its_first_mib_is_refused(tmp_path):
     label.write_bytes(text.replace("\nEND\n", "\n").encode() + b"x" * (2 << 20))
     with pytest.raises(LabelError, match=r"cut\.IMG: no END statement in its first 1 MiB.*complete"):
         read_label(label)
+
+
+def test_a_shell_pattern_that_matched_nothing_is_said_so(tmp_path, capsys):
+    """The shell passes ``*.LBL`` that matched nothing as it is: "No such file or directory; check the path"
+    did not say that the pattern matched nothing, nor where to look."""
+    (tmp_path / "a.lbl").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    assert main([str(tmp_path / "*.LBL")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / '*.LBL'}: no file matches this pattern" in err and ".LBL or .lbl" in err
 
 
 def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):

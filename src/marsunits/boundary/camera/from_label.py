@@ -309,8 +309,20 @@ def read_label(path: str | Path) -> LabelCamera:
     try:
         with path.open("rb") as fh:
             head = fh.read(512)
+    except FileNotFoundError as exc:
+        if any(c in path.name for c in "*?["):  # a shell passes a pattern that matched nothing as it is
+            raise LabelError(
+                f"cannot read label {path}: no file matches this pattern; check the folder and the case of "
+                "the extension (.LBL or .lbl, .IMG or .img, .xml)"
+            ) from exc
+        raise LabelError(f"cannot read label {path}: {exc.strerror or exc}; check the path") from exc
     except OSError as exc:
         raise LabelError(f"cannot read label {path}: {exc.strerror or exc}; check the path") from exc
+    if not head.strip() and len(head) < 512:
+        raise LabelError(
+            f"cannot read label {path}: the file is empty ({'blanks only' if head else '0 bytes'}: an "
+            "interrupted download?); download the label again"
+        )
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return _read_pds4(path)
     if b"PDS_VERSION_ID" not in head and b"ODL_VERSION_ID" not in head:
