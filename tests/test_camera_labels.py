@@ -643,6 +643,21 @@ def test_a_shell_pattern_that_matched_nothing_is_said_so(tmp_path, capsys):
     assert f"{tmp_path / '*.LBL'}: no file matches this pattern" in err and ".LBL or .lbl" in err
 
 
+def test_an_out_dir_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    """Each label was refused on its own with "[Errno 17] File exists: 'out'", naming neither the option nor
+    what to give; it is one usage error (exit status 2) before any label is read."""
+    (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    (tmp_path / "out").write_text("notes")
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    assert f"--out-dir {tmp_path / 'out'} is a file, not a folder; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "out").read_text() == "notes" and not (tmp_path / "a.camera.json").exists()
+    # a folder that does not exist yet is made
+    assert main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "new" / "cams")]) == 0
+    assert (tmp_path / "new" / "cams" / "a.camera.json").is_file()
+
+
 def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):
     label = tmp_path / "x.LBL"
     label.write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))

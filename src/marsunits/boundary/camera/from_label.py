@@ -6,8 +6,9 @@ Usage::
     python -m marsunits.boundary.camera.from_label LABEL [LABEL ...] [--out-dir DIR] [--ground-z-m Z]
         [--rover-frame] [--overwrite]
 
-Each ``LABEL`` is read and ``<stem>.camera.json`` is written next to it (or in ``--out-dir``), in the
-schema of :mod:`marsunits.boundary.camera.io`, so ``predict.py`` finds it beside the image ``<stem>.png``.
+Each ``LABEL`` is read and ``<stem>.camera.json`` is written next to it (or in ``--out-dir``, a folder, made
+if missing), in the schema of :mod:`marsunits.boundary.camera.io`, so ``predict.py`` finds it beside the
+image ``<stem>.png``.
 One line is printed per label written, one error line per label refused; the others are still written and
 the exit status is 1 when any label was refused (2 for a usage error).
 
@@ -87,6 +88,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import warnings
@@ -1042,6 +1044,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing camera files")
     args = parser.parse_args(argv)
+    if args.out_dir and os.path.lexists(args.out_dir) and not Path(args.out_dir).is_dir():
+        # each label was refused with "[Errno 17] File exists", naming neither --out-dir nor what to do
+        parser.error(
+            f"--out-dir {args.out_dir} is a file, not a folder; give a folder (one that does not exist is "
+            "made)"
+        )
     failed = 0
     written: dict[Path, Path] = {}
     for name in args.labels:
