@@ -6,6 +6,8 @@ Usage::
     python -m marsunits.boundary.camera.from_label LABEL [LABEL ...] [--out-dir DIR] [--ground-z-m Z]
         [--rover-frame] [--overwrite]
 
+(a ``LABEL`` may also be Mars 2020 raw-image metadata, ``.json``: see the end of this docstring)
+
 Each ``LABEL`` is read and ``<stem>.camera.json`` is written next to it (or in ``--out-dir``, a folder, made
 if missing), in the schema of :mod:`marsunits.boundary.camera.io`, so ``predict.py`` finds it beside the
 image ``<stem>.png``.
@@ -81,6 +83,11 @@ which the camera reader ignores.
 
 Subframed and downsampled products: the labels' models are taken as given, for the image as stored (the
 archives' labels are adjusted so; an image cropped or resized after download needs its model adjusted too).
+
+Mars 2020 raw-image metadata: an argument ending in ``.json`` is read by
+:mod:`marsunits.boundary.camera.raw_json` (one record, a list, or a page of the raw-image feed), one camera
+file per record, named after the image the record's ``full_res`` link downloads; its docstring says what is
+read and on what evidence.
 """
 
 from __future__ import annotations
@@ -1024,9 +1031,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Write <stem>.camera.json from the CAHV, CAHVOR or CAHVORE camera model of PDS3/PDS4 "
-        "labels.",
+        "labels or of Mars 2020 raw-image metadata (JSON).",
     )
-    parser.add_argument("labels", nargs="+", metavar="LABEL", help="PDS3 .LBL/.IMG or PDS4 .xml labels")
+    parser.add_argument(
+        "labels",
+        nargs="+",
+        metavar="LABEL",
+        help="PDS3 .LBL/.IMG or PDS4 .xml labels, or Mars 2020 raw-image metadata .json (one record, a list, "
+        "or a feed page: one camera file per image)",
+    )
     parser.add_argument("--out-dir", help="folder to write into (default: next to each label)")
     parser.add_argument(
         "--ground-z-m",
@@ -1050,10 +1063,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--out-dir {args.out_dir} is a file, not a folder; give a folder (one that does not exist is "
             "made)"
         )
-    failed = 0
-    written: dict[Path, Path] = {}
+    failed = total = 0
+    written: dict[Path, str] = {}
     for name in args.labels:
         label = Path(name)
+        if label.suffix.lower() == ".json":  # Mars 2020 raw-image metadata: one camera file per record
+            done, refused = _main_raw_json(label, args, written)
+            total, failed = total + done + refused, failed + refused
+            continue
+        total += 1
         try:
             dest = Path(args.out_dir if args.out_dir else label.parent) / f"{label.stem}{SIDECAR_SUFFIX}"
             if dest in written:
@@ -1079,11 +1097,63 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason = exc if isinstance(exc, LabelError) else f"{label}: cannot write the camera file: {exc}"
             print(readable(f"{PROG}: error: {' '.join(str(reason).split())}"), file=sys.stderr)
             continue
-        written[dest] = label
+        written[dest] = str(label)
         print(readable(f"wrote {dest}"))
     if failed:
-        print(readable(f"{PROG}: {failed} of {len(args.labels)} labels refused"), file=sys.stderr)
+        what = "labels" if total == len(args.labels) else "labels and raw-image records"
+        print(readable(f"{PROG}: {failed} of {total} {what} refused"), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str]) -> tuple[int, int]:
+    """Write one camera file per record of a raw-image metadata file (:mod:`.raw_json`), saying each
+    written file and each refused record on its own line; returns ``(written, refused)``."""
+    from marsunits.boundary.camera.raw_json import raw_camera, raw_camera_file_dict, raw_records
+
+    def refuse(reason: object) -> None:
+        print(readable(f"{PROG}: error: {' '.join(str(reason).split())}"), file=sys.stderr)
+
+    try:
+        records = raw_records(path)
+    except LabelError as exc:
+        refuse(exc)
+        return 0, 1
+    done = refused = 0
+    for record in records:
+        try:
+            img = raw_camera(record, path)
+            dest = Path(args.out_dir if args.out_dir else path.parent) / f"{img.stem}{SIDECAR_SUFFIX}"
+            if dest in written:
+                raise LabelError(
+                    f"{path}: {img.imageid}: would write {dest} again, already written from "
+                    f"{written[dest]}; give each image's record once"
+                )
+            if dest.exists() and not args.overwrite:
+                raise LabelError(f"{path}: {img.imageid}: {dest} exists; pass --overwrite to replace it")
+            d = raw_camera_file_dict(img, path, args.ground_z_m, args.rover_frame)
+            atomic_write_text(dest, json.dumps(d, indent=2) + "\n")
+        except LabelError as exc:
+            refused += 1
+            refuse(exc)
+            continue
+        except OSError as exc:
+            refused += 1
+            refuse(f"{path}: {img.imageid}: cannot write the camera file: {exc}")
+            continue
+        if args.ground_z_m is not None and args.ground_z_m != 0.0:
+            print(
+                readable(
+                    f"{PROG}: note: {path}: {img.imageid}: --ground-z-m {args.ground_z_m:g} replaces the "
+                    f"ground the record fixes, 0 ({d['raw_ground']})"
+                ),
+                file=sys.stderr,
+            )
+        if d["frame"] == "flu" and not args.rover_frame:
+            print(readable(f"{PROG}: note: {path}: {img.imageid}: {d['raw_frame']}"), file=sys.stderr)
+        written[dest] = f"{path} ({img.imageid})"
+        done += 1
+        print(readable(f"wrote {dest}"))
+    return done, refused
 
 
 if __name__ == "__main__":

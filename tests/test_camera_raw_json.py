@@ -1,0 +1,293 @@
+"""Camera files from Mars 2020 raw-image metadata (``from_label`` given a ``.json``; ``raw_json``).
+
+The records are written here with numbers of our own, in the layout of the public raw-image feed as
+``MarsRaw/mars-raw-utils`` reads it (``src/m20/metadata.rs``): ``imageid``, ``site``, ``drive`` (text),
+``attitude`` ``"(w,x,y,z)"``, ``camera`` {``instrument``, ``camera_model_type``,
+``camera_model_component_list`` ``"(x,y,z);...;T;P"``}, ``extended`` {``mastAz``, ``mastEl``,
+``scaleFactor``, ``subframeRect``, ``dimension``}, ``image_files`` {``full_res``}; a feed page is
+``{"images": [...]}`` (``src/m20/remote.rs``). The model is the delivered image's, in the rover frame
+(z down), and the attitude turns rover-frame vectors into the site's axes (module docstring of ``raw_json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from marsunits.boundary.camera import CahvoreCamera, PinholeCamera, cahv_from_pinhole, ned_to_flu
+from marsunits.boundary.camera.from_label import main
+from marsunits.boundary.camera.io import load_camera
+
+URL = "https://mars.nasa.gov/mars2020-raw-images/pub/ods/surface/sol/00321/ids/edr/browse/ncam/"
+
+
+def _attitude(heading_deg: float, pitch_deg: float) -> tuple[np.ndarray, str]:
+    """A rover heading ``heading_deg`` (clockwise from north) and pitched ``pitch_deg`` (nose up): the matrix
+    turning rover-frame vectors (x forward, y starboard, z down) into the site's axes (x north, y east, z
+    down), and the record's ``attitude`` text, scalar first (scipy, not the code under test, composes it)."""
+    rot = Rotation.from_euler("ZY", [heading_deg, pitch_deg], degrees=True)
+    x, y, z, w = rot.as_quat()
+    return rot.as_matrix(), f"({w:.6f},{x:.6f},{y:.6f},{z:.6f})"
+
+
+def _g(v: Any) -> str:
+    return "(" + ",".join(f"{x:.6g}" for x in v) + ")"
+
+
+def _record(
+    imageid: str,
+    parts: list[Any],
+    kind: str,
+    size: tuple[int, int],
+    attitude: str,
+    *,
+    rect: tuple[int, int, int, int] | None = None,
+    scale: int = 1,
+    instrument: str = "NAVCAM_LEFT",
+    full_res: str | None = "",
+) -> dict[str, Any]:
+    """A raw-image record whose model is ``parts`` (vectors in the rover frame, z down; then T and P); its
+    mastAz/mastEl are its axis's in the rover frame, as real records' are."""
+    a = np.asarray(parts[1], dtype=float)
+    a = a / np.linalg.norm(a)
+    text = ";".join(_g(p) if isinstance(p, (list, tuple, np.ndarray)) else f"{p:.1f}" for p in parts)
+    record: dict[str, Any] = {
+        "imageid": imageid,
+        "sol": 321,
+        "site": 17,
+        "drive": "642",
+        "sample_type": "Full",
+        "attitude": attitude,
+        "camera": {
+            "instrument": instrument,
+            "filter_name": "UNK",
+            "camera_model_type": kind,
+            "camera_model_component_list": text,
+            "camera_position": _g(parts[0]),
+        },
+        "extended": {
+            "mastAz": f"{math.degrees(math.atan2(a[1], a[0])):.6g}",
+            "mastEl": f"{-math.degrees(math.asin(a[2])):.6g}",
+            "sclk": "694000000.5",
+            "scaleFactor": str(scale),
+            "subframeRect": _g(rect or (1, 1, size[0] * scale, size[1] * scale)),
+            "dimension": f"({size[0]},{size[1]})",
+            "xyz": "(12.3,-4.5,0.2)",
+        },
+        "image_files": {"full_res": f"{URL}{imageid}01.png" if full_res == "" else full_res},
+    }
+    if full_res is None:
+        del record["image_files"]
+    return record
+
+
+def _rover_pinhole(width: int, height: int) -> dict[str, np.ndarray]:
+    """CAHV vectors of a camera on the rover's mast, in the rover frame (x forward, y starboard, z down)."""
+    pin = PinholeCamera(
+        image_width=width, image_height=height, hfov_deg=60.0, pitch_deg=25.0, yaw_deg=15.0, height_m=1.9
+    )
+    cahv = cahv_from_pinhole(pin)  # forward, left, up
+    return {k: ned_to_flu(getattr(cahv, k)) for k in "CAHV"}  # the same map turns FLU into z down
+
+
+def _pds_project(vec: dict[str, np.ndarray], p: np.ndarray) -> np.ndarray:
+    """A CAHV model's pixel of point ``p`` (PDS coordinates: the top-left pixel's centre is 0, 0)."""
+    d = p - vec["C"]
+    return np.array([d @ vec["H"], d @ vec["V"]]) / (d @ vec["A"])
+
+
+def test_a_subframed_downsampled_images_model_is_written_as_the_record_gives_it(tmp_path):
+    """The raw feed's model is already the delivered image's (checked on real records: a 4x-binned strip
+    from sensor row 1441 has its principal point 1440 / 4 rows above the full frame's): written unchanged,
+    the camera file sees a ground point at the sensor's pixel moved by the subframe's offset and divided by
+    the scale; adjusting the model for subframeRect/scaleFactor again would move it by 64 and 48 pixels."""
+    sensor = _rover_pinhole(512, 384)  # the full sensor's model
+    rot, attitude = _attitude(heading_deg=140.0, pitch_deg=-7.0)
+    # a point on the level ground (z = 0 in the rover's local level frame) ahead of the camera
+    ahead = rot @ np.array([4.0, -1.5, 0.0])
+    ground_ned = np.array([ahead[0], ahead[1], 0.0])
+    p_rover = rot.T @ ground_ned
+    x0, y0, s = 128, 96, 2  # subframeRect (129, 97, 256, 160), 1-based; binned 2 x 2 to 128 x 80
+    kx, ky = x0 + (s - 1) / 2, y0 + (s - 1) / 2  # a delivered pixel's centre on the sensor: x0 + s i + 1/2
+    delivered = dict(sensor)
+    delivered["H"] = (sensor["H"] - kx * sensor["A"]) / s
+    delivered["V"] = (sensor["V"] - ky * sensor["A"]) / s
+    u_s, v_s = _pds_project(sensor, p_rover)
+    want = np.array([(u_s - kx) / s, (v_s - ky) / s])
+    np.testing.assert_allclose(_pds_project(delivered, p_rover), want, atol=1e-9)  # the adjustment
+    assert 0 <= want[0] < 128 and 0 <= want[1] < 80, want  # the point is in the delivered image
+    parts = [delivered[k] for k in "CAHV"]
+    record = _record("NLF_0321_0694000000_123ECM_N0170642NCAM00100_01_295J", parts, "CAHV", (128, 80),
+                     attitude, rect=(x0 + 1, y0 + 1, 256, 160), scale=s)  # fmt: skip
+    (tmp_path / "meta.json").write_text(json.dumps(record))
+    assert main([str(tmp_path / "meta.json")]) == 0
+    path = tmp_path / "NLF_0321_0694000000_123ECM_N0170642NCAM00100_01_295J01.camera.json"
+    d = json.loads(path.read_text())
+    assert (d["image_width"], d["image_height"]) == (128, 80)
+    assert d["frame"] == "pds" and d["site"] == "LOCAL_LEVEL_(17,642)" and d["ground_z_m"] == 0.0
+    cam = load_camera(path)
+    target = ned_to_flu(ground_ned)
+    np.testing.assert_allclose(cam.world_to_pixel(target) - 0.5, want, atol=0.01)  # 6-digit vectors
+    back = cam.pixel_to_ground(np.array([want[0] + 0.5]), np.array([want[1] + 0.5]))[0]
+    np.testing.assert_allclose(back, target, atol=2e-3)
+
+
+def test_a_cahvore_record_of_a_tilted_rover_is_levelled_with_its_entrance_pupil(tmp_path, capsys):
+    """A CAHVORE model (T, P after the seven vectors) from a pitched and rolled rover: levelled by the
+    record's attitude, the camera is the one built in the level frame, the same ground points; kept in the
+    rover frame (--rover-frame), the ground is the tilted plane under the wheels and the ranges differ."""
+    pin = PinholeCamera(image_width=160, image_height=120, hfov_deg=70.0, pitch_deg=30.0, yaw_deg=-20.0,
+                        height_m=1.9)  # fmt: skip
+    lvl = {k: getattr(cahv_from_pinhole(pin), k).astype(float) for k in "CAHV"}  # level frame, FLU
+    o = lvl["A"] + np.array([0.01, -0.006, 0.004])
+    lvl["O"] = o / np.linalg.norm(o)
+    lvl["R"], lvl["E"] = np.array([1e-5, 0.04, -0.012]), np.array([-0.002, 0.009, -0.015])
+    truth = CahvoreCamera(**lvl, T=3, P=0.4, image_width=160, image_height=120)
+    rot = Rotation.from_euler("ZYX", [-60.0, 8.0, -5.0], degrees=True)
+    x, y, z, w = rot.as_quat()
+    m = rot.as_matrix()
+    parts: list[Any] = [m.T @ ned_to_flu(lvl[k]) for k in "CAHVO"] + [lvl["R"], lvl["E"], 3.0, 0.4]
+    record = _record("NRF_0321_0694000001_456ECM_N0170642NCAM00200_01_295J", parts, "CAHVORE", (160, 120),
+                     f"({w:.7f},{x:.7f},{y:.7f},{z:.7f})", instrument="NAVCAM_RIGHT")  # fmt: skip
+    (tmp_path / "one.json").write_text(json.dumps(record))
+    assert main([str(tmp_path / "one.json")]) == 0
+    path = tmp_path / "NRF_0321_0694000001_456ECM_N0170642NCAM00200_01_295J01.camera.json"
+    d = json.loads(path.read_text())
+    assert d["model"] == "cahvore" and d["T"] == 3 and d["P"] == 0.4 and d["E"] == pytest.approx(lvl["E"])
+    cam = load_camera(path)
+    assert isinstance(cam, CahvoreCamera)
+    u, v = np.meshgrid(np.linspace(5, 155, 7), np.linspace(50, 118, 5))
+    want = truth.pixel_to_ground(u, v)
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(cam.pixel_to_ground(u, v), want, atol=5e-3)
+    assert main([str(tmp_path / "one.json"), "--rover-frame", "--overwrite"]) == 0
+    kept = load_camera(path)
+    assert kept.site == "ROVER_NAV_(17,642)" and json.loads(path.read_text())["frame"] == "flu"
+    off = kept.pixel_to_ground(np.array([80.0]), np.array([60.0]))[0] - kept.center
+    on = want[2, 3] - truth.center
+    assert abs(np.hypot(*off[:2]) - np.hypot(*on[:2])) > 0.1
+
+
+def test_a_feed_page_of_two_images_writes_one_camera_file_each_named_as_downloaded(tmp_path, capsys):
+    """A page of the feed (``images``): one camera file per record, named after the full_res image the
+    record points to (``<imageid>01.png`` -> ``<imageid>01.camera.json``), or after its imageid."""
+    vec = _rover_pinhole(128, 96)
+    _, attitude = _attitude(heading_deg=30.0, pitch_deg=2.0)
+    cahvor = [vec[k] for k in "CAHV"] + [vec["A"], [0.0, 0.02, -0.01]]
+    page = {
+        "images": [
+            _record(
+                "NLF_0321_0694000002_000ECM_N0170642NCAM00300_01_295J",
+                [vec[k] for k in "CAHV"],
+                "CAHV",
+                (128, 96),
+                attitude,
+            ),
+            _record(
+                "ZR0_0321_0694000003_000ECM_N0170642ZCAM08000_1100LMJ",
+                cahvor,
+                "CAHVOR",
+                (128, 96),
+                attitude,
+                instrument="MCZ_RIGHT",
+                full_res=None,
+            ),
+        ],  # fmt: skip
+        "per_page": "2",
+        "total_results": 2,
+        "page": 0,
+        "mission": "mars2020",
+        "total_images": 2,
+    }
+    (tmp_path / "page.json").write_text(json.dumps(page))
+    out = tmp_path / "cams"
+    assert main([str(tmp_path / "page.json"), "--out-dir", str(out)]) == 0
+    assert capsys.readouterr().out.count("wrote ") == 2
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "NLF_0321_0694000002_000ECM_N0170642NCAM00300_01_295J01.camera.json",
+        "ZR0_0321_0694000003_000ECM_N0170642ZCAM08000_1100LMJ.camera.json",
+    ]
+    models = [json.loads((out / n).read_text()) for n in names]
+    assert [m["model"] for m in models] == ["cahv", "cahvor"]
+    assert [m["raw_imageid"] for m in models] == [n.split(".")[0].removesuffix("01") for n in names]
+    assert all(m["raw_json"] == "page.json" for m in models)
+
+
+def _good(**changes: Any) -> dict[str, Any]:
+    vec = _rover_pinhole(128, 96)
+    _, attitude = _attitude(heading_deg=30.0, pitch_deg=2.0)
+    r = _record("NLF_0321_0694000004_000ECM_N0170642NCAM00400_01_295J", [vec[k] for k in "CAHV"], "CAHV",
+                (128, 96), attitude)  # fmt: skip
+    for path, value in changes.items():
+        *keys, last = path.split("__")
+        target = r
+        for k in keys:
+            target = target[k]
+        target[last] = value
+    return r
+
+
+@pytest.mark.parametrize(
+    "changes, why",
+    [
+        ({"sample_type": "Thumbnail"}, "is a thumbnail"),
+        ({"camera__instrument": "FRONT_HAZCAM_LEFT_A"}, "FRONT_HAZCAM_LEFT_A's model"),
+        ({"camera__camera_model_component_list": "UNK"}, "has no camera model"),
+        ({"camera__camera_model_type": "CAHVORE"}, "CAHVORE model has 9 parts"),
+        ({"camera__camera_model_type": "PSPH"}, "camera_model_type 'PSPH'"),
+        ({"extended__mastAz": "-40"}, "not at the record's mastAz -40"),
+        ({"extended__dimension": "UNK"}, "extended.dimension 'UNK'"),
+        ({"drive": "UNK"}, "must be whole numbers"),
+    ],
+)
+def test_a_record_that_cannot_be_converted_is_refused_and_the_others_written(tmp_path, capsys, changes, why):
+    """Each unusable record is said in one line naming the file and the image; the page's other record is
+    still written and the exit status is 1."""
+    bad = _good(**changes)
+    bad["imageid"] = "BAD_RECORD"
+    (tmp_path / "page.json").write_text(json.dumps({"images": [bad, _good()]}))
+    assert main([str(tmp_path / "page.json")]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("wrote ") == 1 and "page.json: BAD_RECORD:" in err and why in err
+    assert "1 of 2 labels and raw-image records refused" in err
+
+
+def test_a_camera_file_or_broken_json_is_refused_naming_it(tmp_path, capsys):
+    (tmp_path / "x.camera.json").write_text(json.dumps({"model": "cahv", "C": [0, 0, 2]}))
+    (tmp_path / "broken.json").write_text('{"images": [')
+    assert main([str(tmp_path / "x.camera.json"), str(tmp_path / "broken.json")]) == 1
+    err = capsys.readouterr().err
+    assert "x.camera.json: is a camera file" in err and "broken.json: not valid JSON" in err
+
+
+def test_without_an_attitude_the_model_stays_in_the_rover_frame_with_a_note(tmp_path, capsys):
+    (tmp_path / "m.json").write_text(json.dumps(_good(attitude="UNK")))
+    assert main([str(tmp_path / "m.json")]) == 0
+    err = capsys.readouterr().err
+    assert "not levelled" in err and "attitude 'UNK'" in err
+    d = json.loads(next(tmp_path.glob("*.camera.json")).read_text())
+    assert d["frame"] == "flu" and d["site"] == "ROVER_NAV_(17,642)" and d["ground_z_m"] == 0.0
+
+
+def test_one_image_given_twice_or_already_converted_is_not_written_again(tmp_path, capsys):
+    r = _good()
+    (tmp_path / "a.json").write_text(json.dumps([r, copy.deepcopy(r)]))
+    assert main([str(tmp_path / "a.json")]) == 1
+    assert "would write" in capsys.readouterr().err
+    assert main([str(tmp_path / "a.json")]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_ground_option_replaces_the_records_ground_and_says_so(tmp_path, capsys):
+    (tmp_path / "g.json").write_text(json.dumps(_good()))
+    assert main([str(tmp_path / "g.json"), "--ground-z-m", "-0.3"]) == 0
+    assert "--ground-z-m -0.3 replaces the ground the record fixes, 0" in capsys.readouterr().err
+    assert json.loads(next(Path(tmp_path).glob("*.camera.json")).read_text())["ground_z_m"] == -0.3
