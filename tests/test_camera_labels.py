@@ -626,6 +626,38 @@ def test_an_attached_labels_image_data_is_not_read(tmp_path):
     assert peak < 8 << 20
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda t: t.replace("SOURCE_PRODUCT_ID", 'NOTE = "one\nEND\ntwo"\nSOURCE_PRODUCT_ID'), id="quoted"
+        ),
+        pytest.param(lambda t: t.replace("/* Camera Model", "/* Camera\nEND\n Model"), id="comment"),
+        pytest.param(lambda t: t.replace("\nEND\n", "\nend\n"), id="lower-case"),
+        pytest.param(lambda t: t.replace("\n", "\r"), id="CR-only"),
+        pytest.param(lambda t: t.rstrip("\n"), id="padding-after-END"),
+    ],
+)
+@pytest.mark.parametrize("form", ["detached", "attached"])
+def test_the_label_is_read_up_to_the_end_statement_pvl_reads(tmp_path, form, change):
+    """The label's END is found as ODL reads it: an END line inside a quoted string or a comment cut the label
+    there (refused as "not a PDS3 label"), and an attached label ending in a lower-case ``end``, CR-only line
+    ends or ``END`` then padding was refused as having no END in its first MiB; pvl read all of them."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    text = change(_pds3(vec, frame="SITE_FRAME"))
+    if form == "detached":
+        label = tmp_path / "x.LBL"
+        label.write_bytes(text.encode())
+    else:
+        label = tmp_path / "x.IMG"
+        _attached_img(label, text)
+        with label.open("r+b") as fh:  # 2 MiB of dark pixels, as a MER 1024 x 1024 16-bit image
+            fh.truncate(label.stat().st_size + (2 << 20))
+    cam = read_label(label)
+    assert cam.vectors["C"] == vec["C"] and cam.vectors["R"] == vec["R"]
+    assert (cam.image_width, cam.image_height) == (128, 96)
+
+
 def test_a_label_without_an_end_statement_in_its_first_mib_is_refused(tmp_path):
     label = tmp_path / "cut.IMG"
     text = _pds3(_label_vectors(height_m=GROUND + 1.9, distort=True), frame="SITE_FRAME")

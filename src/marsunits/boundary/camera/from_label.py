@@ -484,13 +484,38 @@ def _read_pds3(path: Path) -> LabelCamera:
 
 #: The most label text read from a file; real PDS3 labels are tens of kB.
 _PDS3_LABEL_LIMIT = 1 << 20
-#: The END statement that closes a PDS3 label: alone on its line (a comment may follow).
-_PDS3_END = re.compile(rb"^[ \t]*END[ \t]*(?:/\*[^\r\n]*)?\r?\n", re.MULTILINE)
+#: The tokens that find a PDS3 label's END statement: a quoted string (which may span lines) or a comment,
+#: skipped whole so that an END line inside one is not taken for the label's end; the END statement itself,
+#: as ODL reads it (any case, first on its line after blanks, a line ending in LF, CR LF or CR, followed by
+#: anything but a name character, so not END_GROUP / END_OBJECT: a blank, a line end, padding, binary data
+#: or the end of the file); and an opening quote or comment that is not closed in the text read so far.
+_PDS3_TOKENS = re.compile(
+    rb'"[^"]*"|/\*.*?\*/|(?P<end>(?<![^\r\n])[ \t]*[Ee][Nn][Dd](?![A-Za-z0-9_]))|(?P<open>"|/\*)', re.DOTALL
+)
+
+
+def _pds3_end(data: bytes, complete: bool) -> int | None:
+    """Where the END statement of the PDS3 label at the head of ``data`` ends, or None where ``data`` holds
+    none yet: the END that pvl's parser stops at, never one inside a quoted string or a comment.
+
+    Args:
+        data: The file's first bytes.
+        complete: Whether ``data`` is the whole file; if not, an END at its very end (it may go on as
+            ``END_GROUP``) or an open string or comment waits for more.
+    """
+    for m in _PDS3_TOKENS.finditer(data):
+        if m.group("open") is not None:  # a string or comment not closed yet: the END may lie beyond it
+            return None
+        if m.group("end") is not None:
+            return m.end() if complete or m.end() < len(data) else None
+    return None
 
 
 def _pds3_text(path: Path) -> str:
     """The PDS3 label of ``path``, up to and including its END statement: never the binary image data that
-    follows an attached label in an ``.IMG`` (the file is read in chunks up to the END, never whole).
+    follows an attached label in an ``.IMG`` (the file is read in chunks up to the END, never whole). The END
+    is found as ODL reads it (:data:`_PDS3_TOKENS`): in any case, after LF, CR LF or CR line ends, followed by
+    a line end, blanks or padding, and never inside a quoted string or a comment.
     Decoded as UTF-8 or, where it is not UTF-8 (a Latin-1 degree sign or accent in a comment), as Latin-1.
 
     pvl's own ``load`` read the whole file, and where it was not text, byte by byte up to the first byte that
@@ -505,14 +530,12 @@ def _pds3_text(path: Path) -> str:
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(1 << 16)
-            # search from a little before the new chunk: an END line may straddle two chunks
-            start = max(0, len(data) - 80)
             data += chunk
-            end = _PDS3_END.search(data, start)
+            end = _pds3_end(data, complete=not chunk)
             if end is not None:
-                data = data[: end.end()]
+                data = data[:end]
                 break
-            if not chunk:  # a label whose END ends the file without a line end: pvl reads it
+            if not chunk:  # no END (a label whose last line is cut, say): pvl says what is wrong
                 break
             if len(data) > _PDS3_LABEL_LIMIT:
                 raise LabelError(
