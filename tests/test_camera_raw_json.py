@@ -291,3 +291,26 @@ def test_ground_option_replaces_the_records_ground_and_says_so(tmp_path, capsys)
     assert main([str(tmp_path / "g.json"), "--ground-z-m", "-0.3"]) == 0
     assert "--ground-z-m -0.3 replaces the ground the record fixes, 0" in capsys.readouterr().err
     assert json.loads(next(Path(tmp_path).glob("*.camera.json")).read_text())["ground_z_m"] == -0.3
+
+
+def test_run_as_a_command_a_refused_record_is_one_line_not_a_traceback(tmp_path):
+    """``python -m ...from_label`` runs the module as ``__main__``, whose ``LabelError`` is not the one
+    ``raw_json`` raises: a refused record ended the run in a traceback and the page's other records were not
+    written. Run as the README says, it is one line and the others are written."""
+    import os
+    import subprocess
+    import sys
+
+    import marsunits
+
+    bad = _good(sample_type="Thumbnail")
+    bad["imageid"] = "BAD_RECORD"
+    (tmp_path / "page.json").write_text(json.dumps({"images": [bad, _good()]}))
+    src = str(Path(marsunits.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-m", "marsunits.boundary.camera.from_label", str(tmp_path / "page.json")],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in run.stderr and "page.json: BAD_RECORD: is a thumbnail" in run.stderr
+    assert run.returncode == 1 and run.stdout.count("wrote ") == 1

@@ -1180,4 +1180,8 @@ def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as the imported module, not as __main__: raw_json raises that module's LabelError, which this
+    # copy's ``except LabelError`` would not catch (a refused record ended the run in a traceback)
+    from marsunits.boundary.camera.from_label import main as _main
+
+    sys.exit(_main())
