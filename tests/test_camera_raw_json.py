@@ -314,3 +314,16 @@ def test_run_as_a_command_a_refused_record_is_one_line_not_a_traceback(tmp_path)
     )  # fmt: skip
     assert "Traceback" not in run.stderr and "page.json: BAD_RECORD: is a thumbnail" in run.stderr
     assert run.returncode == 1 and run.stdout.count("wrote ") == 1
+
+
+def test_a_mars_raw_utils_metadata_summary_is_refused_saying_what_to_give(tmp_path, capsys):
+    """mars-raw-utils saves beside each image its own flat summary (src/metadata.rs ``Metadata``: no
+    ``camera`` nor ``attitude``); it was refused as "not a Mars 2020 record", which it is."""
+    r = _good()
+    flat = {"imageid": r["imageid"], "instrument": "NAVCAM_LEFT", "site": 17, "drive": 642, "mast_az": 1.0}
+    flat["camera_model_component_list"] = r["camera"]["camera_model_component_list"]
+    (tmp_path / "x-metadata.json").write_text(json.dumps(flat))
+    assert main([str(tmp_path / "x-metadata.json")]) == 1
+    err = capsys.readouterr().err
+    assert "x-metadata.json: NLF_0321" in err and "flat metadata summary (as mars-raw-utils saves" in err
+    assert "give the record itself" in err

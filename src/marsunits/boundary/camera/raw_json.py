@@ -8,6 +8,9 @@ mars.nasa.gov/mars2020/multimedia/raw-images); one camera file is written per re
 What a record holds, and what is established about it (each point checked on public code or on real
 records quoted in public code; the README, Camera files, says it briefly):
 
+* **Not** the ``<image>-metadata.json`` that ``mars-raw-utils`` saves beside each image: that is its own flat
+  summary (``src/metadata.rs``, ``Metadata``: ``instrument``, ``camera_model_component_list``, ``mast_az``
+  at the top level, no ``camera``, ``extended`` nor ``attitude``), refused with a line saying so.
 * **Field names** as ``MarsRaw/mars-raw-utils`` reads the feed (``src/m20/metadata.rs``: ``Image``,
   ``Camera``, ``Extended``; ``src/m20/remote.rs``: the page, ``M20ApiResults``, with its ``images`` list):
   ``imageid``, ``sol``, ``site`` (a number), ``drive`` (a string of digits), ``attitude`` (text
@@ -191,6 +194,13 @@ def raw_camera(record: dict[str, Any], source: str | Path) -> RawImage:
     if _text(record.get("sample_type")).lower() == "thumbnail":
         raise LabelError(f"{where}: is a thumbnail; its model is for the full image: use the 'Full' record")
     camera = record.get("camera")
+    if not isinstance(camera, dict) and "camera_model_component_list" in record:
+        # mars-raw-utils' ``<image>-metadata.json``: its own flat summary of the record, without the attitude
+        raise LabelError(
+            f"{where}: is a flat metadata summary (as mars-raw-utils saves beside each image, "
+            "'-metadata.json'), not the raw-image service's record; give the record itself (its 'camera' and "
+            "'attitude'): the feed page's JSON ('images': [...]) or one of its records"
+        )
     if not isinstance(camera, dict):
         raise LabelError(f"{where}: has no 'camera' object, so no camera model; not a Mars 2020 record")
     instrument = _text(camera.get("instrument")).upper()
