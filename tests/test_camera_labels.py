@@ -568,6 +568,7 @@ def test_site_frame_without_the_rovers_place_needs_ground_height(tmp_path):
         # an interrupted download: it was "not a PDS3 (ODL) or PDS4 (XML) label (it starts with neither..."
         ("", r"cannot read label .*bad\.LBL: the file is empty .*download the label again"),
         (" \r\n\n", r"cannot read label .*bad\.LBL: the file is empty"),
+        ("\0" * 4096, r"cannot read label .*bad\.LBL: the file is empty \(NUL bytes only: an interrupted"),
     ],
 )
 def test_bad_labels_give_one_clear_error(tmp_path, content, match):

@@ -327,10 +327,12 @@ def read_label(path: str | Path) -> LabelCamera:
         raise LabelError(f"cannot read label {path}: {exc.strerror or exc}; check the path") from exc
     except OSError as exc:
         raise LabelError(f"cannot read label {path}: {exc.strerror or exc}; check the path") from exc
-    if not head.strip() and len(head) < 512:
+    if not head.strip(b" \t\r\n\f\v\0") and (len(head) < 512 or b"\0" in head):
+        # Blanks, or NUL bytes (a download that preallocated the file and was cut before writing any)
+        what = "0 bytes" if not head else "NUL bytes only" if not head.strip(b"\0") else "blanks only"
         raise LabelError(
-            f"cannot read label {path}: the file is empty ({'blanks only' if head else '0 bytes'}: an "
-            "interrupted download?); download the label again"
+            f"cannot read label {path}: the file is empty ({what}: an interrupted download?); download the "
+            "label again"
         )
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return _read_pds4(path)
