@@ -106,6 +106,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from marsunits.atomic import atomic_write_text
 from marsunits.boundary.camera.cahv import ned_to_flu
@@ -222,15 +223,9 @@ class RoverPose:
 
     def rotation(self) -> np.ndarray:
         """The 3x3 matrix ``R`` of the quaternion: ``R @ v`` is the rover-frame vector ``v`` in the site
-        frame."""
+        frame (scipy's ``Rotation``, which takes the scalar last)."""
         s, x, y, z = self.quaternion
-        return np.array(
-            [
-                [1 - 2 * (y * y + z * z), 2 * (x * y - s * z), 2 * (x * z + s * y)],
-                [2 * (x * y + s * z), 1 - 2 * (x * x + z * z), 2 * (y * z - s * x)],
-                [2 * (x * z - s * y), 2 * (y * z + s * x), 1 - 2 * (x * x + y * y)],
-            ]
-        )
+        return np.asarray(Rotation.from_quat([x, y, z, s]).as_matrix())
 
     def to_site(self, vectors: dict[str, list[float]]) -> dict[str, list[float]]:
         """Camera model vectors from the rover frame into the SITE frame: ``C' = R C + t``; ``A``, ``H``,
@@ -921,6 +916,12 @@ def written_ground(cam: LabelCamera, level: bool) -> tuple[float | None, str]:
     )
 
 
+def rover_vectors_to_flu(vectors: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Camera model vectors from a rover frame (forward, starboard, down) to x forward, y left, z up; ``R``
+    and ``E`` are coefficients along ``O``, no directions, so no frame turns them."""
+    return {k: (v if k in ("R", "E") else ned_to_flu(np.array(v)).tolist()) for k, v in vectors.items()}
+
+
 def camera_file_dict(
     cam: LabelCamera, label: str | Path, ground_z_m: float | None = None, rover_frame: bool = False
 ) -> dict[str, Any]:
@@ -972,10 +973,7 @@ def camera_file_dict(
         vectors = pose.to_site(vectors)
         frame_text += f" levelled into SITE_FRAME {pose.site} (the rover's place in {pose.source})"
     elif frame in _ROVER_FRAMES:  # forward, starboard, down -> forward, left, up: the map says forward/left
-        # R and E are coefficients along O, no directions: no frame turns them
-        vectors = {
-            k: (v if k in ("R", "E") else ned_to_flu(np.array(v)).tolist()) for k, v in vectors.items()
-        }
+        vectors = rover_vectors_to_flu(vectors)
         frame_text += (
             ", kept (--rover-frame)"
             if rover_frame

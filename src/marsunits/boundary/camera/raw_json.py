@@ -76,8 +76,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from marsunits.boundary.camera.cahv import ned_to_flu
-from marsunits.boundary.camera.from_label import LabelError, RoverPose, _unit_quaternion
+from marsunits.boundary.camera.from_label import LabelError, RoverPose, _unit_quaternion, rover_vectors_to_flu
 from marsunits.boundary.camera.io import CameraFileError, camera_from_dict
 
 __all__ = ["RawImage", "raw_camera", "raw_camera_file_dict", "raw_records"]
@@ -332,9 +331,7 @@ def raw_camera_file_dict(
         frame_text += " levelled by the record's attitude into its LOCAL_LEVEL frame"
         site = f"LOCAL_LEVEL_({img.site},{img.drive})"
     else:
-        vectors = {
-            k: (v if k in ("R", "E") else ned_to_flu(np.array(v)).tolist()) for k, v in img.vectors.items()
-        }
+        vectors = rover_vectors_to_flu(img.vectors)
         frame_text += ", kept (--rover-frame)" if rover_frame else f", not levelled ({img.pose_note})"
         site = f"ROVER_NAV_({img.site},{img.drive})"
     if ground_z_m is not None:
