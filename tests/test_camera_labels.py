@@ -963,3 +963,111 @@ def test_an_unnamed_camera_index_is_levelled_where_it_leads_with_the_rovers_posi
 
 def _written_dict(label: Path) -> dict:
     return json.loads(convert_label(label, overwrite=True).read_text())
+
+
+# ------------------------------------------------------------------ LOCAL_LEVEL_FRAME ground, by mission
+_M2020_AREA = """<Investigation_Area>
+      <name>Mars 2020 Perseverance Rover Mission</name>
+      <type>Mission</type>
+      <Internal_Reference>
+        <lid_reference>urn:nasa:pds:context:investigation:mission.mars2020</lid_reference>
+        <reference_type>data_to_investigation</reference_type>
+      </Internal_Reference>
+    </Investigation_Area>
+    <Observing_System>
+      <Observing_System_Component>
+        <name>Mars 2020 Perseverance Rover</name>
+        <type>Host</type>
+        <Internal_Reference>
+          <lid_reference>urn:nasa:pds:context:instrument_host:spacecraft.mars2020</lid_reference>
+          <reference_type>is_instrument_host</reference_type>
+        </Internal_Reference>
+      </Observing_System_Component>
+    </Observing_System>
+    """
+
+
+def _local_level_label(tmp_path: Path, form: str, host: str | None) -> Path:
+    """A camera model in LOCAL_LEVEL_FRAME (62, 660, 8) (PDS4: (30, 1344)), the mission named by ``host``
+    (PDS3: INSTRUMENT_HOST_ID; PDS4: an Investigation_Area and Observing_System of Mars 2020 where
+    ``host`` is ``"M2020"``), none where None."""
+    vec = _label_vectors(height_m=1.9, distort=False)
+    if form == "pds3":
+        label = tmp_path / "ll.LBL"
+        text = _pds3(vec, frame="LOCAL_LEVEL_FRAME")
+        text = text.replace(
+            "INSTRUMENT_HOST_ID                  = MSL\n",
+            "" if host is None else f"INSTRUMENT_HOST_ID                  = {host}\n",
+        )
+    else:
+        label = tmp_path / "ll.xml"
+        text = _pds4(vec, model_type="CAHV", camera_frame="ROVER_NAV_FRAME").replace(
+            "<geom:coordinate_space_frame_type>ROVER_NAV_FRAME</geom:coordinate_space_frame_type>\n"
+            "                <geom:Coordinate_Space_Index>\n"
+            "                  <geom:index_id>SITE</geom:index_id>\n"
+            "                  <geom:index_value_number>30</geom:index_value_number>\n"
+            "                </geom:Coordinate_Space_Index>\n"
+            "                <geom:Coordinate_Space_Index>\n"
+            "                  <geom:index_id>DRIVE</geom:index_id>\n"
+            "                  <geom:index_value_number>1344</geom:index_value_number>\n"
+            "                </geom:Coordinate_Space_Index>\n"
+            "              </geom:Coordinate_Space_Indexed>\n"
+            "            </geom:Coordinate_Space_Reference>",
+            "<geom:coordinate_space_frame_type>LOCAL_LEVEL_FRAME</geom:coordinate_space_frame_type>\n"
+            "                <geom:Coordinate_Space_Index>\n"
+            "                  <geom:index_id>SITE</geom:index_id>\n"
+            "                  <geom:index_value_number>30</geom:index_value_number>\n"
+            "                </geom:Coordinate_Space_Index>\n"
+            "                <geom:Coordinate_Space_Index>\n"
+            "                  <geom:index_id>DRIVE</geom:index_id>\n"
+            "                  <geom:index_value_number>1344</geom:index_value_number>\n"
+            "                </geom:Coordinate_Space_Index>\n"
+            "              </geom:Coordinate_Space_Indexed>\n"
+            "            </geom:Coordinate_Space_Reference>",
+            1,
+        )
+        assert "LOCAL_LEVEL_FRAME" in text
+        if host == "M2020":
+            text = text.replace("<Observation_Area>\n", "<Observation_Area>\n    " + _M2020_AREA, 1)
+    label.write_text(text)
+    return label
+
+
+@pytest.mark.parametrize(
+    ("form", "host"),
+    [("pds3", "MSL"), ("pds3", '"MARS SCIENCE LABORATORY"'), ("pds3", "M20"), ("pds4", "M2020")],
+)
+def test_an_msl_or_mars2020_local_level_frame_has_its_ground_at_the_origin(tmp_path, capsys, form, host):
+    """The local level frame of MSL and Mars 2020 has its origin at the ROVER_NAV_FRAME's, on the nominal
+    surface beneath the rover (J. Maki et al. 2013): the ground is at 0 as in ROVER_NAV_FRAME. Such a label
+    was refused without --ground-z-m."""
+    label = _local_level_label(tmp_path, form, host)
+    assert main([str(label)]) == 0, capsys.readouterr().err
+    d = json.loads(label.with_name("ll.camera.json").read_text())
+    assert d["frame"] == "pds" and d["ground_z_m"] == 0.0
+    assert d["site"] == ("LOCAL_LEVEL_(62,660,8)" if form == "pds3" else "LOCAL_LEVEL_(30,1344)")
+    assert "LOCAL_LEVEL_FRAME origin" in d["pds_ground"] and "ROVER_NAV_FRAME" in d["pds_ground"]
+    mission = "Mars 2020" if host in ("M20", "M2020") else "MSL"
+    assert mission in d["pds_ground"]
+    assert load_camera(label.with_name("ll.camera.json")).ground_z_m == 0.0
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("MER2", "MER, whose LOCAL_LEVEL_FRAME origin is not established here"),
+        ('"MARS EXPLORATION ROVER 1"', "MER, whose LOCAL_LEVEL_FRAME origin is not established here"),
+        (None, "the label names no mission"),
+        ("PHX", "the label names no mission"),
+    ],
+)
+def test_a_local_level_frame_of_mer_or_of_no_known_mission_needs_the_ground_height(
+    tmp_path, capsys, host, why
+):
+    label = _local_level_label(tmp_path, "pds3", host)
+    assert main([str(label)]) == 1
+    err = capsys.readouterr().err
+    assert f"{label}: the ground height is not determined" in err and why in err and "--ground-z-m" in err
+    assert not label.with_name("ll.camera.json").exists()
+    assert main([str(label), "--ground-z-m", "0.25"]) == 0
+    assert json.loads(label.with_name("ll.camera.json").read_text())["ground_z_m"] == 0.25

@@ -70,10 +70,15 @@ nominal (flat) surface of Mars, beneath the rover, centered on the turn-in-place
 Coordinate Systems for Science Instruments*, JPL 2013), so in that frame the ground is at 0, and in a
 ``SITE_FRAME`` (a model given there, or levelled into it) it is level at the height of the origin of the
 rover's ``ROVER_NAV_FRAME`` in that same site (its ``ORIGIN_OFFSET_VECTOR``, z down: a rover 1.7 m above
-the site origin has ``z = -1.7``, so ``ground_z_m = 1.7``). No such statement was found for MER's
-``ROVER_FRAME`` nor for ``LOCAL_LEVEL_FRAME`` origins: there, and where the label lacks the rover's place
-in the camera's site, ``--ground-z-m`` is required and its absence is an error naming the label (for a
-levelled MER model it says the rover origin's height in the site). ``--ground-z-m`` is the height in the
+the site origin has ``z = -1.7``, so ``ground_z_m = 1.7``). The same document puts the origin of MSL's
+``LOCAL_LEVEL_FRAME`` at the ``ROVER_NAV_FRAME``'s (Mars 2020 keeps MSL's frames), so a model in an MSL or
+Mars 2020 local level frame has its ground at 0 too; the mission is the one the label names (PDS3
+``MISSION_NAME``, ``INSTRUMENT_HOST_ID`` / ``_NAME``, ``SPACECRAFT_NAME`` / ``_ID``; PDS4
+``Investigation_Area`` and ``Observing_System_Component`` names and references). No such statement was
+found for MER's ``ROVER_FRAME`` nor for MER's ``LOCAL_LEVEL_FRAME`` origin: there, in a local level frame of
+a label that names no mission (or another), and where the label lacks the rover's place in the camera's
+site, ``--ground-z-m`` is required and its absence is an error naming the label (for a levelled MER model
+it says the rover origin's height in the site). ``--ground-z-m`` is the height in the
 frame the file is written in (the SITE frame for a levelled model) and is used for every label (it
 overrides a label's own value, which is then said in a note line).
 
@@ -136,6 +141,26 @@ _NORTH_FRAMES = ("SITE_FRAME", "LOCAL_LEVEL_FRAME")
 _ROVER_FRAMES = ("ROVER_NAV_FRAME", "ROVER_FRAME")
 #: The frame whose origin is documented to lie on the nominal surface beneath the rover (MSL, Mars 2020).
 _GROUND_AT_ORIGIN = "ROVER_NAV_FRAME"
+#: The missions whose LOCAL_LEVEL_FRAME origin is the ROVER_NAV_FRAME origin, on the nominal surface beneath
+#: the rover (J. Maki et al., *MSL Coordinate Systems for Science Instruments*, JPL 2013; Mars 2020 keeps
+#: MSL's frames). MER uses the frame's name too, but its origin is not established here.
+_LOCAL_LEVEL_ON_GROUND = ("MSL", "Mars 2020")
+#: How a label names its mission or rover (upper case, each run of other characters a blank), as PDS3's
+#: MISSION_NAME, INSTRUMENT_HOST_ID / _NAME, SPACECRAFT_NAME / _ID and PDS4's Investigation_Area and
+#: Observing_System_Component names and LIDs (``mission.mars2020``, ``spacecraft.msl``) give it.
+_MISSIONS = (
+    ("Mars 2020", re.compile(r"\bMARS ?2020\b|\bPERSEVERANCE\b|\bM20\b|\bM2020\b")),
+    ("MSL", re.compile(r"\bMARS SCIENCE LABORATORY\b|\bCURIOSITY\b|\bMSL\b")),
+    ("MER", re.compile(r"\bMARS EXPLORATION ROVER\b|\bMER ?[12AB]?\b|\bSPIRIT\b|\bOPPORTUNITY\b")),
+)
+#: The PDS3 keywords read for the mission (the label's top level).
+_PDS3_MISSION_KEYS = (
+    "MISSION_NAME",
+    "INSTRUMENT_HOST_ID",
+    "INSTRUMENT_HOST_NAME",
+    "SPACECRAFT_NAME",
+    "SPACECRAFT_ID",
+)
 #: Index entries that name a rover-fixed frame (the rest of a motion counter counts mast or arm moves).
 _POSE_INDEX = ("SITE", "DRIVE", "POSE")
 _GROUND_ADVICE = (
@@ -165,6 +190,8 @@ class LabelCamera:
         pose: For a model in a rover frame (``ROVER_NAV_FRAME``, ``ROVER_FRAME``): the rover's pose in the
             SITE frame where the label gives it for the model's own rover position, else None.
         pose_note: Why ``pose`` is None for a rover-frame model (said in ``pds_frame``).
+        mission: ``"MSL"``, ``"Mars 2020"`` or ``"MER"`` as the label names its mission or rover
+            (:func:`_mission_of`), None where it names none of them or several.
     """
 
     model: str
@@ -178,6 +205,7 @@ class LabelCamera:
     ground_note: str = ""
     pose: RoverPose | None = None
     pose_note: str = ""
+    mission: str | None = None
 
     @property
     def site_index(self) -> int | None:
@@ -442,6 +470,15 @@ def _read_pds3(path: Path) -> LabelCamera:
         frame=frame,
         index=index,
         scalars=scalars,
+        mission=_mission_of(
+            [
+                v
+                for key in _PDS3_MISSION_KEYS
+                if key in label
+                for value in label.getall(key)
+                for v in (value if isinstance(value, (list, tuple)) else [value])
+            ]
+        ),
     )
     rover_places = []
     for key in _ROVER_GROUPS:
@@ -602,6 +639,17 @@ def _model_of(model_type: str, source: Path) -> str:
     return model_type.lower()
 
 
+def _mission_of(names: Sequence[str]) -> str | None:
+    """The mission (``"MSL"``, ``"Mars 2020"``, ``"MER"``) that the label's mission and rover names
+    (:data:`_PDS3_MISSION_KEYS`, PDS4's Investigation_Area / Observing_System_Component) agree on; None where
+    they name none of them, or more than one."""
+    found = set()
+    for name in names:
+        words = re.sub(r"[^A-Z0-9]+", " ", str(name).upper())
+        found |= {mission for mission, pattern in _MISSIONS if pattern.search(words)}
+    return found.pop() if len(found) == 1 else None
+
+
 def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
     """Set ``cam.ground_z_m`` (in the model's frame as the label gives it) where documentation fixes it
     (module docstring), else say why not."""
@@ -611,6 +659,25 @@ def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
         cam.ground_note = (
             f"{_GROUND_AT_ORIGIN} origin: on the nominal surface beneath the rover (MSL/Mars 2020 frames)"
         )
+        return
+    if frame == "LOCAL_LEVEL_FRAME":
+        if cam.mission in _LOCAL_LEVEL_ON_GROUND:
+            cam.ground_z_m = 0.0
+            cam.ground_note = (
+                f"LOCAL_LEVEL_FRAME origin: the {_GROUND_AT_ORIGIN} origin, on the nominal surface beneath "
+                f"the rover ({cam.mission} frames)"
+            )
+        elif cam.mission is not None:
+            cam.ground_note = (
+                f"the label does not fix the ground of a LOCAL_LEVEL_FRAME of {cam.mission}, whose "
+                "LOCAL_LEVEL_FRAME origin is not established here"
+            )
+        else:
+            cam.ground_note = (
+                "the label does not fix the ground of a LOCAL_LEVEL_FRAME: its origin is on the ground "
+                "beneath the rover for MSL and Mars 2020, and the label names no mission of these (PDS3 "
+                f"{', '.join(_PDS3_MISSION_KEYS)}; PDS4 Investigation_Area, Observing_System)"
+            )
         return
     if frame != "SITE_FRAME":
         cam.ground_note = f"the label does not fix the ground of a {cam.frame}"
@@ -725,6 +792,14 @@ def _read_pds4(path: Path) -> LabelCamera:
         frame=frame,
         index=index,
         scalars=scalars,
+        mission=_mission_of(
+            [
+                (el.text or "")
+                for tag in ("Investigation_Area", "Observing_System_Component")
+                for area in root.iter(f"{_P}{tag}")
+                for el in [*area.findall(f"{_P}name"), *area.iter(f"{_P}lid_reference")]
+            ]
+        ),
     )
     rover_places = []
     for d in scope.iter(f"{_G}Coordinate_Space_Definition"):
