@@ -23,6 +23,7 @@ the layout of real public labels:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -665,6 +666,40 @@ def test_a_label_without_an_end_statement_in_its_first_mib_is_refused(tmp_path):
     label.write_bytes(text.replace("\nEND\n", "\n").encode() + b"x" * (2 << 20))
     with pytest.raises(LabelError, match=r"cut\.IMG: no END statement in its first 1 MiB.*complete"):
         read_label(label)
+
+
+def _lower_keywords(text: str) -> str:
+    """A PDS3 label with its keywords, its group and object names, its bare words and END in lower case."""
+    return re.sub(
+        r"^( *)([A-Za-z_^:0-9]+)( *= *)([A-Z_0-9]+$)?",
+        lambda m: m[1] + m[2].lower() + m[3] + (m[4] or "").lower(),
+        text,
+        flags=re.MULTILINE,
+    ).replace("\nEND\n", "\nend\n")
+
+
+@pytest.mark.parametrize("form", ["detached", "attached"])
+def test_lower_case_pds3_keywords_are_read_as_odl_reads_them(tmp_path, form):
+    """ODL keywords, group and object names are case-insensitive: a label written in lower case (by hand,
+    or by a tool) was refused as "not a PDS3 (ODL) or PDS4 (XML) label (it starts with neither
+    PDS_VERSION_ID nor an XML tag)", though it starts with pds_version_id."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    text = _pds3(vec, frame="SITE_FRAME")
+    label = tmp_path / ("low.LBL" if form == "detached" else "low.IMG")
+    if form == "attached":  # the record keywords _attached_img adds in lower case too
+        _attached_img(label, text)
+        data = label.read_bytes()
+        end = data.index(b"\nEND\n") + 5
+        label.write_bytes(_lower_keywords(data[:end].decode()).encode() + data[end:])
+    else:
+        label.write_text(_lower_keywords(text))
+    head = label.read_bytes()[:4096]
+    assert head.startswith(b"pds_version_id") and b"= geometric_camera_model_parms" in head
+    assert b"MODEL_TYPE" not in head and b"END\n" not in head
+    (tmp_path / "up.LBL").write_text(text)
+    assert read_label(label) == read_label(tmp_path / "up.LBL")
+    d = json.loads(convert_label(label).read_text())
+    assert d["ground_z_m"] == GROUND and d["site"] == "SITE_62" and d["C"] == vec["C"]
 
 
 def test_a_shell_pattern_that_matched_nothing_is_said_so(tmp_path, capsys):

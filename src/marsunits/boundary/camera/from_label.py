@@ -16,13 +16,13 @@ the exit status is 1 when any label was refused (2 for a usage error).
 
 Labels read:
 
-* **PDS3** (ODL text, parsed with ``pvl``): a detached ``.LBL`` or the label at the head of an ``.IMG``, as
-  MER and MSL products carry them. The camera is the ``GEOMETRIC_CAMERA_MODEL`` (MER) or
-  ``GEOMETRIC_CAMERA_MODEL_PARMS`` (MSL) group: ``MODEL_TYPE`` (``CAHV``, ``CAHVOR`` or ``CAHVORE``),
-  ``MODEL_COMPONENT_1..7`` (in the order ``MODEL_COMPONENT_ID`` names, C A H V O R E when absent) and, for
-  CAHVORE, its type ``T`` and parameter ``P`` (``MODEL_COMPONENT_8`` and ``_9``, which Mars 2020 labels leave
-  out of ``MODEL_COMPONENT_ID``; where it names ``T`` and ``P``, their places are taken from it),
-  ``REFERENCE_COORD_SYSTEM_NAME`` and ``REFERENCE_COORD_SYSTEM_INDEX`` (named by
+* **PDS3** (ODL text, parsed with ``pvl``; keywords and group names in any case, as ODL reads them): a
+  detached ``.LBL`` or the label at the head of an ``.IMG``, as MER and MSL products carry them. The camera is
+  the ``GEOMETRIC_CAMERA_MODEL`` (MER) or ``GEOMETRIC_CAMERA_MODEL_PARMS`` (MSL) group: ``MODEL_TYPE``
+  (``CAHV``, ``CAHVOR`` or ``CAHVORE``), ``MODEL_COMPONENT_1..7`` (in the order ``MODEL_COMPONENT_ID`` names,
+  C A H V O R E when absent) and, for CAHVORE, its type ``T`` and parameter ``P`` (``MODEL_COMPONENT_8`` and
+  ``_9``, which Mars 2020 labels leave out of ``MODEL_COMPONENT_ID``; where it names ``T`` and ``P``, their
+  places are taken from it), ``REFERENCE_COORD_SYSTEM_NAME`` and ``REFERENCE_COORD_SYSTEM_INDEX`` (named by
   ``COORDINATE_SYSTEM_INDEX_NAME`` where given, else by the label's ``ROVER_MOTION_COUNTER_NAME`` where it
   names as many entries, as MER labels name them); the image size is the ``IMAGE`` object's ``LINES`` and
   ``LINE_SAMPLES``. The rover's place is the ``ORIGIN_OFFSET_VECTOR`` and ``ORIGIN_ROTATION_QUATERNION`` of
@@ -359,7 +359,7 @@ def read_label(path: str | Path) -> LabelCamera:
         )
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return _read_pds4(path)
-    if b"PDS_VERSION_ID" not in head and b"ODL_VERSION_ID" not in head:
+    if b"PDS_VERSION_ID" not in head.upper() and b"ODL_VERSION_ID" not in head.upper():  # ODL: any case
         # pvl's lenient grammar reads any bytes (an image, a CSV) as an empty label: say what the file is not
         raise LabelError(
             f"cannot read label {path}: not a PDS3 (ODL) or PDS4 (XML) label (it starts with neither "
@@ -407,6 +407,7 @@ def _read_pds3(path: Path) -> LabelCamera:
             f"cannot read label {path}: not a PDS3 (ODL) or PDS4 (XML) label ({reason}); give the product's "
             ".LBL, .IMG or .xml label"
         ) from exc
+    label = _upper_keys(label)
     groups = _all(label, "GEOMETRIC_CAMERA_MODEL_PARMS", "GEOMETRIC_CAMERA_MODEL")
     if not groups:
         raise LabelError(
@@ -580,6 +581,20 @@ def _pds3_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def _upper_keys(block: Any) -> Any:
+    """A parsed PDS3 label with its keywords and group and object names in upper case, at every depth: ODL
+    reads them in any case (``model_type`` is ``MODEL_TYPE``), pvl keeps them as written. Values are kept as
+    they are (those compared, frame and model names, are compared in upper case)."""
+    from pvl.collections import MutableMappingSequence
+
+    return type(block)(
+        [
+            (key.upper(), _upper_keys(value) if isinstance(value, MutableMappingSequence) else value)
+            for key, value in block.items()
+        ]
+    )
 
 
 def _all(label: Any, *keys: str) -> list[Any]:
