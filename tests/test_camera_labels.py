@@ -726,6 +726,24 @@ def test_an_out_dir_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     assert (tmp_path / "new" / "cams" / "a.camera.json").is_file()
 
 
+def test_an_out_dir_that_is_a_dangling_link_is_said_to_be_one(tmp_path, capsys):
+    """A symbolic link to a folder that is not there (a disk not mounted) was called "a file, not a folder";
+    it is said to be a link, to where, and what to do, before any label is read."""
+    (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    (tmp_path / "cams").symlink_to(tmp_path / "disk" / "cams")
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "cams")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out-dir {tmp_path / 'cams'} is a symbolic link to {tmp_path / 'disk' / 'cams'}, which" in err
+    assert "does not exist" in err and "is a file" not in err
+    assert (tmp_path / "cams").is_symlink() and not (tmp_path / "a.camera.json").exists()
+    # once the folder it points to is there, the link is a folder like any other
+    (tmp_path / "disk" / "cams").mkdir(parents=True)
+    assert main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "cams")]) == 0
+    assert (tmp_path / "disk" / "cams" / "a.camera.json").is_file()
+
+
 def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):
     label = tmp_path / "x.LBL"
     label.write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))

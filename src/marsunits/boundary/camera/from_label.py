@@ -1171,6 +1171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing camera files")
     args = parser.parse_args(argv)
     if args.out_dir and os.path.lexists(args.out_dir) and not Path(args.out_dir).is_dir():
+        out = Path(args.out_dir)
+        if out.is_symlink() and not out.exists():  # it was called "a file, not a folder"
+            target = os.readlink(out)
+            where = target if os.path.isabs(target) else f"{target} ({out.parent / target})"
+            parser.error(
+                f"--out-dir {out} is a symbolic link to {where}, which does not exist (a disk not mounted, "
+                "a folder moved?); make that folder or mount its disk, or give another --out-dir"
+            )
         # each label was refused with "[Errno 17] File exists", naming neither --out-dir nor what to do
         parser.error(
             f"--out-dir {args.out_dir} is a file, not a folder; give a folder (one that does not exist is "
