@@ -257,7 +257,27 @@ def test_a_record_that_cannot_be_converted_is_refused_and_the_others_written(tmp
     assert main([str(tmp_path / "page.json")]) == 1
     out, err = capsys.readouterr()
     assert out.count("wrote ") == 1 and "page.json: BAD_RECORD:" in err and why in err
-    assert "1 of 2 labels and raw-image records refused" in err
+    assert "1 of 2 raw-image records (from 1 .json file) refused" in err and "labels" not in err
+
+
+def test_the_count_of_refusals_says_labels_records_and_unreadable_files_apart(tmp_path, capsys):
+    """One record of one .json refused was "1 of 1 labels refused", and a page of two records "1 of 2 labels
+    and raw-image records refused", though no label was given: the count says what was given."""
+    bad = _good(sample_type="Thumbnail")
+    (tmp_path / "one.json").write_text(json.dumps(bad))
+    assert main([str(tmp_path / "one.json")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].endswith(": 1 of 1 raw-image records (from 1 .json file) refused")
+    (tmp_path / "broken.json").write_text('{"images": [')
+    (tmp_path / "page.json").write_text(json.dumps({"images": [bad, _good()]}))
+    (tmp_path / "x.LBL").write_text("PDS_VERSION_ID = PDS3\nEND\n")
+    args = [str(tmp_path / n) for n in ("x.LBL", "one.json", "page.json", "broken.json")]
+    assert main(args) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].endswith(
+        ": 1 of 1 labels refused; 2 of 3 raw-image records (from 2 .json files) refused; 1 of 3 .json files "
+        "unreadable (their records are not counted)"
+    )
 
 
 def test_a_camera_file_or_broken_json_is_refused_naming_it(tmp_path, capsys):

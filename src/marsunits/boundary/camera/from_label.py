@@ -1184,13 +1184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--out-dir {args.out_dir} is a file, not a folder; give a folder (one that does not exist is "
             "made)"
         )
-    failed = total = 0
+    failed = total = 0  # labels
+    records = records_failed = json_files = json_unread = 0  # raw-image metadata
     written: dict[Path, str] = {}
     for name in args.labels:
         label = Path(name)
         if label.suffix.lower() == ".json":  # Mars 2020 raw-image metadata: one camera file per record
-            done, refused = _main_raw_json(label, args, written)
-            total, failed = total + done + refused, failed + refused
+            json_files += 1
+            counts = _main_raw_json(label, args, written)
+            if counts is None:
+                json_unread += 1
+            else:
+                records, records_failed = records + sum(counts), records_failed + counts[1]
             continue
         total += 1
         try:
@@ -1220,15 +1225,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         written[dest] = str(label)
         print(readable(f"wrote {dest}"))
-    if failed:
-        what = "labels" if total == len(args.labels) else "labels and raw-image records"
-        print(readable(f"{PROG}: {failed} of {total} {what} refused"), file=sys.stderr)
-    return 1 if failed else 0
+    if failed or records_failed or json_unread:  # each count says what was given: labels, records, files
+        read = json_files - json_unread
+        said = [f"{failed} of {total} labels refused"] if total else []
+        if records or read:
+            said.append(
+                f"{records_failed} of {records} raw-image records (from {read} .json "
+                f"file{'' if read == 1 else 's'}) refused"
+            )
+        if json_unread:
+            said.append(
+                f"{json_unread} of {json_files} .json files unreadable (their records are not counted)"
+            )
+        print(readable(f"{PROG}: {'; '.join(said)}"), file=sys.stderr)
+    return 1 if failed or records_failed or json_unread else 0
 
 
-def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str]) -> tuple[int, int]:
+def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str]) -> tuple[int, int] | None:
     """Write one camera file per record of a raw-image metadata file (:mod:`.raw_json`), saying each
-    written file and each refused record on its own line; returns ``(written, refused)``."""
+    written file and each refused record on its own line; returns ``(written, refused)`` records, or None
+    where the file's records cannot be read (said in a line)."""
     from marsunits.boundary.camera.raw_json import raw_camera, raw_camera_file_dict, raw_records
 
     def refuse(reason: object) -> None:
@@ -1238,7 +1254,7 @@ def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str
         records = raw_records(path)
     except LabelError as exc:
         refuse(exc)
-        return 0, 1
+        return None
     done = refused = 0
     for record in records:
         try:
