@@ -1124,3 +1124,21 @@ def test_a_local_level_frame_of_mer_or_of_no_known_mission_needs_the_ground_heig
     assert not label.with_name("ll.camera.json").exists()
     assert main([str(label), "--ground-z-m", "0.25"]) == 0
     assert json.loads(label.with_name("ll.camera.json").read_text())["ground_z_m"] == 0.25
+
+
+def test_label_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch, capsys):
+    """``~`` is the home folder (a quoted "~/x" reaches the program as it is, and Python callers pass it):
+    read_label and convert_label said "No such file", and --out-dir "~/cams" made a folder named ``~``."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (home / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    assert read_label("~/a.LBL").frame == "ROVER_NAV_FRAME"
+    assert convert_label("~/a.LBL", out_dir="~/out") == home / "out" / "a.camera.json"
+    assert main(["~/a.LBL", "--out-dir", "~/cams"]) == 0, capsys.readouterr().err
+    assert (home / "cams" / "a.camera.json").is_file()
+    assert f"wrote {home / 'cams' / 'a.camera.json'}" in capsys.readouterr().out
+    assert main(["~/a.LBL"]) == 0 and (home / "a.camera.json").is_file()
+    assert not (work / "~").exists()

@@ -347,3 +347,17 @@ def test_a_mars_raw_utils_metadata_summary_is_refused_saying_what_to_give(tmp_pa
     err = capsys.readouterr().err
     assert "x-metadata.json: NLF_0321" in err and "flat metadata summary (as mars-raw-utils saves" in err
     assert "give the record itself" in err
+
+
+def test_a_metadata_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path, monkeypatch):
+    from marsunits.boundary.camera.raw_json import raw_records
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    (home / "m.json").write_text(json.dumps(_good()))
+    assert len(raw_records("~/m.json")) == 1
+    assert main(["~/m.json", "--out-dir", "~/cams"]) == 0
+    assert len(list((home / "cams").glob("*.camera.json"))) == 1 and not (work / "~").exists()

@@ -333,6 +333,29 @@ def test_find_camera_sidecar_and_dataset_layout(tmp_path):
         find_camera(img)
 
 
+def test_camera_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch):
+    """``~`` is the home folder, as for ``UnitMapper.map(camera="~/...")`` and build_contact_map: load_camera
+    and find_camera said "no such file" for a camera file there, and remove_stale_maps removed nothing."""
+    from marsunits.boundary.camera.io import camera_candidates
+    from marsunits.boundary.contact_map import remove_stale_maps
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / "images").mkdir(parents=True)
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    cam = _pinhole(pitch_deg=15.0)
+    (home / "cam.json").write_text(json.dumps(cam.to_dict()))
+    assert load_camera("~/cam.json") == cam
+    (home / "images" / "a.camera.json").write_text(json.dumps(cam.to_dict()))
+    assert camera_candidates("~/images/a.png")[0] == home / "images" / "a.camera.json"
+    assert find_camera_file("~/images/a.png") == home / "images" / "a.camera.json"
+    assert find_camera("~/images/a.png") == cam
+    (home / "contact_map_old.png").write_bytes(b"x")
+    assert remove_stale_maps("~") == [home / "contact_map_old.png"]
+    assert not (home / "contact_map_old.png").exists()
+
+
 def _row_line(cam, v, vc=None) -> ContactLine:
     u = np.linspace(0.5, cam.image_width - 0.5, 9)
     return ContactLine(pixels=np.c_[u, np.full_like(u, v)], confidence=0.9, vertex_confidence=vc)

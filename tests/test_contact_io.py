@@ -191,3 +191,23 @@ def test_an_empty_ground_list_is_no_ground_line_and_other_bad_grounds_are_refuse
         path.write_text(json.dumps(_collection(_line([[1, 2], [3, 4]], ground_m=bad))))
         with pytest.raises(ValueError, match=rf"^{path}: feature 0: 'ground_m' must be a list of \[x, y\]"):
             read_contacts(path)
+
+
+def test_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch) -> None:
+    """``~`` is the home folder, as elsewhere in the package (build_contact_map, UnitMapper): write_contacts
+    made a folder named ``~`` in the working folder, and the readers said "No such file" for a file there."""
+    from marsunits.boundary.contact_io import read_contact_collection, update_contact_members
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    line = ContactLine(np.array([[1.0, 1.0], [4.0, 5.0]]))
+    assert write_contacts("~/c.contact.geojson", [line], 64, 48) == home / "c.contact.geojson"
+    assert (home / "c.contact.geojson").is_file() and not (work / "~").exists()
+    lines, size = read_contacts("~/c.contact.geojson")
+    assert size == (64, 48) and len(lines) == 1
+    assert update_contact_members("~/c.contact.geojson", {"note": "x"}) == home / "c.contact.geojson"
+    assert read_contact_collection("~/c.contact.geojson")[1]["note"] == "x"
+    assert not (work / "~").exists()

@@ -153,22 +153,24 @@ def write_contacts(
     image_height: int,
     members: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``lines`` to ``path`` atomically (temporary file, then rename). Returns the path."""
+    """Write ``lines`` to ``path`` atomically (temporary file, then rename; ``~`` is the home folder).
+    Returns the path."""
     data = contacts_to_geojson(lines, image_width, image_height, members)
-    return atomic_write_text(path, json.dumps(data))
+    return atomic_write_text(Path(path).expanduser(), json.dumps(data))
 
 
 def update_contact_members(path: str | os.PathLike[str], members: Mapping[str, Any]) -> Path:
     """Set top-level ``members`` of an existing contact file (atomically), the lines left as they are:
-    the file then holds what :func:`write_contacts` would have written with those members."""
-    path = Path(path)
+    the file then holds what :func:`write_contacts` would have written with those members (``~`` is the
+    home folder)."""
+    path = Path(path).expanduser()
     data = json.loads(path.read_text())
     data.update(members)
     return atomic_write_text(path, json.dumps(data))
 
 
 def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tuple[int, int] | None]:
-    """Read a contact GeoJSON file.
+    """Read a contact GeoJSON file (``~`` is the home folder).
 
     Returns:
         The lines, and ``(image_width, image_height)`` if the file records it.
@@ -186,7 +188,8 @@ def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tupl
 
 def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactLine], dict[str, Any]]:
     """Read a contact GeoJSON file: its lines and the collection's other top-level members
-    (``image_width``, ``image_height``, and what the writer added, e.g. ``image_greyscale``).
+    (``image_width``, ``image_height``, and what the writer added, e.g. ``image_greyscale``); ``~`` is the
+    home folder.
 
     Raises:
         ValueError: If the file cannot be read (not UTF-8 JSON), is not a FeatureCollection whose
@@ -198,7 +201,7 @@ def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactL
             names the file, the feature and what is wrong: a malformed file is never a KeyError or
             TypeError (the evaluation records a ValueError against the image and goes on).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

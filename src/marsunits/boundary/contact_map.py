@@ -168,12 +168,13 @@ _MAP_FILE = re.compile(r"^contact_map(_[A-Za-z0-9_-]+)?\.(geojson|png)$")
 
 
 def remove_stale_maps(out_dir: str | os.PathLike[str], keep: Sequence[Path] = ()) -> list[Path]:
-    """Delete the contact-map files in ``out_dir`` (top level) other than ``keep``; return those deleted.
+    """Delete the contact-map files in ``out_dir`` (top level; ``~`` is the home folder) other than ``keep``;
+    return those deleted.
 
     A run that writes fewer or other sites than an earlier one (or none: ``map=false``) would otherwise leave
     maps beside its outputs that show images or sites it no longer has.
     """
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     if not out.is_dir():
         return []
     kept = {p.name for p in keep}

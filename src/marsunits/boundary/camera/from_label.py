@@ -327,13 +327,14 @@ def _site_of(index: list[tuple[str | None, int]]) -> int | None:
 
 # ----------------------------------------------------------------------------------------------- reading
 def read_label(path: str | Path) -> LabelCamera:
-    """Read the camera model of a PDS3 or PDS4 label (module docstring for what is read).
+    """Read the camera model of a PDS3 or PDS4 label (module docstring for what is read; ``~`` in ``path``
+    is the home folder).
 
     Raises:
         LabelError: If the file cannot be read, is not a label, has no camera model or one that is not CAHV,
             CAHVOR or CAHVORE, or lacks the image size or the frame (the message names the file and the fix).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.exists() and not path.is_file():  # never opened: a FIFO would be read for ever
         raise LabelError(
             f"cannot read label {path}: a folder or special file, not a file; give the label file"
@@ -1096,8 +1097,8 @@ def convert_label(
     overwrite: bool = False,
     rover_frame: bool = False,
 ) -> Path:
-    """Read ``label`` and write ``<stem>.camera.json`` next to it (or in ``out_dir``); ``ground_z_m`` and
-    ``rover_frame`` as in :func:`camera_file_dict`.
+    """Read ``label`` and write ``<stem>.camera.json`` next to it (or in ``out_dir``; ``~`` in either is the
+    home folder); ``ground_z_m`` and ``rover_frame`` as in :func:`camera_file_dict`.
 
     Returns:
         The path written.
@@ -1117,8 +1118,10 @@ def _convert(
     overwrite: bool,
     rover_frame: bool,
 ) -> tuple[Path, dict[str, Any]]:
-    label = Path(label)
-    dest = Path(out_dir if out_dir is not None else label.parent) / f"{label.stem}{SIDECAR_SUFFIX}"
+    label = Path(label).expanduser()
+    dest = (
+        Path(out_dir if out_dir is not None else label.parent).expanduser() / f"{label.stem}{SIDECAR_SUFFIX}"
+    )
     if dest.exists() and not overwrite:
         raise LabelError(f"{label}: {dest} exists; pass --overwrite to replace it")
     d = camera_file_dict(read_label(label), label, ground_z_m, rover_frame)
@@ -1170,6 +1173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing camera files")
     args = parser.parse_args(argv)
+    if args.out_dir:  # "~/cams" quoted, or from a script: the home folder, not a folder named "~"
+        args.out_dir = os.path.expanduser(args.out_dir)
     if args.out_dir and os.path.lexists(args.out_dir) and not Path(args.out_dir).is_dir():
         out = Path(args.out_dir)
         if out.is_symlink() and not out.exists():  # it was called "a file, not a folder"
@@ -1188,7 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = records_failed = json_files = json_unread = 0  # raw-image metadata
     written: dict[Path, str] = {}
     for name in args.labels:
-        label = Path(name)
+        label = Path(name).expanduser()
         if label.suffix.lower() == ".json":  # Mars 2020 raw-image metadata: one camera file per record
             json_files += 1
             counts = _main_raw_json(label, args, written)

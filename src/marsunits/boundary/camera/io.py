@@ -359,12 +359,12 @@ def _degrees(radians: Any) -> str:
 
 
 def load_camera(path: str | os.PathLike[str]) -> CameraModel:
-    """Read a camera JSON file (schema in the module docstring).
+    """Read a camera JSON file (schema in the module docstring; ``~`` is the home folder).
 
     Raises:
         CameraFileError: If the file is missing, not JSON, or not a valid camera (the message names it).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     not_a_file = _not_a_file(path)
     if not_a_file:  # never opened: a FIFO would be read for ever
         raise CameraFileError(f"cannot read camera file {path}: {not_a_file}; fix or remove it")
@@ -384,12 +384,12 @@ def load_camera(path: str | os.PathLike[str]) -> CameraModel:
 
 
 def camera_candidates(image_path: str | os.PathLike[str]) -> list[Path]:
-    """Where :func:`find_camera` looks for the camera of ``image_path``, in order.
+    """Where :func:`find_camera` looks for the camera of ``image_path`` (``~`` is the home folder), in order.
 
     1. the sidecar ``<dir>/<stem>.camera.json`` next to the image;
     2. ``<dir>/../cameras/<stem>.json`` (the dataset layout ``images/`` + ``cameras/`` of DESIGN.md).
     """
-    p = Path(image_path)
+    p = Path(image_path).expanduser()
     return [p.with_name(p.stem + SIDECAR_SUFFIX), p.parent.parent / "cameras" / f"{p.stem}.json"]
 
 

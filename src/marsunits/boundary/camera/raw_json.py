@@ -121,13 +121,14 @@ class RawImage:
 
 
 def raw_records(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a raw-image metadata file: one record, a list of them, or a feed page (``images``).
+    """The records of a raw-image metadata file: one record, a list of them, or a feed page (``images``);
+    ``~`` in ``path`` is the home folder.
 
     Raises:
         LabelError: If the file cannot be read or parsed, or is not in one of these layouts (a camera file,
             for instance), naming the file and what it should be.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
