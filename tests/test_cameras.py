@@ -563,6 +563,26 @@ def test_contact_map_one_file_pair_per_site(tmp_path):
     assert build_contact_map([("x.png", [], None)], tmp_path / "empty") == []
 
 
+def test_map_file_names_of_pds_sites_have_no_double_underscore(tmp_path):
+    """The sites the label converter writes, ``ROVER_NAV_(62,660,8)``, gave the map
+    ``contact_map_ROVER_NAV__62_660_8`` (the ``_`` before the bracket, then the bracket's own). An earlier
+    run's maps of such names are still recognised as maps, and removed when this run does not write them."""
+    from marsunits.boundary.contact_map import remove_stale_maps
+
+    sites = ("ROVER_NAV_(62,660,8)", "LOCAL_LEVEL_(30,1344)", "a__b", "SITE_62")
+    cams = [_pinhole(pitch_deg=20.0, site=site) for site in sites]
+    (tmp_path / "contact_map_ROVER_NAV__62_660_8.png").write_bytes(b"x")  # written before this fix
+    paths = build_contact_map([(f"{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(cams)], tmp_path)
+    assert sorted(p.stem for p in paths if p.suffix == ".png") == [
+        "contact_map_LOCAL_LEVEL_30_1344",
+        "contact_map_ROVER_NAV_62_660_8",
+        "contact_map_SITE_62",
+        "contact_map_a_b",
+    ]
+    assert all("__" not in p.name for p in paths)
+    assert remove_stale_maps(tmp_path, paths) == [tmp_path / "contact_map_ROVER_NAV__62_660_8.png"]
+
+
 def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tmp_path):
     """ "B/x" and "B x" both read B_x as a file name: each site keeps its own map, none is overwritten; maps
     of an earlier run that this one did not write are removed, per-image outputs never."""

@@ -154,9 +154,11 @@ _SITE_CHARS = 80
 
 
 def _safe(name: str) -> str:
-    """A site name as a file-name part: letters, digits, ``_`` and ``-`` (no dot, see ``_MAP_FILE``), at most
-    ``_SITE_CHARS`` long (a longer one is cut and told apart by a hash of the whole name)."""
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "site"
+    """A site name as a file-name part: letters, digits, ``_`` and ``-`` (no dot, see ``_MAP_FILE``), each run
+    of other characters and ``_`` one ``_`` (``ROVER_NAV_(62,660,8)``: ``ROVER_NAV_62_660_8``, not
+    ``ROVER_NAV__62_660_8``), at most ``_SITE_CHARS`` long (a longer one is cut and told apart by a hash of
+    the whole name)."""
+    safe = re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or "site"
     if len(safe) <= _SITE_CHARS:
         return safe
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
