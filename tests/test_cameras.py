@@ -549,6 +549,32 @@ def test_frames_shot_from_one_rover_position_share_one_map_label() -> None:
     assert _station_label(["far.png"]) == "far.png"
 
 
+def test_cameras_half_a_metre_apart_share_one_label_on_the_map(tmp_path, monkeypatch):
+    """Two rover positions 0.5 m apart are two stations (markers), but at the map's scale (tens of metres)
+    their labels were drawn over each other: stations closer than a small part of the map's extent share
+    one label, which names the images of all of them; a station far off keeps its own."""
+    from matplotlib.axes import Axes
+
+    drawn: list[tuple[str, tuple[float, float]]] = []
+    annotate = Axes.annotate
+
+    def record(self, text, xy, *args, **kwargs):
+        drawn.append((text, xy))
+        return annotate(self, text, xy, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "annotate", record)
+    cams = {
+        "a.png": _pinhole(pitch_deg=20.0, site="s"),
+        "b.png": _pinhole(pitch_deg=20.0, y_m=0.5, site="s"),
+        "c.png": _pinhole(pitch_deg=20.0, x_m=12.0, site="s"),
+    }
+    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
+    data = json.loads((tmp_path / "contact_map.geojson").read_text())
+    assert len(camera_stations([{"name": c["image"], "center": c["center_m"]} for c in data["cameras"]])) == 3
+    assert sorted(text for text, _ in drawn) == ["a.png\nb.png", "c.png"]
+    assert dict((t, xy) for t, xy in drawn)["c.png"] == (0.0, 12.0)  # (y, x): drawn at its own station
+
+
 def test_contact_map_one_file_pair_per_site(tmp_path):
     a = _pinhole(pitch_deg=20.0, site="site 1")
     b = _pinhole(pitch_deg=20.0, site="s2")

@@ -31,9 +31,13 @@ __all__ = ["build_contact_map", "camera_stations", "remove_stale_maps", "view_fo
 #: ``(image name, contact lines in pixels or already on the ground, camera or None)``.
 MapItem = tuple[str, Sequence[ContactLine], CameraModel | None]
 
-_LABEL_LIMIT = 20  # beyond this many camera stations, names would clutter the plot
+_LABEL_LIMIT = 20  # beyond this many station labels, names would clutter the plot
 _STATION_M = 0.25  # cameras closer than this share one marker and label (one rover position)
 _NAMES_PER_STATION = 3  # image names written at one station before "+N more"
+#: Stations closer than this part of the map's extent share one label (three lines of 7-point text are about
+#: 4 % of the plot's height): two rover positions 0.5 m apart on a 60 m map had their labels drawn over each
+#: other.
+_LABEL_SHARE = 0.04
 
 
 #: Border rays that miss the ground, or reach it farther than this many ``max_range_m``, are drawn at this
@@ -239,15 +243,19 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def camera_stations(entries: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[float, float], list[str]]]:
+def camera_stations(
+    entries: Sequence[Mapping[str, Any]], within_m: float = _STATION_M
+) -> list[tuple[tuple[float, float], list[str]]]:
     """Camera positions ``(x, y)`` in metres (site frame) with the names of the images taken from each.
 
-    Images whose cameras are within ``_STATION_M`` of each other (the frames of one mosaic, shot from one
-    rover position) share one station, so the map draws one marker and one label there instead of a pile
-    of overlapping names. Stations are in the order their first image comes; entries without a camera
-    centre are left out. Grouped by hand (each camera joins the first station within ``_STATION_M``) rather
-    than with ``scipy.cluster.hierarchy``: single linkage chains, so cameras 0.2 m apart along a traverse
-    would merge into one station however far it runs (0, 0.2 and 0.4 m: one cluster there, two stations here).
+    Images whose cameras are within ``within_m`` (default ``_STATION_M``) of each other (the frames of one
+    mosaic, shot from one rover position) share one station, so the map draws one marker and one label there
+    instead of a pile of overlapping names (the map also gives one label to stations closer than
+    ``_LABEL_SHARE`` of its extent, each keeping its marker). Stations are in the order their first image
+    comes; entries without a camera centre are left out. Grouped by hand (each camera joins the first station
+    within ``within_m``) rather than with ``scipy.cluster.hierarchy``: single linkage chains, so cameras 0.2 m
+    apart along a traverse would merge into one station however far it runs (0, 0.2 and 0.4 m: one cluster
+    there, two stations here).
     """
     stations: list[tuple[tuple[float, float], list[str]]] = []
     for e in entries:
@@ -255,12 +263,22 @@ def camera_stations(entries: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[fl
             continue
         x, y = float(e["center"][0]), float(e["center"][1])
         for (sx, sy), names in stations:
-            if math.hypot(x - sx, y - sy) <= _STATION_M:
+            if math.hypot(x - sx, y - sy) <= within_m:
                 names.append(str(e["name"]))
                 break
         else:
             stations.append(((x, y), [str(e["name"])]))
     return stations
+
+
+def _map_extent_m(entries: Sequence[Mapping[str, Any]]) -> float:
+    """The larger side of the box around what the map draws (footprints, contacts, cameras), metres."""
+    parts = [np.asarray(e["footprint"], float).reshape(-1, 2) for e in entries]
+    parts += [np.asarray(line.ground_m, float)[:, :2] for e in entries for line in e["lines"]]
+    parts += [np.asarray(e["center"], float)[None, :2] for e in entries if e.get("center") is not None]
+    pts = np.concatenate(parts) if parts else np.empty((0, 2))
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    return float((pts.max(axis=0) - pts.min(axis=0)).max()) if len(pts) else 0.0
 
 
 def _station_label(names: list[str]) -> str:
@@ -318,10 +336,12 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
         lc.set_path_effects([patheffects.Stroke(linewidth=3.5, foreground="0.15"), patheffects.Normal()])
         ax.add_collection(lc)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="contact confidence", shrink=0.8)
-    stations = camera_stations(entries)
-    for (cx, cy), names in stations:
+    for (cx, cy), _ in camera_stations(entries):
         ax.plot([cy], [cx], marker="^", color="k", ms=7)
-        if len(stations) <= _LABEL_LIMIT:
+    # one label per group of stations too close for their labels not to overlap at the map's scale
+    labels = camera_stations(entries, max(_STATION_M, _LABEL_SHARE * _map_extent_m(entries)))
+    for (cx, cy), names in labels:
+        if len(labels) <= _LABEL_LIMIT:
             ax.annotate(
                 _station_label(names),
                 (cy, cx),
