@@ -260,7 +260,7 @@ def test_a_record_that_cannot_be_converted_is_refused_and_the_others_written(tmp
     assert "1 of 2 raw-image records (from 1 .json file) refused" in err and "labels" not in err
 
 
-def test_the_count_of_refusals_says_labels_records_and_unreadable_files_apart(tmp_path, capsys):
+def test_the_count_of_refusals_says_labels_records_and_files_refused_whole_apart(tmp_path, capsys):
     """One record of one .json refused was "1 of 1 labels refused", and a page of two records "1 of 2 labels
     and raw-image records refused", though no label was given: the count says what was given."""
     bad = _good(sample_type="Thumbnail")
@@ -276,7 +276,7 @@ def test_the_count_of_refusals_says_labels_records_and_unreadable_files_apart(tm
     err = capsys.readouterr().err.splitlines()
     assert err[-1].endswith(
         ": 1 of 1 labels refused; 2 of 3 raw-image records (from 2 .json files) refused; 1 of 3 .json files "
-        "unreadable (their records are not counted)"
+        "refused whole (no record read from them)"
     )
 
 

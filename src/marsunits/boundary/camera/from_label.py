@@ -1239,9 +1239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"file{'' if read == 1 else 's'}) refused"
             )
         if json_unread:
-            said.append(
-                f"{json_unread} of {json_files} .json files unreadable (their records are not counted)"
-            )
+            said.append(f"{json_unread} of {json_files} .json files refused whole (no record read from them)")
         print(readable(f"{PROG}: {'; '.join(said)}"), file=sys.stderr)
     return 1 if failed or records_failed or json_unread else 0
 
