@@ -1142,3 +1142,15 @@ def test_label_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monk
     assert f"wrote {home / 'cams' / 'a.camera.json'}" in capsys.readouterr().out
     assert main(["~/a.LBL"]) == 0 and (home / "a.camera.json").is_file()
     assert not (work / "~").exists()
+
+
+def test_a_label_named_tilde_something_is_read_from_the_working_folder(tmp_path, monkeypatch, capsys):
+    """A file named ``~a.LBL`` (``~`` then no user's name) is a file like any other, as the shell leaves it:
+    pathlib's expanduser raised RuntimeError ("Could not determine home directory") for it, a traceback that
+    ended the whole batch."""
+    monkeypatch.chdir(tmp_path)
+    Path("~a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    assert read_label("~a.LBL").frame == "ROVER_NAV_FRAME"
+    assert main(["~a.LBL", "--out-dir", "~no_such_user_zz/cams"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "~no_such_user_zz" / "cams" / "~a.camera.json").is_file()
+    assert convert_label("~a.LBL") == Path("~a.camera.json")

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -354,6 +355,20 @@ def test_camera_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, mon
     (home / "contact_map_old.png").write_bytes(b"x")
     assert remove_stale_maps("~") == [home / "contact_map_old.png"]
     assert not (home / "contact_map_old.png").exists()
+
+
+def test_files_named_tilde_something_in_the_working_folder_are_files_like_any_other(tmp_path, monkeypatch):
+    """An image ``~scan.png`` found in the working folder (``Path(".").glob`` gives ``~scan.png``) and its
+    contacts: pathlib's expanduser raised RuntimeError ("Could not determine home directory") for them."""
+    monkeypatch.chdir(tmp_path)
+    cam = _pinhole(pitch_deg=15.0)
+    (tmp_path / "~scan.camera.json").write_text(json.dumps(cam.to_dict()))
+    assert find_camera_file("~scan.png") == Path("~scan.camera.json")
+    assert find_camera("~scan.png") == cam and load_camera("~scan.camera.json") == cam
+    line = ContactLine(np.array([[1.0, 1.0], [4.0, 5.0]]))
+    assert write_contacts("~scan.contact.geojson", [line], 64, 48) == Path("~scan.contact.geojson")
+    assert len(read_contacts("~scan.contact.geojson")[0]) == 1
+    assert contact_map.remove_stale_maps("~no_such_user_zz") == []
 
 
 def _row_line(cam, v, vc=None) -> ContactLine:

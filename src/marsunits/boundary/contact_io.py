@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from marsunits.atomic import atomic_write_text
+from marsunits.user_paths import expand_home
 
 
 @dataclass
@@ -156,14 +157,14 @@ def write_contacts(
     """Write ``lines`` to ``path`` atomically (temporary file, then rename; ``~`` is the home folder).
     Returns the path."""
     data = contacts_to_geojson(lines, image_width, image_height, members)
-    return atomic_write_text(Path(path).expanduser(), json.dumps(data))
+    return atomic_write_text(expand_home(path), json.dumps(data))
 
 
 def update_contact_members(path: str | os.PathLike[str], members: Mapping[str, Any]) -> Path:
     """Set top-level ``members`` of an existing contact file (atomically), the lines left as they are:
     the file then holds what :func:`write_contacts` would have written with those members (``~`` is the
     home folder)."""
-    path = Path(path).expanduser()
+    path = expand_home(path)
     data = json.loads(path.read_text())
     data.update(members)
     return atomic_write_text(path, json.dumps(data))
@@ -201,7 +202,7 @@ def read_contact_collection(path: str | os.PathLike[str]) -> tuple[list[ContactL
             names the file, the feature and what is wrong: a malformed file is never a KeyError or
             TypeError (the evaluation records a ValueError against the image and goes on).
     """
-    path = Path(path).expanduser()
+    path = expand_home(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -25,6 +25,7 @@ from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.contact_io import CONTACT_ID, ContactLine, count_contacts
 from marsunits.boundary.projection import add_ground
 from marsunits.errors import readable
+from marsunits.user_paths import expand_home
 
 __all__ = ["build_contact_map", "camera_stations", "remove_stale_maps", "view_footprint", "MapItem"]
 
@@ -180,7 +181,7 @@ def remove_stale_maps(out_dir: str | os.PathLike[str], keep: Sequence[Path] = ()
     A run that writes fewer or other sites than an earlier one (or none: ``map=false``) would otherwise leave
     maps beside its outputs that show images or sites it no longer has.
     """
-    out = Path(out_dir).expanduser()
+    out = expand_home(out_dir)
     if not out.is_dir():
         return []
     kept = {p.name for p in keep}
@@ -451,7 +452,7 @@ def build_contact_map(
                 "source_frame": getattr(camera, "source_frame", "flu"),
             }
         )
-    out = Path(out_dir).expanduser()
+    out = expand_home(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     stems: set[str] = set()

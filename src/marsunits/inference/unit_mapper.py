@@ -68,6 +68,7 @@ from marsunits.inference.writers import (
     unit_fractions,
     write_prediction,
 )
+from marsunits.user_paths import expand_home
 
 __all__ = ["UnitMap", "UnitMapper", "is_grey", "units_and_contacts"]
 
@@ -168,7 +169,7 @@ class UnitMap:
         """Write :attr:`contacts` as a contact GeoJSON file (the format of ``<stem>.contact.geojson``,
         README "Outputs"); ``~`` is the home folder, as in :meth:`UnitMapper.map`. Returns the path."""
         height, width = self.mask.shape
-        return write_contacts(Path(path).expanduser(), self.contacts, width, height)
+        return write_contacts(expand_home(path), self.contacts, width, height)
 
     def save(
         self,
@@ -198,7 +199,7 @@ class UnitMap:
         check_option_types({"save_probabilities": _plain_scalar(save_probabilities)})
         if probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
-        paths = OutputPaths(Path(folder).expanduser(), PurePosixPath(f"{stem}.png"))
+        paths = OutputPaths(expand_home(folder), PurePosixPath(f"{stem}.png"))
         paths.mask.parent.mkdir(parents=True, exist_ok=True)
         # As predict.py says it before predicting; it was "[Errno 36] File name too long" naming a temporary.
         too_long = output_name_problem(paths.root, paths.rel)
@@ -364,7 +365,7 @@ class UnitMapper:
                 f"UnitMapper.load takes the path of a model package folder or a .ckpt file, got "
                 f"{type(path).__name__} {path!r}"
             )
-        path = Path(path).expanduser()
+        path = expand_home(path)
         if not path.exists():
             raise FileNotFoundError(
                 f"model {path} does not exist; give a .ckpt written by train.py or a model package folder "
@@ -421,7 +422,7 @@ class UnitMapper:
         path = None
         pil_orientation = 1  # the EXIF orientation a PIL image was turned by, as its file is
         if isinstance(image, (str, os.PathLike)):
-            path = Path(image).expanduser()
+            path = expand_home(image)
             pixels = read_image(path, max_megapixels=self.max_megapixels)
         elif isinstance(image, PIL.Image.Image):
             pil_orientation = _orientation_tag(image)
@@ -455,7 +456,7 @@ class UnitMapper:
         elif isinstance(camera, Mapping):  # a camera file's content, e.g. json.load(f)
             found, source = camera_from_dict(dict(camera), "the camera dict given"), "the camera dict given"
         elif isinstance(camera, (str, os.PathLike)):
-            found, source = load_camera(Path(camera).expanduser()), str(camera)
+            found, source = load_camera(expand_home(camera)), str(camera)
         else:
             raise TypeError(
                 f"camera={camera!r:.60}: give a camera file's path, a camera model "

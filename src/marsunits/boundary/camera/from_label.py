@@ -117,6 +117,7 @@ from marsunits.atomic import atomic_write_text
 from marsunits.boundary.camera.cahv import ned_to_flu
 from marsunits.boundary.camera.io import SIDECAR_SUFFIX, CameraFileError, camera_from_dict
 from marsunits.errors import readable
+from marsunits.user_paths import expand_home
 
 __all__ = [
     "LabelCamera",
@@ -334,7 +335,7 @@ def read_label(path: str | Path) -> LabelCamera:
         LabelError: If the file cannot be read, is not a label, has no camera model or one that is not CAHV,
             CAHVOR or CAHVORE, or lacks the image size or the frame (the message names the file and the fix).
     """
-    path = Path(path).expanduser()
+    path = expand_home(path)
     if path.exists() and not path.is_file():  # never opened: a FIFO would be read for ever
         raise LabelError(
             f"cannot read label {path}: a folder or special file, not a file; give the label file"
@@ -1118,10 +1119,8 @@ def _convert(
     overwrite: bool,
     rover_frame: bool,
 ) -> tuple[Path, dict[str, Any]]:
-    label = Path(label).expanduser()
-    dest = (
-        Path(out_dir if out_dir is not None else label.parent).expanduser() / f"{label.stem}{SIDECAR_SUFFIX}"
-    )
+    label = expand_home(label)
+    dest = expand_home(out_dir if out_dir is not None else label.parent) / f"{label.stem}{SIDECAR_SUFFIX}"
     if dest.exists() and not overwrite:
         raise LabelError(f"{label}: {dest} exists; pass --overwrite to replace it")
     d = camera_file_dict(read_label(label), label, ground_z_m, rover_frame)
@@ -1174,7 +1173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing camera files")
     args = parser.parse_args(argv)
     if args.out_dir:  # "~/cams" quoted, or from a script: the home folder, not a folder named "~"
-        args.out_dir = os.path.expanduser(args.out_dir)
+        args.out_dir = str(expand_home(args.out_dir))
     if args.out_dir and os.path.lexists(args.out_dir) and not Path(args.out_dir).is_dir():
         out = Path(args.out_dir)
         if out.is_symlink() and not out.exists():  # it was called "a file, not a folder"
@@ -1193,7 +1192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = records_failed = json_files = json_unread = 0  # raw-image metadata
     written: dict[Path, str] = {}
     for name in args.labels:
-        label = Path(name).expanduser()
+        label = expand_home(name)
         if label.suffix.lower() == ".json":  # Mars 2020 raw-image metadata: one camera file per record
             json_files += 1
             counts = _main_raw_json(label, args, written)

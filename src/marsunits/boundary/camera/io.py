@@ -43,6 +43,7 @@ from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.cahv import CahvCamera, CahvorCamera, _unit, _vec3, ned_to_flu
 from marsunits.boundary.camera.cahvore import CahvoreCamera
 from marsunits.boundary.camera.pinhole import PinholeCamera
+from marsunits.user_paths import expand_home
 
 __all__ = [
     "SIDECAR_SUFFIX",
@@ -364,7 +365,7 @@ def load_camera(path: str | os.PathLike[str]) -> CameraModel:
     Raises:
         CameraFileError: If the file is missing, not JSON, or not a valid camera (the message names it).
     """
-    path = Path(path).expanduser()
+    path = expand_home(path)
     not_a_file = _not_a_file(path)
     if not_a_file:  # never opened: a FIFO would be read for ever
         raise CameraFileError(f"cannot read camera file {path}: {not_a_file}; fix or remove it")
@@ -389,7 +390,7 @@ def camera_candidates(image_path: str | os.PathLike[str]) -> list[Path]:
     1. the sidecar ``<dir>/<stem>.camera.json`` next to the image;
     2. ``<dir>/../cameras/<stem>.json`` (the dataset layout ``images/`` + ``cameras/`` of DESIGN.md).
     """
-    p = Path(image_path).expanduser()
+    p = expand_home(image_path)
     return [p.with_name(p.stem + SIDECAR_SUFFIX), p.parent.parent / "cameras" / f"{p.stem}.json"]
 
 

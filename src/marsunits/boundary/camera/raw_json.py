@@ -78,6 +78,7 @@ import numpy as np
 
 from marsunits.boundary.camera.from_label import LabelError, RoverPose, _unit_quaternion, rover_vectors_to_flu
 from marsunits.boundary.camera.io import CameraFileError, camera_from_dict
+from marsunits.user_paths import expand_home
 
 __all__ = ["RawImage", "raw_camera", "raw_camera_file_dict", "raw_records"]
 
@@ -128,7 +129,7 @@ def raw_records(path: str | Path) -> list[dict[str, Any]]:
         LabelError: If the file cannot be read or parsed, or is not in one of these layouts (a camera file,
             for instance), naming the file and what it should be.
     """
-    path = Path(path).expanduser()
+    path = expand_home(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
