@@ -590,6 +590,26 @@ def test_cameras_half_a_metre_apart_share_one_label_on_the_map(tmp_path, monkeyp
     assert dict((t, xy) for t, xy in drawn)["c.png"] == (0.0, 12.0)  # (y, x): drawn at its own station
 
 
+def test_a_shared_label_names_each_station_it_stands_for(tmp_path, monkeypatch):
+    """A mosaic of five frames and, 0.5 m off, one frame of another rover position share one label; it named
+    the mosaic's first three frames and "+3 more", so the second station's image was named nowhere."""
+    from matplotlib.axes import Axes
+
+    drawn: list[str] = []
+    annotate = Axes.annotate
+
+    def record(self, text, xy, *args, **kwargs):
+        drawn.append(text)
+        return annotate(self, text, xy, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "annotate", record)
+    cams = {f"m{i}.png": _pinhole(pitch_deg=20.0, site="s") for i in range(5)}
+    cams["near.png"] = _pinhole(pitch_deg=20.0, y_m=0.5, site="s")
+    cams["far.png"] = _pinhole(pitch_deg=20.0, x_m=12.0, site="s")
+    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
+    assert sorted(drawn) == ["far.png", "m0.png\nnear.png\nm1.png\n+3 more"]
+
+
 def test_contact_map_one_file_pair_per_site(tmp_path):
     a = _pinhole(pitch_deg=20.0, site="site 1")
     b = _pinhole(pitch_deg=20.0, site="s2")

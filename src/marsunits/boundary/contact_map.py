@@ -9,6 +9,7 @@ view with ``x`` pointing up and ``y`` to the left, so it reads like a map seen f
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -282,6 +283,30 @@ def _map_extent_m(entries: Sequence[Mapping[str, Any]]) -> float:
     return float((pts.max(axis=0) - pts.min(axis=0)).max()) if len(pts) else 0.0
 
 
+def _shared_labels(
+    stations: Sequence[tuple[tuple[float, float], list[str]]], within_m: float
+) -> list[tuple[tuple[float, float], list[str]]]:
+    """One label per group of stations too close for their labels not to overlap at the map's scale (within
+    ``within_m`` of the group's first station, grouped as :func:`camera_stations` groups cameras), drawn at
+    that first station. Its names take each station's first image before any station's second, and so on: a
+    station of one image beside a mosaic was named nowhere when the mosaic's frames filled the label."""
+    groups = camera_stations(
+        [{"name": str(i), "center": centre} for i, (centre, _) in enumerate(stations)], within_m
+    )
+    return [
+        (
+            centre,
+            [
+                name
+                for names in itertools.zip_longest(*(stations[int(i)][1] for i in members))
+                for name in names
+                if name is not None
+            ],
+        )
+        for centre, members in groups
+    ]
+
+
 def _station_label(names: list[str]) -> str:
     """The names of a station's images, at most ``_NAMES_PER_STATION`` lines, then how many more."""
     shown = names[:_NAMES_PER_STATION]
@@ -337,10 +362,10 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
         lc.set_path_effects([patheffects.Stroke(linewidth=3.5, foreground="0.15"), patheffects.Normal()])
         ax.add_collection(lc)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="contact confidence", shrink=0.8)
-    for (cx, cy), _ in camera_stations(entries):
+    stations = camera_stations(entries)
+    for (cx, cy), _ in stations:
         ax.plot([cy], [cx], marker="^", color="k", ms=7)
-    # one label per group of stations too close for their labels not to overlap at the map's scale
-    labels = camera_stations(entries, max(_STATION_M, _LABEL_SHARE * _map_extent_m(entries)))
+    labels = _shared_labels(stations, max(_STATION_M, _LABEL_SHARE * _map_extent_m(entries)))
     for (cx, cy), names in labels:
         if len(labels) <= _LABEL_LIMIT:
             ax.annotate(
