@@ -352,7 +352,7 @@ def test_camera_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, mon
     assert camera_candidates("~/images/a.png")[0] == home / "images" / "a.camera.json"
     assert find_camera_file("~/images/a.png") == home / "images" / "a.camera.json"
     assert find_camera("~/images/a.png") == cam
-    (home / "contact_map_old.png").write_bytes(b"x")
+    _earlier_map(home / "contact_map_old.png")
     assert remove_stale_maps("~") == [home / "contact_map_old.png"]
     assert not (home / "contact_map_old.png").exists()
 
@@ -632,7 +632,7 @@ def test_map_file_names_of_pds_sites_have_no_double_underscore(tmp_path):
 
     sites = ("ROVER_NAV_(62,660,8)", "LOCAL_LEVEL_(30,1344)", "a__b", "SITE_62")
     cams = [_pinhole(pitch_deg=20.0, site=site) for site in sites]
-    (tmp_path / "contact_map_ROVER_NAV__62_660_8.png").write_bytes(b"x")  # written before this fix
+    _earlier_map(tmp_path / "contact_map_ROVER_NAV__62_660_8.png")  # written before this fix
     paths = build_contact_map([(f"{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(cams)], tmp_path)
     assert sorted(p.stem for p in paths if p.suffix == ".png") == [
         "contact_map_LOCAL_LEVEL_30_1344",
@@ -642,6 +642,48 @@ def test_map_file_names_of_pds_sites_have_no_double_underscore(tmp_path):
     ]
     assert all("__" not in p.name for p in paths)
     assert remove_stale_maps(tmp_path, paths) == [tmp_path / "contact_map_ROVER_NAV__62_660_8.png"]
+
+
+def _earlier_map(path) -> None:
+    """A contact-map file as an earlier run wrote it: the GeoJSON collection, or a PNG Matplotlib drew."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if path.suffix == ".geojson":
+        path.write_text(json.dumps({"type": "FeatureCollection", "site": "old", "units": "m", "cameras": []}))
+    else:
+        fig = Figure(figsize=(1, 1), dpi=20)
+        FigureCanvasAgg(fig)
+        fig.savefig(path, format="png")
+
+
+def test_a_users_file_that_merely_has_a_map_name_is_not_removed(tmp_path):
+    """Every ``contact_map_*.png`` and ``.geojson`` in the output folder was deleted as a stale map: a user's
+    annotated copy (``contact_map_annotated.png``) or notes saved beside the maps were lost on the next run.
+    Only files that are maps (the map's GeoJSON collection, a PNG Matplotlib wrote) are removed."""
+    from PIL import Image
+
+    from marsunits.boundary.contact_map import remove_stale_maps
+
+    for name in ("contact_map_old.png", "contact_map_old.geojson", "contact_map_ROVER_NAV__62_660_8.png"):
+        _earlier_map(tmp_path / name)
+    Image.new("RGB", (8, 8)).save(tmp_path / "contact_map_annotated.png")
+    (tmp_path / "contact_map_notes.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": []})
+    )
+    (tmp_path / "contact_map_bad.geojson").write_bytes(b"\xff not json")
+    (tmp_path / "contact_map_x.png").write_bytes(b"x")
+    assert sorted(p.name for p in remove_stale_maps(tmp_path)) == [
+        "contact_map_ROVER_NAV__62_660_8.png",
+        "contact_map_old.geojson",
+        "contact_map_old.png",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "contact_map_annotated.png",
+        "contact_map_bad.geojson",
+        "contact_map_notes.geojson",
+        "contact_map_x.png",
+    ]
 
 
 def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tmp_path):
@@ -656,7 +698,7 @@ def test_sites_whose_file_names_coincide_get_numbered_files_and_stale_maps_go(tm
     assert len(geojsons) == 4 and len(set(paths)) == 8
     sites = sorted(str(json.loads(p.read_text())["site"]) for p in geojsons)
     assert sites == ["B x", "B/x", "None", "unnamed"]
-    (tmp_path / "contact_map_old.png").write_bytes(b"x")  # an earlier run's site
+    _earlier_map(tmp_path / "contact_map_old.png")  # an earlier run's site
     (tmp_path / "contact_map_x.contact.geojson").write_text("{}")  # outputs of an image named contact_map_x
     (tmp_path / "contact_map_x.mask.png").write_bytes(b"x")
     assert [p.name for p in remove_stale_maps(tmp_path, paths)] == ["contact_map_old.png"]

@@ -175,19 +175,39 @@ def _safe(name: str) -> str:
 _MAP_FILE = re.compile(r"^contact_map(_[A-Za-z0-9_-]+)?\.(geojson|png)$")
 
 
+def _is_map(path: Path) -> bool:
+    """Whether ``path`` (named like a map) holds a map :func:`build_contact_map` wrote: a GeoJSON
+    FeatureCollection with the map's ``cameras``, or a PNG that Matplotlib wrote (its ``Software`` text)."""
+    if path.suffix == ".geojson":
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):  # not JSON, nor UTF-8 (UnicodeDecodeError is a ValueError)
+            return False
+        return isinstance(data, dict) and data.get("type") == "FeatureCollection" and "cameras" in data
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and str(image.info.get("Software", "")).startswith("Matplotlib")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
 def remove_stale_maps(out_dir: str | os.PathLike[str], keep: Sequence[Path] = ()) -> list[Path]:
     """Delete the contact-map files in ``out_dir`` (top level; ``~`` is the home folder) other than ``keep``;
     return those deleted.
 
     A run that writes fewer or other sites than an earlier one (or none: ``map=false``) would otherwise leave
-    maps beside its outputs that show images or sites it no longer has.
+    maps beside its outputs that show images or sites it no longer has. Only files that are maps
+    (:func:`_is_map`) are deleted: a user's own file that merely has a map's name (an annotated copy
+    ``contact_map_annotated.png``, notes) is kept.
     """
     out = expand_home(out_dir)
     if not out.is_dir():
         return []
     kept = {p.name for p in keep}
     stale = [p for p in sorted(out.iterdir()) if _MAP_FILE.match(p.name) and p.name not in kept]
-    stale = [p for p in stale if p.is_file()]
+    stale = [p for p in stale if p.is_file() and _is_map(p)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
