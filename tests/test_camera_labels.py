@@ -744,6 +744,27 @@ def test_an_out_dir_that_is_a_dangling_link_is_said_to_be_one(tmp_path, capsys):
     assert (tmp_path / "disk" / "cams" / "a.camera.json").is_file()
 
 
+def test_an_out_dir_link_through_a_link_or_in_a_loop_names_what_is_missing(tmp_path, capsys):
+    """A link to a link to a missing folder was said to point to the middle link "which does not exist"
+    (it does), and a link that leads back to itself to be a link to a missing folder to make (it cannot
+    be: the link holds the name)."""
+    (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    (tmp_path / "mid").symlink_to(tmp_path / "disk" / "cams")
+    (tmp_path / "cams").symlink_to("mid")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "cams")])
+    err = capsys.readouterr().err
+    assert f"--out-dir {tmp_path / 'cams'} is a symbolic link to {tmp_path / 'disk' / 'cams'}" in err
+    assert "which does not exist" in err
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "loop")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out-dir {tmp_path / 'loop'} is a symbolic link that leads back to itself" in err
+    assert "make that folder" not in err and "remove or replace the link" in err
+
+
 def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):
     label = tmp_path / "x.LBL"
     label.write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))

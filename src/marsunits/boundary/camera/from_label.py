@@ -98,6 +98,7 @@ read and on what evidence.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -1178,7 +1179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out_dir)
         if out.is_symlink() and not out.exists():  # it was called "a file, not a folder"
             target = os.readlink(out)
+            try:
+                os.stat(out)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # "make that folder" cannot be done: the link holds the name
+                    parser.error(
+                        f"--out-dir {out} is a symbolic link that leads back to itself (to {target}, and "
+                        "round again); remove or replace the link, or give another --out-dir"
+                    )
             where = target if os.path.isabs(target) else f"{target} ({out.parent / target})"
+            if os.path.islink(out.parent / target):  # a link to a link: name the folder that is missing
+                where = f"{os.path.realpath(out)} (through {target})"
             parser.error(
                 f"--out-dir {out} is a symbolic link to {where}, which does not exist (a disk not mounted, "
                 "a folder moved?); make that folder or mount its disk, or give another --out-dir"
