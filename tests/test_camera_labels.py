@@ -1147,6 +1147,19 @@ def test_a_local_level_frame_of_mer_or_of_no_known_mission_needs_the_ground_heig
     assert json.loads(label.with_name("ll.camera.json").read_text())["ground_z_m"] == 0.25
 
 
+def test_a_local_level_frame_of_a_label_naming_two_missions_says_so(tmp_path, capsys):
+    """A label naming MSL and MER was told it "names no mission of these"; it names two, whose local level
+    frames differ. One naming MSL and Mars 2020, whose local level frames are one, has its ground at 0."""
+    label = _local_level_label(tmp_path, "pds3", 'MSL\nMISSION_NAME = "MARS EXPLORATION ROVER"')
+    assert main([str(label)]) == 1
+    err = capsys.readouterr().err
+    assert "names several missions (MSL, MER)" in err and "names no mission" not in err, err
+    label = _local_level_label(tmp_path, "pds3", 'MSL\nMISSION_NAME = "MARS 2020"')
+    assert main([str(label)]) == 0, capsys.readouterr().err
+    d = json.loads(label.with_name("ll.camera.json").read_text())
+    assert d["ground_z_m"] == 0.0 and "(Mars 2020, MSL frames)" in d["pds_ground"]
+
+
 def test_label_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch, capsys):
     """``~`` is the home folder (a quoted "~/x" reaches the program as it is, and Python callers pass it):
     read_label and convert_label said "No such file", and --out-dir "~/cams" made a folder named ``~``."""

@@ -76,11 +76,11 @@ Mars 2020 local level frame has its ground at 0 too; the mission is the one the 
 ``MISSION_NAME``, ``INSTRUMENT_HOST_ID`` / ``_NAME``, ``SPACECRAFT_NAME`` / ``_ID``; PDS4
 ``Investigation_Area`` and ``Observing_System_Component`` names and references). No such statement was
 found for MER's ``ROVER_FRAME`` nor for MER's ``LOCAL_LEVEL_FRAME`` origin: there, in a local level frame of
-a label that names no mission (or another), and where the label lacks the rover's place in the camera's
-site, ``--ground-z-m`` is required and its absence is an error naming the label (for a levelled MER model
-it says the rover origin's height in the site). ``--ground-z-m`` is the height in the
-frame the file is written in (the SITE frame for a levelled model) and is used for every label (it
-overrides a label's own value, which is then said in a note line).
+a label that names no mission (or another, or MER beside MSL or Mars 2020), and where the label lacks the
+rover's place in the camera's site, ``--ground-z-m`` is required and its absence is an error naming the
+label (for a levelled MER model it says the rover origin's height in the site). ``--ground-z-m`` is the
+height in the frame the file is written in (the SITE frame for a levelled model) and is used for every
+label (it overrides a label's own value, which is then said in a note line).
 
 The written file also carries ``pds_label`` (the label's name), ``pds_frame`` (the frame as the label names
 it, and whether and into which site it was levelled) and ``pds_ground`` (where ``ground_z_m`` came from),
@@ -192,8 +192,8 @@ class LabelCamera:
         pose: For a model in a rover frame (``ROVER_NAV_FRAME``, ``ROVER_FRAME``): the rover's pose in the
             SITE frame where the label gives it for the model's own rover position, else None.
         pose_note: Why ``pose`` is None for a rover-frame model (said in ``pds_frame``).
-        mission: ``"MSL"``, ``"Mars 2020"`` or ``"MER"`` as the label names its mission or rover
-            (:func:`_mission_of`), None where it names none of them or several.
+        missions: ``"Mars 2020"``, ``"MSL"``, ``"MER"``: those the label names as its mission or rover
+            (:func:`_missions_of`), in this order; empty where it names none of them.
     """
 
     model: str
@@ -207,7 +207,12 @@ class LabelCamera:
     ground_note: str = ""
     pose: RoverPose | None = None
     pose_note: str = ""
-    mission: str | None = None
+    missions: tuple[str, ...] = ()
+
+    @property
+    def mission(self) -> str | None:
+        """The one mission the label names (:attr:`missions`); None where it names none or several."""
+        return self.missions[0] if len(self.missions) == 1 else None
 
     @property
     def site_index(self) -> int | None:
@@ -474,7 +479,7 @@ def _read_pds3(path: Path) -> LabelCamera:
         frame=frame,
         index=index,
         scalars=scalars,
-        mission=_mission_of(
+        missions=_missions_of(
             [
                 v
                 for key in _PDS3_MISSION_KEYS
@@ -657,15 +662,11 @@ def _model_of(model_type: str, source: Path) -> str:
     return model_type.lower()
 
 
-def _mission_of(names: Sequence[str]) -> str | None:
-    """The mission (``"MSL"``, ``"Mars 2020"``, ``"MER"``) that the label's mission and rover names
-    (:data:`_PDS3_MISSION_KEYS`, PDS4's Investigation_Area / Observing_System_Component) agree on; None where
-    they name none of them, or more than one."""
-    found = set()
-    for name in names:
-        words = re.sub(r"[^A-Z0-9]+", " ", str(name).upper())
-        found |= {mission for mission, pattern in _MISSIONS if pattern.search(words)}
-    return found.pop() if len(found) == 1 else None
+def _missions_of(names: Sequence[str]) -> tuple[str, ...]:
+    """The missions (``"Mars 2020"``, ``"MSL"``, ``"MER"``, in this order) that the label's mission and rover
+    names (:data:`_PDS3_MISSION_KEYS`, PDS4's Investigation_Area / Observing_System_Component) name."""
+    words = [re.sub(r"[^A-Z0-9]+", " ", str(name).upper()) for name in names]
+    return tuple(mission for mission, pattern in _MISSIONS if any(pattern.search(w) for w in words))
 
 
 def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
@@ -679,11 +680,16 @@ def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
         )
         return
     if frame == "LOCAL_LEVEL_FRAME":
-        if cam.mission in _LOCAL_LEVEL_ON_GROUND:
+        if cam.missions and all(m in _LOCAL_LEVEL_ON_GROUND for m in cam.missions):  # MSL's frames, all
             cam.ground_z_m = 0.0
             cam.ground_note = (
                 f"LOCAL_LEVEL_FRAME origin: the {_GROUND_AT_ORIGIN} origin, on the nominal surface beneath "
-                f"the rover ({cam.mission} frames)"
+                f"the rover ({', '.join(cam.missions)} frames)"
+            )
+        elif len(cam.missions) > 1:  # it was told that it "names no mission of these"
+            cam.ground_note = (
+                f"the label names several missions ({', '.join(cam.missions)}), whose LOCAL_LEVEL_FRAME "
+                "origins differ, so the ground of its LOCAL_LEVEL_FRAME is not fixed"
             )
         elif cam.mission is not None:
             cam.ground_note = (
@@ -810,7 +816,7 @@ def _read_pds4(path: Path) -> LabelCamera:
         frame=frame,
         index=index,
         scalars=scalars,
-        mission=_mission_of(
+        missions=_missions_of(
             [
                 (el.text or "")
                 for tag in ("Investigation_Area", "Observing_System_Component")
