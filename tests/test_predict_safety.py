@@ -20,7 +20,7 @@ from marsunits.data.io import read_mask
 from marsunits.errors import ConfigError, report_user_errors
 from marsunits.inference import run
 from marsunits.inference import runner as runner_module
-from marsunits.inference.inputs import output_escape
+from marsunits.inference.inputs import discover, output_escape
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import CONFIG_DIR
@@ -259,6 +259,34 @@ def test_symlinked_inputs_are_mirrored_by_their_walked_path(tmp_path: Path, ckpt
     assert read_mask(out / "dirlink" / "deep.mask.png").shape == (33, 35)
     assert sorted(p.relative_to(tmp_path) for p in outside.rglob("*")) == before  # nothing written there
     assert not list(inp.rglob("*.mask.png"))
+
+
+def test_a_link_to_a_folder_of_input_dir_never_takes_that_folder_s_own_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link to a sub-folder of input_dir (``latest -> sol0100``) took the folder's images when its name
+    sorted first: ``sol0100/x.png`` was predicted as ``latest/x.png`` and ``sol0100`` was passed over
+    without a word, so whether outputs kept their folder's name depended on what a link was called (and
+    adding one re-predicted the folder under another name). Real folders keep their names; links reach what
+    they alone reach."""
+    import logging
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "sol0100" / "x.png", 8, 8)
+    save_rgb(inp / "zz" / "deep" / "y.png", 8, 8)
+    (inp / "latest").symlink_to(inp / "sol0100", target_is_directory=True)  # sorts before sol0100
+    (inp / "a").mkdir()
+    (inp / "a" / "shortcut").symlink_to(inp / "zz" / "deep", target_is_directory=True)  # another depth
+    (inp / "cycle").symlink_to(inp, target_is_directory=True)
+    save_rgb(tmp_path / "outside" / "o.png", 8, 8)
+    (inp / "b_ext").symlink_to(tmp_path / "outside", target_is_directory=True)  # only a link reaches it
+    (inp / "c_ext").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with caplog.at_level(logging.INFO, logger="marsunits.inference.inputs"):
+        files, problems = discover(inp.resolve(), ["png"])
+    assert [f.rel.as_posix() for f in files] == ["b_ext/o.png", "sol0100/x.png", "zz/deep/y.png"]
+    assert not problems
+    assert "input_dir/latest is a link to input_dir/sol0100, searched under that name" in caplog.text
+    assert "input_dir/c_ext is a link to input_dir/b_ext, searched under that name" in caplog.text
 
 
 def test_output_escape_refuses_parent_parts_and_planted_links(tmp_path: Path) -> None:

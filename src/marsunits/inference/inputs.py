@@ -4,8 +4,12 @@ Rules:
 
 * ``patterns`` are file extensions (``"png"``, ``".png"`` and ``"*.png"`` all mean the same), matched
   case-insensitively; the walk is recursive and follows symbolic links to folders, visiting each real
-  folder once (a link loop is walked once, not forever). Hidden files and folders (names starting with
-  ``.``) are skipped: that is where temporary files live.
+  folder once (a link loop is walked once, not forever). The folders under ``input_dir`` are walked by
+  their own names first, and links to folders after them: a link to a folder already walked (``latest ->
+  sol0100``) is said once (info) and not walked again, so a folder's images keep its own name whatever its
+  links are called (the first name walked took them: ``latest/x.png`` for ``sol0100/x.png``, since
+  ``latest`` sorts first). Hidden files and folders (names starting with ``.``) are skipped: that is where
+  temporary files live.
 * Outputs mirror the relative path, so ``a/x.png`` and ``b/x.png`` never collide. Two inputs in the
   **same folder with the same stem** (``x.jpg`` and ``x.png``) would write the same ``x.mask.png``: both
   become error rows asking the user to rename one. Adding the extension to the output name instead was
@@ -32,8 +36,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -148,19 +152,33 @@ def discover(
     exts = normalise_patterns(patterns)
     problems: list[InputProblem] = []
     files: list[InputFile] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # real folder -> the path it was walked as
     skipped = {os.fspath(folder): what for folder, what in (skip or {}).items()}
 
     def on_error(err: OSError) -> None:
         where = Path(err.filename) if err.filename else input_dir
         problems.append(InputProblem(_rel(where, input_dir), f"cannot list folder: {err.strerror or err}"))
 
-    for dirpath, dirnames, filenames in os.walk(input_dir, onerror=on_error, followlinks=True):
+    # Folders by their own names first, then the links to folders met on the way (breadth first over link
+    # levels): a folder first walked under a link's name lost its own name to the link.
+    roots = deque([os.fspath(input_dir)])
+    walks = (
+        (dirpath, dirnames, filenames)
+        for root in _drain(roots)
+        for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False)
+    )
+    for dirpath, dirnames, filenames in walks:
         real = os.path.realpath(dirpath)
-        if real in seen:  # a symbolic link back to a folder already walked
+        if real in seen:  # a symbolic link to a folder already walked (a loop back to an ancestor included)
+            if seen[real] != dirpath:
+                log.info(
+                    "input_dir/%s is a link to input_dir/%s, searched under that name",
+                    _rel(Path(dirpath), input_dir).as_posix(),
+                    _rel(Path(seen[real]), input_dir).as_posix(),
+                )
             dirnames[:] = []
             continue
-        seen.add(real)
+        seen[real] = dirpath
         inside = next((f for f in skipped if real == f or real.startswith(f.rstrip(os.sep) + os.sep)), None)
         if inside is not None:
             log.warning(
@@ -183,6 +201,8 @@ def discover(
             dirnames[:] = []
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        roots.extend(os.path.join(dirpath, d) for d in links)  # walked after every folder found by name
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in exts:
                 continue
@@ -214,6 +234,12 @@ def discover(
         )
     problems.sort(key=lambda p: p.rel.as_posix())
     return kept, problems
+
+
+def _drain(queue: deque[str]) -> Iterator[str]:
+    """The items of ``queue`` from the left, including those added while it is being drained."""
+    while queue:
+        yield queue.popleft()
 
 
 def output_escape(output_dir: Path, rel: PurePosixPath) -> str | None:
