@@ -289,6 +289,30 @@ def test_a_link_to_a_folder_of_input_dir_never_takes_that_folder_s_own_name(
     assert "input_dir/c_ext is a link to input_dir/b_ext, searched under that name" in caplog.text
 
 
+def test_a_folder_that_cannot_be_listed_is_an_error_row_naming_it_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-folder this user may not read (``chmod 700`` by another user; root reads any, so the refusal
+    is made here) was the row ``locked, cannot list folder: Permission denied``: no path, nothing to do."""
+    inp = tmp_path / "in"
+    save_rgb(inp / "x.png", 8, 8)
+    save_rgb(inp / "locked" / "y.png", 8, 8)
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    files, problems = discover(inp.resolve(), ["png"])
+    assert [f.rel.as_posix() for f in files] == ["x.png"]
+    assert [p.rel.as_posix() for p in problems] == ["locked"]
+    message = problems[0].message
+    assert str(inp.resolve() / "locked") in message and "Permission denied" in message
+    assert "make it readable" in message and "move it out of input_dir" in message
+
+
 def test_output_escape_refuses_parent_parts_and_planted_links(tmp_path: Path) -> None:
     out = (tmp_path / "out").resolve()
     out.mkdir()

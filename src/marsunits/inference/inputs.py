@@ -157,7 +157,18 @@ def discover(
 
     def on_error(err: OSError) -> None:
         where = Path(err.filename) if err.filename else input_dir
-        problems.append(InputProblem(_rel(where, input_dir), f"cannot list folder: {err.strerror or err}"))
+        fix = (
+            f"make it readable (chmod a+rx '{where}') or move it out of input_dir"
+            if isinstance(err, PermissionError)
+            else "check the folder and its disk, or move it out of input_dir"
+        )
+        problems.append(
+            InputProblem(
+                _rel(where, input_dir),
+                f"cannot list folder {where} ({err.strerror or err}), so its images were not predicted; "
+                + fix,
+            )
+        )
 
     # Folders by their own names first, then the links to folders met on the way (breadth first over link
     # levels): a folder first walked under a link's name lost its own name to the link.
