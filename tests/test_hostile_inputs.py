@@ -191,3 +191,24 @@ def test_predictor_end_to_end_mask_has_the_input_size(
     mask = argmax_uint8(predictor.predict(x))
     assert mask.shape == (h, w) and mask.dtype == np.uint8
     assert set(np.unique(mask).tolist()) <= {0, 1, 2}
+
+
+def test_a_folder_pipe_or_device_given_as_an_image_is_named_as_what_it_is(tmp_path: Path) -> None:
+    """A folder, a named pipe (FIFO) or a device under an image's name was 'a directory or special file'
+    with no word of what to do; predict.py's error row and UnitMapper.map both show this message."""
+    import os
+
+    folder = tmp_path / "frames.png"
+    folder.mkdir()
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    device = tmp_path / "zero.png"
+    device.symlink_to("/dev/zero")
+    expected = {
+        folder: r"frames\.png: a folder, not an image file; give the path of an image file",
+        fifo: r"pipe\.png: a named pipe \(FIFO\), not an image file; replace it with the image file",
+        device: r"zero\.png: a device, not an image file; replace it with the image file or remove",
+    }
+    for path, message in expected.items():
+        with pytest.raises(ImageReadError, match=message):
+            read_image(path)

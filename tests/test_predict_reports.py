@@ -627,7 +627,7 @@ def test_a_fifo_named_like_an_image_is_an_error_not_a_hang(tmp_path: Path) -> No
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    assert item.image is None and "special file" in str(item.error)
+    assert item.image is None and "a named pipe (FIFO), not an image file" in str(item.error)
 
 
 def test_an_interrupted_re_prediction_does_not_leave_the_old_mask_as_done(

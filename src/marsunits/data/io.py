@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Sequence
@@ -105,7 +106,7 @@ def _check_file(path: Path) -> None:
             f"{path}: file not found. Check the path (relative paths start at the working directory)."
         )
     if not path.is_file():
-        raise ImageReadError(f"{path}: expected an image file but this is a directory or special file.")
+        raise ImageReadError(_not_a_regular_file(path))
     if not os.access(path, os.R_OK):
         raise ImageReadError(
             f"{path}: permission denied (the file is not readable by this user). Fix its permissions, "
@@ -116,6 +117,23 @@ def _check_file(path: Path) -> None:
             f"{path}: the file is empty (0 bytes), probably an interrupted copy or download. "
             "Copy it again or remove it."
         )
+
+
+def _not_a_regular_file(path: Path) -> str:
+    """What ``path`` (there, but no regular file) is instead, and what to do about it."""
+    mode = path.stat().st_mode
+    if stat.S_ISDIR(mode):
+        return f"{path}: a folder, not an image file; give the path of an image file in it"
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a special file"
+    )
+    return f"{path}: {kind}, not an image file; replace it with the image file or remove it"
 
 
 def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float | None) -> None:
