@@ -169,7 +169,7 @@ def test_bad_arrays_cameras_and_options_say_what_to_do(ckpt: Path, scenes: Path)
         mapper.map(np.zeros((64, 64), np.int32))
     with pytest.raises(ValueError, match=r"values in \[0, 1\], got 0 to 255; divide it"):
         mapper.map(np.full((64, 64, 3), 255.0, np.float32) * np.eye(64, dtype=np.float32)[:, :, None])
-    with pytest.raises(ValueError, match=r"non-finite"):
+    with pytest.raises(ValueError, match=r"no finite value"):
         mapper.map(np.full((64, 64), np.nan, np.float32))
     camera = load_camera(sorted((scenes / "cameras").glob("*.json"))[0])  # for a 128 x 96 image
     with pytest.raises(ValueError, match=r"for a 128x96 image but the array is 64x64"):
@@ -377,6 +377,34 @@ def test_12_bit_data_read_into_an_array_maps_as_its_file_does(
     # Data that uses more than 12 bits keeps the 16-bit scale.
     full = grey * 16 + 15  # the 8-bit values * 256 + 15: more than 12 bits
     np.testing.assert_allclose(mapper.map(full).image[:, :, 0], full / 65535, atol=1e-6)
+
+
+def test_a_float_tiff_with_a_nan_border_read_into_an_array_maps_as_its_file_does(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """A float mosaic whose border is NaN (a map-projected or radiance product): predict.py reads the file's
+    NaN pixels as black, a no-data border; the same pixels read with tifffile were refused ("non-finite
+    values; divide it by its full-scale value", which cannot help)."""
+    import tifffile
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    with Image.open(image) as im:
+        pixels = np.asarray(im.convert("RGB")).astype(np.float32) / 255
+    pixels[:, :12] = np.nan  # a 96 x 12 band on the left edge: no data
+    pixels[40, 60, 0] = np.inf  # one saturated sample
+    path = tmp_path / "mosaic.tif"
+    tifffile.imwrite(path, pixels, photometric="rgb")
+    from_file = mapper.map(path)
+    assert (from_file.mask[:, :12] == 255).all()
+    from_array = mapper.map(tifffile.imread(path))
+    np.testing.assert_array_equal(from_array.image, from_file.image)
+    np.testing.assert_array_equal(from_array.mask, from_file.mask)
+    assert [line.pixels.tolist() for line in from_array.contacts] == [
+        line.pixels.tolist() for line in from_file.contacts
+    ]
+    with pytest.raises(ValueError, match=r"no finite value \(all NaN or infinite\)"):
+        mapper.map(np.full((64, 64), np.nan, np.float32))
 
 
 def test_numbers_computed_with_numpy_are_taken_as_the_numbers_they_hold(ckpt: Path) -> None:

@@ -402,8 +402,10 @@ class UnitMapper:
                 12-bit data scaled, alpha dropped); a PIL image (``Image.open(path)``), read as its file
                 is; a numpy array ``(H, W)`` or ``(H, W, C)`` with C 1 or 3: uint8 (0-255), uint16
                 (0-65535; 12-bit data, every value at most 4095, 0-4095 as in a file:
-                :func:`~marsunits.data.io.widen_12_bit`), float in [0, 1] or bool (black and white); or a
-                torch tensor ``(C, H, W)`` or ``(H, W)`` (any device) with those dtypes and ranges.
+                :func:`~marsunits.data.io.widen_12_bit`), float in [0, 1] (NaN read as black, so a NaN
+                border is no data, +inf as full scale, as ``predict.py`` reads a float TIFF) or bool (black
+                and white); or a torch tensor ``(C, H, W)`` or ``(H, W)`` (any device) with those dtypes
+                and ranges.
             camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
                 ``../cameras/<stem>.json``), none for an array; a camera JSON file, or its content as a
@@ -415,8 +417,9 @@ class UnitMapper:
 
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
-            ValueError: An array or tensor of another shape or dtype, or values outside [0, 1]; a camera
-                file that is broken (``CameraFileError``) or made for another image size.
+            ValueError: An array or tensor of another shape or dtype, or finite values outside [0, 1], or
+                no finite value at all; a camera file that is broken (``CameraFileError``) or made for
+                another image size.
             TypeError: ``image`` or ``camera`` is none of these.
         """
         path = None
@@ -550,12 +553,19 @@ def _array_image(array: np.ndarray) -> np.ndarray:
     pixels = scale_to_unit(widen_12_bit(array))
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(pixels)
-        if not finite.all() or pixels.min() < 0.0 or pixels.max() > 1.0:
-            low, high = (float(pixels[finite].min()), float(pixels[finite].max())) if finite.any() else (0, 0)
+        if not finite.any():
             raise ValueError(
-                f"a float image array must hold values in [0, 1], got {low:g} to {high:g}"
-                + (" and non-finite values" if not finite.all() else "")
-                + "; divide it by its full-scale value (255 for 8-bit data) first"
+                f"a float image array holds no finite value (all NaN or infinite), shape {shape}: nothing "
+                "to map; check how it was computed"
+            )
+        if not finite.all():
+            # As predict.py reads a float TIFF's non-finite pixels (data.io): NaN black, so that a NaN border
+            # is no data, +inf full scale, -inf black. The same file read with tifffile was refused.
+            pixels = np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0)
+        if pixels.min() < 0.0 or pixels.max() > 1.0:
+            raise ValueError(
+                f"a float image array must hold values in [0, 1], got {pixels.min():g} to {pixels.max():g}; "
+                "divide it by its full-scale value (255 for 8-bit data) first"
             )
     # A copy, never the caller's own float32 array: UnitMap.image would change with later edits of it.
     return pixels.copy() if np.shares_memory(pixels, array) else np.ascontiguousarray(pixels)
