@@ -313,6 +313,35 @@ def test_a_folder_that_cannot_be_listed_is_an_error_row_naming_it_and_the_fix(
     assert "make it readable" in message and "move it out of input_dir" in message
 
 
+def test_an_output_name_taken_by_a_folder_is_an_error_row_naming_it_whatever_the_order(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """``x.png`` beside a folder of images ``x.mask.png/`` (mirrored into output_dir, where x's mask goes),
+    or a folder already in output_dir under an output's name: the clash was a raw "IsADirectoryError:
+    [Errno 21] Is a directory" row without a fix, with some of the image's outputs left written; and
+    ``b.png`` with ``save_probabilities=true`` beside ``b.prob.tif/`` wrote its file first, so the
+    folder's images failed instead (which one failed hung on the order of the names)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for name in ("x.png", "x.mask.png/inner.png", "y.png", "b.png", "b.prob.tif/deep.png", "zz.png"):
+        save_rgb(inp / name, 24, 32)
+    (out / "y.overlay.png").mkdir(parents=True)  # made by hand, empty
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 1
+    rows = read_manifest(out)
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "b.png": "error",
+        "b.prob.tif/deep.png": "ok",
+        "x.mask.png/inner.png": "ok",
+        "x.png": "error",
+        "y.png": "error",
+        "zz.png": "ok",
+    }
+    assert "b.prob.tif" in rows["b.png"]["message"] and "input_dir/b.prob.tif/" in rows["b.png"]["message"]
+    assert "x.mask.png" in rows["x.png"]["message"] and "rename" in rows["x.png"]["message"]
+    assert f"{out / 'y.overlay.png'} is a folder" in rows["y.png"]["message"]
+    assert not [p for p in out.glob("[bxy].*.*") if p.is_file()]  # no refused image's outputs half-written
+    assert read_mask(out / "b.prob.tif" / "deep.mask.png").shape == (24, 32)
+
+
 def test_output_escape_refuses_parent_parts_and_planted_links(tmp_path: Path) -> None:
     out = (tmp_path / "out").resolve()
     out.mkdir()

@@ -123,6 +123,7 @@ from marsunits.inference.writers import (
     SAVED_BY_KEY,
     OutputPaths,
     has_outputs,
+    output_folder_clash,
     output_name_problem,
     printable,
     read_manifest,
@@ -385,6 +386,8 @@ class _Session:
         self.files, self.problems = discover(self.input_dir, opts.patterns, skip)
         _warn_labelled_layout(self.input_dir)
         all_files = list(self.files)
+        # The folders mirrored into output_dir (of every shard's inputs): no output file may take their names.
+        self.input_folders = {p.as_posix() for f in all_files for p in f.rel.parents if p.parts}
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
         # its files, so deciding "complete, skip" first would let the ranks disagree on the shards.
         self.files = self.files[shard.rank :: shard.world_size]
@@ -689,7 +692,13 @@ class _Session:
         todo = []
         changed = without_probabilities = 0
         for f in self.files:
-            escape = output_escape(self.output_dir, f.rel) or output_name_problem(self.output_dir, f.rel)
+            escape = (
+                output_escape(self.output_dir, f.rel)
+                or output_name_problem(self.output_dir, f.rel)
+                or output_folder_clash(
+                    self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders
+                )
+            )
             if escape is not None:
                 self.rows[f.rel.as_posix()] = _error_row(f.rel, escape)
                 log.warning("%s: %s", f.rel.as_posix(), escape)

@@ -20,6 +20,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
@@ -82,6 +83,39 @@ def output_name_problem(output_dir: Path, rel: PurePosixPath) -> str | None:
         f"filesystem allows ({limit} bytes): rename the input to a stem of at most {limit - len(longest)} "
         "bytes"
     )
+
+
+def output_folder_clash(
+    output_dir: Path, rel: PurePosixPath, save_probabilities: bool, input_folders: AbstractSet[str]
+) -> str | None:
+    """Why an output file of input ``rel`` cannot take its name, or None: a folder of ``input_dir`` that holds
+    images has that name (``x.png`` beside ``x.mask.png/``: the folder is mirrored into ``output_dir``, where
+    ``x``'s mask goes), or a folder is already in ``output_dir`` under it. Said before predicting, so that
+    the image is refused whatever the order of the names (the first one written took the name and the
+    other failed, with a raw "Is a directory" or "Not a directory" and some outputs written).
+
+    Args:
+        output_dir: The run's output folder.
+        rel: The input's path relative to ``input_dir``.
+        save_probabilities: Whether ``<stem>.prob.tif`` is written too.
+        input_folders: The folders of ``input_dir`` that hold inputs (POSIX paths relative to it).
+    """
+    paths = OutputPaths(output_dir, rel)
+    for kind in (
+        ("prob", "contact", "overlay", "mask") if save_probabilities else ("contact", "overlay", "mask")
+    ):
+        name = paths.rel_output(kind).as_posix()
+        if name in input_folders:
+            return (
+                f"its output {name} would be written where the outputs of the images in input_dir/{name}/ "
+                "go (that folder is mirrored into output_dir): rename that folder or this file"
+            )
+        if paths.path(kind).is_dir():
+            return (
+                f"its output {paths.path(kind)} is a folder, which output_dir holds under that name: remove "
+                "or rename that folder"
+            )
+    return None
 
 
 @dataclass(frozen=True)
