@@ -522,6 +522,21 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
     assert list((tmp_path / "long").iterdir()) == []
 
 
+def test_save_into_a_file_or_over_a_folder_says_which_and_writes_nothing(ckpt: Path, tmp_path: Path) -> None:
+    """``save`` given a file as its folder raised "[Errno 17] File exists", and over a folder named like an
+    output ("Is a directory") after writing the other outputs: neither said what was wrong."""
+    result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(np.zeros((64, 64), np.uint8))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("field notes")
+    with pytest.raises(ConfigError, match=rf"folder {re.escape(str(a_file))} is a file"):
+        result.save(a_file, "x")
+    assert a_file.read_text() == "field notes"
+    (tmp_path / "out" / "x.overlay.png").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"x\.overlay\.png is a folder"):
+        result.save(tmp_path / "out", "x")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.overlay.png"]
+
+
 def test_predict_py_does_not_take_files_saved_from_python_for_its_own(
     tmp_path: Path, ckpt: Path, scenes: Path
 ) -> None:

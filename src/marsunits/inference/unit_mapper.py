@@ -63,6 +63,7 @@ from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid
 from marsunits.inference.writers import (
     OutputPaths,
+    output_folder_clash,
     output_name_problem,
     overlay_image,
     unit_fractions,
@@ -190,8 +191,9 @@ class UnitMap:
 
         Raises:
             ConfigError: ``stem`` is not a plain file name or makes names longer than the filesystem allows
-                (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``), or
-                another ``probability_dtype``.
+                (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``),
+                another ``probability_dtype``, ``folder`` a file, or a folder there under an output's name;
+                nothing is written then.
         """
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
@@ -200,11 +202,17 @@ class UnitMap:
         if probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
         paths = OutputPaths(expand_home(folder), PurePosixPath(f"{stem}.png"))
+        if paths.root.exists() and not paths.root.is_dir():  # it was "[Errno 17] File exists"
+            raise ConfigError(f"folder {paths.root} is a file, not a folder; give a folder for the outputs")
         paths.mask.parent.mkdir(parents=True, exist_ok=True)
         # As predict.py says it before predicting; it was "[Errno 36] File name too long" naming a temporary.
         too_long = output_name_problem(paths.root, paths.rel)
         if too_long is not None:
             raise ConfigError(f"stem {stem[:20]!r}...: {too_long.replace('rename the input to', 'give')}")
+        # A folder under an output's name: "Is a directory" after the other outputs were written.
+        taken = output_folder_clash(paths.root, paths.rel, bool(save_probabilities), frozenset())
+        if taken is not None:
+            raise ConfigError(f"stem {stem!r}: {taken}")
         write_prediction(
             paths,
             self.image,
