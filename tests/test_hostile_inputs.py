@@ -205,7 +205,7 @@ def test_a_folder_pipe_or_device_given_as_an_image_is_named_as_what_it_is(tmp_pa
     device = tmp_path / "zero.png"
     device.symlink_to("/dev/zero")
     expected = {
-        folder: r"frames\.png: a folder, not an image file; give the path of an image file",
+        folder: r"frames\.png: a folder, not an image file; put the image file there instead, or give",
         fifo: r"pipe\.png: a named pipe \(FIFO\), not an image file; replace it with the image file",
         device: r"zero\.png: a device, not an image file; replace it with the image file or remove",
     }

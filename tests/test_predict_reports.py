@@ -1173,8 +1173,8 @@ def test_a_label_that_is_no_readable_file_is_a_label_error_naming_it(tmp_path: P
     assert (
         "sub/a.png: a symbolic link to" in ev.errors["sub/a.jpg"] and "not_mounted" in ev.errors["sub/a.jpg"]
     )
-    assert "b.png: expected an image file" in ev.errors["b.jpg"]
-    assert "c.png: expected an image file" in ev.errors["c.jpg"]
+    assert "b.png: a folder, not an image file; put the image file there" in ev.errors["b.jpg"]
+    assert "c.png: a named pipe (FIFO), not an image file" in ev.errors["c.jpg"]
 
 
 def test_another_runs_output_dir_under_input_dir_is_not_predicted_as_photographs(

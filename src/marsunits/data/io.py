@@ -123,7 +123,7 @@ def _not_a_regular_file(path: Path) -> str:
     """What ``path`` (there, but no regular file) is instead, and what to do about it."""
     mode = path.stat().st_mode
     if stat.S_ISDIR(mode):
-        return f"{path}: a folder, not an image file; give the path of an image file in it"
+        return f"{path}: a folder, not an image file; put the image file there instead, or give another path"
     kind = (
         "a named pipe (FIFO)"
         if stat.S_ISFIFO(mode)
