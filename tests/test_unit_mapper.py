@@ -537,6 +537,25 @@ def test_save_into_a_file_or_over_a_folder_says_which_and_writes_nothing(ckpt: P
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.overlay.png"]
 
 
+def test_a_pil_image_closed_by_its_with_block_is_named_closed_not_corrupt(ckpt: Path, scenes: Path) -> None:
+    """``with Image.open(path) as im: ...`` then ``mapper.map(im)`` failed with a bare AssertionError from
+    inside Pillow; an image decoded, then closed, was said to be "truncated or corrupt (Operation on closed
+    image). Copy or export the file again", a fault the file does not have."""
+    from marsunits.data.io import ImageReadError
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    path = sorted((scenes / "images").glob("*.png"))[0]
+    with Image.open(path) as lazy:
+        pass
+    loaded = Image.open(path)
+    loaded.load()
+    loaded.close()
+    for im in (lazy, loaded):
+        with pytest.raises(ImageReadError, match=r"the PIL image was closed") as caught:
+            mapper.map(im)
+        assert "corrupt" not in str(caught.value) and "inside the `with` block" in str(caught.value)
+
+
 def test_predict_py_does_not_take_files_saved_from_python_for_its_own(
     tmp_path: Path, ckpt: Path, scenes: Path
 ) -> None:

@@ -582,10 +582,26 @@ def pil_image_native(im: Image.Image, name: str = "the PIL image") -> np.ndarray
     or float32 in [0, 1]. (PIL itself reduces a 16-bit colour PNG to 8 bits: pass the path for all 16.)
 
     Raises:
-        ImageReadError: Truncated or corrupt data, or a mode that is not an image's, naming ``name``.
+        ImageReadError: Truncated or corrupt data, a mode that is not an image's, or an image closed before
+            it was given (``Image.close()``, or the end of its ``with Image.open(...)`` block), naming
+            ``name``.
     """
     where = Path(name)
-    return np.ascontiguousarray(widen_12_bit(_pil_to_native(where, _decode_pil(where, im))))
+    closed = ImageReadError(
+        f"{name} was closed (Image.close(), or the end of its `with Image.open(...)` block) before its "
+        "pixels were read: map it inside the `with` block, or give the file's path"
+    )
+    # Closed before decoding: Pillow's load() fails with a bare AssertionError (its file is gone).
+    if getattr(im, "tile", None) and getattr(im, "fp", True) is None:
+        raise closed
+    try:
+        decoded = _decode_pil(where, im)
+    except ImageReadError as err:
+        # Closed after decoding: Pillow raises ValueError("Operation on closed image"), not a corrupt file.
+        if isinstance(err.__cause__, ValueError) and "closed image" in str(err.__cause__):
+            raise closed from err.__cause__
+        raise
+    return np.ascontiguousarray(widen_12_bit(_pil_to_native(where, decoded)))
 
 
 def scale_to_unit(arr: np.ndarray) -> np.ndarray:
