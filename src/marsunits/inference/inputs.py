@@ -34,6 +34,7 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections import defaultdict, deque
@@ -105,12 +106,13 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     """Resolve and validate the two folders; returns them absolute.
 
     Raises:
-        DataError: The input folder is missing or is not a folder, or ``output_dir`` is an existing file.
+        DataError: The input folder is missing or is not a folder, ``output_dir`` is an existing file, or
+            either is a symbolic link loop.
         ConfigError: ``output_dir`` is the input folder or lies inside it (outputs would be read as inputs
             on the next run), or ``input_dir`` lies inside ``output_dir`` (see the module docstring).
     """
-    inp = Path(input_dir).expanduser().resolve()
-    out = Path(output_dir).expanduser().resolve()
+    inp = _resolve_folder(input_dir, "input_dir")
+    out = _resolve_folder(output_dir, "output_dir")
     if not inp.exists():
         raise DataError(f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...")
     if not inp.is_dir():
@@ -128,6 +130,25 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     if out.exists() and not out.is_dir():
         raise DataError(f"output_dir {out} exists and is a file; choose a folder path for output_dir")
     return inp, out
+
+
+def _resolve_folder(folder: str | os.PathLike[str], option: str) -> Path:
+    """``folder`` absolute, its links resolved.
+
+    Raises:
+        DataError: It is a symbolic link loop (Python's "RuntimeError: Symlink loop" traceback otherwise;
+            an ``OSError`` ELOOP from Python 3.13).
+    """
+    path = Path(folder).expanduser()
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+            raise
+        raise DataError(
+            f"{option} {path.absolute()} is a symbolic link loop (a link that leads back to itself); fix or "
+            "remove the link, or give another folder"
+        ) from exc
 
 
 def discover(
