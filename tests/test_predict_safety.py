@@ -345,20 +345,27 @@ def test_an_output_name_taken_by_a_folder_is_an_error_row_naming_it_whatever_the
 def test_a_folder_given_as_a_link_loop_stops_with_one_sentence(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``output_dir`` (or ``input_dir``) a symbolic link that points back to itself stopped predict.py with
-    Python's traceback ending in "RuntimeError: Symlink loop from ..."."""
-    inp = tmp_path / "in"
+    """``output_dir``, ``input_dir``, ``labels_dir`` or ``ckpt_path`` a symbolic link that points back to
+    itself stopped predict.py with Python's traceback ending in "RuntimeError: Symlink loop from ..."."""
+    inp, out = tmp_path / "in", tmp_path / "out"
     _tree(inp, 1)
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    for args in ((inp, loop), (loop, tmp_path / "out")):
-        status, err = _run_cli(make_cfg(tmp_path, ckpt, *args), capsys)
+    cases = {
+        "output_dir": (ckpt, inp, loop),
+        "input_dir": (ckpt, loop, out),
+        "labels_dir": (ckpt, inp, out, f"labels_dir={loop}"),
+        "ckpt_path": (loop, inp, out),
+    }
+    for option, args in cases.items():
+        status, err = _run_cli(make_cfg(tmp_path, *args), capsys)
         assert status == 2
         assert err.splitlines()[0] == (
-            f"predict.py: error: {'output_dir' if args[1] == loop else 'input_dir'} {loop} is a symbolic "
-            "link loop (a link that leads back to itself); fix or remove the link, or give another folder"
+            f"predict.py: error: {option} {loop} is a symbolic link loop (a link that leads back to itself); "
+            "fix or remove the link, or give another path"
         )
         assert "Traceback" not in err
+    assert not out.exists()
 
 
 def test_output_escape_refuses_parent_parts_and_planted_links(tmp_path: Path) -> None:

@@ -111,8 +111,8 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
         ConfigError: ``output_dir`` is the input folder or lies inside it (outputs would be read as inputs
             on the next run), or ``input_dir`` lies inside ``output_dir`` (see the module docstring).
     """
-    inp = _resolve_folder(input_dir, "input_dir")
-    out = _resolve_folder(output_dir, "output_dir")
+    inp = resolve_option_path(input_dir, "input_dir")
+    out = resolve_option_path(output_dir, "output_dir")
     if not inp.exists():
         raise DataError(f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...")
     if not inp.is_dir():
@@ -132,8 +132,8 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     return inp, out
 
 
-def _resolve_folder(folder: str | os.PathLike[str], option: str) -> Path:
-    """``folder`` absolute, its links resolved.
+def resolve_option_path(folder: str | os.PathLike[str], option: str) -> Path:
+    """The path given as ``option`` (``input_dir``, ``ckpt_path``, ...) absolute, its links resolved.
 
     Raises:
         DataError: It is a symbolic link loop (Python's "RuntimeError: Symlink loop" traceback otherwise;
@@ -147,7 +147,7 @@ def _resolve_folder(folder: str | os.PathLike[str], option: str) -> Path:
             raise
         raise DataError(
             f"{option} {path.absolute()} is a symbolic link loop (a link that leads back to itself); fix or "
-            "remove the link, or give another folder"
+            "remove the link, or give another path"
         ) from exc
 
 

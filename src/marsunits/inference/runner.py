@@ -90,6 +90,7 @@ from marsunits.inference.inputs import (
     discover,
     normalise_patterns,
     output_escape,
+    resolve_option_path,
 )
 from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
 from marsunits.inference.output_settings import (
@@ -337,7 +338,7 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
     input_dir, output_dir = check_folders(opts.input_dir, opts.output_dir)
     labels_dir = None
     if opts.labels_dir is not None:
-        labels_dir = Path(opts.labels_dir).expanduser().resolve()
+        labels_dir = resolve_option_path(opts.labels_dir, "labels_dir")
         if not labels_dir.is_dir():
             raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
         masks_matched = sorted(set(normalise_patterns(opts.patterns)) & {".png", ".tif", ".tiff"})
@@ -354,7 +355,7 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
     device = select_device(opts.device)
     precision = resolve_precision(opts.precision, device)
     check_threads(opts.threads)
-    ckpt_path = Path(opts.ckpt_path).expanduser().resolve()
+    ckpt_path = resolve_option_path(opts.ckpt_path, "ckpt_path")
     if not ckpt_path.exists():  # checked before the (possibly long) folder walk
         raise FileNotFoundError(
             f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
