@@ -556,6 +556,27 @@ def test_a_pil_image_closed_by_its_with_block_is_named_closed_not_corrupt(ckpt: 
         assert "corrupt" not in str(caught.value) and "inside the `with` block" in str(caught.value)
 
 
+def test_an_rgba_array_s_refusal_points_to_the_read_that_maps_as_predict_py_does(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    """An RGBA mosaic read into an array (H, W, 4) was refused with only "drop the alpha channel first
+    (image[..., :3])", which keeps the colours its transparent border hides, so the map differs from the
+    file's (predict.py reads fully transparent pixels as black: no data). The refusal says how to get
+    the file's reading."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    rgba = np.full((64, 64, 4), 255, np.uint8)
+    rgba[:, :20, 3] = 0  # a transparent border hiding white
+    path = tmp_path / "mosaic.png"
+    Image.fromarray(rgba).save(path)
+    with pytest.raises(ValueError, match=r"\(64, 64, 4\); drop the alpha channel first") as caught:
+        mapper.map(np.asarray(Image.open(path)))
+    assert "give the file or Image.open(it)" in str(caught.value)
+    assert "transparent pixels are read as black" in str(caught.value)
+    as_advised = mapper.map(Image.open(path))
+    assert (as_advised.mask[:, :20] == 255).all()  # the transparent border is no data, as in predict.py
+    assert (mapper.map(rgba[..., :3]).mask[:, :20] != 255).all()  # dropping alpha alone keeps it white
+
+
 def test_predict_py_does_not_take_files_saved_from_python_for_its_own(
     tmp_path: Path, ckpt: Path, scenes: Path
 ) -> None:

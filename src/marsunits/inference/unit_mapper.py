@@ -518,7 +518,12 @@ def _tensor_image(tensor: torch.Tensor) -> np.ndarray:
     shape = tuple(tensor.shape)
     if tensor.ndim == 3 and shape[0] not in (1, 3):
         hint = "; for channels last (H, W, C), tensor.permute(2, 0, 1)" if shape[2] in (1, 3) else ""
-        hint += "; drop the alpha channel first (tensor[:3])" if shape[0] == 4 else ""
+        hint += (
+            "; drop the alpha channel first (tensor[:3]), or give the file or Image.open(it), whose fully "
+            "transparent pixels are read as black, no data, as predict.py reads them"
+            if shape[0] == 4
+            else ""
+        )
         raise ValueError(f"expected an image tensor of shape (C, H, W) with C = 1 or 3, got {shape}{hint}")
     if tensor.ndim not in (2, 3):
         hint = "; map one image at a time (tensor[0])" if tensor.ndim == 4 else ""
@@ -541,7 +546,10 @@ def _array_image(array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] not in (1, 3) or array.shape[0] < 1 or array.shape[1] < 1:
         hint = ""
         if array.ndim == 3 and array.shape[2] == 4:
-            hint = "; drop the alpha channel first (image[..., :3])"
+            hint = (
+                "; drop the alpha channel first (image[..., :3]), or give the file or Image.open(it), whose "
+                "fully transparent pixels are read as black, no data, as predict.py reads them"
+            )
         elif array.ndim == 3 and array.shape[0] in (1, 3) and min(array.shape[1:]) > 0:
             hint = "; for channels first (C, H, W), image.transpose(1, 2, 0)"
         elif array.ndim == 4:
