@@ -1023,3 +1023,29 @@ def test_notes_on_how_uncached_training_images_read_are_said_by_the_main_process
         "If the others are frames or bands of the picture, save the image you want labelled as a TIFF of its "
         "own"
     ]
+
+
+def test_a_data_root_named_tilde_something_is_a_folder_of_the_working_folder(tmp_path, monkeypatch):
+    """``~name`` that names no user is a folder of that name, as the shell leaves it: pathlib's
+    ``expanduser`` raised RuntimeError ("Could not determine home directory") for it, a traceback."""
+    from marsunits.data.folder import check_root
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~rover_data_no_such_user").mkdir()
+    assert check_root("~rover_data_no_such_user", "folder", "images/ + masks/") == Path(
+        "~rover_data_no_such_user"
+    )
+    with pytest.raises(FileNotFoundError, match="~no_such_user_folder does not exist"):
+        check_root("~no_such_user_folder", "folder", "images/ + masks/")
+
+
+def test_predict_and_training_paths_named_tilde_something_are_files_not_errors(tmp_path, monkeypatch):
+    """The same for predict.py's folder options and train.py's ``ckpt_path``."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.inputs import resolve_option_path
+    from marsunits.training import resolve_ckpt_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_option_path("~in_no_such_user", "input_dir") == tmp_path / "~in_no_such_user"
+    with pytest.raises((FileNotFoundError, ConfigError), match="~no_such_user.ckpt"):
+        resolve_ckpt_path("~no_such_user.ckpt", tmp_path, tmp_path, "train")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from marsunits.errors import USER_ERRORS, ConfigError, readable, storage_problem
+from marsunits.user_paths import expand_home
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
 # and argument or path errors should be reported at once.
@@ -88,7 +89,7 @@ def export_checkpoint(
     """
     # `~` expanded as predict.py and train.py expand it: zsh (macOS's shell) and sh leave `out=~/models/m`
     # to the program, and a folder named `~` was made in the current one.
-    ckpt, out = Path(ckpt_path).expanduser(), Path(out).expanduser()
+    ckpt, out = expand_home(ckpt_path), expand_home(out)
     # Checked before importing the model code (seconds), so a mistyped path is reported at once.
     if ckpt.is_dir() or ckpt.suffix in (".json", ".safetensors"):
         raise ConfigError(

@@ -38,6 +38,7 @@ from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.slurm_world import launch_problem
 from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.tracking.wandb_setup import check_wandb_modes
+from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def resolve_ckpt_path(
             candidates = same_seed
         log.info("ckpt_path=last -> %s", candidates[-1])
         return str(candidates[-1])
-    path = Path(ckpt_path).expanduser()
+    path = expand_home(ckpt_path)
     if not path.is_file():
         from marsunits.model_package import is_package
 
@@ -842,7 +843,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     last = output_dir / "checkpoints" / "last.ckpt"
     result["last_ckpt"] = str(last) if last.is_file() else None
     if init_ckpt:
-        result["init_ckpt"] = str(Path(init_ckpt).expanduser().resolve())  # absolute, as best_ckpt
+        result["init_ckpt"] = str(expand_home(init_ckpt).resolve())  # absolute, as best_ckpt
     if evaluated is not None:
         result["evaluated_ckpt"] = str(Path(evaluated[0]).resolve())
     result["seconds"] = round(time.perf_counter() - start, 2)
@@ -1109,7 +1110,7 @@ def _evaluated_checkpoint(cfg: DictConfig) -> tuple[str, str]:
             "train=false with ckpt_path=last: name the checkpoint to evaluate, "
             "ckpt_path=<run dir>/checkpoints/best.ckpt"
         )
-    return str(Path(ckpt).expanduser()), "ckpt_path"
+    return str(expand_home(ckpt)), "ckpt_path"
 
 
 def _adopt_evaluated_network(cfg: DictConfig, source: Any, path: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
 from marsunits.data.store import LabelledImage
 from marsunits.errors import some_of
+from marsunits.user_paths import expand_home
 
 __all__ = ["check_root", "pair_by_stem", "scan_folder"]
 
@@ -37,7 +38,7 @@ def check_root(root: str | Path, dataset: str, expected: str) -> Path:
         dataset: dataset name (for the message).
         expected: one line describing the expected layout (for the message).
     """
-    path = Path(root).expanduser()
+    path = expand_home(root)
     if not path.is_dir():
         raise FileNotFoundError(
             f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Set it with "

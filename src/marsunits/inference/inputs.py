@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from marsunits.errors import ConfigError, DataError
+from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def resolve_option_path(folder: str | os.PathLike[str], option: str) -> Path:
         DataError: It is a symbolic link loop (Python's "RuntimeError: Symlink loop" traceback otherwise;
             an ``OSError`` ELOOP from Python 3.13).
     """
-    path = Path(folder).expanduser()
+    path = expand_home(folder)
     try:
         return path.resolve()
     except (RuntimeError, OSError) as exc:

@@ -136,6 +136,7 @@ from marsunits.inference.writers import (
     write_text_atomic,
 )
 from marsunits.run_folder_claim import claimed_output_dir
+from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -416,9 +417,7 @@ class _Session:
         self.tile = tile
         self.in_channels = int(self.metadata["in_channels"])
         cache_dir = (
-            Path(opts.onnx_cache_dir).expanduser()
-            if opts.onnx_cache_dir
-            else self.output_dir / ".cache" / "onnx"
+            expand_home(opts.onnx_cache_dir) if opts.onnx_cache_dir else self.output_dir / ".cache" / "onnx"
         )
         # The file that holds the weights: a package's safetensors, or the .ckpt. Its hash names the ONNX
         # cache and identifies the model in prediction_settings.json.

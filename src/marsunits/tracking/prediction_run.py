@@ -19,6 +19,7 @@ from marsunits.tracking.wandb_setup import (
     run_id_from_checkpoint,
     sync_command,
 )
+from marsunits.user_paths import expand_home
 
 #: Table columns taken from a manifest row when present (numbers are converted from CSV text).
 _FIRST_COLUMNS = ("path", "status")
@@ -93,7 +94,7 @@ def log_prediction_run(
     if reason:
         announce(f"W&B offline: {reason}; the run is saved locally and `wandb sync` uploads it later.")
     out = Path(output_dir)
-    save_dir = Path(str(spec.get("save_dir") or out)).expanduser().resolve()
+    save_dir = expand_home(str(spec.get("save_dir") or out)).resolve()
     check_wandb_folder(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
 

@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from marsunits.constants import CLASS_NAMES
 from marsunits.errors import ConfigError, readable
 from marsunits.tracking.git_info import git_info
+from marsunits.user_paths import expand_home
 
 #: Values accepted for a W&B logger's ``mode`` (``WANDB_MODE``); ``dryrun``/``run`` are W&B's old spellings.
 WANDB_MODES: tuple[str, ...] = ("auto", "online", "offline", "disabled")
@@ -81,7 +82,7 @@ def _wandb_settings() -> dict[str, str]:
     """The ``[default]`` section of W&B's global settings file (``$WANDB_CONFIG_DIR/settings``, else
     ``~/.config/wandb/settings``), where ``wandb login --host URL`` records ``base_url``; {} without one."""
     folder = os.environ.get("WANDB_CONFIG_DIR", "").strip()
-    path = (Path(folder).expanduser() if folder else Path.home() / ".config" / "wandb") / "settings"
+    path = (expand_home(folder) if folder else Path.home() / ".config" / "wandb") / "settings"
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
@@ -142,7 +143,7 @@ def wandb_credentials_available(host: str | None = None) -> bool:
     token_file = os.environ.get("WANDB_IDENTITY_TOKEN_FILE", "").strip()
     if token_file and Path(token_file).is_file():
         return True
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
+    path = expand_home(os.environ.get("NETRC") or Path.home() / ".netrc")
     if not path.is_file():
         return False
     # wandb login stores the key under the server's host:port when the URL has a port.
@@ -316,7 +317,7 @@ def check_wandb_staging() -> None:
     """
     from wandb import env
 
-    folder = Path(env.get_data_dir()).expanduser() / "artifacts" / "staging"
+    folder = expand_home(env.get_data_dir()) / "artifacts" / "staging"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -466,7 +467,7 @@ def _resolve_log_model(value: Any, mode: str) -> bool | str:
 def _build_wandb_logger(spec: dict[str, Any], mode: str, run_id: str | None) -> WandbLogger:
     """``WandbLogger`` from a resolved logger node (without ``mode``/``offline``) in the given mode."""
     log_model = _resolve_log_model(spec.get("log_model", "auto"), mode)
-    save_dir = Path(str(spec.get("save_dir") or ".")).expanduser().resolve()
+    save_dir = expand_home(str(spec.get("save_dir") or ".")).resolve()
     check_wandb_folder(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
