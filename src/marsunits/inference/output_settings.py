@@ -71,10 +71,9 @@ from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
 from marsunits.inference.writers import (
     OutputPaths,
+    escaped_path_values,
     image_record,
-    name_cell,
-    name_from_cell,
-    printable,
+    unescaped_path_values,
     write_json_atomic,
 )
 
@@ -107,45 +106,18 @@ ARITHMETIC_KEYS = ("runtime", "precision", "fold_batchnorm")
 PENDING_KEY = "overwrite_pending"
 #: The record's keys that hold paths (a string, or a list of strings).
 _PATH_KEYS = ("checkpoint", "input_dir", "other_input_dirs", "outdated_input_dirs")
-#: In the file only: which :data:`_PATH_KEYS` are written escaped (:func:`_escaped_paths`).
-ESCAPED_PATHS_KEY = "escaped_paths"
 
 
 def _escaped_paths(record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` as the file holds it: valid UTF-8 and read back exactly by :func:`_unescaped_paths`.
-
-    A path key with a name that is not UTF-8 (a Latin-1 ``input_dir``: Python holds its bytes as lone
-    surrogates, which JSON can only write as ``"\\udce9"``, refused by strict readers) has every path of it
-    written by :func:`~marsunits.inference.writers.name_cell` (``\\xNN``, a backslash doubled), and the key
-    is listed in :data:`ESCAPED_PATHS_KEY`. Other keys, and every record of UTF-8 paths, are written as
-    they are, so a path's own ``\\xe9`` text is never taken for an escape.
-    """
-    out = dict(record)
-    escaped = []
-    for key in _PATH_KEYS:
-        value = record.get(key)
-        paths = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
-        if any(isinstance(p, str) and printable(p) != p for p in paths):
-            cells = [name_cell(p) if isinstance(p, str) else p for p in paths]
-            out[key] = cells[0] if isinstance(value, str) else cells
-            escaped.append(key)
-    if escaped:
-        out[ESCAPED_PATHS_KEY] = escaped
-    return out
+    """``record`` as the file holds it (:func:`~marsunits.inference.writers.escaped_path_values` of the
+    path keys): valid UTF-8 and read back exactly by :func:`_unescaped_paths`."""
+    return escaped_path_values(record, _PATH_KEYS)
 
 
 def _unescaped_paths(record: dict[str, Any]) -> dict[str, Any]:
-    """A record as read from the file, with the paths :func:`_escaped_paths` escaped as they were (the
-    marker key removed: it is no setting). A record without the marker (UTF-8 paths, or written before
-    it existed) is returned as it is."""
-    escaped = record.pop(ESCAPED_PATHS_KEY, None)
-    for key in escaped if isinstance(escaped, list) else []:
-        value = record.get(key)
-        if isinstance(value, str):
-            record[key] = name_from_cell(value)
-        elif isinstance(value, list):
-            record[key] = [name_from_cell(p) if isinstance(p, str) else p for p in value]
-    return record
+    """A record as read from the file, with its escaped paths as they were
+    (:func:`~marsunits.inference.writers.unescaped_path_values`)."""
+    return unescaped_path_values(record)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -508,6 +508,48 @@ def name_from_cell(cell: str) -> str:
     return _NAME_ESCAPE.sub(lambda m: "\\" if m.group(2) is None else chr(0xDC00 + int(m.group(2), 16)), cell)
 
 
+#: In a JSON record only: which of its keys hold paths written by :func:`name_cell`
+#: (:func:`escaped_path_values`).
+ESCAPED_PATHS_KEY = "escaped_paths"
+
+
+def escaped_path_values(record: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """``record`` as a JSON file holds it: valid UTF-8, read back exactly by :func:`unescaped_path_values`.
+
+    A key of ``keys`` (a path, or a list of paths) whose value holds a name that is not UTF-8 (a Latin-1
+    folder: Python holds its bytes as lone surrogates, which JSON can only write as ``"\\udce9"``, refused or
+    mangled by strict readers) has every path of it written by :func:`name_cell` (``\\xNN``, a backslash
+    doubled), and the key is listed under :data:`ESCAPED_PATHS_KEY`. Other keys, and every record of UTF-8
+    paths, are written as they are, so a path's own ``\\xe9`` text is never taken for an escape.
+    """
+    out = dict(record)
+    escaped = []
+    for key in keys:
+        value = record.get(key)
+        paths = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
+        if any(isinstance(p, str) and printable(p) != p for p in paths):
+            cells = [name_cell(p) if isinstance(p, str) else p for p in paths]
+            out[key] = cells[0] if isinstance(value, str) else cells
+            escaped.append(key)
+    if escaped:
+        out[ESCAPED_PATHS_KEY] = escaped
+    return out
+
+
+def unescaped_path_values(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as read from its JSON file, with the paths :func:`escaped_path_values` escaped as they were
+    (the marker key removed). A record without the marker (UTF-8 paths, or written before it existed) is
+    returned as it is."""
+    escaped = record.pop(ESCAPED_PATHS_KEY, None)
+    for key in escaped if isinstance(escaped, list) else []:
+        value = record.get(key)
+        if isinstance(value, str):
+            record[key] = name_from_cell(value)
+        elif isinstance(value, list):
+            record[key] = [name_from_cell(p) if isinstance(p, str) else p for p in value]
+    return record
+
+
 def has_outputs(row: Mapping[str, Any]) -> bool:
     """Whether a manifest row's image has its outputs (mask, overlay, contacts): every row but an ``error``
     one without a mask; an image whose camera file is broken is an ``error`` with its pixel outputs."""
