@@ -939,6 +939,48 @@ def test_an_image_named_in_latin1_bytes_without_a_mask_is_named_on_the_console_a
     assert said in logged, logged
 
 
+def test_metrics_json_of_a_run_folder_named_in_latin1_bytes_is_valid_utf8_and_names_its_files(
+    tmp_path: Path,
+) -> None:
+    """A run folder under a Latin-1 name (``lat<0xe9>n``, an old archive's folder): metrics.json wrote its
+    checkpoint paths as ``"lat\\udce9n"``, lone surrogates that strict JSON readers refuse or turn into
+    U+FFFD, so no tool but Python found best.ckpt from it. Now the file is valid UTF-8, such a path is
+    written ``lat\\xe9n`` as manifest.csv writes names, its key listed in ``escaped_paths``, and
+    :func:`read_metrics` (and a resume, which reads ``init_ckpt`` back) gets the real paths again."""
+    folder = tmp_path / os.fsdecode(b"lat\xe9n")
+
+    def in_folder(name: str) -> Any:  # Hydra's override grammar cannot spell the folder: set after composing
+        cfg = compose_config("train", tmp_path / name, [*TINY, "trainer.max_epochs=1", "test=false"])
+        cfg.paths.output_dir = str(folder / name)
+        return cfg
+
+    first = run(in_folder("first"))
+    assert first["best_ckpt"] == str(folder / "first" / "checkpoints" / "best.ckpt")
+    cfg = in_folder("second")
+    cfg.init_ckpt_path = first["best_ckpt"]
+    second = run(cfg)
+    written = (folder / "second" / "metrics.json").read_bytes().decode("utf-8")  # strict: raises if not
+    assert "\\udc" not in written, written
+    from marsunits.training import read_metrics
+
+    raw = json.loads(written)
+    assert sorted(raw["escaped_paths"]) == ["best_ckpt", "init_ckpt", "last_ckpt"]
+    assert raw["best_ckpt"] == str(folder / "second" / "checkpoints" / "best.ckpt").replace("\udce9", "\\xe9")
+    recorded = read_metrics(folder / "second")
+    assert "escaped_paths" not in recorded
+    for key in ("best_ckpt", "last_ckpt", "init_ckpt"):
+        assert recorded[key] == second[key] and Path(recorded[key]).is_file(), key
+    assert recorded["init_ckpt"] == first["best_ckpt"]
+    assert read_metrics(folder / "second" / "metrics.json") == recorded  # the file, or its run folder
+
+    # A resume of the fine-tuned run reads init_ckpt back from that metrics.json (the ignored one is not it).
+    again = in_folder("second")
+    again.ckpt_path = str(folder / "second" / "checkpoints" / "last.ckpt")
+    again.init_ckpt_path = str(folder / "first" / "checkpoints" / "last.ckpt")
+    assert run(again)["init_ckpt"] == first["best_ckpt"]
+    assert read_metrics(folder / "second")["init_ckpt"] == first["best_ckpt"]
+
+
 class SigtermAt(pl.Callback):
     """Sends this process a real SIGTERM (what ``kill`` or a scheduler's time limit does) in the callback's
     ``setup`` (inside ``fit``, before Lightning installs its SIGTERM handler), or after optimiser step

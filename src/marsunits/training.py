@@ -850,9 +850,48 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if training:  # every part of a resumed run (each as far as its last checkpoint), this one in full
         result["seconds_total"] = round(seconds_before + result["seconds"], 2)
     if trainer.is_global_zero:
-        (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_metrics(output_dir, result)
         log.info("metrics written to %s", output_dir / "metrics.json")
     return result
+
+
+#: The keys of ``metrics.json`` that hold paths (escaped where a name is not UTF-8: :func:`write_metrics`).
+METRICS_PATH_KEYS = ("best_ckpt", "last_ckpt", "init_ckpt", "evaluated_ckpt")
+
+
+def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
+    """Write ``run_dir/metrics.json`` atomically, as valid UTF-8, and return its path.
+
+    A path of :data:`METRICS_PATH_KEYS` with a name that is not UTF-8 (a run folder under a Latin-1 name:
+    Python holds its bytes as lone surrogates) is written as ``manifest.csv`` writes names, each such byte
+    ``\\xNN`` and a backslash doubled, and its key listed in ``escaped_paths``
+    (:func:`~marsunits.inference.writers.escaped_path_values`); :func:`read_metrics` undoes it. They were
+    written ``"\\udce9"``, which strict JSON readers refuse or turn into U+FFFD, so no tool but Python found
+    the checkpoints from the file.
+    """
+    from marsunits.inference.writers import escaped_path_values
+
+    record = escaped_path_values(metrics, METRICS_PATH_KEYS)
+    return atomic_write_text(run_dir / "metrics.json", json.dumps(record, indent=2) + "\n")
+
+
+def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``metrics.json`` that ``train.py`` wrote (the file, or its run folder), with its paths as the
+    filesystem names them (:func:`write_metrics`'s escapes undone: a Latin-1 run folder's ``best_ckpt``
+    opens as it is).
+
+    Raises:
+        OSError: the file cannot be read. ValueError: it is not a JSON object.
+    """
+    from marsunits.inference.writers import unescaped_path_values
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / "metrics.json"
+    record = json.loads(file.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{file}: a JSON {type(record).__name__}, not the object train.py writes")
+    return unescaped_path_values(record)
 
 
 def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
@@ -1053,11 +1092,9 @@ def _earlier_metrics(output_dir: Path, ckpt_path: str) -> Iterator[dict[str, Any
     (a run stopped before its end has none)."""
     for folder in (output_dir, Path(ckpt_path).resolve().parent.parent):
         try:
-            previous = json.loads((folder / "metrics.json").read_text())
+            yield read_metrics(folder / "metrics.json")
         except (OSError, ValueError):
             continue
-        if isinstance(previous, dict):
-            yield previous
 
 
 def _earlier_record(output_dir: Path, ckpt_path: str, key: str) -> Any:
