@@ -14,7 +14,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
+from marsunits.cli_overrides import (
+    exit_on_unknown_option,
+    quoted_path_overrides,
+    warn_sweeps_taken_as_one_value,
+)
 from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers, report_user_errors
 
 
@@ -28,6 +32,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with quiet_interrupt_at_start("predict.py"):
+        warn_sweeps_taken_as_one_value(sys.argv[1:], prog="predict.py")  # input_dir=a,b without -m
         sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
         exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "predict", prog="predict.py")
         main()

@@ -6,7 +6,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from marsunits.cli_overrides import exit_on_unknown_option, quoted_path_overrides
+from marsunits.cli_overrides import (
+    exit_on_unknown_option,
+    quoted_path_overrides,
+    warn_sweeps_taken_as_one_value,
+)
 from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers
 from marsunits.sweep_trials import end_sweep, run_trial
 
@@ -23,6 +27,7 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     try:
         with quiet_interrupt_at_start("train.py"):
+            warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")  # run_name=a,b without -m
             sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
             exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
             main()

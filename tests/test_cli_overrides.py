@@ -340,6 +340,40 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tm
     assert again.returncode == 2 and "ckpt_path=last with run_name=rcaf\\xe9: " in said, said[-3000:]
 
 
+def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_path) -> None:
+    """``train.py run_name=a,b`` (two runs meant, ``-m`` forgotten) trained one run, in a folder named
+    ``a,b``, without a word: a path option's comma is kept as part of the name outside a multirun (``sol
+    12, left`` is a folder). It still is, but a warning line says so and that ``-m`` makes one run per value;
+    nothing is said in a multirun, for a quoted value, or for an option that is not a path."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'absent'}"]
+        + ["logger=csv", "run_name=a,b", f"paths.log_dir={tmp_path / 'logs'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("train.py: warning:")]
+    assert "run_name=a,b" in warning and "'a,b'" in warning and "one run" in warning, warning
+    assert "-m" in warning, warning
+    assert (tmp_path / "logs" / "train" / "a,b" / "train.log").is_file()  # the folder it names, as before
+
+    from marsunits.cli_overrides import sweeps_taken_as_one_value
+
+    said = sweeps_taken_as_one_value(["data.root=/x/sol 12, left", "input_dir=a,b", "seed=1"])
+    assert [s.split(" ", 1)[0] for s in said] == ["data.root=/x/sol", "input_dir=a,b"], said
+    for quiet in (
+        ["-m", "run_name=a,b"],
+        ["hparams_search=optuna", "run_name=a,b"],
+        ["run_name='a,b'"],
+        ["model.lr=1e-3,2e-3"],
+        ["run_name=plain"],
+        ["callbacks=[default,ema]"],
+    ):
+        assert sweeps_taken_as_one_value(quiet) == [], quiet
+
+
 def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torchrun or srun every process composes its own config: the default run_name is made from the
     clock, and a rank that started a second after rank 0 wrote its .hydra/ record and train.log to a run

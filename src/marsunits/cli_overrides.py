@@ -38,6 +38,8 @@ __all__ = [
     "unknown_nested_option",
     "unknown_option",
     "unreadable_or_unknown_choice",
+    "sweeps_taken_as_one_value",
+    "warn_sweeps_taken_as_one_value",
 ]
 
 
@@ -263,6 +265,44 @@ def quoted_path_overrides(argv: Sequence[str]) -> list[str]:
             readable = False
         out.append(arg if readable else f"{key}={_hydra_quoted(raw)}")
     return out
+
+
+def sweeps_taken_as_one_value(argv: Sequence[str]) -> list[str]:
+    """One warning for each path option of ``argv`` whose value Hydra reads as a sweep (``run_name=a,b``,
+    ``data.root=range(3)``) in a command that is no multirun; ``[]`` otherwise.
+
+    :func:`quoted_path_overrides` gives such a value to Hydra as one string, as typed (``sol 12, left`` is a
+    folder name): without ``-m`` Hydra runs one job, and ``run_name=a,b`` trained one run, in a folder named
+    ``a,b``, without a word, where the user had meant a run per value.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    if _sweeping(argv):
+        return []
+    parser = OverridesParser.create()
+    said = []
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        if arg.startswith(("-", "~")) or not sep or not _path_like(key) or raw[:1] in ("'", '"'):
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except OverrideParseException:
+            continue
+        if override.is_sweep_override():
+            what = "run folder name" if key.lstrip("+") in ("run_name", "task_name") else "path"
+            said.append(
+                f"{arg} is taken as one {what}, {raw!r}, for one run: a list of values is a sweep only in a "
+                f"multirun. For one run per value add -m (python <script>.py -m ... {arg})"
+            )
+    return said
+
+
+def warn_sweeps_taken_as_one_value(argv: Sequence[str], prog: str) -> None:
+    """Print :func:`sweeps_taken_as_one_value` on stderr, one ``<prog>: warning: ...`` line each."""
+    for said in sweeps_taken_as_one_value(argv):
+        print(readable(f"{prog}: warning: {said}".replace("<script>.py", prog)), file=sys.stderr)
 
 
 def unresolvable_path_interpolation(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
