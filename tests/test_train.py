@@ -852,18 +852,28 @@ def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
         run(cfg)
 
 
-def test_a_run_without_validation_says_its_scores_are_of_the_last_weights(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("args", "cause", "advice"),
+    [
+        (["trainer.check_val_every_n_epoch=2"], "check_val_every_n_epoch=2", "lower check_val_every_n_epoch"),
+        # Each of these was told to lower check_val_every_n_epoch, which was 1 already.
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0", "train=false ckpt_path="),
+        (["+trainer.max_steps=1"], "trainer.max_steps=1", "raise trainer.max_steps"),
+        (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0", "raise trainer.limit_val_batches"),
+    ],
+)
+def test_a_run_without_validation_says_its_scores_are_of_the_last_weights_and_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, args: list[str], cause: str, advice: str
 ) -> None:
-    cfg = compose_config(
-        "train", tmp_path, [*TINY, "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=2"]
-    )
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1", *args])
     with caplog.at_level("WARNING", logger="marsunits.training"):
         metrics = run(cfg)
-    assert metrics["best_ckpt"] is None and "val/miou" in metrics
-    assert (
-        "validation never ran during training" in caplog.text and "check_val_every_n_epoch=2" in caplog.text
-    )
+    assert metrics["best_ckpt"] is None
+    assert ("val/miou" in metrics) is ("limit_val" not in cause)  # no validation batch asked for: no val/*
+    (warning,) = [r.getMessage() for r in caplog.records if "no best checkpoint" in r.getMessage()]
+    assert cause in warning and advice in warning, warning
+    if "check_val" not in cause:
+        assert "check_val_every_n_epoch" not in warning, warning
 
 
 class InterruptAtStep(pl.Callback):

@@ -791,14 +791,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
         fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
         if best is None and monitored and training and not fast_dev_run:
-            log.warning(
-                "no best checkpoint: validation never ran during training "
-                "(trainer.check_val_every_n_epoch=%s, trainer.max_epochs=%s), so val/* and test/* are of the "
-                "last weights, and checkpoints/best.ckpt was not written; lower check_val_every_n_epoch to "
-                "choose a best one",
-                cfg.trainer.get("check_val_every_n_epoch"),
-                cfg.trainer.get("max_epochs"),
-            )
+            log.warning("no best checkpoint: %s", _why_no_validation(cfg.trainer, trainer))
         testing = bool(cfg.get("test", True))
         # Real data has no labelled test split: its test images are the validation ones (the datamodule's
         # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass. Not
@@ -892,6 +885,41 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ValueError(f"{file}: a JSON {type(record).__name__}, not the object train.py writes")
     return unescaped_path_values(record)
+
+
+def _why_no_validation(trainer_cfg: DictConfig, trainer: pl.Trainer) -> str:
+    """Why a run that trained validated never (so kept no ``best.ckpt``), and what to change, in words.
+
+    Every such run was told to lower ``trainer.check_val_every_n_epoch``, also where it was 1 already and
+    the cause was ``trainer.max_epochs=0``, a ``trainer.max_steps`` reached inside the first epoch, or
+    ``trainer.limit_val_batches=0``.
+    """
+    last = "so val/* and test/* are of the last weights, and checkpoints/best.ckpt was not written"
+    limit_val, max_epochs = trainer_cfg.get("limit_val_batches"), trainer_cfg.get("max_epochs")
+    if limit_val == 0:
+        return (
+            f"validation is off (trainer.limit_val_batches={limit_val}), {last}; raise "
+            "trainer.limit_val_batches (1.0: every validation batch) to choose a best one"
+        )
+    if max_epochs == 0:
+        return (
+            "nothing was trained (trainer.max_epochs=0), so val/* and test/* are of the starting weights, "
+            "and checkpoints/best.ckpt was not written; give trainer.max_epochs=1 or more to train, or "
+            "train=false ckpt_path=<file.ckpt> to score a trained model without training"
+        )
+    max_steps = trainer.max_steps
+    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+        return (
+            f"trainer.max_steps={max_steps} ended training at step {trainer.global_step}, in epoch "
+            f"{trainer.current_epoch + 1}, before the first validation (after epoch "
+            f"{trainer_cfg.get('check_val_every_n_epoch')}), {last}; raise trainer.max_steps past that "
+            "epoch's end to choose a best one"
+        )
+    return (
+        f"validation never ran during training (trainer.check_val_every_n_epoch="
+        f"{trainer_cfg.get('check_val_every_n_epoch')}, trainer.max_epochs={max_epochs}), {last}; lower "
+        "check_val_every_n_epoch to choose a best one"
+    )
 
 
 def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
