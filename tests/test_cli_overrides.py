@@ -55,6 +55,21 @@ def test_a_misspelt_nested_option_is_named_with_the_one_meant(
     assert (f"did you mean {suggestion}=...?" in message) if suggestion else "did you mean" not in message
 
 
+def test_an_option_the_built_class_takes_but_the_config_lacks_is_said_to_need_a_plus() -> None:
+    """``trainer.max_steps=6`` is a Trainer argument the config does not list: it was refused with "did you
+    mean trainer.max_epochs=...?", another option, where ``+trainer.max_steps=6`` was the one that works."""
+    message = unknown_option(["trainer.max_steps=6"], CONFIG_DIR, "train")
+    assert message is not None and message.startswith(
+        "unknown option 'trainer.max_steps' in 'trainer.max_steps=6'"
+    )
+    assert "+trainer.max_steps=6" in message and "max_epochs" not in message, message
+    assert unknown_option(["+trainer.max_steps=6"], CONFIG_DIR, "train") is None  # as advised: taken
+    # A misspelling the class does not take is still matched to the option meant.
+    assert "did you mean trainer.max_epochs=...?" in str(
+        unknown_option(["trainer.max_epoch=3"], CONFIG_DIR, "train")
+    )
+
+
 def test_nested_options_that_exist_or_are_not_names_pass() -> None:
     """Values Hydra or the run rejects later (a bad type, a sweep) are not this check's business."""
     for args in (

@@ -124,6 +124,16 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
             if not isinstance(node, DictConfig):
                 break
             if part not in node:
+                target = node._get_node("_target_")._value() if "_target_" in node else None  # type: ignore[union-attr]
+                taken = _target_parameters(str(target)) if target and depth == len(parts) - 1 else None
+                if taken is not None and part in taken:
+                    # A keyword of the class the node builds that the config leaves to its default
+                    # (trainer.max_steps): Hydra adds it with a plus; a similar name is another option.
+                    return (
+                        f"unknown option {key!r} in {arg!r}: the config does not list it, but "
+                        f"{'.'.join(parts[:depth])} builds {str(target).rsplit('.', 1)[-1]}, which takes "
+                        f"{part!r}: add it with a plus, +{arg.lstrip('+')}"
+                    )
                 guess = _closest(part, [str(k) for k in node if not str(k).startswith("_")])
                 if guess is not None:
                     hint = f"; did you mean {'.'.join([*parts[:depth], guess])}=...?"
