@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,32 @@ def test_class_map_uncovered_values_name_file_values_and_fix() -> None:
         )
     fixed = ClassMap(instantiate(cfg.data.class_map), "ai4mars")
     np.testing.assert_array_equal(fixed(np.array([[4, 9, 1]], np.uint8)), [[2, 0, 1]])
+
+
+def test_masks_of_other_ids_without_a_class_map_get_a_whole_map_to_fill_in() -> None:
+    """A folder whose masks hold 7 (no class_map): the error said ``data.class_map='{<native id>: <project
+    id>, ...}'``, and the map a user then gave for 7 alone was refused in a second run, since a map replaces
+    the identity (0, 1, 2 and 255 then unmapped). The message now gives the whole map, project ids included,
+    with only the odd values to fill in; filled in, it composes and covers the masks."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    try:
+        from .conftest import CONFIG_DIR
+    except ImportError:
+        from conftest import CONFIG_DIR  # type: ignore[no-redef]
+
+    mask = np.array([[0, 1, 2, 7, 255, 9]], np.uint8)
+    with pytest.raises(ValueError) as err:
+        ClassMap(None, "folder")(mask, "m.png")
+    said = str(err.value)
+    (example,) = [e for e in re.findall(r"data\.class_map='\{[^']*\}'", said) if "<native id>" not in e]
+    assert "7: <project id>" in example and "9: <project id>" in example, said
+    filled = example.replace("7: <project id>", "7: 255").replace("9: <project id>", "9: 1")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["data=folder", "data.root=x", *shlex.split(filled)])  # as a shell
+    fixed = ClassMap(instantiate(cfg.data.class_map), "folder")
+    np.testing.assert_array_equal(fixed(mask), [[0, 1, 2, 255, 255, 1]])
 
 
 @pytest.mark.parametrize(

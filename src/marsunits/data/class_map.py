@@ -62,6 +62,8 @@ class ClassMap:
             else f"++data.{key}.<native id>=<{target_word}>, one entry each"
         )
         self.where = where or f"configs/data/{dataset}.yaml, or on the command line as {command_line}"
+        #: Whether messages may spell the fix as a ``data.<key>=`` override (not for predict's own options).
+        self._data_option = where is None
         self._num_targets = num_targets
         self.identity = mapping is None
         if num_targets is None:
@@ -128,11 +130,21 @@ class ClassMap:
             present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
             missing = [int(v) for v in present if self._lut[v] == _UNMAPPED]
             if self.identity:
+                # A map replaces the identity: one for the odd values alone left 0, 1, 2 and 255 unmapped,
+                # refused in a second run. The whole map, with only the odd values to fill in.
+                whole = ", ".join(
+                    [f"{v}: {v}" for v in sorted(VALID_MASK_VALUES)] + [f"{v}: <project id>" for v in missing]
+                )
+                example = (
+                    f" A map replaces the project ids, so list them too, e.g. data.{self.key}='{{{whole}}}'."
+                    if self._data_option and self._num_targets is None
+                    else ""
+                )
                 raise ValueError(
                     f"{path}: mask values {missing} are not project class ids "
                     f"{sorted(VALID_MASK_VALUES)} and dataset '{self.dataset}' has no class_map. Set "
                     f"class_map (native id -> project id) in {self.where}, or convert "
-                    "the masks."
+                    f"the masks.{example}"
                 )
             targets = (
                 "0 smooth_volcanic, 1 rough_olivine, 2 other or 255 ignore"
