@@ -374,6 +374,26 @@ def test_read_mask_tiff(tmp_path: Path) -> None:
         read_mask(tmp_path / "rgb.tif")
 
 
+def test_a_float_tiff_mask_of_whole_ids_reads_as_the_ids_and_interpolated_values_are_named(
+    tmp_path: Path,
+) -> None:
+    """GIS tools write label rasters as Float32 by default (QGIS' Rasterize): a TIFF mask of whole ids was
+    refused as not "a single-channel image of class ids" (it was one), with no word on what was wrong. Its
+    ids are now read as a 16-bit file's are; values that are no ids (0.5 from a bilinear resample, NaN as
+    no-data, 300) are refused saying which and what to do."""
+    mask = RNG.choice(np.array([0, 1, 2, 255], np.uint8), size=(6, 9))
+    for dtype in (np.float32, np.float64):
+        tifffile.imwrite(tmp_path / "f.tif", mask.astype(dtype))
+        np.testing.assert_array_equal(read_mask(tmp_path / "f.tif"), mask)
+        assert read_mask(tmp_path / "f.tif").dtype == np.uint8
+    for value, said in ((0.5, r"0\.5.*nearest"), (np.nan, r"nan.*no-data"), (300.0, r"300.*0-255")):
+        bad = mask.astype(np.float32)
+        bad[1, 2] = value
+        tifffile.imwrite(tmp_path / "bad.tif", bad)
+        with pytest.raises(ImageReadError, match=rf"bad\.tif: .*{said}"):
+            read_mask(tmp_path / "bad.tif")
+
+
 def test_16_bit_png_mask_holding_ids_reads_as_the_ids(tmp_path: Path) -> None:
     mask = RNG.choice(np.array([0, 1, 2, 255], np.uint16), size=(6, 9))
     Image.fromarray(mask).save(tmp_path / "m16.png")  # uint16: mode I;16

@@ -924,6 +924,27 @@ def _ids_fit_8_bit(p: Path, arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _whole_float_ids(p: Path, arr: np.ndarray) -> np.ndarray:
+    """A floating-point single-channel mask (GIS tools write label rasters as Float32 by default: QGIS'
+    Rasterize) whose values are all whole ids 0-255, as uint8, as a 16-bit file's ids are read; otherwise a
+    clear error naming the first value that is no id (a fraction from an interpolating resample, NaN as
+    no-data, a value beyond 255). It was refused as not a single-channel image, which it was."""
+    bad = ~np.isfinite(arr) | (arr < 0) | (arr > 255) | (arr != np.round(arr))
+    if not bad.any():
+        return arr.astype(np.uint8)
+    value = float(arr[bad].flat[0])
+    if not np.isfinite(value):
+        why = "no-data (NaN or infinity): give unlabelled pixels the ignore id 255"
+    elif 0 < value < 255 and value != round(value):
+        why = "a fraction: the mask was resampled with interpolation; resample ids with nearest neighbour"
+    else:
+        why = "beyond the class ids 0-255"
+    raise ImageReadError(
+        f"{p}: mask value {value:g} (a {arr.dtype} image) is {why}. Class ids are whole numbers 0-255: save "
+        "them as an 8-bit greyscale PNG (or a Byte / UInt8 TIFF)."
+    )
+
+
 def _palette_ids(p: Path, decoded: Image.Image) -> np.ndarray:
     """Ids of a palette (``P``) mask: its indices, as in colour-coded masks (Pascal VOC's convention).
 
@@ -980,6 +1001,8 @@ def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None)
             arr = arr.reshape(height, width)
         if arr.ndim == 2 and arr.dtype in (np.uint16, np.int16, np.int32, np.uint32):
             arr = _ids_fit_8_bit(p, arr)
+        if arr.ndim == 2 and arr.dtype.kind == "f":
+            arr = _whole_float_ids(p, arr)
         if arr.ndim != 2 or arr.dtype != np.uint8:
             raise ImageReadError(
                 f"{p}: a mask must be a single-channel image of class ids; found shape {arr.shape}, "
