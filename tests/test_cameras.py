@@ -1512,3 +1512,24 @@ def test_the_contact_map_of_an_image_named_in_latin_1_is_valid_utf_8(tmp_path):
     assert [c["image"] for c in data["cameras"]] == ["caf\\xe9.png"]
     json.dumps(data, ensure_ascii=False).encode("utf-8")  # every string encodes strictly
     assert any(p.suffix == ".png" and p.stat().st_size > 0 for p in paths)
+
+
+def test_readme_camera_file_table_is_one_table_with_a_row_per_model():
+    """README, Camera files: one Markdown table lists every model a camera file may name, with its required
+    keys. A blank line inside it (before the ``cahvore`` row) ended the table there, so that row rendered as
+    a paragraph of pipes and the table seemed to stop at ``cahvor``."""
+    from conftest import REPO_ROOT
+    from marsunits.boundary.camera.io import _REQUIRED
+
+    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    head = lines.index("| `model` | required keys | optional keys |")
+    assert lines[head + 1].startswith("|---")
+    end = head + 2
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    rows = {re.match(r"\| `(\w+)` \|", line).group(1): line for line in lines[head + 2 : end]}  # type: ignore[union-attr]
+    assert sorted(rows) == sorted(_REQUIRED)
+    for model, line in rows.items():  # each required key is named in its row's required column
+        required = line.split(" | ")[1]
+        if not required.startswith("as "):  # "as `cahvor` plus ..." names only what it adds
+            assert all(f"`{key}`" in required for key in _REQUIRED[model]), model
