@@ -494,6 +494,23 @@ def test_a_misspelt_option_is_named_with_the_option_meant_before_the_model_loads
         UnitMapper.load(tmp_path / "model.ckpt", tiles=256)
 
 
+def test_a_predict_py_option_that_is_not_the_mappers_says_where_it_goes(tmp_path: Path) -> None:
+    """The README's "From Python" says the results equal predict.py's on the same number of torch threads
+    (predict.py's ``threads=``); ``load(path, threads=2)`` was "unknown UnitMapper option(s): threads",
+    saying neither what sets them in Python nor, for ``save_probabilities`` or ``adapt_bn``, where such an
+    option is (``UnitMap.save``, or predict.py alone). Said before the model loads (no file needed)."""
+    cases = {
+        "threads": r"threads is predict.py's; in Python call torch.set_num_threads\(2\) before mapping",
+        "save_probabilities": r"save_probabilities is an argument of UnitMap.save",
+        "probability_dtype": r"probability_dtype is an argument of UnitMap.save",
+        "adapt_bn": r"adapt_bn is predict.py's alone \(work on a folder stays there\)",
+        "runtime": r"runtime is predict.py's alone",
+    }
+    for name, message in cases.items():
+        with pytest.raises(ConfigError, match=r"unknown UnitMapper option\(s\): " + message):
+            UnitMapper.load(tmp_path / "model.ckpt", **{name: 2})
+
+
 def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> None:
     result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(np.zeros((64, 64), np.uint8))
     with pytest.raises(

@@ -29,7 +29,7 @@ import inspect
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -347,7 +347,8 @@ class UnitMapper:
             FileNotFoundError: No such file or folder.
             marsunits.task.CheckpointError: Not a usable marsunits model (the message says why and what
                 to do).
-            ConfigError: An option out of its range, or trust_checkpoint not a bool.
+            ConfigError: An option out of its range, or trust_checkpoint not a bool; an option it does not
+                take, naming the option meant or, for a ``predict.py`` option (``threads``), where it is.
         """
         from marsunits.model_package import load_model  # imports Lightning: only when a model is loaded
 
@@ -358,12 +359,7 @@ class UnitMapper:
         valid = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model")]
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            hints = [
-                f"{name} (did you mean {close[0]}?)"
-                if (close := difflib.get_close_matches(name, valid, 1))
-                else name
-                for name in unknown
-            ]
+            hints = [_unknown_option_hint(name, options[name], valid) for name in unknown]
             raise ConfigError(
                 f"unknown UnitMapper option(s): {', '.join(hints)}; valid options are "
                 f"{', '.join(['trust_checkpoint', *valid])}"
@@ -495,6 +491,23 @@ class UnitMapper:
                 lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         return UnitMap(pixels, probs, mask, as_stored(lines), found)
+
+
+def _unknown_option_hint(name: str, value: Any, valid: list[str]) -> str:
+    """What to say of an option :meth:`UnitMapper.load` does not take: where a ``predict.py`` option of that
+    name is in Python (the README's "From Python" names ``threads=``), else the valid option meant."""
+    if name == "threads":
+        return f"threads is predict.py's; in Python call torch.set_num_threads({value!r}) before mapping"
+    if name in ("save_probabilities", "probability_dtype"):
+        return f"{name} is an argument of UnitMap.save: result.save(folder, stem, {name}=...)"
+    if name == "ckpt_path":
+        return "ckpt_path is load's first argument: UnitMapper.load(<.ckpt or model package>)"
+    if name in ("input_dir", "output_dir"):
+        return f"{name} is predict.py's: map one image at a time (mapper.map(path)) and save it (result.save)"
+    if name in {f.name for f in fields(PredictOptions)}:
+        return f"{name} is predict.py's alone (work on a folder stays there)"
+    close = difflib.get_close_matches(name, valid, 1)
+    return f"{name} (did you mean {close[0]}?)" if close else name
 
 
 def _plain_scalar(value: Any) -> Any:
