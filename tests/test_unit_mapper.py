@@ -511,6 +511,17 @@ def test_a_predict_py_option_that_is_not_the_mappers_says_where_it_goes(tmp_path
             UnitMapper.load(tmp_path / "model.ckpt", **{name: 2})
 
 
+def test_a_camera_file_given_that_does_not_exist_says_to_check_the_path(ckpt: Path, tmp_path: Path) -> None:
+    """``map(image, camera="cams/frame.json")`` with a mistyped path said "no such file; fix or remove it",
+    the words for a broken camera file beside an image: there is nothing to remove. It names the option and
+    the path, and says to check the path or give ``camera=None``."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    missing = tmp_path / "cams" / "frame.json"
+    with pytest.raises(ValueError, match=r"camera=.*frame\.json.*: no such file; check the path") as info:
+        mapper.map(np.zeros((64, 64), np.uint8), camera=missing)
+    assert "remove" not in str(info.value) and "camera=None" in str(info.value)
+
+
 def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> None:
     result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(np.zeros((64, 64), np.uint8))
     with pytest.raises(

@@ -38,7 +38,7 @@ import PIL.Image
 import torch
 
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.camera.io import camera_from_dict, load_camera
+from marsunits.boundary.camera.io import CameraFileError, camera_from_dict, load_camera
 from marsunits.boundary.camera.oriented import OrientedCamera, orient_camera
 from marsunits.boundary.contact_io import ContactLine, as_stored, number_contacts, write_contacts
 from marsunits.boundary.extract import ContactConfig, extract_contacts
@@ -422,8 +422,8 @@ class UnitMapper:
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
             ValueError: An array or tensor of another shape or dtype, or finite values outside [0, 1], or
-                no finite value at all; a camera file that is broken (``CameraFileError``) or made for
-                another image size.
+                no finite value at all; a camera file that is broken or not there (``CameraFileError``) or
+                made for another image size.
             TypeError: ``image`` or ``camera`` is none of these.
         """
         path = None
@@ -463,7 +463,13 @@ class UnitMapper:
         elif isinstance(camera, Mapping):  # a camera file's content, e.g. json.load(f)
             found, source = camera_from_dict(dict(camera), "the camera dict given"), "the camera dict given"
         elif isinstance(camera, (str, os.PathLike)):
-            found, source = load_camera(expand_home(camera)), str(camera)
+            camera_path = expand_home(camera)
+            if not camera_path.exists() and not camera_path.is_symlink():  # a typo, not a file to remove
+                raise CameraFileError(
+                    f"camera={str(camera)!r}: no such file; check the path (a relative one starts at the "
+                    "working directory), or give camera=None for the contacts in pixels only"
+                )
+            found, source = load_camera(camera_path), str(camera)
         else:
             raise TypeError(
                 f"camera={camera!r:.60}: give a camera file's path, a camera model "
