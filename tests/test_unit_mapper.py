@@ -627,3 +627,23 @@ def test_predict_py_does_not_take_files_saved_from_python_for_its_own(
     assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32", "overwrite=true")) == 0
     members = json.loads((out / f"{image.stem}.contact.geojson").read_text())
     assert "saved_by" not in members and "image_file" in members
+
+
+def test_an_overwrite_run_leaves_files_saved_from_python_under_a_name_of_no_input(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """A notebook's ``result.save(out, "notebook_frame")`` in a folder that ``predict.py`` then predicts into:
+    a first run leaves those files alone, but ``overwrite=true`` deleted them as "outputs of inputs removed
+    since" (they never were an input's; README: other files in the folder are left alone). The files of
+    inputs of earlier runs that are gone are still removed."""
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    out = tmp_path / "out"
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    saved = mapper.map(image).save(out, "notebook_frame", save_probabilities=True)
+    before = {p.name: p.read_bytes() for p in saved}
+    assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32")) == 0
+    # The mask of an input removed since (an earlier run's), which overwrite=true still removes.
+    (out / "gone.mask.png").write_bytes((out / f"{image.stem}.mask.png").read_bytes())
+    assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32", "overwrite=true")) == 0
+    assert {p.name: p.read_bytes() for p in saved if p.exists()} == before
+    assert not (out / "gone.mask.png").exists()

@@ -186,11 +186,15 @@ def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = Fals
     followed and the ONNX cache (``.cache``) is skipped. So is a subfolder that is another prediction run's
     ``output_dir`` (it holds :data:`OTHER_RUN_MARKERS`: ``predictions/`` for a mission beside
     ``predictions/sol_0100/`` for one sol): its outputs are that run's, and an ``overwrite=true`` run into
-    the parent folder deleted them all.
+    the parent folder deleted them all. And so are the files of an image whose contact file says
+    ``UnitMap.save`` wrote them (:data:`SAVED_BY_KEY`): a notebook's, never an input's outputs (an input of
+    that name has them in ``keep``, rewritten by ``predict.py``), which an ``overwrite=true`` run deleted as
+    those of an input removed since.
     """
     kept = {os.path.normpath(p) for p in keep}
     suffixes = tuple(SUFFIXES.values())
     removed: list[Path] = []
+    saved_from_python: dict[Path, bool] = {}  # contact file -> whether UnitMap.save wrote it
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         if Path(dirpath) == root:
             dirnames[:] = [d for d in dirnames if d != ".cache"]
@@ -200,6 +204,12 @@ def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = Fals
         for name in filenames:
             path = Path(dirpath) / name
             if name.endswith(suffixes) and os.path.normpath(path) not in kept:
+                suffix = next(end for end in suffixes if name.endswith(end))
+                contact = Path(dirpath) / (name[: -len(suffix)] + SUFFIXES["contact"])
+                if contact not in saved_from_python:
+                    saved_from_python[contact] = _saved_from_python(contact)
+                if saved_from_python[contact]:
+                    continue
                 if dry_run:
                     removed.append(path)
                     continue
@@ -209,6 +219,19 @@ def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = Fals
                     continue
                 removed.append(path)
     return sorted(removed)
+
+
+def _saved_from_python(contact: Path) -> bool:
+    """Whether ``contact`` is a contact file that ``UnitMap.save`` wrote (its :data:`SAVED_BY_KEY` member);
+    False where there is none, or it cannot be read as one (then it is an output like any other)."""
+    try:
+        if not contact.is_file():  # not there, or a FIFO (never opened: it would be read for ever)
+            return False
+        with contact.open(encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and bool(data.get(SAVED_BY_KEY))
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
