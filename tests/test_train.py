@@ -638,6 +638,8 @@ def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path)
             DataError, match=rf"ckpt_path={model} was trained on \d+ sol\(s\) of 'marsscapes'"
         ):
             run(compose_config("train", tmp_path / "other", other))
+        # Refused before the run folder is made (it held config.yaml and an empty log of the refused run).
+        assert not (tmp_path / "other" / "config.yaml").exists()
         run(compose_config("train", tmp_path / "allowed", [*other, "data.allow_seen_val_sols=true"]))
     with pytest.raises(DataError, match=r"init_ckpt_path=.* was trained on .*data\.allow_seen_val_sols=true"):
         run(
@@ -647,6 +649,7 @@ def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path)
                 [*common, "data.seed=3", f"init_ckpt_path={trained['best_ckpt']}", "trainer.max_epochs=1"],
             )
         )
+    assert not (tmp_path / "fine" / "config.yaml").exists()
 
 
 def _one_epoch_of_fake_marsscapes(tmp_path: Path) -> tuple[list[str], Path]:

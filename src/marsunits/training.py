@@ -746,6 +746,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     elif init_ckpt:
         initialise_from_checkpoint(task, init_ckpt)
         _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
+    # The split and what the models this run comes from saw of it (sols, images): refused here, before the
+    # run folder and the loggers, not in the trainer's setup, which left a run folder and a failed W&B run.
+    check_split = getattr(datamodule, "check_split", None)
+    if callable(check_split):
+        check_split()
     # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
     # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
     # ckpt_path=last compares with (a refused init_ckpt_path left one, and a later resume was told the run

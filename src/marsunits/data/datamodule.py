@@ -418,6 +418,7 @@ class MarsDataModule(L.LightningDataModule):
         self.test_sets: list[Dataset] = []
         #: Real data: ``{source: (train records, val records)}`` after ``setup``.
         self.splits: dict[str, tuple[list[LabelledImage], list[LabelledImage]]] = {}
+        self._split_checked = False  # check_split ran (the splits are final)
         self._trained_keys: list[str] | None = None  # trained_image_keys(), hashed once (splits are final)
         #: The teacher of a pseudo-label folder among the sources (``pseudo_labels.json``), read by setup.
         self._teacher: PseudoLabelTeacher | None = None
@@ -560,18 +561,7 @@ class MarsDataModule(L.LightningDataModule):
             return
         train_parts: list[Dataset] = []
         per_source = max(1, self.samples_per_epoch // len(self.sources))
-        for source in self.sources:
-            self.splits[source] = self._split(source)
-        where = f"configs/data/{self.name}.yaml"
-        joined = self.shared_sol_holdout and len(self.sources) > 1
-        if joined:
-            hold_out_validated_sols(self.splits, self.sol_block, where)
-        if self.sol_margin > 0:
-            leave_out_sols_near_validation(self.splits, self.sol_margin, joined, where)
-        if "folder" in self.sources:  # read once: each check below and the task's record ask for it
-            self._teacher = pseudo_label_teacher(self._source_root("folder"))
-        if not self.allow_seen_val_sols:
-            self._refuse_what_was_seen_before()
+        self.check_split()
         stores = self._stores()
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
@@ -604,6 +594,33 @@ class MarsDataModule(L.LightningDataModule):
         if len(self.val_sets) > 1 and not self.separate_val:
             self.val_sets = [ConcatDataset(self.val_sets)]
         self.test_sets = self.val_sets
+
+    def check_split(self) -> None:
+        """Scan and split the real sources, and refuse a split whose validation data a model this run comes
+        from already saw (:meth:`_refuse_what_was_seen_before`); the first steps of :meth:`setup`, which
+        reuses them. ``train.py`` calls it before it makes the run folder and starts the loggers: refused in
+        ``setup``, a command left a run folder (``config.yaml``, an empty CSV log) and a failed W&B run.
+        Runs once; nothing for synthetic scenes.
+
+        Raises:
+            DataError: The split validates on sols or images such a model trained on (the message names the
+                model and ``data.allow_seen_val_sols``); FileNotFoundError: a source's folder is missing.
+        """
+        if self._split_checked or self.sources == ["synthetic"]:
+            return
+        for source in self.sources:
+            self.splits[source] = self._split(source)
+        where = f"configs/data/{self.name}.yaml"
+        joined = self.shared_sol_holdout and len(self.sources) > 1
+        if joined:
+            hold_out_validated_sols(self.splits, self.sol_block, where)
+        if self.sol_margin > 0:
+            leave_out_sols_near_validation(self.splits, self.sol_margin, joined, where)
+        if "folder" in self.sources:  # read once: each check below and the task's record ask for it
+            self._teacher = pseudo_label_teacher(self._source_root("folder"))
+        if not self.allow_seen_val_sols:
+            self._refuse_what_was_seen_before()
+        self._split_checked = True
 
     def _stores(self) -> dict[str, tuple[ImageStore, ImageStore | None]]:
         """The training and validation stores of every source (``None``: a train-only source).
