@@ -776,6 +776,24 @@ def test_existing_camera_file_kept_without_overwrite(tmp_path, capsys):
     assert json.loads(dest.read_text())["model"] == "cahv"
 
 
+def test_a_rerun_over_labels_already_converted_leaves_their_files_and_succeeds(tmp_path, capsys):
+    """Converting a folder again, after adding labels to it, converts the new ones and leaves the others
+    (their files hold exactly what would be written): each used to be refused as existing, exit 1. A file
+    that differs (another --ground-z-m, a hand edit) is still kept and refused without --overwrite."""
+    vec = _label_vectors(height_m=1.9, distort=False)
+    (tmp_path / "a.LBL").write_text(_pds3(vec))
+    assert main([str(tmp_path / "a.LBL")]) == 0
+    first = (tmp_path / "a.camera.json").stat().st_mtime_ns
+    capsys.readouterr()
+    (tmp_path / "b.LBL").write_text(_pds3(vec))
+    assert main([str(tmp_path / "a.LBL"), str(tmp_path / "b.LBL")]) == 0
+    out = capsys.readouterr().out
+    assert f"unchanged {tmp_path / 'a.camera.json'}" in out and f"wrote {tmp_path / 'b.camera.json'}" in out
+    assert (tmp_path / "a.camera.json").stat().st_mtime_ns == first
+    assert main([str(tmp_path / "a.LBL"), "--ground-z-m", "-1.5"]) == 1
+    assert "exists and differs; pass --overwrite" in capsys.readouterr().err
+
+
 def test_batch_with_one_bad_label_writes_the_others(tmp_path, capsys):
     vec = _label_vectors(height_m=1.9, distort=False)
     (tmp_path / "a.LBL").write_text(_pds3(vec))

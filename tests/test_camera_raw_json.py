@@ -302,8 +302,12 @@ def test_one_image_given_twice_or_already_converted_is_not_written_again(tmp_pat
     (tmp_path / "a.json").write_text(json.dumps([r, copy.deepcopy(r)]))
     assert main([str(tmp_path / "a.json")]) == 1
     assert "would write" in capsys.readouterr().err
-    assert main([str(tmp_path / "a.json")]) == 1
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main([str(tmp_path / "a.json")]) == 1  # the duplicate again; the file written is kept as it is
+    captured = capsys.readouterr()
+    assert "would write" in captured.err and "unchanged " in captured.out
+    (tmp_path / "b.json").write_text(json.dumps(r))
+    assert main([str(tmp_path / "b.json"), "--ground-z-m", "0.5"]) == 1
+    assert "exists and differs; pass --overwrite" in capsys.readouterr().err
 
 
 def test_ground_option_replaces_the_records_ground_and_says_so(tmp_path, capsys):

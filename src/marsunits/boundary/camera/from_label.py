@@ -1112,8 +1112,8 @@ def convert_label(
         The path written.
 
     Raises:
-        LabelError: As :func:`read_label` and :func:`camera_file_dict`, and if the file exists and
-            ``overwrite`` is false.
+        LabelError: As :func:`read_label` and :func:`camera_file_dict`, and if the file exists with other
+            content and ``overwrite`` is false (one holding exactly this camera file is left as it is).
         OSError: If the file cannot be written.
     """
     return _convert(label, out_dir, ground_z_m, overwrite, rover_frame)[0]
@@ -1125,14 +1125,34 @@ def _convert(
     ground_z_m: float | None,
     overwrite: bool,
     rover_frame: bool,
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[Path, dict[str, Any], bool]:
+    """The camera file written (or left as it was: the flag is False), its content, and whether written."""
     label = expand_home(label)
     dest = expand_home(out_dir if out_dir is not None else label.parent) / f"{label.stem}{SIDECAR_SUFFIX}"
-    if dest.exists() and not overwrite:
-        raise LabelError(f"{label}: {dest} exists; pass --overwrite to replace it")
     d = camera_file_dict(read_label(label), label, ground_z_m, rover_frame)
-    atomic_write_text(dest, json.dumps(d, indent=2) + "\n")
-    return dest, d
+    return dest, d, write_camera_file(dest, d, overwrite, str(label))
+
+
+def write_camera_file(dest: Path, d: dict[str, Any], overwrite: bool, source: str) -> bool:
+    """Write the camera file ``d`` to ``dest`` (atomically); returns False where ``dest`` already holds
+    exactly that text (nothing written: a re-run over a folder of labels, some new, converts the new ones
+    and leaves the others as they are, instead of refusing each of them).
+
+    Raises:
+        LabelError: ``dest`` exists with other content (a hand-made camera, another ``--ground-z-m``) and
+            ``overwrite`` is false; the message names ``source`` and says to pass ``--overwrite``.
+    """
+    text = json.dumps(d, indent=2) + "\n"
+    if dest.exists() and not overwrite:
+        try:
+            same = dest.read_text(encoding="utf-8") == text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if same:
+            return False
+        raise LabelError(f"{source}: {dest} exists and differs; pass --overwrite to replace it")
+    atomic_write_text(dest, text)
+    return True
 
 
 def _finite(text: str) -> float:
@@ -1236,7 +1256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ),
                         file=sys.stderr,
                     )
-            dest, d = _convert(label, args.out_dir, args.ground_z_m, args.overwrite, args.rover_frame)
+            dest, d, changed = _convert(
+                label, args.out_dir, args.ground_z_m, args.overwrite, args.rover_frame
+            )
             if d["frame"] == "flu" and not args.rover_frame:  # a rover-frame model the label does not place
                 print(readable(f"{PROG}: note: {label}: {d['pds_frame']}"), file=sys.stderr)
         except (LabelError, OSError) as exc:
@@ -1245,7 +1267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(readable(f"{PROG}: error: {' '.join(str(reason).split())}"), file=sys.stderr)
             continue
         written[dest] = str(label)
-        print(readable(f"wrote {dest}"))
+        print(readable(f"wrote {dest}" if changed else f"unchanged {dest} (already this camera file)"))
     if failed or records_failed or json_unread:  # each count says what was given: labels, records, files
         read = json_files - json_unread
         said = [f"{failed} of {total} labels refused"] if total else []
@@ -1284,10 +1306,8 @@ def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str
                     f"{path}: {img.imageid}: would write {dest} again, already written from "
                     f"{written[dest]}; give each image's record once"
                 )
-            if dest.exists() and not args.overwrite:
-                raise LabelError(f"{path}: {img.imageid}: {dest} exists; pass --overwrite to replace it")
             d = raw_camera_file_dict(img, path, args.ground_z_m, args.rover_frame)
-            atomic_write_text(dest, json.dumps(d, indent=2) + "\n")
+            changed = write_camera_file(dest, d, args.overwrite, f"{path}: {img.imageid}")
         except LabelError as exc:
             refused += 1
             refuse(exc)
@@ -1308,7 +1328,7 @@ def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str
             print(readable(f"{PROG}: note: {path}: {img.imageid}: {d['raw_frame']}"), file=sys.stderr)
         written[dest] = f"{path} ({img.imageid})"
         done += 1
-        print(readable(f"wrote {dest}"))
+        print(readable(f"wrote {dest}" if changed else f"unchanged {dest} (already this camera file)"))
     return done, refused
 
 
