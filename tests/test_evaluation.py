@@ -280,6 +280,26 @@ def test_a_label_is_found_under_each_mask_extension_in_any_case(tmp_path: Path, 
     assert find_label(tmp_path, PurePosixPath("sub/x.jpg")) == tmp_path / "sub" / f"x{suffix}"
 
 
+@pytest.mark.parametrize("label_name", ["B.png", "b.PNG.png", "sub/B.tif"])
+def test_a_label_whose_name_differs_only_in_letter_case_is_named_with_the_rename(
+    tmp_path: Path, label_name: str
+) -> None:
+    """Labels are matched by their exact stem, as train.py pairs images and masks; ``B.png`` for ``b.png``
+    was counted as "without a label", with no hint that it was there. A different stem stays missing."""
+    rel = PurePosixPath(label_name).parent / "b.jpg"
+    path = tmp_path / label_name
+    path.parent.mkdir(exist_ok=True)
+    write_png_atomic(path, _halves(20, 30, 15))
+    ev = Evaluation(tmp_path)
+    ev.add(rel, _halves(20, 30, 15))
+    if label_name == "b.PNG.png":  # stem 'b.PNG': another name, not another case
+        assert ev.missing == [rel.as_posix()] and not ev.errors
+        return
+    message = ev.errors[rel.as_posix()]
+    assert message.startswith(f"{path}: ") and "only in letter case" in message
+    assert f"rename it b{path.suffix}" in message and not ev.missing
+
+
 def test_the_label_of_the_first_mask_extension_wins_whatever_the_form_of_the_name(tmp_path: Path) -> None:
     """Extensions are tried in the order of LABEL_EXTENSIONS (JPEG, which cannot hold a mask, last), for a
     name that has to be looked up by listing its folder (non-ASCII) as for one that does not."""

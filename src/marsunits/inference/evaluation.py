@@ -268,6 +268,26 @@ def find_label(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None =
     )
 
 
+def label_in_another_case(
+    labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None = None
+) -> Path | None:
+    """A label file of input ``rel`` whose stem differs from the input's only in letter case (``B.png`` for
+    ``b.png``), or None: :func:`find_label` matches the stem exactly, as train.py's folder data pairs images
+    and masks, so such a label was reported as missing, with no hint that it was there."""
+    index = index or FolderIndex()
+    try:
+        folder = _find_folder(labels_dir, rel.parent, index)
+    except ValueError:
+        return None
+    if folder is None:
+        return None
+    for suffix in LABEL_EXTENSIONS:
+        for name in sorted(index.names(folder, f"{rel.stem}{suffix}")):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
 def find_true_contact(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None = None) -> Path | None:
     """True contact file of input ``rel``, or None.
 
@@ -368,6 +388,14 @@ class Evaluation:
             self.errors[key] = str(exc)
             return
         if label_path is None:
+            other_case = label_in_another_case(self.labels_dir, rel, self._folders)
+            if other_case is not None:
+                self.errors[key] = (
+                    f"{other_case}: its name differs from the image's, {rel.name}, only in letter case, and "
+                    f"labels are matched by their exact name (as train.py pairs images and masks); rename it "
+                    f"{PurePosixPath(rel.name).stem}{other_case.suffix}"
+                )
+                return
             self.missing.append(key)
             return
         try:
