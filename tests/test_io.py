@@ -869,3 +869,22 @@ def test_files_that_are_no_image_but_tell_what_they_are_say_what_to_do(
     other.write_bytes(b"just some text, nothing known")
     with pytest.raises(ImageReadError, match="not an image PIL can identify"):
         read_image(other)
+
+
+def test_a_1_bit_mask_is_read_as_0_and_255_and_said_once(tmp_path: Path, caplog) -> None:
+    """A 1-bit PNG (PIL's save of a boolean array) reads white as 255, unlabelled; a class-0/1 mask saved
+    so lost its class 1 without a word. The first such mask of a process is named, with the fix."""
+    import marsunits.data.io as io_module
+
+    io_module._WARNED_READ_NOTES.discard(io_module._ONE_BIT_MASK)
+    ones = np.zeros((6, 8), bool)
+    ones[:, 4:] = True
+    for name in ("a.png", "b.png"):
+        Image.fromarray(ones).save(tmp_path / name)
+    with caplog.at_level("WARNING", logger="marsunits"):
+        for name in ("a.png", "b.png"):
+            ids = read_mask(tmp_path / name)
+            assert set(np.unique(ids)) == {0, 255} and (ids[:, 4:] == 255).all()
+    said = [r.getMessage() for r in caplog.records if "1-bit" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'a.png'}: a 1-bit")
+    assert "8-bit greyscale of class ids" in said[0]

@@ -31,6 +31,7 @@ import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marsunits.atomic import atomic_write
+from marsunits.constants import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -756,6 +757,9 @@ def _full_page_count(path: str, size: int, mtime_ns: int) -> int | None:
 #: file for every crop drawn from it).
 _WARNED_READ_NOTES: set[str] = set()
 
+#: The key of :data:`_WARNED_READ_NOTES` for the one warning about 1-bit masks (:func:`read_mask`).
+_ONE_BIT_MASK = "<1-bit mask>"
+
 
 def _in_loader_worker() -> bool:
     """Whether this is a DataLoader worker process: each has its own memory of what was said, and training
@@ -1020,7 +1024,22 @@ def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None)
         if decoded.mode == "1":
             # 1-bit greyscale: what PNG optimisers (and PIL, for a boolean array) make of a mask holding only
             # 0 and 255; its white is 255. It was refused as "mode '1' with 1 channel(s)", a single channel.
-            return np.array(decoded.convert("L"), dtype=np.uint8)
+            # Also what PIL makes of a boolean class-0/1 mask (Image.fromarray(mask == 1)), whose white
+            # meant class 1: read as 255 it silently became "ignore", so it is said, once a process.
+            ids = np.array(decoded.convert("L"), dtype=np.uint8)
+            if (
+                (ids == IGNORE_INDEX).any()
+                and _ONE_BIT_MASK not in _WARNED_READ_NOTES
+                and not _in_loader_worker()
+            ):
+                _WARNED_READ_NOTES.add(_ONE_BIT_MASK)
+                log.warning(
+                    "%s: a 1-bit (black and white) mask: its white is read as 255, unlabelled (ignored), as "
+                    "every 1-bit mask is. If white means class 1 (rough_olivine), save the masks as 8-bit "
+                    "greyscale of class ids, e.g. Image.fromarray(mask.astype(np.uint8)).save(...)",
+                    p,
+                )
+            return ids
         if decoded.mode != "L":
             bands = len(decoded.getbands())
             raise ImageReadError(
