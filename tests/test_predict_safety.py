@@ -313,6 +313,31 @@ def test_a_folder_that_cannot_be_listed_is_an_error_row_naming_it_and_the_fix(
     assert "make it readable" in message and "move it out of input_dir" in message
 
 
+def test_an_input_dir_that_cannot_be_listed_stops_the_run_and_keeps_its_outputs(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """input_dir itself unreadable (an NFS mount gone stale, permissions changed) was one error row ``.``
+    advising to "move it out of input_dir", and an ``overwrite=true`` run then took every earlier output
+    for one of an input removed since and deleted them all."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    before = sorted(p.name for p in out.glob("img*.*"))
+    real_scandir = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if os.path.realpath(path) == os.path.realpath(inp):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"), capsys)
+    assert code == 2
+    assert f"input_dir {inp.resolve()} cannot be listed (Permission denied)" in err
+    assert "move it out of input_dir" not in err and "chmod a+rx" in err
+    assert sorted(p.name for p in out.glob("img*.*")) == before
+
+
 def test_an_output_name_taken_by_a_folder_is_an_error_row_naming_it_whatever_the_order(
     tmp_path: Path, ckpt: Path
 ) -> None:

@@ -169,7 +169,8 @@ def discover(
             were). Each one reached is said once, as a warning.
 
     Raises:
-        DataError: If no file matches ``patterns`` and nothing else was found either.
+        DataError: If no file matches ``patterns`` and nothing else was found either, or ``input_dir`` itself
+            cannot be listed (a sub-folder that cannot is a problem row).
     """
     exts = normalise_patterns(patterns)
     problems: list[InputProblem] = []
@@ -179,6 +180,18 @@ def discover(
 
     def on_error(err: OSError) -> None:
         where = Path(err.filename) if err.filename else input_dir
+        if where == input_dir:
+            # Not one folder's images missing but all of them: as an error row, an overwrite=true run took
+            # every earlier output for one of an input removed since and deleted them all.
+            raise DataError(
+                f"input_dir {input_dir} cannot be listed ({err.strerror or err}); "
+                + (
+                    f"make it readable (chmod a+rx '{input_dir}')"
+                    if isinstance(err, PermissionError)
+                    else "check the folder and its disk"
+                )
+                + ", then run again"
+            ) from err
         fix = (
             f"make it readable (chmod a+rx '{where}') or move it out of input_dir"
             if isinstance(err, PermissionError)
