@@ -558,6 +558,10 @@ def test_save_into_a_file_or_over_a_folder_says_which_and_writes_nothing(ckpt: P
     a_file.write_text("field notes")
     with pytest.raises(ConfigError, match=rf"folder {re.escape(str(a_file))} is a file"):
         result.save(a_file, "x")
+    with pytest.raises(
+        ConfigError, match=rf"folder {re.escape(str(a_file / 'sol1'))}: {re.escape(str(a_file))} is a file"
+    ):
+        result.save(a_file / "sol1", "x")  # was "[Errno 20] Not a directory"
     assert a_file.read_text() == "field notes"
     (tmp_path / "out" / "x.overlay.png").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"x\.overlay\.png is a folder"):

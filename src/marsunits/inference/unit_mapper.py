@@ -192,8 +192,8 @@ class UnitMap:
         Raises:
             ConfigError: ``stem`` is not a plain file name or makes names longer than the filesystem allows
                 (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``),
-                another ``probability_dtype``, ``folder`` a file, or a folder there under an output's name;
-                nothing is written then.
+                another ``probability_dtype``, ``folder`` (or a folder above it) a file, or a folder there
+                under an output's name; nothing is written then.
         """
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
@@ -202,8 +202,14 @@ class UnitMap:
         if probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
         paths = OutputPaths(expand_home(folder), PurePosixPath(f"{stem}.png"))
-        if paths.root.exists() and not paths.root.is_dir():  # it was "[Errno 17] File exists"
-            raise ConfigError(f"folder {paths.root} is a file, not a folder; give a folder for the outputs")
+        # The folder, or the nearest of its parents that exists, a file: "[Errno 17] File exists" (or 20, "Not
+        # a directory", from mkdir).
+        existing = next((p for p in (paths.root, *paths.root.parents) if p.exists()), paths.root)
+        if existing.exists() and not existing.is_dir():
+            where = " " if existing == paths.root else f": {existing} "
+            raise ConfigError(
+                f"folder {paths.root}{where}is a file, not a folder; give a folder for the outputs"
+            )
         paths.mask.parent.mkdir(parents=True, exist_ok=True)
         # As predict.py says it before predicting; it was "[Errno 36] File name too long" naming a temporary.
         too_long = output_name_problem(paths.root, paths.rel)
