@@ -289,6 +289,28 @@ def test_a_link_to_a_folder_of_input_dir_never_takes_that_folder_s_own_name(
     assert "input_dir/c_ext is a link to input_dir/b_ext, searched under that name" in caplog.text
 
 
+def test_a_link_to_a_folder_that_is_not_searched_is_not_said_to_be_searched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Folders walked by name come first now: a link to labels_dir (or to another run's output_dir) met
+    after it was said to be "searched under that name", which it was not."""
+    import logging
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "x.png", 8, 8)
+    save_rgb(inp / "labels" / "x.png", 8, 8)
+    save_rgb(inp / "old_run" / "x.mask.png", 8, 8)
+    (inp / "old_run" / "prediction_settings.json").write_text("{}")
+    (inp / "a_labels").symlink_to(inp / "labels", target_is_directory=True)  # sorts first: walked after
+    (inp / "b_old").symlink_to(inp / "old_run", target_is_directory=True)
+    with caplog.at_level(logging.INFO, logger="marsunits.inference.inputs"):
+        files, _ = discover(inp.resolve(), ["png"], skip={(inp / "labels").resolve(): "labels_dir"})
+    assert [f.rel.as_posix() for f in files] == ["x.png"]
+    assert "searched under that name" not in caplog.text
+    assert "input_dir/a_labels is a link to input_dir/labels, which is not searched for images" in caplog.text
+    assert "input_dir/b_old is a link to input_dir/old_run, which is not searched for images" in caplog.text
+
+
 def test_a_folder_that_cannot_be_listed_is_an_error_row_naming_it_and_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

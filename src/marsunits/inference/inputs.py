@@ -176,6 +176,7 @@ def discover(
     problems: list[InputProblem] = []
     files: list[InputFile] = []
     seen: dict[str, str] = {}  # real folder -> the path it was walked as
+    unsearched: set[str] = set()  # real folders met but not searched (skip, another run's output_dir)
     skipped = {os.fspath(folder): what for folder, what in (skip or {}).items()}
 
     def on_error(err: OSError) -> None:
@@ -218,9 +219,10 @@ def discover(
         if real in seen:  # a symbolic link to a folder already walked (a loop back to an ancestor included)
             if seen[real] != dirpath:
                 log.info(
-                    "input_dir/%s is a link to input_dir/%s, searched under that name",
+                    "input_dir/%s is a link to input_dir/%s, %s",
                     _rel(Path(dirpath), input_dir).as_posix(),
                     _rel(Path(seen[real]), input_dir).as_posix(),
+                    "which is not searched for images" if real in unsearched else "searched under that name",
                 )
             dirnames[:] = []
             continue
@@ -233,6 +235,7 @@ def discover(
                 "" if real == inside else "inside ",
                 skipped[inside],
             )
+            unsearched.add(real)
             dirnames[:] = []
             continue
         marker = next((m for m in _OTHER_RUN_MARKERS if m in filenames), None)
@@ -244,6 +247,7 @@ def discover(
                 _rel(Path(dirpath), input_dir).as_posix(),
                 marker,
             )
+            unsearched.add(real)
             dirnames[:] = []
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
