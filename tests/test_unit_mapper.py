@@ -405,6 +405,15 @@ def test_a_float_tiff_with_a_nan_border_read_into_an_array_maps_as_its_file_does
     ]
     with pytest.raises(ValueError, match=r"no finite value \(all NaN or infinite\)"):
         mapper.map(np.full((64, 64), np.nan, np.float32))
+    # Saturated pixels a little above 1 beside the NaN border: predict.py clips them; the array is refused,
+    # and its advice must not be to divide by 255 (which makes the image black), but to clip or give the file.
+    pixels[50, 70] = 1.04
+    tifffile.imwrite(path, pixels, photometric="rgb")
+    assert mapper.map(path).mask.shape == (96, 128)
+    with pytest.raises(ValueError, match=r"got 0 to 1\.04") as caught:
+        mapper.map(tifffile.imread(path))
+    assert "255" not in str(caught.value)
+    assert "np.clip(image, 0, 1)" in str(caught.value) and "give the file's path" in str(caught.value)
 
 
 def test_numbers_computed_with_numpy_are_taken_as_the_numbers_they_hold(ckpt: Path) -> None:

@@ -373,7 +373,7 @@ def _read_tiff(path: Path, max_megapixels: float | None) -> np.ndarray:
 
 #: Float images whose largest value exceeds this hold another scale (0-255, 0-65535), not [0, 1]: calibrated
 #: [0, 1] data overshoots 1 a little where it saturates, never by a factor of 2.
-_FLOAT_MAX = 2.0
+FLOAT_FULL_SCALE_MAX = 2.0
 
 
 def _unit_float(path: Path, arr: np.ndarray) -> np.ndarray:
@@ -384,11 +384,11 @@ def _unit_float(path: Path, arr: np.ndarray) -> np.ndarray:
     above 1 are clipped, as before.
 
     Raises:
-        ImageReadError: The largest finite value exceeds ``_FLOAT_MAX`` (2).
+        ImageReadError: The largest finite value exceeds ``FLOAT_FULL_SCALE_MAX`` (2).
     """
     arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
     top = float(arr.max()) if arr.size else 0.0
-    if top > _FLOAT_MAX:
+    if top > FLOAT_FULL_SCALE_MAX:
         raise ImageReadError(
             f"{path}: float pixels reach {top:g}, but float images are read as values in [0, 1]. Scale the "
             f"image to [0, 1] (divide by 255 for 8-bit data, by 65535 or 4095 for 16- or 12-bit data) or "

@@ -46,6 +46,7 @@ from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.io import (
+    FLOAT_FULL_SCALE_MAX,
     _orientation_tag,
     exif_orientation,
     pil_image_native,
@@ -603,10 +604,18 @@ def _array_image(array: np.ndarray) -> np.ndarray:
             # As predict.py reads a float TIFF's non-finite pixels (data.io): NaN black, so that a NaN border
             # is no data, +inf full scale, -inf black. The same file read with tifffile was refused.
             pixels = np.nan_to_num(pixels, nan=0.0, posinf=1.0, neginf=0.0)
-        if pixels.min() < 0.0 or pixels.max() > 1.0:
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < 0.0 or high > 1.0:
+            # Saturated pixels a little above 1 (up to 2) are clipped when predict.py reads a float file: the
+            # same file read with tifffile was told to divide by 255, which makes it black.
+            fix = (
+                "clip it first (np.clip(image, 0, 1), as predict.py reads a float file's saturated pixels), "
+                "or give the file's path"
+                if low >= 0.0 and high <= FLOAT_FULL_SCALE_MAX
+                else "divide it by its full-scale value (255 for 8-bit data) first"
+            )
             raise ValueError(
-                f"a float image array must hold values in [0, 1], got {pixels.min():g} to {pixels.max():g}; "
-                "divide it by its full-scale value (255 for 8-bit data) first"
+                f"a float image array must hold values in [0, 1], got {low:g} to {high:g}; {fix}"
             )
     # A copy, never the caller's own float32 array: UnitMap.image would change with later edits of it.
     return pixels.copy() if np.shares_memory(pixels, array) else np.ascontiguousarray(pixels)
