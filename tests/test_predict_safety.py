@@ -17,10 +17,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from marsunits.data.io import read_mask
-from marsunits.errors import ConfigError, report_user_errors
+from marsunits.errors import ConfigError, DataError, report_user_errors
 from marsunits.inference import run
 from marsunits.inference import runner as runner_module
-from marsunits.inference.inputs import discover, output_escape
+from marsunits.inference.inputs import check_folders, discover, output_escape
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import CONFIG_DIR
@@ -358,6 +358,12 @@ def test_an_input_dir_that_cannot_be_listed_stops_the_run_and_keeps_its_outputs(
     assert f"input_dir {inp.resolve()} cannot be listed (Permission denied)" in err
     assert "move it out of input_dir" not in err and "chmod a+rx" in err
     assert sorted(p.name for p in out.glob("img*.*")) == before
+    # Said by the checks a sharded run makes before spawning its ranks (each stopped with a traceback)...
+    with pytest.raises(DataError, match=r"input_dir .* cannot be listed \(Permission denied\)"):
+        check_folders(inp, out)
+    # ...and by the walk (a folder that stops being readable after the checks; pseudo-labelling's walk).
+    with pytest.raises(DataError, match=r"input_dir .* cannot be listed \(Permission denied\); make it"):
+        discover(inp.resolve(), ["png"])
 
 
 def test_an_output_name_taken_by_a_folder_is_an_error_row_naming_it_whatever_the_order(

@@ -107,8 +107,8 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     """Resolve and validate the two folders; returns them absolute.
 
     Raises:
-        DataError: The input folder is missing or is not a folder, ``output_dir`` is an existing file, or
-            either is a symbolic link loop.
+        DataError: The input folder is missing, is not a folder or cannot be listed, ``output_dir`` is an
+            existing file, or either is a symbolic link loop.
         ConfigError: ``output_dir`` is the input folder or lies inside it (outputs would be read as inputs
             on the next run), or ``input_dir`` lies inside ``output_dir`` (see the module docstring).
     """
@@ -118,6 +118,11 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
         raise DataError(f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...")
     if not inp.is_dir():
         raise DataError(f"input_dir {inp} is a file, not a folder; pass the folder that contains the images")
+    try:  # here too, before a sharded run spawns its ranks (each would stop with a traceback)
+        with os.scandir(inp):
+            pass
+    except OSError as err:
+        raise _unlistable_input_dir(inp, err) from err
     if out == inp or inp in out.parents:
         raise ConfigError(
             f"output_dir {out} is inside input_dir {inp}, so outputs would be read as inputs next time; "
@@ -184,15 +189,7 @@ def discover(
         if where == input_dir:
             # Not one folder's images missing but all of them: as an error row, an overwrite=true run took
             # every earlier output for one of an input removed since and deleted them all.
-            raise DataError(
-                f"input_dir {input_dir} cannot be listed ({err.strerror or err}); "
-                + (
-                    f"make it readable (chmod a+rx '{input_dir}')"
-                    if isinstance(err, PermissionError)
-                    else "check the folder and its disk"
-                )
-                + ", then run again"
-            ) from err
+            raise _unlistable_input_dir(input_dir, err) from err
         fix = (
             f"make it readable (chmod a+rx '{where}') or move it out of input_dir"
             if isinstance(err, PermissionError)
@@ -284,6 +281,16 @@ def discover(
         )
     problems.sort(key=lambda p: p.rel.as_posix())
     return kept, problems
+
+
+def _unlistable_input_dir(input_dir: Path, err: OSError) -> DataError:
+    """The refusal of an ``input_dir`` that cannot be listed (``err``), with the fix."""
+    fix = (
+        f"make it readable (chmod a+rx '{input_dir}')"
+        if isinstance(err, PermissionError)
+        else "check the folder and its disk"
+    )
+    return DataError(f"input_dir {input_dir} cannot be listed ({err.strerror or err}); {fix}, then run again")
 
 
 def _drain(queue: deque[str]) -> Iterator[str]:
