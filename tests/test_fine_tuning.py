@@ -163,3 +163,25 @@ def test_a_sub_class_model_for_project_class_data_is_told_what_runs(tmp_path: Pa
     # The reverse runs as advised: a three-class model for a sub-class run turns the sub-classes off.
     with pytest.raises(CheckpointError, match=r"data\.subclass_map=null data\.subclasses=null"):
         initialise_from_checkpoint(sub, tmp_path / "plain.ckpt", source=plain)
+
+
+def test_init_ckpt_path_under_the_home_folder_is_read_as_typed_there(
+    source_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``init_ckpt_path=~/runs/best.ckpt`` (zsh passes ``~`` after ``=`` as it is; Python callers quote it)
+    was refused as "no such file": the checkpoint was opened as a file under a folder named ``~``, though
+    every other path option (``ckpt_path``, ``data.root``) reads ``~`` as the home folder."""
+    import shutil
+
+    from marsunits.model_package import write_package
+
+    home = tmp_path / "home"
+    (home / "runs").mkdir(parents=True)
+    shutil.copy(source_ckpt, home / "runs" / "best.ckpt")
+    write_package(load_task(source_ckpt), home / "runs" / "package")
+    monkeypatch.setenv("HOME", str(home))
+    theirs = load_task(source_ckpt).model.state_dict()
+    for given in ("~/runs/best.ckpt", "~/runs/package"):
+        task = instantiate(compose_config("train", tmp_path / "run", TINY).model)
+        initialise_from_checkpoint(task, given)
+        assert all(torch.equal(v, theirs[k]) for k, v in task.model.state_dict().items())

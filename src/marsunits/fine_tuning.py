@@ -20,6 +20,7 @@ from marsunits.data.splits import merge_sols
 from marsunits.file_digest import merge_image_keys
 from marsunits.model_package import is_package, load_package
 from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
+from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def read_source(path: str | Path, option: str = "init_ckpt_path") -> Segmentatio
         FileNotFoundError: ``path`` does not exist; the message names ``option`` and what to give.
         CheckpointError: not a marsunits checkpoint, or another class set.
     """
-    path = Path(path)
+    path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
     if is_package(path):  # a shared model (python -m marsunits.export): the same network, no pickle
         return load_package(path, expected_class_names=CLASS_NAMES)
     if not path.is_file():
@@ -159,7 +160,8 @@ def initialise_from_checkpoint(
     Args:
         task: the freshly built task of the new run.
         path: a ``.ckpt`` written by marsunits' ``train.py``, or a model package (folder, or its
-            ``model.json`` / ``model.safetensors``; :mod:`marsunits.export`).
+            ``model.json`` / ``model.safetensors``; :mod:`marsunits.export`); a leading ``~`` is the home
+            folder (:func:`~marsunits.user_paths.expand_home`).
         option: the config key that gave ``path``, named in the messages (``ckpt_path`` for ``train=false``,
             which evaluates the checkpoint instead of fine-tuning it).
         source: the task already read from ``path`` (:func:`read_source`), so it is not read twice.
@@ -170,7 +172,7 @@ def initialise_from_checkpoint(
             network of other shapes (the message lists the hyper-parameters that differ and how to match
             them).
     """
-    path = Path(path)
+    path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
     classes = list(task.hparams["class_names"])
     if source is None:
         source = read_source(path, option)
