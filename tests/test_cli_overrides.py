@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -387,6 +388,31 @@ def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_pa
         ["callbacks=[default,ema]"],
     ):
         assert sweeps_taken_as_one_value(quiet) == [], quiet
+
+
+def test_a_folder_with_a_comma_that_exists_is_no_forgotten_multirun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``input_dir=sol 12, left`` naming a folder that is there (the README's example of a name with a comma)
+    was warned about as ``-m`` forgotten, a list of two runs meant: a value that names an existing file or
+    folder as typed is that path, and nothing is said. A warning's ``-m`` command is quoted for the shell
+    (``python predict.py -m ... input_dir=x, y`` ran with ``y`` as another argument)."""
+    from marsunits.cli_overrides import sweeps_taken_as_one_value
+
+    folder = tmp_path / "sol 12, left"
+    folder.mkdir()
+    (tmp_path / "a,b.ckpt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for there in (
+        f"input_dir={folder}",
+        "input_dir=sol 12, left",
+        "ckpt_path=a,b.ckpt",
+        "data.root=~/sol 12, left",
+    ):
+        assert sweeps_taken_as_one_value([there]) == [], there
+    (said,) = sweeps_taken_as_one_value(["input_dir=x, y"])
+    assert said.endswith("(python <script>.py -m ... 'input_dir=x, y')"), said
 
 
 def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

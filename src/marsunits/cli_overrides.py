@@ -283,8 +283,12 @@ def sweeps_taken_as_one_value(argv: Sequence[str]) -> list[str]:
 
     :func:`quoted_path_overrides` gives such a value to Hydra as one string, as typed (``sol 12, left`` is a
     folder name): without ``-m`` Hydra runs one job, and ``run_name=a,b`` trained one run, in a folder named
-    ``a,b``, without a word, where the user had meant a run per value.
+    ``a,b``, without a word, where the user had meant a run per value. A value that names an existing file or
+    folder as typed (``~`` the home folder, relative to the current folder) is that path, and nothing is
+    said. The ``-m`` command shown is quoted for the shell.
     """
+    import shlex
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -300,13 +304,28 @@ def sweeps_taken_as_one_value(argv: Sequence[str]) -> list[str]:
             (override,) = parser.parse_overrides([arg])
         except OverrideParseException:
             continue
-        if override.is_sweep_override():
-            what = "run folder name" if key.lstrip("+") in ("run_name", "task_name") else "path"
-            said.append(
-                f"{arg} is taken as one {what}, {raw!r}, for one run: a list of values is a sweep only in a "
-                f"multirun. For one run per value add -m (python <script>.py -m ... {arg})"
-            )
+        if not override.is_sweep_override():
+            continue
+        names_run = key.lstrip("+") in ("run_name", "task_name")
+        if not names_run and _exists(raw):
+            continue  # input_dir=sol 12, left: a folder of that name
+        what = "run folder name" if names_run else "path"
+        said.append(
+            f"{arg} is taken as one {what}, {raw!r}, for one run: a list of values is a sweep only in a "
+            f"multirun. For one run per value add -m (python <script>.py -m ... {shlex.quote(arg)})"
+        )
     return said
+
+
+def _exists(path: str) -> bool:
+    """Whether ``path`` names a file or folder that is there (``~`` the home folder); False where it cannot
+    be looked up (a name too long, an unreadable folder)."""
+    from marsunits.user_paths import expand_home
+
+    try:
+        return expand_home(path).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def warn_sweeps_taken_as_one_value(argv: Sequence[str], prog: str) -> None:
