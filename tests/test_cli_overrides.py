@@ -71,6 +71,24 @@ def test_an_option_the_built_class_takes_but_the_config_lacks_is_said_to_need_a_
     )
 
 
+def test_trainer_arguments_the_run_gives_itself_point_to_their_group_not_to_a_plus() -> None:
+    """``trainer.logger=false`` was told to add ``+trainer.logger=false``, which Hydra took and train.py then
+    overrode without a word (it hands the Trainer its loggers and callbacks from the ``logger`` and
+    ``callbacks`` groups): the run logged as before. Such a key, with or without the plus, names the group
+    option that does it."""
+    for arg, group in (
+        ("trainer.logger=false", "logger=none"),
+        ("+trainer.logger=false", "logger=none"),
+        ("++trainer.logger=false", "logger=none"),
+        ("trainer.callbacks=[]", "callbacks="),
+        ("+trainer.callbacks=[]", "callbacks="),
+    ):
+        message = unknown_option([arg], CONFIG_DIR, "train")
+        assert message is not None and group in message, (arg, message)
+        assert "with a plus" not in message, message
+    assert "+trainer.max_steps=6" in str(unknown_option(["trainer.max_steps=6"], CONFIG_DIR, "train"))
+
+
 def test_nested_options_that_exist_or_are_not_names_pass() -> None:
     """Values Hydra or the run rejects later (a bad type, a sweep) are not this check's business."""
     for args in (

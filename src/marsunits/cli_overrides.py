@@ -33,6 +33,7 @@ from marsunits.slurm_world import in_batch_step, launched_by_slurm, runs_as_one_
 
 __all__ = [
     "added_option_not_taken",
+    "argument_the_run_gives",
     "exit_on_unknown_option",
     "unresolvable_path_interpolation",
     "unknown_nested_option",
@@ -495,9 +496,37 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             guess = leaves[close[0]] if close else None
         hint = f"; did you mean {guess}=...?" if guess else ""
         return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
-    return unknown_nested_option(argv, config_dir, config_name) or added_option_not_taken(
-        argv, config_dir, config_name
+    return (
+        argument_the_run_gives(argv, config_name)
+        or unknown_nested_option(argv, config_dir, config_name)
+        or added_option_not_taken(argv, config_dir, config_name)
     )
+
+
+#: ``train.py``'s Trainer arguments that the run gives itself (:func:`~marsunits.training.build_trainer`), and
+#: the config group that sets them.
+_GIVEN_BY_RUN = {
+    "trainer.logger": "the loggers of the logger group (configs/logger/): choose them with logger=<name>, "
+    "logger=none for none",
+    "trainer.callbacks": "the callbacks of the callbacks group (configs/callbacks/): choose them with "
+    "callbacks=[default,...], or set one's option with callbacks.<name>.<key>=...",
+}
+
+
+def argument_the_run_gives(argv: Sequence[str], config_name: str) -> str | None:
+    """The message for a ``trainer.logger`` or ``trainer.callbacks`` override (``+`` or not), or None.
+
+    ``train.py`` hands the Trainer its loggers and callbacks from their groups, over any such key: told to
+    add ``+trainer.logger=false`` (a Trainer argument the config does not list), Hydra took it and the run
+    logged as before, without a word. The message names the group option that does it.
+    """
+    if config_name != "train":
+        return None
+    for arg in argv:
+        key = arg.split("=", 1)[0].lstrip("+")
+        if "=" in arg and not arg.startswith("-") and key in _GIVEN_BY_RUN:
+            return f"{key} in {arg!r} is not read: train.py gives the Trainer {_GIVEN_BY_RUN[key]}"
+    return None
 
 
 def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
