@@ -863,6 +863,12 @@ def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
         (["trainer.max_epochs=0"], "trainer.max_epochs=0", "train=false ckpt_path="),
         (["+trainer.max_steps=1"], "trainer.max_steps=1", "raise trainer.max_steps"),
         (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0", "raise trainer.limit_val_batches"),
+        # No training batch: nothing trained, and it too was told to lower check_val_every_n_epoch.
+        (
+            ["trainer.limit_train_batches=0", "model.scheduler=none"],
+            "trainer.limit_train_batches=0",
+            "train=false ckpt_path=",
+        ),
     ],
 )
 def test_a_run_without_validation_says_its_scores_are_of_the_last_weights_and_why(

@@ -896,8 +896,8 @@ def _why_no_validation(trainer_cfg: DictConfig, trainer: pl.Trainer) -> str:
     """Why a run that trained validated never (so kept no ``best.ckpt``), and what to change, in words.
 
     Every such run was told to lower ``trainer.check_val_every_n_epoch``, also where it was 1 already and
-    the cause was ``trainer.max_epochs=0``, a ``trainer.max_steps`` reached inside the first epoch, or
-    ``trainer.limit_val_batches=0``.
+    the cause was ``trainer.max_epochs=0`` or ``trainer.limit_train_batches=0``, a ``trainer.max_steps``
+    reached inside the first epoch, or ``trainer.limit_val_batches=0``.
     """
     last = "so val/* and test/* are of the last weights, and checkpoints/best.ckpt was not written"
     limit_val, max_epochs = trainer_cfg.get("limit_val_batches"), trainer_cfg.get("max_epochs")
@@ -906,10 +906,16 @@ def _why_no_validation(trainer_cfg: DictConfig, trainer: pl.Trainer) -> str:
             f"validation is off (trainer.limit_val_batches={limit_val}), {last}; raise "
             "trainer.limit_val_batches (1.0: every validation batch) to choose a best one"
         )
-    if max_epochs == 0:
+    limit_train = trainer_cfg.get("limit_train_batches")
+    if max_epochs == 0 or limit_train == 0:
+        setting, fix = (
+            ("trainer.max_epochs=0", "trainer.max_epochs=1 or more")
+            if max_epochs == 0
+            else (f"trainer.limit_train_batches={limit_train}", "trainer.limit_train_batches=1.0")
+        )
         return (
-            "nothing was trained (trainer.max_epochs=0), so val/* and test/* are of the starting weights, "
-            "and checkpoints/best.ckpt was not written; give trainer.max_epochs=1 or more to train, or "
+            f"nothing was trained ({setting}), so val/* and test/* are of the starting weights, "
+            f"and checkpoints/best.ckpt was not written; give {fix} to train, or "
             "train=false ckpt_path=<file.ckpt> to score a trained model without training"
         )
     max_steps = trainer.max_steps
