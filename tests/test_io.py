@@ -394,6 +394,22 @@ def test_a_float_tiff_mask_of_whole_ids_reads_as_the_ids_and_interpolated_values
             read_mask(tmp_path / "bad.tif")
 
 
+def test_a_float_mask_value_just_off_a_whole_id_is_named_as_stored(tmp_path: Path) -> None:
+    """A Float32 mask holding 0.99999994 (1 less one step, a resample's rounding) was refused as "mask value
+    1 ... is a fraction": the value was printed to 6 digits, a whole id that read as no fault. It is named
+    as stored; -0.0 is the id 0."""
+    mask = np.zeros((4, 5), np.float32)
+    mask[0, 0] = -0.0
+    tifffile.imwrite(tmp_path / "zero.tif", mask)
+    np.testing.assert_array_equal(read_mask(tmp_path / "zero.tif"), np.zeros((4, 5), np.uint8))
+    mask[1, 2] = np.nextafter(np.float32(1), np.float32(0))
+    tifffile.imwrite(tmp_path / "off.tif", mask)
+    with pytest.raises(
+        ImageReadError, match=r"off\.tif: mask value 0\.99999994 \(a float32 image\) is a fraction"
+    ):
+        read_mask(tmp_path / "off.tif")
+
+
 def test_16_bit_png_mask_holding_ids_reads_as_the_ids(tmp_path: Path) -> None:
     mask = RNG.choice(np.array([0, 1, 2, 255], np.uint16), size=(6, 9))
     Image.fromarray(mask).save(tmp_path / "m16.png")  # uint16: mode I;16

@@ -936,7 +936,9 @@ def _whole_float_ids(p: Path, arr: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 255) | (arr != np.round(arr))
     if not bad.any():
         return arr.astype(np.uint8)
-    value = float(arr[bad].flat[0])
+    stored = arr[bad].flat[0]
+    # As stored, in its own precision: printed to 6 digits, a float32 0.99999994 read "1", a whole id.
+    shown, value = str(stored), float(stored)
     if not np.isfinite(value):
         why = "no-data (NaN or infinity): give unlabelled pixels the ignore id 255"
     elif 0 < value < 255 and value != round(value):
@@ -944,7 +946,7 @@ def _whole_float_ids(p: Path, arr: np.ndarray) -> np.ndarray:
     else:
         why = "beyond the class ids 0-255"
     raise ImageReadError(
-        f"{p}: mask value {value:g} (a {arr.dtype} image) is {why}. Class ids are whole numbers 0-255: save "
+        f"{p}: mask value {shown} (a {arr.dtype} image) is {why}. Class ids are whole numbers 0-255: save "
         "them as an 8-bit greyscale PNG (or a Byte / UInt8 TIFF)."
     )
 
