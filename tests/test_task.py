@@ -330,6 +330,25 @@ def test_schedulers_follow_the_run_length(scheduler: str, warmup: int | None) ->
     assert lrs[0] < 1e-2  # decayed from the peak at the end of the run
 
 
+def test_a_scheduler_without_training_batches_names_limit_train_batches() -> None:
+    """``trainer.limit_train_batches=0`` with a scheduler was refused as "the trainer estimates -1 optimiser
+    steps; set trainer.max_epochs or trainer.max_steps", both set already: the message names the setting."""
+    task = SegmentationTask(**TINY, scheduler="cosine", lr=1e-2)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    with pytest.raises(ValueError, match=r"trainer\.limit_train_batches=0.*model\.scheduler=none") as err:
+        trainer.fit(task, _loader(size=32))
+    assert "set trainer.max_epochs" not in str(err.value)
+
+
 def test_checkpoint_round_trip_identical_outputs_and_metadata(trained) -> None:
     task, path, _ = trained
     loaded = load_task(path)

@@ -636,6 +636,12 @@ class SegmentationTask(L.LightningModule):
             return optimizer
 
         total = self.trainer.estimated_stepping_batches
+        if self.trainer.limit_train_batches == 0:  # Lightning estimates -1 steps, and max_epochs is set
+            raise ValueError(
+                f"scheduler={hp.scheduler!r} needs training batches, but trainer.limit_train_batches=0 "
+                "trains none; give trainer.limit_train_batches=1.0 (every batch) or a fraction, or "
+                "model.scheduler=none."
+            )
         if not math.isfinite(total) or total < 1:
             raise ValueError(
                 f"scheduler={hp.scheduler!r} needs a finite run length, but the trainer estimates {total} "
