@@ -864,6 +864,12 @@ def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
         (["+trainer.max_steps=1"], "trainer.max_steps=1", "raise trainer.max_steps"),
         (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0", "raise trainer.limit_val_batches"),
         # No training batch: nothing trained, and it too was told to lower check_val_every_n_epoch.
+        # Validation ran every epoch; the checkpoint was told to keep none.
+        (
+            ["callbacks.model_checkpoint.save_top_k=0"],
+            "callbacks.model_checkpoint.save_top_k=0",
+            "save_top_k=1",
+        ),
         (
             ["trainer.limit_train_batches=0", "model.scheduler=none"],
             "trainer.limit_train_batches=0",

@@ -796,7 +796,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
         fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
         if best is None and monitored and training and not fast_dev_run:
-            log.warning("no best checkpoint: %s", _why_no_validation(cfg.trainer, trainer))
+            log.warning("no best checkpoint: %s", _why_no_best(cfg.trainer, cfg.get("callbacks"), trainer))
         testing = bool(cfg.get("test", True))
         # Real data has no labelled test split: its test images are the validation ones (the datamodule's
         # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass. Not
@@ -892,14 +892,27 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     return unescaped_path_values(record)
 
 
-def _why_no_validation(trainer_cfg: DictConfig, trainer: pl.Trainer) -> str:
-    """Why a run that trained validated never (so kept no ``best.ckpt``), and what to change, in words.
+def _why_no_best(trainer_cfg: DictConfig, callbacks_cfg: Any, trainer: pl.Trainer) -> str:
+    """Why a run that trained kept no ``best.ckpt`` (mostly: it never validated), and what to change, in
+    words.
 
     Every such run was told to lower ``trainer.check_val_every_n_epoch``, also where it was 1 already and
     the cause was ``trainer.max_epochs=0`` or ``trainer.limit_train_batches=0``, a ``trainer.max_steps``
-    reached inside the first epoch, or ``trainer.limit_val_batches=0``.
+    reached inside the first epoch, or ``trainer.limit_val_batches=0``; or, validation having run, the best
+    checkpoint's ``save_top_k=0`` (``callbacks_cfg``, the ``callbacks`` node, names its key).
     """
     last = "so val/* and test/* are of the last weights, and checkpoints/best.ckpt was not written"
+    if getattr(trainer.checkpoint_callback, "save_top_k", 1) == 0:
+        nodes = callbacks_cfg.items() if isinstance(callbacks_cfg, Mapping) else []
+        name = next(
+            (k for k, v in nodes if isinstance(v, Mapping) and v.get("monitor") and v.get("save_top_k") == 0),
+            None,
+        )
+        key = f"callbacks.{name}.save_top_k" if name else "save_top_k"
+        return (
+            f"the checkpoint that keeps the best model was told to keep none ({key}=0), {last}; give "
+            f"{key}=1 to keep it"
+        )
     limit_val, max_epochs = trainer_cfg.get("limit_val_batches"), trainer_cfg.get("max_epochs")
     if limit_val == 0:
         return (
