@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from marsunits.cli_overrides import (
     exit_on_unknown_option,
+    home_expanded_overrides,
     quoted_path_overrides,
     warn_sweeps_taken_as_one_value,
 )
@@ -28,7 +29,7 @@ if __name__ == "__main__":
     try:
         with quiet_interrupt_at_start("train.py"):
             warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")  # run_name=a,b without -m
-            sys.argv[1:] = quoted_path_overrides(sys.argv[1:])  # Séítah, 'Mars (copy)'
+            sys.argv[1:] = quoted_path_overrides(home_expanded_overrides(sys.argv[1:]))  # Séítah, ~/runs
             exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "train", prog="train.py")
             main()
     except BaseException as ended:

@@ -433,6 +433,26 @@ def test_a_folder_with_a_comma_that_exists_is_no_forgotten_multirun(
     assert said.endswith("(python <script>.py -m ... 'input_dir=x, y')"), said
 
 
+def test_a_log_folder_under_the_home_folder_is_made_there(tmp_path: Path) -> None:
+    """``paths.log_dir=~/runs`` (zsh passes ``~`` after ``=`` as it is) made a folder named ``~`` in the
+    current folder, and the run went there: Hydra makes the run folder before any code of the project
+    reads the path. ``~`` is now the home folder there too, as in every other path option."""
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'absent'}"]
+        + ["logger=csv", "run_name=r", "paths.log_dir=~/runs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(home)},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert (home / "runs" / "train" / "r" / "train.log").is_file(), proc.stderr[-3000:]
+    assert not (tmp_path / "~").exists()
+
+
 def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torchrun or srun every process composes its own config: the default run_name is made from the
     clock, and a rank that started a second after rank 0 wrote its .hydra/ record and train.log to a run

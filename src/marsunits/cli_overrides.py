@@ -35,6 +35,7 @@ __all__ = [
     "added_option_not_taken",
     "argument_the_run_gives",
     "exit_on_unknown_option",
+    "home_expanded_overrides",
     "unresolvable_path_interpolation",
     "unknown_nested_option",
     "unknown_option",
@@ -247,6 +248,30 @@ def _path_like(key: str) -> bool:
         or key.endswith(("_dir", ".dir", "_path", "root"))
         or key in ("run_name", "task_name")
     )
+
+
+#: Options naming folders that Hydra makes itself, before any code of the project reads the value.
+_HYDRA_MADE_FOLDERS = ("paths.log_dir", "paths.root_dir", "hydra.run.dir", "hydra.sweep.dir")
+
+
+def home_expanded_overrides(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a leading ``~`` of the folders Hydra makes (``paths.log_dir=~/runs``, ``paths.root_dir``,
+    ``hydra.run.dir``, ``hydra.sweep.dir``) read as the home folder
+    (:func:`~marsunits.user_paths.expand_home`: ``~name`` naming no user stays as it is).
+
+    zsh (macOS's shell) passes ``~`` after ``=`` to the program as it is, and Hydra made a folder named
+    ``~`` in the current one and put the run there; the other path options are read by the project's code,
+    which expands ``~`` itself. A quoted value and everything else are left as they are.
+    """
+    from marsunits.user_paths import expand_home
+
+    out = []
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        if sep and key.lstrip("+") in _HYDRA_MADE_FOLDERS and raw.startswith("~"):
+            arg = f"{key}={expand_home(raw)}"
+        out.append(arg)
+    return out
 
 
 def quoted_path_overrides(argv: Sequence[str]) -> list[str]:
