@@ -114,6 +114,17 @@ def test_masks_of_other_ids_without_a_class_map_get_a_whole_map_to_fill_in() -> 
     np.testing.assert_array_equal(fixed(mask), [[0, 1, 2, 255, 255, 1]])
 
 
+def test_a_mask_of_hundreds_of_values_is_said_to_be_no_class_mask_not_listed_whole() -> None:
+    """A photograph saved under masks/ (every value 0-255): the message listed all 252 odd values and a
+    map of them to fill in. It now says what the file probably is, with a few of the values."""
+    photo = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    with pytest.raises(ValueError) as err:
+        ClassMap(None, "folder")(photo, "masks/p.png")
+    said = str(err.value)
+    assert said.startswith("masks/p.png: 252 different mask values") and "image saved as a mask" in said
+    assert len(said) < 700 and "3: <project id>" not in said
+
+
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [

@@ -22,6 +22,11 @@ __all__ = ["ClassMap", "subclass_groups"]
 _UNMAPPED = -1
 
 
+#: More distinct unmapped values than this in one mask of project ids: not a class mask (the message says so
+#: instead of listing every value and a map of them to fill in).
+_MANY_VALUES = 16
+
+
 class ClassMap:
     """Apply ``native id -> project id`` to uint8 masks; native ids the map does not cover are an error.
 
@@ -129,6 +134,16 @@ class ClassMap:
         if self._unmapped[mask].any():
             present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
             missing = [int(v) for v in present if self._lut[v] == _UNMAPPED]
+            if self.identity and len(missing) > _MANY_VALUES:
+                # A photograph or an interpolated mask under masks/: a map to fill in of hundreds of entries
+                # (the message listed every value) is no fix; say what the file probably is.
+                raise ValueError(
+                    f"{path}: {len(missing)} different mask values that are not project class ids "
+                    f"{sorted(VALID_MASK_VALUES)} (e.g. {', '.join(map(str, missing[:_MANY_VALUES]))}, ...): "
+                    "a class mask holds a few ids, so this is likely an image saved as a mask, a colour-"
+                    "coded mask, or one resized with interpolation. Give the mask of class ids (resized "
+                    f"nearest-neighbour), or with few native ids a class_map in {self.where}."
+                )
             if self.identity:
                 # A map replaces the identity: one for the odd values alone left 0, 1, 2 and 255 unmapped,
                 # refused in a second run. The whole map, with only the odd values to fill in.
