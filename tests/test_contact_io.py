@@ -211,3 +211,43 @@ def test_paths_starting_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatc
     assert update_contact_members("~/c.contact.geojson", {"note": "x"}) == home / "c.contact.geojson"
     assert read_contact_collection("~/c.contact.geojson")[1]["note"] == "x"
     assert not (work / "~").exists()
+
+
+_AB = np.array([[1.0, 2.0], [4.0, 3.0]])
+
+
+@pytest.mark.parametrize(
+    ("line", "fault"),
+    [
+        (ContactLine(np.array([[1.0, 2.0], [np.nan, 3.0]])), "pixels"),
+        (ContactLine(np.array([[1.0, 2.0], [np.inf, 3.0]])), "pixels"),
+        (ContactLine(_AB, confidence=float("nan")), "confidence"),
+        (ContactLine(_AB, confidence=1.5), "confidence"),
+        (
+            ContactLine(_AB, vertex_confidence=np.array([0.5, np.nan])),
+            "vertex",
+        ),
+        (
+            ContactLine(_AB, ground_m=np.array([[1.0, 2.0], [np.inf, 0.0]])),
+            "ground",
+        ),
+    ],
+)
+def test_a_line_with_a_non_finite_value_is_refused_not_written_as_nan(tmp_path, line, fault) -> None:
+    """RFC 7946 (JSON) has no NaN or Infinity: ``json.dumps`` wrote them as bare ``NaN`` / ``Infinity``, a
+    file that strict JSON readers (GDAL, JavaScript) refuse and that :func:`read_contacts` itself refused.
+    The writer now says which line and value are wrong, and leaves no file."""
+    path = tmp_path / "x.contact.geojson"
+    good = ContactLine(np.array([[0.0, 0.0], [5.0, 5.0]]))
+    with pytest.raises(ValueError, match=rf"line 1\b.*{fault}"):
+        write_contacts(path, [good, line], 8, 8)
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_non_finite_extra_property_is_refused_naming_the_file(tmp_path) -> None:
+    """``extra`` is written as it is: a NaN there would also have been written as a bare ``NaN``."""
+    path = tmp_path / "y.contact.geojson"
+    line = ContactLine(np.array([[0.0, 0.0], [5.0, 5.0]]), extra={"note": float("nan")})
+    with pytest.raises(ValueError, match=r"y\.contact\.geojson.*NaN or infinite"):
+        write_contacts(path, [line], 8, 8)
+    assert not path.exists()

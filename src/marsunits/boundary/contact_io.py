@@ -113,12 +113,19 @@ def contacts_to_geojson(
     members: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the GeoJSON dict for ``lines`` of an image of the given size (pixels); ``members`` are extra
-    top-level members of the collection (``predict.py``: ``image_greyscale``)."""
+    top-level members of the collection (``predict.py``: ``image_greyscale``).
+
+    Raises:
+        ValueError: A line that :func:`read_contacts` would refuse, naming it by its index: fewer than two
+            positions, a coordinate, confidence or ground point that is NaN or infinite (JSON has no such
+            numbers), a confidence outside [0, 1], or not one vertex confidence per vertex.
+    """
     features = []
-    for line in lines:
+    for i, line in enumerate(lines):
         pix = np.asarray(line.pixels, dtype=float)
         if pix.ndim != 2 or pix.shape[1] != 2 or len(pix) < 2:
             raise ValueError(f"a contact line needs (K>=2, 2) pixel coordinates, got shape {pix.shape}")
+        _check_finite(line, pix, i)
         props: dict[str, Any] = {
             "length_px": round(line.length_px, 3),
             "confidence": round(float(line.confidence), 4),
@@ -147,6 +154,30 @@ def contacts_to_geojson(
     }
 
 
+def _check_finite(line: ContactLine, pix: np.ndarray, i: int) -> None:
+    """Refuse line ``i`` if a value would be written as JSON's non-standard ``NaN`` / ``Infinity`` (a file
+    strict readers and :func:`read_contacts` refuse) or its confidences are not what the reader accepts."""
+    where = f"contact line {i}"
+    if not np.isfinite(pix).all():
+        raise ValueError(
+            f"{where}: pixels must be finite numbers (no NaN or infinity), got {reprlib.repr(pix)}"
+        )
+    if not _is_number(float(line.confidence)) or not 0.0 <= line.confidence <= 1.0:
+        raise ValueError(f"{where}: confidence must be a number in [0, 1], got {line.confidence!r}")
+    if line.vertex_confidence is not None:
+        vc = np.asarray(line.vertex_confidence, dtype=float)
+        if vc.shape != (len(pix),) or not np.all((vc >= 0) & (vc <= 1)):
+            raise ValueError(
+                f"{where}: vertex_confidence must be one number in [0, 1] per vertex ({len(pix)}), got "
+                f"{reprlib.repr(vc)}"
+            )
+    if line.ground_m is not None and not np.isfinite(np.asarray(line.ground_m, dtype=float)).all():
+        raise ValueError(
+            f"{where}: ground_m must be finite metres (no NaN or infinity; leave it None where a vertex has "
+            f"no ground), got {reprlib.repr(line.ground_m)}"
+        )
+
+
 def write_contacts(
     path: str | os.PathLike[str],
     lines: Sequence[ContactLine],
@@ -157,7 +188,7 @@ def write_contacts(
     """Write ``lines`` to ``path`` atomically (temporary file, then rename; ``~`` is the home folder).
     Returns the path."""
     data = contacts_to_geojson(lines, image_width, image_height, members)
-    return atomic_write_text(expand_home(path), json.dumps(data))
+    return atomic_write_text(expand_home(path), _dumps(data, path))
 
 
 def update_contact_members(path: str | os.PathLike[str], members: Mapping[str, Any]) -> Path:
@@ -167,7 +198,15 @@ def update_contact_members(path: str | os.PathLike[str], members: Mapping[str, A
     path = expand_home(path)
     data = json.loads(path.read_text())
     data.update(members)
-    return atomic_write_text(path, json.dumps(data))
+    return atomic_write_text(path, _dumps(data, path))
+
+
+def _dumps(data: dict[str, Any], path: str | os.PathLike[str]) -> str:
+    """``data`` as strict JSON (RFC 8259 has no NaN or Infinity; ``json.dumps`` would write them bare)."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"cannot write contact file {path}: a value is NaN or infinite ({exc})") from exc
 
 
 def read_contacts(path: str | os.PathLike[str]) -> tuple[list[ContactLine], tuple[int, int] | None]:
