@@ -1533,3 +1533,22 @@ def test_readme_camera_file_table_is_one_table_with_a_row_per_model():
         required = line.split(" | ")[1]
         if not required.startswith("as "):  # "as `cahvor` plus ..." names only what it adds
             assert all(f"`{key}`" in required for key in _REQUIRED[model]), model
+
+
+@pytest.mark.parametrize("max_range_m", [1e200, 1e300])
+def test_a_huge_range_gives_a_footprint_and_a_map_not_a_geos_error(tmp_path, max_range_m):
+    """predict.py takes any finite max_range_m ("no limit": 1e300): the footprint was cut in metres, and GEOS
+    failed on a disc of radius 1e200 ("TopologyException: side location conflict"), so the contact map of a
+    run with a camera was never written. The footprint is cut in units of the range (the cut is the same at
+    any scale): a valid polygon, no farther than the range, whose near edge is the one any range gives."""
+    cam = _pinhole(pitch_deg=20.0, x_m=3.0, site="s")
+    fp = view_footprint(cam, max_range_m=max_range_m)
+    poly = shapely.Polygon((fp - cam.center[:2]) / max_range_m)  # its area in m^2 would overflow
+    assert poly.is_valid and poly.area > 0
+    assert np.hypot(*(fp - cam.center[:2]).T).max() <= max_range_m * (1 + 1e-9)
+    near = np.hypot(*(view_footprint(cam, max_range_m=50.0) - cam.center[:2]).T).min()
+    assert np.hypot(*(fp - cam.center[:2]).T).min() == pytest.approx(near, rel=1e-6)
+    line = ContactLine(np.array([[100.0, 200.0], [220.0, 190.0]]), confidence=0.9)
+    written = build_contact_map([("a.png", [line], cam)], tmp_path, max_range_m=max_range_m)
+    data = json.loads(written[0].read_text())
+    assert len(data["features"]) == 1 and len(data["cameras"][0]["footprint_m"]) > 3

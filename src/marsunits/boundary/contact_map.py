@@ -87,17 +87,19 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     norm = np.linalg.norm(horiz, axis=1, keepdims=True)
     # A ray with no horizontal part points straight down (it reaches the ground) or straight up: no azimuth.
     horiz = np.where(norm > 1e-9, horiz / np.maximum(norm, 1e-12), np.nan)
-    far = center[:2] + far_m * horiz
-    pts = np.where(reach[:, None], ground[:, :2], far)
+    # The outline is cut in units of the range about the camera (the cut is the same at any scale): in metres,
+    # GEOS failed on a range of 1e200 m ("side location conflict"), which predict.py accepts as "no limit".
+    with np.errstate(over="ignore", invalid="ignore"):
+        pts = np.where(reach[:, None], (ground[:, :2] - center[:2]) / max_range_m, _FAR_RANGES * horiz)
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) < 3:
         return np.empty((0, 2))
-    disc = shapely.Point(center[:2]).buffer(max_range_m, quad_segs=32)
+    disc = shapely.Point(0.0, 0.0).buffer(1.0, quad_segs=32)
     poly = shapely.make_valid(shapely.Polygon(pts)).intersection(disc)
     parts = [g for g in getattr(poly, "geoms", [poly]) if g.geom_type == "Polygon" and not g.is_empty]
     if not parts:
         return np.empty((0, 2))
-    return np.asarray(max(parts, key=lambda g: g.area).exterior.coords)
+    return center[:2] + max_range_m * np.asarray(max(parts, key=lambda g: g.area).exterior.coords)
 
 
 #: Bisection steps that move a border pixel without a ray onto the edge of the pixels with one: 2^-40 of the
