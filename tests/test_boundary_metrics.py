@@ -291,3 +291,25 @@ def test_clip_lines_keeps_exactly_the_traceable_parts_of_random_lines(seed):
     pieces = clip_lines(lines, valid)
     assert all(np.linalg.norm(np.diff(p, axis=0), axis=1).sum() > 0 for p in pieces)
     _assert_kept_exactly_where_traceable(lines, pieces, valid, samples=4000)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_line_with_a_non_finite_point_is_a_value_error_saying_so(bad):
+    """A hand-built line with a NaN vertex failed deep inside with "cannot convert float NaN to integer"
+    (line_scores) or an OverflowError, and clip_lines returned it with its NaN as a kept piece."""
+    line = np.array([[1.0, 1.0], [5.0, bad]])
+    true = np.array([[1.0, 1.0], [5.0, 1.0]])
+    with pytest.raises(ValueError, match="finite"):
+        line_scores([line], [true])
+    with pytest.raises(ValueError, match="finite"):
+        clip_lines([line], np.arange(8)[None, :].repeat(8, 0) < 4)
+
+
+@pytest.mark.parametrize("tolerance_px", [-1.0, math.nan, math.inf])
+def test_a_tolerance_that_is_not_a_distance_is_refused(tolerance_px):
+    """A negative or NaN tolerance silently scored a perfect prediction 0 (no sample is within it)."""
+    m = _split(20)
+    with pytest.raises(ValueError, match="tolerance_px"):
+        boundary_scores(m, m, tolerance_px=tolerance_px)
+    with pytest.raises(ValueError, match="tolerance_px"):
+        line_scores([np.array([[1.0, 1.0], [5.0, 1.0]])], [np.array([[1.0, 1.0], [5.0, 1.0]])], tolerance_px)

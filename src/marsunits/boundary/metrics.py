@@ -97,7 +97,16 @@ def scores_from_distances(
 
     Returns:
         ``{"precision", "recall", "f1", "mean_distance_px"}`` with the empty-case rules of the module.
+
+    Raises:
+        ValueError: If ``tolerance_px`` is not a finite distance >= 0 (a negative or NaN one matched nothing
+            and scored a perfect prediction 0; an infinite one matches everything).
     """
+    if isinstance(tolerance_px, bool) or not (0.0 <= float(tolerance_px) < math.inf):
+        raise ValueError(
+            f"tolerance_px must be a finite distance in pixels >= 0 (the project's is "
+            f"{BOUNDARY_TOLERANCE_PX:g}), got {tolerance_px!r}"
+        )
     n_pred, n_true = len(d_pred_to_true), len(d_true_to_pred)
     if n_pred == 0 and n_true == 0:
         return {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mean_distance_px": 0.0}
@@ -207,7 +216,8 @@ def boundary_scores(
         boundaries).
 
     Raises:
-        ValueError: If the masks (or ``valid``) differ in shape or are not 2-D.
+        ValueError: If the masks (or ``valid``) differ in shape or are not 2-D, or ``tolerance_px`` is not a
+            finite distance >= 0.
     """
     pred, true = scored_cracks(pred_mask, true_mask, ignore_index, max_gap_px, valid)
     return crack_scores(pred, true, tolerance_px)
@@ -217,6 +227,11 @@ def _pixels(line: ContactLine | np.ndarray) -> np.ndarray:
     pix = np.asarray(line.pixels if isinstance(line, ContactLine) else line, dtype=float)
     if pix.ndim != 2 or pix.shape[1] != 2 or len(pix) < 2:
         raise ValueError(f"a contact line needs (K>=2, 2) pixel coordinates, got shape {pix.shape}")
+    if not np.isfinite(pix).all():  # a NaN vertex failed later as "cannot convert float NaN to integer"
+        raise ValueError(
+            "a contact line's pixel coordinates must be finite numbers, got "
+            f"{np.array2string(pix, threshold=8)}"
+        )
     return pix
 
 
@@ -245,7 +260,8 @@ def clip_lines(lines: Sequence[ContactLine | np.ndarray], valid: np.ndarray) -> 
         ``y`` = ``k + 0.5``).
 
     Raises:
-        ValueError: ``valid`` is not 2-D, or a line has fewer than two points.
+        ValueError: ``valid`` is not 2-D, or a line has fewer than two points or a NaN or infinite
+            coordinate.
     """
     valid = np.asarray(valid, dtype=bool)
     if valid.ndim != 2:
@@ -317,6 +333,10 @@ def line_scores(
 
     Returns:
         ``{"precision", "recall", "f1", "mean_distance_px"}`` (see the module docstring for empty sets).
+
+    Raises:
+        ValueError: If a line has fewer than two points or a NaN or infinite coordinate, ``step_px`` is not
+            > 0, or ``tolerance_px`` is not a finite distance >= 0.
     """
     if step_px <= 0:
         raise ValueError(f"step_px must be > 0, got {step_px}")
