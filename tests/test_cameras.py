@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -608,6 +609,43 @@ def test_a_shared_label_names_each_station_it_stands_for(tmp_path, monkeypatch):
     cams["far.png"] = _pinhole(pitch_deg=20.0, x_m=12.0, site="s")
     build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
     assert sorted(drawn) == ["far.png", "m0.png\nnear.png\nm1.png\n+3 more"]
+
+
+@pytest.mark.parametrize(("spacing_m", "columns"), [(0.3, 1), (0.5, 1), (1.0, 1), (0.5, 5), (1.0, 5)])
+def test_station_labels_of_a_traverse_do_not_overlap(tmp_path, monkeypatch, spacing_m, columns):
+    """Fifty images along a traverse, one every ``spacing_m`` (or on a grid of ``columns``): labels were
+    shared among stations within 4 % of the map's extent, but a label of four lines (three names and "+N
+    more") is about 7 % of the plot's height, and wider than tall, so neighbouring labels were drawn over each
+    other and their names could not be read. Labels that would overlap as drawn are merged."""
+    from matplotlib.axes import Axes
+
+    drawn = []
+    annotate = Axes.annotate
+
+    def record(self, text, xy, *args, **kwargs):
+        drawn.append(annotate(self, text, xy, *args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(Axes, "annotate", record)
+    cams = {
+        f"img{i:02d}.png": _pinhole(
+            pitch_deg=20.0,
+            yaw_deg=i * 7.2,
+            x_m=i // columns * spacing_m,
+            y_m=i % columns * spacing_m,
+            site="s",
+        )
+        for i in range(50)
+    }
+    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
+    figure = drawn[0].figure
+    shown = [a for a in drawn if a in figure.axes[0].texts]  # a label merged into another is removed
+    assert shown
+    renderer = figure.canvas.get_renderer()
+    boxes = [a.get_window_extent(renderer) for a in shown]
+    pairs = itertools.combinations(zip(shown, boxes, strict=True), 2)
+    overlaps = [(a.get_text(), b.get_text()) for (a, p), (b, q) in pairs if p.overlaps(q)]
+    assert overlaps == []
 
 
 def test_contact_map_one_file_pair_per_site(tmp_path):

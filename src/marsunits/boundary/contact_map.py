@@ -38,7 +38,7 @@ _STATION_M = 0.25  # cameras closer than this share one marker and label (one ro
 _NAMES_PER_STATION = 3  # image names written at one station before "+N more"
 #: Stations closer than this part of the map's extent share one label (three lines of 7-point text are about
 #: 4 % of the plot's height): two rover positions 0.5 m apart on a 60 m map had their labels drawn over each
-#: other.
+#: other. Labels that still overlap as drawn are merged (:func:`_draw_station_labels`).
 _LABEL_SHARE = 0.04
 
 
@@ -387,18 +387,6 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     stations = camera_stations(entries)
     for (cx, cy), _ in stations:
         ax.plot([cy], [cx], marker="^", color="k", ms=7)
-    labels = _shared_labels(stations, max(_STATION_M, _LABEL_SHARE * _map_extent_m(entries)))
-    for (cx, cy), names in labels:
-        if len(labels) <= _LABEL_LIMIT:
-            ax.annotate(
-                _station_label(names),
-                (cy, cx),
-                xytext=(6, -4),  # below-right: behind the camera, where its own contacts are not
-                textcoords="offset points",
-                va="top",
-                fontsize=7,
-                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
-            )
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     ax.invert_xaxis()  # +y (left) is drawn on the left
@@ -407,7 +395,53 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     ax.set_ylabel(ylabel)
     ax.set_title(map_title(site, entries, max_range_m), fontsize=9)
     ax.grid(True, lw=0.3, alpha=0.5)
+    labels = _shared_labels(stations, max(_STATION_M, _LABEL_SHARE * _map_extent_m(entries)))
+    if len(labels) <= _LABEL_LIMIT:
+        _draw_station_labels(fig, ax, labels)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
+
+
+def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, float], list[str]]]) -> None:
+    """Draw each label below-right of its station; a label whose box, as drawn, overlaps one already drawn is
+    merged into that one (its names joined as :func:`_shared_labels` joins them), until none overlap.
+
+    Sharing by distance alone (:data:`_LABEL_SHARE`) left the four-line labels of a traverse's stations, and
+    the labels of stations side by side (a label is wider than tall), drawn over each other: measured on the
+    laid-out figure instead, as Matplotlib will draw them.
+    """
+    fig.draw_without_rendering()  # the constrained layout, so the boxes measured are the boxes drawn
+    renderer = fig.canvas.get_renderer()
+    kept: list[tuple[Any, list[list[str]]]] = []  # (annotation, each merged label's names)
+
+    def text(groups: list[list[str]]) -> str:
+        merged = [n for names in itertools.zip_longest(*groups) for n in names if n is not None]
+        return _station_label(merged)
+
+    for (cx, cy), names in labels:
+        ann = ax.annotate(
+            _station_label(names),
+            (cy, cx),
+            xytext=(6, -4),  # below-right: behind the camera, where its own contacts are not
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
+        )
+        ann.set_in_layout(False)
+        kept.append((ann, [names]))
+        changed = True
+        while changed:  # a merged label may grow onto another: merge again until none overlap
+            changed = False
+            boxes = [a.get_window_extent(renderer) for a, _ in kept]
+            for i, j in itertools.combinations(range(len(kept)), 2):
+                if boxes[i].overlaps(boxes[j]):
+                    (first, groups), (second, more) = kept[i], kept[j]
+                    second.remove()
+                    first.set_text(text(groups + more))
+                    kept[i] = (first, groups + more)
+                    del kept[j]
+                    changed = True
+                    break
 
 
 def _check_map_paths(out: Path, names: Sequence[str]) -> None:
