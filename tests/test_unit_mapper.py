@@ -660,3 +660,23 @@ def test_an_overwrite_run_leaves_files_saved_from_python_under_a_name_of_no_inpu
     assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, "precision=32", "overwrite=true")) == 0
     assert {p.name: p.read_bytes() for p in saved if p.exists()} == before
     assert not (out / "gone.mask.png").exists()
+
+
+def test_nan_probabilities_are_an_error_not_a_mask_of_unit_0():
+    """A model whose output is NaN (weights broken: a checkpoint saved after training diverged elsewhere)
+    gave a mask of smooth_volcanic everywhere (argmax of NaN is the first class), fractions 1.0 / 0 / 0 and
+    no contact, with no word said. It is an error naming the fault; predict.py makes it the image's error
+    row."""
+    from marsunits.boundary import ContactConfig
+    from marsunits.inference.unit_mapper import units_and_contacts
+
+    image = np.full((32, 48, 3), 0.5, np.float32)
+    probs = np.full((3, 32, 48), 1 / 3, np.float32)
+    probs[:, 4:10, 5:9] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite at 24 of 1536 pixels"):
+        units_and_contacts(probs, image, min_unit_area_px=200, nodata_max=0.03, contact=ContactConfig())
+    image[:, :8] = 0.0  # a black border is no data: its probabilities are set aside, finite or not
+    probs = np.full((3, 32, 48), 1 / 3, np.float32)
+    probs[:, :, :8] = np.nan
+    mask, _ = units_and_contacts(probs, image, min_unit_area_px=200, nodata_max=0.03, contact=ContactConfig())
+    assert (mask[:, :8] == 255).all() and (mask[:, 8:] == 0).all()

@@ -102,9 +102,24 @@ def units_and_contacts(
         The uint8 ``(H, W)`` mask (class ids, 255 at no-data pixels) and the contact lines in pixel
         coordinates (x = column, y = row, origin at the top-left pixel's corner), each with its
         ``contact_id``, before any ground projection.
+
+    Raises:
+        ValueError: If a probability outside the no-data pixels is NaN or infinite (a model with broken
+            weights): argmax made such pixels unit 0, a mask of smooth_volcanic everywhere and no contact.
     """
     nodata = None if nodata_max is None else nodata_mask(image, float(nodata_max))
     nodata = nodata if nodata is not None and nodata.any() else None
+    if not math.isfinite(float(probs.max())):  # one pass, no copy: softmax output is never -inf
+        bad = ~np.isfinite(probs).all(axis=0)
+        if nodata is not None:
+            bad &= ~nodata
+        if bad.any():
+            raise ValueError(
+                f"the model's class probabilities are NaN or infinite at {int(bad.sum())} of {bad.size} "
+                "pixels: its weights (or its ONNX/exported copy) are broken, e.g. saved after training "
+                "diverged; no mask or contact is made from them. Predict with a checkpoint whose validation "
+                "scores are finite (its metrics.json)"
+            )
     if nodata is not None:
         probs[:, nodata] = np.nan  # no patch (minimum mapping unit) and no contact through them
     if min_unit_area_px:
