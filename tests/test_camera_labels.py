@@ -1093,30 +1093,21 @@ def _local_level_label(tmp_path: Path, form: str, host: str | None) -> Path:
         )
     else:
         label = tmp_path / "ll.xml"
+        reference = (
+            "<geom:coordinate_space_frame_type>{}</geom:coordinate_space_frame_type>\n"
+            "                <geom:Coordinate_Space_Index>\n"
+            "                  <geom:index_id>SITE</geom:index_id>\n"
+            "                  <geom:index_value_number>30</geom:index_value_number>\n"
+            "                </geom:Coordinate_Space_Index>\n"
+            "                <geom:Coordinate_Space_Index>\n"
+            "                  <geom:index_id>DRIVE</geom:index_id>\n"
+            "                  <geom:index_value_number>1344</geom:index_value_number>\n"
+            "                </geom:Coordinate_Space_Index>\n"
+            "              </geom:Coordinate_Space_Indexed>\n"
+            "            </geom:Coordinate_Space_Reference>"
+        )
         text = _pds4(vec, model_type="CAHV", camera_frame="ROVER_NAV_FRAME").replace(
-            "<geom:coordinate_space_frame_type>ROVER_NAV_FRAME</geom:coordinate_space_frame_type>\n"
-            "                <geom:Coordinate_Space_Index>\n"
-            "                  <geom:index_id>SITE</geom:index_id>\n"
-            "                  <geom:index_value_number>30</geom:index_value_number>\n"
-            "                </geom:Coordinate_Space_Index>\n"
-            "                <geom:Coordinate_Space_Index>\n"
-            "                  <geom:index_id>DRIVE</geom:index_id>\n"
-            "                  <geom:index_value_number>1344</geom:index_value_number>\n"
-            "                </geom:Coordinate_Space_Index>\n"
-            "              </geom:Coordinate_Space_Indexed>\n"
-            "            </geom:Coordinate_Space_Reference>",
-            "<geom:coordinate_space_frame_type>LOCAL_LEVEL_FRAME</geom:coordinate_space_frame_type>\n"
-            "                <geom:Coordinate_Space_Index>\n"
-            "                  <geom:index_id>SITE</geom:index_id>\n"
-            "                  <geom:index_value_number>30</geom:index_value_number>\n"
-            "                </geom:Coordinate_Space_Index>\n"
-            "                <geom:Coordinate_Space_Index>\n"
-            "                  <geom:index_id>DRIVE</geom:index_id>\n"
-            "                  <geom:index_value_number>1344</geom:index_value_number>\n"
-            "                </geom:Coordinate_Space_Index>\n"
-            "              </geom:Coordinate_Space_Indexed>\n"
-            "            </geom:Coordinate_Space_Reference>",
-            1,
+            reference.format("ROVER_NAV_FRAME"), reference.format("LOCAL_LEVEL_FRAME"), 1
         )
         assert "LOCAL_LEVEL_FRAME" in text
         if host == "M2020":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import socket
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -50,7 +51,7 @@ class RandomScenes(Dataset):
         return {"image": image, "mask": mask, "path": f"scene_{i}.png"}
 
 
-def _trainer(max_steps: int = 2) -> L.Trainer:
+def _trainer(max_steps: int = 2, **options: Any) -> L.Trainer:
     return L.Trainer(
         max_steps=max_steps,
         logger=False,
@@ -60,6 +61,7 @@ def _trainer(max_steps: int = 2) -> L.Trainer:
         accelerator="cpu",
         devices=1,
         num_sanity_val_steps=0,
+        **options,
     )
 
 
@@ -334,16 +336,7 @@ def test_a_scheduler_without_training_batches_names_limit_train_batches() -> Non
     """``trainer.limit_train_batches=0`` with a scheduler was refused as "the trainer estimates -1 optimiser
     steps; set trainer.max_epochs or trainer.max_steps", both set already: the message names the setting."""
     task = SegmentationTask(**TINY, scheduler="cosine", lr=1e-2)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-    )
+    trainer = _trainer(max_steps=-1, max_epochs=1, limit_train_batches=0)
     with pytest.raises(ValueError, match=r"trainer\.limit_train_batches=0.*model\.scheduler=none") as err:
         trainer.fit(task, _loader(size=32))
     assert "set trainer.max_epochs" not in str(err.value)
