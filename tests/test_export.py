@@ -351,6 +351,27 @@ def test_an_edit_of_one_copy_of_a_duplicated_key_is_refused_and_of_both_is_used(
 
 
 @pytest.mark.parametrize(
+    ("key", "value"),
+    [("mean", [0.1, 0.2, 0.3]), ("std", [0.5, 0.4, 0.3]), ("palette", [[1, 2, 3], [4, 5, 6], [7, 8, 9]])],
+)
+def test_a_key_missing_from_hparams_is_built_from_its_metadata_copy(
+    package: Path, tmp_path: Path, key: str, value: object
+) -> None:
+    """A duplicated key absent from 'hparams' (removed by hand, or an older package) built the model with the
+    constructor's default, ImageNet's mean/std, while 'metadata' described another normalisation: a silently
+    wrong model. The model is built from the copy the package holds."""
+    pkg = _copy_package(package, tmp_path / "pkg")
+    doc = json.loads((pkg / JSON_NAME).read_text())
+    doc["metadata"][key] = value
+    del doc["hparams"][key]
+    (pkg / JSON_NAME).write_text(json.dumps(doc))
+    task = load_model(pkg)
+    assert task.metadata[key] == value
+    if key in ("mean", "std"):
+        assert getattr(task, key).flatten().tolist() == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
     ("block", "key", "value"),
     [
         ("metadata", "class_map", {"3": 1, "7": 0, "9": 2}),

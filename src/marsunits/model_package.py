@@ -425,8 +425,12 @@ def load_package(
             f"expected {list(expected_class_names)}. Use a model trained on this project's classes."
         )
     for key in (*_CONSISTENT_KEYS, *_EDITABLE_KEYS):
-        if key in _EDITABLE_KEYS and not (key in hparams and key in metadata):
-            continue  # absent from one copy in some older packages
+        if key in _EDITABLE_KEYS and key not in hparams:
+            # Absent from 'hparams' in some older packages (or removed by hand): the model is built from the
+            # copy 'metadata' holds (required, see METADATA_KEYS), not from the constructor's default, which
+            # gave ImageNet's mean/std to a model that 'metadata' says was trained with others.
+            hparams[key] = metadata[key]
+            continue
         if _comparable(key, hparams.get(key)) != _comparable(key, metadata.get(key)):
             raise CheckpointError(
                 f"{json_path} is inconsistent: hparams {key}={hparams.get(key)!r} but metadata says "
