@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -393,6 +394,31 @@ def test_an_edit_of_one_copy_of_the_class_list_map_or_dataset_is_refused(
     with pytest.raises(CheckpointError, match=edited) as info:
         load_model(one)
     assert str(one / JSON_NAME) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("tile_size", None, "tile_size must be a positive whole number of pixels, got None"),
+        ("tile_size", 0, "tile_size must be a positive whole number of pixels, got 0"),
+        ("tile_size", 64.5, "tile_size must be a positive whole number of pixels, got 64.5"),
+        ("palette", [[300, 0, 0], [0, 255, 0], [0, 0, 255]], "from 0 to 255"),
+        ("palette", [[255, 0], [0, 255, 0], [0, 0, 255]], "3 values"),
+    ],
+)
+def test_a_value_edited_out_of_range_in_both_copies_is_refused_naming_it(
+    package: Path, tmp_path: Path, key: str, value: object, said: str
+) -> None:
+    """A tile_size edited to null in both copies loaded, then UnitMapper.load and predict.py tile=null stopped
+    in a TypeError traceback; a palette colour of 300 loaded and was drawn wrapped round as 44."""
+    pkg = _copy_package(package, tmp_path / "pkg")
+    doc = json.loads((pkg / JSON_NAME).read_text())
+    for block in ("metadata", "hparams"):
+        doc[block][key] = value
+    (pkg / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=re.escape(said)) as info:
+        load_model(pkg)
+    assert str(pkg / JSON_NAME) in str(info.value) and "undo the edit" in str(info.value)
 
 
 def test_a_class_map_edited_in_both_copies_is_the_models_map(package: Path, tmp_path: Path) -> None:

@@ -458,8 +458,9 @@ def load_package(
         task = SegmentationTask(**hparams)
     except (TypeError, ValueError) as err:
         raise CheckpointError(
-            f"{json_path}: its hparams do not build a SegmentationTask ({err}). The package may come from "
-            "an incompatible marsunits version; use that version or re-export."
+            f"{json_path}: its hparams do not build a SegmentationTask ({err}). If model.json was edited, "
+            f"{_RESTORE} Otherwise the package may come from an incompatible marsunits version; use that "
+            "version or re-export."
         ) from err
     _check_tensors(task.state_dict(), tensors, weights_path)
     task.load_state_dict(tensors, strict=True)

@@ -247,6 +247,7 @@ class SegmentationTask(L.LightningModule):
         decoder_channels = _plain(decoder_channels)
         subclasses = None if subclasses is None else [int(c) for c in _plain(subclasses)]
         class_map = _normalise_class_map(class_map)
+        tile_size = _whole_pixels("tile_size", tile_size)
         if mean is None or std is None:
             default_mean, default_std = default_normalisation(in_channels)
             mean = default_mean if mean is None else mean
@@ -332,6 +333,11 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(
                 f"num_classes={num_classes} but {len(class_names)} class_names and {len(palette)} palette "
                 "colours were given; give one name and one RGB colour per class."
+            )
+        if any(len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb) for rgb in palette):
+            # Drawn as uint8: 300 wrapped round to 44, another colour than the one asked for.
+            raise ValueError(
+                f"palette={palette}: each class colour must be 3 values (red, green, blue) from 0 to 255."
             )
         if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
             raise ValueError(
@@ -830,6 +836,22 @@ _DEFAULTS = {
     "dice_weight": 0.5,
     "contact_weight": 0.0,
 }
+
+
+def _whole_pixels(name: str, value: Any) -> int:
+    """``value`` as a positive whole number of pixels (``64``, ``64.0`` or ``"64"``).
+
+    Raises:
+        ValueError: naming ``name`` and the value (``null``, ``0``, ``64.5``, ``true``): a model package's
+            ``tile_size`` edited to ``null`` was accepted and failed later in a ``TypeError`` traceback.
+    """
+    try:
+        number = None if isinstance(value, bool) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or number <= 0 or (isinstance(value, float) and value != number):
+        raise ValueError(f"{name} must be a positive whole number of pixels, got {value!r}.")
+    return number
 
 
 def _check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any]) -> None:
