@@ -169,6 +169,31 @@ class _SystemPayload:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_a_package_tile_size_that_tile_null_cannot_use_names_where_it_came_from(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """tile=null takes the model's tile_size: one edited in model.json to a size the network cannot tile
+    (36, stride 8) stopped with 'tile must be a positive multiple of the network stride 8, got 36', a value
+    the user never gave; the message says it is the model's tile_size, in which file, and the way on."""
+    from marsunits.export import export_checkpoint
+    from marsunits.inference.unit_mapper import UnitMapper
+
+    inp = tmp_path / "in"
+    _tree(inp, 1)
+    package = export_checkpoint(ckpt, tmp_path / "package")
+    doc = json.loads((package / "model.json").read_text())
+    for part in ("hparams", "metadata"):
+        doc[part]["tile_size"] = 36
+    (package / "model.json").write_text(json.dumps(doc))
+    said = r"got 36.*tile=null takes the model's tile_size \(36\)"
+    with pytest.raises(ConfigError, match=said) as info:
+        run(make_cfg(tmp_path, package, inp, tmp_path / "out"))
+    assert str(package) in str(info.value) and "tile=32" in str(info.value)
+    assert not (tmp_path / "out" / "img0.mask.png").exists()
+    with pytest.raises(ConfigError, match=said.replace("null", "None")):
+        UnitMapper.load(package, tile=None)
+
+
 @pytest.mark.parametrize("payload", [_Payload, _SystemPayload])
 def test_malicious_checkpoint_is_refused_without_running_its_code(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], payload: type

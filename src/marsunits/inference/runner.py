@@ -118,7 +118,7 @@ from marsunits.inference.predictor import (
 )
 from marsunits.inference.run_summary_text import summary_paragraph
 from marsunits.inference.runtime import build_forward, check_threads, configure_threads, resolve_precision
-from marsunits.inference.tiling import make_grid
+from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.unit_mapper import is_grey, units_and_contacts
 from marsunits.inference.writers import (
     SAVED_BY_KEY,
@@ -413,7 +413,9 @@ class _Session:
         try:
             make_grid(1, 1, tile, opts.overlap, stride)
         except ValueError as exc:
-            raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}") from exc
+            # With tile=null the value is the model's, never typed by the user: say where it comes from.
+            taken = model_tile_note("tile=null", tile, stride, self.ckpt_path) if opts.tile is None else ""
+            raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}{taken}") from exc
         self.tile = tile
         self.in_channels = int(self.metadata["in_channels"])
         cache_dir = (

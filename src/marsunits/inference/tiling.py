@@ -122,6 +122,21 @@ def side_layout(
     return window, tuple(sorted({int(s) for s in starts}))
 
 
+def model_tile_note(option: str, tile: int, stride: int, source: object = None) -> str:
+    """What to add to :func:`make_grid`'s refusal of a ``tile`` taken from the model (``option``, e.g.
+    ``tile=null``, asks for its ``tile_size``): the refusal's "got 36" names a value the user never typed.
+
+    Returns:
+        ``""`` when ``tile`` is a positive multiple of ``stride`` (the refusal is about something else),
+        else `` (tile=null takes the model's tile_size (36) in <source>; give a tile, e.g. tile=32)``.
+    """
+    if tile > 0 and tile % stride == 0:
+        return ""
+    where = f" in {source}" if source is not None else ""
+    fit = max(stride, tile // stride * stride)
+    return f" ({option} takes the model's tile_size ({tile}){where}; give a tile, e.g. tile={fit})"
+
+
 def make_grid(height: int, width: int, tile: int, overlap: float, stride: int = NETWORK_STRIDE) -> TileGrid:
     """Plan the windows for an image of ``height`` x ``width`` pixels.
 

@@ -61,7 +61,7 @@ from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, check_option_types, read_contact_config
 from marsunits.inference.predictor import Predictor, select_device
 from marsunits.inference.runtime import TorchForward, resolve_precision
-from marsunits.inference.tiling import make_grid
+from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.writers import (
     OutputPaths,
     output_folder_clash,
@@ -326,7 +326,8 @@ class UnitMapper:
         try:
             make_grid(1, 1, self.tile, overlap, stride)
         except ValueError as exc:
-            raise ConfigError(f"bad tile/overlap for this model: {exc}") from exc
+            taken = "" if tile is not None else model_tile_note("tile=None", self.tile, stride)
+            raise ConfigError(f"bad tile/overlap for this model: {exc}{taken}") from exc
         self.in_channels = int(self.metadata["in_channels"])
         self.min_unit_area_px = int(min_unit_area_px)
         self.nodata_max = None if nodata_max is None else float(nodata_max)
