@@ -699,6 +699,23 @@ def test_a_package_folder_missing_one_of_its_files_is_said_so(package: Path, tmp
         assert missing in str(info.value) and "folder without" not in str(info.value)
 
 
+@pytest.mark.parametrize("inside", ["", "my_model/"])
+def test_a_zipped_package_says_to_unzip_it(package: Path, tmp_path: Path, inside: str) -> None:
+    """A package is shared as a zip of its folder: given as it came, it was 'not a checkpoint torch's safe
+    loader can read ([enforce fail at inline_container.cc:180] ...)', which does not say what to do."""
+    import zipfile
+
+    archive = tmp_path / "my model.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in (JSON_NAME, WEIGHTS_NAME):
+            zf.write(package / name, inside + name)
+    with pytest.raises(CheckpointError, match="zip archive of a model package") as info:
+        load_model(archive)
+    message = str(info.value)
+    assert str(archive) in message and "unzip" in message and "inline_container" not in message
+    assert f"'{tmp_path / 'my model'}/{inside}'" in message
+
+
 def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
     """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
     and the tensor, as a missing one is, not torch's load_state_dict error."""

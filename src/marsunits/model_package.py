@@ -39,6 +39,7 @@ import pickle
 import re
 import shlex
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -593,6 +594,32 @@ def _load_trusted_checkpoint(
     return task
 
 
+def _refuse_zipped_package(path: Path) -> None:
+    """Raise :class:`CheckpointError` if ``path`` is a zip archive holding a package's ``model.json``.
+
+    Why: a package is often shared as a zip of its folder, and given as it came it was refused as "not a
+    checkpoint torch's safe loader can read ([enforce fail at inline_container.cc:180] ...)", which did not
+    say what to do. Torch's checkpoints are zip archives too, of ``<name>/data.pkl``: never a model.json.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return  # unreadable: load_task names the file and the problem
+    inside = sorted((n for n in names if n == JSON_NAME or n.endswith(f"/{JSON_NAME}")), key=len)
+    if not inside:
+        return
+    dest = path.with_suffix("") if path.suffix else path.with_name(path.name + "_unzipped")
+    folder = f"{dest}/{inside[0][: -len(JSON_NAME)]}"
+    raise CheckpointError(
+        f"{path} is a zip archive of a model package ({inside[0]} inside), not a checkpoint: unzip it "
+        f"(`unzip {shlex.quote(str(path))} -d {shlex.quote(str(dest))}`) and give the folder holding "
+        f"{JSON_NAME}: ckpt_path={shlex.quote(folder)}"
+    )
+
+
 def load_model(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -623,6 +650,7 @@ def load_model(
             f"{path} is a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a "
             ".ckpt file."
         )
+    _refuse_zipped_package(path)
     try:
         return load_task(path, map_location=map_location, expected_class_names=expected_class_names)
     except CheckpointError as err:
