@@ -421,6 +421,27 @@ def test_a_value_edited_out_of_range_in_both_copies_is_refused_naming_it(
     assert str(pkg / JSON_NAME) in str(info.value) and "undo the edit" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("class_names", None), ("mean", None), ("std", None), ("dataset", []), ("wandb_run_id", {})],
+)
+def test_a_key_edited_to_another_type_in_both_copies_is_refused_naming_it(
+    package: Path, tmp_path: Path, key: str, value: object
+) -> None:
+    """class_names null stopped in a TypeError traceback; mean or std null loaded and normalised with
+    ImageNet's values whatever the model was trained with (a silent default); a data set name or W&B run id
+    of another form loaded, to fail where it is read (labels_class_map=checkpoint, fine-tuning)."""
+    pkg = _copy_package(package, tmp_path / "pkg")
+    doc = json.loads((pkg / JSON_NAME).read_text())
+    for block in ("metadata", "hparams"):
+        if key in doc[block]:
+            doc[block][key] = value
+    (pkg / JSON_NAME).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=rf"metadata {key}=.* is not ") as info:
+        load_model(pkg)
+    assert str(pkg / JSON_NAME) in str(info.value) and "undo the edit" in str(info.value)
+
+
 def test_a_class_map_edited_in_both_copies_is_the_models_map(package: Path, tmp_path: Path) -> None:
     """The documented way to change a duplicated key (edit both) works for the class map, whose ids JSON
     writes as strings and in any order."""

@@ -420,6 +420,7 @@ def load_package(
             f"{json_path} has metadata format_version={metadata['format_version']!r}; this marsunits reads "
             f"version {FORMAT_VERSION}. Use the marsunits version that wrote it, or re-export."
         )
+    _check_metadata_forms(metadata, json_path)
     if expected_class_names is not None and list(metadata["class_names"]) != list(expected_class_names):
         raise CheckpointError(
             f"{json_path} is a model for another class set: its classes are {metadata['class_names']}, "
@@ -472,6 +473,47 @@ def load_package(
     task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
     task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
     return task.to(map_location).eval()
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+#: ``metadata`` keys whose form the constructor does not check, what they must be, and the test.
+_METADATA_FORMS: tuple[tuple[str, str, Any], ...] = (
+    (
+        "class_names",
+        "a list of class names",
+        lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+    ),
+    ("mean", "a list of numbers, one per input channel", _is_number_list),
+    ("std", "a list of numbers, one per input channel", _is_number_list),
+    ("dataset", "a data set name (text)", lambda v: isinstance(v, str)),
+    ("wandb_run_id", "a W&B run id (text) or null", _is_optional_str),
+    ("wandb_run_name", "a W&B run name (text) or null", _is_optional_str),
+    ("wandb_run_group", "a W&B run group (text) or null", _is_optional_str),
+)
+
+
+def _check_metadata_forms(metadata: Mapping[str, Any], json_path: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``json_path`` and the key if one of :data:`_METADATA_FORMS` is
+    present in another form.
+
+    Why: ``class_names: null`` stopped in a ``TypeError`` traceback; ``mean`` or ``std`` null is the
+    constructor's "default" and normalised with ImageNet's values whatever the model was trained with (a
+    silent default); a data set name or run id of another form failed only where it was read.
+    """
+    for key, expected, fits in _METADATA_FORMS:
+        if key in metadata and not fits(metadata[key]):
+            raise CheckpointError(
+                f"{json_path}: metadata {key}={metadata[key]!r} is not {expected}; {_RESTORE}"
+            )
 
 
 def _is_sol_list(value: Any) -> bool:
