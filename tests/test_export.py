@@ -737,6 +737,20 @@ def test_a_zipped_package_says_to_unzip_it(package: Path, tmp_path: Path, inside
     assert f"'{tmp_path / 'my model'}/{inside}'" in message
 
 
+def test_load_model_expands_the_home_folder_and_names_both_forms_for_a_missing_path(
+    package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_model, the loader the README points Python users to, took '~/models/m' literally (UnitMapper.load
+    and the export expand it), and a mistyped package folder was 'Checkpoint ... does not exist. Give the path
+    of a .ckpt written by train.py', as if packages were not accepted."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _copy_package(package, tmp_path / "shared model")
+    assert load_model("~/shared model").metadata == load_model(package).metadata
+    with pytest.raises(FileNotFoundError, match="model package folder") as info:
+        load_model("~/shared modle")
+    assert str(tmp_path / "shared modle") in str(info.value)
+
+
 def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
     """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
     and the tensor, as a missing one is, not torch's load_state_dict error."""

@@ -62,6 +62,7 @@ from marsunits.task import (
     _normalise_class_map,
     load_task,
 )
+from marsunits.user_paths import expand_home
 
 __all__ = [
     "JSON_NAME",
@@ -671,7 +672,8 @@ def load_model(
     """Load a model from a package (safe) or a Lightning checkpoint, in eval mode on ``map_location``.
 
     Args:
-        path: a package folder (or its ``model.json``/``model.safetensors``), or a ``.ckpt`` file.
+        path: a package folder (or its ``model.json``/``model.safetensors``), or a ``.ckpt`` file (``~`` is
+            expanded).
         map_location: device for the model.
         trust_checkpoint: allow a ``.ckpt`` whose pickle needs arbitrary Python objects to be unpickled
             (``torch.load(weights_only=False)``). Unpickling can execute code: only for files you trust.
@@ -684,7 +686,13 @@ def load_model(
             arbitrary unpickling and ``trust_checkpoint`` is False (the message explains how to export a
             safe package).
     """
-    path = Path(path)
+    # `~` expanded as UnitMapper.load, predict.py and the export expand it.
+    path = expand_home(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model {path} does not exist; give a .ckpt written by train.py or a model package folder "
+            "(python -m marsunits.export)"
+        )
     if is_package(path):
         return load_package(path, map_location, expected_class_names)
     if path.is_dir():
