@@ -404,13 +404,16 @@ def test_an_edit_of_one_copy_of_the_class_list_map_or_dataset_is_refused(
         ("tile_size", 64.5, "tile_size must be a positive whole number of pixels, got 64.5"),
         ("palette", [[300, 0, 0], [0, 255, 0], [0, 0, 255]], "from 0 to 255"),
         ("palette", [[255, 0], [0, 255, 0], [0, 0, 255]], "3 values"),
+        ("mean", [float("nan"), 0.456, 0.406], "mean and std need 3 values each (finite"),
+        ("std", [float("inf"), 0.224, 0.225], "mean and std need 3 values each (finite"),
     ],
 )
 def test_a_value_edited_out_of_range_in_both_copies_is_refused_naming_it(
     package: Path, tmp_path: Path, key: str, value: object, said: str
 ) -> None:
     """A tile_size edited to null in both copies loaded, then UnitMapper.load and predict.py tile=null stopped
-    in a TypeError traceback; a palette colour of 300 loaded and was drawn wrapped round as 44."""
+    in a TypeError traceback; a palette colour of 300 loaded and was drawn wrapped round as 44; a mean of NaN
+    (Python's JSON reader takes NaN and Infinity) loaded and mapped every pixel as smooth_volcanic."""
     pkg = _copy_package(package, tmp_path / "pkg")
     doc = json.loads((pkg / JSON_NAME).read_text())
     for block in ("metadata", "hparams"):

@@ -339,10 +339,12 @@ class SegmentationTask(L.LightningModule):
             raise ValueError(
                 f"palette={palette}: each class colour must be 3 values (red, green, blue) from 0 to 255."
             )
-        if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
+        # Finite: a NaN mean (JSON readers take NaN) made every output NaN, mapped as class 0 everywhere.
+        finite = all(math.isfinite(v) for v in (*mean, *std))
+        if len(mean) != in_channels or len(std) != in_channels or not finite or min(std) <= 0:
             raise ValueError(
-                f"mean and std need {in_channels} values each (std > 0) for in_channels={in_channels}, "
-                f"got mean={mean}, std={std}."
+                f"mean and std need {in_channels} values each (finite, std > 0) for "
+                f"in_channels={in_channels}, got mean={mean}, std={std}."
             )
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer {optimizer!r}. Valid choices: {list(OPTIMIZERS)}.")
