@@ -281,6 +281,21 @@ def test_a_checkpoint_in_torchs_legacy_format_exports_as_predict_reads_it(
         assert torch.equal(load_model(pkg)(x), load_task(checkpoint)(x))
 
 
+def test_a_checkpoint_with_a_hyper_parameter_of_a_newer_version_says_so(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """A .ckpt from a newer marsunits holds a hyper-parameter this one does not know: it was refused as 'the
+    saved weights do not fit the architecture', though no weight had been compared."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"]["new_option"] = 1
+    newer = tmp_path / "newer.ckpt"
+    torch.save(ckpt, newer)
+    with pytest.raises(CheckpointError, match=r"hyper-parameters do not build .*'new_option'") as info:
+        load_model(newer)
+    assert str(newer) in str(info.value) and "weights do not fit" not in str(info.value)
+    assert "marsunits version that wrote it" in str(info.value)
+
+
 def test_garbage_checkpoint_is_not_offered_trust(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint at all")

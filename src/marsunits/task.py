@@ -1025,6 +1025,15 @@ def load_task(
     hparams["encoder_weights"] = None
     try:
         task = SegmentationTask(**hparams)
+    except (TypeError, ValueError) as err:
+        # Apart from the weights below: an unknown hyper-parameter (a newer marsunits) was reported as
+        # weights that do not fit, though none had been compared.
+        raise CheckpointError(
+            f"{path}: its hyper-parameters do not build a SegmentationTask of this marsunits ({err}). It "
+            "was probably written by another marsunits version; use the marsunits version that wrote it, or "
+            "retrain."
+        ) from err
+    try:
         task.load_state_dict(checkpoint["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(
