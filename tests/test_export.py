@@ -769,6 +769,27 @@ def test_load_model_expands_the_home_folder_and_names_both_forms_for_a_missing_p
     assert str(tmp_path / "shared modle") in str(info.value)
 
 
+def test_a_package_whose_weights_file_was_renamed_says_to_rename_it_back(
+    package: Path, tmp_path: Path
+) -> None:
+    """Weights renamed to a descriptive name ('unet_marsscapes.safetensors'), the usual fate of a file passed
+    around: the folder was 'incomplete. Copy the whole folder', and the file itself 'not a Lightning
+    checkpoint (expected a dict with 'state_dict' ...)'."""
+    pkg = _copy_package(package, tmp_path / "received")
+    renamed = pkg / "unet_marsscapes.safetensors"
+    (pkg / WEIGHTS_NAME).rename(renamed)
+    for given in (pkg, renamed):
+        with pytest.raises((FileNotFoundError, CheckpointError), match="rename it back") as info:
+            load_model(given)
+        message = str(info.value)
+        assert str(renamed) in message and str(pkg / WEIGHTS_NAME) in message, message
+    alone = tmp_path / "weights only.safetensors"
+    renamed.rename(alone)
+    with pytest.raises(CheckpointError, match=f"{JSON_NAME}") as info:
+        load_model(alone)
+    assert "Lightning checkpoint" not in str(info.value) and str(alone) in str(info.value)
+
+
 def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
     """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
     and the tensor, as a missing one is, not torch's load_state_dict error."""

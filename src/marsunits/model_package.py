@@ -442,6 +442,14 @@ def load_package(
                 "both), or re-export the package."
             )
     if not weights_path.is_file():
+        renamed = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+        if renamed:
+            # Weights given a descriptive name on their way: "incomplete, copy the whole folder" was wrong.
+            raise FileNotFoundError(
+                f"{weights_path} does not exist, but the folder holds {renamed[0]}: a package's weights are "
+                f"read from {WEIGHTS_NAME} only; rename it back (`mv {shlex.quote(str(renamed[0]))} "
+                f"{shlex.quote(str(weights_path))}`), and {JSON_NAME} checks that it is the right file."
+            )
         raise FileNotFoundError(
             f"{weights_path} does not exist: the package is incomplete. Copy the whole folder, or re-export."
         )
@@ -692,6 +700,17 @@ def load_model(
         raise FileNotFoundError(
             f"model {path} does not exist; give a .ckpt written by train.py or a model package folder "
             "(python -m marsunits.export)"
+        )
+    if path.suffix.lower() == ".safetensors" and not is_package(path):
+        # A package's weights under another name: torch read it as "not a Lightning checkpoint (expected a
+        # dict with 'state_dict' ...)". Beside its model.json, the package's own check says to rename it.
+        if (path.parent / JSON_NAME).is_file() and not (path.parent / WEIGHTS_NAME).is_file():
+            return load_package(path.parent, map_location, expected_class_names)
+        raise CheckpointError(
+            f"{path} is a safetensors weights file, not a checkpoint: weights alone do not say what network "
+            f"they belong to. Give a model package folder, {JSON_NAME} (what the model is) beside its "
+            f"weights named {WEIGHTS_NAME}, as `python -m marsunits.export` writes it; ask whoever sent the "
+            "file for the whole folder."
         )
     if is_package(path):
         return load_package(path, map_location, expected_class_names)
