@@ -790,6 +790,18 @@ def test_a_package_whose_weights_file_was_renamed_says_to_rename_it_back(
     assert "Lightning checkpoint" not in str(info.value) and str(alone) in str(info.value)
 
 
+def test_a_package_whose_model_json_was_renamed_says_to_rename_it_back(package: Path, tmp_path: Path) -> None:
+    """model.json renamed on its way was 'model.json does not exist ... Export one with python -m
+    marsunits.export', which its receiver, without the checkpoint, cannot do."""
+    pkg = _copy_package(package, tmp_path / "received")
+    renamed = pkg / "unet_marsscapes.json"
+    (pkg / JSON_NAME).rename(renamed)
+    (pkg / "notes.json").write_text('{"author": "me"}')
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        load_model(pkg)
+    assert str(renamed) in str(info.value) and "notes.json" not in str(info.value)
+
+
 def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
     """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
     and the tensor, as a missing one is, not torch's load_state_dict error."""

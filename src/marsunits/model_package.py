@@ -343,6 +343,13 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
     """
     json_path = _package_dir(Path(path)) / JSON_NAME
     if not json_path.is_file():
+        renamed = _renamed_package_json(json_path.parent)
+        if renamed is not None:
+            raise FileNotFoundError(
+                f"{json_path} does not exist, but the folder holds {renamed}, a model package's description: "
+                f"it is read from {JSON_NAME} only; rename it back (`mv {shlex.quote(str(renamed))} "
+                f"{shlex.quote(str(json_path))}`)."
+            )
         raise FileNotFoundError(
             f"{json_path} does not exist: a model package is a folder with {JSON_NAME} and {WEIGHTS_NAME}. "
             "Export one with `python -m marsunits.export ckpt_path=<ckpt> out=<folder>`."
@@ -379,6 +386,22 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
         if key not in document:
             raise CheckpointError(f"{json_path} lacks the key {key!r}; {_RESTORE}")
     return document
+
+
+def _renamed_package_json(folder: Path) -> Path | None:
+    """A ``*.json`` file in ``folder`` (other than ``model.json``) that is a package's description, or None.
+
+    Why: a ``model.json`` renamed on its way was "does not exist ... Export one with python -m
+    marsunits.export", which its receiver, without the checkpoint, cannot do.
+    """
+    for candidate in sorted(folder.glob("*.json")):
+        try:
+            small = candidate.is_file() and candidate.stat().st_size < 16 * 2**20
+            if small and PACKAGE_FORMAT in candidate.read_text(encoding="utf-8-sig", errors="replace"):
+                return candidate
+        except OSError:
+            continue
+    return None
 
 
 def _comparable(key: str, value: Any) -> Any:
