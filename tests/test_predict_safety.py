@@ -145,6 +145,39 @@ def test_a_recoloured_package_does_not_add_overlays_in_its_colours_to_a_folder(
     assert json.loads((out / "prediction_settings.json").read_text())["palette"] == palette
 
 
+def test_a_recoloured_package_draws_its_overlays_in_its_colours(tmp_path: Path, ckpt: Path) -> None:
+    """The README's way to change the overlay colours is to edit the palette in model.json; the overlays of
+    predict.py and UnitMap.overlay were drawn in the project's default palette whatever the model's."""
+    from marsunits.export import export_checkpoint
+    from marsunits.inference.unit_mapper import UnitMapper
+    from marsunits.inference.writers import OVERLAY_ALPHA
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    grey = np.full((40, 50, 3), 128, np.uint8)
+    Image.fromarray(grey).save(inp / "grey.png")
+    recoloured = export_checkpoint(ckpt, tmp_path / "recoloured")
+    doc = json.loads((recoloured / "model.json").read_text())
+    palette = np.array([[255, 0, 0], [0, 0, 255], [0, 255, 0]])
+    for part in ("hparams", "metadata"):
+        doc[part]["palette"] = palette.tolist()
+    (recoloured / "model.json").write_text(json.dumps(doc))
+    a = round(OVERLAY_ALPHA * 256)
+
+    def share_in_palette(overlay: np.ndarray, mask: np.ndarray) -> float:
+        """Share of the pixels tinted exactly in their class's palette colour over the grey image (contact
+        lines, drawn on top, are the rest)."""
+        expected = (128 * (256 - a) + palette[mask] * a) >> 8
+        return float((overlay.astype(int) == expected).all(-1).mean())
+
+    assert run(make_cfg(tmp_path, recoloured, inp, out)) == 0
+    overlay = np.asarray(Image.open(out / "grey.overlay.png").convert("RGB"))
+    assert share_in_palette(overlay, read_mask(out / "grey.mask.png")) > 0.9
+    assert "rgb(255, 0, 0)" in (out / "index.html").read_text()  # the gallery's key: the same colours
+    mapped = UnitMapper.load(recoloured, tile=None).map(grey)
+    assert share_in_palette(mapped.overlay(), mapped.mask) > 0.9
+
+
 class _Payload:
     """Unpickling this creates a marker file: what a malicious checkpoint would do, harmlessly."""
 

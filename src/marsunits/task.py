@@ -335,7 +335,7 @@ class SegmentationTask(L.LightningModule):
                 "colours were given; give one name and one RGB colour per class."
             )
         if any(len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb) for rgb in palette):
-            # Drawn as uint8: 300 wrapped round to 44, another colour than the one asked for.
+            # The overlays are blended into uint8: a value above 255 wraps round to another colour.
             raise ValueError(
                 f"palette={palette}: each class colour must be 3 values (red, green, blue) from 0 to 255."
             )

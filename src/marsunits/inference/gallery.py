@@ -76,7 +76,11 @@ def _card(row: Mapping[str, Any]) -> str:
 
 
 def render_gallery(
-    rows: Sequence[Mapping[str, Any]], title: str, summary: str, reports: Sequence[str] = ()
+    rows: Sequence[Mapping[str, Any]],
+    title: str,
+    summary: str,
+    reports: Sequence[str] = (),
+    palette: Sequence[Sequence[int]] = PALETTE,
 ) -> str:
     """The HTML text of the gallery.
 
@@ -86,10 +90,11 @@ def render_gallery(
         summary: One paragraph of plain text shown above the images (escaped here).
         reports: File names, relative to the page, of the run's other outputs (manifest, summary, metrics,
             contact maps), linked above the images.
+        palette: The class colours of the key: those the overlays were drawn in (the model's palette).
     """
     key = "".join(
         f'<span style="background:rgb{tuple(rgb)}"></span>{html.escape(n)}'
-        for n, rgb in zip(CLASS_NAMES, PALETTE, strict=True)
+        for n, rgb in zip(CLASS_NAMES, palette, strict=True)
     )
     cards = "\n".join(_card(r) for r in rows)
     links = " · ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in reports)

@@ -775,6 +775,7 @@ class _Session:
                 greyscale=grey,
                 camera_sha256=camera_digest,
                 image_file=item.file_identity,
+                palette=self.metadata["palette"],
             )
         except OSError as exc:
             if exc.errno in OUTPUT_STOP_ERRNOS:
@@ -1057,7 +1058,9 @@ class _Session:
         ]
         write_text_atomic(
             out / "index.html",
-            render_gallery(rows, f"marsunits predictions: {out.name}", paragraph, reports),
+            render_gallery(
+                rows, f"marsunits predictions: {out.name}", paragraph, reports, self.metadata["palette"]
+            ),
         )
         failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)

@@ -44,7 +44,7 @@ from marsunits.boundary.contact_io import ContactLine, as_stored, number_contact
 from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
-from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from marsunits.data.io import (
     FLOAT_FULL_SCALE_MAX,
     _orientation_tag,
@@ -163,6 +163,8 @@ class UnitMap:
             ``ground_m`` (metres in the camera's site frame) where the camera sees the ground within
             ``max_range_m``; a contact crossing that range is split into pieces sharing its ``contact_id``.
         camera: The camera the ground coordinates came from, or None.
+        palette: RGB colour (0-255) of each class, by id, that :meth:`overlay` and :meth:`save` draw the
+            units in: the model's (its ``model.json`` palette for a package).
     """
 
     image: np.ndarray
@@ -170,6 +172,7 @@ class UnitMap:
     mask: np.ndarray
     contacts: list[ContactLine] = field(default_factory=list)
     camera: CameraModel | None = None
+    palette: list[list[int]] = field(default_factory=lambda: [list(rgb) for rgb in PALETTE])
 
     @property
     def unit_fractions(self) -> dict[str, float]:
@@ -180,7 +183,7 @@ class UnitMap:
     def overlay(self) -> np.ndarray:
         """uint8 ``(H, W, 3)``: the image with each unit tinted and the contact coloured by confidence
         (``predict.py``'s ``<stem>.overlay.png``)."""
-        return overlay_image(self.image, self.mask, self.contacts)
+        return overlay_image(self.image, self.mask, self.contacts, palette=self.palette)
 
     def write_contacts(self, path: str | os.PathLike[str]) -> Path:
         """Write :attr:`contacts` as a contact GeoJSON file (the format of ``<stem>.contact.geojson``,
@@ -245,6 +248,7 @@ class UnitMap:
             probability_dtype=probability_dtype,
             greyscale=is_grey(self.image),
             saved_by="UnitMap.save",
+            palette=self.palette,
         )
         return [p for p in paths.expected(bool(save_probabilities)) if p.exists()]
 
@@ -519,7 +523,8 @@ class UnitMapper:
                     )
                 lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
-        return UnitMap(pixels, probs, mask, as_stored(lines), found)
+        palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
+        return UnitMap(pixels, probs, mask, as_stored(lines), found, palette)
 
 
 def _unknown_option_hint(name: str, value: Any, valid: list[str]) -> str:

@@ -330,7 +330,11 @@ def confidence_color(confidence: float) -> tuple[int, int, int]:
 
 
 def overlay_image(
-    image: np.ndarray, mask: np.ndarray, lines: Sequence[ContactLine], alpha: float = OVERLAY_ALPHA
+    image: np.ndarray,
+    mask: np.ndarray,
+    lines: Sequence[ContactLine],
+    alpha: float = OVERLAY_ALPHA,
+    palette: Sequence[Sequence[int]] = PALETTE,
 ) -> np.ndarray:
     """The image with each unit tinted in its palette colour and the contact lines drawn on top.
 
@@ -341,13 +345,15 @@ def overlay_image(
             coloured by the mean ``vertex_confidence`` of its ends when present, else by the line's
             ``confidence`` (see :func:`confidence_color`).
         alpha: Opacity of the unit colours.
+        palette: RGB colour (0-255) of each class, by class id: the model's (``metadata["palette"]``, which
+            a model package's ``model.json`` lets its user change); the project's default otherwise.
 
     Returns:
         uint8 ``(H, W, 3)``.
     """
     lut = np.zeros((256, 3), dtype=np.uint16)
     lut[:] = IGNORE_COLOR
-    lut[:NUM_CLASSES] = PALETTE
+    lut[:NUM_CLASSES] = palette
     a = int(round(alpha * 256))
     out = to_rgb_uint8(image)
     for r0 in range(0, out.shape[0], 512):
@@ -430,6 +436,7 @@ def write_prediction(
     camera_sha256: str | None | bool = False,
     image_file: Mapping[str, Any] | None = None,
     saved_by: str | None = None,
+    palette: Sequence[Sequence[int]] = PALETTE,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -453,6 +460,7 @@ def write_prediction(
             (``output_settings.image_status``).
         saved_by: What wrote the files when not ``predict.py`` (``"UnitMap.save"``), kept in the contact
             file (:data:`SAVED_BY_KEY`): a ``predict.py`` run into the folder refuses to skip them as its own.
+        palette: The class colours of the overlay: the model's (see :func:`overlay_image`).
     """
     h, w = mask.shape
     paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
@@ -468,7 +476,7 @@ def write_prediction(
     if saved_by is not None:
         members[SAVED_BY_KEY] = saved_by
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
-    write_png_atomic(paths.overlay, overlay_image(image, mask, lines))
+    write_png_atomic(paths.overlay, overlay_image(image, mask, lines, palette=palette))
     write_png_atomic(paths.mask, mask)
 
 
