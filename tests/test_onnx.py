@@ -106,6 +106,17 @@ def test_auto_picks_a_runtime_and_failed_check_falls_back(ckpt: Path, cache: Pat
     assert isinstance(fn, TorchForward) and choice.name == "torch" and "differ" in choice.reason
 
 
+def test_an_onnx_cache_folder_that_is_a_file_falls_back_saying_so(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811
+    """``onnx_cache_dir=<a file>``: PyTorch is used, as before, and the reason names the option and the
+    fix; it was "ONNX export or session failed (FileExistsError: [Errno 17] File exists: ...)"."""
+    (tmp_path / "cachefile").write_text("notes")
+    task = load_task(ckpt)
+    fn, choice = build_forward(task, runtime="onnx", **_forward_options(ckpt, tmp_path / "cachefile"))
+    assert isinstance(fn, TorchForward) and choice.name == "torch"
+    assert f"{tmp_path / 'cachefile'} is a file, not a folder (onnx_cache_dir)" in choice.reason
+    assert (tmp_path / "cachefile").read_text() == "notes"
+
+
 def test_subclass_model_exports_with_its_grouping(tmp_path: Path) -> None:
     # A network trained on sub-classes (model.subclasses) sums them back inside forward(); the exported
     # graph must carry that sum, giving the three project classes as PyTorch does.

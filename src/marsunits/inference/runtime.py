@@ -396,6 +396,13 @@ def build_forward(
         msg = "onnxruntime is not installed (pip install onnxruntime); using PyTorch"
         log.warning("runtime=%s: %s", runtime, msg)
         return torch_fn, RuntimeChoice("torch", runtime, msg)
+    if cache_dir.exists() and not cache_dir.is_dir():  # it was "FileExistsError: [Errno 17] File exists"
+        msg = (
+            f"the ONNX cache folder {cache_dir} is a file, not a folder (onnx_cache_dir); give a folder, or "
+            "leave onnx_cache_dir unset for <output_dir>/.cache/onnx; using PyTorch"
+        )
+        log.warning("runtime=%s: %s", runtime, msg)
+        return torch_fn, RuntimeChoice("torch", runtime, msg)
     probe = torch.rand(probe_shape, generator=torch.Generator().manual_seed(0))
     # Reference in float32 whatever the run's precision, so the check measures the export only.
     reference = TorchForward(model, torch.device("cpu"), channels_last=channels_last)
