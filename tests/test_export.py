@@ -753,6 +753,12 @@ def test_a_zipped_package_says_to_unzip_it(package: Path, tmp_path: Path, inside
     message = str(info.value)
     assert str(archive) in message and "unzip" in message and "inline_container" not in message
     assert f"'{tmp_path / 'my model'}/{inside}'" in message
+    # The export: that advice (ckpt_path=<folder>) was then refused there as a package folder.
+    from marsunits.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"is a model package already \(zipped\): there is nothing"):
+        export_checkpoint(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_load_model_expands_the_home_folder_and_names_both_forms_for_a_missing_path(
