@@ -229,15 +229,16 @@ class UnitMap:
             raise ConfigError(
                 f"folder {paths.root}{where}is a file, not a folder; give a folder for the outputs"
             )
-        paths.mask.parent.mkdir(parents=True, exist_ok=True)
         # As predict.py says it before predicting; it was "[Errno 36] File name too long" naming a temporary.
-        too_long = output_name_problem(paths.root, paths.rel)
+        # The name limit is the nearest existing folder's (the folder is made below, once nothing is refused).
+        too_long = output_name_problem(existing if existing.is_dir() else paths.root, paths.rel)
         if too_long is not None:
             raise ConfigError(f"stem {stem[:20]!r}...: {too_long.replace('rename the input to', 'give')}")
         # A folder under an output's name: "Is a directory" after the other outputs were written.
         taken = output_folder_clash(paths.root, paths.rel, bool(save_probabilities), frozenset())
         if taken is not None:
             raise ConfigError(f"stem {stem!r}: {taken}")
+        paths.mask.parent.mkdir(parents=True, exist_ok=True)
         write_prediction(
             paths,
             self.image,
