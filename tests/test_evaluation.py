@@ -300,6 +300,27 @@ def test_a_label_whose_name_differs_only_in_letter_case_is_named_with_the_rename
     assert f"rename it b{path.suffix}" in message and not ev.missing
 
 
+def test_the_exact_label_of_another_image_is_not_offered_to_its_namesake_in_another_case(
+    tmp_path: Path,
+) -> None:
+    """Two inputs whose names differ only in letter case (``b.jpg`` and ``B.jpg``, two files on Linux), and a
+    label for ``b.jpg`` alone: ``B.jpg`` has no label. It was told to rename ``b.png`` (``b.jpg``'s own label,
+    which the rename would take from it) to ``B.png``."""
+    inputs, labels = tmp_path / "in", tmp_path / "labels"
+    inputs.mkdir()
+    labels.mkdir()
+    for name in ("b.jpg", "B.jpg"):
+        (inputs / name).write_bytes(b"an image")
+    if not (inputs / "b.jpg").exists() or len(list(inputs.iterdir())) != 2:
+        pytest.skip("a file system that does not tell names apart by letter case")
+    write_png_atomic(labels / "b.png", _halves(20, 30, 15))
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("B.jpg"), _halves(20, 30, 15), image_path=inputs / "B.jpg")
+    ev.add(PurePosixPath("b.jpg"), _halves(20, 30, 15), image_path=inputs / "b.jpg")
+    assert ev.missing == ["B.jpg"] and not ev.errors
+    assert list(ev.per_image) == ["b.jpg"]
+
+
 def test_the_label_of_the_first_mask_extension_wins_whatever_the_form_of_the_name(tmp_path: Path) -> None:
     """Extensions are tried in the order of LABEL_EXTENSIONS (JPEG, which cannot hold a mask, last), for a
     name that has to be looked up by listing its folder (non-ASCII) as for one that does not."""

@@ -52,7 +52,7 @@ from marsunits.boundary.metrics import (
 )
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.class_map import ClassMap
-from marsunits.data.io import ImageReadError, read_mask, turned_mask_note
+from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
 from marsunits.file_digest import image_content_key
 
 #: How ``metrics.json`` explains the overall contact scores.
@@ -155,6 +155,20 @@ class FolderIndex:
     def names(self, folder: Path, name: str) -> list[str]:
         """The names in ``folder`` equal to ``name`` in NFC whatever their letter case ([] if none, or no
         such folder)."""
+        return self._index(folder).get(_nfc(name).casefold(), [])
+
+    def has_image_of_stem(self, folder: Path, stem: str) -> bool:
+        """Whether ``folder`` holds an image (:data:`IMAGE_EXTENSIONS`, any letter case) whose stem is
+        ``stem`` exactly (NFC), letter case included."""
+        wanted = _nfc(stem)
+        return any(
+            _nfc(name)[: len(wanted)] == wanted and _nfc(name)[len(wanted) :].lower() in IMAGE_EXTENSIONS
+            for suffix in IMAGE_EXTENSIONS
+            for name in self.names(folder, f"{stem}{suffix}")
+        )
+
+    def _index(self, folder: Path) -> dict[str, list[str]]:
+        """``folder``'s names by their NFC, case-folded form, listed again when its mtime changes."""
         try:
             stamp: int | None = os.stat(folder).st_mtime_ns
         except OSError:
@@ -166,7 +180,7 @@ class FolderIndex:
                 for entry in os.listdir(folder):
                     index.setdefault(_nfc(entry).casefold(), []).append(entry)
             cached = self._names[folder] = (stamp, index)
-        return cached[1].get(_nfc(name).casefold(), [])
+        return cached[1]
 
 
 def _find_folder(root: Path, rel: PurePosixPath, index: FolderIndex) -> Path | None:
@@ -269,11 +283,17 @@ def find_label(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None =
 
 
 def label_in_another_case(
-    labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None = None
+    labels_dir: Path,
+    rel: PurePosixPath,
+    index: FolderIndex | None = None,
+    image_path: Path | None = None,
 ) -> Path | None:
     """A label file of input ``rel`` whose stem differs from the input's only in letter case (``B.png`` for
     ``b.png``), or None: :func:`find_label` matches the stem exactly, as train.py's folder data pairs images
-    and masks, so such a label was reported as missing, with no hint that it was there."""
+    and masks, so such a label was reported as missing, with no hint that it was there.
+
+    ``image_path``: the input file, or None. A label whose stem is exactly that of another image beside it
+    (``b.png`` when ``b.jpg`` and ``B.jpg`` are both inputs) is that image's label, not one misnamed."""
     index = index or FolderIndex()
     try:
         folder = _find_folder(labels_dir, rel.parent, index)
@@ -283,6 +303,9 @@ def label_in_another_case(
         return None
     for suffix in LABEL_EXTENSIONS:
         for name in sorted(index.names(folder, f"{rel.stem}{suffix}")):
+            stem = name[: len(name) - len(suffix)]
+            if image_path is not None and index.has_image_of_stem(image_path.parent, stem):
+                continue  # the exact label of another input, whose name differs from this one's in case
             if (folder / name).is_file():
                 return folder / name
     return None
@@ -388,7 +411,7 @@ class Evaluation:
             self.errors[key] = str(exc)
             return
         if label_path is None:
-            other_case = label_in_another_case(self.labels_dir, rel, self._folders)
+            other_case = label_in_another_case(self.labels_dir, rel, self._folders, image_path)
             if other_case is not None:
                 self.errors[key] = (
                     f"{other_case}: its name differs from the image's, {rel.name}, only in letter case, and "
