@@ -648,6 +648,36 @@ def test_station_labels_of_a_traverse_do_not_overlap(tmp_path, monkeypatch, spac
     assert overlaps == []
 
 
+@pytest.mark.parametrize("yaw_deg", [0.0, 90.0, 180.0, -90.0])
+def test_station_labels_stay_inside_the_figure(tmp_path, monkeypatch, yaw_deg):
+    """A camera at the map's edge (looking left, its footprint to the left of it) has its label below-right of
+    it, beyond the axes: the layout made room for it until labels were measured on a laid-out figure and
+    left out of the layout, and then it ran off the figure's right edge, its names cut."""
+    from matplotlib.axes import Axes
+
+    drawn = []
+    annotate = Axes.annotate
+
+    def record(self, text, xy, *args, **kwargs):
+        drawn.append(annotate(self, text, xy, *args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(Axes, "annotate", record)
+    cams = {
+        f"a_rather_long_image_name_{i}.png": _pinhole(pitch_deg=20.0, yaw_deg=yaw_deg, site="s")
+        for i in range(4)
+    }
+    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
+    figure = drawn[0].figure
+    shown = [a for a in drawn if a in figure.axes[0].texts]
+    assert shown
+    renderer = figure.canvas.get_renderer()
+    for a in shown:
+        box = a.get_window_extent(renderer)
+        assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1, (a.get_text(), box, figure.bbox)
+        assert figure.bbox.y0 <= box.y0 and box.y1 <= figure.bbox.y1, (a.get_text(), box, figure.bbox)
+
+
 def test_contact_map_one_file_pair_per_site(tmp_path):
     a = _pinhole(pitch_deg=20.0, site="site 1")
     b = _pinhole(pitch_deg=20.0, site="s2")

@@ -407,9 +407,10 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
 
     Sharing by distance alone (:data:`_LABEL_SHARE`) left the four-line labels of a traverse's stations, and
     the labels of stations side by side (a label is wider than tall), drawn over each other: measured on the
-    laid-out figure instead, as Matplotlib will draw them.
+    laid-out figure instead, as Matplotlib will draw them. The labels take part in the layout, which makes
+    room for a label beyond the axes (left out of it, the label of a camera at the map's right edge ran off
+    the figure), so the figure is laid out again after the merges and measured again until none overlap.
     """
-    fig.draw_without_rendering()  # the constrained layout, so the boxes measured are the boxes drawn
     renderer = fig.canvas.get_renderer()
     kept: list[tuple[Any, list[list[str]]]] = []  # (annotation, each merged label's names)
 
@@ -417,6 +418,20 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
         merged = [n for names in itertools.zip_longest(*groups) for n in names if n is not None]
         return _station_label(merged)
 
+    def merge_overlapping() -> bool:
+        """Merge the first pair of kept labels that overlap as measured now; whether there was one."""
+        boxes = [a.get_window_extent(renderer) for a, _ in kept]
+        for i, j in itertools.combinations(range(len(kept)), 2):
+            if boxes[i].overlaps(boxes[j]):
+                (first, groups), (second, more) = kept[i], kept[j]
+                second.remove()
+                first.set_text(text(groups + more))
+                kept[i] = (first, groups + more)
+                del kept[j]
+                return True
+        return False
+
+    fig.draw_without_rendering()  # the constrained layout, so the boxes measured are (nearly) those drawn
     for (cx, cy), names in labels:
         ann = ax.annotate(
             _station_label(names),
@@ -427,21 +442,14 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
             fontsize=7,
             bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
         )
-        ann.set_in_layout(False)
         kept.append((ann, [names]))
-        changed = True
-        while changed:  # a merged label may grow onto another: merge again until none overlap
-            changed = False
-            boxes = [a.get_window_extent(renderer) for a, _ in kept]
-            for i, j in itertools.combinations(range(len(kept)), 2):
-                if boxes[i].overlaps(boxes[j]):
-                    (first, groups), (second, more) = kept[i], kept[j]
-                    second.remove()
-                    first.set_text(text(groups + more))
-                    kept[i] = (first, groups + more)
-                    del kept[j]
-                    changed = True
-                    break
+        while merge_overlapping():  # a merged label may grow onto another: merge again until none overlap
+            pass
+    fig.draw_without_rendering()  # laid out again with the labels, which may move them: measured again
+    while merge_overlapping():
+        while merge_overlapping():
+            pass
+        fig.draw_without_rendering()
 
 
 def _check_map_paths(out: Path, names: Sequence[str]) -> None:
