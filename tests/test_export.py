@@ -808,6 +808,65 @@ def test_a_package_whose_model_json_was_renamed_says_to_rename_it_back(package: 
     assert str(renamed) in str(info.value) and "notes.json" not in str(info.value)
 
 
+def test_of_several_safetensors_files_the_one_model_json_describes_is_named(
+    package: Path, tmp_path: Path
+) -> None:
+    """A folder holding another weights file besides the renamed one (sorted first): 'rename it back' named
+    the first file by name, the wrong weights (refused by their checksum only after the rename), whichever
+    file the user gave; the file whose SHA-256 is model.json's weights_sha256 is named, and a folder with
+    none such says the weights are not there rather than 'rename it back'."""
+    pkg = _copy_package(package, tmp_path / "received")
+    renamed = pkg / "unet_marsscapes.safetensors"
+    (pkg / WEIGHTS_NAME).rename(renamed)
+    decoy = pkg / "a_older_model.safetensors"
+    save_file({"w": torch.zeros(2)}, decoy)
+    for given in (pkg, renamed, decoy):
+        with pytest.raises(FileNotFoundError, match="rename it back") as info:
+            load_model(given)
+        message = str(info.value)
+        assert str(renamed) in message and str(decoy) not in message, message
+    renamed.unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        load_model(pkg)
+    message = str(info.value)
+    assert "rename it back" not in message and str(decoy) in message and "weights_sha256" in message, message
+
+
+def test_of_several_json_files_the_description_of_these_weights_is_named(
+    package: Path, tmp_path: Path
+) -> None:
+    """A renamed model.json beside another package's description (sorted first) and a file that merely
+    mentions the package format: the one whose weights_sha256 is model.safetensors' is named."""
+    pkg = _copy_package(package, tmp_path / "received")
+    document = json.loads((pkg / JSON_NAME).read_text())
+    renamed = pkg / "unet_marsscapes.json"
+    (pkg / JSON_NAME).rename(renamed)
+    other = pkg / "a_other_model.json"
+    other.write_text(json.dumps({**document, "weights_sha256": "0" * 64}))
+    (pkg / "0_notes.json").write_text(json.dumps({"note": "a marsunits-model-package, see unet_marsscapes"}))
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        load_model(pkg)
+    message = str(info.value)
+    assert str(renamed) in message and str(other) not in message and "notes" not in message, message
+
+
+def test_a_missing_model_json_or_weights_given_by_name_gets_the_packages_advice(
+    package: Path, tmp_path: Path
+) -> None:
+    """ckpt_path=<pkg>/model.json (or model.safetensors), renamed on its way, was only 'does not exist':
+    the folder's own check says which file to rename back, as for ckpt_path=<pkg>."""
+    pkg = _copy_package(package, tmp_path / "received")
+    (pkg / JSON_NAME).rename(pkg / "unet.json")
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        load_model(pkg / JSON_NAME)
+    assert str(pkg / "unet.json") in str(info.value)
+    (pkg / "unet.json").rename(pkg / JSON_NAME)
+    (pkg / WEIGHTS_NAME).rename(pkg / "unet.safetensors")
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        load_model(pkg / WEIGHTS_NAME)
+    assert str(pkg / "unet.safetensors") in str(info.value)
+
+
 def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
     """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
     and the tensor, as a missing one is, not torch's load_state_dict error."""

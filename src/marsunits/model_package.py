@@ -394,14 +394,31 @@ def _renamed_package_json(folder: Path) -> Path | None:
     Why: a ``model.json`` renamed on its way was "does not exist ... Export one with python -m
     marsunits.export", which its receiver, without the checkpoint, cannot do.
     """
+    found = []
     for candidate in sorted(folder.glob("*.json")):
         try:
-            small = candidate.is_file() and candidate.stat().st_size < 16 * 2**20
-            if small and PACKAGE_FORMAT in candidate.read_text(encoding="utf-8-sig", errors="replace"):
-                return candidate
-        except OSError:
+            if not candidate.is_file() or candidate.stat().st_size >= 16 * 2**20:
+                continue
+            document = json.loads(candidate.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-    return None
+        # Its "format", not a mention of it anywhere (a note naming the package).
+        if isinstance(document, dict) and document.get("format") == PACKAGE_FORMAT:
+            found.append((candidate, document.get("weights_sha256")))
+    # Of several (another package's description beside it), the one describing the weights in the folder.
+    weights = folder / WEIGHTS_NAME
+    digest = _sha256_or_none(weights) if weights.is_file() and len(found) > 1 else None
+    return next(
+        (c for c, sha in found if digest is not None and sha == digest), found[0][0] if found else None
+    )
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    """:func:`file_sha256` of ``path``, or None if it cannot be read."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -465,13 +482,22 @@ def load_package(
                 "both), or re-export the package."
             )
     if not weights_path.is_file():
-        renamed = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
-        if renamed:
+        others = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+        # The file model.json describes, by its checksum: the first by name was named whatever it held
+        # (another model's weights beside the renamed ones), and renamed back it failed that checksum.
+        renamed = next((p for p in others if _sha256_or_none(p) == document["weights_sha256"]), None)
+        if renamed is not None:
             # Weights given a descriptive name on their way: "incomplete, copy the whole folder" was wrong.
             raise FileNotFoundError(
-                f"{weights_path} does not exist, but the folder holds {renamed[0]}: a package's weights are "
-                f"read from {WEIGHTS_NAME} only; rename it back (`mv {shlex.quote(str(renamed[0]))} "
-                f"{shlex.quote(str(weights_path))}`), and {JSON_NAME} checks that it is the right file."
+                f"{weights_path} does not exist, but the folder holds {renamed}: a package's weights are "
+                f"read from {WEIGHTS_NAME} only; rename it back (`mv {shlex.quote(str(renamed))} "
+                f"{shlex.quote(str(weights_path))}`)."
+            )
+        if others:
+            raise FileNotFoundError(
+                f"{weights_path} does not exist, and the folder's {', '.join(str(p) for p in others)} are "
+                f"not the weights {JSON_NAME} describes (their SHA-256 is not its weights_sha256): the "
+                "package is incomplete. Copy the whole folder again from where it came, or re-export."
             )
         raise FileNotFoundError(
             f"{weights_path} does not exist: the package is incomplete. Copy the whole folder, or re-export."
@@ -719,6 +745,10 @@ def load_model(
     """
     # `~` expanded as UnitMapper.load, predict.py and the export expand it.
     path = expand_home(path)
+    if not path.exists() and path.name in (JSON_NAME, WEIGHTS_NAME) and is_package(path.parent):
+        # One of a package's files renamed on its way, given by its own name: the folder's check says which
+        # file to rename back ("does not exist" alone did not).
+        return load_package(path.parent, map_location, expected_class_names)
     if not path.exists():
         raise FileNotFoundError(
             f"model {path} does not exist; give a .ckpt written by train.py or a model package folder "
