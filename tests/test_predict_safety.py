@@ -145,6 +145,48 @@ def test_a_recoloured_package_does_not_add_overlays_in_its_colours_to_a_folder(
     assert json.loads((out / "prediction_settings.json").read_text())["palette"] == palette
 
 
+def test_a_folder_drawn_in_the_default_colours_is_not_resumed_in_the_models(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Until 2026-12-06 the overlays were drawn in the default palette whatever the model's, while the record
+    named the model's palette: a recoloured package resuming such a folder (records alike) drew its new
+    overlays in its own colours beside the old default ones. A record without the drawn colours is taken as
+    drawn in the default palette: refused for a recoloured model, resumed for one of the default colours
+    whatever palette it recorded."""
+    from marsunits.export import export_checkpoint
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    package = export_checkpoint(ckpt, tmp_path / "package")
+    doc = json.loads((package / "model.json").read_text())
+    default = doc["metadata"]["palette"]
+    recoloured = tmp_path / "recoloured"
+    shutil.copytree(package, recoloured)
+    palette = [[255, 0, 0], [0, 0, 255], [0, 255, 0]]
+    for part in ("hparams", "metadata"):
+        doc[part]["palette"] = palette
+    (recoloured / "model.json").write_text(json.dumps(doc))
+    record = out / "prediction_settings.json"
+
+    def as_recorded_before(recorded_palette: list[list[int]]) -> None:
+        """The record as predict.py wrote it before the overlays were drawn in the model's palette."""
+        old = json.loads(record.read_text())
+        old.pop("overlay_palette", None)
+        old["palette"] = recorded_palette
+        record.write_text(json.dumps(old))
+
+    assert run(make_cfg(tmp_path, recoloured, inp, out, "overwrite=true")) == 0
+    as_recorded_before(palette)  # overlays drawn in the default colours, the record naming the model's
+    save_rgb(inp / "img9.png", 40, 50, seed=9)
+    with pytest.raises(ConfigError, match="palette"):
+        run(make_cfg(tmp_path, recoloured, inp, out))
+    assert not (out / "img9.overlay.png").exists()
+    # The default-coloured model's overlays are those the folder holds: resumed.
+    assert run(make_cfg(tmp_path, package, inp, out)) == 0
+    assert (out / "img9.overlay.png").exists()
+    assert json.loads(record.read_text())["palette"] == default
+
+
 def test_a_recoloured_package_draws_its_overlays_in_its_colours(tmp_path: Path, ckpt: Path) -> None:
     """The README's way to change the overlay colours is to edit the palette in model.json; the overlays of
     predict.py and UnitMap.overlay were drawn in the project's default palette whatever the model's."""

@@ -19,8 +19,11 @@ them. So every run records ``OUT/prediction_settings.json``:
   ``weights_sha256`` and a package's ``same_model_sha256``, the checkpoint its provenance names);
 * ``normalisation``: the input ``mean`` and ``std`` the network runs with (a package keeps them in
   ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
-* ``palette``: the model's class colours, which the overlays are drawn in (in a package also in
-  ``model.json``, where recolouring is done; records written before this key existed are not compared on it);
+* ``palette``: the model's class colours (in a package also in ``model.json``, where recolouring is done),
+  and ``overlay_palette``: those the overlays are drawn in, which decides when the new record holds it. A
+  record without it was written when the overlays were drawn in the default palette (:data:`PALETTE`)
+  whatever its ``palette`` said (until 2026-12-06), and is compared as drawn in that one: a recoloured
+  model does not resume a folder of default-coloured overlays, and one of the default colours does;
 * every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
   ``min_unit_area_px``, ``nodata_max``, ``contact`` (the extraction settings), ``max_range_m``,
   ``probability_dtype``;
@@ -66,6 +69,7 @@ from typing import Any
 
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
+from marsunits.constants import PALETTE
 from marsunits.errors import ConfigError
 from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
@@ -172,6 +176,11 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     for key in keys:
         if key == "probability_dtype" and None in (old.get(key), new.get(key)):
             continue  # probabilities turned on or off: the masks and contacts are the same
+        if key == "palette" and "overlay_palette" in new:
+            continue  # the colours drawn decide (overlay_palette, below): the model's alone never drew any
+        if key == "overlay_palette" and key not in old:
+            # Recorded before the overlays were drawn in the model's palette: they are in the default one.
+            old = {**old, key: [list(rgb) for rgb in PALETTE]}
         if key in ("normalisation", "palette") and key not in old:
             continue  # a folder recorded before the key existed: its weights hash still identifies the model
         if key in ARITHMETIC_KEYS and key not in old:
@@ -226,7 +235,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                     f"the model (weights {str(old.get(key))[:12]}… from {old.get('checkpoint')}, now "
                     f"{str(new.get(key))[:12]}… from {new.get('checkpoint')})"
                 )
-            elif key == "palette":
+            elif key in ("palette", "overlay_palette"):
                 then, now = (json.dumps(r.get(key)) for r in (old, new))
                 diffs.append(f"palette, the overlays' class colours ({then} then, {now} now)")
             elif isinstance(old.get(key), Mapping) and isinstance(new.get(key), Mapping):

@@ -482,6 +482,9 @@ class _Session:
                 # The overlays' colours: a package keeps them in model.json, outside the hashed weights, and
                 # an edited palette (the documented way to recolour) left a folder's gallery in two palettes.
                 "palette": [[int(c) for c in rgb] for rgb in self.metadata["palette"]],
+                # The colours the overlays are drawn in (the model's; the default until 2026-12-06, whatever
+                # "palette" said): a record without it is compared as drawn in the default palette.
+                "overlay_palette": [[int(c) for c in rgb] for rgb in self.metadata["palette"]],
                 "tile": tile,
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
