@@ -867,6 +867,23 @@ def test_a_missing_model_json_or_weights_given_by_name_gets_the_packages_advice(
     assert str(pkg / "unet.safetensors") in str(info.value)
 
 
+def test_a_package_folder_with_both_files_renamed_says_to_rename_them_back(
+    package: Path, tmp_path: Path
+) -> None:
+    """Both files given the model's name on their way (marsscapes.json, marsscapes.safetensors): the folder
+    was 'a folder without model.json or model.safetensors', the description in it never looked at."""
+    pkg = _copy_package(package, tmp_path / "received")
+    (pkg / JSON_NAME).rename(pkg / "marsscapes.json")
+    (pkg / WEIGHTS_NAME).rename(pkg / "marsscapes.safetensors")
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        load_model(pkg)
+    assert str(pkg / "marsscapes.json") in str(info.value)
+    (pkg / "marsscapes.json").rename(pkg / JSON_NAME)  # as told: then the weights are named
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        load_model(pkg)
+    assert str(pkg / "marsscapes.safetensors") in str(info.value)
+
+
 def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp_path: Path) -> None:
     """An extra tensor in model.safetensors (mixed from another model) is a CheckpointError naming the file
     and the tensor, as a missing one is, not torch's load_state_dict error."""

@@ -767,6 +767,10 @@ def load_model(
         )
     if is_package(path):
         return load_package(path, map_location, expected_class_names)
+    if path.is_dir() and _renamed_package_json(path) is not None:
+        # Both files renamed on their way (marsscapes.json, marsscapes.safetensors): the description says so,
+        # naming the file to rename back (then the weights' check names theirs).
+        read_package_json(path)
     if path.is_dir():
         raise FileNotFoundError(
             f"{path} is a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a "
