@@ -460,6 +460,23 @@ def test_a_key_edited_to_another_type_in_both_copies_is_refused_naming_it(
     assert str(pkg / JSON_NAME) in str(info.value) and "undo the edit" in str(info.value)
 
 
+@pytest.mark.parametrize("dataset", [2024, None])
+def test_the_export_of_a_model_of_a_number_or_null_data_set_name_loads(
+    tmp_path: Path, dataset: object
+) -> None:
+    """train.py takes data.name=2024 (Hydra reads it as a number) or data.name=null, and the checkpoint
+    loads; its export was refused by the package's own check ('metadata dataset=2024 is not a data set name
+    (text)'), though every reader of the name takes it as str() and null as none."""
+    from conftest import tiny_task
+    from marsunits.model_package import write_package
+    from marsunits.task import SegmentationTask
+
+    task = SegmentationTask(**{**tiny_task(64).hparams, "dataset": dataset})
+    pkg = write_package(task, tmp_path / "pkg")
+    assert json.loads((pkg / JSON_NAME).read_text())["metadata"]["dataset"] == dataset
+    assert load_model(pkg).metadata["dataset"] == dataset
+
+
 def test_a_class_map_edited_in_both_copies_is_the_models_map(package: Path, tmp_path: Path) -> None:
     """The documented way to change a duplicated key (edit both) works for the class map, whose ids JSON
     writes as strings and in any order."""

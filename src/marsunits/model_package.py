@@ -552,7 +552,13 @@ _METADATA_FORMS: tuple[tuple[str, str, Any], ...] = (
     ),
     ("mean", "a list of numbers, one per input channel", _is_number_list),
     ("std", "a list of numbers, one per input channel", _is_number_list),
-    ("dataset", "a data set name (text)", lambda v: isinstance(v, str)),
+    # A number or null too: train.py records data.name as Hydra reads it (data.name=2024 is a number), and
+    # every reader of the name takes it as str() (null as none); a list or an object is no name.
+    (
+        "dataset",
+        "a data set name (text, a number or null)",
+        lambda v: v is None or isinstance(v, str | int | float),
+    ),
     ("wandb_run_id", "a W&B run id (text) or null", _is_optional_str),
     ("wandb_run_name", "a W&B run name (text) or null", _is_optional_str),
     ("wandb_run_group", "a W&B run group (text) or null", _is_optional_str),
