@@ -187,6 +187,26 @@ def test_a_folder_drawn_in_the_default_colours_is_not_resumed_in_the_models(
     assert json.loads(record.read_text())["palette"] == default
 
 
+def test_a_renamed_model_json_given_by_name_is_said_by_predict_and_unit_mapper(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """ckpt_path=<package>/model.json (the README's other form of a package), its model.json renamed on its
+    way: predict.py and UnitMapper.load said only 'does not exist', before load_model could say which file
+    to rename back."""
+    from marsunits.export import export_checkpoint
+    from marsunits.inference.unit_mapper import UnitMapper
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 1)
+    package = export_checkpoint(ckpt, tmp_path / "package")
+    (package / "model.json").rename(package / "marsscapes.json")
+    with pytest.raises(FileNotFoundError, match="rename it back") as info:
+        run(make_cfg(tmp_path, package / "model.json", inp, out))
+    assert str(package / "marsscapes.json") in str(info.value)
+    with pytest.raises(FileNotFoundError, match="rename it back"):
+        UnitMapper.load(package / "model.json")
+
+
 def test_a_recoloured_package_draws_its_overlays_in_its_colours(tmp_path: Path, ckpt: Path) -> None:
     """The README's way to change the overlay colours is to edit the palette in model.json; the overlays of
     predict.py and UnitMap.overlay were drawn in the project's default palette whatever the model's."""

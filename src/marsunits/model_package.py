@@ -727,7 +727,7 @@ def _refuse_zipped_package(path: Path) -> None:
 
 
 def load_model(
-    path: str | Path,
+    path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
     trust_checkpoint: bool = False,
     expected_class_names: Sequence[str] | None = CLASS_NAMES,

@@ -357,7 +357,10 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
     precision = resolve_precision(opts.precision, device)
     check_threads(opts.threads)
     ckpt_path = resolve_option_path(opts.ckpt_path, "ckpt_path")
-    if not ckpt_path.exists():  # checked before the (possibly long) folder walk
+    # Checked before the (possibly long) folder walk; a package's model.json or model.safetensors missing
+    # from its folder (renamed on its way) is left to load_model, which says which file to rename back.
+    package_file = ckpt_path.suffix in (".json", ".safetensors") and ckpt_path.parent.is_dir()
+    if not ckpt_path.exists() and not package_file:
         raise FileNotFoundError(
             f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
             "package folder (python -m marsunits.export) as ckpt_path="

@@ -397,12 +397,8 @@ class UnitMapper:
                 f"UnitMapper.load takes the path of a model package folder or a .ckpt file, got "
                 f"{type(path).__name__} {path!r}"
             )
-        path = expand_home(path)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"model {path} does not exist; give a .ckpt written by train.py or a model package folder "
-                "(python -m marsunits.export)"
-            )
+        # load_model expands `~` and says what a missing path is (a package file renamed on its way: which
+        # file to rename back).
         return cls(load_model(path, map_location="cpu", trust_checkpoint=trust_checkpoint), **options)
 
     @property
