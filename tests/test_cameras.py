@@ -565,58 +565,9 @@ def test_frames_shot_from_one_rover_position_share_one_map_label() -> None:
     assert _station_label(["far.png"]) == "far.png"
 
 
-def test_cameras_half_a_metre_apart_share_one_label_on_the_map(tmp_path, monkeypatch):
-    """Two rover positions 0.5 m apart are two stations (markers), but at the map's scale (tens of metres)
-    their labels were drawn over each other: stations closer than a small part of the map's extent share
-    one label, which names the images of all of them; a station far off keeps its own."""
-    from matplotlib.axes import Axes
-
-    drawn: list[tuple[str, tuple[float, float]]] = []
-    annotate = Axes.annotate
-
-    def record(self, text, xy, *args, **kwargs):
-        drawn.append((text, xy))
-        return annotate(self, text, xy, *args, **kwargs)
-
-    monkeypatch.setattr(Axes, "annotate", record)
-    cams = {
-        "a.png": _pinhole(pitch_deg=20.0, site="s"),
-        "b.png": _pinhole(pitch_deg=20.0, y_m=0.5, site="s"),
-        "c.png": _pinhole(pitch_deg=20.0, x_m=12.0, site="s"),
-    }
-    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
-    data = json.loads((tmp_path / "contact_map.geojson").read_text())
-    assert len(camera_stations([{"name": c["image"], "center": c["center_m"]} for c in data["cameras"]])) == 3
-    assert sorted(text for text, _ in drawn) == ["a.png\nb.png", "c.png"]
-    assert dict((t, xy) for t, xy in drawn)["c.png"] == (0.0, 12.0)  # (y, x): drawn at its own station
-
-
-def test_a_shared_label_names_each_station_it_stands_for(tmp_path, monkeypatch):
-    """A mosaic of five frames and, 0.5 m off, one frame of another rover position share one label; it named
-    the mosaic's first three frames and "+3 more", so the second station's image was named nowhere."""
-    from matplotlib.axes import Axes
-
-    drawn: list[str] = []
-    annotate = Axes.annotate
-
-    def record(self, text, xy, *args, **kwargs):
-        drawn.append(text)
-        return annotate(self, text, xy, *args, **kwargs)
-
-    monkeypatch.setattr(Axes, "annotate", record)
-    cams = {f"m{i}.png": _pinhole(pitch_deg=20.0, site="s") for i in range(5)}
-    cams["near.png"] = _pinhole(pitch_deg=20.0, y_m=0.5, site="s")
-    cams["far.png"] = _pinhole(pitch_deg=20.0, x_m=12.0, site="s")
-    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
-    assert sorted(drawn) == ["far.png", "m0.png\nnear.png\nm1.png\n+3 more"]
-
-
-@pytest.mark.parametrize(("spacing_m", "columns"), [(0.3, 1), (0.5, 1), (1.0, 1), (0.5, 5), (1.0, 5)])
-def test_station_labels_of_a_traverse_do_not_overlap(tmp_path, monkeypatch, spacing_m, columns):
-    """Fifty images along a traverse, one every ``spacing_m`` (or on a grid of ``columns``): labels were
-    shared among stations within 4 % of the map's extent, but a label of four lines (three names and "+N
-    more") is about 7 % of the plot's height, and wider than tall, so neighbouring labels were drawn over each
-    other and their names could not be read. Labels that would overlap as drawn are merged."""
+@pytest.fixture
+def annotations(monkeypatch):
+    """Every annotation the contact map draws (matplotlib ``Annotation`` objects, in drawing order)."""
     from matplotlib.axes import Axes
 
     drawn = []
@@ -627,6 +578,42 @@ def test_station_labels_of_a_traverse_do_not_overlap(tmp_path, monkeypatch, spac
         return drawn[-1]
 
     monkeypatch.setattr(Axes, "annotate", record)
+    return drawn
+
+
+def test_cameras_half_a_metre_apart_share_one_label_on_the_map(tmp_path, annotations):
+    """Two rover positions 0.5 m apart are two stations (markers), but at the map's scale (tens of metres)
+    their labels were drawn over each other: stations closer than a small part of the map's extent share
+    one label, which names the images of all of them; a station far off keeps its own."""
+    cams = {
+        "a.png": _pinhole(pitch_deg=20.0, site="s"),
+        "b.png": _pinhole(pitch_deg=20.0, y_m=0.5, site="s"),
+        "c.png": _pinhole(pitch_deg=20.0, x_m=12.0, site="s"),
+    }
+    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
+    data = json.loads((tmp_path / "contact_map.geojson").read_text())
+    assert len(camera_stations([{"name": c["image"], "center": c["center_m"]} for c in data["cameras"]])) == 3
+    assert sorted(a.get_text() for a in annotations) == ["a.png\nb.png", "c.png"]
+    assert {a.get_text(): a.xy for a in annotations}["c.png"] == (0.0, 12.0)  # (y, x): at its own station
+
+
+def test_a_shared_label_names_each_station_it_stands_for(tmp_path, annotations):
+    """A mosaic of five frames and, 0.5 m off, one frame of another rover position share one label; it named
+    the mosaic's first three frames and "+3 more", so the second station's image was named nowhere."""
+    cams = {f"m{i}.png": _pinhole(pitch_deg=20.0, site="s") for i in range(5)}
+    cams["near.png"] = _pinhole(pitch_deg=20.0, y_m=0.5, site="s")
+    cams["far.png"] = _pinhole(pitch_deg=20.0, x_m=12.0, site="s")
+    build_contact_map([(n, [_row_line(c, 180.0)], c) for n, c in cams.items()], tmp_path)
+    assert sorted(a.get_text() for a in annotations) == ["far.png", "m0.png\nnear.png\nm1.png\n+3 more"]
+
+
+@pytest.mark.parametrize(("spacing_m", "columns"), [(0.3, 1), (0.5, 1), (1.0, 1), (0.5, 5), (1.0, 5)])
+def test_station_labels_of_a_traverse_do_not_overlap(tmp_path, annotations, spacing_m, columns):
+    """Fifty images along a traverse, one every ``spacing_m`` (or on a grid of ``columns``): labels were
+    shared among stations within 4 % of the map's extent, but a label of four lines (three names and "+N
+    more") is about 7 % of the plot's height, and wider than tall, so neighbouring labels were drawn over each
+    other and their names could not be read. Labels that would overlap as drawn are merged."""
+    drawn = annotations
     cams = {
         f"img{i:02d}.png": _pinhole(
             pitch_deg=20.0,
@@ -649,20 +636,11 @@ def test_station_labels_of_a_traverse_do_not_overlap(tmp_path, monkeypatch, spac
 
 
 @pytest.mark.parametrize("yaw_deg", [0.0, 90.0, 180.0, -90.0])
-def test_station_labels_stay_inside_the_figure(tmp_path, monkeypatch, yaw_deg):
+def test_station_labels_stay_inside_the_figure(tmp_path, annotations, yaw_deg):
     """A camera at the map's edge (looking left, its footprint to the left of it) has its label below-right of
     it, beyond the axes: the layout made room for it until labels were measured on a laid-out figure and
     left out of the layout, and then it ran off the figure's right edge, its names cut."""
-    from matplotlib.axes import Axes
-
-    drawn = []
-    annotate = Axes.annotate
-
-    def record(self, text, xy, *args, **kwargs):
-        drawn.append(annotate(self, text, xy, *args, **kwargs))
-        return drawn[-1]
-
-    monkeypatch.setattr(Axes, "annotate", record)
+    drawn = annotations
     cams = {
         f"a_rather_long_image_name_{i}.png": _pinhole(pitch_deg=20.0, yaw_deg=yaw_deg, site="s")
         for i in range(4)
