@@ -721,6 +721,11 @@ def test_an_out_dir_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     assert exc.value.code == 2
     assert f"--out-dir {tmp_path / 'out'} is a file, not a folder; give a folder" in capsys.readouterr().err
     assert (tmp_path / "out").read_text() == "notes" and not (tmp_path / "a.camera.json").exists()
+    # a link to a file: the link was called "a file", which the user sees listed as a link
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "link")])
+    assert f"is a file (a symbolic link to the file {tmp_path / 'out'}), not" in capsys.readouterr().err
     # a folder that does not exist yet is made
     assert main([str(tmp_path / "a.LBL"), "--out-dir", str(tmp_path / "new" / "cams")]) == 0
     assert (tmp_path / "new" / "cams" / "a.camera.json").is_file()

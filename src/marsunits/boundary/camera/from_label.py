@@ -1221,9 +1221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "a folder moved?); make that folder or mount its disk, or give another --out-dir"
             )
         # each label was refused with "[Errno 17] File exists", naming neither --out-dir nor what to do
+        linked = f" (a symbolic link to the file {os.path.realpath(out)})" if out.is_symlink() else ""
         parser.error(
-            f"--out-dir {args.out_dir} is a file, not a folder; give a folder (one that does not exist is "
-            "made)"
+            f"--out-dir {args.out_dir} is a file{linked}, not a folder; give a folder (one that does not "
+            "exist is made)"
         )
     failed = total = 0  # labels
     records = records_failed = json_files = json_unread = 0  # raw-image metadata
