@@ -6,13 +6,16 @@ conftest blocks every non-loopback socket, so a test that tried the network woul
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.server
 import json
 import os
 import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -419,6 +422,56 @@ def test_a_proxy_that_does_not_answer_means_offline_at_once(
         assert not wandb_setup.wandb_reachable(timeout_s=0.5)
 
 
+@contextlib.contextmanager
+def answering_http_server() -> Iterator[int]:
+    """A local HTTP server answering every ``HEAD`` with 401 (what W&B answers an expired key); yields its
+    port."""
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_accepts_but_never_answers_means_offline_at_once(
+    wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A W&B server whose port accepts connections but which never answers (a hung server, a firewall or
+    captive portal that completes the handshake) passed the TCP probe: W&B then tried for its 90 s init
+    timeout in silence, and its abandoned run took another 30 s to end (137 s for a 15 s run). The probe
+    now waits for an HTTP answer, of any status: a server that answers stays online."""
+    import socket
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as silent:  # the kernel accepts connections; nothing ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://{address}")
+        started = time.monotonic()
+        mode, reason = resolve_wandb_mode("online")
+        assert time.monotonic() - started < 15
+        assert mode == "offline" and reason is not None
+        assert address in reason and "did not answer" in reason and "WANDB_MODE=offline" in reason
+
+    with answering_http_server() as port:  # answers 401, as W&B does to an expired key
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+        assert resolve_wandb_mode("online") == ("online", None)
+
+
 def test_proxy_probe_follows_the_proxies_wandb_uses(
     wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,12 +503,10 @@ def test_proxy_probe_follows_the_proxies_wandb_uses(
     assert wandb_setup.wandb_proxy() == ("10.0.0.1", dead)
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
     monkeypatch.delenv("NO_PROXY")
-    with socket.socket() as server:  # a W&B Server on this machine, a dead corporate proxy beside it
-        server.bind(("127.0.0.1", 0))
-        server.listen()
+    with answering_http_server() as port:  # a W&B Server on this machine, a dead corporate proxy beside it
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
         for host in ("localhost", "127.0.0.1"):
-            monkeypatch.setenv("WANDB_BASE_URL", f"http://{host}:{server.getsockname()[1]}")
+            monkeypatch.setenv("WANDB_BASE_URL", f"http://{host}:{port}")
             assert wandb_setup.wandb_proxy() is None
             assert wandb_setup.wandb_reachable(timeout_s=2.0)
 

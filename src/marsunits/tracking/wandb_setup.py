@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import http.client
 import netrc
 import os
 import shlex
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -229,27 +231,63 @@ def _proxy_address(proxy: str) -> tuple[str, int] | None:
     return (parsed.hostname, port) if parsed.hostname else None
 
 
-def wandb_reachable(host: str | None = None, timeout_s: float = 2.0) -> bool:
-    """Whether a TCP connection to the W&B server opens within ``timeout_s`` seconds: ``host`` on port 443,
-    by default the server of :func:`wandb_base_url` on its own port (443 for https, 80 for http: a
-    self-hosted ``http://localhost:8080`` was probed on 443 and always read as unreachable).
+#: How long the reachability probe waits for the W&B server's HTTP answer once its port accepts a connection.
+ANSWER_TIMEOUT_S = 10.0
+#: What the last :func:`wandb_reachable` probe found wrong (None: nothing, or not probed), for the reason.
+_last_probe_problem: str | None = None
 
-    Behind a proxy (:func:`wandb_proxy`) it is the proxy that has to answer: the direct probe says nothing
-    there, and one that does not answer (a setting left from another network) made W&B try for its
-    ``init_timeout``, 90 s, before the run fell back to offline. A proxy that answers lets W&B itself try
-    (a failing start then falls back to offline in :func:`prepare_loggers`, after that wait).
+
+def wandb_reachable(
+    host: str | None = None, timeout_s: float = 2.0, answer_timeout_s: float = ANSWER_TIMEOUT_S
+) -> bool:
+    """Whether the W&B server answers: a TCP connection to it opens within ``timeout_s`` seconds and it
+    answers an HTTP ``HEAD`` (any status: 401 for an expired key is W&B's to report) within
+    ``answer_timeout_s``. ``host`` is probed on port 443, by default the server of :func:`wandb_base_url` on
+    its own port (443 for https, 80 for http: a self-hosted ``http://localhost:8080`` was probed on 443 and
+    always read as unreachable). A server that accepts connections but never answers (hung, or a firewall or
+    captive portal completing the handshake) passed a TCP-only probe, and W&B then waited its 90 s
+    ``init_timeout`` in silence before the fallback. A TLS failure counts as an answer (W&B says what is
+    wrong with the certificate).
+
+    Behind a proxy (:func:`wandb_proxy`) it is the proxy that has to answer a TCP connection: the direct
+    probe says nothing there, and one that does not answer (a setting left from another network) made W&B
+    try for its ``init_timeout``, 90 s, before the run fell back to offline. A proxy that answers lets W&B
+    itself try (a failing start then falls back to offline in :func:`prepare_loggers`, after that wait).
     """
+    global _last_probe_problem
+    _last_probe_problem = None
     url = urlparse(f"https://{host}" if host else wandb_base_url())
     try:
         port = url.port or (80 if url.scheme == "http" else 443)
     except ValueError:  # a port that is not a number: W&B itself will say what is wrong
         return True
-    address = wandb_proxy(url.geturl()) or (url.hostname or wandb_host(), port)
+    proxy = wandb_proxy(url.geturl())
+    address = proxy or (url.hostname or wandb_host(), port)
     try:
-        with socket.create_connection(address, timeout=timeout_s):
-            return True
+        sock = socket.create_connection(address, timeout=timeout_s)
     except Exception:  # noqa: BLE001 - DNS failure, refusal, timeout, a blocked socket: all mean "no".
         return False
+    with sock:
+        if proxy:
+            return True
+        sock.settimeout(answer_timeout_s)
+        hostname = str(address[0])
+        connection: http.client.HTTPConnection
+        try:
+            if url.scheme == "http":
+                connection = http.client.HTTPConnection(hostname, port, timeout=answer_timeout_s)
+                connection.sock = sock
+            else:
+                connection = http.client.HTTPSConnection(hostname, port, timeout=answer_timeout_s)
+                connection.sock = ssl.create_default_context().wrap_socket(sock, server_hostname=hostname)
+            connection.request("HEAD", url.path or "/")
+            connection.getresponse().close()
+        except ssl.SSLError:  # it answered, in TLS: W&B judges the certificate
+            return True
+        except Exception:  # noqa: BLE001 - silence past the timeout, a reset, garbage: no usable server.
+            _last_probe_problem = f"accepted the connection but did not answer within {answer_timeout_s:g} s"
+            return False
+        return True
 
 
 def checked_wandb_mode(requested: str | None) -> str:
@@ -361,7 +399,13 @@ def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
         proxy = wandb_proxy()
         if proxy:
             return "offline", f"the proxy {proxy[0]}:{proxy[1]} (from the *_PROXY settings) is not reachable"
-        return "offline", f"{urlparse(wandb_base_url()).netloc or host} is not reachable (no network?)"
+        server = urlparse(wandb_base_url()).netloc or host
+        if _last_probe_problem:
+            return "offline", (
+                f"the W&B server {server} {_last_probe_problem} (WANDB_MODE=offline skips the probe; "
+                "check WANDB_BASE_URL or `wandb login --host`)"
+            )
+        return "offline", f"{server} is not reachable (no network?)"
     return "online", None
 
 
