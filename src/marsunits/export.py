@@ -100,20 +100,17 @@ def export_checkpoint(
             f"ckpt_path={ckpt}: no such file. Give a .ckpt written by train.py "
             "(<run dir>/checkpoints/best.ckpt or last.ckpt)."
         )
-    from marsunits.model_package import CheckpointError, file_sha256, load_model, write_package
+    from marsunits.model_package import file_sha256, load_model, write_package, zipped_package_json
 
-    try:
-        task = load_model(ckpt, map_location="cpu", trust_checkpoint=trust_checkpoint)
-    except CheckpointError as exc:
-        if "is a zip archive of a model package" not in str(exc):
-            raise
-        # load_model's advice (unzip, then ckpt_path=<folder>) is predict.py's: the export then refused
-        # that folder as a package. A zipped package is exported already.
+    if zipped_package_json(ckpt) is not None:
+        # load_model's advice (unzip, then ckpt_path=<folder>) is predict.py's: the export then refused that
+        # folder as a package. A zipped package is exported already.
         raise ConfigError(
             f"ckpt_path={ckpt} is a model package already (zipped): there is nothing to export. Unzip it "
             "and give its folder to predict.py or UnitMapper.load; to export again, give the .ckpt it came "
             "from."
-        ) from exc
+        )
+    task = load_model(ckpt, map_location="cpu", trust_checkpoint=trust_checkpoint)
     provenance = {
         "source_checkpoint": ckpt.name,
         "source_checkpoint_sha256": file_sha256(ckpt),

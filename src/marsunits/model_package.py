@@ -700,27 +700,36 @@ def _load_trusted_checkpoint(
     return task
 
 
-def _refuse_zipped_package(path: Path) -> None:
-    """Raise :class:`CheckpointError` if ``path`` is a zip archive holding a package's ``model.json``.
-
-    Why: a package is often shared as a zip of its folder, and given as it came it was refused as "not a
-    checkpoint torch's safe loader can read ([enforce fail at inline_container.cc:180] ...)", which did not
-    say what to do. Torch's checkpoints are zip archives too, of ``<name>/data.pkl``: never a model.json.
-    """
+def zipped_package_json(path: Path) -> str | None:
+    """The member name of a package's ``model.json`` in the zip archive ``path`` (the shortest, where it
+    holds several), or None: ``path`` is no zip archive of a model package (an unreadable file too).
+    Torch's checkpoints are zip archives as well, of ``<name>/data.pkl``: never a model.json."""
     try:
         if not zipfile.is_zipfile(path):
-            return
+            return None
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (OSError, zipfile.BadZipFile):
-        return  # unreadable: load_task names the file and the problem
+        return None  # unreadable: load_task names the file and the problem
     inside = sorted((n for n in names if n == JSON_NAME or n.endswith(f"/{JSON_NAME}")), key=len)
-    if not inside:
+    return inside[0] if inside else None
+
+
+def _refuse_zipped_package(path: Path) -> None:
+    """Raise :class:`CheckpointError` if ``path`` is a zip archive holding a package's ``model.json``
+    (:func:`zipped_package_json`).
+
+    Why: a package is often shared as a zip of its folder, and given as it came it was refused as "not a
+    checkpoint torch's safe loader can read ([enforce fail at inline_container.cc:180] ...)", which did not
+    say what to do.
+    """
+    member = zipped_package_json(path)
+    if member is None:
         return
     dest = path.with_suffix("") if path.suffix else path.with_name(path.name + "_unzipped")
-    folder = f"{dest}/{inside[0][: -len(JSON_NAME)]}"
+    folder = f"{dest}/{member[: -len(JSON_NAME)]}"
     raise CheckpointError(
-        f"{path} is a zip archive of a model package ({inside[0]} inside), not a checkpoint: unzip it "
+        f"{path} is a zip archive of a model package ({member} inside), not a checkpoint: unzip it "
         f"(`unzip {shlex.quote(str(path))} -d {shlex.quote(str(dest))}`) and give the folder holding "
         f"{JSON_NAME}: ckpt_path={shlex.quote(folder)}"
     )
