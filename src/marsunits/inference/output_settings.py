@@ -112,18 +112,6 @@ PENDING_KEY = "overwrite_pending"
 _PATH_KEYS = ("checkpoint", "input_dir", "other_input_dirs", "outdated_input_dirs")
 
 
-def _escaped_paths(record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` as the file holds it (:func:`~marsunits.inference.writers.escaped_path_values` of the
-    path keys): valid UTF-8 and read back exactly by :func:`_unescaped_paths`."""
-    return escaped_path_values(record, _PATH_KEYS)
-
-
-def _unescaped_paths(record: dict[str, Any]) -> dict[str, Any]:
-    """A record as read from the file, with its escaped paths as they were
-    (:func:`~marsunits.inference.writers.unescaped_path_values`)."""
-    return unescaped_path_values(record)
-
-
 def _read(path: Path) -> dict[str, Any] | None:
     return read_record(path)[0]
 
@@ -141,7 +129,7 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"not JSON: {exc}"
     if not isinstance(data, dict):
         return None, f"a JSON {type(data).__name__}, not an object"
-    return _unescaped_paths(data), ""
+    return unescaped_path_values(data), ""
 
 
 #: Version of how each output-changing method computes its result, recorded for the methods a run uses
@@ -333,7 +321,7 @@ def write_settings(
         old = _read(output_dir / SETTINGS_NAME) or {}
         if old.get("probability_dtype") is not None:
             record["probability_dtype"] = old["probability_dtype"]
-    return write_json_atomic(output_dir / SETTINGS_NAME, _escaped_paths(record))
+    return write_json_atomic(output_dir / SETTINGS_NAME, escaped_path_values(record, _PATH_KEYS))
 
 
 def input_changed(

@@ -465,6 +465,7 @@ class _Session:
                 self.input_dir,
                 "; overwrite=true removes none of that folder's outputs" if opts.overwrite else "",
             )
+        palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
         self.settings = settings_record(
             self.ckpt_path,
             file_sha256(weights_file),
@@ -484,10 +485,10 @@ class _Session:
                 },
                 # The overlays' colours: a package keeps them in model.json, outside the hashed weights, and
                 # an edited palette (the documented way to recolour) left a folder's gallery in two palettes.
-                "palette": [[int(c) for c in rgb] for rgb in self.metadata["palette"]],
+                "palette": palette,
                 # The colours the overlays are drawn in (the model's; the default until 2026-12-06, whatever
                 # "palette" said): a record without it is compared as drawn in the default palette.
-                "overlay_palette": [[int(c) for c in rgb] for rgb in self.metadata["palette"]],
+                "overlay_palette": palette,
                 "tile": tile,
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
