@@ -315,18 +315,13 @@ def _shared_labels(
     groups = camera_stations(
         [{"name": str(i), "center": centre} for i, (centre, _) in enumerate(stations)], within_m
     )
-    return [
-        (
-            centre,
-            [
-                name
-                for names in itertools.zip_longest(*(stations[int(i)][1] for i in members))
-                for name in names
-                if name is not None
-            ],
-        )
-        for centre, members in groups
-    ]
+    return [(centre, _interleaved([stations[int(i)][1] for i in members])) for centre, members in groups]
+
+
+def _interleaved(groups: Sequence[Sequence[str]]) -> list[str]:
+    """The names of ``groups`` (one list a station), each group's first before any group's second, and so
+    on: a label cut after a few names then names every station it stands for."""
+    return [name for names in itertools.zip_longest(*groups) for name in names if name is not None]
 
 
 def _station_label(names: list[str]) -> str:
@@ -414,10 +409,6 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
     renderer = fig.canvas.get_renderer()
     kept: list[tuple[Any, list[list[str]]]] = []  # (annotation, each merged label's names)
 
-    def text(groups: list[list[str]]) -> str:
-        merged = [n for names in itertools.zip_longest(*groups) for n in names if n is not None]
-        return _station_label(merged)
-
     def merge_overlapping() -> bool:
         """Merge the first pair of kept labels that overlap as measured now; whether there was one."""
         boxes = [a.get_window_extent(renderer) for a, _ in kept]
@@ -425,11 +416,18 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
             if boxes[i].overlaps(boxes[j]):
                 (first, groups), (second, more) = kept[i], kept[j]
                 second.remove()
-                first.set_text(text(groups + more))
+                first.set_text(_station_label(_interleaved(groups + more)))
                 kept[i] = (first, groups + more)
                 del kept[j]
                 return True
         return False
+
+    def merge_all() -> bool:
+        """Merge until no kept labels overlap as measured now; whether any were merged."""
+        merged = False
+        while merge_overlapping():  # a merged label may grow onto another
+            merged = True
+        return merged
 
     fig.draw_without_rendering()  # the constrained layout, so the boxes measured are (nearly) those drawn
     for (cx, cy), names in labels:
@@ -443,12 +441,9 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
             bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
         )
         kept.append((ann, [names]))
-        while merge_overlapping():  # a merged label may grow onto another: merge again until none overlap
-            pass
+        merge_all()
     fig.draw_without_rendering()  # laid out again with the labels, which may move them: measured again
-    while merge_overlapping():
-        while merge_overlapping():
-            pass
+    while merge_all():
         fig.draw_without_rendering()
 
 
