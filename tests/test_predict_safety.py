@@ -808,3 +808,25 @@ def test_a_sharded_run_checks_option_values_before_spawning_ranks(
         cfg = make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=2", extra)
         status, err = _run_cli(cfg, capsys)
         assert status == 2 and not launched and said in err.splitlines()[0] and "Traceback" not in err, err
+
+
+def test_an_output_disk_too_full_for_the_claim_names_the_folder_and_leaves_no_claim(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output_dir on a disk with no byte free: writing the claim (pid, host, time) failed, and the one
+    line said "cannot write a file", naming neither the file nor the folder, and left an empty claim."""
+    from marsunits import run_folder_claim
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 1)
+
+    def full(*args, **kwargs):  # as os.pwrite raises it: no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(run_folder_claim.os, "pwrite", full)
+    status, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out), capsys)
+    assert status == 2
+    first = err.splitlines()[0]
+    assert f"cannot write {out / '.predict.claim'}: the disk is full" in first
+    assert "free space" in first and "output_dir=" in first and "Traceback" not in err
+    assert not out.exists()  # neither an empty claim file nor the folder made for the run is left

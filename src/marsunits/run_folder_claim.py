@@ -236,9 +236,13 @@ def _take(folder: Path, claim_name: str, refusal: Callable[[Path, dict], str]) -
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(mine).encode(), 0)
-    except OSError:
+    except OSError as exc:
+        # A disk with no byte free takes the empty file but not its contents. The lock is held: remove the
+        # file (as claimed_folder does on leaving), and name it, since os.pwrite's error names no file and
+        # the line said "cannot write a file".
+        claim.unlink(missing_ok=True)
         os.close(fd)
-        raise
+        raise OSError(exc.errno, exc.strerror, str(claim)) from exc
     return fd
 
 
