@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -830,3 +831,44 @@ def test_an_output_disk_too_full_for_the_claim_names_the_folder_and_leaves_no_cl
     assert f"cannot write {out / '.predict.claim'}: the disk is full" in first
     assert "free space" in first and "output_dir=" in first and "Traceback" not in err
     assert not out.exists()  # neither an empty claim file nor the folder made for the run is left
+
+
+def test_reports_the_full_disk_also_refuses_are_one_line_not_a_traceback(
+    tmp_path: Path,
+    ckpt: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The disk that stopped the run took no manifest either: the console showed two chained tracebacks
+    (40 lines) between the progress and the stop's line. Now one warning line naming the folder; the re-run
+    writes the reports, with a row for the image finished before the stop."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, 2)
+    real_write, real_manifest = runner_module.write_prediction, runner_module.write_manifest
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(*args, **kwargs)
+
+    def full(path, rows):  # as atomic_write's open() raises it
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) + ".tmp")
+
+    monkeypatch.setattr(runner_module, "write_prediction", failing)
+    monkeypatch.setattr(runner_module, "write_manifest", full)
+    with caplog.at_level(logging.WARNING, logger="marsunits.inference.runner"):
+        status, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out), capsys)
+    assert status == 2 and str(out) in err.splitlines()[0] and "Traceback" not in err
+    said = [r for r in caplog.records if "could not write the reports" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is None and "Traceback" not in caplog.text
+    assert str(out) in said[0].getMessage() and "the disk is full" in said[0].getMessage()
+    assert not (out / "manifest.csv").exists()
+
+    monkeypatch.setattr(runner_module, "write_prediction", real_write)  # disk freed
+    monkeypatch.setattr(runner_module, "write_manifest", real_manifest)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert [rows[f"img{i}.png"]["status"] for i in range(2)] == ["skipped", "ok"]

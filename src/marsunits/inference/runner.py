@@ -1283,11 +1283,21 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
                     result = session.write_reports(time.perf_counter() - started)
                     if interrupted:  # then the stop's line comes last: this one says what next
                         print(result.summary["text"], file=sys.stdout)
-                except OSError:
+                except OSError as exc:
                     if session.stopped_early is None:
                         raise
-                    # The disk that stopped the run may refuse the reports too: the stop message matters more.
-                    log.warning("could not write the reports after the stop", exc_info=True)
+                    # The disk that stopped the run may refuse the reports too: the stop message matters more,
+                    # and one line says it (two chained tracebacks, 40 lines, stood before the stop's line).
+                    # The re-run writes them, its rows recomputed from the finished outputs.
+                    log.warning(
+                        "could not write the reports (manifest.csv, summary.json, index.html) in %s after "
+                        "the stop: %s; the same command writes them when it runs again",
+                        session.output_dir,
+                        f"{STORAGE_ERRNOS[exc.errno]} ({exc.strerror})"
+                        if exc.errno in STORAGE_ERRNOS
+                        else exc,
+                    )
+                    log.debug("the reports' error", exc_info=True)
         print(result.summary["text"], file=sys.stdout)
         return result
 
