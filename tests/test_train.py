@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -1207,6 +1208,46 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
         assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
         assert "interrupted (Ctrl-C)" not in said
     assert "train.py: error: images/a.png: file not found" in said
+
+
+def test_ctrl_c_on_a_full_disk_says_what_is_kept_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ctrl-C when the disk is too full for last.ckpt: a warning with two chained tracebacks (torch's
+    zip writer's), then "interrupted (Ctrl-C); finished outputs are kept", and not a word on how to go on.
+    Now one line: the step reached, why nothing was saved (the file, the full disk), what is kept and how to
+    go on from it."""
+    from marsunits import checkpoint_io
+
+    real_save = torch.save
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(obj, dict) and obj.get("global_step") == 3:  # the save at the interrupt
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", save)
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", *stop])  # 2 steps per epoch
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(SystemExit) as stopped:
+            report_user_errors(lambda: run(cfg), prog="train.py")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert stopped.value.code == 130
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 2  # kept as it was
+    said = capsys.readouterr().err
+    assert "Traceback" not in said and "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+    line = next(ln for ln in said.splitlines() if "optimiser step 3" in ln)
+    assert "interrupted (Ctrl-C) at epoch 1, optimiser step 3" in line
+    assert f"could not write the checkpoint {last}: the disk is full" in line
+    assert f"{last}, saved earlier in the run, is kept" in line and "ckpt_path=last to go on" in line
 
 
 def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from marsunits.data.io import ImageReadError
-from marsunits.errors import DataError, log_to_files
+from marsunits.errors import DataError, MarsUnitsError, log_to_files
 from marsunits.sweep_trials import in_multirun
 
 __all__ = ["InterruptCheckpoint"]
@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 class InterruptCheckpoint(Callback):
     """On Ctrl-C, SIGTERM or a data error (``DataError``, ``OSError``: an image gone unreadable) during
     ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint IO) and print one
-    line saying that the same command with ``ckpt_path=last`` resumes (once the data is fixed).
+    line saying that the same command with ``ckpt_path=last`` resumes (once the data is fixed); where
+    ``last.ckpt`` cannot be written (a full disk), one line saying why, the step reached, and which
+    ``last.ckpt`` saved earlier is kept to resume from.
 
     Only in a single process (under DDP the other ranks are not at the save's barrier), and inside the
     validation of an epoch only without a weight-averaging callback (EMA holds swapped weights there);
@@ -82,25 +84,42 @@ class InterruptCheckpoint(Callback):
             return
         if trainer.validating:
             _validation_to_run_again(trainer)
-        path = self.dirpath / "last.ckpt"
-        try:
-            trainer.save_checkpoint(path)
-        except Exception:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
-            log.warning("interrupted, but last.ckpt could not be written", exc_info=True)
-            return
         if isinstance(exception, SIGTERMException):
             how, then = "terminated (SIGTERM)", "Run"
         elif stopped:
             how, then = "interrupted (Ctrl-C)", "Run"
         else:
             how, then = "stopped by the error below", "Fix what it names, then run"
-        said = (
-            f"{how} at epoch {trainer.current_epoch}, optimiser step {trainer.global_step}; saved {path}. "
-            + (
-                _trial_resume_advice(then, self.dirpath.parent)
-                if in_multirun()
-                else f"{then} the same command with {_resume_overrides(self.dirpath.parent)} to go on."
-            )
+        path = self.dirpath / "last.ckpt"
+        where = f"{how} at epoch {trainer.current_epoch}, optimiser step {trainer.global_step}"
+        try:
+            trainer.save_checkpoint(path)
+        except Exception as exc:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
+            # One line (a warning with torch's chained zip-writer traceback said neither what was kept nor how
+            # to go on): a disk that turned full is the usual cause, and CheckpointWriteError names the file,
+            # the cause and the fix.
+            log.debug("last.ckpt could not be written", exc_info=True)
+            why = str(exc) if isinstance(exc, MarsUnitsError) else f"{type(exc).__name__}: {exc}"
+            if path.is_file():  # the checkpoint save writes atomically: the earlier one stands
+                kept = f"{path}, saved earlier in the run, is kept (any steps after it are lost). " + (
+                    _trial_resume_advice(then, self.dirpath.parent)
+                    if in_multirun()
+                    else f"{then} the same command with {_resume_overrides(self.dirpath.parent)} to go "
+                    "on from it."
+                )
+            else:
+                kept = (
+                    "No checkpoint of this run was written yet: run it again without ckpt_path to start it "
+                    "anew."
+                )
+            said = f"{where}, but {why}. {kept}"
+            log_to_files(said)
+            print(f"train.py: {said}", file=sys.stderr)
+            return
+        said = f"{where}; saved {path}. " + (
+            _trial_resume_advice(then, self.dirpath.parent)
+            if in_multirun()
+            else f"{then} the same command with {_resume_overrides(self.dirpath.parent)} to go on."
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
