@@ -1210,6 +1210,34 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     assert "train.py: error: images/a.png: file not found" in said
 
 
+def test_an_interrupted_continuation_marks_the_finished_part_s_metrics_outdated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished run continued in place (trainer.max_epochs raised, ckpt_path=last) and stopped by Ctrl-C
+    kept the first part's metrics.json as it was: scores of a best.ckpt since replaced, beside a config.yaml
+    of the longer run, with nothing saying that the run had gone on. The file now says so until a part of
+    the run finishes and rewrites it."""
+    first = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1"])  # 2 steps per epoch
+    finished = run(first)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    longer = [*TINY, "trainer.max_epochs=2", f"ckpt_path={last}"]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", tmp_path, [*longer, *stop]))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert {k: v for k, v in record.items() if k != "outdated"} == json.loads(json.dumps(finished))
+    assert "interrupted (Ctrl-C)" in record["outdated"] and "ckpt_path=last" in record["outdated"]
+
+    assert "outdated" not in run(compose_config("train", tmp_path, longer))  # the run finished
+    assert "outdated" not in json.loads((tmp_path / "metrics.json").read_text())
+    capsys.readouterr()
+
+
 def test_ctrl_c_on_a_full_disk_says_what_is_kept_in_one_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -833,6 +834,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         finish_loggers(loggers, status)
+        if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
+            _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1])
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best
@@ -851,6 +854,33 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         write_metrics(output_dir, result)
         log.info("metrics written to %s", output_dir / "metrics.json")
     return result
+
+
+def _mark_earlier_metrics_outdated(output_dir: Path, stop: BaseException | None) -> None:
+    """Add ``outdated`` to the ``metrics.json`` an earlier part of this run wrote in ``output_dir``, when a
+    later part that trained (a resume, ``ckpt_path=last``) stops before its end (``stop``: Ctrl-C, SIGTERM, an
+    error), so that the file no longer reads as the scores of the run's checkpoints: that part may have
+    replaced ``best.ckpt`` and ``last.ckpt``. The part that finishes the run rewrites the file without it.
+    Nothing else of the record changes; a file that cannot be read or written is left as it is."""
+    try:
+        earlier = read_metrics(output_dir)
+    except (OSError, ValueError):
+        return  # none (the run's first part was stopped too), or not this tool's
+    if isinstance(stop, (TerminatedError, SIGTERMException)):
+        how = "terminated (SIGTERM)"
+    elif isinstance(stop, KeyboardInterrupt):
+        how = "interrupted (Ctrl-C)"
+    else:
+        how = "stopped by an error"
+    earlier["outdated"] = (
+        f"a later part of this run (resumed with ckpt_path=last) was {how} before its end and may have "
+        "replaced best.ckpt and last.ckpt: these scores are of the part that finished before it. Run the "
+        "same command with ckpt_path=last to finish the run and rewrite this file"
+    )
+    try:
+        write_metrics(output_dir, earlier)
+    except OSError:  # a full disk that stopped the run: the stop's own message says what to do
+        log.debug("metrics.json not marked outdated", exc_info=True)
 
 
 #: The keys of ``metrics.json`` that hold paths (escaped where a name is not UTF-8: :func:`write_metrics`).
