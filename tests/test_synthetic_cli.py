@@ -128,3 +128,54 @@ def test_a_latin1_output_folder_is_named_on_a_strict_console(
     shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
     assert f"wrote 1 scene(s) to {tmp_path}/s\\xe9 in " in shown, shown
     assert (out / "scenes.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "said"),
+    [
+        (KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
+        ("sigterm", 143, "terminated (SIGTERM)"),
+        ("full", 2, "the disk is full"),
+    ],
+)
+def test_a_stopped_generation_is_one_line_and_leaves_only_whole_scenes(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop: object,
+    status: int,
+    said: str,
+) -> None:
+    """Ctrl-C printed a traceback out of the renderer and left the scene being written half there (an image
+    without its mask); SIGTERM ended the process without a word; a full disk printed a traceback."""
+    import errno
+    import os
+
+    from marsunits.data.synthetic import cli
+    from marsunits.errors import TerminatedError
+
+    real = cli.write_scene
+    written: list[int] = []
+
+    def write_scene(scene, out):  # type: ignore[no-untyped-def]
+        if len(written) == 2:  # the third scene: its image is written, then the stop
+            from marsunits.data.io import write_png_atomic
+
+            write_png_atomic(Path(out) / "images" / f"{scene.name}.png", scene.image)
+            if stop == "sigterm":
+                raise TerminatedError
+            if stop == "full":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(out) / "masks" / "x.png"))
+            raise KeyboardInterrupt
+        written.append(1)
+        return real(scene, out)
+
+    monkeypatch.setattr(cli, "write_scene", write_scene)
+    out = tmp_path / "syn"
+    assert main(["--out", str(out), "--n", "4", "--size", "32x24"]) == status
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert said in err and "2 of 4 scenes" in err and str(out) in err and "--overwrite" in err
+    for folder in ("images", "masks", "contacts", "cameras"):
+        assert len(list((out / folder).iterdir())) == 2, folder  # whole scenes only
+    assert not (out / "scenes.json").exists()  # the record of a finished set

@@ -11,6 +11,7 @@ at their old size, beside a stale preview. Bad arguments exit with status 2 and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from marsunits.data.synthetic.config import MODES, SceneConfig
 from marsunits.data.synthetic.dataset import write_scene
 from marsunits.data.synthetic.preview import write_preview
 from marsunits.data.synthetic.scene import generate_scene
-from marsunits.errors import readable
+from marsunits.errors import STORAGE_ERRNOS, TerminatedError, readable, sigterm_raises
 
 #: Scenes shown in the preview contact sheet.
 PREVIEW_SCENES = 8
@@ -125,8 +126,45 @@ def _check_writable(out: Path) -> None:
         ) from None
 
 
+def _stopped(exc: BaseException, out: Path, writing: str | None, done: int, n: int) -> int:
+    """Say in one line why the generation stopped after ``done`` of ``n`` scenes and return the exit status
+    (130 Ctrl-C, 143 SIGTERM, 2 a full or read-only disk); re-raise any other ``OSError``. The files of the
+    scene ``writing`` (some may be written: an image without its mask) are removed first, so ``out`` holds
+    whole scenes only. It printed a traceback out of the renderer (SIGTERM: nothing) and left that scene
+    half there."""
+    if isinstance(exc, OSError) and exc.errno not in STORAGE_ERRNOS:
+        raise exc
+    if writing is not None:
+        for part in (
+            f"images/{writing}.png",
+            f"masks/{writing}.png",
+            f"contacts/{writing}.contact.geojson",
+            f"cameras/{writing}.json",
+        ):
+            with contextlib.suppress(OSError):
+                (out / part).unlink(missing_ok=True)
+    again = f"run the same command with --overwrite to render the set ({done} of {n} scenes written to {out})"
+    if isinstance(exc, OSError):
+        where = exc.filename or out
+        message = (
+            f"error: cannot write {where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror}); free space or "
+            f"choose another --out, then {again}"
+        )
+        status = 2
+    else:
+        how, status = (
+            ("terminated (SIGTERM)", 143)
+            if isinstance(exc, TerminatedError)
+            else ("interrupted (Ctrl-C)", 130)
+        )
+        message = f"{how}; {again}"
+    print(readable(message), file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad arguments)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad arguments or a full disk, 130 Ctrl-C, 143 SIGTERM:
+    one line each; the scenes written before a stop are whole)."""
     try:
         args = build_parser().parse_args(argv)
         w, h = args.size
@@ -148,11 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f.unlink()
     t0 = time.perf_counter()
     shown = []
-    for i in range(args.n):
-        scene = generate_scene(args.seed, i, config)
-        write_scene(scene, args.out)
-        if args.preview and i < PREVIEW_SCENES:
-            shown.append(scene)
+    done, writing = 0, None
+    try:
+        with sigterm_raises():
+            for i in range(args.n):
+                scene = generate_scene(args.seed, i, config)
+                writing = scene.name
+                write_scene(scene, args.out)
+                writing, done = None, i + 1
+                if args.preview and i < PREVIEW_SCENES:
+                    shown.append(scene)
+    except (KeyboardInterrupt, TerminatedError, OSError) as exc:
+        return _stopped(exc, args.out, writing, done, args.n)
     if shown:
         write_preview(shown, args.out / "preview.png")
     record = {
