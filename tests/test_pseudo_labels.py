@@ -253,3 +253,42 @@ def test_cli_names_a_latin1_output_folder_on_a_strict_console(
     shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
     assert f"written to {tmp_path}/ps\\xe9 (images/" in shown, shown
     assert (out / "pseudo_labels.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "said"),
+    [("ctrl-c", 130, "interrupted (Ctrl-C)"), ("sigterm", 143, "terminated (SIGTERM)"), ("full", 2, "full")],
+)
+def test_a_stopped_run_is_one_line_with_the_way_on(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+    status: int,
+    said: str,
+) -> None:
+    """Ctrl-C and a full disk printed a traceback, and SIGTERM ended the command without a word."""
+    import errno
+    import os
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import pseudo_labels
+
+    out = tmp_path / "out"
+
+    def stopped(*args: object) -> None:
+        if stop == "sigterm":
+            raise TerminatedError
+        if stop == "full":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "masks" / "a.png"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pseudo_labels, "write_pseudo_labels", stopped)
+    with pytest.raises(SystemExit) as ended:
+        main(["--predictions", str(tmp_path), "--images", str(tmp_path), "--out", str(out)])
+    assert ended.value.code == status
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert said in err and "run the same command again" in err
+    if stop == "full":
+        assert str(out / "masks" / "a.png") in err and "free space" in err

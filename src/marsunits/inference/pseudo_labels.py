@@ -39,7 +39,7 @@ import tifffile
 
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
-from marsunits.errors import readable
+from marsunits.errors import STORAGE_ERRNOS, TerminatedError, readable, sigterm_raises
 from marsunits.inference.inputs import discover
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME, read_record
@@ -280,12 +280,35 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the value the predictions were made with, else 0.03)",
     )
     args = parser.parse_args(argv)
+    again = "run the same command again to write them all"
     try:
-        summary = write_pseudo_labels(
-            args.predictions, args.images, args.out, args.threshold, args.nodata_max
-        )
+        with sigterm_raises():
+            summary = write_pseudo_labels(
+                args.predictions, args.images, args.out, args.threshold, args.nodata_max
+            )
     except (FileNotFoundError, ValueError) as exc:
         parser.exit(2, readable(f"{PROG}: error: {exc}\n"))
+    except (KeyboardInterrupt, TerminatedError) as exc:
+        # One line, as predict.py and train.py say it (a traceback; SIGTERM ended the command silently).
+        how, status = (
+            ("terminated (SIGTERM)", 143)
+            if isinstance(exc, TerminatedError)
+            else ("interrupted (Ctrl-C)", 130)
+        )
+        parser.exit(
+            status, readable(f"{PROG}: {how}; the labels of {args.out} are not all written: {again}\n")
+        )
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        where = exc.filename or args.out
+        parser.exit(
+            2,
+            readable(
+                f"{PROG}: error: cannot write {where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror}); "
+                f"free space or choose another --out, then {again}\n"
+            ),
+        )
     # A folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it once the labels were written.
     print(
         readable(
