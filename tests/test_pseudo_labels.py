@@ -292,3 +292,43 @@ def test_a_stopped_run_is_one_line_with_the_way_on(
     assert said in err and "run the same command again" in err
     if stop == "full":
         assert str(out / "masks" / "a.png") in err and "free space" in err
+
+
+def test_an_image_copy_is_never_left_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a link could not be made, the image was copied in place: a disk that filled mid-copy left a
+    truncated image under images/ for training to read, and a full or read-only disk refusing the link was
+    answered with a copy onto that same disk."""
+    import errno
+    import os
+    import shutil
+
+    from marsunits.inference import pseudo_labels
+
+    src = tmp_path / "a.png"
+    src.write_bytes(b"\x89PNG" + bytes(range(256)) * 64)
+    dst = tmp_path / "out" / "images" / "a.png"
+
+    def full_link(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pseudo_labels.os, "symlink", full_link)
+    with pytest.raises(OSError) as refused:
+        pseudo_labels._link_or_copy(src, dst)
+    assert refused.value.errno == errno.ENOSPC and not dst.exists()  # no copy onto the full disk
+
+    def no_links(*args: object) -> None:  # a file system or OS that does not allow them
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def half_then_full(fsrc, fdst, *args: object) -> None:  # type: ignore[no-untyped-def]
+        fdst.write(fsrc.read(100))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pseudo_labels.os, "symlink", no_links)
+    monkeypatch.setattr(shutil, "copyfileobj", half_then_full)
+    with pytest.raises(OSError):
+        pseudo_labels._link_or_copy(src, dst)
+    assert not dst.exists() and list(dst.parent.iterdir()) == []  # nothing half written, no temporary
+    monkeypatch.undo()
+    monkeypatch.setattr(pseudo_labels.os, "symlink", no_links)
+    pseudo_labels._link_or_copy(src, dst)
+    assert dst.read_bytes() == src.read_bytes() and not dst.is_symlink()

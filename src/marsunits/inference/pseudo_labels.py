@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from marsunits.atomic import atomic_write
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
 from marsunits.errors import STORAGE_ERRNOS, TerminatedError, readable, sigterm_raises
@@ -129,8 +130,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         dst.unlink()
     try:
         os.symlink(src.resolve(), dst)
-    except OSError:  # e.g. Windows without the privilege: copy instead
-        shutil.copy2(src, dst)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:  # a full or read-only disk takes no copy either
+            raise
+        # Links not allowed (e.g. Windows without the privilege): a copy, written under a temporary name
+        # and renamed, since a disk that filled mid-copy left a truncated image for training to read.
+        with open(src, "rb") as fh:
+            atomic_write(dst, lambda out: shutil.copyfileobj(fh, out))
+        shutil.copystat(src, dst)
 
 
 def write_pseudo_labels(
