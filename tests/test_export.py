@@ -985,3 +985,27 @@ def test_an_empty_or_repeated_argument_and_a_package_file_as_checkpoint_are_refu
     with pytest.raises(ConfigError, match="model package file"):
         export_checkpoint(package / WEIGHTS_NAME, tmp_path / "again")
     assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "said"), [("ctrl-c", 130, "interrupted (Ctrl-C)"), ("term", 143, "(SIGTERM)")]
+)
+def test_a_stopped_export_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop: str,
+    status: int,
+    said: str,
+) -> None:
+    """Ctrl-C printed a traceback, and SIGTERM ended the command without a word."""
+    from marsunits import export
+    from marsunits.errors import TerminatedError
+
+    def stopped(**kwargs: object) -> None:
+        raise TerminatedError if stop == "term" else KeyboardInterrupt
+
+    monkeypatch.setattr(export, "export_checkpoint", stopped)
+    assert main([f"ckpt_path={tmp_path / 'a.ckpt'}", f"out={tmp_path / 'pkg'}"]) == status
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and said in err and "run the same command again" in err

@@ -25,7 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from marsunits.errors import USER_ERRORS, ConfigError, readable, storage_problem
+from marsunits.errors import (
+    USER_ERRORS,
+    ConfigError,
+    TerminatedError,
+    readable,
+    sigterm_raises,
+    storage_problem,
+)
 from marsunits.user_paths import expand_home
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
@@ -158,7 +165,8 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 written, 2 user error)."""
+    """Command-line entry point; returns the exit status (0 written, 2 user error, 130 Ctrl-C, 143
+    SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help", "help") for a in argv):
         lines = [
@@ -172,7 +180,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
-        out = export_checkpoint(**parse_args(argv))
+        with sigterm_raises():
+            out = export_checkpoint(**parse_args(argv))
+    except (KeyboardInterrupt, TerminatedError) as stop:
+        # One line, as predict.py and train.py say it (a traceback; SIGTERM ended the command silently). The
+        # package files are written whole and model.json last (write_package), so none is left half there.
+        if os.environ.get("MARSUNITS_TRACEBACK"):
+            raise
+        how, status = (
+            ("terminated (SIGTERM)", 143)
+            if isinstance(stop, TerminatedError)
+            else ("interrupted (Ctrl-C)", 130)
+        )
+        print(f"{PROG}: {how}; the package is not complete: run the same command again", file=sys.stderr)
+        return status
     except Exception as exc:  # noqa: BLE001 - re-raised below unless a user error or a full disk
         full = storage_problem(exc)
         if os.environ.get("MARSUNITS_TRACEBACK") or not (full or isinstance(exc, _CLI_ERRORS)):
