@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import shapely
 
-from marsunits.boundary.extract import ContactConfig, contacts_from_mask, extract_contacts
+from marsunits.boundary.extract import ContactConfig, bridge_ignore_gaps, contacts_from_mask, extract_contacts
 
 
 def _centres(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,6 +226,46 @@ def test_errors_name_the_problem():
         contacts_from_mask(np.full((4, 4), 7, np.uint8))
     with pytest.raises(ValueError, match="min_length_px"):
         ContactConfig(min_length_px=-1)
+
+
+def test_logits_or_0_255_probabilities_are_refused_not_read_as_no_contact():
+    """A notebook user passes the network's logits (or probabilities stored as 0-255): read as
+    probabilities, logits gave an empty contact list and 0-255 values a contact, both without a word."""
+    x, _ = _centres(40, 40)
+    probs = _probs_from_signed(20.0 - x, 1.0)
+    assert len(extract_contacts(probs)) == 1  # the same map as probabilities has its contact
+    for wrong, found in ((np.log(probs + 1e-6), "-13.8"), (probs * 255, "to 255")):
+        with pytest.raises(
+            ValueError, match=rf"probabilities in \[0, 1\], got values from .*{found}.*softmax"
+        ):
+            extract_contacts(wrong)
+    # NaN marks invalid pixels and a softmax rounded to float16 may pass 1 a little: both still accepted.
+    probs[:, :, :3] = np.nan
+    assert len(extract_contacts(probs.astype(np.float16) * np.float16(1.0005))) == 1
+
+
+def test_a_dict_config_or_a_non_number_field_is_refused_naming_it():
+    probs = np.stack([np.ones((8, 8)), np.zeros((8, 8)), np.zeros((8, 8))])
+    with pytest.raises(TypeError, match=r"ContactConfig or None.*dict.*ContactConfig\(\*\*config\)"):
+        extract_contacts(probs, {"min_length_px": 5.0})  # type: ignore[arg-type]
+    for value in ("5", float("nan"), float("inf"), None):
+        with pytest.raises(ValueError, match=r"ContactConfig.min_length_px must be a finite number"):
+            ContactConfig(min_length_px=value)  # type: ignore[arg-type]
+    assert ContactConfig(min_length_px=np.float32(5)).min_length_px == 5  # a numpy number is a number
+
+
+def test_bridge_ignore_gaps_takes_any_array_like_and_refuses_a_batch():
+    import torch
+
+    m = np.zeros((20, 20), np.uint8)
+    m[:, 10:] = 1
+    m[:, 9:11] = 255
+    want = bridge_ignore_gaps(m)
+    assert not (want == 255).any()
+    for given in (torch.from_numpy(m), m.tolist()):
+        np.testing.assert_array_equal(bridge_ignore_gaps(given), want)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"2-D \(H, W\) label array, got shape \(1, 20, 20\)"):
+        bridge_ignore_gaps(m[None])
 
 
 def test_nan_probabilities_are_invalid_pixels():

@@ -43,8 +43,11 @@ Confidence (all values in [0, 1]):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from numbers import Real
 
 import numpy as np
 import shapely
@@ -55,6 +58,9 @@ from marsunits.boundary.contact_io import ContactLine, length_weighted_mean
 from marsunits.constants import IGNORE_INDEX
 
 __all__ = ["ContactConfig", "bridge_ignore_gaps", "extract_contacts", "contacts_from_mask"]
+
+#: How far above 1 a probability may be (float16 or float32 rounding of a softmax) before it is refused.
+_PROBABILITY_SLACK = 1e-3
 
 #: Default width (px) of unlabelled gaps between the two units that label masks are bridged across.
 DEFAULT_MAX_GAP_PX = 3.0
@@ -78,6 +84,9 @@ class ContactConfig:
             this wide a little: with the defaults it scores about 0.9, one 3 px wide scores 1.
         drop_border_px: A piece whose every vertex lies within this distance (pixels) of the image border or
             of an invalid pixel is dropped: it traces the edge of the data, not a contact.
+
+    Raises:
+        ValueError: A field that is not a finite number, or out of its range.
     """
 
     smoothing_sigma_px: float = 1.0
@@ -88,6 +97,15 @@ class ContactConfig:
     transition_width_px: float = 4.0
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            # "5" failed as "'<' not supported between 'str' and 'int'"; NaN passed and failed in extraction
+            # ("cannot convert float NaN to integer"), inf deep inside scipy's Gaussian filter.
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(
+                    f"ContactConfig.{f.name} must be a finite number, got {type(value).__name__} {value!r}; "
+                    f"e.g. ContactConfig({f.name}={f.default})"
+                )
         for name in ("smoothing_sigma_px", "simplify_tolerance_px", "min_length_px", "drop_border_px"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ContactConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -200,18 +218,41 @@ def extract_contacts(
         vertices.
 
     Raises:
-        ValueError: If ``probs`` or ``valid`` has the wrong shape.
+        ValueError: If ``probs`` or ``valid`` has the wrong shape, or ``probs`` holds values outside [0, 1]
+            (logits, or probabilities scaled to 0-255): read as probabilities they gave no contact, or one
+            in the wrong place, without a word.
+        TypeError: ``config`` is not a :class:`ContactConfig` (a dict of its fields: ``ContactConfig(**it)``).
 
     Memory and time: the whole-image fields (smoothed ``p0 - p1`` and ``p0 + p1``) are float32, and contour
     tracing, gradients and distances to invalid pixels are computed only on crops around the places where both
     units meet (see :func:`_contact_zones`), so a 12,000 x 1,600 panorama needs about 20 bytes per pixel.
     """
+    if config is not None and not isinstance(config, ContactConfig):
+        # A dict failed deep inside as "'dict' object has no attribute 'smoothing_sigma_px'".
+        hint = (
+            "ContactConfig(**config)" if isinstance(config, Mapping) else "ContactConfig(min_length_px=20.0)"
+        )
+        raise TypeError(
+            f"config must be a ContactConfig or None (the defaults), got {type(config).__name__} "
+            f"{config!r:.80}; e.g. {hint}"
+        )
     cfg = config or ContactConfig()
     probs = np.asarray(probs)
     if probs.ndim != 3 or probs.shape[0] != 3:
         raise ValueError(
             f"probs must have shape (3, H, W) (smooth_volcanic, rough_olivine, other), got {probs.shape}"
         )
+    if probs.size:
+        # NaN (an invalid pixel) is skipped by fmin/fmax; a map with no finite value has nothing to check.
+        low, high = float(np.fmin.reduce(probs, axis=None)), float(np.fmax.reduce(probs, axis=None))
+        if low < 0.0 or high > 1.0 + _PROBABILITY_SLACK:
+            # Logits (the network's raw output) were read as probabilities: p0 + p1 never dominated and the
+            # contact list came back empty; 0-255 probabilities made every pixel dominant.
+            raise ValueError(
+                f"probs must be class probabilities in [0, 1], got values from {low:g} to {high:g}: for the "
+                "network's logits take torch.softmax(logits, dim=0) (or scipy.special.softmax(logits, "
+                "axis=0)) first; divide probabilities stored as 0-255 by 255"
+            )
     _, H, W = probs.shape
     ok = np.isfinite(probs[0]) & np.isfinite(probs[1])
     if valid is not None:
@@ -345,8 +386,16 @@ def bridge_ignore_gaps(
         ignore_index: Label of unlabelled pixels.
 
     Returns:
-        A new array (or ``mask`` itself when nothing is bridged) of the same shape and dtype.
+        A new array (or ``mask`` itself, as a numpy array, when nothing is bridged) of the same shape and
+        dtype.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D (a batch of masks: one at a time).
     """
+    # A torch tensor or a nested list failed deep inside ("'Tensor' object has no attribute 'copy'").
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D (H, W) label array, got shape {mask.shape}")
     ign = mask == ignore_index
     if max_gap_px <= 0 or not ign.any() or not (mask == 0).any() or not (mask == 1).any():
         return mask
