@@ -313,3 +313,21 @@ def test_a_tolerance_that_is_not_a_distance_is_refused(tolerance_px):
         boundary_scores(m, m, tolerance_px=tolerance_px)
     with pytest.raises(ValueError, match="tolerance_px"):
         line_scores([np.array([[1.0, 1.0], [5.0, 1.0]])], [np.array([[1.0, 1.0], [5.0, 1.0]])], tolerance_px)
+
+
+def test_line_scores_names_one_line_given_for_the_list_and_a_bad_step() -> None:
+    """A single (K, 2) array was read as K one-point lines ("needs (K>=2, 2) ... got shape (2,)"), a single
+    ContactLine as "not iterable", step_px NaN failed converting NaN to an int, "0.5" comparing a str."""
+    (line,) = contacts_from_mask(_split(30))
+    assert line_scores([line], [line.pixels])["f1"] == 1.0  # lines and arrays mixed, as documented
+    assert line_scores(iter([line]), (x for x in [line]))["f1"] == 1.0
+    for one in (line, line.pixels):
+        with pytest.raises(TypeError, match=r"pred_lines must be a list of .*got one .*give \[it\]"):
+            line_scores(one, [line])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"true_lines\[0\] must be a ContactLine or a \(K, 2\) array.*str"):
+        line_scores([line], ["abc"])  # type: ignore[list-item]
+    for bad in (float("nan"), "0.5", math.inf, 0):
+        with pytest.raises(ValueError, match=r"step_px must be a finite number of pixels > 0"):
+            line_scores([line], [line], step_px=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"tolerance_px must be a finite distance .*got '3'"):
+        boundary_scores(_split(30), _split(31), tolerance_px="3")  # type: ignore[arg-type]

@@ -1598,3 +1598,31 @@ def test_a_huge_range_gives_a_footprint_and_a_map_not_a_geos_error(tmp_path, max
     written = build_contact_map([("a.png", [line], cam)], tmp_path, max_range_m=max_range_m)
     data = json.loads(written[0].read_text())
     assert len(data["features"]) == 1 and len(data["cameras"][0]["footprint_m"]) > 3
+
+
+def test_add_ground_names_what_a_notebook_user_passes_wrongly() -> None:
+    """One line for the list, bare pixel arrays, a camera file's dict or None for the camera, a range typed as
+    a string, densify_px=0: each failed deep inside (not iterable, no attribute 'pixels' or 'pixel_to_ground',
+    numpy's or GEOS's own words); now refused naming the argument and what to give."""
+    cam = _pinhole(pitch_deg=30.0)
+    line = ContactLine(pixels=np.array([[10.0, 200.0], [300.0, 200.0]]), confidence=0.9)
+    (grounded,) = add_ground([line], cam)
+    assert grounded.ground_m is not None and grounded.ground_m.shape == (2, 2)
+    assert len(add_ground(iter([line]), cam)) == 1  # any iterable of lines
+    with pytest.raises(
+        TypeError, match=r"lines must be a list of ContactLine.*got one ContactLine; give \[it\]"
+    ):
+        add_ground(line, cam)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"lines\[0\] must be a ContactLine.*ContactLine\(pixels=array\)"):
+        add_ground([line.pixels], cam)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"camera must be a camera model.*dict; camera_from_dict"):
+        add_ground([line], cam.to_dict())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"camera must be a camera model.*NoneType"):
+        add_ground([line], None)  # type: ignore[arg-type]
+    for bad in ("30", float("nan"), 0.0):
+        with pytest.raises(ValueError, match=r"max_range_m must be a number > 0"):
+            add_ground([line], cam, max_range_m=bad)  # type: ignore[arg-type]
+    for bad in (0, -1.0, math.inf):
+        with pytest.raises(ValueError, match=r"densify_px must be"):
+            add_ground([line], cam, densify_px=bad)
+    assert len(add_ground([line], cam, max_range_m=math.inf, densify_px=5.0)) == 1

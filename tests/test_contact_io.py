@@ -251,3 +251,16 @@ def test_a_non_finite_extra_property_is_refused_naming_the_file(tmp_path) -> Non
     with pytest.raises(ValueError, match=r"y\.contact\.geojson.*NaN or infinite"):
         write_contacts(path, [line], 8, 8)
     assert not path.exists()
+
+
+def test_write_contacts_names_bare_arrays_or_one_line_given_for_the_list(tmp_path) -> None:
+    line = ContactLine(pixels=np.array([[0.5, 0.5], [10.0, 4.0]]), confidence=0.7)
+    with pytest.raises(
+        TypeError, match=r"lines\[0\] must be a ContactLine, got ndarray; .*ContactLine\(pixels"
+    ):
+        write_contacts(tmp_path / "a.geojson", [line.pixels], 16, 16)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"got one ContactLine; give \[it\]"):
+        write_contacts(tmp_path / "a.geojson", line, 16, 16)  # type: ignore[arg-type]
+    assert not (tmp_path / "a.geojson").exists()
+    write_contacts(str(tmp_path / "a.geojson"), (x for x in [line]), 16, 16)  # a str path, a generator
+    assert len(read_contacts(tmp_path / "a.geojson")[0]) == 1

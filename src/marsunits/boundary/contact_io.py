@@ -28,7 +28,7 @@ import json
 import math
 import os
 import reprlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,33 @@ def number_contacts(lines: Sequence[ContactLine]) -> list[ContactLine]:
     return [replace(line, extra={**line.extra, CONTACT_ID: i}) for i, line in enumerate(lines)]
 
 
+def line_list(lines: Any, name: str, *, arrays: bool = False) -> list[Any]:
+    """``lines`` as a list, checked to be a collection of :class:`ContactLine` (or, with ``arrays``, also
+    ``(K, 2)`` arrays of ``(x, y)`` pixels), so a caller's mistake is named instead of failing deep inside.
+
+    Raises:
+        TypeError: A single line given for the list (``[line]`` was meant), or an item of another kind.
+    """
+    kinds = "ContactLine objects" + (" or (K, 2) arrays of (x, y) pixels" if arrays else "")
+    kind = "a ContactLine" + (" or a (K, 2) array of (x, y) pixels" if arrays else "")
+    if isinstance(lines, ContactLine) or (isinstance(lines, np.ndarray) and lines.ndim == 2):
+        # A ContactLine failed as "not iterable"; a (K, 2) array was read as K lines of one point each.
+        raise TypeError(f"{name} must be a list of {kinds}, got one {type(lines).__name__}; give [it]")
+    if isinstance(lines, (str, bytes, Mapping)) or not isinstance(lines, Iterable):
+        raise TypeError(f"{name} must be a list of {kinds}, got {type(lines).__name__} {lines!r:.60}")
+    items = list(lines)
+    for i, item in enumerate(items):
+        if not isinstance(item, ContactLine) and not (arrays and _array_like(item)):
+            fix = "; wrap each array: ContactLine(pixels=array)" if _array_like(item) else ""
+            raise TypeError(f"{name}[{i}] must be {kind}, got {type(item).__name__}{fix}")
+    return items
+
+
+def _array_like(item: Any) -> bool:
+    """Whether ``item`` is an array (numpy, torch) or a nested list, not a string or a mapping."""
+    return hasattr(item, "__array__") or isinstance(item, (list, tuple))
+
+
 def count_contacts(lines: Sequence[ContactLine]) -> int:
     """How many contacts ``lines`` hold: features sharing a ``contact_id`` count once, lines without one
     count one each."""
@@ -119,9 +146,10 @@ def contacts_to_geojson(
         ValueError: A line that :func:`read_contacts` would refuse, naming it by its index: fewer than two
             positions, a coordinate, confidence or ground point that is NaN or infinite (JSON has no such
             numbers), a confidence outside [0, 1], or not one vertex confidence per vertex.
+        TypeError: ``lines`` is not a collection of :class:`ContactLine` (one line, or bare arrays).
     """
     features = []
-    for i, line in enumerate(lines):
+    for i, line in enumerate(line_list(lines, "lines")):
         pix = np.asarray(line.pixels, dtype=float)
         if pix.ndim != 2 or pix.shape[1] != 2 or len(pix) < 2:
             raise ValueError(f"a contact line needs (K>=2, 2) pixel coordinates, got shape {pix.shape}")
@@ -186,7 +214,11 @@ def write_contacts(
     members: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``lines`` to ``path`` atomically (temporary file, then rename; ``~`` is the home folder).
-    Returns the path."""
+    Returns the path.
+
+    Raises:
+        TypeError, ValueError: As :func:`contacts_to_geojson`.
+    """
     data = contacts_to_geojson(lines, image_width, image_height, members)
     return atomic_write_text(expand_home(path), _dumps(data, path))
 

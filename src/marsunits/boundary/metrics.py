@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Real
 
 import numpy as np
 import shapely
 from scipy.spatial import cKDTree
 
-from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_io import ContactLine, line_list
 from marsunits.boundary.extract import DEFAULT_MAX_GAP_PX, bridge_ignore_gaps
 from marsunits.boundary.projection import true_runs
 from marsunits.constants import IGNORE_INDEX
@@ -102,7 +103,11 @@ def scores_from_distances(
         ValueError: If ``tolerance_px`` is not a finite distance >= 0 (a negative or NaN one matched nothing
             and scored a perfect prediction 0; an infinite one matches everything).
     """
-    if isinstance(tolerance_px, bool) or not (0.0 <= float(tolerance_px) < math.inf):
+    if (
+        isinstance(tolerance_px, bool)
+        or not isinstance(tolerance_px, Real)
+        or not 0.0 <= tolerance_px < math.inf
+    ):
         raise ValueError(
             f"tolerance_px must be a finite distance in pixels >= 0 (the project's is "
             f"{BOUNDARY_TOLERANCE_PX:g}), got {tolerance_px!r}"
@@ -336,11 +341,14 @@ def line_scores(
 
     Raises:
         ValueError: If a line has fewer than two points or a NaN or infinite coordinate, ``step_px`` is not
-            > 0, or ``tolerance_px`` is not a finite distance >= 0.
+            a finite number > 0, or ``tolerance_px`` is not a finite distance >= 0.
+        TypeError: A single line given for a list of lines, or an item that is neither a line nor an array.
     """
-    if step_px <= 0:
-        raise ValueError(f"step_px must be > 0, got {step_px}")
-    pred, true = _as_geometries(pred_lines), _as_geometries(true_lines)
+    if isinstance(step_px, bool) or not isinstance(step_px, Real) or not 0 < step_px < math.inf:
+        # NaN failed as "cannot convert float NaN to integer", "0.5" as a str/int comparison.
+        raise ValueError(f"step_px must be a finite number of pixels > 0, e.g. 0.5, got {step_px!r}")
+    pred = _as_geometries(line_list(pred_lines, "pred_lines", arrays=True))
+    true = _as_geometries(line_list(true_lines, "true_lines", arrays=True))
     if pred and true:
         d_pt = shapely.distance(_samples(pred, step_px), shapely.MultiLineString(true))
         d_tp = shapely.distance(_samples(true, step_px), shapely.MultiLineString(pred))

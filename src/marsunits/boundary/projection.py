@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from numbers import Real
 
 import numpy as np
 import shapely
 
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.contact_io import ContactLine, length_weighted_mean
+from marsunits.boundary.contact_io import ContactLine, length_weighted_mean, line_list
 
 __all__ = ["add_ground", "densify", "true_runs"]
 
@@ -185,7 +187,33 @@ def add_ground(
     Returns:
         New lines (inputs are not modified) with ``ground_m`` (``(K, 2)`` site-frame ``x, y`` in metres) and
         ``site`` (the camera's ``site`` attribute, if any) set.
+
+    Raises:
+        TypeError: ``lines`` not a list of :class:`ContactLine` (one line, or bare arrays), or ``camera`` not
+            a camera model (a camera file's dict: ``camera_from_dict``).
+        ValueError: ``max_range_m`` not a number > 0 (``math.inf``: no limit), ``densify_px`` not a finite
+            number > 0.
     """
+    lines = line_list(lines, "lines")
+    if not isinstance(camera, CameraModel):
+        # A camera file's dict, or None, failed deep inside as "has no attribute 'pixel_to_ground'".
+        fix = (
+            "camera_from_dict(it) or load_camera(path) makes one of a camera file's content"
+            if isinstance(camera, Mapping)
+            else "load_camera(path) reads a camera file"
+        )
+        raise TypeError(
+            f"camera must be a camera model of marsunits.boundary.camera, got {type(camera).__name__}; {fix}"
+        )
+    for name, value in (("max_range_m", max_range_m), ("densify_px", densify_px)):
+        if value is None and name == "densify_px":
+            continue
+        # "30" failed in numpy's comparison, densify_px=0 in GEOS ("Tolerance must be positive"), NaN dropped
+        # every ground point.
+        if isinstance(value, bool) or not isinstance(value, Real) or not value > 0 or math.isnan(value):
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    if math.isinf(densify_px or 0.0):
+        raise ValueError(f"densify_px must be finite (or None: no densifying), got {densify_px!r}")
     site = getattr(camera, "site", None)
     out: list[ContactLine] = []
     if densify_px is not None:
