@@ -680,3 +680,23 @@ def test_nan_probabilities_are_an_error_not_a_mask_of_unit_0():
     probs[:, :, :8] = np.nan
     mask, _ = units_and_contacts(probs, image, min_unit_area_px=200, nodata_max=0.03, contact=ContactConfig())
     assert (mask[:, :8] == 255).all() and (mask[:, 8:] == 0).all()
+
+
+@pytest.mark.parametrize("fold_batchnorm", [True, False])
+def test_a_model_given_to_the_mapper_is_left_as_it_was(fold_batchnorm: bool) -> None:
+    """With fold_batchnorm=false the mapper put the caller's own model in eval mode and channels_last, and on
+    the mapper's device: a notebook's model was left in eval mode (batch norm frozen in a hand-made training
+    loop), or on the GPU for its next CPU call."""
+    import torch
+
+    task = tiny_task(TILE).train()
+    params = dict(task.named_parameters())
+    before = {name: (p.detach().clone(), p.stride(), p.device) for name, p in params.items()}
+    mapper = UnitMapper(task, device="cpu", channels_last=True, fold_batchnorm=fold_batchnorm)
+    result = mapper.map(np.zeros((TILE, TILE, 3), np.uint8))
+    assert result.mask.shape == (TILE, TILE)
+    assert task.training and all(m.training for m in task.modules())
+    for name, p in task.named_parameters():
+        value, stride, device = before[name]
+        assert p.stride() == stride and p.device == device, name
+        torch.testing.assert_close(p.detach(), value, rtol=0, atol=0)

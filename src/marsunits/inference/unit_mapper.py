@@ -24,6 +24,7 @@ Runtime, ``adapt_bn`` (statistics of a whole folder) and ``map=true`` (use
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import math
@@ -258,7 +259,8 @@ class UnitMapper:
     """A loaded model that maps units and contacts in one image at a time (module docstring).
 
     Args:
-        model: A :class:`~marsunits.task.SegmentationTask` (``load_model``'s result); use :meth:`load`.
+        model: A :class:`~marsunits.task.SegmentationTask` (``load_model``'s result); use :meth:`load`. It is
+            left as it is (its device, training mode and memory format): the mapper predicts with a copy.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (bf16 on CUDA and CPUs with AMX, else float32), ``32`` or ``bf16``.
         tile, overlap, batch_size, tta, min_unit_area_px, nodata_max, max_range_m, channels_last,
@@ -339,6 +341,10 @@ class UnitMapper:
         self.max_range_m = float(max_range_m)
         #: Largest image file read (header checked before decoding); None: no limit at all.
         self.max_megapixels = math.inf if max_megapixels is None else float(max_megapixels)
+        if not fold_batchnorm:
+            # TorchForward moves the model to the device, to eval mode and to channels_last in place (folding
+            # batch norm works on a copy): a notebook's model in training was left on the GPU, in eval mode.
+            model = copy.deepcopy(model)
         forward = TorchForward(
             model,
             self.device,
