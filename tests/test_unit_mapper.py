@@ -416,6 +416,31 @@ def test_a_float_tiff_with_a_nan_border_read_into_an_array_maps_as_its_file_does
     assert "np.clip(image, 0, 1)" in str(caught.value) and "give the file's path" in str(caught.value)
 
 
+def test_a_masked_array_maps_its_masked_pixels_as_no_data_and_a_matrix_as_an_array(
+    ckpt: Path, scenes: Path
+) -> None:
+    """A masked array (rasterio's ``read(masked=True)``) was mapped from the values hidden under its mask (a
+    -9999 no-data value refused as outside [0, 1], values in range mapped as image); np.matrix failed in
+    to_channels ("expects an (H, W, C) array, got shape (96, 128)")."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    with Image.open(sorted((scenes / "images").glob("*.png"))[0]) as im:
+        grey = np.asarray(im.convert("L"))
+    black = grey.copy()
+    black[:, :12] = 0  # what the mask below means: a no-data band on the left edge
+    want = mapper.map(black)
+    assert (want.mask[:, :12] == 255).all()
+    hidden = grey.copy()
+    hidden[:, :12] = 200  # bright values under the mask
+    masked = np.ma.masked_array(hidden, mask=np.zeros_like(hidden, bool))
+    masked[:, :12] = np.ma.masked
+    got = mapper.map(masked)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    np.testing.assert_array_equal(got.image, want.image)
+    fill = np.ma.masked_array(grey / 255.0, mask=masked.mask, fill_value=-9999.0)
+    np.testing.assert_array_equal(mapper.map(fill).mask, want.mask)
+    np.testing.assert_array_equal(mapper.map(np.asmatrix(black)).mask, want.mask)
+
+
 def test_numbers_computed_with_numpy_are_taken_as_the_numbers_they_hold(ckpt: Path) -> None:
     """``tile=np.int64(256)`` was refused as "not a whole number"; ``nodata_max=np.float32(0.05)`` as not a
     number; ``overlap=np.float64(0.25)`` was kept as a numpy value in ``config``."""

@@ -438,8 +438,8 @@ class UnitMapper:
                 (0-65535; 12-bit data, every value at most 4095, 0-4095 as in a file:
                 :func:`~marsunits.data.io.widen_12_bit`), float in [0, 1] (NaN read as black, so a NaN
                 border is no data, +inf as full scale, as ``predict.py`` reads a float TIFF) or bool (black
-                and white); or a torch tensor ``(C, H, W)`` or ``(H, W)`` (any device) with those dtypes
-                and ranges.
+                and white), a masked array's masked pixels read as black as NaN is; or a torch tensor
+                ``(C, H, W)`` or ``(H, W)`` (any device) with those dtypes and ranges.
             camera: Where the ground coordinates come from: ``"beside"`` (default) the camera file of an
                 image file as ``predict.py`` finds it (``<stem>.camera.json`` next to it, or
                 ``../cameras/<stem>.json``), none for an array; a camera JSON file, or its content as a
@@ -590,6 +590,12 @@ def _array_image(array: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: Naming the shape, dtype or value range found and what is expected.
     """
+    if isinstance(array, np.ma.MaskedArray):
+        # Masked pixels (rasterio's masked=True, np.ma) read as black, as NaN is, so a masked border is no
+        # data: their hidden values (a -9999 fill, anything) were mapped as image.
+        array = array.filled(0)
+    # An ndarray subclass as a plain array: np.matrix stays 2-D under [:, :, None] and failed in to_channels.
+    array = np.asarray(array)
     shape = array.shape  # as given, for the message
     if array.ndim == 2:
         array = array[:, :, None]
