@@ -241,3 +241,25 @@ def test_the_horizon_of_a_steep_camera_is_not_cut_at_ten_image_heights() -> None
     expected = 120 - cam.focal_px * math.tan(math.radians(85))
     assert expected < -10 * 240
     assert cam.horizon_v(np.array([0.0, 160.0, 320.0])) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("pitch_deg", float("nan"), "finite number"),
+        ("height_m", float("nan"), "finite number"),
+        ("yaw_deg", math.inf, "finite number"),
+        ("image_width", "128", "finite number"),
+        ("image_width", 128.5, "whole number of pixels"),
+        ("site", 3, "a name"),
+    ],
+)
+def test_a_camera_built_in_python_refuses_what_its_file_would(field: str, value: object, said: str) -> None:
+    """Built in a notebook, a NaN pitch or height made every ground point NaN (no contact on the ground,
+    without a word), "128" failed comparing a str with an int and 128.5 px was taken; from_dict refused
+    them all."""
+    args = {"image_width": 128, "image_height": 96, "hfov_deg": 60.0, "pitch_deg": 30.0, field: value}
+    with pytest.raises(ValueError, match=rf"{field}.*{said}"):
+        PinholeCamera(**args)  # type: ignore[arg-type]
+    cam = PinholeCamera(np.int64(128), 96.0, np.float32(60.0), 30)  # type: ignore[arg-type]
+    assert (cam.image_width, cam.image_height) == (128, 96) and type(cam.image_height) is int

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,10 @@ class PinholeCamera:
         k1: Radial distortion coefficient (r^2 term).
         k2: Radial distortion coefficient (r^4 term).
         site: Name of the site frame; images sharing it can be merged into one ground map.
+
+    Raises:
+        ValueError: A number that is not finite (or a string), an image size that is not a whole positive
+            number of pixels, a field of view outside (0, 180) degrees, or a height not above the ground.
     """
 
     image_width: int
@@ -65,6 +71,22 @@ class PinholeCamera:
     site: str | None = None
 
     def __post_init__(self) -> None:
+        # Checked here, not only in from_dict: built in Python, a NaN pitch or height made every ground point
+        # NaN (no contact on the ground, without a word), "128" failed comparing a str, 128.5 was taken.
+        for f in dataclass_fields(self):
+            value = getattr(self, f.name)
+            if f.name == "site":
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"site must be a name (a str) or None, got {value!r}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(f"PinholeCamera.{f.name} must be a finite number, got {value!r}")
+            if f.name in ("image_width", "image_height"):
+                if not float(value).is_integer():
+                    raise ValueError(
+                        f"PinholeCamera.{f.name} must be a whole number of pixels, got {value!r}"
+                    )
+                object.__setattr__(self, f.name, int(float(value)))  # 128.0 (or np.int64) as the int it is
         if self.image_width <= 0 or self.image_height <= 0:
             raise ValueError(
                 f"camera image size must be positive, got {self.image_width}x{self.image_height}"
