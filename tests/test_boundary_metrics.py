@@ -154,6 +154,24 @@ def test_no_data_is_left_out_after_the_gaps_are_bridged():
         scored_cracks(pred, true, valid=valid[:, :-1])
 
 
+def test_the_predictions_no_data_is_left_out_as_predict_py_leaves_it_out():
+    """A notebook scores ``UnitMap.mask`` (255 at no-data) against a label: the true contact through the
+    no-data counted as missed (recall 0.75 here), so the score was lower than the same image's in
+    predict.py's metrics.json, whose evaluation reads 255 in the prediction as no data."""
+    true = _split(30)
+    pred = _split(30)
+    pred[:10] = 255
+    assert boundary_scores(pred, true) == boundary_scores(pred, true, valid=pred != 255)
+    assert boundary_scores(pred, true) == {
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+        "mean_distance_px": 0.0,
+    }
+    pred[:, :] = 255  # nothing but no data: nothing to score on either side
+    assert boundary_scores(pred, true)["f1"] == 1.0
+
+
 def test_clip_lines_cuts_exactly_where_a_contact_can_be_traced():
     """A contact is traced between pixel centres whose four pixels have data: the cut falls on the first
     such cell edge (y = 30.5 below 30 no-data rows), where predict.py's own line stops."""

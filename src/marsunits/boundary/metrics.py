@@ -140,9 +140,11 @@ def scored_cracks(
     dropped from both sides.
 
     Args:
-        pred_mask: ``(H, W)`` predicted class ids (0, 1, 2).
+        pred_mask: ``(H, W)`` predicted class ids (0, 1, 2), and ``ignore_index`` where the image has no
+            data (``predict.py``'s masks, ``UnitMap.mask``): left out as ``valid`` False is, as
+            ``predict.py``'s evaluation leaves it out.
         true_mask: ``(H, W)`` true class ids (0, 1, 2, and ``ignore_index`` for unlabelled pixels).
-        ignore_index: Label of unlabelled pixels in ``true_mask``.
+        ignore_index: Label of unlabelled pixels in ``true_mask`` and of no-data pixels in ``pred_mask``.
         max_gap_px: Largest unlabelled gap between the units that is bridged, pixels.
         valid: Optional ``(H, W)`` bool array, False where the image has no data (``predict.py``'s
             ``nodata_max``). Kept apart from ``true_mask``'s ignore on purpose: only the annotator's gaps are
@@ -170,6 +172,10 @@ def scored_cracks(
         if valid.shape != true_mask.shape:
             raise ValueError(f"valid must have the masks' (H, W) shape {true_mask.shape}, got {valid.shape}")
         ignore |= ~valid
+    # The prediction's 255 (UnitMap.mask, predict.py's masks) is no data, as predict.py's evaluation reads
+    # it: the truth's contact through it was counted as missed, so boundary_scores(result.mask, label) in a
+    # notebook scored lower than the same image's metrics.json.
+    ignore |= pred_mask == ignore_index
     return contact_cracks(pred_mask, ignore), contact_cracks(true_mask, ignore)
 
 
@@ -207,10 +213,11 @@ def boundary_scores(
     :func:`scored_cracks` then :func:`crack_scores`.
 
     Args:
-        pred_mask: ``(H, W)`` predicted class ids (0, 1, 2).
+        pred_mask: ``(H, W)`` predicted class ids (0, 1, 2), and ``ignore_index`` where the image has no
+            data (``predict.py``'s masks, ``UnitMap.mask``): left out of both sides as ``valid`` False is.
         true_mask: ``(H, W)`` true class ids (0, 1, 2, and ``ignore_index`` for unlabelled pixels).
         tolerance_px: Matching tolerance in pixels (Euclidean distance between crack midpoints).
-        ignore_index: Label of unlabelled pixels in ``true_mask``.
+        ignore_index: Label of unlabelled pixels in ``true_mask`` and of no-data pixels in ``pred_mask``.
         max_gap_px: Unlabelled gaps between the units in ``true_mask`` are bridged up to this distance
             (pixels; 0 takes the mask literally).
         valid: Optional ``(H, W)`` bool array, False where the image has no data: left out of both sides
