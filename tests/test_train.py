@@ -2024,3 +2024,25 @@ def test_unreadable_images_without_a_cache_are_all_listed_when_the_first_one_sto
     said = str(listed.value)
     assert said.startswith("3 of 8 image/mask pairs cannot be used")
     assert all(image.name in said for image in broken)
+
+
+def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_metrics("~/runs/x")`` was "No such file or directory: '~/runs/x'" (every other path option
+    reads ``~`` as the home folder); a run folder without metrics.json, a file that is not JSON and a list of
+    runs failed in pathlib's or json's words, naming no file or nothing to do."""
+    from marsunits.training import read_metrics
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=rf"no metrics.json in the run folder {run}: .*finished run"):
+        read_metrics("~/runs/x")
+    (run / "metrics.json").write_text('{"val/miou": 0.5}')
+    assert read_metrics("~/runs/x") == read_metrics(run / "metrics.json") == {"val/miou": 0.5}
+    (run / "metrics.json").write_text("{truncated")
+    with pytest.raises(ValueError, match=rf"{run / 'metrics.json'}: not the JSON train.py writes"):
+        read_metrics(run)
+    with pytest.raises(TypeError, match=r"run folder or its metrics.json, got list.*read_metrics\(p\) for p"):
+        read_metrics([run])  # type: ignore[arg-type]

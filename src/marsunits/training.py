@@ -908,15 +908,33 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     filesystem names them (:func:`write_metrics`'s escapes undone: a Latin-1 run folder's ``best_ckpt``
     opens as it is).
 
+    ``~`` is the home folder, as in every path option.
+
     Raises:
-        OSError: the file cannot be read. ValueError: it is not a JSON object.
+        FileNotFoundError: no such file, or a run folder without ``metrics.json`` (a run not finished).
+        OSError: the file cannot be read. ValueError: it is not JSON, or not a JSON object (the message
+            names the file).
+        TypeError: ``path`` is not a path (a list of runs: one at a time).
     """
     from marsunits.inference.writers import unescaped_path_values
 
-    file = Path(path)
+    if not isinstance(path, (str, os.PathLike)):  # pathlib's "expected str, bytes or os.PathLike object"
+        raise TypeError(
+            f"read_metrics takes the path of a run folder or its metrics.json, got {type(path).__name__} "
+            f"{path!r:.60}; for several runs: [read_metrics(p) for p in paths]"
+        )
+    file = expand_home(path)  # "~/runs/x" was "No such file or directory: '~/runs/x'"
     if file.is_dir():
         file = file / "metrics.json"
-    record = json.loads(file.read_text(encoding="utf-8"))
+        if not file.exists():
+            raise FileNotFoundError(
+                f"no metrics.json in the run folder {file.parent}: train.py writes it at the end of a run; "
+                "give the folder of a finished run"
+            )
+    try:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:  # it named no file
+        raise ValueError(f"{file}: not the JSON train.py writes ({exc})") from exc
     if not isinstance(record, dict):
         raise ValueError(f"{file}: a JSON {type(record).__name__}, not the object train.py writes")
     return unescaped_path_values(record)
