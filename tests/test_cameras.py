@@ -1626,3 +1626,13 @@ def test_add_ground_names_what_a_notebook_user_passes_wrongly() -> None:
         with pytest.raises(ValueError, match=r"densify_px must be"):
             add_ground([line], cam, densify_px=bad)
     assert len(add_ground([line], cam, max_range_m=math.inf, densify_px=5.0)) == 1
+
+
+@pytest.mark.parametrize("size", [199.5, "200", float("nan"), True])
+def test_a_cahv_camera_built_in_python_refuses_an_image_size_that_is_not_whole_pixels(size: object) -> None:
+    """``int()`` took 199.5 px as 199 and "200" as 200 without a word (its file would be refused)."""
+    A = [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"image_width must be a whole number of pixels"):
+        CahvCamera([0, 0, 1], A, [99.5, -200.0, 0.0], [79.5, 0.0, -200.0], size, 160)  # type: ignore[arg-type]
+    cam = CahvCamera([0, 0, 1], A, [99.5, -200.0, 0.0], [79.5, 0.0, -200.0], np.int64(200), 160.0)  # type: ignore[arg-type]
+    assert (cam.image_width, cam.image_height) == (200, 160)

@@ -43,6 +43,7 @@ Conventions and how they map onto this project's:
 from __future__ import annotations
 
 import math
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,15 @@ def _vec3(name: str, value: Any) -> np.ndarray:
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
         raise ValueError(f"CAHV vector {name} must be 3 finite numbers, got {value!r}")
     return arr
+
+
+def _whole_pixels(name: str, value: Any) -> int:
+    """An image size given in Python as the int it is: ``int()`` took 128.7 as 128 and "128" as 128."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a whole number of pixels, got {value!r}")
+    if not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number of pixels, got {value!r}")
+    return int(float(value))
 
 
 def _unit(name: str, value: Any) -> np.ndarray:
@@ -126,8 +136,8 @@ class CahvCamera:
         self.A = _unit("A", A)
         self.H = _vec3("H", H)
         self.V = _vec3("V", V)
-        self.image_width = int(image_width)
-        self.image_height = int(image_height)
+        self.image_width = _whole_pixels("image_width", image_width)
+        self.image_height = _whole_pixels("image_height", image_height)
         if self.image_width <= 0 or self.image_height <= 0:
             raise ValueError(f"camera image size must be positive, got {image_width}x{image_height}")
         self.site = site
