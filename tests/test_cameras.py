@@ -491,6 +491,23 @@ def test_the_contact_map_of_items_given_by_a_generator_is_the_map_of_the_list(tm
     assert len(json.loads(generated[0].read_text())["features"]) == 1
 
 
+def test_the_contact_map_names_one_line_a_camera_dict_or_a_mapping_before_writing_anything(tmp_path):
+    """One line for an image's lines failed as "'ContactLine' object is not iterable"; a camera file's dict
+    for the camera failed deep in the projection ("no attribute 'pixel_to_ground'") after the images before
+    it were projected; a ``{name: result}`` dict was read by its keys ("items[0] is a str")."""
+    pin = PinholeCamera(320, 240, 60.0, 20.0, height_m=2.0, site="s")
+    (line,) = number_contacts([ContactLine(np.array([[100.0, 200.0], [220.0, 190.0]]), confidence=0.8)])
+    good = ("a.png", [line], pin)
+    with pytest.raises(TypeError, match=r"items\[1\]'s lines must be a list of ContactLine.*give \[it\]"):
+        build_contact_map([good, ("b.png", line, pin)], tmp_path)
+    with pytest.raises(TypeError, match=r"items\[1\]'s camera is a dict: .*camera_from_dict"):
+        build_contact_map([good, ("b.png", [line], pin.to_dict())], tmp_path)
+    with pytest.raises(TypeError, match=r"got a mapping; .*for name, r in it.items\(\)"):
+        build_contact_map({"a.png": ([line], pin)}, tmp_path)  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
+    assert [p.name for p in build_contact_map([good], tmp_path)] == ["contact_map.geojson", "contact_map.png"]
+
+
 def test_a_line_whose_stored_ground_has_one_point_is_projected_again_for_the_map(tmp_path):
     """A contact file edited by hand or in a GIS can leave ``ground_m`` one point long: it is read as it
     stands, and the map took such a line neither as a ground line nor as one to project, so it was lost."""

@@ -23,7 +23,7 @@ import shapely
 
 from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.contact_io import CONTACT_ID, ContactLine, count_contacts
+from marsunits.boundary.contact_io import CONTACT_ID, ContactLine, count_contacts, line_list
 from marsunits.boundary.projection import add_ground
 from marsunits.errors import readable
 from marsunits.user_paths import expand_home
@@ -496,10 +496,16 @@ def build_contact_map(
     Raises:
         IsADirectoryError: A map's path in ``out_dir`` is a folder (or another non-file); raised before any
             map file is written, naming the path.
-        TypeError: An item is not an ``(image name, lines, camera)`` triple (the message names it).
+        TypeError: An item is not an ``(image name, lines, camera)`` triple, its lines are not a list of
+            :class:`ContactLine` or its camera not a camera model or None (the message names it).
     """
     # Read once: a generator of triples (a notebook's comprehension) was used up by the check below and
     # gave an empty map, no file written and no word said.
+    if isinstance(items, Mapping):  # its keys were read as items: "items[0] is a str"
+        raise TypeError(
+            "items must be (image name, contact lines, camera) per image, got a mapping; for "
+            "{name: UnitMap}: [(name, r.contacts, r.camera) for name, r in it.items()]"
+        )
     items = list(items)
     for i, item in enumerate(items):  # not Python's "cannot unpack non-iterable UnitMap object"
         if not isinstance(item, (tuple, list)) or len(item) != 3:
@@ -514,6 +520,14 @@ def build_contact_map(
             )
             raise TypeError(
                 f"items[{i}] is {found}: give (image name, contact lines, camera) per image{hint}"
+            )
+        # Before any work: one line for the list failed as "'ContactLine' object is not iterable", and a
+        # camera file's dict deep in the projection, after the images before it were projected.
+        items[i] = (item[0], line_list(item[1], f"items[{i}]'s lines"), item[2])
+        if item[2] is not None and not isinstance(item[2], CameraModel):
+            raise TypeError(
+                f"items[{i}]'s camera is a {type(item[2]).__name__}: give a camera model of "
+                "marsunits.boundary.camera (load_camera(path), camera_from_dict(a dict)) or None"
             )
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for name, lines, camera in items:
