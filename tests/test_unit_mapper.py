@@ -725,3 +725,32 @@ def test_a_model_given_to_the_mapper_is_left_as_it_was(fold_batchnorm: bool) -> 
         value, stride, device = before[name]
         assert p.stride() == stride and p.device == device, name
         torch.testing.assert_close(p.detach(), value, rtol=0, atol=0)
+
+
+def test_a_path_or_a_network_given_to_the_constructor_is_named_with_load(ckpt: Path) -> None:
+    """``UnitMapper("model.ckpt")`` (for ``UnitMapper.load``) failed as "'str' object has no attribute
+    'metadata'", the task's network (``task.model``) as "'Unet' object has no attribute 'metadata'"."""
+    for given in (str(ckpt), ckpt):
+        with pytest.raises(
+            TypeError, match=rf"takes a loaded model; .*use UnitMapper.load\('{re.escape(str(ckpt))}'\)"
+        ):
+            UnitMapper(given)
+    task = tiny_task(TILE)
+    with pytest.raises(TypeError, match=r"SegmentationTask .*got Unet: .*task, not task.model"):
+        UnitMapper(task.model)
+
+
+def test_a_tensor_of_another_dtype_or_an_empty_one_is_named_as_a_tensor(ckpt: Path) -> None:
+    """An int16 tensor was told to use numpy's ``image.astype`` (a tensor has none); an empty (3, 0, 64)
+    tensor was named by its permuted (H, W, C) shape, (0, 64, 3)."""
+    import torch
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    with pytest.raises(
+        ValueError, match=r"image tensor, got dtype torch.int16; convert it, e.g. tensor.float\(\)"
+    ):
+        mapper.map(torch.zeros(3, TILE, TILE, dtype=torch.int16))
+    with pytest.raises(ValueError, match=r"tensor of shape \(C, H, W\) or \(H, W\), got \(3, 0, 64\)"):
+        mapper.map(torch.zeros(3, 0, 64))
+    for dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float64, torch.bool):
+        assert mapper.map(torch.zeros(3, TILE, TILE, dtype=dtype)).mask.shape == (TILE, TILE)

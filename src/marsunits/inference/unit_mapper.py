@@ -271,6 +271,7 @@ class UnitMapper:
 
     Raises:
         ConfigError: A value out of its range, named as ``predict.py`` names it.
+        TypeError: ``model`` is a path (use :meth:`load`) or not a SegmentationTask (e.g. its network).
     """
 
     def __init__(
@@ -291,6 +292,18 @@ class UnitMapper:
         fold_batchnorm: bool = PredictOptions.fold_batchnorm,
         max_megapixels: float | None = PredictOptions.max_megapixels,
     ) -> None:
+        # "'str' object has no attribute 'metadata'" after the option checks: a path is load's to read.
+        if isinstance(model, (str, os.PathLike)):
+            raise TypeError(
+                f"UnitMapper takes a loaded model; for the file or package {str(model)!r} use "
+                f"UnitMapper.load({str(model)!r})"
+            )
+        if not isinstance(getattr(model, "metadata", None), Mapping):
+            raise TypeError(
+                f"UnitMapper takes a marsunits SegmentationTask (its metadata names classes, tile and "
+                f"normalisation), got {type(model).__name__}: use UnitMapper.load(<.ckpt or model "
+                "package>), or give the task itself rather than its network (task, not task.model)"
+            )
         # A number computed with numpy (np.int64(256), np.float32(0.05)) is the number it holds: it was
         # refused as "not a whole number", or kept in config as a value json cannot write.
         (tile, overlap, batch_size, min_unit_area_px, nodata_max, max_range_m, max_megapixels) = map(
@@ -558,6 +571,18 @@ def _plain_scalar(value: Any) -> Any:
     return value
 
 
+#: The torch dtypes :meth:`UnitMapper.map` takes (those of the numpy arrays it takes).
+_TENSOR_DTYPES = (
+    torch.uint8,
+    torch.uint16,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.bool,
+)
+
+
 def _tensor_image(tensor: torch.Tensor) -> np.ndarray:
     """A torch image tensor ``(C, H, W)`` (C 1 or 3, torch's order) or ``(H, W)`` as a numpy ``(H, W, C)``
     array of the same dtype and values (bfloat16 as float32), on the CPU, for :func:`_array_image`.
@@ -575,9 +600,14 @@ def _tensor_image(tensor: torch.Tensor) -> np.ndarray:
             else ""
         )
         raise ValueError(f"expected an image tensor of shape (C, H, W) with C = 1 or 3, got {shape}{hint}")
-    if tensor.ndim not in (2, 3):
+    if tensor.ndim not in (2, 3) or 0 in shape:  # an empty one was named in (H, W, C) order, permuted
         hint = "; map one image at a time (tensor[0])" if tensor.ndim == 4 else ""
         raise ValueError(f"expected an image tensor of shape (C, H, W) or (H, W), got {shape}{hint}")
+    if tensor.dtype not in _TENSOR_DTYPES:  # told to use numpy's image.astype, which a tensor does not have
+        raise ValueError(
+            f"expected a uint8, uint16, float or bool image tensor, got dtype {tensor.dtype}; convert it, "
+            "e.g. tensor.float() / its full-scale value"
+        )
     tensor = tensor.detach().cpu()
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
