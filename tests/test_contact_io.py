@@ -264,3 +264,13 @@ def test_write_contacts_names_bare_arrays_or_one_line_given_for_the_list(tmp_pat
     assert not (tmp_path / "a.geojson").exists()
     write_contacts(str(tmp_path / "a.geojson"), (x for x in [line]), 16, 16)  # a str path, a generator
     assert len(read_contacts(tmp_path / "a.geojson")[0]) == 1
+
+
+def test_write_contacts_to_a_folder_names_the_folder_not_a_temporary_file(tmp_path) -> None:
+    """It was "Is a directory: '.<name>.<pid>@<host>.<random>.tmp' -> '<name>'"."""
+    line = ContactLine(pixels=np.array([[0.5, 0.5], [10.0, 4.0]]), confidence=0.7)
+    with pytest.raises(
+        IsADirectoryError, match=rf"{tmp_path} is a folder; give the contact file's path, e.g. "
+    ):
+        write_contacts(tmp_path, [line], 16, 16)
+    assert list(tmp_path.iterdir()) == []

@@ -754,3 +754,17 @@ def test_a_tensor_of_another_dtype_or_an_empty_one_is_named_as_a_tensor(ckpt: Pa
         mapper.map(torch.zeros(3, 0, 64))
     for dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float64, torch.bool):
         assert mapper.map(torch.zeros(3, TILE, TILE, dtype=dtype)).mask.shape == (TILE, TILE)
+
+
+def test_save_names_a_stem_that_is_not_a_str(tmp_path: Path, ckpt: Path) -> None:
+    """``result.save(folder, Path("frame"))`` failed as "argument of type 'PosixPath' is not iterable"."""
+    result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(
+        np.zeros((TILE, TILE), np.uint8)
+    )
+    for stem in (Path("frame"), 5):
+        with pytest.raises(
+            TypeError, match=r"stem must be a str, .*Path\(image\).stem\), got (PosixPath|int)"
+        ):
+            result.save(tmp_path, stem)  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
+    assert {p.name for p in result.save(tmp_path, "frame")} >= {"frame.mask.png", "frame.contact.geojson"}

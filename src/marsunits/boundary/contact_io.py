@@ -218,9 +218,15 @@ def write_contacts(
 
     Raises:
         TypeError, ValueError: As :func:`contacts_to_geojson`.
+        IsADirectoryError: ``path`` is a folder.
     """
     data = contacts_to_geojson(lines, image_width, image_height, members)
-    return atomic_write_text(expand_home(path), _dumps(data, path))
+    target = expand_home(path)
+    if target.is_dir():  # "Is a directory: '.<name>.<pid>...tmp' -> '<name>'", naming a temporary file
+        raise IsADirectoryError(
+            f"{target} is a folder; give the contact file's path, e.g. {target / 'image.contact.geojson'}"
+        )
+    return atomic_write_text(target, _dumps(data, path))
 
 
 def update_contact_members(path: str | os.PathLike[str], members: Mapping[str, Any]) -> Path:

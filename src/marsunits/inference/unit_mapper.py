@@ -210,11 +210,17 @@ class UnitMap:
         to take them for its own finished outputs (without ``overwrite=true``) instead of skipping the image.
 
         Raises:
+            TypeError: ``stem`` is not a str (a ``Path``: give its ``.stem`` or ``.name``).
             ConfigError: ``stem`` is not a plain file name or makes names longer than the filesystem allows
                 (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``),
                 another ``probability_dtype``, ``folder`` (or a folder above it) a file, or a folder there
                 under an output's name; nothing is written then.
         """
+        if not isinstance(stem, str):  # a Path or a number: "argument of type 'PosixPath' is not iterable"
+            raise TypeError(
+                f"stem must be a str, the file name the outputs start with (e.g. Path(image).stem), got "
+                f"{type(stem).__name__} {stem!r}"
+            )
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
         # save_probabilities="no" is true to bool(): it wrote prob.tif files that were declined.
