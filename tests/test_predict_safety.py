@@ -872,3 +872,22 @@ def test_reports_the_full_disk_also_refuses_are_one_line_not_a_traceback(
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     rows = read_manifest(out)
     assert [rows[f"img{i}.png"]["status"] for i in range(2)] == ["skipped", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("trust_checkpoint", "no"), ("overwrite", "no"), ("tta", "no"), ("threads", "2")]
+)
+def test_predict_options_built_in_python_refuse_a_word_for_a_switch_or_a_number(
+    option: str, value: str
+) -> None:
+    """``predict_folder(PredictOptions(...))`` skipped the config's kind checks: ``trust_checkpoint="no"``,
+    true to ``bool()``, unpickled an untrusted checkpoint's code, ``overwrite="no"`` replaced outputs and
+    ``tta="no"`` averaged mirrored maps, without a word."""
+    from marsunits.inference import PredictOptions
+
+    with pytest.raises(ConfigError, match=rf"{option}='{value}': give "):
+        PredictOptions(ckpt_path="m.ckpt", input_dir="in", output_dir="out", **{option: value})
+    opts = PredictOptions(
+        ckpt_path="m.ckpt", input_dir="in", output_dir="out", trust_checkpoint=False, tta=True
+    )
+    assert opts.tta is True and opts.trust_checkpoint is False

@@ -22,7 +22,14 @@ __all__ = ["PredictOptions", "check_option_types", "read_contact_config", "read_
 
 @dataclass
 class PredictOptions:
-    """The options of ``configs/predict.yaml`` as plain values (see that file for their meaning)."""
+    """The options of ``configs/predict.yaml`` as plain values (see that file for their meaning).
+
+    Built in Python (``predict_folder(PredictOptions(...))``) the values are checked for their kind as the
+    config's are (:func:`check_option_types`); their ranges by :meth:`check_values`.
+
+    Raises:
+        ConfigError: An on/off option that is not a bool (``tta="no"``), a number option that is not a number.
+    """
 
     ckpt_path: str
     input_dir: str
@@ -60,6 +67,11 @@ class PredictOptions:
     onnx_tolerance: float = 1e-3
     devices: int = 1
     num_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        # Checked in from_config only: built in Python, trust_checkpoint="no" (true to bool()) loaded an
+        # untrusted checkpoint's pickle, overwrite="no" replaced outputs and tta="no" averaged mirrored maps.
+        check_option_types(vars(self))
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> PredictOptions:
