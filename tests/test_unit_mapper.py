@@ -768,3 +768,20 @@ def test_save_names_a_stem_that_is_not_a_str(tmp_path: Path, ckpt: Path) -> None
             result.save(tmp_path, stem)  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())
     assert {p.name for p in result.save(tmp_path, "frame")} >= {"frame.mask.png", "frame.contact.geojson"}
+
+
+def test_a_device_that_is_not_cpu_or_cuda_is_refused_naming_the_choices(ckpt: Path) -> None:
+    """``device="mps"`` (a Mac's GPU) was taken by ``torch.device`` and failed when the model was moved, in
+    torch's words ("PyTorch is not linked with support for mps devices"); a CUDA index past the machine's
+    devices as "invalid device ordinal"."""
+    import torch
+
+    for device in ("mps", "meta", "xpu"):
+        with pytest.raises(
+            ConfigError, match=rf"device='{device}': .*CPU or a CUDA GPU only; use auto, cpu, cuda"
+        ):
+            UnitMapper.load(ckpt, device=device)
+    if torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"cuda:99'.*numbered from 0"):
+            UnitMapper.load(ckpt, device="cuda:99")
+    assert UnitMapper.load(ckpt, device=torch.device("cpu")).config["device"] == "cpu"

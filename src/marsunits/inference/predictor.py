@@ -33,7 +33,8 @@ def select_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
 
     Raises:
-        ConfigError: The name is not a device, or CUDA is asked for but not available.
+        ConfigError: The name is not a device, is not a CPU or CUDA device, or asks for a CUDA device that
+            is not there.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -41,8 +42,19 @@ def select_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"device={name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from exc
+    if device.type not in ("cpu", "cuda"):
+        # "mps" (a Mac's GPU), "xpu", "meta": torch.device took the name and moving the model failed later,
+        # in torch's words ("PyTorch is not linked with support for mps devices").
+        raise ConfigError(
+            f"device={name!r}: prediction runs on the CPU or a CUDA GPU only; use auto, cpu, cuda or cuda:N"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} asks for CUDA but no CUDA device is available; use device=cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(  # torch's "invalid device ordinal" came when the model was moved
+            f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0; "
+            "use cuda:0 (or cuda)"
+        )
     return device
 
 
