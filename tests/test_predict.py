@@ -1668,3 +1668,22 @@ def test_a_rank_counts_the_processes_of_its_machine_from_devices(
     )
     distributed._rank_main(fabric, opts)  # type: ignore[arg-type]  # noqa: SLF001 - the rank's own set-up
     assert [(s.world_size, s.local_world_size) for s in seen] == [(world, per_machine)]
+
+
+def test_predict_folder_from_python_sets_the_thread_count_back(tmp_path: Path, ckpt: Path) -> None:
+    """``predict_folder(PredictOptions(..., threads=1))`` in a notebook left PyTorch on one thread for the
+    rest of the session (its training after it too)."""
+    from marsunits.inference import PredictOptions, predict_folder
+
+    save_rgb(tmp_path / "in" / "a.png", 40, 50, seed=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        opts = PredictOptions(
+            ckpt_path=str(ckpt), input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"), threads=1
+        )
+        result = predict_folder(opts)
+        assert result.exit_code == 0 and (tmp_path / "out" / "a.mask.png").exists()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

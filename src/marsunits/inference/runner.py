@@ -1098,23 +1098,32 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     size above 1, the inputs are sharded across processes (:mod:`marsunits.inference.distributed`); the
     returned result is rank 0's, which holds the merged reports.
 
+    PyTorch's intra-op thread count (``opts.threads``) is set for the run and set back when it returns, so a
+    notebook's later work keeps its own; the inter-op count, which PyTorch lets a process set only once, stays
+    at the 1 the run sets where nothing had run in parallel before.
+
     Raises:
         MarsUnitsError, FileNotFoundError, marsunits.task.CheckpointError: Folder-level problems, before
             anything is written.
     """
     from marsunits.inference import distributed
 
-    with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
-        if not distributed.wants_sharding(opts.devices, opts.num_nodes):
-            result = predict_shard(opts)
-        else:
-            world_problem = distributed.launch_problem(opts.devices, opts.num_nodes)
-            if world_problem is not None:  # before anything is checked or written: the ranks would not meet
-                raise ConfigError(world_problem)
-            if distributed.launched_world_size() == 1:  # ranks spawned here: a problem is said here, in one
-                check_before_predicting(opts)  # line (a rank's error came as a spawn traceback)
-                _check_output_dir_free(opts)
-            result = distributed.launch(opts)
+    # threads=1 left the whole Python session on one thread (a notebook's training after it too).
+    threads_before = torch.get_num_threads()
+    try:
+        with sigterm_raises():  # a scheduler's stop: reports written and status 143, as for Ctrl-C
+            if not distributed.wants_sharding(opts.devices, opts.num_nodes):
+                result = predict_shard(opts)
+            else:
+                world_problem = distributed.launch_problem(opts.devices, opts.num_nodes)
+                if world_problem is not None:  # before anything is checked or written: ranks would not meet
+                    raise ConfigError(world_problem)
+                if distributed.launched_world_size() == 1:  # ranks spawned here: a problem is said here, in
+                    check_before_predicting(opts)  # one line (a rank's error came as a spawn traceback)
+                    _check_output_dir_free(opts)
+                result = distributed.launch(opts)
+    finally:
+        torch.set_num_threads(threads_before)
     if opts.logger is not None and result.summary:
         log_to_tracker(opts, cfg, result)
     return result
