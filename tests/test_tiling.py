@@ -55,6 +55,25 @@ def test_windows_cover_image_stay_inside_and_keep_the_overlap(tile: int, overlap
         assert len(starts) <= max(1, int(np.ceil((length - round(overlap * tile)) / step)))
 
 
+@pytest.mark.parametrize(("tile", "stride", "overlap"), [(32, 32, 0.99), (16, 8, 0.97), (512, 32, 0.9995)])
+def test_an_overlap_that_rounds_to_the_whole_tile_still_covers_every_pixel(
+    tile: int, stride: int, overlap: float
+) -> None:
+    """``overlap`` is any fraction below 1, but ``round(overlap * tile)`` can be the whole tile: a side one
+    pixel longer than the tile was then given one window, its last row left out of every window: NaN
+    probabilities, and predict.py's error row blamed the model's weights."""
+    assert round(overlap * tile) == tile
+    for length in (tile + 1, tile + 2, 2 * tile + 3):
+        window, starts = side_layout(length, tile, overlap, stride)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s : s + window] = True
+        assert covered.all(), (length, window, starts)
+    image = torch.rand(1, tile + 1, tile + 2)
+    out = sliding_window(plus_one, image, tile=tile, overlap=overlap, stride=stride)
+    np.testing.assert_allclose(out[0], image.numpy()[0] + 1.0, rtol=0, atol=2e-6)
+
+
 def test_window_work_stays_close_to_one_plus_overlap() -> None:
     """A side just longer than a multiple of the step no longer costs a whole extra window."""
     for length in (1536, 2048, 2739, 3873, 5164, 12000):

@@ -106,13 +106,16 @@ def side_layout(
     Returns:
         ``(window, starts)``: ``window`` a multiple of ``stride`` with ``window <= tile``; ``starts`` sorted
         and distinct, the first 0 and the last ``length - window``, neighbours at most
-        ``window - overlap * tile`` apart (so they share at least ``overlap * tile`` pixels, give or take one
-        from rounding), every window inside ``[0, length)``.
+        ``window - overlap * tile`` apart (so they share at least ``min(overlap * tile, tile - 1)`` pixels,
+        give or take one from rounding), every window inside ``[0, length)``, every pixel in one.
     """
     if length < tile:
         raise ValueError(f"side_layout needs length >= tile, got length={length}, tile={tile}")
-    shared = int(round(overlap * tile))
-    step = max(1, tile - shared)
+    # At most tile - 1: an overlap close to 1 (0.99 of 32 px) rounds to the whole tile, and a step of one
+    # pixel then counted one window too few, leaving the last rows of the side in no window (NaN
+    # probabilities, which predict.py refused as a model with broken weights).
+    shared = min(int(round(overlap * tile)), tile - 1)
+    step = tile - shared
     count = max(1, int(math.ceil((length - shared) / step)))
     # count * tile >= length + (count - 1) * shared, so the window below never exceeds tile.
     window = min(tile, round_up(int(math.ceil((length + (count - 1) * shared) / count)), stride))
