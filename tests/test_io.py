@@ -251,13 +251,14 @@ def test_pil_decompression_bomb_mapped(tmp_path: Path, monkeypatch: pytest.Monke
         read_image(tmp_path / "bomb.png")
 
 
-@pytest.mark.parametrize("suffix", ["png", "jpg"])
+@pytest.mark.parametrize("suffix", ["png", "jpg", "tif"])
 def test_max_megapixels_replaces_pils_own_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
     """A 192-megapixel mosaic was refused by Pillow's decompression-bomb limit (179 MP) whatever
     predict.py's max_megapixels allowed, with advice to change Pillow's settings in code. Pillow's limit
-    is shrunk here so a 100x100 image stands for such a mosaic."""
+    is shrunk here so a 100x100 image stands for such a mosaic. A TIFF, which tifffile reads, had no limit
+    at all without the caller's: a 900-megapixel TIFF of 1 MB was decoded (4 GB) where a PNG was refused."""
     from marsunits.inference.predictor import ImageFileDataset
 
     path = tmp_path / f"mosaic.{suffix}"

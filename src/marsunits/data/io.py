@@ -138,9 +138,24 @@ def _not_a_regular_file(path: Path) -> str:
 
 
 def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float | None) -> None:
-    """Refuse an image above ``max_megapixels`` (None: the caller sets no limit; ``inf``: none at all, and
-    :func:`_open_pil` then lifts Pillow's too)."""
-    if max_megapixels is not None and width * height > max_megapixels * 1e6:
+    """Refuse an image above ``max_megapixels`` (``inf``: none at all, and :func:`_open_pil` then lifts
+    Pillow's too). None: the caller sets no limit, and Pillow's decompression-bomb limit applies, to a TIFF as
+    well: tifffile has none of its own, so a 900-megapixel TIFF of 1 MB was decoded (4 GB) where the same
+    image as a PNG was refused."""
+    if max_megapixels is None:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and width * height > 2 * limit:  # where Pillow raises DecompressionBombError
+            raise ImageReadError(
+                _bomb_message(
+                    path,
+                    Image.DecompressionBombError(
+                        f"Image size ({width * height} pixels) exceeds limit of {2 * limit} pixels, could be "
+                        "decompression bomb DOS attack."
+                    ),
+                )
+            )
+        return
+    if width * height > max_megapixels * 1e6:
         raise ImageReadError(
             f"{path}: the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, more than the "
             f"allowed {max_megapixels:g} megapixels (checked from the header, before decoding). Downscale or "
@@ -848,6 +863,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         height, width, _, _ = _open_tiff_first_page(p)
+        _check_megapixels(p, width, height, None)  # refused as the files Pillow opens below are
         orientation = _tiff_orientation(p)
     else:
         with _open_pil(p) as im:
@@ -880,6 +896,8 @@ def exif_orientation(path: str | os.PathLike[str], max_megapixels: float | None 
     p = Path(path)
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
+        height, width, _, _ = _open_tiff_first_page(p)
+        _check_megapixels(p, width, height, max_megapixels)  # as for the files Pillow opens below
         return _tiff_orientation(p)
     with _open_pil(p, max_megapixels) as im:  # a PNG's EXIF may lie after its pixels: decoded to find it
         return _orientation_tag(im)
