@@ -675,3 +675,31 @@ def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works
         "train.py: error: paths.log_dir='logs${x}': ${ starts"
     )
     assert "Traceback" not in proc.stderr and not (tmp_path / "logs${x}").exists()
+
+
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+def test_hydras_shell_completion_commands_are_not_taken_for_options(script: str, tmp_path: Path) -> None:
+    """``python train.py -sc install=bash`` (Hydra's documented way to install tab completion) was refused
+    as "unknown option 'install'": its ``install=bash`` / ``query=bash`` are the flag's arguments, not
+    overrides. The completion script names the program, and a query completes the project's own groups."""
+    installed = subprocess.run(
+        [sys.executable, str(REPO / script), "-sc", "install=bash"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert "complete" in installed.stdout and "unknown option" not in installed.stderr
+    line = f"python {script} experim" if script == "train.py" else f"python {script} overl"
+    queried = subprocess.run(
+        [sys.executable, str(REPO / script), "-sc", "query=bash"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "COMP_LINE": line},
+    )
+    assert queried.returncode == 0, queried.stderr
+    assert ("experiment=" if script == "train.py" else "overlap=") in queried.stdout
+    assert not (tmp_path / "logs").exists()  # nothing is run

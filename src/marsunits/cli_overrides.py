@@ -617,7 +617,12 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
 def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> None:
     """Check ``sys.argv``; on an unknown option, a log folder that cannot be made, or a process of a
     torchrun/SLURM launch without a shared ``run_name`` (:func:`unnamed_external_ranks`), print
-    ``<prog>: error: ...`` and exit with status 2."""
+    ``<prog>: error: ...`` and exit with status 2.
+
+    Hydra's shell completion (``-sc install=bash``, ``-sc query=bash``) is left alone: its ``install=`` and
+    ``query=`` are the flag's arguments, not options, and were refused as unknown ones."""
+    if any(a in _SHELL_COMPLETION for a in sys.argv[1:]):
+        return
     message = (
         unknown_option(sys.argv[1:], config_dir, config_name)
         or unresolvable_path_interpolation(sys.argv[1:], config_dir, config_name)
@@ -826,6 +831,9 @@ _INFORMATIONAL = (
     "--shell-completion",
     "-sc",
 )
+
+#: Hydra's shell-completion flag, whose arguments (``install=bash``, ``query=bash``) look like overrides.
+_SHELL_COMPLETION = ("--shell-completion", "-sc")
 
 #: Flags that run a job in a folder the command line does not name: ``--experimental-rerun`` runs the
 #: pickled config of an earlier run, in that run's folder.
