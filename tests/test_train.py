@@ -726,7 +726,7 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
     for override, message in (
         ("model.lr=abc", "model.lr must be a number > 0, got 'abc'"),
         ("model.weight_decay=-1", "model.weight_decay must be a number >= 0, got -1"),
-        ("model.encoder=nope", "Unknown encoder 'nope'"),
+        ("model.encoder=nope", "model.encoder='nope': Unknown encoder 'nope'"),
     ):
         cfg = compose_config("train", tmp_path, [*TINY, override])
         with pytest.raises(SystemExit) as info:
@@ -2046,3 +2046,38 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
         read_metrics(run)
     with pytest.raises(TypeError, match=r"run folder or its metrics.json, got list.*read_metrics\(p\) for p"):
         read_metrics([run])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("model.arch=unet++", "model.arch='unet++': Unknown architecture 'unet++'. Valid choices"),
+        ("model.encoder=efficientnet-lite0", "model.encoder='efficientnet-lite0': Unknown encoder"),
+        ("model.encoder_weights=lite9", "model.encoder_weights='lite9': Unknown encoder_weights"),
+        ("model.optimizer=adamm", "model.optimizer='adamm': Unknown optimizer 'adamm'. Valid choices"),
+        ("model.scheduler=step", "model.scheduler='step': Unknown scheduler 'step'. Valid choices"),
+        ("model.loss=dice", "model.loss='dice': Unknown loss 'dice'. Valid choices"),
+        ("model.num_classes=4", "model.num_classes=4: the project has 3 classes"),
+        ("data.batch_size=eight", "data.batch_size='eight': expected a whole number >= 1"),
+        ("data.crop_size=100", "data.crop_size=100: expected a multiple of 32"),
+        ("data=folder data.root=x data.val_context_px=8", "data.val_context_px=8: expected a multiple of 16"),
+        ("data=folder", "data.root not set (??? in the config)"),
+    ],
+)
+def test_a_wrong_value_is_refused_before_the_run_folder_is_made(
+    tmp_path: Path, override: str, said: str
+) -> None:
+    """A wrong value on the command line (a misspelt architecture, a dash in a timm name, text for a
+    number) was refused only inside the run, after Hydra had made the run folder and written its .hydra/
+    record and train.log there: every mistyped command left a run folder of a run that never started. The
+    command line now refuses it first, with the key and the valid choices, and makes no folder."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.run_folder_claim import release_held_claims
+
+    logs = tmp_path / "logs"
+    try:
+        refused, _ = claim_run_folder(["model=tiny", f"paths.log_dir={logs}", *override.split()], CONFIG_DIR)
+    finally:
+        release_held_claims()
+    assert refused is not None and said in refused, refused
+    assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))

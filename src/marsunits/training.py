@@ -545,6 +545,11 @@ def check_run_values(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}={shown}"
             )
+    for key, stride, why in _MULTIPLE_VALUES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, int) and value % stride:
+            shown = _INTEGER_EXAMPLES.get(key, stride)
+            raise ConfigError(f"{key}={value!r}: expected a multiple of {stride} ({why}), e.g. {key}={shown}")
     for key, low, high, unit, example in _NUMBER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:
@@ -571,6 +576,89 @@ def check_run_values(cfg: DictConfig) -> None:
             f"trainer.accelerator={accelerator} but this machine has no CUDA GPU that PyTorch can use "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
             "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
+        )
+
+
+#: Whole-pixel settings that must be a multiple of a stride: the data module refused them only when built,
+#: after the run folder was made, naming its config file rather than the option.
+_MULTIPLE_VALUES: tuple[tuple[str, int, str], ...] = (
+    ("data.crop_size", 32, "the encoders downsample by 32"),
+    ("data.val_context_px", 16, "validation windows are crop_size + 2 x val_context_px, a multiple of 32"),
+)
+
+
+def check_config_values(cfg: DictConfig) -> None:
+    """Refuse every value of a composed ``train.yaml`` config that can be judged without reading data or
+    building anything: missing values (``???``), :func:`check_run_values`, the W&B logger's settings,
+    :func:`check_model_values`, and the data's channels against the model's.
+
+    The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
+    mistyped value leaves no folder of a run that never started; :func:`run` runs it again for a config
+    composed another way (tests, notebooks).
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # before anything is written or rendered: e.g. data=folder without data.root
+        overrides = " ".join(f"{k}=..." for k in missing)
+        raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
+    check_run_values(cfg)
+    check_wandb_modes(cfg)
+    check_model_values(cfg)
+    data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
+    if None not in (data_channels, model_channels) and data_channels != model_channels:
+        raise ConfigError(
+            f"data.in_channels={data_channels} but model.in_channels={model_channels}: the network must take "
+            "the channels the data delivers (1 grey, 3 colour). Set data.in_channels only (the model "
+            "follows it), e.g. data.in_channels=3"
+        )
+
+
+def check_model_values(cfg: DictConfig) -> None:
+    """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
+    ``model.optimizer``, ``model.scheduler``, ``model.loss``) or a ``model.num_classes`` other than the
+    task's classes, naming the key; a model config that builds another class is left alone.
+
+    Raises:
+        ConfigError: the key and value, then the task's own message with the valid choices.
+    """
+    from marsunits.constants import CLASS_NAMES
+    from marsunits.models import LOSSES, check_names
+    from marsunits.task import OPTIMIZERS, SCHEDULERS
+
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig) or model.get("_target_") != "marsunits.task.SegmentationTask":
+        return
+    arch, encoder = model.get("arch", "unet"), model.get("encoder", "efficientnet_lite0")
+    weights = model.get("encoder_weights", "lite0_offline")
+    for key, value, names in (  # one at a time, so that the message names the key that is wrong
+        ("arch", arch, (arch, "efficientnet_lite0", None)),
+        ("encoder", encoder, ("unet", encoder, None)),
+        ("encoder_weights", weights, ("unet", encoder, weights)),
+    ):
+        try:
+            check_names(*names)
+        except ValueError as exc:
+            raise ConfigError(f"model.{key}={value!r}: {exc}") from None
+    for key, default, choices in (
+        ("optimizer", "adamw", OPTIMIZERS),
+        ("scheduler", "cosine", SCHEDULERS),
+        ("loss", "ce", LOSSES),
+    ):
+        value = model.get(key, default)
+        if value not in choices:
+            raise ConfigError(
+                f"model.{key}={value!r}: Unknown {key} {value!r}. Valid choices: {list(choices)}."
+            )
+    names = model.get("class_names", CLASS_NAMES)
+    classes = model.get("num_classes", len(names))
+    if classes != len(names):
+        raise ConfigError(
+            f"model.num_classes={classes!r}: the project has {len(names)} classes ({', '.join(names)}; "
+            "marsunits.constants), and every data config maps its labels onto them. For more network "
+            "outputs per class, train sub-classes (data.subclass_map and data.subclasses, e.g. "
+            "experiment=marsscapes_subclasses); leave model.num_classes at 3"
         )
 
 
@@ -680,22 +768,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     """:func:`run`, in a run folder this process holds."""
     start = time.perf_counter()
     log_lightning_once()
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:  # before anything is written or rendered: e.g. data=folder without data.root
-        overrides = " ".join(f"{k}=..." for k in missing)
-        raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
-    check_run_values(cfg)
-    check_wandb_modes(cfg)
+    check_config_values(cfg)
     world_problem = launch_problem(cfg.trainer)
     if world_problem is not None:  # on every rank, before any of them waits for the others
         raise ConfigError(world_problem)
-    data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
-    if None not in (data_channels, model_channels) and data_channels != model_channels:
-        raise ConfigError(
-            f"data.in_channels={data_channels} but model.in_channels={model_channels}: the network must take "
-            "the channels the data delivers (1 grey, 3 colour). Set data.in_channels only (the model "
-            "follows it), e.g. data.in_channels=3"
-        )
     output_dir = Path(cfg.paths.output_dir)
     training = bool(cfg.get("train", True))
     ckpt_path, evaluated = checked_start(cfg)
@@ -1154,16 +1230,20 @@ def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
 
 
 def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
-    """:func:`checked_start`'s refusal for the run ``cfg`` (composed before Hydra starts, so without
-    Hydra's runtime values) would make in ``output_dir``, or None; any other problem is left to the run.
+    """The refusal of :func:`check_config_values` or :func:`checked_start` for the run ``cfg`` (composed
+    before Hydra starts, so without Hydra's runtime values) would make in ``output_dir``, or None; any other
+    problem is left to the run.
 
     Hydra writes its ``.hydra/`` record and a ``train.log`` line in the run folder before the run's code
     starts: a command refused there (a new run given a finished run's ``run_name``, a resume with other
-    settings) rewrote the finished run's record with the refused command's settings.
+    settings) rewrote the finished run's record with the refused command's settings, and a mistyped value
+    (``model.arch=unet++``, ``data.batch_size=eight``) left a run folder of a run that never started.
     """
     cfg = cfg.copy()
     try:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
+        # Without Hydra's own node, which does not resolve outside a Hydra run (hydra.job.num)
+        check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
         checked_start(cfg)
     except ConfigError as refused:
         return str(refused)

@@ -5,6 +5,7 @@ from marsunits.models.factory import (
     CURATED_ENCODERS,
     ENCODER_WEIGHTS,
     build_model,
+    check_names,
     size_divisor,
 )
 from marsunits.models.losses import LOSSES, SegmentationLoss
@@ -23,6 +24,7 @@ __all__ = [
     "PretrainedWeightsError",
     "SegmentationLoss",
     "build_model",
+    "check_names",
     "load_offline_into_encoder",
     "size_divisor",
 ]

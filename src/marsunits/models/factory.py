@@ -90,6 +90,18 @@ def _check_weights(encoder: str, encoder_weights: str | None) -> None:
         )
 
 
+def check_names(arch: str, encoder: str, encoder_weights: str | None) -> None:
+    """Check the names :func:`build_model` takes, without building anything (a command line is checked so
+    before its run folder is made).
+
+    Raises:
+        ValueError: as :func:`build_model` for an unknown architecture, encoder or weights.
+    """
+    _check_arch(arch)
+    _check_encoder(encoder)
+    _check_weights(encoder, encoder_weights)
+
+
 def build_model(
     arch: str,
     encoder: str,
