@@ -803,6 +803,10 @@ def test_a_sharded_run_checks_option_values_before_spawning_ranks(
         ("precision=bogus", "precision must be one of"),
         ("contact.dominance_threshold=abc", "contact.dominance_threshold='abc'"),
         ("threads=-2", "threads must be a positive integer"),
+        # These three were refused only once the model was loaded (overlap, runtime) or the folder walked.
+        ("overlap=1.5", "overlap=1.5: give a fraction of the window in [0, 1)"),
+        ("runtime=tensorrt", "runtime must be one of ['auto', 'torch', 'onnx'], got 'tensorrt'"),
+        ("patterns=[]", "patterns is empty"),
         (f"labels_dir={tmp_path / 'none'}", "is not an existing folder"),
         (f"ckpt_path={tmp_path / 'none.ckpt'}", "does not exist"),
     ):

@@ -112,6 +112,19 @@ class PredictOptions:
             )
         if self.probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {self.probability_dtype!r}")
+        # overlap, runtime and patterns were refused only once the model was loaded or the folder walked
+        # (in every rank of a sharded run, as a spawn traceback).
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(
+                f"overlap={self.overlap!r}: give a fraction of the window in [0, 1) shared with its "
+                "neighbours, e.g. overlap=0.125"
+            )
+        from marsunits.inference.inputs import normalise_patterns
+        from marsunits.inference.runtime import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {self.runtime!r}")
+        normalise_patterns(self.patterns)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers is not None and int(self.num_workers) < 0:
