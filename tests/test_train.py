@@ -99,6 +99,21 @@ def test_fast_dev_run_through_real_config(tmp_path: Path) -> None:
     assert metrics["best_ckpt"] is None  # fast_dev_run saves no checkpoint
 
 
+def test_fast_dev_run_starts_no_logger_even_when_one_is_chosen(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lightning logs nothing in fast_dev_run (configs/debug/fdr.yaml chooses logger=none), but a logger
+    chosen on the command line (debug=fdr logger=wandb) was started: an empty W&B run in the project (its
+    config and console output only) for each wiring check. None is started, and one line says why."""
+    cfg = compose_config(
+        "train", tmp_path, ["debug=fdr", *TINY, "logger=wandb_csv", "logger.wandb.mode=offline"]
+    )
+    with caplog.at_level(logging.INFO, logger="marsunits.training"):
+        run(cfg)
+    assert not (tmp_path / "wandb").exists() and not (tmp_path / "csv").exists()
+    assert any("fast_dev_run" in r.message and "logger" in r.message for r in caplog.records)
+
+
 def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -> None:
     first = compose_config("train", tmp_path / "run1", [*TINY, "trainer.max_epochs=1"])
     m1 = run(first)

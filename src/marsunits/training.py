@@ -662,6 +662,22 @@ def check_model_values(cfg: DictConfig) -> None:
         )
 
 
+def _fast_dev_run_without_loggers(cfg: DictConfig) -> bool:
+    """Whether the run is a ``trainer.fast_dev_run`` given loggers, which are then not started (said in one
+    line): Lightning logs nothing in that mode, and a logger chosen on the command line
+    (``debug=fdr logger=wandb``) started an empty W&B run in the project for each wiring check."""
+    fast = OmegaConf.select(cfg, "trainer.fast_dev_run", default=False)
+    given = [str(name) for name, node in (cfg.get("logger") or {}).items() if node]
+    if fast is False or fast is None or fast == 0 or not given:
+        return False
+    log.info(
+        "trainer.fast_dev_run: no logger started (%s; Lightning logs nothing in this mode); metrics.json is "
+        "still written",
+        ", ".join(given),
+    )
+    return True
+
+
 def check_subclasses_match(task: Any, datamodule: Any) -> None:
     """Refuse a network whose outputs are not what the training masks hold.
 
@@ -838,7 +854,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     # The callbacks before the loggers: a callback setting refused here (callbacks.*) started a W&B run
     # that was never finished, an empty run in the project for each such slip.
     callbacks = _instantiate_group(cfg.get("callbacks"))
-    loggers = prepare_loggers(cfg, ckpt_path)
+    loggers = [] if _fast_dev_run_without_loggers(cfg) else prepare_loggers(cfg, ckpt_path)
     try:
         if not loggers:
             # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log.
