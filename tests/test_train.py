@@ -2077,6 +2077,8 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
         ("data.crop_size=100", "data.crop_size=100: expected a multiple of 32"),
         ("data=folder data.root=x data.val_context_px=8", "data.val_context_px=8: expected a multiple of 16"),
         ("data=folder", "data.root not set (??? in the config)"),
+        # Refused once the scenes were rendered and the trainer built (Lightning's estimate of the steps).
+        ("trainer.max_epochs=-1", "trainer.max_epochs=-1 (no limit) but model.scheduler='cosine' needs"),
     ],
 )
 def test_a_wrong_value_is_refused_before_the_run_folder_is_made(

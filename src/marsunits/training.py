@@ -617,8 +617,9 @@ def check_config_values(cfg: DictConfig) -> None:
 
 def check_model_values(cfg: DictConfig) -> None:
     """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
-    ``model.optimizer``, ``model.scheduler``, ``model.loss``) or a ``model.num_classes`` other than the
-    task's classes, naming the key; a model config that builds another class is left alone.
+    ``model.optimizer``, ``model.scheduler``, ``model.loss``), a learning-rate schedule over a run without
+    an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than the task's classes, naming the
+    key; a model config that builds another class is left alone.
 
     Raises:
         ConfigError: the key and value, then the task's own message with the valid choices.
@@ -651,6 +652,17 @@ def check_model_values(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"model.{key}={value!r}: Unknown {key} {value!r}. Valid choices: {list(choices)}."
             )
+    scheduler = model.get("scheduler", "cosine")
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    steps = OmegaConf.select(cfg, "trainer.max_steps", default=None)
+    if scheduler != "none" and epochs == -1 and steps in (None, -1):
+        # Lightning's estimate of the run's steps is then infinite: refused by the task once the scenes were
+        # rendered and the trainer built.
+        raise ConfigError(
+            f"trainer.max_epochs=-1 (no limit) but model.scheduler={scheduler!r} needs a finite run length "
+            "(it decays over the run): give trainer.max_epochs=<epochs> or +trainer.max_steps=<steps>, or "
+            "model.scheduler=none"
+        )
     names = model.get("class_names", CLASS_NAMES)
     classes = model.get("num_classes", len(names))
     if classes != len(names):
