@@ -2079,6 +2079,10 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
         ("data=folder", "data.root not set (??? in the config)"),
         # Refused once the scenes were rendered and the trainer built (Lightning's estimate of the steps).
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1 (no limit) but model.scheduler='cosine' needs"),
+        # Lightning refused these inside Hydra's instantiation of the Trainer: a traceback, status 1.
+        ("trainer.devices=abc", "trainer.devices='abc': give a number of devices"),
+        ("trainer.devices=0", "trainer.devices=0: give a number of devices"),
+        ("trainer=ddp trainer.accelerator=cpu trainer.num_nodes=0", "trainer.num_nodes=0: expected a whole"),
     ],
 )
 def test_a_wrong_value_is_refused_before_the_run_folder_is_made(

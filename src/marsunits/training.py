@@ -23,7 +23,7 @@ from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
@@ -413,6 +413,7 @@ _INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
     ("trainer.check_val_every_n_epoch", 1, "epochs"),
     ("trainer.log_every_n_steps", 1, "steps"),
     ("trainer.accumulate_grad_batches", 1, "batches"),
+    ("trainer.num_nodes", 1, "machines"),
     ("trainer.num_sanity_val_steps", -1, "batches"),
     ("data.batch_size", 1, "crops per batch"),
     ("data.val_batch_size", 1, "crops per batch"),
@@ -570,6 +571,13 @@ def check_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a fraction of the batches in [0.0, 1.0] or a whole number of "
                 f"batches, e.g. {key}=0.25 or {key}=10"
             )
+    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
+    if devices is not None and not _devices_value(devices):
+        # Lightning's own refusal came inside Hydra's instantiation of the Trainer: a traceback, status 1.
+        raise ConfigError(
+            f"trainer.devices={devices!r}: give a number of devices (trainer.devices=2), auto, -1 (every "
+            "device), or a list of GPU ids (trainer.devices=[0,1])"
+        )
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(
@@ -688,6 +696,28 @@ def _fast_dev_run_without_loggers(cfg: DictConfig) -> bool:
         ", ".join(given),
     )
     return True
+
+
+def _devices_value(devices: Any) -> bool:
+    """Whether ``devices`` is a value Lightning's ``Trainer(devices=...)`` reads: a count >= 1, -1 (all),
+    ``auto``, a list of device ids, or the same written as text (``"2"``, ``"0,1"``, ``"0,"``: GPU 0)."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return True
+        if "," in text:  # device ids ("0,1", or "0," for GPU 0)
+            ids = [p.strip() for p in text.split(",") if p.strip()]
+            return bool(ids) and all(p.isdigit() for p in ids)
+        return text.lstrip("-").isdigit() and _devices_value(int(text))
+    if isinstance(devices, list | tuple | ListConfig):
+        return bool(devices) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
+        )
+    return False
 
 
 def check_subclasses_match(task: Any, datamodule: Any) -> None:
