@@ -703,3 +703,40 @@ def test_hydras_shell_completion_commands_are_not_taken_for_options(script: str,
     assert queried.returncode == 0, queried.stderr
     assert ("experiment=" if script == "train.py" else "overlap=") in queried.stdout
     assert not (tmp_path / "logs").exists()  # nothing is run
+
+
+def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path: Path) -> None:
+    """predict.py refused a mistyped value (batch_size=eight, device=gpu, overlap=1.5, a checkpoint that is
+    not there) only inside the run, after Hydra had made logs/predict/<time>/ with its .hydra/ record: a
+    log folder of a run that never started for each slip. The command line now refuses it first, in one
+    line, the same line the run gave; a command whose values pass is left to run."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images = tmp_path / "images"
+    images.mkdir()
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read here")
+    given = [f"ckpt_path={ckpt}", f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
+    for extra, said in (
+        ("batch_size=eight", "batch_size='eight': give a whole number"),
+        ("device=gpu", "device='gpu' is not a torch device"),
+        ("overlap=1.5", "overlap=1.5: give a fraction"),
+        (f"ckpt_path={tmp_path / 'none.ckpt'}", "none.ckpt does not exist"),
+        (f"input_dir={tmp_path / 'absent'}", "absent"),
+    ):
+        refused = predict_refusal([*given, extra], CONFIG_DIR)
+        assert refused is not None and said in refused, (extra, refused)
+    assert predict_refusal(given, CONFIG_DIR) is None
+    assert predict_refusal([*given, "--cfg", "job", "batch_size=eight"], CONFIG_DIR) is None  # shown, not run
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *given, "batch_size=eight"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip() == "predict.py: error: batch_size='eight': give a whole number, e.g. batch_size=4"
+    )
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()

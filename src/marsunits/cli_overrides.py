@@ -36,6 +36,7 @@ __all__ = [
     "argument_the_run_gives",
     "exit_on_unknown_option",
     "home_expanded_overrides",
+    "predict_refusal",
     "unresolvable_path_interpolation",
     "unknown_nested_option",
     "unknown_option",
@@ -615,9 +616,9 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
 
 
 def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> None:
-    """Check ``sys.argv``; on an unknown option, a log folder that cannot be made, or a process of a
-    torchrun/SLURM launch without a shared ``run_name`` (:func:`unnamed_external_ranks`), print
-    ``<prog>: error: ...`` and exit with status 2.
+    """Check ``sys.argv``; on an unknown option, a log folder that cannot be made, a value ``predict.py``
+    refuses (:func:`predict_refusal`), or a process of a torchrun/SLURM launch without a shared
+    ``run_name`` (:func:`unnamed_external_ranks`), print ``<prog>: error: ...`` and exit with status 2.
 
     Hydra's shell completion (``-sc install=bash``, ``-sc query=bash``) is left alone: its ``install=`` and
     ``query=`` are the flag's arguments, not options, and were refused as unknown ones."""
@@ -628,6 +629,8 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
         or unresolvable_path_interpolation(sys.argv[1:], config_dir, config_name)
         or unwritable_log_dir(sys.argv[1:])
     )
+    if message is None and config_name == "predict":
+        message = predict_refusal(sys.argv[1:], config_dir)
     if message is None and config_name == "train":
         message = unnamed_external_ranks(sys.argv[1:], config_dir)
     if message is None and config_name == "train":
@@ -635,6 +638,39 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
     if message is not None:  # a folder named in Latin-1 bytes as \xNN, as the run's own errors say it
         print(readable(f"{prog}: error: {message}"), file=sys.stderr)
         raise SystemExit(2)
+
+
+def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
+    """``predict.py``'s refusal of its options, by the checks that need neither the model nor the images
+    (:func:`~marsunits.inference.runner.check_before_predicting`: required options, values, folders, device,
+    that the checkpoint is there), or None.
+
+    Run before Hydra starts: a mistyped value (``batch_size=eight``, ``device=gpu``) was refused only inside
+    the run, after Hydra had made ``logs/predict/<time>/`` with its ``.hydra/`` record, a log folder of a
+    run that never started. ``--help``-like flags, sweeps, another primary config and anything that does
+    not compose or resolve here (Hydra's runtime values) are left to the run, which checks the same.
+    """
+    from marsunits.errors import MarsUnitsError
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import check_before_predicting
+
+    keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
+    if any(k in (*_INFORMATIONAL, *_OTHER_RUN) or k.startswith(_CONFIG_FLAGS) for k in keys) or _sweeping(
+        argv
+    ):
+        return None
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            cfg = compose("predict", overrides=_overrides(argv))
+        except Exception:  # noqa: BLE001 - Hydra reports what does not compose
+            return None
+    try:
+        check_before_predicting(PredictOptions.from_config(cfg))
+    except (MarsUnitsError, FileNotFoundError) as refused:
+        return str(refused)
+    except Exception:  # noqa: BLE001 - not resolvable before Hydra starts (${hydra:...}): the run checks it
+        return None
+    return None
 
 
 def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None, list[str]]:
