@@ -895,3 +895,36 @@ def test_predict_options_built_in_python_refuse_a_word_for_a_switch_or_a_number(
         ckpt_path="m.ckpt", input_dir="in", output_dir="out", trust_checkpoint=False, tta=True
     )
     assert opts.tta is True and opts.trust_checkpoint is False
+
+
+def test_predict_options_built_in_python_take_numpy_numbers_as_the_numbers_they_hold() -> None:
+    """The kind checks of ``PredictOptions(...)`` refused numbers computed with numpy
+    (``batch_size=np.int64(4)``: "give a whole number", ``tta=np.True_``: "give tta=true or tta=false"), which
+    ``UnitMapper`` takes as the numbers they hold; kept as numpy scalars they could not be written to the
+    settings' JSON either."""
+    import json
+
+    import numpy as np
+
+    from marsunits.inference import PredictOptions
+
+    given = {
+        "batch_size": np.int64(2),
+        "tta": np.True_,
+        "overlap": np.float32(0.25),
+        "threads": np.int32(1),
+        "tile": np.int64(256),
+        "min_unit_area_px": np.uint16(10),
+        "nodata_max": np.float32(0.5),
+        "max_range_m": np.float64(40.0),
+        "max_megapixels": np.float32(8.0),
+    }
+    opts = PredictOptions(ckpt_path="m.ckpt", input_dir="in", output_dir="out", **given)
+    opts.check_values()
+    for name, value in given.items():
+        held = getattr(opts, name)
+        assert type(held) in (bool, int, float), (name, type(held))
+        assert held == value.item(), name
+    json.dumps({name: getattr(opts, name) for name in given})
+    with pytest.raises(ConfigError, match=r"tta=1.0: give "):  # a number is still no switch
+        PredictOptions(ckpt_path="m.ckpt", input_dir="in", output_dir="out", tta=np.float64(1.0))

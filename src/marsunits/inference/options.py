@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.boundary.extract import ContactConfig
@@ -17,7 +18,13 @@ from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.errors import ConfigError
 
-__all__ = ["PredictOptions", "check_option_types", "read_contact_config", "read_labels_class_map"]
+__all__ = [
+    "PredictOptions",
+    "check_option_types",
+    "plain_scalar",
+    "read_contact_config",
+    "read_labels_class_map",
+]
 
 
 @dataclass
@@ -25,7 +32,8 @@ class PredictOptions:
     """The options of ``configs/predict.yaml`` as plain values (see that file for their meaning).
 
     Built in Python (``predict_folder(PredictOptions(...))``) the values are checked for their kind as the
-    config's are (:func:`check_option_types`); their ranges by :meth:`check_values`.
+    config's are (:func:`check_option_types`); their ranges by :meth:`check_values`. A numpy scalar
+    (``np.int64(4)``, ``np.True_``) is kept as the Python number or bool it holds (:func:`plain_scalar`).
 
     Raises:
         ConfigError: An on/off option that is not a bool (``tta="no"``), a number option that is not a number.
@@ -69,6 +77,10 @@ class PredictOptions:
     num_nodes: int = 1
 
     def __post_init__(self) -> None:
+        # A number computed with numpy is the number it holds, as UnitMapper takes it: np.int64(4) was refused
+        # as "not a whole number" (and a numpy scalar cannot be written to the settings' JSON).
+        for f in fields(self):
+            setattr(self, f.name, plain_scalar(getattr(self, f.name)))
         # Checked in from_config only: built in Python, trust_checkpoint="no" (true to bool()) loaded an
         # untrusted checkpoint's pickle, overwrite="no" replaced outputs and tta="no" averaged mirrored maps.
         check_option_types(vars(self))
@@ -210,6 +222,17 @@ def _check_option_type(name: str, annotation: str, value: Any) -> None:
         raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name)}")
     if name in ("max_megapixels", "max_file_mb") and not value > 0:
         raise ConfigError(f"{name}={value!r}: give a limit > 0, or {name}=null for none")
+
+
+def plain_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python bool, int or float it holds (other values as they are)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
 
 
 def _example(name: str) -> Any:

@@ -60,6 +60,7 @@ from marsunits.errors import ConfigError
 from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, check_option_types, read_contact_config
+from marsunits.inference.options import plain_scalar as _plain_scalar
 from marsunits.inference.predictor import Predictor, select_device
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid, model_tile_note
@@ -564,17 +565,6 @@ def _unknown_option_hint(name: str, value: Any, valid: list[str]) -> str:
         return f"{name} is predict.py's alone (work on a folder stays there)"
     close = difflib.get_close_matches(name, valid, 1)
     return f"{name} (did you mean {close[0]}?)" if close else name
-
-
-def _plain_scalar(value: Any) -> Any:
-    """A numpy scalar as the Python bool, int or float it holds (other values as they are)."""
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
 
 
 #: The torch dtypes :meth:`UnitMapper.map` takes (those of the numpy arrays it takes).
