@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,42 @@ def test_pseudo_label_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         write_pseudo_labels(pred, images, old)
     assert (old / "masks" / "500_1.png").read_bytes() == b"kept"
     assert not (old / "masks" / "600_1.png").exists()
+
+
+@pytest.mark.parametrize("suffix", ["png", "tif"])
+def test_an_image_predict_py_accepted_above_pillows_limit_is_pseudo_labelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """``predict.py max_megapixels=200`` predicts a 190-megapixel mosaic, but pseudo-labelling it read the
+    image under Pillow's decompression-bomb limit (179 MP) and refused it. The image whose probabilities
+    predict.py wrote is read whatever that limit, once its header shows the probabilities' size; an image of
+    another size is refused from its header, before decoding. Pillow's limit is shrunk here so a 32 x 48
+    image stands for the mosaic."""
+    import tifffile
+    from PIL import Image
+
+    images, pred = tmp_path / "unlabelled", tmp_path / "pred"
+    images.mkdir()
+    img = np.random.default_rng(0).integers(30, 255, (32, 48, 3), dtype=np.uint8)
+    if suffix == "png":
+        Image.fromarray(img).save(images / "600_1.png")
+    else:
+        tifffile.imwrite(images / "600_1.tif", img, photometric="rgb")
+    write_probabilities(pred / "600_1.prob.tif", _probs(32, 48))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # refused above 2 x 500 pixels, as 179 MP is
+    summary = write_pseudo_labels(pred, images, tmp_path / "out", threshold=0.9)
+    assert summary.images == 1
+    mask = read_mask(tmp_path / "out" / "masks" / "600_1.png", max_megapixels=math.inf)
+    assert (mask[:, :16] == 0).all() and (mask[:, 32:] == 1).all()
+    # Probabilities of another size: the image is refused from its header, undecoded, naming both files.
+    write_probabilities(pred / "600_1.prob.tif", _probs(16, 48))
+
+    def decoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image of another size than its probabilities was decoded")
+
+    monkeypatch.setattr("marsunits.inference.pseudo_labels.read_image", decoded)
+    with pytest.raises(ValueError, match=rf"600_1\.prob\.tif.*\(16, 48\).*600_1\.{suffix}.*\(32, 48\)"):
+        write_pseudo_labels(pred, images, tmp_path / "out", threshold=0.9)
 
 
 def test_predictions_of_an_unfinished_overwrite_run_are_refused(tmp_path: Path) -> None:

@@ -853,20 +853,22 @@ def read_image(path: str | os.PathLike[str], max_megapixels: float | None = None
     return scale_to_unit(read_image_native(path, max_megapixels))
 
 
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+def image_size(path: str | os.PathLike[str], max_megapixels: float | None = None) -> tuple[int, int]:
     """``(width, height)`` of an image, after EXIF orientation, read from the header only (no decoding).
 
+    ``max_megapixels`` as in :func:`read_image` (``inf``: no limit, not even Pillow's; None: Pillow's).
+
     Raises:
-        ImageReadError: as :func:`read_image` for files that cannot be opened.
+        ImageReadError: as :func:`read_image` for files that cannot be opened or are too large.
     """
     p = Path(path)
     _check_file(p)
     if p.suffix.lower() in TIFF_EXTENSIONS:
         height, width, _, _ = _open_tiff_first_page(p)
-        _check_megapixels(p, width, height, None)  # refused as the files Pillow opens below are
+        _check_megapixels(p, width, height, max_megapixels)  # as for the files Pillow opens below
         orientation = _tiff_orientation(p)
     else:
-        with _open_pil(p) as im:
+        with _open_pil(p, max_megapixels) as im:
             width, height = im.size
             orientation = _orientation_tag(im)
     # Orientations 5-8 swap rows and columns (transpose / 90-degree rotations).

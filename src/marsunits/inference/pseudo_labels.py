@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import tifffile
 
 from marsunits.atomic import atomic_write
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
-from marsunits.data.io import IMAGE_EXTENSIONS, read_image, write_png_atomic
+from marsunits.data.io import IMAGE_EXTENSIONS, image_size, read_image, write_png_atomic
 from marsunits.errors import STORAGE_ERRNOS, TerminatedError, readable, sigterm_raises
 from marsunits.inference.inputs import discover
 from marsunits.inference.nodata import nodata_mask
@@ -226,12 +227,16 @@ def write_pseudo_labels(
     for prob_path, image_path in pairs:
         stem = image_path.stem
         probs = tifffile.imread(prob_path)
-        image = read_image(image_path)
-        if probs.shape[1:] != image.shape[:2]:
+        # The image predict.py wrote these probabilities for is read whatever Pillow's decompression-bomb
+        # limit (179 MP): a mosaic that predict.py max_megapixels=200 accepted was refused here. Its size is
+        # checked from the header first, so an image of another size is refused before it is decoded.
+        width, height = image_size(image_path, max_megapixels=math.inf)
+        if probs.shape[1:] != (height, width):
             raise ValueError(
-                f"{prob_path}: probabilities are {probs.shape[1:]} but {image_path} is {image.shape[:2]}; "
+                f"{prob_path}: probabilities are {probs.shape[1:]} but {image_path} is {(height, width)}; "
                 "re-run predict.py on these images."
             )
+        image = read_image(image_path, max_megapixels=math.inf)
         no_data = None if nodata_max is None else nodata_mask(image, nodata_max)
         mask = pseudo_label_mask(probs, threshold, no_data=no_data)
         _link_or_copy(image_path, out / "images" / f"{stem}{image_path.suffix}")
