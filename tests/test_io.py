@@ -279,6 +279,38 @@ def test_max_megapixels_replaces_pils_own_limit(
             header_read(path)
 
 
+def test_a_tiff_read_while_another_thread_lifts_pillows_limit_keeps_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader with a limit of its own (predict.py's) lifts Pillow's global limit for one opening, under a
+    lock; a TIFF read without a limit read that global outside the lock, so one read in another thread at
+    that moment was decoded whatever its size."""
+    import threading
+
+    from marsunits.data import io as io_module
+
+    path = tmp_path / "mosaic.tif"
+    tifffile.imwrite(path, _rgb(100, 100), photometric="rgb")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # hard limit 2,000 pixels, the image has 10,000
+    outcome: list[object] = []
+
+    def read_without_a_limit() -> None:
+        try:
+            outcome.append(image_size(path))
+        except ImageReadError as err:
+            outcome.append(err)
+
+    with io_module._PIL_LIMIT_LOCK:  # as _open_pil holds it while Pillow's limit is lifted
+        Image.MAX_IMAGE_PIXELS = None
+        reader = threading.Thread(target=read_without_a_limit)
+        reader.start()
+        reader.join(timeout=0.5)
+        Image.MAX_IMAGE_PIXELS = 1000
+    reader.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ImageReadError), outcome
+    assert "decompression bomb" in str(outcome[0])
+
+
 def test_zero_byte_file(tmp_path: Path) -> None:
     (tmp_path / "e.jpg").write_bytes(b"")
     with pytest.raises(ImageReadError, match=r"e\.jpg.*empty \(0 bytes\).*Copy it again"):

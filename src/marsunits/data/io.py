@@ -143,7 +143,8 @@ def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float
     well: tifffile has none of its own, so a 900-megapixel TIFF of 1 MB was decoded (4 GB) where the same
     image as a PNG was refused."""
     if max_megapixels is None:
-        limit = Image.MAX_IMAGE_PIXELS
+        with _PIL_LIMIT_LOCK:  # not the None another thread's _open_pil holds while it lifts the limit
+            limit = Image.MAX_IMAGE_PIXELS
         if limit is not None and width * height > 2 * limit:  # where Pillow raises DecompressionBombError
             raise ImageReadError(
                 _bomb_message(
