@@ -167,7 +167,8 @@ def _check_megapixels(path: Path, width: int, height: int, max_megapixels: float
 def _bomb_message(path: Path, err: Exception) -> str:
     return (
         f"{path}: refused as a possible decompression bomb ({err}). If the file is genuine, downscale or "
-        "tile it first; predict.py reads it with max_megapixels set above its size (or max_megapixels=null)."
+        "tile it first; predict.py reads it with max_megapixels set above its size (or max_megapixels=null), "
+        "train.py has no such option."
     )
 
 
