@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 
 import numpy as np
@@ -393,6 +394,28 @@ def test_write_scene_layout_round_trips(tmp_path) -> None:
         assert key in cam
     assert PinholeCamera.from_dict(cam) == s.camera
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_scene_temporaries_are_the_kind_the_stale_cleanup_removes(tmp_path, monkeypatch) -> None:
+    # Every file of a scene goes through atomic.py: a process killed mid-write leaves temporaries that
+    # remove_stale_temporaries recognises, and the camera JSON is readable like the other files (its own
+    # writer used mkstemp's names, which the cleanup never matched, and left the file 0600).
+    from marsunits import atomic
+
+    renamed: list[str] = []
+    real = os.replace
+
+    def replace(src, dst):  # type: ignore[no-untyped-def]
+        renamed.append(os.path.basename(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    paths = write_scene(generate_scene(11, 0, SceneConfig(**SMALL)), tmp_path)
+    assert len(renamed) == 4
+    for name in renamed:
+        match = atomic._TEMP_NAME.match(name)
+        assert match is not None and int(match.group(1)) == os.getpid(), name
+    assert paths["camera"].stat().st_mode & 0o777 == atomic.FILE_MODE
 
 
 def test_generate_dataset_writes_n_scenes(tmp_path) -> None:

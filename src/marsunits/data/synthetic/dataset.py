@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from marsunits.atomic import atomic_write_text
 from marsunits.boundary.contact_io import write_contacts
 from marsunits.data.io import write_png_atomic
 from marsunits.data.synthetic.config import SceneConfig
@@ -27,17 +27,9 @@ from marsunits.data.synthetic.scene import Scene, generate_scene
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
-    """Write JSON to a temporary file in the destination folder, then rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON through :func:`marsunits.atomic.atomic_write_text` (never half a file; its temporary
+    names are the ones :func:`~marsunits.atomic.remove_stale_temporaries` removes after a killed process)."""
+    return atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def write_scene(scene: Scene, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
