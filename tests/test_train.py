@@ -1293,6 +1293,84 @@ def test_ctrl_c_on_a_full_disk_says_what_is_kept_in_one_line(
     assert f"{last}, saved earlier in the run, is kept" in line and "ckpt_path=last to go on" in line
 
 
+def test_a_run_stopped_at_its_first_last_ckpt_says_that_best_ckpt_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that filled at the run's first last.ckpt (the epoch's end: best.ckpt was written just before)
+    left only best.ckpt. ``run_name=r1 ckpt_path=last`` then said "nothing of it to resume, run without
+    ckpt_path", which is refused ("already holds a run ... resume it with ckpt_path=last"): a loop. It now
+    names best.ckpt, and that advice, followed literally, finishes the run."""
+    from marsunits import checkpoint_io
+    from marsunits.checkpoint_io import CheckpointWriteError
+
+    real_save = torch.save
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if "last.ckpt" in str(getattr(f, "name", f)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, f, *args, **kwargs)
+
+    folder = tmp_path / "logs" / "train" / "r1"
+    argv = [*TINY, "trainer.max_epochs=2", "test=false", "run_name=r1"]  # 2 steps per epoch
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint_io.torch, "save", save)
+        with pytest.raises(CheckpointWriteError, match="last.ckpt: the disk is full"):
+            run(compose_config("train", folder, argv))
+    best = folder / "checkpoints" / "best.ckpt"
+    assert best.is_file() and not (folder / "checkpoints" / "last.ckpt").exists()
+    with pytest.raises(ConfigError) as refused:
+        run(compose_config("train", folder, [*argv, "ckpt_path=last"]))
+    said = str(refused.value)
+    assert f"ckpt_path={best}" in said, said
+    assert "without ckpt_path" not in said  # refused in a folder that holds a checkpoint
+    assert run(compose_config("train", folder, [*argv, f"ckpt_path={best}"]))["last_ckpt"]
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+
+
+def test_ctrl_c_on_a_full_disk_without_last_ckpt_names_what_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C on a disk too full for the run's first last.ckpt said "run it again without ckpt_path to start
+    it anew": refused where best.ckpt was kept ("already holds a run"), and the loss of the earlier parts of
+    a run resumed into a new folder. It now names the checkpoint that goes on, and that works."""
+    from marsunits import checkpoint_io
+
+    real_save = torch.save
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if "last.ckpt" in str(getattr(f, "name", f)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, f, *args, **kwargs)
+
+    handler = signal.getsignal(signal.SIGINT)
+
+    def stopped(folder: Path, argv: list[str], step: int = 3) -> str:
+        stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", f"+callbacks.stop.step={step}"]
+        capsys.readouterr()
+        try:
+            with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+                patch.setattr(checkpoint_io.torch, "save", save)
+                run(compose_config("train", folder, [*argv, *stop]))
+        finally:
+            signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+        return next(ln for ln in capsys.readouterr().err.splitlines() if f"optimiser step {step}" in ln)
+
+    # best.ckpt of the first epoch is kept (no last.ckpt: save_last=false, or a disk full at the first one).
+    first = tmp_path / "r1"
+    argv = [*TINY, "trainer.max_epochs=2", "test=false", "run_name=r1"]  # 2 steps per epoch
+    line = stopped(first, [*argv, "callbacks.model_checkpoint.save_last=false"])
+    best = first / "checkpoints" / "best.ckpt"
+    assert f"{best}, of the best epoch so far, is kept" in line and f"ckpt_path={best} to go on" in line, line
+    assert "without ckpt_path" not in line
+    assert run(compose_config("train", first, [*argv, f"ckpt_path={best}"]))["best_ckpt"]  # as it says
+
+    # A run resumed into a new folder: the same command starts from the same checkpoint again.
+    resumed = f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}"  # step 4, of the run finished above
+    line = stopped(tmp_path / "r2", [*TINY, "trainer.max_epochs=3", resumed], step=5)
+    assert "Nothing of this part was saved" in line and "run the same command again" in line, line
+    assert "without ckpt_path" not in line
+
+
 def test_ctrl_c_during_validation_saves_last_ckpt_and_the_run_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -36,7 +36,7 @@ class InterruptCheckpoint(Callback):
     ``fit``, write ``<dirpath>/last.ckpt`` (atomically, through the trainer's checkpoint IO) and print one
     line saying that the same command with ``ckpt_path=last`` resumes (once the data is fixed); where
     ``last.ckpt`` cannot be written (a full disk), one line saying why, the step reached, and which
-    ``last.ckpt`` saved earlier is kept to resume from.
+    ``last.ckpt`` saved earlier is kept to resume from (with none: the checkpoint that goes on instead).
 
     Only in a single process (under DDP the other ranks are not at the save's barrier), and inside the
     validation of an epoch only without a weight-averaging callback (EMA holds swapped weights there);
@@ -108,10 +108,7 @@ class InterruptCheckpoint(Callback):
                     "on from it."
                 )
             else:
-                kept = (
-                    "No checkpoint of this run was written yet: run it again without ckpt_path to start it "
-                    "anew."
-                )
+                kept = _without_last_ckpt(trainer, self.dirpath)
             said = f"{where}, but {why}. {kept}"
             log_to_files(said)
             print(f"train.py: {said}", file=sys.stderr)
@@ -123,6 +120,28 @@ class InterruptCheckpoint(Callback):
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
+
+
+def _without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> str:
+    """How to go on when ``last.ckpt`` could not be written and none was saved before: from the checkpoint
+    this part resumed (the same command again), from a checkpoint the folder holds (``best.ckpt``, written
+    at an epoch's end just before a disk too full for the first ``last.ckpt``), else from the beginning.
+    "Without ckpt_path" was said in every case: refused in a folder holding ``best.ckpt`` (``already holds
+    a run``), and the loss of the earlier parts of a resumed run."""
+    resumed = getattr(trainer, "ckpt_path", None)
+    if resumed:
+        return (
+            f"Nothing of this part was saved: run the same command again to go on from {resumed} (the steps "
+            "since are trained again)."
+        )
+    held = sorted(dirpath.glob("*.ckpt"))
+    if held:
+        chosen = next((p for p in held if p.name == "best.ckpt"), held[0])
+        return (
+            f"{chosen}, of the best epoch so far, is kept: run the same command with "
+            f"{shlex.quote(f'ckpt_path={chosen}')} to go on from it (the steps after it are trained again)."
+        )
+    return "No checkpoint of this run was written yet: run it again without ckpt_path to start it anew."
 
 
 def _resume_overrides(run_dir: Path) -> str:

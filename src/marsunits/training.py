@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -81,6 +82,19 @@ def resolve_ckpt_path(
         if own.is_file():
             return str(own)
         if run_name is not None:
+            kept = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+            if kept:
+                chosen = next((p for p in kept if p.name == "best.ckpt"), kept[0])
+                # A disk that filled at the first last.ckpt (best.ckpt was written just before it at the
+                # epoch's end): "without ckpt_path" is refused in a folder holding a checkpoint
+                # (check_run_folder), so the way on is the checkpoint that is there.
+                again = shlex.join([f"run_name={run_name}", f"ckpt_path={chosen}"])
+                raise ConfigError(
+                    f"ckpt_path=last with run_name={run_name}: {own} does not exist (the run stopped before "
+                    f"writing it), but {chosen} does: run the same command with {again} instead to continue "
+                    "the run from it (the steps after it are trained again; free space first if a full disk "
+                    "stopped the run), or start anew under another run_name=..."
+                )
             started = (output_dir / "config.yaml").is_file()
             raise ConfigError(
                 f"ckpt_path=last with run_name={run_name}: {own} does not exist ("
