@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -563,7 +564,7 @@ if sys.argv[3] == "other":
     socket.gethostname = lambda: "another-node.cluster"  # an export of another machine of the cluster
 from marsunits.model_package import write_package
 from marsunits.task import load_task
-os.replace = lambda *args: os._exit(9)  # killed (SIGKILL, a node lost) after its temporary file is written
+os.replace = lambda *args: os._exit(9)  # killed (SIGKILL, a node lost) after its temporary files are written
 write_package(load_task(sys.argv[1]), sys.argv[2])
 """
 
@@ -582,13 +583,13 @@ def test_export_keeps_the_temporary_file_of_an_export_on_another_machine(
             [sys.executable, "-c", _KILLED_EXPORT, str(checkpoint), str(out), machine], env=env, check=False
         )
         assert done.returncode == 9
-        left = [p.name for p in out.iterdir()]
-        assert len(left) == 1 and left[0].startswith(f"{WEIGHTS_NAME}.tmp-")
+        left = sorted(p.name for p in out.iterdir())  # both files, written before either is renamed
+        assert len(left) == 2 and [n.split(".tmp-")[0] for n in left] == sorted([JSON_NAME, WEIGHTS_NAME])
         if machine == "other":
             for overwrite in (False, True):
                 with pytest.raises(FileExistsError, match="another machine") as info:
                     export_checkpoint(checkpoint, out, overwrite=overwrite)
-                assert left[0] in str(info.value)
+                assert all(name in str(info.value) for name in left)
             assert [p.name for p in out.iterdir()] == left
         else:
             export_checkpoint(checkpoint, out)
@@ -1009,3 +1010,34 @@ def test_a_stopped_export_is_one_line(
     assert main([f"ckpt_path={tmp_path / 'a.ckpt'}", f"out={tmp_path / 'pkg'}"]) == status
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and said in err and "run the same command again" in err
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "full"])
+def test_an_export_stopped_between_its_two_files_goes_on_with_the_same_command(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """Stopped after model.safetensors was in place and before model.json (Ctrl-C, or a disk that filled at
+    the second file), the stop's line said "run the same command again", which refused the folder as
+    "already holds a model package; pass overwrite=true". Both files are now written before either is put in
+    place: a stop leaves no package file, and the same command writes the package."""
+    import errno
+
+    from marsunits import model_package
+
+    real_open = open
+
+    def refusing_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode and Path(file).name.startswith(f"{JSON_NAME}.tmp-"):
+            if stop == "full":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+            raise KeyboardInterrupt
+        return real_open(file, mode, *args, **kwargs)
+
+    out = tmp_path / "pkg"
+    argv = [f"ckpt_path={checkpoint}", f"out={out}"]
+    with monkeypatch.context() as patch:
+        patch.setattr(model_package, "open", refusing_open, raising=False)
+        assert main(argv) == (130 if stop == "ctrl-c" else 2)
+    assert not out.exists() or not list(out.iterdir())
+    assert main(argv) == 0 and is_package(out)
+    load_package(out)

@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = export_checkpoint(**parse_args(argv))
     except (KeyboardInterrupt, TerminatedError) as stop:
         # One line, as predict.py and train.py say it (a traceback; SIGTERM ended the command silently). The
-        # package files are written whole and model.json last (write_package), so none is left half there.
+        # package's files are both written before either is put in place (write_package), so none is left in
+        # out and the same command writes the package.
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
         how, status = (

@@ -183,18 +183,28 @@ def _interrupted_export_files(out: Path) -> list[Path]:
     return found
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` (:func:`_temporary_path`), fsync it, then rename
-    it over ``path``."""
-    tmp = _temporary_path(path)
+def _write_files(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write each ``(path, data)`` to a temporary file next to ``path`` (:func:`_temporary_path`), fsync it,
+    and only once all are written rename each over its ``path``, in order.
+
+    The package's two files are put in place together: written one after the other, a Ctrl-C, SIGTERM or
+    full disk between them left ``model.safetensors`` without ``model.json``, a folder the same command then
+    refused as "already holds a model package". On any error the temporaries are removed.
+    """
+    written: list[tuple[Path, Path]] = []
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files:
+            tmp = _temporary_path(path)
+            written.append((tmp, path))
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in written:
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -296,8 +306,7 @@ def write_package(
     }
     # allow_nan=False: NaN/inf are not JSON; a hyper-parameter holding one is a bug to surface here.
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    _write_atomic(out / WEIGHTS_NAME, weights)
-    _write_atomic(out / JSON_NAME, text.encode("utf-8"))
+    _write_files([(out / WEIGHTS_NAME, weights), (out / JSON_NAME, text.encode("utf-8"))])
     return out
 
 
