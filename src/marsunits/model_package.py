@@ -216,8 +216,9 @@ def write_package(
 ) -> Path:
     """Write ``task`` as a model package folder ``out`` (``model.safetensors`` + ``model.json``).
 
-    Each file is written to a temporary name and renamed; ``model.json`` is written last and records the
-    weights' SHA-256, so an interrupted export never leaves a package that loads with the wrong weights.
+    Both files are written to temporary names, then renamed, ``model.json`` last; it records the weights'
+    SHA-256, so an interrupted export never leaves a package that loads with the wrong weights, and one
+    stopped before the renames leaves no package file (the same command then writes the package).
 
     Args:
         task: the model to package (its weights are copied to CPU).
