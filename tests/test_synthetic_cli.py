@@ -179,3 +179,31 @@ def test_a_stopped_generation_is_one_line_and_leaves_only_whole_scenes(
     for folder in ("images", "masks", "contacts", "cameras"):
         assert len(list((out / folder).iterdir())) == 2, folder  # whole scenes only
     assert not (out / "scenes.json").exists()  # the record of a finished set
+
+
+@pytest.mark.parametrize("stop", ["full", "ctrl-c"])
+def test_a_stop_while_the_preview_is_written_is_one_line_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """The scenes were covered, the preview and scenes.json after them not: a disk that filled at
+    preview.png (the biggest file of a small set), or a Ctrl-C while the contact sheet was drawn, printed a
+    traceback. The scenes written stay."""
+    import errno
+    import os
+
+    from marsunits.data.synthetic import cli
+
+    def write_preview(scenes, path):  # type: ignore[no-untyped-def]
+        if stop == "full":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "write_preview", write_preview)
+    out = tmp_path / "syn"
+    assert main(["--out", str(out), "--n", "2", "--size", "32x24", "--preview"]) == (
+        2 if stop == "full" else 130
+    )
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--overwrite" in err and (f"cannot write {out / 'preview.png'}" in err or stop != "full")
+    assert len(list((out / "masks").iterdir())) == 2

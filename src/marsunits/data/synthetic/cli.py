@@ -196,18 +196,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 writing, done = None, i + 1
                 if args.preview and i < PREVIEW_SCENES:
                     shown.append(scene)
+            # In the same guard: a disk that filled at preview.png, or a Ctrl-C while it was drawn, printed
+            # a traceback once the scenes were written.
+            if shown:
+                write_preview(shown, args.out / "preview.png")
+            record = {
+                "n": args.n,
+                "seed": args.seed,
+                "size": f"{w}x{h}",
+                "mode": args.mode,
+                "difficulty": args.difficulty,
+            }
+            atomic_write_text(args.out / "scenes.json", json.dumps(record, indent=2) + "\n")
     except (KeyboardInterrupt, TerminatedError, OSError) as exc:
         return _stopped(exc, args.out, writing, done, args.n)
-    if shown:
-        write_preview(shown, args.out / "preview.png")
-    record = {
-        "n": args.n,
-        "seed": args.seed,
-        "size": f"{w}x{h}",
-        "mode": args.mode,
-        "difficulty": args.difficulty,
-    }
-    atomic_write_text(args.out / "scenes.json", json.dumps(record, indent=2) + "\n")
     dt = time.perf_counter() - t0
     print(  # a folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it, scenes written
         readable(
