@@ -345,13 +345,16 @@ def test_an_image_copy_is_never_left_half_written(tmp_path: Path, monkeypatch: p
     src.write_bytes(b"\x89PNG" + bytes(range(256)) * 64)
     dst = tmp_path / "out" / "images" / "a.png"
 
-    def full_link(*args: object) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def full_link(target: str, link: object) -> None:  # os.symlink's error names the target first
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target, None, str(link))
 
     monkeypatch.setattr(pseudo_labels.os, "symlink", full_link)
     with pytest.raises(OSError) as refused:
         pseudo_labels._link_or_copy(src, dst)
     assert refused.value.errno == errno.ENOSPC and not dst.exists()  # no copy onto the full disk
+    # The file that could not be written: the error named the input image (os.symlink's first name), and the
+    # CLI's line said "cannot write <the input image>: the disk is full", pointing at the wrong disk.
+    assert refused.value.filename == str(dst)
 
     def no_links(*args: object) -> None:  # a file system or OS that does not allow them
         raise OSError(errno.EPERM, os.strerror(errno.EPERM))

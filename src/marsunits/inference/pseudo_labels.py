@@ -133,7 +133,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.symlink(src.resolve(), dst)
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS:  # a full or read-only disk takes no copy either
-            raise
+            # Named by the link: os.symlink's error names the target first, the input image, and the line
+            # then said that image could not be written, pointing at the wrong disk.
+            raise OSError(exc.errno, exc.strerror, str(dst)) from exc
         # Links not allowed (e.g. Windows without the privilege): a copy, written under a temporary name
         # and renamed, since a disk that filled mid-copy left a truncated image for training to read.
         with open(src, "rb") as fh:
