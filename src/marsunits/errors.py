@@ -128,16 +128,29 @@ STORAGE_ERRNOS = {
 }
 
 
-def storage_problem(exc: BaseException | None) -> str | None:
+def storage_problem(
+    exc: BaseException | None, fix: str | None = None, where: object = "a file"
+) -> str | None:
     """One line for an ``OSError`` of a full, over-quota or read-only disk (any file: a CSV log, W&B's
-    files, ``metrics.json``, an export), naming the file and the fix; None for any other error."""
+    files, ``metrics.json``, an export), naming the file (``where`` when the error names none) and ``fix``
+    (by default: free space, or the option of ``train.py`` and ``predict.py`` that writes elsewhere); None
+    for any other error."""
     if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
         return None
-    where = f"{exc.filename}" if exc.filename else "a file"
-    return (
-        f"cannot write {where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror or exc}); free space, or write to "
-        "another disk (train.py: paths.log_dir=<folder>; predict.py: output_dir=<folder>)"
-    )
+    if fix is None:
+        fix = (
+            "free space, or write to another disk (train.py: paths.log_dir=<folder>; predict.py: "
+            "output_dir=<folder>)"
+        )
+    return f"cannot write {exc.filename or where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror or exc}); {fix}"
+
+
+def stop_said(stop: BaseException) -> tuple[str, int]:
+    """How a command says it was stopped by ``stop`` (:class:`TerminatedError`: SIGTERM; else Ctrl-C), and
+    the exit status it returns: 143 or 130, the shell's 128 + the signal's number."""
+    if isinstance(stop, TerminatedError):
+        return "terminated (SIGTERM)", 143
+    return "interrupted (Ctrl-C)", 130
 
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
@@ -150,11 +163,7 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
         # What was finished is on disk (every file is written atomically); the command resumes.
-        how, status = (
-            ("terminated (SIGTERM)", 143)
-            if isinstance(stop, TerminatedError)
-            else ("interrupted (Ctrl-C)", 130)
-        )
+        how, status = stop_said(stop)
         message = f"{how}; finished outputs are kept"
         log_to_files(message)
         print(f"{prog}: {message}", file=sys.stderr)

@@ -31,6 +31,7 @@ from marsunits.errors import (
     TerminatedError,
     readable,
     sigterm_raises,
+    stop_said,
     storage_problem,
 )
 from marsunits.user_paths import expand_home
@@ -188,11 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # out and the same command writes the package.
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
-        how, status = (
-            ("terminated (SIGTERM)", 143)
-            if isinstance(stop, TerminatedError)
-            else ("interrupted (Ctrl-C)", 130)
-        )
+        how, status = stop_said(stop)
         print(f"{PROG}: {how}; the package is not complete: run the same command again", file=sys.stderr)
         return status
     except Exception as exc:  # noqa: BLE001 - re-raised below unless a user error or a full disk

@@ -41,7 +41,14 @@ import tifffile
 from marsunits.atomic import atomic_write
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.io import IMAGE_EXTENSIONS, image_size, read_image, write_png_atomic
-from marsunits.errors import STORAGE_ERRNOS, TerminatedError, readable, sigterm_raises
+from marsunits.errors import (
+    STORAGE_ERRNOS,
+    TerminatedError,
+    readable,
+    sigterm_raises,
+    stop_said,
+    storage_problem,
+)
 from marsunits.inference.inputs import discover
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME, read_record
@@ -304,25 +311,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, readable(f"{PROG}: error: {exc}\n"))
     except (KeyboardInterrupt, TerminatedError) as exc:
         # One line, as predict.py and train.py say it (a traceback; SIGTERM ended the command silently).
-        how, status = (
-            ("terminated (SIGTERM)", 143)
-            if isinstance(exc, TerminatedError)
-            else ("interrupted (Ctrl-C)", 130)
-        )
+        how, status = stop_said(exc)
         parser.exit(
             status, readable(f"{PROG}: {how}; the labels of {args.out} are not all written: {again}\n")
         )
     except OSError as exc:
-        if exc.errno not in STORAGE_ERRNOS:
+        full = storage_problem(exc, f"free space or choose another --out, then {again}", args.out)
+        if full is None:
             raise
-        where = exc.filename or args.out
-        parser.exit(
-            2,
-            readable(
-                f"{PROG}: error: cannot write {where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror}); "
-                f"free space or choose another --out, then {again}\n"
-            ),
-        )
+        parser.exit(2, readable(f"{PROG}: error: {full}\n"))
     # A folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it once the labels were written.
     print(
         readable(

@@ -24,7 +24,14 @@ from marsunits.data.synthetic.config import MODES, SceneConfig
 from marsunits.data.synthetic.dataset import write_scene
 from marsunits.data.synthetic.preview import write_preview
 from marsunits.data.synthetic.scene import generate_scene
-from marsunits.errors import STORAGE_ERRNOS, TerminatedError, readable, sigterm_raises
+from marsunits.errors import (
+    STORAGE_ERRNOS,
+    TerminatedError,
+    readable,
+    sigterm_raises,
+    stop_said,
+    storage_problem,
+)
 
 #: Scenes shown in the preview contact sheet.
 PREVIEW_SCENES = 8
@@ -144,19 +151,11 @@ def _stopped(exc: BaseException, out: Path, writing: str | None, done: int, n: i
             with contextlib.suppress(OSError):
                 (out / part).unlink(missing_ok=True)
     again = f"run the same command with --overwrite to render the set ({done} of {n} scenes written to {out})"
-    if isinstance(exc, OSError):
-        where = exc.filename or out
-        message = (
-            f"error: cannot write {where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror}); free space or "
-            f"choose another --out, then {again}"
-        )
-        status = 2
+    full = storage_problem(exc, f"free space or choose another --out, then {again}", out)
+    if full is not None:
+        message, status = f"error: {full}", 2
     else:
-        how, status = (
-            ("terminated (SIGTERM)", 143)
-            if isinstance(exc, TerminatedError)
-            else ("interrupted (Ctrl-C)", 130)
-        )
+        how, status = stop_said(exc)
         message = f"{how}; {again}"
     print(readable(message), file=sys.stderr)
     return status
