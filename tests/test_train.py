@@ -1294,7 +1294,7 @@ def test_ctrl_c_on_a_full_disk_says_what_is_kept_in_one_line(
 
 
 def test_a_run_stopped_at_its_first_last_ckpt_says_that_best_ckpt_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A disk that filled at the run's first last.ckpt (the epoch's end: best.ckpt was written just before)
     left only best.ckpt. ``run_name=r1 ckpt_path=last`` then said "nothing of it to resume, run without
@@ -1318,6 +1318,9 @@ def test_a_run_stopped_at_its_first_last_ckpt_says_that_best_ckpt_goes_on(
             run(compose_config("train", folder, argv))
     best = folder / "checkpoints" / "best.ckpt"
     assert best.is_file() and not (folder / "checkpoints" / "last.ckpt").exists()
+    # The stop says it too (a run with the time-made name: ckpt_path=last resumed another run of the job).
+    said = capsys.readouterr().err
+    assert f"{best}, of the best epoch so far, is kept" in said and f"ckpt_path={best}" in said, said
     with pytest.raises(ConfigError) as refused:
         run(compose_config("train", folder, [*argv, "ckpt_path=last"]))
     said = str(refused.value)

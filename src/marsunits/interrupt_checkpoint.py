@@ -22,6 +22,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from marsunits.checkpoint_io import CheckpointWriteError
 from marsunits.data.io import ImageReadError
 from marsunits.errors import DataError, MarsUnitsError, log_to_files
 from marsunits.sweep_trials import in_multirun
@@ -37,6 +38,8 @@ class InterruptCheckpoint(Callback):
     line saying that the same command with ``ckpt_path=last`` resumes (once the data is fixed); where
     ``last.ckpt`` cannot be written (a full disk), one line saying why, the step reached, and which
     ``last.ckpt`` saved earlier is kept to resume from (with none: the checkpoint that goes on instead).
+    A checkpoint the disk refused (``CheckpointWriteError``) before any ``last.ckpt`` was written gets that
+    last line too, before the error's own.
 
     Only in a single process (under DDP the other ranks are not at the save's barrier), and inside the
     validation of an epoch only without a weight-averaging callback (EMA holds swapped weights there);
@@ -67,6 +70,9 @@ class InterruptCheckpoint(Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
+        if isinstance(exception, CheckpointWriteError):
+            _say_without_last_ckpt(trainer, self.dirpath)
+            return
         stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         # A training image that turned unreadable mid-run (a network disk, a file moved away): the weights
         # are those of the last finished step, so they are saved as for an interrupt.
@@ -120,6 +126,20 @@ class InterruptCheckpoint(Callback):
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
+
+
+def _say_without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> None:
+    """Before the line of a checkpoint the disk refused (:class:`CheckpointWriteError`), what goes on when no
+    ``last.ckpt`` was written yet: a disk full at the first one left ``best.ckpt`` alone (written just before
+    it at the epoch's end), and ``ckpt_path=last`` could not find this run (with the time-made name, it
+    resumed the newest other run of the job)."""
+    if trainer.world_size > 1 or trainer.state.fn != "fit" or (dirpath / "last.ckpt").is_file():
+        return
+    said = (
+        f"no last.ckpt of this run was written; once space is freed: {_without_last_ckpt(trainer, dirpath)}"
+    )
+    log_to_files(said)
+    print(f"train.py: {said}", file=sys.stderr)
 
 
 def _without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> str:
