@@ -1041,3 +1041,24 @@ def test_an_export_stopped_between_its_two_files_goes_on_with_the_same_command(
     assert not out.exists() or not list(out.iterdir())
     assert main(argv) == 0 and is_package(out)
     load_package(out)
+
+
+def test_a_full_disk_export_names_the_package_folder_and_the_export_s_own_fix(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A write refused by a full disk names no file: the line said "cannot write a file: the disk is full;
+    free space, or write to another disk (train.py: paths.log_dir=<folder>; predict.py: output_dir=...)",
+    options the export does not have."""
+    import errno
+
+    from marsunits import model_package
+
+    def full_open(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() says it: no file named
+
+    monkeypatch.setattr(model_package, "open", full_open, raising=False)
+    out = tmp_path / "pkg"
+    assert main([f"ckpt_path={checkpoint}", f"out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: the disk is full" in err and "out=<folder>" in err, err
+    assert "paths.log_dir" not in err and "output_dir" not in err

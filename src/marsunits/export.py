@@ -180,9 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `--help | head`: the reader left; Python's own advice for this case
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    args: dict[str, Any] = {}
     try:
         with sigterm_raises():
-            out = export_checkpoint(**parse_args(argv))
+            args = parse_args(argv)
+            out = export_checkpoint(**args)
     except (KeyboardInterrupt, TerminatedError) as stop:
         # One line, as predict.py and train.py say it (a traceback; SIGTERM ended the command silently). The
         # package's files are both written before either is put in place (write_package), so none is left in
@@ -193,7 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {how}; the package is not complete: run the same command again", file=sys.stderr)
         return status
     except Exception as exc:  # noqa: BLE001 - re-raised below unless a user error or a full disk
-        full = storage_problem(exc)
+        # The package folder where the error names no file (a write() refused), and the export's own fix:
+        # the default line named train.py's and predict.py's options.
+        full = storage_problem(
+            exc,
+            "free space, or give another out=<folder>; then run the same command again",
+            args.get("out", "a file"),
+        )
         if os.environ.get("MARSUNITS_TRACEBACK") or not (full or isinstance(exc, _CLI_ERRORS)):
             raise
         # One line, whatever the message: scripts and users read the first line only.
