@@ -41,6 +41,9 @@ def test_a_misspelt_option_is_named_with_the_one_meant(config: str, arg: str, su
     [
         ("train", ["trainer.max_epoch=3"], "trainer.max_epoch", "trainer.max_epochs"),
         ("train", ["model.lrr=1e-3"], "model.lrr", "model.lr"),
+        # The option that ends in the name typed, not the closest spelling (model.subclasses: another thing).
+        ("train", ["model.classes=4"], "model.classes", "model.num_classes"),
+        ("train", ["data.workers=4"], "data.workers", "data.num_workers"),
         # The experiment's data group (marsscapes) is the one checked, not train.yaml's default.
         ("train", ["experiment=marsscapes", "data.crop=256"], "data.crop", "data.crop_size"),
         ("predict", ["contact.min_lenght_px=20"], "contact.min_lenght_px", "contact.min_length_px"),

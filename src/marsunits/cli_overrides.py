@@ -78,9 +78,12 @@ def _names(config_dir: Path, config_name: str) -> tuple[set[str], list[str]]:
 
 
 def _closest(name: str, known: Sequence[str]) -> str | None:
-    """A known name that starts the typed one (``tile`` in ``tile_size``), else the most similar, or None."""
+    """A known name that starts the typed one (``tile`` in ``tile_size``), else one that ends in it after an
+    underscore (``num_classes`` for ``classes``: the closest spelling was ``subclasses``, another option),
+    else the most similar, or None."""
     prefixed = sorted((n for n in known if len(n) >= 3 and name.startswith(n)), key=len, reverse=True)
-    guess = prefixed[:1] or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    suffixed = sorted(n for n in known if len(name) >= 3 and n.endswith(f"_{name}"))
+    guess = prefixed[:1] or suffixed[:1] or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return guess[0] if guess else None
 
 
