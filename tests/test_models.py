@@ -69,6 +69,19 @@ def test_encoder_depth_and_decoder_channels_change_the_size_divisor() -> None:
         build_model("fpn", TINY, None, 3, 3, decoder_channels=[32, 16, 8, 8, 8])
 
 
+def test_a_unet_of_fewer_stages_without_decoder_widths_takes_smps_first_widths() -> None:
+    """``decoder_channels=None`` is documented as smp's default widths cut to the depth; smp's default has 5
+    widths, and every other depth was refused ("Model depth is 4, but you provide `decoder_channels` for 5
+    blocks"): ``model=unet_lite0 model.encoder_depth=4`` could not be trained."""
+    for depth in (3, 4):
+        model = build_model("unet", TINY, None, 3, 3, encoder_depth=depth).eval()
+        assert size_divisor(model) == 2**depth
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 48, 32)).shape == (1, 3, 48, 32)
+    with pytest.raises(ValueError, match="encoder_depth must be a whole number from 1 to 5.*got 7"):
+        build_model("unet", TINY, None, 3, 3, encoder_depth=7)
+
+
 def test_unknown_arch_lists_the_smp_architectures() -> None:
     with pytest.raises(ValueError, match="Unknown architecture 'segnet'") as err:
         build_model("segnet", TINY, None, 3, 3)

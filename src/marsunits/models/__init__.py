@@ -5,6 +5,7 @@ from marsunits.models.factory import (
     CURATED_ENCODERS,
     ENCODER_WEIGHTS,
     build_model,
+    check_depth,
     check_names,
     size_divisor,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PretrainedWeightsError",
     "SegmentationLoss",
     "build_model",
+    "check_depth",
     "check_names",
     "load_offline_into_encoder",
     "size_divisor",

@@ -15,6 +15,7 @@ should still pad to a multiple so every architecture behaves alike. The factory 
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Sequence
 
 import segmentation_models_pytorch as smp
@@ -102,6 +103,43 @@ def check_names(arch: str, encoder: str, encoder_weights: str | None) -> None:
     _check_weights(encoder, encoder_weights)
 
 
+#: smp's Unet decoder widths, of which :func:`build_model` takes one per encoder stage when none are given.
+_UNET_DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+
+def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] | None) -> list[int] | None:
+    """Check the encoder depth and decoder widths :func:`build_model` takes, without building anything; return
+    the widths to build with (``None`` for a non-Unet architecture).
+
+    Raises:
+        ValueError: an ``encoder_depth`` outside 1..5 (the stages a timm encoder has), ``decoder_channels``
+            for an architecture other than Unet, or not one width per encoder stage.
+    """
+    depth = encoder_depth
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or not 1 <= int(depth) <= 5:
+        raise ValueError(
+            "encoder_depth must be a whole number from 1 to 5 (the encoder's stages; inputs are multiples "
+            f"of 2**encoder_depth), got {encoder_depth!r}."
+        )
+    if _check_arch(arch) != "unet":
+        if decoder_channels is not None:
+            raise ValueError(
+                f"decoder_channels is only configurable for arch 'unet', not {arch!r}; set it to null."
+            )
+        return None
+    if decoder_channels is None:
+        # smp's default has 5 widths and refused any other depth ("Model depth is 4, but you provide
+        # `decoder_channels` for 5 blocks"): the first encoder_depth of them, as documented.
+        return list(_UNET_DECODER_CHANNELS[: int(encoder_depth)])
+    channels = [int(c) for c in decoder_channels]
+    if len(channels) != int(encoder_depth):
+        raise ValueError(
+            f"decoder_channels needs one width per encoder stage: encoder_depth={encoder_depth} but "
+            f"decoder_channels={channels} has {len(channels)}."
+        )
+    return channels
+
+
 def build_model(
     arch: str,
     encoder: str,
@@ -136,7 +174,8 @@ def build_model(
 
     Raises:
         ValueError: unknown architecture, encoder or weights (the message lists valid choices), an
-            inconsistent ``decoder_channels`` or a ``drop_path_rate`` outside [0, 1).
+            ``encoder_depth`` outside 1..5, an inconsistent ``decoder_channels`` (:func:`check_depth`) or a
+            ``drop_path_rate`` outside [0, 1).
     """
     arch_key = _check_arch(arch)
     _check_encoder(encoder)
@@ -145,17 +184,8 @@ def build_model(
         raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels} and {num_classes}.")
 
     extra: dict[str, object] = {"encoder_depth": int(encoder_depth)}
-    if decoder_channels is not None:
-        if arch_key != "unet":
-            raise ValueError(
-                f"decoder_channels is only configurable for arch 'unet', not {arch!r}; set it to null."
-            )
-        channels = [int(c) for c in decoder_channels]
-        if len(channels) != encoder_depth:
-            raise ValueError(
-                f"decoder_channels needs one width per encoder stage: encoder_depth={encoder_depth} but "
-                f"decoder_channels={channels} has {len(channels)}."
-            )
+    channels = check_depth(arch_key, encoder_depth, decoder_channels)
+    if channels is not None:
         extra["decoder_channels"] = channels
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}; use 0 for none.")
