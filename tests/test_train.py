@@ -2145,6 +2145,39 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
 
 
 @pytest.mark.parametrize(
+    "overrides",
+    [
+        *([f"experiment={p.stem}"] for p in sorted((CONFIG_DIR / "experiment").glob("*.yaml"))),
+        *([f"model={p.stem}"] for p in sorted((CONFIG_DIR / "model").glob("*.yaml"))),
+        ["model=unet_lite0", "model.encoder_depth=4"],  # smp's default decoder widths, cut to the depth
+        ["trainer.precision=16-mixed"],
+        ["trainer.precision=bf16"],
+        ["trainer.devices=auto"],
+        ["trainer.devices=-1"],
+        ["trainer.devices=[0,1]"],
+        ["trainer.devices='0,'"],
+        ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"],
+    ],
+)
+def test_every_shipped_config_passes_the_checks_before_the_run_folder(
+    tmp_path: Path, overrides: list[str]
+) -> None:
+    """The checks run before Hydra makes the run folder refuse no config the project ships (every
+    experiment and model) nor the trainer values Lightning reads; a value refused there would stop a run
+    that trains."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import check_config_values, refusal_before_hydra
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert refusal_before_hydra(cfg, tmp_path / "run") is None
+    # Called directly too: refusal_before_hydra leaves to the run anything but a refusal (a crash included).
+    cfg.paths.output_dir = str(tmp_path / "run")
+    check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
+
+
+@pytest.mark.parametrize(
     ("override", "said"),
     [
         ("model.arch=unet++", "model.arch='unet++': Unknown architecture 'unet++'. Valid choices"),
@@ -2164,6 +2197,13 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
         ("trainer.devices=abc", "trainer.devices='abc': give a number of devices"),
         ("trainer.devices=0", "trainer.devices=0: give a number of devices"),
         ("trainer=ddp trainer.accelerator=cpu trainer.num_nodes=0", "trainer.num_nodes=0: expected a whole"),
+        # Refused only by the data module, the network or Lightning, once the scenes were rendered.
+        ("data.in_channels=2", "data.in_channels=2: give 1 (grey) or 3 (colour)"),
+        ("model.encoder_depth=7", "model.encoder_depth=7: encoder_depth must be a whole number from 1 to 5"),
+        ("model.decoder_channels=[8,8]", "decoder_channels needs one width per encoder stage"),
+        ("model.lr=0", "model.lr must be a number > 0, got 0"),
+        ("model.weight_decay=-1", "model.weight_decay must be a number >= 0, got -1"),
+        ("trainer.precision=15", "trainer.precision=15: give one of Lightning's precisions"),
     ],
 )
 def test_a_wrong_value_is_refused_before_the_run_folder_is_made(

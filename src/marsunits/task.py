@@ -254,7 +254,7 @@ class SegmentationTask(L.LightningModule):
             std = default_std if std is None else std
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         self._check_arguments(in_channels, num_classes, class_names, palette, mean, std, optimizer, scheduler)
-        _check_numbers(
+        check_numbers(
             {"lr": lr, "encoder_lr_mult": encoder_lr_mult},
             {"weight_decay": weight_decay, "dice_weight": dice_weight, "contact_weight": contact_weight},
         )
@@ -830,7 +830,7 @@ def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[s
     return type(scheduler).__name__, 0
 
 
-#: Defaults of the hyper-parameters :func:`_check_numbers` checks, quoted in its messages.
+#: Defaults of the hyper-parameters :func:`check_numbers` checks, quoted in its messages.
 _DEFAULTS = {
     "lr": 1e-3,
     "encoder_lr_mult": 1.0,
@@ -856,7 +856,7 @@ def _whole_pixels(name: str, value: Any) -> int:
     return number
 
 
-def _check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any]) -> None:
+def check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any]) -> None:
     """Refuse hyper-parameters that are not real numbers in range, before any data is rendered or read.
 
     ``model.lr=abc`` would otherwise fail only inside ``configure_optimizers``, after the data set up and a

@@ -16,11 +16,16 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, get_args
 
 import lightning.pytorch as pl
 import torch
 from hydra.utils import get_object, instantiate
+from lightning.fabric.plugins.precision.precision import (
+    _PRECISION_INPUT_INT,
+    _PRECISION_INPUT_STR,
+    _PRECISION_INPUT_STR_ALIAS,
+)
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -585,6 +590,14 @@ def check_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a fraction of the batches in [0.0, 1.0] or a whole number of "
                 f"batches, e.g. {key}=0.25 or {key}=10"
             )
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
+    if precision is not None and precision not in _PRECISIONS:
+        # Lightning's refusal came inside Hydra's instantiation of the Trainer, after the scenes were made.
+        raise ConfigError(
+            f"trainer.precision={precision!r}: give one of Lightning's precisions, e.g. "
+            "trainer.precision=32-true (CPU) or trainer.precision=bf16-mixed (GPU); all: "
+            f"{', '.join(map(str, _PRECISIONS))}"
+        )
     devices = OmegaConf.select(cfg, "trainer.devices", default=None)
     if devices is not None and not _devices_value(devices):
         # Lightning's own refusal came inside Hydra's instantiation of the Trainer: a traceback, status 1.
@@ -600,6 +613,13 @@ def check_run_values(cfg: DictConfig) -> None:
             "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
         )
 
+
+#: The ``trainer.precision`` values Lightning's Trainer takes (as its own check lists them).
+_PRECISIONS: tuple[str | int, ...] = (
+    *get_args(_PRECISION_INPUT_STR),
+    *get_args(_PRECISION_INPUT_INT),
+    *get_args(_PRECISION_INPUT_STR_ALIAS),
+)
 
 #: Whole-pixel settings that must be a multiple of a stride: the data module refused them only when built,
 #: after the run folder was made, naming its config file rather than the option.
@@ -629,6 +649,11 @@ def check_config_values(cfg: DictConfig) -> None:
     check_wandb_modes(cfg)
     check_model_values(cfg)
     data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
+    if data_channels is not None and (isinstance(data_channels, bool) or data_channels not in (1, 3)):
+        # Refused by the data module once built, after the run folder was made, naming its config file.
+        raise ConfigError(
+            f"data.in_channels={data_channels!r}: give 1 (grey) or 3 (colour), e.g. data.in_channels=3"
+        )
     if None not in (data_channels, model_channels) and data_channels != model_channels:
         raise ConfigError(
             f"data.in_channels={data_channels} but model.in_channels={model_channels}: the network must take "
@@ -639,7 +664,9 @@ def check_config_values(cfg: DictConfig) -> None:
 
 def check_model_values(cfg: DictConfig) -> None:
     """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
-    ``model.optimizer``, ``model.scheduler``, ``model.loss``), a learning-rate schedule over a run without
+    ``model.optimizer``, ``model.scheduler``, ``model.loss``), an ``model.encoder_depth`` outside 1..5 or
+    ``model.decoder_channels`` that do not fit it, a learning rate or loss weight out of range
+    (``model.lr=0``; :func:`~marsunits.task.check_numbers`), a learning-rate schedule over a run without
     an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than the task's classes, naming the
     key; a model config that builds another class is left alone.
 
@@ -647,8 +674,8 @@ def check_model_values(cfg: DictConfig) -> None:
         ConfigError: the key and value, then the task's own message with the valid choices.
     """
     from marsunits.constants import CLASS_NAMES
-    from marsunits.models import LOSSES, check_names
-    from marsunits.task import OPTIMIZERS, SCHEDULERS
+    from marsunits.models import LOSSES, check_depth, check_names
+    from marsunits.task import _DEFAULTS, OPTIMIZERS, SCHEDULERS, check_numbers
 
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or model.get("_target_") != "marsunits.task.SegmentationTask":
@@ -664,6 +691,14 @@ def check_model_values(cfg: DictConfig) -> None:
             check_names(*names)
         except ValueError as exc:
             raise ConfigError(f"model.{key}={value!r}: {exc}") from None
+    try:  # the task's own checks, which ran only once the scenes were rendered (model.encoder_depth=7)
+        check_depth(arch, model.get("encoder_depth", 5), model.get("decoder_channels"))
+    except ValueError as exc:
+        raise ConfigError(f"model.encoder_depth={model.get('encoder_depth', 5)!r}: {exc}") from None
+    check_numbers(  # model.lr=0: the task's message, naming the key
+        {k: model.get(k, _DEFAULTS[k]) for k in ("lr", "encoder_lr_mult")},
+        {k: model.get(k, _DEFAULTS[k]) for k in ("weight_decay", "dice_weight", "contact_weight")},
+    )
     for key, default, choices in (
         ("optimizer", "adamw", OPTIMIZERS),
         ("scheduler", "cosine", SCHEDULERS),
