@@ -2177,6 +2177,36 @@ def test_every_shipped_config_passes_the_checks_before_the_run_folder(
     check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
 
 
+def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``${oc.env:BATCH}`` always gives text: ``data.batch_size='4': expected a whole number >= 1 ... e.g.
+    data.batch_size=4`` refused the value it gave as its example. The message names the interpolation and
+    the oc.decode that reads it as a number, which is then taken."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import refusal_before_hydra
+
+    monkeypatch.setenv("MARSUNITS_TEST_BATCH", "4")
+    monkeypatch.setenv("MARSUNITS_TEST_LR", "0.01")
+    for value, said in (
+        ("data.batch_size=${oc.env:MARSUNITS_TEST_BATCH}", "data.batch_size"),
+        ("model.lr=${oc.env:MARSUNITS_TEST_LR}", "model.lr"),
+    ):
+        key, written = value.split("=", 1)
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=["model=tiny", value], return_hydra_config=True)
+            decoded = compose(
+                "train",
+                overrides=["model=tiny", f"{key}='${{oc.decode:{written}}}'"],
+                return_hydra_config=True,
+            )
+        refused = refusal_before_hydra(cfg, tmp_path / "run")
+        assert refused is not None and refused.startswith(said), refused
+        assert f"{written} gives text" in refused and f"{key}='${{oc.decode:{written}}}'" in refused, refused
+        assert refusal_before_hydra(decoded, tmp_path / "run") is None  # as advised: taken
+
+
 @pytest.mark.parametrize(
     ("override", "said"),
     [

@@ -564,6 +564,7 @@ def check_run_values(cfg: DictConfig) -> None:
             shown = _INTEGER_EXAMPLES.get(key, 4)
             raise ConfigError(
                 f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}={shown}"
+                f"{_text_from_interpolation(cfg, key, value)}"
             )
     for key, stride, why in _MULTIPLE_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
@@ -577,7 +578,10 @@ def check_run_values(cfg: DictConfig) -> None:
         number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not number or (low is not None and value < low) or (high is not None and value > high):
             bounds = "" if low is None else f" >= {low:g}" if high is None else f" in [{low:g}, {high:g}]"
-            raise ConfigError(f"{key}={value!r}: expected a number{bounds} ({unit}), e.g. {key}={example}")
+            raise ConfigError(
+                f"{key}={value!r}: expected a number{bounds} ({unit}), e.g. {key}={example}"
+                f"{_text_from_interpolation(cfg, key, value)}"
+            )
     for stage in ("train", "val", "test"):
         key = f"trainer.limit_{stage}_batches"
         value = OmegaConf.select(cfg, key, default=None)
@@ -612,6 +616,26 @@ def check_run_values(cfg: DictConfig) -> None:
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
             "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
         )
+
+
+def _text_from_interpolation(cfg: DictConfig, key: str, value: Any) -> str:
+    """For a number refused as text that an interpolation made (``${oc.env:BATCH}``: OmegaConf's
+    ``oc.env`` always gives text), how to read it as a number; else "". The refusal alone
+    (``data.batch_size='4': expected a whole number``) gave an example of the value it refused."""
+    if not isinstance(value, str):
+        return ""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not isinstance(node, DictConfig) or leaf not in node:
+        return ""
+    raw = node._get_node(leaf)
+    if raw is None or not OmegaConf.is_interpolation(node, leaf):
+        return ""
+    written = raw._value()  # type: ignore[union-attr]
+    return (
+        f" (it is text: {written} gives text; read it as a number with oc.decode, "
+        f"{key}='${{oc.decode:{written}}}')"
+    )
 
 
 #: The ``trainer.precision`` values Lightning's Trainer takes (as its own check lists them).
@@ -695,10 +719,14 @@ def check_model_values(cfg: DictConfig) -> None:
         check_depth(arch, model.get("encoder_depth", 5), model.get("decoder_channels"))
     except ValueError as exc:
         raise ConfigError(f"model.encoder_depth={model.get('encoder_depth', 5)!r}: {exc}") from None
-    check_numbers(  # model.lr=0: the task's message, naming the key
-        {k: model.get(k, _DEFAULTS[k]) for k in ("lr", "encoder_lr_mult")},
-        {k: model.get(k, _DEFAULTS[k]) for k in ("weight_decay", "dice_weight", "contact_weight")},
-    )
+    try:  # model.lr=0: the task's message, naming the key
+        check_numbers(
+            {k: model.get(k, _DEFAULTS[k]) for k in ("lr", "encoder_lr_mult")},
+            {k: model.get(k, _DEFAULTS[k]) for k in ("weight_decay", "dice_weight", "contact_weight")},
+        )
+    except ConfigError as refused:
+        key = str(refused).split(" ", 1)[0]  # "model.<name> must be ..."
+        raise ConfigError(f"{refused}{_text_from_interpolation(cfg, key, model.get(key[6:]))}") from None
     for key, default, choices in (
         ("optimizer", "adamw", OPTIMIZERS),
         ("scheduler", "cosine", SCHEDULERS),
