@@ -2177,6 +2177,41 @@ def test_every_shipped_config_passes_the_checks_before_the_run_folder(
     check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
 
 
+def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_path: Path) -> None:
+    """Every ``train.py`` command of the README (one run, not a sweep; shell variables and <placeholders>
+    left out) passes the checks the command line runs before Hydra makes the run folder, but for the GPU
+    commands on a machine without one and a ``???`` the README leaves to the user."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import check_config_values
+
+    text = (REPO_ROOT / "README.md").read_text()
+    checked = 0
+    for tail in re.findall(r"train\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", text):
+        tokens = [a.strip("'\"(),;:") for a in tail.split(" #")[0].replace("\\\n", " ").split()]
+        args = [a for a in tokens if re.match(r"^[A-Za-z_+][\w.@/+-]*=", a) and not re.search("[<$]", a)]
+        if (
+            not args
+            or {"-m", "--multirun"} & set(tokens)
+            or any("," in a.split("=", 1)[1] and "[" not in a for a in args)
+        ):
+            continue
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=args, return_hydra_config=True)
+        if "hparams_search" in cfg.hydra.runtime.choices and cfg.hydra.runtime.choices.hparams_search:
+            continue  # a sweep's settings: its trials are checked one by one
+        cfg.paths.output_dir = str(tmp_path / "run")
+        try:
+            check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
+        except ConfigError as refused:
+            gpu = "no CUDA GPU" in str(refused) and not torch.cuda.is_available()
+            assert gpu or "not set (??? in the config)" in str(refused), (args, str(refused))
+        checked += 1
+    assert checked > 20, checked  # the pattern found the README's commands
+
+
 def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
