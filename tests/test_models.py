@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from marsunits.constants import IGNORE_INDEX
-from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, size_divisor
+from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, check_depth, size_divisor
 from marsunits.models.pretrained import (
     OFFLINE_WEIGHTS,
     PretrainedWeightsError,
@@ -80,6 +80,19 @@ def test_a_unet_of_fewer_stages_without_decoder_widths_takes_smps_first_widths()
             assert model(torch.rand(1, 3, 48, 32)).shape == (1, 3, 48, 32)
     with pytest.raises(ValueError, match="encoder_depth must be a whole number from 1 to 5.*got 7"):
         build_model("unet", TINY, None, 3, 3, encoder_depth=7)
+
+
+def test_an_fpn_of_fewer_stages_returns_logits_at_the_input_size() -> None:
+    """smp's FPN upsamples its stride-4 merge by a fixed 4: with encoder_depth 4 or 3 its finest level is at
+    stride 2 or 1, and the logits came out 2x or 4x the input (a loss shape error after the scenes were
+    rendered). FPN and DeepLabV3+ take no fewer than 3 stages: said before anything is built."""
+    for depth in (3, 4, 5):
+        model = build_model("fpn", TINY, None, 3, 3, encoder_depth=depth).eval()
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 64, 96)).shape == (1, 3, 64, 96), depth
+    for arch in ("fpn", "deeplabv3plus"):
+        with pytest.raises(ValueError, match=f"encoder_depth=2: arch {arch!r} needs 3 to 5 encoder stages"):
+            check_depth(arch, 2, None)
 
 
 def test_unknown_arch_lists_the_smp_architectures() -> None:

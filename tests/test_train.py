@@ -2266,6 +2266,7 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
         ("data.in_channels=2", "data.in_channels=2: give 1 (grey) or 3 (colour)"),
         ("model.encoder_depth=7", "model.encoder_depth=7: encoder_depth must be a whole number from 1 to 5"),
         ("model.decoder_channels=[8,8]", "decoder_channels needs one width per encoder stage"),
+        ("model=fpn_lite0 model.encoder_depth=2", "arch 'fpn' needs 3 to 5 encoder stages"),
         ("model.lr=0", "model.lr must be a number > 0, got 0"),
         ("model.weight_decay=-1", "model.weight_decay must be a number >= 0, got -1"),
         ("trainer.precision=15", "trainer.precision=15: give one of Lightning's precisions"),

@@ -103,6 +103,9 @@ def check_names(arch: str, encoder: str, encoder_weights: str | None) -> None:
     _check_weights(encoder, encoder_weights)
 
 
+#: Architectures whose smp decoder needs at least 3 encoder stages.
+_THREE_STAGES_AT_LEAST = ("fpn", "deeplabv3plus")
+
 #: smp's Unet decoder widths, of which :func:`build_model` takes one per encoder stage when none are given.
 _UNET_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
@@ -112,8 +115,9 @@ def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] |
     the widths to build with (``None`` for a non-Unet architecture).
 
     Raises:
-        ValueError: an ``encoder_depth`` outside 1..5 (the stages a timm encoder has), ``decoder_channels``
-            for an architecture other than Unet, or not one width per encoder stage.
+        ValueError: an ``encoder_depth`` outside 1..5 (the stages a timm encoder has), or below 3 for FPN and
+            DeepLabV3+; ``decoder_channels`` for an architecture other than Unet, or not one width per
+            encoder stage.
     """
     depth = encoder_depth
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or not 1 <= int(depth) <= 5:
@@ -121,7 +125,12 @@ def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] |
             "encoder_depth must be a whole number from 1 to 5 (the encoder's stages; inputs are multiples "
             f"of 2**encoder_depth), got {encoder_depth!r}."
         )
-    if _check_arch(arch) != "unet":
+    arch_key = _check_arch(arch)
+    if arch_key in _THREE_STAGES_AT_LEAST and depth < 3:  # smp's refusal came when the network was built
+        raise ValueError(
+            f"encoder_depth={depth}: arch {arch!r} needs 3 to 5 encoder stages; give encoder_depth=3 or more."
+        )
+    if arch_key != "unet":
         if decoder_channels is not None:
             raise ValueError(
                 f"decoder_channels is only configurable for arch 'unet', not {arch!r}; set it to null."
@@ -187,6 +196,10 @@ def build_model(
     channels = check_depth(arch_key, encoder_depth, decoder_channels)
     if channels is not None:
         extra["decoder_channels"] = channels
+    if arch_key == "fpn":
+        # smp's FPN merges its levels at the 4th-last encoder stage (stride 2**(depth-3)) and upsamples by a
+        # fixed 4: with fewer than 5 stages the logits came out 2x or 4x the input.
+        extra["upsampling"] = 2 ** (int(encoder_depth) - 3)
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}; use 0 for none.")
     if drop_path_rate > 0:
