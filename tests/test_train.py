@@ -2261,6 +2261,9 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
         # Lightning refused these inside Hydra's instantiation of the Trainer: a traceback, status 1.
         ("trainer.devices=abc", "trainer.devices='abc': give a number of devices"),
         ("trainer.devices=0", "trainer.devices=0: give a number of devices"),
+        # int()'s ValueError, a traceback: "--1" and "²" passed str.isdigit
+        ("trainer.devices='--1'", "trainer.devices='--1': give a number of devices"),
+        ("trainer.devices='0,²'", "trainer.devices='0,²': give a number of devices"),
         ("trainer=ddp trainer.accelerator=cpu trainer.num_nodes=0", "trainer.num_nodes=0: expected a whole"),
         # Refused only by the data module, the network or Lightning, once the scenes were rendered.
         ("data.in_channels=2", "data.in_channels=2: give 1 (grey) or 3 (colour)"),

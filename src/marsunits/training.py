@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -788,8 +789,9 @@ def _devices_value(devices: Any) -> bool:
             return True
         if "," in text:  # device ids ("0,1", or "0," for GPU 0)
             ids = [p.strip() for p in text.split(",") if p.strip()]
-            return bool(ids) and all(p.isdigit() for p in ids)
-        return text.lstrip("-").isdigit() and _devices_value(int(text))
+            return bool(ids) and all(re.fullmatch("[0-9]+", p) for p in ids)
+        # ASCII digits only: "--1" and "²" passed str.isdigit and ended in int()'s ValueError, a traceback.
+        return re.fullmatch("-?[0-9]+", text) is not None and _devices_value(int(text))
     if isinstance(devices, list | tuple | ListConfig):
         return bool(devices) and all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
