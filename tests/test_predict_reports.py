@@ -1412,3 +1412,37 @@ def test_a_manifest_written_before_the_name_escapes_keeps_its_rows_on_resume(
         "b\\\\\\\\c.png": "7.25",
         "plain.png": "3.5",
     }
+
+
+def test_a_manifest_row_of_a_name_with_a_carriage_return_reads_back_as_one_row(tmp_path: Path) -> None:
+    """A file name may hold ``\\r`` (or ``\\n``): ``csv`` with ``lineterminator="\\n"`` quoted a ``\\n`` but
+    not a ``\\r``, so csv readers (and a resumed run) split that row in two and lost its numbers."""
+    import csv
+
+    from marsunits.inference.writers import MANIFEST_FIELDS, read_manifest, write_manifest
+
+    names = ["cr\rx.png", "lf\nx.png", "crlf\r\nx.png", "plain.png"]
+    rows = [
+        {
+            "path": n,
+            "status": "ok",
+            "message": "said\rtwice" if i == 0 else "",
+            "width": 48,
+            "height": 40,
+            "seconds": 0.5 + i,
+        }
+        for i, n in enumerate(names)
+    ]
+    path = write_manifest(tmp_path / "manifest.csv", rows)
+    with open(path, newline="", encoding="utf-8") as fh:
+        read = list(csv.DictReader(fh))
+    assert [r["path"] for r in read] == names
+    assert all(tuple(r) == MANIFEST_FIELDS for r in read)
+    assert read[0]["message"] == "said\rtwice" and [r["seconds"] for r in read] == [
+        "0.5",
+        "1.5",
+        "2.5",
+        "3.5",
+    ]
+    assert {n: r["width"] for n, r in read_manifest(path).items()} == dict.fromkeys(names, "48")
+    assert path.read_text("utf-8").endswith("plain.png,ok,,48,40,,,,,,,3.5\n")  # other rows as before

@@ -589,14 +589,26 @@ def has_outputs(row: Mapping[str, Any]) -> bool:
 
 def write_manifest(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
     """Write ``manifest.csv`` (columns :data:`MANIFEST_FIELDS`; None becomes an empty cell) atomically, as
-    valid UTF-8: the ``path`` as :func:`name_cell` escapes it, the other texts through :func:`printable`."""
+    valid UTF-8: the ``path`` as :func:`name_cell` escapes it, the other texts through :func:`printable`. Rows
+    end in ``\\n``; a row with a ``\\r`` in a cell (a file name may hold one) has its text cells quoted."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+    # csv quotes a cell holding a character of its line terminator ("\n") but not a lone "\r", which a file
+    # name may hold: unquoted, every csv reader (a resumed run's too) split that row in two. Such a row is
+    # written with each text cell quoted.
+    quoted = csv.DictWriter(
+        buf,
+        fieldnames=MANIFEST_FIELDS,
+        extrasaction="ignore",
+        lineterminator="\n",
+        quoting=csv.QUOTE_NONNUMERIC,
+    )
     writer.writeheader()
     for row in rows:
         cells = {k: _cell(row.get(k)) for k in MANIFEST_FIELDS}
         cells["path"] = name_cell(str(cells["path"]))
-        writer.writerow({k: printable(v) if isinstance(v, str) else v for k, v in cells.items()})
+        cells = {k: printable(v) if isinstance(v, str) else v for k, v in cells.items()}
+        (quoted if any(isinstance(v, str) and "\r" in v for v in cells.values()) else writer).writerow(cells)
     return write_text_atomic(path, buf.getvalue())
 
 
