@@ -1446,3 +1446,24 @@ def test_a_manifest_row_of_a_name_with_a_carriage_return_reads_back_as_one_row(t
     ]
     assert {n: r["width"] for n, r in read_manifest(path).items()} == dict.fromkeys(names, "48")
     assert path.read_text("utf-8").endswith("plain.png,ok,,48,40,,,,,,,3.5\n")  # other rows as before
+
+
+def test_outputs_that_one_name_on_a_case_insensitive_disk_are_named_at_the_end(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Scene.png`` beside ``scene.jpg`` (or ``A/x.png`` beside ``a/x.png``, or ``café`` in both Unicode
+    forms) have distinct outputs here, but the output folder zipped and unpacked on macOS or Windows keeps one
+    ``scene.mask.png``: the other image's outputs are lost and the gallery shows one overlay for both. The run
+    names each such group and says what to do; other names are not named."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    names = ["Scene.png", "scene.jpg", "A/x.png", "a/x.png", "caf\u00e9.png", "cafe\u0301.png", "other.png"]
+    for i, name in enumerate(names):
+        save_rgb(inp / name, 16, 16, seed=i)
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    said = [r.getMessage() for r in caplog.records if "letter case" in r.getMessage()]
+    assert len(said) == 1, said
+    for group in (("Scene.png", "scene.jpg"), ("A/x.png", "a/x.png"), ("caf\u00e9.png", "cafe\u0301.png")):
+        assert all(name in said[0] for name in group), (group, said[0])
+    assert "other.png" not in said[0] and "rename" in said[0]
+    assert len(read_manifest(out)) == len(names)  # each is predicted, as before

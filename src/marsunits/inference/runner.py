@@ -126,6 +126,7 @@ from marsunits.inference.writers import (
     has_outputs,
     output_folder_clash,
     output_name_problem,
+    outputs_one_elsewhere,
     printable,
     read_manifest,
     remove_outputs_except,
@@ -1069,6 +1070,16 @@ class _Session:
                 rows, f"marsunits predictions: {out.name}", paragraph, reports, self.metadata["palette"]
             ),
         )
+        clashes = outputs_one_elsewhere(str(r["path"]) for r in rows if has_outputs(r))
+        if clashes:  # distinct files here; one file each on macOS or Windows, where the folder may be shared
+            log.warning(
+                "the outputs of %s differ only in letter case or Unicode form: copied or unzipped onto a "
+                "case-insensitive disk (macOS, Windows), %s keeps one image's outputs for each group and its "
+                "gallery shows one overlay for both; rename the inputs so that their names differ otherwise "
+                "and predict them again",
+                "; ".join(" and ".join(printable(p) for p in group) for group in clashes),
+                printable(os.fspath(out)),
+            )
         failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 

@@ -19,6 +19,8 @@ import io
 import json
 import os
 import re
+import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -579,6 +581,19 @@ def unescaped_path_values(record: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list):
             record[key] = [name_from_cell(p) if isinstance(p, str) else p for p in value]
     return record
+
+
+def outputs_one_elsewhere(paths: Iterable[str]) -> list[list[str]]:
+    """Groups (sorted, two or more) of input paths (``manifest.csv``'s ``path``, relative to ``input_dir``)
+    whose outputs (``<rel>/<stem>.mask.png``, ...) differ only in letter case or Unicode form: ``Scene.png``
+    and ``scene.jpg``, ``A/x.png`` and ``a/x.png``, ``café`` composed and decomposed. Distinct files here,
+    they are one file on a case-insensitive disk (macOS, Windows): the output folder copied or unzipped there
+    keeps one image's outputs for both."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        rel = PurePosixPath(path)
+        groups[unicodedata.normalize("NFC", rel.with_name(rel.stem).as_posix()).casefold()].append(path)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
 def has_outputs(row: Mapping[str, Any]) -> bool:
