@@ -1467,3 +1467,27 @@ def test_outputs_that_one_name_on_a_case_insensitive_disk_are_named_at_the_end(
         assert all(name in said[0] for name in group), (group, said[0])
     assert "other.png" not in said[0] and "rename" in said[0]
     assert len(read_manifest(out)) == len(names)  # each is predicted, as before
+
+
+def test_a_re_run_names_the_outputs_of_inputs_removed_since(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run (no overwrite) after an input was removed lists only the inputs there now: the removed one's
+    mask, overlay and contacts stayed in the folder, in no report, and went with it when it was shared. The
+    run says how many such files there are and how to remove them; they are kept (nothing is deleted)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "keep.png", 16, 16, seed=1)
+    save_rgb(inp / "sub" / "gone.png", 16, 16, seed=2)
+    run(make_cfg(tmp_path, ckpt, inp, out))
+    (inp / "sub" / "gone.png").unlink()
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    said = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
+    assert len(said) == 1 and "3 output file(s)" in said[0] and "overwrite=true" in said[0], said
+    assert "sub/gone.mask.png" in said[0]
+    assert list(read_manifest(out)) == ["keep.png"] and (out / "sub" / "gone.mask.png").exists()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
+    assert not [r for r in caplog.records if "no longer" in r.getMessage()]
+    assert not (out / "sub" / "gone.mask.png").exists()

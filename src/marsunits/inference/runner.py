@@ -392,6 +392,8 @@ class _Session:
         self.files, self.problems = discover(self.input_dir, opts.patterns, skip)
         _warn_labelled_layout(self.input_dir)
         all_files = list(self.files)
+        #: Every shard's inputs (relative posix paths): outputs of these are no removed input's.
+        self.all_inputs = {f.rel.as_posix() for f in all_files}
         # The folders mirrored into output_dir (of every shard's inputs): no output file may take their names.
         self.input_folders = {p.as_posix() for f in all_files for p in f.rel.parents if p.parts}
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
@@ -1070,6 +1072,7 @@ class _Session:
                 rows, f"marsunits predictions: {out.name}", paragraph, reports, self.metadata["palette"]
             ),
         )
+        self.say_outputs_of_no_input(rows)
         clashes = outputs_one_elsewhere(str(r["path"]) for r in rows if has_outputs(r))
         if clashes:  # distinct files here; one file each on macOS or Windows, where the folder may be shared
             log.warning(
@@ -1082,6 +1085,33 @@ class _Session:
             )
         failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)
+
+    def say_outputs_of_no_input(self, rows: list[dict[str, Any]]) -> None:
+        """Warn of the per-image outputs in the folder that no row of the reports has (inputs removed since a
+        run that predicted them, or failing now): kept, as a run without ``overwrite=true`` deletes nothing,
+        but in no report, they went unsaid and were shared with the folder. Not in a folder that also holds
+        another input folder's outputs (which cannot be told from them; that run warns of it already)."""
+        if self.other_input_dirs:
+            return
+        # An input of the folder that a stopped run did not reach has no row yet: its outputs are not stale.
+        unreached = self.all_inputs - {str(row["path"]) for row in rows}
+        keep = [
+            path
+            for rel in [*(str(row["path"]) for row in rows if has_outputs(row)), *unreached]
+            for path in OutputPaths(self.output_dir, PurePosixPath(rel)).expected(True)
+        ]
+        stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
+        if stale:
+            names = [printable(p.relative_to(self.output_dir).as_posix()) for p in stale]
+            log.warning(
+                "%d output file(s) in %s are of inputs no longer in %s or failing now, so in none of its "
+                "reports (manifest.csv, summary.json, index.html): %s; a run with overwrite=true removes "
+                "them, or delete them by hand",
+                len(stale),
+                printable(os.fspath(self.output_dir)),
+                printable(os.fspath(self.input_dir)),
+                ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else ""),
+            )
 
     def write_map(self) -> list[Path]:
         """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``."""
