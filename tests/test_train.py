@@ -2292,3 +2292,43 @@ def test_a_wrong_value_is_refused_before_the_run_folder_is_made(
         release_held_claims()
     assert refused is not None and said in refused, refused
     assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+
+
+def test_the_sdist_holds_every_file_of_the_checkout(tmp_path: Path) -> None:
+    """A source distribution (``python -m build --sdist``, what a package index or an archive keeps) held only
+    the package, README.md, pyproject.toml and the ``test_*.py`` files that setuptools picks up on its own:
+    no train.py, predict.py or configs/ to train or predict with, no tests/conftest.py for its tests to run
+    (they import it) and no data/README.md. MANIFEST.in now lists them: every tracked file is in it but the
+    git and CI plumbing (.gitignore, .ci/)."""
+    import shutil
+    import tarfile
+
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("needs a git checkout of the project (its list of tracked files)")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True, timeout=60
+    ).stdout
+    tracked = {os.fsdecode(name) for name in listed.split(b"\0") if name}
+    tree = tmp_path / "tree"  # the tracked files only: nothing built or generated in the checkout counts
+    for name in tracked:
+        if (REPO_ROOT / name).is_file():  # a tracked file deleted in the working tree is not there to pack
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, tree / name)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))",
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    with tarfile.open(tmp_path / built.stdout.strip().splitlines()[-1]) as sdist:
+        packed = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    expected = {n for n in tracked if (tree / n).is_file() and n != ".gitignore" and not n.startswith(".ci/")}
+    assert sorted(expected - packed) == []
+    for needed in ("train.py", "predict.py", "configs/train.yaml", "tests/conftest.py", "data/README.md"):
+        assert needed in packed
