@@ -759,6 +759,30 @@ def test_the_recorded_git_commit_is_the_codes_wherever_the_run_is_launched(
     assert wandb_setup.run_context(cfg)["git"]["commit"] == code["commit"]
 
 
+def test_an_installed_copy_of_the_code_inside_another_repository_records_no_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pip install .`` (not editable) into a virtual environment kept in another repository (a thesis
+    repository's git-ignored ``.venv``) runs a copy of the code that git does not track there: the dashboard
+    recorded that repository's commit and dirty flag as the code's. A folder git does not track is now
+    "unknown", as a folder outside any repository is."""
+    other = tmp_path / "thesis"
+    package = other / ".venv" / "lib" / "python3.11" / "site-packages" / "marsunits" / "tracking"
+    package.mkdir(parents=True)
+    (package / "wandb_setup.py").write_text("# the installed copy\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=other, check=True)
+    (other / ".gitignore").write_text(".venv/\n")
+    (other / "notes.txt").write_text("sol 120\n")
+    subprocess.run([*git, "add", ".gitignore", "notes.txt"], cwd=other, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "notes"], cwd=other, check=True)
+    assert git_info(other)["commit"] != "unknown"  # the repository itself is read
+    assert git_info(package) == {"commit": "unknown", "dirty": "unknown"}
+    monkeypatch.setattr(wandb_setup, "__file__", str(package / "wandb_setup.py"))
+    cfg = OmegaConf.create({"paths": {"root_dir": str(other)}, "data": {"name": "synthetic"}})
+    assert wandb_setup.run_context(cfg)["git"] == {"commit": "unknown", "dirty": "unknown"}
+
+
 # ------------------------------------------------------------------------------------ prediction run
 
 

@@ -1,8 +1,8 @@
 """The code version a run was made with: git commit and whether the working tree had uncommitted changes.
 
 Read with the ``git`` command line (``git rev-parse HEAD``, ``git status --porcelain``) under a timeout, so
-a missing ``git``, a folder that is not a repository, or a hung network file system gives ``"unknown"``
-instead of an error or a stalled training start.
+a missing ``git``, a folder that is not a repository or that git does not track (an installed copy of the
+code), or a hung network file system gives ``"unknown"`` instead of an error or a stalled training start.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ def _git(args: list[str], cwd: Path, timeout_s: float) -> str | None:
 
 
 def git_info(repo_dir: str | Path, timeout_s: float = 5.0) -> dict[str, str | bool]:
-    """Commit and dirty flag of the git working tree containing ``repo_dir``.
+    """Commit and dirty flag of the git working tree that tracks ``repo_dir``.
 
     Args:
-        repo_dir: A folder inside the repository (the project root).
+        repo_dir: A folder of the repository holding tracked files (the project root, the package's folder).
+            A folder git does not track -- a git-ignored virtual environment inside the repository, where
+            ``pip install .`` copied the code -- is "unknown", as one outside any repository is: that
+            repository's commit says nothing of the files in it.
         timeout_s: Seconds each ``git`` call may take.
 
     Returns:
@@ -49,7 +52,7 @@ def git_info(repo_dir: str | Path, timeout_s: float = 5.0) -> dict[str, str | bo
         return {"commit": UNKNOWN, "dirty": UNKNOWN}
     head = _git(["rev-parse", "HEAD"], cwd, timeout_s)
     commit = head.strip() if head and head.strip() else UNKNOWN
-    if commit == UNKNOWN:
+    if commit == UNKNOWN or _git(["ls-files", "--error-unmatch", "--", "."], cwd, timeout_s) is None:
         return {"commit": UNKNOWN, "dirty": UNKNOWN}
     status = _git(["status", "--porcelain"], cwd, timeout_s)
     dirty: str | bool = UNKNOWN if status is None else bool(status.strip())

@@ -477,7 +477,8 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
         ``{"config": <the fully resolved config>, "git": {"commit", "dirty"} of the repository holding the
         marsunits code that runs (read at this package's folder: read at the launch folder,
         ``paths.root_dir``, a run started from a data folder inside another repository recorded that
-        repository's commit, and one started from any other folder "unknown"), "dataset": <data.name, else
+        repository's commit, and one started from any other folder "unknown"; "unknown" for a copy git does
+        not track, ``pip install .`` into any environment), "dataset": <data.name, else
         the data config's name>, "data_class_map": <the dataset's native id -> project id map, or
         "identity">, "class_names": [...]}``. (``data_class_map``, not ``class_map``: Lightning logs the
         model's hyper-parameters into the same config afterwards, and its ``class_map`` null, for data in
