@@ -11,6 +11,7 @@ import csv
 import http.server
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -781,6 +782,23 @@ def test_an_installed_copy_of_the_code_inside_another_repository_records_no_comm
     monkeypatch.setattr(wandb_setup, "__file__", str(package / "wandb_setup.py"))
     cfg = OmegaConf.create({"paths": {"root_dir": str(other)}, "data": {"name": "synthetic"}})
     assert wandb_setup.run_context(cfg)["git"] == {"commit": "unknown", "dirty": "unknown"}
+
+
+def test_building_the_package_in_the_checkout_leaves_it_clean() -> None:
+    """``pip install .`` or ``pip wheel .`` in the checkout leaves setuptools' ``build/`` there (and
+    ``python -m build`` a ``dist/``): git listed them as untracked, so every later run's dirty flag was True
+    although no file of the code had changed. Both folders are git-ignored."""
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("needs a git checkout of the project")
+    built = [
+        "build/lib/marsunits/__init__.py",
+        "build/bdist.linux-x86_64/wheel",
+        "dist/marsunits-0.1.0.tar.gz",
+    ]
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--", *built], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert sorted(checked.stdout.split()) == sorted(built), checked.stdout + checked.stderr
 
 
 # ------------------------------------------------------------------------------------ prediction run
