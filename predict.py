@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from marsunits.cli_overrides import (
     exit_on_unknown_option,
     home_expanded_overrides,
+    note_another_copy_of_the_package,
     quoted_path_overrides,
     warn_sweeps_taken_as_one_value,
 )
@@ -33,6 +34,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with quiet_interrupt_at_start("predict.py"):
+        note_another_copy_of_the_package(Path(__file__).resolve().parent, prog="predict.py")  # pip install .
         warn_sweeps_taken_as_one_value(sys.argv[1:], prog="predict.py")  # input_dir=a,b without -m
         sys.argv[1:] = quoted_path_overrides(home_expanded_overrides(sys.argv[1:]))  # Séítah, ~/runs
         exit_on_unknown_option(Path(__file__).resolve().parent / "configs", "predict", prog="predict.py")

@@ -743,3 +743,37 @@ def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path
         proc.stderr.strip() == "predict.py: error: batch_size='eight': give a whole number, e.g. batch_size=4"
     )
     assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("prog", ["train.py", "predict.py"])
+def test_an_entry_point_running_another_copy_of_the_package_says_so(tmp_path: Path, prog: str) -> None:
+    """A checkout whose package was installed without ``-e`` (``pip install .``, or an editable install of
+    another clone): train.py and predict.py ran the installed copy, and a change under the checkout's src/
+    did nothing, without a word. They now say which copy runs and how to run the checkout's, and go on; run
+    with the checkout's own package they say nothing."""
+    import marsunits
+
+    checkout = tmp_path / "checkout"
+    (checkout / "src" / "marsunits").mkdir(parents=True)
+    (checkout / "src" / "marsunits" / "__init__.py").write_text('"""An edited copy."""\n')
+    (checkout / "configs").symlink_to(CONFIG_DIR, target_is_directory=True)
+    (checkout / prog).write_bytes((REPO / prog).read_bytes())
+    running = Path(marsunits.__file__).resolve().parent  # this test run's package, not the checkout's
+
+    def stderr_of(script: Path) -> str:
+        proc = subprocess.run(
+            [sys.executable, str(script), "nosuchoption=1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(running.parent)},
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]  # the unknown option is still refused
+        return proc.stderr
+
+    said = stderr_of(checkout / prog)
+    assert f"{prog}: note: running the marsunits package at {running}, not this checkout's" in said, said
+    assert f"{checkout / 'src' / 'marsunits'}:" in said and "pip install -e" in said, said
+    if running == (REPO / "src" / "marsunits").resolve():
+        assert "note: running the marsunits package" not in stderr_of(REPO / prog)

@@ -36,6 +36,7 @@ __all__ = [
     "argument_the_run_gives",
     "exit_on_unknown_option",
     "home_expanded_overrides",
+    "note_another_copy_of_the_package",
     "predict_refusal",
     "unresolvable_path_interpolation",
     "unknown_nested_option",
@@ -616,6 +617,35 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
         "a second later writes to a folder of its own. Add run_name=<name>, the same for every process "
         "(e.g. run_name=ddp-$SLURM_JOB_ID)"
     )
+
+
+def note_another_copy_of_the_package(checkout: Path, prog: str) -> str | None:
+    """Say on stderr, in one line, that ``prog`` runs a copy of the package other than its checkout's
+    ``src/marsunits``, and return that line (None, and nothing said, where it runs the checkout's own or the
+    checkout has no ``src/marsunits``).
+
+    train.py and predict.py import ``marsunits`` from wherever Python finds it. After a non-editable
+    ``pip install .`` (or an editable install of another clone) that is a copy of the code taken at install
+    time: a change under the checkout's src/ did nothing, and the configs of the checkout could name options
+    the copy does not know, without a word about why. The run goes on: the copy may be the one meant.
+
+    Args:
+        checkout: The folder of the entry point (the repository root).
+        prog: The entry point's name, for the message.
+    """
+    import marsunits
+
+    own = checkout / "src" / "marsunits"
+    running = Path(marsunits.__file__).resolve().parent
+    if not (own / "__init__.py").is_file() or running == own.resolve():
+        return None
+    line = readable(
+        f"{prog}: note: running the marsunits package at {running}, not this checkout's {own}: changes "
+        f"under {own} are not used until it is installed again; `pip install -e {checkout}` installs the "
+        "checkout itself, so they take effect at once"
+    )
+    print(line, file=sys.stderr)
+    return line
 
 
 def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> None:
