@@ -2299,7 +2299,7 @@ def test_the_sdist_holds_every_file_of_the_checkout(tmp_path: Path) -> None:
     the package, README.md, pyproject.toml and the ``test_*.py`` files that setuptools picks up on its own:
     no train.py, predict.py or configs/ to train or predict with, no tests/conftest.py for its tests to run
     (they import it) and no data/README.md. MANIFEST.in now lists them: every tracked file is in it but the
-    git and CI plumbing (.gitignore, .ci/)."""
+    git and CI plumbing (.gitignore, .ci/). The build warns of nothing setuptools will refuse."""
     import shutil
     import tarfile
 
@@ -2326,6 +2326,8 @@ def test_the_sdist_holds_every_file_of_the_checkout(tmp_path: Path) -> None:
         timeout=300,
     )
     assert built.returncode == 0, built.stderr[-3000:]
+    # ``license = { text = ... }`` is deprecated (an SPDX string since setuptools 77), refused from 2027-02-18
+    assert "DeprecationWarning" not in built.stderr, built.stderr[-3000:]
     with tarfile.open(tmp_path / built.stdout.strip().splitlines()[-1]) as sdist:
         packed = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     expected = {n for n in tracked if (tree / n).is_file() and n != ".gitignore" and not n.startswith(".ci/")}
