@@ -1,8 +1,17 @@
-"""Machine description shared by the benchmark scripts (imported as a sibling module when they run)."""
+"""What every benchmark script shares (imported as a sibling module when they run): the machine description,
+the record of how a result was made (commit, library versions, arguments) and the check of ``--json``."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
@@ -23,9 +32,6 @@ def machine_info(loadavg_before: tuple[float, float, float]) -> dict[str, object
     Args:
         loadavg_before: ``os.getloadavg()`` taken when the measurement started (the one after is read here).
     """
-    import os
-    import sys
-
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -34,3 +40,51 @@ def machine_info(loadavg_before: tuple[float, float, float]) -> dict[str, object
         "loadavg_before": list(loadavg_before),
         "loadavg_after": list(os.getloadavg()),
     }
+
+
+def _git(*args: str) -> str | None:
+    """Output of ``git -C REPO <args>``, or None where git or the repository is not there."""
+    try:
+        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def reproduction(script: str, args: argparse.Namespace) -> dict[str, Any]:
+    """How to make a result again, recorded in its JSON as ``reproduce``: the script, every argument as
+    parsed (defaults included), the commit of the code that ran (``uncommitted_changes`` true when tracked
+    files differed from it; None for both outside a git checkout) and the versions of the libraries that
+    decide the figures.
+
+    Args:
+        script: the script's file name (``eval_contacts.py``).
+        args: its parsed arguments.
+    """
+    import numpy
+    import torch
+
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "script": f"benchmarks/{script}",
+        "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "commit": _git("rev-parse", "HEAD"),
+        "uncommitted_changes": None if status is None else bool(status),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def check_json_destination(parser: argparse.ArgumentParser, path: str) -> None:
+    """Stop with a usage error (exit 2) naming ``--json`` when its folder does not exist or is not writable,
+    or when it names a folder: checked before a measurement, whose figures were otherwise lost in a
+    traceback when the file was written at its end."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        parser.error(f"--json {path}: is a folder; give a file name, e.g. {target / 'result.json'}")
+    if not folder.is_dir():
+        parser.error(f"--json {path}: the folder {folder} does not exist; create it first or pick another")
+    if not os.access(folder, os.W_OK):
+        parser.error(f"--json {path}: the folder {folder} is not writable; pick another --json")

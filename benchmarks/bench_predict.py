@@ -56,7 +56,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import cpu_model  # sibling module: benchmarks/ is sys.path[0] when run as a script
+from _machine import (
+    check_json_destination,
+    cpu_model,
+    reproduction,
+)  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -313,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--skip-panorama", action="store_true", help="skip the peak-memory panorama run")
     args = p.parse_args(argv)
+    if args.rounds < 1 or (args.threads is not None and args.threads < 1):
+        p.error(f"--rounds and --threads must be at least 1, got {args.rounds} and {args.threads}")
+    check_json_destination(p, args.json)
 
     from marsunits.inference.runtime import configure_threads, resolve_precision
 
@@ -502,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_after": os.getloadavg(),
         },
     }
+    result["reproduce"] = reproduction("bench_predict.py", args)
     _print(result)
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.json).expanduser().write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
     return 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import cpu_model
+from _machine import check_json_destination, cpu_model, reproduction
 from torch.utils.data import DataLoader
 
 from marsunits.data.synthetic import SceneConfig, SyntheticScenes, generate_scene, write_scene
@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     p.add_argument("--repeats", type=int, default=3, help="runs per mode (best is reported)")
     p.add_argument("--modes", default="color,grey", help="comma-separated modes")
-    p.add_argument("--json", default=str(Path(__file__).with_name("bench_synthetic.json")))
+    p.add_argument(
+        "--json",
+        default=str(Path(__file__).with_name("bench_synthetic.json")),
+        help="result file (default: benchmarks/bench_synthetic.json; an empty value writes none)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (grid_sample); default 1")
     p.add_argument(
         "--workers",
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--size: expected WIDTHxHEIGHT such as 320x240, got {args.size!r}")
     if min(w, h, args.n, args.repeats) < 1:
         p.error(f"--size, --n and --repeats must be positive, got {args.size}, {args.n}, {args.repeats}")
+    if args.json:
+        check_json_destination(p, args.json)
     # One intra-op thread by default: the generator scales with DataLoader workers, not threads.
     torch.set_num_threads(args.threads)
     generate_scene(0, 0, SceneConfig(width=w, height=h))  # warm-up (imports, allocator)
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"write_scene (PNG x2 + GeoJSON + JSON): {write_ms:.1f} ms/scene")
     if args.json:
-        with open(args.json, "w") as fh:
+        with open(Path(args.json).expanduser(), "w") as fh:
             json.dump(
                 {
                     "scenes_per_s": rows[0]["scenes_per_s"],
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         "numpy": np.__version__,
                         "torch": torch.__version__,
                     },
+                    "reproduce": reproduction("bench_synthetic.py", args),
                 },
                 fh,
                 indent=1,

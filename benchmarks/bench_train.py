@@ -35,7 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _machine import machine_info  # sibling module: benchmarks/ is sys.path[0] when run as a script
+from _machine import (
+    check_json_destination,
+    machine_info,
+    reproduction,
+)  # sibling module: benchmarks/ is sys.path[0] when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -209,11 +213,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=4, help="timed optimiser steps per configuration")
-    p.add_argument("--batch-size", type=int, default=int(data.batch_size))
-    p.add_argument("--crop-size", type=int, default=int(data.crop_size))
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=int(data.batch_size),
+        help="images per step (default: configs/data/synthetic.yaml's batch_size)",
+    )
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        default=int(data.crop_size),
+        help="square crop side, px (default: configs/data/synthetic.yaml's crop_size)",
+    )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
     p.add_argument("--compile", action="store_true", help="also time the network under torch.compile")
-    p.add_argument("--json", default=str(Path(__file__).with_name("bench_train.json")))
+    p.add_argument(
+        "--json",
+        default=str(Path(__file__).with_name("bench_train.json")),
+        help="result file (default: benchmarks/bench_train.json)",
+    )
     p.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
@@ -251,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--model {', '.join(unknown)}: no configs/model/<name>.yaml; one of {', '.join(known)}")
     if args.steps < 1 or args.batch_size < 1 or args.crop_size < 1:
         p.error("--steps, --batch-size and --crop-size must be positive")
+    check_json_destination(p, args.json)
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     # Interleaved (round 1: every model and configuration, round 2: the same again, ...) so that a shared
@@ -291,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         "medians": summary,
         "ratios_to_first_model": ratios,
         "machine": machine_info(load_before),  # the CPU model too: rows are quoted per machine
+        "reproduce": reproduction("bench_train.py", args),
     }
-    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    Path(args.json).expanduser().write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
     return 0
 

@@ -29,10 +29,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from subprocess import CalledProcessError
 
 import numpy as np
 import shapely
-from _machine import machine_info  # sibling module: benchmarks/ is sys.path[0] when run as a script
+from _machine import (
+    check_json_destination,
+    machine_info,
+    reproduction,
+)  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from omegaconf import OmegaConf
 from scipy.spatial import cKDTree
 
@@ -130,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra predict.py override, repeatable (e.g. --set tta=true)",
     )
-    parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_contacts.json"))
+    parser.add_argument(
+        "--json",
+        default=str(REPO / "benchmarks" / "eval_contacts.json"),
+        help="result file (default: benchmarks/eval_contacts.json, the README's default column)",
+    )
     args = parser.parse_args(argv)
+    check_json_destination(parser, args.json)
     # predict.py runs from the repository root: hand it an absolute path, so that a relative --ckpt means
     # the file the caller sees from where they launched this script.
     ckpt = Path(args.ckpt).expanduser().resolve()
@@ -172,7 +182,16 @@ def main(argv: list[str] | None = None) -> int:
             *args.set,
             f"hydra.run.dir={Path(tmp) / 'hydra'}",
         ]
-        subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
+        try:
+            subprocess.run(cmd, check=True, cwd=REPO, env=dict(os.environ, WANDB_MODE="disabled"))
+        except CalledProcessError as exc:
+            # predict.py has printed its own one-line reason (a bad checkpoint, a bad --set): no traceback.
+            print(
+                f"eval_contacts.py: error: predict.py stopped with exit status {exc.returncode} (its message "
+                f"is above); nothing was written to {args.json}",
+                file=sys.stderr,
+            )
+            return exc.returncode or 1
         metrics = json.loads((out / "metrics.json").read_text())
 
         extraction: list[float] = []
@@ -230,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         "by_range": by_range.table(),
     }
     result["machine"] = machine_info(load_before)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    result["reproduce"] = reproduction("eval_contacts.py", args)
+    Path(args.json).expanduser().write_text(json.dumps(result, indent=2) + "\n")
     width_col = max(len(k) for k in result)
     for key, value in result.items():
-        if key != "by_range":
+        if key not in ("by_range", "reproduce"):
             print(f"{key:<{width_col}}  {value}")
     print("mask contact at 3 px by ground range (scenes where both masks have a contact):")
     for row in result["by_range"]:  # type: ignore[union-attr]

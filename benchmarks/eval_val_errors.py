@@ -42,7 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _machine import machine_info  # sibling module: benchmarks/ is sys.path[0] when run as a script
+from _machine import (
+    check_json_destination,
+    machine_info,
+    reproduction,
+)  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -158,18 +162,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", action="append", required=True, help="checkpoint[,override,...]")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="shared override")
-    parser.add_argument("--experiment", default="marsscapes")
+    parser.add_argument(
+        "--experiment",
+        default="marsscapes",
+        help="configs/experiment/<name>.yaml whose data config holds the validation split (default: "
+        "marsscapes)",
+    )
     parser.add_argument(
         "--root",
         default=None,
         help="dataset folder (default: the experiment's data.root, under $MARSUNITS_DATA if set, else "
         "../shared/data from the current directory, as for train.py)",
     )
-    parser.add_argument("--offsets", default="-0.5,-0.25,0,0.25,0.5,1,1.5")
+    parser.add_argument(
+        "--offsets",
+        default="-0.5,-0.25,0,0.25,0.5,1,1.5",
+        help="constants added to the rough class's log-probability, comma-separated (0 is always scored); "
+        "write --offsets=-0.5,0 when the first is negative",
+    )
     parser.add_argument("--scales", default="1", help="input scales to score each checkpoint at")
     parser.add_argument("--adapt-bn", action="store_true", help="also score with AdaBN on the split")
-    parser.add_argument("--json", default=str(REPO / "benchmarks" / "eval_val_errors.json"))
+    parser.add_argument(
+        "--json",
+        default=str(REPO / "benchmarks" / "eval_val_errors.json"),
+        help="result file (default: benchmarks/eval_val_errors.json)",
+    )
     args = parser.parse_args(argv)
+    check_json_destination(parser, args.json)
     load_before = os.getloadavg()
     offsets = sorted({float(v) for v in args.offsets.split(",")} | {0.0})
     scales = tuple(sorted({float(v) for v in args.scales.split(",")} | {1.0}))
@@ -196,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"experiment": args.experiment, "splits": results}
     report["machine"] = machine_info(load_before)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    report["reproduce"] = reproduction("eval_val_errors.py", args)
+    Path(args.json).expanduser().write_text(json.dumps(report, indent=2) + "\n")
     for res in results:
         print(f"split {res['overrides'] or 'default'} ({res['seconds']} s)")
         for ckpt, r in res["models"].items():

@@ -221,3 +221,124 @@ def test_eval_val_errors_prints_ensembles_of_any_checkpoint_paths(
     args = [a for c in ckpts for a in ("--ckpt", c)]
     assert eval_val_errors.main([*args, "--root", str(tmp_path), "--json", str(tmp_path / "out.json")]) == 0
     assert "mean of 3 (a.ckpt, runs/b.ckpt, run7): mIoU 0.5000" in capsys.readouterr().out
+
+
+REPO = BENCHMARKS.parent
+
+
+def _check_reproduce(record: dict, script: str, **arguments) -> None:
+    """A result JSON's ``reproduce``: the script, its arguments, the commit that ran and the versions."""
+    assert record["script"] == f"benchmarks/{script}"
+    for key, value in arguments.items():
+        assert record["arguments"][key] == value, key
+    if (REPO / ".git").exists():
+        assert len(record["commit"]) == 40 and isinstance(record["uncommitted_changes"], bool)
+    assert record["torch"] == torch.__version__
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the tiny network of configs/model/tiny.yaml (64 px crops), saved by Lightning."""
+    from torch.utils.data import DataLoader
+
+    from conftest import one_step_trainer, tiny_task
+
+    task = tiny_task(64)
+    samples = [{"image": torch.rand(3, 64, 64), "mask": torch.randint(0, 3, (64, 64)), "path": "0"}] * 2
+    trainer = one_step_trainer()
+    trainer.fit(task, DataLoader(samples, batch_size=2))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_eval_contacts_failed_predict_is_one_line(tmp_path, monkeypatch, capsys):
+    """predict.py refusing the checkpoint (it prints its own one-line reason) ends eval_contacts.py with
+    predict's exit status and one line saying so, not a CalledProcessError traceback; no JSON is written."""
+    import subprocess
+
+    eval_contacts = _load("eval_contacts")
+    (tmp_path / "bad.ckpt").write_bytes(b"junk")
+    monkeypatch.setattr(eval_contacts, "generate_dataset", lambda *a, **k: [])
+
+    def fake_run(cmd, **kwargs):
+        raise subprocess.CalledProcessError(2, cmd)
+
+    fake = SimpleNamespace(run=fake_run, CalledProcessError=subprocess.CalledProcessError)
+    monkeypatch.setattr(eval_contacts, "subprocess", fake)
+    out = tmp_path / "out.json"
+    assert eval_contacts.main(["--ckpt", str(tmp_path / "bad.ckpt"), "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "predict.py stopped with exit status 2" in err and str(out) in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("script", ["eval_contacts", "eval_val_errors", "bench_train", "bench_synthetic"])
+def test_json_in_a_missing_folder_stops_before_measuring(script, tmp_path, capsys):
+    """``--json`` in a folder that is not there is a usage error naming it before any measurement: the
+    figures of a whole run were lost in a traceback when the file was written at its end."""
+    module = _load(script)
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    args = {
+        "eval_contacts": ["--ckpt", str(tmp_path / "best.ckpt")],
+        "eval_val_errors": ["--ckpt", str(tmp_path / "best.ckpt"), "--root", str(tmp_path)],
+        "bench_train": ["--model", "tiny"],
+        "bench_synthetic": [],
+    }[script]
+    with pytest.raises(SystemExit) as exc:
+        module.main([*args, "--json", str(tmp_path / "no_such_folder" / "out.json")])
+    assert exc.value.code == 2
+    assert str(tmp_path / "no_such_folder") in capsys.readouterr().err
+
+
+def test_bench_predict_json_in_a_missing_folder_stops_before_measuring(tmp_path, capsys):
+    bench_predict = _load("bench_predict")
+    with pytest.raises(SystemExit) as exc:
+        bench_predict.main(["--quick", "--json", str(tmp_path / "gone" / "out.json")])
+    assert exc.value.code == 2
+    assert str(tmp_path / "gone") in capsys.readouterr().err
+
+
+def test_eval_contacts_json_records_how_to_reproduce_it(tmp_path, monkeypatch):
+    """The JSON holds the commit, the torch version and every argument (defaults included), besides the
+    machine: what is needed to run the measurement again."""
+    eval_contacts = _load("eval_contacts")
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    monkeypatch.setattr(eval_contacts, "generate_dataset", lambda *a, **k: [])
+
+    def fake_run(cmd, **kwargs):
+        out = Path(next(c for c in cmd if c.startswith("output_dir=")).split("=", 1)[1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(eval_contacts, "subprocess", SimpleNamespace(run=fake_run))
+    out = tmp_path / "out.json"
+    eval_contacts.main(["--ckpt", str(tmp_path / "best.ckpt"), "--n", "3", "--json", str(out)])
+    result = json.loads(out.read_text())
+    _check_reproduce(result["reproduce"], "eval_contacts.py", n=3, seed=777, set=[])
+    assert result["machine"]["cpus"]
+
+
+@pytest.mark.parametrize(
+    "script", ["eval_contacts", "eval_val_errors", "bench_train", "bench_synthetic", "bench_predict"]
+)
+def test_every_benchmark_argument_has_help(script, monkeypatch):
+    """``--help`` documents every argument of every benchmark script (the parser caught as main builds it)."""
+    import argparse
+
+    module = _load(script)
+    caught: list[argparse.ArgumentParser] = []
+
+    def catch(self, *args, **kwargs):
+        caught.append(self)
+        raise _StopError
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    with pytest.raises(_StopError):
+        module.main([])
+    undocumented = [
+        a.option_strings[0]
+        for a in caught[0]._actions
+        if a.option_strings and a.option_strings[0] != "-h" and not a.help
+    ]
+    assert not undocumented, f"{script}.py arguments without help: {undocumented}"
