@@ -50,10 +50,11 @@ from _machine import (
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from marsunits.errors import report_user_errors
 from marsunits.inference.adaptation import adapt_batchnorm
 from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.tiling import NETWORK_STRIDE
-from marsunits.task import SegmentationTask
+from marsunits.model_package import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 ROUGH = 1
@@ -103,8 +104,10 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Score ``ckpts`` alone, with each rough offset, at each input scale, with batch-norm statistics
     adapted to the split (``adapt_bn``), and (two or more) as probability-mean ensembles."""
+    # The models first: a file that is no model is refused in seconds, not after the split's set-up. Packages
+    # load as checkpoints do (and a checkpoint whose pickle would run code is refused, as by predict.py).
+    models = [load_model(c, map_location="cpu").eval() for c in ckpts]
     loader = _val_loader(experiment, root, overrides)
-    models = [SegmentationTask.load_from_checkpoint(c, map_location="cpu").eval() for c in ckpts]
     n = len(models)
     subsets = [s for k in range(2, n + 1) for s in itertools.combinations(range(n), k)]
     cm_offset = {(i, o): np.zeros((3, 3), np.int64) for i in range(n) for o in offsets}
@@ -160,7 +163,12 @@ def _run_name(ckpt: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", action="append", required=True, help="checkpoint[,override,...]")
+    parser.add_argument(
+        "--ckpt",
+        action="append",
+        required=True,
+        help="checkpoint or model package folder[,override,...]; repeat for more",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="shared override")
     parser.add_argument(
         "--experiment",
@@ -197,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
 
     shared = [c for c in args.ckpt if "," not in c]
     own = [c.split(",") for c in args.ckpt if "," in c]
-    missing = [c for c in [*shared, *(o[0] for o in own)] if not Path(c).expanduser().is_file()]
+    missing = [c for c in [*shared, *(o[0] for o in own)] if not Path(c).expanduser().exists()]
     if missing:  # before the (minutes-long) data set-up, not as a traceback after it
         parser.error(
             f"--ckpt: no such checkpoint {', '.join(missing)}; pass .ckpt files written by train.py "
-            "(logs/train/<run>/checkpoints/best.ckpt), each optionally followed by ,override,..."
+            "(logs/train/<run>/checkpoints/best.ckpt) or model package folders (python -m marsunits.export), "
+            "each optionally followed by ,override,..."
         )
     results = []
     if shared:
@@ -236,5 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """:func:`main` as a command: a user's error (a file that is no model, a data folder that is not there)
+    is one line and exit status 2, not a traceback (``MARSUNITS_TRACEBACK=1`` shows it)."""
+    return report_user_errors(lambda: main(argv), "eval_val_errors.py")
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

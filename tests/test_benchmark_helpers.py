@@ -135,12 +135,13 @@ def test_eval_contacts_bad_arguments_stop_before_the_scenes(tmp_path, monkeypatc
     assert needle in capsys.readouterr().err
 
 
-def test_eval_val_errors_default_root_follows_marsunits_data(eval_val_errors, tmp_path, monkeypatch):
+def test_eval_val_errors_default_root_follows_marsunits_data(
+    eval_val_errors, tiny_ckpt, tmp_path, monkeypatch
+):
     """Without --root the split is read where train.py reads it: under $MARSUNITS_DATA when it is set."""
     monkeypatch.setenv("MARSUNITS_DATA", str(tmp_path / "datasets"))
-    (tmp_path / "best.ckpt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "datasets" / "marsscapes")):
-        eval_val_errors.main(["--ckpt", str(tmp_path / "best.ckpt"), "--json", str(tmp_path / "out.json")])
+        eval_val_errors.main(["--ckpt", str(tiny_ckpt), "--json", str(tmp_path / "out.json")])
 
 
 def test_eval_val_errors_missing_checkpoint_is_a_usage_error(eval_val_errors, tmp_path, capsys):
@@ -342,3 +343,43 @@ def test_every_benchmark_argument_has_help(script, monkeypatch):
         if a.option_strings and a.option_strings[0] != "-h" and not a.help
     ]
     assert not undocumented, f"{script}.py arguments without help: {undocumented}"
+
+
+def test_eval_val_errors_scores_a_model_package_and_records_its_run(eval_val_errors, tiny_ckpt, tmp_path):
+    """Smoke test of the whole path on a small synthetic split: a model package folder is scored as its
+    checkpoint is (it was refused as "no such checkpoint"); the JSON holds both, and what reproduces it."""
+    from marsunits.model_package import load_model, write_package
+
+    package = write_package(load_model(tiny_ckpt), tmp_path / "pkg")
+    out = tmp_path / "out.json"
+    args = ["--ckpt", str(tiny_ckpt), "--ckpt", str(package), "--experiment", "synthetic"]
+    args += [
+        "--set",
+        "data.val_length=2",
+        "--set",
+        "data.val_batch_size=2",
+        "--offsets=0",
+        "--json",
+        str(out),
+    ]
+    assert eval_val_errors.main(args) == 0
+    result = json.loads(out.read_text())
+    models = result["splits"][0]["models"]
+    assert set(models) == {str(tiny_ckpt), str(package)}
+    assert models[str(tiny_ckpt)]["alone"]["miou"] == pytest.approx(models[str(package)]["alone"]["miou"])
+    assert len(result["splits"][0]["ensembles"]) == 1
+    _check_reproduce(result["reproduce"], "eval_val_errors.py", experiment="synthetic", offsets="0")
+
+
+@pytest.mark.parametrize("what", ["not_a_model", "data_root"])
+def test_eval_val_errors_user_errors_are_one_line(eval_val_errors, tiny_ckpt, tmp_path, capsys, what):
+    """A file that is no checkpoint, or a data folder that is not there, ends the command in one line naming
+    it and status 2, not a traceback."""
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    ckpt, needle = (junk, str(junk)) if what == "not_a_model" else (tiny_ckpt, str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as exc:
+        eval_val_errors.cli(["--ckpt", str(ckpt), "--root", str(tmp_path / "nowhere")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
