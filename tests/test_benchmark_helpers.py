@@ -383,3 +383,74 @@ def test_eval_val_errors_user_errors_are_one_line(eval_val_errors, tiny_ckpt, tm
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def _at(data, path: str):
+    for key in path.split("."):
+        data = data[int(key)] if isinstance(data, list) else data[key]
+    return data
+
+
+# (committed file, key path, figure as README.md quotes it, text of README.md that quotes it)
+README_FIGURES = [
+    (
+        "eval_contacts.json",
+        "boundary_f1_3px",
+        "0.62",
+        "| predicted contacts: boundary F1 at 3 px (mask contact; ",
+    ),
+    ("eval_contacts.json", "line_boundary_f1_3px", "0.59", "from the contact lines: 0.59 and 0.80) | 0.62 |"),
+    ("eval_contacts.json", "contact_distance_px", "4.9", "(from the lines: 4.8 px and 2.6 px) | 4.9 px |"),
+    (
+        "eval_contacts.json",
+        "line_contact_distance_px",
+        "4.8",
+        "(from the lines: 4.8 px and 2.6 px) | 4.9 px |",
+    ),
+    ("eval_contacts.json", "ground_median_error_m_within_15m", "0.13", "within 15 m | 0.13 m | 0.05 m |"),
+    ("eval_contacts.json", "miou", "0.962", "| mIoU on the same scenes | 0.962 | 0.987 |"),
+    (
+        "eval_contacts.json",
+        "extraction_to_truth_mean_px",
+        "0.25",
+        "to the true contact | 0.25 px | 0.25 px |",
+    ),
+    ("eval_contacts.json", "extraction_mean_distance_px", "1.21", "rover hardware) | 1.21 px | 1.21 px |"),
+    ("eval_contacts.json", "by_range.0.recall", "0.725", "| 0–4 m | 0.725 | 0.756 |"),
+    ("eval_contacts.json", "by_range.0.precision", "0.756", "| 0–4 m | 0.725 | 0.756 |"),
+    ("eval_contacts.json", "by_range.4.recall", "0.498", "| 18–30 m | 0.498 | 0.621 |"),
+    ("eval_contacts.json", "by_range.4.precision", "0.621", "| 18–30 m | 0.498 | 0.621 |"),
+    ("eval_contacts_32x_tta.json", "boundary_f1_3px", "0.868", "0.62 | 0.868 | ≥ 0.85 |"),
+    ("eval_contacts_32x_tta.json", "contact_distance_px", "1.74", "| 4.9 px | 1.74 px | ≤ 2 px |"),
+    ("eval_contacts_32x_tta.json", "miou", "0.987", "| mIoU on the same scenes | 0.962 | 0.987 |"),
+    ("eval_contacts_32x.json", "boundary_f1_3px", "0.841", "| 0.841 | **1.85 px** (lines 2.7 px) |"),
+    ("eval_contacts_32x.json", "contact_distance_px", "1.85", "| 0.841 | **1.85 px** (lines 2.7 px) |"),
+    ("eval_contacts_32x.json", "by_range.0.recall", "0.934", "| 0.900 | 0.917 | 0.934 | 0.929 |"),
+    ("eval_contacts_mmu2_seed777.json", "boundary_f1_3px", "0.654", "seed 777 BF1 **0.638 → 0.654**"),
+    ("eval_contacts_mmu2_seed777.json", "contact_distance_px", "5.06", "contact distance 5.09 → 5.06 px"),
+    ("eval_contacts_mmu2_seed555.json", "boundary_f1_3px", "0.681", "seed 555 BF1 0.659 → 0.681"),
+    ("bench_predict.json", "speedup_vs_naive", "3.58", "| **3.58×** (2.41 vs 0.67 MP/s;"),
+    ("bench_predict.json", "megapixels_per_s", "2.41", "| **3.58×** (2.41 vs 0.67 MP/s;"),
+    ("bench_predict.json", "naive_megapixels_per_s", "0.67", "| **3.58×** (2.41 vs 0.67 MP/s;"),
+    ("bench_predict.json", "fraction_of_matmul_limit", "0.61", "| **61 %** for the default engine"),
+    ("bench_predict.json", "peak_rss_gb_panorama", "1.90", "| 1.90 GB (0.85 GB of it imports);"),
+    ("bench_train.json", "rows.1.images_per_s", "4.60", "| 4.60 img/s channels_last, 3.38 img/s without;"),
+    ("bench_train.json", "rows.2.images_per_s", "5.82", "bf16 autocast (AMX) 5.82 img/s: 1.27×"),
+    ("bench_train_d4_vs_slim_128.json", "medians.3.images_per_s", "32.8", "| 32.8 against 28.6 img/s"),
+    ("bench_train_d4_vs_slim_128.json", "medians.1.images_per_s", "28.6", "| 32.8 against 28.6 img/s"),
+    ("bench_train_compile.json", "rows.2.images_per_s", "21.2", "| 21.2 img/s compiled against 25.4 eager"),
+    ("bench_train_compile.json", "rows.2.first_step_s", "64.5", "a first step of 64.5 s (compilation)"),
+    ("bench_synthetic.json", "machine_scenes_per_s", "43.7", "43.7 /s with 2 DataLoader workers"),
+]
+
+
+@pytest.mark.parametrize(("name", "key", "quoted", "text"), README_FIGURES)
+def test_readme_figures_are_those_of_the_committed_benchmark_files(name, key, quoted, text):
+    """A figure README.md quotes from a committed file in benchmarks/ is that file's value, rounded as
+    quoted, and the README sentence that quotes it is still there (a re-run that changed the file, or an
+    edit of the README, shows up here)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert text in readme, f"README.md no longer says {text!r}"
+    value = _at(json.loads((BENCHMARKS / name).read_text()), key)
+    decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+    assert f"{value:.{decimals}f}" == quoted, f"{name} {key} = {value}, README quotes {quoted}"
