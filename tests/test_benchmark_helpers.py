@@ -337,12 +337,14 @@ def test_every_benchmark_argument_has_help(script, monkeypatch):
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
     with pytest.raises(_StopError):
         module.main([])
-    undocumented = [
-        a.option_strings[0]
-        for a in caught[0]._actions
-        if a.option_strings and a.option_strings[0] != "-h" and not a.help
-    ]
+    options = [a for a in caught[0]._actions if a.option_strings and a.help != argparse.SUPPRESS]
+    undocumented = [a.option_strings[0] for a in options if a.option_strings[0] != "-h" and not a.help]
     assert not undocumented, f"{script}.py arguments without help: {undocumented}"
+    # benchmarks/README.md's table row of the script shows how to run it with every option.
+    rows = (BENCHMARKS / "README.md").read_text(encoding="utf-8").splitlines()
+    row = next(line for line in rows if line.startswith(f"| `{script}.py` |"))
+    unlisted = [a.option_strings[-1] for a in options if a.option_strings[-1] not in row + " --help"]
+    assert not unlisted, f"benchmarks/README.md's row of {script}.py does not list {unlisted}"
 
 
 def test_eval_val_errors_scores_a_model_package_and_records_its_run(eval_val_errors, tiny_ckpt, tmp_path):
