@@ -456,3 +456,56 @@ def test_readme_figures_are_those_of_the_committed_benchmark_files(name, key, qu
     value = _at(json.loads((BENCHMARKS / name).read_text()), key)
     decimals = len(quoted.split(".")[1]) if "." in quoted else 0
     assert f"{value:.{decimals}f}" == quoted, f"{name} {key} = {value}, README quotes {quoted}"
+
+
+def test_bench_synthetic_smoke_writes_its_figures(tmp_path):
+    """The whole script on a few small scenes: the JSON holds the rates the README quotes and how to rerun."""
+    bench_synthetic = _load("bench_synthetic")
+    out = tmp_path / "out.json"
+    args = ["--n", "2", "--size", "64x48", "--repeats", "1", "--modes", "color", "--workers", "0"]
+    assert bench_synthetic.main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scenes_per_s"] > 0 and result["machine_scenes_per_s"] > 0
+    assert [r["mode"] for r in result["results"]] == ["color"] and result["width"] == 64
+    _check_reproduce(result["reproduce"], "bench_synthetic.py", n=2, size="64x48", workers=0)
+
+
+def _run_script(script: str, args: list[str], cwd: Path) -> None:
+    """Run ``benchmarks/<script>.py`` as the README does, from ``cwd`` (not the repository root)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_eval_contacts_smoke_from_another_folder(tiny_ckpt, tmp_path):
+    """The whole path (scenes, predict.py, scoring) from a folder other than the repository root, with a
+    relative --ckpt and --json: the JSON holds the figures the README quotes, by_range among them."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny.ckpt").write_bytes(tiny_ckpt.read_bytes())
+    _run_script("eval_contacts", ["--ckpt", "runs/tiny.ckpt", "--n", "2", "--json", "ec.json"], tmp_path)
+    result = json.loads((tmp_path / "ec.json").read_text())
+    for key in ("boundary_f1_3px", "contact_distance_px", "miou", "extraction_to_truth_mean_px", "machine"):
+        assert result[key] is not None, key
+    assert [r["range_m"] for r in result["by_range"]] == ["0-4", "4-8", "8-12", "12-18", "18-30", ">30"]
+    _check_reproduce(result["reproduce"], "eval_contacts.py", n=2, ckpt="runs/tiny.ckpt")
+
+
+@pytest.mark.slow
+def test_bench_train_smoke_from_another_folder(tmp_path):
+    """Every configuration's worker runs and the JSON holds its rows, medians and what reproduces it."""
+    args = ["--model", "tiny", "--steps", "1", "--crop-size", "64", "--batch-size", "2", "--threads", "1"]
+    _run_script("bench_train", [*args, "--json", "bt.json"], tmp_path)
+    result = json.loads((tmp_path / "bt.json").read_text())
+    assert {r["channels_last"] for r in result["medians"]} == {False, True}
+    assert all(r["images_per_s"] > 0 for r in result["rows"])
+    _check_reproduce(result["reproduce"], "bench_train.py", model="tiny", steps=1, crop_size=64, threads=1)
