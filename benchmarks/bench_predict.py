@@ -317,8 +317,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--skip-panorama", action="store_true", help="skip the peak-memory panorama run")
     args = p.parse_args(argv)
-    if args.rounds < 1 or (args.threads is not None and args.threads < 1):
-        p.error(f"--rounds and --threads must be at least 1, got {args.rounds} and {args.threads}")
     check_json_destination(p, args.json)
 
     from marsunits.inference.runtime import configure_threads, resolve_precision
