@@ -17,7 +17,7 @@ Usage::
 
 Training uses seeds derived from ``data.seed`` (0 by default) through ``SeedSequence([seed, index])``, and
 validation/test use offsets of about 10^6; seed 777 is none of those. Writes ``--json`` (default
-``benchmarks/eval_contacts.json``).
+``benchmarks/eval_contacts.json`` for seed 777, ``benchmarks/eval_contacts_seed<N>.json`` for another seed).
 """
 
 from __future__ import annotations
@@ -137,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--json",
-        default=str(REPO / "benchmarks" / "eval_contacts.json"),
-        help="result file (default: benchmarks/eval_contacts.json, the README's default column)",
+        default=None,
+        help="result file (default: benchmarks/eval_contacts.json for seed 777, the README's default column; "
+        "benchmarks/eval_contacts_seed<N>.json for another --seed, so that it does not replace that file)",
     )
     args = parser.parse_args(argv)
+    if args.json is None:
+        name = "eval_contacts.json" if args.seed == 777 else f"eval_contacts_seed{args.seed}.json"
+        args.json = str(REPO / "benchmarks" / name)
     check_json_destination(parser, args.json)
     # predict.py runs from the repository root: hand it an absolute path, so that a relative --ckpt means
     # the file the caller sees from where they launched this script.

@@ -509,3 +509,24 @@ def test_bench_train_smoke_from_another_folder(tmp_path):
     assert {r["channels_last"] for r in result["medians"]} == {False, True}
     assert all(r["images_per_s"] > 0 for r in result["rows"])
     _check_reproduce(result["reproduce"], "bench_train.py", model="tiny", steps=1, crop_size=64, threads=1)
+
+
+def test_eval_contacts_another_seed_keeps_the_default_result_file(tmp_path, monkeypatch):
+    """Without --json, a run on another seed (the README's tuning seed 555) writes its own file instead of
+    replacing benchmarks/eval_contacts.json, the README's default column (seed 777)."""
+    eval_contacts = _load("eval_contacts")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "eval_contacts.json").write_text('{"seed": 777}')
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    monkeypatch.setattr(eval_contacts, "REPO", tmp_path)
+    monkeypatch.setattr(eval_contacts, "generate_dataset", lambda *a, **k: [])
+
+    def fake_run(cmd, **kwargs):
+        out = Path(next(c for c in cmd if c.startswith("output_dir=")).split("=", 1)[1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(eval_contacts, "subprocess", SimpleNamespace(run=fake_run))
+    eval_contacts.main(["--ckpt", str(tmp_path / "best.ckpt"), "--seed", "555", "--min-unit-area", "200"])
+    assert json.loads((tmp_path / "benchmarks" / "eval_contacts.json").read_text()) == {"seed": 777}
+    assert json.loads((tmp_path / "benchmarks" / "eval_contacts_seed555.json").read_text())["seed"] == 555
