@@ -1491,3 +1491,26 @@ def test_a_re_run_names_the_outputs_of_inputs_removed_since(
         run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
     assert not [r for r in caplog.records if "no longer" in r.getMessage()]
     assert not (out / "sub" / "gone.mask.png").exists()
+
+
+def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run with ``patterns=[jpg]`` after a run of every extension: the ``.png`` images are still in
+    input_dir, so their outputs are not those of inputs "no longer in" it (the warning said so); they are
+    said apart, at info level, naming patterns. An input removed since is still warned of."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "kept.png", 16, 16, seed=1)
+    save_rgb(inp / "b.jpg", 16, 16, seed=2)
+    save_rgb(inp / "gone.png", 16, 16, seed=3)
+    run(make_cfg(tmp_path, ckpt, inp, out))
+    (inp / "gone.png").unlink()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "patterns=[jpg]"))
+    removed = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
+    assert len(removed) == 1 and "3 output file(s)" in removed[0] and "gone.mask.png" in removed[0], removed
+    assert "kept." not in removed[0]
+    left_out = [r for r in caplog.records if "leaves out" in r.getMessage()]
+    assert len(left_out) == 1 and left_out[0].levelname == "INFO", left_out
+    assert "3 output file(s)" in left_out[0].getMessage() and "patterns=[jpg]" in left_out[0].getMessage()
+    assert (out / "kept.mask.png").exists()
