@@ -1514,3 +1514,20 @@ def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
     assert len(left_out) == 1 and left_out[0].levelname == "INFO", left_out
     assert "3 output file(s)" in left_out[0].getMessage() and "patterns=[jpg]" in left_out[0].getMessage()
     assert (out / "kept.mask.png").exists()
+
+
+def test_names_that_only_full_case_folding_joins_are_not_called_one_file() -> None:
+    """macOS and Windows compare names letter by letter (simple case folding: one letter for one): on them
+    ``Straße.png`` and ``Strasse.png``, or ``ﬁle.png`` and ``file.png``, are two files, which
+    ``str.casefold`` (``ß`` -> ``ss``) called one. Case and Unicode form alone still make one name."""
+    from marsunits.inference.writers import outputs_one_elsewhere
+
+    assert outputs_one_elsewhere(["Stra\u00dfe.png", "Strasse.png", "\ufb01le.png", "file.png"]) == []
+    assert outputs_one_elsewhere(["STRA\u00dfE.png", "stra\u00dfe.jpg", "\u03a3.png", "\u03c2.png"]) == [
+        ["STRA\u00dfE.png", "stra\u00dfe.jpg"],
+        ["\u03a3.png", "\u03c2.png"],
+    ]
+    assert outputs_one_elsewhere(["A/x.png", "a/X.png", "caf\u00e9.png", "CAFE\u0301.png", "b.png"]) == [
+        ["A/x.png", "a/X.png"],
+        ["CAFE\u0301.png", "caf\u00e9.png"],
+    ]

@@ -588,12 +588,24 @@ def outputs_one_elsewhere(paths: Iterable[str]) -> list[list[str]]:
     whose outputs (``<rel>/<stem>.mask.png``, ...) differ only in letter case or Unicode form: ``Scene.png``
     and ``scene.jpg``, ``A/x.png`` and ``a/x.png``, ``café`` composed and decomposed. Distinct files here,
     they are one file on a case-insensitive disk (macOS, Windows): the output folder copied or unzipped there
-    keeps one image's outputs for both."""
+    keeps one image's outputs for both. Letters are folded one for one, as those disks compare them (simple
+    case folding): ``Straße`` and ``Strasse`` are two names there, which ``str.casefold`` (``ß`` -> ``ss``)
+    joined."""
     groups: dict[str, list[str]] = defaultdict(list)
     for path in paths:
         rel = PurePosixPath(path)
-        groups[unicodedata.normalize("NFC", rel.with_name(rel.stem).as_posix()).casefold()].append(path)
+        name = unicodedata.normalize("NFD", rel.with_name(rel.stem).as_posix())
+        groups[unicodedata.normalize("NFC", "".join(map(_fold_letter, name)))].append(path)
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def _fold_letter(letter: str) -> str:
+    """``letter`` case-folded when that gives one letter (Python has only full case folding, ``ß`` -> ``ss``),
+    else lower-cased when that does, else as it is: close to Unicode's simple case folding."""
+    for folded in (letter.casefold(), letter.lower()):
+        if len(folded) == 1:
+            return folded
+    return letter
 
 
 def has_outputs(row: Mapping[str, Any]) -> bool:
