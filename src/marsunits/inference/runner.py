@@ -1109,7 +1109,8 @@ class _Session:
             PurePosixPath(rel).with_suffix("").as_posix()
             for rel in [*self.all_inputs, *(str(row["path"]) for row in rows)]
         }
-        left_out = [p for p in stale if self._input_left_out(p, known)]
+        flags = [self._input_left_out(p, known) for p in stale]
+        left_out = [p for p, out in zip(stale, flags, strict=True) if out]
         if left_out:
             log.info(
                 "%d output file(s) in %s are of images in %s that patterns=[%s] leaves out, so in none of "
@@ -1119,7 +1120,7 @@ class _Session:
                 printable(os.fspath(self.input_dir)),
                 ",".join(e.lstrip(".") for e in normalise_patterns(self.opts.patterns)),
             )
-        stale = [p for p in stale if p not in left_out]
+        stale = [p for p, out in zip(stale, flags, strict=True) if not out]
         if stale:
             names = [printable(p.relative_to(self.output_dir).as_posix()) for p in stale]
             log.warning(
