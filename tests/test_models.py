@@ -69,6 +69,15 @@ def test_encoder_depth_and_decoder_channels_change_the_size_divisor() -> None:
         build_model("fpn", TINY, None, 3, 3, decoder_channels=[32, 16, 8, 8, 8])
 
 
+def test_decoder_widths_that_are_not_whole_numbers_of_at_least_one_are_refused_without_building() -> None:
+    """``check_depth`` runs before the run folder is made: a width given as one number was a ``TypeError``
+    (a traceback in the run), a word was int()'s "invalid literal", and 8.5 or true were read as 8 and 1."""
+    for widths in (64, "abc", ["a", "b", "c"], [8.5, 8, 8], [True, 8, 8], [0, 8, 8], [-8, 8, 8]):
+        with pytest.raises(ValueError, match="decoder_channels must be a list of whole numbers >= 1"):
+            check_depth("unet", 3, widths)  # type: ignore[arg-type]
+    assert check_depth("unet", 3, (32, 16, 8)) == [32, 16, 8]
+
+
 def test_a_unet_of_fewer_stages_without_decoder_widths_takes_smps_first_widths() -> None:
     """``decoder_channels=None`` is documented as smp's default widths cut to the depth; smp's default has 5
     widths, and every other depth was refused ("Model depth is 4, but you provide `decoder_channels` for 5

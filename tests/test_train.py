@@ -2270,6 +2270,16 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
         ("model.encoder_depth=7", "model.encoder_depth=7: encoder_depth must be a whole number from 1 to 5"),
         ("model.decoder_channels=[8,8]", "decoder_channels needs one width per encoder stage"),
         ("model=fpn_lite0 model.encoder_depth=2", "arch 'fpn' needs 3 to 5 encoder stages"),
+        # The widths' key, not model.encoder_depth; 64 (no list) was a TypeError traceback in the run
+        ("model.decoder_channels=64", "model.decoder_channels=64: decoder_channels must be a list of whole"),
+        ("model.decoder_channels=[a,b,c]", "model.decoder_channels=['a', 'b', 'c']: decoder_channels must"),
+        ("model.decoder_channels=[8.5,8,8]", "model.decoder_channels=[8.5, 8, 8]: decoder_channels must"),
+        ("model.decoder_channels=[0,8,8]", "model.decoder_channels=[0, 8, 8]: decoder_channels must"),
+        ("model.decoder_channels=[8,8]", "model.decoder_channels=[8, 8]: decoder_channels needs one width"),
+        (
+            "model=fpn_lite0 model.decoder_channels=[8,8,8,8,8]",
+            "model.decoder_channels=[8, 8, 8, 8, 8]: decoder_channels is only configurable for arch 'unet'",
+        ),
         ("model.lr=0", "model.lr must be a number > 0, got 0"),
         ("model.weight_decay=-1", "model.weight_decay must be a number >= 0, got -1"),
         ("trainer.precision=15", "trainer.precision=15: give one of Lightning's precisions"),

@@ -719,7 +719,9 @@ def check_model_values(cfg: DictConfig) -> None:
     try:  # the task's own checks, which ran only once the scenes were rendered (model.encoder_depth=7)
         check_depth(arch, model.get("encoder_depth", 5), model.get("decoder_channels"))
     except ValueError as exc:
-        raise ConfigError(f"model.encoder_depth={model.get('encoder_depth', 5)!r}: {exc}") from None
+        # Named by the key the message is about: the widths' refusals named model.encoder_depth.
+        key = "decoder_channels" if str(exc).startswith("decoder_channels") else "encoder_depth"
+        raise ConfigError(f"model.{key}={model.get(key, 5)!r}: {exc}") from None
     try:  # model.lr=0: the task's message, naming the key
         check_numbers(
             {k: model.get(k, _DEFAULTS[k]) for k in ("lr", "encoder_lr_mult")},

@@ -110,14 +110,19 @@ _THREE_STAGES_AT_LEAST = ("fpn", "deeplabv3plus")
 _UNET_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 
 
+def _is_width(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
+
+
 def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] | None) -> list[int] | None:
     """Check the encoder depth and decoder widths :func:`build_model` takes, without building anything; return
     the widths to build with (``None`` for a non-Unet architecture).
 
     Raises:
         ValueError: an ``encoder_depth`` outside 1..5 (the stages a timm encoder has), or below 3 for FPN and
-            DeepLabV3+; ``decoder_channels`` for an architecture other than Unet, or not one width per
-            encoder stage.
+            DeepLabV3+; ``decoder_channels`` for an architecture other than Unet, not a list of whole
+            numbers >= 1, or not one width per encoder stage. Each message starts with the argument it is
+            about (``encoder_depth`` or ``decoder_channels``).
     """
     depth = encoder_depth
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or not 1 <= int(depth) <= 5:
@@ -140,6 +145,16 @@ def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] |
         # smp's default has 5 widths and refused any other depth ("Model depth is 4, but you provide
         # `decoder_channels` for 5 blocks"): the first encoder_depth of them, as documented.
         return list(_UNET_DECODER_CHANNELS[: int(encoder_depth)])
+    if (
+        isinstance(decoder_channels, str | bytes)
+        or not isinstance(decoder_channels, Sequence)
+        or not all(_is_width(c) for c in decoder_channels)
+    ):
+        # int() read 8.5 as 8 and true as 1, and took "abc" as three widths; one number was a TypeError.
+        raise ValueError(
+            "decoder_channels must be a list of whole numbers >= 1, one width per encoder stage (e.g. "
+            f"[64, 32, 16, 16] for encoder_depth=4), or null for smp's; got {decoder_channels!r}."
+        )
     channels = [int(c) for c in decoder_channels]
     if len(channels) != int(encoder_depth):
         raise ValueError(
