@@ -331,6 +331,34 @@ def test_a_stopped_run_is_one_line_with_the_way_on(
         assert str(out / "masks" / "a.png") in err and "free space" in err
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm", "full", "missing"])
+def test_marsunits_traceback_shows_the_traceback_as_every_command_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """``MARSUNITS_TRACEBACK=1`` shows the traceback (train.py, predict.py and the export raise it); the
+    pseudo-label CLI printed its one line whatever the variable said."""
+    import errno
+    import os
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import pseudo_labels
+
+    raised: dict[str, BaseException] = {
+        "ctrl-c": KeyboardInterrupt(),
+        "sigterm": TerminatedError(),
+        "full": OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "a.png")),
+        "missing": FileNotFoundError(f"{tmp_path}/x: no such folder"),
+    }
+
+    def stopped(*args: object) -> None:
+        raise raised[stop]
+
+    monkeypatch.setattr(pseudo_labels, "write_pseudo_labels", stopped)
+    monkeypatch.setenv("MARSUNITS_TRACEBACK", "1")
+    with pytest.raises(type(raised[stop])):
+        main(["--predictions", str(tmp_path), "--images", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
 def test_an_image_copy_is_never_left_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where a link could not be made, the image was copied in place: a disk that filled mid-copy left a
     truncated image under images/ for training to read, and a full or read-only disk refusing the link was

@@ -207,3 +207,37 @@ def test_a_stop_while_the_preview_is_written_is_one_line_too(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "--overwrite" in err and (f"cannot write {out / 'preview.png'}" in err or stop != "full")
     assert len(list((out / "masks").iterdir())) == 2
+
+
+@pytest.mark.parametrize("stop", ["full", "ctrl-c"])
+def test_marsunits_traceback_shows_the_stop_as_every_command_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """``MARSUNITS_TRACEBACK=1`` shows the traceback of a stop or a full disk (train.py, predict.py and the
+    export raise it); the synthetic CLI printed its one line whatever the variable said. The half-written
+    scene is still removed first."""
+    import errno
+    import os
+
+    from marsunits.data.synthetic import cli
+
+    real = cli.write_scene
+    written: list[int] = []
+
+    def write_scene(scene, out):  # type: ignore[no-untyped-def]
+        if written:
+            from marsunits.data.io import write_png_atomic
+
+            write_png_atomic(Path(out) / "images" / f"{scene.name}.png", scene.image)
+            if stop == "full":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(out) / "masks" / "x.png"))
+            raise KeyboardInterrupt
+        written.append(1)
+        return real(scene, out)
+
+    monkeypatch.setattr(cli, "write_scene", write_scene)
+    monkeypatch.setenv("MARSUNITS_TRACEBACK", "1")
+    out = tmp_path / "syn"
+    with pytest.raises(OSError if stop == "full" else KeyboardInterrupt):
+        main(["--out", str(out), "--n", "3", "--size", "32x24"])
+    assert len(list((out / "images").iterdir())) == 1  # whole scenes only

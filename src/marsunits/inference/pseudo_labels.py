@@ -308,8 +308,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.predictions, args.images, args.out, args.threshold, args.nodata_max
             )
     except (FileNotFoundError, ValueError) as exc:
+        if os.environ.get("MARSUNITS_TRACEBACK"):  # the traceback, as every command shows it then
+            raise
         parser.exit(2, readable(f"{PROG}: error: {exc}\n"))
     except (KeyboardInterrupt, TerminatedError) as exc:
+        if os.environ.get("MARSUNITS_TRACEBACK"):
+            raise
         # One line, as predict.py and train.py say it (a traceback; SIGTERM ended the command silently).
         how, status = stop_said(exc)
         parser.exit(
@@ -317,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as exc:
         full = storage_problem(exc, f"free space or choose another --out, then {again}", args.out)
-        if full is None:
+        if full is None or os.environ.get("MARSUNITS_TRACEBACK"):
             raise
         parser.exit(2, readable(f"{PROG}: error: {full}\n"))
     # A folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it once the labels were written.

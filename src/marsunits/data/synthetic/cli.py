@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -135,9 +136,9 @@ def _check_writable(out: Path) -> None:
 
 def _stopped(exc: BaseException, out: Path, writing: str | None, done: int, n: int) -> int:
     """Say in one line why the generation stopped after ``done`` of ``n`` scenes and return the exit status
-    (130 Ctrl-C, 143 SIGTERM, 2 a full or read-only disk); re-raise any other ``OSError``. The files of the
-    scene ``writing`` (some may be written: an image without its mask) are removed first, so ``out`` holds
-    whole scenes only. It printed a traceback out of the renderer (SIGTERM: nothing) and left that scene
+    (130 Ctrl-C, 143 SIGTERM, 2 a full or read-only disk); re-raise any other ``OSError``, and any ``exc``
+    with ``MARSUNITS_TRACEBACK`` set. The files of the scene ``writing`` (some may be written: an image
+    without its mask) are removed first, so ``out`` holds whole scenes only. It printed a traceback out of the renderer (SIGTERM: nothing) and left that scene
     half there."""
     if isinstance(exc, OSError) and exc.errno not in STORAGE_ERRNOS:
         raise exc
@@ -150,6 +151,8 @@ def _stopped(exc: BaseException, out: Path, writing: str | None, done: int, n: i
         ):
             with contextlib.suppress(OSError):
                 (out / part).unlink(missing_ok=True)
+    if os.environ.get("MARSUNITS_TRACEBACK"):  # the traceback, as every command shows it then
+        raise exc
     again = f"run the same command with --overwrite to render the set ({done} of {n} scenes written to {out})"
     full = storage_problem(exc, f"free space or choose another --out, then {again}", out)
     if full is not None:
