@@ -912,12 +912,18 @@ class InterruptAtStep(pl.Callback):
     its SIGTERM handler raises), after optimiser step ``step``."""
 
     def __init__(
-        self, step: int, sigterm: bool = False, data_error: bool = False, in_validation: bool = False
+        self,
+        step: int,
+        sigterm: bool = False,
+        data_error: bool = False,
+        in_validation: bool = False,
+        full_disk_at_last: bool = False,
     ) -> None:
         self.step = step
         self.sigterm = sigterm
         self.data_error = data_error
         self.in_validation = in_validation
+        self.full_disk_at_last = full_disk_at_last  # last.ckpt's write then fails as on a full disk
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if self.in_validation and not trainer.sanity_checking and trainer.global_step == self.step:
@@ -931,6 +937,17 @@ class InterruptAtStep(pl.Callback):
                 from marsunits.data.io import read_image
 
                 read_image(Path("images/a.png"))  # ImageReadError: it was faked with a DataError
+            if self.full_disk_at_last:
+                from marsunits import checkpoint_io
+
+                real_save = checkpoint_io.torch.save
+
+                def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+                    if "last.ckpt" in str(getattr(f, "name", f)):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    real_save(obj, f, *args, **kwargs)
+
+                checkpoint_io.torch.save = save  # type: ignore[assignment]  # this process ends with the stop
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
 
@@ -1161,6 +1178,32 @@ def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -
     (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
     assert Path(trial_dir).parent.parent == logs / "train" and "seed=1" in args and "ckpt_path=last" in args
     resumed = train(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
+    assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder
+
+
+def test_a_sweep_trial_stopped_without_last_ckpt_is_told_to_go_on_alone_from_best_ckpt(
+    tmp_path: Path,
+) -> None:
+    """A sweep trial stopped where no last.ckpt could be written (a full disk; save_last=false) said "run the
+    same command with ckpt_path=<the trial's best.ckpt>": the sweep's command, which would resume every
+    trial from that one trial's checkpoint. The advice is the trial's own command, and it finishes there."""
+    import shlex
+
+    logs = tmp_path / "logs"
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    common = [*TINY, "trainer.max_epochs=2", "test=false", "logger=csv", f"paths.log_dir={logs}"]
+    no_last = ["callbacks.model_checkpoint.save_last=false", "+callbacks.stop.full_disk_at_last=true"]
+    sweep = _train_py(tmp_path, "-m", *common, *stop, *no_last, "+callbacks.stop.sigterm=true", "seed=1,2")
+    assert sweep.returncode == 143, sweep.stderr[-3000:]
+    (said,) = [ln for ln in sweep.stderr.splitlines() if "optimiser step 3" in ln]
+    assert "the same command with" not in said, said
+    command = said.split("to go on: python train.py ", 1)[1].split(" (the sweep's own command", 1)[0]
+    args = shlex.split(command)
+    (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
+    assert f"ckpt_path={Path(trial_dir) / 'checkpoints' / 'best.ckpt'}" in args and "seed=1" in args, args
+    resumed = _train_py(tmp_path, *[a for a in args if not a.startswith("+callbacks.stop")])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder

@@ -145,7 +145,8 @@ def _say_without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> None:
 def _without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> str:
     """How to go on when ``last.ckpt`` could not be written and none was saved before: from the checkpoint
     this part resumed (the same command again), from a checkpoint the folder holds (``best.ckpt``, written
-    at an epoch's end just before a disk too full for the first ``last.ckpt``), else from the beginning.
+    at an epoch's end just before a disk too full for the first ``last.ckpt``; in a sweep, by the trial's own
+    command), else from the beginning.
     "Without ckpt_path" was said in every case: refused in a folder holding ``best.ckpt`` (``already holds
     a run``), and the loss of the earlier parts of a resumed run."""
     resumed = getattr(trainer, "ckpt_path", None)
@@ -157,6 +158,10 @@ def _without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> str:
     held = sorted(dirpath.glob("*.ckpt"))
     if held:
         chosen = next((p for p in held if p.name == "best.ckpt"), held[0])
+        if in_multirun():  # the sweep's command with this ckpt_path would resume every trial from it
+            return f"{chosen}, of the best epoch so far, is kept. " + _trial_resume_advice(
+                "Run", dirpath.parent, f"ckpt_path={chosen}"
+            )
         return (
             f"{chosen}, of the best epoch so far, is kept: run the same command with "
             f"{shlex.quote(f'ckpt_path={chosen}')} to go on from it (the steps after it are trained again)."
@@ -176,10 +181,10 @@ def _resume_overrides(run_dir: Path) -> str:
     return "ckpt_path=last"
 
 
-def _trial_resume_advice(then: str, trial_dir: Path) -> str:
+def _trial_resume_advice(then: str, trial_dir: Path, resume: str = "ckpt_path=last") -> str:
     """How to go on with the interrupted trial of a sweep: the sweep's command with ``ckpt_path=last`` looked
     for runs of its first trial's job under ``logs/train/*/`` and refused every trial; the trial itself
-    resumes alone, in its own folder, with its own overrides."""
+    resumes alone, in its own folder, with its own overrides and ``resume`` (the checkpoint to go on from)."""
     from hydra.core.hydra_config import HydraConfig
 
     task = list(HydraConfig.get().overrides.task)
@@ -188,8 +193,8 @@ def _trial_resume_advice(then: str, trial_dir: Path) -> str:
     overrides = " ".join(shlex.quote(o) for o in task)
     return (
         f"{then} this trial alone to go on: python train.py {overrides} "
-        f"{shlex.quote(f'hydra.run.dir={trial_dir}')} ckpt_path=last (the sweep's own command starts its "
-        "trials anew, in a new folder)."
+        f"{shlex.quote(f'hydra.run.dir={trial_dir}')} {shlex.quote(resume)} (the sweep's own command starts "
+        "its trials anew, in a new folder)."
     )
 
 
