@@ -1043,6 +1043,28 @@ def test_an_export_stopped_between_its_two_files_goes_on_with_the_same_command(
     load_package(out)
 
 
+@pytest.mark.parametrize("left", [WEIGHTS_NAME, JSON_NAME])
+def test_a_half_package_is_named_incomplete_and_overwrite_writes_it(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], left: str
+) -> None:
+    """A stop between the two renames (or an export of before 2026-12-06 stopped between its two files, or
+    a partial copy) leaves one package file: the same command said the folder "already holds a model
+    package", which load_model refuses as incomplete. It is named as the incomplete package it is, and
+    overwrite=true writes the package."""
+    out = tmp_path / "pkg"
+    export_checkpoint(checkpoint, out)
+    (out / ({WEIGHTS_NAME, JSON_NAME} - {left}).pop()).unlink()
+    argv = [f"ckpt_path={checkpoint}", f"out={out}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    missing = ({WEIGHTS_NAME, JSON_NAME} - {left}).pop()
+    assert f"holds {left} without {missing}" in err and "overwrite=true" in err, err
+    assert "already holds a model package" not in err
+    assert [p.name for p in out.iterdir()] == [left]  # nothing is removed unasked
+    assert main([*argv, "overwrite=true"]) == 0
+    load_package(out)
+
+
 def test_a_full_disk_export_names_the_package_folder_and_the_export_s_own_fix(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

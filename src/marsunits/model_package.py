@@ -231,8 +231,9 @@ def write_package(
         The package folder.
 
     Raises:
-        FileExistsError: ``out`` already holds a package and ``overwrite`` is False, ``out`` is a file or a
-            folder with other files, or a file stands where one of its parent folders would be.
+        FileExistsError: ``out`` already holds a package, or one of its two files (named as incomplete), and
+            ``overwrite`` is False, ``out`` is a file or a folder with other files, or a file stands where
+            one of its parent folders would be.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -245,6 +246,14 @@ def write_package(
             "made there; give an out under a folder (or move that file away)."
         )
     if is_package(out) and not overwrite:
+        held = [name for name in (WEIGHTS_NAME, JSON_NAME) if (out / name).is_file()]
+        if len(held) == 1:  # "already holds a model package" for a folder load_model refuses as incomplete
+            (missing,) = {WEIGHTS_NAME, JSON_NAME} - set(held)
+            raise FileExistsError(
+                f"out={out} holds {held[0]} without {missing}, an incomplete model package (an export "
+                "stopped before it finished, or a partial copy); pass overwrite=true to write the package "
+                "there, or choose another out."
+            )
         raise FileExistsError(
             f"{out} already holds a model package; pass overwrite=true to replace it, or choose another out."
         )
