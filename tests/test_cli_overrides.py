@@ -44,6 +44,8 @@ def test_a_misspelt_option_is_named_with_the_one_meant(config: str, arg: str, su
         # The option that ends in the name typed, not the closest spelling (model.subclasses: another thing).
         ("train", ["model.classes=4"], "model.classes", "model.num_classes"),
         ("train", ["data.workers=4"], "data.workers", "data.num_workers"),
+        # Of two options ending in it, the closer (decoder_channels came first, by the alphabet).
+        ("train", ["model.channels=1"], "model.channels", "model.in_channels"),
         # The experiment's data group (marsscapes) is the one checked, not train.yaml's default.
         ("train", ["experiment=marsscapes", "data.crop=256"], "data.crop", "data.crop_size"),
         ("predict", ["contact.min_lenght_px=20"], "contact.min_lenght_px", "contact.min_length_px"),

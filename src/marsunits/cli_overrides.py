@@ -80,11 +80,13 @@ def _names(config_dir: Path, config_name: str) -> tuple[set[str], list[str]]:
 
 def _closest(name: str, known: Sequence[str]) -> str | None:
     """A known name that starts the typed one (``tile`` in ``tile_size``), else one that ends in it after an
-    underscore (``num_classes`` for ``classes``: the closest spelling was ``subclasses``, another option),
-    else the most similar, or None."""
+    underscore (``num_classes`` for ``classes``: the closest spelling was ``subclasses``, another option;
+    of several, the most similar), else the most similar, or None."""
     prefixed = sorted((n for n in known if len(n) >= 3 and name.startswith(n)), key=len, reverse=True)
     suffixed = sorted(n for n in known if len(name) >= 3 and n.endswith(f"_{name}"))
-    guess = prefixed[:1] or suffixed[:1] or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    # Of several (model.channels: in_channels, decoder_channels), the closest spelling.
+    suffixed = difflib.get_close_matches(name, suffixed, n=1, cutoff=0)
+    guess = prefixed[:1] or suffixed or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return guess[0] if guess else None
 
 
