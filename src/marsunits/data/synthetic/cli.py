@@ -138,8 +138,8 @@ def _stopped(exc: BaseException, out: Path, writing: str | None, done: int, n: i
     """Say in one line why the generation stopped after ``done`` of ``n`` scenes and return the exit status
     (130 Ctrl-C, 143 SIGTERM, 2 a full or read-only disk); re-raise any other ``OSError``, and any ``exc``
     with ``MARSUNITS_TRACEBACK`` set. The files of the scene ``writing`` (some may be written: an image
-    without its mask) are removed first, so ``out`` holds whole scenes only. It printed a traceback out of the renderer (SIGTERM: nothing) and left that scene
-    half there."""
+    without its mask) are removed first, so ``out`` holds whole scenes only. It printed a traceback out of
+    the renderer (SIGTERM: nothing) and left that scene half there."""
     if isinstance(exc, OSError) and exc.errno not in STORAGE_ERRNOS:
         raise exc
     if writing is not None:
