@@ -1209,6 +1209,36 @@ def test_a_sweep_trial_stopped_without_last_ckpt_is_told_to_go_on_alone_from_bes
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder
 
 
+def test_a_time_named_run_stopped_without_last_ckpt_goes_on_from_best_ckpt_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    """A run under the time-made name stopped where no last.ckpt could be written was told "the same command
+    with ckpt_path=<its best.ckpt>": a new time-named folder, the stopped run's left unfinished beside it.
+    As for last.ckpt, the advice pins the run's name, and followed literally it finishes the run there."""
+    import shlex
+
+    logs = tmp_path / "logs"
+    common = [*TINY, "trainer.max_epochs=2", "test=false", "logger=csv", f"paths.log_dir={logs}"]
+    common.append("callbacks.model_checkpoint.save_last=false")
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    stopped = _train_py(
+        tmp_path, *common, *stop, "+callbacks.stop.sigterm=true", "+callbacks.stop.full_disk_at_last=true"
+    )
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    (said,) = [ln for ln in stopped.stderr.splitlines() if "optimiser step 3" in ln]
+    (folder,) = (logs / "train").iterdir()
+    given = said.split("run the same command with ", 1)[1].split(" to go on from it", 1)[0]
+    assert shlex.split(given) == [
+        f"run_name={folder.name}",
+        f"ckpt_path={folder / 'checkpoints' / 'best.ckpt'}",
+    ]
+    resumed = _train_py(tmp_path, *common, *shlex.split(given))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [folder] == list((logs / "train").iterdir())  # in the run's own folder
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts
+
+
 def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -162,23 +162,27 @@ def _without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> str:
             return f"{chosen}, of the best epoch so far, is kept. " + _trial_resume_advice(
                 "Run", dirpath.parent, f"ckpt_path={chosen}"
             )
+        # With the time-made name pinned, as _resume_overrides does: the run goes on in its own folder (the
+        # same command alone made a new time-named one, leaving this run unfinished beside it).
+        resume = _resume_overrides(dirpath.parent, f"ckpt_path={chosen}")
         return (
-            f"{chosen}, of the best epoch so far, is kept: run the same command with "
-            f"{shlex.quote(f'ckpt_path={chosen}')} to go on from it (the steps after it are trained again)."
+            f"{chosen}, of the best epoch so far, is kept: run the same command with {resume} to go on from "
+            "it (the steps after it are trained again)."
         )
     return "No checkpoint of this run was written yet: run it again without ckpt_path to start it anew."
 
 
-def _resume_overrides(run_dir: Path) -> str:
-    """What to add to the command to resume this run: ``ckpt_path=last``, with ``run_name=<its folder>`` when
-    its name was the time-made default (pinned by the command line, ``cli_overrides.claim_run_folder``).
+def _resume_overrides(run_dir: Path, resume: str = "ckpt_path=last") -> str:
+    """What to add to the command to resume this run: ``resume`` (``ckpt_path=last``, or a checkpoint of the
+    run), with ``run_name=<its folder>`` when its name was the time-made default (pinned by the command line,
+    ``cli_overrides.claim_run_folder``).
     Without the name, ``ckpt_path=last`` resumes the newest run of the same model, data and seed: of runs
     stopped together with the same settings (a job array re-run), each resumed the newest one."""
     from marsunits.training import PINNED_RUN_NAME_ENV
 
     if os.environ.get(PINNED_RUN_NAME_ENV) == run_dir.name:
-        return f"{shlex.quote(f'run_name={run_dir.name}')} ckpt_path=last"
-    return "ckpt_path=last"
+        return f"{shlex.quote(f'run_name={run_dir.name}')} {shlex.quote(resume)}"
+    return shlex.quote(resume)
 
 
 def _trial_resume_advice(then: str, trial_dir: Path, resume: str = "ckpt_path=last") -> str:
