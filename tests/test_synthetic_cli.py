@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from marsunits.atomic import host_digest
 from marsunits.data.synthetic.cli import main
 
 
@@ -241,3 +242,30 @@ def test_marsunits_traceback_shows_the_stop_as_every_command_does(
     with pytest.raises(OSError if stop == "full" else KeyboardInterrupt):
         main(["--out", str(out), "--n", "3", "--size", "32x24"])
     assert len(list((out / "images").iterdir())) == 1  # whole scenes only
+
+
+def test_a_killed_generations_temporaries_do_not_refuse_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A generation killed with SIGKILL (no handler runs) leaves its atomic writer's hidden temporary in
+    images/: the same command was then refused as "already holds scenes (e.g. .0000.png.<pid>@...tmp)",
+    though no scene was written. A live writer's temporary still counts."""
+    out = tmp_path / "syn"
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = out / "images" / f".synth_s4_000000.png.{int(gone.stdout)}@{host_digest()}.abcd1234.tmp"
+    dead.parent.mkdir(parents=True)
+    dead.write_bytes(b"half a png")
+    args = ["--out", str(out), "--n", "2", "--seed", "4", "--size", "64x48"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert not dead.exists()
+    assert sorted(p.name for p in (out / "images").iterdir()) == [
+        "synth_s4_000000.png",
+        "synth_s4_000001.png",
+    ]
+
+    live = out / "masks" / f".synth_s4_000002.png.1@{host_digest()}.abcd1234.tmp"  # pid 1 always runs
+    live.write_bytes(b"being written")
+    assert main([*args, "--n", "3"]) == 2 and "already holds scenes" in capsys.readouterr().err
+    assert live.exists()

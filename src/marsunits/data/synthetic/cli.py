@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from marsunits.atomic import atomic_write_text
+from marsunits.atomic import atomic_write_text, remove_stale_temporaries
 from marsunits.data.synthetic.config import MODES, SceneConfig
 from marsunits.data.synthetic.dataset import write_scene
 from marsunits.data.synthetic.preview import write_preview
@@ -115,10 +115,15 @@ SCENE_FILES = ("scenes.json", "preview.png")
 
 
 def _earlier_outputs(out: Path) -> list[Path]:
-    """Files the generator wrote under ``out`` before (its folders' files, ``scenes.json``, the preview)."""
+    """Files the generator wrote under ``out`` before (its folders' files, ``scenes.json``, the preview).
+
+    The temporaries a killed generation (SIGKILL, a power loss) left in its folders are removed first
+    (:func:`~marsunits.atomic.remove_stale_temporaries`: only those of processes gone): they are no scenes,
+    and had the next run refused as "already holds scenes (e.g. .0000.png.<pid>@....tmp)"."""
     found = [out / name for name in SCENE_FILES if (out / name).is_file()]
     for folder in SCENE_FOLDERS:
         if (out / folder).is_dir():
+            remove_stale_temporaries(out / folder)
             found += sorted(f for f in (out / folder).iterdir() if f.is_file())
     return found
 
