@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from marsunits.user_paths import expand_home
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -79,8 +81,9 @@ def reproduction(script: str, args: argparse.Namespace) -> dict[str, Any]:
 def check_json_destination(parser: argparse.ArgumentParser, path: str) -> None:
     """Stop with a usage error (exit 2) naming ``--json`` when its folder does not exist or is not writable,
     or when it names a folder: checked before a measurement, whose figures were otherwise lost in a
-    traceback when the file was written at its end."""
-    target = Path(path).expanduser()
+    traceback when the file was written at its end. A ``~`` is read by :func:`expand_home`, as the scripts
+    read it when they write the file (a ``~name`` naming no user stays a folder of that name)."""
+    target = expand_home(path)
     folder = target.parent
     if target.is_dir():
         parser.error(f"--json {path}: is a folder; give a file name, e.g. {target / 'result.json'}")

@@ -64,6 +64,8 @@ from _machine import (
 from omegaconf import OmegaConf
 from PIL import Image
 
+from marsunits.user_paths import expand_home
+
 REPO = Path(__file__).resolve().parents[1]
 #: Window side of predict.py's default layout until 2026-11-25 (with overlap 0.25), kept as a comparison row.
 PREVIOUS_TILE = 256
@@ -509,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["reproduce"] = reproduction("bench_predict.py", args)
     _print(result)
-    Path(args.json).expanduser().write_text(json.dumps(result, indent=1) + "\n")
+    expand_home(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
     return 0
 

@@ -29,6 +29,7 @@ from _machine import check_json_destination, cpu_model, reproduction
 from torch.utils.data import DataLoader
 
 from marsunits.data.synthetic import SceneConfig, SyntheticScenes, generate_scene, write_scene
+from marsunits.user_paths import expand_home
 
 TARGET_SCENES_PER_S = 30.0
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"write_scene (PNG x2 + GeoJSON + JSON): {write_ms:.1f} ms/scene")
     if args.json:
-        with open(Path(args.json).expanduser(), "w") as fh:
+        with open(expand_home(args.json), "w") as fh:
             json.dump(
                 {
                     "scenes_per_s": rows[0]["scenes_per_s"],

@@ -41,6 +41,8 @@ from _machine import (
     reproduction,
 )  # sibling module: benchmarks/ is sys.path[0] when run as a script
 
+from marsunits.user_paths import expand_home
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(load_before),  # the CPU model too: rows are quoted per machine
         "reproduce": reproduction("bench_train.py", args),
     }
-    Path(args.json).expanduser().write_text(json.dumps(result, indent=1) + "\n")
+    expand_home(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.json}")
     return 0
 

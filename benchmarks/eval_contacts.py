@@ -47,6 +47,7 @@ from marsunits.boundary.extract import contacts_from_mask
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, line_scores, scored_cracks
 from marsunits.data.io import read_mask
 from marsunits.data.synthetic import SceneConfig, generate_dataset
+from marsunits.user_paths import expand_home
 
 REPO = Path(__file__).resolve().parents[1]
 GROUND_RANGE_M = 15.0
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["machine"] = machine_info(load_before)
     result["reproduce"] = reproduction("eval_contacts.py", args)
-    Path(args.json).expanduser().write_text(json.dumps(result, indent=2) + "\n")
+    expand_home(args.json).write_text(json.dumps(result, indent=2) + "\n")
     width_col = max(len(k) for k in result)
     for key, value in result.items():
         if key not in ("by_range", "reproduce"):

@@ -55,6 +55,7 @@ from marsunits.inference.adaptation import adapt_batchnorm
 from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.tiling import NETWORK_STRIDE
 from marsunits.model_package import load_model
+from marsunits.user_paths import expand_home
 
 REPO = Path(__file__).resolve().parents[1]
 ROUGH = 1
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"experiment": args.experiment, "splits": results}
     report["machine"] = machine_info(load_before)
     report["reproduce"] = reproduction("eval_val_errors.py", args)
-    Path(args.json).expanduser().write_text(json.dumps(report, indent=2) + "\n")
+    expand_home(args.json).write_text(json.dumps(report, indent=2) + "\n")
     for res in results:
         print(f"split {res['overrides'] or 'default'} ({res['seconds']} s)")
         for ckpt, r in res["models"].items():

@@ -530,3 +530,18 @@ def test_eval_contacts_another_seed_keeps_the_default_result_file(tmp_path, monk
     eval_contacts.main(["--ckpt", str(tmp_path / "best.ckpt"), "--seed", "555", "--min-unit-area", "200"])
     assert json.loads((tmp_path / "benchmarks" / "eval_contacts.json").read_text()) == {"seed": 777}
     assert json.loads((tmp_path / "benchmarks" / "eval_contacts_seed555.json").read_text())["seed"] == 555
+
+
+@pytest.mark.parametrize("script", ["eval_contacts", "bench_synthetic"])
+def test_json_under_a_tilde_naming_no_user_is_a_usage_error(script, tmp_path, capsys, monkeypatch):
+    """``--json ~nosuchuser/out.json`` is read as the rest of the project reads a ``~`` (expand_home: kept as
+    it is when it names no user), so a folder of that name that is not there is the usage error naming it;
+    it was a RuntimeError traceback ('Could not determine home directory')."""
+    module = _load(script)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "best.ckpt").write_bytes(b"")
+    args = ["--ckpt", str(tmp_path / "best.ckpt")] if script == "eval_contacts" else []
+    with pytest.raises(SystemExit) as exc:
+        module.main([*args, "--json", "~no_such_user_hy37/out.json"])
+    assert exc.value.code == 2
+    assert "--json ~no_such_user_hy37/out.json" in capsys.readouterr().err
