@@ -56,7 +56,8 @@ def _git(*args: str) -> str | None:
 def reproduction(script: str, args: argparse.Namespace) -> dict[str, Any]:
     """How to make a result again, recorded in its JSON as ``reproduce``: the script, every argument as
     parsed (defaults included), the commit of the code that ran (``uncommitted_changes`` true when tracked
-    files differed from it; None for both outside a git checkout) and the versions of the libraries that
+    files differed from it; None for both outside a git checkout or where its repository does not track
+    ``benchmarks/<script>``) and the versions of the libraries that
     decide the figures.
 
     Args:
@@ -66,11 +67,14 @@ def reproduction(script: str, args: argparse.Namespace) -> dict[str, Any]:
     import numpy
     import torch
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # A copy git does not track (an sdist unpacked inside another repository) is no commit's: None, as
+    # marsunits.tracking.git_info gives "unknown" for it, not the enclosing repository's commit.
+    tracked = _git("ls-files", "--error-unmatch", "--", f"benchmarks/{script}") is not None
+    status = _git("status", "--porcelain", "--untracked-files=no") if tracked else None
     return {
         "script": f"benchmarks/{script}",
         "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-        "commit": _git("rev-parse", "HEAD"),
+        "commit": _git("rev-parse", "HEAD") if tracked else None,
         "uncommitted_changes": None if status is None else bool(status),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

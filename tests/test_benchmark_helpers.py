@@ -545,3 +545,36 @@ def test_json_under_a_tilde_naming_no_user_is_a_usage_error(script, tmp_path, ca
         module.main([*args, "--json", "~no_such_user_hy37/out.json"])
     assert exc.value.code == 2
     assert "--json ~no_such_user_hy37/out.json" in capsys.readouterr().err
+
+
+def test_reproduce_records_no_commit_for_a_copy_git_does_not_track(tmp_path):
+    """An sdist or copy of the project unpacked inside another repository (untracked there) recorded that
+    repository's commit, and ``uncommitted_changes`` false, as the code's: its commit says nothing of these
+    files. Like git_info, the record is None for both unless the repository tracks the script that ran."""
+    import argparse
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    outer = tmp_path / "outer"
+    (outer / "copy" / "benchmarks").mkdir(parents=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(outer)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "other project"], check=True)
+    for name in ("_machine.py", "eval_contacts.py"):
+        shutil.copy2(BENCHMARKS / name, outer / "copy" / "benchmarks" / name)
+    spec = importlib.util.spec_from_file_location(
+        "_machine_copy", outer / "copy" / "benchmarks" / "_machine.py"
+    )
+    assert spec is not None and spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    record = copy.reproduction("eval_contacts.py", argparse.Namespace(n=3))
+    assert record["commit"] is None and record["uncommitted_changes"] is None, record
+    # the checkout itself still records its commit
+    if (REPO / ".git").exists():
+        _load("eval_contacts")  # puts benchmarks/ on sys.path, as a run of the script does
+        import _machine
+
+        _check_reproduce(_machine.reproduction("eval_contacts.py", argparse.Namespace()), "eval_contacts.py")
