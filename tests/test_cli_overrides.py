@@ -779,3 +779,24 @@ def test_an_entry_point_running_another_copy_of_the_package_says_so(tmp_path: Pa
     assert f"{checkout / 'src' / 'marsunits'}:" in said and "pip install -e" in said, said
     if running == (REPO / "src" / "marsunits").resolve():
         assert "note: running the marsunits package" not in stderr_of(REPO / prog)
+
+
+@pytest.mark.parametrize("rank", ["LOCAL_RANK", "RANK", "SLURM_PROCID"])
+def test_the_note_of_another_copy_is_said_once_per_run_not_per_rank(
+    tmp_path: Path, rank: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under trainer=ddp (Lightning starts train.py again for each rank) or torchrun, every process said the
+    note of another copy of the package: one line per GPU. Only the run's rank 0 says it."""
+    from marsunits.cli_overrides import note_another_copy_of_the_package
+    from marsunits.run_folder_claim import _RANK_VARIABLES
+
+    checkout = tmp_path / "checkout"
+    (checkout / "src" / "marsunits").mkdir(parents=True)
+    (checkout / "src" / "marsunits" / "__init__.py").write_text('"""Another copy."""\n')
+    for name in _RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert note_another_copy_of_the_package(checkout, prog="train.py") is not None  # rank 0 says it
+    assert capsys.readouterr().err.count("note: running the marsunits package") == 1
+    monkeypatch.setenv(rank, "1")
+    assert note_another_copy_of_the_package(checkout, prog="train.py") is None
+    assert capsys.readouterr().err == ""

@@ -624,7 +624,8 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
 def note_another_copy_of_the_package(checkout: Path, prog: str) -> str | None:
     """Say on stderr, in one line, that ``prog`` runs a copy of the package other than its checkout's
     ``src/marsunits``, and return that line (None, and nothing said, where it runs the checkout's own or the
-    checkout has no ``src/marsunits``).
+    checkout has no ``src/marsunits``, or in a process that is not the run's global rank 0: said once a run,
+    not once a DDP rank).
 
     train.py and predict.py import ``marsunits`` from wherever Python finds it. After a non-editable
     ``pip install .`` (or an editable install of another clone) that is a copy of the code taken at install
@@ -636,10 +637,13 @@ def note_another_copy_of_the_package(checkout: Path, prog: str) -> str | None:
         prog: The entry point's name, for the message.
     """
     import marsunits
+    from marsunits.run_folder_claim import is_global_rank_zero
 
     own = checkout / "src" / "marsunits"
     running = Path(marsunits.__file__).resolve().parent
     if not (own / "__init__.py").is_file() or running == own.resolve():
+        return None
+    if not is_global_rank_zero():  # a DDP/torchrun rank started again: the run's rank 0 has said it
         return None
     line = readable(
         f"{prog}: note: running the marsunits package at {running}, not this checkout's {own}: changes "
