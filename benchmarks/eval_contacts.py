@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     check_json_destination(parser, args.json)
     # predict.py runs from the repository root: hand it an absolute path, so that a relative --ckpt means
     # the file the caller sees from where they launched this script.
-    ckpt = Path(args.ckpt).expanduser().resolve()
+    ckpt = expand_home(args.ckpt).resolve()
     if not ckpt.exists():
         parser.error(
             f"--ckpt {args.ckpt}: {ckpt} does not exist; pass a .ckpt written by train.py "

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shared = [c for c in args.ckpt if "," not in c]
     own = [c.split(",") for c in args.ckpt if "," in c]
-    missing = [c for c in [*shared, *(o[0] for o in own)] if not Path(c).expanduser().exists()]
+    missing = [c for c in [*shared, *(o[0] for o in own)] if not expand_home(c).exists()]
     if missing:  # before the (minutes-long) data set-up, not as a traceback after it
         parser.error(
             f"--ckpt: no such checkpoint {', '.join(missing)}; pass .ckpt files written by train.py "

@@ -549,6 +549,18 @@ def test_json_under_a_tilde_naming_no_user_is_a_usage_error(script, tmp_path, ca
     assert "--json ~no_such_user_hy37/out.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("script", ["eval_contacts", "eval_val_errors"])
+def test_ckpt_under_a_tilde_naming_no_user_is_a_usage_error(script, tmp_path, capsys, monkeypatch):
+    """``--ckpt ~nosuchuser/best.ckpt`` ended in pathlib's RuntimeError traceback ('Could not determine home
+    directory'), as ``--json`` did; it is the usage error naming the checkpoint that is not there."""
+    module = _load(script)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--ckpt", "~no_such_user_34/best.ckpt"])
+    assert exc.value.code == 2
+    assert "~no_such_user_34/best.ckpt" in capsys.readouterr().err
+
+
 def test_reproduce_records_no_commit_for_a_copy_git_does_not_track(tmp_path):
     """An sdist or copy of the project unpacked inside another repository (untracked there) recorded that
     repository's commit, and ``uncommitted_changes`` false, as the code's: its commit says nothing of these
