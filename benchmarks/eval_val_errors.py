@@ -49,6 +49,7 @@ from _machine import (
 )  # sibling module: benchmarks/ is sys.path[0] when run as a script
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from marsunits.errors import report_user_errors
 from marsunits.inference.adaptation import adapt_batchnorm
@@ -83,6 +84,14 @@ def _val_loader(experiment: str, root: str | None, overrides: list[str]) -> Any:
     data_root = [] if root is None else [f"data.root={root}"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         cfg = compose("train", overrides=[f"experiment={experiment}", *data_root, "logger=none", *overrides])
+    folder = OmegaConf.select(cfg, "data.root")
+    if isinstance(folder, str) and not expand_home(folder).is_dir():
+        # The dataset's own message says to add data.root=... to the command line: an unknown argument here.
+        given = f"--root {root}" if folder == root else f"the {experiment} experiment's data.root"
+        raise FileNotFoundError(
+            f"{given}: the data folder {expand_home(folder)} does not exist; give the dataset's folder with "
+            "--root DIR, or set MARSUNITS_DATA to the folder holding the datasets"
+        )
     dm = instantiate(cfg.data)
     dm.setup("validate")
     loader = dm.val_dataloader()

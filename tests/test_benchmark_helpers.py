@@ -138,10 +138,16 @@ def test_eval_contacts_bad_arguments_stop_before_the_scenes(tmp_path, monkeypatc
 def test_eval_val_errors_default_root_follows_marsunits_data(
     eval_val_errors, tiny_ckpt, tmp_path, monkeypatch
 ):
-    """Without --root the split is read where train.py reads it: under $MARSUNITS_DATA when it is set."""
+    """Without --root the split is read where train.py reads it: under $MARSUNITS_DATA when it is set. A
+    folder that is not there is named with this script's way to give it, --root (the dataset's message said
+    to add ``data.root=...`` to the command line, which this script refuses as an unknown argument)."""
     monkeypatch.setenv("MARSUNITS_DATA", str(tmp_path / "datasets"))
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "datasets" / "marsscapes")):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "datasets" / "marsscapes")) as missing:
         eval_val_errors.main(["--ckpt", str(tiny_ckpt), "--json", str(tmp_path / "out.json")])
+    assert "--root" in str(missing.value) and "data.root=/" not in str(missing.value), missing.value
+    with pytest.raises(FileNotFoundError, match=f"--root {tmp_path / 'nowhere'}") as missing:
+        eval_val_errors.main(["--ckpt", str(tiny_ckpt), "--root", str(tmp_path / "nowhere")])
+    assert "data.root=/" not in str(missing.value), missing.value
 
 
 def test_eval_val_errors_missing_checkpoint_is_a_usage_error(eval_val_errors, tmp_path, capsys):
