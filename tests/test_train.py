@@ -751,6 +751,15 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         assert err.startswith(f"train.py: error: {message}"), err
         assert "Error in call to target" not in err
         assert not (tmp_path / "config.yaml").exists()  # README: before anything is written
+    # README: both before the run folder is made (the command line's check, before Hydra writes .hydra/).
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import refusal_before_hydra
+
+    for overrides, said in ((["data=folder"], "data.root not set"), (["model.lr=abc"], "model.lr must be")):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            composed = compose("train", overrides=overrides, return_hydra_config=True)
+        assert (refusal_before_hydra(composed, tmp_path / "run") or "").startswith(said), overrides
 
 
 @pytest.mark.parametrize(
