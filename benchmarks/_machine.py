@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from marsunits.tracking.git_info import UNKNOWN, git_info
 from marsunits.user_paths import expand_home
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,20 +44,11 @@ def machine_info(loadavg_before: tuple[float, float, float]) -> dict[str, object
     }
 
 
-def _git(*args: str) -> str | None:
-    """Output of ``git -C REPO <args>``, or None where git or the repository is not there."""
-    try:
-        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def reproduction(script: str, args: argparse.Namespace) -> dict[str, Any]:
     """How to make a result again, recorded in its JSON as ``reproduce``: the script, every argument as
     parsed (defaults included), the commit of the code that ran (``uncommitted_changes`` true when tracked
     files differed from it; None for both outside a git checkout or where its repository does not track
-    ``benchmarks/<script>``) and the versions of the libraries that
+    ``benchmarks/``: :func:`marsunits.tracking.git_info.git_info`) and the versions of the libraries that
     decide the figures.
 
     Args:
@@ -67,15 +58,17 @@ def reproduction(script: str, args: argparse.Namespace) -> dict[str, Any]:
     import numpy
     import torch
 
-    # A copy git does not track (an sdist unpacked inside another repository) is no commit's: None, as
-    # marsunits.tracking.git_info gives "unknown" for it, not the enclosing repository's commit.
-    tracked = _git("ls-files", "--error-unmatch", "--", f"benchmarks/{script}") is not None
-    status = _git("status", "--porcelain", "--untracked-files=no") if tracked else None
+    # git_info reads it as training's dashboard does: a copy git does not track (an sdist unpacked inside
+    # another repository) is "unknown", not the enclosing repository's commit; None here.
+    version = {
+        k: None if v == UNKNOWN else v
+        for k, v in git_info(REPO / "benchmarks", timeout_s=30, untracked_files=False).items()
+    }
     return {
         "script": f"benchmarks/{script}",
         "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-        "commit": _git("rev-parse", "HEAD") if tracked else None,
-        "uncommitted_changes": None if status is None else bool(status),
+        "commit": version["commit"],
+        "uncommitted_changes": version["dirty"],
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": sys.version.split()[0],

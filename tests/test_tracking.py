@@ -1607,3 +1607,20 @@ def test_validation_media_share_the_wandb_step_of_their_validations_metrics(
         assert picture["trainer/global_step"] == metric["trainer/global_step"]
         assert matrix["trainer/global_step"] == metric["trainer/global_step"]
         assert matrix["_step"] == metric["_step"] + 1  # made by the task after the row was committed
+
+
+def test_git_info_counts_untracked_files_unless_asked_not_to(tmp_path: Path) -> None:
+    """The dashboard's ``dirty`` counts an untracked file (it can change results); the benchmarks'
+    ``uncommitted_changes``, read through the same ``git_info``, counts changes to tracked files only."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    (repo / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], cwd=repo, check=True)
+    (repo / "scratch.txt").write_text("untracked\n")
+    assert git_info(repo)["dirty"] is True
+    assert git_info(repo, untracked_files=False)["dirty"] is False
+    (repo / "a.py").write_text("x = 2\n")
+    assert git_info(repo, untracked_files=False)["dirty"] is True

@@ -33,7 +33,9 @@ def _git(args: list[str], cwd: Path, timeout_s: float) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def git_info(repo_dir: str | Path, timeout_s: float = 5.0) -> dict[str, str | bool]:
+def git_info(
+    repo_dir: str | Path, timeout_s: float = 5.0, *, untracked_files: bool = True
+) -> dict[str, str | bool]:
     """Commit and dirty flag of the git working tree that tracks ``repo_dir``.
 
     Args:
@@ -42,10 +44,13 @@ def git_info(repo_dir: str | Path, timeout_s: float = 5.0) -> dict[str, str | bo
             ``pip install .`` copied the code -- is "unknown", as one outside any repository is: that
             repository's commit says nothing of the files in it.
         timeout_s: Seconds each ``git`` call may take.
+        untracked_files: Whether untracked files count as changes (``dirty``); False counts only changes to
+            tracked files, as the benchmarks' ``uncommitted_changes`` does.
 
     Returns:
         ``{"commit": <40-hex sha or "unknown">, "dirty": <bool or "unknown">}``. ``dirty`` is True when
-        ``git status --porcelain`` lists any change, untracked files included (they can change results too).
+        ``git status --porcelain`` lists any change, untracked files included unless ``untracked_files`` is
+        False (by default they count: they can change results too).
     """
     cwd = Path(repo_dir)
     if not cwd.is_dir():
@@ -54,6 +59,8 @@ def git_info(repo_dir: str | Path, timeout_s: float = 5.0) -> dict[str, str | bo
     commit = head.strip() if head and head.strip() else UNKNOWN
     if commit == UNKNOWN or _git(["ls-files", "--error-unmatch", "--", "."], cwd, timeout_s) is None:
         return {"commit": UNKNOWN, "dirty": UNKNOWN}
-    status = _git(["status", "--porcelain"], cwd, timeout_s)
+    status = _git(
+        ["status", "--porcelain", *([] if untracked_files else ["--untracked-files=no"])], cwd, timeout_s
+    )
     dirty: str | bool = UNKNOWN if status is None else bool(status.strip())
     return {"commit": commit, "dirty": dirty}
