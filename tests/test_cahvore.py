@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import shapely
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .test_unit_mapper import ckpt, scenes  # noqa: F401  (fixtures)
@@ -21,6 +22,7 @@ from marsunits.boundary.camera import (
     camera_from_dict,
     ned_to_flu,
 )
+from marsunits.boundary.camera.oriented import OrientedCamera
 
 #: A MER front Hazcam's CAHVORE model (rover frame, x forward, y right, z down; 1024 x 1024), as NASA's Vision
 #: Workbench tests it (``src/vw/Camera/tests/TestCAHVOREModel.cxx``), with ``A`` and ``O`` made exactly unit
@@ -139,6 +141,42 @@ def test_the_rays_start_where_the_entrance_pupil_has_moved():
     np.testing.assert_allclose(cam.pixel_to_ground(u, v), expected, atol=1e-12)
     moved = np.linalg.norm(cam.pixel_to_ground(u, v) - flat.pixel_to_ground(u, v), axis=1)
     assert moved[0] > 0.005 and moved[0] > 10 * moved[2]  # the edge moves, the centre hardly
+
+
+def test_the_view_footprint_casts_each_far_ray_from_where_it_starts():
+    """The contact map's footprint draws a border ray that misses the ground (above the horizon) far out in
+    its azimuth: from ``C``, as if every ray started there, though a CAHVORE ray starts at its entrance
+    pupil, millimetres along ``O``. Each such point now lies on the horizontal trace of its own ray, from
+    the ray's origin, as the projection casts it (to a micrometre; from ``C`` it was a millimetre off)."""
+    from marsunits.boundary import contact_map
+
+    cam = _hazcam()
+    t = np.linspace(0.0, 1.0, 24, endpoint=False)
+    w, h = cam.image_width, cam.image_height
+    u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    v = np.concatenate([np.full_like(t, h), (1 - t) * h, np.zeros_like(t), t * h])
+    max_range_m = 30.0
+    pts = contact_map._border_outline(cam, u, v, cam.center, max_range_m)
+    assert pts is not None
+    far = np.isnan(cam.pixel_to_ground(u, v, max_range_m=contact_map._FAR_RANGES * max_range_m)[:, 0])
+    far &= np.isfinite(pts).all(axis=1)
+    assert far.sum() >= 10 and (~far).sum() >= 10  # the top of the image sees sky, the rest the ground
+    origin = cam.ray_origin(u[far], v[far])[:, :2]
+    assert np.hypot(*(origin - cam.center[:2]).T).min() > 5e-4  # the pupils lie off C, by millimetres
+    trace = cam.pixel_to_ray(u[far], v[far])[:, :2]
+    trace /= np.linalg.norm(trace, axis=1, keepdims=True)
+    off = cam.center[:2] + max_range_m * pts[far] - origin  # from the ray's origin to the drawn point
+    across = off[:, 0] * trace[:, 1] - off[:, 1] * trace[:, 0]
+    np.testing.assert_allclose(across, 0.0, atol=1e-6)
+    assert (off * trace).sum(axis=1).min() > 0.99 * contact_map._FAR_RANGES * max_range_m  # out along it
+    fp = contact_map.view_footprint(cam, max_range_m=max_range_m)
+    assert shapely.Polygon(fp).is_valid and shapely.Polygon(fp).area > 1.0
+    # an EXIF-turned image's camera casts from the same pupils (displayed pixel -> stored pixel)
+    turned = OrientedCamera(cam, 6)
+    shown = turned._a_inv @ (np.stack([u[far], v[far]]) - turned._b[:, None])
+    np.testing.assert_array_equal(turned.ray_origin(*shown), cam.ray_origin(u[far], v[far]))
+    turned_fp = shapely.Polygon(contact_map.view_footprint(turned, max_range_m))
+    assert turned_fp.symmetric_difference(shapely.Polygon(fp)).area < 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- domain

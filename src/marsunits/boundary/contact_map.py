@@ -54,13 +54,14 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     The image border is walked (bottom, right, top, left), each border pixel that has no ray (beyond the
     radius where a distorting lens folds back) moved in to the edge of the pixels that have one
     (:func:`_inside_the_fold`), so the walk follows the outline of what the camera sees; each pixel
-    contributes its ground point
-    (at any range), or, when its ray misses the ground (at or above the horizon) or reaches it very far, a
-    point far out in the azimuth of its ray. That outline is then cut to the disc of radius ``max_range_m``
-    about the camera. So a camera whose border rays all reach the ground beyond the range, as one looking
-    straight down from high up does, gets the disc part its image sees (cut at each border pixel beyond the
-    range, the outline was empty), and the range limit is an arc, not a chord. When no border pixel reaches
-    the ground at all (looking at the sky) the footprint is empty.
+    contributes its ground point (at any range), or, when its ray misses the ground (at or above the horizon)
+    or reaches it very far, a point far out along the ray's horizontal trace from where the ray starts (the
+    model's ``ray_origin``: a CAHVORE ray starts at its entrance pupil, millimetres from ``C``, as the
+    projection casts it). That outline is then cut to the disc of radius ``max_range_m`` about the camera. So
+    a camera whose border rays all reach the ground beyond the range, as one looking straight down from high
+    up does, gets the disc part its image sees (cut at each border pixel beyond the range, the outline was
+    empty), and the range limit is an arc, not a chord. When no border pixel reaches the ground at all
+    (looking at the sky) the footprint is empty.
 
     Args:
         camera: Any :class:`~marsunits.boundary.camera.base.CameraModel`.
@@ -77,20 +78,9 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     v = np.concatenate([np.full_like(t, h), (1 - t) * h, np.zeros_like(t), t * h])
     u, v = _inside_the_fold(camera, u, v)
     center = np.asarray(getattr(camera, "center", np.zeros(3)), dtype=float)
-    far_m = _FAR_RANGES * max_range_m
-    ground = camera.pixel_to_ground(u, v, max_range_m=far_m)
-    reach = np.isfinite(ground[:, :2]).all(axis=1)
-    if not reach.any() and not np.isfinite(camera.pixel_to_ground(u, v)[:, :2]).all(axis=1).any():
+    pts = _border_outline(camera, u, v, center, max_range_m)
+    if pts is None:
         return np.empty((0, 2))  # no border pixel sees the ground: looking at the sky, no footprint
-    rays = camera.pixel_to_ray(u, v)
-    horiz = rays[:, :2]
-    norm = np.linalg.norm(horiz, axis=1, keepdims=True)
-    # A ray with no horizontal part points straight down (it reaches the ground) or straight up: no azimuth.
-    horiz = np.where(norm > 1e-9, horiz / np.maximum(norm, 1e-12), np.nan)
-    # The outline is cut in units of the range about the camera (the cut is the same at any scale): in metres,
-    # GEOS failed on a range of 1e200 m ("side location conflict"), which predict.py accepts as "no limit".
-    with np.errstate(over="ignore", invalid="ignore"):
-        pts = np.where(reach[:, None], (ground[:, :2] - center[:2]) / max_range_m, _FAR_RANGES * horiz)
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) < 3:
         return np.empty((0, 2))
@@ -100,6 +90,37 @@ def view_footprint(camera: CameraModel, max_range_m: float = 30.0, samples_per_e
     if not parts:
         return np.empty((0, 2))
     return center[:2] + max_range_m * np.asarray(max(parts, key=lambda g: g.area).exterior.coords)
+
+
+def _border_outline(
+    camera: CameraModel, u: np.ndarray, v: np.ndarray, center: np.ndarray, max_range_m: float
+) -> np.ndarray | None:
+    """The uncut outline of the border walk ``(u, v)``: ``(n, 2)`` points ``(x, y)`` about ``center``, in
+    units of ``max_range_m`` (NaN for a pixel without a ray or azimuth); None when no border pixel sees the
+    ground.
+
+    Each pixel gives its ground point, or, where its ray misses the ground or reaches it beyond
+    ``_FAR_RANGES`` ranges, a point that far out along the ray's horizontal trace, from where the ray starts
+    (the camera model's ``ray_origin``: a CAHVORE ray starts at its entrance pupil, millimetres from ``C``,
+    as the projection casts it; ``center`` for models whose rays all start there).
+    """
+    far_m = _FAR_RANGES * max_range_m
+    ground = camera.pixel_to_ground(u, v, max_range_m=far_m)
+    reach = np.isfinite(ground[:, :2]).all(axis=1)
+    if not reach.any() and not np.isfinite(camera.pixel_to_ground(u, v)[:, :2]).all(axis=1).any():
+        return None
+    rays = camera.pixel_to_ray(u, v)
+    horiz = rays[:, :2]
+    norm = np.linalg.norm(horiz, axis=1, keepdims=True)
+    # A ray with no horizontal part points straight down (it reaches the ground) or straight up: no azimuth.
+    horiz = np.where(norm > 1e-9, horiz / np.maximum(norm, 1e-12), np.nan)
+    # The outline is cut in units of the range about the camera (the cut is the same at any scale): in metres,
+    # GEOS failed on a range of 1e200 m ("side location conflict"), which predict.py accepts as "no limit".
+    ray_origin = getattr(camera, "ray_origin", None)
+    start = center[:2] if ray_origin is None else np.asarray(ray_origin(u, v), dtype=float)[:, :2]
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = (start - center[:2]) / max_range_m + _FAR_RANGES * horiz
+        return np.where(reach[:, None], (ground[:, :2] - center[:2]) / max_range_m, far)
 
 
 #: Bisection steps that move a border pixel without a ray onto the edge of the pixels with one: 2^-40 of the

@@ -20,7 +20,10 @@ class CameraModel(Protocol):
 
     Models may also offer ``site`` (``str | None``: name of the site frame, images sharing it can be merged
     into one ground map) and ``center`` (``(3,)`` camera centre in the site frame, metres). Callers read
-    them with ``getattr(camera, "site", None)`` / ``getattr(camera, "center", None)``.
+    them with ``getattr(camera, "site", None)`` / ``getattr(camera, "center", None)``. A model whose rays do
+    not all start at ``center`` (CAHVORE's moving entrance pupil) offers ``ray_origin(u, v)`` (``u.shape +
+    (3,)``, where each pixel's ray starts, as ``pixel_to_ground`` casts it); callers that cast rays
+    themselves (the contact map's view footprint) use it, and ``center`` where a model lacks it.
     """
 
     @property

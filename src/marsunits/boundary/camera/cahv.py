@@ -200,6 +200,11 @@ class CahvCamera:
         d = self.pixel_to_ray(u, v)
         return np.broadcast_to(self.C, d.shape), d
 
+    def ray_origin(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Where each pixel's ray starts, ``u.shape + (3,)``, as :meth:`pixel_to_ground` casts it: ``C`` here
+        (CAHVORE's moving entrance pupil overrides it)."""
+        return np.array(self._rays(u, v)[0], dtype=np.float64)
+
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
         """Project site-frame points ``(..., 3)`` to pixel coordinates ``(..., 2)``; NaN behind the camera."""
         return self._linear_project(np.asarray(points, dtype=np.float64) - self.C)

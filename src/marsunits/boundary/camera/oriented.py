@@ -85,6 +85,16 @@ class OrientedCamera:
         """Unit rays ``u.shape + (3,)`` for displayed pixel coordinates."""
         return self.camera.pixel_to_ray(*self._stored(u, v))
 
+    def ray_origin(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Where the rays of displayed pixels start, ``u.shape + (3,)``: the wrapped model's ``ray_origin``
+        (a CAHVORE's entrance pupil), or its ``center`` for a model whose rays all start there."""
+        stored = self._stored(u, v)
+        origin = getattr(self.camera, "ray_origin", None)
+        if origin is not None:
+            return np.asarray(origin(*stored), dtype=np.float64)
+        center = np.zeros(3) if self.center is None else np.asarray(self.center, dtype=np.float64)
+        return np.broadcast_to(center, np.shape(stored[0]) + (3,)).copy()
+
     def pixel_to_ground(self, u: np.ndarray, v: np.ndarray, max_range_m: float = math.inf) -> np.ndarray:
         """Ground points ``u.shape + (3,)`` (metres) for displayed pixel coordinates; NaN where none."""
         return self.camera.pixel_to_ground(*self._stored(u, v), max_range_m=max_range_m)
