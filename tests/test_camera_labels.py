@@ -858,6 +858,28 @@ def test_pds4_differing_models_without_telemetry_state_refused(tmp_path):
         convert_label(tmp_path / "n.xml")
 
 
+def test_pds4_geometry_without_a_state_is_the_telemetry_state(tmp_path):
+    """The PDS4 geom dictionary's ``geometry_state``: "If not present, the semantics of 'Telemetry' should be
+    assumed". A label whose reported geometry block carries no state beside an ``Initial`` one (the geometry
+    before onboard updates, e.g. visual odometry) that differs was refused as two models of which none is
+    Telemetry's; the block without a state is the Telemetry one, and its model and rover place are taken."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    text = _pds4(vec, initial=_label_vectors(height_m=GROUND + 1.5, distort=True))
+    stateless = text.replace("<geom:geometry_state>Telemetry</geom:geometry_state>", "")
+    assert ">Telemetry<" not in stateless and ">Initial<" in stateless
+    (tmp_path / "n.xml").write_text(stateless)
+    d = json.loads(convert_label(tmp_path / "n.xml").read_text())
+    assert d["C"] == vec["C"] and d["site"] == "SITE_30" and d["ground_z_m"] == GROUND
+    # two blocks of the reported geometry (one named Telemetry, one without a state) that differ are refused
+    both = text.replace(">Initial<", ">Telemetry<").replace(
+        "<geom:geometry_state>Telemetry</geom:geometry_state>\n          <local_identifier>",
+        "<local_identifier>",
+    )
+    (tmp_path / "t.xml").write_text(both)
+    with pytest.raises(LabelError, match=r"t\.xml: 2 different camera models of the Telemetry state"):
+        convert_label(tmp_path / "t.xml")
+
+
 # ------------------------------------------------------------------ rover-frame models levelled into SITE
 SITE_OFFSET = (
     4.25,

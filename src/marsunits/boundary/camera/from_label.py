@@ -38,7 +38,12 @@ Labels read:
   ``geom:Coordinate_Space_Definition`` of its ``ROVER_NAV_FRAME`` (``geom:Vector_Origin_Offset``,
   ``geom:Quaternion_Plus_Direction`` of ``rotation_direction`` ``Forward``). Where a label holds several
   camera models that differ (one per ``geom:Geometry_Lander``), the one of the ``Telemetry`` geometry state
-  is taken, and a label without one is refused.
+  (the geometry the rover reported) is taken, with the rover's place from the same block; a block without
+  ``geom:geometry_state`` is a Telemetry one (the geom dictionary: "If not present, the semantics of
+  'Telemetry' should be assumed"). A label whose differing models include none of that state (only
+  ``Initial``, the geometry before onboard updates, an ``Adjusted`` one of a derived product, ...), or more
+  than one of it, is refused: the dictionary does not rank the other states (it only says a derived product
+  may carry an ``Adjusted`` block and drop the Telemetry one), so none is preferred to the Telemetry one.
 
 CAHVORE models (the Hazcams', most Mars 2020 Navcams') are written as ``"model": "cahvore"`` with ``E``,
 ``T`` and ``P`` (:mod:`marsunits.boundary.camera.cahvore`).
@@ -165,6 +170,8 @@ _PDS3_MISSION_KEYS = (
 )
 #: Index entries that name a rover-fixed frame (the rest of a motion counter counts mast or arm moves).
 _POSE_INDEX = ("SITE", "DRIVE", "POSE")
+#: The PDS4 geometry state of the geometry the rover reported (geom dictionary, ``geometry_state``).
+_TELEMETRY = "Telemetry"
 _GROUND_ADVICE = (
     "give the ground's height in the frame the camera file is written in (metres, z up; the SITE frame for "
     "a levelled rover-frame model) with --ground-z-m (README, Camera files)"
@@ -784,7 +791,8 @@ def _read_pds4(path: Path) -> LabelCamera:
     # Camera models, each with the geometry block (Geometry_Lander) that holds it and that block's state.
     found: list[tuple[str, ET.Element, ET.Element]] = []
     for lander in root.iter(f"{_G}Geometry_Lander"):
-        state = (lander.findtext(f"{_G}geometry_state") or "").strip()
+        # geom dictionary, geometry_state: "If not present, the semantics of 'Telemetry' should be assumed"
+        state = (lander.findtext(f"{_G}geometry_state") or "").strip() or _TELEMETRY
         found += [(state, cmp, lander) for cmp in lander.iter(f"{_G}Camera_Model_Parameters")]
     in_lander = {id(c) for _, c, _ in found}
     found += [
@@ -796,8 +804,14 @@ def _read_pds4(path: Path) -> LabelCamera:
             "one (the Mars 2020 camera products do), or write the camera file by hand (README, Camera files)"
         )
     models = [(state, scope, _pds4_camera(cmp, definitions, path)) for state, cmp, scope in found]
-    telemetry = [m for m in models if m[0].lower() == "telemetry"]
-    if len(telemetry) == 1:  # the geometry the rover reported (another state is e.g. "Initial")
+    telemetry = [m for m in models if m[0].lower() == _TELEMETRY.lower()]
+    if telemetry:  # the geometry the rover reported (another state is e.g. "Initial", before onboard updates)
+        if len({repr(m[2]) for m in telemetry}) > 1:
+            raise LabelError(
+                f"{path}: {len(telemetry)} different camera models of the Telemetry state (geometry blocks "
+                "named Telemetry or without a geom:geometry_state); which belongs to the image cannot be "
+                "told: write the camera file by hand from the one you trust (README, Camera files)"
+            )
         models = telemetry
     elif len({repr(m[2]) for m in models}) > 1:
         states = sorted({m[0] or "(none)" for m in models})
