@@ -260,6 +260,29 @@ def test_a_record_that_cannot_be_converted_is_refused_and_the_others_written(tmp
     assert "1 of 2 raw-image records (from 1 .json file) refused" in err and "labels" not in err
 
 
+@pytest.mark.parametrize(
+    "instrument, folder", [("FRONT_HAZCAM_LEFT_A", "fcam"), ("REAR_HAZCAM_RIGHT", "rcam")]
+)
+def test_a_hazcam_record_is_refused_saying_which_label_to_give_instead(tmp_path, capsys, instrument, folder):
+    """A Hazcam's record carries a model, but nothing in it shows the model's frame (a mast camera's axis is
+    checked against the record's mastAz/mastEl; a Hazcam is fixed to the body, and no real Hazcam record was
+    found to establish it). The refusal said only "use the image's PDS4 label from the PDS archive": it now
+    names the label to give this command instead, the product's .xml in the Hazcam bundle's folder of the
+    record's sol, and why the record is not read."""
+    bad = _good(camera__instrument=instrument)
+    (tmp_path / "haz.json").write_text(json.dumps(bad))
+    assert main([str(tmp_path / "haz.json")]) == 1
+    err = capsys.readouterr().err
+    imageid = bad["imageid"]
+    assert f"haz.json: {imageid}: the frame of a {instrument}'s model" in err
+    assert "fixed to the rover's body" in err and "mastAz/mastEl" in err
+    assert (
+        f"give this command the product's PDS4 label instead, {imageid}*.xml from the PDS bundle "
+        f"mars2020_hazcam_ops_raw, data/sol/00321/ids/edr/{folder}/ (it names its model's frame" in err
+    )
+    assert not list(tmp_path.glob("*.camera.json"))
+
+
 def test_the_count_of_refusals_says_labels_records_and_files_refused_whole_apart(tmp_path, capsys):
     """One record of one .json refused was "1 of 1 labels refused", and a page of two records "1 of 2 labels
     and raw-image records refused", though no label was given: the count says what was given."""

@@ -39,7 +39,10 @@ records quoted in public code; the README, Camera files, says it briefly):
   against 79.5 / 0.6), and ``camera_position`` is ``C``. Each Navcam and Mastcam-Z record is checked so
   (within ``MAST_TOLERANCE_DEG``) where it gives ``mastAz``/``mastEl``; the frame of the other
   instruments' models (Hazcams, arm and helicopter cameras) was not established, and their records are
-  refused (their PDS4 labels name it).
+  refused (their PDS4 labels name it). A Hazcam is fixed to the body: its record has no pointing to check
+  the model against as the mast cameras' is checked, and no real Hazcam record was found in public code to
+  establish the frame on; its refusal names the label to give instead (the product's ``.xml`` in the PDS
+  bundle ``mars2020_hazcam_ops_raw``, ``data/sol/<sol>/ids/edr/fcam`` or ``rcam``).
 * **The rover's attitude**: ``attitude`` is the quaternion ``(s, v1, v2, v3)`` that turns rover-frame
   vectors into the site frame's axes (x north, y east, z down), the PDS ``ORIGIN_ROTATION_QUATERNION``
   convention the label path uses (:class:`~marsunits.boundary.camera.from_label.RoverPose`): the scalar
@@ -84,6 +87,8 @@ __all__ = ["RawImage", "raw_camera", "raw_camera_file_dict", "raw_records"]
 
 #: Instruments whose raw-image models are established to be in the rover's ROVER_NAV_FRAME.
 MAST_INSTRUMENTS = ("NAVCAM_LEFT", "NAVCAM_RIGHT", "MCZ_LEFT", "MCZ_RIGHT")
+#: The Hazcams' instrument names in the raw feed and their folders in the PDS bundle mars2020_hazcam_ops_*.
+_HAZCAM_FOLDERS = (("FRONT_HAZCAM_", "fcam"), ("REAR_HAZCAM_", "rcam"))
 #: How far (degrees) a mast camera's axis may lie from the record's mastAz/mastEl (real records: under 1).
 MAST_TOLERANCE_DEG = 5.0
 _MODELS = {"CAHV": ("cahv", 4), "CAHVOR": ("cahvor", 6), "CAHVORE": ("cahvore", 9)}
@@ -206,11 +211,7 @@ def raw_camera(record: dict[str, Any], source: str | Path) -> RawImage:
         raise LabelError(f"{where}: has no 'camera' object, so no camera model; not a Mars 2020 record")
     instrument = _text(camera.get("instrument")).upper()
     if instrument not in MAST_INSTRUMENTS:
-        raise LabelError(
-            f"{where}: the frame of a {instrument or 'unnamed instrument'}'s model in the raw-image metadata "
-            f"is not established (it is for {', '.join(MAST_INSTRUMENTS)}); use the image's PDS4 label "
-            "from the PDS archive, which names its frame"
-        )
+        raise LabelError(_unread_instrument(where, instrument, imageid, record.get("sol")))
     text = camera.get("camera_model_component_list")
     if not isinstance(text, str) or not text.strip() or text.strip().upper() == "UNK":
         raise LabelError(f"{where}: has no camera model (camera_model_component_list is {text!r})")
@@ -278,6 +279,29 @@ def raw_camera(record: dict[str, Any], source: str | Path) -> RawImage:
         drive=drive,
         pose=pose,
         pose_note=f"the record's attitude {record.get('attitude')!r}: {why}" if quat is None else "",
+    )
+
+
+def _unread_instrument(where: str, instrument: str, imageid: str, sol: Any) -> str:
+    """Why a record of an instrument other than :data:`MAST_INSTRUMENTS` is not read, and what to give
+    instead: for a Hazcam, the product's PDS4 label in the Hazcam bundle's folder of the record's sol."""
+    why = (
+        f"{where}: the frame of a {instrument or 'unnamed instrument'}'s model in the raw-image metadata is "
+        f"not established (it is for {', '.join(MAST_INSTRUMENTS)}, whose axis is checked against the "
+        "record's mastAz/mastEl"
+    )
+    folder = next((f for prefix, f in _HAZCAM_FOLDERS if instrument.startswith(prefix)), None)
+    if folder is None:
+        return f"{why}); give this command the image's PDS4 label (.xml) from the PDS archive, which names it"
+    try:
+        sol_dir = f"{int(_text(sol)):05d}"
+    except ValueError:
+        sol_dir = "<sol>"
+    return (
+        f"{why}; a Hazcam is fixed to the rover's body, so the record has nothing to check its model's frame "
+        f"against); give this command the product's PDS4 label instead, {imageid}*.xml from the PDS bundle "
+        f"mars2020_hazcam_ops_raw, data/sol/{sol_dir}/ids/edr/{folder}/ (it names its model's frame and "
+        "the rover's place)"
     )
 
 
