@@ -454,23 +454,59 @@ def test_cahvore_label_without_its_type_is_refused_naming_it(tmp_path, form):
     assert not (tmp_path / "hazcam.camera.json").exists()
 
 
-def test_mer_rover_frame_needs_ground_height(tmp_path, capsys):
-    """MER's ROVER_FRAME origin is not documented to lie on the ground: the option is required, and said."""
+def _mer_label(vec: dict[str, list[float]], frame: str = "ROVER_FRAME", host: str = "MER2") -> str:
+    """A MER-style PDS3 label (``GEOMETRIC_CAMERA_MODEL``, ``ROVER_COORDINATE_SYSTEM`` of the ROVER_FRAME)
+    whose INSTRUMENT_HOST_ID is ``host``."""
+    text = _pds3(
+        vec, frame=frame, group="GEOMETRIC_CAMERA_MODEL", rover_group="ROVER_COORDINATE_SYSTEM",
+        rover_frame="ROVER_FRAME",
+    )  # fmt: skip
+    return text.replace(
+        "INSTRUMENT_HOST_ID                  = MSL", f"INSTRUMENT_HOST_ID                  = {host}"
+    )
+
+
+def test_mer_rover_frame_ground_is_0_294_m_below_its_origin(tmp_path, capsys):
+    """MER's ROVER_FRAME origin is 0.294 m above the nominal ground (JPL's VICAR PIG library, PigMER.h, the
+    default surface it gives MER: "taken from MER engineering drawings and confirmed ... during nominal
+    OPS"). A MER label's model needed --ground-z-m; its ground is now that plane: 0.294 m below the origin
+    in the rover frame, and, levelled into the site, 0.294 m below the rover origin's place there."""
+    from marsunits.boundary.camera.from_label import MER_ROVER_FRAME_HEIGHT_M
+
+    assert MER_ROVER_FRAME_HEIGHT_M == 0.294
     vec = _label_vectors(height_m=1.5, distort=True)
     label = tmp_path / "2N290711859EFFB1F3P1978L0M1.LBL"
-    label.write_text(
-        _pds3(
-            vec,
-            frame="ROVER_FRAME",
-            group="GEOMETRIC_CAMERA_MODEL",
-            rover_group="ROVER_COORDINATE_SYSTEM",
-            rover_frame="ROVER_FRAME",
-        )
-    )
+    label.write_text(_mer_label(vec))
+    assert read_label(label).ground_z_m == -0.294 and "PigMER.h" in read_label(label).ground_note
+    assert main([str(label)]) == 0, capsys.readouterr().err
+    d = json.loads(label.with_suffix(".camera.json").read_text())
+    assert d["frame"] == "pds" and d["site"] == "SITE_62"
+    assert d["ground_z_m"] == pytest.approx(GROUND - 0.294, abs=1e-12) and "SITE_FRAME 62" in d["pds_ground"]
+    assert "0.294 m above the nominal ground" in d["pds_ground"]
+    assert main([str(label), "--rover-frame", "--overwrite"]) == 0  # as the rover saw it: the wheels' plane
+    d = json.loads(label.with_suffix(".camera.json").read_text())
+    assert d["frame"] == "flu" and d["ground_z_m"] == -0.294
+    flu = {k: ned_to_flu(np.array(v)) for k, v in vec.items() if k != "R"}
+    reference = CahvorCamera(**flu, R=vec["R"], image_width=128, image_height=96, ground_z_m=-0.294)
+    _same_projection(load_camera(label.with_suffix(".camera.json")), reference, -0.294)
+    # a SITE_FRAME model of a MER label: the ground below the ROVER_FRAME origin the label places in the site
+    site = tmp_path / "2N290711859EFFB1F3P1978L0M2.LBL"
+    site.write_text(_mer_label(_label_vectors(height_m=GROUND + 1.9, distort=True), frame="SITE_FRAME"))
+    assert read_label(site).ground_z_m == pytest.approx(GROUND - 0.294, abs=1e-12)
+
+
+@pytest.mark.parametrize("host", ["MSL", "MER2\nMISSION_NAME = MSL"])
+def test_a_rover_frame_label_not_of_mer_alone_needs_ground_height(tmp_path, capsys, host):
+    """The ROVER_FRAME origin's height is MER's: a ROVER_FRAME label that names another mission (or MER beside
+    another) has no documented ground, so --ground-z-m is required, and said."""
+    vec = _label_vectors(height_m=1.5, distort=True)
+    label = tmp_path / "2N290711859EFFB1F3P1978L0M1.LBL"
+    label.write_text(_mer_label(vec, host=host))
     assert main([str(label)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2  # the refusal in one line, then the count
     assert str(label) in err[0] and "--ground-z-m" in err[0] and "ground height is not determined" in err[0]
+    assert "not MER alone" in read_label(label).ground_note
     # levelled into the site the label places the rover in: the ground is asked there, the rover's place said
     assert f"origin is at z = {GROUND:g} m (z up) in SITE_FRAME 62" in err[0]
     assert not (tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").exists()

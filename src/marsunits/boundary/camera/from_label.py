@@ -79,11 +79,16 @@ the site origin has ``z = -1.7``, so ``ground_z_m = 1.7``). The same document pu
 ``LOCAL_LEVEL_FRAME`` at the ``ROVER_NAV_FRAME``'s (Mars 2020 keeps MSL's frames), so a model in an MSL or
 Mars 2020 local level frame has its ground at 0 too; the mission is the one the label names (PDS3
 ``MISSION_NAME``, ``INSTRUMENT_HOST_ID`` / ``_NAME``, ``SPACECRAFT_NAME`` / ``_ID``; PDS4
-``Investigation_Area`` and ``Observing_System_Component`` names and references). No such statement was
-found for MER's ``ROVER_FRAME`` nor for MER's ``LOCAL_LEVEL_FRAME`` origin: there, in a local level frame of
-a label that names no mission (or another, or MER beside MSL or Mars 2020), and where the label lacks the
-rover's place in the camera's site, ``--ground-z-m`` is required and its absence is an error naming the
-label (for a levelled MER model it says the rover origin's height in the site). ``--ground-z-m`` is the
+``Investigation_Area`` and ``Observing_System_Component`` names and references). MER's ``ROVER_FRAME``
+origin is 0.294 m above the nominal ground (:data:`MER_ROVER_FRAME_HEIGHT_M`: the default surface of MER in
+JPL's own camera-model library, VICAR's PIG, "taken from MER engineering drawings and confirmed ... during
+nominal OPS"), so in a label that names MER (and no other mission) a ``ROVER_FRAME`` model has its ground
+at -0.294 m (z up), and in a ``SITE_FRAME`` 0.294 m below the rover origin's place in that site. No such
+statement was found for MER's ``LOCAL_LEVEL_FRAME`` origin: there, in a local level frame of a label that
+names no mission (or another, or MER beside MSL or Mars 2020), in a ``ROVER_FRAME`` of a label that does not
+name MER alone, and where the label lacks the rover's place in the camera's site, ``--ground-z-m`` is
+required and its absence is an error naming the label (for such a levelled model it says the rover
+origin's height in the site). ``--ground-z-m`` is the
 height in the frame the file is written in (the SITE frame for a levelled model) and is used for every
 label (it overrides a label's own value, which is then said in a note line).
 
@@ -148,6 +153,15 @@ _NORTH_FRAMES = ("SITE_FRAME", "LOCAL_LEVEL_FRAME")
 _ROVER_FRAMES = ("ROVER_NAV_FRAME", "ROVER_FRAME")
 #: The frame whose origin is documented to lie on the nominal surface beneath the rover (MSL, Mars 2020).
 _GROUND_AT_ORIGIN = "ROVER_NAV_FRAME"
+#: Height (metres) of MER's ROVER_FRAME origin above the nominal ground beneath the rover: the ground point
+#: (0, 0, 0.294), z down, that JPL's own camera-model library gives MER as its default surface
+#: (``PigMER::getDefaultSurfaceGround`` in VICAR's PIG library, NASA-AMMOS/VICAR ``vos/mars/inc/PigMER.h``:
+#: "Default ground value has been taken from MER engineering drawings and confirmed using correlation of an
+#: image looking at the ground of the lab. Confirmed again during nominal OPS"), where MSL's and Mars 2020's
+#: is (0, 0, 0) "since RNAV has been redefined to have its origin at the nominal ground" (``PigMSL.h``,
+#: ``PigM20.h``): the rule this module already follows for ROVER_NAV_FRAME. It agrees with MER's Hazcams,
+#: whose models put them 0.235 m above the ROVER_FRAME origin, 0.53 m above the ground.
+MER_ROVER_FRAME_HEIGHT_M = 0.294
 #: The missions whose LOCAL_LEVEL_FRAME origin is the ROVER_NAV_FRAME origin, on the nominal surface beneath
 #: the rover (J. Maki et al., *MSL Coordinate Systems for Science Instruments*, JPL 2013; Mars 2020 keeps
 #: MSL's frames). MER uses the frame's name too, but its origin is not established here.
@@ -676,14 +690,41 @@ def _missions_of(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(mission for mission, pattern in _MISSIONS if any(pattern.search(w) for w in words))
 
 
+def _origin_height(frame: str, missions: Sequence[str]) -> float | None:
+    """Height (metres) of a rover frame's origin above the nominal ground beneath the rover where it is
+    documented: 0 for ``ROVER_NAV_FRAME`` (MSL, Mars 2020), :data:`MER_ROVER_FRAME_HEIGHT_M` for the
+    ``ROVER_FRAME`` of a label that names MER (and no other mission); None elsewhere."""
+    frame = frame.upper()
+    if frame == _GROUND_AT_ORIGIN:
+        return 0.0
+    if frame == "ROVER_FRAME" and tuple(missions) == ("MER",):
+        return MER_ROVER_FRAME_HEIGHT_M
+    return None
+
+
+def _origin_note(frame: str, height: float) -> str:
+    """Where the ground below a rover frame's origin comes from (:func:`_origin_height`)."""
+    if height == 0.0:
+        return f"{frame} origin: on the nominal surface beneath the rover (MSL/Mars 2020 frames)"
+    return f"MER {frame} origin: {height:g} m above the nominal ground (JPL's VICAR PIG, PigMER.h)"
+
+
 def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
     """Set ``cam.ground_z_m`` (in the model's frame as the label gives it) where documentation fixes it
     (module docstring), else say why not."""
     frame = cam.frame.upper()
-    if frame == _GROUND_AT_ORIGIN:
-        cam.ground_z_m = 0.0
+    height = _origin_height(frame, cam.missions)
+    if height is not None:
+        cam.ground_z_m = 0.0 - height  # z up: below the origin (0.0 - 0.0 is 0.0, not -0.0)
+        cam.ground_note = _origin_note(frame, height)
+        return
+    if frame == "ROVER_FRAME":
+        named = ", ".join(cam.missions) or "no mission"
         cam.ground_note = (
-            f"{_GROUND_AT_ORIGIN} origin: on the nominal surface beneath the rover (MSL/Mars 2020 frames)"
+            "the label does not fix the ground of a ROVER_FRAME: its origin is "
+            f"{MER_ROVER_FRAME_HEIGHT_M:g} m above the ground for MER, and the label names {named}, not MER "
+            "alone (PDS3 "
+            f"{', '.join(_PDS3_MISSION_KEYS)})"
         )
         return
     if frame == "LOCAL_LEVEL_FRAME":
@@ -714,21 +755,25 @@ def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
         cam.ground_note = f"the label does not fix the ground of a {cam.frame}"
         return
     site = cam.site_index
-    heights = {
-        -p.offset[2]
+    grounds = {
+        (-p.offset[2] - h, p.frame, h)
         for p in rover_places
-        if p.frame == _GROUND_AT_ORIGIN
+        if (h := _origin_height(p.frame, cam.missions)) is not None
         and p.ref == "SITE_FRAME"
         and p.ref_site == site
         and p.offset is not None
     }
-    if len(heights) == 1:
-        cam.ground_z_m = heights.pop()
-        cam.ground_note = f"{_GROUND_AT_ORIGIN} origin (on the ground beneath the rover) in SITE_FRAME {site}"
-    elif heights:
-        cam.ground_note = f"the label gives the rover {len(heights)} different heights in SITE_FRAME {site}"
+    if len({g for g, _, _ in grounds}) == 1:
+        cam.ground_z_m, rover, height = grounds.pop()
+        cam.ground_note = f"{_origin_note(rover, height)}, in SITE_FRAME {site}"
+        if height == 0.0:  # as it was worded before MER's ROVER_FRAME was read
+            cam.ground_note = f"{rover} origin (on the ground beneath the rover) in SITE_FRAME {site}"
+    elif grounds:
+        n = len({g for g, _, _ in grounds})
+        cam.ground_note = f"the label gives the rover {n} different heights in SITE_FRAME {site}"
     else:
-        cam.ground_note = f"the label gives no {_GROUND_AT_ORIGIN} origin in SITE_FRAME {site}"
+        rovers = "ROVER_FRAME" if cam.missions == ("MER",) else _GROUND_AT_ORIGIN
+        cam.ground_note = f"the label gives no {rovers} origin in SITE_FRAME {site}"
 
 
 def _set_pose(cam: LabelCamera, rover_places: list[_Place]) -> None:
@@ -1021,8 +1066,11 @@ def written_ground(cam: LabelCamera, level: bool) -> tuple[float | None, str]:
     if not (level and cam.pose is not None and cam.frame.upper() in _ROVER_FRAMES):
         return cam.ground_z_m, cam.ground_note
     site, origin_z = cam.pose.site, -cam.pose.offset[2]
-    if cam.frame.upper() == _GROUND_AT_ORIGIN:
+    height = _origin_height(cam.frame, cam.missions)
+    if height == 0.0:
         return origin_z, f"{_GROUND_AT_ORIGIN} origin (on the ground beneath the rover) in SITE_FRAME {site}"
+    if height is not None:
+        return origin_z - height, f"{_origin_note(cam.frame.upper(), height)}, in SITE_FRAME {site}"
     return None, (
         f"the label does not fix the ground of a {cam.frame}, whose origin is at z = {origin_z:g} m "
         f"(z up) in SITE_FRAME {site}, the frame the model is levelled into"
