@@ -793,3 +793,37 @@ def test_a_device_that_is_not_cpu_or_cuda_is_refused_naming_the_choices(ckpt: Pa
         with pytest.raises(ConfigError, match=r"cuda:99'.*numbered from 0"):
             UnitMapper.load(ckpt, device="cuda:99")
     assert UnitMapper.load(ckpt, device=torch.device("cpu")).config["device"] == "cpu"
+
+
+def test_save_takes_an_image_file_name_as_its_stem_and_refuses_an_output_name(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """``result.save(out, "frame.png")`` wrote ``frame.png.mask.png``: a name with an image suffix predict.py
+    reads (``Path(image).name``) is taken as predict.py takes such an input, the stem ``frame``; an output's
+    name (``frame.mask.png``) is refused naming the stem to give, and nothing is written."""
+    result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(
+        np.zeros((TILE, TILE), np.uint8)
+    )
+    for name in ("frame.png", "frame.JPG", "frame.tiff", "frame.jpeg"):
+        out = tmp_path / name.replace(".", "_")
+        assert sorted(p.name for p in result.save(out, name)) == [
+            "frame.contact.geojson",
+            "frame.mask.png",
+            "frame.overlay.png",
+        ]
+        assert sorted(p.name for p in out.iterdir()) == [
+            "frame.contact.geojson",
+            "frame.mask.png",
+            "frame.overlay.png",
+        ]
+    # A dot that is no image suffix is part of the stem, as in predict.py's names.
+    assert {p.name for p in result.save(tmp_path / "dots", "sol0123.v2")} >= {"sol0123.v2.mask.png"}
+    for name in ("frame.mask.png", "frame.overlay.png", "frame.contact.geojson", "frame.prob.tif"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"stem {re.escape(repr(name))} is the name of an output; give the stem 'frame'",
+        ):
+            result.save(tmp_path / "outputs", name)
+    assert not (tmp_path / "outputs").exists()
+    with pytest.raises(ConfigError, match=r"stem must be a plain file name"):
+        result.save(tmp_path / "bare", ".png")

@@ -48,6 +48,7 @@ from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from marsunits.data.io import (
     FLOAT_FULL_SCALE_MAX,
+    IMAGE_EXTENSIONS,
     _orientation_tag,
     exif_orientation,
     pil_image_native,
@@ -65,6 +66,7 @@ from marsunits.inference.predictor import Predictor, select_device
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.writers import (
+    SUFFIXES,
     OutputPaths,
     output_folder_clash,
     output_name_problem,
@@ -206,13 +208,19 @@ class UnitMap:
         ``<stem>.prob.tif`` (``probability_dtype`` ``uint8`` or ``float16``), each under a temporary name
         then renamed, in ``folder`` (created; ``~`` is the home folder). Returns the paths written.
 
+        ``stem`` may be the image's file name: a name ending in a suffix of an image ``predict.py`` reads
+        (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, any letter case) gives the outputs predict.py
+        writes for that input, so ``"frame.png"`` (``Path(image).name``) writes ``frame.mask.png``, as
+        ``"frame"`` does (it wrote ``frame.png.mask.png``). Any other dot is part of the stem (``"sol1.v2"``).
+
         The contact file also records ``"saved_by": "UnitMap.save"``: no ``prediction_settings.json`` names
         the model and settings these files were made with, so a ``predict.py`` run into ``folder`` refuses
         to take them for its own finished outputs (without ``overwrite=true``) instead of skipping the image.
 
         Raises:
             TypeError: ``stem`` is not a str (a ``Path``: give its ``.stem`` or ``.name``).
-            ConfigError: ``stem`` is not a plain file name or makes names longer than the filesystem allows
+            ConfigError: ``stem`` is not a plain file name, is an output's name (``frame.mask.png``: give
+                ``frame``) or makes names longer than the filesystem allows
                 (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``),
                 another ``probability_dtype``, ``folder`` (or a folder above it) a file, or a folder there
                 under an output's name; nothing is written then.
@@ -222,8 +230,22 @@ class UnitMap:
                 f"stem must be a str, the file name the outputs start with (e.g. Path(image).stem), got "
                 f"{type(stem).__name__} {stem!r}"
             )
+        plain = f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}"
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
-            raise ConfigError(f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}")
+            raise ConfigError(plain)
+        output = next((s for s in SUFFIXES.values() if stem.lower().endswith(s) and len(stem) > len(s)), None)
+        if output is not None:  # frame.mask.png would write frame.mask.mask.png
+            names = ", <stem>".join(SUFFIXES.values())
+            raise ConfigError(
+                f"stem {stem!r} is the name of an output; give the stem {stem[: -len(output)]!r} (the "
+                f"image's file name without its suffix): the outputs are <stem>{names}"
+            )
+        # The image's file name, as predict.py names an input's outputs (".png" alone: no stem is left).
+        _, dot, suffix = stem.rpartition(".")
+        if dot and f".{suffix.lower()}" in IMAGE_EXTENSIONS:
+            stem = stem[: -len(suffix) - 1]
+            if stem in ("", ".", ".."):
+                raise ConfigError(plain)
         # save_probabilities="no" is true to bool(): it wrote prob.tif files that were declined.
         check_option_types({"save_probabilities": _plain_scalar(save_probabilities)})
         if probability_dtype not in ("uint8", "float16"):
