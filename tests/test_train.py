@@ -2444,3 +2444,31 @@ def test_the_sdist_holds_every_file_of_the_checkout(tmp_path: Path) -> None:
     assert sorted(expected - packed) == []
     for needed in ("train.py", "predict.py", "configs/train.yaml", "tests/conftest.py", "data/README.md"):
         assert needed in packed
+    # pyproject.toml said Apache-2.0 but no LICENSE file was there to ship: the license text, which the
+    # license asks every copy to carry, is in the sdist and in the wheel built from it, named by its metadata.
+    assert "LICENSE" in packed
+    assert "Apache License" in (tree / "LICENSE").read_text(encoding="utf-8")
+    import zipfile
+
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(tmp_path / built.stdout.strip().splitlines()[-1]) as sdist:
+        sdist.extractall(unpacked, filter="data")
+    (source,) = unpacked.iterdir()
+    wheel = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from setuptools import build_meta; print(build_meta.build_wheel({str(tmp_path / 'wheel')!r}))",
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / "wheel" / wheel.stdout.strip().splitlines()[-1]) as wheel_zip:
+        info = next(n.split("/")[0] for n in wheel_zip.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = wheel_zip.read(f"{info}/METADATA").decode("utf-8").split("\n\n", 1)[0].splitlines()
+        assert wheel_zip.read(f"{info}/licenses/LICENSE") == (tree / "LICENSE").read_bytes()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert [line for line in metadata if line.startswith("License-File:")] == ["License-File: LICENSE"]
