@@ -800,3 +800,39 @@ def test_the_note_of_another_copy_is_said_once_per_run_not_per_rank(
     monkeypatch.setenv(rank, "1")
     assert note_another_copy_of_the_package(checkout, prog="train.py") is None
     assert capsys.readouterr().err == ""
+
+
+# Set by the command line itself for its own Hydra job (train.py pins the default run name it checked), not
+# by users: each is asserted to be set in the code, so the exemption goes when the variable does.
+_SET_BY_MARSUNITS = {"MARSUNITS_PINNED_RUN_NAME": r"os\.environ\[PINNED_RUN_NAME_ENV\] = "}
+
+
+def test_every_marsunits_environment_variable_the_code_reads_is_in_the_readme() -> None:
+    """``MARSUNITS_ROOT`` (``paths.root_dir``: where ``logs/`` and the default data folder go) was read by
+    ``configs/paths/default.yaml`` and ``cli_overrides`` but named nowhere in README.md. Every ``MARSUNITS_*``
+    name in the package, the configs (``${oc.env:...}``), the entry points and the benchmarks is in README.md,
+    with what it does, but those marsunits sets for itself."""
+    from conftest import REPO_ROOT
+
+    files = [
+        *(REPO_ROOT / "src" / "marsunits").rglob("*.py"),
+        *CONFIG_DIR.rglob("*.yaml"),
+        *(REPO_ROOT / "benchmarks").glob("*.py"),
+        REPO_ROOT / "train.py",
+        REPO_ROOT / "predict.py",
+    ]
+    found: dict[str, set[str]] = {}
+    for path in files:
+        for name in re.findall(r"\bMARSUNITS_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8")):
+            found.setdefault(name, set()).add(str(path.relative_to(REPO_ROOT)))
+    assert {"MARSUNITS_ROOT", "MARSUNITS_DATA", "MARSUNITS_TRACEBACK"} <= set(found), sorted(found)
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO_ROOT / "src" / "marsunits").rglob("*.py"))
+    for name, setting in _SET_BY_MARSUNITS.items():
+        assert re.search(setting, source), f"{name} is no longer set by marsunits: drop its exemption"
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = {
+        name: sorted(where)
+        for name, where in found.items()
+        if name not in _SET_BY_MARSUNITS and not re.search(rf"\b{name}\b", readme)
+    }
+    assert missing == {}, f"read by the code, not in README.md: {missing}"
