@@ -16,15 +16,20 @@ Usage::
     python benchmarks/eval_contacts.py --ckpt logs/train/<run>/checkpoints/best.ckpt [--n 64] [--seed 777]
 
 Training uses seeds derived from ``data.seed`` (0 by default) through ``SeedSequence([seed, index])``, and
-validation/test use offsets of about 10^6; seed 777 is none of those. Writes ``--json`` (default
-``benchmarks/eval_contacts.json`` for seed 777, ``benchmarks/eval_contacts_seed<N>.json`` for another seed).
+validation/test use offsets of about 10^6; seed 777 is none of those. Writes ``--json``; without it
+``benchmarks/eval_contacts.json`` (the README's default column) only when the run repeats the measurement that
+file records (the same checkpoint file, number of scenes, seed, size, minimum mapping unit and ``--set``
+overrides), else ``benchmarks/eval_contacts_<what differs>.json`` (:func:`result_file`), and says which
+before measuring.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -111,6 +116,91 @@ def scene_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _same_file(recorded: object, ckpt: Path) -> bool:
+    """Whether ``recorded`` (a result's ``checkpoint``, as its run was given it: relative to the folder it was
+    launched from, most often the repository root) names the file or folder ``ckpt``."""
+    if not isinstance(recorded, str) or not recorded:
+        return False
+    path = expand_home(recorded)
+    for candidate in [path] if path.is_absolute() else [Path.cwd() / path, REPO / path]:
+        try:
+            if os.path.samefile(candidate, ckpt):
+                return True
+        except OSError:  # not there (any more), or not readable
+            continue
+    return False
+
+
+def _checkpoint_label(ckpt: Path) -> str:
+    """A short name for a checkpoint: ``<run>-<stem>`` for train.py's ``<run>/checkpoints/<stem>.ckpt``,
+    else the file's stem or the model package folder's name."""
+    if ckpt.parent.name == "checkpoints" and ckpt.parent.parent.name:
+        return f"{ckpt.parent.parent.name}-{ckpt.stem}"
+    return ckpt.name if ckpt.is_dir() else ckpt.stem
+
+
+def result_file(settings: dict[str, object], ckpt: Path, given_ckpt: str) -> tuple[Path, str]:
+    """Where a run without ``--json`` writes its result, and why there (a line to print).
+
+    ``benchmarks/eval_contacts.json`` holds the README's default column: a run replaces it only when it
+    repeats the measurement the file records (its ``checkpoint`` the same file as ``ckpt``, and the same
+    ``settings``), or when there is no such file and the settings are the script's defaults. Any other run
+    (another checkpoint, ``--set tta=true``, another seed: each replaced the README's figure) writes
+    ``benchmarks/eval_contacts_<parts>.json``, a part for each setting that differs from that file's (or
+    the defaults): ``ckpt-<run>-best``, ``n<scenes>``, ``seed<N>``, ``<W>x<H>``, ``mmu<px>`` and each
+    ``--set`` (``tta-true``), in that order.
+
+    Args:
+        settings: this run's ``scenes``, ``seed``, ``size`` (``WxH``), ``min_unit_area_px`` and
+            ``predict_overrides``, as its result records them.
+        ckpt: the checkpoint or model package, resolved.
+        given_ckpt: ``--ckpt`` as given (said in the line).
+    """
+    default = REPO / "benchmarks" / "eval_contacts.json"
+    reference: dict[str, object] = {"scenes": 64, "seed": 777, "size": "160x128", "predict_overrides": []}
+    recorded: dict[str, object] | None
+    try:
+        loaded = json.loads(default.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        recorded, same_ckpt = None, True
+    except (OSError, ValueError):  # unreadable or not JSON: never replaced without --json
+        recorded, same_ckpt = {}, False
+    else:
+        recorded = loaded if isinstance(loaded, dict) else {}
+        same_ckpt = _same_file(recorded.get("checkpoint"), ckpt)
+        reference.update({k: v for k, v in recorded.items() if k in settings})
+    if "min_unit_area_px" not in reference:
+        reference["min_unit_area_px"] = int(
+            OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px
+        )
+    differs = [k for k in settings if settings[k] != reference[k]]
+    if same_ckpt and not differs:
+        what = "the default settings" if recorded is None else "the measurement it records"
+        return default, f"result file {default} (the README's default column: {what}, so it is replaced)"
+    names = {"scenes": "n{}", "seed": "seed{}", "min_unit_area_px": "mmu{}"}
+    parts = [] if same_ckpt else [f"ckpt-{_checkpoint_label(ckpt)}"]
+    for key in differs:
+        value = settings[key]
+        parts.extend(value if isinstance(value, list) else [names.get(key, "{}").format(value)])
+    stem = re.sub(r"[^A-Za-z0-9._+-]+", "-", "_".join(map(str, parts)).replace("=", "-")).strip("-")
+    if len(stem) > 150:  # many --set overrides: a name the filesystem takes, still one per set of settings
+        stem = f"{stem[:140]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+    path = REPO / "benchmarks" / f"eval_contacts_{stem}.json"
+    flags = {"scenes": "--n", "seed": "--seed", "size": "--size", "min_unit_area_px": "--min-unit-area"}
+
+    def shown(value: object) -> str:
+        return (" ".join(map(str, value)) or "none") if isinstance(value, list) else str(value)
+
+    why = [f"{flags.get(k, '--set')} {shown(settings[k])} (it has {shown(reference[k])})" for k in differs]
+    if not same_ckpt:
+        why.insert(0, f"--ckpt {given_ckpt} is not its checkpoint ({(recorded or {}).get('checkpoint')})")
+    return path, (
+        f"result file {path}: not benchmarks/eval_contacts.json, the README's default column, as this run "
+        f"differs from {'the default settings' if recorded is None else 'the measurement it records'}: "
+        f"{'; '.join(why)}; give --json FILE to choose the file"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -139,14 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json",
         default=None,
-        help="result file (default: benchmarks/eval_contacts.json for seed 777, the README's default column; "
-        "benchmarks/eval_contacts_seed<N>.json for another --seed, so that it does not replace that file)",
+        help="result file (default: benchmarks/eval_contacts.json, the README's default column, only for a "
+        "run that repeats the measurement it records; else benchmarks/eval_contacts_<what differs>.json, "
+        "e.g. eval_contacts_seed555.json, eval_contacts_tta-true.json, eval_contacts_ckpt-<run>-best.json)",
     )
     args = parser.parse_args(argv)
-    if args.json is None:
-        name = "eval_contacts.json" if args.seed == 777 else f"eval_contacts_seed{args.seed}.json"
-        args.json = str(REPO / "benchmarks" / name)
-    check_json_destination(parser, args.json)
+    if args.json is not None:
+        check_json_destination(parser, args.json)
     # predict.py runs from the repository root: hand it an absolute path, so that a relative --ckpt means
     # the file the caller sees from where they launched this script.
     ckpt = expand_home(args.ckpt).resolve()
@@ -170,6 +259,20 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--set {override}: min_unit_area_px must be a whole number of pixels, e.g. 200")
     if args.min_unit_area is None:
         args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
+    if args.json is None:
+        settings = {
+            "scenes": args.n,
+            "seed": args.seed,
+            "size": f"{width}x{height}",
+            "min_unit_area_px": args.min_unit_area,
+            "predict_overrides": args.set,
+        }
+        destination, said = result_file(settings, ckpt, args.ckpt)
+        args.json = str(destination)
+        check_json_destination(parser, args.json)
+        print(said, flush=True)
+    else:
+        print(f"result file {args.json} (--json)", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         scenes, out = Path(tmp) / "scenes", Path(tmp) / "pred"

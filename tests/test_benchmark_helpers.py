@@ -519,13 +519,24 @@ def test_bench_train_smoke_from_another_folder(tmp_path):
     _check_reproduce(result["reproduce"], "bench_train.py", model="tiny", steps=1, crop_size=64, threads=1)
 
 
-def test_eval_contacts_another_seed_keeps_the_default_result_file(tmp_path, monkeypatch):
-    """Without --json, a run on another seed (the README's tuning seed 555) writes its own file instead of
-    replacing benchmarks/eval_contacts.json, the README's default column (seed 777)."""
+def _fake_eval_contacts(tmp_path, monkeypatch):
+    """eval_contacts with its repository at ``tmp_path`` (holding the README's default column, made with
+    ``runs/default.ckpt``) and predict.py replaced by a run that writes an empty metrics.json."""
     eval_contacts = _load("eval_contacts")
     (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "eval_contacts.json").write_text('{"seed": 777}')
-    (tmp_path / "best.ckpt").write_bytes(b"")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "default.ckpt").write_bytes(b"")
+    (tmp_path / "other.ckpt").write_bytes(b"")
+    recorded = {
+        "scenes": 256,
+        "seed": 777,
+        "size": "160x128",
+        "checkpoint": "runs/default.ckpt",
+        "min_unit_area_px": 200,
+        "predict_overrides": [],
+        "boundary_f1_3px": 0.62,
+    }
+    (tmp_path / "benchmarks" / "eval_contacts.json").write_text(json.dumps(recorded))
     monkeypatch.setattr(eval_contacts, "REPO", tmp_path)
     monkeypatch.setattr(eval_contacts, "generate_dataset", lambda *a, **k: [])
 
@@ -535,9 +546,58 @@ def test_eval_contacts_another_seed_keeps_the_default_result_file(tmp_path, monk
         (out / "metrics.json").write_text("{}")
 
     monkeypatch.setattr(eval_contacts, "subprocess", SimpleNamespace(run=fake_run))
-    eval_contacts.main(["--ckpt", str(tmp_path / "best.ckpt"), "--seed", "555", "--min-unit-area", "200"])
-    assert json.loads((tmp_path / "benchmarks" / "eval_contacts.json").read_text()) == {"seed": 777}
+    return eval_contacts, recorded
+
+
+def test_eval_contacts_another_seed_keeps_the_default_result_file(tmp_path, monkeypatch):
+    """Without --json, a run on another seed (the README's tuning seed 555) writes its own file instead of
+    replacing benchmarks/eval_contacts.json, the README's default column (seed 777)."""
+    eval_contacts, recorded = _fake_eval_contacts(tmp_path, monkeypatch)
+    default = ["--ckpt", str(tmp_path / "runs" / "default.ckpt"), "--n", "256", "--min-unit-area", "200"]
+    eval_contacts.main([*default, "--seed", "555"])
+    assert json.loads((tmp_path / "benchmarks" / "eval_contacts.json").read_text()) == recorded
     assert json.loads((tmp_path / "benchmarks" / "eval_contacts_seed555.json").read_text())["seed"] == 555
+
+
+def test_eval_contacts_another_checkpoint_or_option_keeps_the_default_result_file(
+    tmp_path, monkeypatch, capsys
+):
+    """Without --json, only a run that repeats the README's default column (its checkpoint, scenes, seed,
+    size, minimum mapping unit and no --set) writes benchmarks/eval_contacts.json: ``--ckpt <another>`` or
+    ``--set tta=true`` on seed 777 replaced it. Those write a file named for what differs, and say where
+    before measuring."""
+    eval_contacts, recorded = _fake_eval_contacts(tmp_path, monkeypatch)
+    bench = tmp_path / "benchmarks"
+    same = ["--n", "256", "--min-unit-area", "200"]
+    eval_contacts.main(["--ckpt", str(tmp_path / "other.ckpt"), *same])
+    assert json.loads((bench / "eval_contacts.json").read_text()) == recorded
+    assert json.loads((bench / "eval_contacts_ckpt-other.json").read_text())["checkpoint"] == str(
+        tmp_path / "other.ckpt"
+    )
+    said = capsys.readouterr().out
+    assert said.index(f"result file {bench / 'eval_contacts_ckpt-other.json'}") < said.index("scenes")
+    assert "not benchmarks/eval_contacts.json" in said and "--json FILE" in said
+    eval_contacts.main(["--ckpt", str(tmp_path / "runs" / "default.ckpt"), *same, "--set", "tta=true"])
+    assert json.loads((bench / "eval_contacts.json").read_text()) == recorded
+    assert json.loads((bench / "eval_contacts_tta-true.json").read_text())["predict_overrides"] == [
+        "tta=true"
+    ]
+    eval_contacts.main(["--ckpt", str(tmp_path / "runs" / "default.ckpt"), "--min-unit-area", "200"])
+    assert json.loads((bench / "eval_contacts.json").read_text()) == recorded
+    assert json.loads((bench / "eval_contacts_n64.json").read_text())["scenes"] == 64
+    # The same measurement again (the checkpoint named from another folder) refreshes the default column.
+    monkeypatch.chdir(tmp_path / "runs")
+    capsys.readouterr()
+    eval_contacts.main(["--ckpt", "default.ckpt", *same])
+    refreshed = json.loads((bench / "eval_contacts.json").read_text())
+    assert refreshed["checkpoint"] == "default.ckpt" and refreshed["boundary_f1_3px"] is None  # this run's
+    assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
+    assert sorted(p.name for p in bench.iterdir()) == [
+        "eval_contacts.json",
+        "eval_contacts_ckpt-other.json",
+        "eval_contacts_n64.json",
+        "eval_contacts_tta-true.json",
+    ]
 
 
 @pytest.mark.parametrize("script", ["eval_contacts", "bench_synthetic"])
