@@ -927,8 +927,10 @@ class InterruptAtStep(pl.Callback):
         data_error: bool = False,
         in_validation: bool = False,
         full_disk_at_last: bool = False,
+        before_step: bool = False,
     ) -> None:
         self.step = step
+        self.before_step = before_step  # stop before the step after ``step`` (a resume: before it trains)
         self.sigterm = sigterm
         self.data_error = data_error
         self.in_validation = in_validation
@@ -938,8 +940,14 @@ class InterruptAtStep(pl.Callback):
         if self.in_validation and not trainer.sanity_checking and trainer.global_step == self.step:
             raise KeyboardInterrupt
 
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        if self.before_step and trainer.global_step == self.step:
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException if self.sigterm else KeyboardInterrupt
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step and not self.in_validation:
+        if trainer.global_step == self.step and not self.in_validation and not self.before_step:
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             if self.data_error:  # what the loader raises when a training image vanished mid-run
@@ -1311,27 +1319,69 @@ def test_an_interrupted_continuation_marks_the_finished_part_s_metrics_outdated(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A finished run continued in place (trainer.max_epochs raised, ckpt_path=last) and stopped by Ctrl-C
-    kept the first part's metrics.json as it was: scores of a best.ckpt since replaced, beside a config.yaml
-    of the longer run, with nothing saying that the run had gone on. The file now says so until a part of
-    the run finishes and rewrites it."""
-    first = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1"])  # 2 steps per epoch
+    after it replaced best.ckpt kept the first part's metrics.json as it was: scores of a best.ckpt since
+    replaced, beside a config.yaml of the longer run, with nothing saying that the run had gone on. The file
+    now says so until a part of the run finishes and rewrites it."""
+    # The best checkpoint ranked by the step: each validation replaces it (val/miou may not improve).
+    by_step = ["callbacks.model_checkpoint.monitor=step", "callbacks.model_checkpoint.mode=max"]
+    first = compose_config("train", tmp_path, [*TINY, *by_step, "trainer.max_epochs=1"])  # 2 steps per epoch
     finished = run(first)
     last = tmp_path / "checkpoints" / "last.ckpt"
-    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
-    longer = [*TINY, "trainer.max_epochs=2", f"ckpt_path={last}"]
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    # Stopped in the third epoch, after the second's validation saved best.ckpt at step 4.
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=5"]
+    longer = [*TINY, *by_step, "trainer.max_epochs=3", f"ckpt_path={last}"]
     handler = signal.getsignal(signal.SIGINT)
     try:
         with pytest.raises(KeyboardInterrupt):
             run(compose_config("train", tmp_path, [*longer, *stop]))
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
-    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 5
+    assert torch.load(best, map_location="cpu", weights_only=False)["global_step"] == 4
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert {k: v for k, v in record.items() if k != "outdated"} == json.loads(json.dumps(finished))
     assert "interrupted (Ctrl-C)" in record["outdated"] and "ckpt_path=last" in record["outdated"]
+    assert "replaced best.ckpt" in record["outdated"]
 
     assert "outdated" not in run(compose_config("train", tmp_path, longer))  # the run finished
     assert "outdated" not in json.loads((tmp_path / "metrics.json").read_text())
+    capsys.readouterr()
+
+
+def test_a_stopped_continuation_that_replaced_no_scored_checkpoint_leaves_metrics_json_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resume (ckpt_path=last) stopped by Ctrl-C or SIGTERM before its first training step, or after steps
+    but before a validation saved a new best, marked metrics.json ``outdated`` ("may have replaced
+    best.ckpt") although best.ckpt, the checkpoint it scores, was the same file: the run's scores read as
+    stale when they were not. Only a replaced scored checkpoint marks the file."""
+    first = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1"])  # 2 steps per epoch
+    finished = json.loads(json.dumps(run(first)))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    best_bytes = best.read_bytes()
+    longer = [
+        *TINY,
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+        "+callbacks.stop._target_=test_train.InterruptAtStep",
+    ]
+    handler = signal.getsignal(signal.SIGINT)
+    for stop, status in (
+        (["+callbacks.stop.step=2", "+callbacks.stop.before_step=true"], 130),  # Ctrl-C before a step
+        (["+callbacks.stop.step=2", "+callbacks.stop.before_step=true", "+callbacks.stop.sigterm=true"], 143),
+        (["+callbacks.stop.step=3"], 130),  # Ctrl-C after a step, before the epoch's validation
+    ):
+        cfg = compose_config("train", tmp_path, [*longer, *stop])
+        try:
+            with pytest.raises(SystemExit) as stopped:
+                report_user_errors(lambda: run(cfg), prog="train.py")  # noqa: B023 - called at once
+        finally:
+            signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+        assert stopped.value.code == status, stop
+        assert best.read_bytes() == best_bytes
+        assert json.loads((tmp_path / "metrics.json").read_text()) == finished, stop
     capsys.readouterr()
 
 

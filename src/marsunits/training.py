@@ -991,6 +991,9 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
 
     status = "failed"
     seconds_before = 0.0
+    # The checkpoint an earlier part's metrics.json scored, as it is before this part trains: a stop marks
+    # that file outdated only if this part replaced it (a stop before any new best.ckpt leaves it true).
+    scored = _scored_checkpoint(output_dir) if training and ckpt_path else None
     try:
         metrics: dict[str, Any] = {}
         if training:
@@ -1050,7 +1053,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         finish_loggers(loggers, status)
         if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
-            _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1])
+            _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored)
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best
@@ -1071,16 +1074,54 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _mark_earlier_metrics_outdated(output_dir: Path, stop: BaseException | None) -> None:
-    """Add ``outdated`` to the ``metrics.json`` an earlier part of this run wrote in ``output_dir``, when a
-    later part that trained (a resume, ``ckpt_path=last``) stops before its end (``stop``: Ctrl-C, SIGTERM, an
-    error), so that the file no longer reads as the scores of the run's checkpoints: that part may have
-    replaced ``best.ckpt`` and ``last.ckpt``. The part that finishes the run rewrites the file without it.
-    Nothing else of the record changes; a file that cannot be read or written is left as it is."""
+#: What identifies a checkpoint file's version: a replaced file (written and renamed over it, or rewritten in
+#: place) has another inode or modification time.
+_FileVersion = tuple[int, int, int, int] | None
+
+
+def _file_version(path: Path) -> _FileVersion:
+    """``path``'s device, inode, size and modification time (ns), or None when it is not a file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if path.is_file() else None
+
+
+def _scored_checkpoint(output_dir: Path) -> tuple[Path, _FileVersion] | None:
+    """The checkpoint whose scores the ``metrics.json`` in ``output_dir`` holds (its ``best_ckpt``; without
+    one, its ``last_ckpt``: the weights in memory at the end were scored) and that file's version now; None
+    without a readable ``metrics.json`` naming one."""
     try:
         earlier = read_metrics(output_dir)
     except (OSError, ValueError):
-        return  # none (the run's first part was stopped too), or not this tool's
+        return None
+    path = earlier.get("best_ckpt") or earlier.get("last_ckpt")
+    if not isinstance(path, str) or not path:
+        return None
+    return Path(path), _file_version(Path(path))
+
+
+def _mark_earlier_metrics_outdated(
+    output_dir: Path, stop: BaseException | None, scored: tuple[Path, _FileVersion] | None
+) -> None:
+    """Add ``outdated`` to the ``metrics.json`` an earlier part of this run wrote in ``output_dir``, when a
+    later part that trained (a resume, ``ckpt_path=last``) stops before its end (``stop``: Ctrl-C, SIGTERM, an
+    error) after it replaced the checkpoint the file scored (``scored``: its path and version before this
+    part trained, :func:`_scored_checkpoint`; ``best.ckpt``), so that the file no longer reads as the scores
+    of the run's checkpoints. A part stopped before it saved a new best (before its first step, or before a
+    validation) leaves the file as it is, its scores still those of ``best.ckpt`` (such a stop marked it
+    too). The part that finishes the run rewrites the file without it. Nothing else of the record changes;
+    a file that cannot be read or written is left as it is."""
+    if scored is None:
+        return  # no metrics.json (the run's first part was stopped too), or not this tool's
+    path, version = scored
+    if _file_version(path) == version:
+        return  # the scored checkpoint is the file it was: the scores still hold
+    try:
+        earlier = read_metrics(output_dir)
+    except (OSError, ValueError):
+        return
     if isinstance(stop, (TerminatedError, SIGTERMException)):
         how = "terminated (SIGTERM)"
     elif isinstance(stop, KeyboardInterrupt):
@@ -1088,9 +1129,9 @@ def _mark_earlier_metrics_outdated(output_dir: Path, stop: BaseException | None)
     else:
         how = "stopped by an error"
     earlier["outdated"] = (
-        f"a later part of this run (resumed with ckpt_path=last) was {how} before its end and may have "
-        "replaced best.ckpt and last.ckpt: these scores are of the part that finished before it. Run the "
-        "same command with ckpt_path=last to finish the run and rewrite this file"
+        f"a later part of this run (resumed with ckpt_path=last) was {how} before its end and replaced "
+        f"{path.name}, the checkpoint these scores are of: they are of the part that finished before it. Run "
+        "the same command with ckpt_path=last to finish the run and rewrite this file"
     )
     try:
         write_metrics(output_dir, earlier)
