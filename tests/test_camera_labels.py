@@ -517,6 +517,34 @@ def test_a_rover_frame_label_not_of_mer_alone_needs_ground_height(tmp_path, caps
     assert load_camera(tmp_path / "2N290711859EFFB1F3P1978L0M1.camera.json").ground_z_m == 0.3
 
 
+@pytest.mark.parametrize(
+    "frame, extra", [("ROVER_FRAME", []), ("ROVER_FRAME", ["--rover-frame"]), ("SITE_FRAME", [])]
+)
+def test_a_rover_frame_label_refused_gives_the_ground_a_mer_image_has(tmp_path, capsys, frame, extra):
+    """A label with MER's ROVER_FRAME whose mission is not MER alone (here it names none) is refused; its
+    refusal said the ROVER_FRAME origin is "0.294 m above the ground for MER" (in the rover frame) or only
+    where the origin is (levelled, or a SITE_FRAME model), leaving the sign and the sum to the user (z up:
+    +0.294 was the likely misreading, a ground above the cameras' origin). It now gives the value a MER image
+    has, in the frame written, and that value, given as it says, writes what a MER label gets."""
+    vec = _label_vectors(height_m=GROUND + 1.9 if frame == "SITE_FRAME" else 1.5, distort=True)
+    unnamed, mer = tmp_path / "unnamed.LBL", tmp_path / "mer.LBL"
+    unnamed.write_text(_mer_label(vec, frame=frame, host="TESTBED"))
+    mer.write_text(_mer_label(vec, frame=frame))
+    assert read_label(unnamed).missions == () and read_label(mer).missions == ("MER",)
+    assert main([str(unnamed), *extra]) == 1
+    err = capsys.readouterr().err
+    said = re.search(r"if this is a MER image: --ground-z-m (\S+?)\)", err)
+    assert said, err
+    assert main([str(mer), *extra]) == 0
+    assert main([str(unnamed), *extra, "--ground-z-m", said.group(1)]) == 0
+    ours = json.loads(unnamed.with_suffix(".camera.json").read_text())
+    theirs = json.loads(mer.with_suffix(".camera.json").read_text())
+    assert ours["ground_z_m"] == pytest.approx(theirs["ground_z_m"], abs=1e-9)
+    assert ours["ground_z_m"] < (-0.2 if extra else GROUND - 0.2)  # below the rover origin, z up
+    same = {k for k in theirs if k not in ("ground_z_m", "pds_label", "pds_ground")}
+    assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
+
+
 def _unnamed_index_label(vec: dict[str, list[float]], frame: str, index: str, counter_names: str) -> str:
     """A label whose camera group gives its frame's index without COORDINATE_SYSTEM_INDEX_NAME, as MER's
     ``GEOMETRIC_CAMERA_MODEL`` does (``REFERENCE_COORD_SYSTEM_INDEX = (125,100,0,5,0)``): the index's entries

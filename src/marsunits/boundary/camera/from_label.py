@@ -88,7 +88,8 @@ statement was found for MER's ``LOCAL_LEVEL_FRAME`` origin: there, in a local le
 names no mission (or another, or MER beside MSL or Mars 2020), in a ``ROVER_FRAME`` of a label that does not
 name MER alone, and where the label lacks the rover's place in the camera's site, ``--ground-z-m`` is
 required and its absence is an error naming the label (for such a levelled model it says the rover
-origin's height in the site). ``--ground-z-m`` is the
+origin's height in the site; for a ``ROVER_FRAME``, the ``--ground-z-m`` to give if the image is MER's).
+``--ground-z-m`` is the
 height in the frame the file is written in (the SITE frame for a levelled model) and is used for every
 label (it overrides a label's own value, which is then said in a note line).
 
@@ -709,6 +710,16 @@ def _origin_note(frame: str, height: float) -> str:
     return f"MER {frame} origin: {height:g} m above the nominal ground (JPL's VICAR PIG, PigMER.h)"
 
 
+def _mer_ground_advice(origin_z: float) -> str:
+    """What to give for a ROVER_FRAME origin at ``origin_z`` (z up, in the frame written) of a label that
+    does not name MER alone: the ground a MER image has there, as ``--ground-z-m`` takes it."""
+    ground = round(origin_z - MER_ROVER_FRAME_HEIGHT_M, 6)
+    return (
+        f"MER's ROVER_FRAME origin is {MER_ROVER_FRAME_HEIGHT_M:g} m above the ground (if this is a MER "
+        f"image: --ground-z-m {ground!r})"
+    )
+
+
 def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
     """Set ``cam.ground_z_m`` (in the model's frame as the label gives it) where documentation fixes it
     (module docstring), else say why not."""
@@ -721,10 +732,8 @@ def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
     if frame == "ROVER_FRAME":
         named = ", ".join(cam.missions) or "no mission"
         cam.ground_note = (
-            "the label does not fix the ground of a ROVER_FRAME: its origin is "
-            f"{MER_ROVER_FRAME_HEIGHT_M:g} m above the ground for MER, and the label names {named}, not MER "
-            "alone (PDS3 "
-            f"{', '.join(_PDS3_MISSION_KEYS)})"
+            f"the label does not fix the ground of a ROVER_FRAME: it names {named}, not MER alone (PDS3 "
+            f"{', '.join(_PDS3_MISSION_KEYS)}); {_mer_ground_advice(0.0)}"
         )
         return
     if frame == "LOCAL_LEVEL_FRAME":
@@ -774,6 +783,22 @@ def _set_ground(cam: LabelCamera, rover_places: list[_Place]) -> None:
     else:
         rovers = "ROVER_FRAME" if cam.missions == ("MER",) else _GROUND_AT_ORIGIN
         cam.ground_note = f"the label gives no {rovers} origin in SITE_FRAME {site}"
+        # a ROVER_FRAME placed in the site, of a label not naming MER alone: where MER's ground would be
+        placed = {
+            -p.offset[2]
+            for p in rover_places
+            if p.frame == "ROVER_FRAME"
+            and p.ref == "SITE_FRAME"
+            and p.ref_site == site
+            and p.offset is not None
+        }
+        if len(placed) == 1 and rovers != "ROVER_FRAME":
+            origin_z = placed.pop()
+            named = ", ".join(cam.missions) or "no mission"
+            cam.ground_note = (
+                f"the label places a ROVER_FRAME origin at z = {origin_z:g} m (z up) in SITE_FRAME {site}, "
+                f"but names {named}, not MER alone; {_mer_ground_advice(origin_z)}"
+            )
 
 
 def _set_pose(cam: LabelCamera, rover_places: list[_Place]) -> None:
@@ -1071,9 +1096,10 @@ def written_ground(cam: LabelCamera, level: bool) -> tuple[float | None, str]:
         return origin_z, f"{_GROUND_AT_ORIGIN} origin (on the ground beneath the rover) in SITE_FRAME {site}"
     if height is not None:
         return origin_z - height, f"{_origin_note(cam.frame.upper(), height)}, in SITE_FRAME {site}"
+    mer = f"; {_mer_ground_advice(origin_z)}" if cam.frame.upper() == "ROVER_FRAME" else ""
     return None, (
         f"the label does not fix the ground of a {cam.frame}, whose origin is at z = {origin_z:g} m "
-        f"(z up) in SITE_FRAME {site}, the frame the model is levelled into"
+        f"(z up) in SITE_FRAME {site}, the frame the model is levelled into{mer}"
     )
 
 
