@@ -80,10 +80,13 @@ the site origin has ``z = -1.7``, so ``ground_z_m = 1.7``). The same document pu
 Mars 2020 local level frame has its ground at 0 too; the mission is the one the label names (PDS3
 ``MISSION_NAME``, ``INSTRUMENT_HOST_ID`` / ``_NAME``, ``SPACECRAFT_NAME`` / ``_ID``; PDS4
 ``Investigation_Area`` and ``Observing_System_Component`` names and references). MER's ``ROVER_FRAME``
-origin is 0.294 m above the nominal ground (:data:`MER_ROVER_FRAME_HEIGHT_M`: the default surface of MER in
-JPL's own camera-model library, VICAR's PIG, "taken from MER engineering drawings and confirmed ... during
-nominal OPS"), so in a label that names MER (and no other mission) a ``ROVER_FRAME`` model has its ground
-at -0.294 m (z up), and in a ``SITE_FRAME`` 0.294 m below the rover origin's place in that site. No such
+origin is taken to be 0.294 m above the nominal ground (:data:`MER_ROVER_FRAME_HEIGHT_M`): JPL's Planetary
+Image Geometry library (PIG, in VICAR, ``PigMER.h``) puts MER's default ground, a level plane, 0.294 m below
+the origin of its fixed site frame, a value "taken from MER engineering drawings" and confirmed on a lab
+image and "again during nominal OPS", and a site frame's origin is the ``ROVER_FRAME`` origin where the site
+was declared. So in a label that names MER (and no other mission) a ``ROVER_FRAME`` model has its ground at
+-0.294 m (z up; +0.294 in the label's z-down frame), and in a ``SITE_FRAME`` 0.294 m below the rover
+origin's place in that site (the rover's own place at the image, not the site origin's, as for MSL). No such
 statement was found for MER's ``LOCAL_LEVEL_FRAME`` origin: there, in a local level frame of a label that
 names no mission (or another, or MER beside MSL or Mars 2020), in a ``ROVER_FRAME`` of a label that does not
 name MER alone, and where the label lacks the rover's place in the camera's site, ``--ground-z-m`` is
@@ -154,14 +157,18 @@ _NORTH_FRAMES = ("SITE_FRAME", "LOCAL_LEVEL_FRAME")
 _ROVER_FRAMES = ("ROVER_NAV_FRAME", "ROVER_FRAME")
 #: The frame whose origin is documented to lie on the nominal surface beneath the rover (MSL, Mars 2020).
 _GROUND_AT_ORIGIN = "ROVER_NAV_FRAME"
-#: Height (metres) of MER's ROVER_FRAME origin above the nominal ground beneath the rover: the ground point
-#: (0, 0, 0.294), z down, that JPL's own camera-model library gives MER as its default surface
-#: (``PigMER::getDefaultSurfaceGround`` in VICAR's PIG library, NASA-AMMOS/VICAR ``vos/mars/inc/PigMER.h``:
-#: "Default ground value has been taken from MER engineering drawings and confirmed using correlation of an
-#: image looking at the ground of the lab. Confirmed again during nominal OPS"), where MSL's and Mars 2020's
-#: is (0, 0, 0) "since RNAV has been redefined to have its origin at the nominal ground" (``PigMSL.h``,
-#: ``PigM20.h``): the rule this module already follows for ROVER_NAV_FRAME. It agrees with MER's Hazcams,
-#: whose models put them 0.235 m above the ROVER_FRAME origin, 0.53 m above the ground.
+#: Height (metres) of MER's ROVER_FRAME origin above the nominal ground beneath the rover, read from JPL's
+#: Planetary Image Geometry library (PIG, in VICAR: NASA-AMMOS/VICAR ``vos/mars/inc/PigMER.h``). PIG's default
+#: ground is a level plane (``getDefaultSurfaceNormal`` (0, 0, -1), z down) through the point
+#: ``getDefaultSurfaceGround`` gives, in PIG's FIXED site frame (``PigMission::getDefaultSurfaceCS``, which
+#: PigMER does not override): (0, 0, 0.294) for MER, "taken from MER engineering drawings and confirmed using
+#: correlation of an image looking at the ground of the lab. Confirmed again during nominal OPS"; (0, 0, 0)
+#: for MSL, "since RNAV has been redefined to have its origin at the nominal ground" (``PigMSL.h``; Mars
+#: 2020's ``PigM20.h``: "has been defined"). A site frame's origin is the rover frame's origin where the
+#: site was declared (a MER label at drive 0 gives its ROVER_FRAME the ORIGIN_OFFSET_VECTOR (0, 0, 0)), so
+#: that plane lies 0.294 m below the ROVER_FRAME origin: the figure is PIG's, reading it as the rover frame's
+#: height is this module's (as MSL's documents put the ROVER_NAV_FRAME origin on the ground). It agrees with
+#: MER's Hazcams, whose models put them 0.235 m above the ROVER_FRAME origin, 0.53 m above the ground.
 MER_ROVER_FRAME_HEIGHT_M = 0.294
 #: The missions whose LOCAL_LEVEL_FRAME origin is the ROVER_NAV_FRAME origin, on the nominal surface beneath
 #: the rover (J. Maki et al., *MSL Coordinate Systems for Science Instruments*, JPL 2013; Mars 2020 keeps
@@ -707,7 +714,7 @@ def _origin_note(frame: str, height: float) -> str:
     """Where the ground below a rover frame's origin comes from (:func:`_origin_height`)."""
     if height == 0.0:
         return f"{frame} origin: on the nominal surface beneath the rover (MSL/Mars 2020 frames)"
-    return f"MER {frame} origin: {height:g} m above the nominal ground (JPL's VICAR PIG, PigMER.h)"
+    return f"MER {frame} origin: {height:g} m above the nominal ground (JPL's PIG library in VICAR, PigMER.h)"
 
 
 def _mer_ground_advice(origin_z: float) -> str:
