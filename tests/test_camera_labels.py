@@ -944,6 +944,26 @@ def test_pds4_geometry_without_a_state_is_the_telemetry_state(tmp_path):
         convert_label(tmp_path / "t.xml")
 
 
+def test_two_telemetry_models_refused_name_their_blocks(tmp_path):
+    """The geom dictionary allows several Geometry_Lander blocks of one state, "in which case the
+    local_identifier should be used to differentiate the instances". Two differing Telemetry models were
+    refused with "write the camera file by hand from the one you trust" but without saying which blocks they
+    are; the refusal now names each block's local_identifier, so the one trusted can be found."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    text = _pds4(vec, initial=_label_vectors(height_m=GROUND + 1.5, distort=True))
+    text = text.replace(
+        "<geom:geometry_state>Initial</geom:geometry_state>",
+        "<geom:geometry_state>Telemetry</geom:geometry_state>\n<local_identifier>geom_vo_update</local_identifier>",
+    )
+    assert text.count(">Telemetry<") == 2
+    (tmp_path / "t.xml").write_text(text)
+    with pytest.raises(LabelError) as err:
+        convert_label(tmp_path / "t.xml")
+    assert "2 different camera models of the Telemetry state" in str(err.value)
+    assert "geom_vo_update" in str(err.value) and "geom_telemetry_state" in str(err.value)
+    assert not list(tmp_path.glob("*.camera.json"))
+
+
 # ------------------------------------------------------------------ rover-frame models levelled into SITE
 SITE_OFFSET = (
     4.25,

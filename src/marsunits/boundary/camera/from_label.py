@@ -40,10 +40,11 @@ Labels read:
   camera models that differ (one per ``geom:Geometry_Lander``), the one of the ``Telemetry`` geometry state
   (the geometry the rover reported) is taken, with the rover's place from the same block; a block without
   ``geom:geometry_state`` is a Telemetry one (the geom dictionary: "If not present, the semantics of
-  'Telemetry' should be assumed"). A label whose differing models include none of that state (only
+  "Telemetry" should be assumed"). A label whose differing models include none of that state (only
   ``Initial``, the geometry before onboard updates, an ``Adjusted`` one of a derived product, ...), or more
   than one of it, is refused: the dictionary does not rank the other states (it only says a derived product
-  may carry an ``Adjusted`` block and drop the Telemetry one), so none is preferred to the Telemetry one.
+  may carry an ``Adjusted`` block and drop the Telemetry one), so none is preferred to the Telemetry one; and
+  it allows several blocks of one state, told apart by their ``local_identifier``, which the refusal names.
 
 CAHVORE models (the Hazcams', most Mars 2020 Navcams') are written as ``"model": "cahvore"`` with ``E``,
 ``T`` and ``P`` (:mod:`marsunits.boundary.camera.cahvore`).
@@ -868,7 +869,7 @@ def _read_pds4(path: Path) -> LabelCamera:
     # Camera models, each with the geometry block (Geometry_Lander) that holds it and that block's state.
     found: list[tuple[str, ET.Element, ET.Element]] = []
     for lander in root.iter(f"{_G}Geometry_Lander"):
-        # geom dictionary, geometry_state: "If not present, the semantics of 'Telemetry' should be assumed"
+        # geom dictionary, geometry_state: "If not present, the semantics of "Telemetry" should be assumed"
         state = (lander.findtext(f"{_G}geometry_state") or "").strip() or _TELEMETRY
         found += [(state, cmp, lander) for cmp in lander.iter(f"{_G}Camera_Model_Parameters")]
     in_lander = {id(c) for _, c, _ in found}
@@ -884,10 +885,16 @@ def _read_pds4(path: Path) -> LabelCamera:
     telemetry = [m for m in models if m[0].lower() == _TELEMETRY.lower()]
     if telemetry:  # the geometry the rover reported (another state is e.g. "Initial", before onboard updates)
         if len({repr(m[2]) for m in telemetry}) > 1:
+            # the dictionary: several blocks of one state are told apart by their local_identifier
+            blocks = ", ".join(
+                (scope.findtext(f"{_P}local_identifier") or "").strip() or "(no local_identifier)"
+                for _, scope, _ in telemetry
+            )
             raise LabelError(
                 f"{path}: {len(telemetry)} different camera models of the Telemetry state (geometry blocks "
-                "named Telemetry or without a geom:geometry_state); which belongs to the image cannot be "
-                "told: write the camera file by hand from the one you trust (README, Camera files)"
+                f"named Telemetry or without a geom:geometry_state; their local_identifier: {blocks}); which "
+                "belongs to the image cannot be told: write the camera file by hand from the one you trust "
+                "(README, Camera files)"
             )
         models = telemetry
     elif len({repr(m[2]) for m in models}) > 1:
