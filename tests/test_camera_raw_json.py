@@ -283,6 +283,21 @@ def test_a_hazcam_record_is_refused_saying_which_label_to_give_instead(tmp_path,
     assert not list(tmp_path.glob("*.camera.json"))
 
 
+def test_a_hazcam_record_without_an_imageid_is_not_told_to_look_for_a_made_up_name(tmp_path, capsys):
+    """The Hazcam refusal names the label as ``<imageid>*.xml``; a record without an ``imageid`` was told
+    to look for ``(no imageid)*.xml``, a name no product has. It is told to look for the product's label in
+    the sol's folder, without a made-up name."""
+    bad = _good(camera__instrument="FRONT_HAZCAM_LEFT_A")
+    del bad["imageid"]
+    (tmp_path / "haz.json").write_text(json.dumps(bad))
+    assert main([str(tmp_path / "haz.json")]) == 1
+    err = capsys.readouterr().err
+    assert "haz.json: (no imageid): the frame of a FRONT_HAZCAM_LEFT_A's model" in err
+    assert "(no imageid)*" not in err and "*.xml" not in err
+    assert "the product's PDS4 label (.xml) from the PDS bundle mars2020_hazcam_ops_raw" in err
+    assert "data/sol/00321/ids/edr/fcam/" in err
+
+
 def test_the_count_of_refusals_says_labels_records_and_files_refused_whole_apart(tmp_path, capsys):
     """One record of one .json refused was "1 of 1 labels refused", and a page of two records "1 of 2 labels
     and raw-image records refused", though no label was given: the count says what was given."""

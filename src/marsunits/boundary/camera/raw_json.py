@@ -211,7 +211,9 @@ def raw_camera(record: dict[str, Any], source: str | Path) -> RawImage:
         raise LabelError(f"{where}: has no 'camera' object, so no camera model; not a Mars 2020 record")
     instrument = _text(camera.get("instrument")).upper()
     if instrument not in MAST_INSTRUMENTS:
-        raise LabelError(_unread_instrument(where, instrument, imageid, record.get("sol")))
+        raise LabelError(
+            _unread_instrument(where, instrument, _text(record.get("imageid")), record.get("sol"))
+        )
     text = camera.get("camera_model_component_list")
     if not isinstance(text, str) or not text.strip() or text.strip().upper() == "UNK":
         raise LabelError(f"{where}: has no camera model (camera_model_component_list is {text!r})")
@@ -284,7 +286,8 @@ def raw_camera(record: dict[str, Any], source: str | Path) -> RawImage:
 
 def _unread_instrument(where: str, instrument: str, imageid: str, sol: Any) -> str:
     """Why a record of an instrument other than :data:`MAST_INSTRUMENTS` is not read, and what to give
-    instead: for a Hazcam, the product's PDS4 label in the Hazcam bundle's folder of the record's sol."""
+    instead: for a Hazcam, the product's PDS4 label in the Hazcam bundle's folder of the record's sol, named
+    ``<imageid>*.xml`` where the record has an ``imageid`` (``""`` where it has none)."""
     why = (
         f"{where}: the frame of a {instrument or 'unnamed instrument'}'s model in the raw-image metadata is "
         f"not established (it is for {', '.join(MAST_INSTRUMENTS)}, whose axis is checked against the "
@@ -297,11 +300,13 @@ def _unread_instrument(where: str, instrument: str, imageid: str, sol: Any) -> s
         sol_dir = f"{int(_text(sol)):05d}"
     except ValueError:
         sol_dir = "<sol>"
+    label = (
+        f"the product's PDS4 label instead, {imageid}*.xml" if imageid else "the product's PDS4 label (.xml)"
+    )
     return (
         f"{why}; a Hazcam is fixed to the rover's body, so the record has nothing to check its model's frame "
-        f"against); give this command the product's PDS4 label instead, {imageid}*.xml from the PDS bundle "
-        f"mars2020_hazcam_ops_raw, data/sol/{sol_dir}/ids/edr/{folder}/ (it names its model's frame and "
-        "the rover's place)"
+        f"against); give this command {label} from the PDS bundle mars2020_hazcam_ops_raw, "
+        f"data/sol/{sol_dir}/ids/edr/{folder}/ (it names its model's frame and the rover's place)"
     )
 
 
