@@ -116,13 +116,24 @@ def scene_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def recorded_checkpoint(ckpt: Path) -> str:
+    """A result's ``checkpoint``: the resolved ``ckpt`` relative to the repository (POSIX form) when it is
+    inside it, else absolute, so that a later run recognises it whatever folder either was launched from
+    (``--ckpt`` as given, relative to its launch folder, is in ``reproduce``'s arguments)."""
+    try:
+        return ckpt.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(ckpt)
+
+
 def _same_file(recorded: object, ckpt: Path) -> bool:
-    """Whether ``recorded`` (a result's ``checkpoint``, as its run was given it: relative to the folder it was
-    launched from, most often the repository root) names the file or folder ``ckpt``."""
+    """Whether ``recorded`` (a result's ``checkpoint``: :func:`recorded_checkpoint`; in results written before
+    2026-12-06 as ``--ckpt`` was given, relative to the folder the run was launched from, most often the
+    repository root) names the file or folder ``ckpt``."""
     if not isinstance(recorded, str) or not recorded:
         return False
     path = expand_home(recorded)
-    for candidate in [path] if path.is_absolute() else [Path.cwd() / path, REPO / path]:
+    for candidate in [path] if path.is_absolute() else [REPO / path, Path.cwd() / path]:
         try:
             if os.path.samefile(candidate, ckpt):
                 return True
@@ -342,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenes": args.n,
         "seed": args.seed,
         "size": f"{width}x{height}",
-        "checkpoint": args.ckpt,
+        "checkpoint": recorded_checkpoint(ckpt),
         "min_unit_area_px": args.min_unit_area,
         "predict_overrides": args.set,
         "extraction_mean_distance_px": float(np.mean(extraction)) if extraction else None,

@@ -571,9 +571,8 @@ def test_eval_contacts_another_checkpoint_or_option_keeps_the_default_result_fil
     same = ["--n", "256", "--min-unit-area", "200"]
     eval_contacts.main(["--ckpt", str(tmp_path / "other.ckpt"), *same])
     assert json.loads((bench / "eval_contacts.json").read_text()) == recorded
-    assert json.loads((bench / "eval_contacts_ckpt-other.json").read_text())["checkpoint"] == str(
-        tmp_path / "other.ckpt"
-    )
+    # The checkpoint as the repository names it (tmp_path is the repository here).
+    assert json.loads((bench / "eval_contacts_ckpt-other.json").read_text())["checkpoint"] == "other.ckpt"
     said = capsys.readouterr().out
     assert said.index(f"result file {bench / 'eval_contacts_ckpt-other.json'}") < said.index("scenes")
     assert "not benchmarks/eval_contacts.json" in said and "--json FILE" in said
@@ -590,7 +589,7 @@ def test_eval_contacts_another_checkpoint_or_option_keeps_the_default_result_fil
     capsys.readouterr()
     eval_contacts.main(["--ckpt", "default.ckpt", *same])
     refreshed = json.loads((bench / "eval_contacts.json").read_text())
-    assert refreshed["checkpoint"] == "default.ckpt" and refreshed["boundary_f1_3px"] is None  # this run's
+    assert refreshed["checkpoint"] == "runs/default.ckpt" and refreshed["boundary_f1_3px"] is None  # this run
     assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
     assert sorted(p.name for p in bench.iterdir()) == [
         "eval_contacts.json",
@@ -598,6 +597,40 @@ def test_eval_contacts_another_checkpoint_or_option_keeps_the_default_result_fil
         "eval_contacts_n64.json",
         "eval_contacts_tta-true.json",
     ]
+
+
+def test_eval_contacts_default_column_refreshed_from_another_folder_is_still_recognised(
+    tmp_path, monkeypatch, capsys
+):
+    """A run repeating the README's default column from another working directory (``--ckpt default.ckpt``
+    from ``runs/``) recorded ``checkpoint`` as given, relative to that folder: the same measurement run
+    again from the repository root (``--ckpt runs/default.ckpt``, as the README's commands run) no longer
+    matched it and went to ``eval_contacts_ckpt-default.json``. The recorded path is the repository's
+    (or absolute outside it), so either launch folder recognises the file."""
+    eval_contacts, _ = _fake_eval_contacts(tmp_path, monkeypatch)
+    bench = tmp_path / "benchmarks"
+    same = ["--n", "256", "--min-unit-area", "200"]
+    monkeypatch.chdir(tmp_path / "runs")
+    eval_contacts.main(["--ckpt", "default.ckpt", *same])
+    refreshed = json.loads((bench / "eval_contacts.json").read_text())
+    assert refreshed["checkpoint"] == "runs/default.ckpt"
+    assert refreshed["reproduce"]["arguments"]["ckpt"] == "default.ckpt"  # as given, for the command
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    eval_contacts.main(["--ckpt", "runs/default.ckpt", *same])
+    assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
+    assert sorted(p.name for p in bench.iterdir()) == ["eval_contacts.json"]
+    # Outside the repository: the absolute path, recognised from anywhere.
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "model.ckpt").write_bytes(b"")
+    monkeypatch.chdir(outside)
+    eval_contacts.main(["--ckpt", "model.ckpt", *same, "--json", str(bench / "eval_contacts.json")])
+    assert json.loads((bench / "eval_contacts.json").read_text())["checkpoint"] == str(outside / "model.ckpt")
+    monkeypatch.chdir(tmp_path / "runs")
+    capsys.readouterr()
+    eval_contacts.main(["--ckpt", str(outside / "model.ckpt"), *same])
+    assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("script", ["eval_contacts", "bench_synthetic"])
