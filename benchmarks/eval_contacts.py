@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -142,6 +143,22 @@ def _same_file(recorded: object, ckpt: Path) -> bool:
     return False
 
 
+def _holds(result: Path, settings: dict[str, object], ckpt: Path) -> bool | None:
+    """Whether the result file ``result`` records the measurement of ``ckpt`` with ``settings`` (True),
+    another one or something unreadable (False); None when there is no such file."""
+    try:
+        recorded = json.loads(result.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(recorded, dict)
+        and _same_file(recorded.get("checkpoint"), ckpt)
+        and all(recorded.get(k) == v for k, v in settings.items())
+    )
+
+
 def _checkpoint_label(ckpt: Path) -> str:
     """A short name for a checkpoint: ``<run>-<stem>`` for train.py's ``<run>/checkpoints/<stem>.ckpt``,
     else the file's stem or the model package folder's name."""
@@ -159,7 +176,8 @@ def result_file(settings: dict[str, object], ckpt: Path, given_ckpt: str) -> tup
     (another checkpoint, ``--set tta=true``, another seed: each replaced the README's figure) writes
     ``benchmarks/eval_contacts_<parts>.json``, a part for each setting that differs from that file's (or
     the defaults): ``ckpt-<run>-best``, ``n<scenes>``, ``seed<N>``, ``<W>x<H>``, ``mmu<px>`` and each
-    ``--set`` (``tta-true``), in that order.
+    ``--set`` (``tta-true``), in that order; when that file records another measurement (another checkpoint
+    of the same label: ``a/best.ckpt`` and ``b/best.ckpt``), it is kept and ``-2``, ``-3``... is added.
 
     Args:
         settings: this run's ``scenes``, ``seed``, ``size`` (``WxH``), ``min_unit_area_px`` and
@@ -196,7 +214,14 @@ def result_file(settings: dict[str, object], ckpt: Path, given_ckpt: str) -> tup
     stem = re.sub(r"[^A-Za-z0-9._+-]+", "-", "_".join(map(str, parts)).replace("=", "-")).strip("-")
     if len(stem) > 150:  # many --set overrides: a name the filesystem takes, still one per set of settings
         stem = f"{stem[:140]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
-    path = REPO / "benchmarks" / f"eval_contacts_{stem}.json"
+    # Another checkpoint of the same label (a/best.ckpt, b/best.ckpt) or settings recorded otherwise: that
+    # file is kept (it was replaced) and the first name free or holding this very measurement is taken.
+    path = next(
+        candidate
+        for n in itertools.count(1)
+        for candidate in [REPO / "benchmarks" / f"eval_contacts_{stem}{'' if n == 1 else f'-{n}'}.json"]
+        if _holds(candidate, settings, ckpt) is not False
+    )
     flags = {"scenes": "--n", "seed": "--seed", "size": "--size", "min_unit_area_px": "--min-unit-area"}
 
     def shown(value: object) -> str:

@@ -633,6 +633,34 @@ def test_eval_contacts_default_column_refreshed_from_another_folder_is_still_rec
     assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
 
 
+def test_eval_contacts_two_checkpoints_of_the_same_name_get_two_result_files(tmp_path, monkeypatch, capsys):
+    """Without --json, two checkpoints named alike (``a/best.ckpt`` and ``b/best.ckpt``, a checkpoint copied
+    to /tmp as the README's mmu2 runs were, or the same trial number of two sweeps) both went to
+    ``eval_contacts_ckpt-best.json``, the second replacing the first's measurement. A file recording another
+    measurement is kept and the run takes the next free name; the same measurement again replaces its own."""
+    eval_contacts, _ = _fake_eval_contacts(tmp_path, monkeypatch)
+    bench = tmp_path / "benchmarks"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "best.ckpt").write_bytes(b"")
+    same = ["--n", "256", "--min-unit-area", "200"]
+    eval_contacts.main(["--ckpt", str(tmp_path / "a" / "best.ckpt"), *same])
+    eval_contacts.main(["--ckpt", str(tmp_path / "b" / "best.ckpt"), *same])
+    assert json.loads((bench / "eval_contacts_ckpt-best.json").read_text())["checkpoint"] == "a/best.ckpt"
+    assert json.loads((bench / "eval_contacts_ckpt-best-2.json").read_text())["checkpoint"] == "b/best.ckpt"
+    capsys.readouterr()
+    eval_contacts.main(["--ckpt", str(tmp_path / "b" / "best.ckpt"), *same])  # again: its own file
+    assert f"result file {bench / 'eval_contacts_ckpt-best-2.json'}" in capsys.readouterr().out
+    eval_contacts.main(["--ckpt", str(tmp_path / "a" / "best.ckpt"), *same, "--seed", "555"])
+    eval_contacts.main(["--ckpt", str(tmp_path / "a" / "best.ckpt"), *same])
+    assert sorted(p.name for p in bench.iterdir()) == [
+        "eval_contacts.json",
+        "eval_contacts_ckpt-best-2.json",
+        "eval_contacts_ckpt-best.json",
+        "eval_contacts_ckpt-best_seed555.json",
+    ]
+
+
 @pytest.mark.parametrize("script", ["eval_contacts", "bench_synthetic"])
 def test_json_under_a_tilde_naming_no_user_is_a_usage_error(script, tmp_path, capsys, monkeypatch):
     """``--json ~nosuchuser/out.json`` is read as the rest of the project reads a ``~`` (expand_home: kept as
