@@ -1385,6 +1385,40 @@ def test_a_stopped_continuation_that_replaced_no_scored_checkpoint_leaves_metric
     capsys.readouterr()
 
 
+def test_a_run_without_best_ckpt_stopped_before_its_first_step_leaves_metrics_json_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without validation (``trainer.limit_val_batches=0``) metrics.json scores the last weights, last.ckpt. A
+    resume stopped by Ctrl-C before its first step rewrites last.ckpt (the interrupt's checkpoint), with the
+    weights it was resumed from: the file was marked ``outdated`` ("replaced last.ckpt") though its scores
+    were still those of last.ckpt's weights. A stop after a step marks it."""
+    no_val = [*TINY, "trainer.limit_val_batches=0"]
+    finished = json.loads(
+        json.dumps(run(compose_config("train", tmp_path, [*no_val, "trainer.max_epochs=1"])))
+    )
+    assert finished["best_ckpt"] is None and finished["last_ckpt"]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    longer = [*no_val, "trainer.max_epochs=2", f"ckpt_path={last}"]
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=2"]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", tmp_path, [*longer, *stop, "+callbacks.stop.before_step=true"]))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 2
+    assert json.loads((tmp_path / "metrics.json").read_text()) == finished
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", tmp_path, [*longer, *stop]))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
+    assert "replaced last.ckpt" in json.loads((tmp_path / "metrics.json").read_text())["outdated"]
+    capsys.readouterr()
+
+
 def test_ctrl_c_on_a_full_disk_says_what_is_kept_in_one_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

@@ -993,7 +993,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     seconds_before = 0.0
     # The checkpoint an earlier part's metrics.json scored, as it is before this part trains: a stop marks
     # that file outdated only if this part replaced it (a stop before any new best.ckpt leaves it true).
-    scored = _scored_checkpoint(output_dir) if training and ckpt_path else None
+    scored = _scored_checkpoint(output_dir, str(ckpt_path), resumed.steps) if training and ckpt_path else None
     try:
         metrics: dict[str, Any] = {}
         if training:
@@ -1053,7 +1053,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         finish_loggers(loggers, status)
         if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
-            _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored)
+            _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored, trainer.global_step)
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best
@@ -1088,10 +1088,20 @@ def _file_version(path: Path) -> _FileVersion:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if path.is_file() else None
 
 
-def _scored_checkpoint(output_dir: Path) -> tuple[Path, _FileVersion] | None:
+class _ScoredCheckpoint(NamedTuple):
+    """The checkpoint an earlier part's ``metrics.json`` scored, as it was before this part trained."""
+
+    path: Path
+    version: _FileVersion
+    #: Its optimiser step when it is the checkpoint this part resumed from, else None.
+    step: int | None
+
+
+def _scored_checkpoint(output_dir: Path, resumed: str | None, resumed_step: int) -> _ScoredCheckpoint | None:
     """The checkpoint whose scores the ``metrics.json`` in ``output_dir`` holds (its ``best_ckpt``; without
-    one, its ``last_ckpt``: the weights in memory at the end were scored) and that file's version now; None
-    without a readable ``metrics.json`` naming one."""
+    one, its ``last_ckpt``: the weights in memory at the end were scored) and that file's version now, and,
+    when it is the checkpoint ``resumed`` (at step ``resumed_step``), that step; None without a readable
+    ``metrics.json`` naming one."""
     try:
         earlier = read_metrics(output_dir)
     except (OSError, ValueError):
@@ -1099,25 +1109,33 @@ def _scored_checkpoint(output_dir: Path) -> tuple[Path, _FileVersion] | None:
     path = earlier.get("best_ckpt") or earlier.get("last_ckpt")
     if not isinstance(path, str) or not path:
         return None
-    return Path(path), _file_version(Path(path))
+    try:
+        step = resumed_step if resumed and os.path.samefile(path, resumed) else None
+    except OSError:
+        step = None
+    return _ScoredCheckpoint(Path(path), _file_version(Path(path)), step)
 
 
 def _mark_earlier_metrics_outdated(
-    output_dir: Path, stop: BaseException | None, scored: tuple[Path, _FileVersion] | None
+    output_dir: Path, stop: BaseException | None, scored: _ScoredCheckpoint | None, step: int
 ) -> None:
     """Add ``outdated`` to the ``metrics.json`` an earlier part of this run wrote in ``output_dir``, when a
     later part that trained (a resume, ``ckpt_path=last``) stops before its end (``stop``: Ctrl-C, SIGTERM, an
     error) after it replaced the checkpoint the file scored (``scored``: its path and version before this
-    part trained, :func:`_scored_checkpoint`; ``best.ckpt``), so that the file no longer reads as the scores
-    of the run's checkpoints. A part stopped before it saved a new best (before its first step, or before a
-    validation) leaves the file as it is, its scores still those of ``best.ckpt`` (such a stop marked it
-    too). The part that finishes the run rewrites the file without it. Nothing else of the record changes;
-    a file that cannot be read or written is left as it is."""
+    part trained, :func:`_scored_checkpoint`; ``best.ckpt``, or ``last.ckpt`` without one), so that the file
+    no longer reads as the scores of the run's checkpoints. A part stopped before it saved a new best (before
+    its first step, or before a validation) leaves the file as it is, its scores still those of
+    ``best.ckpt`` (such a stop marked it too); so does one that resumed from the scored checkpoint and took
+    no step (at optimiser ``step`` still): the interrupt's ``last.ckpt`` it wrote holds the same weights.
+    The part that finishes the run rewrites the file without it. Nothing else of the record changes; a file
+    that cannot be read or written is left as it is."""
     if scored is None:
         return  # no metrics.json (the run's first part was stopped too), or not this tool's
-    path, version = scored
-    if _file_version(path) == version:
+    path = scored.path
+    if _file_version(path) == scored.version:
         return  # the scored checkpoint is the file it was: the scores still hold
+    if scored.step is not None and step == scored.step:
+        return  # resumed from it and no step taken: rewritten (the interrupt's last.ckpt) with its weights
     try:
         earlier = read_metrics(output_dir)
     except (OSError, ValueError):
