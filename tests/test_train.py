@@ -1419,6 +1419,34 @@ def test_a_run_without_best_ckpt_stopped_before_its_first_step_leaves_metrics_js
     capsys.readouterr()
 
 
+def test_a_moved_run_folder_stopped_after_replacing_best_ckpt_marks_metrics_json_outdated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """metrics.json names its checkpoints by absolute path. A run folder moved (another disk, a cluster node)
+    and resumed in place from there had the scored best.ckpt under the old path, which no longer exists:
+    "not there" before and after the part, so a stop after it replaced best.ckpt left the file unmarked
+    (before 2026-12-06 any stop marked it). The scored checkpoint is found in the run folder by its name."""
+    by_step = ["callbacks.model_checkpoint.monitor=step", "callbacks.model_checkpoint.mode=max"]
+    before = tmp_path / "before"
+    finished = run(compose_config("train", before, [*TINY, *by_step, "trainer.max_epochs=1"]))
+    moved = tmp_path / "moved"
+    before.rename(moved)
+    assert not Path(finished["best_ckpt"]).exists()
+    last = moved / "checkpoints" / "last.ckpt"
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=5"]
+    longer = [*TINY, *by_step, "trainer.max_epochs=3", f"ckpt_path={last}", *stop]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", moved, longer))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    best = moved / "checkpoints" / "best.ckpt"
+    assert torch.load(best, map_location="cpu", weights_only=False)["global_step"] == 4
+    assert "replaced best.ckpt" in json.loads((moved / "metrics.json").read_text())["outdated"]
+    capsys.readouterr()
+
+
 def test_ctrl_c_on_a_full_disk_says_what_is_kept_in_one_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

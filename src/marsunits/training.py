@@ -1099,21 +1099,27 @@ class _ScoredCheckpoint(NamedTuple):
 
 def _scored_checkpoint(output_dir: Path, resumed: str | None, resumed_step: int) -> _ScoredCheckpoint | None:
     """The checkpoint whose scores the ``metrics.json`` in ``output_dir`` holds (its ``best_ckpt``; without
-    one, its ``last_ckpt``: the weights in memory at the end were scored) and that file's version now, and,
+    one, its ``last_ckpt``: the weights in memory at the end were scored; in ``output_dir``'s ``checkpoints/``
+    when the run folder was moved since and the path it names is gone) and that file's version now, and,
     when it is the checkpoint ``resumed`` (at step ``resumed_step``), that step; None without a readable
     ``metrics.json`` naming one."""
     try:
         earlier = read_metrics(output_dir)
     except (OSError, ValueError):
         return None
-    path = earlier.get("best_ckpt") or earlier.get("last_ckpt")
-    if not isinstance(path, str) or not path:
+    recorded = earlier.get("best_ckpt") or earlier.get("last_ckpt")
+    if not isinstance(recorded, str) or not recorded:
         return None
+    path = Path(recorded)
+    here = output_dir / "checkpoints" / path.name
+    if not path.is_file() and here.is_file():
+        # The run folder was moved (another disk or node): metrics.json names the checkpoint where it was.
+        path = here
     try:
         step = resumed_step if resumed and os.path.samefile(path, resumed) else None
     except OSError:
         step = None
-    return _ScoredCheckpoint(Path(path), _file_version(Path(path)), step)
+    return _ScoredCheckpoint(path, _file_version(path), step)
 
 
 def _mark_earlier_metrics_outdated(
