@@ -79,8 +79,8 @@ def scaled_logits(model: torch.nn.Module, image: torch.Tensor, scale: float) -> 
 
 def _val_loader(experiment: str, root: str | None, overrides: list[str]) -> Any:
     """The validation loader of ``experiment``'s data config; ``root`` None keeps the config's ``data.root``
-    (``paths.data_root``: ``$MARSUNITS_DATA``, else ``../shared/data`` from the launch directory, as in
-    ``train.py``)."""
+    (``paths.data_root``: ``$MARSUNITS_DATA``, else ``../shared/data`` from ``$MARSUNITS_ROOT`` or, without
+    it, the launch directory, as in ``train.py``)."""
     data_root = [] if root is None else [f"data.root={root}"]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         cfg = compose("train", overrides=[f"experiment={experiment}", *data_root, "logger=none", *overrides])
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "--root",
         default=None,
         help="dataset folder (default: the experiment's data.root, under $MARSUNITS_DATA if set, else "
-        "../shared/data from the current directory, as for train.py)",
+        "../shared/data from $MARSUNITS_ROOT if set, else from the current directory, as for train.py)",
     )
     parser.add_argument(
         "--offsets",

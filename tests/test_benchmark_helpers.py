@@ -150,6 +150,28 @@ def test_eval_val_errors_default_root_follows_marsunits_data(
     assert "data.root=/" not in str(missing.value), missing.value
 
 
+def test_eval_val_errors_default_root_follows_marsunits_root(
+    eval_val_errors, tiny_ckpt, tmp_path, monkeypatch, capsys
+):
+    """Without --root and $MARSUNITS_DATA the split is read under ``$MARSUNITS_ROOT/../shared/data`` when
+    that is set, as train.py reads it (``paths.root_dir``), not under ``../shared/data`` from the current
+    directory, which --help and benchmarks/README.md said: both name MARSUNITS_ROOT now."""
+    monkeypatch.delenv("MARSUNITS_DATA", raising=False)
+    monkeypatch.setenv("MARSUNITS_ROOT", str(tmp_path / "root"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="data folder (\\S+) does not exist") as missing:
+        eval_val_errors.main(["--ckpt", str(tiny_ckpt), "--json", str(tmp_path / "out.json")])
+    folder = Path(str(missing.value).split("data folder ")[1].split(" does not exist")[0])
+    assert folder.resolve() == (tmp_path / "shared" / "data" / "marsscapes").resolve(), folder
+    assert str(tmp_path / "root") in str(folder)
+    with pytest.raises(SystemExit):
+        eval_val_errors.main(["--help"])
+    assert "MARSUNITS_ROOT" in " ".join(capsys.readouterr().out.split())
+    readme = (Path(__file__).resolve().parents[1] / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `eval_val_errors.py`")]
+    assert "$MARSUNITS_ROOT" in row
+
+
 def test_eval_val_errors_missing_checkpoint_is_a_usage_error(eval_val_errors, tmp_path, capsys):
     """A --ckpt that does not exist (with or without its own overrides) stops the run before any data is
     read, naming the path."""
