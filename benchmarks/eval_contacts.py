@@ -233,7 +233,13 @@ def result_file(settings: dict[str, object], ckpt: Path, given_ckpt: str) -> tup
     return path, (
         f"result file {path}: not benchmarks/eval_contacts.json, the README's default column, as this run "
         f"differs from {'the default settings' if recorded is None else 'the measurement it records'}: "
-        f"{'; '.join(why)}; give --json FILE to choose the file"
+        f"{'; '.join(why)}"
+        + (
+            ""
+            if path.name == f"eval_contacts_{stem}.json"
+            else f" (eval_contacts_{stem}.json and the names before this one record other measurements, kept)"
+        )
+        + "; give --json FILE to choose the file"
     )
 
 

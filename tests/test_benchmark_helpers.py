@@ -670,7 +670,10 @@ def test_eval_contacts_two_checkpoints_of_the_same_name_get_two_result_files(tmp
     eval_contacts.main(["--ckpt", str(tmp_path / "b" / "best.ckpt"), *same])
     assert json.loads((bench / "eval_contacts_ckpt-best.json").read_text())["checkpoint"] == "a/best.ckpt"
     assert json.loads((bench / "eval_contacts_ckpt-best-2.json").read_text())["checkpoint"] == "b/best.ckpt"
-    capsys.readouterr()
+    said = capsys.readouterr().out
+    assert f"result file {bench / 'eval_contacts_ckpt-best-2.json'}" in said
+    kept = "(eval_contacts_ckpt-best.json and the names before this one record other measurements, kept)"
+    assert kept in said
     eval_contacts.main(["--ckpt", str(tmp_path / "b" / "best.ckpt"), *same])  # again: its own file
     assert f"result file {bench / 'eval_contacts_ckpt-best-2.json'}" in capsys.readouterr().out
     eval_contacts.main(["--ckpt", str(tmp_path / "a" / "best.ckpt"), *same, "--seed", "555"])
