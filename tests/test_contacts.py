@@ -409,3 +409,40 @@ def test_line_confidence_is_weighted_by_length_not_by_vertex_count():
     along = shapely.line_interpolate_point(geom, np.linspace(0.0, geom.length, 20001))
     want = np.mean(1.0 - 0.4 * shapely.get_coordinates(along)[:, 1] / h)
     assert line.confidence == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_an_exact_tie_row_lies_on_unit_zeros_side_as_in_the_mask(sigma):
+    # p0 == p1 exactly on row 10: the mask's argmax makes it unit 0 (the first of equal classes), so the
+    # contact must pass between row 10 and row 11, not through row 10's centres (y = 10.5) as before.
+    from marsunits.inference.unit_mapper import argmax_uint8
+
+    p = np.zeros((3, 24, 24), np.float32)
+    p[0, :10] = 1.0
+    p[1, 11:] = 1.0
+    p[:2, 10] = 0.5
+    assert (argmax_uint8(p)[10] == 0).all()
+    (line,) = extract_contacts(p, ContactConfig(smoothing_sigma_px=sigma, simplify_tolerance_px=0.0))
+    y = line.pixels[:, 1]
+    assert (y > 10.5).all() and (y < 11.5).all()
+
+
+def test_a_tie_column_joining_two_unit_zero_blocks_gives_one_island_like_the_mask():
+    # Two unit-0 blocks in unit 1, joined by a column of exact ties: the mask holds one unit-0 island, so the
+    # contact is one closed line around it that holds every unit-0 pixel centre and no unit-1 centre. With
+    # ties read as unit 1 the line ran through the tie pixels' centres (on the line: in neither unit).
+    from marsunits.inference.unit_mapper import argmax_uint8
+
+    p = np.zeros((3, 30, 30), np.float32)
+    p[1] = 1.0
+    p[:, 8:22, 6:22] = 0.0
+    p[0, 8:22, 6:22] = 1.0
+    p[:2, 8:22, 13] = 0.5
+    mask = argmax_uint8(p)
+    lines = extract_contacts(p, ContactConfig(smoothing_sigma_px=0.0, simplify_tolerance_px=0.0))
+    assert len(lines) == 1
+    pix = lines[0].pixels
+    np.testing.assert_allclose(pix[0], pix[-1])
+    x, y = _centres(30, 30)
+    inside = shapely.contains_xy(shapely.Polygon(pix), x, y)
+    np.testing.assert_array_equal(inside, mask == 0)

@@ -4,7 +4,9 @@ The contact is the sub-pixel iso-line where both units are equally likely, i.e. 
 ``d = p0 - p1`` (the same zero set as the log-ratio ``log p0 / p1``), restricted to where the pair dominates
 ``other``: ``p0 + p1 > dominance_threshold``. A terrain/sky edge (unit 0 or 1 against class 2) is therefore
 never a contact: along such an edge ``d`` keeps one sign wherever the pair dominates, and where it does not
-the field is masked out, so the iso-line stops there.
+the field is masked out, so the iso-line stops there. A tie (``d == 0`` exactly) counts as unit 0, as in the
+label mask (whose argmax takes the first of equal classes): the line passes just on unit 1's side of a tie
+pixel's centre, not through it.
 
 Pipeline (each step from the field's libraries):
 
@@ -61,6 +63,12 @@ __all__ = ["ContactConfig", "bridge_ignore_gaps", "extract_contacts", "contacts_
 
 #: How far above 1 a probability may be (float16 or float32 rounding of a softmax) before it is refused.
 _PROBABILITY_SLACK = 1e-3
+
+#: The value ``d = p0 - p1`` takes where it is exactly 0 (a tie, which the mask's argmax gives to unit 0), so
+#: marching squares counts the pixel on unit 0's side and the line passes ``1e-9 / |d|`` px from its centre,
+#: on unit 1's side: far below the 0.001 px to which contact files round, and above float64's resolution
+#: of coordinates up to a million pixels.
+_TIE_D = np.float32(1e-9)
 
 #: Default width (px) of unlabelled gaps between the two units that label masks are bridged across.
 DEFAULT_MAX_GAP_PX = 3.0
@@ -276,6 +284,10 @@ def extract_contacts(
     dom = smoothed(probs[0])
     p1 = smoothed(probs[1])
     d = dom - p1
+    # An exact tie counts as unit 0, as in the mask (argmax takes the first of equal classes): marching
+    # squares counts only d > 0 as above the level, so the line ran through a tie pixel's centre (on the
+    # line, in neither unit) where the mask has unit 0.
+    np.copyto(d, _TIE_D, where=d == 0)
     dom += p1  # in place: dom = p0 + p1
     del p1
     region = dom > cfg.dominance_threshold
