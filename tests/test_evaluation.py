@@ -341,3 +341,34 @@ def test_scored_images_the_model_trained_on_are_listed_whatever_their_names(tmp_
     ev.add(PurePosixPath("seen.png"), _halves(h, w, 15), image_sha256=seen)
     ev.add(PurePosixPath("new.png"), _halves(h, w, 15), image_sha256=new)
     assert ev.to_dict()["images_trained_on"] == ["seen.png"]
+
+
+@pytest.mark.parametrize(
+    ("images", "extensions", "hint"),
+    [
+        (("b.bmp", "B.bmp"), (".bmp",), False),  # b.png is b.bmp's own label: B.bmp has none
+        (("b.jpg", "B.png"), (".png",), True),  # b.jpg is no input of a patterns=[png] run
+    ],
+    ids=["other-input-of-a-run-extension", "beside-but-no-input"],
+)
+def test_the_letter_case_hint_knows_the_inputs_by_the_runs_extensions(
+    tmp_path: Path, images: tuple[str, str], extensions: tuple[str, ...], hint: bool
+) -> None:
+    """Whether a label in another letter case is another input's own label was told from the default image
+    extensions, not the run's ``patterns``: with patterns=[bmp], ``b.png`` (``b.bmp``'s label) was offered
+    to ``B.bmp`` as its own, to rename; with patterns=[png], a ``b.jpg`` beside ``B.png`` (not an input)
+    hid the hint."""
+    inputs, labels = tmp_path / "in", tmp_path / "labels"
+    inputs.mkdir()
+    labels.mkdir()
+    for name in images:
+        (inputs / name).write_bytes(b"an image")
+    if len(list(inputs.iterdir())) != 2:
+        pytest.skip("a file system that does not tell names apart by letter case")
+    write_png_atomic(labels / "b.png", _halves(20, 30, 15))
+    ev = Evaluation(labels, image_extensions=extensions)
+    ev.add(PurePosixPath(images[1]), _halves(20, 30, 15), image_path=inputs / images[1])
+    if hint:
+        assert "only in letter case" in ev.errors[images[1]] and not ev.missing
+    else:
+        assert ev.missing == [images[1]] and not ev.errors

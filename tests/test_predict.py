@@ -1701,3 +1701,22 @@ def test_every_option_of_predict_yaml_is_named_in_the_readme() -> None:
     names = [*(k for k in keys if k != "contact"), *(f"contact.{k}" for k in config.contact)]
     unnamed = [n for n in names if f"`{n}`" not in readme and f"`{n}=" not in readme]
     assert not unnamed, f"options of configs/predict.yaml the README never names: {unnamed}"
+
+
+def test_the_letter_case_label_hint_knows_the_inputs_by_the_patterns_in_use(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """With patterns=[bmp], inputs ``b.bmp`` and ``B.bmp`` and a label ``b.png`` (``b.bmp``'s): ``B.bmp`` has
+    no label. The hint knew the inputs beside it by the default extensions only, so it told the user to rename
+    ``b.png`` (taking it from ``b.bmp``) to ``B.png``."""
+    inp, labels, out = tmp_path / "in", tmp_path / "labels", tmp_path / "out"
+    save_rgb(inp / "b.bmp", 40, 40, seed=1)
+    save_rgb(inp / "B.bmp", 40, 40, seed=2)
+    if len(list(inp.iterdir())) != 2:
+        pytest.skip("a file system that does not tell names apart by letter case")
+    labels.mkdir()
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(labels / "b.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", "patterns=[bmp]")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["missing_labels"] == ["B.bmp"] and not metrics["label_errors"]
+    assert list(metrics["per_image"]) == ["b.bmp"]

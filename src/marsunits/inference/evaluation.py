@@ -157,13 +157,16 @@ class FolderIndex:
         such folder)."""
         return self._index(folder).get(_nfc(name).casefold(), [])
 
-    def has_image_of_stem(self, folder: Path, stem: str) -> bool:
-        """Whether ``folder`` holds an image (:data:`IMAGE_EXTENSIONS`, any letter case) whose stem is
-        ``stem`` exactly (NFC), letter case included."""
+    def has_image_of_stem(
+        self, folder: Path, stem: str, extensions: Sequence[str] = IMAGE_EXTENSIONS
+    ) -> bool:
+        """Whether ``folder`` holds an image whose stem is ``stem`` exactly (NFC), letter case included, and
+        whose extension is one of ``extensions`` (lower case with the dot, as the run's ``patterns``
+        normalised; any letter case in the name)."""
         wanted = _nfc(stem)
         return any(
-            _nfc(name)[: len(wanted)] == wanted and _nfc(name)[len(wanted) :].lower() in IMAGE_EXTENSIONS
-            for suffix in IMAGE_EXTENSIONS
+            _nfc(name)[: len(wanted)] == wanted and _nfc(name)[len(wanted) :].lower() in extensions
+            for suffix in extensions
             for name in self.names(folder, f"{stem}{suffix}")
         )
 
@@ -287,13 +290,18 @@ def label_in_another_case(
     rel: PurePosixPath,
     index: FolderIndex | None = None,
     image_path: Path | None = None,
+    image_extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> Path | None:
     """A label file of input ``rel`` whose stem differs from the input's only in letter case (``B.png`` for
     ``b.png``), or None: :func:`find_label` matches the stem exactly, as train.py's folder data pairs images
     and masks, so such a label was reported as missing, with no hint that it was there.
 
-    ``image_path``: the input file, or None. A label whose stem is exactly that of another image beside it
-    (``b.png`` when ``b.jpg`` and ``B.jpg`` are both inputs) is that image's label, not one misnamed."""
+    ``image_path``: the input file, or None. A label whose stem is exactly that of another input beside it
+    (``b.png`` when ``b.jpg`` and ``B.jpg`` are both inputs) is that input's label, not one misnamed.
+    ``image_extensions``: the extensions of the run's inputs (its ``patterns``, normalised by
+    :func:`~marsunits.inference.inputs.normalise_patterns`), which tell an input from another file beside it:
+    with the default ones, ``b.bmp``'s label was offered to ``B.bmp`` under patterns=[bmp], and a ``b.jpg``
+    that a patterns=[png] run does not read hid the hint."""
     index = index or FolderIndex()
     try:
         folder = _find_folder(labels_dir, rel.parent, index)
@@ -304,7 +312,7 @@ def label_in_another_case(
     for suffix in LABEL_EXTENSIONS:
         for name in sorted(index.names(folder, f"{rel.stem}{suffix}")):
             stem = name[: len(name) - len(suffix)]
-            if image_path is not None and index.has_image_of_stem(image_path.parent, stem):
+            if image_path is not None and index.has_image_of_stem(image_path.parent, stem, image_extensions):
                 continue  # the exact label of another input, whose name differs from this one's in case
             if (folder / name).is_file():
                 return folder / name
@@ -357,6 +365,9 @@ class Evaluation:
             ``images_trained_on``, whatever their names.
         max_megapixels: Larger labels are refused, checked from the header (predict.py's option; ``inf``:
             no limit, not even the image library's decompression-bomb limit); None: that library's limit.
+        image_extensions: The extensions of the run's inputs (predict.py's ``patterns`` normalised, lower case
+            with the dot): a label in another letter case that is exactly the name of another input beside
+            the image is that input's, not offered to the image to rename (:func:`label_in_another_case`).
     """
 
     labels_dir: Path
@@ -364,6 +375,7 @@ class Evaluation:
     trained_sols: Mapping[str, Sequence[int]] | None = None
     trained_image_keys: Collection[str] | None = None
     max_megapixels: float | None = None
+    image_extensions: tuple[str, ...] = IMAGE_EXTENSIONS
     _folders: FolderIndex = field(default_factory=FolderIndex, init=False, repr=False)  # listed once a run
     #: Scored images whose content the model trained on (``trained_image_keys``), by input path.
     trained_on: set[str] = field(default_factory=set)
@@ -411,7 +423,9 @@ class Evaluation:
             self.errors[key] = str(exc)
             return
         if label_path is None:
-            other_case = label_in_another_case(self.labels_dir, rel, self._folders, image_path)
+            other_case = label_in_another_case(
+                self.labels_dir, rel, self._folders, image_path, self.image_extensions
+            )
             if other_case is not None:
                 self.errors[key] = (
                     f"{other_case}: its name differs from the image's, {rel.name}, only in letter case, and "

@@ -586,6 +586,7 @@ class _Session:
                 trained_sols=self.metadata.get("trained_sols"),
                 trained_image_keys=self.metadata.get("trained_image_keys"),
                 max_megapixels=self.pixel_limit,
+                image_extensions=normalise_patterns(opts.patterns),
             )
             if self.labels_dir is not None
             else None
