@@ -1047,13 +1047,15 @@ def test_an_export_stopped_between_its_two_files_goes_on_with_the_same_command(
 def test_a_half_package_is_named_incomplete_and_overwrite_writes_it(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], left: str
 ) -> None:
-    """A stop between the two renames (or an export of before 2026-12-06 stopped between its two files, or
-    a partial copy) leaves one package file: the same command said the folder "already holds a model
-    package", which load_model refuses as incomplete. It is named as the incomplete package it is, and
-    overwrite=true writes the package."""
+    """A folder left with one package file that this export would not write (other weights, a description
+    alone: an export of before 2026-12-06 stopped between its two files, or a partial copy): the same command
+    said the folder "already holds a model package", which load_model refuses as incomplete. It is named as
+    the incomplete package it is, and overwrite=true writes the package."""
     out = tmp_path / "pkg"
     export_checkpoint(checkpoint, out)
     (out / ({WEIGHTS_NAME, JSON_NAME} - {left}).pop()).unlink()
+    if left == WEIGHTS_NAME:  # another model's weights: not this export's first half
+        (out / WEIGHTS_NAME).write_bytes((out / WEIGHTS_NAME).read_bytes() + b" ")
     argv = [f"ckpt_path={checkpoint}", f"out={out}"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -1062,6 +1064,41 @@ def test_a_half_package_is_named_incomplete_and_overwrite_writes_it(
     assert "already holds a model package" not in err
     assert [p.name for p in out.iterdir()] == [left]  # nothing is removed unasked
     assert main([*argv, "overwrite=true"]) == 0
+    load_package(out)
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["stopped", "killed"])
+def test_an_export_stopped_between_its_two_renames_is_completed_by_the_same_command(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed: bool
+) -> None:
+    """Stopped after model.safetensors was renamed into place and before model.json was, the stop's line
+    said "run the same command again", which refused the folder as "incomplete ... pass overwrite=true".
+    The weights there are byte for byte the ones the export writes, so the same command completes the
+    package (killed there, the description's temporary file is left too: the re-run removes it)."""
+    from marsunits import model_package
+
+    real_replace = os.replace
+
+    def stopping_replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == JSON_NAME:
+            if killed:  # SIGKILL: no clean-up ran, the temporary file stays, its process is gone
+                Path(src).rename(Path(src).with_name(f"{JSON_NAME}.tmp-999999999"))
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    out = tmp_path / "pkg"
+    argv = [f"ckpt_path={checkpoint}", f"out={out}"]
+    with monkeypatch.context() as patch:
+        patch.setattr(model_package.os, "replace", stopping_replace)
+        assert main(argv) == 130
+    assert (out / WEIGHTS_NAME).is_file() and not (out / JSON_NAME).exists()
+    if not killed:  # another machine's export may be writing there: not completed under it
+        other = out / f"{JSON_NAME}.tmp-1@00000000"
+        other.write_bytes(b"{}")
+        assert main(argv) == 2 and other.exists()
+        other.unlink()
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS_NAME, JSON_NAME])
     load_package(out)
 
 

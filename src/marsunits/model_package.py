@@ -218,7 +218,9 @@ def write_package(
 
     Both files are written to temporary names, then renamed, ``model.json`` last; it records the weights'
     SHA-256, so an interrupted export never leaves a package that loads with the wrong weights, and one
-    stopped before the renames leaves no package file (the same command then writes the package).
+    stopped before the renames leaves no package file (the same command then writes the package). One
+    stopped between the renames leaves ``model.safetensors`` alone: the same command, ``overwrite`` or not,
+    finds there byte for byte the weights it writes and completes the package with ``model.json``.
 
     Args:
         task: the model to package (its weights are copied to CPU).
@@ -231,9 +233,9 @@ def write_package(
         The package folder.
 
     Raises:
-        FileExistsError: ``out`` already holds a package, or one of its two files (named as incomplete), and
-            ``overwrite`` is False, ``out`` is a file or a folder with other files, or a file stands where
-            one of its parent folders would be.
+        FileExistsError: ``out`` already holds a package, or one of its two files (named as incomplete)
+            other than this export's own weights, and ``overwrite`` is False, ``out`` is a file or a folder
+            with other files, or a file stands where one of its parent folders would be.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -245,26 +247,28 @@ def write_package(
             f"out={out} lies under {above}, which is a file, not a folder, so the package folder cannot be "
             "made there; give an out under a folder (or move that file away)."
         )
+    #: model.safetensors alone: this export's own first half if its bytes are the ones written below.
+    weights_alone = False
     if is_package(out) and not overwrite:
         held = [name for name in (WEIGHTS_NAME, JSON_NAME) if (out / name).is_file()]
-        if len(held) == 1:  # "already holds a model package" for a folder load_model refuses as incomplete
-            (missing,) = {WEIGHTS_NAME, JSON_NAME} - set(held)
+        if held == [WEIGHTS_NAME]:
+            weights_alone = True  # decided once the weights to write are known
+        elif len(held) == 1:  # "already holds a model package" for a folder load_model refuses as incomplete
+            raise _incomplete_package(out, held[0])
+        else:
             raise FileExistsError(
-                f"out={out} holds {held[0]} without {missing}, an incomplete model package (an export "
-                "stopped before it finished, or a partial copy); pass overwrite=true to write the package "
-                "there, or choose another out."
+                f"{out} already holds a model package; pass overwrite=true to replace it, or choose another "
+                "out."
             )
-        raise FileExistsError(
-            f"{out} already holds a model package; pass overwrite=true to replace it, or choose another out."
-        )
     # What an export killed while writing (SIGTERM from a job's time limit, SIGKILL) left: ours to remove,
     # not "other files" (the same command run again was refused, even with overwrite=true).
     leftovers = _interrupted_export_files(out) if out.is_dir() else []
     # A package is a folder of its own: written among other files (a folder of images), it is easily moved
-    # or copied apart from them, or they from it.
+    # or copied apart from them, or they from it. The weights an export left alone are completed only in a
+    # folder of their own too, and not while another export may be writing there.
     others = (
-        sorted(p.name for p in out.iterdir() if p not in leftovers)
-        if out.is_dir() and not is_package(out)
+        sorted(p.name for p in out.iterdir() if p not in leftovers and p.name != WEIGHTS_NAME)
+        if out.is_dir() and (weights_alone or not is_package(out))
         else []
     )
     if others and all(_TEMPORARY.match(name) for name in others):
@@ -292,6 +296,9 @@ def write_package(
     # weights gave different files (and weights_sha256) from one export to the next. model.json says what
     # made the package.
     weights = save_safetensors_bytes(tensors, metadata={"format": "pt"})
+    weights_sha256 = hashlib.sha256(weights).hexdigest()
+    if weights_alone and _sha256_or_none(out / WEIGHTS_NAME) != weights_sha256:
+        raise _incomplete_package(out, WEIGHTS_NAME)  # other weights: not ours to describe
     hparams = dict(task.hparams)
     hparams["encoder_weights"] = None
     metadata = task.metadata
@@ -309,15 +316,32 @@ def write_package(
         "format": PACKAGE_FORMAT,
         "package_version": PACKAGE_VERSION,
         "weights_file": WEIGHTS_NAME,
-        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "weights_sha256": weights_sha256,
         "metadata": _json_value(metadata),
         "hparams": _json_value(hparams),
         "provenance": _json_value(prov),
     }
     # allow_nan=False: NaN/inf are not JSON; a hyper-parameter holding one is a bug to surface here.
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    _write_files([(out / WEIGHTS_NAME, weights), (out / JSON_NAME, text.encode("utf-8"))])
+    if weights_alone:
+        # An export of these weights stopped between its two renames (model.json is renamed last): the
+        # weights in place are the ones it wrote, byte for byte, so the description completes the package.
+        # It was refused as incomplete, "pass overwrite=true", while the stop's line said "run the same
+        # command again".
+        _write_files([(out / JSON_NAME, text.encode("utf-8"))])
+    else:
+        _write_files([(out / WEIGHTS_NAME, weights), (out / JSON_NAME, text.encode("utf-8"))])
     return out
+
+
+def _incomplete_package(out: Path, held: str) -> FileExistsError:
+    """The refusal of a folder holding ``held``, one package file without the other, that this export did
+    not write (other weights, or a description alone)."""
+    (missing,) = {WEIGHTS_NAME, JSON_NAME} - {held}
+    return FileExistsError(
+        f"out={out} holds {held} without {missing}, an incomplete model package (an export stopped before it "
+        "finished, or a partial copy); pass overwrite=true to write the package there, or choose another out."
+    )
 
 
 #: What to do about a damaged or hand-broken model.json: whoever received the package has no checkpoint to
