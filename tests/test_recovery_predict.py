@@ -237,3 +237,86 @@ def test_stale_temporaries_behind_a_link_to_another_folder_are_not_touched(tmp_p
     (root / "link").symlink_to(outside, target_is_directory=True)
     assert remove_stale_temporaries(root) == [] and stale.exists()
     assert remove_stale_temporaries(outside) == [stale]
+
+
+def _stopped_rank(rank: int, store: str, opts: object, stop_after: int, conn: object) -> None:
+    """One rank of a two-process gloo run (forked, so the test's patches hold), as ``distributed._rank_main``
+    runs it; rank 1 is stopped (SIGTERM, as a scheduler's) before its ``stop_after + 1``-th image. Sends what
+    the rank raised back through ``conn``."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import distributed, runner
+
+    real_process = runner._Session.process
+    done = [0]
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if rank == 1 and done[0] == stop_after:
+            raise TerminatedError
+        done[0] += 1
+        return real_process(self, f, item)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        distributed._rank_main(
+            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), opts
+        )  # type: ignore[arg-type]  # noqa: SLF001
+        conn.send(None)  # type: ignore[attr-defined]
+    except BaseException as exc:  # noqa: BLE001 - said to the test
+        conn.send(type(exc).__name__)  # type: ignore[attr-defined]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_sharded_run_with_one_rank_stopped_reports_every_image_it_did_not_reach(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Two gloo ranks (``predict.py devices=2``), rank 1 stopped by SIGTERM after 1 of its 4 images: the
+    stopped rank left the run without its rows, so no report was written at all, and the summary counted
+    the images not reached over rank 0's shard only (``not_reached`` 0, "Predicted 5 of 5"). It now joins
+    rank 0 with the images it finished: rank 0 writes the reports, counting the 3 images rank 1 did not
+    reach, and every rank ends with the stop (exit 143); the same command then finishes the folder."""
+    import json
+    import multiprocessing
+
+    from marsunits.inference.options import PredictOptions
+
+    try:
+        from .test_predict import make_cfg, save_rgb
+    except ImportError:
+        from test_predict import make_cfg, save_rgb  # type: ignore[no-redef]
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(8):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    fork = multiprocessing.get_context("fork")
+    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
+    ranks = [
+        fork.Process(target=_stopped_rank, args=(r, str(tmp_path / "store"), opts, 1, pipes[r][1]))
+        for r in range(2)
+    ]
+    for rank in ranks:
+        rank.start()
+    said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
+    for rank in ranks:
+        rank.join(30)
+        if rank.is_alive():
+            rank.kill()
+    assert said == ["TerminatedError", "TerminatedError"], said
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 5, "error": 0, "skipped": 0, "total": 5, "not_reached": 3}
+    assert "Predicted 5 of 8 images" in summary["text"] and "3 not reached" in summary["text"]
+    assert "rank 1 was terminated (SIGTERM) after 1 of the 4 images" in summary["stopped_early"]
+    assert "rank 0" not in summary["stopped_early"]
+    with open(out / "manifest.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 5
+    from marsunits.inference import predict_folder
+
+    result = predict_folder(opts)
+    assert result.summary["counts"] == {"ok": 3, "error": 0, "skipped": 5, "total": 8, "not_reached": 0}

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from marsunits.errors import ConfigError, ReadableNames, TerminatedError
+from marsunits.errors import ConfigError, ReadableNames, TerminatedError, sigterm_raises
 from marsunits.slurm_world import PREDICT, started_alone
 from marsunits.slurm_world import launch_problem as launch_world_problem
 
@@ -146,25 +148,45 @@ def launch(opts: PredictOptions) -> RunResult:
         plugins=None if external else [LightningEnvironment()],
     )
     try:
-        return fabric.launch(_rank_main, opts, _log_handlers())  # type: ignore[arg-type]  # forwards *args
-    except (KeyboardInterrupt, TerminatedError):
-        stop_spawned_ranks()
+        result = fabric.launch(_rank_main, opts, _log_handlers(), not external)  # type: ignore[arg-type]
+    except (KeyboardInterrupt, TerminatedError) as stop:
+        stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt))
         raise
+    if isinstance(result, SpawnedRunStopped):  # the reports are written: the run ends as the rank's stop
+        raise TerminatedError if result.sigterm else KeyboardInterrupt
+    return result
 
 
-def stop_spawned_ranks(grace_s: float = 10.0) -> None:
+@dataclass  # not frozen: Lightning's apply_to_collection, which hands rank 0's result back, refuses one
+class SpawnedRunStopped:
+    """What rank 0 of spawned ranks returns to the launching process when a rank was stopped (Ctrl-C,
+    SIGTERM) and the reports of what the ranks finished are written: raised there as that stop. A rank
+    ending in the stop's exception was a spawn traceback, status 1."""
+
+    sigterm: bool
+
+
+def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -> None:
     """Stop the rank processes this process spawned (``ddp_spawn``), when the run is stopped here.
 
     A SIGTERM to the launching process alone (``kill``, ``timeout``, a scheduler that signals only the
     process it started) raised :class:`~marsunits.errors.TerminatedError` in it, but its spawned ranks
     predicted on to the end of their shards while it waited for them, and the run said "terminated" after
-    finishing every image. Each rank gets SIGTERM (it ends at once: finished images are written atomically,
-    and the next run removes the temporary file of the one being written) and, if still alive after
-    ``grace_s``, SIGKILL. Ctrl-C in a terminal reaches the ranks by itself (the whole process group).
+    finishing every image. Each rank gets SIGTERM (it stops predicting, and rank 0 writes the reports of
+    what the ranks finished: :func:`_rank_main`) and, if still alive after ``grace_s``, SIGKILL.
+
+    ``ranks_stopped_too``: the launcher was stopped by Ctrl-C, which in a terminal reaches the ranks by
+    itself (the whole process group): each rank is first given ``grace_s`` to end on its own, since a
+    SIGTERM at once stopped rank 0 while it wrote the reports.
     """
     import multiprocessing
 
     children = multiprocessing.active_children()
+    if ranks_stopped_too:
+        deadline = time.monotonic() + grace_s
+        for child in children:
+            child.join(max(0.0, deadline - time.monotonic()))
+        children = [child for child in children if child.is_alive()]
     for child in children:
         child.terminate()
     for child in children:
@@ -212,9 +234,16 @@ def _restore_logging(specs: list[_HandlerSpec], rank: int) -> None:
 
 
 def _rank_main(
-    fabric: Fabric, opts: PredictOptions, log_handlers: list[_HandlerSpec] | None = None
-) -> RunResult:
-    """One rank's work: predict its shard with its own device, then gather the reports on rank 0."""
+    fabric: Fabric,
+    opts: PredictOptions,
+    log_handlers: list[_HandlerSpec] | None = None,
+    spawned: bool = False,
+) -> RunResult | SpawnedRunStopped | None:
+    """One rank's work: predict its shard with its own device, then gather the reports on rank 0.
+
+    ``spawned``: the rank is a process :func:`launch` spawned; a stop (Ctrl-C, SIGTERM) that ended the run
+    is then returned (:class:`SpawnedRunStopped` from rank 0, None from the others) instead of raised.
+    Ranks of torchrun or srun raise it, each ending as its own ``predict.py`` does."""
     import torch.distributed as dist
 
     _restore_logging(log_handlers or [], fabric.global_rank)
@@ -244,4 +273,13 @@ def _rank_main(
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    return predict_shard(rank_opts, shard, gather, broadcast)
+    # A spawned rank has no SIGTERM handler of its own: a SIGTERM (a scheduler's, or the launcher's from
+    # stop_spawned_ranks) ended it at once, without its rows, and the run wrote no reports. Raised as
+    # TerminatedError, it stops predicting and joins the others (predict_shard).
+    try:
+        with sigterm_raises():
+            return predict_shard(rank_opts, shard, gather, broadcast)
+    except (KeyboardInterrupt, TerminatedError) as stop:
+        if not spawned:
+            raise
+        return SpawnedRunStopped(isinstance(stop, TerminatedError)) if fabric.global_rank == 0 else None

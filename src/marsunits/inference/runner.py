@@ -985,8 +985,9 @@ class _Session:
             contacts += int(r["n_contacts"])
             length += float(r["contact_length_px"])
         total = pixels.sum()
-        # Inputs of the folder a stopped run never reached (they have no manifest row yet).
-        known = {f.rel.as_posix() for f in self.files} | {p.rel.as_posix() for p in self.problems}
+        # Inputs of the folder a stopped run never reached (they have no manifest row yet), on every rank's
+        # shard: ``files`` holds this rank's only, and a stopped rank 1's images counted as none.
+        known = self.all_inputs | {p.rel.as_posix() for p in self.problems}
         not_reached = len(known - set(self.rows))
         return {
             "counts": {**counts, "total": len(rows), "not_reached": not_reached},
@@ -1291,8 +1292,14 @@ def predict_shard(
 
     Rank 0 merges the rows, megapixels and label scores of every rank and writes ``manifest.csv``,
     ``summary.json``, ``index.html`` (and ``metrics.json``); the other ranks write only their images'
-    outputs and return a result without reports. A sharded run writes the reports only when every rank
-    finished (an interrupted sharded run is resumed by running it again: finished outputs are skipped).
+    outputs and return a result without reports. A rank stopped by Ctrl-C or SIGTERM stops predicting and
+    joins the gather with the images it finished (it left without them, and no report was written at all);
+    rank 0 writes the reports of what every rank finished, counting the inputs not reached on every shard,
+    with ``stopped_early`` naming the stopped ranks (and, with ``overwrite``, without removing any output),
+    and then every stopped rank raises its stop, rank 0 too when another rank was stopped, as one process
+    does after its reports. The ranks not stopped predict their shards to the end first (each rank of a
+    scheduler's stop, or of Ctrl-C in a terminal, is stopped by its own signal); an interrupted sharded run
+    is resumed by running it again: finished outputs are skipped.
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
@@ -1309,7 +1316,7 @@ def predict_shard(
                 refusal = broadcast(refusal)  # every rank stops, not only rank 0
             if refusal is not None:
                 raise ConfigError(refusal)
-            return _predict_claimed_shard(opts, shard, gather)
+            return _predict_claimed_shard(opts, shard, gather, broadcast)
     except BaseException:
         if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
             _remove_empty(made)
@@ -1332,7 +1339,9 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> RunResult:
+def _predict_claimed_shard(
+    opts: PredictOptions, shard: Shard, gather: Any, broadcast: Any = None
+) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
     started = time.perf_counter()
     session = _Session(opts, shard)
@@ -1395,7 +1404,13 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
         print(result.summary["text"], file=sys.stdout)
         return result
 
-    session.predict_all(todo)
+    # A rank stopped (Ctrl-C, SIGTERM) joins the gather with the images it finished instead of leaving the
+    # run: it left without its rows, the other ranks' gather failed, and no report was written at all.
+    stop: KeyboardInterrupt | TerminatedError | None = None
+    try:
+        session.predict_all(todo)
+    except (KeyboardInterrupt, TerminatedError) as exc:
+        stop = exc
     session.loop_seconds = time.perf_counter() - loop_start
     part = (
         session.rows,
@@ -1403,11 +1418,22 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
         session.loop_seconds,
         session.evaluation,
         session.map_items,
+        None if stop is None else (session.stopped_early, isinstance(stop, TerminatedError)),
+        session.redone,
     )
     parts = gather(part)
     if shard.rank != 0:
+        if broadcast is not None:
+            broadcast(None)  # rank 0 has written the reports: no rank ends the run before that
+        if stop is not None:
+            raise stop
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
-    for rank, (rows, megapixels, seconds, evaluation, map_items) in enumerate(parts):
+    stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
+    redone = 0
+    for rank, (rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone) in enumerate(parts):
+        redone += rank_redone
+        if rank_stop is not None:
+            stopped.append((rank, *rank_stop))
         if rank == 0:
             continue
         session.rows.update(rows)
@@ -1416,8 +1442,32 @@ def _predict_claimed_shard(opts: PredictOptions, shard: Shard, gather: Any) -> R
         session.loop_seconds = max(session.loop_seconds, seconds)
         if session.evaluation is not None and evaluation is not None:
             session.evaluation.merge(evaluation)
-    if overwriting:  # every rank finished its shard
-        session.finish_overwrite()
-    result = session.write_reports(time.perf_counter() - started)
-    print(result.summary["text"], file=sys.stdout)
+    try:
+        if stopped:
+            # Each rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
+            said = [text.partition("; ") for _, text, _ in stopped]
+            advice = "; ".join(dict.fromkeys(rest for _, _, rest in said if rest))
+            session.stopped_early = (
+                f"was stopped on {len(stopped)} of its {shard.world_size} ranks ("
+                + ", ".join(
+                    f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, said, strict=True)
+                )
+                + ")"
+                + (f"; {advice}" if advice else "")
+            )
+        if stopped and overwriting and redone == 0:
+            # As one process stopped before an image was finished: the reports there stay as they were.
+            print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
+        else:
+            if overwriting and not stopped:  # every rank finished its shard
+                session.finish_overwrite()
+            result = session.write_reports(time.perf_counter() - started)
+            print(result.summary["text"], file=sys.stdout)
+    finally:
+        if broadcast is not None:
+            broadcast(None)
+    if stop is not None:
+        raise stop
+    if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
+        raise TerminatedError if stopped[0][2] else KeyboardInterrupt
     return result
