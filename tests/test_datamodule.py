@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -262,7 +263,7 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
     ("override", "message"),
     [
         ("data.in_channels=2", r"configs/data/marsscapes\.yaml: in_channels must be 1"),
-        ("data.crop_size=100", r"crop_size must be a positive multiple of 32"),
+        ("data.crop_size=0", r"marsscapes\.yaml: crop_size must be a whole number of pixels >= 1, got 0"),
         ("data.sources=[mars]", r"unknown sources"),
         ("data.focus_class=7", r"marsscapes\.yaml: focus_class=7 is not a project class id"),
         # Over-sampling without a class was silently ignored: the run trained on uniform crops.
@@ -378,14 +379,50 @@ def test_real_files_read_and_map(folder: str, config: str, tmp_path: Path) -> No
         assert set(np.unique(mask).tolist()) <= {0, 1, 2, 255}
 
 
-@pytest.mark.parametrize("value", [10, -16, True])
-def test_val_context_must_keep_windows_multiples_of_32(value, tmp_path: Path) -> None:
+@pytest.mark.parametrize("value", [-16, True])
+def test_val_context_must_be_a_whole_number_of_at_least_zero(value, tmp_path: Path) -> None:
     cfg = _compose("marsscapes", tmp_path)
     cfg.data.val_context_px = value
     with pytest.raises(
-        InstantiationException, match=r"marsscapes\.yaml: val_context_px must be a multiple of 16"
+        InstantiationException, match=r"marsscapes\.yaml: val_context_px must be a whole number >= 0"
     ):
         instantiate(cfg.data)
+
+
+def test_crops_and_windows_must_be_multiples_of_the_networks_divisor_not_of_32(tmp_path: Path) -> None:
+    """The data module refused every crop size that was not a multiple of 32 (and a val_context_px not one of
+    16), whatever the network: the default model (encoder_depth 4) takes multiples of 16, so 112 px crops
+    were refused for it. The sizes are now checked against the network's own divisor
+    (``SegmentationTask.size_divisor``), by train.py once the model is built and by ``setup`` under a
+    trainer whose model has one."""
+    dm = instantiate(_compose("marsscapes", tmp_path, ["data.crop_size=112", "data.val_context_px=8"]).data)
+    dm.check_size_divisor(16)  # 112 and windows of 128: what an encoder_depth 4 network takes
+    with pytest.raises(
+        ValueError,
+        match=r"data\.crop_size=112 \(configs/data/marsscapes\.yaml\): .* multiples "
+        r"of 32 .* e\.g\. data\.crop_size=96 or data\.crop_size=128",
+    ):
+        dm.check_size_divisor(32)
+    dm.crop_size = 96
+    with pytest.raises(
+        ValueError,
+        match=r"data\.val_context_px=8 .* give a multiple of 16, e\.g\. "
+        r"data\.val_context_px=16\.",
+    ):
+        dm.check_size_divisor(32)
+    scenes = instantiate(_compose("synthetic", tmp_path / "s", ["data.scene.width=80"]).data)
+    scenes.check_size_divisor(16)
+    with pytest.raises(ValueError, match=r"scene \{'width': 80\} must be multiples of 32"):
+        scenes.check_size_divisor(32)
+
+    class Network(pl.LightningModule):
+        size_divisor = 32
+
+    dm.trainer = pl.Trainer(logger=False, enable_checkpointing=False)
+    dm.trainer.strategy.connect(Network())
+    with pytest.raises(ValueError, match=r"data\.val_context_px=8 .* give a multiple of 16"):
+        dm.setup("fit")
+    assert dm.train_set is None  # refused before anything was read
 
 
 def _subclass_config(tmp_path: Path, extra: list[str] | None = None):

@@ -58,6 +58,21 @@ def test_build_each_arch_gives_logits_at_input_size(arch: str, divisor: int) -> 
     assert size_divisor(model) == divisor  # DeepLabV3+ runs its encoder at output stride 16
 
 
+@pytest.mark.parametrize("arch", ["unet", "fpn", "deeplabv3plus"])
+def test_the_input_divisor_is_the_built_networks_without_building_it(arch: str) -> None:
+    """A command line's crop size is checked against ``input_divisor`` before anything is built: it must be
+    what the built network needs (``size_divisor``), depth by depth: 2**depth for Unet and FPN, at most 16
+    for DeepLabV3+, whose encoder smp dilates to output stride 16."""
+    from marsunits.models import input_divisor
+
+    for depth in range(1 if arch == "unet" else 3, 6):
+        model = build_model(arch, TINY, None, 3, 3, encoder_depth=depth)
+        assert input_divisor(arch, depth) == size_divisor(model), (arch, depth)
+    assert input_divisor("DeepLabV3Plus", 5) == 16 and input_divisor("unet", 4) == 16
+    with pytest.raises(ValueError, match="encoder_depth must be a whole number from 1 to 5"):
+        input_divisor(arch, 7)
+
+
 def test_encoder_depth_and_decoder_channels_change_the_size_divisor() -> None:
     model = build_model("unet", TINY, None, 1, 3, encoder_depth=3, decoder_channels=[32, 16, 8]).eval()
     assert size_divisor(model) == 8

@@ -780,7 +780,7 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         ("model.channels_last=off", r"model\.channels_last='off': give .*\(yes/no/on/off are read as text\)"),
         # Numbers of the data config: a traceback from Hydra's instantiation or the first transform, or
         # "could not convert string to float" without the key; data.seed=1.5 was read as 1.
-        ("data.crop_size=abc", r"data\.crop_size='abc': expected a whole number >= 32 .*data\.crop_size=256"),
+        ("data.crop_size=abc", r"data\.crop_size='abc': expected a whole number >= 1 .*data\.crop_size=256"),
         ("data.seed=1.5", r"data\.seed=1\.5: expected a whole number >= 0"),
         ("data.train_length=abc", r"data\.train_length='abc': expected a whole number >= 1"),
         ("data.hflip_p=abc", r"data\.hflip_p='abc': expected a number in \[0, 1\]"),
@@ -2447,8 +2447,11 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
         ("model.loss=dice", "model.loss='dice': Unknown loss 'dice'. Valid choices"),
         ("model.num_classes=4", "model.num_classes=4: the project has 3 classes"),
         ("data.batch_size=eight", "data.batch_size='eight': expected a whole number >= 1"),
-        ("data.crop_size=100", "data.crop_size=100: expected a multiple of 32"),
-        ("data=folder data.root=x data.val_context_px=8", "data.val_context_px=8: expected a multiple of 16"),
+        # model=tiny (3 encoder stages) takes multiples of 8; unet_lite0 (5) of 32, named as such
+        ("data.crop_size=100", "data.crop_size=100: expected a multiple of 8 (model.arch=unet with model.en"),
+        ("model=unet_lite0 data.crop_size=112", "data.crop_size=112: expected a multiple of 32 (model.arch="),
+        ("data=folder data.root=x data.val_context_px=2", "data.val_context_px=2: expected a multiple of 4"),
+        ("data.scene.width=100", "data.scene.width=100: expected a multiple of 8 (validation and test run"),
         ("data=folder", "data.root not set (??? in the config)"),
         # Refused once the scenes were rendered and the trainer built (Lightning's estimate of the steps).
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1 (no limit) but model.scheduler='cosine' needs"),
@@ -2496,6 +2499,67 @@ def test_a_wrong_value_is_refused_before_the_run_folder_is_made(
         release_held_claims()
     assert refused is not None and said in refused, refused
     assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+
+
+def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.crop_size`` (and the validation window, crop_size + 2 x val_context_px) had to be a multiple of
+    32 whatever the model: the default model (encoder_depth 4) takes multiples of 16, and 112 px crops were
+    refused for it. The check before the run folder now asks the configured network's multiple, and names it;
+    the run builds the network and the data module checks its own divisor again."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import refusal_before_hydra
+
+    def refusal(*overrides: str) -> str | None:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        return refusal_before_hydra(cfg, tmp_path / "run")
+
+    assert refusal("data.crop_size=112") is None  # model=unet_lite0_d4: multiples of 16
+    assert refusal("data.crop_size=112", "model=deeplabv3plus_lite0") is None  # encoder stride 16
+    assert refusal("data=folder", "data.root=x", "data.crop_size=112", "data.val_context_px=8") is None
+    refused = refusal("data.crop_size=112", "model=unet_lite0")
+    assert refused == (
+        "data.crop_size=112: expected a multiple of 32 (model.arch=unet with model.encoder_depth=5 takes "
+        "multiples of 2**5 = 32), e.g. data.crop_size=96 or data.crop_size=128"
+    )
+    refused = refusal("data.crop_size=100")
+    assert refused is not None and "expected a multiple of 16" in refused and "data.crop_size=112" in refused
+    refused = refusal("data=folder", "data.root=x", "data.crop_size=112", "data.val_context_px=4")
+    assert refused is not None and refused.startswith("data.val_context_px=4: expected a multiple of 8")
+    # The network built is checked again (train=false builds the checkpoint's, whatever the model config),
+    # before the run folder's record is written.
+    cfg = compose_config("train", tmp_path / "r2", [*TINY, "data.crop_size=36", "trainer.max_epochs=1"])
+    monkeypatch.setattr("marsunits.training.check_input_sizes", lambda cfg: None)
+    with pytest.raises(ConfigError, match=r"data\.crop_size=36 \(configs/data/synthetic\.yaml\): .* of 8"):
+        run(cfg)
+    assert not (tmp_path / "r2" / "config.yaml").exists()
+
+
+def test_the_data_checks_leave_a_data_module_of_ones_own_alone(tmp_path: Path) -> None:
+    """The checks of data.* values (whole numbers, shares, multiples of the network's divisor, channels)
+    are about marsunits' data module: a user's own (``data._target_=mypkg.MyDataModule``) with keys of
+    its own was refused by them before its run started. They now apply only to marsunits' data modules."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import marsunits_datamodule, refusal_before_hydra
+
+    mine = ["data.crop_size=100", "+data.val_fraction=most", "data.batch_size=0", "data.in_channels=4"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        own = compose("train", overrides=["model=tiny", *mine], return_hydra_config=True)
+        other = compose(
+            "train",
+            overrides=["model=tiny", "data._target_=mypkg.MyDataModule", *mine, "model.in_channels=4"],
+            return_hydra_config=True,
+        )
+    assert marsunits_datamodule(own) and not marsunits_datamodule(other)
+    assert refusal_before_hydra(own, tmp_path / "run") is not None
+    assert refusal_before_hydra(other, tmp_path / "run") is None
+    other.model.lr = 0  # the model's and trainer's checks still apply
+    refused = refusal_before_hydra(other, tmp_path / "run")
+    assert refused is not None and refused.startswith("model.lr must be a number > 0"), refused
 
 
 def test_the_sdist_holds_every_file_of_the_checkout(tmp_path: Path) -> None:

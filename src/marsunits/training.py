@@ -440,11 +440,11 @@ _INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
     ("data.num_workers", 0, "loader processes"),
     # The data module's own int() named no key (`invalid literal for int()`), or compared text with a
     # number inside Hydra's instantiation (a traceback: data.crop_size=abc), and read data.seed=1.5 as 1.
-    ("data.crop_size", 32, "pixels, a multiple of 32"),
+    ("data.crop_size", 1, "pixels, a multiple of the network's input divisor"),
     ("data.samples_per_epoch", 1, "training crops per epoch"),
     ("data.seed", 0, "the split and crop seed"),
     ("data.sol_block", 1, "sols per split group"),
-    ("data.val_context_px", 0, "pixels, a multiple of 16"),
+    ("data.val_context_px", 0, "pixels"),
     ("data.n_folds", 2, "cross-validation folds"),
     ("data.fold", 0, "the validation fold"),
     ("data.train_length", 1, "training scenes"),
@@ -557,9 +557,10 @@ def check_run_values(cfg: DictConfig) -> None:
     if as_text is not None:
         key = as_text.split("=", 1)[0]
         raise ConfigError(f"{as_text}: give {key}=true or {key}=false (any text is read as true)")
+    own_data = marsunits_datamodule(cfg)
     for key, lowest, unit in _INTEGER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
+        if value is None or (key.startswith("data.") and not own_data):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             shown = _INTEGER_EXAMPLES.get(key, 4)
@@ -567,14 +568,9 @@ def check_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}={shown}"
                 f"{_text_from_interpolation(cfg, key, value)}"
             )
-    for key, stride, why in _MULTIPLE_VALUES:
-        value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, int) and value % stride:
-            shown = _INTEGER_EXAMPLES.get(key, stride)
-            raise ConfigError(f"{key}={value!r}: expected a multiple of {stride} ({why}), e.g. {key}={shown}")
     for key, low, high, unit, example in _NUMBER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
+        if value is None or (key.startswith("data.") and not own_data):
             continue
         number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not number or (low is not None and value < low) or (high is not None and value > high):
@@ -646,18 +642,84 @@ _PRECISIONS: tuple[str | int, ...] = (
     *get_args(_PRECISION_INPUT_STR_ALIAS),
 )
 
-#: Whole-pixel settings that must be a multiple of a stride: the data module refused them only when built,
-#: after the run folder was made, naming its config file rather than the option.
-_MULTIPLE_VALUES: tuple[tuple[str, int, str], ...] = (
-    ("data.crop_size", 32, "the encoders downsample by 32"),
-    ("data.val_context_px", 16, "validation windows are crop_size + 2 x val_context_px, a multiple of 32"),
-)
+#: The data modules of marsunits (the ``_target_`` of ``configs/data/*.yaml``): the ``data.*`` checks here are
+#: about their settings. A user's own data module (``data._target_=mypkg.MyDataModule``) has keys of its own,
+#: which those checks refused (``data.crop_size=100`` where it means something else, or nothing).
+MARSUNITS_DATAMODULES: tuple[str, ...] = ("marsunits.data.datamodule.MarsDataModule",)
+
+
+def marsunits_datamodule(cfg: DictConfig) -> bool:
+    """Whether ``cfg.data`` builds one of :data:`MARSUNITS_DATAMODULES` (its ``_target_``, or another import
+    path of the same class)."""
+    data = cfg.get("data")
+    target = data.get("_target_") if isinstance(data, DictConfig) else None
+    if not isinstance(target, str):
+        return False
+    if target in MARSUNITS_DATAMODULES:
+        return True
+    if not target.startswith("marsunits."):  # a user's class: not imported here
+        return False
+    try:
+        found = get_object(target)
+    except Exception:  # noqa: BLE001 - a path that does not import is Hydra's to report
+        return False
+    return any(found is get_object(own) for own in MARSUNITS_DATAMODULES)
+
+
+def check_input_sizes(cfg: DictConfig) -> None:
+    """Refuse a ``data.crop_size``, validation window (``crop_size + 2 x val_context_px``) or synthetic scene
+    side (``data.scene.width``/``height``: validated whole) that is not a multiple of the input divisor of the
+    configured network (:func:`~marsunits.models.input_divisor`: ``2**model.encoder_depth`` for Unet and FPN,
+    16 for the default model; at most 16 for DeepLabV3+), naming that number. Only for marsunits' own data
+    module and task (:func:`marsunits_datamodule`); the data module checks the built network's own divisor
+    again (``MarsDataModule.check_size_divisor``), e.g. for ``train=false``, which builds the checkpoint's.
+
+    Raises:
+        ConfigError: naming the key, the value, the divisor and values that fit.
+    """
+    from marsunits.data.datamodule import multiples_around
+    from marsunits.models import input_divisor
+
+    model = cfg.get("model")
+    if not marsunits_datamodule(cfg) or not isinstance(model, DictConfig):
+        return
+    if model.get("_target_") != "marsunits.task.SegmentationTask":
+        return  # another network: its own needs
+    arch, depth = model.get("arch", "unet"), model.get("encoder_depth", 5)
+    try:
+        divisor = input_divisor(arch, depth)
+    except ValueError:
+        return  # refused by check_model_values, naming the key
+    stride = f"2**{depth} = {divisor}" if divisor == 2**depth else f"its encoder's output stride, {divisor}"
+    why = f"model.arch={arch} with model.encoder_depth={depth} takes multiples of {stride}"
+    crop = OmegaConf.select(cfg, "data.crop_size", default=None)
+    if isinstance(crop, int) and crop % divisor:
+        examples = " or ".join(f"data.crop_size={n}" for n in multiples_around(crop, divisor))
+        raise ConfigError(f"data.crop_size={crop}: expected a multiple of {divisor} ({why}), e.g. {examples}")
+    context = OmegaConf.select(cfg, "data.val_context_px", default=None)
+    if isinstance(context, int) and (2 * context) % divisor:
+        half = divisor // 2
+        examples = " or ".join(f"data.val_context_px={n}" for n in multiples_around(context, half))
+        raise ConfigError(
+            f"data.val_context_px={context}: expected a multiple of {half} (validation windows are "
+            f"crop_size + 2 x val_context_px, and {why}), e.g. {examples}"
+        )
+    if OmegaConf.select(cfg, "data.sources", default=None) == ["synthetic"]:
+        for side in ("width", "height"):
+            value = OmegaConf.select(cfg, f"data.scene.{side}", default=None)
+            if isinstance(value, int) and not isinstance(value, bool) and value % divisor:
+                examples = " or ".join(f"data.scene.{side}={n}" for n in multiples_around(value, divisor))
+                raise ConfigError(
+                    f"data.scene.{side}={value}: expected a multiple of {divisor} (validation and test run "
+                    f"on whole scenes, and {why}), e.g. {examples}"
+                )
 
 
 def check_config_values(cfg: DictConfig) -> None:
     """Refuse every value of a composed ``train.yaml`` config that can be judged without reading data or
     building anything: missing values (``???``), :func:`check_run_values`, the W&B logger's settings,
-    :func:`check_model_values`, and the data's channels against the model's.
+    :func:`check_model_values`, :func:`check_input_sizes`, and the data's channels against the model's.
+    The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
     The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
     mistyped value leaves no folder of a run that never started; :func:`run` runs it again for a config
@@ -673,8 +735,14 @@ def check_config_values(cfg: DictConfig) -> None:
     check_run_values(cfg)
     check_wandb_modes(cfg)
     check_model_values(cfg)
+    check_input_sizes(cfg)
     data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
-    if data_channels is not None and (isinstance(data_channels, bool) or data_channels not in (1, 3)):
+    own_data = marsunits_datamodule(cfg)
+    if (
+        own_data
+        and data_channels is not None
+        and (isinstance(data_channels, bool) or data_channels not in (1, 3))
+    ):
         # Refused by the data module once built, after the run folder was made, naming its config file.
         raise ConfigError(
             f"data.in_channels={data_channels!r}: give 1 (grey) or 3 (colour), e.g. data.in_channels=3"
@@ -928,6 +996,17 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if training:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
+    divisor, check_sizes = (
+        getattr(task, "size_divisor", None),
+        getattr(datamodule, "check_size_divisor", None),
+    )
+    if isinstance(divisor, int) and callable(
+        check_sizes
+    ):  # the network built (train=false: the checkpoint's)
+        try:
+            check_sizes(divisor)
+        except ValueError as refused:
+            raise ConfigError(str(refused)) from None
     check_subclasses_match(task, datamodule)
     if training:
         _check_monitor_is_logged(cfg, datamodule, task)

@@ -111,6 +111,13 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def multiples_around(value: int, divisor: int) -> list[int]:
+    """The positive multiples of ``divisor`` next to ``value``, below and above it (one where none is
+    below): the values a refusal of ``value`` suggests."""
+    below = value // divisor * divisor
+    return [n for n in (below, below + divisor) if n > 0]
+
+
 def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]) -> None:
     """Stop when no validation image of ``source`` has a labelled pixel.
 
@@ -137,9 +144,12 @@ class MarsDataModule(L.LightningDataModule):
         name: dataset name (``configs/data/<name>.yaml``; recorded in checkpoints).
         sources: ``["synthetic"]`` or real sources among ``marsscapes``, ``ai4mars``, ``folder``.
         in_channels: channels fed to the model (1 or 3); every image is converted to it.
-        crop_size: training crop / validation tile size in pixels, a multiple of 32.
+        crop_size: training crop / validation tile size in pixels, a multiple of the network's input
+            divisor (``SegmentationTask.size_divisor``: ``2**encoder_depth``, 16 for the default model), which
+            :meth:`check_size_divisor` checks once the model is known.
         val_context_px: real data: image context on each side of a validation/test tile, in pixels (a
-            multiple of 16, so windows of ``crop_size + 2 * val_context_px`` stay multiples of 32). The
+            multiple of half that divisor, so windows of ``crop_size + 2 * val_context_px`` stay multiples of
+            it). The
             network sees the tile inside that window and only the tile is scored, as in ``predict.py``'s
             overlapping windows; 0 scores tiles cut out alone.
         class_map: native id -> project id. One source: a dict (or ``None`` if masks already hold
@@ -439,16 +449,11 @@ class MarsDataModule(L.LightningDataModule):
         where = f"configs/data/{name}.yaml"
         if in_channels not in (1, 3):
             raise ValueError(f"{where}: in_channels must be 1 (greyscale) or 3 (colour), got {in_channels}.")
-        if crop_size <= 0 or crop_size % 32:
-            raise ValueError(
-                f"{where}: crop_size must be a positive multiple of 32 (encoders downsample by 32), "
-                f"got {crop_size}."
-            )
-        if isinstance(val_context_px, bool) or int(val_context_px) < 0 or int(val_context_px) % 16:
-            raise ValueError(
-                f"{where}: val_context_px must be a multiple of 16 that is >= 0 (validation windows are "
-                f"crop_size + 2 * val_context_px, a multiple of 32), got {val_context_px!r}."
-            )
+        # The multiples the network needs are checked once it is known (check_size_divisor).
+        if isinstance(crop_size, bool) or int(crop_size) <= 0:
+            raise ValueError(f"{where}: crop_size must be a whole number of pixels >= 1, got {crop_size!r}.")
+        if isinstance(val_context_px, bool) or int(val_context_px) < 0:
+            raise ValueError(f"{where}: val_context_px must be a whole number >= 0, got {val_context_px!r}.")
         unknown = [s for s in sources if s not in SOURCES]
         if not sources or unknown:
             raise ValueError(f"{where}: unknown sources {unknown or sources}; choose from {list(SOURCES)}.")
@@ -479,6 +484,40 @@ class MarsDataModule(L.LightningDataModule):
                         f"{where}: class_map has no entry for {unmapped}: give each source's map, or "
                         f"class_map.{unmapped[0]}: null where its masks hold project ids (0, 1, 2, 255)."
                     )
+
+    def check_size_divisor(self, divisor: int) -> None:
+        """Refuse sizes the network cannot take: ``crop_size``, the validation windows (``crop_size + 2 *
+        val_context_px``) and, for synthetic scenes (validated whole), the scene's width and height must be
+        multiples of ``divisor``, the network's input divisor (``SegmentationTask.size_divisor``).
+        ``train.py`` calls it once the model is built, before the run folder is made; :meth:`setup` calls it
+        with the divisor of the trainer's model, where that model has one.
+
+        Raises:
+            ValueError: naming the option, its value, the divisor and values that fit.
+        """
+        where = f"configs/data/{self.name}.yaml"
+        what = f"the network's inputs are multiples of {divisor} (its size_divisor)"
+        if self.crop_size % divisor:
+            raise ValueError(
+                f"data.crop_size={self.crop_size} ({where}): {what}; give a multiple of {divisor}, e.g. "
+                f"{' or '.join(f'data.crop_size={n}' for n in multiples_around(self.crop_size, divisor))}."
+            )
+        if (2 * self.val_context_px) % divisor:
+            half = divisor // 2
+            fits = multiples_around(self.val_context_px, half)
+            raise ValueError(
+                f"data.val_context_px={self.val_context_px} ({where}): {what}, and validation windows are "
+                f"crop_size + 2 x val_context_px; give a multiple of {half}, e.g. "
+                f"{' or '.join(f'data.val_context_px={n}' for n in fits)}."
+            )
+        if self.sources == ["synthetic"]:
+            config = self._scene_config()
+            bad = {k: getattr(config, k) for k in ("width", "height") if getattr(config, k) % divisor}
+            if bad:
+                raise ValueError(
+                    f"{where}: scene {bad} must be multiples of {divisor}: validation and test run on whole "
+                    f"scenes and {what}. Set data.scene.width/height."
+                )
 
     @staticmethod
     def _validate_subclasses(
@@ -555,6 +594,10 @@ class MarsDataModule(L.LightningDataModule):
         """Scan, split and (where configured) decode the data; runs once, whatever the stage."""
         if self.train_set is not None:
             return
+        # A model fitted without train.py (a notebook): the sizes it needs, before anything is read.
+        divisor = getattr(getattr(self.trainer, "lightning_module", None), "size_divisor", None)
+        if isinstance(divisor, int) and not isinstance(divisor, bool) and divisor >= 1:
+            self.check_size_divisor(divisor)
         train_transform = build_train_transform(self.crop_size, self.in_channels, **self.augment)
         if self.sources == ["synthetic"]:
             self._setup_synthetic(train_transform)
@@ -781,18 +824,17 @@ class MarsDataModule(L.LightningDataModule):
         ]
         refuse_validation_images_seen_before(self.splits, image_teachers, self.trained_image_keys)
 
-    def _setup_synthetic(self, train_transform: Any) -> None:
-        from marsunits.data.synthetic import SceneConfig, SyntheticScenes
+    def _scene_config(self) -> Any:
+        """The ``SceneConfig`` of ``scene`` (YAML gives lists; its range fields are (min, max) tuples)."""
+        from marsunits.data.synthetic import SceneConfig
 
-        # YAML gives lists; SceneConfig's range fields are (min, max) tuples.
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()}
-        config = SceneConfig(**fields)
-        bad = {k: getattr(config, k) for k in ("width", "height") if getattr(config, k) % 32}
-        if bad:
-            raise ValueError(
-                f"configs/data/{self.name}.yaml: scene {bad} must be multiples of 32: validation and test "
-                "run on whole scenes and the encoders downsample by 32. Set data.scene.width/height."
-            )
+        return SceneConfig(**fields)
+
+    def _setup_synthetic(self, train_transform: Any) -> None:
+        from marsunits.data.synthetic import SyntheticScenes
+
+        config = self._scene_config()
         cache = self.cache_scenes
         self.train_set = SceneDataset(
             SyntheticScenes(self.train_length, self.seed, config),

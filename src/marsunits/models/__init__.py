@@ -7,6 +7,7 @@ from marsunits.models.factory import (
     build_model,
     check_depth,
     check_names,
+    input_divisor,
     size_divisor,
 )
 from marsunits.models.losses import LOSSES, SegmentationLoss
@@ -27,6 +28,7 @@ __all__ = [
     "build_model",
     "check_depth",
     "check_names",
+    "input_divisor",
     "load_offline_into_encoder",
     "size_divisor",
 ]

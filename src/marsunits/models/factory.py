@@ -15,6 +15,7 @@ should still pad to a multiple so every architecture behaves alike. The factory 
 from __future__ import annotations
 
 import difflib
+import inspect
 import numbers
 from collections.abc import Sequence
 
@@ -252,3 +253,25 @@ def size_divisor(model: nn.Module) -> int:
     """Return the multiple that input height and width must be for ``model`` (an smp network)."""
     encoder = getattr(model, "encoder", None)
     return int(getattr(encoder, "output_stride", 32))
+
+
+def input_divisor(arch: str, encoder_depth: int) -> int:
+    """The :func:`size_divisor` of the network :func:`build_model` builds for ``arch`` and ``encoder_depth``,
+    without building it (a command line's crop size is checked so before its run folder is made).
+
+    smp's timm encoders downsample by 2 per stage, so the deepest features are at ``2**encoder_depth``
+    (Unet, FPN: 16 at depth 4, 32 at 5), unless the architecture dilates its encoder to a coarsest stride of
+    its own (smp's ``encoder_output_stride``, read from the architecture's signature: DeepLabV3+ and PAN
+    16, DeepLabV3 8), which :func:`build_model` leaves at smp's default.
+
+    Raises:
+        ValueError: an unknown architecture (:func:`check_names`) or an ``encoder_depth`` outside 1..5
+            (:func:`check_depth`).
+    """
+    arch_key = _check_arch(arch)
+    check_depth(arch_key, encoder_depth, None)
+    dilated = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch_key]).parameters.get(
+        "encoder_output_stride"
+    )
+    coarsest = dilated.default if dilated is not None and isinstance(dilated.default, int) else 32
+    return int(min(coarsest, 2 ** int(encoder_depth)))
