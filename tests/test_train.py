@@ -2501,6 +2501,74 @@ def test_a_wrong_value_is_refused_before_the_run_folder_is_made(
     assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
 
 
+def test_a_wrong_value_is_refused_before_hydra_where_the_run_folder_is_left_to_the_run(
+    tmp_path: Path,
+) -> None:
+    """Where the command line leaves the run folder to the run (a run_name made of the clock, another
+    primary config or config path, a paths.output_dir), it skipped the value checks too: a mistyped value
+    was refused only inside the run, after Hydra had made the run folder. The values are now checked there
+    as well, and no folder is made."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.run_folder_claim import release_held_claims
+
+    logs = tmp_path / "logs"
+    argv = ["model=tiny", f"paths.log_dir={logs}"]
+    for extra in (
+        ["run_name=x-${now:%H-%M-%S}"],
+        ["--config-name", "train"],
+        ["-cn=train"],
+        ["-cp", "configs", "-cn", "train.yaml"],
+        [f"paths.output_dir={tmp_path / 'elsewhere'}"],
+    ):
+        try:
+            refused, given = claim_run_folder([*argv, "data.crop_size=100", *extra], CONFIG_DIR)
+            assert claim_run_folder([*argv, *extra], CONFIG_DIR) == (None, [*argv, *extra])  # fine values
+        finally:
+            release_held_claims()
+        assert refused is not None and refused.startswith("data.crop_size=100: expected a multiple of 8"), (
+            extra
+        )
+        assert given == [*argv, "data.crop_size=100", *extra]
+    assert not logs.exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_mistake_every_trial_of_a_sweep_shares_is_refused_before_any_trial_folder(tmp_path: Path) -> None:
+    """``train.py -m model.lr=1e-3,2e-3 data.crop_size=100`` made one trial folder per trial (Hydra's record,
+    a train.log) before each trial failed on the same value. The trials' configs are now checked before the
+    sweep starts: a mistake they all share is said once, exit 2, and no folder is made; a grid some trial of
+    which passes runs."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.run_folder_claim import release_held_claims
+
+    logs = tmp_path / "logs"
+    argv = ["-m", *TINY, "trainer.max_epochs=1", f"paths.log_dir={logs}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *argv, "model.lr=1e-3,2e-3", "data.crop_size=100"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if "Warning" not in line and line.strip()]
+    assert said == [
+        "train.py: error: data.crop_size=100: expected a multiple of 8 (model.arch=unet with "
+        "model.encoder_depth=3 takes multiples of 2**3 = 8), e.g. data.crop_size=96 or data.crop_size=104 "
+        "(in every trial of this sweep: none was started)"
+    ], proc.stderr[-2000:]
+    assert not logs.exists(), sorted(logs.rglob("*"))
+    try:
+        refused, _ = claim_run_folder([*argv, "data.crop_size=100,101"], CONFIG_DIR)  # each its own value
+        assert refused is not None and refused.startswith(
+            "every trial of this sweep is refused (none was started); the first (data.crop_size=100): "
+            "data.crop_size=100: expected a multiple of 8"
+        ), refused
+        assert claim_run_folder([*argv, "data.crop_size=100,104"], CONFIG_DIR)[0] is None  # one trial runs
+    finally:
+        release_held_claims()
+
+
 def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

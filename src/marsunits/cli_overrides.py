@@ -739,18 +739,24 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
         return None, argv
     if _sweeping(argv):
+        refused = sweep_refusal(argv, config_dir)
+        if refused is not None:
+            return refused, argv
         return claim_sweep_folder(argv, config_dir)
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
     if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys) or "paths.output_dir" in keys:
-        return None, argv  # another primary config, or a run folder that is not Hydra's: the run checks it
+        # Another primary config, or a run folder that is not Hydra's: the folder is the run's to check, the
+        # values are checked here all the same (a mistyped one left a folder of a run that never started).
+        return value_refusal(argv, config_dir), argv
     # A folder named by the clock or by Hydra's job through a value given here: Hydra's may differ (a second
-    # later; ${hydra.job.name} composes to another name here): left to the run.
+    # later; ${hydra.job.name} composes to another name here): the folder is left to the run, the values
+    # are checked here.
     if any(
         "now:" in a.split("=", 1)[1] or "${hydra" in a.split("=", 1)[1]
         for a in argv
         if "=" in a and a.split("=", 1)[0].lstrip("+") in _FOLDER_KEYS
     ):
-        return None, argv
+        return value_refusal(argv, config_dir), argv
     named = any(k in ("run_name", "hydra.run.dir") for k in keys)
     # Deletions (~key) too: without them the job composed here was not the run's, and a resume was refused.
     overrides = _overrides(argv)
@@ -769,7 +775,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         except Exception:  # noqa: BLE001 - anything unresolvable here is Hydra's to report when it runs
             return None, argv
     if "now:" in raw_dir or "${hydra" in raw_dir:  # see above
-        return None, argv
+        return value_refusal(argv, config_dir), argv
     folder = folder if folder.is_absolute() else Path.cwd() / folder
     held = run_folder_holder(folder)
     if held is not None:
@@ -789,6 +795,115 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return hold_run_folder_for_process(folder), argv
     except OSError:  # the folder cannot be made: Hydra says so
         return None, argv
+
+
+def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str] | None:
+    """The config folder and primary config that ``train.py`` composes for ``argv``: ``config_dir`` and
+    ``train``, or those Hydra's ``--config-name``/``-cn`` and ``--config-path``/``-cp`` choose (a relative
+    path is read from the folder of train.py, ``config_dir``'s parent, as Hydra does); None with
+    ``--config-dir``/``-cd``, which adds a folder to Hydra's search path that is not composed here."""
+    folder, name = config_dir, "train"
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg.startswith(("-cd", "--config-dir")):
+            return None
+        for flags in (("-cn", "--config-name"), ("-cp", "--config-path")):
+            value = next((arg.split("=", 1)[1] for f in flags if arg.startswith(f"{f}=")), None)
+            if arg in flags and i + 1 < len(args):
+                value = args[i + 1]
+            if value is None:
+                continue
+            if flags[0] == "-cn":
+                name = value.removesuffix(".yaml")
+            else:
+                given = Path(value).expanduser()
+                folder = given if given.is_absolute() else config_dir.parent / given
+    return folder, name
+
+
+def _composed(argv: Sequence[str], config_dir: Path, overrides: Sequence[str]) -> DictConfig | None:
+    """The config ``train.py`` composes for ``argv`` (:func:`primary_config`) with ``overrides``, Hydra's
+    node included; None where it does not compose here (Hydra reports that when it runs)."""
+    primary = primary_config(argv, config_dir)
+    if primary is None:
+        return None
+    folder, name = primary
+    try:
+        with initialize_config_dir(config_dir=str(folder.resolve()), version_base="1.3"):
+            return compose(name, overrides=list(overrides), return_hydra_config=True)
+    except Exception:  # noqa: BLE001 - anything that does not compose here is Hydra's to report
+        return None
+
+
+def _run_folder_guess(cfg: DictConfig) -> Path:
+    """The run folder of ``cfg`` as composed now (``hydra.run.dir``: the clock may have moved when Hydra makes
+    it), or the log folder where it does not resolve here; only checks that read no folder are given it."""
+    try:
+        folder = Path(str(cfg.hydra.run.dir))
+    except Exception:  # noqa: BLE001 - made of Hydra's runtime values
+        folder = Path("logs")
+    return folder if folder.is_absolute() else Path.cwd() / folder
+
+
+def value_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
+    """The refusal of a value of ``train.py``'s command line that needs no run folder
+    (:func:`~marsunits.training.config_value_refusal`), or None: for a command whose run folder is not
+    claimed here (a ``run_name`` made of the clock, ``--config-name``, ``paths.output_dir``), whose mistyped
+    value was refused only inside the run, after Hydra had made the folder."""
+    from marsunits.training import config_value_refusal
+
+    cfg = _composed(argv, config_dir, _overrides(argv))
+    return None if cfg is None else config_value_refusal(cfg, _run_folder_guess(cfg))
+
+
+#: The most trials of a grid whose configs are each checked before it starts (one composition each, about
+#: 0.15 s: only a grid whose trials are all refused is composed in full); a larger grid is left to its
+#: trials (:mod:`marsunits.sweep_trials` stops it after a few shared failures).
+MAX_CHECKED_TRIALS = 32
+
+
+def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
+    """The refusal that every trial of a grid (``train.py -m``, Hydra's basic sweeper) meets, in one line,
+    or None (a grid some trial of which passes, another sweeper such as ``hparams_search=optuna``, a grid
+    of more than :data:`MAX_CHECKED_TRIALS` or one that does not compose here).
+
+    Each trial's config (the command's overrides with one value of each swept one, as Hydra's
+    ``BasicSweeper.split_arguments`` lists them) is checked as a single run's is before its folder is made
+    (:func:`~marsunits.training.config_value_refusal`). A mistake the trials shared
+    (``-m model.lr=1e-3,2e-3 data.crop_size=100``) made one trial folder per trial, each with Hydra's record
+    and the same error, before the sweep ended.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.training import config_value_refusal
+
+    overrides = _overrides(argv)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        (trials,) = BasicSweeper.split_arguments(parsed, None)
+    except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read or sweep
+        return None
+    if not trials or len(trials) > MAX_CHECKED_TRIALS:
+        return None
+    refusals: list[str] = []
+    for trial in trials:
+        cfg = _composed(argv, config_dir, trial)
+        if cfg is None:
+            return None
+        sweeper = OmegaConf.select(cfg, "hydra.sweeper", default=None)
+        basic = isinstance(sweeper, DictConfig) and str(sweeper.get("_target_", "")).endswith(".BasicSweeper")
+        if not basic or OmegaConf.select(cfg, "hydra.sweeper.params", default=None):
+            return None  # another sweeper, or trials the config adds: not listed here
+        refused = config_value_refusal(cfg, _run_folder_guess(cfg))
+        if refused is None:
+            return None  # this trial may run: the failing ones are said by the sweep
+        refusals.append(refused)
+    if len(set(refusals)) == 1:
+        return f"{refusals[0]} (in every trial of this sweep: none was started)"
+    swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    first = " ".join(a for a in trials[0] if a.split("=", 1)[0] in swept)
+    return f"every trial of this sweep is refused (none was started); the first ({first}): {refusals[0]}"
 
 
 def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None, list[str]]:

@@ -14,8 +14,10 @@ Hydra's launcher records as that job's failure while it runs the other jobs:
   NaN is no way to say "failed" to it: the installed plugin (1.2) then tells Optuna the value and the
   failure both, which Optuna refuses, and the study stops with a traceback.
 
-Ctrl-C and SIGTERM still stop the whole sweep, as they should. So does a mistake that every trial shares
-(a data path, a misspelt config value): once the first :data:`FAILURES_BEFORE_STOP` trials have all failed
+Ctrl-C and SIGTERM still stop the whole sweep, as they should. So does a mistake that every trial shares.
+A grid's config values are checked before it starts (:func:`~marsunits.cli_overrides.sweep_refusal`: one
+line and status 2 when every trial's config is refused, before any trial folder is made). Any other (a data
+path, an Optuna study's misspelt value): once the first :data:`FAILURES_BEFORE_STOP` trials have all failed
 on user errors, none having finished, the sweep stops with status 2 instead of running every trial to the
 same error (an Optuna study of 50 trials, or a long grid, each failing in seconds). A diverged trial
 (:class:`~marsunits.errors.DivergedError`) does not count towards that: a learning rate too high for the

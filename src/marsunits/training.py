@@ -1522,12 +1522,32 @@ def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
     settings) rewrote the finished run's record with the refused command's settings, and a mistyped value
     (``model.arch=unet++``, ``data.batch_size=eight``) left a run folder of a run that never started.
     """
+    refused = config_value_refusal(cfg, output_dir)
+    if refused is not None:
+        return refused
+    cfg = cfg.copy()
+    try:
+        OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
+        checked_start(cfg)
+    except ConfigError as refused_start:
+        return str(refused_start)
+    except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
+        return None
+    return None
+
+
+def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The refusal of :func:`check_config_values` for the config ``cfg`` (composed before Hydra starts, with
+    or without Hydra's node) run in ``output_dir``, or None; any other problem is left to the run.
+
+    Needs no run folder: the command line runs it where the folder is not known yet (a ``run_name`` made of
+    the clock, ``--config-name``) and for each trial of a sweep, so a mistyped value leaves no folder.
+    """
     cfg = cfg.copy()
     try:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
         # Without Hydra's own node, which does not resolve outside a Hydra run (hydra.job.num)
         check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
-        checked_start(cfg)
     except ConfigError as refused:
         return str(refused)
     except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
