@@ -538,7 +538,8 @@ def check_run_values(cfg: DictConfig) -> None:
     :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data config
     (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
-    ``trainer.accelerator=gpu`` on a machine without a CUDA GPU.
+    ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
+    ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
