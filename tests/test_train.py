@@ -2505,19 +2505,23 @@ def test_a_wrong_value_is_refused_before_hydra_where_the_run_folder_is_left_to_t
     tmp_path: Path,
 ) -> None:
     """Where the command line leaves the run folder to the run (a run_name made of the clock, another
-    primary config or config path, a paths.output_dir), it skipped the value checks too: a mistyped value
-    was refused only inside the run, after Hydra had made the run folder. The values are now checked there
-    as well, and no folder is made."""
+    primary config, config path or config folder, a paths.output_dir), it skipped the value checks too: a
+    mistyped value was refused only inside the run, after Hydra had made the run folder. The values are now
+    checked there as well, and no folder is made."""
     from marsunits.cli_overrides import claim_run_folder
     from marsunits.run_folder_claim import release_held_claims
 
     logs = tmp_path / "logs"
     argv = ["model=tiny", f"paths.log_dir={logs}"]
+    mine = tmp_path / "mine"  # a --config-dir of one's own configs, added to Hydra's search path
+    (mine / "model").mkdir(parents=True)
+    (mine / "model" / "tiny2.yaml").write_text("defaults:\n  - tiny\n  - _self_\n")
     for extra in (
         ["run_name=x-${now:%H-%M-%S}"],
         ["--config-name", "train"],
         ["-cn=train"],
         ["-cp", "configs", "-cn", "train.yaml"],
+        ["-cd", str(mine), "model=tiny2"],
         [f"paths.output_dir={tmp_path / 'elsewhere'}"],
     ):
         try:

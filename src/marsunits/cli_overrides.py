@@ -797,17 +797,17 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return None, argv
 
 
-def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str] | None:
-    """The config folder and primary config that ``train.py`` composes for ``argv``: ``config_dir`` and
-    ``train``, or those Hydra's ``--config-name``/``-cn`` and ``--config-path``/``-cp`` choose (a relative
-    path is read from the folder of train.py, ``config_dir``'s parent, as Hydra does); None with
-    ``--config-dir``/``-cd``, which adds a folder to Hydra's search path that is not composed here."""
-    folder, name = config_dir, "train"
+def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str, list[str]] | None:
+    """The config folder, primary config and added overrides with which ``train.py`` composes ``argv``:
+    ``config_dir`` and ``train``, or those Hydra's ``--config-name``/``-cn`` and ``--config-path``/``-cp``
+    choose (a relative path is read from the folder of train.py, ``config_dir``'s parent, as Hydra does);
+    a ``--config-dir``/``-cd`` folder, which Hydra adds to its search path after the primary folder, is
+    added as ``hydra.searchpath`` (the same place). None where that would replace a search path the
+    command or the primary config sets itself: not composed here."""
+    folder, name, added = config_dir, "train", None
     args = list(argv)
     for i, arg in enumerate(args):
-        if arg.startswith(("-cd", "--config-dir")):
-            return None
-        for flags in (("-cn", "--config-name"), ("-cp", "--config-path")):
+        for flags in (("-cn", "--config-name"), ("-cp", "--config-path"), ("-cd", "--config-dir")):
             value = next((arg.split("=", 1)[1] for f in flags if arg.startswith(f"{f}=")), None)
             if arg in flags and i + 1 < len(args):
                 value = args[i + 1]
@@ -815,10 +815,22 @@ def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str] | 
                 continue
             if flags[0] == "-cn":
                 name = value.removesuffix(".yaml")
-            else:
+            elif flags[0] == "-cp":
                 given = Path(value).expanduser()
                 folder = given if given.is_absolute() else config_dir.parent / given
-    return folder, name
+            else:
+                added = Path(value).expanduser().resolve()
+    if added is None:
+        return folder, name, []
+    if any(a.lstrip("+").startswith("hydra.searchpath") for a in args):
+        return None
+    try:
+        own = OmegaConf.select(OmegaConf.load(folder / f"{name}.yaml"), "hydra.searchpath", default=None)
+    except Exception:  # noqa: BLE001 - a primary config that is not in that folder: Hydra finds it
+        return None
+    if own is not None:
+        return None
+    return folder, name, [f"hydra.searchpath=[{_hydra_quoted(added.as_uri())}]"]
 
 
 def _composed(argv: Sequence[str], config_dir: Path, overrides: Sequence[str]) -> DictConfig | None:
@@ -827,10 +839,10 @@ def _composed(argv: Sequence[str], config_dir: Path, overrides: Sequence[str]) -
     primary = primary_config(argv, config_dir)
     if primary is None:
         return None
-    folder, name = primary
+    folder, name, added = primary
     try:
         with initialize_config_dir(config_dir=str(folder.resolve()), version_base="1.3"):
-            return compose(name, overrides=list(overrides), return_hydra_config=True)
+            return compose(name, overrides=[*added, *overrides], return_hydra_config=True)
     except Exception:  # noqa: BLE001 - anything that does not compose here is Hydra's to report
         return None
 
