@@ -2569,6 +2569,9 @@ def test_a_mistake_every_trial_of_a_sweep_shares_is_refused_before_any_trial_fol
             "data.crop_size=100: expected a multiple of 8"
         ), refused
         assert claim_run_folder([*argv, "data.crop_size=100,104"], CONFIG_DIR)[0] is None  # one trial runs
+        # A glob over a config group's options (listed by Hydra's config loader when it sweeps) is listed too.
+        refused, _ = claim_run_folder([*argv, "experiment=glob(synth*)", "data.crop_size=100"], CONFIG_DIR)
+        assert refused is not None and refused.endswith("(in every trial of this sweep: none was started)")
     finally:
         release_held_claims()
 

@@ -887,12 +887,22 @@ def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
 
     from marsunits.training import config_value_refusal
 
     overrides = _overrides(argv)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
+        # A glob over a config group's options (experiment=glob(synth*)) needs Hydra's config loader to be
+        # listed: its options are listed here (as the sweep folder's claim does) and swept as a choice.
+        listed = [
+            f"{o.get_key_element()}={','.join(_choice_values(o, config_dir))}"
+            if o.is_sweep_override() and isinstance(o.value(), Glob)
+            else a
+            for a, o in zip(overrides, parsed, strict=True)
+        ]
+        parsed = OverridesParser.create().parse_overrides(listed)
         (trials,) = BasicSweeper.split_arguments(parsed, None)
     except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read or sweep
         return None
