@@ -1308,3 +1308,14 @@ def test_a_label_named_tilde_something_is_read_from_the_working_folder(tmp_path,
     assert main(["~a.LBL", "--out-dir", "~no_such_user_zz/cams"]) == 0, capsys.readouterr().err
     assert (tmp_path / "~no_such_user_zz" / "cams" / "~a.camera.json").is_file()
     assert convert_label("~a.LBL") == Path("~a.camera.json")
+
+
+def test_help_says_ground_z_m_is_in_the_frame_written_not_the_models(capsys):
+    """``--ground-z-m`` is the ground's height in the frame the camera file is written in (the SITE frame for
+    a levelled rover-frame model; README, Camera files), so ``--help`` must not say the camera model's frame:
+    for a ROVER_NAV_FRAME label that is the rover frame, whose ground height (0) differs from the site's."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "camera model's frame" not in text
+    assert "frame the camera file is written in" in text and "SITE frame for a levelled" in text

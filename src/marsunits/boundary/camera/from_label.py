@@ -1288,8 +1288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ground-z-m",
         type=_finite,
-        help="height of the ground in the camera model's frame, metres, z up (required where the label does "
-        "not fix it; overrides the label's)",
+        help="height of the ground in the frame the camera file is written in (the SITE frame for a levelled "
+        "rover-frame model), metres, z up (required where the label does not fix it; overrides the label's)",
     )
     parser.add_argument(
         "--rover-frame",
