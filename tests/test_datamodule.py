@@ -300,6 +300,23 @@ def test_missing_root_names_path_and_key(tmp_path: Path) -> None:
         dm.setup("fit")
 
 
+def test_a_missing_pseudo_label_folder_names_its_own_key_and_how_it_is_made(tmp_path: Path) -> None:
+    """``experiment=marsscapes_selftrain`` before the pseudo-labels are written: the folder is an absolute
+    ``data.source_dirs.folder`` (``data.root`` is not used for it). The error told the user to set
+    ``data.root=/path/to/marsscapes_pseudo`` or ``MARSUNITS_DATA`` (neither moves it) and printed the path as
+    ``data.root//abs/path``; it now names the key that does, and the command that writes the folder."""
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes")
+    absent = tmp_path / "pseudo" / "marsscapes_unlabeled"
+    over = ["data=marsscapes_pseudo", f"data.root={tmp_path / 'data'}", f"data.source_dirs.folder={absent}"]
+    dm = instantiate(compose_config("train", tmp_path / "run", [*SHRINK_REAL, "logger=none", *over]).data)
+    with pytest.raises(FileNotFoundError) as info:
+        dm.setup("fit")
+    said = str(info.value)
+    assert str(absent) in said and "data.source_dirs.folder=" in said
+    assert "marsunits.inference.pseudo_labels" in said
+    assert "MARSUNITS_DATA" not in said and "data.root=/path/to" not in said and "//" not in said
+
+
 def test_workers_draw_different_crops(tmp_path: Path) -> None:
     dm = instantiate(_compose("folder", tmp_path, ["data.num_workers=2", "data.batch_size=1"]).data)
     torch.manual_seed(0)

@@ -577,6 +577,35 @@ class MarsDataModule(L.LightningDataModule):
             return Path(self.root)
         return Path(self.root) / self.source_dirs[source]
 
+    def _missing_source_message(self, source: str, exc: FileNotFoundError) -> str:
+        """The error for a source of a several-source config that cannot be read: the key that moves it.
+
+        A relative ``data.source_dirs.<source>`` lies under ``data.root``, so either key may need fixing;
+        an absolute one (the pseudo-label folder of ``marsscapes_pseudo``) replaces ``data.root``, so only
+        its own key moves it (``check_root``'s ``data.root=`` and ``MARSUNITS_DATA`` hints do not apply
+        there), and a training-only folder not there yet is said to be written by the pseudo-label command.
+        """
+        path = self._source_root(source)
+        key = f"data.source_dirs.{source}"
+        if not Path(self.source_dirs[source]).is_absolute():
+            # Several sources: each lies in data.root/<source_dirs.source>; either key may need fixing.
+            return (
+                f"{exc} With several sources, '{source}' is read from data.root/{self.source_dirs[source]}: "
+                f"fix data.root or {key}."
+            )
+        if path.is_dir():  # the folder is there; what is wrong inside it is exc's to say
+            return f"{exc} ('{source}' is read from {key}, an absolute path: data.root is not used for it.)"
+        said = (
+            f"Dataset '{self.name}': the folder of source '{source}', {path}, does not exist (it is {key}, "
+            f"an absolute path: data.root is not used for it). Give the folder with {key}=<folder>"
+        )
+        if source in self.train_only and source == "folder":
+            said += (
+                ", or write it first: pseudo-labels are written there by `python -m "
+                "marsunits.inference.pseudo_labels --out <folder>` (README, Self-training)"
+            )
+        return said + "."
+
     def _class_map(self, source: str) -> ClassMap:
         if len(self.sources) == 1:
             return ClassMap(self.class_map, str(self.name))
@@ -711,11 +740,7 @@ class MarsDataModule(L.LightningDataModule):
         except FileNotFoundError as exc:
             if len(self.sources) == 1:
                 raise
-            # Several sources: each lies in data.root/<source_dirs.source>; either key may need fixing.
-            raise FileNotFoundError(
-                f"{exc} With several sources, '{source}' is read from data.root/{self.source_dirs[source]}: "
-                f"fix data.root or data.source_dirs.{source}."
-            ) from exc
+            raise FileNotFoundError(self._missing_source_message(source, exc)) from exc
         if self.exclude_sols:
             excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
             if excluded.all():
