@@ -277,6 +277,12 @@ def test_missing_root_names_path_and_config_key(tmp_path: Path) -> None:
     for scan in (scan_marsscapes, scan_ai4mars, scan_folder):
         with pytest.raises(FileNotFoundError, match=r"nowhere.*does not exist.*data\.root="):
             scan(tmp_path / "nowhere")
+    # MARSUNITS_DATA (paths.data_root) places MarsScapes and AI4Mars, not data=folder, whose data.root is
+    # mandatory: a missing folder dataset was told to set it all the same.
+    for scan, hinted in ((scan_marsscapes, True), (scan_ai4mars, True), (scan_folder, False)):
+        with pytest.raises(FileNotFoundError) as info:
+            scan(tmp_path / "nowhere")
+        assert ("MARSUNITS_DATA" in str(info.value)) is hinted, (scan, str(info.value))
 
 
 def test_masks_kept_under_another_folder_name_are_pointed_at(tmp_path: Path) -> None:

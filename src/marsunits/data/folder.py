@@ -30,20 +30,26 @@ log = logging.getLogger(__name__)
 OTHER_RASTER_EXTENSIONS = (".bmp", ".webp", ".gif", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".ppm", ".pgm")
 
 
-def check_root(root: str | Path, dataset: str, expected: str) -> Path:
+def check_root(root: str | Path, dataset: str, expected: str, under_data_root: bool = True) -> Path:
     """Return ``root`` as a Path if it is a directory, else raise naming it and the config key to set.
 
     Args:
         root: dataset root folder.
         dataset: dataset name (for the message).
         expected: one line describing the expected layout (for the message).
+        under_data_root: whether the dataset's config places it under ``paths.data_root`` (MarsScapes,
+            AI4Mars), so that ``MARSUNITS_DATA`` moves it; ``data=folder``'s root is given alone.
     """
     path = expand_home(root)
     if not path.is_dir():
+        env = (
+            ", or set MARSUNITS_DATA to the folder holding the datasets (paths.data_root)"
+            if under_data_root
+            else ""
+        )
         raise FileNotFoundError(
             f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Set it with "
-            f"`data.root=/path/to/{dataset}` on the command line, or set MARSUNITS_DATA to the folder "
-            "holding the datasets (paths.data_root)."
+            f"`data.root=/path/to/{dataset}` on the command line{env}."
         )
     return path
 
@@ -239,7 +245,7 @@ def scan_folder(
     Raises:
         ValueError: with ``sols_from_names``, a name that does not start with ``<sol>_`` (names it).
     """
-    path = check_root(root, dataset, "images/ and masks/ sub-folders")
+    path = check_root(root, dataset, "images/ and masks/ sub-folders", under_data_root=False)
 
     def sol_of(stem: str) -> int | None:
         if not sols_from_names:
