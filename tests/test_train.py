@@ -916,6 +916,22 @@ def test_a_run_without_validation_says_its_scores_are_of_the_last_weights_and_wh
         assert "check_val_every_n_epoch" not in warning, warning
 
 
+@pytest.mark.parametrize(("steps", "every"), [(1, 1), (2, 2)])
+def test_a_run_stopped_by_max_steps_names_the_epoch_it_stopped_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, steps: int, every: int
+) -> None:
+    """Epoch 1 has two steps. ``+trainer.max_steps=1`` stops inside it, before its validation; ``=2`` at its
+    end, with validation every second epoch. The warning said "in epoch 2": Lightning counts the epoch that
+    max_steps ended as finished, so the epoch it reported was the next one, never started."""
+    over = [*TINY, "trainer.max_epochs=3", f"+trainer.max_steps={steps}"]
+    cfg = compose_config("train", tmp_path, [*over, f"trainer.check_val_every_n_epoch={every}"])
+    with caplog.at_level("WARNING", logger="marsunits.training"):
+        run(cfg)
+    (warning,) = [r.getMessage() for r in caplog.records if "no best checkpoint" in r.getMessage()]
+    said = f"at step {steps}, in epoch 1, before the first validation (after epoch {every})"
+    assert said in warning, warning
+
+
 class InterruptAtStep(pl.Callback):
     """Raises KeyboardInterrupt (what Ctrl-C does), or with ``sigterm`` Lightning's SIGTERMException (what
     its SIGTERM handler raises), after optimiser step ``step``."""

@@ -1341,11 +1341,14 @@ def _why_no_best(trainer_cfg: DictConfig, callbacks_cfg: Any, trainer: pl.Traine
         )
     max_steps = trainer.max_steps
     if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+        # The epochs begun (ready), not current_epoch + 1: Lightning counts the epoch that max_steps ended
+        # as done, so current_epoch is already the next one.
+        epoch = trainer.fit_loop.epoch_progress.current.ready
+        val_epoch = trainer_cfg.get("check_val_every_n_epoch")
         return (
             f"trainer.max_steps={max_steps} ended training at step {trainer.global_step}, in epoch "
-            f"{trainer.current_epoch + 1}, before the first validation (after epoch "
-            f"{trainer_cfg.get('check_val_every_n_epoch')}), {last}; raise trainer.max_steps past that "
-            "epoch's end to choose a best one"
+            f"{epoch}, before the first validation (after epoch {val_epoch}), {last}; raise "
+            f"trainer.max_steps past the end of epoch {val_epoch} to choose a best one"
         )
     return (
         f"validation never ran during training (trainer.check_val_every_n_epoch="
