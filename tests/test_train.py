@@ -267,6 +267,17 @@ def test_train_false_builds_the_checkpoints_network(tmp_path: Path) -> None:
     assert recorded.encoder == "mobilenetv3_small_050" and recorded.encoder_depth == 3
     assert list(recorded.decoder_channels) == [32, 16, 8] and recorded.encoder_weights is None
     assert list(recorded.std) == pytest.approx([0.229, 0.224, 0.225])  # the checkpoint's, not the command's
+    # Sizes are the checkpoint's network's to judge (model=tiny: multiples of 8), not the model config's
+    # (the default, encoder_depth 4: 16): scenes of 72 px were refused before the run, naming depth 4.
+    from marsunits.training import refusal_before_hydra
+
+    sizes = ["data.scene.width=72", "data.scene.height=72", "data.crop_size=56"]
+    cfg = compose_config("train", tmp_path / "e72", [*default_model, *evaluate, *sizes])
+    assert refusal_before_hydra(cfg, tmp_path / "e72") is None
+    assert 0 <= run(cfg)["val/miou"] <= 1
+    bad = compose_config("train", tmp_path / "e68", [*default_model, *evaluate, "data.scene.width=68"])
+    with pytest.raises(ConfigError, match=r"scene \{'width': 68\} must be multiples of 8"):
+        run(bad)  # still refused, against the network built
 
 
 def test_a_run_whose_data_moved_resumes_with_data_moved(tmp_path: Path) -> None:

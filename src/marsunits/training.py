@@ -672,8 +672,10 @@ def check_input_sizes(cfg: DictConfig) -> None:
     side (``data.scene.width``/``height``: validated whole) that is not a multiple of the input divisor of the
     configured network (:func:`~marsunits.models.input_divisor`: ``2**model.encoder_depth`` for Unet and FPN,
     16 for the default model; at most 16 for DeepLabV3+), naming that number. Only for marsunits' own data
-    module and task (:func:`marsunits_datamodule`); the data module checks the built network's own divisor
-    again (``MarsDataModule.check_size_divisor``), e.g. for ``train=false``, which builds the checkpoint's.
+    module and task (:func:`marsunits_datamodule`), and only where the run trains: ``train=false`` builds
+    the checkpoint's network whatever the model config (``model=tiny``'s multiples of 8 under the default
+    model's 16), so its sizes are left to the data module's check of the network built
+    (``MarsDataModule.check_size_divisor``, which :func:`run` calls once the task is built).
 
     Raises:
         ConfigError: naming the key, the value, the divisor and values that fit.
@@ -686,6 +688,8 @@ def check_input_sizes(cfg: DictConfig) -> None:
         return
     if model.get("_target_") != "marsunits.task.SegmentationTask":
         return  # another network: its own needs
+    if cfg.get("train", True) is False:
+        return  # the checkpoint's network, not the model config's: checked once built
     arch, depth = model.get("arch", "unet"), model.get("encoder_depth", 5)
     try:
         divisor = input_divisor(arch, depth)
