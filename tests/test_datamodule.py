@@ -416,20 +416,20 @@ def test_crops_and_windows_must_be_multiples_of_the_networks_divisor_not_of_32(t
     dm.check_size_divisor(16)  # 112 and windows of 128: what an encoder_depth 4 network takes
     with pytest.raises(
         ValueError,
-        match=r"data\.crop_size=112 \(configs/data/marsscapes\.yaml\): .* multiples "
-        r"of 32 .* e\.g\. data\.crop_size=96 or data\.crop_size=128",
+        match=r"data\.crop_size=112: expected a multiple of 32 \(.*configs/data/marsscapes\.yaml\), "
+        r"e\.g\. data\.crop_size=96 or data\.crop_size=128",
     ):
         dm.check_size_divisor(32)
     dm.crop_size = 96
     with pytest.raises(
         ValueError,
-        match=r"data\.val_context_px=8 .* give a multiple of 16, e\.g\. "
-        r"data\.val_context_px=16\.",
+        match=r"data\.val_context_px=8: expected a multiple of 16 .* e\.g\. "
+        r"data\.val_context_px=16$",
     ):
         dm.check_size_divisor(32)
     scenes = instantiate(_compose("synthetic", tmp_path / "s", ["data.scene.width=80"]).data)
     scenes.check_size_divisor(16)
-    with pytest.raises(ValueError, match=r"scene \{'width': 80\} must be multiples of 32"):
+    with pytest.raises(ValueError, match=r"data\.scene\.width=80: expected a multiple of 32"):
         scenes.check_size_divisor(32)
 
     class Network(pl.LightningModule):
@@ -437,9 +437,42 @@ def test_crops_and_windows_must_be_multiples_of_the_networks_divisor_not_of_32(t
 
     dm.trainer = pl.Trainer(logger=False, enable_checkpointing=False)
     dm.trainer.strategy.connect(Network())
-    with pytest.raises(ValueError, match=r"data\.val_context_px=8 .* give a multiple of 16"):
+    with pytest.raises(ValueError, match=r"data\.val_context_px=8: expected a multiple of 16"):
         dm.setup("fit")
     assert dm.train_set is None  # refused before anything was read
+
+
+@pytest.mark.parametrize(
+    ("data", "bad"),
+    [
+        ("synthetic", "data.crop_size=36"),
+        ("synthetic", "data.scene.width=68"),
+        ("synthetic", "data.scene.height=100"),
+        ("marsscapes", "data.val_context_px=2"),
+    ],
+)
+def test_the_check_before_the_run_and_the_data_modules_state_one_rule(
+    data: str, bad: str, tmp_path: Path
+) -> None:
+    """A size is refused before the run (``training.check_input_sizes``, against the configured network) and
+    by the data module (``check_size_divisor``, against the built one, e.g. ``train=false``'s checkpoint):
+    the same value must be refused with the same rule and the same values that fit. They were two copies of
+    the rule that worded it apart (the scene: ``data.scene.width=68: expected a multiple of 8, e.g. ...`` and
+    ``scene {'width': 68} must be multiples of 8 ... Set data.scene.width/height``, with no value)."""
+    from marsunits.errors import ConfigError
+    from marsunits.training import check_input_sizes
+
+    cfg = _compose(data, tmp_path, ["model=tiny", bad])  # 3 encoder stages: multiples of 8
+    with pytest.raises(ConfigError) as early:
+        check_input_sizes(cfg)
+    with pytest.raises(ValueError) as built:
+        instantiate(cfg.data).check_size_divisor(8)
+
+    def rule(message: str) -> tuple[str, str]:  # what is expected, and the values that fit
+        return message.split(" (", 1)[0], message.rsplit("e.g. ", 1)[-1].rstrip(".")
+
+    assert rule(str(built.value)) == rule(str(early.value)), (str(early.value), str(built.value))
+    assert str(early.value).startswith(f"{bad}: expected a multiple of ")
 
 
 def _subclass_config(tmp_path: Path, extra: list[str] | None = None):

@@ -680,7 +680,7 @@ def check_input_sizes(cfg: DictConfig) -> None:
     Raises:
         ConfigError: naming the key, the value, the divisor and values that fit.
     """
-    from marsunits.data.datamodule import multiples_around
+    from marsunits.data.datamodule import size_refusal
     from marsunits.models import input_divisor
 
     model = cfg.get("model")
@@ -697,27 +697,17 @@ def check_input_sizes(cfg: DictConfig) -> None:
         return  # refused by check_model_values, naming the key
     stride = f"2**{depth} = {divisor}" if divisor == 2**depth else f"its encoder's output stride, {divisor}"
     why = f"model.arch={arch} with model.encoder_depth={depth} takes multiples of {stride}"
-    crop = OmegaConf.select(cfg, "data.crop_size", default=None)
-    if isinstance(crop, int) and crop % divisor:
-        examples = " or ".join(f"data.crop_size={n}" for n in multiples_around(crop, divisor))
-        raise ConfigError(f"data.crop_size={crop}: expected a multiple of {divisor} ({why}), e.g. {examples}")
-    context = OmegaConf.select(cfg, "data.val_context_px", default=None)
-    if isinstance(context, int) and (2 * context) % divisor:
-        half = divisor // 2
-        examples = " or ".join(f"data.val_context_px={n}" for n in multiples_around(context, half))
-        raise ConfigError(
-            f"data.val_context_px={context}: expected a multiple of {half} (validation windows are "
-            f"crop_size + 2 x val_context_px, and {why}), e.g. {examples}"
-        )
-    if OmegaConf.select(cfg, "data.sources", default=None) == ["synthetic"]:
-        for side in ("width", "height"):
-            value = OmegaConf.select(cfg, f"data.scene.{side}", default=None)
-            if isinstance(value, int) and not isinstance(value, bool) and value % divisor:
-                examples = " or ".join(f"data.scene.{side}={n}" for n in multiples_around(value, divisor))
-                raise ConfigError(
-                    f"data.scene.{side}={value}: expected a multiple of {divisor} (validation and test run "
-                    f"on whole scenes, and {why}), e.g. {examples}"
-                )
+    synthetic = OmegaConf.select(cfg, "data.sources", default=None) == ["synthetic"]
+    scene = OmegaConf.select(cfg, "data.scene", default=None) if synthetic else None
+    refused = size_refusal(
+        OmegaConf.select(cfg, "data.crop_size", default=None),
+        OmegaConf.select(cfg, "data.val_context_px", default=None),
+        scene if isinstance(scene, DictConfig) else None,
+        divisor,
+        why,
+    )
+    if refused is not None:
+        raise ConfigError(refused)
 
 
 def check_config_values(cfg: DictConfig) -> None:

@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import lightning as L
 import numpy as np
@@ -116,6 +116,47 @@ def multiples_around(value: int, divisor: int) -> list[int]:
     below): the values a refusal of ``value`` suggests."""
     below = value // divisor * divisor
     return [n for n in (below, below + divisor) if n > 0]
+
+
+def size_refusal(
+    crop_size: Any, val_context_px: Any, scene: Mapping[str, Any] | None, divisor: int, why: str
+) -> str | None:
+    """The refusal of sizes a network whose inputs are multiples of ``divisor`` cannot take, or None:
+    ``crop_size`` and the validation windows (``crop_size + 2 * val_context_px``, so ``val_context_px`` a
+    multiple of half ``divisor``) must be multiples of it, and so must a synthetic scene's ``width`` and
+    ``height`` (``scene``; None for real data), validated and tested whole. ``why`` says where ``divisor``
+    comes from. Values that are not whole numbers are left to their own checks.
+
+    The one wording of the rule, for the check before the run (``training.check_input_sizes``, the configured
+    network) and :meth:`MarsDataModule.check_size_divisor` (the built network).
+    """
+
+    def whole(value: Any) -> TypeGuard[int]:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def fits(key: str, value: int, step: int) -> str:
+        return " or ".join(f"{key}={n}" for n in multiples_around(value, step))
+
+    if whole(crop_size) and crop_size % divisor:
+        return (
+            f"data.crop_size={crop_size}: expected a multiple of {divisor} ({why}), "
+            f"e.g. {fits('data.crop_size', crop_size, divisor)}"
+        )
+    if whole(val_context_px) and (2 * val_context_px) % divisor:
+        half = divisor // 2
+        return (
+            f"data.val_context_px={val_context_px}: expected a multiple of {half} (validation windows are "
+            f"crop_size + 2 x val_context_px, and {why}), "
+            f"e.g. {fits('data.val_context_px', val_context_px, half)}"
+        )
+    for side in ("width", "height"):
+        value = (scene or {}).get(side)
+        if whole(value) and value % divisor:
+            return (
+                f"data.scene.{side}={value}: expected a multiple of {divisor} (validation and test run on "
+                f"whole scenes, and {why}), e.g. {fits(f'data.scene.{side}', value, divisor)}"
+            )
+    return None
 
 
 def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]) -> None:
@@ -486,38 +527,25 @@ class MarsDataModule(L.LightningDataModule):
                     )
 
     def check_size_divisor(self, divisor: int) -> None:
-        """Refuse sizes the network cannot take: ``crop_size``, the validation windows (``crop_size + 2 *
-        val_context_px``) and, for synthetic scenes (validated whole), the scene's width and height must be
-        multiples of ``divisor``, the network's input divisor (``SegmentationTask.size_divisor``).
-        ``train.py`` calls it once the model is built, before the run folder is made; :meth:`setup` calls it
-        with the divisor of the trainer's model, where that model has one.
+        """Refuse sizes the network cannot take (:func:`size_refusal`): ``crop_size``, the validation windows
+        (``crop_size + 2 * val_context_px``) and, for synthetic scenes (validated whole), the scene's width
+        and height must be multiples of ``divisor``, the network's input divisor
+        (``SegmentationTask.size_divisor``). ``train.py`` calls it once the model is built; :meth:`setup`
+        calls it with the divisor of the trainer's model, where that model has one.
 
         Raises:
-            ValueError: naming the option, its value, the divisor and values that fit.
+            ValueError: naming the option, its value, the divisor, this data config and values that fit.
         """
-        where = f"configs/data/{self.name}.yaml"
-        what = f"the network's inputs are multiples of {divisor} (its size_divisor)"
-        if self.crop_size % divisor:
-            raise ValueError(
-                f"data.crop_size={self.crop_size} ({where}): {what}; give a multiple of {divisor}, e.g. "
-                f"{' or '.join(f'data.crop_size={n}' for n in multiples_around(self.crop_size, divisor))}."
-            )
-        if (2 * self.val_context_px) % divisor:
-            half = divisor // 2
-            fits = multiples_around(self.val_context_px, half)
-            raise ValueError(
-                f"data.val_context_px={self.val_context_px} ({where}): {what}, and validation windows are "
-                f"crop_size + 2 x val_context_px; give a multiple of {half}, e.g. "
-                f"{' or '.join(f'data.val_context_px={n}' for n in fits)}."
-            )
+        scene = None
         if self.sources == ["synthetic"]:
             config = self._scene_config()
-            bad = {k: getattr(config, k) for k in ("width", "height") if getattr(config, k) % divisor}
-            if bad:
-                raise ValueError(
-                    f"{where}: scene {bad} must be multiples of {divisor}: validation and test run on whole "
-                    f"scenes and {what}. Set data.scene.width/height."
-                )
+            scene = {"width": config.width, "height": config.height}
+        why = (
+            f"the network built takes multiples of {divisor}, its size_divisor; configs/data/{self.name}.yaml"
+        )
+        refused = size_refusal(self.crop_size, self.val_context_px, scene, divisor, why)
+        if refused is not None:
+            raise ValueError(refused)
 
     @staticmethod
     def _validate_subclasses(
