@@ -276,6 +276,9 @@ def test_train_false_builds_the_checkpoints_network(tmp_path: Path) -> None:
     assert refusal_before_hydra(cfg, tmp_path / "e72") is None
     assert 0 <= run(cfg)["val/miou"] <= 1
     bad = compose_config("train", tmp_path / "e68", [*default_model, *evaluate, "data.scene.width=68"])
+    early = refusal_before_hydra(bad, tmp_path / "e68")  # before the run folder, against the checkpoint's
+    assert (early or "").startswith("data.scene.width=68: expected a multiple of 8 ("), early
+    assert f"ckpt_path={trained['best_ckpt']}" in (early or "")
     with pytest.raises(ConfigError, match=r"data\.scene\.width=68: expected a multiple of 8 \("):
         run(bad)  # still refused, against the network built
 

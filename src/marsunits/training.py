@@ -1526,12 +1526,35 @@ def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
     cfg = cfg.copy()
     try:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
-        checked_start(cfg)
+        _, evaluated = checked_start(cfg)
+        if evaluated is not None:
+            _check_evaluated_input_sizes(cfg, evaluated[0], evaluated[1])
     except ConfigError as refused_start:
         return str(refused_start)
     except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
         return None
     return None
+
+
+def _check_evaluated_input_sizes(cfg: DictConfig, path: str, option: str) -> None:
+    """:func:`check_input_sizes` for ``train=false``, against the network of the checkpoint it scores (read
+    from the checkpoint's hyper-parameters, without building it), as the run checks the network it builds.
+
+    Raises:
+        ConfigError: naming the size, the divisor and the checkpoint.
+    """
+    from marsunits.task import read_checkpoint
+
+    hparams = read_checkpoint(path)["hyper_parameters"]
+    network = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
+    with open_dict(network):
+        network.train = True
+        network.model.arch = hparams.get("arch", network.model.get("arch"))
+        network.model.encoder_depth = hparams.get("encoder_depth", network.model.get("encoder_depth"))
+    try:
+        check_input_sizes(network)
+    except ConfigError as refused:
+        raise ConfigError(f"{refused} (the network of {option}={path}, which train=false scores)") from None
 
 
 def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
