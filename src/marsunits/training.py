@@ -674,8 +674,9 @@ def check_input_sizes(cfg: DictConfig) -> None:
     16 for the default model; at most 16 for DeepLabV3+), naming that number. Only for marsunits' own data
     module and task (:func:`marsunits_datamodule`), and only where the run trains: ``train=false`` builds
     the checkpoint's network whatever the model config (``model=tiny``'s multiples of 8 under the default
-    model's 16), so its sizes are left to the data module's check of the network built
-    (``MarsDataModule.check_size_divisor``, which :func:`run` calls once the task is built).
+    model's 16), so its sizes are checked against that network instead: before the run folder by
+    :func:`refusal_before_hydra` (the checkpoint's ``arch`` and ``encoder_depth``), and in the run by the
+    data module against the network built (``MarsDataModule.check_size_divisor``).
 
     Raises:
         ConfigError: naming the key, the value, the divisor and values that fit.
