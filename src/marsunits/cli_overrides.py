@@ -723,9 +723,11 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     Hydra will (``hydra.run.dir``); the claim is held for the rest of the process
     (:func:`~marsunits.run_folder_claim.hold_run_folder_for_process`). A ``run_name`` made from the time
     (``${now:...}``, the default) is added to the command line as composed here, so Hydra's folder is the
-    one claimed even when the clock passes a second meanwhile. Sweeps, ``--help``-like flags and the other
-    DDP ranks (their rank 0 holds the folder) are left alone; a config that does not compose is Hydra's to
-    report.
+    one claimed even when the clock passes a second meanwhile. A sweep's trials are checked together
+    (:func:`sweep_refusal`) and it claims its sweep folder instead (:func:`claim_sweep_folder`); where the
+    run folder is left to the run (a clock-made ``run_name``, another primary config, ``paths.output_dir``)
+    only the values are checked (:func:`value_refusal`). ``--help``-like flags and the other DDP ranks
+    (their rank 0 holds the folder) are left alone; a config that does not compose is Hydra's to report.
     """
     from marsunits.run_folder_claim import (
         hold_run_folder_for_process,
