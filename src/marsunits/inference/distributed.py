@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from marsunits.inference.options import PredictOptions
     from marsunits.inference.runner import RunResult
 
+log = logging.getLogger(__name__)
+
 
 def launched_world_size() -> int:
     """World size set up by an external launcher, else 1.
@@ -196,6 +198,47 @@ def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -
             child.join()
 
 
+class _StoreStops:
+    """The ranks' stop flag (:class:`~marsunits.inference.runner.RankStops`), a key of the process group's
+    store (the TCP or file store its ranks met through): each rank checks it before an image, a round trip
+    of well under a millisecond.
+
+    The key is numbered by the runs this process made (every rank makes the same ones), so a second run in
+    one process group (a notebook under torchrun) does not read the first run's stop. A store that cannot
+    be reached (the process holding it is gone) reads as no stop: the gather then fails as it would. Without
+    a process group (a rank's set-up called alone) there is no flag.
+    """
+
+    _runs = 0
+
+    def __init__(self) -> None:
+        import torch.distributed as dist
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        _StoreStops._runs += 1
+        self._store = (
+            dist.PrefixStore(f"marsunits/predict/{_StoreStops._runs}/", _get_default_store())
+            if dist.is_initialized()
+            else None
+        )
+
+    def announce(self) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.set("stopped", "1")
+        except RuntimeError:  # torch's DistStoreError and the like: nobody left to tell
+            log.debug("could not tell the other ranks of the stop", exc_info=True)
+
+    def announced(self) -> bool:
+        if self._store is None:
+            return False
+        try:
+            return bool(self._store.check(["stopped"]))
+        except RuntimeError:
+            return False
+
+
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
 _HandlerSpec = tuple[str | None, str | None]
 
@@ -275,10 +318,11 @@ def _rank_main(
 
     # A spawned rank has no SIGTERM handler of its own: a SIGTERM (a scheduler's, or the launcher's from
     # stop_spawned_ranks) ended it at once, without its rows, and the run wrote no reports. Raised as
-    # TerminatedError, it stops predicting and joins the others (predict_shard).
+    # TerminatedError, it stops predicting, the other ranks stop at their next image (_StoreStops), and all
+    # join the gather (predict_shard).
     try:
         with sigterm_raises():
-            return predict_shard(rank_opts, shard, gather, broadcast)
+            return predict_shard(rank_opts, shard, gather, broadcast, _StoreStops())
     except (KeyboardInterrupt, TerminatedError) as stop:
         if not spawned:
             raise

@@ -47,7 +47,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -313,6 +313,22 @@ class Shard:
     rank: int = 0
     world_size: int = 1
     local_world_size: int = 1
+
+
+class RankStops(Protocol):
+    """How the ranks of a sharded run tell each other that one was stopped (Ctrl-C, SIGTERM), so that every
+    rank stops at its next image (:mod:`marsunits.inference.distributed` keeps the flag in the process
+    group's store)."""
+
+    def announce(self) -> None:
+        """Say that this rank was stopped."""
+
+    def announced(self) -> bool:
+        """Whether a rank said it was stopped."""
+
+
+class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
+    """This rank stops because another rank of the run was stopped (:class:`RankStops`)."""
 
 
 @dataclass(frozen=True)
@@ -606,6 +622,8 @@ class _Session:
         self.redone = 0
         #: Whether this process marked the settings record pending (overwrite, first input started).
         self.marked = False
+        #: A sharded run's stop flag (:func:`predict_shard`), checked before each image; None: one process.
+        self.stops: RankStops | None = None
 
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
         """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
@@ -827,7 +845,7 @@ class _Session:
             bar = progress.add_task("predict", total=len(todo), rate="")
             try:
                 self._predict_loop(todo, loader, progress, bar)
-            except (KeyboardInterrupt, TerminatedError) as stop:
+            except (KeyboardInterrupt, TerminatedError, _StoppedWithTheRun) as stop:
                 done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
                 if not self.opts.overwrite:
                     advice = "run the same command again to go on (finished images are skipped)"
@@ -842,7 +860,13 @@ class _Session:
                     )
                 else:
                     advice = "nothing was replaced, the folder is as it was"
-                how = "terminated (SIGTERM)" if isinstance(stop, TerminatedError) else "interrupted (Ctrl-C)"
+                how = (
+                    "stopped with the run (another rank was stopped)"
+                    if isinstance(stop, _StoppedWithTheRun)
+                    else "terminated (SIGTERM)"
+                    if isinstance(stop, TerminatedError)
+                    else "interrupted (Ctrl-C)"
+                )
                 self.stopped_early = (
                     f"was {how} after {done} of the {len(todo)} images it had to predict; {advice}"
                 )
@@ -852,6 +876,8 @@ class _Session:
         """Predict and write each decoded input of ``todo``, recording its manifest row."""
         started = time.perf_counter()
         for n, item in enumerate(loader, start=1):
+            if self.stops is not None and self.stops.announced():
+                raise _StoppedWithTheRun
             f = todo[item.index]
             if self.opts.overwrite and not self.marked:  # before the first old output is replaced
                 write_settings(self.output_dir, self.settings, pending=True)
@@ -1275,7 +1301,11 @@ def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResu
 
 
 def predict_shard(
-    opts: PredictOptions, shard: Shard = Shard(), gather: Any = None, broadcast: Any = None
+    opts: PredictOptions,
+    shard: Shard = Shard(),
+    gather: Any = None,
+    broadcast: Any = None,
+    stops: RankStops | None = None,
 ) -> RunResult:
     """Predict this process's shard (all inputs when ``shard`` is the default) and write the reports.
 
@@ -1285,6 +1315,8 @@ def predict_shard(
         gather: For ``world_size > 1``: ``gather(obj) -> list | None`` collecting one picklable object per
             rank on rank 0 (None elsewhere), e.g. ``torch.distributed.gather_object``.
         broadcast: For ``world_size > 1``: ``broadcast(obj) -> obj`` giving every rank rank 0's object.
+        stops: For ``world_size > 1``: the ranks' shared stop flag (:class:`RankStops`); None: a stopped rank
+            does not stop the others.
 
     Rank 0 first claims ``output_dir`` (:func:`~marsunits.run_folder_claim.claimed_output_dir`): while
     another ``predict.py`` runs into the folder, every rank stops with a ``ConfigError`` before loading the
@@ -1297,9 +1329,10 @@ def predict_shard(
     rank 0 writes the reports of what every rank finished, counting the inputs not reached on every shard,
     with ``stopped_early`` naming the stopped ranks (and, with ``overwrite``, without removing any output),
     and then every stopped rank raises its stop, rank 0 too when another rank was stopped, as one process
-    does after its reports. The ranks not stopped predict their shards to the end first (each rank of a
-    scheduler's stop, or of Ctrl-C in a terminal, is stopped by its own signal); an interrupted sharded run
-    is resumed by running it again: finished outputs are skipped.
+    does after its reports. With ``stops``, the ranks not stopped stop at their next image (they predicted
+    their shards to the end while the stopped rank waited in the gather, and beyond the collectives' timeout,
+    30 minutes, both ended in a traceback without reports); an interrupted sharded run is resumed by running
+    it again: finished outputs are skipped.
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
@@ -1316,7 +1349,7 @@ def predict_shard(
                 refusal = broadcast(refusal)  # every rank stops, not only rank 0
             if refusal is not None:
                 raise ConfigError(refusal)
-            return _predict_claimed_shard(opts, shard, gather, broadcast)
+            return _predict_claimed_shard(opts, shard, gather, broadcast, stops)
     except BaseException:
         if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
             _remove_empty(made)
@@ -1340,11 +1373,12 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _predict_claimed_shard(
-    opts: PredictOptions, shard: Shard, gather: Any, broadcast: Any = None
+    opts: PredictOptions, shard: Shard, gather: Any, broadcast: Any = None, stops: RankStops | None = None
 ) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
     started = time.perf_counter()
     session = _Session(opts, shard)
+    session.stops = stops
     if shard.rank == 0 and session.output_dir.is_dir():
         # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
         stale = remove_stale_temporaries(session.output_dir)
@@ -1411,6 +1445,10 @@ def _predict_claimed_shard(
         session.predict_all(todo)
     except (KeyboardInterrupt, TerminatedError) as exc:
         stop = exc
+        if stops is not None:  # the other ranks stop at their next image, as one process stopped would
+            stops.announce()
+    except _StoppedWithTheRun:
+        pass  # another rank's stop: its rank says it, and rank 0 ends the run with it
     session.loop_seconds = time.perf_counter() - loop_start
     part = (
         session.rows,
