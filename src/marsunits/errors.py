@@ -65,7 +65,7 @@ T = TypeVar("T")
 
 
 @contextlib.contextmanager
-def sigterm_raises(defer_to_later_handlers: bool = False) -> Iterator[None]:
+def sigterm_raises(defer_to_later_handlers: bool = False, once: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`TerminatedError` where the main thread is, so a command
     stops as after Ctrl-C: its ``finally`` blocks write what was finished, and the entry point reports it.
 
@@ -80,6 +80,11 @@ def sigterm_raises(defer_to_later_handlers: bool = False) -> Iterator[None]:
             the stop to it; raising in the middle of a step would lose that checkpoint. ``train.py`` uses
             this for its set-up (rendering scenes, reading data), where Lightning's handler is not yet
             installed and SIGTERM ended the run without a word.
+        once: The first SIGTERM raises; later ones, until the block ends, are ignored (SIGKILL still ends the
+            process). A rank of a sharded ``predict.py`` uses this: stopped, it still gathers with the other
+            ranks and rank 0 writes the reports, and a second SIGTERM (``devices=2``'s launcher passing on
+            its own, which a scheduler's time limit sends every process of the job) raised in the middle of
+            them and the run wrote no reports.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -88,6 +93,8 @@ def sigterm_raises(defer_to_later_handlers: bool = False) -> Iterator[None]:
     def terminated(signum: int, frame: object) -> None:
         if defer_to_later_handlers and signal.getsignal(signal.SIGTERM) is not terminated:
             return
+        if once:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise TerminatedError
 
     previous = signal.signal(signal.SIGTERM, terminated)

@@ -319,9 +319,10 @@ def _rank_main(
     # A spawned rank has no SIGTERM handler of its own: a SIGTERM (a scheduler's, or the launcher's from
     # stop_spawned_ranks) ended it at once, without its rows, and the run wrote no reports. Raised as
     # TerminatedError, it stops predicting, the other ranks stop at their next image (_StoreStops), and all
-    # join the gather (predict_shard).
+    # join the gather (predict_shard). Later SIGTERMs are ignored (once): the launcher's, which follows a
+    # scheduler's to every process of the job, stopped rank 0 in the middle of the reports.
     try:
-        with sigterm_raises():
+        with sigterm_raises(once=True):
             return predict_shard(rank_opts, shard, gather, broadcast, _StoreStops())
     except (KeyboardInterrupt, TerminatedError) as stop:
         if not spawned:
