@@ -1093,3 +1093,42 @@ def test_predict_and_training_paths_named_tilde_something_are_files_not_errors(t
     assert resolve_option_path("~in_no_such_user", "input_dir") == tmp_path / "~in_no_such_user"
     with pytest.raises((FileNotFoundError, ConfigError), match="~no_such_user.ckpt"):
         resolve_ckpt_path("~no_such_user.ckpt", tmp_path, tmp_path, "train")
+
+
+@pytest.mark.parametrize("where", ["png_exif", "tiff_pixels"])
+def test_a_sigterm_while_training_data_is_read_stops_the_run(tmp_path: Path, monkeypatch, where) -> None:
+    """A SIGTERM arriving while training data is read, inside a block that catches ``Exception``, raises
+    TerminatedError out of the read (``train.py``'s set-up, under ``sigterm_raises``). TerminatedError derived
+    from Exception: the EXIF read of an image's size (a broken EXIF block reads as untagged) swallowed it and
+    the stop was lost; a TIFF decoder's error became ImageReadError, and the stop was reported as an unusable
+    image pair."""
+    import os
+    import signal
+    import sys
+    import time
+
+    import tifffile
+    from PIL import PngImagePlugin
+
+    from marsunits.errors import TerminatedError, sigterm_raises
+
+    image = tmp_path / ("i0.tif" if where == "tiff_pixels" else "i0.png")
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    tifffile.imwrite(image, pixels) if where == "tiff_pixels" else Image.fromarray(pixels).save(image)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "m0.png")
+    records = [LabelledImage(image, tmp_path / "m0.png", None, "test")]
+    owner, name = (
+        (tifffile.TiffPage, "asarray") if where == "tiff_pixels" else (PngImagePlugin.PngImageFile, "getexif")
+    )
+    real = getattr(owner, name)
+
+    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # The image's read (the mask's PNG is read first, outside such a block).
+        if where == "tiff_pixels" or sys._getframe(1).f_code.co_name == "_orientation_tag":
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside the read
+            time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, read)
+    with sigterm_raises(), pytest.raises(TerminatedError):
+        ImageStore(records, ClassMap(None, "test"), cache=where == "tiff_pixels")

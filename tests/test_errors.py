@@ -313,3 +313,33 @@ def test_hydras_own_job_logging_choices_configure_logging(
         assert "logged" in (tmp_path / f"{config_name}.log").read_text()
     else:
         assert files == []
+
+
+def _sigterm_to_self() -> None:
+    """What Hydra's instantiate calls in the test below: a SIGTERM arrives while it builds an object."""
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1.0)  # the handler raises here
+
+
+def test_a_sigterm_inside_a_library_s_except_exception_is_a_stop_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM arriving inside a library call that wraps every ``Exception`` (Hydra's instantiate, which
+    builds train.py's data module, model and trainer) is the stop, one line and status 143: TerminatedError
+    derived from Exception, so Hydra wrapped it in an InstantiationException and the run ended in a
+    traceback."""
+    from hydra.utils import instantiate
+
+    from marsunits.errors import sigterm_raises
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    cfg = {"_target_": f"{__name__}._sigterm_to_self"}
+    with sigterm_raises(), pytest.raises(SystemExit) as exit_info:
+        report_user_errors(lambda: instantiate(cfg), "train.py")
+    assert exit_info.value.code == 143
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["train.py: terminated (SIGTERM); finished outputs are kept"], err

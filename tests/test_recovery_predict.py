@@ -460,3 +460,60 @@ def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_no
     counts = summary["counts"]
     assert counts["ok"] + counts["not_reached"] == 8 and counts["ok"] >= 2, counts
     assert "rank 0 was terminated (SIGTERM) after 1 of the 4 images" in summary["stopped_early"]
+
+
+@pytest.mark.parametrize("where", ["tiff_orientation", "tiff_pixels"])
+def test_a_sigterm_inside_an_image_read_s_fallback_stops_the_run(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A SIGTERM arriving while an image is read, inside a block that catches ``Exception`` (a broken
+    orientation tag reads as none; a TIFF decoder's error becomes the image's error row), stops the run as
+    anywhere else: TerminatedError derived from Exception, so the orientation read swallowed it (the stop was
+    lost and every image predicted) and the pixel read made it the image's error row ("not a readable TIFF
+    (TerminatedError: )") and went on."""
+    import json
+
+    import tifffile
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import predict_folder
+    from marsunits.inference.options import PredictOptions
+
+    try:
+        from .test_predict import make_cfg
+    except ImportError:
+        from test_predict import make_cfg  # type: ignore[no-redef]
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        arr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        tifffile.imwrite(inp / f"im{i}.tif", arr)
+    calls = [0]
+
+    def stopping(real):  # type: ignore[no-untyped-def]
+        def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if where == "tiff_orientation" and args[1:2] != (274,):
+                return real(*args, **kwargs)
+            calls[0] += 1
+            if calls[0] == 2:  # the second image: SIGTERM's handler runs inside the read
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1.0)
+            return real(*args, **kwargs)
+
+        return read
+
+    if where == "tiff_pixels":
+        monkeypatch.setattr(tifffile.TiffPage, "asarray", stopping(tifffile.TiffPage.asarray))
+    else:
+        monkeypatch.setattr(tifffile.TiffTags, "get", stopping(tifffile.TiffTags.get))
+    opts = PredictOptions.from_config(
+        make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", "allow_errors=true")
+    )
+    with pytest.raises(TerminatedError):
+        predict_folder(opts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["error"] == 0, _manifest(out)
+    assert summary["counts"]["not_reached"] >= 1
+    assert "terminated (SIGTERM)" in summary["stopped_early"]

@@ -41,12 +41,17 @@ class DivergedError(MarsUnitsError):
     """Training produced a non-finite loss: the weights are lost (usually too high a learning rate)."""
 
 
-class TerminatedError(Exception):
+class TerminatedError(BaseException):
     """The run was asked to stop by SIGTERM (a scheduler's pre-emption or time limit: SLURM, Kubernetes).
 
     Lightning ends training on SIGTERM with its ``SIGTERMException``, a ``SystemExit`` without a code, so
     the command used to exit with status 0, as if it had finished. Entry points report this as one line
     and exit with status 143 (128 + SIGTERM, the shell's convention).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: raised wherever the main thread is when the signal
+    comes, it must pass through the ``except Exception`` blocks that read a broken file's error as "no
+    orientation tag", "not 16-bit" or an image's error row; derived from ``Exception``, a SIGTERM inside one
+    was lost (the run went on) or recorded as a failed image. Catch it with ``KeyboardInterrupt``.
     """
 
 
