@@ -926,7 +926,13 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
             capture_output=True,
             text=True,
             timeout=180,
-            env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
+            # PYTHONPATH kept: the package of the checkout under test, not the one the environment installed.
+            env={
+                "PATH": "/usr/bin:/bin",
+                "WANDB_MODE": "disabled",
+                "HOME": str(tmp_path),
+                **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+            },
             cwd=tmp_path,
         )
 
@@ -1277,6 +1283,38 @@ def test_a_grid_ended_by_a_crash_or_a_stop_still_names_its_failed_trials(tmp_pat
         "train.py: error: 1 of the 2 trials the grid started failed, each with its error above: trial 0 "
         "(seed=2 logger=csv +stop=True); the sweep was stopped in trial 1."
     ) in stopped.stderr
+
+
+def test_a_grid_stopped_by_sigterm_with_tracebacks_on_is_said_stopped(tmp_path: Path) -> None:
+    """With MARSUNITS_TRACEBACK=1 a SIGTERM's TerminatedError leaves the trial with its traceback and ends the
+    grid (derived from Exception, Hydra took it for a failed trial and ran the next one); the line naming the
+    failed trials says the sweep was stopped, as for Ctrl-C, not that "the other trials finished"."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        import os
+        from marsunits.errors import TerminatedError
+
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"seed": cfg.seed}) + "\\n")
+            if cfg.seed == 2:
+                raise ConfigError("data.root not set")
+            if cfg.seed == 4:
+                os.environ["MARSUNITS_TRACEBACK"] = "1"
+                raise TerminatedError
+            return {"val/miou": 0.5}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    stopped = launch("-m", "seed=2,4,5", "logger=csv")
+    assert [row["seed"] for row in _lines(tmp_path)] == [2, 4], stopped.stderr[-3000:]
+    assert stopped.returncode != 0 and "TerminatedError" in stopped.stderr
+    assert (
+        "train.py: error: 1 of the 2 trials the grid started failed, each with its error above: trial 0 "
+        "(seed=2 logger=csv); the sweep was stopped in trial 1."
+    ) in stopped.stderr, stopped.stderr[-3000:]
 
 
 def test_a_study_whose_trials_give_no_value_ends_in_one_line(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from marsunits.errors import DivergedError, report_user_errors, some_of
+from marsunits.errors import DivergedError, TerminatedError, report_user_errors, some_of
 
 __all__ = [
     "FAILURES_BEFORE_STOP",
@@ -131,7 +131,8 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
     _grid["failed"].clear()  # said once
     if not failed or (isinstance(ended_by, SystemExit) and ended_by.code == 2):
         return
-    stopped = isinstance(ended_by, KeyboardInterrupt) or (
+    # TerminatedError itself: a SIGTERM with MARSUNITS_TRACEBACK=1, which leaves the trial unreported.
+    stopped = isinstance(ended_by, (KeyboardInterrupt, TerminatedError)) or (
         isinstance(ended_by, SystemExit) and ended_by.code in _STOPS
     )
     if stopped:
