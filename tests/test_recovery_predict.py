@@ -458,7 +458,7 @@ def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_no
     assert (out / "summary.json").is_file() and (out / "manifest.csv").is_file()
     summary = json.loads((out / "summary.json").read_text())
     counts = summary["counts"]
-    assert counts["ok"] + counts["not_reached"] == 8 and counts["ok"] >= 2, counts
+    assert counts["ok"] + counts["not_reached"] == 8 and counts["ok"] >= 1, counts  # rank 0: one
     assert "rank 0 was terminated (SIGTERM) after 1 of the 4 images" in summary["stopped_early"]
 
 
