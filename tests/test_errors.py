@@ -343,3 +343,27 @@ def test_a_sigterm_inside_a_library_s_except_exception_is_a_stop_in_one_line(
     assert exit_info.value.code == 143
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["train.py: terminated (SIGTERM); finished outputs are kept"], err
+
+
+def test_a_rank_stopped_by_another_ignores_its_own_sigterm_that_follows() -> None:
+    """A rank of a sharded predict.py stopped by another rank's stop (a scheduler signals every process) got
+    its own SIGTERM next, as rank 0 wrote the reports: the ``once`` block had seen no SIGTERM yet, so it
+    raised there and the run wrote no reports. After :func:`stopping_otherwise` it is ignored; outside such a
+    block SIGTERM's handling is left as it is."""
+    import os
+    import signal
+    import time
+
+    from marsunits.errors import TerminatedError, sigterm_raises, stopping_otherwise
+
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_raises(once=True):
+        stopping_otherwise()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # a handler that raised would have raised here
+    assert signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(TerminatedError), sigterm_raises():
+        stopping_otherwise()  # not a once block: a SIGTERM still stops it
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1.0)
+    assert signal.getsignal(signal.SIGTERM) is before

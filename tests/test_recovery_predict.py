@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -459,7 +460,11 @@ def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_no
     summary = json.loads((out / "summary.json").read_text())
     counts = summary["counts"]
     assert counts["ok"] + counts["not_reached"] == 8 and counts["ok"] >= 1, counts  # rank 0: one
-    assert "rank 0 was terminated (SIGTERM) after 1 of the 4 images" in summary["stopped_early"]
+    # Rank 0 is stopped by its own SIGTERM or, first, by rank 1's stop (then its own SIGTERM, arriving as it
+    # writes the reports, is ignored as a second one would be).
+    assert re.search(
+        r"rank [01] was terminated \(SIGTERM\) after 1 of the 4 images", summary["stopped_early"]
+    )
 
 
 @pytest.mark.parametrize("where", ["tiff_orientation", "tiff_pixels"])

@@ -102,11 +102,33 @@ def sigterm_raises(defer_to_later_handlers: bool = False, once: bool = False) ->
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise TerminatedError
 
+    if once:
+        _ONCE_HANDLERS.add(terminated)
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _ONCE_HANDLERS.discard(terminated)
+
+
+#: The SIGTERM handlers of the ``sigterm_raises(once=True)`` blocks now open.
+_ONCE_HANDLERS: set[object] = set()
+
+
+def stopping_otherwise() -> None:
+    """In a ``sigterm_raises(once=True)`` block, ignore SIGTERM from now on, as after its first one.
+
+    For a stop that came another way: a rank of a sharded ``predict.py`` stopped because another rank was
+    (a scheduler's time limit signals every process, and the first rank stopped stops the others at their
+    next image). Its own SIGTERM, arriving next, raised while rank 0 wrote the reports, and the run wrote
+    none. Elsewhere (no such block, or off the main thread) this does nothing.
+    """
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) in _ONCE_HANDLERS
+    ):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -74,6 +74,7 @@ from marsunits.errors import (
     MarsUnitsError,
     TerminatedError,
     sigterm_raises,
+    stopping_otherwise,
 )
 from marsunits.file_digest import file_sha256
 from marsunits.inference.evaluation import Evaluation
@@ -877,6 +878,7 @@ class _Session:
         started = time.perf_counter()
         for n, item in enumerate(loader, start=1):
             if self.stops is not None and self.stops.announced():
+                stopping_otherwise()  # this rank's own SIGTERM, coming next, must not cut the reports
                 raise _StoppedWithTheRun
             f = todo[item.index]
             if self.opts.overwrite and not self.marked:  # before the first old output is replaced
