@@ -1469,20 +1469,22 @@ def _predict_claimed_shard(
             raise stop
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
-    redone = 0
-    for rank, (rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone) in enumerate(parts):
-        redone += rank_redone
-        if rank_stop is not None:
-            stopped.append((rank, *rank_stop))
-        if rank == 0:
-            continue
-        session.rows.update(rows)
-        session.map_items.extend(map_items)
-        session.megapixels += megapixels
-        session.loop_seconds = max(session.loop_seconds, seconds)
-        if session.evaluation is not None and evaluation is not None:
-            session.evaluation.merge(evaluation)
-    try:
+    try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
+        redone = 0
+        for rank, (rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone) in enumerate(
+            parts
+        ):
+            redone += rank_redone
+            if rank_stop is not None:
+                stopped.append((rank, *rank_stop))
+            if rank == 0:
+                continue
+            session.rows.update(rows)
+            session.map_items.extend(map_items)
+            session.megapixels += megapixels
+            session.loop_seconds = max(session.loop_seconds, seconds)
+            if session.evaluation is not None and evaluation is not None:
+                session.evaluation.merge(evaluation)
         if stopped:
             # Each rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
             said = [text.partition("; ") for _, text, _ in stopped]
