@@ -2130,6 +2130,24 @@ def test_a_bad_checkpoint_to_resume_from_is_refused_before_anything_is_written(t
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
 
 
+def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    """``train=false ckpt_path=<missing>`` and ``init_ckpt_path=<missing>`` were refused only inside the run,
+    after Hydra had made the run folder with its .hydra/ record and train.log: a folder of a run that never
+    started (README: such a command makes no run folder). The file's existence is now checked first."""
+    logs = tmp_path / "logs"
+    missing = tmp_path / "no_such.ckpt"
+    for args, option in (
+        (["train=false", f"ckpt_path={missing}"], "ckpt_path"),
+        (["train=false", f"ckpt_path={tmp_path}"], "ckpt_path"),  # a folder that is no model package
+        ([f"init_ckpt_path={missing}"], "init_ckpt_path"),
+        (["train=false", f"init_ckpt_path={missing}"], "init_ckpt_path"),
+    ):
+        proc = _train_py(tmp_path, *TINY, "logger=none", f"paths.log_dir={logs}", *args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"train.py: error: {option}=" in proc.stderr and "no such file or model package" in proc.stderr
+        assert not logs.exists(), sorted(logs.rglob("*"))
+
+
 def test_resuming_after_the_data_changed_refuses_to_validate_on_trained_sols(tmp_path: Path) -> None:
     """Panoramas added to the data folder since a run began re-draw the sol-grouped split; the resumed run
     then validated on sols its network had trained on, silently, and kept best.ckpt by those scores."""

@@ -33,6 +33,11 @@ class ConfigError(MarsUnitsError, ValueError):
     """A configuration value is missing or wrong."""
 
 
+class MissingFileError(ConfigError, FileNotFoundError):
+    """A file a configuration value names is not there: refused as a wrong value is (``train.py`` checks it
+    before Hydra makes the run folder), and still a ``FileNotFoundError`` for code that catches that."""
+
+
 class DataError(MarsUnitsError, ValueError):
     """A data file or folder is missing, unreadable or inconsistent."""
 

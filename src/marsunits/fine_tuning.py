@@ -17,6 +17,7 @@ from typing import Any
 
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.splits import merge_sols
+from marsunits.errors import MissingFileError
 from marsunits.file_digest import merge_image_keys
 from marsunits.model_package import is_package, load_package
 from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
@@ -98,20 +99,29 @@ def read_source(path: str | Path, option: str = "init_ckpt_path") -> Segmentatio
         FileNotFoundError: ``path`` does not exist; the message names ``option`` and what to give.
         CheckpointError: not a marsunits checkpoint, or another class set.
     """
-    path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
+    path = check_source_exists(path, option)
     if is_package(path):  # a shared model (python -m marsunits.export): the same network, no pickle
         return load_package(path, expected_class_names=CLASS_NAMES)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
-            "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
-            + (
-                ", or drop init_ckpt_path to start from ImageNet weights."
-                if option == "init_ckpt_path"
-                else "."
-            )
-        )
     return load_task(path, expected_class_names=CLASS_NAMES)
+
+
+def check_source_exists(path: str | Path, option: str = "init_ckpt_path") -> Path:
+    """``path`` (``~`` expanded) if it is a model package or a file, without reading it: the cheap check
+    :func:`read_source` makes first, which the command line also makes before Hydra creates the run folder
+    (``training.checked_start``); whether the file is a checkpoint is left to :func:`read_source`.
+
+    Raises:
+        MissingFileError: (a ``FileNotFoundError`` and a ``ConfigError``) neither a package nor a file
+            (missing, or another folder); the message names ``option`` and what to give.
+    """
+    path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
+    if is_package(path) or path.is_file():
+        return path
+    raise MissingFileError(
+        f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
+        "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
+        + (", or drop init_ckpt_path to start from ImageNet weights." if option == "init_ckpt_path" else ".")
+    )
 
 
 def evaluation_model_settings(model_cfg: Mapping[str, Any], source: SegmentationTask) -> dict[str, Any]:

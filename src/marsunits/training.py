@@ -37,6 +37,7 @@ from marsunits.data.io import ImageReadError
 from marsunits.errors import ConfigError, TerminatedError, sigterm_raises, some_of
 from marsunits.fine_tuning import (
     NETWORK_HPARAMS,
+    check_source_exists,
     evaluation_model_settings,
     initialise_from_checkpoint,
     read_source,
@@ -1486,8 +1487,9 @@ def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
         with the option that gave it (:func:`_evaluated_checkpoint`).
 
     Raises:
-        ConfigError: No such checkpoint, or the folder holds another run, or the resumed run trained another
-            job (:func:`check_run_folder`).
+        ConfigError: No such checkpoint (to resume, evaluate or start from: ``init_ckpt_path``, unless a
+            resume ignores it), or the folder holds another run, or the resumed run trained another job
+            (:func:`check_run_folder`).
     """
     output_dir = Path(cfg.paths.output_dir)
     job = job_identity(cfg)
@@ -1506,6 +1508,12 @@ def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
         )
     else:
         evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
+    # The model evaluated or started from is there (read only later, in the run): the command line runs this
+    # before Hydra creates the run folder, which a missing file left with only .hydra/ and train.log.
+    init = cfg.get("init_ckpt_path")
+    source = evaluated or (None if ckpt_path or not init else (str(init), "init_ckpt_path"))
+    if source is not None:
+        check_source_exists(*source)
     # Before config.yaml, the record it compares with, is replaced.
     check_run_folder(output_dir, ckpt_path, job, data_moved)
     return ckpt_path, evaluated
