@@ -930,20 +930,53 @@ def test_a_run_without_validation_says_its_scores_are_of_the_last_weights_and_wh
         assert "check_val_every_n_epoch" not in warning, warning
 
 
-@pytest.mark.parametrize(("steps", "every"), [(1, 1), (2, 2)])
-def test_a_run_stopped_by_max_steps_names_the_epoch_it_stopped_in(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, steps: int, every: int
+@pytest.mark.parametrize(
+    ("steps", "schedule", "when", "first"),
+    [
+        (1, ["trainer.check_val_every_n_epoch=1"], "after epoch 1", 2),
+        (2, ["trainer.check_val_every_n_epoch=2"], "after epoch 2", 4),
+        # Epochs of one batch: the first validation comes after two of them.
+        (1, ["trainer.check_val_every_n_epoch=2", "trainer.limit_train_batches=1"], "after epoch 2", 2),
+        # Every 3 batches across epochs: it said "after epoch None" and "past the end of epoch None".
+        (
+            2,
+            ["trainer.check_val_every_n_epoch=null", "+trainer.val_check_interval=3"],
+            "every 3 training batches: trainer.val_check_interval=3",
+            3,
+        ),
+        # Half-way through an epoch of four batches: "after epoch 1", though it comes at step 2.
+        (
+            1,
+            ["data.train_length=16", "+trainer.val_check_interval=0.5"],
+            "trainer.val_check_interval=0.5 into epoch 1",
+            2,
+        ),
+    ],
+)
+def test_a_run_stopped_by_max_steps_names_the_epoch_it_stopped_in_and_the_first_validation(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    steps: int,
+    schedule: list[str],
+    when: str,
+    first: int,
 ) -> None:
-    """Epoch 1 has two steps. ``+trainer.max_steps=1`` stops inside it, before its validation; ``=2`` at its
-    end, with validation every second epoch. The warning said "in epoch 2": Lightning counts the epoch that
-    max_steps ended as finished, so the epoch it reported was the next one, never started."""
-    over = [*TINY, "trainer.max_epochs=3", f"+trainer.max_steps={steps}"]
-    cfg = compose_config("train", tmp_path, [*over, f"trainer.check_val_every_n_epoch={every}"])
+    """Epoch 1 has two steps (four with ``data.train_length=16``). ``+trainer.max_steps`` stops before the
+    first validation. The warning said "in epoch 2" for a run that never left epoch 1 (Lightning counts the
+    epoch that max_steps ended as finished), and "after epoch N" whatever ``trainer.val_check_interval`` set
+    (``after epoch None`` with ``check_val_every_n_epoch=null``). It now says when validation comes and the
+    max_steps that reaches it, which, given, keeps a best checkpoint."""
+    over = [*TINY, "trainer.max_epochs=3", *schedule, "test=false"]
     with caplog.at_level("WARNING", logger="marsunits.training"):
-        run(cfg)
+        run(compose_config("train", tmp_path / "a", [*over, f"+trainer.max_steps={steps}"]))
     (warning,) = [r.getMessage() for r in caplog.records if "no best checkpoint" in r.getMessage()]
-    said = f"at step {steps}, in epoch 1, before the first validation (after epoch {every})"
-    assert said in warning, warning
+    said = f"at step {steps}, in epoch 1, before the first validation ({when}, at step {first})"
+    assert said in warning and f"raise trainer.max_steps to {first} or more" in warning, warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.training"):  # the advice, followed
+        run(compose_config("train", tmp_path / "b", [*over, f"+trainer.max_steps={first}"]))
+    assert not [r for r in caplog.records if "no best checkpoint" in r.getMessage()]
+    assert (tmp_path / "b" / "checkpoints" / "best.ckpt").is_file()
 
 
 class InterruptAtStep(pl.Callback):

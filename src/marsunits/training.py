@@ -1340,17 +1340,48 @@ def _why_no_best(trainer_cfg: DictConfig, callbacks_cfg: Any, trainer: pl.Traine
         # The epochs begun (ready), not current_epoch + 1: Lightning counts the epoch that max_steps ended
         # as done, so current_epoch is already the next one.
         epoch = trainer.fit_loop.epoch_progress.current.ready
-        val_epoch = trainer_cfg.get("check_val_every_n_epoch")
+        when, step = _first_validation(trainer)
+        fix = f"to {step} or more" if step is not None else "past it, or lower trainer.val_check_interval,"
         return (
             f"trainer.max_steps={max_steps} ended training at step {trainer.global_step}, in epoch "
-            f"{epoch}, before the first validation (after epoch {val_epoch}), {last}; raise "
-            f"trainer.max_steps past the end of epoch {val_epoch} to choose a best one"
+            f"{epoch}, before the first validation ({when}), {last}; raise trainer.max_steps {fix} to "
+            "choose a best one"
         )
     return (
         f"validation never ran during training (trainer.check_val_every_n_epoch="
         f"{trainer_cfg.get('check_val_every_n_epoch')}, trainer.max_epochs={max_epochs}), {last}; lower "
         "check_val_every_n_epoch to choose a best one"
     )
+
+
+def _first_validation(trainer: pl.Trainer) -> tuple[str, int | None]:
+    """When the first validation of ``trainer``'s fit comes, in words, and the optimiser step it follows
+    (None where that is not a whole number of batches: a time-based ``val_check_interval``, an endless data
+    set, or ``accumulate_grad_batches`` > 1); in a resumed fit the step is a bound, not said in the words.
+
+    Lightning validates after ``val_check_batch`` batches of every ``check_val_every_n_epoch``-th epoch, or
+    every ``val_check_batch`` batches counted across epochs where that is None (an ``int``
+    ``val_check_interval``); after epoch ``check_val_every_n_epoch`` alone was said, and "after epoch None"
+    where that is null.
+    """
+    every, interval = trainer.check_val_every_n_epoch, trainer.val_check_interval
+    per_epoch, batch = trainer.num_training_batches, trainer.val_check_batch
+    if every is None:
+        when = f"every {interval} training batches: trainer.val_check_interval={interval}"
+        batches = batch
+    elif isinstance(interval, float) and interval == 1.0:
+        when = f"after epoch {every}"
+        batches = every * per_epoch
+    else:
+        when = f"trainer.val_check_interval={interval} into epoch {every}"
+        batches = (every - 1) * per_epoch + batch if isinstance(batch, int) else None
+    exact = trainer.accumulate_grad_batches == 1 and math.isfinite(per_epoch)
+    step = batches if isinstance(batches, int) and exact else None
+    if step is None or trainer.ckpt_path is not None:
+        # Resumed mid-epoch, Lightning ends that epoch early (the batches before the checkpoint are not run
+        # again), so validation comes earlier: the step is then the latest it can be, not its place.
+        return when, step
+    return f"{when}, at step {step}", step
 
 
 def _with_wandb_run_id(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
