@@ -313,8 +313,36 @@ def test_a_missing_pseudo_label_folder_names_its_own_key_and_how_it_is_made(tmp_
         dm.setup("fit")
     said = str(info.value)
     assert str(absent) in said and "data.source_dirs.folder=" in said
-    assert "marsunits.inference.pseudo_labels" in said
+    # The command as given runs: its required --predictions and --images (a bare --out was refused), and the
+    # folder the config reads as --out.
+    command = said.split("`")[1]
+    assert command.startswith("python -m marsunits.inference.pseudo_labels --predictions <"), said
+    assert "--images <" in command and command.endswith(f"--out {absent}"), said
     assert "MARSUNITS_DATA" not in said and "data.root=/path/to" not in said and "//" not in said
+
+
+def test_a_missing_source_folder_under_data_root_names_the_folder_that_holds_it(tmp_path: Path) -> None:
+    """A source of a several-source config read from ``data.root/<data.source_dirs.x>``: the error said
+    ``data.root=/path/to/marsscapes_pseudo`` (the config's name), which, given, reads
+    ``/path/to/marsscapes_pseudo/marsscapes``. It now names the folder that holds ``marsscapes/``, and the
+    config's name is no folder in the advice."""
+    write_fake_marsscapes(tmp_path / "data" / "marsscapes")
+    pseudo = write_fake_folder(tmp_path / "pseudo", stems=PSEUDO_STEMS)
+    folder = f"data.source_dirs.folder={pseudo}"
+    over = ["data=marsscapes_pseudo", f"data.root={tmp_path / 'nowhere'}", folder]
+    cfg = compose_config("train", tmp_path / "run", [*SHRINK_REAL, "logger=none", *over])
+    dm = instantiate(cfg.data)
+    with pytest.raises(FileNotFoundError) as info:
+        dm.setup("fit")
+    said = str(info.value)
+    assert str(tmp_path / "nowhere" / "marsscapes") in said, said
+    assert "/path/to/marsscapes_pseudo" not in said, said
+    assert "holds marsscapes/ with data.root=<folder>" in said, said
+    assert "data.source_dirs.marsscapes=" in said, said
+    # As advised: data.root= the folder that holds marsscapes/.
+    over[1] = f"data.root={tmp_path / 'data'}"
+    cfg = compose_config("train", tmp_path / "run", [*SHRINK_REAL, "logger=none", *over])
+    instantiate(cfg.data).setup("fit")
 
 
 def test_workers_draw_different_crops(tmp_path: Path) -> None:

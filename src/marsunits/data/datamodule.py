@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -608,7 +609,9 @@ class MarsDataModule(L.LightningDataModule):
     def _missing_source_message(self, source: str, exc: FileNotFoundError) -> str:
         """The error for a source of a several-source config that cannot be read: the key that moves it.
 
-        A relative ``data.source_dirs.<source>`` lies under ``data.root``, so either key may need fixing;
+        A relative ``data.source_dirs.<source>`` lies under ``data.root``, so either key may need fixing (a
+        missing one is said with the folder ``data.root`` must be, the one holding it: ``check_root``'s
+        ``data.root=/path/to/<config name>`` read ``/path/to/<config name>/<dir>``);
         an absolute one (the pseudo-label folder of ``marsscapes_pseudo``) replaces ``data.root``, so only
         its own key moves it (``check_root``'s ``data.root=`` and ``MARSUNITS_DATA`` hints do not apply
         there), and a training-only folder not there yet is said to be written by the pseudo-label command.
@@ -617,9 +620,19 @@ class MarsDataModule(L.LightningDataModule):
         key = f"data.source_dirs.{source}"
         if not Path(self.source_dirs[source]).is_absolute():
             # Several sources: each lies in data.root/<source_dirs.source>; either key may need fixing.
+            if path.is_dir():  # the folder is there; what is wrong inside it is exc's to say
+                return (
+                    f"{exc} With several sources, '{source}' is read from data.root/"
+                    f"{self.source_dirs[source]}: fix data.root or {key}."
+                )
+            # check_root's `data.root=/path/to/<this config's name>` read data.root/<name>/<dir>, no folder.
+            sub = self.source_dirs[source]
             return (
-                f"{exc} With several sources, '{source}' is read from data.root/{self.source_dirs[source]}: "
-                f"fix data.root or {key}."
+                f"Dataset '{self.name}': {path} does not exist: with several sources, the folder of source "
+                f"'{source}' is data.root/{sub} ({key}={sub}). Give the folder that holds {sub}/ with "
+                "data.root=<folder> (or set MARSUNITS_DATA to it: paths.data_root), or this source's own "
+                f"folder with {key}=<folder> "
+                "(an absolute path is not under data.root)."
             )
         if path.is_dir():  # the folder is there; what is wrong inside it is exc's to say
             return f"{exc} ('{source}' is read from {key}, an absolute path: data.root is not used for it.)"
@@ -628,9 +641,12 @@ class MarsDataModule(L.LightningDataModule):
             f"an absolute path: data.root is not used for it). Give the folder with {key}=<folder>"
         )
         if source in self.train_only and source == "folder":
+            # The command in full: its --predictions and --images are required (a bare --out was refused).
             said += (
-                ", or write it first: pseudo-labels are written there by `python -m "
-                "marsunits.inference.pseudo_labels --out <folder>` (README, Self-training)"
+                ", or write it first: a teacher's pseudo-labels are written there by `python -m "
+                "marsunits.inference.pseudo_labels --predictions <predict.py output_dir, made with "
+                f"save_probabilities=true> --images <its input_dir> --out {shlex.quote(str(path))}` "
+                "(README, Self-training)"
             )
         return said + "."
 
