@@ -714,7 +714,8 @@ def check_input_sizes(cfg: DictConfig) -> None:
 
 def check_config_values(cfg: DictConfig) -> None:
     """Refuse every value of a composed ``train.yaml`` config that can be judged without reading data or
-    building anything: missing values (``???``), :func:`check_run_values`, the W&B logger's settings,
+    building anything: missing values (``???``), :func:`check_run_values`, that the checkpoint files named
+    are there (:func:`check_checkpoint_files`), the W&B logger's settings,
     :func:`check_model_values`, :func:`check_input_sizes`, and the data's channels against the model's.
     The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
@@ -730,6 +731,7 @@ def check_config_values(cfg: DictConfig) -> None:
         overrides = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
     check_run_values(cfg)
+    check_checkpoint_files(cfg)
     check_wandb_modes(cfg)
     check_model_values(cfg)
     check_input_sizes(cfg)
@@ -750,6 +752,29 @@ def check_config_values(cfg: DictConfig) -> None:
             "the channels the data delivers (1 grey, 3 colour). Set data.in_channels only (the model "
             "follows it), e.g. data.in_channels=3"
         )
+
+
+def check_checkpoint_files(cfg: DictConfig) -> None:
+    """Refuse a ``ckpt_path`` or ``init_ckpt_path`` the run would read that names no file (nor model package
+    folder), without reading it: whether it is a checkpoint, and ``ckpt_path=last``, which looks for runs,
+    are the run's to judge. ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run, so not
+    checked. Through :func:`check_config_values`, the command line checks this before Hydra makes the run
+    folder: a missing file left one with only ``.hydra/`` and ``train.log``.
+
+    Raises:
+        ConfigError: (a :class:`~marsunits.errors.MissingFileError` for a missing file) naming the option.
+    """
+    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
+    given = ckpt not in (None, "", "null")
+    if given and str(ckpt) == "last":
+        return
+    if given and bool(cfg.get("train", True)):
+        # Its own file checks (a model package is refused as no resume); nothing of the run folder is used.
+        resolve_ckpt_path(str(ckpt), Path(), Path(), "")
+    elif given:
+        check_source_exists(str(ckpt), "ckpt_path")
+    elif init:
+        check_source_exists(str(init), "init_ckpt_path")
 
 
 def check_model_values(cfg: DictConfig) -> None:
@@ -1518,9 +1543,8 @@ def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
         with the option that gave it (:func:`_evaluated_checkpoint`).
 
     Raises:
-        ConfigError: No such checkpoint (to resume, evaluate or start from: ``init_ckpt_path``, unless a
-            resume ignores it), or the folder holds another run, or the resumed run trained another job
-            (:func:`check_run_folder`).
+        ConfigError: No such checkpoint, or the folder holds another run, or the resumed run trained another
+            job (:func:`check_run_folder`).
     """
     output_dir = Path(cfg.paths.output_dir)
     job = job_identity(cfg)
@@ -1539,12 +1563,6 @@ def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
         )
     else:
         evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
-    # The model evaluated or started from is there (read only later, in the run): the command line runs this
-    # before Hydra creates the run folder, which a missing file left with only .hydra/ and train.log.
-    init = cfg.get("init_ckpt_path")
-    source = evaluated or (None if ckpt_path or not init else (str(init), "init_ckpt_path"))
-    if source is not None:
-        check_source_exists(*source)
     # Before config.yaml, the record it compares with, is replaced.
     check_run_folder(output_dir, ckpt_path, job, data_moved)
     return ckpt_path, evaluated
