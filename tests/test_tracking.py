@@ -31,6 +31,7 @@ from PIL import Image
 from conftest import CONFIG_DIR, REPO_ROOT, compose_config
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.constants import CLASS_NAMES, CONTACT_COLOR
+from marsunits.errors import TerminatedError
 from marsunits.tracking import (
     finish_loggers,
     git_info,
@@ -311,6 +312,33 @@ def test_finishing_a_csv_log_in_a_latin1_run_folder_names_it_on_a_strict_console
     console.flush()
     shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
     assert f"CSV metrics: {tmp_path}/r\\xe9/csv/version_0/metrics.csv" in shown, shown
+
+
+@pytest.mark.parametrize("raised", [TerminatedError, KeyboardInterrupt])
+def test_a_stop_while_a_logger_closes_still_closes_the_others_then_stops(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    raised: type[BaseException],
+) -> None:
+    """A SIGTERM (a ``BaseException`` since it must pass ``except Exception``) or Ctrl-C arriving while one
+    logger closes (``wandb.finish`` uploading for many seconds) skipped every logger after it: the CSV
+    logger's buffered rows were never written to metrics.csv. The others close, then the stop goes on."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    first = CSVLogger(save_dir=str(tmp_path), name="first")
+    second = CSVLogger(save_dir=str(tmp_path), name="second")
+    second.log_metrics({"val/miou": 0.5}, step=0)  # buffered until finalize saves it
+
+    def stopped(status: str) -> None:
+        raise raised
+
+    monkeypatch.setattr(first, "finalize", stopped)
+    with pytest.raises(raised):
+        finish_loggers([first, second], "success")
+    written = Path(second.log_dir) / "metrics.csv"
+    assert written.is_file() and "0.5" in written.read_text()
+    assert "could not close" not in capsys.readouterr().err  # a stop is not a logger's failure
 
 
 def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import ConfigError, readable
+from marsunits.errors import ConfigError, TerminatedError, readable
 from marsunits.tracking.git_info import git_info
 from marsunits.user_paths import expand_home
 
@@ -735,14 +735,17 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
 def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
     """Finalise every logger and print where the run's records are.
 
-    Never raises: a logger that fails to close is reported on stderr, so it cannot hide the training's own
-    error (this is called from a ``finally`` block).
+    Never raises an error: a logger that fails to close is reported on stderr, so it cannot hide the
+    training's own error (this is called from a ``finally`` block). A stop (Ctrl-C, SIGTERM's
+    :class:`~marsunits.errors.TerminatedError`) while one closes (``wandb.finish`` uploading) is raised once
+    the others are closed: skipping them lost the CSV logger's last rows.
 
     Args:
         loggers: As returned by :func:`prepare_loggers`.
         status: ``"success"`` or ``"failed"`` (Lightning's logger status); a failed W&B run is marked failed,
             and checkpoints are only uploaded on success.
     """
+    stop: KeyboardInterrupt | TerminatedError | None = None
     for logger in loggers:
         try:
             logger.finalize(status)
@@ -755,8 +758,13 @@ def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
                 line = f"TensorBoard: tensorboard --logdir {shlex.quote(str(logger.log_dir))}"
             else:
                 line = None
+        except (KeyboardInterrupt, TerminatedError) as exc:
+            stop = stop or exc
+            continue
         except Exception as exc:  # noqa: BLE001 - see docstring
             print(f"[marsunits] could not close logger {type(logger).__name__}: {exc}", file=sys.stderr)
             continue
         if line:
             announce(line)
+    if stop is not None:
+        raise stop
