@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR, REPO_ROOT, compose_config
 from marsunits.data.split_guards import validation_sols
-from marsunits.errors import ConfigError, DataError, DivergedError, report_user_errors
+from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedError, report_user_errors
 from marsunits.task import load_task
 from marsunits.training import _check_monitor_is_logged, resolve_ckpt_path, run
 
@@ -1376,6 +1376,42 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
         assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
         assert "interrupted (Ctrl-C)" not in said
     assert "train.py: error: images/a.png: file not found" in said
+
+
+def test_a_sigterm_while_the_loggers_close_still_marks_the_finished_part_s_metrics_outdated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stop of a continued run whose loggers were closing when SIGTERM came (a scheduler's signal
+    after a Ctrl-C, ``wandb.finish`` uploading): TerminatedError, a ``BaseException``, passed out of the
+    loggers' closing and the finished part's metrics.json was left unmarked, its scores of a best.ckpt since
+    replaced reading as current."""
+    import marsunits.training as training
+
+    by_step = ["callbacks.model_checkpoint.monitor=step", "callbacks.model_checkpoint.mode=max"]
+    run(compose_config("train", tmp_path, [*TINY, *by_step, "trainer.max_epochs=1"]))
+    closing = training.finish_loggers
+
+    def terminated_while_closing(loggers: Any, status: str) -> None:
+        closing(loggers, status)
+        if status != "success":
+            raise TerminatedError
+
+    monkeypatch.setattr(training, "finish_loggers", terminated_while_closing)
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=5"]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(TerminatedError):
+            run(
+                compose_config(
+                    "train", tmp_path, [*TINY, *by_step, "trainer.max_epochs=3", f"ckpt_path={last}", *stop]
+                )
+            )
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert "terminated (SIGTERM)" in record.get("outdated", ""), record
+    capsys.readouterr()
 
 
 def test_an_interrupted_continuation_marks_the_finished_part_s_metrics_outdated(

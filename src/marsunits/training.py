@@ -1152,9 +1152,11 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             raise KeyboardInterrupt from None  # reported as an interrupt (status 130)
         raise
     finally:
-        finish_loggers(loggers, status)
-        if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
-            _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored, trainer.global_step)
+        try:
+            finish_loggers(loggers, status)  # raises a stop (SIGTERM, Ctrl-C) while they close, once closed
+        finally:
+            if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
+                _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored, trainer.global_step)
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best
