@@ -647,17 +647,17 @@ _PRECISIONS: tuple[str | int, ...] = (
 #: The data modules of marsunits (the ``_target_`` of ``configs/data/*.yaml``): the ``data.*`` checks here are
 #: about their settings. A user's own data module (``data._target_=mypkg.MyDataModule``) has keys of its own,
 #: which those checks refused (``data.crop_size=100`` where it means something else, or nothing).
-MARSUNITS_DATAMODULES: tuple[str, ...] = ("marsunits.data.datamodule.MarsDataModule",)
+OWN_DATAMODULES: tuple[str, ...] = ("marsunits.data.datamodule.MarsDataModule",)
 
 
 def marsunits_datamodule(cfg: DictConfig) -> bool:
-    """Whether ``cfg.data`` builds one of :data:`MARSUNITS_DATAMODULES` (its ``_target_``, or another import
+    """Whether ``cfg.data`` builds one of :data:`OWN_DATAMODULES` (its ``_target_``, or another import
     path of the same class)."""
     data = cfg.get("data")
     target = data.get("_target_") if isinstance(data, DictConfig) else None
     if not isinstance(target, str):
         return False
-    if target in MARSUNITS_DATAMODULES:
+    if target in OWN_DATAMODULES:
         return True
     if not target.startswith("marsunits."):  # a user's class: not imported here
         return False
@@ -665,7 +665,7 @@ def marsunits_datamodule(cfg: DictConfig) -> bool:
         found = get_object(target)
     except Exception:  # noqa: BLE001 - a path that does not import is Hydra's to report
         return False
-    return any(found is get_object(own) for own in MARSUNITS_DATAMODULES)
+    return any(found is get_object(own) for own in OWN_DATAMODULES)
 
 
 def check_input_sizes(cfg: DictConfig) -> None:
