@@ -12,7 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -240,6 +242,63 @@ def test_stale_temporaries_behind_a_link_to_another_folder_are_not_touched(tmp_p
     assert remove_stale_temporaries(outside) == [stale]
 
 
+def _run_as_rank(rank: int, store: str, opts: object, conn: object) -> None:
+    """Run ``distributed._rank_main`` as rank ``rank`` of a two-process gloo group met through the file
+    ``store``, and send what it raised (its type's name, or None) back through ``conn``."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+
+    from marsunits.inference import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        distributed._rank_main(
+            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), opts
+        )  # type: ignore[arg-type]  # noqa: SLF001
+        conn.send(None)  # type: ignore[attr-defined]
+    except BaseException as exc:  # noqa: BLE001 - said to the test
+        conn.send(type(exc).__name__)  # type: ignore[attr-defined]
+    finally:
+        dist.destroy_process_group()
+
+
+def _two_ranks(
+    tmp_path: Path, ckpt: Path, target: Callable[..., None], *args: object, after: tuple[object, ...] = ()
+) -> tuple[Any, Path, list[object]]:
+    """Predict 8 images of 40x48 px on two forked ranks running ``target(rank, store, opts, *args, conn,
+    *after)``; return the options, the output folder and what each rank said (``"no answer"`` after 3
+    minutes)."""
+    import multiprocessing
+
+    from marsunits.inference.options import PredictOptions
+
+    try:
+        from .test_predict import make_cfg, save_rgb
+    except ImportError:
+        from test_predict import make_cfg, save_rgb  # type: ignore[no-redef]
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(8):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    fork = multiprocessing.get_context("fork")
+    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
+    ranks = [
+        fork.Process(target=target, args=(r, str(tmp_path / "store"), opts, *args, pipes[r][1], *after))
+        for r in range(2)
+    ]
+    for rank in ranks:
+        rank.start()
+    said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
+    for rank in ranks:
+        rank.join(30)
+        if rank.is_alive():
+            rank.kill()
+    return opts, out, said
+
+
 def _stopped_rank(
     rank: int, store: str, opts: object, stop_after: int, conn: object, rank1_stopped: object = None
 ) -> None:
@@ -248,13 +307,9 @@ def _stopped_rank(
     the rank raised back through ``conn``. ``rank1_stopped``: two events: rank 0 sets the first in its second
     image and then waits for the second (and a second more), which rank 1 sets, once the first is set, as
     it is stopped."""
-    from types import SimpleNamespace
-
-    import torch
-    import torch.distributed as dist
 
     from marsunits.errors import TerminatedError
-    from marsunits.inference import distributed, runner
+    from marsunits.inference import runner
 
     real_process = runner._Session.process
     done = [0]
@@ -275,16 +330,7 @@ def _stopped_rank(
         return real_process(self, f, item)
 
     runner._Session.process = process  # type: ignore[method-assign]
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    try:
-        distributed._rank_main(
-            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), opts
-        )  # type: ignore[arg-type]  # noqa: SLF001
-        conn.send(None)  # type: ignore[attr-defined]
-    except BaseException as exc:  # noqa: BLE001 - said to the test
-        conn.send(type(exc).__name__)  # type: ignore[attr-defined]
-    finally:
-        dist.destroy_process_group()
+    _run_as_rank(rank, store, opts, conn)
 
 
 def test_a_sharded_run_with_one_rank_stopped_reports_every_image_it_did_not_reach(
@@ -297,32 +343,8 @@ def test_a_sharded_run_with_one_rank_stopped_reports_every_image_it_did_not_reac
     reach (and those rank 0 did not, which stops too), and every rank ends with the stop (exit 143); the same
     command then finishes the folder."""
     import json
-    import multiprocessing
 
-    from marsunits.inference.options import PredictOptions
-
-    try:
-        from .test_predict import make_cfg, save_rgb
-    except ImportError:
-        from test_predict import make_cfg, save_rgb  # type: ignore[no-redef]
-
-    inp, out = tmp_path / "in", tmp_path / "out"
-    for i in range(8):
-        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
-    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
-    fork = multiprocessing.get_context("fork")
-    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
-    ranks = [
-        fork.Process(target=_stopped_rank, args=(r, str(tmp_path / "store"), opts, 1, pipes[r][1]))
-        for r in range(2)
-    ]
-    for rank in ranks:
-        rank.start()
-    said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
-    for rank in ranks:
-        rank.join(30)
-        if rank.is_alive():
-            rank.kill()
+    opts, out, said = _two_ranks(tmp_path, ckpt, _stopped_rank, 1)
     assert said == ["TerminatedError", "TerminatedError"], said
     summary = json.loads((out / "summary.json").read_text())
     # Rank 0 stops at its next image once rank 1 is stopped (how far it got is a matter of timing).
@@ -348,31 +370,9 @@ def test_a_rank_stopped_stops_the_other_ranks_at_their_next_image(tmp_path: Path
     import json
     import multiprocessing
 
-    from marsunits.inference.options import PredictOptions
-
-    try:
-        from .test_predict import make_cfg, save_rgb
-    except ImportError:
-        from test_predict import make_cfg, save_rgb  # type: ignore[no-redef]
-
-    inp, out = tmp_path / "in", tmp_path / "out"
-    for i in range(8):
-        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
-    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
     fork = multiprocessing.get_context("fork")
-    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
     events = (fork.Event(), fork.Event())
-    ranks = [
-        fork.Process(target=_stopped_rank, args=(r, str(tmp_path / "store"), opts, 1, pipes[r][1], events))
-        for r in range(2)
-    ]
-    for rank in ranks:
-        rank.start()
-    said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
-    for rank in ranks:
-        rank.join(30)
-        if rank.is_alive():
-            rank.kill()
+    _, out, said = _two_ranks(tmp_path, ckpt, _stopped_rank, 1, after=(events,))
     assert said == ["TerminatedError", "TerminatedError"], said
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"ok": 3, "error": 0, "skipped": 0, "total": 3, "not_reached": 5}
@@ -384,12 +384,8 @@ def _rank_of_a_job_stopped(rank: int, store: str, opts: object, conn: object) ->
     (a scheduler's time limit: SLURM signals every process of the job), rank 0 a second one as it writes the
     reports (``predict.py devices=2``'s launcher passing its own SIGTERM on to its ranks). Sends what the
     rank raised back through ``conn``."""
-    from types import SimpleNamespace
 
-    import torch
-    import torch.distributed as dist
-
-    from marsunits.inference import distributed, runner
+    from marsunits.inference import runner
 
     real_process, real_reports = runner._Session.process, runner._Session.write_reports
     done = [0]
@@ -408,16 +404,7 @@ def _rank_of_a_job_stopped(rank: int, store: str, opts: object, conn: object) ->
 
     runner._Session.process = process  # type: ignore[method-assign]
     runner._Session.write_reports = write_reports  # type: ignore[method-assign]
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    try:
-        distributed._rank_main(
-            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), opts
-        )  # type: ignore[arg-type]  # noqa: SLF001
-        conn.send(None)  # type: ignore[attr-defined]
-    except BaseException as exc:  # noqa: BLE001 - said to the test
-        conn.send(type(exc).__name__)  # type: ignore[attr-defined]
-    finally:
-        dist.destroy_process_group()
+    _run_as_rank(rank, store, opts, conn)
 
 
 def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_not_lose_them(
@@ -428,32 +415,8 @@ def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_no
     reports, and the run wrote none. A stopping rank now ignores later SIGTERMs (SIGKILL still ends it: the
     launcher's after its grace, the scheduler's after its own)."""
     import json
-    import multiprocessing
 
-    from marsunits.inference.options import PredictOptions
-
-    try:
-        from .test_predict import make_cfg, save_rgb
-    except ImportError:
-        from test_predict import make_cfg, save_rgb  # type: ignore[no-redef]
-
-    inp, out = tmp_path / "in", tmp_path / "out"
-    for i in range(8):
-        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
-    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
-    fork = multiprocessing.get_context("fork")
-    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
-    ranks = [
-        fork.Process(target=_rank_of_a_job_stopped, args=(r, str(tmp_path / "store"), opts, pipes[r][1]))
-        for r in range(2)
-    ]
-    for rank in ranks:
-        rank.start()
-    said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
-    for rank in ranks:
-        rank.join(30)
-        if rank.is_alive():
-            rank.kill()
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_of_a_job_stopped)
     # Rank 1 is stopped by its SIGTERM or, first, by rank 0's stop (then it ends without raising).
     assert said[0] == "TerminatedError" and said[1] in ("TerminatedError", None), said
     assert (out / "summary.json").is_file() and (out / "manifest.csv").is_file()
