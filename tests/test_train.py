@@ -2219,6 +2219,30 @@ def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_fol
         assert not logs.exists(), sorted(logs.rglob("*"))
 
 
+def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    """``ckpt_path=<a text file>`` (resume or ``train=false``) and ``init_ckpt_path=<a text file>`` passed the
+    check that the file is there and were refused only inside the run, after Hydra had made the run folder.
+    The file's first bytes (a zip archive or a pickle, as torch.save writes) are now checked first."""
+    logs = tmp_path / "logs"
+    notes = tmp_path / "notes.ckpt"
+    notes.write_text("the run I liked: logs/train/2026-12-06/checkpoints/best.ckpt\n")
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    for args, option, found in (
+        ([f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
+        (["train=false", f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
+        ([f"init_ckpt_path={notes}"], "init_ckpt_path", "starts with b'the '"),
+        ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
+    ):
+        proc = _train_py(tmp_path, *TINY, "logger=none", f"paths.log_dir={logs}", *args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        said = proc.stderr
+        assert f"train.py: error: {option}=" in said and "is not a checkpoint" in said, said[-2000:]
+        assert found in said and ".ckpt written by marsunits' train.py" in said, said[-2000:]
+        assert ("model package" in said) == (args[0] != f"ckpt_path={notes}"), said[-2000:]  # no resume
+        assert not logs.exists(), sorted(logs.rglob("*"))
+
+
 def test_resuming_after_the_data_changed_refuses_to_validate_on_trained_sols(tmp_path: Path) -> None:
     """Panoramas added to the data folder since a run began re-draw the sol-grouped split; the resumed run
     then validated on sols its network had trained on, silently, and kept best.ckpt by those scores."""

@@ -20,7 +20,13 @@ from marsunits.data.splits import merge_sols
 from marsunits.errors import MissingFileError
 from marsunits.file_digest import merge_image_keys
 from marsunits.model_package import is_package, load_package
-from marsunits.task import CheckpointError, SegmentationTask, default_normalisation, load_task
+from marsunits.task import (
+    CheckpointError,
+    SegmentationTask,
+    check_checkpoint_start,
+    default_normalisation,
+    load_task,
+)
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -106,16 +112,22 @@ def read_source(path: str | Path, option: str = "init_ckpt_path") -> Segmentatio
 
 
 def check_source_exists(path: str | Path, option: str = "init_ckpt_path") -> Path:
-    """``path`` (``~`` expanded) if it is a model package or a file, without reading it: the cheap check
-    :func:`read_source` makes first, which the command line also makes before Hydra creates the run folder
-    (``training.checked_start``); whether the file is a checkpoint is left to :func:`read_source`.
+    """``path`` (``~`` expanded) if it is a model package or a file that starts as a checkpoint does, reading
+    only its first bytes: the cheap check :func:`read_source` makes first, which the command line also makes
+    before Hydra creates the run folder (``training.checked_start``); whether the file is a whole checkpoint
+    is left to :func:`read_source`.
 
     Raises:
         MissingFileError: (a ``FileNotFoundError`` and a ``ConfigError``) neither a package nor a file
             (missing, or another folder); the message names ``option`` and what to give.
+        NotACheckpointError: (a ``CheckpointError`` and a ``ConfigError``) a file whose first bytes are not
+            those of a ``torch.save`` file (:func:`~marsunits.task.check_checkpoint_start`).
     """
     path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
-    if is_package(path) or path.is_file():
+    if is_package(path):  # its files are checked as the package is read
+        return path
+    if path.is_file():
+        check_checkpoint_start(path, option)  # a text file given as the checkpoint: four bytes read
         return path
     raise MissingFileError(
         f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "

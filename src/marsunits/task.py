@@ -913,6 +913,39 @@ def _damaged_member(path: Path) -> str | None:
     return None
 
 
+class NotACheckpointError(CheckpointError, ConfigError):
+    """A file named as a checkpoint does not even start as one (:func:`check_checkpoint_start`): a
+    :class:`CheckpointError`, and a :class:`~marsunits.errors.ConfigError` so that ``train.py`` refuses it
+    before Hydra makes the run folder."""
+
+
+#: The first bytes of a file ``torch.save`` writes: a zip archive (its format since torch 1.6), or the
+#: legacy pickle format, which starts with the pickle protocol opcode.
+_CHECKPOINT_STARTS: tuple[bytes, ...] = (b"PK\x03\x04", b"\x80")
+
+
+def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = True) -> None:
+    """Refuse a file whose first bytes are not those of a ``torch.save`` file (:data:`_CHECKPOINT_STARTS`):
+    a text file, an image or an empty file given as ``option``. Only four bytes are read, so the command line
+    can check before the run folder is made; whether the file is a whole marsunits checkpoint is left to
+    :func:`read_checkpoint`. ``package_ok``: the option also takes a model package folder (as advised).
+
+    Raises:
+        NotACheckpointError: naming ``option``, the file, what it starts with and what to give.
+    """
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if start.startswith(_CHECKPOINT_STARTS):
+        return
+    found = "is empty" if not start else f"starts with {start!r}"
+    raise NotACheckpointError(
+        f"{option}={path} is not a checkpoint: the file {found}, where a checkpoint written by torch.save "
+        "is a zip archive (PK\\x03\\x04) or a pickle (\\x80). Give a .ckpt written by marsunits' train.py "
+        "(<run dir>/checkpoints/best.ckpt or last.ckpt)"
+        + (" or a model package folder (python -m marsunits.export)." if package_ok else ".")
+    )
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A marsunits checkpoint's dict, read with ``torch.load(weights_only=True)`` after checking the zip
     archive's CRC of every member: torch does not, and a file with damaged bytes inside (a bad disk, a

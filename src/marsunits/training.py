@@ -45,6 +45,7 @@ from marsunits.fine_tuning import (
 from marsunits.progress_bar import run_progress_bar
 from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.slurm_world import launch_problem
+from marsunits.task import check_checkpoint_start
 from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.tracking.wandb_setup import check_wandb_modes
 from marsunits.user_paths import expand_home
@@ -80,7 +81,8 @@ def resolve_ckpt_path(
     side and stopped together (a job array) each resumed the newest of them, two into one W&B run.
 
     Raises:
-        ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found.
+        ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found;
+            :class:`~marsunits.task.NotACheckpointError` if the file does not start as a checkpoint does.
     """
     if ckpt_path in (None, "", "null"):
         return None
@@ -157,6 +159,7 @@ def resolve_ckpt_path(
                 f"from it with init_ckpt_path={ckpt_path}, or score it with train=false ckpt_path={ckpt_path}"
             )
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
+    check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
     return str(path)
 
 
@@ -756,13 +759,15 @@ def check_config_values(cfg: DictConfig) -> None:
 
 def check_checkpoint_files(cfg: DictConfig) -> None:
     """Refuse a ``ckpt_path`` or ``init_ckpt_path`` the run would read that names no file (nor model package
-    folder), without reading it: whether it is a checkpoint, and ``ckpt_path=last``, which looks for runs,
-    are the run's to judge. ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run, so not
-    checked. Through :func:`check_config_values`, the command line checks this before Hydra makes the run
-    folder: a missing file left one with only ``.hydra/`` and ``train.log``.
+    folder), or a file whose first bytes are not a checkpoint's (a text file), reading only those: whether
+    it is a whole checkpoint, and ``ckpt_path=last``, which looks for runs, are the run's to judge.
+    ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run, so not checked. Through
+    :func:`check_config_values`, the command line checks this before Hydra makes the run folder: a
+    missing file left one with only ``.hydra/`` and ``train.log``.
 
     Raises:
-        ConfigError: (a :class:`~marsunits.errors.MissingFileError` for a missing file) naming the option.
+        ConfigError: (a :class:`~marsunits.errors.MissingFileError` for a missing file, a
+            :class:`~marsunits.task.NotACheckpointError` for a text file) naming the option.
     """
     ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
     given = ckpt not in (None, "", "null")
