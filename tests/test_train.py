@@ -748,8 +748,13 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = compose_config("train", tmp_path, ["data=folder"])  # data.root is ??? in data/folder.yaml
-    with pytest.raises(ConfigError, match=r"data\.root not set .*add data\.root=\.\.\. to the command"):
+    with pytest.raises(
+        ConfigError, match=r"data\.root not set .*add data\.root=<folder> to the command"
+    ) as info:
         run(cfg)
+    # What the folder must hold, which the config's /path/to/folder placeholder did not say.
+    assert "images/<stem>" in str(info.value) and "masks/<stem>.png" in str(info.value), info.value
+    assert "project ids" in str(info.value), info.value
     assert not (tmp_path / "config.yaml").exists()
     # Hydra wraps what the task raises; train.py reports the cause in one line with status 2.
     for override, message in (
@@ -2217,6 +2222,26 @@ def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_fol
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert f"train.py: error: {option}=" in proc.stderr and "no such file or model package" in proc.stderr
         assert not logs.exists(), sorted(logs.rglob("*"))
+
+
+def test_a_missing_folder_root_names_the_value_given_and_what_the_folder_holds(tmp_path: Path) -> None:
+    """``data=folder data.root=<missing>`` advised ``data.root=/path/to/folder``, a placeholder, in place of
+    the user's value, and said only "images/ and masks/ sub-folders": the advice now shows the value given,
+    quoted for the shell, and what the folder must hold (masks in project ids)."""
+    missing = tmp_path / "sol 12"
+    proc = _train_py(
+        tmp_path,
+        "model=tiny",
+        "logger=none",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "data=folder",
+        f"data.root={missing}",
+    )
+    said = proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in said, said[-2000:]
+    assert f"root folder {missing} does not exist" in said, said[-2000:]
+    assert "/path/to/" not in said and f"`'data.root={missing}'`" in said, said[-2000:]
+    assert "images/<stem>" in said and "masks/<stem>.png" in said and "project ids" in said, said[-2000:]
 
 
 def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(tmp_path: Path) -> None:

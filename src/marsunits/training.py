@@ -731,8 +731,18 @@ def check_config_values(cfg: DictConfig) -> None:
     """
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # before anything is written or rendered: e.g. data=folder without data.root
-        overrides = " ".join(f"{k}=..." for k in missing)
-        raise ConfigError(f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command")
+        layout = ""
+        if "data.root" in missing and list(cfg.data.get("sources") or []) == ["folder"]:
+            from marsunits.data.folder import FOLDER_LAYOUT
+
+            # data=folder's root has no usual place: say what the folder must hold, not /path/to/folder.
+            layout = f", <folder> holding {FOLDER_LAYOUT} (data/README.md)"
+        overrides = " ".join(
+            "data.root=<folder>" if k == "data.root" and layout else f"{k}=..." for k in missing
+        )
+        raise ConfigError(
+            f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command{layout}"
+        )
     check_run_values(cfg)
     check_checkpoint_files(cfg)
     check_wandb_modes(cfg)

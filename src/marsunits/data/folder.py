@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from marsunits.data.store import LabelledImage
 from marsunits.errors import some_of
 from marsunits.user_paths import expand_home
 
-__all__ = ["check_root", "pair_by_stem", "scan_folder"]
+__all__ = ["FOLDER_LAYOUT", "check_root", "pair_by_stem", "scan_folder"]
 
 _SHOW = 5  # how many offending names an error lists
 
@@ -30,8 +31,18 @@ log = logging.getLogger(__name__)
 OTHER_RASTER_EXTENSIONS = (".bmp", ".webp", ".gif", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".ppm", ".pgm")
 
 
+#: What a ``data=folder`` root must hold, as its errors say it (data/README.md has the details).
+FOLDER_LAYOUT = (
+    "images/<stem>.<jpg|png|tif> and masks/<stem>.png of the same stems (subfolders allowed), the masks "
+    "uint8 project ids (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore; data.class_map=... for "
+    "other ids), optionally cameras/<stem>.json"
+)
+
+
 def check_root(root: str | Path, dataset: str, expected: str, under_data_root: bool = True) -> Path:
-    """Return ``root`` as a Path if it is a directory, else raise naming it and the config key to set.
+    """Return ``root`` as a Path if it is a directory, else raise naming it and the config key to set: with
+    ``under_data_root`` a ``data.root=/path/to/<dataset>`` to give, without it (``data=folder``, whose folder
+    has no usual name) the value given, ``root``, to correct.
 
     Args:
         root: dataset root folder.
@@ -47,6 +58,12 @@ def check_root(root: str | Path, dataset: str, expected: str, under_data_root: b
             if under_data_root
             else ""
         )
+        if not under_data_root:  # data=folder: no usual name to suggest; the user's own value to correct
+            given = shlex.join([f"data.root={root}"])
+            raise FileNotFoundError(
+                f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Give the "
+                f"folder that holds them in place of `{given}` on the command line, or make {path} so."
+            )
         raise FileNotFoundError(
             f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Set it with "
             f"`data.root=/path/to/{dataset}` on the command line{env}."
@@ -245,7 +262,7 @@ def scan_folder(
     Raises:
         ValueError: with ``sols_from_names``, a name that does not start with ``<sol>_`` (names it).
     """
-    path = check_root(root, dataset, "images/ and masks/ sub-folders", under_data_root=False)
+    path = check_root(root, dataset, FOLDER_LAYOUT, under_data_root=False)
 
     def sol_of(stem: str) -> int | None:
         if not sols_from_names:
