@@ -485,3 +485,81 @@ def test_a_sigterm_inside_an_image_read_s_fallback_stops_the_run(
     assert summary["counts"]["error"] == 0, _manifest(out)
     assert summary["counts"]["not_reached"] >= 1
     assert "terminated (SIGTERM)" in summary["stopped_early"]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_a_loader_worker_stopped_alone_stops_the_run_without_blaming_an_image(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """``num_workers=1``, the decoding worker alone given SIGTERM (or killed by another signal) while it reads
+    the second image: torch's SIGCHLD handler raised ``RuntimeError: DataLoader worker ... is killed by
+    signal`` inside the first image's prediction, which recorded it as that image's error row, and the next
+    read ended the run with a traceback. A SIGTERM now stops the run as a stop (reports written, the images
+    not reached counted, no error row); another death is one error saying a loader worker died, with
+    num_workers=0. The worker, which inherits predict_folder's SIGTERM handler, no longer raises
+    TerminatedError itself (ended with a traceback of its own): it ends at once on the signal."""
+    import json
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import predict_folder
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.predictor import ImageFileDataset, LoaderWorkerError
+
+    try:
+        from .test_predict import make_cfg
+    except ImportError:
+        from test_predict import make_cfg  # type: ignore[no-redef]
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(inp / f"im{i}.png")
+    real = ImageFileDataset.__getitem__
+    parent = os.getpid()
+
+    def getitem(self, index):  # type: ignore[no-untyped-def]
+        if index == 1 and os.getpid() != parent:  # in the worker only
+            os.kill(os.getpid(), signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+            time.sleep(5.0)
+        return real(self, index)
+
+    monkeypatch.setattr(ImageFileDataset, "__getitem__", getitem)
+    opts = PredictOptions.from_config(
+        make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=1", "allow_errors=true")
+    )
+    expected = TerminatedError if how == "sigterm" else LoaderWorkerError
+    with pytest.raises(expected) as info:
+        predict_folder(opts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["error"] == 0, (out / "manifest.csv").read_text()
+    assert summary["counts"]["not_reached"] >= 3, summary["counts"]
+    if how == "sigterm":
+        assert "terminated (SIGTERM)" in summary["stopped_early"], summary["stopped_early"]
+    else:
+        said = str(info.value)
+        assert "loader worker" in said and "num_workers=0" in said and "killed by signal" in said, said
+        assert "loader worker" in summary["stopped_early"], summary["stopped_early"]
+
+
+class _SigtermAction:
+    """A dataset of one item: the SIGTERM action of the process that reads it (a loader worker)."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> bool:
+        return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_loader_worker_ends_at_once_on_sigterm_instead_of_raising_the_runs_stop() -> None:
+    """A decoding worker inherited predict_folder's SIGTERM handler (``sigterm_raises``), so a SIGTERM to it
+    raised TerminatedError inside the worker, which is not where the run's reports are written. Workers now
+    take the signal's default action; the main process sees the death and stops the run as a stop."""
+    from marsunits.errors import sigterm_raises
+    from marsunits.inference.predictor import make_loader
+
+    with sigterm_raises():
+        (default,) = list(make_loader(_SigtermAction(), 1))  # type: ignore[arg-type]
+        assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL  # the main process keeps its handler
+    assert default is True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from marsunits.data.io import ImageReadError, read_image_noted
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, MarsUnitsError
 from marsunits.inference.output_settings import image_file_identity
 from marsunits.inference.runtime import ForwardFn, TorchForward
 from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
@@ -226,6 +227,43 @@ class ImageFileDataset(Dataset[LoadedImage]):
         return LoadedImage(index, image, None, time.perf_counter() - start, identity, note)
 
 
+class LoaderWorkerError(MarsUnitsError):
+    """A DataLoader worker decoding the images died (killed by a signal other than SIGTERM, or exited):
+    no image is to blame; the message says so and advises ``num_workers=0`` (decoding in the main process)."""
+
+
+def loader_worker_death(exc: BaseException) -> str | None:
+    """torch's message if ``exc`` says a DataLoader worker died, else None.
+
+    torch raises a plain ``RuntimeError`` for it, from its SIGCHLD handler wherever the main thread is
+    (``DataLoader worker (pid N) is killed by signal: Terminated.``, inside an image's prediction, which
+    recorded it as that image's error) or from the next read (``... exited unexpectedly``); its message is
+    the only mark. The read's error comes while the handler's is handled, so the signal is said in the one
+    before it (``__context__``), whose message this returns then.
+    """
+    deaths: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(deaths) < 5:
+        if isinstance(seen, RuntimeError) and str(seen).startswith("DataLoader worker (pid"):
+            deaths.append(str(seen))
+        seen = seen.__context__
+    if not deaths or deaths[0] != str(exc):
+        return None
+    return next((d for d in deaths if "killed by signal" in d), deaths[0])
+
+
+def killed_by_sigterm(death: str) -> bool:
+    """Whether :func:`loader_worker_death`'s message is that of a worker ended by SIGTERM."""
+    return "killed by signal: Terminated" in death
+
+
+def _worker_init(worker_id: int) -> None:
+    """A decoding worker ends at once on SIGTERM (the signal's default action), leaving the stop to the main
+    process, which reports it (:func:`loader_worker_death`): the worker inherits the main process's handler
+    (``sigterm_raises``), and a ``TerminatedError`` raised in the worker ended it with a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def check_file_size(path: Path, max_file_mb: float | None) -> None:
     """Refuse a file above ``max_file_mb`` megabytes before reading it.
 
@@ -265,12 +303,18 @@ def make_loader(dataset: ImageFileDataset, num_workers: int) -> DataLoader[Any]:
 
     With workers, ``prefetch_factor=1`` bounds the decoded images waiting in memory to ``num_workers``.
     Workers are not persistent: one loader serves one run (one pass), so there is nothing to keep them
-    alive for. Pinning happens per window batch in :func:`~marsunits.inference.tiling.sliding_window`
+    alive for. A worker given SIGTERM ends at once (:func:`_worker_init`); its death reaches the main process
+    as torch's ``RuntimeError`` (:func:`loader_worker_death`).
+    Pinning happens per window batch in :func:`~marsunits.inference.tiling.sliding_window`
     (the decoded item is a numpy array, not what is copied to the GPU).
     """
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
-    extra: dict[str, Any] = {"prefetch_factor": 1, "persistent_workers": False} if num_workers else {}
+    extra: dict[str, Any] = (
+        {"prefetch_factor": 1, "persistent_workers": False, "worker_init_fn": _worker_init}
+        if num_workers
+        else {}
+    )
     return DataLoader(
         dataset, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_single, **extra
     )

@@ -112,7 +112,10 @@ from marsunits.inference.output_settings import (
 from marsunits.inference.predictor import (
     ImageFileDataset,
     LoadedImage,
+    LoaderWorkerError,
     Predictor,
+    killed_by_sigterm,
+    loader_worker_death,
     make_loader,
     resolve_num_workers,
     select_device,
@@ -845,7 +848,23 @@ class _Session:
         with progress:
             bar = progress.add_task("predict", total=len(todo), rate="")
             try:
-                self._predict_loop(todo, loader, progress, bar)
+                try:
+                    self._predict_loop(todo, loader, progress, bar)
+                except RuntimeError as exc:
+                    death = loader_worker_death(exc)
+                    if death is None:
+                        raise
+                    if killed_by_sigterm(death):  # the worker alone was stopped: the run stops as a stop
+                        raise TerminatedError from exc
+                    done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
+                    self.stopped_early = (
+                        f"stopped after {done} of the {len(todo)} images it had to predict: a loader worker "
+                        f"decoding the images died ({death.rstrip('.')}; no image is to blame; out of "
+                        "memory?); "
+                        "run the same command again to go on (finished images are skipped), with "
+                        "num_workers=0 to decode in the main process"
+                    )
+                    raise LoaderWorkerError(f"The run {self.stopped_early}.") from exc
             except (KeyboardInterrupt, TerminatedError, _StoppedWithTheRun) as stop:
                 done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
                 if not self.opts.overwrite:
@@ -895,6 +914,8 @@ class _Session:
                     self.stopped_early = str(exc)
                     raise
                 except (ImageReadError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+                    if loader_worker_death(exc) is not None:  # torch's SIGCHLD handler: not this image's
+                        raise
                     log.debug("prediction of %s failed", f.path, exc_info=True)
                     # Our own errors (camera files, images) are sentences for the user; anything else keeps
                     # its type, which is what a bug report needs.
