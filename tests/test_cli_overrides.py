@@ -836,3 +836,19 @@ def test_every_marsunits_environment_variable_the_code_reads_is_in_the_readme() 
         if name not in _SET_BY_MARSUNITS and not re.search(rf"\b{name}\b", readme)
     }
     assert missing == {}, f"read by the code, not in README.md: {missing}"
+
+
+def test_a_config_folder_under_a_home_that_is_no_user_s_is_read_as_given(tmp_path: Path) -> None:
+    """``-cp``/``-cd`` go through :func:`~marsunits.user_paths.expand_home` as every other path: pathlib's own
+    ``expanduser`` raised RuntimeError for ``~name`` naming no user, where Hydra reads the folder as given."""
+    from marsunits.cli_overrides import primary_config
+
+    folder, name, added = primary_config(["-cp", "~no_such_user_zz/conf"], tmp_path / "configs") or (
+        None,
+        "",
+        [],
+    )
+    assert folder == tmp_path / "~no_such_user_zz" / "conf" and name == "train" and added == []
+    assert (
+        primary_config(["-cd", "~no_such_user_zz/more"], tmp_path / "configs") is None
+    )  # no train.yaml there

@@ -806,6 +806,8 @@ def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str, li
     a ``--config-dir``/``-cd`` folder, which Hydra adds to its search path after the primary folder, is
     added as ``hydra.searchpath`` (the same place). None where that would replace a search path the
     command or the primary config sets itself: not composed here."""
+    from marsunits.user_paths import expand_home
+
     folder, name, added = config_dir, "train", None
     args = list(argv)
     for i, arg in enumerate(args):
@@ -818,10 +820,10 @@ def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str, li
             if flags[0] == "-cn":
                 name = value.removesuffix(".yaml")
             elif flags[0] == "-cp":
-                given = Path(value).expanduser()
+                given = expand_home(value)
                 folder = given if given.is_absolute() else config_dir.parent / given
             else:
-                added = Path(value).expanduser().resolve()
+                added = expand_home(value).resolve()
     if added is None:
         return folder, name, []
     if any(a.lstrip("+").startswith("hydra.searchpath") for a in args):
