@@ -1033,13 +1033,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if training:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
-    divisor, check_sizes = (
-        getattr(task, "size_divisor", None),
-        getattr(datamodule, "check_size_divisor", None),
-    )
-    if isinstance(divisor, int) and callable(
-        check_sizes
-    ):  # the network built (train=false: the checkpoint's)
+    # The sizes against the network built (train=false: the checkpoint's, not the model config's).
+    divisor = getattr(task, "size_divisor", None)
+    check_sizes = getattr(datamodule, "check_size_divisor", None)
+    if isinstance(divisor, int) and callable(check_sizes):
         try:
             check_sizes(divisor)
         except ValueError as refused:
