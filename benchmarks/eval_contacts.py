@@ -19,8 +19,8 @@ Training uses seeds derived from ``data.seed`` (0 by default) through ``SeedSequ
 validation/test use offsets of about 10^6; seed 777 is none of those. Writes ``--json``; without it
 ``benchmarks/eval_contacts.json`` (the README's default column) only when the run repeats the measurement that
 file records (the same checkpoint file, number of scenes, seed, size, minimum mapping unit and ``--set``
-overrides), else ``benchmarks/eval_contacts_<what differs>.json`` (:func:`result_file`), and says which
-before measuring.
+overrides that change predict.py's configuration: :func:`changing_overrides`), else
+``benchmarks/eval_contacts_<what differs>.json`` (:func:`result_file`), and says which before measuring.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ from marsunits.data.synthetic import SceneConfig, generate_dataset
 from marsunits.user_paths import expand_home
 
 REPO = Path(__file__).resolve().parents[1]
+#: predict.py's configurations (the code's own, whatever repository ``REPO`` names).
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUND_RANGE_M = 15.0
 #: Edges of the ground-range bins of the by-range breakdown, metres (the last bin is open).
 RANGE_BINS_M = (0.0, 4.0, 8.0, 12.0, 18.0, 30.0)
@@ -243,6 +245,43 @@ def result_file(settings: dict[str, object], ckpt: Path, given_ckpt: str) -> tup
     )
 
 
+def changing_overrides(overrides: list[str], fixed: list[str]) -> list[str]:
+    """The ``--set`` overrides that change the configuration predict.py runs with, in their order.
+
+    An override is left out when the configuration composed without it is the same: it gives the value
+    predict.py has anyway (``configs/predict.yaml`` with this script's own ``fixed`` overrides, e.g.
+    ``--set tta=false``), or a later ``--set`` of the same key replaces it. Such a run repeats the
+    measurement without them, and went to a file of its own (``eval_contacts_tta-false.json``) instead of
+    the README's default column. Overrides Hydra cannot compose are all kept: predict.py says what is wrong
+    with them.
+    """
+    if not overrides:
+        return []
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    kept = list(overrides)
+    with initialize_config_dir(version_base=None, config_dir=str(CONFIGS), job_name="eval_contacts"):
+
+        def composed(chosen: list[str]) -> object:
+            return OmegaConf.to_container(compose("predict", overrides=[*fixed, *chosen]), resolve=False)
+
+        try:
+            reference = composed(kept)
+            # Until none can go: ``tta=true tta=false`` loses the first, then the second gives the default.
+            while True:
+                for i in reversed(range(len(kept))):
+                    if composed(kept[:i] + kept[i + 1 :]) == reference:
+                        kept = kept[:i] + kept[i + 1 :]
+                        break
+                else:
+                    break
+        except (HydraException, OmegaConfBaseException):
+            return list(overrides)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -301,13 +340,15 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--set {override}: min_unit_area_px must be a whole number of pixels, e.g. 200")
     if args.min_unit_area is None:
         args.min_unit_area = int(OmegaConf.load(REPO / "configs" / "predict.yaml").min_unit_area_px)
+    fixed = ["num_workers=0", "precision=32", f"min_unit_area_px={args.min_unit_area}"]
+    predict_overrides = changing_overrides(args.set, fixed)
     if args.json is None:
         settings = {
             "scenes": args.n,
             "seed": args.seed,
             "size": f"{width}x{height}",
             "min_unit_area_px": args.min_unit_area,
-            "predict_overrides": args.set,
+            "predict_overrides": predict_overrides,
         }
         destination, said = result_file(settings, ckpt, args.ckpt)
         args.json = str(destination)
@@ -326,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             f"input_dir={scenes / 'images'}",
             f"output_dir={out}",
             f"labels_dir={scenes / 'masks'}",
-            "num_workers=0",
-            "precision=32",
-            f"min_unit_area_px={args.min_unit_area}",
+            *fixed,
             *args.set,
             f"hydra.run.dir={Path(tmp) / 'hydra'}",
         ]
@@ -386,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": f"{width}x{height}",
         "checkpoint": recorded_checkpoint(ckpt),
         "min_unit_area_px": args.min_unit_area,
-        "predict_overrides": args.set,
+        "predict_overrides": predict_overrides,
         "extraction_mean_distance_px": float(np.mean(extraction)) if extraction else None,
         "extraction_to_truth_mean_px": float(np.mean(extraction_to_truth)) if extraction_to_truth else None,
         "boundary_f1_3px": overall.get("boundary_f1"),

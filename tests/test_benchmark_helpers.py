@@ -655,6 +655,25 @@ def test_eval_contacts_default_column_refreshed_from_another_folder_is_still_rec
     assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
 
 
+def test_eval_contacts_overrides_that_change_nothing_repeat_the_default_column(tmp_path, monkeypatch, capsys):
+    """``--set tta=false`` (predict.py's own value), or a ``--set`` a later one of the same key replaces,
+    repeats the README's default measurement: it wrote ``eval_contacts_tta-false.json`` instead of
+    refreshing the default column. Only the overrides that change predict.py's configuration are recorded
+    and name a file."""
+    eval_contacts, _ = _fake_eval_contacts(tmp_path, monkeypatch)
+    bench = tmp_path / "benchmarks"
+    same = ["--ckpt", str(tmp_path / "runs" / "default.ckpt"), "--n", "256", "--min-unit-area", "200"]
+    eval_contacts.main([*same, "--set", "tta=false", "--set", "precision=32"])
+    assert f"result file {bench / 'eval_contacts.json'}" in capsys.readouterr().out
+    assert json.loads((bench / "eval_contacts.json").read_text())["predict_overrides"] == []
+    eval_contacts.main([*same, "--set", "tta=true", "--set", "overlap=0.5", "--set", "tta=false"])
+    assert json.loads((bench / "eval_contacts_overlap-0.5.json").read_text())["predict_overrides"] == [
+        "overlap=0.5"
+    ]
+    assert sorted(p.name for p in bench.iterdir()) == ["eval_contacts.json", "eval_contacts_overlap-0.5.json"]
+    assert eval_contacts.changing_overrides(["no_such_key=1"], []) == ["no_such_key=1"]  # predict.py says why
+
+
 def test_eval_contacts_two_checkpoints_of_the_same_name_get_two_result_files(tmp_path, monkeypatch, capsys):
     """Without --json, two checkpoints named alike (``a/best.ckpt`` and ``b/best.ckpt``, a checkpoint copied
     to /tmp as the README's mmu2 runs were, or the same trial number of two sweeps) both went to
