@@ -427,6 +427,19 @@ def test_an_exact_tie_row_lies_on_unit_zeros_side_as_in_the_mask(sigma):
     assert (y > 10.5).all() and (y < 11.5).all()
 
 
+def test_a_float64_near_tie_keeps_the_side_its_argmax_gives():
+    # Row 10 is unit 1 by 2e-12 in float64 (the mask's argmax of these probabilities), a tie in float32: the
+    # contact passes between rows 9 and 10, not between rows 10 and 11 as the float32 tie (unit 0) made it.
+    p = np.zeros((3, 24, 24), np.float64)
+    p[0, :10] = 1.0
+    p[1, 11:] = 1.0
+    p[0, 10], p[1, 10] = 0.5 - 1e-12, 0.5 + 1e-12
+    assert (np.argmax(p, axis=0)[10] == 1).all()
+    (line,) = extract_contacts(p, ContactConfig(smoothing_sigma_px=0.0, simplify_tolerance_px=0.0))
+    y = line.pixels[:, 1]
+    assert (y > 9.5).all() and (y < 10.5).all()
+
+
 def test_a_tie_column_joining_two_unit_zero_blocks_gives_one_island_like_the_mask():
     # Two unit-0 blocks in unit 1, joined by a column of exact ties: the mask holds one unit-0 island, so the
     # contact is one closed line around it that holds every unit-0 pixel centre and no unit-1 centre. With

@@ -231,7 +231,8 @@ def extract_contacts(
             in the wrong place, without a word.
         TypeError: ``config`` is not a :class:`ContactConfig` (a dict of its fields: ``ContactConfig(**it)``).
 
-    Memory and time: the whole-image fields (smoothed ``p0 - p1`` and ``p0 + p1``) are float32, and contour
+    Memory and time: the whole-image fields (smoothed ``p0 - p1`` and ``p0 + p1``) are float32 (float64 for
+    float64 ``probs``, whose near-ties keep the side their argmax gives them), and contour
     tracing, gradients and distances to invalid pixels are computed only on crops around the places where both
     units meet (see :func:`_contact_zones`), so a 12,000 x 1,600 panorama needs about 20 bytes per pixel.
     """
@@ -271,14 +272,17 @@ def extract_contacts(
     if H < 2 or W < 2:  # a strip one pixel thin has no iso-line (scikit-image refused it: an error row)
         return []
     all_ok = bool(ok.all())
+    # float64 probabilities keep their resolution: in float32, p0 and p1 closer than its rounding became a
+    # tie (unit 0) where the float64 argmax of the same probabilities gives unit 1.
+    work = np.float64 if probs.dtype == np.float64 else np.float32
 
     def smoothed(channel: np.ndarray) -> np.ndarray:
-        p = np.array(channel, dtype=np.float32)  # a copy, zeroed where invalid
+        p = np.array(channel, dtype=work)  # a copy, zeroed where invalid
         if not all_ok:
             p[~ok] = 0.0
         if cfg.smoothing_sigma_px > 0:
             # mode="nearest" so the image border does not read as a drop in probability.
-            p = ndimage.gaussian_filter(p, cfg.smoothing_sigma_px, mode="nearest", output=np.float32)
+            p = ndimage.gaussian_filter(p, cfg.smoothing_sigma_px, mode="nearest", output=work)
         return p
 
     dom = smoothed(probs[0])
