@@ -179,8 +179,8 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
     other = sorted(p.relative_to(sharded).as_posix() for p in sharded.rglob("*") if p.is_file())
     assert files == other
     assert ".predict.claim" not in files  # the claim on output_dir ends with the run
-    masks = [f for f in files if f.endswith((".mask.png", ".overlay.png", ".contact.geojson"))]
-    assert len(masks) == 3 * len(sizes) and "contact_map.geojson" in files
+    masks = [f for f in files if f.endswith((".mask.png", ".overlay.png", ".thumb.jpg", ".contact.geojson"))]
+    assert len(masks) == 4 * len(sizes) and "contact_map.geojson" in files
     masks.append("contact_map.geojson")
     for rel in masks:
         assert (single / rel).read_bytes() == (sharded / rel).read_bytes(), rel

@@ -401,7 +401,12 @@ def test_an_overwrite_run_leaves_another_runs_folder_inside_its_own_alone(tmp_pa
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0
     assert sorted(p.name for p in (out / "sol_0100").glob("b.*")) == nested
-    assert {p.name for p in out.glob("a.*")} == {"a.mask.png", "a.overlay.png", "a.contact.geojson"}
+    assert {p.name for p in out.glob("a.*")} == {
+        "a.mask.png",
+        "a.overlay.png",
+        "a.thumb.jpg",
+        "a.contact.geojson",
+    }
 
 
 def test_a_note_on_how_an_input_was_read_is_said_once_from_a_loader_worker(
@@ -453,12 +458,12 @@ def test_finished_overwrite_leaves_only_its_own_outputs(tmp_path: Path, ckpt: Pa
     per_image = sorted(
         p.relative_to(out).as_posix()
         for p in out.rglob("*")
-        if p.name.endswith((".mask.png", ".overlay.png", ".contact.geojson", ".prob.tif"))
+        if p.name.endswith((".mask.png", ".overlay.png", ".thumb.jpg", ".contact.geojson", ".prob.tif"))
     )
     assert per_image == [
         f"{stem}{suffix}"
         for stem in ("a", "sub/b")
-        for suffix in (".contact.geojson", ".mask.png", ".overlay.png")
+        for suffix in (".contact.geojson", ".mask.png", ".overlay.png", ".thumb.jpg")
     ]
     assert (out / "sub" / "notes.txt").read_text() == "the user's own file"  # not ours: untouched
     record = json.loads((out / SETTINGS_NAME).read_text())
@@ -479,6 +484,67 @@ def test_finished_overwrite_leaves_only_its_own_outputs(tmp_path: Path, ckpt: Pa
         )
         == 0
     )
+
+
+def test_the_gallery_shows_small_thumbnails_linking_the_overlays_and_resume_needs_none(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """index.html showed every image's full-size overlay: hundreds of MB for a folder of panoramas. Each
+    image gets ``<stem>.thumb.jpg`` (the overlay, longest side THUMBNAIL_PX), shown by its card, which links
+    to the overlay; a folder predicted before thumbnails (one missing) resumes without predicting again, and
+    its card shows the overlay. An input named like a thumbnail is an image like any other."""
+    from marsunits.inference import writers
+
+    monkeypatch.setattr(writers, "THUMBNAIL_PX", 48)  # images kept tiny: 48 px stands for 512
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "wide.png", 40, 130, seed=1)
+    save_rgb(inp / "sub" / "tall.png", 100, 60, seed=2)
+    save_rgb(inp / "small.png", 30, 20, seed=3)  # smaller than a thumbnail: kept at its size
+    save_rgb(inp / "wide.thumb.jpg", 40, 50, seed=4)  # an input, not wide.png's thumbnail
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert {r["status"] for r in read_manifest(out).values()} == {"ok"} and len(read_manifest(out)) == 4
+    for stem, longest in (("wide", 48), ("sub/tall", 48), ("small", 30), ("wide.thumb", 48)):
+        with Image.open(out / f"{stem}.overlay.png") as im:
+            overlay = np.asarray(im.convert("RGB"))
+        with Image.open(out / f"{stem}.thumb.jpg") as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            thumb = np.asarray(im)
+        (h, w), (th, tw) = overlay.shape[:2], thumb.shape[:2]
+        assert max(th, tw) == longest
+        assert abs(tw - w * th / h) <= 1 and abs(th - h * tw / w) <= 1  # the overlay's aspect, to a pixel
+        shrunk = np.asarray(Image.fromarray(overlay).resize((tw, th), Image.Resampling.LANCZOS), dtype=float)
+        # The overlay's picture (random pixels: JPEG keeps them only roughly), its colours kept on average.
+        assert np.corrcoef(thumb.ravel(), shrunk.ravel())[0, 1] > 0.6
+        assert np.abs(thumb.mean(axis=(0, 1)) - overlay.mean(axis=(0, 1))).max() < 2
+    page = (out / "index.html").read_text()
+    for stem in ("wide", "sub/tall", "small", "wide.thumb"):
+        assert f'<a href="{stem}.overlay.png"><img src="{stem}.thumb.jpg"' in page
+
+    # A folder predicted before thumbnails existed: resumed, nothing predicted again, the overlay shown.
+    (out / "wide.thumb.jpg").unlink()
+    (out / "sub" / "tall.thumb.jpg").unlink()
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*.mask.png")}
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mask.png")} == written
+    assert not (out / "wide.thumb.jpg").exists() and not (out / "sub" / "tall.thumb.jpg").exists()
+    page = (out / "index.html").read_text()
+    assert '<a href="wide.overlay.png"><img src="wide.overlay.png"' in page
+    assert '<a href="sub/tall.overlay.png"><img src="sub/tall.overlay.png"' in page
+    assert '<a href="small.overlay.png"><img src="small.thumb.jpg"' in page
+    assert '<a href="wide.thumb.overlay.png"><img src="wide.thumb.thumb.jpg"' in page
+    # No thumbnail is taken for the output of an input removed since (nor the missing ones for a change).
+    assert not [r for r in caplog.records if "output file(s)" in r.getMessage()], caplog.text
+
+    # overwrite=true writes every thumbnail again and removes that of an input removed since.
+    (inp / "small.png").unlink()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.thumb.jpg")) == [
+        "sub/tall.thumb.jpg",
+        "wide.thumb.jpg",
+        "wide.thumb.thumb.jpg",
+    ]
 
 
 def _ctrl_c() -> None:

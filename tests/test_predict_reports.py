@@ -556,6 +556,7 @@ def test_an_image_replaced_by_an_unreadable_file_loses_the_old_images_outputs(
     assert {p.name for p in out.glob("y.*")} == {
         "y.mask.png",
         "y.overlay.png",
+        "y.thumb.jpg",
         "y.contact.geojson",
         "y.prob.tif",
     }
@@ -703,7 +704,7 @@ def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["error"] == 1
     assert sum(summary["unit_fractions"].values()) == pytest.approx(1.0)  # its mask counts in the shares
-    assert f'src="{name}.overlay.png"' in (out / "index.html").read_text()
+    assert f'<a href="{name}.overlay.png"><img src="{name}.thumb.jpg"' in (out / "index.html").read_text()
 
     written = mask.stat().st_mtime_ns
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 1  # not fixed: said again, not redone
@@ -739,6 +740,23 @@ def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
     border, full = page.split("<figure")[1:]
     assert "<td>no data</td><td>15.0%</td>" in border
     assert "no data" not in full  # every pixel has a class
+
+
+def test_a_gallery_card_shows_its_thumbnail_linking_the_overlay_or_the_overlay_without_one() -> None:
+    """The cards showed the full-size overlays (a page of panoramas loaded hundreds of MB): a card shows
+    ``<stem>.thumb.jpg`` where it exists and links to the overlay; without one (an image predicted by an older
+    version, skipped on resume) it shows the overlay. Names are percent-encoded as the other links are."""
+    from marsunits.inference.gallery import render_gallery
+
+    def row(name: str) -> dict[str, object]:
+        return {"path": name, "status": "ok", "width": 8, "height": 8, "n_contacts": 0}
+
+    names = ["a b/x.png", os.fsdecode(b"caf\xe9.png"), "old.png"]
+    page = render_gallery([row(n) for n in names], "t", "summary", thumbnails={names[0], names[1]})
+    spaced, latin1, old = page.split("<figure")[1:]
+    assert '<a href="a%20b/x.overlay.png"><img src="a%20b/x.thumb.jpg"' in spaced
+    assert '<a href="caf%E9.overlay.png"><img src="caf%E9.thumb.jpg"' in latin1
+    assert '<a href="old.overlay.png"><img src="old.overlay.png"' in old and "thumb" not in old
 
 
 def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) -> None:
@@ -1015,19 +1033,20 @@ def test_write_prediction_removes_the_old_mask_first_and_writes_the_new_one_last
 
         monkeypatch.setattr(writers, name, call)
 
-    for name in ("write_probabilities", "write_contacts", "write_png_atomic"):
+    for name in ("write_probabilities", "write_contacts", "write_png_atomic", "write_thumbnail"):
         spy(name, getattr(writers, name))
     probs = np.full((3, 6, 8), 1 / 3, np.float32)
     mask = np.zeros((6, 8), np.uint8)
     image = np.zeros((6, 8, 3), np.float32)
     identity = {"bytes": 10, "mtime_ns": 123, "sha256": "d" * 64}
     write_prediction(paths, image, probs, mask, [], save_probabilities=True, image_file=identity)
-    assert order == ["a.prob.tif", "a.contact.geojson", "a.overlay.png", "a.mask.png"]
+    assert order == ["a.prob.tif", "a.contact.geojson", "a.overlay.png", "a.thumb.jpg", "a.mask.png"]
     members = json_module.loads(paths.contact.read_text())
     assert members["image_file"] == {"bytes": 10, "mtime_ns": 123} and members["image_sha256"] == "d" * 64
     order.clear()
     write_prediction(paths, image, probs, mask, [], save_probabilities=False)
-    assert order == ["a.contact.geojson", "a.overlay.png", "a.mask.png"] and not paths.prob.exists()
+    assert order == ["a.contact.geojson", "a.overlay.png", "a.thumb.jpg", "a.mask.png"]
+    assert not paths.prob.exists()
 
 
 def test_an_output_name_of_exactly_the_filesystems_limit_is_accepted(tmp_path: Path) -> None:
@@ -1138,7 +1157,7 @@ def test_an_overwrite_run_removes_no_output_of_another_input_folder(
     save_rgb(tmp_path / "sol101" / "gone.png", 40, 48, seed=3)
     assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol100", out)) == 0
     first = {p.name: p.read_bytes() for p in out.glob("a.*")}
-    assert len(first) == 3
+    assert len(first) == 4  # mask, overlay, thumbnail, contacts
     caplog.clear()
     assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out)) == 0
     assert f"holds outputs predicted from another input_dir, {tmp_path / 'sol100'}" in caplog.text
@@ -1149,8 +1168,8 @@ def test_an_overwrite_run_removes_no_output_of_another_input_folder(
         == 0
     )
     assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first  # the other folder's are kept
-    assert (out / "b.prob.tif").is_file() and len(list(out.glob("gone.*"))) == 3
-    assert "left 6 output file(s)" in caplog.text and str(tmp_path / "sol100") in caplog.text
+    assert (out / "b.prob.tif").is_file() and len(list(out.glob("gone.*"))) == 4
+    assert "left 8 output file(s)" in caplog.text and str(tmp_path / "sol100") in caplog.text
     assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "overwrite=true")) == 0
     assert not (out / "b.prob.tif").exists()  # this run's own images' outputs it did not write still go
     assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first
@@ -1483,14 +1502,14 @@ def test_a_re_run_names_the_outputs_of_inputs_removed_since(
     with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
         run(make_cfg(tmp_path, ckpt, inp, out))
     said = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
-    assert len(said) == 1 and "3 output file(s)" in said[0] and "overwrite=true" in said[0], said
-    assert "sub/gone.mask.png" in said[0]
+    assert len(said) == 1 and "4 output file(s)" in said[0] and "overwrite=true" in said[0], said
+    assert "sub/gone.mask.png" in said[0] and "sub/gone.thumb.jpg" in said[0]
     assert list(read_manifest(out)) == ["keep.png"] and (out / "sub" / "gone.mask.png").exists()
     caplog.clear()
     with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
         run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
     assert not [r for r in caplog.records if "no longer" in r.getMessage()]
-    assert not (out / "sub" / "gone.mask.png").exists()
+    assert not (out / "sub" / "gone.mask.png").exists() and not (out / "sub" / "gone.thumb.jpg").exists()
 
 
 def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
@@ -1508,11 +1527,11 @@ def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
     with caplog.at_level("INFO", logger="marsunits.inference.runner"):
         run(make_cfg(tmp_path, ckpt, inp, out, "patterns=[jpg]"))
     removed = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
-    assert len(removed) == 1 and "3 output file(s)" in removed[0] and "gone.mask.png" in removed[0], removed
+    assert len(removed) == 1 and "4 output file(s)" in removed[0] and "gone.mask.png" in removed[0], removed
     assert "kept." not in removed[0]
     left_out = [r for r in caplog.records if "leaves out" in r.getMessage()]
     assert len(left_out) == 1 and left_out[0].levelname == "INFO", left_out
-    assert "3 output file(s)" in left_out[0].getMessage() and "patterns=[jpg]" in left_out[0].getMessage()
+    assert "4 output file(s)" in left_out[0].getMessage() and "patterns=[jpg]" in left_out[0].getMessage()
     assert (out / "kept.mask.png").exists()
 
 

@@ -496,23 +496,30 @@ def test_an_output_name_taken_by_a_folder_is_an_error_row_naming_it_whatever_the
     ``b.png`` with ``save_probabilities=true`` beside ``b.prob.tif/`` wrote its file first, so the
     folder's images failed instead (which one failed hung on the order of the names)."""
     inp, out = tmp_path / "in", tmp_path / "out"
-    for name in ("x.png", "x.mask.png/inner.png", "y.png", "b.png", "b.prob.tif/deep.png", "zz.png"):
+    names = ("x.png", "x.mask.png/inner.png", "y.png", "b.png", "b.prob.tif/deep.png", "zz.png", "t.png")
+    for name in (*names, "u.png", "u.thumb.jpg/inner.png"):
         save_rgb(inp / name, 24, 32)
     (out / "y.overlay.png").mkdir(parents=True)  # made by hand, empty
+    (out / "t.thumb.jpg").mkdir(parents=True)  # the thumbnail is no completion marker, but is written
     assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 1
     rows = read_manifest(out)
     assert {k: r["status"] for k, r in rows.items()} == {
         "b.png": "error",
         "b.prob.tif/deep.png": "ok",
+        "t.png": "error",
+        "u.png": "error",
+        "u.thumb.jpg/inner.png": "ok",
         "x.mask.png/inner.png": "ok",
         "x.png": "error",
         "y.png": "error",
         "zz.png": "ok",
     }
+    assert f"{out / 't.thumb.jpg'} is a folder" in rows["t.png"]["message"]
+    assert "input_dir/u.thumb.jpg/" in rows["u.png"]["message"]
     assert "b.prob.tif" in rows["b.png"]["message"] and "input_dir/b.prob.tif/" in rows["b.png"]["message"]
     assert "x.mask.png" in rows["x.png"]["message"] and "rename" in rows["x.png"]["message"]
     assert f"{out / 'y.overlay.png'} is a folder" in rows["y.png"]["message"]
-    assert not [p for p in out.glob("[bxy].*.*") if p.is_file()]  # no refused image's outputs half-written
+    assert not [p for p in out.glob("[bxytu].*.*") if p.is_file()]  # no refused image's outputs half-written
     assert read_mask(out / "b.prob.tif" / "deep.mask.png").shape == (24, 32)
 
 

@@ -75,7 +75,7 @@ def _outputs(out: Path) -> dict[str, bytes]:
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in out.rglob("*")
-        if p.is_file() and p.name.endswith((".mask.png", ".overlay.png", ".contact.geojson"))
+        if p.is_file() and p.name.endswith((".mask.png", ".overlay.png", ".thumb.jpg", ".contact.geojson"))
     }
 
 
@@ -157,7 +157,7 @@ def test_killed_prediction_resumes_to_identical_outputs(tmp_path: Path, ckpt: Pa
 
     subprocess.run(_command(ckpt, inp, out, tmp_path / "h2"), env=_env(), check=True, capture_output=True)
     assert _outputs(out) == _outputs(ref)
-    assert len(_outputs(out)) == 3 * N_IMAGES
+    assert len(_outputs(out)) == 4 * N_IMAGES
     assert _manifest(out) == _manifest(ref)
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".tmp-" in p.name]
     assert leftovers == []

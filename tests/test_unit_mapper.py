@@ -114,9 +114,10 @@ def test_an_image_mapped_in_python_gives_predict_py_outputs(tmp_path: Path, ckpt
         # save() writes predict.py's files: the same mask, overlay, contacts and probabilities.
         saved = result.save(tmp_path / "mine", stem, save_probabilities=True, probability_dtype="float16")
         assert sorted(p.name for p in saved) == sorted(
-            f"{stem}{suffix}" for suffix in (".mask.png", ".overlay.png", ".contact.geojson", ".prob.tif")
+            f"{stem}{suffix}"
+            for suffix in (".mask.png", ".overlay.png", ".thumb.jpg", ".contact.geojson", ".prob.tif")
         )
-        for suffix in (".mask.png", ".overlay.png", ".prob.tif"):
+        for suffix in (".mask.png", ".overlay.png", ".thumb.jpg", ".prob.tif"):
             assert (tmp_path / "mine" / f"{stem}{suffix}").read_bytes() == (
                 out / f"{stem}{suffix}"
             ).read_bytes()
@@ -573,6 +574,7 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
     assert [p.name for p in result.save(tmp_path / "grey", "x")] == [
         "x.contact.geojson",
         "x.overlay.png",
+        "x.thumb.jpg",
         "x.mask.png",
     ]
     assert json.loads((tmp_path / "grey" / "x.contact.geojson").read_text())["image_greyscale"] is True
@@ -580,13 +582,14 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
     # same; one too long for the filesystem is refused as predict.py refuses it, before anything is written.
     for stem in ("a b", "café", os.fsdecode(b"caf\xe9")):
         assert {os.fsencode(p.name) for p in result.save(tmp_path / "odd", stem)} == {
-            os.fsencode(stem) + suffix for suffix in (b".contact.geojson", b".overlay.png", b".mask.png")
+            os.fsencode(stem) + suffix
+            for suffix in (b".contact.geojson", b".overlay.png", b".thumb.jpg", b".mask.png")
         }
     # A word is not an on/off value: "no" is true to bool(), and probabilities declined were written.
     with pytest.raises(ConfigError, match=r"save_probabilities='no': give save_probabilities=true or"):
         result.save(tmp_path / "words", "x", save_probabilities="no")
     assert not (tmp_path / "words" / "x.prob.tif").exists()
-    assert len(result.save(tmp_path / "np", "x", save_probabilities=np.bool_(True))) == 4
+    assert len(result.save(tmp_path / "np", "x", save_probabilities=np.bool_(True))) == 5
     with pytest.raises(ConfigError, match=r"longer than the filesystem allows \(\d+ bytes\): give a stem of"):
         result.save(tmp_path / "long", "x" * 240)
     assert not (tmp_path / "long").exists()  # nothing written, the folder not even made
@@ -605,10 +608,12 @@ def test_save_into_a_file_or_over_a_folder_says_which_and_writes_nothing(ckpt: P
     ):
         result.save(a_file / "sol1", "x")  # was "[Errno 20] Not a directory"
     assert a_file.read_text() == "field notes"
-    (tmp_path / "out" / "x.overlay.png").mkdir(parents=True)
-    with pytest.raises(ConfigError, match=r"x\.overlay\.png is a folder"):
-        result.save(tmp_path / "out", "x")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.overlay.png"]
+    for n, taken in enumerate(("x.overlay.png", "x.thumb.jpg")):
+        out = tmp_path / f"out{n}"
+        (out / taken).mkdir(parents=True)
+        with pytest.raises(ConfigError, match=rf"{re.escape(taken)} is a folder"):
+            result.save(out, "x")
+        assert [p.name for p in out.iterdir()] == [taken]
 
 
 def test_a_pil_image_closed_by_its_with_block_is_named_closed_not_corrupt(ckpt: Path, scenes: Path) -> None:
@@ -810,15 +815,23 @@ def test_save_takes_an_image_file_name_as_its_stem_and_refuses_an_output_name(
             "frame.contact.geojson",
             "frame.mask.png",
             "frame.overlay.png",
+            "frame.thumb.jpg",
         ]
         assert sorted(p.name for p in out.iterdir()) == [
             "frame.contact.geojson",
             "frame.mask.png",
             "frame.overlay.png",
+            "frame.thumb.jpg",
         ]
     # A dot that is no image suffix is part of the stem, as in predict.py's names.
     assert {p.name for p in result.save(tmp_path / "dots", "sol0123.v2")} >= {"sol0123.v2.mask.png"}
-    for name in ("frame.mask.png", "frame.overlay.png", "frame.contact.geojson", "frame.prob.tif"):
+    for name in (
+        "frame.mask.png",
+        "frame.overlay.png",
+        "frame.thumb.jpg",
+        "frame.contact.geojson",
+        "frame.prob.tif",
+    ):
         with pytest.raises(
             ConfigError,
             match=rf"stem {re.escape(repr(name))} is the name of an output; give the stem 'frame'",

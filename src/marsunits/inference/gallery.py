@@ -1,5 +1,10 @@
 """A static HTML gallery of the overlays (``OUT/index.html``): one self-contained file, no server.
 
+Each card shows the image's ``<stem>.thumb.jpg`` (the overlay shrunk, 9-15 kB for a MarsScapes panorama)
+and links to the full-size ``<stem>.overlay.png`` (0.8-2 MB each: a page of a few hundred panoramas loaded
+hundreds of MB). An image without a thumbnail (predicted by a version that wrote none, then skipped on
+resume) shows its overlay.
+
 Links are relative to ``OUT`` (so the folder can be moved or zipped) and percent-encoded; every text taken
 from file names or messages is HTML-escaped, and the page is valid UTF-8 (a file name that is not is shown
 with ``\\xNN`` escapes). Styles are inline: no external asset is ever fetched.
@@ -9,12 +14,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from marsunits.constants import CLASS_NAMES, PALETTE
-from marsunits.inference.writers import has_outputs, printable
+from marsunits.inference.writers import SUFFIXES, has_outputs, printable
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -48,7 +54,7 @@ def _nodata_fraction(row: Mapping[str, Any]) -> float | None:
     return rest if rest >= 0.0005 else None
 
 
-def _card(row: Mapping[str, Any]) -> str:
+def _card(row: Mapping[str, Any], thumbnails: AbstractSet[str]) -> str:
     rel = PurePosixPath(str(row["path"]))
     name = html.escape(rel.as_posix())
     status = str(row.get("status", ""))
@@ -56,7 +62,10 @@ def _card(row: Mapping[str, Any]) -> str:
     if not has_outputs(row):  # nothing written (an image whose camera file is broken has its mask)
         return f'<figure class="error"><figcaption><b>{name}</b>{said}</figcaption></figure>'
     # A name that is not UTF-8 is linked by its own bytes (%E9), as the file is named on disk.
-    overlay = quote(rel.with_name(rel.stem + ".overlay.png").as_posix(), errors="surrogateescape")
+    overlay = quote(rel.with_name(rel.stem + SUFFIXES["overlay"]).as_posix(), errors="surrogateescape")
+    shown = overlay
+    if str(row["path"]) in thumbnails:
+        shown = quote(rel.with_name(rel.stem + SUFFIXES["thumb"]).as_posix(), errors="surrogateescape")
     mask = quote(rel.with_name(rel.stem + ".mask.png").as_posix(), errors="surrogateescape")
     contact = quote(rel.with_name(rel.stem + ".contact.geojson").as_posix(), errors="surrogateescape")
     numbers = "".join(
@@ -66,7 +75,7 @@ def _card(row: Mapping[str, Any]) -> str:
     if nodata is not None:  # the shares are of all pixels: without this row they sum to less than 100 %
         numbers += f"<tr><td>no data</td><td>{nodata:.1%}</td></tr>"
     return (
-        f'<figure class="{html.escape(status)}"><a href="{overlay}"><img src="{overlay}" loading="lazy" '
+        f'<figure class="{html.escape(status)}"><a href="{overlay}"><img src="{shown}" loading="lazy" '
         f'alt="{name}"></a><figcaption><b>{name}</b> ({_num(row.get("width"), ".0f")} x '
         f"{_num(row.get('height'), '.0f')} px, {html.escape(status)})<table>{numbers}"
         f"<tr><td>contacts</td><td>{_num(row.get('n_contacts'), '.0f')}, "
@@ -81,6 +90,7 @@ def render_gallery(
     summary: str,
     reports: Sequence[str] = (),
     palette: Sequence[Sequence[int]] = PALETTE,
+    thumbnails: AbstractSet[str] = frozenset(),
 ) -> str:
     """The HTML text of the gallery.
 
@@ -91,12 +101,14 @@ def render_gallery(
         reports: File names, relative to the page, of the run's other outputs (manifest, summary, metrics,
             contact maps), linked above the images.
         palette: The class colours of the key: those the overlays were drawn in (the model's palette).
+        thumbnails: The ``path`` of each row whose ``<stem>.thumb.jpg`` exists: its card shows that, the
+            others their full-size overlay (every card links to its overlay).
     """
     key = "".join(
         f'<span style="background:rgb{tuple(rgb)}"></span>{html.escape(n)}'
         for n, rgb in zip(CLASS_NAMES, palette, strict=True)
     )
-    cards = "\n".join(_card(r) for r in rows)
+    cards = "\n".join(_card(r, thumbnails) for r in rows)
     links = " · ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in reports)
     # A name that is not UTF-8 is shown with \xNN for its other bytes (links hold them as %E9): its raw
     # bytes made the page invalid UTF-8.

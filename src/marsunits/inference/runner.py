@@ -949,7 +949,7 @@ class _Session:
         except (ImageReadError, ValueError, OSError):
             return ""
         removed, kept = [], []
-        for path in (paths.mask, paths.contact, paths.overlay, paths.prob):  # the completion marker first
+        for path in (paths.mask, paths.contact, paths.overlay, paths.thumb, paths.prob):  # the marker first
             try:
                 path.unlink()
                 removed.append(path.name)
@@ -972,7 +972,7 @@ class _Session:
             path
             for row in self.rows.values()
             if has_outputs(row)
-            for path in OutputPaths(self.output_dir, PurePosixPath(row["path"])).expected(
+            for path in OutputPaths(self.output_dir, PurePosixPath(row["path"])).written(
                 bool(self.opts.save_probabilities)
             )
         ]
@@ -984,7 +984,7 @@ class _Session:
             mine = {
                 os.path.normpath(path)
                 for rel in self.rows
-                for path in OutputPaths(self.output_dir, PurePosixPath(rel)).expected(True)
+                for path in OutputPaths(self.output_dir, PurePosixPath(rel)).written(True)
             }
             stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
             removed = [p for p in stale if os.path.normpath(p) in mine]
@@ -1118,10 +1118,22 @@ class _Session:
             *(["metrics.json"] if metrics else []),
             *(p.name for p in maps),
         ]
+        # An image skipped on resume in a folder predicted before thumbnails were written has none: its card
+        # shows the full-size overlay.
+        thumbnails = {
+            str(r["path"])
+            for r in rows
+            if has_outputs(r) and OutputPaths(out, PurePosixPath(str(r["path"]))).thumb.is_file()
+        }
         write_text_atomic(
             out / "index.html",
             render_gallery(
-                rows, f"marsunits predictions: {out.name}", paragraph, reports, self.metadata["palette"]
+                rows,
+                f"marsunits predictions: {out.name}",
+                paragraph,
+                reports,
+                self.metadata["palette"],
+                thumbnails,
             ),
         )
         self.say_outputs_of_no_input(rows)
@@ -1151,7 +1163,7 @@ class _Session:
         keep = [
             path
             for rel in [*(str(row["path"]) for row in rows if has_outputs(row)), *unreached]
-            for path in OutputPaths(self.output_dir, PurePosixPath(rel)).expected(True)
+            for path in OutputPaths(self.output_dir, PurePosixPath(rel)).written(True)
         ]
         stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
         # Outputs of an image still in input_dir that this run's patterns leave out (patterns=[jpg] after a

@@ -204,9 +204,11 @@ class UnitMap:
         probability_dtype: str = PredictOptions.probability_dtype,
     ) -> list[Path]:
         """Write the files ``predict.py`` writes for an image ``<stem>``: ``<stem>.mask.png``,
-        ``<stem>.overlay.png``, ``<stem>.contact.geojson`` and, with ``save_probabilities``,
-        ``<stem>.prob.tif`` (``probability_dtype`` ``uint8`` or ``float16``), each under a temporary name
-        then renamed, in ``folder`` (created; ``~`` is the home folder). Returns the paths written.
+        ``<stem>.overlay.png``, ``<stem>.thumb.jpg`` (the overlay, its longest side
+        :data:`~marsunits.inference.writers.THUMBNAIL_PX` pixels), ``<stem>.contact.geojson`` and, with
+        ``save_probabilities``, ``<stem>.prob.tif`` (``probability_dtype`` ``uint8`` or ``float16``), each
+        under a temporary name then renamed, in ``folder`` (created; ``~`` is the home folder). Returns the
+        paths written.
 
         ``stem`` may be the image's file name: a name ending in a suffix of an image ``predict.py`` reads
         (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, any letter case) gives the outputs predict.py
@@ -281,7 +283,7 @@ class UnitMap:
             saved_by="UnitMap.save",
             palette=self.palette,
         )
-        return [p for p in paths.expected(bool(save_probabilities)) if p.exists()]
+        return [p for p in paths.written(bool(save_probabilities)) if p.exists()]
 
 
 class UnitMapper:

@@ -1,15 +1,18 @@
 """Write prediction outputs: per-image files, the manifest, JSON reports; every file atomically.
 
 Per input ``IN/<rel>/<stem>.<ext>`` (DESIGN.md) the files under ``OUT/<rel>/`` are
-``<stem>.mask.png``, ``<stem>.overlay.png``, ``<stem>.contact.geojson`` and optionally ``<stem>.prob.tif``.
+``<stem>.mask.png``, ``<stem>.overlay.png``, ``<stem>.thumb.jpg`` (the overlay shrunk for the gallery),
+``<stem>.contact.geojson`` and optionally ``<stem>.prob.tif``.
 
-Completion rule: an input is *done* when **all** its expected files exist. Each file is written to a
-temporary name in its folder and moved into place with ``os.replace``, so a file either exists complete or
-not at all; the set is written in the order probabilities -> contact -> overlay -> **mask last**, so an
-interrupted input lacks at least its mask and is redone on the next run (its earlier files are simply
-overwritten). The mask alone is therefore also a completion marker, and an input predicted again loses its
-old mask before any other file is replaced: otherwise an interrupted re-prediction left the old image's
-mask beside the new image's contact file, and the next run took the set for complete.
+Completion rule: an input is *done* when **all** its expected files exist (:meth:`OutputPaths.expected`:
+the thumbnail is not one of them, so a folder predicted before thumbnails existed resumes without predicting
+anything again; its images simply have none). Each file is written to a temporary name in its folder and
+moved into place with ``os.replace``, so a file either exists complete or not at all; the set is written in
+the order probabilities -> contact -> overlay -> thumbnail -> **mask last**, so an interrupted input lacks
+at least its mask and is redone on the next run (its earlier files are simply overwritten). The mask alone
+is therefore also a completion marker, and an input predicted again loses its old mask before any other
+file is replaced: otherwise an interrupted re-prediction left the old image's mask beside the new image's
+contact file, and the next run took the set for complete.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import shapely
 import tifffile
+from PIL import Image
 from skimage.draw import polygon as fill_polygon
 
 from marsunits.atomic import atomic_write, atomic_write_text
@@ -60,9 +64,21 @@ OVERLAY_ALPHA = 0.4
 #: Contact colour at confidence 0 (white); at confidence 1 it is ``constants.CONTACT_COLOR`` (red).
 LOW_CONFIDENCE_COLOR: tuple[int, int, int] = (255, 255, 255)
 
+#: Longest side, in pixels, of ``<stem>.thumb.jpg``, the overlay as the gallery (``index.html``) shows it: a
+#: card is 22em wide, so 512 px is sharp on a high-density screen. MarsScapes panoramas (1500-2800 x 512 px)
+#: gave thumbnails of 9-15 kB against overlays of 0.8-2 MB. A constant, not a ``predict.py`` option: the
+#: thumbnail is no result (nothing in ``prediction_settings.json`` depends on it) and no part of an input's
+#: completion rule, so a changed size would not redo a folder's thumbnails anyway.
+THUMBNAIL_PX = 512
+#: JPEG quality of the thumbnails (Pillow's scale, 1-95; its default is 75): the overlay's unit tints and
+#: thin contact lines show fewer block artefacts at 85.
+THUMBNAIL_QUALITY = 85
+
+#: The per-image outputs, by kind; every file named ``<stem><suffix>`` is an output (cleanups, name checks).
 SUFFIXES = {
     "mask": ".mask.png",
     "overlay": ".overlay.png",
+    "thumb": ".thumb.jpg",
     "contact": ".contact.geojson",
     "prob": ".prob.tif",
 }
@@ -103,9 +119,7 @@ def output_folder_clash(
         input_folders: The folders of ``input_dir`` that hold inputs (POSIX paths relative to it).
     """
     paths = OutputPaths(output_dir, rel)
-    for kind in (
-        ("prob", "contact", "overlay", "mask") if save_probabilities else ("contact", "overlay", "mask")
-    ):
+    for kind in paths.kinds_written(save_probabilities):
         name = paths.rel_output(kind).as_posix()
         if name in input_folders:
             return (
@@ -133,7 +147,7 @@ class OutputPaths:
     rel: PurePosixPath
 
     def rel_output(self, kind: str) -> PurePosixPath:
-        """Output path relative to ``root`` for ``kind`` in ``mask``/``overlay``/``contact``/``prob``."""
+        """Output path relative to ``root`` for ``kind``, a key of :data:`SUFFIXES`."""
         return self.rel.with_name(self.rel.stem + SUFFIXES[kind])
 
     def path(self, kind: str) -> Path:
@@ -149,6 +163,10 @@ class OutputPaths:
         return self.path("overlay")
 
     @property
+    def thumb(self) -> Path:
+        return self.path("thumb")
+
+    @property
     def contact(self) -> Path:
         return self.path("contact")
 
@@ -157,11 +175,20 @@ class OutputPaths:
         return self.path("prob")
 
     def expected(self, save_probabilities: bool) -> list[Path]:
-        """The files that must all exist for this input to count as done."""
-        kinds = ["contact", "overlay", "mask"]
-        if save_probabilities:
-            kinds.insert(0, "prob")
-        return [self.path(k) for k in kinds]
+        """The files that must all exist for this input to count as done: not the thumbnail (module
+        docstring), which folders predicted before it existed lack."""
+        return [self.path(k) for k in self.kinds_written(save_probabilities) if k != "thumb"]
+
+    @staticmethod
+    def kinds_written(save_probabilities: bool) -> tuple[str, ...]:
+        """The kinds :func:`write_prediction` writes, in its order (the mask last)."""
+        kinds = ("contact", "overlay", "thumb", "mask")
+        return ("prob", *kinds) if save_probabilities else kinds
+
+    def written(self, save_probabilities: bool) -> list[Path]:
+        """Every file :func:`write_prediction` writes for this input: :meth:`expected` and the thumbnail.
+        What a cleanup must keep of an input that has its outputs (a thumbnail is never stale beside them)."""
+        return [self.path(k) for k in self.kinds_written(save_probabilities)]
 
     def complete(self, save_probabilities: bool) -> bool:
         """True when every expected file exists (see the module's completion rule)."""
@@ -478,8 +505,26 @@ def write_prediction(
     if saved_by is not None:
         members[SAVED_BY_KEY] = saved_by
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
-    write_png_atomic(paths.overlay, overlay_image(image, mask, lines, palette=palette))
+    overlay = overlay_image(image, mask, lines, palette=palette)
+    write_png_atomic(paths.overlay, overlay)
+    write_thumbnail(paths.thumb, overlay)
+    del overlay  # a panorama's is tens of MB
     write_png_atomic(paths.mask, mask)
+
+
+def write_thumbnail(path: str | os.PathLike[str], rgb: np.ndarray, longest_side: int | None = None) -> Path:
+    """Write ``rgb`` (uint8 ``(H, W, 3)``: the overlay as it was just written) as a JPEG whose longest side is
+    ``longest_side`` pixels (None: :data:`THUMBNAIL_PX`; aspect ratio kept; a smaller image keeps its size),
+    atomically.
+
+    Made from the array in memory, so the overlay is not read back; Pillow's ``Image.thumbnail`` first
+    reduces by whole factors (box filter), then resamples with Lanczos, so a 12,000-pixel panorama shrinks
+    quickly and without aliasing.
+    """
+    picture = Image.fromarray(np.ascontiguousarray(rgb))
+    side = THUMBNAIL_PX if longest_side is None else longest_side
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return atomic_write(path, lambda fh: picture.save(fh, format="JPEG", quality=THUMBNAIL_QUALITY))
 
 
 def read_manifest(path: str | os.PathLike[str], old_names: bool = False) -> dict[str, dict[str, str]]:
