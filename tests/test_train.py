@@ -2748,6 +2748,83 @@ def test_a_mistake_every_trial_of_a_sweep_shares_is_refused_before_any_trial_fol
         release_held_claims()
 
 
+def test_a_mistake_every_trial_of_an_optuna_study_shares_is_refused_before_any_trial_folder(
+    tmp_path: Path,
+) -> None:
+    """``train.py hparams_search=optuna data.crop_size=100`` made three trial folders (the 3-failure rule of
+    marsunits.sweep_trials) before it stopped, where a grid with the same mistake was refused up front. A
+    study's fixed values are now checked the same way, the search space at each choice and at both ends of
+    each interval: a refusal that stays the same whatever the searched values is said once, exit 2, no
+    folder; one that depends on a searched value is left to the trials."""
+    from marsunits.cli_overrides import sweep_refusal
+
+    logs = tmp_path / "logs"
+    # Without TINY's data.crop_size=64: a value given outright takes the option out of the search space.
+    tiny = [a for a in TINY if not a.startswith("data.crop_size=")]
+    argv = ["hparams_search=optuna", *tiny, "trainer.max_epochs=1", f"paths.log_dir={logs}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *argv, "data.crop_size=100"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if "Warning" not in line and line.strip()]
+    assert len(said) == 1 and said[0].startswith(
+        "train.py: error: data.crop_size=100: expected a multiple of 8 (model.arch=unet with "
+        "model.encoder_depth=3 takes multiples of 2**3 = 8), e.g. data.crop_size=96 or data.crop_size=104 "
+        "(the same in each trial checked, whatever the values of model.lr, model.encoder, model.dice_weight: "
+        "a value every trial of this sweep shares; none was started)"
+    ), proc.stderr[-2000:]
+    assert not logs.exists(), sorted(logs.rglob("*"))
+    # A search space every choice of which shares the mistake; one that replaces the mistaken value.
+    every = sweep_refusal(
+        [*argv, "data.crop_size=100", "model.encoder=choice(resnet18,efficientnet_lite0)"], CONFIG_DIR
+    )
+    assert every is not None and every.startswith("data.crop_size=100: expected a multiple of 8"), every
+    assert sweep_refusal([*argv, "data.crop_size=choice(96,100)"], CONFIG_DIR) is None  # trial with 96 runs
+    # Searched values that each fail their own way may be a search range to fix: left to the trials.
+    assert sweep_refusal([*argv, "data.crop_size=choice(100,101)"], CONFIG_DIR) is None
+    # Only searched values, every one checked (no interval): refused, as a grid whose every trial is.
+    only_choices = [*argv, "data.crop_size=choice(100,101)", "model.lr=0.001", "model.dice_weight=0.5"]
+    refused = sweep_refusal(only_choices, CONFIG_DIR)
+    assert refused is not None and refused.startswith("every trial of this sweep is refused"), refused
+    assert sweep_refusal(argv, CONFIG_DIR) is None  # a study that runs
+
+
+def test_a_large_grid_or_a_glob_of_a_config_dir_is_checked_before_any_trial_folder(tmp_path: Path) -> None:
+    """A grid of more than 32 trials was not checked before it started (each of its trials is one
+    composition): ``-m seed=range(0,40) data.crop_size=100`` made three trial folders before it stopped.
+    Nor was a glob over the options of a ``--config-dir``/``-cd`` folder, listed from the project's own
+    config folder only (``experiment=glob(mine*)`` listed nothing)."""
+    from marsunits.cli_overrides import sweep_refusal
+
+    argv = ["-m", *TINY, "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}"]
+    refused = sweep_refusal([*argv, "seed=range(0,40)", "data.crop_size=100"], CONFIG_DIR)
+    assert refused is not None and refused.startswith("data.crop_size=100: expected a multiple of 8"), refused
+    assert "(the same in each trial checked, whatever the values of seed: a value every trial" in refused
+    assert sweep_refusal([*argv, "seed=range(0,40)", "data.crop_size=100,104"], CONFIG_DIR) is None
+    # Over the cap, trials that each fail their own way are not all composed: left to the trials.
+    assert sweep_refusal([*argv, "seed=range(0,40)", "data.crop_size=100,101"], CONFIG_DIR) is None
+    extra = tmp_path / "extra"
+    (extra / "experiment").mkdir(parents=True)
+    (extra / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 7\n")
+    for flag in (["-cd", str(extra)], [f"--config-dir={extra}"]):
+        refused = sweep_refusal([*argv, *flag, "experiment=glob(mine*)", "data.crop_size=100"], CONFIG_DIR)
+        assert refused is not None and refused.endswith("(in every trial of this sweep: none was started)"), (
+            flag,
+            refused,
+        )
+    # The -cd folder's option of a glob is a trial of its own: one that passes is not overlooked.
+    (extra / "experiment" / "fine.yaml").write_text("# @package _global_\ndata:\n  crop_size: 96\n")
+    assert (
+        sweep_refusal([*argv, "-cd", str(extra), "experiment=glob(*)", "data.crop_size=100"], CONFIG_DIR)
+        is None
+    )
+
+
 def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,11 +15,13 @@ Hydra's launcher records as that job's failure while it runs the other jobs:
   failure both, which Optuna refuses, and the study stops with a traceback.
 
 Ctrl-C and SIGTERM still stop the whole sweep, as they should. So does a mistake that every trial shares.
-A grid's config values are checked before it starts (:func:`~marsunits.cli_overrides.sweep_refusal`: one
-line and status 2 when every trial's config is refused, before any trial folder is made). Any other (a data
-path, an Optuna study's misspelt value): once the first :data:`FAILURES_BEFORE_STOP` trials have all failed
-on user errors, none having finished, the sweep stops with status 2 instead of running every trial to the
-same error (an Optuna study of 50 trials, or a long grid, each failing in seconds). A diverged trial
+The trials' config values are checked before the sweep starts
+(:func:`~marsunits.cli_overrides.sweep_refusal`: one line and status 2, before any trial folder is made,
+when every trial's config of a grid is refused, or the same refusal is met whatever the swept values of an
+Optuna study or a large grid). Any other (a data path, swept values that each fail their own way): once the
+first :data:`FAILURES_BEFORE_STOP` trials have all failed on user errors, none having finished, the sweep
+stops with status 2 instead of running every trial to the same error (an Optuna study of 50 trials, or a
+long grid, each failing in seconds). A diverged trial
 (:class:`~marsunits.errors.DivergedError`) does not count towards that: a learning rate too high for the
 network is what a sweep explores, not a mistake in the command.
 """
