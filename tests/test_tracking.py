@@ -1345,6 +1345,57 @@ def test_a_grid_stopped_by_sigterm_with_tracebacks_on_is_said_stopped(tmp_path: 
     ) in stopped.stderr, stopped.stderr[-3000:]
 
 
+def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_path: Path) -> None:
+    """A stop in a trial (Ctrl-C, SIGTERM: status 130 or 143, which end the sweep) left that trial RUNNING in
+    the study's storage, forever with a persistent one (``hydra.sweeper.storage=sqlite:///...``): the plugin
+    tells a trial's state only once the launcher returns. The sweeper of ``hparams_search=optuna`` now tells
+    it FAIL, as Optuna's own ``optimize`` does for Ctrl-C, before the stop goes on. (The installed Optuna's
+    SQLite storage needs SQLAlchemy < 2: the storage here is an in-memory one kept by the test.)"""
+    import optuna
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.utils import get_class
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        target = compose("train", ["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper._target_
+
+    class StoppedInSecondTrial:
+        """Hydra's launcher as the sweeper sees it: the first trial gives a value, the second is stopped."""
+
+        def __init__(self, stop: BaseException) -> None:
+            self.stop = stop
+
+        def launch(self, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+            if initial_job_idx == 1:
+                raise self.stop
+            done = JobReturn(overrides=list(job_overrides[0]), status=JobStatus.COMPLETED)
+            done.return_value = 0.5
+            return [done]
+
+    for number, stop in enumerate((SystemExit(130), SystemExit(143), KeyboardInterrupt())):
+        storage = optuna.storages.InMemoryStorage()
+        sweeper = get_class(target)(
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            direction="maximize",
+            storage=storage,
+            study_name=f"s{number}",
+            n_trials=3,
+            n_jobs=1,
+            max_failure_rate=1.0,
+            search_space=None,
+            custom_search_space=None,
+            params=OmegaConf.create({"model.lr": "interval(0.0001, 0.01)"}),
+        )
+        impl = sweeper.sweeper  # set up as Hydra's setup() does, with the launcher above
+        impl.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+        impl.hydra_context, impl.launcher, impl.job_idx = object(), StoppedInSecondTrial(stop), 0
+        with pytest.raises(type(stop)):
+            sweeper.sweep(["logger=csv"])
+        study = optuna.load_study(study_name=f"s{number}", storage=storage)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL], (stop, states)
+
+
 def test_a_study_whose_trials_give_no_value_ends_in_one_line(tmp_path: Path) -> None:
     """Trials that finish without the metric (no validation: trainer.limit_val_batches=0) counted as
     finished, so a study of only such trials ended in the sweeper's traceback for the best of no trial."""

@@ -972,7 +972,7 @@ def _sweep_dimensions(
             else:
                 lists[key] = [f"{key}={override.get_value_element_as_str()}"]
         return list(lists.values()), True
-    if target.endswith(".OptunaSweeper"):
+    if target.endswith("OptunaSweeper"):  # the plugin's, or ours (hparams_search=optuna)
         from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
         from optuna.distributions import CategoricalDistribution
 

@@ -1,0 +1,1 @@
+"""marsunits' Hydra plugins (Hydra instantiates plugins of the ``hydra_plugins`` package only)."""

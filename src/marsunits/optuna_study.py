@@ -1,0 +1,99 @@
+"""The Optuna sweeper of ``hparams_search=optuna``: the plugin's (hydra-optuna-sweeper), with the trials a
+stop leaves unfinished told failed.
+
+The plugin asks Optuna for a batch of trials (``study.ask``), launches them, and tells each its result
+(``study.tell``) once the launcher returns. A stop in a trial (Ctrl-C, SIGTERM: status 130 or 143, which
+:mod:`marsunits.sweep_trials` lets end the sweep) leaves the launcher with an exception, so the asked
+trials were never told: they stayed RUNNING in the study's storage, forever with a persistent one
+(``hydra.sweeper.storage=sqlite:///...``), where a resumed study, ``optuna-dashboard`` and a sampler with
+``constant_liar`` take them for trials still running. Optuna's own ``study.optimize`` tells FAIL for a trial
+ended by Ctrl-C (Optuna >= 3.0), and so does this sweeper, before the stop goes on. Written by hand: the
+plugin gives no hook for it; this subclass records each batch it asks for (``_configure_trials``).
+
+The Hydra plugin class itself is ``MarsunitsOptunaSweeper`` of ``hydra_plugins.marsunits_sweeper``
+(Hydra instantiates plugins of the ``hydra_plugins`` package only); it imports this module, and so Optuna,
+only when a study starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+from optuna.distributions import BaseDistribution
+from optuna.trial import Trial, TrialState
+
+__all__ = ["StopFailingOptunaSweeperImpl", "fail_unfinished"]
+
+log = logging.getLogger(__name__)
+
+
+class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
+    """The plugin's sweeper, telling FAIL to the trials of its batch that an exception or a stop leaves
+    unfinished (RUNNING) before it goes on (see the module docstring)."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: Any | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        search_space: Any | None,
+        custom_search_space: str | None,
+        params: Any | None,
+    ) -> None:
+        super().__init__(
+            sampler,
+            direction,
+            storage,
+            study_name,
+            n_trials,
+            n_jobs,
+            max_failure_rate,
+            search_space,
+            custom_search_space,
+            params,
+        )
+        self._asked: list[Trial] = []
+
+    def _configure_trials(
+        self,
+        trials: list[Trial],
+        search_space_distributions: dict[str, BaseDistribution],
+        fixed_params: dict[str, Any],
+    ) -> Sequence[Sequence[str]]:
+        self._asked = list(trials)  # the batch about to be launched
+        return super()._configure_trials(trials, search_space_distributions, fixed_params)
+
+    def sweep(self, arguments: list[str]) -> None:
+        try:
+            super().sweep(arguments)
+        except BaseException:
+            fail_unfinished(self._asked)
+            raise
+
+
+def fail_unfinished(trials: Sequence[Trial]) -> list[int]:
+    """Tell FAIL to those of ``trials`` still RUNNING in their study's storage; returns their numbers.
+
+    A storage that cannot be written now (a database gone) is said in a warning: the stop that called this
+    goes on all the same.
+    """
+    failed: list[int] = []
+    for trial in trials:
+        try:
+            if trial.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                continue  # told by the sweeper (its value, or its failure)
+            trial.study.tell(trial, state=TrialState.FAIL)
+        except Exception as exc:  # noqa: BLE001 - the stop is what the user sees; this is said beside it
+            log.warning("trial %d of the study is left RUNNING in its storage: %s", trial.number, exc)
+            continue
+        failed.append(trial.number)
+    if failed:
+        log.info("the study's unfinished trials %s are told failed: the sweep was stopped", failed)
+    return failed
