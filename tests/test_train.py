@@ -2817,6 +2817,7 @@ def test_a_large_grid_or_a_glob_of_a_config_dir_is_checked_before_any_trial_fold
             flag,
             refused,
         )
+    assert sweep_refusal([*argv, "-cd", str(extra), "experiment=glob(none*)"], CONFIG_DIR) is None  # no trial
     # The -cd folder's option of a glob is a trial of its own: one that passes is not overlooked.
     (extra / "experiment" / "fine.yaml").write_text("# @package _global_\ndata:\n  crop_size: 96\n")
     assert (

@@ -926,6 +926,8 @@ def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
                     return None  # refused each its own way, in a sample: other trials may pass
     except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read or sweep, a config it cannot compose
         return None
+    if not refusals:
+        return None  # no trial (a glob that matches no option): Hydra's sweeper runs none
     swept = [d[0].split("=", 1)[0] for d in dims if len(d) > 1]
     if len(set(refusals)) == 1:
         if every:
