@@ -242,9 +242,14 @@ def test_stale_temporaries_behind_a_link_to_another_folder_are_not_touched(tmp_p
     assert remove_stale_temporaries(outside) == [stale]
 
 
-def _run_as_rank(rank: int, store: str, opts: object, conn: object) -> None:
+def _run_as_rank(
+    rank: int, store: str, opts: object, conn: object, timeout_s: float | None = None, message: bool = False
+) -> None:
     """Run ``distributed._rank_main`` as rank ``rank`` of a two-process gloo group met through the file
-    ``store``, and send what it raised (its type's name, or None) back through ``conn``."""
+    ``store``, and send what it raised (its type's name, or None; with ``message``: ``(name, message)``)
+    back through ``conn``. ``timeout_s``: the group's collectives' timeout (default: torch's, 30 minutes),
+    short where a rank left waiting must fail the test at once."""
+    from datetime import timedelta
     from types import SimpleNamespace
 
     import torch
@@ -252,14 +257,15 @@ def _run_as_rank(rank: int, store: str, opts: object, conn: object) -> None:
 
     from marsunits.inference import distributed
 
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    timeout = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, **timeout)
     try:
         distributed._rank_main(
             SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), opts
         )  # type: ignore[arg-type]  # noqa: SLF001
         conn.send(None)  # type: ignore[attr-defined]
     except BaseException as exc:  # noqa: BLE001 - said to the test
-        conn.send(type(exc).__name__)  # type: ignore[attr-defined]
+        conn.send((type(exc).__name__, str(exc)) if message else type(exc).__name__)  # type: ignore[attr-defined]
     finally:
         dist.destroy_process_group()
 
@@ -428,6 +434,61 @@ def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_no
     assert re.search(
         r"rank [01] was terminated \(SIGTERM\) after 1 of the 4 images", summary["stopped_early"]
     )
+
+
+def _failing_rank(rank: int, store: str, opts: object, failure: str, conn: object) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank 1 fails at its second image:
+    ``failure`` "full": its output disk is full (``write_prediction`` raises ``ENOSPC``, which the run turns
+    into :class:`~marsunits.inference.runner.OutputWriteError`); "worker": a DataLoader worker dies (torch's
+    ``RuntimeError``, which the run turns into ``LoaderWorkerError``). Sends ``(type name, message)``."""
+    import errno
+
+    from marsunits.inference import runner
+
+    real_write = runner.write_prediction
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if rank == 1 and done[0] == 1:
+            if failure == "full":
+                raise OSError(errno.ENOSPC, "No space left on device", str(paths.mask))
+            raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+        done[0] += 1
+        return real_write(paths, *args, **kwargs)
+
+    runner.write_prediction = write_prediction  # type: ignore[assignment]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
+
+
+@pytest.mark.parametrize("failure", ["full", "worker"])
+def test_a_rank_that_fails_ends_every_rank_at_once_with_the_reports_written(
+    tmp_path: Path, ckpt: Path, failure: str
+) -> None:
+    """Rank 1 of two fails at its second image with an error that ends its part of the run (its disk full,
+    a loader worker dead): it left without joining the gather, and rank 0, having predicted its shard,
+    waited there until the collectives' timeout (30 minutes) and ended in a traceback, no report written.
+    Now the failing rank tells the others through the store, joins the gather with the image it finished and
+    raises its own error; rank 0 stops at its next image, writes the reports (every image of both shards
+    counted) and ends with one line naming rank 1 and its error."""
+    import json
+
+    started = time.monotonic()
+    _, out, said = _two_ranks(tmp_path, ckpt, _failing_rank, failure)
+    assert time.monotonic() - started < 60, "a rank waited for a rank that had failed"
+    expected = "OutputWriteError" if failure == "full" else "LoaderWorkerError"
+    assert said[1][0] == expected, said  # type: ignore[index]
+    name, message = said[0]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert "rank 1 of its 2 ranks failed" in message and expected in message, message
+    assert "no space left" in message.lower() or "loader worker" in message, message
+    assert "\n" not in message
+    summary = json.loads((out / "summary.json").read_text())
+    counts = summary["counts"]
+    assert counts["error"] == 0 and counts["ok"] + counts["not_reached"] == 8, counts
+    assert "rank 1 of its 2 ranks failed" in summary["stopped_early"], summary["stopped_early"]
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = [row["path"] for row in csv.DictReader(fh)]
+    assert "im1.png" in rows and len(rows) == counts["ok"], rows  # rank 1's shard: im1, im3, im5, im7
 
 
 @pytest.mark.parametrize("where", ["tiff_orientation", "tiff_pixels"])

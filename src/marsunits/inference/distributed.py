@@ -199,11 +199,11 @@ def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -
 
 
 class _StoreStops:
-    """The ranks' stop flag (:class:`~marsunits.inference.runner.RankStops`), a key of the process group's
-    store (the TCP or file store its ranks met through): each rank checks it before an image, a round trip
-    of well under a millisecond.
+    """The ranks' stop and failure flags (:class:`~marsunits.inference.runner.RankStops`), two keys of the
+    process group's store (the TCP or file store its ranks met through): each rank checks them before an
+    image, a round trip of well under a millisecond each.
 
-    The key is numbered by the runs this process made (every rank makes the same ones), so a second run in
+    The keys are numbered by the runs this process made (every rank makes the same ones), so a second run in
     one process group (a notebook under torchrun) does not read the first run's stop. A store that cannot
     be reached (the process holding it is gone) reads as no stop: the gather then fails as it would. Without
     a process group (a rank's set-up called alone) there is no flag.
@@ -222,21 +222,24 @@ class _StoreStops:
             else None
         )
 
-    def announce(self) -> None:
+    def announce(self, failed: bool = False) -> None:
         if self._store is None:
             return
         try:
-            self._store.set("stopped", "1")
+            self._store.set("failed" if failed else "stopped", "1")
         except RuntimeError:  # torch's DistStoreError and the like: nobody left to tell
             log.debug("could not tell the other ranks of the stop", exc_info=True)
 
-    def announced(self) -> bool:
+    def announced(self) -> str | None:
         if self._store is None:
-            return False
-        try:
-            return bool(self._store.check(["stopped"]))
-        except RuntimeError:
-            return False
+            return None
+        for said in ("failed", "stopped"):  # a failure first: it decides how the other ranks end
+            try:
+                if self._store.check([said]):
+                    return said
+            except RuntimeError:
+                return None
+        return None
 
 
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.

@@ -320,19 +320,28 @@ class Shard:
 
 
 class RankStops(Protocol):
-    """How the ranks of a sharded run tell each other that one was stopped (Ctrl-C, SIGTERM), so that every
-    rank stops at its next image (:mod:`marsunits.inference.distributed` keeps the flag in the process
-    group's store)."""
+    """How the ranks of a sharded run tell each other that one was stopped (Ctrl-C, SIGTERM) or failed (an
+    error that ends its part of the run: a full disk, a dead loader worker, a bug), so that every rank stops
+    at its next image (:mod:`marsunits.inference.distributed` keeps the flags in the process group's
+    store)."""
 
-    def announce(self) -> None:
-        """Say that this rank was stopped."""
+    def announce(self, failed: bool = False) -> None:
+        """Say that this rank was stopped, or with ``failed`` that it failed."""
 
-    def announced(self) -> bool:
-        """Whether a rank said it was stopped."""
+    def announced(self) -> str | None:
+        """``"failed"`` when a rank said it failed, else ``"stopped"`` when one said it was stopped, else
+        None."""
 
 
 class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
-    """This rank stops because another rank of the run was stopped (:class:`RankStops`)."""
+    """This rank stops because another rank of the run was stopped or failed (:class:`RankStops`): the
+    argument is ``"stopped"`` or ``"failed"``."""
+
+
+class RankFailedError(MarsUnitsError):
+    """Another rank of a sharded run failed: this rank stopped at its next image, the reports of what every
+    rank finished are written, and the message names the failing rank and its error (which that rank raises
+    itself, in its own output or log)."""
 
 
 @dataclass(frozen=True)
@@ -881,7 +890,7 @@ class _Session:
                 else:
                     advice = "nothing was replaced, the folder is as it was"
                 how = (
-                    "stopped with the run (another rank was stopped)"
+                    f"stopped with the run (another rank {stop.args[0] if stop.args else 'stopped'})"
                     if isinstance(stop, _StoppedWithTheRun)
                     else "terminated (SIGTERM)"
                     if isinstance(stop, TerminatedError)
@@ -896,9 +905,10 @@ class _Session:
         """Predict and write each decoded input of ``todo``, recording its manifest row."""
         started = time.perf_counter()
         for n, item in enumerate(loader, start=1):
-            if self.stops is not None and self.stops.announced():
+            said = self.stops.announced() if self.stops is not None else None
+            if said is not None:
                 stopping_otherwise()  # this rank's own SIGTERM, coming next, must not cut the reports
-                raise _StoppedWithTheRun
+                raise _StoppedWithTheRun(said)
             f = todo[item.index]
             if self.opts.overwrite and not self.marked:  # before the first old output is replaced
                 write_settings(self.output_dir, self.settings, pending=True)
@@ -1368,6 +1378,15 @@ def predict_shard(
     their shards to the end while the stopped rank waited in the gather, and beyond the collectives' timeout,
     30 minutes, both ended in a traceback without reports); an interrupted sharded run is resumed by running
     it again: finished outputs are skipped.
+
+    A rank that fails (an ``Exception`` out of its shard's loop, not an image's error row: a full disk's
+    :class:`OutputWriteError`, a dead loader worker's ``LoaderWorkerError``, a bug) does the same: it says so
+    through ``stops`` (the others stop at their next image), joins the gather with the images it finished,
+    and once rank 0 has written the reports (``stopped_early`` naming the failing rank and its error, the
+    images not reached counted) it raises its own error; every other rank, rank 0 included, raises
+    :class:`RankFailedError` naming the failing rank and its error. It left the run at once, and the others
+    waited in the gather for it until the collectives' timeout (30 minutes), no report written. Rank 0
+    failing as it writes the reports likewise ends the others with :class:`RankFailedError`.
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
@@ -1458,24 +1477,16 @@ def _predict_claimed_shard(
                 except OSError as exc:
                     if session.stopped_early is None:
                         raise
-                    # The disk that stopped the run may refuse the reports too: the stop message matters more,
-                    # and one line says it (two chained tracebacks, 40 lines, stood before the stop's line).
-                    # The re-run writes them, its rows recomputed from the finished outputs.
-                    log.warning(
-                        "could not write the reports (manifest.csv, summary.json, index.html) in %s after "
-                        "the stop: %s; the same command writes them when it runs again",
-                        session.output_dir,
-                        f"{STORAGE_ERRNOS[exc.errno]} ({exc.strerror})"
-                        if exc.errno in STORAGE_ERRNOS
-                        else exc,
-                    )
-                    log.debug("the reports' error", exc_info=True)
+                    _warn_reports_not_written(session.output_dir, exc)
         print(result.summary["text"], file=sys.stdout)
         return result
 
     # A rank stopped (Ctrl-C, SIGTERM) joins the gather with the images it finished instead of leaving the
-    # run: it left without its rows, the other ranks' gather failed, and no report was written at all.
+    # run: it left without its rows, the other ranks' gather failed, and no report was written at all. So does
+    # a rank that failed (a full disk, a dead loader worker, a bug): it left, and the others predicted their
+    # shards and then waited in the gather for it until the collectives' timeout (30 minutes).
     stop: KeyboardInterrupt | TerminatedError | None = None
+    failure: Exception | None = None
     try:
         session.predict_all(todo)
     except (KeyboardInterrupt, TerminatedError) as exc:
@@ -1483,8 +1494,13 @@ def _predict_claimed_shard(
         if stops is not None:  # the other ranks stop at their next image, as one process stopped would
             stops.announce()
     except _StoppedWithTheRun:
-        pass  # another rank's stop: its rank says it, and rank 0 ends the run with it
+        pass  # another rank's stop or failure: its rank says it, and rank 0 ends the run with it
+    except Exception as exc:  # noqa: BLE001 - raised again after the gather, below
+        failure = exc
+        if stops is not None:
+            stops.announce(failed=True)
     session.loop_seconds = time.perf_counter() - loop_start
+    done = sum(1 for f in todo if f.rel.as_posix() in session.rows)
     part = (
         session.rows,
         session.megapixels,
@@ -1493,23 +1509,30 @@ def _predict_claimed_shard(
         session.map_items,
         None if stop is None else (session.stopped_early, isinstance(stop, TerminatedError)),
         session.redone,
+        None if failure is None else _failure_said(failure, session.stopped_early, done, len(todo)),
     )
     parts = gather(part)
     if shard.rank != 0:
-        if broadcast is not None:
-            broadcast(None)  # rank 0 has written the reports: no rank ends the run before that
+        # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed.
+        failures = broadcast(None) if broadcast is not None else []
+        if failure is not None:
+            raise failure
         if stop is not None:
             raise stop
+        if failures:
+            raise RankFailedError(_rank_failures_said(failures, shard.world_size))
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
+    failures = []  # (rank, what it failed with)
     try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
         redone = 0
-        for rank, (rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone) in enumerate(
-            parts
-        ):
+        for rank, rank_part in enumerate(parts):
+            rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone, rank_failure = rank_part
             redone += rank_redone
             if rank_stop is not None:
                 stopped.append((rank, *rank_stop))
+            if rank_failure is not None:
+                failures.append((rank, rank_failure))
             if rank == 0:
                 continue
             session.rows.update(rows)
@@ -1518,31 +1541,87 @@ def _predict_claimed_shard(
             session.loop_seconds = max(session.loop_seconds, seconds)
             if session.evaluation is not None and evaluation is not None:
                 session.evaluation.merge(evaluation)
+        said = []
+        if failures:
+            said.append(f"stopped because {_rank_failures_said(failures, shard.world_size, run=False)}")
         if stopped:
             # Each rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
-            said = [text.partition("; ") for _, text, _ in stopped]
-            advice = "; ".join(dict.fromkeys(rest for _, _, rest in said if rest))
-            session.stopped_early = (
+            told = [text.partition("; ") for _, text, _ in stopped]
+            advice = "; ".join(dict.fromkeys(rest for _, _, rest in told if rest))
+            said.append(
                 f"was stopped on {len(stopped)} of its {shard.world_size} ranks ("
                 + ", ".join(
-                    f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, said, strict=True)
+                    f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, told, strict=True)
                 )
                 + ")"
                 + (f"; {advice}" if advice else "")
             )
-        if stopped and overwriting and redone == 0:
+        if said:
+            session.stopped_early = "; and ".join(said)
+        if (stopped or failures) and overwriting and redone == 0:
             # As one process stopped before an image was finished: the reports there stay as they were.
             print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
         else:
-            if overwriting and not stopped:  # every rank finished its shard
+            if overwriting and not stopped and not failures:  # every rank finished its shard
                 session.finish_overwrite()
-            result = session.write_reports(time.perf_counter() - started)
-            print(result.summary["text"], file=sys.stdout)
+            try:
+                result = session.write_reports(time.perf_counter() - started)
+                print(result.summary["text"], file=sys.stdout)
+            except OSError as exc:
+                if not (stopped or failures):
+                    raise
+                _warn_reports_not_written(
+                    session.output_dir, exc
+                )  # the stop's or failure's line matters more
+    except Exception as exc:  # noqa: BLE001 - raised again: the other ranks end with it, not as if all went well
+        failures.append((0, f"as it wrote the reports ({_said(exc)})"))
+        raise
     finally:
         if broadcast is not None:
-            broadcast(None)
+            broadcast(failures)
+    if failure is not None:
+        raise failure
     if stop is not None:
         raise stop
+    if failures:
+        raise RankFailedError(_rank_failures_said(failures, shard.world_size))
     if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
         raise TerminatedError if stopped[0][2] else KeyboardInterrupt
     return result
+
+
+def _said(exc: BaseException) -> str:
+    """``<type>: <first line of the message>`` of a rank's error, for the other ranks' one-line message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0].rstrip('.')}" if lines else type(exc).__name__
+
+
+def _failure_said(exc: Exception, stopped_early: str | None, done: int, todo: int) -> str:
+    """What a rank failed with, as the others say it: its error and, unless the error's sentence says it
+    (``stopped_early`` set: a full disk, a dead loader worker), how far the rank got."""
+    if stopped_early is not None:
+        return f"({_said(exc)})"
+    return f"after {done} of the {todo} images it had to predict ({_said(exc)})"
+
+
+def _rank_failures_said(failures: Sequence[tuple[int, str]], world_size: int, run: bool = True) -> str:
+    """``rank <r> of its <n> ranks failed <what>`` for each failed rank; with ``run``, the sentence of
+    :class:`RankFailedError` (the run stopped, the failing rank's own error is above or in its log)."""
+    ranks = "; ".join(f"rank {rank} of its {world_size} ranks failed {what}" for rank, what in failures)
+    if not run:
+        return ranks
+    whose = "that rank's own error is" if len(failures) == 1 else "those ranks' own errors are"
+    return f"the run stopped because {ranks}; {whose} above or in its log"
+
+
+def _warn_reports_not_written(output_dir: Path, exc: OSError) -> None:
+    """One line for reports refused after a stop or failure (the disk that stopped the run may refuse them
+    too): the stop's message matters more (two chained tracebacks, 40 lines, stood before the stop's line).
+    The re-run writes them, its rows recomputed from the finished outputs."""
+    log.warning(
+        "could not write the reports (manifest.csv, summary.json, index.html) in %s after the stop: %s; the "
+        "same command writes them when it runs again",
+        output_dir,
+        f"{STORAGE_ERRNOS[exc.errno]} ({exc.strerror})" if exc.errno in STORAGE_ERRNOS else exc,
+    )
+    log.debug("the reports' error", exc_info=True)
