@@ -202,6 +202,26 @@ def test_a_sigterm_to_the_launching_process_stops_its_spawned_ranks(monkeypatch:
     assert stubborn.exitcode == -signal.SIGKILL
 
 
+def test_a_spawned_run_whose_rank_failed_ends_with_that_rank_s_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``predict.py devices=2``: rank 0's :class:`SpawnedRunFailed` (a rank failed, the reports are written)
+    is raised in the launching process as the failing rank's own error, so that a full disk is one line and
+    status 2 there, as in one process."""
+    from types import SimpleNamespace
+
+    import lightning.fabric
+
+    from marsunits.inference import distributed
+    from marsunits.inference.runner import OutputWriteError
+
+    full = OutputWriteError("stopped: cannot write outputs to /out because the disk is full")
+    monkeypatch.setattr(
+        lightning.fabric.Fabric, "launch", lambda self, function, *args: distributed.SpawnedRunFailed(full)
+    )
+    with pytest.raises(OutputWriteError) as raised:
+        distributed.launch(SimpleNamespace(device="cpu", devices=2, num_nodes=1))  # type: ignore[arg-type]
+    assert raised.value is full
+
+
 def test_a_long_temporary_name_is_cut_between_characters(tmp_path: Path) -> None:
     """The destination's name is cut to fit 255 bytes at a character boundary: a cut inside a two-byte
     character left a name that is not UTF-8, which filesystems that require UTF-8 names refuse."""
@@ -243,12 +263,19 @@ def test_stale_temporaries_behind_a_link_to_another_folder_are_not_touched(tmp_p
 
 
 def _run_as_rank(
-    rank: int, store: str, opts: object, conn: object, timeout_s: float | None = None, message: bool = False
+    rank: int,
+    store: str,
+    opts: object,
+    conn: object,
+    timeout_s: float | None = None,
+    message: bool = False,
+    spawned: bool = False,
 ) -> None:
     """Run ``distributed._rank_main`` as rank ``rank`` of a two-process gloo group met through the file
-    ``store``, and send what it raised (its type's name, or None; with ``message``: ``(name, message)``)
-    back through ``conn``. ``timeout_s``: the group's collectives' timeout (default: torch's, 30 minutes),
-    short where a rank left waiting must fail the test at once."""
+    ``store``, and send what it raised (its type's name, or None; with ``message``: ``(name, message)``, or
+    ``("returned", repr of what it returned)``) back through ``conn``. ``timeout_s``: the group's
+    collectives' timeout (default: torch's, 30 minutes), short where a rank left waiting must fail the test
+    at once. ``spawned``: as a rank that ``predict.py devices=2`` spawned."""
     from datetime import timedelta
     from types import SimpleNamespace
 
@@ -260,10 +287,13 @@ def _run_as_rank(
     timeout = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, **timeout)
     try:
-        distributed._rank_main(
-            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), opts
-        )  # type: ignore[arg-type]  # noqa: SLF001
-        conn.send(None)  # type: ignore[attr-defined]
+        returned = distributed._rank_main(  # noqa: SLF001
+            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")),  # type: ignore[arg-type]
+            opts,  # type: ignore[arg-type]
+            None,
+            spawned,
+        )
+        conn.send(("returned", repr(returned)) if message else None)  # type: ignore[attr-defined]
     except BaseException as exc:  # noqa: BLE001 - said to the test
         conn.send((type(exc).__name__, str(exc)) if message else type(exc).__name__)  # type: ignore[attr-defined]
     finally:
@@ -436,11 +466,12 @@ def test_a_second_sigterm_while_a_stopped_sharded_run_writes_its_reports_does_no
     )
 
 
-def _failing_rank(rank: int, store: str, opts: object, failure: str, conn: object) -> None:
+def _failing_rank(rank: int, store: str, opts: object, failure: str, spawned: bool, conn: object) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank 1 fails at its second image:
     ``failure`` "full": its output disk is full (``write_prediction`` raises ``ENOSPC``, which the run turns
     into :class:`~marsunits.inference.runner.OutputWriteError`); "worker": a DataLoader worker dies (torch's
-    ``RuntimeError``, which the run turns into ``LoaderWorkerError``). Sends ``(type name, message)``."""
+    ``RuntimeError``, which the run turns into ``LoaderWorkerError``). Sends ``(type name, message)`` or
+    ``("returned", repr)``; ``spawned``: as ranks ``predict.py devices=2`` spawned."""
     import errno
 
     from marsunits.inference import runner
@@ -457,31 +488,37 @@ def _failing_rank(rank: int, store: str, opts: object, failure: str, conn: objec
         return real_write(paths, *args, **kwargs)
 
     runner.write_prediction = write_prediction  # type: ignore[assignment]
-    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=spawned)
 
 
-@pytest.mark.parametrize("failure", ["full", "worker"])
+@pytest.mark.parametrize(("failure", "spawned"), [("full", False), ("worker", False), ("full", True)])
 def test_a_rank_that_fails_ends_every_rank_at_once_with_the_reports_written(
-    tmp_path: Path, ckpt: Path, failure: str
+    tmp_path: Path, ckpt: Path, failure: str, spawned: bool
 ) -> None:
     """Rank 1 of two fails at its second image with an error that ends its part of the run (its disk full,
     a loader worker dead): it left without joining the gather, and rank 0, having predicted its shard,
     waited there until the collectives' timeout (30 minutes) and ended in a traceback, no report written.
     Now the failing rank tells the others through the store, joins the gather with the image it finished and
     raises its own error; rank 0 stops at its next image, writes the reports (every image of both shards
-    counted) and ends with one line naming rank 1 and its error."""
+    counted) and ends with one line naming rank 1 and its error. Ranks spawned by ``predict.py devices=2``
+    return instead, rank 0 the failing rank's error for the launching process to raise (each raising its
+    own was a spawn traceback of whichever rank ended first)."""
     import json
 
     started = time.monotonic()
-    _, out, said = _two_ranks(tmp_path, ckpt, _failing_rank, failure)
+    _, out, said = _two_ranks(tmp_path, ckpt, _failing_rank, failure, spawned)
     assert time.monotonic() - started < 60, "a rank waited for a rank that had failed"
     expected = "OutputWriteError" if failure == "full" else "LoaderWorkerError"
-    assert said[1][0] == expected, said  # type: ignore[index]
-    name, message = said[0]  # type: ignore[misc]
-    assert name == "RankFailedError", said
-    assert "rank 1 of its 2 ranks failed" in message and expected in message, message
-    assert "no space left" in message.lower() or "loader worker" in message, message
-    assert "\n" not in message
+    if spawned:
+        assert said[1] == ("returned", "None"), said
+        assert said[0][0] == "returned" and said[0][1].startswith(f"SpawnedRunFailed(error={expected}("), said
+    else:
+        assert said[1][0] == expected, said  # type: ignore[index]
+        name, message = said[0]  # type: ignore[misc]
+        assert name == "RankFailedError", said
+        assert "rank 1 of its 2 ranks failed" in message and expected in message, message
+        assert "no space left" in message.lower() or "loader worker" in message, message
+        assert "\n" not in message
     summary = json.loads((out / "summary.json").read_text())
     counts = summary["counts"]
     assert counts["error"] == 0 and counts["ok"] + counts["not_reached"] == 8, counts

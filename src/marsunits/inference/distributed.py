@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from marsunits.errors import ConfigError, ReadableNames, TerminatedError, sigterm_raises
+from marsunits.errors import ConfigError, MarsUnitsError, ReadableNames, TerminatedError, sigterm_raises
 from marsunits.slurm_world import PREDICT, started_alone
 from marsunits.slurm_world import launch_problem as launch_world_problem
 
@@ -156,6 +156,8 @@ def launch(opts: PredictOptions) -> RunResult:
         raise
     if isinstance(result, SpawnedRunStopped):  # the reports are written: the run ends as the rank's stop
         raise TerminatedError if result.sigterm else KeyboardInterrupt
+    if isinstance(result, SpawnedRunFailed):  # likewise, as the failing rank's error
+        raise result.error
     return result
 
 
@@ -166,6 +168,18 @@ class SpawnedRunStopped:
     ending in the stop's exception was a spawn traceback, status 1."""
 
     sigterm: bool
+
+
+@dataclass  # not frozen, as SpawnedRunStopped
+class SpawnedRunFailed:
+    """What rank 0 of spawned ranks returns to the launching process when a rank failed (an error that ended
+    its shard: a full disk, a dead loader worker, a bug) and the reports of what the ranks finished are
+    written: raised there, so that ``predict.py devices=2`` ends as one process with that error does (a user
+    error in one line, status 2). ``error`` is the failing rank's own error, or, where it could not be sent
+    between processes, the :class:`~marsunits.inference.runner.RankFailedError` naming it. Each rank raising
+    its error instead was a spawn traceback, status 1, of whichever rank torch saw end first."""
+
+    error: Exception
 
 
 def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -> None:
@@ -216,17 +230,21 @@ class _StoreStops:
         from torch.distributed.distributed_c10d import _get_default_store
 
         _StoreStops._runs += 1
+        #: This rank's error, once it told the others that it failed.
+        self.failure: Exception | None = None
         self._store = (
             dist.PrefixStore(f"marsunits/predict/{_StoreStops._runs}/", _get_default_store())
             if dist.is_initialized()
             else None
         )
 
-    def announce(self, failed: bool = False) -> None:
+    def announce(self, failure: Exception | None = None) -> None:
+        if failure is not None:
+            self.failure = failure
         if self._store is None:
             return
         try:
-            self._store.set("failed" if failed else "stopped", "1")
+            self._store.set("stopped" if failure is None else "failed", "1")
         except RuntimeError:  # torch's DistStoreError and the like: nobody left to tell
             log.debug("could not tell the other ranks of the stop", exc_info=True)
 
@@ -284,18 +302,20 @@ def _rank_main(
     opts: PredictOptions,
     log_handlers: list[_HandlerSpec] | None = None,
     spawned: bool = False,
-) -> RunResult | SpawnedRunStopped | None:
+) -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
     """One rank's work: predict its shard with its own device, then gather the reports on rank 0.
 
     ``spawned``: the rank is a process :func:`launch` spawned; a stop (Ctrl-C, SIGTERM) that ended the run
-    is then returned (:class:`SpawnedRunStopped` from rank 0, None from the others) instead of raised.
-    Ranks of torchrun or srun raise it, each ending as its own ``predict.py`` does."""
+    is then returned (:class:`SpawnedRunStopped` from rank 0, None from the others) instead of raised, and
+    so is a rank's failure once the ranks have met after it (:class:`SpawnedRunFailed`; the failing rank
+    logs the traceback of an error that is not a user's). Ranks of torchrun or srun raise it, each ending as
+    its own ``predict.py`` does. Any other error is raised: torch's spawn then ends the other ranks."""
     import torch.distributed as dist
 
     _restore_logging(log_handlers or [], fabric.global_rank)
 
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import Shard, predict_shard
+    from marsunits.inference.runner import RankFailedError, Shard, predict_shard
 
     device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
     values = {**vars(opts), "device": device, "devices": 1}
@@ -324,10 +344,23 @@ def _rank_main(
     # TerminatedError, it stops predicting, the other ranks stop at their next image (_StoreStops), and all
     # join the gather (predict_shard). Later SIGTERMs are ignored (once): the launcher's, which follows a
     # scheduler's to every process of the job, stopped rank 0 in the middle of the reports.
+    stops = _StoreStops()
     try:
         with sigterm_raises(once=True):
-            return predict_shard(rank_opts, shard, gather, broadcast, _StoreStops())
+            return predict_shard(rank_opts, shard, gather, broadcast, stops)
     except (KeyboardInterrupt, TerminatedError) as stop:
         if not spawned:
             raise
         return SpawnedRunStopped(isinstance(stop, TerminatedError)) if fabric.global_rank == 0 else None
+    except Exception as exc:
+        if not spawned:
+            raise
+        if isinstance(exc, RankFailedError):  # another rank failed; the ranks met after it
+            error: Exception = exc.errors[0] if exc.errors else exc
+        elif exc is stops.failure:  # this rank's own failure, raised after the ranks met (predict_shard)
+            error = exc
+            if not isinstance(exc, MarsUnitsError):  # a bug: its traceback, which the launcher cannot show
+                log.error("rank %d of %d failed", fabric.global_rank, fabric.world_size, exc_info=exc)
+        else:  # before the ranks met (a refusal at start, a collective's error): torch's spawn ends the rest
+            raise
+        return SpawnedRunFailed(error) if fabric.global_rank == 0 else None

@@ -42,6 +42,7 @@ import errno
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -325,8 +326,8 @@ class RankStops(Protocol):
     at its next image (:mod:`marsunits.inference.distributed` keeps the flags in the process group's
     store)."""
 
-    def announce(self, failed: bool = False) -> None:
-        """Say that this rank was stopped, or with ``failed`` that it failed."""
+    def announce(self, failure: Exception | None = None) -> None:
+        """Say that this rank was stopped, or, given ``failure``, that it failed with that error."""
 
     def announced(self) -> str | None:
         """``"failed"`` when a rank said it failed, else ``"stopped"`` when one said it was stopped, else
@@ -341,7 +342,16 @@ class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
 class RankFailedError(MarsUnitsError):
     """Another rank of a sharded run failed: this rank stopped at its next image, the reports of what every
     rank finished are written, and the message names the failing rank and its error (which that rank raises
-    itself, in its own output or log)."""
+    itself, in its own output or log).
+
+    Attributes:
+        errors: The failing ranks' own errors, in rank order, those that could be sent between processes
+            (pickled): ranks spawned by ``predict.py`` end the launching process with the first of them.
+    """
+
+    def __init__(self, message: str, errors: Sequence[Exception] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
 
 
 @dataclass(frozen=True)
@@ -1498,7 +1508,7 @@ def _predict_claimed_shard(
     except Exception as exc:  # noqa: BLE001 - raised again after the gather, below
         failure = exc
         if stops is not None:
-            stops.announce(failed=True)
+            stops.announce(failure)
     session.loop_seconds = time.perf_counter() - loop_start
     done = sum(1 for f in todo if f.rel.as_posix() in session.rows)
     part = (
@@ -1509,7 +1519,9 @@ def _predict_claimed_shard(
         session.map_items,
         None if stop is None else (session.stopped_early, isinstance(stop, TerminatedError)),
         session.redone,
-        None if failure is None else _failure_said(failure, session.stopped_early, done, len(todo)),
+        None
+        if failure is None
+        else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
     )
     parts = gather(part)
     if shard.rank != 0:
@@ -1520,10 +1532,10 @@ def _predict_claimed_shard(
         if stop is not None:
             raise stop
         if failures:
-            raise RankFailedError(_rank_failures_said(failures, shard.world_size))
+            raise RankFailedError(_rank_failures_said(failures, shard.world_size), _errors(failures))
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
-    failures = []  # (rank, what it failed with)
+    failures = []  # (rank, what it failed with, its error if it could be sent)
     try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
         redone = 0
         for rank, rank_part in enumerate(parts):
@@ -1532,7 +1544,7 @@ def _predict_claimed_shard(
             if rank_stop is not None:
                 stopped.append((rank, *rank_stop))
             if rank_failure is not None:
-                failures.append((rank, rank_failure))
+                failures.append((rank, *rank_failure))
             if rank == 0:
                 continue
             session.rows.update(rows)
@@ -1574,7 +1586,7 @@ def _predict_claimed_shard(
                     session.output_dir, exc
                 )  # the stop's or failure's line matters more
     except Exception as exc:  # noqa: BLE001 - raised again: the other ranks end with it, not as if all went well
-        failures.append((0, f"as it wrote the reports ({_said(exc)})"))
+        failures.append((0, f"as it wrote the reports ({_said(exc)})", _sendable(exc)))
         raise
     finally:
         if broadcast is not None:
@@ -1584,7 +1596,7 @@ def _predict_claimed_shard(
     if stop is not None:
         raise stop
     if failures:
-        raise RankFailedError(_rank_failures_said(failures, shard.world_size))
+        raise RankFailedError(_rank_failures_said(failures, shard.world_size), _errors(failures))
     if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
         raise TerminatedError if stopped[0][2] else KeyboardInterrupt
     return result
@@ -1604,10 +1616,25 @@ def _failure_said(exc: Exception, stopped_early: str | None, done: int, todo: in
     return f"after {done} of the {todo} images it had to predict ({_said(exc)})"
 
 
-def _rank_failures_said(failures: Sequence[tuple[int, str]], world_size: int, run: bool = True) -> str:
+def _sendable(exc: Exception) -> Exception | None:
+    """``exc`` if it survives pickling (to go to rank 0 and on to the launching process), else None."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, this moment
+    except Exception:  # noqa: BLE001 - an error that cannot travel is said by its text alone
+        return None
+    return exc
+
+
+def _errors(failures: Sequence[tuple[int, str, Exception | None]]) -> list[Exception]:
+    return [error for _, _, error in failures if error is not None]
+
+
+def _rank_failures_said(
+    failures: Sequence[tuple[int, str, Exception | None]], world_size: int, run: bool = True
+) -> str:
     """``rank <r> of its <n> ranks failed <what>`` for each failed rank; with ``run``, the sentence of
     :class:`RankFailedError` (the run stopped, the failing rank's own error is above or in its log)."""
-    ranks = "; ".join(f"rank {rank} of its {world_size} ranks failed {what}" for rank, what in failures)
+    ranks = "; ".join(f"rank {rank} of its {world_size} ranks failed {what}" for rank, what, _ in failures)
     if not run:
         return ranks
     whose = "that rank's own error is" if len(failures) == 1 else "those ranks' own errors are"
