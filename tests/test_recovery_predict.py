@@ -272,10 +272,11 @@ def _run_as_rank(
     spawned: bool = False,
 ) -> None:
     """Run ``distributed._rank_main`` as rank ``rank`` of a two-process gloo group met through the file
-    ``store``, and send what it raised (its type's name, or None; with ``message``: ``(name, message)``, or
-    ``("returned", repr of what it returned)``) back through ``conn``. ``timeout_s``: the group's
-    collectives' timeout (default: torch's, 30 minutes), short where a rank left waiting must fail the test
-    at once. ``spawned``: as a rank that ``predict.py devices=2`` spawned."""
+    ``store`` (or a ``tcp://`` address, whose store rank 0 holds, as spawned ranks' and srun's), and send
+    what it raised (its type's name, or None; with ``message``: ``(name, message)``, or ``("returned", repr
+    of what it returned)``) back through ``conn``. ``timeout_s``: the group's collectives' timeout (default:
+    torch's, 30 minutes), short where a rank left waiting must fail the test at once. ``spawned``: as a rank
+    that ``predict.py devices=2`` spawned."""
     from datetime import timedelta
     from types import SimpleNamespace
 
@@ -285,7 +286,8 @@ def _run_as_rank(
     from marsunits.inference import distributed
 
     timeout = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2, **timeout)
+    init_method = store if store.startswith("tcp://") else f"file://{store}"
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2, **timeout)
     try:
         returned = distributed._rank_main(  # noqa: SLF001
             SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")),  # type: ignore[arg-type]
@@ -526,6 +528,40 @@ def test_a_rank_that_fails_ends_every_rank_at_once_with_the_reports_written(
     with open(out / "manifest.csv", newline="") as fh:
         rows = [row["path"] for row in csv.DictReader(fh)]
     assert "im1.png" in rows and len(rows) == counts["ok"], rows  # rank 1's shard: im1, im3, im5, im7
+
+
+def _rank_0_killed(rank: int, store: str, opts: object, address: str, conn: object) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store; collectives'
+    timeout 20 s) whose rank 0 is killed (SIGKILL, after saying "killed") as it writes the reports."""
+    from marsunits.inference import runner
+
+    def write_reports(self, wall_seconds):  # type: ignore[no-untyped-def]
+        conn.send("killed")  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if rank == 0:
+        runner._Session.write_reports = write_reports  # type: ignore[method-assign]
+    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+
+
+def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Path, ckpt: Path) -> None:
+    """Rank 0 killed (SIGKILL, the out-of-memory killer) while it writes the reports: the other ranks waited
+    for it in a collective (on NCCL until the collectives' timeout, 30 minutes; on gloo they ended in its
+    traceback, "Connection closed by peer"). They now wait on the store that rank 0's process holds (spawned
+    ranks, srun), which fails once it is gone: one line naming rank 0 and the way on."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_0_killed, f"tcp://127.0.0.1:{port}")
+    assert time.monotonic() - started < 60, "rank 1 waited for a rank 0 that was gone"
+    assert said[0] == "killed", said
+    name, message = said[1]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert "rank 0 of the run ended" in message and "run the same command again" in message, message
+    assert not (out / "summary.json").exists()
 
 
 @pytest.mark.parametrize("where", ["tiff_orientation", "tiff_pixels"])

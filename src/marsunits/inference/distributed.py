@@ -6,6 +6,11 @@ images' outputs; rank 0 then gathers every rank's manifest rows, megapixels and 
 ``metrics.json``. Outputs of an image do not depend on which rank predicted it (same windows, same
 batches), so a sharded run writes the same files as a single-process run with the same threads.
 
+A rank stopped (Ctrl-C, SIGTERM) or failed (an error that ends its shard) says so in the process group's
+store (:class:`_StoreStops`): the others stop at their next image, every rank joins the gather with what it
+finished, and the ranks then wait, on the store too (:class:`_StoreBroadcast`), for rank 0's word that the
+reports are written and which ranks failed (see :func:`~marsunits.inference.runner.predict_shard`).
+
 Processes come from Lightning Fabric:
 
 * ``predict.py devices=N`` (N > 1) starts N processes itself (Fabric's ``ddp_spawn`` strategy): GPUs
@@ -232,7 +237,7 @@ class _StoreStops:
         _StoreStops._runs += 1
         #: This rank's error, once it told the others that it failed.
         self.failure: Exception | None = None
-        self._store = (
+        self.store = (
             dist.PrefixStore(f"marsunits/predict/{_StoreStops._runs}/", _get_default_store())
             if dist.is_initialized()
             else None
@@ -241,23 +246,76 @@ class _StoreStops:
     def announce(self, failure: Exception | None = None) -> None:
         if failure is not None:
             self.failure = failure
-        if self._store is None:
+        if self.store is None:
             return
         try:
-            self._store.set("stopped" if failure is None else "failed", "1")
+            self.store.set("stopped" if failure is None else "failed", "1")
         except RuntimeError:  # torch's DistStoreError and the like: nobody left to tell
             log.debug("could not tell the other ranks of the stop", exc_info=True)
 
     def announced(self) -> str | None:
-        if self._store is None:
+        if self.store is None:
             return None
         for said in ("failed", "stopped"):  # a failure first: it decides how the other ranks end
             try:
-                if self._store.check([said]):
+                if self.store.check([said]):
                     return said
             except RuntimeError:
                 return None
         return None
+
+
+class _StoreBroadcast:
+    """``broadcast(obj) -> obj`` for :func:`~marsunits.inference.runner.predict_shard` through the run's
+    keys of the process group's store (:class:`_StoreStops`): rank 0 sets the pickled object, the others
+    wait for it and say they have read it.
+
+    Not ``torch.distributed.broadcast_object_list``: ranks waiting in a collective for a rank 0 that is gone
+    (killed while it wrote the reports: SIGKILL, the out-of-memory killer) wait, on NCCL, until the
+    collectives' timeout (30 minutes). The store of spawned ranks and of ``srun``'s is a TCP store that
+    rank 0's process holds: once it is gone, a rank waiting for the key fails at once, and says so in one
+    line. (Under ``torchrun`` the store is the agent's, which ends every rank when one dies.) Rank 0 waits
+    for the others to have read the object (at most ``read_wait_s``) before it goes on: ending, its process
+    would take the store, and the object not yet read, with it.
+    """
+
+    def __init__(self, stops: _StoreStops, rank: int, world_size: int, read_wait_s: float = 60.0) -> None:
+        self._store = stops.store
+        self._rank = rank
+        self._world_size = world_size
+        self._read_wait_s = read_wait_s
+        self._calls = 0
+
+    def __call__(self, obj: Any) -> Any:
+        import pickle
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        from marsunits.inference.runner import RankFailedError
+
+        if self._store is None:
+            raise RuntimeError("a sharded run's broadcast needs a process group")
+        self._calls += 1  # every rank broadcasts the same times: the n-th call's key is the same everywhere
+        key = f"broadcast/{self._calls}"
+        if self._rank == 0:
+            self._store.set(key, pickle.dumps(obj))  # type: ignore[arg-type]  # bytes: torch takes them
+            read = [f"{key}/read/{rank}" for rank in range(1, self._world_size)]
+            try:
+                self._store.wait(read, timedelta(seconds=self._read_wait_s))
+            except dist.DistError:  # a rank gone meanwhile: the others have read it or are gone too
+                log.debug("not every rank said it read %s", key, exc_info=True)
+            return obj
+        try:
+            value = pickle.loads(self._store.get(key))  # noqa: S301 - rank 0's pickle, as the collective's
+        except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
+            raise RankFailedError(
+                "rank 0 of the run ended without a word (killed? out of memory? its log may say) while this "
+                "rank waited for it; the outputs of the images finished are kept: run the same command "
+                "again, which skips them and writes the reports"
+            ) from exc
+        self._store.set(f"{key}/read/{self._rank}", "1")
+        return value
 
 
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
@@ -334,11 +392,6 @@ def _rank_main(
         dist.gather_object(obj, out, dst=0)
         return out
 
-    def broadcast(obj: Any) -> Any:
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     # A spawned rank has no SIGTERM handler of its own: a SIGTERM (a scheduler's, or the launcher's from
     # stop_spawned_ranks) ended it at once, without its rows, and the run wrote no reports. Raised as
     # TerminatedError, it stops predicting, the other ranks stop at their next image (_StoreStops), and all
@@ -347,7 +400,9 @@ def _rank_main(
     stops = _StoreStops()
     try:
         with sigterm_raises(once=True):
-            return predict_shard(rank_opts, shard, gather, broadcast, stops)
+            return predict_shard(
+                rank_opts, shard, gather, _StoreBroadcast(stops, shard.rank, shard.world_size), stops
+            )
     except (KeyboardInterrupt, TerminatedError) as stop:
         if not spawned:
             raise
