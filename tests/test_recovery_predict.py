@@ -530,6 +530,46 @@ def test_a_rank_that_fails_ends_every_rank_at_once_with_the_reports_written(
     assert "im1.png" in rows and len(rows) == counts["ok"], rows  # rank 1's shard: im1, im3, im5, im7
 
 
+def _rank_failing_at_start(rank: int, store: str, opts: object, failing: int, conn: object) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank ``failing`` fails before
+    predicting: looking at its shard's outputs (``_Session.plan``) raises an I/O error."""
+    import errno
+
+    from marsunits.inference import runner
+
+    def plan(self):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EIO, "Input/output error", str(self.output_dir))
+
+    if rank == failing:
+        runner._Session.plan = plan  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_rank_that_fails_before_predicting_does_not_leave_the_others_waiting(
+    tmp_path: Path, ckpt: Path, failing: int
+) -> None:
+    """A rank failing before its first image (its shard's outputs unreadable, rank 0's settings record
+    refused) left the run at once: the others predicted their shards and waited in the gather for it until
+    the collectives' timeout (30 minutes). It now joins them; the others stop at their next image and end
+    naming it, and rank 0, when it is not the failing one, writes the reports (the failing rank's shard not
+    reached)."""
+    import json
+
+    started = time.monotonic()
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_failing_at_start, failing)
+    assert time.monotonic() - started < 60, "a rank waited for a rank that had failed"
+    assert said[failing][0] == "OSError", said  # type: ignore[index]
+    name, message = said[1 - failing]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert f"rank {failing} of its 2 ranks failed before predicting (OSError: " in message, message
+    if failing == 0:
+        assert not (out / "summary.json").exists()
+        return
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert counts["ok"] + counts["not_reached"] == 8 and counts["not_reached"] >= 4, counts
+
+
 def _rank_0_killed(rank: int, store: str, opts: object, address: str, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store; collectives'
     timeout 20 s) whose rank 0 is killed (SIGKILL, after saying "killed") as it writes the reports."""

@@ -48,7 +48,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 import torch
@@ -1396,7 +1396,9 @@ def predict_shard(
     images not reached counted) it raises its own error; every other rank, rank 0 included, raises
     :class:`RankFailedError` naming the failing rank and its error. It left the run at once, and the others
     waited in the gather for it until the collectives' timeout (30 minutes), no report written. Rank 0
-    failing as it writes the reports likewise ends the others with :class:`RankFailedError`.
+    failing as it writes the reports likewise ends the others with :class:`RankFailedError`, and so does a
+    rank failing before its first image (its model on its device, its shard's outputs, rank 0's settings
+    record): it joins the gather with no image; rank 0 failing so writes no report.
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
@@ -1441,17 +1443,22 @@ def _predict_claimed_shard(
 ) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
     started = time.perf_counter()
-    session = _Session(opts, shard)
-    session.stops = stops
-    if shard.rank == 0 and session.output_dir.is_dir():
-        # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
-        stale = remove_stale_temporaries(session.output_dir)
-        if stale:
-            log.info("removed %d temporary files left by an interrupted run", len(stale))
-    todo = session.plan()  # this rank's shard only (see _Session)
     overwriting = bool(opts.overwrite)
-    if shard.rank == 0 and not overwriting:
-        write_settings(session.output_dir, session.settings)
+    try:
+        session = _Session(opts, shard)
+        session.stops = stops
+        if shard.rank == 0 and session.output_dir.is_dir():
+            # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
+            stale = remove_stale_temporaries(session.output_dir)
+            if stale:
+                log.info("removed %d temporary files left by an interrupted run", len(stale))
+        todo = session.plan()  # this rank's shard only (see _Session)
+        if shard.rank == 0 and not overwriting:
+            write_settings(session.output_dir, session.settings)
+    except Exception as exc:
+        if shard.world_size == 1:
+            raise
+        _leave_the_ranks(exc, shard, gather, broadcast, stops)
     # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
     # interrupted overwrite, which leaves old and new outputs side by side, is never resumed as one run.
     # Not len(session.rows) - len(session.problems): that counted an input refused before predicting (an
@@ -1600,6 +1607,27 @@ def _predict_claimed_shard(
     if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
         raise TerminatedError if stopped[0][2] else KeyboardInterrupt
     return result
+
+
+def _leave_the_ranks(
+    exc: Exception, shard: Shard, gather: Any, broadcast: Any, stops: RankStops | None
+) -> NoReturn:
+    """Raise ``exc``, the error of a rank of a sharded run that failed before predicting (its model on its
+    device, its shard's outputs, rank 0's settings record), once the ranks have met: it says so through
+    ``stops`` (the others stop at their next image), joins the gather with no image, and waits for rank
+    0's word. Leaving at once, it left the others to predict their shards and wait in the gather for it
+    until the collectives' timeout (30 minutes). Rank 0, which has no run to report then, writes no report;
+    another rank failing so is counted in rank 0's reports as a rank that reached none of its images."""
+    if stops is not None:
+        stops.announce(exc)
+    failed = (f"before predicting ({_said(exc)})", _sendable(exc))
+    parts = gather(({}, 0.0, 0.0, None, [], None, 0, failed))
+    if shard.rank == 0:
+        if broadcast is not None:
+            broadcast([(rank, *part[-1]) for rank, part in enumerate(parts) if part[-1] is not None])
+    elif broadcast is not None:
+        broadcast(None)
+    raise exc
 
 
 def _said(exc: BaseException) -> str:
