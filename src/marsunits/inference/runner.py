@@ -1395,7 +1395,8 @@ def predict_shard(
     and once rank 0 has written the reports (``stopped_early`` naming the failing rank and its error, the
     images not reached counted) it raises its own error; every other rank, rank 0 included, raises
     :class:`RankFailedError` naming the failing rank and its error. It left the run at once, and the others
-    waited in the gather for it until the collectives' timeout (30 minutes), no report written. Rank 0
+    predicted their shards, then waited in the gather for it (on NCCL until the collectives' timeout, 30
+    minutes; on gloo until its process had ended) and ended in a traceback, no report written. Rank 0
     failing as it writes the reports likewise ends the others with :class:`RankFailedError`, and so does a
     rank failing before its first image (its model on its device, its shard's outputs, rank 0's settings
     record): it joins the gather with no image; rank 0 failing so writes no report.
