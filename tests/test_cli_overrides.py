@@ -361,9 +361,10 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tm
             (override,) = parser.parse_overrides([typed])
             assert not override.is_sweep_override() and override.value() == name, (typed, name)
     assert quoted_path_overrides(["run_name=${now:%H}"]) == ["run_name=${now:%H}"]  # read by Hydra as ever
-    # Through the real command line: past the override, into the run folder, to the missing data folder.
+    # Through the real command line: past the override, into the run folder, to the empty data folder.
+    (tmp_path / "empty").mkdir()
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'absent'}"]
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
         + ["logger=csv", f"run_name=r{latin1}", f"paths.log_dir={tmp_path / 'logs'}"],
         capture_output=True,
         timeout=120,
@@ -371,7 +372,7 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tm
     )
     err = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 2 and "Traceback" not in err, err[-3000:]
-    assert f"root folder {tmp_path / 'absent'} does not exist" in err, err[-3000:]
+    assert f"{tmp_path / 'empty' / 'images'}, but it does not exist" in err, err[-3000:]
     assert (tmp_path / "logs" / "train" / f"r{latin1}" / "train.log").is_file()
     # Resumed by its name, refused before Hydra starts (no last.ckpt): the name as \xNN, as the run says it.
     again = subprocess.run(proc.args + ["ckpt_path=last"], capture_output=True, timeout=120, cwd=tmp_path)
@@ -384,8 +385,9 @@ def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_pa
     ``a,b``, without a word: a path option's comma is kept as part of the name outside a multirun (``sol
     12, left`` is a folder). It still is, but a warning line says so and that ``-m`` makes one run per value;
     nothing is said in a multirun, for a quoted value, or for an option that is not a path."""
+    (tmp_path / "empty").mkdir()  # a data folder that is there (a missing one is refused before the run)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'absent'}"]
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
         + ["logger=csv", "run_name=a,b", f"paths.log_dir={tmp_path / 'logs'}"],
         capture_output=True,
         text=True,
@@ -444,8 +446,9 @@ def test_a_log_folder_under_the_home_folder_is_made_there(tmp_path: Path) -> Non
     reads the path. ``~`` is now the home folder there too, as in every other path option."""
     home = tmp_path / "home"
     home.mkdir()
+    (tmp_path / "empty").mkdir()  # a data folder that is there (a missing one is refused before the run)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'absent'}"]
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
         + ["logger=csv", "run_name=r", "paths.log_dir=~/runs"],
         capture_output=True,
         text=True,

@@ -2826,6 +2826,95 @@ def test_a_large_grid_or_a_glob_of_a_config_dir_is_checked_before_any_trial_fold
     )
 
 
+def _setup_refusal(*overrides: str) -> str:
+    """What the run says (the data module's setup) for a data config whose folder is missing."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny", *overrides])
+    with pytest.raises(FileNotFoundError) as missing:
+        instantiate(cfg.data).setup("fit")
+    return str(missing.value)
+
+
+def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train.py experiment=marsscapes data.root=/nope`` (and data=folder, ai4mars, the two-dataset
+    experiments) was refused with a clear line only inside the run, after Hydra had made the run folder
+    (its .hydra/ record and train.log). It is now refused before, in the data module's own words, with
+    data.root resolved as the run resolves it (MARSUNITS_DATA, an interpolation), where the run folder is
+    claimed, where it is left to the run, and for a grid whose trials all miss the folder. A user's own data
+    module and a grid with a trial whose folder is there are left to the run."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.run_folder_claim import release_held_claims
+
+    logs = tmp_path / "logs"
+    missing = tmp_path / "nope"
+    there = tmp_path / "there"
+    there.mkdir()
+    # Through the real command line: exit 2, the run's message, no run folder.
+    proc = _train_py(
+        tmp_path,
+        "model=tiny",
+        "logger=none",
+        f"paths.log_dir={logs}",
+        "experiment=marsscapes",
+        f"data.root={missing}",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert said == [f"train.py: error: {_setup_refusal('data=marsscapes', f'data.root={missing}')}"], (
+        proc.stderr
+    )
+    assert f"root folder {missing} does not exist" in said[0]
+    assert not logs.exists(), sorted(logs.rglob("*"))
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MARSUNITS_DATA", str(missing))
+    argv = ["model=tiny", "logger=none", f"paths.log_dir={logs}"]
+    for overrides, run_sees in (
+        (["data=folder", f"data.root={missing}"], None),
+        (["experiment=ai4mars", f"data.root={missing}"], None),
+        (["experiment=marsscapes_ai4mars", f"data.root={missing}"], None),
+        (["experiment=marsscapes_selftrain", f"data.root={missing}"], None),
+        (["experiment=marsscapes"], [f"data.root={missing / 'marsscapes'}"]),  # MARSUNITS_DATA
+        (["data=folder", "data.root=${oc.env:HOME}/nope"], [f"data.root={missing}"]),  # an interpolation
+        (["data=folder", "data.root='~/nope'"], None),  # as train.py quotes it
+    ):
+        expected = _setup_refusal(*overrides, *(run_sees or []))
+        for extra in ([], ["run_name=r"], ["run_name=x-${now:%H-%M-%S}"], ["--config-name", "train"]):
+            try:
+                refused, _ = claim_run_folder([*argv, *overrides, *extra], CONFIG_DIR)
+            finally:
+                release_held_claims()
+            assert refused == expected, (overrides, extra, refused)
+    assert "data.source_dirs.marsscapes" in _setup_refusal(
+        "experiment=marsscapes_ai4mars", f"data.root={missing}"
+    )
+    assert not logs.exists(), sorted(logs.rglob("*"))
+    try:
+        # A folder that is there, and a user's own data module, with folders of its own: left to the run.
+        assert (
+            claim_run_folder([*argv, "data=folder", f"data.root={there}", "run_name=a"], CONFIG_DIR)[0]
+            is None
+        )
+        own = [*argv, "data=folder", f"data.root={missing}", "data._target_=mypkg.MyDataModule", "run_name=b"]
+        assert claim_run_folder(own, CONFIG_DIR)[0] is None
+    finally:
+        release_held_claims()
+    # A grid whose trials all miss the one folder: said once, with no trial started.
+    expected = _setup_refusal("data=folder", f"data.root={missing}")
+    sweep = ["-m", *argv, "data=folder", "model.lr=1e-3,2e-3"]
+    try:
+        refused, _ = claim_run_folder([*sweep, f"data.root={missing}"], CONFIG_DIR)
+        assert refused == f"{expected} (in every trial of this sweep: none was started)", refused
+        # A trial whose folder is there runs; the other fails in its trial, as before.
+        assert claim_run_folder([*sweep, f"data.root={missing},{there}"], CONFIG_DIR)[0] is None
+    finally:
+        release_held_claims()
+
+
 def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -2844,7 +2933,8 @@ def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
 
     assert refusal("data.crop_size=112") is None  # model=unet_lite0_d4: multiples of 16
     assert refusal("data.crop_size=112", "model=deeplabv3plus_lite0") is None  # encoder stride 16
-    assert refusal("data=folder", "data.root=x", "data.crop_size=112", "data.val_context_px=8") is None
+    folder = f"data.root={tmp_path}"  # a folder that is there: a missing one is refused too
+    assert refusal("data=folder", folder, "data.crop_size=112", "data.val_context_px=8") is None
     refused = refusal("data.crop_size=112", "model=unet_lite0")
     assert refused == (
         "data.crop_size=112: expected a multiple of 32 (model.arch=unet with model.encoder_depth=5 takes "
@@ -2852,7 +2942,7 @@ def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     )
     refused = refusal("data.crop_size=100")
     assert refused is not None and "expected a multiple of 16" in refused and "data.crop_size=112" in refused
-    refused = refusal("data=folder", "data.root=x", "data.crop_size=112", "data.val_context_px=4")
+    refused = refusal("data=folder", folder, "data.crop_size=112", "data.val_context_px=4")
     assert refused is not None and refused.startswith("data.val_context_px=4: expected a multiple of 8")
     # The network built is checked again (train=false builds the checkpoint's, whatever the model config),
     # before the run folder's record is written.

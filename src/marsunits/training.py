@@ -1640,10 +1640,38 @@ def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
     try:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
         # Without Hydra's own node, which does not resolve outside a Hydra run (hydra.job.num)
-        check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
+        cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
+        check_config_values(cfg)
     except ConfigError as refused:
         return str(refused)
     except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
+        return None
+    return data_folder_refusal(cfg)
+
+
+def data_folder_refusal(cfg: DictConfig) -> str | None:
+    """The refusal of a data folder the run would not find (``data.root``, or a source's
+    ``data.source_dirs.<source>``), in the data module's own words
+    (:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`), or None.
+
+    Only for marsunits' own data modules (:func:`marsunits_datamodule`): a user's own has folders of its own.
+    The data module is built from ``cfg.data`` as the run builds it, so ``data.root`` is resolved as the run
+    resolves it (``paths.data_root``, ``MARSUNITS_DATA``, ``~``, relative to the current folder); a data
+    config the module refuses, or one that does not resolve here (Hydra's runtime values), is left to the
+    run. Run by :func:`config_value_refusal`, before Hydra makes the run folder: a missing folder was
+    refused only in the run, which left a run folder with only Hydra's record and ``train.log``.
+    """
+    if not marsunits_datamodule(cfg):
+        return None
+    try:
+        datamodule = instantiate(cfg.data)
+    except Exception:  # noqa: BLE001 - a value the data module refuses, or unresolvable here: the run says it
+        return None
+    try:
+        datamodule.check_source_folders()
+    except FileNotFoundError as missing:
+        return str(missing)
+    except Exception:  # noqa: BLE001 - a folder that cannot be looked at: the run says it
         return None
     return None
 

@@ -18,7 +18,13 @@ from marsunits.data.folder import check_root, pair_by_stem
 from marsunits.data.marsscapes import read_sol_table
 from marsunits.data.store import LabelledImage
 
-__all__ = ["scan_ai4mars"]
+__all__ = ["ai4mars_root", "scan_ai4mars"]
+
+
+def ai4mars_root(root: str | Path, dataset: str = "ai4mars") -> Path:
+    """``root`` as a Path if it is a folder, else :func:`~marsunits.data.folder.check_root`'s
+    FileNotFoundError naming it, the layout expected and how to set it; nothing inside it is read."""
+    return check_root(root, dataset, "images/<id>.jpg, labels/<id>.png and stats.csv")
 
 
 def scan_ai4mars(root: str | Path, dataset: str = "ai4mars") -> list[LabelledImage]:
@@ -28,7 +34,7 @@ def scan_ai4mars(root: str | Path, dataset: str = "ai4mars") -> list[LabelledIma
         FileNotFoundError: missing root, sub-folder or ``stats.csv``; ValueError: unpaired files, or an
             image without a sol in ``stats.csv``.
     """
-    path = check_root(root, dataset, "images/<id>.jpg, labels/<id>.png and stats.csv")
+    path = ai4mars_root(root, dataset)
     stats = path / "stats.csv"
     if not stats.is_file():
         raise FileNotFoundError(

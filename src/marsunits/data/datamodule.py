@@ -28,7 +28,7 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -38,12 +38,12 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.ai4mars import scan_ai4mars
+from marsunits.data.ai4mars import ai4mars_root, scan_ai4mars
 from marsunits.data.class_map import ClassMap, subclass_groups
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
-from marsunits.data.folder import scan_folder
+from marsunits.data.folder import folder_root, scan_folder
 from marsunits.data.io import ImageReadError, read_image_native
-from marsunits.data.marsscapes import scan_marsscapes
+from marsunits.data.marsscapes import marsscapes_root, scan_marsscapes
 from marsunits.data.mixing import class_mix
 from marsunits.data.split_guards import (
     PseudoLabelTeacher,
@@ -69,6 +69,8 @@ from marsunits.file_digest import file_sha256, image_content_key
 __all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
 
 REAL_SOURCES: dict[str, Any] = {"marsscapes": scan_marsscapes, "ai4mars": scan_ai4mars, "folder": scan_folder}
+#: Each real source's check of its root folder alone, the one its scanner (:data:`REAL_SOURCES`) starts with.
+SOURCE_ROOTS: dict[str, Any] = {"marsscapes": marsscapes_root, "ai4mars": ai4mars_root, "folder": folder_root}
 SOURCES: tuple[str, ...] = ("synthetic", *REAL_SOURCES)
 
 #: ``render_processes=None`` uses a process pool only from this many training scenes on: starting the
@@ -606,6 +608,27 @@ class MarsDataModule(L.LightningDataModule):
             return Path(self.root)
         return Path(self.root) / self.source_dirs[source]
 
+    @contextlib.contextmanager
+    def _read_from(self, source: str) -> Iterator[None]:
+        """Reading ``source``: a FileNotFoundError of a several-source config is said with the key that moves
+        the source's folder (:meth:`_missing_source_message`); of one source, as it is."""
+        try:
+            yield
+        except FileNotFoundError as exc:
+            if len(self.sources) == 1:
+                raise
+            raise FileNotFoundError(self._missing_source_message(source, exc)) from exc
+
+    def check_source_folders(self) -> None:
+        """Raise the FileNotFoundError that :meth:`setup` raises for a real source whose root folder is not
+        there (``data.root``, or ``data.source_dirs.<source>``), in the same words, looking at nothing but
+        those folders: ``train.py`` runs it before Hydra makes the run folder
+        (:func:`~marsunits.training.data_folder_refusal`). Synthetic scenes have no folder."""
+        for source in self.sources:
+            if source in SOURCE_ROOTS and self.root is not None:
+                with self._read_from(source):
+                    SOURCE_ROOTS[source](self._source_root(source), self.name)
+
     def _missing_source_message(self, source: str, exc: FileNotFoundError) -> str:
         """The error for a source of a several-source config that cannot be read: the key that moves it.
 
@@ -773,7 +796,7 @@ class MarsDataModule(L.LightningDataModule):
 
     def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""
-        try:
+        with self._read_from(source):
             scan = REAL_SOURCES[source]
             if source == "folder":
                 records = scan(
@@ -781,10 +804,6 @@ class MarsDataModule(L.LightningDataModule):
                 )
             else:
                 records = scan(self._source_root(source), self.name)
-        except FileNotFoundError as exc:
-            if len(self.sources) == 1:
-                raise
-            raise FileNotFoundError(self._missing_source_message(source, exc)) from exc
         if self.exclude_sols:
             excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
             if excluded.all():

@@ -20,7 +20,7 @@ from marsunits.data.store import LabelledImage
 from marsunits.errors import some_of
 from marsunits.user_paths import expand_home
 
-__all__ = ["FOLDER_LAYOUT", "check_root", "pair_by_stem", "scan_folder"]
+__all__ = ["FOLDER_LAYOUT", "check_root", "folder_root", "pair_by_stem", "scan_folder"]
 
 _SHOW = 5  # how many offending names an error lists
 
@@ -250,6 +250,12 @@ def pair_by_stem(
     return records
 
 
+def folder_root(root: str | Path, dataset: str = "folder") -> Path:
+    """``root`` as a Path if it is a folder, else :func:`check_root`'s FileNotFoundError naming it, what it
+    must hold (:data:`FOLDER_LAYOUT`) and the value given to correct; nothing inside it is read."""
+    return check_root(root, dataset, FOLDER_LAYOUT, under_data_root=False)
+
+
 def scan_folder(
     root: str | Path, dataset: str = "folder", sols_from_names: bool = False
 ) -> list[LabelledImage]:
@@ -262,7 +268,7 @@ def scan_folder(
     Raises:
         ValueError: with ``sols_from_names``, a name that does not start with ``<sol>_`` (names it).
     """
-    path = check_root(root, dataset, FOLDER_LAYOUT, under_data_root=False)
+    path = folder_root(root, dataset)
 
     def sol_of(stem: str) -> int | None:
         if not sols_from_names:

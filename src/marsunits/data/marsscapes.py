@@ -15,7 +15,7 @@ from pathlib import Path
 from marsunits.data.folder import check_root, pair_by_stem
 from marsunits.data.store import LabelledImage
 
-__all__ = ["read_sol_table", "scan_marsscapes"]
+__all__ = ["marsscapes_root", "read_sol_table", "scan_marsscapes"]
 
 
 def read_sol_table(path: Path, column: str, dataset: str) -> dict[str, int]:
@@ -44,13 +44,19 @@ def read_sol_table(path: Path, column: str, dataset: str) -> dict[str, int]:
     return table
 
 
+def marsscapes_root(root: str | Path, dataset: str = "marsscapes") -> Path:
+    """``root`` as a Path if it is a folder, else :func:`~marsunits.data.folder.check_root`'s
+    FileNotFoundError naming it, the layout expected and how to set it; nothing inside it is read."""
+    return check_root(root, dataset, "images/<sol>_<n>.jpg, labels/<sol>_<n>.png and stats.csv")
+
+
 def scan_marsscapes(root: str | Path, dataset: str = "marsscapes") -> list[LabelledImage]:
     """Records of a MarsScapes folder, grouped by sol.
 
     Raises:
         FileNotFoundError: missing root/sub-folder; ValueError: unpaired files or an unknown sol.
     """
-    path = check_root(root, dataset, "images/<sol>_<n>.jpg, labels/<sol>_<n>.png and stats.csv")
+    path = marsscapes_root(root, dataset)
     stats = path / "stats.csv"
     sols = read_sol_table(stats, "sol", dataset) if stats.is_file() else {}
 
