@@ -827,6 +827,53 @@ def test_mistyped_run_values_stop_before_anything_is_rendered(
     assert not (tmp_path / "config.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["trainer.enable_progress_bar=off"], "trainer.enable_progress_bar='off'"),
+        (["trainer.deterministic=yes"], "trainer.deterministic='yes'"),
+        (["callbacks.model_checkpoint.save_last=no"], "callbacks.model_checkpoint.save_last='no'"),
+        (["logger=tensorboard", "logger.tensorboard.log_graph=on"], "logger.tensorboard.log_graph='on'"),
+        (["data.pin_memory=yes"], "data.pin_memory='yes'"),
+        (["+data.scene.distortion=yes"], "data.scene.distortion='yes'"),  # a synthetic scene's switch
+        (["experiment=marsscapes_ai4mars", "data.cache.ai4mars=no"], "data.cache.ai4mars='no'"),
+        # Not switches: a run folder's name, a scene option's word, a data module of one's own and its keys.
+        (["run_name=no"], None),
+        (["task_name=on"], None),
+        (["data.scene.mode=off"], None),
+        (["data._target_=mypkg.MyDataModule", "+data.mode=on", "data.cache_scenes=no"], None),
+        (["data._target_=test_train.OwnDataModule", "+data.mode=on", "+data.shuffle=yes"], None),
+    ],
+)
+def test_yes_no_on_off_are_refused_only_for_switches(overrides: list[str], refused: str | None) -> None:
+    """yes/no/on/off (read by the config as text, which a switch reads as true) were refused for every key:
+    ``run_name=no`` could not name a run, and a data module of one's own could not take ``data.mode=on``.
+    They are refused where a class the config builds reads the key as true or false (a parameter that takes
+    a bool, a synthetic scene's field, the sources of data.cache), naming the key;
+    elsewhere they are values."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.training import check_run_values
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny", *overrides])
+    if refused is None:
+        check_run_values(cfg)
+        return
+    key = refused.split("=", 1)[0]
+    with pytest.raises(ConfigError) as said:
+        check_run_values(cfg)
+    assert str(said.value) == f"{refused}: give {key}=true or {key}=false (yes/no/on/off are read as text)"
+
+
+class OwnDataModule(pl.LightningDataModule):
+    """A data module of one's own whose ``mode`` and ``shuffle`` are words, not switches."""
+
+    def __init__(self, mode: str = "full", shuffle: str = "epoch", **unused: Any) -> None:
+        super().__init__()
+        self.mode, self.shuffle = mode, shuffle
+
+
 def test_a_checkpoint_monitor_the_run_never_logs_stops_before_training(tmp_path: Path) -> None:
     """``callbacks.model_checkpoint.monitor=val/mIoU`` trained a whole epoch, then Lightning's checkpoint
     stopped the run at the first validation: no best.ckpt, the epoch lost."""

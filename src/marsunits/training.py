@@ -504,6 +504,51 @@ def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix.rstrip("."), node)]
 
 
+#: Parameters whose mapping holds another class's parameters (``data.scene``: the synthetic scenes' fields).
+_FIELDS_OF = {
+    ("marsunits.data.datamodule.MarsDataModule", "scene"): "marsunits.data.synthetic.config.SceneConfig"
+}
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a parameter's annotation (``from __future__`` text, or the types) lets it take true or false:
+    ``bool``, ``bool | None``, ``Union[bool, Literal['link'], None]``, ``bool | Mapping[str, bool]``."""
+    return re.search(r"\bbool\b", str(annotation)) is not None
+
+
+def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of each leaf of a plain container (:func:`_leaves`) that a class reads as true
+    or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it, ``data.cache.ai4mars``)
+    of the class its node builds (``_target_``), or ``cls`` for a node without one (:data:`_FIELDS_OF`).
+    A class that cannot be imported here is Hydra's to report: its keys are none."""
+    if not isinstance(node, dict):
+        return
+    target = node.get("_target_")
+    if isinstance(target, str):
+        from hydra._internal.utils import _locate  # get_object's, without its error line on the console
+
+        try:
+            cls = _locate(target)
+        except Exception:  # noqa: BLE001 - Hydra reports a class that cannot be imported
+            cls = None
+    try:
+        parameters = inspect.signature(cls).parameters if cls is not None else {}
+    except (TypeError, ValueError):  # no signature to read
+        parameters = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key!s}"
+        parameter = parameters.get(str(key))
+        if parameter is not None and _takes_bool(parameter.annotation):
+            yield from _leaves(value, f"{dotted}.") if isinstance(value, dict | list) else [(dotted, value)]
+            continue
+        fields = _FIELDS_OF.get((str(target), str(key)))
+        if isinstance(value, dict):
+            yield from _switch_leaves(value, f"{dotted}.", get_object(fields) if fields else None)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from _switch_leaves(item, f"{dotted}.{i}.")
+
+
 #: Annotations of a parameter that takes true or false only (``from __future__`` text, or the types).
 _SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
 
@@ -514,8 +559,8 @@ def _switches_given_as_text(cfg: DictConfig) -> str | None:
 
     Any text counts as true where a switch is read: ``model.channels_last=abc`` or
     ``model.freeze_encoder_bn=fasle`` trained with the switch on. (yes/no/on/off are refused by the rule
-    before this one, for every key.) Interpolations (``${...}``) and classes that cannot be imported here
-    are left alone.
+    before this one, for every switch, :func:`_switch_leaves`.) Interpolations (``${...}``) and classes that
+    cannot be imported here are left alone.
     """
     for name in ("model", "data", "trainer"):
         node = cfg.get(name)
@@ -536,9 +581,10 @@ def _switches_given_as_text(cfg: DictConfig) -> str | None:
 def check_run_values(cfg: DictConfig) -> None:
     """Refuse mistyped run settings before anything is rendered or built, naming the key.
 
-    Checks the switches ``train``, ``test``, ``data_moved`` (and that no value is yes/no/on/off, which the
-    config reads as text and a switch as true: ``train=no`` trained), the switches of the model, data and
-    trainer classes given as other text (:func:`_switches_given_as_text`), the integers of
+    Checks the switches ``train``, ``test``, ``data_moved`` (and that no switch of a class the config builds,
+    :func:`_switch_leaves`, is yes/no/on/off, which the config reads as text and a switch as true:
+    ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), the switches of the model, data
+    and trainer classes given as other text (:func:`_switches_given_as_text`), the integers of
     :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data config
     (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
@@ -552,9 +598,11 @@ def check_run_values(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r}: give {key}=true or {key}=false")
-    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+    for key, value in _switch_leaves(OmegaConf.to_container(cfg, resolve=False)):
         if isinstance(value, str) and value.lower() in _YES_NO:
             # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
+            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
+            # own keys (data.mode=on).
             raise ConfigError(
                 f"{key}={value!r}: give {key}=true or {key}=false (yes/no/on/off are read as text)"
             )
