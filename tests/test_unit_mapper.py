@@ -805,7 +805,8 @@ def test_save_takes_an_image_file_name_as_its_stem_and_refuses_an_output_name(
 ) -> None:
     """``result.save(out, "frame.png")`` wrote ``frame.png.mask.png``: a name with an image suffix predict.py
     reads (``Path(image).name``) is taken as predict.py takes such an input, the stem ``frame``; an output's
-    name (``frame.mask.png``) is refused naming the stem to give, and nothing is written."""
+    name (``frame.mask.png``) or its stem (``frame.mask``, which wrote ``frame.mask.mask.png``) is refused
+    naming the stem to give, and nothing is written."""
     result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(
         np.zeros((TILE, TILE), np.uint8)
     )
@@ -837,6 +838,16 @@ def test_save_takes_an_image_file_name_as_its_stem_and_refuses_an_output_name(
             match=rf"stem {re.escape(repr(name))} is the name of an output; give the stem 'frame'",
         ):
             result.save(tmp_path / "outputs", name)
+    # An output's Path.stem (frame.mask, from a listing of *.mask.png) wrote frame.mask.mask.png: refused too.
+    for name in ("frame.mask", "frame.overlay", "frame.contact", "frame.prob", "frame.MASK"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"stem {re.escape(repr(name))} is the stem of an output; give the stem 'frame'",
+        ):
+            result.save(tmp_path / "outputs", name)
     assert not (tmp_path / "outputs").exists()
+    # An image whose own name holds such a word keeps its outputs as predict.py names them.
+    assert {p.name for p in result.save(tmp_path / "kept", "frame.mask.jpg")} >= {"frame.mask.mask.png"}
+    assert {p.name for p in result.save(tmp_path / "kept", "masked")} >= {"masked.mask.png"}
     with pytest.raises(ConfigError, match=r"stem must be a plain file name"):
         result.save(tmp_path / "bare", ".png")

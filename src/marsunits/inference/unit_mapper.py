@@ -213,7 +213,9 @@ class UnitMap:
         ``stem`` may be the image's file name: a name ending in a suffix of an image ``predict.py`` reads
         (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, any letter case) gives the outputs predict.py
         writes for that input, so ``"frame.png"`` (``Path(image).name``) writes ``frame.mask.png``, as
-        ``"frame"`` does (it wrote ``frame.png.mask.png``). Any other dot is part of the stem (``"sol1.v2"``).
+        ``"frame"`` does (it wrote ``frame.png.mask.png``). Any other dot is part of the stem (``"sol1.v2"``),
+        but for a stem that ends as an output's name (``.mask.png``) or its ``Path.stem`` (``.mask``,
+        ``.overlay``, ``.contact``, ``.prob``), which is refused.
 
         The contact file also records ``"saved_by": "UnitMap.save"``: no ``prediction_settings.json`` names
         the model and settings these files were made with, so a ``predict.py`` run into ``folder`` refuses
@@ -222,7 +224,8 @@ class UnitMap:
         Raises:
             TypeError: ``stem`` is not a str (a ``Path``: give its ``.stem`` or ``.name``).
             ConfigError: ``stem`` is not a plain file name, is an output's name (``frame.mask.png``: give
-                ``frame``) or makes names longer than the filesystem allows
+                ``frame``) or its ``Path.stem`` (``frame.mask``, ``frame.contact``: it wrote
+                ``frame.mask.mask.png``), or makes names longer than the filesystem allows
                 (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``),
                 another ``probability_dtype``, ``folder`` (or a folder above it) a file, or a folder there
                 under an output's name; nothing is written then.
@@ -235,11 +238,18 @@ class UnitMap:
         plain = f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}"
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(plain)
-        output = next((s for s in SUFFIXES.values() if stem.lower().endswith(s) and len(stem) > len(s)), None)
-        if output is not None:  # frame.mask.png would write frame.mask.mask.png
+        # An output's name (frame.mask.png) or its Path.stem (frame.mask: an output's kind, no extension), as
+        # taken from a listing of outputs: frame.mask wrote frame.mask.mask.png.
+        ends = [(end, "name") for end in SUFFIXES.values()]
+        ends += [(end.rsplit(".", 1)[0], "stem") for end in SUFFIXES.values()]
+        output = next(
+            ((e, what) for e, what in ends if stem.lower().endswith(e) and len(stem) > len(e)), None
+        )
+        if output is not None:
+            end, what = output
             names = ", <stem>".join(SUFFIXES.values())
             raise ConfigError(
-                f"stem {stem!r} is the name of an output; give the stem {stem[: -len(output)]!r} (the "
+                f"stem {stem!r} is the {what} of an output; give the stem {stem[: -len(end)]!r} (the "
                 f"image's file name without its suffix): the outputs are <stem>{names}"
             )
         # The image's file name, as predict.py names an input's outputs (".png" alone: no stem is left).
