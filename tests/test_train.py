@@ -2948,6 +2948,9 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
         )
         own = [*argv, "data=folder", f"data.root={missing}", "data._target_=mypkg.MyDataModule", "run_name=b"]
         assert claim_run_folder(own, CONFIG_DIR)[0] is None
+        # hydra.job.chdir=true: the run reads a relative folder from its run folder, not from here.
+        moved = [*argv, "data=folder", "data.root=nope", "hydra.job.chdir=true", "run_name=c"]
+        assert claim_run_folder(moved, CONFIG_DIR)[0] is None
     finally:
         release_held_claims()
     # A grid whose trials all miss the one folder: said once, with no trial started.

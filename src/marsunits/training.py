@@ -1678,14 +1678,18 @@ def _check_evaluated_input_sizes(cfg: DictConfig, path: str, option: str) -> Non
 
 
 def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
-    """The refusal of :func:`check_config_values` for the config ``cfg`` (composed before Hydra starts, with
-    or without Hydra's node) run in ``output_dir``, or None; any other problem is left to the run.
+    """The refusal of :func:`check_config_values`, then of :func:`data_folder_refusal` (not with
+    ``hydra.job.chdir=true``, where the run reads relative folders from its run folder), for the config
+    ``cfg`` (composed before Hydra starts, with or without Hydra's node) run in ``output_dir``, or None; any
+    other problem is left to the run.
 
     Needs no run folder: the command line runs it where the folder is not known yet (a ``run_name`` made of
     the clock, ``--config-name``) and for each trial of a sweep, so a mistyped value leaves no folder.
     """
     cfg = cfg.copy()
     try:
+        # hydra.job.chdir=true: the run reads relative folders from its run folder, not from here.
+        moves = OmegaConf.select(cfg, "hydra.job.chdir", default=False) is True
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
         # Without Hydra's own node, which does not resolve outside a Hydra run (hydra.job.num)
         cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
@@ -1694,7 +1698,7 @@ def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
         return str(refused)
     except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
         return None
-    return data_folder_refusal(cfg)
+    return None if moves else data_folder_refusal(cfg)
 
 
 def data_folder_refusal(cfg: DictConfig) -> str | None:
