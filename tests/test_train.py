@@ -832,6 +832,10 @@ def test_mistyped_run_values_stop_before_anything_is_rendered(
     [
         (["trainer.enable_progress_bar=off"], "trainer.enable_progress_bar='off'"),
         (["trainer.deterministic=yes"], "trainer.deterministic='yes'"),
+        (
+            ["trainer=ddp", "trainer.strategy.static_graph=no"],
+            "trainer.strategy.static_graph='no'",
+        ),  # torch's
         (["callbacks.model_checkpoint.save_last=no"], "callbacks.model_checkpoint.save_last='no'"),
         (["logger=tensorboard", "logger.tensorboard.log_graph=on"], "logger.tensorboard.log_graph='on'"),
         (["data.pin_memory=yes"], "data.pin_memory='yes'"),

@@ -510,16 +510,24 @@ _FIELDS_OF = {
 }
 
 
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a parameter's annotation (``from __future__`` text, or the types) lets it take true or false:
-    ``bool``, ``bool | None``, ``Union[bool, Literal['link'], None]``, ``bool | Mapping[str, bool]``."""
-    return re.search(r"\bbool\b", str(annotation)) is not None
+#: Classes whose ``**kwargs`` go to another class: ``trainer.strategy.static_graph`` is torch's DDP's.
+_KWARGS_TO = {"lightning.pytorch.strategies.DDPStrategy": "torch.nn.parallel.DistributedDataParallel"}
+
+
+def _takes_bool(parameter: inspect.Parameter) -> bool:
+    """Whether a parameter takes true or false: its annotation (``from __future__`` text, or the types) says
+    so (``bool``, ``bool | None``, ``Union[bool, Literal['link'], None]``, ``bool | Mapping[str, bool]``), or,
+    unannotated (torch's), its default is true or false."""
+    if parameter.annotation is inspect.Parameter.empty:
+        return isinstance(parameter.default, bool)
+    return re.search(r"\bbool\b", str(parameter.annotation)) is not None
 
 
 def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tuple[str, Any]]:
     """``(dotted key, value)`` of each leaf of a plain container (:func:`_leaves`) that a class reads as true
     or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it, ``data.cache.ai4mars``)
-    of the class its node builds (``_target_``), or ``cls`` for a node without one (:data:`_FIELDS_OF`).
+    of the class its node builds (``_target_``; with the class its ``**kwargs`` go to, :data:`_KWARGS_TO`), or
+    ``cls`` for a node without one (:data:`_FIELDS_OF`).
     A class that cannot be imported here is Hydra's to report: its keys are none."""
     if not isinstance(node, dict):
         return
@@ -531,14 +539,16 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
             cls = _locate(target)
         except Exception:  # noqa: BLE001 - Hydra reports a class that cannot be imported
             cls = None
-    try:
-        parameters = inspect.signature(cls).parameters if cls is not None else {}
-    except (TypeError, ValueError):  # no signature to read
-        parameters = {}
+    parameters: dict[str, inspect.Parameter] = {}
+    for named in (cls, get_object(_KWARGS_TO[target]) if target in _KWARGS_TO else None):
+        try:
+            parameters = {**dict(inspect.signature(named).parameters), **parameters} if named else parameters
+        except (TypeError, ValueError):  # no signature to read
+            continue
     for key, value in node.items():
         dotted = f"{prefix}{key!s}"
         parameter = parameters.get(str(key))
-        if parameter is not None and _takes_bool(parameter.annotation):
+        if parameter is not None and _takes_bool(parameter):
             yield from _leaves(value, f"{dotted}.") if isinstance(value, dict | list) else [(dotted, value)]
             continue
         fields = _FIELDS_OF.get((str(target), str(key)))
