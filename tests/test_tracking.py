@@ -921,6 +921,50 @@ def test_a_prediction_run_with_names_that_are_not_utf8_is_logged_with_xnn(
         check_logger({"wandb": {"mode": "offline", "save_dir": str(tmp_path / f"w{name}")}})
 
 
+def test_a_prediction_run_uploads_the_thumbnails_and_the_overlay_of_an_image_without_one(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``predictions`` table uploaded every full-size overlay (0.8-2 MB for a panorama, up to 500 of
+    them) where ``<stem>.thumb.jpg`` holds the same picture in 9-15 kB: it uploads the thumbnail, and the
+    overlay of an image without one (a folder predicted before thumbnails were written), captions as before;
+    a name that is not UTF-8 goes through Pillow and stays a JPEG."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "pred"
+    (out / "site_a").mkdir(parents=True)
+    odd = os.fsdecode(b"caf\xe9")
+    overlay = np.full((16, 24, 3), 120, np.uint8)
+    thumb = np.full((8, 12, 3), 60, np.uint8)
+    for stem in ("site_a/new", "old", odd):
+        Image.fromarray(overlay).save(out / f"{stem}.overlay.png")
+    for stem in ("site_a/new", odd):
+        Image.fromarray(thumb).save(out / f"{stem}.thumb.jpg", quality=85)
+    rows = [{"path": p, "status": "ok"} for p in ("site_a/new.png", "old.tif", f"{odd}.png")]
+    cfg = OmegaConf.create(
+        {
+            "task_name": "predict",
+            "run_name": "p1",
+            "paths": {"output_dir": str(tmp_path / "hydra_run")},
+            "logger": {"wandb": OmegaConf.load(CONFIG_DIR / "logger" / "wandb.yaml").wandb},
+        }
+    )
+    run_id = log_prediction_run(out, rows, {"n_ok": 3}, cfg)
+    (run_dir,) = (tmp_path / "hydra_run" / "wandb").glob(f"offline-run-*-{run_id}")
+    staged = _artifacts(run_dir)["run_table"]
+    table = json.loads(staged["predictions.table.json"].read_bytes().decode("utf-8"))
+    cells = {row[1]: row[0] for row in table["data"]}
+    assert set(cells) == {"site_a/new.png", "old.tif", "caf\\xe9.png"}
+    for path, (magic, size) in {
+        "site_a/new.png": (b"\xff\xd8\xff", (12, 8)),
+        "old.tif": (b"\x89PNG", (24, 16)),
+        "caf\\xe9.png": (b"\xff\xd8\xff", (12, 8)),
+    }.items():
+        image = cells[path]
+        assert image["_type"] == "image-file" and image["caption"] == path, image
+        assert staged[image["path"]].read_bytes()[: len(magic)] == magic, path
+        with Image.open(staged[image["path"]]) as picture:
+            assert picture.size == size, path
+
+
 # ------------------------------------------------------------------------------------------ sweeps
 
 

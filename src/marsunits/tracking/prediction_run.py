@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,7 +41,17 @@ def _number_or_text(value: Any) -> Any:
 
 
 def _overlay_path(row: Mapping[str, Any], output_dir: Path) -> Path | None:
-    """A row's overlay PNG: its ``overlay`` column, else ``<output_dir>/<rel>/<stem>.overlay.png``."""
+    """A row's picture of its overlay: its ``overlay`` column (absolute or relative to ``output_dir``), else
+    ``<output_dir>/<rel>/<stem>.thumb.jpg`` where it is a file, else ``<output_dir>/<rel>/<stem>.overlay.png``
+    (a folder predicted before thumbnails were written has none).
+
+    The thumbnail (512 px on its longest side, 9-15 kB) is what the table shows: the full-size overlays of
+    panoramas are 0.8-2 MB each, up to ``max_images`` of them uploaded with every run.
+    """
+    # Imported here: the writers load shapely, tifffile and scikit-image, which training (which imports this
+    # package for its callbacks) does not need.
+    from marsunits.inference.writers import OutputPaths
+
     given = row.get("overlay")
     if given:
         path = Path(str(given))
@@ -49,10 +59,13 @@ def _overlay_path(row: Mapping[str, Any], output_dir: Path) -> Path | None:
     rel = row.get("path")
     if not rel:
         return None
-    rel_path = Path(str(rel))
+    rel_path = PurePosixPath(str(rel))
     if rel_path.is_absolute():
-        rel_path = Path(rel_path.name)
-    return output_dir / rel_path.parent / f"{rel_path.stem}.overlay.png"
+        rel_path = PurePosixPath(rel_path.name)
+    if not rel_path.name:  # "/" names no file
+        return None
+    paths = OutputPaths(output_dir, rel_path)
+    return paths.thumb if paths.thumb.is_file() else paths.overlay
 
 
 def log_prediction_run(
@@ -65,19 +78,22 @@ def log_prediction_run(
     """Create one W&B run (job type ``predict``) that shows a prediction's outputs.
 
     The run holds a ``predictions`` table with one row per manifest row: the overlay image (units coloured,
-    contact drawn, as written by ``predict.py``) and every manifest column (status, unit fractions, contact
-    length and confidence, seconds, ...), numbers as numbers; and the ``summary`` numbers in the run summary.
+    contact drawn, as written by ``predict.py``; its thumbnail ``<stem>.thumb.jpg`` where there is one) and
+    every manifest column (status, unit fractions, contact length and confidence, seconds, ...), numbers as
+    numbers; and the ``summary`` numbers in the run summary.
 
     Args:
         output_dir: The prediction output folder (``OUT``), where ``manifest.csv`` and the overlays are.
         manifest_rows: The manifest rows as mappings (e.g. from ``csv.DictReader``); ``path`` is the input
-            path relative to the input root. The overlay is the row's ``overlay`` column (absolute or
-            relative to ``output_dir``) or else ``OUT/<rel>/<stem>.overlay.png`` (DESIGN.md naming); a
-            missing overlay leaves the image cell empty.
+            path relative to the input root. The picture is the row's ``overlay`` column (absolute or
+            relative to ``output_dir``) or else the overlay's thumbnail ``OUT/<rel>/<stem>.thumb.jpg``
+            (9-15 kB for a panorama), or, in a folder predicted before thumbnails were written, the
+            full-size ``OUT/<rel>/<stem>.overlay.png`` (DESIGN.md naming); a missing picture leaves the
+            image cell empty.
         summary: Scalar results of the run (counts, mean fractions, seconds), logged to the run summary.
         cfg: The composed ``predict.yaml`` config; its ``logger.wandb`` node (project, entity, group, tags,
             name, save_dir, mode) sets up the run, and ``ckpt_path`` (if any) links to the training run.
-        max_images: At most this many overlays are uploaded; further rows are logged without the image.
+        max_images: At most this many pictures are uploaded; further rows are logged without the image.
 
     Returns:
         The W&B run id, or None when W&B is disabled.
@@ -157,7 +173,9 @@ def log_prediction_run(
                     image = wandb.Image(str(overlay), caption=caption)
                 else:  # W&B keeps the file's name in its UTF-8 records: it refused caf<0xe9>.overlay.png
                     with PILImage.open(overlay) as picture:
-                        image = wandb.Image(picture.copy(), caption=caption)
+                        # Kept a JPEG: W&B writes pixels as PNG unless told (12 kB -> 73 kB for a panorama's).
+                        kind = "jpg" if picture.format == "JPEG" else None
+                        image = wandb.Image(picture.copy(), caption=caption, file_type=kind)
             table.add_data(image, *values)
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         run.log({"predictions": table, **{f"predict/{k}": v for k, v in numbers.items() if math.isfinite(v)}})
