@@ -523,6 +523,36 @@ def test_an_output_name_taken_by_a_folder_is_an_error_row_naming_it_whatever_the
     assert read_mask(out / "b.prob.tif" / "deep.mask.png").shape == (24, 32)
 
 
+def test_a_folder_predicted_before_thumbnails_resumes_where_a_folder_has_a_thumbnails_name(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thumbnail is no part of an input's completion rule, yet a folder of ``input_dir`` named like one
+    (``x.thumb.jpg/`` beside ``x.png``, predicted by a version that wrote no thumbnails) turned the finished
+    ``x.png`` into an error row on resume: in no report, its outputs called those of an input failing now.
+    It is skipped as done (its card shows the overlay); predicting it again is refused as before."""
+    from marsunits.inference import writers
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for name in ("x.png", "x.thumb.jpg/inner.png"):
+        save_rgb(inp / name, 24, 32)
+    with monkeypatch.context() as older:  # a version that wrote, and so checked, no thumbnail
+        older.setattr(writers, "write_thumbnail", lambda *args, **kwargs: None)
+        older.setattr(
+            writers.OutputPaths, "kinds_written", staticmethod(lambda sp: ("contact", "overlay", "mask"))
+        )
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert (out / "x.mask.png").is_file() and (out / "x.thumb.jpg" / "inner.mask.png").is_file()
+    written = (out / "x.mask.png").stat().st_mtime_ns
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    statuses = {k: r["status"] for k, r in read_manifest(out).items()}
+    assert statuses == {"x.png": "skipped", "x.thumb.jpg/inner.png": "skipped"}
+    assert (out / "x.mask.png").stat().st_mtime_ns == written
+    assert '<a href="x.overlay.png"><img src="x.overlay.png"' in (out / "index.html").read_text()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 1  # written again: refused, said
+    assert "input_dir/x.thumb.jpg/" in read_manifest(out)["x.png"]["message"]
+    assert (out / "x.thumb.jpg" / "inner.mask.png").is_file()
+
+
 def test_a_folder_given_as_a_link_loop_stops_with_one_sentence(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

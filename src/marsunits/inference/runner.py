@@ -747,16 +747,18 @@ class _Session:
         todo = []
         changed = without_probabilities = 0
         for f in self.files:
+            # The thumbnail's name is checked only for an input to be written: a finished image of a folder
+            # predicted before thumbnails, beside a folder under that name, is done (its card shows the
+            # overlay), not an error row.
             escape = (
                 output_escape(self.output_dir, f.rel)
                 or output_name_problem(self.output_dir, f.rel)
                 or output_folder_clash(
-                    self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders
+                    self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders, False
                 )
             )
             if escape is not None:
-                self.rows[f.rel.as_posix()] = _error_row(f.rel, escape)
-                log.warning("%s: %s", f.rel.as_posix(), escape)
+                self._refuse(f, escape)
                 continue
             paths = OutputPaths(self.output_dir, f.rel)
             row = None
@@ -775,6 +777,12 @@ class _Session:
                 if row["status"] == "error":  # a broken camera file, said on every run until it is fixed
                     log.warning("%s: %s", row["path"], row["message"])
             else:
+                taken = output_folder_clash(
+                    self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders
+                )
+                if taken is not None:
+                    self._refuse(f, taken)
+                    continue
                 changed += row is True
                 todo.append(f)
         if changed:
@@ -785,6 +793,11 @@ class _Session:
                 without_probabilities,
             )
         return todo
+
+    def _refuse(self, f: InputFile, message: str) -> None:
+        """Record ``f`` as an error row, not predicted (its outputs cannot be named), and say why."""
+        self.rows[f.rel.as_posix()] = _error_row(f.rel, message)
+        log.warning("%s: %s", f.rel.as_posix(), message)
 
     # --------------------------------------------------------------------------------------- predicting
     def process(self, f: InputFile, item: LoadedImage) -> dict[str, Any]:

@@ -104,7 +104,11 @@ def output_name_problem(output_dir: Path, rel: PurePosixPath) -> str | None:
 
 
 def output_folder_clash(
-    output_dir: Path, rel: PurePosixPath, save_probabilities: bool, input_folders: AbstractSet[str]
+    output_dir: Path,
+    rel: PurePosixPath,
+    save_probabilities: bool,
+    input_folders: AbstractSet[str],
+    thumbnail: bool = True,
 ) -> str | None:
     """Why an output file of input ``rel`` cannot take its name, or None: a folder of ``input_dir`` that holds
     images has that name (``x.png`` beside ``x.mask.png/``: the folder is mirrored into ``output_dir``, where
@@ -117,9 +121,14 @@ def output_folder_clash(
         rel: The input's path relative to ``input_dir``.
         save_probabilities: Whether ``<stem>.prob.tif`` is written too.
         input_folders: The folders of ``input_dir`` that hold inputs (POSIX paths relative to it).
+        thumbnail: Whether the thumbnail's name counts: False for an input whose outputs are complete and
+            are not written again (the thumbnail is no part of the completion rule, and a folder predicted
+            before thumbnails were written may hold a folder under that name).
     """
     paths = OutputPaths(output_dir, rel)
     for kind in paths.kinds_written(save_probabilities):
+        if kind == "thumb" and not thumbnail:
+            continue
         name = paths.rel_output(kind).as_posix()
         if name in input_folders:
             return (
