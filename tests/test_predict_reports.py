@@ -1009,6 +1009,24 @@ def test_ties_are_broken_in_every_band_of_a_tall_image(tmp_path: Path) -> None:
     assert np.array_equal(back.argmax(axis=0), mask)
 
 
+def test_a_thumbnail_of_a_thin_panorama_keeps_a_pixel_on_each_side(tmp_path: Path) -> None:
+    """A strip one pixel high (or wide) shrinks to THUMBNAIL_PX along its length and keeps one pixel across
+    it: a side rounded to 0 pixels is no image, and JPEG refuses it."""
+    from PIL import Image
+
+    from marsunits.inference.writers import THUMBNAIL_PX, write_thumbnail
+
+    for (h, w), size in {
+        (1, 4000): (THUMBNAIL_PX, 1),
+        (4000, 1): (1, THUMBNAIL_PX),
+        (2, 12_000): (THUMBNAIL_PX, 1),
+        (1, 1): (1, 1),
+    }.items():
+        path = write_thumbnail(tmp_path / f"{h}x{w}.thumb.jpg", np.full((h, w, 3), 200, np.uint8))
+        with Image.open(path) as im:
+            assert (im.format, im.mode, im.size) == ("JPEG", "RGB", size), (h, w)
+
+
 def test_write_prediction_removes_the_old_mask_first_and_writes_the_new_one_last(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
