@@ -1,7 +1,7 @@
 """A static HTML gallery of the overlays (``OUT/index.html``): one self-contained file, no server.
 
-Each card shows the image's ``<stem>.thumb.jpg`` (the overlay shrunk, 9-15 kB for a MarsScapes panorama)
-and links to the full-size ``<stem>.overlay.png`` (0.8-2 MB each: a page of a few hundred panoramas loaded
+Each card shows the image's ``<stem>.thumb.jpg`` (the overlay shrunk, 9-31 kB for a MarsScapes panorama)
+and links to the full-size ``<stem>.overlay.png`` (0.7-3 MB each: a page of a few hundred panoramas loaded
 hundreds of MB). An image without a thumbnail (predicted by a version that wrote none, then skipped on
 resume) shows its overlay.
 

@@ -66,9 +66,9 @@ LOW_CONFIDENCE_COLOR: tuple[int, int, int] = (255, 255, 255)
 
 #: Longest side, in pixels, of ``<stem>.thumb.jpg``, the overlay as the gallery (``index.html``) shows it: a
 #: card is 22em wide, so 512 px is sharp on a high-density screen. MarsScapes panoramas (1500-2800 x 512 px)
-#: gave thumbnails of 9-15 kB against overlays of 0.8-2 MB. A constant, not a ``predict.py`` option: the
-#: thumbnail is no result (nothing in ``prediction_settings.json`` depends on it) and no part of an input's
-#: completion rule, so a changed size would not redo a folder's thumbnails anyway.
+#: gave thumbnails of 9-31 kB (median 17 kB) against overlays of 0.7-3 MB (23 of them). A constant, not a
+#: ``predict.py`` option: the thumbnail is no result (nothing in ``prediction_settings.json`` depends on it)
+#: and no part of an input's completion rule, so a changed size would not redo a folder's thumbnails anyway.
 THUMBNAIL_PX = 512
 #: JPEG quality of the thumbnails (Pillow's scale, 1-95; its default is 75): the overlay's unit tints and
 #: thin contact lines show fewer block artefacts at 85.
