@@ -1440,6 +1440,49 @@ def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_pa
         assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL], (stop, states)
 
 
+def test_the_study_sweeper_takes_the_settings_of_a_newer_optuna_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hparams_search=optuna's sweeper copied the plugin's constructor signature: a plugin release that adds
+    a setting to its sweeper (Hydra passes every field of the plugin's registered config) made every study
+    fail with ``TypeError: unexpected keyword argument`` before its first trial. The settings, and the
+    arguments of the batch hook it records trials in, are passed through to the plugin as given."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        target = compose("train", ["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper._target_
+    plugin_init = OptunaSweeperImpl.__init__
+
+    def newer_init(self: Any, *args: Any, warm_start: int = 0, **kwargs: Any) -> None:
+        plugin_init(self, *args, **kwargs)
+        self.warm_start = warm_start
+
+    def newer_configure(self: Any, trials: Any, *args: Any, pruned: Any = None, **kwargs: Any) -> Any:
+        return [("newer",) for _ in trials]
+
+    monkeypatch.setattr(OptunaSweeperImpl, "__init__", newer_init)
+    monkeypatch.setattr(OptunaSweeperImpl, "_configure_trials", newer_configure)
+    settings = dict(
+        sampler=None,
+        direction="maximize",
+        storage=None,
+        study_name="s",
+        n_trials=1,
+        n_jobs=1,
+        max_failure_rate=1.0,
+        search_space=None,
+        custom_search_space=None,
+        params=None,
+    )
+    impl = get_class(target)(**settings, warm_start=3).sweeper
+    assert impl.warm_start == 3 and impl.study_name == "s"
+    asked = [object()]
+    assert impl._configure_trials(asked, {}, {}, pruned=[]) == [("newer",)]
+    assert impl._asked == asked  # still recorded, to be told FAIL by a stop
+
+
 def test_a_study_whose_trials_give_no_value_ends_in_one_line(tmp_path: Path) -> None:
     """Trials that finish without the metric (no validation: trainer.limit_val_batches=0) counted as
     finished, so a study of only such trials ended in the sweeper's traceback for the best of no trial."""

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-from optuna.distributions import BaseDistribution
 from optuna.trial import Trial, TrialState
 
 __all__ = ["StopFailingOptunaSweeperImpl", "fail_unfinished"]
@@ -34,41 +33,15 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
     """The plugin's sweeper, telling FAIL to the trials of its batch that an exception or a stop leaves
     unfinished (RUNNING) before it goes on (see the module docstring)."""
 
-    def __init__(
-        self,
-        sampler: Any,
-        direction: Any,
-        storage: Any | None,
-        study_name: str | None,
-        n_trials: int,
-        n_jobs: int,
-        max_failure_rate: float,
-        search_space: Any | None,
-        custom_search_space: str | None,
-        params: Any | None,
-    ) -> None:
-        super().__init__(
-            sampler,
-            direction,
-            storage,
-            study_name,
-            n_trials,
-            n_jobs,
-            max_failure_rate,
-            search_space,
-            custom_search_space,
-            params,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The plugin's settings as given: the plugin's signature is its own to change (a copy of it broke
+        # every study on a release that added a setting).
+        super().__init__(*args, **kwargs)
         self._asked: list[Trial] = []
 
-    def _configure_trials(
-        self,
-        trials: list[Trial],
-        search_space_distributions: dict[str, BaseDistribution],
-        fixed_params: dict[str, Any],
-    ) -> Sequence[Sequence[str]]:
+    def _configure_trials(self, trials: list[Trial], *args: Any, **kwargs: Any) -> Sequence[Sequence[str]]:
         self._asked = list(trials)  # the batch about to be launched
-        return super()._configure_trials(trials, search_space_distributions, fixed_params)
+        return super()._configure_trials(trials, *args, **kwargs)
 
     def sweep(self, arguments: list[str]) -> None:
         try:

@@ -11,32 +11,11 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 
 class MarsunitsOptunaSweeper(OptunaSweeper):
-    """hydra-optuna-sweeper's sweeper with stopped trials told FAIL; takes the same settings."""
+    """hydra-optuna-sweeper's sweeper with stopped trials told FAIL; takes the same settings, passed through
+    as given (Hydra gives every field of the plugin's registered config: a copied signature broke every study
+    on a plugin release that adds one)."""
 
-    def __init__(
-        self,
-        sampler: Any,
-        direction: Any,
-        storage: Any | None,
-        study_name: str | None,
-        n_trials: int,
-        n_jobs: int,
-        max_failure_rate: float,
-        search_space: Any | None,
-        custom_search_space: str | None,
-        params: Any | None,
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         from marsunits.optuna_study import StopFailingOptunaSweeperImpl
 
-        self.sweeper = StopFailingOptunaSweeperImpl(
-            sampler,
-            direction,
-            storage,
-            study_name,
-            n_trials,
-            n_jobs,
-            max_failure_rate,
-            search_space,
-            custom_search_space,
-            params,
-        )
+        self.sweeper = StopFailingOptunaSweeperImpl(*args, **kwargs)
