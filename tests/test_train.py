@@ -2869,12 +2869,16 @@ def test_a_large_grid_or_a_glob_of_a_config_dir_is_checked_before_any_trial_fold
             refused,
         )
     assert sweep_refusal([*argv, "-cd", str(extra), "experiment=glob(none*)"], CONFIG_DIR) is None  # no trial
-    # The -cd folder's option of a glob is a trial of its own: one that passes is not overlooked.
-    (extra / "experiment" / "fine.yaml").write_text("# @package _global_\ndata:\n  crop_size: 96\n")
-    assert (
-        sweep_refusal([*argv, "-cd", str(extra), "experiment=glob(*)", "data.crop_size=100"], CONFIG_DIR)
-        is None
+    # The -cd folder's option of a glob is a trial of its own: one that passes is not overlooked. (Its trial
+    # passes with a data module of one's own, whose data.* values are its own to check: a data.crop_size set
+    # in it would lose to the command line's. glob(*) also listed the project's experiments, which do not
+    # compose with TINY's data.train_length: the sweep was left unchecked whatever fine.yaml held.)
+    (extra / "experiment" / "fine.yaml").write_text(
+        "# @package _global_\ndata:\n  _target_: lightning.pytorch.LightningDataModule\n"
     )
+    picked = [*argv, "-cd", str(extra), "data.crop_size=100"]
+    assert sweep_refusal([*picked, "experiment=glob([mine,fine])"], CONFIG_DIR) is None
+    assert sweep_refusal([*picked, "experiment=glob([mine])"], CONFIG_DIR) is not None  # without it: refused
 
 
 def _setup_refusal(*overrides: str) -> str:
