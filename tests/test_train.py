@@ -2954,7 +2954,8 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
             claim_run_folder([*argv, "data=folder", f"data.root={there}", "run_name=a"], CONFIG_DIR)[0]
             is None
         )
-        own = [*argv, "data=folder", f"data.root={missing}", "data._target_=mypkg.MyDataModule", "run_name=b"]
+        own = [*argv, "data=folder", f"data.root={missing}", "data._target_=test_train.OwnDataModule"]
+        own.append("run_name=b")
         assert claim_run_folder(own, CONFIG_DIR)[0] is None
         # hydra.job.chdir=true: the run reads a relative folder from its run folder, not from here.
         moved = [*argv, "data=folder", "data.root=nope", "hydra.job.chdir=true", "run_name=c"]
@@ -3016,7 +3017,8 @@ def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
 def test_the_data_checks_leave_a_data_module_of_ones_own_alone(tmp_path: Path) -> None:
     """The checks of data.* values (whole numbers, shares, multiples of the network's divisor, channels)
     are about marsunits' data module: a user's own (``data._target_=mypkg.MyDataModule``) with keys of
-    its own was refused by them before its run started. They now apply only to marsunits' data modules."""
+    its own was refused by them before its run started. They now apply only to marsunits' data modules.
+    (The user's module here is one that imports: one that does not is refused, test_targets.py.)"""
     from hydra import compose, initialize_config_dir
 
     from marsunits.training import marsunits_datamodule, refusal_before_hydra
@@ -3026,7 +3028,7 @@ def test_the_data_checks_leave_a_data_module_of_ones_own_alone(tmp_path: Path) -
         own = compose("train", overrides=["model=tiny", *mine], return_hydra_config=True)
         other = compose(
             "train",
-            overrides=["model=tiny", "data._target_=mypkg.MyDataModule", *mine, "model.in_channels=4"],
+            overrides=["model=tiny", "data._target_=test_train.OwnDataModule", *mine, "model.in_channels=4"],
             return_hydra_config=True,
         )
     assert marsunits_datamodule(own) and not marsunits_datamodule(other)

@@ -158,12 +158,13 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
 
 def _target_parameters(target: str) -> set[str] | None:
     """The keyword parameters of the class or function ``target`` (a ``_target_``), or None when it takes
-    any keyword (``**kwargs``) or cannot be imported here."""
-    from hydra.utils import get_object
+    any keyword (``**kwargs``) or cannot be imported here (imported quietly: Hydra's ``get_object`` logged
+    its error line on the console before the command's own refusal of the target)."""
+    from marsunits.targets import UnimportableTargetError, locate
 
     try:
-        parameters = inspect.signature(get_object(target)).parameters.values()
-    except Exception:  # noqa: BLE001 - not importable here (a test's callback): Hydra's to report
+        parameters = inspect.signature(locate(target)).parameters.values()
+    except (UnimportableTargetError, TypeError, ValueError):  # refused later (training.check_config_values)
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None

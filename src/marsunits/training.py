@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Optional, get_args
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from lightning.fabric.plugins.precision.precision import (
     _PRECISION_INPUT_INT,
     _PRECISION_INPUT_STR,
@@ -45,6 +45,7 @@ from marsunits.fine_tuning import (
 from marsunits.progress_bar import run_progress_bar
 from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.slurm_world import launch_problem
+from marsunits.targets import UnimportableTargetError, locate, unimportable_target
 from marsunits.task import check_checkpoint_start
 from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.tracking.wandb_setup import check_wandb_modes
@@ -528,19 +529,17 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
     or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it, ``data.cache.ai4mars``)
     of the class its node builds (``_target_``; with the class its ``**kwargs`` go to, :data:`_KWARGS_TO`), or
     ``cls`` for a node without one (:data:`_FIELDS_OF`).
-    A class that cannot be imported here is Hydra's to report: its keys are none."""
+    A class that cannot be imported here (refused first by :func:`check_config_values`) has no keys."""
     if not isinstance(node, dict):
         return
     target = node.get("_target_")
     if isinstance(target, str):
-        from hydra._internal.utils import _locate  # get_object's, without its error line on the console
-
         try:
-            cls = _locate(target)
-        except Exception:  # noqa: BLE001 - Hydra reports a class that cannot be imported
+            cls = locate(target)
+        except UnimportableTargetError:  # refused by check_config_values before these checks
             cls = None
     parameters: dict[str, inspect.Parameter] = {}
-    for named in (cls, get_object(_KWARGS_TO[target]) if target in _KWARGS_TO else None):
+    for named in (cls, locate(_KWARGS_TO[target]) if target in _KWARGS_TO else None):
         try:
             parameters = {**dict(inspect.signature(named).parameters), **parameters} if named else parameters
         except (TypeError, ValueError):  # no signature to read
@@ -553,7 +552,7 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
             continue
         fields = _FIELDS_OF.get((str(target), str(key)))
         if isinstance(value, dict):
-            yield from _switch_leaves(value, f"{dotted}.", get_object(fields) if fields else None)
+            yield from _switch_leaves(value, f"{dotted}.", locate(fields) if fields else None)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 yield from _switch_leaves(item, f"{dotted}.{i}.")
@@ -570,15 +569,15 @@ def _switches_given_as_text(cfg: DictConfig) -> str | None:
     Any text counts as true where a switch is read: ``model.channels_last=abc`` or
     ``model.freeze_encoder_bn=fasle`` trained with the switch on. (yes/no/on/off are refused by the rule
     before this one, for every switch, :func:`_switch_leaves`.) Interpolations (``${...}``) and classes that
-    cannot be imported here are left alone.
+    cannot be imported here (refused first by :func:`check_config_values`) are left alone.
     """
     for name in ("model", "data", "trainer"):
         node = cfg.get(name)
         if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
             continue
         try:
-            parameters = inspect.signature(get_object(node._target_)).parameters
-        except Exception:  # noqa: BLE001 - a class that cannot be imported here is Hydra's to report
+            parameters = inspect.signature(locate(node._target_)).parameters
+        except (UnimportableTargetError, TypeError, ValueError):  # refused first; or no signature to read
             continue
         for key, parameter in parameters.items():
             if key not in node or OmegaConf.is_interpolation(node, key):
@@ -723,10 +722,10 @@ def marsunits_datamodule(cfg: DictConfig) -> bool:
     if not target.startswith("marsunits."):  # a user's class: not imported here
         return False
     try:
-        found = get_object(target)
-    except Exception:  # noqa: BLE001 - a path that does not import is Hydra's to report
+        found = locate(target)
+    except UnimportableTargetError:  # refused by check_config_values (unimportable_target)
         return False
-    return any(found is get_object(own) for own in OWN_DATAMODULES)
+    return any(found is locate(own) for own in OWN_DATAMODULES)
 
 
 def check_input_sizes(cfg: DictConfig) -> None:
@@ -775,8 +774,9 @@ def check_input_sizes(cfg: DictConfig) -> None:
 
 def check_config_values(cfg: DictConfig) -> None:
     """Refuse every value of a composed ``train.yaml`` config that can be judged without reading data or
-    building anything: missing values (``???``), :func:`check_run_values`, that the checkpoint files named
-    are there (:func:`check_checkpoint_files`), the W&B logger's settings,
+    building anything: missing values (``???``), a ``_target_`` that does not import
+    (:func:`~marsunits.targets.unimportable_target`), :func:`check_run_values`, that the checkpoint files
+    named are there (:func:`check_checkpoint_files`), the W&B logger's settings,
     :func:`check_model_values`, :func:`check_input_sizes`, and the data's channels against the model's.
     The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
@@ -801,6 +801,10 @@ def check_config_values(cfg: DictConfig) -> None:
         raise ConfigError(
             f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command{layout}"
         )
+    refused = unimportable_target(cfg)
+    if refused is not None:  # before the checks below read the classes' parameters
+        # Hydra's refusal came when the run instantiated it: its error logged twice, after the run folder.
+        raise ConfigError(refused)
     check_run_values(cfg)
     check_checkpoint_files(cfg)
     check_wandb_modes(cfg)
