@@ -604,6 +604,53 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     assert not (out / "summary.json").exists()
 
 
+def _rank_of_an_attempt(rank: int, store: str, opts: object, port: int, fail: bool, conn: object) -> None:
+    """One rank of an attempt of a two-process gloo run whose process group's store is a TCP store that the
+    test's process holds at ``port`` and keeps across attempts, as torchrun's agent does with its default
+    static rendezvous (``TORCHELASTIC_USE_AGENT_STORE``); with ``fail``, rank 1's disk is full at its second
+    image (:func:`_failing_rank`). Gloo itself meets through a file store of the attempt's own: the stale
+    addresses of the last attempt's processes, which it reads from a shared store too, are torch's business,
+    not this test's."""
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+
+    agents = dist.TCPStore("127.0.0.1", port, None, False, multi_tenant=True)
+    c10d._get_default_store = lambda: dist.PrefixStore("default_pg", agents)  # noqa: SLF001
+    store = f"{store}.{'failing' if fail else 'restarted'}"
+    if fail:
+        _failing_rank(rank, store, opts, "full", False, conn)
+    else:
+        _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
+
+
+def test_a_run_torchrun_restarts_reads_nothing_its_failed_attempt_left_in_the_store(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """torchrun's agent (its default static rendezvous) keeps one store for every attempt: the keys of an
+    attempt whose rank failed outlive its processes. The restarted attempt's ranks, numbering their runs
+    from 1 again, read its "failed" flag before their first image and stopped there, every one, and
+    rank 1 took its final word from that attempt's broadcast: nothing was predicted again, rank 0 reported
+    the run stopped and rank 1 ended with the old failure. Each run now draws its own keys."""
+    import json
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    agent = dist.TCPStore("127.0.0.1", port, None, True, wait_for_workers=False, multi_tenant=True)
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_of_an_attempt, port, True)
+    assert said[1][0] == "OutputWriteError", said  # type: ignore[index]
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_of_an_attempt, port, False)
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] is None, summary["stopped_early"]
+    counts = summary["counts"]
+    assert counts.get("not_reached", 0) == 0 and counts["ok"] + counts["skipped"] == 8, counts
+    del agent
+
+
 @pytest.mark.parametrize("where", ["tiff_orientation", "tiff_pixels"])
 def test_a_sigterm_inside_an_image_read_s_fallback_stops_the_run(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, where: str

@@ -222,26 +222,29 @@ class _StoreStops:
     process group's store (the TCP or file store its ranks met through): each rank checks them before an
     image, a round trip of well under a millisecond each.
 
-    The keys are numbered by the runs this process made (every rank makes the same ones), so a second run in
-    one process group (a notebook under torchrun) does not read the first run's stop. A store that cannot
-    be reached (the process holding it is gone) reads as no stop: the gather then fails as it would. Without
-    a process group (a rank's set-up called alone) there is no flag.
+    The keys are under a name that rank 0 draws for the run and sends the others (one collective, as the
+    ranks start), so that no run reads what an earlier one left in the store: a second run in one process
+    group (a notebook under torchrun), or a run that torchrun restarts after a failure, whose agent keeps
+    one store for every attempt (its default static rendezvous). Numbered by the runs each process made,
+    the restarted ranks, numbering from 1 again, read the failed attempt's flag before their first image
+    and all stopped there, predicting nothing. A store that cannot be reached (the process holding it is
+    gone) reads as no stop: the gather then fails as it would. Without a process group (a rank's set-up
+    called alone) there is no flag.
     """
 
-    _runs = 0
-
     def __init__(self) -> None:
+        import uuid
+
         import torch.distributed as dist
         from torch.distributed.distributed_c10d import _get_default_store
 
-        _StoreStops._runs += 1
         #: This rank's error, once it told the others that it failed.
         self.failure: Exception | None = None
-        self.store = (
-            dist.PrefixStore(f"marsunits/predict/{_StoreStops._runs}/", _get_default_store())
-            if dist.is_initialized()
-            else None
-        )
+        self.store: Any = None
+        if dist.is_initialized():
+            run = [uuid.uuid4().hex if dist.get_rank() == 0 else None]
+            dist.broadcast_object_list(run, src=0)
+            self.store = dist.PrefixStore(f"marsunits/predict/{run[0]}/", _get_default_store())
 
     def announce(self, failure: Exception | None = None) -> None:
         if failure is not None:
