@@ -604,6 +604,44 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     assert not (out / "summary.json").exists()
 
 
+def test_a_rank_stopped_as_rank_0_s_word_reaches_it_does_not_keep_rank_0_waiting() -> None:
+    """A SIGTERM that reaches a rank while it waits on the store for rank 0's word (rank 0 writing the
+    reports) is raised as the store's ``get`` returns, the word read: the rank then never said it had read
+    it, and rank 0, its reports written, waited the whole ``read_wait_s`` (60 s) for it before it ended."""
+    import threading
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference.distributed import _StoreBroadcast
+
+    store = dist.HashStore()
+
+    class SigtermAsTheWordArrives:  # the rank's SIGTERM handler raising once the blocking get has returned
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def get(self, key: str) -> bytes:
+            store.get(key)
+            raise TerminatedError
+
+    waited: list[float] = []
+
+    def rank_0() -> None:
+        started = time.monotonic()
+        _StoreBroadcast(SimpleNamespace(store=store), 0, 2, read_wait_s=20)([])  # type: ignore[arg-type]
+        waited.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=rank_0)
+    thread.start()
+    stopped = _StoreBroadcast(SimpleNamespace(store=SigtermAsTheWordArrives()), 1, 2)  # type: ignore[arg-type]
+    with pytest.raises(TerminatedError):
+        stopped(None)
+    thread.join(30)
+    assert waited and waited[0] < 5, f"rank 0 waited {waited} s for a rank that had read its word"
+
+
 def _rank_of_an_attempt(rank: int, store: str, opts: object, port: int, fail: bool, conn: object) -> None:
     """One rank of an attempt of a two-process gloo run whose process group's store is a TCP store that the
     test's process holds at ``port`` and keeps across attempts, as torchrun's agent does with its default

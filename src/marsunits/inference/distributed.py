@@ -279,7 +279,8 @@ class _StoreBroadcast:
     rank 0's process holds: once it is gone, a rank waiting for the key fails at once, and says so in one
     line. (Under ``torchrun`` the store is the agent's, which ends every rank when one dies.) Rank 0 waits
     for the others to have read the object (at most ``read_wait_s``) before it goes on: ending, its process
-    would take the store, and the object not yet read, with it.
+    would take the store, and the object not yet read, with it. A rank says it has read it however its
+    wait ends (a SIGTERM raised as the object arrives too), so rank 0 waits only for ranks still waiting.
     """
 
     def __init__(self, stops: _StoreStops, rank: int, world_size: int, read_wait_s: float = 60.0) -> None:
@@ -290,6 +291,7 @@ class _StoreBroadcast:
         self._calls = 0
 
     def __call__(self, obj: Any) -> Any:
+        import contextlib
         import pickle
         from datetime import timedelta
 
@@ -310,15 +312,19 @@ class _StoreBroadcast:
                 log.debug("not every rank said it read %s", key, exc_info=True)
             return obj
         try:
-            value = pickle.loads(self._store.get(key))  # noqa: S301 - rank 0's pickle, as the collective's
+            raw = self._store.get(key)
         except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
             raise RankFailedError(
                 "rank 0 of the run ended without a word (killed? out of memory? its log may say) while this "
                 "rank waited for it; the outputs of the images finished are kept: run the same command "
                 "again, which skips them and writes the reports"
             ) from exc
-        self._store.set(f"{key}/read/{self._rank}", "1")
-        return value
+        finally:
+            # Said whatever ends the wait: a SIGTERM that came while this rank waited is raised as the get
+            # returns (sigterm_raises), and rank 0 then waited the whole read_wait_s for it before it ended.
+            with contextlib.suppress(dist.DistError):  # rank 0's store gone: nobody waits
+                self._store.set(f"{key}/read/{self._rank}", "1")
+        return pickle.loads(raw)  # noqa: S301 - rank 0's pickle, as the collective's
 
 
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
