@@ -530,6 +530,52 @@ def test_a_rank_that_fails_ends_every_rank_at_once_with_the_reports_written(
     assert "im1.png" in rows and len(rows) == counts["ok"], rows  # rank 1's shard: im1, im3, im5, im7
 
 
+class _Unsendable(Exception):  # noqa: N818 - a bug's error, as many a library's: it cannot be pickled
+    def __init__(self, what: str, where: str) -> None:
+        super().__init__(f"{what} at {where}")
+
+
+def _rank_failing_with_a_bug(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run spawned by ``predict.py devices=2`` (collectives' timeout 20 s)
+    whose rank 1 fails at its second image with a bug's error that cannot be pickled (its ``__init__`` takes
+    two arguments, its pickle gives one)."""
+    from marsunits.inference import runner
+
+    real_write = runner.write_prediction
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if rank == 1 and done[0] == 1:
+            raise _Unsendable("a bug", "write_prediction")
+        done[0] += 1
+        return real_write(paths, *args, **kwargs)
+
+    runner.write_prediction = write_prediction  # type: ignore[assignment]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=True)
+
+
+def test_a_spawned_run_whose_rank_failed_with_an_unsendable_bug_does_not_end_as_a_user_error(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A spawned rank's error that cannot be pickled reached ``predict.py devices=2`` as the
+    :class:`RankFailedError` naming it: a user error, one line and status 2, for a bug, whose one-process
+    run ends in its traceback, status 1. It now reaches it as an error of the same kind (not a user's),
+    naming the failing rank's error."""
+    import builtins
+
+    from marsunits.errors import USER_ERRORS
+    from marsunits.inference import runner
+
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_failing_with_a_bug)
+    assert said[1] == ("returned", "None"), said
+    name, returned = said[0]  # type: ignore[misc]
+    assert name == "returned" and returned.startswith("SpawnedRunFailed(error="), said
+    kind = returned.removeprefix("SpawnedRunFailed(error=").partition("(")[0]
+    error_type = getattr(builtins, kind, None) or getattr(runner, kind)
+    assert not issubclass(error_type, USER_ERRORS), returned
+    assert "_Unsendable: a bug at write_prediction" in returned, returned
+
+
 def _rank_failing_at_start(rank: int, store: str, opts: object, failing: int, conn: object) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank ``failing`` fails before
     predicting: looking at its shard's outputs (``_Session.plan``) raises an I/O error."""

@@ -181,7 +181,8 @@ class SpawnedRunFailed:
     its shard: a full disk, a dead loader worker, a bug) and the reports of what the ranks finished are
     written: raised there, so that ``predict.py devices=2`` ends as one process with that error does (a user
     error in one line, status 2). ``error`` is the failing rank's own error, or, where it could not be sent
-    between processes, the :class:`~marsunits.inference.runner.RankFailedError` naming it. Each rank raising
+    between processes, the :class:`~marsunits.inference.runner.RankFailedError` naming it (a user's error)
+    or a ``RuntimeError`` saying it (a bug's: not ended as a user's error, status 1). Each rank raising
     its error instead was a spawn traceback, status 1, of whichever rank torch saw end first."""
 
     error: Exception

@@ -70,12 +70,14 @@ from marsunits.constants import CLASS_NAMES
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
+    USER_ERRORS,
     ConfigError,
     DataError,
     MarsUnitsError,
     TerminatedError,
     sigterm_raises,
     stopping_otherwise,
+    storage_problem,
 )
 from marsunits.file_digest import file_sha256
 from marsunits.inference.evaluation import Evaluation
@@ -346,7 +348,8 @@ class RankFailedError(MarsUnitsError):
 
     Attributes:
         errors: The failing ranks' own errors, in rank order, those that could be sent between processes
-            (pickled): ranks spawned by ``predict.py`` end the launching process with the first of them.
+            (pickled), and for a bug's that could not, a ``RuntimeError`` saying it: ranks spawned by
+            ``predict.py`` end the launching process with the first of them.
     """
 
     def __init__(self, message: str, errors: Sequence[Exception] = ()) -> None:
@@ -1659,11 +1662,20 @@ def _failure_said(exc: Exception, stopped_early: str | None, done: int, todo: in
 
 
 def _sendable(exc: Exception) -> Exception | None:
-    """``exc`` if it survives pickling (to go to rank 0 and on to the launching process), else None."""
+    """``exc`` if it survives pickling (to go to rank 0 and on to the launching process). Else, for a user's
+    error (:data:`~marsunits.errors.USER_ERRORS`, a full disk), None: the :class:`RankFailedError` naming it
+    stands for it there, one line and status 2, as the error itself would be; for any other (a bug's, whose
+    one-process run ends in its traceback, status 1), a ``RuntimeError`` saying it, so that the launching
+    process does not end as after a user's error (it did, with that ``RankFailedError``)."""
     try:
         pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, this moment
     except Exception:  # noqa: BLE001 - an error that cannot travel is said by its text alone
-        return None
+        if isinstance(exc, USER_ERRORS) or storage_problem(exc) is not None:
+            return None
+        return RuntimeError(
+            f"{_said(exc)} (that error could not be sent between processes; its traceback is in the log of "
+            "the rank that failed)"
+        )
     return exc
 
 
