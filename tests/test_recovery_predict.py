@@ -650,6 +650,42 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     assert not (out / "summary.json").exists()
 
 
+def _rank_0_failing_at_its_claim(rank: int, store: str, opts: object, address: str, conn: object) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store, as srun's
+    ranks do; collectives' timeout 20 s) whose rank 0 cannot write its claim on the output folder (a full
+    disk): it ends with that error before it tells the others whether the run may start."""
+    import errno
+
+    from marsunits.inference import runner
+
+    def claimed_output_dir(folder, take):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / ".predict.claim"))
+
+    if rank == 0:
+        runner.claimed_output_dir = claimed_output_dir  # type: ignore[assignment]
+    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+
+
+def test_a_rank_whose_rank_0_failed_at_the_start_is_not_told_it_was_killed(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Rank 0 ending with its own error before its first word to the others (its claim on a full disk),
+    srun's ranks were told that rank 0 "ended without a word (killed? out of memory? ...)", and that the
+    same command again would write the reports: neither is so. They now say that rank 0's own error, or
+    its being killed, ended it, that its output or log says which, and to run again once that is dealt
+    with."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_0_failing_at_its_claim, f"tcp://127.0.0.1:{port}")
+    assert said[0][0] == "OSError", said  # type: ignore[index]
+    name, message = said[1]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert "its own error" in message and "once that is dealt with" in message, message
+
+
 def test_a_rank_stopped_as_rank_0_s_word_reaches_it_does_not_keep_rank_0_waiting() -> None:
     """A SIGTERM that reaches a rank while it waits on the store for rank 0's word (rank 0 writing the
     reports) is raised as the store's ``get`` returns, the word read: the rank then never said it had read

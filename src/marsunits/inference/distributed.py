@@ -315,10 +315,13 @@ class _StoreBroadcast:
         try:
             raw = self._store.get(key)
         except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
+            # Not only a kill: rank 0 ending with its own error before its word (its claim on a full disk,
+            # a check that fails on its machine alone) is said the same way; this rank cannot tell which.
             raise RankFailedError(
-                "rank 0 of the run ended without a word (killed? out of memory? its log may say) while this "
-                "rank waited for it; the outputs of the images finished are kept: run the same command "
-                "again, which skips them and writes the reports"
+                "rank 0 of the run ended without a word while this rank waited for it: its own error, or it "
+                "was killed (SIGKILL, out of memory); its output or log says which. The outputs of the "
+                "images finished are kept: once that is dealt with, run the same command again, which "
+                "skips them and writes the reports"
             ) from exc
         finally:
             # Said whatever ends the wait: a SIGTERM that came while this rank waited is raised as the get
