@@ -855,3 +855,37 @@ def test_a_config_folder_under_a_home_that_is_no_user_s_is_read_as_given(tmp_pat
     assert (
         primary_config(["-cd", "~no_such_user_zz/more"], tmp_path / "configs") is None
     )  # no train.yaml there
+
+
+@pytest.mark.parametrize(
+    ("script", "override", "why"),
+    [
+        ("train", "train=no", "yes/no/on/off are read as text"),
+        ("train", "data_moved=off", "yes/no/on/off are read as text"),
+        ("train", "trainer.deterministic=no", "yes/no/on/off are read as text"),
+        ("predict", "tta=no", "yes/no/on/off are read as text"),
+        ("predict", "trust_checkpoint=Yes", "yes/no/on/off are read as text"),
+        ("train", "test=abc", "any text is read as true"),
+        ("train", "model.channels_last=abc", "any text is read as true"),
+        ("predict", "overwrite=abc", "any text is read as true"),
+    ],
+)
+def test_an_on_off_option_given_as_text_is_refused_in_the_same_words_wherever(
+    script: str, override: str, why: str
+) -> None:
+    """One fault, one sentence: an on/off option given as text was refused in three wordings (``train=no``
+    and ``predict.py tta=no`` without saying why, ``trainer.deterministic=no`` saying that yes/no/on/off are
+    read as text, ``model.channels_last=abc`` that any text is read as true), as each check wrote its own."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import PredictOptions
+    from marsunits.training import check_run_values
+
+    key, value = override.split("=", 1)
+    extra = ["model=tiny"] if script == "train" else ["ckpt_path=m.ckpt", "input_dir=in", "output_dir=out"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(script, overrides=[*extra, override])
+    with pytest.raises(ConfigError) as refused:
+        check_run_values(cfg) if script == "train" else PredictOptions.from_config(cfg)
+    assert str(refused.value) == f"{key}={value!r}: give {key}=true or {key}=false ({why})"

@@ -42,6 +42,23 @@ class DataError(MarsUnitsError, ValueError):
     """A data file or folder is missing, unreadable or inconsistent."""
 
 
+#: Words YAML 1.1 took for booleans; OmegaConf keeps them as text, which ``bool()`` reads as true.
+YES_NO_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def switch_value_refusal(key: str, value: object) -> str:
+    """The refusal of an on/off option ``key`` given ``value``, which is not true or false, in the words of
+    both ``train.py`` and ``predict.py``: ``key='no': give key=true or key=false``, then why for text (which
+    ``bool()`` reads as true), ``(yes/no/on/off are read as text)`` for one of :data:`YES_NO_WORDS` (any
+    letter case), ``(any text is read as true)`` for other text; nothing more for a number or a list."""
+    said = f"{key}={value!r}: give {key}=true or {key}=false"
+    if not isinstance(value, str):
+        return said
+    if value.lower() in YES_NO_WORDS:
+        return f"{said} (yes/no/on/off are read as text)"
+    return f"{said} (any text is read as true)"
+
+
 class DivergedError(MarsUnitsError):
     """Training produced a non-finite loss: the weights are lost (usually too high a learning rate)."""
 

@@ -34,7 +34,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
-from marsunits.errors import ConfigError, TerminatedError, sigterm_raises, some_of
+from marsunits.errors import (
+    YES_NO_WORDS,
+    ConfigError,
+    TerminatedError,
+    sigterm_raises,
+    some_of,
+    switch_value_refusal,
+)
 from marsunits.fine_tuning import (
     NETWORK_HPARAMS,
     check_source_exists,
@@ -491,10 +498,6 @@ _NUMBER_VALUES: tuple[tuple[str, float | None, float | None, str, str], ...] = (
 )
 
 
-#: Words YAML 1.1 took for booleans; OmegaConf keeps them as text, which ``bool()`` reads as true.
-_YES_NO = frozenset({"yes", "no", "on", "off", "y", "n"})
-
-
 def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted key, value)`` of every leaf of a plain container (``OmegaConf.to_container`` of a config
     with ``resolve=False``: interpolations are their ``${...}`` text)."""
@@ -562,9 +565,9 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
 _SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
 
 
-def _switches_given_as_text(cfg: DictConfig) -> str | None:
+def _switches_given_as_text(cfg: DictConfig) -> tuple[str, str] | None:
     """The first ``model.*``, ``data.*`` or ``trainer.*`` value given as text to a parameter of the class the
-    node builds that takes true or false only, as ``node.key=value``; None if there is none.
+    node builds that takes true or false only, as ``("node.key", value)``; None if there is none.
 
     Any text counts as true where a switch is read: ``model.channels_last=abc`` or
     ``model.freeze_encoder_bn=fasle`` trained with the switch on. (yes/no/on/off are refused by the rule
@@ -583,7 +586,7 @@ def _switches_given_as_text(cfg: DictConfig) -> str | None:
             if key not in node or OmegaConf.is_interpolation(node, key):
                 continue
             if parameter.annotation in _SWITCH_ANNOTATIONS and isinstance(node[key], str):
-                return f"{name}.{key}={node[key]!r}"
+                return f"{name}.{key}", node[key]
     return None
 
 
@@ -606,19 +609,16 @@ def check_run_values(cfg: DictConfig) -> None:
     for key in ("train", "test", "data_moved"):
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r}: give {key}=true or {key}=false")
+            raise ConfigError(switch_value_refusal(key, value))
     for key, value in _switch_leaves(OmegaConf.to_container(cfg, resolve=False)):
-        if isinstance(value, str) and value.lower() in _YES_NO:
+        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
             # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
             # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
             # own keys (data.mode=on).
-            raise ConfigError(
-                f"{key}={value!r}: give {key}=true or {key}=false (yes/no/on/off are read as text)"
-            )
+            raise ConfigError(switch_value_refusal(key, value))
     as_text = _switches_given_as_text(cfg)
     if as_text is not None:
-        key = as_text.split("=", 1)[0]
-        raise ConfigError(f"{as_text}: give {key}=true or {key}=false (any text is read as true)")
+        raise ConfigError(switch_value_refusal(*as_text))
     own_data = marsunits_datamodule(cfg)
     for key, lowest, unit in _INTEGER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from marsunits.boundary.extract import ContactConfig
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, switch_value_refusal
 
 __all__ = [
     "PredictOptions",
@@ -208,7 +208,7 @@ def _check_option_type(name: str, annotation: str, value: Any) -> None:
     if value is None and "None" in kinds:
         return
     if kinds == {"bool"} and not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: give {name}=true or {name}=false")
+        raise ConfigError(switch_value_refusal(name, value))
     number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
     accepted = (float, int) if "float" in number else int
     # nan (and inf, but for limits, where it means none) passed, and ended in a JSON error naming no option
