@@ -889,3 +889,41 @@ def test_an_on_off_option_given_as_text_is_refused_in_the_same_words_wherever(
     with pytest.raises(ConfigError) as refused:
         check_run_values(cfg) if script == "train" else PredictOptions.from_config(cfg)
     assert str(refused.value) == f"{key}={value!r}: give {key}=true or {key}=false ({why})"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (["callbacks.model_checkpoint.auto_insert_metric_name=fasle"], True),
+        (["callbacks.recovery_checkpoint.save_on_train_epoch_end=ture"], True),
+        (["+data.scene.distortion=fasle"], True),  # a synthetic scene's field
+        (["logger=tensorboard", "logger.tensorboard.log_graph=fasle"], True),
+        (["model.channels_last=abc"], True),
+        # Words these switches take besides true and false, an interpolation, a mapping's entries: left alone.
+        (["callbacks.model_checkpoint.save_last=link"], False),
+        (["trainer.deterministic=warn"], False),
+        (["trainer.enable_progress_bar=${oc.env:NO_SUCH_VARIABLE_ZZ,false}"], False),
+        (["run_name=abc"], False),
+    ],
+)
+def test_a_switch_of_any_class_the_run_builds_given_other_text_is_refused(
+    overrides: list[str], refused: bool
+) -> None:
+    """Any text is true where a switch is read, but other text than yes/no/on/off was refused only for the
+    model's, data module's and trainer's own parameters: ``callbacks.model_checkpoint.auto_insert_metric_name
+    =fasle`` or ``+data.scene.distortion=fasle`` ran switched on. Every switch the yes/no rule finds that
+    takes nothing but true or false is now refused given text."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.errors import ConfigError
+    from marsunits.training import check_run_values
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny", *overrides])
+    if not refused:
+        check_run_values(cfg)
+        return
+    key, value = overrides[-1].lstrip("+").split("=", 1)
+    with pytest.raises(ConfigError) as said:
+        check_run_values(cfg)
+    assert str(said.value) == f"{key}={value!r}: give {key}=true or {key}=false (any text is read as true)"

@@ -527,11 +527,25 @@ def _takes_bool(parameter: inspect.Parameter) -> bool:
     return re.search(r"\bbool\b", str(parameter.annotation)) is not None
 
 
-def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tuple[str, Any]]:
-    """``(dotted key, value)`` of each leaf of a plain container (:func:`_leaves`) that a class reads as true
-    or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it, ``data.cache.ai4mars``)
-    of the class its node builds (``_target_``; with the class its ``**kwargs`` go to, :data:`_KWARGS_TO`), or
-    ``cls`` for a node without one (:data:`_FIELDS_OF`).
+#: Annotations of a parameter that takes true or false only (``from __future__`` text, or the types).
+_SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
+
+
+def _takes_only_bool(parameter: inspect.Parameter) -> bool:
+    """Whether a parameter takes true or false and nothing else (null aside): annotated so
+    (:data:`_SWITCH_ANNOTATIONS`), or unannotated (torch's) with a true or false default. Any text given to
+    it is a mistake (``fasle``), where ``save_last`` (``bool | Literal['link']``) also takes a word."""
+    if parameter.annotation is inspect.Parameter.empty:
+        return isinstance(parameter.default, bool)
+    return parameter.annotation in _SWITCH_ANNOTATIONS
+
+
+def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tuple[str, Any, bool]]:
+    """``(dotted key, value, only a bool)`` of each leaf of a plain container (:func:`_leaves`) that a class
+    reads as true or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it,
+    ``data.cache.ai4mars``) of the class its node builds (``_target_``; with the class its ``**kwargs`` go to,
+    :data:`_KWARGS_TO`), or ``cls`` for a node without one (:data:`_FIELDS_OF`). The third is whether the
+    parameter takes nothing but true or false (:func:`_takes_only_bool`; False under a mapping or list).
     A class that cannot be imported here (refused first by :func:`check_config_values`) has no keys."""
     if not isinstance(node, dict):
         return
@@ -551,7 +565,10 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
         dotted = f"{prefix}{key!s}"
         parameter = parameters.get(str(key))
         if parameter is not None and _takes_bool(parameter):
-            yield from _leaves(value, f"{dotted}.") if isinstance(value, dict | list) else [(dotted, value)]
+            if isinstance(value, dict | list):
+                yield from ((k, v, False) for k, v in _leaves(value, f"{dotted}."))
+            else:
+                yield dotted, value, _takes_only_bool(parameter)
             continue
         fields = _FIELDS_OF.get((str(target), str(key)))
         if isinstance(value, dict):
@@ -561,42 +578,15 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
                 yield from _switch_leaves(item, f"{dotted}.{i}.")
 
 
-#: Annotations of a parameter that takes true or false only (``from __future__`` text, or the types).
-_SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
-
-
-def _switches_given_as_text(cfg: DictConfig) -> tuple[str, str] | None:
-    """The first ``model.*``, ``data.*`` or ``trainer.*`` value given as text to a parameter of the class the
-    node builds that takes true or false only, as ``("node.key", value)``; None if there is none.
-
-    Any text counts as true where a switch is read: ``model.channels_last=abc`` or
-    ``model.freeze_encoder_bn=fasle`` trained with the switch on. (yes/no/on/off are refused by the rule
-    before this one, for every switch, :func:`_switch_leaves`.) Interpolations (``${...}``) and classes that
-    cannot be imported here (refused first by :func:`check_config_values`) are left alone.
-    """
-    for name in ("model", "data", "trainer"):
-        node = cfg.get(name)
-        if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
-            continue
-        try:
-            parameters = inspect.signature(locate(node._target_)).parameters
-        except (UnimportableTargetError, TypeError, ValueError):  # refused first; or no signature to read
-            continue
-        for key, parameter in parameters.items():
-            if key not in node or OmegaConf.is_interpolation(node, key):
-                continue
-            if parameter.annotation in _SWITCH_ANNOTATIONS and isinstance(node[key], str):
-                return f"{name}.{key}", node[key]
-    return None
-
-
 def check_run_values(cfg: DictConfig) -> None:
     """Refuse mistyped run settings before anything is rendered or built, naming the key.
 
     Checks the switches ``train``, ``test``, ``data_moved`` (and that no switch of a class the config builds,
     :func:`_switch_leaves`, is yes/no/on/off, which the config reads as text and a switch as true:
-    ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), the switches of the model, data
-    and trainer classes given as other text (:func:`_switches_given_as_text`), the integers of
+    ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), those switches given as other
+    text where they take nothing but true or false (``model.channels_last=abc``,
+    ``callbacks.model_checkpoint.auto_insert_metric_name=fasle``, ``+data.scene.distortion=fasle``), the
+    integers of
     :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data config
     (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
@@ -610,15 +600,18 @@ def check_run_values(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(switch_value_refusal(key, value))
-    for key, value in _switch_leaves(OmegaConf.to_container(cfg, resolve=False)):
+    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False)))
+    for key, value, _ in switches:
         if isinstance(value, str) and value.lower() in YES_NO_WORDS:
             # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
             # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
             # own keys (data.mode=on).
             raise ConfigError(switch_value_refusal(key, value))
-    as_text = _switches_given_as_text(cfg)
-    if as_text is not None:
-        raise ConfigError(switch_value_refusal(*as_text))
+    for key, value, only_bool in switches:
+        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
+        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
+        if only_bool and isinstance(value, str) and "${" not in value:
+            raise ConfigError(switch_value_refusal(key, value))
     own_data = marsunits_datamodule(cfg)
     for key, lowest, unit in _INTEGER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
