@@ -805,8 +805,10 @@ def test_save_takes_an_image_file_name_as_its_stem_and_refuses_an_output_name(
 ) -> None:
     """``result.save(out, "frame.png")`` wrote ``frame.png.mask.png``: a name with an image suffix predict.py
     reads (``Path(image).name``) is taken as predict.py takes such an input, the stem ``frame``; an output's
-    name (``frame.mask.png``) or its stem (``frame.mask``, which wrote ``frame.mask.mask.png``) is refused
-    naming the stem to give, and nothing is written."""
+    name (``frame.mask.png``), or its stem (``frame.mask``, which wrote ``frame.mask.mask.png``) where that
+    output is, is refused naming the stem to give, and nothing is written; elsewhere ``frame.mask`` is the
+    stem of an image named ``frame.mask.png`` (it was refused everywhere: such an image had no stem to give).
+    """
     result = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(
         np.zeros((TILE, TILE), np.uint8)
     )
@@ -838,14 +840,23 @@ def test_save_takes_an_image_file_name_as_its_stem_and_refuses_an_output_name(
             match=rf"stem {re.escape(repr(name))} is the name of an output; give the stem 'frame'",
         ):
             result.save(tmp_path / "outputs", name)
-    # An output's Path.stem (frame.mask, from a listing of *.mask.png) wrote frame.mask.mask.png: refused too.
-    for name in ("frame.mask", "frame.overlay", "frame.contact", "frame.prob", "frame.MASK"):
+    assert not (tmp_path / "outputs").exists()
+    # An output's Path.stem (frame.mask, from a listing of *.mask.png) wrote frame.mask.mask.png beside
+    # frame.mask.png: refused where that output is.
+    listed = tmp_path / "listed"
+    result.save(listed, "frame", save_probabilities=True)
+    before = sorted(p.name for p in listed.iterdir())
+    for name in ("frame.mask", "frame.overlay", "frame.thumb", "frame.contact", "frame.prob"):
         with pytest.raises(
             ConfigError,
-            match=rf"stem {re.escape(repr(name))} is the stem of an output; give the stem 'frame'",
+            match=rf"stem {re.escape(repr(name))} is the stem of an output \({re.escape(str(listed))}/"
+            rf"{re.escape(name)}\.\*, in that folder\); give the stem 'frame'",
         ):
-            result.save(tmp_path / "outputs", name)
-    assert not (tmp_path / "outputs").exists()
+            result.save(listed, name)
+    assert sorted(p.name for p in listed.iterdir()) == before
+    # Elsewhere it is the stem of an image so named, frame.mask.png, which predict.py reads and names
+    # frame.mask.mask.png (it was refused here too: such an image had no stem to give).
+    assert {p.name for p in result.save(tmp_path / "image_named_so", "frame.mask")} >= {"frame.mask.mask.png"}
     # An image whose own name holds such a word keeps its outputs as predict.py names them.
     assert {p.name for p in result.save(tmp_path / "kept", "frame.mask.jpg")} >= {"frame.mask.mask.png"}
     assert {p.name for p in result.save(tmp_path / "kept", "masked")} >= {"masked.mask.png"}

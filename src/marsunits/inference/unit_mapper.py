@@ -214,8 +214,10 @@ class UnitMap:
         (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, any letter case) gives the outputs predict.py
         writes for that input, so ``"frame.png"`` (``Path(image).name``) writes ``frame.mask.png``, as
         ``"frame"`` does (it wrote ``frame.png.mask.png``). Any other dot is part of the stem (``"sol1.v2"``),
-        but for a stem that ends as an output's name (``.mask.png``) or its ``Path.stem`` (``.mask``,
-        ``.overlay``, ``.contact``, ``.prob``), which is refused.
+        but for a stem that ends as an output's name (``.mask.png``), which is refused, and one that is the
+        ``Path.stem`` of an output in ``folder`` (``"frame.mask"`` where ``frame.mask.png`` is), also refused;
+        elsewhere ``"frame.mask"`` is the stem of an image so named (``frame.mask.png``, which ``predict.py``
+        reads), and writes ``frame.mask.mask.png`` as ``predict.py`` does.
 
         The contact file also records ``"saved_by": "UnitMap.save"``: no ``prediction_settings.json`` names
         the model and settings these files were made with, so a ``predict.py`` run into ``folder`` refuses
@@ -224,8 +226,9 @@ class UnitMap:
         Raises:
             TypeError: ``stem`` is not a str (a ``Path``: give its ``.stem`` or ``.name``).
             ConfigError: ``stem`` is not a plain file name, is an output's name (``frame.mask.png``: give
-                ``frame``) or its ``Path.stem`` (``frame.mask``, ``frame.contact``: it wrote
-                ``frame.mask.mask.png``), or makes names longer than the filesystem allows
+                ``frame``) or the ``Path.stem`` of an output in ``folder`` (``frame.mask`` beside
+                ``frame.mask.png``: it wrote ``frame.mask.mask.png`` there), or makes names longer than the
+                filesystem allows
                 (as ``predict.py`` refuses such an input), ``save_probabilities`` not a bool (``"no"``),
                 another ``probability_dtype``, ``folder`` (or a folder above it) a file, or a folder there
                 under an output's name; nothing is written then.
@@ -238,18 +241,26 @@ class UnitMap:
         plain = f"stem must be a plain file name (no folder), e.g. 'frame_0001', got {stem!r}"
         if not stem or stem in (".", "..") or "/" in stem or os.sep in stem or "\0" in stem:
             raise ConfigError(plain)
-        # An output's name (frame.mask.png) or its Path.stem (frame.mask: an output's kind, no extension), as
-        # taken from a listing of outputs: frame.mask wrote frame.mask.mask.png.
+        # An output's name (frame.mask.png), or its Path.stem (frame.mask: an output's kind, no extension), as
+        # taken from a listing of outputs, where that output is in the folder: frame.mask wrote
+        # frame.mask.mask.png beside frame.mask.png. Elsewhere frame.mask is the stem of an image so named
+        # (frame.mask.png, which predict.py reads and names frame.mask.mask.png): its name is refused above.
+        root = expand_home(folder)
         ends = [(end, "name") for end in SUFFIXES.values()]
-        ends += [(end.rsplit(".", 1)[0], "stem") for end in SUFFIXES.values()]
+        ends += [
+            (end.rsplit(".", 1)[0], "stem")
+            for end in SUFFIXES.values()
+            if (root / f"{stem}.{end.rsplit('.', 1)[1]}").is_file()
+        ]
         output = next(
             ((e, what) for e, what in ends if stem.lower().endswith(e) and len(stem) > len(e)), None
         )
         if output is not None:
             end, what = output
             names = ", <stem>".join(SUFFIXES.values())
+            listed = f" ({root / stem}.*, in that folder)" if what == "stem" else ""
             raise ConfigError(
-                f"stem {stem!r} is the {what} of an output; give the stem {stem[: -len(end)]!r} (the "
+                f"stem {stem!r} is the {what} of an output{listed}; give the stem {stem[: -len(end)]!r} (the "
                 f"image's file name without its suffix): the outputs are <stem>{names}"
             )
         # The image's file name, as predict.py names an input's outputs (".png" alone: no stem is left).
