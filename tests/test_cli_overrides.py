@@ -927,3 +927,35 @@ def test_a_switch_of_any_class_the_run_builds_given_other_text_is_refused(
     with pytest.raises(ConfigError) as said:
         check_run_values(cfg)
     assert str(said.value) == f"{key}={value!r}: give {key}=true or {key}=false (any text is read as true)"
+
+
+@pytest.mark.parametrize(
+    ("override", "refused"),
+    [
+        ("+logger.wandb.monitor_gym=no", "yes/no/on/off are read as text"),  # `if monitor_gym:` in wandb.init
+        ("+logger.wandb.allow_val_change=off", "yes/no/on/off are read as text"),
+        ("+logger.wandb.sync_tensorboard=fasle", "any text is read as true"),
+        ("+logger.wandb.resume=never", None),  # a word wandb.init takes
+        ("+logger.wandb.notes=no", None),  # text, not a switch
+    ],
+)
+def test_a_switch_of_wandb_init_given_through_the_loggers_keywords_is_refused_as_text(
+    override: str, refused: str | None
+) -> None:
+    """WandbLogger hands the keys it does not name to ``wandb.init`` (``**kwargs``), whose switches were not
+    looked at: ``+logger.wandb.monitor_gym=no`` reached ``if monitor_gym:`` as the text "no", true. They are
+    refused as the logger's own are (as DDPStrategy's ``**kwargs``, torch's DDP's, already were)."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.errors import ConfigError
+    from marsunits.training import check_run_values
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny", "logger=wandb", override])
+    if refused is None:
+        check_run_values(cfg)
+        return
+    key, value = override.lstrip("+").split("=", 1)
+    with pytest.raises(ConfigError) as said:
+        check_run_values(cfg)
+    assert str(said.value) == f"{key}={value!r}: give {key}=true or {key}=false ({refused})"

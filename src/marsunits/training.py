@@ -514,8 +514,12 @@ _FIELDS_OF = {
 }
 
 
-#: Classes whose ``**kwargs`` go to another class: ``trainer.strategy.static_graph`` is torch's DDP's.
-_KWARGS_TO = {"lightning.pytorch.strategies.DDPStrategy": "torch.nn.parallel.DistributedDataParallel"}
+#: Classes whose ``**kwargs`` go to another class or function: ``trainer.strategy.static_graph`` is torch's
+#: DDP's, ``logger.wandb.monitor_gym`` is ``wandb.init``'s (imported with Lightning's WandbLogger already).
+_KWARGS_TO = {
+    "lightning.pytorch.strategies.DDPStrategy": "torch.nn.parallel.DistributedDataParallel",
+    "lightning.pytorch.loggers.WandbLogger": "wandb.init",
+}
 
 
 def _takes_bool(parameter: inspect.Parameter) -> bool:
@@ -555,8 +559,14 @@ def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tup
             cls = locate(target)
         except UnimportableTargetError:  # refused by check_config_values before these checks
             cls = None
+    kwargs_to = None
+    if isinstance(target, str) and target in _KWARGS_TO:
+        try:
+            kwargs_to = locate(_KWARGS_TO[target])
+        except UnimportableTargetError:  # not importable here: its keys are none, as for a class
+            kwargs_to = None
     parameters: dict[str, inspect.Parameter] = {}
-    for named in (cls, locate(_KWARGS_TO[target]) if target in _KWARGS_TO else None):
+    for named in (cls, kwargs_to):
         try:
             parameters = {**dict(inspect.signature(named).parameters), **parameters} if named else parameters
         except (TypeError, ValueError):  # no signature to read
