@@ -596,9 +596,8 @@ def check_run_values(cfg: DictConfig) -> None:
     ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), those switches given as other
     text where they take nothing but true or false (``model.channels_last=abc``,
     ``callbacks.model_checkpoint.auto_insert_metric_name=fasle``, ``+data.scene.distortion=fasle``), the
-    integers of
-    :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data config
-    (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
+    integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data
+    config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
     ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
     ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
     ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
