@@ -972,7 +972,8 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
     """A Hydra app on the real config tree (as train.py: ``import marsunits`` registers the resolver of the
     default paths) whose task function runs ``task`` (Python lines using ``cfg``; ``out`` is a file in
     ``tmp_path`` to append to), and a function that runs it with the given arguments in ``tmp_path``,
-    W&B disabled. Sweeps are tested through it: training is tested elsewhere."""
+    W&B disabled. Sweeps are tested through it: training is tested elsewhere. The app imports no torch or
+    Lightning (seconds a start; train.py defers them into its task): a task that needs them imports them."""
     app = tmp_path / "fake_train.py"
     header = f"""
         import json, math, hydra
@@ -980,7 +981,6 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
         import marsunits
         from marsunits.errors import ConfigError
         from marsunits.sweep_trials import end_sweep, run_trial
-        from marsunits.tracking.wandb_setup import sweep_trial_names
 
         out = {str(tmp_path / "trials.jsonl")!r}
 
@@ -1571,6 +1571,8 @@ def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> 
     launch = _fake_train(
         tmp_path,
         """
+        from marsunits.tracking.wandb_setup import sweep_trial_names  # Lightning: seconds, only here
+
         spec = OmegaConf.to_container(cfg.logger.wandb, resolve=True)
         named = sweep_trial_names(spec, cfg.run_name, cfg.task_name)
         with open(out, "a") as fh:
