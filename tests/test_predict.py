@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
@@ -1100,6 +1101,37 @@ def test_sharded_predict_of_fewer_tasks_than_devices_times_nodes_is_let_through(
             run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=4", "num_nodes=2"))
 
 
+def test_ranks_spawned_in_an_sbatch_script_of_one_task_are_given_lightnings_ranks_not_slurms(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default check of the slow end-to-end test below, without spawning: in a script of ``--ntasks=1``
+    the Fabric that spawns ``devices=2`` ranks takes their ranks and world size from its own
+    ``LightningEnvironment`` (rank 0 of 2), not from ``SLURM_PROCID=0`` of ``SLURM_NTASKS=1``."""
+    from lightning.fabric import Fabric
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    seen: dict[str, Any] = {}
+
+    class LaunchedError(Exception):
+        pass
+
+    def launch(fabric: Fabric, *_: object, **__: object) -> None:
+        seen["environment"] = fabric.strategy.cluster_environment  # type: ignore[attr-defined]
+        seen["world_size"] = fabric.world_size
+        raise LaunchedError
+
+    monkeypatch.setattr(Fabric, "launch", launch)
+    inp = tmp_path / "in"
+    save_rgb(inp / "0.png", 40, 40)
+    _in_an_sbatch_script(monkeypatch, 1)
+    for name in ("SLURM_NTASKS_PER_NODE", "MASTER_ADDR", "MASTER_PORT"):  # --ntasks=1 alone
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(LaunchedError):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "devices=2", "threads=1"))
+    assert type(seen["environment"]) is LightningEnvironment and seen["world_size"] == 2
+
+
+@pytest.mark.slow  # two real processes, as tests/test_ddp.py; the check above runs by default
 def test_spawned_ranks_in_an_sbatch_script_of_one_task_take_their_own_ranks(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
