@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIG_DIR
-from marsunits.cli_overrides import unknown_option
+from marsunits.cli_overrides import quoted_path_overrides, unknown_option
 
 REPO = CONFIG_DIR.parent
 
@@ -210,12 +210,6 @@ def test_a_missing_config_choice_or_an_unreadable_override_is_one_line(args: lis
         ),
         (
             "train.py",
-            ["trainer.max_epoch=3"],
-            "train.py: error: unknown option 'trainer.max_epoch' in 'trainer.max_epoch=3'; did you mean "
-            "trainer.max_epochs=...? (every option: python train.py --cfg job, with the same overrides)",
-        ),
-        (
-            "train.py",
             ["model=unet_lite0_d5"],
             "train.py: error: no model config 'unet_lite0_d5' in 'model=unet_lite0_d5'; did you mean "
             "model=unet_lite0? (the choices: deeplabv3plus_lite0, fpn_lite0, tiny, unet_lite0, "
@@ -229,6 +223,34 @@ def test_entry_points_stop_before_running_with_status_2(script: str, args: list[
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == said
+
+
+def _as_an_entry_point(
+    prog: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int | str | None, str]:
+    """What ``python <prog> <args>`` does before Hydra starts (train.py's and predict.py's ``__main__``), in
+    this process: the exit status and stderr of its refusal. Without the seconds of a new process's torch
+    and Lightning; the end-to-end cases above and below prove the entry points call these checks."""
+    from marsunits.cli_overrides import exit_on_unknown_option, home_expanded_overrides
+
+    monkeypatch.setattr(sys, "argv", [prog, *quoted_path_overrides(home_expanded_overrides(args))])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:
+        exit_on_unknown_option(CONFIG_DIR, prog.removesuffix(".py"), prog=prog)
+    return ended.value.code, capsys.readouterr().err
+
+
+def test_a_misspelt_trainer_option_stops_train_py_with_status_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A nested option of a class the config builds (the Trainer's): its check imports Lightning, which made
+    this an end-to-end case of many seconds; it is the same check of the same entry point, run here."""
+    status, err = _as_an_entry_point("train.py", ["trainer.max_epoch=3"], monkeypatch, capsys)
+    assert status == 2
+    assert err.strip() == (
+        "train.py: error: unknown option 'trainer.max_epoch' in 'trainer.max_epoch=3'; did you mean "
+        "trainer.max_epochs=...? (every option: python train.py --cfg job, with the same overrides)"
+    )
 
 
 def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_path) -> None:
@@ -343,7 +365,9 @@ def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp
     assert "none.ckpt does not exist" in proc.stderr, proc.stderr  # past the command line, to the checkpoint
 
 
-def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tmp_path) -> None:
+def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``run_name`` (and ``task_name``, ``hydra.run.dir``, ``hydra.sweep.dir``) name folders as the path
     options do, but were left to Hydra's ASCII grammar: ``run_name=Séítah`` or a Latin-1 ``run_name`` (an
     old archive's folder name) stopped train.py with "cannot read the override ... close every bracket".
@@ -375,9 +399,9 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(tm
     assert f"{tmp_path / 'empty' / 'images'}, but it does not exist" in err, err[-3000:]
     assert (tmp_path / "logs" / "train" / f"r{latin1}" / "train.log").is_file()
     # Resumed by its name, refused before Hydra starts (no last.ckpt): the name as \xNN, as the run says it.
-    again = subprocess.run(proc.args + ["ckpt_path=last"], capture_output=True, timeout=120, cwd=tmp_path)
-    said = again.stderr.decode("utf-8")
-    assert again.returncode == 2 and "ckpt_path=last with run_name=rcaf\\xe9: " in said, said[-3000:]
+    monkeypatch.chdir(tmp_path)
+    status, said = _as_an_entry_point("train.py", [*proc.args[2:], "ckpt_path=last"], monkeypatch, capsys)
+    assert status == 2 and "ckpt_path=last with run_name=rcaf\\xe9: " in said, said[-3000:]
 
 
 def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_path) -> None:
