@@ -60,6 +60,8 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_cfg(tmp_path: Path, ckpt: Path, inp: Path, out: Path, *extra: str):
     # tile=null: windows of the small test checkpoint's tile size, so that the test images are tiled.
+    # threads=1 (``extra`` may set another): the tiny network on test images gains nothing from a second
+    # intra-op thread, and on a busy 2-core machine OpenMP's threads made each forward pass 15-60x slower.
     return compose_config(
         "predict",
         tmp_path / "hydra",
@@ -70,6 +72,7 @@ def make_cfg(tmp_path: Path, ckpt: Path, inp: Path, out: Path, *extra: str):
             "num_workers=0",
             "device=cpu",
             "tile=null",
+            "threads=1",
             *extra,
         ],
     )
