@@ -46,6 +46,9 @@ from marsunits.tracking import (
 from marsunits.tracking.media import confusion_heatmap, confusion_rows, draw_contacts, row_normalised
 from test_predict import ckpt  # noqa: F401  (a fixture: a trained tiny checkpoint)
 
+# The in-process training runs here are of the tiny network: one torch thread (conftest.py says why).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # ---------------------------------------------------------------------------------------------- helpers
 
 
