@@ -1102,6 +1102,39 @@ def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _train_py_checks(
+    cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """What ``train.py <args>`` does with its command line before Hydra starts (its ``__main__`` up to
+    ``main()``), in this process: its exit status there (0: it goes on to Hydra) and what it said on stderr.
+
+    A second ``train.py`` start costs seconds of imports; a test keeps one :func:`_train_py` case per
+    behaviour (the entry point wires the check in) and checks its other cases here. The environment is that
+    of :func:`_train_py` (no outer launcher's rank variables); the run folder claim taken is released."""
+    from marsunits import cli_overrides
+    from marsunits.run_folder_claim import release_held_claims
+    from marsunits.training import PINNED_RUN_NAME_ENV
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", PINNED_RUN_NAME_ENV):
+        monkeypatch.delenv(name, raising=False)  # and whatever the checks set is undone after the test
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / "train.py"), *args])
+    capsys.readouterr()
+    status = 0
+    try:
+        cli_overrides.note_another_copy_of_the_package(REPO_ROOT, prog="train.py")
+        cli_overrides.warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")
+        sys.argv[1:] = cli_overrides.quoted_path_overrides(
+            cli_overrides.home_expanded_overrides(sys.argv[1:])
+        )
+        cli_overrides.exit_on_unknown_option(REPO_ROOT / "configs", "train", prog="train.py")
+    except SystemExit as stopped:
+        status = stopped.code if isinstance(stopped.code, int) else 1
+    finally:
+        release_held_claims()
+    return status, capsys.readouterr().err
+
+
 def test_an_image_named_in_latin1_bytes_without_a_mask_is_named_on_the_console_and_in_train_log(
     tmp_path: Path,
 ) -> None:
@@ -2061,11 +2094,14 @@ def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(tmp_path: Path) -> N
         run_folder_claim.release_held_claims()
 
 
-def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(tmp_path: Path) -> None:
+def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A new run given a finished run's run_name, or a resume with other settings, was refused only after
     Hydra had rewritten that run's .hydra/ record with the refused command's settings (and added to its
     train.log): whoever rebuilt the run from .hydra/overrides.yaml got the wrong one. The command line
-    pins a default run_name to the folder it claims, which must not make ckpt_path=last look for it."""
+    pins a default run_name to the folder it claims, which must not make ckpt_path=last look for it.
+    The first refusal through train.py itself, the second through its checks before Hydra in this process."""
     import subprocess
     import sys
 
@@ -2086,13 +2122,22 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(tmp
     assert train("run_name=r1").returncode == 0
     folder = logs / "train" / "r1"
     record = {p.name: p.read_bytes() for p in [*(folder / ".hydra").iterdir(), folder / "train.log"]}
-    for extra, said in (
-        (["run_name=r1", "seed=7"], "already holds a run"),
-        (["run_name=r1", "ckpt_path=last", "model.lr=0.5"], "was trained with other model or data settings"),
+    for k, (extra, said) in enumerate(
+        (
+            (["run_name=r1", "seed=7"], "already holds a run"),
+            (
+                ["run_name=r1", "ckpt_path=last", "model.lr=0.5"],
+                "was trained with other model or data settings",
+            ),
+        )
     ):
-        proc = train(*extra)
-        assert proc.returncode == 2 and proc.stderr.startswith("train.py: error: "), proc.stderr[-2000:]
-        assert said in proc.stderr
+        if k == 0:
+            proc = train(*extra)
+            status, err = proc.returncode, proc.stderr
+        else:
+            status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *base, *extra)
+        assert status == 2 and err.startswith("train.py: error: "), err[-2000:]
+        assert said in err
         assert {
             p.name: p.read_bytes() for p in [*(folder / ".hydra").iterdir(), folder / "train.log"]
         } == record
@@ -2255,23 +2300,33 @@ def test_a_bad_checkpoint_to_resume_from_is_refused_before_anything_is_written(t
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
 
 
-def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``train=false ckpt_path=<missing>`` and ``init_ckpt_path=<missing>`` were refused only inside the run,
     after Hydra had made the run folder with its .hydra/ record and train.log: a folder of a run that never
-    started (README: such a command makes no run folder). The file's existence is now checked first."""
+    started (README: such a command makes no run folder). The file's existence is now checked first.
+    The first case through train.py itself, the others through its checks before Hydra in this process."""
     logs = tmp_path / "logs"
     missing = tmp_path / "no_such.ckpt"
-    for args, option in (
-        (["train=false", f"ckpt_path={missing}"], "ckpt_path"),
-        (["train=false", f"ckpt_path={tmp_path}"], "ckpt_path"),  # a folder that is no model package
-        ([f"init_ckpt_path={missing}"], "init_ckpt_path"),
-        (["train=false", f"init_ckpt_path={missing}"], "init_ckpt_path"),
-        # A folder named by the clock, which the command line leaves to the run: the values are checked.
-        (["run_name=x-${now:%H-%M-%S}", "train=false", f"ckpt_path={missing}"], "ckpt_path"),
+    for k, (args, option) in enumerate(
+        (
+            (["train=false", f"ckpt_path={missing}"], "ckpt_path"),
+            (["train=false", f"ckpt_path={tmp_path}"], "ckpt_path"),  # a folder that is no model package
+            ([f"init_ckpt_path={missing}"], "init_ckpt_path"),
+            (["train=false", f"init_ckpt_path={missing}"], "init_ckpt_path"),
+            # A folder named by the clock, which the command line leaves to the run: the values are checked.
+            (["run_name=x-${now:%H-%M-%S}", "train=false", f"ckpt_path={missing}"], "ckpt_path"),
+        )
     ):
-        proc = _train_py(tmp_path, *TINY, "logger=none", f"paths.log_dir={logs}", *args)
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        assert f"train.py: error: {option}=" in proc.stderr and "no such file or model package" in proc.stderr
+        argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]
+        if k == 0:
+            proc = _train_py(tmp_path, *argv)
+            status, said = proc.returncode, proc.stderr
+        else:
+            status, said = _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+        assert status == 2, (args, said[-2000:])
+        assert f"train.py: error: {option}=" in said and "no such file or model package" in said, said[-2000:]
         assert not logs.exists(), sorted(logs.rglob("*"))
 
 
@@ -2295,24 +2350,33 @@ def test_a_missing_folder_root_names_the_value_given_and_what_the_folder_holds(t
     assert "images/<stem>" in said and "masks/<stem>.png" in said and "project ids" in said, said[-2000:]
 
 
-def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``ckpt_path=<a text file>`` (resume or ``train=false``) and ``init_ckpt_path=<a text file>`` passed the
     check that the file is there and were refused only inside the run, after Hydra had made the run folder.
-    The file's first bytes (a zip archive or a pickle, as torch.save writes) are now checked first."""
+    The file's first bytes (a zip archive or a pickle, as torch.save writes) are now checked first.
+    The first case through train.py itself, the others through its checks before Hydra in this process."""
     logs = tmp_path / "logs"
     notes = tmp_path / "notes.ckpt"
     notes.write_text("the run I liked: logs/train/2026-12-06/checkpoints/best.ckpt\n")
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
-    for args, option, found in (
-        ([f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
-        (["train=false", f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
-        ([f"init_ckpt_path={notes}"], "init_ckpt_path", "starts with b'the '"),
-        ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
+    for k, (args, option, found) in enumerate(
+        (
+            ([f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
+            (["train=false", f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
+            ([f"init_ckpt_path={notes}"], "init_ckpt_path", "starts with b'the '"),
+            ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
+        )
     ):
-        proc = _train_py(tmp_path, *TINY, "logger=none", f"paths.log_dir={logs}", *args)
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        said = proc.stderr
+        argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]
+        if k == 0:
+            proc = _train_py(tmp_path, *argv)
+            status, said = proc.returncode, proc.stderr
+        else:
+            status, said = _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+        assert status == 2, (args, said[-2000:])
         assert f"train.py: error: {option}=" in said and "is not a checkpoint" in said, said[-2000:]
         assert found in said and ".ckpt written by marsunits' train.py" in said, said[-2000:]
         assert ("model package" in said) == (args[0] != f"ckpt_path={notes}"), said[-2000:]  # no resume
