@@ -1135,6 +1135,38 @@ def _train_py_checks(
     return status, capsys.readouterr().err
 
 
+def _train_py_in_process(
+    cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """``train.py <args>`` (one run, not a sweep) in this process: its checks before Hydra
+    (:func:`_train_py_checks`), then the run in the folder Hydra's config names (``hydra.run.dir`` as
+    composed from the command line those checks hand on, relative to ``cwd``), its errors reported as
+    train.py reports them. Returns the exit status (0: finished) and what was said on stderr. Hydra's own
+    steps (its .hydra/ record, train.log) are not taken: a test of those runs :func:`_train_py`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    status, said = _train_py_checks(cwd, monkeypatch, capsys, *args)
+    if status:
+        return status, said
+    argv = sys.argv[1:]  # as the checks hand it on to Hydra (a default run_name pinned)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=argv, return_hydra_config=True)
+        folder = cwd / str(cfg.hydra.run.dir)  # an absolute folder stays as it is
+        cfg = compose("train", overrides=[*argv, f"hydra.run.dir={folder}"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(folder)  # ${hydra:runtime.output_dir}, which only a Hydra job sets
+        del cfg.hydra
+    try:
+        report_user_errors(lambda: run(cfg), prog="train.py")
+    except SystemExit as stopped:
+        status = stopped.code if isinstance(stopped.code, int) else 1
+    return status, said + capsys.readouterr().err
+
+
 def test_an_image_named_in_latin1_bytes_without_a_mask_is_named_on_the_console_and_in_train_log(
     tmp_path: Path,
 ) -> None:
@@ -1337,10 +1369,13 @@ def test_ctrl_c_while_the_kept_checkpoint_is_validated_or_tested_is_an_interrupt
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -> None:
+def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A sweep stopped in a trial said "run the same command with ckpt_path=last", which refused every trial
     (it looks for runs of the job under logs/train/*/, not in the sweep's folders). The advice now is the
-    trial's own command in its own folder, and it resumes there."""
+    trial's own command in its own folder, and it resumes there (the sweep through train.py; the advice
+    followed in this process, train.py's checks before Hydra included)."""
     import shlex
     import subprocess
     import sys
@@ -1368,18 +1403,19 @@ def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(tmp_path: Path) -
     args = shlex.split(command)
     (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
     assert Path(trial_dir).parent.parent == logs / "train" and "seed=1" in args and "ckpt_path=last" in args
-    resumed = train(*args)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *args)  # the advice followed
+    assert status == 0, err[-3000:]
     metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder
 
 
 def test_a_sweep_trial_stopped_without_last_ckpt_is_told_to_go_on_alone_from_best_ckpt(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A sweep trial stopped where no last.ckpt could be written (a full disk; save_last=false) said "run the
     same command with ckpt_path=<the trial's best.ckpt>": the sweep's command, which would resume every
-    trial from that one trial's checkpoint. The advice is the trial's own command, and it finishes there."""
+    trial from that one trial's checkpoint. The advice is the trial's own command, and it finishes there
+    (the sweep through train.py; the advice followed in this process, train.py's checks included)."""
     import shlex
 
     logs = tmp_path / "logs"
@@ -1394,18 +1430,20 @@ def test_a_sweep_trial_stopped_without_last_ckpt_is_told_to_go_on_alone_from_bes
     args = shlex.split(command)
     (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
     assert f"ckpt_path={Path(trial_dir) / 'checkpoints' / 'best.ckpt'}" in args and "seed=1" in args, args
-    resumed = _train_py(tmp_path, *[a for a in args if not a.startswith("+callbacks.stop")])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = [a for a in args if not a.startswith("+callbacks.stop")]
+    status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *resumed)
+    assert status == 0, err[-3000:]
     metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder
 
 
 def test_a_time_named_run_stopped_without_last_ckpt_goes_on_from_best_ckpt_in_its_folder(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A run under the time-made name stopped where no last.ckpt could be written was told "the same command
     with ckpt_path=<its best.ckpt>": a new time-named folder, the stopped run's left unfinished beside it.
-    As for last.ckpt, the advice pins the run's name, and followed literally it finishes the run there."""
+    As for last.ckpt, the advice pins the run's name, and followed literally it finishes the run there
+    (stopped through train.py; the advice followed in this process, train.py's checks included)."""
     import shlex
 
     logs = tmp_path / "logs"
@@ -1423,8 +1461,8 @@ def test_a_time_named_run_stopped_without_last_ckpt_goes_on_from_best_ckpt_in_it
         f"run_name={folder.name}",
         f"ckpt_path={folder / 'checkpoints' / 'best.ckpt'}",
     ]
-    resumed = _train_py(tmp_path, *common, *shlex.split(given))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *common, *shlex.split(given))
+    assert status == 0, err[-3000:]
     assert [folder] == list((logs / "train").iterdir())  # in the run's own folder
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts
