@@ -2390,24 +2390,31 @@ def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_fol
         assert not logs.exists(), sorted(logs.rglob("*"))
 
 
-def test_a_missing_folder_root_names_the_value_given_and_what_the_folder_holds(tmp_path: Path) -> None:
+def test_a_missing_folder_root_names_the_value_given_and_what_the_folder_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``data=folder data.root=<missing>`` advised ``data.root=/path/to/folder``, a placeholder, in place of
     the user's value, and said only "images/ and masks/ sub-folders": the advice now shows the value given,
-    quoted for the shell, and what the folder must hold (masks in project ids)."""
+    quoted for the shell, and what the folder must hold (masks in project ids). Through train.py's checks
+    before Hydra in this process (train.py's own start, status 2 and no run folder on such a refusal: the
+    checkpoint tests above)."""
     missing = tmp_path / "sol 12"
-    proc = _train_py(
+    logs = tmp_path / "logs"
+    status, said = _train_py_checks(
         tmp_path,
+        monkeypatch,
+        capsys,
         "model=tiny",
         "logger=none",
-        f"paths.log_dir={tmp_path / 'logs'}",
+        f"paths.log_dir={logs}",
         "data=folder",
         f"data.root={missing}",
     )
-    said = proc.stderr
-    assert proc.returncode == 2 and "Traceback" not in said, said[-2000:]
+    assert status == 2 and "Traceback" not in said, said[-2000:]
     assert f"root folder {missing} does not exist" in said, said[-2000:]
     assert "/path/to/" not in said and f"`'data.root={missing}'`" in said, said[-2000:]
     assert "images/<stem>" in said and "masks/<stem>.png" in said and "project ids" in said, said[-2000:]
+    assert not logs.exists(), sorted(logs.rglob("*"))
 
 
 def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(
