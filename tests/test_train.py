@@ -1141,11 +1141,13 @@ def _train_py_in_process(
     """``train.py <args>`` (one run, not a sweep) in this process: its checks before Hydra
     (:func:`_train_py_checks`), then the run in the folder Hydra's config names (``hydra.run.dir`` as
     composed from the command line those checks hand on, relative to ``cwd``), its errors reported as
-    train.py reports them. Returns the exit status (0: finished) and what was said on stderr. Hydra's own
-    steps (its .hydra/ record, train.log) are not taken: a test of those runs :func:`_train_py`."""
+    train.py's ``main()`` reports them. Returns the exit status (0: finished) and what was said on stderr.
+    Hydra's own steps (its .hydra/ record, train.log) are not taken: tests of those use :func:`_train_py`."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
+
+    from marsunits.sweep_trials import run_trial
 
     status, said = _train_py_checks(cwd, monkeypatch, capsys, *args)
     if status:
@@ -1161,7 +1163,7 @@ def _train_py_in_process(
         cfg.paths.output_dir = str(folder)  # ${hydra:runtime.output_dir}, which only a Hydra job sets
         del cfg.hydra
     try:
-        report_user_errors(lambda: run(cfg), prog="train.py")
+        run_trial(lambda: run(cfg), cfg, prog="train.py")  # train.py's main(), as Hydra calls it
     except SystemExit as stopped:
         status = stopped.code if isinstance(stopped.code, int) else 1
     return status, said + capsys.readouterr().err
@@ -1280,6 +1282,7 @@ def test_a_real_sigterm_is_reported_in_the_set_up_and_saves_last_ckpt_in_trainin
                 *TINY,
                 "trainer.max_epochs=2",
                 "test=false",
+                "logger=csv",
                 "+callbacks.stop._target_=test_train.SigtermAt",
                 *extra,
             ],
