@@ -1102,6 +1102,21 @@ def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _train_py_status(
+    own_start: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *argv: str,
+) -> tuple[int, str]:
+    """train.py's exit status and stderr for ``argv``: through train.py itself for ``own_start`` (its start,
+    wiring and status), else through its checks before Hydra in this process (:func:`_train_py_checks`)."""
+    if own_start:
+        proc = _train_py(tmp_path, *argv)
+        return proc.returncode, proc.stderr
+    return _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+
+
 def _train_py_checks(
     cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str]:
@@ -2392,11 +2407,7 @@ def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_fol
         )
     ):
         argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]
-        if k == 0:
-            proc = _train_py(tmp_path, *argv)
-            status, said = proc.returncode, proc.stderr
-        else:
-            status, said = _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+        status, said = _train_py_status(k == 0, tmp_path, monkeypatch, capsys, *argv)
         assert status == 2, (args, said[-2000:])
         assert f"train.py: error: {option}=" in said and "no such file or model package" in said, said[-2000:]
         assert not logs.exists(), sorted(logs.rglob("*"))
@@ -2450,11 +2461,7 @@ def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(
         )
     ):
         argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]
-        if k == 0:
-            proc = _train_py(tmp_path, *argv)
-            status, said = proc.returncode, proc.stderr
-        else:
-            status, said = _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+        status, said = _train_py_status(k == 0, tmp_path, monkeypatch, capsys, *argv)
         assert status == 2, (args, said[-2000:])
         assert f"train.py: error: {option}=" in said and "is not a checkpoint" in said, said[-2000:]
         assert found in said and ".ckpt written by marsunits' train.py" in said, said[-2000:]
