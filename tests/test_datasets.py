@@ -1079,8 +1079,15 @@ def test_a_data_root_named_tilde_something_is_a_folder_of_the_working_folder(tmp
     assert check_root("~rover_data_no_such_user", "folder", "images/ + masks/") == Path(
         "~rover_data_no_such_user"
     )
-    with pytest.raises(FileNotFoundError, match="~no_such_user_folder does not exist"):
+    with pytest.raises(FileNotFoundError, match="~no_such_user_folder does not exist") as refused:
         check_root("~no_such_user_folder", "folder", "images/ + masks/")
+    # A relative root: the folder it was looked for in is named ("rel does not exist" left it to guess).
+    assert f"(that is {tmp_path / '~no_such_user_folder'}, from the current folder; " in str(refused.value)
+    with pytest.raises(FileNotFoundError, match=f"that is {tmp_path / 'sols'}, from the current folder"):
+        check_root("sols", "marsscapes", "images/ + masks/")
+    with pytest.raises(FileNotFoundError) as refused:  # an absolute one is named once
+        check_root(tmp_path / "sols", "marsscapes", "images/ + masks/")
+    assert "from the current folder" not in str(refused.value)
 
 
 def test_predict_and_training_paths_named_tilde_something_are_files_not_errors(tmp_path, monkeypatch):

@@ -53,6 +53,9 @@ def check_root(root: str | Path, dataset: str, expected: str, under_data_root: b
     """
     path = expand_home(root)
     if not path.is_dir():
+        # A relative root is read from the current folder, which the message names: "rel does not exist"
+        # left the user to guess which folder it was looked for in.
+        located = "" if path.is_absolute() else f"that is {Path.cwd() / path}, from the current folder; "
         env = (
             ", or set MARSUNITS_DATA to the folder holding the datasets (paths.data_root)"
             if under_data_root
@@ -61,12 +64,13 @@ def check_root(root: str | Path, dataset: str, expected: str, under_data_root: b
         if not under_data_root:  # data=folder: no usual name to suggest; the user's own value to correct
             given = shlex.join([f"data.root={root}"])
             raise FileNotFoundError(
-                f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Give the "
-                f"folder that holds them in place of `{given}` on the command line, or make {path} so."
+                f"Dataset '{dataset}': root folder {path} does not exist ({located}expected {expected}). "
+                f"Give the folder that holds them in place of `{given}` on the command line, or make {path} "
+                "so."
             )
         raise FileNotFoundError(
-            f"Dataset '{dataset}': root folder {path} does not exist (expected {expected}). Set it with "
-            f"`data.root=/path/to/{dataset}` on the command line{env}."
+            f"Dataset '{dataset}': root folder {path} does not exist ({located}expected {expected}). "
+            f"Set it with `data.root=/path/to/{dataset}` on the command line{env}."
         )
     return path
 
