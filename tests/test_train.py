@@ -2923,14 +2923,7 @@ def test_a_mistake_every_trial_of_a_sweep_shares_is_refused_before_any_trial_fol
 
     logs = tmp_path / "logs"
     argv = ["-m", *TINY, "trainer.max_epochs=1", f"paths.log_dir={logs}"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), *argv, "model.lr=1e-3,2e-3", "data.crop_size=100"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    proc = _train_py(tmp_path, *argv, "model.lr=1e-3,2e-3", "data.crop_size=100")
     assert proc.returncode == 2, proc.stderr[-2000:]
     said = [line for line in proc.stderr.splitlines() if "Warning" not in line and line.strip()]
     assert said == [
@@ -2967,14 +2960,7 @@ def test_a_mistake_every_trial_of_an_optuna_study_shares_is_refused_before_any_t
     # Without TINY's data.crop_size=64: a value given outright takes the option out of the search space.
     tiny = [a for a in TINY if not a.startswith("data.crop_size=")]
     argv = ["hparams_search=optuna", *tiny, "trainer.max_epochs=1", f"paths.log_dir={logs}"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), *argv, "data.crop_size=100"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    proc = _train_py(tmp_path, *argv, "data.crop_size=100")
     assert proc.returncode == 2, proc.stderr[-2000:]
     said = [line for line in proc.stderr.splitlines() if "Warning" not in line and line.strip()]
     assert len(said) == 1 and said[0].startswith(
