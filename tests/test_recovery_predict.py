@@ -25,10 +25,18 @@ from marsunits.atomic import atomic_write_bytes, host_digest, remove_stale_tempo
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import REPO_ROOT
-    from .test_predict import ckpt  # noqa: F401  (a fixture)
+    from .test_predict import (
+        ckpt,  # noqa: F401  (a fixture)
+        make_cfg,
+        save_rgb,
+    )
 except ImportError:
     from conftest import REPO_ROOT  # type: ignore[no-redef]
-    from test_predict import ckpt  # type: ignore[no-redef]  # noqa: F401
+    from test_predict import (  # type: ignore[no-redef]
+        ckpt,  # type: ignore[no-redef]  # noqa: F401
+        make_cfg,
+        save_rgb,
+    )
 
 N_IMAGES = 8
 
@@ -311,11 +319,6 @@ def _two_ranks(
     import multiprocessing
 
     from marsunits.inference.options import PredictOptions
-
-    try:
-        from .test_predict import make_cfg, save_rgb
-    except ImportError:
-        from test_predict import make_cfg, save_rgb  # type: ignore[no-redef]
 
     inp, out = tmp_path / "in", tmp_path / "out"
     for i in range(8):
@@ -788,11 +791,6 @@ def test_a_sigterm_inside_an_image_read_s_fallback_stops_the_run(
     from marsunits.inference import predict_folder
     from marsunits.inference.options import PredictOptions
 
-    try:
-        from .test_predict import make_cfg
-    except ImportError:
-        from test_predict import make_cfg  # type: ignore[no-redef]
-
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     rng = np.random.default_rng(0)
@@ -845,11 +843,6 @@ def test_a_loader_worker_stopped_alone_stops_the_run_without_blaming_an_image(
     from marsunits.inference import predict_folder
     from marsunits.inference.options import PredictOptions
     from marsunits.inference.predictor import ImageFileDataset, LoaderWorkerError
-
-    try:
-        from .test_predict import make_cfg
-    except ImportError:
-        from test_predict import make_cfg  # type: ignore[no-redef]
 
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
