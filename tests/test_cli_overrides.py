@@ -385,8 +385,10 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
             (override,) = parser.parse_overrides([typed])
             assert not override.is_sweep_override() and override.value() == name, (typed, name)
     assert quoted_path_overrides(["run_name=${now:%H}"]) == ["run_name=${now:%H}"]  # read by Hydra as ever
-    # Through the real command line: past the override, into the run folder, to the empty data folder.
-    (tmp_path / "empty").mkdir()
+    # Through the real command line: past the override, into the run folder, to the data folder without
+    # images (its layout is checked before the run folder is made; its images in the run).
+    for sub in ("images", "masks"):
+        (tmp_path / "empty" / sub).mkdir(parents=True)
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
         + ["logger=csv", f"run_name=r{latin1}", f"paths.log_dir={tmp_path / 'logs'}"],
@@ -396,7 +398,7 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
     )
     err = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 2 and "Traceback" not in err, err[-3000:]
-    assert f"{tmp_path / 'empty' / 'images'}, but it does not exist" in err, err[-3000:]
+    assert f"no images found in {tmp_path / 'empty' / 'images'}" in err, err[-3000:]
     assert (tmp_path / "logs" / "train" / f"r{latin1}" / "train.log").is_file()
     # Resumed by its name, refused before Hydra starts (no last.ckpt): the name as \xNN, as the run says it.
     monkeypatch.chdir(tmp_path)
@@ -409,7 +411,8 @@ def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_pa
     ``a,b``, without a word: a path option's comma is kept as part of the name outside a multirun (``sol
     12, left`` is a folder). It still is, but a warning line says so and that ``-m`` makes one run per value;
     nothing is said in a multirun, for a quoted value, or for an option that is not a path."""
-    (tmp_path / "empty").mkdir()  # a data folder that is there (a missing one is refused before the run)
+    for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
+        (tmp_path / "empty" / sub).mkdir(parents=True)
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
         + ["logger=csv", "run_name=a,b", f"paths.log_dir={tmp_path / 'logs'}"],
@@ -470,7 +473,8 @@ def test_a_log_folder_under_the_home_folder_is_made_there(tmp_path: Path) -> Non
     reads the path. ``~`` is now the home folder there too, as in every other path option."""
     home = tmp_path / "home"
     home.mkdir()
-    (tmp_path / "empty").mkdir()  # a data folder that is there (a missing one is refused before the run)
+    for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
+        (tmp_path / "empty" / sub).mkdir(parents=True)
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
         + ["logger=csv", "run_name=r", "paths.log_dir=~/runs"],

@@ -1139,3 +1139,69 @@ def test_a_sigterm_while_training_data_is_read_stops_the_run(tmp_path: Path, mon
     monkeypatch.setattr(owner, name, read)
     with sigterm_raises(), pytest.raises(TerminatedError):
         ImageStore(records, ClassMap(None, "test"), cache=where == "tiff_pixels")
+
+
+def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(tmp_path: Path) -> None:
+    """An AI4Mars folder read as MarsScapes (or the reverse) was refused for its stats.csv's columns, with no
+    word that it is the other dataset; ``data.root=<the folder holding the datasets>`` was told to rename one
+    of them images/; a folder inside the dataset's was told about <it>/images. The layout is now checked
+    first (folders and the sol table's header, no image read), saying what the folder looks like and the
+    ``data.root`` to give, in the same words to a data module of several sources with its own key."""
+    from marsunits.data.datamodule import MarsDataModule
+    from marsunits.errors import DataLayoutError
+
+    data = tmp_path / "data"
+    ms = write_fake_marsscapes(data / "marsscapes", sols=(122,))
+    ai = write_fake_ai4mars(data / "ai4mars_msl256", n_images=1)
+
+    def refusal(scan: object, root: Path) -> str:
+        with pytest.raises(DataLayoutError) as refused:
+            scan(root)  # type: ignore[operator]
+        return str(refused.value)
+
+    said = refusal(scan_marsscapes, ai)
+    assert f"{ai / 'stats.csv'} has no 'sol' column" in said, said
+    assert f"{ai} looks like an AI4Mars folder" in said and f"data=ai4mars data.root={ai}" in said, said
+    assert "experiment=ai4mars" in said, said
+    said = refusal(scan_ai4mars, ms)
+    assert f"{ms} looks like a MarsScapes folder" in said and f"data=marsscapes data.root={ms}" in said, said
+    # One level too high: the subfolder with the layout is named, and no folder is to be renamed.
+    for scan, inner in ((scan_marsscapes, ms), (scan_ai4mars, ai)):
+        said = refusal(scan, data)
+        assert f"give data.root={inner}" in said and "rename" not in said, said
+    # One level too low: a folder inside the dataset's (its images/ or any other).
+    (ms / "notes").mkdir()
+    for inner in ("images", "notes"):
+        said = refusal(scan_marsscapes, ms / inner)
+        assert f"data.root={ms}" in said, said
+    # A data=folder root with images/ and no masks/: said with what it must hold, nothing else to guess.
+    only = tmp_path / "only"
+    (only / "images").mkdir(parents=True)
+    said = refusal(scan_folder, only)
+    assert f"expected a folder of masks at {only / 'masks'}" in said, said
+    # Several sources: the source's own key, no other data config to switch to.
+    dm = MarsDataModule(
+        name="marsscapes_ai4mars",
+        sources=["marsscapes", "ai4mars"],
+        in_channels=1,
+        crop_size=32,
+        root=str(data),
+        source_dirs={"marsscapes": "ai4mars_msl256", "ai4mars": "ai4mars_msl256"},
+        class_map={"marsscapes": {0: 0}, "ai4mars": {0: 0}},
+    )
+    with pytest.raises(FileNotFoundError) as refused:
+        dm.check_source_folders()
+    said = str(refused.value)
+    assert f"{ai} looks like an AI4Mars folder" in said and "data.source_dirs.marsscapes=" in said, said
+    assert "data=ai4mars" not in said, said
+    # ...and data.root one level too low or too high, which holds no marsscapes/: the folder that does.
+    for off in (ms, tmp_path):
+        dm.root, dm.source_dirs = str(off), {"marsscapes": "marsscapes", "ai4mars": "ai4mars_msl256"}
+        with pytest.raises(FileNotFoundError) as refused:
+            dm.check_source_folders()
+        assert f"{data} holds marsscapes/ with the MarsScapes layout: give data.root={data}." in str(
+            refused.value
+        ), refused.value
+    # The layouts that are right pass, reading no image.
+    for scan, root in ((scan_marsscapes, ms), (scan_ai4mars, ai)):
+        assert len(scan(root)) == 1

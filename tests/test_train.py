@@ -2728,13 +2728,15 @@ def test_every_shipped_config_passes_the_checks_before_the_run_folder(
     """The checks run before Hydra makes the run folder refuse no config the project ships (every
     experiment and model) nor the trainer values Lightning reads; a value refused there would stop a run
     that trains. The self-training experiment's pseudo-labelled folder is written by the README's step
-    before it (pseudo_labels): an empty folder stands in for it here (the checks look only for the folder)."""
+    before it (pseudo_labels): a folder of its layout without images stands in for it here (the checks look
+    only at the folder's subfolders)."""
     from hydra import compose, initialize_config_dir
 
     from marsunits.training import check_config_values, refusal_before_hydra
 
     if overrides == ["experiment=marsscapes_selftrain"]:
-        (tmp_path / "pseudo").mkdir()
+        for sub in ("images", "masks"):
+            (tmp_path / "pseudo" / sub).mkdir(parents=True)
         overrides = [*overrides, f"data.source_dirs.folder={tmp_path / 'pseudo'}"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -3046,8 +3048,9 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
 
     logs = tmp_path / "logs"
     missing = tmp_path / "nope"
-    there = tmp_path / "there"
-    there.mkdir()
+    there = tmp_path / "there"  # a folder with the folder layout (its images are the run's to read)
+    for sub in ("images", "masks"):
+        (there / sub).mkdir(parents=True)
     # Through the real command line: exit 2, the run's message, no run folder.
     proc = _train_py(
         tmp_path,
@@ -3116,6 +3119,57 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
         release_held_claims()
 
 
+def test_a_data_folder_of_the_wrong_layout_is_refused_before_the_run_folder_is_made(tmp_path: Path) -> None:
+    """A data root that is there but laid out otherwise (``experiment=marsscapes data.root=<an AI4Mars
+    folder>``, the folder holding the datasets, a folder inside the dataset's, ``data=folder`` without
+    masks/) was found only inside the run, after Hydra had made the run folder, some in words about a
+    stats.csv column. It is now refused before, in the run's own words, which say what the folder looks
+    like and what to give; also once for a grid whose trials all have it."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.data.fake import write_fake_ai4mars, write_fake_marsscapes
+    from marsunits.run_folder_claim import release_held_claims
+
+    logs = tmp_path / "logs"
+    data = tmp_path / "data"
+    ms = write_fake_marsscapes(data / "marsscapes", sols=(122,))
+    ai = write_fake_ai4mars(data / "ai4mars_msl256", n_images=1)
+    only = tmp_path / "only"
+    (only / "images").mkdir(parents=True)
+    argv = ["model=tiny", "logger=none", f"paths.log_dir={logs}"]
+    # Through the real command line: exit 2, the run's message, no run folder.
+    proc = _train_py(tmp_path, *argv, "experiment=marsscapes", f"data.root={ai}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("train.py: error:")]
+    expected = _setup_refusal("experiment=marsscapes", f"data.root={ai}")
+    assert said == [f"train.py: error: {expected}"], proc.stderr
+    assert f"{ai} looks like an AI4Mars folder" in said[0] and "Traceback" not in proc.stderr
+    assert not logs.exists(), sorted(logs.rglob("*"))
+    for overrides in (
+        ["experiment=ai4mars", f"data.root={ms}"],
+        ["experiment=marsscapes", f"data.root={data}"],
+        ["experiment=ai4mars", f"data.root={data}"],
+        ["experiment=marsscapes", f"data.root={ms / 'images'}"],
+        ["data=folder", f"data.root={only}"],
+        ["experiment=marsscapes_ai4mars", f"data.root={data}", "data.source_dirs.marsscapes=ai4mars_msl256"],
+    ):
+        try:
+            refused, _ = claim_run_folder([*argv, *overrides], CONFIG_DIR)
+        finally:
+            release_held_claims()
+        assert refused == _setup_refusal(*overrides), (overrides, refused)
+    assert not logs.exists(), sorted(logs.rglob("*"))
+    # A grid whose trials all have the wrong layout: said once, with no trial started; one whose folder is
+    # right runs, the other failing in its trial.
+    sweep = ["-m", *argv, "experiment=marsscapes", "model.lr=1e-3,2e-3"]
+    try:
+        refused, _ = claim_run_folder([*sweep, f"data.root={ai}"], CONFIG_DIR)
+        assert refused == f"{expected} (in every trial of this sweep: none was started)", refused
+        assert not logs.exists(), sorted(logs.rglob("*"))
+        assert claim_run_folder([*sweep, f"data.root={ai},{ms}"], CONFIG_DIR)[0] is None
+    finally:
+        release_held_claims()
+
+
 def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -3134,7 +3188,9 @@ def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
 
     assert refusal("data.crop_size=112") is None  # model=unet_lite0_d4: multiples of 16
     assert refusal("data.crop_size=112", "model=deeplabv3plus_lite0") is None  # encoder stride 16
-    folder = f"data.root={tmp_path}"  # a folder that is there: a missing one is refused too
+    for sub in ("images", "masks"):  # a folder with the layout: a missing one, or another layout, is refused
+        (tmp_path / sub).mkdir()
+    folder = f"data.root={tmp_path}"
     assert refusal("data=folder", folder, "data.crop_size=112", "data.val_context_px=8") is None
     refused = refusal("data.crop_size=112", "model=unet_lite0")
     assert refused == (

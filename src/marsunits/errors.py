@@ -42,6 +42,13 @@ class DataError(MarsUnitsError, ValueError):
     """A data file or folder is missing, unreadable or inconsistent."""
 
 
+class DataLayoutError(DataError, FileNotFoundError):
+    """A dataset's root folder is there but not laid out as its data config reads it (a subfolder or its sol
+    table missing, the table without its sol column: :func:`marsunits.data.layout.check_layout`); still a
+    ``FileNotFoundError``, as the missing root folder is, for code that catches that (``train.py`` refuses
+    both before Hydra makes the run folder)."""
+
+
 #: Words YAML 1.1 took for booleans; OmegaConf keeps them as text, which ``bool()`` reads as true.
 YES_NO_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
 

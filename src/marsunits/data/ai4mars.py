@@ -15,33 +15,33 @@ from dataclasses import replace
 from pathlib import Path
 
 from marsunits.data.folder import check_root, pair_by_stem
+from marsunits.data.layout import AI4MARS, check_layout
 from marsunits.data.marsscapes import read_sol_table
 from marsunits.data.store import LabelledImage
 
 __all__ = ["ai4mars_root", "scan_ai4mars"]
 
 
-def ai4mars_root(root: str | Path, dataset: str = "ai4mars") -> Path:
-    """``root`` as a Path if it is a folder, else :func:`~marsunits.data.folder.check_root`'s
-    FileNotFoundError naming it, the layout expected and how to set it; nothing inside it is read."""
-    return check_root(root, dataset, "images/<id>.jpg, labels/<id>.png and stats.csv")
+def ai4mars_root(root: str | Path, dataset: str = "ai4mars", key: str = "data.root") -> Path:
+    """``root`` as a Path if it is a folder with AI4Mars' layout (:data:`~marsunits.data.layout.AI4MARS`),
+    else :func:`~marsunits.data.folder.check_root`'s FileNotFoundError naming it, the layout expected and how
+    to set it, or :func:`~marsunits.data.layout.check_layout`'s DataLayoutError (``key`` sets the folder);
+    only folder names and the sol table's header are read."""
+    path = check_root(root, dataset, AI4MARS.expected)
+    check_layout(path, AI4MARS, dataset, key)
+    return path
 
 
-def scan_ai4mars(root: str | Path, dataset: str = "ai4mars") -> list[LabelledImage]:
-    """Records of an AI4Mars folder, grouped by approximate sol.
+def scan_ai4mars(root: str | Path, dataset: str = "ai4mars", key: str = "data.root") -> list[LabelledImage]:
+    """Records of an AI4Mars folder, grouped by approximate sol; ``key`` sets ``root`` (as refusals name it).
 
     Raises:
-        FileNotFoundError: missing root, sub-folder or ``stats.csv``; ValueError: unpaired files, or an
-            image without a sol in ``stats.csv``.
+        FileNotFoundError: missing root; DataLayoutError: a missing sub-folder or ``stats.csv``, or one
+            without its columns; ValueError: unpaired files, or an image without a sol in ``stats.csv``.
     """
-    path = ai4mars_root(root, dataset)
-    stats = path / "stats.csv"
-    if not stats.is_file():
-        raise FileNotFoundError(
-            f"Dataset '{dataset}': {stats} not found. It gives the sol of every image (columns "
-            "name,sol_approx), which the sol-grouped train/val split needs."
-        )
-    sols = read_sol_table(stats, "sol_approx", dataset)
+    path = ai4mars_root(root, dataset, key)
+    stats = path / str(AI4MARS.stats)
+    sols = read_sol_table(stats, AI4MARS.sol_column, dataset)
 
     def sol_of(stem: str) -> int:
         if stem not in sols:
@@ -50,7 +50,7 @@ def scan_ai4mars(root: str | Path, dataset: str = "ai4mars") -> list[LabelledIma
             )
         return sols[stem]
 
-    records = pair_by_stem(path / "images", path / "labels", dataset, sol_of)
+    records = pair_by_stem(path / AI4MARS.images, path / AI4MARS.masks, dataset, sol_of)
     places = _places(stats)
     return [replace(r, place=places.get(r.image.stem)) for r in records]
 

@@ -43,6 +43,7 @@ from marsunits.data.class_map import ClassMap, subclass_groups
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import folder_root, scan_folder
 from marsunits.data.io import ImageReadError, read_image_native
+from marsunits.data.layout import LAYOUTS, holders_near
 from marsunits.data.marsscapes import marsscapes_root, scan_marsscapes
 from marsunits.data.mixing import class_mix
 from marsunits.data.split_guards import (
@@ -65,6 +66,7 @@ from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.transforms import build_train_transform
 from marsunits.errors import DataError, some_of
 from marsunits.file_digest import file_sha256, image_content_key
+from marsunits.user_paths import expand_home
 
 __all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
 
@@ -621,13 +623,20 @@ class MarsDataModule(L.LightningDataModule):
 
     def check_source_folders(self) -> None:
         """Raise the FileNotFoundError that :meth:`setup` raises for a real source whose root folder is not
-        there (``data.root``, or ``data.source_dirs.<source>``), in the same words, looking at nothing but
-        those folders: ``train.py`` runs it before Hydra makes the run folder
-        (:func:`~marsunits.training.data_folder_refusal`). Synthetic scenes have no folder."""
+        there (``data.root``, or ``data.source_dirs.<source>``), or is not laid out as the source is read
+        (:func:`~marsunits.data.layout.check_layout`'s DataLayoutError: a subfolder or the sol table
+        missing, another dataset's layout, a folder one level too high or low), in the same words, looking at
+        folder names and the sol table's header only, no image: ``train.py`` runs it before Hydra makes the
+        run folder (:func:`~marsunits.training.data_folder_refusal`). Synthetic scenes have no folder."""
         for source in self.sources:
             if source in SOURCE_ROOTS and self.root is not None:
                 with self._read_from(source):
-                    SOURCE_ROOTS[source](self._source_root(source), self.name)
+                    SOURCE_ROOTS[source](self._source_root(source), self.name, self._root_key(source))
+
+    def _root_key(self, source: str) -> str:
+        """The config key that sets ``source``'s folder: ``data.root`` for one source, else its
+        ``data.source_dirs.<source>``."""
+        return "data.root" if len(self.sources) == 1 else f"data.source_dirs.{source}"
 
     def _missing_source_message(self, source: str, exc: FileNotFoundError) -> str:
         """The error for a source of a several-source config that cannot be read: the key that moves it.
@@ -650,9 +659,16 @@ class MarsDataModule(L.LightningDataModule):
                 )
             # check_root's `data.root=/path/to/<this config's name>` read data.root/<name>/<dir>, no folder.
             sub = self.source_dirs[source]
+            # data.root one level too low or too high: the folder that holds <sub>/ with its layout is named.
+            near = holders_near(expand_home(str(self.root)), sub, LAYOUTS[source])
+            seen = (
+                f" {near[0]} holds {sub}/ with the {LAYOUTS[source].title} layout: give data.root={near[0]}."
+                if near
+                else ""
+            )
             return (
                 f"Dataset '{self.name}': {path} does not exist: with several sources, the folder of source "
-                f"'{source}' is data.root/{sub} ({key}={sub}). Give the folder that holds {sub}/ with "
+                f"'{source}' is data.root/{sub} ({key}={sub}).{seen} Give the folder that holds {sub}/ with "
                 "data.root=<folder> (or set MARSUNITS_DATA to it: paths.data_root), or this source's own "
                 f"folder with {key}=<folder> "
                 "(an absolute path is not under data.root)."
@@ -798,12 +814,13 @@ class MarsDataModule(L.LightningDataModule):
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""
         with self._read_from(source):
             scan = REAL_SOURCES[source]
+            key = self._root_key(source)
             if source == "folder":
                 records = scan(
-                    self._source_root(source), self.name, sols_from_names=self.folder_sols_from_names
+                    self._source_root(source), self.name, sols_from_names=self.folder_sols_from_names, key=key
                 )
             else:
-                records = scan(self._source_root(source), self.name)
+                records = scan(self._source_root(source), self.name, key=key)
         if self.exclude_sols:
             excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
             if excluded.all():

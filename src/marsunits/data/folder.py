@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
+from marsunits.data.layout import FOLDER, FOLDER_LAYOUT, check_layout
 from marsunits.data.store import LabelledImage
 from marsunits.errors import some_of
 from marsunits.user_paths import expand_home
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 #: Raster formats a dataset folder may hold that are not read (IMAGE_EXTENSIONS are): said, not skipped
 #: silently (two of six pairs saved as .bmp trained on the other four without a word).
 OTHER_RASTER_EXTENSIONS = (".bmp", ".webp", ".gif", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".ppm", ".pgm")
-
-
-#: What a ``data=folder`` root must hold, as its errors say it (data/README.md has the details).
-FOLDER_LAYOUT = (
-    "images/<stem>.<jpg|png|tif> and masks/<stem>.png of the same stems (subfolders allowed), the masks "
-    "uint8 project ids (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore; data.class_map=... for "
-    "other ids), optionally cameras/<stem>.json"
-)
 
 
 def check_root(root: str | Path, dataset: str, expected: str, under_data_root: bool = True) -> Path:
@@ -83,31 +76,9 @@ def _stems(
     as ``predict.py`` skips them. Second, the files in raster formats that are not read
     (:data:`OTHER_RASTER_EXTENSIONS`), found on the same walk."""
     if not folder.is_dir():
-        # Masks are often kept under another name (MarsScapes: labels/, others: annotations/, gt/).
-        others = (
-            sorted(p.name for p in folder.parent.iterdir() if p.is_dir()) if folder.parent.is_dir() else []
-        )
-        seen = (
-            f" {folder.parent} holds {others}: if one of them has the {what}, rename it {folder.name}/."
-            if others
-            else ""
-        )
-        root = folder.parent
-        # A root that holds images/ itself is a dataset folder that happens to be named images/ or masks/.
-        inside = root.name in ("images", "masks") and not (root / "images").is_dir()
-        if inside and (root.parent / "images").is_dir():
-            # data.root=<data>/images: the usual slip, and the message asked for <data>/images/images.
-            seen = (
-                f" data.root looks like the {root.name}/ folder itself: give the folder that holds images/ "
-                f"and masks/, data.root={root.parent}."
-            )
-        elif folder.name == "masks" and "labels" in others:
-            seen += (
-                " A folder of images/ and labels/ is MarsScapes' layout, with its own class ids: "
-                f"data=marsscapes data.root={root} reads it as it is, without renaming anything."
-            )
+        # The scanners check their root's layout first (check_layout), which says what it looks like instead.
         raise FileNotFoundError(
-            f"Dataset '{dataset}': expected a folder of {what} at {folder}, but it does not exist.{seen} "
+            f"Dataset '{dataset}': expected a folder of {what} at {folder}, but it does not exist. "
             "Check data.root and the dataset layout (data/README.md)."
         )
     found: dict[str, Path] = {}
@@ -254,14 +225,18 @@ def pair_by_stem(
     return records
 
 
-def folder_root(root: str | Path, dataset: str = "folder") -> Path:
-    """``root`` as a Path if it is a folder, else :func:`check_root`'s FileNotFoundError naming it, what it
-    must hold (:data:`FOLDER_LAYOUT`) and the value given to correct; nothing inside it is read."""
-    return check_root(root, dataset, FOLDER_LAYOUT, under_data_root=False)
+def folder_root(root: str | Path, dataset: str = "folder", key: str = "data.root") -> Path:
+    """``root`` as a Path if it is a folder with images/ and masks/, else :func:`check_root`'s
+    FileNotFoundError naming it, what it must hold (:data:`FOLDER_LAYOUT`) and the value given to correct,
+    or :func:`~marsunits.data.layout.check_layout`'s DataLayoutError (``key`` sets the folder); no file
+    inside it is read."""
+    path = check_root(root, dataset, FOLDER_LAYOUT, under_data_root=False)
+    check_layout(path, FOLDER, dataset, key)
+    return path
 
 
 def scan_folder(
-    root: str | Path, dataset: str = "folder", sols_from_names: bool = False
+    root: str | Path, dataset: str = "folder", sols_from_names: bool = False, key: str = "data.root"
 ) -> list[LabelledImage]:
     """Records of a folder dataset (``images/``, ``masks/``, optional ``cameras/``).
 
@@ -269,10 +244,14 @@ def scan_folder(
     its name, ``<sol>_<anything>`` (MarsScapes' naming, which the pseudo-labels of its unlabelled panoramas
     keep), so sol-grouped splits, ``exclude_sols`` and ``shared_sol_holdout`` apply to the folder too.
 
+    ``key`` is the config key that sets ``root`` (``data.source_dirs.folder`` with several sources), as
+    the layout's refusal names it.
+
     Raises:
+        FileNotFoundError: no such folder; DataLayoutError: no images/ or masks/ in it.
         ValueError: with ``sols_from_names``, a name that does not start with ``<sol>_`` (names it).
     """
-    path = folder_root(root, dataset)
+    path = folder_root(root, dataset, key)
 
     def sol_of(stem: str) -> int | None:
         if not sols_from_names:
@@ -287,4 +266,6 @@ def scan_folder(
             )
         return int(prefix)
 
-    return pair_by_stem(path / "images", path / "masks", dataset, sol_of, path / "cameras", recursive=True)
+    return pair_by_stem(
+        path / FOLDER.images, path / FOLDER.masks, dataset, sol_of, path / "cameras", recursive=True
+    )

@@ -13,6 +13,7 @@ import csv
 from pathlib import Path
 
 from marsunits.data.folder import check_root, pair_by_stem
+from marsunits.data.layout import MARSSCAPES, check_layout
 from marsunits.data.store import LabelledImage
 
 __all__ = ["marsscapes_root", "read_sol_table", "scan_marsscapes"]
@@ -44,21 +45,29 @@ def read_sol_table(path: Path, column: str, dataset: str) -> dict[str, int]:
     return table
 
 
-def marsscapes_root(root: str | Path, dataset: str = "marsscapes") -> Path:
-    """``root`` as a Path if it is a folder, else :func:`~marsunits.data.folder.check_root`'s
-    FileNotFoundError naming it, the layout expected and how to set it; nothing inside it is read."""
-    return check_root(root, dataset, "images/<sol>_<n>.jpg, labels/<sol>_<n>.png and stats.csv")
+def marsscapes_root(root: str | Path, dataset: str = "marsscapes", key: str = "data.root") -> Path:
+    """``root`` as a Path if it is a folder with MarsScapes' layout
+    (:data:`~marsunits.data.layout.MARSSCAPES`), else :func:`~marsunits.data.folder.check_root`'s
+    FileNotFoundError naming it, the layout expected and how to set it, or
+    :func:`~marsunits.data.layout.check_layout`'s DataLayoutError (``key`` sets the folder); only folder
+    names and the sol table's header are read."""
+    path = check_root(root, dataset, MARSSCAPES.expected)
+    check_layout(path, MARSSCAPES, dataset, key)
+    return path
 
 
-def scan_marsscapes(root: str | Path, dataset: str = "marsscapes") -> list[LabelledImage]:
-    """Records of a MarsScapes folder, grouped by sol.
+def scan_marsscapes(
+    root: str | Path, dataset: str = "marsscapes", key: str = "data.root"
+) -> list[LabelledImage]:
+    """Records of a MarsScapes folder, grouped by sol; ``key`` sets ``root`` (as refusals name it).
 
     Raises:
-        FileNotFoundError: missing root/sub-folder; ValueError: unpaired files or an unknown sol.
+        FileNotFoundError: missing root; DataLayoutError: a missing sub-folder, a sol table without its
+            columns; ValueError: unpaired files or an unknown sol.
     """
-    path = marsscapes_root(root, dataset)
-    stats = path / "stats.csv"
-    sols = read_sol_table(stats, "sol", dataset) if stats.is_file() else {}
+    path = marsscapes_root(root, dataset, key)
+    stats = path / str(MARSSCAPES.stats)
+    sols = read_sol_table(stats, MARSSCAPES.sol_column, dataset) if stats.is_file() else {}
 
     def sol_of(stem: str) -> int:
         if stem in sols:
@@ -71,4 +80,4 @@ def scan_marsscapes(root: str | Path, dataset: str = "marsscapes") -> list[Label
             "with '<sol>_'). Add it to stats.csv (columns name,sol)."
         )
 
-    return pair_by_stem(path / "images", path / "labels", dataset, sol_of)
+    return pair_by_stem(path / MARSSCAPES.images, path / MARSSCAPES.masks, dataset, sol_of)
