@@ -1719,15 +1719,17 @@ def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
 
 def data_folder_refusal(cfg: DictConfig) -> str | None:
     """The refusal of a data folder the run would not find (``data.root``, or a source's
-    ``data.source_dirs.<source>``), in the data module's own words
+    ``data.source_dirs.<source>``) or would find laid out otherwise (another dataset's layout, one level too
+    high or low, a subfolder or the sol table missing), in the data module's own words
     (:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`), or None.
 
     Only for marsunits' own data modules (:func:`marsunits_datamodule`): a user's own has folders of its own.
     The data module is built from ``cfg.data`` as the run builds it, so ``data.root`` is resolved as the run
     resolves it (``paths.data_root``, ``MARSUNITS_DATA``, ``~``, relative to the current folder); a data
     config the module refuses, or one that does not resolve here (Hydra's runtime values), is left to the
-    run. Run by :func:`config_value_refusal`, before Hydra makes the run folder: a missing folder was
-    refused only in the run, which left a run folder with only Hydra's record and ``train.log``.
+    run. Run by :func:`config_value_refusal`, before Hydra makes the run folder: a missing folder, or one of
+    the wrong layout, was refused only in the run, which left a run folder with only Hydra's record and
+    ``train.log``.
     """
     if not marsunits_datamodule(cfg):
         return None

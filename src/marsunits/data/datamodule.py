@@ -71,7 +71,8 @@ from marsunits.user_paths import expand_home
 __all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
 
 REAL_SOURCES: dict[str, Any] = {"marsscapes": scan_marsscapes, "ai4mars": scan_ai4mars, "folder": scan_folder}
-#: Each real source's check of its root folder alone, the one its scanner (:data:`REAL_SOURCES`) starts with.
+#: Each real source's check of its root folder and its layout (:mod:`marsunits.data.layout`: subfolders and
+#: the sol table's header, no image), the one its scanner (:data:`REAL_SOURCES`) starts with.
 SOURCE_ROOTS: dict[str, Any] = {"marsscapes": marsscapes_root, "ai4mars": ai4mars_root, "folder": folder_root}
 SOURCES: tuple[str, ...] = ("synthetic", *REAL_SOURCES)
 
