@@ -1756,15 +1756,15 @@ def test_a_rank_counts_the_processes_of_its_machine_from_devices(
     ranks on the first node: world // num_nodes counted 3, and each of the 4 took a third of the cores."""
     from types import SimpleNamespace
 
-    from marsunits.inference import distributed, runner
+    from marsunits.inference import distributed, sharded_run
     from marsunits.inference.options import PredictOptions
 
-    seen: list[runner.Shard] = []
+    seen: list[sharded_run.Shard] = []
 
-    def predict_shard(_opts: object, shard: runner.Shard, *_: object) -> None:
+    def predict_shard(_opts: object, shard: sharded_run.Shard, *_: object) -> None:
         seen.append(shard)
 
-    monkeypatch.setattr(runner, "predict_shard", predict_shard)
+    monkeypatch.setattr(sharded_run, "predict_shard", predict_shard)
     fabric = SimpleNamespace(global_rank=0, world_size=world, device=torch.device("cpu"))
     opts = PredictOptions(
         ckpt_path="m.ckpt", input_dir="in", output_dir="out", devices=devices, num_nodes=num_nodes

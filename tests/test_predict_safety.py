@@ -759,7 +759,7 @@ def test_a_second_run_into_an_output_dir_in_use_is_refused_before_loading(
     import textwrap
 
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import Shard, predict_shard
+    from marsunits.inference.sharded_run import Shard, predict_shard
 
     inp, out = tmp_path / "in", tmp_path / "out"
     _tree(inp, 2)

@@ -659,13 +659,13 @@ def _rank_0_failing_at_its_claim(rank: int, store: str, opts: object, address: s
     disk): it ends with that error before it tells the others whether the run may start."""
     import errno
 
-    from marsunits.inference import runner
+    from marsunits.inference import sharded_run
 
     def claimed_output_dir(folder, take):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / ".predict.claim"))
 
     if rank == 0:
-        runner.claimed_output_dir = claimed_output_dir  # type: ignore[assignment]
+        sharded_run.claimed_output_dir = claimed_output_dir  # type: ignore[assignment]
     _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
 
 

@@ -9,7 +9,7 @@ batches), so a sharded run writes the same files as a single-process run with th
 A rank stopped (Ctrl-C, SIGTERM) or failed (an error that ends its shard) says so in the process group's
 store (:class:`_StoreStops`): the others stop at their next image, every rank joins the gather with what it
 finished, and the ranks then wait, on the store too (:class:`_StoreBroadcast`), for rank 0's word that the
-reports are written and which ranks failed (see :func:`~marsunits.inference.runner.predict_shard`).
+reports are written and which ranks failed (see :func:`~marsunits.inference.sharded_run.predict_shard`).
 
 Processes come from Lightning Fabric:
 
@@ -181,8 +181,8 @@ class SpawnedRunFailed:
     its shard: a full disk, a dead loader worker, a bug) and the reports of what the ranks finished are
     written: raised there, so that ``predict.py devices=2`` ends as one process with that error does (a user
     error in one line, status 2). ``error`` is the failing rank's own error, or, where it could not be sent
-    between processes, the :class:`~marsunits.inference.runner.RankFailedError` naming it (a user's error)
-    or a ``RuntimeError`` saying it (a bug's: not ended as a user's error, status 1). Each rank raising
+    between processes, the :class:`~marsunits.inference.sharded_run.RankFailedError` naming it (a user's
+    error) or a ``RuntimeError`` saying it (a bug's: not ended as a user's error, status 1). Each rank raising
     its error instead was a spawn traceback, status 1, of whichever rank torch saw end first."""
 
     error: Exception
@@ -219,8 +219,8 @@ def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -
 
 
 class _StoreStops:
-    """The ranks' stop and failure flags (:class:`~marsunits.inference.runner.RankStops`), two keys of the
-    process group's store (the TCP or file store its ranks met through): each rank checks them before an
+    """The ranks' stop and failure flags (:class:`~marsunits.inference.sharded_run.RankStops`), two keys of
+    the process group's store (the TCP or file store its ranks met through): each rank checks them before an
     image, a round trip of well under a millisecond each.
 
     The keys are under a name that rank 0 draws for the run and sends the others (one collective, as the
@@ -270,7 +270,7 @@ class _StoreStops:
 
 
 class _StoreBroadcast:
-    """``broadcast(obj) -> obj`` for :func:`~marsunits.inference.runner.predict_shard` through the run's
+    """``broadcast(obj) -> obj`` for :func:`~marsunits.inference.sharded_run.predict_shard` through the run's
     keys of the process group's store (:class:`_StoreStops`): rank 0 sets the pickled object, the others
     wait for it and say they have read it.
 
@@ -298,7 +298,7 @@ class _StoreBroadcast:
 
         import torch.distributed as dist
 
-        from marsunits.inference.runner import RankFailedError
+        from marsunits.inference.sharded_run import RankFailedError
 
         if self._store is None:
             raise RuntimeError("a sharded run's broadcast needs a process group")
@@ -386,7 +386,7 @@ def _rank_main(
     _restore_logging(log_handlers or [], fabric.global_rank)
 
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import RankFailedError, Shard, predict_shard
+    from marsunits.inference.sharded_run import RankFailedError, Shard, predict_shard
 
     device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
     values = {**vars(opts), "device": device, "devices": 1}

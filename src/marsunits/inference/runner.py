@@ -8,7 +8,8 @@ tiled forward pass -> contacts (+ ground coordinates where a camera sidecar exis
 Speed: the network runs as :mod:`marsunits.inference.runtime` decides (``threads``, ``runtime``,
 ``precision``, ``channels_last``, ``compile``; the choice and its reason are in ``summary.json``); with
 ``devices > 1`` or under ``torchrun``/``srun`` the inputs are sharded over processes
-(:mod:`marsunits.inference.distributed`) and rank 0 writes the merged reports.
+(:mod:`marsunits.inference.distributed` starts them, :mod:`marsunits.inference.sharded_run` has them work
+together) and rank 0 writes the merged reports.
 
 Failure policy:
 
@@ -37,18 +38,16 @@ Failure policy:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import math
 import os
-import pickle
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +55,6 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from marsunits.atomic import remove_stale_temporaries
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.io import CameraFileError, find_camera_file
 from marsunits.boundary.contact_io import (
@@ -70,14 +68,12 @@ from marsunits.constants import CLASS_NAMES
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
-    USER_ERRORS,
     ConfigError,
     DataError,
     MarsUnitsError,
     TerminatedError,
     sigterm_raises,
     stopping_otherwise,
-    storage_problem,
 )
 from marsunits.file_digest import file_sha256
 from marsunits.inference.evaluation import Evaluation
@@ -125,6 +121,13 @@ from marsunits.inference.predictor import (
 )
 from marsunits.inference.run_summary_text import summary_paragraph
 from marsunits.inference.runtime import build_forward, check_threads, configure_threads, resolve_precision
+from marsunits.inference.sharded_run import (
+    RankStops,
+    Shard,
+    _check_output_dir_free,
+    _StoppedWithTheRun,
+    predict_shard,
+)
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.unit_mapper import is_grey, units_and_contacts
 from marsunits.inference.writers import (
@@ -144,7 +147,6 @@ from marsunits.inference.writers import (
     write_prediction,
     write_text_atomic,
 )
-from marsunits.run_folder_claim import claimed_output_dir
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -308,56 +310,6 @@ def _refuse_saved_from_python(paths: OutputPaths, members: Mapping[str, Any]) ->
 
 
 @dataclass(frozen=True)
-class Shard:
-    """This process's part of a sharded run: it predicts ``todo[rank::world_size]``.
-
-    Attributes:
-        rank: Global rank (0 writes the reports).
-        world_size: Number of prediction processes.
-        local_world_size: Processes on this machine (they share its cores).
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    local_world_size: int = 1
-
-
-class RankStops(Protocol):
-    """How the ranks of a sharded run tell each other that one was stopped (Ctrl-C, SIGTERM) or failed (an
-    error that ends its part of the run: a full disk, a dead loader worker, a bug), so that every rank stops
-    at its next image (:mod:`marsunits.inference.distributed` keeps the flags in the process group's
-    store)."""
-
-    def announce(self, failure: Exception | None = None) -> None:
-        """Say that this rank was stopped, or, given ``failure``, that it failed with that error."""
-
-    def announced(self) -> str | None:
-        """``"failed"`` when a rank said it failed, else ``"stopped"`` when one said it was stopped, else
-        None."""
-
-
-class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
-    """This rank stops because another rank of the run was stopped or failed (:class:`RankStops`): the
-    argument is ``"stopped"`` or ``"failed"``."""
-
-
-class RankFailedError(MarsUnitsError):
-    """Another rank of a sharded run failed: this rank stopped at its next image, the reports of what every
-    rank finished are written, and the message names the failing rank and its error (which that rank raises
-    itself, in its own output or log).
-
-    Attributes:
-        errors: The failing ranks' own errors, in rank order, those that could be sent between processes
-            (pickled), and for a bug's that could not, a ``RuntimeError`` saying it: ranks spawned by
-            ``predict.py`` end the launching process with the first of them.
-    """
-
-    def __init__(self, message: str, errors: Sequence[Exception] = ()) -> None:
-        super().__init__(message)
-        self.errors = list(errors)
-
-
-@dataclass(frozen=True)
 class CheckedOptions:
     """What :func:`check_before_predicting` found: the folders, checkpoint and settings the run uses."""
 
@@ -415,7 +367,7 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
 class _Session:
     """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far."""
 
-    def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:
+    def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:  # noqa: B008 - frozen
         self.opts = opts
         self.shard = shard
         checked = check_before_predicting(opts)
@@ -648,7 +600,8 @@ class _Session:
         self.redone = 0
         #: Whether this process marked the settings record pending (overwrite, first input started).
         self.marked = False
-        #: A sharded run's stop flag (:func:`predict_shard`), checked before each image; None: one process.
+        #: A sharded run's stop flag (:func:`~marsunits.inference.sharded_run.predict_shard`), checked before
+        #: each image; None: one process.
         self.stops: RankStops | None = None
 
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
@@ -1312,20 +1265,6 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     return result
 
 
-def _check_output_dir_free(opts: PredictOptions) -> None:
-    """Raise the ``ConfigError`` of :func:`~marsunits.run_folder_claim.claimed_output_dir` if another
-    ``predict.py`` holds ``output_dir`` (checked, then released: the spawned rank 0 claims it for the run).
-    Folders made for the check are removed again."""
-    _, output_dir = check_folders(opts.input_dir, opts.output_dir)
-    check_output_writable(output_dir)
-    made = _folders_to_make(output_dir)
-    try:
-        with claimed_output_dir(output_dir, take=True):
-            pass
-    finally:
-        _remove_empty(made)
-
-
 def check_logger(logger: Mapping[str, Any] | None) -> None:
     """Prediction logs to W&B only: ``logger`` is None or the ``configs/logger/wandb.yaml`` group, in a mode
     W&B knows (checked before predicting: ``WANDB_MODE=onlien`` was refused after the whole folder).
@@ -1369,340 +1308,3 @@ def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResu
         metadata["trained_images"] = len(keys)
     summary["checkpoint_metadata"] = metadata
     return log_prediction_run(opts.output_dir, result.rows, summary, base)
-
-
-def predict_shard(
-    opts: PredictOptions,
-    shard: Shard = Shard(),
-    gather: Any = None,
-    broadcast: Any = None,
-    stops: RankStops | None = None,
-) -> RunResult:
-    """Predict this process's shard (all inputs when ``shard`` is the default) and write the reports.
-
-    Args:
-        opts: The run's options.
-        shard: Which part of the inputs this process predicts.
-        gather: For ``world_size > 1``: ``gather(obj) -> list | None`` collecting one picklable object per
-            rank on rank 0 (None elsewhere), e.g. ``torch.distributed.gather_object``.
-        broadcast: For ``world_size > 1``: ``broadcast(obj) -> obj`` giving every rank rank 0's object.
-        stops: For ``world_size > 1``: the ranks' shared stop flag (:class:`RankStops`); None: a stopped rank
-            does not stop the others.
-
-    Rank 0 first claims ``output_dir`` (:func:`~marsunits.run_folder_claim.claimed_output_dir`): while
-    another ``predict.py`` runs into the folder, every rank stops with a ``ConfigError`` before loading the
-    model, and nothing in the folder is touched.
-
-    Rank 0 merges the rows, megapixels and label scores of every rank and writes ``manifest.csv``,
-    ``summary.json``, ``index.html`` (and ``metrics.json``); the other ranks write only their images'
-    outputs and return a result without reports. A rank stopped by Ctrl-C or SIGTERM stops predicting and
-    joins the gather with the images it finished (it left without them, and no report was written at all);
-    rank 0 writes the reports of what every rank finished, counting the inputs not reached on every shard,
-    with ``stopped_early`` naming the stopped ranks (and, with ``overwrite``, without removing any output),
-    and then every stopped rank raises its stop, rank 0 too when another rank was stopped, as one process
-    does after its reports. With ``stops``, the ranks not stopped stop at their next image (they predicted
-    their shards to the end while the stopped rank waited in the gather, and beyond the collectives' timeout,
-    30 minutes, both ended in a traceback without reports); an interrupted sharded run is resumed by running
-    it again: finished outputs are skipped.
-
-    A rank that fails (an ``Exception`` out of its shard's loop, not an image's error row: a full disk's
-    :class:`OutputWriteError`, a dead loader worker's ``LoaderWorkerError``, a bug) does the same: it says so
-    through ``stops`` (the others stop at their next image), joins the gather with the images it finished,
-    and once rank 0 has written the reports (``stopped_early`` naming the failing rank and its error, the
-    images not reached counted) it raises its own error; every other rank, rank 0 included, raises
-    :class:`RankFailedError` naming the failing rank and its error. It left the run at once, and the others
-    predicted their shards, then waited in the gather for it (on NCCL until the collectives' timeout, 30
-    minutes; on gloo until its process had ended) and ended in a traceback, no report written. Rank 0
-    failing as it writes the reports likewise ends the others with :class:`RankFailedError`, and so does a
-    rank failing before its first image (its model on its device, its shard's outputs, rank 0's settings
-    record): it joins the gather with no image; rank 0 failing so writes no report.
-    """
-    _, output_dir = check_folders(opts.input_dir, opts.output_dir)
-    check_output_writable(output_dir)
-    made = _folders_to_make(output_dir)
-    try:
-        with contextlib.ExitStack() as claim:
-            refusal: str | None = None
-            if shard.rank == 0:
-                try:
-                    claim.enter_context(claimed_output_dir(output_dir, take=True))
-                except ConfigError as exc:
-                    refusal = str(exc)
-            if shard.world_size > 1:
-                refusal = broadcast(refusal)  # every rank stops, not only rank 0
-            if refusal is not None:
-                raise ConfigError(refusal)
-            return _predict_claimed_shard(opts, shard, gather, broadcast, stops)
-    except BaseException:
-        if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
-            _remove_empty(made)
-        raise
-
-
-def _folders_to_make(folder: Path) -> list[Path]:
-    """The folders on the way to ``folder`` (itself first) that do not exist yet."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove each of ``folders`` (in order: deepest first) that is empty; keep the others."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def _predict_claimed_shard(
-    opts: PredictOptions, shard: Shard, gather: Any, broadcast: Any = None, stops: RankStops | None = None
-) -> RunResult:
-    """:func:`predict_shard`, with ``output_dir`` claimed."""
-    started = time.perf_counter()
-    overwriting = bool(opts.overwrite)
-    try:
-        session = _Session(opts, shard)
-        session.stops = stops
-        if shard.rank == 0 and session.output_dir.is_dir():
-            # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
-            stale = remove_stale_temporaries(session.output_dir)
-            if stale:
-                log.info("removed %d temporary files left by an interrupted run", len(stale))
-        todo = session.plan()  # this rank's shard only (see _Session)
-        if shard.rank == 0 and not overwriting:
-            write_settings(session.output_dir, session.settings)
-    except Exception as exc:
-        if shard.world_size == 1:
-            raise
-        _leave_the_ranks(exc, shard, gather, broadcast, stops)
-    # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
-    # interrupted overwrite, which leaves old and new outputs side by side, is never resumed as one run.
-    # Not len(session.rows) - len(session.problems): that counted an input refused before predicting (an
-    # output name too long, a path escaping output_dir) as skipped, "skipping 1 inputs" in a new folder.
-    skipped = session.complete
-    if skipped:
-        log.info("skipping %d inputs whose outputs are complete (overwrite=true redoes them)", skipped)
-    loop_start = time.perf_counter()
-    if shard.world_size == 1:
-        interrupted = failed = False
-        try:
-            session.predict_all(todo)
-            if overwriting:
-                session.finish_overwrite()
-        except (KeyboardInterrupt, TerminatedError):
-            interrupted = True
-            raise
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            session.loop_seconds = time.perf_counter() - loop_start
-            if overwriting and session.redone == 0 and (session.stopped_early is not None or failed):
-                # Stopped before an image was finished: the reports of the outputs there stay as they were
-                # (an unexpected error there replaced the manifest with an empty one and removed the maps).
-                if session.stopped_early is not None:
-                    print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
-            else:
-                try:
-                    result = session.write_reports(time.perf_counter() - started)
-                    if interrupted:  # then the stop's line comes last: this one says what next
-                        print(result.summary["text"], file=sys.stdout)
-                except OSError as exc:
-                    if session.stopped_early is None:
-                        raise
-                    _warn_reports_not_written(session.output_dir, exc)
-        print(result.summary["text"], file=sys.stdout)
-        return result
-
-    # A rank stopped (Ctrl-C, SIGTERM) joins the gather with the images it finished instead of leaving the
-    # run: it left without its rows, the other ranks' gather failed, and no report was written at all. So does
-    # a rank that failed (a full disk, a dead loader worker, a bug): it left, and the others predicted their
-    # shards and then waited in the gather for it until the collectives' timeout (30 minutes).
-    stop: KeyboardInterrupt | TerminatedError | None = None
-    failure: Exception | None = None
-    try:
-        session.predict_all(todo)
-    except (KeyboardInterrupt, TerminatedError) as exc:
-        stop = exc
-        if stops is not None:  # the other ranks stop at their next image, as one process stopped would
-            stops.announce()
-    except _StoppedWithTheRun:
-        pass  # another rank's stop or failure: its rank says it, and rank 0 ends the run with it
-    except Exception as exc:  # noqa: BLE001 - raised again after the gather, below
-        failure = exc
-        if stops is not None:
-            stops.announce(failure)
-    session.loop_seconds = time.perf_counter() - loop_start
-    done = sum(1 for f in todo if f.rel.as_posix() in session.rows)
-    part = (
-        session.rows,
-        session.megapixels,
-        session.loop_seconds,
-        session.evaluation,
-        session.map_items,
-        None if stop is None else (session.stopped_early, isinstance(stop, TerminatedError)),
-        session.redone,
-        None
-        if failure is None
-        else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
-    )
-    parts = gather(part)
-    if shard.rank != 0:
-        # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed.
-        failures = broadcast(None) if broadcast is not None else []
-        if failure is not None:
-            raise failure
-        if stop is not None:
-            raise stop
-        if failures:
-            raise RankFailedError(_rank_failures_said(failures, shard.world_size), _errors(failures))
-        return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
-    stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
-    failures = []  # (rank, what it failed with, its error if it could be sent)
-    try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
-        redone = 0
-        for rank, rank_part in enumerate(parts):
-            rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone, rank_failure = rank_part
-            redone += rank_redone
-            if rank_stop is not None:
-                stopped.append((rank, *rank_stop))
-            if rank_failure is not None:
-                failures.append((rank, *rank_failure))
-            if rank == 0:
-                continue
-            session.rows.update(rows)
-            session.map_items.extend(map_items)
-            session.megapixels += megapixels
-            session.loop_seconds = max(session.loop_seconds, seconds)
-            if session.evaluation is not None and evaluation is not None:
-                session.evaluation.merge(evaluation)
-        said = []
-        if failures:
-            said.append(f"stopped because {_rank_failures_said(failures, shard.world_size, run=False)}")
-        if stopped:
-            # Each rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
-            told = [text.partition("; ") for _, text, _ in stopped]
-            advice = "; ".join(dict.fromkeys(rest for _, _, rest in told if rest))
-            said.append(
-                f"was stopped on {len(stopped)} of its {shard.world_size} ranks ("
-                + ", ".join(
-                    f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, told, strict=True)
-                )
-                + ")"
-                + (f"; {advice}" if advice else "")
-            )
-        if said:
-            session.stopped_early = "; and ".join(said)
-        if (stopped or failures) and overwriting and redone == 0:
-            # As one process stopped before an image was finished: the reports there stay as they were.
-            print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
-        else:
-            if overwriting and not stopped and not failures:  # every rank finished its shard
-                session.finish_overwrite()
-            try:
-                result = session.write_reports(time.perf_counter() - started)
-                print(result.summary["text"], file=sys.stdout)
-            except OSError as exc:
-                if not (stopped or failures):
-                    raise
-                _warn_reports_not_written(
-                    session.output_dir, exc
-                )  # the stop's or failure's line matters more
-    except Exception as exc:  # noqa: BLE001 - raised again: the other ranks end with it, not as if all went well
-        failures.append((0, f"as it wrote the reports ({_said(exc)})", _sendable(exc)))
-        raise
-    finally:
-        if broadcast is not None:
-            broadcast(failures)
-    if failure is not None:
-        raise failure
-    if stop is not None:
-        raise stop
-    if failures:
-        raise RankFailedError(_rank_failures_said(failures, shard.world_size), _errors(failures))
-    if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
-        raise TerminatedError if stopped[0][2] else KeyboardInterrupt
-    return result
-
-
-def _leave_the_ranks(
-    exc: Exception, shard: Shard, gather: Any, broadcast: Any, stops: RankStops | None
-) -> NoReturn:
-    """Raise ``exc``, the error of a rank of a sharded run that failed before predicting (its model on its
-    device, its shard's outputs, rank 0's settings record), once the ranks have met: it says so through
-    ``stops`` (the others stop at their next image), joins the gather with no image, and waits for rank
-    0's word. Leaving at once, it left the others to predict their shards and wait in the gather for it
-    until the collectives' timeout (30 minutes). Rank 0, which has no run to report then, writes no report;
-    another rank failing so is counted in rank 0's reports as a rank that reached none of its images."""
-    if stops is not None:
-        stops.announce(exc)
-    failed = (f"before predicting ({_said(exc)})", _sendable(exc))
-    parts = gather(({}, 0.0, 0.0, None, [], None, 0, failed))
-    if shard.rank == 0:
-        if broadcast is not None:
-            broadcast([(rank, *part[-1]) for rank, part in enumerate(parts) if part[-1] is not None])
-    elif broadcast is not None:
-        broadcast(None)
-    raise exc
-
-
-def _said(exc: BaseException) -> str:
-    """``<type>: <first line of the message>`` of a rank's error, for the other ranks' one-line message."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0].rstrip('.')}" if lines else type(exc).__name__
-
-
-def _failure_said(exc: Exception, stopped_early: str | None, done: int, todo: int) -> str:
-    """What a rank failed with, as the others say it: its error and, unless the error's sentence says it
-    (``stopped_early`` set: a full disk, a dead loader worker), how far the rank got."""
-    if stopped_early is not None:
-        return f"({_said(exc)})"
-    return f"after {done} of the {todo} images it had to predict ({_said(exc)})"
-
-
-def _sendable(exc: Exception) -> Exception | None:
-    """``exc`` if it survives pickling (to go to rank 0 and on to the launching process). Else, for a user's
-    error (:data:`~marsunits.errors.USER_ERRORS`, a full disk), None: the :class:`RankFailedError` naming it
-    stands for it there, one line and status 2, as the error itself would be; for any other (a bug's, whose
-    one-process run ends in its traceback, status 1), a ``RuntimeError`` saying it, so that the launching
-    process does not end as after a user's error (it did, with that ``RankFailedError``)."""
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, this moment
-    except Exception:  # noqa: BLE001 - an error that cannot travel is said by its text alone
-        if isinstance(exc, USER_ERRORS) or storage_problem(exc) is not None:
-            return None
-        return RuntimeError(
-            f"{_said(exc)} (that error could not be sent between processes; its traceback is in the log of "
-            "the rank that failed)"
-        )
-    return exc
-
-
-def _errors(failures: Sequence[tuple[int, str, Exception | None]]) -> list[Exception]:
-    return [error for _, _, error in failures if error is not None]
-
-
-def _rank_failures_said(
-    failures: Sequence[tuple[int, str, Exception | None]], world_size: int, run: bool = True
-) -> str:
-    """``rank <r> of its <n> ranks failed <what>`` for each failed rank; with ``run``, the sentence of
-    :class:`RankFailedError` (the run stopped, the failing rank's own error is above or in its log)."""
-    ranks = "; ".join(f"rank {rank} of its {world_size} ranks failed {what}" for rank, what, _ in failures)
-    if not run:
-        return ranks
-    whose = "that rank's own error is" if len(failures) == 1 else "those ranks' own errors are"
-    return f"the run stopped because {ranks}; {whose} above or in its log"
-
-
-def _warn_reports_not_written(output_dir: Path, exc: OSError) -> None:
-    """One line for reports refused after a stop or failure (the disk that stopped the run may refuse them
-    too): the stop's message matters more (two chained tracebacks, 40 lines, stood before the stop's line).
-    The re-run writes them, its rows recomputed from the finished outputs."""
-    log.warning(
-        "could not write the reports (manifest.csv, summary.json, index.html) in %s after the stop: %s; the "
-        "same command writes them when it runs again",
-        output_dir,
-        f"{STORAGE_ERRNOS[exc.errno]} ({exc.strerror})" if exc.errno in STORAGE_ERRNOS else exc,
-    )
-    log.debug("the reports' error", exc_info=True)
