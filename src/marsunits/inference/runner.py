@@ -130,9 +130,9 @@ from marsunits.inference.sharded_run import (
 )
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.unit_mapper import is_grey, units_and_contacts
+from marsunits.inference.unlisted_outputs import say_outputs_of_no_input
 from marsunits.inference.writers import (
     SAVED_BY_KEY,
-    SUFFIXES,
     OutputPaths,
     has_outputs,
     output_folder_clash,
@@ -1125,7 +1125,9 @@ class _Session:
                 thumbnails,
             ),
         )
-        self.say_outputs_of_no_input(rows)
+        say_outputs_of_no_input(
+            self.output_dir, self.input_dir, self.opts.patterns, rows, self.all_inputs, self.other_input_dirs
+        )
         clashes = outputs_one_elsewhere(str(r["path"]) for r in rows if has_outputs(r))
         if clashes:  # distinct files here; one file each on macOS or Windows, where the folder may be shared
             log.warning(
@@ -1138,75 +1140,6 @@ class _Session:
             )
         failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)
-
-    def say_outputs_of_no_input(self, rows: list[dict[str, Any]]) -> None:
-        """Warn of the per-image outputs in the folder that no row of the reports has (inputs removed since a
-        run that predicted them, or failing now): kept, as a run without ``overwrite=true`` deletes nothing,
-        but in no report, they went unsaid and were shared with the folder. Not in a folder that also holds
-        another input folder's outputs (which cannot be told from them; that run warns of it already)."""
-        if self.other_input_dirs:
-            return
-        self._input_stems: dict[Path, set[str]] = {}  # folder of input_dir -> stems of its files
-        # An input of the folder that a stopped run did not reach has no row yet: its outputs are not stale.
-        unreached = self.all_inputs - {str(row["path"]) for row in rows}
-        keep = [
-            path
-            for rel in [*(str(row["path"]) for row in rows if has_outputs(row)), *unreached]
-            for path in OutputPaths(self.output_dir, PurePosixPath(rel)).written(True)
-        ]
-        stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
-        # Outputs of an image still in input_dir that this run's patterns leave out (patterns=[jpg] after a
-        # run of every extension) are of no removed input: said apart, as what they are.
-        known = {
-            PurePosixPath(rel).with_suffix("").as_posix()
-            for rel in [*self.all_inputs, *(str(row["path"]) for row in rows)]
-        }
-        flags = [self._input_left_out(p, known) for p in stale]
-        left_out = [p for p, out in zip(stale, flags, strict=True) if out]
-        if left_out:
-            log.info(
-                "%d output file(s) in %s are of images in %s that patterns=[%s] leaves out, so in none of "
-                "its reports: kept (an overwrite=true run with these patterns removes them)",
-                len(left_out),
-                printable(os.fspath(self.output_dir)),
-                printable(os.fspath(self.input_dir)),
-                ",".join(e.lstrip(".") for e in normalise_patterns(self.opts.patterns)),
-            )
-        stale = [p for p, out in zip(stale, flags, strict=True) if not out]
-        if stale:
-            names = [printable(p.relative_to(self.output_dir).as_posix()) for p in stale]
-            log.warning(
-                "%d output file(s) in %s are of inputs no longer in %s or failing now, so in none of its "
-                "reports (manifest.csv, summary.json, index.html): %s; a run with overwrite=true removes "
-                "them, or delete them by hand",
-                len(stale),
-                printable(os.fspath(self.output_dir)),
-                printable(os.fspath(self.input_dir)),
-                ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else ""),
-            )
-
-    def _input_left_out(self, output: Path, known: set[str]) -> bool:
-        """Whether ``output`` (a per-image output file under ``output_dir``) is of an image in ``input_dir``
-        (same place and stem, an extension of the default ``patterns``) that this run's ``patterns`` leave
-        out: not one of ``known`` (``<folder>/<stem>`` of the run's inputs and rows), whose outputs are
-        this run's or those of an input failing now."""
-        rel = output.relative_to(self.output_dir)
-        stem = next(rel.name[: -len(end)] for end in SUFFIXES.values() if rel.name.endswith(end))
-        if (rel.parent / stem).as_posix() in known:
-            return False
-        folder = self.input_dir / rel.parent
-        if folder not in self._input_stems:
-            images = set(normalise_patterns(PredictOptions.patterns))
-            try:
-                with os.scandir(folder) as entries:
-                    self._input_stems[folder] = {
-                        Path(e.name).stem
-                        for e in entries
-                        if Path(e.name).suffix.lower() in images and e.is_file()
-                    }
-            except OSError:  # no such folder (removed with its images) or unreadable: nothing there to name
-                self._input_stems[folder] = set()
-        return stem in self._input_stems[folder]
 
     def write_map(self) -> list[Path]:
         """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``."""
