@@ -305,12 +305,7 @@ def _predict_claimed_shard(
     if shard.rank != 0:
         # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed.
         failures = broadcast(None) if broadcast is not None else []
-        if failure is not None:
-            raise failure
-        if stop is not None:
-            raise stop
-        if failures:
-            raise RankFailedError(_rank_failures_said(failures, shard.world_size), _errors(failures))
+        _raise_how_the_rank_ended(failure, stop, failures, shard.world_size)
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
     failures = []  # (rank, what it failed with, its error if it could be sent)
@@ -360,21 +355,15 @@ def _predict_claimed_shard(
             except OSError as exc:
                 if not (stopped or failures):
                     raise
-                _warn_reports_not_written(
-                    session.output_dir, exc
-                )  # the stop's or failure's line matters more
+                # The stop's or failure's line matters more than the reports' error.
+                _warn_reports_not_written(session.output_dir, exc)
     except Exception as exc:  # noqa: BLE001 - raised again: the other ranks end with it, not as if all went well
         failures.append((0, f"as it wrote the reports ({_said(exc)})", _sendable(exc)))
         raise
     finally:
         if broadcast is not None:
             broadcast(failures)
-    if failure is not None:
-        raise failure
-    if stop is not None:
-        raise stop
-    if failures:
-        raise RankFailedError(_rank_failures_said(failures, shard.world_size), _errors(failures))
+    _raise_how_the_rank_ended(failure, stop, failures, shard.world_size)
     if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
         raise TerminatedError if stopped[0][2] else KeyboardInterrupt
     return result
@@ -399,6 +388,22 @@ def _leave_the_ranks(
     elif broadcast is not None:
         broadcast(None)
     raise exc
+
+
+def _raise_how_the_rank_ended(
+    failure: Exception | None,
+    stop: BaseException | None,
+    failures: Sequence[tuple[int, str, Exception | None]],
+    world_size: int,
+) -> None:
+    """Raise what ends this rank's part of the run: its own failure, else its own stop, else (rank 0 said
+    so) the failures of other ranks as one ``RankFailedError``; return when none of them happened."""
+    if failure is not None:
+        raise failure
+    if stop is not None:
+        raise stop
+    if failures:
+        raise RankFailedError(_rank_failures_said(failures, world_size), _errors(failures))
 
 
 def _said(exc: BaseException) -> str:
