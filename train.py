@@ -14,7 +14,7 @@ from marsunits.cli_overrides import (
     warn_sweeps_taken_as_one_value,
 )
 from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers
-from marsunits.sweep_trials import end_sweep, run_trial
+from marsunits.sweep_trials import end_sweep, run_trial, stopped_sweep
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -28,7 +28,8 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     try:
-        with quiet_interrupt_at_start("train.py"):
+        # stopped_sweep: SIGTERM raises here; a sweep stopped between trials says which finished (130, 143)
+        with quiet_interrupt_at_start("train.py"), stopped_sweep("train.py"):
             note_another_copy_of_the_package(Path(__file__).resolve().parent, prog="train.py")  # pip install
             warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")  # run_name=a,b without -m
             sys.argv[1:] = quoted_path_overrides(home_expanded_overrides(sys.argv[1:]))  # Séítah, ~/runs

@@ -86,6 +86,43 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
     assert said == f"{script}: interrupted (Ctrl-C) before the run started; nothing was written\n"
 
 
+def test_a_sigterm_while_train_py_starts_is_one_line_and_status_143(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM (a scheduler's time limit) while train.py starts, or between two trials of a sweep, found
+    no handler (training installs its own only around a run): the process ended at once, status 143 without
+    a word. It is said in one line, and the handler before train.py's is restored at its end."""
+    import os
+    import runpy
+    import signal
+
+    import marsunits.cli_overrides
+    from conftest import REPO_ROOT
+
+    class ReachedTheTestsHandlerError(Exception):
+        pass
+
+    def guard(signum: int, frame: object) -> None:  # so that no SIGTERM here ends the test's own process
+        raise ReachedTheTestsHandlerError
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the handler runs by the time this returns
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    monkeypatch.setattr(marsunits.cli_overrides, "exit_on_unknown_option", terminated)
+    before = signal.signal(signal.SIGTERM, guard)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(REPO_ROOT / "train.py"), run_name="__main__")
+        assert signal.getsignal(signal.SIGTERM) is guard
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert stop.value.code == 143
+    said = capsys.readouterr().err
+    assert said == "train.py: terminated (SIGTERM) before the run started; nothing was written\n"
+
+
 def test_a_full_disk_anywhere_is_one_line_naming_the_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -987,15 +987,16 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
         import json, math, hydra
         from omegaconf import DictConfig, OmegaConf
         import marsunits
-        from marsunits.errors import ConfigError
-        from marsunits.sweep_trials import end_sweep, run_trial
+        from marsunits.errors import ConfigError, quiet_interrupt_at_start
+        from marsunits.sweep_trials import end_sweep, run_trial, stopped_sweep
 
         out = {str(tmp_path / "trials.jsonl")!r}
 
         @hydra.main(version_base="1.3", config_path={str(CONFIG_DIR)!r}, config_name="train")
         def main(cfg: DictConfig):
         """
-    tail = '\ntry:\n    main()\nexcept BaseException as ended:\n    end_sweep("train.py", ended)\n    raise\n'
+    tail = '\ntry:\n    with quiet_interrupt_at_start("train.py"), stopped_sweep("train.py"):\n'
+    tail += '        main()\nexcept BaseException as ended:\n    end_sweep("train.py", ended)\n    raise\n'
     tail += 'end_sweep("train.py")\n'  # as train.py
     app.write_text(textwrap.dedent(header) + textwrap.indent(textwrap.dedent(task), "    ") + tail)
 
@@ -1356,13 +1357,16 @@ def test_a_grid_ended_by_a_crash_or_a_stop_still_names_its_failed_trials(tmp_pat
             "logger=csv), trial 2 (seed=3 logger=csv); the other trials finished."
         )
     )
+    shutil.rmtree(tmp_path / "logs")
     stopped = launch("-m", "seed=2,4,5", "logger=csv", "+stop=true")
     assert [row["seed"] for row in _lines(tmp_path)] == [2, 4]
     assert stopped.returncode == 130
-    assert (
-        "train.py: error: 1 of the 2 trials the grid started failed, each with its error above: trial 0 "
-        "(seed=2 logger=csv +stop=True); the sweep was stopped in trial 1."
-    ) in stopped.stderr
+    (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
+    assert stopped.stderr.rstrip().splitlines()[-1] == (
+        "train.py: interrupted (Ctrl-C) in trial 1 of the sweep; no trial finished; failed, each with its "
+        f"error above: trial 0 (seed=2 logger=csv +stop=True); stopped: trial 1 (folder 1 in {sweep_dir}); "
+        "not started: the sweep's trials after trial 1, if any"
+    )
 
 
 def test_a_grid_stopped_by_sigterm_with_tracebacks_on_is_said_stopped(tmp_path: Path) -> None:
@@ -1391,10 +1395,88 @@ def test_a_grid_stopped_by_sigterm_with_tracebacks_on_is_said_stopped(tmp_path: 
     stopped = launch("-m", "seed=2,4,5", "logger=csv")
     assert [row["seed"] for row in _lines(tmp_path)] == [2, 4], stopped.stderr[-3000:]
     assert stopped.returncode != 0 and "TerminatedError" in stopped.stderr
+    (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
     assert (
-        "train.py: error: 1 of the 2 trials the grid started failed, each with its error above: trial 0 "
-        "(seed=2 logger=csv); the sweep was stopped in trial 1."
+        "train.py: terminated (SIGTERM) in trial 1 of the sweep; no trial finished; failed, each with its "
+        f"error above: trial 0 (seed=2 logger=csv); stopped: trial 1 (folder 1 in {sweep_dir}); not started: "
+        "the sweep's trials after trial 1, if any\nTraceback"
     ) in stopped.stderr, stopped.stderr[-3000:]
+
+
+_SIGNAL_AT_JOB_END = '''
+import os, signal
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+
+class SignalAtJobEnd(Callback):
+    """Sends this process the signal ``sig`` once Hydra has ended job ``after``, before the next starts."""
+
+    def __init__(self, sig: str, after: int) -> None:
+        self.sig, self.after = getattr(signal, sig), after
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        if HydraConfig.get().job.num == self.after:
+            os.kill(os.getpid(), self.sig)
+'''
+
+
+def test_a_sweep_stopped_between_two_trials_says_which_finished(tmp_path: Path) -> None:
+    """Between two trials (Hydra ending one and starting the next; Optuna sampling it), a SIGTERM had no
+    handler and ended the sweep at once, status 143 without a word, and a Ctrl-C said "interrupted (Ctrl-C)
+    before the run started; nothing was written"; an Optuna trial that had finished before it was told FAIL
+    (Ctrl-C) or left RUNNING (SIGTERM) in the study's storage. Now one line names the trials that finished,
+    where their folders are, those that failed, and those that did not start; status 130 or 143; and the
+    study holds the finished trials' values, none RUNNING."""
+    import optuna
+
+    (tmp_path / "stopper.py").write_text(_SIGNAL_AT_JOB_END)  # beside the app: on its path
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"seed": cfg.seed}) + "\\n")
+            if cfg.seed == 2:
+                raise ConfigError("data.root not set")
+            return {"val/miou": 0.25}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    for sig, status, how in (
+        ("SIGINT", 130, "interrupted (Ctrl-C)"),
+        ("SIGTERM", 143, "terminated (SIGTERM)"),
+    ):
+        stop = ["+hydra.callbacks.stop._target_=stopper.SignalAtJobEnd", f"+hydra.callbacks.stop.sig={sig}"]
+        grid = launch("-m", "seed=2,1,3,4", "logger=csv", *stop, "+hydra.callbacks.stop.after=1")
+        assert [row["seed"] for row in _lines(tmp_path)] == [2, 1], grid.stderr[-3000:]
+        assert grid.returncode == status, grid.stderr[-3000:]
+        (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
+        assert grid.stderr.rstrip().splitlines()[-1] == (
+            f"train.py: {how} between two trials of the sweep, after trial 1; finished: trial 1 (folder 1 in "
+            f"{sweep_dir}); failed, each with its error above: trial 0 (seed=2 logger=csv); not started: the "
+            "sweep's trials after trial 1, if any"
+        )
+        assert (sweep_dir / "1").is_dir() and not (sweep_dir / "2").exists()
+        assert "before the run started" not in grid.stderr and "Traceback" not in grid.stderr
+        shutil.rmtree(sweep_dir)
+        study = launch(
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=5",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}",
+            f"hydra.sweeper.study_name={sig}",
+            *stop,
+            "+hydra.callbacks.stop.after=1",
+        )
+        assert len(_lines(tmp_path)) == 2 and study.returncode == status, study.stderr[-3000:]
+        (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
+        assert study.stderr.rstrip().splitlines()[-1] == (
+            f"train.py: {how} between two trials of the sweep, after trial 1; finished: trials 0, 1 (folders "
+            f"0, 1 in {sweep_dir}); not started: 3 of the study's 5 trials"
+        )
+        trials = optuna.load_study(study_name=sig, storage=f"sqlite:///{tmp_path / 'study.db'}").trials
+        assert [(t.state, t.value) for t in trials] == [(optuna.trial.TrialState.COMPLETE, 0.25)] * 2
+        shutil.rmtree(sweep_dir)
 
 
 def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -1425,6 +1426,41 @@ def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(
     assert status == 0, err[-3000:]
     metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts: resumed in the trial folder
+
+
+class SignalAtJobEnd(Callback):
+    """A Hydra callback (``+hydra.callbacks.stop._target_=test_train.SignalAtJobEnd``) that sends this process
+    the signal ``sig`` once Hydra has ended job ``after`` of a sweep, before the next job starts."""
+
+    def __init__(self, sig: str, after: int) -> None:
+        self.sig, self.after = getattr(signal, sig), after
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.job.num == self.after:
+            os.kill(os.getpid(), self.sig)
+
+
+def test_a_sigterm_between_two_trials_of_a_sweep_ends_it_in_one_line(tmp_path: Path) -> None:
+    """A SIGTERM after a trial of a sweep ended and before the next began (a scheduler's time limit) found no
+    handler in train.py (training installs its own around a run only): the process ended at once, status
+    143 without a word on the trials run. One line now names them and says the rest did not start."""
+    logs = tmp_path / "logs"
+    stop = ["+hydra.callbacks.stop._target_=test_train.SignalAtJobEnd", "+hydra.callbacks.stop.sig=SIGTERM"]
+    common = [*TINY, "logger=csv", f"paths.log_dir={logs}", *stop, "+hydra.callbacks.stop.after=0"]
+    sweep = _train_py(tmp_path, "-m", *common, "data.crop_size=100,64")  # trial 0 fails at once
+    assert sweep.returncode == 143, sweep.stderr[-3000:]
+    assert "Warning" not in sweep.stderr and "Traceback" not in sweep.stderr, sweep.stderr[-3000:]
+    last = sweep.stderr.rstrip().splitlines()[-1]
+    assert last.startswith(
+        "train.py: terminated (SIGTERM) between two trials of the sweep, after trial 0; no trial finished; "
+        "failed, each with its error above: trial 0 ("
+    ), sweep.stderr[-3000:]
+    assert (
+        last.endswith("); not started: the sweep's trials after trial 0, if any")
+        and "data.crop_size=100" in last
+    )
+    (sweep_dir,) = (logs / "train").glob("multirun-*")
+    assert [p.name for p in sweep_dir.iterdir() if p.is_dir()] == ["0"]  # trial 1 never started
 
 
 def test_a_sweep_trial_stopped_without_last_ckpt_is_told_to_go_on_alone_from_best_ckpt(

@@ -162,7 +162,9 @@ def stopping_otherwise() -> None:
 
 @contextlib.contextmanager
 def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
-    """One line and status 130 for a Ctrl-C while a command starts (imports, Hydra composing the config).
+    """One line and status 130 for a Ctrl-C while a command starts (imports, Hydra composing the config);
+    143 for a SIGTERM there, where a :func:`sigterm_raises` block inside this one makes it a
+    :class:`TerminatedError` (``train.py``: it ended the process without a word).
 
     :func:`report_user_errors` handles Ctrl-C once the run has begun; before it, a Ctrl-C (a user who sees a
     mistake in the command just typed) printed a 40-line traceback out of whatever module was loading.
@@ -170,11 +172,12 @@ def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TerminatedError) as stop:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
-        print(f"{prog}: interrupted (Ctrl-C) before the run started; nothing was written", file=sys.stderr)
-        raise SystemExit(130) from None
+        how, status = stop_said(stop)
+        print(f"{prog}: {how} before the run started; nothing was written", file=sys.stderr)
+        raise SystemExit(status) from None
 
 
 def some_of(names: Sequence[str], limit: int) -> str:

@@ -7,8 +7,11 @@ The plugin asks Optuna for a batch of trials (``study.ask``), launches them, and
 trials were never told: they stayed RUNNING in the study's storage, forever with a persistent one
 (``hydra.sweeper.storage=sqlite:///...``), where a resumed study, ``optuna-dashboard`` and a sampler with
 ``constant_liar`` take them for trials still running. Optuna's own ``study.optimize`` tells FAIL for a trial
-ended by Ctrl-C (Optuna >= 3.0), and so does this sweeper, before the stop goes on. Written by hand: the
-plugin gives no hook for it; this subclass records each batch it asks for (``_configure_trials``).
+ended by Ctrl-C (Optuna >= 3.0), and so does this sweeper, before the stop goes on. A trial that finished in
+this process before the stop came (between two trials: after its end, before the plugin's ``tell``) is told
+its value instead (:func:`~marsunits.sweep_trials.finished_value`): it was told FAIL, its value lost to the
+study though its run was complete. Written by hand: the plugin gives no hook for it; this subclass records
+each batch it asks for, and the job number of its first trial (``_configure_trials``).
 
 The Hydra plugin class itself is ``MarsunitsOptunaSweeper`` of ``hydra_plugins.marsunits_sweeper``
 (Hydra instantiates plugins of the ``hydra_plugins`` package only); it imports this module, and so Optuna,
@@ -38,30 +41,43 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
         # every study on a release that added a setting).
         super().__init__(*args, **kwargs)
         self._asked: list[Trial] = []
+        self._first_job = 0
 
     def _configure_trials(self, trials: list[Trial], *args: Any, **kwargs: Any) -> Sequence[Sequence[str]]:
         self._asked = list(trials)  # the batch about to be launched
+        self._first_job = int(getattr(self, "job_idx", 0) or 0)  # the launcher numbers its jobs from it
         return super()._configure_trials(trials, *args, **kwargs)
 
     def sweep(self, arguments: list[str]) -> None:
         try:
             super().sweep(arguments)
         except BaseException:
-            fail_unfinished(self._asked)
+            fail_unfinished(self._asked, self._first_job)
             raise
 
 
-def fail_unfinished(trials: Sequence[Trial]) -> list[int]:
+def fail_unfinished(trials: Sequence[Trial], first_job: int | None = None) -> list[int]:
     """Tell FAIL to those of ``trials`` still RUNNING in their study's storage; returns their numbers.
+
+    ``first_job``: the Hydra job number (``hydra.job.num``) of ``trials[0]``, the others following it, as the
+    launcher numbers a batch. A trial of them that finished in this process with a value
+    (:func:`~marsunits.sweep_trials.finished_value`; a stop between its end and the sweeper's record of it)
+    is told that value instead, and not counted among those returned.
 
     A storage that cannot be written now (a database gone) is said in a warning: the stop that called this
     goes on all the same.
     """
+    from marsunits.sweep_trials import finished_value
+
     failed: list[int] = []
-    for trial in trials:
+    for index, trial in enumerate(trials):
         try:
             if trial.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
                 continue  # told by the sweeper (its value, or its failure)
+            finished, value = finished_value(first_job + index) if first_job is not None else (False, None)
+            if finished and value is not None and len(trial.study.directions) == 1:
+                trial.study.tell(trial, value)  # as the sweeper would have, had the stop come later
+                continue
             trial.study.tell(trial, state=TrialState.FAIL)
         except Exception as exc:  # noqa: BLE001 - the stop is what the user sees; this is said beside it
             log.warning("trial %d of the study is left RUNNING in its storage: %s", trial.number, exc)

@@ -14,7 +14,9 @@ Hydra's launcher records as that job's failure while it runs the other jobs:
   NaN is no way to say "failed" to it: the installed plugin (1.2) then tells Optuna the value and the
   failure both, which Optuna refuses, and the study stops with a traceback.
 
-Ctrl-C and SIGTERM still stop the whole sweep, as they should. So does a mistake that every trial shares.
+Ctrl-C and SIGTERM still stop the whole sweep, as they should, in a trial or between two
+(:func:`stopped_sweep`: one line naming the trials that finished, with their folders, those that failed or
+were stopped, and those that did not start; status 130 or 143). So does a mistake that every trial shares.
 The trials' config values are checked before the sweep starts
 (:func:`~marsunits.cli_overrides.sweep_refusal`: one line and status 2, before any trial folder is made,
 when every trial's config of a grid is refused, or the same refusal is met whatever the swept values of an
@@ -28,20 +30,34 @@ network is what a sweep explores, not a mistake in the command.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from marsunits.errors import DivergedError, TerminatedError, report_user_errors, some_of
+from marsunits.errors import (
+    DivergedError,
+    TerminatedError,
+    readable,
+    report_user_errors,
+    sigterm_raises,
+    some_of,
+    stop_said,
+)
 
 __all__ = [
     "FAILURES_BEFORE_STOP",
     "TrialFailedError",
     "end_sweep",
+    "finished_value",
     "in_multirun",
     "report_trial_errors",
     "run_trial",
+    "stopped_sweep",
     "sweep_objective",
 ]
 
@@ -58,6 +74,27 @@ _tally = {"finished": 0, "failed": 0}
 
 #: The trials of a grid run in this process so far, and those of them that failed (:func:`run_trial`).
 _grid: dict[str, list[str]] = {"run": [], "failed": []}
+
+
+@dataclass
+class _Started:
+    """A trial of a sweep this process started (:func:`run_trial`): its number (``hydra.job.num``), how it is
+    named in messages, its folder, and how it ended: ``finished`` (with its ``value``, None when nothing is
+    optimised), ``failed``, ``stopped`` (Ctrl-C, SIGTERM), or ``running``."""
+
+    num: int
+    name: str
+    folder: Path
+    study_trials: int | None  # an Optuna study's hydra.sweeper.n_trials; None: a grid, another sweeper
+    outcome: str = "running"
+    value: float | None = None
+
+
+#: Every trial of a sweep started in this process so far, in order (grids and Optuna studies alike).
+_started: list[_Started] = []
+
+#: Whether :func:`stopped_sweep` has said how the sweep was stopped (:func:`end_sweep` says nothing more).
+_stop_said = {"said": False}
 
 
 class TrialFailedError(Exception):
@@ -96,6 +133,7 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
     grid = _grid_in_this_process()
     if grid:
         _grid["run"].append(_trial())
+    started = _start_trial()
 
     def checked_fn() -> Mapping[str, Any]:
         # A study whose direction disagrees with the metric's was refused only after each trial had trained.
@@ -104,17 +142,145 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
 
     try:
         metrics = report_trial_errors(checked_fn, prog)
-        return sweep_objective(metrics, cfg.get("optimized_metric"), cfg, prog)
+        value = sweep_objective(metrics, cfg.get("optimized_metric"), cfg, prog)
     except TrialFailedError as exc:
+        _ended(started, "failed")
         if not grid:
             raise
         _grid["failed"].append(_trial())
         print(f"{prog}: {exc}", file=sys.stderr)
         return None
     except Exception:
+        _ended(started, "failed")
         if grid:  # not a user error: Hydra shows its traceback once the other trials have run
             _grid["failed"].append(_trial())
         raise
+    except BaseException as stop:
+        _ended(started, "stopped" if _stop_status(stop) else "failed")  # SystemExit(2): a failed trial
+        raise
+    _ended(started, "finished", value)
+    return value
+
+
+def _start_trial() -> _Started | None:
+    """Record the trial of a sweep now starting in :data:`_started` (None outside a sweep)."""
+    if not in_multirun():
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    planned = _sweeper_setting("n_trials")
+    optuna = str(_sweeper_setting("_target_")).endswith("OptunaSweeper")  # the plugin's, or ours
+    study_trials = planned if optuna and isinstance(planned, int) else None
+    started = _Started(int(hydra.job.num), _trial(), Path(str(hydra.runtime.output_dir)), study_trials)
+    _started.append(started)
+    return started
+
+
+def _ended(started: _Started | None, outcome: str, value: float | None = None) -> None:
+    if started is not None:
+        started.outcome, started.value = outcome, value
+
+
+def finished_value(num: int) -> tuple[bool, float | None]:
+    """Whether trial ``num`` (``hydra.job.num``) of the sweep finished in this process, and the value it
+    returned to the sweeper (None when nothing is optimised). A stop between that trial's end and the
+    sweeper's record of it (:mod:`marsunits.optuna_study`) tells the study this value, not a failure."""
+    for started in _started:
+        if started.num == num and started.outcome == "finished":
+            return True, started.value
+    return False, None
+
+
+def _stop_status(stop: BaseException) -> int | None:
+    """130 or 143 when ``stop`` is a stop the user asked for (Ctrl-C, SIGTERM: raised, or the status a
+    trial's report of it exits with), else None."""
+    if isinstance(stop, (KeyboardInterrupt, TerminatedError)):
+        return stop_said(stop)[1]
+    if isinstance(stop, SystemExit) and stop.code in _STOPS:
+        return int(stop.code)  # type: ignore[arg-type]
+    return None
+
+
+@contextlib.contextmanager
+def stopped_sweep(prog: str) -> Iterator[None]:
+    """Around ``train.py``'s ``main()``: SIGTERM raises :class:`~marsunits.errors.TerminatedError` (the
+    handler before it is restored at the end), and a sweep stopped by Ctrl-C or SIGTERM once it has started
+    trials ends with one line saying which trials finished (and their folders), which failed or were
+    stopped, and which did not start; status 130 or 143.
+
+    A stop inside a trial is reported by the trial (:func:`report_trial_errors`, and the training's line on
+    how it goes on) before this line. Between two trials (Hydra's launcher writing the next trial's folder,
+    Optuna sampling it), Ctrl-C said ``interrupted (Ctrl-C) before the run started; nothing was written``
+    (:func:`~marsunits.errors.quiet_interrupt_at_start`), and SIGTERM, with no handler there, ended the
+    process at once with status 143 and no word. A stop before any trial started is left to the caller
+    (``quiet_interrupt_at_start``). With ``MARSUNITS_TRACEBACK=1`` the stop's traceback follows the line.
+
+    Raises:
+        SystemExit: 130 or 143, for a Ctrl-C or SIGTERM between two trials.
+    """
+    with sigterm_raises():
+        try:
+            yield
+        except BaseException as stop:
+            status = _stop_status(stop)
+            if status is None or not _started:
+                raise
+            print(readable(_stopped_sweep_line(prog, status)), file=sys.stderr)  # a Latin-1 folder name
+            _stop_said["said"] = True
+            if isinstance(stop, SystemExit) or os.environ.get("MARSUNITS_TRACEBACK"):
+                raise
+            raise SystemExit(status) from None
+
+
+def _stopped_sweep_line(prog: str, status: int) -> str:
+    """The line :func:`stopped_sweep` says for a sweep stopped (exit ``status``) after :data:`_started`."""
+    how = "terminated (SIGTERM)" if status == 143 else "interrupted (Ctrl-C)"
+    last = _started[-1]
+    by_outcome: dict[str, list[_Started]] = {}
+    for started in _started:
+        outcome = "stopped" if started.outcome == "running" else started.outcome
+        by_outcome.setdefault(outcome, []).append(started)
+    planned = last.study_trials
+    if last.outcome in ("stopped", "running"):
+        where = f"in trial {last.num} of the sweep"
+    elif planned is not None and planned <= len(_started):  # the sweeper writing its results
+        where = f"after the last trial of the sweep, trial {last.num}"
+    else:
+        where = f"between two trials of the sweep, after trial {last.num}"
+    said = [f"{prog}: {how} {where}"]
+    finished = by_outcome.get("finished", [])
+    if finished:
+        said.append(f"finished: {_numbers(finished)} ({_folders(finished)})")
+    else:
+        said.append("no trial finished")
+    failed = by_outcome.get("failed", [])
+    if failed:
+        said.append(f"failed, each with its error above: {some_of([t.name for t in failed], 3)}")
+    stopped = by_outcome.get("stopped", [])
+    if stopped:
+        said.append(f"stopped: {_numbers(stopped)} ({_folders(stopped)})")
+    if planned is not None:
+        if planned > len(_started):
+            said.append(f"not started: {planned - len(_started)} of the study's {planned} trials")
+    else:
+        said.append(f"not started: the sweep's trials after trial {last.num}, if any")
+    return "; ".join(said)
+
+
+def _numbers(trials: list[_Started]) -> str:
+    """``trial 3`` or ``trials 0, 1, 2`` (the first 20, then ``...``)."""
+    nums = [str(t.num) for t in trials]
+    return f"trial{'s' if len(nums) > 1 else ''} {some_of(nums, 20)}"
+
+
+def _folders(trials: list[_Started]) -> str:
+    """Where ``trials``' folders are: ``folders 0, 1 in <sweep folder>`` when they share one, else each."""
+    parents = {t.folder.parent for t in trials}
+    if len(parents) == 1:
+        names = some_of([t.folder.name for t in trials], 20)
+        return f"folder{'s' if len(trials) > 1 else ''} {names} in {parents.pop()}"
+    return f"in {some_of([str(t.folder) for t in trials], 5)}"
 
 
 def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
@@ -122,7 +288,8 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
     one line, and exit with status 1, the status Hydra gave such a grid; else nothing.
 
     ``ended_by``: what ended the sweep instead of its end (its own status stands; nothing is raised here).
-    A stop (Ctrl-C, SIGTERM) names the failed trials of those started; a sweep stopped by the rule of
+    A stop (Ctrl-C, SIGTERM) names the failed trials of those started, unless :func:`stopped_sweep` has
+    named them in its line on the stop (``train.py``); a sweep stopped by the rule of
     :data:`FAILURES_BEFORE_STOP` has said so in its own line; an error that is not a user error (Hydra
     raises it once the other trials have run, with its traceback) counts as a failed trial.
 
@@ -133,6 +300,8 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
     _grid["failed"].clear()  # said once
     if not failed or (isinstance(ended_by, SystemExit) and ended_by.code == 2):
         return
+    if ended_by is not None and _stop_said["said"]:
+        return  # stopped_sweep's line named the failed trials with the others
     # TerminatedError itself: a SIGTERM with MARSUNITS_TRACEBACK=1, which leaves the trial unreported.
     stopped = isinstance(ended_by, (KeyboardInterrupt, TerminatedError)) or (
         isinstance(ended_by, SystemExit) and ended_by.code in _STOPS
