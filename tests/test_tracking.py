@@ -1483,8 +1483,8 @@ def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_pa
     """A stop in a trial (Ctrl-C, SIGTERM: status 130 or 143, which end the sweep) left that trial RUNNING in
     the study's storage, forever with a persistent one (``hydra.sweeper.storage=sqlite:///...``): the plugin
     tells a trial's state only once the launcher returns. The sweeper of ``hparams_search=optuna`` now tells
-    it FAIL, as Optuna's own ``optimize`` does for Ctrl-C, before the stop goes on. (The installed Optuna's
-    SQLite storage needs SQLAlchemy < 2: the storage here is an in-memory one kept by the test.)"""
+    it FAIL, as Optuna's own ``optimize`` does for Ctrl-C, before the stop goes on. (The storage here is an
+    in-memory one kept by the test; a SQLite one is tested below.)"""
     import optuna
     from hydra import compose, initialize_config_dir
     from hydra.core.utils import JobReturn, JobStatus
@@ -1528,6 +1528,42 @@ def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_pa
         study = optuna.load_study(study_name=f"s{number}", storage=storage)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL], (stop, states)
+
+
+def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(tmp_path: Path) -> None:
+    """``hydra.sweeper.storage=sqlite:///...`` (a study kept on disk, resumed by its name) failed before its
+    first trial: Optuna 2.x, which hydra-optuna-sweeper pins, does not work with SQLAlchemy 2
+    (``AssertionError`` in ``get_current_version``). pyproject.toml now asks for SQLAlchemy < 2."""
+    import optuna
+
+    launch = _fake_train(
+        tmp_path,
+        """
+        with open(out, "a") as fh:
+            fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+        return -abs(math.log10(cfg.model.lr) + 3.0)
+        """,
+    )
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study_args = (
+        "hparams_search=optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+    )
+    first = launch(*study_args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lrs = [t["lr"] for t in _lines(tmp_path)]
+    kept = optuna.load_study(study_name="marsunits", storage=storage).get_trials()
+    assert [t.state for t in kept] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.params["model.lr"] for t in kept] == pytest.approx(lrs)
+    assert [t.value for t in kept] == pytest.approx([-abs(np.log10(lr) + 3.0) for lr in lrs])
+    again = launch(*study_args)  # the same study name: the study goes on in the database
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = optuna.load_study(study_name="marsunits", storage=storage).get_trials()
+    assert len(resumed) == 4 and [t.number for t in resumed] == [0, 1, 2, 3]
+    assert [t.params for t in resumed[:2]] == [t.params for t in kept]  # the first run's trials kept
+    assert [t.params["model.lr"] for t in resumed[2:]] == pytest.approx([t["lr"] for t in _lines(tmp_path)])
 
 
 def test_the_study_sweeper_takes_the_settings_of_a_newer_optuna_plugin(
