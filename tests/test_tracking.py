@@ -1566,6 +1566,64 @@ def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(
     assert [t.params["model.lr"] for t in resumed[2:]] == pytest.approx([t["lr"] for t in _lines(tmp_path)])
 
 
+def test_a_database_study_on_sqlalchemy_2_is_refused_in_one_line_naming_the_fix(tmp_path: Path) -> None:
+    """An environment of the user's own with SQLAlchemy 2 (pyproject.toml asks for < 2): a study kept in a
+    database ended before its first trial in Optuna's ``AssertionError`` traceback, which named no fix."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        with open(out, "a") as fh:
+            fh.write("{}\\n")
+        return 0.5
+        """,
+    )
+    app = tmp_path / "fake_train.py"
+    # SQLAlchemy 2 as the sweeper sees it (Optuna, imported first, refuses to import with it at all).
+    said = 'import marsunits.optuna_study, sqlalchemy\nsqlalchemy.__version__ = "2.1.9"\n'
+    app.write_text(said + app.read_text())
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    refused = launch("hparams_search=optuna", f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr and "AssertionError" not in refused.stderr
+    error = [line for line in refused.stderr.splitlines() if line.startswith("train.py: error: ")]
+    assert len(error) == 1, refused.stderr[-3000:]
+    assert f"hydra.sweeper.storage={storage}: " in error[0] and "SQLAlchemy 2.1.9" in error[0]
+    assert f'{sys.executable} -m pip install "sqlalchemy<2" "alembic<1.20"' in error[0]
+    assert not (tmp_path / "trials.jsonl").exists() and not (tmp_path / "study.db").exists()
+    in_memory = launch("hparams_search=optuna", "hydra.sweeper.n_trials=2")  # no database: no SQLAlchemy
+    assert in_memory.returncode == 0, in_memory.stderr[-3000:]
+    assert len(_lines(tmp_path)) == 2
+
+
+def test_a_study_database_in_a_folder_not_yet_made_gets_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hydra.sweeper.storage=sqlite:///studies/optuna.db`` in a folder that did not exist (a launch folder
+    without ``logs/``, ``$MARSUNITS_ROOT`` elsewhere) ended in SQLite's ``unable to open database file``
+    traceback, naming no file; a URL SQLAlchemy cannot read ended in its traceback."""
+    import optuna
+
+    from marsunits.errors import ConfigError
+    from marsunits.optuna_study import prepare_storage
+
+    monkeypatch.chdir(tmp_path)
+    for storage, made in (
+        ("sqlite:///studies/optuna.db", tmp_path / "studies"),  # relative to the current folder, as SQLite
+        (f"sqlite:///{tmp_path / 'a' / 'b' / 'optuna.db'}", tmp_path / "a" / "b"),
+    ):
+        prepare_storage(storage)
+        assert made.is_dir()
+        optuna.create_study(storage=storage, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), 1)
+        assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1
+    for untouched in (None, "sqlite:///:memory:", "sqlite://", "redis://localhost:6379"):
+        prepare_storage(untouched)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"sqlite:///file/optuna.db: cannot make the database's folder"):
+        prepare_storage("sqlite:///file/optuna.db")
+    with pytest.raises(ConfigError, match=r"storage=sqlite:/x.db: not a database URL .* sqlite:///<path>"):
+        prepare_storage("sqlite:/x.db")
+
+
 def test_the_study_sweeper_takes_the_settings_of_a_newer_optuna_plugin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

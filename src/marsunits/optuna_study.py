@@ -13,6 +13,12 @@ its value instead (:func:`~marsunits.sweep_trials.finished_value`): it was told 
 study though its run was complete. Written by hand: the plugin gives no hook for it; this subclass records
 each batch it asks for, and the job number of its first trial (``_configure_trials``).
 
+A study kept in a database (``hydra.sweeper.storage=sqlite:///logs/optuna.db``) needs SQLAlchemy < 2 with
+the Optuna the plugin pins (< 3): on SQLAlchemy 2 its database storage failed before the first trial with
+an ``AssertionError`` traceback of Optuna's. pyproject.toml asks for SQLAlchemy < 2; an environment that
+has SQLAlchemy 2 all the same is refused in one line naming the ``pip install`` that fixes it
+(:func:`prepare_storage`).
+
 The Hydra plugin class itself is ``MarsunitsOptunaSweeper`` of ``hydra_plugins.marsunits_sweeper``
 (Hydra instantiates plugins of the ``hydra_plugins`` package only); it imports this module, and so Optuna,
 only when a study starts.
@@ -21,13 +27,20 @@ only when a study starts.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import optuna
+import sqlalchemy
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from optuna.trial import Trial, TrialState
+from packaging.version import Version
 
-__all__ = ["StopFailingOptunaSweeperImpl", "fail_unfinished"]
+from marsunits.errors import ConfigError, report_user_errors
+
+__all__ = ["StopFailingOptunaSweeperImpl", "fail_unfinished", "prepare_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,8 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
         super().__init__(*args, **kwargs)
         self._asked: list[Trial] = []
         self._first_job = 0
+        # Before Hydra's set-up and the study: a traceback of Optuna's was all a user saw.
+        report_user_errors(lambda: prepare_storage(self.storage), prog="train.py")
 
     def _configure_trials(self, trials: list[Trial], *args: Any, **kwargs: Any) -> Sequence[Sequence[str]]:
         self._asked = list(trials)  # the batch about to be launched
@@ -54,6 +69,49 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
         except BaseException:
             fail_unfinished(self._asked, self._first_job)
             raise
+
+
+def prepare_storage(storage: Any) -> None:
+    """Make ready a database ``storage`` (a URL: ``sqlite:///logs/optuna.db``; Optuna reads every URL but
+    ``redis://...`` as one): refuse it where the installed Optuna cannot use it, Optuna before 3.1 (the
+    plugin pins < 3) with SQLAlchemy 2, whose storage failed with an ``AssertionError`` before the first
+    trial; make the folder of a SQLite file (relative to the current folder, as SQLite reads it), where
+    SQLite failed with ``unable to open database file`` naming none.
+
+    Raises:
+        ConfigError: in those cases, naming the value and what to do.
+    """
+    if not isinstance(storage, str) or storage.startswith("redis"):
+        return  # in memory (None), a storage object, or Redis: no SQLAlchemy
+    if Version(optuna.__version__) < Version("3.1") and Version(sqlalchemy.__version__) >= Version("2"):
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage}: the installed Optuna {optuna.__version__} "
+            "(hydra-optuna-sweeper needs Optuna < 3) cannot keep a study in a database with SQLAlchemy "
+            f"{sqlalchemy.__version__}; install SQLAlchemy 1.4, as marsunits asks: {sys.executable} -m pip "
+            'install "sqlalchemy<2" "alembic<1.20" (alembic 1.20 needs SQLAlchemy 2), or leave '
+            "hydra.sweeper.storage out for a study kept in memory"
+        )
+    if not storage.startswith("sqlite:"):
+        return
+    try:
+        database = sqlalchemy.engine.make_url(storage).database
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage}: not a database URL ({exc}); a SQLite file is named "
+            "sqlite:///<path> (three slashes, then the path: sqlite:///logs/optuna.db, or "
+            "sqlite:////home/me/optuna.db for an absolute one)"
+        ) from exc
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage}: cannot make the database's folder {folder} "
+            f"({exc.strerror or exc}); name a file in a folder you can write, e.g. "
+            "hydra.sweeper.storage=sqlite:///logs/optuna.db"
+        ) from exc
 
 
 def fail_unfinished(trials: Sequence[Trial], first_job: int | None = None) -> list[int]:
