@@ -1530,6 +1530,58 @@ def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_pa
         assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL], (stop, states)
 
 
+def test_the_optuna_sweeper_chosen_by_its_plugin_name_tells_a_stopped_trial_failed(tmp_path: Path) -> None:
+    """``-m hydra/sweeper=optuna`` (the plugin's name for its sweeper, as Hydra's documentation gives it)
+    got the plugin's class, not marsunits' (``hparams_search=optuna``'s): a trial stopped by Ctrl-C stayed
+    RUNNING in the study's database. Another application's configs still get the plugin's class."""
+    import optuna
+    from hydra import compose, initialize_config_dir
+
+    launch = _fake_train(
+        tmp_path,
+        """
+        import os
+
+        def job():
+            done = len(open(out).readlines()) if os.path.exists(out) else 0
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+            if done == 1:
+                raise KeyboardInterrupt  # Ctrl-C in the second trial
+            return {"val/miou": 0.5}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    stopped = launch(
+        "-m",
+        "hydra/sweeper=optuna",
+        "model.lr=interval(0.0001,0.01)",
+        "optimized_metric=val/miou",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=direct",
+    )
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert len(_lines(tmp_path)) == 2
+    states = [t.state for t in optuna.load_study(study_name="direct", storage=storage).get_trials()]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    # Every other setting is the plugin's (its defaults, and its sampler group).
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        direct = compose("train", ["hydra/sweeper=optuna"], return_hydra_config=True).hydra.sweeper
+    assert direct._target_ == "hydra_plugins.marsunits_sweeper.optuna_sweeper.MarsunitsOptunaSweeper"
+    assert direct.n_trials == 20 and direct.n_jobs == 2 and direct.sampler._target_.endswith("TPESampler")
+    other = tmp_path / "other_app"
+    other.mkdir()
+    (other / "config.yaml").write_text("x: 1\n")
+    with initialize_config_dir(config_dir=str(other), version_base="1.3"):
+        plain = compose("config", ["hydra/sweeper=optuna"], return_hydra_config=True).hydra.sweeper
+    assert plain._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
 def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(tmp_path: Path) -> None:
     """``hydra.sweeper.storage=sqlite:///...`` (a study kept on disk, resumed by its name) failed before its
     first trial: Optuna 2.x, which hydra-optuna-sweeper pins, does not work with SQLAlchemy 2

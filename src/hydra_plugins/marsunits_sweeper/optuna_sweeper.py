@@ -1,7 +1,8 @@
-"""The sweeper of ``hparams_search=optuna`` (``hydra.sweeper._target_``): hydra-optuna-sweeper's
-``OptunaSweeper``, whose trials a stop (Ctrl-C, SIGTERM) leaves unfinished are told FAIL in the study
-(:mod:`marsunits.optuna_study`). Hydra imports every module of ``hydra_plugins`` at each start: Optuna is
-imported only when a study starts."""
+"""The sweeper of ``hparams_search=optuna`` (``hydra.sweeper._target_``), and of ``hydra/sweeper=optuna``
+given directly with marsunits' configs (:mod:`hydra_plugins.marsunits_sweeper.optuna_choice`):
+hydra-optuna-sweeper's ``OptunaSweeper``, whose trials a stop (Ctrl-C, SIGTERM) leaves unfinished are told
+FAIL in the study (:mod:`marsunits.optuna_study`). Hydra imports every module of ``hydra_plugins`` at each
+start: Optuna is imported only when a study starts."""
 
 from __future__ import annotations
 
