@@ -1582,6 +1582,32 @@ def test_the_optuna_sweeper_chosen_by_its_plugin_name_tells_a_stopped_trial_fail
     assert plain._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
 
+def test_an_optuna_study_without_an_objective_stops_before_its_first_trial(tmp_path: Path) -> None:
+    """``-m hydra/sweeper=optuna`` without ``hparams_search=optuna`` leaves ``optimized_metric: null``:
+    train.py returned no value, so every trial trained in full, was told failed, and the study ended in the
+    sweeper's traceback (``No trials are completed yet``). It stops in one line before any trial; with the
+    objective the line names, it runs."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"lr": cfg.model.lr}) + "\\n")
+            return {"val/miou": -abs(math.log10(cfg.model.lr) + 3.0)}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    study = ("-m", "hydra/sweeper=optuna", "model.lr=interval(0.0001,0.01)", "hydra.sweeper.n_trials=2")
+    refused = launch(*study)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert not (tmp_path / "trials.jsonl").exists() and "Traceback" not in refused.stderr
+    assert "train.py: error: optimized_metric is null: an Optuna study (hydra/sweeper" in refused.stderr
+    named = launch(*study, "optimized_metric=auto", "hydra.sweeper.direction=maximize")  # what the line says
+    assert named.returncode == 0, named.stderr[-3000:]
+    assert len(_lines(tmp_path)) == 2
+
+
 def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(tmp_path: Path) -> None:
     """``hydra.sweeper.storage=sqlite:///...`` (a study kept on disk, resumed by its name) failed before its
     first trial: Optuna 2.x, which hydra-optuna-sweeper pins, does not work with SQLAlchemy 2

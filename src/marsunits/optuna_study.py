@@ -40,7 +40,7 @@ from packaging.version import Version
 
 from marsunits.errors import ConfigError, report_user_errors
 
-__all__ = ["StopFailingOptunaSweeperImpl", "fail_unfinished", "prepare_storage"]
+__all__ = ["StopFailingOptunaSweeperImpl", "check_objective", "fail_unfinished", "prepare_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,30 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
         return super()._configure_trials(trials, *args, **kwargs)
 
     def sweep(self, arguments: list[str]) -> None:
+        report_user_errors(lambda: check_objective(self.config), prog="train.py")
         try:
             super().sweep(arguments)
         except BaseException:
             fail_unfinished(self._asked, self._first_job)
             raise
+
+
+def check_objective(config: Any) -> None:
+    """Refuse a study of a config whose ``optimized_metric`` is null (``train.py -m hydra/sweeper=optuna``
+    without ``hparams_search=optuna``, which sets it): ``train.py`` then returns no value, so every trial
+    trained in full, was told failed, and the study ended in the sweeper's traceback (``No trials are
+    completed yet``). A config without the key (another application's) is left alone.
+
+    Raises:
+        ConfigError: in that case, naming what to give.
+    """
+    if "optimized_metric" in config and config.optimized_metric is None:
+        raise ConfigError(
+            "optimized_metric is null: an Optuna study (hydra/sweeper=optuna) needs a value from each trial "
+            "to optimise, and train.py returns none; use hparams_search=optuna (marsunits' study: it "
+            "optimises the metric that chooses best.ckpt), or give optimized_metric=auto "
+            "hydra.sweeper.direction=maximize"
+        )
 
 
 def prepare_storage(storage: Any) -> None:
