@@ -1626,8 +1626,7 @@ def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(
     study_args = (
         "hparams_search=optuna",
         f"hydra.sweeper.storage={storage}",
-        "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.sampler.n_startup_trials=2",
+        "hydra.sweeper.n_trials=2",  # of optuna.yaml's 8 random start-up trials, as the second run's
     )
     first = launch(*study_args)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -1642,6 +1641,9 @@ def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(
     assert len(resumed) == 4 and [t.number for t in resumed] == [0, 1, 2, 3]
     assert [t.params for t in resumed[:2]] == [t.params for t in kept]  # the first run's trials kept
     assert [t.params["model.lr"] for t in resumed[2:]] == pytest.approx([t["lr"] for t in _lines(tmp_path)])
+    # New draws: the sampler's fixed seed (optuna.yaml's 1234) drew the first run's trials again, each
+    # trained again for nothing while the study was in its random start-up trials.
+    assert all(t.params != k.params for t in resumed[2:] for k in kept)
 
 
 def test_a_database_study_on_sqlalchemy_2_is_refused_in_one_line_naming_the_fix(tmp_path: Path) -> None:

@@ -40,7 +40,13 @@ from packaging.version import Version
 
 from marsunits.errors import ConfigError, report_user_errors
 
-__all__ = ["StopFailingOptunaSweeperImpl", "check_objective", "fail_unfinished", "prepare_storage"]
+__all__ = [
+    "StopFailingOptunaSweeperImpl",
+    "check_objective",
+    "draw_anew_in_a_resumed_study",
+    "fail_unfinished",
+    "prepare_storage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
 
     def sweep(self, arguments: list[str]) -> None:
         report_user_errors(lambda: check_objective(self.config), prog="train.py")
+        draw_anew_in_a_resumed_study(self.sampler, self.storage, self.study_name)
         try:
             super().sweep(arguments)
         except BaseException:
@@ -88,6 +95,32 @@ def check_objective(config: Any) -> None:
             "optimises the metric that chooses best.ckpt), or give optimized_metric=auto "
             "hydra.sweeper.direction=maximize"
         )
+
+
+def draw_anew_in_a_resumed_study(sampler: Any, storage: Any, study_name: str | None) -> int:
+    """Reseed ``sampler`` (randomly: Optuna's ``reseed_rng``) when the study ``study_name`` in ``storage``
+    already holds trials, a study resumed by a sweep started again; returns how many it holds.
+
+    A sampler given a seed (``hparams_search=optuna``'s TPE, 1234) drew in the resumed study the same
+    values it drew in the first run: while the study was in its random start-up trials, each of the first
+    run's trials was trained again. A study in memory, or a sampler without a seed of its own (the grid
+    sampler, given to the sweeper unmade), is left alone.
+    """
+    if storage is None or study_name is None or not hasattr(sampler, "reseed_rng"):
+        return 0
+    try:
+        earlier = len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:  # no such study yet: the sweeper makes it
+        return 0
+    if earlier:
+        sampler.reseed_rng()
+        log.info(
+            "the study %s holds %d trials of earlier sweeps: it goes on with them, its sampler reseeded so "
+            "as not to draw the earlier values again",
+            study_name,
+            earlier,
+        )
+    return earlier
 
 
 def prepare_storage(storage: Any) -> None:
