@@ -1048,6 +1048,13 @@ def test_an_optuna_study_optimises_the_metric_that_chooses_the_kept_checkpoint(t
         cfg = compose_config("train", tmp_path, ["hparams_search=optuna", *minimised])
         with pytest.raises(ConfigError, match=r"set hydra.sweeper.direction=minimize"):
             objective_name(cfg.optimized_metric, cfg)
+        # The monitor named: `-m hydra/sweeper=optuna optimized_metric=val/miou` minimised the mIoU (the
+        # plugin's default direction) without a word.
+        cfg = compose_config("train", tmp_path, ["hydra/sweeper=optuna", "optimized_metric=val/miou"])
+        with pytest.raises(ConfigError, match=r"minimizes optimized_metric=val/miou, the kept checkpoint's"):
+            objective_name(cfg.optimized_metric, cfg)
+        cfg = compose_config("train", tmp_path, ["hydra/sweeper=optuna", "optimized_metric=val/loss"])
+        assert objective_name(cfg.optimized_metric, cfg) == "val/loss"  # not the monitor: as given
         assert objective_name("val/miou", None) == "val/miou"  # a name given is kept
     finally:  # the composed Hydra config says MULTIRUN: later tests in this process are not in a sweep
         HydraConfig.instance().cfg = None  # type: ignore[assignment]
@@ -1072,8 +1079,10 @@ def test_a_study_whose_direction_disagrees_with_its_metric_stops_before_training
     assert study.returncode == 2, study.stderr[-3000:]
     assert not (tmp_path / "trials.jsonl").exists()  # no trial trained
     assert "set hydra.sweeper.direction=minimize" in study.stderr
-    assert "3 trials of this sweep failed on user errors before any finished" in study.stderr
+    # Said once, by the sweeper before its first trial: three trials were refused in turn.
+    assert study.stderr.count("set hydra.sweeper.direction=minimize") == 1
     assert "Traceback" not in study.stderr
+    assert not list((tmp_path / "logs" / "train").glob("multirun-*/0"))  # no trial folder
 
 
 def test_optuna_sweep_config_runs_with_the_installed_plugin(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
         return super()._configure_trials(trials, *args, **kwargs)
 
     def sweep(self, arguments: list[str]) -> None:
-        report_user_errors(lambda: check_objective(self.config), prog="train.py")
+        report_user_errors(lambda: check_objective(self.config, self.direction), prog="train.py")
         draw_anew_in_a_resumed_study(self.sampler, self.storage, self.study_name)
         try:
             super().sweep(arguments)
@@ -79,16 +79,25 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
             raise
 
 
-def check_objective(config: Any) -> None:
+def check_objective(config: Any, direction: Any = None) -> None:
     """Refuse a study of a config whose ``optimized_metric`` is null (``train.py -m hydra/sweeper=optuna``
     without ``hparams_search=optuna``, which sets it): ``train.py`` then returns no value, so every trial
     trained in full, was told failed, and the study ended in the sweeper's traceback (``No trials are
-    completed yet``). A config without the key (another application's) is left alone.
+    completed yet``). A config without the key (another application's) is left alone. A direction that
+    disagrees with the kept checkpoint's monitor (:func:`~marsunits.sweep_trials.objective_name`) is refused
+    here too, before the first trial: each trial was refused in turn (three, or with the plugin's
+    ``max_failure_rate`` of 0 the first batch, ending in the sweeper's traceback). ``direction``: the
+    study's (``hydra.sweeper.direction``).
 
     Raises:
-        ConfigError: in that case, naming what to give.
+        ConfigError: in those cases, naming what to give.
     """
-    if "optimized_metric" in config and config.optimized_metric is None:
+    if "optimized_metric" not in config:
+        return
+    from marsunits.sweep_trials import objective_name
+
+    objective_name(config.optimized_metric, config, direction)
+    if config.optimized_metric is None:
         raise ConfigError(
             "optimized_metric is null: an Optuna study (hydra/sweeper=optuna) needs a value from each trial "
             "to optimise, and train.py returns none; use hparams_search=optuna (marsunits' study: it "

@@ -448,17 +448,21 @@ def sweep_objective(
     return number
 
 
-def objective_name(name: str | None, cfg: Mapping[str, Any] | None) -> str | None:
+def objective_name(name: str | None, cfg: Mapping[str, Any] | None, direction: Any = None) -> str | None:
     """``name``, or for ``auto`` the metric that chooses the kept checkpoint, so that a study optimises what
     ``best.ckpt`` is chosen by (``val/miou_source_mean`` for ``experiment=marsscapes_ai4mars``; the study
     optimised the pooled ``val/miou``): ``callbacks.model_checkpoint.monitor``, else ``val/miou``.
 
     Raises:
-        ConfigError: that monitor is minimised (``mode: min``, e.g. ``val/loss``) and the study maximises
-            (``hydra.sweeper.direction``), or the reverse: it would look for the worst trial.
+        ConfigError: the metric (``auto``, or a name that is the kept checkpoint's monitor) is minimised
+            (``mode: min``, e.g. ``val/loss``) and the study maximises (``hydra.sweeper.direction``), or the
+            reverse: it would look for the worst trial (``-m hydra/sweeper=optuna optimized_metric=val/miou``
+            minimised the mIoU: the plugin's default direction). ``direction``: the study's, where the
+            caller has it (the sweeper, whose process has no Hydra job config); else that of the running
+            Hydra job's sweeper.
     """
-    if name != "auto":
-        return name
+    if name is None:
+        return None
     from omegaconf import DictConfig, OmegaConf
 
     from marsunits.errors import ConfigError
@@ -469,15 +473,20 @@ def objective_name(name: str | None, cfg: Mapping[str, Any] | None) -> str | Non
         else None
     )
     monitor = node.get("monitor") if node is not None else None
+    if name != "auto" and name != monitor:
+        return name  # a metric whose direction the command gives
     if node is None or not monitor:
         return "val/miou"
     mode = str(node.get("mode", "max"))
-    direction = _sweeper_direction()
+    direction = _direction_word(direction) if direction is not None else _sweeper_direction()
     if direction is not None and (direction == "maximize") != (mode == "max"):
+        what = (
+            f"the kept checkpoint's monitor {monitor}" if name == "auto" else "the kept checkpoint's monitor"
+        )
         raise ConfigError(
-            f"the study {direction}s optimized_metric=auto, the kept checkpoint's monitor {monitor}, which "
-            f"is chosen with mode={mode}: set hydra.sweeper.direction="
-            f"{'maximize' if mode == 'max' else 'minimize'}, or optimized_metric=<a metric to {direction}>"
+            f"the study {direction}s optimized_metric={name}, {what}, which is chosen with mode={mode}: set "
+            f"hydra.sweeper.direction={'maximize' if mode == 'max' else 'minimize'}, or "
+            f"optimized_metric=<a metric to {direction}>"
         )
     return str(monitor)
 
@@ -485,4 +494,14 @@ def objective_name(name: str | None, cfg: Mapping[str, Any] | None) -> str | Non
 def _sweeper_direction() -> str | None:
     """``hydra.sweeper.direction`` of a running sweep (``maximize``/``minimize``), or None."""
     direction = _sweeper_setting("direction")
-    return str(direction).lower().split(".")[-1] if direction is not None else None
+    return _direction_word(direction) if direction is not None else None
+
+
+def _direction_word(direction: Any) -> str | None:
+    """``maximize``/``minimize`` of a study's direction (text or Optuna's enum), None for several (a
+    multi-objective study)."""
+    from omegaconf import ListConfig
+
+    if isinstance(direction, (list, tuple, ListConfig)):
+        return None
+    return str(direction).lower().split(".")[-1]
