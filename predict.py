@@ -27,13 +27,13 @@ from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers, re
 @hydra.main(config_path="configs", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     readable_log_handlers()  # caf\xe9.png in predict.log and on the console, whatever hydra/job_logging is
-    from marsunits.inference import run  # torch: seconds of start-up, inside the Ctrl-C guard
+    from marsunits.inference import run  # torch: seconds of start-up, inside the stop guard
 
     sys.exit(report_user_errors(lambda: run(cfg), prog="predict.py"))
 
 
 if __name__ == "__main__":
-    with quiet_interrupt_at_start("predict.py"):
+    with quiet_interrupt_at_start("predict.py"):  # Ctrl-C, SIGTERM at start-up: one line, 130 or 143
         note_another_copy_of_the_package(Path(__file__).resolve().parent, prog="predict.py")  # pip install .
         warn_sweeps_taken_as_one_value(sys.argv[1:], prog="predict.py")  # input_dir=a,b without -m
         sys.argv[1:] = quoted_path_overrides(home_expanded_overrides(sys.argv[1:]))  # Séítah, ~/runs

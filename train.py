@@ -20,7 +20,7 @@ from marsunits.sweep_trials import end_sweep, run_trial, stopped_sweep
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     readable_log_handlers()  # caf\xe9.png in train.log and on the console, whatever hydra/job_logging is
-    from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the Ctrl-C guard
+    from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the stop guard
 
     # A sweeper (hparams_search=optuna) optimises the value returned here.
     return run_trial(lambda: run(cfg), cfg, prog="train.py")
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     try:
-        # stopped_sweep: SIGTERM raises here; a sweep stopped between trials says which finished (130, 143)
+        # a stop at start-up: one line, 130 or 143; a sweep stopped between trials says which finished
         with quiet_interrupt_at_start("train.py"), stopped_sweep("train.py"):
             note_another_copy_of_the_package(Path(__file__).resolve().parent, prog="train.py")  # pip install
             warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")  # run_name=a,b without -m

@@ -86,12 +86,14 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
     assert said == f"{script}: interrupted (Ctrl-C) before the run started; nothing was written\n"
 
 
-def test_a_sigterm_while_train_py_starts_is_one_line_and_status_143(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
+    script: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A SIGTERM (a scheduler's time limit) while train.py starts, or between two trials of a sweep, found
-    no handler (training installs its own only around a run): the process ended at once, status 143 without
-    a word. It is said in one line, and the handler before train.py's is restored at its end."""
+    """A SIGTERM (a scheduler's time limit) while train.py or predict.py starts (importing torch, composing
+    the config), or between two trials of a sweep, found no handler (training and prediction install their
+    own only around a run): the process ended at once, status 143 without a word. It is said in one line,
+    and the handler before the command's is restored at its end."""
     import os
     import runpy
     import signal
@@ -114,13 +116,65 @@ def test_a_sigterm_while_train_py_starts_is_one_line_and_status_143(
     before = signal.signal(signal.SIGTERM, guard)
     try:
         with pytest.raises(SystemExit) as stop:
-            runpy.run_path(str(REPO_ROOT / "train.py"), run_name="__main__")
+            runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
         assert signal.getsignal(signal.SIGTERM) is guard
     finally:
         signal.signal(signal.SIGTERM, before)
     assert stop.value.code == 143
     said = capsys.readouterr().err
-    assert said == "train.py: terminated (SIGTERM) before the run started; nothing was written\n"
+    assert said == f"{script}: terminated (SIGTERM) before the run started; nothing was written\n"
+
+
+@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("status", [0, 143])
+def test_a_stop_while_the_command_exits_keeps_its_status_and_says_nothing_false(
+    script: str, signum: str, status: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM or Ctrl-C arriving as the command exits, its run ended (a scheduler signalling every process
+    of a job, the launcher of devices=2 passing its own on after the run's stop), was told `before the run
+    started; nothing was written` and replaced the run's status: the run's status and its words stand."""
+    import os
+    import runpy
+    import signal
+
+    import marsunits.cli_overrides
+    from conftest import REPO_ROOT
+
+    def ended_then_stopped(*args: object, **kwargs: object) -> None:
+        try:
+            raise SystemExit(status)  # as predict.py's main() ends, through Hydra's unwinding
+        finally:
+            os.kill(os.getpid(), getattr(signal, signum))
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the handler runs by the time this returns
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    monkeypatch.setattr(marsunits.cli_overrides, "exit_on_unknown_option", ended_then_stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert stop.value.code == status
+    assert capsys.readouterr().err == ""
+
+
+def test_a_stop_during_lightning_s_sigterm_exit_is_not_taken_for_a_finished_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lightning's SIGTERMException is a SystemExit without a code: kept as the command's exit, a Ctrl-C
+    during it would end the command with status 0, as if it had finished."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from marsunits.errors import quiet_interrupt_at_start
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as stop, quiet_interrupt_at_start("train.py"):
+        try:
+            raise SIGTERMException
+        finally:
+            raise KeyboardInterrupt
+    assert stop.value.code == 130
+    assert "interrupted (Ctrl-C)" in capsys.readouterr().err
 
 
 def test_a_full_disk_anywhere_is_one_line_naming_the_file(

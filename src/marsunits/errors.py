@@ -163,21 +163,31 @@ def stopping_otherwise() -> None:
 @contextlib.contextmanager
 def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
     """One line and status 130 for a Ctrl-C while a command starts (imports, Hydra composing the config);
-    143 for a SIGTERM there, where a :func:`sigterm_raises` block inside this one makes it a
-    :class:`TerminatedError` (``train.py``: it ended the process without a word).
+    143 for a SIGTERM there: within the block SIGTERM raises :class:`TerminatedError`
+    (:func:`sigterm_raises`; the handler before it is restored at the end).
 
-    :func:`report_user_errors` handles Ctrl-C once the run has begun; before it, a Ctrl-C (a user who sees a
-    mistake in the command just typed) printed a 40-line traceback out of whatever module was loading.
-    Nothing has been written at that point.
+    :func:`report_user_errors` handles Ctrl-C and SIGTERM once the run has begun; before it, a Ctrl-C (a user
+    who sees a mistake in the command just typed) printed a 40-line traceback out of whatever module was
+    loading, and a SIGTERM (a scheduler's time limit) found no handler: status 143 without a word. Nothing
+    has been written at that point. The handlers a run installs inside the block take precedence while they
+    are installed. A stop that comes as the command exits (a ``SystemExit`` on its way out: the run over,
+    its words said) leaves that exit and its status as they were; it was told ``before the run started;
+    nothing was written``, with 130 or 143 for the run's status.
     """
-    try:
-        yield
-    except (KeyboardInterrupt, TerminatedError) as stop:
-        if os.environ.get("MARSUNITS_TRACEBACK"):
-            raise
-        how, status = stop_said(stop)
-        print(f"{prog}: {how} before the run started; nothing was written", file=sys.stderr)
-        raise SystemExit(status) from None
+    with sigterm_raises():
+        try:
+            yield
+        except (KeyboardInterrupt, TerminatedError) as stop:
+            ending = stop.__context__
+            # The command was exiting, its run over: its status stands. Not Lightning's SIGTERMException, a
+            # SystemExit without a code (status 0) that is itself a stop.
+            if type(ending) is SystemExit:
+                raise ending from None
+            if os.environ.get("MARSUNITS_TRACEBACK"):
+                raise
+            how, status = stop_said(stop)
+            print(f"{prog}: {how} before the run started; nothing was written", file=sys.stderr)
+            raise SystemExit(status) from None
 
 
 def some_of(names: Sequence[str], limit: int) -> str:
