@@ -1174,6 +1174,25 @@ def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(tm
     for inner in ("images", "notes"):
         said = refusal(scan_marsscapes, ms / inner)
         assert f"data.root={ms}" in said, said
+    # data=folder at the folder holding the datasets (each in its own layout): each subfolder is named with
+    # the data config and data.root that read it, not "rename one of them images/".
+    said = refusal(scan_folder, data)
+    assert "rename" not in said, said
+    assert f"{data} holds ai4mars_msl256/, " in said, said
+    assert f"marsscapes/, a MarsScapes folder: data=marsscapes data.root={ms} reads it" in said, said
+    assert f"experiment=marsscapes data.root={ms}" in said, said
+    assert f"ai4mars_msl256/, an AI4Mars folder: data=ai4mars data.root={ai} reads it" in said, said
+    assert f"experiment=ai4mars data.root={ai}" in said, said
+    with pytest.raises(DataLayoutError) as refused:
+        scan_folder(data, key="data.source_dirs.mine")  # a source of several: its own key, no data= to give
+    said = str(refused.value)
+    assert "marsscapes/, a MarsScapes folder" in said and "give data.source_dirs.mine=" in said, said
+    assert "data=marsscapes" not in said, said
+    # ...and data=marsscapes at a folder holding only an AI4Mars folder: that one named, nothing to rename.
+    other = tmp_path / "other"
+    write_fake_ai4mars(other / "ai4mars_msl256", n_images=1)
+    said = refusal(scan_marsscapes, other)
+    assert "rename" not in said and f"data=ai4mars data.root={other / 'ai4mars_msl256'}" in said, said
     # A data=folder root with images/ and no masks/: said with what it must hold, nothing else to guess.
     only = tmp_path / "only"
     (only / "images").mkdir(parents=True)

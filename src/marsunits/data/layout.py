@@ -6,8 +6,8 @@ The one statement of the layouts: the scanners (:func:`~marsunits.data.marsscape
 and start with :func:`check_layout`, which ``train.py`` runs too before Hydra makes the run folder
 (:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`). The check looks at folder names
 and the table's header line only, never at an image, so it costs milliseconds on any dataset; a refusal
-says what the folder looks like instead (another dataset's layout, the folder holding the dataset, a folder
-inside it) and the value to give.
+says what the folder looks like instead (another dataset's layout, the folder holding the dataset or
+several datasets, a folder inside it) and the value to give.
 """
 
 from __future__ import annotations
@@ -181,6 +181,26 @@ def _looks_like(path: Path, layout: Layout, table_seen: bool) -> bool:
     return not table_seen or layout.stats is None or (path / layout.stats).is_file()
 
 
+def _recipe(layout: Layout, path: Path) -> str:
+    """The experiment that trains on ``layout`` read from ``path``, in parentheses (empty for none)."""
+    if layout.experiment is None:
+        return ""
+    return f" (experiment={layout.experiment} data.root={path}: its training recipe)"
+
+
+def _other_layouts(folders: list[Path], layout: Layout) -> list[tuple[Path, Layout]]:
+    """Each of ``folders`` that has a layout other than ``layout`` (its sol table there, for a layout with
+    one: images/ and labels/ alone may be MarsScapes or AI4Mars), with that layout."""
+    found = []
+    for folder in folders:
+        other = next(
+            (o for o in LAYOUTS.values() if o is not layout and _looks_like(folder, o, table_seen=True)), None
+        )
+        if other is not None:
+            found.append((folder, other))
+    return found
+
+
 def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root") -> None:
     """Check that the folder ``path`` has ``layout``: its two subfolders, and its sol table where there is
     one (required, or there) with the ``name`` and sol columns. Looks at names and the table's header only.
@@ -194,7 +214,8 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
 
     Raises:
         DataLayoutError: naming what is missing, what the folder looks like instead (another dataset's
-            layout; a subfolder, or the parent, with this layout) and the value to give.
+            layout; a subfolder, or the parent, with this layout; subfolders with other datasets' layouts,
+            each with the data config and ``data.root`` that read it) and the value to give.
     """
     problem = _problem(path, layout)
     if problem is None:
@@ -209,8 +230,10 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
     else:
         said = f"Dataset '{dataset}': {problem.table}"
     inner = [p for p in folders[:_INNER_LOOKED_AT] if _problem(p, layout) is None]
+    # The folder holding the datasets, each in its own layout (data=folder data.root=../shared/data).
+    others = [] if inner else _other_layouts(folders[:_INNER_LOOKED_AT], layout)
     parent = path.parent if path.parent != path and _problem(path.parent, layout) is None else None
-    if problem.folder is not None and folders and not inner and parent is None:
+    if problem.folder is not None and folders and not inner and not others and parent is None:
         names = [p.name for p in folders]
         if set(names) - {layout.images, layout.masks}:
             said += f" {path} holds {names}: if one of them has the {what}, rename it {problem.folder}/."
@@ -221,14 +244,9 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
             continue
         said += f" {path} looks like {other.called} ({other.expected})"
         if key == "data.root":
-            recipe = (
-                f" (experiment={other.experiment} data.root={path}: its training recipe)"
-                if other.experiment
-                else ""
-            )
             said += (
-                f": data={other.config} data.root={path} reads it as it is{recipe}, without renaming "
-                f"anything; or give data.root=<the folder holding {_holding(layout)}>."
+                f": data={other.config} data.root={path} reads it as it is{_recipe(other, path)}, without "
+                f"renaming anything; or give data.root=<the folder holding {_holding(layout)}>."
             )
         else:
             said += f", not {layout.called}: give {key}=<the folder holding {_holding(layout)}>."
@@ -239,6 +257,22 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
             f" {path} holds {listed} with the {layout.title} layout: it is one level too high; give "
             f"{key}={inner[0]}" + (" (or another of them)." if len(inner) > 1 else ".")
         )
+    elif others:
+        if key == "data.root":
+            listed = "; ".join(
+                f"{p.name}/, {other.called}: data={other.config} data.root={p} reads it{_recipe(other, p)}"
+                for p, other in others[:3]
+            )
+            said += (
+                f" {path} holds {listed}{'; ...' if len(others) > 3 else ''}. For {layout.called}, give "
+                f"data.root=<the folder holding {_holding(layout)}>."
+            )
+        else:
+            listed = some_of([f"{p.name}/, {other.called}" for p, other in others], 3)
+            said += (
+                f" {path} holds {listed}, not {layout.called}: give {key}=<the folder holding "
+                f"{_holding(layout)}>."
+            )
     elif parent is not None and path.name in (layout.images, layout.masks):
         said += (
             f" {key} looks like the {path.name}/ folder itself: give the folder that holds {layout.images}/ "
