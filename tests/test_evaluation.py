@@ -372,3 +372,66 @@ def test_the_letter_case_hint_knows_the_inputs_by_the_runs_extensions(
         assert "only in letter case" in ev.errors[images[1]] and not ev.missing
     else:
         assert ev.missing == [images[1]] and not ev.errors
+
+
+@pytest.mark.parametrize(
+    ("label_name", "added"),
+    [
+        ("425_1_label.png", "_label"),
+        ("425_1-gt.png", "-gt"),
+        ("NLA_1_merged.png", "_merged"),  # AI4Mars' own test labels: <image>_merged.png
+        ("sub/mask_425_1.tif", "mask_"),
+    ],
+)
+def test_a_label_named_with_a_word_added_to_the_images_stem_is_named_with_the_rename(
+    tmp_path: Path, label_name: str, added: str
+) -> None:
+    """``labels_dir`` of masks named ``<stem>_label.png`` (or ``_mask``, ``-gt``, AI4Mars' ``_merged``): no
+    image was scored, and the run said only that labels_dir must hold ``<stem>.png``, without a word that
+    the label was there under another name. The label is now a label error naming the file and the rename."""
+    stem = "NLA_1" if label_name.startswith("NLA") else "425_1"
+    rel = PurePosixPath(label_name).parent / f"{stem}.jpg"
+    path = tmp_path / label_name
+    path.parent.mkdir(exist_ok=True)
+    write_png_atomic(path, _halves(20, 30, 15))
+    ev = Evaluation(tmp_path)
+    ev.add(rel, _halves(20, 30, 15))
+    message = ev.errors[rel.as_posix()]
+    assert message.startswith(f"{path}: ") and f"'{added}'" in message
+    assert f"rename it {stem}{path.suffix}" in message and not ev.missing
+
+
+@pytest.mark.parametrize("other", ["425_10.png", "425_1_2.png", "425_1_left.png"])
+def test_names_that_are_no_word_added_or_another_inputs_label_are_not_offered(
+    tmp_path: Path, other: str
+) -> None:
+    """``425_10.png`` and ``425_1_2.png`` are other images' labels (a digit, not a word, follows the
+    stem); ``425_1_left.png`` is the exact label of the input ``425_1_left.jpg`` beside ``425_1.jpg``."""
+    inputs, labels = tmp_path / "in", tmp_path / "labels"
+    inputs.mkdir()
+    labels.mkdir()
+    for name in ("425_1.jpg", "425_1_left.jpg"):
+        (inputs / name).write_bytes(b"an image")
+    write_png_atomic(labels / other, _halves(20, 30, 15))
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("425_1.jpg"), _halves(20, 30, 15), image_path=inputs / "425_1.jpg")
+    assert ev.missing == ["425_1.jpg"] and not ev.errors
+
+
+def test_a_labels_dir_of_predict_outputs_is_said_to_hold_predictions_not_labels(tmp_path: Path) -> None:
+    """labels_dir given a predict.py output folder (``<stem>.mask.png`` beside ``<stem>.overlay.png``) is
+    told so, not to rename the predicted mask into a label."""
+    write_png_atomic(tmp_path / "425_1.mask.png", _halves(20, 30, 15))
+    write_png_atomic(tmp_path / "425_1.overlay.png", np.zeros((20, 30, 3), np.uint8))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("425_1.jpg"), _halves(20, 30, 15))
+    message = ev.errors["425_1.jpg"]
+    assert "predict.py" in message and "rename" not in message
+
+
+def test_a_label_named_after_the_images_whole_file_name_is_named_with_the_rename(tmp_path: Path) -> None:
+    """``425_1.jpg.png``, the image's file name with ``.png`` added (what many export scripts write)."""
+    write_png_atomic(tmp_path / "425_1.jpg.png", _halves(20, 30, 15))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("425_1.jpg"), _halves(20, 30, 15))
+    assert "rename it 425_1.png" in ev.errors["425_1.jpg"]

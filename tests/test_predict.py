@@ -1253,10 +1253,18 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     # A labels_dir whose names match no input scored nothing and said only "Scored 0 image(s)".
     wrong = tmp_path / "wrong"
     wrong.mkdir()
-    Image.fromarray(b).save(wrong / "b_mask.png")
+    Image.fromarray(b).save(wrong / "frame_0001.png")
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 0
     text = json.loads((out / "summary.json").read_text())["text"]
     assert "No label mask matched an input" in text and "(for b.png: b.png)" in text
+    # One named with a word added (b_mask.png) was counted the same, without a word that it was there.
+    Image.fromarray(b).save(wrong / "b_mask.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 0
+    text = json.loads((out / "summary.json").read_text())["text"]
+    assert (
+        "No label mask matched" not in text and "b_mask.png: its name is the image's, b, with '_mask'" in text
+    )
+    assert "rename it b.png" in text
     # Labels that were found but could not be scored (here: another size) are not "no label matched".
     unusable = tmp_path / "unusable"
     unusable.mkdir()

@@ -170,6 +170,10 @@ class FolderIndex:
             for name in self.names(folder, f"{stem}{suffix}")
         )
 
+    def all_names(self, folder: Path) -> list[str]:
+        """Every name in ``folder``, as listed ([] if no such folder)."""
+        return [name for names in self._index(folder).values() for name in names]
+
     def _index(self, folder: Path) -> dict[str, list[str]]:
         """``folder``'s names by their NFC, case-folded form, listed again when its mtime changes."""
         try:
@@ -319,6 +323,64 @@ def label_in_another_case(
     return None
 
 
+#: A word added to an image's stem in its label's name: ``<stem>_label``, ``<stem>-gt``, ``mask_<stem>``,
+#: ``<stem>.mask`` (letters only, so that ``425_10`` and ``425_1_2``, other images' stems, are not taken).
+_ADDED_WORD = r"[^\W\d_]+"
+_SEPARATORS = "_-. "
+
+
+def label_with_a_word_added(
+    labels_dir: Path,
+    rel: PurePosixPath,
+    index: FolderIndex | None = None,
+    image_path: Path | None = None,
+    image_extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> tuple[Path, str] | None:
+    """A label file of input ``rel`` named with a word added before or after the input's stem
+    (``425_1_label.png``, ``425_1-gt.png``, AI4Mars' ``<name>_merged.png``, ``mask_425_1.png``), and the
+    added part (``"_label"``), or None. :func:`find_label` matches the stem exactly, as train.py pairs
+    images and masks, so a folder of such labels scored nothing, and the run said only what the names must
+    be, not that the labels were there under others.
+
+    A name that is exactly another input's stem beside the image (``425_1_left.png`` when
+    ``425_1_left.jpg`` is an input) is that input's label; ``image_path`` and ``image_extensions`` tell the
+    inputs, as for :func:`label_in_another_case`. Names are compared in Unicode NFC and letter case as they
+    are. ``<stem>.<ext>.png`` (the image's whole name) is taken only with the input's own extension:
+    ``b.PNG.png`` beside ``b.jpg`` is the label of an image ``b.PNG``. The first such name in sorted order is
+    returned."""
+    index = index or FolderIndex()
+    try:
+        folder = _find_folder(labels_dir, rel.parent, index)
+    except ValueError:
+        return None
+    if folder is None:
+        return None
+    stem, seps = re.escape(_nfc(rel.stem)), re.escape(_SEPARATORS)
+    after, before = rf"(?P<after>[{seps}]{_ADDED_WORD})", rf"(?P<before>{_ADDED_WORD}[{seps}])"
+    pattern = re.compile(rf"{stem}{after}|{before}{stem}")
+    plain = _nfc(rel.stem)
+    # A substring test first, cheap: a folder of thousands of labels is searched for each missing one.
+    for name in sorted(n for n in index.all_names(folder) if plain in _nfc(n)):
+        suffix = next((s for s in LABEL_EXTENSIONS if name.lower().endswith(s)), None)
+        if suffix is None:
+            continue
+        label_stem = name[: len(name) - len(suffix)]
+        match = pattern.fullmatch(_nfc(label_stem))
+        if match is None:
+            continue
+        added = match.group("after") or match.group("before")
+        if added.lower() in IMAGE_EXTENSIONS and added.lower() != rel.suffix.lower():
+            continue  # b.PNG.png beside b.jpg: the label of an image b.PNG, not b.jpg's (425_1.jpg.png is)
+        beside = image_path is not None and index.has_image_of_stem(
+            image_path.parent, label_stem, image_extensions
+        )
+        if beside:
+            continue  # the exact label of another input
+        if (folder / name).is_file():
+            return folder / name, added
+    return None
+
+
 def find_true_contact(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None = None) -> Path | None:
     """True contact file of input ``rel``, or None.
 
@@ -433,6 +495,12 @@ class Evaluation:
                     f"{PurePosixPath(rel.name).stem}{other_case.suffix}"
                 )
                 return
+            renamed = label_with_a_word_added(
+                self.labels_dir, rel, self._folders, image_path, self.image_extensions
+            )
+            if renamed is not None:
+                self.errors[key] = self._renamed_label_message(renamed[0], renamed[1], rel)
+                return
             self.missing.append(key)
             return
         try:
@@ -462,6 +530,21 @@ class Evaluation:
         self.per_image[key] = entry
         if image_sha256 and image_content_key(image_sha256) in (self.trained_image_keys or ()):
             self.trained_on.add(key)
+
+    @staticmethod
+    def _renamed_label_message(path: Path, added: str, rel: PurePosixPath) -> str:
+        """Why the label ``path``, named ``rel``'s stem with ``added``, was not scored, and what to do."""
+        stem = PurePosixPath(rel.name).stem
+        if added == ".mask" and path.with_name(f"{stem}.overlay.png").exists():
+            return (
+                f"{path}: a mask predict.py wrote (an overlay is beside it), not a label: labels_dir must be "
+                f"the folder of the true label masks, one {stem}.png per image"
+            )
+        return (
+            f"{path}: its name is the image's, {stem}, with '{added}' added, and labels are matched by their "
+            f"exact name (as train.py pairs images and masks); rename it {stem}{path.suffix} (for a folder "
+            f"of labels named so, remove '{added}' from each name)"
+        )
 
     @staticmethod
     def _size_message(
