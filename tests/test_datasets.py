@@ -217,6 +217,28 @@ def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
     assert read_labels_class_map("checkpoint", unnamed) is not None
 
 
+@pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])
+def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(several: bool) -> None:
+    """AI4Mars labels scored with a MarsScapes model, ``labels_class_map=ai4mars``: the refusal said to give
+    ``checkpoint`` (or ``marsscapes``), the MarsScapes map, which reads AI4Mars' sand (2) as rough and its
+    big rocks (3) as an error; it now gives the labels' own map, to copy onto the command line."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import read_labels_class_map
+    from marsunits.task import _normalise_class_map
+
+    ms = {0: 0, 1: 1, 6: 2, 255: 255}
+    meta = (
+        {"class_map": _normalise_class_map({"marsscapes": ms, "synthetic": None}), "dataset": "ms_syn"}
+        if several
+        else {"class_map": ms, "dataset": "marsscapes"}
+    )
+    with pytest.raises(ConfigError) as refused:
+        read_labels_class_map("ai4mars", meta)
+    message = str(refused.value)
+    assert "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'" in message
+    assert "configs/data/ai4mars.yaml" in message
+
+
 def test_class_map_refuses_masks_that_are_not_uint8() -> None:
     """A 16-bit mask must be refused, not looked up: its values above 255 are no native id of any map."""
     for cm in (ClassMap(AI4MARS_MAP, "ai4mars"), ClassMap(None, "folder")):
@@ -1224,3 +1246,15 @@ def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(tm
     # The layouts that are right pass, reading no image.
     for scan, root in ((scan_marsscapes, ms), (scan_ai4mars, ai)):
         assert len(scan(root)) == 1
+
+
+def test_the_data_set_maps_that_refusals_spell_out_are_the_configs() -> None:
+    """``DATA_SET_LABEL_MAPS`` (what a refused ``labels_class_map=<data set>`` tells to give) equals the
+    ``class_map`` of ``configs/data/<name>.yaml``, and parses as the command line's mapping."""
+    import yaml
+
+    from marsunits.inference.options import DATA_SET_LABEL_MAPS
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "data"
+    for name, text in DATA_SET_LABEL_MAPS.items():
+        assert yaml.safe_load(text) == yaml.safe_load((configs / f"{name}.yaml").read_text())["class_map"]

@@ -299,6 +299,31 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
         raise ConfigError(str(exc)) from exc
 
 
+#: The native-id maps of the project's real data sets (``class_map`` of ``configs/data/<name>.yaml``, which
+#: a test keeps these equal to), as a command line gives them: a refusal of ``labels_class_map=<name>`` for
+#: a model not trained on that data set spells its map out, since the model's own map reads those labels
+#: wrongly (AI4Mars' sand, 2, is MarsScapes' gravel, rough) and ``configs/`` is not in an installed package.
+DATA_SET_LABEL_MAPS: dict[str, str] = {
+    "ai4mars": "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}",
+    "marsscapes": "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}",
+}
+
+
+def _labels_of_another_data_set(value: str) -> str:
+    """The sentence a refusal of ``labels_class_map=<value>`` ends with: labels of a data set the model was
+    not trained on take that data set's own map, given as a mapping."""
+    known = DATA_SET_LABEL_MAPS.get(value)
+    if known is None:
+        return (
+            f"; labels of another data set need its own map as a mapping: the class_map of "
+            f"configs/data/{value}.yaml, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
+        )
+    return (
+        f"; for {value} labels, which this model's map would read wrongly, give {value}'s own map "
+        f"(configs/data/{value}.yaml): labels_class_map='{known}'"
+    )
+
+
 def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any, Any], str]:
     """The map the model was trained with that ``labels_class_map=<value>`` names, and its data set's name.
 
@@ -325,7 +350,7 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
             raise ConfigError(
                 f"labels_class_map={value}: this model {trained_on}; give checkpoint"
                 f"{f' (or {dataset})' if named else ''} for its map, null for labels in project ids, or a "
-                "mapping {native id: project id}"
+                "mapping {native id: project id}" + _labels_of_another_data_set(value)
             )
         return mapping, dataset
     if value == "checkpoint":
@@ -343,6 +368,7 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
         raise ConfigError(
             f"labels_class_map={value}: not a data set this model was trained on; give checkpoint, one of "
             f"{', '.join(sorted(by_source))}, null or a mapping {{native id: project id}}"
+            + _labels_of_another_data_set(value)
         )
     if not by_source[value]:
         raise ConfigError(
@@ -356,7 +382,7 @@ def _no_training_map(dataset: str, value: str = "checkpoint") -> ConfigError:
     return ConfigError(
         f"labels_class_map={value}, but this model was trained on masks in project ids (dataset "
         f"{dataset!r} has no class_map); give the labels' map instead: the class_map of their data set's "
-        "configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
+        f"configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
     )
 
 
