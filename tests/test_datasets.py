@@ -353,6 +353,25 @@ def test_unpaired_files_are_listed(tmp_path: Path) -> None:
         scan_folder(root2)
 
 
+@pytest.mark.parametrize(
+    ("renamed", "added"), [("{}_mask", "_mask"), ("{}-gt", "-gt"), ("label_{}", "label_")]
+)
+def test_masks_named_with_a_word_added_to_their_images_stems_are_told_the_rename(
+    tmp_path: Path, renamed: str, added: str
+) -> None:
+    """``data=folder`` with ``masks/img_0_mask.png`` for ``images/img_0.png`` (the way many labelling tools
+    export): the error listed every image as without a mask and every mask as without an image, without a
+    word that each mask was its image's, named with a word added."""
+    root = write_fake_folder(tmp_path / "f", n_images=3)
+    for mask in sorted((root / "masks").iterdir()):
+        mask.rename(mask.with_name(renamed.format(mask.stem) + mask.suffix))
+    with pytest.raises(ValueError) as refused:
+        scan_folder(root)
+    message = str(refused.value)
+    assert f"3 mask(s) are named as their images with '{added}' added" in message
+    assert f"remove '{added}' from the mask names" in message
+
+
 def test_image_mask_size_mismatch_names_file(tmp_path: Path) -> None:
     root = write_fake_folder(tmp_path / "f", n_images=2)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "img_1.png")

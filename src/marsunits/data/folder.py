@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import unicodedata
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
@@ -142,6 +144,49 @@ def _other_formats_note(folder: Path, other: list[Path]) -> str:
     )
 
 
+#: A word added to a file's stem in its mask's or label's name: ``<stem>_mask``, ``<stem>-gt``,
+#: ``label_<stem>``, ``<stem>.mask``: letters only after (or before) one separator, so that ``img_10`` and
+#: ``img_1_2``, other images' stems, are not read as ``img_1`` with a word added.
+_ADDED_AFTER = re.compile(r"(?P<base>.+?)(?P<added>[_\-. ][^\W\d_]+)")
+_ADDED_BEFORE = re.compile(r"(?P<added>[^\W\d_]+[_\-. ])(?P<base>.+)")
+
+
+def word_added_to_stem(name: str, stems: Collection[str]) -> tuple[str, str] | None:
+    """``(stem, added)`` when ``name`` (a file name stem) is one of ``stems`` with a word added before or
+    after it (``"img_0_mask"`` -> ``("img_0", "_mask")``), else None. Compared as given (callers pass NFC)."""
+    for pattern in (_ADDED_AFTER, _ADDED_BEFORE):
+        match = pattern.fullmatch(name)
+        if match is not None and match.group("base") in stems:
+            return match.group("base"), match.group("added")
+    return None
+
+
+def _renamed_masks_hint(no_mask: Collection[str], no_image: Collection[str]) -> str:
+    """A sentence for the unpaired-files error when masks are named as their unpaired images with one word
+    added (``img_0_mask.png`` for ``img_0.png``): the word most of them share and the rename; "" if none.
+    Keys may hold folders (``site B/img_0``): the word is looked for in the last part of the name."""
+    by_name: dict[str, set[str]] = {}
+    for key in no_mask:
+        folder, _, name = key.rpartition("/")
+        by_name.setdefault(folder, set()).add(name)
+    added: Counter[str] = Counter()
+    example: dict[str, tuple[str, str]] = {}
+    for key in no_image:
+        folder, _, name = key.rpartition("/")
+        found = word_added_to_stem(name, by_name.get(folder, set()))
+        if found is not None:
+            added[found[1]] += 1
+            example.setdefault(found[1], (key, found[0]))
+    if not added:
+        return ""
+    word, count = added.most_common(1)[0]
+    mask, image = example[word]
+    return (
+        f" {count} mask(s) are named as their images with '{word}' added (e.g. {mask} for the image {image}):"
+        f" remove '{word}' from the mask names, so that each mask is named as its image."
+    )
+
+
 def pair_by_stem(
     images_dir: Path,
     masks_dir: Path,
@@ -204,6 +249,7 @@ def pair_by_stem(
         raise ValueError(
             f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
             "stem: add the missing files or move the unpaired ones out of the dataset folders."
+            + _renamed_masks_hint(no_mask, no_image)
             + image_note
             + mask_note
         )

@@ -52,6 +52,7 @@ from marsunits.boundary.metrics import (
 )
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from marsunits.data.class_map import ClassMap
+from marsunits.data.folder import word_added_to_stem
 from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
 from marsunits.file_digest import image_content_key
 
@@ -323,12 +324,6 @@ def label_in_another_case(
     return None
 
 
-#: A word added to an image's stem in its label's name: ``<stem>_label``, ``<stem>-gt``, ``mask_<stem>``,
-#: ``<stem>.mask`` (letters only, so that ``425_10`` and ``425_1_2``, other images' stems, are not taken).
-_ADDED_WORD = r"[^\W\d_]+"
-_SEPARATORS = "_-. "
-
-
 def label_with_a_word_added(
     labels_dir: Path,
     rel: PurePosixPath,
@@ -355,9 +350,6 @@ def label_with_a_word_added(
         return None
     if folder is None:
         return None
-    stem, seps = re.escape(_nfc(rel.stem)), re.escape(_SEPARATORS)
-    after, before = rf"(?P<after>[{seps}]{_ADDED_WORD})", rf"(?P<before>{_ADDED_WORD}[{seps}])"
-    pattern = re.compile(rf"{stem}{after}|{before}{stem}")
     plain = _nfc(rel.stem)
     # A substring test first, cheap: a folder of thousands of labels is searched for each missing one.
     for name in sorted(n for n in index.all_names(folder) if plain in _nfc(n)):
@@ -365,10 +357,10 @@ def label_with_a_word_added(
         if suffix is None:
             continue
         label_stem = name[: len(name) - len(suffix)]
-        match = pattern.fullmatch(_nfc(label_stem))
-        if match is None:
+        found = word_added_to_stem(_nfc(label_stem), {plain})
+        if found is None:
             continue
-        added = match.group("after") or match.group("before")
+        added = found[1]
         if added.lower() in IMAGE_EXTENSIONS and added.lower() != rel.suffix.lower():
             continue  # b.PNG.png beside b.jpg: the label of an image b.PNG, not b.jpg's (425_1.jpg.png is)
         beside = image_path is not None and index.has_image_of_stem(
