@@ -435,3 +435,31 @@ def test_a_label_named_after_the_images_whole_file_name_is_named_with_the_rename
     ev = Evaluation(tmp_path)
     ev.add(PurePosixPath("425_1.jpg"), _halves(20, 30, 15))
     assert "rename it 425_1.png" in ev.errors["425_1.jpg"]
+
+
+def test_a_label_at_the_top_of_labels_dir_for_an_input_in_a_subfolder_is_named_with_the_move(
+    tmp_path: Path,
+) -> None:
+    """Inputs sorted into folders (``sol0100/NLA_1.jpg``), labels in one flat folder as AI4Mars ships them
+    (``labels/NLA_1.png``): labels mirror the input's folders, so nothing was scored and the run said only
+    that labels must be ``sol0100/NLA_1.png``, without a word that the label was there, at the top."""
+    write_png_atomic(tmp_path / "NLA_1.png", _halves(20, 30, 15))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("sol0100/NLA_1.jpg"), _halves(20, 30, 15))
+    message = ev.errors["sol0100/NLA_1.jpg"]
+    assert message.startswith(f"{tmp_path / 'NLA_1.png'}: ") and not ev.missing
+    assert f"{tmp_path / 'sol0100' / 'NLA_1.png'}" in message
+
+
+def test_a_top_level_label_of_a_top_level_input_is_not_offered_to_its_namesake_in_a_subfolder(
+    tmp_path: Path,
+) -> None:
+    inputs, labels = tmp_path / "in", tmp_path / "labels"
+    (inputs / "sub").mkdir(parents=True)
+    labels.mkdir()
+    for name in ("x.jpg", "sub/x.jpg"):
+        (inputs / name).write_bytes(b"an image")
+    write_png_atomic(labels / "x.png", _halves(20, 30, 15))
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("sub/x.jpg"), _halves(20, 30, 15), image_path=inputs / "sub" / "x.jpg")
+    assert ev.missing == ["sub/x.jpg"] and not ev.errors

@@ -493,6 +493,16 @@ class Evaluation:
             if renamed is not None:
                 self.errors[key] = self._renamed_label_message(renamed[0], renamed[1], rel)
                 return
+            flat = self._flat_label(rel, image_path)
+            if flat is not None:
+                mirrored = self.labels_dir / rel.parent / flat.name
+                self.errors[key] = (
+                    f"{flat}: a label of this image's name lies at the top of labels_dir, but labels mirror "
+                    f"the input's folders, so this image's is {mirrored}; move "
+                    f"each label into the folder of its image there (or predict the images of each subfolder "
+                    f"with input_dir=<that subfolder>, whose labels then lie at the top of labels_dir)"
+                )
+                return
             self.missing.append(key)
             return
         try:
@@ -522,6 +532,22 @@ class Evaluation:
         self.per_image[key] = entry
         if image_sha256 and image_content_key(image_sha256) in (self.trained_image_keys or ()):
             self.trained_on.add(key)
+
+    def _flat_label(self, rel: PurePosixPath, image_path: Path | None) -> Path | None:
+        """The label of ``rel``'s name at the top of ``labels_dir`` when ``rel`` lies in a subfolder (inputs
+        sorted into folders, labels in one flat folder as AI4Mars ships them), or None; None too when an input
+        of that stem lies at the top of the input folder (``image_path``'s, known from ``rel``): it is that
+        input's label."""
+        if rel.parent == PurePosixPath("."):
+            return None
+        if image_path is not None and len(image_path.parts) > len(rel.parts):
+            top = Path(*image_path.parts[: len(image_path.parts) - len(rel.parts)])
+            if self._folders.has_image_of_stem(top, rel.stem, self.image_extensions):
+                return None
+        try:
+            return find_label(self.labels_dir, PurePosixPath(rel.name), self._folders)
+        except ValueError:  # two Unicode forms of the name there: not this image's hint to give
+            return None
 
     @staticmethod
     def _renamed_label_message(path: Path, added: str, rel: PurePosixPath) -> str:
