@@ -560,8 +560,8 @@ class Evaluation:
             )
         return (
             f"{path}: its name is the image's, {stem}, with '{added}' added, and labels are matched by their "
-            f"exact name (as train.py pairs images and masks); rename it {stem}{path.suffix} (for a folder "
-            f"of labels named so, remove '{added}' from each name)"
+            f"exact name (as train.py pairs images and masks); if it is this image's label, rename it "
+            f"{stem}{path.suffix} (for a folder of labels named so, remove '{added}' from each name)"
         )
 
     @staticmethod
