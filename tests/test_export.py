@@ -1131,3 +1131,18 @@ def test_a_full_disk_export_names_the_package_folder_and_the_export_s_own_fix(
     err = capsys.readouterr().err
     assert f"cannot write {out}: the disk is full" in err and "out=<folder>" in err, err
     assert "paths.log_dir" not in err and "output_dir" not in err
+
+
+@pytest.mark.parametrize("given", ["run", "run/checkpoints"])
+def test_a_train_run_folder_given_as_the_model_names_its_best_checkpoint(tmp_path: Path, given: str) -> None:
+    """``ckpt_path=logs/train/<run>`` (or its ``checkpoints/``): the refusal said only "a folder without
+    model.json or model.safetensors: give a model package folder or a .ckpt file", not which file of the
+    folder is the model to give."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("best.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"a checkpoint")
+    with pytest.raises(FileNotFoundError) as refused:
+        load_model(tmp_path / given)
+    message = str(refused.value)
+    assert f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}" in message and "a train.py run keeps" in message

@@ -778,6 +778,25 @@ def _refuse_zipped_package(path: Path) -> None:
     )
 
 
+def _run_folder_hint(folder: Path) -> str:
+    """A sentence naming the checkpoint to give when ``folder`` is a train.py run folder or its
+    ``checkpoints/`` (``best.ckpt``, else ``last.ckpt``, else the one ``.ckpt`` there), or ""."""
+    for checkpoints in (folder / "checkpoints", folder):
+        try:
+            found = sorted(p.name for p in checkpoints.glob("*.ckpt") if p.is_file())
+        except OSError:
+            continue
+        named = [n for n in ("best.ckpt", "last.ckpt") if n in found]
+        best = named[0] if named else found[0] if len(found) == 1 else None
+        if best is not None:
+            what = {"best.ckpt": " (the best val/miou)", "last.ckpt": " (the last weights)"}.get(best, "")
+            return (
+                f" Give the checkpoint file it holds{what}: ckpt_path={checkpoints / best} (a train.py run "
+                "keeps best.ckpt and last.ckpt in its checkpoints/ folder)"
+            )
+    return ""
+
+
 def load_model(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
@@ -832,7 +851,7 @@ def load_model(
     if path.is_dir():
         raise FileNotFoundError(
             f"{path} is a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a "
-            ".ckpt file."
+            ".ckpt file." + _run_folder_hint(path)
         )
     _refuse_zipped_package(path)
     try:
