@@ -2218,27 +2218,19 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
     Hydra had rewritten that run's .hydra/ record with the refused command's settings (and added to its
     train.log): whoever rebuilt the run from .hydra/overrides.yaml got the wrong one. The command line
     pins a default run_name to the folder it claims, which must not make ckpt_path=last look for it.
-    The finished run and the first refusal through train.py itself; the second refusal and the resume in
-    this process, through train.py's checks before Hydra."""
-    import subprocess
-    import sys
-
+    The first refusal through train.py itself; the finished run, the second refusal and the resume in this
+    process, through train.py's checks before Hydra (a second train.py start costs seconds of imports). The
+    finished run's Hydra record is written as Hydra writes it (.hydra/ and train.log in the run folder):
+    its bytes are what must stay."""
     logs = tmp_path / "logs"
     base = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}", "logger=csv"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-
-    def train(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train.py"), *base, *extra],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            cwd=tmp_path,
-        )
-
-    assert train("run_name=r1").returncode == 0
+    status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *base, "run_name=r1")
+    assert status == 0, err[-2000:]
     folder = logs / "train" / "r1"
+    (folder / ".hydra").mkdir()
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (folder / ".hydra" / name).write_text(f"# the finished run's {name}\n")
+    (folder / "train.log").write_text("the finished run's log\n")
     record = {p.name: p.read_bytes() for p in [*(folder / ".hydra").iterdir(), folder / "train.log"]}
     for k, (extra, said) in enumerate(
         (
@@ -2250,7 +2242,7 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
         )
     ):
         if k == 0:
-            proc = train(*extra)
+            proc = _train_py(tmp_path, *base, *extra)
             status, err = proc.returncode, proc.stderr
         else:
             status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *base, *extra)
