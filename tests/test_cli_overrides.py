@@ -406,7 +406,30 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
     assert status == 2 and "ckpt_path=last with run_name=rcaf\\xe9: " in said, said[-3000:]
 
 
-def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def run_a_b_under_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``train.py data=folder data.root=<empty> logger=csv run_name=a,b paths.log_dir=~/runs``, run once from
+    a folder whose ``home/`` is its home folder, for the two tests below of what it shows (a train.py start
+    costs seconds of imports): that folder and the finished process. The data folder is there, empty (a
+    missing one is refused before the run), so Hydra makes the run folder and the run stops on it."""
+    where = tmp_path_factory.mktemp("train_py")
+    (where / "home").mkdir()
+    (where / "empty").mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={where / 'empty'}"]
+        + ["logger=csv", "run_name=a,b", "paths.log_dir=~/runs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=where,
+        env={**os.environ, "HOME": str(where / "home")},
+    )
+    return where, proc
+
+
+def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(
+    run_a_b_under_home: tuple[Path, subprocess.CompletedProcess],
+) -> None:
     """``train.py run_name=a,b`` (two runs meant, ``-m`` forgotten) trained one run, in a folder named
     ``a,b``, without a word: a path option's comma is kept as part of the name outside a multirun (``sol
     12, left`` is a folder). It still is, but a warning line says so and that ``-m`` makes one run per value;
@@ -421,11 +444,13 @@ def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(tmp_pa
         timeout=120,
         cwd=tmp_path,
     )
+
+    where, proc = run_a_b_under_home
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("train.py: warning:")]
     assert "run_name=a,b" in warning and "'a,b'" in warning and "one run" in warning, warning
     assert "-m" in warning, warning
-    assert (tmp_path / "logs" / "train" / "a,b" / "train.log").is_file()  # the folder it names, as before
+    assert (where / "home" / "runs" / "train" / "a,b" / "train.log").is_file()  # the folder it names
 
     from marsunits.cli_overrides import sweeps_taken_as_one_value
 
@@ -467,7 +492,9 @@ def test_a_folder_with_a_comma_that_exists_is_no_forgotten_multirun(
     assert said.endswith("(python <script>.py -m ... 'input_dir=x, y')"), said
 
 
-def test_a_log_folder_under_the_home_folder_is_made_there(tmp_path: Path) -> None:
+def test_a_log_folder_under_the_home_folder_is_made_there(
+    run_a_b_under_home: tuple[Path, subprocess.CompletedProcess],
+) -> None:
     """``paths.log_dir=~/runs`` (zsh passes ``~`` after ``=`` as it is) made a folder named ``~`` in the
     current folder, and the run went there: Hydra makes the run folder before any code of the project
     reads the path. ``~`` is now the home folder there too, as in every other path option."""
@@ -484,9 +511,11 @@ def test_a_log_folder_under_the_home_folder_is_made_there(tmp_path: Path) -> Non
         cwd=tmp_path,
         env={**os.environ, "HOME": str(home)},
     )
+
+    where, proc = run_a_b_under_home
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert (home / "runs" / "train" / "r" / "train.log").is_file(), proc.stderr[-3000:]
-    assert not (tmp_path / "~").exists()
+    assert (where / "home" / "runs" / "train" / "a,b" / "train.log").is_file(), proc.stderr[-3000:]
+    assert not (where / "~").exists()
 
 
 def test_torchrun_or_slurm_ranks_without_a_run_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
