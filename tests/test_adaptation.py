@@ -20,6 +20,9 @@ from marsunits.inference.runner import run
 from marsunits.task import SegmentationTask, load_task
 from test_predict import ckpt, make_cfg, save_rgb  # noqa: F401  (ckpt is a fixture)
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _net() -> nn.Sequential:
     torch.manual_seed(0)

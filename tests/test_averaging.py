@@ -15,6 +15,9 @@ from marsunits.task import load_task
 from marsunits.training import run
 from test_train import TINY
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_ema_checkpoint_holds_the_average_and_test_scores_it(tmp_path: Path) -> None:
     overrides = [*TINY, "callbacks=[default,ema]", "trainer.max_epochs=2", "callbacks.ema.decay=0.5"]

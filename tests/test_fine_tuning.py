@@ -15,6 +15,9 @@ from marsunits.task import CheckpointError, load_task
 from marsunits.training import run
 from test_train import TINY
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def source_ckpt(tmp_path_factory) -> Path:

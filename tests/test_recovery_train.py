@@ -23,6 +23,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from marsunits.task import SegmentationTask, load_task
 from marsunits.training import run
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 try:
     from .conftest import REPO_ROOT, compose_config
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path (rootdir conftest)
