@@ -27,6 +27,9 @@ from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedEr
 from marsunits.task import load_task
 from marsunits.training import _check_monitor_is_logged, resolve_ckpt_path, run
 
+#: Tiny networks on tiny crops: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 #: Shrinks the default synthetic experiment to seconds: tiny network, tiny scenes, few batches.
 TINY = [
     "model=tiny",
@@ -1090,9 +1093,11 @@ class InterruptAtStep(pl.Callback):
 
 def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """``train.py <args>`` in a subprocess (real signals reach only it), with tests/ on its path for the
-    test callbacks and no rank variables of an outer launcher."""
+    test callbacks, no rank variables of an outer launcher, and one torch thread as this module's tests
+    (``one_torch_thread``: the tiny network only loses time to intra-op threads on a 2-core machine)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")  # torch's default thread count, unless this shell sets one
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "train.py"), *args],
         capture_output=True,
@@ -1396,26 +1401,11 @@ def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(
     trial's own command in its own folder, and it resumes there (the sweep through train.py; the advice
     followed in this process, train.py's checks before Hydra included)."""
     import shlex
-    import subprocess
-    import sys
 
     logs = tmp_path / "logs"
     stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), env.get("PYTHONPATH", "")])
     common = [*TINY, "trainer.max_epochs=2", "test=false", "logger=csv", f"paths.log_dir={logs}"]
-
-    def train(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            cwd=tmp_path,
-        )
-
-    sweep = train("-m", *common, *stop, "+callbacks.stop.sigterm=true", "seed=1,2")
+    sweep = _train_py(tmp_path, "-m", *common, *stop, "+callbacks.stop.sigterm=true", "seed=1,2")
     assert sweep.returncode == 143, sweep.stderr[-3000:]
     (said,) = [ln for ln in sweep.stderr.splitlines() if "this trial alone to go on" in ln]
     command = said.split("to go on: python train.py ", 1)[1].split(" (the sweep's own command", 1)[0]
