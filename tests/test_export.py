@@ -25,6 +25,10 @@ from marsunits.export import export_checkpoint, main, parse_args
 from marsunits.model_package import JSON_NAME, WEIGHTS_NAME, is_package, load_model, load_package
 from marsunits.task import CheckpointError, load_task
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 try:
     from .conftest import REPO_ROOT, compose_config, one_step_trainer
 except ImportError:  # tests/ is not a package: pytest puts it on sys.path (rootdir conftest)
