@@ -11,6 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

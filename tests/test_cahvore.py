@@ -24,6 +24,9 @@ from marsunits.boundary.camera import (
 )
 from marsunits.boundary.camera.oriented import OrientedCamera
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 #: A MER front Hazcam's CAHVORE model (rover frame, x forward, y right, z down; 1024 x 1024), as NASA's Vision
 #: Workbench tests it (``src/vw/Camera/tests/TestCAHVOREModel.cxx``), with ``A`` and ``O`` made exactly unit
 #: (this code normalises them; JPL's uses them as given, 1e-6 off unit here). Type 3, linearity 0.37.

@@ -22,6 +22,10 @@ from marsunits.inference.runtime import (
 )
 from marsunits.task import load_task
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .test_predict import ckpt, make_cfg, save_rgb  # noqa: F401 - ckpt is a fixture
 except ImportError:

@@ -23,6 +23,10 @@ from marsunits.inference import run
 from marsunits.inference import runner as runner_module
 from marsunits.inference.inputs import check_folders, discover, output_escape
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import CONFIG_DIR
     from .test_predict import ckpt, make_cfg, read_manifest, save_rgb  # noqa: F401  (ckpt is a fixture)

@@ -16,6 +16,9 @@ from marsunits.inference.runner import run
 from marsunits.inference.runtime import TorchForward
 from test_predict import ckpt, make_cfg, save_rgb  # noqa: F401  (ckpt is a fixture)
 
+#: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _forward() -> TorchForward:
     return TorchForward(small_task(), torch.device("cpu"), channels_last=False)
