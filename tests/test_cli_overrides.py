@@ -410,11 +410,13 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
 def run_a_b_under_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """``train.py data=folder data.root=<empty> logger=csv run_name=a,b paths.log_dir=~/runs``, run once from
     a folder whose ``home/`` is its home folder, for the two tests below of what it shows (a train.py start
-    costs seconds of imports): that folder and the finished process. The data folder is there, empty (a
-    missing one is refused before the run), so Hydra makes the run folder and the run stops on it."""
+    costs seconds of imports): that folder and the finished process. The data folder is there with its
+    ``images/`` and ``masks/``, empty (a missing folder, or one without that layout, is refused before the
+    run), so Hydra makes the run folder and the run stops on it."""
     where = tmp_path_factory.mktemp("train_py")
     (where / "home").mkdir()
-    (where / "empty").mkdir()
+    for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
+        (where / "empty" / sub).mkdir(parents=True)
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={where / 'empty'}"]
         + ["logger=csv", "run_name=a,b", "paths.log_dir=~/runs"],
@@ -434,17 +436,6 @@ def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(
     ``a,b``, without a word: a path option's comma is kept as part of the name outside a multirun (``sol
     12, left`` is a folder). It still is, but a warning line says so and that ``-m`` makes one run per value;
     nothing is said in a multirun, for a quoted value, or for an option that is not a path."""
-    for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
-        (tmp_path / "empty" / sub).mkdir(parents=True)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
-        + ["logger=csv", "run_name=a,b", f"paths.log_dir={tmp_path / 'logs'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-
     where, proc = run_a_b_under_home
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("train.py: warning:")]
@@ -498,20 +489,6 @@ def test_a_log_folder_under_the_home_folder_is_made_there(
     """``paths.log_dir=~/runs`` (zsh passes ``~`` after ``=`` as it is) made a folder named ``~`` in the
     current folder, and the run went there: Hydra makes the run folder before any code of the project
     reads the path. ``~`` is now the home folder there too, as in every other path option."""
-    home = tmp_path / "home"
-    home.mkdir()
-    for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
-        (tmp_path / "empty" / sub).mkdir(parents=True)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
-        + ["logger=csv", "run_name=r", "paths.log_dir=~/runs"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "HOME": str(home)},
-    )
-
     where, proc = run_a_b_under_home
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert (where / "home" / "runs" / "train" / "a,b" / "train.log").is_file(), proc.stderr[-3000:]
