@@ -784,6 +784,23 @@ def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path
     assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
 
 
+def test_predict_ckpt_path_last_is_refused_before_hydra_naming_the_newest_best_ckpt(tmp_path: Path) -> None:
+    """predict.py ckpt_path=last (train.py's resume word) was refused before Hydra started, but as 'checkpoint
+    <cwd>/last does not exist': the refusal now says what last means and names the newest run's best.ckpt
+    under paths.log_dir, as the run itself does (test_predict_safety.py)."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images = tmp_path / "images"
+    images.mkdir()
+    best = tmp_path / "runs" / "train" / "2026-01-01_00-00-00" / "checkpoints" / "best.ckpt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"not read here")
+    given = ["ckpt_path=last", f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
+    refused = predict_refusal([*given, f"paths.log_dir={tmp_path / 'runs'}"], CONFIG_DIR)
+    assert refused is not None and refused.startswith("ckpt_path=last means something only to train.py")
+    assert f"ckpt_path={best} " in refused, refused
+
+
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])
 def test_an_entry_point_running_another_copy_of_the_package_says_so(tmp_path: Path, prog: str) -> None:
     """A checkout whose package was installed without ``-e`` (``pip install .``, or an editable install of

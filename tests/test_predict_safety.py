@@ -856,6 +856,44 @@ def test_a_sharded_run_checks_option_values_before_spawning_ranks(
         assert status == 2 and not launched and said in err.splitlines()[0] and "Traceback" not in err, err
 
 
+def test_ckpt_path_last_says_it_is_train_pys_word_and_names_the_newest_best_ckpt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ckpt_path=last, carried over from train.py's resume, said only 'checkpoint <cwd>/last does not exist;
+    pass a .ckpt...'. It names train.py's meaning and the newest run's best.ckpt under paths.log_dir."""
+    inp = tmp_path / "in"
+    _tree(inp, 1)
+    cfg = make_cfg(tmp_path, "last", inp, tmp_path / "out")  # type: ignore[arg-type]
+    log_dir = Path(cfg.paths.log_dir)
+    status, err = _run_cli(cfg, capsys)  # no run trained yet: the general form
+    first = err.splitlines()[0]
+    assert status == 2 and "Traceback" not in err, err
+    assert "ckpt_path=last means something only to train.py" in first, first
+    assert f"no run under {log_dir} has a checkpoints/best.ckpt" in first, first
+    assert "ckpt_path=<log folder>/train/<run>/checkpoints/best.ckpt" in first, first
+    runs = {
+        "old": log_dir / "train" / "2026-01-01_00-00-00" / "checkpoints",
+        "new": log_dir / "train" / "multirun-2026-02-01_00-00-00" / "3" / "checkpoints",  # a sweep's trial
+        "debug": log_dir / "debug" / "2026-01-15_00-00-00" / "checkpoints",
+    }
+    for written, folder in zip((1e9, 3e9, 2e9), runs.values(), strict=True):  # the trial's is the newest
+        folder.mkdir(parents=True)
+        (folder / "best.ckpt").write_bytes(b"")
+        os.utime(folder / "best.ckpt", (written, written))
+    (log_dir / "train" / "2026-03-01_00-00-00" / "checkpoints").mkdir(parents=True)  # nothing kept yet
+    status, err = _run_cli(cfg, capsys)
+    first = err.splitlines()[0]
+    assert status == 2 and "Traceback" not in err, err
+    assert "ckpt_path=last means something only to train.py" in first, first
+    assert f"ckpt_path={runs['new'] / 'best.ckpt'} " in first, first
+    assert not (tmp_path / "out").exists()
+    # From Python (no log folder known), the general form, still as a missing file.
+    from marsunits.inference import PredictOptions, predict_folder
+
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=last means something only to train\.py.*<run>"):
+        predict_folder(PredictOptions(ckpt_path="last", input_dir=str(inp), output_dir=str(tmp_path / "o")))
+
+
 def test_an_output_disk_too_full_for_the_claim_names_the_folder_and_leaves_no_claim(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -694,7 +694,7 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     """
     from marsunits.errors import MarsUnitsError
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import check_before_predicting
+    from marsunits.inference.runner import check_before_predicting, configured_log_dir
 
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
     if any(k in (*_INFORMATIONAL, *_OTHER_RUN) or k.startswith(_CONFIG_FLAGS) for k in keys) or _sweeping(
@@ -707,7 +707,7 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
         except Exception:  # noqa: BLE001 - Hydra reports what does not compose
             return None
     try:
-        check_before_predicting(PredictOptions.from_config(cfg))
+        check_before_predicting(PredictOptions.from_config(cfg), configured_log_dir(cfg))
     except (MarsUnitsError, FileNotFoundError) as refused:
         return str(refused)
     except Exception:  # noqa: BLE001 - not resolvable before Hydra starts (${hydra:...}): the run checks it

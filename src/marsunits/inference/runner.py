@@ -42,6 +42,7 @@ import errno
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -71,6 +72,7 @@ from marsunits.errors import (
     ConfigError,
     DataError,
     MarsUnitsError,
+    MissingFileError,
     TerminatedError,
     sigterm_raises,
     stopping_otherwise,
@@ -186,8 +188,69 @@ class RunResult:
 
 
 def run(cfg: DictConfig) -> int:
-    """Entry point of ``predict.py``: predict the folder described by ``cfg``; returns the exit code."""
-    return predict_folder(PredictOptions.from_config(cfg), cfg).exit_code
+    """Entry point of ``predict.py``: predict the folder described by ``cfg``; returns the exit code.
+
+    Raises:
+        MissingFileError: ``ckpt_path=last`` (train.py's word for resuming) and no file ``last`` is there:
+            the message names the newest ``checkpoints/best.ckpt`` under ``paths.log_dir`` to give instead.
+    """
+    opts = PredictOptions.from_config(cfg)
+    refuse_train_last(opts.ckpt_path, configured_log_dir(cfg))  # before the folders: the first mistake
+    return predict_folder(opts, cfg).exit_code
+
+
+def configured_log_dir(cfg: DictConfig) -> Path | None:
+    """``paths.log_dir`` of a composed config (where train.py's runs are), or None where it has none or it
+    does not resolve."""
+    log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None, throw_on_resolution_failure=False)
+    return None if log_dir is None else expand_home(str(log_dir))
+
+
+def refuse_train_last(ckpt_path: str, log_dir: Path | None) -> None:
+    """Refuse ``ckpt_path=last`` (train.py's word for resuming, no file ``last`` there) with
+    :func:`train_last_refusal`'s message.
+
+    Raises:
+        MissingFileError: naming the newest run's ``best.ckpt`` under ``log_dir``, else the general form.
+    """
+    if ckpt_path == "last" and not expand_home(ckpt_path).exists():
+        raise MissingFileError(train_last_refusal(log_dir))
+
+
+def newest_best_checkpoint(log_dir: Path) -> Path | None:
+    """The most recently written ``checkpoints/best.ckpt`` of a train.py run under ``log_dir``
+    (``<task>/<run>/`` or a sweep's trial, ``<task>/multirun-<time>/<n>/``), or None."""
+    found: list[tuple[float, Path]] = []
+    for pattern in ("*/*/checkpoints/best.ckpt", "*/*/*/checkpoints/best.ckpt"):
+        for path in log_dir.glob(pattern):
+            try:
+                found.append((path.stat().st_mtime, path))
+            except OSError:  # removed since it was listed
+                continue
+    return max(found)[1] if found else None
+
+
+def train_last_refusal(log_dir: Path | None) -> str:
+    """Why ``ckpt_path=last`` names no model for ``predict.py``, and the checkpoint to give: the newest run's
+    ``best.ckpt`` under ``log_dir`` (train.py's ``paths.log_dir``) where one is there, else the general form.
+    """
+    said = (
+        "ckpt_path=last means something only to train.py (resume the newest run from its last.ckpt); "
+        "predict.py needs the model itself: "
+    )
+    best = None if log_dir is None else newest_best_checkpoint(log_dir)
+    if best is not None:
+        return (
+            f"{said}the newest run's best weights are ckpt_path={shlex.quote(os.fspath(best))} (or give "
+            "another run's <run folder>/checkpoints/best.ckpt, or a model package folder from python -m "
+            "marsunits.export)"
+        )
+    none = "" if log_dir is None else f"no run under {log_dir} has a checkpoints/best.ckpt, so "
+    return (
+        f"{said}{none}give a train.py run's checkpoint, ckpt_path=<log folder>/train/<run>/checkpoints/"
+        "best.ckpt (the log folder is train.py's paths.log_dir, logs/ where it was run), or a model package "
+        "folder (python -m marsunits.export)"
+    )
 
 
 #: errno values that mean the output folder cannot take more files: stop instead of failing every input.
@@ -322,9 +385,11 @@ class CheckedOptions:
     ckpt_path: Path
 
 
-def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
+def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -> CheckedOptions:
     """Every check of ``opts`` that needs neither the model nor the images: the folders, the option values,
-    the logger, the device and precision, and that the checkpoint exists. Nothing is written.
+    the logger, the device and precision, and that the checkpoint exists. Nothing is written. ``log_dir``
+    (``paths.log_dir``, where train.py's runs are) lets a refused ``ckpt_path=last`` name the newest run's
+    ``best.ckpt`` (:func:`refuse_train_last`).
 
     Called by each run (each rank of a sharded one) and, before ranks are spawned, by the launching process:
     a refusal in a spawned rank came as some 70 lines of spawn traceback with status 1.
@@ -332,6 +397,7 @@ def check_before_predicting(opts: PredictOptions) -> CheckedOptions:
     Raises:
         MarsUnitsError, FileNotFoundError: the first problem, in one sentence.
     """
+    refuse_train_last(opts.ckpt_path, log_dir)
     input_dir, output_dir = check_folders(opts.input_dir, opts.output_dir)
     labels_dir = None
     if opts.labels_dir is not None:
