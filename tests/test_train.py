@@ -2103,7 +2103,8 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
         ["--experimental-rerun", str(tmp_path / "config.pickle")],
     ):
         assert claim_run_folder([*argv, *extra], CONFIG_DIR) == (None, [*argv, *extra])
-    assert sorted(p.name for p in (logs / "train").iterdir()) == sorted([name, "never-run"])
+    # The folder made for that claim went with it (nothing in it); the named run's is kept.
+    assert sorted(p.name for p in (logs / "train").iterdir()) == [name]
     assert not run_folder_claim._HELD_FOR_PROCESS
 
 
@@ -2196,6 +2197,57 @@ def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(tmp_path: Path) -> N
         assert (trial / ".train.claim").is_file() and sorted((logs / "train").glob("multirun-*")) == before
     finally:
         run_folder_claim.release_held_claims()
+
+
+def test_a_sweep_refused_before_its_first_trial_leaves_no_empty_folder(tmp_path: Path) -> None:
+    """train.py claims a sweep's folder before Hydra starts; a study its sweeper refused before its first
+    trial (-m hydra/sweeper=optuna without optimized_metric: one line, exit 2) left an empty
+    logs/train/multirun-<time>/ behind. Emptied of its claim, a folder the command made goes with it (and the
+    parents made for it); a folder holding anything (a sweep's trials) is kept."""
+    from marsunits import run_folder_claim
+    from marsunits.cli_overrides import claim_run_folder
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            "-m",
+            "hydra/sweeper=optuna",
+            "model.lr=interval(1e-4,1e-2)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,  # paths.log_dir: <launch folder>/logs
+    )
+    assert proc.returncode == 2 and "optimized_metric is null" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "logs").exists(), sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    # In this process: the claimed folder and the parents made for it go; a folder there before, or holding
+    # anything, stays.
+    logs = tmp_path / "runs"
+    (logs / "train" / "kept").mkdir(parents=True)
+    argv = ["-m", *TINY, "seed=1,2", f"paths.log_dir={logs}"]
+    for trials in (False, True):
+        try:
+            refused, pinned = claim_run_folder(argv, CONFIG_DIR)
+            folder = Path(pinned[-1].split("=", 1)[1].strip("'"))
+            assert refused is None and sorted(p.name for p in folder.iterdir()) == [".train.claim"]
+            if trials:
+                (folder / "0").mkdir()
+        finally:
+            run_folder_claim.release_held_claims()
+        assert sorted(p.name for p in (logs / "train").iterdir()) == (
+            sorted(["kept", folder.name]) if trials else ["kept"]
+        )
+    assert sorted(p.name for p in folder.iterdir()) == ["0"]  # the trials' folders kept, the claim gone
+    fresh = tmp_path / "new" / "logs"
+    try:
+        assert claim_run_folder([*argv[:-1], f"paths.log_dir={fresh}"], CONFIG_DIR)[0] is None
+    finally:
+        run_folder_claim.release_held_claims()
+    assert not (tmp_path / "new").exists()  # logs/train/ and logs/ made for the folder go with it
 
 
 def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(

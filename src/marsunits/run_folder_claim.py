@@ -246,9 +246,21 @@ def _take(folder: Path, claim_name: str, refusal: Callable[[Path, dict], str]) -
     return fd
 
 
-#: ``(folder, descriptor)`` of the claims :func:`hold_run_folder_for_process` took: open until the process
-#: ends (:func:`release_held_claims`).
-_HELD_FOR_PROCESS: list[tuple[Path, int]] = []
+#: ``(folder, descriptor, folders made for it)`` of the claims :func:`hold_run_folder_for_process` took: open
+#: until the process ends (:func:`release_held_claims`). The folders made are the claimed folder and those of
+#: its parents that did not exist, deepest first (:func:`_missing_folders`).
+_HELD_FOR_PROCESS: list[tuple[Path, int, list[Path]]] = []
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first: what making it makes."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
 
 #: Claim files a run of this process took again (:func:`claimed_folder`), which removed them as it ended: at
 #: the process's end a file at that path is another run's, even one that reuses the inode number.
@@ -259,16 +271,26 @@ def release_held_claims() -> None:
     """Close the claims :func:`hold_run_folder_for_process` took (at the process's end), removing a claim
     file that is still this process's own: the run never took it (Hydra or the config failed first, a
     Ctrl-C during the imports), so nothing else removes it. A file the run removed, or another run's file
-    made since at that path (another inode), is left alone."""
+    made since at that path (another inode), is left alone.
+
+    With its claim removed, the folder is removed too where this process made it and it is empty (with
+    the parents made for it, such as ``logs/train/``, each only while empty): a sweep refused by its sweeper
+    before its first trial (an Optuna study without ``optimized_metric``) left an empty
+    ``multirun-<time>/``. A folder holding anything (a sweep's trials, its ``multirun.yaml``) is kept."""
     while _HELD_FOR_PROCESS:
-        folder, fd = _HELD_FOR_PROCESS.pop()
+        folder, fd, made = _HELD_FOR_PROCESS.pop()
         claim = folder / CLAIM_NAME
+        mine = os.path.normpath(claim) not in _HANDED_OVER
         with contextlib.suppress(OSError):
-            mine = os.path.normpath(claim) not in _HANDED_OVER
             if mine and os.stat(claim).st_ino == os.fstat(fd).st_ino:
                 claim.unlink()
         with contextlib.suppress(OSError):
             os.close(fd)
+        for made_folder in made if mine else ():
+            try:
+                made_folder.rmdir()  # only an empty folder: never one holding anything
+            except OSError:
+                break  # it holds something (or is gone): so do its parents
 
 
 def hold_run_folder_for_process(folder: Path) -> str | None:
@@ -288,6 +310,7 @@ def hold_sweep_folder_for_process(folder: Path) -> str | None:
 
 
 def _hold_for_process(folder: Path, refusal: Callable[[Path, dict], str]) -> str | None:
+    made = _missing_folders(folder)
     try:
         fd = _take(folder, CLAIM_NAME, refusal)
     except ConfigError as refused:
@@ -295,5 +318,5 @@ def _hold_for_process(folder: Path, refusal: Callable[[Path, dict], str]) -> str
     if fd is not None:
         if not _HELD_FOR_PROCESS:
             atexit.register(release_held_claims)
-        _HELD_FOR_PROCESS.append((folder, fd))
+        _HELD_FOR_PROCESS.append((folder, fd, made))
     return None
