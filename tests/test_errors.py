@@ -86,17 +86,27 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
     assert said == f"{script}: interrupted (Ctrl-C) before the run started; nothing was written\n"
 
 
-@pytest.mark.parametrize("script", ["train.py", "predict.py"])
+@pytest.mark.parametrize(
+    "script",
+    ["train.py", "predict.py", "-m marsunits.data.synthetic", "-m marsunits.inference.pseudo_labels"],
+)
+# run_module of a module already imported (the test's stand-in): runpy warns, as it should.
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package:RuntimeWarning")
 def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
     script: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A SIGTERM (a scheduler's time limit) while train.py or predict.py starts (importing torch, composing
     the config), or between two trials of a sweep, found no handler (training and prediction install their
     own only around a run): the process ended at once, status 143 without a word. It is said in one line,
-    and the handler before the command's is restored at its end."""
+    and the handler before the command's is restored at its end. The same for the module commands
+    (``python -m marsunits.data.synthetic``, ``... .pseudo_labels``), whose imports took seconds before
+    their own handlers: stopped here as their CLI module is imported."""
+    import importlib
     import os
     import runpy
     import signal
+    import sys
+    import types
 
     import marsunits.cli_overrides
     from conftest import REPO_ROOT
@@ -111,18 +121,64 @@ def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
         os.kill(os.getpid(), signal.SIGTERM)
         signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the handler runs by the time this returns
 
+    class TerminatedAsImported(types.ModuleType):
+        """The command's CLI module, stopped as its ``main`` is taken (the end of its imports)."""
+
+        def __getattr__(self, name: str) -> object:
+            if name == "main":
+                terminated()
+            raise AttributeError(name)
+
     monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
-    monkeypatch.setattr(marsunits.cli_overrides, "exit_on_unknown_option", terminated)
+    if script.startswith("-m "):
+        module = script.removeprefix("-m ")
+        prog = f"python {script}"
+        # The package's __main__ imports the CLI; pseudo_labels imports itself by name.
+        cli = {"marsunits.data.synthetic": "marsunits.data.synthetic.cli"}.get(module, module)
+        stand_in = TerminatedAsImported(cli)
+        stand_in.__spec__ = importlib.import_module(cli).__spec__  # runpy finds the module's file by it
+        monkeypatch.setitem(sys.modules, cli, stand_in)
+        monkeypatch.setattr(sys, "argv", [module])
+
+        def start() -> None:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    else:
+        prog = script
+        monkeypatch.setattr(marsunits.cli_overrides, "exit_on_unknown_option", terminated)
+
+        def start() -> None:
+            runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+
     before = signal.signal(signal.SIGTERM, guard)
     try:
         with pytest.raises(SystemExit) as stop:
-            runpy.run_path(str(REPO_ROOT / script), run_name="__main__")
+            start()
         assert signal.getsignal(signal.SIGTERM) is guard
     finally:
         signal.signal(signal.SIGTERM, before)
     assert stop.value.code == 143
     said = capsys.readouterr().err
-    assert said == f"{script}: terminated (SIGTERM) before the run started; nothing was written\n"
+    assert said == f"{prog}: terminated (SIGTERM) before the run started; nothing was written\n"
+
+
+def test_the_module_commands_packages_import_no_torch_before_the_stop_guard() -> None:
+    """``python -m marsunits.inference.pseudo_labels`` and ``python -m marsunits.data.synthetic`` import their
+    package before any of their own code: those imported torch (some 3 s, with no stop handler up). Their
+    names load on first use; the commands import the rest under their guard (test above)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, marsunits.inference, marsunits.data.synthetic; "
+        "print(sorted(m for m in ('torch', 'lightning', 'scipy') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
+    from marsunits.data.synthetic import SceneConfig  # the names are still there
+    from marsunits.inference import UnitMapper, run
+
+    assert callable(run) and UnitMapper.__name__ == "UnitMapper" and SceneConfig.__name__ == "SceneConfig"
 
 
 @pytest.mark.parametrize("script", ["train.py", "predict.py"])

@@ -11,8 +11,24 @@ Modules: :mod:`~marsunits.inference.tiling` (Gaussian-blended sliding windows),
 :mod:`~marsunits.inference.unit_mapper` (:class:`UnitMapper`).
 """
 
-from marsunits.inference.options import PredictOptions
-from marsunits.inference.runner import RunResult, predict_folder, run
-from marsunits.inference.unit_mapper import UnitMap, UnitMapper
+from typing import TYPE_CHECKING
 
+import lazy_loader
+
+# Loaded on first use (lazy_loader): the runner imports torch, seconds before any command's own code, and
+# ``python -m marsunits.inference.pseudo_labels`` imports this package first; a stop in those seconds found
+# no handler (quiet_interrupt_at_start), SIGTERM ending the command silently.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "options": ["PredictOptions"],
+        "runner": ["RunResult", "predict_folder", "run"],
+        "unit_mapper": ["UnitMap", "UnitMapper"],
+    },
+)
 __all__ = ["PredictOptions", "RunResult", "UnitMap", "UnitMapper", "predict_folder", "run"]
+
+if TYPE_CHECKING:  # the names for type checkers
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import RunResult, predict_folder, run
+    from marsunits.inference.unit_mapper import UnitMap, UnitMapper

@@ -27,6 +27,20 @@ Usage::
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # python -m marsunits.inference.pseudo_labels: this module's imports (numpy, SciPy, Pillow: a second) run
+    # under the stop guard, as train.py's and predict.py's do: a Ctrl-C there printed a traceback, a SIGTERM
+    # ended the command without a word. The module is imported as itself, not run as __main__ (from_label's
+    # reason: the errors it raises are that module's classes). main() handles stops itself.
+    import sys
+
+    from marsunits.errors import quiet_interrupt_at_start
+
+    with quiet_interrupt_at_start("python -m marsunits.inference.pseudo_labels"):
+        from marsunits.inference.pseudo_labels import main as _main
+
+    sys.exit(_main())
+
 import argparse
 import json
 import math
@@ -332,7 +346,3 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,10 +9,21 @@ Public API: :class:`SceneConfig`, :class:`Scene`, :func:`generate_scene`, :func:
 :func:`generate_dataset`, :class:`SyntheticScenes`; CLI ``python -m marsunits.data.synthetic``.
 """
 
-from marsunits.data.synthetic.config import SceneConfig
-from marsunits.data.synthetic.dataset import SyntheticScenes, generate_dataset, write_scene
-from marsunits.data.synthetic.scene import Scene, generate_scene, scene_name
+from typing import TYPE_CHECKING
 
+import lazy_loader
+
+# Loaded on first use (lazy_loader): the dataset module imports torch, seconds that ``python -m
+# marsunits.data.synthetic`` spent importing this package before its ``__main__`` put its stop guard up
+# (quiet_interrupt_at_start): a SIGTERM then ended the command without a word.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": ["SceneConfig"],
+        "dataset": ["SyntheticScenes", "generate_dataset", "write_scene"],
+        "scene": ["Scene", "generate_scene", "scene_name"],
+    },
+)
 __all__ = [
     "Scene",
     "SceneConfig",
@@ -22,3 +33,8 @@ __all__ = [
     "scene_name",
     "write_scene",
 ]
+
+if TYPE_CHECKING:  # the names for type checkers
+    from marsunits.data.synthetic.config import SceneConfig
+    from marsunits.data.synthetic.dataset import SyntheticScenes, generate_dataset, write_scene
+    from marsunits.data.synthetic.scene import Scene, generate_scene, scene_name
