@@ -1447,7 +1447,10 @@ def test_a_sweep_stopped_between_two_trials_says_which_finished(tmp_path: Path) 
                 fh.write(json.dumps({"seed": cfg.seed}) + "\\n")
             if cfg.seed == 2:
                 raise ConfigError("data.root not set")
-            return {"val/miou": 0.25}
+            # Each trial its own value: the study must be told trial 1's, not another trial's.
+            from hydra.core.hydra_config import HydraConfig
+
+            return {"val/miou": 0.25 + 0.125 * HydraConfig.get().job.num}
 
         return run_trial(job, cfg, prog="train.py")  # as train.py
         """,
@@ -1484,7 +1487,8 @@ def test_a_sweep_stopped_between_two_trials_says_which_finished(tmp_path: Path) 
             f"0, 1 in {sweep_dir}); not started: 3 of the study's 5 trials"
         )
         trials = optuna.load_study(study_name=sig, storage=f"sqlite:///{tmp_path / 'study.db'}").trials
-        assert [(t.state, t.value) for t in trials] == [(optuna.trial.TrialState.COMPLETE, 0.25)] * 2
+        complete = optuna.trial.TrialState.COMPLETE
+        assert [(t.state, t.value) for t in trials] == [(complete, 0.25), (complete, 0.375)]
         shutil.rmtree(sweep_dir)
 
 
