@@ -1182,7 +1182,9 @@ def test_a_sigterm_while_training_data_is_read_stops_the_run(tmp_path: Path, mon
         ImageStore(records, ClassMap(None, "test"), cache=where == "tiff_pixels")
 
 
-def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(tmp_path: Path) -> None:
+def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An AI4Mars folder read as MarsScapes (or the reverse) was refused for its stats.csv's columns, with no
     word that it is the other dataset; ``data.root=<the folder holding the datasets>`` was told to rename one
     of them images/; a folder inside the dataset's was told about <it>/images. The layout is now checked
@@ -1234,6 +1236,13 @@ def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(tm
     write_fake_ai4mars(other / "ai4mars_msl256", n_images=1)
     said = refusal(scan_marsscapes, other)
     assert "rename" not in said and f"data=ai4mars data.root={other / 'ai4mars_msl256'}" in said, said
+
+    # ...given relative to the current folder (data.root=. from inside it): the same, with absolute paths.
+    monkeypatch.chdir(ms / "images")
+    for relative in (".", "./"):
+        said = refusal(scan_marsscapes, Path(relative))
+        assert f"at {ms / 'images' / 'images'}," in said and f"data.root={ms}." in said, said
+    monkeypatch.chdir(tmp_path)
     # A data=folder root with images/ and no masks/: said with what it must hold, nothing else to guess.
     only = tmp_path / "only"
     (only / "images").mkdir(parents=True)

@@ -13,6 +13,7 @@ several datasets, a folder inside it) and the value to give.
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +164,7 @@ def holders_near(root: Path, sub: str, layout: Layout) -> list[Path]:
     """The folders one level above or below ``root`` (its parent, its subfolders) that hold ``sub`` with
     ``layout``: where ``data.root`` of a config of several sources, each read from ``data.root/<sub>``, was
     meant to point when ``root/<sub>`` is not there."""
+    root = Path(os.path.abspath(root))  # data.root=. or ..: its parent is looked at too
     candidates = ([root.parent] if root.parent != root else []) + _subfolders(root)[:_INNER_LOOKED_AT]
     return [c for c in candidates if (c / sub).is_dir() and _problem(c / sub, layout) is None]
 
@@ -220,6 +222,8 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
     problem = _problem(path, layout)
     if problem is None:
         return
+    # A root given relative to the current folder (data.root=.) is said, and its parent looked at, absolute.
+    path = Path(os.path.abspath(path))
     folders = _subfolders(path)
     if problem.folder is not None:
         what = "images" if problem.folder == layout.images else "masks"
