@@ -1418,13 +1418,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 
 class SignalAtJobEnd(Callback):
-    """Sends this process the signal ``sig`` once Hydra has ended job ``after``, before the next starts."""
+    """Sends this process the signal ``sig`` once Hydra has ended job ``after``, before the next starts;
+    without ``after``, at the end of a run that is not a sweep (it has no job number)."""
 
-    def __init__(self, sig: str, after: int) -> None:
+    def __init__(self, sig: str, after: int | None = None) -> None:
         self.sig, self.after = getattr(signal, sig), after
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
-        if HydraConfig.get().job.num == self.after:
+        if self.after is None or HydraConfig.get().job.num == self.after:
             os.kill(os.getpid(), self.sig)
 '''
 
@@ -1490,6 +1491,36 @@ def test_a_sweep_stopped_between_two_trials_says_which_finished(tmp_path: Path) 
         complete = optuna.trial.TrialState.COMPLETE
         assert [(t.state, t.value) for t in trials] == [(complete, 0.25), (complete, 0.375)]
         shutil.rmtree(sweep_dir)
+
+
+def test_a_stop_after_a_run_finished_is_not_said_to_come_before_it_started(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM after a run (not a sweep) had finished, while Hydra ended its job (its callbacks,
+    its logs), said "before the run started; nothing was written": the run had written all it writes. It is
+    said to have come after the run finished, its outputs kept; status 130 or 143 as before."""
+    (tmp_path / "stopper.py").write_text(_SIGNAL_AT_JOB_END)  # beside the app: on its path
+    launch = _fake_train(
+        tmp_path,
+        """
+        def job():
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"seed": cfg.seed}) + "\\n")
+            return {"val/miou": 0.25}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    for sig, status, how in (
+        ("SIGINT", 130, "interrupted (Ctrl-C)"),
+        ("SIGTERM", 143, "terminated (SIGTERM)"),
+    ):
+        stop = ["+hydra.callbacks.stop._target_=stopper.SignalAtJobEnd", f"+hydra.callbacks.stop.sig={sig}"]
+        run = launch("logger=csv", *stop)
+        assert [row["seed"] for row in _lines(tmp_path)] == [42], run.stderr[-3000:]
+        assert run.returncode == status, run.stderr[-3000:]
+        assert run.stderr.rstrip().splitlines()[-1] == (
+            f"train.py: {how} after the run finished; its outputs are kept"
+        ), run.stderr[-3000:]
+        assert "before the run started" not in run.stderr and "Traceback" not in run.stderr
 
 
 def test_a_trial_stopped_by_ctrl_c_or_sigterm_is_told_failed_in_the_study(tmp_path: Path) -> None:

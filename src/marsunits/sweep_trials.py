@@ -96,6 +96,10 @@ _started: list[_Started] = []
 #: Whether :func:`stopped_sweep` has said how the sweep was stopped (:func:`end_sweep` says nothing more).
 _stop_said = {"said": False}
 
+#: How the run of a command that is not a sweep ended (:func:`run_trial`): "" before it began, "running",
+#: "finished", "failed" or "stopped"; a stop after it finished is said so (:func:`stopped_sweep`).
+_single_run = {"outcome": ""}
+
 
 class TrialFailedError(Exception):
     """One trial of a sweep failed (on a user error said above it, or without a value to optimise)."""
@@ -134,6 +138,7 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
     if grid:
         _grid["run"].append(_trial())
     started = _start_trial()
+    _ended(started, "running")
 
     def checked_fn() -> Mapping[str, Any]:
         # A study whose direction disagrees with the metric's was refused only after each trial had trained.
@@ -178,8 +183,11 @@ def _start_trial() -> _Started | None:
 
 
 def _ended(started: _Started | None, outcome: str, value: float | None = None) -> None:
+    """Record how a trial of a sweep (``started``), or the run outside a sweep (None), ended."""
     if started is not None:
         started.outcome, started.value = outcome, value
+    else:
+        _single_run["outcome"] = outcome
 
 
 def finished_value(num: int) -> tuple[bool, float | None]:
@@ -214,16 +222,25 @@ def stopped_sweep(prog: str) -> Iterator[None]:
     Optuna sampling it), Ctrl-C said ``interrupted (Ctrl-C) before the run started; nothing was written``
     (:func:`~marsunits.errors.quiet_interrupt_at_start`), and SIGTERM, with no handler there, ended the
     process at once with status 143 and no word. A stop before any trial started is left to the caller
-    (``quiet_interrupt_at_start``). With ``MARSUNITS_TRACEBACK=1`` the stop's traceback follows the line.
+    (``quiet_interrupt_at_start``). A command that is not a sweep, stopped after its run finished (Hydra
+    ending the job), says so in one line: it was said to be stopped before the run started, nothing written.
+    With ``MARSUNITS_TRACEBACK=1`` the stop's traceback follows the line.
 
     Raises:
-        SystemExit: 130 or 143, for a Ctrl-C or SIGTERM between two trials.
+        SystemExit: 130 or 143, for a Ctrl-C or SIGTERM between two trials, or after the run finished.
     """
+    _single_run["outcome"] = ""  # this command's run has not begun (a test may have run one in-process)
     with sigterm_raises():
         try:
             yield
         except BaseException as stop:
             status = _stop_status(stop)
+            if status is not None and not _started and _single_run["outcome"] == "finished":
+                # Hydra ending the job (its callbacks, its logs): the run wrote all it writes.
+                print(f"{prog}: {_how(status)} after the run finished; its outputs are kept", file=sys.stderr)
+                if isinstance(stop, SystemExit) or os.environ.get("MARSUNITS_TRACEBACK"):
+                    raise
+                raise SystemExit(status) from None
             if status is None or not _started:
                 raise
             print(readable(_stopped_sweep_line(prog, status)), file=sys.stderr)  # a Latin-1 folder name
@@ -233,9 +250,14 @@ def stopped_sweep(prog: str) -> Iterator[None]:
             raise SystemExit(status) from None
 
 
+def _how(status: int) -> str:
+    """How a command was stopped, by its exit ``status`` (143 for SIGTERM, else Ctrl-C)."""
+    return "terminated (SIGTERM)" if status == 143 else "interrupted (Ctrl-C)"
+
+
 def _stopped_sweep_line(prog: str, status: int) -> str:
     """The line :func:`stopped_sweep` says for a sweep stopped (exit ``status``) after :data:`_started`."""
-    how = "terminated (SIGTERM)" if status == 143 else "interrupted (Ctrl-C)"
+    how = _how(status)
     last = _started[-1]
     by_outcome: dict[str, list[_Started]] = {}
     for started in _started:
