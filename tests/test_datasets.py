@@ -372,6 +372,22 @@ def test_masks_named_with_a_word_added_to_their_images_stems_are_told_the_rename
     assert f"remove '{added}' from the mask names" in message
 
 
+def test_an_empty_masks_folder_is_said_empty_not_every_image_unpaired(tmp_path: Path) -> None:
+    """A data=folder root whose masks/ is empty (images not labelled yet) listed every image as having no
+    mask and said to "move the unpaired ones out of the dataset folders": all of them, leaving nothing. It
+    is said to hold no mask, with what each image needs and where unlabelled images go (predict.py)."""
+    root = write_fake_folder(tmp_path / "f", n_images=3)
+    for mask in (root / "masks").iterdir():
+        mask.unlink()
+    with pytest.raises(ValueError) as refused:
+        scan_folder(root)
+    said = str(refused.value)
+    assert f"no masks found in {root / 'masks'} or its subfolders, for the 3 image(s) in" in said, said
+    assert "move the unpaired ones out" not in said and f"predict.py input_dir={root / 'images'}" in said, (
+        said
+    )
+
+
 def test_image_mask_size_mismatch_names_file(tmp_path: Path) -> None:
     root = write_fake_folder(tmp_path / "f", n_images=2)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "img_1.png")

@@ -208,7 +208,8 @@ def pair_by_stem(
 
     Raises:
         FileNotFoundError: a folder is missing.
-        ValueError: no images, an image without a mask or a mask without an image (lists a few names).
+        ValueError: no images, or no mask at all; an image without a mask or a mask without an image
+            (lists a few names).
     """
     images, unread_images = _stems(images_dir, "images", dataset, recursive)
     masks, unread_masks = _stems(masks_dir, "masks", dataset, recursive)
@@ -232,6 +233,14 @@ def pair_by_stem(
         raise ValueError(
             f"Dataset '{dataset}': no images found in {images_dir} or its subfolders. Check data.root."
             + image_note
+        )
+    if not masks:  # every image unpaired: "move the unpaired ones out" would leave nothing
+        raise ValueError(
+            f"Dataset '{dataset}': no masks found in {masks_dir}{' or its subfolders' if recursive else ''}, "
+            f"for the {len(images)} image(s) in {images_dir}: each image needs its mask, named as the image "
+            f"({masks_dir.name}/<stem>.png). Label them, or give the folder that holds them with data.root; "
+            f"images without labels are predicted (predict.py input_dir={images_dir}), not trained on."
+            + mask_note
         )
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
