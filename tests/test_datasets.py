@@ -1264,6 +1264,11 @@ def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(
     (only / "images").mkdir(parents=True)
     said = refusal(scan_folder, only)
     assert f"expected a folder of masks at {only / 'masks'}" in said, said
+    # ...images alone (/work/shared/data/marsscapes_unlabeled, given to train on): where they go instead.
+    assert f"predict.py input_dir={only / 'images'}" in said, said
+    said = refusal(scan_marsscapes, only)
+    assert f"expected a folder of masks at {only / 'labels'}" in said, said
+    assert f"predict.py input_dir={only / 'images'}" in said, said
     # Several sources: the source's own key, no other data config to switch to.
     dm = MarsDataModule(
         name="marsscapes_ai4mars",

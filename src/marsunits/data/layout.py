@@ -243,6 +243,11 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
             said += f" {path} holds {names}: if one of them has the {what}, rename it {problem.folder}/."
         else:
             said += f" {path} holds only {names}."
+        if names == [layout.images]:  # unlabelled images (marsscapes_unlabeled/): predicted, not trained on
+            said += (
+                f" Images without labels are predicted (predict.py input_dir={path / layout.images}), not "
+                "trained on."
+            )
     for other in LAYOUTS.values():
         if other is layout or not _looks_like(path, other, table_seen=problem.folder is None):
             continue
