@@ -1748,6 +1748,48 @@ def test_a_study_database_in_a_folder_not_yet_made_gets_its_folder(
         prepare_storage("sqlite:/x.db")
 
 
+def test_a_study_database_under_the_home_folder_is_kept_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hydra.sweeper.storage=sqlite:///~/studies/optuna.db``: SQLite does not read ``~``, and making the
+    database's folder made a folder named ``~`` in the current one (the study kept there, and the home
+    folder one ``rm -rf ~`` away from whoever cleans it up). ``~`` is read as the home folder, as for the
+    other paths of a command line (``paths.log_dir=~/runs``), and the sweeper keeps the study there."""
+    import optuna
+    from hydra.utils import get_class
+
+    from marsunits.optuna_study import prepare_storage
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    given = "sqlite:///~/studies/optuna.db?timeout=20"
+    expected = f"sqlite:///{home}/studies/optuna.db?timeout=20"
+    assert prepare_storage(given) == expected
+    assert (home / "studies").is_dir() and not (work / "~").exists()
+    for kept in (None, "sqlite:///studies/optuna.db", "postgresql://me:p~w@db.example/optuna"):
+        assert prepare_storage(kept) == kept  # in memory, a path from the current folder, another database
+    sweeper = get_class("hydra_plugins.marsunits_sweeper.optuna_sweeper.MarsunitsOptunaSweeper")(
+        sampler=None,
+        direction="maximize",
+        storage=given,
+        study_name="s",
+        n_trials=1,
+        n_jobs=1,
+        max_failure_rate=1.0,
+        search_space=None,
+        custom_search_space=None,
+        params=None,
+    ).sweeper
+    assert sweeper.storage == expected  # the study is made there, and resumed from there
+    optuna.create_study(storage=sweeper.storage, study_name="s").optimize(
+        lambda t: t.suggest_float("x", 0, 1), 1
+    )
+    assert (home / "studies" / "optuna.db").is_file() and not (work / "~").exists()
+
+
 def test_the_study_sweeper_takes_the_settings_of_a_newer_optuna_plugin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

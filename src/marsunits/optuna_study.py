@@ -39,6 +39,7 @@ from optuna.trial import Trial, TrialState
 from packaging.version import Version
 
 from marsunits.errors import ConfigError, report_user_errors
+from marsunits.user_paths import expand_home
 
 __all__ = [
     "StopFailingOptunaSweeperImpl",
@@ -62,7 +63,7 @@ class StopFailingOptunaSweeperImpl(OptunaSweeperImpl):
         self._asked: list[Trial] = []
         self._first_job = 0
         # Before Hydra's set-up and the study: a traceback of Optuna's was all a user saw.
-        report_user_errors(lambda: prepare_storage(self.storage), prog="train.py")
+        self.storage = report_user_errors(lambda: prepare_storage(self.storage), prog="train.py")
 
     def _configure_trials(self, trials: list[Trial], *args: Any, **kwargs: Any) -> Sequence[Sequence[str]]:
         self._asked = list(trials)  # the batch about to be launched
@@ -132,18 +133,23 @@ def draw_anew_in_a_resumed_study(sampler: Any, storage: Any, study_name: str | N
     return earlier
 
 
-def prepare_storage(storage: Any) -> None:
+def prepare_storage(storage: Any) -> Any:
     """Make ready a database ``storage`` (a URL: ``sqlite:///logs/optuna.db``; Optuna reads every URL but
-    ``redis://...`` as one): refuse it where the installed Optuna cannot use it, Optuna before 3.1 (the
-    plugin pins < 3) with SQLAlchemy 2, whose storage failed with an ``AssertionError`` before the first
-    trial; make the folder of a SQLite file (relative to the current folder, as SQLite reads it), where
-    SQLite failed with ``unable to open database file`` naming none.
+    ``redis://...`` as one) and return the storage to give Optuna: refuse it where the installed Optuna
+    cannot use it, Optuna before 3.1 (the plugin pins < 3) with SQLAlchemy 2, whose storage failed with an
+    ``AssertionError`` before the first trial; make the folder of a SQLite file (relative to the current
+    folder, as SQLite reads it), where SQLite failed with ``unable to open database file`` naming none.
+
+    A SQLite path starting with ``~`` (``sqlite:///~/studies/optuna.db``) is read as the home folder, as the
+    command line's other paths are (:func:`~marsunits.user_paths.expand_home`), and the URL returned names
+    it: SQLite does not read ``~``, and the folder made was one named ``~`` in the current folder. Any other
+    storage is returned as given.
 
     Raises:
         ConfigError: in those cases, naming the value and what to do.
     """
     if not isinstance(storage, str) or storage.startswith("redis"):
-        return  # in memory (None), a storage object, or Redis: no SQLAlchemy
+        return storage  # in memory (None), a storage object, or Redis: no SQLAlchemy
     if Version(optuna.__version__) < Version("3.1") and Version(sqlalchemy.__version__) >= Version("2"):
         raise ConfigError(
             f"hydra.sweeper.storage={storage}: the installed Optuna {optuna.__version__} "
@@ -153,17 +159,22 @@ def prepare_storage(storage: Any) -> None:
             "hydra.sweeper.storage out for a study kept in memory"
         )
     if not storage.startswith("sqlite:"):
-        return
+        return storage
     try:
-        database = sqlalchemy.engine.make_url(storage).database
+        url = sqlalchemy.engine.make_url(storage)
     except sqlalchemy.exc.ArgumentError as exc:
         raise ConfigError(
             f"hydra.sweeper.storage={storage}: not a database URL ({exc}); a SQLite file is named "
             "sqlite:///<path> (three slashes, then the path: sqlite:///logs/optuna.db, or "
             "sqlite:////home/me/optuna.db for an absolute one)"
         ) from exc
+    database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
-        return
+        return storage
+    if database.startswith("~"):
+        database = str(expand_home(database))
+        if not database.startswith("~"):  # ~name naming no user stays as it is
+            storage = url.set(database=database).render_as_string(hide_password=False)
     folder = Path(database).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -173,6 +184,7 @@ def prepare_storage(storage: Any) -> None:
             f"({exc.strerror or exc}); name a file in a folder you can write, e.g. "
             "hydra.sweeper.storage=sqlite:///logs/optuna.db"
         ) from exc
+    return storage
 
 
 def fail_unfinished(trials: Sequence[Trial], first_job: int | None = None) -> list[int]:
