@@ -239,6 +239,32 @@ def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(
     assert "configs/data/ai4mars.yaml" in message
 
 
+@pytest.mark.parametrize("several", [False, True])
+@pytest.mark.parametrize(("given", "meant"), [("chekpoint", "checkpoint"), ("marscapes", "marsscapes")])
+def test_a_misspelt_labels_class_map_is_told_the_word_meant_not_a_data_set_config(
+    given: str, meant: str, several: bool
+) -> None:
+    """``labels_class_map=chekpoint`` (or ``marscapes``, the model's own data set misspelt) was told to
+    give "the class_map of configs/data/chekpoint.yaml", a file that does not exist, as if it named a data
+    set the model was not trained on; the word closest to it is named instead."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import read_labels_class_map
+    from marsunits.task import _normalise_class_map
+
+    ms = {0: 0, 1: 1, 6: 2, 255: 255}
+    meta = (
+        {"class_map": _normalise_class_map({"marsscapes": ms, "synthetic": None}), "dataset": "ms_syn"}
+        if several
+        else {"class_map": ms, "dataset": "marsscapes"}
+    )
+    with pytest.raises(ConfigError) as refused:
+        read_labels_class_map(given, meta)
+    message = str(refused.value)
+    assert f"configs/data/{given}.yaml" not in message
+    assert f"did you mean labels_class_map={meant}?" in message
+    assert message.startswith(f"labels_class_map={given}: ")
+
+
 def test_class_map_refuses_masks_that_are_not_uint8() -> None:
     """A 16-bit mask must be refused, not looked up: its values above 255 are no native id of any map."""
     for cm in (ClassMap(AI4MARS_MAP, "ai4mars"), ClassMap(None, "folder")):

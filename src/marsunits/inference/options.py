@@ -5,8 +5,9 @@ named and an example, never read by Python's own rules (``bool("no")`` is true).
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -309,14 +310,19 @@ DATA_SET_LABEL_MAPS: dict[str, str] = {
 }
 
 
-def _labels_of_another_data_set(value: str) -> str:
+def _labels_of_another_data_set(value: str, offered: Iterable[str]) -> str:
     """The sentence a refusal of ``labels_class_map=<value>`` ends with: labels of a data set the model was
-    not trained on take that data set's own map, given as a mapping."""
+    not trained on take that data set's own map, given as a mapping; a value close to a word the refusal
+    offers (``offered``: ``checkpoint``, the model's data sets) or to a known data set's name, a misspelling
+    (``chekpoint``, ``marscapes``), is told that word instead."""
     known = DATA_SET_LABEL_MAPS.get(value)
     if known is None:
+        close = difflib.get_close_matches(value, [*offered, *DATA_SET_LABEL_MAPS], n=1, cutoff=0.8)
+        if close:
+            return f"; did you mean labels_class_map={close[0]}?"
         return (
-            f"; labels of another data set need its own map as a mapping: the class_map of "
-            f"configs/data/{value}.yaml, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
+            "; labels of another data set need that data set's own map as a mapping: the class_map of its "
+            f"configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
         )
     return (
         f"; for {value} labels, which this model's map would read wrongly, give {value}'s own map "
@@ -350,7 +356,8 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
             raise ConfigError(
                 f"labels_class_map={value}: this model {trained_on}; give checkpoint"
                 f"{f' (or {dataset})' if named else ''} for its map, null for labels in project ids, or a "
-                "mapping {native id: project id}" + _labels_of_another_data_set(value)
+                "mapping {native id: project id}"
+                + _labels_of_another_data_set(value, ["checkpoint", dataset] if named else ["checkpoint"])
             )
         return mapping, dataset
     if value == "checkpoint":
@@ -368,7 +375,7 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
         raise ConfigError(
             f"labels_class_map={value}: not a data set this model was trained on; give checkpoint, one of "
             f"{', '.join(sorted(by_source))}, null or a mapping {{native id: project id}}"
-            + _labels_of_another_data_set(value)
+            + _labels_of_another_data_set(value, ["checkpoint", *by_source])
         )
     if not by_source[value]:
         raise ConfigError(
