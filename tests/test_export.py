@@ -1150,3 +1150,6 @@ def test_a_train_run_folder_given_as_the_model_names_its_best_checkpoint(tmp_pat
         load_model(tmp_path / given)
     message = str(refused.value)
     assert f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}" in message and "a train.py run keeps" in message
+    # best.ckpt is chosen by the run's callbacks.model_checkpoint.monitor, val/miou_source_mean with
+    # experiment=marsscapes_ai4mars, or val/loss: the hint named val/miou for every run.
+    assert "val/miou" not in message and "chosen by the run's callbacks.model_checkpoint.monitor" in message

@@ -789,7 +789,10 @@ def _run_folder_hint(folder: Path) -> str:
         named = [n for n in ("best.ckpt", "last.ckpt") if n in found]
         best = named[0] if named else found[0] if len(found) == 1 else None
         if best is not None:
-            what = {"best.ckpt": " (the best val/miou)", "last.ckpt": " (the last weights)"}.get(best, "")
+            what = {
+                "best.ckpt": " (the best weights, chosen by the run's callbacks.model_checkpoint.monitor)",
+                "last.ckpt": " (the last weights)",
+            }.get(best, "")
             return (
                 f" Give the checkpoint file it holds{what}: ckpt_path={checkpoints / best} (a train.py run "
                 "keeps best.ckpt and last.ckpt in its checkpoints/ folder)"
