@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,6 +218,16 @@ def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
     assert read_labels_class_map("checkpoint", unnamed) is not None
 
 
+def _marsscapes_model_metadata(several: bool) -> dict[str, Any]:
+    """The metadata of a model trained on MarsScapes (with a map), alone or with synthetic scenes (none)."""
+    from marsunits.task import _normalise_class_map
+
+    ms = {0: 0, 1: 1, 6: 2, 255: 255}
+    if several:
+        return {"class_map": _normalise_class_map({"marsscapes": ms, "synthetic": None}), "dataset": "ms_syn"}
+    return {"class_map": ms, "dataset": "marsscapes"}
+
+
 @pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])
 def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(several: bool) -> None:
     """AI4Mars labels scored with a MarsScapes model, ``labels_class_map=ai4mars``: the refusal said to give
@@ -224,14 +235,8 @@ def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(
     big rocks (3) as an error; it now gives the labels' own map, to copy onto the command line."""
     from marsunits.errors import ConfigError
     from marsunits.inference.options import read_labels_class_map
-    from marsunits.task import _normalise_class_map
 
-    ms = {0: 0, 1: 1, 6: 2, 255: 255}
-    meta = (
-        {"class_map": _normalise_class_map({"marsscapes": ms, "synthetic": None}), "dataset": "ms_syn"}
-        if several
-        else {"class_map": ms, "dataset": "marsscapes"}
-    )
+    meta = _marsscapes_model_metadata(several)
     with pytest.raises(ConfigError) as refused:
         read_labels_class_map("ai4mars", meta)
     message = str(refused.value)
@@ -239,7 +244,7 @@ def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(
     assert "configs/data/ai4mars.yaml" in message
 
 
-@pytest.mark.parametrize("several", [False, True])
+@pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])
 @pytest.mark.parametrize(("given", "meant"), [("chekpoint", "checkpoint"), ("marscapes", "marsscapes")])
 def test_a_misspelt_labels_class_map_is_told_the_word_meant_not_a_data_set_config(
     given: str, meant: str, several: bool
@@ -249,14 +254,8 @@ def test_a_misspelt_labels_class_map_is_told_the_word_meant_not_a_data_set_confi
     set the model was not trained on; the word closest to it is named instead."""
     from marsunits.errors import ConfigError
     from marsunits.inference.options import read_labels_class_map
-    from marsunits.task import _normalise_class_map
 
-    ms = {0: 0, 1: 1, 6: 2, 255: 255}
-    meta = (
-        {"class_map": _normalise_class_map({"marsscapes": ms, "synthetic": None}), "dataset": "ms_syn"}
-        if several
-        else {"class_map": ms, "dataset": "marsscapes"}
-    )
+    meta = _marsscapes_model_metadata(several)
     with pytest.raises(ConfigError) as refused:
         read_labels_class_map(given, meta)
     message = str(refused.value)

@@ -1748,6 +1748,21 @@ def test_a_study_database_in_a_folder_not_yet_made_gets_its_folder(
         prepare_storage("sqlite:/x.db")
 
 
+#: The settings Hydra passes a study's sweeper (the plugin's registered config): one trial, in memory.
+_STUDY_SWEEPER_SETTINGS: dict[str, Any] = dict(
+    sampler=None,
+    direction="maximize",
+    storage=None,
+    study_name="s",
+    n_trials=1,
+    n_jobs=1,
+    max_failure_rate=1.0,
+    search_space=None,
+    custom_search_space=None,
+    params=None,
+)
+
+
 def test_a_study_database_under_the_home_folder_is_kept_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1771,17 +1786,9 @@ def test_a_study_database_under_the_home_folder_is_kept_there(
     assert (home / "studies").is_dir() and not (work / "~").exists()
     for kept in (None, "sqlite:///studies/optuna.db", "postgresql://me:p~w@db.example/optuna"):
         assert prepare_storage(kept) == kept  # in memory, a path from the current folder, another database
+    settings = {**_STUDY_SWEEPER_SETTINGS, "storage": given}
     sweeper = get_class("hydra_plugins.marsunits_sweeper.optuna_sweeper.MarsunitsOptunaSweeper")(
-        sampler=None,
-        direction="maximize",
-        storage=given,
-        study_name="s",
-        n_trials=1,
-        n_jobs=1,
-        max_failure_rate=1.0,
-        search_space=None,
-        custom_search_space=None,
-        params=None,
+        **settings
     ).sweeper
     assert sweeper.storage == expected  # the study is made there, and resumed from there
     optuna.create_study(storage=sweeper.storage, study_name="s").optimize(
@@ -1814,19 +1821,7 @@ def test_the_study_sweeper_takes_the_settings_of_a_newer_optuna_plugin(
 
     monkeypatch.setattr(OptunaSweeperImpl, "__init__", newer_init)
     monkeypatch.setattr(OptunaSweeperImpl, "_configure_trials", newer_configure)
-    settings = dict(
-        sampler=None,
-        direction="maximize",
-        storage=None,
-        study_name="s",
-        n_trials=1,
-        n_jobs=1,
-        max_failure_rate=1.0,
-        search_space=None,
-        custom_search_space=None,
-        params=None,
-    )
-    impl = get_class(target)(**settings, warm_start=3).sweeper
+    impl = get_class(target)(**_STUDY_SWEEPER_SETTINGS, warm_start=3).sweeper
     assert impl.warm_start == 3 and impl.study_name == "s"
     asked = [object()]
     assert impl._configure_trials(asked, {}, {}, pruned=[]) == [("newer",)]

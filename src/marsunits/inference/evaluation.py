@@ -290,6 +290,15 @@ def find_label(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None =
     )
 
 
+def _labels_folder(labels_dir: Path, rel: PurePosixPath, index: FolderIndex) -> Path | None:
+    """The folder of ``labels_dir`` that mirrors input ``rel``'s (names matched in NFC), or None: none, or
+    one there in two Unicode forms (:func:`find_label` names those; the hints below are not given)."""
+    try:
+        return _find_folder(labels_dir, rel.parent, index)
+    except ValueError:
+        return None
+
+
 def label_in_another_case(
     labels_dir: Path,
     rel: PurePosixPath,
@@ -308,10 +317,7 @@ def label_in_another_case(
     with the default ones, ``b.bmp``'s label was offered to ``B.bmp`` under patterns=[bmp], and a ``b.jpg``
     that a patterns=[png] run does not read hid the hint."""
     index = index or FolderIndex()
-    try:
-        folder = _find_folder(labels_dir, rel.parent, index)
-    except ValueError:
-        return None
+    folder = _labels_folder(labels_dir, rel, index)
     if folder is None:
         return None
     for suffix in LABEL_EXTENSIONS:
@@ -344,10 +350,7 @@ def label_with_a_word_added(
     ``b.PNG.png`` beside ``b.jpg`` is the label of an image ``b.PNG``. The first such name in sorted order is
     returned."""
     index = index or FolderIndex()
-    try:
-        folder = _find_folder(labels_dir, rel.parent, index)
-    except ValueError:
-        return None
+    folder = _labels_folder(labels_dir, rel, index)
     if folder is None:
         return None
     plain = _nfc(rel.stem)
