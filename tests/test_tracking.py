@@ -1734,6 +1734,7 @@ def test_a_study_database_in_a_folder_not_yet_made_gets_its_folder(
     for storage, made in (
         ("sqlite:///studies/optuna.db", tmp_path / "studies"),  # relative to the current folder, as SQLite
         (f"sqlite:///{tmp_path / 'a' / 'b' / 'optuna.db'}", tmp_path / "a" / "b"),
+        ("sqlite+pysqlite:///driver/optuna.db", tmp_path / "driver"),  # SQLAlchemy's driver named
     ):
         prepare_storage(storage)
         assert made.is_dir()

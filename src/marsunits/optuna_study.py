@@ -27,6 +27,7 @@ only when a study starts.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,7 +159,7 @@ def prepare_storage(storage: Any) -> Any:
             'install "sqlalchemy<2" "alembic<1.20" (alembic 1.20 needs SQLAlchemy 2), or leave '
             "hydra.sweeper.storage out for a study kept in memory"
         )
-    if not storage.startswith("sqlite:"):
+    if not re.match(r"sqlite(\+\w+)?:", storage):  # sqlite:///..., sqlite+pysqlite:///...
         return storage
     try:
         url = sqlalchemy.engine.make_url(storage)
