@@ -365,6 +365,30 @@ def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp
     assert "none.ckpt does not exist" in proc.stderr, proc.stderr  # past the command line, to the checkpoint
 
 
+def test_a_study_database_url_with_a_home_or_accented_path_reaches_the_sweeper_as_typed() -> None:
+    """``hydra.sweeper.storage=sqlite:///~/studies/optuna.db`` (the home folder, which the sweeper reads:
+    ``optuna_study.prepare_storage``) or ``sqlite:////data/Séítah/optuna.db`` was refused by Hydra's ASCII
+    grammar ("cannot read the override"), though the value names a file as the path options do; it is
+    quoted for Hydra like them. A URL Hydra reads as it is stays as typed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.cli_overrides import quoted_path_overrides, unreadable_or_unknown_choice
+
+    parser = OverridesParser.create()
+    study = ["hparams_search=optuna"]  # a multirun
+    for url in (
+        "sqlite:///~/studies/optuna.db",
+        "sqlite:////data/Séítah/optuna.db",
+        "sqlite:///a b/optuna.db",
+    ):
+        argv = quoted_path_overrides([*study, f"hydra.sweeper.storage={url}"])
+        assert unreadable_or_unknown_choice(argv, CONFIG_DIR) is None, argv
+        (override,) = parser.parse_overrides(argv[1:])
+        assert not override.is_sweep_override() and override.value() == url, argv
+    plain = [*study, "hydra.sweeper.storage=sqlite:///logs/optuna.db"]
+    assert quoted_path_overrides(plain) == plain
+
+
 def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

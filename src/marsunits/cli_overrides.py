@@ -250,13 +250,15 @@ def _with_override(argv: list[str], override: str) -> list[str]:
 
 def _path_like(key: str) -> bool:
     """Whether the option ``key`` holds a file or folder path or a folder's name (``input_dir``,
-    ``data.root``, ``paths.*``, ``run_name``, ``task_name``, ``hydra.run.dir``, ``hydra.sweep.dir``):
-    ``run_name=Séítah`` (or Latin-1 bytes) was refused with a lexer error though it only names a folder."""
+    ``data.root``, ``paths.*``, ``run_name``, ``task_name``, ``hydra.run.dir``, ``hydra.sweep.dir``; an
+    Optuna study's database URL, ``hydra.sweeper.storage=sqlite:///~/studies/optuna.db``, which names a
+    file): ``run_name=Séítah`` (or Latin-1 bytes) was refused with a lexer error though it only names a
+    folder."""
     key = key.lstrip("+")
     return (
         key.startswith("paths.")
         or key.endswith(("_dir", ".dir", "_path", "root"))
-        or key in ("run_name", "task_name")
+        or key in ("run_name", "task_name", "hydra.sweeper.storage")
     )
 
 
