@@ -401,6 +401,56 @@ def test_a_label_named_with_a_word_added_to_the_images_stem_is_named_with_the_re
     assert f"rename it {stem}{path.suffix}" in message and not ev.missing
 
 
+def test_labels_with_a_word_added_are_looked_for_without_reading_the_folder_for_each_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each input without its label had every name of the labels folder normalised and tested for a word
+    added: 2 ms an input at 16,000 names, half a minute for an AI4Mars folder of ``<name>_merged.png``. The
+    names are now read once a listing, however many inputs miss their labels, with the same messages."""
+    import collections
+
+    import marsunits.inference.evaluation as evaluation
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for i in range(30):
+        (labels / f"NLA_{i}_merged.png").touch()
+    folder_names = {p.name for p in labels.iterdir()} | {p.stem for p in labels.iterdir()}
+    nfc = evaluation._nfc
+
+    def normalisations_of_folder_names(n_missing: int) -> int:
+        calls: collections.Counter[str] = collections.Counter()
+
+        def counting(name: str) -> str:
+            calls[name] += 1
+            return nfc(name)
+
+        monkeypatch.setattr(evaluation, "_nfc", counting)
+        ev = Evaluation(labels)
+        for i in range(30):
+            ev.add(PurePosixPath(f"NLA_{i}.jpg"), np.zeros((2, 2), np.uint8))
+            assert ev.errors[f"NLA_{i}.jpg"].startswith(f"{labels / f'NLA_{i}_merged.png'}: ")
+            assert (
+                "'_merged'" in ev.errors[f"NLA_{i}.jpg"]
+                and f"rename it NLA_{i}.png" in ev.errors[f"NLA_{i}.jpg"]
+            )
+        for i in range(n_missing):
+            ev.add(PurePosixPath(f"other_{i}.jpg"), np.zeros((2, 2), np.uint8))
+        assert len(ev.missing) == n_missing and len(ev.errors) == 30
+        monkeypatch.setattr(evaluation, "_nfc", nfc)
+        return max(calls[name] for name in folder_names)
+
+    assert normalisations_of_folder_names(40) == normalisations_of_folder_names(5)
+    # A label added while the run scores (the folder's time changed) is found with its word.
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("late.jpg"), np.zeros((2, 2), np.uint8))
+    assert ev.missing == ["late.jpg"]
+    (labels / "late-gt.png").touch()
+    os.utime(labels, ns=(0, 1))
+    ev.add(PurePosixPath("late.jpg"), np.zeros((2, 2), np.uint8))
+    assert "'-gt'" in ev.errors["late.jpg"] and "rename it late.png" in ev.errors["late.jpg"]
+
+
 @pytest.mark.parametrize("other", ["425_10.png", "425_1_2.png", "425_1_left.png"])
 def test_names_that_are_no_word_added_or_another_inputs_label_are_not_offered(
     tmp_path: Path, other: str

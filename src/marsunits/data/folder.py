@@ -151,14 +151,20 @@ _ADDED_AFTER = re.compile(r"(?P<base>.+?)(?P<added>[_\-. ][^\W\d_]+)")
 _ADDED_BEFORE = re.compile(r"(?P<added>[^\W\d_]+[_\-. ])(?P<base>.+)")
 
 
+def word_added_splits(name: str) -> list[tuple[str, str]]:
+    """The ways ``name`` (a file name stem) reads as a stem with a word added, ``(stem, added)``: the word
+    after it first, then the word before it (``"mask_img_0_gt"`` -> ``[("mask_img_0", "_gt"),
+    ("img_0_gt", "mask_")]``); [] if neither. An index of a folder's names by these stems finds the names
+    of one stem without testing every name (:func:`word_added_to_stem` tests one name)."""
+    matches = (pattern.fullmatch(name) for pattern in (_ADDED_AFTER, _ADDED_BEFORE))
+    return [(m.group("base"), m.group("added")) for m in matches if m is not None]
+
+
 def word_added_to_stem(name: str, stems: Collection[str]) -> tuple[str, str] | None:
     """``(stem, added)`` when ``name`` (a file name stem) is one of ``stems`` with a word added before or
-    after it (``"img_0_mask"`` -> ``("img_0", "_mask")``), else None. Compared as given (callers pass NFC)."""
-    for pattern in (_ADDED_AFTER, _ADDED_BEFORE):
-        match = pattern.fullmatch(name)
-        if match is not None and match.group("base") in stems:
-            return match.group("base"), match.group("added")
-    return None
+    after it (``"img_0_mask"`` -> ``("img_0", "_mask")``), else None; the word after it first, as
+    :func:`word_added_splits` orders them. Compared as given (callers pass NFC)."""
+    return next(((base, added) for base, added in word_added_splits(name) if base in stems), None)
 
 
 def _renamed_masks_hint(no_mask: Collection[str], no_image: Collection[str]) -> str:
