@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -1015,6 +1016,9 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
                 **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
             },
             cwd=tmp_path,
+            # Ctrl-C as at a terminal: a shell's background job (a CI runner's, nohup ... &) starts with
+            # SIGINT ignored, which Python then keeps, and the app's own Ctrl-C tests saw no Ctrl-C at all.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     return launch
