@@ -955,7 +955,7 @@ def test_an_on_off_option_given_as_text_is_refused_in_the_same_words_wherever(
 
     from marsunits.errors import ConfigError
     from marsunits.inference.options import PredictOptions
-    from marsunits.training import check_run_values
+    from marsunits.run_checks import check_run_values
 
     key, value = override.split("=", 1)
     extra = ["model=tiny"] if script == "train" else ["ckpt_path=m.ckpt", "input_dir=in", "output_dir=out"]
@@ -991,7 +991,7 @@ def test_a_switch_of_any_class_the_run_builds_given_other_text_is_refused(
     from hydra import compose, initialize_config_dir
 
     from marsunits.errors import ConfigError
-    from marsunits.training import check_run_values
+    from marsunits.run_checks import check_run_values
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["model=tiny", *overrides])
@@ -1023,7 +1023,7 @@ def test_a_switch_of_wandb_init_given_through_the_loggers_keywords_is_refused_as
     from hydra import compose, initialize_config_dir
 
     from marsunits.errors import ConfigError
-    from marsunits.training import check_run_values
+    from marsunits.run_checks import check_run_values
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["model=tiny", "logger=wandb", override])

@@ -482,13 +482,13 @@ def test_crops_and_windows_must_be_multiples_of_the_networks_divisor_not_of_32(t
 def test_the_check_before_the_run_and_the_data_modules_state_one_rule(
     data: str, bad: str, tmp_path: Path
 ) -> None:
-    """A size is refused before the run (``training.check_input_sizes``, against the configured network) and
-    by the data module (``check_size_divisor``, against the built one, e.g. ``train=false``'s checkpoint):
+    """A size is refused before the run (``run_checks.check_input_sizes``, against the configured network)
+    and by the data module (``check_size_divisor``, against the built one, e.g. ``train=false``'s checkpoint):
     the same value must be refused with the same rule and the same values that fit. They were two copies of
     the rule that worded it apart (the scene: ``data.scene.width=68: expected a multiple of 8, e.g. ...`` and
     ``scene {'width': 68} must be multiples of 8 ... Set data.scene.width/height``, with no value)."""
     from marsunits.errors import ConfigError
-    from marsunits.training import check_input_sizes
+    from marsunits.run_checks import check_input_sizes
 
     cfg = _compose(data, tmp_path, ["model=tiny", bad])  # 3 encoder stages: multiples of 8
     with pytest.raises(ConfigError) as early:

@@ -24,8 +24,9 @@ from omegaconf import OmegaConf
 from conftest import CONFIG_DIR, REPO_ROOT, compose_config
 from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedError, report_user_errors
+from marsunits.run_checks import resolve_ckpt_path
 from marsunits.task import load_task
-from marsunits.training import _check_monitor_is_logged, resolve_ckpt_path, run
+from marsunits.training import _check_monitor_is_logged, run
 
 #: Tiny networks on tiny crops: intra-op threads only oversubscribe a shared 2-core machine (conftest).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -273,7 +274,7 @@ def test_train_false_builds_the_checkpoints_network(tmp_path: Path) -> None:
     assert list(recorded.std) == pytest.approx([0.229, 0.224, 0.225])  # the checkpoint's, not the command's
     # Sizes are the checkpoint's network's to judge (model=tiny: multiples of 8), not the model config's
     # (the default, encoder_depth 4: 16): scenes of 72 px were refused before the run, naming depth 4.
-    from marsunits.training import refusal_before_hydra
+    from marsunits.run_checks import refusal_before_hydra
 
     sizes = ["data.scene.width=72", "data.scene.height=72", "data.crop_size=56"]
     cfg = compose_config("train", tmp_path / "e72", [*default_model, *evaluate, *sizes])
@@ -340,7 +341,7 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
 def test_ckpt_path_last_with_a_run_name_never_resumes_another_run(tmp_path: Path) -> None:
     """``run_name=k1 ckpt_path=last`` after k1 was killed before its first checkpoint resumed the newest
     other run of the same job (its weights, best.ckpt and W&B run) under k1's name, exit 0."""
-    from marsunits.training import _named_run
+    from marsunits.run_checks import _named_run
 
     logs = tmp_path / "logs"
     (logs / "train" / "other" / "checkpoints").mkdir(parents=True)
@@ -401,7 +402,7 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
     one) and die on a wall of state-dict size mismatches."""
     from omegaconf import OmegaConf
 
-    from marsunits.training import job_identity
+    from marsunits.run_checks import job_identity
 
     logs = tmp_path / "logs"
     cfgs = {}
@@ -441,7 +442,7 @@ def test_ckpt_path_last_resumes_the_run_of_its_own_seed(
     from omegaconf import OmegaConf
 
     from marsunits.interrupt_checkpoint import _resume_overrides
-    from marsunits.training import PINNED_RUN_NAME_ENV, job_identity
+    from marsunits.run_checks import PINNED_RUN_NAME_ENV, job_identity
 
     logs = tmp_path / "logs"
     for seed in (1, 2):
@@ -717,7 +718,7 @@ def test_a_run_recorded_before_class_mix_and_validation_context_is_the_same_job(
     """data.class_mix_prob and data.val_context_px came to configs after runs were recorded without them
     (ai4mars.yaml and folder.yaml on 2026-12-05): such a run is the job it was, with both at their off
     value, so `ckpt_path=last` still finds and resumes it; a run that did use context still differs."""
-    from marsunits.training import _same_job, _saved_job, job_identity
+    from marsunits.run_checks import _same_job, _saved_job, job_identity
 
     cfg = compose_config("train", tmp_path / "run", [f"experiment={experiment}"])
     job = job_identity(cfg)
@@ -777,7 +778,7 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
     # README: both before the run folder is made (the command line's check, before Hydra writes .hydra/).
     from hydra import compose, initialize_config_dir
 
-    from marsunits.training import refusal_before_hydra
+    from marsunits.run_checks import refusal_before_hydra
 
     for overrides, said in ((["data=folder"], "data.root not set"), (["model.lr=abc"], "model.lr must be")):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -861,7 +862,7 @@ def test_yes_no_on_off_are_refused_only_for_switches(overrides: list[str], refus
     elsewhere they are values."""
     from hydra import compose, initialize_config_dir
 
-    from marsunits.training import check_run_values
+    from marsunits.run_checks import check_run_values
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["model=tiny", *overrides])
@@ -1133,8 +1134,8 @@ def _train_py_checks(
     behaviour (the entry point wires the check in) and checks its other cases here. The environment is that
     of :func:`_train_py` (no outer launcher's rank variables); the run folder claim taken is released."""
     from marsunits import cli_overrides
+    from marsunits.run_checks import PINNED_RUN_NAME_ENV
     from marsunits.run_folder_claim import release_held_claims
-    from marsunits.training import PINNED_RUN_NAME_ENV
 
     for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", PINNED_RUN_NAME_ENV):
         monkeypatch.delenv(name, raising=False)  # and whatever the checks set is undone after the test
@@ -2046,6 +2047,29 @@ def test_lightning_lines_reach_train_log_when_lightning_was_imported_before_hydr
                 package.addHandler(handler)
 
 
+def test_the_checks_before_hydra_import_neither_torch_nor_lightning_until_needed(tmp_path: Path) -> None:
+    """train.py's checks before Hydra starts lived in ``marsunits.training``, which imports torch and
+    Lightning (some 5 s on 2 cores): a refusal that needs neither (``data=folder`` without ``data.root``)
+    paid them all the same. Their module imports neither; the checks that read a class or build the data
+    module import what they read when they read it."""
+    code = (
+        "import sys, marsunits.run_checks; from pathlib import Path; "
+        "from marsunits.cli_overrides import claim_run_folder; "
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules)); "
+        "refused, _ = claim_run_folder(['model=tiny', 'data=folder', 'run_name=r'], "
+        f"Path({str(CONFIG_DIR)!r})); "
+        "print(refused); print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == 3, proc.stdout + proc.stderr[-2000:]
+    assert lines[0] == "[]" and lines[2] == "[]", lines
+    assert lines[1].startswith("data.root not set (??? in the config); add data.root=<folder>"), lines
+    assert not (tmp_path / "logs").exists()
+
+
 def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(tmp_path: Path) -> None:
     """Two commands started in the same second (a job array: seed=1, seed=2) both passed the command-line
     check, since neither had claimed the folder yet; the second was refused by the run's claim only after
@@ -2297,7 +2321,7 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
     # of the job (it looked for the new folder's own last.ckpt, "no run of that name has started").
     # In this process, train.py's checks before Hydra included (they pin the name); what train.log gets from
     # the run's log is checked through train.py by the Latin-1 image test.
-    with caplog.at_level(logging.INFO, logger="marsunits.training"):
+    with caplog.at_level(logging.INFO, logger="marsunits.run_checks"):
         status, err = _train_py_in_process(
             tmp_path, monkeypatch, capsys, *base, "ckpt_path=last", "trainer.max_epochs=2"
         )
@@ -2802,7 +2826,7 @@ def test_every_shipped_config_passes_the_checks_before_the_run_folder(
     only at the folder's subfolders)."""
     from hydra import compose, initialize_config_dir
 
-    from marsunits.training import check_config_values, refusal_before_hydra
+    from marsunits.run_checks import check_config_values, refusal_before_hydra
 
     if overrides == ["experiment=marsscapes_selftrain"]:
         for sub in ("images", "masks"):
@@ -2826,7 +2850,7 @@ def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_pat
     from hydra import compose, initialize_config_dir
 
     from marsunits.errors import MissingFileError
-    from marsunits.training import check_config_values
+    from marsunits.run_checks import check_config_values
 
     text = (REPO_ROOT / "README.md").read_text()
     checked = 0
@@ -2863,7 +2887,7 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
     the oc.decode that reads it as a number, which is then taken."""
     from hydra import compose, initialize_config_dir
 
-    from marsunits.training import refusal_before_hydra
+    from marsunits.run_checks import refusal_before_hydra
 
     monkeypatch.setenv("MARSUNITS_TEST_BATCH", "4")
     monkeypatch.setenv("MARSUNITS_TEST_LR", "0.01")
@@ -3249,7 +3273,7 @@ def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     the run builds the network and the data module checks its own divisor again."""
     from hydra import compose, initialize_config_dir
 
-    from marsunits.training import refusal_before_hydra
+    from marsunits.run_checks import refusal_before_hydra
 
     def refusal(*overrides: str) -> str | None:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -3274,7 +3298,7 @@ def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     # The network built is checked again (train=false builds the checkpoint's, whatever the model config),
     # before the run folder's record is written.
     cfg = compose_config("train", tmp_path / "r2", [*TINY, "data.crop_size=36", "trainer.max_epochs=1"])
-    monkeypatch.setattr("marsunits.training.check_input_sizes", lambda cfg: None)
+    monkeypatch.setattr("marsunits.run_checks.check_input_sizes", lambda cfg: None)
     with pytest.raises(
         ConfigError, match=r"data\.crop_size=36: expected a multiple of 8 \(.*configs/data/synthetic\.yaml\)"
     ):
@@ -3289,7 +3313,7 @@ def test_the_data_checks_leave_a_data_module_of_ones_own_alone(tmp_path: Path) -
     (The user's module here is one that imports: one that does not is refused, test_targets.py.)"""
     from hydra import compose, initialize_config_dir
 
-    from marsunits.training import marsunits_datamodule, refusal_before_hydra
+    from marsunits.run_checks import marsunits_datamodule, refusal_before_hydra
 
     mine = ["data.crop_size=100", "+data.val_fraction=most", "data.batch_size=0", "data.in_channels=4"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -164,7 +164,7 @@ def _target_parameters(target: str) -> set[str] | None:
 
     try:
         parameters = inspect.signature(locate(target)).parameters.values()
-    except (UnimportableTargetError, TypeError, ValueError):  # refused later (training.check_config_values)
+    except (UnimportableTargetError, TypeError, ValueError):  # refused later (run_checks.check_config_values)
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
@@ -789,10 +789,10 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return held, argv
     # A refusal of the run in that folder (it holds a finished run; a resume with other settings) also
     # comes before Hydra rewrites the folder's .hydra/ record with this command's settings.
-    from marsunits.training import PINNED_RUN_NAME_ENV, refusal_before_hydra
+    from marsunits.run_checks import PINNED_RUN_NAME_ENV, refusal_before_hydra
 
     if pin is not None:
-        os.environ[PINNED_RUN_NAME_ENV] = pin  # still the default run name (training._named_run)
+        os.environ[PINNED_RUN_NAME_ENV] = pin  # still the default run name (run_checks._named_run)
     refused = refusal_before_hydra(cfg, folder)
     if refused is not None:
         return refused, argv
@@ -868,10 +868,10 @@ def _run_folder_guess(cfg: DictConfig) -> Path:
 
 def value_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     """The refusal of a value of ``train.py``'s command line that needs no run folder
-    (:func:`~marsunits.training.config_value_refusal`), or None: for a command whose run folder is not
+    (:func:`~marsunits.run_checks.config_value_refusal`), or None: for a command whose run folder is not
     claimed here (a ``run_name`` made of the clock, ``--config-name``, ``paths.output_dir``), whose mistyped
     value was refused only inside the run, after Hydra had made the folder."""
-    from marsunits.training import config_value_refusal
+    from marsunits.run_checks import config_value_refusal
 
     cfg = _composed(argv, config_dir, _overrides(argv))
     return None if cfg is None else config_value_refusal(cfg, _run_folder_guess(cfg))
@@ -893,7 +893,7 @@ def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
 
     The trials' configs (the command's overrides with one value of each swept one, as the sweeper lists
     them) are checked as a single run's is before its folder is made
-    (:func:`~marsunits.training.config_value_refusal`). A mistake the trials shared
+    (:func:`~marsunits.run_checks.config_value_refusal`). A mistake the trials shared
     (``-m model.lr=1e-3,2e-3 data.crop_size=100``) made one trial folder per trial, each with Hydra's record
     and the same error, before the sweep ended (an Optuna study: three, :mod:`marsunits.sweep_trials`).
 
@@ -904,7 +904,7 @@ def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     the trials share. A refusal that changes with a swept value (``data.crop_size=choice(100,101)``) is
     left to the trials, as the values the study or grid explores.
     """
-    from marsunits.training import config_value_refusal
+    from marsunits.run_checks import config_value_refusal
 
     primary = primary_config(argv, config_dir)
     if primary is None:

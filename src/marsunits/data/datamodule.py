@@ -133,8 +133,8 @@ def size_refusal(
     ``height`` (``scene``; None for real data), validated and tested whole. ``why`` says where ``divisor``
     comes from. Values that are not whole numbers are left to their own checks.
 
-    The one wording of the rule, for the check before the run (``training.check_input_sizes``, the configured
-    network) and :meth:`MarsDataModule.check_size_divisor` (the built network).
+    The one wording of the rule, for the check before the run (``run_checks.check_input_sizes``, the
+    configured network) and :meth:`MarsDataModule.check_size_divisor` (the built network).
     """
 
     def whole(value: Any) -> TypeGuard[int]:
@@ -628,7 +628,7 @@ class MarsDataModule(L.LightningDataModule):
         (:func:`~marsunits.data.layout.check_layout`'s DataLayoutError: a subfolder or the sol table
         missing, another dataset's layout, a folder one level too high or low), in the same words, looking at
         folder names and the sol table's header only, no image: ``train.py`` runs it before Hydra makes the
-        run folder (:func:`~marsunits.training.data_folder_refusal`). Synthetic scenes have no folder."""
+        run folder (:func:`~marsunits.run_checks.data_folder_refusal`). Synthetic scenes have no folder."""
         for source in self.sources:
             if source in SOURCE_ROOTS and self.root is not None:
                 with self._read_from(source):

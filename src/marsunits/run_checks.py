@@ -1,0 +1,1028 @@
+"""The checks of a training run's config and run folder that need neither a network built nor data read:
+``train.py`` runs them before Hydra starts (:func:`refusal_before_hydra`, :func:`config_value_refusal`: a
+refused command leaves no run folder) and :func:`~marsunits.training.run` runs them again for a config
+composed another way (tests, notebooks).
+
+Imports neither torch nor Lightning: a refusal that needs neither (``data=folder`` without ``data.root``)
+paid some 5 s of their start-up when these lived in :mod:`marsunits.training`. A check that reads a class
+(a ``_target_``'s parameters), a checkpoint or the data module imports what it reads when it reads it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import re
+import shlex
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Optional, get_args
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from marsunits.errors import YES_NO_WORDS, ConfigError, switch_value_refusal
+from marsunits.targets import UnimportableTargetError, locate, unimportable_target
+from marsunits.user_paths import expand_home
+
+log = logging.getLogger(__name__)
+
+#: The run name the command line added for a default, time-made ``run_name`` (``cli_overrides.
+#: claim_run_folder``), so that Hydra's folder is the one it claimed: still a default, not a name the user
+#: gave (``ckpt_path=last`` then resumes the newest run of the job, not that new folder's).
+PINNED_RUN_NAME_ENV = "MARSUNITS_PINNED_RUN_NAME"
+
+
+def resolve_ckpt_path(
+    ckpt_path: str | None,
+    output_dir: Path,
+    log_dir: Path,
+    task_name: str,
+    job: Mapping[str, Any] | None = None,
+    data_moved: bool = False,
+    run_name: str | None = None,
+    seed: int | None = None,
+) -> str | None:
+    """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
+
+    ``last`` means ``<output_dir>/checkpoints/last.ckpt`` if it exists, else the most recently written
+    ``last.ckpt`` of a run under ``<log_dir>/<task_name>/`` that trained the same job: with ``job`` given
+    (:func:`job_identity` of this run's config), only runs whose ``config.yaml`` has the same identity count,
+    so ``experiment=ai4mars ckpt_path=last`` never resumes the newest synthetic run; with ``data_moved``
+    the data's location (``_DATA_LOCATION_KEYS``) is left out of that comparison. With ``run_name`` (a run
+    folder the user named) only that folder's ``last.ckpt`` counts: continuing another run under the name
+    given, as the fallback did for a run killed before its first recovery checkpoint, resumed the wrong run
+    and its W&B run without a word. With ``seed``, only runs trained with that seed count: seeds run side by
+    side and stopped together (a job array) each resumed the newest of them, two into one W&B run.
+
+    Raises:
+        ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found;
+            :class:`~marsunits.task.NotACheckpointError` if the file does not start as a checkpoint does.
+    """
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path == "last":
+        own = output_dir / "checkpoints" / "last.ckpt"
+        if own.is_file():
+            return str(own)
+        if run_name is not None:
+            kept = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+            if kept:
+                chosen = next((p for p in kept if p.name == "best.ckpt"), kept[0])
+                # A disk that filled at the first last.ckpt (best.ckpt was written just before it at the
+                # epoch's end): "without ckpt_path" is refused in a folder holding a checkpoint
+                # (check_run_folder), so the way on is the checkpoint that is there.
+                again = shlex.join([f"run_name={run_name}", f"ckpt_path={chosen}"])
+                raise ConfigError(
+                    f"ckpt_path=last with run_name={run_name}: {own} does not exist (the run stopped before "
+                    f"writing it), but {chosen} does: run the same command with {again} instead to continue "
+                    "the run from it (the steps after it are trained again; free space first if a full disk "
+                    "stopped the run), or start anew under another run_name=..."
+                )
+            started = (output_dir / "config.yaml").is_file()
+            raise ConfigError(
+                f"ckpt_path=last with run_name={run_name}: {own} does not exist ("
+                + (
+                    "the run stopped before its first checkpoint, written every 50 optimiser steps and at "
+                    "each epoch's end"
+                    if started
+                    else "no run of that name has started"
+                )
+                + "), so there is nothing of it to resume. Run the same command without ckpt_path to start "
+                "it from the beginning, or give the checkpoint to continue: ckpt_path=<its .ckpt file>"
+            )
+        candidates = sorted(
+            (log_dir / task_name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise ConfigError(
+                f"ckpt_path=last: no last.ckpt under {log_dir / task_name}/*/checkpoints/. "
+                "Train once without ckpt_path, or pass ckpt_path=<path to a .ckpt file>."
+            )
+        if job is not None:
+            same = [c for c in candidates if _same_job(_saved_job(c.parent.parent, job), job, data_moved)]
+            if not same:
+                raise ConfigError(
+                    f"ckpt_path=last: none of the {len(candidates)} runs under {log_dir / task_name}/ "
+                    f"trained this model on this data (newest: {candidates[-1].parent.parent.name}); pass "
+                    "ckpt_path=<path to its last.ckpt> to resume a particular run, or drop ckpt_path to "
+                    "start a new one"
+                )
+            candidates = same
+        if seed is not None:
+            seeds = {c: _saved_seed(c.parent.parent) for c in candidates}
+            same_seed = [c for c in candidates if seeds[c] == seed]
+            if not same_seed:
+                others = ", ".join(str(v) for v in sorted({v for v in seeds.values() if v is not None}))
+                raise ConfigError(
+                    f"ckpt_path=last: the {len(candidates)} run(s) of this model and data under "
+                    f"{log_dir / task_name}/ were trained with seed {others or 'unknown'} (newest: "
+                    f"{candidates[-1].parent.parent.name}), not seed={seed}; give the seed of the run to "
+                    "resume, or ckpt_path=<path to its last.ckpt>"
+                )
+            candidates = same_seed
+        log.info("ckpt_path=last -> %s", candidates[-1])
+        return str(candidates[-1])
+    path = expand_home(ckpt_path)
+    if not path.is_file():
+        from marsunits.model_package import is_package
+
+        if path.exists() and is_package(path):  # "no such file" for a folder that is there
+            raise ConfigError(
+                f"ckpt_path={ckpt_path} is a model package (python -m marsunits.export): it holds the "
+                "weights, not the run's optimiser and epochs, so it cannot be resumed. Start a new run "
+                f"from it with init_ckpt_path={ckpt_path}, or score it with train=false ckpt_path={ckpt_path}"
+            )
+        raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
+    from marsunits.task import check_checkpoint_start
+
+    check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
+    return str(path)
+
+
+#: Data settings that change only speed, not what is trained on: a resumed run may change them.
+_DATA_PERFORMANCE_KEYS = frozenset(
+    {
+        "num_workers",
+        "pin_memory",
+        "persistent_workers",
+        "render_processes",
+        "val_batch_size",
+        # Decoded images (rendered scenes) held in memory or read again: the same pixels either way, so a
+        # run out of memory resumes with data.cache=false (it was refused: a new run lost the optimiser).
+        "cache",
+        "cache_scenes",
+    }
+)
+
+
+#: Data settings that say where the data is, not what it is: ``data_moved=true`` lets a resume change them.
+_DATA_LOCATION_KEYS = frozenset({"root", "source_dirs"})
+
+#: Data settings that switch a check on or off, not what is trained on: a resumed run may change them.
+_DATA_CHECK_KEYS = frozenset({"allow_seen_val_sols"})
+
+#: Data settings added since runs were first recorded, with the value that gives the behaviour before
+#: them: a run folder whose config.yaml lacks one is compared as if it had that value, so a run from
+#: before still resumes, and one that would now train on other data says which setting restores it.
+_DATA_KEYS_ADDED = {
+    "sol_margin": 0,
+    # ClassMix (2026-12-02; in configs/data/ai4mars.yaml since 2026-12-05) and validation context (MarsScapes
+    # from 2026-12-02; ai4mars.yaml and folder.yaml since 2026-12-05): runs recorded before had neither.
+    "class_mix_prob": 0.0,
+    "val_context_px": 0,
+}
+
+
+def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_moved: bool) -> bool:
+    """Whether a saved :func:`job_identity` is ``job``; with ``data_moved``, wherever the data now is."""
+    if saved is None:
+        return False
+    if not data_moved:
+        return dict(saved) == dict(job)
+
+    def located(identity: Mapping[str, Any]) -> dict[str, Any]:
+        data = identity.get("data")
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in _DATA_LOCATION_KEYS}
+        return {**identity, "data": data}
+
+    return located(saved) == located(job)
+
+
+def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: the ``model`` and ``data`` configs (the
+    data's performance settings, ``_DATA_PERFORMANCE_KEYS``, aside), so ``data.root=/A`` never resumes a
+    run trained on ``/B``.
+
+    Plain (resolved) containers, comparable with ``==`` to what :func:`_saved_job` reads back.
+    """
+
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    data = plain(cfg.get("data"))
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in _DATA_PERFORMANCE_KEYS | _DATA_CHECK_KEYS}
+    return {"model": plain(cfg.get("model")), "data": data}
+
+
+class _Absent:
+    """A key one config has and the other lacks (shown as ``absent``; a lacking key is not a None)."""
+
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain nested dicts (``model.lr: 0.001 -> 0.002``); a key
+    on one side only shows as ``absent`` on the other."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def check_run_folder(
+    output_dir: Path, ckpt_path: str | None, job: Mapping[str, Any], data_moved: bool = False
+) -> None:
+    """Refuse to start where a run would overwrite another run's record or resume another job.
+
+    * A new run (no ``ckpt_path``) in a folder that already holds checkpoints (``run_name=`` of an earlier
+      run) would overwrite them and its ``config.yaml``.
+    * A resumed checkpoint whose run folder's ``config.yaml`` trained another model or data
+      (:func:`job_identity`) would die on mismatched tensors or silently go on with other data; this holds
+      for ``ckpt_path=last`` in the run's own folder and for an explicit path alike. With ``data_moved``
+      (``data_moved=true``: the same data under another path) only the data's location may differ.
+
+    Raises:
+        ConfigError: Naming the folder, the differing settings and what to do.
+    """
+    held = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    if ckpt_path is None:
+        if held:
+            raise ConfigError(
+                f"{output_dir} already holds a run ({len(held)} checkpoint(s) in checkpoints/); resume it "
+                "with ckpt_path=last, or give this run another run_name=... (or move that folder away)"
+            )
+        return
+    source = Path(ckpt_path).resolve().parent.parent
+    if held and source != output_dir.resolve():
+        raise ConfigError(
+            f"{output_dir} already holds another run's checkpoints; resume {ckpt_path} under another "
+            "run_name=..., or resume this folder's run with ckpt_path=last"
+        )
+    saved = _saved_job(source, job)
+    if saved is not None and not _same_job(saved, job, data_moved):
+        diff = _differences(saved, dict(job))
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        changed = [d.split(":")[0] for d in diff]  # dotted keys
+        # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).
+        from marsunits.fine_tuning import NETWORK_HPARAMS
+
+        network = [k for k in changed if k in {f"model.{name}" for name in NETWORK_HPARAMS}]
+        way_out = (
+            f"start a new run from its weights with init_ckpt_path={ckpt_path} and no ckpt_path"
+            if not network
+            else f"start a new run without ckpt_path (its weights do not fit another {', '.join(network)})"
+        )
+        only_moved = all(k in {f"data.{name}" for name in _DATA_LOCATION_KEYS} for k in changed)
+        moved = (
+            "; if the same data has only moved to the new path, add data_moved=true"
+            if only_moved and not data_moved
+            else ""
+        )
+        raise ConfigError(
+            f"{ckpt_path} was trained with other model or data settings ({source / 'config.yaml'}: {shown}). "
+            f"Resume it with its own settings, or {way_out}{moved}"
+        )
+
+
+def _saved_seed(run_dir: Path) -> int | None:
+    """The ``seed`` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable or absent)."""
+    try:
+        saved = OmegaConf.load(run_dir / "config.yaml")
+    except Exception:  # noqa: BLE001 - a missing or broken config.yaml: no seed known
+        return None
+    seed = saved.get("seed") if isinstance(saved, DictConfig) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _saved_job(run_dir: Path, job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable), with
+    the settings added since it was written (``_DATA_KEYS_ADDED``) that ``job`` has at their earlier value,
+    and a ``data.fold`` recorded without ``data.n_folds`` as 0: it was ignored (the single held-out split),
+    and is refused since 2026-12-05, so such a run could be resumed neither with it nor without it."""
+    try:
+        saved = OmegaConf.load(run_dir / "config.yaml")
+    except Exception:  # noqa: BLE001 - a missing or broken config.yaml just means "not this job"
+        return None
+    if not isinstance(saved, DictConfig) or saved.get("model") is None or saved.get("data") is None:
+        return None  # empty or not a run's config: no record to compare with
+    identity = job_identity(saved)
+    data, now = identity.get("data"), job.get("data")
+    if isinstance(data, dict) and isinstance(now, dict):
+        for key, before in _DATA_KEYS_ADDED.items():
+            if key in now and key not in data:
+                data[key] = before
+        if data.get("n_folds") is None and "fold" in data:
+            data["fold"] = 0  # what it trained with: fold was ignored without n_folds
+    return identity
+
+
+#: Integer settings checked before anything is rendered or built: ``(key, smallest value, what it is)``.
+#: Lightning checks some of these only when the loop first reads them, after minutes of set-up, with a
+#: ``TypeError`` that names no key; the data module's ``int()`` names no key either.
+_INTEGER_VALUES: tuple[tuple[str, int, str], ...] = (
+    ("seed", 0, "the random seed"),
+    ("trainer.max_epochs", -1, "epochs (-1: no limit)"),
+    ("trainer.min_epochs", 0, "epochs"),
+    ("trainer.max_steps", -1, "optimiser steps (-1: no limit)"),
+    ("trainer.check_val_every_n_epoch", 1, "epochs"),
+    ("trainer.log_every_n_steps", 1, "steps"),
+    ("trainer.accumulate_grad_batches", 1, "batches"),
+    ("trainer.num_nodes", 1, "machines"),
+    ("trainer.num_sanity_val_steps", -1, "batches"),
+    ("data.batch_size", 1, "crops per batch"),
+    ("data.val_batch_size", 1, "crops per batch"),
+    ("data.num_workers", 0, "loader processes"),
+    # The data module's own int() named no key (`invalid literal for int()`), or compared text with a
+    # number inside Hydra's instantiation (a traceback: data.crop_size=abc), and read data.seed=1.5 as 1.
+    ("data.crop_size", 1, "pixels, a multiple of the network's input divisor"),
+    ("data.samples_per_epoch", 1, "training crops per epoch"),
+    ("data.seed", 0, "the split and crop seed"),
+    ("data.sol_block", 1, "sols per split group"),
+    ("data.val_context_px", 0, "pixels"),
+    ("data.n_folds", 2, "cross-validation folds"),
+    ("data.fold", 0, "the validation fold"),
+    ("data.train_length", 1, "training scenes"),
+    ("data.val_length", 1, "validation scenes"),
+    ("data.test_length", 1, "test scenes"),
+    # The task's int() of these named no key (`invalid literal for int()`), model.warmup_steps only once the
+    # optimiser was built, after the scenes were rendered; 1.5 was read as 1.
+    ("model.encoder_depth", 1, "encoder stages, at most 5"),
+    ("model.contact_radius_px", 1, "pixels"),
+    ("model.warmup_steps", 0, "optimiser steps; null: none"),
+)
+#: The example an integer's message gives where 4 would not be accepted.
+_INTEGER_EXAMPLES = {
+    "data.crop_size": 256,
+    "data.val_context_px": 64,
+    "model.contact_radius_px": 3,
+    "model.warmup_steps": 100,
+}
+
+#: Real-valued settings checked before anything is read: ``(key, lowest, highest or None, what it
+#: is, an example)``. ``float()`` in the data module named no key (``could not convert string to float``)
+#: and the augmentation values failed with a traceback when the first transform was built. Shares whose
+#: range the data module checks with a message of its own (``val_fraction``, ``focus_fraction``, ...) are
+#: only checked to be numbers here. ``model.drop_path_rate`` and ``trainer.gradient_clip_val`` as text failed
+#: inside Hydra's instantiation of the network or the trainer, with its multi-line error and status 1.
+_NUMBER_VALUES: tuple[tuple[str, float | None, float | None, str, str], ...] = (
+    ("data.val_fraction", None, None, "the share of images or sol groups held out for validation", "0.2"),
+    ("data.min_labelled_fraction", None, None, "the share of labelled pixels a crop needs", "0.05"),
+    ("data.focus_fraction", None, None, "the share of crops placed on focus_class", "0.33"),
+    ("data.class_mix_prob", None, None, "the chance of ClassMix per crop", "0.5"),
+    ("data.hflip_p", 0.0, 1.0, "the chance of a horizontal flip", "0.5"),
+    ("data.min_scale", 0.0, 1.0, "the smallest area fraction of a resized crop", "1.0"),
+    ("data.max_rotation_deg", 0.0, None, "degrees", "0.0"),
+    ("data.brightness", 0.0, None, "colour jitter", "0.2"),
+    ("data.contrast", 0.0, None, "colour jitter", "0.2"),
+    ("data.saturation", 0.0, None, "colour jitter", "0.15"),
+    ("model.drop_path_rate", 0.0, 1.0, "the encoder's stochastic depth", "0.1"),
+    ("trainer.gradient_clip_val", 0.0, None, "the largest gradient norm; null: no clipping", "1.0"),
+)
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf of a plain container (``OmegaConf.to_container`` of a config
+    with ``resolve=False``: interpolations are their ``${...}`` text)."""
+    if isinstance(node, dict):
+        return [leaf for key, value in node.items() for leaf in _leaves(value, f"{prefix}{key!s}.")]
+    if isinstance(node, list):
+        return [leaf for i, value in enumerate(node) for leaf in _leaves(value, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), node)]
+
+
+#: Parameters whose mapping holds another class's parameters (``data.scene``: the synthetic scenes' fields).
+_FIELDS_OF = {
+    ("marsunits.data.datamodule.MarsDataModule", "scene"): "marsunits.data.synthetic.config.SceneConfig"
+}
+
+
+#: Classes whose ``**kwargs`` go to another class or function: ``trainer.strategy.static_graph`` is torch's
+#: DDP's, ``logger.wandb.monitor_gym`` is ``wandb.init``'s (imported with Lightning's WandbLogger already).
+_KWARGS_TO = {
+    "lightning.pytorch.strategies.DDPStrategy": "torch.nn.parallel.DistributedDataParallel",
+    "lightning.pytorch.loggers.WandbLogger": "wandb.init",
+}
+
+
+def _takes_bool(parameter: inspect.Parameter) -> bool:
+    """Whether a parameter takes true or false: its annotation (``from __future__`` text, or the types) says
+    so (``bool``, ``bool | None``, ``Union[bool, Literal['link'], None]``, ``bool | Mapping[str, bool]``), or,
+    unannotated (torch's), its default is true or false."""
+    if parameter.annotation is inspect.Parameter.empty:
+        return isinstance(parameter.default, bool)
+    return re.search(r"\bbool\b", str(parameter.annotation)) is not None
+
+
+#: Annotations of a parameter that takes true or false only (``from __future__`` text, or the types).
+_SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
+
+
+def _takes_only_bool(parameter: inspect.Parameter) -> bool:
+    """Whether a parameter takes true or false and nothing else (null aside): annotated so
+    (:data:`_SWITCH_ANNOTATIONS`), or unannotated (torch's) with a true or false default. Any text given to
+    it is a mistake (``fasle``), where ``save_last`` (``bool | Literal['link']``) also takes a word."""
+    if parameter.annotation is inspect.Parameter.empty:
+        return isinstance(parameter.default, bool)
+    return parameter.annotation in _SWITCH_ANNOTATIONS
+
+
+def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tuple[str, Any, bool]]:
+    """``(dotted key, value, only a bool)`` of each leaf of a plain container (:func:`_leaves`) that a class
+    reads as true or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it,
+    ``data.cache.ai4mars``) of the class its node builds (``_target_``; with the class its ``**kwargs`` go to,
+    :data:`_KWARGS_TO`), or ``cls`` for a node without one (:data:`_FIELDS_OF`). The third is whether the
+    parameter takes nothing but true or false (:func:`_takes_only_bool`; False under a mapping or list).
+    A class that cannot be imported here (refused first by :func:`check_config_values`) has no keys."""
+    if not isinstance(node, dict):
+        return
+    target = node.get("_target_")
+    if isinstance(target, str):
+        try:
+            cls = locate(target)
+        except UnimportableTargetError:  # refused by check_config_values before these checks
+            cls = None
+    kwargs_to = None
+    if isinstance(target, str) and target in _KWARGS_TO:
+        try:
+            kwargs_to = locate(_KWARGS_TO[target])
+        except UnimportableTargetError:  # not importable here: its keys are none, as for a class
+            kwargs_to = None
+    parameters: dict[str, inspect.Parameter] = {}
+    for named in (cls, kwargs_to):
+        try:
+            parameters = {**dict(inspect.signature(named).parameters), **parameters} if named else parameters
+        except (TypeError, ValueError):  # no signature to read
+            continue
+    for key, value in node.items():
+        dotted = f"{prefix}{key!s}"
+        parameter = parameters.get(str(key))
+        if parameter is not None and _takes_bool(parameter):
+            if isinstance(value, dict | list):
+                yield from ((k, v, False) for k, v in _leaves(value, f"{dotted}."))
+            else:
+                yield dotted, value, _takes_only_bool(parameter)
+            continue
+        fields = _FIELDS_OF.get((str(target), str(key)))
+        if isinstance(value, dict):
+            yield from _switch_leaves(value, f"{dotted}.", locate(fields) if fields else None)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from _switch_leaves(item, f"{dotted}.{i}.")
+
+
+def check_run_values(cfg: DictConfig) -> None:
+    """Refuse mistyped run settings before anything is rendered or built, naming the key.
+
+    Checks the switches ``train``, ``test``, ``data_moved`` (and that no switch of a class the config builds,
+    :func:`_switch_leaves`, is yes/no/on/off, which the config reads as text and a switch as true:
+    ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), those switches given as other
+    text where they take nothing but true or false (``model.channels_last=abc``,
+    ``callbacks.model_checkpoint.auto_insert_metric_name=fasle``, ``+data.scene.distortion=fasle``), the
+    integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data
+    config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
+    ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
+    ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
+    ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
+    for key in ("train", "test", "data_moved"):
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(switch_value_refusal(key, value))
+    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False)))
+    for key, value, _ in switches:
+        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
+            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
+            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
+            # own keys (data.mode=on).
+            raise ConfigError(switch_value_refusal(key, value))
+    for key, value, only_bool in switches:
+        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
+        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
+        if only_bool and isinstance(value, str) and "${" not in value:
+            raise ConfigError(switch_value_refusal(key, value))
+    own_data = marsunits_datamodule(cfg)
+    for key, lowest, unit in _INTEGER_VALUES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or (key.startswith("data.") and not own_data):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            shown = _INTEGER_EXAMPLES.get(key, 4)
+            raise ConfigError(
+                f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}={shown}"
+                f"{_text_from_interpolation(cfg, key, value)}"
+            )
+    for key, low, high, unit, example in _NUMBER_VALUES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or (key.startswith("data.") and not own_data):
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (low is not None and value < low) or (high is not None and value > high):
+            bounds = "" if low is None else f" >= {low:g}" if high is None else f" in [{low:g}, {high:g}]"
+            raise ConfigError(
+                f"{key}={value!r}: expected a number{bounds} ({unit}), e.g. {key}={example}"
+                f"{_text_from_interpolation(cfg, key, value)}"
+            )
+    for stage in ("train", "val", "test"):
+        key = f"trainer.limit_{stage}_batches"
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        fraction = isinstance(value, float) and 0.0 <= value <= 1.0
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if not (fraction or count):
+            raise ConfigError(
+                f"{key}={value!r}: expected a fraction of the batches in [0.0, 1.0] or a whole number of "
+                f"batches, e.g. {key}=0.25 or {key}=10"
+            )
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
+    if precision is not None and precision not in _precisions():
+        # Lightning's refusal came inside Hydra's instantiation of the Trainer, after the scenes were made.
+        raise ConfigError(
+            f"trainer.precision={precision!r}: give one of Lightning's precisions, e.g. "
+            "trainer.precision=32-true (CPU) or trainer.precision=bf16-mixed (GPU); all: "
+            f"{', '.join(map(str, _precisions()))}"
+        )
+    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
+    if devices is not None and not _devices_value(devices):
+        # Lightning's own refusal came inside Hydra's instantiation of the Trainer: a traceback, status 1.
+        raise ConfigError(
+            f"trainer.devices={devices!r}: give a number of devices (trainer.devices=2), auto, -1 (every "
+            "device), or a list of GPU ids (trainer.devices=[0,1])"
+        )
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no CUDA GPU that PyTorch can use "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
+            "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
+        )
+
+
+def _text_from_interpolation(cfg: DictConfig, key: str, value: Any) -> str:
+    """For a number refused as text that an interpolation made (``${oc.env:BATCH}``: OmegaConf's
+    ``oc.env`` always gives text), how to read it as a number; else "". The refusal alone
+    (``data.batch_size='4': expected a whole number``) gave an example of the value it refused."""
+    if not isinstance(value, str):
+        return ""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not isinstance(node, DictConfig) or leaf not in node:
+        return ""
+    raw = node._get_node(leaf)
+    if raw is None or not OmegaConf.is_interpolation(node, leaf):
+        return ""
+    written = raw._value()  # type: ignore[union-attr]
+    return (
+        f" (it is text: {written} gives text; read it as a number with oc.decode, "
+        f"{key}='${{oc.decode:{written}}}')"
+    )
+
+
+def _precisions() -> tuple[str | int, ...]:
+    """The ``trainer.precision`` values Lightning's Trainer takes (as its own check lists them)."""
+    from lightning.fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
+
+    return (
+        *get_args(_PRECISION_INPUT_STR),
+        *get_args(_PRECISION_INPUT_INT),
+        *get_args(_PRECISION_INPUT_STR_ALIAS),
+    )
+
+
+#: The data modules of marsunits (the ``_target_`` of ``configs/data/*.yaml``): the ``data.*`` checks here are
+#: about their settings. A user's own data module (``data._target_=mypkg.MyDataModule``) has keys of its own,
+#: which those checks refused (``data.crop_size=100`` where it means something else, or nothing).
+OWN_DATAMODULES: tuple[str, ...] = ("marsunits.data.datamodule.MarsDataModule",)
+
+
+def marsunits_datamodule(cfg: DictConfig) -> bool:
+    """Whether ``cfg.data`` builds one of :data:`OWN_DATAMODULES` (its ``_target_``, or another import
+    path of the same class)."""
+    data = cfg.get("data")
+    target = data.get("_target_") if isinstance(data, DictConfig) else None
+    if not isinstance(target, str):
+        return False
+    if target in OWN_DATAMODULES:
+        return True
+    if not target.startswith("marsunits."):  # a user's class: not imported here
+        return False
+    try:
+        found = locate(target)
+    except UnimportableTargetError:  # refused by check_config_values (unimportable_target)
+        return False
+    return any(found is locate(own) for own in OWN_DATAMODULES)
+
+
+def check_input_sizes(cfg: DictConfig) -> None:
+    """Refuse a ``data.crop_size``, validation window (``crop_size + 2 x val_context_px``) or synthetic scene
+    side (``data.scene.width``/``height``: validated whole) that is not a multiple of the input divisor of the
+    configured network (:func:`~marsunits.models.input_divisor`: ``2**model.encoder_depth`` for Unet and FPN,
+    16 for the default model; at most 16 for DeepLabV3+), naming that number. Only for marsunits' own data
+    module and task (:func:`marsunits_datamodule`), and only where the run trains: ``train=false`` builds
+    the checkpoint's network whatever the model config (``model=tiny``'s multiples of 8 under the default
+    model's 16), so its sizes are checked against that network instead: before the run folder by
+    :func:`refusal_before_hydra` (the checkpoint's ``arch`` and ``encoder_depth``), and in the run by the
+    data module against the network built (``MarsDataModule.check_size_divisor``).
+
+    Raises:
+        ConfigError: naming the key, the value, the divisor and values that fit.
+    """
+    from marsunits.data.datamodule import size_refusal
+    from marsunits.models import input_divisor
+
+    model = cfg.get("model")
+    if not marsunits_datamodule(cfg) or not isinstance(model, DictConfig):
+        return
+    if model.get("_target_") != "marsunits.task.SegmentationTask":
+        return  # another network: its own needs
+    if cfg.get("train", True) is False:
+        return  # the checkpoint's network, not the model config's: checked once built
+    arch, depth = model.get("arch", "unet"), model.get("encoder_depth", 5)
+    try:
+        divisor = input_divisor(arch, depth)
+    except ValueError:
+        return  # refused by check_model_values, naming the key
+    stride = f"2**{depth} = {divisor}" if divisor == 2**depth else f"its encoder's output stride, {divisor}"
+    why = f"model.arch={arch} with model.encoder_depth={depth} takes multiples of {stride}"
+    synthetic = OmegaConf.select(cfg, "data.sources", default=None) == ["synthetic"]
+    scene = OmegaConf.select(cfg, "data.scene", default=None) if synthetic else None
+    refused = size_refusal(
+        OmegaConf.select(cfg, "data.crop_size", default=None),
+        OmegaConf.select(cfg, "data.val_context_px", default=None),
+        scene if isinstance(scene, DictConfig) else None,
+        divisor,
+        why,
+    )
+    if refused is not None:
+        raise ConfigError(refused)
+
+
+def check_config_values(cfg: DictConfig) -> None:
+    """Refuse every value of a composed ``train.yaml`` config that can be judged without reading data or
+    building anything: missing values (``???``), a ``_target_`` that does not import
+    (:func:`~marsunits.targets.unimportable_target`), :func:`check_run_values`, that the checkpoint files
+    named are there (:func:`check_checkpoint_files`), the W&B logger's settings,
+    :func:`check_model_values`, :func:`check_input_sizes`, and the data's channels against the model's.
+    The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
+
+    The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
+    mistyped value leaves no folder of a run that never started; :func:`~marsunits.training.run` runs it
+    again for a config composed another way (tests, notebooks).
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # before anything is written or rendered: e.g. data=folder without data.root
+        layout = ""
+        if "data.root" in missing and list(cfg.data.get("sources") or []) == ["folder"]:
+            from marsunits.data.folder import FOLDER_LAYOUT
+
+            # data=folder's root has no usual place: say what the folder must hold, not /path/to/folder.
+            layout = f", <folder> holding {FOLDER_LAYOUT} (data/README.md)"
+        overrides = " ".join(
+            "data.root=<folder>" if k == "data.root" and layout else f"{k}=..." for k in missing
+        )
+        raise ConfigError(
+            f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command{layout}"
+        )
+    refused = unimportable_target(cfg)
+    if refused is not None:  # before the checks below read the classes' parameters
+        # Hydra's refusal came when the run instantiated it: its error logged twice, after the run folder.
+        raise ConfigError(refused)
+    check_run_values(cfg)
+    check_checkpoint_files(cfg)
+    from marsunits.tracking.wandb_setup import check_wandb_modes
+
+    check_wandb_modes(cfg)
+    check_model_values(cfg)
+    check_input_sizes(cfg)
+    data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
+    own_data = marsunits_datamodule(cfg)
+    if (
+        own_data
+        and data_channels is not None
+        and (isinstance(data_channels, bool) or data_channels not in (1, 3))
+    ):
+        # Refused by the data module once built, after the run folder was made, naming its config file.
+        raise ConfigError(
+            f"data.in_channels={data_channels!r}: give 1 (grey) or 3 (colour), e.g. data.in_channels=3"
+        )
+    if None not in (data_channels, model_channels) and data_channels != model_channels:
+        raise ConfigError(
+            f"data.in_channels={data_channels} but model.in_channels={model_channels}: the network must take "
+            "the channels the data delivers (1 grey, 3 colour). Set data.in_channels only (the model "
+            "follows it), e.g. data.in_channels=3"
+        )
+
+
+def check_checkpoint_files(cfg: DictConfig) -> None:
+    """Refuse a ``ckpt_path`` or ``init_ckpt_path`` the run would read that names no file (nor model package
+    folder), or a file whose first bytes are not a checkpoint's (a text file), reading only those: whether
+    it is a whole checkpoint, and ``ckpt_path=last``, which looks for runs, are the run's to judge.
+    ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run, so not checked. Through
+    :func:`check_config_values`, the command line checks this before Hydra makes the run folder: a
+    missing file left one with only ``.hydra/`` and ``train.log``.
+
+    Raises:
+        ConfigError: (a :class:`~marsunits.errors.MissingFileError` for a missing file, a
+            :class:`~marsunits.task.NotACheckpointError` for a text file) naming the option.
+    """
+    from marsunits.fine_tuning import check_source_exists
+
+    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
+    given = ckpt not in (None, "", "null")
+    if given and str(ckpt) == "last":
+        return
+    if given and bool(cfg.get("train", True)):
+        # Its own file checks (a model package is refused as no resume); nothing of the run folder is used.
+        resolve_ckpt_path(str(ckpt), Path(), Path(), "")
+    elif given:
+        check_source_exists(str(ckpt), "ckpt_path")
+    elif init:
+        check_source_exists(str(init), "init_ckpt_path")
+
+
+def check_model_values(cfg: DictConfig) -> None:
+    """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
+    ``model.optimizer``, ``model.scheduler``, ``model.loss``), an ``model.encoder_depth`` outside 1..5 or
+    ``model.decoder_channels`` that do not fit it, a learning rate or loss weight out of range
+    (``model.lr=0``; :func:`~marsunits.task.check_numbers`), a learning-rate schedule over a run without
+    an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than the task's classes, naming the
+    key; a model config that builds another class is left alone.
+
+    Raises:
+        ConfigError: the key and value, then the task's own message with the valid choices.
+    """
+    from marsunits.constants import CLASS_NAMES
+    from marsunits.models import LOSSES, check_depth, check_names
+    from marsunits.task import _DEFAULTS, OPTIMIZERS, SCHEDULERS, check_numbers
+
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig) or model.get("_target_") != "marsunits.task.SegmentationTask":
+        return
+    arch, encoder = model.get("arch", "unet"), model.get("encoder", "efficientnet_lite0")
+    weights = model.get("encoder_weights", "lite0_offline")
+    for key, value, names in (  # one at a time, so that the message names the key that is wrong
+        ("arch", arch, (arch, "efficientnet_lite0", None)),
+        ("encoder", encoder, ("unet", encoder, None)),
+        ("encoder_weights", weights, ("unet", encoder, weights)),
+    ):
+        try:
+            check_names(*names)
+        except ValueError as exc:
+            raise ConfigError(f"model.{key}={value!r}: {exc}") from None
+    try:  # the task's own checks, which ran only once the scenes were rendered (model.encoder_depth=7)
+        check_depth(arch, model.get("encoder_depth", 5), model.get("decoder_channels"))
+    except ValueError as exc:
+        # Named by the key the message is about: the widths' refusals named model.encoder_depth.
+        key = "decoder_channels" if str(exc).startswith("decoder_channels") else "encoder_depth"
+        raise ConfigError(f"model.{key}={model.get(key, 5)!r}: {exc}") from None
+    try:  # model.lr=0: the task's message, naming the key
+        check_numbers(
+            {k: model.get(k, _DEFAULTS[k]) for k in ("lr", "encoder_lr_mult")},
+            {k: model.get(k, _DEFAULTS[k]) for k in ("weight_decay", "dice_weight", "contact_weight")},
+        )
+    except ConfigError as refused:
+        key = str(refused).split(" ", 1)[0]  # "model.<name> must be ..."
+        raise ConfigError(f"{refused}{_text_from_interpolation(cfg, key, model.get(key[6:]))}") from None
+    for key, default, choices in (
+        ("optimizer", "adamw", OPTIMIZERS),
+        ("scheduler", "cosine", SCHEDULERS),
+        ("loss", "ce", LOSSES),
+    ):
+        value = model.get(key, default)
+        if value not in choices:
+            raise ConfigError(
+                f"model.{key}={value!r}: Unknown {key} {value!r}. Valid choices: {list(choices)}."
+            )
+    scheduler = model.get("scheduler", "cosine")
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    steps = OmegaConf.select(cfg, "trainer.max_steps", default=None)
+    if scheduler != "none" and epochs == -1 and steps in (None, -1):
+        # Lightning's estimate of the run's steps is then infinite: refused by the task once the scenes were
+        # rendered and the trainer built.
+        raise ConfigError(
+            f"trainer.max_epochs=-1 (no limit) but model.scheduler={scheduler!r} needs a finite run length "
+            "(it decays over the run): give trainer.max_epochs=<epochs> or +trainer.max_steps=<steps>, or "
+            "model.scheduler=none"
+        )
+    names = model.get("class_names", CLASS_NAMES)
+    classes = model.get("num_classes", len(names))
+    if classes != len(names):
+        raise ConfigError(
+            f"model.num_classes={classes!r}: the project has {len(names)} classes ({', '.join(names)}; "
+            "marsunits.constants), and every data config maps its labels onto them. For more network "
+            "outputs per class, train sub-classes (data.subclass_map and data.subclasses, e.g. "
+            "experiment=marsscapes_subclasses); leave model.num_classes at 3"
+        )
+
+
+def _devices_value(devices: Any) -> bool:
+    """Whether ``devices`` is a value Lightning's ``Trainer(devices=...)`` reads: a count >= 1, -1 (all),
+    ``auto``, a list of device ids, or the same written as text (``"2"``, ``"0,1"``, ``"0,"``: GPU 0)."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return True
+        if "," in text:  # device ids ("0,1", or "0," for GPU 0)
+            ids = [p.strip() for p in text.split(",") if p.strip()]
+            return bool(ids) and all(re.fullmatch("[0-9]+", p) for p in ids)
+        # ASCII digits only: "--1" and "²" passed str.isdigit and ended in int()'s ValueError, a traceback.
+        return re.fullmatch("-?[0-9]+", text) is not None and _devices_value(int(text))
+    if isinstance(devices, list | tuple | ListConfig):
+        return bool(devices) and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
+        )
+    return False
+
+
+def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
+    """What the run starts from, checked against its run folder before anything is written there.
+
+    Returns:
+        ``(ckpt_path, evaluated)``: the checkpoint to resume (:func:`resolve_ckpt_path`; None for a new run
+        or ``train=false``) and, for ``train=false``, the checkpoint whose network is validated and tested
+        with the option that gave it (:func:`_evaluated_checkpoint`).
+
+    Raises:
+        ConfigError: No such checkpoint, or the folder holds another run, or the resumed run trained another
+            job (:func:`check_run_folder`).
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    job = job_identity(cfg)
+    data_moved = bool(cfg.get("data_moved", False))
+    evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
+    if bool(cfg.get("train", True)):
+        ckpt_path = resolve_ckpt_path(
+            cfg.get("ckpt_path"),
+            output_dir,
+            Path(cfg.paths.log_dir),
+            cfg.task_name,
+            job,
+            data_moved,
+            run_name=_named_run(cfg),
+            seed=cfg.get("seed"),
+        )
+    else:
+        evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
+    # Before config.yaml, the record it compares with, is replaced.
+    check_run_folder(output_dir, ckpt_path, job, data_moved)
+    return ckpt_path, evaluated
+
+
+def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The refusal of :func:`check_config_values` or :func:`checked_start` for the run ``cfg`` (composed
+    before Hydra starts, so without Hydra's runtime values) would make in ``output_dir``, or None; any other
+    problem is left to the run.
+
+    Hydra writes its ``.hydra/`` record and a ``train.log`` line in the run folder before the run's code
+    starts: a command refused there (a new run given a finished run's ``run_name``, a resume with other
+    settings) rewrote the finished run's record with the refused command's settings, and a mistyped value
+    (``model.arch=unet++``, ``data.batch_size=eight``) left a run folder of a run that never started.
+    """
+    refused = config_value_refusal(cfg, output_dir)
+    if refused is not None:
+        return refused
+    cfg = cfg.copy()
+    try:
+        OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
+        _, evaluated = checked_start(cfg)
+        if evaluated is not None:
+            _check_evaluated_input_sizes(cfg, evaluated[0], evaluated[1])
+    except ConfigError as refused_start:
+        return str(refused_start)
+    except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
+        return None
+    return None
+
+
+def _check_evaluated_input_sizes(cfg: DictConfig, path: str, option: str) -> None:
+    """:func:`check_input_sizes` for ``train=false``, against the network of the checkpoint it scores (read
+    from the checkpoint's hyper-parameters, without building it), as the run checks the network it builds.
+
+    Raises:
+        ConfigError: naming the size, the divisor and the checkpoint.
+    """
+    from marsunits.task import read_checkpoint
+
+    hparams = read_checkpoint(path)["hyper_parameters"]
+    network = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
+    with open_dict(network):
+        network.train = True
+        network.model.arch = hparams.get("arch", network.model.get("arch"))
+        network.model.encoder_depth = hparams.get("encoder_depth", network.model.get("encoder_depth"))
+    try:
+        check_input_sizes(network)
+    except ConfigError as refused:
+        raise ConfigError(f"{refused} (the network of {option}={path}, which train=false scores)") from None
+
+
+def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The refusal of :func:`check_config_values`, then of :func:`data_folder_refusal` (not with
+    ``hydra.job.chdir=true``, where the run reads relative folders from its run folder), for the config
+    ``cfg`` (composed before Hydra starts, with or without Hydra's node) run in ``output_dir``, or None; any
+    other problem is left to the run.
+
+    Needs no run folder: the command line runs it where the folder is not known yet (a ``run_name`` made of
+    the clock, ``--config-name``) and for each trial of a sweep, so a mistyped value leaves no folder.
+    """
+    cfg = cfg.copy()
+    try:
+        # hydra.job.chdir=true: the run reads relative folders from its run folder, not from here.
+        moves = OmegaConf.select(cfg, "hydra.job.chdir", default=False) is True
+        OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
+        # Without Hydra's own node, which does not resolve outside a Hydra run (hydra.job.num)
+        cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
+        check_config_values(cfg)
+    except ConfigError as refused:
+        return str(refused)
+    except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
+        return None
+    return None if moves else data_folder_refusal(cfg)
+
+
+def data_folder_refusal(cfg: DictConfig) -> str | None:
+    """The refusal of a data folder the run would not find (``data.root``, or a source's
+    ``data.source_dirs.<source>``) or would find laid out otherwise (another dataset's layout, one level too
+    high or low, a subfolder or the sol table missing), in the data module's own words
+    (:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`), or None.
+
+    Only for marsunits' own data modules (:func:`marsunits_datamodule`): a user's own has folders of its own.
+    The data module is built from ``cfg.data`` as the run builds it, so ``data.root`` is resolved as the run
+    resolves it (``paths.data_root``, ``MARSUNITS_DATA``, ``~``, relative to the current folder); a data
+    config the module refuses, or one that does not resolve here (Hydra's runtime values), is left to the
+    run. Run by :func:`config_value_refusal`, before Hydra makes the run folder: a missing folder, or one of
+    the wrong layout, was refused only in the run, which left a run folder with only Hydra's record and
+    ``train.log``.
+    """
+    if not marsunits_datamodule(cfg):
+        return None
+    try:
+        datamodule = instantiate(cfg.data)
+    except Exception:  # noqa: BLE001 - a value the data module refuses, or unresolvable here: the run says it
+        return None
+    try:
+        datamodule.check_source_folders()
+    except FileNotFoundError as missing:
+        return str(missing)
+    except Exception:  # noqa: BLE001 - a folder that cannot be looked at: the run says it
+        return None
+    return None
+
+
+def _named_run(cfg: DictConfig) -> str | None:
+    """The run's name when the user gave one (``run_name=...``); None for the default, a time stamp, and in
+    a sweep, whose trials run in ``multirun-<time>/<n>`` whatever the name."""
+    from marsunits.sweep_trials import in_multirun
+
+    if in_multirun():
+        return None
+    raw = OmegaConf.to_container(cfg, resolve=False).get("run_name")  # type: ignore[union-attr]
+    if not isinstance(raw, str) or "${now:" in raw:  # a default: a time stamp, maybe after the data name
+        return None
+    if os.environ.get(PINNED_RUN_NAME_ENV) == str(cfg.run_name):  # the default, pinned by the command line
+        return None
+    return str(cfg.run_name)
+
+
+def _evaluated_checkpoint(cfg: DictConfig) -> tuple[str, str]:
+    """The model ``train=false`` validates and tests, and the option that gave it: ``ckpt_path`` (a file or
+    model package, not ``last``), else ``init_ckpt_path``.
+
+    Validate and test used to run with Lightning's ``ckpt_path="best"``, which is no checkpoint when nothing
+    was trained: a freshly initialised network was scored and ``ckpt_path`` silently ignored.
+
+    Raises:
+        ConfigError: neither is given, or ``ckpt_path=last``.
+    """
+    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
+    if ckpt in (None, "", "null"):
+        if init:
+            return str(init), "init_ckpt_path"
+        raise ConfigError(
+            "train=false validates and tests a trained model without training: give it with "
+            "ckpt_path=<run dir>/checkpoints/best.ckpt (or a model package folder)"
+        )
+    if ckpt == "last":
+        raise ConfigError(
+            "train=false with ckpt_path=last: name the checkpoint to evaluate, "
+            "ckpt_path=<run dir>/checkpoints/best.ckpt"
+        )
+    return str(expand_home(ckpt)), "ckpt_path"
