@@ -1024,6 +1024,20 @@ def _fake_train(tmp_path: Path, task: str) -> Callable[..., subprocess.Completed
     return launch
 
 
+def test_the_fake_train_py_ends_as_train_py_does() -> None:
+    """The fake app's stop handling around ``main()`` (:func:`_fake_train`) is train.py's: the sweeps stopped
+    between trials are tested through it in the default suite (train.py's own trials: a ``slow`` test)."""
+    source = (REPO_ROOT / "train.py").read_text(encoding="utf-8")
+    for line in (
+        'with quiet_interrupt_at_start("train.py"), stopped_sweep("train.py"):',
+        "except BaseException as ended:",
+        'end_sweep("train.py", ended)',
+        'end_sweep("train.py")',
+        "return run_trial(",
+    ):
+        assert line in source, line
+
+
 def _lines(tmp_path: Path) -> list[Any]:
     """What the fake app's trials appended to their file, one JSON value a line."""
     return [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]

@@ -1431,10 +1431,16 @@ class SignalAtJobEnd(Callback):
             os.kill(os.getpid(), self.sig)
 
 
+@pytest.mark.slow
 def test_a_sigterm_between_two_trials_of_a_sweep_ends_it_in_one_line(tmp_path: Path) -> None:
     """A SIGTERM after a trial of a sweep ended and before the next began (a scheduler's time limit) found no
     handler in train.py (training installs its own around a run only): the process ended at once, status
-    143 without a word on the trials run. One line now names them and says the rest did not start."""
+    143 without a word on the trials run. One line now names them and says the rest did not start.
+
+    ``slow`` (8 s: real trials of the tiny network): the default suite has the same stop, grid and Optuna,
+    Ctrl-C and SIGTERM, through an app that ends as train.py does (its ``quiet_interrupt_at_start``,
+    ``stopped_sweep`` and ``end_sweep``) without Lightning's imports,
+    ``test_tracking.py::test_a_sweep_stopped_between_two_trials_says_which_finished``."""
     logs = tmp_path / "logs"
     stop = ["+hydra.callbacks.stop._target_=test_train.SignalAtJobEnd", "+hydra.callbacks.stop.sig=SIGTERM"]
     common = [*TINY, "logger=csv", f"paths.log_dir={logs}", *stop, "+hydra.callbacks.stop.after=0"]
@@ -2540,22 +2546,21 @@ def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(
     """``ckpt_path=<a text file>`` (resume or ``train=false``) and ``init_ckpt_path=<a text file>`` passed the
     check that the file is there and were refused only inside the run, after Hydra had made the run folder.
     The file's first bytes (a zip archive or a pickle, as torch.save writes) are now checked first.
-    The first case through train.py itself, the others through its checks before Hydra in this process."""
+    Through train.py's checks before Hydra in this process: the missing-model test above starts train.py
+    itself for the same check of the checkpoint options."""
     logs = tmp_path / "logs"
     notes = tmp_path / "notes.ckpt"
     notes.write_text("the run I liked: logs/train/2026-12-06/checkpoints/best.ckpt\n")
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
-    for k, (args, option, found) in enumerate(
-        (
-            ([f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
-            (["train=false", f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
-            ([f"init_ckpt_path={notes}"], "init_ckpt_path", "starts with b'the '"),
-            ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
-        )
+    for args, option, found in (
+        ([f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
+        (["train=false", f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
+        ([f"init_ckpt_path={notes}"], "init_ckpt_path", "starts with b'the '"),
+        ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
     ):
         argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]
-        status, said = _train_py_status(k == 0, tmp_path, monkeypatch, capsys, *argv)
+        status, said = _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
         assert status == 2, (args, said[-2000:])
         assert f"train.py: error: {option}=" in said and "is not a checkpoint" in said, said[-2000:]
         assert found in said and ".ckpt written by marsunits' train.py" in said, said[-2000:]
@@ -3043,7 +3048,7 @@ def test_a_mistake_every_trial_of_a_sweep_shares_is_refused_before_any_trial_fol
 
 
 def test_a_mistake_every_trial_of_an_optuna_study_shares_is_refused_before_any_trial_folder(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``train.py hparams_search=optuna data.crop_size=100`` made three trial folders (the 3-failure rule of
     marsunits.sweep_trials) before it stopped, where a grid with the same mistake was refused up front. A
@@ -3056,15 +3061,16 @@ def test_a_mistake_every_trial_of_an_optuna_study_shares_is_refused_before_any_t
     # Without TINY's data.crop_size=64: a value given outright takes the option out of the search space.
     tiny = [a for a in TINY if not a.startswith("data.crop_size=")]
     argv = ["hparams_search=optuna", *tiny, "trainer.max_epochs=1", f"paths.log_dir={logs}"]
-    proc = _train_py(tmp_path, *argv, "data.crop_size=100")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    said = [line for line in proc.stderr.splitlines() if "Warning" not in line and line.strip()]
+    # Through train.py's checks before Hydra (the grid's test above starts train.py itself for this check).
+    status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *argv, "data.crop_size=100")
+    assert status == 2, err[-2000:]
+    said = [line for line in err.splitlines() if "Warning" not in line and line.strip()]
     assert len(said) == 1 and said[0].startswith(
         "train.py: error: data.crop_size=100: expected a multiple of 8 (model.arch=unet with "
         "model.encoder_depth=3 takes multiples of 2**3 = 8), e.g. data.crop_size=96 or data.crop_size=104 "
         "(the same in each trial checked, whatever the values of model.lr, model.encoder, model.dice_weight: "
         "a value every trial of this sweep shares; none was started)"
-    ), proc.stderr[-2000:]
+    ), err[-2000:]
     assert not logs.exists(), sorted(logs.rglob("*"))
     # A search space every choice of which shares the mistake; one that replaces the mistaken value.
     every = sweep_refusal(
@@ -3213,7 +3219,9 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
         release_held_claims()
 
 
-def test_a_data_folder_of_the_wrong_layout_is_refused_before_the_run_folder_is_made(tmp_path: Path) -> None:
+def test_a_data_folder_of_the_wrong_layout_is_refused_before_the_run_folder_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A data root that is there but laid out otherwise (``experiment=marsscapes data.root=<an AI4Mars
     folder>``, the folder holding the datasets, a folder inside the dataset's, ``data=folder`` without
     masks/) was found only inside the run, after Hydra had made the run folder, some in words about a
@@ -3230,13 +3238,16 @@ def test_a_data_folder_of_the_wrong_layout_is_refused_before_the_run_folder_is_m
     only = tmp_path / "only"
     (only / "images").mkdir(parents=True)
     argv = ["model=tiny", "logger=none", f"paths.log_dir={logs}"]
-    # Through the real command line: exit 2, the run's message, no run folder.
-    proc = _train_py(tmp_path, *argv, "experiment=marsscapes", f"data.root={ai}")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    said = [line for line in proc.stderr.splitlines() if line.startswith("train.py: error:")]
+    # Through train.py's checks before Hydra (the missing-folder test above starts train.py itself for the
+    # same check): exit 2, the run's message, no run folder.
+    status, err = _train_py_checks(
+        tmp_path, monkeypatch, capsys, *argv, "experiment=marsscapes", f"data.root={ai}"
+    )
+    assert status == 2, err[-2000:]
+    said = [line for line in err.splitlines() if line.startswith("train.py: error:")]
     expected = _setup_refusal("experiment=marsscapes", f"data.root={ai}")
-    assert said == [f"train.py: error: {expected}"], proc.stderr
-    assert f"{ai} looks like an AI4Mars folder" in said[0] and "Traceback" not in proc.stderr
+    assert said == [f"train.py: error: {expected}"], err
+    assert f"{ai} looks like an AI4Mars folder" in said[0] and "Traceback" not in err
     assert not logs.exists(), sorted(logs.rglob("*"))
     for overrides in (
         ["experiment=ai4mars", f"data.root={ms}"],
