@@ -190,14 +190,17 @@ def _recipe(layout: Layout, path: Path) -> str:
     return f" (experiment={layout.experiment} data.root={path}: its training recipe)"
 
 
+def _other_layout(path: Path, layout: Layout, table_seen: bool) -> Layout | None:
+    """The first layout other than ``layout`` that the folder ``path`` has (:func:`_looks_like`), or None."""
+    return next((o for o in LAYOUTS.values() if o is not layout and _looks_like(path, o, table_seen)), None)
+
+
 def _other_layouts(folders: list[Path], layout: Layout) -> list[tuple[Path, Layout]]:
     """Each of ``folders`` that has a layout other than ``layout`` (its sol table there, for a layout with
     one: images/ and labels/ alone may be MarsScapes or AI4Mars), with that layout."""
     found = []
     for folder in folders:
-        other = next(
-            (o for o in LAYOUTS.values() if o is not layout and _looks_like(folder, o, table_seen=True)), None
-        )
+        other = _other_layout(folder, layout, table_seen=True)
         if other is not None:
             found.append((folder, other))
     return found
@@ -248,9 +251,8 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
                 f" Images without labels are predicted (predict.py input_dir={path / layout.images}), not "
                 "trained on."
             )
-    for other in LAYOUTS.values():
-        if other is layout or not _looks_like(path, other, table_seen=problem.folder is None):
-            continue
+    other = _other_layout(path, layout, table_seen=problem.folder is None)
+    if other is not None:
         said += f" {path} looks like {other.called} ({other.expected})"
         if key == "data.root":
             said += (
@@ -259,7 +261,6 @@ def check_layout(path: Path, layout: Layout, dataset: str, key: str = "data.root
             )
         else:
             said += f", not {layout.called}: give {key}=<the folder holding {_holding(layout)}>."
-        break
     if inner:
         listed = some_of([f"{p.name}/" for p in inner], 3)
         said += (
