@@ -45,7 +45,7 @@ records quoted in public code; the README, Camera files, says it briefly):
   bundle ``mars2020_hazcam_ops_raw``, ``data/sol/<sol>/ids/edr/fcam`` or ``rcam``).
 * **The rover's attitude**: ``attitude`` is the quaternion ``(s, v1, v2, v3)`` that turns rover-frame
   vectors into the site frame's axes (x north, y east, z down), the PDS ``ORIGIN_ROTATION_QUATERNION``
-  convention the label path uses (:class:`~marsunits.boundary.camera.from_label.RoverPose`): the scalar
+  convention the label path uses (:class:`~marsunits.boundary.camera.label_camera.RoverPose`): the scalar
   comes first (real records: ``(0.991281,0.00808985,-0.00342531,-0.131471)``, a rover tilted under a
   degree, which the vector-first reading would turn upside down), and ``marsmap``'s test checks that so
   read it gives that stop's rover yaw as NASA's MMGIS gives it (-15.1 degrees). The model is levelled
@@ -79,8 +79,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from marsunits.boundary.camera.from_label import LabelError, RoverPose, _unit_quaternion, rover_vectors_to_flu
 from marsunits.boundary.camera.io import CameraFileError, camera_from_dict
+from marsunits.boundary.camera.label_camera import LabelError, RoverPose
+from marsunits.boundary.camera.label_convert import rover_vectors_to_flu
+from marsunits.boundary.camera.label_pose import _unit_quaternion
 from marsunits.user_paths import expand_home
 
 __all__ = ["RawImage", "raw_camera", "raw_camera_file_dict", "raw_records"]
