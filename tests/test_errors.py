@@ -88,7 +88,13 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
 
 @pytest.mark.parametrize(
     "script",
-    ["train.py", "predict.py", "-m marsunits.data.synthetic", "-m marsunits.inference.pseudo_labels"],
+    [
+        "train.py",
+        "predict.py",
+        "-m marsunits.data.synthetic",
+        "-m marsunits.inference.pseudo_labels",
+        "-m marsunits.boundary.camera.from_label",
+    ],
 )
 # run_module of a module already imported (the test's stand-in): runpy warns, as it should.
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package:RuntimeWarning")
@@ -99,8 +105,8 @@ def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
     the config), or between two trials of a sweep, found no handler (training and prediction install their
     own only around a run): the process ended at once, status 143 without a word. It is said in one line,
     and the handler before the command's is restored at its end. The same for the module commands
-    (``python -m marsunits.data.synthetic``, ``... .pseudo_labels``), whose imports took seconds before
-    their own handlers: stopped here as their CLI module is imported."""
+    (``python -m marsunits.data.synthetic``, ``... .pseudo_labels``, ``... .camera.from_label``), whose
+    imports took seconds before their own handlers: stopped here as their CLI module is imported."""
     import importlib
     import os
     import runpy
@@ -133,7 +139,7 @@ def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
     if script.startswith("-m "):
         module = script.removeprefix("-m ")
         prog = f"python {script}"
-        # The package's __main__ imports the CLI; pseudo_labels imports itself by name.
+        # The package's __main__ imports the CLI; pseudo_labels and from_label import themselves by name.
         cli = {"marsunits.data.synthetic": "marsunits.data.synthetic.cli"}.get(module, module)
         stand_in = TerminatedAsImported(cli)
         stand_in.__spec__ = importlib.import_module(cli).__spec__  # runpy finds the module's file by it
@@ -163,22 +169,25 @@ def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
 
 
 def test_the_module_commands_packages_import_no_torch_before_the_stop_guard() -> None:
-    """``python -m marsunits.inference.pseudo_labels`` and ``python -m marsunits.data.synthetic`` import their
-    package before any of their own code: those imported torch (some 3 s, with no stop handler up). Their
+    """``python -m marsunits.inference.pseudo_labels``, ``python -m marsunits.data.synthetic`` and ``python -m
+    marsunits.boundary.camera.from_label`` import their packages before any of their own code: those imported
+    torch (some 3 s, with no stop handler up), or SciPy (``marsunits.boundary``'s contact code: 1.5 s). Their
     names load on first use; the commands import the rest under their guard (test above)."""
     import subprocess
     import sys
 
     code = (
-        "import sys, marsunits.inference, marsunits.data.synthetic; "
+        "import sys, marsunits.inference, marsunits.data.synthetic, marsunits.boundary.camera; "
         "print(sorted(m for m in ('torch', 'lightning', 'scipy') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
-    from marsunits.data.synthetic import SceneConfig  # the names are still there
+    from marsunits.boundary import ContactConfig, build_contact_map, contact_map  # the names are still there
+    from marsunits.data.synthetic import SceneConfig
     from marsunits.inference import UnitMapper, run
 
     assert callable(run) and UnitMapper.__name__ == "UnitMapper" and SceneConfig.__name__ == "SceneConfig"
+    assert build_contact_map is contact_map.build_contact_map and ContactConfig.__name__ == "ContactConfig"
 
 
 @pytest.mark.parametrize("script", ["train.py", "predict.py"])

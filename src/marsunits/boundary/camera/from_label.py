@@ -119,6 +119,21 @@ here as well.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # run as the imported module, not as __main__: a class defined in this file would be another class in the
+    # __main__ copy (while LabelError was defined here, raw_json raised the module's, which this copy's
+    # ``except LabelError`` did not catch: a refused record ended the run in a traceback). Here, before this
+    # copy's own imports, so that they (SciPy: a second) run under the stop guard, as train.py's and
+    # predict.py's do: a Ctrl-C there printed a traceback, a SIGTERM ended the command without a word.
+    import sys
+
+    from marsunits.errors import quiet_interrupt_at_start
+
+    with quiet_interrupt_at_start("python -m marsunits.boundary.camera.from_label"):
+        from marsunits.boundary.camera.from_label import main as _main
+
+    sys.exit(_main())
+
 import argparse
 import errno
 import math
@@ -335,12 +350,3 @@ def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str
         done += 1
         print(readable(f"wrote {dest}" if changed else f"unchanged {dest} (already this camera file)"))
     return done, refused
-
-
-if __name__ == "__main__":
-    # run as the imported module, not as __main__: a class defined in this file would be another class in the
-    # __main__ copy (while LabelError was defined here, raw_json raised the module's, which this copy's
-    # ``except LabelError`` did not catch: a refused record ended the run in a traceback)
-    from marsunits.boundary.camera.from_label import main as _main
-
-    sys.exit(_main())
