@@ -300,7 +300,7 @@ def test_a_log_folder_on_a_full_disk_is_one_line_before_hydra_starts(tmp_path, m
         f_frsize, f_bavail = real.f_frsize, 0
 
     assert cli_overrides.unwritable_log_dir([f"paths.log_dir={tmp_path / 'logs'}"]) is None
-    monkeypatch.setattr(cli_overrides.os, "statvfs", lambda path: Full())
+    monkeypatch.setattr(os, "statvfs", lambda path: Full())
     said = cli_overrides.unwritable_log_dir([f"paths.log_dir={tmp_path / 'logs'}"])
     assert said is not None and f"the disk holding {tmp_path} is full (0 kB free)" in said
     assert "paths.log_dir=<a folder on another disk>" in said

@@ -175,7 +175,7 @@ def _without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> str:
 def _resume_overrides(run_dir: Path, resume: str = "ckpt_path=last") -> str:
     """What to add to the command to resume this run: ``resume`` (``ckpt_path=last``, or a checkpoint of the
     run), with ``run_name=<its folder>`` when its name was the time-made default (pinned by the command line,
-    ``cli_overrides.claim_run_folder``).
+    ``cli_run_folder.claim_run_folder``).
     Without the name, ``ckpt_path=last`` resumes the newest run of the same model, data and seed: of runs
     stopped together with the same settings (a job array re-run), each resumed the newest one."""
     from marsunits.run_checks import PINNED_RUN_NAME_ENV

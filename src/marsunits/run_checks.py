@@ -29,7 +29,7 @@ from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
 
-#: The run name the command line added for a default, time-made ``run_name`` (``cli_overrides.
+#: The run name the command line added for a default, time-made ``run_name`` (``cli_run_folder.
 #: claim_run_folder``), so that Hydra's folder is the one it claimed: still a default, not a name the user
 #: gave (``ckpt_path=last`` then resumes the newest run of the job, not that new folder's).
 PINNED_RUN_NAME_ENV = "MARSUNITS_PINNED_RUN_NAME"

@@ -18,7 +18,7 @@ Ctrl-C and SIGTERM still stop the whole sweep, as they should, in a trial or bet
 (:func:`stopped_sweep`: one line naming the trials that finished, with their folders, those that failed or
 were stopped, and those that did not start; status 130 or 143). So does a mistake that every trial shares.
 The trials' config values are checked before the sweep starts
-(:func:`~marsunits.cli_overrides.sweep_refusal`: one line and status 2, before any trial folder is made,
+(:func:`~marsunits.cli_sweeps.sweep_refusal`: one line and status 2, before any trial folder is made,
 when every trial's config of a grid is refused, or the same refusal is met whatever the swept values of an
 Optuna study or a large grid). Any other (a data path, swept values that each fail their own way): once the
 first :data:`FAILURES_BEFORE_STOP` trials have all failed on user errors, none having finished, the sweep
