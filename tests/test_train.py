@@ -1493,19 +1493,34 @@ def test_a_time_named_run_stopped_without_last_ckpt_goes_on_from_best_ckpt_in_it
 ) -> None:
     """A run under the time-made name stopped where no last.ckpt could be written was told "the same command
     with ckpt_path=<its best.ckpt>": a new time-named folder, the stopped run's left unfinished beside it.
-    As for last.ckpt, the advice pins the run's name, and followed literally it finishes the run there
-    (stopped through train.py; the advice followed in this process, train.py's checks included)."""
+    As for last.ckpt, the advice pins the run's name, and followed literally it finishes the run there.
+    Stopped and gone on in this process, through train.py's checks before Hydra, which pin the time-made
+    name (a train.py start costs seconds of imports; a stop in training through train.py itself, status
+    143 and its advice: :func:`test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone`)."""
     import shlex
+
+    from marsunits import checkpoint_io
 
     logs = tmp_path / "logs"
     common = [*TINY, "trainer.max_epochs=2", "test=false", "logger=csv", f"paths.log_dir={logs}"]
     common.append("callbacks.model_checkpoint.save_last=false")
     stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
-    stopped = _train_py(
-        tmp_path, *common, *stop, "+callbacks.stop.sigterm=true", "+callbacks.stop.full_disk_at_last=true"
-    )
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
-    (said,) = [ln for ln in stopped.stderr.splitlines() if "optimiser step 3" in ln]
+    real_save = checkpoint_io.torch.save
+    try:
+        status, err = _train_py_in_process(
+            tmp_path,
+            monkeypatch,
+            capsys,
+            *common,
+            *stop,
+            "+callbacks.stop.sigterm=true",
+            "+callbacks.stop.full_disk_at_last=true",
+        )
+    finally:
+        checkpoint_io.torch.save = real_save  # the stop's full disk, which a train.py process ends with
+    assert status == 143, err[-3000:]
+    assert "train.py: terminated (SIGTERM)" in err, err[-3000:]
+    (said,) = [ln for ln in err.splitlines() if "optimiser step 3" in ln]
     (folder,) = (logs / "train").iterdir()
     given = said.split("run the same command with ", 1)[1].split(" to go on from it", 1)[0]
     assert shlex.split(given) == [
@@ -2290,10 +2305,10 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
     Hydra had rewritten that run's .hydra/ record with the refused command's settings (and added to its
     train.log): whoever rebuilt the run from .hydra/overrides.yaml got the wrong one. The command line
     pins a default run_name to the folder it claims, which must not make ckpt_path=last look for it.
-    The first refusal through train.py itself; the finished run, the second refusal and the resume in this
-    process, through train.py's checks before Hydra (a second train.py start costs seconds of imports). The
-    finished run's Hydra record is written as Hydra writes it (.hydra/ and train.log in the run folder):
-    its bytes are what must stay."""
+    All in this process, through train.py's checks before Hydra (a train.py start costs seconds of imports;
+    that train.py runs those checks before Hydra, exit 2 and no run folder on a refusal: the missing-model
+    and the grid's shared-mistake tests start it). The finished run's Hydra record is written as Hydra
+    writes it (.hydra/ and train.log in the run folder): its bytes are what must stay."""
     logs = tmp_path / "logs"
     base = [*TINY, "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}", "logger=csv"]
     status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *base, "run_name=r1")
@@ -2304,20 +2319,11 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
         (folder / ".hydra" / name).write_text(f"# the finished run's {name}\n")
     (folder / "train.log").write_text("the finished run's log\n")
     record = {p.name: p.read_bytes() for p in [*(folder / ".hydra").iterdir(), folder / "train.log"]}
-    for k, (extra, said) in enumerate(
-        (
-            (["run_name=r1", "seed=7"], "already holds a run"),
-            (
-                ["run_name=r1", "ckpt_path=last", "model.lr=0.5"],
-                "was trained with other model or data settings",
-            ),
-        )
+    for extra, said in (
+        (["run_name=r1", "seed=7"], "already holds a run"),
+        (["run_name=r1", "ckpt_path=last", "model.lr=0.5"], "was trained with other model or data settings"),
     ):
-        if k == 0:
-            proc = _train_py(tmp_path, *base, *extra)
-            status, err = proc.returncode, proc.stderr
-        else:
-            status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *base, *extra)
+        status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *base, *extra)
         assert status == 2 and err.startswith("train.py: error: "), err[-2000:]
         assert said in err
         assert {
@@ -3135,7 +3141,7 @@ def _setup_refusal(*overrides: str) -> str:
 
 
 def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``train.py experiment=marsscapes data.root=/nope`` (and data=folder, ai4mars, the two-dataset
     experiments) was refused with a clear line only inside the run, after Hydra had made the run folder
@@ -3151,20 +3157,22 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
     there = tmp_path / "there"  # a folder with the folder layout (its images are the run's to read)
     for sub in ("images", "masks"):
         (there / sub).mkdir(parents=True)
-    # Through the real command line: exit 2, the run's message, no run folder.
-    proc = _train_py(
+    # Through train.py's checks before Hydra in this process: exit 2, the run's message, no run folder
+    # (train.py's own start, status 2 and no run folder on a refusal of those checks: the missing-model and
+    # the grid's shared-mistake tests).
+    status, err = _train_py_checks(
         tmp_path,
+        monkeypatch,
+        capsys,
         "model=tiny",
         "logger=none",
         f"paths.log_dir={logs}",
         "experiment=marsscapes",
         f"data.root={missing}",
     )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    said = [line for line in proc.stderr.splitlines() if line.startswith("train.py: error:")]
-    assert said == [f"train.py: error: {_setup_refusal('data=marsscapes', f'data.root={missing}')}"], (
-        proc.stderr
-    )
+    assert status == 2, err[-2000:]
+    said = [line for line in err.splitlines() if line.startswith("train.py: error:")]
+    assert said == [f"train.py: error: {_setup_refusal('data=marsscapes', f'data.root={missing}')}"], err
     assert f"root folder {missing} does not exist" in said[0]
     assert not logs.exists(), sorted(logs.rglob("*"))
 
