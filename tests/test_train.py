@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -10,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -2091,14 +2094,59 @@ def test_the_checks_before_hydra_import_neither_torch_nor_lightning_until_needed
     assert not (tmp_path / "logs").exists()
 
 
+def _claim_seen_by_another_process(check: str, folder: Path) -> str:
+    """What another process is told of ``folder``'s claim: ``marsunits.run_folder_claim.<check>(folder)``
+    (``run_folder_holder`` or ``sweep_folder_holder``: the refusal, or ``None``) in a new process that imports
+    only that module (a fraction of a second, where a train.py start costs seconds of imports). POSIX locks
+    belong to the process: this one takes its own claims again, so only another process sees them held."""
+    code = (
+        f"from pathlib import Path; from marsunits.run_folder_claim import {check}; "
+        f"print({check}(Path({str(folder)!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+@contextlib.contextmanager
+def _sweep_folder_held_by_another_process(folder: Path) -> Iterator[int]:
+    """``folder`` held as a sweep's folder (:func:`marsunits.run_folder_claim.hold_sweep_folder_for_process`,
+    what train.py's command line takes for a sweep) by another process, for the ``with`` block; yields its
+    pid."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from marsunits.run_folder_claim import hold_sweep_folder_for_process
+        print(hold_sweep_folder_for_process(Path({str(folder)!r})), flush=True)
+        sys.stdin.readline()  # held until told; ending, it releases the claim as a sweep's process does
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "None"  # taken
+        yield holder.pid
+    finally:
+        holder.stdin.close()
+        try:
+            holder.wait(timeout=60)
+        finally:
+            holder.kill()
+            holder.wait()
+
+
 def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(tmp_path: Path) -> None:
     """Two commands started in the same second (a job array: seed=1, seed=2) both passed the command-line
     check, since neither had claimed the folder yet; the second was refused by the run's claim only after
     Hydra had written its .hydra/ record over the first's and a line in its train.log. The command line now
-    takes the claim itself, and pins the time-made run_name so that Hydra's folder is the one claimed."""
-    import subprocess
-    import sys
-
+    takes the claim itself, and pins the time-made run_name so that Hydra's folder is the one claimed.
+    Another process sees the claim (:func:`_claim_seen_by_another_process`); that train.py refuses a folder
+    another process holds, before Hydra writes there, is
+    :func:`test_a_second_run_in_a_run_folder_in_use_is_refused`'s (through train.py itself)."""
     from marsunits import run_folder_claim
     from marsunits.cli_overrides import claim_run_folder
 
@@ -2110,17 +2158,9 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
         name = pinned[-1].split("=", 1)[1].strip("'")
         folder = logs / "train" / name
         assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
-        proc = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train.py"), *argv, "seed=2", f"run_name={name}"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        assert f"run folder {folder} is in use by train.py (pid {os.getpid()}" in proc.stderr
-        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]  # no .hydra/, no train.log
+        seen = _claim_seen_by_another_process("run_folder_holder", folder)
+        assert seen.startswith(f"run folder {folder} is in use by train.py (pid {os.getpid()}"), seen
+        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]  # the check took nothing
         # The run of the process that claimed the folder takes the claim again, and frees it when it ends.
         run(compose_config("train", folder, argv[:-1]))
         assert (folder / "config.yaml").is_file() and not (folder / ".train.claim").exists()
@@ -2153,43 +2193,46 @@ def test_the_command_line_claims_the_run_folder_before_hydra_and_pins_its_name(t
     assert not run_folder_claim._HELD_FOR_PROCESS
 
 
-def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(tmp_path: Path) -> None:
+def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Two sweeps started in the same second (a job array of sweeps), or a sweep given an earlier sweep's
     hydra.sweep.dir, ran their trials in the same <n>/ folders: Hydra rewrote each trial's .hydra/ record
-    before the trial's run refused the folder, advising a run_name= that does not move a sweep's trials."""
-    import subprocess
-    import sys
-
+    before the trial's run refused the folder, advising a run_name= that does not move a sweep's trials.
+    The second sweep's command goes through train.py's checks before Hydra in this process, the folder held
+    by another (POSIX locks belong to the process: this one takes its own claims again); that train.py
+    refuses a folder in use before Hydra writes there is
+    :func:`test_a_second_run_in_a_run_folder_in_use_is_refused`'s, through train.py itself."""
     from marsunits import run_folder_claim
     from marsunits.cli_overrides import claim_run_folder
 
     logs = tmp_path / "logs"
     argv = ["-m", *TINY, "trainer.max_epochs=1", "seed=1,2", f"paths.log_dir={logs}"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
     try:
         refused, pinned = claim_run_folder(argv, CONFIG_DIR)
         assert refused is None and pinned[:-1] == argv and pinned[-1].startswith("hydra.sweep.dir='")
         folder = Path(pinned[-1].split("=", 1)[1].strip("'"))
         assert folder.parent == logs / "train" and folder.name.startswith("multirun-")
         assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]
-        other = [*argv[:-2], "seed=3,4", argv[-1], f"hydra.sweep.dir={folder}"]
-        proc = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train.py"), *other],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
+        seen = _claim_seen_by_another_process("sweep_folder_holder", folder)  # the claim is held
+        assert seen.startswith(
+            f"sweep folder {folder} is in use by the sweep of train.py (pid {os.getpid()}, "
         )
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        said = proc.stderr.strip()
-        assert said.startswith(
-            f"train.py: error: sweep folder {folder} is in use by the sweep of train.py (pid {os.getpid()}, "
-        )
-        assert said.endswith("give it its own, hydra.sweep.dir=<new folder>") and "\n" not in said
-        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]  # no trial folder made
     finally:
         run_folder_claim.release_held_claims()
     assert not folder.exists() or not any(folder.iterdir())
+    # The second sweep given that folder, while the first (another process) holds it.
+    other = [*argv[:-2], "seed=3,4", argv[-1], f"hydra.sweep.dir={folder}"]
+    with _sweep_folder_held_by_another_process(folder) as first:
+        status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *other)
+        assert status == 2, err[-2000:]
+        said = err.strip()
+        assert said.startswith(
+            f"train.py: error: sweep folder {folder} is in use by the sweep of train.py (pid {first}, "
+        ), said
+        assert said.endswith("give it its own, hydra.sweep.dir=<new folder>") and "\n" not in said
+        assert sorted(p.name for p in folder.iterdir()) == [".train.claim"]  # no trial folder made
+    assert not folder.exists() or not any(folder.iterdir())  # the holder's claim went with it
     # An earlier sweep's trials in a folder given again: refused, naming what is there.
     (folder / "0").mkdir(parents=True)
     (folder / "multirun.yaml").write_text("{}")
