@@ -390,7 +390,9 @@ def test_a_study_database_url_with_a_home_or_accented_path_reaches_the_sweeper_a
 
 
 def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    run_a_b_under_home: tuple[Path, subprocess.CompletedProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``run_name`` (and ``task_name``, ``hydra.run.dir``, ``hydra.sweep.dir``) name folders as the path
     options do, but were left to Hydra's ASCII grammar: ``run_name=Séítah`` or a Latin-1 ``run_name`` (an
@@ -409,48 +411,49 @@ def test_run_folder_names_with_accents_or_latin1_bytes_reach_the_run_as_typed(
             (override,) = parser.parse_overrides([typed])
             assert not override.is_sweep_override() and override.value() == name, (typed, name)
     assert quoted_path_overrides(["run_name=${now:%H}"]) == ["run_name=${now:%H}"]  # read by Hydra as ever
-    # Through the real command line: past the override, into the run folder, to the data folder without
-    # images (its layout is checked before the run folder is made; its images in the run).
-    for sub in ("images", "masks"):
-        (tmp_path / "empty" / sub).mkdir(parents=True)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={tmp_path / 'empty'}"]
-        + ["logger=csv", f"run_name=r{latin1}", f"paths.log_dir={tmp_path / 'logs'}"],
-        capture_output=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    err = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == 2 and "Traceback" not in err, err[-3000:]
-    assert f"no images found in {tmp_path / 'empty' / 'images'}" in err, err[-3000:]
-    assert (tmp_path / "logs" / "train" / f"r{latin1}" / "train.log").is_file()
-    # Resumed by its name, refused before Hydra starts (no last.ckpt): the name as \xNN, as the run says it.
-    monkeypatch.chdir(tmp_path)
-    status, said = _as_an_entry_point("train.py", [*proc.args[2:], "ckpt_path=last"], monkeypatch, capsys)
+    # Through the real command line (the module's one train.py start, with task_name=tcaf<0xe9>): past the
+    # override, into the run folder, to the data folder without images (its layout is checked before the run
+    # folder is made; its images in the run).
+    where, proc = run_a_b_under_home
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"no images found in {where / 'empty' / 'images'}" in proc.stderr, proc.stderr[-3000:]
+    assert (where / "home" / "runs" / f"t{latin1}" / "a,b" / f"t{latin1}.log").is_file()  # Hydra's job log
+    # Resumed by a Latin-1 run_name, refused before Hydra starts (no last.ckpt): the name as \xNN, as the run
+    # says it.
+    monkeypatch.chdir(where)
+    monkeypatch.setenv("HOME", str(where / "home"))
+    resume = [
+        *(a for a in proc.args[2:] if not a.startswith("run_name=")),
+        f"run_name=r{latin1}",
+        "ckpt_path=last",
+    ]
+    status, said = _as_an_entry_point("train.py", resume, monkeypatch, capsys)
     assert status == 2 and "ckpt_path=last with run_name=rcaf\\xe9: " in said, said[-3000:]
 
 
 @pytest.fixture(scope="module")
 def run_a_b_under_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """``train.py data=folder data.root=<empty> logger=csv run_name=a,b paths.log_dir=~/runs``, run once from
-    a folder whose ``home/`` is its home folder, for the two tests below of what it shows (a train.py start
-    costs seconds of imports): that folder and the finished process. The data folder is there with its
-    ``images/`` and ``masks/``, empty (a missing folder, or one without that layout, is refused before the
-    run), so Hydra makes the run folder and the run stops on it."""
+    """``train.py data=folder data.root=<empty> logger=csv run_name=a,b task_name=tcaf<0xe9>
+    paths.log_dir=~/runs`` (a Latin-1 byte in the task's folder name), run once from a folder whose ``home/``
+    is its home folder, for the tests of what it shows (a train.py start costs seconds of imports): that
+    folder and the finished process, its output read as UTF-8 (a byte that is not: U+FFFD). The data folder
+    is there with its ``images/`` and ``masks/``, empty (a missing folder, or one without that layout, is
+    refused before the run), so Hydra makes the run folder and the run stops on it."""
     where = tmp_path_factory.mktemp("train_py")
     (where / "home").mkdir()
     for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
         (where / "empty" / sub).mkdir(parents=True)
+    task = "task_name=t" + os.fsdecode(b"caf\xe9")
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "data=folder", f"data.root={where / 'empty'}"]
-        + ["logger=csv", "run_name=a,b", "paths.log_dir=~/runs"],
+        + ["logger=csv", "run_name=a,b", task, "paths.log_dir=~/runs"],
         capture_output=True,
-        text=True,
         timeout=120,
         cwd=where,
         env={**os.environ, "HOME": str(where / "home")},
     )
-    return where, proc
+    out, err = proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    return where, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(
@@ -465,7 +468,8 @@ def test_a_folder_option_given_a_list_without_multirun_says_it_is_one_run(
     (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("train.py: warning:")]
     assert "run_name=a,b" in warning and "'a,b'" in warning and "one run" in warning, warning
     assert "-m" in warning, warning
-    assert (where / "home" / "runs" / "train" / "a,b" / "train.log").is_file()  # the folder it names
+    task = os.fsdecode(b"tcaf\xe9")  # the fixture's task_name, which names its log too
+    assert (where / "home" / "runs" / task / "a,b" / f"{task}.log").is_file()  # the folder it names
 
     from marsunits.cli_overrides import sweeps_taken_as_one_value
 
@@ -515,7 +519,8 @@ def test_a_log_folder_under_the_home_folder_is_made_there(
     reads the path. ``~`` is now the home folder there too, as in every other path option."""
     where, proc = run_a_b_under_home
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert (where / "home" / "runs" / "train" / "a,b" / "train.log").is_file(), proc.stderr[-3000:]
+    task = os.fsdecode(b"tcaf\xe9")  # the fixture's task_name, which names its log too
+    assert (where / "home" / "runs" / task / "a,b" / f"{task}.log").is_file(), proc.stderr[-3000:]
     assert not (where / "~").exists()
 
 
