@@ -307,7 +307,9 @@ def test_a_log_folder_on_a_full_disk_is_one_line_before_hydra_starts(tmp_path, m
     assert not (tmp_path / "logs").exists()
 
 
-def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp_path) -> None:
+def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Hydra's grammar reads unquoted values as ASCII words: ``input_dir=/data/Séítah`` (this project's own
     unit names), ``Mars (copy)``, ``Sol 12 [Navcam]``, ``a=b`` or a quote were refused with a lexer error,
     and ``sol 12, left`` read as a sweep; a path option's value is now given to Hydra quoted, as typed.
@@ -350,19 +352,17 @@ def test_paths_with_accents_brackets_quotes_or_commas_reach_the_run_as_typed(tmp
     assert quoted_path_overrides(sweep) == sweep
     assert unreadable_or_unknown_choice(sweep, CONFIG_DIR) is None
     assert unreadable_or_unknown_choice(["callbacks=[default,wandb,ema]"], CONFIG_DIR) is None
-    # Through the real command line: the folder is found by its accented name.
+    # Through predict.py's checks before Hydra, in this process: the folder is found by its accented name.
+    # (That predict.py's own start runs these checks: the wrong predict value's test below; a folder name's
+    # bytes through the real command line: the module fixture's train.py start.)
     folder = tmp_path / "Séítah (copy)"
     folder.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), "ckpt_path=none.ckpt", f"input_dir={folder}"]
-        + [f"output_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "none.ckpt does not exist" in proc.stderr, proc.stderr  # past the command line, to the checkpoint
+    monkeypatch.chdir(tmp_path)
+    given = ["ckpt_path=none.ckpt", f"input_dir={folder}"]
+    given += [f"output_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    status, err = _as_an_entry_point("predict.py", given, monkeypatch, capsys)
+    assert status == 2 and "Traceback" not in err
+    assert "none.ckpt does not exist" in err, err  # past the command line, to the checkpoint
 
 
 def test_a_study_database_url_with_a_home_or_accented_path_reaches_the_sweeper_as_typed() -> None:
@@ -680,7 +680,9 @@ def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str],
         assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
 
 
-def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(tmp_path) -> None:
+def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``input_dir=data/dollar${x}`` (a folder whose name holds ``${``) ended in OmegaConf's multi-line
     "Interpolation key 'x' not found" (with ``paths.log_dir``, in Hydra's traceback). It is now refused
     before Hydra starts, in one line naming the option and the escape (``\\${``), which reaches the run as
@@ -730,11 +732,13 @@ def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"predict.py: error: input_dir='{folder}': ${{ starts an OmegaConf interpolation")
     assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
-    # The advice, as the shell would hand it over, reaches the run as the folder's literal name.
+    # The advice, as the shell would hand it over, reaches the run as the folder's literal name (through
+    # predict.py's checks before Hydra in this process: its own start runs them, as above).
     advised = shlex.split(line.split("e.g. ", 1)[1].split(" (quoted", 1)[0])
     assert advised == [f"input_dir={tmp_path}/dollar\\${{x}}"]
-    proc = subprocess.run([*common, *advised], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 2 and "none.ckpt does not exist" in proc.stderr, proc.stderr  # past input_dir
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point("predict.py", [*common[2:], *advised], monkeypatch, capsys)
+    assert status == 2 and "none.ckpt does not exist" in err, err  # past input_dir
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "paths.log_dir=logs${x}"],
         capture_output=True,

@@ -1188,23 +1188,37 @@ def test_predict_yaml_contact_options_are_the_extraction_defaults() -> None:
     assert listed == asdict(ContactConfig())
 
 
-def test_predict_py_prints_one_sentence_and_exits_2(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "predict.py"),
-            f"ckpt_path={tmp_path / 'm.ckpt'}",
-            f"input_dir={tmp_path / 'missing'}",
-            f"output_dir={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'hydra'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MARSUNITS_TRACEBACK": ""},
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+def test_predict_py_prints_one_sentence_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing checkpoint and input folder: one line, status 2, no traceback. Through predict.py's
+    ``__main__`` up to ``main()`` in this process (a predict.py start costs seconds of torch imports; that
+    predict.py runs these checks, one line and status 2 on a refusal, is
+    ``test_cli_overrides.py::test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made``'s, through
+    predict.py itself)."""
+    from marsunits import cli_overrides
+
+    monkeypatch.setenv("MARSUNITS_TRACEBACK", "")
+    args = [
+        f"ckpt_path={tmp_path / 'm.ckpt'}",
+        f"input_dir={tmp_path / 'missing'}",
+        f"output_dir={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / "predict.py"), *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ended:  # predict.py's __main__, as written there
+        cli_overrides.note_another_copy_of_the_package(REPO_ROOT, prog="predict.py")
+        cli_overrides.warn_sweeps_taken_as_one_value(sys.argv[1:], prog="predict.py")
+        sys.argv[1:] = cli_overrides.quoted_path_overrides(
+            cli_overrides.home_expanded_overrides(sys.argv[1:])
+        )
+        cli_overrides.exit_on_unknown_option(REPO_ROOT / "configs", "predict", prog="predict.py")
+    err = capsys.readouterr().err
+    assert ended.value.code == 2, err
+    assert "does not exist" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("predict.py: error: ")]) == 1, err
+    assert not (tmp_path / "hydra").exists()
 
 
 def test_predict_help_lists_predicts_options_not_training_groups(tmp_path: Path) -> None:
