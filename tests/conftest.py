@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +148,38 @@ def compose_config(config_name: str, run_dir: Path, overrides: list[str] | None 
             cfg.paths.data_root = str(SHARED_DATA)
         del cfg.hydra
     return cfg
+
+
+def train_py_checks(
+    cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
+    """What ``train.py <args>`` does with its command line before Hydra starts (its ``__main__`` up to
+    ``main()``), in this process: its exit status there (0: it goes on to Hydra) and what it said on stderr.
+
+    A ``train.py`` start costs seconds of imports (torch, Lightning, every ``_target_`` the checks read); a
+    test of a refusal keeps one start of train.py itself per behaviour (the entry point wires the check in)
+    and checks its other cases here. The environment is that of ``test_train._train_py`` (no outer
+    launcher's rank variables); the run folder claim taken is released. The steps are train.py's own, line
+    for line (``test_train.py::test_train_py_checks_takes_train_py_s_own_steps``)."""
+    from marsunits import cli_overrides
+    from marsunits.run_checks import PINNED_RUN_NAME_ENV
+    from marsunits.run_folder_claim import release_held_claims
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", PINNED_RUN_NAME_ENV):
+        monkeypatch.delenv(name, raising=False)  # and whatever the checks set is undone after the test
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / "train.py"), *args])
+    capsys.readouterr()
+    status = 0
+    try:
+        cli_overrides.note_another_copy_of_the_package(REPO_ROOT, prog="train.py")
+        cli_overrides.warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")
+        sys.argv[1:] = cli_overrides.quoted_path_overrides(
+            cli_overrides.home_expanded_overrides(sys.argv[1:])
+        )
+        cli_overrides.exit_on_unknown_option(REPO_ROOT / "configs", "train", prog="train.py")
+    except SystemExit as stopped:
+        status = stopped.code if isinstance(stopped.code, int) else 1
+    finally:
+        release_held_claims()
+    return status, capsys.readouterr().err

@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, REPO_ROOT, compose_config
+from conftest import CONFIG_DIR, REPO_ROOT, compose_config, train_py_checks
 from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedError, report_user_errors
 from marsunits.run_checks import resolve_ckpt_path
@@ -1120,51 +1120,18 @@ def _train_py_status(
     *argv: str,
 ) -> tuple[int, str]:
     """train.py's exit status and stderr for ``argv``: through train.py itself for ``own_start`` (its start,
-    wiring and status), else through its checks before Hydra in this process (:func:`_train_py_checks`)."""
+    wiring and status), else through its checks before Hydra in this process (:func:`train_py_checks`)."""
     if own_start:
         proc = _train_py(tmp_path, *argv)
         return proc.returncode, proc.stderr
-    return _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
-
-
-def _train_py_checks(
-    cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str]:
-    """What ``train.py <args>`` does with its command line before Hydra starts (its ``__main__`` up to
-    ``main()``), in this process: its exit status there (0: it goes on to Hydra) and what it said on stderr.
-
-    A second ``train.py`` start costs seconds of imports; a test keeps one :func:`_train_py` case per
-    behaviour (the entry point wires the check in) and checks its other cases here. The environment is that
-    of :func:`_train_py` (no outer launcher's rank variables); the run folder claim taken is released."""
-    from marsunits import cli_overrides
-    from marsunits.run_checks import PINNED_RUN_NAME_ENV
-    from marsunits.run_folder_claim import release_held_claims
-
-    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", PINNED_RUN_NAME_ENV):
-        monkeypatch.delenv(name, raising=False)  # and whatever the checks set is undone after the test
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [str(REPO_ROOT / "train.py"), *args])
-    capsys.readouterr()
-    status = 0
-    try:
-        cli_overrides.note_another_copy_of_the_package(REPO_ROOT, prog="train.py")
-        cli_overrides.warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")
-        sys.argv[1:] = cli_overrides.quoted_path_overrides(
-            cli_overrides.home_expanded_overrides(sys.argv[1:])
-        )
-        cli_overrides.exit_on_unknown_option(REPO_ROOT / "configs", "train", prog="train.py")
-    except SystemExit as stopped:
-        status = stopped.code if isinstance(stopped.code, int) else 1
-    finally:
-        release_held_claims()
-    return status, capsys.readouterr().err
+    return train_py_checks(tmp_path, monkeypatch, capsys, *argv)
 
 
 def _train_py_in_process(
     cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str]:
     """``train.py <args>`` (one run, not a sweep) in this process: its checks before Hydra
-    (:func:`_train_py_checks`), then the run in the folder Hydra's config names (``hydra.run.dir`` as
+    (:func:`train_py_checks`), then the run in the folder Hydra's config names (``hydra.run.dir`` as
     composed from the command line those checks hand on, relative to ``cwd``), its errors reported as
     train.py's ``main()`` reports them. Returns the exit status (0: finished) and what was said on stderr.
     Hydra's own steps (its .hydra/ record, train.log) are not taken: tests of those use :func:`_train_py`."""
@@ -1174,7 +1141,7 @@ def _train_py_in_process(
 
     from marsunits.sweep_trials import run_trial
 
-    status, said = _train_py_checks(cwd, monkeypatch, capsys, *args)
+    status, said = train_py_checks(cwd, monkeypatch, capsys, *args)
     if status:
         return status, said
     argv = sys.argv[1:]  # as the checks hand it on to Hydra (a default run_name pinned)
@@ -2071,6 +2038,30 @@ def test_lightning_lines_reach_train_log_when_lightning_was_imported_before_hydr
                 package.addHandler(handler)
 
 
+def test_train_py_checks_takes_train_py_s_own_steps() -> None:
+    """:func:`conftest.train_py_checks`, through which tests check train.py's refusals before Hydra in this
+    process, takes the steps of train.py's ``__main__`` before ``main()``, in train.py's order."""
+    import inspect
+
+    import conftest
+
+    source = (REPO_ROOT / "train.py").read_text(encoding="utf-8")
+    helper = inspect.getsource(conftest.train_py_checks)
+    steps = (
+        "note_another_copy_of_the_package(",
+        'warn_sweeps_taken_as_one_value(sys.argv[1:], prog="train.py")',
+        "quoted_path_overrides(",
+        "home_expanded_overrides(sys.argv[1:])",
+        "exit_on_unknown_option(",
+    )
+    main = source.index('if __name__ == "__main__":')
+    at_main = [source.index(step, main) for step in steps]
+    assert at_main == sorted(at_main) and source.index("main()", at_main[-1]) > at_main[-1]
+    at_helper = [helper.index(step) for step in steps]
+    assert at_helper == sorted(at_helper), helper
+    assert '"train", prog="train.py")' in source[at_main[-1] :].split("\n", 1)[0]
+
+
 def test_the_checks_before_hydra_import_neither_torch_nor_lightning_until_needed(tmp_path: Path) -> None:
     """train.py's checks before Hydra starts lived in ``marsunits.training``, which imports torch and
     Lightning (some 5 s on 2 cores): a refusal that needs neither (``data=folder`` without ``data.root``)
@@ -2224,7 +2215,7 @@ def test_a_sweep_claims_its_folder_before_hydra_and_pins_it(
     # The second sweep given that folder, while the first (another process) holds it.
     other = [*argv[:-2], "seed=3,4", argv[-1], f"hydra.sweep.dir={folder}"]
     with _sweep_folder_held_by_another_process(folder) as first:
-        status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *other)
+        status, err = train_py_checks(tmp_path, monkeypatch, capsys, *other)
         assert status == 2, err[-2000:]
         said = err.strip()
         assert said.startswith(
@@ -2366,7 +2357,7 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
         (["run_name=r1", "seed=7"], "already holds a run"),
         (["run_name=r1", "ckpt_path=last", "model.lr=0.5"], "was trained with other model or data settings"),
     ):
-        status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *base, *extra)
+        status, err = train_py_checks(tmp_path, monkeypatch, capsys, *base, *extra)
         assert status == 2 and err.startswith("train.py: error: "), err[-2000:]
         assert said in err
         assert {
@@ -2572,7 +2563,7 @@ def test_a_missing_folder_root_names_the_value_given_and_what_the_folder_holds(
     checkpoint tests above)."""
     missing = tmp_path / "sol 12"
     logs = tmp_path / "logs"
-    status, said = _train_py_checks(
+    status, said = train_py_checks(
         tmp_path,
         monkeypatch,
         capsys,
@@ -2609,7 +2600,7 @@ def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(
         ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
     ):
         argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]
-        status, said = _train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+        status, said = train_py_checks(tmp_path, monkeypatch, capsys, *argv)
         assert status == 2, (args, said[-2000:])
         assert f"train.py: error: {option}=" in said and "is not a checkpoint" in said, said[-2000:]
         assert found in said and ".ckpt written by marsunits' train.py" in said, said[-2000:]
@@ -3111,7 +3102,7 @@ def test_a_mistake_every_trial_of_an_optuna_study_shares_is_refused_before_any_t
     tiny = [a for a in TINY if not a.startswith("data.crop_size=")]
     argv = ["hparams_search=optuna", *tiny, "trainer.max_epochs=1", f"paths.log_dir={logs}"]
     # Through train.py's checks before Hydra (the grid's test above starts train.py itself for this check).
-    status, err = _train_py_checks(tmp_path, monkeypatch, capsys, *argv, "data.crop_size=100")
+    status, err = train_py_checks(tmp_path, monkeypatch, capsys, *argv, "data.crop_size=100")
     assert status == 2, err[-2000:]
     said = [line for line in err.splitlines() if "Warning" not in line and line.strip()]
     assert len(said) == 1 and said[0].startswith(
@@ -3203,7 +3194,7 @@ def test_a_missing_data_folder_is_refused_before_the_run_folder_is_made(
     # Through train.py's checks before Hydra in this process: exit 2, the run's message, no run folder
     # (train.py's own start, status 2 and no run folder on a refusal of those checks: the missing-model and
     # the grid's shared-mistake tests).
-    status, err = _train_py_checks(
+    status, err = train_py_checks(
         tmp_path,
         monkeypatch,
         capsys,
@@ -3291,7 +3282,7 @@ def test_a_data_folder_of_the_wrong_layout_is_refused_before_the_run_folder_is_m
     argv = ["model=tiny", "logger=none", f"paths.log_dir={logs}"]
     # Through train.py's checks before Hydra (the missing-folder test above starts train.py itself for the
     # same check): exit 2, the run's message, no run folder.
-    status, err = _train_py_checks(
+    status, err = train_py_checks(
         tmp_path, monkeypatch, capsys, *argv, "experiment=marsscapes", f"data.root={ai}"
     )
     assert status == 2, err[-2000:]
