@@ -1435,21 +1435,56 @@ def test_a_sweep_trial_stopped_without_last_ckpt_is_told_to_go_on_alone_from_bes
 ) -> None:
     """A sweep trial stopped where no last.ckpt could be written (a full disk; save_last=false) said "run the
     same command with ckpt_path=<the trial's best.ckpt>": the sweep's command, which would resume every
-    trial from that one trial's checkpoint. The advice is the trial's own command, and it finishes there
-    (the sweep through train.py; the advice followed in this process, train.py's checks included)."""
+    trial from that one trial's checkpoint. The advice is the trial's own command, and it finishes there.
+    Trial 0 of ``-m ... seed=1,2`` runs in this process under its job's Hydra config as Hydra's launcher
+    sets it (multirun, job 0, the trial's overrides, its folder <sweep dir>/0): a sweep started through
+    train.py costs seconds of imports, and a real sweep's trial stopped through train.py, told the same
+    advice in its ckpt_path=last form, is :func:`test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone`.
+    The advice is followed in this process, train.py's checks included."""
     import shlex
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from marsunits import checkpoint_io
 
     logs = tmp_path / "logs"
     stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
     common = [*TINY, "trainer.max_epochs=2", "test=false", "logger=csv", f"paths.log_dir={logs}"]
     no_last = ["callbacks.model_checkpoint.save_last=false", "+callbacks.stop.full_disk_at_last=true"]
-    sweep = _train_py(tmp_path, "-m", *common, *stop, *no_last, "+callbacks.stop.sigterm=true", "seed=1,2")
-    assert sweep.returncode == 143, sweep.stderr[-3000:]
-    (said,) = [ln for ln in sweep.stderr.splitlines() if "optimiser step 3" in ln]
+    job = [*common, *stop, *no_last, "+callbacks.stop.sigterm=true", "seed=1"]  # trial 0 of seed=1,2
+    folder = logs / "train" / "multirun-2026-12-06_12-00-00" / "0"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*job, f"hydra.sweep.dir={folder.parent}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.mode, cfg.hydra.job.num = RunMode.MULTIRUN, 0
+        cfg.hydra.runtime.output_dir = str(folder)
+    assert list(cfg.hydra.overrides.task) == job  # the job's overrides, as the launcher gives them
+    hydra = HydraConfig.instance()
+    before = hydra.cfg
+    hydra.set_config(cfg)
+    folder.mkdir(parents=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(folder)  # ${hydra:runtime.output_dir}, which only a Hydra job sets
+        del cfg.hydra
+    real_save = checkpoint_io.torch.save
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            report_user_errors(lambda: run(cfg), prog="train.py")  # the trial, as run_trial runs it
+    finally:
+        checkpoint_io.torch.save = real_save  # the stop's full disk, which a train.py process ends with
+        hydra.cfg = before  # no sweep for the tests after this one
+    err = capsys.readouterr().err
+    assert stopped.value.code == 143, err[-3000:]
+    (said,) = [ln for ln in err.splitlines() if "optimiser step 3" in ln]
     assert "the same command with" not in said, said
     command = said.split("to go on: python train.py ", 1)[1].split(" (the sweep's own command", 1)[0]
     args = shlex.split(command)
     (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
+    assert Path(trial_dir) == folder, args
     assert f"ckpt_path={Path(trial_dir) / 'checkpoints' / 'best.ckpt'}" in args and "seed=1" in args, args
     resumed = [a for a in args if not a.startswith("+callbacks.stop")]
     status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *resumed)
