@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIG_DIR, train_py_checks
+from conftest import CONFIG_DIR
 from marsunits.cli_overrides import sweep_refusal, value_refusal
+
+REPO = CONFIG_DIR.parent
 
 #: A run built from the configs' small model and nothing written to the checkout.
 BASE = ["model=tiny", "logger=none"]
@@ -59,27 +62,25 @@ def _refused(*overrides: str) -> str | None:
     return value_refusal([*BASE, *overrides], CONFIG_DIR)
 
 
-def test_a_target_that_cannot_be_imported_is_one_line_before_the_run_folder(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Through train.py's checks before Hydra in this process (:func:`conftest.train_py_checks`, train.py's
-    own steps): a train.py start costs seconds of imports, and that train.py runs these checks, one line,
-    status 2 and no run folder on a refusal, is proven through train.py itself in test_train.py (a missing
-    model, a grid's shared mistake)."""
+def test_a_target_that_cannot_be_imported_is_one_line_before_the_run_folder(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    argv = ["data._target_=mypkg.MyDataModule", f"paths.log_dir={logs}", "logger=none"]
-    with caplog.at_level(logging.DEBUG):  # Hydra's "Error getting object" is a log record
-        status, err = train_py_checks(tmp_path, monkeypatch, capsys, *argv)
-    assert status == 2, err[-3000:]
-    said = [line for line in err.splitlines() if line.strip() and "Warning" not in line]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data._target_=mypkg.MyDataModule", f"paths.log_dir={logs}"]
+        + ["logger=none"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    said = [line for line in proc.stderr.splitlines() if line.strip() and "Warning" not in line]
     assert said == [
         "train.py: error: data._target_=mypkg.MyDataModule: no module named 'mypkg'; install the package "
         "that holds it (pip install -e <your package>), or fix the dotted path"
-    ], err[-3000:]
-    assert "Error getting object" not in err + caplog.text
+    ], proc.stderr[-3000:]
+    assert "Error getting object" not in proc.stderr + proc.stdout
     assert not logs.exists(), sorted(logs.rglob("*"))
 
 
