@@ -1259,8 +1259,8 @@ def test_a_real_sigterm_is_reported_in_the_set_up_and_saves_last_ckpt_in_trainin
     training Lightning's own handler still stops at a step boundary and last.ckpt is saved there.
 
     A real SIGTERM to this process, as train.py's run meets it (its handlers are the run's own: train.py
-    adds none); that train.py ends with status 143 on one is checked through train.py itself by
-    :func:`test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_success`."""
+    adds none); that train.py's process ends with status 143 on a stop in training is checked through
+    train.py itself by :func:`test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone`."""
 
     def not_handled(signum: int, frame: object) -> None:  # in place of SIGTERM's default: ending pytest
         raise AssertionError("SIGTERM reached the handler in place before the run: the run installed none")
@@ -1309,21 +1309,46 @@ class SigtermInTest(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_success(tmp_path: Path) -> None:
+def test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Lightning stops its test (and validation) loop on SIGTERM with its SIGTERMException, a SystemExit
-    without a code: train.py ended with status 0, wrote no metrics.json and said nothing, as if finished."""
+    without a code: train.py ended with status 0, wrote no metrics.json and said nothing, as if finished.
+
+    A real SIGTERM to this process, as train.py's run meets it, with train.py's report of it (a train.py
+    start costs seconds of imports; that train.py's process ends with the status of that report, 143, is
+    :func:`test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone`'s, through train.py itself)."""
+    from marsunits.sweep_trials import run_trial
+
+    def not_handled(signum: int, frame: object) -> None:  # in place of SIGTERM's default: ending pytest
+        raise AssertionError("SIGTERM reached the handler in place before the run: the run installed none")
+
     run_dir = tmp_path / "run"
-    proc = _train_py(
-        tmp_path,
-        *TINY,
-        "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
-        "trainer.max_epochs=1",
-        "logger=csv",
-        f"hydra.run.dir={run_dir}",
-        "+callbacks.stop._target_=test_train.SigtermInTest",
+    cfg = compose_config(
+        "train",
+        run_dir,
+        [
+            *TINY,
+            "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "+callbacks.stop._target_=test_train.SigtermInTest",
+        ],
     )
-    assert proc.returncode == 143, proc.stderr[-3000:]
-    assert "train.py: terminated (SIGTERM)" in proc.stderr
+    previous = signal.signal(signal.SIGTERM, not_handled)
+    log_file = logging.FileHandler(run_dir / "train.log")  # as Hydra's, which train.py has
+    logging.getLogger().addHandler(log_file)
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            run_trial(lambda: run(cfg), cfg, prog="train.py")  # train.py's main(), as Hydra calls it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+    said = capsys.readouterr().err
+    assert stopped.value.code == 143, said[-3000:]
+    assert "train.py: terminated (SIGTERM)" in said
     assert "terminated (SIGTERM)" in (run_dir / "train.log").read_text()
     assert not (run_dir / "metrics.json").exists()
 
