@@ -9,6 +9,7 @@ versioned and stored in checkpoints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 
 from marsunits.constants import IGNORE_INDEX, VALID_MASK_VALUES
 
-__all__ = ["ClassMap", "subclass_groups"]
+__all__ = ["DATA_SET_LABEL_MAPS", "ClassMap", "subclass_groups"]
 
 _UNMAPPED = -1
 
@@ -25,6 +26,28 @@ _UNMAPPED = -1
 #: More distinct unmapped values than this in one mask of project ids: not a class mask (the message says so
 #: instead of listing every value and a map of them to fill in).
 _MANY_VALUES = 16
+
+#: The native-id maps of the project's real data sets (``class_map`` of ``configs/data/<name>.yaml``, which
+#: a test keeps these equal to), as a command line gives them: a refusal of ``labels_class_map=<name>`` for
+#: a model not trained on that data set spells its map out, since the model's own map reads those labels
+#: wrongly (AI4Mars' sand, 2, is MarsScapes' gravel, rough) and ``configs/`` is not in an installed package;
+#: so does the refusal of a mask whose values are all one data set's native ids (:data:`NATIVE_IDS`).
+DATA_SET_LABEL_MAPS: dict[str, str] = {
+    "ai4mars": "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}",
+    "marsscapes": "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}",
+}
+
+#: The native ids of the data sets of :data:`DATA_SET_LABEL_MAPS`, as their names are read in a message
+#: (``data/README.md``): labels of either copied into a folder unconverted share 0, 1 and 2 with the
+#: project's ids, which mean other classes there (AI4Mars' 2 is sand, smooth; MarsScapes' 2 is gravel, rough).
+NATIVE_IDS: dict[str, tuple[str, str]] = {
+    "ai4mars": ("AI4Mars", "0 soil, 1 bedrock, 2 sand, 3 big rock, 255 null"),
+    "marsscapes": (
+        "MarsScapes",
+        "0 soil, 1 bedrock, 2 gravel, 3 sand, 4 big rock, 5 steep slope, 6 sky, 7 distant terrain, "
+        "8 distant mountains, 9 rover, 255 no data",
+    ),
+}
 
 
 class ClassMap:
@@ -151,7 +174,8 @@ class ClassMap:
                     [f"{v}: {v}" for v in sorted(VALID_MASK_VALUES)] + [f"{v}: <project id>" for v in missing]
                 )
                 example = (
-                    f" A map replaces the project ids, so list them too, e.g. data.{self.key}='{{{whole}}}'."
+                    f" If the masks' 0, 1, 2 and 255 already are project ids, a map replaces them, so list "
+                    f"them too, e.g. data.{self.key}='{{{whole}}}'."
                     if self._data_option and self._num_targets is None
                     else ""
                 )
@@ -159,7 +183,7 @@ class ClassMap:
                     f"{path}: mask values {missing} are not project class ids "
                     f"{sorted(VALID_MASK_VALUES)} and dataset '{self.dataset}' has no class_map. Set "
                     f"class_map (native id -> project id) in {self.where}, or convert "
-                    f"the masks.{example}"
+                    f"the masks.{self._native_data_set_hint(present)}{example}"
                 )
             targets = (
                 "0 smooth_volcanic, 1 rough_olivine, 2 other or 255 ignore"
@@ -177,6 +201,27 @@ class ClassMap:
                 f"Add them to {self.key} in {self.where} (native id -> {targets}){ignore}."
             )
         return self._lut_u8[mask]
+
+    def _native_data_set_hint(self, present: Sequence[int] | np.ndarray) -> str:
+        """The sentence a refusal of masks outside the project ids adds when the mask's values (``present``)
+        are all the native ids of a data set of :data:`NATIVE_IDS`: that data set's whole map. Its labels
+        copied unconverted were told to keep their 0, 1 and 2, and AI4Mars' sand (2) trained as ``other``
+        without a word. Empty otherwise, and for sub-class maps."""
+        if self._num_targets is not None:
+            return ""
+        values = {int(v) for v in present}
+        prefix = f"data.{self.key}" if self._data_option else self.key
+        fits = [
+            f"if they are {name} labels ({ids}), {prefix}='{DATA_SET_LABEL_MAPS[key]}'"
+            for key, (name, ids) in NATIVE_IDS.items()
+            if values <= {int(v) for v in re.findall(r"(\d+):", DATA_SET_LABEL_MAPS[key])}
+        ]
+        if not fits:
+            return ""
+        return (
+            " These values are all native ids of a data set whose 0, 1 and 2 are other classes than the "
+            f"project's, so such labels need its whole map: {'; '.join(fits)}."
+        )
 
     def __repr__(self) -> str:
         return f"ClassMap(dataset={self.dataset!r}, mapping={self.as_dict()})"

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from marsunits.boundary.extract import ContactConfig
 from marsunits.constants import IGNORE_INDEX
-from marsunits.data.class_map import ClassMap
+from marsunits.data.class_map import DATA_SET_LABEL_MAPS, ClassMap
 from marsunits.errors import ConfigError, switch_value_refusal
 
 __all__ = [
@@ -298,16 +298,6 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
         return ClassMap(mapping, None, key="labels_class_map", where=where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-
-
-#: The native-id maps of the project's real data sets (``class_map`` of ``configs/data/<name>.yaml``, which
-#: a test keeps these equal to), as a command line gives them: a refusal of ``labels_class_map=<name>`` for
-#: a model not trained on that data set spells its map out, since the model's own map reads those labels
-#: wrongly (AI4Mars' sand, 2, is MarsScapes' gravel, rough) and ``configs/`` is not in an installed package.
-DATA_SET_LABEL_MAPS: dict[str, str] = {
-    "ai4mars": "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}",
-    "marsscapes": "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}",
-}
 
 
 def _labels_of_another_data_set(value: str, offered: Iterable[str]) -> str:
