@@ -1568,3 +1568,29 @@ def test_names_that_only_full_case_folding_joins_are_not_called_one_file() -> No
         ["A/x.png", "a/X.png"],
         ["CAFE\u0301.png", "caf\u00e9.png"],
     ]
+
+
+def test_a_camera_file_under_a_name_not_read_is_named_with_the_name_to_give(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera saved as ``images/<stem>.json`` (the sidecar's ``.camera`` left out) or as
+    ``cameras/<stem>.camera.json`` (the two layouts mixed) was not read: the image was predicted without
+    metres and left off ``map=true``'s contact map without a word. It is now named, with the name it is read
+    under; a JSON beside an image that is no camera file (a labelling tool's) is not."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    a, b, c = generate_dataset(data, 3, seed=3, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    (data / "cameras" / f"{a}.json").rename(data / "images" / f"{a}.json")
+    (data / "cameras" / f"{b}.json").rename(data / "cameras" / f"{b}.camera.json")
+    (data / "cameras" / f"{c}.json").unlink()
+    (data / "images" / f"{c}.json").write_text(json.dumps({"shapes": [], "imagePath": f"{c}.png"}))
+    with caplog.at_level("WARNING"):
+        assert run(make_cfg(tmp_path, ckpt, data / "images", tmp_path / "out", "map=true")) == 0
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(said) == 2, said
+    by_image = {m.split(":")[0]: m for m in said}
+    assert str(data / "images" / f"{a}.json") in by_image[f"{a}.png"]
+    assert str(data / "images" / f"{a}.camera.json") in by_image[f"{a}.png"]
+    assert str(data / "cameras" / f"{b}.camera.json") in by_image[f"{b}.png"]
+    assert str(data / "cameras" / f"{b}.json") in by_image[f"{b}.png"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.camera.io import CameraFileError, find_camera_file
+from marsunits.boundary.camera.io import CameraFileError, find_camera_file, misplaced_camera_files
 from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.contact_map import view_footprint
@@ -56,12 +56,25 @@ def image_camera(image_path: Path, max_megapixels: float | None = None) -> Camer
     """The camera of an image (``find_camera``) in the pixel frame of the image as read: a JPEG's EXIF
     orientation turns the stored raster the camera was calibrated on (``orient_camera``; the image's size
     is checked against ``max_megapixels`` as it is read, :func:`~marsunits.data.io.exif_orientation`).
+    None when it has none; a camera file beside it under a name that is not read
+    (:func:`~marsunits.boundary.camera.io.misplaced_camera_files`) is warned about, with the name to give.
 
     Raises:
         ValueError: The camera file is broken (``CameraFileError``).
     """
     camera = find_camera(image_path)
-    return None if camera is None else orient_camera(camera, exif_orientation(image_path, max_megapixels))
+    if camera is None:
+        for found, expected in misplaced_camera_files(image_path):  # was left unread without a word
+            log.warning(
+                "%s: %s looks like its camera file but is not read under that name, so the image gets no "
+                "ground coordinates and no place on map=true's contact map; rename it to %s (cameras are "
+                "read from <stem>.camera.json next to the image or ../cameras/<stem>.json)",
+                Path(image_path).name,
+                found,
+                expected,
+            )
+        return None
+    return orient_camera(camera, exif_orientation(image_path, max_megapixels))
 
 
 def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:

@@ -53,6 +53,7 @@ __all__ = [
     "camera_from_dict",
     "find_camera",
     "load_camera",
+    "misplaced_camera_files",
 ]
 
 #: A camera file next to an image ``<stem>.<ext>`` is named ``<stem>`` + this suffix.
@@ -400,6 +401,48 @@ def find_camera_file(image_path: str | os.PathLike[str]) -> Path | None:
     bytes: ``<stem>.camera.json`` passes 255) cannot exist: it counts as absent (looking for it failed the
     whole image with "File name too long")."""
     return next((c for c in camera_candidates(image_path) if _exists(c)), None)
+
+
+#: Largest file :func:`misplaced_camera_files` opens to tell a camera file from other JSON (a camera file is
+#: under a kilobyte or two; a labelling tool's JSON beside an image may be megabytes).
+_MISPLACED_MAX_BYTES = 1 << 20
+
+
+def misplaced_camera_files(image_path: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """Camera files of ``image_path`` under a name :func:`find_camera` does not read, each with the name it
+    reads (``(found, expected)``): ``<stem>.json`` or ``<name>.camera.json`` (the image's extension kept) next
+    to the image, for the sidecar ``<stem>.camera.json``; ``../cameras/<stem>.camera.json`` and
+    ``cameras/<stem>.json`` or ``cameras/<stem>.camera.json`` below the image's folder, for
+    ``../cameras/<stem>.json``. Such a file was left unread without a word: the image had no metres and no
+    place on the contact map. Only JSON objects whose ``model`` is a camera model this module reads count,
+    so a labelling tool's ``<stem>.json`` beside an image is not one. Empty when :func:`find_camera_file`
+    finds a camera (that one is read) or nothing is misplaced; files that cannot be read are passed over.
+    """
+    p = expand_home(image_path)
+    if find_camera_file(p) is not None:
+        return []
+    sidecar, layout = camera_candidates(p)
+    guesses = [
+        (p.with_suffix(".json"), sidecar),
+        (p.with_name(p.name + SIDECAR_SUFFIX), sidecar),
+        (layout.with_name(p.stem + SIDECAR_SUFFIX), layout),
+        (p.parent / "cameras" / f"{p.stem}.json", layout),
+        (p.parent / "cameras" / f"{p.stem}{SIDECAR_SUFFIX}", layout),
+    ]
+    found: list[tuple[Path, Path]] = []
+    for guess, expected in guesses:
+        if guess == p or guess in (f for f, _ in found):
+            continue
+        try:
+            if not guess.is_file() or guess.stat().st_size > _MISPLACED_MAX_BYTES:
+                continue
+            data = json.loads(guess.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        model = data.get("model") if isinstance(data, dict) else None
+        if isinstance(model, str) and model.strip().lower() in _REQUIRED:
+            found.append((guess, expected))
+    return found
 
 
 def _exists(path: Path) -> bool:
