@@ -435,6 +435,23 @@ def test_masks_named_with_a_word_added_to_their_images_stems_are_told_the_rename
     assert f"remove '{added}' from the mask names" in message
 
 
+def test_masks_named_as_their_images_but_for_letter_case_are_told_so(tmp_path: Path) -> None:
+    """Masks whose names differ from their images' in letter case only (``img_0.png`` for ``IMG_0.jpg``, as a
+    tool that lowercases names exports them, or as labelled on macOS or Windows, whose disks ignore case) were
+    listed as unpaired, each image without a mask and each mask without an image, without a word that the
+    names differ in case alone: on Linux, where training runs, names are compared exactly."""
+    root = write_fake_folder(tmp_path / "f", n_images=3)
+    for image in sorted((root / "images").iterdir()):
+        image.rename(image.with_name(image.stem.upper() + image.suffix))
+    with pytest.raises(ValueError) as refused:
+        scan_folder(root)
+    message = str(refused.value)
+    assert (
+        "3 mask(s) are named as their images but for letter case (e.g. img_0 for the image IMG_0)" in message
+    )
+    assert "letter case included, so rename the masks (or the images) to match" in message
+
+
 def test_an_empty_masks_folder_is_said_empty_not_every_image_unpaired(tmp_path: Path) -> None:
     """A data=folder root whose masks/ is empty (images not labelled yet) listed every image as having no
     mask and said to "move the unpaired ones out of the dataset folders": all of them, leaving nothing. It

@@ -193,6 +193,22 @@ def _renamed_masks_hint(no_mask: Collection[str], no_image: Collection[str]) -> 
     )
 
 
+def _case_only_hint(no_mask: Collection[str], no_image: Collection[str]) -> str:
+    """A sentence for the unpaired-files error when masks are named as their unpaired images but for letter
+    case (``img_0.png`` for ``IMG_0.jpg``: a tool that lowercases names, or labelling on a disk that ignores
+    case); "" if none. Keys are compared whole, folders included, case-folded."""
+    images = {key.casefold(): key for key in no_mask}
+    pairs = [(key, images[key.casefold()]) for key in sorted(no_image) if key.casefold() in images]
+    if not pairs:
+        return ""
+    mask, image = pairs[0]
+    return (
+        f" {len(pairs)} mask(s) are named as their images but for letter case (e.g. {mask} for the image "
+        f"{image}): names are compared exactly, letter case included, so rename the masks (or the images) to "
+        "match."
+    )
+
+
 def pair_by_stem(
     images_dir: Path,
     masks_dir: Path,
@@ -265,6 +281,7 @@ def pair_by_stem(
             f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
             "stem: add the missing files or move the unpaired ones out of the dataset folders."
             + _renamed_masks_hint(no_mask, no_image)
+            + _case_only_hint(no_mask, no_image)
             + image_note
             + mask_note
         )
