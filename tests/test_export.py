@@ -1002,6 +1002,29 @@ def test_an_empty_or_repeated_argument_and_a_package_file_as_checkpoint_are_refu
     assert not (tmp_path / "again").exists()
 
 
+def test_a_run_folder_or_a_package_folder_as_checkpoint_is_told_what_to_give(
+    checkpoint: Path, package: Path, tmp_path: Path
+) -> None:
+    """``ckpt_path=logs/train/<run>`` (the run folder, as predict.py accepts it with its checkpoint named) and
+    ``ckpt_path=<a package folder>`` were both told "is a folder or a model package file; give the .ckpt
+    file": the first not which file, the second not that the package is exported already."""
+    import shutil
+
+    from marsunits.errors import ConfigError
+
+    run = tmp_path / "logs" / "train" / "run1"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(checkpoint, run / "checkpoints" / "best.ckpt")
+    with pytest.raises(ConfigError) as folder:
+        export_checkpoint(run, tmp_path / "out1")
+    assert f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}" in str(folder.value)
+    with pytest.raises(ConfigError) as exported:
+        export_checkpoint(package, tmp_path / "out2")
+    said = str(exported.value)
+    assert "is a model package already" in said and "nothing to export" in said
+    assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()
+
+
 @pytest.mark.parametrize(
     ("stop", "status", "said"), [("ctrl-c", 130, "interrupted (Ctrl-C)"), ("term", 143, "(SIGTERM)")]
 )

@@ -34,7 +34,7 @@ from marsunits.errors import (
     stop_said,
     storage_problem,
 )
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, run_folder_checkpoint_hint
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
 # and argument or path errors should be reported at once.
@@ -99,9 +99,16 @@ def export_checkpoint(
     # to the program, and a folder named `~` was made in the current one.
     ckpt, out = expand_home(ckpt_path), expand_home(out)
     # Checked before importing the model code (seconds), so a mistyped path is reported at once.
+    if ckpt.is_dir() and any((ckpt / name).is_file() for name in ("model.json", "model.safetensors")):
+        # Told "give the .ckpt file" alone, as if the export had not been done.
+        raise ConfigError(
+            f"ckpt_path={ckpt} is a model package already: there is nothing to export. Share the folder as "
+            "it is (predict.py ckpt_path=<it> reads it); to export again, give the .ckpt it came from."
+        )
     if ckpt.is_dir() or ckpt.suffix in (".json", ".safetensors"):
         raise ConfigError(
             f"ckpt_path={ckpt} is a folder or a model package file; give the .ckpt file to export."
+            + (run_folder_checkpoint_hint(ckpt) if ckpt.is_dir() else "")
         )
     if not ckpt.is_file():
         raise FileNotFoundError(

@@ -63,6 +63,7 @@ from marsunits.task import (
     load_task,
 )
 from marsunits.user_paths import expand_home
+from marsunits.user_paths import run_folder_checkpoint_hint as _run_folder_hint
 
 __all__ = [
     "JSON_NAME",
@@ -776,28 +777,6 @@ def _refuse_zipped_package(path: Path) -> None:
         f"(`unzip {shlex.quote(str(path))} -d {shlex.quote(str(dest))}`) and give the folder holding "
         f"{JSON_NAME}: ckpt_path={shlex.quote(folder)}"
     )
-
-
-def _run_folder_hint(folder: Path) -> str:
-    """A sentence naming the checkpoint to give when ``folder`` is a train.py run folder or its
-    ``checkpoints/`` (``best.ckpt``, else ``last.ckpt``, else the one ``.ckpt`` there), or ""."""
-    for checkpoints in (folder / "checkpoints", folder):
-        try:
-            found = sorted(p.name for p in checkpoints.glob("*.ckpt") if p.is_file())
-        except OSError:
-            continue
-        named = [n for n in ("best.ckpt", "last.ckpt") if n in found]
-        best = named[0] if named else found[0] if len(found) == 1 else None
-        if best is not None:
-            what = {
-                "best.ckpt": " (the best weights, chosen by the run's callbacks.model_checkpoint.monitor)",
-                "last.ckpt": " (the last weights)",
-            }.get(best, "")
-            return (
-                f" Give the checkpoint file it holds{what}: ckpt_path={checkpoints / best} (a train.py run "
-                "keeps best.ckpt and last.ckpt in its checkpoints/ folder)"
-            )
-    return ""
 
 
 def load_model(
