@@ -1387,3 +1387,26 @@ def test_the_data_set_maps_that_refusals_spell_out_are_the_configs() -> None:
     configs = Path(__file__).resolve().parents[1] / "configs" / "data"
     for name, text in DATA_SET_LABEL_MAPS.items():
         assert yaml.safe_load(text) == yaml.safe_load((configs / f"{name}.yaml").read_text())["class_map"]
+
+
+def test_masks_with_the_same_problem_are_said_once_with_their_files_named(tmp_path: Path) -> None:
+    """A folder of AI4Mars labels not converted: the refusal repeated the same class-map advice (some 700
+    characters) for each of the first ten masks, one per line, and a different problem of an eleventh pair
+    was hidden behind "... and N more". The advice is now said once, the other masks named after it, and the
+    other problem listed."""
+    from marsunits.data.store import LISTED_PROBLEMS, UnusablePairsError
+
+    root = write_fake_folder(tmp_path / "f", n_images=LISTED_PROBLEMS + 3)
+    masks = sorted((root / "masks").iterdir())
+    for mask in masks[:-1]:
+        width, height = Image.open(mask).size
+        Image.fromarray((np.arange(width * height, dtype=np.uint8) % 4).reshape(height, width)).save(mask)
+    Image.open(masks[-1]).convert("RGB").save(masks[-1])  # another problem, last in order
+    records = scan_folder(root)
+    with pytest.raises(UnusablePairsError) as refused:
+        ImageStore(records, ClassMap(None, "folder"), cache=True)
+    said = str(refused.value)
+    assert said.startswith(f"{LISTED_PROBLEMS + 3} of {LISTED_PROBLEMS + 3} image/mask pairs cannot be used")
+    assert said.count("are not project class ids") == 1, said
+    assert "the same for 11 more" in said and masks[1].name in said
+    assert f"{masks[-1]}: a mask must be a single-channel image" in said and "... and" not in said

@@ -892,13 +892,14 @@ class MarsDataModule(L.LightningDataModule):
             log.info(
                 "reading the other %d images to list every unreadable one (data.cache=false)", len(records)
             )
-        problems = []
+        problems, files = [], []
         for rec in records:
             try:
                 read_image_native(rec.image)
             except ImageReadError as err:
                 problems.append(str(err))
-        return UnusablePairsError(problems, len(records)) if problems else None
+                files.append(str(rec.image) if str(err).startswith(f"{rec.image}: ") else None)
+        return UnusablePairsError(problems, len(records), files) if problems else None
 
     def trained_sols(self) -> dict[str, list[int]]:
         """``{source: sorted sols}`` the model learns from (after ``setup``): the training side's, sources

@@ -80,6 +80,7 @@ class ImageStore:
         sizes: list[tuple[int, int]] = []
         counts: list[int] = []
         problems: list[str] = []
+        files: list[str | None] = []  # the file each problem's message begins with, for grouping
         for rec in self.records:
             try:
                 if cache:
@@ -93,11 +94,14 @@ class ImageStore:
                     warn_of_read_notes(rec.image)  # its pixels are read in loader workers, which say nothing
             except ValueError as err:  # ImageReadError too: every pair is checked, so one run lists them all
                 problems.append(str(err))
+                files.append(
+                    next((str(f) for f in (rec.mask, rec.image) if str(err).startswith(f"{f}: ")), None)
+                )
                 continue
             sizes.append((mask.shape[0], mask.shape[1]))
             counts.append(int(np.count_nonzero(mask != IGNORE_INDEX)))
         if problems:
-            raise UnusablePairsError(problems, len(self.records))
+            raise UnusablePairsError(problems, len(self.records), files)
         #: (height, width) of every image.
         self.sizes: list[tuple[int, int]] = sizes
         #: Number of labelled (non-ignore) pixels of every mask, after the class map.
@@ -139,30 +143,58 @@ class ImageStore:
 LISTED_PROBLEMS = 10
 
 
+#: Files named beside a problem that several files share, after the first; the rest are counted.
+LISTED_SAME = 5
+
+
 class UnusablePairsError(ValueError):
     """Image/mask pairs that cannot be used, each problem a message naming its file.
 
-    The text is the problem itself when there is one, else a count and the first :data:`LISTED_PROBLEMS`,
-    one per line. ``problems`` and ``total`` (pairs checked) let errors of several stores be merged with
-    :meth:`merged`.
+    The text is the problem itself when there is one, else a count and the first :data:`LISTED_PROBLEMS`
+    distinct problems, one per line. Problems whose message is the same but for the file it begins with
+    (``files``: that file, or None where the message names none first) are said once, with the other files
+    named after it: a folder of AI4Mars labels not converted repeated the same class-map advice for each
+    mask, and hid the other problems past the tenth. ``problems``, ``files`` and ``total`` (pairs checked)
+    let errors of several stores be merged with :meth:`merged`.
     """
 
-    def __init__(self, problems: Sequence[str], total: int) -> None:
+    def __init__(
+        self, problems: Sequence[str], total: int, files: Sequence[str | None] | None = None
+    ) -> None:
         self.problems, self.total = list(problems), int(total)
+        self.files = list(files) if files is not None else [None] * len(self.problems)
         if len(self.problems) == 1:
             text = self.problems[0]
         else:
-            listed = "\n".join(f"  - {p}" for p in self.problems[:LISTED_PROBLEMS])
-            more = len(self.problems) - LISTED_PROBLEMS
+            groups: dict[str, list[str]] = {}  # the message after its file -> the files, in order
+            lines: list[tuple[str, str]] = []  # (key, the first message) per distinct problem, in order
+            for problem, file in zip(self.problems, self.files, strict=True):
+                prefix = f"{file}: "
+                key = problem[len(prefix) :] if file and problem.startswith(prefix) else problem
+                if key not in groups or not file:
+                    groups.setdefault(key, [])
+                    lines.append((key, problem))
+                if file:
+                    groups[key].append(file)
+            listed = []
+            for key, first in lines[:LISTED_PROBLEMS]:
+                others = groups[key][1:]
+                same = ""
+                if others:
+                    named = ", ".join(others[:LISTED_SAME])
+                    rest = f" and {len(others) - LISTED_SAME} more" if len(others) > LISTED_SAME else ""
+                    same = f"\n    the same for {len(others)} more: {named}{rest}"
+                listed.append(f"  - {first}{same}")
+            more = len(lines) - LISTED_PROBLEMS
             tail = f"\n  ... and {more} more" if more > 0 else ""
             count = f"{len(self.problems)} of {self.total} image/mask pairs cannot be used"
-            text = f"{count}; fix each:\n{listed}{tail}"
+            text = f"{count}; fix each:\n" + "\n".join(listed) + tail
         super().__init__(text)
 
     @classmethod
     def merged(cls, errors: Sequence[UnusablePairsError], total: int) -> UnusablePairsError:
         """One error for the problems of several stores (``total``: pairs of all of them)."""
-        return cls([p for e in errors for p in e.problems], total)
+        return cls([p for e in errors for p in e.problems], total, [f for e in errors for f in e.files])
 
 
 def as_float(img: np.ndarray) -> np.ndarray:
