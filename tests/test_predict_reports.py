@@ -1594,3 +1594,36 @@ def test_a_camera_file_under_a_name_not_read_is_named_with_the_name_to_give(
     assert str(data / "images" / f"{a}.camera.json") in by_image[f"{a}.png"]
     assert str(data / "cameras" / f"{b}.camera.json") in by_image[f"{b}.png"]
     assert str(data / "cameras" / f"{b}.json") in by_image[f"{b}.png"]
+
+
+def test_greyscale_inputs_to_a_model_of_unknown_colour_are_not_said_to_meet_a_colour_only_model() -> None:
+    """A data=folder model fine-tuned on AI4Mars Navcam frames (grey, copied into three channels, as every
+    3-channel model reads them) was told, predicting grey frames, that "a model trained on colour only maps
+    grey frames worse": nothing records that its training images were colour, and here they were not. Only
+    a MarsScapes model (Mastcam colour) is said to be one; for others it is a condition."""
+    from marsunits.inference.run_summary_text import summary_paragraph
+
+    summary = {
+        "counts": {"ok": 2, "total": 2, "skipped": 0, "error": 0},
+        "unit_fractions": {"smooth_volcanic": 1.0},
+        "megapixels_per_second": 0.1,
+        "seconds": 1.0,
+        "megapixels": 0.001,
+        "checkpoint": "m.ckpt",
+        "device": "cpu",
+        "tile": 64,
+        "overlap": 0.125,
+        "n_contacts": 0,
+        "contact_length_px": 0.0,
+        "output_dir": "out",
+        "greyscale_inputs_for_colour_model": 2,
+    }
+    folder = summary_paragraph({**summary, "checkpoint_metadata": {"dataset": "folder"}})
+    assert "2 greyscale image(s) went to a model that reads colour (trained on 'folder' data)" in folder
+    assert "a model trained on colour only maps grey frames worse" not in folder
+    assert "if its training images were colour" in folder, folder
+    mastcam = summary_paragraph({**summary, "checkpoint_metadata": {"dataset": "marsscapes"}})
+    assert "a model trained on colour only maps grey frames worse" in mastcam
+    assert "greyscale image" not in summary_paragraph(
+        {**summary, "checkpoint_metadata": {"dataset": "ai4mars"}}
+    )

@@ -138,10 +138,20 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
     grey = summary.get("greyscale_inputs_for_colour_model") or 0
     dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
     if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
+        # Only MarsScapes (Mastcam colour) is known to be colour throughout: a folder's or synthetic scenes'
+        # images may have been grey, copied into three channels as these are (a data=folder model fine-tuned
+        # on Navcam frames was told it was a colour-only model).
+        colour_only = dataset.startswith("marsscapes")
         text += (
             f" {grey} greyscale image(s) went to a model that reads colour (trained on {dataset!r} data), "
-            "each copied into its three channels: a model trained on colour only maps grey frames worse; "
-            "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
+            "each copied into its three channels: "
+            + (
+                "a model trained on colour only maps grey frames worse; "
+                if colour_only
+                else "if its training images were colour, it maps grey frames worse (not if they were grey "
+                "too, copied the same way); "
+            )
+            + "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
         )
     if c["error"]:
         text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
