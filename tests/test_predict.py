@@ -1554,6 +1554,44 @@ def test_a_camera_file_of_another_size_is_named_with_the_stored_size(tmp_path: P
     assert grounded.ground_m is not None
 
 
+def test_a_cahv_camera_of_the_full_frame_on_a_resized_image_is_not_told_to_change_the_size(
+    tmp_path: Path,
+) -> None:
+    """A 1024x1024 Navcam CAHVOR (the PDS label's) beside the 256x256 copy AI4Mars ships was told "fix
+    image_width and image_height": H and V are in the full frame's pixels, so the file so edited maps the
+    small image's contacts 4x off, in metres, without a word. A CAHV-family camera is now told that its
+    vectors must change with the image, and a uniform resize is named; a pinhole camera keeps the advice
+    (its field of view does not change with the image's size)."""
+    from marsunits.boundary.camera import PinholeCamera
+    from marsunits.boundary.camera.io import CameraFileError
+    from marsunits.inference.image_cameras import sized_image_camera
+
+    image = tmp_path / "x.png"
+    save_rgb(image, 256, 256)
+    sidecar = tmp_path / "x.camera.json"
+    f, centre = 1200.0, 511.5  # pixels of the 1024x1024 frame
+    cahv = {
+        "model": "cahv",
+        "C": [0.0, 0.0, 1.9],
+        "A": [0.7071, 0.0, -0.7071],
+        "H": [centre * 0.7071, -f, -centre * 0.7071],
+        "V": [centre * 0.7071 - f * 0.7071, 0.0, -centre * 0.7071 - f * 0.7071],
+        "image_width": 1024,
+        "image_height": 1024,
+    }
+    sidecar.write_text(json.dumps(cahv))
+    with pytest.raises(CameraFileError) as err:
+        sized_image_camera(image, 256, 256)
+    said = str(err.value)
+    assert said.startswith(f"{sidecar}: the camera is for a 1024x1024 image but x.png is 256x256 as stored")
+    assert "fix image_width and image_height" not in said, said
+    assert "scaled by 1/4" in said and "H and V" in said
+    pinhole = PinholeCamera(image_width=512, image_height=512, hfov_deg=45.0, pitch_deg=25.0)
+    sidecar.write_text(json.dumps(pinhole.to_dict()))
+    with pytest.raises(CameraFileError, match="fix image_width and image_height"):
+        sized_image_camera(image, 256, 256)
+
+
 def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A camera looking up (pitch_deg=-30, the sign slip of an "up is positive" habit) gave contacts without
     metres and an empty footprint on the map, and nothing said why."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
+from marsunits.boundary.camera.cahv import CahvCamera
 from marsunits.boundary.camera.io import CameraFileError, find_camera_file, misplaced_camera_files
 from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import ContactLine
@@ -161,4 +162,28 @@ def _camera_size_mismatch(
         )
     if source is not None:
         return text + "; give the camera of this image (or camera=None)"
+    if isinstance(inner, CahvCamera):
+        # Its H and V hold the focal length and image centre in the pixels of the image it was made for:
+        # "fix image_width and image_height" made a file that put a resized copy's contacts (AI4Mars' 256 px
+        # Navcam frames beside the 1024 px frame's label) several times off, in metres, without a word.
+        scale = _uniform_scale(inner.image_width, inner.image_height, stored_w, stored_h)
+        resized = f" (it is that image scaled by {scale}, a resized copy)" if scale else ""
+        return (
+            text + f"{resized}; a {type(inner).__name__[:-6].upper()} model's H and V are in the pixels of "
+            "the image it was made for, so changing image_width and image_height alone does not fit it to "
+            "this one: give the camera of the image as stored (the PDS label of this product), predict the "
+            "image the camera is for, or remove the camera file"
+        )
     return text + "; fix image_width and image_height, or remove the camera file"
+
+
+def _uniform_scale(camera_w: int, camera_h: int, width: int, height: int) -> str | None:
+    """``"1/4"`` or ``"2"`` when a ``width`` x ``height`` image is the camera's ``camera_w`` x ``camera_h``
+    image resized by one whole factor (or its inverse) on both sides, else None."""
+    down = camera_w // width if width and height and camera_w % width == 0 else 0
+    if down > 1 and camera_h == down * height:
+        return f"1/{down}"
+    up = width // camera_w if camera_w and camera_h and width % camera_w == 0 else 0
+    if up > 1 and height == up * camera_h:
+        return str(up)
+    return None
