@@ -1002,6 +1002,24 @@ def test_an_empty_or_repeated_argument_and_a_package_file_as_checkpoint_are_refu
     assert not (tmp_path / "again").exists()
 
 
+def test_a_package_describing_a_huge_network_is_refused_by_its_shapes_before_it_is_built(
+    package: Path, tmp_path: Path
+) -> None:
+    """``model.json`` edited (or damaged, or sent so) to a decoder of 65,536 channels in both copies: the
+    network was built before its weights' shapes were compared, and building it asked for 150 GB, a
+    RuntimeError traceback from torch's allocator (a size that fits in memory took it all, for seconds,
+    before the refusal). The shapes are now compared on a network without memory first."""
+    from marsunits.task import CheckpointError
+
+    pkg = _copy_package(package, tmp_path / "huge")
+    document = json.loads((pkg / JSON_NAME).read_text())
+    for copy in ("hparams", "metadata"):
+        document[copy]["decoder_channels"] = [65536] * len(document[copy]["decoder_channels"])
+    (pkg / JSON_NAME).write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=r"does not fit the network described by .*wrong shapes"):
+        load_package(pkg)
+
+
 def test_a_run_folder_or_a_package_folder_as_checkpoint_is_told_what_to_give(
     checkpoint: Path, package: Path, tmp_path: Path
 ) -> None:

@@ -559,14 +559,19 @@ def load_package(
 
     hparams["encoder_weights"] = None
     try:
-        task = SegmentationTask(**hparams)
+        # First on the meta device, which holds shapes without memory: a model.json describing a huge network
+        # (edited, damaged or sent so; a decoder of 65,536 channels) is refused by its weights' shapes. The
+        # network was built first, and building it was a torch allocator traceback, or took all the memory.
+        with torch.device("meta"):
+            outline = SegmentationTask(**hparams)
     except (TypeError, ValueError) as err:
         raise CheckpointError(
             f"{json_path}: its hparams do not build a SegmentationTask ({err}). If model.json was edited, "
             f"{_RESTORE} Otherwise the package may come from an incompatible marsunits version; use that "
             "version or re-export."
         ) from err
-    _check_tensors(task.state_dict(), tensors, weights_path)
+    _check_tensors(outline.state_dict(), tensors, weights_path)
+    task = SegmentationTask(**hparams)
     task.load_state_dict(tensors, strict=True)
     _check_training_record(metadata, json_path)
     task.wandb_run_id = metadata.get("wandb_run_id")
