@@ -1020,6 +1020,21 @@ def test_a_package_describing_a_huge_network_is_refused_by_its_shapes_before_it_
         load_package(pkg)
 
 
+def test_an_out_named_as_a_zip_archive_is_refused_with_the_folder_to_give(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """``out=models/m.zip``, meaning an archive to send: a folder named ``m.zip`` was made, which no zip tool
+    opens and a mail client does not attach as a file. A package is a folder: the refusal gives the folder
+    and the zip command, and nothing is written."""
+    from marsunits.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        export_checkpoint(checkpoint, tmp_path / "m.zip")
+    said = str(refused.value)
+    assert f"out={tmp_path / 'm'}" in said and "zip -r" in said, said
+    assert not (tmp_path / "m.zip").exists() and not (tmp_path / "m").exists()
+
+
 def test_a_run_folder_or_a_package_folder_as_checkpoint_is_told_what_to_give(
     checkpoint: Path, package: Path, tmp_path: Path
 ) -> None:

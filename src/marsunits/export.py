@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shlex
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -109,6 +110,14 @@ def export_checkpoint(
         raise ConfigError(
             f"ckpt_path={ckpt} is a folder or a model package file; give the .ckpt file to export."
             + (run_folder_checkpoint_hint(ckpt) if ckpt.is_dir() else "")
+        )
+    if out.suffix.lower() == ".zip" and not out.is_dir():
+        # A folder named m.zip was made: no zip tool opens it, and a mail client does not attach it as a file.
+        folder = out.with_suffix("")
+        raise ConfigError(
+            f"out={out} names a zip archive, but a model package is a folder: give out={folder}, then zip it "
+            f"to send it (`cd {shlex.quote(str(folder.parent))} && zip -r {shlex.quote(out.name)} "
+            f"{shlex.quote(folder.name)}`); predict.py reads the folder once unzipped."
         )
     if not ckpt.is_file():
         raise FileNotFoundError(
