@@ -680,6 +680,31 @@ def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str],
         assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
 
 
+@pytest.mark.parametrize(
+    ("config", "args", "key", "value"),
+    [
+        ("train", ["+trainer.log_every_n_steps=1"], "trainer.log_every_n_steps", "1"),
+        ("train", ["model=tiny", "+model.lr=1e-3"], "model.lr", "1e-3"),
+        ("train", ["+seed=3"], "seed", "3"),
+        ("train", ["-m", "model.lr=1e-3,2e-3", "+trainer.max_epochs=1"], "trainer.max_epochs", "1"),
+        ("predict", ["+tile=256"], "tile", "256"),
+        ("predict", ["+contact.min_length_px=5"], "contact.min_length_px", "5"),
+    ],
+)
+def test_a_plus_on_an_option_the_config_has_is_one_line_naming_the_override_without_it(
+    config: str, args: list[str], key: str, value: str
+) -> None:
+    """``+trainer.log_every_n_steps=1`` (a plus on an option the config already lists) ended in Hydra's
+    "Could not append to config. An item is already at ..." in five lines with status 1, where every other
+    misspelt option is one line with status 2."""
+    message = unknown_option(args, CONFIG_DIR, config)
+    assert message is not None and "\n" not in message, message
+    assert f"'+{key}={value}'" in message and f"give {key}={value}" in message, message
+    # A plus on a key the config lacks, and ++ on one it has, stay Hydra's to add or set.
+    for fine in (["+trainer.max_steps=6"], ["++trainer.log_every_n_steps=1"], ["++seed=3"]):
+        assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

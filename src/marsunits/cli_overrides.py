@@ -245,6 +245,43 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     return None
 
 
+#: Hydra's message when a ``+key=value`` override adds a key the composed config already has.
+_ALREADY_THERE = re.compile(r"^Could not append to config\. An item is already at '([^']+)'")
+
+
+def added_option_already_there(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``+key=value`` override (one plus) whose key the config already has, or None.
+
+    Hydra refused it in five lines ("Could not append to config. An item is already at ...") with status 1,
+    where every other mistaken option is one line with status 2. ``++key=value`` (add or set) and a plus on a
+    key the config lacks are left to Hydra. A sweep's values do not compose as one job: its other settings
+    are enough here.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if "=" in a and not a.lstrip("+").startswith(("-", "hydra.", "hydra/"))]
+    if not any(a.startswith("+") and not a.startswith("++") for a in overrides):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+        return None
+    single = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    message, _ = _compose_error(config_dir, config_name, single)
+    match = _ALREADY_THERE.match(message)
+    if match is None:
+        return None
+    key = match.group(1)
+    arg = next((a for a in overrides if a.startswith("+") and a.split("=", 1)[0].lstrip("+") == key), None)
+    if arg is None:
+        return None
+    value = arg.split("=", 1)[1]
+    return (
+        f"{arg!r}: {key} is already an option of the config, and a plus only adds one it lacks; "
+        f"give {key}={value} (or ++{key}={value}, which adds or sets)"
+    )
+
+
 def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str | None:
     """The message for the first override Hydra cannot parse, or that picks a config group option that does
     not exist (``experiment=marscapes``), or None.
@@ -327,6 +364,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         argument_the_run_gives(argv, config_name)
         or unknown_nested_option(argv, config_dir, config_name)
         or added_option_not_taken(argv, config_dir, config_name)
+        or added_option_already_there(argv, config_dir, config_name)
     )
 
 
