@@ -797,6 +797,12 @@ def test_a_camera_at_or_below_its_ground_is_refused_and_ground_height_is_z_up_in
         path.write_text(json.dumps({**d, "ground_z_m": ground}))
         with pytest.raises(CameraFileError, match=r"cam.json.*not above the ground plane.*frame.*ned"):
             load_camera(path)
+    # z-up vectors in a file that says "frame": "ned": the refusal told it to add the "frame" it has.
+    path.write_text(json.dumps({**d, "frame": "ned"}))
+    with pytest.raises(CameraFileError, match=r"not above the ground plane") as refused:
+        load_camera(path)
+    said = str(refused.value)
+    assert 'add "frame": "ned"' not in said and "z = 1.5 m as given" in said and 'drop "frame"' in said
     # The same camera with PDS vectors (z down); ground_z_m stays z up, as documented from the start.
     ned = {**d, "frame": "ned", "ground_z_m": -0.5}
     for k in ("C", "A", "H", "V"):

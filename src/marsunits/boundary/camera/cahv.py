@@ -143,6 +143,13 @@ class CahvCamera:
         self.site = site
         self.ground_z_m = float(ground_z_m)
         if not math.isfinite(self.ground_z_m) or self.C[2] <= self.ground_z_m:
+            if source_frame == "ned":  # it told such a file to add the "frame": "ned" it has
+                raise ValueError(
+                    f"the camera centre C (z = {self.C[2]:g} m, z up; z = {-self.C[2]:g} m as given, in the "
+                    'z-down "frame": "ned") is not above the ground plane (ground_z_m = '
+                    f"{self.ground_z_m:g} m, z up in every frame), so no pixel can see the ground; fix C or "
+                    'ground_z_m (or, in a camera file whose vectors are z up, drop "frame")'
+                )
             raise ValueError(
                 f"the camera centre C (z = {self.C[2]:g} m, z up) is not above the ground plane "
                 f"(ground_z_m = {self.ground_z_m:g} m), so no pixel can see the ground; vectors from a PDS "
