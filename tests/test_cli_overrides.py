@@ -859,6 +859,30 @@ def test_predict_ckpt_path_last_is_refused_before_hydra_naming_the_newest_best_c
     assert f"ckpt_path={best} " in refused, refused
 
 
+def test_predict_with_logger_wandb_is_checked_before_hydra_too(tmp_path: Path, monkeypatch) -> None:
+    """With ``logger=wandb`` every check before Hydra was skipped: the W&B node's ``save_dir`` is the run
+    folder Hydra has not made yet (``${paths.output_dir}``), so the options did not resolve, and
+    ``ckpt_path=last``, a missing checkpoint or folder, ``tta=yes`` were refused only inside the run, after
+    Hydra had made ``logs/predict/<time>/`` (and with the traceback hint: two lines)."""
+    from marsunits.cli_overrides import predict_refusal
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"not read here")
+    folders = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}", "logger=wandb"]
+    for args, said in (
+        (["ckpt_path=last"], "ckpt_path=last means something only to train.py"),
+        ([f"ckpt_path={tmp_path / 'nope.ckpt'}"], "does not exist"),
+        ([f"ckpt_path={tmp_path / 'nope.ckpt'}", "tta=yes"], "tta='yes': give tta=true or tta=false"),
+    ):
+        refused = predict_refusal([*args, *folders], CONFIG_DIR)
+        assert refused is not None and said in refused, (args, refused)
+    model = tmp_path / "m.ckpt"
+    model.write_bytes(b"not read here")
+    assert predict_refusal([f"ckpt_path={model}", *folders], CONFIG_DIR) is None
+
+
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])
 def test_an_entry_point_running_another_copy_of_the_package_says_so(tmp_path: Path, prog: str) -> None:
     """A checkout whose package was installed without ``-e`` (``pip install .``, or an editable install of

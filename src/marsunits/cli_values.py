@@ -10,13 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.cli_argv import _CONFIG_FLAGS, _INFORMATIONAL, _OTHER_RUN, _hydra_quoted, _overrides, _sweeping
 
 __all__ = ["predict_refusal", "primary_config", "value_refusal"]
+
+
+def _unset_run_folder_values(logger: Any) -> None:
+    """Set to None each value of the ``logger`` node's loggers that resolves only once Hydra runs: W&B's
+    ``save_dir``, the run folder (``${paths.output_dir}``). With it, ``logger=wandb`` left every check of
+    :func:`predict_refusal` to the run, after Hydra had made the run folder; the run checks it itself."""
+    if not isinstance(logger, DictConfig):
+        return
+    for name in list(logger):
+        node = logger._get_node(name)
+        if not isinstance(node, DictConfig):
+            continue
+        for key in list(node):
+            try:
+                _ = node[key]  # resolved on access
+            except Exception:  # noqa: BLE001 - ${hydra:...}: not set before Hydra starts
+                with open_dict(node):
+                    node[key] = None
 
 
 def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
@@ -43,6 +62,7 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
             cfg = compose("predict", overrides=_overrides(argv))
         except Exception:  # noqa: BLE001 - Hydra reports what does not compose
             return None
+    _unset_run_folder_values(cfg.get("logger"))
     try:
         check_before_predicting(PredictOptions.from_config(cfg), configured_log_dir(cfg))
     except (MarsUnitsError, FileNotFoundError) as refused:
