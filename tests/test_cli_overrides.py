@@ -705,6 +705,21 @@ def test_a_plus_on_an_option_the_config_has_is_one_line_naming_the_override_with
         assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
 
 
+@pytest.mark.parametrize(
+    ("config", "arg", "meant"),
+    [("train", "~trainer.max_epoch", "~trainer.max_epochs"), ("predict", "~tile_size", "~tile")],
+)
+def test_a_deletion_of_an_option_the_config_lacks_is_one_line_naming_the_one_meant(
+    config: str, arg: str, meant: str
+) -> None:
+    """``~trainer.max_epoch`` (a misspelt option to delete) ended in Hydra's "Could not delete from config"
+    in three lines with status 1, where a misspelt option to set is one line with status 2."""
+    message = unknown_option([arg], CONFIG_DIR, config)
+    assert message is not None and "\n" not in message, message
+    assert f"{arg!r}" in message and f"did you mean {meant}?" in message, message
+    assert unknown_option(["~trainer.max_epochs"], CONFIG_DIR, "train") is None
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -282,6 +282,42 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
     )
 
 
+#: Hydra's message when a ``~key`` override deletes a key the composed config does not have.
+_NOT_THERE_TO_DELETE = re.compile(r"^Could not delete from config\. '([^']+)' does not exist")
+
+
+def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``~key`` override whose key the config does not have (``~trainer.max_epoch``), with
+    the closest key there, or None.
+
+    Hydra refused it in three lines ("Could not delete from config. ... does not exist") with status 1,
+    where a misspelt option to set is one line with status 2.
+    """
+    overrides = [a for a in argv if not a.startswith(("-", "hydra.", "hydra/", "~hydra"))]
+    if not any(a.startswith("~") for a in overrides):
+        return None
+    message, _ = _compose_error(config_dir, config_name, [a for a in overrides if "=" in a or a[:1] == "~"])
+    match = _NOT_THERE_TO_DELETE.match(message)
+    if match is None:
+        return None
+    key = match.group(1)
+    arg = next((a for a in overrides if a.startswith("~") and a[1:].split("=", 1)[0] == key), f"~{key}")
+    _, cfg = _compose_error(
+        config_dir, config_name, [a for a in overrides if a != arg and ("=" in a or a[:1] == "~")]
+    )
+    parent, _, leaf = key.rpartition(".")
+    node = cfg if not parent or cfg is None else OmegaConf.select(cfg, parent, default=None)
+    guess = (
+        _closest(leaf, [str(k) for k in node if not str(k).startswith("_")])
+        if isinstance(node, DictConfig)
+        else None
+    )
+    hint = f"; did you mean ~{parent + '.' if parent else ''}{guess}?" if guess else ""
+    return (
+        f"{arg!r}: the config has no {key} to delete{hint} (every option: python {config_name}.py --cfg job)"
+    )
+
+
 def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str | None:
     """The message for the first override Hydra cannot parse, or that picks a config group option that does
     not exist (``experiment=marscapes``), or None.
@@ -365,6 +401,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         or unknown_nested_option(argv, config_dir, config_name)
         or added_option_not_taken(argv, config_dir, config_name)
         or added_option_already_there(argv, config_dir, config_name)
+        or deleted_option_not_there(argv, config_dir, config_name)
     )
 
 
