@@ -789,6 +789,29 @@ def test_a_missing_value_and_a_bad_learning_rate_stop_before_anything_runs(
         assert (refusal_before_hydra(composed, tmp_path / "run") or "").startswith(said), overrides
 
 
+def test_a_fold_without_n_folds_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    """README: a refused config value makes no run folder. ``data.fold=1`` without ``data.n_folds`` was
+    refused by the data module, inside the run: its folder (``.hydra/``, ``train.log``) was left behind."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.run_checks import refusal_before_hydra
+
+    cases = (
+        (["experiment=marsscapes", "data.fold=1"], "configs/data/marsscapes.yaml: fold=1 needs n_folds"),
+        (["experiment=marsscapes", "data.fold=1", "data.n_folds=5"], None),
+        (["experiment=marsscapes", "data.fold=0"], None),  # the default: the single held-out split
+    )
+    for overrides, said in cases:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            composed = compose("train", overrides=overrides, return_hydra_config=True)
+        refused = refusal_before_hydra(composed, tmp_path / "run")
+        if said is None:
+            assert refused is None or "fold" not in refused, (overrides, refused)
+        else:
+            assert (refused or "").startswith(said), (overrides, refused)
+            assert "data.n_folds=5" in (refused or ""), refused  # the way on
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -480,9 +480,10 @@ def check_run_values(cfg: DictConfig) -> None:
     text where they take nothing but true or false (``model.channels_last=abc``,
     ``callbacks.model_checkpoint.auto_insert_metric_name=fasle``, ``+data.scene.distortion=fasle``), the
     integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data
-    config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), the
-    ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` /
-    ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
+    config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), a ``data.fold``
+    other than 0 without ``data.n_folds`` (as the data module refuses it), the ``trainer.limit_*_batches``
+    (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` / ``trainer.accelerator=gpu``
+    on a machine without a CUDA GPU. The ``data.*`` values only where
     ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
 
     Raises:
@@ -515,6 +516,16 @@ def check_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a whole number >= {lowest} ({unit}), e.g. {key}={shown}"
                 f"{_text_from_interpolation(cfg, key, value)}"
             )
+    fold = OmegaConf.select(cfg, "data.fold", default=None)
+    if own_data and fold not in (None, 0) and OmegaConf.select(cfg, "data.n_folds", default=None) is None:
+        # The data module's refusal came inside the run, after Hydra had made the run folder (README: a
+        # refused config value makes none); the same words.
+        name = OmegaConf.select(cfg, "data.name", default="<data>")
+        raise ConfigError(
+            f"configs/data/{name}.yaml: fold={fold} needs n_folds (the number of cross-validation folds); "
+            "without it the single held-out split (val_fraction) is used. Add data.n_folds=5 (or your "
+            f"number of folds) to data.fold={fold}, or drop data.fold."
+        )
     for key, low, high, unit, example in _NUMBER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None or (key.startswith("data.") and not own_data):
