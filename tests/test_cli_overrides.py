@@ -700,8 +700,14 @@ def test_a_plus_on_an_option_the_config_has_is_one_line_naming_the_override_with
     message = unknown_option(args, CONFIG_DIR, config)
     assert message is not None and "\n" not in message, message
     assert f"'+{key}={value}'" in message and f"give {key}={value}" in message, message
-    # A plus on a key the config lacks, and ++ on one it has, stay Hydra's to add or set.
-    for fine in (["+trainer.max_steps=6"], ["++trainer.log_every_n_steps=1"], ["++seed=3"]):
+    # A plus on a key the config lacks, ++ on one it has, and a plus on one an earlier ~ deleted (Hydra
+    # applies them in order) stay Hydra's to add or set.
+    for fine in (
+        ["+trainer.max_steps=6"],
+        ["++trainer.log_every_n_steps=1"],
+        ["++seed=3"],
+        ["~trainer.log_every_n_steps", "+trainer.log_every_n_steps=1"],
+    ):
         assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
 
 

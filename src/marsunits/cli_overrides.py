@@ -255,11 +255,16 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
     Hydra refused it in five lines ("Could not append to config. An item is already at ...") with status 1,
     where every other mistaken option is one line with status 2. ``++key=value`` (add or set) and a plus on a
     key the config lacks are left to Hydra. A sweep's values do not compose as one job: its other settings
-    are enough here.
+    are enough here. Deletions (``~key``) compose with them: Hydra applies the overrides in order, and
+    ``~trainer.max_epochs +trainer.max_epochs=5`` adds the key the first deleted.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = [a for a in argv if "=" in a and not a.lstrip("+").startswith(("-", "hydra.", "hydra/"))]
+    overrides = [
+        a
+        for a in argv
+        if ("=" in a or a[:1] == "~") and not a.lstrip("+~").startswith(("-", "hydra.", "hydra/"))
+    ]
     if not any(a.startswith("+") and not a.startswith("++") for a in overrides):
         return None
     try:
