@@ -1035,6 +1035,22 @@ def test_an_out_named_as_a_zip_archive_is_refused_with_the_folder_to_give(
     assert not (tmp_path / "m.zip").exists() and not (tmp_path / "m").exists()
 
 
+def test_a_package_of_a_model_trained_with_class_weights_loads(tmp_path: Path) -> None:
+    """A model trained with ``model.class_weights`` exports and loads back: laying the network out on the
+    meta device (shapes before memory) also built its loss there, whose check of the weights reads their
+    values, and every such package was refused with torch's "Tensor.item() cannot be called on meta
+    tensors" traceback."""
+    cfg = compose_config("train", tmp_path, ["model=tiny", "model.scheduler=none"])
+    task = instantiate(cfg.model, class_weights=[1.0, 2.0, 0.5])
+    trainer = one_step_trainer(limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(task, DataLoader(_Scenes(), batch_size=2, collate_fn=collate_samples))
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    loaded = load_package(export_checkpoint(tmp_path / "last.ckpt", tmp_path / "model"))
+    assert loaded.criterion.class_weights.tolist() == [1.0, 2.0, 0.5]
+    for name, tensor in task.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
 def test_a_run_folder_or_a_package_folder_as_checkpoint_is_told_what_to_give(
     checkpoint: Path, package: Path, tmp_path: Path
 ) -> None:

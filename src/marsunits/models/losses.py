@@ -67,12 +67,15 @@ class SegmentationLoss(nn.Module):
         self.dice_weight = float(dice_weight)
         weights = torch.ones(num_classes)
         if class_weights is not None:
-            weights = torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32)
-            if weights.shape != (num_classes,) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+            # Checked as numbers, not as a tensor: model_package lays the task out on the meta device (shapes
+            # without values), where reading a tensor's values raised and no package of such a model loaded.
+            values = [float(w) for w in class_weights]
+            if len(values) != num_classes or any(w < 0 for w in values) or sum(values) <= 0:
                 raise ValueError(
                     f"class_weights must be {num_classes} non-negative numbers (not all 0), one per class, "
                     f"got {list(class_weights)}."
                 )
+            weights = torch.as_tensor(values, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
         self.dice = (
             DiceLoss(mode="multiclass", from_logits=True, ignore_index=self.ignore_index)
