@@ -726,6 +726,14 @@ def test_a_deletion_of_an_option_the_config_lacks_is_one_line_naming_the_one_mea
     assert unknown_option(["~trainer.max_epochs"], CONFIG_DIR, "train") is None
 
 
+def test_an_option_deleted_twice_is_not_told_to_delete_itself() -> None:
+    """``~trainer.max_epochs ~trainer.max_epochs``: the second finds nothing to delete, and the refusal said
+    "did you mean ~trainer.max_epochs?", the very override given, a fix that changes nothing."""
+    message = unknown_option(["~trainer.max_epochs", "~trainer.max_epochs"], CONFIG_DIR, "train")
+    assert message is not None and "\n" not in message, message
+    assert "did you mean ~trainer.max_epochs?" not in message and "once" in message, message
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

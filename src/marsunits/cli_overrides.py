@@ -307,6 +307,11 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
         return None
     key = match.group(1)
     arg = next((a for a in overrides if a.startswith("~") and a[1:].split("=", 1)[0] == key), f"~{key}")
+    if sum(a.startswith("~") and a[1:].split("=", 1)[0] == key for a in overrides) > 1:
+        # The first deleted it; told "did you mean ~<the same key>?", a fix that changed nothing.
+        return (
+            f"{arg!r} is given more than once: the first deletes {key}, and the next finds none; give it once"
+        )
     _, cfg = _compose_error(
         config_dir, config_name, [a for a in overrides if a != arg and ("=" in a or a[:1] == "~")]
     )
