@@ -726,6 +726,15 @@ def test_a_deletion_of_an_option_the_config_lacks_is_one_line_naming_the_one_mea
     assert unknown_option(["~trainer.max_epochs"], CONFIG_DIR, "train") is None
 
 
+def test_a_new_option_added_twice_is_not_said_to_be_in_the_config() -> None:
+    """``+trainer.max_steps=5 +trainer.max_steps=6`` (a key the config lacks, added twice): the second finds
+    the first's, and the refusal said the config already lists it, giving ``trainer.max_steps=5``, which
+    Hydra refuses as a key the config does not have."""
+    message = unknown_option(["+trainer.max_steps=5", "+trainer.max_steps=6"], CONFIG_DIR, "train")
+    assert message is not None and "\n" not in message, message
+    assert "already an option of the config" not in message and "once" in message, message
+
+
 def test_an_option_deleted_twice_is_not_told_to_delete_itself() -> None:
     """``~trainer.max_epochs ~trainer.max_epochs``: the second finds nothing to delete, and the refusal said
     "did you mean ~trainer.max_epochs?", the very override given, a fix that changes nothing."""

@@ -245,6 +245,9 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     return None
 
 
+#: What :func:`added_option_already_there` finds where the config has no such key.
+_ABSENT = object()
+
 #: Hydra's message when a ``+key=value`` override adds a key the composed config already has.
 _ALREADY_THERE = re.compile(r"^Could not append to config\. An item is already at '([^']+)'")
 
@@ -281,6 +284,13 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
     if arg is None:
         return None
     value = arg.split("=", 1)[1]
+    added = [a for a in single if a.startswith("+") and a.split("=", 1)[0].lstrip("+") == key]
+    if len(added) > 1:
+        _, cfg = _compose_error(config_dir, config_name, [a for a in single if a not in added])
+        if cfg is not None and OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+            # A key the config lacks, added twice: the second finds the first's (it was said to be the
+            # config's own, and the fix given, key=value, is refused as a key the config does not have).
+            return f"{arg!r}: {key} is added more than once, and the next finds the first's; give it once"
     return (
         f"{arg!r}: {key} is already an option of the config, and a plus only adds one it lacks; "
         f"give {key}={value} (or ++{key}={value}, which adds or sets)"
