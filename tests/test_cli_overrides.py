@@ -3,6 +3,7 @@ override the README or the configs use is refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -919,6 +920,53 @@ def test_predict_with_logger_wandb_is_checked_before_hydra_too(tmp_path: Path, m
     model = tmp_path / "m.ckpt"
     model.write_bytes(b"not read here")
     assert predict_refusal([f"ckpt_path={model}", *folders], CONFIG_DIR) is None
+
+
+def test_predict_help_and_its_refusals_before_hydra_import_no_torch(tmp_path: Path) -> None:
+    """``predict.py --help`` and a command refused before Hydra starts (a required option missing, a folder
+    that is not there, a value out of its range) imported torch, through the runner the checks lived in:
+    some 4 s of CPU for a line of help or of refusal. The checks that need no device import neither torch,
+    Lightning nor segmentation_models_pytorch; the help and the refusals say what they said."""
+    images = tmp_path / "images"
+    images.mkdir()
+    folders = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
+    cases = [
+        (["--help"], 0, ""),
+        (["input_dir=/nonexistent", "ckpt_path=x", "output_dir=/tmp/o"], 2, "input_dir /nonexistent does"),
+        ([f"input_dir={images}"], 2, "missing required option(s) ckpt_path, output_dir: run python"),
+        (["ckpt_path=x", *folders, "overlap=1.5"], 2, "overlap=1.5: give a fraction of the window"),
+        (["ckpt_path=x", *folders, "tta=yes"], 2, "tta='yes': give tta=true or tta=false"),
+    ]
+    code = (
+        "import contextlib, io, json, runpy, sys\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        f"    sys.argv[:] = [{str(REPO / 'predict.py')!r}, *argv]\n"
+        "    said, shown = io.StringIO(), io.StringIO()\n"
+        "    try:\n"
+        "        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(shown):\n"
+        "            runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "    except SystemExit as stop:\n"
+        "        status = stop.code\n"
+        "    heavy = [m for m in ('torch', 'lightning', 'segmentation_models_pytorch') if m in sys.modules]\n"
+        "    print(json.dumps([status, said.getvalue(), shown.getvalue(), heavy]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([args for args, _, _ in cases])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == len(cases), proc.stdout + proc.stderr[-2000:]
+    for (args, status, said), line in zip(cases, lines, strict=True):
+        got_status, stderr, stdout, heavy = json.loads(line)
+        assert (got_status, heavy) == (status, []), (args, got_status, stderr, heavy)
+        if status == 2:
+            assert stderr.startswith(f"predict.py: error: {said}") and stderr.count("\n") == 1, (args, stderr)
+        else:
+            assert stdout.startswith("predict.py: label every pixel") and "ckpt_path: ???" in stdout, stdout
+    assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
 
 
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])

@@ -40,7 +40,7 @@ def _unset_run_folder_values(logger: Any) -> None:
 
 def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     """``predict.py``'s refusal of its options, by the checks that need neither the model nor the images
-    (:func:`~marsunits.inference.runner.check_before_predicting`: required options, values, folders, device,
+    (:func:`~marsunits.inference.checks.check_before_predicting`: required options, values, folders, device,
     that the checkpoint is there), or None.
 
     Run before Hydra starts: a mistyped value (``batch_size=eight``, ``device=gpu``) was refused only inside
@@ -48,15 +48,16 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     run that never started. ``--help``-like flags, sweeps, another primary config and anything that does
     not compose or resolve here (Hydra's runtime values) are left to the run, which checks the same.
     """
-    from marsunits.errors import MarsUnitsError
-    from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import check_before_predicting, configured_log_dir
-
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
     if any(k in (*_INFORMATIONAL, *_OTHER_RUN) or k.startswith(_CONFIG_FLAGS) for k in keys) or _sweeping(
         argv
     ):
         return None
+    # Imported once a check is run (not for --help): the checks import torch only at the device check.
+    from marsunits.errors import MarsUnitsError
+    from marsunits.inference.checks import check_before_predicting, configured_log_dir
+    from marsunits.inference.options import PredictOptions
+
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
             cfg = compose("predict", overrides=_overrides(argv))

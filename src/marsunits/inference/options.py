@@ -20,12 +20,18 @@ from marsunits.data.class_map import DATA_SET_LABEL_MAPS, ClassMap
 from marsunits.errors import ConfigError, switch_value_refusal
 
 __all__ = [
+    "RUNTIMES",
     "PredictOptions",
     "check_option_types",
     "plain_scalar",
     "read_contact_config",
     "read_labels_class_map",
 ]
+
+
+#: The values of ``runtime`` (:mod:`marsunits.inference.runtime`), kept here: they are checked
+#: (:meth:`PredictOptions.check_values`) before Hydra starts, by checks that import no torch.
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 @dataclass
@@ -133,7 +139,6 @@ class PredictOptions:
                 "neighbours, e.g. overlap=0.125"
             )
         from marsunits.inference.inputs import normalise_patterns
-        from marsunits.inference.runtime import RUNTIMES
 
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {self.runtime!r}")

@@ -42,7 +42,6 @@ import errno
 import logging
 import math
 import os
-import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -64,7 +63,6 @@ from marsunits.boundary.contact_io import (
     count_contacts,
     read_contact_collection,
 )
-from marsunits.boundary.extract import ContactConfig
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
@@ -72,12 +70,17 @@ from marsunits.errors import (
     ConfigError,
     DataError,
     MarsUnitsError,
-    MissingFileError,
     TerminatedError,
     sigterm_raises,
     stopping_otherwise,
 )
 from marsunits.file_digest import file_sha256
+from marsunits.inference.checks import (
+    check_before_predicting,
+    check_logger,
+    configured_log_dir,
+    refuse_train_last,
+)
 from marsunits.inference.evaluation import Evaluation
 from marsunits.inference.gallery import render_gallery
 from marsunits.inference.image_cameras import (
@@ -88,13 +91,11 @@ from marsunits.inference.image_cameras import (
 )
 from marsunits.inference.inputs import (
     InputFile,
-    check_folders,
     discover,
     normalise_patterns,
     output_escape,
-    resolve_option_path,
 )
-from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
+from marsunits.inference.options import PredictOptions, read_labels_class_map
 from marsunits.inference.output_settings import (
     ARITHMETIC_KEYS,
     PENDING_KEY,
@@ -119,10 +120,9 @@ from marsunits.inference.predictor import (
     loader_worker_death,
     make_loader,
     resolve_num_workers,
-    select_device,
 )
 from marsunits.inference.run_summary_text import summary_paragraph
-from marsunits.inference.runtime import build_forward, check_threads, configure_threads, resolve_precision
+from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,
     Shard,
@@ -197,60 +197,6 @@ def run(cfg: DictConfig) -> int:
     opts = PredictOptions.from_config(cfg)
     refuse_train_last(opts.ckpt_path, configured_log_dir(cfg))  # before the folders: the first mistake
     return predict_folder(opts, cfg).exit_code
-
-
-def configured_log_dir(cfg: DictConfig) -> Path | None:
-    """``paths.log_dir`` of a composed config (where train.py's runs are), or None where it has none or it
-    does not resolve."""
-    log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None, throw_on_resolution_failure=False)
-    return None if log_dir is None else expand_home(str(log_dir))
-
-
-def refuse_train_last(ckpt_path: str, log_dir: Path | None) -> None:
-    """Refuse ``ckpt_path=last`` (train.py's word for resuming, no file ``last`` there) with
-    :func:`train_last_refusal`'s message.
-
-    Raises:
-        MissingFileError: naming the newest run's ``best.ckpt`` under ``log_dir``, else the general form.
-    """
-    if ckpt_path == "last" and not expand_home(ckpt_path).exists():
-        raise MissingFileError(train_last_refusal(log_dir))
-
-
-def newest_best_checkpoint(log_dir: Path) -> Path | None:
-    """The most recently written ``checkpoints/best.ckpt`` of a train.py run under ``log_dir``
-    (``<task>/<run>/`` or a sweep's trial, ``<task>/multirun-<time>/<n>/``), or None."""
-    found: list[tuple[float, Path]] = []
-    for pattern in ("*/*/checkpoints/best.ckpt", "*/*/*/checkpoints/best.ckpt"):
-        for path in log_dir.glob(pattern):
-            try:
-                found.append((path.stat().st_mtime, path))
-            except OSError:  # removed since it was listed
-                continue
-    return max(found)[1] if found else None
-
-
-def train_last_refusal(log_dir: Path | None) -> str:
-    """Why ``ckpt_path=last`` names no model for ``predict.py``, and the checkpoint to give: the newest run's
-    ``best.ckpt`` under ``log_dir`` (train.py's ``paths.log_dir``) where one is there, else the general form.
-    """
-    said = (
-        "ckpt_path=last means something only to train.py (resume the newest run from its last.ckpt); "
-        "predict.py needs the model itself: "
-    )
-    best = None if log_dir is None else newest_best_checkpoint(log_dir)
-    if best is not None:
-        return (
-            f"{said}the newest run's best weights are ckpt_path={shlex.quote(os.fspath(best))} (or give "
-            "another run's <run folder>/checkpoints/best.ckpt, or a model package folder from python -m "
-            "marsunits.export)"
-        )
-    none = "" if log_dir is None else f"no run under {log_dir} has a checkpoints/best.ckpt, so "
-    return (
-        f"{said}{none}give a train.py run's checkpoint, ckpt_path=<log folder>/train/<run>/checkpoints/"
-        "best.ckpt (the log folder is train.py's paths.log_dir, logs/ where it was run), or a model package "
-        "folder (python -m marsunits.export)"
-    )
 
 
 #: errno values that mean the output folder cannot take more files: stop instead of failing every input.
@@ -370,64 +316,6 @@ def _refuse_saved_from_python(paths: OutputPaths, members: Mapping[str, Any]) ->
             "so this run cannot tell which model and settings made that image's outputs. Give another "
             "output_dir, or overwrite=true to predict every image again (it replaces those files)"
         )
-
-
-@dataclass(frozen=True)
-class CheckedOptions:
-    """What :func:`check_before_predicting` found: the folders, checkpoint and settings the run uses."""
-
-    input_dir: Path
-    output_dir: Path
-    labels_dir: Path | None
-    contact_config: ContactConfig
-    device: torch.device
-    precision: str
-    ckpt_path: Path
-
-
-def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -> CheckedOptions:
-    """Every check of ``opts`` that needs neither the model nor the images: the folders, the option values,
-    the logger, the device and precision, and that the checkpoint exists. Nothing is written. ``log_dir``
-    (``paths.log_dir``, where train.py's runs are) lets a refused ``ckpt_path=last`` name the newest run's
-    ``best.ckpt`` (:func:`refuse_train_last`).
-
-    Called by each run (each rank of a sharded one) and, before ranks are spawned, by the launching process:
-    a refusal in a spawned rank came as some 70 lines of spawn traceback with status 1.
-
-    Raises:
-        MarsUnitsError, FileNotFoundError: the first problem, in one sentence.
-    """
-    refuse_train_last(opts.ckpt_path, log_dir)
-    input_dir, output_dir = check_folders(opts.input_dir, opts.output_dir)
-    labels_dir = None
-    if opts.labels_dir is not None:
-        labels_dir = resolve_option_path(opts.labels_dir, "labels_dir")
-        if not labels_dir.is_dir():
-            raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
-        masks_matched = sorted(set(normalise_patterns(opts.patterns)) & {".png", ".tif", ".tiff"})
-        if labels_dir == input_dir and masks_matched:
-            # Each photograph and its mask would be one same-stem pair, both error rows asking for a rename.
-            raise ConfigError(
-                f"labels_dir is input_dir ({input_dir}), and patterns match the masks' extensions "
-                f"({', '.join(masks_matched)}), so each mask would be read as a photograph; give patterns "
-                "for the photographs only, e.g. patterns=[jpg], or keep the masks in a folder of their own"
-            )
-    opts.check_values()
-    check_logger(opts.logger)
-    contact_config = read_contact_config(opts.contact)
-    device = select_device(opts.device)
-    precision = resolve_precision(opts.precision, device)
-    check_threads(opts.threads)
-    ckpt_path = resolve_option_path(opts.ckpt_path, "ckpt_path")
-    # Checked before the (possibly long) folder walk; a package's model.json or model.safetensors missing
-    # from its folder (renamed on its way) is left to load_model, which says which file to rename back.
-    package_file = ckpt_path.suffix in (".json", ".safetensors") and ckpt_path.parent.is_dir()
-    if not ckpt_path.exists() and not package_file:
-        raise FileNotFoundError(
-            f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
-            "package folder (python -m marsunits.export) as ckpt_path="
-        )
-    return CheckedOptions(input_dir, output_dir, labels_dir, contact_config, device, precision, ckpt_path)
 
 
 class _Session:
@@ -1262,30 +1150,6 @@ def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunRe
     if opts.logger is not None and result.summary:
         log_to_tracker(opts, cfg, result)
     return result
-
-
-def check_logger(logger: Mapping[str, Any] | None) -> None:
-    """Prediction logs to W&B only: ``logger`` is None or the ``configs/logger/wandb.yaml`` group, in a mode
-    W&B knows (checked before predicting: ``WANDB_MODE=onlien`` was refused after the whole folder).
-
-    Raises:
-        ConfigError: Another logger group was chosen, the W&B mode is not one (``checked_wandb_mode``), or
-            W&B's data folder cannot be written (``check_wandb_staging``), or its run folder is named in
-            bytes that are not UTF-8 (``check_wandb_folder``).
-    """
-    if logger is None:
-        return
-    if set(logger) != {"wandb"}:
-        raise ConfigError(
-            f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
-            "logger unset"
-        )
-    from marsunits.tracking.wandb_setup import check_wandb_folder, check_wandb_staging, checked_wandb_mode
-
-    node = logger["wandb"] or {}
-    if checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode")) != "disabled":
-        check_wandb_staging()  # W&B's own refusal came after the whole folder was predicted
-        check_wandb_folder(node.get("save_dir"))  # a name that is not UTF-8: likewise
 
 
 def log_to_tracker(opts: PredictOptions, cfg: DictConfig | None, result: RunResult) -> str | None:

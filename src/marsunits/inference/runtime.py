@@ -50,6 +50,7 @@ from torch import nn
 from marsunits.atomic import atomic_write
 from marsunits.errors import ConfigError
 from marsunits.file_digest import file_sha256
+from marsunits.inference.options import RUNTIMES as RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ ONNX_OPSET = 17
 #: Default agreement tolerance between ONNX Runtime and PyTorch: max |delta probability|.
 ONNX_TOLERANCE = 1e-3
 
-RUNTIMES = ("auto", "torch", "onnx")
 PRECISIONS = ("auto", "32", "bf16")
 
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]

@@ -1,0 +1,181 @@
+"""The checks of ``predict.py``'s options that need neither the model nor the images
+(:func:`check_before_predicting`): the folders, the option values, the logger, the device and precision, and
+that the checkpoint is there. ``predict.py`` runs them before Hydra starts
+(:func:`~marsunits.cli_values.predict_refusal`: a refused command leaves no run folder) and each run, each
+rank of a sharded one, runs them again (:mod:`marsunits.inference.runner`).
+
+Imports no torch: ``predict.py --help`` and a refusal that needs no device (a folder that is not there, a
+required option missing, ``overlap=1.5``) paid some 4 s of its start-up when these lived in the runner. The
+device and precision checks import it when they are reached, the W&B checks (``logger=wandb``) Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from marsunits.errors import ConfigError, DataError, MissingFileError
+from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
+from marsunits.inference.options import PredictOptions, read_contact_config
+from marsunits.user_paths import expand_home
+
+if TYPE_CHECKING:
+    import torch
+
+    from marsunits.boundary.extract import ContactConfig
+
+__all__ = [
+    "CheckedOptions",
+    "check_before_predicting",
+    "check_logger",
+    "configured_log_dir",
+    "newest_best_checkpoint",
+    "refuse_train_last",
+    "train_last_refusal",
+]
+
+
+def configured_log_dir(cfg: DictConfig) -> Path | None:
+    """``paths.log_dir`` of a composed config (where train.py's runs are), or None where it has none or it
+    does not resolve."""
+    log_dir = OmegaConf.select(cfg, "paths.log_dir", default=None, throw_on_resolution_failure=False)
+    return None if log_dir is None else expand_home(str(log_dir))
+
+
+def refuse_train_last(ckpt_path: str, log_dir: Path | None) -> None:
+    """Refuse ``ckpt_path=last`` (train.py's word for resuming, no file ``last`` there) with
+    :func:`train_last_refusal`'s message.
+
+    Raises:
+        MissingFileError: naming the newest run's ``best.ckpt`` under ``log_dir``, else the general form.
+    """
+    if ckpt_path == "last" and not expand_home(ckpt_path).exists():
+        raise MissingFileError(train_last_refusal(log_dir))
+
+
+def newest_best_checkpoint(log_dir: Path) -> Path | None:
+    """The most recently written ``checkpoints/best.ckpt`` of a train.py run under ``log_dir``
+    (``<task>/<run>/`` or a sweep's trial, ``<task>/multirun-<time>/<n>/``), or None."""
+    found: list[tuple[float, Path]] = []
+    for pattern in ("*/*/checkpoints/best.ckpt", "*/*/*/checkpoints/best.ckpt"):
+        for path in log_dir.glob(pattern):
+            try:
+                found.append((path.stat().st_mtime, path))
+            except OSError:  # removed since it was listed
+                continue
+    return max(found)[1] if found else None
+
+
+def train_last_refusal(log_dir: Path | None) -> str:
+    """Why ``ckpt_path=last`` names no model for ``predict.py``, and the checkpoint to give: the newest run's
+    ``best.ckpt`` under ``log_dir`` (train.py's ``paths.log_dir``) where one is there, else the general form.
+    """
+    said = (
+        "ckpt_path=last means something only to train.py (resume the newest run from its last.ckpt); "
+        "predict.py needs the model itself: "
+    )
+    best = None if log_dir is None else newest_best_checkpoint(log_dir)
+    if best is not None:
+        return (
+            f"{said}the newest run's best weights are ckpt_path={shlex.quote(os.fspath(best))} (or give "
+            "another run's <run folder>/checkpoints/best.ckpt, or a model package folder from python -m "
+            "marsunits.export)"
+        )
+    none = "" if log_dir is None else f"no run under {log_dir} has a checkpoints/best.ckpt, so "
+    return (
+        f"{said}{none}give a train.py run's checkpoint, ckpt_path=<log folder>/train/<run>/checkpoints/"
+        "best.ckpt (the log folder is train.py's paths.log_dir, logs/ where it was run), or a model package "
+        "folder (python -m marsunits.export)"
+    )
+
+
+def check_logger(logger: Mapping[str, Any] | None) -> None:
+    """Prediction logs to W&B only: ``logger`` is None or the ``configs/logger/wandb.yaml`` group, in a mode
+    W&B knows (checked before predicting: ``WANDB_MODE=onlien`` was refused after the whole folder).
+
+    Raises:
+        ConfigError: Another logger group was chosen, the W&B mode is not one (``checked_wandb_mode``), or
+            W&B's data folder cannot be written (``check_wandb_staging``), or its run folder is named in
+            bytes that are not UTF-8 (``check_wandb_folder``).
+    """
+    if logger is None:
+        return
+    if set(logger) != {"wandb"}:
+        raise ConfigError(
+            f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
+            "logger unset"
+        )
+    from marsunits.tracking.wandb_setup import check_wandb_folder, check_wandb_staging, checked_wandb_mode
+
+    node = logger["wandb"] or {}
+    if checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode")) != "disabled":
+        check_wandb_staging()  # W&B's own refusal came after the whole folder was predicted
+        check_wandb_folder(node.get("save_dir"))  # a name that is not UTF-8: likewise
+
+
+@dataclass(frozen=True)
+class CheckedOptions:
+    """What :func:`check_before_predicting` found: the folders, checkpoint and settings the run uses."""
+
+    input_dir: Path
+    output_dir: Path
+    labels_dir: Path | None
+    contact_config: ContactConfig
+    device: torch.device
+    precision: str
+    ckpt_path: Path
+
+
+def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -> CheckedOptions:
+    """Every check of ``opts`` that needs neither the model nor the images: the folders, the option values,
+    the logger, the device and precision, and that the checkpoint exists. Nothing is written. ``log_dir``
+    (``paths.log_dir``, where train.py's runs are) lets a refused ``ckpt_path=last`` name the newest run's
+    ``best.ckpt`` (:func:`refuse_train_last`).
+
+    Called by each run (each rank of a sharded one) and, before ranks are spawned, by the launching process:
+    a refusal in a spawned rank came as some 70 lines of spawn traceback with status 1.
+
+    Raises:
+        MarsUnitsError, FileNotFoundError: the first problem, in one sentence.
+    """
+    refuse_train_last(opts.ckpt_path, log_dir)
+    input_dir, output_dir = check_folders(opts.input_dir, opts.output_dir)
+    labels_dir = None
+    if opts.labels_dir is not None:
+        labels_dir = resolve_option_path(opts.labels_dir, "labels_dir")
+        if not labels_dir.is_dir():
+            raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
+        masks_matched = sorted(set(normalise_patterns(opts.patterns)) & {".png", ".tif", ".tiff"})
+        if labels_dir == input_dir and masks_matched:
+            # Each photograph and its mask would be one same-stem pair, both error rows asking for a rename.
+            raise ConfigError(
+                f"labels_dir is input_dir ({input_dir}), and patterns match the masks' extensions "
+                f"({', '.join(masks_matched)}), so each mask would be read as a photograph; give patterns "
+                "for the photographs only, e.g. patterns=[jpg], or keep the masks in a folder of their own"
+            )
+    opts.check_values()
+    check_logger(opts.logger)
+    contact_config = read_contact_config(opts.contact)
+    # Imported here: torch, seconds of start-up that the checks above, and predict.py --help, do not need.
+    from marsunits.inference.predictor import select_device
+    from marsunits.inference.runtime import check_threads, resolve_precision
+
+    device = select_device(opts.device)
+    precision = resolve_precision(opts.precision, device)
+    check_threads(opts.threads)
+    ckpt_path = resolve_option_path(opts.ckpt_path, "ckpt_path")
+    # Checked before the (possibly long) folder walk; a package's model.json or model.safetensors missing
+    # from its folder (renamed on its way) is left to load_model, which says which file to rename back.
+    package_file = ckpt_path.suffix in (".json", ".safetensors") and ckpt_path.parent.is_dir()
+    if not ckpt_path.exists() and not package_file:
+        raise FileNotFoundError(
+            f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
+            "package folder (python -m marsunits.export) as ckpt_path="
+        )
+    return CheckedOptions(input_dir, output_dir, labels_dir, contact_config, device, precision, ckpt_path)
