@@ -922,11 +922,12 @@ def test_predict_with_logger_wandb_is_checked_before_hydra_too(tmp_path: Path, m
     assert predict_refusal([f"ckpt_path={model}", *folders], CONFIG_DIR) is None
 
 
-def test_predict_help_and_its_refusals_before_hydra_import_no_torch(tmp_path: Path) -> None:
+def test_predict_help_and_its_refusals_before_hydra_import_no_torch_nor_scipy(tmp_path: Path) -> None:
     """``predict.py --help`` and a command refused before Hydra starts (a required option missing, a folder
     that is not there, a value out of its range) imported torch, through the runner the checks lived in:
-    some 4 s of CPU for a line of help or of refusal. The checks that need no device import neither torch,
-    Lightning nor segmentation_models_pytorch; the help and the refusals say what they said."""
+    some 4 s of CPU for a line of help or of refusal, and SciPy and Shapely (the contact options' class: over
+    1 s) with it. The checks that need no device import none of them, nor Lightning or
+    segmentation_models_pytorch; the help and the refusals say what they said."""
     images = tmp_path / "images"
     images.mkdir()
     folders = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
@@ -947,7 +948,8 @@ def test_predict_help_and_its_refusals_before_hydra_import_no_torch(tmp_path: Pa
         "            runpy.run_path(sys.argv[0], run_name='__main__')\n"
         "    except SystemExit as stop:\n"
         "        status = stop.code\n"
-        "    heavy = [m for m in ('torch', 'lightning', 'segmentation_models_pytorch') if m in sys.modules]\n"
+        "    heavy = [m for m in ('torch', 'lightning', 'segmentation_models_pytorch', 'scipy', 'shapely')\n"
+        "             if m in sys.modules]\n"
         "    print(json.dumps([status, said.getvalue(), shown.getvalue(), heavy]))\n"
     )
     proc = subprocess.run(

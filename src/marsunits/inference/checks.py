@@ -6,7 +6,8 @@ rank of a sharded one, runs them again (:mod:`marsunits.inference.runner`).
 
 Imports no torch: ``predict.py --help`` and a refusal that needs no device (a folder that is not there, a
 required option missing, ``overlap=1.5``) paid some 4 s of its start-up when these lived in the runner. The
-device and precision checks import it when they are reached, the W&B checks (``logger=wandb``) Lightning.
+device and precision checks import it when they are reached, the ``contact`` options' check SciPy and
+Shapely, the W&B checks (``logger=wandb``) Lightning.
 """
 
 from __future__ import annotations

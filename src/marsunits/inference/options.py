@@ -9,15 +9,17 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from marsunits.boundary.extract import ContactConfig
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import DATA_SET_LABEL_MAPS, ClassMap
 from marsunits.errors import ConfigError, switch_value_refusal
+
+if TYPE_CHECKING:
+    from marsunits.boundary.extract import ContactConfig
 
 __all__ = [
     "RUNTIMES",
@@ -248,6 +250,10 @@ def _example(name: str) -> Any:
 
 
 def read_contact_config(options: Mapping[str, Any]) -> ContactConfig:
+    # Imported here: the contact code's SciPy and Shapely, over a second of predict.py's checks before Hydra
+    # starts, which a refusal of a folder or of another value does not need.
+    from marsunits.boundary.extract import ContactConfig
+
     valid = [f.name for f in fields(ContactConfig)]
     unknown = sorted(set(options) - set(valid))
     if unknown:
