@@ -168,6 +168,100 @@ def test_a_sigterm_while_the_command_starts_is_one_line_and_status_143(
     assert said == f"{prog}: terminated (SIGTERM) before the run started; nothing was written\n"
 
 
+#: Run first in a fresh interpreter: the signal ``SIGNUM`` to itself as numpy starts to load (the first
+#: lookup of the name ``numpy``), and only then; the signal's handler runs by the time the lookup returns.
+_SIGNAL_AS_NUMPY_LOADS = """
+import os, runpy, signal, sys
+
+class SignalAsNumpyLoads:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), getattr(signal, SIGNUM))
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        return None
+
+sys.meta_path.insert(0, SignalAsNumpyLoads())
+"""
+
+
+_STARTED = "terminated (SIGTERM) before the run started; nothing was written"
+_TRAIN_ARGS = ["logger=none", "init_ckpt_path={tmp}/model.ckpt", "paths.log_dir={tmp}/out"]
+
+
+@pytest.mark.parametrize(
+    ("command", "signum", "args", "said"),
+    [
+        # an empty checkpoint passes the commands' path checks: they go on to import torch
+        ("train.py", "SIGTERM", _TRAIN_ARGS, f"train.py: {_STARTED}"),
+        (
+            "train.py",
+            "SIGINT",
+            _TRAIN_ARGS,
+            "train.py: interrupted (Ctrl-C) before the run started; nothing was written",
+        ),
+        (
+            "predict.py",
+            "SIGTERM",
+            ["ckpt_path={tmp}/model.ckpt", "input_dir={tmp}/images", "output_dir={tmp}/out"],
+            f"predict.py: {_STARTED}",
+        ),
+        (
+            "-m marsunits.export",
+            "SIGTERM",
+            ["ckpt_path={tmp}/model.ckpt", "out={tmp}/out"],
+            "python -m marsunits.export: terminated (SIGTERM); the package is not complete: run the same "
+            "command again",
+        ),
+    ],
+)
+def test_a_stop_as_numpy_loads_under_the_stop_guard_is_not_lost_in_torch_s_import(
+    command: str, signum: str, args: list[str], said: str, tmp_path: Path
+) -> None:
+    """torch's C extension imports numpy and drops whatever that import raises, the guard's TerminatedError
+    or KeyboardInterrupt included: a stop arriving then was lost, numpy was left half-imported, and the
+    command went on to a traceback (``module 'numpy._core' has no attribute '_multiarray_umath'``, a
+    RecursionError) or ran to its end. Here (a real SIGTERM or Ctrl-C's SIGINT as numpy starts to load: before
+    the guard loaded numpy itself, inside ``import torch``) it is the one line and status 143 or 130 of any
+    stop at start-up, and nothing is written. (predict.py's option checks load numpy before torch: it is
+    here in case that changes.)"""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    (tmp_path / "model.ckpt").write_bytes(b"")
+    (tmp_path / "images").mkdir()
+    argv = [a.format(tmp=tmp_path) for a in args]
+    if command.startswith("-m "):
+        module = command.removeprefix("-m ")
+        argv = [module, *argv]
+        start = f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    else:
+        argv = [str(REPO_ROOT / command), *argv]
+        start = f"runpy.run_path({argv[0]!r}, run_name='__main__')"
+    env = {k: v for k, v in os.environ.items() if k != "MARSUNITS_TRACEBACK"}
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"SIGNUM = {signum!r}\n{_SIGNAL_AS_NUMPY_LOADS}\nsys.argv = {argv!r}\n{start}\n",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+    except subprocess.TimeoutExpired as late:  # the stop was lost and the command went on with its run
+        pytest.fail(f"{command} ran on for 120 s after its {signum}: {str(late.stderr)[-2000:]}")
+    status = 143 if signum == "SIGTERM" else 130
+    assert (proc.returncode, proc.stderr) == (status, said + "\n"), proc.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_module_commands_packages_import_no_torch_before_the_stop_guard() -> None:
     """``python -m marsunits.inference.pseudo_labels``, ``python -m marsunits.data.synthetic`` and ``python -m
     marsunits.boundary.camera.from_label`` import their packages before any of their own code: those imported
