@@ -226,6 +226,7 @@ def test_a_stop_as_numpy_loads_under_the_stop_guard_is_not_lost_in_torch_s_impor
     stop at start-up, and nothing is written. (predict.py's option checks load numpy before torch: it is
     here in case that changes.)"""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -254,6 +255,9 @@ def test_a_stop_as_numpy_loads_under_the_stop_guard_is_not_lost_in_torch_s_impor
             timeout=120,
             cwd=tmp_path,
             env=env,
+            # As at a terminal: a process started by a background job (nohup ... &, some CI runners)
+            # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt for it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     except subprocess.TimeoutExpired as late:  # the stop was lost and the command went on with its run
         pytest.fail(f"{command} ran on for 120 s after its {signum}: {str(late.stderr)[-2000:]}")
