@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,34 @@ LAUNCH_VARIABLES = (
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+#: Most pytest-xdist workers worth starting (``-n auto``): each imports torch and holds up to ~1.4 GB, and
+#: the suite's longest tests (~10-15 s) bound its time once several run at once.
+MAX_WORKERS = 8
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a container or ``taskset`` narrows), not the
+    machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the suite's default, pyproject.toml): one worker per usable CPU, at most
+    :data:`MAX_WORKERS`. pytest-xdist's own count is the physical cores when psutil is installed, which is
+    one on a 2-vCPU machine whose two CPUs are one core's hyper-threads."""
+    return max(1, min(_usable_cpus(), MAX_WORKERS))
+
+
+# Under pytest-xdist each worker gets its share of the CPUs as torch (OpenMP) threads, before torch is
+# imported; torch's default, every CPU per process, ran 4 threads on 2 cores with two workers. A shell's
+# own OMP_NUM_THREADS is kept. Subprocesses the tests start (train.py, predict.py) inherit it.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _share = _usable_cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
+
 
 class NetworkBlockedError(RuntimeError):
     pass
@@ -55,6 +84,42 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     yield
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` with any lone surrogate (a file name's undecodable byte, as ``os.fsdecode`` keeps it) written
+    as a backslash escape, so that it can be encoded in UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Reports stay UTF-8: tests of Latin-1 file names capture output holding surrogates, and pytest-xdist
+    sends each report from its worker as UTF-8, so such a report stopped the whole run with an
+    INTERNALERROR (``strings must be utf-8 encodable``). Only the captured sections and a failure's text
+    are touched, and only where they hold a surrogate."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_warning_recorded(warning_message: warnings.WarningMessage) -> None:
+    """A warning whose text holds a surrogate (a Latin-1 run folder's name in Lightning's or the project's
+    warning) is passed on with it escaped, for the reason of :func:`pytest_runtest_makereport`: pytest-xdist
+    sends each recorded warning from its worker as UTF-8. Runs before the other implementations of the hook
+    (a historic hook: it cannot wrap them)."""
+    text = str(warning_message.message)
+    if _utf8_safe(text) != text:
+        category = type(warning_message.message)
+        try:
+            warning_message.message = category(_utf8_safe(text))
+        except TypeError:  # a warning class whose constructor takes other arguments
+            warning_message.message = UserWarning(_utf8_safe(text))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,81 @@
+"""The suite runs on pytest-xdist workers (``-n auto`` in pyproject.toml): what conftest.py does for that."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import conftest
+
+HERE = Path(__file__).resolve().parent
+
+#: A test module that logs a Latin-1 file name as Python holds it (a lone surrogate) and warns with it,
+#: as the tests of run folders named in Latin-1 bytes do.
+SURROGATE_TESTS = """
+import logging
+import os
+import warnings
+
+
+def test_logs_and_warns_a_latin1_name():
+    name = os.fsdecode(b"caf\\xe9")
+    logging.getLogger("marsunits").warning("run folder %s", name)
+    warnings.warn(f"cannot write {name}", UserWarning)
+
+
+def test_threads():
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    with open(os.path.join(os.environ["THREADS_DIR"], "threads-" + worker + ".txt"), "w") as file:
+        file.write(threads)
+"""
+
+
+def test_a_latin1_name_in_output_or_a_warning_does_not_stop_the_workers(tmp_path: Path) -> None:
+    """pytest-xdist sends each report and warning from its worker as UTF-8: a surrogate in captured output
+    or a warning stopped the whole run with an INTERNALERROR and lost the tests after it. With the
+    project's conftest both tests pass, and a worker got its share of the CPUs as OpenMP threads."""
+    (tmp_path / "conftest.py").write_text(
+        (HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (tmp_path / "test_names.py").write_text(SURROGATE_TESTS, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["THREADS_DIR"] = str(tmp_path)
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rA",
+            "-W",
+            "always",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(tmp_path / "test_names.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0 and "INTERNALERROR" not in ran.stdout, ran.stdout + ran.stderr
+    assert "2 passed" in ran.stdout and r"run folder caf\xe9" in ran.stdout, ran.stdout  # the captured output
+    assert r"cannot write caf\xe9" in ran.stdout, ran.stdout  # the warnings summary
+    (threads,) = tmp_path.glob("threads-gw*.txt")
+    assert threads.read_text() == str(max(1, conftest._usable_cpus() // 2))
+
+
+def test_auto_starts_one_worker_per_usable_cpu_up_to_the_cap() -> None:
+    workers = conftest.pytest_xdist_auto_num_workers(None)  # type: ignore[arg-type]
+    assert workers == max(1, min(len(os.sched_getaffinity(0)), conftest.MAX_WORKERS))
