@@ -863,6 +863,82 @@ def test_a_rerun_over_labels_already_converted_leaves_their_files_and_succeeds(t
     assert "exists and differs; pass --overwrite" in capsys.readouterr().err
 
 
+class _ReachedTheTestsHandlerError(Exception):
+    """SIGTERM came to the handler the test had set: the command had none of its own."""
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_converting_is_one_line_and_the_same_command_goes_on(
+    tmp_path, monkeypatch, capsys, request, signame
+):
+    """A Ctrl-C in the middle of a folder of labels printed a KeyboardInterrupt traceback (a SIGTERM ended the
+    command without a word): it is one line saying how many camera files were written and to run the same
+    command again, status 130 (143). That command then leaves the files written as they are and converts the
+    rest, as a conversion never stopped writes them."""
+    import os
+    import signal
+
+    from marsunits.boundary.camera import from_label
+
+    vec = _label_vectors(height_m=1.9, distort=False)
+    labels = []
+    for name in "abcd":
+        (tmp_path / f"{name}.LBL").write_text(_pds3(vec))
+        labels.append(str(tmp_path / f"{name}.LBL"))
+    out = tmp_path / "cams"
+    assert main([labels[0], "--out-dir", str(out)]) == 0  # a: from an earlier run
+    capsys.readouterr()
+    convert = from_label._convert
+
+    def stopped_at_c(label, *args):
+        if Path(label).name == "c.LBL":
+            os.kill(os.getpid(), getattr(signal, signame))
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the handler runs by the time this returns
+        return convert(label, *args)
+
+    def guard(signum, frame):  # so that no SIGTERM here ends the test's own process
+        raise _ReachedTheTestsHandlerError
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    monkeypatch.setattr(from_label, "_convert", stopped_at_c)
+    # Ctrl-C raises as at a terminal: a test run as a background job inherits SIGINT ignored
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, interrupt))
+    before = signal.signal(signal.SIGTERM, guard)
+    try:
+        status = main([*labels, "--out-dir", str(out)])
+        assert signal.getsignal(signal.SIGTERM) is guard  # the command's handler is taken down at its end
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    how = "interrupted (Ctrl-C)" if signame == "SIGINT" else "terminated (SIGTERM)"
+    assert status == (130 if signame == "SIGINT" else 143)
+    said, err = capsys.readouterr()
+    assert f"unchanged {out / 'a.camera.json'}" in said and f"wrote {out / 'b.camera.json'}" in said
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"python -m marsunits.boundary.camera.from_label: {how} after writing 1 camera ")
+    assert "(1 more already there, unchanged)" in err and "run the same command again" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.camera.json", "b.camera.json"]  # no temporary left
+    kept = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.iterdir()}
+
+    monkeypatch.setattr(from_label, "_convert", convert)
+    assert main([*labels, "--out-dir", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert said.count("unchanged ") == 2 and said.count("wrote ") == 2
+    assert {n: (out / n).stat().st_mtime_ns for n in kept} == {n: t for n, (t, _) in kept.items()}
+    clean = tmp_path / "clean"
+    assert main([*labels, "--out-dir", str(clean)]) == 0
+    assert {p.name: p.read_text() for p in out.iterdir()} == {p.name: p.read_text() for p in clean.iterdir()}
+    # --overwrite after a stop writes the same files again
+    monkeypatch.setattr(from_label, "_convert", stopped_at_c)
+    signal.signal(signal.SIGTERM, guard)
+    try:
+        status = main([*labels, "--out-dir", str(clean), "--overwrite"])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert status in (130, 143) and "after writing 2 camera files;" in capsys.readouterr().err
+    assert {p.name: p.read_text() for p in out.iterdir()} == {p.name: p.read_text() for p in clean.iterdir()}
+
+
 def test_batch_with_one_bad_label_writes_the_others(tmp_path, capsys):
     vec = _label_vectors(height_m=1.9, distort=False)
     (tmp_path / "a.LBL").write_text(_pds3(vec))

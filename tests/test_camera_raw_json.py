@@ -403,3 +403,34 @@ def test_a_metadata_path_starting_with_a_tilde_is_in_the_home_folder(tmp_path, m
     assert len(raw_records("~/m.json")) == 1
     assert main(["~/m.json", "--out-dir", "~/cams"]) == 0
     assert len(list((home / "cams").glob("*.camera.json"))) == 1 and not (work / "~").exists()
+
+
+def test_a_ctrl_c_between_records_says_the_files_written_and_the_same_command_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    """A Ctrl-C in the middle of a feed page printed a KeyboardInterrupt traceback; it is one line counting
+    the camera files written from the page's records, status 130, and the same command writes the rest."""
+    from marsunits.boundary.camera import raw_json
+
+    page = []
+    for n in range(3):
+        imageid = f"NLF_0321_069400000{n}_000ECM_N0170642NCAM00400_01_295J"
+        page.append(_good(imageid=imageid, image_files__full_res=f"{URL}{imageid}01.png"))
+    (tmp_path / "page.json").write_text(json.dumps({"images": page}))
+    convert = raw_json.raw_camera_file_dict
+
+    def stopped_at_the_second(img, *args):
+        if img.imageid == page[1]["imageid"]:
+            raise KeyboardInterrupt
+        return convert(img, *args)
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    monkeypatch.setattr(raw_json, "raw_camera_file_dict", stopped_at_the_second)
+    assert main([str(tmp_path / "page.json")]) == 130
+    out, err = capsys.readouterr()
+    assert out.count("wrote ") == 1 and len(list(tmp_path.glob("*.camera.json"))) == 1
+    assert err.count("\n") == 1 and "interrupted (Ctrl-C) after writing 1 camera file;" in err, err
+    monkeypatch.setattr(raw_json, "raw_camera_file_dict", convert)
+    assert main([str(tmp_path / "page.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("unchanged ") == 1 and out.count("wrote ") == 2

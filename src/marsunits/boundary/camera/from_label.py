@@ -12,7 +12,9 @@ Each ``LABEL`` is read and ``<stem>.camera.json`` is written next to it (or in `
 if missing), in the schema of :mod:`marsunits.boundary.camera.io`, so ``predict.py`` finds it beside the
 image ``<stem>.png``.
 One line is printed per label written, one error line per label refused; the others are still written and
-the exit status is 1 when any label was refused (2 for a usage error).
+the exit status is 1 when any label was refused (2 for a usage error). Stopped (Ctrl-C: status 130, SIGTERM:
+143), it says in one line how many files it wrote; each is written whole or not at all, and the same command
+run again leaves those as they are (rewrites them, the same, with ``--overwrite``) and writes the rest.
 
 Labels read:
 
@@ -156,7 +158,7 @@ from marsunits.boundary.camera.label_ground import MER_ROVER_FRAME_HEIGHT_M as M
 from marsunits.boundary.camera.label_ground import written_ground
 from marsunits.boundary.camera.label_pds4 import GEOM_NS as GEOM_NS
 from marsunits.boundary.camera.label_pds4 import PDS_NS as PDS_NS
-from marsunits.errors import readable
+from marsunits.errors import TerminatedError, readable, sigterm_raises, stop_said
 from marsunits.user_paths import expand_home
 
 __all__ = [
@@ -188,7 +190,8 @@ def _finite(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 all written, 1 some refused, 2 usage error)."""
+    """Command-line entry point; returns the exit status (0 all written, 1 some refused, 2 usage error, 130
+    Ctrl-C, 143 SIGTERM: one line saying how many files were written, and that the same command goes on)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Write <stem>.camera.json from the CAHV, CAHVOR or CAHVORE camera model of PDS3/PDS4 "
@@ -245,14 +248,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--out-dir {args.out_dir} is a file{linked}, not a folder; give a folder (one that does not "
             "exist is made)"
         )
+    written: dict[Path, str] = {}
+    fresh: set[Path] = set()
+    try:
+        with sigterm_raises():
+            return _convert_all(args, written, fresh)
+    except (KeyboardInterrupt, TerminatedError) as stop:
+        return _stopped(stop, args, written, fresh)
+
+
+def _stopped(
+    stop: BaseException, args: argparse.Namespace, written: dict[Path, str], fresh: set[Path]
+) -> int:
+    """Say in one line that the conversion was stopped (Ctrl-C, SIGTERM) after writing the files ``fresh``
+    (of the ``written`` ones; the others were there already, unchanged) and return 130 or 143; re-raise with
+    ``MARSUNITS_TRACEBACK`` set. Every camera file is written atomically (a stop in the middle of one leaves
+    none), and the same command leaves a file holding exactly what it would write as it is (with
+    ``--overwrite``: writes it again, the same), so it goes on where this run stopped. A Ctrl-C printed a
+    KeyboardInterrupt traceback, a SIGTERM ended the command without a word."""
+    if os.environ.get("MARSUNITS_TRACEBACK"):
+        raise stop
+    how, status = stop_said(stop)
+    kept = len(written) - len(fresh)
+    again = (
+        "it writes those again, the same, and the rest"
+        if args.overwrite
+        else "it leaves the files written as they are and writes the rest"
+    )
+    print(
+        readable(
+            f"{PROG}: {how} after writing {len(fresh)} camera file{'' if len(fresh) == 1 else 's'}"
+            + (f" ({kept} more already there, unchanged)" if kept else "")
+            + f"; run the same command again to go on ({again})"
+        ),
+        file=sys.stderr,
+    )
+    return status
+
+
+def _convert_all(args: argparse.Namespace, written: dict[Path, str], fresh: set[Path]) -> int:
+    """Write the camera files of ``args.labels`` (:func:`main`), filling ``written`` (each file written or
+    left as it was, and what from) and ``fresh`` (those written) as it goes; returns the exit status."""
     failed = total = 0  # labels
     records = records_failed = json_files = json_unread = 0  # raw-image metadata
-    written: dict[Path, str] = {}
     for name in args.labels:
         label = expand_home(name)
         if label.suffix.lower() == ".json":  # Mars 2020 raw-image metadata: one camera file per record
             json_files += 1
-            counts = _main_raw_json(label, args, written)
+            counts = _main_raw_json(label, args, written, fresh)
             if counts is None:
                 json_unread += 1
             else:
@@ -287,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(readable(f"{PROG}: error: {' '.join(str(reason).split())}"), file=sys.stderr)
             continue
         written[dest] = str(label)
+        if changed:
+            fresh.add(dest)
         print(readable(f"wrote {dest}" if changed else f"unchanged {dest} (already this camera file)"))
     if failed or records_failed or json_unread:  # each count says what was given: labels, records, files
         read = json_files - json_unread
@@ -302,10 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed or records_failed or json_unread else 0
 
 
-def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str]) -> tuple[int, int] | None:
+def _main_raw_json(
+    path: Path, args: argparse.Namespace, written: dict[Path, str], fresh: set[Path]
+) -> tuple[int, int] | None:
     """Write one camera file per record of a raw-image metadata file (:mod:`.raw_json`), saying each
     written file and each refused record on its own line; returns ``(written, refused)`` records, or None
-    where the file's records cannot be read (said in a line)."""
+    where the file's records cannot be read (said in a line). ``written`` and ``fresh`` as in
+    :func:`_convert_all`."""
     from marsunits.boundary.camera.raw_json import raw_camera, raw_camera_file_dict, raw_records
 
     def refuse(reason: object) -> None:
@@ -347,6 +395,8 @@ def _main_raw_json(path: Path, args: argparse.Namespace, written: dict[Path, str
         if d["frame"] == "flu" and not args.rover_frame:
             print(readable(f"{PROG}: note: {path}: {img.imageid}: {d['raw_frame']}"), file=sys.stderr)
         written[dest] = f"{path} ({img.imageid})"
+        if changed:
+            fresh.add(dest)
         done += 1
         print(readable(f"wrote {dest}" if changed else f"unchanged {dest} (already this camera file)"))
     return done, refused
