@@ -1627,3 +1627,25 @@ def test_greyscale_inputs_to_a_model_of_unknown_colour_are_not_said_to_meet_a_co
     assert "greyscale image" not in summary_paragraph(
         {**summary, "checkpoint_metadata": {"dataset": "ai4mars"}}
     )
+
+
+def test_a_camera_file_under_a_name_not_read_is_named_again_when_its_image_is_skipped(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same command run again skips the images it finished, and said nothing of their misplaced camera
+    files: a user whose first run's warnings had scrolled away never saw them again, while the contact map
+    still lacked those images. A skipped image's misplaced camera file is named as on its first run."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    a, b = generate_dataset(data, 2, seed=3, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    (data / "cameras" / f"{a}.json").rename(data / "images" / f"{a}.json")
+    cfg = make_cfg(tmp_path, ckpt, data / "images", tmp_path / "out", "map=true")
+    assert run(cfg) == 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert run(cfg) == 0
+    assert {r["status"] for r in read_manifest(tmp_path / "out").values()} == {"skipped"}
+    said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{a}.png: "), said
+    assert str(data / "images" / f"{a}.json") in said[0] and f"rename it to {data / 'images' / a}" in said[0]

@@ -21,7 +21,13 @@ from marsunits.boundary.contact_map import view_footprint
 from marsunits.boundary.projection import add_ground
 from marsunits.data.io import exif_orientation
 
-__all__ = ["add_ground_coordinates", "camera_error_message", "image_camera", "sized_image_camera"]
+__all__ = [
+    "add_ground_coordinates",
+    "camera_error_message",
+    "image_camera",
+    "sized_image_camera",
+    "warn_misplaced_camera_files",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +71,26 @@ def image_camera(image_path: Path, max_megapixels: float | None = None) -> Camer
     """
     camera = find_camera(image_path)
     if camera is None:
-        for found, expected in misplaced_camera_files(image_path):  # was left unread without a word
-            log.warning(
-                "%s: %s looks like its camera file but is not read under that name, so the image gets no "
-                "ground coordinates and no place on map=true's contact map; rename it to %s (cameras are "
-                "read from <stem>.camera.json next to the image or ../cameras/<stem>.json)",
-                Path(image_path).name,
-                found,
-                expected,
-            )
+        warn_misplaced_camera_files(image_path)
         return None
     return orient_camera(camera, exif_orientation(image_path, max_megapixels))
+
+
+def warn_misplaced_camera_files(image_path: Path) -> None:
+    """Warn about each camera file of ``image_path`` under a name that is not read
+    (:func:`~marsunits.boundary.camera.io.misplaced_camera_files`: such a file was left unread without a
+    word), naming the name to give it. Said for an image predicted (:func:`image_camera`) and for one a
+    resumed ``predict.py`` skips as finished, whose contact map still lacks it: the same command run again
+    said nothing, and a user whose first run's warning had scrolled away never saw it again."""
+    for found, expected in misplaced_camera_files(image_path):
+        log.warning(
+            "%s: %s looks like its camera file but is not read under that name, so the image gets no "
+            "ground coordinates and no place on map=true's contact map; rename it to %s (cameras are "
+            "read from <stem>.camera.json next to the image or ../cameras/<stem>.json)",
+            Path(image_path).name,
+            found,
+            expected,
+        )
 
 
 def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:

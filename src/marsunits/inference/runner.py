@@ -88,6 +88,7 @@ from marsunits.inference.image_cameras import (
     camera_error_message,
     image_camera,
     sized_image_camera,
+    warn_misplaced_camera_files,
 )
 from marsunits.inference.inputs import (
     InputFile,
@@ -639,6 +640,8 @@ class _Session:
                 )
             except CameraFileError as exc:
                 camera, status, message = None, "error", camera_error_message(exc, earlier=True)
+        else:  # said again as on its first run: skipped, the image is still off the contact map
+            warn_misplaced_camera_files(f.path)
         if self.opts.map:
             self._remember_camera(f, lines, camera)
         seconds = old.get("seconds") if old else None
