@@ -744,6 +744,35 @@ def test_an_option_deleted_twice_is_not_told_to_delete_itself() -> None:
     assert "did you mean ~trainer.max_epochs?" not in message and "once" in message, message
 
 
+@pytest.mark.parametrize(
+    ("prog", "args", "meant"),
+    [
+        ("train.py", ["-m", "~trainer.max_epoch", "model.lr=1e-3,1e-4"], "~trainer.max_epochs"),
+        ("train.py", ["~trainer.max_epoch", "model.lr=1e-3,1e-4", "--multirun"], "~trainer.max_epochs"),
+        ("predict.py", ["-m", "~tile_size", "batch_size=1,2"], "~tile"),
+    ],
+)
+def test_a_misspelt_deletion_in_a_multirun_is_one_line_before_any_folder(
+    prog: str,
+    args: list[str],
+    meant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py -m ~trainer.max_epoch model.lr=1e-3,1e-4``: the check composed the sweep's values as one
+    run's, Hydra refused them as ambiguous, and the misspelt deletion went on to Hydra's three lines
+    ("Could not delete from config") with status 1, where the same deletion without a sweep was one line."""
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"{prog}: error: '{args[1] if args[0] == '-m' else args[0]}'"), err
+    assert f"did you mean {meant}?" in err, err
+    assert list(tmp_path.iterdir()) == []  # no sweep folder, no logs/
+    # Deleting a key the config has, in a sweep, is Hydra's to do.
+    assert unknown_option(["-m", "~trainer.max_epochs", "model.lr=1e-3,1e-4"], CONFIG_DIR, "train") is None
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -127,6 +127,20 @@ def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> 
             return f"other: {exc}", None
 
 
+def _without_sweeps(overrides: list[str]) -> list[str] | None:
+    """``overrides`` less those that sweep (``model.lr=1e-3,1e-4``, ``seed=range(3)``), as Hydra composes a
+    multirun's own config before its trials, or None where Hydra cannot read one (said by
+    :func:`unreadable_or_unknown_choice`). Composed as one run's, a sweep was refused as ambiguous, which
+    hid every other problem of the command."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read
+        return None
+    return [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+
+
 def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``group.key=value`` override whose key the composed config lacks, or None.
 
@@ -306,12 +320,17 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     the closest key there, or None.
 
     Hydra refused it in three lines ("Could not delete from config. ... does not exist") with status 1,
-    where a misspelt option to set is one line with status 2.
+    where a misspelt option to set is one line with status 2. In a multirun the sweeps are left out, as
+    Hydra composes the sweep's own config before its trials, where it refuses the deletion (they were
+    composed as one run's, refused as ambiguous, and the deletion was left to Hydra's three lines).
     """
     overrides = [a for a in argv if not a.startswith(("-", "hydra.", "hydra/", "~hydra"))]
     if not any(a.startswith("~") for a in overrides):
         return None
-    message, _ = _compose_error(config_dir, config_name, [a for a in overrides if "=" in a or a[:1] == "~"])
+    single = _without_sweeps([a for a in overrides if "=" in a or a[:1] == "~"])
+    if single is None:
+        return None
+    message, _ = _compose_error(config_dir, config_name, single)
     match = _NOT_THERE_TO_DELETE.match(message)
     if match is None:
         return None
@@ -322,9 +341,7 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
         return (
             f"{arg!r} is given more than once: the first deletes {key}, and the next finds none; give it once"
         )
-    _, cfg = _compose_error(
-        config_dir, config_name, [a for a in overrides if a != arg and ("=" in a or a[:1] == "~")]
-    )
+    _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
     parent, _, leaf = key.rpartition(".")
     node = cfg if not parent or cfg is None else OmegaConf.select(cfg, parent, default=None)
     guess = (
