@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONFIG_DIR
-from marsunits.cli_overrides import quoted_path_overrides, unknown_option
+from marsunits.cli_overrides import _compose_error, quoted_path_overrides, unknown_option
 
 REPO = CONFIG_DIR.parent
 
@@ -771,6 +771,44 @@ def test_a_misspelt_deletion_in_a_multirun_is_one_line_before_any_folder(
     assert list(tmp_path.iterdir()) == []  # no sweep folder, no logs/
     # Deleting a key the config has, in a sweep, is Hydra's to do.
     assert unknown_option(["-m", "~trainer.max_epochs", "model.lr=1e-3,1e-4"], CONFIG_DIR, "train") is None
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "deletion", "setting"),
+    [
+        (
+            "train",
+            ["~trainer.max_epochs", "trainer.max_epochs=3"],
+            "~trainer.max_epochs",
+            "trainer.max_epochs=3",
+        ),
+        (
+            "train",
+            ["~trainer.max_epochs=4", "trainer.max_epochs=3"],
+            "~trainer.max_epochs=4",
+            "trainer.max_epochs=3",
+        ),
+        ("train", ["-m", "~model.lr", "model.lr=1e-3", "seed=1,2"], "~model.lr", "model.lr=1e-3"),
+        ("predict", ["~tile", "tile=256"], "~tile", "tile=256"),
+        ("predict", ["~contact", "contact.min_length_px=5"], "~contact", "contact.min_length_px=5"),
+    ],
+)
+def test_an_option_set_after_its_deletion_is_one_line_naming_what_to_write(
+    config: str, args: list[str], deletion: str, setting: str
+) -> None:
+    """``~trainer.max_epochs trainer.max_epochs=3``: Hydra deletes the key, then refuses to set a key the
+    config lacks, in five lines with status 1 ("Could not override ... To append to your config use +...",
+    which says nothing of the deletion). The line names both overrides and the two commands that work."""
+    message = unknown_option(args, CONFIG_DIR, config)
+    assert message is not None and "\n" not in message, message
+    assert f"{setting!r}" in message and f"{deletion!r}" in message, message
+    assert f"give {setting} alone" in message and f"{deletion} +{setting}" in message, message
+    # Both fixes are taken, by the checks and by Hydra.
+    others = [a for a in args if a not in (deletion, setting)]
+    for fix in ([*others, setting], [*others, deletion, f"+{setting}"]):
+        assert unknown_option(fix, CONFIG_DIR, config) is None, fix
+        single = [a for a in fix if a != "-m" and "," not in a]
+        assert _compose_error(CONFIG_DIR, config, single)[0] == "", fix
 
 
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(

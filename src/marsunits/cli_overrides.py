@@ -34,7 +34,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from marsunits.cli_argv import _SHELL_COMPLETION
+from marsunits.cli_argv import _SHELL_COMPLETION, _overrides
 from marsunits.cli_launch import note_another_copy_of_the_package, unnamed_external_ranks
 from marsunits.cli_paths import (
     home_expanded_overrides,
@@ -355,6 +355,51 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     )
 
 
+def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``key=value`` override (no plus) of a key that a ``~key`` before it deletes, or a key
+    under it (``~trainer.max_epochs trainer.max_epochs=3``, ``~contact contact.min_length_px=5``), where
+    Hydra refuses it, or None.
+
+    Hydra applies the overrides in order: the deletion removes the key, and setting a key the config then
+    lacks ended in its five lines with status 1 ("Could not override ... To append to your config use
+    +..."), which say nothing of the deletion. The line names both overrides and the two commands that
+    work: the setting alone, or the deletion with the setting as an addition (``+key=value``: a key given
+    anew, a whole node in place of the one deleted). One Hydra accepts (``~trainer trainer.max_epochs=3``, a
+    deleted config group) is left alone. In a multirun the sweeps are left out, as Hydra composes the
+    sweep's own config.
+    """
+    overrides = [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+    def deletes(deletion: str, key: str) -> bool:  # ~trainer.max_epochs(=4), or ~trainer, deletes the key
+        deleted = deletion[1:].split("=", 1)[0]
+        return deletion[:1] == "~" and (key == deleted or key.startswith(f"{deleted}."))
+
+    def deleted_before(arg: str, given: list[str]) -> str | None:  # the last deletion of arg's key before it
+        key = arg.split("=", 1)[0]
+        before = given[: given.index(arg)]
+        return next((d for d in reversed(before) if deletes(d, key)), None) if arg[:1] not in "+~" else None
+
+    if not any(deleted_before(a, overrides) for a in overrides):
+        return None  # no composition: the common command deletes nothing it sets
+    single = _without_sweeps(overrides)
+    if single is None:
+        return None
+    match = _NOT_IN_CONFIG.match(_compose_error(config_dir, config_name, single)[0])
+    if match is None:
+        return None
+    key = match.group(1)
+    arg = next((a for a in single if a[:1] not in "+~" and a.split("=", 1)[0] == key), None)
+    deletion = deleted_before(arg, single) if arg is not None else None
+    if arg is None or deletion is None:
+        return None  # a key the config lacks anyway: unknown_nested_option names the one meant
+    parent = deletion[1:].split("=", 1)[0]
+    what = f"{key}," if parent == key else f"{key}, under {parent},"
+    return (
+        f"{arg!r} sets {what} which {deletion!r} before it deletes: give {arg} alone to set it, or "
+        f"{deletion} +{arg} to add it anew after the deletion (a plus adds a key the config lacks)"
+    )
+
+
 def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str | None:
     """The message for the first override Hydra cannot parse, or that picks a config group option that does
     not exist (``experiment=marscapes``), or None.
@@ -435,6 +480,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
     return (
         argument_the_run_gives(argv, config_name)
+        or option_set_after_its_deletion(argv, config_dir, config_name)
         or unknown_nested_option(argv, config_dir, config_name)
         or added_option_not_taken(argv, config_dir, config_name)
         or added_option_already_there(argv, config_dir, config_name)
