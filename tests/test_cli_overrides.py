@@ -811,6 +811,39 @@ def test_an_option_set_after_its_deletion_is_one_line_naming_what_to_write(
         assert _compose_error(CONFIG_DIR, config, single)[0] == "", fix
 
 
+@pytest.mark.parametrize(
+    ("config", "args", "fix"),
+    [
+        ("train", ["+experiment=marsscapes"], "experiment=marsscapes"),
+        ("train", ["+data=folder"], "data=folder"),
+        ("train", ["+model=tiny", "trainer.max_epochs=1"], "model=tiny"),
+        ("train", ["+debug=overfit"], "debug=overfit"),  # chosen as null, still in the defaults list
+        ("train", ["+model=unet_lite0"], "model=unet_lite0"),  # the defaults' own choice
+        ("train", ["-m", "+model=tiny,unet_lite0"], "model=tiny,unet_lite0"),  # failed at its first trial
+        ("predict", ["+logger=wandb"], "logger=wandb"),
+    ],
+)
+def test_a_plus_on_a_config_group_the_defaults_choose_is_one_line_giving_it_without(
+    config: str, args: list[str], fix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train.py +experiment=marsscapes`` (a plus on a group the defaults list already chooses) ended in
+    Hydra's "Multiple values for experiment. To override a value use 'override experiment: marsscapes'",
+    a fix for a config file, not the command line, with status 1."""
+    monkeypatch.chdir(tmp_path)
+    plus = next(a for a in args if a.startswith("+"))
+    group = plus[1:].split("=", 1)[0]
+    message = unknown_option(args, CONFIG_DIR, config)
+    assert message is not None and "\n" not in message, message
+    assert message.startswith(f"{plus!r}:") and f"give {fix} " in message, message
+    assert f"configs/{config}.yaml" in message and group in message, message
+    fixed = [fix if a == plus else a for a in args]
+    assert unknown_option(fixed, CONFIG_DIR, config) is None, fixed
+    # A plus that adds to a group list (callbacks) or a group the command deleted first is Hydra's to add.
+    for fine in (["+callbacks=ema"], ["~model", "+model=tiny"], ["~logger", "+logger=wandb"]):
+        name = "predict" if "logger" in fine[0] else "train"
+        assert unknown_option(fine, CONFIG_DIR, name) is None, fine
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

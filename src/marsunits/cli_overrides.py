@@ -355,6 +355,75 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     )
 
 
+#: Hydra's messages when a ``+group=option`` override adds a config group the defaults list already has.
+_GROUP_ALREADY_CHOSEN = re.compile(
+    r"^(?:Multiple values for (?P<group>[^\s.]+)\."
+    r"|(?P<again>\S+) appears more than once in the final defaults list)"
+)
+
+
+def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``+group=option`` override (one plus) of a config group that the defaults list
+    already has (``+experiment=marsscapes``, ``+model=tiny``; ``+debug=overfit``, listed as null), or None.
+
+    Hydra refused it with "Multiple values for experiment. To override a value use 'override experiment:
+    marsscapes'" (a fix for a config file's defaults list, not a command line) or "... appears more than
+    once in the final defaults list", and status 1; the fix is the choice without the plus. Checked by
+    composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema`` adds it to
+    the defaults' callbacks), a group the command deleted first (``~model +model=tiny``), another package
+    (``+model@teacher=tiny``). In a multirun its first value is composed (a sweep ``+model=tiny,unet_lite0``
+    failed at its first trial, after Hydra had made the sweep folder) and the other sweeps are left out.
+    Hydra's own groups (``hydra/launcher``) are left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    added = [
+        a
+        for a in overrides
+        if a.startswith("+") and not a.startswith("++") and (config_dir / a[1:].split("=", 1)[0]).is_dir()
+    ]
+    if not added:
+        return None
+    try:
+        parsed = dict(zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True))
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+        return None
+    for arg in added:
+        group, value = arg[1:].split("=", 1)
+        first = arg
+        if parsed[arg].is_sweep_override():
+            try:
+                first = f"+{group}={next(iter(parsed[arg].sweep_string_iterator()))}"
+            except Exception:  # noqa: BLE001 - a glob: its options are listed by Hydra's config loader
+                continue
+        single = [
+            first if a == arg else a for a in overrides if a == arg or not parsed[a].is_sweep_override()
+        ]
+        match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
+        if match is None or (match.group("group") or match.group("again")) != group:
+            continue
+        chosen = _chosen_option(config_dir, config_name, [a for a in single if a != first], group)
+        return (
+            f"{arg!r}: {group} is already in the defaults list (configs/{config_name}.yaml, as composed: "
+            f"{chosen}), and a plus adds only a config group it lacks: give {group}={value} (without the "
+            f"plus), which {'chooses it' if chosen == 'null' else f'replaces {chosen}'}"
+        )
+    return None
+
+
+def _chosen_option(config_dir: Path, config_name: str, overrides: list[str], group: str) -> str:
+    """The option of ``group`` that the config composed with ``overrides`` chooses (``unet_lite0``), as
+    Hydra records it (``hydra.runtime.choices``), or ``null``."""
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        except Exception:  # noqa: BLE001 - the refusal names the override all the same
+            return "null"
+    chosen = cfg.hydra.runtime.choices.get(group)
+    return "null" if chosen is None else str(chosen)
+
+
 def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``key=value`` override (no plus) of a key that a ``~key`` before it deletes, or a key
     under it (``~trainer.max_epochs trainer.max_epochs=3``, ``~contact contact.min_length_px=5``), where
@@ -480,6 +549,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
     return (
         argument_the_run_gives(argv, config_name)
+        or added_group_already_chosen(argv, config_dir, config_name)
         or option_set_after_its_deletion(argv, config_dir, config_name)
         or unknown_nested_option(argv, config_dir, config_name)
         or added_option_not_taken(argv, config_dir, config_name)
