@@ -51,6 +51,13 @@ def test_a_misspelt_option_is_named_with_the_one_meant(config: str, arg: str, su
         ("train", ["experiment=marsscapes", "data.crop=256"], "data.crop", "data.crop_size"),
         ("predict", ["contact.min_lenght_px=20"], "contact.min_lenght_px", "contact.min_length_px"),
         ("predict", ["input_dir=x", "contact.zzz=1"], "contact.zzz", None),
+        # In a multirun, as Hydra composes the sweep's own config (it refused it in five lines, status 1).
+        (
+            "train",
+            ["-m", "model.lr=1e-3,1e-4", "trainer.max_epoch=3"],
+            "trainer.max_epoch",
+            "trainer.max_epochs",
+        ),
     ],
 )
 def test_a_misspelt_nested_option_is_named_with_the_one_meant(
@@ -100,7 +107,7 @@ def test_nested_options_that_exist_or_are_not_names_pass() -> None:
     for args in (
         ["trainer.max_epochs=2", "model.lr=3e-4", "data.batch_size=4"],
         ["model.lr=abc"],  # the task's own check names it (test_task)
-        ["-m", "model.lr=1e-3,3e-4", "trainer.max_epoch=1"],  # a sweep: Hydra checks each job
+        ["-m", "model.lr=1e-3,3e-4", "trainer.max_epochs=1"],  # a sweep: its values are Hydra's to check
         ["model.lr=1e-3,3e-4"],  # Hydra's "Ambiguous value" message is the right one
     ):
         assert unknown_option(args, CONFIG_DIR, "train") is None, args

@@ -8,9 +8,12 @@ is checked by composing the config with the command's overrides through Hydra's 
 ``@hydra.main`` will (so an ``experiment=`` that changes the groups counts), and the suggestion is the
 closest key of the node it names. An override that adds a key (``+model.foo=1``, ``++model.foo=1``) is
 checked against the parameters of the class its node builds (``_target_``), since Hydra accepts the key and
-the run then failed in the class's constructor. Deletions (``~key``), ``hydra.*`` keys, multirun sweeps and
-Hydra's own flags (``--cfg job``) are not checked; any composition problem other than an unknown key is
-left to Hydra, which reports it in its own words.
+the run then failed in the class's constructor. So are the overrides Hydra refuses in several lines: a plus
+on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), a
+deletion of a key it lacks (``~trainer.max_epoch``) and a setting of a key deleted before it
+(``~trainer.max_epochs trainer.max_epochs=3``). A multirun is checked as Hydra composes the sweep's own
+config, its sweeps left out. ``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are
+not checked; any other composition problem is left to Hydra, which reports it in its own words.
 
 The other checks the entry points run before Hydra, which :func:`exit_on_unknown_option` calls, live beside
 this module, one job each: :mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun,
@@ -146,11 +149,13 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
 
     The config is composed with every checkable override of ``argv``; when Hydra refuses one because its key
     is missing, the config is composed again without it and the key's closest sibling is suggested
-    (``trainer.max_epoch`` -> ``trainer.max_epochs``).
+    (``trainer.max_epoch`` -> ``trainer.max_epochs``). In a multirun the sweeps are left out, as Hydra
+    composes the sweep's own config before its trials and refuses the key there (the check left a multirun
+    to Hydra, whose five lines ended it with status 1); a swept key is checked by Hydra, trial by trial.
     """
-    if any(a in ("-m", "--multirun") for a in argv):
-        return None  # sweeps compose one job at a time: Hydra checks each
-    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "hydra/"))]
+    overrides = _without_sweeps([a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "hydra/"))])
+    if overrides is None:
+        return None
     if not any("." in a.split("=", 1)[0] and not a.startswith(("+", "~")) for a in overrides):
         return None
     message, _ = _compose_error(config_dir, config_name, overrides)
