@@ -1034,16 +1034,21 @@ def test_predict_help_and_its_refusals_before_hydra_import_no_torch_nor_scipy(tm
     that is not there, a value out of its range) imported torch, through the runner the checks lived in:
     some 4 s of CPU for a line of help or of refusal, and SciPy and Shapely (the contact options' class: over
     1 s) with it. The checks that need no device import none of them, nor Lightning or
-    segmentation_models_pytorch; the help and the refusals say what they said."""
+    segmentation_models_pytorch; the help and the refusals say what they said. With ``logger=wandb`` too:
+    the W&B checks (the mode, W&B's data folder) imported Lightning, and torch with it, through the module
+    that starts the loggers."""
     images = tmp_path / "images"
     images.mkdir()
     folders = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
+    (tmp_path / "a_file").write_text("W&B's data folder cannot be made under a file")
     cases = [
         (["--help"], 0, ""),
         (["input_dir=/nonexistent", "ckpt_path=x", "output_dir=/tmp/o"], 2, "input_dir /nonexistent does"),
         ([f"input_dir={images}"], 2, "missing required option(s) ckpt_path, output_dir: run python"),
         (["ckpt_path=x", *folders, "overlap=1.5"], 2, "overlap=1.5: give a fraction of the window"),
         (["ckpt_path=x", *folders, "tta=yes"], 2, "tta='yes': give tta=true or tta=false"),
+        (["ckpt_path=x", *folders, "logger=wandb", "logger.wandb.mode=onlien"], 2, "W&B mode 'onlien'"),
+        (["ckpt_path=x", *folders, "logger=wandb", "logger.wandb.mode=offline"], 2, "W&B cannot write"),
     ]
     code = (
         "import contextlib, io, json, runpy, sys\n"
@@ -1065,6 +1070,7 @@ def test_predict_help_and_its_refusals_before_hydra_import_no_torch_nor_scipy(tm
         text=True,
         timeout=300,
         cwd=tmp_path,
+        env={**os.environ, "WANDB_DATA_DIR": str(tmp_path / "a_file" / "wandb")},
     )
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0 and len(lines) == len(cases), proc.stdout + proc.stderr[-2000:]

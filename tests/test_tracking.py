@@ -1953,6 +1953,16 @@ def test_grid_trials_get_their_own_wandb_names_and_one_group(tmp_path: Path) -> 
     assert sweep_trial_names(spec, "synthetic-x", "train") == spec  # not in a sweep: unchanged
 
 
+def test_the_wandb_checks_keep_their_names_in_wandb_setup() -> None:
+    """The W&B checks that need no logger moved to ``marsunits.tracking.wandb_checks`` (no Lightning, for
+    predict.py's checks before Hydra: ``test_cli_overrides.py``'s no-torch test); code that imported them
+    from ``wandb_setup`` gets the same functions."""
+    from marsunits.tracking import wandb_checks
+
+    for name in ("WANDB_MODES", "checked_wandb_mode", "check_wandb_staging", "check_wandb_folder"):
+        assert getattr(wandb_setup, name) is getattr(wandb_checks, name), name
+
+
 def test_an_unknown_wandb_mode_stops_before_the_run_writes_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

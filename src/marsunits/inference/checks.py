@@ -7,7 +7,8 @@ rank of a sharded one, runs them again (:mod:`marsunits.inference.runner`).
 Imports no torch: ``predict.py --help`` and a refusal that needs no device (a folder that is not there, a
 required option missing, ``overlap=1.5``) paid some 4 s of its start-up when these lived in the runner. The
 device and precision checks import it when they are reached, the ``contact`` options' check SciPy and
-Shapely, the W&B checks (``logger=wandb``) Lightning.
+Shapely; the W&B checks (``logger=wandb``, :mod:`marsunits.tracking.wandb_checks`) import W&B, not
+Lightning.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
             f"prediction can log to W&B only, got logger with {sorted(logger)}; use logger=wandb or leave "
             "logger unset"
         )
-    from marsunits.tracking.wandb_setup import check_wandb_folder, check_wandb_staging, checked_wandb_mode
+    from marsunits.tracking.wandb_checks import check_wandb_folder, check_wandb_staging, checked_wandb_mode
 
     node = logger["wandb"] or {}
     if checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode")) != "disabled":

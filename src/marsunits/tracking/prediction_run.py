@@ -11,9 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image as PILImage
 
 from marsunits.errors import readable
+from marsunits.tracking.wandb_checks import check_wandb_folder
 from marsunits.tracking.wandb_setup import (
     announce,
-    check_wandb_folder,
     readable_argv,
     resolve_wandb_mode,
     run_id_from_checkpoint,

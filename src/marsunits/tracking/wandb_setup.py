@@ -15,6 +15,10 @@ and class map (:func:`run_context`).
 
 :func:`finish_loggers` closes everything and prints where each run is, with the exact ``wandb sync`` command
 for an offline W&B run.
+
+The checks of the W&B settings that need no logger (:func:`checked_wandb_mode`, :func:`check_wandb_staging`,
+:func:`check_wandb_folder`, :data:`WANDB_MODES`) live in :mod:`marsunits.tracking.wandb_checks`, which
+imports no Lightning (``predict.py`` runs them before Hydra starts); they are importable from here too.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import shutil
 import socket
 import ssl
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +46,12 @@ from omegaconf import DictConfig, OmegaConf
 from marsunits.constants import CLASS_NAMES
 from marsunits.errors import ConfigError, TerminatedError, readable
 from marsunits.tracking.git_info import git_info
+from marsunits.tracking.wandb_checks import WANDB_MODES as WANDB_MODES
+from marsunits.tracking.wandb_checks import check_wandb_folder as check_wandb_folder
+from marsunits.tracking.wandb_checks import check_wandb_staging as check_wandb_staging
+from marsunits.tracking.wandb_checks import checked_wandb_mode as checked_wandb_mode
 from marsunits.user_paths import expand_home
 
-#: Values accepted for a W&B logger's ``mode`` (``WANDB_MODE``); ``dryrun``/``run`` are W&B's old spellings.
-WANDB_MODES: tuple[str, ...] = ("auto", "online", "offline", "disabled")
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 #: The server of W&B releases before 0.31 (:func:`wandb_default_base_url` asks the installed one).
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
 
@@ -290,23 +294,6 @@ def wandb_reachable(
         return True
 
 
-def checked_wandb_mode(requested: str | None) -> str:
-    """The requested W&B mode spelled as W&B spells it (``auto`` for None or empty), without looking at the
-    network or the credentials.
-
-    Raises:
-        ConfigError: not a W&B mode (names the value and the choices).
-    """
-    mode = (str(requested).strip().lower() if requested not in (None, "") else "auto") or "auto"
-    mode = _MODE_ALIASES.get(mode, mode)
-    if mode not in WANDB_MODES:
-        raise ConfigError(
-            f"W&B mode {requested!r} (logger.wandb.mode or WANDB_MODE) is not one of {list(WANDB_MODES)}. "
-            "Use auto (online when possible), online, offline or disabled."
-        )
-    return mode
-
-
 def check_wandb_modes(cfg: DictConfig) -> None:
     """Refuse a W&B logger's mode that W&B does not know, or a ``log_model`` it cannot take, or a folder it
     cannot use (:func:`check_wandb_staging`, :func:`check_wandb_folder`), before the run writes anything
@@ -323,49 +310,6 @@ def check_wandb_modes(cfg: DictConfig) -> None:
             if mode != "disabled":
                 check_wandb_staging()
                 check_wandb_folder(node.get("save_dir"))
-
-
-def check_wandb_folder(save_dir: str | Path | None) -> None:
-    """Refuse a W&B folder (``logger.wandb.save_dir``) whose name is not UTF-8, before the run starts.
-
-    W&B's settings are protobuf strings, UTF-8 only: a run folder under a ``paths.log_dir`` or a
-    ``run_name`` in Latin-1 bytes (an old archive's name) stopped ``wandb.init`` in ``UnicodeEncodeError``.
-
-    Raises:
-        ConfigError: names the folder (such a byte as ``\\xNN``) and the ways out.
-    """
-    if save_dir is None or readable(str(save_dir)) == str(save_dir):
-        return
-    raise ConfigError(
-        f"W&B cannot keep its run files in {readable(str(save_dir))}: the folder's name holds bytes that are "
-        "not UTF-8 (shown \\xNN), and W&B takes UTF-8 paths only. Give the run a folder named in UTF-8 "
-        "(paths.log_dir=..., run_name=...), set logger.wandb.save_dir=<a UTF-8 folder>, or run without W&B "
-        "(train.py: logger=csv; predict.py: leave logger unset)."
-    )
-
-
-def check_wandb_staging() -> None:
-    """Refuse a W&B data folder that cannot be written, before the run starts: W&B stages there the tables
-    (confusion matrices, the prediction table) and checkpoints a run logs (``$WANDB_DATA_DIR/artifacts/
-    staging``, by default under ``~/.local/share/wandb``), and its PermissionError stopped a training at the
-    end of its first validation, after a whole epoch, and a prediction after every image.
-
-    Raises:
-        ConfigError: names the folder, why, and the fix.
-    """
-    from wandb import env
-
-    folder = expand_home(env.get_data_dir()) / "artifacts" / "staging"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"W&B cannot write {folder} ({exc.strerror or exc}), where it stages the tables and "
-            "checkpoints a run logs: set WANDB_DATA_DIR to a folder you can write (W&B uses its "
-            "artifacts/staging), or WANDB_MODE=disabled to run without W&B"
-        ) from None
 
 
 def _is_wandb_node(node: Any) -> bool:
