@@ -813,6 +813,88 @@ def test_a_fold_without_n_folds_is_refused_before_the_run_folder(tmp_path: Path)
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["data=marsscapes", "data.focus_class=7"],
+            "configs/data/marsscapes.yaml: focus_class=7 is not a project class id; use one of {0: "
+            "'smooth_volcanic', 1: 'rough_olivine', 2: 'other'} or null.",
+        ),
+        (
+            ["data=marsscapes", "data.focus_class=1", "data.focus_fraction=1.5"],
+            "configs/data/marsscapes.yaml: focus_fraction is the share of training crops placed on "
+            "focus_class, in [0, 1], got 1.5; e.g. data.focus_fraction=0.33.",
+        ),
+        (
+            ["data=marsscapes", "data.focus_fraction=0.33"],
+            "configs/data/marsscapes.yaml: focus_fraction=0.33 places crops on focus_class, which is null",
+        ),
+        (
+            ["+data.focus_fraction=0.33"],  # synthetic.yaml has no such key: added
+            "configs/data/synthetic.yaml: focus_class/focus_fraction over-sample crops of real images; "
+            "synthetic scenes are drawn whole. Set data.focus_fraction=0.",
+        ),
+        (
+            ["data=marsscapes", "data.min_labelled_fraction=1.5"],
+            "configs/data/marsscapes.yaml: min_labelled_fraction is the share of labelled pixels a training "
+            "crop needs, in [0, 1], got 1.5; e.g. data.min_labelled_fraction=0.05.",
+        ),
+        (
+            ["data=marsscapes_ai4mars", "data.samples_per_epoch=1"],
+            "configs/data/marsscapes_ai4mars.yaml: samples_per_epoch must be at least one crop per source "
+            "(2), got 1; e.g. data.samples_per_epoch=512.",
+        ),
+        (
+            ["data=marsscapes_pseudo", "data.train_only=[marsscapes,folder]"],
+            "configs/data/marsscapes_pseudo.yaml: train_only must list real sources among ['marsscapes', "
+            "'folder'] and leave at least one for validation, got ['marsscapes', 'folder'].",
+        ),
+        (
+            ["data=marsscapes_pseudo", "data.train_only=[ai4mars]"],
+            "configs/data/marsscapes_pseudo.yaml: train_only must list real sources among ['marsscapes', "
+            "'folder'] and leave at least one for validation, got ['ai4mars'].",
+        ),
+    ],
+)
+def test_the_crop_sampling_values_the_data_module_checks_are_refused_before_the_run_folder(
+    args: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: a refused config value makes no run folder. The values the data module checks itself
+    (``data.focus_class``, ``data.focus_fraction``, ``data.min_labelled_fraction``,
+    ``data.samples_per_epoch``, ``data.train_only``) were refused only inside the run, after Hydra had made
+    its folder (``.hydra/``, ``train.log``). train.py refuses them before Hydra, in the data module's own
+    words (one rule, one wording): one line naming the value and what is taken, status 2."""
+    logs = tmp_path / "logs"
+    argv = ["model=tiny", "logger=none", *args, f"paths.log_dir={logs}"]  # TINY's keys are synthetic's
+    status, err = train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+    assert status == 2 and err.startswith(f"train.py: error: {said}") and err.count("\n") == 1, err[-2000:]
+    assert not logs.exists() and not (tmp_path / "outputs").exists(), sorted(tmp_path.rglob("*"))
+
+
+def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_hydra(tmp_path: Path) -> None:
+    """The other side of the test above: the values the data module takes, at the ends of their ranges too,
+    pass the check before Hydra (``check_config_values``), so train.py refuses nothing the run accepts."""
+    from marsunits.run_checks import check_config_values
+
+    for overrides in (
+        ["data=marsscapes", "data.focus_class=1", "data.focus_fraction=0.33"],
+        ["data=marsscapes", "data.focus_class=null", "data.focus_fraction=0"],
+        ["data=marsscapes", "data.min_labelled_fraction=1.0", "data.focus_class=0", "data.focus_fraction=1"],
+        ["data=marsscapes_ai4mars", "data.samples_per_epoch=2"],
+        ["data=marsscapes_pseudo", "data.train_only=[folder]"],
+        ["data=marsscapes_pseudo", "data.train_only=[]"],
+        ["+data.focus_fraction=0", "+data.min_labelled_fraction=0"],
+    ):
+        cfg = compose_config("train", tmp_path, ["model=tiny", "logger=none", *overrides])
+        check_config_values(cfg)  # raises nothing
+        instantiate(cfg.data)  # nor does the data module itself
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
         ("trainer.max_epochs=abc", r"trainer\.max_epochs='abc': expected a whole number >= -1"),

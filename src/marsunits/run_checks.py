@@ -481,9 +481,10 @@ def check_run_values(cfg: DictConfig) -> None:
     ``callbacks.model_checkpoint.auto_insert_metric_name=fasle``, ``+data.scene.distortion=fasle``), the
     integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data
     config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), a ``data.fold``
-    other than 0 without ``data.n_folds`` (as the data module refuses it), the ``trainer.limit_*_batches``
-    (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu`` / ``trainer.accelerator=gpu``
-    on a machine without a CUDA GPU. The ``data.*`` values only where
+    other than 0 without ``data.n_folds`` (as the data module refuses it), the data module's rules of its
+    training draw (:func:`_sampling_refusal`: ``data.focus_class=7``, ``data.min_labelled_fraction=1.5``),
+    the ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu``
+    / ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
     ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
 
     Raises:
@@ -537,6 +538,9 @@ def check_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a number{bounds} ({unit}), e.g. {key}={example}"
                 f"{_text_from_interpolation(cfg, key, value)}"
             )
+    refused = _sampling_refusal(cfg) if own_data else None
+    if refused is not None:
+        raise ConfigError(refused)
     for stage in ("train", "val", "test"):
         key = f"trainer.limit_{stage}_batches"
         value = OmegaConf.select(cfg, key, default=None)
@@ -575,6 +579,30 @@ def check_run_values(cfg: DictConfig) -> None:
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
             "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
         )
+
+
+def _sampling_refusal(cfg: DictConfig) -> str | None:
+    """The data module's refusal of ``data.samples_per_epoch``, ``data.min_labelled_fraction``,
+    ``data.focus_class``, ``data.focus_fraction`` or ``data.train_only``
+    (:func:`~marsunits.data.sampling_checks.sampling_refusal`, its own rules and words), or None. Refused
+    only when the data module was built, inside the run, they left a run folder of a run that never started.
+    A key the config does not set is the data module's default, which it takes."""
+    from marsunits.data.sampling_checks import sampling_refusal
+
+    data = cfg.get("data")
+    sources = data.get("sources") if isinstance(data, DictConfig) else None
+    if not isinstance(sources, ListConfig) or not all(isinstance(s, str) for s in sources):
+        return None  # not a list of names: the data module refuses it in words of its own
+    train_only = data.get("train_only") or []
+    return sampling_refusal(
+        str(data.get("name", "<data>")),
+        list(sources),
+        data.get("samples_per_epoch"),
+        data.get("min_labelled_fraction"),
+        data.get("focus_class"),
+        data.get("focus_fraction"),
+        list(train_only) if isinstance(train_only, ListConfig | list | tuple) else [train_only],
+    )
 
 
 def _text_from_interpolation(cfg: DictConfig, key: str, value: Any) -> str:

@@ -46,6 +46,7 @@ from marsunits.data.io import ImageReadError, read_image_native
 from marsunits.data.layout import LAYOUTS, holders_near
 from marsunits.data.marsscapes import marsscapes_root, scan_marsscapes
 from marsunits.data.mixing import class_mix
+from marsunits.data.sampling_checks import sampling_refusal
 from marsunits.data.split_guards import (
     PseudoLabelTeacher,
     hold_out_validated_sols,
@@ -336,12 +337,12 @@ class MarsDataModule(L.LightningDataModule):
         scene = _plain(scene)
         train_only = list(_plain(train_only) or [])
         self._validate(name, sources, in_channels, crop_size, val_context_px, class_map, root, source_dirs)
-        unknown_or_all = not set(train_only) <= set(sources) or set(train_only) == set(sources)
-        if unknown_or_all or "synthetic" in train_only:
-            raise ValueError(
-                f"configs/data/{name}.yaml: train_only must list real sources among {sources} and leave at "
-                f"least one for validation, got {train_only}."
-            )
+        # The rules train.py also checks before Hydra makes the run folder (run_checks.check_run_values).
+        refused = sampling_refusal(
+            name, sources, samples_per_epoch, min_labelled_fraction, focus_class, focus_fraction, train_only
+        )
+        if refused is not None:
+            raise ValueError(refused)
         self.train_only = train_only
         self.save_hyperparameters(logger=False)
         self.name = name
@@ -394,40 +395,9 @@ class MarsDataModule(L.LightningDataModule):
         #: caught by the sol check).
         self.images_seen_by: list[tuple[str, Collection[str]]] = []
         self.folder_sols_from_names = bool(folder_sols_from_names)
-        self.samples_per_epoch = int(samples_per_epoch)
-        if self.samples_per_epoch < len(sources):  # each real source would be given 0 crops, then 1
-            raise ValueError(
-                f"configs/data/{name}.yaml: samples_per_epoch must be at least one crop per source "
-                f"({len(sources)}), got {samples_per_epoch!r}; e.g. data.samples_per_epoch=512."
-            )
+        self.samples_per_epoch = int(samples_per_epoch)  # its range: sampling_refusal, above
         self.cache = cache
         self.min_labelled_fraction = float(min_labelled_fraction)
-        if not 0.0 <= self.min_labelled_fraction <= 1.0:  # above 1: no crop could ever be accepted
-            raise ValueError(
-                f"configs/data/{name}.yaml: min_labelled_fraction is the share of labelled pixels a training "
-                f"crop needs, in [0, 1], got {min_labelled_fraction!r}; e.g. data.min_labelled_fraction=0.05."
-            )
-        if focus_class is not None and focus_class not in range(len(CLASS_NAMES)):
-            raise ValueError(
-                f"configs/data/{name}.yaml: focus_class={focus_class} is not a project class id; use one of "
-                f"{dict(enumerate(CLASS_NAMES))} or null."
-            )
-        if not 0.0 <= float(focus_fraction) <= 1.0:
-            raise ValueError(
-                f"configs/data/{name}.yaml: focus_fraction is the share of training crops placed on "
-                f"focus_class, in [0, 1], got {focus_fraction!r}; e.g. data.focus_fraction=0.33."
-            )
-        if focus_fraction and focus_class is None and sources != ["synthetic"]:  # was silently ignored
-            raise ValueError(
-                f"configs/data/{name}.yaml: focus_fraction={focus_fraction} places crops on focus_class, "
-                "which is null: name the class too, e.g. data.focus_class=1 (rough_olivine), or set "
-                "data.focus_fraction=0."
-            )
-        if focus_fraction and sources == ["synthetic"]:
-            raise ValueError(
-                f"configs/data/{name}.yaml: focus_class/focus_fraction over-sample crops of real images; "
-                "synthetic scenes are drawn whole. Set data.focus_fraction=0."
-            )
         self._validate_subclasses(name, sources, class_map, subclass_map, subclasses, focus_class)
         self.subclass_map = (
             None if subclass_map is None else {int(k): int(v) for k, v in subclass_map.items()}
