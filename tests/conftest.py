@@ -188,6 +188,27 @@ def one_step_trainer(**options):
     )
 
 
+def run_summary(**changes: object) -> dict[str, object]:
+    """A predict run's summary (``summary.json``) as ``summary_paragraph`` reads it: 2 of 2 images mapped,
+    all ``smooth_volcanic``, on the CPU (``m.ckpt``, tile 64, overlap 0.125), no contacts, into ``out``.
+    ``changes``: keys to replace or add. A new dict each call, so a test may change it."""
+    return {
+        "counts": {"ok": 2, "total": 2, "skipped": 0, "error": 0},
+        "unit_fractions": {"smooth_volcanic": 1.0},
+        "megapixels_per_second": 0.1,
+        "seconds": 1.0,
+        "megapixels": 0.001,
+        "checkpoint": "m.ckpt",
+        "device": "cpu",
+        "tile": 64,
+        "overlap": 0.125,
+        "n_contacts": 0,
+        "contact_length_px": 0.0,
+        "output_dir": "out",
+        **changes,
+    }
+
+
 def compose_config(config_name: str, run_dir: Path, overrides: list[str] | None = None):
     """Compose a real Hydra config (``train`` or ``predict``) as ``@hydra.main`` would, rooted at ``run_dir``.
 

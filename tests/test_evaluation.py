@@ -19,6 +19,11 @@ from marsunits.data.io import write_png_atomic
 from marsunits.inference.evaluation import Evaluation, find_label, find_true_contact
 from marsunits.inference.run_summary_text import summary_paragraph
 
+try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .conftest import run_summary
+except ImportError:
+    from conftest import run_summary  # type: ignore[no-redef]
+
 NFC = unicodedata.normalize("NFC", "café")
 NFD = unicodedata.normalize("NFD", "café")
 
@@ -195,21 +200,7 @@ def test_label_errors_name_the_file_once_and_the_run_text_ends_cleanly(tmp_path:
     for name, message in ev.errors.items():
         assert message.count(str(tmp_path / name)) == 1, message
     assert "outside 0..2" in ev.errors["ids.png"]
-    summary = {
-        "counts": {"ok": 2, "total": 2, "skipped": 0, "error": 0},
-        "unit_fractions": {"smooth_volcanic": 1.0},
-        "megapixels_per_second": 0.1,
-        "seconds": 1.0,
-        "megapixels": 0.001,
-        "checkpoint": "m.ckpt",
-        "device": "cpu",
-        "tile": 64,
-        "overlap": 0.125,
-        "n_contacts": 0,
-        "contact_length_px": 0.0,
-        "output_dir": "out",
-    }
-    text = summary_paragraph(summary, ev.to_dict())
+    text = summary_paragraph(run_summary(), ev.to_dict())
     assert "2 label(s) could not be scored" in text and ".." not in text.replace("0..2", "")
     assert text.count(str(tmp_path / "rgbmask.png")) == 1
 

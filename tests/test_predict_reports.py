@@ -18,8 +18,10 @@ from marsunits.inference import run
 from marsunits.inference.evaluation import Evaluation
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
+    from .conftest import run_summary
     from .test_predict import ckpt, make_cfg, read_manifest, save_rgb  # noqa: F401  (ckpt is a fixture)
 except ImportError:
+    from conftest import run_summary  # type: ignore[no-redef]
     from test_predict import ckpt, make_cfg, read_manifest, save_rgb  # type: ignore[no-redef]  # noqa: F401
 
 
@@ -1603,21 +1605,7 @@ def test_greyscale_inputs_to_a_model_of_unknown_colour_are_not_said_to_meet_a_co
     a MarsScapes model (Mastcam colour) is said to be one; for others it is a condition."""
     from marsunits.inference.run_summary_text import summary_paragraph
 
-    summary = {
-        "counts": {"ok": 2, "total": 2, "skipped": 0, "error": 0},
-        "unit_fractions": {"smooth_volcanic": 1.0},
-        "megapixels_per_second": 0.1,
-        "seconds": 1.0,
-        "megapixels": 0.001,
-        "checkpoint": "m.ckpt",
-        "device": "cpu",
-        "tile": 64,
-        "overlap": 0.125,
-        "n_contacts": 0,
-        "contact_length_px": 0.0,
-        "output_dir": "out",
-        "greyscale_inputs_for_colour_model": 2,
-    }
+    summary = run_summary(greyscale_inputs_for_colour_model=2)
     folder = summary_paragraph({**summary, "checkpoint_metadata": {"dataset": "folder"}})
     assert "2 greyscale image(s) went to a model that reads colour (trained on 'folder' data)" in folder
     assert "a model trained on colour only maps grey frames worse" not in folder
