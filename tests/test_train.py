@@ -1339,6 +1339,38 @@ def test_metrics_json_of_a_run_folder_named_in_latin1_bytes_is_valid_utf8_and_na
     assert read_metrics(folder / "second")["init_ckpt"] == first["best_ckpt"]
 
 
+def _real_sigterm_config(run_dir: Path, callback: str, *overrides: str):
+    """The shrunk training config (:data:`TINY`, a CSV logger) of a test of a real SIGTERM, rooted at
+    ``run_dir``, with ``test_train.<callback>`` as the callback ``stop`` that sends it; ``overrides`` come
+    after (``+callbacks.stop.<option>=...`` among them)."""
+    return compose_config(
+        "train",
+        run_dir,
+        [*TINY, "logger=csv", f"+callbacks.stop._target_=test_train.{callback}", *overrides],
+    )
+
+
+@contextlib.contextmanager
+def _as_train_py_meets_a_real_sigterm(run_dir: Path) -> Iterator[None]:
+    """For the ``with`` block, this process as train.py's run meets a real SIGTERM: the SIGTERM handler in
+    place (train.py adds none) fails the test if the run installed none of its own (SIGTERM's default would
+    end pytest), and the root logger writes ``run_dir/train.log``, as Hydra's, which train.py has. Both are
+    undone when the block ends, however it ends."""
+
+    def not_handled(signum: int, frame: object) -> None:
+        raise AssertionError("SIGTERM reached the handler in place before the run: the run installed none")
+
+    previous = signal.signal(signal.SIGTERM, not_handled)
+    log_file = logging.FileHandler(run_dir / "train.log")
+    logging.getLogger().addHandler(log_file)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+
+
 class SigtermAt(pl.Callback):
     """Sends this process a real SIGTERM (what ``kill`` or a scheduler's time limit does) in the callback's
     ``setup`` (inside ``fit``, before Lightning installs its SIGTERM handler), or after optimiser step
@@ -1366,34 +1398,11 @@ def test_a_real_sigterm_is_reported_in_the_set_up_and_saves_last_ckpt_in_trainin
     A real SIGTERM to this process, as train.py's run meets it (its handlers are the run's own: train.py
     adds none); that train.py's process ends with status 143 on a stop in training is checked through
     train.py itself by :func:`test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone`."""
-
-    def not_handled(signum: int, frame: object) -> None:  # in place of SIGTERM's default: ending pytest
-        raise AssertionError("SIGTERM reached the handler in place before the run: the run installed none")
-
     for name, extra in (("setup", []), ("step", ["+callbacks.stop.step=3"])):
         run_dir = tmp_path / name
-        cfg = compose_config(
-            "train",
-            run_dir,
-            [
-                *TINY,
-                "trainer.max_epochs=2",
-                "test=false",
-                "logger=csv",
-                "+callbacks.stop._target_=test_train.SigtermAt",
-                *extra,
-            ],
-        )
-        previous = signal.signal(signal.SIGTERM, not_handled)
-        log_file = logging.FileHandler(run_dir / "train.log")  # as Hydra's, which train.py has
-        logging.getLogger().addHandler(log_file)
-        try:
-            with pytest.raises(SystemExit) as stopped:
-                report_user_errors(lambda: run(cfg), prog="train.py")  # noqa: B023 - called at once
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            logging.getLogger().removeHandler(log_file)
-            log_file.close()
+        cfg = _real_sigterm_config(run_dir, "SigtermAt", "trainer.max_epochs=2", "test=false", *extra)
+        with _as_train_py_meets_a_real_sigterm(run_dir), pytest.raises(SystemExit) as stopped:
+            report_user_errors(lambda: run(cfg), prog="train.py")  # noqa: B023 - called at once
         said = capsys.readouterr().err
         assert stopped.value.code == 143, said[-3000:]
         assert "train.py: terminated (SIGTERM)" in said
@@ -1425,32 +1434,17 @@ def test_a_real_sigterm_while_testing_the_kept_checkpoint_is_reported_not_a_succ
     :func:`test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone`'s, through train.py itself)."""
     from marsunits.sweep_trials import run_trial
 
-    def not_handled(signum: int, frame: object) -> None:  # in place of SIGTERM's default: ending pytest
-        raise AssertionError("SIGTERM reached the handler in place before the run: the run installed none")
-
     run_dir = tmp_path / "run"
-    cfg = compose_config(
-        "train",
+    cfg = _real_sigterm_config(
         run_dir,
-        [
-            *TINY,
-            "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
-            "trainer.max_epochs=1",
-            "logger=csv",
-            "+callbacks.stop._target_=test_train.SigtermInTest",
-        ],
+        "SigtermInTest",
+        "data.val_batch_size=1",  # several test batches: Lightning does not stop after the last one
+        "trainer.max_epochs=1",
     )
-    previous = signal.signal(signal.SIGTERM, not_handled)
-    log_file = logging.FileHandler(run_dir / "train.log")  # as Hydra's, which train.py has
-    logging.getLogger().addHandler(log_file)
-    capsys.readouterr()
-    try:
+    with _as_train_py_meets_a_real_sigterm(run_dir):
+        capsys.readouterr()
         with pytest.raises(SystemExit) as stopped:
             run_trial(lambda: run(cfg), cfg, prog="train.py")  # train.py's main(), as Hydra calls it
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        logging.getLogger().removeHandler(log_file)
-        log_file.close()
     said = capsys.readouterr().err
     assert stopped.value.code == 143, said[-3000:]
     assert "train.py: terminated (SIGTERM)" in said
