@@ -127,6 +127,18 @@ def test_unknown_arch_lists_the_smp_architectures() -> None:
     assert set(ARCHITECTURES) >= {"unet", "fpn", "deeplabv3plus"}
 
 
+def test_the_names_accepted_without_smp_or_timm_are_theirs() -> None:
+    """``marsunits.model_settings`` accepts the tested architectures and the curated encoders without
+    importing smp or timm (``train.py model.lr=-1`` is refused before torch is imported): each must be a
+    name smp and timm build, or a command would pass the check and fail in the run."""
+    import timm
+
+    from marsunits.model_settings import CURATED_ENCODERS, TESTED_ARCHITECTURES
+
+    assert set(TESTED_ARCHITECTURES) <= set(ARCHITECTURES), set(TESTED_ARCHITECTURES) - set(ARCHITECTURES)
+    assert [name for name in CURATED_ENCODERS if not timm.is_model(name)] == []
+
+
 def test_unknown_encoder_lists_choices_and_close_matches() -> None:
     with pytest.raises(ValueError, match="not a timm model name") as err:
         build_model("unet", "efficientnet_lite9", None, 3, 3)

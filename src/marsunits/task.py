@@ -35,6 +35,9 @@ from marsunits.data.class_map import subclass_groups
 from marsunits.data.splits import merge_sols
 from marsunits.errors import ConfigError, DivergedError
 from marsunits.file_digest import merge_image_keys
+from marsunits.model_settings import OPTIMIZERS as OPTIMIZERS  # these three: defined without torch, there
+from marsunits.model_settings import SCHEDULERS as SCHEDULERS
+from marsunits.model_settings import check_numbers as check_numbers
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,6 @@ METADATA_KEY = "marsunits"
 #: (a run resumed with ``ckpt_path`` adds its own to those of the parts before).
 RUN_SECONDS_KEY = "marsunits_run_seconds"
 
-OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
-SCHEDULERS: tuple[str, ...] = ("cosine", "onecycle", "none")
 STAGES: tuple[str, ...] = ("val", "test")
 
 
@@ -830,16 +831,6 @@ def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[s
     return type(scheduler).__name__, 0
 
 
-#: Defaults of the hyper-parameters :func:`check_numbers` checks, quoted in its messages.
-_DEFAULTS = {
-    "lr": 1e-3,
-    "encoder_lr_mult": 1.0,
-    "weight_decay": 1e-4,
-    "dice_weight": 0.5,
-    "contact_weight": 0.0,
-}
-
-
 def _whole_pixels(name: str, value: Any) -> int:
     """``value`` as a positive whole number of pixels (``64``, ``64.0`` or ``"64"``).
 
@@ -854,27 +845,6 @@ def _whole_pixels(name: str, value: Any) -> int:
     if number is None or number <= 0 or (isinstance(value, float) and value != number):
         raise ValueError(f"{name} must be a positive whole number of pixels, got {value!r}.")
     return number
-
-
-def check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any]) -> None:
-    """Refuse hyper-parameters that are not real numbers in range, before any data is rendered or read.
-
-    ``model.lr=abc`` would otherwise fail only inside ``configure_optimizers``, after the data set up and a
-    tracking run was opened, with a ``TypeError`` about multiplying a sequence.
-
-    Raises:
-        ConfigError: Naming the value (as ``model.<name>``) and the range it must be in.
-    """
-    for name, value in {**positive, **non_negative}.items():
-        strict = name in positive
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not number or value < 0 or (strict and value == 0):
-            word = "> 0" if strict else ">= 0"
-            default = _DEFAULTS[name]
-            raise ConfigError(
-                f"model.{name} must be a number {word}, got {value!r} "
-                f"(e.g. model.{name}={default}, the model configs' value)"
-            )
 
 
 def _load_failure_reason(err: BaseException) -> str:

@@ -14,9 +14,7 @@ from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 
 from marsunits.constants import IGNORE_INDEX
-
-#: Loss names accepted by :class:`SegmentationLoss`.
-LOSSES: tuple[str, ...] = ("ce", "ce+dice")
+from marsunits.model_settings import LOSSES as LOSSES  # the names accepted here; importable without torch
 
 
 class SegmentationLoss(nn.Module):

