@@ -1084,6 +1084,74 @@ def test_predict_help_and_its_refusals_before_hydra_import_no_torch_nor_scipy(tm
     assert not (tmp_path / "out").exists() and not (tmp_path / "logs").exists()
 
 
+def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightning(tmp_path: Path) -> None:
+    """``train.py trainer.max_epochs=abc`` (or ``model.lr=-1``, ``data.batch_size=0``) was refused before
+    Hydra started, but only after the check of the config's ``_target_`` classes had imported Lightning,
+    torch, smp, timm, SciPy and Shapely: 6-7 s on a quiet 2-core machine (19 s under load) for one line,
+    where ``data=nope`` took 0.8 s. The values that need no class are checked first, and the model's names
+    that the project has tested without smp or timm; an unknown ``model.arch`` or ``model.encoder`` asks smp
+    or timm (and so torch), never Lightning. The help and the refusals say what they said."""
+    none: list[str] = []
+    names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
+    cases = [
+        (["--help"], 0, "", none),
+        (["trainer.max_epochs=abc"], 2, "trainer.max_epochs='abc': expected a whole number >= -1", none),
+        (["model.lr=-1"], 2, "model.lr must be a number > 0, got -1 (e.g. model.lr=0.001", none),
+        (["data.batch_size=0"], 2, "data.batch_size=0: expected a whole number >= 1", none),
+        (["train=abc"], 2, "train='abc': give train=true or train=false", none),
+        (["trainer.devices=abc"], 2, "trainer.devices='abc': give a number of devices", none),
+        (["trainer.limit_val_batches=2.5"], 2, "trainer.limit_val_batches=2.5: expected a fraction", none),
+        (["model.optimizer=adamx"], 2, "model.optimizer='adamx': Unknown optimizer 'adamx'.", none),
+        (["model.loss=dice"], 2, "model.loss='dice': Unknown loss 'dice'.", none),
+        (["model.encoder_depth=7"], 2, "model.encoder_depth=7: encoder_depth must be a whole number", none),
+        (["model.num_classes=4"], 2, "model.num_classes=4: the project has 3 classes", none),
+        (["data.in_channels=2"], 2, "data.in_channels=2: give 1 (grey) or 3 (colour)", none),
+        (
+            ["model.encoder_weights=lite1_offline"],
+            2,
+            "model.encoder_weights='lite1_offline': encoder_weights='lite1_offline' holds weights for",
+            none,
+        ),
+        (["model=tiny", "model.lr=0"], 2, "model.lr must be a number > 0, got 0", none),
+        (["model=fpn_lite0", "model.encoder_depth=2"], 2, "model.encoder_depth=2: encoder_depth=2", none),
+        # Last: these import what they read, which stays imported for the cases after them.
+        (["model.arch=unet3"], 2, "model.arch='unet3': Unknown architecture 'unet3'. Valid choices", names),
+        (["model.encoder=nope"], 2, "model.encoder='nope': Unknown encoder 'nope': not a timm model", names),
+    ]
+    code = (
+        "import contextlib, io, json, runpy, sys\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        f"    sys.argv[:] = [{str(REPO / 'train.py')!r}, *argv]\n"
+        "    said, shown = io.StringIO(), io.StringIO()\n"
+        "    status = None\n"
+        "    try:\n"
+        "        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(shown):\n"
+        "            runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "    except SystemExit as stop:\n"
+        "        status = stop.code\n"
+        "    heavy = [m for m in ('lightning', 'segmentation_models_pytorch', 'timm', 'torch', 'scipy',\n"
+        "                         'shapely') if m in sys.modules]\n"
+        "    print(json.dumps([status, said.getvalue(), shown.getvalue(), heavy]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([args for args, _, _, _ in cases])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == len(cases), proc.stdout + proc.stderr[-2000:]
+    for (args, status, said, imported), line in zip(cases, lines, strict=True):
+        got_status, stderr, stdout, heavy = json.loads(line)
+        assert (got_status, heavy) == (status, imported), (args, got_status, stderr, heavy)
+        if status == 2:
+            assert stderr.startswith(f"train.py: error: {said}") and stderr.count("\n") == 1, (args, stderr)
+        else:
+            assert "== Configuration groups ==" in stdout and "max_epochs:" in stdout, stdout
+    assert not (tmp_path / "logs").exists()
+
+
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])
 def test_an_entry_point_running_another_copy_of_the_package_says_so(tmp_path: Path, prog: str) -> None:
     """A checkout whose package was installed without ``-e`` (``pip install .``, or an editable install of

@@ -5,7 +5,9 @@ composed another way (tests, notebooks).
 
 Imports neither torch nor Lightning: a refusal that needs neither (``data=folder`` without ``data.root``)
 paid some 5 s of their start-up when these lived in :mod:`marsunits.training`. A check that reads a class
-(a ``_target_``'s parameters), a checkpoint or the data module imports what it reads when it reads it.
+(a ``_target_``'s parameters), a checkpoint or the data module imports what it reads when it reads it, and
+:func:`check_config_values` runs the checks that read none first (``trainer.max_epochs=abc``,
+``model.lr=-1``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from typing import Any, Optional, get_args
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from marsunits.constants import CLASS_NAMES
 from marsunits.errors import YES_NO_WORDS, ConfigError, switch_value_refusal
+from marsunits.model_settings import (
+    _DEFAULTS,
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    check_depth,
+    check_names,
+    check_numbers,
+)
 from marsunits.targets import UnimportableTargetError, locate, unimportable_target
 from marsunits.user_paths import expand_home
 
@@ -487,24 +499,29 @@ def check_run_values(cfg: DictConfig) -> None:
     / ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
     ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
 
+    The values that need no class first (:func:`check_plain_run_values`), then those judged by the classes
+    the run builds (:func:`check_class_run_values`).
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
+    check_plain_run_values(cfg)
+    check_class_run_values(cfg)
+
+
+def check_plain_run_values(cfg: DictConfig) -> None:
+    """The checks of :func:`check_run_values` that import no class (nor torch, nor Lightning): ``train``,
+    ``test`` and ``data_moved``, the integers and numbers, ``data.fold``, the training draw's rules
+    (:func:`_sampling_refusal`), the ``trainer.limit_*_batches`` and ``trainer.devices``.
+    :func:`check_config_values` runs them before it imports the config's classes, so that
+    ``trainer.max_epochs=abc`` is refused in a second, not after some 6 s of torch and Lightning.
+
     Raises:
         ConfigError: naming the key, the value and what to give instead.
     """
     for key in ("train", "test", "data_moved"):
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
-            raise ConfigError(switch_value_refusal(key, value))
-    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False)))
-    for key, value, _ in switches:
-        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
-            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
-            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
-            # own keys (data.mode=on).
-            raise ConfigError(switch_value_refusal(key, value))
-    for key, value, only_bool in switches:
-        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
-        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
-        if only_bool and isinstance(value, str) and "${" not in value:
             raise ConfigError(switch_value_refusal(key, value))
     own_data = marsunits_datamodule(cfg)
     for key, lowest, unit in _INTEGER_VALUES:
@@ -553,6 +570,35 @@ def check_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a fraction of the batches in [0.0, 1.0] or a whole number of "
                 f"batches, e.g. {key}=0.25 or {key}=10"
             )
+    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
+    if devices is not None and not _devices_value(devices):
+        # Lightning's own refusal came inside Hydra's instantiation of the Trainer: a traceback, status 1.
+        raise ConfigError(
+            f"trainer.devices={devices!r}: give a number of devices (trainer.devices=2), auto, -1 (every "
+            "device), or a list of GPU ids (trainer.devices=[0,1])"
+        )
+
+
+def check_class_run_values(cfg: DictConfig) -> None:
+    """The checks of :func:`check_run_values` that import what they judge by: the switches of the classes
+    the config builds (their parameters, :func:`_switch_leaves`), ``trainer.precision`` (Lightning's
+    precisions) and a CUDA GPU for ``trainer.accelerator=gpu`` (torch).
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
+    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False)))
+    for key, value, _ in switches:
+        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
+            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
+            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
+            # own keys (data.mode=on).
+            raise ConfigError(switch_value_refusal(key, value))
+    for key, value, only_bool in switches:
+        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
+        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
+        if only_bool and isinstance(value, str) and "${" not in value:
+            raise ConfigError(switch_value_refusal(key, value))
     precision = OmegaConf.select(cfg, "trainer.precision", default=None)
     if precision is not None and precision not in _precisions():
         # Lightning's refusal came inside Hydra's instantiation of the Trainer, after the scenes were made.
@@ -560,13 +606,6 @@ def check_run_values(cfg: DictConfig) -> None:
             f"trainer.precision={precision!r}: give one of Lightning's precisions, e.g. "
             "trainer.precision=32-true (CPU) or trainer.precision=bf16-mixed (GPU); all: "
             f"{', '.join(map(str, _precisions()))}"
-        )
-    devices = OmegaConf.select(cfg, "trainer.devices", default=None)
-    if devices is not None and not _devices_value(devices):
-        # Lightning's own refusal came inside Hydra's instantiation of the Trainer: a traceback, status 1.
-        raise ConfigError(
-            f"trainer.devices={devices!r}: give a number of devices (trainer.devices=2), auto, -1 (every "
-            "device), or a list of GPU ids (trainer.devices=[0,1])"
         )
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator not in ("gpu", "cuda"):
@@ -716,6 +755,11 @@ def check_config_values(cfg: DictConfig) -> None:
     :func:`check_model_values`, :func:`check_input_sizes`, and the data's channels against the model's.
     The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
+    The values judged without importing any class (:func:`check_plain_run_values`,
+    :func:`check_model_values`, the channels) come first: importing the config's classes to check the
+    ``_target_`` values imports torch and Lightning, some 6 s (19 s under load) that a refused
+    ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
+
     The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
     mistyped value leaves no folder of a run that never started; :func:`~marsunits.training.run` runs it
     again for a config composed another way (tests, notebooks).
@@ -737,17 +781,28 @@ def check_config_values(cfg: DictConfig) -> None:
         raise ConfigError(
             f"{', '.join(missing)} not set (??? in the config); add {overrides} to the command{layout}"
         )
+    check_plain_run_values(cfg)
+    check_model_values(cfg)
+    _check_channels(cfg)
     refused = unimportable_target(cfg)
     if refused is not None:  # before the checks below read the classes' parameters
         # Hydra's refusal came when the run instantiated it: its error logged twice, after the run folder.
         raise ConfigError(refused)
-    check_run_values(cfg)
+    check_class_run_values(cfg)
     check_checkpoint_files(cfg)
     from marsunits.tracking.wandb_setup import check_wandb_modes
 
     check_wandb_modes(cfg)
-    check_model_values(cfg)
     check_input_sizes(cfg)
+
+
+def _check_channels(cfg: DictConfig) -> None:
+    """Refuse a ``data.in_channels`` other than 1 or 3 (marsunits' own data modules), or one the model's
+    ``model.in_channels`` does not take.
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead.
+    """
     data_channels, model_channels = cfg.data.get("in_channels"), cfg.model.get("in_channels")
     own_data = marsunits_datamodule(cfg)
     if (
@@ -798,17 +853,16 @@ def check_model_values(cfg: DictConfig) -> None:
     """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
     ``model.optimizer``, ``model.scheduler``, ``model.loss``), an ``model.encoder_depth`` outside 1..5 or
     ``model.decoder_channels`` that do not fit it, a learning rate or loss weight out of range
-    (``model.lr=0``; :func:`~marsunits.task.check_numbers`), a learning-rate schedule over a run without
-    an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than the task's classes, naming the
-    key; a model config that builds another class is left alone.
+    (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a learning-rate schedule over a run
+    without an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than the task's classes,
+    naming the key; a model config that builds another class is left alone.
+
+    Imports no torch, Lightning, smp or timm (:mod:`marsunits.model_settings`) but for an architecture or
+    encoder outside those the project tested, which only smp's or timm's own list can tell.
 
     Raises:
         ConfigError: the key and value, then the task's own message with the valid choices.
     """
-    from marsunits.constants import CLASS_NAMES
-    from marsunits.models import LOSSES, check_depth, check_names
-    from marsunits.task import _DEFAULTS, OPTIMIZERS, SCHEDULERS, check_numbers
-
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or model.get("_target_") != "marsunits.task.SegmentationTask":
         return
