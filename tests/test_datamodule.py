@@ -270,6 +270,8 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
         ("data.focus_fraction=0.5", r"focus_fraction=0\.5 places crops on focus_class, which is null"),
         ("data.focus_fraction=1.5", r"focus_fraction is the share .* in \[0, 1\], got 1\.5"),
         ("data.class_mix_prob=1.5", r"marsscapes\.yaml: class_mix_prob must be a probability in \[0, 1\]"),
+        # Text failed in float() naming no key ("could not convert string to float: 'often'").
+        ("data.class_mix_prob=often", r"marsscapes\.yaml: class_mix_prob must be .* got 'often'"),
         # These two were accepted: 0 crops became 1 per epoch, and with 1.5 no crop could ever qualify.
         ("data.samples_per_epoch=0", r"samples_per_epoch must be at least one crop per source \(1\), got 0"),
         ("data.min_labelled_fraction=1.5", r"min_labelled_fraction .* in \[0, 1\], got 1\.5"),
@@ -279,6 +281,14 @@ def test_bad_config_values_explain_themselves(override: str, message: str, tmp_p
     # Hydra wraps constructor errors in InstantiationException, keeping our message.
     with pytest.raises((ValueError, InstantiationException), match=message):
         instantiate(_compose("marsscapes", tmp_path, [override]).data)
+
+
+def test_the_source_names_train_py_checks_before_hydra_are_the_data_module_s() -> None:
+    """value_checks.SOURCES (read before Hydra, without torch) names the sources the data module reads."""
+    from marsunits.data.datamodule import REAL_SOURCES, SOURCE_ROOTS
+    from marsunits.data.value_checks import SOURCES
+
+    assert ("synthetic", *REAL_SOURCES) == SOURCES and set(SOURCE_ROOTS) == set(REAL_SOURCES)
 
 
 def test_focus_class_from_the_config_puts_that_class_in_every_crop(tmp_path: Path) -> None:
@@ -397,6 +407,10 @@ def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
     assert auto._render_processes(1536) == 2
     with pytest.raises(InstantiationException, match="render_processes must be null"):
         instantiate(_compose("synthetic", tmp_path, ["data.render_processes=-1"]).data)
+    # 1.5 processes was read as 1; text failed in int() naming no key.
+    for value in ("1.5", "many"):
+        with pytest.raises(InstantiationException, match=r"render_processes must be .* got (1\.5|'many')"):
+            instantiate(_compose("synthetic", tmp_path, [f"data.render_processes={value}"]).data)
 
 
 def _compose_real(name: str, root: Path, run_dir: Path):

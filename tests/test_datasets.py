@@ -984,6 +984,10 @@ def test_split_errors_and_unknown_sols() -> None:
         split_by_group([3, 3, 3], 0.2, seed=0)
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_group([1, 2], 1.0, seed=0)
+    # Text compared with numbers (a TypeError naming no key); the ends: no validation, or no training.
+    for wrong in ("most", 0, 1, True):
+        with pytest.raises(ValueError, match=rf"val_fraction must be in \(0, 1\), got {wrong!r}: .*=0\.2\.$"):
+            split_by_group(list(range(10)), wrong, seed=0)  # type: ignore[arg-type]
     # scikit-learn's "With n_samples=3, test_size=0.9 and train_size=None, the resulting train set will be
     # empty" named none of the config's keys; a folder of one image was told to lower data.sol_block (1).
     with pytest.raises(ValueError, match=r"data\.val_fraction=0\.9 sends all 3 images .*to 0\.66 or less"):

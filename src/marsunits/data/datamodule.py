@@ -57,7 +57,6 @@ from marsunits.data.split_guards import (
     refuse_validation_sols_seen_before,
 )
 from marsunits.data.splits import (
-    check_sol_ranges,
     in_sol_ranges,
     kfold_split_by_group,
     merge_sols,
@@ -65,6 +64,14 @@ from marsunits.data.splits import (
 )
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.transforms import build_train_transform
+from marsunits.data.value_checks import (
+    SOURCES,
+    check_sol_ranges,
+    class_mix_prob_refusal,
+    render_processes_refusal,
+    sol_margin_refusal,
+    sources_refusal,
+)
 from marsunits.errors import DataError, some_of
 from marsunits.file_digest import file_sha256, image_content_key
 from marsunits.user_paths import expand_home
@@ -75,7 +82,7 @@ REAL_SOURCES: dict[str, Any] = {"marsscapes": scan_marsscapes, "ai4mars": scan_a
 #: Each real source's check of its root folder and its layout (:mod:`marsunits.data.layout`: subfolders and
 #: the sol table's header, no image), the one its scanner (:data:`REAL_SOURCES`) starts with.
 SOURCE_ROOTS: dict[str, Any] = {"marsscapes": marsscapes_root, "ai4mars": ai4mars_root, "folder": folder_root}
-SOURCES: tuple[str, ...] = ("synthetic", *REAL_SOURCES)
+# SOURCES (value_checks, which train.py reads before Hydra without this module) names these, after synthetic.
 
 #: ``render_processes=None`` uses a process pool only from this many training scenes on: starting the
 #: workers costs a few seconds, rendering a 160x128 scene about 40 ms on one core of this 2-core CPU.
@@ -373,11 +380,9 @@ class MarsDataModule(L.LightningDataModule):
         self.sol_block = int(sol_block)
         self.exclude_sols = check_sol_ranges(_plain(exclude_sols), f"configs/data/{name}.yaml")
         self.shared_sol_holdout = bool(shared_sol_holdout)
-        if isinstance(sol_margin, bool) or not isinstance(sol_margin, int) or sol_margin < 0:
-            raise ValueError(
-                f"configs/data/{name}.yaml: sol_margin must be a whole number of sols >= 0, got "
-                f"{sol_margin!r}; e.g. data.sol_margin=2"
-            )
+        refused = sol_margin_refusal(name, sol_margin)  # these rules: also train.py's, before Hydra
+        if refused is not None:
+            raise ValueError(refused)
         self.sol_margin = sol_margin
         self.allow_seen_val_sols = bool(allow_seen_val_sols)
         #: ``(what, {source: sols})`` of the models this run's network comes from or learns from (set by
@@ -411,11 +416,9 @@ class MarsDataModule(L.LightningDataModule):
         self.test_length = int(test_length)
         self.scene = dict(scene or {})
         self.cache_scenes = bool(cache_scenes)
-        if render_processes is not None and (isinstance(render_processes, bool) or int(render_processes) < 0):
-            raise ValueError(
-                f"configs/data/{name}.yaml: render_processes must be null (automatic) or an integer >= 0, "
-                f"got {render_processes!r}."
-            )
+        refused = render_processes_refusal(name, render_processes)
+        if refused is not None:
+            raise ValueError(refused)
         self.render_processes = None if render_processes is None else int(render_processes)
         self.augment = {
             "hflip_p": hflip_p,
@@ -425,11 +428,9 @@ class MarsDataModule(L.LightningDataModule):
             "contrast": contrast,
             "saturation": saturation,
         }
-        if isinstance(class_mix_prob, bool) or not 0.0 <= float(class_mix_prob) <= 1.0:
-            raise ValueError(
-                f"configs/data/{name}.yaml: class_mix_prob must be a probability in [0, 1], got "
-                f"{class_mix_prob!r}; e.g. data.class_mix_prob=0.5 (0 turns ClassMix off)."
-            )
+        refused = class_mix_prob_refusal(name, class_mix_prob)
+        if refused is not None:
+            raise ValueError(refused)
         self.class_mix_prob = float(class_mix_prob)
         self._mix_generator = torch.Generator().manual_seed(self.seed)
         #: Whether :meth:`on_after_batch_transfer` gave this DDP rank its own ClassMix draws (once a run).
@@ -471,15 +472,9 @@ class MarsDataModule(L.LightningDataModule):
             raise ValueError(f"{where}: crop_size must be a whole number of pixels >= 1, got {crop_size!r}.")
         if isinstance(val_context_px, bool) or int(val_context_px) < 0:
             raise ValueError(f"{where}: val_context_px must be a whole number >= 0, got {val_context_px!r}.")
-        unknown = [s for s in sources if s not in SOURCES]
-        if not sources or unknown:
-            raise ValueError(f"{where}: unknown sources {unknown or sources}; choose from {list(SOURCES)}.")
-        if "synthetic" in sources and len(sources) > 1:
-            raise ValueError(
-                f"{where}: 'synthetic' cannot be combined with other sources in one data config."
-            )
-        if len(sources) != len(set(sources)):
-            raise ValueError(f"{where}: sources are listed twice: {sources}.")
+        refused = sources_refusal(name, sources)  # also train.py's, before Hydra
+        if refused is not None:
+            raise ValueError(refused)
         if "synthetic" not in sources:
             if root is None:
                 raise ValueError(f"{where}: root is not set. Pass data.root=/path/to/data.")

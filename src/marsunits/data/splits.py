@@ -20,6 +20,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
+# The rules train.py also checks before Hydra (no numpy, scipy nor scikit-learn to import there).
+from marsunits.data.value_checks import check_sol_ranges, val_fraction_refusal
+
 __all__ = [
     "check_sol_ranges",
     "group_ids",
@@ -72,36 +75,6 @@ def group_ids(
         [lowest[component[int(np.searchsorted(blocks, b))]] if b >= 0 else b for b in ids.tolist()],
         dtype=np.int64,
     )
-
-
-def check_sol_ranges(
-    ranges: Sequence[Sequence[int]] | None, where: str, key: str = "data.exclude_sols"
-) -> list[tuple[int, int]]:
-    """``[[first, last], ...]`` inclusive sol ranges as int pairs (``None``: no range).
-
-    Raises:
-        ValueError: not a list, or an entry that is not two whole numbers with ``first <= last``; the message
-            names ``where`` (the config file) and shows ``key`` (the command-line override) with an example.
-    """
-    if ranges is not None and (isinstance(ranges, str) or not isinstance(ranges, Sequence)):
-        raise ValueError(
-            f"{where}: {key} must be a list of [first_sol, last_sol] pairs, got {ranges!r}; "
-            f"e.g. {key}=[[100,550]]"
-        )
-    checked: list[tuple[int, int]] = []
-    for entry in ranges or []:
-        pair = list(entry) if isinstance(entry, Sequence) and not isinstance(entry, str) else [entry]
-        if (
-            len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
-            or pair[0] > pair[1]
-        ):
-            raise ValueError(
-                f"{where}: each entry of {key} must be [first_sol, last_sol] (whole numbers, first <= last), "
-                f"got {entry!r}; e.g. {key}=[[100,550]]"
-            )
-        checked.append((int(pair[0]), int(pair[1])))
-    return checked
 
 
 def in_sol_ranges(sols: Sequence[int | None], ranges: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -167,8 +140,9 @@ def split_by_group(
     Raises:
         ValueError: ``val_fraction`` outside (0, 1), or fewer than two groups.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}. Set data.val_fraction.")
+    refused = val_fraction_refusal(val_fraction)
+    if refused is not None:
+        raise ValueError(refused)
     groups = group_ids(sols, sol_block, places)
     n_groups = len(np.unique(groups))
     with_sols = any(sol is not None for sol in sols)

@@ -1,0 +1,181 @@
+"""The rules of the data module's values that need no data read, its training draw's aside
+(:mod:`marsunits.data.sampling_checks`): which sources it reads (``sources``), how it splits them
+(``val_fraction``, ``exclude_sols``, ``sol_margin``), how many processes render synthetic scenes
+(``render_processes``) and how often ClassMix mixes crops (``class_mix_prob``).
+
+One wording of each rule for :class:`~marsunits.data.datamodule.MarsDataModule` (and, for ``val_fraction``,
+:func:`~marsunits.data.splits.split_by_group`, which it splits with), which refuse them inside the run, and
+for ``train.py``'s checks before Hydra (:func:`data_value_refusal`, from
+:func:`~marsunits.run_checks.check_run_values`), which refuse them before the run folder is made: the data
+module alone left a folder with Hydra's record and ``train.log`` of a run that never started. Imports
+neither torch nor the data module (seconds of start-up for a one-line refusal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "SOURCES",
+    "check_sol_ranges",
+    "class_mix_prob_refusal",
+    "data_value_refusal",
+    "render_processes_refusal",
+    "sol_margin_refusal",
+    "sources_refusal",
+    "val_fraction_refusal",
+]
+
+#: The source names a data config's ``sources`` lists: generated scenes, or real datasets (each one's
+#: scanner: :data:`~marsunits.data.datamodule.REAL_SOURCES`, in this order).
+SOURCES: tuple[str, ...] = ("synthetic", "marsscapes", "ai4mars", "folder")
+
+
+def sources_refusal(name: str, sources: Sequence[str]) -> str | None:
+    """The refusal of the data config ``configs/data/<name>.yaml``'s ``sources``, or None: known names
+    (:data:`SOURCES`), at least one, ``synthetic`` alone, none twice."""
+    where = f"configs/data/{name}.yaml"
+    sources = list(sources)
+    unknown = [s for s in sources if s not in SOURCES]
+    if not sources or unknown:
+        return f"{where}: unknown sources {unknown or sources}; choose from {list(SOURCES)}."
+    if "synthetic" in sources and len(sources) > 1:
+        return f"{where}: 'synthetic' cannot be combined with other sources in one data config."
+    if len(sources) != len(set(sources)):
+        return f"{where}: sources are listed twice: {sources}."
+    return None
+
+
+def check_sol_ranges(
+    ranges: Sequence[Sequence[int]] | None, where: str, key: str = "data.exclude_sols"
+) -> list[tuple[int, int]]:
+    """``[[first, last], ...]`` inclusive sol ranges as int pairs (``None``: no range).
+
+    Raises:
+        ValueError: not a list, or an entry that is not two whole numbers with ``first <= last``; the message
+            names ``where`` (the config file) and shows ``key`` (the command-line override) with an example.
+    """
+    if ranges is not None and (isinstance(ranges, str) or not isinstance(ranges, Sequence)):
+        raise ValueError(
+            f"{where}: {key} must be a list of [first_sol, last_sol] pairs, got {ranges!r}; "
+            f"e.g. {key}=[[100,550]]"
+        )
+    checked: list[tuple[int, int]] = []
+    for entry in ranges or []:
+        pair = list(entry) if isinstance(entry, Sequence) and not isinstance(entry, str) else [entry]
+        if (
+            len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
+            or pair[0] > pair[1]
+        ):
+            raise ValueError(
+                f"{where}: each entry of {key} must be [first_sol, last_sol] (whole numbers, first <= last), "
+                f"got {entry!r}; e.g. {key}=[[100,550]]"
+            )
+        checked.append((int(pair[0]), int(pair[1])))
+    return checked
+
+
+def sol_margin_refusal(name: str, sol_margin: Any) -> str | None:
+    """The refusal of ``sol_margin`` (a whole number of sols >= 0) of ``configs/data/<name>.yaml``, or
+    None."""
+    if isinstance(sol_margin, bool) or not isinstance(sol_margin, int) or sol_margin < 0:
+        return (
+            f"configs/data/{name}.yaml: sol_margin must be a whole number of sols >= 0, got {sol_margin!r}; "
+            "e.g. data.sol_margin=2"
+        )
+    return None
+
+
+def render_processes_refusal(name: str, render_processes: Any) -> str | None:
+    """The refusal of ``render_processes`` (None: automatic, or a whole number >= 0; 1.5 was read as 1, text
+    failed in ``int()`` naming no key) of ``configs/data/<name>.yaml``, or None."""
+    if render_processes is None:
+        return None
+    if isinstance(render_processes, bool) or not isinstance(render_processes, int) or render_processes < 0:
+        return (
+            f"configs/data/{name}.yaml: render_processes must be null (automatic) or an integer >= 0, got "
+            f"{render_processes!r}."
+        )
+    return None
+
+
+def _fraction(value: Any) -> float | None:
+    """``float(value)`` for a number (not a bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def class_mix_prob_refusal(name: str, class_mix_prob: Any) -> str | None:
+    """The refusal of ``class_mix_prob`` (a probability in [0, 1]; text failed in ``float()`` naming no key)
+    of ``configs/data/<name>.yaml``, or None."""
+    chance = _fraction(class_mix_prob)
+    if chance is None or not 0.0 <= chance <= 1.0:
+        return (
+            f"configs/data/{name}.yaml: class_mix_prob must be a probability in [0, 1], got "
+            f"{class_mix_prob!r}; e.g. data.class_mix_prob=0.5 (0 turns ClassMix off)."
+        )
+    return None
+
+
+def val_fraction_refusal(val_fraction: Any, where: str | None = None) -> str | None:
+    """The refusal of ``val_fraction``, the share of sol groups a single held-out split validates on: in
+    (0, 1), the ends excluded (no validation, or no training), or None. ``where`` (a config file) starts
+    the message where known."""
+    fraction = _fraction(val_fraction)
+    if fraction is not None and 0.0 < fraction < 1.0:
+        return None
+    start = f"{where}: " if where else ""
+    return (
+        f"{start}val_fraction must be in (0, 1), got {val_fraction!r}: the share of sol groups held out for "
+        "validation; e.g. data.val_fraction=0.2."
+    )
+
+
+#: The data module's defaults of the values :func:`data_value_refusal` reads, where a config leaves one out.
+_DEFAULTS: dict[str, Any] = {
+    "val_fraction": 0.2,
+    "n_folds": None,
+    "exclude_sols": None,
+    "sol_margin": 0,
+    "render_processes": None,
+    "class_mix_prob": 0.0,
+}
+
+
+def data_value_refusal(data: Mapping[str, Any]) -> str | None:
+    """The first refusal of a data config's values (plain values, as the data module is given them; a key
+    left out is the data module's default) by the rules above, in the data module's order, or None:
+    ``sources`` (as the data module reads it, ``list(sources)``; not a list of text: left to the data
+    module), ``exclude_sols``, ``sol_margin``, ``render_processes``, ``class_mix_prob`` and, where the run
+    splits real data into one held-out split (``n_folds`` null), ``val_fraction``.
+    """
+    name = str(data.get("name", "<data>"))
+    where = f"configs/data/{name}.yaml"
+    values = {**_DEFAULTS, **{key: data[key] for key in _DEFAULTS if key in data}}
+    raw = data.get("sources")
+    sources = list(raw) if isinstance(raw, str | list | tuple) else None
+    if sources is not None and all(isinstance(s, str) for s in sources):
+        refused = sources_refusal(name, sources)
+        if refused is not None:
+            return refused
+    try:
+        check_sol_ranges(values["exclude_sols"], where)
+    except ValueError as wrong:
+        return str(wrong)
+    refused = (
+        sol_margin_refusal(name, values["sol_margin"])
+        or render_processes_refusal(name, values["render_processes"])
+        or class_mix_prob_refusal(name, values["class_mix_prob"])
+    )
+    if refused is not None:
+        return refused
+    real = sources is not None and bool(sources) and "synthetic" not in sources
+    if real and values["n_folds"] is None:
+        return val_fraction_refusal(values["val_fraction"], where)
+    return None
