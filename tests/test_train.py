@@ -895,6 +895,115 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["data=marsscapes", "data.class_mix_prob=1.5"],
+            "configs/data/marsscapes.yaml: class_mix_prob must be a probability in [0, 1], got 1.5; e.g. "
+            "data.class_mix_prob=0.5 (0 turns ClassMix off).",
+        ),
+        (
+            ["data.class_mix_prob=-0.1"],
+            "configs/data/synthetic.yaml: class_mix_prob must be a probability in [0, 1], got -0.1",
+        ),
+        (
+            ["data=marsscapes", "data.sol_margin=-1"],
+            "configs/data/marsscapes.yaml: sol_margin must be a whole number of sols >= 0, got -1; e.g. "
+            "data.sol_margin=2",
+        ),
+        (
+            ["data=marsscapes", "data.sol_margin=1.5"],
+            "configs/data/marsscapes.yaml: sol_margin must be a whole number of sols >= 0, got 1.5",
+        ),
+        (
+            ["data.render_processes=-1"],
+            "configs/data/synthetic.yaml: render_processes must be null (automatic) or an integer >= 0, got "
+            "-1.",
+        ),
+        (
+            ["data=ai4mars", "data.exclude_sols=[[28,14]]"],
+            "configs/data/ai4mars.yaml: each entry of data.exclude_sols must be [first_sol, last_sol] (whole "
+            "numbers, first <= last), got [28, 14]; e.g. data.exclude_sols=[[100,550]]",
+        ),
+        (
+            ["data=ai4mars", "data.exclude_sols=[100,550]"],  # one range, its brackets forgotten
+            "configs/data/ai4mars.yaml: each entry of data.exclude_sols must be [first_sol, last_sol]",
+        ),
+        (
+            ["data=ai4mars", "data.exclude_sols=120"],
+            "configs/data/ai4mars.yaml: data.exclude_sols must be a list of [first_sol, last_sol] pairs, got "
+            "120; e.g. data.exclude_sols=[[100,550]]",
+        ),
+        (
+            ["data=marsscapes", "data.sources=[mars]"],
+            "configs/data/marsscapes.yaml: unknown sources ['mars']; choose from ['synthetic', 'marsscapes', "
+            "'ai4mars', 'folder'].",
+        ),
+        (
+            ["data=marsscapes", "data.sources=[marsscapes,synthetic]"],
+            "configs/data/marsscapes.yaml: 'synthetic' cannot be combined with other sources",
+        ),
+        (
+            ["data=marsscapes", "data.sources=[marsscapes,marsscapes]"],
+            "configs/data/marsscapes.yaml: sources are listed twice: ['marsscapes', 'marsscapes'].",
+        ),
+        (
+            ["data=marsscapes", "data.val_fraction=1.5"],
+            "configs/data/marsscapes.yaml: val_fraction must be in (0, 1), got 1.5",
+        ),
+        (
+            ["data=marsscapes_ai4mars", "data.val_fraction=0"],  # the ends are not taken: no split
+            "configs/data/marsscapes_ai4mars.yaml: val_fraction must be in (0, 1), got 0",
+        ),
+    ],
+)
+def test_the_data_module_s_other_values_are_refused_before_the_run_folder(
+    args: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: a refused config value makes no run folder. ``data.class_mix_prob``, ``data.sol_margin``,
+    ``data.render_processes``, ``data.exclude_sols`` and ``data.sources`` were refused only when the data
+    module was built, ``data.val_fraction`` only when it split the data (``split_by_group``), inside the run:
+    Hydra had made its folder (``.hydra/``, ``train.log``). train.py refuses them before Hydra, in the data
+    module's words (one rule each): one line naming the config, the value and what is taken, status 2."""
+    logs = tmp_path / "logs"
+    argv = ["model=tiny", "logger=none", *args, f"paths.log_dir={logs}"]
+    status, err = train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+    assert status == 2 and err.startswith(f"train.py: error: {said}") and err.count("\n") == 1, err[-2000:]
+    assert not logs.exists() and not (tmp_path / "outputs").exists(), sorted(tmp_path.rglob("*"))
+
+
+def test_the_data_module_s_other_values_it_takes_are_not_refused_before_hydra(tmp_path: Path) -> None:
+    """The other side of the test above: the values the data module and its split take, at the ends of their
+    ranges too, pass the check before Hydra, so train.py refuses nothing the run accepts. A
+    ``val_fraction`` the run never reads (synthetic scenes, ``n_folds``' folds) is not refused either."""
+    from marsunits.data.splits import split_by_group
+    from marsunits.run_checks import check_config_values
+
+    for overrides in (
+        ["data=marsscapes", "data.class_mix_prob=0", "data.sol_margin=0"],
+        ["data=marsscapes", "data.class_mix_prob=1.0", "data.sol_margin=30"],
+        ["data.render_processes=0", "data.class_mix_prob=1"],
+        ["data.render_processes=null", "+data.val_fraction=1.5"],  # synthetic: no split
+        ["data=ai4mars", "data.exclude_sols=[[14,28],[70,70]]"],
+        ["data=ai4mars", "data.exclude_sols=[]"],
+        ["data=ai4mars", "data.exclude_sols=null", "data.val_fraction=0.01"],
+        ["data=marsscapes_ai4mars", "data.sources=[ai4mars,marsscapes]", "data.val_fraction=0.99"],
+        ["data=marsscapes", "data.n_folds=5", "data.val_fraction=1.5"],  # folds, not val_fraction
+    ):
+        cfg = compose_config("train", tmp_path, ["model=tiny", "logger=none", *overrides])
+        check_config_values(cfg)  # raises nothing
+        instantiate(cfg.data)  # nor does the data module itself
+    sols = list(range(200))
+    for fraction in (0.01, 0.5, 0.99):  # and the split takes the ends check_config_values lets through
+        train, val = split_by_group(sols, fraction, seed=0)
+        assert len(train) and len(val)
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
         ("trainer.max_epochs=abc", r"trainer\.max_epochs='abc': expected a whole number >= -1"),

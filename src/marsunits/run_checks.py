@@ -494,7 +494,9 @@ def check_run_values(cfg: DictConfig) -> None:
     integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data
     config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), a ``data.fold``
     other than 0 without ``data.n_folds`` (as the data module refuses it), the data module's rules of its
-    training draw (:func:`_sampling_refusal`: ``data.focus_class=7``, ``data.min_labelled_fraction=1.5``),
+    training draw (:func:`_sampling_refusal`: ``data.focus_class=7``, ``data.min_labelled_fraction=1.5``)
+    and its other values that need no data read (:func:`_data_value_refusal`: ``data.sources=[mars]``,
+    ``data.class_mix_prob=1.5``, ``data.val_fraction=1.5``),
     the ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu``
     / ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
     ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
@@ -555,7 +557,7 @@ def check_plain_run_values(cfg: DictConfig) -> None:
                 f"{key}={value!r}: expected a number{bounds} ({unit}), e.g. {key}={example}"
                 f"{_text_from_interpolation(cfg, key, value)}"
             )
-    refused = _sampling_refusal(cfg) if own_data else None
+    refused = (_data_value_refusal(cfg) or _sampling_refusal(cfg)) if own_data else None
     if refused is not None:
         raise ConfigError(refused)
     for stage in ("train", "val", "test"):
@@ -642,6 +644,31 @@ def _sampling_refusal(cfg: DictConfig) -> str | None:
         data.get("focus_fraction"),
         list(train_only) if isinstance(train_only, ListConfig | list | tuple) else [train_only],
     )
+
+
+def _data_value_refusal(cfg: DictConfig) -> str | None:
+    """The data module's refusal of ``data.sources``, ``data.exclude_sols``, ``data.sol_margin``,
+    ``data.render_processes``, ``data.class_mix_prob`` or, where its split reads it, ``data.val_fraction``
+    (:func:`~marsunits.data.value_checks.data_value_refusal`, its own rules and words), or None. Refused
+    only when the data module was built or split the data, inside the run, they left a run folder of a run
+    that never started."""
+    from marsunits.data.value_checks import data_value_refusal
+
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig):
+        return None
+    keys = ("name", "sources", "n_folds", *_DATA_VALUE_KEYS)  # only these resolved: the rest is not read
+    return data_value_refusal({key: _plain_value(data.get(key)) for key in keys if key in data})
+
+
+#: The values of :func:`_data_value_refusal`'s rules besides the data config's name, sources and folds.
+_DATA_VALUE_KEYS = ("val_fraction", "exclude_sols", "sol_margin", "render_processes", "class_mix_prob")
+
+
+def _plain_value(value: Any) -> Any:
+    """A config node's value as the data module is given it: a list or mapping as plain ones, resolved."""
+    plain = isinstance(value, DictConfig | ListConfig)
+    return OmegaConf.to_container(value, resolve=True) if plain else value
 
 
 def _text_from_interpolation(cfg: DictConfig, key: str, value: Any) -> str:
