@@ -695,6 +695,8 @@ def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str],
         ("train", ["model=tiny", "+model.lr=1e-3"], "model.lr", "1e-3"),
         ("train", ["+seed=3"], "seed", "3"),
         ("train", ["-m", "model.lr=1e-3,2e-3", "+trainer.max_epochs=1"], "trainer.max_epochs", "1"),
+        # Itself swept: left out of the sweep's own config, it failed at each trial after the folder was made.
+        ("train", ["-m", "+trainer.max_epochs=1,2"], "trainer.max_epochs", "1,2"),
         ("predict", ["+tile=256"], "tile", "256"),
         ("predict", ["+contact.min_length_px=5"], "contact.min_length_px", "5"),
     ],
@@ -778,6 +780,110 @@ def test_a_misspelt_deletion_in_a_multirun_is_one_line_before_any_folder(
     assert list(tmp_path.iterdir()) == []  # no sweep folder, no logs/
     # Deleting a key the config has, in a sweep, is Hydra's to do.
     assert unknown_option(["-m", "~trainer.max_epochs", "model.lr=1e-3,1e-4"], CONFIG_DIR, "train") is None
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "said"),
+    [
+        (
+            "train.py",
+            ["-m", "trainer.max_epoch=1,2"],
+            "unknown option 'trainer.max_epoch' in 'trainer.max_epoch=1,2'; did you mean "
+            "trainer.max_epochs=...?",
+        ),
+        (
+            "train.py",
+            ["model.lr=1e-3", "trainer.max_epoch=range(1,3)", "--multirun"],
+            "unknown option 'trainer.max_epoch' in 'trainer.max_epoch=range(1,3)'; did you mean "
+            "trainer.max_epochs=...?",
+        ),
+        (
+            "predict.py",
+            ["-m", "contact.min_lenght_px=20,30"],
+            "unknown option 'contact.min_lenght_px' in 'contact.min_lenght_px=20,30'; did you mean "
+            "contact.min_length_px=...?",
+        ),
+        (
+            "predict.py",
+            ["-m", "tile_sise=256,512"],
+            "unknown option 'tile_sise' in 'tile_sise=256,512'; did ",
+        ),
+        ("train.py", ["-m", "~seed", "seed=1,2"], "'seed=1,2' sets seed, which '~seed' before it deletes: "),
+    ],
+)
+def test_a_misspelt_swept_option_is_one_line_before_any_folder(
+    prog: str,
+    args: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py -m trainer.max_epoch=1,2`` (the misspelt key is the one swept): Hydra leaves a sweep out of
+    the sweep's own config, so the key was refused only at each trial, in Hydra's five lines, after the sweep
+    folder was made (``-m ~seed seed=1,2`` the same). Checked with the sweep's first value, as its first
+    trial composes it."""
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"{prog}: error: {said}"), err
+    assert list(tmp_path.iterdir()) == []  # no sweep folder, no logs/
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        # data=synthetic (the first) has train_length, data=marsscapes does not: its trials failed alone.
+        (
+            ["-m", "~data.train_length", "data=synthetic,marsscapes"],
+            "'~data.train_length': the config has no data.train_length to delete",
+        ),
+        (
+            ["-m", "data=synthetic,marsscapes", "data.train_length=10"],
+            "unknown option 'data.train_length' in 'data.train_length=10'",
+        ),
+        (
+            ["-m", "data=synthetic,marsscapes", "data.train_length=10,20"],
+            "unknown option 'data.train_length' in 'data.train_length=10,20'",
+        ),
+    ],
+)
+def test_an_option_that_a_later_choice_of_a_swept_group_lacks_is_one_line_naming_the_choice(
+    args: list[str], said: str
+) -> None:
+    """``-m ~data.train_length data=synthetic,marsscapes``: the first trial (synthetic) has the key, and the
+    trials of ``data=marsscapes`` failed one by one in Hydra's lines, after the sweep folder was made. Each
+    option of a swept config group is composed once."""
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and "\n" not in message, message
+    assert message.startswith(f"{said} (in the trials with data=marsscapes)"), message
+    assert unknown_option([a.replace("marsscapes", "synthetic") for a in args], CONFIG_DIR, "train") is None
+    setting = next((a for a in args if a.startswith("data.train_length=")), None)
+    if setting is not None:
+        # The data module takes it: the fix given adds it where the option lacks it and sets it where not (a
+        # single plus was refused at data=synthetic, which has it).
+        assert f"add it with two pluses (adds or sets), ++{setting}" in message, message
+        fixed = [f"++{a}" if a == setting else a for a in args]
+        assert unknown_option(fixed, CONFIG_DIR, "train") is None, fixed
+        for data in ("synthetic", "marsscapes"):
+            trial = [f"data={data}", f"++{setting.split(',')[0]}"]
+            assert _compose_error(CONFIG_DIR, "train", trial)[0] == "", trial
+
+
+def test_valid_sweeps_pass_the_checks_of_their_trials() -> None:
+    """A sweep of keys the config has, or of config groups whose every option takes the other overrides, is
+    Hydra's to run."""
+    for config, args in (
+        ("train", ["-m", "trainer.max_epochs=1,2"]),
+        ("train", ["-m", "model=tiny,unet_lite0", "model.lr=1e-3"]),
+        ("train", ["-m", "model=glob(unet_lite*)", "trainer.max_epochs=1,2"]),
+        ("train", ["-m", "data=synthetic,marsscapes", "data.crop_size=64", "~data.class_mix_prob"]),
+        ("train", ["-m", "~trainer.max_epochs", "+trainer.max_epochs=1,2"]),
+        ("train", ["-m", "experiment=synthetic,marsscapes", "trainer.max_epochs=1,2"]),
+        ("train", ["hparams_search=optuna", "model.lr=interval(1e-4,1e-2)", "trainer.max_epochs=1"]),
+        ("predict", ["-m", "tile=256,512", "contact.min_length_px=20,30"]),
+    ):
+        assert unknown_option(args, CONFIG_DIR, config) is None, args
 
 
 @pytest.mark.parametrize(

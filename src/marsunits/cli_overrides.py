@@ -11,9 +11,11 @@ checked against the parameters of the class its node builds (``_target_``), sinc
 the run then failed in the class's constructor. So are the overrides Hydra refuses in several lines: a plus
 on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), a
 deletion of a key it lacks (``~trainer.max_epoch``) and a setting of a key deleted before it
-(``~trainer.max_epochs trainer.max_epochs=3``). A multirun is checked as Hydra composes the sweep's own
-config, its sweeps left out. ``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are
-not checked; any other composition problem is left to Hydra, which reports it in its own words.
+(``~trainer.max_epochs trainer.max_epochs=3``). A multirun is checked as its trials compose: each sweep
+with its first value (``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made),
+and each option of a swept config group that an override reaches into (``-m data=synthetic,marsscapes
+data.train_length=10``). ``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are not
+checked; any other composition problem is left to Hydra, which reports it in its own words.
 
 The other checks the entry points run before Hydra, which :func:`exit_on_unknown_option` calls, live beside
 this module, one job each: :mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun,
@@ -130,18 +132,88 @@ def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> 
             return f"other: {exc}", None
 
 
-def _without_sweeps(overrides: list[str]) -> list[str] | None:
-    """``overrides`` less those that sweep (``model.lr=1e-3,1e-4``, ``seed=range(3)``), as Hydra composes a
-    multirun's own config before its trials, or None where Hydra cannot read one (said by
-    :func:`unreadable_or_unknown_choice`). Composed as one run's, a sweep was refused as ambiguous, which
-    hid every other problem of the command."""
+def _sweep_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str, str]]] | None:
+    """The trials of ``overrides`` to compose in the checks, each a list of ``(typed, composed)`` pairs: the
+    override as given, and the one composed in its place. Without a sweep, one trial of the overrides as
+    given. In a multirun, the first trial takes each sweep's first value (``trainer.max_epoch=1,2`` composed
+    as ``trainer.max_epoch=1``: Hydra leaves a sweep out of the sweep's own config, and a swept key the
+    config lacks was refused only at each trial, after the sweep folder was made); then each further option
+    of a swept config group (``data=synthetic,marsscapes``) in turn, the other sweeps at their first value,
+    as a key one option lacks (``~data.train_length``) failed only that option's trials. A group's later
+    options are listed only where an override names a key under its node (``data.``): each is a composition
+    (about 0.15 s) before a sweep of keys the group does not hold starts, and a group whose options set other
+    nodes (``experiment=``, ``@package _global_``) is checked with its first option only. The checks compose
+    the trials in order, only while each passes; a sweep whose values cannot be listed here (an Optuna
+    interval) is left out. None where Hydra cannot read an override (said by
+    :func:`unreadable_or_unknown_choice`).
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.cli_sweeps import _choice_values
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # noqa: BLE001 - an override Hydra cannot read
         return None
-    return [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    first: list[tuple[str, str]] = []
+    groups: list[tuple[int, list[str]]] = []  # a swept config group: its place in first, its later options
+    for arg, override in zip(overrides, parsed, strict=True):
+        if not override.is_sweep_override():
+            first.append((arg, arg))
+            continue
+        name = arg.split("=", 1)[0]
+        group = not name.startswith("~") and (config_dir / name.lstrip("+").split("@", 1)[0]).is_dir()
+        try:
+            values = _choice_values(override, config_dir) if group else list(override.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - an interval: no values to list
+            continue
+        if not values:
+            continue  # a glob that matches no option: Hydra runs no trial
+        first.append((arg, f"{name}={values[0]}"))
+        package = name.lstrip("+").split("@", 1)[-1]  # model@teacher: the teacher node
+        if group and len(values) > 1 and any(a.lstrip("+~").startswith(f"{package}.") for a in overrides):
+            groups.append((len(first) - 1, [f"{name}={v}" for v in values[1:]]))
+    trials = [first]
+    for at, later in groups:
+        trials += [[*first[:at], (first[at][0], option), *first[at + 1 :]] for option in later]
+    return trials
+
+
+def _in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> str:
+    """`` (in the trials with data=marsscapes)``: the option of a swept config group that ``trial`` takes in
+    place of the first trial's, the only one whose trials meet the refusal; empty for the first trial."""
+    changed = [
+        composed for (_, composed), (_, before) in zip(trial, first, strict=True) if composed != before
+    ]
+    return f" (in the trials with {' '.join(changed)})" if changed else ""
+
+
+#: Hydra's message for each trial composed during one :func:`unknown_option` (None outside one): its checks
+#: compose the same trials, each once.
+_trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
+
+
+def _first_refused(
+    trials: list[list[tuple[str, str]]], config_dir: Path, config_name: str, refusal: re.Pattern[str]
+) -> tuple[list[tuple[str, str]], re.Match[str]] | None:
+    """The first of ``trials`` (:func:`_sweep_trials`) that Hydra refuses with a message ``refusal`` matches,
+    and the match, or None; composed in order, only while each passes."""
+    for trial in trials:
+        composed = tuple(c for _, c in trial)
+        known = _trial_messages if _trial_messages is not None else {}
+        memo = (str(config_dir), config_name, composed)
+        if memo not in known:
+            known[memo] = _compose_error(config_dir, config_name, list(composed))[0]
+        if known[memo]:
+            match = refusal.match(known[memo])
+            return (trial, match) if match is not None else None
+    return None
+
+
+def _checked_overrides(argv: Sequence[str]) -> list[str]:
+    """The overrides of ``argv`` that the composing checks compose (Hydra's own, ``hydra.*``, left out): the
+    same in each, so that each trial is composed once (:data:`_trial_messages`)."""
+    return [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
 
 
 def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -149,22 +221,30 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
 
     The config is composed with every checkable override of ``argv``; when Hydra refuses one because its key
     is missing, the config is composed again without it and the key's closest sibling is suggested
-    (``trainer.max_epoch`` -> ``trainer.max_epochs``). In a multirun the sweeps are left out, as Hydra
-    composes the sweep's own config before its trials and refuses the key there (the check left a multirun
-    to Hydra, whose five lines ended it with status 1); a swept key is checked by Hydra, trial by trial.
+    (``trainer.max_epoch`` -> ``trainer.max_epochs``). In a multirun each sweep takes its first value, and
+    each option of a swept config group is composed in turn (:func:`_sweep_trials`): Hydra composes the
+    sweep's own config without its sweeps, so a misspelt key that is itself swept (``-m
+    trainer.max_epoch=1,2``), or one that only a later option of the group lacks, failed at each trial, in
+    Hydra's five lines after the sweep folder was made.
     """
-    overrides = _without_sweeps([a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "hydra/"))])
-    if overrides is None:
-        return None
+    # Deletions left out, as before: a group choice after one (``~logger logger@x=csv``) is Hydra's to refuse,
+    # and a setting after one is option_set_after_its_deletion's (they compose these trials with them).
+    overrides = [a for a in _checked_overrides(argv) if "=" in a]
     if not any("." in a.split("=", 1)[0] and not a.startswith(("+", "~")) for a in overrides):
         return None
-    message, _ = _compose_error(config_dir, config_name, overrides)
-    match = _NOT_IN_CONFIG.match(message)
-    if match is None:
+    trials = _sweep_trials(overrides, config_dir)
+    refused = _first_refused(trials, config_dir, config_name, _NOT_IN_CONFIG) if trials else None
+    if trials is None or refused is None:
         return None
+    trial, match = refused
     key = match.group(1)
-    arg = next((a for a in overrides if a.split("=", 1)[0] == key), f"{key}=...")
-    rest = [a for a in overrides if a != arg]
+    if "." not in key:
+        # A config group choice that the defaults list lacks (logger@x=csv): Hydra's words give the fix
+        # (+logger@x=csv); a top-level name was checked by unknown_option.
+        return None
+    arg = next((a for a, _ in trial if a.split("=", 1)[0] == key), f"{key}=...")
+    where = _in_trial(trial, trials[0])
+    rest = [composed for a, composed in trial if a != arg]
     _, cfg = _compose_error(config_dir, config_name, rest)
     hint = ""
     if cfg is not None:
@@ -179,10 +259,12 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                 if taken is not None and part in taken:
                     # A keyword of the class the node builds that the config leaves to its default
                     # (trainer.max_steps): Hydra adds it with a plus; a similar name is another option.
+                    # In a later option of a swept group only: the first has it, where a plus is refused.
+                    plus = f"two pluses (adds or sets), ++{arg}" if where else f"a plus, +{arg}"
                     return (
-                        f"unknown option {key!r} in {arg!r}: the config does not list it, but "
+                        f"unknown option {key!r} in {arg!r}{where}: the config does not list it, but "
                         f"{'.'.join(parts[:depth])} builds {str(target).rsplit('.', 1)[-1]}, which takes "
-                        f"{part!r}: add it with a plus, +{arg.lstrip('+')}"
+                        f"{part!r}: add it with {plus}"
                     )
                 guess = _closest(part, [str(k) for k in node if not str(k).startswith("_")])
                 if guess is not None:
@@ -190,7 +272,7 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                 break
             node = node._get_node(part)  # no interpolation resolved
     return (
-        f"unknown option {key!r} in {arg!r}{hint} "
+        f"unknown option {key!r} in {arg!r}{where}{hint} "
         f"(every option: python {config_name}.py --cfg job, with the same overrides)"
     )
 
@@ -276,28 +358,21 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
 
     Hydra refused it in five lines ("Could not append to config. An item is already at ...") with status 1,
     where every other mistaken option is one line with status 2. ``++key=value`` (add or set) and a plus on a
-    key the config lacks are left to Hydra. A sweep's values do not compose as one job: its other settings
-    are enough here. Deletions (``~key``) compose with them: Hydra applies the overrides in order, and
-    ``~trainer.max_epochs +trainer.max_epochs=5`` adds the key the first deleted.
+    key the config lacks are left to Hydra. In a multirun the trials are composed (:func:`_sweep_trials`):
+    a swept one (``-m +trainer.max_epochs=1,2``), left out of the sweep's own config, failed at each trial
+    after the sweep folder was made; one that only a later option of a swept group has is given with ``++``.
+    Deletions (``~key``) compose with them: Hydra applies the overrides in order, and ``~trainer.max_epochs
+    +trainer.max_epochs=5`` adds the key the first deleted.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = [
-        a
-        for a in argv
-        if ("=" in a or a[:1] == "~") and not a.lstrip("+~").startswith(("-", "hydra.", "hydra/"))
-    ]
+    overrides = _checked_overrides(argv)
     if not any(a.startswith("+") and not a.startswith("++") for a in overrides):
         return None
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+    trials = _sweep_trials(overrides, config_dir)
+    refused = _first_refused(trials, config_dir, config_name, _ALREADY_THERE) if trials else None
+    if trials is None or refused is None:
         return None
-    single = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
-    message, _ = _compose_error(config_dir, config_name, single)
-    match = _ALREADY_THERE.match(message)
-    if match is None:
-        return None
+    trial, match = refused
+    single = [c for _, c in trial]
     key = match.group(1)
     arg = next((a for a in overrides if a.startswith("+") and a.split("=", 1)[0].lstrip("+") == key), None)
     if arg is None:
@@ -310,10 +385,14 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
             # A key the config lacks, added twice: the second finds the first's (it was said to be the
             # config's own, and the fix given, key=value, is refused as a key the config does not have).
             return f"{arg!r}: {key} is added more than once, and the next finds the first's; give it once"
-    return (
-        f"{arg!r}: {key} is already an option of the config, and a plus only adds one it lacks; "
-        f"give {key}={value} (or ++{key}={value}, which adds or sets)"
+    where = _in_trial(trial, trials[0])  # the first option of the group lacks it: only ++ takes both
+    fix = (
+        f"++{key}={value}, which adds or sets"
+        if where
+        else f"{key}={value} (or ++{key}={value}, which adds or sets)"
     )
+    said = f"{key} is already an option of the config, and a plus only adds one it lacks"
+    return f"{arg!r}{where}: {said}; give {fix}"
 
 
 #: Hydra's message when a ``~key`` override deletes a key the composed config does not have.
@@ -325,20 +404,20 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     the closest key there, or None.
 
     Hydra refused it in three lines ("Could not delete from config. ... does not exist") with status 1,
-    where a misspelt option to set is one line with status 2. In a multirun the sweeps are left out, as
-    Hydra composes the sweep's own config before its trials, where it refuses the deletion (they were
-    composed as one run's, refused as ambiguous, and the deletion was left to Hydra's three lines).
+    where a misspelt option to set is one line with status 2. In a multirun the trials are composed
+    (:func:`_sweep_trials`; the sweeps had been composed as one run's, refused as ambiguous, and the deletion
+    was left to Hydra's three lines), each option of a swept config group in turn: ``~data.train_length
+    data=synthetic,marsscapes`` failed only at the trials of ``data=marsscapes``, which lacks the key.
     """
-    overrides = [a for a in argv if not a.startswith(("-", "hydra.", "hydra/", "~hydra"))]
+    overrides = _checked_overrides(argv)
     if not any(a.startswith("~") for a in overrides):
         return None
-    single = _without_sweeps([a for a in overrides if "=" in a or a[:1] == "~"])
-    if single is None:
+    trials = _sweep_trials(overrides, config_dir)
+    refused = _first_refused(trials, config_dir, config_name, _NOT_THERE_TO_DELETE) if trials else None
+    if trials is None or refused is None:
         return None
-    message, _ = _compose_error(config_dir, config_name, single)
-    match = _NOT_THERE_TO_DELETE.match(message)
-    if match is None:
-        return None
+    trial, match = refused
+    single = [c for _, c in trial]
     key = match.group(1)
     arg = next((a for a in overrides if a.startswith("~") and a[1:].split("=", 1)[0] == key), f"~{key}")
     if sum(a.startswith("~") and a[1:].split("=", 1)[0] == key for a in overrides) > 1:
@@ -355,9 +434,9 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
         else None
     )
     hint = f"; did you mean ~{parent + '.' if parent else ''}{guess}?" if guess else ""
-    return (
-        f"{arg!r}: the config has no {key} to delete{hint} (every option: python {config_name}.py --cfg job)"
-    )
+    where = _in_trial(trial, trials[0])
+    listed = f"every option: python {config_name}.py --cfg job"
+    return f"{arg!r}: the config has no {key} to delete{where}{hint} ({listed})"
 
 
 #: Hydra's messages when a ``+group=option`` override adds a config group the defaults list already has.
@@ -439,10 +518,10 @@ def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_
     +..."), which say nothing of the deletion. The line names both overrides and the two commands that
     work: the setting alone, or the deletion with the setting as an addition (``+key=value``: a key given
     anew, a whole node in place of the one deleted). One Hydra accepts (``~trainer trainer.max_epochs=3``, a
-    deleted config group) is left alone. In a multirun the sweeps are left out, as Hydra composes the
-    sweep's own config.
+    deleted config group) is left alone. In a multirun the trials are composed (:func:`_sweep_trials`): a
+    swept setting (``~seed seed=1,2``) was left out of the sweep's own config and failed at each trial.
     """
-    overrides = [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    overrides = _checked_overrides(argv)
 
     def deletes(deletion: str, key: str) -> bool:  # ~trainer.max_epochs(=4), or ~trainer, deletes the key
         deleted = deletion[1:].split("=", 1)[0]
@@ -455,21 +534,22 @@ def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_
 
     if not any(deleted_before(a, overrides) for a in overrides):
         return None  # no composition: the common command deletes nothing it sets
-    single = _without_sweeps(overrides)
-    if single is None:
+    trials = _sweep_trials(overrides, config_dir)
+    refused = _first_refused(trials, config_dir, config_name, _NOT_IN_CONFIG) if trials else None
+    if trials is None or refused is None:
         return None
-    match = _NOT_IN_CONFIG.match(_compose_error(config_dir, config_name, single)[0])
-    if match is None:
-        return None
+    trial, match = refused
     key = match.group(1)
-    arg = next((a for a in single if a[:1] not in "+~" and a.split("=", 1)[0] == key), None)
-    deletion = deleted_before(arg, single) if arg is not None else None
+    typed = [a for a, _ in trial]
+    arg = next((a for a in typed if a[:1] not in "+~" and a.split("=", 1)[0] == key), None)
+    deletion = deleted_before(arg, typed) if arg is not None else None
     if arg is None or deletion is None:
         return None  # a key the config lacks anyway: unknown_nested_option names the one meant
     parent = deletion[1:].split("=", 1)[0]
     what = f"{key}," if parent == key else f"{key}, under {parent},"
     return (
-        f"{arg!r} sets {what} which {deletion!r} before it deletes: give {arg} alone to set it, or "
+        f"{arg!r}{_in_trial(trial, trials[0])} sets {what} which {deletion!r} before it deletes: give {arg} "
+        "alone to set it, or "
         f"{deletion} +{arg} to add it anew after the deletion (a plus adds a key the config lacks)"
     )
 
@@ -552,15 +632,20 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             guess = leaves[close[0]] if close else None
         hint = f"; did you mean {guess}=...?" if guess else ""
         return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
-    return (
-        argument_the_run_gives(argv, config_name)
-        or added_group_already_chosen(argv, config_dir, config_name)
-        or option_set_after_its_deletion(argv, config_dir, config_name)
-        or unknown_nested_option(argv, config_dir, config_name)
-        or added_option_not_taken(argv, config_dir, config_name)
-        or added_option_already_there(argv, config_dir, config_name)
-        or deleted_option_not_there(argv, config_dir, config_name)
-    )
+    global _trial_messages
+    _trial_messages = {}
+    try:
+        return (
+            argument_the_run_gives(argv, config_name)
+            or added_group_already_chosen(argv, config_dir, config_name)
+            or option_set_after_its_deletion(argv, config_dir, config_name)
+            or unknown_nested_option(argv, config_dir, config_name)
+            or added_option_not_taken(argv, config_dir, config_name)
+            or added_option_already_there(argv, config_dir, config_name)
+            or deleted_option_not_there(argv, config_dir, config_name)
+        )
+    finally:
+        _trial_messages = None
 
 
 #: ``train.py``'s Trainer arguments that the run gives itself (:func:`~marsunits.training.build_trainer`), and
