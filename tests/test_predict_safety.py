@@ -333,6 +333,8 @@ def test_malicious_checkpoint_is_refused_without_running_its_code(
         # nan and inf passed, and ended in "Out of range float values are not JSON compliant".
         ("overlap=nan", "overlap=nan: give a number, e.g. overlap=0.125"),
         ("max_range_m=inf", "max_range_m must be a finite distance in metres > 0"),
+        ("rank_timeout_s=0", "rank_timeout_s must be a finite number of seconds >= 1"),
+        ("rank_timeout_s=inf", "rank_timeout_s must be a finite number of seconds >= 1"),
         ("contact.smoothing_sigma_px=nan", "contact.smoothing_sigma_px=nan: expected a finite number"),
     ],
 )

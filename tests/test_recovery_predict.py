@@ -653,6 +653,68 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     assert not (out / "summary.json").exists()
 
 
+def _rank_1_killed(rank: int, store: str, opts: object, address: str, machines: int, conn: object) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store, as spawned
+    ranks and srun's do; ``rank_timeout_s`` 3 s) whose rank 1 is killed (SIGKILL, after saying "killed")
+    before its second image: no handler of its own runs, nothing is said through the store. ``machines``
+    2: each rank takes the other for a process of another machine, whose process id it cannot check."""
+    import dataclasses
+
+    from marsunits.inference import distributed, runner
+
+    real_process = runner._Session.process
+    done = [0]
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if rank == 1 and done[0] == 1:
+            conn.send("killed")  # type: ignore[attr-defined]
+            os.kill(os.getpid(), signal.SIGKILL)
+        done[0] += 1
+        return real_process(self, f, item)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    if machines == 2:
+        distributed._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
+    _run_as_rank(rank, address, opts, conn, message=True)
+
+
+@pytest.mark.parametrize("machines", [1, 2])
+def test_a_rank_killed_mid_folder_stops_rank_0_in_bounded_time_naming_it(
+    tmp_path: Path, ckpt: Path, machines: int
+) -> None:
+    """Rank 1 of two killed (SIGKILL, the out-of-memory killer) after 1 of its 4 images says nothing: rank 0
+    predicted the rest of its shard and then, in the gather, waited for it (on NCCL until the collectives'
+    timeout, 30 minutes; on gloo, measured, it ended in its ``Connection closed by peer`` traceback naming
+    an address). It now stops once it sees rank 1's process ended (same machine) or ``rank_timeout_s`` after
+    rank 1's last sign of life (another machine), with one line naming rank 1 and the way on, keeps every
+    finished output, and the same command then predicts only the rest."""
+    import socket
+
+    from marsunits.inference import predict_folder
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    opts, out, said = _two_ranks(tmp_path, ckpt, _rank_1_killed, f"tcp://127.0.0.1:{port}", machines)
+    assert time.monotonic() - started < 90, "rank 0 waited for a rank that was gone"
+    assert said[1] == "killed", said
+    name, message = said[0]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert "rank 1 of the run's 2 ranks went away without a word" in message, message
+    how = "its process (" if machines == 1 else "no sign of life from it for 3 s (rank_timeout_s)"
+    assert how in message and "run the same command again" in message, message
+    finished = sorted(p.name.removesuffix(".mask.png") for p in out.glob("*.mask.png"))
+    # Rank 1's first image; rank 0 stops at its next image once rank 1 is gone (how far it got is timing).
+    assert "im1" in finished, finished
+    assert not list(out.glob(".*.tmp")), list(out.iterdir())
+    result = predict_folder(opts)
+    counts = result.summary["counts"]
+    assert counts["skipped"] == len(finished) and counts["ok"] == 8 - len(finished), counts
+    assert counts["total"] == 8 and counts.get("not_reached", 0) == 0, counts
+
+
 def _rank_0_failing_at_its_claim(rank: int, store: str, opts: object, address: str, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store, as srun's
     ranks do; collectives' timeout 20 s) whose rank 0 cannot write its claim on the output folder (a full

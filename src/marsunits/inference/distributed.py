@@ -31,7 +31,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -242,6 +244,9 @@ class _StoreStops:
         #: This rank's error, once it told the others that it failed.
         self.failure: Exception | None = None
         self.store: Any = None
+        #: The other ranks' signs of life (:class:`_RankWatch`), once set up: a rank gone silent stops this
+        #: one at its next image, as a failure said would.
+        self.watch: _RankWatch | None = None
         if dist.is_initialized():
             run = [uuid.uuid4().hex if dist.get_rank() == 0 else None]
             dist.broadcast_object_list(run, src=0)
@@ -266,7 +271,159 @@ class _StoreStops:
                     return said
             except RuntimeError:
                 return None
+        if self.watch is not None and self.watch.gone() is not None:  # a rank died without a word
+            return "failed"  # the gather's meeting (_RankWatch.meet) then names it
         return None
+
+
+def _process_space() -> str:
+    """What names this process's process ids: the kernel's boot and the process-id namespace. Two ranks
+    that share it see each other's process ids (a host name alone does not say so: containers on one
+    machine may share one, each with process ids of its own)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:  # not Linux: no process id is checked, the sign of life alone decides
+        return ""
+
+
+def _process_ended(pid: int) -> bool:
+    """True when process ``pid`` of this machine has ended (gone, or a zombie its parent has not reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+class _RankWatch:
+    """Every rank's sign of life in the run's keys of the process group's store (:class:`_StoreStops`), and
+    the meeting before the gather that does not wait for a rank that is gone.
+
+    A rank killed without a word (SIGKILL, the out-of-memory killer, its machine lost) said nothing through
+    :class:`_StoreStops`: the others predicted their shards to the end and then waited for it in the gather,
+    on NCCL until the collectives' timeout (30 minutes, or for ever), on gloo ending in its ``Connection
+    closed by peer`` traceback that names an address, not a rank. Each rank now counts up its key
+    ``alive/<rank>`` every ``timeout_s / 6`` seconds (at most 5) from a thread of its own, however long an
+    image takes, and says its process id (``pid/<rank>``). A rank is gone (:meth:`gone`) when its process
+    has ended, seen from a rank of the same machine and process-id namespace (within a second), or when its
+    count has not moved for ``timeout_s`` by this rank's clock (another machine, or a process that is alive
+    but silent). The others then stop at their next image, and :meth:`meet`, where every rank says it
+    reached the gather, raises :class:`~marsunits.inference.sharded_run.RankFailedError` naming it instead
+    of waiting. A store that cannot be reached (the process holding it is gone: rank 0 of spawned ranks and
+    of srun's) ends the meeting with that error too, naming rank 0.
+    """
+
+    def __init__(self, store: Any, rank: int, world_size: int, timeout_s: float) -> None:
+        import threading
+
+        self._store = store
+        self._rank = rank
+        self._world_size = world_size
+        self.timeout_s = timeout_s
+        self._interval_s = min(5.0, timeout_s / 6)
+        self._space = _process_space()
+        started = time.monotonic()
+        #: rank -> (its last count seen, when it was seen to change, by this rank's clock)
+        self._seen: dict[int, tuple[bytes | None, float]] = {
+            other: (None, started) for other in range(world_size) if other != rank
+        }
+        self._pids: dict[int, int | None] = {}  # rank -> its process id where this rank can check it
+        self._checked = 0.0
+        #: The rank found gone, and how it was seen to go (the end of a sentence naming it).
+        self.found: tuple[int, str] | None = None
+        self._ended = threading.Event()
+        try:
+            self._store.set(f"pid/{rank}", f"{self._space}|{os.getpid()}")
+        except RuntimeError:
+            log.debug("could not say this rank's process id", exc_info=True)
+        self._beat()
+        self._thread = threading.Thread(target=self._beating, name="marsunits-rank-alive", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> bool:
+        try:
+            self._store.add(f"alive/{self._rank}", 1)
+        except RuntimeError:  # the store is gone (its process ended): nobody to tell
+            return False
+        return True
+
+    def _beating(self) -> None:
+        while not self._ended.wait(self._interval_s) and self._beat():
+            pass
+
+    def close(self) -> None:
+        """Stop counting (the run of this rank is over)."""
+        self._ended.set()
+
+    def _pid(self, other: int) -> int | None:
+        """``other``'s process id if it runs in this rank's process-id space, else None."""
+        if other not in self._pids and self._space and self._store.check([f"pid/{other}"]):
+            space, _, pid = self._store.get(f"pid/{other}").decode().rpartition("|")
+            self._pids[other] = int(pid) if space == self._space else None
+        return self._pids.get(other)
+
+    def gone(self, arrived: Collection[int] = ()) -> int | None:
+        """The first rank, not in ``arrived``, that is gone (see the class); None while every rank lives.
+        Read from the store at most every second."""
+        now = time.monotonic()
+        if self.found is not None or now - self._checked < 1.0:
+            return None if self.found is None else self.found[0]
+        self._checked = now
+        for other, (count, since) in self._seen.items():
+            if other in arrived:
+                continue
+            try:
+                pid = self._pid(other)
+                current = self._store.get(f"alive/{other}") if self._store.check([f"alive/{other}"]) else None
+            except RuntimeError:
+                return None  # the store is gone: the meeting says so
+            if pid is not None and _process_ended(pid):
+                self.found = (other, f"its process ({pid}) ended")
+            elif current != count:
+                self._seen[other] = (current, now)
+            elif now - since > self.timeout_s:
+                self.found = (other, f"no sign of life from it for {self.timeout_s:g} s (rank_timeout_s)")
+            if self.found is not None:
+                return other
+        return None
+
+    def meet(self) -> None:
+        """Say that this rank reached the gather, and wait until every rank has.
+
+        Raises:
+            RankFailedError: A rank not there is gone (:meth:`gone`), or the store is gone (rank 0's process
+                ended).
+        """
+        import torch.distributed as dist
+
+        from marsunits.inference.sharded_run import RankFailedError
+
+        try:
+            self._store.set(f"arrived/{self._rank}", "1")
+            while True:
+                arrived = {r for r in range(self._world_size) if self._store.check([f"arrived/{r}"])}
+                if len(arrived) == self._world_size:
+                    return
+                if self.gone(arrived) is not None and self.found is not None:
+                    gone, how = self.found
+                    raise RankFailedError(
+                        f"rank {gone} of the run's {self._world_size} ranks went away without a word: {how}; "
+                        "it was killed (SIGKILL, the out-of-memory killer) or its machine lost, its output "
+                        f"or log may say which, and rank {self._rank} stopped instead of waiting for it. The "
+                        "outputs of the images finished are kept: run the same command again, which skips "
+                        "them and writes the reports"
+                    )
+                time.sleep(0.2)
+        except dist.DistError as exc:  # the store's connection: its process (rank 0's) is gone
+            raise RankFailedError(
+                "rank 0 of the run ended without a word while this rank waited for it: its own error, or it "
+                "was killed (SIGKILL, out of memory); its output or log says which. The outputs of the "
+                "images finished are kept: once that is dealt with, run the same command again, which "
+                "skips them and writes the reports"
+            ) from exc
 
 
 class _StoreBroadcast:
@@ -401,6 +558,8 @@ def _rank_main(
     )
 
     def gather(obj: Any) -> list[Any] | None:
+        if stops.watch is not None:  # no collective with a rank that is gone (_RankWatch)
+            stops.watch.meet()
         out: list[Any] | None = [None] * fabric.world_size if fabric.global_rank == 0 else None
         dist.gather_object(obj, out, dst=0)
         return out
@@ -411,6 +570,8 @@ def _rank_main(
     # join the gather (predict_shard). Later SIGTERMs are ignored (once): the launcher's, which follows a
     # scheduler's to every process of the job, stopped rank 0 in the middle of the reports.
     stops = _StoreStops()
+    if stops.store is not None:
+        stops.watch = _RankWatch(stops.store, shard.rank, shard.world_size, float(opts.rank_timeout_s))
     try:
         with sigterm_raises(once=True):
             return predict_shard(
@@ -432,3 +593,6 @@ def _rank_main(
         else:  # before the ranks met (a refusal at start, a collective's error): torch's spawn ends the rest
             raise
         return SpawnedRunFailed(error) if fabric.global_rank == 0 else None
+    finally:
+        if stops.watch is not None:
+            stops.watch.close()

@@ -84,6 +84,7 @@ class PredictOptions:
     onnx_tolerance: float = 1e-3
     devices: int = 1
     num_nodes: int = 1
+    rank_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         # A number computed with numpy is the number it holds, as UnitMapper takes it: np.int64(4) was refused
@@ -174,6 +175,13 @@ class PredictOptions:
                 f"max_range_m must be a finite distance in metres > 0 (how far from the camera contacts are "
                 f"put on the ground; default 30, e.g. max_range_m=200 for far terrain), got {max_range!r}"
             )
+        wait = self.rank_timeout_s
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 1 <= wait < math.inf:
+            raise ConfigError(
+                f"rank_timeout_s must be a finite number of seconds >= 1 (how long the ranks of a sharded "
+                f"run wait for a silent rank before stopping; default 60, e.g. rank_timeout_s=300), got "
+                f"{wait!r}"
+            )
         tile = self.tile
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
             raise ConfigError(
@@ -183,7 +191,9 @@ class PredictOptions:
 
 
 #: Number options whose own check (:meth:`PredictOptions.check_values`) names their range and meaning.
-_CHECKED_WITH_THEIR_RANGE = frozenset({"tile", "min_unit_area_px", "nodata_max", "max_range_m"})
+_CHECKED_WITH_THEIR_RANGE = frozenset(
+    {"tile", "min_unit_area_px", "nodata_max", "max_range_m", "rank_timeout_s"}
+)
 
 
 #: Number options where ``inf`` means "no limit" (none of them is written to the settings record).
