@@ -230,6 +230,36 @@ def test_a_spawned_run_whose_rank_failed_ends_with_that_rank_s_error(monkeypatch
     assert raised.value is full
 
 
+def test_a_spawned_run_whose_rank_was_killed_ends_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``predict.py devices=2`` whose rank 1 was killed (SIGKILL, the out-of-memory killer): torch's spawn
+    stops the other ranks and raises ``ProcessExitedException``, which ended the run in a traceback
+    (``process 1 terminated with signal SIGKILL``) that said neither that the finished outputs are kept nor
+    that the same command goes on. It is now one line naming the rank and the way on (status 2)."""
+    from types import SimpleNamespace
+
+    import lightning.fabric
+    import torch.multiprocessing
+
+    from marsunits.errors import MarsUnitsError
+    from marsunits.inference import distributed
+
+    def launch(self, function, *args):  # type: ignore[no-untyped-def]
+        raise torch.multiprocessing.ProcessExitedException(
+            "process 1 terminated with signal SIGKILL", 1, 4242, -signal.SIGKILL, "SIGKILL"
+        )
+
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
+    monkeypatch.delenv("NODE_RANK", raising=False)
+    with pytest.raises(MarsUnitsError) as raised:
+        distributed.launch(SimpleNamespace(device="cpu", devices=2, num_nodes=1))  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("rank 1 of the run (process 4242) was killed by SIGKILL"), message
+    assert "out-of-memory killer" in message and "run the same command again" in message, message
+
+
 def test_a_long_temporary_name_is_cut_between_characters(tmp_path: Path) -> None:
     """The destination's name is cut to fit 255 bytes at a character boundary: a cut inside a two-byte
     character left a name that is not UTF-8, which filesystems that require UTF-8 names refuse."""

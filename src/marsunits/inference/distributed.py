@@ -161,11 +161,34 @@ def launch(opts: PredictOptions) -> RunResult:
     except (KeyboardInterrupt, TerminatedError) as stop:
         stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt))
         raise
+    except torch.multiprocessing.ProcessExitedException as exc:
+        raise _spawned_rank_gone(exc, opts.devices) from exc
     if isinstance(result, SpawnedRunStopped):  # the reports are written: the run ends as the rank's stop
         raise TerminatedError if result.sigterm else KeyboardInterrupt
     if isinstance(result, SpawnedRunFailed):  # likewise, as the failing rank's error
         raise result.error
     return result
+
+
+def _spawned_rank_gone(exc: torch.multiprocessing.ProcessExitedException, devices: int) -> Exception:
+    """The one-line error of ``predict.py devices=N`` whose spawned rank ended without a word (SIGKILL, the
+    out-of-memory killer, a crash in native code): torch's spawn stopped the other ranks (SIGTERM, then
+    SIGKILL after 30 s) and raised ``ProcessExitedException``, a traceback ending in ``process 1
+    terminated with signal SIGKILL`` that said neither that the finished outputs are kept nor what to do."""
+    from marsunits.inference.sharded_run import RankFailedError
+
+    rank = int(os.environ.get("NODE_RANK", "0") or 0) * devices + exc.error_index
+    if exc.signal_name:
+        how = f"was killed by {exc.signal_name}"
+        if exc.signal_name == "SIGKILL":
+            how += " (the out-of-memory killer, or kill -9)"
+    else:
+        how = f"ended with exit status {exc.exit_code}"
+    return RankFailedError(
+        f"rank {rank} of the run (process {exc.error_pid}) {how} without a word, and the other ranks were "
+        "stopped. The outputs of the images finished are kept: run the same command again, which skips them "
+        "and writes the reports"
+    )
 
 
 @dataclass  # not frozen: Lightning's apply_to_collection, which hands rank 0's result back, refuses one
