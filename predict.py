@@ -21,7 +21,12 @@ from marsunits.cli_overrides import (
     quoted_path_overrides,
     warn_sweeps_taken_as_one_value,
 )
-from marsunits.errors import quiet_interrupt_at_start, readable_log_handlers, report_user_errors
+from marsunits.errors import (
+    quiet_interrupt_at_start,
+    readable_log_handlers,
+    recorded_for_torchrun,
+    report_user_errors,
+)
 
 
 @hydra.main(config_path="configs", config_name="predict", version_base="1.3")
@@ -29,7 +34,8 @@ def main(cfg: DictConfig) -> None:
     readable_log_handlers()  # caf\xe9.png in predict.log and on the console, whatever hydra/job_logging is
     from marsunits.inference import run  # torch: seconds of start-up, inside the stop guard
 
-    sys.exit(report_user_errors(lambda: run(cfg), prog="predict.py"))
+    # Under torchrun, each rank's own error also goes to its agent's error file (the run's summary).
+    sys.exit(report_user_errors(recorded_for_torchrun(lambda: run(cfg)), prog="predict.py"))
 
 
 if __name__ == "__main__":

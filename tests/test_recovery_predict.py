@@ -260,6 +260,26 @@ def test_a_spawned_run_whose_rank_was_killed_ends_with_one_line_naming_it(
     assert "out-of-memory killer" in message and "run the same command again" in message, message
 
 
+def test_under_torchrun_a_rank_s_error_reaches_its_agent_s_error_file(tmp_path: Path, ckpt: Path) -> None:
+    """torchrun's summary of a failed run showed ``error_file: <N/A>`` for each rank (no ``@record`` on the
+    entry point): the rank's own error, even a user's one-line error, was only in its output. Each
+    ``predict.py`` under torchrun (``TORCHELASTIC_ERROR_FILE`` set by its agent) now writes it there, and
+    still ends with the one line and status 2."""
+    import json
+
+    inp, out = tmp_path / "empty", tmp_path / "out"  # found empty once the run starts, after Hydra
+    inp.mkdir()
+    error_file = tmp_path / "error.json"
+    env = {**_env(), "TORCHELASTIC_ERROR_FILE": str(error_file)}
+    done = subprocess.run(
+        _command(ckpt, inp, out, tmp_path / "hydra"), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "predict.py: error: " in done.stderr, done.stderr
+    recorded = json.loads(error_file.read_text())["message"]["message"]
+    assert recorded.startswith("DataError: no images matching") and str(inp) in recorded, recorded
+
+
 def test_a_long_temporary_name_is_cut_between_characters(tmp_path: Path) -> None:
     """The destination's name is cut to fit 255 bytes at a character boundary: a cut inside a two-byte
     character left a name that is not UTF-8, which filesystems that require UTF-8 names refuse."""

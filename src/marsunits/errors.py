@@ -240,6 +240,19 @@ def stop_said(stop: BaseException) -> tuple[str, int]:
     return "interrupted (Ctrl-C)", 130
 
 
+def recorded_for_torchrun(fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn``, which under ``torchrun`` (its agent sets ``TORCHELASTIC_ERROR_FILE`` for each worker) writes
+    the error that ends it to that file first (torch's ``elastic.multiprocessing.errors.record``): torchrun's
+    summary of a failed run then shows each failing rank's own error, a user's error too (which
+    :func:`report_user_errors` turns into one line afterwards), where it said ``error_file: <N/A>`` and
+    pointed to the docs. Elsewhere ``fn`` itself, with nothing imported (torch takes seconds)."""
+    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return fn
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(fn)  # type: ignore[return-value]  # None only for a SystemExit(0), which ends anyway
+
+
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
