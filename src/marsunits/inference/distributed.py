@@ -426,10 +426,11 @@ class _RankWatch:
 
         try:
             self._store.set(f"arrived/{self._rank}", "1")
+            everyone = [f"arrived/{r}" for r in range(self._world_size)]
             while True:
-                arrived = {r for r in range(self._world_size) if self._store.check([f"arrived/{r}"])}
-                if len(arrived) == self._world_size:
+                if self._store.check(everyone):  # one round trip while all are there (many ranks wait)
                     return
+                arrived = {r for r in range(self._world_size) if self._store.check([everyone[r]])}
                 if self.gone(arrived) is not None and self.found is not None:
                     gone, how = self.found
                     raise RankFailedError(
@@ -439,7 +440,7 @@ class _RankWatch:
                         "outputs of the images finished are kept: run the same command again, which skips "
                         "them and writes the reports"
                     )
-                time.sleep(0.2)
+                time.sleep(0.5)
         except dist.DistError as exc:  # the store's connection: its process (rank 0's) is gone
             raise RankFailedError(
                 "rank 0 of the run ended without a word while this rank waited for it: its own error, or it "
