@@ -53,7 +53,11 @@ def _usable_cpus() -> int:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (the suite's default, pyproject.toml): one worker per usable CPU, at most
     :data:`MAX_WORKERS`. pytest-xdist's own count is the physical cores when psutil is installed, which is
-    one on a 2-vCPU machine whose two CPUs are one core's hyper-threads."""
+    one on a 2-vCPU machine whose two CPUs are one core's hyper-threads. pytest-xdist's own setting,
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (a number), is kept as its hook keeps it: this one runs in its place."""
+    asked = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if asked.isdigit():
+        return int(asked)
     return max(1, min(_usable_cpus(), MAX_WORKERS))
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import conftest
 
 HERE = Path(__file__).resolve().parent
@@ -79,3 +81,13 @@ def test_a_latin1_name_in_output_or_a_warning_does_not_stop_the_workers(tmp_path
 def test_auto_starts_one_worker_per_usable_cpu_up_to_the_cap() -> None:
     workers = conftest.pytest_xdist_auto_num_workers(None)  # type: ignore[arg-type]
     assert workers == max(1, min(len(os.sched_getaffinity(0)), conftest.MAX_WORKERS))
+
+
+def test_auto_keeps_pytest_xdist_s_own_setting_of_the_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PYTEST_XDIST_AUTO_NUM_WORKERS`` is pytest-xdist's documented setting of what ``-n auto`` starts (a CI
+    job or a shell that wants fewer workers, one for a machine that is busy): the project's count replaced
+    xdist's own hook, which reads it, so it was ignored and one worker per CPU started all the same."""
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "1")
+    assert conftest.pytest_xdist_auto_num_workers(None) == 1  # type: ignore[arg-type]
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "12")  # asked for: more than the cap, as xdist gives
+    assert conftest.pytest_xdist_auto_num_workers(None) == 12  # type: ignore[arg-type]
