@@ -736,6 +736,25 @@ def test_a_deletion_of_an_option_the_config_lacks_is_one_line_naming_the_one_mea
     assert unknown_option(["~trainer.max_epochs"], CONFIG_DIR, "train") is None
 
 
+@pytest.mark.parametrize(
+    ("args", "key", "trial"),
+    [
+        (["~model.warmup_steps"], "model.warmup_steps", ""),
+        (["-m", "model=unet_lite0,tiny", "~model.encoder_weights"], "model.encoder_weights", "model=tiny"),
+    ],
+)
+def test_a_deletion_of_an_option_whose_value_is_null_is_not_told_to_delete_itself(
+    args: list[str], key: str, trial: str
+) -> None:
+    """Hydra refuses to delete a key whose value is null as one that "does not exist"; the refusal said "the
+    config has no model.warmup_steps to delete; did you mean ~model.warmup_steps?", the very override given,
+    a fix that changes nothing. It says the key is null there, and what works instead."""
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and "\n" not in message, message
+    assert f"did you mean ~{key}?" not in message and f"has no {key}" not in message, message
+    assert f"{key} is null" in message and trial in message, message
+
+
 def test_a_new_option_added_twice_is_not_said_to_be_in_the_config() -> None:
     """``+trainer.max_steps=5 +trainer.max_steps=6`` (a key the config lacks, added twice): the second finds
     the first's, and the refusal said the config already lists it, giving ``trainer.max_steps=5``, which

@@ -428,13 +428,21 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
     parent, _, leaf = key.rpartition(".")
     node = cfg if not parent or cfg is None else OmegaConf.select(cfg, parent, default=None)
+    where = _in_trial(trial, trials[0])
+    null = cfg is not None and isinstance(node, DictConfig) and leaf in node
+    if null and cfg is not None and OmegaConf.select(cfg, key, default=0) is None:
+        # Hydra deletes only a key with a value: a null one "does not exist" to it. "Did you mean" named the
+        # very override given, a fix that changed nothing.
+        return (
+            f"{arg!r}: {key} is null in the config{where}, and Hydra deletes only an option with a value; "
+            f"leave the deletion out (the run is given null), or set it, {key}=<value>"
+        )
     guess = (
         _closest(leaf, [str(k) for k in node if not str(k).startswith("_")])
         if isinstance(node, DictConfig)
         else None
     )
     hint = f"; did you mean ~{parent + '.' if parent else ''}{guess}?" if guess else ""
-    where = _in_trial(trial, trials[0])
     listed = f"every option: python {config_name}.py --cfg job"
     return f"{arg!r}: the config has no {key} to delete{where}{hint} ({listed})"
 
