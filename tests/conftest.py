@@ -50,6 +50,7 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without xdist (-p no:xdist) pytest refused it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (the suite's default, pyproject.toml): one worker per usable CPU, at most
     :data:`MAX_WORKERS`. pytest-xdist's own count is the physical cores when psutil is installed, which is

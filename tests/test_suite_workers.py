@@ -91,3 +91,23 @@ def test_auto_keeps_pytest_xdist_s_own_setting_of_the_worker_count(monkeypatch: 
     assert conftest.pytest_xdist_auto_num_workers(None) == 1  # type: ignore[arg-type]
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "12")  # asked for: more than the cap, as xdist gives
     assert conftest.pytest_xdist_auto_num_workers(None) == 12  # type: ignore[arg-type]
+
+
+def test_the_conftest_loads_without_pytest_xdist(tmp_path: Path) -> None:
+    """Without pytest-xdist (``-p no:xdist``, or a virtual environment made before it joined the dev
+    dependencies, with ``-o addopts=`` for its ``-n``) pytest refused the project's conftest: its
+    ``pytest_xdist_auto_num_workers`` is xdist's hook, unknown to pytest alone, and every test was lost to
+    an INTERNALERROR ("unknown hook"). The hook is optional: the tests run in one process."""
+    (tmp_path / "conftest.py").write_text(
+        (HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n", encoding="utf-8")
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
+        + ["--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_one.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
