@@ -889,6 +889,17 @@ def test_an_option_that_a_later_choice_of_a_swept_group_lacks_is_one_line_naming
             assert _compose_error(CONFIG_DIR, "train", trial)[0] == "", trial
 
 
+def test_an_option_that_only_a_later_choice_of_a_swept_group_has_is_given_with_two_pluses() -> None:
+    """``-m data=synthetic,marsscapes data.root=X``: the first trial (synthetic) lacks the key, marsscapes has
+    it. The refusal said to add it with one plus, ``+data.root=X``, which the next command then refused at the
+    trials of data=marsscapes (a plus on a key the config has); two pluses add it or set it in every trial."""
+    args = ["-m", "data=synthetic,marsscapes", "data.root=/data/marsscapes"]
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and "\n" not in message, message
+    assert "add it with two pluses (adds or sets), ++data.root=/data/marsscapes" in message, message
+    assert unknown_option([*args[:2], "++data.root=/data/marsscapes"], CONFIG_DIR, "train") is None
+
+
 def test_valid_sweeps_pass_the_checks_of_their_trials() -> None:
     """A sweep of keys the config has, or of config groups whose every option takes the other overrides, is
     Hydra's to run."""

@@ -259,8 +259,9 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                 if taken is not None and part in taken:
                     # A keyword of the class the node builds that the config leaves to its default
                     # (trainer.max_steps): Hydra adds it with a plus; a similar name is another option.
-                    # In a later option of a swept group only: the first has it, where a plus is refused.
-                    plus = f"two pluses (adds or sets), ++{arg}" if where else f"a plus, +{arg}"
+                    # Where a swept group's options are composed in turn, one may have it (the first, or a
+                    # later one: -m data=synthetic,marsscapes data.root=...), where a plus is refused.
+                    plus = f"two pluses (adds or sets), ++{arg}" if len(trials) > 1 else f"a plus, +{arg}"
                     return (
                         f"unknown option {key!r} in {arg!r}{where}: the config does not list it, but "
                         f"{'.'.join(parts[:depth])} builds {str(target).rsplit('.', 1)[-1]}, which takes "
