@@ -900,6 +900,17 @@ def test_an_option_that_only_a_later_choice_of_a_swept_group_has_is_given_with_t
     assert unknown_option([*args[:2], "++data.root=/data/marsscapes"], CONFIG_DIR, "train") is None
 
 
+def test_a_plus_on_a_key_the_first_choice_of_a_swept_group_has_is_given_with_two_pluses() -> None:
+    """``-m data=marsscapes,synthetic +data.root=X``: the first trial (marsscapes) has the key, synthetic
+    lacks it. The refusal gave ``data.root=X`` first, which the next command then refused at the trials of
+    data=synthetic (a key the config lacks); two pluses add it or set it in every trial."""
+    args = ["-m", "data=marsscapes,synthetic", "+data.root=/data/marsscapes"]
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and "\n" not in message, message
+    assert "give ++data.root=/data/marsscapes" in message and "give data.root" not in message, message
+    assert unknown_option([*args[:2], "++data.root=/data/marsscapes"], CONFIG_DIR, "train") is None
+
+
 def test_valid_sweeps_pass_the_checks_of_their_trials() -> None:
     """A sweep of keys the config has, or of config groups whose every option takes the other overrides, is
     Hydra's to run."""

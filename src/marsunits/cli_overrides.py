@@ -386,10 +386,12 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
             # A key the config lacks, added twice: the second finds the first's (it was said to be the
             # config's own, and the fix given, key=value, is refused as a key the config does not have).
             return f"{arg!r}: {key} is added more than once, and the next finds the first's; give it once"
-    where = _in_trial(trial, trials[0])  # the first option of the group lacks it: only ++ takes both
+    # Where a swept group's options are composed in turn, one may lack it (the first, or a later one: -m
+    # data=marsscapes,synthetic +data.root=...): only ++ takes both.
+    where = _in_trial(trial, trials[0])
     fix = (
         f"++{key}={value}, which adds or sets"
-        if where
+        if len(trials) > 1
         else f"{key}={value} (or ++{key}={value}, which adds or sets)"
     )
     said = f"{key} is already an option of the config, and a plus only adds one it lacks"
