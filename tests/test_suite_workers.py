@@ -78,7 +78,8 @@ def test_a_latin1_name_in_output_or_a_warning_does_not_stop_the_workers(tmp_path
     assert threads.read_text() == str(max(1, conftest._usable_cpus() // 2))
 
 
-def test_auto_starts_one_worker_per_usable_cpu_up_to_the_cap() -> None:
+def test_auto_starts_one_worker_per_usable_cpu_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)  # a shell's own count: the next test
     workers = conftest.pytest_xdist_auto_num_workers(None)  # type: ignore[arg-type]
     assert workers == max(1, min(len(os.sched_getaffinity(0)), conftest.MAX_WORKERS))
 
