@@ -101,15 +101,19 @@ def _utf8_safe(text: str) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Reports stay UTF-8: tests of Latin-1 file names capture output holding surrogates, and pytest-xdist
     sends each report from its worker as UTF-8, so such a report stopped the whole run with an
-    INTERNALERROR (``strings must be utf-8 encodable``). Only the captured sections and a failure's text
-    are touched, and only where they hold a surrogate."""
+    INTERNALERROR (``strings must be utf-8 encodable``). Only the captured sections, a failure's text and
+    a skip's or an expected failure's reason are touched, and only where they hold a surrogate."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
-    if report.longrepr is not None:
+    if isinstance(report.longrepr, tuple):  # a skip's (file, line, reason): its text form escapes them
+        report.longrepr = tuple(_utf8_safe(p) if isinstance(p, str) else p for p in report.longrepr)
+    elif report.longrepr is not None:
         text = str(report.longrepr)
         if _utf8_safe(text) != text:
             report.longrepr = _utf8_safe(text)
+    if isinstance(getattr(report, "wasxfail", None), str):  # an expected failure's reason
+        report.wasxfail = _utf8_safe(report.wasxfail)
 
 
 @pytest.hookimpl(tryfirst=True)

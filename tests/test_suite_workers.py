@@ -112,3 +112,48 @@ def test_the_conftest_loads_without_pytest_xdist(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
+
+
+#: A test module whose skip and expected failure give a reason naming a Latin-1 file name.
+SURROGATE_REASONS = """
+import os
+
+import pytest
+
+
+def test_skipped():
+    pytest.skip("no camera file for " + os.fsdecode(b"caf\\xe9.png"))
+
+
+def test_expected_to_fail():
+    pytest.xfail("no camera file for " + os.fsdecode(b"caf\\xe9.png"))
+
+
+def test_passes():
+    pass
+"""
+
+
+def test_a_latin1_name_in_a_skip_or_xfail_reason_does_not_stop_the_workers(tmp_path: Path) -> None:
+    """A skip's or an expected failure's reason is sent apart from the captured output and the failure's
+    text (the skip's as a (file, line, reason) tuple, whose text form escapes the surrogate, so the check
+    of the text passed it by): a Latin-1 file name in it crashed the worker ("no tests ran", an
+    INTERNALERROR). Both reasons are escaped as the output is."""
+    (tmp_path / "conftest.py").write_text(
+        (HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (tmp_path / "test_reasons.py").write_text(SURROGATE_REASONS, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
+    env["PYTHONIOENCODING"] = "utf-8"
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q", "-rsx"]
+        + ["--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_reasons.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0 and "INTERNALERROR" not in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert "1 passed, 1 skipped, 1 xfailed" in ran.stdout, ran.stdout[-3000:]
+    assert ran.stdout.count(r"no camera file for caf\xe9.png") == 2, ran.stdout[-3000:]  # the short summary
