@@ -940,6 +940,12 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "'ai4mars', 'folder'].",
         ),
         (
+            # One name, its brackets forgotten: read letter by letter ("unknown sources ['m', 'a', ...").
+            ["data=marsscapes", "data.sources=marsscapes"],
+            "configs/data/marsscapes.yaml: sources must be a list of source names, got 'marsscapes'; e.g. "
+            "data.sources=[marsscapes]",
+        ),
+        (
             ["data=marsscapes", "data.sources=[marsscapes,synthetic]"],
             "configs/data/marsscapes.yaml: 'synthetic' cannot be combined with other sources",
         ),

@@ -335,6 +335,8 @@ class MarsDataModule(L.LightningDataModule):
         subclasses: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(sources, str):  # one name without brackets: not read letter by letter
+            raise ValueError(sources_refusal(name, sources))
         sources = list(_plain(sources))
         class_map = _plain(class_map)
         subclass_map = _plain(subclass_map)

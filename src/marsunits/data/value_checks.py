@@ -33,9 +33,14 @@ SOURCES: tuple[str, ...] = ("synthetic", "marsscapes", "ai4mars", "folder")
 
 
 def sources_refusal(name: str, sources: Sequence[str]) -> str | None:
-    """The refusal of the data config ``configs/data/<name>.yaml``'s ``sources``, or None: known names
-    (:data:`SOURCES`), at least one, ``synthetic`` alone, none twice."""
+    """The refusal of the data config ``configs/data/<name>.yaml``'s ``sources``, or None: a list, not one
+    name (``data.sources=marsscapes`` was read letter by letter, "unknown sources ['m', 'a', ...]"), of
+    known names (:data:`SOURCES`), at least one, ``synthetic`` alone, none twice."""
     where = f"configs/data/{name}.yaml"
+    if isinstance(sources, str):
+        return (
+            f"{where}: sources must be a list of source names, got {sources!r}; e.g. data.sources=[{sources}]"
+        )
     sources = list(sources)
     unknown = [s for s in sources if s not in SOURCES]
     if not sources or unknown:
@@ -151,7 +156,7 @@ _DEFAULTS: dict[str, Any] = {
 def data_value_refusal(data: Mapping[str, Any]) -> str | None:
     """The first refusal of a data config's values (plain values, as the data module is given them; a key
     left out is the data module's default) by the rules above, in the data module's order, or None:
-    ``sources`` (as the data module reads it, ``list(sources)``; not a list of text: left to the data
+    ``sources`` (a list, or one name given without brackets; not a list of text: left to the data
     module), ``exclude_sols``, ``sol_margin``, ``render_processes``, ``class_mix_prob`` and, where the run
     splits real data into one held-out split (``n_folds`` null), ``val_fraction``.
     """
@@ -159,9 +164,9 @@ def data_value_refusal(data: Mapping[str, Any]) -> str | None:
     where = f"configs/data/{name}.yaml"
     values = {**_DEFAULTS, **{key: data[key] for key in _DEFAULTS if key in data}}
     raw = data.get("sources")
-    sources = list(raw) if isinstance(raw, str | list | tuple) else None
+    sources = list(raw) if isinstance(raw, list | tuple) else [raw] if isinstance(raw, str) else None
     if sources is not None and all(isinstance(s, str) for s in sources):
-        refused = sources_refusal(name, sources)
+        refused = sources_refusal(name, raw if isinstance(raw, str) else sources)
         if refused is not None:
             return refused
     try:
