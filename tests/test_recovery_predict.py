@@ -1009,3 +1009,54 @@ def test_a_loader_worker_ends_at_once_on_sigterm_instead_of_raising_the_runs_sto
         (default,) = list(make_loader(_SigtermAction(), 1))  # type: ignore[arg-type]
         assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL  # the main process keeps its handler
     assert default is True
+
+
+def _rank_1_silent_for_a_while(rank: int, store: str, opts: object, address: str, conn: object) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (``rank_timeout_s`` 3 s, collectives'
+    timeout 20 s; each takes the other for a process of another machine) whose rank 1 stays alive but shows
+    no sign of life for 4.5 s from its first image (its counting thread held up: its process stopped and
+    continued, a store that did not answer), then counts again and predicts its shard to the end (1.5 s an
+    image; rank 0's take 0.5 s)."""
+    import dataclasses
+
+    from marsunits.inference import distributed, runner
+
+    real_process = runner._Session.process
+    real_beat = distributed._RankWatch._beat
+    silent_from: list[float] = []
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        silent_from[:] = silent_from or [time.monotonic()]
+        time.sleep(1.5 if rank == 1 else 0.5)
+        return real_process(self, f, item)
+
+    def beat(self):  # type: ignore[no-untyped-def]
+        return True if silent_from and time.monotonic() - silent_from[0] < 4.5 else real_beat(self)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    if rank == 1:
+        distributed._RankWatch._beat = beat  # type: ignore[method-assign]
+    distributed._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
+    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+
+
+def test_a_rank_taken_for_gone_that_comes_back_ends_with_the_others(tmp_path: Path, ckpt: Path) -> None:
+    """Rank 1 silent for longer than ``rank_timeout_s`` but alive: rank 0 took it for gone and left the
+    meeting before the gather with ``RankFailedError``, while rank 1, still predicting, reached the meeting
+    later, found rank 0 there and waited for it in the gather (gloo: its traceback; NCCL: the collectives'
+    timeout, 30 minutes). The ranks now agree, through the store, on whether the gather takes place or which
+    rank is gone: every rank ends with the same one line naming rank 1, and the same command resumes."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_1_silent_for_a_while, f"tcp://127.0.0.1:{port}")
+    assert time.monotonic() - started < 60, said
+    for rank in (0, 1):
+        name, message = said[rank]  # type: ignore[misc]
+        assert name == "RankFailedError", said
+        assert "rank 1 of the run's 2 ranks" in message, said
+        assert "no sign of life from it for 3 s" in message and "run the same command again" in message, said

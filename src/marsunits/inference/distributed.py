@@ -333,10 +333,12 @@ class _RankWatch:
     image takes, and says its process id (``pid/<rank>``). A rank is gone (:meth:`gone`) when its process
     has ended, seen from a rank of the same machine and process-id namespace (within a second), or when its
     count has not moved for ``timeout_s`` by this rank's clock (another machine, or a process that is alive
-    but silent). The others then stop at their next image, and :meth:`meet`, where every rank says it
-    reached the gather, raises :class:`~marsunits.inference.sharded_run.RankFailedError` naming it instead
-    of waiting. A store that cannot be reached (the process holding it is gone: rank 0 of spawned ranks and
-    of srun's) ends the meeting with that error too, naming rank 0.
+    but silent). The first rank to find one gone decides it for the run (:meth:`_decide`, one key of the
+    store), the others then stop at their next image, and :meth:`meet`, where every rank says it reached
+    the gather, raises :class:`~marsunits.inference.sharded_run.RankFailedError` naming it on every rank
+    instead of waiting, the rank named too if it was alive after all. A store that cannot be reached (the
+    process holding it is gone: rank 0 of spawned ranks and of srun's) ends the meeting with that error
+    too, naming rank 0.
     """
 
     def __init__(self, store: Any, rank: int, world_size: int, timeout_s: float) -> None:
@@ -388,33 +390,92 @@ class _RankWatch:
             self._pids[other] = int(pid) if space == self._space else None
         return self._pids.get(other)
 
+    def _decide(self, verdict: str) -> bool:
+        """Put ``verdict`` to the run's one decision, key ``verdict``, which the first rank to put one makes
+        for every rank: ``met`` (every rank reached the gather, which takes place) or ``<rank>|<how>`` (that
+        rank is gone). True when the decision is ``met``; otherwise :attr:`found` is the rank it names.
+
+        Each rank judging alone, a rank taken for gone but alive (silent for ``timeout_s``: its process
+        stopped and continued, its counting thread held up) was waited for by some ranks and not by others:
+        the rank that gave up left the meeting, and the one taken for gone, reaching the meeting later, found
+        it there and waited for it in the gather (gloo: its traceback; NCCL: the collectives' timeout)."""
+        decided = self._store.compare_set("verdict", "", verdict).decode()
+        if decided == "met":
+            return True
+        gone, _, how = decided.partition("|")
+        self.found = (int(gone), how)
+        return False
+
     def gone(self, arrived: Collection[int] = ()) -> int | None:
-        """The first rank, not in ``arrived``, that is gone (see the class); None while every rank lives.
-        Read from the store at most every second."""
+        """The rank the run has decided is gone (:meth:`_decide`: a rank, not in ``arrived``, found gone here,
+        see the class, or one that another rank found first); None while every rank lives. Read from the
+        store at most every second."""
         now = time.monotonic()
         if self.found is not None or now - self._checked < 1.0:
             return None if self.found is None else self.found[0]
         self._checked = now
-        for other, (count, since) in self._seen.items():
-            if other in arrived:
-                continue
-            try:
+        try:
+            if self._store.check(["verdict"]):  # another rank decided
+                self._decide("")
+                return None if self.found is None else self.found[0]
+            for other, (count, since) in self._seen.items():
+                if other in arrived:
+                    continue
                 pid = self._pid(other)
                 current = self._store.get(f"alive/{other}") if self._store.check([f"alive/{other}"]) else None
-            except RuntimeError:
-                return None  # the store is gone: the meeting says so
-            if pid is not None and _process_ended(pid):
-                self.found = (other, f"its process ({pid}) ended")
-            elif current != count:
-                self._seen[other] = (current, now)
-            elif now - since > self.timeout_s:
-                self.found = (other, f"no sign of life from it for {self.timeout_s:g} s (rank_timeout_s)")
-            if self.found is not None:
-                return other
+                how = None
+                if pid is not None and _process_ended(pid):
+                    how = f"its process ({pid}) ended"
+                elif current != count:
+                    self._seen[other] = (current, now)
+                elif now - since > self.timeout_s:
+                    how = f"no sign of life from it for {self.timeout_s:g} s (rank_timeout_s)"
+                if how is not None:
+                    self._decide(f"{other}|{how}")
+                    return None if self.found is None else self.found[0]
+        except RuntimeError:
+            return None  # the store is gone: the meeting says so
         return None
 
+    def _found_said(self) -> str:
+        """The one line of :meth:`meet` naming the rank the run decided is gone (:attr:`found`)."""
+        assert self.found is not None  # noqa: S101 - said only once decided
+        gone, how = self.found
+        if gone == self._rank:  # alive after all: the others took it for gone
+            said = (
+                f"rank {gone} of the run's {self._world_size} ranks (this one) was taken for gone by "
+                f"another: {how}; its process was stopped a while (SIGSTOP, a suspended job) or could not "
+                "reach the store, and every rank stopped"
+            )
+        else:
+            said = (
+                f"rank {gone} of the run's {self._world_size} ranks went away without a word: {how}; it was "
+                "killed (SIGKILL, the out-of-memory killer) or its machine lost, its output or log may say "
+                f"which, and rank {self._rank} stopped instead of waiting for it"
+            )
+        return (
+            f"{said}. The outputs of the images finished are kept: run the same command again, which skips "
+            "them and writes the reports"
+        )
+
+    def _wait_for_readers(self) -> None:
+        """On rank 0, before it ends with the run's decision that a rank is gone: wait, at most ``timeout_s``,
+        until every other rank has read it (``verdict/read/<rank>``), the rank named too unless its process
+        is seen ended. Rank 0's process holds the store of spawned ranks and of srun's: ending at once, it
+        took the decision with it, and a rank still predicting was told that rank 0 ended without a word."""
+        assert self.found is not None  # noqa: S101 - waited for only once decided
+        gone = self.found[0]
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            missing = [r for r in range(1, self._world_size) if not self._store.check([f"verdict/read/{r}"])]
+            pid = self._pids.get(gone)
+            if not missing or (missing == [gone] and pid is not None and _process_ended(pid)):
+                return
+            time.sleep(0.2)
+
     def meet(self) -> None:
-        """Say that this rank reached the gather, and wait until every rank has.
+        """Say that this rank reached the gather, and wait until every rank has, or the run has decided that
+        a rank is gone (:meth:`_decide`: every rank then ends here, the one named too if it is alive).
 
         Raises:
             RankFailedError: A rank not there is gone (:meth:`gone`), or the store is gone (rank 0's process
@@ -428,18 +489,16 @@ class _RankWatch:
             self._store.set(f"arrived/{self._rank}", "1")
             everyone = [f"arrived/{r}" for r in range(self._world_size)]
             while True:
-                if self._store.check(everyone):  # one round trip while all are there (many ranks wait)
+                # One round trip while all are there (many ranks wait).
+                if self.found is None and self._store.check(everyone) and self._decide("met"):
                     return
-                arrived = {r for r in range(self._world_size) if self._store.check([everyone[r]])}
-                if self.gone(arrived) is not None and self.found is not None:
-                    gone, how = self.found
-                    raise RankFailedError(
-                        f"rank {gone} of the run's {self._world_size} ranks went away without a word: {how}; "
-                        "it was killed (SIGKILL, the out-of-memory killer) or its machine lost, its output "
-                        f"or log may say which, and rank {self._rank} stopped instead of waiting for it. The "
-                        "outputs of the images finished are kept: run the same command again, which skips "
-                        "them and writes the reports"
-                    )
+                if self.found is None:
+                    self.gone({r for r in range(self._world_size) if self._store.check([everyone[r]])})
+                if self.found is not None:
+                    self._store.set(f"verdict/read/{self._rank}", "1")
+                    if self._rank == 0:
+                        self._wait_for_readers()
+                    raise RankFailedError(self._found_said())
                 time.sleep(0.5)
         except dist.DistError as exc:  # the store's connection: its process (rank 0's) is gone
             raise RankFailedError(
