@@ -1104,3 +1104,32 @@ def test_a_rank_s_look_at_the_others_signs_of_life_takes_as_many_store_round_tri
 
     assert round_trips(256) == round_trips(2), (round_trips(256), round_trips(2))
     assert max(round_trips(2)) <= 5
+
+
+def test_a_rank_s_signs_of_life_go_on_after_the_store_failed_to_take_one() -> None:
+    """A rank's counting thread ended at the first error of the store (one that did not answer in time, a
+    file store on a network file system): the rank, alive and predicting, then said nothing more, and the
+    others took it for gone ``rank_timeout_s`` later and stopped the run. It now counts on."""
+    import torch.distributed as dist
+
+    from marsunits.inference import distributed
+
+    store = dist.HashStore()
+    calls = [0]
+
+    class Failing:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def add(self, key: str, value: int) -> int:
+            calls[0] += 1
+            if calls[0] == 2:  # the thread's first
+                raise dist.DistStoreError("timed out")
+            return store.add(key, value)
+
+    watch = distributed._RankWatch(Failing(), 1, 2, 1.0)  # noqa: SLF001 - counts every 1/6 s
+    try:
+        time.sleep(1.5)
+        assert int(store.get("alive/1")) >= 3
+    finally:
+        watch.close()

@@ -371,13 +371,24 @@ class _RankWatch:
     def _beat(self) -> bool:
         try:
             self._store.add(f"alive/{self._rank}", 1)
-        except RuntimeError:  # the store is gone (its process ended): nobody to tell
+        except RuntimeError:  # the store is gone (its process ended), or did not answer in time
+            log.debug("could not count up this rank's sign of life", exc_info=True)
             return False
         return True
 
     def _beating(self) -> None:
-        while not self._ended.wait(self._interval_s) and self._beat():
-            pass
+        """Count up every ``_interval_s`` until :meth:`close`, or until the store has failed for longer than
+        ``timeout_s`` (it is gone: its process ended; each try would print torch's warning). Ended at the
+        first error of the store (one that did not answer in time), a rank alive and predicting said nothing
+        more, and the others took it for gone ``timeout_s`` later."""
+        failing_since: float | None = None
+        while not self._ended.wait(self._interval_s):
+            if self._beat():
+                failing_since = None
+            elif failing_since is None:
+                failing_since = time.monotonic()
+            elif time.monotonic() - failing_since > self.timeout_s:
+                return
 
     def close(self) -> None:
         """Stop counting (the run of this rank is over)."""
