@@ -1133,3 +1133,30 @@ def test_a_rank_s_signs_of_life_go_on_after_the_store_failed_to_take_one() -> No
         assert int(store.get("alive/1")) >= 3
     finally:
         watch.close()
+
+
+def test_a_spawned_rank_killed_on_the_second_machine_is_named_by_its_rank_in_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``predict.py devices=2 num_nodes=2`` launched by hand with ``GROUP_RANK=1`` (Lightning takes the
+    machine's number from ``NODE_RANK``, else ``GROUP_RANK``): its process 1, killed, is rank 3 of the run,
+    which its other ranks' lines and logs name; it was called rank 1, a rank of the first machine."""
+    from types import SimpleNamespace
+
+    import lightning.fabric
+    import torch.multiprocessing
+
+    from marsunits.errors import MarsUnitsError
+    from marsunits.inference import distributed
+
+    def launch(self, function, *args):  # type: ignore[no-untyped-def]
+        raise torch.multiprocessing.ProcessExitedException(
+            "process 1 terminated with signal SIGKILL", 1, 4242, -signal.SIGKILL, "SIGKILL"
+        )
+
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
+    monkeypatch.delenv("NODE_RANK", raising=False)
+    monkeypatch.setenv("GROUP_RANK", "1")
+    with pytest.raises(MarsUnitsError) as raised:
+        distributed.launch(SimpleNamespace(device="cpu", devices=2, num_nodes=1))  # type: ignore[arg-type]
+    assert str(raised.value).startswith("rank 3 of the run (process 4242)"), raised.value

@@ -162,7 +162,7 @@ def launch(opts: PredictOptions) -> RunResult:
         stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt))
         raise
     except torch.multiprocessing.ProcessExitedException as exc:
-        raise _spawned_rank_gone(exc, opts.devices) from exc
+        raise _spawned_rank_gone(exc, fabric.node_rank * opts.devices) from exc
     if isinstance(result, SpawnedRunStopped):  # the reports are written: the run ends as the rank's stop
         raise TerminatedError if result.sigterm else KeyboardInterrupt
     if isinstance(result, SpawnedRunFailed):  # likewise, as the failing rank's error
@@ -170,14 +170,16 @@ def launch(opts: PredictOptions) -> RunResult:
     return result
 
 
-def _spawned_rank_gone(exc: torch.multiprocessing.ProcessExitedException, devices: int) -> Exception:
+def _spawned_rank_gone(exc: torch.multiprocessing.ProcessExitedException, first_rank: int) -> Exception:
     """The one-line error of ``predict.py devices=N`` whose spawned rank ended without a word (SIGKILL, the
     out-of-memory killer, a crash in native code): torch's spawn stopped the other ranks (SIGTERM, then
     SIGKILL after 30 s) and raised ``ProcessExitedException``, a traceback ending in ``process 1
-    terminated with signal SIGKILL`` that said neither that the finished outputs are kept nor what to do."""
+    terminated with signal SIGKILL`` that said neither that the finished outputs are kept nor what to do.
+    ``first_rank``: the run's rank of this machine's first process (Fabric's ``node_rank x devices``:
+    ``NODE_RANK``, else ``GROUP_RANK``; ``NODE_RANK`` alone named a rank of the first machine)."""
     from marsunits.inference.sharded_run import RankFailedError
 
-    rank = int(os.environ.get("NODE_RANK", "0") or 0) * devices + exc.error_index
+    rank = first_rank + exc.error_index
     if exc.signal_name:
         how = f"was killed by {exc.signal_name}"
         if exc.signal_name == "SIGKILL":
