@@ -1160,3 +1160,29 @@ def test_a_spawned_rank_killed_on_the_second_machine_is_named_by_its_rank_in_the
     with pytest.raises(MarsUnitsError) as raised:
         distributed.launch(SimpleNamespace(device="cpu", devices=2, num_nodes=1))  # type: ignore[arg-type]
     assert str(raised.value).startswith("rank 3 of the run (process 4242)"), raised.value
+
+
+def test_rank_0_waiting_for_the_others_to_read_its_word_still_shows_signs_of_life() -> None:
+    """Rank 0 waits (at most ``read_wait_s``) for the other ranks to read its word (``_StoreBroadcast``).
+    Its one wait on the TCP store held the store's client, which its counting thread shares: rank 0 showed
+    no sign of life all that while, and a rank that had read the word and was predicting took rank 0 for
+    gone (another rank slower to read it, or killed before it did). It now waits in short turns."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from marsunits.inference import distributed
+
+    server = dist.TCPStore("127.0.0.1", 0, 2, True, timedelta(seconds=30), wait_for_workers=False)
+    client = dist.TCPStore("127.0.0.1", server.port, 2, False, timedelta(seconds=30))
+    watch = distributed._RankWatch(client, 0, 2, 1.2)  # noqa: SLF001 - counts every 0.2 s
+    try:
+        broadcast = distributed._StoreBroadcast(SimpleNamespace(store=client), 0, 2, read_wait_s=3.0)  # type: ignore[arg-type]  # noqa: SLF001
+        before = int(server.get("alive/0"))
+        started = time.monotonic()
+        assert broadcast("word") == "word"  # rank 1 never reads it
+        assert time.monotonic() - started >= 2.9
+        assert int(server.get("alive/0")) - before >= 8
+    finally:
+        watch.close()

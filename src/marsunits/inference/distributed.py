@@ -565,7 +565,6 @@ class _StoreBroadcast:
     def __call__(self, obj: Any) -> Any:
         import contextlib
         import pickle
-        from datetime import timedelta
 
         import torch.distributed as dist
 
@@ -578,9 +577,13 @@ class _StoreBroadcast:
         if self._rank == 0:
             self._store.set(key, pickle.dumps(obj))  # type: ignore[arg-type]  # bytes: torch takes them
             read = [f"{key}/read/{rank}" for rank in range(1, self._world_size)]
+            # Asked in turns, not one wait: a wait holds the TCP store's client, which this rank's counting
+            # thread shares (_RankWatch), and the ranks already predicting took this silent rank for gone.
+            deadline = time.monotonic() + self._read_wait_s
             try:
-                self._store.wait(read, timedelta(seconds=self._read_wait_s))
-            except dist.DistError:  # a rank gone meanwhile: the others have read it or are gone too
+                while not self._store.check(read) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            except dist.DistError:  # the store gone meanwhile: nobody left to wait for
                 log.debug("not every rank said it read %s", key, exc_info=True)
             return obj
         try:
