@@ -710,7 +710,7 @@ def _rank_1_killed(rank: int, store: str, opts: object, address: str, machines: 
     2: each rank takes the other for a process of another machine, whose process id it cannot check."""
     import dataclasses
 
-    from marsunits.inference import distributed, runner
+    from marsunits.inference import rank_watch, runner
 
     real_process = runner._Session.process
     done = [0]
@@ -724,7 +724,7 @@ def _rank_1_killed(rank: int, store: str, opts: object, address: str, machines: 
 
     runner._Session.process = process  # type: ignore[method-assign]
     if machines == 2:
-        distributed._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
     opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
     _run_as_rank(rank, address, opts, conn, message=True)
 
@@ -1019,10 +1019,10 @@ def _rank_1_silent_for_a_while(rank: int, store: str, opts: object, address: str
     image; rank 0's take 0.5 s)."""
     import dataclasses
 
-    from marsunits.inference import distributed, runner
+    from marsunits.inference import rank_watch, runner
 
     real_process = runner._Session.process
-    real_beat = distributed._RankWatch._beat
+    real_beat = rank_watch._RankWatch._beat
     silent_from: list[float] = []
 
     def process(self, f, item):  # type: ignore[no-untyped-def]
@@ -1035,8 +1035,8 @@ def _rank_1_silent_for_a_while(rank: int, store: str, opts: object, address: str
 
     runner._Session.process = process  # type: ignore[method-assign]
     if rank == 1:
-        distributed._RankWatch._beat = beat  # type: ignore[method-assign]
-    distributed._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+        rank_watch._RankWatch._beat = beat  # type: ignore[method-assign]
+    rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
     opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
     _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
 
@@ -1072,7 +1072,7 @@ def test_a_rank_s_look_at_the_others_signs_of_life_takes_as_many_store_round_tri
     round trips for 2 ranks as for 256."""
     import torch.distributed as dist
 
-    from marsunits.inference import distributed
+    from marsunits.inference import rank_watch
 
     def round_trips(world_size: int) -> int:
         store = dist.HashStore()
@@ -1091,7 +1091,7 @@ def test_a_rank_s_look_at_the_others_signs_of_life_takes_as_many_store_round_tri
 
                 return counted
 
-        watch = distributed._RankWatch(Counting(), 0, world_size, 60.0)  # noqa: SLF001
+        watch = rank_watch._RankWatch(Counting(), 0, world_size, 60.0)  # noqa: SLF001
         watch.close()
         watch._thread.join()  # noqa: SLF001
         looks = []
@@ -1112,7 +1112,7 @@ def test_a_rank_s_signs_of_life_go_on_after_the_store_failed_to_take_one() -> No
     others took it for gone ``rank_timeout_s`` later and stopped the run. It now counts on."""
     import torch.distributed as dist
 
-    from marsunits.inference import distributed
+    from marsunits.inference import rank_watch
 
     store = dist.HashStore()
     calls = [0]
@@ -1127,7 +1127,7 @@ def test_a_rank_s_signs_of_life_go_on_after_the_store_failed_to_take_one() -> No
                 raise dist.DistStoreError("timed out")
             return store.add(key, value)
 
-    watch = distributed._RankWatch(Failing(), 1, 2, 1.0)  # noqa: SLF001 - counts every 1/6 s
+    watch = rank_watch._RankWatch(Failing(), 1, 2, 1.0)  # noqa: SLF001 - counts every 1/6 s
     try:
         time.sleep(1.5)
         assert int(store.get("alive/1")) >= 3
@@ -1172,11 +1172,11 @@ def test_rank_0_waiting_for_the_others_to_read_its_word_still_shows_signs_of_lif
 
     import torch.distributed as dist
 
-    from marsunits.inference import distributed
+    from marsunits.inference import distributed, rank_watch
 
     server = dist.TCPStore("127.0.0.1", 0, 2, True, timedelta(seconds=30), wait_for_workers=False)
     client = dist.TCPStore("127.0.0.1", server.port, 2, False, timedelta(seconds=30))
-    watch = distributed._RankWatch(client, 0, 2, 1.2)  # noqa: SLF001 - counts every 0.2 s
+    watch = rank_watch._RankWatch(client, 0, 2, 1.2)  # noqa: SLF001 - counts every 0.2 s
     try:
         broadcast = distributed._StoreBroadcast(SimpleNamespace(store=client), 0, 2, read_wait_s=3.0)  # type: ignore[arg-type]  # noqa: SLF001
         before = int(server.get("alive/0"))
