@@ -265,8 +265,12 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
         ("data.in_channels=2", r"configs/data/marsscapes\.yaml: in_channels must be 1"),
         ("data.crop_size=0", r"marsscapes\.yaml: crop_size must be a whole number of pixels >= 1, got 0"),
         ("data.sources=[mars]", r"unknown sources"),
-        # One name without brackets was read letter by letter: "unknown sources ['m', 'a', 'r', ...]".
-        ("data.sources=marsscapes", r"sources must be a list of source names, got 'marsscapes'"),
+        # Text, not a list: read as its letters, refused as "unknown sources ['m', 'a', 'r', 's', ...]".
+        (
+            "data.sources=marsscapes",
+            r"marsscapes\.yaml: sources must be .*got 'marsscapes'; e\.g\. data\.sources=\[marsscapes\]",
+        ),
+        ("data.sources=null", r"marsscapes\.yaml: sources must be a list .*got None"),
         ("data.focus_class=7", r"marsscapes\.yaml: focus_class=7 is not a project class id"),
         # Over-sampling without a class was silently ignored: the run trained on uniform crops.
         ("data.focus_fraction=0.5", r"focus_fraction=0\.5 places crops on focus_class, which is null"),

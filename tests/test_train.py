@@ -940,10 +940,16 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "'ai4mars', 'folder'].",
         ),
         (
-            # One name, its brackets forgotten: read letter by letter ("unknown sources ['m', 'a', ...").
-            ["data=marsscapes", "data.sources=marsscapes"],
-            "configs/data/marsscapes.yaml: sources must be a list of source names, got 'marsscapes'; e.g. "
-            "data.sources=[marsscapes]",
+            # Text, not a list: the data module read its letters ("unknown sources ['m', 'a', 'r', 's']").
+            ["data=marsscapes_ai4mars", "data.sources=mars"],
+            "configs/data/marsscapes_ai4mars.yaml: sources must be a list of source names from ['synthetic', "
+            "'marsscapes', 'ai4mars', 'folder'], got 'mars'; e.g. data.sources=[mars], or "
+            "'data.sources=[marsscapes,ai4mars]' (quoted for the shell) for several.",
+        ),
+        (
+            ["data=marsscapes", "data.sources=null"],
+            "configs/data/marsscapes.yaml: sources must be a list of source names from ['synthetic', "
+            "'marsscapes', 'ai4mars', 'folder'], got None; e.g. data.sources=[marsscapes], or",
         ),
         (
             ["data=marsscapes", "data.sources=[marsscapes,synthetic]"],

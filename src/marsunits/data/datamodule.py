@@ -335,9 +335,7 @@ class MarsDataModule(L.LightningDataModule):
         subclasses: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(sources, str):  # one name without brackets: not read letter by letter
-            raise ValueError(sources_refusal(name, sources))
-        sources = list(_plain(sources))
+        sources = _plain(sources)  # listed once _validate took it: text would be listed as its letters
         class_map = _plain(class_map)
         subclass_map = _plain(subclass_map)
         subclasses = _plain(subclasses)
@@ -346,6 +344,7 @@ class MarsDataModule(L.LightningDataModule):
         scene = _plain(scene)
         train_only = list(_plain(train_only) or [])
         self._validate(name, sources, in_channels, crop_size, val_context_px, class_map, root, source_dirs)
+        sources = list(sources)
         # The rules train.py also checks before Hydra makes the run folder (run_checks.check_run_values).
         refused = sampling_refusal(
             name, sources, samples_per_epoch, min_labelled_fraction, focus_class, focus_fraction, train_only
@@ -458,7 +457,7 @@ class MarsDataModule(L.LightningDataModule):
     @staticmethod
     def _validate(
         name: str,
-        sources: list[str],
+        sources: Any,
         in_channels: int,
         crop_size: int,
         val_context_px: int,

@@ -32,14 +32,20 @@ __all__ = [
 SOURCES: tuple[str, ...] = ("synthetic", "marsscapes", "ai4mars", "folder")
 
 
-def sources_refusal(name: str, sources: Sequence[str]) -> str | None:
-    """The refusal of the data config ``configs/data/<name>.yaml``'s ``sources``, or None: a list, not one
-    name (``data.sources=marsscapes`` was read letter by letter, "unknown sources ['m', 'a', ...]"), of
-    known names (:data:`SOURCES`), at least one, ``synthetic`` alone, none twice."""
+def sources_refusal(name: str, sources: Any) -> str | None:
+    """The refusal of the data config ``configs/data/<name>.yaml``'s ``sources`` (a plain value, as the
+    data module is given it), or None: a list (or tuple) of known names (:data:`SOURCES`), at least one,
+    ``synthetic`` alone, none twice. Text is refused as not a list: ``data.sources=mars`` was listed as its
+    letters and refused as ``unknown sources ['m', 'a', 'r', 's']``, and ``data.sources=null`` failed in
+    ``list()`` naming no key."""
     where = f"configs/data/{name}.yaml"
-    if isinstance(sources, str):
+    if not isinstance(sources, list | tuple):
+        text = sources.strip() if isinstance(sources, str) else ""
+        example = text or (name if name in SOURCES else SOURCES[1])
         return (
-            f"{where}: sources must be a list of source names, got {sources!r}; e.g. data.sources=[{sources}]"
+            f"{where}: sources must be a list of source names from {list(SOURCES)}, got {sources!r}; e.g. "
+            f"data.sources=[{example}], or 'data.sources=[marsscapes,ai4mars]' (quoted for the shell) for "
+            "several."
         )
     sources = list(sources)
     unknown = [s for s in sources if s not in SOURCES]
@@ -156,19 +162,19 @@ _DEFAULTS: dict[str, Any] = {
 def data_value_refusal(data: Mapping[str, Any]) -> str | None:
     """The first refusal of a data config's values (plain values, as the data module is given them; a key
     left out is the data module's default) by the rules above, in the data module's order, or None:
-    ``sources`` (a list, or one name given without brackets; not a list of text: left to the data
-    module), ``exclude_sols``, ``sol_margin``, ``render_processes``, ``class_mix_prob`` and, where the run
-    splits real data into one held-out split (``n_folds`` null), ``val_fraction``.
+    ``sources`` (where given: the data module has no default), ``exclude_sols``, ``sol_margin``,
+    ``render_processes``, ``class_mix_prob`` and, where the run splits real data into one held-out split
+    (``n_folds`` null), ``val_fraction``.
     """
     name = str(data.get("name", "<data>"))
     where = f"configs/data/{name}.yaml"
     values = {**_DEFAULTS, **{key: data[key] for key in _DEFAULTS if key in data}}
     raw = data.get("sources")
-    sources = list(raw) if isinstance(raw, list | tuple) else [raw] if isinstance(raw, str) else None
-    if sources is not None and all(isinstance(s, str) for s in sources):
-        refused = sources_refusal(name, raw if isinstance(raw, str) else sources)
+    if "sources" in data:
+        refused = sources_refusal(name, raw)
         if refused is not None:
             return refused
+    sources = list(raw) if isinstance(raw, list | tuple) else None
     try:
         check_sol_ranges(values["exclude_sols"], where)
     except ValueError as wrong:
