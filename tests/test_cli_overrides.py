@@ -1237,7 +1237,8 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     torch, smp, timm, SciPy and Shapely: 6-7 s on a quiet 2-core machine (19 s under load) for one line,
     where ``data=nope`` took 0.8 s. The values that need no class are checked first, and the model's names
     that the project has tested without smp or timm; an unknown ``model.arch`` or ``model.encoder`` asks smp
-    or timm (and so torch), never Lightning. The help and the refusals say what they said."""
+    or timm (and so torch), never Lightning. So are ``logger=wandb``'s mode and ``log_model``, its node told
+    by its ``_target_``'s name (6 s, where 1.5 s). The help and the refusals say what they said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
     cases = [
@@ -1261,6 +1262,15 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         ),
         (["model=tiny", "model.lr=0"], 2, "model.lr must be a number > 0, got 0", none),
         (["model=fpn_lite0", "model.encoder_depth=2"], 2, "model.encoder_depth=2: encoder_depth=2", none),
+        # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of
+        # the _target_ classes had imported Lightning, torch, smp and timm.
+        (["logger=wandb", "logger.wandb.mode=onlien"], 2, "W&B mode 'onlien' (logger.wandb.mode", none),
+        (
+            ["logger=wandb", "logger.wandb.log_model=yes"],
+            2,
+            "logger.wandb.log_model='yes': expected auto, true, false or all (yes/no/on/off are read as",
+            none,
+        ),
         # Last: these import what they read, which stays imported for the cases after them.
         (["model.arch=unet3"], 2, "model.arch='unet3': Unknown architecture 'unet3'. Valid choices", names),
         (["model.encoder=nope"], 2, "model.encoder='nope': Unknown encoder 'nope': not a timm model", names),

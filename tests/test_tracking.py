@@ -1959,8 +1959,52 @@ def test_the_wandb_checks_keep_their_names_in_wandb_setup() -> None:
     from ``wandb_setup`` gets the same functions."""
     from marsunits.tracking import wandb_checks
 
-    for name in ("WANDB_MODES", "checked_wandb_mode", "check_wandb_staging", "check_wandb_folder"):
+    names = (
+        "WANDB_MODES",
+        "checked_wandb_mode",
+        "check_wandb_staging",
+        "check_wandb_folder",
+        "check_wandb_modes",
+    )
+    for name in names:
         assert getattr(wandb_setup, name) is getattr(wandb_checks, name), name
+
+
+def test_a_wandb_logger_node_is_told_by_its_target_as_by_its_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``is_wandb_node`` tells Lightning's own loggers by their ``_target_``'s name (train.py's check of
+    ``logger.wandb.mode`` imported Lightning's ``WandbLogger`` to ask: seconds for a one-line refusal). The
+    name says what the class says, for every logger Lightning has under either of its paths; a class of
+    one's own is asked as before (a subclass of ``WandbLogger`` is a W&B logger), and a target that does
+    not import is none (the ``_target_`` check refuses it)."""
+    import inspect
+
+    from lightning.pytorch import loggers
+    from lightning.pytorch.loggers import WandbLogger
+
+    from marsunits.tracking.wandb_checks import is_wandb_node
+
+    def node(target: str) -> Any:
+        return OmegaConf.create({"_target_": target, "project": "p"})
+
+    classes = [
+        c for c in vars(loggers).values() if inspect.isclass(c) and c.__module__.startswith(loggers.__name__)
+    ]
+    assert WandbLogger in classes and len(classes) >= 4, classes
+    for cls in classes:
+        for target in (f"{loggers.__name__}.{cls.__name__}", f"{cls.__module__}.{cls.__qualname__}"):
+            assert is_wandb_node(node(target)) == issubclass(cls, WandbLogger), target
+    (tmp_path / "my_loggers.py").write_text(
+        "from lightning.pytorch.loggers import CSVLogger, WandbLogger\n"
+        "class MyWandb(WandbLogger):\n    pass\n"
+        "class MyCSV(CSVLogger):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert is_wandb_node(node("my_loggers.MyWandb")) and not is_wandb_node(node("my_loggers.MyCSV"))
+    assert not is_wandb_node(node("my_loggers.Nope"))
+    assert not is_wandb_node(node("no_such_module.WandbLogger"))
+    assert not is_wandb_node(OmegaConf.create({"project": "p"})) and not is_wandb_node("wandb")
 
 
 def test_an_unknown_wandb_mode_stops_before_the_run_writes_anything(

@@ -783,9 +783,9 @@ def check_config_values(cfg: DictConfig) -> None:
     The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
     The values judged without importing any class (:func:`check_plain_run_values`,
-    :func:`check_model_values`, the channels) come first: importing the config's classes to check the
-    ``_target_`` values imports torch and Lightning, some 6 s (19 s under load) that a refused
-    ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
+    :func:`check_model_values`, the channels, the W&B logger's settings) come first: importing the config's
+    classes to check the ``_target_`` values imports torch and Lightning, some 6 s (19 s under load) that a
+    refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
 
     The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
     mistyped value leaves no folder of a run that never started; :func:`~marsunits.training.run` runs it
@@ -811,15 +811,15 @@ def check_config_values(cfg: DictConfig) -> None:
     check_plain_run_values(cfg)
     check_model_values(cfg)
     _check_channels(cfg)
+    from marsunits.tracking.wandb_checks import check_wandb_modes  # no Lightning: W&B nodes told by name
+
+    check_wandb_modes(cfg)
     refused = unimportable_target(cfg)
     if refused is not None:  # before the checks below read the classes' parameters
         # Hydra's refusal came when the run instantiated it: its error logged twice, after the run folder.
         raise ConfigError(refused)
     check_class_run_values(cfg)
     check_checkpoint_files(cfg)
-    from marsunits.tracking.wandb_setup import check_wandb_modes
-
-    check_wandb_modes(cfg)
     check_input_sizes(cfg)
 
 

@@ -17,8 +17,9 @@ and class map (:func:`run_context`).
 for an offline W&B run.
 
 The checks of the W&B settings that need no logger (:func:`checked_wandb_mode`, :func:`check_wandb_staging`,
-:func:`check_wandb_folder`, :data:`WANDB_MODES`) live in :mod:`marsunits.tracking.wandb_checks`, which
-imports no Lightning (``predict.py`` runs them before Hydra starts); they are importable from here too.
+:func:`check_wandb_folder`, :func:`check_wandb_modes`, :data:`WANDB_MODES`) live in
+:mod:`marsunits.tracking.wandb_checks`, which imports no Lightning (``predict.py`` and ``train.py`` run them
+before Hydra starts); they are importable from here too.
 """
 
 from __future__ import annotations
@@ -38,18 +39,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import ConfigError, TerminatedError, readable
+from marsunits.errors import TerminatedError, readable
 from marsunits.tracking.git_info import git_info
 from marsunits.tracking.wandb_checks import WANDB_MODES as WANDB_MODES
 from marsunits.tracking.wandb_checks import check_wandb_folder as check_wandb_folder
+from marsunits.tracking.wandb_checks import check_wandb_modes as check_wandb_modes
 from marsunits.tracking.wandb_checks import check_wandb_staging as check_wandb_staging
 from marsunits.tracking.wandb_checks import checked_wandb_mode as checked_wandb_mode
+from marsunits.tracking.wandb_checks import is_wandb_node, resolve_log_model
 from marsunits.user_paths import expand_home
 
 #: The server of W&B releases before 0.31 (:func:`wandb_default_base_url` asks the installed one).
@@ -294,32 +297,6 @@ def wandb_reachable(
         return True
 
 
-def check_wandb_modes(cfg: DictConfig) -> None:
-    """Refuse a W&B logger's mode that W&B does not know, or a ``log_model`` it cannot take, or a folder it
-    cannot use (:func:`check_wandb_staging`, :func:`check_wandb_folder`), before the run writes anything
-    (``WANDB_MODE=bogus`` left a ``config.yaml`` and a ``train.log`` of a run that never started).
-
-    Raises:
-        ConfigError: as :func:`checked_wandb_mode`, or for a ``log_model`` other than auto/true/false/all.
-    """
-    for node in (cfg.get("logger") or {}).values():
-        if _is_wandb_node(node):
-            mode = checked_wandb_mode("offline" if node.get("offline") is True else node.get("mode"))
-            # log_model=yes was refused only when the loggers started: after the scenes were rendered
-            _resolve_log_model(node.get("log_model", "auto"), mode)
-            if mode != "disabled":
-                check_wandb_staging()
-                check_wandb_folder(node.get("save_dir"))
-
-
-def _is_wandb_node(node: Any) -> bool:
-    """Whether a ``cfg.logger`` node builds a W&B logger (its ``_target_`` is a ``WandbLogger``)."""
-    if not isinstance(node, DictConfig) or "_target_" not in node:
-        return False
-    target = get_class(node._target_)
-    return isinstance(target, type) and issubclass(target, WandbLogger)
-
-
 def resolve_wandb_mode(requested: str | None) -> tuple[str, str | None]:
     """Turn a requested W&B mode into the one to use.
 
@@ -444,18 +421,9 @@ def run_context(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def _resolve_log_model(value: Any, mode: str) -> bool | str:
-    """``auto`` -> upload checkpoints only when online; true/false/"all" as given."""
-    if value is None or (isinstance(value, str) and value.lower() == "auto"):
-        return mode == "online"
-    if isinstance(value, bool) or value == "all":
-        return value
-    raise ConfigError(f"logger.wandb.log_model={value!r}: expected auto, true, false or all.")
-
-
 def _build_wandb_logger(spec: dict[str, Any], mode: str, run_id: str | None) -> WandbLogger:
     """``WandbLogger`` from a resolved logger node (without ``mode``/``offline``) in the given mode."""
-    log_model = _resolve_log_model(spec.get("log_model", "auto"), mode)
+    log_model = resolve_log_model(spec.get("log_model", "auto"), mode)
     save_dir = expand_home(str(spec.get("save_dir") or ".")).resolve()
     check_wandb_folder(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -570,7 +538,7 @@ def prepare_loggers(cfg: DictConfig, ckpt_path: str | Path | None = None) -> lis
         for node in group.values():
             if not isinstance(node, DictConfig) or "_target_" not in node:
                 continue
-            if _is_wandb_node(node):
+            if is_wandb_node(node):
                 # Resolved here, against the whole config (save_dir: ${paths.output_dir}).
                 spec: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
                 requested = spec.pop("mode", None)
