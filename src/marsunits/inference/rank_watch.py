@@ -41,12 +41,13 @@ def _process_ended(pid: int) -> bool:
 
 
 class _RankWatch:
-    """Every rank's sign of life in the run's keys of the process group's store (:class:`~marsunits.inference.distributed._StoreStops`), and
-    the meeting before the gather that does not wait for a rank that is gone.
+    """Every rank's sign of life in the run's keys of the process group's store (the keys of
+    :class:`~marsunits.inference.distributed._StoreStops`), and the meeting before the gather that does not
+    wait for a rank that is gone.
 
     A rank killed without a word (SIGKILL, the out-of-memory killer, its machine lost) said nothing through
-    :class:`~marsunits.inference.distributed._StoreStops`: the others predicted their shards to the end and then waited for it in the gather,
-    on NCCL until the collectives' timeout (30 minutes, or for ever), on gloo ending in its ``Connection
+    the stop keys: the others predicted their shards to the end and then waited for it in the gather, on
+    NCCL until the collectives' timeout (30 minutes, or for ever), on gloo ending in its ``Connection
     closed by peer`` traceback that names an address, not a rank. Each rank now counts up its key
     ``alive/<rank>`` every ``timeout_s / 6`` seconds (at most 5) from a thread of its own, however long an
     image takes, and says its process id (``pid/<rank>``). A rank is gone (:meth:`gone`) when its process
