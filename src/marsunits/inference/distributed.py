@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from marsunits.errors import ConfigError, MarsUnitsError, ReadableNames, TerminatedError, sigterm_raises
-from marsunits.inference.rank_watch import _RankWatch
+from marsunits.inference.rank_watch import _RankWatch, rank_0_gone
 from marsunits.slurm_world import PREDICT, started_alone
 from marsunits.slurm_world import launch_problem as launch_world_problem
 
@@ -328,8 +328,6 @@ class _StoreBroadcast:
 
         import torch.distributed as dist
 
-        from marsunits.inference.sharded_run import RankFailedError
-
         if self._store is None:
             raise RuntimeError("a sharded run's broadcast needs a process group")
         self._calls += 1  # every rank broadcasts the same times: the n-th call's key is the same everywhere
@@ -351,12 +349,7 @@ class _StoreBroadcast:
         except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
             # Not only a kill: rank 0 ending with its own error before its word (its claim on a full disk,
             # a check that fails on its machine alone) is said the same way; this rank cannot tell which.
-            raise RankFailedError(
-                "rank 0 of the run ended without a word while this rank waited for it: its own error, or it "
-                "was killed (SIGKILL, out of memory); its output or log says which. The outputs of the "
-                "images finished are kept: once that is dealt with, run the same command again, which "
-                "skips them and writes the reports"
-            ) from exc
+            raise rank_0_gone() from exc
         finally:
             # Said whatever ends the wait: a SIGTERM that came while this rank waited is raised as the get
             # returns (sigterm_raises), and rank 0 then waited the whole read_wait_s for it before it ended.

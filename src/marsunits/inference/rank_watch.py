@@ -40,6 +40,19 @@ def _process_ended(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
+def rank_0_gone() -> Exception:
+    """The error of a rank whose wait on the process group's store ended because the store's process, rank
+    0's, is gone: rank 0's own error or a kill (this rank cannot tell which)."""
+    from marsunits.inference.sharded_run import RankFailedError
+
+    return RankFailedError(
+        "rank 0 of the run ended without a word while this rank waited for it: its own error, or it was "
+        "killed (SIGKILL, out of memory); its output or log says which. The outputs of the images finished "
+        "are kept: once that is dealt with, run the same command again, which skips them and writes the "
+        "reports"
+    )
+
+
 class _RankWatch:
     """Every rank's sign of life in the run's keys of the process group's store (the keys of
     :class:`~marsunits.inference.distributed._StoreStops`), and the meeting before the gather that does not
@@ -250,9 +263,4 @@ class _RankWatch:
                     raise RankFailedError(self._found_said())
                 time.sleep(0.5)
         except dist.DistError as exc:  # the store's connection: its process (rank 0's) is gone
-            raise RankFailedError(
-                "rank 0 of the run ended without a word while this rank waited for it: its own error, or it "
-                "was killed (SIGKILL, out of memory); its output or log says which. The outputs of the "
-                "images finished are kept: once that is dealt with, run the same command again, which "
-                "skips them and writes the reports"
-            ) from exc
+            raise rank_0_gone() from exc
