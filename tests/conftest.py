@@ -131,6 +131,23 @@ def pytest_warning_recorded(warning_message: warnings.WarningMessage) -> None:
             warning_message.message = UserWarning(_utf8_safe(text))
 
 
+@pytest.fixture(autouse=True)
+def _lightning_rank_restored() -> Iterator[None]:
+    """Each test starts on Lightning's rank 0. Lightning keeps the process's rank in ``rank_zero_only.rank``,
+    set when it is first imported (from ``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``) or by a DDP strategy's
+    set-up, and never set back: a test that left it at 2 (a spawned rank's, on a second machine) left every
+    later test of its process on rank 2, where the rank-0-only writes are skipped (a resumed run's
+    ``best.ckpt`` was not copied). Which tests share a process depends on pytest-xdist's distribution, so a
+    test failed in one run and passed in the next. After each test the rank is set back to what it was
+    before, or to 0 where the test imported Lightning first."""
+    module = sys.modules.get("lightning_utilities.core.rank_zero")
+    before = getattr(module.rank_zero_only, "rank", None) if module is not None else None
+    yield
+    module = sys.modules.get("lightning_utilities.core.rank_zero")
+    if module is not None:
+        module.rank_zero_only.rank = before if before is not None else 0
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Run a module on one torch thread: tiny tensors gain nothing from intra-op threads, and on a shared

@@ -13,6 +13,12 @@ import conftest
 
 HERE = Path(__file__).resolve().parent
 
+
+def _beside_the_conftest(folder: Path) -> None:
+    """A copy of the project's conftest.py in ``folder``, for a pytest run of test modules written there."""
+    (folder / "conftest.py").write_text((HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8")
+
+
 #: A test module that logs a Latin-1 file name as Python holds it (a lone surrogate) and warns with it,
 #: as the tests of run folders named in Latin-1 bytes do.
 SURROGATE_TESTS = """
@@ -39,9 +45,7 @@ def test_a_latin1_name_in_output_or_a_warning_does_not_stop_the_workers(tmp_path
     """pytest-xdist sends each report and warning from its worker as UTF-8: a surrogate in captured output
     or a warning stopped the whole run with an INTERNALERROR and lost the tests after it. With the
     project's conftest both tests pass, and a worker got its share of the CPUs as OpenMP threads."""
-    (tmp_path / "conftest.py").write_text(
-        (HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    _beside_the_conftest(tmp_path)
     (tmp_path / "test_names.py").write_text(SURROGATE_TESTS, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
     env["PYTHONIOENCODING"] = "utf-8"
@@ -99,9 +103,7 @@ def test_the_conftest_loads_without_pytest_xdist(tmp_path: Path) -> None:
     dependencies, with ``-o addopts=`` for its ``-n``) pytest refused the project's conftest: its
     ``pytest_xdist_auto_num_workers`` is xdist's hook, unknown to pytest alone, and every test was lost to
     an INTERNALERROR ("unknown hook"). The hook is optional: the tests run in one process."""
-    (tmp_path / "conftest.py").write_text(
-        (HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    _beside_the_conftest(tmp_path)
     (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n", encoding="utf-8")
     ran = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
@@ -139,9 +141,7 @@ def test_a_latin1_name_in_a_skip_or_xfail_reason_does_not_stop_the_workers(tmp_p
     text (the skip's as a (file, line, reason) tuple, whose text form escapes the surrogate, so the check
     of the text passed it by): a Latin-1 file name in it crashed the worker ("no tests ran", an
     INTERNALERROR). Both reasons are escaped as the output is."""
-    (tmp_path / "conftest.py").write_text(
-        (HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    _beside_the_conftest(tmp_path)
     (tmp_path / "test_reasons.py").write_text(SURROGATE_REASONS, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
     env["PYTHONIOENCODING"] = "utf-8"
@@ -157,3 +157,35 @@ def test_a_latin1_name_in_a_skip_or_xfail_reason_does_not_stop_the_workers(tmp_p
     assert ran.returncode == 0 and "INTERNALERROR" not in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert "1 passed, 1 skipped, 1 xfailed" in ran.stdout, ran.stdout[-3000:]
     assert ran.stdout.count(r"no camera file for caf\xe9.png") == 2, ran.stdout[-3000:]  # the short summary
+
+
+#: Two tests that share a process: the first leaves Lightning's rank at 1, as an in-process DDP set-up or a
+#: first import of Lightning under ``SLURM_PROCID=1`` does.
+RANK_TESTS = """
+from lightning_utilities.core.rank_zero import rank_zero_only
+
+
+def test_a_leaves_lightning_on_rank_1():
+    rank_zero_only.rank = 1
+
+
+def test_b_starts_on_rank_0():
+    assert rank_zero_only.rank == 0
+"""
+
+
+def test_a_test_that_leaves_lightning_on_another_rank_does_not_move_the_next(tmp_path: Path) -> None:
+    """``rank_zero_only.rank`` is process-wide and Lightning never sets it back: under pytest-xdist a
+    test that left it at 1 made a later test of the same worker skip its rank-0-only writes (a CI run failed
+    ``test_a_resume_into_a_new_folder_keeps_the_best_model_so_far`` this way). conftest sets it back."""
+    _beside_the_conftest(tmp_path)
+    (tmp_path / "test_rank.py").write_text(RANK_TESTS, encoding="utf-8")
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-q"]
+        + ["--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_rank.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0 and "2 passed" in ran.stdout, ran.stdout + ran.stderr
