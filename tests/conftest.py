@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.mark.expression import Expression
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -50,15 +51,62 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: The mark of the tests that need a CUDA device (pyproject.toml's markers).
+GPU_MARK = "gpu"
+#: Most other marks a ``-m`` expression may name for :func:`_can_select_gpu_tests` to try each combination of
+#: (2^n evaluations); past it the expression is taken to select the gpu tests.
+MOST_MARKS_TRIED = 12
+
+
+def _can_select_gpu_tests(markexpr: str) -> bool:
+    """Whether ``-m markexpr`` can select a test marked :data:`GPU_MARK`: one marked with it alone (``gpu``,
+    ``not slow``), or one that its gpu mark selects where the test's other marks did not (``gpu and slow``).
+    Judged with pytest's own parser and evaluation of ``-m``, over every combination of the other marks the
+    expression names. An expression that selects a gpu test only for its other marks (``slow``: a test
+    marked both) is not counted: the project's gpu tests carry no other mark that ``-m`` names. An empty
+    expression (``-m ""``) selects every test; one pytest cannot parse is taken to select them too (pytest
+    refuses it on its own)."""
+    if not markexpr.strip():
+        return True
+    try:
+        expression = Expression.compile(markexpr)
+    except Exception:  # SyntaxError, or an older pytest's ParseError
+        return True
+    others: list[str] = []  # the other marks, in the order the evaluations first asked about them
+    marks: set[str] = set()
+
+    def present(name: str, /, **kwargs: str | int | bool | None) -> bool:
+        if name != GPU_MARK and name not in others:
+            others.append(name)  # absent until a later combination (a higher bit of ``tried``) has it
+        return name in marks
+
+    tried = 0  # bit i: others[i] present; a mark found later was absent in every combination before it
+    while tried < 2 ** len(others):
+        if len(others) > MOST_MARKS_TRIED:
+            return True
+        marks = {name for bit, name in enumerate(others) if tried >> bit & 1}
+        without_gpu = expression.evaluate(present)
+        marks.add(GPU_MARK)
+        if expression.evaluate(present) and (tried == 0 or not without_gpu):
+            return True
+        tried += 1
+    return False
+
+
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without xdist (-p no:xdist) pytest refused it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (the suite's default, pyproject.toml): one worker per usable CPU, at most
     :data:`MAX_WORKERS`. pytest-xdist's own count is the physical cores when psutil is installed, which is
-    one on a 2-vCPU machine whose two CPUs are one core's hyper-threads. pytest-xdist's own setting,
-    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (a number), is kept as its hook keeps it: this one runs in its place."""
+    one on a 2-vCPU machine whose two CPUs are one core's hyper-threads. One worker where the ``-m``
+    expression can select the gpu tests (``-m gpu``, ``-m "gpu or slow"``, ``-m "not slow"``; not
+    ``-m "not gpu"``, see :func:`_can_select_gpu_tests`): a worker per CPU ran them all at once on the one
+    GPU. pytest-xdist's own setting, ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (a number), is kept as its hook keeps
+    it, for a gpu run too: this one runs in its place. ``-n 4`` does not ask this hook."""
     asked = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
     if asked.isdigit():
         return int(asked)
+    if _can_select_gpu_tests(config.option.markexpr):
+        return 1
     return max(1, min(_usable_cpus(), MAX_WORKERS))
 
 

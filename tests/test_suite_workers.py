@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -82,10 +83,110 @@ def test_a_latin1_name_in_output_or_a_warning_does_not_stop_the_workers(tmp_path
     assert threads.read_text() == str(max(1, conftest._usable_cpus() // 2))
 
 
+def _auto_workers(markexpr: str = "not slow and not gpu") -> int:
+    """What ``-n auto`` starts under ``-m markexpr`` (pyproject.toml's by default): conftest's hook, given the
+    only part of pytest's config it reads."""
+    config = SimpleNamespace(option=SimpleNamespace(markexpr=markexpr))
+    return conftest.pytest_xdist_auto_num_workers(config)  # type: ignore[arg-type]
+
+
 def test_auto_starts_one_worker_per_usable_cpu_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)  # a shell's own count: the next test
-    workers = conftest.pytest_xdist_auto_num_workers(None)  # type: ignore[arg-type]
-    assert workers == max(1, min(len(os.sched_getaffinity(0)), conftest.MAX_WORKERS))
+    assert _auto_workers() == max(1, min(len(os.sched_getaffinity(0)), conftest.MAX_WORKERS))
+
+
+@pytest.mark.parametrize(
+    ("markexpr", "selects_gpu_tests"),
+    [
+        ("gpu", True),
+        ("gpu or slow", True),
+        ("slow or gpu", True),
+        ("gpu and not slow", True),
+        ("gpu and slow", True),  # only tests marked both, but their gpu mark is what selects them
+        ("not slow", True),  # a test marked gpu alone is not slow
+        ("gpu(devices=2)", True),  # a gpu mark with arguments
+        ("", True),  # -m "": no selection by mark, every test
+        ("not gpu", False),
+        ("not slow and not gpu", False),  # pyproject.toml's
+        ("slow", False),
+        ("not (gpu or slow)", False),
+        ("slow or not gpu", False),
+        ("gpu and not gpu", False),
+    ],
+)
+def test_auto_starts_one_worker_where_the_mark_expression_can_select_gpu_tests(
+    monkeypatch: pytest.MonkeyPatch, markexpr: str, selects_gpu_tests: bool
+) -> None:
+    """``pytest -m gpu`` ran the GPU tests on one worker per CPU (up to 8), all on the one GPU, each
+    training with it at once: where the ``-m`` expression can select a test marked ``gpu`` (alone, or by
+    that mark), ``-n auto`` starts one worker; elsewhere one per CPU."""
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(conftest, "_usable_cpus", lambda: 6)
+    assert _auto_workers(markexpr) == (1 if selects_gpu_tests else 6)
+
+
+def test_auto_starts_one_worker_for_a_mark_expression_pytest_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed ``-m`` is refused by pytest itself (on the workers, at collection): the hook neither fails
+    before it nor starts a worker per CPU to say it."""
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(conftest, "_usable_cpus", lambda: 6)
+    assert _auto_workers("gpu and") == 1
+    assert _auto_workers("(slow") == 1
+
+
+def test_a_gpu_run_keeps_an_asked_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PYTEST_XDIST_AUTO_NUM_WORKERS`` is still what ``-n auto`` starts under ``-m gpu``: a machine with
+    several GPUs may ask for more. (``-n 4`` never asks the hook.)"""
+    monkeypatch.setattr(conftest, "_usable_cpus", lambda: 6)
+    monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "3")
+    assert _auto_workers("gpu") == 3
+
+
+#: Two tests marked ``gpu`` that write down how many workers their run has.
+GPU_TESTS = """
+import os
+
+import pytest
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n", [1, 2])
+def test_on_the_gpu(n):
+    with open(os.path.join(os.environ["COUNT_DIR"], "count-" + str(n) + ".txt"), "w") as file:
+        file.write(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+"""
+
+
+def test_pytest_m_gpu_runs_on_one_worker(tmp_path: Path) -> None:
+    """``pytest -n auto -m gpu`` (pyproject.toml's ``-n auto``) starts one pytest-xdist worker: the hook reads
+    the ``-m`` pytest parsed from the command line. (On a machine of one usable CPU this holds anyway.)"""
+    _beside_the_conftest(tmp_path)
+    (tmp_path / "test_gpu_marked.py").write_text(GPU_TESTS, encoding="utf-8")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_AUTO_NUM_WORKERS")
+    }
+    env["COUNT_DIR"] = str(tmp_path)
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "auto", "-m", "gpu", "-p", "no:cacheprovider", "-q"]
+        + [
+            "-o",
+            "markers=gpu",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(tmp_path / "test_gpu_marked.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0 and "2 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert {path.read_text() for path in tmp_path.glob("count-*.txt")} == {"1"}
 
 
 def test_auto_keeps_pytest_xdist_s_own_setting_of_the_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,9 +194,9 @@ def test_auto_keeps_pytest_xdist_s_own_setting_of_the_worker_count(monkeypatch: 
     job or a shell that wants fewer workers, one for a machine that is busy): the project's count replaced
     xdist's own hook, which reads it, so it was ignored and one worker per CPU started all the same."""
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "1")
-    assert conftest.pytest_xdist_auto_num_workers(None) == 1  # type: ignore[arg-type]
+    assert _auto_workers() == 1
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "12")  # asked for: more than the cap, as xdist gives
-    assert conftest.pytest_xdist_auto_num_workers(None) == 12  # type: ignore[arg-type]
+    assert _auto_workers() == 12
 
 
 def test_the_conftest_loads_without_pytest_xdist(tmp_path: Path) -> None:
