@@ -145,6 +145,21 @@ def _utf8_safe(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _utf8_safe_report(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """``report`` with any surrogate escaped (:func:`_utf8_safe`), in place: its captured sections, its
+    failure's text, its skip's or expected failure's reason. Parts without one are left as they are."""
+    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
+    if isinstance(report.longrepr, tuple):  # a skip's (file, line, reason): its text form escapes them
+        path, line, reason = report.longrepr
+        report.longrepr = (_utf8_safe(path), line, _utf8_safe(reason))
+    elif report.longrepr is not None:
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+    if isinstance(report, pytest.TestReport) and isinstance(getattr(report, "wasxfail", None), str):
+        report.wasxfail = _utf8_safe(report.wasxfail)  # an expected failure's reason
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Reports stay UTF-8: tests of Latin-1 file names capture output holding surrogates, and pytest-xdist
@@ -152,16 +167,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     INTERNALERROR (``strings must be utf-8 encodable``). Only the captured sections, a failure's text and
     a skip's or an expected failure's reason are touched, and only where they hold a surrogate."""
     outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
-    if isinstance(report.longrepr, tuple):  # a skip's (file, line, reason): its text form escapes them
-        report.longrepr = tuple(_utf8_safe(p) if isinstance(p, str) else p for p in report.longrepr)
-    elif report.longrepr is not None:
-        text = str(report.longrepr)
-        if _utf8_safe(text) != text:
-            report.longrepr = _utf8_safe(text)
-    if isinstance(getattr(report, "wasxfail", None), str):  # an expected failure's reason
-        report.wasxfail = _utf8_safe(report.wasxfail)
+    _utf8_safe_report(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A module's report of its collection stays UTF-8, for the reason of :func:`pytest_runtest_makereport`
+    (pytest-xdist sends it from the worker too): a module skipped as a whole
+    (``pytest.skip(..., allow_module_level=True)``) or failing to import with a Latin-1 file name in its
+    reason or error stopped the run with an INTERNALERROR, the other modules' tests lost."""
+    outcome = yield
+    _utf8_safe_report(outcome.get_result())  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(tryfirst=True)

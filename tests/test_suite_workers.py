@@ -260,6 +260,56 @@ def test_a_latin1_name_in_a_skip_or_xfail_reason_does_not_stop_the_workers(tmp_p
     assert ran.stdout.count(r"no camera file for caf\xe9.png") == 2, ran.stdout[-3000:]  # the short summary
 
 
+#: Test modules that name a Latin-1 file name as they are collected: one skipped as a whole, one that fails
+#: to import; and one that passes.
+SURROGATE_MODULES = {
+    "test_skipped_module.py": """
+import os
+
+import pytest
+
+pytest.skip("no camera file for " + os.fsdecode(b"caf\\xe9.png"), allow_module_level=True)
+
+
+def test_never_collected():
+    pass
+""",
+    "test_unimportable.py": """
+import os
+
+raise ImportError("no camera module for " + os.fsdecode(b"caf\\xe9"))
+""",
+    "test_passing.py": "def test_passes():\n    pass\n",
+}
+
+
+def test_a_latin1_name_in_a_module_skip_or_an_import_error_does_not_stop_the_workers(tmp_path: Path) -> None:
+    """A test module's report of its collection is sent from its worker as the tests' reports are: a
+    module skipped as a whole (``pytest.skip(..., allow_module_level=True)``) or failing to import with a
+    Latin-1 file name in the reason or the error stopped the run with an INTERNALERROR ("strings must be
+    utf-8 encodable", "no tests ran"), the other modules' tests lost. Both are escaped as a test's are."""
+    _beside_the_conftest(tmp_path)
+    for name, text in SURROGATE_MODULES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
+    env["PYTHONIOENCODING"] = "utf-8"
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q", "-rsE"]
+        + ["--continue-on-collection-errors", "--rootdir", str(tmp_path), "-c", os.devnull]
+        + [str(tmp_path / name) for name in SURROGATE_MODULES],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert "INTERNALERROR" not in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert ran.returncode == 1, ran.stdout[-3000:] + ran.stderr[-3000:]  # the collection error: a failure
+    assert "1 passed, 1 skipped, 1 error" in ran.stdout, ran.stdout[-3000:]
+    assert r"no camera file for caf\xe9.png" in ran.stdout, ran.stdout[-3000:]  # the skip's reason
+    assert r"no camera module for caf\xe9" in ran.stdout, ran.stdout[-3000:]  # the import error
+
+
 #: Two tests that share a process: the first leaves Lightning's rank at 1, as an in-process DDP set-up or a
 #: first import of Lightning under ``SLURM_PROCID=1`` does.
 RANK_TESTS = """
