@@ -93,20 +93,31 @@ def _can_select_gpu_tests(markexpr: str) -> bool:
     return False
 
 
+def _gpu_visible() -> bool:
+    """Whether this machine shows the tests a CUDA GPU, told without importing torch (seconds, in pytest's
+    controller process): the NVIDIA driver lists its GPUs under ``/proc/driver/nvidia/gpus`` (``/dev/nvidia0``
+    where that is not mounted), and ``CUDA_VISIBLE_DEVICES`` empty or ``-1`` hides them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    listed = Path("/proc/driver/nvidia/gpus")
+    return (listed.is_dir() and any(listed.iterdir())) or Path("/dev/nvidia0").exists()
+
+
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without xdist (-p no:xdist) pytest refused it
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (the suite's default, pyproject.toml): one worker per usable CPU, at most
     :data:`MAX_WORKERS`. pytest-xdist's own count is the physical cores when psutil is installed, which is
     one on a 2-vCPU machine whose two CPUs are one core's hyper-threads. One worker where the ``-m``
     expression can select the gpu tests (``-m gpu``, ``-m "gpu or slow"``, ``-m "not slow"``; not
-    ``-m "not gpu"``, see :func:`_can_select_gpu_tests`): a worker per CPU ran them all at once on the one
-    GPU. pytest-xdist's own setting, ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (a number), is kept as its hook keeps
-    it, for a gpu run too: this one runs in its place. ``-n 4`` does not ask this hook."""
+    ``-m "not gpu"``, see :func:`_can_select_gpu_tests`) on a machine that shows a GPU (:func:`_gpu_visible`):
+    a worker per CPU ran them all at once on the one GPU. pytest-xdist's own setting,
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` (a number), is kept as its hook keeps it, for a gpu run too: this one
+    runs in its place. ``-n 4`` does not ask this hook."""
     asked = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
     if asked.isdigit():
         return int(asked)
-    if _can_select_gpu_tests(config.option.markexpr):
-        return 1
+    if _gpu_visible() and _can_select_gpu_tests(config.option.markexpr):
+        return 1  # without a GPU the gpu tests skip at once: -m "not slow" keeps its worker per CPU
     return max(1, min(_usable_cpus(), MAX_WORKERS))
 
 

@@ -122,7 +122,24 @@ def test_auto_starts_one_worker_where_the_mark_expression_can_select_gpu_tests(
     that mark), ``-n auto`` starts one worker; elsewhere one per CPU."""
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
     monkeypatch.setattr(conftest, "_usable_cpus", lambda: 6)
+    monkeypatch.setattr(conftest, "_gpu_visible", lambda: True)  # what a GPU machine shows
     assert _auto_workers(markexpr) == (1 if selects_gpu_tests else 6)
+
+
+def test_without_a_gpu_the_mark_expression_keeps_a_worker_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine without a GPU the gpu tests skip at once: ``-m "not slow"`` (which selects them) and
+    ``-m gpu`` keep one worker per CPU instead of running the fast suite on one."""
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
+    monkeypatch.setattr(conftest, "_usable_cpus", lambda: 6)
+    monkeypatch.setattr(conftest, "_gpu_visible", lambda: False)
+    assert _auto_workers("not slow") == 6
+    assert _auto_workers("gpu") == 6
+
+
+def test_cuda_visible_devices_left_empty_hides_the_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert conftest._gpu_visible() is False
 
 
 def test_auto_starts_one_worker_for_a_mark_expression_pytest_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,6 +147,7 @@ def test_auto_starts_one_worker_for_a_mark_expression_pytest_refuses(monkeypatch
     before it nor starts a worker per CPU to say it."""
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
     monkeypatch.setattr(conftest, "_usable_cpus", lambda: 6)
+    monkeypatch.setattr(conftest, "_gpu_visible", lambda: True)  # what a GPU machine shows
     assert _auto_workers("gpu and") == 1
     assert _auto_workers("(slow") == 1
 
@@ -159,8 +177,11 @@ def test_on_the_gpu(n):
 
 def test_pytest_m_gpu_runs_on_one_worker(tmp_path: Path) -> None:
     """``pytest -n auto -m gpu`` (pyproject.toml's ``-n auto``) starts one pytest-xdist worker: the hook reads
-    the ``-m`` pytest parsed from the command line. (On a machine of one usable CPU this holds anyway.)"""
+    the ``-m`` pytest parsed from the command line, on a machine that shows a GPU (the copied conftest is told
+    it does). (On a machine of one usable CPU this holds anyway.)"""
     _beside_the_conftest(tmp_path)
+    with (tmp_path / "conftest.py").open("a", encoding="utf-8") as copied:  # as on a GPU machine
+        copied.write("\n\ndef _gpu_visible() -> bool:\n    return True\n")
     (tmp_path / "test_gpu_marked.py").write_text(GPU_TESTS, encoding="utf-8")
     env = {
         k: v
