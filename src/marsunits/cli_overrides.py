@@ -34,6 +34,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
@@ -193,11 +194,30 @@ def _in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> str
 _trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
 
 
-def _first_refused(
-    trials: list[list[tuple[str, str]]], config_dir: Path, config_name: str, refusal: re.Pattern[str]
-) -> tuple[list[tuple[str, str]], re.Match[str]] | None:
-    """The first of ``trials`` (:func:`_sweep_trials`) that Hydra refuses with a message ``refusal`` matches,
-    and the match, or None; composed in order, only while each passes."""
+class _RefusedTrial(NamedTuple):
+    """A trial of a command's overrides that Hydra refuses, as :func:`_first_refused_trial` finds it."""
+
+    #: The trial (:func:`_sweep_trials`): ``(typed, composed)`` of each override.
+    trial: list[tuple[str, str]]
+    #: The refusal's match of Hydra's message.
+    match: re.Match[str]
+    #: :func:`_in_trial` of the trial: empty for the first, else the swept group's option it takes.
+    where: str
+    #: Whether the command has more than one trial: a swept config group's options composed in turn, of
+    #: which one may have a key another lacks.
+    options_in_turn: bool
+
+
+def _first_refused_trial(
+    overrides: list[str], config_dir: Path, config_name: str, refusal: re.Pattern[str]
+) -> _RefusedTrial | None:
+    """The first trial of ``overrides`` (:func:`_sweep_trials`) that Hydra refuses, where its message matches
+    ``refusal``, or None: where no trial is refused, the first refused is refused in other words (left to
+    the check of those), or Hydra cannot read an override. The trials are composed in order, only while each
+    passes, each once in one :func:`unknown_option` (:data:`_trial_messages`)."""
+    trials = _sweep_trials(overrides, config_dir)
+    if trials is None:
+        return None
     for trial in trials:
         composed = tuple(c for _, c in trial)
         known = _trial_messages if _trial_messages is not None else {}
@@ -206,7 +226,9 @@ def _first_refused(
             known[memo] = _compose_error(config_dir, config_name, list(composed))[0]
         if known[memo]:
             match = refusal.match(known[memo])
-            return (trial, match) if match is not None else None
+            if match is None:
+                return None
+            return _RefusedTrial(trial, match, _in_trial(trial, trials[0]), len(trials) > 1)
     return None
 
 
@@ -232,18 +254,16 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
     overrides = [a for a in _checked_overrides(argv) if "=" in a]
     if not any("." in a.split("=", 1)[0] and not a.startswith(("+", "~")) for a in overrides):
         return None
-    trials = _sweep_trials(overrides, config_dir)
-    refused = _first_refused(trials, config_dir, config_name, _NOT_IN_CONFIG) if trials else None
-    if trials is None or refused is None:
+    refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_IN_CONFIG)
+    if refused is None:
         return None
-    trial, match = refused
+    trial, match, where, options_in_turn = refused
     key = match.group(1)
     if "." not in key:
         # A config group choice that the defaults list lacks (logger@x=csv): Hydra's words give the fix
         # (+logger@x=csv); a top-level name was checked by unknown_option.
         return None
     arg = next((a for a, _ in trial if a.split("=", 1)[0] == key), f"{key}=...")
-    where = _in_trial(trial, trials[0])
     rest = [composed for a, composed in trial if a != arg]
     _, cfg = _compose_error(config_dir, config_name, rest)
     hint = ""
@@ -261,7 +281,7 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                     # (trainer.max_steps): Hydra adds it with a plus; a similar name is another option.
                     # Where a swept group's options are composed in turn, one may have it (the first, or a
                     # later one: -m data=synthetic,marsscapes data.root=...), where a plus is refused.
-                    plus = f"two pluses (adds or sets), ++{arg}" if len(trials) > 1 else f"a plus, +{arg}"
+                    plus = f"two pluses (adds or sets), ++{arg}" if options_in_turn else f"a plus, +{arg}"
                     return (
                         f"unknown option {key!r} in {arg!r}{where}: the config does not list it, but "
                         f"{'.'.join(parts[:depth])} builds {str(target).rsplit('.', 1)[-1]}, which takes "
@@ -368,11 +388,10 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
     overrides = _checked_overrides(argv)
     if not any(a.startswith("+") and not a.startswith("++") for a in overrides):
         return None
-    trials = _sweep_trials(overrides, config_dir)
-    refused = _first_refused(trials, config_dir, config_name, _ALREADY_THERE) if trials else None
-    if trials is None or refused is None:
+    refused = _first_refused_trial(overrides, config_dir, config_name, _ALREADY_THERE)
+    if refused is None:
         return None
-    trial, match = refused
+    trial, match, where, options_in_turn = refused
     single = [c for _, c in trial]
     key = match.group(1)
     arg = next((a for a in overrides if a.startswith("+") and a.split("=", 1)[0].lstrip("+") == key), None)
@@ -388,10 +407,9 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
             return f"{arg!r}: {key} is added more than once, and the next finds the first's; give it once"
     # Where a swept group's options are composed in turn, one may lack it (the first, or a later one: -m
     # data=marsscapes,synthetic +data.root=...): only ++ takes both.
-    where = _in_trial(trial, trials[0])
     fix = (
         f"++{key}={value}, which adds or sets"
-        if len(trials) > 1
+        if options_in_turn
         else f"{key}={value} (or ++{key}={value}, which adds or sets)"
     )
     said = f"{key} is already an option of the config, and a plus only adds one it lacks"
@@ -415,11 +433,10 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     overrides = _checked_overrides(argv)
     if not any(a.startswith("~") for a in overrides):
         return None
-    trials = _sweep_trials(overrides, config_dir)
-    refused = _first_refused(trials, config_dir, config_name, _NOT_THERE_TO_DELETE) if trials else None
-    if trials is None or refused is None:
+    refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_THERE_TO_DELETE)
+    if refused is None:
         return None
-    trial, match = refused
+    trial, match, where, _ = refused
     single = [c for _, c in trial]
     key = match.group(1)
     arg = next((a for a in overrides if a.startswith("~") and a[1:].split("=", 1)[0] == key), f"~{key}")
@@ -431,7 +448,6 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
     parent, _, leaf = key.rpartition(".")
     node = cfg if not parent or cfg is None else OmegaConf.select(cfg, parent, default=None)
-    where = _in_trial(trial, trials[0])
     null = cfg is not None and isinstance(node, DictConfig) and leaf in node
     if null and cfg is not None and OmegaConf.select(cfg, key, default=0) is None:
         # Hydra deletes only a key with a value: a null one "does not exist" to it. "Did you mean" named the
@@ -545,11 +561,10 @@ def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_
 
     if not any(deleted_before(a, overrides) for a in overrides):
         return None  # no composition: the common command deletes nothing it sets
-    trials = _sweep_trials(overrides, config_dir)
-    refused = _first_refused(trials, config_dir, config_name, _NOT_IN_CONFIG) if trials else None
-    if trials is None or refused is None:
+    refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_IN_CONFIG)
+    if refused is None:
         return None
-    trial, match = refused
+    trial, match, where, _ = refused
     key = match.group(1)
     typed = [a for a, _ in trial]
     arg = next((a for a in typed if a[:1] not in "+~" and a.split("=", 1)[0] == key), None)
@@ -559,7 +574,7 @@ def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_
     parent = deletion[1:].split("=", 1)[0]
     what = f"{key}," if parent == key else f"{key}, under {parent},"
     return (
-        f"{arg!r}{_in_trial(trial, trials[0])} sets {what} which {deletion!r} before it deletes: give {arg} "
+        f"{arg!r}{where} sets {what} which {deletion!r} before it deletes: give {arg} "
         "alone to set it, or "
         f"{deletion} +{arg} to add it anew after the deletion (a plus adds a key the config lacks)"
     )
