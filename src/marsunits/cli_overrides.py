@@ -199,8 +199,8 @@ class _RefusedTrial(NamedTuple):
 
     #: The trial (:func:`_sweep_trials`): ``(typed, composed)`` of each override.
     trial: list[tuple[str, str]]
-    #: The refusal's match of Hydra's message.
-    match: re.Match[str]
+    #: The key Hydra's message names (the refusal's first group).
+    key: str
     #: :func:`_in_trial` of the trial: empty for the first, else the swept group's option it takes.
     where: str
     #: Whether the command has more than one trial: a swept config group's options composed in turn, of
@@ -212,9 +212,10 @@ def _first_refused_trial(
     overrides: list[str], config_dir: Path, config_name: str, refusal: re.Pattern[str]
 ) -> _RefusedTrial | None:
     """The first trial of ``overrides`` (:func:`_sweep_trials`) that Hydra refuses, where its message matches
-    ``refusal``, or None: where no trial is refused, the first refused is refused in other words (left to
-    the check of those), or Hydra cannot read an override. The trials are composed in order, only while each
-    passes, each once in one :func:`unknown_option` (:data:`_trial_messages`)."""
+    ``refusal`` (whose first group is the key the message names), or None: where no trial is refused, the
+    first refused is refused in other words (left to the check of those), or Hydra cannot read an override.
+    The trials are composed in order, only while each passes, each once in one :func:`unknown_option`
+    (:data:`_trial_messages`)."""
     trials = _sweep_trials(overrides, config_dir)
     if trials is None:
         return None
@@ -228,7 +229,7 @@ def _first_refused_trial(
             match = refusal.match(known[memo])
             if match is None:
                 return None
-            return _RefusedTrial(trial, match, _in_trial(trial, trials[0]), len(trials) > 1)
+            return _RefusedTrial(trial, match.group(1), _in_trial(trial, trials[0]), len(trials) > 1)
     return None
 
 
@@ -257,8 +258,7 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
     refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_IN_CONFIG)
     if refused is None:
         return None
-    trial, match, where, options_in_turn = refused
-    key = match.group(1)
+    trial, key, where, options_in_turn = refused
     if "." not in key:
         # A config group choice that the defaults list lacks (logger@x=csv): Hydra's words give the fix
         # (+logger@x=csv); a top-level name was checked by unknown_option.
@@ -391,9 +391,8 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
     refused = _first_refused_trial(overrides, config_dir, config_name, _ALREADY_THERE)
     if refused is None:
         return None
-    trial, match, where, options_in_turn = refused
+    trial, key, where, options_in_turn = refused
     single = [c for _, c in trial]
-    key = match.group(1)
     arg = next((a for a in overrides if a.startswith("+") and a.split("=", 1)[0].lstrip("+") == key), None)
     if arg is None:
         return None
@@ -436,9 +435,8 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_THERE_TO_DELETE)
     if refused is None:
         return None
-    trial, match, where, _ = refused
+    trial, key, where, _ = refused
     single = [c for _, c in trial]
-    key = match.group(1)
     arg = next((a for a in overrides if a.startswith("~") and a[1:].split("=", 1)[0] == key), f"~{key}")
     if sum(a.startswith("~") and a[1:].split("=", 1)[0] == key for a in overrides) > 1:
         # The first deleted it; told "did you mean ~<the same key>?", a fix that changed nothing.
@@ -564,8 +562,7 @@ def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_
     refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_IN_CONFIG)
     if refused is None:
         return None
-    trial, match, where, _ = refused
-    key = match.group(1)
+    trial, key, where, _ = refused
     typed = [a for a, _ in trial]
     arg = next((a for a in typed if a[:1] not in "+~" and a.split("=", 1)[0] == key), None)
     deletion = deleted_before(arg, typed) if arg is not None else None
