@@ -988,6 +988,38 @@ def test_the_data_module_s_other_values_are_refused_before_the_run_folder(
     assert not logs.exists() and not (tmp_path / "outputs").exists(), sorted(tmp_path.rglob("*"))
 
 
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["data.render_processes=${oc.env:MARSUNITS_TEST_NPROC}"], "data.render_processes"),
+        (["data=marsscapes", "data.sol_margin=${oc.env:MARSUNITS_TEST_NPROC}"], "data.sol_margin"),
+    ],
+)
+def test_a_data_module_value_read_from_the_environment_is_refused_with_how_to_read_it_as_one(
+    args: list[str],
+    key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``${oc.env:NPROC}`` always gives text, which the data module's rule refuses (``render_processes must
+    be null (automatic) or an integer >= 0, got '2'.``) without the oc.decode that the integer checks name
+    (:func:`test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_one`): one line, status
+    2, naming the key, the interpolation and the oc.decode that reads it as a number, which is then taken."""
+    from marsunits.run_checks import check_config_values
+
+    monkeypatch.setenv("MARSUNITS_TEST_NPROC", "2")
+    written = args[-1].split("=", 1)[1]
+    argv = ["model=tiny", "logger=none", f"paths.log_dir={tmp_path / 'logs'}"]
+    status, err = train_py_checks(tmp_path, monkeypatch, capsys, *argv, *args)
+    leaf = key.split(".", 1)[1]
+    assert status == 2 and err.startswith("train.py: error: configs/data/") and err.count("\n") == 1, err
+    assert f": {leaf} must be" in err and "got '2'" in err, err
+    assert f"{written} gives text" in err and f"{key}='${{oc.decode:{written}}}'" in err, err
+    decoded = [*args[:-1], f"{key}='${{oc.decode:{written}}}'"]  # the tip's words, quotes and all
+    check_config_values(compose_config("train", tmp_path, [*argv, *decoded]))  # as advised: taken
+
+
 def test_the_data_module_s_other_values_it_takes_are_not_refused_before_hydra(tmp_path: Path) -> None:
     """The other side of the test above: the values the data module and its split take, at the ends of their
     ranges too, pass the check before Hydra, so train.py refuses nothing the run accepts. A

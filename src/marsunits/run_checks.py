@@ -651,18 +651,31 @@ def _data_value_refusal(cfg: DictConfig) -> str | None:
     ``data.render_processes``, ``data.class_mix_prob`` or, where its split reads it, ``data.val_fraction``
     (:func:`~marsunits.data.value_checks.data_value_refusal`, its own rules and words), or None. Refused
     only when the data module was built or split the data, inside the run, they left a run folder of a run
-    that never started."""
+    that never started. A number refused as text that an interpolation made
+    (``data.render_processes=${oc.env:NPROC}``) is told how to read it as one, as the integer checks tell
+    it (:func:`_text_from_interpolation`)."""
     from marsunits.data.value_checks import data_value_refusal
 
     data = cfg.get("data")
     if not isinstance(data, DictConfig):
         return None
     keys = ("name", "sources", "n_folds", *_DATA_VALUE_KEYS)  # only these resolved: the rest is not read
-    return data_value_refusal({key: _plain_value(data.get(key)) for key in keys if key in data})
+    values = {key: _plain_value(data.get(key)) for key in keys if key in data}
+    refused = data_value_refusal(values)
+    if refused is None:
+        return None
+    key, said = refused
+    if key not in _DATA_NUMBER_KEYS:
+        return said  # a list (sources, exclude_sols): oc.decode reads it too, but not as a number
+    tip = _text_from_interpolation(cfg, f"data.{key}", values.get(key))
+    return f"{said.removesuffix('.')}{tip}." if tip and said.endswith(".") else f"{said}{tip}"
 
 
 #: The values of :func:`_data_value_refusal`'s rules besides the data config's name, sources and folds.
 _DATA_VALUE_KEYS = ("val_fraction", "exclude_sols", "sol_margin", "render_processes", "class_mix_prob")
+
+#: Those of :data:`_DATA_VALUE_KEYS` that are numbers.
+_DATA_NUMBER_KEYS = ("val_fraction", "sol_margin", "render_processes", "class_mix_prob")
 
 
 def _plain_value(value: Any) -> Any:

@@ -159,12 +159,14 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def data_value_refusal(data: Mapping[str, Any]) -> str | None:
+def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
     """The first refusal of a data config's values (plain values, as the data module is given them; a key
-    left out is the data module's default) by the rules above, in the data module's order, or None:
-    ``sources`` (where given: the data module has no default), ``exclude_sols``, ``sol_margin``,
-    ``render_processes``, ``class_mix_prob`` and, where the run splits real data into one held-out split
-    (``n_folds`` null), ``val_fraction``.
+    left out is the data module's default) by the rules above, in the data module's order, as the key it
+    refuses and the refusal (``("render_processes", "configs/data/synthetic.yaml: render_processes must
+    be ...")``), or None: ``sources`` (where given: the data module has no default), ``exclude_sols``,
+    ``sol_margin``, ``render_processes``, ``class_mix_prob`` and, where the run splits real data into one
+    held-out split (``n_folds`` null), ``val_fraction``. The key lets the caller say more of the value it
+    was given (``train.py``: text an interpolation made, how to read it as a number).
     """
     name = str(data.get("name", "<data>"))
     where = f"configs/data/{name}.yaml"
@@ -173,20 +175,23 @@ def data_value_refusal(data: Mapping[str, Any]) -> str | None:
     if "sources" in data:
         refused = sources_refusal(name, raw)
         if refused is not None:
-            return refused
+            return "sources", refused
     sources = list(raw) if isinstance(raw, list | tuple) else None
     try:
         check_sol_ranges(values["exclude_sols"], where)
     except ValueError as wrong:
-        return str(wrong)
-    refused = (
-        sol_margin_refusal(name, values["sol_margin"])
-        or render_processes_refusal(name, values["render_processes"])
-        or class_mix_prob_refusal(name, values["class_mix_prob"])
-    )
-    if refused is not None:
-        return refused
+        return "exclude_sols", str(wrong)
+    for key, rule in (
+        ("sol_margin", sol_margin_refusal),
+        ("render_processes", render_processes_refusal),
+        ("class_mix_prob", class_mix_prob_refusal),
+    ):
+        refused = rule(name, values[key])
+        if refused is not None:
+            return key, refused
     real = sources is not None and bool(sources) and "synthetic" not in sources
     if real and values["n_folds"] is None:
-        return val_fraction_refusal(values["val_fraction"], where)
+        refused = val_fraction_refusal(values["val_fraction"], where)
+        if refused is not None:
+            return "val_fraction", refused
     return None
