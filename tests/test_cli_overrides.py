@@ -261,6 +261,53 @@ def test_a_misspelt_trainer_option_stops_train_py_with_status_2(
     )
 
 
+@pytest.mark.parametrize(
+    ("prog", "args", "flag", "meant"),
+    [
+        (
+            "predict.py",
+            ["--ckpt_path=m.ckpt", "input_dir=x", "output_dir=y"],
+            "--ckpt_path=m.ckpt",
+            "ckpt_path=m.ckpt",
+        ),
+        (
+            "predict.py",
+            ["input_dir=x", "output_dir=y", "--ckpt_path", "m.ckpt"],
+            "--ckpt_path m.ckpt",
+            "ckpt_path=m.ckpt",
+        ),
+        ("train.py", ["--trainer.max_epochs=1"], "--trainer.max_epochs=1", "trainer.max_epochs=1"),
+        ("train.py", ["-experiment", "marsscapes"], "-experiment marsscapes", "experiment=marsscapes"),
+    ],
+)
+def test_an_option_written_as_a_dashed_flag_is_told_to_drop_the_dashes(
+    prog: str,
+    args: list[str],
+    flag: str,
+    meant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """argparse's habit, ``--ckpt_path=m.ckpt``: predict.py's check before Hydra reads overrides only, so it
+    said ``missing required option(s) ckpt_path`` of an option the user had given, and Hydra printed its usage
+    and ``unrecognized arguments``; neither said that Hydra's options are written without dashes."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2
+    assert err.strip().startswith(f"{prog}: error: {flag!r} is written as a command-line flag")
+    assert f"give it as {meant}" in err and "missing required" not in err
+
+
+def test_hydras_own_flags_are_not_taken_for_dashed_options() -> None:
+    for args in (
+        ["-m", "model.lr=1e-3,1e-4"],
+        ["--cfg", "job"],
+        ["--info"],
+        ["-c", "job"],
+        ["--resolve", "--cfg", "job"],
+    ):
+        assert unknown_option(args, CONFIG_DIR, "train") is None
+
+
 def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_path) -> None:
     """Run from a read-only folder (a data disk), train.py and predict.py ended in Hydra's traceback: it makes
     logs/ under the folder the command runs from before any of their own code runs."""

@@ -619,6 +619,34 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
     return None
 
 
+def dashed_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for an option written as a command-line flag, argparse's way (``--ckpt_path=m.ckpt``,
+    ``--ckpt_path m.ckpt``), or None: the config's top-level name after the dashes, and no flag of Hydra's
+    own (``-m``, ``--cfg``, ``--info``: none is a config name).
+
+    ``predict.py``'s check before Hydra reads overrides only, so it said ``missing required option(s)
+    ckpt_path`` of the option given; Hydra printed its usage and ``unrecognized arguments``. Neither said
+    that options are written without dashes.
+    """
+    top: set[str] | None = None
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-") or arg.lstrip("-") == "":
+            continue
+        key, has_value, value = arg.lstrip("-").partition("=")
+        top = top if top is not None else _names(config_dir, config_name)[0]
+        if key.split("@", 1)[0].split(".", 1)[0].split("/", 1)[0] not in top:
+            continue
+        written = arg
+        if not has_value and i + 1 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
+            written, value = f"{arg} {argv[i + 1]}", argv[i + 1]
+        meant = f"{key}={value}" if has_value or written != arg else f"{key}=..."
+        return (
+            f"{written!r} is written as a command-line flag: options are key=value, without dashes; give it "
+            f"as {meant} (the options: configs/{config_name}.yaml)"
+        )
+    return None
+
+
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for the first override whose name the config does not have, or None.
 
@@ -635,7 +663,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         a.startswith(("-cn", "-cp", "-cd", "--config-name", "--config-path", "--config-dir")) for a in argv
     ):
         return None  # another primary config or config folder: Hydra checks the names itself
-    problem = unreadable_or_unknown_choice(argv, config_dir)
+    problem = dashed_option(argv, config_dir, config_name) or unreadable_or_unknown_choice(argv, config_dir)
     if problem is not None:
         return problem
     names: tuple[set[str], list[str]] | None = None
