@@ -282,6 +282,27 @@ def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(
     assert "configs/data/ai4mars.yaml" in message
 
 
+@pytest.mark.parametrize("named", ["marsscapes", "ai4mars"])
+def test_labels_class_map_naming_a_data_set_for_a_model_without_a_map_spells_out_that_data_sets_map(
+    named: str,
+) -> None:
+    """MarsScapes labels scored with a synthetic model, ``labels_class_map=marsscapes``: the refusal said the
+    model has no map and gave AI4Mars' map as the example, which reads MarsScapes' gravel (2) as smooth and
+    its sky (6) as an error; the data set named is a known one, so its own map is the one to copy."""
+    from marsunits.data.class_map import DATA_SET_LABEL_MAPS
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import read_labels_class_map
+
+    with pytest.raises(ConfigError) as refused:
+        read_labels_class_map(named, {"class_map": None, "dataset": "synthetic"})
+    message = str(refused.value)
+    assert message.startswith(f"labels_class_map={named}, but this model was trained on masks in project ids")
+    assert f"labels_class_map='{DATA_SET_LABEL_MAPS[named]}'" in message
+    assert f"configs/data/{named}.yaml" in message
+    others = [m for name, m in DATA_SET_LABEL_MAPS.items() if name != named]
+    assert not any(m in message for m in others)
+
+
 @pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])
 @pytest.mark.parametrize(("given", "meant"), [("chekpoint", "checkpoint"), ("marscapes", "marsscapes")])
 def test_a_misspelt_labels_class_map_is_told_the_word_meant_not_a_data_set_config(

@@ -397,10 +397,19 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
 
 
 def _no_training_map(dataset: str, value: str = "checkpoint") -> ConfigError:
+    """The refusal of ``labels_class_map=<value>`` for a model trained on masks in project ids: the labels'
+    own map is to be given, spelt out when ``value`` names a known data set (``marsscapes`` with a synthetic
+    model was given AI4Mars' map as the example, which reads MarsScapes' gravel, 2, as smooth)."""
+    known = DATA_SET_LABEL_MAPS.get(value)
+    which = (
+        f"the class_map of configs/data/{value}.yaml, labels_class_map='{known}'"
+        if known is not None
+        else "the class_map of their data set's configs/data/<name>.yaml, e.g. for AI4Mars "
+        f"labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
+    )
     return ConfigError(
         f"labels_class_map={value}, but this model was trained on masks in project ids (dataset "
-        f"{dataset!r} has no class_map); give the labels' map instead: the class_map of their data set's "
-        f"configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
+        f"{dataset!r} has no class_map); give the labels' map instead: {which}"
     )
 
 
