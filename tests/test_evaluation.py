@@ -504,3 +504,18 @@ def test_a_top_level_label_of_a_top_level_input_is_not_offered_to_its_namesake_i
     ev = Evaluation(labels)
     ev.add(PurePosixPath("sub/x.jpg"), _halves(20, 30, 15), image_path=inputs / "sub" / "x.jpg")
     assert ev.missing == ["sub/x.jpg"] and not ev.errors
+
+
+def test_a_label_in_a_data_set_s_native_ids_is_told_that_data_set_s_map(tmp_path: Path) -> None:
+    """MarsScapes labels scored without labels_class_map were told to give labels_class_map=checkpoint, which
+    a model trained without a map (synthetic scenes, data=folder) refuses, or a map of their own to write;
+    the ids are all MarsScapes' native ids, so its whole map is named, to copy, as train.py's refusal of
+    such masks names it."""
+    from marsunits.data.class_map import DATA_SET_LABEL_MAPS
+
+    write_png_atomic(tmp_path / "sol.png", np.array([[0, 3, 6, 8], [1, 2, 4, 255]], np.uint8))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("sol.jpg"), np.zeros((2, 4), np.uint8))
+    said = ev.errors["sol.jpg"]
+    assert f"labels_class_map='{DATA_SET_LABEL_MAPS['marsscapes']}'" in said
+    assert "MarsScapes labels" in said and "AI4Mars" not in said

@@ -10,7 +10,7 @@ versioned and stored in checkpoints.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,26 @@ NATIVE_IDS: dict[str, tuple[str, str]] = {
         "8 distant mountains, 9 rover, 255 no data",
     ),
 }
+
+
+def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str) -> str:
+    """The sentence a refusal of masks outside the project ids adds when the mask's values (``present``) are
+    all the native ids of a data set of :data:`NATIVE_IDS`: that data set's whole map, as the value of
+    ``option`` (``data.class_map``, ``labels_class_map``). Its labels copied unconverted were told to keep
+    their 0, 1 and 2, and AI4Mars' sand (2) trained as ``other`` without a word. Empty when no data set's
+    ids hold them all."""
+    values = {int(v) for v in present}
+    fits = [
+        f"if they are {name} labels ({ids}), {option}='{DATA_SET_LABEL_MAPS[key]}'"
+        for key, (name, ids) in NATIVE_IDS.items()
+        if values <= {int(v) for v in re.findall(r"(\d+):", DATA_SET_LABEL_MAPS[key])}
+    ]
+    if not fits:
+        return ""
+    return (
+        " These values are all native ids of a data set whose 0, 1 and 2 are other classes than the "
+        f"project's, so such labels need its whole map: {'; '.join(fits)}."
+    )
 
 
 class ClassMap:
@@ -209,19 +229,7 @@ class ClassMap:
         without a word. Empty otherwise, and for sub-class maps."""
         if self._num_targets is not None:
             return ""
-        values = {int(v) for v in present}
-        prefix = f"data.{self.key}" if self._data_option else self.key
-        fits = [
-            f"if they are {name} labels ({ids}), {prefix}='{DATA_SET_LABEL_MAPS[key]}'"
-            for key, (name, ids) in NATIVE_IDS.items()
-            if values <= {int(v) for v in re.findall(r"(\d+):", DATA_SET_LABEL_MAPS[key])}
-        ]
-        if not fits:
-            return ""
-        return (
-            " These values are all native ids of a data set whose 0, 1 and 2 are other classes than the "
-            f"project's, so such labels need its whole map: {'; '.join(fits)}."
-        )
+        return native_data_set_hint(present, f"data.{self.key}" if self._data_option else self.key)
 
     def __repr__(self) -> str:
         return f"ClassMap(dataset={self.dataset!r}, mapping={self.as_dict()})"

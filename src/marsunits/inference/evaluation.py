@@ -51,7 +51,7 @@ from marsunits.boundary.metrics import (
     scored_cracks,
 )
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from marsunits.data.class_map import ClassMap
+from marsunits.data.class_map import ClassMap, native_data_set_hint
 from marsunits.data.folder import word_added_splits, word_added_to_stem
 from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
 from marsunits.file_digest import image_content_key
@@ -92,10 +92,14 @@ def confusion_matrix(
     for name, ids in (("label", t), ("prediction", p)):
         bad = np.unique(ids[(ids < 0) | (ids >= num_classes)])
         if bad.size:
+            # Labels of a data set copied unconverted (MarsScapes' 0..9): its whole map, to copy; a model
+            # trained without a map (synthetic, data=folder) refuses labels_class_map=checkpoint.
+            hint = native_data_set_hint(np.unique(ids), "labels_class_map") if name == "label" else ""
             raise ValueError(
                 f"{name} holds ids {bad.tolist()} outside 0..{num_classes - 1} and {ignore_index} (ignore); "
                 "convert the mask to project ids first, or give predict.py labels_class_map=checkpoint (the "
                 "model's training map) or labels_class_map='{native id: project id, ...}'"
+                + (f".{hint.rstrip('.')}" if hint else "")
             )
     return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
 
