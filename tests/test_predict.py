@@ -28,11 +28,19 @@ from marsunits.inference.evaluation import confusion_matrix, scores
 from marsunits.inference.writers import MANIFEST_FIELDS
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import LAUNCH_VARIABLES, REPO_ROOT, compose_config, one_step_trainer, tiny_task
+    from .conftest import (
+        LAUNCH_VARIABLES,
+        REPO_ROOT,
+        SHARED_DATA,
+        compose_config,
+        one_step_trainer,
+        tiny_task,
+    )
 except ImportError:
     from conftest import (  # type: ignore[no-redef]
         LAUNCH_VARIABLES,
         REPO_ROOT,
+        SHARED_DATA,
         compose_config,
         one_step_trainer,
         tiny_task,
@@ -1413,6 +1421,34 @@ def test_overlay_tints_units_and_draws_contacts_by_confidence() -> None:
         np.testing.assert_allclose(out[10, col], expected, atol=2)
     assert tuple(out[5, 29]) == tuple(out[5, 30]) == CONTACT_COLOR
     assert tuple(out[35, 29]) == tuple(out[35, 30]) == LOW_CONFIDENCE_COLOR
+
+
+def test_the_unit_colours_stand_out_on_mars_coloured_images() -> None:
+    """The overlay tints each unit in its palette colour: a unit drawn in the hue of the ground itself is
+    invisible (rough_olivine was amber, 5 degrees of hue from the MarsScapes panoramas' median colour, and a
+    panorama the model called 79 % rough looked untouched). Each unit's colour is at least 60 degrees of hue
+    from the median colour of synthetic scenes and, where the data is here, of MarsScapes panoramas, and the
+    two units' colours are as far from each other."""
+    import colorsys
+
+    from marsunits.constants import PALETTE, ROUGH_OLIVINE, SMOOTH_VOLCANIC
+    from marsunits.data.synthetic.scene import generate_scene
+
+    def hue(rgb: np.ndarray) -> float:
+        return colorsys.rgb_to_hsv(*(np.asarray(rgb, float) / 255))[0] * 360
+
+    def apart(a: float, b: float) -> float:
+        return min(abs(a - b), 360 - abs(a - b))
+
+    images = [np.asarray(generate_scene(seed, 0).image) for seed in (1, 2, 3)]
+    panoramas = sorted((SHARED_DATA / "marsscapes" / "images").glob("*.jpg"))[:3]
+    images += [np.asarray(Image.open(f).convert("RGB")) for f in panoramas]
+    pixels = [image.reshape(-1, 3) for image in images]
+    ground = [hue(np.median(p[p.sum(axis=1) > 30], axis=0)) for p in pixels]  # the mosaics' black left out
+    for unit in (SMOOTH_VOLCANIC, ROUGH_OLIVINE):
+        for seen in ground:
+            assert apart(hue(PALETTE[unit]), seen) >= 60, (unit, PALETTE[unit], seen)
+    assert apart(hue(PALETTE[SMOOTH_VOLCANIC]), hue(PALETTE[ROUGH_OLIVINE])) >= 60
 
 
 def test_overlay_draws_the_contact_centred_on_it_whatever_its_direction() -> None:

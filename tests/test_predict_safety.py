@@ -156,15 +156,21 @@ def test_a_folder_drawn_in_the_default_colours_is_not_resumed_in_the_models(
     """Until 2026-12-06 the overlays were drawn in the default palette whatever the model's, while the record
     named the model's palette: a recoloured package resuming such a folder (records alike) drew its new
     overlays in its own colours beside the old default ones. A record without the drawn colours is taken as
-    drawn in the default palette: refused for a recoloured model, resumed for one of the default colours
-    whatever palette it recorded."""
+    drawn in the default palette of that time: refused for a recoloured model and for one of today's default
+    (rough_olivine green, not amber), resumed for one of that time's colours whatever palette it recorded."""
     from marsunits.export import export_checkpoint
+    from marsunits.inference.output_settings import PALETTE_UNTIL_2026_12_06
 
     inp, out = tmp_path / "in", tmp_path / "out"
     _tree(inp, 2)
-    package = export_checkpoint(ckpt, tmp_path / "package")
+    todays = export_checkpoint(ckpt, tmp_path / "todays")
+    package = export_checkpoint(ckpt, tmp_path / "package")  # recoloured as a model trained until 2026-12-06
     doc = json.loads((package / "model.json").read_text())
-    default = doc["metadata"]["palette"]
+    default = [list(rgb) for rgb in PALETTE_UNTIL_2026_12_06]
+    assert doc["metadata"]["palette"] != default  # today's default differs
+    for part in ("hparams", "metadata"):
+        doc[part]["palette"] = default
+    (package / "model.json").write_text(json.dumps(doc))
     recoloured = tmp_path / "recoloured"
     shutil.copytree(package, recoloured)
     palette = [[255, 0, 0], [0, 0, 255], [0, 255, 0]]
@@ -185,6 +191,8 @@ def test_a_folder_drawn_in_the_default_colours_is_not_resumed_in_the_models(
     save_rgb(inp / "img9.png", 40, 50, seed=9)
     with pytest.raises(ConfigError, match="palette"):
         run(make_cfg(tmp_path, recoloured, inp, out))
+    with pytest.raises(ConfigError, match="palette"):  # today's default colours are not those drawn either
+        run(make_cfg(tmp_path, todays, inp, out))
     assert not (out / "img9.overlay.png").exists()
     # The default-coloured model's overlays are those the folder holds: resumed.
     assert run(make_cfg(tmp_path, package, inp, out)) == 0

@@ -21,10 +21,13 @@ CLASS_DESCRIPTIONS: dict[str, str] = {
     "other": "not a geologic unit surface: sky, rover hardware, far field",
 }
 
-#: RGB colour per class id, used by overlays, previews and W&B masks. Ignore is drawn black.
+#: RGB colour per class id, used by overlays, previews and W&B masks. Ignore is drawn black. Both units are
+#: cool colours, away from the butterscotch of Mars images: rough_olivine was amber (240, 170, 40) until
+#: 2026-12-07, and a panorama the model called mostly rough looked untouched under it. A model keeps the
+#: palette it was trained with (its checkpoint's ``palette``).
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (64, 110, 230),  # smooth_volcanic: blue
-    (240, 170, 40),  # rough_olivine: amber
+    (40, 200, 80),  # rough_olivine: olivine green
     (150, 150, 150),  # other: grey
 )
 IGNORE_COLOR: tuple[int, int, int] = (0, 0, 0)

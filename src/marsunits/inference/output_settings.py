@@ -21,9 +21,10 @@ them. So every run records ``OUT/prediction_settings.json``:
   ``model.json``, outside the hashed weights; records written before this key existed are not compared on it);
 * ``palette``: the model's class colours (in a package also in ``model.json``, where recolouring is done),
   and ``overlay_palette``: those the overlays are drawn in, which decides when the new record holds it. A
-  record without it was written when the overlays were drawn in the default palette (:data:`PALETTE`)
-  whatever its ``palette`` said (until 2026-12-06), and is compared as drawn in that one: a recoloured
-  model does not resume a folder of default-coloured overlays, and one of the default colours does;
+  record without it was written when the overlays were drawn in the default palette of the time
+  (:data:`PALETTE_UNTIL_2026_12_06`) whatever its ``palette`` said (until 2026-12-06), and is compared as
+  drawn in that one: a model of other colours (a recoloured one, or one of today's default) does not resume
+  a folder of those overlays, and one of those colours (a model trained before 2026-12-07) does;
 * every option that changes what is written for an image: ``tile``, ``overlap``, ``tta``, ``adapt_bn``,
   ``min_unit_area_px``, ``nodata_max``, ``contact`` (the extraction settings), ``max_range_m``,
   ``probability_dtype``;
@@ -69,7 +70,6 @@ from typing import Any
 
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
-from marsunits.constants import PALETTE
 from marsunits.errors import ConfigError
 from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
@@ -80,6 +80,11 @@ from marsunits.inference.writers import (
     unescaped_path_values,
     write_json_atomic,
 )
+
+#: The default palette (:data:`marsunits.constants.PALETTE`) until 2026-12-06, the one overlays were drawn in
+#: whatever a model's ``palette`` said, for records written then (without ``overlay_palette``). The default's
+#: rough_olivine has since changed (amber to olivine green, 2026-12-07).
+PALETTE_UNTIL_2026_12_06: tuple[tuple[int, int, int], ...] = ((64, 110, 230), (240, 170, 40), (150, 150, 150))
 
 __all__ = [
     "ARITHMETIC_KEYS",
@@ -167,8 +172,8 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         if key == "palette" and "overlay_palette" in new:
             continue  # the colours drawn decide (overlay_palette, below): the model's alone never drew any
         if key == "overlay_palette" and key not in old:
-            # Recorded before the overlays were drawn in the model's palette: they are in the default one.
-            old = {**old, key: [list(rgb) for rgb in PALETTE]}
+            # Recorded before the overlays were drawn in the model's palette: they are in that day's default.
+            old = {**old, key: [list(rgb) for rgb in PALETTE_UNTIL_2026_12_06]}
         if key in ("normalisation", "palette") and key not in old:
             continue  # a folder recorded before the key existed: its weights hash still identifies the model
         if key in ARITHMETIC_KEYS and key not in old:
