@@ -1285,7 +1285,9 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     where ``data=nope`` took 0.8 s. The values that need no class are checked first, and the model's names
     that the project has tested without smp or timm; an unknown ``model.arch`` or ``model.encoder`` asks smp
     or timm (and so torch), never Lightning. So are ``logger=wandb``'s mode and ``log_model``, its node told
-    by its ``_target_``'s name (6 s, where 1.5 s). The help and the refusals say what they said."""
+    by its ``_target_``'s name (6 s, where 1.5 s), and ``trainer.precision=bogus`` (Lightning's list written
+    out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`). The help and the refusals
+    say what they said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
     cases = [
@@ -1309,6 +1311,8 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         ),
         (["model=tiny", "model.lr=0"], 2, "model.lr must be a number > 0, got 0", none),
         (["model=fpn_lite0", "model.encoder_depth=2"], 2, "model.encoder_depth=2: encoder_depth=2", none),
+        # Lightning's precisions: read from Lightning, after the _target_ classes were imported (13 s).
+        (["trainer.precision=bogus"], 2, "trainer.precision='bogus': give one of Lightning's", none),
         # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of
         # the _target_ classes had imported Lightning, torch, smp and timm.
         (["logger=wandb", "logger.wandb.mode=onlien"], 2, "W&B mode 'onlien' (logger.wandb.mode", none),
@@ -1354,6 +1358,28 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         else:
             assert "== Configuration groups ==" in stdout and "max_epochs:" in stdout, stdout
     assert not (tmp_path / "logs").exists()
+
+
+def test_the_precisions_refused_without_lightning_are_lightnings_own() -> None:
+    """``trainer.precision`` is checked against a list written out in :mod:`marsunits.run_checks`, so that
+    its refusal imports no Lightning: it is the list Lightning's own check reads, in its order (the refusal
+    shows it), so that a Lightning that takes another precision is not refused one, nor the reverse."""
+    from typing import get_args
+
+    from lightning.fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
+
+    from marsunits.run_checks import PRECISIONS
+
+    lightnings = (
+        *get_args(_PRECISION_INPUT_STR),
+        *get_args(_PRECISION_INPUT_INT),
+        *get_args(_PRECISION_INPUT_STR_ALIAS),
+    )
+    assert [(type(p), p) for p in PRECISIONS] == [(type(p), p) for p in lightnings]
 
 
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])

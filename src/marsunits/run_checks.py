@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Optional, get_args
+from typing import Any, Optional
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
@@ -497,8 +497,9 @@ def check_run_values(cfg: DictConfig) -> None:
     training draw (:func:`_sampling_refusal`: ``data.focus_class=7``, ``data.min_labelled_fraction=1.5``)
     and its other values that need no data read (:func:`_data_value_refusal`: ``data.sources=[mars]``,
     ``data.class_mix_prob=1.5``, ``data.val_fraction=1.5``),
-    the ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), and ``trainer=gpu``
-    / ``trainer.accelerator=gpu`` on a machine without a CUDA GPU. The ``data.*`` values only where
+    the ``trainer.limit_*_batches`` (a fraction in [0, 1] or a whole number of batches), ``trainer.precision``
+    (one of Lightning's, :data:`PRECISIONS`), and ``trainer=gpu`` / ``trainer.accelerator=gpu`` on a machine
+    without a CUDA GPU. The ``data.*`` values only where
     ``data._target_`` is marsunits' own data module (:func:`marsunits_datamodule`).
 
     The values that need no class first (:func:`check_plain_run_values`), then those judged by the classes
@@ -514,9 +515,10 @@ def check_run_values(cfg: DictConfig) -> None:
 def check_plain_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import no class (nor torch, nor Lightning): ``train``,
     ``test`` and ``data_moved``, the integers and numbers, ``data.fold``, the training draw's rules
-    (:func:`_sampling_refusal`), the ``trainer.limit_*_batches`` and ``trainer.devices``.
-    :func:`check_config_values` runs them before it imports the config's classes, so that
-    ``trainer.max_epochs=abc`` is refused in a second, not after some 6 s of torch and Lightning.
+    (:func:`_sampling_refusal`), the ``trainer.limit_*_batches``, ``trainer.devices`` and
+    ``trainer.precision`` (:data:`PRECISIONS`). :func:`check_config_values` runs them before it imports the
+    config's classes, so that ``trainer.max_epochs=abc`` is refused in a second, not after some 6 s of torch
+    and Lightning.
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
@@ -579,12 +581,20 @@ def check_plain_run_values(cfg: DictConfig) -> None:
             f"trainer.devices={devices!r}: give a number of devices (trainer.devices=2), auto, -1 (every "
             "device), or a list of GPU ids (trainer.devices=[0,1])"
         )
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
+    if precision is not None and precision not in PRECISIONS:
+        # Lightning's refusal came inside Hydra's instantiation of the Trainer, after the scenes were made.
+        raise ConfigError(
+            f"trainer.precision={precision!r}: give one of Lightning's precisions, e.g. "
+            "trainer.precision=32-true (CPU) or trainer.precision=bf16-mixed (GPU); all: "
+            f"{', '.join(map(str, PRECISIONS))}"
+        )
 
 
 def check_class_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import what they judge by: the switches of the classes
-    the config builds (their parameters, :func:`_switch_leaves`), ``trainer.precision`` (Lightning's
-    precisions) and a CUDA GPU for ``trainer.accelerator=gpu`` (torch).
+    the config builds (their parameters, :func:`_switch_leaves`) and a CUDA GPU for
+    ``trainer.accelerator=gpu`` (torch).
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
@@ -601,14 +611,6 @@ def check_class_run_values(cfg: DictConfig) -> None:
         # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
         if only_bool and isinstance(value, str) and "${" not in value:
             raise ConfigError(switch_value_refusal(key, value))
-    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
-    if precision is not None and precision not in _precisions():
-        # Lightning's refusal came inside Hydra's instantiation of the Trainer, after the scenes were made.
-        raise ConfigError(
-            f"trainer.precision={precision!r}: give one of Lightning's precisions, e.g. "
-            "trainer.precision=32-true (CPU) or trainer.precision=bf16-mixed (GPU); all: "
-            f"{', '.join(map(str, _precisions()))}"
-        )
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator not in ("gpu", "cuda"):
         return
@@ -704,19 +706,27 @@ def _text_from_interpolation(cfg: DictConfig, key: str, value: Any) -> str:
     )
 
 
-def _precisions() -> tuple[str | int, ...]:
-    """The ``trainer.precision`` values Lightning's Trainer takes (as its own check lists them)."""
-    from lightning.fabric.plugins.precision.precision import (
-        _PRECISION_INPUT_INT,
-        _PRECISION_INPUT_STR,
-        _PRECISION_INPUT_STR_ALIAS,
-    )
-
-    return (
-        *get_args(_PRECISION_INPUT_STR),
-        *get_args(_PRECISION_INPUT_INT),
-        *get_args(_PRECISION_INPUT_STR_ALIAS),
-    )
+#: The ``trainer.precision`` values Lightning's Trainer takes, as its own check lists them (its
+#: ``_PRECISION_INPUT_STR``, ``_PRECISION_INPUT_INT`` and ``_PRECISION_INPUT_STR_ALIAS``, in that order):
+#: written out so that ``trainer.precision=bogus`` is refused without importing Lightning (and torch), some
+#: 6 s (13 s under load) for one line. ``tests/test_cli_overrides.py`` checks that it is Lightning's list.
+PRECISIONS: tuple[str | int, ...] = (
+    "transformer-engine",
+    "transformer-engine-float16",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    64,
+    32,
+    16,
+    "64",
+    "32",
+    "16",
+    "bf16",
+)
 
 
 #: The data modules of marsunits (the ``_target_`` of ``configs/data/*.yaml``): the ``data.*`` checks here are
