@@ -1285,9 +1285,10 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     where ``data=nope`` took 0.8 s. The values that need no class are checked first, and the model's names
     that the project has tested without smp or timm; an unknown ``model.arch`` or ``model.encoder`` asks smp
     or timm (and so torch), never Lightning. So are ``logger=wandb``'s mode and ``log_model``, its node told
-    by its ``_target_``'s name (6 s, where 1.5 s), and ``trainer.precision=bogus`` (Lightning's list written
-    out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`). The help and the refusals
-    say what they said."""
+    by its ``_target_``'s name (6 s, where 1.5 s), ``trainer.precision=bogus`` (Lightning's list written
+    out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`), and ``data.crop_size=100``
+    (the input multiple of the project's architectures known without smp). The help and the refusals say
+    what they said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
     cases = [
@@ -1311,6 +1312,15 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         ),
         (["model=tiny", "model.lr=0"], 2, "model.lr must be a number > 0, got 0", none),
         (["model=fpn_lite0", "model.encoder_depth=2"], 2, "model.encoder_depth=2: encoder_depth=2", none),
+        # The network's input multiple: asked of smp (and checked after the _target_ classes were imported,
+        # 18 s), where the project's architectures have theirs known.
+        (["data.crop_size=100"], 2, "data.crop_size=100: expected a multiple of 16 (model.arch=unet", none),
+        (
+            ["model=deeplabv3plus_lite0", "data.crop_size=100"],
+            2,
+            "data.crop_size=100: expected a multiple of 16 (model.arch=deeplabv3plus with model.encoder",
+            none,
+        ),
         # Lightning's precisions: read from Lightning, after the _target_ classes were imported (13 s).
         (["trainer.precision=bogus"], 2, "trainer.precision='bogus': give one of Lightning's", none),
         # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of

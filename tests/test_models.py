@@ -73,6 +73,18 @@ def test_the_input_divisor_is_the_built_networks_without_building_it(arch: str) 
         input_divisor(arch, 7)
 
 
+def test_the_input_divisor_known_without_smp_is_what_smp_says() -> None:
+    """``input_divisor`` knows the coarsest stride of the project's architectures without importing smp (a
+    command line's crop size is refused in a second): it is what smp's signatures say, so that it cannot
+    drift from the network built; another smp architecture still asks smp (DeepLabV3 dilates to 8, PAN 16)."""
+    from marsunits.model_settings import TESTED_ARCHITECTURES, TESTED_OUTPUT_STRIDES, input_divisor
+    from marsunits.models.factory import output_stride
+
+    assert {arch: output_stride(arch) for arch in TESTED_ARCHITECTURES} == TESTED_OUTPUT_STRIDES
+    assert output_stride("deeplabv3") == 8 and output_stride("pan") == 16
+    assert [input_divisor("DeepLabV3", d) for d in (2, 3, 5)] == [4, 8, 8] and input_divisor("pan", 5) == 16
+
+
 def test_encoder_depth_and_decoder_channels_change_the_size_divisor() -> None:
     model = build_model("unet", TINY, None, 1, 3, encoder_depth=3, decoder_channels=[32, 16, 8]).eval()
     assert size_divisor(model) == 8

@@ -35,6 +35,7 @@ __all__ = [
     "check_depth",
     "check_names",
     "check_numbers",
+    "input_divisor",
 ]
 
 #: Optimisers :class:`~marsunits.task.SegmentationTask` builds (``model.optimizer``).
@@ -279,3 +280,35 @@ def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] |
             f"decoder_channels={channels} has {len(channels)}."
         )
     return channels
+
+
+#: The coarsest output stride of the encoder of each :data:`TESTED_ARCHITECTURES` network as
+#: :func:`~marsunits.models.build_model` builds it (smp's default ``encoder_output_stride`` where the
+#: architecture dilates its encoder, DeepLabV3+'s 16; else 32, five stages' halvings): known here without
+#: importing smp. ``tests/test_models.py`` checks these are what smp's signatures say.
+TESTED_OUTPUT_STRIDES: dict[str, int] = {"unet": 32, "fpn": 32, "deeplabv3plus": 16}
+
+
+def input_divisor(arch: str, encoder_depth: int) -> int:
+    """The :func:`~marsunits.models.size_divisor` of the network :func:`~marsunits.models.build_model`
+    builds for ``arch`` and ``encoder_depth``, without building it (a command line's crop size is checked so
+    before its run folder is made).
+
+    smp's timm encoders downsample by 2 per stage, so the deepest features are at ``2**encoder_depth``
+    (Unet, FPN: 16 at depth 4, 32 at 5), unless the architecture dilates its encoder to a coarsest stride of
+    its own (DeepLabV3+ and PAN 16, DeepLabV3 8). That stride is :data:`TESTED_OUTPUT_STRIDES`' for a
+    :data:`TESTED_ARCHITECTURES` name, without importing smp; for any other, read from smp's architecture
+    (:func:`~marsunits.models.factory.output_stride`, which imports smp and torch).
+
+    Raises:
+        ValueError: an unknown architecture (:func:`architecture_key`) or an ``encoder_depth`` outside 1..5
+            (:func:`check_depth`).
+    """
+    arch_key = architecture_key(arch)
+    check_depth(arch_key, encoder_depth, None)
+    coarsest = TESTED_OUTPUT_STRIDES.get(arch_key)
+    if coarsest is None:
+        from marsunits.models.factory import output_stride  # smp's signature: smp, timm and torch imported
+
+        coarsest = output_stride(arch_key)
+    return int(min(coarsest, 2 ** int(encoder_depth)))

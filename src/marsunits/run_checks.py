@@ -35,6 +35,7 @@ from marsunits.model_settings import (
     check_depth,
     check_names,
     check_numbers,
+    input_divisor,
 )
 from marsunits.targets import UnimportableTargetError, locate, unimportable_target
 from marsunits.user_paths import expand_home
@@ -756,19 +757,18 @@ def marsunits_datamodule(cfg: DictConfig) -> bool:
 def check_input_sizes(cfg: DictConfig) -> None:
     """Refuse a ``data.crop_size``, validation window (``crop_size + 2 x val_context_px``) or synthetic scene
     side (``data.scene.width``/``height``: validated whole) that is not a multiple of the input divisor of the
-    configured network (:func:`~marsunits.models.input_divisor`: ``2**model.encoder_depth`` for Unet and FPN,
-    16 for the default model; at most 16 for DeepLabV3+), naming that number. Only for marsunits' own data
-    module and task (:func:`marsunits_datamodule`), and only where the run trains: ``train=false`` builds
-    the checkpoint's network whatever the model config (``model=tiny``'s multiples of 8 under the default
-    model's 16), so its sizes are checked against that network instead: before the run folder by
-    :func:`refusal_before_hydra` (the checkpoint's ``arch`` and ``encoder_depth``), and in the run by the
-    data module against the network built (``MarsDataModule.check_size_divisor``).
+    configured network (:func:`~marsunits.model_settings.input_divisor`: ``2**model.encoder_depth`` for Unet
+    and FPN, 16 for the default model; at most 16 for DeepLabV3+; smp not imported for these), naming that
+    number. Only for marsunits' own data module and task (:func:`marsunits_datamodule`), and only where the
+    run trains: ``train=false`` builds the checkpoint's network whatever the model config (``model=tiny``'s
+    multiples of 8 under the default model's 16), so its sizes are checked against that network instead:
+    before the run folder by :func:`refusal_before_hydra` (the checkpoint's ``arch`` and ``encoder_depth``),
+    and in the run by the data module against the network built (``MarsDataModule.check_size_divisor``).
 
     Raises:
         ConfigError: naming the key, the value, the divisor and values that fit.
     """
-    from marsunits.data.datamodule import size_refusal
-    from marsunits.models import input_divisor
+    from marsunits.data.value_checks import size_refusal  # no torch: the data module's rule
 
     model = cfg.get("model")
     if not marsunits_datamodule(cfg) or not isinstance(model, DictConfig):
@@ -806,9 +806,9 @@ def check_config_values(cfg: DictConfig) -> None:
     The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
     The values judged without importing any class (:func:`check_plain_run_values`,
-    :func:`check_model_values`, the channels, the W&B logger's settings) come first: importing the config's
-    classes to check the ``_target_`` values imports torch and Lightning, some 6 s (19 s under load) that a
-    refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
+    :func:`check_model_values`, the channels, :func:`check_input_sizes`, the W&B logger's settings) come
+    first: importing the config's classes to check the ``_target_`` values imports torch and Lightning, some
+    6 s (19 s under load) that a refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
 
     The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
     mistyped value leaves no folder of a run that never started; :func:`~marsunits.training.run` runs it
@@ -834,6 +834,7 @@ def check_config_values(cfg: DictConfig) -> None:
     check_plain_run_values(cfg)
     check_model_values(cfg)
     _check_channels(cfg)
+    check_input_sizes(cfg)  # smp only for an architecture the project has not tested
     from marsunits.tracking.wandb_checks import check_wandb_modes  # no Lightning: W&B nodes told by name
 
     check_wandb_modes(cfg)
@@ -843,7 +844,6 @@ def check_config_values(cfg: DictConfig) -> None:
         raise ConfigError(refused)
     check_class_run_values(cfg)
     check_checkpoint_files(cfg)
-    check_input_sizes(cfg)
 
 
 def _check_channels(cfg: DictConfig) -> None:

@@ -30,7 +30,7 @@ import shlex
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -69,6 +69,7 @@ from marsunits.data.value_checks import (
     check_sol_ranges,
     class_mix_prob_refusal,
     render_processes_refusal,
+    size_refusal,
     sol_margin_refusal,
     sources_refusal,
 )
@@ -123,54 +124,6 @@ def _plain(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - hydra is a dependency
         pass
     return obj
-
-
-def multiples_around(value: int, divisor: int) -> list[int]:
-    """The positive multiples of ``divisor`` next to ``value``, below and above it (one where none is
-    below): the values a refusal of ``value`` suggests."""
-    below = value // divisor * divisor
-    return [n for n in (below, below + divisor) if n > 0]
-
-
-def size_refusal(
-    crop_size: Any, val_context_px: Any, scene: Mapping[str, Any] | None, divisor: int, why: str
-) -> str | None:
-    """The refusal of sizes a network whose inputs are multiples of ``divisor`` cannot take, or None:
-    ``crop_size`` and the validation windows (``crop_size + 2 * val_context_px``, so ``val_context_px`` a
-    multiple of half ``divisor``) must be multiples of it, and so must a synthetic scene's ``width`` and
-    ``height`` (``scene``; None for real data), validated and tested whole. ``why`` says where ``divisor``
-    comes from. Values that are not whole numbers are left to their own checks.
-
-    The one wording of the rule, for the check before the run (``run_checks.check_input_sizes``, the
-    configured network) and :meth:`MarsDataModule.check_size_divisor` (the built network).
-    """
-
-    def whole(value: Any) -> TypeGuard[int]:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    def fits(key: str, value: int, step: int) -> str:
-        return " or ".join(f"{key}={n}" for n in multiples_around(value, step))
-
-    if whole(crop_size) and crop_size % divisor:
-        return (
-            f"data.crop_size={crop_size}: expected a multiple of {divisor} ({why}), "
-            f"e.g. {fits('data.crop_size', crop_size, divisor)}"
-        )
-    if whole(val_context_px) and (2 * val_context_px) % divisor:
-        half = divisor // 2
-        return (
-            f"data.val_context_px={val_context_px}: expected a multiple of {half} (validation windows are "
-            f"crop_size + 2 x val_context_px, and {why}), "
-            f"e.g. {fits('data.val_context_px', val_context_px, half)}"
-        )
-    for side in ("width", "height"):
-        value = (scene or {}).get(side)
-        if whole(value) and value % divisor:
-            return (
-                f"data.scene.{side}={value}: expected a multiple of {divisor} (validation and test run on "
-                f"whole scenes, and {why}), e.g. {fits(f'data.scene.{side}', value, divisor)}"
-            )
-    return None
 
 
 def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]) -> None:

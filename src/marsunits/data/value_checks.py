@@ -1,7 +1,8 @@
 """The rules of the data module's values that need no data read, its training draw's aside
 (:mod:`marsunits.data.sampling_checks`): which sources it reads (``sources``), how it splits them
 (``val_fraction``, ``exclude_sols``, ``sol_margin``), how many processes render synthetic scenes
-(``render_processes``) and how often ClassMix mixes crops (``class_mix_prob``).
+(``render_processes``), how often ClassMix mixes crops (``class_mix_prob``), and the sizes a network
+takes (``crop_size``, ``val_context_px``, a synthetic scene's sides: :func:`size_refusal`).
 
 One wording of each rule for :class:`~marsunits.data.datamodule.MarsDataModule` (and, for ``val_fraction``,
 :func:`~marsunits.data.splits.split_by_group`, which it splits with), which refuse them inside the run, and
@@ -14,14 +15,16 @@ neither torch nor the data module (seconds of start-up for a one-line refusal).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "SOURCES",
     "check_sol_ranges",
     "class_mix_prob_refusal",
     "data_value_refusal",
+    "multiples_around",
     "render_processes_refusal",
+    "size_refusal",
     "sol_margin_refusal",
     "sources_refusal",
     "val_fraction_refusal",
@@ -194,4 +197,53 @@ def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
         refused = val_fraction_refusal(values["val_fraction"], where)
         if refused is not None:
             return "val_fraction", refused
+    return None
+
+
+def multiples_around(value: int, divisor: int) -> list[int]:
+    """The positive multiples of ``divisor`` next to ``value``, below and above it (one where none is
+    below): the values a refusal of ``value`` suggests."""
+    below = value // divisor * divisor
+    return [n for n in (below, below + divisor) if n > 0]
+
+
+def size_refusal(
+    crop_size: Any, val_context_px: Any, scene: Mapping[str, Any] | None, divisor: int, why: str
+) -> str | None:
+    """The refusal of sizes a network whose inputs are multiples of ``divisor`` cannot take, or None:
+    ``crop_size`` and the validation windows (``crop_size + 2 * val_context_px``, so ``val_context_px`` a
+    multiple of half ``divisor``) must be multiples of it, and so must a synthetic scene's ``width`` and
+    ``height`` (``scene``; None for real data), validated and tested whole. ``why`` says where ``divisor``
+    comes from. Values that are not whole numbers are left to their own checks.
+
+    The one wording of the rule, for the check before the run (``run_checks.check_input_sizes``, the
+    configured network) and
+    :meth:`~marsunits.data.datamodule.MarsDataModule.check_size_divisor` (the built network).
+    """
+
+    def whole(value: Any) -> TypeGuard[int]:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def fits(key: str, value: int, step: int) -> str:
+        return " or ".join(f"{key}={n}" for n in multiples_around(value, step))
+
+    if whole(crop_size) and crop_size % divisor:
+        return (
+            f"data.crop_size={crop_size}: expected a multiple of {divisor} ({why}), "
+            f"e.g. {fits('data.crop_size', crop_size, divisor)}"
+        )
+    if whole(val_context_px) and (2 * val_context_px) % divisor:
+        half = divisor // 2
+        return (
+            f"data.val_context_px={val_context_px}: expected a multiple of {half} (validation windows are "
+            f"crop_size + 2 x val_context_px, and {why}), "
+            f"e.g. {fits('data.val_context_px', val_context_px, half)}"
+        )
+    for side in ("width", "height"):
+        value = (scene or {}).get(side)
+        if whole(value) and value % divisor:
+            return (
+                f"data.scene.{side}={value}: expected a multiple of {divisor} (validation and test run on "
+                f"whole scenes, and {why}), e.g. {fits(f'data.scene.{side}', value, divisor)}"
+            )
     return None

@@ -12,8 +12,9 @@ should still pad to a multiple so every architecture behaves alike. The factory 
 :func:`size_divisor` tells callers (the tiling code) what to pad to.
 
 The names it takes and their checks (:func:`check_names`, :func:`check_depth`, :data:`CURATED_ENCODERS`,
-:data:`ENCODER_WEIGHTS`) live in :mod:`marsunits.model_settings`, which imports none of smp, timm and torch
-(a command line is checked before they are imported), and are imported from there.
+:data:`ENCODER_WEIGHTS`) and :func:`input_divisor` live in :mod:`marsunits.model_settings`, which imports
+none of smp, timm and torch (a command line is checked before they are imported), and are imported from
+there.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from marsunits.model_settings import ENCODER_WEIGHTS as ENCODER_WEIGHTS
 from marsunits.model_settings import OFFLINE_WEIGHTS, architecture_key
 from marsunits.model_settings import check_depth as check_depth
 from marsunits.model_settings import check_names as check_names
+from marsunits.model_settings import input_divisor as input_divisor
 from marsunits.models.pretrained import load_offline_into_encoder
 
 #: Architectures accepted by :func:`build_model`: every smp architecture, by its lower-case class name.
@@ -124,23 +126,11 @@ def size_divisor(model: nn.Module) -> int:
     return int(getattr(encoder, "output_stride", 32))
 
 
-def input_divisor(arch: str, encoder_depth: int) -> int:
-    """The :func:`size_divisor` of the network :func:`build_model` builds for ``arch`` and ``encoder_depth``,
-    without building it (a command line's crop size is checked so before its run folder is made).
-
-    smp's timm encoders downsample by 2 per stage, so the deepest features are at ``2**encoder_depth``
-    (Unet, FPN: 16 at depth 4, 32 at 5), unless the architecture dilates its encoder to a coarsest stride of
-    its own (smp's ``encoder_output_stride``, read from the architecture's signature: DeepLabV3+ and PAN
-    16, DeepLabV3 8), which :func:`build_model` leaves at smp's default.
-
-    Raises:
-        ValueError: an unknown architecture (:func:`check_names`) or an ``encoder_depth`` outside 1..5
-            (:func:`check_depth`).
-    """
-    arch_key = architecture_key(arch)
-    check_depth(arch_key, encoder_depth, None)
-    dilated = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch_key]).parameters.get(
-        "encoder_output_stride"
-    )
-    coarsest = dilated.default if dilated is not None and isinstance(dilated.default, int) else 32
-    return int(min(coarsest, 2 ** int(encoder_depth)))
+def output_stride(arch: str) -> int:
+    """The coarsest output stride of the encoder of ``arch``'s network (smp's lower-case architecture name)
+    as :func:`build_model` builds it: smp's ``encoder_output_stride`` default, read from the architecture's
+    signature, where it dilates its encoder (DeepLabV3+ and PAN 16, DeepLabV3 8), which :func:`build_model`
+    leaves at smp's default; else 32. :func:`~marsunits.model_settings.input_divisor` asks it for an
+    architecture outside :data:`~marsunits.model_settings.TESTED_OUTPUT_STRIDES`."""
+    dilated = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch]).parameters.get("encoder_output_stride")
+    return dilated.default if dilated is not None and isinstance(dilated.default, int) else 32
