@@ -1286,8 +1286,10 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     that the project has tested without smp or timm; an unknown ``model.arch`` or ``model.encoder`` asks smp
     or timm (and so torch), never Lightning. So are ``logger=wandb``'s mode and ``log_model``, its node told
     by its ``_target_``'s name (6 s, where 1.5 s), ``trainer.precision=bogus`` (Lightning's list written
-    out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`), and ``data.crop_size=100``
-    (the input multiple of the project's architectures known without smp). The help and the refusals say
+    out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`), ``data.crop_size=100``
+    (the input multiple of the project's architectures known without smp) and ``model.channels_last=fasle``
+    (the switches of marsunits' own classes written out,
+    :func:`test_the_switches_known_without_importing_are_the_classes_own`). The help and the refusals say
     what they said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
@@ -1321,6 +1323,10 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
             "data.crop_size=100: expected a multiple of 16 (model.arch=deeplabv3plus with model.encoder",
             none,
         ),
+        # The switches of marsunits' own task and data module: read from their signatures (17 s).
+        (["model.channels_last=fasle"], 2, "model.channels_last='fasle': give model.channels_last=", none),
+        (["data.pin_memory=no"], 2, "data.pin_memory='no': give data.pin_memory=true or", none),
+        (["+data.scene.distortion=fasle"], 2, "data.scene.distortion='fasle': give data.scene", none),
         # Lightning's precisions: read from Lightning, after the _target_ classes were imported (13 s).
         (["trainer.precision=bogus"], 2, "trainer.precision='bogus': give one of Lightning's", none),
         # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of
@@ -1390,6 +1396,19 @@ def test_the_precisions_refused_without_lightning_are_lightnings_own() -> None:
         *get_args(_PRECISION_INPUT_STR_ALIAS),
     )
     assert [(type(p), p) for p in PRECISIONS] == [(type(p), p) for p in lightnings]
+
+
+def test_the_switches_known_without_importing_are_the_classes_own() -> None:
+    """The switches of marsunits' own task and data module are checked first from a table written out in
+    :mod:`marsunits.run_checks` (:data:`~marsunits.run_checks.OWN_SWITCHES`), so that their refusals import
+    neither torch nor Lightning: each class's entry is what its signature says (the parameters that take
+    true or false, and which take nothing else), so that no switch is refused that the class does not read
+    as one, nor one it adds left to the slow check; and the configs' own classes are all in it."""
+    from marsunits.run_checks import OWN_DATAMODULES, OWN_SWITCHES, class_switches
+
+    for target, switches in OWN_SWITCHES.items():
+        assert class_switches(target) == switches, target
+    assert {"marsunits.task.SegmentationTask", *OWN_DATAMODULES} <= set(OWN_SWITCHES)
 
 
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])

@@ -18,7 +18,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -440,48 +440,105 @@ def _takes_only_bool(parameter: inspect.Parameter) -> bool:
     return parameter.annotation in _SWITCH_ANNOTATIONS
 
 
-def _switch_leaves(node: Any, prefix: str = "", cls: Any = None) -> Iterator[tuple[str, Any, bool]]:
-    """``(dotted key, value, only a bool)`` of each leaf of a plain container (:func:`_leaves`) that a class
-    reads as true or false: a parameter that takes a bool (:func:`_takes_bool`; everything under it,
-    ``data.cache.ai4mars``) of the class its node builds (``_target_``; with the class its ``**kwargs`` go to,
-    :data:`_KWARGS_TO`), or ``cls`` for a node without one (:data:`_FIELDS_OF`). The third is whether the
-    parameter takes nothing but true or false (:func:`_takes_only_bool`; False under a mapping or list).
-    A class that cannot be imported here (refused first by :func:`check_config_values`) has no keys."""
-    if not isinstance(node, dict):
-        return
-    target = node.get("_target_")
-    if isinstance(target, str):
+def class_switches(target: str) -> dict[str, bool]:
+    """The parameters of the class ``target`` names (with those of the class its ``**kwargs`` go to,
+    :data:`_KWARGS_TO`) that take true or false (:func:`_takes_bool`), each with whether it takes nothing
+    else (:func:`_takes_only_bool`); read from their signatures, which imports them. A class that cannot be
+    imported here (refused first by :func:`check_config_values`) has none."""
+    found: list[Any] = []
+    for path in (target, _KWARGS_TO.get(target)):
         try:
-            cls = locate(target)
-        except UnimportableTargetError:  # refused by check_config_values before these checks
-            cls = None
-    kwargs_to = None
-    if isinstance(target, str) and target in _KWARGS_TO:
-        try:
-            kwargs_to = locate(_KWARGS_TO[target])
-        except UnimportableTargetError:  # not importable here: its keys are none, as for a class
-            kwargs_to = None
+            found.append(locate(path) if path else None)
+        except UnimportableTargetError:  # refused by check_config_values: its keys are none, as for a class
+            found.append(None)
     parameters: dict[str, inspect.Parameter] = {}
-    for named in (cls, kwargs_to):
+    for named in found:
         try:
             parameters = {**dict(inspect.signature(named).parameters), **parameters} if named else parameters
         except (TypeError, ValueError):  # no signature to read
             continue
+    return {name: _takes_only_bool(p) for name, p in parameters.items() if _takes_bool(p)}
+
+
+#: :func:`class_switches` of marsunits' own classes that the configs build, written out so that their
+#: switches (``model.channels_last=fasle``, ``data.pin_memory=no``, ``+data.scene.distortion=fasle``) are
+#: refused without importing them (torch and Lightning, some 6 s, 17 s under load, for one line).
+#: ``tests/test_cli_overrides.py`` checks each is what the class's signature says.
+OWN_SWITCHES: dict[str, dict[str, bool]] = {
+    "marsunits.task.SegmentationTask": {"channels_last": True, "freeze_encoder_bn": True},
+    "marsunits.data.datamodule.MarsDataModule": {
+        "pin_memory": True,
+        "persistent_workers": True,
+        "shared_sol_holdout": True,
+        "allow_seen_val_sols": True,
+        "cache": False,
+        "fixed_crops": True,
+        "cache_scenes": True,
+        "separate_val": True,
+        "folder_sols_from_names": True,
+    },
+    "marsunits.data.synthetic.config.SceneConfig": {"distortion": True},
+}
+
+
+def _switch_leaves(
+    node: Any,
+    prefix: str = "",
+    target: str | None = None,
+    switches_of: Callable[[str], dict[str, bool] | None] = class_switches,
+) -> Iterator[tuple[str, Any, bool]]:
+    """``(dotted key, value, only a bool)`` of each leaf of a plain container (:func:`_leaves`) that a class
+    reads as true or false: a parameter that takes a bool (everything under it, ``data.cache.ai4mars``) of
+    the class its node builds (``_target_``), or ``target`` for a node without one (:data:`_FIELDS_OF`). The
+    third is whether the parameter takes nothing but true or false (False under a mapping or list).
+
+    ``switches_of`` says a class's switches (:func:`class_switches`, which imports it); one that gives None
+    for a class leaves out its node and all under it (:data:`OWN_SWITCHES`, for the switches known without
+    importing anything: some of the leaves of :func:`class_switches`, none else)."""
+    if not isinstance(node, dict):
+        return
+    built = node.get("_target_")
+    if isinstance(built, str):
+        target = built
+    switches = switches_of(target) if target is not None else {}
+    if switches is None:  # not known here
+        return
     for key, value in node.items():
         dotted = f"{prefix}{key!s}"
-        parameter = parameters.get(str(key))
-        if parameter is not None and _takes_bool(parameter):
+        only_bool = switches.get(str(key))
+        if only_bool is not None:
             if isinstance(value, dict | list):
                 yield from ((k, v, False) for k, v in _leaves(value, f"{dotted}."))
             else:
-                yield dotted, value, _takes_only_bool(parameter)
+                yield dotted, value, only_bool
             continue
-        fields = _FIELDS_OF.get((str(target), str(key)))
+        fields = _FIELDS_OF.get((str(built), str(key)))
         if isinstance(value, dict):
-            yield from _switch_leaves(value, f"{dotted}.", locate(fields) if fields else None)
+            yield from _switch_leaves(value, f"{dotted}.", fields, switches_of)
         elif isinstance(value, list):
             for i, item in enumerate(value):
-                yield from _switch_leaves(item, f"{dotted}.{i}.")
+                yield from _switch_leaves(item, f"{dotted}.{i}.", None, switches_of)
+
+
+def _check_switches(cfg: DictConfig, switches_of: Callable[[str], dict[str, bool] | None]) -> None:
+    """Refuse a switch (:func:`_switch_leaves` with ``switches_of``) given yes/no/on/off, or other text
+    where it takes nothing but true or false.
+
+    Raises:
+        ConfigError: naming the key, the value and what to give instead (:func:`switch_value_refusal`).
+    """
+    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False), switches_of=switches_of))
+    for key, value, _ in switches:
+        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
+            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
+            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
+            # own keys (data.mode=on).
+            raise ConfigError(switch_value_refusal(key, value))
+    for key, value, only_bool in switches:
+        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
+        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
+        if only_bool and isinstance(value, str) and "${" not in value:
+            raise ConfigError(switch_value_refusal(key, value))
 
 
 def check_run_values(cfg: DictConfig) -> None:
@@ -515,11 +572,12 @@ def check_run_values(cfg: DictConfig) -> None:
 
 def check_plain_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import no class (nor torch, nor Lightning): ``train``,
-    ``test`` and ``data_moved``, the integers and numbers, ``data.fold``, the training draw's rules
-    (:func:`_sampling_refusal`), the ``trainer.limit_*_batches``, ``trainer.devices`` and
-    ``trainer.precision`` (:data:`PRECISIONS`). :func:`check_config_values` runs them before it imports the
-    config's classes, so that ``trainer.max_epochs=abc`` is refused in a second, not after some 6 s of torch
-    and Lightning.
+    ``test`` and ``data_moved``, the switches of marsunits' own task and data module (:data:`OWN_SWITCHES`;
+    :func:`check_class_run_values` checks every class's), the integers and numbers, ``data.fold``, the
+    training draw's rules (:func:`_sampling_refusal`), the ``trainer.limit_*_batches``, ``trainer.devices``
+    and ``trainer.precision`` (:data:`PRECISIONS`). :func:`check_config_values` runs them before it imports
+    the config's classes, so that ``trainer.max_epochs=abc`` is refused in a second, not after some 6 s of
+    torch and Lightning.
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
@@ -528,6 +586,7 @@ def check_plain_run_values(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(switch_value_refusal(key, value))
+    _check_switches(cfg, OWN_SWITCHES.get)  # marsunits' own classes' switches, known without importing
     own_data = marsunits_datamodule(cfg)
     for key, lowest, unit in _INTEGER_VALUES:
         value = OmegaConf.select(cfg, key, default=None)
@@ -600,18 +659,7 @@ def check_class_run_values(cfg: DictConfig) -> None:
     Raises:
         ConfigError: naming the key, the value and what to give instead.
     """
-    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False)))
-    for key, value, _ in switches:
-        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
-            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
-            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
-            # own keys (data.mode=on).
-            raise ConfigError(switch_value_refusal(key, value))
-    for key, value, only_bool in switches:
-        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
-        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
-        if only_bool and isinstance(value, str) and "${" not in value:
-            raise ConfigError(switch_value_refusal(key, value))
+    _check_switches(cfg, class_switches)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator not in ("gpu", "cuda"):
         return
