@@ -22,7 +22,8 @@ def main(cfg: DictConfig) -> float | None:
     readable_log_handlers()  # caf\xe9.png in train.log and on the console, whatever hydra/job_logging is
     from marsunits.training import run  # torch and Lightning: seconds of start-up, inside the stop guard
 
-    # A sweeper (hparams_search=optuna) optimises the value returned here.
+    # A sweeper (hparams_search=optuna) optimises the value returned here. Under torchrun, each rank's own
+    # error also goes to its agent's error file (the run's summary).
     return run_trial(lambda: run(cfg), cfg, prog="train.py")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -621,3 +622,35 @@ def test_a_rank_stopped_by_another_ignores_its_own_sigterm_that_follows() -> Non
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1.0)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_under_torchrun_a_training_run_s_error_reaches_its_agent_s_error_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """torchrun's summary of a failed ``train.py`` run said ``error_file: <N/A>`` for each rank and pointed
+    to torch's docs: the rank's own error was only in its output. train.py's run (``run_trial``) under
+    torchrun (``TORCHELASTIC_ERROR_FILE`` set by its agent for each worker) now writes it there, a user's
+    error too, which still ends in the one line and status 2; a bug is written and raised as it was; a stop
+    (Ctrl-C, SIGTERM: the agent stopping the other ranks) is not a rank's error and writes nothing."""
+    from marsunits.sweep_trials import run_trial
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    with pytest.raises(SystemExit) as ended:
+        run_trial(_fail(ConfigError("trainer.devices=1 does not match the world size (2)")), {}, "train.py")
+    assert ended.value.code == 2
+    err = capfd.readouterr().err
+    assert err.startswith("train.py: error: trainer.devices=1 does not match") and "Traceback" not in err, err
+    recorded = json.loads(error_file.read_text())["message"]
+    assert recorded["message"] == "ConfigError: trainer.devices=1 does not match the world size (2)", recorded
+    assert recorded["extraInfo"]["py_callstack"].rstrip().endswith("the world size (2)"), recorded
+
+    error_file.unlink()
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_trial(_fail(RuntimeError("a bug")), {}, "train.py")
+    assert json.loads(error_file.read_text())["message"]["message"] == "RuntimeError: a bug"
+
+    error_file.unlink()
+    with pytest.raises(SystemExit) as ended:
+        run_trial(_fail(KeyboardInterrupt()), {}, "train.py")
+    assert ended.value.code == 130 and not error_file.exists()

@@ -43,6 +43,7 @@ from marsunits.errors import (
     DivergedError,
     TerminatedError,
     readable,
+    recorded_for_torchrun,
     report_user_errors,
     sigterm_raises,
     some_of,
@@ -122,7 +123,10 @@ def _trial() -> str:
 
 def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog: str) -> float | None:
     """``train.py``'s task: run ``fn`` (the training, returning its metrics) as :func:`report_trial_errors`
-    does and return :func:`sweep_objective` of its metrics.
+    does and return :func:`sweep_objective` of its metrics. Under torchrun the error that ends the run (a
+    user's one-line error too) is also written to the agent's error file
+    (:func:`~marsunits.errors.recorded_for_torchrun`), so torchrun's failure summary names each failing
+    rank's own error, where it said ``error_file: <N/A>``.
 
     In a grid whose trials run one after another in this process (Hydra's basic sweeper and launcher), a
     failed trial is said in one line and recorded, and the job returns None: raised to Hydra, it ended
@@ -146,7 +150,8 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
         return fn()
 
     try:
-        metrics = report_trial_errors(checked_fn, prog)
+        # Under torchrun, the error that ends this rank also goes to its agent's error file (its summary).
+        metrics = report_trial_errors(recorded_for_torchrun(checked_fn), prog)
         value = sweep_objective(metrics, cfg.get("optimized_metric"), cfg, prog)
     except TrialFailedError as exc:
         _ended(started, "failed")
