@@ -248,6 +248,34 @@ def _as_an_entry_point(
     return ended.value.code, capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("prog", "args", "said"),
+    [
+        ("train.py", ["model.lr=-1"], "model.lr must be a number > 0, got -1 (e.g. model.lr=0.001"),
+        ("predict.py", ["output_dirr=out"], "unknown option 'output_dirr' in 'output_dirr=out'; did you"),
+    ],
+)
+def test_under_torchrun_a_refusal_before_hydra_reaches_its_agent_s_error_file(
+    prog: str,
+    args: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under torchrun a refusal of the command line (one line, status 2, before Hydra starts) is also
+    written to the agent's error file (``TORCHELASTIC_ERROR_FILE``, set for each worker), so torchrun's
+    failure summary names it; it said ``error_file: <N/A>`` and pointed to torch's docs. The line printed
+    is the same. (Without that variable nothing is imported: the no-torch test below.)"""
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2 and err.startswith(f"{prog}: error: {said}"), err
+    recorded = json.loads(error_file.read_text())["message"]
+    assert recorded["message"] == f"ConfigError: {err.strip().removeprefix(f'{prog}: error: ')}", recorded
+    assert said in recorded["extraInfo"]["py_callstack"], recorded  # what torchrun's summary shows
+
+
 def test_a_misspelt_trainer_option_stops_train_py_with_status_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

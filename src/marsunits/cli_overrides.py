@@ -57,7 +57,7 @@ from marsunits.cli_sweeps import sweep_refusal as sweep_refusal
 from marsunits.cli_values import predict_refusal
 from marsunits.cli_values import primary_config as primary_config
 from marsunits.cli_values import value_refusal as value_refusal
-from marsunits.errors import readable
+from marsunits.errors import readable, record_refusal_for_torchrun
 
 __all__ = [
     "added_option_not_taken",
@@ -729,7 +729,8 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
     """Check ``sys.argv``; on an unknown option, a log folder that cannot be made, a value ``predict.py``
     refuses (:func:`~marsunits.cli_values.predict_refusal`), or a process of a torchrun/SLURM launch without
     a shared ``run_name`` (:func:`~marsunits.cli_launch.unnamed_external_ranks`), print
-    ``<prog>: error: ...`` and exit with status 2.
+    ``<prog>: error: ...`` and exit with status 2; under torchrun the refusal is also written to the agent's
+    error file (:func:`~marsunits.errors.record_refusal_for_torchrun`), for torchrun's failure summary.
 
     Hydra's shell completion (``-sc install=bash``, ``-sc query=bash``) is left alone: its ``install=`` and
     ``query=`` are the flag's arguments, not options, and were refused as unknown ones."""
@@ -748,4 +749,5 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
         message, sys.argv[1:] = claim_run_folder(sys.argv[1:], config_dir)
     if message is not None:  # a folder named in Latin-1 bytes as \xNN, as the run's own errors say it
         print(readable(f"{prog}: error: {message}"), file=sys.stderr)
+        record_refusal_for_torchrun(readable(message))  # torchrun's summary names it (torch only there)
         raise SystemExit(2)

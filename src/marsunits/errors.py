@@ -253,6 +253,28 @@ def recorded_for_torchrun(fn: Callable[[], T]) -> Callable[[], T]:
     return record(fn)  # type: ignore[return-value]  # None only for a SystemExit(0), which ends anyway
 
 
+def record_refusal_for_torchrun(message: str) -> None:
+    """Under ``torchrun`` (its agent sets ``TORCHELASTIC_ERROR_FILE`` for each worker), write ``message``, a
+    refusal an entry point prints before Hydra starts (``<prog>: error: ...``, status 2), to that file as a
+    :class:`ConfigError`, through torch's own error handler (its format, as :func:`recorded_for_torchrun`
+    writes a run's error): torchrun's summary of the failed run then shows it, where it said
+    ``error_file: <N/A>`` and pointed to the docs. The entry in the summary is the message alone, without
+    the frames of this function. Elsewhere nothing, with nothing imported: ``python train.py model.lr=-1``
+    is refused without torch's seconds of start-up. A file that cannot be written is left as torchrun
+    finds it (the summary says ``<N/A>``); the refusal is printed all the same."""
+    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return
+    from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+    refused = ConfigError(message)
+    try:
+        raise refused
+    except ConfigError:
+        refused.__traceback__ = None  # the handler's "py_callstack" (what the summary shows): the message
+        with contextlib.suppress(OSError):
+            get_error_handler().record_exception(refused)
+
+
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
