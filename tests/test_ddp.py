@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import REPO_ROOT, compose_config
+    from .conftest import LAUNCH_VARIABLES, REPO_ROOT, compose_config
     from .test_predict import ckpt, save_rgb  # noqa: F401 - ckpt is a fixture
 except ImportError:
-    from conftest import REPO_ROOT, compose_config  # type: ignore[no-redef]
+    from conftest import LAUNCH_VARIABLES, REPO_ROOT, compose_config  # type: ignore[no-redef]
     from test_predict import ckpt, save_rgb  # type: ignore[no-redef]  # noqa: F401
 
 
@@ -132,6 +132,73 @@ def test_ddp_training_with_two_gloo_processes(tmp_path: Path) -> None:
     for key in ("val/loss", "test/loss"):
         assert single[key] == pytest.approx(metrics[key], rel=1e-2), key
     assert single["test/miou"] == pytest.approx(metrics["test/miou"], rel=1e-5, abs=1e-6)
+
+
+def _torchrun_summary(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``torchrun --standalone --nproc-per-node 2 train.py trainer=ddp`` with the tiny run of
+    :data:`TRAINING_OVERRIDES` on gloo, plus ``overrides``, as a user runs it (no MARSUNITS_TRACEBACK);
+    returns the process and the "Root Cause" part of torchrun's failure summary ("" when there is none)."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARIABLES}
+    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    for key in ("MARSUNITS_TRACEBACK", "TORCHELASTIC_ERROR_FILE", "RANK"):
+        env.pop(key, None)
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",  # the torchrun command
+            "--standalone",
+            "--nproc-per-node=2",
+            str(REPO_ROOT / "train.py"),
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            "trainer.sync_batchnorm=false",
+            "data.pin_memory=false",
+            "data.persistent_workers=false",
+            "model.channels_last=false",
+            *TRAINING_OVERRIDES,
+            f"hydra.run.dir={run_dir}",
+            f"paths.output_dir={run_dir}",
+            *overrides,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    return proc, proc.stderr.partition("Root Cause (first observed failure):")[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "own_error"),
+    [
+        # Inside the run, on every rank: Lightning's check of the devices against torchrun's world.
+        (
+            "trainer.devices=1",
+            "ValueError: You set `devices=1` and `num_nodes=1` in Lightning, but the product",
+        ),
+        # Before Hydra starts: the command line's one-line refusal.
+        ("model.lr=-1", "marsunits.errors.ConfigError: model.lr must be a number > 0, got -1"),
+    ],
+)
+def test_torchrun_s_summary_of_a_failed_training_names_the_rank_s_own_error(
+    tmp_path: Path, override: str, own_error: str
+) -> None:
+    """torchrun's summary of a failed ``train.py`` run said, for the rank that failed first, ``error_file:
+    <N/A>`` and ``traceback : To enable traceback see: https://pytorch.org/docs/...``: the rank's own error
+    (a one-line user error, in the run or before Hydra) was only in the interleaved output above it. Each
+    rank now writes it to its agent's error file, which the summary shows; the rank still prints its line."""
+    proc, root_cause = _torchrun_summary(tmp_path, override)
+    assert proc.returncode != 0 and root_cause, proc.stderr[-4000:]
+    assert "train.py: error: " in proc.stderr  # the rank's one line, as before
+    assert "error_file: <N/A>" not in root_cause and own_error in root_cause, proc.stderr[-4000:]
 
 
 def _manifest(out: Path) -> dict[str, dict[str, str]]:
