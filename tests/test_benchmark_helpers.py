@@ -425,8 +425,9 @@ def _at(data, path: str):
     return data
 
 
-# (committed file, key path, figure as README.md quotes it, text of README.md that quotes it)
-README_FIGURES = [
+# (committed file, key path, figure as quoted, text that quotes it) in RESULTS.md, the experiment log behind
+# the README's Results summary
+RESULTS_FIGURES = [
     (
         "eval_contacts.json",
         "boundary_f1_3px",
@@ -463,6 +464,10 @@ README_FIGURES = [
     ("eval_contacts_mmu2_seed777.json", "boundary_f1_3px", "0.654", "seed 777 BF1 **0.638 → 0.654**"),
     ("eval_contacts_mmu2_seed777.json", "contact_distance_px", "5.06", "contact distance 5.09 → 5.06 px"),
     ("eval_contacts_mmu2_seed555.json", "boundary_f1_3px", "0.681", "seed 555 BF1 0.659 → 0.681"),
+]
+
+# the same, in README.md: its Results summary and its Performance table
+README_FIGURES = [
     ("bench_predict.json", "speedup_vs_naive", "3.58", "| **3.58×** (2.41 vs 0.67 MP/s;"),
     ("bench_predict.json", "megapixels_per_s", "2.41", "| **3.58×** (2.41 vs 0.67 MP/s;"),
     ("bench_predict.json", "naive_megapixels_per_s", "0.67", "| **3.58×** (2.41 vs 0.67 MP/s;"),
@@ -478,18 +483,21 @@ README_FIGURES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "key", "quoted", "text"), README_FIGURES)
-def test_readme_figures_are_those_of_the_committed_benchmark_files(name, key, quoted, text):
-    """A figure README.md quotes from a committed file in benchmarks/ is that file's value, rounded as
-    quoted, and the README sentence that quotes it is still there (a re-run that changed the file, or an
-    edit of the README, shows up here)."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert text in readme, f"README.md no longer says {text!r}"
-    # the quoted figure is the README's own, in that sentence (a percentage as the README writes it)
+@pytest.mark.parametrize(
+    ("doc", "name", "key", "quoted", "text"),
+    [("README.md", *figure) for figure in README_FIGURES] + [("RESULTS.md", *f) for f in RESULTS_FIGURES],
+)
+def test_readme_figures_are_those_of_the_committed_benchmark_files(doc, name, key, quoted, text):
+    """A figure README.md or RESULTS.md quotes from a committed file in benchmarks/ is that file's value,
+    rounded as quoted, and the sentence that quotes it is still in the file that quotes it (a re-run that
+    changed the JSON file, or an edit of README.md or RESULTS.md, shows up here)."""
+    quoting = (REPO / doc).read_text(encoding="utf-8")
+    assert text in quoting, f"{doc} no longer says {text!r}"
+    # the quoted figure is the document's own, in that sentence (a percentage as it writes it)
     assert quoted in text or f"{float(quoted) * 100:.0f} %" in text, f"{text!r} does not quote {quoted}"
     value = _at(json.loads((BENCHMARKS / name).read_text()), key)
     decimals = len(quoted.split(".")[1]) if "." in quoted else 0
-    assert f"{value:.{decimals}f}" == quoted, f"{name} {key} = {value}, README quotes {quoted}"
+    assert f"{value:.{decimals}f}" == quoted, f"{name} {key} = {value}, {doc} quotes {quoted}"
 
 
 def test_bench_synthetic_smoke_writes_its_figures(tmp_path):

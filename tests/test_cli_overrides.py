@@ -129,18 +129,21 @@ def test_the_readmes_real_data_options_exist_for_every_real_data_config(data: st
 
 
 def test_overrides_in_use_pass() -> None:
-    """Every ``key=value`` of a train.py / predict.py command in the README, plus Hydra's own forms."""
-    text = (REPO / "README.md").read_text()
-    commands = re.findall(r"(train|predict)\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", text)
-    checked = 0
-    for prog, tail in commands:
-        tail = tail.split(" #")[0]  # a shell comment after the command
-        tokens = [a.strip("'\"(),;:") for a in tail.replace("\\\n", " ").split()]
-        # Prose around commands skipped, and the README's <placeholders> (the user types a path there).
-        args = [a for a in tokens if re.match(r"^[A-Za-z_][\w.@/-]*=", a) and "<" not in a]
-        assert unknown_option(args, CONFIG_DIR, prog) is None, (prog, args)
-        checked += len(args)
-    assert checked > 30  # the README has many such commands: the pattern found them
+    """Every ``key=value`` of a train.py / predict.py command in the README and in RESULTS.md (the
+    experiment log's commands reproduce its figures: users run them too), plus Hydra's own forms."""
+    checked = {}
+    for doc in ("README.md", "RESULTS.md"):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        checked[doc] = 0
+        for prog, tail in re.findall(r"(train|predict)\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", text):
+            tail = tail.split(" #")[0]  # a shell comment after the command
+            tokens = [a.strip("'\"(),;:") for a in tail.replace("\\\n", " ").split()]
+            # Prose around commands skipped, and the <placeholders> (the user types a path there).
+            args = [a for a in tokens if re.match(r"^[A-Za-z_][\w.@/-]*=", a) and "<" not in a]
+            assert unknown_option(args, CONFIG_DIR, prog) is None, (doc, prog, args)
+            checked[doc] += len(args)
+    # each has many such commands: the pattern found them
+    assert checked["README.md"] > 30 and checked["RESULTS.md"] > 10, checked
     hydra_forms = ["--cfg", "job", "-m", "++contact.min_length_px=20", "+contact.extra=1", "~logger",
                    "hydra.run.dir=/tmp/x", "logger@x=csv", "callbacks=[default,wandb,ema]",
                    "model.lr=1e-3,3e-4", "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip

@@ -3198,10 +3198,10 @@ def test_every_shipped_config_passes_the_checks_before_the_run_folder(
 
 
 def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_path: Path) -> None:
-    """Every ``train.py`` command of the README (one run, not a sweep; shell variables and <placeholders>
-    left out) passes the checks the command line runs before Hydra makes the run folder, but for the GPU
-    commands on a machine without one, a ``???`` the README leaves to the user and a checkpoint its earlier
-    commands write."""
+    """Every ``train.py`` command of the README and of RESULTS.md, the experiment log behind its Results
+    (one run, not a sweep; shell variables and <placeholders> left out) passes the checks the command line
+    runs before Hydra makes the run folder, but for the GPU commands on a machine without one, a ``???``
+    the README leaves to the user and a checkpoint its earlier commands write."""
     import re
 
     from hydra import compose, initialize_config_dir
@@ -3209,9 +3209,15 @@ def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_pat
     from marsunits.errors import MissingFileError
     from marsunits.run_checks import check_config_values
 
-    text = (REPO_ROOT / "README.md").read_text()
-    checked = 0
-    for tail in re.findall(r"train\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", text):
+    checked = {}
+    commands = [
+        (name, tail)
+        for name in ("README.md", "RESULTS.md")
+        for tail in re.findall(
+            r"train\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", (REPO_ROOT / name).read_text(encoding="utf-8")
+        )
+    ]
+    for doc, tail in commands:
         tokens = [a.strip("'\"(),;:") for a in tail.split(" #")[0].replace("\\\n", " ").split()]
         args = [a for a in tokens if re.match(r"^[A-Za-z_+][\w.@/+-]*=", a) and not re.search("[<$]", a)]
         if (
@@ -3231,9 +3237,10 @@ def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_pat
             gpu = "no CUDA GPU" in str(refused) and not torch.cuda.is_available()
             # A checkpoint the README's earlier commands write (logs/train/<run>/checkpoints/best.ckpt).
             written = isinstance(refused, MissingFileError) and "ckpt_path=logs/train/" in str(refused)
-            assert gpu or written or "not set (??? in the config)" in str(refused), (args, str(refused))
-        checked += 1
-    assert checked > 20, checked  # the pattern found the README's commands
+            assert gpu or written or "not set (??? in the config)" in str(refused), (doc, args, str(refused))
+        checked[doc] = checked.get(doc, 0) + 1
+    # the pattern found each file's commands
+    assert checked.get("README.md", 0) > 15 and checked.get("RESULTS.md", 0) > 2, checked
 
 
 def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_one(
