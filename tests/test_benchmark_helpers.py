@@ -468,6 +468,22 @@ RESULTS_FIGURES = [
 
 # the same, in README.md: its Results summary and its Performance table
 README_FIGURES = [
+    ("eval_contacts.json", "boundary_f1_3px", "0.62", "default model: 0.62 and 4.9 px (same scenes"),
+    ("eval_contacts.json", "contact_distance_px", "4.9", "default model: 0.62 and 4.9 px (same scenes"),
+    ("eval_contacts.json", "extraction_to_truth_mean_px", "0.25", "| 0.25 px (256 unseen synthetic"),
+    ("eval_contacts.json", "ground_median_error_m_within_15m", "0.13", "| 0.13 m (default model, same"),
+    ("eval_contacts_mmu2_seed777.json", "boundary_f1_3px", "0.654", "0.654 and 5.06 px with the"),
+    ("eval_contacts_mmu2_seed777.json", "contact_distance_px", "5.06", "0.654 and 5.06 px with the"),
+    ("eval_contacts_32x_tta.json", "boundary_f1_3px", "0.868", ": **0.868** and **1.74 px**"),
+    ("eval_contacts_32x_tta.json", "contact_distance_px", "1.74", ": **0.868** and **1.74 px**"),
+    (
+        "eval_contacts_32x_tta.json",
+        "ground_median_error_m_within_15m",
+        "0.05",
+        "0.05 m with `synthetic_long`",
+    ),
+    ("eval_contacts_32x.json", "boundary_f1_3px", "0.841", "here) 0.841 and 1.85 px"),
+    ("eval_contacts_32x.json", "contact_distance_px", "1.85", "here) 0.841 and 1.85 px"),
     ("bench_predict.json", "speedup_vs_naive", "3.58", "| **3.58×** (2.41 vs 0.67 MP/s;"),
     ("bench_predict.json", "megapixels_per_s", "2.41", "| **3.58×** (2.41 vs 0.67 MP/s;"),
     ("bench_predict.json", "naive_megapixels_per_s", "0.67", "| **3.58×** (2.41 vs 0.67 MP/s;"),
