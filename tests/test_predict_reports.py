@@ -318,13 +318,30 @@ def test_a_folder_named_like_the_map_is_said_and_the_other_reports_are_written(
 def test_map_without_cameras_says_how_to_provide_one(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """With no camera file at all, map=true said "(missing, or refused: see the messages above)" with
+    nothing above: it says that none of the images has one and where one is read from (for the first
+    image, the paths themselves); "refused" is said only of a camera file that was refused."""
     inp = tmp_path / "in"
-    save_rgb(inp / "a.png", 30, 30)
+    for i in range(3):
+        save_rgb(inp / f"a{i}.png", 30, 30, seed=i)
     out = tmp_path / "out"
     assert run(make_cfg(tmp_path, ckpt, inp, out, "map=true")) == 0
     said = capsys.readouterr().out
-    assert "no image had a usable camera file" in said and "<stem>.camera.json" in said
+    assert (
+        "map=true: no contact map drawn: none of the 3 images has a camera file (<stem>.camera.json beside "
+        f"it, or ../cameras/<stem>.json; for a0.png: {inp / 'a0.camera.json'} or "
+        f"{tmp_path / 'cameras' / 'a0.json'})"
+    ) in said, said
+    assert "refused" not in said and "see the messages above" not in said, said
     assert not (out / "contact_map.geojson").exists()
+    # One camera file refused (broken): that one is said as refused, the others as missing.
+    (inp / "a1.camera.json").write_text("{not json")
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2", "map=true")) == 1
+    said = capsys.readouterr().out
+    assert (
+        "map=true: no contact map drawn: the camera file of 1 of the 3 images was refused (see the "
+        "messages above); the other 2 have none (<stem>.camera.json beside it, or ../cameras/<stem>.json"
+    ) in said, said
 
 
 # ------------------------------------------------------------------------------------------ 4. W&B

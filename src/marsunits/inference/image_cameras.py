@@ -6,6 +6,7 @@ the image's size, and warned about when they see no ground within ``max_range_m`
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ import numpy as np
 from marsunits.boundary.camera import find_camera
 from marsunits.boundary.camera.base import CameraModel
 from marsunits.boundary.camera.cahv import CahvCamera
-from marsunits.boundary.camera.io import CameraFileError, find_camera_file, misplaced_camera_files
+from marsunits.boundary.camera.io import (
+    SIDECAR_SUFFIX,
+    CameraFileError,
+    camera_candidates,
+    find_camera_file,
+    misplaced_camera_files,
+)
 from marsunits.boundary.camera.oriented import orient_camera
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.contact_map import view_footprint
@@ -25,6 +32,7 @@ __all__ = [
     "add_ground_coordinates",
     "camera_error_message",
     "image_camera",
+    "no_map_reason",
     "sized_image_camera",
     "warn_misplaced_camera_files",
 ]
@@ -91,6 +99,50 @@ def warn_misplaced_camera_files(image_path: Path) -> None:
             found,
             expected,
         )
+
+
+def no_map_reason(input_dir: Path, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Why ``map=true`` drew no contact map, for a run whose images (manifest ``rows``, paths relative to
+    ``input_dir``) gave it no camera: the images without a camera file, with where one is read from
+    (:func:`~marsunits.boundary.camera.io.camera_candidates`, the paths of the first such image), and those
+    whose camera file was refused (said above as their error rows), or whose image failed before its camera
+    was read. A run whose camera files were simply missing was told "(missing, or refused: see the messages
+    above)", with nothing above."""
+    images = [(input_dir / str(row["path"]), row) for row in rows]
+    with_file = [row for path, row in images if find_camera_file(path) is not None]
+    missing = [path for path, row in images if find_camera_file(path) is None]
+    refused = sum(row.get("width") not in (None, "") for row in with_file)  # image read, its camera refused
+    failed = len(with_file) - refused  # the image itself failed: its camera file was never read
+    rule = f"<stem>{SIDECAR_SUFFIX} beside it, or ../cameras/<stem>.json"
+    n = len(images)
+    said = []
+    if refused and refused == n:
+        said.append(
+            "the image's camera file was refused"
+            if n == 1
+            else f"the camera files of all {n} images were refused"
+        )
+    elif refused:
+        said.append(
+            f"the camera file of {refused} of the {n} images {'was' if refused == 1 else 'were'} refused"
+        )
+    if refused:
+        said[-1] += " (see the messages above)"
+    if failed:
+        said.append(
+            f"{failed} image{'s' if failed > 1 else ''} with a camera file failed before the camera was "
+            "read (see the messages above)"
+        )
+    if missing and said:
+        said.append(f"the other {len(missing)} {'has' if len(missing) == 1 else 'have'} none ({rule})")
+    elif missing:
+        sidecar, layout = camera_candidates(missing[0])
+        whose = "the image has no" if n == 1 else f"none of the {n} images has a"
+        said.append(
+            f"{whose} camera file ({rule}; for {missing[0].name}: {sidecar} or {layout}); put one there "
+            "for each image to place its contacts on the ground"
+        )
+    return "map=true: no contact map drawn: " + ("; ".join(said) or "no image was predicted")
 
 
 def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:

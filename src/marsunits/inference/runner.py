@@ -87,6 +87,7 @@ from marsunits.inference.image_cameras import (
     add_ground_coordinates,
     camera_error_message,
     image_camera,
+    no_map_reason,
     sized_image_camera,
     warn_misplaced_camera_files,
 )
@@ -1101,12 +1102,7 @@ class _Session:
     def write_map(self) -> list[Path]:
         """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``."""
         if not self.map_items:
-            print(
-                "map=true: no contact map was drawn because no image had a usable camera file (missing, or "
-                "refused: see the messages above); put one next to each image as <stem>.camera.json (or in "
-                "../cameras/<stem>.json) to place its contacts on the ground",
-                file=sys.stdout,
-            )
+            print(no_map_reason(self.input_dir, list(self.rows.values())), file=sys.stdout)
             return []
         from marsunits.boundary.contact_map import build_contact_map  # matplotlib: imported only when used
 
