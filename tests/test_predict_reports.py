@@ -315,6 +315,34 @@ def test_a_folder_named_like_the_map_is_said_and_the_other_reports_are_written(
     assert (out / "contact_map.png").is_dir() and not (out / "contact_map.geojson").exists()
 
 
+def test_a_run_without_map_true_warns_naming_the_maps_it_removes(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run of an output folder without map=true removed the maps an earlier map=true run drew there
+    (README: "map=false removes them all"; a map would no longer match the folder) with only an info line.
+    It is a warning naming each file removed and map=true, which draws them again; a map=true run that
+    draws the maps again warns of nothing."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    generate_dataset(data, 1, seed=0, config=SceneConfig(width=64, height=48, p_contact=1.0))
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 0
+    maps = sorted(p.name for p in out.glob("contact_map*"))
+    assert maps
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
+    assert not list(out.glob("contact_map*"))  # removed as before: they would not match the folder
+    said = [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "contact map" in r.getMessage()
+    ]
+    assert len(said) == 1 and all(name in said[0] for name in maps) and "map=true" in said[0], said
+    caplog.clear()
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 0
+    assert sorted(p.name for p in out.glob("contact_map*")) == maps
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "contact map" in r.getMessage()]
+
+
 def test_map_without_cameras_says_how_to_provide_one(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

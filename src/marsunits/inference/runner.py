@@ -1047,7 +1047,14 @@ class _Session:
             map_problem, maps = str(exc), []
             log.error("%s", map_problem)
         removed = remove_stale_maps(out, maps)
-        if removed:
+        if removed and not self.opts.map:  # README: "map=false removes them all"; an info line went unseen
+            log.warning(
+                "removed the contact maps an earlier map=true run drew in %s, as this run has no map=true "
+                "(they would not match the folder's outputs): %s; run with map=true to draw them again",
+                printable(os.fspath(out)),
+                ", ".join(printable(p.name) for p in removed),
+            )
+        elif removed:  # sites this run's images no longer have
             log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
         paragraph = summary_paragraph(summary, metrics)
         pictures = [p.name for p in maps if p.suffix == ".png"]
