@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 from pathlib import Path, PurePosixPath
 
@@ -657,8 +658,24 @@ def test_labels_kept_under_the_input_folder_are_not_predicted_as_photographs(
     Image.fromarray(np.zeros((40, 50), np.uint8)).save(side / "a.png")
     assert run(make_cfg(tmp_path, ckpt, side, tmp_path / "out2", f"labels_dir={side}", "patterns=[jpg]")) == 0
     assert json.loads((tmp_path / "out2" / "metrics.json").read_text())["images_scored"] == 1
-    with pytest.raises(ConfigError, match=r"labels_dir is input_dir .*\.png.*patterns=\[jpg\]"):
-        run(make_cfg(tmp_path, ckpt, side, tmp_path / "out3", f"labels_dir={side}"))  # default patterns
+    # Default patterns: refused. The message began with masks beside the photographs ("give patterns for
+    # the photographs only"); labels_dir = input_dir is more often the photographs' folder given twice.
+    with pytest.raises(ConfigError) as refused:
+        run(make_cfg(tmp_path, ckpt, side, tmp_path / "out3", f"labels_dir={side}"))
+    said = str(refused.value)
+    assert said.startswith(
+        f"labels_dir is the same folder as input_dir ({side}): labels are class-id masks, usually in a "
+        f"folder of their own (e.g. {tmp_path / 'labels'})"
+    ), said
+    assert re.search(r"if the masks do sit beside the photographs.*patterns=\[jpg\].*\.png", said), said
+    # A folder of masks beside input_dir is named, as the labels_dir to give.
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(ConfigError) as refused:
+        run(make_cfg(tmp_path, ckpt, side, tmp_path / "out3", f"labels_dir={side}"))
+    assert (
+        f"folder of their own, as {tmp_path / 'masks'} beside it may be (labels_dir={tmp_path / 'masks'})"
+        in str(refused.value)
+    ), refused.value
 
 
 def test_a_mosaic_over_pillows_limit_is_predicted_scored_and_skipped_with_max_megapixels_null(

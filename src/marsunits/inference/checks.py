@@ -121,6 +121,28 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
         check_wandb_folder(node.get("save_dir"))  # a name that is not UTF-8: likewise
 
 
+def _labels_dir_is_input_dir(input_dir: Path, masks_matched: list[str]) -> str:
+    """Why ``labels_dir`` = ``input_dir`` is refused with patterns that match the masks' extensions, most
+    likely case first: the photographs' folder given twice, where the masks are in a folder of their own
+    (one beside ``input_dir`` named ``labels`` or ``masks``, as DESIGN.md's ``images/`` + ``masks/`` and
+    MarsScapes' ``labels/`` have them, is named); then, for masks that do sit beside the photographs, the
+    patterns that leave them out. (The message began with the second: "give patterns for the photographs
+    only", to a user whose masks were in a folder of their own.)"""
+    beside = [input_dir.parent / name for name in ("labels", "masks")]
+    found = next((folder for folder in beside if folder != input_dir and folder.is_dir()), None)
+    where = (
+        f", as {found} beside it may be (labels_dir={shlex.quote(os.fspath(found))})"
+        if found is not None
+        else f" (e.g. {beside[0]})"
+    )
+    return (
+        f"labels_dir is the same folder as input_dir ({input_dir}): labels are class-id masks, usually in a "
+        f"folder of their own{where}; if the masks do sit beside the photographs, give patterns for the "
+        f"photographs only, e.g. patterns=[jpg]: these patterns match the masks' extensions "
+        f"({', '.join(masks_matched)}), so each mask would be read as a photograph"
+    )
+
+
 @dataclass(frozen=True)
 class CheckedOptions:
     """What :func:`check_before_predicting` found: the folders, checkpoint and settings the run uses."""
@@ -156,11 +178,7 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
         masks_matched = sorted(set(normalise_patterns(opts.patterns)) & {".png", ".tif", ".tiff"})
         if labels_dir == input_dir and masks_matched:
             # Each photograph and its mask would be one same-stem pair, both error rows asking for a rename.
-            raise ConfigError(
-                f"labels_dir is input_dir ({input_dir}), and patterns match the masks' extensions "
-                f"({', '.join(masks_matched)}), so each mask would be read as a photograph; give patterns "
-                "for the photographs only, e.g. patterns=[jpg], or keep the masks in a folder of their own"
-            )
+            raise ConfigError(_labels_dir_is_input_dir(input_dir, masks_matched))
     opts.check_values()
     check_logger(opts.logger)
     contact_config = read_contact_config(opts.contact)
