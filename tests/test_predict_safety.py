@@ -921,6 +921,44 @@ def test_ckpt_path_last_says_it_is_train_pys_word_and_names_the_newest_best_ckpt
         predict_folder(PredictOptions(ckpt_path="last", input_dir=str(inp), output_dir=str(tmp_path / "o")))
 
 
+def test_a_text_file_given_as_the_checkpoint_is_told_as_text_by_its_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run's config.yaml given as ckpt_path said "not a checkpoint torch's safe loader can read (IndexError:
+    pop from empty list)". It is told as a text file (YAML), not a checkpoint, with the checkpoint to give:
+    the run's own where the file is in a run folder. Told by the content, not the name: a YAML file named
+    .ckpt is text too; a checkpoint named .yaml is no text file."""
+    inp = tmp_path / "in"
+    _tree(inp, 1)
+    run_dir = tmp_path / "logs" / "train" / "2026-01-01_00-00-00"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")  # not read: only named
+    (run_dir / ".hydra").mkdir()
+    yaml_text = "task_name: train\nseed: 12345\ndata:\n  num_workers: 4\n"
+    for given in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        given.write_text(yaml_text)
+        status, err = _run_cli(make_cfg(tmp_path, given, inp, tmp_path / "out"), capsys)
+        first = err.splitlines()[0]
+        assert status == 2 and "Traceback" not in err, err
+        assert (
+            f"{given} is a text file (YAML), not a checkpoint: give the run's checkpoints/best.ckpt (or "
+            f"last.ckpt): here, ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}"
+        ) in first, first
+        assert "IndexError" not in err, err
+    named = tmp_path / "model.ckpt"  # YAML under a checkpoint's name: told by its content
+    named.write_text(yaml_text)
+    status, err = _run_cli(make_cfg(tmp_path, named, inp, tmp_path / "out"), capsys)
+    assert status == 2 and f"{named} is a text file (YAML), not a checkpoint" in err, err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the model is in the checkpoints folder\n")
+    status, err = _run_cli(make_cfg(tmp_path, notes, inp, tmp_path / "out"), capsys)
+    assert status == 2 and f"{notes} is a text file, not a checkpoint" in err, err
+    binary = tmp_path / "weights.yaml"  # bytes, whatever the name: not said to be text
+    binary.write_bytes(b"\x80\x02}q\x00garbage")
+    status, err = _run_cli(make_cfg(tmp_path, binary, inp, tmp_path / "out"), capsys)
+    assert status == 2 and "text file" not in err and "is not a checkpoint" in err, err
+
+
 def test_an_output_disk_too_full_for_the_claim_names_the_folder_and_leaves_no_claim(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -416,6 +416,8 @@ def test_load_task_rejects_files_that_are_not_checkpoints(tmp_path, content) -> 
         "notes.ckpt is a checkpoint file cut short"
         if content.startswith(b"PK")
         else r"notes.ckpt is not a checkpoint .*Give a .ckpt written by marsunits' train.py"
+        if not content.isascii() or content.startswith(b"\x80")
+        else r"notes.ckpt is a text file, not a checkpoint: give the run's checkpoints/best.ckpt \(or last"
     )
     with pytest.raises(CheckpointError, match=said) as info:
         load_task(text)

@@ -9,9 +9,12 @@ the training data's class map and the W&B run id, so that ``predict.py`` needs n
 
 from __future__ import annotations
 
+import codecs
 import logging
 import math
 import os
+import re
+import shlex
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -916,6 +919,48 @@ def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = Tru
     )
 
 
+#: How much of a file :func:`_text_file_kind` reads to tell text from a checkpoint's bytes.
+_TEXT_SNIFF_BYTES = 1 << 16
+
+#: The start of a YAML document: ``---``, a comment, or a ``key:`` line (a Hydra config.yaml's first line).
+_YAML_START = re.compile(r"(---|#|[A-Za-z_][\w.-]*[ \t]*:([ \t]|$))")
+
+
+def _text_file_kind(path: Path) -> str | None:
+    """``"YAML"``, ``"JSON"`` or ``"text"`` when ``path`` holds text, told by its content (UTF-8 without
+    NUL bytes in its first 64 KiB, not a ``torch.save`` start), whatever its name; None for anything else
+    (a checkpoint's zip or pickle bytes, an image, an empty file) or a file that cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_TEXT_SNIFF_BYTES)
+    except OSError:
+        return None
+    if not head or b"\x00" in head or head.startswith(_CHECKPOINT_STARTS):
+        return None
+    try:  # not final where only the first 64 KiB were read: a character cut there is not a fault
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=len(head) < _TEXT_SNIFF_BYTES)
+    except UnicodeDecodeError:
+        return None
+    start = text.lstrip()
+    if start.startswith(("{", "[")):
+        return "JSON"
+    return "YAML" if _YAML_START.match(start) else "text"
+
+
+def _text_not_checkpoint(path: Path, kind: str) -> str:
+    """The refusal of a text file (:func:`_text_file_kind`) given as a checkpoint, with the checkpoint to
+    give: the run's own ``checkpoints/best.ckpt`` (or ``last.ckpt``) where the file is in a train.py run
+    folder (its ``config.yaml``, or ``.hydra/config.yaml``)."""
+    said = f"{path} is a text file{'' if kind == 'text' else f' ({kind})'}, not a checkpoint: give the run's "
+    said += "checkpoints/best.ckpt (or last.ckpt)"
+    run_dir = path.parent.parent if path.parent.name == ".hydra" else path.parent
+    for name in ("best.ckpt", "last.ckpt"):
+        found = run_dir / "checkpoints" / name
+        if found.is_file():
+            return f"{said}: here, ckpt_path={shlex.quote(os.fspath(found))}"
+    return said + " or a model package folder (python -m marsunits.export)"
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A marsunits checkpoint's dict, read with ``torch.load(weights_only=True)`` after checking the zip
     archive's CRC of every member: torch does not, and a file with damaged bytes inside (a bad disk, a
@@ -950,6 +995,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"{path.stat().st_size} bytes): an interrupted copy or download? Copy it again, or use the "
                 "run's other checkpoint (best.ckpt or last.ckpt)."
             ) from err
+        kind = _text_file_kind(path)
+        if kind is not None:  # a run's config.yaml said "(IndexError: pop from empty list)"
+            raise CheckpointError(_text_not_checkpoint(path, kind)) from err
         raise CheckpointError(
             f"{path} is not a checkpoint torch's safe loader can read ({type(err).__name__}: "
             f"{_load_failure_reason(err)}). Give a .ckpt written by marsunits' train.py "
