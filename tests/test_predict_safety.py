@@ -898,6 +898,33 @@ def test_ckpt_path_last_says_it_is_train_pys_word_and_names_the_newest_best_ckpt
     assert "ckpt_path=last means something only to train.py" in first, first
     assert f"no run under {log_dir} has a checkpoints/best.ckpt" in first, first
     assert "ckpt_path=<log folder>/train/<run>/checkpoints/best.ckpt" in first, first
+    assert "last.ckpt" not in first.split("predict.py needs the model itself")[1], first
+    # Only last.ckpt files (a debug=fdr run's, a train run stopped before its first best): the newest is
+    # named as a path to give, said to be a last.ckpt and a debug run's, and not used.
+    lasts = [
+        log_dir / "train" / "2026-01-02_00-00-00" / "checkpoints" / "last.ckpt",
+        log_dir / "debug" / "2026-01-03_00-00-00" / "checkpoints" / "last.ckpt",
+    ]
+    for written, last in zip((1e9, 2e9), lasts, strict=True):
+        last.parent.mkdir(parents=True)
+        last.write_bytes(b"")
+        os.utime(last, (written, written))
+    status, err = _run_cli(cfg, capsys)
+    first = err.splitlines()[0]
+    assert status == 2 and "Traceback" not in err, err
+    assert f"no run under {log_dir} has a checkpoints/best.ckpt" in first, first
+    assert (
+        "the newest checkpoint there is a last.ckpt of a debug run (a few batches of training, to check "
+        f"the wiring): ckpt_path={lasts[1]} if it is the model you mean" in first
+    ), first
+    assert not (tmp_path / "out").exists()
+    lasts[1].unlink()
+    status, err = _run_cli(cfg, capsys)
+    first = err.splitlines()[0]
+    assert (
+        "debug" not in first
+        and f"a last.ckpt, the weights where its run stopped: ckpt_path={lasts[0]} " in first
+    ), first
     runs = {
         "old": log_dir / "train" / "2026-01-01_00-00-00" / "checkpoints",
         "new": log_dir / "train" / "multirun-2026-02-01_00-00-00" / "3" / "checkpoints",  # a sweep's trial

@@ -61,11 +61,11 @@ def refuse_train_last(ckpt_path: str, log_dir: Path | None) -> None:
         raise MissingFileError(train_last_refusal(log_dir))
 
 
-def newest_best_checkpoint(log_dir: Path) -> Path | None:
-    """The most recently written ``checkpoints/best.ckpt`` of a train.py run under ``log_dir``
-    (``<task>/<run>/`` or a sweep's trial, ``<task>/multirun-<time>/<n>/``), or None."""
+def newest_best_checkpoint(log_dir: Path, name: str = "best.ckpt") -> Path | None:
+    """The most recently written ``checkpoints/best.ckpt`` (or ``checkpoints/<name>``) of a train.py run
+    under ``log_dir`` (``<task>/<run>/`` or a sweep's trial, ``<task>/multirun-<time>/<n>/``), or None."""
     found: list[tuple[float, Path]] = []
-    for pattern in ("*/*/checkpoints/best.ckpt", "*/*/*/checkpoints/best.ckpt"):
+    for pattern in (f"*/*/checkpoints/{name}", f"*/*/*/checkpoints/{name}"):
         for path in log_dir.glob(pattern):
             try:
                 found.append((path.stat().st_mtime, path))
@@ -76,7 +76,9 @@ def newest_best_checkpoint(log_dir: Path) -> Path | None:
 
 def train_last_refusal(log_dir: Path | None) -> str:
     """Why ``ckpt_path=last`` names no model for ``predict.py``, and the checkpoint to give: the newest run's
-    ``best.ckpt`` under ``log_dir`` (train.py's ``paths.log_dir``) where one is there, else the general form.
+    ``best.ckpt`` under ``log_dir`` (train.py's ``paths.log_dir``) where one is there; else the newest
+    ``last.ckpt`` there, named as a path to give (said to be a debug run's where it is one), not taken; else
+    the general form.
     """
     said = (
         "ckpt_path=last means something only to train.py (resume the newest run from its last.ckpt); "
@@ -89,12 +91,32 @@ def train_last_refusal(log_dir: Path | None) -> str:
             "another run's <run folder>/checkpoints/best.ckpt, or a model package folder from python -m "
             "marsunits.export)"
         )
-    none = "" if log_dir is None else f"no run under {log_dir} has a checkpoints/best.ckpt, so "
-    return (
-        f"{said}{none}give a train.py run's checkpoint, ckpt_path=<log folder>/train/<run>/checkpoints/"
-        "best.ckpt (the log folder is train.py's paths.log_dir, logs/ where it was run), or a model package "
-        "folder (python -m marsunits.export)"
+    if log_dir is None:
+        return f"{said}{_GIVE_A_RUNS_CHECKPOINT}"
+    none = f"no run under {log_dir} has a checkpoints/best.ckpt"
+    # A debug=fdr run's last.ckpt, or a run's stopped before it kept a best: named as a path to give, never
+    # taken (ckpt_path=last said only "no run has a best.ckpt", with a debug run's checkpoint right there).
+    last = newest_best_checkpoint(log_dir, "last.ckpt")
+    if last is None:
+        return f"{said}{none}, so {_GIVE_A_RUNS_CHECKPOINT}"
+    what = (
+        " of a debug run (a few batches of training, to check the wiring)"
+        if last.relative_to(log_dir).parts[0] == "debug"  # train.py debug=...: task_name debug
+        else ", the weights where its run stopped"
     )
+    return (
+        f"{said}{none}; the newest checkpoint there is a last.ckpt{what}: "
+        f"ckpt_path={shlex.quote(os.fspath(last))} if it is the model you mean, else train a run until it "
+        "keeps a best.ckpt, or give a model package folder (python -m marsunits.export)"
+    )
+
+
+#: The general form of :func:`train_last_refusal`'s advice.
+_GIVE_A_RUNS_CHECKPOINT = (
+    "give a train.py run's checkpoint, ckpt_path=<log folder>/train/<run>/checkpoints/best.ckpt (the log "
+    "folder is train.py's paths.log_dir, logs/ where it was run), or a model package folder (python -m "
+    "marsunits.export)"
+)
 
 
 def check_logger(logger: Mapping[str, Any] | None) -> None:
