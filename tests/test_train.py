@@ -2905,10 +2905,13 @@ def test_a_text_file_as_the_checkpoint_is_refused_before_the_run_folder(
     notes.write_text("the run I liked: logs/train/2026-12-06/checkpoints/best.ckpt\n")
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
+    config = tmp_path / "config.yaml"  # a run folder's, given for its checkpoint
+    config.write_text("task:\n  lr: 0.001\n")
     for args, option, found in (
-        ([f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
-        (["train=false", f"ckpt_path={notes}"], "ckpt_path", "starts with b'the '"),
-        ([f"init_ckpt_path={notes}"], "init_ckpt_path", "starts with b'the '"),
+        ([f"ckpt_path={notes}"], "ckpt_path", "is a text file and starts with b'the '"),
+        (["train=false", f"ckpt_path={notes}"], "ckpt_path", "is a text file and starts with b'the '"),
+        ([f"init_ckpt_path={notes}"], "init_ckpt_path", "is a text file and starts with b'the '"),
+        ([f"init_ckpt_path={config}"], "init_ckpt_path", "is a text file (YAML) and starts with b'task'"),
         ([f"init_ckpt_path={empty}"], "init_ckpt_path", "is empty"),
     ):
         argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]

@@ -899,7 +899,8 @@ _CHECKPOINT_STARTS: tuple[bytes, ...] = (b"PK\x03\x04", b"\x80")
 
 def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = True) -> None:
     """Refuse a file whose first bytes are not those of a ``torch.save`` file (:data:`_CHECKPOINT_STARTS`):
-    a text file, an image or an empty file given as ``option``. Only four bytes are read, so the command line
+    a text file (said as such, :func:`_text_file_kind`), an image or an empty file given as ``option``. Only
+    the file's start is read (four bytes, and up to 64 KiB to tell text), so the command line
     can check before the run folder is made; whether the file is a whole marsunits checkpoint is left to
     :func:`read_checkpoint`. ``package_ok``: the option also takes a model package folder (as advised).
 
@@ -910,7 +911,9 @@ def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = Tru
         start = f.read(4)
     if start.startswith(_CHECKPOINT_STARTS):
         return
-    found = "is empty" if not start else f"starts with {start!r}"
+    kind = _text_file_kind(Path(path)) if start else None  # a run's config.yaml, notes: said as text
+    text = f"is a text file{'' if kind in (None, 'text') else f' ({kind})'} and " if kind else ""
+    found = "is empty" if not start else f"{text}starts with {start!r}"
     raise NotACheckpointError(
         f"{option}={path} is not a checkpoint: the file {found}, where a checkpoint written by torch.save "
         "is a zip archive (PK\\x03\\x04) or a pickle (\\x80). Give a .ckpt written by marsunits' train.py "
@@ -922,8 +925,9 @@ def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = Tru
 #: How much of a file :func:`_text_file_kind` reads to tell text from a checkpoint's bytes.
 _TEXT_SNIFF_BYTES = 1 << 16
 
-#: The start of a YAML document: ``---``, a comment, or a ``key:`` line (a Hydra config.yaml's first line).
-_YAML_START = re.compile(r"(---|#|[A-Za-z_][\w.-]*[ \t]*:([ \t]|$))")
+#: The start of a YAML document: ``---``, a comment, or a ``key:`` line (a Hydra config.yaml's first line,
+#: ``key: value`` or a mapping's ``key:`` alone on its line).
+_YAML_START = re.compile(r"(---|#|[A-Za-z_][\w.-]*[ \t]*:(\s|$))")  # \s: a mapping's key line ends in \n
 
 
 def _text_file_kind(path: Path) -> str | None:
