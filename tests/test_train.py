@@ -1656,6 +1656,14 @@ def test_an_interrupted_sweep_trial_is_told_how_to_go_on_alone(
     sweep = _train_py(tmp_path, "-m", *common, *stop, "+callbacks.stop.sigterm=true", "seed=1,2")
     assert sweep.returncode == 143, sweep.stderr[-3000:]
     (said,) = [ln for ln in sweep.stderr.splitlines() if "this trial alone to go on" in ln]
+    # The trial's line and the sweep's, which says what became of each trial; not a third, "terminated
+    # (SIGTERM); finished outputs are kept", between them.
+    (sweep_dir,) = (logs / "train").glob("multirun-*")
+    assert [ln for ln in sweep.stderr.splitlines() if ln.startswith("train.py:")] == [
+        said,
+        "train.py: terminated (SIGTERM) in trial 0 of the sweep; no trial finished; stopped: trial 0 "
+        f"(folder 0 in {sweep_dir}); not started: the sweep's trials after trial 0, if any",
+    ], sweep.stderr[-3000:]
     command = said.split("to go on: python train.py ", 1)[1].split(" (the sweep's own command", 1)[0]
     args = shlex.split(command)
     (trial_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
@@ -1873,6 +1881,53 @@ def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
         assert said_first in said and said_last in said and "ckpt_path=last to go on" in said
         assert "interrupted (Ctrl-C)" not in said
     assert "train.py: error: images/a.png: file not found" in said
+
+
+@pytest.mark.parametrize(
+    ("option", "status", "how"),
+    [("false", 130, "interrupted (Ctrl-C)"), ("true", 143, "terminated (SIGTERM)")],
+)
+def test_a_stop_in_training_is_said_in_one_line(
+    option: str,
+    status: int,
+    how: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C or SIGTERM in training printed two lines: the step reached, last.ckpt saved and how to go on,
+    then ``train.py: interrupted (Ctrl-C); finished outputs are kept``, which said less and came last. The
+    README promises one line: the first alone, status 130 or 143 as before. A stop before the first step (no
+    last.ckpt saved, so nothing said on it) still gets its one line."""
+    logs = tmp_path / "logs"
+    common = [*TINY, "trainer.max_epochs=2", "test=false", f"paths.log_dir={logs}"]
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", f"+callbacks.stop.sigterm={option}"]
+    handler = signal.getsignal(signal.SIGINT)
+    log_file = logging.FileHandler(tmp_path / "train.log")  # as Hydra's, which train.py has
+    logging.getLogger().addHandler(log_file)
+    try:
+        got, err = _train_py_in_process(
+            tmp_path, monkeypatch, capsys, *common, *stop, "+callbacks.stop.step=3", "run_name=mid"
+        )
+        said = [ln for ln in err.splitlines() if ln.startswith("train.py:")]
+        assert got == status, err[-3000:]
+        assert len(said) == 1, said
+        assert said[0].startswith(f"train.py: {how} at epoch 1, optimiser step 3; saved "), said
+        assert said[0].endswith("ckpt_path=last to go on."), said
+        logged = (tmp_path / "train.log").read_text()
+        assert "optimiser step 3; saved" in logged and "finished outputs are kept" not in logged
+
+        # Stopped before its first step: no last.ckpt, and the command's own line is the one.
+        first = [*stop, "+callbacks.stop.step=0", "+callbacks.stop.before_step=true", "run_name=start"]
+        got, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *common, *first)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+    said = [ln for ln in err.splitlines() if ln.startswith("train.py:")]
+    assert got == status, err[-3000:]
+    assert said == [f"train.py: {how}; finished outputs are kept"], said
+    assert not (logs / "train" / "start" / "checkpoints" / "last.ckpt").exists()
 
 
 def test_a_sigterm_while_the_loggers_close_still_marks_the_finished_part_s_metrics_outdated(

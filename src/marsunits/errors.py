@@ -275,17 +275,34 @@ def record_refusal_for_torchrun(message: str) -> None:
             get_error_handler().record_exception(refused)
 
 
+#: Whether the run inside :func:`report_user_errors` has said its stop itself (:func:`stop_told`).
+_stop_told = {"said": False}
+
+
+def stop_told() -> None:
+    """Record that the running command has said, in its own line, how it was stopped (Ctrl-C, SIGTERM) and
+    how to go on: ``train.py``'s ``InterruptCheckpoint`` (the epoch, the step, the ``last.ckpt`` saved and
+    ``ckpt_path=last``). :func:`report_user_errors` then exits with the stop's status without its own line:
+    the README promises one line, and a second, ``interrupted (Ctrl-C); finished outputs are kept``, said
+    less and came last, where a user reads first."""
+    _stop_told["said"] = True
+
+
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
-    with 143 (SIGTERM)."""
+    with 143 (SIGTERM). A stop that ``fn`` said in its own line (:func:`stop_told`) exits with that status
+    without another."""
+    _stop_told["said"] = False  # told by this call's run, not an earlier one (a trial before, a test)
     try:
         return fn()
     except (TerminatedError, KeyboardInterrupt) as stop:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
-        # What was finished is on disk (every file is written atomically); the command resumes.
         how, status = stop_said(stop)
+        if _stop_told["said"]:  # its line said it, and how to go on; train.log has that line too
+            raise SystemExit(status) from None
+        # What was finished is on disk (every file is written atomically); the command resumes.
         message = f"{how}; finished outputs are kept"
         log_to_files(message)
         print(f"{prog}: {message}", file=sys.stderr)

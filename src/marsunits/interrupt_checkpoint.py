@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from marsunits.checkpoint_io import CheckpointWriteError
 from marsunits.data.io import ImageReadError
-from marsunits.errors import DataError, MarsUnitsError, log_to_files
+from marsunits.errors import DataError, MarsUnitsError, log_to_files, stop_told
 from marsunits.sweep_trials import in_multirun
 
 __all__ = ["InterruptCheckpoint"]
@@ -39,7 +39,9 @@ class InterruptCheckpoint(Callback):
     ``last.ckpt`` cannot be written (a full disk), one line saying why, the step reached, and which
     ``last.ckpt`` saved earlier is kept to resume from (with none: the checkpoint that goes on instead).
     A checkpoint the disk refused (``CheckpointWriteError``) before any ``last.ckpt`` was written gets that
-    last line too, before the error's own.
+    last line too, before the error's own. The line said on a Ctrl-C or SIGTERM is the stop's only one
+    (:func:`~marsunits.errors.stop_told`: ``train.py``'s generic ``interrupted (Ctrl-C); finished outputs
+    are kept`` followed it).
 
     Only in a single process (under DDP the other ranks are not at the save's barrier), and inside the
     validation of an epoch only without a weight-averaging callback (EMA holds swapped weights there);
@@ -118,6 +120,8 @@ class InterruptCheckpoint(Callback):
             said = f"{where}, but {why}. {kept}"
             log_to_files(said)
             print(f"train.py: {said}", file=sys.stderr)
+            if stopped:
+                stop_told()  # the stop's one line: train.py's own "interrupted (Ctrl-C); ..." is not added
             return
         said = f"{where}; saved {path}. " + (
             _trial_resume_advice(then, self.dirpath.parent)
@@ -126,6 +130,8 @@ class InterruptCheckpoint(Callback):
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
         print(f"train.py: {said}", file=sys.stderr)
+        if stopped:
+            stop_told()  # the stop's one line: train.py's own "interrupted (Ctrl-C); ..." is not added
 
 
 def _say_without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> None:
