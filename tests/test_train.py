@@ -1930,6 +1930,65 @@ def test_a_stop_in_training_is_said_in_one_line(
     assert not (logs / "train" / "start" / "checkpoints" / "last.ckpt").exists()
 
 
+def test_a_stop_while_the_training_scenes_render_says_how_the_run_goes_on(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """train.py's default run pre-renders its 1,792 synthetic training scenes after Lightning's "Loading
+    `train_dataloader`" (measured: 45 s on 2 idle cores, 163 s on busy ones), with no log line all that
+    time, and a Ctrl-C there said only "interrupted (Ctrl-C); finished outputs are kept". The render is
+    logged before it starts, and a stop there says so in one line with how the run goes on: the same
+    command again for a run that had not trained, the resume for one with a last.ckpt of an earlier part.
+    (The stop is raised where the render's wait is; the render itself runs in this process.)"""
+    from marsunits.data import datasets
+
+    real_fill = datasets.SceneDataset.fill_cache
+
+    def stopped_by(stop: BaseException) -> Any:
+        def fill_cache(self: Any, processes: int) -> int:
+            raise stop
+
+        return fill_cache
+
+    logs = tmp_path / "logs"
+    common = [*TINY, "data.render_processes=2", "test=false", f"paths.log_dir={logs}", "run_name=r"]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with monkeypatch.context() as patch, caplog.at_level(logging.INFO, "marsunits.data.datamodule"):
+            patch.setattr(datasets.SceneDataset, "fill_cache", stopped_by(KeyboardInterrupt()))
+            status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *common, "trainer.max_epochs=1")
+        assert "rendering 8 training scenes in 2 processes before the first epoch" in caplog.text
+        said = [ln for ln in err.splitlines() if ln.startswith("train.py:")]
+        assert status == 130, err[-3000:]
+        assert said == [
+            "train.py: interrupted (Ctrl-C) while rendering the 8 training scenes, before the first step; "
+            "nothing was trained yet: run the same command again to start the run."
+        ], said
+
+        with monkeypatch.context() as patch:  # as it says: the same command trains the run
+            patch.setattr(datasets.SceneDataset, "fill_cache", lambda self, processes: real_fill(self, 1))
+            status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *common, "trainer.max_epochs=1")
+        assert status == 0, err[-3000:]
+
+        with monkeypatch.context() as patch:  # its continuation, stopped in the render by SIGTERM
+            patch.setattr(datasets.SceneDataset, "fill_cache", stopped_by(TerminatedError()))
+            status, err = _train_py_in_process(
+                tmp_path, monkeypatch, capsys, *common, "trainer.max_epochs=2", "ckpt_path=last"
+            )
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    last = logs / "train" / "r" / "checkpoints" / "last.ckpt"
+    said = [ln for ln in err.splitlines() if ln.startswith("train.py:")]
+    assert status == 143, err[-3000:]
+    assert said == [
+        "train.py: terminated (SIGTERM) while rendering the 8 training scenes, before the first step; "
+        f"{last}, saved earlier in the run, is kept. Run the same command with ckpt_path=last to go on "
+        "from it."
+    ], said
+
+
 def test_a_sigterm_while_the_loggers_close_still_marks_the_finished_part_s_metrics_outdated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

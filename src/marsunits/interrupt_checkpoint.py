@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from marsunits.checkpoint_io import CheckpointWriteError
 from marsunits.data.io import ImageReadError
-from marsunits.errors import DataError, MarsUnitsError, log_to_files, stop_told
+from marsunits.errors import DataError, MarsUnitsError, TerminatedError, log_to_files, stop_told
 from marsunits.sweep_trials import in_multirun
 
 __all__ = ["InterruptCheckpoint"]
@@ -79,6 +79,8 @@ class InterruptCheckpoint(Callback):
         # A training image that turned unreadable mid-run (a network disk, a file moved away): the weights
         # are those of the last finished step, so they are saved as for an interrupt.
         data_error = isinstance(exception, (DataError, ImageReadError, OSError))
+        if trainer.world_size == 1 and _say_stopped_rendering(trainer, self.dirpath, exception):
+            return
         if not (stopped or data_error) or trainer.world_size > 1:
             return
         if trainer.state.fn != "fit" or trainer.global_step == 0 or getattr(trainer, "fast_dev_run", False):
@@ -132,6 +134,41 @@ class InterruptCheckpoint(Callback):
         print(f"train.py: {said}", file=sys.stderr)
         if stopped:
             stop_told()  # the stop's one line: train.py's own "interrupted (Ctrl-C); ..." is not added
+
+
+def _say_stopped_rendering(trainer: pl.Trainer, dirpath: Path, stop: BaseException) -> bool:
+    """When ``stop`` (Ctrl-C; SIGTERM, which raises :class:`TerminatedError` there) came while the data module
+    pre-rendered the synthetic training scenes (its ``stopped_rendering``), say so in one line with how the
+    run goes on, and return True; else say nothing and return False.
+
+    The render takes tens of seconds to minutes before the first step, with nothing to save: the stop said
+    only ``interrupted (Ctrl-C); finished outputs are kept``, not whether the run could go on. With a
+    ``last.ckpt`` of an earlier part in the run folder (a resume), the command that resumes it; resumed from
+    another folder's checkpoint, the same command again; else, the same command starts the run again."""
+    if not isinstance(stop, (KeyboardInterrupt, TerminatedError, SIGTERMException)):
+        return False
+    rendering = getattr(getattr(trainer, "datamodule", None), "stopped_rendering", None)
+    if rendering is None or trainer.state.fn != "fit":
+        return False
+    how = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated (SIGTERM)"
+    where = f"{how} while rendering the {rendering} training scenes, before the first step"
+    last = dirpath / "last.ckpt"
+    resumed = getattr(trainer, "ckpt_path", None)
+    if last.is_file():
+        kept = f"{last}, saved earlier in the run, is kept. " + (
+            _trial_resume_advice("Run", dirpath.parent)
+            if in_multirun()
+            else f"Run the same command with {_resume_overrides(dirpath.parent)} to go on from it."
+        )
+    elif resumed:
+        kept = f"nothing of this part was trained: run the same command again to go on from {resumed}."
+    else:
+        kept = "nothing was trained yet: run the same command again to start the run."
+    said = f"{where}; {kept}"
+    log_to_files(said)
+    print(f"train.py: {said}", file=sys.stderr)
+    stop_told()  # the stop's one line
+    return True
 
 
 def _say_without_last_ckpt(trainer: pl.Trainer, dirpath: Path) -> None:

@@ -394,6 +394,10 @@ class SceneDataset(Dataset):
             self._items[index] = entry
         return entry
 
+    def uncached(self) -> int:
+        """How many base items :meth:`fill_cache` would render (0 without ``cache=True``)."""
+        return sum(1 for i in range(len(self)) if i not in self._items) if self.cache else 0
+
     def fill_cache(self, processes: int) -> int:
         """Render every base item not cached yet, in ``processes`` worker processes; returns how many.
 
