@@ -605,9 +605,11 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert info.value.code == status
     printed = capsys.readouterr()
     assert printed.err.strip().endswith(f"predict.py: {how}; finished outputs are kept")
-    # The console also says how far the run got and what to do next (it was only in summary.json).
-    assert f"The run was {how} after 2 of the 4 images" in printed.out
-    assert "run the same command" in printed.out
+    # The console also says how far the run got and what to do next (it was only in summary.json), in lines
+    # of at most 110 characters.
+    shown = " ".join(printed.out.split())
+    assert f"The run was {how} after 2 of the 4 images" in shown
+    assert "run the same command" in shown
     assert signal.getsignal(signal.SIGTERM) is handler  # the run's handler is removed after it
     monkeypatch.setattr(writers, "write_png_atomic", real)
     summary = json.loads((out / "summary.json").read_text())
@@ -742,12 +744,23 @@ def test_greyscale_images_given_to_a_colour_model_are_counted_and_said(
         "grey.png": "1",
         "grey_as_rgb.png": "1",
     }
-    # A resumed run that skips them all still says so (it counted only the images it predicted itself), also
-    # after a kill left no manifest: the contact files keep the flag.
+    # A resumed run that skips them all still counts them in summary.json (it counted only the images it
+    # predicted itself), also after a kill left no manifest: the contact files keep the flag. Its last line
+    # does not say them again (every re-run repeated the note): the run that predicted them said it.
     (tmp_path / "out3" / "manifest.csv").unlink()
+    capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out3")) == 0
     resumed = json.loads((tmp_path / "out3" / "summary.json").read_text())
     assert resumed["counts"]["skipped"] == 3 and resumed["greyscale_inputs_for_colour_model"] == 2
+    assert "greyscale image" not in resumed["text"]
+    assert "greyscale image" not in " ".join(capsys.readouterr().out.split())  # the console's lines
+    assert resumed["greyscale_inputs_for_colour_model_this_run"] == 0
+    # One of them predicted again (its mask gone), the other skipped: the note counts the one.
+    (tmp_path / "out3" / "grey.mask.png").unlink()
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out3")) == 0
+    again = json.loads((tmp_path / "out3" / "summary.json").read_text())
+    assert again["counts"]["ok"] == 1 and again["greyscale_inputs_for_colour_model"] == 2
+    assert "1 greyscale image(s) went to a model that reads colour" in again["text"], again["text"]
     (inp / "grey.png").unlink()
     (inp / "grey_as_rgb.png").unlink()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2")) == 0

@@ -174,18 +174,18 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     write_png_atomic(native / "f1.png", np.full((40, 48), 9, np.uint8))
     capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # the last paragraph, in lines of at most 110 characters
     assert "1 label(s) could not be scored" in text and "f1.png: mask values [9]" in text
     assert "not covered by the labels_class_map. Add them to labels_class_map in the command" in text
     assert "(native id -> 0 smooth_volcanic" in text
     capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
-    text = capsys.readouterr().out  # no map: the ids and the fix are named
+    text = " ".join(capsys.readouterr().out.split())  # no map: the ids and the fix are named
     assert "2 label(s) could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
     # A native label whose ids all happen to lie in 0..2 is scored, but the run warns that it is suspect.
     write_png_atomic(native / "f0.png", rng.choice(np.array([0, 1, 2], np.uint8), size=(40, 48)))
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}", "overwrite=true")) == 0
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
     assert "Scored 1 image(s)" in text and "the ones scored probably do too" in text
     # A later run without labels leaves no metrics.json of the earlier masks behind.
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", "overwrite=true")) == 0
@@ -911,6 +911,27 @@ def test_the_last_line_names_a_latin_1_checkpoint_on_a_strict_console(
     console.flush()
     shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
     assert "Predicted 1 of 1 images" in shown and f"{tmp_path}/r\\xe9/best.ckpt" in shown, shown
+
+
+def test_the_run_s_last_paragraph_is_printed_in_lines_of_at_most_110_characters(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """predict.py's last line, the run's summary paragraph, was 900-1,000 characters on one line. The console
+    now shows it in lines of at most 110 characters, broken between words (a longer word, a path, whole on a
+    line of its own); summary.json's text (and index.html) keep the one paragraph."""
+    inp, out = tmp_path / "in", tmp_path / "out" / ("deep_" * 30)  # a 150-character folder name
+    save_rgb(inp / "a.png", 32, 40)
+    capsys.readouterr()
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    text = json.loads((out / "summary.json").read_text())["text"]
+    assert "\n" not in text and len(text) > 300
+    assert " ".join(lines) == text, lines
+    assert all(len(line) <= 110 or " " not in line for line in lines), lines
+    assert str(out) in lines[-1] or any(line.startswith(str(out)) for line in lines)  # a whole path
+    from marsunits.inference.run_summary_text import console_text
+
+    assert console_text("a " * 20 + "b" * 130) == ("a " * 20).strip() + "\n" + "b" * 130
 
 
 def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting(

@@ -4,6 +4,7 @@ whatever makes them read high or low (trained-on images, classes missing from th
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -12,7 +13,19 @@ import numpy as np
 
 from marsunits.constants import CLASS_NAMES
 
-__all__ = ["summary_paragraph"]
+__all__ = ["CONSOLE_WIDTH", "console_text", "summary_paragraph"]
+
+#: The widest line of the paragraph as ``predict.py`` prints it (:func:`console_text`), the project's own
+#: line length: on one line the paragraph ran to 900-1,000 characters, read only by scrolling sideways or
+#: where the terminal wrapped it mid-word.
+CONSOLE_WIDTH = 110
+
+
+def console_text(paragraph: str) -> str:
+    """``paragraph`` as the console shows it: in lines of at most :data:`CONSOLE_WIDTH` characters, broken
+    between words. A word longer than that (a path, a checkpoint's name) stands whole on a line of its own,
+    to be copied as it is. ``summary.json``'s ``text`` and ``index.html`` keep the one paragraph."""
+    return textwrap.fill(paragraph, width=CONSOLE_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
 def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
@@ -135,7 +148,13 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
                 f" {len(contact_errors)} true contact file(s) could not be used, so those images have pixel "
                 f"scores but no line scores (metrics.json contact_errors), e.g. {_example(first)}."
             )
-    grey = summary.get("greyscale_inputs_for_colour_model") or 0
+    # The images this run predicted: those skipped as done were said by the run that predicted them, and
+    # each re-run said them again (summary.json's greyscale_inputs_for_colour_model still counts them). A
+    # summary without this run's count (before 2026-12-07) has the folder's.
+    grey = summary.get(
+        "greyscale_inputs_for_colour_model_this_run", summary.get("greyscale_inputs_for_colour_model")
+    )
+    grey = grey or 0
     dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
     if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
         # Only MarsScapes (Mastcam colour) is known to be colour throughout: a folder's or synthetic scenes'

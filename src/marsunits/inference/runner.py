@@ -1024,6 +1024,12 @@ class _Session:
             "greyscale_inputs_for_colour_model": (
                 sum(r.get("greyscale") in (1, "1") for r in rows) if self.in_channels == 3 else 0
             ),
+            # Of those, the ones this run predicted (status ok), which the run's last line speaks of.
+            "greyscale_inputs_for_colour_model_this_run": (
+                sum(r.get("greyscale") in (1, "1") and r["status"] == "ok" for r in rows)
+                if self.in_channels == 3
+                else 0
+            ),
         }
 
     def write_reports(self, wall_seconds: float) -> RunResult:

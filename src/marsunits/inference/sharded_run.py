@@ -43,6 +43,7 @@ from marsunits.errors import (
 )
 from marsunits.inference.inputs import check_folders
 from marsunits.inference.output_settings import write_settings
+from marsunits.inference.run_summary_text import console_text
 from marsunits.inference.writers import printable
 from marsunits.run_folder_claim import claimed_output_dir
 
@@ -261,12 +262,12 @@ def _predict_claimed_shard(
                 try:
                     result = session.write_reports(time.perf_counter() - started)
                     if interrupted:  # then the stop's line comes last: this one says what next
-                        print(result.summary["text"], file=sys.stdout)
+                        print(console_text(result.summary["text"]), file=sys.stdout)
                 except OSError as exc:
                     if session.stopped_early is None:
                         raise
                     _warn_reports_not_written(session.output_dir, exc)
-        print(result.summary["text"], file=sys.stdout)
+        print(console_text(result.summary["text"]), file=sys.stdout)
         return result
 
     # A rank stopped (Ctrl-C, SIGTERM) joins the gather with the images it finished instead of leaving the
@@ -351,7 +352,7 @@ def _predict_claimed_shard(
                 session.finish_overwrite()
             try:
                 result = session.write_reports(time.perf_counter() - started)
-                print(result.summary["text"], file=sys.stdout)
+                print(console_text(result.summary["text"]), file=sys.stdout)
             except OSError as exc:
                 if not (stopped or failures):
                     raise
