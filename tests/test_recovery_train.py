@@ -224,3 +224,35 @@ def test_last_ckpt_holds_the_final_step_when_the_last_epoch_is_not_the_best(
     run(compose_config("train", tmp_path, overrides))
     assert _global_step(tmp_path / "checkpoints" / "best.ckpt") == 2
     assert _global_step(tmp_path / "checkpoints" / "last.ckpt") == 6  # was 4: steps 5 and 6 lost
+
+
+def test_the_best_model_carried_into_a_new_folder_is_copied_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every ``trainer.validate``/``test`` with a checkpoint restores the callbacks' state: after a resume
+    into a new folder whose part found no better model, ``best.ckpt`` there is the copy, whose state still
+    names the earlier folder, so testing it copied the earlier file over it again (60 MB for the default
+    model) and logged "resumed into ... copied" a second time (seen on a finished run resumed with
+    ``ckpt_path=last``)."""
+    import logging
+
+    from marsunits.best_checkpoint import RunModelCheckpoint
+
+    old, new = tmp_path / "run1" / "checkpoints", tmp_path / "run2" / "checkpoints"
+    old.mkdir(parents=True)
+    (old / "best.ckpt").write_bytes(b"the earlier best model")
+    saved = RunModelCheckpoint(dirpath=old, filename="best", monitor="val/miou", mode="max")
+    saved.best_model_path, saved.best_model_score = str(old / "best.ckpt"), torch.tensor(0.66)
+    resumed = RunModelCheckpoint(dirpath=new, filename="best", monitor="val/miou", mode="max")
+    with caplog.at_level(logging.INFO, logger="marsunits.best_checkpoint"):
+        resumed.load_state_dict(saved.state_dict())  # trainer.fit(ckpt_path=last)
+        copied = (new / "best.ckpt").stat()
+        resumed.load_state_dict(saved.state_dict())  # trainer.test(ckpt_path=<the copy>)
+    assert (new / "best.ckpt").stat().st_ino == copied.st_ino  # not written again
+    assert len([r for r in caplog.records if "resumed into" in r.getMessage()]) == 1
+    assert resumed.best_model_path == str(new / "best.ckpt")
+    assert float(resumed.best_model_score) == pytest.approx(0.66)
+    # A later resume from another earlier folder still copies its best model.
+    (new / "best.ckpt").unlink()
+    resumed.load_state_dict(saved.state_dict())
+    assert (new / "best.ckpt").read_bytes() == b"the earlier best model"

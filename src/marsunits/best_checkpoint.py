@@ -40,6 +40,10 @@ class RunModelCheckpoint(ModelCheckpoint):
     earlier best file is gone, Lightning's behaviour is unchanged.
     """
 
+    #: The (earlier, new) best file copied at the resume, so that a later restore of the same state (a
+    #: test of the copy) does not copy it again.
+    _carried: tuple[Path, Path] | None = None
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
@@ -72,16 +76,22 @@ class RunModelCheckpoint(ModelCheckpoint):
             super().load_state_dict(state_dict)
             return
         new_best = Path(str(self.dirpath)) / old_best.name
-        if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank loads the state: one copies
-            atomic_write(new_best, lambda fh: _copy_into(old_best, fh))
         score = state_dict["best_model_score"]
-        log.info(
-            "resumed into %s: best checkpoint so far (%s %s) copied from %s",
-            self.dirpath,
-            self.monitor,
-            float(score),
-            old_best,
-        )
+        # trainer.validate/test with a checkpoint restore the callbacks too: testing the copy made at the
+        # resume (no better model since) loaded its state, which still names the earlier folder, and the
+        # earlier file was copied over it again and said so a second time.
+        carried = (old_best, new_best)
+        if carried != self._carried or not new_best.is_file():
+            if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank loads the state: one copies
+                atomic_write(new_best, lambda fh: _copy_into(old_best, fh))
+            log.info(
+                "resumed into %s: best checkpoint so far (%s %s) copied from %s",
+                self.dirpath,
+                self.monitor,
+                float(score),
+                old_best,
+            )
+            self._carried = carried
         super().load_state_dict(
             {
                 **state_dict,
