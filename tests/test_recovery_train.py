@@ -256,3 +256,23 @@ def test_the_best_model_carried_into_a_new_folder_is_copied_once(
     (new / "best.ckpt").unlink()
     resumed.load_state_dict(saved.state_dict())
     assert (new / "best.ckpt").read_bytes() == b"the earlier best model"
+
+
+def test_a_resume_into_a_new_folder_does_not_say_the_best_score_is_lost(tmp_path: Path) -> None:
+    """The recovery checkpoint (mid-epoch last.ckpt) is a second ModelCheckpoint: on ``ckpt_path=last`` into a
+    new folder Lightning's warned "The dirpath has changed ..., therefore `best_model_score` ... won't be
+    reloaded", right after the line saying the best checkpoint and its score were carried over. It monitors
+    nothing: its state of the earlier folder is dropped without a word, and loaded in the same folder."""
+    import warnings
+
+    old = compose_config("train", tmp_path / "run1", SMALL).callbacks.recovery_checkpoint
+    new = compose_config("train", tmp_path / "run2", SMALL).callbacks.recovery_checkpoint
+    saved, resumed = instantiate(old), instantiate(new)
+    saved.last_model_path = str(Path(saved.dirpath) / "last.ckpt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed.load_state_dict(saved.state_dict())
+    assert resumed.dirpath == str(tmp_path / "run2" / "checkpoints") and resumed.last_model_path == ""
+    again = instantiate(old)  # a resume in place keeps Lightning's reading of the state
+    again.load_state_dict(saved.state_dict())
+    assert again.last_model_path == saved.last_model_path

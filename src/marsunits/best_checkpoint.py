@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from marsunits.atomic import atomic_write
 
-__all__ = ["RunModelCheckpoint"]
+__all__ = ["RecoveryCheckpoint", "RunModelCheckpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,25 @@ class RunModelCheckpoint(ModelCheckpoint):
                 "last_model_path": "",
             }
         )
+
+
+class RecoveryCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` of the mid-epoch ``last.ckpt`` (``configs/callbacks/recovery.yaml``), quiet on a
+    resume into a new run folder.
+
+    It monitors nothing and keeps no best model, yet on ``ckpt_path=last`` into a new folder Lightning warned
+    "The dirpath has changed ..., therefore `best_model_score` ... won't be reloaded", right after
+    :class:`RunModelCheckpoint`'s line saying that the best checkpoint and its score were carried over, as
+    if they were lost. Its state of the earlier folder (``last_model_path`` there) is dropped without a
+    word, Lightning keeping ``best_model_path`` alone as before; in the same folder the state is loaded as
+    Lightning loads it.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        self.best_model_path = state_dict["best_model_path"]
 
 
 def _copy_into(source: Path, fh: Any) -> None:
