@@ -276,3 +276,14 @@ def test_a_resume_into_a_new_folder_does_not_say_the_best_score_is_lost(tmp_path
     again = instantiate(old)  # a resume in place keeps Lightning's reading of the state
     again.load_state_dict(saved.state_dict())
     assert again.last_model_path == saved.last_model_path
+
+
+def test_the_recovery_checkpoint_keeps_the_state_key_of_checkpoints_written_before(tmp_path: Path) -> None:
+    """Lightning files a callback's state under its class name and settings: the recovery checkpoint was a
+    plain ModelCheckpoint, and every run's last.ckpt holds its state as ``ModelCheckpoint{...}``. Under its
+    own class name, resuming such a run warned "callbacks used to create the checkpoint need to be provided
+    ... Please add the following callbacks" and its state was not restored."""
+    node = compose_config("train", tmp_path, SMALL).callbacks.recovery_checkpoint
+    recovery = instantiate(node)
+    plain = ModelCheckpoint(**{k: v for k, v in node.items() if k != "_target_"})
+    assert type(recovery) is not ModelCheckpoint and recovery.state_key == plain.state_key

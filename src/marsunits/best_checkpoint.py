@@ -114,8 +114,13 @@ class RecoveryCheckpoint(ModelCheckpoint):
     :class:`RunModelCheckpoint`'s line saying that the best checkpoint and its score were carried over, as
     if they were lost. Its state of the earlier folder (``last_model_path`` there) is dropped without a
     word, Lightning keeping ``best_model_path`` alone as before; in the same folder the state is loaded as
-    Lightning loads it.
+    Lightning loads it. Its state is filed under ``ModelCheckpoint{...}``, as when it was Lightning's own
+    class, so that runs saved then resume with their state and without Lightning's warning to "add the
+    following callbacks".
     """
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return f"{ModelCheckpoint.__qualname__}{kwargs!r}"
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:
