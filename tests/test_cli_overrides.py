@@ -1318,10 +1318,11 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     or timm (and so torch), never Lightning. So are ``logger=wandb``'s mode and ``log_model``, its node told
     by its ``_target_``'s name (6 s, where 1.5 s), ``trainer.precision=bogus`` (Lightning's list written
     out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`), ``data.crop_size=100``
-    (the input multiple of the project's architectures known without smp) and ``model.channels_last=fasle``
-    (the switches of marsunits' own classes written out,
-    :func:`test_the_switches_known_without_importing_are_the_classes_own`). The help and the refusals say
-    what they said."""
+    (the input multiple of the project's architectures known without smp), ``model.channels_last=fasle``
+    and ``data.val_context_px=3`` (a key the config does not list: add it with a plus), both judged by the
+    parameters of marsunits' own classes written out
+    (:func:`test_the_parameters_known_without_importing_are_the_classes_own`). The help and the refusals
+    say what they said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
     cases = [
@@ -1358,6 +1359,18 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         (["model.channels_last=fasle"], 2, "model.channels_last='fasle': give model.channels_last=", none),
         (["data.pin_memory=no"], 2, "data.pin_memory='no': give data.pin_memory=true or", none),
         (["+data.scene.distortion=fasle"], 2, "data.scene.distortion='fasle': give data.scene", none),
+        # A key of marsunits' own task or data module that the config does not list, or one they do not
+        # take: told from their signatures, which imported them (23 s).
+        (
+            ["data.val_context_px=3"],
+            2,
+            "unknown option 'data.val_context_px' in 'data.val_context_px=3': the config does not list it, "
+            "but data builds MarsDataModule, which takes 'val_context_px': add it with a plus, "
+            "+data.val_context_px=3",
+            none,
+        ),
+        (["model.palette=null"], 2, "unknown option 'model.palette' in 'model.palette=null': the", none),
+        (["+model.channel_last=true"], 2, "unknown option 'model.channel_last' in '+model.channel", none),
         # Lightning's precisions: read from Lightning, after the _target_ classes were imported (13 s).
         (["trainer.precision=bogus"], 2, "trainer.precision='bogus': give one of Lightning's", none),
         # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of
@@ -1429,17 +1442,30 @@ def test_the_precisions_refused_without_lightning_are_lightnings_own() -> None:
     assert [(type(p), p) for p in PRECISIONS] == [(type(p), p) for p in lightnings]
 
 
-def test_the_switches_known_without_importing_are_the_classes_own() -> None:
-    """The switches of marsunits' own task and data module are checked first from a table written out in
-    :mod:`marsunits.run_checks` (:data:`~marsunits.run_checks.OWN_SWITCHES`), so that their refusals import
-    neither torch nor Lightning: each class's entry is what its signature says (the parameters that take
-    true or false, and which take nothing else), so that no switch is refused that the class does not read
-    as one, nor one it adds left to the slow check; and the configs' own classes are all in it."""
-    from marsunits.run_checks import OWN_DATAMODULES, OWN_SWITCHES, class_switches
+def test_the_parameters_known_without_importing_are_the_classes_own() -> None:
+    """The parameters of marsunits' own task and data module (and the synthetic scenes' fields) are read from
+    a table written out in :mod:`marsunits.run_checks` (:data:`~marsunits.run_checks.OWN_PARAMETERS`), so
+    that a switch given as text (``model.channels_last=fasle``) and a key the config does not list
+    (``data.val_context_px=3``) are refused without importing torch or Lightning: each class's entry is
+    what its signature says (every keyword parameter, those that take true or false, and which take nothing
+    else), so that no key is refused that the class takes, nor a switch it does not read as one, nor one it
+    adds left to the slow check; and the configs' own classes are all in it."""
+    from marsunits.run_checks import (
+        OWN_DATAMODULES,
+        OWN_PARAMETERS,
+        OWN_SWITCHES,
+        class_parameters,
+        class_switches,
+        target_parameters,
+    )
 
-    for target, switches in OWN_SWITCHES.items():
-        assert class_switches(target) == switches, target
-    assert {"marsunits.task.SegmentationTask", *OWN_DATAMODULES} <= set(OWN_SWITCHES)
+    for target, parameters in OWN_PARAMETERS.items():
+        assert set(parameters) == class_parameters(target) == target_parameters(target), target
+        assert OWN_SWITCHES[target] == class_switches(target), target
+        assert {k: v for k, v in parameters.items() if v is not None} == class_switches(target), target
+    assert {"marsunits.task.SegmentationTask", *OWN_DATAMODULES} <= set(OWN_PARAMETERS)
+    # Another class: still read from its signature.
+    assert "max_steps" in (target_parameters("lightning.pytorch.Trainer") or set())
 
 
 @pytest.mark.parametrize("prog", ["train.py", "predict.py"])

@@ -29,7 +29,6 @@ package). Their public names are importable from here as well.
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 import sys
 from collections.abc import Sequence
@@ -263,6 +262,8 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
         # A config group choice that the defaults list lacks (logger@x=csv): Hydra's words give the fix
         # (+logger@x=csv); a top-level name was checked by unknown_option.
         return None
+    from marsunits.run_checks import target_parameters  # marsunits' own classes' known without importing
+
     arg = next((a for a, _ in trial if a.split("=", 1)[0] == key), f"{key}=...")
     rest = [composed for a, composed in trial if a != arg]
     _, cfg = _compose_error(config_dir, config_name, rest)
@@ -275,7 +276,7 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                 break
             if part not in node:
                 target = node._get_node("_target_")._value() if "_target_" in node else None  # type: ignore[union-attr]
-                taken = _target_parameters(str(target)) if target and depth == len(parts) - 1 else None
+                taken = target_parameters(str(target)) if target and depth == len(parts) - 1 else None
                 if taken is not None and part in taken:
                     # A keyword of the class the node builds that the config leaves to its default
                     # (trainer.max_steps): Hydra adds it with a plus; a similar name is another option.
@@ -298,21 +299,6 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
     )
 
 
-def _target_parameters(target: str) -> set[str] | None:
-    """The keyword parameters of the class or function ``target`` (a ``_target_``), or None when it takes
-    any keyword (``**kwargs``) or cannot be imported here (imported quietly: Hydra's ``get_object`` logged
-    its error line on the console before the command's own refusal of the target)."""
-    from marsunits.targets import UnimportableTargetError, locate
-
-    try:
-        parameters = inspect.signature(locate(target)).parameters.values()
-    except (UnimportableTargetError, TypeError, ValueError):  # refused later (run_checks.check_config_values)
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL}
-
-
 def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``+node.key=value`` (or ``++``) override that adds a key the class built from
     ``node`` does not take (``+model.foo=1``: ``SegmentationTask`` has no ``foo``; ``+trainer.foo.bar=1``:
@@ -324,6 +310,8 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     and a class that cannot be imported here are left alone.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.run_checks import target_parameters  # marsunits' own classes' known without importing
 
     overrides = [a for a in argv if "=" in a and not a.lstrip("+").startswith(("-", "hydra.", "hydra/"))]
     added = [a for a in overrides if a.startswith("+") and "." in a.split("=", 1)[0]]
@@ -354,7 +342,7 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
         if not isinstance(node, DictConfig) or "_target_" not in node or leaf in node:
             continue
         target = str(node._get_node("_target_")._value())  # type: ignore[union-attr]
-        taken = _target_parameters(target)
+        taken = target_parameters(target)
         if taken is None or leaf in taken:
             continue
         guess = _closest(leaf, sorted({*taken, *(str(k) for k in node if not str(k).startswith("_"))}))

@@ -460,13 +460,49 @@ def class_switches(target: str) -> dict[str, bool]:
     return {name: _takes_only_bool(p) for name, p in parameters.items() if _takes_bool(p)}
 
 
-#: :func:`class_switches` of marsunits' own classes that the configs build, written out so that their
-#: switches (``model.channels_last=fasle``, ``data.pin_memory=no``, ``+data.scene.distortion=fasle``) are
-#: refused without importing them (torch and Lightning, some 6 s, 17 s under load, for one line).
-#: ``tests/test_cli_overrides.py`` checks each is what the class's signature says.
-OWN_SWITCHES: dict[str, dict[str, bool]] = {
-    "marsunits.task.SegmentationTask": {"channels_last": True, "freeze_encoder_bn": True},
+def class_parameters(target: str) -> set[str] | None:
+    """The keyword parameters of the class or function ``target`` (a ``_target_``), read from its signature,
+    which imports it; None when it takes any keyword (``**kwargs``) or cannot be imported here (imported
+    quietly: Hydra's ``get_object`` logged its error line on the console before the command's own refusal of
+    the target). :func:`target_parameters` knows marsunits' own classes' without importing them."""
+    try:
+        parameters = inspect.signature(locate(target)).parameters.values()
+    except (UnimportableTargetError, TypeError, ValueError):  # refused later (check_config_values)
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+
+
+#: The parameters of marsunits' own classes that the configs build, written out so that what is judged by
+#: them is judged without importing them (torch and Lightning, some 6 s, 23 s under load, for one line):
+#: their switches (``model.channels_last=fasle``, ``data.pin_memory=no``, ``+data.scene.distortion=fasle``)
+#: and the keys they take that a config does not list (``data.val_context_px=3``: add it with a plus) or do
+#: not take (``+model.channel_last=true``). Each parameter is given what :func:`class_switches` says of it
+#: (True: a switch that takes true or false only; False: one that takes other values too), None where it is
+#: no switch. ``tests/test_cli_overrides.py`` checks each class's entry against its signature
+#: (:func:`class_parameters`, :func:`class_switches`).
+OWN_PARAMETERS: dict[str, dict[str, bool | None]] = {
+    "marsunits.task.SegmentationTask": {
+        **dict.fromkeys((  # no switch
+            "arch", "encoder", "encoder_weights", "in_channels", "num_classes", "class_names", "palette",
+            "mean", "std", "loss", "dice_weight", "class_weights", "optimizer", "lr", "weight_decay",
+            "scheduler", "warmup_steps", "tile_size", "class_map", "dataset", "encoder_depth",
+            "decoder_channels", "encoder_lr_mult", "contact_weight", "contact_radius_px", "drop_path_rate",
+            "subclasses",
+        )),
+        "channels_last": True,
+        "freeze_encoder_bn": True,
+    },
     "marsunits.data.datamodule.MarsDataModule": {
+        **dict.fromkeys((  # no switch
+            "name", "sources", "in_channels", "crop_size", "class_map", "val_context_px", "root",
+            "source_dirs", "batch_size", "val_batch_size", "num_workers", "seed", "val_fraction", "n_folds",
+            "fold", "sol_block", "exclude_sols", "sol_margin", "samples_per_epoch", "min_labelled_fraction",
+            "focus_class", "focus_fraction", "train_length", "val_length", "test_length", "scene",
+            "render_processes", "train_only", "hflip_p", "min_scale", "max_rotation_deg", "brightness",
+            "contrast", "saturation", "class_mix_prob", "subclass_map", "subclasses",
+        )),
         "pin_memory": True,
         "persistent_workers": True,
         "shared_sol_holdout": True,
@@ -477,8 +513,27 @@ OWN_SWITCHES: dict[str, dict[str, bool]] = {
         "separate_val": True,
         "folder_sols_from_names": True,
     },
-    "marsunits.data.synthetic.config.SceneConfig": {"distortion": True},
+    "marsunits.data.synthetic.config.SceneConfig": {
+        **dict.fromkeys((  # no switch
+            "width", "height", "mode", "difficulty", "p_contact", "p_sand", "p_rover", "max_range_m",
+            "hfov_deg_range", "pitch_deg_range", "roll_deg_max", "height_m_range", "jpeg_quality_range",
+        )),
+        "distortion": True,
+    },
+}  # fmt: skip
+
+#: :func:`class_switches` of marsunits' own classes (those of :data:`OWN_PARAMETERS` that are switches).
+OWN_SWITCHES: dict[str, dict[str, bool]] = {
+    target: {name: only_bool for name, only_bool in parameters.items() if only_bool is not None}
+    for target, parameters in OWN_PARAMETERS.items()
 }
+
+
+def target_parameters(target: str) -> set[str] | None:
+    """:func:`class_parameters` of ``target``: from :data:`OWN_PARAMETERS` for marsunits' own classes (nothing
+    imported), else from its signature (which imports it)."""
+    own = OWN_PARAMETERS.get(target)
+    return set(own) if own is not None else class_parameters(target)
 
 
 def _switch_leaves(
