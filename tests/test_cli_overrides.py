@@ -1321,7 +1321,8 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     (the input multiple of the project's architectures known without smp), ``model.channels_last=fasle``
     and ``data.val_context_px=3`` (a key the config does not list: add it with a plus), both judged by the
     parameters of marsunits' own classes written out
-    (:func:`test_the_parameters_known_without_importing_are_the_classes_own`). The help and the refusals
+    (:func:`test_the_parameters_known_without_importing_are_the_classes_own`), and ``train=false
+    ckpt_path=x.ckpt`` (a checkpoint file that is not there, told from its path). The help and the refusals
     say what they said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
@@ -1371,6 +1372,10 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         ),
         (["model.palette=null"], 2, "unknown option 'model.palette' in 'model.palette=null': the", none),
         (["+model.channel_last=true"], 2, "unknown option 'model.channel_last' in '+model.channel", none),
+        # A checkpoint file that is not there: checked after the _target_ classes were imported (23 s).
+        (["train=false", "ckpt_path=x.ckpt"], 2, "ckpt_path=x.ckpt: no such file or model package.", none),
+        (["ckpt_path=x.ckpt"], 2, "ckpt_path=x.ckpt: no such file. Pass an existing .ckpt file", none),
+        (["init_ckpt_path=x.ckpt"], 2, "init_ckpt_path=x.ckpt: no such file or model package. Give", none),
         # Lightning's precisions: read from Lightning, after the _target_ classes were imported (13 s).
         (["trainer.precision=bogus"], 2, "trainer.precision='bogus': give one of Lightning's", none),
         # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of

@@ -27,7 +27,7 @@ from marsunits.task import (
     default_normalisation,
     load_task,
 )
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, missing_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +124,12 @@ def check_source_exists(path: str | Path, option: str = "init_ckpt_path") -> Pat
             those of a ``torch.save`` file (:func:`~marsunits.task.check_checkpoint_start`).
     """
     path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
-    if is_package(path):  # its files are checked as the package is read
-        return path
-    if path.is_file():
+    missing = missing_checkpoint(path, option)
+    if missing is not None:
+        raise MissingFileError(missing)
+    if not is_package(path):  # a package's files are checked as the package is read
         check_checkpoint_start(path, option)  # a text file given as the checkpoint: four bytes read
-        return path
-    raise MissingFileError(
-        f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
-        "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
-        + (", or drop init_ckpt_path to start from ImageNet weights." if option == "init_ckpt_path" else ".")
-    )
+    return path
 
 
 def evaluation_model_settings(model_cfg: Mapping[str, Any], source: SegmentationTask) -> dict[str, Any]:

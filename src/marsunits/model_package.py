@@ -62,7 +62,7 @@ from marsunits.task import (
     _normalise_class_map,
     load_task,
 )
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import JSON_NAME, WEIGHTS_NAME, expand_home, is_package
 from marsunits.user_paths import run_folder_checkpoint_hint as _run_folder_hint
 
 __all__ = [
@@ -81,8 +81,6 @@ __all__ = [
 PACKAGE_FORMAT = "marsunits-model-package"
 #: Version of the ``model.json`` layout; bump when its keys change meaning.
 PACKAGE_VERSION = 1
-WEIGHTS_NAME = "model.safetensors"
-JSON_NAME = "model.json"
 
 #: ``metadata`` keys a package must carry (the checkpoint metadata contract, see ``marsunits.task``).
 METADATA_KEYS: tuple[str, ...] = (
@@ -132,14 +130,6 @@ _EDITABLE_KEYS: tuple[str, ...] = (
     "class_map",
     "dataset",
 )
-
-
-def is_package(path: str | Path) -> bool:
-    """True if ``path`` is a package folder, or its ``model.json`` / ``model.safetensors``."""
-    path = Path(path)
-    if path.is_dir():
-        return (path / JSON_NAME).is_file() or (path / WEIGHTS_NAME).is_file()
-    return path.name in (JSON_NAME, WEIGHTS_NAME)
 
 
 def _json_value(value: Any) -> Any:

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import YES_NO_WORDS, ConfigError, switch_value_refusal
+from marsunits.errors import YES_NO_WORDS, ConfigError, MissingFileError, switch_value_refusal
 from marsunits.model_settings import (
     _DEFAULTS,
     LOSSES,
@@ -38,7 +38,7 @@ from marsunits.model_settings import (
     input_divisor,
 )
 from marsunits.targets import UnimportableTargetError, locate, unimportable_target
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, is_package, missing_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,22 @@ def resolve_ckpt_path(
             candidates = same_seed
         log.info("ckpt_path=last -> %s", candidates[-1])
         return str(candidates[-1])
+    path = _resumed_file(ckpt_path)
+    from marsunits.task import check_checkpoint_start
+
+    check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
+    return str(path)
+
+
+def _resumed_file(ckpt_path: str) -> Path:
+    """The file ``ckpt_path`` (not ``last``) names to resume, ``~`` expanded, told from the path alone
+    (imports nothing: ``train.py`` refuses a missing one before the config's classes import torch).
+
+    Raises:
+        ConfigError: no such file, or a model package (which holds no run to resume).
+    """
     path = expand_home(ckpt_path)
     if not path.is_file():
-        from marsunits.model_package import is_package
-
         if path.exists() and is_package(path):  # "no such file" for a folder that is there
             raise ConfigError(
                 f"ckpt_path={ckpt_path} is a model package (python -m marsunits.export): it holds the "
@@ -149,10 +161,7 @@ def resolve_ckpt_path(
                 f"from it with init_ckpt_path={ckpt_path}, or score it with train=false ckpt_path={ckpt_path}"
             )
         raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
-    from marsunits.task import check_checkpoint_start
-
-    check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
-    return str(path)
+    return path
 
 
 #: Data settings that change only speed, not what is trained on: a resumed run may change them.
@@ -909,9 +918,10 @@ def check_config_values(cfg: DictConfig) -> None:
     The ``data.*`` values are checked only for marsunits' own data modules (:func:`marsunits_datamodule`).
 
     The values judged without importing any class (:func:`check_plain_run_values`,
-    :func:`check_model_values`, the channels, :func:`check_input_sizes`, the W&B logger's settings) come
-    first: importing the config's classes to check the ``_target_`` values imports torch and Lightning, some
-    6 s (19 s under load) that a refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
+    :func:`check_model_values`, the channels, :func:`check_input_sizes`, the W&B logger's settings, a
+    checkpoint file that is not there, :func:`check_checkpoint_paths`) come first: importing the config's
+    classes to check the ``_target_`` values imports torch and Lightning, some 6 s (19 s under load) that a
+    refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
 
     The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
     mistyped value leaves no folder of a run that never started; :func:`~marsunits.training.run` runs it
@@ -941,6 +951,7 @@ def check_config_values(cfg: DictConfig) -> None:
     from marsunits.tracking.wandb_checks import check_wandb_modes  # no Lightning: W&B nodes told by name
 
     check_wandb_modes(cfg)
+    check_checkpoint_paths(cfg)  # a missing file, told by its path: before the classes are imported
     refused = unimportable_target(cfg)
     if refused is not None:  # before the checks below read the classes' parameters
         # Hydra's refusal came when the run instantiated it: its error logged twice, after the run folder.
@@ -975,31 +986,66 @@ def _check_channels(cfg: DictConfig) -> None:
         )
 
 
+def _checkpoint_read(cfg: DictConfig) -> tuple[str, Path, bool] | None:
+    """The checkpoint the run reads, told to be there from its path alone (no file read, nothing imported):
+    its option, the file or model package folder (``~`` expanded), and whether it is resumed (``ckpt_path``
+    where the run trains: a package is then refused, :func:`_resumed_file`); None for none, or for
+    ``ckpt_path=last``, which looks for runs (the run's to judge). ``init_ckpt_path`` beside a resumed or
+    scored ``ckpt_path`` is ignored by the run, so not looked at.
+
+    Raises:
+        ConfigError: (a :class:`~marsunits.errors.MissingFileError` for ``init_ckpt_path`` or a scored
+            ``ckpt_path``) the path names no file (nor model package folder), naming the option.
+    """
+    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
+    given = ckpt not in (None, "", "null")
+    if given and str(ckpt) == "last":
+        return None
+    if given and bool(cfg.get("train", True)):
+        # Its own path checks (a model package is refused as no resume); nothing of the run folder is used.
+        return "ckpt_path", _resumed_file(str(ckpt)), True
+    if not given and not init:
+        return None
+    option, value = ("ckpt_path", ckpt) if given else ("init_ckpt_path", init)
+    path = expand_home(str(value))
+    missing = missing_checkpoint(path, option)
+    if missing is not None:
+        raise MissingFileError(missing)
+    return option, path, False
+
+
+def check_checkpoint_paths(cfg: DictConfig) -> None:
+    """The refusals of :func:`check_checkpoint_files` told from the path alone: a ``ckpt_path`` or
+    ``init_ckpt_path`` the run would read that names no file (nor model package folder), in the same words.
+    Reads no file and imports nothing, so :func:`check_config_values` runs it before the config's classes
+    are imported: ``train=false ckpt_path=x.ckpt`` paid some 23 s of torch and Lightning for one line.
+
+    Raises:
+        ConfigError: as :func:`check_checkpoint_files` for a missing file.
+    """
+    _checkpoint_read(cfg)
+
+
 def check_checkpoint_files(cfg: DictConfig) -> None:
     """Refuse a ``ckpt_path`` or ``init_ckpt_path`` the run would read that names no file (nor model package
-    folder), or a file whose first bytes are not a checkpoint's (a text file), reading only those: whether
-    it is a whole checkpoint, and ``ckpt_path=last``, which looks for runs, are the run's to judge.
-    ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run, so not checked. Through
-    :func:`check_config_values`, the command line checks this before Hydra makes the run folder: a
-    missing file left one with only ``.hydra/`` and ``train.log``.
+    folder, :func:`check_checkpoint_paths`), or a file whose first bytes are not a checkpoint's (a text
+    file), reading only those: whether it is a whole checkpoint, and ``ckpt_path=last``, which looks for
+    runs, are the run's to judge. ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run,
+    so not checked. Through :func:`check_config_values`, the command line checks this before Hydra makes the
+    run folder: a missing file left one with only ``.hydra/`` and ``train.log``.
 
     Raises:
         ConfigError: (a :class:`~marsunits.errors.MissingFileError` for a missing file, a
             :class:`~marsunits.task.NotACheckpointError` for a text file) naming the option.
     """
-    from marsunits.fine_tuning import check_source_exists
-
-    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
-    given = ckpt not in (None, "", "null")
-    if given and str(ckpt) == "last":
+    read = _checkpoint_read(cfg)
+    if read is None:
         return
-    if given and bool(cfg.get("train", True)):
-        # Its own file checks (a model package is refused as no resume); nothing of the run folder is used.
-        resolve_ckpt_path(str(ckpt), Path(), Path(), "")
-    elif given:
-        check_source_exists(str(ckpt), "ckpt_path")
-    elif init:
-        check_source_exists(str(init), "init_ckpt_path")
+    option, path, resumed = read
+    if resumed or not is_package(path):  # a package's files are checked as the package is read
+        from marsunits.task import check_checkpoint_start
+
+        check_checkpoint_start(path, option, package_ok=not resumed)  # four bytes read
 
 
 def check_model_values(cfg: DictConfig) -> None:

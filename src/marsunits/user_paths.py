@@ -5,7 +5,9 @@ take a path read ``~`` and ``~user`` as a shell does. pathlib's ``Path.expanduse
 ("Could not determine home directory") for a ``~name`` that names no user, though that is just a file
 named so (``~a.LBL``, or an image ``~scan.png`` found in the working folder), which the shell leaves as it
 is; :func:`expand_home` leaves it as it is too (``os.path.expanduser``). A train.py run folder given where a
-checkpoint file is wanted is told the checkpoint it holds (:func:`run_folder_checkpoint_hint`).
+checkpoint file is wanted is told the checkpoint it holds (:func:`run_folder_checkpoint_hint`). Whether a path
+names a model package (:func:`is_package`) or nothing a checkpoint option takes (:func:`missing_checkpoint`)
+is told from the path alone, importing nothing heavy: ``train.py`` says it before torch is imported.
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["expand_home", "run_folder_checkpoint_hint"]
+__all__ = [
+    "JSON_NAME",
+    "WEIGHTS_NAME",
+    "expand_home",
+    "is_package",
+    "missing_checkpoint",
+    "run_folder_checkpoint_hint",
+]
+
+#: The files of a model package folder (``python -m marsunits.export``; :mod:`marsunits.model_package`).
+WEIGHTS_NAME = "model.safetensors"
+JSON_NAME = "model.json"
 
 
 def expand_home(path: str | os.PathLike[str]) -> Path:
@@ -43,3 +56,25 @@ def run_folder_checkpoint_hint(folder: Path) -> str:
                 "keeps best.ckpt and last.ckpt in its checkpoints/ folder)"
             )
     return ""
+
+
+def is_package(path: str | Path) -> bool:
+    """True if ``path`` is a package folder, or its ``model.json`` / ``model.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / JSON_NAME).is_file() or (path / WEIGHTS_NAME).is_file()
+    return path.name in (JSON_NAME, WEIGHTS_NAME)
+
+
+def missing_checkpoint(path: Path, option: str) -> str | None:
+    """The refusal of ``option`` (``init_ckpt_path``, or ``ckpt_path`` where ``train=false`` scores it) given
+    ``path`` (``~`` expanded) that names neither a model package (:func:`is_package`) nor a file (missing, or
+    another folder), naming the option and what to give; None where it names one. Looks at the path only:
+    whether the file is a checkpoint is :func:`marsunits.fine_tuning.check_source_exists`'s to say."""
+    if is_package(path) or path.is_file():
+        return None
+    return (
+        f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
+        "(<run dir>/checkpoints/best.ckpt) or a model package folder (python -m marsunits.export)"
+        + (", or drop init_ckpt_path to start from ImageNet weights." if option == "init_ckpt_path" else ".")
+    )
