@@ -1322,8 +1322,9 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     and ``data.val_context_px=3`` (a key the config does not list: add it with a plus), both judged by the
     parameters of marsunits' own classes written out
     (:func:`test_the_parameters_known_without_importing_are_the_classes_own`), and ``train=false
-    ckpt_path=x.ckpt`` (a checkpoint file that is not there, told from its path). The help and the refusals
-    say what they said."""
+    ckpt_path=x.ckpt`` (a checkpoint file that is not there, told from its path), and ``ckpt_path`` or
+    ``init_ckpt_path`` naming a text file (its first bytes read). The help and the refusals say what they
+    said."""
     none: list[str] = []
     names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
     cases = [
@@ -1376,6 +1377,14 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         (["train=false", "ckpt_path=x.ckpt"], 2, "ckpt_path=x.ckpt: no such file or model package.", none),
         (["ckpt_path=x.ckpt"], 2, "ckpt_path=x.ckpt: no such file. Pass an existing .ckpt file", none),
         (["init_ckpt_path=x.ckpt"], 2, "init_ckpt_path=x.ckpt: no such file or model package. Give", none),
+        # A text file given as the checkpoint: its first bytes read after the _target_ classes (10 s).
+        (
+            ["ckpt_path=notes.txt"],
+            2,
+            "ckpt_path=notes.txt is not a checkpoint: the file is a text file",
+            none,
+        ),
+        (["init_ckpt_path=config.yaml"], 2, "init_ckpt_path=config.yaml is not a checkpoint: the file", none),
         # Lightning's precisions: read from Lightning, after the _target_ classes were imported (13 s).
         (["trainer.precision=bogus"], 2, "trainer.precision='bogus': give one of Lightning's", none),
         # W&B's settings: the logger node was told by importing Lightning's WandbLogger, after the check of
@@ -1391,6 +1400,8 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         (["model.arch=unet3"], 2, "model.arch='unet3': Unknown architecture 'unet3'. Valid choices", names),
         (["model.encoder=nope"], 2, "model.encoder='nope': Unknown encoder 'nope': not a timm model", names),
     ]
+    (tmp_path / "notes.txt").write_text("some notes on the run\n", encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("model:\n  lr: 0.001\n", encoding="utf-8")
     code = (
         "import contextlib, io, json, runpy, sys\n"
         "for argv in json.loads(sys.argv[1]):\n"

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from marsunits.checkpoint_files import check_checkpoint_start
 from marsunits.constants import CLASS_NAMES
 from marsunits.errors import YES_NO_WORDS, ConfigError, MissingFileError, switch_value_refusal
 from marsunits.model_settings import (
@@ -139,8 +140,6 @@ def resolve_ckpt_path(
         log.info("ckpt_path=last -> %s", candidates[-1])
         return str(candidates[-1])
     path = _resumed_file(ckpt_path)
-    from marsunits.task import check_checkpoint_start
-
     check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
     return str(path)
 
@@ -919,9 +918,9 @@ def check_config_values(cfg: DictConfig) -> None:
 
     The values judged without importing any class (:func:`check_plain_run_values`,
     :func:`check_model_values`, the channels, :func:`check_input_sizes`, the W&B logger's settings, a
-    checkpoint file that is not there, :func:`check_checkpoint_paths`) come first: importing the config's
-    classes to check the ``_target_`` values imports torch and Lightning, some 6 s (19 s under load) that a
-    refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
+    checkpoint file that is not there or holds text, :func:`check_checkpoint_files`) come first: importing
+    the config's classes to check the ``_target_`` values imports torch and Lightning, some 6 s (19 s under
+    load) that a refused ``trainer.max_epochs=abc`` or ``model.lr=-1`` paid for one line.
 
     The command line runs it before Hydra makes the run folder (:func:`refusal_before_hydra`), so a
     mistyped value leaves no folder of a run that never started; :func:`~marsunits.training.run` runs it
@@ -951,13 +950,12 @@ def check_config_values(cfg: DictConfig) -> None:
     from marsunits.tracking.wandb_checks import check_wandb_modes  # no Lightning: W&B nodes told by name
 
     check_wandb_modes(cfg)
-    check_checkpoint_paths(cfg)  # a missing file, told by its path: before the classes are imported
+    check_checkpoint_files(cfg)  # a missing file, a text file: before the classes are imported
     refused = unimportable_target(cfg)
     if refused is not None:  # before the checks below read the classes' parameters
         # Hydra's refusal came when the run instantiated it: its error logged twice, after the run folder.
         raise ConfigError(refused)
     check_class_run_values(cfg)
-    check_checkpoint_files(cfg)
 
 
 def _check_channels(cfg: DictConfig) -> None:
@@ -1014,37 +1012,26 @@ def _checkpoint_read(cfg: DictConfig) -> tuple[str, Path, bool] | None:
     return option, path, False
 
 
-def check_checkpoint_paths(cfg: DictConfig) -> None:
-    """The refusals of :func:`check_checkpoint_files` told from the path alone: a ``ckpt_path`` or
-    ``init_ckpt_path`` the run would read that names no file (nor model package folder), in the same words.
-    Reads no file and imports nothing, so :func:`check_config_values` runs it before the config's classes
-    are imported: ``train=false ckpt_path=x.ckpt`` paid some 23 s of torch and Lightning for one line.
-
-    Raises:
-        ConfigError: as :func:`check_checkpoint_files` for a missing file.
-    """
-    _checkpoint_read(cfg)
-
-
 def check_checkpoint_files(cfg: DictConfig) -> None:
     """Refuse a ``ckpt_path`` or ``init_ckpt_path`` the run would read that names no file (nor model package
-    folder, :func:`check_checkpoint_paths`), or a file whose first bytes are not a checkpoint's (a text
-    file), reading only those: whether it is a whole checkpoint, and ``ckpt_path=last``, which looks for
-    runs, are the run's to judge. ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run,
-    so not checked. Through :func:`check_config_values`, the command line checks this before Hydra makes the
-    run folder: a missing file left one with only ``.hydra/`` and ``train.log``.
+    folder, told from the path alone), or a file whose first bytes are not a checkpoint's (a text file,
+    :func:`~marsunits.checkpoint_files.check_checkpoint_start`), reading only those and importing nothing
+    heavy, so :func:`check_config_values` runs it before the config's classes import torch and Lightning
+    (``train=false ckpt_path=x.ckpt`` paid some 23 s for one line, a text file some 10 s). Whether it is a
+    whole checkpoint, and ``ckpt_path=last``, which looks for runs, are the run's to judge.
+    ``init_ckpt_path`` beside a resumed ``ckpt_path`` is ignored by the run, so not checked. Through
+    :func:`check_config_values`, the command line checks this before Hydra makes the run folder: a missing
+    file left one with only ``.hydra/`` and ``train.log``.
 
     Raises:
         ConfigError: (a :class:`~marsunits.errors.MissingFileError` for a missing file, a
-            :class:`~marsunits.task.NotACheckpointError` for a text file) naming the option.
+            :class:`~marsunits.checkpoint_files.NotACheckpointError` for a text file) naming the option.
     """
     read = _checkpoint_read(cfg)
     if read is None:
         return
     option, path, resumed = read
     if resumed or not is_package(path):  # a package's files are checked as the package is read
-        from marsunits.task import check_checkpoint_start
-
         check_checkpoint_start(path, option, package_ok=not resumed)  # four bytes read
 
 

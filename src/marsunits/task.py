@@ -9,11 +9,9 @@ the training data's class map and the W&B run id, so that ``predict.py`` needs n
 
 from __future__ import annotations
 
-import codecs
 import logging
 import math
 import os
-import re
 import shlex
 import time
 import zipfile
@@ -33,6 +31,11 @@ from torchmetrics.classification import (
 )
 
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scored_cracks
+from marsunits.checkpoint_files import _CHECKPOINT_STARTS as _CHECKPOINT_STARTS  # these five: without torch
+from marsunits.checkpoint_files import CheckpointError as CheckpointError
+from marsunits.checkpoint_files import NotACheckpointError as NotACheckpointError
+from marsunits.checkpoint_files import _text_file_kind as _text_file_kind
+from marsunits.checkpoint_files import check_checkpoint_start as check_checkpoint_start
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from marsunits.data.class_map import subclass_groups
 from marsunits.data.splits import merge_sols
@@ -54,10 +57,6 @@ METADATA_KEY = "marsunits"
 RUN_SECONDS_KEY = "marsunits_run_seconds"
 
 STAGES: tuple[str, ...] = ("val", "test")
-
-
-class CheckpointError(ValueError):
-    """A file is not a usable marsunits checkpoint; the message names the file and what to do."""
 
 
 def _plain(value: Any) -> Any:
@@ -884,71 +883,6 @@ def _damaged_member(path: Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError):
         return None
     return None
-
-
-class NotACheckpointError(CheckpointError, ConfigError):
-    """A file named as a checkpoint does not even start as one (:func:`check_checkpoint_start`): a
-    :class:`CheckpointError`, and a :class:`~marsunits.errors.ConfigError` so that ``train.py`` refuses it
-    before Hydra makes the run folder."""
-
-
-#: The first bytes of a file ``torch.save`` writes: a zip archive (its format since torch 1.6), or the
-#: legacy pickle format, which starts with the pickle protocol opcode.
-_CHECKPOINT_STARTS: tuple[bytes, ...] = (b"PK\x03\x04", b"\x80")
-
-
-def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = True) -> None:
-    """Refuse a file whose first bytes are not those of a ``torch.save`` file (:data:`_CHECKPOINT_STARTS`):
-    a text file (said as such, :func:`_text_file_kind`), an image or an empty file given as ``option``. Only
-    the file's start is read (four bytes, and up to 64 KiB to tell text), so the command line
-    can check before the run folder is made; whether the file is a whole marsunits checkpoint is left to
-    :func:`read_checkpoint`. ``package_ok``: the option also takes a model package folder (as advised).
-
-    Raises:
-        NotACheckpointError: naming ``option``, the file, what it starts with and what to give.
-    """
-    with open(path, "rb") as f:
-        start = f.read(4)
-    if start.startswith(_CHECKPOINT_STARTS):
-        return
-    kind = _text_file_kind(Path(path)) if start else None  # a run's config.yaml, notes: said as text
-    text = f"is a text file{'' if kind in (None, 'text') else f' ({kind})'} and " if kind else ""
-    found = "is empty" if not start else f"{text}starts with {start!r}"
-    raise NotACheckpointError(
-        f"{option}={path} is not a checkpoint: the file {found}, where a checkpoint written by torch.save "
-        "is a zip archive (PK\\x03\\x04) or a pickle (\\x80). Give a .ckpt written by marsunits' train.py "
-        "(<run dir>/checkpoints/best.ckpt or last.ckpt)"
-        + (" or a model package folder (python -m marsunits.export)." if package_ok else ".")
-    )
-
-
-#: How much of a file :func:`_text_file_kind` reads to tell text from a checkpoint's bytes.
-_TEXT_SNIFF_BYTES = 1 << 16
-
-#: The start of a YAML document: ``---``, a comment, or a ``key:`` line (a Hydra config.yaml's first line,
-#: ``key: value`` or a mapping's ``key:`` alone on its line).
-_YAML_START = re.compile(r"(---|#|[A-Za-z_][\w.-]*[ \t]*:(\s|$))")  # \s: a mapping's key line ends in \n
-
-
-def _text_file_kind(path: Path) -> str | None:
-    """``"YAML"``, ``"JSON"`` or ``"text"`` when ``path`` holds text, told by its content (UTF-8 without
-    NUL bytes in its first 64 KiB, not a ``torch.save`` start), whatever its name; None for anything else
-    (a checkpoint's zip or pickle bytes, an image, an empty file) or a file that cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_TEXT_SNIFF_BYTES)
-    except OSError:
-        return None
-    if not head or b"\x00" in head or head.startswith(_CHECKPOINT_STARTS):
-        return None
-    try:  # not final where only the first 64 KiB were read: a character cut there is not a fault
-        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=len(head) < _TEXT_SNIFF_BYTES)
-    except UnicodeDecodeError:
-        return None
-    start = text.lstrip()
-    if start.startswith(("{", "[")):
-        return "JSON"
-    return "YAML" if _YAML_START.match(start) else "text"
 
 
 def _text_not_checkpoint(path: Path, kind: str) -> str:
