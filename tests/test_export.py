@@ -1066,7 +1066,13 @@ def test_a_run_folder_or_a_package_folder_as_checkpoint_is_told_what_to_give(
     shutil.copyfile(checkpoint, run / "checkpoints" / "best.ckpt")
     with pytest.raises(ConfigError) as folder:
         export_checkpoint(run, tmp_path / "out1")
-    assert f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}" in str(folder.value)
+    # Said once, the folder for what it is: "give the .ckpt file to export. Give the checkpoint file it holds"
+    # said "give" twice, and "a folder or a model package file" of a run folder.
+    assert str(folder.value).startswith(
+        f"ckpt_path={run} is a train.py run folder, not a checkpoint: give the checkpoint it holds, "
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'} (the best weights"
+    ), str(folder.value)
+    assert str(folder.value).replace(str(tmp_path), "").lower().count("give") == 1, str(folder.value)
     with pytest.raises(ConfigError) as exported:
         export_checkpoint(package, tmp_path / "out2")
     said = str(exported.value)
@@ -1213,7 +1219,8 @@ def test_a_full_disk_export_names_the_package_folder_and_the_export_s_own_fix(
 def test_a_train_run_folder_given_as_the_model_names_its_best_checkpoint(tmp_path: Path, given: str) -> None:
     """``ckpt_path=logs/train/<run>`` (or its ``checkpoints/``): the refusal said only "a folder without
     model.json or model.safetensors: give a model package folder or a .ckpt file", not which file of the
-    folder is the model to give."""
+    folder is the model to give; then it said both, "give ... Give", where one sentence says what the folder
+    is and which file to give."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     for name in ("best.ckpt", "last.ckpt"):
@@ -1221,7 +1228,12 @@ def test_a_train_run_folder_given_as_the_model_names_its_best_checkpoint(tmp_pat
     with pytest.raises(FileNotFoundError) as refused:
         load_model(tmp_path / given)
     message = str(refused.value)
-    assert f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}" in message and "a train.py run keeps" in message
+    kind = "a train.py run folder" if given == "run" else "a train.py run's checkpoints/ folder"
+    assert message.startswith(
+        f"{tmp_path / given} is {kind}, not a checkpoint: give the checkpoint it holds, "
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'} (the best weights"
+    ), message
+    assert message.replace(str(tmp_path), "").lower().count("give") == 1, message  # the path: "..._given_0"
     # best.ckpt is chosen by the run's callbacks.model_checkpoint.monitor, val/miou_source_mean with
     # experiment=marsscapes_ai4mars, or val/loss: the hint named val/miou for every run.
     assert "val/miou" not in message and "chosen by the run's callbacks.model_checkpoint.monitor" in message

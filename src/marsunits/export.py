@@ -107,9 +107,11 @@ def export_checkpoint(
             "it is (predict.py ckpt_path=<it> reads it); to export again, give the .ckpt it came from."
         )
     if ckpt.is_dir() or ckpt.suffix in (".json", ".safetensors"):
+        held = run_folder_checkpoint_hint(ckpt) if ckpt.is_dir() else ""  # a run folder: its best.ckpt named
         raise ConfigError(
-            f"ckpt_path={ckpt} is a folder or a model package file; give the .ckpt file to export."
-            + (run_folder_checkpoint_hint(ckpt) if ckpt.is_dir() else "")
+            f"ckpt_path={ckpt} is {held}"
+            if held
+            else f"ckpt_path={ckpt} is a folder or a model package file; give the .ckpt file to export."
         )
     if out.suffix.lower() == ".zip" and not out.is_dir():
         # A folder named m.zip was made: no zip tool opens it, and a mail client does not attach it as a file.

@@ -826,10 +826,12 @@ def load_model(
         # naming the file to rename back (then the weights' check names theirs).
         read_package_json(path)
     if path.is_dir():
-        raise FileNotFoundError(
-            f"{path} is a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a "
-            ".ckpt file." + _run_folder_hint(path)
+        held = _run_folder_hint(path)  # a train.py run folder: its best.ckpt named
+        held = (
+            held
+            or f"a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a .ckpt file."
         )
+        raise FileNotFoundError(f"{path} is {held}")
     _refuse_zipped_package(path)
     try:
         return load_task(path, map_location=map_location, expected_class_names=expected_class_names)

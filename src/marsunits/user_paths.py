@@ -36,9 +36,11 @@ def expand_home(path: str | os.PathLike[str]) -> Path:
 
 
 def run_folder_checkpoint_hint(folder: Path) -> str:
-    """A sentence naming the checkpoint to give when ``folder`` is a train.py run folder or its
-    ``checkpoints/`` (``best.ckpt``, else ``last.ckpt``, else the one ``.ckpt`` there), or "". Reads no
-    checkpoint and imports nothing heavy: ``python -m marsunits.export`` says it before loading torch."""
+    """What ``folder`` is and the checkpoint to give from it, to follow "``<folder> is``", when it is a
+    train.py run folder or its ``checkpoints/`` (``best.ckpt``, else ``last.ckpt``, else the one ``.ckpt``
+    there): "a train.py run folder, not a checkpoint: give the checkpoint it holds, ckpt_path=<it> (...)";
+    else "". One clause, so that the caller's refusal says "give" once. Reads no checkpoint and imports
+    nothing heavy: ``python -m marsunits.export`` says it before loading torch."""
     for checkpoints in (folder / "checkpoints", folder):
         try:
             found = sorted(p.name for p in checkpoints.glob("*.ckpt") if p.is_file())
@@ -51,10 +53,14 @@ def run_folder_checkpoint_hint(folder: Path) -> str:
                 "best.ckpt": " (the best weights, chosen by the run's callbacks.model_checkpoint.monitor)",
                 "last.ckpt": " (the last weights)",
             }.get(best, "")
-            return (
-                f" Give the checkpoint file it holds{what}: ckpt_path={checkpoints / best} (a train.py run "
-                "keeps best.ckpt and last.ckpt in its checkpoints/ folder)"
-            )
+            if checkpoints != folder:
+                kind = "a train.py run folder"
+            elif folder.name == "checkpoints":
+                kind = "a train.py run's checkpoints/ folder"
+            else:
+                kind = "a folder"
+            given = f"ckpt_path={checkpoints / best}"
+            return f"{kind}, not a checkpoint: give the checkpoint it holds, {given}{what}"
     return ""
 
 
