@@ -985,9 +985,17 @@ def test_a_ground_height_that_is_not_a_number_is_refused_saying_what_to_give(tmp
 
 
 def test_camera_below_the_ground_refused_naming_the_label(tmp_path):
+    """The refusal said 'in the z-down "frame": "ned"' of a camera file written with "frame": "pds", and
+    advised a camera file's fix ('drop "frame"'), which a label has none of: the frame is quoted as the
+    file converted from the label says it, and the advice is the label's."""
     (tmp_path / "a.LBL").write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
-    with pytest.raises(LabelError, match=r"a\.LBL.*not above the ground plane.*converted from the label"):
+    with pytest.raises(
+        LabelError, match=r"a\.LBL.*not above the ground plane.*converted from the label"
+    ) as no:
         convert_label(tmp_path / "a.LBL", ground_z_m=5.0)
+    said = str(no.value)
+    assert 'z-down "frame": "pds")' in said and '"ned"' not in said, said
+    assert 'drop "frame"' not in said and 'add "frame"' not in said and "camera file" not in said, said
 
 
 def test_pds4_differing_models_without_telemetry_state_refused(tmp_path):

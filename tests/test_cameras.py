@@ -803,6 +803,12 @@ def test_a_camera_at_or_below_its_ground_is_refused_and_ground_height_is_z_up_in
         load_camera(path)
     said = str(refused.value)
     assert 'add "frame": "ned"' not in said and "z = 1.5 m as given" in said and 'drop "frame"' in said
+    # Quoted as the file spells it: "pds" is read as "ned", and the refusal said "ned" of a "pds" file.
+    path.write_text(json.dumps({**d, "frame": "pds"}))
+    with pytest.raises(
+        CameraFileError, match=r'in the z-down "frame": "pds"\) is not above the ground plane'
+    ):
+        load_camera(path)
     # The same camera with PDS vectors (z down); ground_z_m stays z up, as documented from the start.
     ned = {**d, "frame": "ned", "ground_z_m": -0.5}
     for k in ("C", "A", "H", "V"):

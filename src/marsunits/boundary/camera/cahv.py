@@ -52,6 +52,7 @@ from marsunits.boundary.camera.pinhole import PinholeCamera
 
 __all__ = [
     "CahvCamera",
+    "CameraBelowGroundError",
     "CahvorCamera",
     "cahv_from_pinhole",
     "cahvor_from_pinhole",
@@ -63,6 +64,39 @@ _NEWTON_TOL = 1e-12
 #: Largest residual of the distortion polynomial at which the iteration counts as having found the root.
 _ROOT_TOL = 1e-9
 _FLIP_NED = np.array([1.0, -1.0, -1.0])
+
+
+def below_ground_refusal(centre_z_m: float, ground_z_m: float, frame: str, camera_file: bool = True) -> str:
+    """Why a camera whose centre (``centre_z_m``, z up) is not above its ground plane (``ground_z_m``, z up
+    in every frame) is refused, its vectors given in ``frame`` as spelled where they came from (``"flu"``,
+    or the z-down ``"ned"`` or ``"pds"``), with a camera file's fix where ``camera_file`` (a file converted
+    from a PDS label is told the label's by its converter)."""
+    if frame.lower() in ("ned", "pds"):  # it told such a file to add the "frame": "ned" it has
+        said = (
+            f"the camera centre C (z = {centre_z_m:g} m, z up; z = {-centre_z_m:g} m as given, in the "
+            f'z-down "frame": "{frame}") is not above the ground plane (ground_z_m = {ground_z_m:g} m, z up '
+            "in every frame), so no pixel can see the ground"
+        )
+        fix = '; fix C or ground_z_m (or, in a camera file whose vectors are z up, drop "frame")'
+    else:
+        said = (
+            f"the camera centre C (z = {centre_z_m:g} m, z up) is not above the ground plane "
+            f"(ground_z_m = {ground_z_m:g} m), so no pixel can see the ground"
+        )
+        fix = '; vectors from a PDS label are z down: add "frame": "ned" to the camera file, or fix C or '
+        fix += "ground_z_m"
+    return said + fix if camera_file else said
+
+
+class CameraBelowGroundError(ValueError):
+    """A CAHV-family camera's centre is not above its ground plane, so no pixel can see the ground: the
+    numbers kept (``centre_z_m``, ``ground_z_m``, ``source_frame``) so that a camera file's reader can quote
+    the frame as the file spells it, and a label's converter leave out a camera file's fix
+    (:func:`below_ground_refusal`)."""
+
+    def __init__(self, centre_z_m: float, ground_z_m: float, source_frame: str) -> None:
+        self.centre_z_m, self.ground_z_m, self.source_frame = centre_z_m, ground_z_m, source_frame
+        super().__init__(below_ground_refusal(centre_z_m, ground_z_m, source_frame))
 
 
 def ned_to_flu(vec: np.ndarray) -> np.ndarray:
@@ -143,18 +177,7 @@ class CahvCamera:
         self.site = site
         self.ground_z_m = float(ground_z_m)
         if not math.isfinite(self.ground_z_m) or self.C[2] <= self.ground_z_m:
-            if source_frame == "ned":  # it told such a file to add the "frame": "ned" it has
-                raise ValueError(
-                    f"the camera centre C (z = {self.C[2]:g} m, z up; z = {-self.C[2]:g} m as given, in the "
-                    'z-down "frame": "ned") is not above the ground plane (ground_z_m = '
-                    f"{self.ground_z_m:g} m, z up in every frame), so no pixel can see the ground; fix C or "
-                    'ground_z_m (or, in a camera file whose vectors are z up, drop "frame")'
-                )
-            raise ValueError(
-                f"the camera centre C (z = {self.C[2]:g} m, z up) is not above the ground plane "
-                f"(ground_z_m = {self.ground_z_m:g} m), so no pixel can see the ground; vectors from a PDS "
-                'label are z down: add "frame": "ned" to the camera file, or fix C or ground_z_m'
-            )
+            raise CameraBelowGroundError(float(self.C[2]), self.ground_z_m, source_frame)
         if np.linalg.norm(np.cross(self.H, self.V)) < 1e-9:
             raise ValueError("CAHV vectors H and V are parallel: not a camera")
         # JPL's sign convention: rays point along A for the usual handedness of (V x H) . A.

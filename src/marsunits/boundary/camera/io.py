@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from marsunits.boundary.camera.base import CameraModel
-from marsunits.boundary.camera.cahv import CahvCamera, CahvorCamera, _unit, _vec3, ned_to_flu
+from marsunits.boundary.camera.cahv import (
+    CahvCamera,
+    CahvorCamera,
+    CameraBelowGroundError,
+    _unit,
+    _vec3,
+    below_ground_refusal,
+    ned_to_flu,
+)
 from marsunits.boundary.camera.cahvore import CahvoreCamera
 from marsunits.boundary.camera.pinhole import PinholeCamera
 from marsunits.user_paths import expand_home
@@ -214,6 +222,10 @@ def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraMo
                                 **common)  # fmt: skip
         _check_cahvor_r0(cam, d["R"])
         return cam
+    except CameraBelowGroundError as exc:  # its frame quoted as the file spells it: "pds" is read as "ned"
+        spelled = str(d["frame"]) if exc.source_frame == "ned" else exc.source_frame
+        said = below_ground_refusal(exc.centre_z_m, exc.ground_z_m, spelled)
+        raise CameraFileError(f"{source}: invalid {model!r} camera: {said}") from exc
     except (TypeError, ValueError) as exc:
         raise CameraFileError(f"{source}: invalid {model!r} camera: {exc}") from exc
 

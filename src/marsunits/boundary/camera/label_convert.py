@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from marsunits.atomic import atomic_write_text
-from marsunits.boundary.camera.cahv import ned_to_flu
+from marsunits.boundary.camera.cahv import CameraBelowGroundError, below_ground_refusal, ned_to_flu
 from marsunits.boundary.camera.io import SIDECAR_SUFFIX, CameraFileError, camera_from_dict
 from marsunits.boundary.camera.label_camera import _NORTH_FRAMES, _ROVER_FRAMES, LabelCamera, LabelError
 from marsunits.boundary.camera.label_ground import written_ground
@@ -161,7 +161,12 @@ def camera_file_dict(
     try:
         camera_from_dict(d, source=str(label))
     except CameraFileError as exc:
-        raise LabelError(f"{exc} (converted from the label; check the label or --ground-z-m)") from exc
+        said = str(exc)
+        below = exc.__cause__
+        if isinstance(below, CameraBelowGroundError):  # the file's frame, as written; no camera file's fix
+            refusal = below_ground_refusal(below.centre_z_m, below.ground_z_m, d["frame"], camera_file=False)
+            said = f"{label}: invalid {cam.model!r} camera: {refusal}"
+        raise LabelError(f"{said} (converted from the label; check the label or --ground-z-m)") from exc
     return d
 
 
