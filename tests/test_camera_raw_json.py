@@ -305,7 +305,7 @@ def test_the_count_of_refusals_says_labels_records_and_files_refused_whole_apart
     (tmp_path / "one.json").write_text(json.dumps(bad))
     assert main([str(tmp_path / "one.json")]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[-1].endswith(": 1 of 1 raw-image records (from 1 .json file) refused")
+    assert err[-1].endswith(": 1 of 1 raw-image record (from 1 .json file) refused")  # not "1 of 1 records"
     (tmp_path / "broken.json").write_text('{"images": [')
     (tmp_path / "page.json").write_text(json.dumps({"images": [bad, _good()]}))
     (tmp_path / "x.LBL").write_text("PDS_VERSION_ID = PDS3\nEND\n")
@@ -313,9 +313,12 @@ def test_the_count_of_refusals_says_labels_records_and_files_refused_whole_apart
     assert main(args) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[-1].endswith(
-        ": 1 of 1 labels refused; 2 of 3 raw-image records (from 2 .json files) refused; 1 of 3 .json files "
+        ": 1 of 1 label refused; 2 of 3 raw-image records (from 2 .json files) refused; 1 of 3 .json files "
         "refused whole (no record read from them)"
     )
+    assert main([str(tmp_path / "broken.json")]) == 1
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said.endswith(": 1 of 1 .json file refused whole (no record read from it)"), said
 
 
 def test_a_camera_file_or_broken_json_is_refused_naming_it(tmp_path, capsys):

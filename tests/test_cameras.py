@@ -1132,7 +1132,9 @@ def test_the_map_counts_contacts_as_the_manifest_does_and_keeps_their_ids(tmp_pa
         map_title("s1", entries, 30.0)
         == "contact map, site s1: 3 contacts in 4 pieces from 2 images (range <= 30 m)"
     )
-    assert map_title(None, [{"lines": [piece]}], 20.0).endswith(": 1 contacts from 1 images (range <= 20 m)")
+    # One of each in the singular ("1 contacts from 1 images"), none in the plural.
+    assert map_title(None, [{"lines": [piece]}], 20.0).endswith(": 1 contact from 1 image (range <= 20 m)")
+    assert map_title(None, [{"lines": []}], 20.0).endswith(": 0 contacts from 1 image (range <= 20 m)")
     a = _pinhole(pitch_deg=20.0, site="s1")
     numbered = number_contacts([_row_line(a, 180.0), _row_line(a, 200.0)])
     (geojson, _) = build_contact_map([("a.png", numbered, a)], tmp_path / "map")

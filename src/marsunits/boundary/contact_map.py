@@ -241,11 +241,11 @@ def map_title(site: str | None, entries: Sequence[Mapping[str, Any]], max_range_
     contact split at the range limit count once; the pieces are named when there are more of them)."""
     n_contacts = sum(count_contacts(e["lines"]) for e in entries)
     n_pieces = sum(len(e["lines"]) for e in entries)
-    pieces = f" in {n_pieces} pieces" if n_pieces != n_contacts else ""
-    return (
-        f"contact map, site {site or '(unnamed)'}: {n_contacts} contacts{pieces} from {len(entries)} images "
-        f"(range <= {max_range_m:g} m)"
-    )
+    pieces = f" in {n_pieces} pieces" if n_pieces != n_contacts else ""  # more pieces than contacts: >= 2
+    contacts = f"{n_contacts} contact{'' if n_contacts == 1 else 's'}"
+    images = f"{len(entries)} image{'' if len(entries) == 1 else 's'}"
+    where = f"contact map, site {site or '(unnamed)'}"
+    return f"{where}: {contacts}{pieces} from {images} (range <= {max_range_m:g} m)"
 
 
 def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:

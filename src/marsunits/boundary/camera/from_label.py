@@ -335,14 +335,19 @@ def _convert_all(args: argparse.Namespace, written: dict[Path, str], fresh: set[
         print(readable(f"wrote {dest}" if changed else f"unchanged {dest} (already this camera file)"))
     if failed or records_failed or json_unread:  # each count says what was given: labels, records, files
         read = json_files - json_unread
-        said = [f"{failed} of {total} labels refused"] if total else []
+        # Each noun agrees with the count it follows ("1 of 1 label refused", not "1 of 1 labels").
+        said = [f"{failed} of {total} label{'' if total == 1 else 's'} refused"] if total else []
         if records or read:
             said.append(
-                f"{records_failed} of {records} raw-image records (from {read} .json "
-                f"file{'' if read == 1 else 's'}) refused"
+                f"{records_failed} of {records} raw-image record{'' if records == 1 else 's'} (from {read} "
+                f".json file{'' if read == 1 else 's'}) refused"
             )
         if json_unread:
-            said.append(f"{json_unread} of {json_files} .json files refused whole (no record read from them)")
+            one = json_files == 1
+            said.append(
+                f"{json_unread} of {json_files} .json file{'' if one else 's'} refused whole (no record read "
+                f"from {'it' if one else 'them'})"
+            )
         print(readable(f"{PROG}: {'; '.join(said)}"), file=sys.stderr)
     return 1 if failed or records_failed or json_unread else 0
 
