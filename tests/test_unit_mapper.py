@@ -219,8 +219,10 @@ def test_the_mapper_s_defaults_are_predict_py_s(tmp_path: Path, ckpt: Path) -> N
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("tta", "no", r"tta='no': give tta=true or tta=false"),  # bool("no") is True: TTA ran, unasked
-        ("channels_last", "false", r"channels_last='false': give channels_last=true or"),
+        ("tta", "no", r"tta='no': give tta=True or tta=False"),  # bool("no") is True: TTA ran, unasked
+        # In Python's words: True and False ("give tta=true" is predict.py's, where Python reads no true).
+        ("tta", "yes", r"tta='yes': give tta=True or tta=False \(yes/no/on/off are read as text\)"),
+        ("channels_last", "false", r"channels_last='false': give channels_last=True or"),
         ("overlap", "0.5", r"overlap='0.5': give a number, e.g. overlap=0.125"),  # was a TypeError
         ("batch_size", "4", r"batch_size='4': give a whole number, e.g. batch_size=4"),
         ("max_megapixels", 0, r"max_megapixels=0: give a limit > 0, or max_megapixels=null"),
@@ -355,7 +357,7 @@ def test_trust_checkpoint_given_as_a_word_is_refused_before_anything_is_unpickle
 
     with (
         mock.patch("marsunits.model_package.load_model") as load_model,
-        pytest.raises(ConfigError, match=r"trust_checkpoint='no': give trust_checkpoint=true or"),
+        pytest.raises(ConfigError, match=r"trust_checkpoint='no': give trust_checkpoint=True or"),
     ):
         UnitMapper.load(ckpt, trust_checkpoint="no")  # type: ignore[arg-type]
     load_model.assert_not_called()
@@ -586,7 +588,7 @@ def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> 
             for suffix in (b".contact.geojson", b".overlay.png", b".thumb.jpg", b".mask.png")
         }
     # A word is not an on/off value: "no" is true to bool(), and probabilities declined were written.
-    with pytest.raises(ConfigError, match=r"save_probabilities='no': give save_probabilities=true or"):
+    with pytest.raises(ConfigError, match=r"save_probabilities='no': give save_probabilities=True or"):
         result.save(tmp_path / "words", "x", save_probabilities="no")
     assert not (tmp_path / "words" / "x.prob.tif").exists()
     assert len(result.save(tmp_path / "np", "x", save_probabilities=np.bool_(True))) == 5

@@ -53,12 +53,14 @@ class DataLayoutError(DataError, FileNotFoundError):
 YES_NO_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})
 
 
-def switch_value_refusal(key: str, value: object) -> str:
+def switch_value_refusal(key: str, value: object, python: bool = False) -> str:
     """The refusal of an on/off option ``key`` given ``value``, which is not true or false, in the words of
-    both ``train.py`` and ``predict.py``: ``key='no': give key=true or key=false``, then why for text (which
-    ``bool()`` reads as true), ``(yes/no/on/off are read as text)`` for one of :data:`YES_NO_WORDS` (any
-    letter case), ``(any text is read as true)`` for other text; nothing more for a number or a list."""
-    said = f"{key}={value!r}: give {key}=true or {key}=false"
+    both ``train.py`` and ``predict.py``: ``key='no': give key=true or key=false`` (``key=True or key=False``
+    where ``python``: a keyword argument of the Python API, where ``true`` is no name), then why for text
+    (which ``bool()`` reads as true), ``(yes/no/on/off are read as text)`` for one of :data:`YES_NO_WORDS`
+    (any letter case), ``(any text is read as true)`` for other text; nothing more for a number or a list."""
+    yes, no = ("True", "False") if python else ("true", "false")
+    said = f"{key}={value!r}: give {key}={yes} or {key}={no}"
     if not isinstance(value, str):
         return said
     if value.lower() in YES_NO_WORDS:

@@ -200,19 +200,21 @@ _CHECKED_WITH_THEIR_RANGE = frozenset(
 _INFINITY_IS_NO_LIMIT = frozenset({"max_megapixels", "max_file_mb", "onnx_tolerance"})
 
 
-def check_option_types(values: Mapping[str, Any]) -> None:
+def check_option_types(values: Mapping[str, Any], python: bool = False) -> None:
     """Refuse option values of the wrong kind (:func:`_check_option_type`), ``values`` keyed by the
-    option names of :class:`PredictOptions` (other keys are not checked here).
+    option names of :class:`PredictOptions` (other keys are not checked here). ``python``: the values are
+    keyword arguments of the Python API (:class:`~marsunits.inference.unit_mapper.UnitMapper`), told to give
+    a switch as ``True`` or ``False`` (:func:`~marsunits.errors.switch_value_refusal`), not ``true``.
 
     Raises:
         ConfigError: naming the option, the value and what to give.
     """
     for f in fields(PredictOptions):
         if f.name in values:
-            _check_option_type(f.name, str(f.type), values[f.name])
+            _check_option_type(f.name, str(f.type), values[f.name], python)
 
 
-def _check_option_type(name: str, annotation: str, value: Any) -> None:
+def _check_option_type(name: str, annotation: str, value: Any, python: bool = False) -> None:
     """Refuse an on/off option that is not ``true``/``false`` and a number option that is not a number.
 
     The config hands ``trust_checkpoint=no`` over as the text ``"no"``, which ``bool()`` reads as true: it
@@ -226,7 +228,7 @@ def _check_option_type(name: str, annotation: str, value: Any) -> None:
     if value is None and "None" in kinds:
         return
     if kinds == {"bool"} and not isinstance(value, bool):
-        raise ConfigError(switch_value_refusal(name, value))
+        raise ConfigError(switch_value_refusal(name, value, python))
     number = kinds & {"int", "float"} if name not in _CHECKED_WITH_THEIR_RANGE else set()
     accepted = (float, int) if "float" in number else int
     # nan (and inf, but for limits, where it means none) passed, and ended in a JSON error naming no option

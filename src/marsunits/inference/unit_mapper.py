@@ -270,7 +270,7 @@ class UnitMap:
             if stem in ("", ".", ".."):
                 raise ConfigError(plain)
         # save_probabilities="no" is true to bool(): it wrote prob.tif files that were declined.
-        check_option_types({"save_probabilities": _plain_scalar(save_probabilities)})
+        check_option_types({"save_probabilities": _plain_scalar(save_probabilities)}, python=True)
         if probability_dtype not in ("uint8", "float16"):
             raise ConfigError(f"probability_dtype must be uint8 or float16, got {probability_dtype!r}")
         paths = OutputPaths(expand_home(folder), PurePosixPath(f"{stem}.png"))
@@ -378,7 +378,7 @@ class UnitMapper:
             "fold_batchnorm": fold_batchnorm,
             "max_megapixels": max_megapixels,
         }
-        check_option_types(given)
+        check_option_types(given, python=True)  # "give tta=True", in Python's words
         PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values()
         if isinstance(contact, Mapping):
             contact = {name: _plain_scalar(value) for name, value in contact.items()}
@@ -452,7 +452,7 @@ class UnitMapper:
         from marsunits.model_package import load_model  # imports Lightning: only when a model is loaded
 
         # trust_checkpoint="no" is true to bool(): it unpickled an untrusted checkpoint's code.
-        check_option_types({"trust_checkpoint": trust_checkpoint})
+        check_option_types({"trust_checkpoint": trust_checkpoint}, python=True)
         # Before the model is loaded (seconds), and naming the option meant: Python's own "unexpected keyword
         # argument 'tiles'" came after the load and listed nothing.
         valid = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "model")]
