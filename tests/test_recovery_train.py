@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -168,11 +169,10 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
         assert task(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
 
 
-def test_a_resume_into_a_new_folder_keeps_the_best_model_so_far(tmp_path: Path) -> None:
-    """ckpt_path=last without run_name continues in a new folder: Lightning forgot the best score there, so
-    the resumed run's first validation became best.ckpt whatever it scored."""
-    from types import SimpleNamespace
-
+def _best_of_an_earlier_run_and_its_resume(tmp_path: Path) -> tuple[Path, Path, Any, Any]:
+    """``(old, new, saved, resumed)``: the checkpoints folders of an earlier run (``run1``, its ``best.ckpt``
+    written, scored 0.66) and of its resume into a new folder (``run2``), with the earlier run's best-model
+    callback (``saved``) and the resumed run's, not yet given its state (``resumed``)."""
     from marsunits.best_checkpoint import RunModelCheckpoint
 
     old, new = tmp_path / "run1" / "checkpoints", tmp_path / "run2" / "checkpoints"
@@ -181,6 +181,17 @@ def test_a_resume_into_a_new_folder_keeps_the_best_model_so_far(tmp_path: Path) 
     saved = RunModelCheckpoint(dirpath=old, filename="best", monitor="val/miou", mode="max")
     saved.best_model_path, saved.best_model_score = str(old / "best.ckpt"), torch.tensor(0.66)
     resumed = RunModelCheckpoint(dirpath=new, filename="best", monitor="val/miou", mode="max")
+    return old, new, saved, resumed
+
+
+def test_a_resume_into_a_new_folder_keeps_the_best_model_so_far(tmp_path: Path) -> None:
+    """ckpt_path=last without run_name continues in a new folder: Lightning forgot the best score there, so
+    the resumed run's first validation became best.ckpt whatever it scored."""
+    from types import SimpleNamespace
+
+    from marsunits.best_checkpoint import RunModelCheckpoint
+
+    old, new, saved, resumed = _best_of_an_earlier_run_and_its_resume(tmp_path)
     resumed.load_state_dict(saved.state_dict())
     assert (new / "best.ckpt").read_bytes() == b"the earlier best model"
     assert resumed.best_model_path == str(new / "best.ckpt")
@@ -236,14 +247,7 @@ def test_the_best_model_carried_into_a_new_folder_is_copied_once(
     ``ckpt_path=last``)."""
     import logging
 
-    from marsunits.best_checkpoint import RunModelCheckpoint
-
-    old, new = tmp_path / "run1" / "checkpoints", tmp_path / "run2" / "checkpoints"
-    old.mkdir(parents=True)
-    (old / "best.ckpt").write_bytes(b"the earlier best model")
-    saved = RunModelCheckpoint(dirpath=old, filename="best", monitor="val/miou", mode="max")
-    saved.best_model_path, saved.best_model_score = str(old / "best.ckpt"), torch.tensor(0.66)
-    resumed = RunModelCheckpoint(dirpath=new, filename="best", monitor="val/miou", mode="max")
+    old, new, saved, resumed = _best_of_an_earlier_run_and_its_resume(tmp_path)
     with caplog.at_level(logging.INFO, logger="marsunits.best_checkpoint"):
         resumed.load_state_dict(saved.state_dict())  # trainer.fit(ckpt_path=last)
         copied = (new / "best.ckpt").stat()
