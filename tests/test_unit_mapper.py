@@ -225,7 +225,7 @@ def test_the_mapper_s_defaults_are_predict_py_s(tmp_path: Path, ckpt: Path) -> N
         ("channels_last", "false", r"channels_last='false': give channels_last=True or"),
         ("overlap", "0.5", r"overlap='0.5': give a number, e.g. overlap=0.125"),  # was a TypeError
         ("batch_size", "4", r"batch_size='4': give a whole number, e.g. batch_size=4"),
-        ("max_megapixels", 0, r"max_megapixels=0: give a limit > 0, or max_megapixels=null"),
+        ("max_megapixels", 0, r"max_megapixels=0: give a limit > 0, or max_megapixels=None for none"),
     ],
 )
 def test_options_of_the_wrong_kind_are_refused_as_predict_py_refuses_them(
@@ -233,6 +233,25 @@ def test_options_of_the_wrong_kind_are_refused_as_predict_py_refuses_them(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         UnitMapper.load(ckpt, device="cpu", **{option: value})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_megapixels", "abc", r"max_megapixels='abc': give a number or None, e.g. max_megapixels=100.0"),
+        ("max_megapixels", -1, r"max_megapixels=-1: give a limit > 0, or max_megapixels=None for none"),
+        ("tile", -1, r"tile must be None \(the checkpoint's tile size\) or a whole number"),
+        ("nodata_max", 2, r"nodata_max must be None or a number in \[0, 1\)"),
+    ],
+)
+def test_a_number_option_that_may_be_none_is_told_none_in_python_s_words(
+    option: str, value: object, message: str
+) -> None:
+    """A number refusal said predict.py's ``max_megapixels=null``: in Python, ``null`` is no name, the value
+    that means "none" (no limit, the checkpoint's tile size, no no-data rule) is ``None``."""
+    with pytest.raises(ConfigError, match=message) as refused:
+        UnitMapper(tiny_task(TILE), device="cpu", **{option: value})
+    assert "null" not in str(refused.value)
 
 
 def test_a_pil_image_a_tensor_and_a_bool_array_map_as_the_file_and_its_array_do(

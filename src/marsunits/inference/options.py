@@ -118,10 +118,11 @@ class PredictOptions:
         check_option_types(values)
         return cls(**values)
 
-    def check_values(self) -> None:
+    def check_values(self, python: bool = False) -> None:
         """Refuse values out of their range, each with the option named, what it means and an example, before
         anything is loaded or predicted (``DataLoader`` refused ``num_workers=-1`` only after the reports
-        were written).
+        were written). ``python``: the values are keyword arguments of the Python API
+        (:class:`~marsunits.inference.unit_mapper.UnitMapper`), told that "none" is ``None``, not ``null``.
 
         Raises:
             ConfigError: naming the option and the value.
@@ -148,9 +149,10 @@ class PredictOptions:
         normalise_patterns(self.patterns)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        none = "None" if python else "null"
         if self.num_workers is not None and int(self.num_workers) < 0:
             raise ConfigError(
-                f"num_workers must be >= 0 (or null: 0 on a CPU, 2 on a GPU), got {self.num_workers}"
+                f"num_workers must be >= 0 (or {none}: 0 on a CPU, 2 on a GPU), got {self.num_workers}"
             )
         area = self.min_unit_area_px
         if isinstance(area, bool) or not isinstance(area, int) or area < 0:
@@ -163,7 +165,8 @@ class PredictOptions:
             isinstance(nodata, bool) or not isinstance(nodata, (int, float)) or not 0.0 <= nodata < 1.0
         ):
             raise ConfigError(
-                f"nodata_max must be null or a number in [0, 1) (0.03: 8-bit values up to 7), got {nodata!r}"
+                f"nodata_max must be {none} or a number in [0, 1) (0.03: 8-bit values up to 7), "
+                f"got {nodata!r}"
             )
         max_range = self.max_range_m
         if (
@@ -185,8 +188,8 @@ class PredictOptions:
         tile = self.tile
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
             raise ConfigError(
-                f"tile must be null (the checkpoint's tile size) or a whole number of pixels, e.g. tile=512, "
-                f"got {tile!r}"
+                f"tile must be {none} (the checkpoint's tile size) or a whole number of pixels, "
+                f"e.g. tile=512, got {tile!r}"
             )
 
 
@@ -204,7 +207,8 @@ def check_option_types(values: Mapping[str, Any], python: bool = False) -> None:
     """Refuse option values of the wrong kind (:func:`_check_option_type`), ``values`` keyed by the
     option names of :class:`PredictOptions` (other keys are not checked here). ``python``: the values are
     keyword arguments of the Python API (:class:`~marsunits.inference.unit_mapper.UnitMapper`), told to give
-    a switch as ``True`` or ``False`` (:func:`~marsunits.errors.switch_value_refusal`), not ``true``.
+    a switch as ``True`` or ``False`` (:func:`~marsunits.errors.switch_value_refusal`), not ``true``, and
+    "none" (no limit) as ``None``, not ``null``.
 
     Raises:
         ConfigError: naming the option, the value and what to give.
@@ -236,12 +240,13 @@ def _check_option_type(name: str, annotation: str, value: Any, python: bool = Fa
     bad = isinstance(value, bool) or not isinstance(value, accepted)
     if isinstance(value, float) and not bad:
         bad = math.isnan(value) or (math.isinf(value) and name not in _INFINITY_IS_NO_LIMIT)
+    none = "None" if python else "null"  # Python's word, or the config's
     if number and bad:
         what = "a number" if "float" in number else "a whole number"
-        empty = " or null" if "None" in kinds else ""
-        raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name)}")
+        empty = f" or {none}" if "None" in kinds else ""
+        raise ConfigError(f"{name}={value!r}: give {what}{empty}, e.g. {name}={_example(name, none)}")
     if name in ("max_megapixels", "max_file_mb") and not value > 0:
-        raise ConfigError(f"{name}={value!r}: give a limit > 0, or {name}=null for none")
+        raise ConfigError(f"{name}={value!r}: give a limit > 0, or {name}={none} for none")
 
 
 def plain_scalar(value: Any) -> Any:
@@ -255,10 +260,11 @@ def plain_scalar(value: Any) -> Any:
     return value
 
 
-def _example(name: str) -> Any:
-    """The option's default in :class:`PredictOptions`, quoted in a refusal as an example value."""
+def _example(name: str, none: str = "null") -> Any:
+    """The option's default in :class:`PredictOptions`, quoted in a refusal as an example value (a default of
+    None as ``none``: ``null`` in the config's words, ``None`` in Python's)."""
     default = {f.name: f.default for f in fields(PredictOptions)}.get(name)
-    return "null" if default is None else default
+    return none if default is None else default
 
 
 def read_contact_config(options: Mapping[str, Any]) -> ContactConfig:

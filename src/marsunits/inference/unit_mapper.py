@@ -322,7 +322,8 @@ class UnitMapper:
             :class:`~marsunits.boundary.extract.ContactConfig`).
 
     Raises:
-        ConfigError: A value out of its range, named as ``predict.py`` names it.
+        ConfigError: A value out of its range, named as ``predict.py`` names it, in Python's words (``None``,
+            ``True``, ``False``: not the config's ``null``, ``true``, ``false``).
         TypeError: ``model`` is a path (use :meth:`load`) or not a SegmentationTask (e.g. its network).
     """
 
@@ -379,7 +380,7 @@ class UnitMapper:
             "max_megapixels": max_megapixels,
         }
         check_option_types(given, python=True)  # "give tta=True", in Python's words
-        PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values()
+        PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values(python=True)
         if isinstance(contact, Mapping):
             contact = {name: _plain_scalar(value) for name, value in contact.items()}
         if contact is not None and not isinstance(contact, (ContactConfig, Mapping)):
