@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -198,6 +199,30 @@ def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert 0 < saved[RUN_SECONDS_KEY] <= first["seconds"] == first["seconds_total"]
     assert again["seconds_total"] == pytest.approx(saved[RUN_SECONDS_KEY] + again["seconds"], abs=0.02)
+
+
+def test_a_resume_in_its_own_folder_is_not_warned_that_its_checkpoints_folder_is_not_empty(
+    tmp_path: Path,
+) -> None:
+    """``run_name=<run> ckpt_path=last``, the README's resume, printed Lightning's "Checkpoint directory
+    .../checkpoints exists and is not empty.": the folder holds the checkpoints the resume continues, on
+    purpose. A new run, or a resume from another run's folder, into a checkpoints/ folder holding other files
+    is still warned."""
+    short = [*TINY, "trainer.max_epochs=1", "test=false"]
+    run(compose_config("train", tmp_path / "run", short))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = run(
+            compose_config("train", tmp_path / "run", [*short, "trainer.max_epochs=2", "ckpt_path=last"])
+        )
+    assert resumed["best_ckpt"] == str(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert not [w.message for w in caught if "exists and is not empty" in str(w.message)]
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    for name, more in (("new", []), ("elsewhere", ["trainer.max_epochs=2", f"ckpt_path={last}"])):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / "notes.txt").write_text("not a checkpoint\n")
+        with pytest.warns(UserWarning, match=r"Checkpoint directory .*checkpoints exists and is not empty"):
+            run(compose_config("train", tmp_path / name, [*short, *more]))
 
 
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:

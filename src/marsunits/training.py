@@ -10,8 +10,10 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -225,6 +227,23 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list[Any], loggers: list[A
     return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **extra)
 
 
+def _quiet_resumed_folder(ckpt_path: str | None) -> None:
+    """Silence Lightning's "Checkpoint directory <folder> exists and is not empty." for the folder of the
+    checkpoint ``ckpt_path`` resumes (``ckpt_path=last``, the README's resume in the run's own folder):
+    that folder holds the run's checkpoints on purpose. Only that folder's (named as Lightning names it, its
+    real path): a new run (no ``ckpt_path``), or a resume from another run's folder, into a checkpoints
+    folder holding other files is still warned. For a ``warnings.catch_warnings()`` block around the fit.
+    """
+    if not ckpt_path:
+        return
+    folder = os.path.realpath(os.path.dirname(expand_home(str(ckpt_path))))
+    # Lightning's rank_zero_warn, in ModelCheckpoint.setup; matched from its start, ignoring letter case
+    # (as warnings does) but in the folder's name: /runs/A is not /runs/a.
+    warnings.filterwarnings(
+        "ignore", f"Checkpoint directory (?-i:{re.escape(folder)}) exists and is not empty\\.$", UserWarning
+    )
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as the config says; return the metrics also written to ``metrics.json``.
 
@@ -350,7 +369,9 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         if training:
             task.part_started = start
             try:
-                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+                with warnings.catch_warnings():
+                    _quiet_resumed_folder(ckpt_path)
+                    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
                 listed = getattr(datamodule, "unreadable_images", lambda: None)()
                 if listed is None or len(listed.problems) < 2:
