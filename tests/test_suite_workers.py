@@ -20,6 +20,32 @@ def _beside_the_conftest(folder: Path) -> None:
     (folder / "conftest.py").write_text((HERE / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8")
 
 
+#: What a pytest run started by a test must not inherit from the worker it runs in: the worker's share of
+#: the CPUs and its worker count (the nested run is none of the suite's workers), and a shell's ``-n auto``.
+_WORKER_VARIABLES = ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_AUTO_NUM_WORKERS")
+
+
+def _pytest_beside_the_conftest(
+    folder: Path, modules: dict[str, str], flags: list[str], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run pytest with ``flags`` on ``modules`` (file name: text), written in ``folder`` beside its copy of
+    the project's conftest (:func:`_beside_the_conftest`, made first), with no ini file of the project's, the
+    environment without :data:`_WORKER_VARIABLES`, UTF-8 output, and ``env`` added."""
+    for name, text in modules.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if k not in _WORKER_VARIABLES}
+    environment.update(PYTHONIOENCODING="utf-8", **env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *flags]
+        + ["--rootdir", str(folder), "-c", os.devnull, *(str(folder / name) for name in modules)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=folder,
+    )
+
+
 #: A test module that logs a Latin-1 file name as Python holds it (a lone surrogate) and warns with it,
 #: as the tests of run folders named in Latin-1 bytes do.
 SURROGATE_TESTS = """
@@ -47,34 +73,11 @@ def test_a_latin1_name_in_output_or_a_warning_does_not_stop_the_workers(tmp_path
     or a warning stopped the whole run with an INTERNALERROR and lost the tests after it. With the
     project's conftest both tests pass, and a worker got its share of the CPUs as OpenMP threads."""
     _beside_the_conftest(tmp_path)
-    (tmp_path / "test_names.py").write_text(SURROGATE_TESTS, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    env["THREADS_DIR"] = str(tmp_path)
-    ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-n",
-            "2",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-rA",
-            "-W",
-            "always",
-            "--rootdir",
-            str(tmp_path),
-            "-c",
-            os.devnull,
-            str(tmp_path / "test_names.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
+    ran = _pytest_beside_the_conftest(
+        tmp_path,
+        {"test_names.py": SURROGATE_TESTS},
+        ["-n", "2", "-rA", "-W", "always"],
+        THREADS_DIR=str(tmp_path),
     )
     assert ran.returncode == 0 and "INTERNALERROR" not in ran.stdout, ran.stdout + ran.stderr
     assert "2 passed" in ran.stdout and r"run folder caf\xe9" in ran.stdout, ran.stdout  # the captured output
@@ -182,29 +185,11 @@ def test_pytest_m_gpu_runs_on_one_worker(tmp_path: Path) -> None:
     _beside_the_conftest(tmp_path)
     with (tmp_path / "conftest.py").open("a", encoding="utf-8") as copied:  # as on a GPU machine
         copied.write("\n\ndef _gpu_visible() -> bool:\n    return True\n")
-    (tmp_path / "test_gpu_marked.py").write_text(GPU_TESTS, encoding="utf-8")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_AUTO_NUM_WORKERS")
-    }
-    env["COUNT_DIR"] = str(tmp_path)
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "auto", "-m", "gpu", "-p", "no:cacheprovider", "-q"]
-        + [
-            "-o",
-            "markers=gpu",
-            "--rootdir",
-            str(tmp_path),
-            "-c",
-            os.devnull,
-            str(tmp_path / "test_gpu_marked.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
+    ran = _pytest_beside_the_conftest(
+        tmp_path,
+        {"test_gpu_marked.py": GPU_TESTS},
+        ["-n", "auto", "-m", "gpu", "-o", "markers=gpu"],
+        COUNT_DIR=str(tmp_path),
     )
     assert ran.returncode == 0 and "2 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert {path.read_text() for path in tmp_path.glob("count-*.txt")} == {"1"}
@@ -226,14 +211,8 @@ def test_the_conftest_loads_without_pytest_xdist(tmp_path: Path) -> None:
     ``pytest_xdist_auto_num_workers`` is xdist's hook, unknown to pytest alone, and every test was lost to
     an INTERNALERROR ("unknown hook"). The hook is optional: the tests run in one process."""
     _beside_the_conftest(tmp_path)
-    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n", encoding="utf-8")
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
-        + ["--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_one.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
+    ran = _pytest_beside_the_conftest(
+        tmp_path, {"test_one.py": "def test_one():\n    pass\n"}, ["-p", "no:xdist"]
     )
     assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
 
@@ -264,18 +243,7 @@ def test_a_latin1_name_in_a_skip_or_xfail_reason_does_not_stop_the_workers(tmp_p
     of the text passed it by): a Latin-1 file name in it crashed the worker ("no tests ran", an
     INTERNALERROR). Both reasons are escaped as the output is."""
     _beside_the_conftest(tmp_path)
-    (tmp_path / "test_reasons.py").write_text(SURROGATE_REASONS, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q", "-rsx"]
-        + ["--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_reasons.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
+    ran = _pytest_beside_the_conftest(tmp_path, {"test_reasons.py": SURROGATE_REASONS}, ["-n", "2", "-rsx"])
     assert ran.returncode == 0 and "INTERNALERROR" not in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert "1 passed, 1 skipped, 1 xfailed" in ran.stdout, ran.stdout[-3000:]
     assert ran.stdout.count(r"no camera file for caf\xe9.png") == 2, ran.stdout[-3000:]  # the short summary
@@ -310,19 +278,8 @@ def test_a_latin1_name_in_a_module_skip_or_an_import_error_does_not_stop_the_wor
     Latin-1 file name in the reason or the error stopped the run with an INTERNALERROR ("strings must be
     utf-8 encodable", "no tests ran"), the other modules' tests lost. Both are escaped as a test's are."""
     _beside_the_conftest(tmp_path)
-    for name, text in SURROGATE_MODULES.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER_COUNT")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q", "-rsE"]
-        + ["--continue-on-collection-errors", "--rootdir", str(tmp_path), "-c", os.devnull]
-        + [str(tmp_path / name) for name in SURROGATE_MODULES],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
+    ran = _pytest_beside_the_conftest(
+        tmp_path, SURROGATE_MODULES, ["-n", "2", "-rsE", "--continue-on-collection-errors"]
     )
     assert "INTERNALERROR" not in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert ran.returncode == 1, ran.stdout[-3000:] + ran.stderr[-3000:]  # the collection error: a failure
@@ -351,13 +308,5 @@ def test_a_test_that_leaves_lightning_on_another_rank_does_not_move_the_next(tmp
     test that left it at 1 made a later test of the same worker skip its rank-0-only writes (a CI run failed
     ``test_a_resume_into_a_new_folder_keeps_the_best_model_so_far`` this way). conftest sets it back."""
     _beside_the_conftest(tmp_path)
-    (tmp_path / "test_rank.py").write_text(RANK_TESTS, encoding="utf-8")
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "-q"]
-        + ["--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_rank.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    ran = _pytest_beside_the_conftest(tmp_path, {"test_rank.py": RANK_TESTS}, ["-n", "0"])
     assert ran.returncode == 0 and "2 passed" in ran.stdout, ran.stdout + ran.stderr
