@@ -1869,17 +1869,22 @@ def test_a_rank_counts_the_processes_of_its_machine_from_devices(
     from marsunits.inference.options import PredictOptions
 
     seen: list[sharded_run.Shard] = []
+    given: list[PredictOptions] = []
 
-    def predict_shard(_opts: object, shard: sharded_run.Shard, *_: object) -> None:
+    def predict_shard(opts: PredictOptions, shard: sharded_run.Shard, *_: object) -> None:
         seen.append(shard)
+        given.append(opts)
 
     monkeypatch.setattr(sharded_run, "predict_shard", predict_shard)
     fabric = SimpleNamespace(global_rank=0, world_size=world, device=torch.device("cpu"))
     opts = PredictOptions(
         ckpt_path="m.ckpt", input_dir="in", output_dir="out", devices=devices, num_nodes=num_nodes
     )
+    opts.config_words = True  # predict.py's: a rank's refusals stay in the config's words (tile=null)
     distributed._rank_main(fabric, opts)  # type: ignore[arg-type]  # noqa: SLF001 - the rank's own set-up
     assert [(s.world_size, s.local_world_size) for s in seen] == [(world, per_machine)]
+    (rank_opts,) = given
+    assert (rank_opts.device, rank_opts.devices, rank_opts.config_words) == ("cpu", 1, True)
 
 
 def test_predict_folder_from_python_sets_the_thread_count_back(tmp_path: Path, ckpt: Path) -> None:

@@ -1068,6 +1068,42 @@ def test_predict_options_built_in_python_refuse_a_word_for_a_switch_or_a_number(
     assert opts.tta is True and opts.trust_checkpoint is False
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("tta", "yes", r"tta='yes': give tta=True or tta=False \(yes/no/on/off are read as text\)"),
+        ("max_megapixels", 0, r"max_megapixels=0: give a limit > 0, or max_megapixels=None for none"),
+        ("max_file_mb", "abc", r"max_file_mb='abc': give a number or None, e\.g\. max_file_mb=500\.0"),
+        ("tile", -1, r"tile must be None \(the checkpoint's tile size\) or a whole number"),
+        ("nodata_max", 2, r"nodata_max must be None or a number in \[0, 1\)"),
+        ("num_workers", -1, r"num_workers must be >= 0 \(or None: 0 on a CPU"),
+        ("threads", 0, r"threads must be a positive integer or None \(= all cores\)"),
+    ],
+)
+def test_predict_options_built_in_python_are_refused_in_python_s_words(
+    tmp_path: Path, option: str, value: object, message: str
+) -> None:
+    """``predict_folder(PredictOptions(tta="yes"))`` was told "give tta=true", and ``tile=-1`` "must be
+    null": predict.py's config words, where Python has ``True`` and ``None`` (``true`` and ``null`` are no
+    names); as ``UnitMapper`` says them. predict.py keeps its own words
+    (:func:`test_switches_given_as_words_and_numbers_given_as_text_are_refused`)."""
+    from marsunits.inference import PredictOptions, predict_folder
+
+    inp = tmp_path / "in"
+    _tree(inp, 1)
+    with pytest.raises(ConfigError, match=message) as refused:  # built, or refused before the model loads
+        opts = PredictOptions(
+            ckpt_path=str(tmp_path / "none.ckpt"),
+            input_dir=str(inp),
+            output_dir=str(tmp_path / "out"),
+            **{option: value},
+        )
+        predict_folder(opts)
+    said = str(refused.value)
+    assert "null" not in said and "=true" not in said and "=false" not in said, said
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_options_built_in_python_take_numpy_numbers_as_the_numbers_they_hold() -> None:
     """The kind checks of ``PredictOptions(...)`` refused numbers computed with numpy
     (``batch_size=np.int64(4)``: "give a whole number", ``tta=np.True_``: "give tta=true or tta=false"), which

@@ -210,7 +210,7 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
 
     device = select_device(opts.device)
     precision = resolve_precision(opts.precision, device)
-    check_threads(opts.threads)
+    check_threads(opts.threads, python=not opts.config_words)
     ckpt_path = resolve_option_path(opts.ckpt_path, "ckpt_path")
     # Checked before the (possibly long) folder walk; a package's model.json or model.safetensors missing
     # from its folder (renamed on its way) is left to load_model, which says which file to rename back.

@@ -412,12 +412,10 @@ def _rank_main(
 
     _restore_logging(log_handlers or [], fabric.global_rank)
 
-    from marsunits.inference.options import PredictOptions
     from marsunits.inference.sharded_run import RankFailedError, Shard, predict_shard
 
     device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
-    values = {**vars(opts), "device": device, "devices": 1}
-    rank_opts = PredictOptions(**values)
+    rank_opts = opts.with_values(device=device, devices=1)  # refusals in the launcher's words
     # Processes per machine: ``devices``, which Fabric holds to --ntasks-per-node (SLURM), to WORLD_SIZE /
     # num_nodes (torchrun) and spawns itself. world_size // num_nodes undercounted a node of a SLURM step of
     # fewer tasks (-n 6 on two nodes of 4: 3, on a node running 4), whose ranks then took too many threads.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +43,8 @@ class PredictOptions:
     Built in Python (``predict_folder(PredictOptions(...))``) the values are checked for their kind as the
     config's are (:func:`check_option_types`); their ranges by :meth:`check_values`. A numpy scalar
     (``np.int64(4)``, ``np.True_``) is kept as the Python number or bool it holds (:func:`plain_scalar`).
+    Refusals are in Python's words (``tta=True``, ``tile=None``), those of options read by
+    :meth:`from_config` in ``predict.py``'s (``tta=true``, ``tile=null``): see :attr:`config_words`.
 
     Raises:
         ConfigError: An on/off option that is not a bool (``tta="no"``), a number option that is not a number.
@@ -86,6 +88,11 @@ class PredictOptions:
     num_nodes: int = 1
     rank_timeout_s: float = 60.0
 
+    #: True for options read from ``predict.py``'s config (:meth:`from_config`): their refusals say ``true``,
+    #: ``false`` and ``null``, the config's words; built in Python, ``True``, ``False`` and ``None``. Not a
+    #: field (not an option): kept by :meth:`with_values`.
+    config_words = False
+
     def __post_init__(self) -> None:
         # A number computed with numpy is the number it holds, as UnitMapper takes it: np.int64(4) was refused
         # as "not a whole number" (and a numpy scalar cannot be written to the settings' JSON).
@@ -93,7 +100,14 @@ class PredictOptions:
             setattr(self, f.name, plain_scalar(getattr(self, f.name)))
         # Checked in from_config only: built in Python, trust_checkpoint="no" (true to bool()) loaded an
         # untrusted checkpoint's pickle, overwrite="no" replaced outputs and tta="no" averaged mirrored maps.
-        check_option_types(vars(self))
+        # In Python's words ("give tta=True"): from_config has checked its values in the config's already.
+        check_option_types(vars(self), python=True)
+
+    def with_values(self, **changes: Any) -> PredictOptions:
+        """These options with ``changes`` (option names), in the same words (:attr:`config_words`)."""
+        changed = replace(self, **changes)
+        changed.config_words = self.config_words
+        return changed
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> PredictOptions:
@@ -116,13 +130,17 @@ class PredictOptions:
                     OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
                 )
         check_option_types(values)
-        return cls(**values)
+        opts = cls(**values)
+        opts.config_words = True  # its refusals in predict.py's words: tta=true, tile=null
+        return opts
 
-    def check_values(self, python: bool = False) -> None:
+    def check_values(self, python: bool | None = None) -> None:
         """Refuse values out of their range, each with the option named, what it means and an example, before
         anything is loaded or predicted (``DataLoader`` refused ``num_workers=-1`` only after the reports
-        were written). ``python``: the values are keyword arguments of the Python API
-        (:class:`~marsunits.inference.unit_mapper.UnitMapper`), told that "none" is ``None``, not ``null``.
+        were written). ``python``: the values are keyword arguments of the Python API (``PredictOptions``
+        built in Python, :class:`~marsunits.inference.unit_mapper.UnitMapper`), told that "none" is
+        ``None``, not ``null``; None (the default): unless they were read from the config
+        (:attr:`config_words`).
 
         Raises:
             ConfigError: naming the option and the value.
@@ -149,6 +167,8 @@ class PredictOptions:
         normalise_patterns(self.patterns)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if python is None:
+            python = not self.config_words
         none = "None" if python else "null"
         if self.num_workers is not None and int(self.num_workers) < 0:
             raise ConfigError(

@@ -73,14 +73,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads(threads: Any) -> None:
-    """Refuse a ``threads`` value that is not a positive whole number or None.
+def check_threads(threads: Any, python: bool = False) -> None:
+    """Refuse a ``threads`` value that is not a positive whole number or None (said ``null``, the config's
+    word, or ``None`` where ``python``: options built in Python).
 
     Raises:
         ConfigError: naming the value.
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be a positive integer or null (= all cores), got {threads!r}")
+        none = "None" if python else "null"
+        raise ConfigError(f"threads must be a positive integer or {none} (= all cores), got {threads!r}")
 
 
 def configure_threads(threads: int | None, processes_per_machine: int = 1) -> int:
