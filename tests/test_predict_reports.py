@@ -934,6 +934,33 @@ def test_the_run_s_last_paragraph_is_printed_in_lines_of_at_most_110_characters(
     assert console_text("a " * 20 + "b" * 130) == ("a " * 20).strip() + "\n" + "b" * 130
 
 
+def test_the_line_of_a_run_stopped_before_its_reports_is_wrapped_as_the_last_paragraph_is(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overwrite=true run stopped inside its first image writes no reports (those there stay) and ends
+    with "The run was interrupted ...": that line, 160-odd characters with its advice, was printed on one line
+    where the summary paragraph is wrapped at 110 characters (``run_summary_text.console_text``)."""
+    from marsunits.inference import runner
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 32, 40)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    summary = (out / "summary.json").read_bytes()
+
+    def at_once(self, f, item):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner._Session, "process", at_once)
+    capsys.readouterr()
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
+    lines = capsys.readouterr().out.splitlines()
+    assert (out / "summary.json").read_bytes() == summary  # no reports: the earlier run's stay
+    assert lines and lines[0].startswith("The run was interrupted") and lines[-1].endswith("."), lines
+    assert len(" ".join(lines)) > 110, lines
+    assert all(len(line) <= 110 or " " not in line for line in lines), lines
+
+
 def test_an_input_whose_output_names_would_be_too_long_is_said_before_predicting(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

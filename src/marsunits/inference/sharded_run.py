@@ -257,17 +257,17 @@ def _predict_claimed_shard(
                 # Stopped before an image was finished: the reports of the outputs there stay as they were
                 # (an unexpected error there replaced the manifest with an empty one and removed the maps).
                 if session.stopped_early is not None:
-                    print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
+                    _print_wrapped(f"The run {session.stopped_early}.")
             else:
                 try:
                     result = session.write_reports(time.perf_counter() - started)
                     if interrupted:  # then the stop's line comes last: this one says what next
-                        print(console_text(result.summary["text"]), file=sys.stdout)
+                        _print_wrapped(result.summary["text"])
                 except OSError as exc:
                     if session.stopped_early is None:
                         raise
                     _warn_reports_not_written(session.output_dir, exc)
-        print(console_text(result.summary["text"]), file=sys.stdout)
+        _print_wrapped(result.summary["text"])
         return result
 
     # A rank stopped (Ctrl-C, SIGTERM) joins the gather with the images it finished instead of leaving the
@@ -346,13 +346,13 @@ def _predict_claimed_shard(
             session.stopped_early = "; and ".join(said)
         if (stopped or failures) and overwriting and redone == 0:
             # As one process stopped before an image was finished: the reports there stay as they were.
-            print(printable(f"The run {session.stopped_early}."), file=sys.stdout)
+            _print_wrapped(f"The run {session.stopped_early}.")
         else:
             if overwriting and not stopped and not failures:  # every rank finished its shard
                 session.finish_overwrite()
             try:
                 result = session.write_reports(time.perf_counter() - started)
-                print(console_text(result.summary["text"]), file=sys.stdout)
+                _print_wrapped(result.summary["text"])
             except OSError as exc:
                 if not (stopped or failures):
                     raise
@@ -453,6 +453,14 @@ def _rank_failures_said(
         return ranks
     whose = "that rank's own error is" if len(failures) == 1 else "those ranks' own errors are"
     return f"the run stopped because {ranks}; {whose} above or in its log"
+
+
+def _print_wrapped(text: str) -> None:
+    """Print one of the lines a run ends with (its summary paragraph, or "The run was stopped ..." where no
+    reports were written) as the console shows them: names that are not UTF-8 as ``\\xNN``
+    (:func:`~marsunits.inference.writers.printable`), in lines of at most 110 characters
+    (:func:`~marsunits.inference.run_summary_text.console_text`). The stop's line was printed unwrapped."""
+    print(console_text(printable(text)), file=sys.stdout)
 
 
 def _warn_reports_not_written(output_dir: Path, exc: OSError) -> None:
