@@ -309,9 +309,12 @@ def test_a_folder_named_like_the_map_is_said_and_the_other_reports_are_written(
     assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 1
     assert (out / f"{name}.mask.png").is_file() and (out / f"{name}.contact.geojson").is_file()
     assert (out / "index.html").is_file() and (out / "manifest.csv").is_file()
-    text = json.loads((out / "summary.json").read_text())["text"]
-    assert f"cannot write the contact map {out / 'contact_map.png'}: a folder" in text
-    assert "move or rename it" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"cannot write the contact map {out / 'contact_map.png'}: a folder" in summary["text"]
+    assert "move or rename it" in summary["text"]
+    assert summary["no_contact_map_reason"].startswith(
+        f"cannot write the contact map {out / 'contact_map.png'}"
+    )
     assert (out / "contact_map.png").is_dir() and not (out / "contact_map.geojson").exists()
 
 
@@ -330,9 +333,12 @@ def test_a_run_without_map_true_warns_naming_the_maps_it_removes(
     assert run(make_cfg(tmp_path, ckpt, data / "images", out, "map=true")) == 0
     maps = sorted(p.name for p in out.glob("contact_map*"))
     assert maps
+    assert json.loads((out / "summary.json").read_text())["no_contact_map_reason"] is None  # drawn
     with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
         assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
     assert not list(out.glob("contact_map*"))  # removed as before: they would not match the folder
+    why = json.loads((out / "summary.json").read_text())["no_contact_map_reason"]
+    assert why.startswith("map=false: ") and "map=true" in why, why  # not asked for, and how to ask
     said = [
         r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "contact map" in r.getMessage()
     ]
@@ -355,21 +361,28 @@ def test_map_without_cameras_says_how_to_provide_one(
     out = tmp_path / "out"
     assert run(make_cfg(tmp_path, ckpt, inp, out, "map=true")) == 0
     said = capsys.readouterr().out
-    assert (
+    why = (
         "map=true: no contact map drawn: none of the 3 images has a camera file (<stem>.camera.json beside "
         f"it, or ../cameras/<stem>.json; for a0.png: {inp / 'a0.camera.json'} or "
         f"{tmp_path / 'cameras' / 'a0.json'})"
-    ) in said, said
+    )
+    assert why in said, said
     assert "refused" not in said and "see the messages above" not in said, said
     assert not (out / "contact_map.geojson").exists()
+    # The run's record says why too (it was on the console only): the line as printed.
+    recorded = json.loads((out / "summary.json").read_text())["no_contact_map_reason"]
+    assert recorded.startswith(why) and recorded in said.splitlines(), recorded
     # One camera file refused (broken): that one is said as refused, the others as missing.
     (inp / "a1.camera.json").write_text("{not json")
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2", "map=true")) == 1
     said = capsys.readouterr().out
-    assert (
+    why = (
         "map=true: no contact map drawn: the camera file of 1 of the 3 images was refused (see the "
         "messages above); the other 2 have none (<stem>.camera.json beside it, or ../cameras/<stem>.json"
-    ) in said, said
+    )
+    assert why in said, said
+    recorded = json.loads((tmp_path / "out2" / "summary.json").read_text())["no_contact_map_reason"]
+    assert recorded.startswith(why) and recorded in said.splitlines(), recorded
 
 
 # ------------------------------------------------------------------------------------------ 4. W&B

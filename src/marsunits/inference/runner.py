@@ -177,7 +177,8 @@ class RunResult:
 
     Attributes:
         rows: Manifest rows, sorted by path.
-        summary: The content of ``summary.json``.
+        summary: The content of ``summary.json`` (its keys: the README's table of outputs, under Prediction;
+            ``no_contact_map_reason`` says why no contact map was drawn, None where one was).
         metrics: The content of ``metrics.json`` (None without ``labels_dir``).
         exit_code: 0, or 1 when an input failed and errors are not allowed, or the contact map asked for
             could not be written (a folder holds its name).
@@ -199,6 +200,13 @@ def run(cfg: DictConfig) -> int:
     opts = PredictOptions.from_config(cfg)
     refuse_train_last(opts.ckpt_path, configured_log_dir(cfg))  # before the folders: the first mistake
     return predict_folder(opts, cfg).exit_code
+
+
+#: ``summary.json``'s ``no_contact_map_reason`` of a run without ``map=true``.
+NOT_ASKED_FOR_A_MAP = (
+    "map=false: no contact map asked for; map=true draws one from the contacts of the images with a camera "
+    "file"
+)
 
 
 #: errno values that mean the output folder cannot take more files: stop instead of failing every input.
@@ -1046,12 +1054,15 @@ class _Session:
             (out / "metrics.json").unlink(missing_ok=True)
         from marsunits.boundary.contact_map import remove_stale_maps
 
-        map_problem = None
-        try:
-            maps = self.write_map() if self.opts.map else []
-        except IsADirectoryError as exc:  # a folder named contact_map.png: the other reports are written
-            map_problem, maps = str(exc), []
-            log.error("%s", map_problem)
+        map_problem = None  # a map asked for that could not be written: the run fails
+        maps: list[Path] = []
+        no_map: str | None = NOT_ASKED_FOR_A_MAP  # summary.json's no_contact_map_reason
+        if self.opts.map:
+            try:
+                maps, no_map = self.write_map()
+            except IsADirectoryError as exc:  # a folder named contact_map.png: the other reports are written
+                map_problem = no_map = str(exc)
+                log.error("%s", map_problem)
         removed = remove_stale_maps(out, maps)
         if removed and not self.opts.map:  # README: "map=false removes them all"; an info line went unseen
             log.warning(
@@ -1068,6 +1079,8 @@ class _Session:
             paragraph += f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
+        # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
+        summary["no_contact_map_reason"] = no_map  # null where a map was drawn
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
         # every output was written: status 2): such a byte as \xNN, as summary.json and index.html have it.
         summary["text"] = printable(paragraph)
@@ -1112,18 +1125,21 @@ class _Session:
         failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 
-    def write_map(self) -> list[Path]:
-        """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``."""
+    def write_map(self) -> tuple[list[Path], str | None]:
+        """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``; returns
+        the files written and, where no image had a camera, why no map was drawn (printed, and recorded as
+        ``summary.json``'s ``no_contact_map_reason``) in place of any file."""
         if not self.map_items:
-            print(no_map_reason(self.input_dir, list(self.rows.values())), file=sys.stdout)
-            return []
+            reason = no_map_reason(self.input_dir, list(self.rows.values()))
+            print(reason, file=sys.stdout)
+            return [], reason
         from marsunits.boundary.contact_map import build_contact_map  # matplotlib: imported only when used
 
         # By image path: the same map whichever process, or earlier run, handled which image.
         items = sorted(self.map_items, key=lambda item: item[0])
         written = build_contact_map(items, self.output_dir, self.opts.max_range_m)
         log.info("contact map written: %s", ", ".join(p.name for p in written))
-        return written
+        return written, None
 
 
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:
