@@ -221,6 +221,10 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
         }
         (inp / ("sub" if i % 2 else "") / f"img{i}.camera.json").write_text(json.dumps(camera))
     (inp / "broken.png").write_bytes(b"not a png")
+    from PIL import Image
+
+    with Image.open(inp / "sub" / "img1.png") as im:  # a grey frame, on one rank's shard
+        im.convert("L").save(inp / "sub" / "img1.png")
     outs = {}
     for devices in (1, 2):
         out = tmp_path / f"out{devices}"
@@ -261,3 +265,9 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
         assert "contact map written" in logged, (devices, logged[-2000:])
     assert s1["counts"] == s2["counts"] == {"ok": 5, "error": 1, "skipped": 0, "total": 6, "not_reached": 0}
     assert s1["megapixels"] == s2["megapixels"]
+    # Each rank counts the grey images it predicted; rank 0 adds the other ranks' counts to its own.
+    assert (
+        s1["greyscale_inputs_for_colour_model_this_run"]
+        == s2["greyscale_inputs_for_colour_model_this_run"]
+        == 1
+    )

@@ -768,6 +768,31 @@ def test_greyscale_images_given_to_a_colour_model_are_counted_and_said(
     assert summary["greyscale_inputs_for_colour_model"] == 0 and "greyscale image" not in summary["text"]
 
 
+def test_a_greyscale_image_whose_camera_file_failed_is_in_this_run_s_greyscale_note(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """The note counted this run's images by status ``ok``: a grey image predicted this run whose camera file
+    was refused is an ``error`` row with every pixel output, and was left out of the note (and of
+    ``greyscale_inputs_for_colour_model_this_run``), which then said nothing. Skipped by the next run, whose
+    row is an ``error`` again (the broken camera file said on every run), it is not counted again."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    grey = np.random.default_rng(5).integers(0, 256, (40, 48), dtype=np.uint8)
+    Image.fromarray(grey).save(inp / "grey.png")
+    (inp / "grey.camera.json").write_text("{not json")
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1  # the camera file's error row
+    row = read_manifest(out)["grey.png"]
+    assert row["status"] == "error" and row["greyscale"] == "1" and (out / "grey.mask.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["greyscale_inputs_for_colour_model_this_run"] == 1
+    assert "1 greyscale image(s) went to a model that reads colour" in summary["text"], summary["text"]
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1  # skipped, its camera file said again
+    again = json.loads((out / "summary.json").read_text())
+    assert read_manifest(out)["grey.png"]["status"] == "error" and again["counts"]["ok"] == 0
+    assert again["greyscale_inputs_for_colour_model"] == 1
+    assert again["greyscale_inputs_for_colour_model_this_run"] == 0 and "greyscale image" not in again["text"]
+
+
 def test_inputs_sharing_a_stem_are_error_rows_said_on_the_console(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -559,7 +559,10 @@ class _Session:
         #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
         self.cameras_seen = 0
-        #: Greyscale inputs given to a 3-channel model (the grey copied into each channel), this run.
+        #: Greyscale inputs this process predicted this run (``ok``, or ``error`` for a refused camera file:
+        #: its pixel outputs are written all the same); the rows cannot tell them, as an image skipped as
+        #: done whose camera file is still broken is an ``error`` row with outputs too.
+        self.grey_predicted = 0
         #: Inputs this process has finished predicting this run (with overwrite: replaced).
         self.redone = 0
         #: Whether this process marked the settings record pending (overwrite, first input started).
@@ -880,6 +883,7 @@ class _Session:
                 row["message"] += self._drop_outputs_of_replaced_image(f)
             self.rows[row["path"]] = row
             self.redone += 1
+            self.grey_predicted += row.get("greyscale") == 1
             if row["status"] == "error":
                 log.warning("%s: %s", row["path"], row["message"])
             rate = n / max(time.perf_counter() - started, 1e-9)
@@ -1032,12 +1036,10 @@ class _Session:
             "greyscale_inputs_for_colour_model": (
                 sum(r.get("greyscale") in (1, "1") for r in rows) if self.in_channels == 3 else 0
             ),
-            # Of those, the ones this run predicted (status ok), which the run's last line speaks of.
-            "greyscale_inputs_for_colour_model_this_run": (
-                sum(r.get("greyscale") in (1, "1") and r["status"] == "ok" for r in rows)
-                if self.in_channels == 3
-                else 0
-            ),
+            # Of those, the ones this run predicted, which the run's last line speaks of: counted as they
+            # were predicted, as an image whose camera file was refused is an error row (status ok left it
+            # out), and so is one skipped as done whose camera file is still broken.
+            "greyscale_inputs_for_colour_model_this_run": self.grey_predicted if self.in_channels == 3 else 0,
         }
 
     def write_reports(self, wall_seconds: float) -> RunResult:

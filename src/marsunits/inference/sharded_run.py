@@ -298,6 +298,7 @@ def _predict_claimed_shard(
         session.map_items,
         None if stop is None else (session.stopped_early, isinstance(stop, TerminatedError)),
         session.redone,
+        session.grey_predicted,
         None
         if failure is None
         else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
@@ -313,7 +314,9 @@ def _predict_claimed_shard(
     try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
         redone = 0
         for rank, rank_part in enumerate(parts):
-            rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone, rank_failure = rank_part
+            rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone, grey, rank_failure = (
+                rank_part
+            )
             redone += rank_redone
             if rank_stop is not None:
                 stopped.append((rank, *rank_stop))
@@ -322,6 +325,7 @@ def _predict_claimed_shard(
             if rank == 0:
                 continue
             session.rows.update(rows)
+            session.grey_predicted += grey
             session.map_items.extend(map_items)
             session.megapixels += megapixels
             session.loop_seconds = max(session.loop_seconds, seconds)
@@ -382,7 +386,9 @@ def _leave_the_ranks(
     if stops is not None:
         stops.announce(exc)
     failed = (f"before predicting ({_said(exc)})", _sendable(exc))
-    parts = gather(({}, 0.0, 0.0, None, [], None, 0, failed))
+    # _predict_claimed_shard's part with no image: rows, megapixels, seconds, evaluation, map items, stop,
+    # images redone, grey images predicted, failure.
+    parts = gather(({}, 0.0, 0.0, None, [], None, 0, 0, failed))
     if shard.rank == 0:
         if broadcast is not None:
             broadcast([(rank, *part[-1]) for rank, part in enumerate(parts) if part[-1] is not None])
