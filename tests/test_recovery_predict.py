@@ -765,6 +765,63 @@ def test_a_rank_killed_mid_folder_stops_rank_0_in_bounded_time_naming_it(
     assert counts["total"] == 8 and counts.get("not_reached", 0) == 0, counts
 
 
+def _rank_1_killed_at_its_start(
+    rank: int, store: str, opts: object, address: str, machines: int, conn: object
+) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store;
+    ``rank_timeout_s`` 3 s, collectives' timeout 20 s) whose rank 1 is killed (SIGKILL, after saying
+    "killed") as its part of the run starts, after the ranks' first collective and before it reads rank 0's
+    word that the run may start. ``machines`` 2: as :func:`_rank_1_killed`."""
+    import dataclasses
+
+    from marsunits.inference import rank_watch, sharded_run
+
+    def predict_shard(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn.send("killed")  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if rank == 1:
+        sharded_run.predict_shard = predict_shard  # type: ignore[assignment]
+    if machines == 2:
+        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
+    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+
+
+@pytest.mark.parametrize("machines", [1, 2])
+def test_a_rank_killed_before_reading_rank_0_s_first_word_stops_rank_0_within_rank_timeout_s(
+    tmp_path: Path, ckpt: Path, machines: int
+) -> None:
+    """Rank 1 of two killed (SIGKILL, the out-of-memory killer) as its part of the run starts, before it
+    read rank 0's word that the run may start (rank 0's claim on the output folder): rank 0 waited for it to
+    read the word the whole ``read_wait_s``, 60 s measured, whatever ``rank_timeout_s`` (3 s here) and
+    though it saw rank 1's process ended, and only then found it gone. It now stops waiting once rank 1 is
+    found gone (its process ended, or ``rank_timeout_s`` without a sign of life), with the one line naming
+    rank 1 and the way on, and the same command then predicts every image."""
+    import socket
+
+    from marsunits.inference import predict_folder
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    opts, out, said = _two_ranks(
+        tmp_path, ckpt, _rank_1_killed_at_its_start, f"tcp://127.0.0.1:{port}", machines
+    )
+    took = time.monotonic() - started
+    assert said[1] == "killed", said
+    name, message = said[0]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert "rank 1 of the run's 2 ranks went away without a word" in message, message
+    how = "its process (" if machines == 1 else "no sign of life from it for 3 s (rank_timeout_s)"
+    assert how in message and "run the same command again" in message, message
+    assert took < 40, f"rank 0 waited {took:.0f} s for a rank that was gone (rank_timeout_s 3 s)"
+    assert not (out / "summary.json").exists()
+    counts = predict_folder(opts).summary["counts"]
+    assert counts["total"] == 8 and counts["ok"] + counts["skipped"] == 8, counts
+
+
 def _rank_0_failing_at_its_claim(rank: int, store: str, opts: object, address: str, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store, as srun's
     ranks do; collectives' timeout 20 s) whose rank 0 cannot write its claim on the output folder (a full
@@ -827,12 +884,12 @@ def test_a_rank_stopped_as_rank_0_s_word_reaches_it_does_not_keep_rank_0_waiting
 
     def rank_0() -> None:
         started = time.monotonic()
-        _StoreBroadcast(SimpleNamespace(store=store), 0, 2, read_wait_s=20)([])  # type: ignore[arg-type]
+        _StoreBroadcast(SimpleNamespace(store=store, watch=None), 0, 2, read_wait_s=20)([])  # type: ignore[arg-type]
         waited.append(time.monotonic() - started)
 
     thread = threading.Thread(target=rank_0)
     thread.start()
-    stopped = _StoreBroadcast(SimpleNamespace(store=SigtermAsTheWordArrives()), 1, 2)  # type: ignore[arg-type]
+    stopped = _StoreBroadcast(SimpleNamespace(store=SigtermAsTheWordArrives(), watch=None), 1, 2)  # type: ignore[arg-type]
     with pytest.raises(TerminatedError):
         stopped(None)
     thread.join(30)
@@ -1178,7 +1235,8 @@ def test_rank_0_waiting_for_the_others_to_read_its_word_still_shows_signs_of_lif
     client = dist.TCPStore("127.0.0.1", server.port, 2, False, timedelta(seconds=30))
     watch = rank_watch._RankWatch(client, 0, 2, 1.2)  # noqa: SLF001 - counts every 0.2 s
     try:
-        broadcast = distributed._StoreBroadcast(SimpleNamespace(store=client), 0, 2, read_wait_s=3.0)  # type: ignore[arg-type]  # noqa: SLF001
+        stops = SimpleNamespace(store=client, watch=None)  # the watch asked nothing of rank 1: it counts on
+        broadcast = distributed._StoreBroadcast(stops, 0, 2, read_wait_s=3.0)  # type: ignore[arg-type]  # noqa: SLF001
         before = int(server.get("alive/0"))
         started = time.monotonic()
         assert broadcast("word") == "word"  # rank 1 never reads it

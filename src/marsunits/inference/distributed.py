@@ -312,10 +312,15 @@ class _StoreBroadcast:
     line. (Under ``torchrun`` the store is the agent's, which ends every rank when one dies.) Rank 0 waits
     for the others to have read the object (at most ``read_wait_s``) before it goes on: ending, its process
     would take the store, and the object not yet read, with it. A rank says it has read it however its
-    wait ends (a SIGTERM raised as the object arrives too), so rank 0 waits only for ranks still waiting.
+    wait ends (a SIGTERM raised as the object arrives too), so rank 0 waits only for ranks still waiting,
+    and not for one the run's watch finds gone (:class:`_RankWatch`: its process ended, or no sign of life
+    for ``rank_timeout_s``; the others then stop at their first image). A rank killed before it read rank
+    0's first word (whether the run may start) kept rank 0 waiting the whole ``read_wait_s``, 60 s,
+    whatever ``rank_timeout_s``, before the watch, asked only once rank 0 predicted, stopped the run.
     """
 
     def __init__(self, stops: _StoreStops, rank: int, world_size: int, read_wait_s: float = 60.0) -> None:
+        self._stops = stops
         self._store = stops.store
         self._rank = rank
         self._world_size = world_size
@@ -338,8 +343,11 @@ class _StoreBroadcast:
             # Asked in turns, not one wait: a wait holds the TCP store's client, which this rank's counting
             # thread shares (_RankWatch), and the ranks already predicting took this silent rank for gone.
             deadline = time.monotonic() + self._read_wait_s
+            watch = self._stops.watch
             try:
                 while not self._store.check(read) and time.monotonic() < deadline:
+                    if watch is not None and watch.gone() is not None:  # decided for the run: it stops
+                        break
                     time.sleep(0.2)
             except dist.DistError:  # the store gone meanwhile: nobody left to wait for
                 log.debug("not every rank said it read %s", key, exc_info=True)
