@@ -822,6 +822,68 @@ def test_a_rank_killed_before_reading_rank_0_s_first_word_stops_rank_0_within_ra
     assert counts["total"] == 8 and counts["ok"] + counts["skipped"] == 8, counts
 
 
+def _rank_killed_before_the_first_collective(
+    rank: int, store: str, opts: object, address: str, victim: int, conn: object
+) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store;
+    ``rank_timeout_s`` 3 s, collectives' timeout 20 s) whose rank ``victim`` is killed (SIGKILL, after
+    saying "killed") as it reaches the ranks' first collective (the run's name, :class:`_StoreStops`):
+    nothing of the run said through the store yet, its sign of life not counted."""
+    import dataclasses
+
+    import torch.distributed as dist
+
+    def broadcast_object_list(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn.send("killed")  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if rank == victim:
+        dist.broadcast_object_list = broadcast_object_list
+    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
+    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_rank_killed_before_the_ranks_first_collective_ends_the_other_in_one_line_naming_it(
+    tmp_path: Path, ckpt: Path, victim: int
+) -> None:
+    """A rank killed (SIGKILL, the out-of-memory killer) as the ranks first meet, in the collective that
+    draws the run's name: the other ended in gloo's traceback (``Connection reset by peer``, or ``closed
+    by peer``, naming an address, not a rank; measured within a second). It now ends in one line naming
+    the rank that ended and the way on, and nothing is written."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _rank_killed_before_the_first_collective, f"tcp://127.0.0.1:{port}", victim
+    )
+    took = time.monotonic() - started
+    assert said[victim] == "killed", said
+    name, message = said[1 - victim]  # type: ignore[misc]
+    assert name == "RankFailedError", said
+    assert f"rank {victim} of the run's 2 ranks" in message, message
+    assert "run the same command again" in message and "GLHF" not in message, message
+    assert took < 40, f"rank {1 - victim} waited {took:.0f} s for a rank that was gone (rank_timeout_s 3 s)"
+    assert not out.exists() or not list(out.iterdir()), list(out.iterdir())
+
+
+def test_only_a_peer_gone_in_the_first_collective_is_said_as_a_rank_gone() -> None:
+    """The first collective's error is said as a rank gone only when gloo says its peer's connection ended;
+    any other error (NCCL's, a timeout) is raised as it is. With more than two ranks the one gone is not
+    named: gloo names an address."""
+    from marsunits.inference.rank_watch import rank_gone_at_the_first_meeting
+
+    gloo = "[pair.cc:561] Connection closed by peer [127.0.0.1]:5538. This is typically ... GLHF!"
+    assert rank_gone_at_the_first_meeting(RuntimeError("NCCL error: unhandled system error"), 0, 2) is None
+    assert rank_gone_at_the_first_meeting(RuntimeError("Timed out waiting 1800000ms"), 1, 2) is None
+    said = str(rank_gone_at_the_first_meeting(RuntimeError(gloo), 3, 8))
+    assert said.startswith("another rank of the run's 8 ranks ended as the ranks first met"), said
+    assert "rank 3 stopped instead of waiting" in said and "GLHF" not in said, said
+
+
 def _rank_0_failing_at_its_claim(rank: int, store: str, opts: object, address: str, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store, as srun's
     ranks do; collectives' timeout 20 s) whose rank 0 cannot write its claim on the output folder (a full

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from marsunits.errors import ConfigError, MarsUnitsError, ReadableNames, TerminatedError, sigterm_raises
-from marsunits.inference.rank_watch import _RankWatch, rank_0_gone
+from marsunits.inference.rank_watch import _RankWatch, rank_0_gone, rank_gone_at_the_first_meeting
 from marsunits.slurm_world import PREDICT, started_alone
 from marsunits.slurm_world import launch_problem as launch_world_problem
 
@@ -254,9 +254,13 @@ class _StoreStops:
     group (a notebook under torchrun), or a run that torchrun restarts after a failure, whose agent keeps
     one store for every attempt (its default static rendezvous). Numbered by the runs each process made,
     the restarted ranks, numbering from 1 again, read the failed attempt's flag before their first image
-    and all stopped there, predicting nothing. A store that cannot be reached (the process holding it is
-    gone) reads as no stop: the gather then fails as it would. Without a process group (a rank's set-up
-    called alone) there is no flag.
+    and all stopped there, predicting nothing. A rank whose process ended before that collective (killed as
+    it started) ended the others in gloo's traceback, ``Connection reset by peer`` naming an address: they
+    now end in one line, naming it where it is the only other rank
+    (:func:`~marsunits.inference.rank_watch.rank_gone_at_the_first_meeting`; on NCCL they still wait in
+    the collective, until its timeout). A store that cannot be reached (the
+    process holding it is gone) reads as no stop: the gather then fails as it would. Without a process group
+    (a rank's set-up called alone) there is no flag.
     """
 
     def __init__(self) -> None:
@@ -273,7 +277,13 @@ class _StoreStops:
         self.watch: _RankWatch | None = None
         if dist.is_initialized():
             run = [uuid.uuid4().hex if dist.get_rank() == 0 else None]
-            dist.broadcast_object_list(run, src=0)
+            try:
+                dist.broadcast_object_list(run, src=0)
+            except RuntimeError as exc:  # a rank ended first (gloo: "Connection closed by peer")
+                gone = rank_gone_at_the_first_meeting(exc, dist.get_rank(), dist.get_world_size())
+                if gone is None:
+                    raise
+                raise gone from exc
             self.store = dist.PrefixStore(f"marsunits/predict/{run[0]}/", _get_default_store())
 
     def announce(self, failure: Exception | None = None) -> None:

@@ -53,6 +53,31 @@ def rank_0_gone() -> Exception:
     )
 
 
+#: gloo's words for a collective whose peer's process ended (its connection closed): a rank killed, or ended
+#: by its own error, as the others wait for it in the collective.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def rank_gone_at_the_first_meeting(exc: BaseException, rank: int, world_size: int) -> Exception | None:
+    """The one-line error of a rank whose first collective with the others (the run's name, before any sign
+    of life is counted: :class:`_RankWatch` is not watching yet) failed because another rank's process
+    ended (gloo's :data:`_PEER_GONE`), or None for any other error of the collective. The rank is named
+    when it is the only other one; gloo's message names an address, not a rank."""
+    said = next((words for words in _PEER_GONE if words in str(exc)), None)
+    if said is None:
+        return None
+    from marsunits.inference.sharded_run import RankFailedError
+
+    other = f"rank {1 - rank}" if world_size == 2 else "another rank"
+    return RankFailedError(
+        f"{other} of the run's {world_size} ranks ended as the ranks first met, before any image (gloo: "
+        f"{said}): it was killed (SIGKILL, the out-of-memory killer) or failed as it started, its output or "
+        f"log may say which, and rank {rank} stopped instead of waiting for it. Nothing of this run was "
+        "written: once that is dealt with, run the same command again, which skips the images an earlier "
+        "run finished"
+    )
+
+
 class _RankWatch:
     """Every rank's sign of life in the run's keys of the process group's store (the keys of
     :class:`~marsunits.inference.distributed._StoreStops`), and the meeting before the gather that does not
