@@ -784,6 +784,35 @@ def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
     assert read_manifest(out)[rel]["status"] == "skipped"
 
 
+def test_images_failed_for_their_camera_file_alone_are_said_mapped_and_counted_alike(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An image whose camera file is broken is an error row with its mask, overlay and contacts in pixels
+    written. The run's last line said "Predicted 1 of 3 images (0 skipped as already done, 2 failed)", as
+    if it had no mask, and a re-run said "skipping 2 inputs whose outputs are complete" and then "1 skipped
+    as already done, 2 failed", two counts that did not add up."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "a.png", 40, 60, seed=1)
+    save_rgb(inp / "b.png", 40, 60, seed=2)
+    (inp / "b.camera.json").write_text(
+        json.dumps({"model": "pinhole", "image_width": 60, "image_height": 40, "hfov_deg": 60})  # no pitch
+    )
+    (inp / "c.png").write_bytes(b"")  # no mask at all
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["error"] == 2 and summary["camera_file_errors"] == 1
+    assert "2 failed, 1 of them for a broken camera file alone" in summary["text"]
+
+    with caplog.at_level("INFO", logger="marsunits.inference"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping ")]
+    assert len(said) == 1 and said[0].startswith("skipping 2 inputs whose outputs are complete")
+    assert "1 of them is an error row for a broken camera file" in said[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["skipped"] == 1 and summary["camera_file_errors"] == 1
+    assert "1 skipped as already done, 2 failed, 1 of them for a broken camera file alone" in summary["text"]
+
+
 def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
     """A panorama's class shares are of all its pixels; without the no-data share (its black mosaic border,
     ``nodata_max``) the gallery's numbers summed to about 85 %, and nothing said where the rest went."""

@@ -87,9 +87,20 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     rate = summary["megapixels_per_second"]
     not_reached = int(c.get("not_reached") or 0)
+    # Failed for the camera file alone: the mask, overlay and contacts in pixels are there ("2 failed" alone
+    # read as two images without a map). Summaries written before 2026-12-07 lack the count.
+    camera_errors = int(summary.get("camera_file_errors") or 0)
     text = (
         f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
-        f"{c['error']} failed" + (f", {not_reached} not reached" if not_reached else "") + ") "
+        f"{c['error']} failed"
+        + (
+            f", {camera_errors} of them for a broken camera file alone (mask, overlay and contacts in pixels "
+            "written, no metres)"
+            if camera_errors
+            else ""
+        )
+        + (f", {not_reached} not reached" if not_reached else "")
+        + ") "
         f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
         + (f", {rate:.3f} MP/s while predicting" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "

@@ -553,6 +553,9 @@ class _Session:
         #: Inputs whose outputs were complete, so not predicted again (:meth:`plan`); ``rows`` also holds
         #: the error rows of inputs refused before predicting (escapes, names too long, unreadable entries).
         self.complete = 0
+        #: Of those, the error rows of a broken camera file (their pixel outputs are complete): the run's last
+        #: line counts them as failed, and the "skipping" line says so, so that the two counts add up.
+        self.complete_camera_errors = 0
         self.megapixels = 0.0
         self.loop_seconds = 0.0
         self.stopped_early: str | None = None
@@ -700,6 +703,7 @@ class _Session:
                 self.rows[row["path"]] = row
                 self.complete += 1
                 if row["status"] == "error":  # a broken camera file, said on every run until it is fixed
+                    self.complete_camera_errors += 1
                     log.warning("%s: %s", row["path"], row["message"])
             else:
                 taken = output_folder_clash(
@@ -1032,6 +1036,9 @@ class _Session:
             "min_unit_area_px": int(self.opts.min_unit_area_px),
             "contact": asdict(self.contact_config),
             "stopped_early": self.stopped_early,
+            # Error rows of images whose camera file alone failed: counted in counts["error"], yet their mask,
+            # overlay and contacts in pixels are written (the last line said "failed", as if they had none).
+            "camera_file_errors": sum(r["status"] == "error" and has_outputs(r) for r in rows),
             # Of this run's and earlier runs' rows (a resumed run counts the images it skipped too).
             "greyscale_inputs_for_colour_model": (
                 sum(r.get("greyscale") in (1, "1") for r in rows) if self.in_channels == 3 else 0
