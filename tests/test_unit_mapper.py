@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from marsunits.boundary.camera.io import load_camera
+from marsunits.boundary.camera.io import CameraFileError, load_camera
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.data.io import read_mask
 from marsunits.errors import ConfigError
@@ -584,6 +584,22 @@ def test_a_camera_file_given_that_does_not_exist_says_to_check_the_path(ckpt: Pa
     with pytest.raises(ValueError, match=r"camera=.*frame\.json.*: no such file; check the path") as info:
         mapper.map(np.zeros((64, 64), np.uint8), camera=missing)
     assert "remove" not in str(info.value) and "camera=None" in str(info.value)
+
+
+def test_a_broken_camera_file_beside_an_image_says_how_to_map_it_without(ckpt: Path, tmp_path: Path) -> None:
+    """``map("frame.png")`` beside a broken ``frame.camera.json`` raised the camera file's error alone:
+    predict.py writes such an image's mask all the same, and nothing said how to get it from Python. The
+    refusal names the file, and says to fix it or to give ``camera=None`` for the map in pixels."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    sidecar = tmp_path / "frame.camera.json"
+    sidecar.write_text('{"model": "pinhole", "image_width": 64, "image_height": 64, "hfov_deg": 60}')
+    with pytest.raises(CameraFileError, match=r"missing \['pitch_deg'\]") as info:
+        mapper.map(image)
+    assert str(sidecar) in str(info.value)
+    assert "camera=None" in str(info.value) and "fix" in str(info.value)
+    assert mapper.map(image, camera=None).mask.shape == (64, 64)  # the way out it names works
 
 
 def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> None:

@@ -553,7 +553,13 @@ class UnitMapper:
         found: CameraModel | None
         source = None  # where a camera given came from, for the messages
         if isinstance(camera, str) and camera == BESIDE:
-            found = None if path is None else image_camera(path, self.max_megapixels)
+            try:
+                found = None if path is None else image_camera(path, self.max_megapixels)
+            except CameraFileError as exc:  # predict.py writes this image's pixel outputs all the same
+                raise CameraFileError(
+                    f"{str(exc).rstrip('.')}; fix the camera file, or give camera=None to map the image in "
+                    "pixels only (no ground coordinates)"
+                ) from exc
         elif camera is None or isinstance(camera, CameraModel):
             found, source = camera, "the camera given"
         elif isinstance(camera, Mapping):  # a camera file's content, e.g. json.load(f)
