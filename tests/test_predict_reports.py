@@ -813,6 +813,27 @@ def test_images_failed_for_their_camera_file_alone_are_said_mapped_and_counted_a
     assert "1 skipped as already done, 2 failed, 1 of them for a broken camera file alone" in summary["text"]
 
 
+def test_a_camera_that_sees_no_ground_is_said_again_when_its_image_is_skipped(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera that sees no ground (a pitch of the wrong sign, a height in millimetres) was said only by
+    the run that predicted its image: the same command run again said nothing, while the image stayed
+    without metres, as a camera file under a name that is not read is said on every run."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    camera = {"model": "pinhole", "image_width": 60, "image_height": 40, "hfov_deg": 60, "pitch_deg": 20}
+    save_rgb(inp / "a.png", 40, 60, seed=1)
+    (inp / "a.camera.json").write_text(json.dumps(camera))  # sees the ground: said of neither run
+    save_rgb(inp / "b.png", 40, 60, seed=2)
+    (inp / "b.camera.json").write_text(json.dumps({**camera, "height_m": 1970}))  # millimetres
+    for _ in range(2):  # the run that predicts b, then one that skips it
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="marsunits.inference"):
+            assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+        blind = [r.getMessage() for r in caplog.records if "sees no ground" in r.getMessage()]
+        assert len(blind) == 1 and blind[0].startswith("b.png: its camera") and "b.camera.json" in blind[0]
+    assert read_manifest(out)["b.png"]["status"] == "skipped"
+
+
 def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
     """A panorama's class shares are of all its pixels; without the no-data share (its black mosaic border,
     ``nodata_max``) the gallery's numbers summed to about 85 %, and nothing said where the rest went."""

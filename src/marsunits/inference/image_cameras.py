@@ -34,6 +34,7 @@ __all__ = [
     "image_camera",
     "no_map_reason",
     "sized_image_camera",
+    "warn_if_sees_no_ground",
     "warn_misplaced_camera_files",
 ]
 
@@ -185,17 +186,28 @@ def add_ground_coordinates(
     camera = sized_image_camera(image_path, width, height, camera, source=source)
     if camera is None:
         return lines
-    if not _sees_ground(camera, max_range_m):  # was silent: no metres, no reason given
-        log.warning(
-            "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
-            "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
-            "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
-            "near), or the frame and ground_z_m of a CAHV(OR) camera",
-            image_path.name,
-            source or find_camera_file(image_path),
-            max_range_m,
-        )
+    warn_if_sees_no_ground(image_path, camera, max_range_m, source)
     return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
+
+
+def warn_if_sees_no_ground(
+    image_path: Path, camera: CameraModel, max_range_m: float, source: str | None = None
+) -> None:
+    """Warn when ``camera`` sees no ground within ``max_range_m`` (its image's contacts get no metres),
+    naming the image, the camera file (or ``source``) and the usual causes. Said for an image predicted
+    (:func:`add_ground_coordinates`; it was silent: no metres, no reason given) and for one a resumed
+    ``predict.py`` skips as finished, which still has none: the same command run again said nothing."""
+    if _sees_ground(camera, max_range_m):
+        return
+    log.warning(
+        "%s: its camera (%s) sees no ground within max_range_m=%g, so no contact gets ground "
+        "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
+        "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
+        "near), or the frame and ground_z_m of a CAHV(OR) camera",
+        image_path.name,
+        source or find_camera_file(image_path),
+        max_range_m,
+    )
 
 
 def camera_error_message(exc: CameraFileError, earlier: bool = False) -> str:

@@ -89,6 +89,7 @@ from marsunits.inference.image_cameras import (
     image_camera,
     no_map_reason,
     sized_image_camera,
+    warn_if_sees_no_ground,
     warn_misplaced_camera_files,
 )
 from marsunits.inference.inputs import (
@@ -655,6 +656,8 @@ class _Session:
                 )
             except CameraFileError as exc:
                 camera, status, message = None, "error", camera_error_message(exc, earlier=True)
+            if camera is not None:  # said again as on its first run: the image is still without metres
+                warn_if_sees_no_ground(f.path, camera, self.opts.max_range_m)
         else:  # said again as on its first run: skipped, the image is still off the contact map
             warn_misplaced_camera_files(f.path)
         if self.opts.map:
