@@ -1548,6 +1548,36 @@ def test_patterns_are_case_insensitive_extensions() -> None:
             normalise_patterns(bad)
 
 
+def test_images_in_formats_that_are_not_read_are_named_not_left_out_silently(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A photograph saved as .bmp or .webp in input_dir was left out of the run and of every report without
+    a word, as training names such files. They are named in one warning, with the formats read; other files
+    (camera files, notes) and the formats that patterns leaves out on purpose are not."""
+    from marsunits.errors import DataError
+    from marsunits.inference.inputs import discover
+
+    inp = tmp_path / "in"
+    save_rgb(inp / "a.png", 20, 20)
+    save_rgb(inp / "sol 12" / "b.bmp", 20, 20)
+    (inp / "c.WEBP").write_bytes(b"RIFF")
+    (inp / "a.camera.json").write_text("{}")
+    (inp / "notes.txt").write_text("field notes")
+    save_rgb(inp / "d.jpg", 20, 20)
+    with caplog.at_level("WARNING", logger="marsunits.inference"):
+        files, problems = discover(inp, ["png"])
+    assert [f.rel.as_posix() for f in files] == ["a.png"] and not problems
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "2 files in formats that are not read" in said[0]
+    assert "c.WEBP" in said[0] and "sol 12/b.bmp" in said[0] and "PNG, JPEG or TIFF" in said[0]
+    assert "notes.txt" not in said[0] and "camera" not in said[0] and "d.jpg" not in said[0]
+
+    (inp / "a.png").unlink()
+    (inp / "d.jpg").unlink()
+    with pytest.raises(DataError, match=r"no images matching \*\.png .*formats that are not read: .*b\.bmp"):
+        discover(inp, ["png"])
+
+
 def test_a_single_pattern_on_the_command_line_selects_that_extension(tmp_path: Path, ckpt: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     save_rgb(inp / "a.jpg", 40, 50, seed=1)

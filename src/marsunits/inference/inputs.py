@@ -42,7 +42,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from marsunits.errors import ConfigError, DataError
+from marsunits.data.folder import OTHER_RASTER_EXTENSIONS
+from marsunits.errors import ConfigError, DataError, some_of
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def discover(
     exts = normalise_patterns(patterns)
     problems: list[InputProblem] = []
     files: list[InputFile] = []
+    unread: list[str] = []  # images in formats the reader does not read, named (they were left out silently)
     seen: dict[str, str] = {}  # real folder -> the path it was walked as
     unsearched: set[str] = set()  # real folders met but not searched (skip, another run's output_dir)
     skipped = {os.fspath(folder): what for folder, what in (skip or {}).items()}
@@ -252,6 +254,8 @@ def discover(
         roots.extend(os.path.join(dirpath, d) for d in links)  # walked after every folder found by name
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in exts:
+                if not name.startswith(".") and Path(name).suffix.lower() in OTHER_RASTER_EXTENSIONS:
+                    unread.append(_rel(Path(dirpath) / name, input_dir).as_posix())
                 continue
             path = Path(dirpath) / name
             files.append(InputFile(path, _rel(path, input_dir)))
@@ -274,11 +278,19 @@ def discover(
                 "overwrite each other; rename one of them",
             )
         )
+    unread.sort()
+    not_read = (
+        f"{len(unread)} file{'s' if len(unread) > 1 else ''} in formats that are not read: "
+        f"{some_of(unread, 5)}; convert {'them' if len(unread) > 1 else 'it'} to PNG, JPEG or TIFF"
+    )
     if not kept and not problems:
         raise DataError(
             f"no images matching {', '.join('*' + e for e in exts)} found under input_dir {input_dir} "
             "(searched recursively); check input_dir and patterns"
+            + (f"; it holds {not_read}" if unread else "")
         )
+    if unread:
+        log.warning("input_dir holds %s: left out of this run and its reports", not_read)
     problems.sort(key=lambda p: p.rel.as_posix())
     return kept, problems
 
