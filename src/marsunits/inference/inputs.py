@@ -279,18 +279,16 @@ def discover(
             )
         )
     unread.sort()
-    not_read = (
-        f"{len(unread)} file{'s' if len(unread) > 1 else ''} in formats that are not read: "
-        f"{some_of(unread, 5)}; convert {'them' if len(unread) > 1 else 'it'} to PNG, JPEG or TIFF"
-    )
+    files_in = f"{len(unread)} file{'s' if len(unread) > 1 else ''} in formats that are not read"
+    convert = f"{some_of(unread, 5)}; convert {'them' if len(unread) > 1 else 'it'} to PNG, JPEG or TIFF"
     if not kept and not problems:
         raise DataError(
             f"no images matching {', '.join('*' + e for e in exts)} found under input_dir {input_dir} "
             "(searched recursively); check input_dir and patterns"
-            + (f"; it holds {not_read}" if unread else "")
+            + (f"; it holds {files_in}: {convert}" if unread else "")
         )
     if unread:
-        log.warning("input_dir holds %s: left out of this run and its reports", not_read)
+        log.warning("input_dir holds %s, left out of this run and its reports: %s", files_in, convert)
     problems.sort(key=lambda p: p.rel.as_posix())
     return kept, problems
 

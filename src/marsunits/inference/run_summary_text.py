@@ -94,8 +94,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
         f"{c['error']} failed"
         + (
-            f", {camera_errors} of them for a broken camera file alone (mask, overlay and contacts in pixels "
-            "written, no metres)"
+            f", {camera_errors} of them for a broken camera file alone: mask, overlay and contacts in pixels "
+            "written, no metres"
             if camera_errors
             else ""
         )
