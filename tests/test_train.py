@@ -2014,6 +2014,51 @@ def test_a_stop_while_the_training_scenes_render_says_how_the_run_goes_on(
     ], said
 
 
+@pytest.mark.parametrize(
+    ("sigterm", "then", "status", "how"),
+    [
+        (False, TerminatedError, 130, "interrupted (Ctrl-C)"),
+        (True, KeyboardInterrupt, 143, "terminated (SIGTERM)"),
+    ],
+)
+def test_a_second_stop_while_the_run_closes_keeps_the_status_its_line_says(
+    sigterm: bool,
+    then: type[BaseException],
+    status: int,
+    how: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Ctrl-C said in train.py's line (the step, last.ckpt, ckpt_path=last), then a SIGTERM while the
+    loggers closed (``wandb.finish`` uploading; a scheduler's time limit), exited with 143 under the line
+    saying Ctrl-C; a SIGTERM then a Ctrl-C, with 130 under the line saying SIGTERM. The status is the one
+    of the stop the line says, and that line is still train.py's only one."""
+    import marsunits.training as training
+
+    closing = training.finish_loggers
+
+    def stopped_while_closing(loggers: Any, status: str) -> None:
+        closing(loggers, status)
+        if status != "success":
+            raise then
+
+    monkeypatch.setattr(training, "finish_loggers", stopped_while_closing)
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=1"]
+    cfg = compose_config(
+        "train", tmp_path, [*TINY, "trainer.max_epochs=1", *stop, f"+callbacks.stop.sigterm={sigterm}"]
+    )
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            report_user_errors(lambda: run(cfg), prog="train.py")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train.py:")]
+    assert len(said) == 1 and said[0].startswith(f"train.py: {how} at epoch 0, optimiser step 1"), said
+    assert ended.value.code == status
+
+
 def test_a_sigterm_while_the_loggers_close_still_marks_the_finished_part_s_metrics_outdated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -277,33 +277,68 @@ def record_refusal_for_torchrun(message: str) -> None:
             get_error_handler().record_exception(refused)
 
 
-#: Whether the run inside :func:`report_user_errors` has said its stop itself (:func:`stop_told`).
-_stop_told = {"said": False}
+#: The stop the run inside :func:`report_user_errors` says in its own line (:func:`stop_told`): the line,
+#: whether it was printed (:func:`say_told_stop`), and the exit status of the stop it says.
+_stop_told: dict[str, str | int | bool | None] = {"line": None, "printed": False, "status": None}
 
 
-def stop_told() -> None:
-    """Record that the running command has said, in its own line, how it was stopped (Ctrl-C, SIGTERM) and
-    how to go on: ``train.py``'s ``InterruptCheckpoint`` (the epoch, the step, the ``last.ckpt`` saved and
-    ``ckpt_path=last``). :func:`report_user_errors` then exits with the stop's status without its own line:
-    the README promises one line, and a second, ``interrupted (Ctrl-C); finished outputs are kept``, said
-    less and came last, where a user reads first."""
-    _stop_told["said"] = True
+def stop_told(line: str, stop: BaseException) -> None:
+    """Record the running command's own line saying how it was stopped by ``stop`` (Ctrl-C; SIGTERM: a
+    :class:`TerminatedError` or Lightning's ``SIGTERMException``) and how to go on: ``train.py``'s
+    ``InterruptCheckpoint`` (the epoch, the step, the ``last.ckpt`` saved and ``ckpt_path=last``). The line is
+    printed by :func:`say_told_stop` once the run's loggers have closed (:func:`marsunits.training.run`),
+    else by :func:`report_user_errors`, and that exits with the stop's status without its own line: the
+    README promises one line, and a second, ``interrupted (Ctrl-C); finished outputs are kept``, said less
+    and came last, where a user reads first. Printed at once, the lines of the loggers closing came after
+    it (W&B's, and the ``wandb sync`` command of an offline run): the user's last line was not how to go on.
+
+    Only the first stop of a run is recorded: a later one (a SIGTERM while ``wandb.finish`` uploads after a
+    Ctrl-C) changes neither the line nor the status (:func:`report_user_errors` says why)."""
+    if _stop_told["line"] is None:
+        # Lightning's exceptions as _reported() looks them up: imported by the run that raised one.
+        lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
+        sigterm = isinstance(stop, TerminatedError) or (
+            lightning is not None and isinstance(stop, lightning.SIGTERMException)
+        )
+        _stop_told.update(line=line, printed=False, status=143 if sigterm else 130)
+    say_told_stop()
+
+
+def forget_told_stop() -> None:
+    """Forget the line :func:`stop_told` recorded: a new run (a trial of a sweep, a test's) says its own."""
+    _stop_told.update(line=None, printed=False, status=None)
+
+
+def say_told_stop() -> None:
+    """Print the line recorded by :func:`stop_told` on stderr, once; nothing when there is none."""
+    if _stop_told["line"] is not None and not _stop_told["printed"]:
+        _stop_told["printed"] = True
+        print(_stop_told["line"], file=sys.stderr, flush=True)
 
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
-    with 143 (SIGTERM). A stop that ``fn`` said in its own line (:func:`stop_told`) exits with that status
-    without another."""
-    _stop_told["said"] = False  # told by this call's run, not an earlier one (a trial before, a test)
+    with 143 (SIGTERM).
+
+    A stop that ``fn`` said in its own line (:func:`stop_told`) exits without another, with the status of
+    the stop that line says, even when another stop ended ``fn`` (a SIGTERM while W&B uploaded after a
+    Ctrl-C, a Ctrl-C while the run closed after a scheduler's SIGTERM): the status agrees with the line, and
+    what the run kept and how it goes on were settled by the first stop. A wrapper that resubmits a job
+    ended with 143 (pre-empted: ``ckpt_path=last``) still resubmits a pre-empted run that someone pressed
+    Ctrl-C in as it closed, and does not resubmit a run its user stopped with Ctrl-C (status 143 for it
+    said the run was pre-empted, under a line saying it was interrupted)."""
+    forget_told_stop()  # told by this call's run, not an earlier one (a trial before, a test)
     try:
         return fn()
     except (TerminatedError, KeyboardInterrupt) as stop:
         if os.environ.get("MARSUNITS_TRACEBACK"):
+            say_told_stop()
             raise
         how, status = stop_said(stop)
-        if _stop_told["said"]:  # its line said it, and how to go on; train.log has that line too
-            raise SystemExit(status) from None
+        if _stop_told["line"] is not None:  # its line said it, and how to go on; train.log has that line too
+            say_told_stop()  # where the run did not print it (it is printed once)
+            raise SystemExit(_stop_told["status"]) from None
         # What was finished is on disk (every file is written atomically); the command resumes.
         message = f"{how}; finished outputs are kept"
         log_to_files(message)

@@ -121,9 +121,10 @@ class InterruptCheckpoint(Callback):
                 kept = _without_last_ckpt(trainer, self.dirpath)
             said = f"{where}, but {why}. {kept}"
             log_to_files(said)
-            print(f"train.py: {said}", file=sys.stderr)
-            if stopped:
-                stop_told()  # the stop's one line: train.py's own "interrupted (Ctrl-C); ..." is not added
+            if stopped:  # the stop's one line, printed once the loggers closed: train.py adds none of its own
+                stop_told(f"train.py: {said}", exception)
+            else:
+                print(f"train.py: {said}", file=sys.stderr)
             return
         said = f"{where}; saved {path}. " + (
             _trial_resume_advice(then, self.dirpath.parent)
@@ -131,9 +132,10 @@ class InterruptCheckpoint(Callback):
             else f"{then} the same command with {_resume_overrides(self.dirpath.parent)} to go on."
         )
         log_to_files(said)  # train.log says how to go on too, not only the console
-        print(f"train.py: {said}", file=sys.stderr)
-        if stopped:
-            stop_told()  # the stop's one line: train.py's own "interrupted (Ctrl-C); ..." is not added
+        if stopped:  # the stop's one line, printed once the loggers closed: train.py adds none of its own
+            stop_told(f"train.py: {said}", exception)
+        else:
+            print(f"train.py: {said}", file=sys.stderr)
 
 
 def _say_stopped_rendering(trainer: pl.Trainer, dirpath: Path, stop: BaseException) -> bool:
@@ -166,8 +168,7 @@ def _say_stopped_rendering(trainer: pl.Trainer, dirpath: Path, stop: BaseExcepti
         kept = "nothing was trained yet: run the same command again to start the run."
     said = f"{where}; {kept}"
     log_to_files(said)
-    print(f"train.py: {said}", file=sys.stderr)
-    stop_told()  # the stop's one line
+    stop_told(f"train.py: {said}", stop)  # the stop's one line, printed once the loggers closed
     return True
 
 

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
-from marsunits.errors import ConfigError, TerminatedError, sigterm_raises, some_of
+from marsunits.errors import ConfigError, TerminatedError, forget_told_stop, sigterm_raises, some_of
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
 from marsunits.progress_bar import run_progress_bar
 from marsunits.run_checks import check_config_values, checked_start
@@ -259,6 +259,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: Among others, another ``train.py`` is running in the same run folder
             (:func:`~marsunits.run_folder_claim.claimed_run_folder`).
     """
+    forget_told_stop()  # a stop of this run is said in its own line, not one of an earlier run in the process
     # SIGTERM (a scheduler's time limit) during the set-up or the test is reported as during training, where
     # Lightning's own handler stops at a step boundary: it used to end the run silently before that.
     with claimed_run_folder(Path(cfg.paths.output_dir)), sigterm_raises(defer_to_later_handlers=True):
