@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import http.server
+import io
 import json
 import os
 import shutil
@@ -725,6 +726,37 @@ def test_offline_training_run_records_everything_and_resumes(
     resumed_steps = [row["trainer/global_step"] for row in rec2["history"] if "val/miou" in row]
     # The resumed run continues the step axis (Lightning may repeat the validation of the saved epoch).
     assert min(resumed_steps) >= max(first_steps) and max(resumed_steps) > max(first_steps)
+
+
+def test_the_stop_line_of_a_run_logged_offline_comes_after_the_wandb_lines(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in training with W&B offline: train.py's line on how to go on (the step, last.ckpt,
+    ckpt_path=last) was printed as the stop came, and the lines of W&B's run finishing after it (its
+    ``wandb sync`` command): the user's last line was not how to go on. It now comes last, the sync command
+    still before it."""
+    from marsunits.errors import report_user_errors
+    from marsunits.training import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=1"]
+    cfg = compose_config("train", tmp_path / "run", ["logger=wandb", *SMALL, "trainer.max_epochs=1", *stop])
+    both = io.StringIO()  # stdout and stderr in the order they were written, as a terminal shows them
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with (
+            contextlib.redirect_stdout(both),
+            contextlib.redirect_stderr(both),
+            pytest.raises(SystemExit) as ended,
+        ):
+            report_user_errors(lambda: run(cfg), prog="train.py")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    lines = [line for line in both.getvalue().splitlines() if line.strip()]
+    assert ended.value.code == 130
+    assert lines[-1].startswith("train.py: interrupted (Ctrl-C) at epoch 0, optimiser step 1"), lines[-3:]
+    assert "ckpt_path=last to go on" in lines[-1]
+    assert [line for line in lines if "saved offline" in line and " sync " in line], lines[-3:]
 
 
 def test_callbacks_do_nothing_without_wandb(tmp_path: Path) -> None:

@@ -301,7 +301,6 @@ def stop_told(line: str, stop: BaseException) -> None:
             lightning is not None and isinstance(stop, lightning.SIGTERMException)
         )
         _stop_told.update(line=line, printed=False, status=143 if sigterm else 130)
-    say_told_stop()
 
 
 def forget_told_stop() -> None:

@@ -41,7 +41,8 @@ class InterruptCheckpoint(Callback):
     A checkpoint the disk refused (``CheckpointWriteError``) before any ``last.ckpt`` was written gets that
     last line too, before the error's own. The line said on a Ctrl-C or SIGTERM is the stop's only one
     (:func:`~marsunits.errors.stop_told`: ``train.py``'s generic ``interrupted (Ctrl-C); finished outputs
-    are kept`` followed it).
+    are kept`` followed it), written to ``train.log`` at once and printed once the loggers have closed (the
+    lines of an offline W&B run finishing came after it, and the user's last line was not how to go on).
 
     Only in a single process (under DDP the other ranks are not at the save's barrier), and inside the
     validation of an epoch only without a weight-averaging callback (EMA holds swapped weights there);

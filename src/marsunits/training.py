@@ -27,7 +27,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
-from marsunits.errors import ConfigError, TerminatedError, forget_told_stop, sigterm_raises, some_of
+from marsunits.errors import (
+    ConfigError,
+    TerminatedError,
+    forget_told_stop,
+    say_told_stop,
+    sigterm_raises,
+    some_of,
+)
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
 from marsunits.progress_bar import run_progress_bar
 from marsunits.run_checks import check_config_values, checked_start
@@ -427,8 +434,13 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         try:
             finish_loggers(loggers, status)  # raises a stop (SIGTERM, Ctrl-C) while they close, once closed
         finally:
-            if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
-                _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored, trainer.global_step)
+            try:
+                if status != "success" and training and ckpt_path and getattr(rank_zero_only, "rank", 0) == 0:
+                    _mark_earlier_metrics_outdated(output_dir, sys.exc_info()[1], scored, trainer.global_step)
+            finally:
+                # The stop's line (InterruptCheckpoint: the step, last.ckpt, ckpt_path=last) after what the
+                # loggers print as they close (an offline W&B run's sync command): the last line a user reads.
+                say_told_stop()
 
     result: dict[str, Any] = {k: _json_safe(v) for k, v in sorted(metrics.items())}
     result["best_ckpt"] = best
