@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1396,6 +1398,56 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
             "logger.wandb.log_model='yes': expected auto, true, false or all (yes/no/on/off are read as",
             none,
         ),
+        # A key of a callback or the checkpoint IO: told from their classes' signatures, which imported
+        # Lightning (some 13 s under load). Said word for word as before.
+        (
+            ["callbacks.interrupt_checkpoint.bogus=1"],
+            2,
+            "unknown option 'callbacks.interrupt_checkpoint.bogus' in "
+            "'callbacks.interrupt_checkpoint.bogus=1' (every option: python train.py --cfg job, with the "
+            "same overrides)\n",
+            none,
+        ),
+        (
+            ["+callbacks.model_checkpoint.bogus=1"],
+            2,
+            "unknown option 'callbacks.model_checkpoint.bogus' in '+callbacks.model_checkpoint.bogus=1': "
+            "callbacks.model_checkpoint builds RunModelCheckpoint, which takes no 'bogus' (every option: "
+            "python train.py --cfg job, with the same overrides)\n",
+            none,
+        ),
+        (
+            ["callbacks.recovery_checkpoint.every_n_epochs=2"],
+            2,
+            "unknown option 'callbacks.recovery_checkpoint.every_n_epochs' in "
+            "'callbacks.recovery_checkpoint.every_n_epochs=2': the config does not list it, but "
+            "callbacks.recovery_checkpoint builds RecoveryCheckpoint, which takes 'every_n_epochs': add it "
+            "with a plus, +callbacks.recovery_checkpoint.every_n_epochs=2\n",
+            none,
+        ),
+        (
+            ["callbacks=[default,wandb]", "+callbacks.wandb_val_images.bogus=1"],
+            2,
+            "unknown option 'callbacks.wandb_val_images.bogus' in '+callbacks.wandb_val_images.bogus=1': "
+            "callbacks.wandb_val_images builds WandbValidationImages, which takes no 'bogus' (every option: "
+            "python train.py --cfg job, with the same overrides)\n",
+            none,
+        ),
+        (
+            ["callbacks.lr_monitor.log_momentum=no"],
+            2,
+            "unknown option 'callbacks.lr_monitor.log_momentum' in 'callbacks.lr_monitor.log_momentum=no': "
+            "the config does not list it, but callbacks.lr_monitor builds LearningRateMonitor, which takes "
+            "'log_momentum': add it with a plus, +callbacks.lr_monitor.log_momentum=no\n",
+            none,
+        ),
+        (
+            ["callbacks=[default,ema]", "callbacks.ema.bogus=1"],
+            2,
+            "unknown option 'callbacks.ema.bogus' in 'callbacks.ema.bogus=1' (every option: python train.py "
+            "--cfg job, with the same overrides)\n",
+            none,
+        ),
         # Last: these import what they read, which stays imported for the cases after them.
         (["model.arch=unet3"], 2, "model.arch='unet3': Unknown architecture 'unet3'. Valid choices", names),
         (["model.encoder=nope"], 2, "model.encoder='nope': Unknown encoder 'nope': not a timm model", names),
@@ -1458,6 +1510,17 @@ def test_the_precisions_refused_without_lightning_are_lightnings_own() -> None:
     assert [(type(p), p) for p in PRECISIONS] == [(type(p), p) for p in lightnings]
 
 
+def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in ``tree`` (a plain container), itself included."""
+    if isinstance(tree, dict):
+        yield tree
+        for value in tree.values():
+            yield from _nodes(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _nodes(value)
+
+
 def test_the_parameters_known_without_importing_are_the_classes_own() -> None:
     """The parameters of marsunits' own task and data module (and the synthetic scenes' fields) are read from
     a table written out in :mod:`marsunits.run_checks` (:data:`~marsunits.run_checks.OWN_PARAMETERS`), so
@@ -1466,7 +1529,10 @@ def test_the_parameters_known_without_importing_are_the_classes_own() -> None:
     what its signature says (every keyword parameter, those that take true or false, and which take nothing
     else), so that no key is refused that the class takes, nor a switch it does not read as one, nor one it
     adds left to the slow check; and the configs' own classes are all in it."""
+    from omegaconf import OmegaConf
+
     from marsunits.run_checks import (
+        OWN_ANY_KEYWORD,
         OWN_DATAMODULES,
         OWN_PARAMETERS,
         OWN_SWITCHES,
@@ -1480,6 +1546,17 @@ def test_the_parameters_known_without_importing_are_the_classes_own() -> None:
         assert OWN_SWITCHES[target] == class_switches(target), target
         assert {k: v for k, v in parameters.items() if v is not None} == class_switches(target), target
     assert {"marsunits.task.SegmentationTask", *OWN_DATAMODULES} <= set(OWN_PARAMETERS)
+    for target in OWN_ANY_KEYWORD:  # takes any keyword: nothing refused by name
+        assert class_parameters(target) is None and target_parameters(target) is None, target
+    # The callbacks of configs/callbacks/ and the checkpoint IO of configs/trainer/: each known without
+    # importing it (their modules import Lightning).
+    built = {
+        str(node["_target_"])
+        for path in [*(CONFIG_DIR / "callbacks").glob("*.yaml"), CONFIG_DIR / "trainer" / "cpu.yaml"]
+        for node in _nodes(OmegaConf.to_container(OmegaConf.load(path)))
+        if "_target_" in node and node["_target_"] != "lightning.pytorch.Trainer"
+    }
+    assert built and built <= set(OWN_PARAMETERS) | OWN_ANY_KEYWORD, built - set(OWN_PARAMETERS)
     # Another class: still read from its signature.
     assert "max_steps" in (target_parameters("lightning.pytorch.Trainer") or set())
 

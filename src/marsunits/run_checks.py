@@ -528,7 +528,42 @@ OWN_PARAMETERS: dict[str, dict[str, bool | None]] = {
         )),
         "distortion": True,
     },
+    # The callbacks of configs/callbacks/ and the checkpoint IO of configs/trainer/ (their modules import
+    # Lightning: ``callbacks.interrupt_checkpoint.bogus=1`` took some 13 s to refuse). The two checkpoint
+    # callbacks take Lightning's ModelCheckpoint's parameters, and the learning-rate monitor is Lightning's.
+    **dict.fromkeys(
+        ("marsunits.best_checkpoint.RunModelCheckpoint", "marsunits.best_checkpoint.RecoveryCheckpoint"),
+        {
+            **dict.fromkeys((  # no switch
+                "dirpath", "filename", "monitor", "save_top_k", "mode", "every_n_train_steps",
+                "train_time_interval", "every_n_epochs",
+            )),
+            "verbose": True,
+            "save_last": False,
+            "save_on_exception": True,
+            "save_weights_only": True,
+            "auto_insert_metric_name": True,
+            "save_on_train_epoch_end": True,
+            "enable_version_counter": True,
+        },
+    ),
+    "marsunits.interrupt_checkpoint.InterruptCheckpoint": {"dirpath": None},
+    "marsunits.tracking.callbacks.WandbRunInfo": {},
+    "marsunits.tracking.callbacks.WandbValidationImages": dict.fromkeys(
+        ("every_n_epochs", "n_images", "key")
+    ),
+    "marsunits.tracking.callbacks.WandbConfusionMatrix": dict.fromkeys(("every_n_epochs", "stage")),
+    "lightning.pytorch.callbacks.LearningRateMonitor": {
+        "logging_interval": None,
+        "log_momentum": True,
+        "log_weight_decay": True,
+    },
+    "marsunits.checkpoint_io.AtomicCheckpointIO": {},
 }  # fmt: skip
+
+#: The classes the configs build that take any keyword (``**kwargs``: :func:`class_parameters` is None for
+#: them), known without importing them: ``EMAWeights`` hands its keywords to Lightning's ``WeightAveraging``.
+OWN_ANY_KEYWORD = frozenset({"marsunits.averaging.EMAWeights"})
 
 #: :func:`class_switches` of marsunits' own classes (those of :data:`OWN_PARAMETERS` that are switches).
 OWN_SWITCHES: dict[str, dict[str, bool]] = {
@@ -539,7 +574,9 @@ OWN_SWITCHES: dict[str, dict[str, bool]] = {
 
 def target_parameters(target: str) -> set[str] | None:
     """:func:`class_parameters` of ``target``: from :data:`OWN_PARAMETERS` for marsunits' own classes (nothing
-    imported), else from its signature (which imports it)."""
+    imported; None for those of :data:`OWN_ANY_KEYWORD`), else from its signature (which imports it)."""
+    if target in OWN_ANY_KEYWORD:
+        return None
     own = OWN_PARAMETERS.get(target)
     return set(own) if own is not None else class_parameters(target)
 
