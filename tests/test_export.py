@@ -899,6 +899,23 @@ def test_a_missing_model_json_or_weights_given_by_name_gets_the_packages_advice(
     assert str(pkg / "unet.safetensors") in str(info.value)
 
 
+def test_train_py_s_check_before_the_run_leaves_a_renamed_package_file_to_the_package(
+    package: Path, tmp_path: Path
+) -> None:
+    """train.py's check of a missing checkpoint (before Hydra makes the run folder) takes a package's file
+    renamed on its way for the package, whose own check says to rename it back; a package's file name in no
+    package (``/nope/model.json``) is missing, as any other path."""
+    from marsunits.user_paths import missing_checkpoint
+
+    pkg = _copy_package(package, tmp_path / "received")
+    (pkg / JSON_NAME).rename(pkg / "unet.json")
+    assert missing_checkpoint(pkg / JSON_NAME, "ckpt_path") is None
+    (tmp_path / "empty").mkdir()
+    for path in (tmp_path / "nope" / JSON_NAME, tmp_path / "empty" / WEIGHTS_NAME):
+        said = missing_checkpoint(path, "init_ckpt_path") or ""
+        assert said.startswith(f"init_ckpt_path={path}: no such file or model package. Give"), said
+
+
 def test_a_package_folder_with_both_files_renamed_says_to_rename_them_back(
     package: Path, tmp_path: Path
 ) -> None:

@@ -3040,6 +3040,11 @@ def test_a_missing_model_to_evaluate_or_start_from_is_refused_before_the_run_fol
             (["train=false", f"init_ckpt_path={missing}"], "init_ckpt_path"),
             # A folder named by the clock, which the command line leaves to the run: the values are checked.
             (["run_name=x-${now:%H-%M-%S}", "train=false", f"ckpt_path={missing}"], "ckpt_path"),
+            # Named as a model package's file, in no package: taken for one by its name, and refused inside
+            # the run, after the run folder was made, as "/model.json does not exist".
+            (["train=false", f"ckpt_path={tmp_path / 'nope' / 'model.json'}"], "ckpt_path"),
+            ([f"init_ckpt_path={tmp_path / 'nope' / 'model.safetensors'}"], "init_ckpt_path"),
+            (["train=false", f"ckpt_path={tmp_path / 'model.json'}"], "ckpt_path"),  # a folder there
         )
     ):
         argv = [*TINY, "logger=none", f"paths.log_dir={logs}", *args]

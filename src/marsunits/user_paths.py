@@ -76,8 +76,16 @@ def missing_checkpoint(path: Path, option: str) -> str | None:
     """The refusal of ``option`` (``init_ckpt_path``, or ``ckpt_path`` where ``train=false`` scores it) given
     ``path`` (``~`` expanded) that names neither a model package (:func:`is_package`) nor a file (missing, or
     another folder), naming the option and what to give; None where it names one. Looks at the path only:
-    whether the file is a checkpoint is :func:`marsunits.fine_tuning.check_source_exists`'s to say."""
-    if is_package(path) or path.is_file():
+    whether the file is a checkpoint is :func:`marsunits.fine_tuning.check_source_exists`'s to say.
+
+    A package's ``model.json`` or ``model.safetensors`` that is not there counts as missing, unless its
+    folder is a package (holding the other file): one renamed on its way, which the package's own check
+    names (:func:`marsunits.model_package.load_model`). Taken for a package by its name alone,
+    ``ckpt_path=/nope/model.json`` passed this check and was refused inside the run, after Hydra had made
+    the run folder, as ``/model.json does not exist``."""
+    if path.is_file() or (path.is_dir() and is_package(path)):
+        return None
+    if path.name in (JSON_NAME, WEIGHTS_NAME) and path.parent.is_dir() and is_package(path.parent):
         return None
     return (
         f"{option}={path}: no such file or model package. Give a .ckpt written by train.py "
