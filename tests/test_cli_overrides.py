@@ -750,6 +750,13 @@ def test_a_machine_of_a_multi_node_run_launched_by_hand_is_asked_for_a_run_name(
         (["-m", "seed=1,2", "+data.foo=2"], "data builds MarsDataModule, which takes no 'foo'"),
         (["+trainer.foo.bar=1"], "unknown option 'trainer.foo' in '+trainer.foo.bar=1': trainer builds Trai"),
         (["+model.head.depth=2"], "model builds SegmentationTask, which takes no 'head'"),
+        # A node in a list: the checkpoint IO (Hydra's "AtomicCheckpointIO() takes no arguments").
+        (
+            ["+trainer.plugins.0.bogus=1"],
+            "unknown option 'trainer.plugins.0.bogus' in '+trainer.plugins.0.bogus=1': trainer.plugins.0 "
+            "builds AtomicCheckpointIO, which takes no 'bogus' (every option: python train.py --cfg job, "
+            "with the same overrides)",
+        ),
     ],
 )
 def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str], said: str) -> None:
@@ -764,6 +771,7 @@ def test_an_added_key_the_built_class_does_not_take_is_one_line(args: list[str],
         ["+logger.wandb.settings.x=1"],
         ["experiment=ai4mars", "++data.class_map.4=2"],
         ["+callbacks.stop._target_=my.Callback", "+callbacks.stop.step=3"],
+        ["+trainer.plugins.1._target_=my.Plugin"],  # a node the list does not have: Hydra's to say
     ):
         assert unknown_option(fine, CONFIG_DIR, "train") is None, fine
 
@@ -1439,6 +1447,14 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
             "unknown option 'callbacks.lr_monitor.log_momentum' in 'callbacks.lr_monitor.log_momentum=no': "
             "the config does not list it, but callbacks.lr_monitor builds LearningRateMonitor, which takes "
             "'log_momentum': add it with a plus, +callbacks.lr_monitor.log_momentum=no\n",
+            none,
+        ),
+        (
+            ["+trainer.plugins.0.bogus=1"],
+            2,
+            "unknown option 'trainer.plugins.0.bogus' in '+trainer.plugins.0.bogus=1': trainer.plugins.0 "
+            "builds AtomicCheckpointIO, which takes no 'bogus' (every option: python train.py --cfg job, "
+            "with the same overrides)\n",
             none,
         ),
         (

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from marsunits.cli_argv import _SHELL_COMPLETION, _overrides
 from marsunits.cli_launch import note_another_copy_of_the_package, unnamed_external_ranks
@@ -329,10 +329,12 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
             return None
         # The first part of the key the config lacks, under the deepest node it has: in
         # ``+trainer.foo.bar=1`` that is ``foo`` under ``trainer`` (Hydra hands the Trainer a dict ``foo``).
+        # Through a list too: ``+trainer.plugins.0.bogus=1`` is ``bogus`` of the checkpoint IO.
         parts = key.split(".")
         depth = 1
         while depth < len(parts) - 1 and isinstance(
-            OmegaConf.select(cfg, ".".join(parts[: depth + 1]), throw_on_resolution_failure=False), DictConfig
+            OmegaConf.select(cfg, ".".join(parts[: depth + 1]), throw_on_resolution_failure=False),
+            DictConfig | ListConfig,
         ):
             depth += 1
         parent, leaf = ".".join(parts[:depth]), parts[depth]
