@@ -1266,22 +1266,26 @@ def test_predict_with_logger_wandb_is_checked_before_hydra_too(tmp_path: Path, m
 
 def test_predict_help_and_its_refusals_before_hydra_import_no_torch_nor_scipy(tmp_path: Path) -> None:
     """``predict.py --help`` and a command refused before Hydra starts (a required option missing, a folder
-    that is not there, a value out of its range) imported torch, through the runner the checks lived in:
-    some 4 s of CPU for a line of help or of refusal, and SciPy and Shapely (the contact options' class: over
-    1 s) with it. The checks that need no device import none of them, nor Lightning or
-    segmentation_models_pytorch; the help and the refusals say what they said. With ``logger=wandb`` too:
-    the W&B checks (the mode, W&B's data folder) imported Lightning, and torch with it, through the module
-    that starts the loggers."""
+    that is not there, a value out of its range, labels beside a classes.json of native ids) imported torch,
+    through the runner the checks lived in: some 4 s of CPU for a line of help or of refusal, and SciPy and
+    Shapely (the contact options' class: over 1 s) with it. The checks that need no device import none of
+    them, nor Lightning or segmentation_models_pytorch; the help and the refusals say what they said. With
+    ``logger=wandb`` too: the W&B checks (the mode, W&B's data folder) imported Lightning, and torch with it,
+    through the module that starts the loggers."""
     images = tmp_path / "images"
     images.mkdir()
     folders = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
     (tmp_path / "a_file").write_text("W&B's data folder cannot be made under a file")
+    labels = tmp_path / "ai4mars" / "labels"
+    labels.mkdir(parents=True)
+    classes = _classes_json(labels.parent, {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"})
     cases = [
         (["--help"], 0, ""),
         (["input_dir=/nonexistent", "ckpt_path=x", "output_dir=/tmp/o"], 2, "input_dir /nonexistent does"),
         ([f"input_dir={images}"], 2, "missing required option(s) ckpt_path, output_dir: run python"),
         (["ckpt_path=x", *folders, "overlap=1.5"], 2, "overlap=1.5: give a fraction of the window"),
         (["ckpt_path=x", *folders, "tta=yes"], 2, "tta='yes': give tta=true or tta=false"),
+        (["ckpt_path=x", *folders, f"labels_dir={labels}"], 2, f"{classes}: the labels in labels_dir="),
         (["ckpt_path=x", *folders, "logger=wandb", "logger.wandb.mode=onlien"], 2, "W&B mode 'onlien'"),
         (["ckpt_path=x", *folders, "logger=wandb", "logger.wandb.mode=offline"], 2, "W&B cannot write"),
     ]
@@ -1786,3 +1790,75 @@ def test_a_switch_of_wandb_init_given_through_the_loggers_keywords_is_refused_as
     with pytest.raises(ConfigError) as said:
         check_run_values(cfg)
     assert str(said.value) == f"{key}={value!r}: give {key}=true or {key}=false ({refused})"
+
+
+def _classes_json(folder: Path, classes: dict[int, str]) -> Path:
+    """``folder/classes.json`` as the data sets ship it: ``{"classes": [{"id": 0, "name": "soil"}, ...]}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "classes.json"
+    path.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in classes.items()]}))
+    return path
+
+
+def test_labels_whose_classes_json_names_native_ids_are_refused_before_hydra(tmp_path: Path) -> None:
+    """AI4Mars labels given as ``labels_dir`` without ``labels_class_map`` were scored as project ids when
+    they held no 3 (sand, 2, as ``other``), although the ``classes.json`` beside their folder said which ids
+    they hold. Such a command is refused before Hydra starts, naming that file, the data set and its map,
+    which composes and reads sand as smooth; a ``classes.json`` naming the project's classes, one that is
+    not read (a warning in the run) and a map given pass."""
+    import shlex
+
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.cli_overrides import predict_refusal
+    from marsunits.inference.options import read_labels_class_map
+
+    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
+    images.mkdir()
+    labels.mkdir(parents=True)
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read here")
+    given = [
+        f"ckpt_path={ckpt}",
+        f"input_dir={images}",
+        f"output_dir={tmp_path / 'out'}",
+        f"labels_dir={labels}",
+    ]
+    classes = _classes_json(labels.parent, {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"})
+    refused = predict_refusal(given, CONFIG_DIR)
+    assert refused is not None and refused.startswith(f"{classes}: "), refused
+    assert "AI4Mars" in refused and "(their 2, sand, as other)" in refused, refused
+    (fix,) = re.findall(r"labels_class_map='\{[^']*\}'", refused)
+    assert fix == "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'", refused
+    assert "labels_class_map=ai4mars does the same with a model trained on AI4Mars" in refused, refused
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("predict", overrides=[*given, *shlex.split(fix)])  # as a shell hands it over
+    mapped = read_labels_class_map(cfg.labels_class_map, {})
+    assert mapped is not None and mapped(np.array([[0, 1, 2, 3, 255]], np.uint8)).tolist() == [
+        [0, 1, 0, 1, 255]
+    ]
+    assert predict_refusal([*given, *shlex.split(fix)], CONFIG_DIR) is None
+    # MarsScapes' ids: its own map.
+    _classes_json(labels.parent, {i: f"c{i}" for i in [*range(10), 255]})
+    refused = predict_refusal(given, CONFIG_DIR)
+    assert refused is not None and "MarsScapes" in refused and "AI4Mars" not in refused, refused
+    assert "'{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'" in refused, refused
+    # Ids of no known data set: a map of them to fill in.
+    _classes_json(labels.parent, {0: "rock", 1: "dust", 4: "sky"})
+    refused = predict_refusal(given, CONFIG_DIR)
+    assert (
+        refused is not None
+        and "labels_class_map='{0: <project id>, 1: <project id>, 4: <project id>}'" in (refused)
+    ), refused
+    assert "AI4Mars" not in refused and "MarsScapes" not in refused, refused
+    # The project's own classes, as a user writes them: the labels are project ids.
+    _classes_json(labels.parent, {0: "smooth_volcanic", 1: "Rough olivine", 2: "other", 255: "ignore"})
+    assert predict_refusal(given, CONFIG_DIR) is None
+    # ...but not the project's names on other ids.
+    _classes_json(labels.parent, {0: "rough_olivine", 1: "smooth_volcanic"})
+    assert predict_refusal(given, CONFIG_DIR) is not None
+    # A classes.json that cannot be read is no refusal (the run warns of it).
+    for broken in ("{not json", json.dumps({"classes": [{"id": "zero"}]}), json.dumps(["soil"])):
+        classes.write_text(broken)
+        assert predict_refusal(given, CONFIG_DIR) is None, broken

@@ -115,6 +115,41 @@ def test_a_true_contact_file_that_cannot_be_used_loses_only_the_line_scores(tmp_
     )
 
 
+def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unreadable_one_is_said(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AI4Mars labels holding no 3 (only 0 soil, 1 bedrock, 2 sand) were scored as project ids, sand as
+    ``other``, although the ``classes.json`` beside their folder named AI4Mars' classes: the run is refused
+    before anything is predicted, naming that file and the map; with the map it scores. A ``classes.json``
+    that cannot be read stops nothing: the run scores the labels as project ids and warns, naming it."""
+    from marsunits.errors import ConfigError
+
+    inp, labels = tmp_path / "in", tmp_path / "ai4mars" / "labels"
+    save_rgb(inp / "a.png", 40, 48, seed=1)
+    write_png_atomic(
+        labels / "a.png", np.random.default_rng(0).choice(np.array([0, 1, 2], np.uint8), (40, 48))
+    )
+    classes = labels.parent / "classes.json"
+    names = {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"}
+    classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in names.items()]}))
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"classes\.json: the labels in labels_dir=.*native ids of AI4Mars"):
+        run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}"))
+    assert not out.exists()  # refused before anything was made
+    mapping = "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", f"labels_class_map={mapping}")) == 0
+    assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1
+    classes.write_text("{not json")
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", "overwrite=true")) == 0
+    said = [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and str(classes) in r.getMessage()
+    ]
+    assert len(said) == 1 and said[0].startswith(f"{classes} is ignored: it cannot be read as JSON"), said
+    assert "give labels_class_map if the labels are in a data set's own ids" in said[0], said
+    assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1
+
+
 def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> None:
     inp, labels = tmp_path / "in", tmp_path / "masks"
     save_rgb(inp / "a.png", 40, 48, seed=1)

@@ -9,6 +9,8 @@ versioned and stored in checkpoints.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,9 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from marsunits.constants import IGNORE_INDEX, VALID_MASK_VALUES
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, VALID_MASK_VALUES
 
-__all__ = ["DATA_SET_LABEL_MAPS", "ClassMap", "subclass_groups"]
+__all__ = [
+    "CLASSES_FILE",
+    "DATA_SET_LABEL_MAPS",
+    "ClassMap",
+    "classes_file_refusal",
+    "subclass_groups",
+    "unreadable_classes_file",
+]
 
 _UNMAPPED = -1
 
@@ -67,6 +76,142 @@ def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str) -> st
     return (
         " These values are all native ids of a data set whose 0, 1 and 2 are other classes than the "
         f"project's, so such labels need its whole map: {'; '.join(fits)}."
+    )
+
+
+#: The file beside a data set's labels folder (in the folder holding ``labels/`` or ``masks/``) that names
+#: the ids its masks hold, ``{"classes": [{"id": 0, "name": "soil"}, ...]}``, as the AI4Mars and MarsScapes
+#: folders of ``data/README.md`` ship it (other keys are not read).
+CLASSES_FILE = "classes.json"
+
+#: The project's ids, as a message names them.
+_PROJECT_IDS = "0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore"
+
+#: How many of a classes file's classes a message lists, and how much of each name.
+_SHOW_CLASSES, _NAME_CHARS = 12, 40
+
+
+def _plain_name(name: str) -> str:
+    """A class name as compared with the project's: ``Rough olivine`` and ``rough-olivine`` are
+    ``rough_olivine``."""
+    return re.sub(r"[\s\-]+", "_", name.strip()).lower()
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _NAME_CHARS else f"{name[: _NAME_CHARS - 3]}..."
+
+
+def _read_classes_file(path: Path) -> dict[int, str]:
+    """``{id: name}`` of a :data:`CLASSES_FILE`.
+
+    Raises:
+        ValueError: It cannot be read (not a regular file, not UTF-8, not JSON) or holds no ``classes`` list
+            of ``{"id": <0..255>, "name": <text>}`` with each id once; the message says which.
+    """
+    if not path.is_file():  # a folder, a broken link, a pipe (read, it would wait forever)
+        raise ValueError("it is not a readable file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"it cannot be read as JSON ({exc})") from exc
+    classes = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(classes, list) or not classes:
+        raise ValueError('it holds no "classes" list')
+    found: dict[int, str] = {}
+    for entry in classes:
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        whole = isinstance(ident, int) and not isinstance(ident, bool) and 0 <= ident <= 255
+        if not whole or not isinstance(name, str) or ident in found:
+            shown = json.dumps(entry)
+            raise ValueError(
+                f'its class {shown[:80]}{"..." if len(shown) > 80 else ""} is not {{"id": <0..255>, '
+                '"name": <text>}, each id once'
+            )
+        found[int(ident)] = name  # type: ignore[arg-type]
+    return found
+
+
+def _classes_in(folder: Path) -> tuple[Path, dict[int, str] | None, str | None]:
+    """``folder``'s :data:`CLASSES_FILE`, its ``{id: name}`` and why it cannot be read: ``(path, None,
+    None)`` where there is none."""
+    path = folder / CLASSES_FILE
+    if not os.path.lexists(path):
+        return path, None, None
+    try:
+        return path, _read_classes_file(path), None
+    except ValueError as exc:
+        return path, None, str(exc)
+
+
+def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: bool = False) -> str | None:
+    """The refusal of labels read as project ids (``option``, ``labels_class_map`` or ``data.class_map``, is
+    null) whose :data:`CLASSES_FILE` in ``folder`` (the one holding their folder: ``labels_dir``'s parent,
+    ``data.root``) names other classes: an id outside 0, 1, 2 and 255, or one of 0, 1, 2 named otherwise
+    than the project's class of that id (names compared in lower case, spaces and hyphens as ``_``; 255 is
+    unlabelled in every data set, whatever its name). Labels whose ids are all in 0..2 (AI4Mars' without a
+    big rock) were read as project ids without a word, AI4Mars' sand (2) as ``other``.
+
+    The message names the file, the data set whose native ids (:data:`NATIVE_IDS`) the file lists, if one,
+    and its whole map as ``option``'s value (with ``model_maps``, ``labels_class_map``: that its name does
+    the same for a model trained on it), else a map of the listed ids to fill in; and, for labels that do
+    hold project ids, to name the project's classes in the file. ``labels`` names the labels in it
+    (``labels_dir=<folder>``).
+
+    None: no such file, one naming the project's classes, or one that cannot be read
+    (:func:`unreadable_classes_file` says why, for a warning: it must not stop a run that reads it not).
+    """
+    path, classes, _ = _classes_in(folder)
+    if not classes:
+        return None
+    project = all(
+        ident == IGNORE_INDEX or (ident < len(CLASS_NAMES) and _plain_name(name) == CLASS_NAMES[ident])
+        for ident, name in classes.items()
+    )
+    if project:
+        return None
+    known = [
+        key
+        for key in NATIVE_IDS
+        if set(classes) == {int(v) for v in re.findall(r"(\d+):", DATA_SET_LABEL_MAPS[key])}
+    ]
+    listed = ", ".join(f"{i} {_short(n)}" for i, n in sorted(classes.items())[:_SHOW_CLASSES])
+    listed += ", ..." if len(classes) > _SHOW_CLASSES else ""
+    misread = (
+        f" (their 2, {_short(classes[2])}, as other)"
+        if 2 in classes and _plain_name(classes[2]) != CLASS_NAMES[2]
+        else ""
+    )
+    if known:
+        name, ids = NATIVE_IDS[known[0]]
+        held = f"the native ids of {name} ({ids})"
+        fix = f"If they are {name} labels, give {option}='{DATA_SET_LABEL_MAPS[known[0]]}'"
+        if model_maps:
+            fix += f" (labels_class_map={known[0]} does the same with a model trained on {name})"
+    else:
+        held = f"ids of other classes ({listed})"
+        entries = ", ".join(
+            f"{i}: {IGNORE_INDEX}" if i == IGNORE_INDEX else f"{i}: <project id>" for i in sorted(classes)
+        )
+        fix = f"Give their map, {option}='{{{entries}}}' with each <project id> filled in ({_PROJECT_IDS})"
+    return (
+        f"{path}: the labels in {labels} hold {held}, not the project's ({_PROJECT_IDS}), but {option} is "
+        f"null, so they would be read as project ids{misread}. {fix}; if the labels do hold project ids, "
+        f"name their classes in {path} as the project's ({_PROJECT_IDS}) or remove it."
+    )
+
+
+def unreadable_classes_file(folder: Path, labels: str, option: str) -> str | None:
+    """The warning for a :data:`CLASSES_FILE` in ``folder`` that cannot be read, for labels read as project
+    ids (``option`` null): it is ignored, naming it, why and what to do; None when it is read or absent."""
+    path, _, problem = _classes_in(folder)
+    if problem is None:
+        return None
+    return (
+        f"{path} is ignored: {problem}. It would say which ids the labels in {labels} hold; they are read as "
+        f'project ids ({_PROJECT_IDS}). Fix it (a "classes" list of {{"id": <id>, "name": <name>}}, as '
+        f"the AI4Mars and MarsScapes folders have it) or remove it, and give {option} if the labels are in "
+        "a data set's own ids."
     )
 
 

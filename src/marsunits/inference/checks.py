@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from marsunits.data.class_map import classes_file_refusal
 from marsunits.errors import ConfigError, DataError, MissingFileError
 from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
 from marsunits.inference.options import PredictOptions, read_contact_config
@@ -37,6 +38,7 @@ __all__ = [
     "check_before_predicting",
     "check_logger",
     "configured_log_dir",
+    "labels_option",
     "newest_best_checkpoint",
     "refuse_train_last",
     "train_last_refusal",
@@ -143,6 +145,11 @@ def check_logger(logger: Mapping[str, Any] | None) -> None:
         check_wandb_folder(node.get("save_dir"))  # a name that is not UTF-8: likewise
 
 
+def labels_option(labels_dir: Path) -> str:
+    """``labels_dir=<folder>`` as a message names the labels (quoted as a shell would need it)."""
+    return f"labels_dir={shlex.quote(os.fspath(labels_dir))}"
+
+
 def _labels_dir_is_input_dir(input_dir: Path, masks_matched: list[str]) -> str:
     """Why ``labels_dir`` = ``input_dir`` is refused with patterns that match the masks' extensions, most
     likely case first: the photographs' folder given twice, where the masks are in a folder of their own
@@ -201,6 +208,14 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
         if labels_dir == input_dir and masks_matched:
             # Each photograph and its mask would be one same-stem pair, both error rows asking for a rename.
             raise ConfigError(_labels_dir_is_input_dir(input_dir, masks_matched))
+        if opts.labels_class_map is None:
+            # Labels read as project ids beside a classes.json naming other classes: AI4Mars' sand (2) was
+            # scored as other without a word where no label held a 3. An unreadable one: the run warns.
+            refused = classes_file_refusal(
+                labels_dir.parent, labels_option(labels_dir), "labels_class_map", model_maps=True
+            )
+            if refused is not None:
+                raise ConfigError(refused)
     opts.check_values()
     check_logger(opts.logger)
     contact_config = read_contact_config(opts.contact)

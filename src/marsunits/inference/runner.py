@@ -64,6 +64,7 @@ from marsunits.boundary.contact_io import (
     read_contact_collection,
 )
 from marsunits.constants import CLASS_NAMES
+from marsunits.data.class_map import unreadable_classes_file
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
@@ -79,6 +80,7 @@ from marsunits.inference.checks import (
     check_before_predicting,
     check_logger,
     configured_log_dir,
+    labels_option,
     refuse_train_last,
 )
 from marsunits.inference.evaluation import Evaluation
@@ -338,6 +340,14 @@ class _Session:
         checked = check_before_predicting(opts)
         self.input_dir, self.output_dir = checked.input_dir, checked.output_dir
         self.labels_dir = checked.labels_dir
+        if self.labels_dir is not None and opts.labels_class_map is None:
+            # A classes.json beside the labels that names other classes was refused above; one that cannot
+            # be read stops nothing, but the labels are then read as project ids unchecked: said, once a run.
+            unread = unreadable_classes_file(
+                self.labels_dir.parent, labels_option(self.labels_dir), "labels_class_map"
+            )
+            if unread is not None:
+                log.warning("%s", unread)
         self.contact_config = checked.contact_config
         self.device, self.precision, self.ckpt_path = checked.device, checked.precision, checked.ckpt_path
         self.threads = configure_threads(opts.threads, shard.local_world_size)
