@@ -3828,6 +3828,93 @@ def test_a_data_folder_of_the_wrong_layout_is_refused_before_the_run_folder_is_m
         release_held_claims()
 
 
+def test_a_folder_whose_classes_json_names_native_ids_is_refused_before_the_run_folder_is_made(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """AI4Mars labels copied as ``masks/`` of a ``data=folder`` root (class_map null) trained as project ids
+    when none held a 3, sand (2) as ``other``, although the root's ``classes.json`` named AI4Mars' classes.
+    The command is refused before the run folder is made, and the run refuses it before reading the data,
+    naming that file, the data set and ``data.class_map=`` with its map, which composes and passes; a
+    classes.json naming the project's classes passes, and one that cannot be read is said in a warning by the
+    run only."""
+    import re
+    import shlex
+
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.data.class_map import ClassMap
+    from marsunits.data.fake import write_fake_folder
+    from marsunits.run_checks import data_folder_refusal
+
+    logs = tmp_path / "logs"
+    root = write_fake_folder(tmp_path / "copied", n_images=3)  # masks of 0, 1, 2 and 255 only
+    classes = root / "classes.json"
+    ai4mars = {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"}
+    classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in ai4mars.items()]}))
+    argv = ["model=tiny", "logger=none", f"paths.log_dir={logs}", "data=folder", f"data.root={root}"]
+    status, err = train_py_checks(tmp_path, monkeypatch, capsys, *argv)
+    assert status == 2, err[-2000:]
+    (said,) = [line for line in err.splitlines() if line.startswith("train.py: error:")]
+    assert said.startswith(
+        f"train.py: error: {classes}: the labels in {root} (data.root) hold the native ids of AI4Mars"
+    ), said
+    assert "(their 2, sand, as other)" in said and "Traceback" not in err, said
+    assert not logs.exists(), sorted(logs.rglob("*"))
+
+    def config(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("train", overrides=[*argv, *overrides])
+
+    def data_config(*overrides: str):
+        return config(*overrides).data
+
+    # The run's own check, before any image is read: the same words.
+    with pytest.raises(ConfigError) as refused:
+        instantiate(data_config()).check_split()
+    assert said == f"train.py: error: {refused.value}"
+    (quoted,) = re.findall(r"data\.class_map='\{[^']*\}'", said)
+    (fix,) = shlex.split(quoted)  # as a shell hands it over
+    assert fix == "data.class_map={0: 0, 2: 0, 1: 1, 3: 1, 255: 255}", said
+    fixed = instantiate(data_config(fix))
+    fixed.check_split()
+    mapped = ClassMap(fixed.class_map, "folder")(np.array([[0, 1, 2, 3, 255]], np.uint8))
+    assert mapped.tolist() == [[0, 1, 0, 1, 255]]
+    # With several sources, the source's own map and folder key.
+    from marsunits.data.datamodule import MarsDataModule
+
+    mixed = MarsDataModule(
+        name="mixed",
+        sources=["marsscapes", "folder"],
+        in_channels=3,
+        crop_size=32,
+        root=str(tmp_path),
+        source_dirs={"marsscapes": "marsscapes", "folder": root.name},
+        class_map={"marsscapes": {0: 0, 255: 255}, "folder": None},
+    )
+    with pytest.raises(ConfigError) as refused:
+        mixed.check_label_classes()
+    assert f"the labels in {root} (data.source_dirs.folder)" in str(refused.value), refused.value
+    assert "data.class_map.folder='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'" in str(refused.value), refused.value
+    # The project's own classes, as a user names them: masks in project ids.
+    project = {0: "smooth_volcanic", 1: "rough olivine", 2: "Other", 255: "unlabelled"}
+    classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in project.items()]}))
+    instantiate(data_config()).check_split()
+    # Unreadable: no refusal; the run warns once, naming it (the check before Hydra says nothing).
+    classes.write_text("{not json")
+    with caplog.at_level(logging.WARNING):
+        assert data_folder_refusal(config()) is None
+        assert not [r for r in caplog.records if str(classes) in r.getMessage()]
+        instantiate(data_config()).check_split()
+    warned = [r.getMessage() for r in caplog.records if str(classes) in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"{classes} is ignored: it cannot be read as JSON"), (
+        warned
+    )
+    assert "give data.class_map if the labels are in a data set's own ids" in warned[0], warned
+
+
 def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

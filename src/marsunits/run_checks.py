@@ -1277,8 +1277,10 @@ def config_value_refusal(cfg: DictConfig, output_dir: Path) -> str | None:
 def data_folder_refusal(cfg: DictConfig) -> str | None:
     """The refusal of a data folder the run would not find (``data.root``, or a source's
     ``data.source_dirs.<source>``) or would find laid out otherwise (another dataset's layout, one level too
-    high or low, a subfolder or the sol table missing), in the data module's own words
-    (:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`), or None.
+    high or low, a subfolder or the sol table missing), or whose masks, read as project ids, lie beside a
+    ``classes.json`` naming other classes, in the data module's own words
+    (:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`,
+    :meth:`~marsunits.data.datamodule.MarsDataModule.check_label_classes`), or None.
 
     Only for marsunits' own data modules (:func:`marsunits_datamodule`): a user's own has folders of its own.
     The data module is built from ``cfg.data`` as the run builds it, so ``data.root`` is resolved as the run
@@ -1296,8 +1298,11 @@ def data_folder_refusal(cfg: DictConfig) -> str | None:
         return None
     try:
         datamodule.check_source_folders()
+        datamodule.check_label_classes(warn=False)  # the run warns of an unreadable classes.json, once
     except FileNotFoundError as missing:
         return str(missing)
+    except ConfigError as refused:  # masks read as project ids beside a classes.json naming other classes
+        return str(refused)
     except Exception:  # noqa: BLE001 - a folder that cannot be looked at: the run says it
         return None
     return None

@@ -39,7 +39,12 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.ai4mars import ai4mars_root, scan_ai4mars
-from marsunits.data.class_map import ClassMap, subclass_groups
+from marsunits.data.class_map import (
+    ClassMap,
+    classes_file_refusal,
+    subclass_groups,
+    unreadable_classes_file,
+)
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
 from marsunits.data.folder import folder_root, scan_folder
 from marsunits.data.io import ImageReadError, read_image_native
@@ -73,7 +78,7 @@ from marsunits.data.value_checks import (
     sol_margin_refusal,
     sources_refusal,
 )
-from marsunits.errors import DataError, TerminatedError, some_of
+from marsunits.errors import ConfigError, DataError, TerminatedError, some_of
 from marsunits.file_digest import file_sha256, image_content_key
 from marsunits.user_paths import expand_home
 
@@ -556,6 +561,36 @@ class MarsDataModule(L.LightningDataModule):
                 with self._read_from(source):
                     SOURCE_ROOTS[source](self._source_root(source), self.name, self._root_key(source))
 
+    def check_label_classes(self, warn: bool = True) -> None:
+        """Refuse a real source read without a class map (its masks taken as project ids: ``data.class_map``
+        null, or with several sources ``data.class_map.<source>``) whose folder holds a ``classes.json``
+        naming other classes (:func:`~marsunits.data.class_map.classes_file_refusal`): AI4Mars labels
+        copied into a ``data=folder`` root trained as project ids without a word when none held a 3, sand (2)
+        as ``other``. Reads that file only, no image: ``train.py`` runs it before Hydra makes the run folder
+        (:func:`~marsunits.run_checks.data_folder_refusal`, with ``warn`` false) and :meth:`check_split`
+        before the data is read. With ``warn``, a ``classes.json`` that cannot be read is said in a warning
+        naming it (:func:`~marsunits.data.class_map.unreadable_classes_file`); it stops nothing.
+
+        Raises:
+            ConfigError: naming the file, the data set whose native ids it lists and the map to give.
+        """
+        if self.root is None:
+            return
+        for source in self.sources:
+            several = len(self.sources) > 1
+            mapping = (self.class_map or {}).get(source) if several else self.class_map
+            if source not in SOURCE_ROOTS or mapping is not None:
+                continue
+            root = expand_home(str(self._source_root(source)))
+            labels = f"{root} ({self._root_key(source)})"
+            option = f"data.class_map.{source}" if several else "data.class_map"
+            refused = classes_file_refusal(root, labels, option)
+            if refused is not None:
+                raise ConfigError(refused)
+            unread = unreadable_classes_file(root, labels, option) if warn else None
+            if unread is not None:
+                log.warning("%s", unread)
+
     def _root_key(self, source: str) -> str:
         """The config key that sets ``source``'s folder: ``data.root`` for one source, else its
         ``data.source_dirs.<source>``."""
@@ -686,6 +721,7 @@ class MarsDataModule(L.LightningDataModule):
         """
         if self._split_checked or self.sources == ["synthetic"]:
             return
+        self.check_label_classes()  # before any mask is read as project ids that a classes.json says are not
         for source in self.sources:
             self.splits[source] = self._split(source)
         where = f"configs/data/{self.name}.yaml"
