@@ -186,8 +186,10 @@ class CheckedOptions:
 
 
 def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -> CheckedOptions:
-    """Every check of ``opts`` that needs neither the model nor the images: the folders, the option values,
-    the logger, the device and precision, and that the checkpoint exists. Nothing is written. ``log_dir``
+    """Every check of ``opts`` that needs neither the model nor the images: the folders, labels read as
+    project ids beside a ``classes.json`` naming other classes
+    (:func:`~marsunits.data.class_map.classes_file_refusal`), the option values, the logger, the device
+    and precision, and that the checkpoint exists. Nothing is written. ``log_dir``
     (``paths.log_dir``, where train.py's runs are) lets a refused ``ckpt_path=last`` name the newest run's
     ``best.ckpt`` (:func:`refuse_train_last`).
 
