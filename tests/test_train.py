@@ -85,6 +85,28 @@ def test_model_chosen_on_the_command_line_replaces_the_experiments_model(
     assert len(cfg.model.decoder_channels) == cfg.model.encoder_depth
 
 
+def _model_configs() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model_config", _model_configs())
+def test_every_model_config_builds_a_network_with_logits_at_the_input_size(
+    model_config: str, tmp_path: Path
+) -> None:
+    """Every ``configs/model/*.yaml`` builds its network (random weights: the offline ones are
+    ``test_models.py``'s) and maps inputs of its divisor's multiples to logits of the same size. Only the
+    checks before the run folder read the model configs no experiment chooses (their names and numbers): a
+    model config whose encoder timm has but smp's decoders cannot take (a plain ViT,
+    ``vit_tiny_patch16_224``) passed the suite and failed in the run."""
+    cfg = compose_config("train", tmp_path, [f"model={model_config}"])
+    task = instantiate(cfg.model, encoder_weights=None).eval()
+    side = 2 * input_divisor(cfg.model.arch, cfg.model.encoder_depth)
+    with torch.no_grad():
+        logits = task(torch.rand(2, cfg.model.in_channels, side, side))
+    assert logits.shape == (2, cfg.model.num_classes, side, side)
+    assert torch.isfinite(logits).all()
+
+
 def test_data_chosen_on_the_command_line_gets_no_synthetic_only_settings(tmp_path: Path) -> None:
     """`python train.py data=folder ...` (the default experiment) inherited the synthetic experiment's
     train_length and scene sizes, which the folder data silently ignored (data.train_length=8 was accepted
@@ -3370,6 +3392,7 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
         ["trainer.devices='0,'"],
         ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"],
     ],
+    ids=" ".join,  # the overrides as the id, so that -k picks a config's case (-k synthetic_tiny_demo)
 )
 def test_every_shipped_config_passes_the_checks_before_the_run_folder(
     tmp_path: Path, overrides: list[str]
