@@ -160,6 +160,20 @@ def test_unknown_encoder_lists_choices_and_close_matches() -> None:
         build_model("unet", "tu-resnet18", None, 3, 3)
 
 
+def test_an_encoder_smp_cannot_decode_is_named_with_its_strides_and_the_choices() -> None:
+    """A timm model whose feature maps are not one halving per stage (a plain ViT keeps stride 16
+    throughout) passes the name checks (timm has it) and failed when smp built the network with smp's
+    words alone, ``Unsupported model downsampling pattern.``: ``train.py: error:`` said neither the encoder,
+    nor why, nor what works."""
+    with pytest.raises(ValueError) as err:
+        build_model("unet", "vit_tiny_patch16_224", None, 3, 3)
+    message = str(err.value)
+    assert message.startswith("encoder 'vit_tiny_patch16_224': ")
+    assert "[16, 16, 16]" in message  # its feature strides, as timm gives them
+    assert "Unsupported model downsampling pattern" in message  # smp's words kept
+    assert "efficientnet_lite0" in message and "mobilenetv3_small_050" in message  # the tested choices
+
+
 def test_unknown_or_mismatched_weights_fail_with_choices() -> None:
     with pytest.raises(ValueError, match="lite0_offline") as err:
         build_model("unet", TINY, "ssl", 3, 3)

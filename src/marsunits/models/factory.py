@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import segmentation_models_pytorch as smp
+import timm
+import torch
 from torch import nn
 
 from marsunits.model_settings import CURATED_ENCODERS as CURATED_ENCODERS
@@ -71,8 +74,9 @@ def build_model(
 
     Raises:
         ValueError: unknown architecture, encoder or weights (the message lists valid choices), an
-            ``encoder_depth`` outside 1..5, an inconsistent ``decoder_channels`` (:func:`check_depth`) or a
-            ``drop_path_rate`` outside [0, 1).
+            ``encoder_depth`` outside 1..5, an inconsistent ``decoder_channels`` (:func:`check_depth`), a
+            ``drop_path_rate`` outside [0, 1), or a timm encoder whose feature maps smp's decoders cannot
+            take (a plain ViT: the message names its strides and the tested encoders).
     """
     check_names(arch, encoder, encoder_weights)
     arch_key = architecture_key(arch)
@@ -105,6 +109,10 @@ def build_model(
             classes=num_classes,
             **extra,
         )
+    except ValueError as exc:
+        if _SMP_STRIDES_REFUSAL not in str(exc):
+            raise
+        raise ValueError(_undecodable_encoder(encoder, exc)) from exc
     except OSError as exc:  # huggingface_hub's download and cache errors are OSErrors
         if smp_weights is None:
             raise
@@ -118,6 +126,27 @@ def build_model(
     if encoder_weights is not None and encoder_weights in OFFLINE_WEIGHTS:
         load_offline_into_encoder(model.encoder, encoder_weights, in_channels=in_channels)
     return model
+
+
+#: smp's refusal of a timm encoder whose feature maps are not one halving per stage (a plain ViT).
+_SMP_STRIDES_REFUSAL = "Unsupported model downsampling pattern"
+
+
+def _undecodable_encoder(encoder: str, refused: ValueError) -> str:
+    """The message for ``encoder``, a timm model that smp's decoders cannot take (``refused``, smp's
+    words): its feature strides, where timm tells them, and the encoders that work."""
+    try:
+        with torch.device("meta"):  # no weights allocated: the strides only
+            features: Any = timm.create_model(encoder, features_only=True).feature_info
+        strides = f" at strides {features.reduction()}"
+    except Exception:  # noqa: BLE001 - the strides only add to the message
+        strides = ""
+    return (
+        f"encoder {encoder!r}: its timm feature maps{strides} are not what smp's decoders take "
+        f"(smp: {refused}): an encoder must halve its maps stage by stage (2, 4, 8, 16, 32, as most CNNs "
+        "do; or 4, 8, 16, 32 from a stride-4 stem, as convnext does), which a plain ViT does not. "
+        f"Tested choices: {list(CURATED_ENCODERS)}."
+    )
 
 
 def size_divisor(model: nn.Module) -> int:
