@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from marsunits.constants import IGNORE_INDEX
+from marsunits.model_settings import CURATED_ENCODERS, TESTED_ARCHITECTURES
 from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, check_depth, size_divisor
 from marsunits.models.pretrained import (
     OFFLINE_WEIGHTS,
@@ -149,6 +150,20 @@ def test_the_names_accepted_without_smp_or_timm_are_theirs() -> None:
 
     assert set(TESTED_ARCHITECTURES) <= set(ARCHITECTURES), set(TESTED_ARCHITECTURES) - set(ARCHITECTURES)
     assert [name for name in CURATED_ENCODERS if not timm.is_model(name)] == []
+
+
+@pytest.mark.parametrize("encoder", CURATED_ENCODERS)
+def test_every_curated_encoder_builds_with_every_tested_architecture(encoder: str) -> None:
+    """:data:`~marsunits.model_settings.CURATED_ENCODERS` are accepted without timm and suggested by the error
+    messages as "checked to build with unet, fpn and deeplabv3plus", but only their names were checked: an
+    encoder added there that smp's decoders cannot take (``vit_tiny_patch16_224``) passed the suite. Each
+    builds with each :data:`~marsunits.model_settings.TESTED_ARCHITECTURES` and gives logits at the input
+    size (random weights)."""
+    for arch in TESTED_ARCHITECTURES:
+        model = build_model(arch, encoder, None, in_channels=3, num_classes=3).eval()
+        with torch.no_grad():
+            logits = model(torch.rand(1, 3, 64, 64))
+        assert logits.shape == (1, 3, 64, 64), arch
 
 
 def test_unknown_encoder_lists_choices_and_close_matches() -> None:
