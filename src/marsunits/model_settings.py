@@ -81,8 +81,11 @@ def check_numbers(positive: Mapping[str, Any], non_negative: Mapping[str, Any]) 
 #: imported to say so (:func:`architecture_key`); ``tests/test_models.py`` checks these are smp's.
 TESTED_ARCHITECTURES: tuple[str, ...] = ("unet", "fpn", "deeplabv3plus")
 
-#: Encoders checked to build with unet, fpn and deeplabv3plus (timm 1.0, smp 0.6). Any other timm
-#: model name that supports ``features_only`` is accepted too; this list is what error messages suggest.
+#: Encoders checked to build with unet, fpn and deeplabv3plus (timm 1.0, smp 0.6;
+#: ``tests/test_models.py::test_every_curated_encoder_builds_with_every_tested_architecture``), accepted
+#: without importing timm. Any other timm model name whose ``features_only`` maps halve stage by stage is
+#: accepted too, after timm is imported to look it up (a plain ViT, one stride throughout, is refused when
+#: the network is built); this list is what error messages suggest.
 CURATED_ENCODERS: tuple[str, ...] = (
     "efficientnet_lite0",
     "efficientnet_lite1",
@@ -184,7 +187,8 @@ def _check_encoder(encoder: str) -> None:
         raise ValueError(
             f"Unknown encoder {encoder!r}: not a timm model name.{hint} "
             f"Tested choices: {list(CURATED_ENCODERS)}; "
-            "any name listed by `timm.list_models()` that supports features_only also works."
+            "any name listed by `timm.list_models()` whose features_only maps halve stage by stage also "
+            "works (CNNs; not a plain ViT)."
         )
 
 
