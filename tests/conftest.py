@@ -129,6 +129,39 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 
+def another_checkouts_package() -> str | None:
+    """A line saying that the tests import a ``marsunits`` other than this checkout's ``src/marsunits``, or
+    None where they import that one (or the checkout has none). Told from where Python would import it,
+    without importing it.
+
+    A second clone run with the first one's virtual environment (an editable install of the first) tested
+    the first clone's code, without a word; ``train.py`` and ``predict.py`` say so on stderr
+    (:func:`marsunits.cli_launch.note_another_copy_of_the_package`)."""
+    import importlib.util
+
+    own = REPO_ROOT / "src" / "marsunits"
+    spec = importlib.util.find_spec("marsunits")
+    if spec is None or spec.origin is None or not (own / "__init__.py").is_file():
+        return None
+    running = Path(spec.origin).resolve().parent
+    if running == own.resolve():
+        return None
+    return (
+        f"the tests import the marsunits package at {running}, not this checkout's {own}: they test that "
+        f"copy, and changes under {own} are not tested. PYTHONPATH={REPO_ROOT / 'src'} before the command, "
+        f"or `pip install -e {REPO_ROOT}`, tests this checkout"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Warn, once a run (not once a pytest-xdist worker), where :func:`another_checkouts_package` says the
+    tests import another copy of the package: the run goes on, as the copy may be the one meant (an
+    installed wheel)."""
+    note = another_checkouts_package()
+    if note is not None and not hasattr(config, "workerinput"):
+        config.issue_config_time_warning(pytest.PytestConfigWarning(note), stacklevel=2)
+
+
 class NetworkBlockedError(RuntimeError):
     pass
 

@@ -217,6 +217,30 @@ def test_the_conftest_loads_without_pytest_xdist(tmp_path: Path) -> None:
     assert ran.returncode == 0 and "1 passed" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
 
 
+def test_tests_of_a_checkout_run_with_another_checkouts_package_say_so(tmp_path: Path) -> None:
+    """The tests import ``marsunits`` from wherever Python finds it: run in a second clone with the first
+    one's virtual environment (an editable install of the first), they tested the first clone's code and
+    passed, without a word, where ``train.py`` says so on stderr. The run goes on (the copy may be the one
+    meant, an installed wheel), with a warning naming both copies and the fix; a checkout whose tests import
+    its own ``src/marsunits`` is told nothing."""
+    checkout = tmp_path / "clone"
+    (checkout / "src" / "marsunits").mkdir(parents=True)
+    (checkout / "src" / "marsunits" / "__init__.py").write_text("", encoding="utf-8")
+    (checkout / "tests").mkdir()
+    _beside_the_conftest(checkout / "tests")
+    ran = _pytest_beside_the_conftest(
+        checkout / "tests", {"test_one.py": "def test_one():\n    pass\n"}, ["-n", "0"]
+    )
+    out = ran.stdout + ran.stderr
+    assert ran.returncode == 0 and "1 passed" in ran.stdout, out[-3000:]
+    import marsunits
+
+    running = Path(marsunits.__file__).resolve().parent
+    assert f"the tests import the marsunits package at {running}, not this checkout's" in out, out[-3000:]
+    assert f"PYTHONPATH={checkout / 'src'}" in out, out[-3000:]
+    assert conftest.another_checkouts_package() is None  # this run tests this checkout's own package
+
+
 #: A test module whose skip and expected failure give a reason naming a Latin-1 file name.
 SURROGATE_REASONS = """
 import os
