@@ -201,7 +201,7 @@ def test_label_errors_name_the_file_once_and_the_run_text_ends_cleanly(tmp_path:
         assert message.count(str(tmp_path / name)) == 1, message
     assert "outside 0..2" in ev.errors["ids.png"]
     text = summary_paragraph(run_summary(), ev.to_dict())
-    assert "2 label(s) could not be scored" in text and ".." not in text.replace("0..2", "")
+    assert "2 labels could not be scored" in text and ".." not in text.replace("0..2", "")
     assert text.count(str(tmp_path / "rgbmask.png")) == 1
 
 

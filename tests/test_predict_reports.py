@@ -109,9 +109,8 @@ def test_a_true_contact_file_that_cannot_be_used_loses_only_the_line_scores(tmp_
         "contact_length_px": 120.0,
         "output_dir": "out",
     }
-    assert (
-        "2 true contact file(s) could not be used, so those images have pixel scores but no line scores"
-        in (summary_paragraph(summary, m))
+    assert "2 true contact files could not be used, so those images have pixel scores but no line scores" in (
+        summary_paragraph(summary, m)
     )
 
 
@@ -210,18 +209,18 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
     text = " ".join(capsys.readouterr().out.split())  # the last paragraph, in lines of at most 110 characters
-    assert "1 label(s) could not be scored" in text and "f1.png: mask values [9]" in text
+    assert "1 label could not be scored" in text and "f1.png: mask values [9]" in text
     assert "not covered by the labels_class_map. Add them to labels_class_map in the command" in text
     assert "(native id -> 0 smooth_volcanic" in text
     capsys.readouterr()
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
     text = " ".join(capsys.readouterr().out.split())  # no map: the ids and the fix are named
-    assert "2 label(s) could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
+    assert "2 labels could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
     # A native label whose ids all happen to lie in 0..2 is scored, but the run warns that it is suspect.
     write_png_atomic(native / "f0.png", rng.choice(np.array([0, 1, 2], np.uint8), size=(40, 48)))
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}", "overwrite=true")) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "Scored 1 image(s)" in text and "the ones scored probably do too" in text
+    assert "Scored 1 image against" in text and "the ones scored probably do too" in text
     # A later run without labels leaves no metrics.json of the earlier masks behind.
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", "overwrite=true")) == 0
     assert not (tmp_path / "c" / "metrics.json").exists()
@@ -1008,7 +1007,7 @@ def test_the_last_line_names_a_latin_1_checkpoint_on_a_strict_console(
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"ckpt_path='{model}'")) == 0  # quoted, as predict.py does
     console.flush()
     shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
-    assert "Predicted 1 of 1 images" in shown and f"{tmp_path}/r\\xe9/best.ckpt" in shown, shown
+    assert "Predicted 1 of 1 image" in shown and f"{tmp_path}/r\\xe9/best.ckpt" in shown, shown
 
 
 def test_the_run_s_last_paragraph_is_printed_in_lines_of_at_most_110_characters(
@@ -1798,7 +1797,7 @@ def test_greyscale_inputs_to_a_model_of_unknown_colour_are_not_said_to_meet_a_co
 
     summary = run_summary(greyscale_inputs_for_colour_model=2)
     folder = summary_paragraph({**summary, "checkpoint_metadata": {"dataset": "folder"}})
-    assert "2 greyscale image(s) went to a model that reads colour (trained on 'folder' data)" in folder
+    assert "2 greyscale images went to a model that reads colour (trained on 'folder' data)" in folder
     assert "a model trained on colour only maps grey frames worse" not in folder
     assert "if its training images were colour" in folder, folder
     mastcam = summary_paragraph({**summary, "checkpoint_metadata": {"dataset": "marsscapes"}})
@@ -1828,3 +1827,26 @@ def test_a_camera_file_under_a_name_not_read_is_named_again_when_its_image_is_sk
     said = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"{a}.png: "), said
     assert str(data / "images" / f"{a}.json") in said[0] and f"rename it to {data / 'images' / a}" in said[0]
+
+
+def test_counts_of_one_take_the_singular_in_the_runs_last_line() -> None:
+    """A run of one image that failed ended "Predicted 0 of 1 images (0 skipped as already done, 1 failed)
+    ... 1 contact lines ... 1 inputs failed: see the error rows"."""
+    from marsunits.inference.run_summary_text import counted, summary_paragraph
+
+    assert (counted(0, "image"), counted(1, "image"), counted(2, "image")) == (
+        "0 images",
+        "1 image",
+        "2 images",
+    )
+    assert counted(1, "batch norm layer") == "1 batch norm layer"
+    one = summary_paragraph(
+        run_summary(
+            counts={"ok": 0, "total": 1, "skipped": 0, "error": 1}, n_contacts=1, contact_length_px=5.0
+        )
+    )
+    assert one.startswith("Predicted 0 of 1 image (") and "1 contact line, 5 px" in one
+    assert "1 input failed: see the error rows" in one
+    two = summary_paragraph(run_summary(counts={"ok": 0, "total": 2, "skipped": 0, "error": 2}, n_contacts=2))
+    assert two.startswith("Predicted 0 of 2 images (") and "2 contact lines," in two
+    assert "2 inputs failed: see the error rows" in two

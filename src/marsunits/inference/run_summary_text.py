@@ -13,12 +13,18 @@ import numpy as np
 
 from marsunits.constants import CLASS_NAMES
 
-__all__ = ["CONSOLE_WIDTH", "console_text", "summary_paragraph"]
+__all__ = ["CONSOLE_WIDTH", "console_text", "counted", "summary_paragraph"]
 
 #: The widest line of the paragraph as ``predict.py`` prints it (:func:`console_text`), the project's own
 #: line length: on one line the paragraph ran to 900-1,000 characters, read only by scrolling sideways or
 #: where the terminal wrapped it mid-word.
 CONSOLE_WIDTH = 110
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, in the plural (``plural``, else ``noun`` + "s") unless ``n`` is 1: "1 image",
+    "0 images", "2 inputs". For counts in ``predict.py``'s console lines, which read "1 inputs failed"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def console_text(paragraph: str) -> str:
@@ -91,7 +97,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
     # read as two images without a map). Summaries written before 2026-12-07 lack the count.
     camera_errors = int(summary.get("camera_file_errors") or 0)
     text = (
-        f"Predicted {c['ok']} of {c['total'] + not_reached} images ({c['skipped']} skipped as already done, "
+        f"Predicted {c['ok']} of {counted(c['total'] + not_reached, 'image')} "
+        f"({c['skipped']} skipped as already done, "
         f"{c['error']} failed"
         + (
             f", {camera_errors} of them for a broken camera file alone: mask, overlay and contacts in pixels "
@@ -105,13 +112,13 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         + (f", {rate:.3f} MP/s while predicting" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
         f"overlap {summary['overlap']:g}). Over all images with a mask: {units}; "
-        f"{summary['n_contacts']} contact lines, {summary['contact_length_px']:.0f} px in total. "
+        f"{counted(summary['n_contacts'], 'contact line')}, {summary['contact_length_px']:.0f} px in total. "
         f"Outputs, manifest.csv, summary.json and index.html are in {summary['output_dir']}."
     )
     if metrics is not None:
         miou = metrics["overall"]["miou"]
         text += (
-            f" Scored {metrics['images_scored']} image(s) against labels: mIoU "
+            f" Scored {counted(metrics['images_scored'], 'image')} against labels: mIoU "
             + (f"{miou:.3f}" if miou is not None else "undefined")
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
@@ -143,7 +150,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         if errors:
             first = next(iter(errors.values()))
             text += (
-                f" {len(errors)} label(s) could not be scored (metrics.json label_errors), "
+                f" {counted(len(errors), 'label')} could not be scored (metrics.json label_errors), "
                 f"e.g. {_example(first)}."
             )
             native = any("outside 0..2" in e for e in errors.values())
@@ -156,8 +163,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         if contact_errors:
             first = next(iter(contact_errors.values()))
             text += (
-                f" {len(contact_errors)} true contact file(s) could not be used, so those images have pixel "
-                f"scores but no line scores (metrics.json contact_errors), e.g. {_example(first)}."
+                f" {counted(len(contact_errors), 'true contact file')} could not be used, so those images "
+                f"have pixel scores but no line scores (metrics.json contact_errors), e.g. {_example(first)}."
             )
     # The images this run predicted: those skipped as done were said by the run that predicted them, and
     # each re-run said them again (summary.json's greyscale_inputs_for_colour_model still counts them). A
@@ -173,8 +180,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         # on Navcam frames was told it was a colour-only model).
         colour_only = dataset.startswith("marsscapes")
         text += (
-            f" {grey} greyscale image(s) went to a model that reads colour (trained on {dataset!r} data), "
-            "each copied into its three channels: "
+            f" {counted(grey, 'greyscale image')} went to a model that reads colour "
+            f"(trained on {dataset!r} data), each copied into its three channels: "
             + (
                 "a model trained on colour only maps grey frames worse; "
                 if colour_only
@@ -184,7 +191,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
         )
     if c["error"]:
-        text += f" {c['error']} inputs failed: see the error rows in manifest.csv."
+        text += f" {counted(c['error'], 'input')} failed: see the error rows in manifest.csv."
     if summary.get("stopped_early"):
         text += f" The run {summary['stopped_early']}."
     return text

@@ -126,7 +126,7 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
-from marsunits.inference.run_summary_text import summary_paragraph
+from marsunits.inference.run_summary_text import counted, summary_paragraph
 from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,
@@ -623,8 +623,8 @@ class _Session:
         except ValueError as exc:
             raise ConfigError(f"adapt_bn=true: {exc} Set adapt_bn=false for this model.") from exc
         log.info(
-            "batch-norm statistics adapted to %d image(s) in %.1f s",
-            self.adapted_on,
+            "batch-norm statistics adapted to %s in %.1f s",
+            counted(self.adapted_on, "image"),
             time.perf_counter() - start,
         )
         return adapted
@@ -731,8 +731,9 @@ class _Session:
             log.info("%d input(s) changed after their outputs were written: predicting them again", changed)
         if without_probabilities:
             log.info(
-                "%d input(s) have outputs but no prob.tif (save_probabilities=true): predicting them again",
-                without_probabilities,
+                "%s outputs but no prob.tif (save_probabilities=true): predicting %s again",
+                counted(without_probabilities, "input has", "inputs have"),
+                "it" if without_probabilities == 1 else "them",
             )
         return todo
 

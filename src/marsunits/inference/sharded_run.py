@@ -43,7 +43,7 @@ from marsunits.errors import (
 )
 from marsunits.inference.inputs import check_folders
 from marsunits.inference.output_settings import write_settings
-from marsunits.inference.run_summary_text import console_text
+from marsunits.inference.run_summary_text import console_text, counted
 from marsunits.inference.writers import printable
 from marsunits.run_folder_claim import claimed_output_dir
 
@@ -223,7 +223,7 @@ def _predict_claimed_shard(
             # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
             stale = remove_stale_temporaries(session.output_dir)
             if stale:
-                log.info("removed %d temporary files left by an interrupted run", len(stale))
+                log.info("removed %s left by an interrupted run", counted(len(stale), "temporary file"))
         todo = session.plan()  # this rank's shard only (see _Session)
         if shard.rank == 0 and not overwriting:
             write_settings(session.output_dir, session.settings)
@@ -241,8 +241,8 @@ def _predict_claimed_shard(
         camera_errors = session.complete_camera_errors
         verb = "is an error row" if camera_errors == 1 else "are error rows"
         log.info(
-            "skipping %d inputs whose outputs are complete (overwrite=true redoes them)%s",
-            skipped,
+            "skipping %s whose outputs are complete (overwrite=true redoes them)%s",
+            counted(skipped, "input"),
             f"; {camera_errors} of them {verb} for a broken camera file (said above), counted as failed"
             if camera_errors
             else "",
