@@ -701,7 +701,7 @@ def test_inputs_are_compared_by_content_not_only_by_time(
         assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     rows = read_manifest(out)
     assert (rows["x.tif"]["status"], rows["y.tif"]["status"]) == ("ok", "skipped")
-    assert any("1 input(s) changed" in r.getMessage() for r in caplog.records)
+    assert any("1 input changed" in r.getMessage() for r in caplog.records)
     assert recorded()[1] == hashlib.sha256((inp / "x.tif").read_bytes()).hexdigest()
 
 
@@ -1850,3 +1850,37 @@ def test_counts_of_one_take_the_singular_in_the_runs_last_line() -> None:
     two = summary_paragraph(run_summary(counts={"ok": 0, "total": 2, "skipped": 0, "error": 2}, n_contacts=2))
     assert two.startswith("Predicted 0 of 2 images (") and "2 contact lines," in two
     assert "2 inputs failed: see the error rows" in two
+
+
+def test_the_changed_inputs_line_names_them_and_what_changed(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run said "1 input(s) changed after their outputs were written: predicting them again", naming
+    neither the input nor whether its image or its camera file had changed."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    names = generate_dataset(data, 3, seed=3, config=SceneConfig(width=64, height=48, p_contact=1.0))
+    out, images = tmp_path / "out", data / "images"
+    assert run(make_cfg(tmp_path, ckpt, images, out)) == 0
+    save_rgb(images / f"{names[0]}.png", 48, 64, seed=9)  # another image under the same name
+    camera_file = data / "cameras" / f"{names[1]}.json"
+    camera = json.loads(camera_file.read_text())
+    camera["x_m"] = camera.get("x_m", 0.0) + 10.0
+    camera_file.write_text(json.dumps(camera))
+    with caplog.at_level("INFO", logger="marsunits.inference"):
+        assert run(make_cfg(tmp_path, ckpt, images, out)) == 0
+    said = [r.getMessage() for r in caplog.records if "changed after" in r.getMessage()]
+    assert said == [
+        f"2 inputs changed after their outputs were written, predicting them again: {names[0]}.png (image "
+        f"file replaced), {names[1]}.png (camera file replaced)"
+    ]
+    assert any(r.getMessage().startswith("skipping 1 input whose outputs") for r in caplog.records)
+
+    from marsunits.inference.output_settings import changed_inputs_text
+
+    many = [(f"i{i}.png", "image file replaced") for i in range(7)]
+    assert changed_inputs_text(many[:1]) == (
+        "1 input changed after its outputs were written, predicting it again: i0.png (image file replaced)"
+    )
+    assert changed_inputs_text(many).endswith("i4.png (image file replaced), +2 more")

@@ -73,6 +73,7 @@ from marsunits.boundary.contact_io import update_contact_members
 from marsunits.errors import ConfigError
 from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
+from marsunits.inference.run_summary_text import counted
 from marsunits.inference.writers import (
     OutputPaths,
     escaped_path_values,
@@ -95,6 +96,8 @@ __all__ = [
     "image_file_identity",
     "image_status",
     "read_record",
+    "changed_inputs_text",
+    "input_change",
     "input_changed",
     "refresh_image_record",
     "settings_differences",
@@ -332,7 +335,16 @@ def write_settings(
 def input_changed(
     image: Path, paths: OutputPaths, members: Mapping[str, Any], status: str | None = None
 ) -> bool:
-    """Whether the image, or the camera file it is read with, is not what the outputs were made from.
+    """Whether the image, or the camera file it is read with, is not what the outputs were made from
+    (:func:`input_change` says which)."""
+    return input_change(image, paths, members, status) is not None
+
+
+def input_change(
+    image: Path, paths: OutputPaths, members: Mapping[str, Any], status: str | None = None
+) -> str | None:
+    """What of the image, or the camera file it is read with, is not what the outputs were made from, as
+    :func:`changed_inputs_text` names it ("image file replaced", "camera file added", ...); None if nothing.
 
     ``members``: the contact file's top-level members. By content where the contact file records it: the
     image's size and exact modification time (``image_file``) and SHA-256 (``image_sha256``;
@@ -346,15 +358,33 @@ def input_changed(
         status = status or image_status(image, members)
         if status == "unrecorded":
             if image.stat().st_mtime > paths.mask.stat().st_mtime:
-                return True
+                return "image file newer than its outputs"
         elif status == "replaced":
-            return True
+            return "image file replaced"
         if "camera_sha256" in members:
-            return camera_changed(image, members)
+            if not camera_changed(image, members):
+                return None
+            if members["camera_sha256"] is None:
+                return "camera file added"
+            return "camera file removed" if find_camera_file(image) is None else "camera file replaced"
         camera = find_camera_file(image)
-        return camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime
+        if camera is not None and camera.stat().st_mtime > paths.contact.stat().st_mtime:
+            return "camera file newer than its outputs"
+        return None
     except OSError:
-        return True  # cannot tell: predict it again
+        return "image or camera file could not be examined"  # cannot tell: predict it again
+
+
+def changed_inputs_text(changed: Sequence[tuple[str, str]], named: int = 5) -> str:
+    """The line of ``predict.py`` that says which inputs are predicted again because they changed after
+    their outputs were written: ``changed`` holds each input's name and what changed (:func:`input_change`);
+    the first ``named`` are named, the others counted ("+2 more")."""
+    n = len(changed)
+    shown = ", ".join(f"{name} ({what})" for name, what in changed[:named])
+    more = f", +{n - named} more" if n > named else ""
+    their, them = ("its", "it") if n == 1 else ("their", "them")
+    said = f"{counted(n, 'input')} changed after {their} outputs were written, predicting {them} again"
+    return f"{said}: {shown}{more}"
 
 
 def image_file_identity(image: Path, digest: bool = True) -> dict[str, Any] | None:

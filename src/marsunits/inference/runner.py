@@ -106,9 +106,10 @@ from marsunits.inference.output_settings import (
     PENDING_KEY,
     adaptation_inputs,
     camera_file_sha256,
+    changed_inputs_text,
     check_settings,
     image_status,
-    input_changed,
+    input_change,
     method_versions,
     read_settings,
     refresh_image_record,
@@ -632,11 +633,12 @@ class _Session:
     # ----------------------------------------------------------------------------------------- skipping
     def _skipped_row(
         self, f: InputFile, paths: OutputPaths, old: Mapping[str, str] | None
-    ) -> dict | bool | None:
+    ) -> dict | str | None:
         """Row for an input whose outputs are complete, recomputed from its mask and contacts (cheap).
 
-        Returns True instead when the image or its camera file changed since (``input_changed``), and None
-        when the outputs cannot be read back: either way, the input is predicted again.
+        Returns what changed instead when the image or its camera file changed since (``input_change``:
+        "image file replaced", ...), and None when the outputs cannot be read back: either way, the input is
+        predicted again.
         """
         try:
             mask = read_mask(paths.mask, max_megapixels=math.inf)  # this tool's own output
@@ -647,13 +649,14 @@ class _Session:
         try:
             status = image_status(f.path, members)
         except OSError:
-            return True  # cannot tell: predict it again
-        if input_changed(f.path, paths, members, status):
-            return True
+            return "image file could not be examined"  # cannot tell: predict it again
+        change = input_change(f.path, paths, members, status)
+        if change is not None:
+            return change
         if status == "retimed":  # the same image under another time: recorded, so not hashed on every run
             refresh_image_record(f.path, paths)
         if any(ln.ground_m is not None for ln in lines) and find_camera_file(f.path) is None:
-            return True  # its camera file was removed: the ground coordinates it gave are stale
+            return "camera file removed"  # the ground coordinates it gave are stale
         if self.evaluation is not None:
             digest = members.get("image_sha256")
             self.evaluation.add(f.rel, mask, lines, digest if isinstance(digest, str) else None, f.path)
@@ -686,7 +689,8 @@ class _Session:
             log.warning("%s: %s", p.rel.as_posix(), p.message)
         old = read_manifest(self.output_dir / "manifest.csv", old_names=True)
         todo = []
-        changed = without_probabilities = 0
+        changed: list[tuple[str, str]] = []  # each input predicted again as changed, and what changed
+        without_probabilities = 0
         for f in self.files:
             # The thumbnail's name is checked only for an input to be written: a finished image of a folder
             # predicted before thumbnails, beside a folder under that name, is done (its card shows the
@@ -725,10 +729,11 @@ class _Session:
                 if taken is not None:
                     self._refuse(f, taken)
                     continue
-                changed += row is True
+                if isinstance(row, str):
+                    changed.append((printable(f.rel.as_posix()), row))
                 todo.append(f)
         if changed:
-            log.info("%d input(s) changed after their outputs were written: predicting them again", changed)
+            log.info("%s", changed_inputs_text(changed))
         if without_probabilities:
             log.info(
                 "%s outputs but no prob.tif (save_probabilities=true): predicting %s again",
