@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -600,6 +601,37 @@ def test_a_broken_camera_file_beside_an_image_says_how_to_map_it_without(ckpt: P
     assert str(sidecar) in str(info.value)
     assert "camera=None" in str(info.value) and "fix" in str(info.value)
     assert mapper.map(image, camera=None).mask.shape == (64, 64)  # the way out it names works
+
+
+def test_a_camera_that_cannot_be_used_is_refused_before_the_network_runs(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``map("panorama.png")`` beside a broken camera file raised only after the network had run over the
+    whole image (minutes for a panorama), and the result was lost all the same: the camera is read and
+    checked first, with the same refusal."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    sidecar = tmp_path / "frame.camera.json"
+    sidecar.write_text('{"model": "pinhole", "image_width": 64, "image_height": 64, "hfov_deg": 60}')
+    ran: list[int] = []
+    predict = mapper.predictor.predict
+
+    def counted_predict(x: torch.Tensor) -> torch.Tensor:
+        ran.append(1)
+        return predict(x)
+
+    monkeypatch.setattr(mapper.predictor, "predict", counted_predict)
+    with pytest.raises(CameraFileError, match=r"missing \['pitch_deg'\].*camera=None"):
+        mapper.map(image)
+    other_size = {"model": "pinhole", "image_width": 32, "image_height": 32, "hfov_deg": 60, "pitch_deg": 20}
+    with pytest.raises(ValueError, match="32x32"):  # a camera given for another image size
+        mapper.map(image, camera=other_size)
+    with pytest.raises(ValueError, match="32x32"):  # and for an array
+        mapper.map(np.zeros((64, 64), np.uint8), camera=other_size)
+    assert ran == []  # all refused before the network ran
+    sidecar.unlink()
+    assert mapper.map(image).mask.shape == (64, 64) and ran == [1]
 
 
 def test_save_refuses_a_stem_with_a_folder_in_it(ckpt: Path, tmp_path: Path) -> None:

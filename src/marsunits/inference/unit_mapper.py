@@ -58,7 +58,7 @@ from marsunits.data.io import (
     widen_12_bit,
 )
 from marsunits.errors import ConfigError
-from marsunits.inference.image_cameras import add_ground_coordinates, image_camera
+from marsunits.inference.image_cameras import add_ground_coordinates, image_camera, sized_image_camera
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, check_option_types, read_contact_config
 from marsunits.inference.options import plain_scalar as _plain_scalar
@@ -513,7 +513,8 @@ class UnitMapper:
                 camera given for an image file or a PIL image is, as camera files are, of the raster as
                 stored: turned by the EXIF orientation the image is turned by, as the one beside a file is
                 (an ``OrientedCamera``, e.g. an earlier result's ``camera``, is already turned and used as
-                it is).
+                it is). The camera is read and checked before the network runs, so a camera refused
+                (below) is refused at once, not after minutes of predicting a panorama.
 
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
@@ -540,16 +541,9 @@ class UnitMapper:
                 "(H, W, C), a PIL image or a torch tensor (C, H, W)"
                 + ("; for a list, np.asarray(it) first" if isinstance(image, (list, tuple)) else "")
             )
-        x = torch.from_numpy(to_channels(pixels, self.in_channels)).permute(2, 0, 1)
-        probs = self.predictor.predict(x)
-        mask, lines = units_and_contacts(
-            probs,
-            pixels,
-            min_unit_area_px=self.min_unit_area_px,
-            nodata_max=self.nodata_max,
-            contact=self.contact,
-        )
-        height, width = mask.shape
+        # The camera is read and checked before the network runs: a broken camera file beside a panorama
+        # was refused only after minutes of predicting, and the result was lost all the same.
+        height, width = pixels.shape[:2]
         found: CameraModel | None
         source = None  # where a camera given came from, for the messages
         if isinstance(camera, str) and camera == BESIDE:
@@ -585,17 +579,30 @@ class UnitMapper:
                 found = orient_camera(found, exif_orientation(path, self.max_megapixels))
             else:
                 found = orient_camera(found, pil_orientation)
+        if found is not None:  # of another size: refused now too (sized_image_camera names the image)
+            if path is not None:
+                found = sized_image_camera(path, width, height, found, source=source)
+            elif (found.image_width, found.image_height) != (width, height):
+                raise ValueError(
+                    f"the camera is for a {found.image_width}x{found.image_height} image but the array "
+                    f"is {width}x{height}; give the camera of this image (or camera=None)"
+                )
+        x = torch.from_numpy(to_channels(pixels, self.in_channels)).permute(2, 0, 1)
+        probs = self.predictor.predict(x)
+        mask, lines = units_and_contacts(
+            probs,
+            pixels,
+            min_unit_area_px=self.min_unit_area_px,
+            nodata_max=self.nodata_max,
+            contact=self.contact,
+        )
+        assert mask.shape == (height, width)
         if found is not None:
             if path is not None:  # predict.py's own checks and warnings, naming the image
                 lines = add_ground_coordinates(
                     path, lines, width, height, self.max_range_m, camera=found, source=source
                 )
             else:
-                if (found.image_width, found.image_height) != (width, height):
-                    raise ValueError(
-                        f"the camera is for a {found.image_width}x{found.image_height} image but the array "
-                        f"is {width}x{height}; give the camera of this image (or camera=None)"
-                    )
                 lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
