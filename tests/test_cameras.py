@@ -1612,6 +1612,25 @@ def test_readme_camera_file_table_is_one_table_with_a_row_per_model():
             assert all(f"`{key}`" in required for key in _REQUIRED[model]), model
 
 
+def test_readme_camera_file_table_says_which_way_the_pinhole_angles_turn():
+    """README, Camera files: the pinhole row named ``pitch_deg``, ``yaw_deg`` and ``roll_deg`` without their
+    signs, so a camera file written with an elevation (negative looks down) looked up and gave its image no
+    metres. The README says each sign, and the camera model turns that way."""
+    from conftest import REPO_ROOT
+
+    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `pinhole` |"))
+    assert "`pitch_deg` (degrees below the horizon: positive looks down;" in row
+    assert "`yaw_deg` (degrees, positive turns left: counter-clockwise seen from above," in row
+    assert "`roll_deg` (degrees, positive turns the camera clockwise about its axis seen from behind" in row
+    centre = (np.array([160.0]), np.array([120.0]))
+    assert _pinhole(pitch_deg=20.0).pixel_to_ground(*centre)[0, 0] > 0  # ahead: it looks down
+    assert not np.isfinite(_pinhole(pitch_deg=-20.0).pixel_to_ground(*centre)).all()  # up: no ground
+    assert _pinhole(pitch_deg=20.0, yaw_deg=30.0).pixel_to_ground(*centre)[0, 1] > 0  # y is left
+    left, right = _pinhole(pitch_deg=5.0, roll_deg=10.0).horizon_v(np.array([0.0, 320.0]))
+    assert right < left  # the horizon tilts counter-clockwise in the image (rows count down)
+
+
 @pytest.mark.parametrize("max_range_m", [1e200, 1e300])
 def test_a_huge_range_gives_a_footprint_and_a_map_not_a_geos_error(tmp_path, max_range_m):
     """predict.py takes any finite max_range_m ("no limit": 1e300): the footprint was cut in metres, and GEOS
