@@ -251,6 +251,24 @@ def _quiet_resumed_folder(ckpt_path: str | None) -> None:
     )
 
 
+def _quiet_lightning_deprecations() -> None:
+    """Silence the deprecation warning Lightning's own code raises against the torch it runs on, which no
+    user of this tool can act on; for a ``warnings.catch_warnings()`` block around the run.
+
+    Lightning 2.6's ``lightning.pytorch.utilities._pytree`` (its ``CombinedLoader``) builds torch's
+    ``LeafSpec``, which torch deprecates (2.14 here; a ``FutureWarning``, printed by default):
+    "`isinstance(treespec, LeafSpec)` is deprecated, use ...", a path into site-packages and a line of
+    Lightning's source, printed into ``train.py``'s output at each fit, validation and test. Only that
+    message from that module: any other warning is shown. ``predict.py`` builds no ``CombinedLoader``
+    (its output never held it)."""
+    warnings.filterwarnings(
+        "ignore",
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        FutureWarning,
+        r"(lightning\.pytorch|pytorch_lightning)\.utilities\._pytree$",
+    )
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as the config says; return the metrics also written to ``metrics.json``.
 
@@ -269,7 +287,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     forget_told_stop()  # a stop of this run is said in its own line, not one of an earlier run in the process
     # SIGTERM (a scheduler's time limit) during the set-up or the test is reported as during training, where
     # Lightning's own handler stops at a step boundary: it used to end the run silently before that.
-    with claimed_run_folder(Path(cfg.paths.output_dir)), sigterm_raises(defer_to_later_handlers=True):
+    with (
+        claimed_run_folder(Path(cfg.paths.output_dir)),
+        sigterm_raises(defer_to_later_handlers=True),
+        warnings.catch_warnings(),
+    ):
+        _quiet_lightning_deprecations()
         return _run(cfg)
 
 
