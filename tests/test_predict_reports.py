@@ -1741,7 +1741,7 @@ def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
     assert "kept." not in removed[0]
     left_out = [r for r in caplog.records if "leaves out" in r.getMessage()]
     assert len(left_out) == 1 and left_out[0].levelname == "INFO", left_out
-    assert "4 output file(s)" in left_out[0].getMessage() and "patterns=[jpg]" in left_out[0].getMessage()
+    assert "4 output files" in left_out[0].getMessage() and "patterns=[jpg]" in left_out[0].getMessage()
     assert (out / "kept.mask.png").exists()
 
 
@@ -1884,3 +1884,49 @@ def test_the_changed_inputs_line_names_them_and_what_changed(
         "1 input changed after its outputs were written, predicting it again: i0.png (image file replaced)"
     )
     assert changed_inputs_text(many).endswith("i4.png (image file replaced), +2 more")
+
+
+def test_images_patterns_leave_out_are_said_to_be_off_the_contact_map_with_the_patterns_for_all(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``patterns=[jpg] map=true`` into a folder predicted with every format redrew contact_map.* from the
+    JPEGs alone: the PNGs' ground contacts dropped off the map while an info line said only that their
+    outputs were in none of the reports. The map is one of the run's reports (the same images as
+    manifest.csv): the line, a warning with map=true, says they are off the map too and the patterns that
+    map every image; that run skips them as done and maps them again."""
+    from PIL import Image
+
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    names = generate_dataset(data, 2, seed=0, config=SceneConfig(width=64, height=48, p_contact=1.0))
+    for camera_file in (data / "cameras").glob("*.json"):  # one site: one map of both
+        camera_file.write_text(json.dumps({**json.loads(camera_file.read_text()), "site": "traverse"}))
+    images = data / "images"
+    Image.open(images / f"{names[0]}.png").convert("RGB").save(images / f"{names[0]}.jpg", quality=95)
+    (images / f"{names[0]}.png").unlink()
+    out = tmp_path / "out"
+
+    def mapped() -> list[str]:
+        return sorted(c["image"] for c in json.loads((out / "contact_map.geojson").read_text())["cameras"])
+
+    assert run(make_cfg(tmp_path, ckpt, images, out, "map=true")) == 0
+    assert mapped() == [f"{names[0]}.jpg", f"{names[1]}.png"]
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, images, out, "map=true", "patterns=[jpg]")) == 0
+    assert mapped() == [f"{names[0]}.jpg"]
+    (said,) = [r for r in caplog.records if "leaves out" in r.getMessage()]
+    assert said.levelname == "WARNING", said
+    assert "off the contact map" in said.getMessage() and "patterns=[jpg,png]" in said.getMessage(), said
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, images, out, "map=true", "patterns=[jpg,png]")) == 0
+    assert mapped() == [f"{names[0]}.jpg", f"{names[1]}.png"]
+    assert not [r for r in caplog.records if "leaves out" in r.getMessage()]
+    assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
+    # Without map=true nothing is drawn (the maps are removed, and said): the line stays at info level.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, images, out, "patterns=[jpg]")) == 0
+    (said,) = [r for r in caplog.records if "leaves out" in r.getMessage()]
+    assert said.levelname == "INFO" and "contact map" not in said.getMessage()

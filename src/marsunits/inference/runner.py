@@ -1138,7 +1138,13 @@ class _Session:
             ),
         )
         say_outputs_of_no_input(
-            self.output_dir, self.input_dir, self.opts.patterns, rows, self.all_inputs, self.other_input_dirs
+            self.output_dir,
+            self.input_dir,
+            self.opts.patterns,
+            rows,
+            self.all_inputs,
+            self.other_input_dirs,
+            mapped=bool(self.opts.map),
         )
         clashes = outputs_one_elsewhere(str(r["path"]) for r in rows if has_outputs(r))
         if clashes:  # distinct files here; one file each on macOS or Windows, where the folder may be shared
