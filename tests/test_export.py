@@ -899,6 +899,43 @@ def test_a_missing_model_json_or_weights_given_by_name_gets_the_packages_advice(
     assert str(pkg / "unet.safetensors") in str(info.value)
 
 
+def test_a_package_file_name_in_no_package_is_said_missing_by_its_path_given(
+    package: Path, tmp_path: Path
+) -> None:
+    """A missing ``/nope/model.json`` was taken for a package's file by its name alone: load_package said
+    '/model.json does not exist' (the folder's folder), and the export 'is a folder or a model package
+    file'. Each now names the path given, in its own words for a missing model; a package's file renamed
+    on its way is still the package's to name."""
+    from marsunits.errors import ConfigError
+
+    (tmp_path / "empty").mkdir()
+    for given in (
+        tmp_path / "nope" / JSON_NAME,
+        tmp_path / "nope" / WEIGHTS_NAME,
+        tmp_path / "empty" / JSON_NAME,
+        tmp_path / "nope",
+    ):
+        with pytest.raises(FileNotFoundError) as info:
+            load_package(given)
+        said = str(info.value)
+        json_path = (given.parent if given.suffix else given) / JSON_NAME  # read first, named by the package
+        assert said.startswith(f"{json_path} does not exist"), said
+        with pytest.raises(FileNotFoundError, match="does not exist; give a .ckpt") as info:
+            load_model(given)
+        assert str(info.value).startswith(f"model {given} does not exist"), info.value
+        if given.suffix:
+            with pytest.raises(FileNotFoundError) as info:
+                export_checkpoint(given, tmp_path / "out")
+            assert str(info.value).startswith(f"ckpt_path={given}: no such file. Give a .ckpt"), info.value
+    pkg = _copy_package(package, tmp_path / "received")
+    (pkg / JSON_NAME).rename(pkg / "unet.json")
+    with pytest.raises(FileNotFoundError, match="rename it back"):
+        load_package(pkg / JSON_NAME)
+    with pytest.raises(ConfigError, match="model package file"):  # the package's: not "no such file"
+        export_checkpoint(pkg / JSON_NAME, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_py_s_check_before_the_run_leaves_a_renamed_package_file_to_the_package(
     package: Path, tmp_path: Path
 ) -> None:

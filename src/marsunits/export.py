@@ -35,7 +35,7 @@ from marsunits.errors import (
     stop_said,
     storage_problem,
 )
-from marsunits.user_paths import expand_home, run_folder_checkpoint_hint
+from marsunits.user_paths import expand_home, is_package, run_folder_checkpoint_hint
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
 # and argument or path errors should be reported at once.
@@ -106,7 +106,10 @@ def export_checkpoint(
             f"ckpt_path={ckpt} is a model package already: there is nothing to export. Share the folder as "
             "it is (predict.py ckpt_path=<it> reads it); to export again, give the .ckpt it came from."
         )
-    if ckpt.is_dir() or ckpt.suffix in (".json", ".safetensors"):
+    # A package's file name in no package (ckpt_path=/nope/model.json) is missing, as any other path: "is a
+    # folder or a model package file" said what it is not. One renamed on its way is the package's.
+    package_file = ckpt.exists() or (ckpt.parent.is_dir() and is_package(ckpt.parent))
+    if ckpt.is_dir() or (ckpt.suffix in (".json", ".safetensors") and package_file):
         held = run_folder_checkpoint_hint(ckpt) if ckpt.is_dir() else ""  # a run folder: its best.ckpt named
         raise ConfigError(
             f"ckpt_path={ckpt} is {held}"

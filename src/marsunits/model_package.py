@@ -363,7 +363,13 @@ def network_sha256(task: SegmentationTask) -> str:
 
 
 def _package_dir(path: Path) -> Path:
-    return path if path.is_dir() else path.parent
+    """The package folder ``path`` names: itself if a folder, or named as no file of the package (a folder
+    that is not there); else the folder of the file. Idempotent: ``load_package`` hands its folder to
+    ``read_package_json``, which took a missing ``/nope`` for a file of ``/`` and said ``/model.json does
+    not exist`` for ``/nope/model.json``."""
+    if path.is_dir() or not (path.is_file() or path.name in (JSON_NAME, WEIGHTS_NAME)):
+        return path
+    return path.parent
 
 
 def read_package_json(path: str | Path) -> dict[str, Any]:
