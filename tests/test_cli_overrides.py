@@ -1186,6 +1186,39 @@ def test_hydras_shell_completion_commands_are_not_taken_for_options(script: str,
     assert not (tmp_path / "logs").exists()  # nothing is run
 
 
+def test_a_missing_package_file_given_as_ckpt_path_is_refused_before_the_log_folder(tmp_path: Path) -> None:
+    """predict.py ckpt_path=<folder>/model.json, the folder there and no package: taken for a package's file
+    by its name, it passed the checks before Hydra, and the run refused it after logs/predict/<time>/ was
+    made, in other words ('model ... does not exist; give ...', and the traceback hint). It is refused
+    first, as any missing checkpoint; a package's file renamed on its way is left to the package's check."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images, empty, pkg = tmp_path / "images", tmp_path / "empty", tmp_path / "received"
+    for folder in (images, empty, pkg):
+        folder.mkdir()
+    (pkg / "model.safetensors").write_bytes(b"not read here")  # its model.json renamed on its way
+    given = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
+    for ckpt in (empty / "model.json", empty / "model.safetensors", tmp_path / "nope" / "model.json"):
+        refused = predict_refusal([*given, f"ckpt_path={ckpt}"], CONFIG_DIR)
+        assert refused == (
+            f"checkpoint {ckpt} does not exist; pass a .ckpt written by train.py or a model package folder "
+            "(python -m marsunits.export) as ckpt_path="
+        ), refused
+    assert predict_refusal([*given, f"ckpt_path={pkg / 'model.json'}"], CONFIG_DIR) is None
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *given, f"ckpt_path={empty / 'model.json'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(
+        f"predict.py: error: checkpoint {empty / 'model.json'} does not exist"
+    )
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path: Path) -> None:
     """predict.py refused a mistyped value (batch_size=eight, device=gpu, overlap=1.5, a checkpoint that is
     not there) only inside the run, after Hydra had made logs/predict/<time>/ with its .hydra/ record: a

@@ -26,7 +26,7 @@ from marsunits.data.class_map import classes_file_refusal
 from marsunits.errors import ConfigError, DataError, MissingFileError
 from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
 from marsunits.inference.options import PredictOptions, read_contact_config
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, is_package
 
 if TYPE_CHECKING:
     import torch
@@ -230,8 +230,14 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
     check_threads(opts.threads, python=not opts.config_words)
     ckpt_path = resolve_option_path(opts.ckpt_path, "ckpt_path")
     # Checked before the (possibly long) folder walk; a package's model.json or model.safetensors missing
-    # from its folder (renamed on its way) is left to load_model, which says which file to rename back.
-    package_file = ckpt_path.suffix in (".json", ".safetensors") and ckpt_path.parent.is_dir()
+    # from its folder (renamed on its way) is left to load_model, which says which file to rename back. In a
+    # folder that is no package (ckpt_path=<empty folder>/model.json) it is missing: left to the run, it was
+    # refused after Hydra made the run's log folder, in other words.
+    package_file = (
+        ckpt_path.suffix in (".json", ".safetensors")
+        and ckpt_path.parent.is_dir()
+        and is_package(ckpt_path.parent)
+    )
     if not ckpt_path.exists() and not package_file:
         raise FileNotFoundError(
             f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
