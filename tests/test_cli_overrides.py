@@ -1219,6 +1219,53 @@ def test_a_missing_package_file_given_as_ckpt_path_is_refused_before_the_log_fol
     assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
 
 
+def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: Path) -> None:
+    """A classes.json was matched to a data set by its set of ids alone: AI4Mars' file without 3 big_rock
+    (labels holding no big rock) got a map to fill in instead of AI4Mars' own, and ids 0..3 and 255 named
+    as other classes were said to be AI4Mars'. A data set is now named when each id the file lists is one of
+    its native ids under its name (255 under any); some of its ids are enough."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
+    images.mkdir()
+    labels.mkdir(parents=True)
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read here")
+    given = [
+        f"ckpt_path={ckpt}",
+        f"input_dir={images}",
+        f"output_dir={tmp_path / 'out'}",
+        f"labels_dir={labels}",
+    ]
+    ai4mars_map = "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
+    marsscapes_map = (
+        "labels_class_map='{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'"
+    )
+    for classes, said, not_said in (
+        # AI4Mars' file without its big rock, 255 named as its own file names it.
+        ({0: "soil", 1: "Bedrock", 2: "sand", 255: "null / unlabelled"}, [ai4mars_map], [marsscapes_map]),
+        ({0: "soil", 2: "sand"}, ["native ids of AI4Mars (0 soil, 2 sand)", ai4mars_map], ["<project id>"]),
+        # MarsScapes' without sky and rover: its 2 is gravel, not AI4Mars' sand.
+        ({i: n for i, n in MARSSCAPES_CLASSES.items() if i not in (6, 9)}, [marsscapes_map], [ai4mars_map]),
+        # 0 soil and 1 bedrock alone are either's: both are named, with their maps.
+        (
+            {0: "soil", 1: "bedrock"},
+            ["AI4Mars (0 soil, 1 bedrock) or of MarsScapes", ai4mars_map, marsscapes_map],
+            [],
+        ),
+        # AI4Mars' ids under other names, and a name holding a data set's: a map to fill in.
+        (
+            {0: "rock", 1: "dust", 2: "ice", 3: "sky", 255: "none"},
+            ["{0: <project id>, 1: <project id>"],
+            ["AI4Mars"],
+        ),
+        ({0: "soil", 2: "sandstone"}, ["{0: <project id>, 2: <project id>}"], ["AI4Mars", "MarsScapes"]),
+    ):
+        _classes_json(labels.parent, classes)
+        refused = predict_refusal(given, CONFIG_DIR) or ""
+        assert all(s in refused for s in said) and not any(s in refused for s in not_said), (classes, refused)
+
+
 def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path: Path) -> None:
     """predict.py refused a mistyped value (batch_size=eight, device=gpu, overlap=1.5, a checkpoint that is
     not there) only inside the run, after Hydra had made logs/predict/<time>/ with its .hydra/ record: a
@@ -1825,6 +1872,23 @@ def test_a_switch_of_wandb_init_given_through_the_loggers_keywords_is_refused_as
     assert str(said.value) == f"{key}={value!r}: give {key}=true or {key}=false ({refused})"
 
 
+#: The classes of the MarsScapes folder's own classes.json (data/README.md), worded otherwise than
+#: data/class_map.py's NATIVE_IDS for 5, 7 and 8.
+MARSSCAPES_CLASSES = {
+    0: "soil",
+    1: "bedrock",
+    2: "gravel",
+    3: "sand",
+    4: "big_rock",
+    5: "steep_slope_or_unknown",
+    6: "sky",
+    7: "unknown_or_ridge_distant_terrain",
+    8: "ridge_distant_mountains",
+    9: "rover",
+    255: "no_data",
+}
+
+
 def _classes_json(folder: Path, classes: dict[int, str]) -> Path:
     """``folder/classes.json`` as the data sets ship it: ``{"classes": [{"id": 0, "name": "soil"}, ...]}``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -1872,8 +1936,8 @@ def test_labels_whose_classes_json_names_native_ids_are_refused_before_hydra(tmp
         [0, 1, 0, 1, 255]
     ]
     assert predict_refusal([*given, *shlex.split(fix)], CONFIG_DIR) is None
-    # MarsScapes' ids: its own map.
-    _classes_json(labels.parent, {i: f"c{i}" for i in [*range(10), 255]})
+    # MarsScapes' ids under its names (as its own file words them): its own map.
+    _classes_json(labels.parent, MARSSCAPES_CLASSES)
     refused = predict_refusal(given, CONFIG_DIR)
     assert refused is not None and "MarsScapes" in refused and "AI4Mars" not in refused, refused
     assert "'{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'" in refused, refused

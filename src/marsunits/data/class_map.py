@@ -144,6 +144,35 @@ def _classes_in(folder: Path) -> tuple[Path, dict[int, str] | None, str | None]:
         return path, None, str(exc)
 
 
+def _native_names(key: str) -> dict[int, str]:
+    """``{id: name}`` of the data set ``key`` of :data:`NATIVE_IDS`, as its message lists them."""
+    return {int(i): name for i, name in re.findall(r"(\d+) ([^,]+)", NATIVE_IDS[key][1])}
+
+
+def _names_class(name: str, native: str) -> bool:
+    """Whether a classes file's ``name`` names the data set's class ``native``: its words, in order, among
+    the name's (MarsScapes' own file calls 5 ``steep_slope_or_unknown`` and 7
+    ``unknown_or_ridge_distant_terrain``); ``sandstone`` does not name ``sand``."""
+    want, words = _plain_name(native).split("_"), _plain_name(name).split("_")
+    return any(words[i : i + len(want)] == want for i in range(len(words) - len(want) + 1))
+
+
+def _data_sets_named(classes: Mapping[int, str]) -> list[str]:
+    """The data sets of :data:`NATIVE_IDS` whose native ids ``classes`` lists, each under that data set's
+    name (255, unlabelled, under any): all of them, or some (AI4Mars' file without 3 big_rock, for labels
+    holding no big rock). Compared by ids alone, such a file got a map to fill in, and ids 0..3 named
+    otherwise were taken for AI4Mars'."""
+    found = []
+    for key in NATIVE_IDS:
+        native = _native_names(key)
+        if all(
+            ident in native and (ident == IGNORE_INDEX or _names_class(name, native[ident]))
+            for ident, name in classes.items()
+        ):
+            found.append(key)
+    return found
+
+
 def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: bool = False) -> str | None:
     """The refusal of labels read as project ids (``option``, ``labels_class_map`` or ``data.class_map``, is
     null) whose :data:`CLASSES_FILE` in ``folder`` (the one holding their folder: ``labels_dir``'s parent,
@@ -152,11 +181,11 @@ def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: boo
     unlabelled in every data set, whatever its name). Labels whose ids are all in 0..2 (AI4Mars' without a
     big rock) were read as project ids without a word, AI4Mars' sand (2) as ``other``.
 
-    The message names the file, the data set whose native ids (:data:`NATIVE_IDS`) the file lists, if one,
-    and its whole map as ``option``'s value (with ``model_maps``, ``labels_class_map``: that its name does
-    the same for a model trained on it), else a map of the listed ids to fill in; and, for labels that do
-    hold project ids, to name the project's classes in the file. ``labels`` names the labels in it
-    (``labels_dir=<folder>``).
+    The message names the file, the data sets whose native ids (:data:`NATIVE_IDS`) the file lists under
+    their names (all of a data set's ids or some), if any, and each one's whole map as ``option``'s value
+    (with ``model_maps``, ``labels_class_map``: that its name does the same for a model trained on it), else
+    a map of the listed ids to fill in; and, for labels that do hold project ids, to name the project's
+    classes in the file. ``labels`` names the labels in it (``labels_dir=<folder>``).
 
     None: no such file, one naming the project's classes, or one that cannot be read
     (:func:`unreadable_classes_file` says why, for a warning: it must not stop a run that reads it not).
@@ -170,11 +199,7 @@ def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: boo
     )
     if project:
         return None
-    known = [
-        key
-        for key in NATIVE_IDS
-        if set(classes) == {int(v) for v in re.findall(r"(\d+):", DATA_SET_LABEL_MAPS[key])}
-    ]
+    known = _data_sets_named(classes)
     listed = ", ".join(f"{i} {_short(n)}" for i, n in sorted(classes.items())[:_SHOW_CLASSES])
     listed += ", ..." if len(classes) > _SHOW_CLASSES else ""
     misread = (
@@ -183,11 +208,16 @@ def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: boo
         else ""
     )
     if known:
-        name, ids = NATIVE_IDS[known[0]]
-        held = f"the native ids of {name} ({ids})"
-        fix = f"If they are {name} labels, give {option}='{DATA_SET_LABEL_MAPS[known[0]]}'"
-        if model_maps:
-            fix += f" (labels_class_map={known[0]} does the same with a model trained on {name})"
+        helds, fixes = [], []
+        for key in known:
+            name, native = NATIVE_IDS[key][0], _native_names(key)
+            helds.append(f"{name} ({', '.join(f'{i} {native[i]}' for i in sorted(classes))})")
+            fix = f"{name} labels, give {option}='{DATA_SET_LABEL_MAPS[key]}'"
+            if model_maps:
+                fix += f" (labels_class_map={key} does the same with a model trained on {name})"
+            fixes.append(fix)
+        held = f"the native ids of {' or of '.join(helds)}"
+        fix = f"If they are {'; if they are '.join(fixes)}"
     else:
         held = f"ids of other classes ({listed})"
         entries = ", ".join(
