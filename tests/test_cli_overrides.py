@@ -1266,6 +1266,38 @@ def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: 
         assert all(s in refused for s in said) and not any(s in refused for s in not_said), (classes, refused)
 
 
+def test_a_classes_json_among_the_labels_is_read_before_the_one_beside_them(tmp_path: Path) -> None:
+    """Only the classes.json in the folder holding labels_dir was read: AI4Mars labels sent as a folder with
+    their own classes.json inside were scored as project ids, sand (2) as other. The one inside is read, and
+    first: it says what these labels hold where the folder above describes others."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
+    images.mkdir()
+    labels.mkdir(parents=True)
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read here")
+    given = [
+        f"ckpt_path={ckpt}",
+        f"input_dir={images}",
+        f"output_dir={tmp_path / 'out'}",
+        f"labels_dir={labels}",
+    ]
+    ai4mars = {0: "soil", 1: "bedrock", 2: "sand", 255: "null"}
+    project = {0: "smooth_volcanic", 1: "rough_olivine", 2: "other", 255: "ignore"}
+    inside = _classes_json(labels, ai4mars)
+    refused = predict_refusal(given, CONFIG_DIR) or ""
+    assert refused.startswith(
+        f"{inside}: the labels in labels_dir={labels} hold the native ids of AI4Mars"
+    ), refused
+    beside = _classes_json(labels.parent, project)  # the folder above says project ids: the labels' own wins
+    refused = predict_refusal(given, CONFIG_DIR) or ""
+    assert refused.startswith(f"{inside}: ") and str(beside) not in refused, refused
+    _classes_json(labels, project)
+    _classes_json(labels.parent, ai4mars)
+    assert predict_refusal(given, CONFIG_DIR) is None
+
+
 def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path: Path) -> None:
     """predict.py refused a mistyped value (batch_size=eight, device=gpu, overlap=1.5, a checkpoint that is
     not there) only inside the run, after Hydra had made logs/predict/<time>/ with its .hydra/ record: a

@@ -147,6 +147,17 @@ def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unread
     assert len(said) == 1 and said[0].startswith(f"{classes} is ignored: it cannot be read as JSON"), said
     assert "give labels_class_map if the labels are in a data set's own ids" in said[0], said
     assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1
+    # One among the labels is theirs, read first: unreadable, it is the one warned of (AI4Mars' beside).
+    classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in names.items()]}))
+    inside = labels / "classes.json"
+    inside.write_text("{not json")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", "overwrite=true")) == 0
+    said = [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "is ignored" in r.getMessage()
+    ]
+    assert len(said) == 1 and said[0].startswith(f"{inside} is ignored: it cannot be read as JSON"), said
 
 
 def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> None:

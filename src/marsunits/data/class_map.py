@@ -25,6 +25,7 @@ __all__ = [
     "DATA_SET_LABEL_MAPS",
     "ClassMap",
     "classes_file_refusal",
+    "labels_classes_folder",
     "subclass_groups",
     "unreadable_classes_file",
 ]
@@ -101,6 +102,14 @@ def _short(name: str) -> str:
     return name if len(name) <= _NAME_CHARS else f"{name[: _NAME_CHARS - 3]}..."
 
 
+def labels_classes_folder(labels_dir: Path) -> Path:
+    """The folder whose :data:`CLASSES_FILE` says which ids the masks in ``labels_dir`` hold: ``labels_dir``
+    itself where one is there (a folder of masks sent with its own), else the folder holding it, where the
+    AI4Mars and MarsScapes folders ship theirs beside ``labels/``. Only the folder holding it was looked at:
+    a ``classes.json`` among the masks was never read."""
+    return labels_dir if os.path.lexists(labels_dir / CLASSES_FILE) else labels_dir.parent
+
+
 def _read_classes_file(path: Path) -> dict[int, str]:
     """``{id: name}`` of a :data:`CLASSES_FILE`.
 
@@ -175,11 +184,12 @@ def _data_sets_named(classes: Mapping[int, str]) -> list[str]:
 
 def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: bool = False) -> str | None:
     """The refusal of labels read as project ids (``option``, ``labels_class_map`` or ``data.class_map``, is
-    null) whose :data:`CLASSES_FILE` in ``folder`` (the one holding their folder: ``labels_dir``'s parent,
-    ``data.root``) names other classes: an id outside 0, 1, 2 and 255, or one of 0, 1, 2 named otherwise
-    than the project's class of that id (names compared in lower case, spaces and hyphens as ``_``; 255 is
-    unlabelled in every data set, whatever its name). Labels whose ids are all in 0..2 (AI4Mars' without a
-    big rock) were read as project ids without a word, AI4Mars' sand (2) as ``other``.
+    null) whose :data:`CLASSES_FILE` in ``folder`` (``labels_dir`` or the one holding it,
+    :func:`labels_classes_folder`; ``data.root``) names other classes: an id outside 0, 1, 2 and 255, or
+    one of 0, 1, 2 named otherwise than the project's class of that id (names compared in lower case, spaces
+    and hyphens as ``_``; 255 is unlabelled in every data set, whatever its name). Labels whose ids are all
+    in 0..2 (AI4Mars' without a big rock) were read as project ids without a word, AI4Mars' sand (2) as
+    ``other``.
 
     The message names the file, the data sets whose native ids (:data:`NATIVE_IDS`) the file lists under
     their names (all of a data set's ids or some), if any, and each one's whole map as ``option``'s value

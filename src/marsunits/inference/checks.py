@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from marsunits.data.class_map import classes_file_refusal
+from marsunits.data.class_map import classes_file_refusal, labels_classes_folder
 from marsunits.errors import ConfigError, DataError, MissingFileError
 from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
 from marsunits.inference.options import PredictOptions, read_contact_config
@@ -214,7 +214,10 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
             # Labels read as project ids beside a classes.json naming other classes: AI4Mars' sand (2) was
             # scored as other without a word where no label held a 3. An unreadable one: the run warns.
             refused = classes_file_refusal(
-                labels_dir.parent, labels_option(labels_dir), "labels_class_map", model_maps=True
+                labels_classes_folder(labels_dir),
+                labels_option(labels_dir),
+                "labels_class_map",
+                model_maps=True,
             )
             if refused is not None:
                 raise ConfigError(refused)

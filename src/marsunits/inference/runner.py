@@ -64,7 +64,7 @@ from marsunits.boundary.contact_io import (
     read_contact_collection,
 )
 from marsunits.constants import CLASS_NAMES
-from marsunits.data.class_map import unreadable_classes_file
+from marsunits.data.class_map import labels_classes_folder, unreadable_classes_file
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
@@ -345,7 +345,7 @@ class _Session:
             # A classes.json beside the labels that names other classes was refused above; one that cannot
             # be read stops nothing, but the labels are then read as project ids unchecked: said, once a run.
             unread = unreadable_classes_file(
-                self.labels_dir.parent, labels_option(self.labels_dir), "labels_class_map"
+                labels_classes_folder(self.labels_dir), labels_option(self.labels_dir), "labels_class_map"
             )
             if unread is not None:
                 log.warning("%s", unread)
