@@ -519,3 +519,48 @@ def test_a_label_in_a_data_set_s_native_ids_is_told_that_data_set_s_map(tmp_path
     said = ev.errors["sol.jpg"]
     assert f"labels_class_map='{DATA_SET_LABEL_MAPS['marsscapes']}'" in said
     assert "MarsScapes labels" in said and "AI4Mars" not in said
+
+
+# ------------------------------------------------------------------------------------------ classes.json
+def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(tmp_path: Path) -> None:
+    """predict.py refuses labels without labels_class_map beside a classes.json naming other classes; from
+    Python, Evaluation(labels_dir) scored AI4Mars labels holding no 3 as project ids, sand (2) as other,
+    and predict_folder(PredictOptions(...)) was told the command line's words (null, a quoted map). Each
+    refuses them in its own parameter's Python words, and the map given as told scores them."""
+    import json
+
+    from marsunits.data.class_map import ClassMap
+    from marsunits.errors import ConfigError
+    from marsunits.inference import PredictOptions, predict_folder
+
+    labels = tmp_path / "ai4mars" / "labels"
+    write_png_atomic(labels / "x.png", np.array([[0, 2], [1, 2]], np.uint8))
+    classes = labels / "classes.json"  # among the labels, as a folder of masks is sent with its own
+    names = {0: "soil", 1: "bedrock", 2: "sand", 255: "null"}
+    classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in names.items()]}))
+    with pytest.raises(ConfigError) as refused:
+        Evaluation(labels)
+    said = str(refused.value)
+    assert said.startswith(
+        f"{classes}: the labels in labels_dir={str(labels)!r} hold the native ids of AI4Mars"
+    )
+    assert "but class_map is None" in said and "is null" not in said, said
+    fix = "ClassMap({0: 0, 2: 0, 1: 1, 3: 1, 255: 255}, None)"
+    assert f"give class_map={fix};" in said, said
+    ev = Evaluation(labels, eval(fix, {"ClassMap": ClassMap}))  # the code as told
+    ev.add(PurePosixPath("x.png"), np.array([[0, 0], [1, 0]], np.uint8))
+    assert ev.per_image["x.png"]["pixel_accuracy"] == 1.0  # sand scored as smooth
+    images = tmp_path / "images"
+    images.mkdir()
+    opts = PredictOptions(
+        ckpt_path=str(tmp_path / "model.ckpt"),
+        input_dir=str(images),
+        output_dir=str(tmp_path / "out"),
+        labels_dir=str(labels),
+    )
+    with pytest.raises(ConfigError) as refused:
+        predict_folder(opts)
+    said = str(refused.value)
+    assert "but labels_class_map is None" in said and "is null" not in said, said
+    assert "give labels_class_map={0: 0, 2: 0, 1: 1, 3: 1, 255: 255} (labels_class_map='ai4mars' does" in said
+    assert not (tmp_path / "out").exists()

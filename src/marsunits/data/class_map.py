@@ -182,7 +182,9 @@ def _data_sets_named(classes: Mapping[int, str]) -> list[str]:
     return found
 
 
-def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: bool = False) -> str | None:
+def classes_file_refusal(
+    folder: Path, labels: str, option: str, model_maps: bool = False, python: str | None = None
+) -> str | None:
     """The refusal of labels read as project ids (``option``, ``labels_class_map`` or ``data.class_map``, is
     null) whose :data:`CLASSES_FILE` in ``folder`` (``labels_dir`` or the one holding it,
     :func:`labels_classes_folder`; ``data.root``) names other classes: an id outside 0, 1, 2 and 255, or
@@ -195,7 +197,10 @@ def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: boo
     their names (all of a data set's ids or some), if any, and each one's whole map as ``option``'s value
     (with ``model_maps``, ``labels_class_map``: that its name does the same for a model trained on it), else
     a map of the listed ids to fill in; and, for labels that do hold project ids, to name the project's
-    classes in the file. ``labels`` names the labels in it (``labels_dir=<folder>``).
+    classes in the file. ``labels`` names the labels in it (``labels_dir=<folder>``). ``python``: None for a
+    command line's words (``option`` is null, ``option='{...}'``); for a Python parameter, how its map is
+    written, ``{}`` standing for the dict (``"{}"`` for ``PredictOptions.labels_class_map``,
+    ``"ClassMap({}, None)"`` for ``Evaluation``'s ``class_map``): told None, and the map as Python code.
 
     None: no such file, one naming the project's classes, or one that cannot be read
     (:func:`unreadable_classes_file` says why, for a warning: it must not stop a run that reads it not).
@@ -217,14 +222,19 @@ def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: boo
         if 2 in classes and _plain_name(classes[2]) != CLASS_NAMES[2]
         else ""
     )
+
+    def given(mapping: str) -> str:
+        return f"{option}='{mapping}'" if python is None else f"{option}={python.format(mapping)}"
+
     if known:
         helds, fixes = [], []
         for key in known:
             name, native = NATIVE_IDS[key][0], _native_names(key)
             helds.append(f"{name} ({', '.join(f'{i} {native[i]}' for i in sorted(classes))})")
-            fix = f"{name} labels, give {option}='{DATA_SET_LABEL_MAPS[key]}'"
+            fix = f"{name} labels, give {given(DATA_SET_LABEL_MAPS[key])}"
             if model_maps:
-                fix += f" (labels_class_map={key} does the same with a model trained on {name})"
+                named = key if python is None else repr(key)
+                fix += f" (labels_class_map={named} does the same with a model trained on {name})"
             fixes.append(fix)
         held = f"the native ids of {' or of '.join(helds)}"
         fix = f"If they are {'; if they are '.join(fixes)}"
@@ -233,11 +243,12 @@ def classes_file_refusal(folder: Path, labels: str, option: str, model_maps: boo
         entries = ", ".join(
             f"{i}: {IGNORE_INDEX}" if i == IGNORE_INDEX else f"{i}: <project id>" for i in sorted(classes)
         )
-        fix = f"Give their map, {option}='{{{entries}}}' with each <project id> filled in ({_PROJECT_IDS})"
+        fix = f"Give their map, {given(f'{{{entries}}}')} with each <project id> filled in ({_PROJECT_IDS})"
     return (
         f"{path}: the labels in {labels} hold {held}, not the project's ({_PROJECT_IDS}), but {option} is "
-        f"null, so they would be read as project ids{misread}. {fix}; if the labels do hold project ids, "
-        f"name their classes in {path} as the project's ({_PROJECT_IDS}) or remove it."
+        f"{'null' if python is None else 'None'}, so they would be read as project ids{misread}. {fix}; if "
+        f"the labels do hold project ids, name their classes in {path} as the project's ({_PROJECT_IDS}) "
+        "or remove it."
     )
 
 

@@ -218,6 +218,7 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
                 labels_option(labels_dir),
                 "labels_class_map",
                 model_maps=True,
+                python=None if opts.config_words else "{}",  # predict_folder(PredictOptions(...))
             )
             if refused is not None:
                 raise ConfigError(refused)

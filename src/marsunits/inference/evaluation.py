@@ -51,9 +51,15 @@ from marsunits.boundary.metrics import (
     scored_cracks,
 )
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from marsunits.data.class_map import ClassMap, native_data_set_hint
+from marsunits.data.class_map import (
+    ClassMap,
+    classes_file_refusal,
+    labels_classes_folder,
+    native_data_set_hint,
+)
 from marsunits.data.folder import word_added_splits, word_added_to_stem
 from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
+from marsunits.errors import ConfigError
 from marsunits.file_digest import image_content_key
 
 #: How ``metrics.json`` explains the overall contact scores.
@@ -454,7 +460,8 @@ class Evaluation:
         labels_dir: Folder of label masks mirroring the input folder, in project ids, or in a dataset's
             native ids when ``class_map`` is given.
         class_map: Native id -> project id for the label masks (predict.py's ``labels_class_map``); None:
-            the labels hold project ids already.
+            the labels hold project ids already, which a ``classes.json`` in ``labels_dir`` (else in the
+            folder holding it) naming other classes contradicts.
         trained_sols: The checkpoint's ``trained_sols`` (``{source: [sol, ...]}``), or None: images named
             ``<sol>_<n>`` (MarsScapes' naming) from those sols are listed in ``images_from_trained_sols``.
         trained_image_keys: The checkpoint's ``trained_image_keys`` (content keys of its training image
@@ -465,6 +472,10 @@ class Evaluation:
         image_extensions: The extensions of the run's inputs (predict.py's ``patterns`` normalised, lower case
             with the dot): a label in another letter case that is exactly the name of another input beside
             the image is that input's, not offered to the image to rename (:func:`label_in_another_case`).
+
+    Raises:
+        ConfigError: ``class_map`` is None and the labels' ``classes.json`` names other classes than the
+            project's (:func:`~marsunits.data.class_map.classes_file_refusal`): naming it and the map to give.
     """
 
     labels_dir: Path
@@ -478,6 +489,19 @@ class Evaluation:
     trained_on: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        if self.class_map is None:
+            # Labels read as project ids beside (or among them) a classes.json naming other classes, as
+            # predict.py refuses them: built in Python, AI4Mars labels holding no 3 were scored with their
+            # sand (2) as other without a word.
+            labels_dir = Path(self.labels_dir)
+            refused = classes_file_refusal(
+                labels_classes_folder(labels_dir),
+                f"labels_dir={os.fspath(labels_dir)!r}",
+                "class_map",
+                python="ClassMap({}, None)",
+            )
+            if refused is not None:
+                raise ConfigError(refused)
         if self.trained_image_keys is not None:  # a checkpoint's list: looked up once per scored image
             self.trained_image_keys = frozenset(self.trained_image_keys)
 
