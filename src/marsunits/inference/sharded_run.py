@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 from marsunits.atomic import remove_stale_temporaries
 from marsunits.errors import (
@@ -48,8 +48,9 @@ from marsunits.inference.writers import printable
 from marsunits.run_folder_claim import claimed_output_dir
 
 if TYPE_CHECKING:
+    from marsunits.inference.evaluation import Evaluation
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import RunResult
+    from marsunits.inference.runner import RunResult, _Session
 
 #: The run's logger: its lines are the runner's (``[marsunits.inference.runner]`` in ``predict.log``), as
 #: they were before this module was split from it.
@@ -104,6 +105,66 @@ class RankFailedError(MarsUnitsError):
     def __init__(self, message: str, errors: Sequence[Exception] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
+
+
+class _RankPart(NamedTuple):
+    """What one rank of a sharded run sends rank 0 in the gather: its part of the reports and how its part
+    of the run ended. Built by :func:`_rank_part` alone, for a rank that predicted and for one that failed
+    before predicting: it was a positional tuple of nine items written out in both places, and one gaining
+    an item the other lacked (``grey_predicted``) broke rank 0's unpacking of every part.
+
+    Attributes:
+        rows: Its manifest rows, by input path.
+        megapixels: Megapixels it predicted.
+        loop_seconds: Seconds of its prediction loop.
+        evaluation: Its label scores (``labels_dir``), or None.
+        map_items: Its images with a camera, for ``map=true``.
+        stop: ``(how it was stopped, by SIGTERM)`` for a rank stopped (Ctrl-C, SIGTERM), else None.
+        redone: Images it predicted (written) this run.
+        grey_predicted: Greyscale images it predicted this run.
+        failure: ``(what it failed with, its error if it could be sent)`` for a rank that failed, else None.
+    """
+
+    rows: dict[str, dict[str, Any]]
+    megapixels: float
+    loop_seconds: float
+    evaluation: Evaluation | None
+    map_items: list[Any]
+    stop: tuple[str, bool] | None
+    redone: int
+    grey_predicted: int
+    failure: tuple[str, Exception | None] | None
+
+
+def _rank_part(
+    session: _Session | None,
+    stop: tuple[str, bool] | None = None,
+    failure: tuple[str, Exception | None] | None = None,
+) -> _RankPart:
+    """This rank's :class:`_RankPart`; ``session`` None: a rank that failed before predicting (no image)."""
+    if session is None:
+        return _RankPart(
+            rows={},
+            megapixels=0.0,
+            loop_seconds=0.0,
+            evaluation=None,
+            map_items=[],
+            stop=stop,
+            redone=0,
+            grey_predicted=0,
+            failure=failure,
+        )
+    return _RankPart(
+        rows=session.rows,
+        megapixels=session.megapixels,
+        loop_seconds=session.loop_seconds,
+        evaluation=session.evaluation,
+        map_items=session.map_items,
+        stop=stop,
+        redone=session.redone,
+        grey_predicted=session.grey_predicted,
+        failure=failure,
+    )
 
 
 def predict_shard(
@@ -299,20 +360,15 @@ def _predict_claimed_shard(
             stops.announce(failure)
     session.loop_seconds = time.perf_counter() - loop_start
     done = sum(1 for f in todo if f.rel.as_posix() in session.rows)
-    part = (
-        session.rows,
-        session.megapixels,
-        session.loop_seconds,
-        session.evaluation,
-        session.map_items,
-        None if stop is None else (session.stopped_early, isinstance(stop, TerminatedError)),
-        session.redone,
-        session.grey_predicted,
+    part = _rank_part(
+        session,
+        # stopped_early is set by the stop (predict_all): its fallback is for the type, never said
+        None if stop is None else (session.stopped_early or "was stopped", isinstance(stop, TerminatedError)),
         None
         if failure is None
         else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
     )
-    parts = gather(part)
+    parts: list[_RankPart] = gather(part)
     if shard.rank != 0:
         # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed.
         failures = broadcast(None) if broadcast is not None else []
@@ -323,23 +379,20 @@ def _predict_claimed_shard(
     try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
         redone = 0
         for rank, rank_part in enumerate(parts):
-            rows, megapixels, seconds, evaluation, map_items, rank_stop, rank_redone, grey, rank_failure = (
-                rank_part
-            )
-            redone += rank_redone
-            if rank_stop is not None:
-                stopped.append((rank, *rank_stop))
-            if rank_failure is not None:
-                failures.append((rank, *rank_failure))
+            redone += rank_part.redone
+            if rank_part.stop is not None:
+                stopped.append((rank, *rank_part.stop))
+            if rank_part.failure is not None:
+                failures.append((rank, *rank_part.failure))
             if rank == 0:
                 continue
-            session.rows.update(rows)
-            session.grey_predicted += grey
-            session.map_items.extend(map_items)
-            session.megapixels += megapixels
-            session.loop_seconds = max(session.loop_seconds, seconds)
-            if session.evaluation is not None and evaluation is not None:
-                session.evaluation.merge(evaluation)
+            session.rows.update(rank_part.rows)
+            session.grey_predicted += rank_part.grey_predicted
+            session.map_items.extend(rank_part.map_items)
+            session.megapixels += rank_part.megapixels
+            session.loop_seconds = max(session.loop_seconds, rank_part.loop_seconds)
+            if session.evaluation is not None and rank_part.evaluation is not None:
+                session.evaluation.merge(rank_part.evaluation)
         said = []
         if failures:
             said.append(f"stopped because {_rank_failures_said(failures, shard.world_size, run=False)}")
@@ -394,13 +447,12 @@ def _leave_the_ranks(
     another rank failing so is counted in rank 0's reports as a rank that reached none of its images."""
     if stops is not None:
         stops.announce(exc)
-    failed = (f"before predicting ({_said(exc)})", _sendable(exc))
-    # _predict_claimed_shard's part with no image: rows, megapixels, seconds, evaluation, map items, stop,
-    # images redone, grey images predicted, failure.
-    parts = gather(({}, 0.0, 0.0, None, [], None, 0, 0, failed))
+    parts: list[_RankPart] | None = gather(
+        _rank_part(None, failure=(f"before predicting ({_said(exc)})", _sendable(exc)))
+    )
     if shard.rank == 0:
-        if broadcast is not None:
-            broadcast([(rank, *part[-1]) for rank, part in enumerate(parts) if part[-1] is not None])
+        if broadcast is not None and parts is not None:
+            broadcast([(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None])
     elif broadcast is not None:
         broadcast(None)
     raise exc
