@@ -822,6 +822,89 @@ def test_a_rank_killed_before_reading_rank_0_s_first_word_stops_rank_0_within_ra
     assert counts["total"] == 8 and counts["ok"] + counts["skipped"] == 8, counts
 
 
+def _rank_1_killed_after_the_gather(
+    rank: int, store: str, opts: object, address: str, machines: int, conn: object
+) -> None:
+    """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store;
+    ``rank_timeout_s`` 3 s, collectives' timeout 20 s) whose rank 1 is killed (SIGKILL, after saying
+    "killed") once the gather has taken its part, before it reads rank 0's final word (which ranks failed).
+    ``machines`` 2: as :func:`_rank_1_killed`."""
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from marsunits.inference import rank_watch
+
+    real_gather = dist.gather_object
+
+    def gather_object(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_gather(*args, **kwargs)
+        conn.send("killed")  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if rank == 1:
+        dist.gather_object = gather_object
+    if machines == 2:
+        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
+    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+
+
+@pytest.mark.parametrize("machines", [1, 2])
+def test_a_rank_killed_after_the_gather_does_not_keep_rank_0_waiting_for_it_to_read_the_last_word(
+    tmp_path: Path, ckpt: Path, machines: int
+) -> None:
+    """Rank 1 of two killed (SIGKILL, the out-of-memory killer) after the gather took its part, before it
+    read rank 0's last word (which ranks failed, said once the reports are written): rank 0 waited the whole
+    ``read_wait_s`` for it to read the word, 60 s measured (61 s from the start here), whatever
+    ``rank_timeout_s`` (3 s) and though the watch had seen its process end, as the ranks had met. It now
+    stops waiting once rank 1 is found gone (its process ended, or ``rank_timeout_s`` without a sign of
+    life) and ends as it would have, the reports of every image written."""
+    import json
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _rank_1_killed_after_the_gather, f"tcp://127.0.0.1:{port}", machines
+    )
+    took = time.monotonic() - started
+    assert said[1] == "killed", said
+    assert said[0][0] == "returned", said  # type: ignore[index]
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert counts == {"ok": 8, "error": 0, "skipped": 0, "total": 8, "not_reached": 0}, counts
+    assert len(list(out.glob("*.mask.png"))) == 8
+    assert took < 30, f"rank 0 waited {took:.0f} s for a rank that was gone (rank_timeout_s 3 s)"
+
+
+def test_a_rank_waiting_for_rank_0_s_word_is_not_taken_for_gone_for_its_silence_before_the_wait() -> None:
+    """Rank 0 waiting for the others to read its word looks for the ranks that have not read it gone: a
+    rank waiting for the word on the store cannot count up its sign of life (its wait holds the store's
+    client), so its silence counts from the start of rank 0's wait, not from its last count noted (before
+    the gather, or rank 0's writing the reports, which may take longer than ``rank_timeout_s``): taken for
+    gone, rank 0 ended at once, taking the store, and the word not yet read, with it."""
+    import torch.distributed as dist
+
+    from marsunits.inference.rank_watch import _RankWatch
+
+    store = dist.HashStore()
+    store.set("pid/1", "another machine|1")
+    store.add("alive/1", 1)
+    watch = _RankWatch(store, 0, 2, timeout_s=3)
+    try:
+        watch._read_pids([1])  # noqa: SLF001
+        count = store.get("alive/1")
+        watch._seen[1] = (count, time.monotonic() - 100)  # noqa: SLF001 - last moved long before the wait
+        assert watch.gone_while_waited_for([1], waited_since=time.monotonic()) is None
+        said = watch.gone_while_waited_for([1], waited_since=time.monotonic() - 4)
+        assert said == (1, "no sign of life from it for 3 s (rank_timeout_s)"), said
+        assert watch.gone_while_waited_for([], waited_since=0.0) is None  # every rank read it
+    finally:
+        watch.close()
+
+
 def _rank_killed_before_the_first_collective(
     rank: int, store: str, opts: object, address: str, victim: int, conn: object
 ) -> None:

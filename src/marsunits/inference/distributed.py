@@ -326,7 +326,9 @@ class _StoreBroadcast:
     and not for one the run's watch finds gone (:class:`_RankWatch`: its process ended, or no sign of life
     for ``rank_timeout_s``; the others then stop at their first image). A rank killed before it read rank
     0's first word (whether the run may start) kept rank 0 waiting the whole ``read_wait_s``, 60 s,
-    whatever ``rank_timeout_s``, before the watch, asked only once rank 0 predicted, stopped the run.
+    whatever ``rank_timeout_s``, before the watch, asked only once rank 0 predicted, stopped the run; so did
+    a rank killed after the gather, before it read rank 0's last word (the watch no longer looked once the
+    ranks had met): rank 0 now stops waiting once a rank that has not read the word is seen gone.
     """
 
     def __init__(self, stops: _StoreStops, rank: int, world_size: int, read_wait_s: float = 60.0) -> None:
@@ -352,12 +354,18 @@ class _StoreBroadcast:
             read = [f"{key}/read/{rank}" for rank in range(1, self._world_size)]
             # Asked in turns, not one wait: a wait holds the TCP store's client, which this rank's counting
             # thread shares (_RankWatch), and the ranks already predicting took this silent rank for gone.
-            deadline = time.monotonic() + self._read_wait_s
+            started = time.monotonic()
+            deadline = started + self._read_wait_s
             watch = self._stops.watch
+            looked = started
             try:
                 while not self._store.check(read) and time.monotonic() < deadline:
                     if watch is not None and watch.gone() is not None:  # decided for the run: it stops
                         break
+                    if watch is not None and time.monotonic() - looked >= 1.0:
+                        looked = time.monotonic()
+                        if self._unread_rank_gone(watch, key, started):
+                            break
                     time.sleep(0.2)
             except dist.DistError:  # the store gone meanwhile: nobody left to wait for
                 log.debug("not every rank said it read %s", key, exc_info=True)
@@ -374,6 +382,30 @@ class _StoreBroadcast:
             with contextlib.suppress(dist.DistError):  # rank 0's store gone: nobody waits
                 self._store.set(f"{key}/read/{self._rank}", "1")
         return pickle.loads(raw)  # noqa: S301 - rank 0's pickle, as the collective's
+
+    def _unread_rank_gone(self, watch: _RankWatch, key: str, started: float) -> bool:
+        """On rank 0 waiting since ``started`` for the others to read ``key``: True, said in a warning, when
+        a rank that has not read it is gone (:meth:`_RankWatch.gone_while_waited_for`: its process ended,
+        or ``rank_timeout_s`` without a sign of life). Once the ranks had met in the gather the run's watch
+        no longer looked, and a rank killed after the gather kept rank 0, its reports written, waiting the
+        whole ``read_wait_s`` (60 s measured) for it to read the last word. Asked once a second: a round
+        trip per rank."""
+        unread = [r for r in range(1, self._world_size) if not self._store.check([f"{key}/read/{r}"])]
+        seen = watch.gone_while_waited_for(unread, started)
+        if seen is None:
+            return False
+        rank, how = seen
+        log.warning(
+            "rank %d of the run's %d ranks went away before it read rank 0's %s: %s; rank 0 stopped waiting "
+            "for it",
+            rank,
+            self._world_size,
+            "first word (whether the run may start)"
+            if self._calls == 1
+            else "last word (which ranks failed)",
+            how,
+        )
+        return True
 
 
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.

@@ -201,28 +201,47 @@ class _RankWatch:
             if self._store.check(["verdict"]):  # another rank decided
                 self._decide("")
                 return None if self.found is None else self.found[0]
-            others = [other for other in self._seen if other not in arrived]
-            if not others:
-                return None
-            self._read_pids(others)
-            for other, current in zip(
-                others, self._read([f"alive/{other}" for other in others]), strict=True
-            ):
-                count, since = self._seen[other]
-                pid = self._pids.get(other)
-                how = None
-                if pid is not None and _process_ended(pid):
-                    how = f"its process ({pid}) ended"
-                elif current != count:
-                    self._seen[other] = (current, now)
-                elif now - since > self.timeout_s:
-                    how = f"no sign of life from it for {self.timeout_s:g} s (rank_timeout_s)"
-                if how is not None:
-                    self._decide(f"{other}|{how}")
-                    return None if self.found is None else self.found[0]
+            seen = self._look([other for other in self._seen if other not in arrived], now)
+            if seen is not None:
+                self._decide(f"{seen[0]}|{seen[1]}")
+                return None if self.found is None else self.found[0]
         except RuntimeError:
             return None  # the store is gone: the meeting says so
         return None
+
+    def _look(self, others: list[int], now: float, silent_from: float = 0.0) -> tuple[int, str] | None:
+        """The first of ``others`` seen gone, and how (the end of a sentence naming it): its process ended
+        (this machine), or no sign of life from it for ``timeout_s`` (counted from ``silent_from`` at the
+        earliest); None while they all live. Notes each one's count (:attr:`_seen`)."""
+        if not others:
+            return None
+        self._read_pids(others)
+        for other, current in zip(others, self._read([f"alive/{other}" for other in others]), strict=True):
+            count, since = self._seen[other]
+            pid = self._pids.get(other)
+            if pid is not None and _process_ended(pid):
+                return other, f"its process ({pid}) ended"
+            if current != count:
+                self._seen[other] = (current, now)
+            elif now - max(since, silent_from) > self.timeout_s:
+                return other, f"no sign of life from it for {self.timeout_s:g} s (rank_timeout_s)"
+        return None
+
+    def gone_while_waited_for(self, ranks: Collection[int], waited_since: float) -> tuple[int, str] | None:
+        """The first of ``ranks`` seen gone, and how (the end of a sentence naming it), for rank 0 waiting
+        since ``waited_since`` (``time.monotonic()``) for them to read its word; None while they live.
+        Decides nothing, and looks once the ranks have met in the gather too, where :meth:`gone` no longer
+        does (the run's decision is ``met``): a rank killed after the gather never reads rank 0's last word.
+
+        A rank is seen gone when its process has ended (this machine), or when it has shown no sign of life
+        for ``timeout_s`` since it was last seen to, and since ``waited_since``: a rank waiting for the word
+        on the store cannot count up its sign of life (its wait holds the store's client, which its counting
+        thread shares), and it reads the word at once once it is set."""
+        others = [other for other in ranks if other in self._seen]
+        try:
+            return self._look(others, time.monotonic(), waited_since)
+        except RuntimeError:
+            return None  # the store is gone: nobody is left to wait for
 
     def _found_said(self) -> str:
         """The one line of :meth:`meet` naming the rank the run decided is gone (:attr:`found`)."""
