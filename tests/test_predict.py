@@ -770,9 +770,9 @@ def test_a_greyscale_image_whose_camera_file_failed_is_in_this_run_s_greyscale_n
     tmp_path: Path, ckpt: Path
 ) -> None:
     """The note counted this run's images by status ``ok``: a grey image predicted this run whose camera file
-    was refused is an ``error`` row with every pixel output, and was left out of the note (and of
-    ``greyscale_inputs_for_colour_model_this_run``), which then said nothing. Skipped by the next run, whose
-    row is an ``error`` again (the broken camera file said on every run), it is not counted again."""
+    was refused was an ``error`` row with every pixel output, and was left out of the note (and of
+    ``greyscale_inputs_for_colour_model_this_run``), which then said nothing. Skipped by the next run (the
+    broken camera file said on every run), it is not counted again."""
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     grey = np.random.default_rng(5).integers(0, 256, (40, 48), dtype=np.uint8)
@@ -780,13 +780,14 @@ def test_a_greyscale_image_whose_camera_file_failed_is_in_this_run_s_greyscale_n
     (inp / "grey.camera.json").write_text("{not json")
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1  # the camera file's error row
     row = read_manifest(out)["grey.png"]
-    assert row["status"] == "error" and row["greyscale"] == "1" and (out / "grey.mask.png").is_file()
+    assert row["status"] == "ok" and row["camera_error"] and row["greyscale"] == "1"
+    assert (out / "grey.mask.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["greyscale_inputs_for_colour_model_this_run"] == 1
     assert "1 greyscale image went to a model that reads colour" in summary["text"], summary["text"]
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1  # skipped, its camera file said again
     again = json.loads((out / "summary.json").read_text())
-    assert read_manifest(out)["grey.png"]["status"] == "error" and again["counts"]["ok"] == 0
+    assert read_manifest(out)["grey.png"]["status"] == "skipped" and again["counts"]["ok"] == 0
     assert again["greyscale_inputs_for_colour_model"] == 1
     assert again["greyscale_inputs_for_colour_model_this_run"] == 0 and "greyscale image" not in again["text"]
 
@@ -837,21 +838,25 @@ def test_bad_inputs_become_error_rows_and_the_run_goes_on(tmp_path: Path, ckpt: 
         "loop.png": "link",
         "twin.jpg": "rename one",
         "twin.png": "rename one",
-        "badcam.png": "badcam.camera.json",
     }
     for name, phrase in expected.items():
         assert rows[name]["status"] == "error", name
         assert phrase in rows[name]["message"], (name, rows[name]["message"])
         assert rows[name]["message"], name
     assert not any(k.startswith("cycle/") for k in rows)
+    # A broken camera file is refused, its image predicted all the same (without metres): not a failure.
+    badcam = rows["badcam.png"]
+    assert badcam["status"] == "ok" and "badcam.camera.json" in badcam["camera_error"], badcam
     assert not (out / "twin.mask.png").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["error"] == len(expected)
+    assert list(summary["camera_files_refused"]) == ["badcam.png"]
     assert "error: " in (out / "index.html").read_text()
-    # allow_errors: same failures, exit status 0; the good inputs are skipped this time.
+    # allow_errors: same failures and refusal, exit status 0; the good inputs are skipped this time.
     assert run(make_cfg(tmp_path, ckpt, inp, out, "allow_errors=true")) == 0
     rows = read_manifest(out)
     assert rows["good.png"]["status"] == "skipped" and rows["empty.png"]["status"] == "error"
+    assert rows["badcam.png"]["status"] == "skipped" and rows["badcam.png"]["camera_error"]
 
 
 def test_a_labelled_dataset_root_as_input_dir_is_warned_about(

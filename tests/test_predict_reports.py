@@ -789,7 +789,12 @@ def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
     tmp_path: Path, ckpt: Path
 ) -> None:
     """A broken camera file made the whole image an error row: the mask and the contacts, which need no
-    camera, were lost, and predicted again (and lost again) on every run."""
+    camera, were lost, and predicted again (and lost again) on every run. Then, with them kept, the image
+    was still an ``error`` row: the run's last line said "Predicted 0 of 1 images (... 1 failed)" and
+    ``counts.ok`` was 0, read as nothing produced. It is now counted as predicted (``ok``; ``skipped`` by
+    the runs after it), its row's ``camera_error`` and the summary's ``camera_files_refused`` name the
+    refusal, and the last line says that its contacts have no metres, naming the camera file and the fix;
+    the run still ends with status 1 until the file is fixed."""
     from marsunits.boundary.contact_io import read_contact_collection, read_contacts
     from marsunits.data.synthetic import SceneConfig, generate_dataset
 
@@ -798,44 +803,61 @@ def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
     camera_file, good = data / "cameras" / f"{name}.json", (data / "cameras" / f"{name}.json").read_text()
     out, rel = tmp_path / "out", f"{name}.png"
     camera_file.write_text(good.replace('"pitch_deg"', '"pitch_dge"'))  # a misspelt key
-    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 1  # an error: the run says so
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 1  # the refusal: the run says so
     row = read_manifest(out)[rel]
-    assert row["status"] == "error" and row["width"] == "96" and row["n_contacts"] != ""
+    assert row["status"] == "ok" and row["width"] == "96" and row["n_contacts"] != ""
     assert str(camera_file) in row["message"] and "pitch_dge" in row["message"]
     assert "were written all the same, without ground coordinates" in row["message"]
+    assert str(camera_file) in row["camera_error"] and "pitch_dge" in row["camera_error"]
+    assert "written all the same" not in row["camera_error"]  # the refusal alone, the message has the rest
     mask = out / f"{name}.mask.png"
     assert mask.is_file() and (out / f"{name}.overlay.png").is_file()
     assert all(ln.ground_m is None for ln in read_contacts(out / f"{name}.contact.geojson")[0])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"]["error"] == 1
+    assert summary["counts"] == {"ok": 1, "error": 0, "skipped": 0, "total": 1, "not_reached": 0}
+    assert summary["camera_files_refused"] == {rel: row["camera_error"]}
+    text = " ".join(summary["text"].split())
+    assert "Predicted 1 of 1 image (0 skipped as already done, 0 failed)" in text, text
+    assert "1 image has contacts in pixels only, no metres: the camera file was refused" in text, text
+    assert str(camera_file) in text and "fix or remove the camera file and run again" in text, text
     assert sum(summary["unit_fractions"].values()) == pytest.approx(1.0)  # its mask counts in the shares
-    assert f'<a href="{name}.overlay.png"><img src="{name}.thumb.jpg"' in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert f'<a href="{name}.overlay.png"><img src="{name}.thumb.jpg"' in page
+    assert "camera file refused: " in page and "pitch_dge" in page
 
     written = mask.stat().st_mtime_ns
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 1  # not fixed: said again, not redone
     row = read_manifest(out)[rel]
-    assert row["status"] == "error" and "written by an earlier run" in row["message"]
+    assert row["status"] == "skipped" and "written by an earlier run" in row["message"]
+    assert str(camera_file) in row["camera_error"]
     assert mask.stat().st_mtime_ns == written
+    again = json.loads((out / "summary.json").read_text())
+    assert again["counts"] == {"ok": 0, "error": 0, "skipped": 1, "total": 1, "not_reached": 0}
+    assert again["camera_files_refused"] == {rel: row["camera_error"]}
+    assert "no metres: the camera file was refused" in " ".join(again["text"].split())
 
     assert run(make_cfg(tmp_path, ckpt, data / "images", out, "overwrite=true")) == 1
     assert mask.is_file()  # overwrite=true keeps the outputs it wrote for the image
 
     camera_file.write_text(good)  # fixed: predicted again, with metres
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
-    assert read_manifest(out)[rel]["status"] == "ok"
+    row = read_manifest(out)[rel]
+    assert row["status"] == "ok" and row["camera_error"] == "", row
+    fixed = json.loads((out / "summary.json").read_text())
+    assert fixed["camera_files_refused"] == {} and "no metres" not in fixed["text"]
     camera_sha256 = read_contact_collection(out / f"{name}.contact.geojson")[1]["camera_sha256"]
     assert camera_sha256 == hashlib.sha256(good.encode()).hexdigest()  # its metres (if any) from this camera
     assert run(make_cfg(tmp_path, ckpt, data / "images", out)) == 0
     assert read_manifest(out)[rel]["status"] == "skipped"
 
 
-def test_images_failed_for_their_camera_file_alone_are_said_mapped_and_counted_alike(
+def test_images_whose_camera_file_alone_failed_are_counted_predicted_and_counted_alike_on_a_rerun(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An image whose camera file is broken is an error row with its mask, overlay and contacts in pixels
-    written. The run's last line said "Predicted 1 of 3 images (0 skipped as already done, 2 failed)", as
-    if it had no mask, and a re-run said "skipping 2 inputs whose outputs are complete" and then "1 skipped
-    as already done, 2 failed", two counts that did not add up."""
+    """An image whose camera file is broken has its mask, overlay and contacts in pixels written. The run's
+    last line said "Predicted 1 of 3 images (0 skipped as already done, 2 failed)", as if it had no mask,
+    and a re-run said "skipping 2 inputs whose outputs are complete" and then "1 skipped as already done, 2
+    failed", two counts that did not add up. It is counted predicted (then skipped), its refusal apart."""
     inp, out = tmp_path / "in", tmp_path / "out"
     save_rgb(inp / "a.png", 40, 60, seed=1)
     save_rgb(inp / "b.png", 40, 60, seed=2)
@@ -845,17 +867,18 @@ def test_images_failed_for_their_camera_file_alone_are_said_mapped_and_counted_a
     (inp / "c.png").write_bytes(b"")  # no mask at all
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"]["error"] == 2 and summary["camera_file_errors"] == 1
-    assert "2 failed, 1 of them for a broken camera file alone" in summary["text"]
+    assert summary["counts"]["ok"] == 2 and summary["counts"]["error"] == 1
+    assert list(summary["camera_files_refused"]) == ["b.png"]
+    assert "Predicted 2 of 3 images (0 skipped as already done, 1 failed)" in summary["text"]
 
     with caplog.at_level("INFO", logger="marsunits.inference"):
         assert run(make_cfg(tmp_path, ckpt, inp, out)) == 1
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping ")]
-    assert len(said) == 1 and said[0].startswith("skipping 2 inputs whose outputs are complete")
-    assert "1 of them is an error row for a broken camera file" in said[0]
+    assert len(said) == 1 and said[0].startswith("skipping 2 inputs whose outputs are complete"), said
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"]["skipped"] == 1 and summary["camera_file_errors"] == 1
-    assert "1 skipped as already done, 2 failed, 1 of them for a broken camera file alone" in summary["text"]
+    assert summary["counts"]["skipped"] == 2 and summary["counts"]["error"] == 1  # the same 2 as said
+    assert list(summary["camera_files_refused"]) == ["b.png"]
+    assert "2 skipped as already done, 1 failed" in summary["text"]
 
 
 def test_a_camera_that_sees_no_ground_is_said_again_when_its_image_is_skipped(
@@ -1340,8 +1363,9 @@ def test_camera_files_that_broke_the_whole_run_are_error_rows_of_their_image(
         ("lens", "has r0 = -1.2, so 1 + r0 = -0.2 <= 0"),
     ):
         row = rows[f"{name}.png"]
-        assert row["status"] == "error" and said in row["message"], row
+        assert row["status"] == "ok" and said in row["message"], row  # predicted: its camera refused
         assert f"{name}.camera.json" in row["message"] and "written all the same" in row["message"]
+        assert f"{name}.camera.json" in row["camera_error"] and said in row["camera_error"], row
         assert (out / f"{name}.mask.png").is_file()  # the pixel outputs need no camera
 
 
@@ -1685,7 +1709,8 @@ def test_a_manifest_row_of_a_name_with_a_carriage_return_reads_back_as_one_row(t
         "3.5",
     ]
     assert {n: r["width"] for n, r in read_manifest(path).items()} == dict.fromkeys(names, "48")
-    assert path.read_text("utf-8").endswith("plain.png,ok,,48,40,,,,,,,3.5\n")  # other rows as before
+    # other rows as before (camera_error, the last column, empty)
+    assert path.read_text("utf-8").endswith("plain.png,ok,,48,40,,,,,,,3.5,\n")
 
 
 def test_outputs_that_one_name_on_a_case_insensitive_disk_are_named_at_the_end(

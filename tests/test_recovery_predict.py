@@ -905,6 +905,33 @@ def test_a_rank_waiting_for_rank_0_s_word_is_not_taken_for_gone_for_its_silence_
         watch.close()
 
 
+def _rank_with_a_refused_camera_file(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) of a folder whose ``im3.png``, on rank
+    1's shard, has a camera file that is not JSON (written by rank 0 before the ranks meet)."""
+    if rank == 0:
+        (Path(opts.input_dir) / "im3.camera.json").write_text("{not json")  # type: ignore[attr-defined]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
+
+
+def test_a_sharded_run_counts_an_image_whose_camera_file_was_refused_as_predicted(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """An image whose camera file was refused, predicted by rank 1, is counted by rank 0's reports as one
+    process counts it: predicted (``ok``), its refusal in ``camera_files_refused`` and the last line, not
+    among the failed."""
+    import json
+
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_with_a_refused_camera_file)
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 8, "error": 0, "skipped": 0, "total": 8, "not_reached": 0}
+    assert list(summary["camera_files_refused"]) == ["im3.png"], summary["camera_files_refused"]
+    assert "im3.camera.json" in summary["camera_files_refused"]["im3.png"]
+    text = " ".join(summary["text"].split())
+    assert "Predicted 8 of 8 images (0 skipped as already done, 0 failed)" in text, text
+    assert "1 image has contacts in pixels only, no metres" in text and "im3.camera.json" in text, text
+
+
 def _rank_killed_before_the_first_collective(
     rank: int, store: str, opts: object, address: str, victim: int, conn: object
 ) -> None:

@@ -59,6 +59,8 @@ def _card(row: Mapping[str, Any], thumbnails: AbstractSet[str]) -> str:
     name = html.escape(rel.as_posix())
     status = str(row.get("status", ""))
     said = f"<br>error: {html.escape(str(row.get('message', '')))}" if status == "error" else ""
+    if status != "error" and row.get("camera_error"):  # predicted, without metres: say why and the fix
+        said = f"<br>camera file refused: {html.escape(str(row.get('message', '')))}"
     if not has_outputs(row):  # nothing written (an image whose camera file is broken has its mask)
         return f'<figure class="error"><figcaption><b>{name}</b>{said}</figcaption></figure>'
     # A name that is not UTF-8 is linked by its own bytes (%E9), as the file is named on disk.

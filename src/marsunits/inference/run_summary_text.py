@@ -93,21 +93,10 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     rate = summary["megapixels_per_second"]
     not_reached = int(c.get("not_reached") or 0)
-    # Failed for the camera file alone: the mask, overlay and contacts in pixels are there ("2 failed" alone
-    # read as two images without a map). Summaries written before 2026-12-07 lack the count.
-    camera_errors = int(summary.get("camera_file_errors") or 0)
     text = (
         f"Predicted {c['ok']} of {counted(c['total'] + not_reached, 'image')} "
         f"({c['skipped']} skipped as already done, "
-        f"{c['error']} failed"
-        + (
-            f", {camera_errors} of them for a broken camera file alone: mask, overlay and contacts in pixels "
-            "written, no metres"
-            if camera_errors
-            else ""
-        )
-        + (f", {not_reached} not reached" if not_reached else "")
-        + ") "
+        f"{c['error']} failed" + (f", {not_reached} not reached" if not_reached else "") + ") "
         f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
         + (f", {rate:.3f} MP/s while predicting" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
@@ -189,6 +178,15 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
                 "too, copied the same way); "
             )
             + "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
+        )
+    refused = summary.get("camera_files_refused") or {}
+    if refused:  # predicted (ok, skipped), so not among the failed: only their metres are missing
+        first = next(iter(refused.values()))
+        text += (
+            f" {counted(len(refused), 'image has', 'images have')} contacts in pixels only, no metres: the "
+            "camera file was refused "
+            f"(summary.json camera_files_refused, manifest.csv camera_error), e.g. {_example(first)}; fix or "
+            "remove the camera file and run again, which predicts only those images again."
         )
     if c["error"]:
         text += f" {counted(c['error'], 'input')} failed: see the error rows in manifest.csv."

@@ -19,7 +19,8 @@ Failure policy:
   prints its one-sentence message and exits with status 2.
 * A bad input file (corrupt, truncated, not an image, empty, unreadable, too large, colliding name)
   becomes an ``error`` row with the reason and the run goes on. :func:`run` returns 1 when any input
-  failed, unless ``allow_errors`` is true, else 0.
+  failed or any camera file was refused (the image is predicted, ``ok``, without metres: its row's
+  ``camera_error``), unless ``allow_errors`` is true, else 0.
 * Reports are rewritten even when the run is interrupted (Ctrl-C), listing what was done so far; a re-run
   skips completed inputs (see :mod:`marsunits.inference.writers` for the completion rule).
 * A full (``ENOSPC``, ``EDQUOT``) or read-only / forbidden (``EROFS``, ``EACCES``, ``EPERM``) output folder
@@ -184,8 +185,9 @@ class RunResult:
         summary: The content of ``summary.json`` (its keys: the README's table of outputs, under Prediction;
             ``no_contact_map_reason`` says why no contact map was drawn, None where one was).
         metrics: The content of ``metrics.json`` (None without ``labels_dir``).
-        exit_code: 0, or 1 when an input failed and errors are not allowed, or the contact map asked for
-            could not be written (a folder holds its name).
+        exit_code: 0, or 1 when an input failed or a camera file was refused (``camera_files_refused``) and
+            errors are not allowed, or the contact map asked for could not be written (a folder holds its
+            name).
     """
 
     rows: list[dict[str, Any]]
@@ -299,8 +301,13 @@ def _result_row(
     lines: Sequence[ContactLine],
     seconds: Any,
     greyscale: bool | None,
+    camera_error: str = "",
 ) -> dict[str, Any]:
-    """A manifest row; ``greyscale`` None: not known (a row of a manifest from before the column)."""
+    """A manifest row of an image with its outputs; ``greyscale`` None: not known (a row of a manifest from
+    before the column). ``camera_error``: the refusal of its camera file (naming the file), "" where none was
+    refused; ``message`` then says it with the fix. The image is ``ok`` or ``skipped`` all the same: its mask,
+    overlay and contacts in pixels are written, only their metres are missing (it was an ``error`` row, and
+    the run's last line counted it failed)."""
     fractions = unit_fractions(mask)
     return {
         "path": rel.as_posix(),
@@ -313,6 +320,7 @@ def _result_row(
         "contact_length_px": float(sum(line.length_px for line in lines)),
         "n_contacts": count_contacts(lines),
         "seconds": seconds,
+        "camera_error": camera_error,
     }
 
 
@@ -567,16 +575,14 @@ class _Session:
         self.complete = 0
         #: Of those, the error rows of a broken camera file (their pixel outputs are complete): the run's last
         #: line counts them as failed, and the "skipping" line says so, so that the two counts add up.
-        self.complete_camera_errors = 0
         self.megapixels = 0.0
         self.loop_seconds = 0.0
         self.stopped_early: str | None = None
         #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
         self.cameras_seen = 0
-        #: Greyscale inputs this process predicted this run (``ok``, or ``error`` for a refused camera file:
-        #: its pixel outputs are written all the same); the rows cannot tell them, as an image skipped as
-        #: done whose camera file is still broken is an ``error`` row with outputs too.
+        #: Greyscale inputs this process predicted this run (its ``ok`` rows, a refused camera file's
+        #: included; an ``error`` row until 2026-12-07), added up over the ranks of a sharded run.
         self.grey_predicted = 0
         #: Inputs this process has finished predicting this run (with overwrite: replaced).
         self.redone = 0
@@ -660,7 +666,7 @@ class _Session:
         if self.evaluation is not None:
             digest = members.get("image_sha256")
             self.evaluation.add(f.rel, mask, lines, digest if isinstance(digest, str) else None, f.path)
-        status, message = "skipped", "outputs already present; overwrite=true redoes them"
+        message, refused = "outputs already present; overwrite=true redoes them", ""
         camera = None
         if find_camera_file(f.path) is not None:  # a broken one is said again on every run until it is fixed
             try:
@@ -668,7 +674,7 @@ class _Session:
                     f.path, mask.shape[1], mask.shape[0], max_megapixels=self.pixel_limit
                 )
             except CameraFileError as exc:
-                camera, status, message = None, "error", camera_error_message(exc, earlier=True)
+                camera, message, refused = None, camera_error_message(exc, earlier=True), str(exc)
             if camera is not None:  # said again as on its first run: the image is still without metres
                 warn_if_sees_no_ground(f.path, camera, self.opts.max_range_m)
         else:  # said again as on its first run: skipped, the image is still off the contact map
@@ -679,7 +685,7 @@ class _Session:
         grey = members.get("image_greyscale")  # older output folders: the earlier manifest's column
         if not isinstance(grey, bool):
             grey = {"1": True, "0": False}.get(old.get("greyscale", "")) if old else None
-        return _result_row(f.rel, status, message, mask, lines, seconds, grey)
+        return _result_row(f.rel, "skipped", message, mask, lines, seconds, grey, refused)
 
     def plan(self) -> list[InputFile]:
         """Record problem and skipped rows; return the inputs still to predict."""
@@ -719,8 +725,7 @@ class _Session:
             if isinstance(row, dict):
                 self.rows[row["path"]] = row
                 self.complete += 1
-                if row["status"] == "error":  # a broken camera file, said on every run until it is fixed
-                    self.complete_camera_errors += 1
+                if row["camera_error"]:  # a broken camera file, said on every run until it is fixed
                     log.warning("%s: %s", row["path"], row["message"])
             else:
                 taken = output_folder_clash(
@@ -764,14 +769,14 @@ class _Session:
             contact=self.contact_config,
         )
         camera_digest = camera_file_sha256(f.path)  # before reading it: a file replaced meanwhile is redone
-        camera_problem = ""
+        camera_problem = refused = ""
         try:
             camera = image_camera(f.path, self.pixel_limit)
             lines = add_ground_coordinates(
                 f.path, lines, mask.shape[1], mask.shape[0], self.opts.max_range_m, camera=camera
             )
         except CameraFileError as exc:  # the mask and pixel contacts need no camera: written all the same
-            camera, camera_problem = None, camera_error_message(exc)
+            camera, camera_problem, refused = None, camera_error_message(exc), str(exc)
         # As a later run reads them back when it skips this image: reports and maps then agree to the digit.
         lines = as_stored(lines)
         escape = output_escape(self.output_dir, f.rel)  # again: folders may have changed since plan()
@@ -801,8 +806,9 @@ class _Session:
             self._remember_camera(f, lines, camera)
         seconds = time.perf_counter() - start
         self.megapixels += mask.size / 1e6
-        status = "error" if camera_problem else "ok"
-        return _result_row(f.rel, status, camera_problem, mask, lines, round(seconds + item.seconds, 4), grey)
+        # Predicted, its camera file refused or not: counted so (it was an error row, "0 of 1 ... 1 failed").
+        seconds = round(seconds + item.seconds, 4)
+        return _result_row(f.rel, "ok", camera_problem, mask, lines, seconds, grey, refused)
 
     def _remember_camera(self, f: InputFile, lines: list[ContactLine], camera: CameraModel | None) -> None:
         if camera is not None:
@@ -907,7 +913,7 @@ class _Session:
             self.rows[row["path"]] = row
             self.redone += 1
             self.grey_predicted += row.get("greyscale") == 1
-            if row["status"] == "error":
+            if row["status"] == "error" or row.get("camera_error"):
                 log.warning("%s: %s", row["path"], row["message"])
             rate = n / max(time.perf_counter() - started, 1e-9)
             progress.update(bar, advance=1, rate=f"{rate:.2f} img/s")
@@ -1022,6 +1028,11 @@ class _Session:
         not_reached = len(known - set(self.rows))
         return {
             "counts": {**counts, "total": len(rows), "not_reached": not_reached},
+            # Images with their outputs (ok, skipped) whose camera file was refused: no metres. Counted as
+            # failed (error rows) until 2026-12-07, which read as nothing produced.
+            "camera_files_refused": {
+                str(r["path"]): r["camera_error"] for r in rows if r.get("camera_error")
+            },
             "seconds": round(wall_seconds, 3),
             "megapixels": round(self.megapixels, 4),
             # Throughput of the prediction loop (decoding, network, contacts, writing); excludes start-up.
@@ -1055,16 +1066,12 @@ class _Session:
             "min_unit_area_px": int(self.opts.min_unit_area_px),
             "contact": asdict(self.contact_config),
             "stopped_early": self.stopped_early,
-            # Error rows of images whose camera file alone failed: counted in counts["error"], yet their mask,
-            # overlay and contacts in pixels are written (the last line said "failed", as if they had none).
-            "camera_file_errors": sum(r["status"] == "error" and has_outputs(r) for r in rows),
             # Of this run's and earlier runs' rows (a resumed run counts the images it skipped too).
             "greyscale_inputs_for_colour_model": (
                 sum(r.get("greyscale") in (1, "1") for r in rows) if self.in_channels == 3 else 0
             ),
             # Of those, the ones this run predicted, which the run's last line speaks of: counted as they
-            # were predicted, as an image whose camera file was refused is an error row (status ok left it
-            # out), and so is one skipped as done whose camera file is still broken.
+            # were predicted, by each rank, and added up on rank 0.
             "greyscale_inputs_for_colour_model_this_run": self.grey_predicted if self.in_channels == 3 else 0,
         }
 
@@ -1156,7 +1163,9 @@ class _Session:
                 "; ".join(" and ".join(printable(p) for p in group) for group in clashes),
                 printable(os.fspath(out)),
             )
-        failed = (summary["counts"]["error"] > 0 and not self.opts.allow_errors) or map_problem is not None
+        # A refused camera file fails the run as an error row did: its image has no metres until it is fixed.
+        problems = summary["counts"]["error"] + len(summary["camera_files_refused"])
+        failed = (problems > 0 and not self.opts.allow_errors) or map_problem is not None
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 
     def write_map(self) -> tuple[list[Path], str | None]:

@@ -298,15 +298,8 @@ def _predict_claimed_shard(
     # output name too long, a path escaping output_dir) as skipped, "skipping 1 inputs" in a new folder.
     skipped = session.complete
     if skipped:
-        # Those of a broken camera file are error rows, not "skipped as already done", in the run's last line.
-        camera_errors = session.complete_camera_errors
-        verb = "is an error row" if camera_errors == 1 else "are error rows"
         log.info(
-            "skipping %s whose outputs are complete (overwrite=true redoes them)%s",
-            counted(skipped, "input"),
-            f"; {camera_errors} of them {verb} for a broken camera file (said above), counted as failed"
-            if camera_errors
-            else "",
+            "skipping %s whose outputs are complete (overwrite=true redoes them)", counted(skipped, "input")
         )
     loop_start = time.perf_counter()
     if shard.world_size == 1:

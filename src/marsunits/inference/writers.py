@@ -56,6 +56,7 @@ MANIFEST_FIELDS: tuple[str, ...] = (
     "contact_length_px",
     "n_contacts",
     "seconds",
+    "camera_error",
 )
 
 #: Overlay opacity of the unit colours.
@@ -664,7 +665,8 @@ def _fold_letter(letter: str) -> str:
 
 def has_outputs(row: Mapping[str, Any]) -> bool:
     """Whether a manifest row's image has its outputs (mask, overlay, contacts): every row but an ``error``
-    one without a mask; an image whose camera file is broken is an ``error`` with its pixel outputs."""
+    one without a mask (an image whose camera file was refused is ``ok`` or ``skipped``, its refusal in
+    ``camera_error``; a manifest before 2026-12-07 holds it as an ``error`` row with its pixel outputs)."""
     return row["status"] != "error" or row.get("width") not in (None, "")
 
 
