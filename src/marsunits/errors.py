@@ -209,6 +209,14 @@ def some_of(names: Sequence[str], limit: int) -> str:
     return ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, in the plural (``plural``, else ``noun`` + "s") unless ``n`` is 1: "1 image",
+    "0 images", "2 inputs". For the counts of messages and log lines, which read "1 image(s) ... have" or
+    "1 inputs failed"; here beside :func:`some_of`, so that training's modules count without importing
+    :mod:`marsunits.inference`."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 #: errno values of a disk that takes no more: full, over quota, read-only.
 STORAGE_ERRNOS = {
     errno.ENOSPC: "the disk is full",

@@ -70,10 +70,9 @@ from typing import Any
 
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, counted
 from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
-from marsunits.inference.run_summary_text import counted
 from marsunits.inference.writers import (
     OutputPaths,
     escaped_path_values,

@@ -12,19 +12,14 @@ from typing import Any
 import numpy as np
 
 from marsunits.constants import CLASS_NAMES
+from marsunits.errors import counted
 
-__all__ = ["CONSOLE_WIDTH", "console_text", "counted", "summary_paragraph"]
+__all__ = ["CONSOLE_WIDTH", "console_text", "summary_paragraph"]
 
 #: The widest line of the paragraph as ``predict.py`` prints it (:func:`console_text`), the project's own
 #: line length: on one line the paragraph ran to 900-1,000 characters, read only by scrolling sideways or
 #: where the terminal wrapped it mid-word.
 CONSOLE_WIDTH = 110
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and ``noun``, in the plural (``plural``, else ``noun`` + "s") unless ``n`` is 1: "1 image",
-    "0 images", "2 inputs". For counts in ``predict.py``'s console lines, which read "1 inputs failed"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def console_text(paragraph: str) -> str:

@@ -73,6 +73,7 @@ from marsunits.errors import (
     DataError,
     MarsUnitsError,
     TerminatedError,
+    counted,
     sigterm_raises,
     stopping_otherwise,
 )
@@ -128,7 +129,7 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
-from marsunits.inference.run_summary_text import counted, summary_paragraph
+from marsunits.inference.run_summary_text import summary_paragraph
 from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,

@@ -39,11 +39,12 @@ from marsunits.errors import (
     ConfigError,
     MarsUnitsError,
     TerminatedError,
+    counted,
     storage_problem,
 )
 from marsunits.inference.inputs import check_folders
 from marsunits.inference.output_settings import write_settings
-from marsunits.inference.run_summary_text import console_text, counted
+from marsunits.inference.run_summary_text import console_text
 from marsunits.inference.writers import printable
 from marsunits.run_folder_claim import claimed_output_dir
 

@@ -18,9 +18,9 @@ from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from marsunits.errors import counted
 from marsunits.inference.inputs import normalise_patterns
 from marsunits.inference.options import PredictOptions
-from marsunits.inference.run_summary_text import counted
 from marsunits.inference.writers import SUFFIXES, OutputPaths, has_outputs, printable, remove_outputs_except
 
 #: The run's logger: its lines are the runner's (``[marsunits.inference.runner]`` in ``predict.log``), as
