@@ -195,7 +195,7 @@ def test_predict_adapt_bn_refuses_onnx_and_a_folder_without_readable_images(
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "o1", "adapt_bn=true", "runtime=onnx"))
     assert not (tmp_path / "o1" / "manifest.csv").exists()
     with pytest.raises(
-        DataError, match=r"adapt_bn=true: none of the 1 input file.*could be read.*set adapt_bn=false"
+        DataError, match=r"adapt_bn=true: the only input file under .* could not be read.*set adapt_bn=false"
     ):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "o2", "adapt_bn=true"))
     assert not (tmp_path / "o2" / "manifest.csv").exists()

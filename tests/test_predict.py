@@ -547,7 +547,7 @@ def test_the_gallery_shows_small_thumbnails_linking_the_overlays_and_resume_need
     assert '<a href="small.overlay.png"><img src="small.thumb.jpg"' in page
     assert '<a href="wide.thumb.overlay.png"><img src="wide.thumb.thumb.jpg"' in page
     # No thumbnail is taken for the output of an input removed since (nor the missing ones for a change).
-    assert not [r for r in caplog.records if "output file(s)" in r.getMessage()], caplog.text
+    assert not [r for r in caplog.records if " output file" in r.getMessage()], caplog.text
 
     # overwrite=true writes every thumbnail again and removes that of an input removed since.
     (inp / "small.png").unlink()
@@ -1780,6 +1780,12 @@ def test_the_settings_comparison_skips_only_keys_recorded_before_they_existed(tm
         check_settings(tmp_path, {**legacy, "adapt_bn_inputs": inputs_now}, overwrite=False)
     same_stamps = {**inputs_now, "sha256": "a" * 64}
     check_settings(tmp_path, {**legacy, "adapt_bn_inputs": same_stamps}, overwrite=False)
+    # The counts of files then and now, a count of one in the singular (it read "1 file(s) then").
+    write_settings(tmp_path, {**legacy, "adapt_bn_inputs": {"files": 1, "sha256": "a" * 64}})
+    with pytest.raises(ConfigError, match=r"adapt_bn=true: 1 file then, 2 files now, or some of them"):
+        check_settings(
+            tmp_path, {**legacy, "adapt_bn_inputs": {"files": 2, "sha256": "b" * 64}}, overwrite=False
+        )
     write_settings(tmp_path, now)
     # The check before the network is built leaves the arithmetic out of both records.
     before_build = {k: v for k, v in now.items() if k not in ARITHMETIC_KEYS}

@@ -1414,7 +1414,7 @@ def test_an_overwrite_run_removes_no_output_of_another_input_folder(
     )
     assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first  # the other folder's are kept
     assert (out / "b.prob.tif").is_file() and len(list(out.glob("gone.*"))) == 4
-    assert "left 8 output file(s)" in caplog.text and str(tmp_path / "sol100") in caplog.text
+    assert "left 8 output files" in caplog.text and str(tmp_path / "sol100") in caplog.text
     assert run(make_cfg(tmp_path, ckpt, tmp_path / "sol101", out, "overwrite=true")) == 0
     assert not (out / "b.prob.tif").exists()  # this run's own images' outputs it did not write still go
     assert {p.name: p.read_bytes() for p in out.glob("a.*")} == first
@@ -1748,7 +1748,12 @@ def test_a_re_run_names_the_outputs_of_inputs_removed_since(
     with caplog.at_level("WARNING", logger="marsunits.inference.runner"):
         run(make_cfg(tmp_path, ckpt, inp, out))
     said = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
-    assert len(said) == 1 and "4 output file(s)" in said[0] and "overwrite=true" in said[0], said
+    assert (
+        len(said) == 1
+        and "4 output files in" in said[0]
+        and "are of inputs no longer" in said[0]
+        and "overwrite=true" in said[0]
+    ), said
     assert "sub/gone.mask.png" in said[0] and "sub/gone.thumb.jpg" in said[0]
     assert list(read_manifest(out)) == ["keep.png"] and (out / "sub" / "gone.mask.png").exists()
     caplog.clear()
@@ -1756,6 +1761,34 @@ def test_a_re_run_names_the_outputs_of_inputs_removed_since(
         run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
     assert not [r for r in caplog.records if "no longer" in r.getMessage()]
     assert not (out / "sub" / "gone.mask.png").exists() and not (out / "sub" / "gone.thumb.jpg").exists()
+
+
+def test_one_output_of_an_input_removed_since_is_counted_in_the_singular(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One output file left of an input removed since: the re-run's warning read "1 output file(s) in ...
+    are of inputs no longer in", and overwrite=true's line "removed 1 output file(s)". A count of one now
+    takes the singular, its verb too."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "keep.png", 16, 16, seed=1)
+    save_rgb(inp / "gone.png", 16, 16, seed=2)
+    run(make_cfg(tmp_path, ckpt, inp, out))
+    (inp / "gone.png").unlink()
+    for path in out.glob("gone.*"):
+        if path.name != "gone.mask.png":
+            path.unlink()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    said = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"1 output file in {out} is of an input no longer in"), said
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
+    removed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("overwrite=true: removed")]
+    assert removed == [
+        "overwrite=true: removed 1 output file of earlier runs that this run did not write (inputs no longer "
+        "there or failing now, probabilities not saved this time)"
+    ], caplog.text
 
 
 def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
@@ -1773,7 +1806,7 @@ def test_outputs_of_images_patterns_leave_out_are_not_called_removed(
     with caplog.at_level("INFO", logger="marsunits.inference.runner"):
         run(make_cfg(tmp_path, ckpt, inp, out, "patterns=[jpg]"))
     removed = [r.getMessage() for r in caplog.records if "no longer" in r.getMessage()]
-    assert len(removed) == 1 and "4 output file(s)" in removed[0] and "gone.mask.png" in removed[0], removed
+    assert len(removed) == 1 and "4 output files" in removed[0] and "gone.mask.png" in removed[0], removed
     assert "kept." not in removed[0]
     left_out = [r for r in caplog.records if "leaves out" in r.getMessage()]
     assert len(left_out) == 1 and left_out[0].levelname == "INFO", left_out

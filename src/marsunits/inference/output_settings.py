@@ -199,7 +199,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
                 n_then, n_now = (int((r.get(key) or {}).get("files", 0)) for r in (old, new))
                 diffs.append(
                     "the input files the batch-norm statistics are adapted to (adapt_bn=true: "
-                    f"{n_then} file(s) then, {n_now} now, or some of them changed)"
+                    f"{counted(n_then, 'file')} then, {counted(n_now, 'file')} now, or some of them changed)"
                 )
             elif key == "method_versions":
                 # Only methods on in both runs: one switched on or off is said by its own key (tta).

@@ -623,10 +623,14 @@ class _Session:
                 device=self.device,
             )
         except NoImagesError as exc:
+            unread = (
+                f"the only input file under {self.input_dir} could not be read"
+                if len(files) == 1
+                else f"none of the {len(files)} input files under {self.input_dir} could be read"
+            )
             raise DataError(
-                f"adapt_bn=true: none of the {len(files)} input file(s) under {self.input_dir} could be "
-                "read, so there are no images to adapt the batch-norm statistics to; fix the inputs or "
-                "set adapt_bn=false"
+                f"adapt_bn=true: {unread}, so there are no images to adapt the batch-norm statistics to; fix "
+                "the inputs or set adapt_bn=false"
             ) from exc
         except ValueError as exc:
             raise ConfigError(f"adapt_bn=true: {exc} Set adapt_bn=false for this model.") from exc
@@ -980,12 +984,15 @@ class _Session:
             for path in removed:
                 path.unlink(missing_ok=True)
             if len(stale) > len(removed):
+                left = len(stale) - len(removed)
                 log.warning(
-                    "overwrite=true: left %d output file(s) in %s that are not of this run's inputs (the "
-                    "folder also holds predictions of %s); delete them by hand if they are stale",
-                    len(stale) - len(removed),
+                    "overwrite=true: left %s in %s that %s not of this run's inputs (the folder also holds "
+                    "predictions of %s); delete %s by hand if %s stale",
+                    counted(left, "output file"),
                     self.output_dir,
+                    "is" if left == 1 else "are",
                     ", ".join(self.other_input_dirs),
+                    *(("it", "it is") if left == 1 else ("them", "they are")),
                 )
             if not self.earlier or settings_differences(self.earlier, self.settings):
                 # Made with the settings of the record this run replaces (or of an interrupted overwrite):
@@ -1001,9 +1008,9 @@ class _Session:
                 )
         if removed:
             log.info(
-                "overwrite=true: removed %d output file(s) of earlier runs that this run did not write "
-                "(inputs no longer there or failing now, probabilities not saved this time)",
-                len(removed),
+                "overwrite=true: removed %s of earlier runs that this run did not write (inputs no longer "
+                "there or failing now, probabilities not saved this time)",
+                counted(len(removed), "output file"),
             )
         # Another folder's prob.tif files are left: their dtype stays in the record (write_settings).
         write_settings(self.output_dir, self.settings, replaced_all=not self.other_input_dirs)

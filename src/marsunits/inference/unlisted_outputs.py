@@ -99,14 +99,16 @@ def say_outputs_of_no_input(
     stale = [p for p, out in zip(stale, flags, strict=True) if not out]
     if stale:
         names = [printable(p.relative_to(output_dir).as_posix()) for p in stale]
+        one = len(stale) == 1
         log.warning(
-            "%d output file(s) in %s are of inputs no longer in %s or failing now, so in none of its "
-            "reports (manifest.csv, summary.json, index.html): %s; a run with overwrite=true removes "
-            "them, or delete them by hand",
-            len(stale),
+            "%s in %s %s no longer in %s or failing now, so in none of its reports (manifest.csv, "
+            "summary.json, index.html): %s; a run with overwrite=true removes %s, or delete %s by hand",
+            counted(len(stale), "output file"),
             printable(os.fspath(output_dir)),
+            "is of an input" if one else "are of inputs",
             printable(os.fspath(input_dir)),
             ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else ""),
+            *(["it"] * 2 if one else ["them"] * 2),
         )
 
 
