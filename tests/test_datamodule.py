@@ -597,7 +597,9 @@ def test_validation_without_a_labelled_pixel_stops_before_training(tmp_path: Pat
         blank = np.full(np.asarray(Image.open(rec.mask)).shape, 255, np.uint8)
         Image.fromarray(blank).save(rec.mask)
     with pytest.raises(
-        DataError, match=r"'folder': its \d+ validation mask\(s\) \(img_\d\.png.*hold no labelled"
+        DataError,
+        match=rf"'folder': its {len(val_recs)} validation masks? \(img_\d\.png.*"
+        rf"{'holds' if len(val_recs) == 1 else 'hold'} no labelled",
     ):
         instantiate(cfg.data).setup("fit")
 
@@ -633,7 +635,8 @@ def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.
     with caplog.at_level("WARNING", logger="marsunits.data.datasets"):
         instantiate(cfg.data).setup("fit")
     warned = [r.getMessage() for r in caplog.records if "never trained on" in r.getMessage()]
-    assert len(warned) == 1 and f"1 of {len(train_recs)} training mask(s)" in warned[0]
+    assert len(warned) == 1 and f"1 of {len(train_recs)} training masks holds no labelled pixel" in warned[0]
+    assert "so its image is never trained on" in warned[0]
     assert train_recs[0].mask.name in warned[0]
 
 

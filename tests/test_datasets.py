@@ -429,11 +429,11 @@ def test_a_root_one_level_too_deep_is_told_its_parent(tmp_path: Path) -> None:
 def test_unpaired_files_are_listed(tmp_path: Path) -> None:
     root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 123, 124))
     (root / "labels" / "123_1.png").unlink()
-    with pytest.raises(ValueError, match=r"1 image\(s\).*have no mask.*123_1"):
+    with pytest.raises(ValueError, match=r"1 image in .* has no mask.*123_1"):
         scan_marsscapes(root)
     root2 = write_fake_folder(tmp_path / "f", n_images=2)
     (root2 / "images" / "img_0.png").unlink()
-    with pytest.raises(ValueError, match=r"1 mask\(s\).*have no image.*img_0"):
+    with pytest.raises(ValueError, match=r"1 mask in .* has no image.*img_0"):
         scan_folder(root2)
 
 
@@ -452,7 +452,7 @@ def test_masks_named_with_a_word_added_to_their_images_stems_are_told_the_rename
     with pytest.raises(ValueError) as refused:
         scan_folder(root)
     message = str(refused.value)
-    assert f"3 mask(s) are named as their images with '{added}' added" in message
+    assert f"3 masks are named as their images with '{added}' added" in message
     assert f"remove '{added}' from the mask names" in message
 
 
@@ -467,10 +467,32 @@ def test_masks_named_as_their_images_but_for_letter_case_are_told_so(tmp_path: P
     with pytest.raises(ValueError) as refused:
         scan_folder(root)
     message = str(refused.value)
-    assert (
-        "3 mask(s) are named as their images but for letter case (e.g. img_0 for the image IMG_0)" in message
-    )
+    assert "3 masks are named as their images but for letter case (e.g. img_0 for the image IMG_0)" in message
     assert "letter case included, so rename the masks (or the images) to match" in message
+
+
+def test_a_folder_of_one_unpaired_image_counts_it_in_the_singular(tmp_path: Path) -> None:
+    """A folder of one image: its refusals read "1 image(s) in ... have no mask", "1 mask(s) are named as
+    their images but for letter case" and "for the 1 image(s) in". A count of one now takes the singular,
+    its verb too."""
+    root = write_fake_folder(tmp_path / "f", n_images=1)
+    (image,) = (root / "images").iterdir()
+    image.rename(image.with_name(image.stem.upper() + image.suffix))
+    with pytest.raises(ValueError) as refused:
+        scan_folder(root)
+    said = str(refused.value)
+    assert f"1 image in {root / 'images'} has no mask in {root / 'masks'}: IMG_0" in said, said
+    assert f"1 mask in {root / 'masks'} has no image in {root / 'images'}: img_0" in said, said
+    assert "1 mask is named as its image but for letter case (e.g. img_0 for the image IMG_0)" in said, said
+    (mask,) = (root / "masks").iterdir()
+    mask.rename(mask.with_name("IMG_0_mask" + mask.suffix))
+    with pytest.raises(ValueError) as refused:
+        scan_folder(root)
+    assert "1 mask is named as its image with '_mask' added" in str(refused.value), refused.value
+    (root / "masks" / ("IMG_0_mask" + mask.suffix)).unlink()
+    with pytest.raises(ValueError) as refused:
+        scan_folder(root)
+    assert f"for the 1 image in {root / 'images'}: each image needs its mask" in str(refused.value)
 
 
 def test_an_empty_masks_folder_is_said_empty_not_every_image_unpaired(tmp_path: Path) -> None:
@@ -483,7 +505,7 @@ def test_an_empty_masks_folder_is_said_empty_not_every_image_unpaired(tmp_path: 
     with pytest.raises(ValueError) as refused:
         scan_folder(root)
     said = str(refused.value)
-    assert f"no masks found in {root / 'masks'} or its subfolders, for the 3 image(s) in" in said, said
+    assert f"no masks found in {root / 'masks'} or its subfolders, for the 3 images in" in said, said
     assert "move the unpaired ones out" not in said and f"predict.py input_dir={root / 'images'}" in said, (
         said
     )
@@ -1001,8 +1023,17 @@ def test_kfold_validates_every_image_exactly_once_without_sol_leakage() -> None:
 
 
 def test_split_errors_and_unknown_sols() -> None:
-    with pytest.raises(ValueError, match="1 split group"):
+    with pytest.raises(
+        ValueError, match=r"Cannot split 3 images into train and validation: they form 1 split group \("
+    ):
         split_by_group([3, 3, 3], 0.2, seed=0)
+    # One image: it read "Cannot split 1 image(s) ...: they form 1 split group(s) ... 1 sol(s) at a time".
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot split 1 image into train and validation: it forms 1 split group \(.* "
+        r"grouped 1 sol at a time",
+    ):
+        split_by_group([3], 0.2, seed=0, sol_block=1)
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_group([1, 2], 1.0, seed=0)
     # Text compared with numbers (a TypeError naming no key); the ends: no validation, or no training.
@@ -1086,7 +1117,7 @@ def test_folder_data_pairs_the_files_of_subfolders(tmp_path: Path) -> None:
         ("images/top.jpg", "masks/top.png"),
     ]  # the hidden folder's copy is skipped, as predict.py skips it
     (tmp_path / "masks" / "site2" / "a.png").rename(tmp_path / "masks" / "a.png")
-    with pytest.raises(ValueError, match=r"1 image\(s\) in .* have no mask .*: site2/a; 1 mask\(s\) .*: a\."):
+    with pytest.raises(ValueError, match=r"1 image in .* has no mask .*: site2/a; 1 mask .*: a\."):
         scan_folder(tmp_path)
     # Layouts read flat (MarsScapes, AI4Mars) still say where images in subfolders are.
     for site in ("site1", "site2"):
@@ -1130,7 +1161,8 @@ def test_folder_data_follows_linked_subfolders_and_pairs_names_in_either_unicode
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "images" / "d.bmp")
     Image.new("L", (8, 8)).save(tmp_path / "data" / "masks" / "d.png")
     with pytest.raises(
-        ValueError, match=r"have no image .*: d\..* format that is not read \(d\.bmp\): convert"
+        ValueError,
+        match=r"has no image .*: d\..* 1 file in .* is in a format that is not read \(d\.bmp\): convert it",
     ):
         scan_folder(tmp_path / "data")
     (tmp_path / "data" / "masks" / "d.png").unlink()

@@ -729,9 +729,7 @@ def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path)
         same = run(compose_config("train", tmp_path / "same", [*evaluate, f"ckpt_path={model}"]))
         assert same["val/miou"] == pytest.approx(trained["val/miou"], abs=1e-6)
         other = [*evaluate, f"ckpt_path={model}", "data.seed=3"]  # another split: validates on trained sols
-        with pytest.raises(
-            DataError, match=rf"ckpt_path={model} was trained on \d+ sol\(s\) of 'marsscapes'"
-        ):
+        with pytest.raises(DataError, match=rf"ckpt_path={model} was trained on \d+ sols? of 'marsscapes'"):
             run(compose_config("train", tmp_path / "other", other))
         # Refused before the run folder is made (it held config.yaml and an empty log of the refused run).
         assert not (tmp_path / "other" / "config.yaml").exists()
@@ -1501,7 +1499,7 @@ def test_an_image_named_in_latin1_bytes_without_a_mask_is_named_on_the_console_a
     err = proc.stderr.decode("utf-8")  # valid UTF-8, or this raises
     assert proc.returncode == 2, err[-3000:]
     assert "Logging error" not in err, err[-3000:]
-    said = "1 image(s) in " + str(root / "images") + " have no mask in " + str(root / "masks") + ": caf\\xe9."
+    said = "1 image in " + str(root / "images") + " has no mask in " + str(root / "masks") + ": caf\\xe9."
     assert f"train.py: error: Dataset 'folder': {said}" in err, err[-3000:]
     logged = (run_dir / "train.log").read_bytes().decode("utf-8")
     assert said in logged, logged
@@ -3200,7 +3198,7 @@ def test_resuming_after_images_were_added_to_a_folder_refuses_to_validate_on_tra
     val_after = {after._image_key("folder", r) for r in after.splits["folder"][1]}
     assert val_after & set(before.trained_images()["folder"])  # the precondition: the split moved
     with pytest.raises(
-        DataError, match=r"the run this command resumes\) was trained on \d+ image\(s\) of 'folder'"
+        DataError, match=r"the run this command resumes\) was trained on \d+ images? of 'folder'"
     ) as refused:
         run(compose_config("train", tmp_path / "run", [*common, "trainer.max_epochs=3", "ckpt_path=last"]))
     # It advised a new run from its weights (init_ckpt_path=<its checkpoint>), which validates on the same

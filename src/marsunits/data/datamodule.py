@@ -78,7 +78,7 @@ from marsunits.data.value_checks import (
     sol_margin_refusal,
     sources_refusal,
 )
-from marsunits.errors import ConfigError, DataError, TerminatedError, some_of
+from marsunits.errors import ConfigError, DataError, TerminatedError, counted, some_of
 from marsunits.file_digest import file_sha256, image_content_key
 from marsunits.user_paths import expand_home
 
@@ -141,7 +141,8 @@ def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]
         DataError: naming the validation images and what to change.
     """
     names = some_of([r.mask.name for r in val_recs], 5)
-    what = f"its {len(val_recs)} validation mask(s) ({names}) hold no labelled pixel (all 255)"
+    hold = "holds" if len(val_recs) == 1 else "hold"
+    what = f"its {counted(len(val_recs), 'validation mask')} ({names}) {hold} no labelled pixel (all 255)"
     if not val_recs:
         what = "it has no validation image"
     raise DataError(
@@ -788,7 +789,7 @@ class MarsDataModule(L.LightningDataModule):
                     f"leaves none of the {len(records)} images of '{source}'; narrow the ranges."
                 )
             records = [r for r, out in zip(records, excluded, strict=True) if not out]
-            log.info("%s: %d image(s) in exclude_sols left out", source, int(excluded.sum()))
+            log.info("%s: %s in exclude_sols left out", source, counted(int(excluded.sum()), "image"))
         groups = [r.group for r in records]
         places = [r.place for r in records] if any(r.place is not None for r in records) else None
         if source in self.train_only:

@@ -38,7 +38,7 @@ from torchvision import tv_tensors
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import to_channels
 from marsunits.data.store import ImageStore, as_float
-from marsunits.errors import TerminatedError, some_of
+from marsunits.errors import TerminatedError, counted, some_of
 
 __all__ = ["RandomCropDataset", "SceneDataset", "TiledDataset", "make_sample", "tile_starts"]
 
@@ -150,18 +150,23 @@ class RandomCropDataset(Dataset):
         if len(store) == 0 or counts.sum() == 0:
             names = ", ".join(r.image.name for r in store.records[:5])
             raise ValueError(
-                f"No labelled pixels in the {len(store)} training image(s) ({names}): every mask value maps "
-                "to 255. Check the masks and the class_map in configs/data/<name>.yaml."
+                f"No labelled pixels in the {counted(len(store), 'training image')} ({names}): every mask "
+                "value maps to 255. Check the masks and the class_map in configs/data/<name>.yaml."
             )
         unlabelled = [store.records[i].mask.name for i in np.flatnonzero(counts == 0)]
         if unlabelled:  # never drawn (their probability is 0): say so, a mask saved wrongly looks like this
+            one = len(unlabelled) == 1
             log.warning(
-                "%d of %d training mask(s) hold no labelled pixel after the class map, so their images are "
-                "never trained on: %s. If they should be labelled, check that they were saved with class "
-                "ids (0, 1, 2; 255 = no label) and not as a colour rendering",
+                "%d of %s %s no labelled pixel after the class map, so %s never trained on: %s. If %s "
+                "be labelled, check that %s saved with class ids (0, 1, 2; 255 = no label) and not as a "
+                "colour rendering",
                 len(unlabelled),
-                len(store),
+                counted(len(store), "training mask"),
+                "holds" if one else "hold",
+                "its image is" if one else "their images are",
                 some_of(unlabelled, 10),
+                "it should" if one else "they should",
+                "it was" if one else "they were",
             )
         self.store = store
         self.fixed_seed = fixed_seed
@@ -185,9 +190,9 @@ class RandomCropDataset(Dataset):
             focus = np.array([np.count_nonzero(store.mask(i) == focus_class) for i in range(len(store))])
             if focus.sum() == 0:
                 raise ValueError(
-                    f"focus_class={focus_class}: no pixel of that class in the {len(store)} training "
-                    "image(s); set data.focus_class to a class present in the training masks, or "
-                    "data.focus_fraction=0."
+                    f"focus_class={focus_class}: no pixel of that class in the "
+                    f"{counted(len(store), 'training image')}; set data.focus_class to a class present in "
+                    "the training masks, or data.focus_fraction=0."
                 )
             self.focus_probabilities = focus / focus.sum()
 

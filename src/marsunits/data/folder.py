@@ -20,7 +20,7 @@ from pathlib import Path
 from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
 from marsunits.data.layout import FOLDER, FOLDER_LAYOUT, check_layout
 from marsunits.data.store import LabelledImage
-from marsunits.errors import some_of
+from marsunits.errors import counted, some_of
 from marsunits.user_paths import expand_home
 
 __all__ = ["FOLDER_LAYOUT", "check_root", "folder_root", "pair_by_stem", "scan_folder"]
@@ -138,9 +138,10 @@ def _other_formats_note(folder: Path, other: list[Path]) -> str:
     if not other:
         return ""
     names = ", ".join(p.relative_to(folder).as_posix() for p in other[:_SHOW])
+    are, them = ("is", "it") if len(other) == 1 else ("are", "them")
     return (
-        f" {len(other)} file(s) in {folder} are in a format that is not read ({names}"
-        f"{' ...' if len(other) > _SHOW else ''}): convert them to one of {', '.join(IMAGE_EXTENSIONS)}."
+        f" {counted(len(other), 'file')} in {folder} {are} in a format that is not read ({names}"
+        f"{' ...' if len(other) > _SHOW else ''}): convert {them} to one of {', '.join(IMAGE_EXTENSIONS)}."
     )
 
 
@@ -188,7 +189,8 @@ def _renamed_masks_hint(no_mask: Collection[str], no_image: Collection[str]) -> 
     word, count = added.most_common(1)[0]
     mask, image = example[word]
     return (
-        f" {count} mask(s) are named as their images with '{word}' added (e.g. {mask} for the image {image}):"
+        f" {counted(count, 'mask')} {'is named as its image' if count == 1 else 'are named as their images'} "
+        f"with '{word}' added (e.g. {mask} for the image {image}):"
         f" remove '{word}' from the mask names, so that each mask is named as its image."
     )
 
@@ -203,7 +205,9 @@ def _case_only_hint(no_mask: Collection[str], no_image: Collection[str]) -> str:
         return ""
     mask, image = pairs[0]
     return (
-        f" {len(pairs)} mask(s) are named as their images but for letter case (e.g. {mask} for the image "
+        f" {counted(len(pairs), 'mask')} "
+        f"{'is named as its image' if len(pairs) == 1 else 'are named as their images'} but for letter case "
+        f"(e.g. {mask} for the image "
         f"{image}): names are compared exactly, letter case included, so rename the masks (or the images) to "
         "match."
     )
@@ -259,8 +263,9 @@ def pair_by_stem(
     if not masks:  # every image unpaired: "move the unpaired ones out" would leave nothing
         raise ValueError(
             f"Dataset '{dataset}': no masks found in {masks_dir}{' or its subfolders' if recursive else ''}, "
-            f"for the {len(images)} image(s) in {images_dir}: each image needs its mask, named as the image "
-            f"({masks_dir.name}/<stem>.png). Label them, or give the folder that holds them with data.root; "
+            f"for the {counted(len(images), 'image')} in {images_dir}: each image needs its mask, named as "
+            f"the image ({masks_dir.name}/<stem>.png). Label them, or give the folder that holds them with "
+            "data.root; "
             f"images without labels are predicted (predict.py input_dir={images_dir}), not trained on."
             + mask_note
         )
@@ -269,12 +274,13 @@ def pair_by_stem(
     problems = []
     if no_mask:
         problems.append(
-            f"{len(no_mask)} image(s) in {images_dir} have no mask in {masks_dir}: " + some_of(no_mask, _SHOW)
+            f"{counted(len(no_mask), 'image')} in {images_dir} {'has' if len(no_mask) == 1 else 'have'} no "
+            f"mask in {masks_dir}: " + some_of(no_mask, _SHOW)
         )
     if no_image:
         problems.append(
-            f"{len(no_image)} mask(s) in {masks_dir} have no image in {images_dir}: "
-            + some_of(no_image, _SHOW)
+            f"{counted(len(no_image), 'mask')} in {masks_dir} {'has' if len(no_image) == 1 else 'have'} no "
+            f"image in {images_dir}: " + some_of(no_image, _SHOW)
         )
     if problems:
         raise ValueError(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from marsunits.data.splits import near_sols
 from marsunits.data.store import LabelledImage
-from marsunits.errors import DataError, some_of
+from marsunits.errors import DataError, counted, some_of
 from marsunits.file_digest import file_sha256, image_content_key
 
 __all__ = [
@@ -89,10 +89,9 @@ def hold_out_validated_sols(splits: Splits, sol_block: int, where: str) -> None:
             )
         if len(kept) < len(train):
             log.info(
-                "%s: %d training image(s) from sol blocks validated in another source left out "
-                "(shared_sol_holdout)",
+                "%s: %s from sol blocks validated in another source left out (shared_sol_holdout)",
                 source,
-                len(train) - len(kept),
+                counted(len(train) - len(kept), "training image"),
             )
         splits[source] = (kept, val)
 
@@ -118,10 +117,10 @@ def leave_out_sols_near_validation(splits: Splits, sol_margin: int, joined: bool
                 "validation sol; lower data.sol_margin (0 = off) or change data.val_fraction / data.seed."
             )
         log.info(
-            "%s: %d training image(s) within %d sols of a validation sol left out (sol_margin)",
+            "%s: %s within %s of a validation sol left out (sol_margin)",
             source,
-            int(near.sum()),
-            sol_margin,
+            counted(int(near.sum()), "training image"),
+            counted(sol_margin, "sol"),
         )
         splits[source] = (kept, val)
 
@@ -157,12 +156,12 @@ def refuse_validation_sols_seen_before(
             )
             if hits:
                 raise DataError(
-                    f"{what} was trained on {len(hits)} sol(s) of '{source}' that this run validates on "
-                    f"(in a validation sol block of {sol_block} sols, or within sol_margin={sol_margin} "
-                    f"sols): {hits[:8]}{' ...' if len(hits) > 8 else ''}. Its validation scores would be "
-                    "optimistic. Use a model trained on this run's split (the same data.seed, val_fraction, "
-                    "sol_block, n_folds and fold), or one that left these sols out (data.exclude_sols); add "
-                    "data.allow_seen_val_sols=true to go on anyway."
+                    f"{what} was trained on {counted(len(hits), 'sol')} of '{source}' that this run "
+                    f"validates on (in a validation sol block of {sol_block} sols, or within "
+                    f"sol_margin={sol_margin} sols): {hits[:8]}{' ...' if len(hits) > 8 else ''}. Its "
+                    "validation scores would be optimistic. Use a model trained on this run's split (the "
+                    "same data.seed, val_fraction, sol_block, n_folds and fold), or one that left these sols "
+                    "out (data.exclude_sols); add data.allow_seen_val_sols=true to go on anyway."
                 )
 
 
@@ -190,8 +189,8 @@ def refuse_validation_images_trained_before(
         hits = sorted(k for k in (image_key(source, r) for r in val if r.group is None) if k in before)
         if hits:
             raise DataError(
-                f"{what} was trained on {len(hits)} image(s) of '{source}' that this run validates on "
-                f"({some_of(hits, 5)}): images were added to or removed from {source_root(source)} since "
+                f"{what} was trained on {counted(len(hits), 'image')} of '{source}' that this run validates "
+                f"on ({some_of(hits, 5)}): images were added to or removed from {source_root(source)} since "
                 "that run began, which re-draws the split of images without a sol, and its validation scores "
                 "would be optimistic. Put the folder back as it was to resume, or start a new run from "
                 "scratch (a new run_name, without ckpt_path: one started from its weights, init_ckpt_path=, "

@@ -22,6 +22,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
 # The rules train.py also checks before Hydra (no numpy, scipy nor scikit-learn to import there).
 from marsunits.data.value_checks import check_sol_ranges, val_fraction_refusal
+from marsunits.errors import counted
 
 __all__ = [
     "check_sol_ranges",
@@ -148,9 +149,10 @@ def split_by_group(
     with_sols = any(sol is not None for sol in sols)
     if n_groups < 2:
         raise ValueError(
-            f"Cannot split {len(sols)} image(s) into train and validation: they form {n_groups} split "
-            f"group(s) (an image without a sol is a group of its own; images with sols are grouped "
-            f"{sol_block} sol(s) at a time, data.sol_block). "
+            f"Cannot split {counted(len(sols), 'image')} into train and validation: "
+            f"{'it forms' if len(sols) == 1 else 'they form'} {counted(n_groups, 'split group')} (an image "
+            "without a sol is a group of its own; images with sols are grouped "
+            f"{counted(sol_block, 'sol')} at a time, data.sol_block). "
             + (
                 "Add images (from more sols), or lower data.sol_block."
                 if with_sols and sol_block > 1
@@ -212,7 +214,8 @@ def kfold_split_by_group(
     if n_groups < n_folds:
         with_sols = any(sol is not None for sol in sols)
         raise ValueError(
-            f"Cannot make {n_folds} folds from {n_groups} sol group(s) (sol_block={sol_block}); lower "
+            f"Cannot make {n_folds} folds from {counted(n_groups, 'sol group')} (sol_block={sol_block}); "
+            "lower "
             + (
                 "data.n_folds or data.sol_block."
                 if with_sols and sol_block > 1
