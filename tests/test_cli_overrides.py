@@ -86,6 +86,20 @@ def test_an_option_the_built_class_takes_but_the_config_lacks_is_said_to_need_a_
     )
 
 
+def test_trainer_fast_dev_run_without_a_plus_is_told_of_debug_fdr_too() -> None:
+    """``trainer.fast_dev_run=true`` (Lightning's word, as its docs write it) was told only to add it with a
+    plus; the project's way to a fast dev run, ``debug=fdr`` (no logger started, its files under
+    ``logs/debug/``), went unsaid. The refusal now names both; other keys the Trainer takes get no such
+    word."""
+    message = unknown_option(["trainer.fast_dev_run=true"], CONFIG_DIR, "train")
+    assert message is not None and message.startswith(
+        "unknown option 'trainer.fast_dev_run' in 'trainer.fast_dev_run=true'"
+    ), message
+    assert "add it with a plus, +trainer.fast_dev_run=true" in message, message
+    assert "or give debug=fdr" in message, message
+    assert "debug=fdr" not in str(unknown_option(["trainer.max_steps=6"], CONFIG_DIR, "train"))
+
+
 def test_trainer_arguments_the_run_gives_itself_point_to_their_group_not_to_a_plus() -> None:
     """``trainer.logger=false`` was told to add ``+trainer.logger=false``, which Hydra took and train.py then
     overrode without a word (it hands the Trainer its loggers and callbacks from the ``logger`` and

@@ -238,6 +238,17 @@ def _checked_overrides(argv: Sequence[str]) -> list[str]:
     return [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
 
 
+#: A word after "add it with a plus" for a key the project does otherwise too: ``trainer.fast_dev_run=true``,
+#: as Lightning's docs write it, is what ``debug=fdr`` does, with no logger started (Lightning logs nothing
+#: in that mode) and the run's files under ``logs/debug/`` rather than among the real runs.
+_ADDED_KEY_HINTS = {
+    "trainer.fast_dev_run": (
+        "; or give debug=fdr, the project's fast dev run (a batch of each stage, no logger started, its "
+        "files under logs/debug/)"
+    ),
+}
+
+
 def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``group.key=value`` override whose key the composed config lacks, or None.
 
@@ -286,7 +297,7 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                     return (
                         f"unknown option {key!r} in {arg!r}{where}: the config does not list it, but "
                         f"{'.'.join(parts[:depth])} builds {str(target).rsplit('.', 1)[-1]}, which takes "
-                        f"{part!r}: add it with {plus}"
+                        f"{part!r}: add it with {plus}{_ADDED_KEY_HINTS.get(key, '')}"
                     )
                 guess = _closest(part, [str(k) for k in node if not str(k).startswith("_")])
                 if guess is not None:
