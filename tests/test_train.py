@@ -107,6 +107,34 @@ def test_every_model_config_builds_a_network_with_logits_at_the_input_size(
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("model_config", [m for m in _model_configs() if m != "unet_lite0"])
+def test_every_model_config_inherits_the_default_and_sets_only_what_differs(model_config: str) -> None:
+    """A model config other than ``unet_lite0`` takes its keys from it (``defaults: [unet_lite0, _self_]``,
+    DEVELOPERS.md) and sets only those that differ: ``unet_lite1.yaml`` and ``unet_lite2.yaml`` repeated every
+    key of ``unet_lite0.yaml``, so a key added to the task's config or a default changed there would have
+    left them behind without a word."""
+    own = OmegaConf.load(CONFIG_DIR / "model" / f"{model_config}.yaml")
+    assert list(own.get("defaults") or []) == ["unet_lite0", "_self_"], own.get("defaults")
+    default = OmegaConf.load(CONFIG_DIR / "model" / "unet_lite0.yaml")
+    same = [k for k in own if k != "defaults" and k in default and own._get_node(k) == default._get_node(k)]
+    assert not same, f"{model_config}.yaml repeats unet_lite0's {same}"
+
+
+@pytest.mark.parametrize("lite", ["lite1", "lite2"])
+def test_the_larger_lite_encoders_configs_are_the_default_with_their_encoder(
+    lite: str, tmp_path: Path
+) -> None:
+    """``model=unet_lite1`` and ``model=unet_lite2`` compose to ``unet_lite0``'s config but for the encoder
+    and its offline weights (their files inherit it: the composed configs are those they were when each
+    repeated every key), key for key, interpolations unresolved."""
+    default = compose_config("train", tmp_path, ["model=unet_lite0"]).model
+    composed = compose_config("train", tmp_path, [f"model=unet_{lite}"]).model
+    expected = OmegaConf.to_container(default, resolve=False)
+    assert isinstance(expected, dict)
+    expected.update(encoder=f"efficientnet_{lite}", encoder_weights=f"{lite}_offline")
+    assert OmegaConf.to_container(composed, resolve=False) == expected
+
+
 def test_data_chosen_on_the_command_line_gets_no_synthetic_only_settings(tmp_path: Path) -> None:
     """`python train.py data=folder ...` (the default experiment) inherited the synthetic experiment's
     train_length and scene sizes, which the folder data silently ignored (data.train_length=8 was accepted
