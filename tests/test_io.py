@@ -492,8 +492,10 @@ def test_to_channels() -> None:
     luma = to_channels(bytes_rgb, 1)
     assert luma.dtype == np.float32
     np.testing.assert_allclose(luma[:, :, 0], bytes_rgb.astype(np.float64) @ [0.299, 0.587, 0.114], rtol=1e-5)
-    with pytest.raises(ValueError, match="only 1<->3"):
+    with pytest.raises(ValueError, match=r"an image with 4 channels to 3: only 1<->3"):
         to_channels(np.zeros((2, 2, 4), np.float32), 3)
+    with pytest.raises(ValueError, match=r"an image with 1 channel to 4: only 1<->3"):  # not "1 channel(s)"
+        to_channels(grey, 4)
     with pytest.raises(ValueError, match=r"\(H, W, C\)"):
         to_channels(np.zeros((2, 2), np.float32), 3)
 

@@ -1901,7 +1901,8 @@ def test_a_camera_file_under_a_name_not_read_is_named_again_when_its_image_is_sk
 def test_counts_of_one_take_the_singular_in_the_runs_last_line() -> None:
     """A run of one image that failed ended "Predicted 0 of 1 images (0 skipped as already done, 1 failed)
     ... 1 contact lines ... 1 inputs failed: see the error rows"."""
-    from marsunits.inference.run_summary_text import counted, summary_paragraph
+    from marsunits.errors import counted
+    from marsunits.inference.run_summary_text import summary_paragraph
 
     assert (counted(0, "image"), counted(1, "image"), counted(2, "image")) == (
         "0 images",

@@ -204,6 +204,7 @@ def test_a_step_of_fewer_tasks_than_slurm_ntasks_is_refused() -> None:
     ddp = {"devices": 4, "num_nodes": 1, "strategy": DDP}
     problem = slurm_world_problem(ddp, {**_step(4, 4, 1), "SLURM_STEP_NUM_TASKS": "1"})
     assert problem is not None and "SLURM_STEP_NUM_TASKS=1" in problem and "--preserve-env" in problem
+    assert "this job step started 1 task (SLURM_STEP_NUM_TASKS=1)" in problem, problem  # not "1 task(s)"
 
 
 def test_predict_layouts_are_judged_by_its_own_sharding_and_named_with_its_options() -> None:
@@ -255,6 +256,7 @@ def test_several_nodes_without_a_launcher_are_refused_naming_the_ways_to_start_t
     ):
         assert part in problem, (part, problem)
     assert "\n" not in problem
+    assert "wait for the other machine's ranks, which nothing starts" in problem, problem
     sharded = {"devices": 2, "num_nodes": 3, "strategy": "ddp"}
     predict = launch_problem(sharded, env, PREDICT)
     assert predict is not None and "trainer" not in predict
@@ -263,6 +265,7 @@ def test_several_nodes_without_a_launcher_are_refused_naming_the_ways_to_start_t
         and "NODE_RANK=<0..2>" in predict
         and "set num_nodes=1" in predict
     )
+    assert "wait for the other 2 machines' ranks, which nothing starts" in predict, predict
 
 
 @pytest.mark.parametrize(

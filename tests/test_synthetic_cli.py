@@ -21,7 +21,7 @@ def test_cli_writes_scenes_and_preview(tmp_path: Path, capsys: pytest.CaptureFix
         ["--out", str(out), "--n", "3", "--seed", "4", "--size", "64x48", "--mode", "grey", "--preview"]
     )
     assert rc == 0
-    assert "wrote 3 scene(s)" in capsys.readouterr().out
+    assert "wrote 3 scenes to" in capsys.readouterr().out
     assert json.loads((out / "scenes.json").read_text()) == {
         "n": 3,
         "seed": 4,
@@ -127,7 +127,7 @@ def test_a_latin1_output_folder_is_named_on_a_strict_console(
     assert main(["--out", str(out), "--n", "1", "--size", "32x32"]) == 0
     console.flush()
     shown = console.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
-    assert f"wrote 1 scene(s) to {tmp_path}/s\\xe9 in " in shown, shown
+    assert f"wrote 1 scene to {tmp_path}/s\\xe9 in " in shown, shown
     assert (out / "scenes.json").is_file()
 
 

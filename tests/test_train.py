@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -546,6 +547,14 @@ def test_ckpt_path_last_resumes_the_run_of_its_own_seed(
         assert found == str(logs / "train" / f"seed{seed}" / "checkpoints" / "last.ckpt")
     with pytest.raises(ConfigError, match=r"were trained with seed 1, 2 \(newest: seed2\), not seed=3"):
         resolve_ckpt_path("last", tmp_path / "new", logs, "train", job, seed=3)
+    # One such run: it read "the 1 run(s) of this model and data under ... were trained with seed 1".
+    one = tmp_path / "one"
+    shutil.copytree(logs / "train" / "seed1", one / "train" / "seed1")
+    with pytest.raises(
+        ConfigError,
+        match=r"the run of this model and data under .* was trained with seed 1 \(newest: seed1\)",
+    ):
+        resolve_ckpt_path("last", tmp_path / "new", one, "train", job, seed=3)
     # The interrupted run's advice names its folder when its name was the clock's (pinned by the command
     # line), so that it resumes itself, whatever runs of the same settings were stopped with it.
     monkeypatch.setenv(PINNED_RUN_NAME_ENV, "synthetic-2026-12-05_01-03-02")

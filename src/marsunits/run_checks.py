@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from marsunits.checkpoint_files import check_checkpoint_start
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import YES_NO_WORDS, ConfigError, MissingFileError, switch_value_refusal
+from marsunits.errors import YES_NO_WORDS, ConfigError, MissingFileError, counted, switch_value_refusal
 from marsunits.model_settings import (
     _DEFAULTS,
     LOSSES,
@@ -130,11 +130,12 @@ def resolve_ckpt_path(
             same_seed = [c for c in candidates if seeds[c] == seed]
             if not same_seed:
                 others = ", ".join(str(v) for v in sorted({v for v in seeds.values() if v is not None}))
+                runs = "run" if len(candidates) == 1 else f"{len(candidates)} runs"
                 raise ConfigError(
-                    f"ckpt_path=last: the {len(candidates)} run(s) of this model and data under "
-                    f"{log_dir / task_name}/ were trained with seed {others or 'unknown'} (newest: "
-                    f"{candidates[-1].parent.parent.name}), not seed={seed}; give the seed of the run to "
-                    "resume, or ckpt_path=<path to its last.ckpt>"
+                    f"ckpt_path=last: the {runs} of this model and data under {log_dir / task_name}/ "
+                    f"{'was' if len(candidates) == 1 else 'were'} trained with seed {others or 'unknown'} "
+                    f"(newest: {candidates[-1].parent.parent.name}), not seed={seed}; give the seed of the "
+                    "run to resume, or ckpt_path=<path to its last.ckpt>"
                 )
             candidates = same_seed
         log.info("ckpt_path=last -> %s", candidates[-1])
@@ -270,8 +271,9 @@ def check_run_folder(
     if ckpt_path is None:
         if held:
             raise ConfigError(
-                f"{output_dir} already holds a run ({len(held)} checkpoint(s) in checkpoints/); resume it "
-                "with ckpt_path=last, or give this run another run_name=... (or move that folder away)"
+                f"{output_dir} already holds a run ({counted(len(held), 'checkpoint')} in checkpoints/); "
+                "resume it with ckpt_path=last, or give this run another run_name=... (or move that folder "
+                "away)"
             )
         return
     source = Path(ckpt_path).resolve().parent.parent

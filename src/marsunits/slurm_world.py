@@ -38,6 +38,8 @@ from typing import Any
 
 from omegaconf import ListConfig
 
+from marsunits.errors import counted
+
 __all__ = [
     "PREDICT",
     "TRAIN",
@@ -207,10 +209,11 @@ def unstarted_ranks_problem(
     if started is None or started >= ntasks:
         return None
     return (
-        f"this job step started {started} task(s) (SLURM_STEP_NUM_TASKS={started}) but SLURM_NTASKS={ntasks} "
-        f"(the job's count, kept by srun --preserve-env/-E or an interactive step) makes Lightning wait for "
-        f"{ntasks} {entry.work} processes: it would hang until the time limit. Start the step with srun "
-        f"--ntasks-per-node {count} without --preserve-env/-E ({srun_line}), or {entry.one_process}"
+        f"this job step started {counted(started, 'task')} (SLURM_STEP_NUM_TASKS={started}) but "
+        f"SLURM_NTASKS={ntasks} (the job's count, kept by srun --preserve-env/-E or an interactive step) "
+        f"makes Lightning wait for {ntasks} {entry.work} processes: it would hang until the time limit. "
+        f"Start the step with srun --ntasks-per-node {count} without --preserve-env/-E ({srun_line}), or "
+        f"{entry.one_process}"
     )
 
 
@@ -377,11 +380,12 @@ def unlaunched_nodes_problem(
     opt = entry.prefix
     devices = trainer_cfg.get("devices", 1)
     here = f"MASTER_ADDR={address} is this machine" if address is not None else "no MASTER_ADDR"
+    others = "machine's" if num_nodes == 2 else f"{num_nodes - 1} machines'"
     return (
         f"{opt}num_nodes={num_nodes} asks for {num_nodes} machines, but nothing started this process as one "
         f"of them (no srun, torchrun or mpirun; {here}, no NODE_RANK): Lightning would start the "
         f"{opt}devices={devices} {entry.work} process(es) of this machine only and wait for the other "
-        f"{num_nodes - 1} machine(s)' ranks, which nothing starts, for 30 minutes (the process-group "
+        f"{others} ranks, which nothing starts, for 30 minutes (the process-group "
         f"timeout) or for ever. Run the same command on each machine with "
         f"MASTER_ADDR=<first machine's address> MASTER_PORT=<free port> NODE_RANK=<0..{num_nodes - 1}> "
         f"(0 on the first), or start it with srun "

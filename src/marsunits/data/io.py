@@ -32,6 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marsunits.atomic import atomic_write
 from marsunits.constants import IGNORE_INDEX
+from marsunits.errors import counted
 
 log = logging.getLogger(__name__)
 
@@ -1068,8 +1069,8 @@ def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None)
             bands = len(decoded.getbands())
             raise ImageReadError(
                 f"{p}: a mask must be a single-channel image of class ids (PIL mode L or P); found "
-                f"mode {decoded.mode!r} with {bands} channel(s). If this is a colour-coded mask, convert "
-                "the colours to ids first; save ids as an 8-bit greyscale PNG."
+                f"mode {decoded.mode!r} with {counted(bands, 'channel')}. If this is a colour-coded mask, "
+                "convert the colours to ids first; save ids as an 8-bit greyscale PNG."
             )
         return np.array(decoded, dtype=np.uint8)
 
@@ -1094,8 +1095,8 @@ def to_channels(img: np.ndarray, n: int) -> np.ndarray:
         luma = img.astype(np.float32, copy=False) @ _LUMA_601
         return luma[:, :, None].astype(img.dtype if img.dtype.kind == "f" else np.float32, copy=False)
     raise ValueError(
-        f"cannot convert an image with {c} channel(s) to {n}: only 1<->3 and identity are supported. "
-        "Set in_channels to 1 (greyscale) or 3 (colour)."
+        f"cannot convert an image with {counted(c, 'channel')} to {n}: only 1<->3 and identity are "
+        "supported. Set in_channels to 1 (greyscale) or 3 (colour)."
     )
 
 

@@ -26,6 +26,8 @@ import logging
 
 from torch import nn
 
+from marsunits.errors import counted
+
 __all__ = ["fold_batchnorm", "count_batchnorm"]
 
 log = logging.getLogger(__name__)
@@ -133,8 +135,8 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     left = count_batchnorm(work)
     if left:
         log.warning(
-            "could not fold %d batch norm layer(s) into convolutions (untraceable code, or no convolution "
-            "before them); they run as they are",
-            left,
+            "could not fold %s into convolutions (untraceable code, or no convolution before %s); %s as %s",
+            counted(left, "batch norm layer"),
+            *(("it", "it runs", "it is") if left == 1 else ("them", "they run", "they are")),
         )
     return work

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from marsunits.data.io import ImageReadError, read_image_noted
-from marsunits.errors import ConfigError, MarsUnitsError
+from marsunits.errors import ConfigError, MarsUnitsError, counted
 from marsunits.inference.output_settings import image_file_identity
 from marsunits.inference.runtime import ForwardFn, TorchForward
 from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
@@ -53,8 +53,8 @@ def select_device(name: str) -> torch.device:
         raise ConfigError(f"device={name!r} asks for CUDA but no CUDA device is available; use device=cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(  # torch's "invalid device ordinal" came when the model was moved
-            f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0; "
-            "use cuda:0 (or cuda)"
+            f"device={name!r}: this machine has {counted(torch.cuda.device_count(), 'CUDA device')}, "
+            "numbered from 0; use cuda:0 (or cuda)"
         )
     return device
 
@@ -126,7 +126,8 @@ class Predictor:
         """
         if image.shape[0] != self.in_channels:
             raise ValueError(
-                f"the model expects {self.in_channels} channel(s), got an image of shape {tuple(image.shape)}"
+                f"the model expects {counted(self.in_channels, 'channel')}, got an image of shape "
+                f"{tuple(image.shape)}"
             )
         probs = self._tiled(image)
         if self.mirror_average:

@@ -58,6 +58,7 @@ from marsunits.data.io import IMAGE_EXTENSIONS, image_size, read_image, write_pn
 from marsunits.errors import (
     STORAGE_ERRNOS,
     TerminatedError,
+    counted,
     readable,
     sigterm_raises,
     stop_said,
@@ -241,8 +242,8 @@ def write_pseudo_labels(
     stale = sorted(m.stem for m in (out / "masks").glob("*.png") if m.stem not in stems_seen)
     if stale:
         raise ValueError(
-            f"{out / 'masks'} already holds masks of {len(stale)} image(s) not predicted in {pred} (e.g. "
-            f"{', '.join(stale[:3])}); a student would train on them too. Write to an empty folder, or "
+            f"{out / 'masks'} already holds masks of {counted(len(stale), 'image')} not predicted in {pred} "
+            f"(e.g. {', '.join(stale[:3])}); a student would train on them too. Write to an empty folder, or "
             "delete that one first."
         )
     report: list[dict[str, object]] = []

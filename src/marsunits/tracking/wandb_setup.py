@@ -45,7 +45,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import TerminatedError, readable
+from marsunits.errors import TerminatedError, counted, readable
 from marsunits.tracking.git_info import git_info
 from marsunits.tracking.wandb_checks import WANDB_MODES as WANDB_MODES
 from marsunits.tracking.wandb_checks import check_wandb_folder as check_wandb_folder
@@ -638,7 +638,8 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     ]
     if unsynced:
         line += (
-            f"; {len(unsynced)} earlier part(s) of it logged offline are not uploaded yet: "
+            f"; {counted(len(unsynced), 'earlier part')} of it logged offline "
+            f"{'is' if len(unsynced) == 1 else 'are'} not uploaded yet: "
             f"{sync_command(*unsynced)}"
         )
     return line

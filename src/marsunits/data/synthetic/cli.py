@@ -28,6 +28,7 @@ from marsunits.data.synthetic.scene import generate_scene
 from marsunits.errors import (
     STORAGE_ERRNOS,
     TerminatedError,
+    counted,
     readable,
     sigterm_raises,
     stop_said,
@@ -183,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         earlier = _earlier_outputs(args.out)
         if earlier and not args.overwrite:
             raise UsageError(
-                f"--out {args.out} already holds scenes ({len(earlier)} file(s), e.g. {earlier[0].name}); "
-                "choose another folder, or add --overwrite to replace them"
+                f"--out {args.out} already holds scenes ({counted(len(earlier), 'file')}, e.g. "
+                f"{earlier[0].name}); choose another folder, or add --overwrite to replace them"
             )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -220,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dt = time.perf_counter() - t0
     print(  # a folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it, scenes written
         readable(
-            f"wrote {args.n} scene(s) to {args.out} in {dt:.1f} s (images/, masks/, contacts/, cameras/, "
-            "scenes.json" + (", preview.png)" if shown else ")")
+            f"wrote {counted(args.n, 'scene')} to {args.out} in {dt:.1f} s (images/, masks/, contacts/, "
+            "cameras/, scenes.json" + (", preview.png)" if shown else ")")
         )
     )
     return 0
