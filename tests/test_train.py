@@ -555,6 +555,13 @@ def test_ckpt_path_last_resumes_the_run_of_its_own_seed(
         match=r"the run of this model and data under .* was trained with seed 1 \(newest: seed1\)",
     ):
         resolve_ckpt_path("last", tmp_path / "new", one, "train", job, seed=3)
+    # Nor of another model: it read "none of the 1 runs under ... trained this model on this data".
+    other = job_identity(compose_config("train", tmp_path / "tiny", ["model=tiny"]))
+    with pytest.raises(
+        ConfigError,
+        match=r"ckpt_path=last: the only run under .*/, seed1, did not train this model on this data;",
+    ):
+        resolve_ckpt_path("last", tmp_path / "new", one, "train", other, seed=1)
     # The interrupted run's advice names its folder when its name was the clock's (pinned by the command
     # line), so that it resumes itself, whatever runs of the same settings were stopped with it.
     monkeypatch.setenv(PINNED_RUN_NAME_ENV, "synthetic-2026-12-05_01-03-02")

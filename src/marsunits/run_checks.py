@@ -118,11 +118,16 @@ def resolve_ckpt_path(
         if job is not None:
             same = [c for c in candidates if _same_job(_saved_job(c.parent.parent, job), job, data_moved)]
             if not same:
+                newest, under = candidates[-1].parent.parent.name, f"{log_dir / task_name}/"
+                which = (
+                    f"the only run under {under}, {newest}, did not train this model on this data"
+                    if len(candidates) == 1
+                    else f"none of the {len(candidates)} runs under {under} trained this model on this data "
+                    f"(newest: {newest})"
+                )
                 raise ConfigError(
-                    f"ckpt_path=last: none of the {len(candidates)} runs under {log_dir / task_name}/ "
-                    f"trained this model on this data (newest: {candidates[-1].parent.parent.name}); pass "
-                    "ckpt_path=<path to its last.ckpt> to resume a particular run, or drop ckpt_path to "
-                    "start a new one"
+                    f"ckpt_path=last: {which}; pass ckpt_path=<path to its last.ckpt> to resume a particular "
+                    "run, or drop ckpt_path to start a new one"
                 )
             candidates = same
         if seed is not None:
