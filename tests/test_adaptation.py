@@ -148,7 +148,7 @@ def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     save_rgb(inp / "img2.png", 48, 48, seed=2)
     with pytest.raises(
         ConfigError,
-        match=r"statistics are adapted to \(adapt_bn=true: 2 file\(s\) then, 3 now.*overwrite=true",
+        match=r"statistics are adapted to \(adapt_bn=true: 2 files then, 3 files now.*overwrite=true",
     ):
         run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
     assert {p.name: p.read_bytes() for p in out.glob("*.mask.png")} == masks  # nothing lost
@@ -175,7 +175,7 @@ def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     # Another image of the same size under the old name: other statistics, refused.
     save_rgb(inp / "img0.png", 48, 48, seed=9)
     with pytest.raises(
-        ConfigError, match=r"statistics are adapted to \(adapt_bn=true: 3 file\(s\) then, 3 now"
+        ConfigError, match=r"statistics are adapted to \(adapt_bn=true: 3 files then, 3 files now"
     ):
         run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
     # Without adapt_bn the statistics are the checkpoint's: the input files are not part of the record.
