@@ -3990,6 +3990,59 @@ def test_a_folder_whose_classes_json_names_native_ids_is_refused_before_the_run_
     assert "give data.class_map if the labels are in a data set's own ids" in warned[0], warned
 
 
+def test_a_classes_json_inside_the_masks_folder_is_read_before_the_one_in_the_root(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Training read only ``ROOT/classes.json``: AI4Mars labels copied as ``masks/`` of a ``data=folder`` root
+    with their own ``classes.json`` inside trained as project ids, sand (2) as ``other``, while predict.py
+    reads a ``classes.json`` among the labels first. The check before Hydra and the run's now read the one in
+    ``masks/`` (the folder the masks are read from) first, by predict's rule
+    (:func:`~marsunits.data.class_map.labels_classes_folder`), and warn of it when it cannot be read."""
+    from hydra import compose, initialize_config_dir
+
+    from marsunits.data.fake import write_fake_folder
+    from marsunits.run_checks import data_folder_refusal
+
+    root = write_fake_folder(tmp_path / "copied", n_images=2)  # masks of 0, 1, 2 and 255 only
+    ai4mars = {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"}
+    project = {0: "smooth_volcanic", 1: "rough_olivine", 2: "other", 255: "ignore"}
+
+    def write(path: Path, classes: dict[int, str] | str) -> Path:
+        text = (
+            classes
+            if isinstance(classes, str)
+            else json.dumps({"classes": [{"id": i, "name": n} for i, n in classes.items()]})
+        )
+        path.write_text(text)
+        return path
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny", "logger=none", "data=folder", f"data.root={root}"])
+    inside = write(root / "masks" / "classes.json", ai4mars)
+    refused = data_folder_refusal(cfg)
+    assert refused is not None, "masks/classes.json of AI4Mars' classes was not read"
+    assert refused.startswith(f"{inside}: the labels in {root} (data.root) hold "), refused
+    assert "data.class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'" in refused, refused
+    with pytest.raises(ConfigError) as run_refused:
+        instantiate(cfg.data).check_label_classes()
+    assert str(run_refused.value) == refused
+    # The labels' own file wins over the root's, either way.
+    write(root / "classes.json", project)
+    assert data_folder_refusal(cfg) == refused
+    write(inside, project)
+    write(root / "classes.json", ai4mars)
+    assert data_folder_refusal(cfg) is None
+    instantiate(cfg.data).check_label_classes()
+    # One inside that cannot be read is the one warned of (the root's is not read then).
+    write(inside, "{not json")
+    with caplog.at_level(logging.WARNING):
+        assert data_folder_refusal(cfg) is None
+        instantiate(cfg.data).check_label_classes()
+    warned = [r.getMessage() for r in caplog.records if "classes.json" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith(f"{inside} is ignored: it cannot be read as JSON"), warned
+
+
 def test_the_crop_size_is_checked_against_the_configured_networks_divisor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -80,9 +80,10 @@ def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str) -> st
     )
 
 
-#: The file beside a data set's labels folder (in the folder holding ``labels/`` or ``masks/``) that names
-#: the ids its masks hold, ``{"classes": [{"id": 0, "name": "soil"}, ...]}``, as the AI4Mars and MarsScapes
-#: folders of ``data/README.md`` ship it (other keys are not read).
+#: The file beside a data set's labels folder (in the folder holding ``labels/`` or ``masks/``), or inside
+#: it (:func:`labels_classes_folder`), that names the ids its masks hold, ``{"classes": [{"id": 0, "name":
+#: "soil"}, ...]}``, as the AI4Mars and MarsScapes folders of ``data/README.md`` ship it (other keys are not
+#: read).
 CLASSES_FILE = "classes.json"
 
 #: The project's ids, as a message names them.
@@ -106,7 +107,9 @@ def labels_classes_folder(labels_dir: Path) -> Path:
     """The folder whose :data:`CLASSES_FILE` says which ids the masks in ``labels_dir`` hold: ``labels_dir``
     itself where one is there (a folder of masks sent with its own), else the folder holding it, where the
     AI4Mars and MarsScapes folders ship theirs beside ``labels/``. Only the folder holding it was looked at:
-    a ``classes.json`` among the masks was never read."""
+    a ``classes.json`` among the masks was never read. The one rule for ``predict.py``'s ``labels_dir`` and
+    for training, whose ``labels_dir`` is the data root's folder of masks (``masks/``, ``labels/``:
+    :meth:`~marsunits.data.datamodule.MarsDataModule.check_label_classes`)."""
     return labels_dir if os.path.lexists(labels_dir / CLASSES_FILE) else labels_dir.parent
 
 
@@ -187,7 +190,8 @@ def classes_file_refusal(
 ) -> str | None:
     """The refusal of labels read as project ids (``option``, ``labels_class_map`` or ``data.class_map``, is
     null) whose :data:`CLASSES_FILE` in ``folder`` (``labels_dir`` or the one holding it,
-    :func:`labels_classes_folder`; ``data.root``) names other classes: an id outside 0, 1, 2 and 255, or
+    :func:`labels_classes_folder`; for training, the data root's folder of masks or the root) names other
+    classes: an id outside 0, 1, 2 and 255, or
     one of 0, 1, 2 named otherwise than the project's class of that id (names compared in lower case, spaces
     and hyphens as ``_``; 255 is unlabelled in every data set, whatever its name). Labels whose ids are all
     in 0..2 (AI4Mars' without a big rock) were read as project ids without a word, AI4Mars' sand (2) as

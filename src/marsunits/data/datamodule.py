@@ -42,6 +42,7 @@ from marsunits.data.ai4mars import ai4mars_root, scan_ai4mars
 from marsunits.data.class_map import (
     ClassMap,
     classes_file_refusal,
+    labels_classes_folder,
     subclass_groups,
     unreadable_classes_file,
 )
@@ -567,7 +568,10 @@ class MarsDataModule(L.LightningDataModule):
         null, or with several sources ``data.class_map.<source>``) whose folder holds a ``classes.json``
         naming other classes (:func:`~marsunits.data.class_map.classes_file_refusal`): AI4Mars labels
         copied into a ``data=folder`` root trained as project ids without a word when none held a 3, sand (2)
-        as ``other``. Reads that file only, no image: ``train.py`` runs it before Hydra makes the run folder
+        as ``other``. The file is the one in the folder the masks are read from (``masks/``, ``labels/``)
+        where it holds one, else the root's, as ``predict.py`` reads ``labels_dir``'s
+        (:func:`~marsunits.data.class_map.labels_classes_folder`): only the root's was read. Reads that file
+        only, no image: ``train.py`` runs it before Hydra makes the run folder
         (:func:`~marsunits.run_checks.data_folder_refusal`, with ``warn`` false) and :meth:`check_split`
         before the data is read. With ``warn``, a ``classes.json`` that cannot be read is said in a warning
         naming it (:func:`~marsunits.data.class_map.unreadable_classes_file`); it stops nothing.
@@ -585,10 +589,12 @@ class MarsDataModule(L.LightningDataModule):
             root = expand_home(str(self._source_root(source)))
             labels = f"{root} ({self._root_key(source)})"
             option = f"data.class_map.{source}" if several else "data.class_map"
-            refused = classes_file_refusal(root, labels, option)
+            # The masks' folder's own classes.json first, else the root's: predict.py's rule for labels_dir.
+            folder = labels_classes_folder(root / LAYOUTS[source].masks)
+            refused = classes_file_refusal(folder, labels, option)
             if refused is not None:
                 raise ConfigError(refused)
-            unread = unreadable_classes_file(root, labels, option) if warn else None
+            unread = unreadable_classes_file(folder, labels, option) if warn else None
             if unread is not None:
                 log.warning("%s", unread)
 
