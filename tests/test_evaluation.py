@@ -564,3 +564,32 @@ def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(t
     assert "but labels_class_map is None" in said and "is null" not in said, said
     assert "give labels_class_map={0: 0, 2: 0, 1: 1, 3: 1, 255: 255} (labels_class_map='ai4mars' does" in said
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_classes_json_is_warned_of_once_from_python(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """predict.py and predict_folder warn of a classes.json among (or beside) the labels that cannot be read,
+    as the labels are then scored as project ids unchecked; Evaluation(labels_dir) built in Python said
+    nothing. It warns once, naming the file and its own parameter (class_map); not with a class map, nor for a
+    readable file or none."""
+    labels = tmp_path / "labels"
+    write_png_atomic(labels / "x.png", np.array([[0, 2], [1, 2]], np.uint8))
+    Evaluation(labels)  # no classes.json
+    inside = labels / "classes.json"
+    inside.write_text("{not json")
+    with caplog.at_level("WARNING"):
+        Evaluation(labels)
+    said = [r.getMessage() for r in caplog.records if "classes.json" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"{inside} is ignored: it cannot be read as JSON"), said
+    assert f"the labels in labels_dir={str(labels)!r} hold" in said[0], said
+    assert "give class_map if the labels are in a data set's own ids" in said[0], said
+    caplog.clear()
+    from marsunits.data.class_map import ClassMap
+
+    with caplog.at_level("WARNING"):
+        Evaluation(labels, ClassMap({0: 0, 1: 1, 2: 2, 255: 255}, None))  # the map says which ids they hold
+        inside.write_text('{"classes": [{"id": 0, "name": "smooth_volcanic"}]}')
+        Evaluation(labels)
+    assert not [r for r in caplog.records if "classes.json" in r.getMessage()], caplog.records

@@ -31,6 +31,7 @@ has no IoU (``None``); mIoU is the mean over the classes that have one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -56,11 +57,14 @@ from marsunits.data.class_map import (
     classes_file_refusal,
     labels_classes_folder,
     native_data_set_hint,
+    unreadable_classes_file,
 )
 from marsunits.data.folder import word_added_splits, word_added_to_stem
 from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
 from marsunits.errors import ConfigError
 from marsunits.file_digest import image_content_key
+
+log = logging.getLogger(__name__)
 
 #: How ``metrics.json`` explains the overall contact scores.
 CONTACT_NOTES = (
@@ -472,6 +476,11 @@ class Evaluation:
         image_extensions: The extensions of the run's inputs (predict.py's ``patterns`` normalised, lower case
             with the dot): a label in another letter case that is exactly the name of another input beside
             the image is that input's, not offered to the image to rename (:func:`label_in_another_case`).
+        classes_file_checked: Whether the caller has checked the labels' ``classes.json`` already, in its own
+            option's words (predict's run: refused before anything is made, or warned of once): then it is
+            not read again. False (default): with ``class_map`` None, one naming other classes is refused
+            and one that cannot be read is warned of
+            (:func:`~marsunits.data.class_map.unreadable_classes_file`), once, in this class's words.
 
     Raises:
         ConfigError: ``class_map`` is None and the labels' ``classes.json`` names other classes than the
@@ -484,24 +493,26 @@ class Evaluation:
     trained_image_keys: Collection[str] | None = None
     max_megapixels: float | None = None
     image_extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+    classes_file_checked: bool = False
     _folders: FolderIndex = field(default_factory=FolderIndex, init=False, repr=False)  # listed once a run
     #: Scored images whose content the model trained on (``trained_image_keys``), by input path.
     trained_on: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        if self.class_map is None:
+        if self.class_map is None and not self.classes_file_checked:
             # Labels read as project ids beside (or among them) a classes.json naming other classes, as
             # predict.py refuses them: built in Python, AI4Mars labels holding no 3 were scored with their
             # sand (2) as other without a word.
+            # One that cannot be read stops nothing, but the labels are then scored as project ids unchecked:
+            # said, as predict.py says it.
             labels_dir = Path(self.labels_dir)
-            refused = classes_file_refusal(
-                labels_classes_folder(labels_dir),
-                f"labels_dir={os.fspath(labels_dir)!r}",
-                "class_map",
-                python="ClassMap({}, None)",
-            )
+            folder, labels = labels_classes_folder(labels_dir), f"labels_dir={os.fspath(labels_dir)!r}"
+            refused = classes_file_refusal(folder, labels, "class_map", python="ClassMap({}, None)")
             if refused is not None:
                 raise ConfigError(refused)
+            unread = unreadable_classes_file(folder, labels, "class_map")
+            if unread is not None:
+                log.warning("%s", unread)
         if self.trained_image_keys is not None:  # a checkpoint's list: looked up once per scored image
             self.trained_image_keys = frozenset(self.trained_image_keys)
 

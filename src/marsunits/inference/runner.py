@@ -566,6 +566,7 @@ class _Session:
                 trained_image_keys=self.metadata.get("trained_image_keys"),
                 max_megapixels=self.pixel_limit,
                 image_extensions=normalise_patterns(opts.patterns),
+                classes_file_checked=True,  # refused by check_before_predicting, warned of above
             )
             if self.labels_dir is not None
             else None
