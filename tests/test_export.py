@@ -931,7 +931,7 @@ def test_a_package_file_name_in_no_package_is_said_missing_by_its_path_given(
     (pkg / JSON_NAME).rename(pkg / "unet.json")
     with pytest.raises(FileNotFoundError, match="rename it back"):
         load_package(pkg / JSON_NAME)
-    with pytest.raises(ConfigError, match="model package file"):  # the package's: not "no such file"
+    with pytest.raises(ConfigError, match="is a model package already"):  # the package's: not "no such file"
         export_checkpoint(pkg / JSON_NAME, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -1051,9 +1051,30 @@ def test_an_empty_or_repeated_argument_and_a_package_file_as_checkpoint_are_refu
         parse_args(["ckpt_path=a.ckpt", "out="])
     with pytest.raises(ConfigError, match="given twice"):
         parse_args(["ckpt_path=a.ckpt", "out=b", "out=c"])
-    with pytest.raises(ConfigError, match="model package file"):
+    with pytest.raises(ConfigError, match="is a model package already"):
         export_checkpoint(package / WEIGHTS_NAME, tmp_path / "again")
     assert not (tmp_path / "again").exists()
+
+
+def test_a_package_file_given_to_the_export_is_said_to_be_a_package_already(
+    package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m marsunits.export ckpt_path=<package>/model.json`` said 'is a folder or a model package
+    file; give the .ckpt', as if the export had not been done. A file of a package is said to be a model
+    package already, as its folder is, with what to do with it: predict.py takes it as ckpt_path."""
+    out = tmp_path / "again"
+    for given in (package, package / JSON_NAME, package / WEIGHTS_NAME):
+        assert main([f"ckpt_path={given}", f"out={out}"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        said = err[0]
+        assert said.startswith(f"python -m marsunits.export: error: ckpt_path={given} is "), said
+        assert "a model package already" in said and ": there is nothing to export" in said, said
+        assert f"predict.py ckpt_path={given} reads it" in said, said
+        assert "give the .ckpt it came from" in said and "is a folder or" not in said, said
+        if given != package:
+            assert f"a model package already (a file of the package {package}):" in said, said
+    assert not out.exists()
 
 
 def test_a_package_describing_a_huge_network_is_refused_by_its_shapes_before_it_is_built(

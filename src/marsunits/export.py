@@ -35,7 +35,7 @@ from marsunits.errors import (
     stop_said,
     storage_problem,
 )
-from marsunits.user_paths import expand_home, is_package, run_folder_checkpoint_hint
+from marsunits.user_paths import JSON_NAME, WEIGHTS_NAME, expand_home, is_package, run_folder_checkpoint_hint
 
 # torch, Lightning and the model code are imported inside the functions: they take seconds to import,
 # and argument or path errors should be reported at once.
@@ -92,7 +92,8 @@ def export_checkpoint(
 
     Raises:
         FileNotFoundError: ``ckpt_path`` does not exist.
-        ConfigError: ``ckpt_path`` is a folder or a package file.
+        ConfigError: ``ckpt_path`` is a model package (its folder or one of its files: exported already), or
+            another folder or a ``.json`` or ``.safetensors`` file.
         CheckpointError: the checkpoint is unusable or needs trust (see ``load_model``).
         FileExistsError: ``out`` holds a package and ``overwrite`` is False.
     """
@@ -100,11 +101,15 @@ def export_checkpoint(
     # to the program, and a folder named `~` was made in the current one.
     ckpt, out = expand_home(ckpt_path), expand_home(out)
     # Checked before importing the model code (seconds), so a mistyped path is reported at once.
-    if ckpt.is_dir() and any((ckpt / name).is_file() for name in ("model.json", "model.safetensors")):
-        # Told "give the .ckpt file" alone, as if the export had not been done.
+    # A package's folder, or one of its two files (predict.py reads the package by either): told "give the
+    # .ckpt file" alone, or that a file was "a folder or a model package file", as if the export had not been
+    # done. A file renamed on its way (not there, its folder holding the other) is the package's too.
+    package = ckpt if ckpt.is_dir() else ckpt.parent if ckpt.name in (JSON_NAME, WEIGHTS_NAME) else None
+    if package is not None and package.is_dir() and is_package(package):
+        of = "" if package == ckpt else f" (a file of the package {package})"
         raise ConfigError(
-            f"ckpt_path={ckpt} is a model package already: there is nothing to export. Share the folder as "
-            "it is (predict.py ckpt_path=<it> reads it); to export again, give the .ckpt it came from."
+            f"ckpt_path={ckpt} is a model package already{of}: there is nothing to export. Share the folder "
+            f"as it is (predict.py ckpt_path={ckpt} reads it); to export again, give the .ckpt it came from."
         )
     # A package's file name in no package (ckpt_path=/nope/model.json) is missing, as any other path: "is a
     # folder or a model package file" said what it is not. One renamed on its way is the package's.
