@@ -46,6 +46,7 @@ from marsunits.tracking import (
     wandb_setup,
 )
 from marsunits.tracking.media import confusion_heatmap, confusion_rows, draw_contacts, row_normalised
+from marsunits.tracking.wandb_setup import sync_command
 from test_predict import ckpt  # noqa: F401  (a fixture: a trained tiny checkpoint)
 
 # The in-process training runs here are of the tiny network: one torch thread (conftest.py says why).
@@ -344,6 +345,86 @@ def test_a_stop_while_a_logger_closes_still_closes_the_others_then_stops(
     written = Path(second.log_dir) / "metrics.csv"
     assert written.is_file() and "0.5" in written.read_text()
     assert "could not close" not in capsys.readouterr().err  # a stop is not a logger's failure
+
+
+@pytest.mark.parametrize("raised", [TerminatedError, KeyboardInterrupt])
+def test_a_wandb_run_stopped_while_it_closes_still_says_where_it_is_and_how_to_upload_it(
+    wandb_offline_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    raised: type[BaseException],
+) -> None:
+    """A SIGTERM (or Ctrl-C) while ``wandb.finish`` closes an offline run (train.py stopped while W&B
+    writes its last records) lost marsunits' ``wandb sync`` line for it: the stop passed over the line, and
+    the run's folder was named nowhere. The line is said before the stop goes on, naming the folder, the
+    command that uploads it and that its record may be incomplete; the other loggers close as before."""
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_config("train", tmp_path / "run", ["logger=wandb_csv", *SMALL])
+    loggers = prepare_loggers(cfg)
+    (wb,) = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+    (csv,) = [lg for lg in loggers if isinstance(lg, CSVLogger)]
+    run = wb.experiment
+    sync_dir, finish = Path(run.settings.sync_dir), run.finish
+    wb.log_metrics({"val/miou": 0.5}, step=0)
+    csv.log_metrics({"val/miou": 0.5}, step=0)
+
+    def cut_short(exit_code: int = 0) -> None:
+        raise raised  # the signal's exception, before W&B has written its last records
+
+    monkeypatch.setattr(run, "finish", cut_short)
+    capsys.readouterr()
+    try:
+        with pytest.raises(raised):
+            finish_loggers(loggers, "success")
+    finally:
+        monkeypatch.undo()
+        finish()  # closes the run for the next tests (the stop left it open)
+    said = capsys.readouterr()
+    lines = [line for line in said.out.splitlines() if "wandb sync" in line]
+    assert len(lines) == 1, said.out
+    assert lines[0].startswith(f"[marsunits] W&B run {run.id} was stopped while closing"), lines[0]
+    assert f"may be incomplete; upload what it holds with: {sync_command(sync_dir)}" in lines[0], lines[0]
+    assert "could not close" not in said.err  # a stop is not a logger's failure
+    assert "0.5" in (Path(csv.log_dir) / "metrics.csv").read_text()  # the CSV logger after it still closed
+
+
+def test_an_online_wandb_run_stopped_while_it_closes_names_its_local_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An online run stopped while ``wandb.finish`` uploads may lack its last records online: its line (the
+    run's address) was lost; it now names the address, that it may be incomplete, and the ``wandb sync`` of
+    its local copy, with any earlier part logged offline not uploaded yet."""
+    from types import SimpleNamespace
+
+    from marsunits.tracking.wandb_setup import _finish_wandb
+
+    field = tmp_path / "train" / "r" / "wandb" / "offline-run-20261203_110000-abc123"
+    office = tmp_path / "train" / "r" / "wandb" / "run-20261204_090000-abc123"
+    for d in (field, office):
+        d.mkdir(parents=True)
+
+    def cut_short(exit_code: int) -> None:
+        raise TerminatedError
+
+    run = SimpleNamespace(
+        id="abc123",
+        offline=False,
+        url="https://wandb.example/runs/abc123",
+        settings=SimpleNamespace(sync_dir=str(office), mode="online"),
+        finish=cut_short,
+    )
+    logger: Any = SimpleNamespace(_experiment=run, experiment=run)
+    with pytest.raises(TerminatedError):
+        _finish_wandb(logger, "success")
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(
+        "[marsunits] W&B run abc123 (https://wandb.example/runs/abc123) was stopped while closing"
+    ), line
+    assert "may be incomplete" in line, line
+    assert f"upload what it holds with: {sync_command(field, office)}" in line, line
 
 
 def test_mode_resolution(wandb_offline_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -618,6 +618,12 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     An online run that continues a run whose earlier parts were logged offline (trained in the field, resumed
     at the office) names those parts that ``wandb sync`` has not uploaded (no ``.wandb.synced`` marker): the
     line gave only the run's address, and the earlier epochs stayed on disk with nothing saying so.
+
+    A stop (SIGTERM's :class:`~marsunits.errors.TerminatedError`, Ctrl-C) while ``run.finish`` closes the run
+    (writing or uploading its last records) is raised on, after a line said here: where the run's local
+    folder is, that its record may be incomplete and the ``wandb sync`` that uploads what it holds (with
+    the earlier parts not uploaded yet). The stop passed over the line to return, and the run's folder was
+    named nowhere.
     """
     if _rank() != 0 or getattr(logger, "_experiment", None) is None:
         return None
@@ -625,17 +631,30 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     run_id, sync_dir = run.id, getattr(run.settings, "sync_dir", None)
     offline = bool(getattr(run, "offline", False)) or getattr(run.settings, "mode", "") == "offline"
     url = None if offline else run.url
-    run.finish(exit_code=0 if status == "success" else 1)
-    if offline and sync_dir:
-        parts = offline_parts(sync_dir, run_id)
-        where = f"in {sync_dir}" if len(parts) == 1 else f"in {len(parts)} parts (it was resumed)"
-        return f"W&B run {run_id} saved offline {where}; upload it with: {sync_command(*parts)}"
-    line = f"W&B run {run_id}: {url}" if url else f"W&B run {run_id} finished"
+    # Each part of the run kept on this machine and not uploaded: an offline run's every part; an online
+    # run's earlier parts logged offline (its own folder is uploaded as it goes).
     unsynced = [
         part
         for part in (offline_parts(sync_dir, run_id) if sync_dir else [])
-        if part.name.startswith("offline-run-") and not (part / f"run-{run_id}.wandb.synced").exists()
+        if offline
+        or (part.name.startswith("offline-run-") and not (part / f"run-{run_id}.wandb.synced").exists())
     ]
+    try:
+        run.finish(exit_code=0 if status == "success" else 1)
+    except (KeyboardInterrupt, TerminatedError):
+        if sync_dir:
+            kept = unsynced if offline else [*unsynced, Path(sync_dir)]
+            named = f"W&B run {run_id}" if offline else f"W&B run {run_id} ({url})"
+            record = f"its offline record in {sync_dir}" if offline else "its record online"
+            announce(
+                f"{named} was stopped while closing, so {record} may be incomplete; upload what it holds "
+                f"with: {sync_command(*kept)}"
+            )
+        raise
+    if offline and sync_dir:
+        where = f"in {sync_dir}" if len(unsynced) == 1 else f"in {len(unsynced)} parts (it was resumed)"
+        return f"W&B run {run_id} saved offline {where}; upload it with: {sync_command(*unsynced)}"
+    line = f"W&B run {run_id}: {url}" if url else f"W&B run {run_id} finished"
     if unsynced:
         line += (
             f"; {counted(len(unsynced), 'earlier part')} of it logged offline "
