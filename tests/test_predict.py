@@ -631,6 +631,30 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert [rows[f"img{i}.png"]["status"] for i in range(4)] == ["skipped", "skipped", "ok", "ok"]
 
 
+def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C while the run set up its image loader and progress bar (before the loop) passed by the part
+    of ``_Session.predict_all`` that says how far the run got: ``stopped_early`` stayed None, the console
+    said nothing of the stop, and a stopped rank of a sharded run sent its fallback, "was stopped". Every
+    stop out of predict_all is said, 0 of N images."""
+    from marsunits.inference import runner
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+
+    def stopped(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "make_loader", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    said = "was interrupted (Ctrl-C) after 0 of the 2 images it had to predict; run the same command again"
+    assert json.loads((out / "summary.json").read_text())["stopped_early"].startswith(said)
+    assert f"The run {said}" in " ".join(capsys.readouterr().out.split())
+
+
 def test_nodata_mask_is_the_dark_region_touching_the_border() -> None:
     from marsunits.inference.nodata import nodata_mask
 

@@ -822,24 +822,30 @@ class _Session:
             self.map_items.append((f.rel.as_posix(), list(lines), camera))
 
     def predict_all(self, todo: list[InputFile]) -> None:
-        loader = make_loader(
-            ImageFileDataset([f.path for f in todo], self.opts.max_megapixels, self.opts.max_file_mb),
-            resolve_num_workers(self.opts.num_workers, self.device),
-        )
-        console = Console(stderr=True)
-        progress = Progress(
-            TextColumn("[bold]predict"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not console.is_terminal or self.shard.rank != 0,
-        )
-        with progress:
-            bar = progress.add_task("predict", total=len(todo), rate="")
-            try:
+        """Predict ``todo``, recording each input's row in ``rows``.
+
+        Every stop it lets out (Ctrl-C, SIGTERM, another rank's stop) is said in ``stopped_early`` first: how
+        far the run got and what to do next (a stopped rank of a sharded run sends it to rank 0). The setting
+        up of the loader and the progress bar is covered too: a Ctrl-C there left ``stopped_early`` None.
+        """
+        try:
+            loader = make_loader(
+                ImageFileDataset([f.path for f in todo], self.opts.max_megapixels, self.opts.max_file_mb),
+                resolve_num_workers(self.opts.num_workers, self.device),
+            )
+            console = Console(stderr=True)
+            progress = Progress(
+                TextColumn("[bold]predict"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                disable=not console.is_terminal or self.shard.rank != 0,
+            )
+            with progress:
+                bar = progress.add_task("predict", total=len(todo), rate="")
                 try:
                     self._predict_loop(todo, loader, progress, bar)
                 except RuntimeError as exc:
@@ -857,32 +863,30 @@ class _Session:
                         "num_workers=0 to decode in the main process"
                     )
                     raise LoaderWorkerError(f"The run {self.stopped_early}.") from exc
-            except (KeyboardInterrupt, TerminatedError, _StoppedWithTheRun) as stop:
-                done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
-                if not self.opts.overwrite:
-                    advice = "run the same command again to go on (finished images are skipped)"
-                elif self.redone:
-                    advice = (
-                        "the folder now mixes old and new outputs: run the same command (overwrite=true) "
-                        "again to redo them all"
-                    )
-                elif self.marked:
-                    advice = (
-                        "the first image may be half replaced: run the same command (overwrite=true) again"
-                    )
-                else:
-                    advice = "nothing was replaced, the folder is as it was"
-                how = (
-                    f"stopped with the run (another rank {stop.args[0] if stop.args else 'stopped'})"
-                    if isinstance(stop, _StoppedWithTheRun)
-                    else "terminated (SIGTERM)"
-                    if isinstance(stop, TerminatedError)
-                    else "interrupted (Ctrl-C)"
+        except (KeyboardInterrupt, TerminatedError, _StoppedWithTheRun) as stop:
+            done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
+            if not self.opts.overwrite:
+                advice = "run the same command again to go on (finished images are skipped)"
+            elif self.redone:
+                advice = (
+                    "the folder now mixes old and new outputs: run the same command (overwrite=true) "
+                    "again to redo them all"
                 )
-                self.stopped_early = (
-                    f"was {how} after {done} of the {len(todo)} images it had to predict; {advice}"
-                )
-                raise
+            elif self.marked:
+                advice = "the first image may be half replaced: run the same command (overwrite=true) again"
+            else:
+                advice = "nothing was replaced, the folder is as it was"
+            how = (
+                f"stopped with the run (another rank {stop.args[0] if stop.args else 'stopped'})"
+                if isinstance(stop, _StoppedWithTheRun)
+                else "terminated (SIGTERM)"
+                if isinstance(stop, TerminatedError)
+                else "interrupted (Ctrl-C)"
+            )
+            self.stopped_early = (
+                f"was {how} after {done} of the {len(todo)} images it had to predict; {advice}"
+            )
+            raise
 
     def _predict_loop(self, todo: list[InputFile], loader: Any, progress: Progress, bar: Any) -> None:
         """Predict and write each decoded input of ``todo``, recording its manifest row."""
