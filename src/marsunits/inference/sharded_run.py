@@ -339,6 +339,7 @@ def _predict_claimed_shard(
     # a rank that failed (a full disk, a dead loader worker, a bug): it left, and the others predicted their
     # shards and then waited in the gather for it until the collectives' timeout (30 minutes).
     stop: KeyboardInterrupt | TerminatedError | None = None
+    stop_said: tuple[str, bool] | None = None  # (how far the rank got and what next, by SIGTERM), if stopped
     failure: Exception | None = None
     try:
         session.predict_all(todo)
@@ -346,6 +347,9 @@ def _predict_claimed_shard(
         stop = exc
         if stops is not None:  # the other ranks stop at their next image, as one process stopped would
             stops.announce()
+        how_far = session.stopped_early
+        assert how_far is not None, "_Session.predict_all says each stop it lets out in stopped_early first"
+        stop_said = (how_far, isinstance(exc, TerminatedError))
     except _StoppedWithTheRun:
         pass  # another rank's stop or failure: its rank says it, and rank 0 ends the run with it
     except Exception as exc:  # noqa: BLE001 - raised again after the gather, below
@@ -356,8 +360,7 @@ def _predict_claimed_shard(
     done = sum(1 for f in todo if f.rel.as_posix() in session.rows)
     part = _rank_part(
         session,
-        # stopped_early is set by the stop (predict_all): its fallback is for the type, never said
-        None if stop is None else (session.stopped_early or "was stopped", isinstance(stop, TerminatedError)),
+        stop_said,
         None
         if failure is None
         else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
