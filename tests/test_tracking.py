@@ -1001,6 +1001,51 @@ def test_log_prediction_run_offline(
     assert second[cols.index("status")] == "error: unreadable"
 
 
+def test_a_prediction_run_stopped_while_wandb_closes_still_says_where_it_is(
+    wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """predict.py logger=wandb stopped (SIGTERM) while ``wandb.finish`` closes its offline run: the line
+    naming the run's folder and its ``wandb sync`` came after the close and was lost. It is said before the
+    stop goes on, with that the record may be incomplete."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "pred"
+    out.mkdir()
+    cfg = OmegaConf.create(
+        {
+            "task_name": "predict",
+            "run_name": "p1",
+            "paths": {"output_dir": str(tmp_path / "hydra_run")},
+            "logger": {"wandb": OmegaConf.load(CONFIG_DIR / "logger" / "wandb.yaml").wandb},
+        }
+    )
+    runs: list[Any] = []
+    cls = wandb.sdk.wandb_run.Run
+    finish = cls.finish
+
+    def cut_short(self: Any, *args: Any, **kwargs: Any) -> None:
+        runs.append(self)
+        raise TerminatedError  # SIGTERM's exception, before W&B has written its last records
+
+    monkeypatch.setattr(cls, "finish", cut_short)
+    capsys.readouterr()
+    try:
+        with pytest.raises(TerminatedError):
+            log_prediction_run(out, [{"path": "a.png", "status": "ok"}], {"n_ok": 1}, cfg)
+    finally:
+        monkeypatch.undo()
+        for run in runs:
+            finish(run)  # closes the run for the next tests (the stop left it open)
+    (run,) = runs
+    (run_dir,) = (tmp_path / "hydra_run" / "wandb").glob(f"offline-run-*-{run.id}")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "wandb sync" in line]
+    assert lines == [
+        f"[marsunits] W&B run {run.id} was stopped while closing, so its offline record in {run_dir} may be "
+        f"incomplete; upload what it holds with: {sync_command(run_dir)}"
+    ], lines
+
+
 def test_a_prediction_run_with_names_that_are_not_utf8_is_logged_with_xnn(
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

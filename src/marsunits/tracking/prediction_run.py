@@ -14,6 +14,7 @@ from marsunits.errors import readable
 from marsunits.tracking.wandb_checks import check_wandb_folder
 from marsunits.tracking.wandb_setup import (
     announce,
+    close_run,
     readable_argv,
     resolve_wandb_mode,
     run_id_from_checkpoint,
@@ -185,7 +186,14 @@ def log_prediction_run(
         offline = bool(getattr(run, "offline", False))
         sync_dir = getattr(run.settings, "sync_dir", None)
         run_id, url = run.id, None if offline else run.url
-        run.finish(exit_code=0 if status == "success" else 1)
+        # A stop while it closes still names its folder and the wandb sync of it (close_run).
+        close_run(
+            run,
+            0 if status == "success" else 1,
+            offline,
+            url,
+            [Path(sync_dir)] if offline and sync_dir else [],
+        )
     if offline and sync_dir:
         announce(f"W&B run {run_id} saved offline in {sync_dir}; upload it with: {sync_command(sync_dir)}")
     else:

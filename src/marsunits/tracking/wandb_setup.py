@@ -612,6 +612,30 @@ def offline_parts(sync_dir: str | Path, run_id: str) -> list[Path]:
     return sorted(found, key=lambda p: p.name)  # offline-run-<YYYYmmdd_HHMMSS>-<id>: oldest first
 
 
+def close_run(run: Any, exit_code: int, offline: bool, url: str | None, unsynced: Sequence[Path]) -> None:
+    """``run.finish(exit_code=exit_code)``: close the W&B ``run`` (``url``: its address, None offline) of
+    which ``unsynced`` are the local folders not uploaded (an offline run's own among them).
+
+    A stop (SIGTERM's :class:`~marsunits.errors.TerminatedError`, Ctrl-C) while it closes (writing or
+    uploading its last records) is raised on after a line naming the run, that its record may be incomplete
+    and the ``wandb sync`` that uploads what its local folders hold (an online run's own too): the stop passed
+    over the line said once the run had closed, and an offline run's folder was named nowhere.
+    """
+    try:
+        run.finish(exit_code=exit_code)
+    except (KeyboardInterrupt, TerminatedError):
+        sync_dir = getattr(run.settings, "sync_dir", None)
+        if sync_dir:
+            kept = list(unsynced) if offline else [*unsynced, Path(sync_dir)]
+            named = f"W&B run {run.id}" if offline else f"W&B run {run.id} ({url})"
+            record = f"its offline record in {sync_dir}" if offline else "its record online"
+            announce(
+                f"{named} was stopped while closing, so {record} may be incomplete; upload what it holds "
+                f"with: {sync_command(*kept)}"
+            )
+        raise
+
+
 def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     """Finish the W&B run (marking it failed unless ``status == "success"``); return the line to print.
 
@@ -619,11 +643,7 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     at the office) names those parts that ``wandb sync`` has not uploaded (no ``.wandb.synced`` marker): the
     line gave only the run's address, and the earlier epochs stayed on disk with nothing saying so.
 
-    A stop (SIGTERM's :class:`~marsunits.errors.TerminatedError`, Ctrl-C) while ``run.finish`` closes the run
-    (writing or uploading its last records) is raised on, after a line said here: where the run's local
-    folder is, that its record may be incomplete and the ``wandb sync`` that uploads what it holds (with
-    the earlier parts not uploaded yet). The stop passed over the line to return, and the run's folder was
-    named nowhere.
+    A stop while the run closes is raised on after a line saying where it is (:func:`close_run`).
     """
     if _rank() != 0 or getattr(logger, "_experiment", None) is None:
         return None
@@ -639,18 +659,7 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
         if offline
         or (part.name.startswith("offline-run-") and not (part / f"run-{run_id}.wandb.synced").exists())
     ]
-    try:
-        run.finish(exit_code=0 if status == "success" else 1)
-    except (KeyboardInterrupt, TerminatedError):
-        if sync_dir:
-            kept = unsynced if offline else [*unsynced, Path(sync_dir)]
-            named = f"W&B run {run_id}" if offline else f"W&B run {run_id} ({url})"
-            record = f"its offline record in {sync_dir}" if offline else "its record online"
-            announce(
-                f"{named} was stopped while closing, so {record} may be incomplete; upload what it holds "
-                f"with: {sync_command(*kept)}"
-            )
-        raise
+    close_run(run, 0 if status == "success" else 1, offline, url, unsynced)
     if offline and sync_dir:
         where = f"in {sync_dir}" if len(unsynced) == 1 else f"in {len(unsynced)} parts (it was resumed)"
         return f"W&B run {run_id} saved offline {where}; upload it with: {sync_command(*unsynced)}"
