@@ -1759,6 +1759,41 @@ def test_a_camera_that_sees_no_ground_is_said(tmp_path: Path, caplog: pytest.Log
     assert not [r for r in caplog.records if "sees no ground" in r.getMessage()]
 
 
+def test_a_field_of_view_that_reads_as_radians_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pinhole camera file written in radians (``"hfov_deg": 1.0472``, ``"pitch_deg": 0.4363``: 60 and 25
+    degrees) still sees the ground, a few metres off, through a field of view of one degree: every contact got
+    metres, squeezed into a spot a few centimetres wide, and nothing was said. No rover camera that maps the
+    ground sees less than pi degrees across (a remote micro-imager's one degree aside), so it is warned about,
+    naming the file and the degrees the numbers would be."""
+    from marsunits.boundary.camera import PinholeCamera
+    from marsunits.boundary.contact_io import ContactLine
+    from marsunits.inference.image_cameras import add_ground_coordinates
+
+    image = tmp_path / "x.png"
+    save_rgb(image, 60, 80)
+    line = ContactLine(pixels=np.array([[5.0, 50.0], [75.0, 52.0]]), confidence=0.8)
+    sidecar = tmp_path / "x.camera.json"
+    for hfov, pitch, warned in (
+        (1.0472, 25.0, True),
+        (1.0472, 0.4363, True),
+        (60.0, 25.0, False),
+        (3.5, 25, False),
+    ):
+        camera = PinholeCamera(image_width=80, image_height=60, hfov_deg=hfov, pitch_deg=pitch, height_m=1.9)
+        sidecar.write_text(json.dumps(camera.to_dict()))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="marsunits.inference.image_cameras"):
+            add_ground_coordinates(image, [line], 80, 60, 30.0)
+        said = [r.getMessage() for r in caplog.records if "radians" in r.getMessage()]
+        assert len(said) == int(warned), (hfov, pitch, said)
+        if warned:
+            assert said[0].startswith(f"x.png: its camera ({sidecar}) has hfov_deg {hfov:g}"), said[0]
+            assert "60 degrees" in said[0]  # what 1.0472 radians is
+            assert ("pitch_deg 0.4363 is 25 degrees" in said[0]) == (pitch < 1), said[0]
+
+
 def test_the_settings_comparison_skips_only_keys_recorded_before_they_existed(tmp_path: Path) -> None:
     """output_settings' contract, on hand-made records: a record written before ``normalisation`` and the
     arithmetic keys existed resumes whatever they are now; once recorded, each is compared. ``fold_batchnorm``

@@ -1,11 +1,13 @@
 """The camera of an input image, in the pixel frame of the image as read, and the ground coordinates it gives
 the image's contacts (``predict.py``): camera files are found beside the image
 (:func:`~marsunits.boundary.camera.find_camera`), turned by the image's EXIF orientation, checked against
-the image's size, and warned about when they see no ground within ``max_range_m``."""
+the image's size, and warned about when they see no ground within ``max_range_m`` or give a pinhole's field
+of view in radians."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from marsunits.boundary.camera.io import (
     misplaced_camera_files,
 )
 from marsunits.boundary.camera.oriented import orient_camera
+from marsunits.boundary.camera.pinhole import PinholeCamera
 from marsunits.boundary.contact_io import ContactLine
 from marsunits.boundary.contact_map import view_footprint
 from marsunits.boundary.projection import add_ground
@@ -34,6 +37,7 @@ __all__ = [
     "image_camera",
     "no_map_reason",
     "sized_image_camera",
+    "warn_if_angles_read_as_radians",
     "warn_if_sees_no_ground",
     "warn_misplaced_camera_files",
 ]
@@ -187,6 +191,7 @@ def add_ground_coordinates(
     if camera is None:
         return lines
     warn_if_sees_no_ground(image_path, camera, max_range_m, source)
+    warn_if_angles_read_as_radians(image_path, camera, source)
     return add_ground(lines, camera, max_range_m=max_range_m, keep_unprojected=True)
 
 
@@ -207,6 +212,42 @@ def warn_if_sees_no_ground(
         image_path.name,
         source or find_camera_file(image_path),
         max_range_m,
+    )
+
+
+#: The narrowest field of view (degrees) of a camera that maps the ground: any field of view under 180 degrees
+#: given in radians is below it, while the rovers' narrowest mapping cameras see some 6 degrees across
+#: (Mastcam-Z zoomed in, Mastcam-100) and only a remote micro-imager (ChemCam's, SuperCam's: about 1 degree)
+#: less.
+_RADIANS_HFOV_DEG = math.pi
+
+
+def warn_if_angles_read_as_radians(image_path: Path, camera: CameraModel, source: str | None = None) -> None:
+    """Warn when ``camera`` is a pinhole whose ``hfov_deg`` is below pi, the field of view of a camera file
+    written in radians (``1.0472`` for 60 degrees), naming the image, the camera file (or ``source``), the
+    degrees it would be and those of its ``pitch_deg`` where that is a radian's size too. Such a camera still
+    sees the ground, a few metres away through a one-degree view, so :func:`warn_if_sees_no_ground` was
+    silent while every contact got metres squeezed into a spot centimetres wide. Said for an image predicted
+    (:func:`add_ground_coordinates`) and for one a resumed ``predict.py`` skips as finished."""
+    pinhole = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
+    if not isinstance(pinhole, PinholeCamera) or pinhole.hfov_deg >= _RADIANS_HFOV_DEG:
+        return
+    pitch = pinhole.pitch_deg
+    also = (
+        f", and pitch_deg {pitch:g} is {math.degrees(pitch):.4g} degrees"
+        if 0.0 < abs(pitch) <= math.pi / 2
+        else ""
+    )
+    log.warning(
+        "%s: its camera (%s) has hfov_deg %g, a field of view narrower than any camera's that maps the "
+        "ground (a remote micro-imager's aside): angles are in degrees here, and %g radians is %.4g "
+        "degrees%s; if the file gives radians, convert its angles to degrees",
+        image_path.name,
+        source or find_camera_file(image_path),
+        pinhole.hfov_deg,
+        pinhole.hfov_deg,
+        math.degrees(pinhole.hfov_deg),
+        also,
     )
 
 

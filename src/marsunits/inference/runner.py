@@ -93,6 +93,7 @@ from marsunits.inference.image_cameras import (
     image_camera,
     no_map_reason,
     sized_image_camera,
+    warn_if_angles_read_as_radians,
     warn_if_sees_no_ground,
     warn_misplaced_camera_files,
 )
@@ -683,6 +684,7 @@ class _Session:
                 camera, message, refused = None, camera_error_message(exc, earlier=True), str(exc)
             if camera is not None:  # said again as on its first run: the image is still without metres
                 warn_if_sees_no_ground(f.path, camera, self.opts.max_range_m)
+                warn_if_angles_read_as_radians(f.path, camera)
         else:  # said again as on its first run: skipped, the image is still off the contact map
             warn_misplaced_camera_files(f.path)
         if self.opts.map:
