@@ -170,6 +170,26 @@ def test_an_array_maps_as_its_file_does_and_cameras_are_given_three_ways(ckpt: P
     assert size == (array.shape[1], array.shape[0]) and len(lines) == len(from_file.contacts)
 
 
+def test_a_camera_given_with_an_array_that_cannot_place_contacts_is_said_as_with_a_file(
+    ckpt: Path, scenes: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera looking up (pitch_deg=-40) or written in radians, given with an image file, is warned about as
+    predict.py warns (no metres, or metres in a spot centimetres wide); given with the same image as an
+    array or a PIL image, as a notebook reads it, it gave the same contacts without a word."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    camera = json.loads((scenes / "cameras" / f"{image.stem}.json").read_text())
+    camera.pop("K", None)  # its focal length would not match the field of view changed below
+    for bad, said in (({"pitch_deg": -40.0}, "sees no ground"), ({"hfov_deg": 1.0472}, "radians")):
+        for given in (image, np.asarray(Image.open(image).convert("RGB")), Image.open(image)):
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="marsunits.inference"):
+                mapper.map(given, camera={**camera, **bad})
+            warned = [r.getMessage() for r in caplog.records if said in r.getMessage()]
+            assert len(warned) == 1, (bad, type(given).__name__, [r.getMessage() for r in caplog.records])
+            assert "the camera dict given" in warned[0]
+
+
 def test_bad_arrays_cameras_and_options_say_what_to_do(ckpt: Path, scenes: Path) -> None:
     mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
     rgba = np.zeros((64, 64, 4), np.uint8)

@@ -196,12 +196,13 @@ def add_ground_coordinates(
 
 
 def warn_if_sees_no_ground(
-    image_path: Path, camera: CameraModel, max_range_m: float, source: str | None = None
+    image_path: Path | None, camera: CameraModel, max_range_m: float, source: str | None = None
 ) -> None:
     """Warn when ``camera`` sees no ground within ``max_range_m`` (its image's contacts get no metres),
     naming the image, the camera file (or ``source``) and the usual causes. Said for an image predicted
-    (:func:`add_ground_coordinates`; it was silent: no metres, no reason given) and for one a resumed
-    ``predict.py`` skips as finished, which still has none: the same command run again said nothing."""
+    (:func:`add_ground_coordinates`; it was silent: no metres, no reason given), for one a resumed
+    ``predict.py`` skips as finished, which still has none: the same command run again said nothing, and for
+    an image given to ``UnitMapper.map`` as an array (``image_path`` None, ``source`` naming the camera)."""
     if _sees_ground(camera, max_range_m):
         return
     log.warning(
@@ -209,10 +210,21 @@ def warn_if_sees_no_ground(
         "coordinates; check the sign of pitch_deg (positive looks down), the units (height_m in "
         "metres, angles in degrees: a height of 1900 or a field of view of 1.05 sees no ground this "
         "near), or the frame and ground_z_m of a CAHV(OR) camera",
-        image_path.name,
-        source or find_camera_file(image_path),
+        _image_name(image_path),
+        _camera_source(image_path, source),
         max_range_m,
     )
+
+
+def _image_name(image_path: Path | None) -> str:
+    """The image a camera warning names: its file's name, or "the image given" for an array (no file)."""
+    return "the image given" if image_path is None else image_path.name
+
+
+def _camera_source(image_path: Path | None, source: str | None) -> object:
+    """The camera a warning names: ``source`` (where a camera given came from), else the file beside the
+    image."""
+    return source if source is not None or image_path is None else find_camera_file(image_path)
 
 
 #: The narrowest field of view (degrees) of a camera that maps the ground: any field of view under 180 degrees
@@ -222,13 +234,16 @@ def warn_if_sees_no_ground(
 _RADIANS_HFOV_DEG = math.pi
 
 
-def warn_if_angles_read_as_radians(image_path: Path, camera: CameraModel, source: str | None = None) -> None:
+def warn_if_angles_read_as_radians(
+    image_path: Path | None, camera: CameraModel, source: str | None = None
+) -> None:
     """Warn when ``camera`` is a pinhole whose ``hfov_deg`` is below pi, the field of view of a camera file
     written in radians (``1.0472`` for 60 degrees), naming the image, the camera file (or ``source``), the
     degrees it would be and those of its ``pitch_deg`` where that is a radian's size too. Such a camera still
     sees the ground, a few metres away through a one-degree view, so :func:`warn_if_sees_no_ground` was
     silent while every contact got metres squeezed into a spot centimetres wide. Said for an image predicted
-    (:func:`add_ground_coordinates`) and for one a resumed ``predict.py`` skips as finished."""
+    (:func:`add_ground_coordinates`), for one a resumed ``predict.py`` skips as finished, and for an image
+    given to ``UnitMapper.map`` as an array (``image_path`` None, ``source`` naming the camera)."""
     pinhole = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
     if not isinstance(pinhole, PinholeCamera) or pinhole.hfov_deg >= _RADIANS_HFOV_DEG:
         return
@@ -242,8 +257,8 @@ def warn_if_angles_read_as_radians(image_path: Path, camera: CameraModel, source
         "%s: its camera (%s) has hfov_deg %g, a field of view narrower than any camera's that maps the "
         "ground (a remote micro-imager's aside): angles are in degrees here, and %g radians is %.4g "
         "degrees%s; if the file gives radians, convert its angles to degrees",
-        image_path.name,
-        source or find_camera_file(image_path),
+        _image_name(image_path),
+        _camera_source(image_path, source),
         pinhole.hfov_deg,
         pinhole.hfov_deg,
         math.degrees(pinhole.hfov_deg),

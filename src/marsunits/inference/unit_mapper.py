@@ -58,7 +58,13 @@ from marsunits.data.io import (
     widen_12_bit,
 )
 from marsunits.errors import ConfigError
-from marsunits.inference.image_cameras import add_ground_coordinates, image_camera, sized_image_camera
+from marsunits.inference.image_cameras import (
+    add_ground_coordinates,
+    image_camera,
+    sized_image_camera,
+    warn_if_angles_read_as_radians,
+    warn_if_sees_no_ground,
+)
 from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, check_option_types, read_contact_config
 from marsunits.inference.options import plain_scalar as _plain_scalar
@@ -602,7 +608,9 @@ class UnitMapper:
                 lines = add_ground_coordinates(
                     path, lines, width, height, self.max_range_m, camera=found, source=source
                 )
-            else:
+            else:  # an array: warned about as predict.py warns about a file's camera (it was silent)
+                warn_if_sees_no_ground(None, found, self.max_range_m, source)
+                warn_if_angles_read_as_radians(None, found, source)
                 lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
