@@ -319,6 +319,46 @@ def test_misspelt_camera_keys_are_refused_and_unrelated_extra_keys_kept(tmp_path
     assert load_camera(path).to_dict() == cam.to_dict()
 
 
+def test_a_measurement_under_a_name_not_read_is_refused_where_its_key_would_take_the_default(tmp_path):
+    """A geologist's ``"easting_m"``/``"northing_m"`` or ``"camera_height_m"``, ``"bearing_deg"`` in a pinhole
+    file, or ``"ground_height_m"`` in a CAHV one, looked like no key of the model, so they were ignored and
+    the camera stood at the site's origin, 2 m high, facing x, over ground at z = 0: every contact in the
+    wrong place without a word. A key with a unit (``_m``, ``_deg``) that is not read, where a key of that
+    unit is left at its default, is refused naming those keys; beside them all it is metadata, and keys
+    without a unit (``instrument``, ``sclk``) stay allowed."""
+    pinhole = {"model": "pinhole", "image_width": 64, "image_height": 48, "hfov_deg": 60, "pitch_deg": 20}
+    path = tmp_path / "c.camera.json"
+    for extra, said in (
+        ({"easting_m": 12.5, "northing_m": 3.0}, r"'easting_m' is not read by a 'pinhole' camera.*x_m, y_m"),
+        ({"camera_height_m": 1.1}, r"'camera_height_m' is not read .*height_m .*2 m"),
+        ({"bearing_deg": 120.0}, r"'bearing_deg' is not read .*yaw_deg"),
+    ):
+        path.write_text(json.dumps({**pinhole, **extra}))
+        with pytest.raises(CameraFileError, match=said):
+            load_camera(path)
+    full = {**pinhole, "height_m": 1.1, "x_m": 12.5, "y_m": 3.0, "yaw_deg": 30.0, "roll_deg": 0.0}
+    path.write_text(
+        json.dumps({**full, "easting_m": 1.0, "bearing_deg": 2.0, "instrument": "MCZ", "sclk": 1.0})
+    )
+    assert load_camera(path).to_dict() == load_camera_dict(full)
+    cahv = cahv_from_pinhole(_pinhole(pitch_deg=20.0)).to_dict()
+    cahv.pop("ground_z_m")
+    path.write_text(json.dumps({**cahv, "ground_height_m": -0.3}))
+    with pytest.raises(
+        CameraFileError, match=r"'ground_height_m' is not read by a 'cahv' camera.*ground_z_m"
+    ):
+        load_camera(path)
+    path.write_text(json.dumps({**cahv, "ground_z_m": -0.3, "ground_height_m": -0.3, "mast_az_deg": 10}))
+    load_camera(path)
+
+
+def load_camera_dict(d):
+    """The ``to_dict`` of the camera a file of ``d`` holds."""
+    from marsunits.boundary.camera.io import camera_from_dict
+
+    return camera_from_dict(d).to_dict()
+
+
 def test_find_camera_sidecar_and_dataset_layout(tmp_path):
     cam = _pinhole(pitch_deg=15.0)
     (tmp_path / "images").mkdir()

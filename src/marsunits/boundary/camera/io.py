@@ -138,6 +138,21 @@ _ALIASES = {
     "tilt_deg": ("pitch_deg", "degrees, positive looks down"),
     "fov_deg": ("hfov_deg", "the horizontal field of view, degrees"),
 }
+#: The optional keys of a measurement left at their default when absent, by the unit their name ends in, and
+#: that default: an unknown key with that unit (a geologist's ``"easting_m"``, ``"camera_height_m"``,
+#: ``"bearing_deg"``, ``"ground_height_m"``) while such a key is absent most likely holds its value, and was
+#: ignored without a word (the camera at the site's origin, 2 m high, facing x). Only the heading among the
+#: angles: a roll is rarely given, and another angle beside the heading (a rover's) is metadata.
+_DEFAULTED = {
+    "pinhole": {
+        "_m": {"height_m": "2 m", "x_m": "0", "y_m": "0"},
+        "_deg": {
+            "yaw_deg": "0 (positive turns left, counter-clockwise seen from above: not a compass bearing)"
+        },
+    },
+    "cahv": {"_m": {"ground_z_m": "0"}},
+}
+_DEFAULTED["cahvor"] = _DEFAULTED["cahvore"] = _DEFAULTED["cahv"]
 #: The largest float: a JSON integer beyond it cannot be a camera value (``float()`` overflows).
 _FLOAT_MAX = sys.float_info.max
 #: How alike (difflib ratio) an unknown key must be to a known one to count as its misspelling.
@@ -323,7 +338,8 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
     ``"heigth_m": 1.9`` or ``"roll": 3`` would otherwise be ignored and the camera built with the default
     height or roll, putting every ground contact in the wrong place without a word; so would a key of
     another model (``_FOREIGN``: ``ground_z_m`` in a pinhole file, OpenCV's ``k3`` or ``p1``, CAHVORE's
-    ``E``). Unrelated extra keys (``"instrument"``, ``"sclk"``) stay allowed.
+    ``E``), and a key with a unit whose model key is absent (``"easting_m"`` without ``x_m``:
+    :func:`_check_unread_measurement`). Unrelated extra keys (``"instrument"``, ``"sclk"``) stay allowed.
 
     Raises:
         CameraFileError: Naming the key and the one it probably means.
@@ -353,6 +369,7 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
         guess = [k for k in known if k.lower().startswith(key.lower() + "_") or k.lower() == key.lower()]
         guess = guess or difflib.get_close_matches(key, list(known), n=1, cutoff=_TYPO_RATIO)
         if not guess:
+            _check_unread_measurement(d, key, model, source)
             continue
         if guess[0] in d:  # both spellings: which value was meant cannot be told
             raise CameraFileError(
@@ -363,6 +380,27 @@ def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:
             f"{source}: unknown key {key!r} in a {model!r} camera; did you mean {guess[0]!r}? "
             f"Rename it (the keys of this model: {list(known)})"
         )
+
+
+def _check_unread_measurement(d: dict[str, Any], key: str, model: str, source: str) -> None:
+    """Refuse ``key``, which the model does not read, where its unit (``_m``, ``_deg``) is that of an optional
+    key absent from ``d`` (``_DEFAULTED``): it most likely holds that key's value, which would take its
+    default. Beside those keys, it is metadata (a rover's heading beside the camera's).
+
+    Raises:
+        CameraFileError: Naming ``key`` and the absent keys with their defaults.
+    """
+    for unit, defaults in _DEFAULTED[model].items():
+        absent = [k for k in defaults if k not in d]
+        if key.endswith(unit) and absent:
+            taken = ", ".join(f"{k} {defaults[k]}" for k in absent)
+            which = "that key" if len(absent) == 1 else "the key it is"
+            raise CameraFileError(
+                f"{source}: key {key!r} is not read by a {model!r} camera, while {', '.join(absent)} "
+                f"{'is' if len(absent) == 1 else 'are'} not given and would be taken as {taken}: if "
+                f"{key!r} holds {'it' if len(absent) == 1 else 'one of them'}, give it under {which}, else "
+                f"give {', '.join(absent)} beside it (the keys of this model: {list(_KNOWN[model])})"
+            )
 
 
 def _degrees(radians: Any) -> str:
