@@ -902,6 +902,24 @@ def test_a_camera_that_sees_no_ground_is_said_again_when_its_image_is_skipped(
     assert read_manifest(out)["b.png"]["status"] == "skipped"
 
 
+def test_a_field_of_view_in_radians_is_said_again_when_its_image_is_skipped(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A camera file written in radians (hfov_deg 1.0472) leaves its image's metres in a spot centimetres
+    wide on every run: the run that skips the image as finished says so again, as the first one did."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    camera = {"model": "pinhole", "image_width": 60, "image_height": 40, "hfov_deg": 1.0472, "pitch_deg": 20}
+    save_rgb(inp / "a.png", 40, 60, seed=1)
+    (inp / "a.camera.json").write_text(json.dumps(camera))
+    for _ in range(2):  # the run that predicts a, then one that skips it
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="marsunits.inference"):
+            assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+        said = [r.getMessage() for r in caplog.records if "radians" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("a.png: its camera") and "a.camera.json" in said[0]
+    assert read_manifest(out)["a.png"]["status"] == "skipped"
+
+
 def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
     """A panorama's class shares are of all its pixels; without the no-data share (its black mosaic border,
     ``nodata_max``) the gallery's numbers summed to about 85 %, and nothing said where the rest went."""
