@@ -192,6 +192,32 @@ def test_a_map_of_pds_ned_cameras_names_north_and_west_on_its_axes(tmp_path, mon
     assert axis_labels([{}]) == ("y (m, + left)", "x (m, + forward)")
 
 
+def test_the_contact_map_geojson_states_the_frame_of_its_own_cameras(tmp_path):
+    """The GeoJSON, what a GIS user reads, said "x forward (north for PDS NED cameras), y left" of every map:
+    of a map of PDS (NED) cameras, whose y is west, it said "left", and of a map of pinhole cameras it spoke
+    of north. It now states its cameras' frame as the PNG's axes do."""
+    flu = _cahvor()
+    d = flu.to_dict()
+    for k in ("C", "A", "H", "V", "O"):
+        d[k] = ned_to_flu(np.array(d[k])).tolist()
+    ned = camera_from_dict({**d, "frame": "ned"})
+    for cameras, said in (
+        ([ned, OrientedCamera(ned, 6)], "site frame: x north, y west, z up"),
+        ([flu], "site frame: x forward (a pinhole camera's yaw 0), y left, z up"),
+        ([ned, flu], "north and west for the cameras read from PDS frames"),
+    ):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        (path,) = [
+            p
+            for p in build_contact_map([(f"i{i}", [], c) for i, c in enumerate(cameras)], out)
+            if p.suffix == ".geojson"
+        ]
+        frame = json.loads(path.read_text())["frame"]
+        assert said in frame, frame
+        if said.startswith("site frame: x forward"):
+            assert "north" not in frame and "west" not in frame, frame
+
+
 @pytest.mark.parametrize("oriented", [False, True])
 def test_a_pds_ned_camera_written_with_to_dict_reads_back_in_its_frame(tmp_path, oriented):
     """to_dict wrote every CAHV(OR) as "frame": "flu", so a NED camera read back said FLU and its map's axes

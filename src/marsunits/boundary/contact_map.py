@@ -248,6 +248,22 @@ def map_title(site: str | None, entries: Sequence[Mapping[str, Any]], max_range_
     return f"{where}: {contacts}{pieces} from {images} (range <= {max_range_m:g} m)"
 
 
+def map_frame(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The contact map GeoJSON's ``frame``: its cameras' site frame, as :func:`axis_labels` names the PNG's
+    axes. Cameras read from PDS ``"frame": "ned"`` files put north on ``x`` and west on ``y``; the others
+    (entries without ``source_frame`` included) are FLU, ``x`` forward (a pinhole's yaw 0) and ``y`` left.
+    Every map said "x forward (north for PDS NED cameras), y left", of PDS cameras whose ``y`` is west too."""
+    ned = [e.get("source_frame") == "ned" for e in entries]
+    if ned and all(ned):
+        return "site frame: x north, y west, z up (a PDS frame, z turned up)"
+    if any(ned):
+        return (
+            "site frame: x forward, y left, z up; x and y are north and west for the cameras read from PDS "
+            "frames among them (one frame only where the others' x is north too)"
+        )
+    return "site frame: x forward (a pinhole camera's yaw 0), y left, z up"
+
+
 def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     features = []
     cameras = []
@@ -282,7 +298,7 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
         "type": "FeatureCollection",
         "site": site,
         "units": "m",
-        "frame": "site frame: x forward (north for PDS NED cameras), y left, z up",
+        "frame": map_frame(entries),
         "cameras": cameras,
         "features": features,
     }
