@@ -1240,17 +1240,7 @@ def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: 
     its native ids under its name (255 under any); some of its ids are enough."""
     from marsunits.cli_overrides import predict_refusal
 
-    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
-    images.mkdir()
-    labels.mkdir(parents=True)
-    ckpt = tmp_path / "model.ckpt"
-    ckpt.write_bytes(b"not read here")
-    given = [
-        f"ckpt_path={ckpt}",
-        f"input_dir={images}",
-        f"output_dir={tmp_path / 'out'}",
-        f"labels_dir={labels}",
-    ]
+    labels, given = _predict_command_with_labels(tmp_path)
     ai4mars_map = "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
     marsscapes_map = (
         "labels_class_map='{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'"
@@ -1286,17 +1276,7 @@ def test_a_classes_json_among_the_labels_is_read_before_the_one_beside_them(tmp_
     first: it says what these labels hold where the folder above describes others."""
     from marsunits.cli_overrides import predict_refusal
 
-    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
-    images.mkdir()
-    labels.mkdir(parents=True)
-    ckpt = tmp_path / "model.ckpt"
-    ckpt.write_bytes(b"not read here")
-    given = [
-        f"ckpt_path={ckpt}",
-        f"input_dir={images}",
-        f"output_dir={tmp_path / 'out'}",
-        f"labels_dir={labels}",
-    ]
+    labels, given = _predict_command_with_labels(tmp_path)
     ai4mars = {0: "soil", 1: "bedrock", 2: "sand", 255: "null"}
     project = {0: "smooth_volcanic", 1: "rough_olivine", 2: "other", 255: "ignore"}
     inside = _classes_json(labels, ai4mars)
@@ -1935,6 +1915,24 @@ MARSSCAPES_CLASSES = {
 }
 
 
+def _predict_command_with_labels(tmp_path: Path) -> tuple[Path, list[str]]:
+    """An empty ``labels`` folder under ``tmp_path/data`` (for a ``classes.json`` beside or inside it) and a
+    ``predict.py`` command line scoring against it: a checkpoint file that the checks before Hydra do not
+    read, an empty input folder, an output folder not made."""
+    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
+    images.mkdir()
+    labels.mkdir(parents=True)
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read here")
+    given = [
+        f"ckpt_path={ckpt}",
+        f"input_dir={images}",
+        f"output_dir={tmp_path / 'out'}",
+        f"labels_dir={labels}",
+    ]
+    return labels, given
+
+
 def _classes_json(folder: Path, classes: dict[int, str]) -> Path:
     """``folder/classes.json`` as the data sets ship it: ``{"classes": [{"id": 0, "name": "soil"}, ...]}``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -1957,17 +1955,7 @@ def test_labels_whose_classes_json_names_native_ids_are_refused_before_hydra(tmp
     from marsunits.cli_overrides import predict_refusal
     from marsunits.inference.options import read_labels_class_map
 
-    images, labels = tmp_path / "images", tmp_path / "data" / "labels"
-    images.mkdir()
-    labels.mkdir(parents=True)
-    ckpt = tmp_path / "model.ckpt"
-    ckpt.write_bytes(b"not read here")
-    given = [
-        f"ckpt_path={ckpt}",
-        f"input_dir={images}",
-        f"output_dir={tmp_path / 'out'}",
-        f"labels_dir={labels}",
-    ]
+    labels, given = _predict_command_with_labels(tmp_path)
     classes = _classes_json(labels.parent, {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"})
     refused = predict_refusal(given, CONFIG_DIR)
     assert refused is not None and refused.startswith(f"{classes}: "), refused
