@@ -688,11 +688,8 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     for it in a collective (on NCCL until the collectives' timeout, 30 minutes; on gloo they ended in its
     traceback, "Connection closed by peer"). They now wait on the store that rank 0's process holds (spawned
     ranks, srun), which fails once it is gone: one line naming rank 0 and the way on."""
-    import socket
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     started = time.monotonic()
     _, out, said = _two_ranks(tmp_path, ckpt, _rank_0_killed, f"tcp://127.0.0.1:{port}")
     assert time.monotonic() - started < 60, "rank 1 waited for a rank 0 that was gone"
@@ -703,14 +700,40 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     assert not (out / "summary.json").exists()
 
 
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a two-rank run's store to listen on."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return int(free.getsockname()[1])
+
+
+def _run_as_rank_of_machines(
+    machines: int, rank: int, address: str, opts: object, conn: object, timeout_s: float | None = None
+) -> None:
+    """:func:`_run_as_rank` with ``rank_timeout_s`` 3 s and its error's message sent, each rank posing as a
+    machine of its own where ``machines`` is 2 (the rank watch then cannot see the other's process)."""
+    import dataclasses
+
+    from marsunits.inference import rank_watch
+
+    if machines == 2:
+        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
+    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
+    if timeout_s is None:
+        _run_as_rank(rank, address, opts, conn, message=True)
+    else:
+        _run_as_rank(rank, address, opts, conn, timeout_s=timeout_s, message=True)
+
+
 def _rank_1_killed(rank: int, store: str, opts: object, address: str, machines: int, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store, as spawned
     ranks and srun's do; ``rank_timeout_s`` 3 s) whose rank 1 is killed (SIGKILL, after saying "killed")
     before its second image: no handler of its own runs, nothing is said through the store. ``machines``
     2: each rank takes the other for a process of another machine, whose process id it cannot check."""
-    import dataclasses
 
-    from marsunits.inference import rank_watch, runner
+    from marsunits.inference import runner
 
     real_process = runner._Session.process
     done = [0]
@@ -723,10 +746,7 @@ def _rank_1_killed(rank: int, store: str, opts: object, address: str, machines: 
         return real_process(self, f, item)
 
     runner._Session.process = process  # type: ignore[method-assign]
-    if machines == 2:
-        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
-    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
-    _run_as_rank(rank, address, opts, conn, message=True)
+    _run_as_rank_of_machines(machines, rank, address, opts, conn)
 
 
 @pytest.mark.parametrize("machines", [1, 2])
@@ -739,13 +759,10 @@ def test_a_rank_killed_mid_folder_stops_rank_0_in_bounded_time_naming_it(
     an address). It now stops once it sees rank 1's process ended (same machine) or ``rank_timeout_s`` after
     rank 1's last sign of life (another machine), with one line naming rank 1 and the way on, keeps every
     finished output, and the same command then predicts only the rest."""
-    import socket
 
     from marsunits.inference import predict_folder
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     started = time.monotonic()
     opts, out, said = _two_ranks(tmp_path, ckpt, _rank_1_killed, f"tcp://127.0.0.1:{port}", machines)
     assert time.monotonic() - started < 90, "rank 0 waited for a rank that was gone"
@@ -772,9 +789,8 @@ def _rank_1_killed_at_its_start(
     ``rank_timeout_s`` 3 s, collectives' timeout 20 s) whose rank 1 is killed (SIGKILL, after saying
     "killed") as its part of the run starts, after the ranks' first collective and before it reads rank 0's
     word that the run may start. ``machines`` 2: as :func:`_rank_1_killed`."""
-    import dataclasses
 
-    from marsunits.inference import rank_watch, sharded_run
+    from marsunits.inference import sharded_run
 
     def predict_shard(*args, **kwargs):  # type: ignore[no-untyped-def]
         conn.send("killed")  # type: ignore[attr-defined]
@@ -782,10 +798,7 @@ def _rank_1_killed_at_its_start(
 
     if rank == 1:
         sharded_run.predict_shard = predict_shard  # type: ignore[assignment]
-    if machines == 2:
-        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
-    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
-    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+    _run_as_rank_of_machines(machines, rank, address, opts, conn, timeout_s=20)
 
 
 @pytest.mark.parametrize("machines", [1, 2])
@@ -798,13 +811,10 @@ def test_a_rank_killed_before_reading_rank_0_s_first_word_stops_rank_0_within_ra
     though it saw rank 1's process ended, and only then found it gone. It now stops waiting once rank 1 is
     found gone (its process ended, or ``rank_timeout_s`` without a sign of life), with the one line naming
     rank 1 and the way on, and the same command then predicts every image."""
-    import socket
 
     from marsunits.inference import predict_folder
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     started = time.monotonic()
     opts, out, said = _two_ranks(
         tmp_path, ckpt, _rank_1_killed_at_its_start, f"tcp://127.0.0.1:{port}", machines
@@ -829,11 +839,8 @@ def _rank_1_killed_after_the_gather(
     ``rank_timeout_s`` 3 s, collectives' timeout 20 s) whose rank 1 is killed (SIGKILL, after saying
     "killed") once the gather has taken its part, before it reads rank 0's final word (which ranks failed).
     ``machines`` 2: as :func:`_rank_1_killed`."""
-    import dataclasses
 
     import torch.distributed as dist
-
-    from marsunits.inference import rank_watch
 
     real_gather = dist.gather_object
 
@@ -844,10 +851,7 @@ def _rank_1_killed_after_the_gather(
 
     if rank == 1:
         dist.gather_object = gather_object
-    if machines == 2:
-        rank_watch._process_space = lambda: f"machine {rank}"  # noqa: SLF001
-    opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
-    _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
+    _run_as_rank_of_machines(machines, rank, address, opts, conn, timeout_s=20)
 
 
 @pytest.mark.parametrize("machines", [1, 2])
@@ -861,11 +865,8 @@ def test_a_rank_killed_after_the_gather_does_not_keep_rank_0_waiting_for_it_to_r
     stops waiting once rank 1 is found gone (its process ended, or ``rank_timeout_s`` without a sign of
     life) and ends as it would have, the reports of every image written."""
     import json
-    import socket
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     started = time.monotonic()
     _, out, said = _two_ranks(
         tmp_path, ckpt, _rank_1_killed_after_the_gather, f"tcp://127.0.0.1:{port}", machines
@@ -961,11 +962,8 @@ def test_a_rank_killed_before_the_ranks_first_collective_ends_the_other_in_one_l
     draws the run's name: the other ended in gloo's traceback (``Connection reset by peer``, or ``closed
     by peer``, naming an address, not a rank; measured within a second). It now ends in one line naming
     the rank that ended and the way on, and nothing is written."""
-    import socket
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     started = time.monotonic()
     _, out, said = _two_ranks(
         tmp_path, ckpt, _rank_killed_before_the_first_collective, f"tcp://127.0.0.1:{port}", victim
@@ -1018,11 +1016,8 @@ def test_a_rank_whose_rank_0_failed_at_the_start_is_not_told_it_was_killed(
     same command again would write the reports: neither is so. They now say that rank 0's own error, or
     its being killed, ended it, that its output or log says which, and to run again once that is dealt
     with."""
-    import socket
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     _, _, said = _two_ranks(tmp_path, ckpt, _rank_0_failing_at_its_claim, f"tcp://127.0.0.1:{port}")
     assert said[0][0] == "OSError", said  # type: ignore[index]
     name, message = said[1]  # type: ignore[misc]
@@ -1096,13 +1091,10 @@ def test_a_run_torchrun_restarts_reads_nothing_its_failed_attempt_left_in_the_st
     rank 1 took its final word from that attempt's broadcast: nothing was predicted again, rank 0 reported
     the run stopped and rank 1 ended with the old failure. Each run now draws its own keys."""
     import json
-    import socket
 
     import torch.distributed as dist
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     agent = dist.TCPStore("127.0.0.1", port, None, True, wait_for_workers=False, multi_tenant=True)
     _, out, said = _two_ranks(tmp_path, ckpt, _rank_of_an_attempt, port, True)
     assert said[1][0] == "OutputWriteError", said  # type: ignore[index]
@@ -1276,11 +1268,8 @@ def test_a_rank_taken_for_gone_that_comes_back_ends_with_the_others(tmp_path: Pa
     later, found rank 0 there and waited for it in the gather (gloo: its traceback; NCCL: the collectives'
     timeout, 30 minutes). The ranks now agree, through the store, on whether the gather takes place or which
     rank is gone: every rank ends with the same one line naming rank 1, and the same command resumes."""
-    import socket
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = _free_port()
     started = time.monotonic()
     _, _, said = _two_ranks(tmp_path, ckpt, _rank_1_silent_for_a_while, f"tcp://127.0.0.1:{port}")
     assert time.monotonic() - started < 60, said
