@@ -655,6 +655,37 @@ def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
     assert f"The run {said}" in " ".join(capsys.readouterr().out.split())
 
 
+def test_a_run_of_one_image_stopped_says_so_in_the_singular(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run with one image to predict, stopped in it (Ctrl-C, a dead loader worker), said "after 0 of the 1
+    images it had to predict"."""
+    from marsunits.inference import runner
+    from marsunits.inference.predictor import LoaderWorkerError
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "img0.png", 40, 48)
+    real = runner.write_prediction
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "write_prediction", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    said = json.loads((out / "summary.json").read_text())["stopped_early"]
+    assert said.startswith("was interrupted (Ctrl-C) before finishing the only image it had to predict;")
+
+    def worker_died(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+
+    monkeypatch.setattr(runner, "write_prediction", worker_died)
+    with pytest.raises(LoaderWorkerError, match=r"^The run stopped before finishing the only image it had"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    monkeypatch.setattr(runner, "write_prediction", real)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+
+
 def test_nodata_mask_is_the_dark_region_touching_the_border() -> None:
     from marsunits.inference.nodata import nodata_mask
 

@@ -137,6 +137,7 @@ from marsunits.inference.sharded_run import (
     Shard,
     _check_output_dir_free,
     _StoppedWithTheRun,
+    how_far,
     predict_shard,
 )
 from marsunits.inference.tiling import make_grid, model_tile_note
@@ -858,7 +859,7 @@ class _Session:
                         raise TerminatedError from exc
                     done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
                     self.stopped_early = (
-                        f"stopped after {done} of the {len(todo)} images it had to predict: a loader worker "
+                        f"stopped {how_far(done, len(todo))}: a loader worker "
                         f"decoding the images died ({death.rstrip('.')}; no image is to blame; out of "
                         "memory?); "
                         "run the same command again to go on (finished images are skipped), with "
@@ -885,9 +886,7 @@ class _Session:
                 if isinstance(stop, TerminatedError)
                 else "interrupted (Ctrl-C)"
             )
-            self.stopped_early = (
-                f"was {how} after {done} of the {len(todo)} images it had to predict; {advice}"
-            )
+            self.stopped_early = f"was {how} {how_far(done, len(todo))}; {advice}"
             raise
 
     def _predict_loop(self, todo: list[InputFile], loader: Any, progress: Progress, bar: Any) -> None:

@@ -477,12 +477,21 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0].rstrip('.')}" if lines else type(exc).__name__
 
 
+def how_far(done: int, total: int) -> str:
+    """How far a run stopped early got through the ``total`` images it had to predict, ``done`` of them
+    predicted: "after 2 of the 4 images it had to predict", "before finishing the only image it had to
+    predict" (not "after 0 of the 1 images")."""
+    if total != 1:
+        return f"after {done} of the {total} images it had to predict"
+    return f"{'after' if done else 'before finishing'} the only image it had to predict"
+
+
 def _failure_said(exc: Exception, stopped_early: str | None, done: int, todo: int) -> str:
     """What a rank failed with, as the others say it: its error and, unless the error's sentence says it
     (``stopped_early`` set: a full disk, a dead loader worker), how far the rank got."""
     if stopped_early is not None:
         return f"({_said(exc)})"
-    return f"after {done} of the {todo} images it had to predict ({_said(exc)})"
+    return f"{how_far(done, todo)} ({_said(exc)})"
 
 
 def _sendable(exc: Exception) -> Exception | None:
