@@ -257,6 +257,29 @@ def test_exclude_sols_leaves_those_sols_out_of_both_sides(tmp_path: Path) -> Non
     everything = instantiate(_compose("ai4mars", tmp_path / "all", ["data.exclude_sols=[[0,100]]"]).data)
     with pytest.raises(ValueError, match=r"leaves none of the 12 images of 'ai4mars'; narrow the ranges"):
         everything.setup("fit")
+    # Of one image it read "leaves none of the 1 images".
+    single = write_fake_ai4mars(tmp_path / "single", n_images=1)
+    only = _compose("ai4mars", tmp_path / "only", [f"data.root={single}", "data.exclude_sols=[[0,100]]"])
+    with pytest.raises(ValueError, match=r"leaves out the only image of 'ai4mars'; narrow the ranges"):
+        instantiate(only.data).setup("fit")
+
+
+def test_reading_the_images_without_a_cache_says_how_many(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``unreadable_images`` logs how many images it reads; of one it read "reading the other 1 images"."""
+    dm = instantiate(_compose("folder", tmp_path, ["data.cache=false"]).data)
+    dm.setup("fit")
+    train, val = dm.splits["folder"]
+    with caplog.at_level("INFO", logger="marsunits.data.datamodule"):
+        assert dm.unreadable_images() is None
+        dm.splits["folder"] = (train[:1], [])
+        assert dm.unreadable_images() is None
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading the")]
+    assert said == [
+        f"reading the other {len(train) + len(val)} images to list every unreadable one (data.cache=false)",
+        "reading the only image to see whether it is unreadable (data.cache=false)",
+    ]
 
 
 @pytest.mark.parametrize(

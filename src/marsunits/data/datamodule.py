@@ -790,9 +790,10 @@ class MarsDataModule(L.LightningDataModule):
         if self.exclude_sols:
             excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
             if excluded.all():
+                none = "out the only image" if len(records) == 1 else f"none of the {len(records)} images"
                 raise ValueError(
                     f"configs/data/{self.name}.yaml: exclude_sols={[list(r) for r in self.exclude_sols]} "
-                    f"leaves none of the {len(records)} images of '{source}'; narrow the ranges."
+                    f"leaves {none} of '{source}'; narrow the ranges."
                 )
             records = [r for r, out in zip(records, excluded, strict=True) if not out]
             log.info("%s: %s in exclude_sols left out", source, counted(int(excluded.sum()), "image"))
@@ -853,7 +854,9 @@ class MarsDataModule(L.LightningDataModule):
             if not self._cache(source)
             for rec in (*train, *val)
         ]
-        if records:
+        if len(records) == 1:
+            log.info("reading the only image to see whether it is unreadable (data.cache=false)")
+        elif records:
             log.info(
                 "reading the other %d images to list every unreadable one (data.cache=false)", len(records)
             )
