@@ -1866,6 +1866,31 @@ def test_an_optuna_study_kept_in_a_sqlite_database_holds_its_trials_and_resumes(
     assert all(t.params != k.params for t in resumed[2:] for k in kept)
 
 
+def test_a_resumed_study_says_how_many_trials_it_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line of a study resumed from its database counts its earlier trials; of one it read "holds 1
+    trials of earlier sweeps: it goes on with them"."""
+    import optuna
+
+    from marsunits.optuna_study import draw_anew_in_a_resumed_study
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s")
+    said = []
+    for n in (1, 2):
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), 1)
+        with caplog.at_level("INFO", logger="marsunits.optuna_study"):
+            assert draw_anew_in_a_resumed_study(optuna.samplers.TPESampler(seed=1), storage, "s") == n
+        said.append(caplog.records[-1].getMessage())
+    assert said[0].startswith(
+        "the study s holds 1 trial of an earlier sweep: it goes on with it, its sampler"
+    )
+    assert said[1].startswith(
+        "the study s holds 2 trials of earlier sweeps: it goes on with them, its sampler"
+    )
+
+
 def test_a_database_study_on_sqlalchemy_2_is_refused_in_one_line_naming_the_fix(tmp_path: Path) -> None:
     """An environment of the user's own with SQLAlchemy 2 (pyproject.toml asks for < 2): a study kept in a
     database ended before its first trial in Optuna's ``AssertionError`` traceback, which named no fix."""

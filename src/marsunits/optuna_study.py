@@ -39,7 +39,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from optuna.trial import Trial, TrialState
 from packaging.version import Version
 
-from marsunits.errors import ConfigError, report_user_errors
+from marsunits.errors import ConfigError, counted, report_user_errors
 from marsunits.user_paths import expand_home
 
 __all__ = [
@@ -125,11 +125,13 @@ def draw_anew_in_a_resumed_study(sampler: Any, storage: Any, study_name: str | N
         return 0
     if earlier:
         sampler.reseed_rng()
+        sweeps, them = ("an earlier sweep", "it") if earlier == 1 else ("earlier sweeps", "them")
         log.info(
-            "the study %s holds %d trials of earlier sweeps: it goes on with them, its sampler reseeded so "
-            "as not to draw the earlier values again",
+            "the study %s holds %s: it goes on with %s, its sampler reseeded so as not to draw the earlier "
+            "values again",
             study_name,
-            earlier,
+            f"{counted(earlier, 'trial')} of {sweeps}",
+            them,
         )
     return earlier
 
