@@ -86,7 +86,11 @@ def test_resuming_a_fine_tuning_run_ignores_init_ckpt_path(source_ckpt: Path, tm
             "model.decoder_channels=[16,16,8]",
             r"does not fit.*decoder_channels.*model\.decoder_channels=\[32,16,8\]",  # pasteable: no spaces
         ),
-        ("data.in_channels=1", r"does not fit.*in_channels.*\(data\.in_channels=3\)"),
+        (  # one tensor, the stem's: it read "1 tensor names or shapes differ"
+            "data.in_channels=1",
+            r"does not fit this run's model \(1 tensor name or shape differs, the checkpoint has \d+ "
+            r"tensors: \['encoder\.model\.conv_stem\.weight'\]; .*in_channels.*\(data\.in_channels=3\)",
+        ),
         ("model.mean=[0.5,0.5,0.5]", r"mean=\[0\.485.*Set model\.mean="),
     ],
 )

@@ -3084,6 +3084,13 @@ def test_a_bad_checkpoint_to_resume_from_is_refused_before_anything_is_written(t
             ConfigError,
             r"copied.ckpt holds another network",
         ),
+        (  # one tensor, the stem's: it read "1 tensor names or shapes differ"
+            copied,
+            ["data.in_channels=1"],
+            ConfigError,
+            r"copied.ckpt holds another network .*: 1 tensor name or shape differs "
+            r"\(\['model\.encoder\.model\.conv_stem\.weight'\]; hyper-parameters",
+        ),
     ]
     for k, (ckpt, extra, error, said) in enumerate(cases):
         folder = tmp_path / f"r{k}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,14 @@ def network_differences(
         if k not in ours or k not in theirs or tuple(ours[k].shape) != tuple(theirs[k].shape)
     )
     return mismatched, differing
+
+
+def tensors_differing(mismatched: Sequence[str]) -> tuple[str, str]:
+    """How many of :func:`network_differences`' tensor names differ, and which: ("3 tensor names or shapes
+    differ", "e.g. [the first three]"), or of one ("1 tensor name or shape differs", "[its name]")."""
+    if len(mismatched) == 1:
+        return "1 tensor name or shape differs", f"{list(mismatched)}"
+    return f"{len(mismatched)} tensor names or shapes differ", f"e.g. {list(mismatched[:3])}"
 
 
 def matching_overrides(differing: Mapping[str, tuple[Any, Any]]) -> str:
@@ -215,10 +223,11 @@ def initialise_from_checkpoint(
                 + (" or from ImageNet weights (no init_ckpt_path)." if option == "init_ckpt_path" else ".")
             )
         settings = matching_overrides(differing)
+        differ, which = tensors_differing(mismatched)
         raise CheckpointError(
             f"{option}={path}: its network does not fit this run's model "
-            f"({len(mismatched)} tensor names or shapes differ, the checkpoint has {len(theirs)} tensors, "
-            f"e.g. {mismatched[:3]}; "
+            f"({differ}, the checkpoint has {len(theirs)} tensors{':' if len(mismatched) == 1 else ','} "
+            f"{which}; "
             f"hyper-parameters checkpoint vs run: {differing or 'none differ'}). Choose the checkpoint's "
             f"network for this run ({settings or 'the same model config'})"
             + (

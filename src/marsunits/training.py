@@ -761,7 +761,7 @@ def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -
         CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
         ConfigError: Its weights do not fit this run's network; names the first tensors that differ.
     """
-    from marsunits.fine_tuning import matching_overrides, network_differences
+    from marsunits.fine_tuning import matching_overrides, network_differences, tensors_differing
     from marsunits.task import METADATA_KEY, read_checkpoint
 
     checkpoint = read_checkpoint(ckpt_path)
@@ -770,9 +770,10 @@ def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -
         task.state_dict(), saved, task.hparams, checkpoint["hyper_parameters"]
     )
     if mismatched:
+        differ, which = tensors_differing(mismatched)
         raise ConfigError(
             f"ckpt_path={ckpt_path} holds another network than this run's model settings build: "
-            f"{len(mismatched)} tensor names or shapes differ (e.g. {mismatched[:3]}; hyper-parameters "
+            f"{differ} ({which}; hyper-parameters "
             f"checkpoint vs run: {differing or 'none differ'}). Resume with the model options it was "
             f"trained with ({matching_overrides(differing) or 'its run folder config.yaml'}), or start a new "
             "run from its weights with init_ckpt_path=... and no ckpt_path"
