@@ -492,7 +492,9 @@ def test_a_folder_of_one_unpaired_image_counts_it_in_the_singular(tmp_path: Path
     (root / "masks" / ("IMG_0_mask" + mask.suffix)).unlink()
     with pytest.raises(ValueError) as refused:
         scan_folder(root)
-    assert f"for the 1 image in {root / 'images'}: each image needs its mask" in str(refused.value)
+    said = str(refused.value)
+    assert f"for the 1 image in {root / 'images'}: each image needs its mask" in said, said
+    assert "Label it, or give the folder that holds it with data.root;" in said, said  # not "them"
 
 
 def test_an_empty_masks_folder_is_said_empty_not_every_image_unpaired(tmp_path: Path) -> None:

@@ -261,11 +261,12 @@ def pair_by_stem(
             + image_note
         )
     if not masks:  # every image unpaired: "move the unpaired ones out" would leave nothing
+        them = "it" if len(images) == 1 else "them"
         raise ValueError(
             f"Dataset '{dataset}': no masks found in {masks_dir}{' or its subfolders' if recursive else ''}, "
             f"for the {counted(len(images), 'image')} in {images_dir}: each image needs its mask, named as "
-            f"the image ({masks_dir.name}/<stem>.png). Label them, or give the folder that holds them with "
-            "data.root; "
+            f"the image ({masks_dir.name}/<stem>.png). Label {them}, or give the folder that holds {them} "
+            "with data.root; "
             f"images without labels are predicted (predict.py input_dir={images_dir}), not trained on."
             + mask_note
         )
