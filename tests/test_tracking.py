@@ -1416,6 +1416,50 @@ def test_the_sync_command_runs_without_the_environment_activated(
     assert sync_command(tmp_path / "run") == f"wandb sync {tmp_path / 'run'}"
 
 
+@pytest.mark.parametrize(
+    ("run", "failed", "stop", "line"),
+    [
+        (
+            ["trial 0 (seed=1)"],
+            ["trial 0 (seed=1)"],
+            None,
+            "the grid's only trial failed, with its error above: trial 0 (seed=1). The trial's folder holds "
+            "its train.log",
+        ),
+        (
+            ["trial 0 (seed=1)", "trial 1 (seed=2)"],
+            ["trial 0 (seed=1)"],
+            None,
+            "1 of the grid's 2 trials failed, with its error above: trial 0 (seed=1); the other trials "
+            "finished. Each trial's folder holds its train.log",
+        ),
+        (
+            ["trial 0 (seed=1)"],
+            ["trial 0 (seed=1)"],
+            KeyboardInterrupt(),
+            "the only trial the grid started failed, with its error above: trial 0 (seed=1); the sweep was "
+            "stopped in trial 0. The trial's folder holds its train.log",
+        ),
+    ],
+)
+def test_a_grid_of_one_failed_trial_says_it_in_the_singular(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    run: list[str],
+    failed: list[str],
+    stop: BaseException | None,
+    line: str,
+) -> None:
+    """The line ending a grid whose trials failed read "1 of the grid's 1 trials failed, each with its error
+    above" (or "1 of the 1 trials the grid started") of a grid of one trial."""
+    from marsunits import sweep_trials
+
+    monkeypatch.setattr(sweep_trials, "_grid", {"run": list(run), "failed": list(failed)})
+    with contextlib.suppress(SystemExit):
+        sweep_trials.end_sweep("train.py", stop)
+    assert capsys.readouterr().err.strip() == f"train.py: error: {line}"
+
+
 def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """A user error in one trial (a diverged learning rate, an impossible encoder depth) exited the whole
     process: the other trials of a grid never ran, and an in-memory Optuna study was lost."""

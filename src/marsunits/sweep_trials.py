@@ -334,13 +334,20 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
         isinstance(ended_by, SystemExit) and ended_by.code in _STOPS
     )
     if stopped:
-        what = f"{len(failed)} of the {len(run)} trials the grid started failed"
-        ending = f"the sweep was stopped in trial {len(run) - 1}"
+        what = (
+            "the only trial the grid started failed"
+            if len(run) == 1
+            else f"{len(failed)} of the {len(run)} trials the grid started failed"
+        )
+        ending = f"; the sweep was stopped in trial {len(run) - 1}"
+    elif len(run) == 1:
+        what, ending = "the grid's only trial failed", ""
     else:
-        what, ending = f"{len(failed)} of the grid's {len(run)} trials failed", "the other trials finished"
+        what, ending = f"{len(failed)} of the grid's {len(run)} trials failed", "; the other trials finished"
+    each = "with its error above" if len(failed) == 1 else "each with its error above"
+    folders = "The trial's folder" if len(run) == 1 else "Each trial's folder"
     print(
-        f"{prog}: error: {what}, each with its error above: {some_of(failed, 3)}; {ending}. Each trial's "
-        "folder holds its train.log",
+        f"{prog}: error: {what}, {each}: {some_of(failed, 3)}{ending}. {folders} holds its train.log",
         file=sys.stderr,
     )
     if ended_by is None:
