@@ -1433,6 +1433,13 @@ def test_the_sync_command_runs_without_the_environment_activated(
             "1 of the grid's 2 trials failed, with its error above: trial 0 (seed=1); the other trials "
             "finished. Each trial's folder holds its train.log",
         ),
+        (  # every trial failed: it went on "; the other trials finished"
+            ["trial 0 (seed=1)", "trial 1 (seed=2)"],
+            ["trial 0 (seed=1)", "trial 1 (seed=2)"],
+            None,
+            "2 of the grid's 2 trials failed, each with its error above: trial 0 (seed=1), trial 1 (seed=2). "
+            "Each trial's folder holds its train.log",
+        ),
         (
             ["trial 0 (seed=1)"],
             ["trial 0 (seed=1)"],
@@ -1442,7 +1449,7 @@ def test_the_sync_command_runs_without_the_environment_activated(
         ),
     ],
 )
-def test_a_grid_of_one_failed_trial_says_it_in_the_singular(
+def test_the_line_ending_a_grid_with_failed_trials_counts_them_as_they_are(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     run: list[str],
@@ -1451,7 +1458,8 @@ def test_a_grid_of_one_failed_trial_says_it_in_the_singular(
     line: str,
 ) -> None:
     """The line ending a grid whose trials failed read "1 of the grid's 1 trials failed, each with its error
-    above" (or "1 of the 1 trials the grid started") of a grid of one trial."""
+    above" (or "1 of the 1 trials the grid started") of a grid of one trial; of a grid whose every trial
+    failed, it said "the other trials finished"."""
     from marsunits import sweep_trials
 
     monkeypatch.setattr(sweep_trials, "_grid", {"run": list(run), "failed": list(failed)})

@@ -343,7 +343,8 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
     elif len(run) == 1:
         what, ending = "the grid's only trial failed", ""
     else:
-        what, ending = f"{len(failed)} of the grid's {len(run)} trials failed", "; the other trials finished"
+        what = f"{len(failed)} of the grid's {len(run)} trials failed"
+        ending = "; the other trials finished" if len(failed) < len(run) else ""
     each = "with its error above" if len(failed) == 1 else "each with its error above"
     folders = "The trial's folder" if len(run) == 1 else "Each trial's folder"
     print(
