@@ -1600,8 +1600,8 @@ def test_a_grid_ended_by_a_crash_or_a_stop_still_names_its_failed_trials(tmp_pat
     assert stopped.returncode == 130
     (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
     assert stopped.stderr.rstrip().splitlines()[-1] == (
-        "train.py: interrupted (Ctrl-C) in trial 1 of the sweep; no trial finished; failed, each with its "
-        f"error above: trial 0 (seed=2 logger=csv +stop=True); stopped: trial 1 (folder 1 in {sweep_dir}); "
+        "train.py: interrupted (Ctrl-C) in trial 1 of the sweep; no trial finished; failed, with its error "
+        f"above: trial 0 (seed=2 logger=csv +stop=True); stopped: trial 1 (folder 1 in {sweep_dir}); "
         "not started: the sweep's trials after trial 1, if any"
     )
 
@@ -1634,8 +1634,8 @@ def test_a_grid_stopped_by_sigterm_with_tracebacks_on_is_said_stopped(tmp_path: 
     assert stopped.returncode != 0 and "TerminatedError" in stopped.stderr
     (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
     assert (
-        "train.py: terminated (SIGTERM) in trial 1 of the sweep; no trial finished; failed, each with its "
-        f"error above: trial 0 (seed=2 logger=csv); stopped: trial 1 (folder 1 in {sweep_dir}); not started: "
+        "train.py: terminated (SIGTERM) in trial 1 of the sweep; no trial finished; failed, with its error "
+        f"above: trial 0 (seed=2 logger=csv); stopped: trial 1 (folder 1 in {sweep_dir}); not started: "
         "the sweep's trials after trial 1, if any\nTraceback"
     ) in stopped.stderr, stopped.stderr[-3000:]
 
@@ -1695,7 +1695,7 @@ def test_a_sweep_stopped_between_two_trials_says_which_finished(tmp_path: Path) 
         (sweep_dir,) = (tmp_path / "logs" / "train").glob("multirun-*")
         assert grid.stderr.rstrip().splitlines()[-1] == (
             f"train.py: {how} between two trials of the sweep, after trial 1; finished: trial 1 (folder 1 in "
-            f"{sweep_dir}); failed, each with its error above: trial 0 (seed=2 logger=csv); not started: the "
+            f"{sweep_dir}); failed, with its error above: trial 0 (seed=2 logger=csv); not started: the "
             "sweep's trials after trial 1, if any"
         )
         assert (sweep_dir / "1").is_dir() and not (sweep_dir / "2").exists()

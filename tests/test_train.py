@@ -1804,7 +1804,7 @@ def test_a_sigterm_between_two_trials_of_a_sweep_ends_it_in_one_line(tmp_path: P
     last = sweep.stderr.rstrip().splitlines()[-1]
     assert last.startswith(
         "train.py: terminated (SIGTERM) between two trials of the sweep, after trial 0; no trial finished; "
-        "failed, each with its error above: trial 0 ("
+        "failed, with its error above: trial 0 ("
     ), sweep.stderr[-3000:]
     assert (
         last.endswith("); not started: the sweep's trials after trial 0, if any")

@@ -283,7 +283,8 @@ def _stopped_sweep_line(prog: str, status: int) -> str:
         said.append("no trial finished")
     failed = by_outcome.get("failed", [])
     if failed:
-        said.append(f"failed, each with its error above: {some_of([t.name for t in failed], 3)}")
+        each = "with its error above" if len(failed) == 1 else "each with its error above"
+        said.append(f"failed, {each}: {some_of([t.name for t in failed], 3)}")
     stopped = by_outcome.get("stopped", [])
     if stopped:
         said.append(f"stopped: {_numbers(stopped)} ({_folders(stopped)})")
