@@ -2088,6 +2088,36 @@ def test_a_stop_while_the_training_scenes_render_says_how_the_run_goes_on(
     ], said
 
 
+def test_a_stop_while_one_training_scene_renders_says_it_in_the_singular(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Of one scene to render, the log read "rendering 1 training scenes in 2 processes" and the stop's line
+    "while rendering the 1 training scenes"."""
+    from marsunits.data import datasets
+
+    def fill_cache(self: Any, processes: int) -> int:
+        raise KeyboardInterrupt
+
+    common = [*TINY, "data.train_length=1", "data.render_processes=2", "test=false", "trainer.max_epochs=1"]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with monkeypatch.context() as patch, caplog.at_level(logging.INFO, "marsunits.data.datamodule"):
+            patch.setattr(datasets.SceneDataset, "fill_cache", fill_cache)
+            status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *common)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert status == 130, err[-3000:]
+    assert "rendering 1 training scene in 2 processes before the first epoch" in caplog.text
+    said = [ln for ln in err.splitlines() if ln.startswith("train.py:")]
+    assert said == [
+        "train.py: interrupted (Ctrl-C) while rendering a training scene, before the first step; nothing was "
+        "trained yet: run the same command again to start the run."
+    ], said
+
+
 @pytest.mark.parametrize(
     ("sigterm", "then", "status", "how"),
     [

@@ -154,7 +154,8 @@ def _say_stopped_rendering(trainer: pl.Trainer, dirpath: Path, stop: BaseExcepti
     if rendering is None or trainer.state.fn != "fit":
         return False
     how = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated (SIGTERM)"
-    where = f"{how} while rendering the {rendering} training scenes, before the first step"
+    scenes = "a training scene" if rendering == 1 else f"the {rendering} training scenes"
+    where = f"{how} while rendering {scenes}, before the first step"
     last = dirpath / "last.ckpt"
     resumed = getattr(trainer, "ckpt_path", None)
     if last.is_file():

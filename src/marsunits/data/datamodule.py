@@ -953,7 +953,9 @@ class MarsDataModule(L.LightningDataModule):
                 # 45 s on 2 idle cores, 163 s on busy ones) after Lightning's "Loading `train_dataloader`",
                 # and the log was silent all that time.
                 log.info(
-                    "rendering %d training scenes in %d processes before the first epoch", todo, processes
+                    "rendering %s in %d processes before the first epoch",
+                    counted(todo, "training scene"),
+                    processes,
                 )
             try:
                 rendered = train_set.fill_cache(processes)
@@ -962,8 +964,8 @@ class MarsDataModule(L.LightningDataModule):
                 raise
             if rendered:
                 log.info(
-                    "rendered %d training scenes in %d processes in %.1f s",
-                    rendered,
+                    "rendered %s in %d processes in %.1f s",
+                    counted(rendered, "training scene"),
                     processes,
                     time.perf_counter() - start,
                 )
