@@ -881,43 +881,33 @@ def test_images_whose_camera_file_alone_failed_are_counted_predicted_and_counted
     assert "2 skipped as already done, 1 failed" in summary["text"]
 
 
-def test_a_camera_that_sees_no_ground_is_said_again_when_its_image_is_skipped(
-    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("mistake", "said_of"),
+    [({"height_m": 1970}, "sees no ground"), ({"hfov_deg": 1.0472}, "radians")],
+    ids=["height in millimetres", "field of view in radians"],
+)
+def test_a_camera_file_that_cannot_place_contacts_is_said_again_when_its_image_is_skipped(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture, mistake: dict[str, float], said_of: str
 ) -> None:
     """A camera that sees no ground (a pitch of the wrong sign, a height in millimetres) was said only by
     the run that predicted its image: the same command run again said nothing, while the image stayed
-    without metres, as a camera file under a name that is not read is said on every run."""
+    without metres, as a camera file under a name that is not read is said on every run. A camera file
+    written in radians (hfov_deg 1.0472) leaves its image's metres in a spot centimetres wide on every run:
+    the run that skips the image as finished says so again, as the first one did. A good camera beside them
+    is said of neither run."""
     inp, out = tmp_path / "in", tmp_path / "out"
     camera = {"model": "pinhole", "image_width": 60, "image_height": 40, "hfov_deg": 60, "pitch_deg": 20}
     save_rgb(inp / "a.png", 40, 60, seed=1)
     (inp / "a.camera.json").write_text(json.dumps(camera))  # sees the ground: said of neither run
     save_rgb(inp / "b.png", 40, 60, seed=2)
-    (inp / "b.camera.json").write_text(json.dumps({**camera, "height_m": 1970}))  # millimetres
+    (inp / "b.camera.json").write_text(json.dumps({**camera, **mistake}))
     for _ in range(2):  # the run that predicts b, then one that skips it
         caplog.clear()
         with caplog.at_level("WARNING", logger="marsunits.inference"):
             assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
-        blind = [r.getMessage() for r in caplog.records if "sees no ground" in r.getMessage()]
-        assert len(blind) == 1 and blind[0].startswith("b.png: its camera") and "b.camera.json" in blind[0]
+        said = [r.getMessage() for r in caplog.records if said_of in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("b.png: its camera") and "b.camera.json" in said[0]
     assert read_manifest(out)["b.png"]["status"] == "skipped"
-
-
-def test_a_field_of_view_in_radians_is_said_again_when_its_image_is_skipped(
-    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A camera file written in radians (hfov_deg 1.0472) leaves its image's metres in a spot centimetres
-    wide on every run: the run that skips the image as finished says so again, as the first one did."""
-    inp, out = tmp_path / "in", tmp_path / "out"
-    camera = {"model": "pinhole", "image_width": 60, "image_height": 40, "hfov_deg": 1.0472, "pitch_deg": 20}
-    save_rgb(inp / "a.png", 40, 60, seed=1)
-    (inp / "a.camera.json").write_text(json.dumps(camera))
-    for _ in range(2):  # the run that predicts a, then one that skips it
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="marsunits.inference"):
-            assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
-        said = [r.getMessage() for r in caplog.records if "radians" in r.getMessage()]
-        assert len(said) == 1 and said[0].startswith("a.png: its camera") and "a.camera.json" in said[0]
-    assert read_manifest(out)["a.png"]["status"] == "skipped"
 
 
 def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
