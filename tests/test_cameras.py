@@ -218,6 +218,18 @@ def test_the_contact_map_geojson_states_the_frame_of_its_own_cameras(tmp_path):
             assert "north" not in frame and "west" not in frame, frame
 
 
+def test_the_contact_map_geojson_writes_no_negative_zero(tmp_path):
+    """A camera a hair west of the site's origin (x_m -1e-9, as a pose read from a file can be) was written
+    ``"center_m": [-0.0, ...]`` in the contact map's GeoJSON, a sign a GIS user reads as a place: every
+    coordinate is written rounded to 0.1 mm, with no negative zero."""
+    pin = _pinhole(pitch_deg=20.0, height_m=2.0, x_m=-1e-9, y_m=-1e-9)
+    (path,) = [p for p in build_contact_map([("a.png", [], pin)], tmp_path) if p.suffix == ".geojson"]
+    text = path.read_text()
+    assert "-0.0," not in text and "-0.0]" not in text, text[:400]
+    (camera,) = json.loads(text)["cameras"]
+    assert camera["center_m"][:2] == [0.0, 0.0] and camera["center_m"][2] == 2.0, camera
+
+
 @pytest.mark.parametrize("oriented", [False, True])
 def test_a_pds_ned_camera_written_with_to_dict_reads_back_in_its_frame(tmp_path, oriented):
     """to_dict wrote every CAHV(OR) as "frame": "flu", so a NED camera read back said FLU and its map's axes

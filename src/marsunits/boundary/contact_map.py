@@ -264,6 +264,12 @@ def map_frame(entries: Sequence[Mapping[str, Any]]) -> str:
     return "site frame: x forward (a pinhole camera's yaw 0), y left, z up"
 
 
+def _metres(values: Any) -> Any:
+    """``values`` (metres) rounded to 0.1 mm as nested lists for JSON, a negative zero written ``0.0``: a
+    camera at the site's origin read ``"center_m": [-0.0, 0.0, 2.0]``, from a rounding of -1e-9."""
+    return (np.round(np.asarray(values, float), 4) + 0.0).tolist()
+
+
 def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     features = []
     cameras = []
@@ -274,7 +280,7 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
                     "type": "Feature",
                     "geometry": {
                         "type": "LineString",
-                        "coordinates": np.round(np.asarray(line.ground_m, float), 4).tolist(),
+                        "coordinates": _metres(line.ground_m),
                     },
                     "properties": {
                         "image": e["name"],
@@ -290,8 +296,8 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
         cameras.append(
             {
                 "image": e["name"],
-                "center_m": None if e["center"] is None else np.round(e["center"], 4).tolist(),
-                "footprint_m": np.round(e["footprint"], 4).tolist(),
+                "center_m": None if e["center"] is None else _metres(e["center"]),
+                "footprint_m": _metres(e["footprint"]),
             }
         )
     return {
