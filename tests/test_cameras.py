@@ -195,7 +195,8 @@ def test_a_map_of_pds_ned_cameras_names_north_and_west_on_its_axes(tmp_path, mon
 def test_the_contact_map_geojson_states_the_frame_of_its_own_cameras(tmp_path):
     """The GeoJSON, what a GIS user reads, said "x forward (north for PDS NED cameras), y left" of every map:
     of a map of PDS (NED) cameras, whose y is west, it said "left", and of a map of pinhole cameras it spoke
-    of north. It now states its cameras' frame as the PNG's axes do."""
+    of north. It now states its cameras' frame as the PNG's axes do (a site of both kinds of camera is two
+    maps: test_a_site_name_shared_by_a_pds_camera_and_a_pinhole_gives_two_maps_and_a_warning)."""
     flu = _cahvor()
     d = flu.to_dict()
     for k in ("C", "A", "H", "V", "O"):
@@ -204,7 +205,6 @@ def test_the_contact_map_geojson_states_the_frame_of_its_own_cameras(tmp_path):
     for cameras, said in (
         ([ned, OrientedCamera(ned, 6)], "site frame: x north, y west, z up"),
         ([flu], "site frame: x forward (a pinhole camera's yaw 0), y left, z up"),
-        ([ned, flu], "north and west for the cameras read from PDS frames"),
     ):
         out = tmp_path / str(len(list(tmp_path.iterdir())))
         (path,) = [
@@ -216,6 +216,55 @@ def test_the_contact_map_geojson_states_the_frame_of_its_own_cameras(tmp_path):
         assert said in frame, frame
         if said.startswith("site frame: x forward"):
             assert "north" not in frame and "west" not in frame, frame
+
+
+def test_a_site_name_shared_by_a_pds_camera_and_a_pinhole_gives_two_maps_and_a_warning(tmp_path, caplog):
+    """A pinhole camera file whose ``site`` is the name of a PDS site (``SITE_62``) was drawn on that site's
+    map without a word, though its ``x_m``, ``y_m`` and ``yaw_deg`` are in the user's own frame (x forward,
+    y left) and the PDS cameras' in the site frame (x north, y west): its contacts landed turned and shifted
+    among theirs. The two frames are drawn as two maps, and a warning names both camera files and why."""
+    flu = _cahvor()
+    d = flu.to_dict()
+    for k in ("C", "A", "H", "V", "O"):
+        d[k] = ned_to_flu(np.array(d[k])).tolist()
+    pds_file = tmp_path / "in" / "NLB_0001.camera.json"
+    pin_file = tmp_path / "in" / "mine.camera.json"
+    pds_file.parent.mkdir()
+    pds_file.write_text(json.dumps({**d, "frame": "pds", "site": "SITE_62", "pds_label": "NLB_0001.LBL"}))
+    pin_file.write_text(json.dumps({**_pinhole(pitch_deg=20.0, site="SITE_62").to_dict()}))
+    pds, pin = load_camera(pds_file), load_camera(pin_file)
+    items = [("NLB_0001.png", [_row_line(pds, 200.0)], pds), ("mine.png", [_row_line(pin, 180.0)], pin)]
+    with caplog.at_level("WARNING", logger="marsunits.boundary.contact_map"):
+        paths = build_contact_map(items, tmp_path / "map")
+    maps = {p.name: json.loads(p.read_text()) for p in paths if p.suffix == ".geojson"}
+    assert sorted(maps) == ["contact_map_SITE_62_own_frame.geojson", "contact_map_SITE_62_pds_frame.geojson"]
+    pds_map, own_map = (
+        maps["contact_map_SITE_62_pds_frame.geojson"],
+        maps["contact_map_SITE_62_own_frame.geojson"],
+    )
+    assert [c["image"] for c in pds_map["cameras"]] == ["NLB_0001.png"]
+    assert {f["properties"]["image"] for f in pds_map["features"]} == {"NLB_0001.png"}
+    assert [c["image"] for c in own_map["cameras"]] == ["mine.png"]
+    assert "x north, y west" in pds_map["frame"] and "x forward" in own_map["frame"]
+    assert pds_map["site"] == own_map["site"] == "SITE_62"  # the name the files gave, in both
+    (said,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "SITE_62" in said and "NLB_0001.png" in said and "mine.png" in said, said
+    assert "contact_map_SITE_62_pds_frame" in said and "contact_map_SITE_62_own_frame" in said, said
+    assert "'site'" in said, said  # the fix: another site name in the file not in the PDS frame
+    # Given where each camera was read from, the warning names the camera files.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.boundary.contact_map"):
+        build_contact_map(
+            items, tmp_path / "map2", camera_files={"NLB_0001.png": pds_file, "mine.png": pin_file}
+        )
+    (said,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(pds_file) in said and str(pin_file) in said, said
+    # Cameras of one frame under one site name stay one map, without a word.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.boundary.contact_map"):
+        paths = build_contact_map([items[0], ("b.png", [], OrientedCamera(pds, 6))], tmp_path / "map3")
+    assert [p.name for p in paths] == ["contact_map.geojson", "contact_map.png"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_the_contact_map_geojson_writes_no_negative_zero(tmp_path):

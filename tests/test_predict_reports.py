@@ -394,6 +394,36 @@ def test_a_run_without_map_true_warns_naming_the_maps_it_removes(
     assert not [r for r in caplog.records if r.levelname == "WARNING" and "contact map" in r.getMessage()]
 
 
+def test_a_site_shared_by_a_pds_and_a_pinhole_camera_file_is_two_maps_naming_both_files(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pinhole camera file given the name of a PDS site (``SITE_62``) was merged into that site's map
+    without a word, its own frame (x forward, y left) drawn as the site's (x north, y west). predict.py draws
+    the two frames as two maps and its warning names both camera files."""
+    from marsunits.boundary.camera import cahv_from_pinhole, ned_to_flu
+    from marsunits.boundary.camera.pinhole import PinholeCamera
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    pin = PinholeCamera(image_width=64, image_height=48, hfov_deg=60.0, pitch_deg=20.0, site="SITE_62")
+    pds = cahv_from_pinhole(PinholeCamera(image_width=64, image_height=48, hfov_deg=60.0, pitch_deg=25.0))
+    d = pds.to_dict()
+    for k in ("C", "A", "H", "V"):
+        d[k] = ned_to_flu(np.array(d[k])).tolist()  # as a PDS label gives them (x north, y east, z down)
+    for name, camera in (("NLB_0001", {**d, "frame": "pds", "site": "SITE_62"}), ("mine", pin.to_dict())):
+        save_rgb(inp / f"{name}.png", 48, 64)
+        (inp / f"{name}.camera.json").write_text(json.dumps(camera))
+    with caplog.at_level("WARNING", logger="marsunits.boundary.contact_map"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "map=true")) == 0
+    assert sorted(p.name for p in out.glob("contact_map*.png")) == [
+        "contact_map_SITE_62_own_frame.png",
+        "contact_map_SITE_62_pds_frame.png",
+    ]
+    (said,) = [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "SITE_62" in r.getMessage()
+    ]
+    assert str(inp / "NLB_0001.camera.json") in said and str(inp / "mine.camera.json") in said, said
+
+
 def test_map_without_cameras_says_how_to_provide_one(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

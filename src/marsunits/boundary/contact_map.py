@@ -4,6 +4,10 @@ Images whose cameras share a ``site`` name share a frame, so their contacts are 
 in the site frame of :mod:`marsunits.boundary.camera.pinhole` (metres, ``x`` forward, ``y`` left, ``z`` up;
 for cameras read from PDS ``"frame": "ned"`` files, ``x`` is north and ``y`` west). The PNG is a top-down
 view with ``x`` pointing up and ``y`` to the left, so it reads like a map seen from above.
+
+A site name does not make one frame of cameras in a PDS frame and cameras in a frame of their own (a
+pinhole's ``x_m``, ``y_m`` and ``yaw_deg``, a CAHV file's ``"frame": "flu"``): such a site is drawn as two
+maps, with a warning (:func:`build_contact_map`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -29,6 +34,8 @@ from marsunits.errors import readable
 from marsunits.user_paths import expand_home
 
 __all__ = ["build_contact_map", "camera_stations", "remove_stale_maps", "view_footprint", "MapItem"]
+
+log = logging.getLogger(__name__)
 
 #: ``(image name, contact lines in pixels or already on the ground, camera or None)``.
 MapItem = tuple[str, Sequence[ContactLine], CameraModel | None]
@@ -252,15 +259,11 @@ def map_frame(entries: Sequence[Mapping[str, Any]]) -> str:
     """The contact map GeoJSON's ``frame``: its cameras' site frame, as :func:`axis_labels` names the PNG's
     axes. Cameras read from PDS ``"frame": "ned"`` files put north on ``x`` and west on ``y``; the others
     (entries without ``source_frame`` included) are FLU, ``x`` forward (a pinhole's yaw 0) and ``y`` left.
-    Every map said "x forward (north for PDS NED cameras), y left", of PDS cameras whose ``y`` is west too."""
-    ned = [e.get("source_frame") == "ned" for e in entries]
-    if ned and all(ned):
+    Every map said "x forward (north for PDS NED cameras), y left", of PDS cameras whose ``y`` is west too.
+    A map's cameras are all of one kind (:func:`build_contact_map` draws a site name shared by both as two
+    maps); entries of both kinds get the FLU frame, as :func:`axis_labels` names them."""
+    if entries and all(e.get("source_frame") == "ned" for e in entries):
         return "site frame: x north, y west, z up (a PDS frame, z turned up)"
-    if any(ned):
-        return (
-            "site frame: x forward, y left, z up; x and y are north and west for the cameras read from PDS "
-            "frames among them (one frame only where the others' x is north too)"
-        )
     return "site frame: x forward (a pinhole camera's yaw 0), y left, z up"
 
 
@@ -511,6 +514,8 @@ def build_contact_map(
     items: Iterable[MapItem],
     out_dir: str | os.PathLike[str],
     max_range_m: float = 30.0,
+    *,
+    camera_files: Mapping[str, str | os.PathLike[str] | None] | None = None,
 ) -> list[Path]:
     """Write ``contact_map.geojson`` and ``contact_map.png`` for the ground contacts of ``items``.
 
@@ -522,6 +527,8 @@ def build_contact_map(
             (they cannot be placed on the ground).
         out_dir: Output folder (created; ``~`` is the home folder, not a folder named ``~``).
         max_range_m: Range limit for projection and for the drawn view footprints, metres.
+        camera_files: Image name -> the camera file its camera was read from, named in the warning about a
+            site split in two (below); images not in it are named alone.
 
     Returns:
         The written paths. With one site: ``contact_map.geojson`` and ``contact_map.png``. With several
@@ -529,6 +536,16 @@ def build_contact_map(
         grouped as ``unnamed``; sites whose file-safe names coincide get ``_2``, ``_3``, ... in name
         order; also those that differ in letter case only, which macOS and Windows do not tell apart in file
         names). Empty if no item has a camera.
+
+    A site name shared by cameras in a PDS frame (``source_frame`` ``"ned"``: x north, y west, as
+    ``camera.from_label`` writes a ``SITE_FRAME``) and cameras in a frame of their own (a pinhole's ``x_m``,
+    ``y_m`` and ``yaw_deg``, x forward and y left; a CAHV file's ``"frame": "flu"``) is two frames, whose
+    axes and origins agree only by chance: merged, a pinhole given ``"site": "SITE_62"`` put its contacts
+    turned and shifted among the PDS ones without a word. Each part is its own map,
+    ``contact_map_<site>_pds_frame.*`` and ``contact_map_<site>_own_frame.*`` (both titled with the site),
+    and a warning (logged) names both parts' images and camera files, why, and the fix (another ``site`` in
+    the files not in the PDS frame). Two maps rather than a refusal: each part's contacts are right in its
+    own frame, and a name clash is no reason to draw neither.
 
     The GeoJSON is a FeatureCollection with one ``LineString`` feature per ground contact (coordinates
     ``[x, y]`` in metres in the site frame; properties ``image``, ``confidence``, ``site``, ``length_m``,
@@ -572,7 +589,8 @@ def build_contact_map(
                 f"items[{i}]'s camera is a {type(item[2]).__name__}: give a camera model of "
                 "marsunits.boundary.camera (load_camera(path), camera_from_dict(a dict)) or None"
             )
-    groups: dict[str | None, list[dict[str, Any]]] = {}
+    # Keyed by site name and whether the camera is in a PDS frame (x north, y west): one name, two frames.
+    groups: dict[tuple[str | None, bool], list[dict[str, Any]]] = {}
     for name, lines, camera in items:
         if camera is None:
             continue
@@ -584,23 +602,31 @@ def build_contact_map(
         ground = ready + add_ground(todo, camera, max_range_m=max_range_m)
         center = getattr(camera, "center", None)
         site = getattr(camera, "site", None)
-        groups.setdefault(None if site is None else readable(str(site)), []).append(
+        source_frame = getattr(camera, "source_frame", "flu")
+        groups.setdefault((None if site is None else readable(str(site)), source_frame == "ned"), []).append(
             {
                 "name": readable(str(name)),  # caf\xe9.png: matplotlib and strict JSON refuse caf\udce9
+                "file": None if camera_files is None else camera_files.get(name),
                 "lines": ground,
                 "center": None if center is None else np.asarray(center, float),
                 "footprint": view_footprint(camera, max_range_m),
-                "source_frame": getattr(camera, "source_frame", "flu"),
+                "source_frame": source_frame,
             }
         )
     out = expand_home(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     stems: set[str] = set()
-    # Sites in name order (unnamed last): the same folder gives the same file names in every run.
+    split = {site for site, pds in groups if (site, not pds) in groups}  # one name, two frames
+    # Sites in name order (unnamed last), a split one's PDS part first: the same folder gives the same file
+    # names in every run.
     named: list[tuple[str, str | None, list[dict[str, Any]]]] = []
-    for site, entries in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
+    for (site, pds), entries in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] is None, str(kv[0][0]), not kv[0][1])
+    ):
         stem = "contact_map" if len(groups) == 1 else f"contact_map_{_safe(site or 'unnamed')}"
+        if site in split:
+            stem += _PDS_PART if pds else _OWN_PART
         base, k = stem, 1
         # "B/x" and "B x" both become B_x: number the second, never overwrite. Letter case aside too: macOS
         # and Windows file systems hold contact_map_SITE_A.png and contact_map_site_a.png as one file.
@@ -610,11 +636,57 @@ def build_contact_map(
         stems.add(stem.casefold())
         named.append((stem, site, entries))
     _check_map_paths(out, [f"{stem}.{ext}" for stem, _, _ in named for ext in ("geojson", "png")])
+    for site in sorted(split, key=lambda s: (s is None, str(s))):
+        _say_split_site(site, [(stem, entries) for stem, s, entries in named if s == site])
     for stem, site, entries in named:
         gj = out / f"{stem}.geojson"
         data = _geojson(site, entries)
         atomic_write_text(gj, json.dumps(data))
         png = out / f"{stem}.png"
-        _plot(png, site, entries, max_range_m)
+        titled = site if site not in split else f"{site or '(unnamed)'}, {_part_name(entries)}"
+        _plot(png, titled, entries, max_range_m)
         written += [gj, png]
     return written
+
+
+#: The file-name endings of the two maps of a site name shared by cameras in a PDS frame and cameras in a
+#: frame of their own (:func:`build_contact_map`).
+_PDS_PART, _OWN_PART = "_pds_frame", "_own_frame"
+#: The images (or camera files) a warning names in each part of a split site before "+N more".
+_NAMED_IN_WARNING = 3
+
+
+def _part_name(entries: Sequence[Mapping[str, Any]]) -> str:
+    """What the map of one part of a split site holds, for its title: its cameras' frame in a few words."""
+    if entries and entries[0].get("source_frame") == "ned":
+        return "cameras in a PDS frame"
+    return "cameras in a frame of their own"
+
+
+def _camera_names(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The images of ``entries`` with their camera files where known, the first few, then how many more."""
+    shown = [
+        e["name"] if e.get("file") is None else f"{e['name']} ({readable(os.fspath(e['file']))})"
+        for e in entries[:_NAMED_IN_WARNING]
+    ]
+    more = len(entries) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _say_split_site(site: str | None, parts: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> None:
+    """Warn that ``site`` is drawn as two maps (``parts``: ``(stem, entries)``, the PDS part first), naming
+    each part's images and camera files, why, and the fix."""
+    (pds_stem, pds), (own_stem, own) = parts
+    name = "no site (cameras without 'site')" if site is None else f"site {site!r}"
+    log.warning(
+        "%s is shared by cameras in a PDS frame (x north, y west): %s, and by cameras in a frame of their "
+        "own (x forward, y left: a pinhole's x_m, y_m and yaw_deg, or a CAHV file's 'frame': 'flu'): %s. One "
+        "name does not make one frame (their axes and origins agree only by chance), so they are drawn as "
+        "two maps, %s.png and %s.png, not one; if they are different places, give the camera files not in "
+        "the PDS frame another 'site'",
+        name,
+        _camera_names(pds),
+        _camera_names(own),
+        pds_stem,
+        own_stem,
+    )

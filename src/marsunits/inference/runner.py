@@ -1194,7 +1194,9 @@ class _Session:
 
         # By image path: the same map whichever process, or earlier run, handled which image.
         items = sorted(self.map_items, key=lambda item: item[0])
-        written = build_contact_map(items, self.output_dir, self.opts.max_range_m)
+        # Named in the warning about a site name shared by PDS and pinhole cameras (two frames, two maps).
+        files = {rel: find_camera_file(self.input_dir / rel) for rel, _, _ in items}
+        written = build_contact_map(items, self.output_dir, self.opts.max_range_m, camera_files=files)
         log.info("contact map written: %s", ", ".join(p.name for p in written))
         return written, None
 
