@@ -800,6 +800,51 @@ def test_station_labels_stay_inside_the_figure(tmp_path, annotations, yaw_deg):
         assert figure.bbox.y0 <= box.y0 and box.y1 <= figure.bbox.y1, (a.get_text(), box, figure.bbox)
 
 
+def _map_figures(monkeypatch) -> list:
+    """Every figure the contact map saves (matplotlib ``Figure`` objects, in saving order)."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    savefig = Figure.savefig
+
+    def record(self, *args, **kwargs):
+        saved.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
+
+
+def _legend_texts(figure) -> list[str]:
+    legends = [*figure.legends, *(ax.get_legend() for ax in figure.axes)]
+    return [t.get_text() for legend in legends if legend is not None for t in legend.get_texts()]
+
+
+def test_the_contact_map_legend_names_each_kind_of_thing_it_draws(tmp_path, monkeypatch):
+    """The PNG drew camera markers and grey view footprints that nothing named (the contacts had their
+    colour bar): a reader could not tell a footprint from a unit. Its legend names each kind of thing drawn,
+    and only those drawn: a map of a camera that sees no ground and has no contact shows the camera alone."""
+    saved = _map_figures(monkeypatch)
+    a = _pinhole(pitch_deg=20.0, site="s")
+    build_contact_map([("a.png", [_row_line(a, 180.0)], a)], tmp_path / "full", max_range_m=25.0)
+    sky = _pinhole(pitch_deg=-30.0, site="s")  # looks up: no footprint, no contact
+    assert not len(view_footprint(sky, 25.0))
+    build_contact_map([("sky.png", [], sky)], tmp_path / "bare", max_range_m=25.0)
+    full, bare = saved
+    assert _legend_texts(full) == [
+        "contact on the ground (colour: confidence)",
+        "camera position",
+        "ground in the camera's view (to 25 m)",
+    ]
+    assert _legend_texts(bare) == ["camera position"]
+    # The legend stays on the figure, clear of the map it explains.
+    renderer = full.canvas.get_renderer()
+    (legend,) = full.legends
+    box, axes = legend.get_window_extent(renderer), full.axes[0].get_window_extent(renderer)
+    assert full.bbox.x0 <= box.x0 and box.x1 <= full.bbox.x1 and full.bbox.y0 <= box.y0, (box, full.bbox)
+    assert not box.overlaps(axes), (box, axes)
+
+
 def test_contact_map_one_file_pair_per_site(tmp_path):
     a = _pinhole(pitch_deg=20.0, site="site 1")
     b = _pinhole(pitch_deg=20.0, site="s2")

@@ -389,9 +389,47 @@ def axis_labels(entries: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     return "y (m, + left)", "x (m, + forward)"
 
 
+#: How the map draws a camera's view footprint and a camera position (the legend draws them the same).
+_FOOTPRINT: dict[str, Any] = {"facecolor": "0.85", "edgecolor": "0.5", "alpha": 0.35, "lw": 0.8}
+_CAMERA_MARKER: dict[str, Any] = {"marker": "^", "color": "k", "ms": 7}
+
+
+def _contact_outline() -> list[Any]:
+    """The contacts' path effects: a dark outline keeps bright (confident) colours visible over the light
+    footprints."""
+    from matplotlib import patheffects
+
+    return [patheffects.Stroke(linewidth=3.5, foreground="0.15"), patheffects.Normal()]
+
+
+def _draw_legend(
+    fig: Any, cmap: str, contacts: bool, cameras: bool, footprints: bool, max_range_m: float
+) -> None:
+    """A legend below the map naming each kind of thing drawn on it, and only those drawn: the contacts
+    (their colour is the confidence of the colour bar), the camera positions and their views' footprints.
+    Only the contacts had a key (the colour bar); a grey footprint could be read as a unit. Below the axes,
+    outside them (``"outside"``: the constrained layout makes room), it hides neither contacts nor labels."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    if contacts:  # drawn in a confident contact's colour
+        line = Line2D(
+            [], [], color=colormaps[cmap](0.75), lw=2.0, label="contact on the ground (colour: confidence)"
+        )
+        line.set_path_effects(_contact_outline())
+        handles.append(line)
+    if cameras:
+        handles.append(Line2D([], [], ls="none", label="camera position", **_CAMERA_MARKER))
+    if footprints:
+        handles.append(Patch(label=f"ground in the camera's view (to {max_range_m:g} m)", **_FOOTPRINT))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+
+
 def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range_m: float) -> None:
     # The object-oriented Agg API: no pyplot global state, no backend switch for the caller's process.
-    from matplotlib import patheffects
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.collections import LineCollection
@@ -407,7 +445,7 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     for e in entries:
         fp = e["footprint"]
         if len(fp):
-            ax.fill(fp[:, 1], fp[:, 0], facecolor="0.85", edgecolor="0.5", alpha=0.35, lw=0.8)
+            ax.fill(fp[:, 1], fp[:, 0], **_FOOTPRINT)
         for line in e["lines"]:
             g = np.asarray(line.ground_m, float)
             seg = np.stack([g[:-1, ::-1], g[1:, ::-1]], axis=1)  # plot (y, x)
@@ -421,13 +459,15 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     if segments:
         lc = LineCollection(list(np.concatenate(segments)), cmap=cmap, norm=norm, linewidths=2.0)
         lc.set_array(np.concatenate(colours))
-        # a dark outline keeps bright (confident) colours visible over the light footprints
-        lc.set_path_effects([patheffects.Stroke(linewidth=3.5, foreground="0.15"), patheffects.Normal()])
+        lc.set_path_effects(_contact_outline())
         ax.add_collection(lc)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="contact confidence", shrink=0.8)
     stations = camera_stations(entries)
     for (cx, cy), _ in stations:
-        ax.plot([cy], [cx], marker="^", color="k", ms=7)
+        ax.plot([cy], [cx], **_CAMERA_MARKER)
+    _draw_legend(
+        fig, cmap, bool(segments), bool(stations), any(len(e["footprint"]) for e in entries), max_range_m
+    )
     ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     ax.invert_xaxis()  # +y (left) is drawn on the left
