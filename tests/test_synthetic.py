@@ -396,6 +396,34 @@ def test_write_scene_layout_round_trips(tmp_path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_true_contact_file_names_the_site_of_its_ground_metres_as_a_predicted_one_does(tmp_path) -> None:
+    """A scene's true contact file had ``ground_m`` and ``length_m`` but no ``site``, where predict.py's file
+    for the same image and camera file names it: the true and predicted contacts of a scene, loaded together
+    in a GIS or filtered by ``site``, did not say they are in one frame. Each ground line names the site of
+    its scene's camera file, as a predicted one does."""
+    from marsunits.boundary.camera import load_camera
+    from marsunits.boundary.contact_io import ContactLine, contacts_to_geojson
+    from marsunits.boundary.projection import add_ground
+
+    cfg = SceneConfig(**SMALL, p_contact=1.0)
+    s = next(sc for sc in (generate_scene(11, i, cfg) for i in range(10)) if sc.contacts)
+    paths = write_scene(s, tmp_path)
+    camera = load_camera(paths["camera"])
+    assert camera.site
+    true = json.loads(paths["contacts"].read_text())["features"]
+    said = [f["properties"].get("site") for f in true]
+    assert said and all(site == camera.site for site in said), said
+    # The same pixels, as predict.py projects them with that camera file: the same ground properties.
+    lines, _ = read_contacts(paths["contacts"])
+    projected = add_ground([ContactLine(pixels=line.pixels) for line in lines], camera, cfg.max_range_m)
+    predicted = contacts_to_geojson(projected, s.camera.image_width, s.camera.image_height)["features"]
+    ground_keys = {"ground_m", "length_m", "site"}
+    assert predicted and {f["properties"]["site"] for f in predicted} == {camera.site}
+    for feature in true:
+        assert ground_keys <= set(feature["properties"]), feature["properties"]
+    assert all(line.site == camera.site for line in lines)  # read back as such
+
+
 def test_write_scene_temporaries_are_the_kind_the_stale_cleanup_removes(tmp_path, monkeypatch) -> None:
     # Every file of a scene goes through atomic.py: a process killed mid-write leaves temporaries that
     # remove_stale_temporaries recognises, and the camera JSON is readable like the other files (its own

@@ -186,7 +186,8 @@ class ContactCurve:
             hidden: Optional (H, W) bool occlusion mask.
 
         Returns:
-            Contact lines (``pixels`` (K, 2) as ``(u, v)``, ``ground_m`` (K, 2)), possibly empty.
+            Contact lines (``pixels`` (K, 2) as ``(u, v)``, ``ground_m`` (K, 2), ``site`` the camera's),
+            possibly empty.
         """
         g = self.ground_polyline(camera, max_range_m)
         rng_m = np.hypot(g[:, 0] - camera.x_m, g[:, 1] - camera.y_m)
@@ -223,7 +224,11 @@ class ContactCurve:
             keep = _thin(uv[a:b])
             if len(keep) < 2:
                 continue
-            lines.append(ContactLine(pixels=uv[a:b][keep], confidence=1.0, ground_m=g[a:b][keep]))
+            # site: the frame of ground_m, named as predict.py names it from the same camera file (the true
+            # file lacked it, so true and predicted contacts of a scene did not say they share a frame).
+            lines.append(
+                ContactLine(pixels=uv[a:b][keep], confidence=1.0, ground_m=g[a:b][keep], site=camera.site)
+            )
         return lines
 
 
