@@ -692,7 +692,7 @@ def build_contact_map(
 #: The file-name endings of the two maps of a site name shared by cameras in a PDS frame and cameras in a
 #: frame of their own (:func:`build_contact_map`).
 _PDS_PART, _OWN_PART = "_pds_frame", "_own_frame"
-#: The images (or camera files) a warning names in each part of a split site before "+N more".
+#: The images (or camera files) a warning names in each part of a split site before "and N more".
 _NAMED_IN_WARNING = 3
 
 
