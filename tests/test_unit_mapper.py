@@ -202,7 +202,7 @@ def test_bad_arrays_cameras_and_options_say_what_to_do(ckpt: Path, scenes: Path)
     with pytest.raises(ValueError, match=r"no finite value"):
         mapper.map(np.full((64, 64), np.nan, np.float32))
     camera = load_camera(sorted((scenes / "cameras").glob("*.json"))[0])  # for a 128 x 96 image
-    with pytest.raises(ValueError, match=r"for a 128x96 image but the array is 64x64"):
+    with pytest.raises(ValueError, match=r"for a 128x96 image but the array of shape \(64, 64, 3\) is 64x64"):
         mapper.map(np.zeros((64, 64, 3), np.uint8), camera=camera)
     # Options are refused in predict.py's own words.
     with pytest.raises(ConfigError, match=r"min_unit_area_px must be a whole number of pixels >= 0"):
@@ -363,6 +363,58 @@ def test_a_camera_given_for_another_size_is_named_not_the_one_beside(ckpt: Path,
         ValueError, match=r"^the camera given: the camera is for a 256x192 image .*camera=None"
     ):
         mapper.map(image, camera=load_camera(given))
+
+
+def test_a_camera_for_another_size_given_with_an_array_or_a_pil_image_names_the_input_as_given(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    """An array, tensor or PIL image mapped with a camera made for another image size was refused with a
+    plain ``ValueError`` that said "the array" of a PIL image too, named neither the camera given nor a way
+    out but "the camera of this image". It is refused as an image file's camera of another size is
+    (``CameraFileError``), naming the camera as given, its size, the input as given and its size, and the
+    ways out: the image's own camera, the image at the camera's size, or ``camera=None``."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    other_size = {"model": "pinhole", "image_width": 32, "image_height": 32, "hfov_deg": 60, "pitch_deg": 20}
+    camera_file = tmp_path / "other_size.json"
+    camera_file.write_text(json.dumps(other_size))
+    pil = Image.fromarray(np.zeros((48, 64, 3), np.uint8))  # 64 wide, 48 high
+    given_images = (
+        (pil, "the PIL image is 64x48"),
+        (np.zeros((48, 64, 3), np.uint8), "the array of shape (48, 64, 3) is 64x48"),
+        (np.zeros((48, 64), np.float32), "the array of shape (48, 64) is 64x48"),
+        (torch.zeros(3, 48, 64), "the tensor of shape (3, 48, 64) is 64x48"),
+    )
+    given_cameras = (
+        (camera_file, str(camera_file)),
+        (other_size, "the camera dict given"),
+        (load_camera(camera_file), "the camera given"),
+    )
+    for image, named in given_images:
+        for camera, source in given_cameras:
+            with pytest.raises(CameraFileError) as info:
+                mapper.map(image, camera=camera)
+            said = str(info.value)
+            assert said.startswith(f"{source}: the camera is for a 32x32 image but {named}"), said
+            assert "camera of this image" in said, said  # the image's own camera
+            assert "at the size the camera was made for" in said and "resized or cropped" in said, said
+            assert "camera=None for the contacts in pixels only" in said, said
+    # A PIL image tagged "rotate 90" is compared as stored, as a file is: its camera describes the raster
+    # the camera took, so one for the displayed size is the mistake, and the message says which size is which.
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pil.save(turned, exif=exif)
+    displayed = {**other_size, "image_width": 48, "image_height": 64}
+    with Image.open(turned) as im, pytest.raises(CameraFileError) as info:
+        mapper.map(im, camera=displayed)
+    said = str(info.value)
+    assert said.startswith(
+        "the camera dict given: the camera is for a 48x64 image but the PIL image is 64x48 as stored "
+        "(its EXIF orientation 6 turns it for display to 48x64"
+    ), said
+    stored = {**other_size, "image_width": 64, "image_height": 48}
+    with Image.open(turned) as im:  # the camera of the raster as stored is taken
+        assert mapper.map(im, camera=stored).mask.shape == (64, 48)
 
 
 def test_home_folder_paths_are_the_home_folder_for_outputs_and_cameras_too(

@@ -525,8 +525,8 @@ class UnitMapper:
         Raises:
             marsunits.data.io.ImageReadError: The file cannot be read as an image.
             ValueError: An array or tensor of another shape or dtype, or finite values outside [0, 1], or
-                no finite value at all; a camera file that is broken or not there (``CameraFileError``) or
-                made for another image size.
+                no finite value at all; a camera that is broken, not there, or made for another image size
+                (``CameraFileError``, naming the camera and the image as given).
             TypeError: ``image`` or ``camera`` is none of these.
         """
         path = None
@@ -589,10 +589,8 @@ class UnitMapper:
             if path is not None:
                 found = sized_image_camera(path, width, height, found, source=source)
             elif (found.image_width, found.image_height) != (width, height):
-                raise ValueError(
-                    f"the camera is for a {found.image_width}x{found.image_height} image but the array "
-                    f"is {width}x{height}; give the camera of this image (or camera=None)"
-                )
+                assert source is not None and not isinstance(image, (str, os.PathLike))  # in memory
+                raise CameraFileError(_given_camera_size_refusal(image, found, width, height, source))
         x = torch.from_numpy(to_channels(pixels, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
         mask, lines = units_and_contacts(
@@ -615,6 +613,41 @@ class UnitMapper:
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
         return UnitMap(pixels, probs, mask, as_stored(lines), found, palette)
+
+
+def _given_camera_size_refusal(
+    image: PIL.Image.Image | np.ndarray | torch.Tensor,
+    camera: CameraModel,
+    width: int,
+    height: int,
+    source: str,
+) -> str:
+    """The refusal of ``camera`` (given as ``source`` says) made for another size than ``image``, a PIL image,
+    array or tensor of ``width`` x ``height`` pixels as read, in the words of an image file's
+    (:func:`~marsunits.inference.image_cameras.sized_image_camera`): the input named as it was given (the
+    PIL image; the array or tensor with its shape), both sizes, and the ways out. A PIL image is compared
+    as stored, as a file is: a camera describes the raster the camera took, which an EXIF orientation turns
+    for display (``camera`` is then the ``OrientedCamera`` of that turn)."""
+    if isinstance(image, PIL.Image.Image):
+        inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the camera as given
+        orientation = getattr(camera, "orientation", 1)
+        stored_w, stored_h = (height, width) if orientation >= 5 else (width, height)
+        camera_w, camera_h = inner.image_width, inner.image_height
+        named = f"the PIL image is {stored_w}x{stored_h}"
+        if orientation != 1:
+            named += (
+                f" as stored (its EXIF orientation {orientation} turns it for display to {width}x{height}; "
+                "camera files describe the stored raster, as the camera took it)"
+            )
+    else:
+        kind = "tensor" if isinstance(image, torch.Tensor) else "array"
+        camera_w, camera_h = camera.image_width, camera.image_height
+        named = f"the {kind} of shape {tuple(image.shape)} is {width}x{height}"
+    return (
+        f"{source}: the camera is for a {camera_w}x{camera_h} image but {named}; give the camera of this "
+        "image, map the image at the size the camera was made for (not a resized or cropped copy), or give "
+        "camera=None for the contacts in pixels only"
+    )
 
 
 def _unknown_option_hint(name: str, value: Any, valid: list[str]) -> str:
