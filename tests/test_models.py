@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from marsunits.constants import IGNORE_INDEX
-from marsunits.model_settings import CURATED_ENCODERS, TESTED_ARCHITECTURES
+from marsunits.model_settings import CURATED_ENCODERS, TESTED_ARCHITECTURES, check_encoder_strides
 from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, check_depth, size_divisor
 from marsunits.models.pretrained import (
     OFFLINE_WEIGHTS,
@@ -189,6 +189,42 @@ def test_an_encoder_smp_cannot_decode_is_named_with_its_strides_and_the_choices(
     assert "[16, 16, 16]" in message  # its feature strides, as timm gives them
     assert "Unsupported model downsampling pattern" in message  # smp's words kept
     assert "efficientnet_lite0" in message and "mobilenetv3_small_050" in message  # the tested choices
+
+
+@pytest.mark.parametrize(
+    ("encoder", "strides"),
+    [
+        ("regnety_002", None),  # outside the curated list: halving from a stride-2 stem
+        ("convnext_atto", None),  # halving from a stride-4 stem
+        ("vit_tiny_patch16_224", "[16, 16, 16]"),  # a plain ViT: one stride throughout
+    ],
+)
+def test_the_stride_check_before_the_run_folder_refuses_what_smp_refuses_in_its_words(
+    encoder: str, strides: str | None
+) -> None:
+    """``train.py`` refuses an encoder smp's decoders cannot take before the run folder
+    (:func:`~marsunits.model_settings.check_encoder_strides`, which reads timm's strides without building
+    the network); smp refused it only when the network was built, inside the run. The check must refuse
+    what smp refuses, no more (an encoder smp builds passes it), and in the same words but smp's own."""
+    try:
+        check_encoder_strides(encoder)
+    except ValueError as exc:
+        early: str | None = str(exc)
+    else:
+        early = None
+    try:
+        build_model("unet", encoder, None, 3, 3)
+    except ValueError as exc:
+        built: str | None = str(exc)
+    else:
+        built = None
+    if strides is None:
+        assert early is None and built is None, (early, built)
+        return
+    assert early is not None and built is not None
+    assert early.startswith(f"encoder '{encoder}': its timm feature maps at strides {strides} are not what")
+    smp_said = " (smp: Unsupported model downsampling pattern.)"
+    assert built == early.replace("smp's decoders take", f"smp's decoders take{smp_said}", 1)
 
 
 def test_unknown_or_mismatched_weights_fail_with_choices() -> None:

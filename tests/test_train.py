@@ -3582,6 +3582,18 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
     [
         ("model.arch=unet++", "model.arch='unet++': Unknown architecture 'unet++'. Valid choices"),
         ("model.encoder=efficientnet-lite0", "model.encoder='efficientnet-lite0': Unknown encoder"),
+        # A timm name smp's decoders cannot take (a plain ViT, one stride throughout): refused by smp only
+        # when the network was built, inside the run folder; said before the offline weights that do not
+        # fit it either (no weights make it fit).
+        (
+            "model.encoder=vit_tiny_patch16_224",
+            "model.encoder='vit_tiny_patch16_224': encoder 'vit_tiny_patch16_224': its timm feature maps at "
+            "strides [16, 16, 16] are not what smp's decoders take",
+        ),
+        (
+            "model=unet_lite0 model.encoder=vit_tiny_patch16_224",
+            "model.encoder='vit_tiny_patch16_224': encoder 'vit_tiny_patch16_224': its timm feature maps",
+        ),
         ("model.encoder_weights=lite9", "model.encoder_weights='lite9': Unknown encoder_weights"),
         ("model.optimizer=adamm", "model.optimizer='adamm': Unknown optimizer 'adamm'. Valid choices"),
         ("model.scheduler=step", "model.scheduler='step': Unknown scheduler 'step'. Valid choices"),

@@ -14,6 +14,7 @@ they know which names they build, and no file of theirs lists them without impor
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -33,9 +34,12 @@ __all__ = [
     "OfflineWeights",
     "architecture_key",
     "check_depth",
+    "check_encoder_strides",
     "check_names",
     "check_numbers",
+    "encoder_strides",
     "input_divisor",
+    "undecodable_encoder",
 ]
 
 #: Optimisers :class:`~marsunits.task.SegmentationTask` builds (``model.optimizer``).
@@ -84,8 +88,8 @@ TESTED_ARCHITECTURES: tuple[str, ...] = ("unet", "fpn", "deeplabv3plus")
 #: Encoders checked to build with unet, fpn and deeplabv3plus (timm 1.0, smp 0.6;
 #: ``tests/test_models.py::test_every_curated_encoder_builds_with_every_tested_architecture``), accepted
 #: without importing timm. Any other timm model name whose ``features_only`` maps halve stage by stage is
-#: accepted too, after timm is imported to look it up (a plain ViT, one stride throughout, is refused when
-#: the network is built); this list is what error messages suggest.
+#: accepted too, after timm is imported to look it up (a plain ViT, one stride throughout, is refused before
+#: the run folder too: :func:`check_encoder_strides`); this list is what error messages suggest.
 CURATED_ENCODERS: tuple[str, ...] = (
     "efficientnet_lite0",
     "efficientnet_lite1",
@@ -190,6 +194,67 @@ def _check_encoder(encoder: str) -> None:
             "any name listed by `timm.list_models()` whose features_only maps halve stage by stage also "
             "works (CNNs; not a plain ViT)."
         )
+
+
+#: The first stride of the feature maps smp's timm encoders take, each stage halving them after it
+#: (smp 0.6's ``TimmUniversalEncoder``): a stride-2 stem (most CNNs), a stride-4 one (ConvNeXt, Swin) or
+#: none (VGG). Any other pattern smp refuses with ``Unsupported model downsampling pattern.``
+_DECODABLE_FIRST_STRIDES = (2, 4, 1)
+
+
+@functools.cache
+def encoder_strides(encoder: str) -> tuple[int, ...] | None:
+    """The strides of timm's ``features_only`` maps of ``encoder`` (``feature_info.reduction()``), or None
+    where timm cannot tell them so (no such model, or one timm cannot build without weights).
+
+    Read as smp reads them before it builds the network: the model built on torch's meta device, so no
+    weight is allocated (some 0.1-0.7 s once timm is imported, which any name outside
+    :data:`CURATED_ENCODERS` costs already; remembered for the process, where the run checks again).
+    Imports timm and torch.
+    """
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            features: Any = timm.create_model(encoder, features_only=True).feature_info
+        return tuple(int(stride) for stride in features.reduction())
+    except Exception:  # noqa: BLE001 - left to the build, which says what timm says
+        return None
+
+
+def undecodable_encoder(encoder: str, strides: Sequence[int] | None, smp_said: object = None) -> str:
+    """The refusal of ``encoder``, a timm model whose feature maps (at ``strides``, where known) smp's
+    decoders cannot take, with ``smp_said`` (smp's own refusal) where smp was asked: the same words whether
+    it is refused before the run folder (:func:`check_encoder_strides`) or when the network is built."""
+    at = f" at strides {list(strides)}" if strides is not None else ""
+    smp = f" (smp: {smp_said})" if smp_said is not None else ""
+    return (
+        f"encoder {encoder!r}: its timm feature maps{at} are not what smp's decoders take{smp}: an encoder "
+        "must halve its maps stage by stage (2, 4, 8, 16, 32, as most CNNs do; or 4, 8, 16, 32 from a "
+        "stride-4 stem, as convnext does), which a plain ViT does not. "
+        f"Tested choices: {list(CURATED_ENCODERS)}."
+    )
+
+
+def check_encoder_strides(encoder: str) -> None:
+    """Refuse a timm ``encoder`` whose ``features_only`` maps do not halve stage by stage (a plain ViT keeps
+    stride 16 throughout), as smp refuses it when :func:`~marsunits.models.build_model` builds the network,
+    but before a run folder is made: smp refused it only inside the run, after the set-up. A
+    :data:`CURATED_ENCODERS` name is taken without timm; any other imports timm and torch
+    (:func:`encoder_strides`). One whose strides timm cannot tell without building it is left to the build.
+
+    Raises:
+        ValueError: naming the encoder, its strides and the tested choices (:func:`undecodable_encoder`).
+    """
+    if encoder in CURATED_ENCODERS:
+        return
+    strides = encoder_strides(encoder)
+    if strides is None:
+        return
+    halving = [[first * 2**stage for stage in range(len(strides))] for first in _DECODABLE_FIRST_STRIDES]
+    if list(strides) not in halving:
+        raise ValueError(undecodable_encoder(encoder, strides))
 
 
 def _check_weights(encoder: str, encoder_weights: str | None) -> None:

@@ -34,6 +34,7 @@ from marsunits.model_settings import (
     OPTIMIZERS,
     SCHEDULERS,
     check_depth,
+    check_encoder_strides,
     check_names,
     check_numbers,
     input_divisor,
@@ -1082,13 +1083,15 @@ def check_checkpoint_files(cfg: DictConfig) -> None:
 def check_model_values(cfg: DictConfig) -> None:
     """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
     ``model.optimizer``, ``model.scheduler``, ``model.loss``), an ``model.encoder_depth`` outside 1..5 or
-    ``model.decoder_channels`` that do not fit it, a learning rate or loss weight out of range
-    (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a learning-rate schedule over a run
-    without an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than the task's classes,
-    naming the key; a model config that builds another class is left alone.
+    ``model.decoder_channels`` that do not fit it, a timm encoder whose feature maps smp's decoders cannot
+    take (a plain ViT: :func:`~marsunits.model_settings.check_encoder_strides`), a learning rate or loss
+    weight out of range (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a learning-rate
+    schedule over a run without an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than
+    the task's classes, naming the key; a model config that builds another class is left alone.
 
     Imports no torch, Lightning, smp or timm (:mod:`marsunits.model_settings`) but for an architecture or
-    encoder outside those the project tested, which only smp's or timm's own list can tell.
+    encoder outside those the project tested, which only smp's or timm's own list can tell (such an
+    encoder's feature strides are read from timm's model built on the meta device, without weights).
 
     Raises:
         ConfigError: the key and value, then the task's own message with the valid choices.
@@ -1105,6 +1108,8 @@ def check_model_values(cfg: DictConfig) -> None:
     ):
         try:
             check_names(*names)
+            if key == "encoder":  # smp's decoders cannot take it (a plain ViT): no weights fix that, so
+                check_encoder_strides(encoder)  # said before them; smp refused it only inside the run
         except ValueError as exc:
             raise ConfigError(f"model.{key}={value!r}: {exc}") from None
     try:  # the task's own checks, which ran only once the scenes were rendered (model.encoder_depth=7)

@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
 
 import segmentation_models_pytorch as smp
-import timm
-import torch
 from torch import nn
 
 from marsunits.model_settings import CURATED_ENCODERS as CURATED_ENCODERS
 from marsunits.model_settings import ENCODER_WEIGHTS as ENCODER_WEIGHTS
-from marsunits.model_settings import OFFLINE_WEIGHTS, architecture_key
+from marsunits.model_settings import OFFLINE_WEIGHTS, architecture_key, encoder_strides, undecodable_encoder
 from marsunits.model_settings import check_depth as check_depth
 from marsunits.model_settings import check_names as check_names
 from marsunits.model_settings import input_divisor as input_divisor
@@ -112,7 +109,7 @@ def build_model(
     except ValueError as exc:
         if _SMP_STRIDES_REFUSAL not in str(exc):
             raise
-        raise ValueError(_undecodable_encoder(encoder, exc)) from exc
+        raise ValueError(undecodable_encoder(encoder, encoder_strides(encoder), exc)) from exc
     except OSError as exc:  # huggingface_hub's download and cache errors are OSErrors
         if smp_weights is None:
             raise
@@ -130,23 +127,6 @@ def build_model(
 
 #: smp's refusal of a timm encoder whose feature maps are not one halving per stage (a plain ViT).
 _SMP_STRIDES_REFUSAL = "Unsupported model downsampling pattern"
-
-
-def _undecodable_encoder(encoder: str, refused: ValueError) -> str:
-    """The message for ``encoder``, a timm model that smp's decoders cannot take (``refused``, smp's
-    words): its feature strides, where timm tells them, and the encoders that work."""
-    try:
-        with torch.device("meta"):  # no weights allocated: the strides only
-            features: Any = timm.create_model(encoder, features_only=True).feature_info
-        strides = f" at strides {features.reduction()}"
-    except Exception:  # noqa: BLE001 - the strides only add to the message
-        strides = ""
-    return (
-        f"encoder {encoder!r}: its timm feature maps{strides} are not what smp's decoders take "
-        f"(smp: {refused}): an encoder must halve its maps stage by stage (2, 4, 8, 16, 32, as most CNNs "
-        "do; or 4, 8, 16, 32 from a stride-4 stem, as convnext does), which a plain ViT does not. "
-        f"Tested choices: {list(CURATED_ENCODERS)}."
-    )
 
 
 def size_divisor(model: nn.Module) -> int:
