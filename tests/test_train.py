@@ -750,6 +750,27 @@ def folder_run(root: Path | None) -> list[str]:
     ]
 
 
+def test_unusable_pairs_are_refused_before_the_run_folder_and_the_loggers(tmp_path: Path) -> None:
+    """A data=folder run with a mask of another size than its image (or ids outside the classes, an RGB
+    mask) was refused in the trainer's set-up, after the run folder's config.yaml, the CSV log and a W&B run
+    were started: the refused run left a failed W&B run that the console said to upload with `wandb sync`,
+    and a config.yaml that a later resume compares with. Every pair is now read where the split is checked,
+    before any of them; the error is the same one listing each file."""
+    from PIL import Image
+
+    from marsunits.data.fake import write_fake_folder
+
+    root = write_fake_folder(tmp_path / "my labels", height=64, width=64)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "img_1.png")  # half the image's size
+    run_dir = tmp_path / "run"
+    overrides = [*folder_run(root), "logger=csv", "trainer.max_epochs=1"]
+    with pytest.raises(ValueError, match=r"img_1\.png is 32x32\. Masks must have the image's exact size"):
+        run(compose_config("train", run_dir, overrides))
+    assert not (run_dir / "config.yaml").exists()
+    assert not (run_dir / "csv").exists()  # the logger never started
+    assert not (run_dir / "checkpoints").exists()
+
+
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:
     """A checkpoint records the sols it trained on; evaluating it (or fine-tuning from it) on a split that
     validates on them gave optimistic scores silently. The same split is accepted, another refused."""

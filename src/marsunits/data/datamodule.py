@@ -411,6 +411,8 @@ class MarsDataModule(L.LightningDataModule):
         #: Real data: ``{source: (train records, val records)}`` after ``setup``.
         self.splits: dict[str, tuple[list[LabelledImage], list[LabelledImage]]] = {}
         self._split_checked = False  # check_split ran (the splits are final)
+        # The stores check_split read every pair into, for setup to use: None before it, and once used.
+        self._checked_stores: dict[str, tuple[ImageStore, ImageStore | None]] | None = None
         self._trained_keys: list[str] | None = None  # trained_image_keys(), hashed once (splits are final)
         #: The teacher of a pseudo-label folder among the sources (``pseudo_labels.json``), read by setup.
         self._teacher: PseudoLabelTeacher | None = None
@@ -682,7 +684,7 @@ class MarsDataModule(L.LightningDataModule):
         train_parts: list[Dataset] = []
         per_source = max(1, self.samples_per_epoch // len(self.sources))
         self.check_split()
-        stores = self._stores()
+        stores, self._checked_stores = self._checked_stores or self._stores(), None
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
             train_store, val_store = stores[source]
@@ -716,15 +718,18 @@ class MarsDataModule(L.LightningDataModule):
         self.test_sets = self.val_sets
 
     def check_split(self) -> None:
-        """Scan and split the real sources, and refuse a split whose validation data a model this run comes
-        from already saw (:meth:`_refuse_what_was_seen_before`); the first steps of :meth:`setup`, which
-        reuses them. ``train.py`` calls it before it makes the run folder and starts the loggers: refused in
-        ``setup``, a command left a run folder (``config.yaml``, an empty CSV log) and a failed W&B run.
+        """Scan and split the real sources, refuse a split whose validation data a model this run comes
+        from already saw (:meth:`_refuse_what_was_seen_before`), and read every image/mask pair
+        (:meth:`_stores`); the first steps of :meth:`setup`, which reuses them. ``train.py`` calls it before
+        it makes the run folder and starts the loggers: refused in ``setup``, a command left a run folder
+        (``config.yaml``, an empty CSV log) and a failed W&B run that the console said to upload (a mask of
+        another size, ids outside the classes, an RGB mask were all found there until 2026-12-07).
         Runs once; nothing for synthetic scenes.
 
         Raises:
             DataError: The split validates on sols or images such a model trained on (the message names the
-                model and ``data.allow_seen_val_sols``); FileNotFoundError: a source's folder is missing.
+                model and ``data.allow_seen_val_sols``); FileNotFoundError: a source's folder is missing;
+            UnusablePairsError: pairs that cannot be used (each file and its problem, in one error).
         """
         if self._split_checked or self.sources == ["synthetic"]:
             return
@@ -741,6 +746,7 @@ class MarsDataModule(L.LightningDataModule):
             self._teacher = pseudo_label_teacher(self._source_root("folder"))
         if not self.allow_seen_val_sols:
             self._refuse_what_was_seen_before()
+        self._checked_stores = self._stores()
         self._split_checked = True
 
     def _stores(self) -> dict[str, tuple[ImageStore, ImageStore | None]]:
