@@ -648,6 +648,35 @@ def test_every_unusable_pair_is_listed_in_one_error(tmp_path: Path) -> None:
     assert str(val_recs[0].image) in text
 
 
+def test_an_image_without_its_mask_and_unusable_pairs_are_listed_in_one_error(tmp_path: Path) -> None:
+    """A labelled folder with an image whose mask was forgotten and a mask of another size: the first run
+    named the unpaired image alone, and only the run after it was added found the mask of another size (one
+    run per mistake, which the one error for every unusable pair was made to end). The pairs found are now
+    read too, and the one error names both."""
+    from PIL import Image
+
+    cfg = _compose("folder", tmp_path)
+    root = Path(cfg.data.root)
+    (root / "masks" / "img_0.png").unlink()  # the mask forgotten
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "img_1.png")  # another size
+    Image.fromarray(np.full((40, 72), 7, np.uint8)).save(root / "masks" / "img_2.png")  # an id outside 0-2
+    with pytest.raises(ValueError) as err:
+        instantiate(cfg.data).setup("fit")
+    text = str(err.value)
+    assert text.startswith(f"Dataset 'folder': 1 image in {root / 'images'} has no mask"), text
+    assert ": img_0." in text, text
+    assert "2 of the 5 pairs found cannot be used either; fix each:" in text, text
+    assert f"{root / 'images' / 'img_1.png'}: image is 72x40" in text, text
+    assert f"{root / 'masks' / 'img_2.png'}: mask values [7]" in text, text
+    # Unpaired files alone are said as they were, with nothing added.
+    (root / "masks" / "img_1.png").unlink()
+    (root / "masks" / "img_2.png").unlink()
+    with pytest.raises(ValueError) as alone:
+        instantiate(cfg.data).setup("fit")
+    assert "pairs found" not in str(alone.value)
+    assert str(alone.value).endswith("move the unpaired ones out of the dataset folders."), alone.value
+
+
 def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An all-255 training mask (e.g. a mask exported before labelling) was silently never drawn."""
     from PIL import Image

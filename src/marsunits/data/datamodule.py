@@ -47,7 +47,7 @@ from marsunits.data.class_map import (
     unreadable_classes_file,
 )
 from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
-from marsunits.data.folder import folder_root, scan_folder
+from marsunits.data.folder import UnpairedFilesError, folder_root, scan_folder
 from marsunits.data.io import ImageReadError, read_image_native
 from marsunits.data.layout import LAYOUTS, holders_near
 from marsunits.data.marsscapes import marsscapes_root, scan_marsscapes
@@ -729,13 +729,20 @@ class MarsDataModule(L.LightningDataModule):
         Raises:
             DataError: The split validates on sols or images such a model trained on (the message names the
                 model and ``data.allow_seen_val_sols``); FileNotFoundError: a source's folder is missing;
-            UnusablePairsError: pairs that cannot be used (each file and its problem, in one error).
+            UnusablePairsError: pairs that cannot be used (each file and its problem, in one error);
+            UnpairedFilesError: files without their pair (with the problems of the pairs found, if any).
         """
         if self._split_checked or self.sources == ["synthetic"]:
             return
         self.check_label_classes()  # before any mask is read as project ids that a classes.json says are not
+        unpaired: list[tuple[str, UnpairedFilesError]] = []
         for source in self.sources:
-            self.splits[source] = self._split(source)
+            try:
+                self.splits[source] = self._split(source)
+            except UnpairedFilesError as err:
+                unpaired.append((source, err))
+        if unpaired:
+            raise self._unpaired_and_unusable(unpaired)
         where = f"configs/data/{self.name}.yaml"
         joined = self.shared_sol_holdout and len(self.sources) > 1
         if joined:
@@ -748,6 +755,26 @@ class MarsDataModule(L.LightningDataModule):
             self._refuse_what_was_seen_before()
         self._checked_stores = self._stores()
         self._split_checked = True
+
+    def _unpaired_and_unusable(self, unpaired: list[tuple[str, UnpairedFilesError]]) -> UnpairedFilesError:
+        """The error for files without their pair, ``unpaired`` (source, error), that also lists the
+        problems of the pairs those sources did find (a mask of another size, ids outside the class map):
+        a forgotten mask hid them until the run after it was added, one run per mistake. Said as the
+        unpaired error alone where those pairs are all usable."""
+        problems: list[UnusablePairsError] = []
+        total = 0
+        for source, err in unpaired:
+            total += len(err.paired)
+            try:
+                ImageStore(err.paired, self._class_map(source), cache=self._cache(source))
+            except UnusablePairsError as bad:
+                problems.append(bad)
+        text = "\n".join(str(err) for _, err in unpaired)
+        if problems:
+            count = sum(len(bad.problems) for bad in problems)
+            lead = f"{count} of the {total} pairs found cannot be used either"
+            text += "\n" + str(UnusablePairsError.merged(problems, total, lead))
+        return UnpairedFilesError(text, [])
 
     def _stores(self) -> dict[str, tuple[ImageStore, ImageStore | None]]:
         """The training and validation stores of every source (``None``: a train-only source).

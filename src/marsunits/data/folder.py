@@ -23,7 +23,7 @@ from marsunits.data.store import LabelledImage
 from marsunits.errors import counted, some_of
 from marsunits.user_paths import expand_home
 
-__all__ = ["FOLDER_LAYOUT", "check_root", "folder_root", "pair_by_stem", "scan_folder"]
+__all__ = ["FOLDER_LAYOUT", "UnpairedFilesError", "check_root", "folder_root", "pair_by_stem", "scan_folder"]
 
 _SHOW = 5  # how many offending names an error lists
 
@@ -32,6 +32,20 @@ log = logging.getLogger(__name__)
 #: Raster formats a dataset folder may hold that are not read (IMAGE_EXTENSIONS are): said, not skipped
 #: silently (two of six pairs saved as .bmp trained on the other four without a word).
 OTHER_RASTER_EXTENSIONS = (".bmp", ".webp", ".gif", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".ppm", ".pgm")
+
+
+class UnpairedFilesError(ValueError):
+    """Images without a mask or masks without an image (the message names them and the fix).
+
+    ``paired`` holds the records of the files that do pair (their split group left ``None``), so that the
+    caller can read them too and name their problems in the same error (:meth:`MarsDataModule.check_split
+    <marsunits.data.datamodule.MarsDataModule.check_split>`): a forgotten mask hid a mask of another size
+    until the run after it was added.
+    """
+
+    def __init__(self, message: str, paired: list[LabelledImage]) -> None:
+        super().__init__(message)
+        self.paired = paired
 
 
 def check_root(root: str | Path, dataset: str, expected: str, under_data_root: bool = True) -> Path:
@@ -234,8 +248,8 @@ def pair_by_stem(
 
     Raises:
         FileNotFoundError: a folder is missing.
-        ValueError: no images, or no mask at all; an image without a mask or a mask without an image
-            (lists a few names).
+        ValueError: no images, or no mask at all. UnpairedFilesError (a ValueError): an image without a
+            mask or a mask without an image (lists a few names; ``paired``: the records of the others).
     """
     images, unread_images = _stems(images_dir, "images", dataset, recursive)
     masks, unread_masks = _stems(masks_dir, "masks", dataset, recursive)
@@ -283,20 +297,8 @@ def pair_by_stem(
             f"{counted(len(no_image), 'mask')} in {masks_dir} {'has' if len(no_image) == 1 else 'have'} no "
             f"image in {images_dir}: " + some_of(no_image, _SHOW)
         )
-    if problems:
-        raise ValueError(
-            f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
-            "stem: add the missing files or move the unpaired ones out of the dataset folders."
-            + _renamed_masks_hint(no_mask, no_image)
-            + _case_only_hint(no_mask, no_image)
-            + image_note
-            + mask_note
-        )
-    for note in (image_note, mask_note):
-        if note:  # all paired: the run goes on without them, and says so
-            log.warning("Dataset '%s': left out.%s", dataset, note)
-    records = []
-    for key in sorted(images):
+
+    def record(key: str, grouped: bool = True) -> LabelledImage:
         # The image's own name (keys are NFC only to pair images with masks): a camera file or a stats.csv
         # row named as the image is on disk is found, in either Unicode form.
         stem = images[key].relative_to(images_dir).with_suffix("").as_posix()
@@ -306,8 +308,25 @@ def pair_by_stem(
                 if (cameras_dir / f"{name}.json").is_file():
                     camera = cameras_dir / f"{name}.json"
                     break
-        records.append(LabelledImage(images[key], masks[key], group_of(Path(stem).name), dataset, camera))
-    return records
+        group = group_of(Path(stem).name) if grouped else None
+        return LabelledImage(images[key], masks[key], group, dataset, camera)
+
+    if problems:
+        raise UnpairedFilesError(
+            f"Dataset '{dataset}': " + "; ".join(problems) + ". Images and masks are paired by file name "
+            "stem: add the missing files or move the unpaired ones out of the dataset folders."
+            + _renamed_masks_hint(no_mask, no_image)
+            + _case_only_hint(no_mask, no_image)
+            + image_note
+            + mask_note,
+            # To be read for their problems only: no group asked for (a name missing from a sol table is
+            # said once the unpaired files are fixed, as before).
+            [record(key, grouped=False) for key in sorted(set(images) & set(masks))],
+        )
+    for note in (image_note, mask_note):
+        if note:  # all paired: the run goes on without them, and says so
+            log.warning("Dataset '%s': left out.%s", dataset, note)
+    return [record(key) for key in sorted(images)]
 
 
 def folder_root(root: str | Path, dataset: str = "folder", key: str = "data.root") -> Path:

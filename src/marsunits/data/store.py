@@ -155,16 +155,23 @@ class UnusablePairsError(ValueError):
     (``files``: that file, or None where the message names none first) are said once, with the other files
     named after it: a folder of AI4Mars labels not converted repeated the same class-map advice for each
     mask, and hid the other problems past the tenth. ``problems``, ``files`` and ``total`` (pairs checked)
-    let errors of several stores be merged with :meth:`merged`.
+    let errors of several stores be merged with :meth:`merged`. ``lead`` replaces the count that opens the
+    list (``<n> of <total> image/mask pairs cannot be used``), and is said before a single problem too.
     """
 
     def __init__(
-        self, problems: Sequence[str], total: int, files: Sequence[str | None] | None = None
+        self,
+        problems: Sequence[str],
+        total: int,
+        files: Sequence[str | None] | None = None,
+        lead: str | None = None,
     ) -> None:
         self.problems, self.total = list(problems), int(total)
         self.files = list(files) if files is not None else [None] * len(self.problems)
-        if len(self.problems) == 1:
+        if len(self.problems) == 1 and lead is None:
             text = self.problems[0]
+        elif len(self.problems) == 1:
+            text = f"{lead}:\n  - {self.problems[0]}"
         else:
             groups: dict[str, list[str]] = {}  # the message after its file -> the files, in order
             lines: list[tuple[str, str]] = []  # (key, the first message) per distinct problem, in order
@@ -187,14 +194,18 @@ class UnusablePairsError(ValueError):
                 listed.append(f"  - {first}{same}")
             more = len(lines) - LISTED_PROBLEMS
             tail = f"\n  ... and {more} more" if more > 0 else ""
-            count = f"{len(self.problems)} of {self.total} image/mask pairs cannot be used"
+            count = lead or f"{len(self.problems)} of {self.total} image/mask pairs cannot be used"
             text = f"{count}; fix each:\n" + "\n".join(listed) + tail
         super().__init__(text)
 
     @classmethod
-    def merged(cls, errors: Sequence[UnusablePairsError], total: int) -> UnusablePairsError:
-        """One error for the problems of several stores (``total``: pairs of all of them)."""
-        return cls([p for e in errors for p in e.problems], total, [f for e in errors for f in e.files])
+    def merged(
+        cls, errors: Sequence[UnusablePairsError], total: int, lead: str | None = None
+    ) -> UnusablePairsError:
+        """One error for the problems of several stores (``total``: pairs of all of them; ``lead`` as in
+        the class)."""
+        problems = [p for e in errors for p in e.problems]
+        return cls(problems, total, [f for e in errors for f in e.files], lead)
 
 
 def as_float(img: np.ndarray) -> np.ndarray:
