@@ -389,6 +389,41 @@ def test_read_mask_rejects_colour(tmp_path: Path) -> None:
         read_mask(tmp_path / "colour.png")
 
 
+def test_an_rgb_mask_is_told_its_colours_or_that_it_holds_ids_in_each_channel(tmp_path: Path) -> None:
+    """An RGB mask was told "if this is a colour-coded mask, convert the colours to ids first", whatever it
+    held: a geologist whose labelling tool drew the classes in colours was not told which colours the file
+    holds, and one whose ids were saved as RGB (three equal channels, as an image editor exports grey) was
+    told to convert colours it does not have. Each is now said what the file holds."""
+    ids = np.zeros((20, 30), np.uint8)
+    ids[:, 10:] = 1
+    ids[:5] = 2
+    ids[-2:] = 255
+    Image.fromarray(np.dstack([ids] * 3)).save(tmp_path / "grey.png")
+    with pytest.raises(ImageReadError) as grey:
+        read_mask(tmp_path / "grey.png")
+    said = str(grey.value)
+    assert said.startswith(f"{tmp_path / 'grey.png'}: a mask must be a single-channel image"), said
+    assert "its 3 channels are equal: ids [0, 1, 2, 255] saved in colour" in said, said
+    assert "Save one channel as an 8-bit greyscale PNG" in said, said
+    palette = {0: (40, 40, 200), 1: (200, 60, 40), 2: (180, 180, 180), 255: (0, 0, 0)}
+    colours = np.zeros((*ids.shape, 3), np.uint8)
+    for cid, colour in palette.items():
+        colours[ids == cid] = colour
+    Image.fromarray(colours).save(tmp_path / "coded.png")
+    with pytest.raises(ImageReadError) as coded:
+        read_mask(tmp_path / "coded.png")
+    said = str(coded.value)
+    # The colours, most pixels first, each with its share of the 600 pixels (class 1 has 260 of them).
+    shares = "(200, 60, 40) 43 %, (180, 180, 180) 25 %, (40, 40, 200) 22 %, (0, 0, 0) 10 %"
+    assert f"a colour-coded mask of 4 colours: {shares}." in said, said
+    assert "Convert each colour to its class id" in said, said
+    Image.fromarray(np.dstack([colours, np.full(ids.shape, 255, np.uint8)]), mode="RGBA").save(
+        tmp_path / "coded_alpha.png"
+    )
+    with pytest.raises(ImageReadError, match=r"'RGBA' with 4 channels, a colour-coded mask of 4 colours"):
+        read_mask(tmp_path / "coded_alpha.png")
+
+
 def test_read_mask_tiff(tmp_path: Path) -> None:
     mask = RNG.integers(0, 3, size=(4, 6), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "m.tif", mask)

@@ -32,7 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marsunits.atomic import atomic_write
 from marsunits.constants import IGNORE_INDEX
-from marsunits.errors import counted
+from marsunits.errors import counted, some_of
 
 log = logging.getLogger(__name__)
 
@@ -1069,10 +1069,48 @@ def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None)
             bands = len(decoded.getbands())
             raise ImageReadError(
                 f"{p}: a mask must be a single-channel image of class ids (PIL mode L or P); found "
-                f"mode {decoded.mode!r} with {counted(bands, 'channel')}. If this is a colour-coded mask, "
-                "convert the colours to ids first; save ids as an 8-bit greyscale PNG."
+                f"mode {decoded.mode!r} with {counted(bands, 'channel')}{_what_colour_mask_holds(decoded)}"
             )
         return np.array(decoded, dtype=np.uint8)
+
+
+#: The most colours a mask refused as colour-coded is told, each with its share of the pixels.
+_COLOURS_SAID = 8
+
+
+def _what_colour_mask_holds(decoded: Image.Image) -> str:
+    """The end of the refusal of a mask in colour (RGB or RGBA, alpha aside): ids saved in three equal
+    channels (an image editor's export of grey) said as the ids; a few colours (a labelling tool's colour
+    code) said as those colours, with their shares; else the generic advice. It was the generic advice for
+    all ("if this is a colour-coded mask, convert the colours"), naming no colour, and sent a mask of ids
+    saved in colour to convert colours it does not have."""
+    generic = (
+        ". If this is a colour-coded mask, convert the colours to ids first; save ids as an 8-bit "
+        "greyscale PNG."
+    )
+    if decoded.mode not in ("RGB", "RGBA"):
+        return generic
+    rgb = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all():
+        ids = np.unique(rgb[..., 0])
+        shown = some_of([str(int(v)) for v in ids], _COLOURS_SAID)
+        return (
+            f", but its 3 channels are equal: ids [{shown}] saved in colour. Save one channel as an 8-bit "
+            "greyscale PNG (mode L), e.g. Image.fromarray(np.asarray(Image.open(path))[..., 0]).save(path)."
+        )
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours, counts = np.unique(packed, return_counts=True)
+    if len(colours) > _COLOURS_SAID:
+        return f" and {len(colours)} colours{generic}"
+    order = np.argsort(-counts, kind="stable")
+    listed = ", ".join(
+        f"({c >> 16}, {(c >> 8) & 255}, {c & 255}) {round(100 * n / packed.size)} %"
+        for c, n in zip(colours[order].tolist(), counts[order].tolist(), strict=True)
+    )
+    return (
+        f", a colour-coded mask of {len(colours)} colours: {listed}. Convert each colour to its class id "
+        "(0, 1, 2; 255 for unlabelled) and save the ids as an 8-bit greyscale PNG."
+    )
 
 
 def to_channels(img: np.ndarray, n: int) -> np.ndarray:
