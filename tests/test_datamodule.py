@@ -677,6 +677,27 @@ def test_an_image_without_its_mask_and_unusable_pairs_are_listed_in_one_error(tm
     assert str(alone.value).endswith("move the unpaired ones out of the dataset folders."), alone.value
 
 
+def test_the_split_is_said_with_the_validation_images_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A geologist training on twelve frames of their own was told val/miou with nothing saying how many
+    of the frames, or which, it was measured on (data.val_fraction picks them): the set-up now says how many
+    images train and validate, and names the validation images."""
+    cfg = _compose("folder", tmp_path)
+    dm = instantiate(cfg.data)
+    with caplog.at_level("INFO", logger="marsunits.data.datamodule"):
+        dm.setup("fit")
+    train_recs, val_recs = dm.splits["folder"]
+    assert train_recs and val_recs
+    said = [r.getMessage() for r in caplog.records if "validated on" in r.getMessage()]
+    assert len(said) == 1, said
+    names = ", ".join(r.image.name for r in val_recs)
+    expected = (
+        f"folder: {len(train_recs)} images trained on, {len(val_recs)} validated on (data.val_fraction=0.2)"
+    )
+    assert said[0] == f"{expected}: {names}", said[0]
+
+
 def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An all-255 training mask (e.g. a mask exported before labelling) was silently never drawn."""
     from PIL import Image

@@ -152,6 +152,10 @@ def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]
     )
 
 
+#: How many validation images the set-up's line on the split names (:meth:`MarsDataModule._say_split`).
+_SPLIT_NAMES = 12
+
+
 class MarsDataModule(L.LightningDataModule):
     """Train/val/test dataloaders for one data config (see the module docstring for the behaviour).
 
@@ -749,12 +753,36 @@ class MarsDataModule(L.LightningDataModule):
             hold_out_validated_sols(self.splits, self.sol_block, where)
         if self.sol_margin > 0:
             leave_out_sols_near_validation(self.splits, self.sol_margin, joined, where)
+        self._say_split()
         if "folder" in self.sources:  # read once: each check below and the task's record ask for it
             self._teacher = pseudo_label_teacher(self._source_root("folder"))
         if not self.allow_seen_val_sols:
             self._refuse_what_was_seen_before()
         self._checked_stores = self._stores()
         self._split_checked = True
+
+    def _say_split(self) -> None:
+        """Log how many images of each source train and validate, naming the validation images (the first
+        :data:`_SPLIT_NAMES`): val/miou was reported with nothing saying which of a folder's frames it was
+        measured on, nor how many (``data.val_fraction`` chooses them)."""
+        how = (
+            f"fold {self.fold} of data.n_folds={self.n_folds}"
+            if self.n_folds is not None
+            else f"data.val_fraction={self.val_fraction:g}"
+        )
+        for source, (train, val) in self.splits.items():
+            if source in self.train_only:
+                log.info("%s: %s trained on (train only)", source, counted(len(train), "image"))
+                continue
+            names = [self._image_key(source, rec).removeprefix("images/") for rec in val]
+            log.info(
+                "%s: %s trained on, %d validated on (%s): %s",
+                source,
+                counted(len(train), "image"),
+                len(val),
+                how,
+                some_of(names, _SPLIT_NAMES),
+            )
 
     def _unpaired_and_unusable(self, unpaired: list[tuple[str, UnpairedFilesError]]) -> UnpairedFilesError:
         """The error for files without their pair, ``unpaired`` (source, error), that also lists the
