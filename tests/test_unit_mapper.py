@@ -18,7 +18,7 @@ from PIL import Image
 from marsunits.boundary.camera.io import CameraFileError, load_camera
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.data.io import read_mask
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, MarsUnitsError
 from marsunits.inference import PredictOptions, UnitMap, UnitMapper, run
 from marsunits.inference.options import read_contact_config
 
@@ -673,6 +673,33 @@ def test_a_broken_camera_file_beside_an_image_says_how_to_map_it_without(ckpt: P
     assert str(sidecar) in str(info.value)
     assert "camera=None" in str(info.value) and "fix" in str(info.value)
     assert mapper.map(image, camera=None).mask.shape == (64, 64)  # the way out it names works
+
+
+def test_a_refused_camera_is_caught_with_marsunits_other_user_errors(ckpt: Path, tmp_path: Path) -> None:
+    """A script mapping many images with ``except MarsUnitsError`` (the base of marsunits' errors of input
+    and configuration) to note an image's mistake and go on was stopped by a refused camera: a camera dict
+    given, a broken camera file beside the image, a missing camera file given, or one for another image
+    size (``CameraFileError`` was a ``ValueError`` alone). Caught there, and still a ``ValueError``."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    (tmp_path / "frame.camera.json").write_text(
+        '{"model": "pinhole", "image_width": 64, "image_height": 64, "hfov_deg": 60}'
+    )
+    other_size = {"model": "pinhole", "image_width": 32, "image_height": 32, "hfov_deg": 60, "pitch_deg": 20}
+    calls = {
+        "dict": lambda: mapper.map(image, camera={"model": "pinhole", "image_width": 64}),
+        "beside": lambda: mapper.map(image),
+        "missing file": lambda: mapper.map(image, camera=tmp_path / "cams" / "frame.json"),
+        "other size": lambda: mapper.map(np.zeros((64, 64), np.uint8), camera=other_size),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except MarsUnitsError as refused:
+            assert isinstance(refused, CameraFileError) and isinstance(refused, ValueError), name
+        else:
+            pytest.fail(f"camera {name}: not refused")
 
 
 def test_a_camera_that_cannot_be_used_is_refused_before_the_network_runs(

@@ -51,6 +51,7 @@ from marsunits.boundary.camera.cahv import (
 )
 from marsunits.boundary.camera.cahvore import CahvoreCamera
 from marsunits.boundary.camera.pinhole import PinholeCamera
+from marsunits.errors import MarsUnitsError
 from marsunits.user_paths import expand_home
 
 __all__ = [
@@ -159,8 +160,15 @@ _FLOAT_MAX = sys.float_info.max
 _TYPO_RATIO = 0.8
 
 
-class CameraFileError(ValueError):
-    """A camera file or dict that cannot be read; the message names the source and what is expected."""
+class CameraFileError(MarsUnitsError, ValueError):
+    """A camera file or dict that cannot be read; the message names the source and what is expected.
+
+    A :class:`~marsunits.errors.MarsUnitsError`, as every error of input is, so that ``except
+    MarsUnitsError`` around ``UnitMapper.map`` catches a refused camera too (it was a ``ValueError`` alone
+    until 2026-12-07); still a ``ValueError`` for code that catches that. ``predict.py`` catches it by name
+    wherever it reads a camera: the image keeps its pixel outputs and its row says the refusal
+    (``camera_error``), not a failed image.
+    """
 
 
 def camera_from_dict(d: dict[str, Any], source: str = "camera dict") -> CameraModel:
