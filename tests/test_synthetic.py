@@ -424,6 +424,25 @@ def test_a_true_contact_file_names_the_site_of_its_ground_metres_as_a_predicted_
     assert all(line.site == camera.site for line in lines)  # read back as such
 
 
+def test_the_pieces_of_a_true_contact_share_its_contact_id_as_a_predicted_contact_s_do(tmp_path) -> None:
+    """A scene's one contact curve, cut into pieces in the image (where it leaves the range limit or the
+    frame, behind rover hardware), was written as features without ``contact_id``: read back, each piece
+    counted as a contact of its own (a contact map of the true files said 2 contacts for one). Every piece
+    of the curve carries the curve's id, as the pieces of a predicted contact split at the range limit
+    share theirs, and the file counts one contact."""
+    from marsunits.boundary.contact_io import CONTACT_ID, count_contacts
+
+    cfg = SceneConfig(**SMALL, p_contact=1.0, p_rover=1.0)
+    s = next(sc for sc in (generate_scene(11, i, cfg) for i in range(12)) if len(sc.contacts) >= 2)
+    paths = write_scene(s, tmp_path)
+    features = json.loads(paths["contacts"].read_text())["features"]
+    assert len(features) >= 2
+    assert [f["properties"].get(CONTACT_ID) for f in features] == [0] * len(features)
+    lines, _ = read_contacts(paths["contacts"])
+    assert count_contacts(lines) == 1
+    assert all(line.extra[CONTACT_ID] == 0 for line in s.contacts)  # the scene in memory says the same
+
+
 def test_write_scene_temporaries_are_the_kind_the_stale_cleanup_removes(tmp_path, monkeypatch) -> None:
     # Every file of a scene goes through atomic.py: a process killed mid-write leaves temporaries that
     # remove_stale_temporaries recognises, and the camera JSON is readable like the other files (its own

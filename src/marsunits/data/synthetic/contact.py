@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from marsunits.boundary.camera.pinhole import PinholeCamera
-from marsunits.boundary.contact_io import ContactLine
+from marsunits.boundary.contact_io import CONTACT_ID, ContactLine
 from marsunits.data.synthetic.noise import noise_1d
 
 #: Ground sampling step of the projected contact, metres (finer than a pixel at the nearest ranges).
@@ -172,7 +172,11 @@ class ContactCurve:
         return self.origin + s[:, None] * self.tangent + d[:, None] * self.normal
 
     def image_lines(
-        self, camera: PinholeCamera, max_range_m: float, hidden: np.ndarray | None = None
+        self,
+        camera: PinholeCamera,
+        max_range_m: float,
+        hidden: np.ndarray | None = None,
+        contact_id: int = 0,
     ) -> list[ContactLine]:
         """The visible contact as sub-pixel polylines in pixel coordinates, with their ground points.
 
@@ -180,14 +184,23 @@ class ContactCurve:
         is not under an occluder (``hidden[row, col]`` True, e.g. rover hardware). Runs of kept vertices
         become separate lines; vertices are thinned to about :data:`VERTEX_SPACING_PX` apart.
 
+        Every line is a piece of this one curve, so all carry ``extra["contact_id"] = contact_id``, as the
+        pieces of a predicted contact split at the range limit share its id
+        (:mod:`marsunits.boundary.contact_io`): read back, the pieces count as one contact
+        (:func:`~marsunits.boundary.contact_io.count_contacts`), as on the ground. Without it, a true file
+        counted each piece as a contact. Unlike predicted ids, which number contacts as extracted from a mask
+        (where hardware in view cuts one into two), the pieces here are known to be one curve wherever they
+        are cut: at the range limit, the image's edges or hardware.
+
         Args:
             camera: The scene camera.
             max_range_m: Horizontal range limit, metres.
             hidden: Optional (H, W) bool occlusion mask.
+            contact_id: The curve's id among the scene's contacts (a scene draws one curve: 0).
 
         Returns:
-            Contact lines (``pixels`` (K, 2) as ``(u, v)``, ``ground_m`` (K, 2), ``site`` the camera's),
-            possibly empty.
+            Contact lines (``pixels`` (K, 2) as ``(u, v)``, ``ground_m`` (K, 2), ``site`` the camera's,
+            ``extra`` holding ``contact_id``), possibly empty.
         """
         g = self.ground_polyline(camera, max_range_m)
         rng_m = np.hypot(g[:, 0] - camera.x_m, g[:, 1] - camera.y_m)
@@ -227,7 +240,13 @@ class ContactCurve:
             # site: the frame of ground_m, named as predict.py names it from the same camera file (the true
             # file lacked it, so true and predicted contacts of a scene did not say they share a frame).
             lines.append(
-                ContactLine(pixels=uv[a:b][keep], confidence=1.0, ground_m=g[a:b][keep], site=camera.site)
+                ContactLine(
+                    pixels=uv[a:b][keep],
+                    confidence=1.0,
+                    ground_m=g[a:b][keep],
+                    site=camera.site,
+                    extra={CONTACT_ID: contact_id},
+                )
             )
         return lines
 

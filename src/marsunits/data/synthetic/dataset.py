@@ -5,7 +5,8 @@ Layout (DESIGN.md), for a scene named ``<name>``::
     images/<name>.png               uint8 RGB or grey
     masks/<name>.png                uint8 class ids {0, 1, 2, 255}
     contacts/<name>.contact.geojson true contact, pixel coordinates + ground_m, length_m and site
-                                    (contact_io format, as predict.py writes it with the camera file)
+                                    (contact_io format, as predict.py writes it with the camera file);
+                                    its pieces share contact_id 0 (one contact)
     cameras/<name>.json             PinholeCamera.to_dict()
 """
 
