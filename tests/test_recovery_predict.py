@@ -390,6 +390,30 @@ def _two_ranks(
     return opts, out, said
 
 
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a two-rank run's store to listen on."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return int(free.getsockname()[1])
+
+
+def _two_ranks_timed(
+    tmp_path: Path, ckpt: Path, target: Callable[..., None], *args: object, killed: int | None = None
+) -> tuple[Any, Path, list[object], float]:
+    """:func:`_two_ranks` whose ranks meet at a TCP address on a free port of 127.0.0.1 (rank 0 holds the
+    store, as spawned ranks' and srun's do), given to ``target`` before ``args``; return also the seconds
+    the run took, from before the ranks start to after they said what they raised. ``killed``: the rank
+    that kills itself, which must have said "killed" before it did."""
+    started = time.monotonic()
+    opts, out, said = _two_ranks(tmp_path, ckpt, target, f"tcp://127.0.0.1:{_free_port()}", *args)
+    took = time.monotonic() - started
+    if killed is not None:
+        assert said[killed] == "killed", said
+    return opts, out, said, took
+
+
 def _stopped_rank(
     rank: int, store: str, opts: object, stop_after: int, conn: object, rank1_stopped: object = None
 ) -> None:
@@ -689,24 +713,12 @@ def test_a_rank_waiting_for_a_killed_rank_0_ends_at_once_saying_so(tmp_path: Pat
     traceback, "Connection closed by peer"). They now wait on the store that rank 0's process holds (spawned
     ranks, srun), which fails once it is gone: one line naming rank 0 and the way on."""
 
-    port = _free_port()
-    started = time.monotonic()
-    _, out, said = _two_ranks(tmp_path, ckpt, _rank_0_killed, f"tcp://127.0.0.1:{port}")
-    assert time.monotonic() - started < 60, "rank 1 waited for a rank 0 that was gone"
-    assert said[0] == "killed", said
+    _, out, said, took = _two_ranks_timed(tmp_path, ckpt, _rank_0_killed, killed=0)
+    assert took < 60, "rank 1 waited for a rank 0 that was gone"
     name, message = said[1]  # type: ignore[misc]
     assert name == "RankFailedError", said
     assert "rank 0 of the run ended" in message and "run the same command again" in message, message
     assert not (out / "summary.json").exists()
-
-
-def _free_port() -> int:
-    """A TCP port free on 127.0.0.1 now, for a two-rank run's store to listen on."""
-    import socket
-
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        return int(free.getsockname()[1])
 
 
 def _run_as_rank_of_machines(
@@ -762,11 +774,8 @@ def test_a_rank_killed_mid_folder_stops_rank_0_in_bounded_time_naming_it(
 
     from marsunits.inference import predict_folder
 
-    port = _free_port()
-    started = time.monotonic()
-    opts, out, said = _two_ranks(tmp_path, ckpt, _rank_1_killed, f"tcp://127.0.0.1:{port}", machines)
-    assert time.monotonic() - started < 90, "rank 0 waited for a rank that was gone"
-    assert said[1] == "killed", said
+    opts, out, said, took = _two_ranks_timed(tmp_path, ckpt, _rank_1_killed, machines, killed=1)
+    assert took < 90, "rank 0 waited for a rank that was gone"
     name, message = said[0]  # type: ignore[misc]
     assert name == "RankFailedError", said
     assert "rank 1 of the run's 2 ranks went away without a word" in message, message
@@ -814,13 +823,7 @@ def test_a_rank_killed_before_reading_rank_0_s_first_word_stops_rank_0_within_ra
 
     from marsunits.inference import predict_folder
 
-    port = _free_port()
-    started = time.monotonic()
-    opts, out, said = _two_ranks(
-        tmp_path, ckpt, _rank_1_killed_at_its_start, f"tcp://127.0.0.1:{port}", machines
-    )
-    took = time.monotonic() - started
-    assert said[1] == "killed", said
+    opts, out, said, took = _two_ranks_timed(tmp_path, ckpt, _rank_1_killed_at_its_start, machines, killed=1)
     name, message = said[0]  # type: ignore[misc]
     assert name == "RankFailedError", said
     assert "rank 1 of the run's 2 ranks went away without a word" in message, message
@@ -866,13 +869,7 @@ def test_a_rank_killed_after_the_gather_does_not_keep_rank_0_waiting_for_it_to_r
     life) and ends as it would have, the reports of every image written."""
     import json
 
-    port = _free_port()
-    started = time.monotonic()
-    _, out, said = _two_ranks(
-        tmp_path, ckpt, _rank_1_killed_after_the_gather, f"tcp://127.0.0.1:{port}", machines
-    )
-    took = time.monotonic() - started
-    assert said[1] == "killed", said
+    _, out, said, took = _two_ranks_timed(tmp_path, ckpt, _rank_1_killed_after_the_gather, machines, killed=1)
     assert said[0][0] == "returned", said  # type: ignore[index]
     counts = json.loads((out / "summary.json").read_text())["counts"]
     assert counts == {"ok": 8, "error": 0, "skipped": 0, "total": 8, "not_reached": 0}, counts
@@ -963,13 +960,9 @@ def test_a_rank_killed_before_the_ranks_first_collective_ends_the_other_in_one_l
     by peer``, naming an address, not a rank; measured within a second). It now ends in one line naming
     the rank that ended and the way on, and nothing is written."""
 
-    port = _free_port()
-    started = time.monotonic()
-    _, out, said = _two_ranks(
-        tmp_path, ckpt, _rank_killed_before_the_first_collective, f"tcp://127.0.0.1:{port}", victim
+    _, out, said, took = _two_ranks_timed(
+        tmp_path, ckpt, _rank_killed_before_the_first_collective, victim, killed=victim
     )
-    took = time.monotonic() - started
-    assert said[victim] == "killed", said
     name, message = said[1 - victim]  # type: ignore[misc]
     assert name == "RankFailedError", said
     assert f"rank {victim} of the run's 2 ranks" in message, message
@@ -1017,8 +1010,7 @@ def test_a_rank_whose_rank_0_failed_at_the_start_is_not_told_it_was_killed(
     its being killed, ended it, that its output or log says which, and to run again once that is dealt
     with."""
 
-    port = _free_port()
-    _, _, said = _two_ranks(tmp_path, ckpt, _rank_0_failing_at_its_claim, f"tcp://127.0.0.1:{port}")
+    _, _, said, _ = _two_ranks_timed(tmp_path, ckpt, _rank_0_failing_at_its_claim)
     assert said[0][0] == "OSError", said  # type: ignore[index]
     name, message = said[1]  # type: ignore[misc]
     assert name == "RankFailedError", said
@@ -1269,10 +1261,8 @@ def test_a_rank_taken_for_gone_that_comes_back_ends_with_the_others(tmp_path: Pa
     timeout, 30 minutes). The ranks now agree, through the store, on whether the gather takes place or which
     rank is gone: every rank ends with the same one line naming rank 1, and the same command resumes."""
 
-    port = _free_port()
-    started = time.monotonic()
-    _, _, said = _two_ranks(tmp_path, ckpt, _rank_1_silent_for_a_while, f"tcp://127.0.0.1:{port}")
-    assert time.monotonic() - started < 60, said
+    _, _, said, took = _two_ranks_timed(tmp_path, ckpt, _rank_1_silent_for_a_while)
+    assert took < 60, said
     for rank in (0, 1):
         name, message = said[rank]  # type: ignore[misc]
         assert name == "RankFailedError", said
