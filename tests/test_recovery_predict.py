@@ -761,7 +761,11 @@ def _rank_1_killed(rank: int, store: str, opts: object, address: str, machines: 
     _run_as_rank_of_machines(machines, rank, address, opts, conn)
 
 
-@pytest.mark.parametrize("machines", [1, 2])
+# machines=2 (the watch cannot see rank 1's process: ``rank_timeout_s`` of silence, some 5 s more) is slow:
+# the silence found mid-folder by the same ``_RankWatch.gone`` stays in the default suite end to end in
+# test_a_rank_taken_for_gone_that_comes_back_ends_with_the_others, the kill mid-folder and the resume after
+# it in machines=1 here.
+@pytest.mark.parametrize("machines", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_rank_killed_mid_folder_stops_rank_0_in_bounded_time_naming_it(
     tmp_path: Path, ckpt: Path, machines: int
 ) -> None:
@@ -810,7 +814,11 @@ def _rank_1_killed_at_its_start(
     _run_as_rank_of_machines(machines, rank, address, opts, conn, timeout_s=20)
 
 
-@pytest.mark.parametrize("machines", [1, 2])
+# machines=2 (rank 1's silence, not its process's end) is slow: rank 0's wait for its word to be read finds
+# a silent rank by the same ``_StoreBroadcast._unread_rank_gone`` for the first word as for the last, which
+# test_a_rank_killed_after_the_gather_does_not_keep_rank_0_waiting_for_it_to_read_the_last_word[2] keeps in
+# the default suite end to end; the kill before the first word stays there in machines=1.
+@pytest.mark.parametrize("machines", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_rank_killed_before_reading_rank_0_s_first_word_stops_rank_0_within_rank_timeout_s(
     tmp_path: Path, ckpt: Path, machines: int
 ) -> None:
