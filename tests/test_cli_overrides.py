@@ -817,8 +817,12 @@ def test_a_plus_on_an_option_the_config_has_is_one_line_naming_the_override_with
     message = unknown_option(args, CONFIG_DIR, config)
     assert message is not None and "\n" not in message, message
     assert f"'+{key}={value}'" in message and f"give {key}={value}" in message, message
-    # A plus on a key the config lacks, ++ on one it has, and a plus on one an earlier ~ deleted (Hydra
-    # applies them in order) stay Hydra's to add or set.
+
+
+def test_a_plus_on_an_option_the_config_lacks_or_a_plus_plus_stays_hydras_to_add_or_set() -> None:
+    """Beside :func:`test_a_plus_on_an_option_the_config_has_is_one_line_naming_the_override_without_it`: a
+    plus on a key the config lacks, ++ on one it has, and a plus on one an earlier ~ deleted (Hydra applies
+    them in order) stay Hydra's to add or set. (Once, not again with each refused case.)"""
     for fine in (
         ["+trainer.max_steps=6"],
         ["++trainer.log_every_n_steps=1"],
@@ -1099,7 +1103,15 @@ def test_a_plus_on_a_config_group_the_defaults_choose_is_one_line_giving_it_with
     assert f"configs/{config}.yaml" in message and group in message, message
     fixed = [fix if a == plus else a for a in args]
     assert unknown_option(fixed, CONFIG_DIR, config) is None, fixed
-    # A plus that adds to a group list (callbacks) or a group the command deleted first is Hydra's to add.
+
+
+def test_a_plus_on_a_group_list_or_on_a_group_deleted_first_stays_hydras_to_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside :func:`test_a_plus_on_a_config_group_the_defaults_choose_is_one_line_giving_it_without`: a plus
+    that adds to a group list (callbacks) or a group the command deleted first is Hydra's to add. (Once, not
+    again with each refused case.)"""
+    monkeypatch.chdir(tmp_path)
     for fine in (["+callbacks=ema"], ["~model", "+model=tiny"], ["~logger", "+logger=wandb"]):
         name = "predict" if "logger" in fine[0] else "train"
         assert unknown_option(fine, CONFIG_DIR, name) is None, fine
