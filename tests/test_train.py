@@ -522,6 +522,80 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
     assert resolve_ckpt_path("last", tmp_path / "new", logs, "train", job_identity(leaner)) == found
 
 
+@pytest.mark.parametrize("runs", [1, 2])
+def test_ckpt_path_last_of_a_run_with_other_settings_names_them_and_the_values_that_resume_it(
+    tmp_path: Path, runs: int
+) -> None:
+    """A quick run (``data.train_length=64 ...``) stopped and resumed with the README's ``ckpt_path=last``
+    alone, its overrides left out, was told only that the run "did not train this model on this data" and to
+    pass ``ckpt_path=<path to its last.ckpt>``, which is refused in turn for the same settings: neither said
+    which settings differ. The refusal names them and gives the values that resume the newest run."""
+    import re
+    import shlex
+
+    from marsunits.run_checks import job_identity
+
+    logs = tmp_path / "logs"
+    quick = ["data.train_length=64", "data.val_length=8", "model.lr=1e-3", "data.scene.mode=grey"]
+    for n in range(runs):  # the newest is the last one
+        cfg = compose_config("train", tmp_path / f"c{n}", quick if n == runs - 1 else ["data.seed=3"])
+        run_dir = logs / "train" / f"quick{n}"
+        (run_dir / "checkpoints").mkdir(parents=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # as run() writes it
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        os.utime(run_dir / "checkpoints" / "last.ckpt", (1000.0 * (n + 1), 1000.0 * (n + 1)))
+    newest = logs / "train" / f"quick{runs - 1}"
+    job = job_identity(compose_config("train", tmp_path / "default", []))
+    with pytest.raises(ConfigError) as told:
+        resolve_ckpt_path("last", tmp_path / "new", logs, "train", job)
+    said = str(told.value)
+    assert f"{newest / 'config.yaml'}" in said, said
+    for change in ("data.train_length: 64 -> 1792", "data.val_length: 8 -> 64", "model.lr: 0.001 -> 0.002"):
+        assert change in said, said
+    given = re.search(r"add (.*) to the command", said)
+    assert given is not None, said
+    values = shlex.split(given.group(1))
+    assert sorted(v.split("=")[0] for v in values) == sorted(o.split("=")[0] for o in quick), said
+    # Those values resume it: the same job as the run's.
+    again = job_identity(compose_config("train", tmp_path / "again", values))
+    assert resolve_ckpt_path("last", tmp_path / "new", logs, "train", again) == str(
+        newest / "checkpoints" / "last.ckpt"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1e-3",
+        "true",
+        "a b",
+        "it's",
+        "sol 12, left",
+        "~/data",
+        "C:\\x",
+        "end\\",
+        "x/y.z",
+        3,
+        1e-05,
+        None,
+        True,
+        [1, 2],
+        ["a", "b c"],
+    ],
+)
+def test_the_values_given_to_resume_a_run_read_back_as_they_were(value: Any) -> None:
+    """The overrides the refusal above gives are read by Hydra's command line as the values the run's
+    ``config.yaml`` holds: a text that reads as a number or a word (``'1e-3'``, ``'true'``), or that holds a
+    space, a comma or a quote, is quoted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.run_checks import _override
+
+    given = _override("data.root", value)
+    assert given is not None
+    assert OverridesParser.create().parse_override(given).value() == value, given
+
+
 def test_ckpt_path_last_resumes_the_run_of_its_own_seed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

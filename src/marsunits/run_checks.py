@@ -127,8 +127,14 @@ def resolve_ckpt_path(
                     f"(newest: {newest})"
                 )
                 raise ConfigError(
-                    f"ckpt_path=last: {which}; pass ckpt_path=<path to its last.ckpt> to resume a particular "
-                    "run, or drop ckpt_path to start a new one"
+                    f"ckpt_path=last: {which}"
+                    + _how_to_resume_other_settings(candidates[-1].parent.parent, job, data_moved)
+                    + (
+                        ""
+                        if len(candidates) == 1
+                        else "; or resume another with its own settings and ckpt_path=<path to its last.ckpt>"
+                    )
+                    + "; or drop ckpt_path to start a new one"
                 )
             candidates = same
         if seed is not None:
@@ -149,6 +155,68 @@ def resolve_ckpt_path(
     path = _resumed_file(ckpt_path)
     check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
     return str(path)
+
+
+#: Words Hydra's override grammar reads unquoted as another type than text.
+_NOT_TEXT_WORDS = frozenset({"null", "true", "false", "nan", "inf"})
+
+
+def _how_to_resume_other_settings(run_dir: Path, job: Mapping[str, Any], data_moved: bool) -> str:
+    """For ``ckpt_path=last`` that found runs of other settings only: the settings in which the newest,
+    ``run_dir``, differs from this command's and the overrides that give its values (``; its config.yaml
+    has other values (its, then this command's: data.train_length: 64 -> 1792): to resume it, add
+    data.train_length=64 to the command``), so that a run resumed without the overrides it was started
+    with can go on; ``ckpt_path=<its last.ckpt>`` alone, as the refusal used to advise, is refused in turn
+    for the same settings (:func:`check_run_folder`). Where its ``config.yaml`` cannot be read, or a
+    differing value is no plain value (a key one side lacks), a word to resume it with its own settings.
+    """
+    saved = _saved_job(run_dir, job)
+    if saved is None:
+        return (
+            f"; to resume it, give the command the settings it was started with ({run_dir / 'config.yaml'})"
+        )
+    changed = _differing(saved, dict(job))
+    shown = [f"{key}: {old!r} -> {new!r}" for key, old, new in changed]
+    said = "; ".join(shown[:6]) + (f"; and {len(shown) - 6} more" if len(shown) > 6 else "")
+    where = f"; its {run_dir / 'config.yaml'} has other values (its, then this command's: {said})"
+    values = [_override(key, old) for key, old, _ in changed]
+    if len(changed) > 12 or any(v is None for v in values) or any(_ABSENT in (o, n) for _, o, n in changed):
+        return f"{where}: to resume it, give the command the settings it was started with"
+    moved = (
+        " (if the same data has only moved, add data_moved=true instead of the old data.root)"
+        if not data_moved
+        and all(
+            key.split(".")[0] == "data" and key.split(".")[1] in _DATA_LOCATION_KEYS for key, *_ in changed
+        )
+        else ""
+    )
+    return f"{where}: to resume it, add {' '.join(shlex.quote(str(v)) for v in values)} to the command{moved}"
+
+
+def _override(key: str, value: Any) -> str | None:
+    """``key=value`` as Hydra's command line reads ``value`` back (a text quoted where it would read as
+    another type or not parse), or None for a value with no such form here (a mapping, a nested list)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return f"{key}={_plain(value)}"
+    if isinstance(value, list) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return f"{key}=[{','.join(_plain(v) for v in value)}]"
+    return None
+
+
+def _plain(value: Any) -> str:
+    """One value as Hydra's override grammar reads it back: ``null``, ``true``, ``0.001``, ``unet``,
+    ``'1e-3'`` (a text that would read as a number)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z_/][\w./~-]*", text) and text.lower() not in _NOT_TEXT_WORDS:
+        return text
+    # Hydra's quoted values escape a backslash only before a quote or at the end.
+    return "'" + re.sub(r"(\\+)(?='|$)", r"\1\1", text).replace("'", "\\'") + "'"
 
 
 def _resumed_file(ckpt_path: str) -> Path:
@@ -250,12 +318,17 @@ _ABSENT = _Absent()
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two plain nested dicts (``model.lr: 0.001 -> 0.002``); a key
     on one side only shows as ``absent`` on the other."""
+    return [f"{key}: {before!r} -> {after!r}" for key, before, after in _differing(old, new, prefix)]
+
+
+def _differing(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """:func:`_differences` as ``(dotted key, old value, new value)``, :data:`_ABSENT` for a missing key."""
     if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
+        out: list[tuple[str, Any, Any]] = []
         for key in sorted(set(old) | set(new), key=str):
-            out += _differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")
+            out += _differing(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")
         return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 def check_run_folder(
