@@ -258,6 +258,30 @@ def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     assert again["seconds_total"] == pytest.approx(saved[RUN_SECONDS_KEY] + again["seconds"], abs=0.02)
 
 
+def test_a_resume_with_fewer_epochs_than_its_checkpoint_trained_names_the_epochs_to_give(
+    tmp_path: Path,
+) -> None:
+    """A run of ``trainer.max_epochs=2`` resumed with ``ckpt_path=last`` and the default's fewer epochs (the
+    override left out) ended in Lightning's "You restored a checkpoint with current_epoch=2, but you have set
+    Trainer(max_epochs=1)", naming no option, after the new run folder had been given a copy of the run's
+    best.ckpt. It is one line naming the epochs the run trained and the value to give, before any
+    checkpoint is written."""
+    short = [*TINY, "test=false"]
+    run(compose_config("train", tmp_path / "run", [*short, "trainer.max_epochs=2"]))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    for where, resume in (("run", "ckpt_path=last"), ("new", f"ckpt_path={last}")):
+        cfg = compose_config("train", tmp_path / where, [*short, "trainer.max_epochs=1", resume])
+        with pytest.raises(
+            ConfigError,
+            match=r"trained 2 epochs, more than this command's trainer\.max_epochs=1: give "
+            r"trainer\.max_epochs=2 .* or more",
+        ):
+            run(cfg)
+    assert not (tmp_path / "new" / "checkpoints").exists() or not list(
+        (tmp_path / "new" / "checkpoints").iterdir()
+    )
+
+
 def test_a_resume_in_its_own_folder_is_not_warned_that_its_checkpoints_folder_is_not_empty(
     tmp_path: Path,
 ) -> None:

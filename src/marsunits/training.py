@@ -334,6 +334,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         _check_monitor_is_logged(cfg, datamodule, task)
     if ckpt_path:
         resumed = check_resume_checkpoint(ckpt_path, task, datamodule)
+        _check_epochs_not_below(resumed, cfg.trainer, ckpt_path)
         if _fit_is_finished(resumed, cfg.trainer):
             # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
             # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for
@@ -801,6 +802,26 @@ def _fit_is_finished(done: ResumePoint, trainer_cfg: Any) -> bool:
     if isinstance(max_steps, int) and max_steps >= 0 and steps >= max_steps:
         return True
     return isinstance(max_epochs, int) and max_epochs >= 0 and epochs >= max_epochs
+
+
+def _check_epochs_not_below(done: ResumePoint, trainer_cfg: Any, ckpt_path: str) -> None:
+    """Refuse to resume a checkpoint that has trained more epochs than ``trainer.max_epochs`` allows (a run of
+    ``trainer.max_epochs=8`` resumed with the default's 4, the override left out), before any checkpoint is
+    written. Lightning refused it inside ``fit``, once the new run folder had been given a copy of the run's
+    ``best.ckpt``: "You restored a checkpoint with current_epoch=8, but you have set Trainer(max_epochs=4)",
+    naming no option.
+
+    Raises:
+        ConfigError: naming the epochs trained and the ``trainer.max_epochs`` to give.
+    """
+    max_epochs = trainer_cfg.get("max_epochs")
+    if isinstance(max_epochs, int) and max_epochs >= 0 and done.epochs > max_epochs:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: its run has trained {done.epochs} epochs, more than this command's "
+            f"trainer.max_epochs={max_epochs}: give trainer.max_epochs={done.epochs} to score it as it is, "
+            "or more to train it longer (a run cannot go back to an earlier epoch; a new run from its "
+            f"weights: init_ckpt_path={ckpt_path} and no ckpt_path)"
+        )
 
 
 def _same_evaluation_limits(trainer: pl.Trainer) -> bool:
