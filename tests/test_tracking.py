@@ -1518,6 +1518,43 @@ def test_a_failing_trial_fails_alone_and_the_sweep_goes_on(tmp_path: Path) -> No
     assert OmegaConf.load(results).best_params["model.lr"] == 1e-3
 
 
+def test_a_grid_ends_with_each_trials_score_and_the_best(tmp_path: Path) -> None:
+    """``train.py -m model.lr=1e-3,2e-3`` ended with the last trial's own lines ("metrics written to
+    .../1/metrics.json"): nothing compared the trials, and the best was found by opening each trial's
+    ``metrics.json``. The grid ends with one line giving each finished trial's score of its kept checkpoint
+    (the swept values alone naming it), and the best trial's ``best.ckpt``; a failed trial's line stays
+    the last."""
+    launch = _fake_train(
+        tmp_path,
+        """
+        import pathlib
+        def job():
+            if cfg.model.lr > 5e-3:
+                raise ConfigError(f"training diverged at lr={cfg.model.lr}")
+            best = pathlib.Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+            return {"val/miou": {1e-3: 0.5, 2e-3: 0.7, 4e-3: 0.6}[cfg.model.lr], "best_ckpt": str(best)}
+
+        return run_trial(job, cfg, prog="train.py")  # as train.py
+        """,
+    )
+    grid = launch("-m", "model.lr=1e-3,2e-3,4e-3", "logger=csv")
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    (sweep,) = (tmp_path / "logs" / "train").glob("multirun-*")
+    assert grid.stderr.rstrip().splitlines()[-1] == (
+        "train.py: the grid's 3 trials finished; val/miou of each one's best.ckpt: trial 0 (model.lr=0.001) "
+        "0.5, trial 1 (model.lr=0.002) 0.7, trial 2 (model.lr=0.004) 0.6. Best: trial 1, "
+        f"{sweep / '1' / 'checkpoints' / 'best.ckpt'}"
+    )
+    failing = launch("-m", "model.lr=1e-3,1e-2,2e-3", "logger=csv")
+    assert failing.returncode == 1
+    *_, scores, failed = failing.stderr.rstrip().splitlines()
+    assert scores.startswith(
+        "train.py: 2 of the grid's 3 trials finished; val/miou of each one's best.ckpt: "
+    )
+    assert "trial 0 (model.lr=0.001) 0.5, trial 2 (model.lr=0.002) 0.7. Best: trial 2, " in scores
+    assert failed.startswith("train.py: error: 1 of the grid's 3 trials failed")
+
+
 def test_a_sweep_whose_first_trials_all_fail_stops_unless_they_diverged(tmp_path: Path) -> None:
     """With ``max_failure_rate: 1.0``, a mistake every trial shares (a wrong data path) ran every trial of a
     study or grid to the same error. The sweep now stops after the first three; diverged trials (a

@@ -89,6 +89,11 @@ class _Started:
     study_trials: int | None  # an Optuna study's hydra.sweeper.n_trials; None: a grid, another sweeper
     outcome: str = "running"
     value: float | None = None
+    #: The trial's own overrides (``model.lr=0.001``, ...), and once it finished the score of its kept
+    #: checkpoint (:func:`_kept_score`: metric, value, ``max``/``min``) and that checkpoint's file.
+    overrides: tuple[str, ...] = ()
+    score: tuple[str, float, str] | None = None
+    best_ckpt: str | None = None
 
 
 #: Every trial of a sweep started in this process so far, in order (grids and Optuna studies alike).
@@ -169,7 +174,30 @@ def run_trial(fn: Callable[[], Mapping[str, Any]], cfg: Mapping[str, Any], prog:
         _ended(started, "stopped" if _stop_status(stop) else "failed")  # SystemExit(2): a failed trial
         raise
     _ended(started, "finished", value)
+    if started is not None:
+        started.score = _kept_score(metrics, cfg)
+        best = metrics.get("best_ckpt")
+        started.best_ckpt = best if isinstance(best, str) and best else None
     return value
+
+
+def _kept_score(metrics: Mapping[str, Any], cfg: Mapping[str, Any]) -> tuple[str, float, str] | None:
+    """The metric that chose a finished trial's kept checkpoint (``callbacks.model_checkpoint.monitor``,
+    else ``val/miou``), its value in ``metrics`` and its mode (``max``, ``min``); None where not a finite
+    number (a run without validation)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = (
+        OmegaConf.select(cfg, "callbacks.model_checkpoint", default=None)
+        if isinstance(cfg, DictConfig)
+        else None
+    )
+    name = str(node.get("monitor") or "val/miou") if node is not None else "val/miou"
+    mode = str(node.get("mode", "max")) if node is not None else "max"
+    value = metrics.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return name, float(value), mode
 
 
 def _start_trial() -> _Started | None:
@@ -182,7 +210,13 @@ def _start_trial() -> _Started | None:
     planned = _sweeper_setting("n_trials")
     optuna = str(_sweeper_setting("_target_")).endswith("OptunaSweeper")  # the plugin's, or ours
     study_trials = planned if optuna and isinstance(planned, int) else None
-    started = _Started(int(hydra.job.num), _trial(), Path(str(hydra.runtime.output_dir)), study_trials)
+    started = _Started(
+        int(hydra.job.num),
+        _trial(),
+        Path(str(hydra.runtime.output_dir)),
+        study_trials,
+        overrides=tuple(hydra.overrides.task),
+    )
     _started.append(started)
     return started
 
@@ -312,8 +346,9 @@ def _folders(trials: list[_Started]) -> str:
 
 
 def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
-    """After ``main()``: when trials of a grid run in this process failed (:func:`run_trial`), say which in
-    one line, and exit with status 1, the status Hydra gave such a grid; else nothing.
+    """After ``main()``: at the end of a grid run in this process, one line giving each finished trial's
+    score and the best (:func:`_say_grid_scores`); when trials of it failed (:func:`run_trial`), then say
+    which in one line, and exit with status 1, the status Hydra gave such a grid.
 
     ``ended_by``: what ended the sweep instead of its end (its own status stands; nothing is raised here).
     A stop (Ctrl-C, SIGTERM) names the failed trials of those started, unless :func:`stopped_sweep` has
@@ -325,7 +360,10 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
         SystemExit: 1, when a trial failed and ``ended_by`` is None.
     """
     failed, run = list(_grid["failed"]), list(_grid["run"])
+    if ended_by is None and run:
+        _say_grid_scores(prog, _started[-len(run) :])  # this grid's trials
     _grid["failed"].clear()  # said once
+    _grid["run"].clear()
     if not failed or (isinstance(ended_by, SystemExit) and ended_by.code == 2):
         return
     if ended_by is not None and _stop_said["said"]:
@@ -354,6 +392,41 @@ def end_sweep(prog: str, ended_by: BaseException | None = None) -> None:
     )
     if ended_by is None:
         raise SystemExit(1)
+
+
+def _say_grid_scores(prog: str, trials: list[_Started]) -> None:
+    """At the end of a grid of several ``trials``, one line giving each finished trial's score of its kept
+    checkpoint, the trial named by its swept values, and the best trial's ``best.ckpt``: the grid ended
+    with its last trial's own lines, and the best was found by opening each trial's ``metrics.json``."""
+    scores = [(t, t.score) for t in trials if t.outcome == "finished" and t.score is not None]
+    if len(trials) < 2 or not scores:
+        return
+    name, _, mode = scores[0][1]
+    scored = [(t, value) for t, (metric, value, _) in scores if metric == name]
+    swept = _swept_overrides([t.overrides for t in trials])
+    named = {t.num: " ".join(o for o in t.overrides if o in swept) for t in trials}
+    each = ", ".join(
+        f"trial {t.num}{f' ({named[t.num]})' if named[t.num] else ''} {value:.4g}" for t, value in scored
+    )
+    best, _ = (max if mode == "max" else min)(scored, key=lambda scored_trial: scored_trial[1])
+    finished = sum(t.outcome == "finished" for t in trials)
+    how_many = (
+        f"{'the' if finished == len(trials) else f'{finished} of the'} grid's {len(trials)} trials finished"
+    )
+    print(
+        readable(
+            f"{prog}: {how_many}; {name} of each one's best.ckpt: {each}. Best: trial {best.num}, "
+            f"{best.best_ckpt or best.folder}"
+        ),
+        file=sys.stderr,
+    )
+
+
+def _swept_overrides(trials: list[tuple[str, ...]]) -> set[str]:
+    """The overrides of ``trials`` that not all of them share (``model.lr=0.001``, ``model.lr=0.002``):
+    what tells the trials of a grid apart."""
+    common = set(trials[0]).intersection(*trials[1:]) if trials else set()
+    return {o for overrides in trials for o in overrides if o not in common}
 
 
 def _grid_in_this_process() -> bool:
