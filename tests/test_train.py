@@ -2042,6 +2042,50 @@ def test_a_time_named_run_stopped_without_last_ckpt_goes_on_from_best_ckpt_in_it
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        ["+callbacks.stop.before_step=true"],  # in a batch before its step (loading it, the forward pass)
+        ["+callbacks.stop.before_step=false"],  # at a batch's end
+        ["+callbacks.stop.in_validation=true", "callbacks.stop.step=2"],  # in the epoch-end validation
+    ],
+)
+def test_a_run_resumed_after_ctrl_c_logs_its_metrics_at_the_steps_of_a_run_never_stopped(
+    tmp_path: Path, where: list[str]
+) -> None:
+    """A run stopped by Ctrl-C and resumed with ``ckpt_path=last`` logged every later metric one step to the
+    right of an uninterrupted run's (the CSV's and W&B's ``step``: validations at 8, 12, 16 for 7, 11, 15),
+    one more step for each stop: Lightning adds one to its logging counter on a restart, as for its own
+    checkpoints, saved before a batch is counted, while the checkpoint written at the stop had counted it."""
+    import csv
+    import signal
+
+    common = [*TINY, "trainer.max_epochs=3", "test=false", "logger=csv", "trainer.log_every_n_steps=1"]
+
+    def logged(folder: Path) -> list[tuple[str, str, str]]:
+        rows = []
+        for table in sorted(folder.glob("csv/version_*/metrics.csv")):
+            with table.open() as fh:
+                for row in csv.DictReader(fh):
+                    for key in ("val/miou", "train/loss"):
+                        if row.get(key):
+                            rows.append((key, row["epoch"], row["step"]))
+        return sorted(set(rows))
+
+    run(compose_config("train", tmp_path / "whole", common))
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3", *where]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_config("train", tmp_path / "parts", [*common, *stop]))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    run(compose_config("train", tmp_path / "parts", [*common, "ckpt_path=last"]))
+    whole, parts = logged(tmp_path / "whole"), logged(tmp_path / "parts")
+    assert [r for r in parts if r[0] == "val/miou"] == [r for r in whole if r[0] == "val/miou"]
+    assert set(parts) <= set(whole), sorted(set(parts) - set(whole))
+
+
 def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,10 +12,12 @@ and the steps since the last recovery checkpoint were lost too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -104,7 +106,8 @@ class InterruptCheckpoint(Callback):
         path = self.dirpath / "last.ckpt"
         where = f"{how} at epoch {trainer.current_epoch}, optimiser step {trainer.global_step}"
         try:
-            trainer.save_checkpoint(path)
+            with _logging_step_as_lightning_restores_it(trainer):
+                trainer.save_checkpoint(path)
         except Exception as exc:  # noqa: BLE001 - the interrupt is what the user asked for; say why nothing was saved
             # One line (a warning with torch's chained zip-writer traceback said neither what was kept nor how
             # to go on): a disk that turned full is the usual cause, and CheckpointWriteError names the file,
@@ -246,6 +249,29 @@ def _trial_resume_advice(then: str, trial_dir: Path, resume: str = "ckpt_path=la
         f"{shlex.quote(f'hydra.run.dir={trial_dir}')} {shlex.quote(resume)} (the sweep's own command starts "
         "its trials anew, in a new folder)."
     )
+
+
+@contextlib.contextmanager
+def _logging_step_as_lightning_restores_it(trainer: pl.Trainer) -> Iterator[None]:
+    """Save the logging step (``fit_loop.epoch_loop._batches_that_stepped``, the ``step`` of the CSV rows and
+    W&B history) one lower while inside it when the stop came in a batch before its step: Lightning adds one
+    to it on every restart but from the end of a batch (its own checkpoints are saved before the batch is
+    counted), and the batch the stop cut short is trained again and counted then. Saved as it stood, every
+    metric of the resumed run was logged one step to the right of an uninterrupted run's, one more for each
+    such stop. Hand-written, as Lightning's ``update_restart_stage`` and ``reset`` read the counters.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    total = loop.batch_progress.total
+    whole = total.ready == total.started == total.processed  # type: ignore[attr-defined]
+    at_batch_end = whole and total.completed in (total.processed, total.processed - 1)  # type: ignore[attr-defined]
+    shifted = not at_batch_end and trainer.accumulate_grad_batches == 1 and loop._batches_that_stepped > 0
+    if shifted:
+        loop._batches_that_stepped -= 1
+    try:
+        yield
+    finally:
+        if shifted:
+            loop._batches_that_stepped += 1
 
 
 def _validation_to_run_again(trainer: pl.Trainer) -> None:
