@@ -1155,6 +1155,34 @@ def test_a_run_folder_or_a_package_folder_as_checkpoint_is_told_what_to_give(
     assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()
 
 
+def test_ckpt_path_last_names_the_newest_runs_best_checkpoint_to_export(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m marsunits.export ckpt_path=last out=...`` (train.py's word, carried over, as predict.py's
+    users do) was told "ckpt_path=last: no such file", where predict.py names the newest run's best.ckpt.
+    From the folder train.py ran in (``logs/``), or ``$MARSUNITS_ROOT``'s, as train.py finds its runs."""
+    import shutil
+
+    run = tmp_path / "logs" / "train" / "run1" / "checkpoints"
+    run.mkdir(parents=True)
+    shutil.copyfile(checkpoint, run / "best.ckpt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, root in ((tmp_path, None), (elsewhere, str(tmp_path))):
+        monkeypatch.chdir(cwd)
+        if root is None:
+            monkeypatch.delenv("MARSUNITS_ROOT", raising=False)
+        else:
+            monkeypatch.setenv("MARSUNITS_ROOT", root)
+        assert main(["ckpt_path=last", "out=pkg"]) == 2
+        said = capsys.readouterr().err
+        assert "ckpt_path=last means something only to train.py" in said, said
+        assert f"ckpt_path={run / 'best.ckpt'}" in said, said
+        assert "predict.py needs" not in said and "python -m marsunits.export needs the model itself" in said
+        assert "package" not in said  # the export refuses one: exported already
+        assert not (cwd / "pkg").exists()
+
+
 @pytest.mark.parametrize(
     ("stop", "status", "said"), [("ctrl-c", 130, "interrupted (Ctrl-C)"), ("term", 143, "(SIGTERM)")]
 )

@@ -29,6 +29,7 @@ from typing import Any
 from marsunits.errors import (
     USER_ERRORS,
     ConfigError,
+    MissingFileError,
     TerminatedError,
     readable,
     sigterm_raises,
@@ -91,7 +92,8 @@ def export_checkpoint(
         overwrite: replace a package already in ``out``.
 
     Raises:
-        FileNotFoundError: ``ckpt_path`` does not exist.
+        FileNotFoundError: ``ckpt_path`` does not exist (``last``, train.py's word, naming the newest run's
+            ``best.ckpt`` under ``logs/`` of ``$MARSUNITS_ROOT`` or the current folder).
         ConfigError: ``ckpt_path`` is a model package (its folder or one of its files: exported already), or
             another folder or a ``.json`` or ``.safetensors`` file.
         CheckpointError: the checkpoint is unusable or needs trust (see ``load_model``).
@@ -129,6 +131,14 @@ def export_checkpoint(
             f"to send it (`cd {shlex.quote(str(folder.parent))} && zip -r {shlex.quote(out.name)} "
             f"{shlex.quote(folder.name)}`); predict.py reads the folder once unzipped."
         )
+    if str(ckpt_path) == "last" and not ckpt.exists():
+        # train.py's word for resuming, carried over: told "no such file", where predict.py names the newest
+        # run's best.ckpt. Its runs are under logs/ of the folder it ran in, or of $MARSUNITS_ROOT
+        # (configs/paths/default.yaml).
+        from marsunits.inference.checks import train_last_refusal
+
+        root = Path(os.environ.get("MARSUNITS_ROOT") or Path.cwd())
+        raise MissingFileError(train_last_refusal(expand_home(root) / "logs", PROG))
     if not ckpt.is_file():
         raise FileNotFoundError(
             f"ckpt_path={ckpt}: no such file. Give a .ckpt written by train.py "

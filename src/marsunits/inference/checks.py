@@ -76,31 +76,34 @@ def newest_best_checkpoint(log_dir: Path, name: str = "best.ckpt") -> Path | Non
     return max(found)[1] if found else None
 
 
-def train_last_refusal(log_dir: Path | None) -> str:
-    """Why ``ckpt_path=last`` names no model for ``predict.py``, and the checkpoint to give: the newest run's
-    ``best.ckpt`` under ``log_dir`` (train.py's ``paths.log_dir``) where one is there; else the newest
-    ``last.ckpt`` there, named as a path to give (said to be a debug run's where it is one), not taken; else
-    the general form.
+def train_last_refusal(log_dir: Path | None, prog: str = "predict.py") -> str:
+    """Why ``ckpt_path=last`` names no model for ``prog`` (``predict.py``, ``python -m marsunits.export``),
+    and the checkpoint to give: the newest run's ``best.ckpt`` under ``log_dir`` (train.py's
+    ``paths.log_dir``) where one is there; else the newest ``last.ckpt`` there, named as a path to give (said
+    to be a debug run's where it is one), not taken; else the general form. A model package folder is
+    offered as an alternative to ``predict.py`` only: the export refuses one, exported already.
     """
+    package = prog == "predict.py"
     said = (
         "ckpt_path=last means something only to train.py (resume the newest run from its last.ckpt); "
-        "predict.py needs the model itself: "
+        f"{prog} needs the model itself: "
     )
     best = None if log_dir is None else newest_best_checkpoint(log_dir)
     if best is not None:
         return (
             f"{said}the newest run's best weights are ckpt_path={shlex.quote(os.fspath(best))} (or give "
-            "another run's <run folder>/checkpoints/best.ckpt, or a model package folder from python -m "
-            "marsunits.export)"
+            "another run's <run folder>/checkpoints/best.ckpt"
+            + (", or a model package folder from python -m marsunits.export)" if package else ")")
         )
+    give = _GIVE_A_RUNS_CHECKPOINT + (_OR_A_PACKAGE if package else "")
     if log_dir is None:
-        return f"{said}{_GIVE_A_RUNS_CHECKPOINT}"
+        return f"{said}{give}"
     none = f"no run under {log_dir} has a checkpoints/best.ckpt"
     # A debug=fdr run's last.ckpt, or a run's stopped before it kept a best: named as a path to give, never
     # taken (ckpt_path=last said only "no run has a best.ckpt", with a debug run's checkpoint right there).
     last = newest_best_checkpoint(log_dir, "last.ckpt")
     if last is None:
-        return f"{said}{none}, so {_GIVE_A_RUNS_CHECKPOINT}"
+        return f"{said}{none}, so {give}"
     what = (
         " of a debug run (a few batches of training, to check the wiring)"
         if last.relative_to(log_dir).parts[0] == "debug"  # train.py debug=...: task_name debug
@@ -109,16 +112,17 @@ def train_last_refusal(log_dir: Path | None) -> str:
     return (
         f"{said}{none}; the newest checkpoint there is a last.ckpt{what}: "
         f"ckpt_path={shlex.quote(os.fspath(last))} if it is the model you mean, else train a run until it "
-        "keeps a best.ckpt, or give a model package folder (python -m marsunits.export)"
+        "keeps a best.ckpt"
+        + (", or give a model package folder (python -m marsunits.export)" if package else "")
     )
 
 
 #: The general form of :func:`train_last_refusal`'s advice.
 _GIVE_A_RUNS_CHECKPOINT = (
     "give a train.py run's checkpoint, ckpt_path=<log folder>/train/<run>/checkpoints/best.ckpt (the log "
-    "folder is train.py's paths.log_dir, logs/ where it was run), or a model package folder (python -m "
-    "marsunits.export)"
+    "folder is train.py's paths.log_dir, logs/ where it was run)"
 )
+_OR_A_PACKAGE = ", or a model package folder (python -m marsunits.export)"
 
 
 def check_logger(logger: Mapping[str, Any] | None) -> None:
