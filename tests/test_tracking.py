@@ -320,6 +320,25 @@ def test_finishing_a_csv_log_in_a_latin1_run_folder_names_it_on_a_strict_console
     assert f"CSV metrics: {tmp_path}/r\\xe9/csv/version_0/metrics.csv" in shown, shown
 
 
+def test_the_csv_line_of_a_run_resumed_in_its_folder_names_its_earlier_parts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped and resumed in its folder (``run_name=<run> ckpt_path=last``) keeps each part's curves
+    in a CSV of its own (``csv/version_0``, ``version_1``): its closing line named the last part's alone,
+    ``CSV metrics: .../version_1/metrics.csv``, which holds none of the epochs before the stop."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for part in range(3):
+        logger = CSVLogger(save_dir=str(tmp_path), name="csv")
+        logger.log_metrics({"val/miou": 0.5}, step=part)
+        finish_loggers([logger], "success")
+        shown = capsys.readouterr().out.strip()
+        earlier = ", ".join(f"version_{n}/metrics.csv" for n in range(part))
+        assert shown == f"[marsunits] CSV metrics: {tmp_path}/csv/version_{part}/metrics.csv" + (
+            f" (this part of the run; its earlier parts, before it was resumed: {earlier})" if part else ""
+        ), shown
+
+
 @pytest.mark.parametrize("raised", [TerminatedError, KeyboardInterrupt])
 def test_a_stop_while_a_logger_closes_still_closes_the_others_then_stops(
     tmp_path: Path,

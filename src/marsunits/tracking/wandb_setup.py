@@ -673,6 +673,30 @@ def _finish_wandb(logger: WandbLogger, status: str) -> str | None:
     return line
 
 
+def _earlier_csv_parts(csv_file: Path) -> str:
+    """`` (this part of the run; its earlier parts, before it was resumed: version_0/metrics.csv)`` where
+    the CSV logger's folder holds the tables of earlier versions (a run resumed in its folder starts a
+    version of its own each time, and the last one holds none of the epochs before it), else ``""``."""
+    here = csv_file.parent
+
+    def number(folder: Path) -> int | None:
+        tail = folder.name.removeprefix("version_")
+        return int(tail) if folder.name.startswith("version_") and tail.isdigit() else None
+
+    mine = number(here)
+    if mine is None:
+        return ""
+    earlier = sorted(
+        (n, folder)
+        for folder in here.parent.glob("version_*")
+        if (n := number(folder)) is not None and n < mine and (folder / "metrics.csv").is_file()
+    )
+    if not earlier:
+        return ""
+    named = ", ".join(f"{folder.name}/metrics.csv" for _, folder in earlier)
+    return f" (this part of the run; its earlier parts, before it was resumed: {named})"
+
+
 def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
     """Finalise every logger and print where the run's records are.
 
@@ -694,7 +718,9 @@ def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
                 line = _finish_wandb(logger, status)
             elif isinstance(logger, CSVLogger):
                 csv_file = Path(logger.log_dir) / "metrics.csv"
-                line = f"CSV metrics: {csv_file}" if csv_file.is_file() else None  # a run that failed early
+                line = (  # none for a run that failed early
+                    f"CSV metrics: {csv_file}{_earlier_csv_parts(csv_file)}" if csv_file.is_file() else None
+                )
             elif isinstance(logger, TensorBoardLogger):
                 line = f"TensorBoard: tensorboard --logdir {shlex.quote(str(logger.log_dir))}"
             else:
