@@ -153,6 +153,37 @@ def test_ai4mars_labels_in_a_folder_are_told_their_own_map_not_to_keep_0_1_2() -
     assert "AI4Mars" not in str(other.value) and "MarsScapes" not in str(other.value)
 
 
+def test_project_id_masks_with_a_few_stray_pixels_are_told_to_keep_their_ids_first() -> None:
+    """Masks in project ids (0 smooth, 1 rough, 2 other, 255 ignore) with a 5 in a few pixels: the refusal
+    offered MarsScapes' whole map first, which reads the user's 2 (other, sky) as 1 (rough), and the map
+    that keeps 0, 1, 2 and 255 and maps the stray 5 second. Strays in few pixels now put that map first and
+    MarsScapes' second, saying what it does to 2; strays covering much of the mask (AI4Mars' 3, which cannot
+    tell) keep the data set's map first."""
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:20], mask[20:30], mask[30:] = 1, 2, 255
+    mask[25, 3:6] = 5  # 3 pixels of 1600
+    with pytest.raises(ValueError) as err:
+        ClassMap(None, "folder")(mask, "masks/own.png")
+    said = str(err.value)
+    keep = "data.class_map='{0: 0, 1: 1, 2: 2, 255: 255, 5: <project id>}'"
+    theirs = "data.class_map='{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'"
+    assert keep in said and theirs in said, said
+    assert said.index(keep) < said.index(theirs), said
+    assert "under 1% of the mask" in said, said
+    # The data set's map, second, says it reads the masks' 2 otherwise than as other.
+    assert "2 as rough_olivine" in said[said.index(keep) :], said
+    # AI4Mars labels, whose 3 (big rock) covers much of the mask: the values cannot tell, so the data set's
+    # map stays first, as before.
+    ai = np.zeros((40, 40), np.uint8)
+    ai[10:20], ai[20:30], ai[30:] = 1, 2, 3
+    with pytest.raises(ValueError) as err:
+        ClassMap(None, "folder")(ai, "masks/NLA_1.png")
+    said = str(err.value)
+    first = "data.class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
+    fill_in = "data.class_map='{0: 0, 1: 1, 2: 2, 255: 255, 3: <project id>}'"
+    assert said.index(first) < said.index(fill_in) and "under 1%" not in said, said
+
+
 def test_a_mask_of_hundreds_of_values_is_said_to_be_no_class_mask_not_listed_whole() -> None:
     """A photograph saved under masks/ (every value 0-255): the message listed all 252 odd values and a
     map of them to fill in. It now says what the file probably is, with a few of the values."""

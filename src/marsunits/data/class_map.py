@@ -37,6 +37,10 @@ _UNMAPPED = -1
 #: instead of listing every value and a map of them to fill in).
 _MANY_VALUES = 16
 
+#: Stray values in less than this share of a mask of project ids: the map keeping the project ids and adding
+#: the strays is offered before a data set's whole map (:meth:`ClassMap.__call__`).
+_FEW_STRAYS = 0.01
+
 #: The native-id maps of the project's real data sets (``class_map`` of ``configs/data/<name>.yaml``, which
 #: a test keeps these equal to), as a command line gives them: a refusal of ``labels_class_map=<name>`` for
 #: a model not trained on that data set spells its map out, since the model's own map reads those labels
@@ -60,20 +64,39 @@ NATIVE_IDS: dict[str, tuple[str, str]] = {
 }
 
 
-def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str) -> str:
+def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str, second: bool = False) -> str:
     """The sentence a refusal of masks outside the project ids adds when the mask's values (``present``) are
     all the native ids of a data set of :data:`NATIVE_IDS`: that data set's whole map, as the value of
     ``option`` (``data.class_map``, ``labels_class_map``). Its labels copied unconverted were told to keep
     their 0, 1 and 2, and AI4Mars' sand (2) trained as ``other`` without a word. Empty when no data set's
-    ids hold them all."""
+    ids hold them all.
+
+    ``second``: said after the map that keeps the masks' project ids (their strays are few pixels,
+    :meth:`ClassMap.__call__`), so it is offered only for a data set's own labels, saying which of the
+    masks' 0, 1 and 2 it reads as another class: MarsScapes' map turns a user's 2 (other, sky) into rough.
+    """
     values = {int(v) for v in present}
-    fits = [
-        f"if they are {name} labels ({ids}), {option}='{DATA_SET_LABEL_MAPS[key]}'"
-        for key, (name, ids) in NATIVE_IDS.items()
-        if values <= {int(v) for v in re.findall(r"(\d+):", DATA_SET_LABEL_MAPS[key])}
-    ]
+    fits = []
+    for key, (name, ids) in NATIVE_IDS.items():
+        mapping = {int(k): int(v) for k, v in re.findall(r"(\d+): (\d+)", DATA_SET_LABEL_MAPS[key])}
+        if not values <= set(mapping):
+            continue
+        fit = f"if they are {name} labels ({ids}), {option}='{DATA_SET_LABEL_MAPS[key]}'"
+        if second:  # which of the masks' project ids the map reads as another class
+            moved = [
+                f"{i} as {CLASS_NAMES[mapping[i]]}, not {CLASS_NAMES[i]}"
+                for i in sorted(values & set(range(len(CLASS_NAMES))))
+                if mapping[i] != i
+            ]
+            fit += f" (it reads their {'; their '.join(moved)})" if moved else ""
+        fits.append(fit)
     if not fits:
         return ""
+    if second:
+        return (
+            " Only if they are instead a data set's own labels, whose 0, 1 and 2 are other classes than the "
+            f"project's, do they need its whole map: {'; '.join(fits)}."
+        )
     return (
         " These values are all native ids of a data set whose 0, 1 and 2 are other classes than the "
         f"project's, so such labels need its whole map: {'; '.join(fits)}."
@@ -368,7 +391,9 @@ class ClassMap:
 
         Raises:
             ValueError: ``mask`` is not uint8, or holds values the map does not cover (names ``path``, the
-                values and where to add them).
+                values and where to add them). Without a map, the fixes come in the order that explains the
+                values best: stray values in under :data:`_FEW_STRAYS` of the mask get the map keeping the
+                project ids first, a data set's whole map second; otherwise that data set's map comes first.
         """
         if mask.dtype != np.uint8:
             raise ValueError(f"{path}: masks must be uint8 label ids, got {mask.dtype}.")
@@ -393,6 +418,25 @@ class ClassMap:
                 whole = ", ".join(
                     [f"{v}: {v}" for v in sorted(VALID_MASK_VALUES)] + [f"{v}: <project id>" for v in missing]
                 )
+                counts = np.bincount(mask.ravel(), minlength=256)
+                if (
+                    self._data_option
+                    and self._num_targets is None
+                    and counts[missing].sum() < _FEW_STRAYS * mask.size
+                ):
+                    # Project ids with a few stray pixels (a 5 where an edge was painted): a data set's whole
+                    # map, said first, turned the user's 2 (other, sky) into MarsScapes' gravel (rough). The
+                    # map keeping the project ids explains such a mask best, so it comes first. Said in
+                    # words, not as a share, so that masks with the same problem are still said once.
+                    raise ValueError(
+                        f"{path}: mask values {missing} are not project class ids "
+                        f"{sorted(VALID_MASK_VALUES)} and dataset '{self.dataset}' has no class_map; they "
+                        f"cover under {_FEW_STRAYS:.0%} of the mask, the rest being project ids. If the "
+                        "masks are in project ids, keep them and map the stray values (a map replaces the "
+                        f"project ids, so it lists them too): data.{self.key}='{{{whole}}}', each "
+                        "<project id> filled in; or convert the masks."
+                        f"{self._native_data_set_hint(present, second=True)}"
+                    )
                 example = (
                     f" If the masks' 0, 1, 2 and 255 already are project ids, a map replaces them, so list "
                     f"them too, e.g. data.{self.key}='{{{whole}}}'."
@@ -422,14 +466,14 @@ class ClassMap:
             )
         return self._lut_u8[mask]
 
-    def _native_data_set_hint(self, present: Sequence[int] | np.ndarray) -> str:
+    def _native_data_set_hint(self, present: Sequence[int] | np.ndarray, second: bool = False) -> str:
         """The sentence a refusal of masks outside the project ids adds when the mask's values (``present``)
         are all the native ids of a data set of :data:`NATIVE_IDS`: that data set's whole map. Its labels
         copied unconverted were told to keep their 0, 1 and 2, and AI4Mars' sand (2) trained as ``other``
         without a word. Empty otherwise, and for sub-class maps."""
         if self._num_targets is not None:
             return ""
-        return native_data_set_hint(present, f"data.{self.key}" if self._data_option else self.key)
+        return native_data_set_hint(present, f"data.{self.key}" if self._data_option else self.key, second)
 
     def __repr__(self) -> str:
         return f"ClassMap(dataset={self.dataset!r}, mapping={self.as_dict()})"
