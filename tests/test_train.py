@@ -4408,3 +4408,36 @@ def test_the_sdist_holds_every_file_of_the_checkout(tmp_path: Path) -> None:
         assert wheel_zip.read(f"{info}/licenses/LICENSE") == (tree / "LICENSE").read_bytes()
     assert "License-Expression: Apache-2.0" in metadata
     assert [line for line in metadata if line.startswith("License-File:")] == ["License-File: LICENSE"]
+
+
+def test_the_readme_quick_check_of_real_data_logs_its_training_loss_without_lightning_s_warning(
+    tmp_path: Path,
+) -> None:
+    """README's quick check of real data (``data.samples_per_epoch=16``: 2 batches of 8 an epoch) printed
+    Lightning's "The number of training batches (2) is smaller than the logging interval
+    Trainer(log_every_n_steps=10)", which a user reads as something wrong, and its loggers got no
+    ``train/loss`` at all: a step is logged every 10. The interval is now lowered to the batches of an epoch,
+    so the run logs its loss each epoch and Lightning has nothing to warn of."""
+    import csv
+
+    from marsunits.data.fake import write_fake_marsscapes
+
+    (command,) = [
+        line
+        for line in (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+        if "data.samples_per_epoch=16" in line and line.startswith(".venv/bin/python train.py")
+    ]
+    readme = [w for w in command.split("#")[0].split()[2:] if not w.startswith("data.root=")]
+    root = write_fake_marsscapes(tmp_path / "marsscapes", height=64, width=128)
+    smallest = ["model=tiny", "data.crop_size=64", "data.num_workers=0", "trainer.enable_progress_bar=false"]
+    overrides = [*readme, f"data.root={root}", *smallest, "logger=csv"]
+    cfg = compose_config("train", tmp_path / "run", overrides)
+    assert cfg.data.batch_size * 2 == cfg.data.samples_per_epoch == 16  # 2 batches, as the README's run
+    assert cfg.trainer.log_every_n_steps > 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(cfg)
+    assert not [w.message for w in caught if "logging interval" in str(w.message)]
+    (csv_file,) = (tmp_path / "run" / "csv").glob("version_*/metrics.csv")
+    with open(csv_file, newline="") as fh:
+        assert [r["step"] for r in csv.DictReader(fh) if r.get("train/loss")] == ["1"]

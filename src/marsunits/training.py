@@ -251,6 +251,53 @@ def _quiet_resumed_folder(ckpt_path: str | None) -> None:
     )
 
 
+class LogWithinEpoch(pl.Callback):
+    """Lower ``trainer.log_every_n_steps`` to the training batches of an epoch where it exceeds them, as
+    Lightning's warning of such a run advises, once they are known (after the training loader is built).
+
+    Why: the README's quick check of real data (``data.samples_per_epoch=16``, 2 batches of 8) logs every 10
+    steps (``configs/trainer/cpu.yaml``), so its one epoch never logged ``train/loss`` to the CSV or W&B, and
+    Lightning printed "The number of training batches (2) is smaller than the logging interval
+    Trainer(log_every_n_steps=10)", read as something wrong. :func:`_quiet_logging_interval` silences that
+    warning around the fit this callback runs in: the interval it asks for is given. 0 (no logging) and an
+    interval within the epoch are left as they are; ``config.yaml`` keeps the value given.
+    """
+
+    def __init__(self) -> None:
+        self._given: int | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # An attribute Lightning's logger connector sets on the trainer at run time (not in its type).
+        now = int(trainer.log_every_n_steps)  # type: ignore[attr-defined]
+        if self._given is None:
+            self._given = now
+        batches = trainer.num_training_batches
+        wanted = int(batches) if self._given > 0 and 0 < batches < self._given else self._given  # inf stays
+        if wanted != now and wanted < self._given:
+            log.info(
+                "trainer.log_every_n_steps=%d is more than the %d training batches of an epoch: logging "
+                "every %d steps",
+                self._given,
+                wanted,
+                wanted,
+            )
+        trainer.log_every_n_steps = wanted  # type: ignore[attr-defined]
+
+
+def _quiet_logging_interval() -> None:
+    """Silence Lightning's "The number of training batches (<n>) is smaller than the logging interval
+    Trainer(log_every_n_steps=<m>)", for a ``warnings.catch_warnings()`` block around a fit whose trainer has
+    :class:`LogWithinEpoch`: Lightning warns as it builds the training loader, before any hook can lower the
+    interval, and the callback then does what it advises. Only that message."""
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    warnings.filterwarnings(
+        "ignore",
+        r"The number of training batches \(\d+\) is smaller than the logging interval ",
+        PossibleUserWarning,
+    )
+
+
 def _quiet_lightning_deprecations() -> None:
     """Silence the deprecation warning Lightning's own code raises against the torch it runs on, which no
     user of this tool can act on; for a ``warnings.catch_warnings()`` block around the run.
@@ -386,7 +433,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
         callbacks = _with_wandb_run_id(callbacks, loggers)
-        trainer = build_trainer(cfg.trainer, callbacks, loggers)
+        trainer = build_trainer(cfg.trainer, [*callbacks, LogWithinEpoch()], loggers)
     except BaseException:
         finish_loggers(loggers, "failed")
         raise
@@ -403,6 +450,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             try:
                 with warnings.catch_warnings():
                     _quiet_resumed_folder(ckpt_path)
+                    _quiet_logging_interval()
                     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
                 listed = getattr(datamodule, "unreadable_images", lambda: None)()
