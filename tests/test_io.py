@@ -975,3 +975,42 @@ def test_a_1_bit_mask_is_read_as_0_and_255_and_said_once(tmp_path: Path, caplog)
     said = [r.getMessage() for r in caplog.records if "1-bit" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'a.png'}: a 1-bit")
     assert "8-bit greyscale of class ids" in said[0]
+
+
+def test_a_palette_mask_whose_colours_are_the_project_s_classes_in_another_order_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A palette mask's indices are its ids. A colour mask drawn in the project's class colours and saved
+    with a palette (an image editor's "indexed colour" quantises it) holds its colours in the order they were
+    found, so index 0 may show rough_olivine's green: it trained as smooth_volcanic without a word. The first
+    such mask of a process is named, with the colours its indices show and the fix; a palette in the
+    project's order, or of other colours, is read as before, unsaid."""
+    import marsunits.data.io as io_module
+    from marsunits.constants import CLASS_NAMES, PALETTE
+
+    io_module._WARNED_READ_NOTES.discard(io_module._PROJECT_COLOURS_ELSEWHERE)
+    indices = np.zeros((6, 8), np.uint8)
+    indices[:, 3:], indices[:, 6:], indices[0] = 1, 2, 3
+
+    def save(name: str, colours: list[tuple[int, int, int]]) -> Path:
+        pal = Image.frombytes("P", (8, 6), indices.tobytes())
+        pal.putpalette([c for rgb in colours for c in rgb] + [0] * (768 - 3 * len(colours)))
+        pal.save(tmp_path / name)
+        return tmp_path / name
+
+    smooth, rough, other = PALETTE
+    quantised = [rough, smooth, other, (0, 0, 0)]  # the colours in the order an editor found them
+    with caplog.at_level("WARNING", logger="marsunits"):
+        for name in ("q1.png", "q2.png"):
+            np.testing.assert_array_equal(read_mask(save(name, quantised)), indices)  # read as its indices
+        own = save("own.png", [smooth, rough, other, (0, 0, 0)])
+        np.testing.assert_array_equal(read_mask(own), indices)
+        np.testing.assert_array_equal(
+            read_mask(save("voc.png", [(0, 0, 0), (128, 0, 0), (0, 128, 0)])), indices
+        )
+    said = [r.getMessage() for r in caplog.records if "palette" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"{tmp_path / 'q1.png'}: a palette mask"), said
+    assert f"index 0 shows {CLASS_NAMES[1]}'s colour {rough}" in said[0], said
+    assert f"index 1 shows {CLASS_NAMES[0]}'s colour {smooth}" in said[0], said
+    assert "8-bit greyscale" in said[0], said

@@ -32,6 +32,11 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 IGNORE_COLOR: tuple[int, int, int] = (0, 0, 0)
 
+#: The default palette (:data:`PALETTE`) until 2026-12-06, the one overlays were drawn in whatever a model's
+#: ``palette`` said, for records written then (without ``overlay_palette``). The default's rough_olivine has
+#: since changed (amber to olivine green, 2026-12-07). Also a colour mask may have been drawn in it.
+PALETTE_UNTIL_2026_12_06: tuple[tuple[int, int, int], ...] = ((64, 110, 230), (240, 170, 40), (150, 150, 150))
+
 #: Colour of contact lines drawn on overlays when no confidence colouring is used.
 CONTACT_COLOR: tuple[int, int, int] = (255, 40, 40)
 

@@ -31,7 +31,7 @@ import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marsunits.atomic import atomic_write
-from marsunits.constants import IGNORE_INDEX
+from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, PALETTE, PALETTE_UNTIL_2026_12_06
 from marsunits.errors import counted, some_of
 
 log = logging.getLogger(__name__)
@@ -778,6 +778,10 @@ _WARNED_READ_NOTES: set[str] = set()
 #: The key of :data:`_WARNED_READ_NOTES` for the one warning about 1-bit masks (:func:`read_mask`).
 _ONE_BIT_MASK = "<1-bit mask>"
 
+#: The key of :data:`_WARNED_READ_NOTES` for the one warning about palette masks showing the project's class
+#: colours at other classes' indices (:func:`_palette_ids`).
+_PROJECT_COLOURS_ELSEWHERE = "<palette mask of project colours out of order>"
+
 
 def _in_loader_worker() -> bool:
     """Whether this is a DataLoader worker process: each has its own memory of what was said, and training
@@ -996,7 +1000,47 @@ def _palette_ids(p: Path, decoded: Image.Image) -> np.ndarray:
             "grey shown), so its class ids are ambiguous. Save the mask as plain 8-bit greyscale (PIL mode "
             "L) holding the ids, e.g. Image.fromarray(ids).save(...)."
         )
+    if _PROJECT_COLOURS_ELSEWHERE not in _WARNED_READ_NOTES and not _in_loader_worker():
+        misplaced = _project_colours_elsewhere(used, [tuple(e) for e in entries])
+        if misplaced:
+            _WARNED_READ_NOTES.add(_PROJECT_COLOURS_ELSEWHERE)
+            log.warning(
+                "%s: a palette mask whose palette shows the project's class colours at other classes' "
+                "indices (%s), read as its indices, the class ids: a colour mask saved with a palette (an "
+                "editor's indexed colour) numbers its colours in the order found, and trains on the wrong "
+                "classes. "
+                "If the colours are the classes, save each colour's class id as 8-bit greyscale (PIL mode "
+                "L), e.g. Image.fromarray(ids).save(...); if the indices are, give the palette other "
+                "colours. Said of the first such mask only.",
+                p,
+                "; ".join(misplaced),
+            )
     return indices
+
+
+def _project_colours_elsewhere(used: Sequence[int], colours: Sequence[tuple[int, ...]]) -> list[str]:
+    """Which of a palette mask's ``used`` indices (of palette ``colours``) show another class's colour in the
+    project's palette (:data:`~marsunits.constants.PALETTE`, or the default until 2026-12-06, whose
+    rough_olivine was amber): ``"index 0 shows rough_olivine's colour (40, 200, 80)"``; empty when none.
+
+    The rule is kept cheap and narrow, to leave legitimate palette masks unsaid: a mask drawn in the
+    project's colours and quantised shows those colours exactly, at indices in the order found. An index
+    showing its own class's colour is in order; other colours (a data set's, Pascal VOC's) say nothing. The
+    grey of ``other``, (150, 150, 150), is a common palette colour, so it counts alone only beside another
+    index showing a project colour. A mask quantised in the project's order, a custom palette of a model
+    (its checkpoint's ``palette``) or an ignore of another colour than black are not seen.
+    """
+    palettes = (PALETTE, PALETTE_UNTIL_2026_12_06)
+    grey = PALETTE[2]
+    shown, misplaced = 0, []
+    for index, rgb in zip(used, colours, strict=True):
+        classes = {k for palette in palettes for k, colour in enumerate(palette) if colour == rgb}
+        shown += bool(classes)
+        if classes and index not in classes:
+            misplaced.append((index, min(classes), rgb))
+    if not misplaced or (shown < 2 and all(rgb == grey for _, _, rgb in misplaced)):
+        return []
+    return [f"index {i} shows {CLASS_NAMES[k]}'s colour {rgb}" for i, k, rgb in misplaced]
 
 
 def read_mask(path: str | os.PathLike[str], max_megapixels: float | None = None) -> np.ndarray:

@@ -70,6 +70,7 @@ from typing import Any
 
 from marsunits.boundary.camera.io import find_camera_file
 from marsunits.boundary.contact_io import update_contact_members
+from marsunits.constants import PALETTE_UNTIL_2026_12_06
 from marsunits.errors import ConfigError, counted
 from marsunits.file_digest import file_sha256
 from marsunits.inference.inputs import InputFile
@@ -80,11 +81,6 @@ from marsunits.inference.writers import (
     unescaped_path_values,
     write_json_atomic,
 )
-
-#: The default palette (:data:`marsunits.constants.PALETTE`) until 2026-12-06, the one overlays were drawn in
-#: whatever a model's ``palette`` said, for records written then (without ``overlay_palette``). The default's
-#: rough_olivine has since changed (amber to olivine green, 2026-12-07).
-PALETTE_UNTIL_2026_12_06: tuple[tuple[int, int, int], ...] = ((64, 110, 230), (240, 170, 40), (150, 150, 150))
 
 __all__ = [
     "ARITHMETIC_KEYS",
