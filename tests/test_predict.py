@@ -1469,6 +1469,37 @@ def test_contacts_get_ground_coordinates_from_a_camera_sidecar(tmp_path: Path) -
         add_ground_coordinates(image, [line], 81, 60, 30.0)
 
 
+def test_a_run_whose_console_is_no_terminal_logs_how_far_it_got(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With its output redirected (nohup, sbatch, ``| tee``) the progress bar is off: a folder of panoramas
+    said nothing until its last line, and its predict.log was empty, so a long run could not be told from a
+    hung one. It logs the images done, the last one's status and the time left, at most once per
+    ``PROGRESS_LOG_INTERVAL_S`` (the first and the last image always)."""
+    from marsunits.inference import runner
+
+    inp = tmp_path / "in"
+    for i in range(3):
+        save_rgb(inp / f"pano_{i}.png", 40, 130, seed=i)
+    (inp / "broken.png").write_bytes(b"not a png")
+    monkeypatch.setattr(runner, "PROGRESS_LOG_INTERVAL_S", 0.0, raising=False)
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out", "allow_errors=true")) == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predicted ")]
+    assert [s.split(" (")[0] for s in said] == [f"predicted {n} of 4 images" for n in (1, 2, 3, 4)], said
+    assert said[0].startswith("predicted 1 of 4 images (broken.png: error"), said
+    assert said[1].startswith("predicted 2 of 4 images (pano_0.png: ok, "), said
+    assert re.search(r"; [\d.]+ images/s, about \d+ s left$", said[1]), said
+    assert said[-1].endswith("; all done"), said
+    # Throttled: a fast folder logs its first and its last image only.
+    caplog.clear()
+    monkeypatch.setattr(runner, "PROGRESS_LOG_INTERVAL_S", 1e9, raising=False)
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "out2", "allow_errors=true")) == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predicted ")]
+    assert [s.split(" (")[0] for s in said] == ["predicted 1 of 4 images", "predicted 4 of 4 images"], said
+
+
 @pytest.mark.slow
 def test_wide_panorama_runs_with_bounded_memory(tmp_path: Path, ckpt: Path) -> None:
     """A 12,000 x 1,600 panorama (19.2 MP) predicts with peak memory set by the image size."""
