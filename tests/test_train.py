@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, REPO_ROOT, compose_config, train_py_checks
+from conftest import CONFIG_DIR, REPO_ROOT, SHARED_DATA, compose_config, train_py_checks
 from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedError, report_user_errors
 from marsunits.model_settings import input_divisor
@@ -1023,8 +1024,8 @@ def test_a_fold_without_n_folds_is_refused_before_the_run_folder(tmp_path: Path)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             composed = compose("train", overrides=overrides, return_hydra_config=True)
         refused = refusal_before_hydra(composed, tmp_path / "run")
-        if said is None:
-            assert refused is None or "fold" not in refused, (overrides, refused)
+        if said is None:  # no fold setting refused (a missing data root, "root folder ...", may be)
+            assert refused is None or not re.search(r"\bn?_?folds?\b", refused), (overrides, refused)
         else:
             assert (refused or "").startswith(said), (overrides, refused)
             assert "data.n_folds=5" in (refused or ""), refused  # the way on
@@ -3658,7 +3659,10 @@ def test_every_shipped_config_passes_the_checks_before_the_run_folder(
         overrides = [*overrides, f"data.source_dirs.folder={tmp_path / 'pseudo'}"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    assert refusal_before_hydra(cfg, tmp_path / "run") is None
+    refused = refusal_before_hydra(cfg, tmp_path / "run")
+    if refused is not None and "does not exist" in refused and not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (CI has it); the config reads it: {refused}")
+    assert refused is None, refused
     # Called directly too: refusal_before_hydra leaves to the run anything but a refusal (a crash included).
     cfg.paths.output_dir = str(tmp_path / "run")
     check_config_values(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
