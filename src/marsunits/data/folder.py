@@ -20,7 +20,7 @@ from pathlib import Path
 from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
 from marsunits.data.layout import FOLDER, FOLDER_LAYOUT, check_layout
 from marsunits.data.store import LabelledImage
-from marsunits.errors import counted, some_of
+from marsunits.errors import DataError, counted, some_of
 from marsunits.user_paths import expand_home
 
 __all__ = ["FOLDER_LAYOUT", "UnpairedFilesError", "check_root", "folder_root", "pair_by_stem", "scan_folder"]
@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 OTHER_RASTER_EXTENSIONS = (".bmp", ".webp", ".gif", ".jp2", ".j2k", ".heic", ".heif", ".avif", ".ppm", ".pgm")
 
 
-class UnpairedFilesError(ValueError):
-    """Images without a mask or masks without an image (the message names them and the fix).
+class UnpairedFilesError(DataError):
+    """Images without a mask or masks without an image (the message names them and the fix); a
+    :class:`~marsunits.errors.DataError`, so a ``ValueError`` still.
 
     ``paired`` holds the records of the files that do pair (their split group left ``None``), so that the
     caller can read them too and name their problems in the same error (:meth:`MarsDataModule.check_split

@@ -32,7 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from marsunits.atomic import atomic_write
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, PALETTE, PALETTE_UNTIL_2026_12_06
-from marsunits.errors import counted, some_of
+from marsunits.errors import DataError, counted, some_of
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,11 @@ TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
 _LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class ImageReadError(ValueError):
-    """An image or mask file could not be read; the message names the file, the problem and the fix."""
+class ImageReadError(DataError):
+    """An image or mask file could not be read; the message names the file, the problem and the fix.
+
+    A :class:`~marsunits.errors.DataError` (so a ``ValueError`` still, for code that catches that): ``except
+    MarsUnitsError`` around a script's call catches it with the project's other errors of input."""
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:

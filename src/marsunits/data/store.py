@@ -29,6 +29,7 @@ from marsunits.data.io import (
     turned_mask_note,
     warn_of_read_notes,
 )
+from marsunits.errors import DataError
 
 __all__ = ["ImageStore", "LabelledImage", "UnusablePairsError", "as_float"]
 
@@ -147,8 +148,9 @@ LISTED_PROBLEMS = 10
 LISTED_SAME = 5
 
 
-class UnusablePairsError(ValueError):
-    """Image/mask pairs that cannot be used, each problem a message naming its file.
+class UnusablePairsError(DataError):
+    """Image/mask pairs that cannot be used, each problem a message naming its file (a
+    :class:`~marsunits.errors.DataError`, so a ``ValueError`` still).
 
     The text is the problem itself when there is one, else a count and the first :data:`LISTED_PROBLEMS`
     distinct problems, one per line. Problems whose message is the same but for the file it begins with

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from marsunits.errors import DataError
 from marsunits.inference.tiling import NETWORK_STRIDE, sliding_window
 
 __all__ = ["NoImagesError", "adapt_batchnorm", "adapt_batchnorm_tiled"]
@@ -143,8 +144,9 @@ def _collecting_statistics(model: nn.Module, per_item: bool = False) -> Iterator
             norm.eval()
 
 
-class NoImagesError(ValueError):
-    """No image was given to estimate the statistics from (as opposed to a model with nothing to adapt)."""
+class NoImagesError(DataError):
+    """No image was given to estimate the statistics from (as opposed to a model with nothing to adapt); a
+    :class:`~marsunits.errors.DataError`, so a ``ValueError`` still."""
 
 
 def _adapted_copy(

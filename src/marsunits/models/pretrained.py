@@ -46,6 +46,7 @@ from torch import nn
 
 # The table of the three: in marsunits.model_settings, which imports no torch (a command line's
 # encoder_weights is checked with it before torch is imported).
+from marsunits.errors import MarsUnitsError
 from marsunits.model_settings import OFFLINE_WEIGHTS as OFFLINE_WEIGHTS
 from marsunits.model_settings import OfflineWeights as OfflineWeights
 
@@ -53,8 +54,10 @@ from marsunits.model_settings import OfflineWeights as OfflineWeights
 _STEM_KEY = "conv_stem.weight"
 
 
-class PretrainedWeightsError(RuntimeError):
-    """The offline weights are missing or do not fit the model they are loaded into."""
+class PretrainedWeightsError(MarsUnitsError, RuntimeError):
+    """The offline weights are missing or do not fit the model they are loaded into; the message says what
+    to install or which ``encoder_weights`` to give instead. A :class:`~marsunits.errors.MarsUnitsError`, so
+    ``train.py`` says it in one line (status 2) where it printed a traceback, and still a ``RuntimeError``."""
 
 
 def offline_weights_spec(weights: str) -> OfflineWeights:

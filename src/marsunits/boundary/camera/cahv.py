@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from marsunits.boundary.camera.pinhole import PinholeCamera
+from marsunits.errors import MarsUnitsError
 
 __all__ = [
     "CahvCamera",
@@ -88,11 +89,12 @@ def below_ground_refusal(centre_z_m: float, ground_z_m: float, frame: str, camer
     return said + fix if camera_file else said
 
 
-class CameraBelowGroundError(ValueError):
+class CameraBelowGroundError(MarsUnitsError, ValueError):
     """A CAHV-family camera's centre is not above its ground plane, so no pixel can see the ground: the
     numbers kept (``centre_z_m``, ``ground_z_m``, ``source_frame``) so that a camera file's reader can quote
     the frame as the file spells it, and a label's converter leave out a camera file's fix
-    (:func:`below_ground_refusal`)."""
+    (:func:`below_ground_refusal`). A :class:`~marsunits.errors.MarsUnitsError` (a camera the user gave),
+    and still a ``ValueError``."""
 
     def __init__(self, centre_z_m: float, ground_z_m: float, source_frame: str) -> None:
         self.centre_z_m, self.ground_z_m, self.source_frame = centre_z_m, ground_z_m, source_frame

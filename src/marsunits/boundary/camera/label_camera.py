@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from marsunits.errors import MarsUnitsError
+
 __all__ = ["LabelCamera", "LabelError", "RoverPose"]
 
 
@@ -26,8 +28,11 @@ _ROVER_FRAMES = ("ROVER_NAV_FRAME", "ROVER_FRAME")
 _POSE_INDEX = ("SITE", "DRIVE", "POSE")
 
 
-class LabelError(ValueError):
-    """A label that cannot be turned into a camera file; the message names the label and what to do."""
+class LabelError(MarsUnitsError, ValueError):
+    """A label that cannot be turned into a camera file; the message names the label and what to do.
+
+    A :class:`~marsunits.errors.MarsUnitsError`, as the camera file's own refusal
+    (:class:`~marsunits.boundary.camera.io.CameraFileError`) is, and still a ``ValueError``."""
 
 
 @dataclass

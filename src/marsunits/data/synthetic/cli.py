@@ -27,6 +27,7 @@ from marsunits.data.synthetic.preview import write_preview
 from marsunits.data.synthetic.scene import generate_scene
 from marsunits.errors import (
     STORAGE_ERRNOS,
+    MarsUnitsError,
     TerminatedError,
     counted,
     readable,
@@ -39,8 +40,9 @@ from marsunits.errors import (
 PREVIEW_SCENES = 8
 
 
-class UsageError(Exception):
-    """A bad command-line argument; the message is printed as one line and the exit status is 2."""
+class UsageError(MarsUnitsError):
+    """A bad command-line argument; the message is printed as one line and the exit status is 2 (a
+    :class:`~marsunits.errors.MarsUnitsError`, as every error a user can fix is)."""
 
 
 class _Parser(argparse.ArgumentParser):
