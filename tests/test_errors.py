@@ -752,3 +752,19 @@ def test_missing_offline_weights_are_one_line_where_they_were_a_traceback(
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.splitlines()[0] == f"train.py: error: {said}" and "Traceback" not in err, err
+
+
+def test_the_modules_that_raise_user_errors_import_no_hydra() -> None:
+    """Every module that raises a ``MarsUnitsError`` imports ``marsunits.errors``, which imported Hydra (some
+    0.08 s) for the one exception it unwraps when an entry point reports an error: a camera file's reader
+    and an image's loaded Hydra with it. (OmegaConf is the package's: its ``__init__`` registers a
+    resolver.)"""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, marsunits.errors, marsunits.boundary.camera.io, marsunits.data.io, "
+        "marsunits.checkpoint_files; print(sorted(m for m in sys.modules if m.split('.')[0] == 'hydra'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
