@@ -25,7 +25,11 @@ from omegaconf.errors import (  # loaded anyway: the package's __init__ register
 
 
 class MarsUnitsError(Exception):
-    """Base class for errors caused by input or configuration (not by a bug)."""
+    """Base class for errors caused by input or configuration (not by a bug).
+
+    Every exception class of the package is one (keeping a standard base, ``ValueError`` or ``RuntimeError``,
+    where code catches that), or is named with the reason in ``NOT_USER_ERRORS`` of ``tests/test_errors.py``,
+    whose test walks them all: a script's ``except MarsUnitsError`` catches every error a user can fix."""
 
 
 class ConfigError(MarsUnitsError, ValueError):
