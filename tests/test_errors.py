@@ -768,3 +768,29 @@ def test_the_modules_that_raise_user_errors_import_no_hydra() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-2000:]
+
+
+def test_errors_that_keep_their_arguments_cross_a_process_boundary_as_raised(tmp_path: Path) -> None:
+    """An error raised in a DataLoader worker or another rank is pickled to reach the main process. Three
+    errors whose ``__init__`` takes other arguments than the message failed to unpickle (``TypeError``:
+    missing arguments), which replaced the user's message with pickle's. Each comes back equal in text,
+    class and the attributes its readers use."""
+    import pickle
+
+    from marsunits.boundary.camera.cahv import CameraBelowGroundError
+    from marsunits.data.folder import UnpairedFilesError
+    from marsunits.data.store import LabelledImage, UnusablePairsError
+
+    pair = LabelledImage(tmp_path / "a.png", tmp_path / "a_mask.png", None, "folder", None)
+    raised = [
+        CameraBelowGroundError(-1.5, 0.0, "pds"),
+        UnpairedFilesError(f"{tmp_path / 'b.png'}: no mask", [pair]),
+        UnusablePairsError(
+            [f"{tmp_path}/x.png: size differs", "y: unreadable"], 5, [f"{tmp_path}/x.png", None]
+        ),
+        UnusablePairsError(["one problem"], 3, lead="Data set 'folder'"),
+    ]
+    for error in raised:
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error), (error, back)
+        assert vars(back) == vars(error), error

@@ -48,6 +48,11 @@ class UnpairedFilesError(DataError):
         super().__init__(message)
         self.paired = paired
 
+    def __reduce__(self) -> tuple[type[UnpairedFilesError], tuple[str, list[LabelledImage]]]:
+        # Pickled with the arguments of __init__ (the default passes the message alone), so the error
+        # crosses a process boundary (a worker, another rank) as raised.
+        return type(self), (str(self), self.paired)
+
 
 def check_root(root: str | Path, dataset: str, expected: str, under_data_root: bool = True) -> Path:
     """Return ``root`` as a Path if it is a directory, else raise naming it and the config key to set: with

@@ -168,7 +168,7 @@ class UnusablePairsError(DataError):
         files: Sequence[str | None] | None = None,
         lead: str | None = None,
     ) -> None:
-        self.problems, self.total = list(problems), int(total)
+        self.problems, self.total, self.lead = list(problems), int(total), lead
         self.files = list(files) if files is not None else [None] * len(self.problems)
         if len(self.problems) == 1 and lead is None:
             text = self.problems[0]
@@ -199,6 +199,11 @@ class UnusablePairsError(DataError):
             count = lead or f"{len(self.problems)} of {self.total} image/mask pairs cannot be used"
             text = f"{count}; fix each:\n" + "\n".join(listed) + tail
         super().__init__(text)
+
+    def __reduce__(self) -> tuple[type[UnusablePairsError], tuple[Any, ...]]:
+        # Pickled with the arguments of __init__ (the default passes the text alone), so the error crosses
+        # a process boundary (a worker, another rank) as raised.
+        return type(self), (self.problems, self.total, self.files, self.lead)
 
     @classmethod
     def merged(

@@ -100,6 +100,11 @@ class CameraBelowGroundError(MarsUnitsError, ValueError):
         self.centre_z_m, self.ground_z_m, self.source_frame = centre_z_m, ground_z_m, source_frame
         super().__init__(below_ground_refusal(centre_z_m, ground_z_m, source_frame))
 
+    def __reduce__(self) -> tuple[type[CameraBelowGroundError], tuple[float, float, str]]:
+        # Pickled with the arguments of __init__ (the default passes the message alone, which it does not
+        # take), so the error crosses a process boundary (a worker, another rank) as raised.
+        return type(self), (self.centre_z_m, self.ground_z_m, self.source_frame)
+
 
 def ned_to_flu(vec: np.ndarray) -> np.ndarray:
     """Convert vectors/points ``(..., 3)`` from a PDS x-north, y-east, z-down frame to x, y-left(west), z-up.
