@@ -221,6 +221,11 @@ def test_resume_skips_finished_inputs_and_overwrite_redoes_them(
     assert f"{len(first) - 1} skipped" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["skipped"] == len(first) - 1 and summary["counts"]["ok"] == 1
+    # The shares and contacts are of every mask, the skipped images' too, and the last line says so.
+    assert summary["images_with_masks"] == len(first)
+    assert summary["n_contacts"] == sum(int(r["n_contacts"]) for r in second.values())
+    whose = f"of the predicted masks of {len(first)} images (1 predicted now, {len(first) - 1} predicted by"
+    assert whose in " ".join(summary["text"].split())
 
     before = np.asarray(Image.open(out / "b" / "scene.mask.png"))
     stamp = (out / "b" / "scene.mask.png").stat().st_mtime_ns

@@ -1960,6 +1960,40 @@ def test_counts_of_one_take_the_singular_in_the_runs_last_line() -> None:
     assert "2 inputs failed: see the error rows" in two
 
 
+def test_the_last_line_says_which_images_the_unit_shares_and_contacts_are_of() -> None:
+    """It said "Over all images with a mask: ...", read as the images with a label mask; the shares are of
+    the predicted masks of the images predicted now and of those skipped as done earlier, by pixel."""
+    from marsunits.inference.run_summary_text import summary_paragraph
+
+    fractions = {"smooth_volcanic": 0.6, "rough_olivine": 0.3, "other": 0.1}
+    now = summary_paragraph(run_summary(unit_fractions=fractions, images_with_masks=2, n_contacts=3))
+    assert "with a mask" not in now
+    assert (
+        "Of the pixels of the predicted masks of the 2 images predicted: 60.0 % smooth_volcanic, "
+        "30.0 % rough_olivine, 10.0 % other; they hold 3 contact lines, 0 px in total." in now
+    )
+    resumed = summary_paragraph(
+        run_summary(
+            counts={"ok": 1, "total": 4, "skipped": 2, "error": 1},
+            unit_fractions=fractions,
+            images_with_masks=3,
+        )
+    )
+    assert (
+        "Of the pixels of the predicted masks of 3 images (1 predicted now, 2 predicted by an earlier "
+        in (resumed)
+    )
+    # A summary before images_with_masks: the ok and skipped images.
+    old = run_summary(counts={"ok": 1, "total": 3, "skipped": 2, "error": 0})
+    assert "masks of 3 images (1 predicted now, 2 predicted by" in summary_paragraph(old)
+    failed = summary_paragraph(
+        run_summary(
+            counts={"ok": 0, "total": 1, "skipped": 0, "error": 1}, unit_fractions={}, images_with_masks=0
+        )
+    )
+    assert "No image has a predicted mask, so no unit shares; 0 contact lines, 0 px in total." in failed
+
+
 def test_the_changed_inputs_line_names_them_and_what_changed(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -78,14 +78,44 @@ def _example(message: str) -> str:
     return message.rstrip().rstrip(".")
 
 
-def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
-    """One paragraph of plain text describing a finished run."""
+def _units_and_contacts(summary: Mapping[str, Any]) -> str:
+    """The sentence on the units' shares and the contacts, naming the images they are of.
+
+    ``summary.json``'s ``unit_fractions``, ``n_contacts`` and ``contact_length_px`` are over the predicted
+    masks of every input of the run that has one: those it predicted and those it skipped as done by an
+    earlier run (their masks read back), not the failed ones; the shares are of the pixels (a large image
+    weighs more), those with data. The sentence said "Over all images with a mask", which a geologist read
+    as the images with a label mask (``labels_dir``), and which did not say that skipped images count.
+    """
     c = summary["counts"]
+    now = int(c["ok"])
+    # Before 2026-12-07 a summary had no count of its own: the ok and skipped images (every one with a mask
+    # but an error row of a manifest from before that date that kept its outputs).
+    images = int(summary.get("images_with_masks", now + int(c["skipped"])))
+    earlier = images - now
     fr = summary["unit_fractions"]
-    units = ", ".join(f"{100 * v:.1f} % {n}" for n, v in fr.items() if v is not None) or "no pixels"
+    units = ", ".join(f"{100 * v:.1f} % {n}" for n, v in fr.items() if v is not None)
+    contacts = (
+        f"{counted(summary['n_contacts'], 'contact line')}, {summary['contact_length_px']:.0f} px in total"
+    )
+    if not images or not units:
+        return f"No image has a predicted mask, so no unit shares; {contacts}."
     nodata = summary.get("nodata_fraction") or 0.0
     if nodata >= 0.0005:
         units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
+    if earlier:
+        whose = (
+            f"{counted(images, 'image')} ({now} predicted now, {earlier} predicted by an earlier run and "
+            "skipped)"
+        )
+    else:
+        whose = f"the {counted(images, 'image')} predicted"
+    return f"Of the pixels of the predicted masks of {whose}: {units}; they hold {contacts}."
+
+
+def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
+    """One paragraph of plain text describing a finished run."""
+    c = summary["counts"]
     rate = summary["megapixels_per_second"]
     not_reached = int(c.get("not_reached") or 0)
     text = (
@@ -95,8 +125,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         f"in {summary['seconds']:.1f} s ({summary['megapixels']:.2f} megapixels"
         + (f", {rate:.3f} MP/s while predicting" if rate else "")
         + f") with {summary['checkpoint']} on {summary['device']} (tile {summary['tile']} px, "
-        f"overlap {summary['overlap']:g}). Over all images with a mask: {units}; "
-        f"{counted(summary['n_contacts'], 'contact line')}, {summary['contact_length_px']:.0f} px in total. "
+        f"overlap {summary['overlap']:g}). {_units_and_contacts(summary)} "
         f"Outputs, manifest.csv, summary.json and index.html are in {summary['output_dir']}."
     )
     if metrics is not None:

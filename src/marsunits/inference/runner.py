@@ -1058,10 +1058,11 @@ class _Session:
         rows = list(self.rows.values())
         counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
         pixels = np.zeros(len(CLASS_NAMES))
-        contacts, length, all_area = 0, 0.0, 0.0
+        contacts, length, all_area, with_masks = 0, 0.0, 0.0, 0
         for r in rows:
             if not has_outputs(r):
                 continue
+            with_masks += 1
             area = float(r["width"]) * float(r["height"])
             all_area += area
             pixels += [float(r[f"frac_{n}"]) * area for n in CLASS_NAMES]
@@ -1090,6 +1091,9 @@ class _Session:
             ),
             # Of the pixels with data: no-data pixels (nodata_max) are left out and counted apart.
             "nodata_fraction": round(max(0.0, 1.0 - total / all_area), 6) if all_area else None,
+            # The unit fractions and contacts are over these images' masks: this run's and those skipped
+            # as done by an earlier run (has_outputs), the failed ones left out.
+            "images_with_masks": with_masks,
             "unit_fractions": {
                 n: (float(p / total) if total else None) for n, p in zip(CLASS_NAMES, pixels, strict=True)
             },
