@@ -13,6 +13,7 @@ from marsunits.errors import ConfigError
 from marsunits.fine_tuning import initialise_from_checkpoint
 from marsunits.task import CheckpointError, load_task
 from marsunits.training import run
+from marsunits.training_extent import barely_trained, steps_in_all
 from test_train import TINY
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
@@ -48,6 +49,16 @@ def test_fine_tuning_run_starts_fresh_and_records_its_origin(source_ckpt: Path, 
     # A new run: the epoch and step counts restart (a resume would continue them).
     assert tuned["global_step"] == source["global_step"] and tuned["epoch"] == source["epoch"]
     assert 0.0 <= metrics["val/miou"] <= 1.0
+    # The steps behind the weights count those of the model it started from: a short fine-tuning of a
+    # trained model is not a barely trained one (training_extent.barely_trained).
+    steps = source["global_step"]
+    assert source["marsunits"]["training"]["steps_before"] == 0
+    assert tuned["marsunits"]["training"]["steps_before"] == steps
+    assert steps_in_all(load_task(tmp_path / "checkpoints" / "last.ckpt").training_record) == 2 * steps
+    said = barely_trained(tuned["marsunits"]["training"])
+    assert said is not None and f"({steps} of them by the model it was fine-tuned from)" in said, said
+    best = tuned["marsunits"]["training"]["best_val_miou"]  # the run's RunModelCheckpoint score, recorded
+    assert 0.0 <= best <= 1.0 and f"best validation mIoU {best:.3f}" in said, said
 
 
 def test_resuming_a_fine_tuning_run_ignores_init_ckpt_path(source_ckpt: Path, tmp_path: Path) -> None:
@@ -64,6 +75,9 @@ def test_resuming_a_fine_tuning_run_ignores_init_ckpt_path(source_ckpt: Path, tm
     assert run(second)["init_ckpt"] == str(source_ckpt)  # what the run started from, from its first part
     resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["epoch"] == torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+    # The steps of the model it started from stay counted in the resumed part's checkpoints.
+    source_steps = torch.load(source_ckpt, map_location="cpu", weights_only=True)["global_step"]
+    assert resumed["marsunits"]["training"]["steps_before"] == source_steps > 0
     # Another model given as init_ckpt_path to a resumed run is ignored: metrics.json named it all the same,
     # a model the run never started from.
     other = compose_config(

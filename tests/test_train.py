@@ -164,6 +164,10 @@ def test_fast_dev_run_through_real_config(tmp_path: Path) -> None:
     assert saved["seconds"] > 0 and "val/miou" in saved and "test/miou" in saved
     assert 0.0 <= saved["test/miou"] <= 1.0
     assert metrics["best_ckpt"] is None  # fast_dev_run saves no checkpoint
+    # ... but last.ckpt, which Lightning does not mark as a fast_dev_run's: the task records it, and
+    # predict.py warns of it (training_extent.barely_trained).
+    record = torch.load(metrics["last_ckpt"], map_location="cpu", weights_only=True)["marsunits"]["training"]
+    assert record["fast_dev_run"] is True and record["optimizer_steps"] == 1
 
 
 def test_fast_dev_run_starts_no_logger_even_when_one_is_chosen(

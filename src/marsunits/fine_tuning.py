@@ -27,6 +27,7 @@ from marsunits.task import (
     default_normalisation,
     load_task,
 )
+from marsunits.training_extent import steps_in_all
 from marsunits.user_paths import expand_home, missing_checkpoint
 
 log = logging.getLogger(__name__)
@@ -246,4 +247,6 @@ def initialise_from_checkpoint(
     task.model.load_state_dict(theirs, strict=True)
     task.trained_sols = merge_sols(task.trained_sols, source.trained_sols)  # what the weights have seen
     task.trained_image_keys = merge_image_keys(task.trained_image_keys, source.trained_image_keys)
+    # The steps behind the weights taken: a short fine-tuning of a trained model is not a barely trained one.
+    task.steps_before = steps_in_all(source.training_record)
     log.info("network initialised from %s (trained on %s)", path, source.hparams.get("dataset"))

@@ -18,7 +18,8 @@ package** holds the same model without any pickle:
   ``format_version``, ``class_names``, ``palette``, ``mean``, ``std`` (for [0, 1] inputs), ``in_channels``,
   ``tile_size`` (px), ``arch``, ``encoder``, ``num_classes``, ``class_map`` (training data's native id ->
   project id; JSON object keys are strings), ``dataset``, ``wandb_run_id``, ``encoder_depth``,
-  ``decoder_channels``, ``size_divisor``.
+  ``decoder_channels``, ``size_divisor``, ``training`` (how far the model trained:
+  :func:`marsunits.training_extent.training_record`; absent before 2026-12-07).
 * ``hparams``: every :class:`SegmentationTask` constructor argument (``task.hparams``) with
   ``encoder_weights`` set to ``null``, so the network is rebuilt without downloading anything.
 * ``provenance``: ``dataset``, ``wandb_run_id``, ``source_checkpoint`` (file name),
@@ -62,6 +63,7 @@ from marsunits.task import (
     _normalise_class_map,
     load_task,
 )
+from marsunits.training_extent import check_record, record_from_provenance
 from marsunits.user_paths import JSON_NAME, WEIGHTS_NAME, expand_home, is_package
 from marsunits.user_paths import run_folder_checkpoint_hint as _run_folder_hint
 
@@ -484,7 +486,7 @@ def load_package(
 
     Returns:
         The task in eval mode on ``map_location``, ``wandb_run_id`` (and the run's name and group),
-        ``trained_sols`` and ``trained_image_keys`` restored.
+        ``trained_sols``, ``trained_image_keys`` and ``training_record`` restored.
 
     Raises:
         FileNotFoundError: a package file is missing.
@@ -575,6 +577,8 @@ def load_package(
     task.wandb_run_group = metadata.get("wandb_run_group")
     task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
     task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
+    # Absent from packages of before 2026-12-07: the provenance's steps and epoch (the checkpoint's).
+    task._restore_training(metadata.get("training") or record_from_provenance(document.get("provenance")))
     return task.to(map_location).eval()
 
 
@@ -653,6 +657,13 @@ def _check_training_record(metadata: Mapping[str, Any], json_path: Path) -> None
             "It records the images the model trained on; put back the value the package came with (or null "
             "if they are unknown), or re-export the package."
         )
+    problem = check_record(metadata.get("training"))
+    if problem is not None:  # read by predict.py's warning and summary.json: a crash there lost the run
+        raise CheckpointError(
+            f"{json_path}: metadata training {problem}. It records how far the model trained (optimiser "
+            "steps, epoch, best validation mIoU); put back the value the package came with (or null if it is "
+            "unknown), or re-export the package."
+        )
 
 
 def _check_tensors(
@@ -729,6 +740,8 @@ def _load_trusted_checkpoint(
             f"{path} is not a Lightning checkpoint (expected a dict, found {type(checkpoint)})."
         )
     kept = {k: checkpoint[k] for k in ("state_dict", "hyper_parameters", METADATA_KEY) if k in checkpoint}
+    # Lightning's counts, plain ints: how far an older checkpoint (no metadata "training") trained.
+    kept.update({k: checkpoint[k] for k in ("epoch", "global_step") if type(checkpoint.get(k)) is int})
     with tempfile.TemporaryDirectory(prefix="marsunits-trusted-") as tmp:
         clean = Path(tmp) / path.name
         torch.save(kept, clean)

@@ -45,6 +45,7 @@ from marsunits.model_settings import OPTIMIZERS as OPTIMIZERS  # these three: de
 from marsunits.model_settings import SCHEDULERS as SCHEDULERS
 from marsunits.model_settings import check_numbers as check_numbers
 from marsunits.models import SegmentationLoss, build_model, size_divisor
+from marsunits.training_extent import BEST_SCORE_MONITOR, record_from_checkpoint, training_record
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,12 @@ class SegmentationTask(L.LightningModule):
         #: timed) and the seconds of the parts before it (read from a resumed checkpoint).
         self.part_started: float | None = None
         self.seconds_before = 0.0
+        #: Optimiser steps behind the weights this run started from (``init_ckpt_path``: that model's steps
+        #: in all; 0 from ImageNet or random weights, None when unknown); kept in checkpoints and packages.
+        self.steps_before: int | None = 0
+        #: How far the training of these weights went (:func:`marsunits.training_extent.training_record`):
+        #: set at each save from the trainer, read back from a checkpoint or package (None: unknown).
+        self.training_record: dict[str, Any] | None = None
 
     @staticmethod
     def _check_arguments(
@@ -771,7 +778,10 @@ class SegmentationTask(L.LightningModule):
         ``decoder_channels`` and ``size_divisor`` (inputs must be multiples of it) for inference code; and
         ``trained_sols`` (``{source: sorted sols}`` or None, :attr:`trained_sols`; absent before 2026-12-04)
         and ``trained_image_keys`` (sorted content keys of the training image files or None,
-        :attr:`trained_image_keys`; absent from earlier versions).
+        :attr:`trained_image_keys`; absent from earlier versions); and ``training`` (how far the training of
+        the weights went: optimiser steps, epoch, fast_dev_run, best validation mIoU, ...; or None:
+        :func:`marsunits.training_extent.training_record`, :attr:`training_record`; absent before
+        2026-12-07).
         """
         hp = self._hp
         return {
@@ -795,14 +805,38 @@ class SegmentationTask(L.LightningModule):
             "size_divisor": self.size_divisor,
             "trained_sols": self.trained_sols,
             "trained_image_keys": self.trained_image_keys,
+            "training": self.training_record,
         }
+
+    def _restore_training(self, record: Mapping[str, Any] | None) -> None:
+        """Set :attr:`training_record` and :attr:`steps_before` from a checkpoint's or package's record."""
+        self.training_record = dict(record) if record else None
+        self.steps_before = record.get("steps_before") if record else None
 
     def run_seconds(self) -> float:
         """Wall-clock seconds of the run so far, every part of it (see :data:`RUN_SECONDS_KEY`)."""
         part = time.perf_counter() - self.part_started if self.part_started is not None else 0.0
         return self.seconds_before + part
 
+    def _record_training(self) -> dict[str, Any]:
+        """:attr:`training_record` of the weights as the trainer has them now (at a checkpoint's save)."""
+        trainer = self.trainer
+        best = None
+        callback = trainer.checkpoint_callback  # train.py's RunModelCheckpoint (best.ckpt); None without
+        if callback is not None and getattr(callback, "monitor", None) == BEST_SCORE_MONITOR:
+            score = getattr(callback, "best_model_score", None)
+            best = None if score is None else float(score)
+        return training_record(
+            int(trainer.global_step),
+            int(trainer.current_epoch),
+            steps_before=self.steps_before,
+            fast_dev_run=bool(getattr(trainer, "fast_dev_run", False)),  # an attribute set in __init__
+            max_steps=int(trainer.max_steps),
+            best_val_miou=best if best is None or math.isfinite(best) else None,
+        )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.training_record = self._record_training()
         checkpoint[METADATA_KEY] = self.metadata
         checkpoint[RUN_SECONDS_KEY] = round(self.run_seconds(), 2)
 
@@ -818,6 +852,7 @@ class SegmentationTask(L.LightningModule):
         self.wandb_run_group = checkpoint[METADATA_KEY].get("wandb_run_group")
         self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
         self.trained_image_keys = checkpoint[METADATA_KEY].get("trained_image_keys")
+        self._restore_training(checkpoint[METADATA_KEY].get("training") or record_from_checkpoint(checkpoint))
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
 
@@ -1036,4 +1071,6 @@ def load_task(
     task.wandb_run_group = metadata.get("wandb_run_group")
     task.trained_sols = metadata.get("trained_sols")
     task.trained_image_keys = metadata.get("trained_image_keys")
+    # Absent before 2026-12-07: Lightning's own keys give the steps, epoch and best score.
+    task._restore_training(metadata.get("training") or record_from_checkpoint(checkpoint))
     return task.to(map_location).eval()

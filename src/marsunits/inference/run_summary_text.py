@@ -212,6 +212,12 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             f"(summary.json camera_files_refused, manifest.csv camera_error), e.g. {_example(first)}; fix or "
             "remove the camera file and run again, which predicts only those images again."
         )
+    barely = summary.get("checkpoint_barely_trained")
+    if barely:  # the run's warning of it is far above, among the images' lines
+        text += (
+            f" The model is barely trained: {barely} (summary.json checkpoint_barely_trained), so its maps "
+            "are close to noise; train longer (python train.py) and predict with that run's best.ckpt."
+        )
     if c["error"]:
         text += f" {counted(c['error'], 'input')} failed: see the error rows in manifest.csv."
     if summary.get("stopped_early"):

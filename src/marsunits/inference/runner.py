@@ -159,6 +159,7 @@ from marsunits.inference.writers import (
     write_prediction,
     write_text_atomic,
 )
+from marsunits.training_extent import barely_trained, barely_trained_warning
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ METADATA_SUMMARY_KEYS = (
     "wandb_run_id",
     "trained_sols",  # a self-training student checks its validation sols against its teacher's
     "trained_image_keys",  # ... and its validation images, by content
+    "training",  # how far the model trained: optimiser steps, epoch, best validation mIoU (training_extent)
 )
 
 
@@ -422,6 +424,10 @@ class _Session:
 
         task = load_model(self.ckpt_path, map_location="cpu", trust_checkpoint=bool(opts.trust_checkpoint))
         self.metadata = task.metadata
+        #: Why the model is evidently too little trained to use (a debug=fdr checkpoint...), or None.
+        self.barely_trained = barely_trained(task.training_record)
+        if self.barely_trained is not None and shard.rank == 0:
+            log.warning("%s", barely_trained_warning(os.fspath(self.ckpt_path), self.barely_trained))
         stride = int(self.metadata.get("size_divisor", 32))
         tile = int(opts.tile if opts.tile is not None else self.metadata["tile_size"])
         try:
@@ -1101,6 +1107,8 @@ class _Session:
             "contact_length_px": round(length, 3),
             "checkpoint": os.fspath(self.ckpt_path),
             "checkpoint_metadata": {k: self.metadata.get(k) for k in METADATA_SUMMARY_KEYS},
+            # Why the model is barely trained (training_extent.barely_trained), or None: the run warned.
+            "checkpoint_barely_trained": self.barely_trained,
             "input_dir": os.fspath(self.input_dir),
             "output_dir": os.fspath(self.output_dir),
             "device": str(self.device),
