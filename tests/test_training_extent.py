@@ -13,6 +13,7 @@ from PIL import Image
 from marsunits.inference import run
 from marsunits.task import load_task
 from marsunits.training_extent import (
+    DEFAULT_RUN_STEPS,
     MIN_TRAINING_STEPS,
     barely_trained,
     check_record,
@@ -22,10 +23,10 @@ from marsunits.training_extent import (
 )
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import one_step_trainer, tiny_task
+    from .conftest import compose_config, one_step_trainer, tiny_task
     from .test_predict import TILE, make_cfg
 except ImportError:
-    from conftest import one_step_trainer, tiny_task  # type: ignore[no-redef]
+    from conftest import compose_config, one_step_trainer, tiny_task  # type: ignore[no-redef]
     from test_predict import TILE, make_cfg  # type: ignore[no-redef]
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
@@ -80,7 +81,7 @@ def test_the_rule_flags_a_fast_dev_run_and_few_steps_not_a_length_chosen_in_step
     assert barely_trained(training_record(1, 0, max_steps=1)) is None  # the tests' one-step fixtures
     assert barely_trained(training_record(30, 0, max_steps=30)) is None  # a deliberate 30-step fine-tuning
     stopped = barely_trained(training_record(20, 0, max_steps=1000))  # interrupted before its end
-    assert stopped is not None and "stopped before the trainer.max_steps=1000" in stopped, stopped
+    assert stopped is not None and "ended before the trainer.max_steps=1000" in stopped, stopped
     assert barely_trained(training_record(20, 0, steps_before=448)) is None  # fine-tuned from a trained one
     assert barely_trained(None) is None  # nothing known, nothing said
     # A checkpoint from before the record: Lightning's keys, its fast_dev_run and max_steps unknown.
@@ -105,6 +106,14 @@ def test_the_rule_flags_a_fast_dev_run_and_few_steps_not_a_length_chosen_in_step
         check_record({"optimizer_steps": "many", "epoch": 0})
         == "optimizer_steps='many' is not a whole number >= 0"
     )
+
+
+def test_the_default_run_takes_the_steps_the_warning_names(tmp_path: Path) -> None:
+    """The warning's way on names the default run's steps; the threshold stays well under them."""
+    cfg = compose_config("train", tmp_path, [])
+    per_epoch = cfg.data.train_length // cfg.data.batch_size  # a short last batch dropped (datamodule)
+    assert per_epoch * cfg.trainer.max_epochs == DEFAULT_RUN_STEPS
+    assert MIN_TRAINING_STEPS <= DEFAULT_RUN_STEPS // 4
 
 
 def test_the_test_fixture_checkpoint_records_its_one_step_and_is_not_flagged(tmp_path: Path) -> None:

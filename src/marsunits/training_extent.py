@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "BEST_SCORE_MONITOR",
+    "DEFAULT_RUN_STEPS",
     "MIN_TRAINING_STEPS",
     "barely_trained",
     "barely_trained_warning",
@@ -31,11 +32,15 @@ __all__ = [
 #: The fewest optimiser steps, in all, of a model trained to a length that was not counted in steps.
 #:
 #: The default run (``python train.py``) takes 448 (4 epochs of 1792 scenes in batches of 16, 112 steps an
-#: epoch); the checkpoints the README calls no model to use take 1 (``debug=fdr``) and 1-2 (its one-minute
-#: check of real data, ``data.samples_per_epoch=16``), and a first epoch of the default interrupted before
-#: its end up to 111. 100 is under a quarter of the default run and above every one of those but the
-#: interrupted epoch's last few steps.
+#: epoch); the checkpoints the README calls no model to use take 1 (``debug=fdr``) and 2 (its one-minute
+#: check of real data, ``data.samples_per_epoch=16`` in batches of 8), and a first epoch of the default
+#: interrupted before its end up to 111. 100 is under a quarter of the default run and above every one of
+#: those but the interrupted epoch's last few steps.
 MIN_TRAINING_STEPS = 100
+
+#: Optimiser steps of the README's default run, ``python train.py`` (``tests/test_training_extent.py``
+#: checks them against the composed config): what the warning offers as the way on.
+DEFAULT_RUN_STEPS = 448
 
 #: The metric whose best value a checkpoint's ``ModelCheckpoint`` state holds in a run of ``train.py``
 #: (``configs/callbacks/default.yaml``); a state monitoring another metric gives no best mIoU.
@@ -176,7 +181,7 @@ def steps_in_all(record: Mapping[str, Any] | None) -> int | None:
 def barely_trained(record: Mapping[str, Any] | None) -> str | None:
     """Why a model with this training record is evidently too little trained to use, or None.
 
-    The rule judges a model by its training's own record, never by a guess from its size:
+    The rule judges a model by its training's own record, not by a step count alone:
 
     * a **fast_dev_run** (``debug=fdr``) is one batch of training whatever the run was set to: a check of
       the wiring, never a model;
@@ -186,7 +191,7 @@ def barely_trained(record: Mapping[str, Any] | None) -> str | None:
       them all. A length counted in steps is a deliberate one (a fine-tuning's, a test's one-step model, a
       program that trains a network and sets its weights itself); a length set in epochs comes from the
       data's size, and a small data set or ``data.samples_per_epoch`` makes it a handful of steps that no
-      one counted (the README's one-minute check of real data: 1 step). A run stopped before its
+      one counted (the README's one-minute check of real data: 2 steps). A run stopped before its
       ``max_steps`` (interrupted, killed) is judged by its steps like any other.
 
     A record without ``max_steps`` (a checkpoint or package from before the record) is judged by its steps.
@@ -210,9 +215,9 @@ def barely_trained(record: Mapping[str, Any] | None) -> str | None:
     what = f"it took {steps} optimiser step{'' if steps == 1 else 's'} in all" + (
         f" ({before} of them by the model it was fine-tuned from)" if before else ""
     )
-    what += f" (fewer than {MIN_TRAINING_STEPS}; the default run takes 448)"
+    what += f" (fewer than {MIN_TRAINING_STEPS}; the default run takes {DEFAULT_RUN_STEPS})"
     if isinstance(max_steps, int) and max_steps > 0:
-        what += f", its run stopped before the trainer.max_steps={max_steps} it was set to"
+        what += f", its run ended before the trainer.max_steps={max_steps} it was set to"
     best = record.get("best_val_miou")
     if best is not None:
         what += f", best validation mIoU {float(best):.3f}"
@@ -224,6 +229,6 @@ def barely_trained_warning(model: str, reason: str) -> str:
     (:func:`barely_trained`), with the way on."""
     return (
         f"{model} is barely trained: {reason}; its maps will be close to noise. Train longer (python "
-        "train.py, the README's default: 448 steps, about 5 minutes on a laptop CPU) and predict with that "
-        "run's checkpoints/best.ckpt"
+        f"train.py, the README's default: {DEFAULT_RUN_STEPS} steps, about 5 minutes on a laptop CPU) and "
+        "predict with that run's checkpoints/best.ckpt"
     )
