@@ -186,3 +186,16 @@ def test_a_package_keeps_the_record_and_refuses_a_malformed_one(tmp_path: Path) 
         CheckpointError, match=r"model\.json: metadata training best_val_miou=7 is not a number"
     ):
         load_package(package)
+
+
+def test_unit_mapper_load_warns_of_a_fast_dev_run_checkpoint_as_predict_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from marsunits.inference import UnitMapper
+
+    fdr = _fitted(tmp_path / "fdr.ckpt", fast_dev_run=True)
+    with caplog.at_level("WARNING", logger="marsunits.inference.unit_mapper"):
+        UnitMapper.load(fdr)
+        UnitMapper.load(_fitted(tmp_path / "one.ckpt"))
+    said = [r.getMessage() for r in caplog.records if "barely trained" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{fdr} is barely trained: it is a fast_dev_run"), said

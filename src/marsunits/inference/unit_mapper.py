@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -80,7 +81,10 @@ from marsunits.inference.writers import (
     unit_fractions,
     write_prediction,
 )
+from marsunits.training_extent import barely_trained, barely_trained_warning
 from marsunits.user_paths import expand_home
+
+log = logging.getLogger(__name__)
 
 __all__ = ["UnitMap", "UnitMapper", "is_grey", "units_and_contacts"]
 
@@ -449,6 +453,9 @@ class UnitMapper:
                 code: only for files you trust), as ``predict.py trust_checkpoint=true``.
             **options: The keyword arguments of :class:`UnitMapper`.
 
+        A model evidently too little trained to use (a ``debug=fdr`` checkpoint, a few optimiser steps:
+        :func:`marsunits.training_extent.barely_trained`) is loaded with the warning ``predict.py`` logs.
+
         Raises:
             FileNotFoundError: No such file or folder.
             marsunits.task.CheckpointError: Not a usable marsunits model (the message says why and what
@@ -477,7 +484,12 @@ class UnitMapper:
             )
         # load_model expands `~` and says what a missing path is (a package file renamed on its way: which
         # file to rename back).
-        return cls(load_model(path, map_location="cpu", trust_checkpoint=trust_checkpoint), **options)
+        model = load_model(path, map_location="cpu", trust_checkpoint=trust_checkpoint)
+        mapper = cls(model, **options)
+        barely = barely_trained(model.training_record)
+        if barely is not None:  # as predict.py warns: a debug=fdr checkpoint mapped noise without a word
+            log.warning("%s", barely_trained_warning(os.fspath(path), barely))
+        return mapper
 
     @property
     def config(self) -> dict[str, Any]:
