@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -404,13 +407,43 @@ def test_synthetic_eval_sets_are_fixed_and_not_training_seeds(tmp_path: Path) ->
     assert len(seeds) == 3
 
 
+class _PicklingPool:
+    """``fill_cache``'s process pool without its processes: each task's arguments and its result go through
+    pickle, as they go to and from a worker process; what a real pool adds (forkserver workers importing
+    the package, each on one thread) is :mod:`test_synthetic`'s
+    ``test_fill_cache_in_worker_processes_gives_the_lazily_rendered_scenes`` and, with the data module's own
+    scenes, the slow ``test_synthetic_training_scenes_rendered_by_a_real_pool_equal_lazy_ones`` below. Two
+    forkserver workers importing torch cost this test 7-10 s of its 10 (more under load)."""
+
+    started: list[int] = []
+
+    def __init__(self, processes: int, mp_context: object = None, initializer: object = None) -> None:
+        self.started.append(processes)
+
+    def __enter__(self) -> _PicklingPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Any, *iterables: Any) -> Iterator[Any]:
+        fn = pickle.loads(pickle.dumps(fn))
+        for args in zip(*iterables, strict=True):
+            yield pickle.loads(pickle.dumps(fn(*pickle.loads(pickle.dumps(args)))))
+
+
 def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from types import SimpleNamespace
 
+    import marsunits.data.datasets as datasets
+
+    monkeypatch.setattr(datasets, "ProcessPoolExecutor", _PicklingPool)
+    monkeypatch.setattr(_PicklingPool, "started", [])
     pooled = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=2"]).data)
     pooled.train_dataloader()
+    assert _PicklingPool.started == [2]  # one pool of two processes
     assert sorted(pooled.train_set._items) == [0, 1, 2, 3]  # rendered before the first epoch
     lazy = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=0"]).data)
     lazy.train_dataloader()
@@ -419,10 +452,8 @@ def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
     idle = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=2"]).data)
     idle.trainer = SimpleNamespace(fast_dev_run=1)
     idle.train_dataloader()
-    assert idle.train_set._items == {}
-    for i in range(4):
-        a, b = pooled.train_set._base_item(i), lazy.train_set._base_item(i)
-        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    assert idle.train_set._items == {} and _PicklingPool.started == [2]
+    _assert_same_base_items(pooled, lazy, 4)
     # Automatic: a pool for large training sets only, one process per core divided among DDP ranks.
     auto = instantiate(_compose("synthetic", tmp_path).data)
     assert auto._render_processes(4) == 0
@@ -440,6 +471,24 @@ def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
     for value in ("1.5", "many"):
         with pytest.raises(InstantiationException, match=r"render_processes must be .* got (1\.5|'many')"):
             instantiate(_compose("synthetic", tmp_path, [f"data.render_processes={value}"]).data)
+
+
+def _assert_same_base_items(pooled: MarsDataModule, lazy: MarsDataModule, n: int) -> None:
+    for i in range(n):
+        a, b = pooled.train_set._base_item(i), lazy.train_set._base_item(i)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+@pytest.mark.slow
+def test_synthetic_training_scenes_rendered_by_a_real_pool_equal_lazy_ones(tmp_path: Path) -> None:
+    """The data module's own training scenes rendered by two forkserver workers (the default test above
+    passes them through pickle in this process) are the lazily rendered ones."""
+    pooled = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=2"]).data)
+    pooled.train_dataloader()
+    assert sorted(pooled.train_set._items) == [0, 1, 2, 3]
+    lazy = instantiate(_compose("synthetic", tmp_path, ["data.render_processes=0"]).data)
+    lazy.train_dataloader()
+    _assert_same_base_items(pooled, lazy, 4)
 
 
 def _compose_real(name: str, root: Path, run_dir: Path):
