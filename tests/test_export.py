@@ -193,16 +193,30 @@ def test_the_package_metadata_is_the_checkpoints_whole_block(checkpoint: Path, t
         assert json.loads(json.dumps(load_model(model).metadata)) == expected
 
 
+def _weights_sha256(package: Path) -> str:
+    return str(json.loads((package / JSON_NAME).read_text())["weights_sha256"])
+
+
 def test_the_same_checkpoint_exports_to_the_same_weights_file(checkpoint: Path, tmp_path: Path) -> None:
     """Two metadata keys were written in hash order, so exports of one checkpoint in two processes gave
     different weights files and weights_sha256 values: a hash could not tell that two packages hold one
     model. safetensors' hash order (Rust's, keyed afresh for each map) changes from one export to the next
-    even in one process: eight exports here (two keys gave the same file eight times in 1 of 128), and one
-    in a process of another Python hash seed (a new Python: seconds of torch and Lightning)."""
+    even in one process: eight exports here (two keys gave the same file eight times in 1 of 128). An
+    export in a process of another Python hash seed is the slow test below (a new Python: 6-8 s of torch
+    and Lightning imports, most of this test's time)."""
     digests = set()
     for i in range(8):
-        export_checkpoint(checkpoint, tmp_path / f"p{i}")
-        digests.add(json.loads((tmp_path / f"p{i}" / JSON_NAME).read_text())["weights_sha256"])
+        digests.add(_weights_sha256(export_checkpoint(checkpoint, tmp_path / f"p{i}")))
+    assert len(digests) == 1
+
+
+@pytest.mark.slow
+def test_an_export_in_a_process_of_another_hash_seed_writes_the_same_weights_file(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """The export of the test above, by ``python -m marsunits.export`` in a process of another Python hash
+    seed: the same weights file as this process's export."""
+    here = _weights_sha256(export_checkpoint(checkpoint, tmp_path / "this_process"))
     out = tmp_path / "other_process"
     subprocess.run(
         [sys.executable, "-m", "marsunits.export", f"ckpt_path={checkpoint}", f"out={out}"],
@@ -211,8 +225,7 @@ def test_the_same_checkpoint_exports_to_the_same_weights_file(checkpoint: Path, 
         env={**os.environ, "PYTHONHASHSEED": "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"},
         timeout=120,
     )
-    digests.add(json.loads((out / JSON_NAME).read_text())["weights_sha256"])
-    assert len(digests) == 1
+    assert _weights_sha256(out) == here
 
 
 def test_malicious_checkpoint_is_refused_unless_trusted(checkpoint: Path, tmp_path: Path) -> None:
