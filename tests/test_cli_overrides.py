@@ -1452,7 +1452,8 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     torch, smp, timm, SciPy and Shapely: 6-7 s on a quiet 2-core machine (19 s under load) for one line,
     where ``data=nope`` took 0.8 s. The values that need no class are checked first, and the model's names
     that the project has tested without smp or timm; an unknown ``model.arch`` or ``model.encoder`` asks smp
-    or timm (and so torch), never Lightning. So are ``logger=wandb``'s mode and ``log_model``, its node told
+    or timm (and so torch), never Lightning (the slow test below: those imports were 40% of this test's
+    time). So are ``logger=wandb``'s mode and ``log_model``, its node told
     by its ``_target_``'s name (6 s, where 1.5 s), ``trainer.precision=bogus`` (Lightning's list written
     out, :func:`test_the_precisions_refused_without_lightning_are_lightnings_own`), ``data.crop_size=100``
     (the input multiple of the project's architectures known without smp), ``model.channels_last=fasle``
@@ -1463,7 +1464,6 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
     ``init_ckpt_path`` naming a text file (its first bytes read). The help and the refusals say what they
     said."""
     none: list[str] = []
-    names = ["segmentation_models_pytorch", "timm", "torch"]  # smp's and timm's lists of names: no cheaper
     cases = [
         (["--help"], 0, "", none),
         (["trainer.max_epochs=abc"], 2, "trainer.max_epochs='abc': expected a whole number >= -1", none),
@@ -1591,10 +1591,32 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
             "--cfg job, with the same overrides)\n",
             none,
         ),
-        # Last: these import what they read, which stays imported for the cases after them.
+    ]
+    _train_py_refusals_in_one_python(cases, tmp_path)
+
+
+@pytest.mark.slow
+def test_an_unknown_architecture_or_encoder_is_refused_importing_no_lightning(tmp_path: Path) -> None:
+    """``model.arch=unet3`` and ``model.encoder=nope`` are refused from smp's and timm's own lists of names
+    (which import torch: no cheaper), never Lightning's. Slow: torch, smp and timm's imports are some 8 s
+    (35 s under the suite's load), 40% of the test above, whose other refusals import none of them; the
+    refusals' words are checked by default in ``test_train.py`` (``model.encoder=nope``,
+    ``model.arch=unet++``)."""
+    names = ["segmentation_models_pytorch", "timm", "torch"]
+    cases = [
         (["model.arch=unet3"], 2, "model.arch='unet3': Unknown architecture 'unet3'. Valid choices", names),
         (["model.encoder=nope"], 2, "model.encoder='nope': Unknown encoder 'nope': not a timm model", names),
     ]
+    _train_py_refusals_in_one_python(cases, tmp_path)
+
+
+def _train_py_refusals_in_one_python(
+    cases: list[tuple[list[str], int, str, list[str]]], tmp_path: Path
+) -> None:
+    """Each case's ``train.py <args>`` run by one Python, one after the other, in ``tmp_path`` (with a text
+    file ``notes.txt`` and a YAML ``config.yaml`` there): its status, its one line on stderr (``--help``:
+    its help on stdout), and which of torch, Lightning, smp, timm, SciPy and Shapely were imported by then,
+    as each case says; no ``logs/`` made."""
     (tmp_path / "notes.txt").write_text("some notes on the run\n", encoding="utf-8")
     (tmp_path / "config.yaml").write_text("model:\n  lr: 0.001\n", encoding="utf-8")
     code = (
