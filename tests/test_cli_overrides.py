@@ -540,8 +540,32 @@ def run_a_b_under_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     is its home folder, for the tests of what it shows (a train.py start costs seconds of imports): that
     folder and the finished process, its output read as UTF-8 (a byte that is not: U+FFFD). The data folder
     is there with its ``images/`` and ``masks/``, empty (a missing folder, or one without that layout, is
-    refused before the run), so Hydra makes the run folder and the run stops on it."""
-    where = tmp_path_factory.mktemp("train_py")
+    refused before the run), so Hydra makes the run folder and the run stops on it.
+
+    Once for the whole run, not once per pytest-xdist worker: xdist deals the first quarter of the tests out
+    one at a time, in turn, so these tests, neighbours in the file, went to both workers, and each started
+    train.py (56 s of one worker's time under the suite's load). The first worker to ask runs it in the
+    folder the workers' temporary folders share, the others wait for it and read what it left there."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:  # one process: nothing to share (the shared folder would be other runs' too)
+        return _train_py_a_b_under_home(tmp_path_factory.mktemp("train_py"))
+    import fcntl
+
+    where = tmp_path_factory.getbasetemp().parent / "train_py_a_b_under_home"
+    record = where.with_name(f"{where.name}.json")
+    with open(where.with_name(f"{where.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held until closed: the other workers wait for the one run
+        if not record.is_file():
+            where.mkdir()
+            proc = _train_py_a_b_under_home(where)[1]
+            fields = {"args": proc.args, "status": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+            record.write_text(json.dumps(fields), encoding="utf-8")  # json escapes a lone surrogate
+    kept = json.loads(record.read_text(encoding="utf-8"))
+    return where, subprocess.CompletedProcess(kept["args"], kept["status"], kept["out"], kept["err"])
+
+
+def _train_py_a_b_under_home(where: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """:func:`run_a_b_under_home`'s train.py start, in the empty folder ``where``."""
     (where / "home").mkdir()
     for sub in ("images", "masks"):  # a data folder with the layout but no images, refused only in the run
         (where / "empty" / sub).mkdir(parents=True)
