@@ -4449,3 +4449,54 @@ def test_the_readme_quick_check_of_real_data_logs_its_training_loss_without_ligh
     (csv_file,) = (tmp_path / "run" / "csv").glob("version_*/metrics.csv")
     with open(csv_file, newline="") as fh:
         assert [r["step"] for r in csv.DictReader(fh) if r.get("train/loss")] == ["1"]
+
+
+@pytest.mark.parametrize("accumulate", [1, 2, 3])
+def test_a_run_shorter_than_the_logging_interval_logs_each_epoch_whatever_its_gradient_accumulation(
+    tmp_path: Path, accumulate: int
+) -> None:
+    """``LogWithinEpoch`` lowered ``log_every_n_steps`` to an epoch's batches, but Lightning counts the
+    interval in optimiser steps: 4 batches accumulated 2 by 2 (``trainer.accumulate_grad_batches=2``, which
+    train.py takes) are 2 steps, so an interval of 4 logged ``train/loss`` every second epoch, and a
+    one-epoch run none. Each epoch logs its loss, at its last step, whatever the accumulation."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from marsunits.training import LogWithinEpoch
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            loss = self.layer(batch[0]).pow(2).mean()
+            self.log("train/loss", loss, on_step=True)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2)  # 4 batches
+
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accumulate_grad_batches=accumulate,
+        log_every_n_steps=10,
+        logger=CSVLogger(tmp_path),
+        callbacks=[LogWithinEpoch()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(Tiny())
+    steps_per_epoch = math.ceil(4 / accumulate)  # the last batch of an epoch steps
+    (csv_file,) = tmp_path.glob("lightning_logs/version_*/metrics.csv")
+    with open(csv_file, newline="") as fh:
+        logged = [int(r["step"]) for r in csv.DictReader(fh) if r.get("train/loss")]
+    assert logged == [steps_per_epoch - 1, 2 * steps_per_epoch - 1]  # one per epoch, at its last step

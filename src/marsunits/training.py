@@ -252,7 +252,7 @@ def _quiet_resumed_folder(ckpt_path: str | None) -> None:
 
 
 class LogWithinEpoch(pl.Callback):
-    """Lower ``trainer.log_every_n_steps`` to the training batches of an epoch where it exceeds them, as
+    """Lower ``trainer.log_every_n_steps`` to the optimiser steps of an epoch where it exceeds them, as
     Lightning's warning of such a run advises, once they are known (after the training loader is built).
 
     Why: the README's quick check of real data (``data.samples_per_epoch=16``, 2 batches of 8) logs every 10
@@ -261,6 +261,10 @@ class LogWithinEpoch(pl.Callback):
     Trainer(log_every_n_steps=10)", read as something wrong. :func:`_quiet_logging_interval` silences that
     warning around the fit this callback runs in: the interval it asks for is given. 0 (no logging) and an
     interval within the epoch are left as they are; ``config.yaml`` keeps the value given.
+
+    The interval counts optimiser steps (Lightning logs at every ``log_every_n_steps``-th step), so an
+    epoch's is its batches over ``trainer.accumulate_grad_batches``: lowered to its batches, a run of 4
+    batches accumulated 2 by 2 logged every second epoch, and its first epoch nothing.
     """
 
     def __init__(self) -> None:
@@ -272,10 +276,14 @@ class LogWithinEpoch(pl.Callback):
         if self._given is None:
             self._given = now
         batches = trainer.num_training_batches
-        wanted = int(batches) if self._given > 0 and 0 < batches < self._given else self._given  # inf stays
+        # The optimiser steps of an epoch: its last batch steps whatever the accumulation (Lightning's rule).
+        steps = (
+            math.ceil(batches / max(1, int(trainer.accumulate_grad_batches))) if math.isfinite(batches) else 0
+        )
+        wanted = steps if self._given > 0 and 0 < steps < self._given else self._given  # inf stays
         if wanted != now and wanted < self._given:
             log.info(
-                "trainer.log_every_n_steps=%d is more than the %d training batches of an epoch: logging "
+                "trainer.log_every_n_steps=%d is more than the %d optimiser steps of an epoch: logging "
                 "every %d steps",
                 self._given,
                 wanted,
