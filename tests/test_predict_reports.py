@@ -1992,6 +1992,15 @@ def test_the_last_line_says_which_images_the_unit_shares_and_contacts_are_of() -
         )
     )
     assert "No image has a predicted mask, so no unit shares; 0 contact lines, 0 px in total." in failed
+    # Images whose masks are no-data pixels only (a black frame, nodata_max) have masks, but no shares.
+    dark = summary_paragraph(
+        run_summary(unit_fractions=dict.fromkeys(fractions), images_with_masks=2, nodata_fraction=1.0)
+    )
+    assert "No image has a predicted mask" not in dark
+    assert (
+        "The predicted masks of the 2 images predicted have no pixel with data (all no-data, nodata_max), "
+        "so no unit shares; they hold 0 contact lines, 0 px in total." in dark
+    )
 
 
 def test_the_changed_inputs_line_names_them_and_what_changed(

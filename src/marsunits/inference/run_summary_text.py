@@ -98,11 +98,8 @@ def _units_and_contacts(summary: Mapping[str, Any]) -> str:
     contacts = (
         f"{counted(summary['n_contacts'], 'contact line')}, {summary['contact_length_px']:.0f} px in total"
     )
-    if not images or not units:
+    if not images:
         return f"No image has a predicted mask, so no unit shares; {contacts}."
-    nodata = summary.get("nodata_fraction") or 0.0
-    if nodata >= 0.0005:
-        units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     if earlier:
         whose = (
             f"{counted(images, 'image')} ({now} predicted now, {earlier} predicted by an earlier run and "
@@ -110,6 +107,14 @@ def _units_and_contacts(summary: Mapping[str, Any]) -> str:
         )
     else:
         whose = f"the {counted(images, 'image')} predicted"
+    if not units:  # masks of no-data pixels only (nodata_max): predicted masks all the same
+        return (
+            f"The predicted masks of {whose} have no pixel with data (all no-data, nodata_max), so no unit "
+            f"shares; they hold {contacts}."
+        )
+    nodata = summary.get("nodata_fraction") or 0.0
+    if nodata >= 0.0005:
+        units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     return f"Of the pixels of the predicted masks of {whose}: {units}; they hold {contacts}."
 
 
