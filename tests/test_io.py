@@ -422,6 +422,15 @@ def test_an_rgb_mask_is_told_its_colours_or_that_it_holds_ids_in_each_channel(tm
     )
     with pytest.raises(ImageReadError, match=r"'RGBA' with 4 channels, a colour-coded mask of 4 colours"):
         read_mask(tmp_path / "coded_alpha.png")
+    # Ids in the colour channels of an RGBA file: its 4 channels are not all equal, its 3 colour ones are.
+    Image.fromarray(np.dstack([ids] * 3 + [np.full(ids.shape, 255, np.uint8)]), mode="RGBA").save(
+        tmp_path / "grey_alpha.png"
+    )
+    with pytest.raises(ImageReadError) as grey_alpha:
+        read_mask(tmp_path / "grey_alpha.png")
+    said = str(grey_alpha.value)
+    assert "mode 'RGBA' with 4 channels, but its 3 colour channels (R, G, B; alpha aside) are equal: " in said
+    assert "ids [0, 1, 2, 255] saved in colour" in said, said
 
 
 def test_read_mask_tiff(tmp_path: Path) -> None:

@@ -1141,8 +1141,10 @@ def _what_colour_mask_holds(decoded: Image.Image) -> str:
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all():
         ids = np.unique(rgb[..., 0])
         shown = some_of([str(int(v)) for v in ids], _COLOURS_SAID)
+        # An RGBA mask is said to have 4 channels just before: its colour ones are the 3 equal.
+        equal = "3 channels" if decoded.mode == "RGB" else "3 colour channels (R, G, B; alpha aside)"
         return (
-            f", but its 3 channels are equal: ids [{shown}] saved in colour. Save one channel as an 8-bit "
+            f", but its {equal} are equal: ids [{shown}] saved in colour. Save one channel as an 8-bit "
             "greyscale PNG (mode L), e.g. Image.fromarray(np.asarray(Image.open(path))[..., 0]).save(path)."
         )
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
