@@ -1505,6 +1505,25 @@ def test_a_run_whose_console_is_no_terminal_logs_how_far_it_got(
     assert [s.split(" (")[0] for s in said] == ["predicted 1 of 4 images", "predicted 4 of 4 images"], said
 
 
+def test_a_sharded_run_without_a_terminal_says_its_progress_is_rank_0s_share() -> None:
+    """Only rank 0 of a sharded run logs its progress, and counts its own share (``todo[rank::world_size]``):
+    an 82-image folder on 2 ranks said "predicted 41 of 41 images ...; all done" while rank 1 was still at
+    work. The line names the share and the ranks; a run of one process says what it said."""
+    from marsunits.inference.runner import _progress_line
+
+    row = {"path": "528_1.jpg", "status": "ok", "seconds": 15.6}
+    assert _progress_line(3, 41, row, 0.5, world_size=2) == (
+        "predicted 3 of rank 0's 41 images, of 2 ranks (528_1.jpg: ok, 15.6 s); 0.50 images/s, "
+        "about 76 s left"
+    )
+    assert _progress_line(41, 41, row, 0.5, world_size=2).endswith("; rank 0's share done")
+    assert _progress_line(3, 82, row, 0.5) == (
+        "predicted 3 of 82 images (528_1.jpg: ok, 15.6 s); 0.50 images/s, about 3 min left"
+    )
+    assert _progress_line(1, 1, row, 0.5).startswith("predicted 1 of 1 image (")
+    assert _progress_line(82, 82, row, 0.5).endswith("; all done")
+
+
 @pytest.mark.slow
 def test_wide_panorama_runs_with_bounded_memory(tmp_path: Path, ckpt: Path) -> None:
     """A 12,000 x 1,600 panorama (19.2 MP) predicts with peak memory set by the image size."""

@@ -298,15 +298,20 @@ def _warn_labelled_layout(input_dir: Path) -> None:
         )
 
 
-def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float) -> str:
+def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float, world_size: int = 1) -> str:
     """The progress bar's news as one log line, for a run without a terminal: how many of the ``total``
     images to predict are ``done``, the last one's status (and seconds), and the time left at ``rate``
     images a second: ``predicted 3 of 82 images (528_1.jpg: ok, 15.6 s); 0.06 images/s, about 22 min
-    left`` (``...; all done`` for the last)."""
+    left`` (``...; all done`` for the last).
+
+    In a sharded run of ``world_size`` processes only rank 0 logs, and ``total`` is its share: the line
+    says so (``predicted 3 of rank 0's 41 images, of 2 ranks``, ``...; rank 0's share done``), where it
+    said "41 of 41 images; all done" of an 82-image folder while the other ranks were still at work."""
     seconds = row.get("seconds")
     took = f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    sharded = world_size > 1
     if done >= total:
-        left = "all done"
+        left = "rank 0's share done" if sharded else "all done"
     else:
         remaining = (total - done) / max(rate, 1e-9)
         left = (
@@ -317,7 +322,8 @@ def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float) -
             else f"about {remaining / 3600:.1f} h left"
         )
         left = f"{rate:.2f} images/s, {left}"
-    return f"predicted {done} of {total} images ({row['path']}: {row['status']}{took}); {left}"
+    of = f"rank 0's {counted(total, 'image')}, of {world_size} ranks" if sharded else counted(total, "image")
+    return f"predicted {done} of {of} ({row['path']}: {row['status']}{took}); {left}"
 
 
 def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
@@ -964,7 +970,7 @@ class _Session:
             if progress.disable and self.shard.rank == 0:
                 now = time.perf_counter()
                 if n in (1, len(todo)) or now - logged >= PROGRESS_LOG_INTERVAL_S:
-                    log.info("%s", _progress_line(n, len(todo), row, rate))
+                    log.info("%s", _progress_line(n, len(todo), row, rate, self.shard.world_size))
                     logged = now
 
     def _drop_outputs_of_replaced_image(self, f: InputFile) -> str:
