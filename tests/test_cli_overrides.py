@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -556,6 +557,7 @@ def run_a_b_under_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     with open(where.with_name(f"{where.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held until closed: the other workers wait for the one run
         if not record.is_file():
+            shutil.rmtree(where, ignore_errors=True)  # a worker's start that failed: the next one tries anew
             where.mkdir()
             proc = _train_py_a_b_under_home(where)[1]
             fields = {"args": proc.args, "status": proc.returncode, "out": proc.stdout, "err": proc.stderr}

@@ -83,6 +83,9 @@ def test_the_rule_flags_a_fast_dev_run_and_few_steps_not_a_length_chosen_in_step
     stopped = barely_trained(training_record(20, 0, max_steps=1000))  # interrupted before its end
     assert stopped is not None and "ended before the trainer.max_steps=1000" in stopped, stopped
     assert barely_trained(training_record(20, 0, steps_before=448)) is None  # fine-tuned from a trained one
+    # debug=fdr of a fine-tuning: the trained weights and one batch, not the wiring check of a new model.
+    assert barely_trained(training_record(1, 0, steps_before=448, fast_dev_run=True)) is None
+    assert barely_trained(training_record(1, 0, steps_before=20, fast_dev_run=True)) is not None
     assert barely_trained(None) is None  # nothing known, nothing said
     # A checkpoint from before the record: Lightning's keys, its fast_dev_run and max_steps unknown.
     old = record_from_checkpoint(
@@ -102,6 +105,12 @@ def test_the_rule_flags_a_fast_dev_run_and_few_steps_not_a_length_chosen_in_step
     )
     assert record_from_provenance({"global_step": None}) is None
     assert check_record(training_record(5, 0, best_val_miou=0.5)) is None
+    # A package of a later version may record more: its own keys are still checked, the others left alone.
+    assert check_record({**training_record(5, 0), "learning_rate_at_end": 1e-5}) is None
+    assert (
+        check_record({**training_record(5, 0), "epoch": -1, "later": 1})
+        == "epoch=-1 is not a whole number >= 0"
+    )
     assert (
         check_record({"optimizer_steps": "many", "epoch": 0})
         == "optimizer_steps='many' is not a whole number >= 0"

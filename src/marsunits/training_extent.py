@@ -142,15 +142,14 @@ def record_from_provenance(provenance: Any) -> dict[str, Any] | None:
 
 def check_record(record: Any) -> str | None:
     """Why ``record`` (a package's ``metadata["training"]``, plain JSON a user may edit) is not in the form
-    :func:`training_record` writes, or None when it is (or is null)."""
+    :func:`training_record` writes, or None when it is (or is null). Keys other than those it writes are
+    not looked at (a package of a later version may hold more)."""
     if record is None:
         return None
     if not isinstance(record, Mapping):
         return "is not an object"
-    unknown = sorted(set(record) - set(_KEYS))
-    if unknown:
-        return f"has unknown keys {unknown}"
 
+    # Keys it does not know are left alone: a later version may record more, and its packages still load.
     def whole(key: str, optional: bool) -> bool:
         value = record.get(key)
         if value is None:
@@ -184,7 +183,8 @@ def barely_trained(record: Mapping[str, Any] | None) -> str | None:
     The rule judges a model by its training's own record, not by a step count alone:
 
     * a **fast_dev_run** (``debug=fdr``) is one batch of training whatever the run was set to: a check of
-      the wiring, never a model;
+      the wiring, never a model, unless it started from a model of :data:`MIN_TRAINING_STEPS` or more
+      (``init_ckpt_path``): its weights are that model's and one batch, judged by their steps in all;
     * otherwise, fewer than :data:`MIN_TRAINING_STEPS` optimiser steps in all (:func:`steps_in_all`: a
       fine-tuning counts the steps of the model it started from, so a few steps on a trained model are not
       flagged), **unless** the run's length was set in optimiser steps (``trainer.max_steps``) and it took
@@ -199,7 +199,7 @@ def barely_trained(record: Mapping[str, Any] | None) -> str | None:
     """
     if not record:
         return None
-    if record.get("fast_dev_run"):
+    if record.get("fast_dev_run") and int(record.get("steps_before") or 0) < MIN_TRAINING_STEPS:
         return (
             "it is a fast_dev_run checkpoint (debug=fdr): one batch of training, a check of the wiring, "
             "not a model"

@@ -956,7 +956,7 @@ class _Session:
                     log.debug("prediction of %s failed", f.path, exc_info=True)
                     # Our own errors (camera files, images) are sentences for the user; anything else keeps
                     # its type, which is what a bug report needs.
-                    ours = isinstance(exc, (MarsUnitsError, ImageReadError, CameraFileError))
+                    ours = isinstance(exc, MarsUnitsError)  # ImageReadError, CameraFileError included
                     row = _error_row(f.rel, str(exc) if ours else f"{type(exc).__name__}: {exc}")
             if row["status"] == "error" and "width" not in row and not self.opts.overwrite:
                 row["message"] += self._drop_outputs_of_replaced_image(f)
