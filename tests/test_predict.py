@@ -20,6 +20,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
+from scipy import ndimage
 
 from marsunits.data.io import read_mask, write_png_atomic
 from marsunits.errors import ConfigError, DataError, report_user_errors
@@ -703,7 +704,7 @@ def test_nodata_mask_is_the_dark_region_touching_the_border() -> None:
     image[0, 30] = [0.0, 0.0, 0.5]  # dark in two channels only: data
     got = nodata_mask(image, 0.03)
     want = np.zeros((60, 80), bool)
-    want[:, :6] = True
+    want[:, :7] = True  # the dark columns and the one-pixel ring beside them (FRINGE_PX)
     np.testing.assert_array_equal(got, want)
     assert not nodata_mask(image[:, 6:], 0.03).any()
     with pytest.raises(ValueError, match=r"nodata_max must be in \[0, 1\)"):
@@ -724,8 +725,11 @@ def test_nodata_mask_flags_a_region_touching_any_edge_from_min_region_px_on(edge
         turn = {"top": 1, "bottom": 3, "left": 0, "right": 2}[edge]  # rotate the left edge onto this one
         image = np.ascontiguousarray(np.rot90(image, k=-turn))
         got = nodata_mask(image, 0.03)
-        assert got.sum() == (length if flagged else 0), (edge, length)
-        np.testing.assert_array_equal(got, (image == 0).all(axis=2) if flagged else np.zeros_like(got))
+        dark = (image == 0).all(axis=2)
+        # The line, and its one-pixel ring (FRINGE_PX): the pixels sharing a side with it.
+        want = ndimage.binary_dilation(dark) if flagged else np.zeros_like(got)
+        assert got.sum() == (2 * length + 2 if flagged else 0), (edge, length)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_nodata_mask_threshold_is_inclusive_and_its_range_is_0_to_below_1() -> None:
@@ -736,7 +740,7 @@ def test_nodata_mask_threshold_is_inclusive_and_its_range_is_0_to_below_1() -> N
     image = np.full((40, 40, 3), 0.5, np.float32)
     image[:, :8] = 0.25  # exactly representable: no rounding between float32 and the float threshold
     want = np.zeros((40, 40), bool)
-    want[:, :8] = True
+    want[:, :9] = True  # with the one-pixel ring beside the border (FRINGE_PX)
     np.testing.assert_array_equal(nodata_mask(image, 0.25), want)
     assert not nodata_mask(image, 0.0).any()
     image[:, :8] = 0.0
@@ -745,6 +749,31 @@ def test_nodata_mask_threshold_is_inclusive_and_its_range_is_0_to_below_1() -> N
         nodata_mask(image, 1.0)
     image[:, -8:] = [0.0, 0.0, 0.5]  # a border band dark in two channels only: data
     np.testing.assert_array_equal(nodata_mask(image, 0.03), want)
+
+
+def test_the_blended_fringe_of_a_mosaic_border_is_no_data_and_draws_no_contact_along_it() -> None:
+    """The pixel next to a panorama's black border is a blend of black and terrain (JPEG, a resampled
+    mosaic), brighter than nodata_max; the network read it (and often the row inside it) as rough terrain, so
+    borders got a rough_olivine rim in the mask and a contact traced along it (seen on MarsScapes panoramas:
+    5-7 % of their contact length, 29 % of a greyscale one shrunk to half size)."""
+    from marsunits.boundary.extract import ContactConfig
+    from marsunits.inference.unit_mapper import units_and_contacts
+
+    h, w = 48, 400
+    image = np.full((h, w, 3), 0.6, np.float32)
+    image[-6:] = 0.0  # the mosaic's black border along the bottom ...
+    image[-7] = 0.25  # ... and its blended fringe, far above nodata_max (64/255)
+    image[: h - 7, 40:44] = 0.1  # a dark streak inside the image, beside the fringe: terrain, not no data
+    probs = np.zeros((3, h, w), np.float32)
+    probs[0] = 0.9  # smooth ground everywhere ...
+    probs[2] = 0.1
+    probs[:, -8:-6] = np.array([0.05, 0.9, 0.05], np.float32)[:, None, None]  # ... the network's rough rim
+    mask, lines = units_and_contacts(
+        probs, image, min_unit_area_px=200, nodata_max=0.03, contact=ContactConfig()
+    )
+    assert (mask[-7:] == 255).all()  # the border and its fringe
+    assert (mask[: h - 8] == 0).all()  # the ground inside, the dark streak included
+    assert lines == []  # no contact traced along the border (one of 399 px was)
 
 
 def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: Path, ckpt: Path) -> None:
@@ -760,7 +789,7 @@ def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: P
     out = tmp_path / "out"
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0
     mask = read_mask(out / "pano.mask.png")
-    border = (image == 0).all(axis=2)
+    border = ndimage.binary_dilation((image == 0).all(axis=2))  # with its one-pixel fringe (FRINGE_PX)
     assert (mask[border] == 255).all() and (mask[~border] < 3).all()
     row = read_manifest(out)["pano.png"]
     fractions = sum(float(row[f"frac_{n}"]) for n in ("smooth_volcanic", "rough_olivine", "other"))

@@ -75,8 +75,8 @@ def test_write_pseudo_labels_makes_a_folder_dataset(tmp_path: Path) -> None:
         assert (out / "images" / f"{stem}.png").resolve() == (images / "sol600" / f"{stem}.png").resolve()
         mask = read_mask(out / "masks" / f"{stem}.png")
         assert (mask[:, :16] == 0).all()  # the shadow at [10:12, 2:4] is terrain, as predict.py sees it
-        assert (mask[:, 32:40] == 1).all() and (mask[:, 16:32] == 255).all()
-        assert (mask[:, -8:] == 255).all()  # the black no-data border
+        assert (mask[:, 32:39] == 1).all() and (mask[:, 16:32] == 255).all()
+        assert (mask[:, -9:] == 255).all()  # the black no-data border and the pixel beside it (FRINGE_PX)
     report = json.loads((out / "pseudo_labels.json").read_text())
     assert report["threshold"] == 0.9 and report["nodata_max"] == 0.03 and len(report["per_image"]) == 2
     assert report["teacher_trained_sols"] is None  # predictions without a summary.json: unknown

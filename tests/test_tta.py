@@ -71,17 +71,18 @@ def test_a_folder_predicted_with_the_earlier_tta_is_not_resumed_with_the_new_one
     assert run(cfg) == 0
     settings = out / "prediction_settings.json"
     record = json.loads(settings.read_text())
-    assert record["method_versions"] == {"tta": 2, "min_unit_area_px": 2}
+    assert record["method_versions"] == {"tta": 2, "min_unit_area_px": 2, "nodata_max": 2}
     del record["method_versions"]  # as a folder written before the versions were recorded
     settings.write_text(json.dumps(record))
-    with pytest.raises(ConfigError, match=r"how min_unit_area_px, tta is computed changed since"):
+    with pytest.raises(ConfigError, match=r"how min_unit_area_px, nodata_max, tta is computed changed since"):
         run(make_cfg(tmp_path, ckpt, inp, out, "tta=true", "precision=32"))
     plain = tmp_path / "plain"
-    assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32", "min_unit_area_px=0")) == 0
+    no_methods = ("precision=32", "min_unit_area_px=0", "nodata_max=null")
+    assert run(make_cfg(tmp_path, ckpt, inp, plain, *no_methods)) == 0
     assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None
     # Switching tta on in that folder is one difference, said once (it was also called a change of method).
     with pytest.raises(ConfigError) as refused:
-        run(make_cfg(tmp_path, ckpt, inp, plain, "tta=true", "precision=32", "min_unit_area_px=0"))
+        run(make_cfg(tmp_path, ckpt, inp, plain, "tta=true", *no_methods))
     assert "tta (false then, true now)" in str(refused.value) and "computed changed" not in str(refused.value)
 
 
@@ -98,16 +99,17 @@ def test_a_folder_predicted_with_the_earlier_minimum_mapping_unit_is_not_resumed
     assert run(make_cfg(tmp_path, ckpt, inp, out, "precision=32")) == 0
     settings = out / "prediction_settings.json"
     record = json.loads(settings.read_text())
-    assert record["method_versions"] == {"min_unit_area_px": 2}
-    record["method_versions"] = None  # as a folder written before the rule changed
+    assert record["method_versions"] == {"min_unit_area_px": 2, "nodata_max": 2}
+    record["method_versions"] = {"nodata_max": 2}  # as a folder written before the rule changed
     settings.write_text(json.dumps(record))
     with pytest.raises(ConfigError, match=r"how min_unit_area_px is computed changed since"):
         run(make_cfg(tmp_path, ckpt, inp, out, "precision=32"))
-    # Without a minimum mapping unit (0 or 1 px) no version is recorded, so none can differ.
+    # Without a minimum mapping unit (0 or 1 px) no version of it is recorded, so none can differ.
     for area in (0, 1):
         plain = tmp_path / f"plain{area}"
         assert run(make_cfg(tmp_path, ckpt, inp, plain, "precision=32", f"min_unit_area_px={area}")) == 0
-        assert json.loads((plain / "prediction_settings.json").read_text())["method_versions"] is None
+        recorded = json.loads((plain / "prediction_settings.json").read_text())["method_versions"]
+        assert recorded == {"nodata_max": 2}
 
 
 def test_a_minimum_mapping_unit_switched_on_from_1_px_is_one_difference(tmp_path: Path) -> None:
@@ -134,3 +136,22 @@ def test_a_minimum_mapping_unit_switched_on_from_1_px_is_one_difference(tmp_path
     write_settings(tmp_path, {**record(200), "method_versions": None})  # begun before version 2
     with pytest.raises(ConfigError, match=r"how min_unit_area_px is computed changed since"):
         check_settings(tmp_path, record(200), overwrite=False)
+
+
+def test_a_folder_predicted_before_the_no_data_fringe_rule_is_not_resumed_with_it(tmp_path: Path) -> None:
+    """The no-data border now takes the one-pixel ring beside it (nodata_max version 2): a folder
+    half-predicted before would hold masks with and without the ring; 0 (pure black) is on, null is off."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.output_settings import check_settings, method_versions, write_settings
+
+    def record(nodata_max: float | None) -> dict[str, object]:
+        versions = method_versions({"min_unit_area_px": 0, "nodata_max": nodata_max})
+        return {"weights_sha256": "w", "nodata_max": nodata_max, "method_versions": versions}
+
+    assert record(0.03)["method_versions"] == {"nodata_max": 2} == record(0.0)["method_versions"]
+    assert record(None)["method_versions"] is None
+    write_settings(tmp_path, {**record(0.03), "method_versions": None})  # begun before version 2
+    with pytest.raises(ConfigError, match=r"how nodata_max is computed changed since"):
+        check_settings(tmp_path, record(0.03), overwrite=False)
+    write_settings(tmp_path, record(None))
+    check_settings(tmp_path, record(None), overwrite=False)  # no border found either way: resumed

@@ -885,7 +885,8 @@ def test_nan_probabilities_are_an_error_not_a_mask_of_unit_0():
     probs = np.full((3, 32, 48), 1 / 3, np.float32)
     probs[:, :, :8] = np.nan
     mask, _ = units_and_contacts(probs, image, min_unit_area_px=200, nodata_max=0.03, contact=ContactConfig())
-    assert (mask[:, :8] == 255).all() and (mask[:, 8:] == 0).all()
+    # The border and the one-pixel ring beside it (FRINGE_PX) are no data.
+    assert (mask[:, :9] == 255).all() and (mask[:, 9:] == 0).all()
 
 
 @pytest.mark.parametrize("fold_batchnorm", [True, False])

@@ -142,12 +142,18 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
 #: (Batching the adaptation windows since changes the statistics by float rounding only, 1e-5 relative: the
 #: same version.) ``min_unit_area_px`` 2 (2026-12-05) also merges a small patch that touches the other unit
 #: but borders ``other`` more into ``other``, where 1 left it (:mod:`marsunits.boundary.mapping_unit`).
-METHOD_VERSIONS: dict[str, int] = {"tta": 2, "adapt_bn": 2, "min_unit_area_px": 2}
+#: ``nodata_max`` 2 (2026-12-07) also makes the one-pixel ring around a no-data border no data, where 1 left
+#: it to the network, which drew a rough rim and a contact along every mosaic border
+#: (:mod:`marsunits.inference.nodata`).
+METHOD_VERSIONS: dict[str, int] = {"tta": 2, "adapt_bn": 2, "min_unit_area_px": 2, "nodata_max": 2}
 
 
 def _method_used(name: str, value: Any) -> bool:
     """Whether a run's option ``name`` (one of :data:`METHOD_VERSIONS`) switches that method on: a truthy
-    switch, and for ``min_unit_area_px`` an area above 1 px (0 and 1 merge nothing)."""
+    switch, for ``min_unit_area_px`` an area above 1 px (0 and 1 merge nothing), and for ``nodata_max`` any
+    number (0 flags pure black; null is off)."""
+    if name == "nodata_max":
+        return isinstance(value, int | float) and not isinstance(value, bool)
     if name == "min_unit_area_px":
         return isinstance(value, int | float) and not isinstance(value, bool) and value > 1
     return bool(value)
@@ -155,8 +161,8 @@ def _method_used(name: str, value: Any) -> bool:
 
 def method_versions(options: Mapping[str, Any]) -> dict[str, int] | None:
     """``{method: version}`` of the :data:`METHOD_VERSIONS` methods switched on in ``options`` (their values
-    as recorded: ``tta``, ``adapt_bn``, ``min_unit_area_px``); None if none is (so folders that use none of
-    them keep the record they had)."""
+    as recorded: ``tta``, ``adapt_bn``, ``min_unit_area_px``, ``nodata_max``); None if none is (so folders
+    that use none of them keep the record they had)."""
     used = {name: v for name, v in METHOD_VERSIONS.items() if _method_used(name, options.get(name))}
     return used or None
 

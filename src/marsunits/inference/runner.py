@@ -524,6 +524,7 @@ class _Session:
                         "tta": opts.tta,
                         "adapt_bn": opts.adapt_bn,
                         "min_unit_area_px": int(opts.min_unit_area_px),
+                        "nodata_max": opts.nodata_max,
                     }
                 ),
                 "min_unit_area_px": int(opts.min_unit_area_px),
