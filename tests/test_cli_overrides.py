@@ -1243,6 +1243,24 @@ def test_hydras_shell_completion_commands_are_not_taken_for_options(script: str,
     assert not (tmp_path / "logs").exists()  # nothing is run
 
 
+def test_a_missing_best_ckpt_beside_a_last_ckpt_names_the_last_one(tmp_path: Path) -> None:
+    """The README's one-minute training check (trainer.max_epochs=1, the real-data experiments validating
+    every 2 epochs) writes last.ckpt and no best.ckpt; its predict.py line names best.ckpt, and the refusal
+    said only to pass a .ckpt written by train.py, which the user had done."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images, ckpts = tmp_path / "images", tmp_path / "run" / "checkpoints"
+    images.mkdir()
+    ckpts.mkdir(parents=True)
+    given = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}", f"ckpt_path={ckpts / 'best.ckpt'}"]
+    assert "ckpt_path=" in (predict_refusal(given, CONFIG_DIR) or "")
+    assert "last.ckpt" not in (predict_refusal(given, CONFIG_DIR) or "")  # nothing beside it to name
+    (ckpts / "last.ckpt").write_bytes(b"not read here")
+    refused = predict_refusal(given, CONFIG_DIR) or ""
+    assert refused.startswith(f"checkpoint {ckpts / 'best.ckpt'} does not exist: its run wrote no best model")
+    assert refused.endswith(f"ckpt_path={ckpts / 'last.ckpt'}"), refused
+
+
 def test_a_missing_package_file_given_as_ckpt_path_is_refused_before_the_log_folder(tmp_path: Path) -> None:
     """predict.py ckpt_path=<folder>/model.json, the folder there and no package: taken for a package's file
     by its name, it passed the checks before Hydra, and the run refused it after logs/predict/<time>/ was

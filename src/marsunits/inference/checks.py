@@ -247,6 +247,15 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
         and is_package(ckpt_path.parent)
     )
     if not ckpt_path.exists() and not package_file:
+        last = ckpt_path.with_name("last.ckpt")
+        if ckpt_path.name == "best.ckpt" and last.is_file():
+            # A run that never validated (README's one-minute check: trainer.max_epochs=1 under the real-data
+            # experiments' check_val_every_n_epoch=2) writes no best.ckpt, which README's predict line names.
+            raise FileNotFoundError(
+                f"checkpoint {ckpt_path} does not exist: its run wrote no best model (validation never ran, "
+                f"e.g. trainer.max_epochs below trainer.check_val_every_n_epoch), only its latest weights; "
+                f"predict with those: ckpt_path={last}"
+            )
         raise FileNotFoundError(
             f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
             "package folder (python -m marsunits.export) as ckpt_path="
