@@ -515,7 +515,7 @@ def test_the_gallery_shows_small_thumbnails_linking_the_overlays_and_resume_need
 
     monkeypatch.setattr(writers, "THUMBNAIL_PX", 48)  # images kept tiny: 48 px stands for 512
     inp, out = tmp_path / "in", tmp_path / "out"
-    save_rgb(inp / "wide.png", 40, 130, seed=1)
+    save_rgb(inp / "wide.png", 40, 100, seed=1)  # under PANORAMA_ASPECT (3:1): fitted into THUMBNAIL_PX
     save_rgb(inp / "sub" / "tall.png", 100, 60, seed=2)
     save_rgb(inp / "small.png", 30, 20, seed=3)  # smaller than a thumbnail: kept at its size
     save_rgb(inp / "wide.thumb.jpg", 40, 50, seed=4)  # an input, not wide.png's thumbnail

@@ -1273,17 +1273,53 @@ def test_ties_are_broken_in_every_band_of_a_tall_image(tmp_path: Path) -> None:
     assert np.array_equal(back.argmax(axis=0), mask)
 
 
-def test_a_thumbnail_of_a_thin_panorama_keeps_a_pixel_on_each_side(tmp_path: Path) -> None:
-    """A strip one pixel high (or wide) shrinks to THUMBNAIL_PX along its length and keeps one pixel across
-    it: a side rounded to 0 pixels is no image, and JPEG refuses it."""
+def test_a_panoramas_thumbnail_and_card_are_large_enough_to_see_its_units(tmp_path: Path) -> None:
+    """Fitted into 512 x 512 px, a 4629 x 512 MarsScapes panorama's thumbnail was a 512 x 57 strip, shown
+    39 px high in a 22em gallery card: its units and contacts could not be seen. A panorama's thumbnail keeps
+    a shorter side of THUMBNAIL_PX / PANORAMA_ASPECT px and its card takes a whole row; other images are as
+    they were."""
     from PIL import Image
 
-    from marsunits.inference.writers import THUMBNAIL_PX, write_thumbnail
+    from marsunits.inference.gallery import render_gallery
+    from marsunits.inference.writers import PANORAMA_ASPECT, THUMBNAIL_PX, write_thumbnail
 
+    sizes = {}
+    for name, (h, w) in {
+        "pano": (512, 4629),
+        "tall": (3000, 400),
+        "frame": (1024, 1024),
+        "wide": (480, 1400),
+    }.items():
+        path = write_thumbnail(tmp_path / f"{name}.thumb.jpg", np.full((h, w, 3), 120, np.uint8))
+        with Image.open(path) as im:
+            sizes[name] = im.size
+    assert min(sizes["pano"]) >= THUMBNAIL_PX // PANORAMA_ASPECT and max(sizes["pano"]) <= 3 * THUMBNAIL_PX
+    assert min(sizes["tall"]) >= THUMBNAIL_PX // PANORAMA_ASPECT and sizes["tall"][1] > sizes["tall"][0]
+    assert sizes["frame"] == (THUMBNAIL_PX, THUMBNAIL_PX)
+    assert max(sizes["wide"]) == THUMBNAIL_PX  # under PANORAMA_ASPECT: fitted into THUMBNAIL_PX as before
+    row = {"status": "ok", "frac_smooth_volcanic": 0.5, "frac_rough_olivine": 0.3, "frac_other": 0.2}
+    rows = [
+        {**row, "path": f"{name}.jpg", "width": w, "height": h}
+        for name, (h, w) in {"pano": (512, 4629), "frame": (1024, 1024)}.items()
+    ]
+    page = render_gallery(rows, "t", "s", thumbnails=frozenset({"pano.jpg", "frame.jpg"}))
+    assert '<figure class="ok panorama"><a href="pano.overlay.png">' in page
+    assert '<figure class="ok"><a href="frame.overlay.png">' in page
+    assert "figure.panorama{" in page
+
+
+def test_a_thumbnail_of_a_thin_panorama_keeps_a_pixel_on_each_side(tmp_path: Path) -> None:
+    """A strip one pixel high (or wide) shrinks to a panorama's longest thumbnail side along its length and
+    keeps one pixel across it: a side rounded to 0 pixels is no image, and JPEG refuses it."""
+    from PIL import Image
+
+    from marsunits.inference.writers import PANORAMA_ASPECT, THUMBNAIL_PX, write_thumbnail
+
+    longest = PANORAMA_ASPECT * THUMBNAIL_PX
     for (h, w), size in {
-        (1, 4000): (THUMBNAIL_PX, 1),
-        (4000, 1): (1, THUMBNAIL_PX),
-        (2, 12_000): (THUMBNAIL_PX, 1),
+        (1, 4000): (longest, 1),
+        (4000, 1): (1, longest),
+        (2, 12_000): (longest, 1),
         (1, 1): (1, 1),
     }.items():
         path = write_thumbnail(tmp_path / f"{h}x{w}.thumb.jpg", np.full((h, w, 3), 200, np.uint8))

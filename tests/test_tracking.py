@@ -1111,7 +1111,7 @@ def test_a_prediction_run_uploads_the_thumbnails_and_the_overlay_of_an_image_wit
     wandb_offline_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ``predictions`` table uploaded every full-size overlay (0.7-3 MB for a panorama, up to 500 of
-    them) where ``<stem>.thumb.jpg`` holds the same picture in 9-31 kB: it uploads the thumbnail, and the
+    them) where ``<stem>.thumb.jpg`` holds the same picture in 40-49 kB: it uploads the thumbnail, and the
     overlay of an image without one (a folder predicted before thumbnails were written), captions as before;
     a name that is not UTF-8 goes through Pillow and stays a JPEG."""
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -1,9 +1,9 @@
 """A static HTML gallery of the overlays (``OUT/index.html``): one self-contained file, no server.
 
-Each card shows the image's ``<stem>.thumb.jpg`` (the overlay shrunk, 9-31 kB for a MarsScapes panorama)
-and links to the full-size ``<stem>.overlay.png`` (0.7-3 MB each: a page of a few hundred panoramas loaded
-hundreds of MB). An image without a thumbnail (predicted by a version that wrote none, then skipped on
-resume) shows its overlay.
+Each card shows the image's ``<stem>.thumb.jpg`` (the overlay shrunk, 40-49 kB for a MarsScapes panorama,
+whose card takes a whole row) and links to the full-size ``<stem>.overlay.png`` (0.5-3.6 MB each: a page of
+a few hundred panoramas loaded hundreds of MB). An image without a thumbnail (predicted by a version that
+wrote none, then skipped on resume) shows its overlay.
 
 Links are relative to ``OUT`` (so the folder can be moved or zipped) and percent-encoded; every text taken
 from file names or messages is HTML-escaped, and the page is valid UTF-8 (a file name that is not is shown
@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from marsunits.constants import CLASS_NAMES, PALETTE
-from marsunits.inference.writers import SUFFIXES, has_outputs, printable
+from marsunits.inference.writers import SUFFIXES, has_outputs, is_panorama, printable
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
@@ -28,6 +28,7 @@ h1{font-size:1.4em}.summary{max-width:70em}
 .grid{display:flex;flex-wrap:wrap;gap:1em}
 figure{margin:0;background:#fff;border:1px solid #ddd;padding:.5em;width:22em}
 figure img{max-width:100%;max-height:16em;display:block;margin:auto}
+figure.panorama{width:auto;flex:1 1 100%}
 figcaption{font-size:.85em;word-break:break-all}
 .error{border-color:#c33;background:#fff4f4}.skipped{border-color:#aaa}
 .key span{display:inline-block;width:1em;height:1em;vertical-align:middle;margin:0 .3em 0 1em}
@@ -76,8 +77,12 @@ def _card(row: Mapping[str, Any], thumbnails: AbstractSet[str]) -> str:
     nodata = _nodata_fraction(row)
     if nodata is not None:  # the shares are of all pixels: without this row they sum to less than 100 %
         numbers += f"<tr><td>no data</td><td>{nodata:.1%}</td></tr>"
+    try:  # a panorama's card takes a whole row: in a 22em card it was a strip a few dozen pixels high
+        classes = status + (" panorama" if is_panorama(float(row["width"]), float(row["height"])) else "")
+    except (KeyError, TypeError, ValueError):
+        classes = status
     return (
-        f'<figure class="{html.escape(status)}"><a href="{overlay}"><img src="{shown}" loading="lazy" '
+        f'<figure class="{html.escape(classes)}"><a href="{overlay}"><img src="{shown}" loading="lazy" '
         f'alt="{name}"></a><figcaption><b>{name}</b> ({_num(row.get("width"), ".0f")} x '
         f"{_num(row.get('height'), '.0f')} px, {html.escape(status)})<table>{numbers}"
         f"<tr><td>contacts</td><td>{_num(row.get('n_contacts'), '.0f')}, "

@@ -215,7 +215,8 @@ class UnitMap:
     ) -> list[Path]:
         """Write the files ``predict.py`` writes for an image ``<stem>``: ``<stem>.mask.png``,
         ``<stem>.overlay.png``, ``<stem>.thumb.jpg`` (the overlay, its longest side
-        :data:`~marsunits.inference.writers.THUMBNAIL_PX` pixels), ``<stem>.contact.geojson`` and, with
+        :data:`~marsunits.inference.writers.THUMBNAIL_PX` pixels, a panorama's larger:
+        :func:`~marsunits.inference.writers.thumbnail_side`), ``<stem>.contact.geojson`` and, with
         ``save_probabilities``, ``<stem>.prob.tif`` (``probability_dtype`` ``uint8`` or ``float16``), each
         under a temporary name then renamed, in ``folder`` (created; ``~`` is the home folder). Returns the
         paths written.

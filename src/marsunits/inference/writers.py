@@ -66,11 +66,17 @@ OVERLAY_ALPHA = 0.4
 LOW_CONFIDENCE_COLOR: tuple[int, int, int] = (255, 255, 255)
 
 #: Longest side, in pixels, of ``<stem>.thumb.jpg``, the overlay as the gallery (``index.html``) shows it: a
-#: card is 22em wide, so 512 px is sharp on a high-density screen. MarsScapes panoramas (1500-2800 x 512 px)
-#: gave thumbnails of 9-31 kB (median 17 kB) against overlays of 0.7-3 MB (23 of them). A constant, not a
+#: card is 22em wide, so 512 px is sharp on a high-density screen (a panorama's is larger:
+#: :data:`PANORAMA_ASPECT`). MarsScapes panoramas (2015-4629 px wide) give thumbnails of 40-49 kB against
+#: overlays of 0.5-3.6 MB (4 of them, 2026-12-07). A constant, not a
 #: ``predict.py`` option: the thumbnail is no result (nothing in ``prediction_settings.json`` depends on it)
 #: and no part of an input's completion rule, so a changed size would not redo a folder's thumbnails anyway.
 THUMBNAIL_PX = 512
+#: An image at least this many times longer than it is wide (a panorama) is shown larger: its thumbnail keeps
+#: a shorter side of ``THUMBNAIL_PX / PANORAMA_ASPECT`` pixels (171) up to ``PANORAMA_ASPECT * THUMBNAIL_PX``
+#: (1536) along its length, and its gallery card takes a whole row. Fitted into ``THUMBNAIL_PX`` alone, a
+#: 4629 x 512 MarsScapes panorama became a 512 x 57 strip, shown 39 px high in its 22em card (2026-12-07).
+PANORAMA_ASPECT = 3
 #: JPEG quality of the thumbnails (Pillow's scale, 1-95; its default is 75): the overlay's unit tints and
 #: thin contact lines show fewer block artefacts at 85.
 THUMBNAIL_QUALITY = 85
@@ -522,10 +528,27 @@ def write_prediction(
     write_png_atomic(paths.mask, mask)
 
 
+def is_panorama(width: float, height: float) -> bool:
+    """Whether an image of ``width`` x ``height`` is elongated enough (:data:`PANORAMA_ASPECT`) to be shown
+    as a panorama: a larger thumbnail, a gallery card of a whole row."""
+    return max(width, height) >= PANORAMA_ASPECT * max(1.0, min(width, height))
+
+
+def thumbnail_side(width: int, height: int, side: int = THUMBNAIL_PX) -> int:
+    """The longest side of the thumbnail of a ``width`` x ``height`` image (aspect kept, never enlarged):
+    ``side``, or for a panorama (:func:`is_panorama`) the length that keeps its shorter side at
+    ``side / PANORAMA_ASPECT`` pixels, at most ``PANORAMA_ASPECT * side``."""
+    long, short = max(width, height), max(1, min(width, height))
+    scale = min(1.0, side / long)
+    if is_panorama(width, height):
+        scale = min(1.0, PANORAMA_ASPECT * side / long, side / PANORAMA_ASPECT / short)
+    return max(1, round(long * scale))
+
+
 def write_thumbnail(path: str | os.PathLike[str], rgb: np.ndarray, longest_side: int | None = None) -> Path:
     """Write ``rgb`` (uint8 ``(H, W, 3)``: the overlay as it was just written) as a JPEG whose longest side is
-    ``longest_side`` pixels (None: :data:`THUMBNAIL_PX`; aspect ratio kept; a smaller image keeps its size),
-    atomically.
+    ``longest_side`` pixels (None: :data:`THUMBNAIL_PX`; aspect ratio kept; a smaller image keeps its size;
+    a panorama's is larger, :func:`thumbnail_side`), atomically.
 
     Made from the array in memory, so the overlay is not read back; Pillow's ``Image.thumbnail`` first
     reduces by whole factors (box filter), then resamples with Lanczos, so a 12,000-pixel panorama shrinks
@@ -533,7 +556,8 @@ def write_thumbnail(path: str | os.PathLike[str], rgb: np.ndarray, longest_side:
     """
     picture = Image.fromarray(np.ascontiguousarray(rgb))
     side = THUMBNAIL_PX if longest_side is None else longest_side
-    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    longest = thumbnail_side(picture.width, picture.height, side)
+    picture.thumbnail((longest, longest), Image.Resampling.LANCZOS)
     return atomic_write(path, lambda fh: picture.save(fh, format="JPEG", quality=THUMBNAIL_QUALITY))
 
 

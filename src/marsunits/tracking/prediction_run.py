@@ -46,8 +46,9 @@ def _overlay_path(row: Mapping[str, Any], output_dir: Path) -> Path | None:
     ``<output_dir>/<rel>/<stem>.thumb.jpg`` where it is a file, else ``<output_dir>/<rel>/<stem>.overlay.png``
     (a folder predicted before thumbnails were written has none).
 
-    The thumbnail (512 px on its longest side, 9-31 kB) is what the table shows: the full-size overlays of
-    panoramas are 0.7-3 MB each, up to ``max_images`` of them uploaded with every run.
+    The thumbnail (512 px on its longest side, a panorama's 171 px across; 40-49 kB) is what the table
+    shows: the full-size overlays of panoramas are 0.5-3.6 MB each, up to ``max_images`` of them uploaded
+    with every run.
     """
     # Imported here: the writers load shapely, tifffile and scikit-image, which training (which imports this
     # package for its callbacks) does not need.
@@ -88,7 +89,7 @@ def log_prediction_run(
         manifest_rows: The manifest rows as mappings (e.g. from ``csv.DictReader``); ``path`` is the input
             path relative to the input root. The picture is the row's ``overlay`` column (absolute or
             relative to ``output_dir``) or else the overlay's thumbnail ``OUT/<rel>/<stem>.thumb.jpg``
-            (9-31 kB for a panorama), or, in a folder predicted before thumbnails were written, the
+            (40-49 kB for a panorama), or, in a folder predicted before thumbnails were written, the
             full-size ``OUT/<rel>/<stem>.overlay.png`` (DESIGN.md naming); a missing picture leaves the
             image cell empty.
         summary: Scalar results of the run (counts, mean fractions, seconds), logged to the run summary.
