@@ -1010,6 +1010,14 @@ def test_scored_images_from_sols_the_model_trained_on_are_named(tmp_path: Path) 
     said = summary_paragraph(summary, metrics)
     assert "2 of the scored images are named for sols the model trained on (e.g. 137_1.png: sol 137" in said
     assert "trained on" not in summary_paragraph(summary, {**metrics, "images_from_trained_sols": {}})
+    # One image is one: "1 of the scored images are named for sols" read wrong.
+    one = {**metrics, "images_from_trained_sols": {"137_1.png": "sol 137 (marsscapes)"}}
+    assert "1 of the scored images is named for a sol the model trained on (e.g. 137_1.png: sol 137 " in (
+        summary_paragraph(summary, one)
+    )
+    said = summary_paragraph(summary, {**metrics, "images_trained_on": ["scene.png"]})
+    assert "1 of the scored images is an image the model trained on (the same file, e.g. scene.png;" in said
+    assert "so that score reads high" in said
 
 
 def test_an_input_named_in_latin_1_gets_its_reports(tmp_path: Path, ckpt: Path) -> None:

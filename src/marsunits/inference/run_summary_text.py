@@ -144,16 +144,20 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         trained_on = metrics.get("images_from_trained_sols") or {}
         if trained_on:
             first, sol = next(iter(trained_on.items()))
+            one = len(trained_on) == 1
             text += (
-                f" {len(trained_on)} of the scored images are named for sols the model trained on (e.g. "
-                f"{first}: {sol}; metrics.json images_from_trained_sols), so those scores read high: score "
-                "images of other sols to judge the model."
+                f" {len(trained_on)} of the scored images {'is' if one else 'are'} named for "
+                f"{'a sol' if one else 'sols'} the model trained on (e.g. {first}: {sol}; metrics.json "
+                f"images_from_trained_sols), so {'that score reads' if one else 'those scores read'} high: "
+                "score images of other sols to judge the model."
             )
         trained_images = metrics.get("images_trained_on") or []
         if trained_images:
+            one = len(trained_images) == 1
             text += (
-                f" {len(trained_images)} of the scored images are images the model trained on (the same "
-                f"files, e.g. {trained_images[0]}; metrics.json images_trained_on), so those scores read "
+                f" {len(trained_images)} of the scored images {'is an image' if one else 'are images'} the "
+                f"model trained on (the same {'file' if one else 'files'}, e.g. {trained_images[0]}; "
+                f"metrics.json images_trained_on), so {'that score reads' if one else 'those scores read'} "
                 "high: score images it has not seen to judge the model."
             )
         text += _classes_absent_from_labels(metrics["overall"])
