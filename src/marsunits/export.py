@@ -29,7 +29,6 @@ from typing import Any
 from marsunits.errors import (
     USER_ERRORS,
     ConfigError,
-    MissingFileError,
     TerminatedError,
     readable,
     sigterm_raises,
@@ -131,14 +130,14 @@ def export_checkpoint(
             f"to send it (`cd {shlex.quote(str(folder.parent))} && zip -r {shlex.quote(out.name)} "
             f"{shlex.quote(folder.name)}`); predict.py reads the folder once unzipped."
         )
-    if str(ckpt_path) == "last" and not ckpt.exists():
+    if os.fspath(ckpt_path) == "last":
         # train.py's word for resuming, carried over: told "no such file", where predict.py names the newest
-        # run's best.ckpt. Its runs are under logs/ of the folder it ran in, or of $MARSUNITS_ROOT
-        # (configs/paths/default.yaml).
-        from marsunits.inference.checks import train_last_refusal
+        # run's best.ckpt; refused by predict.py's check, in this program's name. Its runs are under logs/ of
+        # the folder it ran in, or of $MARSUNITS_ROOT (configs/paths/default.yaml).
+        from marsunits.inference.checks import refuse_train_last
 
         root = Path(os.environ.get("MARSUNITS_ROOT") or Path.cwd())
-        raise MissingFileError(train_last_refusal(expand_home(root) / "logs", PROG))
+        refuse_train_last(ckpt_path, expand_home(root) / "logs", PROG)
     if not ckpt.is_file():
         raise FileNotFoundError(
             f"ckpt_path={ckpt}: no such file. Give a .ckpt written by train.py "

@@ -52,15 +52,18 @@ def configured_log_dir(cfg: DictConfig) -> Path | None:
     return None if log_dir is None else expand_home(str(log_dir))
 
 
-def refuse_train_last(ckpt_path: str, log_dir: Path | None) -> None:
+def refuse_train_last(
+    ckpt_path: str | os.PathLike[str], log_dir: Path | None, prog: str = "predict.py"
+) -> None:
     """Refuse ``ckpt_path=last`` (train.py's word for resuming, no file ``last`` there) with
-    :func:`train_last_refusal`'s message.
+    :func:`train_last_refusal`'s message for ``prog``: ``predict.py``'s, or ``python -m marsunits.export``'s
+    (which passes its own name, and the ``logs/`` folder train.py's runs are in).
 
     Raises:
         MissingFileError: naming the newest run's ``best.ckpt`` under ``log_dir``, else the general form.
     """
-    if ckpt_path == "last" and not expand_home(ckpt_path).exists():
-        raise MissingFileError(train_last_refusal(log_dir))
+    if os.fspath(ckpt_path) == "last" and not expand_home(ckpt_path).exists():
+        raise MissingFileError(train_last_refusal(log_dir, prog))
 
 
 def newest_best_checkpoint(log_dir: Path, name: str = "best.ckpt") -> Path | None:
