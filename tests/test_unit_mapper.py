@@ -365,6 +365,46 @@ def test_a_camera_given_for_another_size_is_named_not_the_one_beside(ckpt: Path,
         mapper.map(image, camera=load_camera(given))
 
 
+def test_a_camera_of_another_size_given_with_a_file_is_told_the_fix_an_array_or_pil_image_is(
+    ckpt: Path, scenes: Path
+) -> None:
+    """A camera of another size given with an image file was told "give the camera of this image (or
+    camera=None)", the same camera with the same image as a PIL image or an array the three ways out
+    (``image_cameras.py`` and ``unit_mapper.py`` each had their rule). One rule says both now: the messages
+    differ only in how the image is named, for a pinhole and a CAHV camera (whose resized copy is named in
+    either, and which is not told to change its size: it was given, not found beside the image)."""
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]  # 128 x 96
+    pinhole = {"model": "pinhole", "image_width": 256, "image_height": 192, "hfov_deg": 60, "pitch_deg": 20}
+    f = 300.0  # a CAHV of the 256 x 192 frame: the image is that frame scaled by 1/2
+    cahv = {
+        "model": "cahv",
+        "C": [0.0, 0.0, 1.9],
+        "A": [0.7071, 0.0, -0.7071],
+        "H": [127.5 * 0.7071, -f, -127.5 * 0.7071],
+        "V": [95.5 * 0.7071 - f * 0.7071, 0.0, -95.5 * 0.7071 - f * 0.7071],
+        "image_width": 256,
+        "image_height": 192,
+    }
+    with Image.open(image) as im:
+        pil = im.convert("RGB")
+    array = np.asarray(pil)
+    for camera in (pinhole, cahv):
+        said = {}
+        for key, given in (("file", image), ("pil", pil), ("array", array)):
+            with pytest.raises(CameraFileError) as info:
+                mapper.map(given, camera=camera)
+            said[key] = str(info.value)
+        assert said["file"].startswith("the camera dict given: the camera is for a 256x192 image but "), said
+        assert said["file"].replace(image.name, "the PIL image") == said["pil"], said
+        named_array = f"the array of shape {array.shape} is 128x96"
+        assert said["file"].replace(f"{image.name} is 128x96 as stored", named_array) == said["array"], said
+        assert "camera=None for the contacts in pixels only" in said["file"], said
+        assert "at the size the camera was made for" in said["file"], said
+        assert "fix image_width and image_height" not in said["file"], said
+        assert ("scaled by 1/2" in said["file"]) == (camera is cahv), said
+
+
 def test_a_camera_for_another_size_given_with_an_array_or_a_pil_image_names_the_input_as_given(
     ckpt: Path, tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ from marsunits.data.io import exif_orientation
 __all__ = [
     "add_ground_coordinates",
     "camera_error_message",
+    "camera_size_refusal",
     "image_camera",
     "no_map_reason",
     "sized_image_camera",
@@ -279,30 +280,64 @@ def camera_error_message(exc: CameraFileError, earlier: bool = False) -> str:
 def _camera_size_mismatch(
     image_path: Path, camera: Any, width: int, height: int, source: str | None = None
 ) -> str:
-    """The message for a camera file made for another image size, in the file's own terms: it names the
-    file (``source``, for a camera the caller was given) and the sizes as stored (a camera file describes
-    the raster as stored; an EXIF orientation turns the image, and the camera with it, only for display)."""
+    """:func:`camera_size_refusal` for an image file: it names the camera file (``source``, for a camera the
+    caller was given; else the file beside the image) and the image by its file name."""
     where = source or find_camera_file(image_path) or f"the camera file of {image_path.name}"
-    inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the file's camera
-    turned = getattr(camera, "orientation", 1) >= 5  # the displayed size is the stored one transposed
-    stored_w, stored_h = (height, width) if turned else (width, height)
-    text = (
-        f"{where}: the camera is for a {inner.image_width}x{inner.image_height} image but {image_path.name} "
-        f"is {stored_w}x{stored_h} as stored"
+    return camera_size_refusal(
+        camera, width, height, camera_named=str(where), image_named=image_path.name, given=source is not None
     )
-    if getattr(camera, "orientation", 1) != 1:
+
+
+def camera_size_refusal(
+    camera: Any,
+    width: int,
+    height: int,
+    *,
+    camera_named: str,
+    image_named: str,
+    as_stored: bool = True,
+    given: bool = True,
+) -> str:
+    """The one message for ``camera`` made for another size than an image of ``width`` x ``height`` pixels
+    as read, whichever way the image came (a file, a PIL image, an array or tensor): only how the camera
+    (``camera_named``: its file, "the camera given") and the image (``image_named``: its file name, "the PIL
+    image", "the array of shape (48, 64, 3)") are named differs.
+
+    ``as_stored``: the image has a raster as stored (a file, a PIL image), which is what a camera describes;
+    an EXIF orientation turns it, and the camera with it (an ``OrientedCamera``), only for display, so the
+    sizes said are the stored ones. An array has no orientation: the sizes are those given.
+
+    ``given``: the caller gave the camera (``UnitMapper.map(..., camera=...)``), so the ways out are this
+    image's own camera, the image at the camera's size, or ``camera=None``; a camera file found beside the
+    image is to be fixed or removed instead, and a CAHV-family one is not told to change its size alone
+    (its H and V are in the pixels of the image it was made for).
+    """
+    inner = getattr(camera, "camera", camera) if as_stored else camera  # an OrientedCamera wraps the file's
+    orientation = getattr(camera, "orientation", 1) if as_stored else 1
+    turned = orientation >= 5  # the displayed size is the stored one transposed
+    size_w, size_h = (height, width) if turned else (width, height)
+    text = (
+        f"{camera_named}: the camera is for a {inner.image_width}x{inner.image_height} image but "
+        f"{image_named} is {size_w}x{size_h}" + (" as stored" if as_stored else "")
+    )
+    if orientation != 1:
         text += (
-            f" (its EXIF orientation {camera.orientation} turns it for display to {width}x{height}; camera "
+            f" (its EXIF orientation {orientation} turns it for display to {width}x{height}; camera "
             "files describe the stored raster, as the camera took it)"
         )
-    if source is not None:
-        return text + "; give the camera of this image (or camera=None)"
+    resized = ""
+    if isinstance(inner, CahvCamera):
+        scale = _uniform_scale(inner.image_width, inner.image_height, size_w, size_h)
+        resized = f" (it is that image scaled by {scale}, a resized copy)" if scale else ""
+    if given:
+        return (
+            text + f"{resized}; give the camera of this image, map the image at the size the camera was made "
+            "for (not a resized or cropped copy), or give camera=None for the contacts in pixels only"
+        )
     if isinstance(inner, CahvCamera):
         # Its H and V hold the focal length and image centre in the pixels of the image it was made for:
         # "fix image_width and image_height" made a file that put a resized copy's contacts (AI4Mars' 256 px
         # Navcam frames beside the 1024 px frame's label) several times off, in metres, without a word.
-        scale = _uniform_scale(inner.image_width, inner.image_height, stored_w, stored_h)
-        resized = f" (it is that image scaled by {scale}, a resized copy)" if scale else ""
         return (
             text + f"{resized}; a {type(inner).__name__[:-6].upper()} model's H and V are in the pixels of "
             "the image it was made for, so changing image_width and image_height alone does not fit it to "

@@ -61,6 +61,7 @@ from marsunits.data.io import (
 from marsunits.errors import ConfigError
 from marsunits.inference.image_cameras import (
     add_ground_coordinates,
+    camera_size_refusal,
     image_camera,
     sized_image_camera,
     warn_if_angles_read_as_radians,
@@ -636,30 +637,17 @@ def _given_camera_size_refusal(
     source: str,
 ) -> str:
     """The refusal of ``camera`` (given as ``source`` says) made for another size than ``image``, a PIL image,
-    array or tensor of ``width`` x ``height`` pixels as read, in the words of an image file's
-    (:func:`~marsunits.inference.image_cameras.sized_image_camera`): the input named as it was given (the
-    PIL image; the array or tensor with its shape), both sizes, and the ways out. A PIL image is compared
-    as stored, as a file is: a camera describes the raster the camera took, which an EXIF orientation turns
-    for display (``camera`` is then the ``OrientedCamera`` of that turn)."""
+    array or tensor of ``width`` x ``height`` pixels as read: an image file's
+    (:func:`~marsunits.inference.image_cameras.camera_size_refusal`), the input named as it was given (the
+    PIL image, compared as stored as a file is, ``camera`` then the ``OrientedCamera`` of its EXIF turn; the
+    array or tensor with its shape)."""
     if isinstance(image, PIL.Image.Image):
-        inner = getattr(camera, "camera", camera)  # an OrientedCamera wraps the camera as given
-        orientation = getattr(camera, "orientation", 1)
-        stored_w, stored_h = (height, width) if orientation >= 5 else (width, height)
-        camera_w, camera_h = inner.image_width, inner.image_height
-        named = f"the PIL image is {stored_w}x{stored_h}"
-        if orientation != 1:
-            named += (
-                f" as stored (its EXIF orientation {orientation} turns it for display to {width}x{height}; "
-                "camera files describe the stored raster, as the camera took it)"
-            )
+        named, as_stored = "the PIL image", True
     else:
         kind = "tensor" if isinstance(image, torch.Tensor) else "array"
-        camera_w, camera_h = camera.image_width, camera.image_height
-        named = f"the {kind} of shape {tuple(image.shape)} is {width}x{height}"
-    return (
-        f"{source}: the camera is for a {camera_w}x{camera_h} image but {named}; give the camera of this "
-        "image, map the image at the size the camera was made for (not a resized or cropped copy), or give "
-        "camera=None for the contacts in pixels only"
+        named, as_stored = f"the {kind} of shape {tuple(image.shape)}", False
+    return camera_size_refusal(
+        camera, width, height, camera_named=source, image_named=named, as_stored=as_stored
     )
 
 
