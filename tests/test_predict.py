@@ -776,6 +776,30 @@ def test_the_blended_fringe_of_a_mosaic_border_is_no_data_and_draws_no_contact_a
     assert lines == []  # no contact traced along the border (one of 399 px was)
 
 
+def test_no_data_is_drawn_pure_black_in_the_overlay_its_blended_ring_too() -> None:
+    """The overlay blended every pixel with its class colour, no data's black included: a panorama's border
+    ring (no data since 2026-12-07, a blend of black and terrain in the image) was drawn a dark brown,
+    (66, 54, 39), and the border's JPEG fringe not quite black, where the README says no data is black."""
+    from marsunits.inference.nodata import nodata_mask
+    from marsunits.inference.writers import overlay_image
+
+    pixels = np.full((64, 96, 3), (150, 125, 95), np.uint8)  # terrain
+    pixels[:, :20] = (3, 2, 1)  # the mosaic's black border, with a JPEG fringe
+    pixels[:, 20] = (110, 90, 65)  # its blended ring
+    image = pixels.astype(np.float32) / 255
+    nodata = nodata_mask(image, 0.03)
+    assert nodata[:, :21].all() and not nodata[:, 21:].any()
+    mask = np.where(nodata, 255, 1).astype(np.uint8)
+    out = overlay_image(image, mask, [])
+    assert (out[nodata] == 0).all(), np.unique(out[nodata], axis=0)
+    # The pixels with data are the image blended with their class colour, as before.
+    palette = np.array([[10, 20, 30], [200, 100, 0], [90, 90, 90]])
+    tinted = overlay_image(image, mask, [], alpha=0.5, palette=palette.tolist())
+    want = (pixels[5, 40].astype(int) * 128 + palette[1] * 128) >> 8
+    np.testing.assert_array_equal(tinted[~nodata], np.broadcast_to(want, tinted[~nodata].shape))
+    assert (tinted[nodata] == 0).all()
+
+
 def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: Path, ckpt: Path) -> None:
     """The border of a stitched panorama used to be classified (mostly as rough terrain) and counted in the
     unit fractions."""
@@ -791,6 +815,8 @@ def test_black_mosaic_border_is_ignored_in_mask_fractions_and_scores(tmp_path: P
     mask = read_mask(out / "pano.mask.png")
     border = ndimage.binary_dilation((image == 0).all(axis=2))  # with its one-pixel fringe (FRINGE_PX)
     assert (mask[border] == 255).all() and (mask[~border] < 3).all()
+    overlay = np.asarray(Image.open(out / "pano.overlay.png"))  # no data black (README), its ring too
+    assert (overlay[border] == 0).all() and (overlay[~border] > 0).any(axis=-1).all()
     row = read_manifest(out)["pano.png"]
     fractions = sum(float(row[f"frac_{n}"]) for n in ("smooth_volcanic", "rough_olivine", "other"))
     assert fractions == pytest.approx(1 - border.mean(), abs=1e-5)

@@ -385,7 +385,8 @@ def overlay_image(
 
     Args:
         image: Float ``(H, W, C)`` in [0, 1], C in {1, 3}.
-        mask: uint8 ``(H, W)`` class ids (255 = ignore, drawn black).
+        mask: uint8 ``(H, W)`` class ids (255 = no data, drawn pure black, :data:`IGNORE_COLOR`, whatever
+            the image holds there).
         lines: Contacts in pixel coordinates (origin at the top-left pixel's corner). Each segment is
             coloured by the mean ``vertex_confidence`` of its ends when present, else by the line's
             ``confidence`` (see :func:`confidence_color`).
@@ -402,9 +403,14 @@ def overlay_image(
     a = int(round(alpha * 256))
     out = to_rgb_uint8(image)
     for r0 in range(0, out.shape[0], 512):
+        band = mask[r0 : r0 + 512]
         base = out[r0 : r0 + 512].astype(np.uint16)
-        tint = lut[mask[r0 : r0 + 512]]
-        out[r0 : r0 + 512] = ((base * (256 - a) + tint * a) >> 8).astype(np.uint8)
+        blended = ((base * (256 - a) + lut[band] * a) >> 8).astype(np.uint8)
+        # No data is drawn in IGNORE_COLOR itself, not blended with the image: the mosaic border's ring (the
+        # blend of black and terrain beside it, no data too) came out a dark brown, (66, 54, 39) on a
+        # MarsScapes panorama, read as dark ground where the README says black.
+        blended[band >= NUM_CLASSES] = IGNORE_COLOR
+        out[r0 : r0 + 512] = blended
     if lines:
         h, w = mask.shape
         half_width = max(2, round(min(h, w) / 250)) / 2
