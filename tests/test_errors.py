@@ -773,13 +773,17 @@ def test_the_modules_that_raise_user_errors_import_no_hydra() -> None:
 def test_errors_that_keep_their_arguments_cross_a_process_boundary_as_raised(tmp_path: Path) -> None:
     """An error raised in a DataLoader worker or another rank is pickled to reach the main process. Three
     errors whose ``__init__`` takes other arguments than the message failed to unpickle (``TypeError``:
-    missing arguments), which replaced the user's message with pickle's. Each comes back equal in text,
-    class and the attributes its readers use."""
+    missing arguments), which replaced the user's message with pickle's; so did a ``_target_`` that does
+    not import (``UnimportableTargetError``, whose ``__init__`` takes a remedy too), alone or as the error a
+    failing rank sends the others (``RankFailedError.errors``). Each comes back equal in text, class and
+    the attributes its readers use."""
     import pickle
 
     from marsunits.boundary.camera.cahv import CameraBelowGroundError
     from marsunits.data.folder import UnpairedFilesError
     from marsunits.data.store import LabelledImage, UnusablePairsError
+    from marsunits.inference.sharded_run import RankFailedError
+    from marsunits.targets import UnimportableTargetError
 
     pair = LabelledImage(tmp_path / "a.png", tmp_path / "a_mask.png", None, "folder", None)
     raised = [
@@ -789,8 +793,16 @@ def test_errors_that_keep_their_arguments_cross_a_process_boundary_as_raised(tmp
             [f"{tmp_path}/x.png: size differs", "y: unreadable"], 5, [f"{tmp_path}/x.png", None]
         ),
         UnusablePairsError(["one problem"], 3, lead="Data set 'folder'"),
+        UnimportableTargetError("no module named 'mypkg'", "install it, or fix {key}"),
     ]
     for error in raised:
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and str(back) == str(error), (error, back)
         assert vars(back) == vars(error), error
+    # A rank's failure carries the failing ranks' errors: each comes back as raised, not just the message.
+    failed = RankFailedError("rank 1 of 2 failed", [raised[0], raised[-1]])
+    back = pickle.loads(pickle.dumps(failed))
+    assert type(back) is RankFailedError and str(back) == str(failed)
+    assert [(type(e), str(e), vars(e)) for e in back.errors] == [
+        (type(e), str(e), vars(e)) for e in failed.errors
+    ]

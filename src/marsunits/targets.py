@@ -39,6 +39,12 @@ class UnimportableTargetError(ImportError):
         super().__init__(reason)
         self.reason, self.remedy = reason, remedy
 
+    def __reduce__(self) -> tuple[type[UnimportableTargetError], tuple[str, str]]:
+        # Pickled with the arguments of __init__ (ImportError's default passes the reason alone, and
+        # unpickling then fails for want of the remedy), so the error crosses a process boundary (a
+        # worker, a sweep's trial, another rank) as raised.
+        return type(self), (self.reason, self.remedy)
+
 
 def _one_line(exc: BaseException) -> str:
     """``ExcType: message`` of ``exc`` on one line (a message of several lines joined with spaces)."""
