@@ -1536,9 +1536,12 @@ class InterruptAtStep(pl.Callback):
         in_validation: bool = False,
         full_disk_at_last: bool = False,
         before_step: bool = False,
+        batches_passed: int = 0,
     ) -> None:
         self.step = step
         self.before_step = before_step  # stop before the step after ``step`` (a resume: before it trains)
+        # With gradient accumulation, the batches at ``step`` let through before the stop (1: the second)
+        self.batches_passed = batches_passed
         self.sigterm = sigterm
         self.data_error = data_error
         self.in_validation = in_validation
@@ -1548,14 +1551,24 @@ class InterruptAtStep(pl.Callback):
         if self.in_validation and not trainer.sanity_checking and trainer.global_step == self.step:
             raise KeyboardInterrupt
 
+    def _let_through(self) -> bool:
+        """Whether this batch at ``step`` passes (one of the first ``batches_passed``)."""
+        self.batches_passed -= 1
+        return self.batches_passed >= 0
+
     def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
-        if self.before_step and trainer.global_step == self.step:
+        if self.before_step and trainer.global_step == self.step and not self._let_through():
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             raise SIGTERMException if self.sigterm else KeyboardInterrupt
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step and not self.in_validation and not self.before_step:
+        if (
+            trainer.global_step == self.step
+            and not self.in_validation
+            and not self.before_step
+            and not self._let_through()
+        ):
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             if self.data_error:  # what the loader raises when a training image vanished mid-run
@@ -2047,12 +2060,19 @@ def test_a_time_named_run_stopped_without_last_ckpt_goes_on_from_best_ckpt_in_it
     assert metrics["seconds_total"] > metrics["seconds"]  # a run in two parts
 
 
+#: Gradients accumulated over 2 batches, 4 batches an epoch (2 optimiser steps).
+ACCUMULATE_2 = ["+trainer.accumulate_grad_batches=2", "data.train_length=16"]
+
+
 @pytest.mark.parametrize(
     "where",
     [
         ["+callbacks.stop.before_step=true"],  # in a batch before its step (loading it, the forward pass)
         ["+callbacks.stop.before_step=false"],  # at a batch's end
         ["+callbacks.stop.in_validation=true", "callbacks.stop.step=2"],  # in the epoch-end validation
+        # Two batches a step (4 an epoch): in the batch that steps, before its step; in the one before it.
+        [*ACCUMULATE_2, "+callbacks.stop.before_step=true", "+callbacks.stop.batches_passed=1"],
+        [*ACCUMULATE_2, "+callbacks.stop.before_step=true"],
     ],
 )
 def test_a_run_resumed_after_ctrl_c_logs_its_metrics_at_the_steps_of_a_run_never_stopped(
@@ -2061,11 +2081,22 @@ def test_a_run_resumed_after_ctrl_c_logs_its_metrics_at_the_steps_of_a_run_never
     """A run stopped by Ctrl-C and resumed with ``ckpt_path=last`` logged every later metric one step to the
     right of an uninterrupted run's (the CSV's and W&B's ``step``: validations at 8, 12, 16 for 7, 11, 15),
     one more step for each stop: Lightning adds one to its logging counter on a restart, as for its own
-    checkpoints, saved before a batch is counted, while the checkpoint written at the stop had counted it."""
+    checkpoints, saved before a batch is counted, while the checkpoint written at the stop had counted it.
+    With gradient accumulation Lightning adds it only when the batch cut short is one that steps: a stop
+    there logged one step to the right, as before."""
     import csv
     import signal
 
-    common = [*TINY, "trainer.max_epochs=3", "test=false", "logger=csv", "trainer.log_every_n_steps=1"]
+    accumulating = [o for o in where if o in ACCUMULATE_2]
+    where = [o for o in where if o not in ACCUMULATE_2]
+    common = [
+        *TINY,
+        *accumulating,
+        "trainer.max_epochs=3",
+        "test=false",
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+    ]
 
     def logged(folder: Path) -> list[tuple[str, str, str]]:
         rows = []

@@ -258,13 +258,16 @@ def _logging_step_as_lightning_restores_it(trainer: pl.Trainer) -> Iterator[None
     to it on every restart but from the end of a batch (its own checkpoints are saved before the batch is
     counted), and the batch the stop cut short is trained again and counted then. Saved as it stood, every
     metric of the resumed run was logged one step to the right of an uninterrupted run's, one more for each
-    such stop. Hand-written, as Lightning's ``update_restart_stage`` and ``reset`` read the counters.
+    such stop. With gradient accumulation Lightning adds it, and the batch cut short counts, only where that
+    batch is one that steps (``_should_accumulate`` false, as its ``reset`` asks on the restart, from the
+    same saved progress): a stop in a batch that only accumulates is saved as it stands. Hand-written, as
+    Lightning's ``update_restart_stage`` and ``reset`` read the counters.
     """
     loop = trainer.fit_loop.epoch_loop
     total = loop.batch_progress.total
     whole = total.ready == total.started == total.processed  # type: ignore[attr-defined]
     at_batch_end = whole and total.completed in (total.processed, total.processed - 1)  # type: ignore[attr-defined]
-    shifted = not at_batch_end and trainer.accumulate_grad_batches == 1 and loop._batches_that_stepped > 0
+    shifted = not at_batch_end and not loop._should_accumulate() and loop._batches_that_stepped > 0
     if shifted:
         loop._batches_that_stepped -= 1
     try:
