@@ -227,6 +227,32 @@ def test_the_stride_check_before_the_run_folder_refuses_what_smp_refuses_in_its_
     assert built == early.replace("smp's decoders take", f"smp's decoders take{smp_said}", 1)
 
 
+def test_dpt_takes_a_plain_vit_at_any_multiple_of_its_divisor_and_the_others_say_so() -> None:
+    """smp's DPT decoder takes a plain ViT (one stride throughout), but the stride check refused one
+    whatever ``model.arch`` was, saying only that an encoder "must halve its maps": ``model.arch=dpt`` with a
+    ViT could not run. Now it is taken by the check and builds with logits at the input size for any
+    multiple of the divisor (a ViT alone took only its 224 x 224), the depth DPT needs is said before the
+    run, and the refusal for another architecture names the one that takes it."""
+    from marsunits.model_settings import check_depth, input_divisor
+
+    vit = "vit_tiny_patch16_224"
+    check_encoder_strides(vit, "dpt")
+    model = build_model("dpt", vit, None, in_channels=1, num_classes=3, encoder_depth=4).eval()
+    assert size_divisor(model) == input_divisor("dpt", 4) == 32  # the ViT's 16 failed at 48 or 80 px
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 64, 96)).shape == (1, 3, 64, 96)
+    with pytest.raises(ValueError, match=r"^encoder_depth=5: arch 'dpt' takes 4 encoder stages"):
+        check_depth("dpt", 5, None)
+    with pytest.raises(ValueError) as refused:
+        check_encoder_strides(vit, "unet")
+    said = str(refused.value)
+    assert "arch 'unet', as every smp architecture but dpt, needs an encoder that halves" in said
+    assert "(it goes with model.arch=dpt model.encoder_depth=4)" in said
+    # A patch-14 ViT's maps do not line up with inputs in multiples of 16: refused for dpt too, saying why.
+    with pytest.raises(ValueError, match=r"strides \[14, 14, 14\].*a plain ViT whose patch divides 16"):
+        check_encoder_strides("vit_small_patch14_dinov2", "dpt")
+
+
 def test_unknown_or_mismatched_weights_fail_with_choices() -> None:
     with pytest.raises(ValueError, match="lite0_offline") as err:
         build_model("unet", TINY, "ssl", 3, 3)

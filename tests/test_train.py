@@ -3822,6 +3822,11 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
         ("model.encoder_depth=7", "model.encoder_depth=7: encoder_depth must be a whole number from 1 to 5"),
         ("model.decoder_channels=[8,8]", "decoder_channels needs one width per encoder stage"),
         ("model=fpn_lite0 model.encoder_depth=2", "arch 'fpn' needs 3 to 5 encoder stages"),
+        # smp's DPT takes a plain ViT, at 4 stages only: its "must have the same length" came in the run
+        (
+            "model.arch=dpt model.encoder=vit_tiny_patch16_224 model.decoder_channels=null",
+            "model.encoder_depth=3: encoder_depth=3: arch 'dpt' takes 4 encoder stages",
+        ),
         # The widths' key, not model.encoder_depth; 64 (no list) was a TypeError traceback in the run
         ("model.decoder_channels=64", "model.decoder_channels=64: decoder_channels must be a list of whole"),
         ("model.decoder_channels=[a,b,c]", "model.decoder_channels=['a', 'b', 'c']: decoder_channels must"),
@@ -3854,6 +3859,27 @@ def test_a_wrong_value_is_refused_before_the_run_folder_is_made(
         release_held_claims()
     assert refused is not None and said in refused, refused
     assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+
+
+def test_dpt_with_a_plain_vit_trains_on_crops_and_validates_on_whole_scenes(tmp_path: Path) -> None:
+    """``model.arch=dpt`` with a plain ViT was refused before the run whatever the architecture (smp's DPT
+    takes one), and a ViT built alone takes only its 224 x 224 pretraining size: training on 32-px crops
+    and validating on 64 x 96 scenes checks both, through the run's checks and the run. A scene side of 48
+    (a multiple of the ViT's 16, not of DPT's 32) is refused before the run."""
+    dpt = [
+        "model.arch=dpt",
+        "model.encoder=vit_tiny_patch16_224",
+        "model.encoder_depth=4",
+        "model.decoder_channels=null",
+    ]
+    sizes = ["data.crop_size=32", "data.scene.height=96", "data.val_length=2", "trainer.max_epochs=1"]
+    sizes.append("test=false")
+    said = r"data.scene.height=48: expected a multiple of 32 \(.*model.arch=dpt.* multiples of 32, which its"
+    with pytest.raises(ConfigError, match=said):
+        run(compose_config("train", tmp_path / "48", [*TINY, *dpt, *sizes, "data.scene.height=48"]))
+    run(compose_config("train", tmp_path, [*TINY, *dpt, *sizes]))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["val/miou"] <= 1.0, metrics
 
 
 def test_a_wrong_value_is_refused_before_hydra_where_the_run_folder_is_left_to_the_run(

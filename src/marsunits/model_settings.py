@@ -29,6 +29,7 @@ __all__ = [
     "LOSSES",
     "OFFLINE_WEIGHTS",
     "OPTIMIZERS",
+    "PLAIN_ENCODER_ARCHITECTURES",
     "SCHEDULERS",
     "TESTED_ARCHITECTURES",
     "OfflineWeights",
@@ -192,7 +193,7 @@ def _check_encoder(encoder: str) -> None:
             f"Unknown encoder {encoder!r}: not a timm model name.{hint} "
             f"Tested choices: {list(CURATED_ENCODERS)}; "
             "any name listed by `timm.list_models()` whose features_only maps halve stage by stage also "
-            "works (CNNs; not a plain ViT)."
+            "works (CNNs; not a plain ViT, but with model.arch=dpt)."
         )
 
 
@@ -200,6 +201,22 @@ def _check_encoder(encoder: str) -> None:
 #: (smp 0.6's ``TimmUniversalEncoder``): a stride-2 stem (most CNNs), a stride-4 one (ConvNeXt, Swin) or
 #: none (VGG). Any other pattern smp refuses with ``Unsupported model downsampling pattern.``
 _DECODABLE_FIRST_STRIDES = (2, 4, 1)
+
+#: Architectures whose smp decoder also takes a plain ViT (one stride throughout, as its patches): DPT
+#: (Ranftl et al. 2021), built at :data:`PLAIN_ENCODER_DEPTH` stages; every other decoder of smp needs maps
+#: that halve stage by stage.
+PLAIN_ENCODER_ARCHITECTURES: tuple[str, ...] = ("dpt",)
+#: The encoder stages smp's DPT decoder takes (its four reassemble stages).
+PLAIN_ENCODER_DEPTH = 4
+#: The multiple the sides of a DPT network's inputs are, whatever its encoder: its decoder reassembles its
+#: stages down to 1/32 of the input, and a side of 48 or 80 px failed there (a ViT's patches of 8 or 16 and
+#: a CNN's halving maps alike).
+PLAIN_ENCODER_DIVISOR = 32
+
+
+def is_plain(strides: Sequence[int] | None) -> bool:
+    """Whether feature maps at ``strides`` keep one stride throughout (a plain ViT's patches)."""
+    return strides is not None and len(strides) > 1 and len(set(strides)) == 1
 
 
 @functools.cache
@@ -223,29 +240,48 @@ def encoder_strides(encoder: str) -> tuple[int, ...] | None:
         return None
 
 
-def undecodable_encoder(encoder: str, strides: Sequence[int] | None, smp_said: object = None) -> str:
-    """The refusal of ``encoder``, a timm model whose feature maps (at ``strides``, where known) smp's
-    decoders cannot take, with ``smp_said`` (smp's own refusal) where smp was asked: the same words whether
-    it is refused before the run folder (:func:`check_encoder_strides`) or when the network is built."""
+def undecodable_encoder(
+    encoder: str, strides: Sequence[int] | None, smp_said: object = None, arch: str = "unet"
+) -> str:
+    """The refusal of ``encoder``, a timm model whose feature maps (at ``strides``, where known) the
+    decoder of ``arch`` cannot take, with ``smp_said`` (smp's own refusal) where smp was asked: the same
+    words whether it is refused before the run folder (:func:`check_encoder_strides`) or when the network is
+    built."""
     at = f" at strides {list(strides)}" if strides is not None else ""
     smp = f" (smp: {smp_said})" if smp_said is not None else ""
+    plain = ", ".join(PLAIN_ENCODER_ARCHITECTURES)
+    if str(arch).lower() in PLAIN_ENCODER_ARCHITECTURES:  # a plain encoder whose patch is no power of 2
+        need = (
+            f"arch {arch!r} takes an encoder that halves its maps stage by stage, or a plain ViT whose patch "
+            f"divides {2**PLAIN_ENCODER_DEPTH} (the multiple its inputs are)."
+        )
+    else:
+        fits = is_plain(strides) and strides is not None and (2**PLAIN_ENCODER_DEPTH) % strides[0] == 0
+        goes = f" (it goes with model.arch={plain} model.encoder_depth={PLAIN_ENCODER_DEPTH})" if fits else ""
+        need = (
+            f"arch {arch!r}, as every smp architecture but {plain}, needs an encoder that halves its maps "
+            "stage by stage (2, 4, 8, 16, 32, as most CNNs do; or 4, 8, 16, 32 from a stride-4 stem, as "
+            f"convnext does), which a plain ViT does not{goes}."
+        )
     return (
-        f"encoder {encoder!r}: its timm feature maps{at} are not what smp's decoders take{smp}: an encoder "
-        "must halve its maps stage by stage (2, 4, 8, 16, 32, as most CNNs do; or 4, 8, 16, 32 from a "
-        "stride-4 stem, as convnext does), which a plain ViT does not. "
+        f"encoder {encoder!r}: its timm feature maps{at} are not what smp's decoders take{smp}: {need} "
         f"Tested choices: {list(CURATED_ENCODERS)}."
     )
 
 
-def check_encoder_strides(encoder: str) -> None:
-    """Refuse a timm ``encoder`` whose ``features_only`` maps do not halve stage by stage (a plain ViT keeps
-    stride 16 throughout), as smp refuses it when :func:`~marsunits.models.build_model` builds the network,
-    but before a run folder is made: smp refused it only inside the run, after the set-up. A
-    :data:`CURATED_ENCODERS` name is taken without timm; any other imports timm and torch
-    (:func:`encoder_strides`). One whose strides timm cannot tell without building it is left to the build.
+def check_encoder_strides(encoder: str, arch: str = "unet") -> None:
+    """Refuse a timm ``encoder`` whose ``features_only`` maps the decoder of ``arch`` cannot take, as smp
+    refuses it when :func:`~marsunits.models.build_model` builds the network, but before a run folder is
+    made: smp refused it only inside the run, after the set-up. Maps must halve stage by stage, but for
+    a :data:`PLAIN_ENCODER_ARCHITECTURES` one (``dpt``), which takes a plain ViT too (one stride
+    throughout) where that stride divides its inputs' multiple (16: a patch-14 ViT's maps would not line up
+    with the logits). A :data:`CURATED_ENCODERS` name is taken without timm; any other imports timm and
+    torch (:func:`encoder_strides`). One whose strides timm cannot tell without building it is left to the
+    build.
 
     Raises:
-        ValueError: naming the encoder, its strides and the tested choices (:func:`undecodable_encoder`).
+        ValueError: naming the encoder, its strides, the architectures that take them and the tested
+            choices (:func:`undecodable_encoder`).
     """
     if encoder in CURATED_ENCODERS:
         return
@@ -253,8 +289,12 @@ def check_encoder_strides(encoder: str) -> None:
     if strides is None:
         return
     halving = [[first * 2**stage for stage in range(len(strides))] for first in _DECODABLE_FIRST_STRIDES]
-    if list(strides) not in halving:
-        raise ValueError(undecodable_encoder(encoder, strides))
+    if list(strides) in halving:
+        return
+    plain_fits = is_plain(strides) and (2**PLAIN_ENCODER_DEPTH) % strides[0] == 0
+    if str(arch).lower() in PLAIN_ENCODER_ARCHITECTURES and plain_fits:
+        return
+    raise ValueError(undecodable_encoder(encoder, strides, arch=arch))
 
 
 def _check_weights(encoder: str, encoder_weights: str | None) -> None:
@@ -305,10 +345,10 @@ def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] |
     building anything; return the widths to build with (``None`` for a non-Unet architecture).
 
     Raises:
-        ValueError: an ``encoder_depth`` outside 1..5 (the stages a timm encoder has), or below 3 for FPN and
-            DeepLabV3+; ``decoder_channels`` for an architecture other than Unet, not a list of whole
-            numbers >= 1, or not one width per encoder stage. Each message starts with the argument it is
-            about (``encoder_depth`` or ``decoder_channels``); an unknown architecture
+        ValueError: an ``encoder_depth`` outside 1..5 (the stages a timm encoder has), below 3 for FPN and
+            DeepLabV3+, or other than 4 for DPT; ``decoder_channels`` for an architecture other than Unet,
+            not a list of whole numbers >= 1, or not one width per encoder stage. Each message starts with
+            the argument it is about (``encoder_depth`` or ``decoder_channels``); an unknown architecture
             (:func:`architecture_key`).
     """
     depth = encoder_depth
@@ -321,6 +361,13 @@ def check_depth(arch: str, encoder_depth: int, decoder_channels: Sequence[int] |
     if arch_key in _THREE_STAGES_AT_LEAST and depth < 3:  # smp's refusal came when the network was built
         raise ValueError(
             f"encoder_depth={depth}: arch {arch!r} needs 3 to 5 encoder stages; give encoder_depth=3 or more."
+        )
+    if arch_key in PLAIN_ENCODER_ARCHITECTURES and depth != PLAIN_ENCODER_DEPTH:
+        # smp refused any other depth inside the run ("encoder_out_channels, encoder_output_strides and
+        # intermediate_channels must have the same length")
+        raise ValueError(
+            f"encoder_depth={depth}: arch {arch!r} takes {PLAIN_ENCODER_DEPTH} encoder stages (its decoder's "
+            f"four); give encoder_depth={PLAIN_ENCODER_DEPTH}."
         )
     if arch_key != "unet":
         if decoder_channels is not None:
@@ -367,7 +414,8 @@ def input_divisor(arch: str, encoder_depth: int) -> int:
     (Unet, FPN: 16 at depth 4, 32 at 5), unless the architecture dilates its encoder to a coarsest stride of
     its own (DeepLabV3+ and PAN 16, DeepLabV3 8). That stride is :data:`TESTED_OUTPUT_STRIDES`' for a
     :data:`TESTED_ARCHITECTURES` name, without importing smp; for any other, read from smp's architecture
-    (:func:`~marsunits.models.factory.output_stride`, which imports smp and torch).
+    (:func:`~marsunits.models.factory.output_stride`, which imports smp and torch). DPT's decoder needs
+    :data:`PLAIN_ENCODER_DIVISOR` whatever its encoder.
 
     Raises:
         ValueError: an unknown architecture (:func:`architecture_key`) or an ``encoder_depth`` outside 1..5
@@ -375,6 +423,8 @@ def input_divisor(arch: str, encoder_depth: int) -> int:
     """
     arch_key = architecture_key(arch)
     check_depth(arch_key, encoder_depth, None)
+    if arch_key in PLAIN_ENCODER_ARCHITECTURES:
+        return PLAIN_ENCODER_DIVISOR
     coarsest = TESTED_OUTPUT_STRIDES.get(arch_key)
     if coarsest is None:
         from marsunits.models.factory import output_stride  # smp's signature: smp, timm and torch imported

@@ -32,6 +32,7 @@ from marsunits.model_settings import (
     _DEFAULTS,
     LOSSES,
     OPTIMIZERS,
+    PLAIN_ENCODER_ARCHITECTURES,
     SCHEDULERS,
     check_depth,
     check_encoder_strides,
@@ -1011,7 +1012,12 @@ def check_input_sizes(cfg: DictConfig) -> None:
         divisor = input_divisor(arch, depth)
     except ValueError:
         return  # refused by check_model_values, naming the key
-    stride = f"2**{depth} = {divisor}" if divisor == 2**depth else f"its encoder's output stride, {divisor}"
+    if str(arch).lower() in PLAIN_ENCODER_ARCHITECTURES:
+        stride = f"{divisor}, which its decoder needs"
+    elif divisor == 2**depth:
+        stride = f"2**{depth} = {divisor}"
+    else:
+        stride = f"its encoder's output stride, {divisor}"
     why = f"model.arch={arch} with model.encoder_depth={depth} takes multiples of {stride}"
     synthetic = OmegaConf.select(cfg, "data.sources", default=None) == ["synthetic"]
     scene = OmegaConf.select(cfg, "data.scene", default=None) if synthetic else None
@@ -1157,10 +1163,10 @@ def check_model_values(cfg: DictConfig) -> None:
     """Refuse a name the task cannot build (``model.arch``, ``model.encoder``, ``model.encoder_weights``,
     ``model.optimizer``, ``model.scheduler``, ``model.loss``), an ``model.encoder_depth`` outside 1..5 or
     ``model.decoder_channels`` that do not fit it, a timm encoder whose feature maps smp's decoders cannot
-    take (a plain ViT: :func:`~marsunits.model_settings.check_encoder_strides`), a learning rate or loss
-    weight out of range (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a learning-rate
-    schedule over a run without an end (``trainer.max_epochs=-1``), or a ``model.num_classes`` other than
-    the task's classes, naming the key; a model config that builds another class is left alone.
+    take (a plain ViT, but with ``dpt``: :func:`~marsunits.model_settings.check_encoder_strides`), a learning
+    rate or loss weight out of range (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a
+    learning-rate schedule over a run without an end (``trainer.max_epochs=-1``), or a ``model.num_classes``
+    other than the task's classes, naming the key; a model config that builds another class is left alone.
 
     Imports no torch, Lightning, smp or timm (:mod:`marsunits.model_settings`) but for an architecture or
     encoder outside those the project tested, which only smp's or timm's own list can tell (such an
@@ -1182,7 +1188,7 @@ def check_model_values(cfg: DictConfig) -> None:
         try:
             check_names(*names)
             if key == "encoder":  # smp's decoders cannot take it (a plain ViT): no weights fix that, so
-                check_encoder_strides(encoder)  # said before them; smp refused it only inside the run
+                check_encoder_strides(encoder, arch)  # said before them; smp refused it only in the run
         except ValueError as exc:
             raise ConfigError(f"model.{key}={value!r}: {exc}") from None
     try:  # the task's own checks, which ran only once the scenes were rendered (model.encoder_depth=7)

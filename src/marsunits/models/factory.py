@@ -27,7 +27,15 @@ from torch import nn
 
 from marsunits.model_settings import CURATED_ENCODERS as CURATED_ENCODERS
 from marsunits.model_settings import ENCODER_WEIGHTS as ENCODER_WEIGHTS
-from marsunits.model_settings import OFFLINE_WEIGHTS, architecture_key, encoder_strides, undecodable_encoder
+from marsunits.model_settings import (
+    OFFLINE_WEIGHTS,
+    PLAIN_ENCODER_ARCHITECTURES,
+    PLAIN_ENCODER_DIVISOR,
+    architecture_key,
+    encoder_strides,
+    is_plain,
+    undecodable_encoder,
+)
 from marsunits.model_settings import check_depth as check_depth
 from marsunits.model_settings import check_names as check_names
 from marsunits.model_settings import input_divisor as input_divisor
@@ -93,6 +101,11 @@ def build_model(
     if drop_path_rate > 0:
         # smp hands unknown keyword arguments of a 'tu-' encoder on to timm.create_model.
         extra["drop_path_rate"] = float(drop_path_rate)
+    if arch_key in PLAIN_ENCODER_ARCHITECTURES and is_plain(encoder_strides(encoder)):
+        # A plain ViT takes only its pretraining size (224 x 224: "Input height (64) doesn't match model
+        # (224)") unless timm interpolates its position embeddings: crops, validation images and predicted
+        # tiles are any multiple of the network's divisor.
+        extra["dynamic_img_size"] = True
 
     # smp's timm-universal encoders take `True` (timm's own pretrained download) or None; the offline weights
     # are loaded below into a randomly initialised encoder.
@@ -109,7 +122,7 @@ def build_model(
     except ValueError as exc:
         if _SMP_STRIDES_REFUSAL not in str(exc):
             raise
-        raise ValueError(undecodable_encoder(encoder, encoder_strides(encoder), exc)) from exc
+        raise ValueError(undecodable_encoder(encoder, encoder_strides(encoder), exc, arch)) from exc
     except OSError as exc:  # huggingface_hub's download and cache errors are OSErrors
         if smp_weights is None:
             raise
@@ -130,7 +143,11 @@ _SMP_STRIDES_REFUSAL = "Unsupported model downsampling pattern"
 
 
 def size_divisor(model: nn.Module) -> int:
-    """Return the multiple that input height and width must be for ``model`` (an smp network)."""
+    """Return the multiple that input height and width must be for ``model`` (an smp network): its
+    encoder's output stride, but for DPT (:data:`~marsunits.model_settings.PLAIN_ENCODER_DIVISOR`, whose
+    decoder needs more than a ViT encoder's 16)."""
+    if isinstance(model, smp.DPT):
+        return PLAIN_ENCODER_DIVISOR
     encoder = getattr(model, "encoder", None)
     return int(getattr(encoder, "output_stride", 32))
 
