@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from marsunits.constants import IGNORE_INDEX
-from marsunits.model_settings import CURATED_ENCODERS, TESTED_ARCHITECTURES, check_encoder_strides
+from marsunits.model_settings import (
+    CURATED_ENCODERS,
+    TESTED_ARCHITECTURES,
+    check_encoder_strides,
+    input_divisor,
+    undecodable_encoder,
+)
 from marsunits.models import ARCHITECTURES, SegmentationLoss, build_model, check_depth, size_divisor
 from marsunits.models.pretrained import (
     OFFLINE_WEIGHTS,
@@ -251,6 +257,15 @@ def test_dpt_takes_a_plain_vit_at_any_multiple_of_its_divisor_and_the_others_say
     # A patch-14 ViT's maps do not line up with inputs in multiples of 16: refused for dpt too, saying why.
     with pytest.raises(ValueError, match=r"strides \[14, 14, 14\].*a plain ViT whose patch divides 16"):
         check_encoder_strides("vit_small_patch14_dinov2", "dpt")
+
+
+def test_the_dpt_refusal_names_the_multiple_its_inputs_really_are() -> None:
+    # It said "a plain ViT whose patch divides 16 (the multiple its inputs are)", where DPT's inputs are
+    # multiples of 32 (input_divisor, the crop and tile check).
+    said = undecodable_encoder("vit_small_patch14_dinov2", [14] * 12, arch="dpt")
+    assert "a plain ViT whose patch divides 16" in said
+    assert f"inputs in multiples of {input_divisor('dpt', 4)}" in said
+    assert "(the multiple its inputs are)" not in said
 
 
 def test_unknown_or_mismatched_weights_fail_with_choices() -> None:

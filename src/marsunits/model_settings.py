@@ -253,7 +253,7 @@ def undecodable_encoder(
     if str(arch).lower() in PLAIN_ENCODER_ARCHITECTURES:  # a plain encoder whose patch is no power of 2
         need = (
             f"arch {arch!r} takes an encoder that halves its maps stage by stage, or a plain ViT whose patch "
-            f"divides {2**PLAIN_ENCODER_DEPTH} (the multiple its inputs are)."
+            f"divides {2**PLAIN_ENCODER_DEPTH} (8 or 16), on inputs in multiples of {PLAIN_ENCODER_DIVISOR}."
         )
     else:
         fits = is_plain(strides) and strides is not None and (2**PLAIN_ENCODER_DEPTH) % strides[0] == 0
@@ -274,10 +274,10 @@ def check_encoder_strides(encoder: str, arch: str = "unet") -> None:
     refuses it when :func:`~marsunits.models.build_model` builds the network, but before a run folder is
     made: smp refused it only inside the run, after the set-up. Maps must halve stage by stage, but for
     a :data:`PLAIN_ENCODER_ARCHITECTURES` one (``dpt``), which takes a plain ViT too (one stride
-    throughout) where that stride divides its inputs' multiple (16: a patch-14 ViT's maps would not line up
-    with the logits). A :data:`CURATED_ENCODERS` name is taken without timm; any other imports timm and
-    torch (:func:`encoder_strides`). One whose strides timm cannot tell without building it is left to the
-    build.
+    throughout) where that stride divides 16 (``2**PLAIN_ENCODER_DEPTH``; its inputs are multiples of 32: a
+    patch-14 ViT's maps would not line up with the logits). A :data:`CURATED_ENCODERS` name is taken
+    without timm; any other imports timm and torch (:func:`encoder_strides`). One whose strides timm cannot
+    tell without building it is left to the build.
 
     Raises:
         ValueError: naming the encoder, its strides, the architectures that take them and the tested
