@@ -254,7 +254,7 @@ def test_dpt_takes_a_plain_vit_at_any_multiple_of_its_divisor_and_the_others_say
     said = str(refused.value)
     assert "arch 'unet', as every smp architecture but dpt, needs an encoder that halves" in said
     assert "(it goes with model.arch=dpt model.encoder_depth=4)" in said
-    # A patch-14 ViT's maps do not line up with inputs in multiples of 16: refused for dpt too, saying why.
+    # A patch-14 ViT's maps do not line up with inputs in multiples of 32: refused for dpt too, saying why.
     with pytest.raises(ValueError, match=r"strides \[14, 14, 14\].*a plain ViT whose patch divides 16"):
         check_encoder_strides("vit_small_patch14_dinov2", "dpt")
 
