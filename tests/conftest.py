@@ -308,17 +308,19 @@ def tiny_task(tile_size: int):
 def one_step_trainer(**options):
     """A silent CPU Lightning ``Trainer`` for one optimiser step (no logger, checkpointing, progress bar or
     model summary): fit it, then ``save_checkpoint`` writes a real checkpoint. ``options``: more Trainer
-    arguments."""
+    arguments, or others than these (``max_steps``)."""
     from lightning import Trainer
 
     return Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        **options,
+        **{
+            "max_steps": 1,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "accelerator": "cpu",
+            **options,  # max_steps=-1 with max_epochs: a length set in epochs
+        }
     )
 
 

@@ -42,19 +42,9 @@ def _fitted(path: Path, batches: int = 1, **trainer_options: object) -> Path:
         {"image": torch.rand(3, TILE, TILE), "mask": torch.randint(0, 3, (TILE, TILE)), "path": f"{i}"}
         for i in range(2 * batches)
     ]
-    if "max_epochs" in trainer_options:  # a length set in epochs, as train.py's runs have it
-        from lightning import Trainer
-
-        trainer = Trainer(
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            **trainer_options,  # type: ignore[arg-type]
-        )
-    else:
-        trainer = one_step_trainer(**trainer_options)
+    # A length set in epochs, as train.py's runs have it, takes no max_steps (Lightning's -1: none).
+    unbounded = {"max_steps": -1} if "max_epochs" in trainer_options else {}
+    trainer = one_step_trainer(**unbounded, **trainer_options)
     trainer.fit(task, DataLoader(samples, batch_size=2))
     trainer.save_checkpoint(path)
     return path

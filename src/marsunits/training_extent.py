@@ -111,17 +111,7 @@ def record_from_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Any] | No
     """The record of a Lightning checkpoint's dict written before ``metadata["training"]`` (2026-12-07):
     its ``global_step``, ``epoch`` and best ``val/miou``; whether it was a fast_dev_run, its ``max_steps``
     and the steps of a model it was fine-tuned from are unknown. None without ``global_step``."""
-    steps = checkpoint.get("global_step")
-    if not isinstance(steps, int) or isinstance(steps, bool):
-        return None
-    epoch = checkpoint.get("epoch")
-    return training_record(
-        steps,
-        epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0,
-        steps_before=None,
-        fast_dev_run=None,
-        best_val_miou=_best_score(checkpoint.get("callbacks")),
-    )
+    return _record_of_lightning_keys(checkpoint, _best_score(checkpoint.get("callbacks")))
 
 
 def record_from_provenance(provenance: Any) -> dict[str, Any] | None:
@@ -129,7 +119,15 @@ def record_from_provenance(provenance: Any) -> dict[str, Any] | None:
     ``global_step`` and ``epoch`` (the checkpoint's). None where they are not recorded."""
     if not isinstance(provenance, Mapping):
         return None
-    steps, epoch = provenance.get("global_step"), provenance.get("epoch")
+    return _record_of_lightning_keys(provenance)
+
+
+def _record_of_lightning_keys(
+    keys: Mapping[str, Any], best_val_miou: float | None = None
+) -> dict[str, Any] | None:
+    """The record of Lightning's ``global_step`` and ``epoch`` in ``keys`` (a checkpoint's dict or a
+    package's ``provenance``), the rest unknown; None without a whole ``global_step``."""
+    steps, epoch = keys.get("global_step"), keys.get("epoch")
     if not isinstance(steps, int) or isinstance(steps, bool):
         return None
     return training_record(
@@ -137,6 +135,7 @@ def record_from_provenance(provenance: Any) -> dict[str, Any] | None:
         epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0,
         steps_before=None,
         fast_dev_run=None,
+        best_val_miou=best_val_miou,
     )
 
 
