@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -306,7 +307,9 @@ def test_eval_contacts_failed_predict_is_one_line(tmp_path, monkeypatch, capsys)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("script", ["eval_contacts", "eval_val_errors", "bench_train", "bench_synthetic"])
+@pytest.mark.parametrize(
+    "script", ["eval_contacts", "eval_val_errors", "bench_train", "bench_synthetic", "eval_border_bands"]
+)
 def test_json_in_a_missing_folder_stops_before_measuring(script, tmp_path, capsys):
     """``--json`` in a folder that is not there is a usage error naming it before any measurement: the
     figures of a whole run were lost in a traceback when the file was written at its end."""
@@ -314,6 +317,7 @@ def test_json_in_a_missing_folder_stops_before_measuring(script, tmp_path, capsy
     (tmp_path / "best.ckpt").write_bytes(b"")
     args = {
         "eval_contacts": ["--ckpt", str(tmp_path / "best.ckpt")],
+        "eval_border_bands": ["--ckpt", str(tmp_path / "best.ckpt")],
         "eval_val_errors": ["--ckpt", str(tmp_path / "best.ckpt"), "--root", str(tmp_path)],
         "bench_train": ["--model", "tiny"],
         "bench_synthetic": [],
@@ -353,7 +357,15 @@ def test_eval_contacts_json_records_how_to_reproduce_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "script", ["eval_contacts", "eval_val_errors", "bench_train", "bench_synthetic", "bench_predict"]
+    "script",
+    [
+        "eval_contacts",
+        "eval_val_errors",
+        "bench_train",
+        "bench_synthetic",
+        "bench_predict",
+        "eval_border_bands",
+    ],
 )
 def test_every_benchmark_argument_has_help(script, monkeypatch):
     """``--help`` documents every argument of every benchmark script (the parser caught as main builds it)."""
@@ -791,3 +803,70 @@ def test_reproduce_records_no_commit_for_a_copy_git_does_not_track(tmp_path):
         import _machine
 
         _check_reproduce(_machine.reproduction("eval_contacts.py", argparse.Namespace()), "eval_contacts.py")
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 50), (128, 160), (20, 9)])
+def test_border_bands_split_each_side_and_leave_the_interior(height, width):
+    """Each side's bands 0-4, 4-8 and 8-16 px are disjoint and together are the pixels within 16 px of that
+    side; the interior is exactly the pixels in no band (a side shorter than the bands leaves none)."""
+    bands = _load("eval_border_bands").band_masks(height, width)
+    rows, cols = np.mgrid[:height, :width]
+    distance = {"top": rows, "bottom": height - 1 - rows, "left": cols, "right": width - 1 - cols}
+    near_any = np.zeros((height, width), dtype=bool)
+    for side, d in distance.items():
+        mine = [bands[f"{side} {b}"] for b in ("0-4", "4-8", "8-16")]
+        assert (sum(m.astype(int) for m in mine) <= 1).all(), side
+        assert np.array_equal(np.logical_or.reduce(mine), d < 16), side
+        assert np.array_equal(bands[f"{side} 0-4"], d < 4), side
+        near_any |= d < 16
+    assert np.array_equal(bands["interior"], ~near_any)
+    assert bands["all"].all() and bands["all"].shape == (height, width)
+
+
+@pytest.mark.parametrize(("height", "width", "margin"), [(37, 50, 8), (5, 3, 16), (64, 64, 32)])
+def test_border_bands_padding_is_cropped_back_onto_its_pixels(height, width, margin):
+    """The padded variants hand the network the image with its margin and crop the output back onto the
+    image's own pixels: with a 'network' that returns its input, the result is the image itself (any size,
+    one smaller than the margin included), and the padding the network saw is the mode's."""
+    module = _load("eval_border_bands")
+    seen = []
+
+    def identity(x: torch.Tensor) -> np.ndarray:
+        seen.append(x.clone())
+        return x.numpy().copy()
+
+    mapper = SimpleNamespace(predictor=SimpleNamespace(predict=identity), metadata={"mean": [0.1, 0.2, 0.3]})
+    image = torch.rand(3, height, width)
+    for mode in ("reflect", "replicate"):
+        out = module.padded_predict(mapper, margin, mode)(image)
+        assert out.shape == (3, height, width) and np.array_equal(out, image.numpy()), mode
+        assert seen[-1].shape == (3, height + 2 * margin, width + 2 * margin)
+    assert torch.equal(seen[-1][:, :margin, margin:-margin], image[:, :1].expand(3, margin, width))  # edge
+    out = module.mean_padded_predict(mapper, 16)(image)
+    assert np.array_equal(out, image.numpy())
+    padded = seen[-1]
+    assert padded.shape[1] % 16 == 0 and padded.shape[2] % 16 == 0
+    assert torch.equal(padded[:, :height, :width], image)
+    assert np.allclose(padded[:, height:, :].reshape(3, -1).T, [0.1, 0.2, 0.3])
+
+
+def test_eval_border_bands_smoke_writes_every_variant(tiny_ckpt, tmp_path, capsys):
+    """Two small scenes through every variant: each is scored on the same pixels, its figures are fractions,
+    the stride variant comes for a size that is no multiple of the stride, and the JSON says how to rerun."""
+    module = _load("eval_border_bands")
+    out = tmp_path / "bands.json"
+    args = ["--ckpt", str(tiny_ckpt), "--n", "2", "--size", "60x44", "--margins", "8", "--json", str(out)]
+    assert module.main(args) == 0
+    result = json.loads(out.read_text())
+    variants = result["variants"]
+    assert list(variants) == ["engine", "reflect-8", "replicate-8", "mean-to-stride-8"]
+    pixels = {v: {b: row["pixels"] for b, row in t["bands"].items()} for v, t in variants.items()}
+    assert all(p == pixels["engine"] for p in pixels.values())
+    assert 0 < pixels["engine"]["top 0-4"] <= 2 * 4 * 60 and pixels["engine"]["all"] <= 2 * 60 * 44
+    for table in variants.values():
+        for row in table["bands"].values():
+            assert row["accuracy"] is None or 0.0 <= row["accuracy"] <= 1.0
+            assert all(v is None or 0.0 <= v <= 1.0 for v in row["iou"].values())
+        assert table["seconds_per_image"] > 0
+    _check_reproduce(result["reproduce"], "eval_border_bands.py", n=2, margins=[8])
+    assert "reflect-8" in capsys.readouterr().out
