@@ -476,6 +476,37 @@ RESULTS_FIGURES = [
     ("eval_contacts_mmu2_seed777.json", "boundary_f1_3px", "0.654", "seed 777 BF1 **0.638 → 0.654**"),
     ("eval_contacts_mmu2_seed777.json", "contact_distance_px", "5.06", "contact distance 5.09 → 5.06 px"),
     ("eval_contacts_mmu2_seed555.json", "boundary_f1_3px", "0.681", "seed 555 BF1 0.659 → 0.681"),
+    (
+        "eval_border_bands.json",
+        "variants.engine.bands.top 0-4.accuracy",
+        "0.975",
+        "scores **0.975 in the top 0–4",
+    ),
+    (
+        "eval_border_bands.json",
+        "variants.engine.bands.interior.accuracy",
+        "0.980",
+        "px band** against 0.980 inside",
+    ),
+    (
+        "eval_border_bands.json",
+        "variants.reflect-16.bands.top 0-4.accuracy",
+        "0.890",
+        "top band to **0.890**",
+    ),
+    ("eval_border_bands.json", "variants.engine.boundary_f1_3px", "0.662", "0.662 to 0.657 (4.01 → 4.50 px)"),
+    (
+        "eval_border_bands.json",
+        "variants.reflect-16.boundary_f1_3px",
+        "0.657",
+        "0.662 to 0.657 (4.01 → 4.50 px)",
+    ),
+    (
+        "eval_border_bands.json",
+        "variants.replicate-16.bands.bottom 0-4.accuracy",
+        "0.841",
+        "drops the bottom band to 0.841",
+    ),
 ]
 
 # the same, in README.md: its Results summary and its Performance table
