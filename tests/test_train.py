@@ -2122,6 +2122,92 @@ def test_a_run_resumed_after_ctrl_c_logs_its_metrics_at_the_steps_of_a_run_never
     assert set(parts) <= set(whole), sorted(set(parts) - set(whole))
 
 
+def test_ctrl_c_saves_last_ckpt_where_lightning_renamed_the_private_names_of_its_logging_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The logging step saved at a Ctrl-C reads Lightning's private ``_should_accumulate()`` (2.6). Where a
+    Lightning release has it no more, its ``AttributeError`` was taken for a failed write: no last.ckpt at
+    step 3, only the epoch-end one at step 2 and a line blaming the save. Now the step is saved as it stands,
+    with a warning naming the name and the Lightning version."""
+    import signal
+
+    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+
+    from marsunits.interrupt_checkpoint import InterruptCheckpoint
+
+    real = InterruptCheckpoint.on_exception
+
+    def renamed_then(self: InterruptCheckpoint, trainer: pl.Trainer, *args: Any) -> None:
+        # Training has stopped: from here the loop is one of a Lightning without the name.
+        monkeypatch.delattr(_TrainingEpochLoop, "_should_accumulate")
+        real(self, trainer, *args)
+
+    monkeypatch.setattr(InterruptCheckpoint, "on_exception", renamed_then)
+    stop = ["+callbacks.stop._target_=test_train.InterruptAtStep", "+callbacks.stop.step=3"]
+    # In a batch before its step: the case whose logging step is saved one lower.
+    cfg = compose_config(
+        "train", tmp_path, [*TINY, "trainer.max_epochs=2", *stop, "+callbacks.stop.before_step=true"]
+    )
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with (
+            caplog.at_level("WARNING", logger="marsunits.interrupt_checkpoint"),
+            pytest.raises(KeyboardInterrupt),
+        ):
+            run(cfg)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 3  # the epoch-end last.ckpt held step 2
+    (warning,) = [r.getMessage() for r in caplog.records if "_should_accumulate()" in r.getMessage()]
+    assert f"Lightning {pl.__version__}'s training loop has no _should_accumulate()" in warning
+    assert "last.ckpt keeps its logging step as it stands" in warning
+
+
+def test_the_logging_step_saved_at_a_stop_falls_back_on_each_private_name_lightning_lacks(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopped in a batch before its step, the logging step is saved one lower and put back after; with
+    either private name gone from Lightning's loop it is saved as it stands, with a warning naming it."""
+    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+
+    from marsunits.interrupt_checkpoint import _logging_step_as_lightning_restores_it
+
+    def warnings_said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "marsunits.interrupt_checkpoint"]
+
+    def stopped_in_a_batch() -> tuple[pl.Trainer, Any]:
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False
+        )
+        loop = trainer.fit_loop.epoch_loop
+        for counter in (loop.batch_progress.total, loop.batch_progress.current):
+            counter.ready, counter.started, counter.processed, counter.completed = 4, 4, 3, 3
+        loop._batches_that_stepped = 3
+        return trainer, loop
+
+    trainer, loop = stopped_in_a_batch()
+    with caplog.at_level("WARNING", logger="marsunits.interrupt_checkpoint"):
+        with _logging_step_as_lightning_restores_it(trainer):
+            assert loop._batches_that_stepped == 2
+        assert loop._batches_that_stepped == 3
+        assert not warnings_said()
+
+        trainer, loop = stopped_in_a_batch()
+        del loop._batches_that_stepped  # (a Lightning that renamed it would not read it either)
+        with _logging_step_as_lightning_restores_it(trainer):
+            assert not hasattr(loop, "_batches_that_stepped")
+        monkeypatch.delattr(_TrainingEpochLoop, "_should_accumulate")
+        trainer, loop = stopped_in_a_batch()
+        with _logging_step_as_lightning_restores_it(trainer):
+            assert loop._batches_that_stepped == 3
+        assert loop._batches_that_stepped == 3
+    said = warnings_said()
+    assert len(said) == 2 and all("last.ckpt keeps its logging step as it stands" in w for w in said), said
+    assert "training loop has no _batches_that_stepped (" in said[0]
+    assert "training loop has no _should_accumulate() (" in said[1]
+
+
 def test_ctrl_c_during_training_saves_last_ckpt_and_says_how_to_go_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

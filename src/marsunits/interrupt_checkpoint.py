@@ -262,12 +262,38 @@ def _logging_step_as_lightning_restores_it(trainer: pl.Trainer) -> Iterator[None
     batch is one that steps (``_should_accumulate`` false, as its ``reset`` asks on the restart, from the
     same saved progress): a stop in a batch that only accumulates is saved as it stands. Hand-written, as
     Lightning's ``update_restart_stage`` and ``reset`` read the counters.
+
+    Both names are Lightning's private ones (2.6). Where a Lightning release renames either, the step is
+    saved as it stands, with a warning: ``last.ckpt`` is written all the same (an ``AttributeError`` here
+    left the run without it), and only the resumed run's logging step may be one to the right.
     """
     loop = trainer.fit_loop.epoch_loop
     total = loop.batch_progress.total
     whole = total.ready == total.started == total.processed  # type: ignore[attr-defined]
     at_batch_end = whole and total.completed in (total.processed, total.processed - 1)  # type: ignore[attr-defined]
-    shifted = not at_batch_end and not loop._should_accumulate() and loop._batches_that_stepped > 0
+    should_accumulate = getattr(loop, "_should_accumulate", None)
+    stepped = getattr(loop, "_batches_that_stepped", None)
+    if at_batch_end:
+        shifted = False  # saved as it stands, whatever Lightning's private names
+    elif callable(should_accumulate) and isinstance(stepped, int):
+        shifted = not should_accumulate() and stepped > 0
+    else:
+        shifted = False
+        missing = [
+            name
+            for name, found in (
+                ("_should_accumulate()", callable(should_accumulate)),
+                ("_batches_that_stepped", isinstance(stepped, int)),
+            )
+            if not found
+        ]
+        log.warning(
+            "Lightning %s's training loop has no %s (private, read by marsunits as Lightning 2.6 names it): "
+            "last.ckpt keeps its logging step as it stands, and a run resumed from it may log its metrics "
+            "one step later than a run never stopped; the training itself resumes as usual.",
+            pl.__version__,
+            " nor ".join(missing),
+        )
     if shifted:
         loop._batches_that_stepped -= 1
     try:
