@@ -2806,6 +2806,26 @@ def test_the_progress_bar_shows_metrics_but_not_the_logger_version(tmp_path: Pat
     assert "v_num" in ProgressBar.get_metrics(bar, trainer, pl.LightningModule())  # what it removes
 
 
+def test_the_progress_bar_is_tqdm_where_lightning_s_rich_bar_finds_no_rich(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without ``rich`` Lightning's Rich bar refuses to be made: the run's bar is then the tqdm one, found
+    without Lightning's private ``_RICH_AVAILABLE`` (which moved to another module in 2.6)."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    from marsunits.progress_bar import RichRunProgressBar, TQDMRunProgressBar, run_progress_bar
+
+    (bar,) = run_progress_bar([], enabled=True)
+    assert isinstance(bar, RichRunProgressBar)  # rich is a dependency
+
+    def without_rich(self: RichProgressBar, *args: Any, **kwargs: Any) -> None:
+        raise ModuleNotFoundError("`RichProgressBar` requires `rich` >= 10.2.2.")  # Lightning's words
+
+    monkeypatch.setattr(RichProgressBar, "__init__", without_rich)
+    (bar,) = run_progress_bar([], enabled=True)
+    assert isinstance(bar, TQDMRunProgressBar) and isinstance(bar, TQDMProgressBar)
+
+
 def test_the_training_curves_end_at_the_last_epoch(tmp_path: Path) -> None:
     """Scoring best.ckpt after fit was logged as one more validation at epoch max_epochs, so every val/*
     curve ended with a copy of the best value."""

@@ -4,7 +4,9 @@ Lightning shows the first logger's version as ``v_num`` next to the metrics; wit
 string ``"0"``, drawn as ``v_num: 0.000``, which reads as a metric that never moves. A marsunits run is named
 by its run folder (printed at the start), so the item only misleads. Lightning's documented way to drop it is
 overriding ``get_metrics`` on the progress-bar callback; this module does that for the bar Lightning would
-have chosen itself (Rich when ``rich`` is installed, else tqdm).
+have chosen itself (Rich when ``rich`` is installed, else tqdm). Whether it is, is told as Lightning's
+``RichProgressBar`` tells it, by refusing to be made (``ModuleNotFoundError``): Lightning's own flag for it
+is private and moved module in 2.6.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
-from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 
 __all__ = ["RichRunProgressBar", "TQDMRunProgressBar", "run_progress_bar"]
 
@@ -46,5 +47,9 @@ def run_progress_bar(callbacks: list[Any], enabled: bool) -> list[Any]:
     """
     if not enabled or any(isinstance(cb, ProgressBar) for cb in callbacks):
         return callbacks
-    bar = RichRunProgressBar() if _RICH_AVAILABLE else TQDMRunProgressBar()
+    bar: ProgressBar
+    try:
+        bar = RichRunProgressBar()
+    except ModuleNotFoundError:  # what Lightning's RichProgressBar raises without rich (>= 10.2.2)
+        bar = TQDMRunProgressBar()
     return [*callbacks, bar]
