@@ -48,6 +48,30 @@ def test_ema_decay_out_of_range_is_refused() -> None:
             EMAWeights(decay=decay)
 
 
+def test_a_lightning_keeping_the_average_under_another_name_is_refused_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``EMAWeights`` drops the average after fit through Lightning's private ``_average_model``; where a
+    Lightning release names it otherwise, that drop did nothing and test scored (and exported) the raw
+    weights in silence. It is refused when the callback is made, naming the version and the two ways on."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    from marsunits.errors import ConfigError
+
+    real = WeightAveraging.__init__
+
+    def renamed(self: WeightAveraging, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        self._averaged = self.__dict__.pop("_average_model")
+
+    monkeypatch.setattr(WeightAveraging, "__init__", renamed)
+    with pytest.raises(ConfigError) as refused:
+        EMAWeights(decay=0.9)
+    said = str(refused.value)
+    assert said.startswith(f"callbacks=ema: Lightning {L.__version__}'s weight averaging")
+    assert "_average_model" in said and "lightning~=2.6.0" in said and "without callbacks=ema" in said
+
+
 def test_ema_test_pass_straight_after_fit_scores_the_average(tmp_path: Path) -> None:
     """Real data tests on its validation images right after fit (no validation pass in between, which
     would drop the average too): that test must score the checkpoint's averaged weights, not the raw ones."""

@@ -7,7 +7,9 @@ averaged model: ``trainer.validate``/``trainer.test`` with ``ckpt_path=best`` th
 from ``current_model_state``, and test (which it does not swap) would score weights that were never
 validated nor exported. :class:`EMAWeights` drops the average when ``fit`` ends, so later stages load the
 checkpoint's ``state_dict`` -- the averaged weights that were validated, and that ``predict.py`` and the
-model package read.
+model package read. The average is Lightning's private ``_average_model`` (2.6): a Lightning that keeps it
+under another name is refused when the callback is made, before any training, rather than testing and
+exporting the raw weights unnoticed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EMAWeightAveraging
+
+from marsunits.errors import ConfigError
 
 __all__ = ["EMAWeights"]
 
@@ -36,6 +40,13 @@ class EMAWeights(EMAWeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}; 0.99 averages about 100 steps.")
         super().__init__(decay=decay, update_starting_at_step=update_starting_at_step, **kwargs)
+        if not hasattr(self, "_average_model"):  # set to None by WeightAveraging.__init__ in Lightning 2.6
+            raise ConfigError(
+                f"callbacks=ema: Lightning {pl.__version__}'s weight averaging keeps its average elsewhere "
+                "than _average_model (private, as Lightning 2.6 names it), which marsunits needs to test and "
+                "export the averaged weights; install Lightning 2.6 (pip install 'lightning~=2.6.0'), or "
+                "train without callbacks=ema."
+            )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """After ``fit`` (whose end copied the average into the module), forget the average."""
