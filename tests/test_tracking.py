@@ -2539,3 +2539,20 @@ def test_git_info_counts_untracked_files_unless_asked_not_to(tmp_path: Path) -> 
     assert git_info(repo, untracked_files=False)["dirty"] is False
     (repo / "a.py").write_text("x = 2\n")
     assert git_info(repo, untracked_files=False)["dirty"] is True
+
+
+def test_the_media_step_is_lightning_s_logging_step_or_the_global_step_where_lightning_renamed_it() -> None:
+    """The pictures are logged at Lightning's private ``_batches_that_stepped`` (its metrics' step); a
+    Lightning without it gives ``trainer.global_step`` instead of an ``AttributeError`` in the callback."""
+    import lightning.pytorch as pl
+
+    from marsunits.tracking.callbacks import lightning_log_step
+
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_checkpointing=False
+    )
+    loop = trainer.fit_loop.epoch_loop
+    loop._batches_that_stepped = 5
+    assert lightning_log_step(trainer) == 5 != trainer.global_step
+    del loop._batches_that_stepped
+    assert lightning_log_step(trainer) == trainer.global_step == 0
