@@ -747,6 +747,34 @@ def test_the_split_is_said_with_the_validation_images_named(
     assert said[0] == f"{expected}: {names}", said[0]
 
 
+def test_a_folder_given_with_a_tilde_is_read_as_the_same_folder_given_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``data.root=~/labels``: the images were read from the home folder, but the split's log line named the
+    validation images by their whole paths, the checkpoint recorded its training images (``trained_images``)
+    by whole paths, not as below the folder, and a pseudo-label folder's teacher (``pseudo_labels.json``) was
+    looked for under a folder literally named ``~``, so a teacher that trained on the validation sols went
+    unseen. The folder is now read as the home folder's everywhere."""
+    cfg = _compose("folder", tmp_path)
+    root = Path(cfg.data.root)
+    monkeypatch.setenv("HOME", str(root.parent))
+    whole = instantiate(cfg.data)
+    whole.setup("fit")
+    cfg.data.root = f"~/{root.name}"
+    dm = instantiate(cfg.data)
+    with caplog.at_level("INFO", logger="marsunits.data.datamodule"):
+        dm.setup("fit")
+    names = ", ".join(r.image.name for r in dm.splits["folder"][1])
+    said = [r.getMessage() for r in caplog.records if "validated on" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith(f"(data.val_fraction=0.2): {names}"), said
+    assert dm.trained_images() == whole.trained_images()
+    assert all(not key.startswith("/") for key in dm.trained_images()["folder"])
+    (root / "pseudo_labels.json").write_text(json.dumps({"teacher_trained_sols": {"marsscapes": [528]}}))
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert dm.trained_sols() == {"marsscapes": [528]}
+
+
 def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An all-255 training mask (e.g. a mask exported before labelling) was silently never drawn."""
     from PIL import Image

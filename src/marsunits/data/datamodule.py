@@ -541,10 +541,12 @@ class MarsDataModule(L.LightningDataModule):
                 )
 
     def _source_root(self, source: str) -> Path:
+        # ``~`` read as the home folder here too, as the scanners read it: the images' keys below the folder,
+        # the split's log line and a pseudo-label teacher's record were looked for under a folder named ``~``.
         assert self.root is not None
         if len(self.sources) == 1:
-            return Path(self.root)
-        return Path(self.root) / self.source_dirs[source]
+            return expand_home(self.root)
+        return expand_home(self.root) / expand_home(self.source_dirs[source])
 
     @contextlib.contextmanager
     def _read_from(self, source: str) -> Iterator[None]:
