@@ -775,6 +775,40 @@ def test_a_folder_given_with_a_tilde_is_read_as_the_same_folder_given_whole(
     assert dm.trained_sols() == {"marsscapes": [528]}
 
 
+def test_training_masks_of_one_class_are_told_with_the_fix(tmp_path: Path) -> None:
+    """A geologist's masks saved in black and white (0 and 255 only; white marking rough ground) were read as
+    smooth_volcanic and no label, and a run trained a network to call everything smooth_volcanic without a
+    word. Training masks that label one class only are now told, with the class map that reads white as a
+    unit where that is what they hold; two classes or more, or the map given, are not."""
+    from PIL import Image
+
+    cfg = _compose("folder", tmp_path)
+    masks = Path(cfg.data.root) / "masks"
+    assert _checked(cfg).one_class_training() is None  # the fake folder's masks hold 0, 1 and 2
+    for path in sorted(masks.glob("*.png")):
+        ids = np.array(Image.open(path))
+        Image.fromarray(np.where(ids == 1, 255, 0).astype(np.uint8)).save(path)
+    said = _checked(cfg).one_class_training()
+    assert said is not None
+    assert said.startswith(f"data=folder: all 4 training masks in {masks} hold only 0 and 255"), said
+    assert "data.class_map='{0: 0, 255: 1}' reads white as rough_olivine" in said, said
+    cfg.data.class_map = {0: 0, 255: 1}  # the fix it gives
+    assert _checked(cfg).one_class_training() is None
+    cfg.data.class_map = None
+    for path in sorted(masks.glob("*.png")):
+        ids = np.array(Image.open(path))
+        Image.fromarray(np.where(ids == 255, 1, 255).astype(np.uint8)).save(path)
+    said = _checked(cfg).one_class_training()
+    assert said is not None and "label one class only, rough_olivine (1), so the network" in said, said
+    assert "class_map" not in said, said
+
+
+def _checked(cfg: Any) -> MarsDataModule:
+    dm = instantiate(cfg.data)
+    dm.check_split()
+    return dm
+
+
 def test_a_training_mask_without_labels_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An all-255 training mask (e.g. a mask exported before labelling) was silently never drawn."""
     from PIL import Image

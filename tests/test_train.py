@@ -874,6 +874,28 @@ def test_unusable_pairs_are_refused_before_the_run_folder_and_the_loggers(tmp_pa
     assert not (run_dir / "checkpoints").exists()
 
 
+def test_training_masks_of_one_class_are_refused_before_the_run_folder(tmp_path: Path) -> None:
+    """Masks in black and white (0 and 255) trained a network that calls everything smooth_volcanic, and the
+    run said nothing; they are now refused before the run folder's config.yaml and the loggers, naming the
+    class map to give. Scoring a model on such masks (train=false) is not training, and is not refused."""
+    from PIL import Image
+
+    from marsunits.data.fake import write_fake_folder
+
+    root = write_fake_folder(tmp_path / "labels", height=64, width=64)
+    for path in sorted((root / "masks").glob("*.png")):
+        Image.fromarray(np.where(np.array(Image.open(path)) == 1, 255, 0).astype(np.uint8)).save(path)
+    run_dir = tmp_path / "run"
+    overrides = [*folder_run(root), "logger=csv", "trainer.max_epochs=1"]
+    with pytest.raises(DataError, match=r"hold only 0 and 255: .* data.class_map='\{0: 0, 255: 1\}'"):
+        run(compose_config("train", run_dir, overrides))
+    assert not (run_dir / "config.yaml").exists()
+    assert not (run_dir / "csv").exists()
+    trained = run(compose_config("train", run_dir, [*overrides, "data.class_map={0: 0, 255: 1}"]))
+    scored = [*overrides, "train=false", "test=false", f"ckpt_path={trained['best_ckpt']}"]
+    assert run(compose_config("train", tmp_path / "scored", scored))["val/miou"] is not None
+
+
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:
     """A checkpoint records the sols it trained on; evaluating it (or fine-tuning from it) on a split that
     validates on them gave optimistic scores silently. The same split is accepted, another refused."""

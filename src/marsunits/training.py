@@ -29,6 +29,7 @@ from marsunits.atomic import atomic_write_text
 from marsunits.data.io import ImageReadError
 from marsunits.errors import (
     ConfigError,
+    DataError,
     TerminatedError,
     forget_told_stop,
     say_told_stop,
@@ -424,6 +425,9 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     check_split = getattr(datamodule, "check_split", None)
     if callable(check_split):
         check_split()
+    one_class = getattr(datamodule, "one_class_training", None)
+    if training and callable(one_class) and (said := one_class()):
+        raise DataError(said)
     # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
     # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
     # ckpt_path=last compares with (a refused init_ckpt_path left one, and a later resume was told the run

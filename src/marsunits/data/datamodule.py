@@ -418,6 +418,8 @@ class MarsDataModule(L.LightningDataModule):
         # The stores check_split read every pair into, for setup to use: None before it, and once used.
         self._checked_stores: dict[str, tuple[ImageStore, ImageStore | None]] | None = None
         self._trained_keys: list[str] | None = None  # trained_image_keys(), hashed once (splits are final)
+        #: ``{source: the labelled ids its training masks hold}``, after ``check_split``.
+        self._training_ids: dict[str, frozenset[int]] = {}
         #: The teacher of a pseudo-label folder among the sources (``pseudo_labels.json``), read by setup.
         self._teacher: PseudoLabelTeacher | None = None
 
@@ -761,7 +763,49 @@ class MarsDataModule(L.LightningDataModule):
         if not self.allow_seen_val_sols:
             self._refuse_what_was_seen_before()
         self._checked_stores = self._stores()
+        self._training_ids = {
+            source: frozenset().union(*train.labelled_ids)
+            for source, (train, _) in self._checked_stores.items()
+        }
         self._split_checked = True
+
+    def one_class_training(self) -> str | None:
+        """Why this data cannot train a network, when the labelled pixels of every training mask (all
+        sources together, after the class map) are of one class: the network learns to call everything that
+        class, and the run said nothing. Masks in black and white (0 and 255 only, 255 being no label) were
+        read as all smooth_volcanic that way. None when the training masks hold two classes or more, or
+        before :meth:`check_split` (synthetic scenes: always None). ``train.py`` refuses a training run with
+        it, before the run folder is made; a run that only scores a model (``train=false``) is not asked."""
+        held = frozenset().union(*self._training_ids.values())
+        if len(held) != 1:
+            return None
+        (only,) = held
+        sub = self.subclass_map is not None and self.subclasses is not None
+        name = f"sub-class {only}" if sub else f"{CLASS_NAMES[only]} ({only})"
+        count = sum(len(self.splits[source][0]) for source in self._training_ids)
+        folders = ", ".join(
+            os.path.commonpath([r.mask.parent for r in self.splits[source][0]])
+            for source in self._training_ids
+        )
+        masks = counted(count, "training mask")
+        only_black_and_white = (
+            not sub and only == 0 and len(self.sources) == 1 and self._class_map(self.sources[0]).identity
+        )
+        if only_black_and_white:
+            return (
+                f"data={self.name}: all {masks} in {folders} hold only 0 and 255: 0 is smooth_volcanic and "
+                "255 no label, never trained on, so the network would learn to call everything "
+                "smooth_volcanic. Masks saved in black and white, white marking a unit, need that unit's id: "
+                "data.class_map='{0: 0, 255: 1}' reads white as rough_olivine and black as smooth_volcanic. "
+                "Else label the other units too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label)."
+            )
+        mapped = "" if all(self._class_map(s).identity for s in self.sources) else ", after data.class_map"
+        return (
+            f"data={self.name}: the {masks} in {folders} label one class only, {name}{mapped}, so the "
+            f"network would learn to call everything {name.split(' (')[0]}. Label the other units in the "
+            "masks too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label), or add images that show "
+            "them."
+        )
 
     def _say_split(self) -> None:
         """Log how many images of each source train and validate, naming the validation images (the first

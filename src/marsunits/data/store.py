@@ -80,6 +80,7 @@ class ImageStore:
         self._masks: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
         counts: list[int] = []
+        ids: list[frozenset[int]] = []
         problems: list[str] = []
         files: list[str | None] = []  # the file each problem's message begins with, for grouping
         for rec in self.records:
@@ -101,12 +102,16 @@ class ImageStore:
                 continue
             sizes.append((mask.shape[0], mask.shape[1]))
             counts.append(int(np.count_nonzero(mask != IGNORE_INDEX)))
+            present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+            ids.append(frozenset(int(v) for v in present if v != IGNORE_INDEX))
         if problems:
             raise UnusablePairsError(problems, len(self.records), files)
         #: (height, width) of every image.
         self.sizes: list[tuple[int, int]] = sizes
         #: Number of labelled (non-ignore) pixels of every mask, after the class map.
         self.labelled_counts = np.asarray(counts, dtype=np.int64)
+        #: The labelled ids (255 left out) every mask holds, after the class map.
+        self.labelled_ids: list[frozenset[int]] = ids
 
     def __len__(self) -> int:
         return len(self.records)
