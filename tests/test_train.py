@@ -315,6 +315,28 @@ def test_a_resume_in_its_own_folder_is_not_warned_that_its_checkpoints_folder_is
             run(compose_config("train", tmp_path / name, [*short, *more]))
 
 
+def test_a_run_ended_before_its_first_validation_is_not_told_to_log_its_monitored_metric(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A geologist's tiny first run (``+trainer.max_steps=5``, ended before the first validation; as the
+    README's quick check of real data, which validates every 2nd epoch) printed Lightning's
+    "`ModelCheckpoint(monitor='val/miou')` could not find the monitored key in the returned metrics ...
+    HINT: Did you call `log('val/miou', value)` in the `LightningModule`?", which reads as a bug in the
+    tool: the metric is logged at every validation, and none had run yet. The run's own warning says why
+    there is no best checkpoint and what to change. A monitored name that validation never logs is still
+    refused (before the run, by the run's checks; Lightning raised once validation had run)."""
+    short = [*TINY, "test=false", "+trainer.max_steps=1"]
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING", logger="marsunits"):
+        warnings.simplefilter("always")
+        run(compose_config("train", tmp_path / "run", short))
+    assert not [w.message for w in caught if "could not find the monitored key" in str(w.message)]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no best checkpoint")]
+    assert len(said) == 1 and "before the first validation" in said[0], said
+    misspelt = [*TINY, "test=false", "trainer.max_epochs=1", "callbacks.model_checkpoint.monitor=val/mIoU"]
+    with pytest.raises(ConfigError, match=r"monitor=val/mIoU is not a metric this run logs"):
+        run(compose_config("train", tmp_path / "misspelt", misspelt))
+
+
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:
     """A fixed run_name reused for a new run, or resumed with another model or data, used to overwrite the
     run's config.yaml and then die on state-dict size mismatches (or go on with the other data)."""

@@ -307,6 +307,22 @@ def _quiet_logging_interval() -> None:
     )
 
 
+def _quiet_monitor_before_validation() -> None:
+    """Silence Lightning's "`ModelCheckpoint(monitor='val/miou')` could not find the monitored key in the
+    returned metrics: [...]. HINT: Did you call `log('val/miou', value)` in the `LightningModule`?", for a
+    ``warnings.catch_warnings()`` block around a fit. Lightning warns so only while no validation has run
+    (a checkpoint saved at the end of a training epoch, or of a run that ``trainer.max_steps`` ended, before
+    the first validation: the README's quick check of real data, which validates every 2nd epoch, and a
+    user's first tiny run both printed it), and raises the same words once one has; a monitored name that
+    validation never logs is refused before the run anyway (:func:`check_config_values`). The hint reads
+    as a bug in the tool, whose task logs the metric at every validation; a run that ends with no best
+    checkpoint says why in its own warning (:func:`_why_no_best`)."""
+    warnings.filterwarnings(
+        "ignore",
+        r"`ModelCheckpoint\(monitor='[^']*'\)` could not find the monitored key in the returned metrics",
+    )
+
+
 def _quiet_lightning_deprecations() -> None:
     """Silence the deprecation warning Lightning's own code raises against the torch it runs on, which no
     user of this tool can act on; for a ``warnings.catch_warnings()`` block around the run.
@@ -463,6 +479,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
                 with warnings.catch_warnings():
                     _quiet_resumed_folder(ckpt_path)
                     _quiet_logging_interval()
+                    _quiet_monitor_before_validation()
                     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
             except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
                 listed = getattr(datamodule, "unreadable_images", lambda: None)()
