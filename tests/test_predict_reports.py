@@ -179,6 +179,32 @@ def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> Non
     assert again["line_boundary_f1"] == entry["line_boundary_f1"]
 
 
+def test_black_and_white_labels_are_told_the_class_map_that_reads_their_white(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A geologist's labels saved in black and white (0 and 255 only, white marking rough ground) were
+    scored as smooth_volcanic and unscored pixels: the run's last line gave a low mIoU and said no label
+    held rough_olivine, nothing on why. Labels that hold smooth_volcanic alone beside 255 are now told the
+    labels_class_map that reads white as a unit; given it, they score both units and are not told again."""
+    inp, labels = tmp_path / "in", tmp_path / "labels"
+    for i in range(2):
+        save_rgb(inp / f"f{i}.png", 40, 48, seed=i)
+        white = np.zeros((40, 48), np.uint8)
+        white[:, 24:] = 255
+        write_png_atomic(labels / f"f{i}.png", white)
+    hint = "labels_class_map='{0: 0, 255: 1}' reads white as rough_olivine"
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "a", f"labels_dir={labels}")) == 0
+    said = json.loads((tmp_path / "a" / "summary.json").read_text())["text"]
+    assert "Every label holds smooth_volcanic (0) alone beside 255, which is never scored" in said, said
+    assert hint in said, said
+    mapping = "{0: 0, 255: 1}"
+    out = tmp_path / "b"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", f"labels_class_map={mapping}")) == 0
+    confusion = json.loads((out / "metrics.json").read_text())["overall"]["confusion_matrix"]
+    assert sum(confusion[0]) == sum(confusion[1]) == 2 * 40 * 24
+    assert hint not in json.loads((out / "summary.json").read_text())["text"]
+
+
 def test_labels_in_native_ids_are_scored_through_labels_class_map(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -72,6 +72,25 @@ def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
     )
 
 
+def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
+    """A sentence when every scored label (in project ids: no ``labels_class_map``) holds smooth_volcanic
+    alone beside 255: labels saved in black and white, white marking a unit, read so, and the run gave a low
+    mIoU with nothing on why. Said as a condition: labels of smooth ground alone read the same."""
+    if metrics.get("labels_class_map") is not None:
+        return ""
+    cm = np.asarray((metrics.get("overall") or {}).get("confusion_matrix") or [], dtype=np.int64)
+    if cm.ndim != 2 or len(cm) < 2:
+        return ""
+    labelled = cm.sum(1)
+    if labelled[0] == 0 or labelled[1:].any():
+        return ""
+    return (
+        " Every label holds smooth_volcanic (0) alone beside 255, which is never scored: if they are black "
+        "and white, white marking a unit, labels_class_map='{0: 0, 255: 1}' reads white as rough_olivine "
+        "(and black as smooth_volcanic)."
+    )
+
+
 def _example(message: str) -> str:
     """A recorded message quoted after "e.g." in a sentence this paragraph ends: without its own final
     full stop, which with the sentence's own made the run's last line end in two."""
@@ -161,6 +180,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
                 "high: score images it has not seen to judge the model."
             )
         text += _classes_absent_from_labels(metrics["overall"])
+        text += _labels_of_smooth_volcanic_alone(metrics)
         # Only when no label was found at all: labels found but unusable are said below, with the reason.
         if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
             example = metrics["missing_labels"][0]
