@@ -425,7 +425,7 @@ def test_missing_root_names_path_and_config_key(tmp_path: Path) -> None:
 def test_masks_kept_under_another_folder_name_are_pointed_at(tmp_path: Path) -> None:
     """A folder dataset with its masks in labels/ (the MarsScapes layout) was told only that masks/ is
     missing; the message now lists the folders that are there."""
-    root = write_fake_folder(tmp_path / "f", n_images=2)
+    root = write_fake_folder(tmp_path / "f", stems=["122_1", "123_1"])  # named by sol, as MarsScapes is
     (root / "masks").rename(root / "labels")
     with pytest.raises(
         FileNotFoundError, match=r"masks at .*holds \['images', 'labels'\]: .*rename it masks/"
@@ -448,8 +448,9 @@ def test_a_root_one_level_too_deep_is_told_its_parent(tmp_path: Path) -> None:
         ):
             scan_folder(root / inner)
     # A dataset folder that is itself named images/ and holds images/ and labels/ (MarsScapes' layout) was
-    # told to give its parent, which holds no masks/ either; it is told about data=marsscapes instead.
-    named = write_fake_folder(tmp_path / "g" / "images", n_images=2)
+    # told to give its parent, which holds no masks/ either; it is told about data=marsscapes instead (its
+    # images named by sol, as MarsScapes reads them without a stats.csv).
+    named = write_fake_folder(tmp_path / "g" / "images", stems=["122_1", "123_1"])
     (named / "masks").rename(named / "labels")
     with pytest.raises(FileNotFoundError) as refused:
         scan_folder(named)
@@ -1366,6 +1367,31 @@ def test_a_sigterm_while_training_data_is_read_stops_the_run(tmp_path: Path, mon
     monkeypatch.setattr(owner, name, read)
     with sigterm_raises(), pytest.raises(TerminatedError):
         ImageStore(records, ClassMap(None, "test"), cache=where == "tiff_pixels")
+
+
+def test_a_folder_with_labels_not_masks_is_called_marsscapes_only_when_its_names_carry_sols(
+    tmp_path: Path,
+) -> None:
+    """A geologist's own folder of AI4Mars frames, images/ beside labels/ (AI4Mars' name for them) and no
+    stats.csv, given as data=folder, was told it "looks like a MarsScapes folder (images/<sol>_<n>.jpg,
+    labels/<sol>_<n>.png and stats.csv ...)" with data=marsscapes to give, which then refused every image
+    for its missing sol. Without its table a folder is MarsScapes' only if its images are named by sol, as
+    MarsScapes reads a sol from a name; else the refusal says to rename the folder masks/, as it did."""
+    from marsunits.errors import DataLayoutError
+
+    root = write_fake_folder(tmp_path / "frames", stems=["NLB_450492521EDR_F0310634NCAM00357M1", "NLA_1"])
+    (root / "masks").rename(root / "labels")
+    with pytest.raises(DataLayoutError) as refused:
+        scan_folder(root)
+    said = str(refused.value)
+    assert f"{root} holds ['images', 'labels']: if one of them has the masks, rename it masks/." in said, said
+    assert "MarsScapes" not in said and "data=marsscapes" not in said, said
+    sols = write_fake_folder(tmp_path / "panoramas", stems=["122_1", "130_2"])
+    (sols / "masks").rename(sols / "labels")
+    with pytest.raises(DataLayoutError) as refused:
+        scan_folder(sols)
+    said = str(refused.value)
+    assert f"{sols} looks like a MarsScapes folder" in said and f"data=marsscapes data.root={sols}" in said
 
 
 def test_a_root_of_another_layout_or_one_level_off_is_told_what_it_looks_like(

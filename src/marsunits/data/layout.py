@@ -4,10 +4,11 @@ label images) and, for MarsScapes and AI4Mars, a sol table with its sol column.
 The one statement of the layouts: the scanners (:func:`~marsunits.data.marsscapes.scan_marsscapes`,
 :func:`~marsunits.data.ai4mars.scan_ai4mars`, :func:`~marsunits.data.folder.scan_folder`) read these names
 and start with :func:`check_layout`, which ``train.py`` runs too before Hydra makes the run folder
-(:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`). The check looks at folder names
-and the table's header line only, never at an image, so it costs milliseconds on any dataset; a refusal
-says what the folder looks like instead (another dataset's layout, the folder holding the dataset or
-several datasets, a folder inside it) and the value to give.
+(:meth:`~marsunits.data.datamodule.MarsDataModule.check_source_folders`). The check looks at folder names,
+the table's header line and, for MarsScapes without its table, a few image names, never inside an image,
+so it costs milliseconds on any dataset; a refusal says what the folder looks like instead (another
+dataset's layout, the folder holding the dataset or several datasets, a folder inside it) and the value
+to give.
 """
 
 from __future__ import annotations
@@ -177,10 +178,32 @@ def _holding(layout: Layout) -> str:
 
 def _looks_like(path: Path, layout: Layout, table_seen: bool) -> bool:
     """Whether ``path`` has ``layout``; with ``table_seen``, only if its sol table is there too (a folder of
-    images/ and labels/ alone is no evidence of being MarsScapes rather than AI4Mars without its table)."""
+    images/ and labels/ alone is no evidence of being MarsScapes rather than AI4Mars without its table).
+    Without its table (a layout whose table is optional: MarsScapes), only if its images are named by sol
+    (:func:`_named_by_sol`), as its scanner then reads their sols: a user's own images/ beside labels/
+    (AI4Mars frames, given as data=folder) was called a MarsScapes folder, and data=marsscapes refused every
+    image for its missing sol."""
     if _problem(path, layout) is not None:
         return False
-    return not table_seen or layout.stats is None or (path / layout.stats).is_file()
+    if layout.stats is None or (path / layout.stats).is_file():
+        return True
+    return not table_seen and _named_by_sol(path / layout.images)
+
+
+#: How many file names of an images/ folder :func:`_named_by_sol` looks at.
+_NAMES_LOOKED_AT = 20
+
+
+def _named_by_sol(folder: Path) -> bool:
+    """Whether the first files of ``folder`` (:data:`_NAMES_LOOKED_AT`, hidden ones left out, in the order
+    the folder lists them) are all named ``<sol>_...``, as MarsScapes reads a sol from a name without its
+    table. Names only: no file is opened."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if not e.name.startswith(".")][:_NAMES_LOOKED_AT]
+    except OSError:
+        return False
+    return bool(names) and all(n.split("_", 1)[0].isdigit() and "_" in n for n in names)
 
 
 def _recipe(layout: Layout, path: Path) -> str:
