@@ -337,6 +337,31 @@ def test_a_run_ended_before_its_first_validation_is_not_told_to_log_its_monitore
         run(compose_config("train", tmp_path / "misspelt", misspelt))
 
 
+def test_a_finished_run_says_how_to_map_images_with_its_best_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A geologist's first run ended on "metrics written to .../metrics.json", with nothing on what to do
+    with the model: the predict.py command, with the best checkpoint's path, is now its last line. A run
+    that kept no best checkpoint, or that only scored a model (train=false), is not told it."""
+    short = [*TINY, "test=false"]
+    with caplog.at_level("INFO", logger="marsunits.training"):
+        result = run(compose_config("train", tmp_path / "run", [*short, "trainer.max_epochs=1"]))
+    said = [r.getMessage() for r in caplog.records if r.name == "marsunits.training"]
+    assert said[-1] == (
+        f"to map images with this model: python predict.py ckpt_path={result['best_ckpt']} "
+        "input_dir=<folder of images> output_dir=<new folder for the maps> (README, Prediction)"
+    ), said[-1]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.training"):
+        run(compose_config("train", tmp_path / "short", [*short, "+trainer.max_steps=1"]))
+        run(
+            compose_config(
+                "train", tmp_path / "scored", [*short, "train=false", f"ckpt_path={result['best_ckpt']}"]
+            )
+        )
+    assert not [r for r in caplog.records if "to map images with this model" in r.getMessage()]
+
+
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:
     """A fixed run_name reused for a new run, or resumed with another model or data, used to overwrite the
     run's config.yaml and then die on state-dict size mismatches (or go on with the other data)."""

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -559,6 +560,12 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_metrics(output_dir, result)
         log.info("metrics written to %s", output_dir / "metrics.json")
+        if training and best:  # a first run ended on the line above, with nothing on what to do next
+            log.info(
+                "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of images> "
+                "output_dir=<new folder for the maps> (README, Prediction)",
+                shlex.quote(str(best)),
+            )
     return result
 
 
