@@ -521,6 +521,32 @@ def test_a_label_in_a_data_set_s_native_ids_is_told_that_data_set_s_map(tmp_path
     assert "MarsScapes labels" in said and "AI4Mars" not in said
 
 
+def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_map(tmp_path: Path) -> None:
+    """AI4Mars labels copied without their classes.json (0 soil, 1 bedrock, 2 sand, 255: no big rock, so
+    no id outside 0..2) were scored with their sand as ``other``, and the run's last line gave the mIoU
+    without a word of how the labels were read. Labels holding a 2 scored without a map are now said to
+    have been read as project ids, naming labels_class_map; with a map, or with no 2, nothing is added."""
+    from marsunits.data.class_map import ClassMap
+
+    label = np.array([[0, 0, 2, 2], [1, 1, 255, 255]], np.uint8)  # AI4Mars: soil, sand, bedrock, null
+    write_png_atomic(tmp_path / "frame.png", label)
+    write_png_atomic(tmp_path / "rock.png", np.array([[0, 1], [1, 255]], np.uint8))
+    predicted = np.array([[0, 0, 0, 0], [1, 1, 1, 1]], np.uint8)
+
+    def text(class_map: ClassMap | None = None, names: tuple[str, ...] = ("frame.jpg",)) -> str:
+        ev = Evaluation(tmp_path, class_map=class_map)
+        for name in names:
+            ev.add(PurePosixPath(name), predicted if name == "frame.jpg" else predicted[:, :2])
+        return " ".join(summary_paragraph(run_summary(), ev.to_dict()).split())
+
+    said = text()
+    assert "The labels were read as project ids (no labels_class_map), their 2 as other" in said
+    assert "AI4Mars' sand" in said and "need labels_class_map" in said
+    ai4mars = ClassMap({0: 0, 2: 0, 1: 1, 3: 1, 255: 255}, None, key="labels_class_map", where="test")
+    assert "read as project ids" not in text(ai4mars)
+    assert "read as project ids" not in text(names=("rock.jpg",))  # no 2: read the same either way
+
+
 # ------------------------------------------------------------------------------------------ classes.json
 def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(tmp_path: Path) -> None:
     """predict.py refuses labels without labels_class_map beside a classes.json naming other classes; from

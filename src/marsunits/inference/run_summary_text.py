@@ -91,6 +91,23 @@ def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     )
 
 
+def _labels_read_as_project_ids(metrics: Mapping[str, Any]) -> str:
+    """The sentence that says how labels holding a 2 were read when no ``labels_class_map`` was given: as
+    the project's ``other``. AI4Mars labels copied without their ``classes.json`` (ids 0, 1, 2 and 255
+    only, no big rock) were scored with their sand, 2, as ``other``, and the run's last line gave the mIoU
+    without a word of how the labels were read."""
+    if metrics.get("labels_class_map") is not None or not metrics["images_scored"]:
+        return ""
+    cm = np.asarray(metrics["overall"].get("confusion_matrix") or [], dtype=np.int64)
+    if cm.ndim != 2 or len(cm) <= 2 or not cm[2].sum():
+        return ""
+    return (
+        " The labels were read as project ids (no labels_class_map), their 2 as other: labels in a data "
+        "set's own ids, whose 2 is another class (AI4Mars' sand, MarsScapes' gravel), need labels_class_map "
+        "(README, Scoring against labels)."
+    )
+
+
 def _example(message: str) -> str:
     """A recorded message quoted after "e.g." in a sentence this paragraph ends: without its own final
     full stop, which with the sentence's own made the run's last line end in two."""
@@ -160,6 +177,10 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             + f" (metrics.json; {len(metrics['missing_labels'])} without a label)."
         )
         text += _classes_outside_the_miou(metrics["overall"])
+        errors = metrics.get("label_errors") or {}
+        native = any("outside 0..2" in e for e in errors.values())
+        if not native:  # with labels refused for native ids, the sentence below says it of the scored ones
+            text += _labels_read_as_project_ids(metrics)
         trained_on = metrics.get("images_from_trained_sols") or {}
         if trained_on:
             first, sol = next(iter(trained_on.items()))
@@ -188,14 +209,12 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
                 f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for each "
                 f"image (for {example}: {PurePosixPath(example).with_suffix('.png')}); check labels_dir."
             )
-        errors = metrics.get("label_errors") or {}
         if errors:
             first = next(iter(errors.values()))
             text += (
                 f" {counted(len(errors), 'label')} could not be scored (metrics.json label_errors), "
                 f"e.g. {_example(first)}."
             )
-            native = any("outside 0..2" in e for e in errors.values())
             if native and metrics.get("labels_class_map") is None and metrics["images_scored"]:
                 text += (
                     " Labels of one data set share their ids: if those hold native ids, the ones scored "
