@@ -286,6 +286,32 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
 
 
 # ------------------------------------------------------------------------------------ 3. contact map
+def test_a_run_without_labels_dir_says_it_removed_the_scores_and_how_to_score_again(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A re-run into a scored folder without labels_dir (to add save_probabilities, say) removed the earlier
+    run's metrics.json without a word. It is still removed (it would describe masks this run may have
+    replaced), and a warning names it with the labels_dir and labels_class_map that score the masks again."""
+    inp, native, out = tmp_path / "in", tmp_path / "native labels", tmp_path / "out"
+    save_rgb(inp / "f0.png", 40, 48, seed=0)
+    write_png_atomic(native / "f0.png", np.array([[0, 1, 2, 3]] * 10, np.uint8).repeat(12, axis=1))
+    mapping = "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
+    assert (out / "metrics.json").is_file()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
+    assert not (out / "metrics.json").exists()
+    said = [r.getMessage() for r in caplog.records if "metrics.json" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"removed {out / 'metrics.json'}, the scores of an earlier run against labels" in said[0]
+    assert f"labels_dir={native} labels_class_map='{{0: 0, 1: 1, 2: 0, 3: 1, 255: 255}}'" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # nothing removed, nothing said
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    assert not [r for r in caplog.records if "metrics.json" in r.getMessage()]
+
+
 def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Path) -> None:
     import shutil
 

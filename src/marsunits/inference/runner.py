@@ -40,6 +40,7 @@ Failure policy:
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
@@ -1150,8 +1151,12 @@ class _Session:
         if self.evaluation is not None:
             metrics = self.evaluation.to_dict()
             write_json_atomic(out / "metrics.json", metrics)
-        else:  # scores of an earlier run with labels_dir would describe masks this run may have replaced
+        elif (out / "metrics.json").is_file():
+            # Scores of an earlier run with labels_dir would describe masks this run may have replaced. They
+            # went without a word: a re-run to add save_probabilities lost the user's scores unseen.
+            removed_scores = removed_scores_warning(out / "metrics.json")
             (out / "metrics.json").unlink(missing_ok=True)
+            log.warning("%s", removed_scores)
         from marsunits.boundary.contact_map import remove_stale_maps
 
         map_problem = None  # a map asked for that could not be written: the run fails
@@ -1250,6 +1255,26 @@ class _Session:
         written = build_contact_map(items, self.output_dir, self.opts.max_range_m, camera_files=files)
         log.info("contact map written: %s", ", ".join(p.name for p in written))
         return written, None
+
+
+def removed_scores_warning(metrics_file: Path) -> str:
+    """The warning of a run without ``labels_dir`` that removes ``metrics_file``, an earlier run's scores:
+    naming the ``labels_dir`` and ``labels_class_map`` it recorded, as the options that score the folder's
+    masks again (or saying that it could not be read)."""
+    try:
+        earlier = json.loads(metrics_file.read_text(encoding="utf-8"))
+        labels, mapping = earlier["labels_dir"], earlier.get("labels_class_map")
+        options = f"labels_dir={printable(str(labels))}"
+        if isinstance(mapping, Mapping) and mapping:
+            pairs = ", ".join(f"{int(k)}: {int(v)}" for k, v in mapping.items())
+            options += f" labels_class_map='{{{pairs}}}'"
+    except (OSError, ValueError, KeyError, TypeError):
+        options = "labels_dir=<the labels' folder> (and its labels_class_map, if it had one)"
+    return (
+        f"removed {printable(os.fspath(metrics_file))}, the scores of an earlier run against labels, as this "
+        "run has no labels_dir (they would not describe the masks of this run); to score the folder's masks "
+        f"again, run this command with {options} (images already done are not predicted again)"
+    )
 
 
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:
