@@ -547,6 +547,30 @@ def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_m
     assert "read as project ids" not in text(names=("rock.jpg",))  # no 2: read the same either way
 
 
+def test_a_label_in_native_ids_is_told_labels_class_map_checkpoint_only_where_the_model_has_a_map(
+    tmp_path: Path,
+) -> None:
+    """MarsScapes labels scored with the synthetic default model were told to give labels_class_map=checkpoint
+    (the model's training map), which that model, trained on masks in project ids, refuses; so would a model
+    trained on several data sets with a map each (the data set is named there). The fix is offered only for
+    a model whose map ``checkpoint`` gives (``offers_checkpoint_map``, which predict's run passes)."""
+    from marsunits.inference.options import offers_checkpoint_map
+    from marsunits.task import _normalise_class_map
+
+    ms, ai = {0: 0, 1: 1, 6: 2, 255: 255}, {0: 0, 1: 1, 2: 0, 3: 1, 255: 255}
+    assert offers_checkpoint_map({"class_map": ms, "dataset": "marsscapes"})
+    assert not offers_checkpoint_map({"class_map": None, "dataset": "synthetic"})
+    both = {"class_map": _normalise_class_map({"marsscapes": ms, "ai4mars": ai}), "dataset": "ms_ai"}
+    assert not offers_checkpoint_map(both)
+    write_png_atomic(tmp_path / "sol.png", np.array([[0, 3, 6, 8], [1, 2, 4, 255]], np.uint8))
+    for has_map in (True, False):
+        ev = Evaluation(tmp_path, model_class_map=has_map)
+        ev.add(PurePosixPath("sol.jpg"), np.zeros((2, 4), np.uint8))
+        said = ev.errors["sol.jpg"]
+        assert ("labels_class_map=checkpoint" in said) is has_map, said
+        assert "labels_class_map='{native id: project id, ...}'" in said and "MarsScapes labels" in said
+
+
 # ------------------------------------------------------------------------------------------ classes.json
 def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(tmp_path: Path) -> None:
     """predict.py refuses labels without labels_class_map beside a classes.json naming other classes; from

@@ -253,6 +253,8 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
     text = " ".join(capsys.readouterr().out.split())  # no map: the ids and the fix are named
     assert "2 labels could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
+    # A model trained on project ids refuses labels_class_map=checkpoint (below): the labels are not told it.
+    assert "labels_class_map=checkpoint" not in text, text
     # A native label whose ids all happen to lie in 0..2 is scored, but the run warns that it is suspect.
     write_png_atomic(native / "f0.png", rng.choice(np.array([0, 1, 2], np.uint8), size=(40, 48)))
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}", "overwrite=true")) == 0

@@ -83,13 +83,20 @@ LABEL_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def confusion_matrix(
-    pred: np.ndarray, target: np.ndarray, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX
+    pred: np.ndarray,
+    target: np.ndarray,
+    num_classes: int = NUM_CLASSES,
+    ignore_index: int = IGNORE_INDEX,
+    offer_checkpoint: bool = True,
 ) -> np.ndarray:
     """Confusion counts ``(num_classes, num_classes)`` int64; rows = target, columns = prediction.
 
     Args:
         pred: Integer ``(H, W)`` predicted ids in ``[0, num_classes)``.
         target: Integer ``(H, W)`` label ids in ``[0, num_classes)`` or ``ignore_index``.
+        offer_checkpoint: Whether a label's refusal offers ``labels_class_map=checkpoint`` (the model's
+            training map): not for a model that ``checkpoint`` would be refused for (trained on masks in
+            project ids, as the synthetic default), whose labels were told to give it all the same.
 
     Raises:
         ValueError: Shapes differ, or ids outside the valid range (the message lists them).
@@ -105,11 +112,13 @@ def confusion_matrix(
             # Labels of a data set copied unconverted (MarsScapes' 0..9): its whole map, to copy; a model
             # trained without a map (synthetic, data=folder) refuses labels_class_map=checkpoint.
             hint = native_data_set_hint(np.unique(ids), "labels_class_map") if name == "label" else ""
+            checkpoint = (
+                "labels_class_map=checkpoint (the model's training map) or " if offer_checkpoint else ""
+            )
             raise ValueError(
                 f"{name} holds ids {bad.tolist()} outside 0..{num_classes - 1} and {ignore_index} (ignore); "
-                "convert the mask to project ids first, or give predict.py labels_class_map=checkpoint (the "
-                "model's training map) or labels_class_map='{native id: project id, ...}'"
-                + (f".{hint.rstrip('.')}" if hint else "")
+                f"convert the mask to project ids first, or give predict.py {checkpoint}"
+                "labels_class_map='{native id: project id, ...}'" + (f".{hint.rstrip('.')}" if hint else "")
             )
     return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
 
@@ -481,6 +490,9 @@ class Evaluation:
             not read again. False (default): with ``class_map`` None, one naming other classes is refused
             and one that cannot be read is warned of
             (:func:`~marsunits.data.class_map.unreadable_classes_file`), once, in this class's words.
+        model_class_map: Whether ``labels_class_map=checkpoint`` would give the model's training map
+            (predict's run: from its metadata); False: a label holding ids outside the project's is not told
+            to give it, as a model trained on masks in project ids refuses it.
 
     Raises:
         ConfigError: ``class_map`` is None and the labels' ``classes.json`` names other classes than the
@@ -494,6 +506,7 @@ class Evaluation:
     max_megapixels: float | None = None
     image_extensions: tuple[str, ...] = IMAGE_EXTENSIONS
     classes_file_checked: bool = False
+    model_class_map: bool = True
     _folders: FolderIndex = field(default_factory=FolderIndex, init=False, repr=False)  # listed once a run
     #: Scored images whose content the model trained on (``trained_image_keys``), by input path.
     trained_on: set[str] = field(default_factory=set)
@@ -593,7 +606,7 @@ class Evaluation:
             valid = ~nodata if nodata.any() else None
             scored = label if valid is None else np.where(nodata, IGNORE_INDEX, label).astype(np.uint8)
             try:
-                cm = confusion_matrix(pred, scored)
+                cm = confusion_matrix(pred, scored, offer_checkpoint=self.model_class_map)
             except ValueError as exc:
                 raise ValueError(f"{label_path}: {exc}") from exc
             entry: dict[str, Any] = {"label": os.fspath(label_path), **scores(cm)}

@@ -25,6 +25,7 @@ __all__ = [
     "RUNTIMES",
     "PredictOptions",
     "check_option_types",
+    "offers_checkpoint_map",
     "plain_scalar",
     "read_contact_config",
     "read_labels_class_map",
@@ -347,6 +348,17 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
         return ClassMap(mapping, None, key="labels_class_map", where=where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def offers_checkpoint_map(metadata: Mapping[str, Any]) -> bool:
+    """Whether ``labels_class_map=checkpoint`` gives a map for the model of ``metadata``: not for one trained
+    on masks in project ids (synthetic scenes, ``data=folder``), nor for one trained on several data sets
+    with a map each (the data set is to be named), which refuse it."""
+    try:
+        _training_map("checkpoint", metadata)
+    except ConfigError:
+        return False
+    return True
 
 
 def _labels_of_another_data_set(value: str, offered: Iterable[str]) -> str:

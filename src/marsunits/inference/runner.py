@@ -104,7 +104,7 @@ from marsunits.inference.inputs import (
     normalise_patterns,
     output_escape,
 )
-from marsunits.inference.options import PredictOptions, read_labels_class_map
+from marsunits.inference.options import PredictOptions, offers_checkpoint_map, read_labels_class_map
 from marsunits.inference.output_settings import (
     ARITHMETIC_KEYS,
     PENDING_KEY,
@@ -609,6 +609,7 @@ class _Session:
                 max_megapixels=self.pixel_limit,
                 image_extensions=normalise_patterns(opts.patterns),
                 classes_file_checked=True,  # refused by check_before_predicting, warned of above
+                model_class_map=offers_checkpoint_map(self.metadata),
             )
             if self.labels_dir is not None
             else None
