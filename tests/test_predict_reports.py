@@ -296,14 +296,16 @@ def test_a_run_without_labels_dir_says_it_removed_the_scores_and_how_to_score_ag
     replaced), and a warning names it with the labels_dir and labels_class_map that score the masks again."""
     inp, native, out = tmp_path / "in", tmp_path / "native labels", tmp_path / "out"
     save_rgb(inp / "f0.png", 40, 48, seed=0)
-    write_png_atomic(native / "f0.png", np.array([[0, 1, 2, 3]] * 10, np.uint8).repeat(12, axis=1))
+    write_png_atomic(native / "f0.png", np.array([[0, 1, 2, 3]] * 40, np.uint8).repeat(12, axis=1))
     mapping = "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}"
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
     assert (out / "metrics.json").is_file()
+    assert "<td>label</td><td>mIoU " in (out / "index.html").read_text()  # the card's own score
     caplog.clear()
     with caplog.at_level("WARNING"):
         assert run(make_cfg(tmp_path, ckpt, inp, out, "save_probabilities=true")) == 0
     assert not (out / "metrics.json").exists()
+    assert "<td>label</td>" not in (out / "index.html").read_text()
     said = [r.getMessage() for r in caplog.records if "metrics.json" in r.getMessage()]
     assert len(said) == 1, said
     assert f"removed {out / 'metrics.json'}, the scores of an earlier run against labels" in said[0]
@@ -1010,6 +1012,30 @@ def test_the_gallery_shows_the_no_data_share_beside_the_class_shares() -> None:
     border, full = page.split("<figure")[1:]
     assert "<td>no data</td><td>15.0%</td>" in border
     assert "no data" not in full  # every pixel has a class
+
+
+def test_a_scored_run_s_gallery_cards_show_each_image_s_score_or_why_it_has_none() -> None:
+    """With labels_dir, index.html gave the overall mIoU only: which images scored badly was to be dug out of
+    metrics.json. Each card now says its image's mIoU and pixel accuracy, or that it has no label or one
+    that could not be scored; without labels_dir, cards say nothing of labels."""
+    from marsunits.inference.gallery import render_gallery
+
+    def row(name: str) -> dict[str, object]:
+        return {"path": name, "status": "ok", "width": 8, "height": 8, "n_contacts": 0}
+
+    names = ["sub/good.png", "bad.png", "renamed.png", "none.png"]
+    metrics = {
+        "per_image": {"sub/good.png": {"miou": 0.8125, "pixel_accuracy": 0.9}, "bad.png": {"miou": 0.25}},
+        "label_errors": {"renamed.png": "renamed_label.png: its name is the image's, with '_label' added"},
+        "missing_labels": ["none.png"],
+    }
+    page = render_gallery([row(n) for n in names], "t", "summary", metrics=metrics)
+    good, bad, renamed, none = page.split("<figure")[1:]
+    assert "<td>label</td><td>mIoU 0.812, pixel accuracy 90.0%</td>" in good
+    assert "<td>label</td><td>mIoU 0.250, pixel accuracy -</td>" in bad
+    assert "<td>label</td><td>not scored (metrics.json label_errors says why)</td>" in renamed
+    assert "<td>label</td><td>no label</td>" in none
+    assert "<td>label</td>" not in render_gallery([row(n) for n in names], "t", "summary")
 
 
 def test_a_gallery_card_shows_its_thumbnail_linking_the_overlay_or_the_overlay_without_one() -> None:

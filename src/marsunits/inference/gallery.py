@@ -55,7 +55,25 @@ def _nodata_fraction(row: Mapping[str, Any]) -> float | None:
     return rest if rest >= 0.0005 else None
 
 
-def _card(row: Mapping[str, Any], thumbnails: AbstractSet[str]) -> str:
+def _label_score(path: str, metrics: Mapping[str, Any]) -> str:
+    """The card's table row of the image's score against its label (``metrics.json``): its mIoU and pixel
+    accuracy, or why it has none (no label, a label that could not be scored)."""
+    entry = (metrics.get("per_image") or {}).get(path)
+    if entry is not None:
+        accuracy = _num(entry.get("pixel_accuracy"), ".1%")
+        said = f"mIoU {_num(entry.get('miou'), '.3f')}, pixel accuracy {accuracy}"
+    elif path in (metrics.get("label_errors") or {}):
+        said = "not scored (metrics.json label_errors says why)"
+    elif path in (metrics.get("missing_labels") or ()):
+        said = "no label"
+    else:
+        return ""
+    return f"<tr><td>label</td><td>{said}</td></tr>"
+
+
+def _card(
+    row: Mapping[str, Any], thumbnails: AbstractSet[str], metrics: Mapping[str, Any] | None = None
+) -> str:
     rel = PurePosixPath(str(row["path"]))
     name = html.escape(rel.as_posix())
     status = str(row.get("status", ""))
@@ -77,6 +95,8 @@ def _card(row: Mapping[str, Any], thumbnails: AbstractSet[str]) -> str:
     nodata = _nodata_fraction(row)
     if nodata is not None:  # the shares are of all pixels: without this row they sum to less than 100 %
         numbers += f"<tr><td>no data</td><td>{nodata:.1%}</td></tr>"
+    if metrics is not None:  # scored against labels_dir: each image's own score, where only the overall was
+        numbers += _label_score(str(row["path"]), metrics)
     try:  # a panorama's card takes a whole row: in a 22em card it was a strip a few dozen pixels high
         classes = status + (" panorama" if is_panorama(float(row["width"]), float(row["height"])) else "")
     except (KeyError, TypeError, ValueError):
@@ -98,6 +118,7 @@ def render_gallery(
     reports: Sequence[str] = (),
     palette: Sequence[Sequence[int]] = PALETTE,
     thumbnails: AbstractSet[str] = frozenset(),
+    metrics: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML text of the gallery.
 
@@ -110,12 +131,15 @@ def render_gallery(
         palette: The class colours of the key: those the overlays were drawn in (the model's palette).
         thumbnails: The ``path`` of each row whose ``<stem>.thumb.jpg`` exists: its card shows that, the
             others their full-size overlay (every card links to its overlay).
+        metrics: The run's scores against labels (``metrics.json``, keyed by the rows' ``path``), or None:
+            each card then says its image's mIoU and pixel accuracy, or that it has no label or one that
+            could not be scored.
     """
     key = "".join(
         f'<span style="background:rgb{tuple(rgb)}"></span>{html.escape(n)}'
         for n, rgb in zip(CLASS_NAMES, palette, strict=True)
     )
-    cards = "\n".join(_card(r, thumbnails) for r in rows)
+    cards = "\n".join(_card(r, thumbnails, metrics) for r in rows)
     links = " · ".join(f'<a href="{quote(name)}">{html.escape(name)}</a>' for name in reports)
     # A name that is not UTF-8 is shown with \xNN for its other bytes (links hold them as %E9): its raw
     # bytes made the page invalid UTF-8.

@@ -1213,6 +1213,7 @@ class _Session:
                 reports,
                 self.metadata["palette"],
                 thumbnails,
+                metrics,
             ),
         )
         say_outputs_of_no_input(
