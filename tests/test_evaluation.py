@@ -571,6 +571,27 @@ def test_a_label_in_native_ids_is_told_labels_class_map_checkpoint_only_where_th
         assert "labels_class_map='{native id: project id, ...}'" in said and "MarsScapes labels" in said
 
 
+def test_a_label_saved_in_a_format_that_is_not_read_is_a_label_error_not_a_missing_label(
+    tmp_path: Path,
+) -> None:
+    """A label saved as BMP or GIF (``frame.bmp`` beside the other PNG labels) was counted as missing
+    without a word, the user's label lying there; it is now a label error naming the file and the format
+    to save it in. A name of another stem in such a format is no label of the image."""
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(tmp_path / "frame.bmp")
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(tmp_path / "frame2.gif")
+    write_png_atomic(tmp_path / "fine.png", np.zeros((4, 6), np.uint8))
+    ev = Evaluation(tmp_path)
+    for name in ("frame.jpg", "fine.jpg", "frame3.jpg"):
+        ev.add(PurePosixPath(name), np.zeros((4, 6), np.uint8))
+    assert list(ev.per_image) == ["fine.jpg"] and ev.missing == ["frame3.jpg"]
+    said = ev.errors["frame.jpg"]
+    assert said.startswith(
+        f"{tmp_path / 'frame.bmp'}: a label in a format that is not read (.bmp: labels are"
+    ), said
+    assert "save it as frame.png" in said
+    assert "frame2.gif" not in " ".join(ev.errors.values())
+
+
 # ------------------------------------------------------------------------------------------ classes.json
 def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(tmp_path: Path) -> None:
     """predict.py refuses labels without labels_class_map beside a classes.json naming other classes; from

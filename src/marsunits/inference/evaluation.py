@@ -59,7 +59,7 @@ from marsunits.data.class_map import (
     native_data_set_hint,
     unreadable_classes_file,
 )
-from marsunits.data.folder import word_added_splits, word_added_to_stem
+from marsunits.data.folder import OTHER_RASTER_EXTENSIONS, word_added_splits, word_added_to_stem
 from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
 from marsunits.errors import ConfigError
 from marsunits.file_digest import image_content_key
@@ -594,6 +594,14 @@ class Evaluation:
                     f"with input_dir=<that subfolder>, whose labels then lie at the top of labels_dir)"
                 )
                 return
+            unread = self._label_in_another_format(rel)
+            if unread is not None:
+                self.errors[key] = (
+                    f"{unread}: a label in a format that is not read ({unread.suffix}: labels are read from "
+                    f"PNG or TIFF); save it as {PurePosixPath(rel.name).stem}.png, from the labelling tool's "
+                    "original ids"
+                )
+                return
             self.missing.append(key)
             return
         try:
@@ -623,6 +631,20 @@ class Evaluation:
         self.per_image[key] = entry
         if image_sha256 and image_content_key(image_sha256) in (self.trained_image_keys or ()):
             self.trained_on.add(key)
+
+    def _label_in_another_format(self, rel: PurePosixPath) -> Path | None:
+        """A file in the folder of ``rel``'s label named as its label but in a raster format that is not read
+        (``<stem>.bmp``, ``.gif``, ...: :data:`~marsunits.data.folder.OTHER_RASTER_EXTENSIONS`), or None.
+        Such a label was counted as missing without a word, though the user's label lay beside the others."""
+        folder = _labels_folder(self.labels_dir, rel, self._folders)
+        if folder is None:
+            return None
+        stem = PurePosixPath(rel.name).stem
+        for suffix in OTHER_RASTER_EXTENSIONS:
+            for name in self._folders.names(folder, f"{stem}{suffix}"):
+                if _nfc(name)[: len(_nfc(stem))] == _nfc(stem) and (folder / name).is_file():
+                    return folder / name
+        return None
 
     def _flat_label(self, rel: PurePosixPath, image_path: Path | None) -> Path | None:
         """The label of ``rel``'s name at the top of ``labels_dir`` when ``rel`` lies in a subfolder (inputs
