@@ -170,6 +170,55 @@ def test_fast_dev_run_through_real_config(tmp_path: Path) -> None:
     assert record["fast_dev_run"] is True and record["optimizer_steps"] == 1
 
 
+def test_a_run_does_not_print_lightnings_adverts_for_its_cloud_packages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``train.py debug=fdr logger=csv`` printed Lightning's "💡 Tip: For seamless cloud logging and
+    experiment tracking, try installing [litlogger](...)" among its lines, read as something to install.
+    It is not logged by a run; Lightning's other info lines (devices, fast_dev_run) still are."""
+    cfg = compose_config("train", tmp_path, ["debug=fdr", "logger=csv", *TINY])
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+        run(cfg)
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("lightning.pytorch")]
+    assert any(m.startswith("GPU available:") for m in said)
+    assert any("fast_dev_run" in m for m in said)
+    assert not [m for m in said if "💡" in m or "litlogger" in m or "litmodels" in m]
+
+
+def test_the_advert_filter_silences_the_litmodels_tip_too_and_only_while_it_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other advert ("💡 Tip: ... try installing [litmodels](...)"), logged at a fit with Lightning's
+    default ``ModelCheckpoint``, is dropped by the same filter, which is removed when the run ends (a
+    notebook's own Trainer afterwards logs as Lightning does)."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from marsunits.training import _quiet_lightning_adverts
+
+    def fit(folder: str) -> list[str]:
+        caplog.clear()
+        trainer = pl.Trainer(
+            max_steps=1,
+            limit_val_batches=0,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path / folder,
+        )
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            trainer.fit(BoringModel())
+        return [r.getMessage() for r in caplog.records if r.name.startswith("lightning.pytorch")]
+
+    with _quiet_lightning_adverts():
+        quiet = fit("quiet")
+    loud = fit("loud")
+    if not any("litmodels" in m for m in loud):
+        pytest.skip("this Lightning version does not advertise litmodels")
+    assert any("litlogger" in m for m in loud)  # the filter is gone after the block
+    assert not [m for m in quiet if "💡" in m]
+    assert any("`Trainer.fit` stopped" in m for m in quiet)  # other lines kept
+
+
 def test_fast_dev_run_starts_no_logger_even_when_one_is_chosen(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -342,6 +343,37 @@ def _quiet_lightning_deprecations() -> None:
     )
 
 
+#: The logger of Lightning's ``rank_zero_info`` lines ("GPU available: ...", "`Trainer.fit` stopped ...").
+_LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+class _NoLightningAdverts(logging.Filter):
+    """Drop Lightning's adverts for its cloud packages from its info log, and nothing else.
+
+    Lightning 2.6 logs, at every ``Trainer`` built without its ``LitLogger``, "💡 Tip: For seamless cloud
+    logging and experiment tracking, try installing [litlogger](...) ...", and at a fit with the default
+    ``ModelCheckpoint`` the same for ``litmodels``: a line in every ``train.py`` output (``debug=fdr`` and
+    ``logger=csv`` included) that offers a service this tool neither uses nor needs, read by users as
+    something to install. The rest of that logger (devices, ``fast_dev_run``, why a fit stopped) is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("💡 Tip:") and ("litlogger" in message or "litmodels" in message))
+
+
+@contextlib.contextmanager
+def _quiet_lightning_adverts() -> Iterator[None]:
+    """:class:`_NoLightningAdverts` on Lightning's info logger while the block runs, removed after it (a
+    notebook's own Trainer later in the process logs as Lightning does)."""
+    logger, advert_filter = logging.getLogger(_LIGHTNING_INFO_LOGGER), _NoLightningAdverts()
+    logger.addFilter(advert_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(advert_filter)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as the config says; return the metrics also written to ``metrics.json``.
 
@@ -364,6 +396,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         claimed_run_folder(Path(cfg.paths.output_dir)),
         sigterm_raises(defer_to_later_handlers=True),
         warnings.catch_warnings(),
+        _quiet_lightning_adverts(),
     ):
         _quiet_lightning_deprecations()
         return _run(cfg)
