@@ -2038,6 +2038,51 @@ def test_greyscale_inputs_to_a_model_of_unknown_colour_are_not_said_to_meet_a_co
     )
 
 
+@pytest.mark.parametrize(
+    ("record", "expected", "absent"),
+    [
+        # Trained on grey frames alone (a folder of Navcam frames): nothing to warn of.
+        ({"grey": 40, "colour": 0, "parent": None}, None, "greyscale image"),
+        # On colour alone: said plainly, not as a condition.
+        (
+            {"grey": 0, "colour": 40, "parent": None},
+            "a model trained on colour only maps grey frames worse",
+            "if its training images were colour",
+        ),
+        # Mixed: the shares, its parent's images counted with its own.
+        (
+            {"grey": 5, "colour": 10, "parent": {"grey": 5, "colour": 0, "parent": None}},
+            "50% of its training images were grey (10 of 20), 50% colour",
+            "if its training images were colour",
+        ),
+        # A parent that recorded nothing (saved before the record): unknown, today's condition.
+        (
+            {"grey": 40, "colour": 0, "parent": {"grey": None, "colour": None, "parent": None}},
+            "if its training images were colour, it maps grey frames worse (not if they were grey too",
+            "trained on colour only",
+        ),
+    ],
+)
+def test_greyscale_inputs_are_told_what_the_models_record_of_its_training_images_shows(
+    record: dict[str, object], expected: str | None, absent: str
+) -> None:
+    """A data=folder model trained on grey Navcam frames alone was told "if its training images were
+    colour, it maps grey frames worse (not if they were grey too)": checkpoints did not say which. They
+    record it now (metadata training_images), and the sentence says what it shows, exactly."""
+    from marsunits.inference.run_summary_text import summary_paragraph
+
+    summary = run_summary(greyscale_inputs_for_colour_model=2)
+    text = summary_paragraph(
+        {**summary, "checkpoint_metadata": {"dataset": "folder", "training_images": record}}
+    )
+    if expected is None:
+        assert "greyscale image" not in text, text
+    else:
+        assert "2 greyscale images went to a model that reads colour (trained on 'folder' data)" in text
+        assert expected in text, text
+    assert absent not in text, text
+
+
 def test_a_camera_file_under_a_name_not_read_is_named_again_when_its_image_is_skipped(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -28,6 +28,7 @@ from marsunits.task import (
     load_task,
 )
 from marsunits.training_extent import steps_in_all
+from marsunits.training_images import UNKNOWN
 from marsunits.user_paths import expand_home, missing_checkpoint
 
 log = logging.getLogger(__name__)
@@ -249,4 +250,6 @@ def initialise_from_checkpoint(
     task.trained_image_keys = merge_image_keys(task.trained_image_keys, source.trained_image_keys)
     # The steps behind the weights taken: a short fine-tuning of a trained model is not a barely trained one.
     task.steps_before = steps_in_all(source.training_record)
+    # Its training images shaped the weights taken: kept under this run's record (unknown: said so).
+    task.images_before = dict(source.training_images or UNKNOWN)
     log.info("network initialised from %s (trained on %s)", path, source.hparams.get("dataset"))

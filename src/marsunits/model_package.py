@@ -64,6 +64,8 @@ from marsunits.task import (
     load_task,
 )
 from marsunits.training_extent import check_record, record_from_provenance
+from marsunits.training_images import METADATA_KEY as IMAGES_KEY
+from marsunits.training_images import check_images_record
 from marsunits.user_paths import JSON_NAME, WEIGHTS_NAME, expand_home, is_package
 from marsunits.user_paths import run_folder_checkpoint_hint as _run_folder_hint
 
@@ -579,6 +581,7 @@ def load_package(
     task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
     # Absent from packages of before 2026-12-07: the provenance's steps and epoch (the checkpoint's).
     task._restore_training(metadata.get("training") or record_from_provenance(document.get("provenance")))
+    task._restore_images(metadata)  # absent from packages of before 2026-12-07: unknown
     return task.to(map_location).eval()
 
 
@@ -663,6 +666,13 @@ def _check_training_record(metadata: Mapping[str, Any], json_path: Path) -> None
             f"{json_path}: metadata training {problem}. It records how far the model trained (optimiser "
             "steps, epoch, best validation mIoU); put back the value the package came with (or null if it is "
             "unknown), or re-export the package."
+        )
+    problem = check_images_record(metadata.get(IMAGES_KEY))
+    if problem is not None:  # read by predict.py's summary: a crash there lost the run
+        raise CheckpointError(
+            f"{json_path}: metadata {IMAGES_KEY} {problem}. It records how many training images were grey "
+            "and colour; put back the value the package came with (or null if it is unknown), or re-export "
+            "the package."
         )
 
 

@@ -46,6 +46,8 @@ from marsunits.model_settings import SCHEDULERS as SCHEDULERS
 from marsunits.model_settings import check_numbers as check_numbers
 from marsunits.models import SegmentationLoss, build_model, size_divisor
 from marsunits.training_extent import BEST_SCORE_MONITOR, record_from_checkpoint, training_record
+from marsunits.training_images import METADATA_KEY as IMAGES_KEY
+from marsunits.training_images import UNKNOWN, images_record
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +329,13 @@ class SegmentationTask(L.LightningModule):
         #: How far the training of these weights went (:func:`marsunits.training_extent.training_record`):
         #: set at each save from the trainer, read back from a checkpoint or package (None: unknown).
         self.training_record: dict[str, Any] | None = None
+        #: How many of the training images were greyscale and colour, this run's and, under ``parent``, those
+        #: of the model it was fine-tuned from (:func:`marsunits.training_images.images_record`): set at the
+        #: start of fit from the datamodule, read back from a checkpoint or package (None: unknown).
+        self.training_images: dict[str, Any] | None = None
+        #: The record of the model this run's network started from (``init_ckpt_path``;
+        #: :data:`~marsunits.training_images.UNKNOWN` when it has none), None from ImageNet or random weights.
+        self.images_before: dict[str, Any] | None = None
 
     @staticmethod
     def _check_arguments(
@@ -688,7 +697,8 @@ class SegmentationTask(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """Add the training sols and image keys of the datamodule (``trained_sols()`` and
-        ``trained_image_keys()``, after its setup) to :attr:`trained_sols` and :attr:`trained_image_keys`."""
+        ``trained_image_keys()``, after its setup) to :attr:`trained_sols` and :attr:`trained_image_keys`,
+        and record its training images' grey and colour counts in :attr:`training_images`."""
         datamodule = getattr(self._trainer, "datamodule", None)
         reader = getattr(datamodule, "trained_sols", None)
         if callable(reader):
@@ -696,6 +706,10 @@ class SegmentationTask(L.LightningModule):
         keys = getattr(datamodule, "trained_image_keys", None)
         if callable(keys):
             self.trained_image_keys = merge_image_keys(self.trained_image_keys, keys())
+        colours = getattr(datamodule, "training_image_colours", None)
+        if callable(colours):  # this run's images replace a resumed part's (the same data), the parent's kept
+            grey, colour = colours()
+            self.training_images = images_record(grey, colour, self.images_before)
 
     def on_train_start(self) -> None:
         """Give each DDP rank random streams of its own (:func:`seed_rank`), then fit the schedule to the run.
@@ -781,6 +795,9 @@ class SegmentationTask(L.LightningModule):
         :attr:`trained_image_keys`; absent from earlier versions); and ``training`` (how far the training of
         the weights went: optimiser steps, epoch, fast_dev_run, best validation mIoU, ...; or None:
         :func:`marsunits.training_extent.training_record`, :attr:`training_record`; absent before
+        2026-12-07); and ``training_images`` (how many training images were greyscale and colour, with
+        the record of a model it was fine-tuned from under ``parent``; or None: unknown;
+        :func:`marsunits.training_images.images_record`, :attr:`training_images`; absent before
         2026-12-07).
         """
         hp = self._hp
@@ -806,12 +823,26 @@ class SegmentationTask(L.LightningModule):
             "trained_sols": self.trained_sols,
             "trained_image_keys": self.trained_image_keys,
             "training": self.training_record,
+            IMAGES_KEY: self.training_images,
         }
 
     def _restore_training(self, record: Mapping[str, Any] | None) -> None:
         """Set :attr:`training_record` and :attr:`steps_before` from a checkpoint's or package's record."""
         self.training_record = dict(record) if record else None
         self.steps_before = record.get("steps_before") if record else None
+
+    def _restore_images(self, metadata: Mapping[str, Any]) -> None:
+        """Set :attr:`training_images` and :attr:`images_before` from a checkpoint's or package's metadata
+        (after :meth:`_restore_training`). A resumed run counts its images again and keeps the parent's. A
+        checkpoint without the record (before 2026-12-07) had no parent if its training record says it
+        started from no model's steps (``steps_before`` 0), else one of unknown images, which its resume
+        keeps as such."""
+        record = metadata.get(IMAGES_KEY)
+        self.training_images = dict(record) if isinstance(record, Mapping) else None
+        if self.training_images is not None:
+            self.images_before = self.training_images.get("parent")
+        else:
+            self.images_before = None if self.steps_before == 0 else dict(UNKNOWN)
 
     def run_seconds(self) -> float:
         """Wall-clock seconds of the run so far, every part of it (see :data:`RUN_SECONDS_KEY`)."""
@@ -853,6 +884,7 @@ class SegmentationTask(L.LightningModule):
         self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
         self.trained_image_keys = checkpoint[METADATA_KEY].get("trained_image_keys")
         self._restore_training(checkpoint[METADATA_KEY].get("training") or record_from_checkpoint(checkpoint))
+        self._restore_images(checkpoint[METADATA_KEY])
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
 
@@ -1073,4 +1105,5 @@ def load_task(
     task.trained_image_keys = metadata.get("trained_image_keys")
     # Absent before 2026-12-07: Lightning's own keys give the steps, epoch and best score.
     task._restore_training(metadata.get("training") or record_from_checkpoint(checkpoint))
+    task._restore_images(metadata)  # absent before 2026-12-07: unknown
     return task.to(map_location).eval()

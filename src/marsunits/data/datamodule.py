@@ -418,6 +418,8 @@ class MarsDataModule(L.LightningDataModule):
         # The stores check_split read every pair into, for setup to use: None before it, and once used.
         self._checked_stores: dict[str, tuple[ImageStore, ImageStore | None]] | None = None
         self._trained_keys: list[str] | None = None  # trained_image_keys(), hashed once (splits are final)
+        self._train_stores: dict[str, ImageStore] = {}  # {source: its training store}, after setup
+        self._image_colours: tuple[int, int] | None = None  # training_image_colours(), counted once
         #: ``{source: the labelled ids its training masks hold}``, after ``check_split``.
         self._training_ids: dict[str, frozenset[int]] = {}
         #: The teacher of a pseudo-label folder among the sources (``pseudo_labels.json``), read by setup.
@@ -696,6 +698,7 @@ class MarsDataModule(L.LightningDataModule):
         for source in self.sources:
             train_recs, val_recs = self.splits[source]
             train_store, val_store = stores[source]
+            self._train_stores[source] = train_store
             train_parts.append(
                 RandomCropDataset(
                     train_store,
@@ -946,6 +949,31 @@ class MarsDataModule(L.LightningDataModule):
             keys |= set(teacher[2] or ()) if teacher else set()
             self._trained_keys = sorted(keys)
         return list(self._trained_keys)
+
+    def training_image_colours(self) -> tuple[int, int]:
+        """``(grey, colour)``: the training images (after ``setup``) that are greyscale and colour, as
+        :func:`~marsunits.training_images.is_grey` tells them (one channel, or three equal ones), for the
+        model's record of them (``metadata["training_images"]``). Each image counts once, whatever the
+        crops drawn from it; synthetic training scenes count by ``scene.mode`` (each scene's draw of
+        ``mixed``), without rendering them. Images that cannot be read are left out (training stops on
+        them). Counted once: a cached store's images are in memory, a store read without a cache is read
+        here, from each file's header where it declares one channel. A pseudo-label folder's teacher's
+        images are not counted: the student learned from the folder's images."""
+        if self._image_colours is None:
+            grey = colour = 0
+            if self.sources == ["synthetic"]:
+                from marsunits.data.synthetic.scene import scene_is_grey
+
+                config = self._scene_config()
+                grey = sum(scene_is_grey(self.seed, i, config) for i in range(self.train_length))
+                colour = self.train_length - grey
+            for store in self._train_stores.values():
+                for i in range(len(store)):
+                    found = store.greyscale(i)
+                    grey += found is True
+                    colour += found is False
+            self._image_colours = (int(grey), int(colour))
+        return self._image_colours
 
     def unreadable_images(self) -> UnusablePairsError | None:
         """Decode every image of the sources read without a cache (``data.cache=false``) and return the

@@ -41,6 +41,7 @@ __all__ = [
     "TIFF_EXTENSIONS",
     "ImageReadError",
     "exif_orientation",
+    "header_says_one_channel",
     "image_size",
     "is_image_file",
     "list_images",
@@ -726,6 +727,23 @@ def warn_of_read_notes(path: str | os.PathLike[str]) -> None:
     if note is not None:
         _WARNED_READ_NOTES.add(os.fspath(p))
         log.warning("%s", note)
+
+
+#: Pillow modes of one-channel images (grey, grey with alpha, 1-bit, 16/32-bit integer, float).
+_ONE_CHANNEL_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def header_says_one_channel(path: str | os.PathLike[str]) -> bool:
+    """Whether the file's header declares a grey image (one channel, with or without alpha), so that it is
+    known grey without decoding; False for any other (colour, palette, TIFF) or unreadable file."""
+    p = Path(path)
+    if p.suffix.lower() in TIFF_EXTENSIONS:
+        return False
+    try:
+        with Image.open(p) as im:
+            return im.format != "TIFF" and im.mode in _ONE_CHANNEL_MODES
+    except Exception:  # unreadable here: the caller decodes it, which says why
+        return False
 
 
 def _header_says_16_bit(path: Path) -> bool:

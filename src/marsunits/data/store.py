@@ -22,6 +22,8 @@ import numpy as np
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.class_map import ClassMap
 from marsunits.data.io import (
+    ImageReadError,
+    header_says_one_channel,
     image_size,
     read_image_native,
     read_mask,
@@ -30,6 +32,7 @@ from marsunits.data.io import (
     warn_of_read_notes,
 )
 from marsunits.errors import DataError
+from marsunits.training_images import is_grey
 
 __all__ = ["ImageStore", "LabelledImage", "UnusablePairsError", "as_float"]
 
@@ -129,6 +132,24 @@ class ImageStore:
         """Image ``i`` as ``(H, W, C)`` in its stored type: uint8 (8-bit files), uint16 (16-bit) or float32
         in [0, 1]. Use :func:`as_float` on (a crop of) it to get float32 [0, 1]."""
         return self._images[i] if self.cache else read_image_native(self.records[i].image)
+
+    def greyscale(self, i: int) -> bool | None:
+        """Whether image ``i`` is greyscale (:func:`~marsunits.training_images.is_grey`: one channel, or
+        three equal ones); None when it cannot be read (set-up or training says why).
+
+        Cached images are looked at in memory. An image read without a cache is told grey from its header
+        when that declares one channel (AI4Mars' Navcam JPEGs), and decoded otherwise: three channels may
+        still be equal.
+        """
+        if self.cache:
+            return is_grey(self._images[i])
+        path = self.records[i].image
+        if header_says_one_channel(path):
+            return True
+        try:
+            return is_grey(read_image_native(path))
+        except ImageReadError:
+            return None
 
     def mask(self, i: int) -> np.ndarray:
         """Mask ``i`` in project ids, ``uint8 (H, W)``."""

@@ -13,6 +13,8 @@ import numpy as np
 
 from marsunits.constants import CLASS_NAMES
 from marsunits.errors import counted
+from marsunits.training_images import METADATA_KEY as IMAGES_KEY
+from marsunits.training_images import grey_and_colour
 
 __all__ = ["CONSOLE_WIDTH", "console_text", "summary_paragraph"]
 
@@ -69,6 +71,43 @@ def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
     return (
         f" No label holds {names}, so its IoU is 0 and counts in the mIoU; over the classes the labels hold, "
         f"mIoU {held_miou}."
+    )
+
+
+def _grey_inputs(grey: int, dataset: str, trained: tuple[int, int] | None) -> str:
+    """A sentence on the ``grey`` greyscale inputs a colour model read, each copied into its three channels,
+    by what the model's training images were (``trained``: its record's ``(grey, colour)`` in all,
+    :func:`~marsunits.training_images.grey_and_colour`): nothing when they were all grey too; that it maps
+    grey frames worse when they were all colour; their shares when mixed. Without a record (a checkpoint
+    saved before 2026-12-07), by its data set: AI4Mars is grey (nothing said), MarsScapes colour, and of
+    any other (a folder, synthetic scenes) it is said as a condition."""
+    suits = "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
+    lead = (
+        f" {counted(grey, 'greyscale image')} went to a model that reads colour "
+        f"(trained on {dataset!r} data), each copied into its three channels: "
+    )
+    if trained is not None and trained[0] + trained[1] > 0:
+        grey_trained, colour_trained = trained
+        if not colour_trained:  # grey frames copied the same way are what it learned from
+            return ""
+        if not grey_trained:
+            return lead + "a model trained on colour only maps grey frames worse; " + suits
+        total = grey_trained + colour_trained
+        return lead + (
+            f"{grey_trained / total:.0%} of its training images were grey ({grey_trained} of {total}), "
+            f"{colour_trained / total:.0%} colour, so it maps grey frames worse the fewer grey ones it saw; "
+            + suits
+        )
+    if "ai4mars" in dataset:  # AI4Mars models were trained on grey copied into 3 channels
+        return ""
+    # Only MarsScapes (Mastcam colour) is known to be colour throughout: a folder's or synthetic scenes'
+    # images may have been grey, copied into three channels as these are (a data=folder model fine-tuned
+    # on Navcam frames was told it was a colour-only model).
+    if dataset.startswith("marsscapes"):
+        return lead + "a model trained on colour only maps grey frames worse; " + suits
+    return lead + (
+        "if its training images were colour, it maps grey frames worse (not if they were grey too, copied "
+        "the same way); " + suits
     )
 
 
@@ -234,23 +273,9 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         "greyscale_inputs_for_colour_model_this_run", summary.get("greyscale_inputs_for_colour_model")
     )
     grey = grey or 0
-    dataset = str((summary.get("checkpoint_metadata") or {}).get("dataset"))
-    if grey and "ai4mars" not in dataset:  # AI4Mars models were trained on grey copied into 3 channels
-        # Only MarsScapes (Mastcam colour) is known to be colour throughout: a folder's or synthetic scenes'
-        # images may have been grey, copied into three channels as these are (a data=folder model fine-tuned
-        # on Navcam frames was told it was a colour-only model).
-        colour_only = dataset.startswith("marsscapes")
-        text += (
-            f" {counted(grey, 'greyscale image')} went to a model that reads colour "
-            f"(trained on {dataset!r} data), each copied into its three channels: "
-            + (
-                "a model trained on colour only maps grey frames worse; "
-                if colour_only
-                else "if its training images were colour, it maps grey frames worse (not if they were grey "
-                "too, copied the same way); "
-            )
-            + "one trained with greyscale images (experiment=marsscapes_ai4mars or ai4mars) suits them."
-        )
+    metadata = summary.get("checkpoint_metadata") or {}
+    if grey:
+        text += _grey_inputs(grey, str(metadata.get("dataset")), grey_and_colour(metadata.get(IMAGES_KEY)))
     refused = summary.get("camera_files_refused") or {}
     if refused:  # predicted (ok, skipped), so not among the failed: only their metres are missing
         first = next(iter(refused.values()))

@@ -183,6 +183,7 @@ METADATA_SUMMARY_KEYS = (
     "trained_sols",  # a self-training student checks its validation sols against its teacher's
     "trained_image_keys",  # ... and its validation images, by content
     "training",  # how far the model trained: optimiser steps, epoch, best validation mIoU (training_extent)
+    "training_images",  # how many training images were grey and colour (training_images)
 )
 
 

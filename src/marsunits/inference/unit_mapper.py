@@ -83,6 +83,7 @@ from marsunits.inference.writers import (
     write_prediction,
 )
 from marsunits.training_extent import barely_trained, barely_trained_warning
+from marsunits.training_images import is_grey
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -146,14 +147,6 @@ def units_and_contacts(
     if nodata is not None:
         mask[nodata] = IGNORE_INDEX
     return mask, lines
-
-
-def is_grey(image: np.ndarray) -> bool:
-    """Whether an ``(H, W, C)`` image is greyscale: one channel, or three equal ones (Navcam frames are often
-    distributed as RGB with R = G = B). ``predict.py`` records it in each contact file and manifest row."""
-    if image.shape[2] == 1:
-        return True
-    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
 def argmax_uint8(probs: np.ndarray) -> np.ndarray:

@@ -102,6 +102,20 @@ def draw_camera(rng: np.random.Generator, cfg: SceneConfig, site: str = "synthet
     )
 
 
+def _draw_grey(rng: np.random.Generator, cfg: SceneConfig) -> bool:
+    """Whether the scene is grey: the first draw of its generator (:func:`scene_is_grey` repeats it)."""
+    return cfg.mode == "grey" or (cfg.mode == "mixed" and bool(rng.random() < 0.5))
+
+
+def scene_is_grey(seed: int, index: int = 0, config: SceneConfig | None = None) -> bool:
+    """Whether :func:`generate_scene` renders scene ``index`` of ``seed`` grey (one channel), without
+    rendering it: what a model's record of its training images counts (``training_images``)."""
+    cfg = config if config is not None else SceneConfig()
+    if cfg.mode != "mixed":
+        return cfg.mode == "grey"
+    return _draw_grey(scene_rng(seed, index), cfg)
+
+
 def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None) -> Scene:
     """Render scene ``index`` of ``seed`` (deterministic for the pair and the config).
 
@@ -116,7 +130,7 @@ def generate_scene(seed: int, index: int = 0, config: SceneConfig | None = None)
     cfg = config if config is not None else SceneConfig()
     rng = scene_rng(seed, index)
     H, W, d = cfg.height, cfg.width, float(cfg.difficulty)
-    grey = cfg.mode == "grey" or (cfg.mode == "mixed" and rng.random() < 0.5)
+    grey = _draw_grey(rng, cfg)
     # Every scene is a world of its own (its own terrain and contact): its own site, so that predict.py's
     # map=true does not merge unrelated scenes into one map (it drew 24 of them over each other).
     cam = draw_camera(rng, cfg, site=f"synthetic_{seed}_{index}")
