@@ -4,9 +4,11 @@ the file once with the fix."""
 
 from __future__ import annotations
 
+import json
 import os
 import unicodedata
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pytest
@@ -545,6 +547,38 @@ def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_m
     ai4mars = ClassMap({0: 0, 2: 0, 1: 1, 3: 1, 255: 255}, None, key="labels_class_map", where="test")
     assert "read as project ids" not in text(ai4mars)
     assert "read as project ids" not in text(names=("rock.jpg",))  # no 2: read the same either way
+
+
+def test_labels_beside_a_classes_json_of_the_project_s_classes_are_not_said_to_be_read_as_project_ids(
+    tmp_path: Path,
+) -> None:
+    """A refusal of labels beside a classes.json naming other classes tells a user whose labels do hold
+    project ids to name the project's classes in that file; so named, the labels are known to hold project
+    ids, yet the run's last line still said they were read so, "their 2 as other", and that labels in a data
+    set's own ids need labels_class_map. A file naming another class, or naming no 2, says nothing of them."""
+    label = np.array([[0, 0, 2, 2], [1, 1, 255, 255]], np.uint8)
+    write_png_atomic(tmp_path / "labels" / "frame.png", label)
+    predicted = np.array([[0, 0, 0, 0], [1, 1, 1, 1]], np.uint8)
+
+    def metrics(classes: list[dict[str, object]] | None) -> dict[str, Any]:
+        (tmp_path / "classes.json").unlink(missing_ok=True)
+        if classes is not None:
+            (tmp_path / "classes.json").write_text(json.dumps({"classes": classes}))
+        ev = Evaluation(tmp_path / "labels", classes_file_checked=True)
+        ev.add(PurePosixPath("frame.jpg"), predicted)
+        return ev.to_dict()
+
+    def said(found: dict[str, Any]) -> str:
+        return " ".join(summary_paragraph(run_summary(), found).split())
+
+    project = [{"id": i, "name": n} for i, n in enumerate(("Smooth volcanic", "rough-olivine", "other"))]
+    named = metrics([*project, {"id": 255, "name": "unlabelled"}])
+    assert named["labels_classes_file"] == str(tmp_path / "classes.json")
+    assert "read as project ids" not in said(named)
+    for classes in (None, project[:2], [*project[:2], {"id": 2, "name": "sand"}]):
+        found = metrics(classes)
+        assert found["labels_classes_file"] is None
+        assert "The labels were read as project ids (no labels_class_map), their 2 as other" in said(found)
 
 
 def test_a_label_in_native_ids_is_told_labels_class_map_checkpoint_only_where_the_model_has_a_map(

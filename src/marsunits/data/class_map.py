@@ -26,6 +26,7 @@ __all__ = [
     "ClassMap",
     "classes_file_refusal",
     "labels_classes_folder",
+    "project_classes_file",
     "subclass_groups",
     "unreadable_classes_file",
 ]
@@ -208,6 +209,26 @@ def _data_sets_named(classes: Mapping[int, str]) -> list[str]:
     return found
 
 
+def _names_project_classes(classes: Mapping[int, str]) -> bool:
+    """Whether a classes file's ``{id: name}`` names the project's classes only (names compared in lower
+    case, spaces and hyphens as ``_``; 255, unlabelled, whatever its name)."""
+    return all(
+        ident == IGNORE_INDEX or (ident < len(CLASS_NAMES) and _plain_name(name) == CLASS_NAMES[ident])
+        for ident, name in classes.items()
+    )
+
+
+def project_classes_file(folder: Path) -> Path | None:
+    """``folder``'s :data:`CLASSES_FILE` where it says that the labels hold project ids, 2 being ``other``:
+    it names the project's classes only, ``other`` among them (as :func:`classes_file_refusal` tells a user
+    of such labels to write it); None for none, one that cannot be read, or one that names another class or
+    no 2."""
+    path, classes, _ = _classes_in(folder)
+    if not classes or 2 not in classes or not _names_project_classes(classes):
+        return None
+    return path
+
+
 def classes_file_refusal(
     folder: Path, labels: str, option: str, model_maps: bool = False, python: str | None = None
 ) -> str | None:
@@ -233,13 +254,7 @@ def classes_file_refusal(
     (:func:`unreadable_classes_file` says why, for a warning: it must not stop a run that reads it not).
     """
     path, classes, _ = _classes_in(folder)
-    if not classes:
-        return None
-    project = all(
-        ident == IGNORE_INDEX or (ident < len(CLASS_NAMES) and _plain_name(name) == CLASS_NAMES[ident])
-        for ident, name in classes.items()
-    )
-    if project:
+    if not classes or _names_project_classes(classes):
         return None
     known = _data_sets_named(classes)
     listed = ", ".join(f"{i} {_short(n)}" for i, n in sorted(classes.items())[:_SHOW_CLASSES])

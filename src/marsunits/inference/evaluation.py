@@ -57,6 +57,7 @@ from marsunits.data.class_map import (
     classes_file_refusal,
     labels_classes_folder,
     native_data_set_hint,
+    project_classes_file,
     unreadable_classes_file,
 )
 from marsunits.data.folder import OTHER_RASTER_EXTENSIONS, word_added_splits, word_added_to_stem
@@ -508,6 +509,9 @@ class Evaluation:
     classes_file_checked: bool = False
     model_class_map: bool = True
     _folders: FolderIndex = field(default_factory=FolderIndex, init=False, repr=False)  # listed once a run
+    #: The labels' ``classes.json`` naming the project's classes, read without a map (metrics.json's
+    #: ``labels_classes_file``): the labels are known to hold project ids.
+    _project_classes_file: str | None = field(default=None, init=False, repr=False)
     #: Scored images whose content the model trained on (``trained_image_keys``), by input path.
     trained_on: set[str] = field(default_factory=set)
 
@@ -526,6 +530,9 @@ class Evaluation:
             unread = unreadable_classes_file(folder, labels, "class_map")
             if unread is not None:
                 log.warning("%s", unread)
+        if self.class_map is None:  # a classes.json saying the labels hold project ids, 2 being other
+            named = project_classes_file(labels_classes_folder(Path(self.labels_dir)))
+            self._project_classes_file = None if named is None else os.fspath(named)
         if self.trained_image_keys is not None:  # a checkpoint's list: looked up once per scored image
             self.trained_image_keys = frozenset(self.trained_image_keys)
 
@@ -770,6 +777,7 @@ class Evaluation:
         return {
             "labels_dir": os.fspath(self.labels_dir),
             "labels_class_map": None if self.class_map is None else self.class_map.as_dict(),
+            "labels_classes_file": self._project_classes_file,
             "class_names": list(CLASS_NAMES),
             "ignore_index": IGNORE_INDEX,
             "images_scored": len(self.per_image),

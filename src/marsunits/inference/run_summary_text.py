@@ -134,8 +134,12 @@ def _labels_read_as_project_ids(metrics: Mapping[str, Any]) -> str:
     """The sentence that says how labels holding a 2 were read when no ``labels_class_map`` was given: as
     the project's ``other``. AI4Mars labels copied without their ``classes.json`` (ids 0, 1, 2 and 255
     only, no big rock) were scored with their sand, 2, as ``other``, and the run's last line gave the mIoU
-    without a word of how the labels were read."""
+    without a word of how the labels were read. Not said of labels beside a ``classes.json`` naming the
+    project's classes (``labels_classes_file``), known to hold project ids: the fix a refusal of such a file
+    names other classes gives to users whose labels do, yet they were told it all the same."""
     if metrics.get("labels_class_map") is not None or not metrics["images_scored"]:
+        return ""
+    if metrics.get("labels_classes_file"):  # a classes.json beside them names the project's classes
         return ""
     cm = np.asarray(metrics["overall"].get("confusion_matrix") or [], dtype=np.int64)
     if cm.ndim != 2 or len(cm) <= 2 or not cm[2].sum():
