@@ -309,7 +309,9 @@ def test_a_run_without_labels_dir_says_it_removed_the_scores_and_how_to_score_ag
     said = [r.getMessage() for r in caplog.records if "metrics.json" in r.getMessage()]
     assert len(said) == 1, said
     assert f"removed {out / 'metrics.json'}, the scores of an earlier run against labels" in said[0]
-    assert f"labels_dir={native} labels_class_map='{{0: 0, 1: 1, 2: 0, 3: 1, 255: 255}}'" in said[0]
+    # The folder's name holds a space: quoted, as a command to be typed must have it.
+    quoted = f"labels_dir='{native}' labels_class_map='{{0: 0, 1: 1, 2: 0, 3: 1, 255: 255}}'"
+    assert quoted in said[0], said[0]
     caplog.clear()
     with caplog.at_level("WARNING"):  # nothing removed, nothing said
         assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0

@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -1267,7 +1268,8 @@ def removed_scores_warning(metrics_file: Path) -> str:
     try:
         earlier = json.loads(metrics_file.read_text(encoding="utf-8"))
         labels, mapping = earlier["labels_dir"], earlier.get("labels_class_map")
-        options = f"labels_dir={printable(str(labels))}"
+        # Quoted for the shell, as the command is to be typed: a folder named "native labels" split in two.
+        options = f"labels_dir={shlex.quote(printable(str(labels)))}"
         if isinstance(mapping, Mapping) and mapping:
             pairs = ", ".join(f"{int(k)}: {int(v)}" for k, v in mapping.items())
             options += f" labels_class_map='{{{pairs}}}'"
