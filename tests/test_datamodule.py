@@ -801,6 +801,12 @@ def test_training_masks_of_one_class_are_told_with_the_fix(tmp_path: Path) -> No
     said = _checked(cfg).one_class_training()
     assert said is not None and "label one class only, rough_olivine (1), so the network" in said, said
     assert "class_map" not in said, said
+    # Masks of smooth ground alone, every pixel labelled: no 255, so no black-and-white export to be told of.
+    for path in sorted(masks.glob("*.png")):
+        Image.fromarray(np.zeros_like(np.array(Image.open(path)))).save(path)
+    said = _checked(cfg).one_class_training()
+    assert said is not None and "label one class only, smooth_volcanic (0), so the network" in said, said
+    assert "0 and 255" not in said and "class_map" not in said, said
 
 
 def _checked(cfg: Any) -> MarsDataModule:

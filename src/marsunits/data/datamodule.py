@@ -422,6 +422,8 @@ class MarsDataModule(L.LightningDataModule):
         self._image_colours: tuple[int, int] | None = None  # training_image_colours(), counted once
         #: ``{source: the labelled ids its training masks hold}``, after ``check_split``.
         self._training_ids: dict[str, frozenset[int]] = {}
+        #: Whether a training mask holds a 255 (no label), after ``check_split``.
+        self._training_unlabelled = False
         #: The teacher of a pseudo-label folder among the sources (``pseudo_labels.json``), read by setup.
         self._teacher: PseudoLabelTeacher | None = None
 
@@ -770,6 +772,13 @@ class MarsDataModule(L.LightningDataModule):
             source: frozenset().union(*train.labelled_ids)
             for source, (train, _) in self._checked_stores.items()
         }
+        # Whether a training mask leaves a pixel unlabelled (255): masks of 0 alone are no black-and-white
+        # export.
+        self._training_unlabelled = any(
+            int(count) < height * width
+            for train, _ in self._checked_stores.values()
+            for count, (height, width) in zip(train.labelled_counts, train.sizes, strict=True)
+        )
         self._split_checked = True
 
     def one_class_training(self) -> str | None:
@@ -792,7 +801,11 @@ class MarsDataModule(L.LightningDataModule):
         )
         masks = counted(count, "training mask")
         only_black_and_white = (
-            not sub and only == 0 and len(self.sources) == 1 and self._class_map(self.sources[0]).identity
+            not sub
+            and only == 0
+            and self._training_unlabelled  # masks of 0 alone, fully labelled, hold no 255 to read as white
+            and len(self.sources) == 1
+            and self._class_map(self.sources[0]).identity
         )
         if only_black_and_white:
             return (
