@@ -970,7 +970,9 @@ def test_unusable_pairs_are_refused_before_the_run_folder_and_the_loggers(tmp_pa
     assert not (run_dir / "checkpoints").exists()
 
 
-def test_training_masks_of_one_class_are_refused_before_the_run_folder(tmp_path: Path) -> None:
+def test_training_masks_of_one_class_are_refused_before_the_run_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Masks in black and white (0 and 255) trained a network that calls everything smooth_volcanic, and the
     run said nothing; they are now refused before the run folder's config.yaml and the loggers, naming the
     class map to give. Scoring a model on such masks (train=false) is not training, and is not refused."""
@@ -990,6 +992,14 @@ def test_training_masks_of_one_class_are_refused_before_the_run_folder(tmp_path:
     trained = run(compose_config("train", run_dir, [*overrides, "data.class_map={0: 0, 255: 1}"]))
     scored = [*overrides, "train=false", "test=false", f"ckpt_path={trained['best_ckpt']}"]
     assert run(compose_config("train", tmp_path / "scored", scored))["val/miou"] is not None
+    # Fine-tuning a trained network on masks of one class (corrections of the unit it misses) had no way on;
+    # it goes on, with the refusal's words as a warning.
+    tuned = [*overrides, f"init_ckpt_path={trained['best_ckpt']}"]
+    with caplog.at_level("WARNING", logger="marsunits.training"):
+        assert run(compose_config("train", tmp_path / "tuned", tuned))["best_ckpt"]
+    (said,) = [r.getMessage() for r in caplog.records if "hold only 0 and 255" in r.getMessage()]
+    goes_on = f"This run goes on, as it fine-tunes a trained network (init_ckpt_path={trained['best_ckpt']})"
+    assert goes_on in said, said
 
 
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:

@@ -477,7 +477,17 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         check_split()
     one_class = getattr(datamodule, "one_class_training", None)
     if training and callable(one_class) and (said := one_class()):
-        raise DataError(said)
+        if not init_ckpt:
+            raise DataError(said)
+        # Fine-tuning a trained network on masks of one class (a geologist's corrections of the unit the model
+        # misses) is a use of its own: refused, it had no way on. Said, as the risk stays.
+        log.warning(
+            "%s This run goes on, as it fine-tunes a trained network (init_ckpt_path=%s) that has learnt the "
+            "other units already; check that it does not come to call everything that class (val/miou, the "
+            "maps of predict.py).",
+            said,
+            init_ckpt,
+        )
     # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
     # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
     # ckpt_path=last compares with (a refused init_ckpt_path left one, and a later resume was told the run
