@@ -549,6 +549,18 @@ def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_m
     assert "read as project ids" not in text(names=("rock.jpg",))  # no 2: read the same either way
 
 
+def test_labels_of_smooth_ground_alone_are_not_said_to_hold_255(tmp_path: Path) -> None:
+    """Labels whose scored pixels are all smooth_volcanic are told the map that reads a black-and-white
+    export's white as a unit; labels of 0 alone, every pixel labelled, were told they held smooth_volcanic
+    "alone beside 255", a 255 they do not hold (the scores keep no count of a label's 255)."""
+    write_png_atomic(tmp_path / "flat.png", np.zeros((2, 4), np.uint8))
+    ev = Evaluation(tmp_path)
+    ev.add(PurePosixPath("flat.jpg"), np.zeros((2, 4), np.uint8))
+    said = " ".join(summary_paragraph(run_summary(), ev.to_dict()).split())
+    assert "Every label's scored pixels are smooth_volcanic (0) alone" in said, said
+    assert "beside 255" not in said, said
+
+
 def test_labels_beside_a_classes_json_of_the_project_s_classes_are_not_said_to_be_read_as_project_ids(
     tmp_path: Path,
 ) -> None:

@@ -195,7 +195,7 @@ def test_black_and_white_labels_are_told_the_class_map_that_reads_their_white(
     hint = "labels_class_map='{0: 0, 255: 1}' reads white as rough_olivine"
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "a", f"labels_dir={labels}")) == 0
     said = json.loads((tmp_path / "a" / "summary.json").read_text())["text"]
-    assert "Every label holds smooth_volcanic (0) alone beside 255, which is never scored" in said, said
+    assert "Every label's scored pixels are smooth_volcanic (0) alone (255 is never scored)" in said, said
     assert hint in said, said
     mapping = "{0: 0, 255: 1}"
     out = tmp_path / "b"

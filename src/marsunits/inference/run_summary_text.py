@@ -114,7 +114,9 @@ def _grey_inputs(grey: int, dataset: str, trained: tuple[int, int] | None) -> st
 def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     """A sentence when every scored label (in project ids: no ``labels_class_map``) holds smooth_volcanic
     alone beside 255: labels saved in black and white, white marking a unit, read so, and the run gave a low
-    mIoU with nothing on why. Said as a condition: labels of smooth ground alone read the same."""
+    mIoU with nothing on why. Said as a condition: labels of smooth ground alone read the same, and the
+    confusion matrix does not say whether a label holds a 255 at all (one of 0 alone was told it held 255).
+    """
     if metrics.get("labels_class_map") is not None:
         return ""
     cm = np.asarray((metrics.get("overall") or {}).get("confusion_matrix") or [], dtype=np.int64)
@@ -124,7 +126,7 @@ def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     if labelled[0] == 0 or labelled[1:].any():
         return ""
     return (
-        " Every label holds smooth_volcanic (0) alone beside 255, which is never scored: if they are black "
+        " Every label's scored pixels are smooth_volcanic (0) alone (255 is never scored): if they are black "
         "and white, white marking a unit, labels_class_map='{0: 0, 255: 1}' reads white as rough_olivine "
         "(and black as smooth_volcanic)."
     )
