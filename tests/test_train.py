@@ -1000,6 +1000,12 @@ def test_training_masks_of_one_class_are_refused_before_the_run_folder(
     (said,) = [r.getMessage() for r in caplog.records if "hold only 0 and 255" in r.getMessage()]
     goes_on = f"This run goes on, as it fine-tunes a trained network (init_ckpt_path={trained['best_ckpt']})"
     assert goes_on in said, said
+    # Resumed before its metrics.json was written (a Ctrl-C), it is the same fine-tuning: not refused either.
+    (tmp_path / "tuned" / "metrics.json").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="marsunits.training"):
+        run(compose_config("train", tmp_path / "tuned", [*tuned, "trainer.max_epochs=2", "ckpt_path=last"]))
+    assert [r for r in caplog.records if goes_on in r.getMessage()]
 
 
 def test_a_model_trained_on_this_runs_validation_sols_is_refused(tmp_path: Path) -> None:

@@ -477,7 +477,10 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         check_split()
     one_class = getattr(datamodule, "one_class_training", None)
     if training and callable(one_class) and (said := one_class()):
-        if not init_ckpt:
+        # The option as given: a resume sets init_ckpt from the first part's metrics.json, which a run stopped
+        # by Ctrl-C has not written yet.
+        fine_tuned_from = cfg.get("init_ckpt_path")
+        if not fine_tuned_from:
             raise DataError(said)
         # Fine-tuning a trained network on masks of one class (a geologist's corrections of the unit the model
         # misses) is a use of its own: refused, it had no way on. Said, as the risk stays.
@@ -486,7 +489,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             "other units already; check that it does not come to call everything that class (val/miou, the "
             "maps of predict.py).",
             said,
-            init_ckpt,
+            fine_tuned_from,
         )
     # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
     # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
