@@ -38,3 +38,29 @@ def test_the_developers_guide_names_no_module_that_is_gone() -> None:
 
 def test_the_readme_points_developers_to_the_guide() -> None:
     assert "DEVELOPERS.md" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_test_the_readme_s_tables_name_is_in_the_file_they_name() -> None:
+    """README's tables cite tests as ``test_x.py::test_name`` and, after it, ``::test_other`` (same file).
+    A row that inserted another file's tests before a ``::`` name sent readers to a file without that test
+    (the failure table's native-ids row named a ``test_predict_reports.py`` test under
+    ``test_evaluation.py``)."""
+    cited, wrong = 0, []
+    for line in (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("|"):
+            continue
+        current = None
+        # `test_x.py::test_a`, `::test_b` (test_x.py's), or `test_x.py` alone, whose tests follow as `::...`.
+        cites = re.findall(r"`(?:tests/)?(test_\w+\.py)?(?:::(test_\w+)(?:\[[^\]`]*\])?)?`", line)
+        for file, name in cites:
+            current = file or current
+            if not name:
+                continue
+            cited += 1
+            path = REPO_ROOT / "tests" / (current or "")
+            text = path.read_text(encoding="utf-8") if current is not None and path.is_file() else ""
+            found = f"def {name}(" in text
+            if not found:
+                wrong.append(f"{current}::{name}")
+    assert cited > 100, "README's tables were not read"
+    assert not wrong, f"README cites tests that are not in the file it names: {wrong}"
