@@ -391,15 +391,35 @@ def test_a_finished_run_says_how_to_map_images_with_its_best_model(
 ) -> None:
     """A geologist's first run ended on "metrics written to .../metrics.json", with nothing on what to do
     with the model: the predict.py command, with the best checkpoint's path, is now its last line. A run
-    that kept no best checkpoint, or that only scored a model (train=false), is not told it."""
+    that kept no best checkpoint, or that only scored a model (train=false), is not told it; nor is a run
+    whose best.ckpt is barely trained (a one-epoch run of 2 steps, as the README's quick check of real
+    data), which predict.py warns is close to noise: its last line is that warning, with how to train
+    longer."""
     short = [*TINY, "test=false"]
     with caplog.at_level("INFO", logger="marsunits.training"):
-        result = run(compose_config("train", tmp_path / "run", [*short, "trainer.max_epochs=1"]))
+        # Trained to the trainer.max_steps it was set to: a chosen length, not a barely trained model.
+        chosen = [*short, "trainer.max_epochs=1", "+trainer.max_steps=2"]
+        result = run(compose_config("train", tmp_path / "run", chosen))
     said = [r.getMessage() for r in caplog.records if r.name == "marsunits.training"]
     assert said[-1] == (
         f"to map images with this model: python predict.py ckpt_path={result['best_ckpt']} "
         "input_dir=<folder of images> output_dir=<new folder for the maps> (README, Prediction)"
     ), said[-1]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.training"):
+        barely = run(compose_config("train", tmp_path / "barely", [*short, "trainer.max_epochs=1"]))
+    said = [r for r in caplog.records if r.name == "marsunits.training"]
+    assert said[-1].levelname == "WARNING"
+    last = said[-1].getMessage()
+    assert last.startswith(
+        f"{barely['best_ckpt']} is barely trained: it took 2 optimiser steps in all (fewer than 100; the "
+        "default run takes 448)"
+    ), last
+    assert last.endswith(
+        "; its maps will be close to noise. Train longer (python train.py, the README's default: 448 steps, "
+        "about 5 minutes on a laptop CPU) and predict with that run's checkpoints/best.ckpt"
+    ), last
+    assert not [r for r in caplog.records if "to map images with this model" in r.getMessage()]
     caplog.clear()
     with caplog.at_level("INFO", logger="marsunits.training"):
         run(compose_config("train", tmp_path / "short", [*short, "+trainer.max_steps=1"]))
@@ -409,6 +429,7 @@ def test_a_finished_run_says_how_to_map_images_with_its_best_model(
             )
         )
     assert not [r for r in caplog.records if "to map images with this model" in r.getMessage()]
+    assert not [r for r in caplog.records if "barely trained" in r.getMessage()]
 
 
 def test_a_run_folder_is_never_overwritten_or_resumed_with_another_job(tmp_path: Path) -> None:

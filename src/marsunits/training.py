@@ -44,6 +44,7 @@ from marsunits.run_checks import check_config_values, checked_start
 from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.slurm_world import launch_problem
 from marsunits.tracking import finish_loggers, prepare_loggers
+from marsunits.training_extent import barely_trained, barely_trained_warning, record_from_checkpoint
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -607,12 +608,30 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         write_metrics(output_dir, result)
         log.info("metrics written to %s", output_dir / "metrics.json")
         if training and best:  # a first run ended on the line above, with nothing on what to do next
-            log.info(
-                "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of images> "
-                "output_dir=<new folder for the maps> (README, Prediction)",
-                shlex.quote(str(best)),
-            )
+            barely = _kept_checkpoint_barely_trained(best)
+            if barely is not None:  # predict.py would warn that its maps are close to noise: say so here
+                log.warning("%s", barely_trained_warning(str(best), barely))
+            else:
+                log.info(
+                    "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of "
+                    "images> output_dir=<new folder for the maps> (README, Prediction)",
+                    shlex.quote(str(best)),
+                )
     return result
+
+
+def _kept_checkpoint_barely_trained(path: str) -> str | None:
+    """Why the checkpoint a run kept is barely trained, as ``predict.py`` judges it from the file's own
+    training record (:func:`marsunits.training_extent.barely_trained`), or None. None too when the file
+    cannot be read: ``predict.py`` says why when it is given it."""
+    from marsunits.task import METADATA_KEY, CheckpointError, read_checkpoint
+
+    try:
+        checkpoint = read_checkpoint(path)
+    except (CheckpointError, OSError):
+        return None
+    record = checkpoint[METADATA_KEY].get("training") or record_from_checkpoint(checkpoint)
+    return barely_trained(record)
 
 
 #: What identifies a checkpoint file's version: a replaced file (written and renamed over it, or rewritten in
