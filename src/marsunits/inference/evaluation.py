@@ -82,6 +82,9 @@ CONTACT_NOTES = (
 #: ``label_errors`` (a JPEG label was counted as "without a label", the user's label silently left out).
 LABEL_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
+#: LABEL_EXTENSIONS as a label error names them ("<stem>.png, .tif, .tiff, .jpg or .jpeg").
+_LOOKED_FOR = "<stem>" + ", ".join(LABEL_EXTENSIONS[:-1]) + f" or {LABEL_EXTENSIONS[-1]}"
+
 
 def confusion_matrix(
     pred: np.ndarray,
@@ -604,9 +607,9 @@ class Evaluation:
             unread = self._label_in_another_format(rel)
             if unread is not None:
                 self.errors[key] = (
-                    f"{unread}: a label in a format that is not read ({unread.suffix}: labels are read from "
-                    f"PNG or TIFF); save it as {PurePosixPath(rel.name).stem}.png, from the labelling tool's "
-                    "original ids"
+                    f"{unread}: a label in a format that is not read ({unread.suffix}: labels are looked for "
+                    f"as {_LOOKED_FOR}, and a JPEG one is refused, its lossy compression changing the ids); "
+                    f"save it as {PurePosixPath(rel.name).stem}.png, from the labelling tool's original ids"
                 )
                 return
             self.missing.append(key)
