@@ -18,10 +18,10 @@ from marsunits.inference import run
 from marsunits.inference.evaluation import Evaluation
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import run_summary
+    from .conftest import compose_config, run_summary
     from .test_predict import ckpt, make_cfg, read_manifest, save_rgb  # noqa: F401  (ckpt is a fixture)
 except ImportError:
-    from conftest import run_summary  # type: ignore[no-redef]
+    from conftest import compose_config, run_summary  # type: ignore[no-redef]
     from test_predict import ckpt, make_cfg, read_manifest, save_rgb  # type: ignore[no-redef]  # noqa: F401
 
 
@@ -367,6 +367,44 @@ def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Pa
         distance = np.linalg.norm(xy - centers[feat["properties"]["image"]][:2], axis=1)
         assert distance.max() <= 60 + 1e-6
         assert feat["properties"]["length_m"] > 0
+
+
+def test_a_written_synthetic_set_trains_as_a_folder_and_its_masks_score_as_project_ids_without_a_word(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The synthetic scene writer put no classes.json beside its masks, so predict.py scoring against them
+    (labels_dir=<set>/masks) ended with "The labels were read as project ids (no labels_class_map), their 2
+    as other", a doubt cast on the project's own exact labels. The writer's classes.json names the project's
+    classes: the run says nothing of it and metrics.json records the file; data=folder still trains on it."""
+    from marsunits.data.io import read_mask
+    from marsunits.data.synthetic.cli import main as synthetic
+    from marsunits.training import run as train
+
+    scenes = tmp_path / "scenes"
+    assert synthetic(["--out", str(scenes), "--n", "5", "--size", "64x48", "--seed", "0"]) == 0
+    wrote = capsys.readouterr().out
+    masks = sorted((scenes / "masks").glob("*.png"))
+    assert any((read_mask(m) == 2).any() for m in masks)  # labels holding a 2: the sentence's case
+    trained = [
+        "debug=fdr",
+        "model=tiny",
+        "logger=none",
+        "data=folder",
+        f"data.root={scenes}",
+        "data.batch_size=2",
+        "data.crop_size=32",
+        "data.num_workers=0",
+        "trainer.enable_progress_bar=false",
+    ]
+    assert train(compose_config("train", tmp_path / "run", trained))["train/loss"] >= 0
+    out = tmp_path / "out"
+    assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, f"labels_dir={scenes / 'masks'}")) == 0
+    said = json.loads((out / "summary.json").read_text())["text"]
+    assert "read as project ids" not in said and "mIoU" in said, said
+    assert json.loads((out / "metrics.json").read_text())["labels_classes_file"] == str(
+        scenes / "classes.json"
+    )
+    assert "classes.json" in wrote, wrote  # the generator's last line lists it
 
 
 def test_an_overwrite_run_failing_before_its_first_image_keeps_the_reports_and_maps(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -97,6 +97,18 @@ def test_write_pseudo_labels_makes_a_folder_dataset(tmp_path: Path) -> None:
     from marsunits.data.folder import scan_folder
 
     assert len(scan_folder(out, "pseudo")) == 2
+    # Beside the masks, a classes.json naming the project's classes (in the form of AI4Mars' and
+    # MarsScapes' files): predict.py scoring against them said they had been read as project ids, "their 2
+    # as other", as it says of labels of unknown origin, where now metrics.json names the file.
+    from marsunits.data.class_map import labels_classes_folder, project_classes_file
+    from marsunits.inference.evaluation import Evaluation
+
+    assert project_classes_file(labels_classes_folder(out / "masks")) == out / "classes.json"
+    named = {c["id"]: c["name"] for c in json.loads((out / "classes.json").read_text())["classes"]}
+    assert named == {0: "smooth_volcanic", 1: "rough_olivine", 2: "other", 255: "unlabelled"}
+    scored = Evaluation(out / "masks")
+    scored.add(PurePosixPath("600_1.png"), read_mask(out / "masks" / "600_1.png"))
+    assert scored.to_dict()["labels_classes_file"] == str(out / "classes.json")
 
 
 def test_no_data_follows_the_predictions_settings_and_the_flag_is_a_fraction(tmp_path: Path, capsys) -> None:

@@ -458,7 +458,7 @@ def test_write_scene_temporaries_are_the_kind_the_stale_cleanup_removes(tmp_path
 
     monkeypatch.setattr(os, "replace", replace)
     paths = write_scene(generate_scene(11, 0, SceneConfig(**SMALL)), tmp_path)
-    assert len(renamed) == 4
+    assert len(renamed) == 5  # the scene's four files and classes.json
     for name in renamed:
         match = atomic._TEMP_NAME.match(name)
         assert match is not None and int(match.group(1)) == os.getpid(), name
@@ -475,6 +475,28 @@ def test_generate_dataset_writes_n_scenes(tmp_path) -> None:
         ("cameras", ".json"),
     ):
         assert sorted(p.name for p in (tmp_path / sub).iterdir()) == [n + suffix for n in names]
+
+
+def test_written_scenes_name_the_project_s_classes_beside_their_masks(tmp_path, monkeypatch) -> None:
+    """Masks the generator wrote had no classes.json beside them, so predict.py scoring against them said
+    they had been read as project ids, "their 2 as other", as it says of labels of unknown origin. The
+    generator now writes one naming the project's classes in the form of AI4Mars' and MarsScapes' files,
+    which the labels' readers take as saying the masks hold project ids; written once, not per scene."""
+    from marsunits.constants import CLASS_NAMES
+    from marsunits.data.class_map import labels_classes_folder, project_classes_file
+
+    write_scene(generate_scene(3, 0, SceneConfig(width=40, height=30)), tmp_path)
+    written = json.loads((tmp_path / "classes.json").read_text())
+    named = {c["id"]: c["name"] for c in written["classes"]}
+    assert named == {0: CLASS_NAMES[0], 1: CLASS_NAMES[1], 2: CLASS_NAMES[2], IGNORE_INDEX: "unlabelled"}
+    assert project_classes_file(labels_classes_folder(tmp_path / "masks")) == tmp_path / "classes.json"
+    renamed: list[str] = []
+    real = os.replace
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), real(src, dst))
+    )
+    write_scene(generate_scene(3, 1, SceneConfig(width=40, height=30)), tmp_path)
+    assert len(renamed) == 4 and "classes.json" not in renamed, renamed
 
 
 def test_drawn_distorted_cameras_give_every_pixel_a_ray() -> None:

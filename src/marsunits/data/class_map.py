@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from marsunits.atomic import atomic_write_text
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, VALID_MASK_VALUES
 
 __all__ = [
@@ -27,8 +28,10 @@ __all__ = [
     "classes_file_refusal",
     "labels_classes_folder",
     "project_classes_file",
+    "project_classes_text",
     "subclass_groups",
     "unreadable_classes_file",
+    "write_project_classes_file",
 ]
 
 _UNMAPPED = -1
@@ -227,6 +230,31 @@ def project_classes_file(folder: Path) -> Path | None:
     if not classes or 2 not in classes or not _names_project_classes(classes):
         return None
     return path
+
+
+def project_classes_text(masks: str) -> str:
+    """The :data:`CLASSES_FILE` the project's own mask writers put beside their masks (the synthetic scene
+    writer, the pseudo-label writer): the project's classes by id, 255 unlabelled, in the form of the files
+    the AI4Mars and MarsScapes folders ship (``{"format": ..., "classes": [{"id": 0, "name": ...}, ...]}``),
+    so that :func:`project_classes_file` reads their masks as project ids, 2 being ``other``. ``masks``: the
+    file's ``format`` line, what the masks are."""
+    classes = [{"id": i, "name": name} for i, name in enumerate(CLASS_NAMES)]
+    classes.append({"id": IGNORE_INDEX, "name": "unlabelled"})
+    return json.dumps({"format": masks, "classes": classes}, indent=1) + "\n"
+
+
+def write_project_classes_file(folder: Path, masks: str) -> Path:
+    """Write :func:`project_classes_text` as ``folder``'s :data:`CLASSES_FILE` (atomically; not again where
+    the file holds that text already) and return its path. Labels written without one were told, when
+    scored by ``predict.py``, that they had been read as project ids, as labels of unknown origin are."""
+    path = folder / CLASSES_FILE
+    text = project_classes_text(masks)
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass  # written anew below
+    return atomic_write_text(path, text)
 
 
 def classes_file_refusal(

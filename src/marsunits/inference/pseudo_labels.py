@@ -7,6 +7,8 @@ from sols nobody annotated. This module writes the teacher's labels in the ``fol
     OUT/images/<stem>.<ext>   the unlabelled image (a symbolic link; a copy where links are not allowed)
     OUT/masks/<stem>.png      uint8 project ids 0, 1, 2 where the teacher is confident, 255 elsewhere
     OUT/pseudo_labels.json    threshold, teacher predictions and trained sols, per-image kept fraction, shares
+    OUT/classes.json          the project's classes by id, so the masks are read as project ids knowingly
+                              (predict.py's labels_dir, data=folder: data.class_map.project_classes_file)
 
 A pixel keeps the teacher's class only where its highest probability is at least ``threshold``; the
 image's no-data pixels (the black border of a mosaicked panorama) are 255 too, since no class describes
@@ -54,6 +56,7 @@ import tifffile
 
 from marsunits.atomic import atomic_write
 from marsunits.constants import IGNORE_INDEX, NUM_CLASSES
+from marsunits.data.class_map import write_project_classes_file
 from marsunits.data.io import IMAGE_EXTENSIONS, image_size, read_image, write_png_atomic
 from marsunits.errors import (
     STORAGE_ERRNOS,
@@ -72,6 +75,12 @@ from marsunits.inference.writers import SUFFIXES, write_json_atomic
 __all__ = ["PseudoLabelSummary", "pseudo_label_mask", "write_pseudo_labels", "main"]
 
 PROB_SUFFIX = SUFFIXES["prob"]
+
+#: The ``format`` line of the ``classes.json`` written beside the pseudo-labels.
+MASKS_FORMAT = (
+    "masks/<stem>.png: single-channel uint8 project ids where the teacher model is confident, 255 elsewhere "
+    "(marsunits.inference.pseudo_labels)"
+)
 
 #: predict.py's default nodata_max (configs/predict.yaml), for predictions without a settings file.
 DEFAULT_NODATA_MAX = 0.03
@@ -177,7 +186,8 @@ def write_pseudo_labels(
     Args:
         predictions_dir: ``predict.py``'s output folder, run with ``save_probabilities=true``.
         images_dir: the images that were predicted (``predict.py``'s ``input_dir``).
-        out_dir: destination; ``images/`` and ``masks/`` are created (existing pairs are replaced).
+        out_dir: destination; ``images/``, ``masks/`` and ``classes.json`` are created (existing pairs are
+            replaced).
         threshold: minimum teacher probability for a pixel to keep its label.
         nodata_max: ``predict.py``'s ``nodata_max``: no-data pixels (255) are those every channel of which is
             at most this fraction of full scale, in border-touching regions (``nodata.nodata_mask``).
@@ -246,6 +256,9 @@ def write_pseudo_labels(
             f"(e.g. {', '.join(stale[:3])}); a student would train on them too. Write to an empty folder, or "
             "delete that one first."
         )
+    # Without it, predict.py scoring against these masks said they had been read as project ids, their 2
+    # as other, as it says of labels of unknown origin.
+    write_project_classes_file(out, MASKS_FORMAT)
     report: list[dict[str, object]] = []
     kept = total = 0
     for prob_path, image_path in pairs:
@@ -343,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         readable(
             f"{summary.images} images, {100 * summary.kept_fraction:.1f} % of pixels labelled, written to "
-            f"{summary.out_dir} (images/, masks/, pseudo_labels.json)"
+            f"{summary.out_dir} (images/, masks/, classes.json, pseudo_labels.json)"
         )
     )
     return 0

@@ -1,11 +1,12 @@
 """Command line: ``python -m marsunits.data.synthetic --out DIR --n N --seed S --size WxH [...]``.
 
 Writes ``N`` scenes in the data layout under ``DIR`` (see :mod:`.dataset`: ``images/``, ``masks/``,
-``contacts/``, ``cameras/``), ``DIR/scenes.json`` (the arguments, to tell the set apart later) and, with
-``--preview``, ``DIR/preview.png``, a contact sheet of the first scenes. A ``DIR`` that already holds scenes
-is refused unless ``--overwrite`` (which first removes the files of those folders, ``scenes.json`` and
-``preview.png``): written into, it mixed two sets, the new scenes over the first old ones and the rest left
-at their old size, beside a stale preview. Bad arguments exit with status 2 and one line on stderr.
+``contacts/``, ``cameras/``, ``classes.json``), ``DIR/scenes.json`` (the arguments, to tell the set apart
+later) and, with ``--preview``, ``DIR/preview.png``, a contact sheet of the first scenes. A ``DIR`` that
+already holds scenes is refused unless ``--overwrite`` (which first removes the files of those folders,
+``scenes.json``, ``preview.png`` and ``classes.json``): written into, it mixed two sets, the new scenes
+over the first old ones and the rest left at their old size, beside a stale preview. Bad arguments exit
+with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: What the generator writes under ``--out``: its folders and its files.
 SCENE_FOLDERS = ("images", "masks", "contacts", "cameras")
-SCENE_FILES = ("scenes.json", "preview.png")
+SCENE_FILES = ("scenes.json", "preview.png", "classes.json")
 
 
 def _earlier_outputs(out: Path) -> list[Path]:
@@ -224,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(  # a folder named in Latin-1 bytes as \xNN: a strict UTF-8 console refused it, scenes written
         readable(
             f"wrote {counted(args.n, 'scene')} to {args.out} in {dt:.1f} s (images/, masks/, contacts/, "
-            "cameras/, scenes.json" + (", preview.png)" if shown else ")")
+            "cameras/, classes.json, scenes.json" + (", preview.png)" if shown else ")")
         )
     )
     return 0

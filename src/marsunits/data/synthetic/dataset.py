@@ -8,6 +8,9 @@ Layout (DESIGN.md), for a scene named ``<name>``::
                                     (contact_io format, as predict.py writes it with the camera file);
                                     its pieces share contact_id 0 (one contact)
     cameras/<name>.json             PinholeCamera.to_dict()
+    classes.json                    the project's classes by id, beside masks/ (as AI4Mars and MarsScapes
+                                    ship theirs), so predict.py's labels_dir and data=folder read the masks
+                                    as project ids knowingly (data.class_map.project_classes_file)
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from torch.utils.data import Dataset
 
 from marsunits.atomic import atomic_write_text
 from marsunits.boundary.contact_io import write_contacts
+from marsunits.data.class_map import write_project_classes_file
 from marsunits.data.io import write_png_atomic
 from marsunits.data.synthetic.config import SceneConfig
 from marsunits.data.synthetic.scene import Scene, generate_scene
+
+#: The ``format`` line of the ``classes.json`` written beside the scenes' masks.
+MASKS_FORMAT = "masks/<name>.png: single-channel uint8 project ids, the exact labels of synthetic scenes"
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
@@ -38,16 +45,21 @@ def write_scene(scene: Scene, out_dir: str | os.PathLike[str]) -> dict[str, Path
     """Write one scene under ``out_dir`` in the layout above (each file atomically).
 
     Returns:
-        Paths keyed ``image``, ``mask``, ``contacts``, ``camera``.
+        Paths keyed ``image``, ``mask``, ``contacts``, ``camera`` (the scene's own files; ``classes.json``,
+        the same for every scene, is written once: not again where it is there already).
     """
     out = Path(out_dir)
     H, W = scene.mask.shape
-    return {
+    written = {
         "image": write_png_atomic(out / "images" / f"{scene.name}.png", scene.image),
         "mask": write_png_atomic(out / "masks" / f"{scene.name}.png", scene.mask),
         "contacts": write_contacts(out / "contacts" / f"{scene.name}.contact.geojson", scene.contacts, W, H),
         "camera": _write_json_atomic(out / "cameras" / f"{scene.name}.json", scene.camera.to_dict()),
     }
+    # Without it, predict.py scoring against these masks said they had been read as project ids, their 2
+    # as other, as it says of labels of unknown origin.
+    write_project_classes_file(out, MASKS_FORMAT)
+    return written
 
 
 def generate_dataset(
