@@ -883,7 +883,7 @@ class SegmentationTask(L.LightningModule):
         self.wandb_run_group = checkpoint[METADATA_KEY].get("wandb_run_group")
         self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
         self.trained_image_keys = checkpoint[METADATA_KEY].get("trained_image_keys")
-        self._restore_training(checkpoint[METADATA_KEY].get("training") or record_from_checkpoint(checkpoint))
+        self._restore_training(checkpoint_training_record(checkpoint))
         self._restore_images(checkpoint[METADATA_KEY])
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
@@ -964,6 +964,13 @@ def _text_not_checkpoint(path: Path, kind: str) -> str:
         if found.is_file():
             return f"{said}: here, ckpt_path={shlex.quote(os.fspath(found))}"
     return said + " or a model package folder (python -m marsunits.export)"
+
+
+def checkpoint_training_record(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How far the model of a loaded checkpoint dict (:func:`read_checkpoint`) trained: its metadata's
+    ``training`` record, or for a checkpoint saved before that record (2026-12-07) the one Lightning's own
+    keys give (:func:`~marsunits.training_extent.record_from_checkpoint`); None when neither says."""
+    return checkpoint[METADATA_KEY].get("training") or record_from_checkpoint(checkpoint)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -1104,6 +1111,6 @@ def load_task(
     task.trained_sols = metadata.get("trained_sols")
     task.trained_image_keys = metadata.get("trained_image_keys")
     # Absent before 2026-12-07: Lightning's own keys give the steps, epoch and best score.
-    task._restore_training(metadata.get("training") or record_from_checkpoint(checkpoint))
+    task._restore_training(checkpoint_training_record(checkpoint))
     task._restore_images(metadata)  # absent before 2026-12-07: unknown
     return task.to(map_location).eval()

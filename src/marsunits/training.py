@@ -44,7 +44,7 @@ from marsunits.run_checks import check_config_values, checked_start
 from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.slurm_world import launch_problem
 from marsunits.tracking import finish_loggers, prepare_loggers
-from marsunits.training_extent import barely_trained, barely_trained_warning, record_from_checkpoint
+from marsunits.training_extent import barely_trained, barely_trained_warning
 from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
@@ -624,14 +624,13 @@ def _kept_checkpoint_barely_trained(path: str) -> str | None:
     """Why the checkpoint a run kept is barely trained, as ``predict.py`` judges it from the file's own
     training record (:func:`marsunits.training_extent.barely_trained`), or None. None too when the file
     cannot be read: ``predict.py`` says why when it is given it."""
-    from marsunits.task import METADATA_KEY, CheckpointError, read_checkpoint
+    from marsunits.task import CheckpointError, checkpoint_training_record, read_checkpoint
 
     try:
         checkpoint = read_checkpoint(path)
     except (CheckpointError, OSError):
         return None
-    record = checkpoint[METADATA_KEY].get("training") or record_from_checkpoint(checkpoint)
-    return barely_trained(record)
+    return barely_trained(checkpoint_training_record(checkpoint))
 
 
 #: What identifies a checkpoint file's version: a replaced file (written and renamed over it, or rewritten in
