@@ -104,9 +104,10 @@ class ImageStore:
                 )
                 continue
             sizes.append((mask.shape[0], mask.shape[1]))
-            counts.append(int(np.count_nonzero(mask != IGNORE_INDEX)))
-            present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
-            ids.append(frozenset(int(v) for v in present if v != IGNORE_INDEX))
+            # One pass over the mask gives both its labelled pixels and the ids it holds.
+            held = np.bincount(mask.ravel(), minlength=256)
+            counts.append(int(mask.size - held[IGNORE_INDEX]))
+            ids.append(frozenset(int(v) for v in np.flatnonzero(held) if v != IGNORE_INDEX))
         if problems:
             raise UnusablePairsError(problems, len(self.records), files)
         #: (height, width) of every image.
