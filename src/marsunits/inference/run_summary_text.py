@@ -31,6 +31,13 @@ def console_text(paragraph: str) -> str:
     return textwrap.fill(paragraph, width=CONSOLE_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
+def _confusion(overall: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The run's overall confusion matrix (``metrics.json``: rows = label, columns = prediction), or None
+    where the scores hold none (no image scored): what the sentences on the labels read."""
+    cm = np.asarray((overall or {}).get("confusion_matrix") or [], dtype=np.int64)
+    return cm if cm.ndim == 2 and cm.size else None
+
+
 def _classes_outside_the_miou(overall: Mapping[str, Any]) -> str:
     """A sentence when the mIoU leaves classes out: those neither labelled nor predicted on labelled pixels
     (the only ones scored) have no IoU, so labels of one class predicted right read mIoU 1.000 (over that
@@ -55,8 +62,8 @@ def _classes_absent_from_labels(overall: Mapping[str, Any]) -> str:
     gave mIoU 0.500 for a frame whose units were right to 0.9999. The figure stays as defined (every class
     predicted or labelled counts); the sentence gives the mIoU of the classes the labels hold beside it.
     """
-    cm = np.asarray(overall.get("confusion_matrix") or [], dtype=np.int64)
-    if cm.ndim != 2 or not cm.size:
+    cm = _confusion(overall)
+    if cm is None:
         return ""
     labelled, predicted = cm.sum(1), cm.sum(0)
     absent = [i for i in range(len(cm)) if labelled[i] == 0 and predicted[i] > 0]
@@ -119,8 +126,8 @@ def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     """
     if metrics.get("labels_class_map") is not None:
         return ""
-    cm = np.asarray((metrics.get("overall") or {}).get("confusion_matrix") or [], dtype=np.int64)
-    if cm.ndim != 2 or len(cm) < 2:
+    cm = _confusion(metrics.get("overall"))
+    if cm is None or len(cm) < 2:
         return ""
     labelled = cm.sum(1)
     if labelled[0] == 0 or labelled[1:].any():
@@ -143,8 +150,8 @@ def _labels_read_as_project_ids(metrics: Mapping[str, Any]) -> str:
         return ""
     if metrics.get("labels_classes_file"):  # a classes.json beside them names the project's classes
         return ""
-    cm = np.asarray(metrics["overall"].get("confusion_matrix") or [], dtype=np.int64)
-    if cm.ndim != 2 or len(cm) <= 2 or not cm[2].sum():
+    cm = _confusion(metrics["overall"])
+    if cm is None or len(cm) <= 2 or not cm[2].sum():
         return ""
     return (
         " The labels were read as project ids (no labels_class_map), their 2 as other: labels in a data "
