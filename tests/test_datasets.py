@@ -261,23 +261,22 @@ def test_labels_class_map_of_a_model_trained_on_several_data_sets() -> None:
     ):
         read_labels_class_map("folder", student)
     # A one-source model: its data set's name is its map, as checkpoint (it was refused as neither), and
-    # another name says what the model was trained on.
+    # another name that is no known data set says what the model was trained on.
     one = {"class_map": ms, "dataset": "marsscapes"}
     by_name = read_labels_class_map("marsscapes", one)
     assert by_name is not None
     np.testing.assert_array_equal(by_name(labels[:, [0, 1, 4, 5]]), [[0, 1, 2, 255]])
     with pytest.raises(
-        ConfigError, match=r"labels_class_map=ai4mars: this model was trained on one data set, 'marsscapes'"
+        ConfigError, match=r"labels_class_map=folder: this model was trained on one data set, 'marsscapes'"
     ):
-        read_labels_class_map("ai4mars", one)
-    # A one-source model without a map: whichever name is given, it is told there is none (it was told to
-    # give checkpoint "for its map", or, given its data set's name, that labels_class_map=checkpoint failed).
+        read_labels_class_map("folder", one)
+    # A one-source model without a map: a name that is no known data set's is told there is none (it was
+    # told to give checkpoint "for its map", or, given its data set's name, that checkpoint failed).
     plain = {"class_map": None, "dataset": "synthetic"}
-    for name in ("ai4mars", "synthetic"):
-        with pytest.raises(
-            ConfigError, match=rf"labels_class_map={name}, but this model was trained on masks in project ids"
-        ):
-            read_labels_class_map(name, plain)
+    with pytest.raises(
+        ConfigError, match=r"labels_class_map=synthetic, but this model was trained on masks in project ids"
+    ):
+        read_labels_class_map("synthetic", plain)
     # Metadata without a data set's name: 'None' is neither named as one nor taken as it.
     unnamed = {"class_map": ms}
     with pytest.raises(
@@ -297,41 +296,60 @@ def _marsscapes_model_metadata(several: bool) -> dict[str, Any]:
     return {"class_map": ms, "dataset": "marsscapes"}
 
 
-@pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])
-def test_labels_class_map_naming_another_data_set_spells_out_that_data_sets_map(several: bool) -> None:
-    """AI4Mars labels scored with a MarsScapes model, ``labels_class_map=ai4mars``: the refusal said to give
-    ``checkpoint`` (or ``marsscapes``), the MarsScapes map, which reads AI4Mars' sand (2) as rough and its
-    big rocks (3) as an error; it now gives the labels' own map, to copy onto the command line."""
-    from marsunits.errors import ConfigError
-    from marsunits.inference.options import read_labels_class_map
-
-    meta = _marsscapes_model_metadata(several)
-    with pytest.raises(ConfigError) as refused:
-        read_labels_class_map("ai4mars", meta)
-    message = str(refused.value)
-    assert "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'" in message
-    assert "configs/data/ai4mars.yaml" in message
-
-
-@pytest.mark.parametrize("named", ["marsscapes", "ai4mars"])
-def test_labels_class_map_naming_a_data_set_for_a_model_without_a_map_spells_out_that_data_sets_map(
-    named: str,
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"class_map": {0: 0, 1: 1, 6: 2, 255: 255}, "dataset": "marsscapes"},
+        {"class_map": {"marsscapes": {0: 0, 1: 1, 6: 2, 255: 255}, "synthetic": None}, "dataset": "ms_syn"},
+        {"class_map": None, "dataset": "synthetic"},
+    ],
+    ids=["marsscapes-model", "several-data-set-model", "model-without-a-map"],
+)
+def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_reads_its_shipped_map(
+    meta: dict[str, Any],
 ) -> None:
-    """MarsScapes labels scored with a synthetic model, ``labels_class_map=marsscapes``: the refusal said the
-    model has no map and gave AI4Mars' map as the example, which reads MarsScapes' gravel (2) as smooth and
-    its sky (6) as an error; the data set named is a known one, so its own map is the one to copy."""
-    from marsunits.data.class_map import DATA_SET_LABEL_MAPS
-    from marsunits.errors import ConfigError
-    from marsunits.inference.options import read_labels_class_map
+    """AI4Mars labels scored with a MarsScapes or a synthetic model, ``labels_class_map=ai4mars``: refused,
+    spelling out AI4Mars' map to give instead. That map is the one the name means, so it is read: the same
+    labels as with the map given as a mapping, and a note (logged once a run) says which map was used and
+    that it is the shipped one, not the model's."""
+    import yaml
 
-    with pytest.raises(ConfigError) as refused:
-        read_labels_class_map(named, {"class_map": None, "dataset": "synthetic"})
-    message = str(refused.value)
-    assert message.startswith(f"labels_class_map={named}, but this model was trained on masks in project ids")
-    assert f"labels_class_map='{DATA_SET_LABEL_MAPS[named]}'" in message
-    assert f"configs/data/{named}.yaml" in message
-    others = [m for name, m in DATA_SET_LABEL_MAPS.items() if name != named]
-    assert not any(m in message for m in others)
+    from marsunits.data.class_map import DATA_SET_LABEL_MAPS
+    from marsunits.inference.options import read_labels_class_map, shipped_map_note
+
+    labels = np.array([[0, 1, 2, 3, 255]], np.uint8)  # AI4Mars: soil, bedrock, sand, big rock, null
+    by_name = read_labels_class_map("ai4mars", meta)
+    given = read_labels_class_map(yaml.safe_load(DATA_SET_LABEL_MAPS["ai4mars"]), meta)
+    assert by_name is not None and given is not None
+    np.testing.assert_array_equal(by_name(labels), [[0, 1, 0, 1, 255]])
+    assert by_name.as_dict() == given.as_dict()  # what metrics.json records as labels_class_map
+    note = shipped_map_note("ai4mars", meta)
+    assert note is not None and note.startswith("labels_class_map=ai4mars: this model was trained on ")
+    shipped = DATA_SET_LABEL_MAPS["ai4mars"]
+    assert f"shipped for ai4mars labels (the class_map of configs/data/ai4mars.yaml: {shipped})" in note
+    assert "not with the model's training map" in note
+    # A value of the model's own words keeps its map, and no note.
+    assert shipped_map_note("checkpoint", meta) is None and shipped_map_note(None, meta) is None
+
+
+def test_labels_class_map_naming_the_model_s_own_data_set_keeps_its_training_map() -> None:
+    """A model trained on MarsScapes with a map of the user's (``data.class_map=...``, here sky 6 as other and
+    no gravel) reads ``labels_class_map=marsscapes`` with that map, as it was taught, not the shipped one;
+    so does a several-source model for one of its sources. No shipped-map note is logged."""
+    from marsunits.data.class_map import data_set_label_map
+    from marsunits.inference.options import read_labels_class_map, shipped_map_note
+
+    own = {0: 0, 1: 1, 6: 2, 255: 255}
+    assert own != data_set_label_map("marsscapes")
+    for meta in (
+        {"class_map": own, "dataset": "marsscapes"},
+        {"class_map": {"marsscapes": own, "synthetic": None}, "dataset": "ms_syn"},
+    ):
+        read = read_labels_class_map("marsscapes", meta)
+        assert read is not None and read.as_dict() == own
+        assert shipped_map_note("marsscapes", meta) is None
+        with pytest.raises(ValueError, match=r"values \[2\] are not covered"):  # gravel: not in the own map
+            read(np.array([[0, 2]], np.uint8), "x.png")
 
 
 @pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])

@@ -1452,6 +1452,36 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     assert "No label mask matched" not in text and "1 label could not be scored" in text
 
 
+def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_scores_with_its_shipped_map(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AI4Mars labels scored with a model not trained on AI4Mars (the test model's data set is 'test'),
+    ``labels_class_map=ai4mars``: refused before, spelling the map to give. It is read with the map shipped
+    for AI4Mars, said once in the log, recorded in metrics.json, and scores as that map given as a mapping."""
+    from marsunits.data.class_map import DATA_SET_LABEL_MAPS, data_set_label_map
+
+    inp, labels, out = tmp_path / "in", tmp_path / "labels", tmp_path / "out"
+    save_rgb(inp / "a.png", 40, 48, seed=1)
+    labels.mkdir()
+    ai4mars = np.random.default_rng(0).choice(np.array([0, 1, 2, 3, 255], np.uint8), size=(40, 48))
+    Image.fromarray(ai4mars).save(labels / "a.png")
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert (
+            run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", "labels_class_map=ai4mars")) == 0
+        )
+    notes = [r.getMessage() for r in caplog.records if "map shipped for ai4mars labels" in r.getMessage()]
+    assert len(notes) == 1 and "not with the model's training map" in notes[0], notes
+    by_name = json.loads((out / "metrics.json").read_text())
+    assert by_name["images_scored"] == 1
+    assert {int(k): v for k, v in by_name["labels_class_map"].items()} == data_set_label_map("ai4mars")
+    given = f"labels_class_map={DATA_SET_LABEL_MAPS['ai4mars']}"
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", given)) == 0
+    as_mapping = json.loads((out / "metrics.json").read_text())
+    assert as_mapping["overall"]["miou"] is not None
+    assert by_name["overall"]["miou"] == as_mapping["overall"]["miou"]
+    assert by_name["overall"]["confusion_matrix"] == as_mapping["overall"]["confusion_matrix"]
+
+
 def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_path: Path, ckpt: Path) -> None:
     from scipy import ndimage
 

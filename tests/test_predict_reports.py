@@ -279,12 +279,17 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     ):
         run(make_cfg(tmp_path, ckpt, inp, tmp_path / "e", "labels_class_map=checkpoint"))
     assert not (tmp_path / "e").exists()  # refused before anything was written
-    # A data set's name for a model without a map: told the model has none and what to give instead (it was
-    # told to give checkpoint "for its map", refused just above).
-    with pytest.raises(
-        ConfigError, match=r"labels_class_map=ai4mars, but this model was trained on masks in project ids"
-    ):
-        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map=ai4mars"))
+    # A known data set's name for a model without a map: that data set's shipped map (it was refused,
+    # spelling the map out to give), scoring as the map given as a mapping does.
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
+    given = json.loads((out / "metrics.json").read_text())
+    d = tmp_path / "d"
+    assert run(make_cfg(tmp_path, ckpt, inp, d, f"labels_dir={native}", "labels_class_map=ai4mars")) == 0
+    named = json.loads((d / "metrics.json").read_text())
+    assert named["labels_class_map"] == given["labels_class_map"] and named["overall"] == given["overall"]
+    # Another name of no known data set is still told the model has no map.
+    with pytest.raises(ConfigError, match=r"labels_class_map=test, but this model was trained on masks in"):
+        run(make_cfg(tmp_path, ckpt, inp, tmp_path / "d", f"labels_dir={native}", "labels_class_map=test"))
 
 
 # ------------------------------------------------------------------------------------ 3. contact map

@@ -26,6 +26,7 @@ __all__ = [
     "DATA_SET_LABEL_MAPS",
     "ClassMap",
     "classes_file_refusal",
+    "data_set_label_map",
     "labels_classes_folder",
     "project_classes_file",
     "project_classes_text",
@@ -46,14 +47,24 @@ _MANY_VALUES = 16
 _FEW_STRAYS = 0.01
 
 #: The native-id maps of the project's real data sets (``class_map`` of ``configs/data/<name>.yaml``, which
-#: a test keeps these equal to), as a command line gives them: a refusal of ``labels_class_map=<name>`` for
-#: a model not trained on that data set spells its map out, since the model's own map reads those labels
-#: wrongly (AI4Mars' sand, 2, is MarsScapes' gravel, rough) and ``configs/`` is not in an installed package;
-#: so does the refusal of a mask whose values are all one data set's native ids (:data:`NATIVE_IDS`).
+#: a test keeps these equal to), as a command line gives them: ``labels_class_map=<name>`` for a model not
+#: trained on that data set reads the labels with it (the model's own map reads them wrongly: AI4Mars' sand,
+#: 2, is MarsScapes' gravel, rough), as ``configs/`` is not in an installed package; the refusal of a mask
+#: whose values are all one data set's native ids spells it out (:data:`NATIVE_IDS`).
 DATA_SET_LABEL_MAPS: dict[str, str] = {
     "ai4mars": "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}",
     "marsscapes": "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}",
 }
+
+
+def data_set_label_map(name: str) -> dict[int, int]:
+    """The map of :data:`DATA_SET_LABEL_MAPS` named ``name`` as ``{native id: project id}``.
+
+    Raises:
+        KeyError: ``name`` is not one of its data sets.
+    """
+    return {int(k): int(v) for k, v in re.findall(r"(\d+): (\d+)", DATA_SET_LABEL_MAPS[name])}
+
 
 #: The native ids of the data sets of :data:`DATA_SET_LABEL_MAPS`, as their names are read in a message
 #: (``data/README.md``): labels of either copied into a folder unconverted share 0, 1 and 2 with the
@@ -82,7 +93,7 @@ def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str, secon
     values = {int(v) for v in present}
     fits = []
     for key, (name, ids) in NATIVE_IDS.items():
-        mapping = {int(k): int(v) for k, v in re.findall(r"(\d+): (\d+)", DATA_SET_LABEL_MAPS[key])}
+        mapping = data_set_label_map(key)
         if not values <= set(mapping):
             continue
         fit = f"if they are {name} labels ({ids}), {option}='{DATA_SET_LABEL_MAPS[key]}'"

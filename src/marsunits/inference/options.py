@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from marsunits.constants import IGNORE_INDEX
-from marsunits.data.class_map import DATA_SET_LABEL_MAPS, ClassMap
+from marsunits.data.class_map import DATA_SET_LABEL_MAPS, ClassMap, data_set_label_map
 from marsunits.errors import ConfigError, switch_value_refusal
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "plain_scalar",
     "read_contact_config",
     "read_labels_class_map",
+    "shipped_map_note",
 ]
 
 
@@ -322,14 +323,26 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
     """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
     with, from its metadata), the name of one of a several-source model's data sets (that source's map,
     e.g. ``marsscapes`` for a ``marsscapes_ai4mars`` model) or of a one-source model's data set (its map, as
-    ``checkpoint``), or a ``{native id: project id}`` mapping.
+    ``checkpoint``), the name of a known data set the model was not trained on (the map shipped for it,
+    :data:`~marsunits.data.class_map.DATA_SET_LABEL_MAPS`: AI4Mars labels scored with a MarsScapes or a
+    synthetic model), or a ``{native id: project id}`` mapping.
+
+    A model trained on a known data set reads its name as its training map, which may be a user's override
+    of the shipped one (``data.class_map=...``): that is how the model's classes were taught.
 
     Raises:
-        ConfigError: Another value, a model without the map asked for, or a mapping with ids out of range.
+        ConfigError: Another value (a misspelt name is told the word meant), a model without the map asked
+            for, or a mapping with ids out of range.
     """
     if value is None:
         return None
     if isinstance(value, str):
+        if _reads_a_shipped_map(value, metadata):
+            where = (
+                "a labels_class_map='{native id: project id, ...}' of your own instead of the map shipped "
+                f"for {value} labels (labels_class_map={value})"
+            )
+            return ClassMap(data_set_label_map(value), value, key="class_map", where=where)
         mapping, name = _training_map(value, metadata)
         where = (
             "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
@@ -350,6 +363,43 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
         raise ConfigError(str(exc)) from exc
 
 
+def shipped_map_note(value: Any, metadata: Mapping[str, Any]) -> str | None:
+    """The line a run logs once when ``labels_class_map=<value>`` reads the labels with the map shipped for
+    a known data set the model was not trained on (:func:`read_labels_class_map`): which map, and that it
+    is not the model's; None for any other value. Such a name was refused, spelling the map to give."""
+    if not isinstance(value, str) or not _reads_a_shipped_map(value, metadata):
+        return None
+    return (
+        f"labels_class_map={value}: this model {_what_it_was_trained_on(metadata)}, not on {value}, so the "
+        f"labels are read with the map shipped for {value} labels (the class_map of "
+        f"configs/data/{value}.yaml: {DATA_SET_LABEL_MAPS[value]}), not with the model's training map; "
+        "metrics.json records it as labels_class_map"
+    )
+
+
+def _reads_a_shipped_map(value: str, metadata: Mapping[str, Any]) -> bool:
+    """Whether ``labels_class_map=<value>`` names a known data set (:data:`DATA_SET_LABEL_MAPS`) that the
+    model of ``metadata`` was not trained on: one of a several-source model's sources, or a one-source
+    model's data set, is read as its training map instead (:func:`_training_map`)."""
+    if value not in DATA_SET_LABEL_MAPS:
+        return False
+    by_source = _maps_by_source(metadata.get("class_map"))
+    if by_source is not None:
+        return value not in by_source
+    return metadata.get("dataset") is None or str(metadata.get("dataset")) != value
+
+
+def _what_it_was_trained_on(metadata: Mapping[str, Any]) -> str:
+    """How a log line names what the model of ``metadata`` was trained on."""
+    dataset, mapping = metadata.get("dataset"), metadata.get("class_map")
+    by_source = _maps_by_source(mapping)
+    if by_source is not None:
+        return f"was trained on {dataset!r} ({', '.join(sorted(by_source))})"
+    if dataset is None:
+        return "names no data set it was trained on"
+    return f"was trained on {str(dataset)!r}" + ("" if mapping else " (masks in project ids)")
+
+
 def offers_checkpoint_map(metadata: Mapping[str, Any]) -> bool:
     """Whether ``labels_class_map=checkpoint`` gives a map for the model of ``metadata``: not for one trained
     on masks in project ids (synthetic scenes, ``data=folder``), nor for one trained on several data sets
@@ -362,22 +412,17 @@ def offers_checkpoint_map(metadata: Mapping[str, Any]) -> bool:
 
 
 def _labels_of_another_data_set(value: str, offered: Iterable[str]) -> str:
-    """The sentence a refusal of ``labels_class_map=<value>`` ends with: labels of a data set the model was
-    not trained on take that data set's own map, given as a mapping; a value close to a word the refusal
+    """The sentence a refusal of ``labels_class_map=<value>`` ends with: a value close to a word the refusal
     offers (``offered``: ``checkpoint``, the model's data sets) or to a known data set's name, a misspelling
-    (``chekpoint``, ``marscapes``), is told that word instead."""
-    known = DATA_SET_LABEL_MAPS.get(value)
-    if known is None:
-        close = difflib.get_close_matches(value, [*offered, *DATA_SET_LABEL_MAPS], n=1, cutoff=0.8)
-        if close:
-            return f"; did you mean labels_class_map={close[0]}?"
-        return (
-            "; labels of another data set need that data set's own map as a mapping: the class_map of its "
-            f"configs/data/<name>.yaml, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
-        )
+    (``chekpoint``, ``marscapes``), is told that word; another, that labels of another data set take a known
+    data set's name (its shipped map, :func:`read_labels_class_map`) or their own map, as a mapping."""
+    close = difflib.get_close_matches(value, [*offered, *DATA_SET_LABEL_MAPS], n=1, cutoff=0.8)
+    if close:
+        return f"; did you mean labels_class_map={close[0]}?"
     return (
-        f"; for {value} labels, which this model's map would read wrongly, give {value}'s own map "
-        f"(configs/data/{value}.yaml): labels_class_map='{known}'"
+        "; labels of another data set take its name if it is one of "
+        f"{', '.join(sorted(DATA_SET_LABEL_MAPS))} (the map shipped for it), else their own map as a "
+        f"mapping, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
     )
 
 
@@ -438,14 +483,16 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
 
 def _no_training_map(dataset: str, value: str = "checkpoint") -> ConfigError:
     """The refusal of ``labels_class_map=<value>`` for a model trained on masks in project ids: the labels'
-    own map is to be given, spelt out when ``value`` names a known data set (``marsscapes`` with a synthetic
-    model was given AI4Mars' map as the example, which reads MarsScapes' gravel, 2, as smooth)."""
+    own map is to be given, by a known data set's name (its shipped map) or as a mapping; spelt out when
+    ``value`` is a known data set's name (only a model trained on it without a map gets here: another is
+    read with the shipped map)."""
     known = DATA_SET_LABEL_MAPS.get(value)
     which = (
         f"the class_map of configs/data/{value}.yaml, labels_class_map='{known}'"
         if known is not None
-        else "the class_map of their data set's configs/data/<name>.yaml, e.g. for AI4Mars "
-        f"labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
+        else f"the name of their data set if it is one of {', '.join(sorted(DATA_SET_LABEL_MAPS))} (the map "
+        "shipped for it, e.g. labels_class_map=ai4mars for AI4Mars labels), else the class_map of their data "
+        "set's configs/data/<name>.yaml as a mapping"
     )
     return ConfigError(
         f"labels_class_map={value}, but this model was trained on masks in project ids (dataset "

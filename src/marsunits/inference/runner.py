@@ -105,7 +105,12 @@ from marsunits.inference.inputs import (
     normalise_patterns,
     output_escape,
 )
-from marsunits.inference.options import PredictOptions, offers_checkpoint_map, read_labels_class_map
+from marsunits.inference.options import (
+    PredictOptions,
+    offers_checkpoint_map,
+    read_labels_class_map,
+    shipped_map_note,
+)
 from marsunits.inference.output_settings import (
     ARITHMETIC_KEYS,
     PENDING_KEY,
@@ -616,6 +621,12 @@ class _Session:
             if self.labels_dir is not None
             else None
         )
+        # labels_class_map=ai4mars with a model not trained on AI4Mars: the shipped map, said once a run.
+        shipped = (
+            shipped_map_note(opts.labels_class_map, self.metadata) if self.evaluation is not None else None
+        )
+        if shipped is not None and shard.rank == 0:
+            log.info("%s", shipped)
         self.rows: dict[str, dict[str, Any]] = {}
         #: Inputs whose outputs were complete, so not predicted again (:meth:`plan`); ``rows`` also holds
         #: the error rows of inputs refused before predicting (escapes, names too long, unreadable entries).
