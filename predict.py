@@ -2,8 +2,9 @@
 
     python predict.py ckpt_path=model.ckpt input_dir=images/ output_dir=predictions/
 
-Options: configs/predict.yaml. Exit status: 0 success, 1 some inputs failed (see manifest.csv), 2 the run
-could not start (the one-line message says why).
+Options: configs/predict.yaml. Exit status: 0 success, 1 some inputs failed (see manifest.csv) or
+labels_dir was given and not one image could be scored against it (see metrics.json; the outputs are
+written), 2 the run could not start (the one-line message says why).
 """
 
 from __future__ import annotations

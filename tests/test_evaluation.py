@@ -19,7 +19,7 @@ from marsunits.boundary.extract import contacts_from_mask
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.io import write_png_atomic
 from marsunits.inference.evaluation import Evaluation, find_label, find_true_contact
-from marsunits.inference.run_summary_text import summary_paragraph
+from marsunits.inference.run_summary_text import nothing_scored, summary_paragraph
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
     from .conftest import run_summary
@@ -547,6 +547,28 @@ def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_m
     ai4mars = ClassMap({0: 0, 2: 0, 1: 1, 3: 1, 255: 255}, None, key="labels_class_map", where="test")
     assert "read as project ids" not in text(ai4mars)
     assert "read as project ids" not in text(names=("rock.jpg",))  # no 2: read the same either way
+
+
+def test_a_run_given_labels_that_scored_no_image_is_told_why_it_fails(tmp_path: Path) -> None:
+    """A run given ``labels_dir`` that scored not one of its images exited 0: a script running predict.py to
+    score a model read it as scores written. :func:`nothing_scored` gives the sentence that ends such a
+    run's paragraph and makes its status 1; a run that scored one image, has no labels_dir, or has no mask
+    to score (its inputs failed: allow_errors' rule) gets none."""
+    write_png_atomic(tmp_path / "a.png", np.zeros((2, 4), np.uint8))
+    nothing = Evaluation(tmp_path)
+    nothing.add(PurePosixPath("b.jpg"), np.zeros((2, 4), np.uint8))
+    said = nothing_scored(run_summary(images_with_masks=2), nothing.to_dict())
+    assert said is not None and said.startswith(
+        "Exit status 1: labels_dir was given but none of the 2 images"
+    )
+    assert "Fix the labels or labels_dir and run again" in said
+    one = Evaluation(tmp_path)
+    one.add(PurePosixPath("a.jpg"), np.zeros((2, 4), np.uint8))
+    one.add(PurePosixPath("b.jpg"), np.zeros((2, 4), np.uint8))
+    assert nothing_scored(run_summary(images_with_masks=2), one.to_dict()) is None
+    assert nothing_scored(run_summary(images_with_masks=2), None) is None
+    failed = run_summary(images_with_masks=0, counts={"ok": 0, "total": 2, "skipped": 0, "error": 2})
+    assert nothing_scored(failed, nothing.to_dict()) is None
 
 
 def test_labels_of_smooth_ground_alone_are_not_said_to_hold_255(tmp_path: Path) -> None:

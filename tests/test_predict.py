@@ -1428,28 +1428,48 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     cm = np.array(metrics["overall"]["confusion_matrix"])
     assert cm.sum() == lab.size - 5 * 56 + b.size
     assert metrics["overall"]["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
-    # A labels_dir whose names match no input scored nothing and said only "Scored 0 image(s)".
+    # A labels_dir whose names match no input scored nothing and said only "Scored 0 image(s)"; it exited
+    # 0, which a script scoring a model took for scores written. Status 1 now, the outputs all written and
+    # the last sentence saying why and what to do.
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     Image.fromarray(b).save(wrong / "frame_0001.png")
-    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 0
+    for report in ("manifest.csv", "summary.json", "metrics.json", "index.html"):
+        (out / report).unlink()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 1
+    for report in ("manifest.csv", "summary.json", "metrics.json", "index.html", "b.mask.png"):
+        assert (out / report).is_file(), report
     text = json.loads((out / "summary.json").read_text())["text"]
     assert "No label mask matched an input" in text and "(for b.png: b.png)" in text
+    assert text.endswith(
+        "Exit status 1: labels_dir was given but none of the 3 images with a predicted mask could be scored "
+        "(why: above, and metrics.json missing_labels and label_errors); the outputs are written. Fix the "
+        "labels or labels_dir and run again, which scores without predicting again, or leave labels_dir out "
+        "to only predict."
+    ), text
+    assert json.loads((out / "metrics.json").read_text())["images_scored"] == 0
     # One named with a word added (b_mask.png) was counted the same, without a word that it was there.
     Image.fromarray(b).save(wrong / "b_mask.png")
-    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 1
     text = json.loads((out / "summary.json").read_text())["text"]
     assert (
         "No label mask matched" not in text and "b_mask.png: its name is the image's, b, with '_mask'" in text
     )
-    assert "rename it b.png" in text
+    assert "rename it b.png" in text and text.endswith("or leave labels_dir out to only predict.")
     # Labels that were found but could not be scored (here: another size) are not "no label matched".
     unusable = tmp_path / "unusable"
     unusable.mkdir()
     Image.fromarray(b[:-3]).save(unusable / "b.png")
-    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={unusable}")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={unusable}")) == 1
     text = json.loads((out / "summary.json").read_text())["text"]
     assert "No label mask matched" not in text and "1 label could not be scored" in text
+    # allow_errors (inputs that failed) does not make a run that scored nothing a success.
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={unusable}", "allow_errors=true")) == 1
+    # One image scored, the others without a label: status 0, and no such sentence.
+    Image.fromarray(b).save(unusable / "b.png")
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={unusable}")) == 0
+    text = json.loads((out / "summary.json").read_text())["text"]
+    assert "Scored 1 image against labels" in text and "Exit status 1" not in text
 
 
 def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_scores_with_its_shipped_map(

@@ -250,8 +250,9 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert "not covered by the labels_class_map. Add them to labels_class_map in the command" in text
     assert "(native id -> 0 smooth_volcanic" in text
     capsys.readouterr()
-    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 0
-    text = " ".join(capsys.readouterr().out.split())  # no map: the ids and the fix are named
+    # No map: neither label can be scored, so the run exits 1 (the outputs written), naming ids and fix.
+    assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}")) == 1
+    text = " ".join(capsys.readouterr().out.split())
     assert "2 labels could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
     # A model trained on project ids refuses labels_class_map=checkpoint (below): the labels are not told it.
     assert "labels_class_map=checkpoint" not in text, text

@@ -16,7 +16,7 @@ from marsunits.errors import counted
 from marsunits.training_images import METADATA_KEY as IMAGES_KEY
 from marsunits.training_images import grey_and_colour
 
-__all__ = ["CONSOLE_WIDTH", "console_text", "summary_paragraph"]
+__all__ = ["CONSOLE_WIDTH", "console_text", "nothing_scored", "summary_paragraph"]
 
 #: The widest line of the paragraph as ``predict.py`` prints it (:func:`console_text`), the project's own
 #: line length: on one line the paragraph ran to 900-1,000 characters, read only by scrolling sideways or
@@ -204,6 +204,26 @@ def _units_and_contacts(summary: Mapping[str, Any]) -> str:
     if nodata >= 0.0005:
         units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     return f"Of the pixels of the predicted masks of {whose}: {units}; they hold {contacts}."
+
+
+def nothing_scored(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> str | None:
+    """The sentence that ends the paragraph of a run given ``labels_dir`` that scored not one of its images
+    with a predicted mask (no label found, every label refused), which then exits with status 1; None for
+    a run without ``labels_dir``, one that scored an image, or one without a mask to score (its failed
+    inputs are its failure, under ``allow_errors``' rule). Such a run exited 0, which a script running
+    ``predict.py`` to score a model read as scores written."""
+    if metrics is None or metrics["images_scored"]:
+        return None
+    c = summary["counts"]
+    images = int(summary.get("images_with_masks", int(c["ok"]) + int(c["skipped"])))
+    if not images:
+        return None
+    return (
+        f"Exit status 1: labels_dir was given but none of the {counted(images, 'image')} with a predicted "
+        "mask could be scored (why: above, and metrics.json missing_labels and label_errors); the outputs "
+        "are written. Fix the labels or labels_dir and run again, which scores without predicting again, or "
+        "leave labels_dir out to only predict."
+    )
 
 
 def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:

@@ -20,7 +20,8 @@ Failure policy:
 * A bad input file (corrupt, truncated, not an image, empty, unreadable, too large, colliding name)
   becomes an ``error`` row with the reason and the run goes on. :func:`run` returns 1 when any input
   failed or any camera file was refused (the image is predicted, ``ok``, without metres: its row's
-  ``camera_error``), unless ``allow_errors`` is true, else 0.
+  ``camera_error``), unless ``allow_errors`` is true, and when ``labels_dir`` was given but not one image
+  could be scored against it (no label found, every label refused), the outputs all written; else 0.
 * Reports are rewritten even when the run is interrupted (Ctrl-C), listing what was done so far; a re-run
   skips completed inputs (see :mod:`marsunits.inference.writers` for the completion rule).
 * A full (``ENOSPC``, ``EDQUOT``) or read-only / forbidden (``EROFS``, ``EACCES``, ``EPERM``) output folder
@@ -137,7 +138,7 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
-from marsunits.inference.run_summary_text import summary_paragraph
+from marsunits.inference.run_summary_text import nothing_scored, summary_paragraph
 from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,
@@ -204,7 +205,8 @@ class RunResult:
         metrics: The content of ``metrics.json`` (None without ``labels_dir``).
         exit_code: 0, or 1 when an input failed or a camera file was refused (``camera_files_refused``) and
             errors are not allowed, or the contact map asked for could not be written (a folder holds its
-            name).
+            name), or ``labels_dir`` was given and not one image with a mask could be scored against it
+            (whatever ``allow_errors``: :func:`~marsunits.inference.run_summary_text.nothing_scored`).
     """
 
     rows: list[dict[str, Any]]
@@ -1198,6 +1200,10 @@ class _Session:
             paragraph += f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
+        # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script).
+        unscored = nothing_scored(summary, metrics)
+        if unscored is not None:
+            paragraph += f" {unscored}"
         # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
         summary["no_contact_map_reason"] = no_map  # null where a map was drawn
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
@@ -1251,6 +1257,7 @@ class _Session:
         # A refused camera file fails the run as an error row did: its image has no metres until it is fixed.
         problems = summary["counts"]["error"] + len(summary["camera_files_refused"])
         failed = (problems > 0 and not self.opts.allow_errors) or map_problem is not None
+        failed = failed or unscored is not None  # scores asked for, none made: not an input's failure
         return RunResult(rows, summary, metrics, 1 if failed else 0)
 
     def write_map(self) -> tuple[list[Path], str | None]:
