@@ -480,6 +480,30 @@ def test_a_label_named_after_the_images_whole_file_name_is_named_with_the_rename
     assert "rename it 425_1.png" in ev.errors["425_1.jpg"]
 
 
+def test_a_label_named_after_another_image_extension_is_named_when_no_such_image_is_beside(
+    tmp_path: Path,
+) -> None:
+    """``b.png.png`` beside the input ``b.jpg`` (images converted to PNG to be labelled, the labels named
+    after the PNGs' whole names): it was counted missing without a word, as the label of an image ``b.png``.
+    With no image ``b.png`` beside ``b.jpg``, it is named with the rename to make; it is not scored, as
+    labels are matched by the image's stem (``b.jpg.png`` is not scored either). With an image ``b.png``
+    there (an input of the run or not) it is that image's, and ``b.jpg`` has no label."""
+    inputs, labels = tmp_path / "in", tmp_path / "labels"
+    inputs.mkdir()
+    (inputs / "b.jpg").write_bytes(b"an image")
+    write_png_atomic(labels / "b.png.png", _halves(20, 30, 15))
+    ev = Evaluation(labels)
+    ev.add(PurePosixPath("b.jpg"), _halves(20, 30, 15), image_path=inputs / "b.jpg")
+    message = ev.errors["b.jpg"]
+    assert message.startswith(f"{labels / 'b.png.png'}: named as the label of an image b.png"), message
+    assert "no image b.png lies beside b.jpg" in message and message.endswith("rename it b.png")
+    assert not ev.missing and not ev.per_image
+    (inputs / "b.png").write_bytes(b"another image")
+    beside = Evaluation(labels, image_extensions=(".jpg",))  # b.png is no input of this run: still an image
+    beside.add(PurePosixPath("b.jpg"), _halves(20, 30, 15), image_path=inputs / "b.jpg")
+    assert beside.missing == ["b.jpg"] and not beside.errors
+
+
 def test_a_label_at_the_top_of_labels_dir_for_an_input_in_a_subfolder_is_named_with_the_move(
     tmp_path: Path,
 ) -> None:

@@ -408,8 +408,10 @@ def label_with_a_word_added(
     A name that is exactly another input's stem beside the image (``425_1_left.png`` when
     ``425_1_left.jpg`` is an input) is that input's label; ``image_path`` and ``image_extensions`` tell the
     inputs, as for :func:`label_in_another_case`. Names are compared in Unicode NFC and letter case as they
-    are. ``<stem>.<ext>.png`` (the image's whole name) is taken only with the input's own extension:
-    ``b.PNG.png`` beside ``b.jpg`` is the label of an image ``b.PNG``. The first such name in sorted order is
+    are. ``<stem>.<ext>.png`` (an image's whole name) with another image extension than the input's,
+    ``b.png.png`` beside ``b.jpg``, is the label of an image ``b.png`` where one lies beside the input (an
+    input of the run or not), or where that cannot be told (no ``image_path``); else it is offered to the
+    input (it was counted missing, without a word that it was there). The first such name in sorted order is
     returned."""
     index = index or FolderIndex()
     folder = _labels_folder(labels_dir, rel, index)
@@ -427,8 +429,10 @@ def label_with_a_word_added(
         if found is None:
             continue
         added = found[1]
-        if added.lower() in IMAGE_EXTENSIONS and added.lower() != rel.suffix.lower():
-            continue  # b.PNG.png beside b.jpg: the label of an image b.PNG, not b.jpg's (425_1.jpg.png is)
+        if _another_image_s_whole_name(added, rel) and (
+            image_path is None or index.has_image_of_stem(image_path.parent, rel.stem, (added.lower(),))
+        ):
+            continue  # b.png.png beside b.jpg and b.png: the label of the image b.png, not b.jpg's
         beside = image_path is not None and index.has_image_of_stem(
             image_path.parent, label_stem, image_extensions
         )
@@ -437,6 +441,12 @@ def label_with_a_word_added(
         if (folder / name).is_file():
             return folder / name, added
     return None
+
+
+def _another_image_s_whole_name(added: str, rel: PurePosixPath) -> bool:
+    """Whether ``added``, the word a label's name adds to input ``rel``'s stem, is another image extension
+    than ``rel``'s: ``b.png.png`` for ``b.jpg`` names an image ``b.png`` by its whole file name."""
+    return added.lower() in IMAGE_EXTENSIONS and added.lower() != rel.suffix.lower()
 
 
 def find_true_contact(labels_dir: Path, rel: PurePosixPath, index: FolderIndex | None = None) -> Path | None:
@@ -676,6 +686,13 @@ class Evaluation:
     def _renamed_label_message(path: Path, added: str, rel: PurePosixPath) -> str:
         """Why the label ``path``, named ``rel``'s stem with ``added``, was not scored, and what to do."""
         stem = PurePosixPath(rel.name).stem
+        if _another_image_s_whole_name(added, rel):
+            return (
+                f"{path}: named as the label of an image {stem}{added} (its whole file name with "
+                f"{path.suffix} added), but no image {stem}{added} lies beside {rel.name}, whose label "
+                f"{stem}{path.suffix} is missing; labels are matched by the image's stem (as train.py pairs "
+                f"images and masks): if it is {rel.name}'s label, rename it {stem}{path.suffix}"
+            )
         if added == ".mask" and path.with_name(f"{stem}.overlay.png").exists():
             return (
                 f"{path}: a mask predict.py wrote (an overlay is beside it), not a label: labels_dir must be "
