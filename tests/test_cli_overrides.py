@@ -1298,13 +1298,15 @@ def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: 
     """A classes.json was matched to a data set by its set of ids alone: AI4Mars' file without 3 big_rock
     (labels holding no big rock) got a map to fill in instead of AI4Mars' own, and ids 0..3 and 255 named
     as other classes were said to be AI4Mars'. A data set is now named when each id the file lists is one of
-    its native ids under its name (255 under any); some of its ids are enough."""
+    its native ids under its name (255 under any); some of its ids are enough. Each is offered by its name,
+    labels_class_map=<data set>, with the map that name reads."""
     from marsunits.cli_overrides import predict_refusal
 
     labels, given = _predict_command_with_labels(tmp_path)
-    ai4mars_map = "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'"
+    ai4mars_map = "labels_class_map=ai4mars (the map shipped for them, {0: 0, 2: 0, 1: 1, 3: 1, 255: 255};"
     marsscapes_map = (
-        "labels_class_map='{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'"
+        "labels_class_map=marsscapes (the map shipped for them, "
+        "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255};"
     )
     for classes, said, not_said in (
         # AI4Mars' file without its big rock, 255 named as its own file names it.
@@ -2027,7 +2029,8 @@ def _classes_json(folder: Path, classes: dict[int, str]) -> Path:
 def test_labels_whose_classes_json_names_native_ids_are_refused_before_hydra(tmp_path: Path) -> None:
     """AI4Mars labels given as ``labels_dir`` without ``labels_class_map`` were scored as project ids when
     they held no 3 (sand, 2, as ``other``), although the ``classes.json`` beside their folder said which ids
-    they hold. Such a command is refused before Hydra starts, naming that file, the data set and its map,
+    they hold. Such a command is refused before Hydra starts, naming that file, the data set and the value
+    that gives its map, its name (the whole map spelt out to paste until the name gave it with any model),
     which composes and reads sand as smooth; a ``classes.json`` naming the project's classes, one that is
     not read (a warning in the run) and a map given pass."""
     import shlex
@@ -2043,21 +2046,28 @@ def test_labels_whose_classes_json_names_native_ids_are_refused_before_hydra(tmp
     refused = predict_refusal(given, CONFIG_DIR)
     assert refused is not None and refused.startswith(f"{classes}: "), refused
     assert "AI4Mars" in refused and "(their 2, sand, as other)" in refused, refused
-    (fix,) = re.findall(r"labels_class_map='\{[^']*\}'", refused)
-    assert fix == "labels_class_map='{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'", refused
-    assert "labels_class_map=ai4mars does the same with a model trained on AI4Mars" in refused, refused
+    assert not re.findall(r"labels_class_map='\{[^']*\}'", refused), refused  # no map to paste
+    (fix,) = re.findall(r"give (labels_class_map=\S+) ", refused)
+    assert fix == "labels_class_map=ai4mars", refused
+    assert (
+        "(the map shipped for them, {0: 0, 2: 0, 1: 1, 3: 1, 255: 255}; with a model trained on AI4Mars, the "
+        "model's own)" in refused
+    ), refused
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("predict", overrides=[*given, *shlex.split(fix)])  # as a shell hands it over
-    mapped = read_labels_class_map(cfg.labels_class_map, {})
-    assert mapped is not None and mapped(np.array([[0, 1, 2, 3, 255]], np.uint8)).tolist() == [
-        [0, 1, 0, 1, 255]
-    ]
+    # Read for a model of no data set, and for one trained on synthetic scenes (no map of its own).
+    for metadata in ({}, {"class_map": None, "dataset": "synthetic"}):
+        mapped = read_labels_class_map(cfg.labels_class_map, metadata)
+        assert mapped is not None and mapped(np.array([[0, 1, 2, 3, 255]], np.uint8)).tolist() == [
+            [0, 1, 0, 1, 255]
+        ]
     assert predict_refusal([*given, *shlex.split(fix)], CONFIG_DIR) is None
     # MarsScapes' ids under its names (as its own file words them): its own map.
     _classes_json(labels.parent, MARSSCAPES_CLASSES)
     refused = predict_refusal(given, CONFIG_DIR)
     assert refused is not None and "MarsScapes" in refused and "AI4Mars" not in refused, refused
-    assert "'{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}'" in refused, refused
+    assert "give labels_class_map=marsscapes (the map shipped for them, " in refused, refused
+    assert "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}" in refused, refused
     # Ids of no known data set: a map of them to fill in.
     _classes_json(labels.parent, {0: "rock", 1: "dust", 4: "sky"})
     refused = predict_refusal(given, CONFIG_DIR)

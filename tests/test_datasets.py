@@ -352,6 +352,28 @@ def test_labels_class_map_naming_the_model_s_own_data_set_keeps_its_training_map
             read(np.array([[0, 2]], np.uint8), "x.png")
 
 
+def test_labels_class_map_of_another_kind_or_name_is_told_the_data_set_names() -> None:
+    """A value of another kind (a number) was told "null, checkpoint or a mapping" only, and a name that is
+    no data set's was given AI4Mars' whole map as the example of a mapping to paste; both name the data
+    sets whose name gives their map, and the name offered reads the labels with that model."""
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import read_labels_class_map
+
+    meta = _marsscapes_model_metadata(False)
+    with pytest.raises(ConfigError) as refused:
+        read_labels_class_map(3, meta)
+    assert "a data set's name (ai4mars, marsscapes)" in str(refused.value), refused.value
+    with pytest.raises(ConfigError) as refused:
+        read_labels_class_map("navcam", meta)
+    said = str(refused.value)
+    assert "e.g. labels_class_map=ai4mars for AI4Mars labels" in said, said
+    assert "'{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'" not in said, said
+    (offered,) = re.findall(r"e\.g\. labels_class_map=(\w+) for AI4Mars", said)
+    read = read_labels_class_map(offered, meta)
+    assert read is not None
+    np.testing.assert_array_equal(read(np.array([[2, 3]], np.uint8)), [[0, 1]])  # sand smooth, rock rough
+
+
 @pytest.mark.parametrize("several", [False, True], ids=["one-data-set-model", "several-data-set-model"])
 @pytest.mark.parametrize(("given", "meant"), [("chekpoint", "checkpoint"), ("marscapes", "marsscapes")])
 def test_a_misspelt_labels_class_map_is_told_the_word_meant_not_a_data_set_config(

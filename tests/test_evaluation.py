@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -535,16 +536,28 @@ def test_a_top_level_label_of_a_top_level_input_is_not_offered_to_its_namesake_i
 def test_a_label_in_a_data_set_s_native_ids_is_told_that_data_set_s_map(tmp_path: Path) -> None:
     """MarsScapes labels scored without labels_class_map were told to give labels_class_map=checkpoint, which
     a model trained without a map (synthetic scenes, data=folder) refuses, or a map of their own to write;
-    the ids are all MarsScapes' native ids, so its whole map is named, to copy, as train.py's refusal of
-    such masks names it."""
-    from marsunits.data.class_map import DATA_SET_LABEL_MAPS
+    the ids are all MarsScapes' native ids, so its map is named: by the data set's name, which gives it with
+    any model (its whole map spelt out, to paste, until the name did), while train.py's refusal of such masks,
+    whose data.class_map takes no name, spells the map out."""
+    from marsunits.data.class_map import DATA_SET_LABEL_MAPS, native_data_set_hint
+    from marsunits.inference.options import read_labels_class_map
 
-    write_png_atomic(tmp_path / "sol.png", np.array([[0, 3, 6, 8], [1, 2, 4, 255]], np.uint8))
+    label = np.array([[0, 3, 6, 8], [1, 2, 4, 255]], np.uint8)
+    write_png_atomic(tmp_path / "sol.png", label)
     ev = Evaluation(tmp_path)
     ev.add(PurePosixPath("sol.jpg"), np.zeros((2, 4), np.uint8))
     said = ev.errors["sol.jpg"]
-    assert f"labels_class_map='{DATA_SET_LABEL_MAPS['marsscapes']}'" in said
-    assert "MarsScapes labels" in said and "AI4Mars" not in said
+    assert "if they are MarsScapes labels (" in said and "AI4Mars" not in said, said
+    (offered,) = re.findall(r"\), labels_class_map=(\w+)", said)
+    assert offered == "marsscapes" and DATA_SET_LABEL_MAPS["marsscapes"] not in said, said
+    # The value offered scores the label, with a model trained on project ids as with none.
+    for meta in ({}, {"class_map": None, "dataset": "synthetic"}):
+        scored = Evaluation(tmp_path, class_map=read_labels_class_map(offered, meta))
+        scored.add(PurePosixPath("sol.jpg"), np.zeros((2, 4), np.uint8))
+        assert not scored.errors and scored.per_image["sol.jpg"]["pixel_accuracy"] == pytest.approx(2 / 7)
+    training = native_data_set_hint(np.unique(label), "data.class_map")
+    assert f"data.class_map='{DATA_SET_LABEL_MAPS['marsscapes']}'" in training, training
+    assert "data.class_map=marsscapes" not in training, training
 
 
 def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_map(tmp_path: Path) -> None:
@@ -553,6 +566,7 @@ def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_m
     without a word of how the labels were read. Labels holding a 2 scored without a map are now said to
     have been read as project ids, naming labels_class_map; with a map, or with no 2, nothing is added."""
     from marsunits.data.class_map import ClassMap
+    from marsunits.inference.options import read_labels_class_map
 
     label = np.array([[0, 0, 2, 2], [1, 1, 255, 255]], np.uint8)  # AI4Mars: soil, sand, bedrock, null
     write_png_atomic(tmp_path / "frame.png", label)
@@ -568,7 +582,11 @@ def test_the_run_text_says_labels_holding_2_were_read_as_project_ids_without_a_m
     said = text()
     assert "The labels were read as project ids (no labels_class_map), their 2 as other" in said
     assert "AI4Mars' sand" in said and "need labels_class_map" in said
-    ai4mars = ClassMap({0: 0, 2: 0, 1: 1, 3: 1, 255: 255}, None, key="labels_class_map", where="test")
+    # The value it offers for AI4Mars labels (the data set's name; no value was named) reads sand as smooth.
+    (offered,) = re.findall(r"labels_class_map=(\w+) for AI4Mars labels", said)
+    ai4mars = read_labels_class_map(offered, {"class_map": None, "dataset": "synthetic"})
+    assert ai4mars is not None and ai4mars(label).tolist() == [[0, 0, 0, 0], [1, 1, 255, 255]]
+    assert "labels_class_map=marsscapes for MarsScapes'" in said, said
     assert "read as project ids" not in text(ai4mars)
     assert "read as project ids" not in text(names=("rock.jpg",))  # no 2: read the same either way
 
@@ -696,6 +714,7 @@ def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(t
     from marsunits.data.class_map import ClassMap
     from marsunits.errors import ConfigError
     from marsunits.inference import PredictOptions, predict_folder
+    from marsunits.inference.options import read_labels_class_map
 
     labels = tmp_path / "ai4mars" / "labels"
     write_png_atomic(labels / "x.png", np.array([[0, 2], [1, 2]], np.uint8))
@@ -726,8 +745,15 @@ def test_labels_whose_classes_json_names_other_classes_are_refused_from_python(t
         predict_folder(opts)
     said = str(refused.value)
     assert "but labels_class_map is None" in said and "is null" not in said, said
-    assert "give labels_class_map={0: 0, 2: 0, 1: 1, 3: 1, 255: 255} (labels_class_map='ai4mars' does" in said
+    # The data set's name, in Python's words, with the map it reads: not the map to paste.
+    assert (
+        "give labels_class_map='ai4mars' (the map shipped for them, {0: 0, 2: 0, 1: 1, 3: 1, 255: 255}; "
+        "with a model trained on AI4Mars, the model's own)" in said
+    ), said
     assert not (tmp_path / "out").exists()
+    (offered,) = re.findall(r"give labels_class_map=('\w+')", said)
+    named = read_labels_class_map(eval(offered), {})  # the code as told
+    assert named is not None and named.as_dict() == {0: 0, 1: 1, 2: 0, 3: 1, 255: 255}
 
 
 def test_an_unreadable_classes_json_is_warned_of_once_from_python(

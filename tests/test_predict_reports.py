@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -119,8 +120,10 @@ def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unread
 ) -> None:
     """AI4Mars labels holding no 3 (only 0 soil, 1 bedrock, 2 sand) were scored as project ids, sand as
     ``other``, although the ``classes.json`` beside their folder named AI4Mars' classes: the run is refused
-    before anything is predicted, naming that file and the map; with the map it scores. A ``classes.json``
-    that cannot be read stops nothing: the run scores the labels as project ids and warns, naming it."""
+    before anything is predicted, naming that file and the value giving the map, ``labels_class_map=ai4mars``
+    (the map spelt out to paste until the name gave it with any model); with it, or with the map, it scores.
+    A ``classes.json`` that cannot be read stops nothing: the run scores the labels as project ids and
+    warns, naming it and the data sets' names to give."""
     from marsunits.errors import ConfigError
 
     inp, labels = tmp_path / "in", tmp_path / "ai4mars" / "labels"
@@ -132,12 +135,22 @@ def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unread
     names = {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"}
     classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in names.items()]}))
     out = tmp_path / "out"
-    with pytest.raises(ConfigError, match=r"classes\.json: the labels in labels_dir=.*native ids of AI4Mars"):
+    with pytest.raises(
+        ConfigError, match=r"classes\.json: the labels in labels_dir=.*native ids of AI4Mars"
+    ) as refused:
         run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}"))
     assert not out.exists()  # refused before anything was made
+    (offered,) = re.findall(r"If they are AI4Mars labels, give (labels_class_map=\w+) ", str(refused.value))
+    assert offered == "labels_class_map=ai4mars", refused.value
+    named = tmp_path / "named"
+    assert run(make_cfg(tmp_path, ckpt, inp, named, f"labels_dir={labels}", offered)) == 0
     mapping = "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}"
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", f"labels_class_map={mapping}")) == 0
-    assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1
+    by_map, by_name = (json.loads((o / "metrics.json").read_text()) for o in (out, named))
+    assert by_map["images_scored"] == by_name["images_scored"] == 1
+    assert (
+        by_name["overall"] == by_map["overall"] and by_name["labels_class_map"] == by_map["labels_class_map"]
+    )
     classes.write_text("{not json")
     with caplog.at_level("WARNING"):  # any logger: the run's Evaluation does not say it again
         assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", "overwrite=true")) == 0
@@ -145,7 +158,10 @@ def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unread
         r.getMessage() for r in caplog.records if r.levelname == "WARNING" and str(classes) in r.getMessage()
     ]
     assert len(said) == 1 and said[0].startswith(f"{classes} is ignored: it cannot be read as JSON"), said
-    assert "give labels_class_map if the labels are in a data set's own ids" in said[0], said
+    assert (
+        "give labels_class_map if the labels are in a data set's own ids (labels_class_map=ai4mars or "
+        "labels_class_map=marsscapes for AI4Mars or MarsScapes labels)." in said[0]
+    ), said
     assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1
     # One among the labels is theirs, read first: unreadable, it is the one warned of (AI4Mars' beside).
     classes.write_text(json.dumps({"classes": [{"id": i, "name": n} for i, n in names.items()]}))
@@ -256,11 +272,15 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert "2 labels could not be scored" in text and "outside 0..2" in text and "labels_class_map=" in text
     # A model trained on project ids refuses labels_class_map=checkpoint (below): the labels are not told it.
     assert "labels_class_map=checkpoint" not in text, text
+    # Their data set's name is (its whole map was spelt out, to paste): run with it at the end.
+    (offered,) = re.findall(r"if they are AI4Mars labels \([^)]*\), (labels_class_map=\w+)", text)
+    assert offered == "labels_class_map=ai4mars" and "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}" not in text, text
     # A native label whose ids all happen to lie in 0..2 is scored, but the run warns that it is suspect.
     write_png_atomic(native / "f0.png", rng.choice(np.array([0, 1, 2], np.uint8), size=(40, 48)))
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", f"labels_dir={native}", "overwrite=true")) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "Scored 1 image against" in text and "the ones scored probably do too" in text
+    assert f"so give labels_class_map: {offered} for AI4Mars labels" in text, text
     # A later run without labels leaves no metrics.json of the earlier masks behind.
     assert run(make_cfg(tmp_path, ckpt, inp, tmp_path / "c", "overwrite=true")) == 0
     assert not (tmp_path / "c" / "metrics.json").exists()
@@ -285,7 +305,7 @@ def test_labels_in_native_ids_are_scored_through_labels_class_map(
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
     given = json.loads((out / "metrics.json").read_text())
     d = tmp_path / "d"
-    assert run(make_cfg(tmp_path, ckpt, inp, d, f"labels_dir={native}", "labels_class_map=ai4mars")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, d, f"labels_dir={native}", offered)) == 0
     named = json.loads((d / "metrics.json").read_text())
     assert named["labels_class_map"] == given["labels_class_map"] and named["overall"] == given["overall"]
     # Another name of no known data set is still told the model has no map.

@@ -79,7 +79,9 @@ NATIVE_IDS: dict[str, tuple[str, str]] = {
 }
 
 
-def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str, second: bool = False) -> str:
+def native_data_set_hint(
+    present: Iterable[int] | np.ndarray, option: str, second: bool = False, by_name: bool = False
+) -> str:
     """The sentence a refusal of masks outside the project ids adds when the mask's values (``present``) are
     all the native ids of a data set of :data:`NATIVE_IDS`: that data set's whole map, as the value of
     ``option`` (``data.class_map``, ``labels_class_map``). Its labels copied unconverted were told to keep
@@ -89,6 +91,10 @@ def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str, secon
     ``second``: said after the map that keeps the masks' project ids (their strays are few pixels,
     :meth:`ClassMap.__call__`), so it is offered only for a data set's own labels, saying which of the
     masks' 0, 1 and 2 it reads as another class: MarsScapes' map turns a user's 2 (other, sky) into rough.
+
+    ``by_name``: ``option`` takes a data set's name for its map (``predict.py``'s ``labels_class_map``, not
+    training's ``data.class_map``), so the name is offered, ``labels_class_map=ai4mars``, not the whole map
+    spelt out to paste (:func:`~marsunits.inference.options.read_labels_class_map`).
     """
     values = {int(v) for v in present}
     fits = []
@@ -96,7 +102,8 @@ def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str, secon
         mapping = data_set_label_map(key)
         if not values <= set(mapping):
             continue
-        fit = f"if they are {name} labels ({ids}), {option}='{DATA_SET_LABEL_MAPS[key]}'"
+        given = f"{option}={key}" if by_name else f"{option}='{DATA_SET_LABEL_MAPS[key]}'"
+        fit = f"if they are {name} labels ({ids}), {given}"
         if second:  # which of the masks' project ids the map reads as another class
             moved = [
                 f"{i} as {CLASS_NAMES[mapping[i]]}, not {CLASS_NAMES[i]}"
@@ -112,9 +119,15 @@ def native_data_set_hint(present: Iterable[int] | np.ndarray, option: str, secon
             " Only if they are instead a data set's own labels, whose 0, 1 and 2 are other classes than the "
             f"project's, do they need its whole map: {'; '.join(fits)}."
         )
+    named = (
+        ", which its name gives (the map shipped for that data set, or the model's own map of it if the "
+        "model was trained on it)"
+        if by_name
+        else ""
+    )
     return (
         " These values are all native ids of a data set whose 0, 1 and 2 are other classes than the "
-        f"project's, so such labels need its whole map: {'; '.join(fits)}."
+        f"project's, so such labels need its whole map{named}: {'; '.join(fits)}."
     )
 
 
@@ -269,7 +282,7 @@ def write_project_classes_file(folder: Path, masks: str) -> Path:
 
 
 def classes_file_refusal(
-    folder: Path, labels: str, option: str, model_maps: bool = False, python: str | None = None
+    folder: Path, labels: str, option: str, by_name: bool = False, python: str | None = None
 ) -> str | None:
     """The refusal of labels read as project ids (``option``, ``labels_class_map`` or ``data.class_map``, is
     null) whose :data:`CLASSES_FILE` in ``folder`` (``labels_dir`` or the one holding it,
@@ -282,7 +295,8 @@ def classes_file_refusal(
 
     The message names the file, the data sets whose native ids (:data:`NATIVE_IDS`) the file lists under
     their names (all of a data set's ids or some), if any, and each one's whole map as ``option``'s value
-    (with ``model_maps``, ``labels_class_map``: that its name does the same for a model trained on it), else
+    (with ``by_name``, ``predict.py``'s ``labels_class_map``, which takes a known data set's name for its
+    map: that name, the map it gives spelt out beside it; training's ``data.class_map`` takes no name), else
     a map of the listed ids to fill in; and, for labels that do hold project ids, to name the project's
     classes in the file. ``labels`` names the labels in it (``labels_dir=<folder>``). ``python``: None for a
     command line's words (``option`` is null, ``option='{...}'``); for a Python parameter, how its map is
@@ -312,10 +326,14 @@ def classes_file_refusal(
         for key in known:
             name, native = NATIVE_IDS[key][0], _native_names(key)
             helds.append(f"{name} ({', '.join(f'{i} {native[i]}' for i in sorted(classes))})")
-            fix = f"{name} labels, give {given(DATA_SET_LABEL_MAPS[key])}"
-            if model_maps:
+            if by_name:  # labels_class_map=ai4mars: any model reads it (a model trained on it, as taught)
                 named = key if python is None else repr(key)
-                fix += f" (labels_class_map={named} does the same with a model trained on {name})"
+                fix = (
+                    f"{name} labels, give {option}={named} (the map shipped for them, "
+                    f"{DATA_SET_LABEL_MAPS[key]}; with a model trained on {name}, the model's own)"
+                )
+            else:
+                fix = f"{name} labels, give {given(DATA_SET_LABEL_MAPS[key])}"
             fixes.append(fix)
         held = f"the native ids of {' or of '.join(helds)}"
         fix = f"If they are {'; if they are '.join(fixes)}"
@@ -333,9 +351,11 @@ def classes_file_refusal(
     )
 
 
-def unreadable_classes_file(folder: Path, labels: str, option: str) -> str | None:
+def unreadable_classes_file(folder: Path, labels: str, option: str, by_name: bool = False) -> str | None:
     """The warning for a :data:`CLASSES_FILE` in ``folder`` that cannot be read, for labels read as project
-    ids (``option`` null): it is ignored, naming it, why and what to do; None when it is read or absent."""
+    ids (``option`` null): it is ignored, naming it, why and what to do; None when it is read or absent.
+    ``by_name``: ``option`` takes a known data set's name for its map (``predict.py``'s ``labels_class_map``),
+    which is offered for those data sets' labels."""
     path, _, problem = _classes_in(folder)
     if problem is None:
         return None
@@ -343,7 +363,13 @@ def unreadable_classes_file(folder: Path, labels: str, option: str) -> str | Non
         f"{path} is ignored: {problem}. It would say which ids the labels in {labels} hold; they are read as "
         f'project ids ({_PROJECT_IDS}). Fix it (a "classes" list of {{"id": <id>, "name": <name>}}, as '
         f"the AI4Mars and MarsScapes folders have it) or remove it, and give {option} if the labels are in "
-        "a data set's own ids."
+        "a data set's own ids"
+        + (
+            f" ({' or '.join(f'{option}={key}' for key in DATA_SET_LABEL_MAPS)} for "
+            f"{' or '.join(name for name, _ in NATIVE_IDS.values())} labels)."
+            if by_name
+            else "."
+        )
     )
 
 

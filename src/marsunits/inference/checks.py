@@ -224,7 +224,7 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
                 labels_classes_folder(labels_dir),
                 labels_option(labels_dir),
                 "labels_class_map",
-                model_maps=True,
+                by_name=True,
                 python=None if opts.config_words else "{}",  # predict_folder(PredictOptions(...))
             )
             if refused is not None:

@@ -113,9 +113,14 @@ def confusion_matrix(
     for name, ids in (("label", t), ("prediction", p)):
         bad = np.unique(ids[(ids < 0) | (ids >= num_classes)])
         if bad.size:
-            # Labels of a data set copied unconverted (MarsScapes' 0..9): its whole map, to copy; a model
-            # trained without a map (synthetic, data=folder) refuses labels_class_map=checkpoint.
-            hint = native_data_set_hint(np.unique(ids), "labels_class_map") if name == "label" else ""
+            # Labels of a data set copied unconverted (MarsScapes' 0..9): its name, which gives its whole
+            # map with any model; a model trained without a map (synthetic, data=folder) refuses
+            # labels_class_map=checkpoint.
+            hint = (
+                native_data_set_hint(np.unique(ids), "labels_class_map", by_name=True)
+                if name == "label"
+                else ""
+            )
             checkpoint = (
                 "labels_class_map=checkpoint (the model's training map) or " if offer_checkpoint else ""
             )

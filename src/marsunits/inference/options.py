@@ -350,8 +350,10 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
         )
         return ClassMap(mapping, name, key="class_map", where=where)
     if not isinstance(value, Mapping):
+        names = ", ".join(sorted(DATA_SET_LABEL_MAPS))
         raise ConfigError(
-            f"labels_class_map must be null, checkpoint or a mapping {{native id: project id}}, got {value!r}"
+            f"labels_class_map must be null, checkpoint, a data set's name ({names}) or a mapping "
+            f"{{native id: project id}}, got {value!r}"
         )
     # 255 (unlabelled) stays 255 unless the map says otherwise: every project and dataset uses it so.
     keys = {str(k) for k in value}
@@ -421,8 +423,8 @@ def _labels_of_another_data_set(value: str, offered: Iterable[str]) -> str:
         return f"; did you mean labels_class_map={close[0]}?"
     return (
         "; labels of another data set take its name if it is one of "
-        f"{', '.join(sorted(DATA_SET_LABEL_MAPS))} (the map shipped for it), else their own map as a "
-        f"mapping, e.g. for AI4Mars labels_class_map='{DATA_SET_LABEL_MAPS['ai4mars']}'"
+        f"{', '.join(sorted(DATA_SET_LABEL_MAPS))} (the map shipped for it, e.g. labels_class_map=ai4mars "
+        "for AI4Mars labels), else their own map, labels_class_map='{native id: project id, ...}'"
     )
 
 

@@ -118,6 +118,14 @@ def _grey_inputs(grey: int, dataset: str, trained: tuple[int, int] | None) -> st
     )
 
 
+#: The ``labels_class_map`` values a sentence on labels in a data set's own ids offers: a known data set's
+#: name reads its labels with any model (:func:`~marsunits.inference.options.read_labels_class_map`).
+_DATA_SET_MAPS = (
+    "labels_class_map=ai4mars for AI4Mars labels, labels_class_map=marsscapes for MarsScapes', else a map "
+    "of their ids"
+)
+
+
 def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     """A sentence when every scored label (in project ids: no ``labels_class_map``) holds smooth_volcanic
     alone beside 255: labels saved in black and white, white marking a unit, read so, and the run gave a low
@@ -145,7 +153,9 @@ def _labels_read_as_project_ids(metrics: Mapping[str, Any]) -> str:
     only, no big rock) were scored with their sand, 2, as ``other``, and the run's last line gave the mIoU
     without a word of how the labels were read. Not said of labels beside a ``classes.json`` naming the
     project's classes (``labels_classes_file``), known to hold project ids: the fix a refusal of such a file
-    names other classes gives to users whose labels do, yet they were told it all the same."""
+    names other classes gives to users whose labels do, yet they were told it all the same. The values to
+    give are named (:data:`_DATA_SET_MAPS`): the sentence said "need labels_class_map" alone, and the README
+    spelt out each data set's whole map to paste."""
     if metrics.get("labels_class_map") is not None or not metrics["images_scored"]:
         return ""
     if metrics.get("labels_classes_file"):  # a classes.json beside them names the project's classes
@@ -155,8 +165,8 @@ def _labels_read_as_project_ids(metrics: Mapping[str, Any]) -> str:
         return ""
     return (
         " The labels were read as project ids (no labels_class_map), their 2 as other: labels in a data "
-        "set's own ids, whose 2 is another class (AI4Mars' sand, MarsScapes' gravel), need labels_class_map "
-        "(README, Scoring against labels)."
+        "set's own ids, whose 2 is another class (AI4Mars' sand, MarsScapes' gravel), need labels_class_map: "
+        f"{_DATA_SET_MAPS} (README, Scoring against labels)."
     )
 
 
@@ -290,7 +300,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             if native and metrics.get("labels_class_map") is None and metrics["images_scored"]:
                 text += (
                     " Labels of one data set share their ids: if those hold native ids, the ones scored "
-                    "probably do too (AI4Mars sand is 2, read as other), so give labels_class_map."
+                    "probably do too (AI4Mars sand is 2, read as other), so give labels_class_map: "
+                    f"{_DATA_SET_MAPS}."
                 )
         contact_errors = metrics.get("contact_errors") or {}
         if contact_errors:

@@ -400,7 +400,10 @@ class _Session:
             # A classes.json beside the labels that names other classes was refused above; one that cannot
             # be read stops nothing, but the labels are then read as project ids unchecked: said, once a run.
             unread = unreadable_classes_file(
-                labels_classes_folder(self.labels_dir), labels_option(self.labels_dir), "labels_class_map"
+                labels_classes_folder(self.labels_dir),
+                labels_option(self.labels_dir),
+                "labels_class_map",
+                by_name=True,
             )
             if unread is not None:
                 log.warning("%s", unread)
