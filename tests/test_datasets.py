@@ -352,6 +352,43 @@ def test_labels_class_map_naming_the_model_s_own_data_set_keeps_its_training_map
             read(np.array([[0, 2]], np.uint8), "x.png")
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"class_map": None, "dataset": "ai4mars"},
+        {"class_map": {"marsscapes": {0: 0, 1: 1, 6: 2, 255: 255}, "ai4mars": None}, "dataset": "ms_ai"},
+    ],
+    ids=["ai4mars-model-without-a-map", "several-data-set-model-without-an-ai4mars-map"],
+)
+def test_labels_class_map_naming_the_model_s_data_set_it_carries_no_map_of_reads_its_shipped_map(
+    meta: dict[str, Any],
+) -> None:
+    """An AI4Mars model whose metadata carries no class map (an older or hand-edited checkpoint, or one
+    trained with the map set to null), ``labels_class_map=ai4mars``: refused, "trained on masks in project
+    ids", spelling out the very map the name means to paste (a several-source model without a map of its
+    ai4mars source: told to give null). The name reads the labels with the shipped map, as for a model not
+    trained on AI4Mars, with a note saying why and that null reads project ids."""
+    from marsunits.data.class_map import DATA_SET_LABEL_MAPS, data_set_label_map
+    from marsunits.inference.options import read_labels_class_map, shipped_map_note
+
+    read = read_labels_class_map("ai4mars", meta)
+    assert read is not None and read.as_dict() == data_set_label_map("ai4mars")
+    np.testing.assert_array_equal(read(np.array([[0, 1, 2, 3, 255]], np.uint8)), [[0, 1, 0, 1, 255]])
+    note = shipped_map_note("ai4mars", meta)
+    assert note is not None and note.startswith(
+        "labels_class_map=ai4mars: this model was trained on ai4mars masks in project ids (it carries no "
+        "class_map of ai4mars"
+    ), note
+    assert f"configs/data/ai4mars.yaml: {DATA_SET_LABEL_MAPS['ai4mars']})" in note, note
+    assert "give labels_class_map=null if the labels hold project ids" in note, note
+    assert "not on ai4mars" not in note and "model's training map" not in note, note  # it has none
+    # The other data set of the several-source model keeps its training map, without a note.
+    if meta["dataset"] == "ms_ai":
+        own = read_labels_class_map("marsscapes", meta)
+        assert own is not None and own.as_dict() == {0: 0, 1: 1, 6: 2, 255: 255}
+        assert shipped_map_note("marsscapes", meta) is None
+
+
 def test_labels_class_map_of_another_kind_or_name_is_told_the_data_set_names() -> None:
     """A value of another kind (a number) was told "null, checkpoint or a mapping" only, and a name that is
     no data set's was given AI4Mars' whole map as the example of a mapping to paste; both name the data

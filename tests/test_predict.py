@@ -1477,7 +1477,8 @@ def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_scores_
 ) -> None:
     """AI4Mars labels scored with a model not trained on AI4Mars (the test model's data set is 'test'),
     ``labels_class_map=ai4mars``: refused before, spelling the map to give. It is read with the map shipped
-    for AI4Mars, said once in the log, recorded in metrics.json, and scores as that map given as a mapping."""
+    for AI4Mars, said once in the log, recorded in metrics.json, and scores as that map given as a mapping;
+    so it is with an AI4Mars model that carries no map."""
     from marsunits.data.class_map import DATA_SET_LABEL_MAPS, data_set_label_map
 
     inp, labels, out = tmp_path / "in", tmp_path / "labels", tmp_path / "out"
@@ -1500,6 +1501,30 @@ def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_scores_
     assert as_mapping["overall"]["miou"] is not None
     assert by_name["overall"]["miou"] == as_mapping["overall"]["miou"]
     assert by_name["overall"]["confusion_matrix"] == as_mapping["overall"]["confusion_matrix"]
+    # The same model saying it was trained on ai4mars but carrying no class map (an older or edited
+    # checkpoint): refused, "trained on masks in project ids", spelling out the map to paste. The shipped
+    # map, with a note saying the model has none.
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    for block in (state["hyper_parameters"], state["marsunits"]):
+        block["dataset"], block["class_map"] = "ai4mars", None
+    no_map = tmp_path / "ai4mars_without_a_map.ckpt"
+    torch.save(state, no_map)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert (
+            run(
+                make_cfg(
+                    tmp_path, no_map, inp, tmp_path / "o2", f"labels_dir={labels}", "labels_class_map=ai4mars"
+                )
+            )
+            == 0
+        )
+    notes = [r.getMessage() for r in caplog.records if "map shipped for ai4mars labels" in r.getMessage()]
+    assert len(notes) == 1 and "carries no class_map of ai4mars" in notes[0], notes
+    assert "give labels_class_map=null if the labels hold project ids" in notes[0], notes
+    without = json.loads((tmp_path / "o2" / "metrics.json").read_text())
+    assert without["labels_class_map"] == by_name["labels_class_map"]
+    assert without["overall"]["confusion_matrix"] == by_name["overall"]["confusion_matrix"]
 
 
 def test_minimum_mapping_unit_leaves_no_small_patch_inside_the_other_unit(tmp_path: Path, ckpt: Path) -> None:

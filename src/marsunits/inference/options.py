@@ -323,9 +323,10 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
     """``labels_class_map``: None (labels in project ids), ``checkpoint`` (the map the model was trained
     with, from its metadata), the name of one of a several-source model's data sets (that source's map,
     e.g. ``marsscapes`` for a ``marsscapes_ai4mars`` model) or of a one-source model's data set (its map, as
-    ``checkpoint``), the name of a known data set the model was not trained on (the map shipped for it,
-    :data:`~marsunits.data.class_map.DATA_SET_LABEL_MAPS`: AI4Mars labels scored with a MarsScapes or a
-    synthetic model), or a ``{native id: project id}`` mapping.
+    ``checkpoint``), the name of a known data set the model was not trained on or carries no map of (the
+    map shipped for it, :data:`~marsunits.data.class_map.DATA_SET_LABEL_MAPS`: AI4Mars labels scored with a
+    MarsScapes or a synthetic model, or with an AI4Mars model whose metadata lost its map), or a
+    ``{native id: project id}`` mapping.
 
     A model trained on a known data set reads its name as its training map, which may be a user's override
     of the shipped one (``data.class_map=...``): that is how the model's classes were taught.
@@ -367,28 +368,53 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
 
 def shipped_map_note(value: Any, metadata: Mapping[str, Any]) -> str | None:
     """The line a run logs once when ``labels_class_map=<value>`` reads the labels with the map shipped for
-    a known data set the model was not trained on (:func:`read_labels_class_map`): which map, and that it
-    is not the model's; None for any other value. Such a name was refused, spelling the map to give."""
+    a known data set the model was not trained on, or carries no map of (:func:`read_labels_class_map`):
+    which map, and that it is not the model's; None for any other value. Such a name was refused, spelling
+    the map to give (and, for a model of that data set without a map, said it was trained on masks in
+    project ids)."""
     if not isinstance(value, str) or not _reads_a_shipped_map(value, metadata):
         return None
+    if _carries_no_map_of(value, metadata):
+        trained = (
+            f"was trained on {value} masks in project ids (it carries no class_map of {value}: an older or "
+            "edited checkpoint, or one trained with its class_map set to null)"
+        )
+        instead = "; give labels_class_map=null if the labels hold project ids"
+    else:
+        trained = f"{_what_it_was_trained_on(metadata)}, not on {value}"
+        instead = ", not with the model's training map"
     return (
-        f"labels_class_map={value}: this model {_what_it_was_trained_on(metadata)}, not on {value}, so the "
-        f"labels are read with the map shipped for {value} labels (the class_map of "
-        f"configs/data/{value}.yaml: {DATA_SET_LABEL_MAPS[value]}), not with the model's training map; "
-        "metrics.json records it as labels_class_map"
+        f"labels_class_map={value}: this model {trained}, so the labels are read with the map shipped for "
+        f"{value} labels (the class_map of configs/data/{value}.yaml: {DATA_SET_LABEL_MAPS[value]})"
+        f"{instead}; metrics.json records it as labels_class_map"
     )
 
 
 def _reads_a_shipped_map(value: str, metadata: Mapping[str, Any]) -> bool:
     """Whether ``labels_class_map=<value>`` names a known data set (:data:`DATA_SET_LABEL_MAPS`) that the
-    model of ``metadata`` was not trained on: one of a several-source model's sources, or a one-source
-    model's data set, is read as its training map instead (:func:`_training_map`)."""
+    model of ``metadata`` was not trained on, or carries no map of (:func:`_carries_no_map_of`): one of a
+    several-source model's sources, or a one-source model's data set, with a map is read as that training
+    map instead (:func:`_training_map`)."""
     if value not in DATA_SET_LABEL_MAPS:
         return False
+    if _carries_no_map_of(value, metadata):
+        return True
     by_source = _maps_by_source(metadata.get("class_map"))
     if by_source is not None:
         return value not in by_source
     return metadata.get("dataset") is None or str(metadata.get("dataset")) != value
+
+
+def _carries_no_map_of(value: str, metadata: Mapping[str, Any]) -> bool:
+    """Whether the model of ``metadata`` was trained on the data set ``value`` (its one data set, or one of
+    its sources) but carries no class map of it: a checkpoint whose metadata lost it, or a training with
+    that data set's ``class_map`` set to null. ``labels_class_map=<value>`` was refused for such a model,
+    spelling out the map the name means; it reads the labels with that map now, saying so."""
+    mapping = metadata.get("class_map")
+    by_source = _maps_by_source(mapping)
+    if by_source is not None:
+        return value in by_source and not by_source[value]
+    return not mapping and metadata.get("dataset") is not None and str(metadata.get("dataset")) == value
 
 
 def _what_it_was_trained_on(metadata: Mapping[str, Any]) -> str:
@@ -485,14 +511,11 @@ def _training_map(value: str, metadata: Mapping[str, Any]) -> tuple[Mapping[Any,
 
 def _no_training_map(dataset: str, value: str = "checkpoint") -> ConfigError:
     """The refusal of ``labels_class_map=<value>`` for a model trained on masks in project ids: the labels'
-    own map is to be given, by a known data set's name (its shipped map) or as a mapping; spelt out when
-    ``value`` is a known data set's name (only a model trained on it without a map gets here: another is
-    read with the shipped map)."""
-    known = DATA_SET_LABEL_MAPS.get(value)
+    own map is to be given, by a known data set's name (its shipped map) or as a mapping. ``value`` is no
+    known data set's name: that is read with the map shipped for it (:func:`_reads_a_shipped_map`), for a
+    model trained on that data set without a map too (this refusal spelt the map out to give)."""
     which = (
-        f"the class_map of configs/data/{value}.yaml, labels_class_map='{known}'"
-        if known is not None
-        else f"the name of their data set if it is one of {', '.join(sorted(DATA_SET_LABEL_MAPS))} (the map "
+        f"the name of their data set if it is one of {', '.join(sorted(DATA_SET_LABEL_MAPS))} (the map "
         "shipped for it, e.g. labels_class_map=ai4mars for AI4Mars labels), else the class_map of their data "
         "set's configs/data/<name>.yaml as a mapping"
     )
