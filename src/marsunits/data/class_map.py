@@ -49,8 +49,9 @@ _FEW_STRAYS = 0.01
 #: The native-id maps of the project's real data sets (``class_map`` of ``configs/data/<name>.yaml``, which
 #: a test keeps these equal to), as a command line gives them: ``labels_class_map=<name>`` for a model not
 #: trained on that data set reads the labels with it (the model's own map reads them wrongly: AI4Mars' sand,
-#: 2, is MarsScapes' gravel, rough), as ``configs/`` is not in an installed package; the refusal of a mask
-#: whose values are all one data set's native ids spells it out (:data:`NATIVE_IDS`).
+#: 2, is MarsScapes' gravel, rough), as ``configs/`` is not in an installed package; training's refusal of a
+#: mask whose values are all one data set's native ids spells it out (:data:`NATIVE_IDS`), as its
+#: ``data.class_map`` takes no name (predict's messages name the data set instead).
 DATA_SET_LABEL_MAPS: dict[str, str] = {
     "ai4mars": "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}",
     "marsscapes": "{0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}",
