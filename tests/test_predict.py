@@ -1472,6 +1472,43 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
     assert "Scored 1 image against labels" in text and "Exit status 1" not in text
 
 
+def test_a_run_stopped_before_reaching_its_labelled_images_is_not_said_to_exit_1(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run given labels_dir, interrupted (Ctrl-C) before the images with a label were reached, scored
+    none: its reports ended "Exit status 1: ... Fix the labels or labels_dir", yet it exits 130 and its
+    labels are fine (the re-run the stop's line asks for scores them). A stopped run ends as its stop."""
+    from marsunits.inference import writers
+
+    inp, labels, out = tmp_path / "in", tmp_path / "labels", tmp_path / "out"
+    for i in range(3):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    labels.mkdir()
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(labels / "img2.png")  # the last image's only
+    real = writers.write_png_atomic
+    calls = {"n": 0}
+
+    def interrupted(path: Path, array: np.ndarray) -> Path:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second image's overlay: one image done
+            raise KeyboardInterrupt
+        return real(path, array)
+
+    monkeypatch.setattr(writers, "write_png_atomic", interrupted)
+    with pytest.raises(SystemExit) as info:
+        report_user_errors(
+            lambda: run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")), prog="predict.py"
+        )
+    assert info.value.code == 130
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 1 and summary["stopped_early"].startswith("was interrupted (Ctrl-C)")
+    assert "Exit status 1" not in summary["text"], summary["text"]
+    assert "Exit status 1" not in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setattr(writers, "write_png_atomic", real)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0  # goes on, and scores
+    assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1
+
+
 def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_scores_with_its_shipped_map(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

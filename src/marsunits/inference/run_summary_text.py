@@ -221,8 +221,10 @@ def nothing_scored(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None
     with a predicted mask (no label found, every label refused), which then exits with status 1; None for
     a run without ``labels_dir``, one that scored an image, or one without a mask to score (its failed
     inputs are its failure, under ``allow_errors``' rule). Such a run exited 0, which a script running
-    ``predict.py`` to score a model read as scores written."""
-    if metrics is None or metrics["images_scored"]:
+    ``predict.py`` to score a model read as scores written. None too for a stopped run (``stopped_early``:
+    Ctrl-C, SIGTERM, a full disk), which exits as its stop (130, 143, 2), not 1, and may not have reached
+    the images with a label: its last sentence says to run again, which scores them."""
+    if metrics is None or metrics["images_scored"] or summary.get("stopped_early"):
         return None
     c = summary["counts"]
     images = int(summary.get("images_with_masks", int(c["ok"]) + int(c["skipped"])))
