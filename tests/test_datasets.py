@@ -311,7 +311,8 @@ def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_reads_i
     """AI4Mars labels scored with a MarsScapes or a synthetic model, ``labels_class_map=ai4mars``: refused,
     spelling out AI4Mars' map to give instead. That map is the one the name means, so it is read: the same
     labels as with the map given as a mapping, and a note (logged once a run) says which map was used and
-    that it is the shipped one, not the model's."""
+    that it is the shipped one, not the model's (where the model has a map: a synthetic model was told its
+    "training map" was not used)."""
     import yaml
 
     from marsunits.data.class_map import DATA_SET_LABEL_MAPS
@@ -327,9 +328,24 @@ def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_reads_i
     assert note is not None and note.startswith("labels_class_map=ai4mars: this model was trained on ")
     shipped = DATA_SET_LABEL_MAPS["ai4mars"]
     assert f"shipped for ai4mars labels (the class_map of configs/data/ai4mars.yaml: {shipped})" in note
-    assert "not with the model's training map" in note
+    # The model's own map is said not to be used only where it has one (a synthetic model has none).
+    assert ("not with the model's training map" in note) == bool(meta["class_map"]), note
     # A value of the model's own words keeps its map, and no note.
     assert shipped_map_note("checkpoint", meta) is None and shipped_map_note(None, meta) is None
+
+
+def test_the_shipped_map_note_of_a_model_naming_no_data_set_reads_as_a_sentence() -> None:
+    """A model whose metadata names no data set (an older checkpoint) was said to have "names no data set it
+    was trained on, not on ai4mars"; with a map it is told that map is not used, without one it is not."""
+    from marsunits.inference.options import shipped_map_note
+
+    for meta, has_map in (({"class_map": {0: 0, 1: 1, 6: 2, 255: 255}}, True), ({}, False)):
+        note = shipped_map_note("ai4mars", meta)
+        assert note is not None and note.startswith(
+            "labels_class_map=ai4mars: this model names no data set it was trained on, so the labels are "
+            "read with the map shipped for ai4mars labels"
+        ), note
+        assert ("not with the model's training map" in note) == has_map, note
 
 
 def test_labels_class_map_naming_the_model_s_own_data_set_keeps_its_training_map() -> None:

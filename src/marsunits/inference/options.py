@@ -369,9 +369,10 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
 def shipped_map_note(value: Any, metadata: Mapping[str, Any]) -> str | None:
     """The line a run logs once when ``labels_class_map=<value>`` reads the labels with the map shipped for
     a known data set the model was not trained on, or carries no map of (:func:`read_labels_class_map`):
-    which map, and that it is not the model's; None for any other value. Such a name was refused, spelling
-    the map to give (and, for a model of that data set without a map, said it was trained on masks in
-    project ids)."""
+    which map, and that it is not the model's (where the model has one: a model trained on masks in project
+    ids was told its "training map" was not used); None for any other value. Such a name was refused,
+    spelling the map to give (and, for a model of that data set without a map, said it was trained on masks
+    in project ids)."""
     if not isinstance(value, str) or not _reads_a_shipped_map(value, metadata):
         return None
     if _carries_no_map_of(value, metadata):
@@ -381,8 +382,13 @@ def shipped_map_note(value: Any, metadata: Mapping[str, Any]) -> str | None:
         )
         instead = "; give labels_class_map=null if the labels hold project ids"
     else:
-        trained = f"{_what_it_was_trained_on(metadata)}, not on {value}"
-        instead = ", not with the model's training map"
+        trained = _what_it_was_trained_on(metadata)
+        trained += "" if metadata.get("dataset") is None else f", not on {value}"
+        # Not said of a model with no map at all (synthetic scenes, data=folder): it has none to read them.
+        mapping = metadata.get("class_map")
+        by_source = _maps_by_source(mapping)
+        has_map = any(by_source.values()) if by_source is not None else bool(mapping)
+        instead = ", not with the model's training map" if has_map else ""
     return (
         f"labels_class_map={value}: this model {trained}, so the labels are read with the map shipped for "
         f"{value} labels (the class_map of configs/data/{value}.yaml: {DATA_SET_LABEL_MAPS[value]})"
