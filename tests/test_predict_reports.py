@@ -176,6 +176,37 @@ def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unread
     assert len(said) == 1 and said[0].startswith(f"{inside} is ignored: it cannot be read as JSON"), said
 
 
+def test_an_unreadable_classes_json_offers_the_data_set_names_in_python_s_words_from_python(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """predict_folder(PredictOptions(...)) warned of an unreadable classes.json beside its labels in the
+    command line's words, labels_class_map=ai4mars (a NameError as Python), while its refusal of a readable
+    one of AI4Mars' classes gives labels_class_map='ai4mars'. The warning gives the names as Python does,
+    and the name offered scores the labels."""
+    from marsunits.inference import PredictOptions, predict_folder
+
+    inp, labels = tmp_path / "in", tmp_path / "labels"
+    save_rgb(inp / "a.png", 40, 48, seed=1)
+    write_png_atomic(labels / "a.png", np.zeros((40, 48), np.uint8))
+    (labels / "classes.json").write_text("{not json")
+    opts = PredictOptions(
+        ckpt_path=str(ckpt),
+        input_dir=str(inp),
+        output_dir=str(tmp_path / "out"),
+        labels_dir=str(labels),
+        device="cpu",
+        num_workers=0,
+        threads=1,
+    )
+    with caplog.at_level("WARNING"):
+        assert predict_folder(opts).exit_code == 0
+    (said,) = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    (offered, _) = re.findall(r"labels_class_map=('\w+')", said)
+    assert offered == "'ai4mars'" and "labels_class_map=ai4mars " not in said, said
+    named = predict_folder(opts.with_values(labels_class_map=eval(offered)))  # the code as told
+    assert named.metrics is not None and named.metrics["images_scored"] == 1
+
+
 def test_labels_dir_run_writes_contact_scores(tmp_path: Path, ckpt: Path) -> None:
     inp, labels = tmp_path / "in", tmp_path / "masks"
     save_rgb(inp / "a.png", 40, 48, seed=1)

@@ -352,11 +352,14 @@ def classes_file_refusal(
     )
 
 
-def unreadable_classes_file(folder: Path, labels: str, option: str, by_name: bool = False) -> str | None:
+def unreadable_classes_file(
+    folder: Path, labels: str, option: str, by_name: bool = False, python: bool = False
+) -> str | None:
     """The warning for a :data:`CLASSES_FILE` in ``folder`` that cannot be read, for labels read as project
     ids (``option`` null): it is ignored, naming it, why and what to do; None when it is read or absent.
     ``by_name``: ``option`` takes a known data set's name for its map (``predict.py``'s ``labels_class_map``),
-    which is offered for those data sets' labels."""
+    which is offered for those data sets' labels; ``python``: as a Python string
+    (``PredictOptions(labels_class_map='ai4mars')``), as :func:`classes_file_refusal` offers it there."""
     path, _, problem = _classes_in(folder)
     if problem is None:
         return None
@@ -366,7 +369,7 @@ def unreadable_classes_file(folder: Path, labels: str, option: str, by_name: boo
         f"the AI4Mars and MarsScapes folders have it) or remove it, and give {option} if the labels are in "
         "a data set's own ids"
         + (
-            f" ({' or '.join(f'{option}={key}' for key in DATA_SET_LABEL_MAPS)} for "
+            f" ({' or '.join(f'{option}={repr(key) if python else key}' for key in DATA_SET_LABEL_MAPS)} for "
             f"{' or '.join(name for name, _ in NATIVE_IDS.values())} labels)."
             if by_name
             else "."

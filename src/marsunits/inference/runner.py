@@ -404,6 +404,7 @@ class _Session:
                 labels_option(self.labels_dir),
                 "labels_class_map",
                 by_name=True,
+                python=not opts.config_words,  # predict_folder(PredictOptions(...)): 'ai4mars'
             )
             if unread is not None:
                 log.warning("%s", unread)
