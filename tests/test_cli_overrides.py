@@ -345,6 +345,55 @@ def test_an_option_written_as_a_dashed_flag_is_told_to_drop_the_dashes(
     assert f"give it as {meant}" in err and "missing required" not in err
 
 
+@pytest.mark.parametrize(
+    ("prog", "args", "fix"),
+    [
+        (
+            "predict.py",
+            [
+                "input_dir=x",
+                "labels_class_map=0:0",
+                "labels_class_map=2:0",
+                "labels_class_map=1:1",
+                "labels_class_map=3:1",
+                "labels_class_map=255:255",
+            ],
+            "'labels_class_map={0: 0, 2: 0, 1: 1, 3: 1, 255: 255}'",
+        ),
+        (
+            "train.py",
+            ["data=folder", "data.class_map=0:0", "data.class_map=2:0", "data.class_map=255:255"],
+            "'data.class_map={0: 0, 2: 0, 255: 255}'",
+        ),
+        ("predict.py", ["patterns=jpg", "patterns=png", "tile=256"], "'patterns=[jpg,png]' for a list"),
+    ],
+)
+def test_an_unquoted_map_split_by_the_shell_is_told_to_quote_it(
+    prog: str,
+    args: list[str],
+    fix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bash expands an unquoted ``labels_class_map={0:0,2:0,...}`` into one option per entry, of which Hydra
+    keeps the last: predict.py refused the map ``255:255``, one nobody typed, and train.py's
+    ``data.class_map`` so split ended in Hydra's ``AttributeError`` after making a run folder."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    name = args[1].split("=")[0]
+    assert status == 2
+    assert err.strip().startswith(f"{prog}: error: {name} is given ")
+    assert "the shell split an unquoted {...}" in err and err.strip().endswith(fix)
+
+
+def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not_a_shell_split() -> None:
+    from marsunits.cli_overrides import brace_expanded_option
+
+    assert brace_expanded_option(["tile=256", "overlap=0.1", "tile=512"]) is None  # not in a row
+    assert brace_expanded_option(["tile=256", "tile=256"]) is None
+    assert brace_expanded_option(["labels_class_map={0: 0}", "labels_class_map={1: 1}"]) is None
+    assert brace_expanded_option(["-m", "model.lr=1e-3,2e-3"]) is None
+
+
 def test_hydras_own_flags_are_not_taken_for_dashed_options() -> None:
     for args in (
         ["-m", "model.lr=1e-3,1e-4"],

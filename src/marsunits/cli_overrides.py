@@ -648,6 +648,40 @@ def dashed_option(argv: Sequence[str], config_dir: Path, config_name: str) -> st
     return None
 
 
+def brace_expanded_option(argv: Sequence[str]) -> str | None:
+    """The message for one option given two or more times in a row with other values, none of them in
+    braces or brackets, as the shell writes an unquoted ``key={a,b}`` (bash's brace expansion), or None.
+
+    ``labels_class_map={0:0,2:0,1:1,3:1,255:255}`` typed without quotes reached ``predict.py`` as five
+    options, ``labels_class_map=0:0`` ... ``labels_class_map=255:255``, of which Hydra kept the last: it was
+    refused for the map ``255:255``, a map nobody typed, and ``train.py data.class_map={...}`` ended in
+    Hydra's ``AttributeError("'str' object has no attribute 'values'")`` with a run folder made. The fix
+    is the quotes, with the entries as they were typed.
+    """
+    run: list[str] = []
+    for arg in [*argv, ""]:
+        key, has_value, _ = arg.partition("=")
+        plain = has_value and not arg.startswith(("-", "+", "~"))  # a +key given twice is said apart
+        if run and plain and key == run[0].partition("=")[0]:
+            run.append(arg)
+            continue
+        values = [a.partition("=")[2] for a in run]
+        if len(run) > 1 and len(set(values)) > 1 and not any(v.startswith(("{", "[")) for v in values):
+            name = run[0].partition("=")[0]
+            if all(":" in v for v in values):  # a map's entries, each native: project
+                entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in values)
+                fix = f"'{name}={{{entries}}}'"
+            else:
+                fix = f"'{name}=[{','.join(values)}]' for a list"
+            return (
+                f"{name} is given {len(run)} times in a row ({' '.join(run)}): the shell split an unquoted "
+                f"{{...}} into one option per entry, and only the last would count; put the option in single "
+                f"quotes, {fix}"
+            )
+        run = [arg] if plain else []
+    return None
+
+
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for the first override whose name the config does not have, or None.
 
@@ -664,7 +698,11 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         a.startswith(("-cn", "-cp", "-cd", "--config-name", "--config-path", "--config-dir")) for a in argv
     ):
         return None  # another primary config or config folder: Hydra checks the names itself
-    problem = dashed_option(argv, config_dir, config_name) or unreadable_or_unknown_choice(argv, config_dir)
+    problem = (
+        dashed_option(argv, config_dir, config_name)
+        or brace_expanded_option(argv)
+        or unreadable_or_unknown_choice(argv, config_dir)
+    )
     if problem is not None:
         return problem
     names: tuple[set[str], list[str]] | None = None
