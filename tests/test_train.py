@@ -1342,6 +1342,19 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "configs/data/marsscapes.yaml: val_fraction must be in (0, 1), got 1.5",
         ),
         (
+            # A map typed without its braces and quotes is text: the network's set-up stopped on it in
+            # Hydra's words, AttributeError("'str' object has no attribute 'values'"), in a run folder.
+            ["data=folder", "data.root=/nowhere", "data.class_map=3:1"],
+            "configs/data/folder.yaml: class_map must be a map {<native id>: <project id>, ...} or null, got "
+            "'3:1' (str); on the command line write it in braces and single quotes, "
+            "data.class_map='{<native id>: <project id>, ...}' (README, Training).",
+        ),
+        (
+            ["data=marsscapes", "data.subclass_map=2:3"],
+            "configs/data/marsscapes.yaml: subclass_map must be a map {<native id>: <sub-class id>, ...} or "
+            "null, got '2:3' (str)",
+        ),
+        (
             ["data=marsscapes_ai4mars", "data.val_fraction=0"],  # the ends are not taken: no split
             "configs/data/marsscapes_ai4mars.yaml: val_fraction must be in (0, 1), got 0",
         ),

@@ -905,7 +905,15 @@ def _data_value_refusal(cfg: DictConfig) -> str | None:
 
 
 #: The values of :func:`_data_value_refusal`'s rules besides the data config's name, sources and folds.
-_DATA_VALUE_KEYS = ("val_fraction", "exclude_sols", "sol_margin", "render_processes", "class_mix_prob")
+_DATA_VALUE_KEYS = (
+    "val_fraction",
+    "exclude_sols",
+    "class_map",
+    "subclass_map",
+    "sol_margin",
+    "render_processes",
+    "class_mix_prob",
+)
 
 #: Those of :data:`_DATA_VALUE_KEYS` that are numbers.
 _DATA_NUMBER_KEYS = ("val_fraction", "sol_margin", "render_processes", "class_mix_prob")

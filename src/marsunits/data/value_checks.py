@@ -22,6 +22,7 @@ __all__ = [
     "check_sol_ranges",
     "class_mix_prob_refusal",
     "data_value_refusal",
+    "map_refusal",
     "multiples_around",
     "render_processes_refusal",
     "size_refusal",
@@ -137,6 +138,22 @@ def class_mix_prob_refusal(name: str, class_mix_prob: Any) -> str | None:
     return None
 
 
+def map_refusal(name: str, key: str, value: Any) -> str | None:
+    """The refusal of ``class_map`` or ``subclass_map`` (``key``) of ``configs/data/<name>.yaml``: a map of
+    native id to project (or sub-class) id, or null, or None when it is one. ``data.class_map=3:1`` on the
+    command line (the quotes and braces left out) is text, which the network's set-up read as a map and
+    stopped on in Hydra's words (``AttributeError("'str' object has no attribute 'values'")``) after the
+    run folder was made."""
+    if value is None or isinstance(value, Mapping):
+        return None
+    target = "project id" if key == "class_map" else "sub-class id"
+    return (
+        f"configs/data/{name}.yaml: {key} must be a map {{<native id>: <{target}>, ...}} or null, got "
+        f"{value!r} ({type(value).__name__}); on the command line write it in braces and single quotes, "
+        f"data.{key}='{{<native id>: <{target}>, ...}}' (README, Training)."
+    )
+
+
 def val_fraction_refusal(val_fraction: Any, where: str | None = None) -> str | None:
     """The refusal of ``val_fraction``, the share of sol groups a single held-out split validates on: in
     (0, 1), the ends excluded (no validation, or no training), or None. ``where`` (a config file) starts
@@ -159,6 +176,8 @@ _DEFAULTS: dict[str, Any] = {
     "sol_margin": 0,
     "render_processes": None,
     "class_mix_prob": 0.0,
+    "class_map": None,
+    "subclass_map": None,
 }
 
 
@@ -167,8 +186,9 @@ def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
     left out is the data module's default) by the rules above, in the data module's order, as the key it
     refuses and the refusal (``("render_processes", "configs/data/synthetic.yaml: render_processes must
     be ...")``), or None: ``sources`` (where given: the data module has no default), ``exclude_sols``,
-    ``sol_margin``, ``render_processes``, ``class_mix_prob`` and, where the run splits real data into one
-    held-out split (``n_folds`` null), ``val_fraction``. The key lets the caller say more of the value it
+    ``class_map`` and ``subclass_map`` (maps or null), ``sol_margin``, ``render_processes``,
+    ``class_mix_prob`` and, where the run splits real data into one held-out split (``n_folds`` null),
+    ``val_fraction``. The key lets the caller say more of the value it
     was given (``train.py``: text an interpolation made, how to read it as a number).
     """
     name = str(data.get("name", "<data>"))
@@ -184,6 +204,10 @@ def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
         check_sol_ranges(values["exclude_sols"], where)
     except ValueError as wrong:
         return "exclude_sols", str(wrong)
+    for key in ("class_map", "subclass_map"):
+        refused = map_refusal(name, key, values[key])
+        if refused is not None:
+            return key, refused
     for key, rule in (
         ("sol_margin", sol_margin_refusal),
         ("render_processes", render_processes_refusal),
