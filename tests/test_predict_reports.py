@@ -115,6 +115,39 @@ def test_a_true_contact_file_that_cannot_be_used_loses_only_the_line_scores(tmp_
     )
 
 
+def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_unless_the_inputs_are_such_scenes(
+    tmp_path: Path,
+) -> None:
+    """The README's first prediction maps real panoramas with the default model, trained on synthetic
+    scenes alone, and the run said nothing of it: its map (hazy sky as smooth_volcanic, the rover deck as
+    rough_olivine) read as the model's map of those images. Not said of scenes the generator wrote
+    (``scenes.json``, or the ``contacts/`` of its layout, beside their ``images/``), nor of other models."""
+    from marsunits.inference.run_summary_text import summary_paragraph
+
+    def said(dataset: object, folder: Path) -> bool:
+        summary = run_summary(checkpoint_metadata={"dataset": dataset}, input_dir=str(folder))
+        text = " ".join(summary_paragraph(summary).split())
+        return (
+            "The model was trained on synthetic scenes alone (checkpoint_metadata.dataset 'synthetic')"
+            in (text)
+            and text.endswith("or data=folder with frames you labelled (README, Training).")
+        )
+
+    real = tmp_path / "panoramas"
+    real.mkdir()
+    assert said("synthetic", real)
+    for dataset in ("marsscapes", "folder", "test", None):
+        assert not said(dataset, real)
+    written = tmp_path / "scenes"  # python -m marsunits.data.synthetic --out scenes
+    (written / "images").mkdir(parents=True)
+    (written / "scenes.json").write_text("{}")
+    layout = tmp_path / "layout"  # the folder layout synthetic scenes are written in, scenes.json aside
+    (layout / "images").mkdir(parents=True)
+    (layout / "contacts").mkdir()
+    for folder in (written / "images", written, layout / "images"):
+        assert not said("synthetic", folder), folder
+
+
 def test_labels_beside_a_classes_json_of_native_ids_need_their_map_and_an_unreadable_one_is_said(
     tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,32 @@ _DATA_SET_MAPS = (
     "labels_class_map=ai4mars for AI4Mars labels, labels_class_map=marsscapes for MarsScapes', else a map "
     "of their ids"
 )
+
+
+def _synthetic_model_on_other_images(dataset: object, input_dir: object) -> str:
+    """A sentence when the model was trained on synthetic scenes alone (its metadata's ``dataset`` is
+    ``synthetic``: the default ``python train.py`` and ``experiment=synthetic_long``) and the inputs are not
+    synthetic scenes (no ``scenes.json`` nor ``contacts/`` of the generator's layout in ``input_dir`` or
+    the folder above it), else "".
+
+    The README's first prediction command maps the unlabelled MarsScapes panoramas with the default model,
+    and the run said nothing of what that model had seen: it mapped the panoramas' hazy sky as
+    smooth_volcanic and Navcam frames' rover deck as rough_olivine, which a geologist new to the tool read as
+    its map of those images."""
+    if dataset != "synthetic" or not isinstance(input_dir, str):
+        return ""
+    folder = Path(input_dir)
+    for root in (folder, folder.parent):
+        if (root / "scenes.json").is_file() or (root / "contacts").is_dir():
+            return ""
+    return (
+        " The model was trained on synthetic scenes alone (checkpoint_metadata.dataset 'synthetic'): "
+        "on real rover images its map shows how the tool works, not where the units are (the default "
+        "model mapped the hazy sky of unlabelled MarsScapes panoramas as smooth_volcanic, and the rover "
+        "deck in Navcam frames as rough_olivine). For real images, predict with a model trained on real "
+        "labels: python train.py experiment=marsscapes, experiment=ai4mars, or data=folder with frames you "
+        "labelled (README, Training)."
+    )
 
 
 def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
@@ -331,6 +357,7 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
             f"(summary.json camera_files_refused, manifest.csv camera_error), e.g. {_example(first)}; fix or "
             "remove the camera file and run again, which predicts only those images again."
         )
+    text += _synthetic_model_on_other_images(metadata.get("dataset"), summary.get("input_dir"))
     barely = summary.get("checkpoint_barely_trained")
     if barely:  # the run's warning of it is far above, among the images' lines
         text += (
