@@ -16,6 +16,7 @@ from marsunits.training_extent import (
     DEFAULT_RUN_STEPS,
     MIN_TRAINING_STEPS,
     barely_trained,
+    barely_trained_warning,
     check_record,
     record_from_checkpoint,
     record_from_provenance,
@@ -23,10 +24,10 @@ from marsunits.training_extent import (
 )
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)
-    from .conftest import compose_config, one_step_trainer, tiny_task
+    from .conftest import compose_config, one_step_trainer, run_summary, tiny_task
     from .test_predict import TILE, make_cfg
 except ImportError:
-    from conftest import compose_config, one_step_trainer, tiny_task  # type: ignore[no-redef]
+    from conftest import compose_config, one_step_trainer, run_summary, tiny_task  # type: ignore[no-redef]
     from test_predict import TILE, make_cfg  # type: ignore[no-redef]
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
@@ -140,6 +141,34 @@ def test_predict_warns_of_a_fast_dev_run_checkpoint_and_records_it(
     assert summary["checkpoint_metadata"]["training"]["fast_dev_run"] is True
     assert summary["checkpoint_barely_trained"].startswith("it is a fast_dev_run checkpoint")
     assert "The model is barely trained: it is a fast_dev_run checkpoint" in summary["text"]
+
+
+def test_a_barely_trained_model_of_real_data_is_sent_back_to_its_own_command_not_the_synthetic_default() -> (
+    None
+):
+    """The quick check of a data=folder run (trainer.max_epochs=1 data.samples_per_epoch=32: 4 steps) was told
+    to "Train longer (python train.py, the README's default ...)": the synthetic default, whose model maps
+    real images no better. A model of real data is sent back to its own command, lengthened."""
+    from marsunits.inference.run_summary_text import summary_paragraph
+
+    reason = "it took 4 optimiser steps in all (fewer than 100)"
+    for dataset in ("synthetic", None):
+        said = barely_trained_warning("best.ckpt", reason, dataset)
+        assert said.endswith(
+            f"Train longer (python train.py, the README's default: {DEFAULT_RUN_STEPS} steps, about 5 "
+            "minutes on a laptop CPU) and predict with that run's checkpoints/best.ckpt"
+        ), said
+    for dataset in ("folder", "marsscapes"):
+        said = barely_trained_warning("best.ckpt", reason, dataset)
+        assert (
+            f"Train longer on its data ({dataset!r}): the python train.py command that made it, without "
+            in (said)
+            and "README's default" not in said
+        ), said
+        summary = run_summary(checkpoint_barely_trained=reason, checkpoint_metadata={"dataset": dataset})
+        text = " ".join(summary_paragraph(summary).split())
+        assert f"close to noise; train longer on its data ({dataset!r}): the python train.py command" in text
+        assert "README's default" not in text, text
 
 
 def test_predict_records_a_short_epoch_run_and_says_nothing_of_a_one_step_fixture(

@@ -608,9 +608,9 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         write_metrics(output_dir, result)
         log.info("metrics written to %s", output_dir / "metrics.json")
         if training and best:  # a first run ended on the line above, with nothing on what to do next
-            barely = _kept_checkpoint_barely_trained(best)
+            barely, dataset = _kept_checkpoint_barely_trained(best)
             if barely is not None:  # predict.py would warn that its maps are close to noise: say so here
-                log.warning("%s", barely_trained_warning(str(best), barely))
+                log.warning("%s", barely_trained_warning(str(best), barely, dataset))
             else:
                 log.info(
                     "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of "
@@ -620,17 +620,19 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _kept_checkpoint_barely_trained(path: str) -> str | None:
+def _kept_checkpoint_barely_trained(path: str) -> tuple[str | None, object]:
     """Why the checkpoint a run kept is barely trained, as ``predict.py`` judges it from the file's own
-    training record (:func:`marsunits.training_extent.barely_trained`), or None. None too when the file
-    cannot be read: ``predict.py`` says why when it is given it."""
-    from marsunits.task import CheckpointError, checkpoint_training_record, read_checkpoint
+    training record (:func:`marsunits.training_extent.barely_trained`), or None, beside the data set its
+    metadata names (the way on depends on it). None too when the file cannot be read: ``predict.py`` says
+    why when it is given it."""
+    from marsunits.task import METADATA_KEY, CheckpointError, checkpoint_training_record, read_checkpoint
 
     try:
         checkpoint = read_checkpoint(path)
     except (CheckpointError, OSError):
-        return None
-    return barely_trained(checkpoint_training_record(checkpoint))
+        return None, None
+    dataset = checkpoint[METADATA_KEY].get("dataset")
+    return barely_trained(checkpoint_training_record(checkpoint)), dataset
 
 
 #: What identifies a checkpoint file's version: a replaced file (written and renamed over it, or rewritten in

@@ -26,6 +26,7 @@ __all__ = [
     "record_from_checkpoint",
     "record_from_provenance",
     "steps_in_all",
+    "train_longer",
     "training_record",
 ]
 
@@ -223,11 +224,29 @@ def barely_trained(record: Mapping[str, Any] | None) -> str | None:
     return what
 
 
-def barely_trained_warning(model: str, reason: str) -> str:
-    """The warning ``predict.py`` logs for ``model`` (the ``ckpt_path`` given), barely trained for ``reason``
-    (:func:`barely_trained`), with the way on."""
+def train_longer(dataset: object) -> str:
+    """The way on from a barely trained model whose metadata names ``dataset``: for a model of synthetic
+    scenes (or of no recorded data set), the README's default run; for one of real data, the command that
+    made it without what shortened it. Every such model was sent to ``python train.py``, the synthetic
+    default, whose model maps real images no better (a run's last line says so): a geologist whose own
+    folder's quick check was flagged was told to train a model of synthetic scenes."""
+    if dataset is None or dataset == "synthetic":
+        return (
+            f"train longer (python train.py, the README's default: {DEFAULT_RUN_STEPS} steps, about 5 "
+            "minutes on a laptop CPU)"
+        )
     return (
-        f"{model} is barely trained: {reason}; its maps will be close to noise. Train longer (python "
-        f"train.py, the README's default: {DEFAULT_RUN_STEPS} steps, about 5 minutes on a laptop CPU) and "
-        "predict with that run's checkpoints/best.ckpt"
+        f"train longer on its data ({dataset!r}): the python train.py command that made it, without what "
+        "shortened it (trainer.max_epochs, data.samples_per_epoch, trainer.max_steps, debug=...; README, "
+        "Training)"
+    )
+
+
+def barely_trained_warning(model: str, reason: str, dataset: object = None) -> str:
+    """The warning ``predict.py`` logs for ``model`` (the ``ckpt_path`` given), barely trained for ``reason``
+    (:func:`barely_trained`), with the way on for a model of ``dataset`` (:func:`train_longer`)."""
+    way_on = train_longer(dataset)
+    return (
+        f"{model} is barely trained: {reason}; its maps will be close to noise. "
+        f"{way_on[0].upper()}{way_on[1:]} and predict with that run's checkpoints/best.ckpt"
     )

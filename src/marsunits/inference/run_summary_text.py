@@ -13,6 +13,7 @@ import numpy as np
 
 from marsunits.constants import CLASS_NAMES
 from marsunits.errors import counted
+from marsunits.training_extent import train_longer
 from marsunits.training_images import METADATA_KEY as IMAGES_KEY
 from marsunits.training_images import grey_and_colour
 
@@ -362,7 +363,8 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
     if barely:  # the run's warning of it is far above, among the images' lines
         text += (
             f" The model is barely trained: {barely} (summary.json checkpoint_barely_trained), so its maps "
-            "are close to noise; train longer (python train.py) and predict with that run's best.ckpt."
+            f"are close to noise; {train_longer(metadata.get('dataset'))} and predict with that run's "
+            "best.ckpt."
         )
     if c["error"]:
         text += f" {counted(c['error'], 'input')} failed: see the error rows in manifest.csv."

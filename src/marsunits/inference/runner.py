@@ -447,7 +447,8 @@ class _Session:
         #: Why the model is evidently too little trained to use (a debug=fdr checkpoint...), or None.
         self.barely_trained = barely_trained(task.training_record)
         if self.barely_trained is not None and shard.rank == 0:
-            log.warning("%s", barely_trained_warning(os.fspath(self.ckpt_path), self.barely_trained))
+            dataset = self.metadata.get("dataset")
+            log.warning("%s", barely_trained_warning(os.fspath(self.ckpt_path), self.barely_trained, dataset))
         stride = int(self.metadata.get("size_divisor", 32))
         tile = int(opts.tile if opts.tile is not None else self.metadata["tile_size"])
         try:

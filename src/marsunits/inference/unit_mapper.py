@@ -483,7 +483,7 @@ class UnitMapper:
         mapper = cls(model, **options)
         barely = barely_trained(model.training_record)
         if barely is not None:  # as predict.py warns: a debug=fdr checkpoint mapped noise without a word
-            log.warning("%s", barely_trained_warning(os.fspath(path), barely))
+            log.warning("%s", barely_trained_warning(os.fspath(path), barely, model.metadata.get("dataset")))
         return mapper
 
     @property
