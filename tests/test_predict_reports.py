@@ -115,6 +115,24 @@ def test_a_true_contact_file_that_cannot_be_used_loses_only_the_line_scores(tmp_
     )
 
 
+def test_the_last_line_names_a_few_contact_maps_and_counts_the_rest() -> None:
+    """One map per site: 24 synthetic scenes (24 sites) predicted with map=true ended the run's last line
+    with the 24 file names, one after another; a survey of hundreds of frames would list hundreds."""
+    from marsunits.inference.run_summary_text import MAPS_NAMED, contact_maps_sentence
+
+    assert contact_maps_sentence([]) == ""
+    assert contact_maps_sentence(["contact_map.png"]) == " Contact map: contact_map.png."
+    few = [f"contact_map_s{i}.png" for i in range(MAPS_NAMED)]
+    assert contact_maps_sentence(few) == f" Contact maps: {', '.join(few)}."
+    many = [f"contact_map_synthetic_0_{i}.png" for i in range(24)]
+    said = contact_maps_sentence(many)
+    assert said == (
+        f" 24 contact maps, one per site: {', '.join(many[:MAPS_NAMED])} and {24 - MAPS_NAMED} more "
+        "(index.html links each)."
+    )
+    assert many[MAPS_NAMED] not in said
+
+
 def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_unless_the_inputs_are_such_scenes(
     tmp_path: Path,
 ) -> None:

@@ -17,7 +17,7 @@ from marsunits.training_extent import train_longer
 from marsunits.training_images import METADATA_KEY as IMAGES_KEY
 from marsunits.training_images import grey_and_colour
 
-__all__ = ["CONSOLE_WIDTH", "console_text", "nothing_scored", "summary_paragraph"]
+__all__ = ["CONSOLE_WIDTH", "console_text", "contact_maps_sentence", "nothing_scored", "summary_paragraph"]
 
 #: The widest line of the paragraph as ``predict.py`` prints it (:func:`console_text`), the project's own
 #: line length: on one line the paragraph ran to 900-1,000 characters, read only by scrolling sideways or
@@ -30,6 +30,24 @@ def console_text(paragraph: str) -> str:
     between words. A word longer than that (a path, a checkpoint's name) stands whole on a line of its own,
     to be copied as it is. ``summary.json``'s ``text`` and ``index.html`` keep the one paragraph."""
     return textwrap.fill(paragraph, width=CONSOLE_WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+#: The most contact maps the run's last line names one by one; beyond them it counts them.
+MAPS_NAMED = 3
+
+
+def contact_maps_sentence(pictures: list[str]) -> str:
+    """The sentence naming the contact maps a run drew (their PNG files), or "" for none. Beyond
+    :data:`MAPS_NAMED` it names the first ones and counts the rest: one map per site, 24 synthetic scenes of
+    24 sites made the run's last line a list of 24 file names (a survey of 500 frames, of 500)."""
+    if not pictures:
+        return ""
+    if len(pictures) <= MAPS_NAMED:
+        return f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
+    return (
+        f" {len(pictures)} contact maps, one per site: {', '.join(pictures[:MAPS_NAMED])} and "
+        f"{len(pictures) - MAPS_NAMED} more (index.html links each)."
+    )
 
 
 def _confusion(overall: Mapping[str, Any] | None) -> np.ndarray | None:

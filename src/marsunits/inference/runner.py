@@ -138,7 +138,7 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
-from marsunits.inference.run_summary_text import nothing_scored, summary_paragraph
+from marsunits.inference.run_summary_text import contact_maps_sentence, nothing_scored, summary_paragraph
 from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,
@@ -1201,8 +1201,7 @@ class _Session:
             log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
         paragraph = summary_paragraph(summary, metrics)
         pictures = [p.name for p in maps if p.suffix == ".png"]
-        if pictures:  # the run's last line named every other report but not the maps
-            paragraph += f" Contact map{'s' if len(pictures) > 1 else ''}: {', '.join(pictures)}."
+        paragraph += contact_maps_sentence(pictures)  # it named every other report but not the maps
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
         # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script).
