@@ -1859,6 +1859,28 @@ def test_images_in_formats_that_are_not_read_are_named_not_left_out_silently(
         discover(inp, ["png"])
 
 
+def test_a_folder_whose_images_patterns_leaves_out_is_told_the_patterns_that_take_them(
+    tmp_path: Path,
+) -> None:
+    """patterns=png on a folder of Navcam JPEGs was refused with "check input_dir and patterns" alone: the
+    refusal now counts the images of read formats that the patterns leave out and gives the patterns."""
+    from marsunits.inference.inputs import discover
+
+    inp = tmp_path / "navcam"
+    for name in ("a.jpg", "b.JPG", "sol 12/c.tif"):
+        save_rgb(inp / name, 16, 16)
+    (inp / "notes.pdf").write_bytes(b"%PDF-1.4")
+    with pytest.raises(DataError) as refused:
+        discover(inp, ["png"])
+    said = str(refused.value)
+    assert said.startswith(f"no images matching *.png found under input_dir {inp} (searched recursively)")
+    assert said.endswith(
+        "; it holds 2 .jpg files, 1 .tif file, which patterns leaves out: give 'patterns=[png,jpg,tif]', or "
+        "leave patterns out (the default reads jpg, jpeg, png, tif, tiff)"
+    ), said
+    assert "pdf" not in said
+
+
 def test_a_single_pattern_on_the_command_line_selects_that_extension(tmp_path: Path, ckpt: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     save_rgb(inp / "a.jpg", 40, 50, seed=1)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from marsunits.data.folder import OTHER_RASTER_EXTENSIONS
+from marsunits.data.io import IMAGE_EXTENSIONS
 from marsunits.errors import ConfigError, DataError, some_of
 from marsunits.user_paths import expand_home
 
@@ -182,6 +183,9 @@ def discover(
     problems: list[InputProblem] = []
     files: list[InputFile] = []
     unread: list[str] = []  # images in formats the reader does not read, named (they were left out silently)
+    # Images in a format that is read but that ``patterns`` leaves out, by extension: named when nothing
+    # matched (patterns=png on a folder of JPEGs was told only to "check input_dir and patterns").
+    left_out: dict[str, int] = defaultdict(int)
     seen: dict[str, str] = {}  # real folder -> the path it was walked as
     unsearched: set[str] = set()  # real folders met but not searched (skip, another run's output_dir)
     skipped = {os.fspath(folder): what for folder, what in (skip or {}).items()}
@@ -256,6 +260,8 @@ def discover(
             if name.startswith(".") or Path(name).suffix.lower() not in exts:
                 if not name.startswith(".") and Path(name).suffix.lower() in OTHER_RASTER_EXTENSIONS:
                     unread.append(_rel(Path(dirpath) / name, input_dir).as_posix())
+                elif not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                    left_out[Path(name).suffix.lower()] += 1
                 continue
             path = Path(dirpath) / name
             files.append(InputFile(path, _rel(path, input_dir)))
@@ -285,12 +291,27 @@ def discover(
         raise DataError(
             f"no images matching {', '.join('*' + e for e in exts)} found under input_dir {input_dir} "
             "(searched recursively); check input_dir and patterns"
+            + _left_out_by_patterns(left_out, exts)
             + (f"; it holds {files_in}: {convert}" if unread else "")
         )
     if unread:
         log.warning("input_dir holds %s, left out of this run and its reports: %s", files_in, convert)
     problems.sort(key=lambda p: p.rel.as_posix())
     return kept, problems
+
+
+def _left_out_by_patterns(left_out: Mapping[str, int], exts: Sequence[str]) -> str:
+    """The clause naming the images of formats that are read but that ``patterns`` (``exts``) leaves out,
+    by extension, with the ``patterns`` that takes them too, or "" for none."""
+    if not left_out:
+        return ""
+    found = sorted(left_out, key=lambda e: (-left_out[e], e))
+    counts = ", ".join(f"{left_out[e]} {e} file{'s' if left_out[e] > 1 else ''}" for e in found)
+    wanted = ",".join(e.lstrip(".") for e in [*exts, *found])
+    return (
+        f"; it holds {counts}, which patterns leaves out: give 'patterns=[{wanted}]', or leave patterns out "
+        f"(the default reads {', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})"
+    )
 
 
 def _unlistable_input_dir(input_dir: Path, err: OSError) -> DataError:
