@@ -515,6 +515,19 @@ def test_missing_root_names_path_and_config_key(tmp_path: Path) -> None:
         assert ("MARSUNITS_DATA" in str(info.value)) is hinted, (scan, str(info.value))
 
 
+def test_a_misspelt_folder_root_is_told_the_folder_beside_it(tmp_path: Path) -> None:
+    """``data=folder data.root=onw`` for ``own/`` was told to give another folder, naming none of those
+    beside it."""
+    write_fake_folder(tmp_path / "site_a", stems=["a", "b"])
+    with pytest.raises(FileNotFoundError) as info:
+        scan_folder(tmp_path / "sitea")
+    meant = f"(did you mean data.root={tmp_path / 'site_a'}?)"
+    assert f"`data.root={tmp_path / 'sitea'}` on the command line {meant}" in str(info.value), str(info.value)
+    with pytest.raises(FileNotFoundError) as info:
+        scan_folder(tmp_path / "elsewhere")
+    assert "did you mean" not in str(info.value)
+
+
 def test_masks_kept_under_another_folder_name_are_pointed_at(tmp_path: Path) -> None:
     """A folder dataset with its masks in labels/ (the MarsScapes layout) was told only that masks/ is
     missing; the message now lists the folders that are there."""

@@ -1002,6 +1002,35 @@ def test_unreadable_file_is_an_error_row(tmp_path: Path, ckpt: Path) -> None:
         (inp / "locked.png").chmod(0o644)
 
 
+def test_misspelt_input_label_and_checkpoint_paths_are_told_the_one_beside_them(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A typo in a path (``input_dir=panos`` for ``pano``, ``labels_dir=own/mask``, ``defualt.ckpt``) was
+    told that the path does not exist, naming nothing that does."""
+    inp, out = tmp_path / "pano", tmp_path / "out"
+    save_rgb(inp / "x.png", 40, 40)
+    (tmp_path / "own" / "masks").mkdir(parents=True)
+    with pytest.raises(DataError) as info:
+        run(make_cfg(tmp_path, ckpt, tmp_path / "panos", out))
+    assert str(info.value).endswith(f"did you mean input_dir={inp}?"), str(info.value)
+    with pytest.raises(DataError) as info:
+        run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={tmp_path / 'own' / 'mask'}"))
+    assert f"fix labels_dir (did you mean labels_dir={tmp_path / 'own' / 'masks'}?) or drop it" in str(
+        info.value
+    )
+    typo = ckpt.with_name(ckpt.stem[:-2] + ckpt.stem[-1] + ckpt.stem[-2] + ckpt.suffix)  # last two swapped
+    assert typo != ckpt and not typo.exists()
+    with pytest.raises(FileNotFoundError) as info:
+        run(make_cfg(tmp_path, typo, inp, out))
+    assert f"does not exist; did you mean ckpt_path={ckpt}? Else pass a .ckpt" in str(info.value), str(
+        info.value
+    )
+    with pytest.raises(DataError) as info:
+        run(make_cfg(tmp_path, ckpt, tmp_path / "zzzzzz", out))
+    assert "did you mean" not in str(info.value)
+    assert not out.exists()
+
+
 def test_folder_level_problems_stop_before_writing(tmp_path: Path, ckpt: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(DataError, match="does not exist"):

@@ -20,6 +20,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "expand_home",
     "is_package",
+    "meant_path",
     "missing_checkpoint",
     "run_folder_checkpoint_hint",
 ]
@@ -33,6 +34,22 @@ def expand_home(path: str | os.PathLike[str]) -> Path:
     """``path`` with a leading ``~`` or ``~user`` read as that home folder; a ``~name`` naming no user (and
     any other path) is kept as it is. Never raises for a ``~``; applying it twice is applying it once."""
     return Path(os.path.expanduser(path))
+
+
+def meant_path(path: Path, folder: bool = False) -> Path | None:
+    """The entry of ``path``'s parent folder whose name is closest to the one given (a typo: ``panos`` for
+    ``pano``, ``own/mask`` for ``own/masks``, ``defualt.ckpt``), a folder when ``folder``; None when the
+    parent is not there or nothing there is close. Hidden entries are not offered."""
+    import difflib
+
+    parent = path.parent
+    try:
+        entries = [e for e in os.scandir(parent) if not e.name.startswith(".")]
+    except OSError:
+        return None
+    names = [e.name for e in entries if not folder or e.is_dir()]
+    close = difflib.get_close_matches(path.name, names, n=1)
+    return parent / close[0] if close else None
 
 
 def run_folder_checkpoint_hint(folder: Path) -> str:

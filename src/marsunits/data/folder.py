@@ -21,7 +21,7 @@ from marsunits.data.io import IMAGE_EXTENSIONS, is_image_file
 from marsunits.data.layout import FOLDER, FOLDER_LAYOUT, check_layout
 from marsunits.data.store import LabelledImage
 from marsunits.errors import DataError, counted, some_of
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, meant_path
 
 __all__ = ["FOLDER_LAYOUT", "UnpairedFilesError", "check_root", "folder_root", "pair_by_stem", "scan_folder"]
 
@@ -76,12 +76,14 @@ def check_root(root: str | Path, dataset: str, expected: str, under_data_root: b
             if under_data_root
             else ""
         )
+        meant = meant_path(path, folder=True)
         if not under_data_root:  # data=folder: no usual name to suggest; the user's own value to correct
             given = shlex.join([f"data.root={root}"])
+            hint = f" (did you mean {shlex.join([f'data.root={meant}'])}?)" if meant else ""
             raise FileNotFoundError(
                 f"Dataset '{dataset}': root folder {path} does not exist ({located}expected {expected}). "
-                f"Give the folder that holds them in place of `{given}` on the command line, or make {path} "
-                "so."
+                f"Give the folder that holds them in place of `{given}` on the command line{hint}, or make "
+                f"{path} so."
             )
         raise FileNotFoundError(
             f"Dataset '{dataset}': root folder {path} does not exist ({located}expected {expected}). "

@@ -26,7 +26,7 @@ from marsunits.data.class_map import classes_file_refusal, labels_classes_folder
 from marsunits.errors import ConfigError, DataError, MissingFileError
 from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
 from marsunits.inference.options import PredictOptions, read_contact_config
-from marsunits.user_paths import expand_home, is_package
+from marsunits.user_paths import expand_home, is_package, meant_path
 
 if TYPE_CHECKING:
     import torch
@@ -212,7 +212,11 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
     if opts.labels_dir is not None:
         labels_dir = resolve_option_path(opts.labels_dir, "labels_dir")
         if not labels_dir.is_dir():
-            raise DataError(f"labels_dir {labels_dir} is not an existing folder; fix labels_dir or drop it")
+            meant = None if labels_dir.exists() else meant_path(labels_dir, folder=True)
+            hint = f" (did you mean labels_dir={meant}?)" if meant else ""
+            raise DataError(
+                f"labels_dir {labels_dir} is not an existing folder; fix labels_dir{hint} or drop it"
+            )
         masks_matched = sorted(set(normalise_patterns(opts.patterns)) & {".png", ".tif", ".tiff"})
         if labels_dir == input_dir and masks_matched:
             # Each photograph and its mask would be one same-stem pair, both error rows asking for a rename.
@@ -259,8 +263,11 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
                 f"e.g. trainer.max_epochs below trainer.check_val_every_n_epoch), only its latest weights; "
                 f"predict with those: ckpt_path={last}"
             )
+        meant = meant_path(Path(ckpt_path))
         raise FileNotFoundError(
-            f"checkpoint {ckpt_path} does not exist; pass a .ckpt written by train.py or a model "
-            "package folder (python -m marsunits.export) as ckpt_path="
+            f"checkpoint {ckpt_path} does not exist; "
+            + (f"did you mean ckpt_path={meant}? Else " if meant else "")
+            + "pass a .ckpt written by train.py or a model package folder (python -m marsunits.export) as "
+            "ckpt_path="
         )
     return CheckedOptions(input_dir, output_dir, labels_dir, contact_config, device, precision, ckpt_path)

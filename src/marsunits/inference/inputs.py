@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 from marsunits.data.folder import OTHER_RASTER_EXTENSIONS
 from marsunits.data.io import IMAGE_EXTENSIONS
 from marsunits.errors import ConfigError, DataError, some_of
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, meant_path
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,11 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
     inp = resolve_option_path(input_dir, "input_dir")
     out = resolve_option_path(output_dir, "output_dir")
     if not inp.exists():
-        raise DataError(f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...")
+        meant = meant_path(inp, folder=True)
+        hint = f"; did you mean input_dir={meant}?" if meant else ""
+        raise DataError(
+            f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...{hint}"
+        )
     if not inp.is_dir():
         raise DataError(f"input_dir {inp} is a file, not a folder; pass the folder that contains the images")
     try:  # here too, before a sharded run spawns its ranks (each would stop with a traceback)
