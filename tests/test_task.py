@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,39 @@ def test_fit_logs_metrics_and_keeps_confusion(trained) -> None:
     assert "train/loss" in metrics
     # Schedulers step per optimiser step.
     assert task.trainer.lr_scheduler_configs[0].interval == "step"
+
+
+def test_each_validation_of_a_fit_is_one_log_line_with_its_scores(caplog: pytest.LogCaptureFixture) -> None:
+    """A run's train.log held nothing between its set-up and the end of training, nor did a console that
+    is not a terminal (Rich's bar draws on a terminal only): a 10-minute data=folder run under nohup said
+    nothing for 10 minutes. Each validation of a fit now logs its epoch, step and scores; a model scored
+    alone (trainer.validate, train=false) and the sanity check do not."""
+    task = SegmentationTask(**TINY, tile_size=SIZE)
+    with caplog.at_level("INFO", logger="marsunits.task"):
+        trainer = L.Trainer(
+            max_epochs=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+            num_sanity_val_steps=1,
+        )
+        trainer.fit(task, _loader(), _loader())
+    said = [
+        r.getMessage() for r in caplog.records if r.name == "marsunits.task" and "val/miou" in r.getMessage()
+    ]
+    assert len(said) == 2, said
+    for epoch, line in enumerate(said):
+        scores = r"val/miou \d\.\d{3}, val/loss \d+\.\d{3}, .*train/loss \d+\.\d{3}"
+        assert re.fullmatch(
+            rf"validation after epoch {epoch} \(epochs 0-1\), step {2 * epoch + 2}: {scores}", line
+        ), line
+    caplog.clear()
+    with caplog.at_level("INFO", logger="marsunits.task"):
+        _trainer().validate(task, _loader(), verbose=False)
+    assert not [r for r in caplog.records if "val/miou" in r.getMessage()]
 
 
 def test_absent_class_is_nan_and_left_out_of_miou() -> None:

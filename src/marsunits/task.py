@@ -625,6 +625,36 @@ class SegmentationTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
+    def on_validation_end(self) -> None:
+        """One log line per validation while training (rank zero; not the sanity check): the epoch, the
+        optimiser step and the scores of that validation. The run's ``train.log`` held nothing from the
+        set-up to the end of training, and a console that is not a terminal (``nohup``, ``sbatch``, output
+        piped to a file) none either: Rich's progress bar draws only on a terminal, so a 10-minute
+        ``data=folder`` run printed nothing between its model summary and its last epoch."""
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if trainer.state.fn != "fit":  # train=false scores a model: its metrics.json says them
+            return
+        metrics = trainer.callback_metrics
+        said = [
+            f"{name} {float(metrics[name]):.3f}"
+            for name in ("val/miou", "val/loss", "val/boundary_f1", "train/loss")
+            if name in metrics and math.isfinite(float(metrics[name]))
+        ]
+        if said:
+            # Epochs counted from 0, as Lightning's bar ("Epoch 0/1") and the stop's line ("interrupted at
+            # epoch 0") count them.
+            last = trainer.max_epochs
+            of = f" (epochs 0-{last - 1})" if isinstance(last, int) and last > 0 else ""
+            log.info(
+                "validation after epoch %d%s, step %d: %s",
+                trainer.current_epoch,
+                of,
+                trainer.global_step,
+                ", ".join(said),
+            )
+
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self._eval_step("test", batch, dataloader_idx)
 
