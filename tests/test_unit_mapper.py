@@ -495,6 +495,38 @@ def test_trust_checkpoint_given_as_a_word_is_refused_before_anything_is_unpickle
     load_model.assert_not_called()
 
 
+def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_at_load_and_one_of_real_data_is_not(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default model, trained on synthetic scenes alone, mapped a real Navcam frame's hazy sky as
+    smooth_volcanic in a notebook without a word (``predict.py``'s last line says it). Loaded, it is warned
+    of once, in the words of that line, naming the real-data recipes; a model of real data is not."""
+
+    def loaded(dataset: str) -> list[str]:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        for block in (state["hyper_parameters"], state["marsunits"]):
+            block["dataset"] = dataset
+        path = tmp_path / f"{dataset}.ckpt"
+        torch.save(state, path)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="marsunits.inference.unit_mapper"):
+            assert UnitMapper.load(path).metadata["dataset"] == dataset
+        return [" ".join(r.getMessage().split()) for r in caplog.records if "synthetic" in r.getMessage()]
+
+    said = loaded("synthetic")
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"{tmp_path / 'synthetic.ckpt'} was trained on synthetic scenes alone (its metadata's dataset "
+        "'synthetic'): its maps of real rover images show how the tool works, not where the units are"
+    ), said
+    assert said[0].endswith(
+        "python train.py experiment=marsscapes, experiment=ai4mars, or data=folder with frames you "
+        "labelled (README, Training)."
+    ), said
+    for dataset in ("marsscapes", "ai4mars", "folder"):
+        assert not loaded(dataset), dataset
+
+
 def test_12_bit_data_read_into_an_array_maps_as_its_file_does(
     tmp_path: Path, ckpt: Path, scenes: Path
 ) -> None:

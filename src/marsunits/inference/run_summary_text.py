@@ -17,7 +17,14 @@ from marsunits.training_extent import train_longer
 from marsunits.training_images import METADATA_KEY as IMAGES_KEY
 from marsunits.training_images import grey_and_colour
 
-__all__ = ["CONSOLE_WIDTH", "console_text", "contact_maps_sentence", "nothing_scored", "summary_paragraph"]
+__all__ = [
+    "CONSOLE_WIDTH",
+    "console_text",
+    "contact_maps_sentence",
+    "nothing_scored",
+    "summary_paragraph",
+    "synthetic_model_note",
+]
 
 #: The widest line of the paragraph as ``predict.py`` prints it (:func:`console_text`), the project's own
 #: line length: on one line the paragraph ran to 900-1,000 characters, read only by scrolling sideways or
@@ -145,6 +152,23 @@ _DATA_SET_MAPS = (
 )
 
 
+def synthetic_model_note(model: str, dataset_field: str) -> str:
+    """What ``model`` (named as the reader knows it), trained on synthetic scenes alone (``dataset_field``,
+    where its data set is recorded, is ``synthetic``), maps of real rover images, and the real-data recipes.
+
+    One wording for the two places that say it: the last line of a ``predict.py`` run on other images
+    (:func:`_synthetic_model_on_other_images`) and the warning of ``UnitMapper.load``: a notebook's user of
+    the default model was told nothing while its map of a Navcam frame's hazy sky was smooth_volcanic."""
+    return (
+        f"{model} was trained on synthetic scenes alone ({dataset_field} 'synthetic'): its maps of real "
+        "rover images show how the tool works, not where the units are (the default model mapped the hazy "
+        "sky of unlabelled MarsScapes panoramas as smooth_volcanic, and the rover deck in Navcam frames as "
+        "rough_olivine). For real images, predict with a model trained on real labels: python train.py "
+        "experiment=marsscapes, experiment=ai4mars, or data=folder with frames you labelled (README, "
+        "Training)."
+    )
+
+
 def _synthetic_model_on_other_images(dataset: object, input_dir: object) -> str:
     """A sentence when the model was trained on synthetic scenes alone (its metadata's ``dataset`` is
     ``synthetic``: the default ``python train.py`` and ``experiment=synthetic_long``) and the inputs are not
@@ -161,14 +185,7 @@ def _synthetic_model_on_other_images(dataset: object, input_dir: object) -> str:
     for root in (folder, folder.parent):
         if (root / "scenes.json").is_file() or (root / "contacts").is_dir():
             return ""
-    return (
-        " The model was trained on synthetic scenes alone (checkpoint_metadata.dataset 'synthetic'): "
-        "on real rover images its map shows how the tool works, not where the units are (the default "
-        "model mapped the hazy sky of unlabelled MarsScapes panoramas as smooth_volcanic, and the rover "
-        "deck in Navcam frames as rough_olivine). For real images, predict with a model trained on real "
-        "labels: python train.py experiment=marsscapes, experiment=ai4mars, or data=folder with frames you "
-        "labelled (README, Training)."
-    )
+    return f" {synthetic_model_note('The model', 'checkpoint_metadata.dataset')}"
 
 
 def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:

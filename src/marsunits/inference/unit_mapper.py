@@ -71,6 +71,7 @@ from marsunits.inference.nodata import nodata_mask
 from marsunits.inference.options import PredictOptions, check_option_types, read_contact_config
 from marsunits.inference.options import plain_scalar as _plain_scalar
 from marsunits.inference.predictor import Predictor, select_device
+from marsunits.inference.run_summary_text import synthetic_model_note
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.writers import (
@@ -449,7 +450,11 @@ class UnitMapper:
             **options: The keyword arguments of :class:`UnitMapper`.
 
         A model evidently too little trained to use (a ``debug=fdr`` checkpoint, a few optimiser steps:
-        :func:`marsunits.training_extent.barely_trained`) is loaded with the warning ``predict.py`` logs.
+        :func:`marsunits.training_extent.barely_trained`) is loaded with the warning ``predict.py`` logs. A
+        model trained on synthetic scenes alone (the default ``python train.py``) is loaded with a warning
+        that its maps of real rover images show how the tool works, not where the units are, naming the
+        recipes of models trained on real labels
+        (:func:`marsunits.inference.run_summary_text.synthetic_model_note`).
 
         Raises:
             FileNotFoundError: No such file or folder.
@@ -484,6 +489,8 @@ class UnitMapper:
         barely = barely_trained(model.training_record)
         if barely is not None:  # as predict.py warns: a debug=fdr checkpoint mapped noise without a word
             log.warning("%s", barely_trained_warning(os.fspath(path), barely, model.metadata.get("dataset")))
+        if model.metadata.get("dataset") == "synthetic":  # as predict.py's last line says of other images
+            log.warning("%s", synthetic_model_note(os.fspath(path), "its metadata's dataset"))
         return mapper
 
     @property
