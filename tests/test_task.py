@@ -744,6 +744,64 @@ def test_a_schedule_stretched_on_resume_follows_the_longer_cosine() -> None:
     assert rates[7] == pytest.approx(1e-3) and rates[-1] < 1e-6  # then the 190-step cosine to its end
 
 
+def _past_warm_up(total: int = 20) -> torch.optim.lr_scheduler.SequentialLR:
+    """A warm-up then cosine schedule of ``total`` steps, run to its end (rate 0)."""
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, total_iters=2)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - 2)
+    scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[2])
+    for _ in range(total):
+        optimizer.step()
+        scheduler.step()
+    return scheduler
+
+
+def test_a_stretched_schedule_reports_the_rates_it_set(caplog: pytest.LogCaptureFixture) -> None:
+    """After the stretch, ``get_last_lr()`` (what a callback or the next checkpoint reads) is the rate the
+    optimiser now has, for a warm-up schedule as for a plain cosine: the warm-up's was left at 0."""
+    import math
+
+    scheduler = _past_warm_up(total=20)
+    with caplog.at_level("WARNING", logger="marsunits.task"):
+        _stretched_rates(scheduler, planned_steps=40, step=20, total=20)
+    rate = scheduler.optimizer.param_groups[0]["lr"]
+    assert rate == pytest.approx(0.5e-3 * (1 + math.cos(math.pi * 18 / 38)))
+    assert scheduler.get_last_lr() == [rate]
+    assert scheduler.state_dict()["_schedulers"][-1]["T_max"] == 38
+    assert "now ends at step 40 (from step 20 on)" in caplog.text
+
+
+def test_a_torch_that_renames_the_schedule_state_is_not_fitted_but_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warm-up's milestone and parts are read from SequentialLR's state dict, which names them with
+    private names; a torch that renames them gets one warning at the resume, not a KeyError mid-run."""
+    from types import SimpleNamespace
+
+    from marsunits.task import SegmentationTask, _schedule_length
+
+    scheduler = _past_warm_up(total=20)
+    saved = torch.optim.lr_scheduler.SequentialLR.state_dict
+
+    def renamed(self: torch.optim.lr_scheduler.SequentialLR) -> dict:
+        state = saved(self)
+        state["milestones"] = state.pop("_milestones")
+        return state
+
+    monkeypatch.setattr(torch.optim.lr_scheduler.SequentialLR, "state_dict", renamed)
+    assert _schedule_length(scheduler) is None
+    fake = SimpleNamespace(
+        _planned_schedule=("cosine", 40),
+        lr_schedulers=lambda: scheduler,
+        trainer=SimpleNamespace(global_step=20, ckpt_path="run/last.ckpt"),
+    )
+    with caplog.at_level("WARNING", logger="marsunits.task"):
+        SegmentationTask.on_train_start(fake)  # type: ignore[arg-type]
+    assert scheduler.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # left as restored
+    assert f"run/last.ckpt: this torch {torch.__version__} keeps its SequentialLR's state" in caplog.text
+    assert "resume with the original settings" in caplog.text
+
+
 def test_boundary_scores_and_loss_are_pooled_over_the_images_of_every_rank() -> None:
     """Under DDP each rank scores its share of the images; the logged means are those of all of them. The
     loss too: Lightning's `sync_dist` mean rounded the ranks' image count down (5 images on 2 ranks counted

@@ -722,7 +722,7 @@ class SegmentationTask(L.LightningModule):
                 )
             else:
                 scheduler = cosine
-        self._planned_schedule = _schedule_length(scheduler)
+        self._planned_schedule = ("onecycle" if hp.scheduler == "onecycle" else "cosine", total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
@@ -769,6 +769,16 @@ class SegmentationTask(L.LightningModule):
         if restored == planned:
             return
         ckpt = getattr(self.trainer, "ckpt_path", None) or "the checkpoint"
+        if restored is None:
+            log.warning(
+                "resumed %s: this torch %s keeps its %s's state under other names than marsunits reads, "
+                "so a resume with another run length (trainer.max_epochs, trainer.max_steps, "
+                "data.samples_per_epoch, batch size) is not fitted: resume with the original settings",
+                ckpt,
+                torch.__version__,
+                type(first).__name__,
+            )
+            return
         step = int(self.trainer.global_step)
         if planned[0] != "cosine" or step >= planned[1]:
             raise ConfigError(
@@ -777,12 +787,15 @@ class SegmentationTask(L.LightningModule):
                 f"data.samples_per_epoch, batch size) make {planned[1]}. Resume with the original settings, "
                 f"or train further as a new run from its weights: init_ckpt_path={ckpt} without ckpt_path"
             )
-        sched: Any = first  # SequentialLR's parts and CosineAnnealingLR's T_max are not in the stubs
+        # The scheduler is changed through its state dict (the form Lightning restored it from), not its
+        # private attributes: SequentialLR has no public accessor for its parts or milestones.
+        state = first.state_dict()  # type: ignore[union-attr]
         sequential = isinstance(first, torch.optim.lr_scheduler.SequentialLR)
-        cosine: Any = sched._schedulers[-1] if sequential else sched  # noqa: SLF001
-        cosine.T_max = int(cosine.T_max) + planned[1] - restored[1]
-        if sequential and step < int(sched._milestones[0]):  # noqa: SLF001
+        cosine: dict[str, Any] = state["_schedulers"][-1] if sequential else state
+        cosine["T_max"] = int(cosine["T_max"]) + planned[1] - restored[1]
+        if sequential and step < int(state["_milestones"][0]):
             # Still warming up: the ramp sets the rates; the cosine part starts later, already stretched.
+            first.load_state_dict(state)  # type: ignore[union-attr]
             log.warning(
                 "resumed %s with another run length: the cosine schedule now ends at step %d",
                 ckpt,
@@ -791,15 +804,18 @@ class SegmentationTask(L.LightningModule):
             return
         # The scheduler's update is chainable (it scales the current rate), so a finished schedule, at its
         # minimum of 0, would stay at 0: set each rate to the stretched curve's value at the step reached.
-        done, length = max(int(cosine.last_epoch), 0), int(cosine.T_max)
-        eta_min = float(cosine.eta_min)
+        done, length = max(int(cosine["last_epoch"]), 0), int(cosine["T_max"])
+        eta_min = float(cosine["eta_min"])
         rates = [
             eta_min + (base - eta_min) * (1.0 + math.cos(math.pi * done / length)) / 2.0
-            for base in cosine.base_lrs
+            for base in cosine["base_lrs"]
         ]
-        for group, rate in zip(cosine.optimizer.param_groups, rates, strict=True):
+        for group, rate in zip(first.optimizer.param_groups, rates, strict=True):  # type: ignore[union-attr]
             group["lr"] = rate
-        cosine._last_lr = list(rates)  # noqa: SLF001 - what get_last_lr() and the LR monitor report
+        for part in (cosine, state):  # what get_last_lr() reports until the next step, where it is kept
+            if "_last_lr" in part:
+                part["_last_lr"] = list(rates)
+        first.load_state_dict(state)  # type: ignore[union-attr]
         log.warning(
             "resumed %s with another run length: its cosine learning-rate schedule, planned for %d optimiser "
             "steps, now ends at step %d (from step %d on)",
@@ -918,13 +934,21 @@ class SegmentationTask(L.LightningModule):
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
 
-def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[str, int]:
-    """``(kind, optimiser steps)`` a scheduler of :meth:`SegmentationTask.configure_optimizers` plans for."""
+def _schedule_length(scheduler: torch.optim.lr_scheduler.LRScheduler) -> tuple[str, int] | None:
+    """``(kind, optimiser steps)`` a scheduler of :meth:`SegmentationTask.configure_optimizers` plans for.
+
+    A warm-up's milestone and its cosine part's length are read from the scheduler's state dict, the form a
+    checkpoint keeps them in (SequentialLR has no public accessor for them); ``None`` where this torch's
+    state dict names them otherwise.
+    """
     if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
         return "onecycle", int(scheduler.total_steps)
     if isinstance(scheduler, torch.optim.lr_scheduler.SequentialLR):
-        warmup = int(scheduler._milestones[0])  # noqa: SLF001 - no public accessor
-        return "cosine", warmup + int(scheduler._schedulers[-1].T_max)  # type: ignore[attr-defined]  # noqa: SLF001
+        state = scheduler.state_dict()
+        try:
+            return "cosine", int(state["_milestones"][0]) + int(state["_schedulers"][-1]["T_max"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
     if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
         return "cosine", int(scheduler.T_max)
     return type(scheduler).__name__, 0
