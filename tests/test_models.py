@@ -574,9 +574,12 @@ def test_drop_path_rate_reaches_the_timm_encoder_and_only_acts_in_training() -> 
     with torch.no_grad():
         assert torch.equal(plain.eval()(x), dropped.eval()(x))  # inactive at inference
         dropped.train()
-        torch.manual_seed(1)
-        first = dropped(x)
-        torch.manual_seed(2)
-        assert not torch.allclose(first, dropped(x))  # blocks skipped at random in training
+        # Blocks skipped at random in training. Of the few blocks in the path at encoder_depth=3, none may
+        # drop in two draws (about 1 in 7), as seeds 1 and 2 do on torch 2.3-2.6: several draws are compared.
+        outputs = []
+        for seed in range(1, 9):
+            torch.manual_seed(seed)
+            outputs.append(dropped(x))
+        assert not all(torch.allclose(outputs[0], out) for out in outputs[1:])
     with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\)"):
         build_model("unet", TINY, None, 3, 3, drop_path_rate=1.0)

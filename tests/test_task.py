@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import socket
@@ -500,6 +501,8 @@ def test_a_checkpoint_with_damaged_bytes_inside_is_refused(trained, tmp_path) ->
     with pytest.raises(CheckpointError, match=r"pickle.ckpt is damaged: its member .*data.pkl fails its CRC"):
         load_task(pickle)
     # torch writes CRC 0 when told not to compute them, and reads such files: so does this.
+    if importlib.util.find_spec("torch.utils.serialization") is None:
+        pytest.skip(f"torch {torch.__version__} has no torch.utils.serialization: it writes no CRC-0 files")
     import torch.utils.serialization as serialization
 
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)

@@ -185,8 +185,10 @@ def _spawned_rank_gone(exc: torch.multiprocessing.ProcessExitedException, first_
             how += " (the out-of-memory killer, or kill -9)"
     else:
         how = f"ended with exit status {exc.exit_code}"
+    # torch 2.6 and older keep the process id as ``pid`` (their ``__slots__`` name ``error_pid``, never set)
+    pid = getattr(exc, "error_pid", None) or getattr(exc, "pid", "unknown")
     return RankFailedError(
-        f"rank {rank} of the run (process {exc.error_pid}) {how} without a word, and the other ranks were "
+        f"rank {rank} of the run (process {pid}) {how} without a word, and the other ranks were "
         "stopped. The outputs of the images finished are kept: run the same command again, which skips them "
         "and writes the reports"
     )
