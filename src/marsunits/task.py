@@ -131,7 +131,8 @@ def seed_rank(seed: int, rank: int, step: int = 0) -> None:
 
     derived = seed + rank
     if step:
-        derived = int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        # shifted as a Python int: numpy 1.x refuses uint64 >> int (no safe common type)
+        derived = int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0]) >> 1
     torch.manual_seed(derived)
     np.random.seed(derived % 2**32)
     random.seed(derived)

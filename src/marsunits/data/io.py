@@ -831,9 +831,9 @@ def bit_depth_note(path: Path, arr: np.ndarray) -> str | None:
 def _is_16_bit_colour_png(im: Image.Image) -> bool:
     """Whether ``im`` is a PNG of 16-bit RGB or RGBA samples, which Pillow decodes to 8 bits (its raw mode
     ``RGB;16B`` / ``RGBA;16B``)."""
-    tiles = getattr(im, "tile", None) or []
+    tiles = getattr(im, "tile", None) or []  # (codec, extents, offset, args): Pillow < 11 has no t.args
     return im.format == "PNG" and any(
-        str(t.args).endswith(";16B") and im.mode in ("RGB", "RGBA") for t in tiles
+        str(t[3]).endswith(";16B") and im.mode in ("RGB", "RGBA") for t in tiles
     )
 
 
