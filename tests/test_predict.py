@@ -1506,7 +1506,8 @@ def test_a_run_stopped_before_reaching_its_labelled_images_is_not_said_to_exit_1
 ) -> None:
     """A run given labels_dir, interrupted (Ctrl-C) before the images with a label were reached, scored
     none: its reports ended "Exit status 1: ... Fix the labels or labels_dir", yet it exits 130 and its
-    labels are fine (the re-run the stop's line asks for scores them). A stopped run ends as its stop."""
+    labels are fine (the re-run the stop's line asks for scores them). A stopped run ends as its stop. It was
+    also told "No label mask matched an input ... check labels_dir", of labels it had not yet looked for."""
     from marsunits.inference import writers
 
     inp, labels, out = tmp_path / "in", tmp_path / "labels", tmp_path / "out"
@@ -1532,7 +1533,15 @@ def test_a_run_stopped_before_reaching_its_labelled_images_is_not_said_to_exit_1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["ok"] == 1 and summary["stopped_early"].startswith("was interrupted (Ctrl-C)")
     assert "Exit status 1" not in summary["text"], summary["text"]
-    assert "Exit status 1" not in " ".join(capsys.readouterr().out.split())
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "Exit status 1" not in shown
+    # Nor told to check labels_dir: img2's label is there, the run stopped before img2.
+    for said in (" ".join(summary["text"].split()), shown):
+        assert "No label mask matched" not in said and "check labels_dir" not in said, said
+        assert (
+            "No image scored yet: none of the images it reached has a label (for img0.png: img0.png), and "
+            "the run stopped before the other 2 inputs, whose labels are looked for when it goes on." in said
+        ), said
     monkeypatch.setattr(writers, "write_png_atomic", real)
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}")) == 0  # goes on, and scores
     assert json.loads((out / "metrics.json").read_text())["images_scored"] == 1

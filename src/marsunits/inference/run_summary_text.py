@@ -351,10 +351,20 @@ def summary_paragraph(summary: Mapping[str, Any], metrics: Mapping[str, Any] | N
         # Only when no label was found at all: labels found but unusable are said below, with the reason.
         if not metrics["images_scored"] and metrics["missing_labels"] and not metrics.get("label_errors"):
             example = metrics["missing_labels"][0]
-            text += (
-                f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for each "
-                f"image (for {example}: {PurePosixPath(example).with_suffix('.png')}); check labels_dir."
-            )
+            label = PurePosixPath(example).with_suffix(".png")
+            if summary.get("stopped_early") and not_reached:
+                # Its labels may be those of the images it never reached: "check labels_dir" sent the user
+                # to fix labels that were fine, where running again (the stop's own advice) scores them.
+                text += (
+                    f" No image scored yet: none of the images it reached has a label (for {example}: "
+                    f"{label}), and the run stopped before the other {counted(not_reached, 'input')}, whose "
+                    "labels are looked for when it goes on."
+                )
+            else:
+                text += (
+                    f" No label mask matched an input: labels_dir must hold <rel folder>/<stem>.png for "
+                    f"each image (for {example}: {label}); check labels_dir."
+                )
         if errors:
             first = next(iter(errors.values()))
             text += (
