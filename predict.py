@@ -4,7 +4,8 @@
 
 Options: configs/predict.yaml. Exit status: 0 success, 1 some inputs failed (see manifest.csv) or
 labels_dir was given and not one image could be scored against it (see metrics.json; the outputs are
-written), 2 the run could not start (the one-line message says why).
+written), 2 the run could not start (the one-line message says why), 130 / 143 stopped by Ctrl-C /
+SIGTERM (reports of what was done are written). summary.json's exit_status and exit_reasons say which.
 """
 
 from __future__ import annotations

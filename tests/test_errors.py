@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from marsunits.errors import ConfigError, report_user_errors
+from marsunits.errors import ConfigError, TerminatedError, exit_status, report_user_errors
 
 
 def _fail(exc: BaseException):
@@ -47,6 +48,32 @@ def test_the_reason_a_run_stopped_is_in_its_log_file_and_once_on_the_console(
     assert stop.value.code == status
     assert logged in (tmp_path / "predict.log").read_text()
     assert capsys.readouterr().err.count(logged) == 1
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConfigError("tile must be a multiple of 32"),
+        KeyboardInterrupt(),
+        TerminatedError(),
+        OSError(errno.ENOSPC, "No space left on device", "out/a.mask.png"),
+        ZeroDivisionError("a bug"),
+    ],
+    ids=["user error", "ctrl-c", "sigterm", "full disk", "bug"],
+)
+def test_exit_status_is_the_status_the_command_exits_with(
+    exc: BaseException, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """predict.py records exit_status(stop) in summary.json before the stop ends it: it must be the status
+    report_user_errors then exits with (a bug's traceback: Python's 1)."""
+    try:
+        report_user_errors(_fail(exc), prog="predict.py")
+    except SystemExit as stop:
+        assert stop.code == exit_status(exc) != 1
+    except ZeroDivisionError:
+        assert exit_status(exc) == 1
+    else:
+        raise AssertionError("report_user_errors returned")
 
 
 def test_a_bug_is_not_turned_into_a_one_line_message() -> None:

@@ -622,6 +622,8 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert summary["stopped_early"].startswith(
         f"was {how} after 2 of the 4 images it had to predict; run the same command again"
     )
+    # The status the run exits with, and why, for a script (exit_status was not recorded: a stop or a 1?).
+    assert summary["exit_status"] == status and summary["exit_reasons"] == ["stopped"]
     # The folder holds 4 inputs, not the 2 with a manifest row: the summary says how many were not reached.
     assert summary["counts"] == {"ok": 2, "error": 0, "skipped": 0, "total": 2, "not_reached": 2}
     assert summary["text"].startswith(
@@ -635,6 +637,8 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     rows = read_manifest(out)
     assert [rows[f"img{i}.png"]["status"] for i in range(4)] == ["skipped", "skipped", "ok", "ok"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 0 and summary["exit_reasons"] == []
 
 
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
@@ -966,12 +970,16 @@ def test_bad_inputs_become_error_rows_and_the_run_goes_on(tmp_path: Path, ckpt: 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["error"] == len(expected)
     assert list(summary["camera_files_refused"]) == ["badcam.png"]
+    assert summary["exit_status"] == 1
+    assert summary["exit_reasons"] == ["inputs_failed", "camera_files_refused"]
     assert "error: " in (out / "index.html").read_text()
     # allow_errors: same failures and refusal, exit status 0; the good inputs are skipped this time.
     assert run(make_cfg(tmp_path, ckpt, inp, out, "allow_errors=true")) == 0
     rows = read_manifest(out)
     assert rows["good.png"]["status"] == "skipped" and rows["empty.png"]["status"] == "error"
     assert rows["badcam.png"]["status"] == "skipped" and rows["badcam.png"]["camera_error"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 0 and summary["exit_reasons"] == []  # allowed: not reasons to fail
 
 
 def test_a_labelled_dataset_root_as_input_dir_is_warned_about(
@@ -1477,6 +1485,8 @@ def test_labels_dir_writes_metrics(tmp_path: Path, ckpt: Path) -> None:
         "to only predict."
     ), text
     assert json.loads((out / "metrics.json").read_text())["images_scored"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["nothing_scored"]
     # One named with a word added (b_mask.png) was counted the same, without a word that it was there.
     Image.fromarray(b).save(wrong / "b_mask.png")
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={wrong}")) == 1
@@ -1532,6 +1542,7 @@ def test_a_run_stopped_before_reaching_its_labelled_images_is_not_said_to_exit_1
     assert info.value.code == 130
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["ok"] == 1 and summary["stopped_early"].startswith("was interrupted (Ctrl-C)")
+    assert summary["exit_status"] == 130 and summary["exit_reasons"] == ["stopped"]
     assert "Exit status 1" not in summary["text"], summary["text"]
     shown = " ".join(capsys.readouterr().out.split())
     assert "Exit status 1" not in shown

@@ -561,6 +561,7 @@ def test_a_folder_named_like_the_map_is_said_and_the_other_reports_are_written(
     summary = json.loads((out / "summary.json").read_text())
     assert f"cannot write the contact map {out / 'contact_map.png'}: a folder" in summary["text"]
     assert "move or rename it" in summary["text"]
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["contact_map_not_written"]
     assert summary["no_contact_map_reason"].startswith(
         f"cannot write the contact map {out / 'contact_map.png'}"
     )
@@ -1050,6 +1051,7 @@ def test_a_broken_camera_file_keeps_the_pixel_outputs_and_is_said_until_fixed(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"ok": 1, "error": 0, "skipped": 0, "total": 1, "not_reached": 0}
     assert summary["camera_files_refused"] == {rel: row["camera_error"]}
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["camera_files_refused"]
     text = " ".join(summary["text"].split())
     assert "Predicted 1 of 1 image (0 skipped as already done, 0 failed)" in text, text
     assert "1 image has contacts in pixels only, no metres: the camera file was refused" in text, text

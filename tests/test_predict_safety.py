@@ -739,6 +739,7 @@ def test_full_or_read_only_output_stops_with_exit_2_and_keeps_what_was_done(
     assert read_mask(out / "img0.mask.png").shape == (40, 50)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_early"] and str(out) in summary["stopped_early"]
+    assert summary["exit_status"] == 2 and summary["exit_reasons"] == ["stopped"]  # as the command exits
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
     monkeypatch.setattr(runner_module, "write_prediction", real)  # disk freed: the re-run finishes

@@ -469,6 +469,7 @@ def test_a_sharded_run_with_one_rank_stopped_reports_every_image_it_did_not_reac
     assert f"Predicted {ok} of 8 images" in summary["text"] and f"{8 - ok} not reached" in summary["text"]
     assert "rank 1 was terminated (SIGTERM) after 1 of the 4 images" in summary["stopped_early"]
     assert "rank 0" not in summary["stopped_early"]
+    assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]  # every rank's stop
     with open(out / "manifest.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == ok
     from marsunits.inference import predict_folder
@@ -602,6 +603,7 @@ def test_a_rank_that_fails_ends_every_rank_at_once_with_the_reports_written(
     counts = summary["counts"]
     assert counts["error"] == 0 and counts["ok"] + counts["not_reached"] == 8, counts
     assert "rank 1 of its 2 ranks failed" in summary["stopped_early"], summary["stopped_early"]
+    assert summary["exit_status"] == 2 and summary["exit_reasons"] == ["stopped"]  # a one-line error
     with open(out / "manifest.csv", newline="") as fh:
         rows = [row["path"] for row in csv.DictReader(fh)]
     assert "im1.png" in rows and len(rows) == counts["ok"], rows  # rank 1's shard: im1, im3, im5, im7

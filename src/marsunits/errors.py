@@ -253,6 +253,18 @@ def stop_said(stop: BaseException) -> tuple[str, int]:
     return "interrupted (Ctrl-C)", 130
 
 
+def exit_status(ending: BaseException) -> int:
+    """The status :func:`report_user_errors` exits with when ``ending`` ends the command: 143 for SIGTERM
+    (:class:`TerminatedError`), 130 for Ctrl-C, 2 for a user's error (a full disk included), 1 for any other
+    (a traceback). ``predict.py`` records it as ``summary.json``'s ``exit_status`` of a stopped run, whose
+    reports are written before the stop ends it."""
+    if isinstance(ending, (TerminatedError, KeyboardInterrupt)):
+        return stop_said(ending)[1]
+    if storage_problem(ending) or isinstance(ending, _reported()):
+        return 2
+    return 1
+
+
 def recorded_for_torchrun(fn: Callable[[], T]) -> Callable[[], T]:
     """``fn``, which under ``torchrun`` (its agent sets ``TORCHELASTIC_ERROR_FILE`` for each worker) writes
     the error that ends it to that file first (torch's ``elastic.multiprocessing.errors.record``): torchrun's

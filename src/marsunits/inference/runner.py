@@ -206,7 +206,9 @@ class RunResult:
         exit_code: 0, or 1 when an input failed or a camera file was refused (``camera_files_refused``) and
             errors are not allowed, or the contact map asked for could not be written (a folder holds its
             name), or ``labels_dir`` was given and not one image with a mask could be scored against it
-            (whatever ``allow_errors``: :func:`~marsunits.inference.run_summary_text.nothing_scored`).
+            (whatever ``allow_errors``: :func:`~marsunits.inference.run_summary_text.nothing_scored`);
+            ``summary.json``'s ``exit_status``, with ``exit_reasons`` saying which (the stop's status for a
+            stopped run, whose reports are written as the stop goes on up).
     """
 
     rows: list[dict[str, Any]]
@@ -643,6 +645,10 @@ class _Session:
         self.megapixels = 0.0
         self.loop_seconds = 0.0
         self.stopped_early: str | None = None
+        #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk or
+        #: another rank's failure, 1 a bug: :func:`~marsunits.errors.exit_status`), set before its reports
+        #: are written: ``summary.json``'s ``exit_status``. None for a run that goes to the end.
+        self.stop_status: int | None = None
         #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
         self.cameras_seen = 0
@@ -1213,6 +1219,12 @@ class _Session:
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
         # every output was written: status 2): such a byte as \xNN, as summary.json and index.html have it.
         summary["text"] = printable(paragraph)
+        # The status the run returns, and why (a script told "inputs failed" from "nothing scored" by
+        # neither: both are 1); a stopped run's is its stop's, as predict.py exits once the reports are here.
+        summary["exit_reasons"] = self._exit_reasons(summary, map_problem, unscored)
+        summary["exit_status"] = (
+            self.stop_status if self.stop_status is not None else 1 if summary["exit_reasons"] else 0
+        )
         write_json_atomic(out / "summary.json", summary)
         reports = [
             "manifest.csv",
@@ -1258,11 +1270,21 @@ class _Session:
                 "; ".join(" and ".join(printable(p) for p in group) for group in clashes),
                 printable(os.fspath(out)),
             )
-        # A refused camera file fails the run as an error row did: its image has no metres until it is fixed.
-        problems = summary["counts"]["error"] + len(summary["camera_files_refused"])
-        failed = (problems > 0 and not self.opts.allow_errors) or map_problem is not None
-        failed = failed or unscored is not None  # scores asked for, none made: not an input's failure
-        return RunResult(rows, summary, metrics, 1 if failed else 0)
+        return RunResult(rows, summary, metrics, summary["exit_status"])
+
+    def _exit_reasons(
+        self, summary: Mapping[str, Any], map_problem: str | None, unscored: str | None
+    ) -> list[str]:
+        """``summary.json``'s ``exit_reasons``: why the run exits with a status other than 0, as fixed keys
+        (README, ``summary.json``'s row), ``stopped`` first for a run that stopped before the end. A script
+        could not tell a run whose inputs failed from one that scored nothing: both exit 1."""
+        reasons = ["stopped"] if self.stop_status is not None else []
+        if not self.opts.allow_errors:  # a refused camera file fails the run as an error row does
+            reasons += ["inputs_failed"] if summary["counts"]["error"] else []
+            reasons += ["camera_files_refused"] if summary["camera_files_refused"] else []
+        reasons += ["contact_map_not_written"] if map_problem is not None else []
+        reasons += ["nothing_scored"] if unscored is not None else []  # scores asked for, none made
+        return reasons
 
     def write_map(self) -> tuple[list[Path], str | None]:
         """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``; returns

@@ -40,6 +40,7 @@ from marsunits.errors import (
     MarsUnitsError,
     TerminatedError,
     counted,
+    exit_status,
     storage_problem,
 )
 from marsunits.inference.inputs import check_folders
@@ -309,11 +310,13 @@ def _predict_claimed_shard(
             session.predict_all(todo)
             if overwriting:
                 session.finish_overwrite()
-        except (KeyboardInterrupt, TerminatedError):
+        except (KeyboardInterrupt, TerminatedError) as stopping:
             interrupted = True
+            session.stop_status = exit_status(stopping)  # summary.json's exit_status: the stop's, not 0 or 1
             raise
-        except BaseException:
+        except BaseException as ending:
             failed = True
+            session.stop_status = exit_status(ending)
             raise
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
@@ -407,6 +410,11 @@ def _predict_claimed_shard(
             )
         if said:
             session.stopped_early = "; and ".join(said)
+        # The status the run ends with below (_raise_how_the_rank_ended, then another rank's stop).
+        ends: BaseException | None = failure or stop or (RankFailedError("") if failures else None)
+        if ends is None and stopped:
+            ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
+        session.stop_status = None if ends is None else exit_status(ends)
         if (stopped or failures) and overwriting and redone == 0:
             # As one process stopped before an image was finished: the reports there stay as they were.
             _print_wrapped(f"The run {session.stopped_early}.")
