@@ -54,6 +54,8 @@ class RandomScenes(Dataset):
 
 
 def _trainer(max_steps: int = 2, **options: Any) -> L.Trainer:
+    """A quiet CPU trainer of ``max_steps`` steps (-1: as many as ``max_epochs`` in ``options`` make)."""
+    options.setdefault("num_sanity_val_steps", 0)
     return L.Trainer(
         max_steps=max_steps,
         logger=False,
@@ -62,7 +64,6 @@ def _trainer(max_steps: int = 2, **options: Any) -> L.Trainer:
         enable_model_summary=False,
         accelerator="cpu",
         devices=1,
-        num_sanity_val_steps=0,
         **options,
     )
 
@@ -189,16 +190,7 @@ def test_each_validation_of_a_fit_is_one_log_line_with_its_scores(caplog: pytest
     alone (trainer.validate, train=false) and the sanity check do not."""
     task = SegmentationTask(**TINY, tile_size=SIZE)
     with caplog.at_level("INFO", logger="marsunits.task"):
-        trainer = L.Trainer(
-            max_epochs=2,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            devices=1,
-            num_sanity_val_steps=1,
-        )
+        trainer = _trainer(max_steps=-1, max_epochs=2, num_sanity_val_steps=1)
         trainer.fit(task, _loader(), _loader())
     said = [
         r.getMessage() for r in caplog.records if r.name == "marsunits.task" and "val/miou" in r.getMessage()
