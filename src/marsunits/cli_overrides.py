@@ -649,8 +649,13 @@ def dashed_option(argv: Sequence[str], config_dir: Path, config_name: str) -> st
 
 
 def brace_expanded_option(argv: Sequence[str]) -> str | None:
-    """The message for one option given two or more times in a row with other values, none of them in
-    braces or brackets, as the shell writes an unquoted ``key={a,b}`` (bash's brace expansion), or None.
+    """The message for one option given two or more times in a row with other values that are each a map's
+    entry (``native:project``, none in braces or brackets), as the shell writes an unquoted
+    ``key={0:0,2:0}`` (bash's brace expansion), or None.
+
+    Values without a colon are left alone: an option given again with another value (``logger=none
+    logger=csv``, a script appending to a base list of options) is Hydra's "the last counts", which a
+    check for any repeated option refused.
 
     ``labels_class_map={0:0,2:0,1:1,3:1,255:255}`` typed without quotes reached ``predict.py`` as five
     options, ``labels_class_map=0:0`` ... ``labels_class_map=255:255``, of which Hydra kept the last: it was
@@ -666,13 +671,11 @@ def brace_expanded_option(argv: Sequence[str]) -> str | None:
             run.append(arg)
             continue
         values = [a.partition("=")[2] for a in run]
-        if len(run) > 1 and len(set(values)) > 1 and not any(v.startswith(("{", "[")) for v in values):
+        entries_of_a_map = all(":" in v and not v.startswith(("{", "[")) for v in values)
+        if len(run) > 1 and len(set(values)) > 1 and entries_of_a_map:
             name = run[0].partition("=")[0]
-            if all(":" in v for v in values):  # a map's entries, each native: project
-                entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in values)
-                fix = f"'{name}={{{entries}}}'"
-            else:
-                fix = f"'{name}=[{','.join(values)}]' for a list"
+            entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in values)
+            fix = f"'{name}={{{entries}}}'"
             return (
                 f"{name} is given {len(run)} times in a row ({' '.join(run)}): the shell split an unquoted "
                 f"{{...}} into one option per entry, and only the last would count; put the option in single "
