@@ -983,7 +983,7 @@ def test_bad_inputs_become_error_rows_and_the_run_goes_on(tmp_path: Path, ckpt: 
 
 
 def test_a_labelled_dataset_root_as_input_dir_is_warned_about(
-    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """input_dir at the root of a labelled set (images/ beside masks/) predicted the label masks as photos."""
     root = tmp_path / "scenes"
@@ -993,7 +993,22 @@ def test_a_labelled_dataset_root_as_input_dir_is_warned_about(
     with caplog.at_level("WARNING"):
         assert run(make_cfg(tmp_path, ckpt, root, tmp_path / "out")) == 0
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert "holds images/ and masks/" in said and f"labels_dir={root / 'masks'}" in said
+    fix = f"give input_dir={root / 'images'} labels_dir={root / 'masks'}"
+    assert "holds images/ and masks/" in said and fix in said
+    # On a long run that warning scrolled away: the run's last line (and summary.json) says it again.
+    sentence = (
+        "1 of the inputs is in masks/, a labelled dataset's masks predicted as photographs: to predict the "
+        f"photographs and score them against the masks, {fix}"
+    )
+    printed = " ".join(capsys.readouterr().out.split())
+    assert sentence in printed and printed.rstrip(".").endswith(fix), printed[-300:]
+    assert sentence in json.loads((tmp_path / "out" / "summary.json").read_text())["text"]
+    # A plain folder's last line does not say it.
+    plain = tmp_path / "plain"
+    save_rgb(plain / "a.png", 40, 40)
+    assert run(make_cfg(tmp_path, ckpt, plain, tmp_path / "out2")) == 0
+    assert "labelled dataset" not in " ".join(capsys.readouterr().out.split())
+    assert "labelled dataset" not in json.loads((tmp_path / "out2" / "summary.json").read_text())["text"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of chmod 000")

@@ -293,21 +293,51 @@ def check_output_writable(output_dir: Path) -> None:
 _MASK_FOLDERS = ("masks", "labels")
 
 
-def _warn_labelled_layout(input_dir: Path) -> None:
-    """Warn when ``input_dir`` is the root of a labelled dataset (``images/`` beside ``masks/``): its masks
-    would be predicted as photographs (and find the scenes' cameras), which is seldom what was meant."""
+def _labelled_layout(input_dir: Path) -> tuple[str, str] | None:
+    """The mask folder (``masks`` or ``labels``) and the fix, where ``input_dir`` is the root of a labelled
+    dataset (``images/`` beside ``masks/``): its masks would be predicted as photographs (and find the
+    scenes' cameras), which is seldom what was meant. The one wording of the warning at the run's start
+    and of the sentence in its last line (:func:`_labelled_layout_sentence`); None for any other folder."""
     masks = [name for name in _MASK_FOLDERS if (input_dir / name).is_dir()]
-    if (input_dir / "images").is_dir() and masks:
+    if not ((input_dir / "images").is_dir() and masks):
+        return None
+    fix = (
+        "to predict the photographs and score them against the masks, give "
+        f"input_dir={input_dir / 'images'} labels_dir={input_dir / masks[0]}"
+    )
+    return masks[0], fix
+
+
+def _warn_labelled_layout(input_dir: Path) -> None:
+    """At the run's start, warn where ``input_dir`` is a labelled dataset's root (see _labelled_layout)."""
+    layout = _labelled_layout(input_dir)
+    if layout is not None:
+        folder, fix = layout
         log.warning(
             "input_dir %s holds images/ and %s/, a labelled dataset's layout: the files in %s/ are predicted "
-            "as photographs too. To predict the photographs and score them against the masks, give "
-            "input_dir=%s labels_dir=%s",
+            "as photographs too; %s",
             input_dir,
-            masks[0],
-            masks[0],
-            input_dir / "images",
-            input_dir / masks[0],
+            folder,
+            folder,
+            fix,
         )
+
+
+def _labelled_layout_sentence(input_dir: Path, inputs: Sequence[str]) -> str:
+    """The warning of :func:`_warn_labelled_layout` again, for the run's last line (on a long run the warning
+    scrolled away): how many of the ``inputs`` (relative posix paths) were a labelled dataset's masks, and
+    the fix; "" where ``input_dir`` is no labelled dataset's root or none of its masks was an input."""
+    layout = _labelled_layout(input_dir)
+    if layout is None:
+        return ""
+    folder, fix = layout
+    n = sum(1 for rel in inputs if rel.startswith(f"{folder}/"))
+    if not n:
+        return ""
+    verb = "is" if n == 1 else "are"
+    return (
+        f" {n} of the inputs {verb} in {folder}/, a labelled dataset's masks predicted as photographs: {fix}."
+    )
 
 
 def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float, world_size: int = 1) -> str:
@@ -1210,6 +1240,8 @@ class _Session:
         paragraph += contact_maps_sentence(pictures)  # it named every other report but not the maps
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
+        # The start's warning of a labelled dataset's root as input_dir scrolled away on a long run.
+        paragraph += _labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
         # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script).
         unscored = nothing_scored(summary, metrics)
         if unscored is not None:
