@@ -13,6 +13,15 @@ import pytest
 from _pytest.mark.expression import Expression
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The user documentation: the README (set-up, a first run, results) and the reference pages under docs/.
+USER_DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def user_docs_text() -> str:
+    """README.md and every page of docs/, one text (what a user reads; tests of what they say read this)."""
+    return "\n".join(path.read_text(encoding="utf-8") for path in USER_DOCS)
+
+
 CONFIG_DIR = REPO_ROOT / "configs"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 #: Variables of a launcher (torchrun, SLURM) or a manual multi-node launch that a workstation's shell must

@@ -1396,7 +1396,7 @@ def test_a_label_named_tilde_something_is_read_from_the_working_folder(tmp_path,
 
 def test_help_says_ground_z_m_is_in_the_frame_written_not_the_models(capsys):
     """``--ground-z-m`` is the ground's height in the frame the camera file is written in (the SITE frame for
-    a levelled rover-frame model; README, Camera files), so ``--help`` must not say the camera model's frame:
+    a levelled rover-frame model; docs/cameras.md), so ``--help`` must not say the camera model's frame:
     for a ROVER_NAV_FRAME label that is the rover frame, whose ground height (0) differs from the site's."""
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -1764,13 +1764,13 @@ def test_the_contact_map_of_an_image_named_in_latin_1_is_valid_utf_8(tmp_path):
 
 
 def test_readme_camera_file_table_is_one_table_with_a_row_per_model():
-    """README, Camera files: one Markdown table lists every model a camera file may name, with its required
+    """docs/cameras.md: one Markdown table lists every model a camera file may name, with its required
     keys. A blank line inside it (before the ``cahvore`` row) ended the table there, so that row rendered as
     a paragraph of pipes and the table seemed to stop at ``cahvor``."""
     from conftest import REPO_ROOT
     from marsunits.boundary.camera.io import _REQUIRED
 
-    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (REPO_ROOT / "docs" / "cameras.md").read_text(encoding="utf-8").splitlines()
     head = lines.index("| `model` | required keys | optional keys |")
     assert lines[head + 1].startswith("|---")
     end = head + 2
@@ -1785,12 +1785,12 @@ def test_readme_camera_file_table_is_one_table_with_a_row_per_model():
 
 
 def test_readme_camera_file_table_says_which_way_the_pinhole_angles_turn():
-    """README, Camera files: the pinhole row named ``pitch_deg``, ``yaw_deg`` and ``roll_deg`` without their
+    """docs/cameras.md: the pinhole row named ``pitch_deg``, ``yaw_deg`` and ``roll_deg`` without their
     signs, so a camera file written with an elevation (negative looks down) looked up and gave its image no
     metres. The README says each sign, and the camera model turns that way."""
     from conftest import REPO_ROOT
 
-    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (REPO_ROOT / "docs" / "cameras.md").read_text(encoding="utf-8").splitlines()
     row = next(line for line in lines if line.startswith("| `pinhole` |"))
     assert "`pitch_deg` (degrees below the horizon: positive looks down;" in row
     assert "`yaw_deg` (degrees, positive turns left: counter-clockwise seen from above," in row

@@ -136,7 +136,7 @@ REAL_DATA = ["ai4mars", "folder", "marsscapes", "marsscapes_ai4mars", "marsscape
 
 @pytest.mark.parametrize("data", REAL_DATA)
 def test_the_readmes_real_data_options_exist_for_every_real_data_config(data: str) -> None:
-    """README, Training, names these as `data.<key>=...` options of real data (ClassMix, over-sampling,
+    """docs/training.md, names these as `data.<key>=...` options of real data (ClassMix, over-sampling,
     validation context, sol folds and guards); each real-data config must take them. `experiment=ai4mars
     data.class_mix_prob=0.5` and `data=folder data.val_context_px=64` were refused as unknown options."""
     options = ["data.class_mix_prob=0.5", "data.focus_class=1", "data.focus_fraction=0.33",
@@ -146,11 +146,15 @@ def test_the_readmes_real_data_options_exist_for_every_real_data_config(data: st
 
 
 def test_overrides_in_use_pass() -> None:
-    """Every ``key=value`` of a train.py / predict.py command in the README and in RESULTS.md (the
-    experiment log's commands reproduce its figures: users run them too), plus Hydra's own forms."""
+    """Every ``key=value`` of a train.py / predict.py command in the user docs (README.md, docs/) and in
+    RESULTS.md (the experiment log's commands reproduce its figures: users run them too), plus Hydra's own
+    forms."""
+    from conftest import USER_DOCS
+
     checked = {}
-    for doc in ("README.md", "RESULTS.md"):
-        text = (REPO / doc).read_text(encoding="utf-8")
+    for path in [*USER_DOCS, REPO / "RESULTS.md"]:
+        doc = path.name if path.parent == REPO else f"docs/{path.name}"
+        text = path.read_text(encoding="utf-8")
         checked[doc] = 0
         for prog, tail in re.findall(r"(train|predict)\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", text):
             tail = tail.split(" #")[0]  # a shell comment after the command
@@ -160,7 +164,8 @@ def test_overrides_in_use_pass() -> None:
             assert unknown_option(args, CONFIG_DIR, prog) is None, (doc, prog, args)
             checked[doc] += len(args)
     # each has many such commands: the pattern found them
-    assert checked["README.md"] > 30 and checked["RESULTS.md"] > 10, checked
+    assert checked["docs/training.md"] > 30 and checked["RESULTS.md"] > 10, checked
+    assert checked["README.md"] > 5 and checked["docs/prediction.md"] > 5, checked
     hydra_forms = ["--cfg", "job", "-m", "++contact.min_length_px=20", "+contact.extra=1", "~logger",
                    "hydra.run.dir=/tmp/x", "logger@x=csv", "callbacks=[default,wandb,ema]",
                    "model.lr=1e-3,3e-4", "hydra/launcher=basic", "hydra/job_logging=disabled"]  # fmt: skip
@@ -1907,13 +1912,15 @@ def test_every_marsunits_environment_variable_the_code_reads_is_in_the_readme() 
     source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO_ROOT / "src" / "marsunits").rglob("*.py"))
     for name, setting in _SET_BY_MARSUNITS.items():
         assert re.search(setting, source), f"{name} is no longer set by marsunits: drop its exemption"
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    from conftest import user_docs_text
+
+    readme = user_docs_text()
     missing = {
         name: sorted(where)
         for name, where in found.items()
         if name not in _SET_BY_MARSUNITS and not re.search(rf"\b{name}\b", readme)
     }
-    assert missing == {}, f"read by the code, not in README.md: {missing}"
+    assert missing == {}, f"read by the code, not in README.md nor docs/: {missing}"
 
 
 def test_a_config_folder_under_a_home_that_is_no_user_s_is_read_as_given(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, user_docs_text
 
 GUIDE = REPO_ROOT / "DEVELOPERS.md"
 SRC = REPO_ROOT / "src"
@@ -41,12 +41,13 @@ def test_the_readme_points_developers_to_the_guide() -> None:
 
 
 def test_every_test_the_readme_s_tables_name_is_in_the_file_they_name() -> None:
-    """README's tables cite tests as ``test_x.py::test_name`` and, after it, ``::test_other`` (same file).
+    """The user docs' tables (README.md, docs/) cite tests as ``test_x.py::test_name`` and, after it,
+    ``::test_other`` (same file).
     A row that inserted another file's tests before a ``::`` name sent readers to a file without that test
     (the failure table's native-ids row named a ``test_predict_reports.py`` test under
     ``test_evaluation.py``)."""
     cited, wrong = 0, []
-    for line in (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+    for line in user_docs_text().splitlines():
         if not line.startswith("|"):
             continue
         current = None
@@ -62,5 +63,5 @@ def test_every_test_the_readme_s_tables_name_is_in_the_file_they_name() -> None:
             found = f"def {name}(" in text
             if not found:
                 wrong.append(f"{current}::{name}")
-    assert cited > 100, "README's tables were not read"
-    assert not wrong, f"README cites tests that are not in the file it names: {wrong}"
+    assert cited > 100, "the docs' tables were not read"
+    assert not wrong, f"the docs cite tests that are not in the file it names: {wrong}"

@@ -2370,11 +2370,14 @@ def test_predict_folder_from_python_sets_the_thread_count_back(tmp_path: Path, c
 
 
 def test_every_option_of_predict_yaml_is_named_in_the_readme() -> None:
-    """The README's Prediction section points to configs/predict.yaml for the options; each of them is also
-    named in the README (``key`` or ``contact.key``), so an option is never only in the YAML file
+    """docs/prediction.md points to configs/predict.yaml for the options; each of them is also
+    named in the user docs, README.md or docs/ (``key`` or ``contact.key``), so an option is never only in the
+    YAML file
     (``compile``, ``onnx_cache_dir``, ``onnx_tolerance`` and ``contact.smoothing_sigma_px`` were)."""
     config = OmegaConf.load(REPO_ROOT / "configs" / "predict.yaml")
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    from conftest import user_docs_text
+
+    readme = user_docs_text()
     keys = [str(k) for k in config if k not in ("defaults", "hydra", "task_name", "run_name")]
     names = [*(k for k in keys if k != "contact"), *(f"contact.{k}" for k in config.contact)]
     unnamed = [n for n in names if f"`{n}`" not in readme and f"`{n}=" not in readme]

@@ -148,7 +148,7 @@ def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_unless_the_inputs_
         return (
             "The model was trained on synthetic scenes alone (checkpoint_metadata.dataset 'synthetic')"
             in (text)
-            and text.endswith("or data=folder with frames you labelled (README, Training).")
+            and text.endswith("or data=folder with frames you labelled (docs/training.md).")
         )
 
     real = tmp_path / "panoramas"

@@ -403,7 +403,7 @@ def test_a_finished_run_says_how_to_map_images_with_its_best_model(
     said = [r.getMessage() for r in caplog.records if r.name == "marsunits.training"]
     assert said[-1] == (
         f"to map images with this model: python predict.py ckpt_path={result['best_ckpt']} "
-        "input_dir=<folder of images> output_dir=<new folder for the maps> (README, Prediction)"
+        "input_dir=<folder of images> output_dir=<new folder for the maps> (docs/prediction.md)"
     ), said[-1]
     caplog.clear()
     with caplog.at_level("INFO", logger="marsunits.training"):
@@ -1347,7 +1347,7 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             ["data=folder", "data.root=/nowhere", "data.class_map=3:1"],
             "configs/data/folder.yaml: class_map must be a map {<native id>: <project id>, ...} or null, got "
             "'3:1' (str); on the command line write it in braces and single quotes, "
-            "data.class_map='{<native id>: <project id>, ...}' (README, Training).",
+            "data.class_map='{<native id>: <project id>, ...}' (docs/training.md).",
         ),
         (
             ["data=marsscapes", "data.subclass_map=2:3"],
@@ -3986,16 +3986,15 @@ def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_pat
 
     from hydra import compose, initialize_config_dir
 
+    from conftest import USER_DOCS
     from marsunits.errors import MissingFileError
     from marsunits.run_checks import check_config_values
 
     checked = {}
     commands = [
-        (name, tail)
-        for name in ("README.md", "RESULTS.md")
-        for tail in re.findall(
-            r"train\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", (REPO_ROOT / name).read_text(encoding="utf-8")
-        )
+        (path.name, tail)
+        for path in [*USER_DOCS, REPO_ROOT / "RESULTS.md"]
+        for tail in re.findall(r"train\.py((?:[ \t]+(?:\\\n\s*)?[^\s`]+)+)", path.read_text(encoding="utf-8"))
     ]
     for doc, tail in commands:
         tokens = [a.strip("'\"(),;:") for a in tail.split(" #")[0].replace("\\\n", " ").split()]
@@ -4020,7 +4019,7 @@ def test_the_readme_train_commands_pass_the_checks_before_the_run_folder(tmp_pat
             assert gpu or written or "not set (??? in the config)" in str(refused), (doc, args, str(refused))
         checked[doc] = checked.get(doc, 0) + 1
     # the pattern found each file's commands
-    assert checked.get("README.md", 0) > 20 and checked.get("RESULTS.md", 0) > 2, checked
+    assert checked.get("training.md", 0) > 20 and checked.get("RESULTS.md", 0) > 2, checked
 
 
 def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_one(
@@ -4763,7 +4762,7 @@ def test_the_readme_quick_check_of_real_data_logs_its_training_loss_without_ligh
 
     (command,) = [
         line
-        for line in (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+        for line in (REPO_ROOT / "docs" / "training.md").read_text(encoding="utf-8").splitlines()
         if "data.samples_per_epoch=16" in line and line.startswith(".venv/bin/python train.py")
     ]
     readme = [w for w in command.split("#")[0].split()[2:] if not w.startswith("data.root=")]

@@ -521,7 +521,7 @@ def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_at_load_and_one_of
     ), said
     assert said[0].endswith(
         "python train.py experiment=marsscapes, experiment=ai4mars, or data=folder with frames you "
-        "labelled (README, Training)."
+        "labelled (docs/training.md)."
     ), said
     for dataset in ("marsscapes", "ai4mars", "folder"):
         assert not loaded(dataset), dataset

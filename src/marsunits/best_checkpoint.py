@@ -1,6 +1,6 @@
 """The run's ``best.ckpt`` callback, which keeps the best model across a resume into a new run folder.
 
-``ckpt_path=last`` without a ``run_name`` continues a run in a new folder (README, Training). Lightning's
+``ckpt_path=last`` without a ``run_name`` continues a run in a new folder (docs/training.md). Lightning's
 ``ModelCheckpoint`` then forgets the best score, because its folder changed ("The dirpath has changed ...
 won't be reloaded"): the first validation of the resumed run was kept as ``best.ckpt`` whatever it scored,
 and ``metrics.json`` described that model, worse than the earlier run's best. Here the earlier best

@@ -614,7 +614,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
             else:
                 log.info(
                     "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of "
-                    "images> output_dir=<new folder for the maps> (README, Prediction)",
+                    "images> output_dir=<new folder for the maps> (docs/prediction.md)",
                     shlex.quote(str(best)),
                 )
     return result

@@ -237,8 +237,8 @@ def train_longer(dataset: object) -> str:
         )
     return (
         f"train longer on its data ({dataset!r}): the python train.py command that made it, without what "
-        "shortened it (trainer.max_epochs, data.samples_per_epoch, trainer.max_steps, debug=...; README, "
-        "Training)"
+        "shortened it (trainer.max_epochs, data.samples_per_epoch, trainer.max_steps, debug=...; docs/"
+        "training.md)"
     )
 
 

@@ -19,7 +19,7 @@ as a geological map merges a polygon into the neighbour with the longest shared 
   2026-12-05 such specks were left alone, and each drew a false contact of a few pixels: on 256 unseen
   synthetic scenes of each of seeds 555 and 777, merging them raised the default model's boundary F1 from
   0.659 to 0.681 and from 0.638 to 0.654, with the contact distance unchanged (4.64 px; 5.09 -> 5.06 px)
-  and the same mIoU (README, Contacts).
+  and the same mIoU (docs/contacts.md).
 
 A patch that does not touch the other unit (a speck of terrain in the sky, or a unit patch in a gap of the
 rover hardware) is left alone: it draws no contact, and ``other`` is not a geological unit to map. Unit 0

@@ -664,7 +664,7 @@ class MarsDataModule(L.LightningDataModule):
                 ", or write it first: a teacher's pseudo-labels are written there by `python -m "
                 "marsunits.inference.pseudo_labels --predictions <predict.py output_dir, made with "
                 f"save_probabilities=true> --images <its input_dir> --out {shlex.quote(str(path))}` "
-                "(README, Self-training)"
+                "(docs/training.md, Self-training)"
             )
         return said + "."
 

@@ -150,7 +150,7 @@ def map_refusal(name: str, key: str, value: Any) -> str | None:
     return (
         f"configs/data/{name}.yaml: {key} must be a map {{<native id>: <{target}>, ...}} or null, got "
         f"{value!r} ({type(value).__name__}); on the command line write it in braces and single quotes, "
-        f"data.{key}='{{<native id>: <{target}>, ...}}' (README, Training)."
+        f"data.{key}='{{<native id>: <{target}>, ...}}' (docs/training.md)."
     )
 
 

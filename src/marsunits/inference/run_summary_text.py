@@ -164,8 +164,8 @@ def synthetic_model_note(model: str, dataset_field: str) -> str:
         "rover images show how the tool works, not where the units are (the default model mapped the hazy "
         "sky of unlabelled MarsScapes panoramas as smooth_volcanic, and the rover deck in Navcam frames as "
         "rough_olivine). For real images, predict with a model trained on real labels: python train.py "
-        "experiment=marsscapes, experiment=ai4mars, or data=folder with frames you labelled (README, "
-        "Training)."
+        "experiment=marsscapes, experiment=ai4mars, or data=folder with frames you labelled (docs/"
+        "training.md)."
     )
 
 
@@ -228,7 +228,7 @@ def _labels_read_as_project_ids(metrics: Mapping[str, Any]) -> str:
     return (
         " The labels were read as project ids (no labels_class_map), their 2 as other: labels in a data "
         "set's own ids, whose 2 is another class (AI4Mars' sand, MarsScapes' gravel), need labels_class_map: "
-        f"{_DATA_SET_MAPS} (README, Scoring against labels)."
+        f"{_DATA_SET_MAPS} (docs/prediction.md, Scoring against labels)."
     )
 
 

@@ -107,7 +107,7 @@ _FOREIGN = {
         "focal_px": (
             "give hfov_deg = 2 atan(image_width / (2 fx)) in degrees instead, fx being the focal length "
             "in pixels (square pixels: fx = fy); a calibration whose fx and fy differ is written as model "
-            "'cahv' (README, Camera files)"
+            "'cahv' (docs/cameras.md)"
         ),
     },
     "cahv": {
@@ -337,7 +337,7 @@ def _unknown_model(model: Any, source: str) -> str:
     said = f"{source}: 'model' must be one of {sorted(_REQUIRED)}, got {model!r}. "
     if model is None:
         return said + 'Add e.g. "model": "cahvor" to the file.'
-    return said + "Write the camera as one of these models (README, Camera files)."
+    return said + "Write the camera as one of these models (docs/cameras.md)."
 
 
 def _check_misspelt_keys(d: dict[str, Any], model: str, source: str) -> None:

@@ -154,6 +154,6 @@ def _model_of(model_type: str, source: Path) -> str:
         raise LabelError(
             f"{source}: camera model type {model_type or 'missing'!r} is not supported (CAHV, CAHVOR and "
             "CAHVORE are); use a product with such a model, or write the camera file by hand "
-            "(README, Camera files)"
+            "(docs/cameras.md)"
         )
     return model_type.lower()

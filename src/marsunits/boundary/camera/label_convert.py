@@ -35,7 +35,7 @@ __all__ = [
 
 _GROUND_ADVICE = (
     "give the ground's height in the frame the camera file is written in (metres, z up; the SITE frame for "
-    "a levelled rover-frame model) with --ground-z-m (README, Camera files)"
+    "a levelled rover-frame model) with --ground-z-m (docs/cameras.md)"
 )
 
 

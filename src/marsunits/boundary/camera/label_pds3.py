@@ -64,12 +64,12 @@ def _read_pds3(path: Path) -> LabelCamera:
         raise LabelError(
             f"{path}: no GEOMETRIC_CAMERA_MODEL_PARMS or GEOMETRIC_CAMERA_MODEL group, so no camera model; "
             "use a product whose label carries one (MER and MSL EDR/RDR labels do), or write the camera "
-            "file by hand (README, Camera files)"
+            "file by hand (docs/cameras.md)"
         )
     if len(groups) > 1 and any(dict(g) != dict(groups[0]) for g in groups[1:]):
         raise LabelError(
             f"{path}: {len(groups)} different camera model groups; which one belongs to the image cannot be "
-            "told: write the camera file by hand from the one you trust (README, Camera files)"
+            "told: write the camera file by hand from the one you trust (docs/cameras.md)"
         )
     group = groups[0]
     model_type = str(group.get("MODEL_TYPE", "")).strip().upper()
@@ -105,7 +105,7 @@ def _read_pds3(path: Path) -> LabelCamera:
     if not frame:
         raise LabelError(
             f"{path}: the camera model names no REFERENCE_COORD_SYSTEM_NAME, so the frame of its vectors is "
-            "unknown; write the camera file by hand (README, Camera files)"
+            "unknown; write the camera file by hand (docs/cameras.md)"
         )
     index = _pds3_index(_index_names(label, group), group.get("REFERENCE_COORD_SYSTEM_INDEX"))
     image = label.get("IMAGE")

@@ -58,7 +58,7 @@ def _read_pds4(path: Path) -> LabelCamera:
     if not found:
         raise LabelError(
             f"{path}: no geom:Camera_Model_Parameters, so no camera model; use a product whose label carries "
-            "one (the Mars 2020 camera products do), or write the camera file by hand (README, Camera files)"
+            "one (the Mars 2020 camera products do), or write the camera file by hand (docs/cameras.md)"
         )
     models = [(state, scope, _pds4_camera(cmp, definitions, path)) for state, cmp, scope in found]
     telemetry = [m for m in models if m[0].lower() == _TELEMETRY.lower()]
@@ -73,7 +73,7 @@ def _read_pds4(path: Path) -> LabelCamera:
                 f"{path}: {len(telemetry)} different camera models of the Telemetry state (geometry blocks "
                 f"named Telemetry or without a geom:geometry_state; their local_identifier: {blocks}); which "
                 "belongs to the image cannot be told: write the camera file by hand from the one you trust "
-                "(README, Camera files)"
+                "(docs/cameras.md)"
             )
         models = telemetry
     elif len({repr(m[2]) for m in models}) > 1:
@@ -81,7 +81,7 @@ def _read_pds4(path: Path) -> LabelCamera:
         raise LabelError(
             f"{path}: {len(models)} different camera models (geometry states {states}) and not one "
             "of state Telemetry; which belongs to the image cannot be told: write the camera file by "
-            "hand from the one you trust (README, Camera files)"
+            "hand from the one you trust (docs/cameras.md)"
         )
     _, scope, (model, vectors, frame, index, scalars) = models[0]
     width, height = _pds4_image_size(root, path)
@@ -196,7 +196,7 @@ def _pds4_camera(
     if not frame:
         raise LabelError(
             f"{path}: the camera model has no geom:Coordinate_Space_Reference naming its frame, so the "
-            "frame of its vectors is unknown; write the camera file by hand (README, Camera files)"
+            "frame of its vectors is unknown; write the camera file by hand (docs/cameras.md)"
         )
     return model, vectors, frame, index, scalars
 

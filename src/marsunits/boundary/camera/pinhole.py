@@ -409,7 +409,7 @@ def _check_K(given: Any, cam: PinholeCamera) -> None:
             f"image_height and hfov_deg give [[{f:.6g}, 0, {cx:g}], [0, {f:.6g}, {cy:g}], [0, 0, 1]] (square "
             "pixels, principal point at the image centre, to half a pixel). Fix one of them, or drop 'K' (it "
             "is only checked); a calibration whose principal point is off centre, or whose fx and fy differ, "
-            "is written as a cahv model (README, Camera files)"
+            "is written as a cahv model (docs/cameras.md)"
         )
 
 
@@ -435,7 +435,7 @@ def _check_opencv_intrinsics(given: dict[str, Any], cam: PinholeCamera) -> None:
                 f"{key!r} {value!r} is not the focal length of this pinhole model: image_width "
                 f"{cam.image_width} and hfov_deg {cam.hfov_deg:g} give {f:.6g} pixels (to 0.1 %, square "
                 f"pixels); {fits}. Fix one of them, or drop {key!r} (it is only checked); a calibration "
-                "whose fx and fy differ is written as a cahv model (README, Camera files)"
+                "whose fx and fy differ is written as a cahv model (docs/cameras.md)"
             )
         centre = float(want[0, 2] if key == "cx" else want[1, 2])
         if abs(value - centre) > 0.5 + 1e-6:
@@ -443,5 +443,5 @@ def _check_opencv_intrinsics(given: dict[str, Any], cam: PinholeCamera) -> None:
                 f"{key!r} {value!r} is not the principal point of this pinhole model, the image centre "
                 f"{centre:g} (to half a pixel, so OpenCV's (size - 1) / 2 is accepted). Drop {key!r} (it is "
                 "only checked), or write a calibration whose principal point is off centre as a cahv model "
-                "(README, Camera files)"
+                "(docs/cameras.md)"
             )

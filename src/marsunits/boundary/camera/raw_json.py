@@ -6,7 +6,7 @@ the feed (``{"images": [...], ...}``, the ``raw_images`` feed behind
 mars.nasa.gov/mars2020/multimedia/raw-images); one camera file is written per record.
 
 What a record holds, and what is established about it (each point checked on public code or on real
-records quoted in public code; the README, Camera files, says it briefly):
+records quoted in public code; the docs/cameras.md, says it briefly):
 
 * **Not** the ``<image>-metadata.json`` that ``mars-raw-utils`` saves beside each image: that is its own flat
   summary (``src/metadata.rs``, ``Metadata``: ``instrument``, ``camera_model_component_list``, ``mast_az``
