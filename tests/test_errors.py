@@ -50,28 +50,56 @@ def test_the_reason_a_run_stopped_is_in_its_log_file_and_once_on_the_console(
     assert capsys.readouterr().err.count(logged) == 1
 
 
+def _instantiation_error(cause: BaseException | None) -> Exception:
+    """Hydra's ``InstantiationException`` as ``instantiate`` raises it around what a constructor raised."""
+    from hydra.errors import InstantiationException
+
+    wrapped = InstantiationException("Error in call to target 'marsunits.task.SegmentationTask'")
+    wrapped.__cause__ = cause
+    return wrapped
+
+
 @pytest.mark.parametrize(
-    "exc",
+    ("exc", "status"),
     [
-        ConfigError("tile must be a multiple of 32"),
-        KeyboardInterrupt(),
-        TerminatedError(),
-        OSError(errno.ENOSPC, "No space left on device", "out/a.mask.png"),
-        ZeroDivisionError("a bug"),
+        (ConfigError("tile must be a multiple of 32"), 2),
+        (KeyboardInterrupt(), 130),
+        (TerminatedError(), 143),
+        (OSError(errno.ENOSPC, "No space left on device", "out/a.mask.png"), 2),
+        (ZeroDivisionError("a bug"), 1),
+        (_instantiation_error(ConfigError("model.lr=-1: must be positive")), 2),
+        (_instantiation_error(OSError(errno.ENOSPC, "No space left on device", "x.ckpt")), 2),
+        (_instantiation_error(ZeroDivisionError("a bug")), 1),
+        (_instantiation_error(None), 1),
     ],
-    ids=["user error", "ctrl-c", "sigterm", "full disk", "bug"],
+    ids=[
+        "user error",
+        "ctrl-c",
+        "sigterm",
+        "full disk",
+        "bug",
+        "hydra-wrapped user error",
+        "hydra-wrapped full disk",
+        "hydra-wrapped bug",
+        "hydra error alone",
+    ],
 )
 def test_exit_status_is_the_status_the_command_exits_with(
-    exc: BaseException, capsys: pytest.CaptureFixture[str]
+    exc: BaseException, status: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """predict.py records exit_status(stop) in summary.json before the stop ends it: it must be the status
-    report_user_errors then exits with (a bug's traceback: Python's 1)."""
+    report_user_errors then exits with (a bug's traceback: Python's 1, the error let through as raised). A
+    user's error wrapped by Hydra's instantiate is told, and classed, by the error inside it: exit_status
+    called it a bug (1) where the command exited with 2."""
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    assert exit_status(exc) == status
     try:
         report_user_errors(_fail(exc), prog="predict.py")
     except SystemExit as stop:
-        assert stop.code == exit_status(exc) != 1
-    except ZeroDivisionError:
-        assert exit_status(exc) == 1
+        assert stop.code == status != 1
+    except Exception as raised:  # noqa: BLE001 - the error let through is the one raised
+        assert raised is exc and status == 1
+        assert capsys.readouterr().err == ""
     else:
         raise AssertionError("report_user_errors returned")
 

@@ -254,15 +254,32 @@ def stop_said(stop: BaseException) -> tuple[str, int]:
 
 
 def exit_status(ending: BaseException) -> int:
-    """The status :func:`report_user_errors` exits with when ``ending`` ends the command: 143 for SIGTERM
-    (:class:`TerminatedError`), 130 for Ctrl-C, 2 for a user's error (a full disk included), 1 for any other
-    (a traceback). ``predict.py`` records it as ``summary.json``'s ``exit_status`` of a stopped run, whose
-    reports are written before the stop ends it."""
+    """The status :func:`report_user_errors` exits with when ``ending`` ends the command (the one rule it
+    exits by): 143 for SIGTERM (:class:`TerminatedError`), 130 for Ctrl-C, 2 for a user's error (a full disk
+    included; a dead loader worker's ``LoaderWorkerError`` is one), 1 for any other (a traceback). Hydra's
+    ``InstantiationException`` is classed by the error a constructor raised inside it (:func:`_told_error`),
+    as it is told. ``predict.py`` records it as ``summary.json``'s ``exit_status`` of a stopped run, whose
+    reports are written before the stop ends it. A stop the run said in its own line (:func:`stop_told`)
+    keeps that line's status instead (:func:`report_user_errors`)."""
     if isinstance(ending, (TerminatedError, KeyboardInterrupt)):
         return stop_said(ending)[1]
-    if storage_problem(ending) or isinstance(ending, _reported()):
+    told = _told_error(ending)
+    if told is not None and (storage_problem(told) or isinstance(told, _reported())):
         return 2
     return 1
+
+
+def _told_error(ending: BaseException) -> BaseException | None:
+    """The error a user is told of when ``ending`` ends the command: ``ending`` itself, or for Hydra's
+    ``InstantiationException`` the error the constructor raised that it wraps (an unknown encoder, a bad
+    learning rate: its ``__cause__``; None when it wraps none)."""
+    if not isinstance(ending, Exception):  # a stop, a SystemExit: no Hydra error in it, nothing to import
+        return ending
+    # Imported here, where an error is told: every module that raises a MarsUnitsError imports this one, and
+    # Hydra took some 0.08 s of their import (a camera file's reader, an image's).
+    from hydra.errors import InstantiationException
+
+    return ending.__cause__ if isinstance(ending, InstantiationException) else ending
 
 
 def recorded_for_torchrun(fn: Callable[[], T]) -> Callable[[], T]:
@@ -341,7 +358,9 @@ def say_told_stop() -> None:
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
-    with 143 (SIGTERM).
+    with 143 (SIGTERM); let any other error through (its traceback, status 1). The status, and whether an
+    error is a user's, are :func:`exit_status`'s: the one rule, which ``predict.py`` records in
+    ``summary.json`` before a stop ends it.
 
     A stop that ``fn`` said in its own line (:func:`stop_told`) exits without another, with the status of
     the stop that line says, even when another stop ended ``fn`` (a SIGTERM while W&B uploaded after a
@@ -357,34 +376,25 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             say_told_stop()
             raise
-        how, status = stop_said(stop)
         if _stop_told["line"] is not None:  # its line said it, and how to go on; train.log has that line too
             say_told_stop()  # where the run did not print it (it is printed once)
             raise SystemExit(_stop_told["status"]) from None
         # What was finished is on disk (every file is written atomically); the command resumes.
-        message = f"{how}; finished outputs are kept"
+        message = f"{stop_said(stop)[0]}; finished outputs are kept"
         log_to_files(message)
         print(f"{prog}: {message}", file=sys.stderr)
-        raise SystemExit(status) from None
+        raise SystemExit(exit_status(stop)) from None
     except Exception as exc:  # noqa: BLE001 - re-raised below unless it is a user error
-        # Imported here, where an error is told: every module that raises a MarsUnitsError imports this one,
-        # and Hydra took some 0.08 s of their import (a camera file's reader, an image's).
-        from hydra.errors import InstantiationException
-
+        status = exit_status(exc)
         # Hydra's instantiate wraps what a constructor raises (an unknown encoder, a bad learning rate).
-        cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
-        full = storage_problem(cause)
-        if (
-            os.environ.get("MARSUNITS_TRACEBACK")
-            or cause is None
-            or not (full or isinstance(cause, _reported()))
-        ):
+        cause = _told_error(exc)
+        if os.environ.get("MARSUNITS_TRACEBACK") or status != 2 or cause is None:  # 1: a traceback
             raise
-        message = readable(full or _one_line(cause, prog))  # caf\xe9.png, as the log files write it
+        message = readable(storage_problem(cause) or _one_line(cause, prog))  # caf\xe9.png, as logs write it
         log_to_files(f"error: {message}")
         print(f"{prog}: error: {message}", file=sys.stderr)
         print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(status) from None
 
 
 def _reported() -> tuple[type[BaseException], ...]:
