@@ -45,7 +45,7 @@ from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, crack_scores, scor
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
 from marsunits.data.io import to_channels
 from marsunits.data.synthetic import SceneConfig, generate_scene
-from marsunits.inference.unit_mapper import UnitMapper, units_and_contacts
+from marsunits.inference.unit_mapper import UnitMapper
 from marsunits.user_paths import expand_home
 
 #: Band edges in pixels from a border; the interior is at least the last edge from every border.
@@ -207,13 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             probs = predict(x)
             tallies[name].seconds += time.perf_counter() - start
             tallies[name].add(probs.argmax(0), scene.mask, masks)
-            mask, _ = units_and_contacts(
-                probs,
-                pixels,
-                min_unit_area_px=engine.min_unit_area_px,
-                nodata_max=engine.nodata_max,
-                contact=engine.contact,
-            )
+            mask, _ = engine.units_from_probabilities(probs, pixels)
             valid = mask != IGNORE_INDEX
             # As metrics.json scores a mask: the scenes where either mask has a contact.
             pred_cracks, true_cracks = scored_cracks(mask, scene.mask, valid=None if valid.all() else valid)

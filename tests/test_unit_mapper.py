@@ -170,6 +170,53 @@ def test_an_array_maps_as_its_file_does_and_cameras_are_given_three_ways(ckpt: P
     assert size == (array.shape[1], array.shape[0]) and len(lines) == len(from_file.contacts)
 
 
+def test_units_from_probabilities_gives_the_mask_and_contacts_of_map(ckpt: Path, scenes: Path) -> None:
+    """The steps after the network, with the mapper's settings, on probabilities of one's own: the same mask,
+    probabilities (merged, zero at no data) and contact lines as map() makes of the same image. The scene
+    gets a black border so that the no-data pixels are compared too."""
+    from marsunits.boundary.contact_io import as_stored
+    from marsunits.data.io import to_channels
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    array = np.asarray(Image.open(sorted((scenes / "images").glob("*.png"))[0]).convert("RGB")).copy()
+    array[:, :12] = 0  # a mosaic's black border: no data
+    result = mapper.map(array)
+    assert (result.mask == 255).any() and result.contacts  # no data and contacts: both are compared
+    probs = mapper.predictor.predict(
+        torch.from_numpy(to_channels(result.image, mapper.in_channels)).permute(2, 0, 1)
+    )
+    mask, lines = mapper.units_from_probabilities(probs, result.image)
+    assert mask.dtype == np.uint8 and mask.shape == result.mask.shape
+    np.testing.assert_array_equal(mask, result.mask)
+    np.testing.assert_array_equal(probs, result.probabilities)  # modified in place, as map's are
+    assert all(line.ground_m is None for line in lines)
+    stored = as_stored(lines)  # map rounds the lines as the contact file stores them
+    assert [(ln.pixels.tolist(), ln.confidence, ln.extra) for ln in stored] == [
+        (ln.pixels.tolist(), ln.confidence, ln.extra) for ln in result.contacts
+    ]
+
+
+def test_units_from_probabilities_refuses_arrays_of_other_shapes_naming_them() -> None:
+    mapper = UnitMapper(tiny_task(TILE), device="cpu")
+    image = np.full((32, 48, 3), 0.5, np.float32)
+    probs = np.full((3, 32, 48), 1 / 3, np.float32)
+    for bad_probs, bad_image, named in [
+        (
+            probs[:, :, :40],
+            image,
+            r"probs ndarray of shape \(3, 32, 40\).*image ndarray of shape \(32, 48, 3\)",
+        ),
+        (probs[:2], image, r"probs ndarray of shape \(2, 32, 48\)"),
+        (probs, image[:, :, 0], r"image ndarray of shape \(32, 48\).*image\[:, :, None\]"),
+        (probs, (image * 255).astype(np.uint8), r"dtype uint8.*image / 255"),
+        (torch.from_numpy(probs), image, r"probs Tensor of shape.*\.numpy\(\)"),
+    ]:
+        with pytest.raises(ValueError, match=named):
+            mapper.units_from_probabilities(bad_probs, bad_image)
+    mask, lines = mapper.units_from_probabilities(probs, image)  # the shapes it takes
+    assert mask.shape == (32, 48) and lines == []
+
+
 def test_a_camera_given_with_an_array_that_cannot_place_contacts_is_said_as_with_a_file(
     ckpt: Path, scenes: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -867,7 +867,8 @@ class _Session:
         grey = is_grey(image)
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
-        mask, lines = units_and_contacts(  # the same steps as UnitMapper.map's
+        # The steps of UnitMapper.units_from_probabilities, with this run's options (it holds no UnitMapper).
+        mask, lines = units_and_contacts(
             probs,
             image,
             min_unit_area_px=int(self.opts.min_unit_area_px),

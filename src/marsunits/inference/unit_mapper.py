@@ -17,7 +17,8 @@ The steps and their defaults are ``predict.py``'s (``configs/predict.yaml``; the
 the no-data border, the minimum mapping unit, contact extraction, and ground coordinates from the image's
 camera file beside it (or a camera given). :func:`units_and_contacts` is the one implementation both use, so
 an image gives the same mask and contact lines here as in ``predict.py``'s files with ``runtime=torch``
-(tested). What is folder-level stays in ``predict.py``: resuming, reports, sharding over processes, ONNX
+(tested); :meth:`UnitMapper.units_from_probabilities` runs it with a mapper's settings on probabilities of
+one's own. What is folder-level stays in ``predict.py``: resuming, reports, sharding over processes, ONNX
 Runtime, ``adapt_bn`` (statistics of a whole folder) and ``map=true`` (use
 :func:`marsunits.boundary.build_contact_map` with several results' ``contacts`` and ``camera``).
 """
@@ -510,6 +511,58 @@ class UnitMapper:
             "contact": asdict(self.contact),
         }
 
+    def units_from_probabilities(
+        self, probs: np.ndarray, image: np.ndarray
+    ) -> tuple[np.ndarray, list[ContactLine]]:
+        """The mask and contact lines of one image's class probabilities, made with this mapper's settings
+        (:attr:`config`: the no-data border, the minimum mapping unit, contact extraction), as :meth:`map`
+        and ``predict.py`` make them: the steps after the network, for probabilities of one's own (a
+        ``prob.tif`` read back as float, another model's) or to compare settings without predicting again.
+
+        Args:
+            probs: Float ``(num_classes, H, W)`` softmax probabilities of ``image``, class ids in the order
+                of ``marsunits.constants.CLASS_NAMES`` (float32, as ``mapper.predictor.predict`` returns
+                them). Modified in place, as :attr:`UnitMap.probabilities` is: the minimum mapping unit's
+                merges, and zeros at no-data pixels; pass a copy to keep them.
+            image: Float ``(H, W, C)`` in [0, 1], C 1 or 3, the image the probabilities are of
+                (:attr:`UnitMap.image`): only its no-data border is read from it.
+
+        Returns:
+            The uint8 ``(H, W)`` mask (0 ``smooth_volcanic``, 1 ``rough_olivine``, 2 ``other``, 255 no data)
+            and the contact lines, each with its ``contact_id``, in pixel coordinates (x = column, y = row,
+            origin at the top-left pixel's corner, so the first pixel's centre is (0.5, 0.5)), at full
+            precision and without ground coordinates: :meth:`map` adds those from the camera, then rounds
+            as the contact file stores them (:func:`~marsunits.boundary.contact_io.as_stored`).
+
+        Raises:
+            ValueError: ``probs`` or ``image`` not a float array of these shapes (naming both), or a
+                probability outside the no-data pixels NaN or infinite (a model with broken weights).
+        """
+        num_classes = int(self.metadata["num_classes"])
+        if not (
+            isinstance(probs, np.ndarray)
+            and isinstance(image, np.ndarray)
+            and np.issubdtype(probs.dtype, np.floating)
+            and np.issubdtype(image.dtype, np.floating)
+            and probs.ndim == 3
+            and probs.shape[0] == num_classes
+            and image.ndim == 3
+            and image.shape[:2] == probs.shape[1:]
+        ):
+            raise ValueError(
+                f"units_from_probabilities takes float numpy arrays: probs ({num_classes}, H, W) and the "
+                f"image (H, W, C) in [0, 1] of the same H and W; got probs {_array_named(probs)} and image "
+                f"{_array_named(image)} (a tensor: .numpy(); a 2-D image: image[:, :, None]; 8-bit: "
+                "image / 255)"
+            )
+        return units_and_contacts(
+            probs,
+            image,
+            min_unit_area_px=self.min_unit_area_px,
+            nodata_max=self.nodata_max,
+            contact=self.contact,
+        )
+
     def map(
         self,
         image: str | os.PathLike[str] | np.ndarray | PIL.Image.Image | torch.Tensor,
@@ -607,13 +660,7 @@ class UnitMapper:
                 raise CameraFileError(_given_camera_size_refusal(image, found, width, height, source))
         x = torch.from_numpy(to_channels(pixels, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
-        mask, lines = units_and_contacts(
-            probs,
-            pixels,
-            min_unit_area_px=self.min_unit_area_px,
-            nodata_max=self.nodata_max,
-            contact=self.contact,
-        )
+        mask, lines = self.units_from_probabilities(probs, pixels)
         assert mask.shape == (height, width)
         if found is not None:
             if path is not None:  # predict.py's own checks and warnings, naming the image
@@ -627,6 +674,12 @@ class UnitMapper:
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
         return UnitMap(pixels, probs, mask, as_stored(lines), found, palette)
+
+
+def _array_named(value: object) -> str:
+    """``value``'s type, shape and dtype, as a refusal of an array names what it was given."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    return f"{type(value).__name__} of shape {shape} and dtype {dtype}"
 
 
 def _given_camera_size_refusal(
