@@ -1347,7 +1347,7 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             ["data=folder", "data.root=/nowhere", "data.class_map=3:1"],
             "configs/data/folder.yaml: class_map must be a map {<native id>: <project id>, ...} or null, got "
             "'3:1' (str); on the command line write it in braces and single quotes, "
-            "data.class_map='{<native id>: <project id>, ...}' (docs/training.md).",
+            "data.class_map='{<native id>: <project id>, ...}' (data/README.md).",
         ),
         (
             ["data=marsscapes", "data.subclass_map=2:3"],

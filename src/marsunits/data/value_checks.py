@@ -147,10 +147,11 @@ def map_refusal(name: str, key: str, value: Any) -> str | None:
     if value is None or isinstance(value, Mapping):
         return None
     target = "project id" if key == "class_map" else "sub-class id"
+    explained = "data/README.md" if key == "class_map" else "docs/training.md"  # where each map is described
     return (
         f"configs/data/{name}.yaml: {key} must be a map {{<native id>: <{target}>, ...}} or null, got "
         f"{value!r} ({type(value).__name__}); on the command line write it in braces and single quotes, "
-        f"data.{key}='{{<native id>: <{target}>, ...}}' (docs/training.md)."
+        f"data.{key}='{{<native id>: <{target}>, ...}}' ({explained})."
     )
 
 
