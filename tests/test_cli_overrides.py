@@ -400,7 +400,65 @@ def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not
     # list of options): refused as a shell split until test_train.py's sweep tests, giving
     # "model=tiny ... logger=none logger=csv", found it.
     assert brace_expanded_option(["model=tiny", "logger=none", "logger=csv"]) is None
+    # Without the config, a list-valued option's repeats cannot be told from a scalar's: left alone.
     assert brace_expanded_option(["patterns=jpg", "patterns=png"]) is None
+    # With it, a repeated group choice is still Hydra's "the last counts", and so is a scalar given again
+    # in a row, and a list given whole each time.
+    for config_name, args in (
+        ("train", ["model=tiny", "logger=none", "logger=csv"]),
+        ("train", ["trainer.max_epochs=1", "trainer.max_epochs=2"]),
+        ("predict", ["tile=256", "tile=512"]),
+        ("predict", ["patterns=[jpg]", "patterns=[png]"]),
+        ("predict", ["patterns=jpg", "tile=256", "patterns=png"]),  # not in a row
+    ):
+        assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "given", "fix"),
+    [
+        (
+            "predict.py",
+            ["input_dir=x", "patterns=jpg", "patterns=png"],
+            "patterns is given 2 times in a row (patterns=jpg patterns=png)",
+            "'patterns=[jpg,png]'",
+        ),
+        (
+            "train.py",
+            ["data=marsscapes_ai4mars", "data.sources=marsscapes", "data.sources=ai4mars"],
+            "data.sources is given 2 times in a row (data.sources=marsscapes data.sources=ai4mars)",
+            "'data.sources=[marsscapes,ai4mars]'",
+        ),
+        (
+            "train.py",
+            [
+                "model=tiny",
+                "model.decoder_channels=32",
+                "model.decoder_channels=16",
+                "model.decoder_channels=8",
+            ],
+            "model.decoder_channels is given 3 times in a row",
+            "'model.decoder_channels=[32,16,8]'",
+        ),
+    ],
+)
+def test_an_unquoted_list_split_by_the_shell_is_told_to_quote_it(
+    prog: str,
+    args: list[str],
+    given: str,
+    fix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bash expands an unquoted ``patterns={jpg,png}`` into ``patterns=jpg patterns=png``, of which Hydra
+    keeps the last: predict.py read the PNGs only, without a word. A list-valued option (by the composed
+    config's type) given again in a row with values that are no list is refused, in one line naming the
+    options as given and the quoted list."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2
+    assert err.strip().startswith(f"{prog}: error: {given}"), err
+    assert "the shell split an unquoted {...}" in err and err.strip().endswith(fix), err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_hydras_own_flags_are_not_taken_for_dashed_options() -> None:

@@ -648,21 +648,28 @@ def dashed_option(argv: Sequence[str], config_dir: Path, config_name: str) -> st
     return None
 
 
-def brace_expanded_option(argv: Sequence[str]) -> str | None:
-    """The message for one option given two or more times in a row with other values that are each a map's
-    entry (``native:project``, none in braces or brackets), as the shell writes an unquoted
-    ``key={0:0,2:0}`` (bash's brace expansion), or None.
+def brace_expanded_option(
+    argv: Sequence[str], config_dir: Path | None = None, config_name: str | None = None
+) -> str | None:
+    """The message for one option given two or more times in a row with other values, as the shell writes
+    an unquoted ``key={a,b}`` (bash's brace expansion: ``key=a key=b``), or None: where the values are each
+    a map's entry (``native:project``, none in braces or brackets), or, given the config (``config_dir``,
+    ``config_name``), where the option is list-valued in the config composed with the other overrides (none
+    of the values in brackets or braces, the option no config group).
 
-    Values without a colon are left alone: an option given again with another value (``logger=none
-    logger=csv``, a script appending to a base list of options) is Hydra's "the last counts", which a
+    Other values are left alone: an option given again with another value (``logger=none logger=csv``, a
+    script appending to a base list of options; ``tile=256 tile=512``) is Hydra's "the last counts", which a
     check for any repeated option refused.
 
     ``labels_class_map={0:0,2:0,1:1,3:1,255:255}`` typed without quotes reached ``predict.py`` as five
     options, ``labels_class_map=0:0`` ... ``labels_class_map=255:255``, of which Hydra kept the last: it was
     refused for the map ``255:255``, a map nobody typed, and ``train.py data.class_map={...}`` ended in
-    Hydra's ``AttributeError("'str' object has no attribute 'values'")`` with a run folder made. The fix
-    is the quotes, with the entries as they were typed.
+    Hydra's ``AttributeError("'str' object has no attribute 'values'")`` with a run folder made. So
+    ``predict.py patterns={jpg,png}`` read the PNGs only, without a word, and ``train.py
+    data.sources={marsscapes,ai4mars}`` trained on AI4Mars alone. The fix is the quotes, with the values as
+    they were typed.
     """
+    runs: list[list[str]] = []  # each option given again in a row, with more than one value
     run: list[str] = []
     for arg in [*argv, ""]:
         key, has_value, _ = arg.partition("=")
@@ -670,19 +677,64 @@ def brace_expanded_option(argv: Sequence[str]) -> str | None:
         if run and plain and key == run[0].partition("=")[0]:
             run.append(arg)
             continue
-        values = [a.partition("=")[2] for a in run]
-        entries_of_a_map = all(":" in v and not v.startswith(("{", "[")) for v in values)
-        if len(run) > 1 and len(set(values)) > 1 and entries_of_a_map:
-            name = run[0].partition("=")[0]
-            entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in values)
-            fix = f"'{name}={{{entries}}}'"
-            return (
-                f"{name} is given {len(run)} times in a row ({' '.join(run)}): the shell split an unquoted "
-                f"{{...}} into one option per entry, and only the last would count; put the option in single "
-                f"quotes, {fix}"
-            )
+        if len(run) > 1 and len({a.partition("=")[2] for a in run}) > 1:
+            runs.append(run)
         run = [arg] if plain else []
+    for run in runs:
+        name, values = run[0].partition("=")[0], [a.partition("=")[2] for a in run]
+        if all(":" in v and not v.startswith(("{", "[")) for v in values):
+            entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in values)
+            return _shell_split(name, run, "entry", f"'{name}={{{entries}}}'")
+    if config_dir is None or config_name is None:
+        return None
+    listed = [
+        run
+        for run in runs
+        if not any(a.partition("=")[2].startswith(("{", "[")) for a in run)
+        and not (config_dir / run[0].partition("=")[0].split("@", 1)[0]).is_dir()  # a group's choice
+        and not run[0].startswith(("hydra.", "hydra/"))
+    ]
+    if not listed:
+        return None
+    lists = _list_valued(argv, listed, config_dir, config_name)
+    for run in listed:
+        name = run[0].partition("=")[0]
+        if name in lists:
+            return _shell_split(
+                name, run, "value", f"'{name}=[{','.join(a.partition('=')[2] for a in run)}]'"
+            )
     return None
+
+
+def _shell_split(name: str, run: Sequence[str], part: str, fix: str) -> str:
+    """:func:`brace_expanded_option`'s message: ``name`` given in a row as ``run``, ``fix`` the quoted
+    option, ``part`` what the shell made each option of (a map's ``entry``, a list's ``value``)."""
+    return (
+        f"{name} is given {len(run)} times in a row ({' '.join(run)}): the shell split an unquoted {{...}} "
+        f"into one option per {part}, and only the last would count; put the option in single quotes, {fix}"
+    )
+
+
+def _list_valued(
+    argv: Sequence[str], runs: Sequence[Sequence[str]], config_dir: Path, config_name: str
+) -> set[str]:
+    """The options of ``runs`` (each an option given again in a row) whose value is a list in the config
+    composed with the overrides of ``argv`` other than those of ``runs``, each sweep at its first value: the
+    config's own type, whatever ``experiment=`` or ``data=`` chose. One composition (about 0.15 s), made
+    only when an option is given again in a row; empty where the config does not compose (Hydra, or a
+    later check, says why)."""
+    given = {a for run in runs for a in run}
+    trials = _sweep_trials([a for a in _checked_overrides(argv) if a not in given], config_dir)
+    if not trials:
+        return set()
+    _, cfg = _compose_error(config_dir, config_name, [composed for _, composed in trials[0]])
+    if cfg is None:
+        return set()
+    return {
+        key
+        for key in (run[0].partition("=")[0] for run in runs)
+        if isinstance(OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False), ListConfig)
+    }
 
 
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -703,7 +755,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         return None  # another primary config or config folder: Hydra checks the names itself
     problem = (
         dashed_option(argv, config_dir, config_name)
-        or brace_expanded_option(argv)
+        or brace_expanded_option(argv, config_dir, config_name)
         or unreadable_or_unknown_choice(argv, config_dir)
     )
     if problem is not None:
