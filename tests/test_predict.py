@@ -1011,6 +1011,32 @@ def test_a_labelled_dataset_root_as_input_dir_is_warned_about(
     assert "labelled dataset" not in json.loads((tmp_path / "out2" / "summary.json").read_text())["text"]
 
 
+def test_a_labelled_dataset_root_whose_masks_the_patterns_leave_out_is_not_warned_about(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """input_dir at a labelled set's root with patterns that do not take its masks (JPEG photographs, PNG
+    masks, patterns=[jpg]) predicts the photographs only: the start's warning said the masks were predicted
+    as photographs all the same, where the last line rightly said nothing."""
+    root = tmp_path / "scenes"
+    save_rgb(root / "images" / "a.jpg", 40, 40)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(root / "masks" / "a.png")
+    with caplog.at_level("WARNING"):
+        assert run(make_cfg(tmp_path, ckpt, root, tmp_path / "out", "patterns=[jpg]")) == 0
+    assert sorted(read_manifest(tmp_path / "out")) == ["images/a.jpg"]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "labelled dataset" not in said and "masks/" not in said, said
+    # The masks taken by the patterns: the warning counts them, as the last line does.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert run(make_cfg(tmp_path, ckpt, root, tmp_path / "out2", "patterns=[jpg,png]")) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert (
+        "input_dir " + str(root) + " holds images/ and masks/, a labelled dataset's layout: the 1 file in "
+        in said
+    )
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of chmod 000")
 def test_unreadable_file_is_an_error_row(tmp_path: Path, ckpt: Path) -> None:
     inp = tmp_path / "in"

@@ -48,7 +48,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -308,17 +308,30 @@ def _labelled_layout(input_dir: Path) -> tuple[str, str] | None:
     return masks[0], fix
 
 
-def _warn_labelled_layout(input_dir: Path) -> None:
-    """At the run's start, warn where ``input_dir`` is a labelled dataset's root (see _labelled_layout)."""
+def _masks_among(folder: str, inputs: Iterable[str]) -> int:
+    """How many of the ``inputs`` (relative posix paths) are in ``folder``, a labelled dataset's masks."""
+    return sum(1 for rel in inputs if rel.startswith(f"{folder}/"))
+
+
+def _warn_labelled_layout(input_dir: Path, inputs: Iterable[str]) -> None:
+    """At the run's start, warn where ``input_dir`` is a labelled dataset's root (see _labelled_layout) and
+    some of its masks are among the ``inputs`` (relative posix paths). Patterns that leave the masks out
+    (PNG masks, ``patterns=[jpg]``) predict the photographs only: the warning said the masks were predicted
+    as photographs all the same."""
     layout = _labelled_layout(input_dir)
-    if layout is not None:
-        folder, fix = layout
+    if layout is None:
+        return
+    folder, fix = layout
+    n = _masks_among(folder, inputs)
+    if n:
         log.warning(
-            "input_dir %s holds images/ and %s/, a labelled dataset's layout: the files in %s/ are predicted "
+            "input_dir %s holds images/ and %s/, a labelled dataset's layout: the %s in %s/ %s predicted "
             "as photographs too; %s",
             input_dir,
             folder,
+            "1 file" if n == 1 else f"{n} files",
             folder,
+            "is" if n == 1 else "are",
             fix,
         )
 
@@ -331,7 +344,7 @@ def _labelled_layout_sentence(input_dir: Path, inputs: Sequence[str]) -> str:
     if layout is None:
         return ""
     folder, fix = layout
-    n = sum(1 for rel in inputs if rel.startswith(f"{folder}/"))
+    n = _masks_among(folder, inputs)
     if not n:
         return ""
     verb = "is" if n == 1 else "are"
@@ -452,10 +465,10 @@ class _Session:
         if self.labels_dir is not None and self.input_dir in self.labels_dir.parents:
             skip[self.labels_dir] = "labels_dir (the label masks)"
         self.files, self.problems = discover(self.input_dir, opts.patterns, skip)
-        _warn_labelled_layout(self.input_dir)
         all_files = list(self.files)
         #: Every shard's inputs (relative posix paths): outputs of these are no removed input's.
         self.all_inputs = {f.rel.as_posix() for f in all_files}
+        _warn_labelled_layout(self.input_dir, self.all_inputs)
         # The folders mirrored into output_dir (of every shard's inputs): no output file may take their names.
         self.input_folders = {p.as_posix() for f in all_files for p in f.rel.parents if p.parts}
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
