@@ -405,7 +405,7 @@ def test_a_run_without_labels_dir_says_it_removed_the_scores_and_how_to_score_ag
     inp, native, out = tmp_path / "in", tmp_path / "native labels", tmp_path / "out"
     save_rgb(inp / "f0.png", 40, 48, seed=0)
     write_png_atomic(native / "f0.png", np.array([[0, 1, 2, 3]] * 40, np.uint8).repeat(12, axis=1))
-    mapping = "{0: 0, 2: 0, 1: 1, 3: 1, 255: 255}"
+    mapping = "{0: 0, 2: 1, 1: 1, 3: 1, 255: 255}"  # no shipped map (that is given by name: below)
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", f"labels_class_map={mapping}")) == 0
     assert (out / "metrics.json").is_file()
     assert "<td>label</td><td>mIoU " in (out / "index.html").read_text()  # the card's own score
@@ -418,12 +418,53 @@ def test_a_run_without_labels_dir_says_it_removed_the_scores_and_how_to_score_ag
     assert len(said) == 1, said
     assert f"removed {out / 'metrics.json'}, the scores of an earlier run against labels" in said[0]
     # The folder's name holds a space: quoted, as a command to be typed must have it.
-    quoted = f"labels_dir='{native}' labels_class_map='{{0: 0, 1: 1, 2: 0, 3: 1, 255: 255}}'"
+    quoted = f"labels_dir='{native}' labels_class_map='{{0: 0, 1: 1, 2: 1, 3: 1, 255: 255}}'"
     assert quoted in said[0], said[0]
     caplog.clear()
     with caplog.at_level("WARNING"):  # nothing removed, nothing said
         assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     assert not [r for r in caplog.records if "metrics.json" in r.getMessage()]
+
+
+@pytest.mark.parametrize("given", ["labels_class_map=ai4mars", "labels_class_map={0: 0, 2: 0, 1: 1, 3: 1}"])
+def test_the_removed_scores_warning_gives_a_shipped_map_by_its_name(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture, given: str
+) -> None:
+    """A recorded labels_class_map that is a shipped data set's map (AI4Mars', given by name or spelt out)
+    was repeated as a mapping, a dozen characters to paste, where the name gives it. The name reads the same
+    map with this model (which carries no map of AI4Mars): it is given back."""
+    inp, native, out = tmp_path / "in", tmp_path / "labels", tmp_path / "out"
+    save_rgb(inp / "f0.png", 40, 48, seed=0)
+    write_png_atomic(native / "f0.png", np.array([[0, 1, 2, 3]] * 40, np.uint8).repeat(12, axis=1))
+    assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={native}", given)) == 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    said = [r.getMessage() for r in caplog.records if "metrics.json" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].endswith(
+        f"run this command with labels_dir={native} labels_class_map=ai4mars (images already done are not "
+        "predicted again)"
+    ), said[0]
+
+
+def test_the_removed_scores_warning_spells_out_a_shipped_map_the_model_reads_otherwise(
+    tmp_path: Path,
+) -> None:
+    """A model trained on AI4Mars with a map of its own reads labels_class_map=ai4mars as that map: the
+    shipped map recorded by an earlier run is spelt out, not named; with no model known, it is named."""
+    from marsunits.inference.runner import removed_scores_warning
+
+    metrics = tmp_path / "metrics.json"
+    shipped = {"0": 0, "1": 1, "2": 0, "3": 1, "255": 255}
+    metrics.write_text(json.dumps({"labels_dir": "labels", "labels_class_map": shipped}))
+    own = {"dataset": "ai4mars", "class_map": {0: 0, 1: 1, 2: 1, 3: 1, 255: 255}}
+    assert "labels_class_map='{0: 0, 1: 1, 2: 0, 3: 1, 255: 255}'" in removed_scores_warning(metrics, own)
+    assert "labels_class_map=ai4mars " in removed_scores_warning(metrics)
+    # A model trained on AI4Mars with the shipped map reads the name as it: named.
+    assert "labels_class_map=ai4mars " in removed_scores_warning(
+        metrics, {"dataset": "ai4mars", "class_map": {int(k): v for k, v in shipped.items()}}
+    )
 
 
 def test_map_merges_ground_contacts_of_synthetic_scenes(tmp_path: Path, ckpt: Path) -> None:

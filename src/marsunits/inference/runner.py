@@ -68,7 +68,12 @@ from marsunits.boundary.contact_io import (
     read_contact_collection,
 )
 from marsunits.constants import CLASS_NAMES
-from marsunits.data.class_map import labels_classes_folder, unreadable_classes_file
+from marsunits.data.class_map import (
+    DATA_SET_LABEL_MAPS,
+    data_set_label_map,
+    labels_classes_folder,
+    unreadable_classes_file,
+)
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
     STORAGE_ERRNOS,
@@ -1225,7 +1230,7 @@ class _Session:
         elif (out / "metrics.json").is_file():
             # Scores of an earlier run with labels_dir would describe masks this run may have replaced. They
             # went without a word: a re-run to add save_probabilities lost the user's scores unseen.
-            removed_scores = removed_scores_warning(out / "metrics.json")
+            removed_scores = removed_scores_warning(out / "metrics.json", self.metadata)
             (out / "metrics.json").unlink(missing_ok=True)
             log.warning("%s", removed_scores)
         from marsunits.boundary.contact_map import remove_stale_maps
@@ -1351,18 +1356,22 @@ class _Session:
         return written, None
 
 
-def removed_scores_warning(metrics_file: Path) -> str:
+def removed_scores_warning(metrics_file: Path, metadata: Mapping[str, Any] | None = None) -> str:
     """The warning of a run without ``labels_dir`` that removes ``metrics_file``, an earlier run's scores:
     naming the ``labels_dir`` and ``labels_class_map`` it recorded, as the options that score the folder's
-    masks again (or saying that it could not be read)."""
+    masks again (or saying that it could not be read). A recorded map that is a shipped data set's map
+    (:func:`_shipped_map_name`, the model's ``metadata`` given) is given back by that data set's name, as
+    the command may have given it (``labels_class_map=ai4mars``): it was spelt out as a mapping."""
     try:
         earlier = json.loads(metrics_file.read_text(encoding="utf-8"))
         labels, mapping = earlier["labels_dir"], earlier.get("labels_class_map")
         # Quoted for the shell, as the command is to be typed: a folder named "native labels" split in two.
         options = f"labels_dir={shlex.quote(printable(str(labels)))}"
         if isinstance(mapping, Mapping) and mapping:
-            pairs = ", ".join(f"{int(k)}: {int(v)}" for k, v in mapping.items())
-            options += f" labels_class_map='{{{pairs}}}'"
+            recorded = {int(k): int(v) for k, v in mapping.items()}
+            name = _shipped_map_name(recorded, metadata)
+            pairs = ", ".join(f"{k}: {v}" for k, v in recorded.items())
+            options += f" labels_class_map={name}" if name else f" labels_class_map='{{{pairs}}}'"
     except (OSError, ValueError, KeyError, TypeError):
         options = "labels_dir=<the labels' folder> (and its labels_class_map, if it had one)"
     return (
@@ -1370,6 +1379,25 @@ def removed_scores_warning(metrics_file: Path) -> str:
         "run has no labels_dir (they would not describe the masks of this run); to score the folder's masks "
         f"again, run this command with {options} (images already done are not predicted again)"
     )
+
+
+def _shipped_map_name(recorded: Mapping[int, int], metadata: Mapping[str, Any] | None) -> str | None:
+    """The data set (:data:`~marsunits.data.class_map.DATA_SET_LABEL_MAPS`) whose shipped map is
+    ``recorded``, where its name reads that map with the model of ``metadata``
+    (:func:`~marsunits.inference.options.read_labels_class_map`: a model trained on that data set with a
+    map of its own reads the name as its own map); None for any other map."""
+    for name in sorted(DATA_SET_LABEL_MAPS):
+        if data_set_label_map(name) != dict(recorded):
+            continue
+        if metadata is not None:
+            try:
+                read = read_labels_class_map(name, metadata)
+            except ConfigError:
+                continue
+            if read is None or read.as_dict() != dict(recorded):
+                continue
+        return name
+    return None
 
 
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:
