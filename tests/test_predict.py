@@ -641,6 +641,35 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
     assert summary["exit_status"] == 0 and summary["exit_reasons"] == []
 
 
+def test_a_run_ended_by_a_bug_records_failed_not_stopped(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that ends a one-process run (an error no image's row takes, here a TypeError out of the
+    writer) writes the reports of what was done before its traceback; summary.json said exit_reasons
+    ["stopped"] with stopped_early null: no stop happened. It says "failed", with the bug's status, 1."""
+    from marsunits.inference import writers
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    real = writers.write_png_atomic
+    calls = {"n": 0}
+
+    def buggy(path: Path, array: np.ndarray) -> Path:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second image's overlay
+            raise TypeError("a bug")
+        return real(path, array)
+
+    monkeypatch.setattr(writers, "write_png_atomic", buggy)
+    with pytest.raises(TypeError, match="a bug"):
+        run(make_cfg(tmp_path, ckpt, inp, out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] is None
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"]
+    assert summary["counts"]["ok"] == 1 and summary["counts"]["not_reached"] == 2
+
+
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,10 @@ Failure policy:
   would fail every remaining input: the run stops at once with :class:`OutputWriteError` (exit 2, one
   sentence naming the folder and what to do); the reports, written in a ``finally``, list the inputs done
   so far and ``summary.json`` says why in ``stopped_early``.
+* ``summary.json``'s ``exit_reasons`` starts with ``stopped`` for a run stopped before the end (Ctrl-C,
+  SIGTERM, a full disk, a dead loader worker, another rank's stop or failure; ``stopped_early`` says how),
+  and with ``failed`` for one ended by an error no image's row takes and no user causes, a bug: its reports
+  are written, ``exit_status`` 1, ``stopped_early`` null, and its traceback follows.
 * Temporaries left by a killed earlier run (``SIGKILL`` skips every cleanup) are removed at start
   (:func:`marsunits.atomic.remove_stale_temporaries`; files of live processes are kept).
 * Inputs above ``max_file_mb`` (file size) or ``max_megapixels`` (header) are error rows, decided before
@@ -213,7 +217,8 @@ class RunResult:
             name), or ``labels_dir`` was given and not one image with a mask could be scored against it
             (whatever ``allow_errors``: :func:`~marsunits.inference.run_summary_text.nothing_scored`);
             ``summary.json``'s ``exit_status``, with ``exit_reasons`` saying which (the stop's status for a
-            stopped run, whose reports are written as the stop goes on up).
+            stopped run, whose reports are written as the stop goes on up; 1 for a run a bug ended, its
+            reason ``failed``).
     """
 
     rows: list[dict[str, Any]]
@@ -1327,9 +1332,13 @@ class _Session:
         self, summary: Mapping[str, Any], map_problem: str | None, unscored: str | None
     ) -> list[str]:
         """``summary.json``'s ``exit_reasons``: why the run exits with a status other than 0, as fixed keys
-        (README, ``summary.json``'s row), ``stopped`` first for a run that stopped before the end. A script
-        could not tell a run whose inputs failed from one that scored nothing: both exit 1."""
-        reasons = ["stopped"] if self.stop_status is not None else []
+        (README, ``summary.json``'s row), first ``stopped`` for a run stopped before the end (Ctrl-C,
+        SIGTERM, a full disk, a dead loader worker, another rank's stop or failure: ``stopped_early`` says
+        how) or ``failed`` for one ended by an error of no stop and no user's, a bug (status 1, its
+        traceback after the reports: recorded as ``stopped`` with ``stopped_early`` null until 2026-12-07).
+        A script could not tell a run whose inputs failed from one that scored nothing: both exit 1."""
+        ended = None if self.stop_status is None else "failed" if self.stop_status == 1 else "stopped"
+        reasons = [ended] if ended is not None else []
         if not self.opts.allow_errors:  # a refused camera file fails the run as an error row does
             reasons += ["inputs_failed"] if summary["counts"]["error"] else []
             reasons += ["camera_files_refused"] if summary["camera_files_refused"] else []
