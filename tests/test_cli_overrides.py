@@ -370,9 +370,21 @@ def test_an_option_written_as_a_dashed_flag_is_told_to_drop_the_dashes(
             ["data=folder", "data.class_map=0:0", "data.class_map=2:0", "data.class_map=255:255"],
             "'data.class_map={0: 0, 2: 0, 255: 255}'",
         ),
+        # A list-valued option (the composed config's type) split so: predict.py read the PNGs alone.
+        ("predict.py", ["input_dir=x", "patterns=jpg", "patterns=png"], "'patterns=[jpg,png]'"),
+        (
+            "train.py",
+            ["data=marsscapes_ai4mars", "data.sources=marsscapes", "data.sources=ai4mars"],
+            "'data.sources=[marsscapes,ai4mars]'",
+        ),
+        (
+            "train.py",
+            ["model=tiny", *(f"model.decoder_channels={n}" for n in (32, 16, 8))],
+            "'model.decoder_channels=[32,16,8]'",
+        ),
     ],
 )
-def test_an_unquoted_map_split_by_the_shell_is_told_to_quote_it(
+def test_an_unquoted_map_or_list_split_by_the_shell_is_told_to_quote_it(
     prog: str,
     args: list[str],
     fix: str,
@@ -381,12 +393,16 @@ def test_an_unquoted_map_split_by_the_shell_is_told_to_quote_it(
 ) -> None:
     """bash expands an unquoted ``labels_class_map={0:0,2:0,...}`` into one option per entry, of which Hydra
     keeps the last: predict.py refused the map ``255:255``, one nobody typed, and train.py's
-    ``data.class_map`` so split ended in Hydra's ``AttributeError`` after making a run folder."""
+    ``data.class_map`` so split ended in Hydra's ``AttributeError`` after making a run folder. So
+    ``patterns={jpg,png}`` became ``patterns=jpg patterns=png``: predict.py read the PNGs only, without a
+    word. The refusal is one line naming the options as given and the quoted option."""
     status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
     name = args[1].split("=")[0]
     assert status == 2
-    assert err.strip().startswith(f"{prog}: error: {name} is given ")
+    given = f"{name} is given {len(args) - 1} times in a row ({' '.join(args[1:])}): "
+    assert err.strip().startswith(f"{prog}: error: {given}"), err
     assert "the shell split an unquoted {...}" in err and err.strip().endswith(fix)
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not_a_shell_split() -> None:
@@ -412,53 +428,6 @@ def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not
         ("predict", ["patterns=jpg", "tile=256", "patterns=png"]),  # not in a row
     ):
         assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
-
-
-@pytest.mark.parametrize(
-    ("prog", "args", "given", "fix"),
-    [
-        (
-            "predict.py",
-            ["input_dir=x", "patterns=jpg", "patterns=png"],
-            "patterns is given 2 times in a row (patterns=jpg patterns=png)",
-            "'patterns=[jpg,png]'",
-        ),
-        (
-            "train.py",
-            ["data=marsscapes_ai4mars", "data.sources=marsscapes", "data.sources=ai4mars"],
-            "data.sources is given 2 times in a row (data.sources=marsscapes data.sources=ai4mars)",
-            "'data.sources=[marsscapes,ai4mars]'",
-        ),
-        (
-            "train.py",
-            [
-                "model=tiny",
-                "model.decoder_channels=32",
-                "model.decoder_channels=16",
-                "model.decoder_channels=8",
-            ],
-            "model.decoder_channels is given 3 times in a row",
-            "'model.decoder_channels=[32,16,8]'",
-        ),
-    ],
-)
-def test_an_unquoted_list_split_by_the_shell_is_told_to_quote_it(
-    prog: str,
-    args: list[str],
-    given: str,
-    fix: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """bash expands an unquoted ``patterns={jpg,png}`` into ``patterns=jpg patterns=png``, of which Hydra
-    keeps the last: predict.py read the PNGs only, without a word. A list-valued option (by the composed
-    config's type) given again in a row with values that are no list is refused, in one line naming the
-    options as given and the quoted list."""
-    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
-    assert status == 2
-    assert err.strip().startswith(f"{prog}: error: {given}"), err
-    assert "the shell split an unquoted {...}" in err and err.strip().endswith(fix), err
-    assert len(err.strip().splitlines()) == 1
 
 
 def test_hydras_own_flags_are_not_taken_for_dashed_options() -> None:
