@@ -2,10 +2,11 @@
 
     python predict.py ckpt_path=model.ckpt input_dir=images/ output_dir=predictions/
 
-Options: configs/predict.yaml. Exit status: 0 success, 1 some inputs failed (see manifest.csv) or
-labels_dir was given and not one image could be scored against it (see metrics.json; the outputs are
-written), 2 the run could not start (the one-line message says why), 130 / 143 stopped by Ctrl-C /
-SIGTERM (reports of what was done are written). summary.json's exit_status and exit_reasons say which.
+Options: configs/predict.yaml (docs/prediction.md). Exit status: 0 success, 1 some inputs failed (see
+manifest.csv), labels_dir was given and not one image could be scored against it (see metrics.json; the
+outputs are written) or a bug ended the run (a traceback), 2 the run could not start or a full disk stopped
+it (the one-line message says why), 130 / 143 stopped by Ctrl-C / SIGTERM (reports of what was done are
+written). summary.json's exit_status and exit_reasons say which (docs/troubleshooting.md).
 """
 
 from __future__ import annotations
