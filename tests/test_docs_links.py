@@ -57,7 +57,9 @@ def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a heading: its text as shown (links reduced to their text, code and
     emphasis marks dropped), lower-case, punctuation other than '-' and '_' dropped, spaces to '-'."""
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
-    text = re.sub(r"<[^>]+>", "", text)
+    # HTML tags are dropped outside code spans; inside one, `<stem>.mask.png` is text.
+    parts = re.split(r"(`+[^`]*`+)", text)
+    text = "".join(part if part.startswith("`") else re.sub(r"<[^>]+>", "", part) for part in parts)
     text = text.strip().lower()
     text = "".join(ch for ch in text if ch.isalnum() or ch in " -_")
     return text.replace(" ", "-")
@@ -143,6 +145,8 @@ def test_the_pages_hold_links_this_test_reads() -> None:
         ("GPUs and several processes (DDP)", "gpus-and-several-processes-ddp"),
         ("Non-UTF-8 names and the last paragraph", "non-utf-8-names-and-the-last-paragraph"),
         ("The run's log", "the-runs-log"),
+        ("`<stem>.mask.png`", "stemmaskpng"),
+        ('<a id="x"></a>Title', "title"),
         ("a [linked](x.md) snake_case title", "a-linked-snake_case-title"),
     ],
 )
