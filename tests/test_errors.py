@@ -396,6 +396,20 @@ def test_a_stop_during_lightning_s_sigterm_exit_is_not_taken_for_a_finished_run(
     assert "interrupted (Ctrl-C)" in capsys.readouterr().err
 
 
+def test_every_sigterm_is_said_and_numbered_by_stop_said_alone() -> None:
+    """stop_said is the one place the words and status of a stop are spelt: Lightning's SIGTERMException (a
+    training's SIGTERM) is a SIGTERM there as TerminatedError is, not the Ctrl-C it fell back on, so the
+    training callbacks that say a stop (stop_told, InterruptCheckpoint) need no spelling of their own."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from marsunits.errors import stop_said
+
+    assert stop_said(SIGTERMException()) == ("terminated (SIGTERM)", 143)
+    assert stop_said(TerminatedError()) == ("terminated (SIGTERM)", 143)
+    assert stop_said(KeyboardInterrupt()) == ("interrupted (Ctrl-C)", 130)
+    assert stop_said(SystemExit()) == ("interrupted (Ctrl-C)", 130)  # a plain SystemExit is no SIGTERM
+
+
 def test_a_full_disk_anywhere_is_one_line_naming_the_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

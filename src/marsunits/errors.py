@@ -246,11 +246,22 @@ def storage_problem(
 
 
 def stop_said(stop: BaseException) -> tuple[str, int]:
-    """How a command says it was stopped by ``stop`` (:class:`TerminatedError`: SIGTERM; else Ctrl-C), and
-    the exit status it returns: 143 or 130, the shell's 128 + the signal's number."""
-    if isinstance(stop, TerminatedError):
+    """How a command says it was stopped by ``stop`` (SIGTERM: :class:`TerminatedError`, or Lightning's
+    ``SIGTERMException`` that ends a training on it; else Ctrl-C), and the exit status it returns: 143 or
+    130, the shell's 128 + the signal's number. The one place these words and numbers are spelt."""
+    if _is_sigterm(stop):
         return "terminated (SIGTERM)", 143
     return "interrupted (Ctrl-C)", 130
+
+
+def _is_sigterm(stop: BaseException) -> bool:
+    """Whether ``stop`` is a SIGTERM: :class:`TerminatedError`, or Lightning's ``SIGTERMException`` where a
+    run has imported Lightning (looked up in ``sys.modules``, as :func:`_reported` does: importing it here
+    would add seconds to every command's start, and an exception of it exists only once it is imported)."""
+    if isinstance(stop, TerminatedError):
+        return True
+    lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return lightning is not None and isinstance(stop, lightning.SIGTERMException)
 
 
 def exit_status(ending: BaseException) -> int:
@@ -335,12 +346,7 @@ def stop_told(line: str, stop: BaseException) -> None:
     Only the first stop of a run is recorded: a later one (a SIGTERM while ``wandb.finish`` uploads after a
     Ctrl-C) changes neither the line nor the status (:func:`report_user_errors` says why)."""
     if _stop_told["line"] is None:
-        # Lightning's exceptions as _reported() looks them up: imported by the run that raised one.
-        lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
-        sigterm = isinstance(stop, TerminatedError) or (
-            lightning is not None and isinstance(stop, lightning.SIGTERMException)
-        )
-        _stop_told.update(line=line, printed=False, status=143 if sigterm else 130)
+        _stop_told.update(line=line, printed=False, status=stop_said(stop)[1])
 
 
 def forget_told_stop() -> None:

@@ -26,7 +26,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from marsunits.checkpoint_io import CheckpointWriteError
 from marsunits.data.io import ImageReadError
-from marsunits.errors import DataError, MarsUnitsError, TerminatedError, log_to_files, stop_told
+from marsunits.errors import (
+    DataError,
+    MarsUnitsError,
+    TerminatedError,
+    log_to_files,
+    stop_said,
+    stop_told,
+)
 from marsunits.sweep_trials import in_multirun
 
 __all__ = ["InterruptCheckpoint"]
@@ -97,10 +104,8 @@ class InterruptCheckpoint(Callback):
             return
         if trainer.validating:
             _validation_to_run_again(trainer)
-        if isinstance(exception, SIGTERMException):
-            how, then = "terminated (SIGTERM)", "Run"
-        elif stopped:
-            how, then = "interrupted (Ctrl-C)", "Run"
+        if stopped:
+            how, then = stop_said(exception)[0], "Run"
         else:
             how, then = "stopped by the error below", "Fix what it names, then run"
         path = self.dirpath / "last.ckpt"
@@ -156,7 +161,7 @@ def _say_stopped_rendering(trainer: pl.Trainer, dirpath: Path, stop: BaseExcepti
     rendering = getattr(getattr(trainer, "datamodule", None), "stopped_rendering", None)
     if rendering is None or trainer.state.fn != "fit":
         return False
-    how = "interrupted (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else "terminated (SIGTERM)"
+    how = stop_said(stop)[0]
     scenes = "a training scene" if rendering == 1 else f"the {rendering} training scenes"
     where = f"{how} while rendering {scenes}, before the first step"
     last = dirpath / "last.ckpt"

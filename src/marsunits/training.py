@@ -37,6 +37,7 @@ from marsunits.errors import (
     say_told_stop,
     sigterm_raises,
     some_of,
+    stop_said,
 )
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
 from marsunits.progress_bar import run_progress_bar
@@ -707,10 +708,8 @@ def _mark_earlier_metrics_outdated(
         earlier = read_metrics(output_dir)
     except (OSError, ValueError):
         return
-    if isinstance(stop, (TerminatedError, SIGTERMException)):
-        how = "terminated (SIGTERM)"
-    elif isinstance(stop, KeyboardInterrupt):
-        how = "interrupted (Ctrl-C)"
+    if isinstance(stop, (TerminatedError, SIGTERMException, KeyboardInterrupt)):
+        how = stop_said(stop)[0]
     else:
         how = "stopped by an error"
     earlier["outdated"] = (
