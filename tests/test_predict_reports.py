@@ -868,6 +868,60 @@ def test_an_miou_over_fewer_classes_than_three_is_said() -> None:
     assert _classes_outside_the_miou(scores(np.zeros((3, 3), np.int64))) == ""  # no mIoU at all
 
 
+def test_contact_files_and_maps_name_the_model_that_made_them(tmp_path: Path, ckpt: Path) -> None:
+    """A contact file or contact map shared alone (with a GIS colleague) did not say which model made it:
+    only prediction_settings.json, left in the folder, did. Each names the checkpoint's file and the
+    network's digest as that record has it; the re-run's resume (image and camera digests) reads the files
+    as before, and the package's readers, the true-contact reader of labels_dir too, take them as they are."""
+    from marsunits.boundary.contact_io import read_contacts
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+
+    data = tmp_path / "syn"
+    names = generate_dataset(data, 2, seed=0, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    for camera_file in (data / "cameras").glob("*.json"):  # one site: one contact_map.geojson
+        camera_file.write_text(json.dumps({**json.loads(camera_file.read_text()), "site": "traverse"}))
+    out = tmp_path / "out"
+    options = ("map=true", "max_range_m=60")
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, *options)) == 0
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    model = {"checkpoint": ckpt.name, "network_sha256": settings["network_sha256"]}
+    assert len(model["network_sha256"]) == 64
+
+    def named_models() -> list[object]:
+        files = [out / f"{n}.contact.geojson" for n in names] + [out / "contact_map.geojson"]
+        return [json.loads(f.read_text()).get("model") for f in files]
+
+    assert named_models() == [model] * 3
+    # The resume reads the contact files as before: every image skipped, the map drawn from what it read.
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, *options)) == 0
+    assert {r["status"] for r in read_manifest(out).values()} == {"skipped"}
+    assert named_models() == [model] * 3
+    # A predicted contact file taken as the true contact of its image (labels_dir): read and scored.
+    for n in names:
+        lines, size = read_contacts(out / f"{n}.contact.geojson")
+        assert size == (96, 64)
+        (data / "contacts" / f"{n}.contact.geojson").write_bytes((out / f"{n}.contact.geojson").read_bytes())
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, *options, f"labels_dir={data / 'masks'}")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["contact_errors"] == {}
+    assert all("true_contact" in metrics["per_image"][f"{n}.png"] for n in names)
+
+
+def test_a_model_package_is_named_by_its_folder(tmp_path: Path) -> None:
+    """A package's files have the same names in every package (model.json, model.safetensors): the contact
+    files name the package's folder, however ckpt_path gave it; a checkpoint, its file name."""
+    from marsunits.inference.writers import model_record
+
+    package = tmp_path / "olivine_v2"
+    package.mkdir()
+    (package / "model.json").write_text("{}")
+    (package / "model.safetensors").write_bytes(b"")
+    for given in (package, package / "model.json", package / "model.safetensors", f"{package}/"):
+        assert model_record(given, "d" * 64) == {"checkpoint": "olivine_v2", "network_sha256": "d" * 64}
+    assert model_record(tmp_path / "runs" / "best.ckpt", "e" * 64)["checkpoint"] == "best.ckpt"
+    assert model_record(None, "e" * 64) == {"checkpoint": None, "network_sha256": "e" * 64}
+
+
 def test_a_camera_file_replaced_by_an_older_one_is_predicted_again(tmp_path: Path, ckpt: Path) -> None:
     """A camera file replaced with its old modification time kept (tar, rsync -a, cp -p) was not noticed:
     the image was skipped and its contacts kept the old camera's metres while the map drew the new camera."""

@@ -87,6 +87,8 @@ def test_an_image_mapped_in_python_gives_predict_py_outputs(tmp_path: Path, ckpt
     )
     assert run(make_cfg(tmp_path, ckpt, scenes / "images", out, *extra)) == 0
     mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None, max_range_m=60)
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    model = {"checkpoint": ckpt.name, "network_sha256": settings["network_sha256"]}
     contacts = grounded = 0
     for image in sorted((scenes / "images").glob("*.png")):
         result = mapper.map(image)
@@ -126,12 +128,33 @@ def test_an_image_mapped_in_python_gives_predict_py_outputs(tmp_path: Path, ckpt
         theirs = json.loads((out / f"{stem}.contact.geojson").read_text())
         assert mine["features"] == theirs["features"]
         assert mine["image_greyscale"] == theirs["image_greyscale"] is False
+        # The model, named as predict.py's files and its prediction_settings.json name it.
+        assert mine["model"] == theirs["model"] == model
         fractions = result.unit_fractions
         assert sum(fractions.values()) == pytest.approx(1.0)
         assert fractions["other"] == pytest.approx(float((result.mask == 2).mean()))
     # The tiny random network's probabilities cross p0 = p1 in many places: the comparison covers lines,
     # and ground coordinates (the synthetic cameras see the ground), not just empty lists.
     assert contacts > 0 and grounded > 0
+
+
+def test_a_contact_file_written_from_python_names_the_mapper_s_model(
+    tmp_path: Path, ckpt: Path, scenes: Path
+) -> None:
+    """UnitMap.write_contacts names the model as save does; a mapper given a model in memory knows no file
+    (checkpoint None) but the same network by its digest; a UnitMap made by hand names none."""
+    from marsunits.model_package import load_model
+
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    loaded = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None).map(image)
+    assert loaded.model is not None and loaded.model["checkpoint"] == ckpt.name
+    written = loaded.write_contacts(tmp_path / "shared.geojson")
+    assert json.loads(written.read_text())["model"] == loaded.model
+    assert read_contacts(written)[1] == (loaded.mask.shape[1], loaded.mask.shape[0])  # read as before
+    in_memory = UnitMapper(load_model(ckpt), device="cpu", precision="32", tile=None).map(image)
+    assert in_memory.model == {"checkpoint": None, "network_sha256": loaded.model["network_sha256"]}
+    by_hand = UnitMap(loaded.image, loaded.probabilities, loaded.mask, loaded.contacts)
+    assert "model" not in json.loads(by_hand.write_contacts(tmp_path / "by_hand.geojson").read_text())
 
 
 def test_an_array_maps_as_its_file_does_and_cameras_are_given_three_ways(ckpt: Path, scenes: Path) -> None:

@@ -7,7 +7,8 @@ named so (``~a.LBL``, or an image ``~scan.png`` found in the working folder), wh
 is; :func:`expand_home` leaves it as it is too (``os.path.expanduser``). A train.py run folder given where a
 checkpoint file is wanted is told the checkpoint it holds (:func:`run_folder_checkpoint_hint`). Whether a path
 names a model package (:func:`is_package`) or nothing a checkpoint option takes (:func:`missing_checkpoint`)
-is told from the path alone, importing nothing heavy: ``train.py`` says it before torch is imported.
+is told from the path alone, importing nothing heavy: ``train.py`` says it before torch is imported; and
+the name outputs know a model by (:func:`model_file_name`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "is_package",
     "meant_path",
     "missing_checkpoint",
+    "model_file_name",
     "run_folder_checkpoint_hint",
 ]
 
@@ -87,6 +89,16 @@ def is_package(path: str | Path) -> bool:
     if path.is_dir():
         return (path / JSON_NAME).is_file() or (path / WEIGHTS_NAME).is_file()
     return path.name in (JSON_NAME, WEIGHTS_NAME)
+
+
+def model_file_name(path: str | os.PathLike[str]) -> str:
+    """The name of the model ``path`` loads, as outputs record it beside the network's digest: a checkpoint's
+    file name (``best.ckpt``), or a model package's folder name where ``path`` is the package (its folder, its
+    ``model.json`` or its ``model.safetensors``: names every package's files share)."""
+    path = expand_home(path).absolute()
+    if is_package(path) and not path.is_dir():
+        path = path.parent
+    return path.name
 
 
 def missing_checkpoint(path: Path, option: str) -> str | None:

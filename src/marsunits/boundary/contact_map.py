@@ -273,7 +273,9 @@ def _metres(values: Any) -> Any:
     return (np.round(np.asarray(values, float), 4) + 0.0).tolist()
 
 
-def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _geojson(
+    site: str | None, entries: list[dict[str, Any]], model: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     features = []
     cameras = []
     for e in entries:
@@ -309,6 +311,7 @@ def _geojson(site: str | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
         "units": "m",
         "frame": map_frame(entries),
         "cameras": cameras,
+        **({} if model is None else {"model": dict(model)}),
         "features": features,
     }
 
@@ -556,6 +559,7 @@ def build_contact_map(
     max_range_m: float = 30.0,
     *,
     camera_files: Mapping[str, str | os.PathLike[str] | None] | None = None,
+    model: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write ``contact_map.geojson`` and ``contact_map.png`` for the ground contacts of ``items``.
 
@@ -569,6 +573,9 @@ def build_contact_map(
         max_range_m: Range limit for projection and for the drawn view footprints, metres.
         camera_files: Image name -> the camera file its camera was read from, named in the warning about a
             site split in two (below); images not in it are named alone.
+        model: The model the contacts are of (``predict.py``: the checkpoint's name and ``network_sha256``,
+            :func:`marsunits.inference.writers.model_record`), written as the GeoJSON's ``model`` member so
+            that a map shared alone still names it; None leaves it out.
 
     Returns:
         The written paths. With one site: ``contact_map.geojson`` and ``contact_map.png``. With several
@@ -591,7 +598,7 @@ def build_contact_map(
     ``[x, y]`` in metres in the site frame; properties ``image``, ``confidence``, ``site``, ``length_m``,
     ``length_px``, and ``contact_id`` where the line has one: the pieces of a contact split at the range
     limit share it, as in the per-image file) and the foreign members ``site``, ``units`` ("m"), ``frame``
-    and ``cameras`` (per image: ``center_m`` and the view ``footprint_m`` polygon).
+    and ``cameras`` (per image: ``center_m`` and the view ``footprint_m`` polygon), and ``model`` where given.
 
     Raises:
         IsADirectoryError: A map's path in ``out_dir`` is a folder (or another non-file); raised before any
@@ -680,7 +687,7 @@ def build_contact_map(
         _say_split_site(site, [(stem, entries) for stem, s, entries in named if s == site])
     for stem, site, entries in named:
         gj = out / f"{stem}.geojson"
-        data = _geojson(site, entries)
+        data = _geojson(site, entries, model)
         atomic_write_text(gj, json.dumps(data))
         png = out / f"{stem}.png"
         titled = site if site not in split else f"{site or '(unnamed)'}, {_part_name(entries)}"

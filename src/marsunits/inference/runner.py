@@ -164,6 +164,7 @@ from marsunits.inference.writers import (
     SAVED_BY_KEY,
     OutputPaths,
     has_outputs,
+    model_record,
     output_folder_clash,
     output_name_problem,
     outputs_one_elsewhere,
@@ -605,6 +606,9 @@ class _Session:
             },
             same_model_sha256=[source] if isinstance(source, str) and source else (),
         )
+        #: The model the outputs are of, in every contact file and contact map (``model``): a GeoJSON shared
+        #: alone names it, as prediction_settings.json does for the folder.
+        self.model_record = model_record(self.ckpt_path, self.settings["network_sha256"])
         # Before the costly start-up (adapting the batch norm to every input, an ONNX export, timing the
         # runtimes): a folder of other settings is refused as it would be after all that work. The arithmetic
         # (runtime, precision, fold_batchnorm) is known after it, and checked with the rest in plan().
@@ -924,6 +928,7 @@ class _Session:
                 greyscale=grey,
                 camera_sha256=camera_digest,
                 image_file=item.file_identity,
+                model=self.model_record,
                 palette=self.metadata["palette"],
             )
         except OSError as exc:
@@ -1360,7 +1365,9 @@ class _Session:
         items = sorted(self.map_items, key=lambda item: item[0])
         # Named in the warning about a site name shared by PDS and pinhole cameras (two frames, two maps).
         files = {rel: find_camera_file(self.input_dir / rel) for rel, _, _ in items}
-        written = build_contact_map(items, self.output_dir, self.opts.max_range_m, camera_files=files)
+        written = build_contact_map(
+            items, self.output_dir, self.opts.max_range_m, camera_files=files, model=self.model_record
+        )
         log.info("contact map written: %s", ", ".join(p.name for p in written))
         return written, None
 

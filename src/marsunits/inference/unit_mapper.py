@@ -76,8 +76,10 @@ from marsunits.inference.run_summary_text import synthetic_model_note
 from marsunits.inference.runtime import TorchForward, resolve_precision
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.writers import (
+    MODEL_KEY,
     SUFFIXES,
     OutputPaths,
+    model_record,
     output_folder_clash,
     output_name_problem,
     overlay_image,
@@ -175,6 +177,11 @@ class UnitMap:
         camera: The camera the ground coordinates came from, or None.
         palette: RGB colour (0-255) of each class, by id, that :meth:`overlay` and :meth:`save` draw the
             units in: the model's (its ``model.json`` palette for a package).
+        model: The model that made it, ``{"checkpoint": <file name>, "network_sha256": <digest>}`` as
+            ``predict.py``'s contact files and ``prediction_settings.json`` name a model (``checkpoint`` None
+            for a mapper given a model in memory); kept in the contact file :meth:`save` and
+            :meth:`write_contacts` write (``model``), so that one shared alone says which model it is of.
+            None (a UnitMap made by hand) leaves it out.
     """
 
     image: np.ndarray
@@ -183,6 +190,7 @@ class UnitMap:
     contacts: list[ContactLine] = field(default_factory=list)
     camera: CameraModel | None = None
     palette: list[list[int]] = field(default_factory=lambda: [list(rgb) for rgb in PALETTE])
+    model: dict[str, Any] | None = None
 
     @property
     def unit_fractions(self) -> dict[str, float]:
@@ -197,9 +205,11 @@ class UnitMap:
 
     def write_contacts(self, path: str | os.PathLike[str]) -> Path:
         """Write :attr:`contacts` as a contact GeoJSON file (the format of ``<stem>.contact.geojson``,
-        README "Outputs"); ``~`` is the home folder, as in :meth:`UnitMapper.map`. Returns the path."""
+        README "Outputs", naming :attr:`model`); ``~`` is the home folder, as in :meth:`UnitMapper.map`.
+        Returns the path."""
         height, width = self.mask.shape
-        return write_contacts(expand_home(path), self.contacts, width, height)
+        members = None if self.model is None else {MODEL_KEY: dict(self.model)}
+        return write_contacts(expand_home(path), self.contacts, width, height, members)
 
     def save(
         self,
@@ -226,7 +236,8 @@ class UnitMap:
         elsewhere ``"frame.mask"`` is the stem of an image so named (``frame.mask.png``, which ``predict.py``
         reads), and writes ``frame.mask.mask.png`` as ``predict.py`` does.
 
-        The contact file also records ``"saved_by": "UnitMap.save"``: no ``prediction_settings.json`` names
+        The contact file names the model (:attr:`model`), as ``predict.py``'s do. It also records
+        ``"saved_by": "UnitMap.save"``: no ``prediction_settings.json`` names
         the model and settings these files were made with, so a ``predict.py`` run into ``folder`` refuses
         to take them for its own finished outputs (without ``overwrite=true``) instead of skipping the image.
 
@@ -309,6 +320,7 @@ class UnitMap:
             probability_dtype=probability_dtype,
             greyscale=is_grey(self.image),
             saved_by="UnitMap.save",
+            model=self.model,
             palette=self.palette,
         )
         return [p for p in paths.written(bool(save_probabilities)) if p.exists()]
@@ -414,6 +426,11 @@ class UnitMapper:
         self.max_range_m = float(max_range_m)
         #: Largest image file read (header checked before decoding); None: no limit at all.
         self.max_megapixels = math.inf if max_megapixels is None else float(max_megapixels)
+        from marsunits.model_package import network_sha256  # Lightning: imported already, with the model
+
+        #: The model the mapper's results name (:attr:`UnitMap.model`): by its tensors, hashed before
+        #: TorchForward moves or folds them; :meth:`load` adds the file's name.
+        self.model_record = model_record(None, network_sha256(model))
         if not fold_batchnorm:
             # TorchForward moves the model to the device, to eval mode and to channels_last in place (folding
             # batch norm works on a copy): a notebook's model in training was left on the GPU, in eval mode.
@@ -487,6 +504,7 @@ class UnitMapper:
         # file to rename back).
         model = load_model(path, map_location="cpu", trust_checkpoint=trust_checkpoint)
         mapper = cls(model, **options)
+        mapper.model_record = model_record(path, mapper.model_record["network_sha256"])
         barely = barely_trained(model.training_record)
         if barely is not None:  # as predict.py warns: a debug=fdr checkpoint mapped noise without a word
             log.warning("%s", barely_trained_warning(os.fspath(path), barely, model.metadata.get("dataset")))
@@ -673,7 +691,7 @@ class UnitMapper:
                 lines = add_ground(lines, found, max_range_m=self.max_range_m, keep_unprojected=True)
         # As predict.py writes them (coordinates to 1e-3 px, ground to 0.1 mm, confidences to 1e-4).
         palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
-        return UnitMap(pixels, probs, mask, as_stored(lines), found, palette)
+        return UnitMap(pixels, probs, mask, as_stored(lines), found, palette, dict(self.model_record))
 
 
 def _array_named(value: object) -> str:

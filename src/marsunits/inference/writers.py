@@ -41,6 +41,7 @@ from marsunits.boundary.contact_io import ContactLine, write_contacts
 from marsunits.constants import CONTACT_COLOR, IGNORE_COLOR, NUM_CLASSES, PALETTE
 from marsunits.data.io import write_png_atomic
 from marsunits.errors import readable
+from marsunits.user_paths import model_file_name
 
 #: Columns of ``manifest.csv``, in order.
 MANIFEST_FIELDS: tuple[str, ...] = (
@@ -217,6 +218,20 @@ OTHER_RUN_MARKERS = ("prediction_settings.json", ".predict.claim")
 #: The contact-file member that marks outputs written from Python (``UnitMap.save``), whose model and settings
 #: no ``prediction_settings.json`` records: ``predict.py`` does not take them for its own finished outputs.
 SAVED_BY_KEY = "saved_by"
+#: The member of a contact file and a contact map naming the model that made it (:func:`model_record`): a
+#: file shared alone, without the folder's ``prediction_settings.json``, still says which model it is of.
+MODEL_KEY = "model"
+
+
+def model_record(model_file: str | os.PathLike[str] | None, network: str) -> dict[str, Any]:
+    """The :data:`MODEL_KEY` member of the files made by the model loaded from ``model_file`` (a checkpoint
+    or a model package; None: a model given in memory) whose network's digest is ``network``
+    (:func:`marsunits.model_package.network_sha256`, as ``prediction_settings.json`` records it):
+    ``checkpoint``, the file's name (a package's folder name: :func:`~marsunits.user_paths.model_file_name`),
+    and ``network_sha256``, the same for a package and its checkpoint, which decides whether two files are
+    of one model."""
+    name = None if model_file is None else model_file_name(model_file)
+    return {"checkpoint": name, "network_sha256": network}
 
 
 def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = False) -> list[Path]:
@@ -487,6 +502,7 @@ def write_prediction(
     camera_sha256: str | None | bool = False,
     image_file: Mapping[str, Any] | None = None,
     saved_by: str | None = None,
+    model: Mapping[str, Any] | None = None,
     palette: Sequence[Sequence[int]] = PALETTE,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
@@ -511,6 +527,8 @@ def write_prediction(
             (``output_settings.image_status``).
         saved_by: What wrote the files when not ``predict.py`` (``"UnitMap.save"``), kept in the contact
             file (:data:`SAVED_BY_KEY`): a ``predict.py`` run into the folder refuses to skip them as its own.
+        model: The model that made the outputs (:func:`model_record`), kept in the contact file
+            (:data:`MODEL_KEY`); None leaves it out.
         palette: The class colours of the overlay: the model's (see :func:`overlay_image`).
     """
     h, w = mask.shape
@@ -526,6 +544,8 @@ def write_prediction(
         members.update(image_record(image_file))
     if saved_by is not None:
         members[SAVED_BY_KEY] = saved_by
+    if model is not None:
+        members[MODEL_KEY] = dict(model)
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     overlay = overlay_image(image, mask, lines, palette=palette)
     write_png_atomic(paths.overlay, overlay)
