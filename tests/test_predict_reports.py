@@ -1439,15 +1439,17 @@ def test_the_run_s_last_paragraph_is_printed_in_lines_of_at_most_110_characters(
 def test_the_line_of_a_run_stopped_before_its_reports_is_wrapped_as_the_last_paragraph_is(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An overwrite=true run stopped inside its first image writes no reports (those there stay) and ends
-    with "The run was interrupted ...": that line, 160-odd characters with its advice, was printed on one line
-    where the summary paragraph is wrapped at 110 characters (``run_summary_text.console_text``)."""
+    """An overwrite=true run stopped inside its first image rewrites none of the reports that list the
+    outputs (those there stay) and ends with "The run was interrupted ...", its summary.json's text: that
+    line, 160-odd characters with its advice, was printed on one line where the summary paragraph is wrapped
+    at 110 characters (``run_summary_text.console_text``). Its summary.json is its own: the earlier run's
+    stayed, with that run's exit status (0) for this one's 130."""
     from marsunits.inference import runner
 
     inp, out = tmp_path / "in", tmp_path / "out"
     save_rgb(inp / "a.png", 32, 40)
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
-    summary = (out / "summary.json").read_bytes()
+    manifest, page = (out / "manifest.csv").read_bytes(), (out / "index.html").read_bytes()
 
     def at_once(self, f, item):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
@@ -1457,7 +1459,10 @@ def test_the_line_of_a_run_stopped_before_its_reports_is_wrapped_as_the_last_par
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true"))
     lines = capsys.readouterr().out.splitlines()
-    assert (out / "summary.json").read_bytes() == summary  # no reports: the earlier run's stay
+    assert (out / "manifest.csv").read_bytes() == manifest and (out / "index.html").read_bytes() == page
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 130 and summary["exit_reasons"] == ["stopped"]
+    assert " ".join(lines) == summary["text"]
     assert lines and lines[0].startswith("The run was interrupted") and lines[-1].endswith("."), lines
     assert len(" ".join(lines)) > 110, lines
     assert all(len(line) <= 110 or " " not in line for line in lines), lines

@@ -361,19 +361,24 @@ def _run_as_rank(
 
 
 def _two_ranks(
-    tmp_path: Path, ckpt: Path, target: Callable[..., None], *args: object, after: tuple[object, ...] = ()
+    tmp_path: Path,
+    ckpt: Path,
+    target: Callable[..., None],
+    *args: object,
+    after: tuple[object, ...] = (),
+    options: tuple[str, ...] = (),
 ) -> tuple[Any, Path, list[object]]:
-    """Predict 8 images of 40x48 px on two forked ranks running ``target(rank, store, opts, *args, conn,
-    *after)``; return the options, the output folder and what each rank said (``"no answer"`` after 3
-    minutes)."""
+    """Predict 8 images of 40x48 px (:func:`_eight_images`) on two forked ranks running ``target(rank, store,
+    opts, *args, conn, *after)``, with predict.py's ``options`` too; return the options, the output folder
+    and what each rank said (``"no answer"`` after 3 minutes)."""
     import multiprocessing
 
     from marsunits.inference.options import PredictOptions
 
-    inp, out = tmp_path / "in", tmp_path / "out"
-    for i in range(8):
-        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
-    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    inp, out = _eight_images(tmp_path)
+    opts = PredictOptions.from_config(
+        make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *options)
+    )
     fork = multiprocessing.get_context("fork")
     pipes = [fork.Pipe(duplex=False) for _ in range(2)]
     ranks = [
@@ -388,6 +393,14 @@ def _two_ranks(
         if rank.is_alive():
             rank.kill()
     return opts, out, said
+
+
+def _eight_images(tmp_path: Path) -> tuple[Path, Path]:
+    """8 images of 40x48 px in ``tmp_path/in`` (the same on every call); returns it and ``tmp_path/out``."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(8):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+    return inp, out
 
 
 def _free_port() -> int:
@@ -476,6 +489,45 @@ def test_a_sharded_run_with_one_rank_stopped_reports_every_image_it_did_not_reac
 
     result = predict_folder(opts)
     assert result.summary["counts"] == {"ok": 8 - ok, "error": 0, "skipped": ok, "total": 8, "not_reached": 0}
+
+
+def _rank_stopped_in_its_first_image(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run whose ranks are both stopped (SIGTERM, a job's time limit) in their
+    first image, before either replaced an output. Sends what the rank raised back through ``conn``."""
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        raise TerminatedError
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn)
+
+
+def test_a_sharded_overwrite_stopped_before_replacing_anything_says_its_own_end_in_summary_json(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Two ranks of an ``overwrite=true`` run both stopped in their first image: as one process stopped so,
+    the reports that list the outputs stay as they were, and summary.json is this run's (status 143, its 8
+    images not reached), where the earlier run's said 0."""
+    import json
+
+    from marsunits.inference import predict_folder
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = _eight_images(tmp_path)
+    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    assert predict_folder(opts).exit_code == 0
+    manifest = (out / "manifest.csv").read_bytes()
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_stopped_in_its_first_image, options=("overwrite=true",))
+    assert said == ["TerminatedError", "TerminatedError"], said
+    assert (out / "manifest.csv").read_bytes() == manifest
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]
+    assert summary["counts"] == {"ok": 0, "error": 0, "skipped": 0, "total": 0, "not_reached": 8}
+    # Rank 0 is stopped in its first image, or before it by rank 1's stop (a matter of timing).
+    stop = summary["stopped_early"]
+    assert "rank 1 was terminated (SIGTERM) after 0 of the 4 images" in stop, stop
 
 
 def test_a_rank_stopped_stops_the_other_ranks_at_their_next_image(tmp_path: Path, ckpt: Path) -> None:
@@ -1159,6 +1211,73 @@ def test_a_sigterm_inside_an_image_read_s_fallback_stops_the_run(
     assert summary["counts"]["error"] == 0, _manifest(out)
     assert summary["counts"]["not_reached"] >= 1
     assert "terminated (SIGTERM)" in summary["stopped_early"]
+
+
+@pytest.mark.parametrize("disk", ["writable", "full"])
+def test_an_overwrite_run_stopped_before_replacing_anything_says_its_own_end_in_summary_json(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, disk: str
+) -> None:
+    """An ``overwrite=true`` run stopped by SIGTERM in its first image, before it replaced any output, left
+    the earlier run's summary.json, ``exit_status`` 0 and all: a script read that the run had finished. It
+    is now this run's (status 143, its images not reached, how it stopped); the reports that list the
+    outputs (manifest.csv, index.html), and the outputs, stay as they were. Where it cannot be written (a
+    full disk), the earlier one is removed with a warning rather than left saying another run's status."""
+    import errno
+    import json
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import predict_folder, runner
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+
+    def options(*extra: str) -> PredictOptions:
+        return PredictOptions.from_config(
+            make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *extra)
+        )
+
+    assert predict_folder(options()).exit_code == 0
+    assert json.loads((out / "summary.json").read_text())["exit_status"] == 0
+    kept = {
+        p.name: p.read_bytes()
+        for p in out.iterdir()
+        if p.is_file() and p.name not in ("summary.json", "prediction_settings.json")
+    }
+    assert {"manifest.csv", "index.html", "im0.mask.png", "im1.contact.geojson"} <= set(kept)
+
+    def stopped(self, f, item):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises TerminatedError here
+        time.sleep(1.0)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(runner._Session, "process", stopped)
+    if disk == "full":
+
+        def full(path, data):  # type: ignore[no-untyped-def]
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        monkeypatch.setattr(runner, "write_json_atomic", full)
+    with caplog.at_level("WARNING"), pytest.raises(TerminatedError):
+        predict_folder(options("overwrite=true"))
+    assert {
+        p.name: p.read_bytes()
+        for p in out.iterdir()
+        if p.is_file() and p.name not in ("summary.json", "prediction_settings.json")
+    } == kept
+    if disk == "full":
+        assert not (out / "summary.json").exists()
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "removed" in said and "summary.json of the earlier run" in said, said
+        return
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]
+    assert summary["counts"] == {"ok": 0, "error": 0, "skipped": 0, "total": 0, "not_reached": 2}
+    stop = summary["stopped_early"]
+    assert "terminated (SIGTERM) after 0 of the 2 images" in stop, stop
+    assert summary["text"].startswith(f"The run {summary['stopped_early']}.")
+    assert "manifest.csv, index.html and the folder's other reports are the earlier run's" in summary["text"]
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])

@@ -44,6 +44,7 @@ Failure policy:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -1226,6 +1227,50 @@ class _Session:
             # were predicted, by each rank, and added up on rank 0.
             "greyscale_inputs_for_colour_model_this_run": self.grey_predicted if self.in_channels == 3 else 0,
         }
+
+    def write_summary_of_nothing_replaced(self, wall_seconds: float) -> str:
+        """``summary.json`` of an ``overwrite=true`` run stopped (or failed) before it replaced any output,
+        and the line it ends with (its ``text``, returned): this run's own counts (its inputs not reached),
+        ``stopped_early``, ``exit_status`` and ``exit_reasons``. The folder's other reports
+        (``manifest.csv``, ``index.html``, ``metrics.json``, the contact maps) stay as they were, as the
+        outputs they list do; the earlier run's ``summary.json`` stayed too, and a script read that run's
+        status (0) for this one, which exited with 130 or 143. Where it cannot be written (the disk that
+        stopped the run), the earlier one is removed, with a warning, rather than left saying how another
+        run ended.
+
+        Raises:
+            OSError: ``summary.json`` could not be written (the earlier one removed where it could be)."""
+        summary = self.summary(wall_seconds)
+        stopped = (
+            f"The run {self.stopped_early}."
+            if self.stopped_early is not None
+            else "The run failed before it replaced any output (the error below); the folder is as it was."
+        )
+        text = (
+            f"{stopped} manifest.csv, index.html and the folder's other reports are the earlier run's, as "
+            "are its outputs."
+        )
+        summary["no_contact_map_reason"] = (
+            "stopped before its first image: no contact map drawn (those in the folder are the earlier run's)"
+            if self.opts.map
+            else NOT_ASKED_FOR_A_MAP
+        )
+        summary["text"] = printable(text)
+        summary["exit_reasons"] = self._exit_reasons(summary, None, None)
+        summary["exit_status"] = self.stop_status if self.stop_status is not None else 1
+        path = self.output_dir / "summary.json"
+        try:
+            write_json_atomic(path, summary)
+        except OSError:
+            with contextlib.suppress(OSError):  # none there, or a disk that refuses even that
+                path.unlink()
+                log.warning(
+                    "removed %s of the earlier run: this run's could not be written, and it said that run's "
+                    "exit status for this one",
+                    printable(os.fspath(path)),
+                )
+            raise
+        return summary["text"]
 
     def write_reports(self, wall_seconds: float) -> RunResult:
         rows = [self.rows[k] for k in sorted(self.rows)]

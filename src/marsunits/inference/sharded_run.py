@@ -322,9 +322,9 @@ def _predict_claimed_shard(
             session.loop_seconds = time.perf_counter() - loop_start
             if overwriting and session.redone == 0 and (session.stopped_early is not None or failed):
                 # Stopped before an image was finished: the reports of the outputs there stay as they were
-                # (an unexpected error there replaced the manifest with an empty one and removed the maps).
-                if session.stopped_early is not None:
-                    _print_wrapped(f"The run {session.stopped_early}.")
+                # (an unexpected error there replaced the manifest with an empty one and removed the maps),
+                # but summary.json, which says how the run ended, is this run's.
+                _say_nothing_replaced(session, time.perf_counter() - started)
             else:
                 try:
                     result = session.write_reports(time.perf_counter() - started)
@@ -416,8 +416,9 @@ def _predict_claimed_shard(
             ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
         session.stop_status = None if ends is None else exit_status(ends)
         if (stopped or failures) and overwriting and redone == 0:
-            # As one process stopped before an image was finished: the reports there stay as they were.
-            _print_wrapped(f"The run {session.stopped_early}.")
+            # As one process stopped before an image was finished: the reports there stay as they were, but
+            # for summary.json, this run's.
+            _say_nothing_replaced(session, time.perf_counter() - started)
         else:
             if overwriting and not stopped and not failures:  # every rank finished its shard
                 session.finish_overwrite()
@@ -542,6 +543,18 @@ def _print_wrapped(text: str) -> None:
     (:func:`~marsunits.inference.writers.printable`), in lines of at most 110 characters
     (:func:`~marsunits.inference.run_summary_text.console_text`). The stop's line was printed unwrapped."""
     print(console_text(printable(text)), file=sys.stdout)
+
+
+def _say_nothing_replaced(session: Any, wall_seconds: float) -> None:
+    """End an ``overwrite=true`` run stopped (or failed) before it replaced any output: write its own
+    ``summary.json`` (:meth:`~marsunits.inference.runner._Session.write_summary_of_nothing_replaced`) and
+    print its line; where the file cannot be written, the stop's line alone, after a warning saying so."""
+    try:
+        _print_wrapped(session.write_summary_of_nothing_replaced(wall_seconds))
+    except OSError as exc:
+        _warn_reports_not_written(session.output_dir, exc)
+        if session.stopped_early is not None:
+            _print_wrapped(f"The run {session.stopped_early}.")
 
 
 def _warn_reports_not_written(output_dir: Path, exc: OSError) -> None:
