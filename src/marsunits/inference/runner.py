@@ -88,6 +88,7 @@ from marsunits.errors import (
     TerminatedError,
     counted,
     sigterm_raises,
+    stop_said,
     stopping_otherwise,
 )
 from marsunits.file_digest import file_sha256
@@ -1009,9 +1010,7 @@ class _Session:
             how = (
                 f"stopped with the run (another rank {stop.args[0] if stop.args else 'stopped'})"
                 if isinstance(stop, _StoppedWithTheRun)
-                else "terminated (SIGTERM)"
-                if isinstance(stop, TerminatedError)
-                else "interrupted (Ctrl-C)"
+                else stop_said(stop)[0]
             )
             self.stopped_early = f"was {how} {how_far(done, len(todo))}; {advice}"
             raise
