@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,51 @@ def test_an_onnx_cache_folder_that_is_a_file_falls_back_saying_so(ckpt: Path, tm
     assert isinstance(fn, TorchForward) and choice.name == "torch"
     assert f"{tmp_path / 'cachefile'} is a file, not a folder (onnx_cache_dir)" in choice.reason
     assert (tmp_path / "cachefile").read_text() == "notes"
+
+
+class _BuiltForAnotherNumpy(importlib.abc.MetaPathFinder):
+    """onnxruntime as 1.18.0 is on numpy 2: installed, but its import raises ImportError (of no message
+    there: numpy prints its reason on stderr)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name == "onnxruntime":
+            raise ImportError(self.message)
+        return None
+
+
+@pytest.mark.parametrize(
+    ("message", "said"),
+    [
+        ("numpy.core.multiarray failed to import", "ImportError: numpy.core.multiarray failed to import"),
+        ("", "ImportError, of no message"),
+    ],
+)
+def test_an_onnxruntime_that_cannot_be_imported_is_not_called_missing(
+    ckpt: Path,  # noqa: F811
+    cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    message: str,
+    said: str,
+) -> None:
+    """An installed onnxruntime whose import fails (1.18.0, built for numpy 1, on numpy 2): PyTorch is used
+    and the reason quotes the error; it said "onnxruntime is not installed (pip install onnxruntime)",
+    which sent the user to install what was there. A missing one is still called missing."""
+    task = load_task(ckpt)
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.setattr(sys, "meta_path", [_BuiltForAnotherNumpy(message), *sys.meta_path])
+    fn, choice = build_forward(task, runtime="onnx", **_forward_options(ckpt, cache))
+    assert isinstance(fn, TorchForward) and choice.name == "torch"
+    assert "not installed" not in choice.reason, choice.reason
+    assert choice.reason.startswith(f"onnxruntime is installed but cannot be imported ({said})"), (
+        choice.reason
+    )
+    assert "pip install -U onnxruntime" in choice.reason, choice.reason
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    fn, choice = build_forward(task, runtime="onnx", **_forward_options(ckpt, cache))
+    assert choice.reason == "onnxruntime is not installed (pip install onnxruntime); using PyTorch"
 
 
 def test_subclass_model_exports_with_its_grouping(tmp_path: Path) -> None:

@@ -394,8 +394,16 @@ def build_forward(
         )
     try:
         import onnxruntime  # noqa: F401
-    except ImportError:
-        msg = "onnxruntime is not installed (pip install onnxruntime); using PyTorch"
+    except ImportError as err:
+        if isinstance(err, ModuleNotFoundError) and err.name == "onnxruntime":
+            msg = "onnxruntime is not installed (pip install onnxruntime); using PyTorch"
+        else:  # installed but broken: 1.18.0, built for numpy 1, on numpy 2 (an ImportError of no words)
+            lines = str(err).strip().splitlines()
+            why = f"{type(err).__name__}: {lines[0]}" if lines else f"{type(err).__name__}, of no message"
+            msg = (
+                f"onnxruntime is installed but cannot be imported ({why}); install a release built for this "
+                "environment's numpy and Python (pip install -U onnxruntime); using PyTorch"
+            )
         log.warning("runtime=%s: %s", runtime, msg)
         return torch_fn, RuntimeChoice("torch", runtime, msg)
     if cache_dir.exists() and not cache_dir.is_dir():  # it was "FileExistsError: [Errno 17] File exists"
