@@ -1524,3 +1524,37 @@ def test_rank_0_waiting_for_the_others_to_read_its_word_still_shows_signs_of_lif
         assert int(server.get("alive/0")) - before >= 8
     finally:
         watch.close()
+
+
+def test_an_overwrite_run_into_a_new_folder_stopped_in_its_first_image_writes_its_reports(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``overwrite=true`` into a folder no run wrote before, stopped by SIGTERM in its first image: its
+    summary.json said "manifest.csv, index.html and the folder's other reports are the earlier run's, as are
+    its outputs" of a folder with none, and no manifest.csv listed the images not reached. With no earlier
+    reports to keep, the run writes its own, as a run without overwrite does."""
+    import json
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import predict_folder, runner
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+
+    def stopped(self, f, item):  # type: ignore[no-untyped-def]
+        raise TerminatedError
+
+    monkeypatch.setattr(runner._Session, "process", stopped)
+    opts = PredictOptions.from_config(
+        make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", "overwrite=true")
+    )
+    with pytest.raises(TerminatedError):
+        predict_folder(opts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert "earlier run" not in summary["text"], summary["text"]
+    assert "earlier run" not in str(summary["no_contact_map_reason"])
+    assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]
+    assert summary["counts"]["not_reached"] == 2, summary["counts"]
+    assert (out / "manifest.csv").is_file() and (out / "index.html").is_file()

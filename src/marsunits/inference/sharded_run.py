@@ -320,7 +320,12 @@ def _predict_claimed_shard(
             raise
         finally:
             session.loop_seconds = time.perf_counter() - loop_start
-            if overwriting and session.redone == 0 and (session.stopped_early is not None or failed):
+            if (
+                overwriting
+                and session.redone == 0
+                and (session.stopped_early is not None or failed)
+                and _earlier_reports(session.output_dir)
+            ):
                 # Stopped before an image was finished: the reports of the outputs there stay as they were
                 # (an unexpected error there replaced the manifest with an empty one and removed the maps),
                 # but summary.json, which says how the run ended, is this run's.
@@ -415,7 +420,7 @@ def _predict_claimed_shard(
         if ends is None and stopped:
             ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
         session.stop_status = None if ends is None else exit_status(ends)
-        if (stopped or failures) and overwriting and redone == 0:
+        if (stopped or failures) and overwriting and redone == 0 and _earlier_reports(session.output_dir):
             # As one process stopped before an image was finished: the reports there stay as they were, but
             # for summary.json, this run's.
             _say_nothing_replaced(session, time.perf_counter() - started)
@@ -543,6 +548,15 @@ def _print_wrapped(text: str) -> None:
     (:func:`~marsunits.inference.writers.printable`), in lines of at most 110 characters
     (:func:`~marsunits.inference.run_summary_text.console_text`). The stop's line was printed unwrapped."""
     print(console_text(printable(text)), file=sys.stdout)
+
+
+def _earlier_reports(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds an earlier run's reports (its ``manifest.csv``), which an
+    ``overwrite=true`` run stopped before it replaced any output keeps (:func:`_say_nothing_replaced`). A
+    folder without them (new, or an earlier run killed before its reports) has none to keep: the run writes
+    its own, as a run without ``overwrite`` does. Its summary.json said the folder's reports were the
+    earlier run's, and no ``manifest.csv`` listed the images it did not reach."""
+    return (output_dir / "manifest.csv").is_file()
 
 
 def _say_nothing_replaced(session: Any, wall_seconds: float) -> None:
