@@ -1558,3 +1558,40 @@ def test_an_overwrite_run_into_a_new_folder_stopped_in_its_first_image_writes_it
     assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]
     assert summary["counts"]["not_reached"] == 2, summary["counts"]
     assert (out / "manifest.csv").is_file() and (out / "index.html").is_file()
+
+
+def test_an_overwrite_run_failed_in_its_first_image_does_not_say_the_folder_is_as_it_was(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that ends an ``overwrite=true`` run in its first image (here a TypeError out of the
+    prediction): the run had marked the folder's settings record as an unfinished overwrite, and the image
+    may be half replaced, yet its summary.json said "the folder is as it was", where a plain run into it
+    is now refused. It says what a stop there says: run the same command (overwrite=true) again."""
+    import json
+
+    from marsunits.inference import predict_folder, runner
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.output_settings import PENDING_KEY
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+
+    def options(*extra: str) -> PredictOptions:
+        return PredictOptions.from_config(
+            make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *extra)
+        )
+
+    assert predict_folder(options()).exit_code == 0
+
+    def buggy(self, f, item):  # type: ignore[no-untyped-def]
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(runner._Session, "process", buggy)
+    with pytest.raises(TypeError, match="a bug"):
+        predict_folder(options("overwrite=true"))
+    assert json.loads((out / "prediction_settings.json").read_text()).get(PENDING_KEY)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"]
+    assert "as it was" not in summary["text"], summary["text"]
+    assert "run the same command (overwrite=true) again" in summary["text"], summary["text"]

@@ -1240,11 +1240,17 @@ class _Session:
         Raises:
             OSError: ``summary.json`` could not be written (the earlier one removed where it could be)."""
         summary = self.summary(wall_seconds)
-        stopped = (
-            f"The run {self.stopped_early}."
-            if self.stopped_early is not None
-            else "The run failed before it replaced any output (the error below); the folder is as it was."
-        )
+        if self.stopped_early is not None:
+            stopped = f"The run {self.stopped_early}."
+        elif self.marked:  # the settings record says an unfinished overwrite: a plain run is refused there
+            stopped = (
+                "The run failed in its first image (the error below), which may be half replaced: fix what "
+                "the error names, then run the same command (overwrite=true) again."
+            )
+        else:
+            stopped = (
+                "The run failed before it replaced any output (the error below); the folder is as it was."
+            )
         text = (
             f"{stopped} manifest.csv, index.html and the folder's other reports are the earlier run's, as "
             "are its outputs."
