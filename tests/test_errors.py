@@ -875,3 +875,33 @@ def test_errors_that_keep_their_arguments_cross_a_process_boundary_as_raised(tmp
     assert [(type(e), str(e), vars(e)) for e in back.errors] == [
         (type(e), str(e), vars(e)) for e in failed.errors
     ]
+
+
+def test_lightning_s_sigterm_exception_ends_a_command_as_a_sigterm_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lightning's SIGTERMException reaching report_user_errors (training turns it into TerminatedError
+    first; any other code path that let it through) is a SIGTERM: one line and status 143, as stop_said
+    numbers it. It is a SystemExit without a code, so it ended the command with status 0, as if finished, and
+    exit_status (summary.json's) said 1."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from marsunits.errors import exit_status, report_user_errors
+
+    assert exit_status(SIGTERMException()) == 143
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+
+    def terminated() -> None:
+        raise SIGTERMException
+
+    with pytest.raises(SystemExit) as ended:
+        report_user_errors(terminated, prog="train.py")
+    assert ended.value.code == 143
+    assert capsys.readouterr().err == "train.py: terminated (SIGTERM); finished outputs are kept\n"
+
+    def exits() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as plain:  # a plain SystemExit is the command's own exit: let through
+        report_user_errors(exits, prog="train.py")
+    assert plain.value.code == 3

@@ -266,13 +266,14 @@ def _is_sigterm(stop: BaseException) -> bool:
 
 def exit_status(ending: BaseException) -> int:
     """The status :func:`report_user_errors` exits with when ``ending`` ends the command (the one rule it
-    exits by): 143 for SIGTERM (:class:`TerminatedError`), 130 for Ctrl-C, 2 for a user's error (a full disk
-    included; a dead loader worker's ``LoaderWorkerError`` is one), 1 for any other (a traceback). Hydra's
+    exits by): 143 for SIGTERM (:class:`TerminatedError`, Lightning's ``SIGTERMException``), 130 for
+    Ctrl-C, 2 for a user's error (a full disk included; a dead loader worker's ``LoaderWorkerError`` is one),
+    1 for any other (a traceback). Hydra's
     ``InstantiationException`` is classed by the error a constructor raised inside it (:func:`_told_error`),
     as it is told. ``predict.py`` records it as ``summary.json``'s ``exit_status`` of a stopped run, whose
     reports are written before the stop ends it. A stop the run said in its own line (:func:`stop_told`)
     keeps that line's status instead (:func:`report_user_errors`)."""
-    if isinstance(ending, (TerminatedError, KeyboardInterrupt)):
+    if isinstance(ending, (TerminatedError, KeyboardInterrupt)) or _is_sigterm(ending):
         return stop_said(ending)[1]
     told = _told_error(ending)
     if told is not None and (storage_problem(told) or isinstance(told, _reported())):
@@ -377,7 +378,12 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     said the run was pre-empted, under a line saying it was interrupted)."""
     forget_told_stop()  # told by this call's run, not an earlier one (a trial before, a test)
     try:
-        return fn()
+        try:
+            return fn()
+        except SystemExit as ending:  # Lightning's SIGTERMException (a SystemExit without a code, status 0)
+            if not _is_sigterm(ending):  # the command's own exit, as it chose
+                raise
+            raise TerminatedError(str(ending) or "SIGTERM") from ending
     except (TerminatedError, KeyboardInterrupt) as stop:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             say_told_stop()
