@@ -1353,3 +1353,19 @@ def test_a_train_run_folder_given_as_the_model_names_its_best_checkpoint(tmp_pat
     # best.ckpt is chosen by the run's callbacks.model_checkpoint.monitor, val/miou_source_mean with
     # experiment=marsscapes_ai4mars, or val/loss: the hint named val/miou for every run.
     assert "val/miou" not in message and "chosen by the run's callbacks.model_checkpoint.monitor" in message
+
+
+def test_the_model_name_outputs_record_is_the_package_s_or_the_checkpoint_s(tmp_path: Path) -> None:
+    """Contact files' ``model.checkpoint``: a package's folder name whichever of its paths is given, a
+    checkpoint's file name; a path with ``..`` or ``.`` in it names what it leads to (``<pkg>/model.json/..``
+    was recorded as ``..``)."""
+    from marsunits.user_paths import model_file_name
+
+    package = tmp_path / "navcam_model"
+    package.mkdir()
+    (package / "model.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "best.ckpt").write_bytes(b"x")
+    given = [package, f"{package}/", package / "model.json", package / "model.safetensors", package / "."]
+    assert {model_file_name(p) for p in given} == {"navcam_model"}
+    assert model_file_name(package / "model.json" / "..") == "navcam_model"
+    assert model_file_name(package / ".." / "best.ckpt") == "best.ckpt"

@@ -95,7 +95,7 @@ def model_file_name(path: str | os.PathLike[str]) -> str:
     """The name of the model ``path`` loads, as outputs record it beside the network's digest: a checkpoint's
     file name (``best.ckpt``), or a model package's folder name where ``path`` is the package (its folder, its
     ``model.json`` or its ``model.safetensors``: names every package's files share)."""
-    path = expand_home(path).absolute()
+    path = Path(os.path.normpath(expand_home(path).absolute()))  # "<package>/.." names the folder above
     if is_package(path) and not path.is_dir():
         path = path.parent
     return path.name
