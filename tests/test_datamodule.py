@@ -980,3 +980,26 @@ def test_a_ddp_rank_keeps_its_share_when_it_is_smaller_than_a_batch(ranks: int, 
     )
     dm.trainer = SimpleNamespace(world_size=ranks, fast_dev_run=False)  # type: ignore[assignment]
     assert dm.train_dataloader().drop_last is drops
+
+
+def test_a_users_folder_of_sol_named_frames_is_split_by_sol_when_asked(tmp_path: Path) -> None:
+    """``data=folder data.folder_sols_from_names=true``: frames named ``<sol>_<n>`` are grouped by sol block
+    as the real data sets are, so no sol block is on both sides and the margin keeps neighbours out of
+    training. The option was not in ``configs/data/folder.yaml``: a user had to know to give it with ``+``."""
+    from marsunits.data.fake import write_fake_folder
+
+    stems = [f"{sol}_{n}" for sol in (100, 104, 111, 118, 125, 131, 140, 149, 150, 163) for n in (1, 2)]
+    root = write_fake_folder(tmp_path / "frames", stems=stems)
+    options = [*SHRINK_REAL, f"data.root={root}", "data.folder_sols_from_names=true", "data.sol_block=10"]
+    cfg = compose_config(
+        "train", tmp_path / "run", ["data=folder", "logger=none", *options, "data.val_fraction=0.3"]
+    )
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    trained, validated = (
+        {int(r.image.stem.split("_")[0]) // 10 for r in part} for part in dm.splits["folder"][:2]
+    )
+    assert trained and validated and not trained & validated
+    plain_options = ["data=folder", "logger=none", *SHRINK_REAL, f"data.root={root}"]
+    plain = instantiate(compose_config("train", tmp_path / "plain", plain_options).data)
+    assert plain.folder_sols_from_names is False  # the default: a user's folder has no sols
