@@ -642,11 +642,13 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(
 
 
 def test_a_run_ended_by_a_bug_records_failed_not_stopped(
-    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bug that ends a one-process run (an error no image's row takes, here a TypeError out of the
     writer) writes the reports of what was done before its traceback; summary.json said exit_reasons
-    ["stopped"] with stopped_early null: no stop happened. It says "failed", with the bug's status, 1."""
+    ["stopped"] with stopped_early null: no stop happened. It says "failed", with the bug's status, 1.
+    The last paragraph read as a partial run's ("Predicted 1 of 3 images (... 2 not reached)") with no word
+    of the failure, and was not printed: it says the run failed, on which image, and how to go on."""
     from marsunits.inference import writers
 
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -668,6 +670,19 @@ def test_a_run_ended_by_a_bug_records_failed_not_stopped(
     assert summary["stopped_early"] is None
     assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"]
     assert summary["counts"]["ok"] == 1 and summary["counts"]["not_reached"] == 2
+    failed = (
+        "The run failed on an error in img1.png (the traceback follows; status 1): the 2 images not reached "
+        "are predicted by running the same command again (finished images are skipped)."
+    )
+    assert summary["text"].endswith(failed), summary["text"]
+    printed = capsys.readouterr().out
+    assert failed in " ".join(printed.split())
+    assert max(len(line) for line in printed.splitlines()) <= 110
+    # The advice is true: the same command predicts the 2 images not reached and skips the finished one.
+    monkeypatch.setattr(writers, "write_png_atomic", real)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    rows = read_manifest(out)
+    assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["skipped", "ok", "ok"]
 
 
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(

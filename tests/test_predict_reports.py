@@ -133,6 +133,25 @@ def test_the_last_line_names_a_few_contact_maps_and_counts_the_rest() -> None:
     assert many[MAPS_NAMED] not in said
 
 
+def test_a_run_a_bug_ended_says_it_failed_and_what_running_again_does() -> None:
+    """The sentence ending the paragraph of a run a bug ended (status 1, its traceback after it): the image
+    it was predicting where known, and what the same command does next, which is not the same with
+    overwrite=true (it redoes every image) or once no image is left unreached."""
+    from marsunits.inference.run_summary_text import failed_sentence
+
+    head = "The run failed on an error in a/b.png (the traceback follows; status 1)"
+    assert failed_sentence("a/b.png", 1, overwrite=False) == (
+        f"{head}: the image not reached is predicted by running the same command again (finished images "
+        "are skipped)."
+    )
+    assert failed_sentence("a/b.png", 3, overwrite=True) == (
+        f"{head}: run the same command (overwrite=true) again to redo its images."
+    )
+    assert failed_sentence(None, 0, overwrite=False) == (
+        "The run failed on an error (the traceback follows; status 1)."
+    )
+
+
 def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_unless_the_inputs_are_such_scenes(
     tmp_path: Path,
 ) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "CONSOLE_WIDTH",
     "console_text",
     "contact_maps_sentence",
+    "failed_sentence",
     "nothing_scored",
     "summary_paragraph",
     "synthetic_model_note",
@@ -276,6 +277,23 @@ def _units_and_contacts(summary: Mapping[str, Any]) -> str:
     if nodata >= 0.0005:
         units += f" (of the pixels with data; {100 * nodata:.1f} % of all pixels had none)"
     return f"Of the pixels of the predicted masks of {whose}: {units}; they hold {contacts}."
+
+
+def failed_sentence(image: str | None, not_reached: int, overwrite: bool) -> str:
+    """The sentence that ends the paragraph of a run a bug ended (``exit_reasons`` ``failed``, status 1,
+    ``stopped_early`` null), its traceback printed after it: the paragraph read as a partial run's
+    ("Predicted 1 of 3 images (... 2 not reached)") with no word that the run failed. ``image`` is the
+    input it was predicting (None: the bug was elsewhere); ``not_reached`` counts it too, as its outputs
+    are not complete. Running again predicts the images not reached and skips the finished ones; with
+    ``overwrite`` it redoes them all (the folder mixes old and new outputs, and a plain run is refused)."""
+    where = f" in {image}" if image is not None else ""
+    text = f"The run failed on an error{where} (the traceback follows; status 1)"
+    if overwrite:
+        return f"{text}: run the same command (overwrite=true) again to redo its images."
+    if not not_reached:
+        return f"{text}."
+    these = "the image not reached is" if not_reached == 1 else f"the {not_reached} images not reached are"
+    return f"{text}: {these} predicted by running the same command again (finished images are skipped)."
 
 
 def nothing_scored(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None) -> str | None:

@@ -149,7 +149,12 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
-from marsunits.inference.run_summary_text import contact_maps_sentence, nothing_scored, summary_paragraph
+from marsunits.inference.run_summary_text import (
+    contact_maps_sentence,
+    failed_sentence,
+    nothing_scored,
+    summary_paragraph,
+)
 from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,
@@ -704,6 +709,9 @@ class _Session:
         self.megapixels = 0.0
         self.loop_seconds = 0.0
         self.stopped_early: str | None = None
+        #: The input being predicted (its path under ``input_dir``) while its row is made, None between
+        #: them: where a bug that ends the run happened, said by the run's last paragraph.
+        self.predicting: str | None = None
         #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk or
         #: another rank's failure, 1 a bug: :func:`~marsunits.errors.exit_status`), set before its reports
         #: are written: ``summary.json``'s ``exit_status``. None for a run that goes to the end.
@@ -1025,6 +1033,7 @@ class _Session:
                 stopping_otherwise()  # this rank's own SIGTERM, coming next, must not cut the reports
                 raise _StoppedWithTheRun(said)
             f = todo[item.index]
+            self.predicting = f.rel.as_posix()
             if self.opts.overwrite and not self.marked:  # before the first old output is replaced
                 write_settings(self.output_dir, self.settings, pending=True)
                 self.marked = True
@@ -1049,6 +1058,7 @@ class _Session:
             if row["status"] == "error" and "width" not in row and not self.opts.overwrite:
                 row["message"] += self._drop_outputs_of_replaced_image(f)
             self.rows[row["path"]] = row
+            self.predicting = None
             self.redone += 1
             self.grey_predicted += row.get("greyscale") == 1
             if row["status"] == "error" or row.get("camera_error"):
@@ -1325,6 +1335,9 @@ class _Session:
         unscored = nothing_scored(summary, metrics)
         if unscored is not None:
             paragraph += f" {unscored}"
+        if self.stop_status == 1 and self.stopped_early is None:  # a bug: its traceback follows this line
+            not_reached = int(summary["counts"].get("not_reached") or 0)
+            paragraph += f" {failed_sentence(self.predicting, not_reached, bool(self.opts.overwrite))}"
         # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
         summary["no_contact_map_reason"] = no_map  # null where a map was drawn
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after

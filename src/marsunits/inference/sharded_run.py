@@ -333,7 +333,8 @@ def _predict_claimed_shard(
             else:
                 try:
                     result = session.write_reports(time.perf_counter() - started)
-                    if interrupted:  # then the stop's line comes last: this one says what next
+                    # Then the stop's line comes last, or a bug's traceback: this one says what next.
+                    if interrupted or (session.stop_status == 1 and session.stopped_early is None):
                         _print_wrapped(result.summary["text"])
                 except OSError as exc:
                     if session.stopped_early is None:
