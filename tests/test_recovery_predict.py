@@ -693,11 +693,12 @@ def test_a_spawned_run_whose_rank_failed_with_an_unsendable_bug_does_not_end_as_
     run ends in its traceback, status 1. It now reaches it as an error of the same kind (not a user's),
     naming the failing rank's error."""
     import builtins
+    import json
 
     from marsunits.errors import USER_ERRORS
     from marsunits.inference import runner
 
-    _, _, said = _two_ranks(tmp_path, ckpt, _rank_failing_with_a_bug)
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_failing_with_a_bug)
     assert said[1] == ("returned", "None"), said
     name, returned = said[0]  # type: ignore[misc]
     assert name == "returned" and returned.startswith("SpawnedRunFailed(error="), said
@@ -705,6 +706,14 @@ def test_a_spawned_run_whose_rank_failed_with_an_unsendable_bug_does_not_end_as_
     error_type = getattr(builtins, kind, None) or getattr(runner, kind)
     assert not issubclass(error_type, USER_ERRORS), returned
     assert "_Unsendable: a bug at write_prediction" in returned, returned
+    # The reports say the run failed on that rank's bug and how to go on, as a one-process run's do.
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["not_reached"] >= 1, summary["counts"]
+    assert summary["text"].endswith(
+        "The run stopped because rank 1 of its 2 ranks failed after 1 of the 4 images it had to predict "
+        "(_Unsendable: a bug at write_prediction); run the same command again to go on (finished images are "
+        "skipped)."
+    ), summary["text"]
 
 
 def _rank_failing_at_start(rank: int, store: str, opts: object, failing: int, conn: object) -> None:

@@ -416,6 +416,12 @@ def _predict_claimed_shard(
             )
         if said:
             session.stopped_early = "; and ".join(said)
+            # A rank's bug (status 1) says nothing of how to go on, as a full disk's or a dead loader
+            # worker's error does; a one-process run a bug ended says it in its last paragraph.
+            again = "run the same command again to go on (finished images are skipped)"
+            bug = any(error is not None and exit_status(error) == 1 for _, _, error in failures)
+            if bug and not overwriting and again not in session.stopped_early:
+                session.stopped_early += f"; {again}"
         # The status the run ends with below (_raise_how_the_rank_ended, then another rank's stop).
         ends: BaseException | None = failure or stop or (RankFailedError("") if failures else None)
         if ends is None and stopped:
