@@ -1222,6 +1222,23 @@ def test_a_sigterm_inside_an_image_read_s_fallback_stops_the_run(
     assert "terminated (SIGTERM)" in summary["stopped_early"]
 
 
+def _two_images(tmp_path: Path, ckpt: Path) -> tuple[Path, Callable[..., Any]]:
+    """Two small images in ``tmp_path/in``; the output folder ``tmp_path/out`` and the options of a
+    one-thread run of them into it with more options given (``options("overwrite=true")``)."""
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
+
+    def options(*extra: str) -> PredictOptions:
+        return PredictOptions.from_config(
+            make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *extra)
+        )
+
+    return out, options
+
+
 @pytest.mark.parametrize("disk", ["writable", "full"])
 def test_an_overwrite_run_stopped_before_replacing_anything_says_its_own_end_in_summary_json(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, disk: str
@@ -1236,16 +1253,8 @@ def test_an_overwrite_run_stopped_before_replacing_anything_says_its_own_end_in_
 
     from marsunits.errors import TerminatedError
     from marsunits.inference import predict_folder, runner
-    from marsunits.inference.options import PredictOptions
 
-    inp, out = tmp_path / "in", tmp_path / "out"
-    for i in range(2):
-        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
-
-    def options(*extra: str) -> PredictOptions:
-        return PredictOptions.from_config(
-            make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *extra)
-        )
+    out, options = _two_images(tmp_path, ckpt)
 
     assert predict_folder(options()).exit_code == 0
     assert json.loads((out / "summary.json").read_text())["exit_status"] == 0
@@ -1579,17 +1588,9 @@ def test_an_overwrite_run_failed_in_its_first_image_does_not_say_the_folder_is_a
     import json
 
     from marsunits.inference import predict_folder, runner
-    from marsunits.inference.options import PredictOptions
     from marsunits.inference.output_settings import PENDING_KEY
 
-    inp, out = tmp_path / "in", tmp_path / "out"
-    for i in range(2):
-        save_rgb(inp / f"im{i}.png", 40, 48, seed=i)
-
-    def options(*extra: str) -> PredictOptions:
-        return PredictOptions.from_config(
-            make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *extra)
-        )
+    out, options = _two_images(tmp_path, ckpt)
 
     assert predict_folder(options()).exit_code == 0
 
