@@ -1287,6 +1287,12 @@ class _Session:
             raise
         return summary["text"]
 
+    @property
+    def ended_by_a_bug(self) -> bool:
+        """Whether a bug ended this run (status 1, no stop said): its last paragraph says it failed and is
+        printed before the traceback, by the one-process run and by a sharded run's rank alike."""
+        return self.stop_status == 1 and self.stopped_early is None
+
     def write_reports(self, wall_seconds: float) -> RunResult:
         rows = [self.rows[k] for k in sorted(self.rows)]
         out = self.output_dir
@@ -1335,7 +1341,7 @@ class _Session:
         unscored = nothing_scored(summary, metrics)
         if unscored is not None:
             paragraph += f" {unscored}"
-        if self.stop_status == 1 and self.stopped_early is None:  # a bug: its traceback follows this line
+        if self.ended_by_a_bug:  # its traceback follows this line
             not_reached = int(summary["counts"].get("not_reached") or 0)
             paragraph += f" {failed_sentence(self.predicting, not_reached, bool(self.opts.overwrite))}"
         # Why no map was drawn was said on the console only (map=true without cameras), not in the record.

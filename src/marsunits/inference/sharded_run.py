@@ -334,7 +334,7 @@ def _predict_claimed_shard(
                 try:
                     result = session.write_reports(time.perf_counter() - started)
                     # Then the stop's line comes last, or a bug's traceback: this one says what next.
-                    if interrupted or (session.stop_status == 1 and session.stopped_early is None):
+                    if interrupted or session.ended_by_a_bug:
                         _print_wrapped(result.summary["text"])
                 except OSError as exc:
                     if session.stopped_early is None:
