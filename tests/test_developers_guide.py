@@ -41,13 +41,15 @@ def test_the_readme_points_developers_to_the_guide() -> None:
 
 
 def test_every_test_the_readme_s_tables_name_is_in_the_file_they_name() -> None:
-    """The user docs' tables (README.md, docs/) cite tests as ``test_x.py::test_name`` and, after it,
+    """The user docs' tables (README.md, docs/) and DEVELOPERS.md's (the tests behind each troubleshooting
+    row) cite tests as ``test_x.py::test_name`` and, after it,
     ``::test_other`` (same file).
     A row that inserted another file's tests before a ``::`` name sent readers to a file without that test
     (the failure table's native-ids row named a ``test_predict_reports.py`` test under
     ``test_evaluation.py``)."""
     cited, wrong = 0, []
-    for line in user_docs_text().splitlines():
+    developers = (REPO_ROOT / "DEVELOPERS.md").read_text(encoding="utf-8")
+    for line in (user_docs_text() + "\n" + developers).splitlines():
         if not line.startswith("|"):
             continue
         current = None
