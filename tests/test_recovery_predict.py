@@ -716,6 +716,32 @@ def test_a_spawned_run_whose_rank_failed_with_an_unsendable_bug_does_not_end_as_
     ), summary["text"]
 
 
+def test_a_rank_ended_by_another_rank_s_error_exits_with_that_error_s_status() -> None:
+    """Under torchrun each rank ends as its own ``predict.py``: a rank whose run another rank's error ended
+    raises :class:`RankFailedError` naming it, which exited 2 (one line, a user's error) for a bug too,
+    whose run records status 1 and whose failing rank exits 1. Its status is now the failing rank's error's:
+    1 and a traceback for a bug, 2 and one line for a user's error (a full disk), 2 where no error reached
+    it (a user's error that could not be sent, a rank killed without a word)."""
+    from marsunits.errors import exit_status, report_user_errors
+    from marsunits.inference.runner import OutputWriteError
+    from marsunits.inference.sharded_run import RankFailedError
+
+    said = "the run stopped because rank 1 of its 2 ranks failed (TypeError: a bug)"
+    bug = RankFailedError(said, [TypeError("a bug")])
+    full = RankFailedError(said, [OutputWriteError("cannot write outputs: the disk is full")])
+    assert exit_status(bug) == 1
+    assert exit_status(full) == 2 and exit_status(RankFailedError(said)) == 2
+
+    def ended_by(error: Exception) -> None:
+        raise error
+
+    with pytest.raises(RankFailedError):  # a traceback, status 1
+        report_user_errors(lambda: ended_by(bug), "predict.py")
+    with pytest.raises(SystemExit) as exited:
+        report_user_errors(lambda: ended_by(full), "predict.py")
+    assert exited.value.code == 2
+
+
 def _rank_failing_at_start(rank: int, store: str, opts: object, failing: int, conn: object) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank ``failing`` fails before
     predicting: looking at its shard's outputs (``_Session.plan``) raises an I/O error."""

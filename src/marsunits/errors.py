@@ -32,6 +32,22 @@ class MarsUnitsError(Exception):
     whose test walks them all: a script's ``except MarsUnitsError`` catches every error a user can fix."""
 
 
+class OtherProcessError(MarsUnitsError):
+    """This process's part of a run was ended by the error of another process of it (a rank of a sharded
+    ``predict.py``), said in one line that names that process and its error.
+
+    Attributes:
+        errors: The other processes' own errors that reached this one. The command exits with the first
+            one's status (:func:`exit_status`): 1 for a bug, as the failing process does (a rank of
+            ``torchrun`` said a bug's 1 as 2, a user's error, with its run's ``summary.json`` saying 1), 2
+            for a user's error, and 2 where none reached it.
+    """
+
+    def __init__(self, message: str, errors: Sequence[Exception] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
 class ConfigError(MarsUnitsError, ValueError):
     """A configuration value is missing or wrong."""
 
@@ -268,13 +284,15 @@ def exit_status(ending: BaseException) -> int:
     """The status :func:`report_user_errors` exits with when ``ending`` ends the command (the one rule it
     exits by): 143 for SIGTERM (:class:`TerminatedError`, Lightning's ``SIGTERMException``), 130 for
     Ctrl-C, 2 for a user's error (a full disk included; a dead loader worker's ``LoaderWorkerError`` is one),
-    1 for any other (a traceback). Hydra's
+    1 for any other (a traceback); for :class:`OtherProcessError`, that of the other process's error. Hydra's
     ``InstantiationException`` is classed by the error a constructor raised inside it (:func:`_told_error`),
     as it is told. ``predict.py`` records it as ``summary.json``'s ``exit_status`` of a stopped run, whose
     reports are written before the stop ends it. A stop the run said in its own line (:func:`stop_told`)
     keeps that line's status instead (:func:`report_user_errors`)."""
     if isinstance(ending, (TerminatedError, KeyboardInterrupt)) or _is_sigterm(ending):
         return stop_said(ending)[1]
+    if isinstance(ending, OtherProcessError) and ending.errors:  # another rank's error ended the run
+        return exit_status(ending.errors[0])
     told = _told_error(ending)
     if told is not None and (storage_problem(told) or isinstance(told, _reported())):
         return 2

@@ -37,7 +37,7 @@ from marsunits.errors import (
     STORAGE_ERRNOS,
     USER_ERRORS,
     ConfigError,
-    MarsUnitsError,
+    OtherProcessError,
     TerminatedError,
     counted,
     exit_status,
@@ -93,7 +93,7 @@ class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
     argument is ``"stopped"`` or ``"failed"``."""
 
 
-class RankFailedError(MarsUnitsError):
+class RankFailedError(OtherProcessError):
     """Another rank of a sharded run failed: this rank stopped at its next image, the reports of what every
     rank finished are written, and the message names the failing rank and its error (which that rank raises
     itself, in its own output or log).
@@ -101,12 +101,10 @@ class RankFailedError(MarsUnitsError):
     Attributes:
         errors: The failing ranks' own errors, in rank order, those that could be sent between processes
             (pickled), and for a bug's that could not, a ``RuntimeError`` saying it: ranks spawned by
-            ``predict.py`` end the launching process with the first of them.
+            ``predict.py`` end the launching process with the first of them, and a rank of ``torchrun``
+            raising this one exits with its status (:func:`~marsunits.errors.exit_status`), as the run's
+            ``summary.json`` records it.
     """
-
-    def __init__(self, message: str, errors: Sequence[Exception] = ()) -> None:
-        super().__init__(message)
-        self.errors = list(errors)
 
 
 class _RankPart(NamedTuple):
