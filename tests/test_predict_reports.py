@@ -150,6 +150,10 @@ def test_a_run_a_bug_ended_says_it_failed_and_what_running_again_does() -> None:
     assert failed_sentence(None, 0, overwrite=False) == (
         "The run failed on an error (the traceback follows; status 1)."
     )
+    # A sharded run's bug: the rank it hit, after the image.
+    assert failed_sentence("a/b.png", 0, overwrite=False, rank="rank 1 of its 2 ranks") == (
+        "The run failed on an error in a/b.png on rank 1 of its 2 ranks (the traceback follows; status 1)."
+    )
 
 
 def test_a_model_trained_on_synthetic_scenes_alone_is_said_so_unless_the_inputs_are_such_scenes(

@@ -708,11 +708,159 @@ def test_a_spawned_run_whose_rank_failed_with_an_unsendable_bug_does_not_end_as_
     assert "_Unsendable: a bug at write_prediction" in returned, returned
     # The reports say the run failed on that rank's bug and how to go on, as a one-process run's do.
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"]["not_reached"] >= 1, summary["counts"]
+    not_reached = summary["counts"]["not_reached"]
+    assert not_reached >= 1, summary["counts"]
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"], summary
     assert summary["text"].endswith(
-        "The run stopped because rank 1 of its 2 ranks failed after 1 of the 4 images it had to predict "
-        "(_Unsendable: a bug at write_prediction); run the same command again to go on (finished images are "
-        "skipped)."
+        "The run failed on an error in im3.png on rank 1 of its 2 ranks (the traceback follows; status 1): "
+        f"the {not_reached} images not reached are predicted by running the same command again (finished "
+        "images are skipped)."
+    ), summary["text"]
+
+
+def _rank_with_a_bug(rank: int, store: str, opts: object, buggy: int, conn: object) -> None:
+    """One rank of a two-process gloo run spawned by ``predict.py devices=2`` (collectives' timeout 20 s)
+    whose rank ``buggy`` hits a bug at its second image: a ``TypeError`` out of the writer, which no image's
+    row takes (as :func:`_one_process_ended_by_a_bug`)."""
+    from marsunits.inference import runner
+
+    real_write = runner.write_prediction
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if rank == buggy and done[0] == 1:
+            raise TypeError("a bug")
+        done[0] += 1
+        return real_write(paths, *args, **kwargs)
+
+    runner.write_prediction = write_prediction  # type: ignore[assignment]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=True)
+
+
+def _unrelated_labels(tmp_path: Path) -> Path:
+    """A ``labels_dir`` whose one mask matches none of :func:`_eight_images`' inputs."""
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(labels / "unrelated.png")
+    return labels
+
+
+def _one_process_ended_by_a_bug(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """``summary.json`` of one process predicting :func:`_eight_images` with :func:`_unrelated_labels`, ended
+    by a bug at its second image (a ``TypeError`` out of the writer)."""
+    import json
+
+    from marsunits.inference import runner
+
+    one = tmp_path / "one"
+    inp, _ = _eight_images(one)
+    labels = _unrelated_labels(one)
+    real_write = runner.write_prediction
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if done[0] == 1:
+            raise TypeError("a bug")
+        done[0] += 1
+        return real_write(paths, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "write_prediction", write_prediction)
+    cfg = make_cfg(one, ckpt, inp, one / "out", "threads=1", "num_workers=0", f"labels_dir={labels}")
+    with pytest.raises(TypeError, match="a bug"):
+        runner.run(cfg)
+    return dict(json.loads((one / "out" / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize("buggy", [0, 1])
+def test_a_sharded_run_ended_by_a_rank_s_bug_records_failed_as_one_process_does(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, buggy: int
+) -> None:
+    """A bug (an error that is no user's and no stop) on one rank of ``predict.py devices=2``, whose
+    launcher then ends with that rank's error, status 1: ``summary.json`` said ``exit_status`` 2 and
+    ``exit_reasons`` ``["stopped"]`` for a bug of rank 1 (rank 0 ended on the RankFailedError naming it),
+    and ``failed`` with ``stopped_early`` set for a bug of rank 0. It now records what a one-process run a bug
+    ended records, key by key: status 1, ``failed``, ``stopped_early`` null, no ``nothing_scored`` (the run
+    never reached the images a label may match), and a last paragraph that says on which image (and rank)
+    it failed and that the same command predicts the images not reached."""
+    import json
+
+    labels = _unrelated_labels(tmp_path)
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_with_a_bug, buggy, options=(f"labels_dir={labels}",))
+    one = _one_process_ended_by_a_bug(tmp_path, ckpt, monkeypatch)  # after the fork: its patch stays here
+    assert said[1] == ("returned", "None"), said
+    assert said[0] == ("returned", "SpawnedRunFailed(error=TypeError('a bug'))"), said  # the launcher: 1
+    sharded = json.loads((out / "summary.json").read_text())
+    assert sharded.keys() == one.keys()
+    ending = ("exit_status", "exit_reasons", "stopped_early", "no_contact_map_reason")
+    assert {k: sharded[k] for k in ending} == {k: one[k] for k in ending}
+    assert one["exit_status"] == 1 and one["exit_reasons"] == ["failed"] and one["stopped_early"] is None
+    again = "predicted by running the same command again (finished images are skipped)."
+    assert one["text"].endswith(
+        f"The run failed on an error in im1.png (the traceback follows; status 1): the 7 images not reached "
+        f"are {again}"
+    ), one["text"]
+    counts = sharded["counts"]
+    assert counts["ok"] + counts["not_reached"] == 8 and counts["error"] == 0, counts
+    image = "im2.png" if buggy == 0 else "im3.png"  # each rank's second image: im0, im2, ... / im1, im3, ...
+    assert sharded["text"].endswith(
+        f"The run failed on an error in {image} on rank {buggy} of its 2 ranks (the traceback follows; "
+        f"status 1): the {counts['not_reached']} images not reached are {again}"
+    ), sharded["text"]
+
+
+def _rank_1_buggy_in_its_first_image(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s): rank 1 hits a bug (a ``TypeError``
+    out of the writer) in its first image, once it has marked the folder's settings record pending
+    (``overwrite=true``); rank 0 waits for rank 1's word that it failed before it starts its own first image,
+    so that it replaces nothing and never marks the record itself."""
+    from marsunits.inference import runner
+
+    real_loop = runner._Session._predict_loop
+
+    def predict_loop(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 60
+        while self.stops.announced() != "failed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return real_loop(self, *args, **kwargs)
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise TypeError("a bug")
+
+    if rank == 0:
+        runner._Session._predict_loop = predict_loop  # type: ignore[method-assign]
+    else:
+        runner.write_prediction = write_prediction  # type: ignore[assignment]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=True)
+
+
+def test_a_sharded_overwrite_a_rank_s_bug_ended_in_its_first_image_says_it_may_be_half_replaced(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """An ``overwrite=true`` run whose rank 1 hit a bug in its first image, rank 0 not having begun one:
+    rank 1 marked the folder's settings record pending, so the folder is no longer as it was (a plain run
+    there is refused). Rank 0's own record was not marked, and its summary, recorded as a bug's, said the
+    run failed before it replaced any output and the folder was as it was: it says, as one process's does,
+    that the image may be half replaced and to run the same command (overwrite=true) again."""
+    import json
+
+    from marsunits.inference import predict_folder
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = _eight_images(tmp_path)
+    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    assert predict_folder(opts).exit_code == 0
+    manifest = (out / "manifest.csv").read_bytes()
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_1_buggy_in_its_first_image, options=("overwrite=true",))
+    assert said == [("returned", "SpawnedRunFailed(error=TypeError('a bug'))"), ("returned", "None")], said
+    assert (out / "manifest.csv").read_bytes() == manifest
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"], summary
+    assert summary["stopped_early"] is None
+    assert summary["text"].startswith(
+        "The run failed in its first image (the error below), which may be half replaced: fix what the error "
+        "names, then run the same command (overwrite=true) again."
     ), summary["text"]
 
 

@@ -279,14 +279,15 @@ def _units_and_contacts(summary: Mapping[str, Any]) -> str:
     return f"Of the pixels of the predicted masks of {whose}: {units}; they hold {contacts}."
 
 
-def failed_sentence(image: str | None, not_reached: int, overwrite: bool) -> str:
+def failed_sentence(image: str | None, not_reached: int, overwrite: bool, rank: str | None = None) -> str:
     """The sentence that ends the paragraph of a run a bug ended (``exit_reasons`` ``failed``, status 1,
     ``stopped_early`` null), its traceback printed after it: the paragraph read as a partial run's
     ("Predicted 1 of 3 images (... 2 not reached)") with no word that the run failed. ``image`` is the
     input it was predicting (None: the bug was elsewhere); ``not_reached`` counts it too, as its outputs
-    are not complete. Running again predicts the images not reached and skips the finished ones; with
+    are not complete. ``rank``: the rank of a sharded run the bug ended it on (``"rank 1 of its 2
+    ranks"``). Running again predicts the images not reached and skips the finished ones; with
     ``overwrite`` it redoes them all (the folder mixes old and new outputs, and a plain run is refused)."""
-    where = f" in {image}" if image is not None else ""
+    where = (f" in {image}" if image is not None else "") + (f" on {rank}" if rank is not None else "")
     text = f"The run failed on an error{where} (the traceback follows; status 1)"
     if overwrite:
         return f"{text}: run the same command (overwrite=true) again to redo its images."
@@ -303,7 +304,8 @@ def nothing_scored(summary: Mapping[str, Any], metrics: Mapping[str, Any] | None
     inputs are its failure, under ``allow_errors``' rule). Such a run exited 0, which a script running
     ``predict.py`` to score a model read as scores written. None too for a stopped run (``stopped_early``:
     Ctrl-C, SIGTERM, a full disk), which exits as its stop (130, 143, 2), not 1, and may not have reached
-    the images with a label: its last sentence says to run again, which scores them."""
+    the images with a label: its last sentence says to run again, which scores them. The runner does not
+    ask for a run a bug ended either (``exit_reasons`` ``failed``), for the same reason."""
     if metrics is None or metrics["images_scored"] or summary.get("stopped_early"):
         return None
     c = summary["counts"]

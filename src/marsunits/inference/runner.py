@@ -30,8 +30,9 @@ Failure policy:
   so far and ``summary.json`` says why in ``stopped_early``.
 * ``summary.json``'s ``exit_reasons`` starts with ``stopped`` for a run stopped before the end (Ctrl-C,
   SIGTERM, a full disk, a dead loader worker, another rank's stop or failure; ``stopped_early`` says how),
-  and with ``failed`` for one ended by an error no image's row takes and no user causes, a bug: its reports
-  are written, ``exit_status`` 1, ``stopped_early`` null, and its traceback follows.
+  and with ``failed`` for one ended by an error no image's row takes and no user causes, a bug (on any rank
+  of a sharded run): its reports are written, ``exit_status`` 1, ``stopped_early`` null, and its traceback
+  follows.
 * Temporaries left by a killed earlier run (``SIGKILL`` skips every cleanup) are removed at start
   (:func:`marsunits.atomic.remove_stale_temporaries`; files of live processes are kept).
 * Inputs above ``max_file_mb`` (file size) or ``max_megapixels`` (header) are error rows, decided before
@@ -712,6 +713,9 @@ class _Session:
         #: The input being predicted (its path under ``input_dir``) while its row is made, None between
         #: them: where a bug that ends the run happened, said by the run's last paragraph.
         self.predicting: str | None = None
+        #: The rank a bug ended a sharded run on (``"rank 1 of its 2 ranks"``), said with ``predicting`` by
+        #: rank 0's last paragraph; None for one process.
+        self.failed_rank: str | None = None
         #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk or
         #: another rank's failure, 1 a bug: :func:`~marsunits.errors.exit_status`), set before its reports
         #: are written: ``summary.json``'s ``exit_status``. None for a run that goes to the end.
@@ -1337,13 +1341,17 @@ class _Session:
             paragraph += f" No contact map: {map_problem}."
         # The start's warning of a labelled dataset's root as input_dir scrolled away on a long run.
         paragraph += _labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
-        # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script).
-        unscored = nothing_scored(summary, metrics)
+        # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script). Not
+        # for a run that ended before its end (a stop: stopped_early; a bug: stop_status 1), which may not
+        # have reached the images a label matches: its last sentence says to run again, which scores them.
+        unscored = nothing_scored(summary, metrics) if self.stop_status is None else None
         if unscored is not None:
             paragraph += f" {unscored}"
         if self.ended_by_a_bug:  # its traceback follows this line
             not_reached = int(summary["counts"].get("not_reached") or 0)
-            paragraph += f" {failed_sentence(self.predicting, not_reached, bool(self.opts.overwrite))}"
+            paragraph += " " + failed_sentence(
+                self.predicting, not_reached, bool(self.opts.overwrite), self.failed_rank
+            )
         # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
         summary["no_contact_map_reason"] = no_map  # null where a map was drawn
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
@@ -1408,8 +1416,9 @@ class _Session:
         """``summary.json``'s ``exit_reasons``: why the run exits with a status other than 0, as fixed keys
         (README, ``summary.json``'s row), first ``stopped`` for a run stopped before the end (Ctrl-C,
         SIGTERM, a full disk, a dead loader worker, another rank's stop or failure: ``stopped_early`` says
-        how) or ``failed`` for one ended by an error of no stop and no user's, a bug (status 1, its
-        traceback after the reports: recorded as ``stopped`` with ``stopped_early`` null until 2026-12-07).
+        how) or ``failed`` for one ended by an error of no stop and no user's, a bug, on any rank (status 1,
+        its traceback after the reports: recorded as ``stopped`` with ``stopped_early`` null until
+        2026-12-07).
         A script could not tell a run whose inputs failed from one that scored nothing: both exit 1."""
         ended = None if self.stop_status is None else "failed" if self.stop_status == 1 else "stopped"
         reasons = [ended] if ended is not None else []

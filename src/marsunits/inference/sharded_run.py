@@ -123,6 +123,9 @@ class _RankPart(NamedTuple):
         redone: Images it predicted (written) this run.
         grey_predicted: Greyscale images it predicted this run.
         failure: ``(what it failed with, its error if it could be sent)`` for a rank that failed, else None.
+        predicting: The input it was predicting as it ended (its path under ``input_dir``), None between
+            images: where a rank's bug ended the run, said by the run's last paragraph.
+        marked: Whether it marked the settings record pending (``overwrite``, its first image begun).
     """
 
     rows: dict[str, dict[str, Any]]
@@ -134,6 +137,8 @@ class _RankPart(NamedTuple):
     redone: int
     grey_predicted: int
     failure: tuple[str, Exception | None] | None
+    predicting: str | None
+    marked: bool
 
 
 def _rank_part(
@@ -153,6 +158,8 @@ def _rank_part(
             redone=0,
             grey_predicted=0,
             failure=failure,
+            predicting=None,
+            marked=False,
         )
     return _RankPart(
         rows=session.rows,
@@ -164,6 +171,8 @@ def _rank_part(
         redone=session.redone,
         grey_predicted=session.grey_predicted,
         failure=failure,
+        predicting=session.predicting,
+        marked=session.marked,
     )
 
 
@@ -205,8 +214,10 @@ def predict_shard(
     :class:`OutputWriteError`, a dead loader worker's ``LoaderWorkerError``, a bug) does the same: it says so
     through ``stops`` (the others stop at their next image), joins the gather with the images it finished,
     and once rank 0 has written the reports (``stopped_early`` naming the failing rank and its error, the
-    images not reached counted) it raises its own error; every other rank, rank 0 included, raises
-    :class:`RankFailedError` naming the failing rank and its error. It left the run at once, and the others
+    images not reached counted; for a bug, status 1, the record of one process's bug: ``failed``,
+    ``stopped_early`` null, the last paragraph naming the image and the rank) it raises its own error;
+    every other rank, rank 0 included, raises :class:`RankFailedError` naming the failing rank and its
+    error. It left the run at once, and the others
     predicted their shards, then waited in the gather for it (on NCCL until the collectives' timeout, 30
     minutes; on gloo until its process had ended) and ended in a traceback, no report written. Rank 0
     failing as it writes the reports likewise ends the others with :class:`RankFailedError`, and so does a
@@ -384,6 +395,7 @@ def _predict_claimed_shard(
         redone = 0
         for rank, rank_part in enumerate(parts):
             redone += rank_part.redone
+            session.marked = session.marked or rank_part.marked  # the folder's record: pending
             if rank_part.stop is not None:
                 stopped.append((rank, *rank_part.stop))
             if rank_part.failure is not None:
@@ -397,10 +409,27 @@ def _predict_claimed_shard(
             session.loop_seconds = max(session.loop_seconds, rank_part.loop_seconds)
             if session.evaluation is not None and rank_part.evaluation is not None:
                 session.evaluation.merge(rank_part.evaluation)
+        # The status the run ends with below (_raise_how_the_rank_ended, then another rank's stop): a rank's
+        # bug's, 1, where it is the failing ranks' first error (RankFailedError's status: exit_status).
+        ends: BaseException | None = failure or stop
+        if ends is None and failures:
+            ends = RankFailedError("", _errors(failures))
+        if ends is None and stopped:
+            ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
+        session.stop_status = None if ends is None else exit_status(ends)
         said = []
-        if failures:
+        if session.stop_status == 1:
+            # A bug ended the run: recorded as one process's bug is (failed, stopped_early null, a last
+            # paragraph naming the image and the rank: _Session.ended_by_a_bug). Rank 1's was recorded as a
+            # stop, status 2 (rank 0 ended on the RankFailedError naming it), rank 0's with stopped_early set.
+            buggy = next(
+                (rank for rank, _, error in failures if error is not None and exit_status(error) == 1), 0
+            )
+            session.predicting = parts[buggy].predicting
+            session.failed_rank = f"rank {buggy} of its {shard.world_size} ranks"
+        elif failures:
             said.append(f"stopped because {_rank_failures_said(failures, shard.world_size, run=False)}")
-        if stopped:
+        if stopped and session.stop_status != 1:
             # Each rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
             told = [text.partition("; ") for _, text, _ in stopped]
             advice = "; ".join(dict.fromkeys(rest for _, _, rest in told if rest))
@@ -414,17 +443,8 @@ def _predict_claimed_shard(
             )
         if said:
             session.stopped_early = "; and ".join(said)
-            # A rank's bug (status 1) says nothing of how to go on, as a full disk's or a dead loader
-            # worker's error does; a one-process run a bug ended says it in its last paragraph.
-            again = "run the same command again to go on (finished images are skipped)"
-            bug = any(error is not None and exit_status(error) == 1 for _, _, error in failures)
-            if bug and not overwriting and again not in session.stopped_early:
-                session.stopped_early += f"; {again}"
-        # The status the run ends with below (_raise_how_the_rank_ended, then another rank's stop).
-        ends: BaseException | None = failure or stop or (RankFailedError("") if failures else None)
-        if ends is None and stopped:
-            ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
-        session.stop_status = None if ends is None else exit_status(ends)
+        elif session.stop_status == 1:  # not this rank's "stopped with the run (another rank failed)"
+            session.stopped_early = None
         if (stopped or failures) and overwriting and redone == 0 and _earlier_reports(session.output_dir):
             # As one process stopped before an image was finished: the reports there stay as they were, but
             # for summary.json, this run's.
