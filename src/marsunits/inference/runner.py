@@ -716,9 +716,9 @@ class _Session:
         #: The rank a bug ended a sharded run on (``"rank 1 of its 2 ranks"``), said with ``predicting`` by
         #: rank 0's last paragraph; None for one process.
         self.failed_rank: str | None = None
-        #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk or
-        #: another rank's failure, 1 a bug: :func:`~marsunits.errors.exit_status`), set before its reports
-        #: are written: ``summary.json``'s ``exit_status``. None for a run that goes to the end.
+        #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk, 1
+        #: a bug; another rank's failure, its error's: :func:`~marsunits.errors.exit_status`), set before its
+        #: reports are written: ``summary.json``'s ``exit_status``. None for a run that goes to the end.
         self.stop_status: int | None = None
         #: ``(image rel path, contact lines, camera)`` of images with a camera, for ``map=true``.
         self.map_items: list[tuple[str, list[ContactLine], CameraModel]] = []
