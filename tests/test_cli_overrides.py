@@ -370,21 +370,22 @@ def test_an_option_written_as_a_dashed_flag_is_told_to_drop_the_dashes(
             ["data=folder", "data.class_map=0:0", "data.class_map=2:0", "data.class_map=255:255"],
             "'data.class_map={0: 0, 2: 0, 255: 255}'",
         ),
-        # A list-valued option (the composed config's type) split so: predict.py read the PNGs alone.
-        ("predict.py", ["input_dir=x", "patterns=jpg", "patterns=png"], "'patterns=[jpg,png]'"),
+        # ++ (add or set) was not caught: refused for the map 1:1. The fix keeps the ++.
         (
-            "train.py",
-            ["data=marsscapes_ai4mars", "data.sources=marsscapes", "data.sources=ai4mars"],
-            "'data.sources=[marsscapes,ai4mars]'",
+            "predict.py",
+            ["input_dir=x", "++labels_class_map=0:0", "++labels_class_map=1:1"],
+            "'++labels_class_map={0: 0, 1: 1}'",
         ),
+        # + on an option the config has, which Hydra refuses quoted or not: it was told to give
+        # labels_class_map=0:0, the first entry alone. The fix drops the plus, saying why.
         (
-            "train.py",
-            ["model=tiny", *(f"model.decoder_channels={n}" for n in (32, 16, 8))],
-            "'model.decoder_channels=[32,16,8]'",
+            "predict.py",
+            ["input_dir=x", "+labels_class_map=0:0", "+labels_class_map=1:1"],
+            "'labels_class_map={0: 0, 1: 1}'",
         ),
     ],
 )
-def test_an_unquoted_map_or_list_split_by_the_shell_is_told_to_quote_it(
+def test_an_unquoted_map_split_by_the_shell_is_told_to_quote_it(
     prog: str,
     args: list[str],
     fix: str,
@@ -393,16 +394,126 @@ def test_an_unquoted_map_or_list_split_by_the_shell_is_told_to_quote_it(
 ) -> None:
     """bash expands an unquoted ``labels_class_map={0:0,2:0,...}`` into one option per entry, of which Hydra
     keeps the last: predict.py refused the map ``255:255``, one nobody typed, and train.py's
-    ``data.class_map`` so split ended in Hydra's ``AttributeError`` after making a run folder. So
-    ``patterns={jpg,png}`` became ``patterns=jpg patterns=png``: predict.py read the PNGs only, without a
-    word. The refusal is one line naming the options as given and the quoted option."""
+    ``data.class_map`` so split ended in Hydra's ``AttributeError`` after making a run folder. The refusal
+    is one line naming the options as given and the quoted map."""
     status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
-    name = args[1].split("=")[0]
+    name = args[1].split("=")[0].lstrip("+")
     assert status == 2
     given = f"{name} is given {len(args) - 1} times in a row ({' '.join(args[1:])}): "
     assert err.strip().startswith(f"{prog}: error: {given}"), err
     assert "the shell split an unquoted {...}" in err and err.strip().endswith(fix)
+    assert ("without the plus" in err) == args[1].startswith("+labels")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "fix", "key", "meant"),
+    [
+        # A list-valued option (the composed config's type) split so: predict.py read the PNGs alone.
+        (
+            "predict.py",
+            ["input_dir=x", "patterns=jpg", "patterns=png"],
+            "patterns=[jpg,png]",
+            "patterns",
+            None,
+        ),
+        # ++ (add or set) split the same way was not caught: the PNGs alone again. The fix keeps the ++.
+        (
+            "predict.py",
+            ["input_dir=x", "++patterns=jpg", "++patterns=png"],
+            "++patterns=[jpg,png]",
+            "patterns",
+            None,
+        ),
+        # + on an option the config has: Hydra refuses a plus there, quoted or not, so the fix drops it
+        # (it was told to give patterns=jpg, the first value alone).
+        (
+            "predict.py",
+            ["input_dir=x", "+patterns=jpg", "+patterns=png"],
+            "patterns=[jpg,png]",
+            "patterns",
+            None,
+        ),
+        (
+            "train.py",
+            ["data=marsscapes_ai4mars", "data.sources=marsscapes", "data.sources=ai4mars"],
+            "data.sources=[marsscapes,ai4mars]",
+            "data.sources",
+            None,
+        ),
+        (
+            "train.py",
+            ["data=marsscapes_ai4mars", "++data.sources=marsscapes", "++data.sources=ai4mars"],
+            "++data.sources=[marsscapes,ai4mars]",
+            "data.sources",
+            None,
+        ),
+        (
+            "train.py",
+            ["model=tiny", *(f"model.decoder_channels={n}" for n in (32, 16, 8))],
+            "model.decoder_channels=[32,16,8]",
+            "model.decoder_channels",
+            None,
+        ),
+        # callbacks is a multi-select group (train.yaml: callbacks: [default, wandb]): chosen twice in a row,
+        # Hydra kept the last alone, and the run trained without best.ckpt and last.ckpt.
+        (
+            "train.py",
+            ["model=tiny", "callbacks=default", "callbacks=ema"],
+            "callbacks=[default,ema]",
+            "callbacks",
+            ["model_checkpoint", "ema"],
+        ),
+        (
+            "train.py",
+            ["experiment=marsscapes", "callbacks=default", "callbacks=wandb", "callbacks=ema"],
+            "callbacks=[default,wandb,ema]",
+            "callbacks",
+            ["model_checkpoint", "wandb_val_images", "ema"],
+        ),
+        # +callbacks=ema adds to the defaults' list; twice, Hydra refused ("Multiple values for callbacks").
+        (
+            "train.py",
+            ["model=tiny", "+callbacks=ema", "+callbacks=recovery"],
+            "+callbacks=[ema,recovery]",
+            "callbacks",
+            ["model_checkpoint", "wandb_val_images", "ema", "recovery_checkpoint"],
+        ),
+    ],
+)
+def test_an_unquoted_list_or_choices_split_by_the_shell_is_told_to_give_it_once(
+    prog: str,
+    args: list[str],
+    fix: str,
+    key: str,
+    meant: list[str] | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """bash expands an unquoted ``patterns={jpg,png}`` into ``patterns=jpg patterns=png``, of which Hydra
+    keeps the last: predict.py read the PNGs only, without a word; ``callbacks={default,ema}`` trained with
+    EMA alone. The refusal is one line naming the options as given; since a script may also give an option
+    twice on purpose, it says to give it once, quoted for all the values or with the one meant. The quoted
+    option it gives composes to all of them."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    run = [a for a in args[1:] if a.lstrip("+").startswith(f"{key}=")]
+    assert status == 2
+    given = f"{key} is given {len(run)} times in a row ({' '.join(run)}): give it once, "
+    assert err.strip().startswith(f"{prog}: error: {given}"), err
+    assert f"'{fix}' for " in err and "or only the one " in err and "the shell splits {...}" in err
+    assert (f"{key} needs no plus" in err) == (run[0].startswith("+") and not fix.startswith("+"))
+    assert len(err.strip().splitlines()) == 1
+    from conftest import compose_config
+
+    others = [a for a in args if a not in run]
+    cfg = compose_config(prog.removesuffix(".py"), tmp_path, [*others, fix])
+    if meant is None:  # a list option: every value, in the order given
+        from omegaconf import OmegaConf
+
+        assert [str(v) for v in OmegaConf.select(cfg, key)] == [a.partition("=")[2] for a in run]
+    else:  # the callbacks of every choice
+        assert set(meant) <= set(cfg[key]), sorted(cfg[key])
 
 
 def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not_a_shell_split() -> None:
@@ -418,16 +529,35 @@ def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not
     assert brace_expanded_option(["model=tiny", "logger=none", "logger=csv"]) is None
     # Without the config, a list-valued option's repeats cannot be told from a scalar's: left alone.
     assert brace_expanded_option(["patterns=jpg", "patterns=png"]) is None
-    # With it, a repeated group choice is still Hydra's "the last counts", and so is a scalar given again
-    # in a row, and a list given whole each time.
+    # With it, a single-select group chosen again is still Hydra's "the last counts" (logger, and callbacks
+    # once a choice before the run made it one option), and so is a scalar given again in a row, a list or
+    # choices given whole each time, a ++ given again of a scalar, and runs with different prefixes (no
+    # brace gives those).
     for config_name, args in (
         ("train", ["model=tiny", "logger=none", "logger=csv"]),
+        ("train", ["model=tiny", "++logger=none", "++logger=csv"]),
         ("train", ["trainer.max_epochs=1", "trainer.max_epochs=2"]),
+        ("train", ["++trainer.max_epochs=1", "++trainer.max_epochs=2"]),
+        ("train", ["callbacks=[default]", "callbacks=[ema]"]),
+        ("train", ["callbacks=ema", "callbacks=ema"]),
+        ("train", ["data=marsscapes_ai4mars", "data.sources=marsscapes", "++data.sources=ai4mars"]),
         ("predict", ["tile=256", "tile=512"]),
+        ("predict", ["++tile=256", "++tile=512"]),
         ("predict", ["patterns=[jpg]", "patterns=[png]"]),
         ("predict", ["patterns=jpg", "tile=256", "patterns=png"]),  # not in a row
     ):
         assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
+
+
+def test_a_single_select_group_chosen_twice_takes_the_last_as_hydra_does(tmp_path: Path) -> None:
+    """``logger=none logger=csv`` (a script appending to its base options) is left to Hydra, which takes the
+    last: the checks before Hydra pass it, and the composed config has the CSV logger alone."""
+    from conftest import compose_config
+
+    args = ["model=tiny", "logger=none", "logger=csv"]
+    assert unknown_option(args, CONFIG_DIR, "train") is None
+    cfg = compose_config("train", tmp_path, args)
+    assert list(cfg.logger) == ["csv"]
 
 
 def test_hydras_own_flags_are_not_taken_for_dashed_options() -> None:
