@@ -402,12 +402,16 @@ def test_every_sigterm_is_said_and_numbered_by_stop_said_alone() -> None:
     training callbacks that say a stop (stop_told, InterruptCheckpoint) need no spelling of their own."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from marsunits.errors import stop_said
+    from marsunits.errors import stop_said, stop_words
 
     assert stop_said(SIGTERMException()) == ("terminated (SIGTERM)", 143)
     assert stop_said(TerminatedError()) == ("terminated (SIGTERM)", 143)
     assert stop_said(KeyboardInterrupt()) == ("interrupted (Ctrl-C)", 130)
     assert stop_said(SystemExit()) == ("interrupted (Ctrl-C)", 130)  # a plain SystemExit is no SIGTERM
+    # A stop known by its status alone (a sweep's trial exited with it) is said in the same words.
+    for stop in (TerminatedError(), KeyboardInterrupt()):
+        how, status = stop_said(stop)
+        assert stop_words(status) == how
 
 
 def test_a_full_disk_anywhere_is_one_line_naming_the_file(

@@ -261,13 +261,23 @@ def storage_problem(
     return f"cannot write {exc.filename or where}: {STORAGE_ERRNOS[exc.errno]} ({exc.strerror or exc}); {fix}"
 
 
+#: How a command says it was stopped, by the exit status it returns: the shell's 128 + the signal's number.
+#: The one place these words and numbers are spelt (:func:`stop_said`, :func:`stop_words`).
+_STOP_WORDS = {143: "terminated (SIGTERM)", 130: "interrupted (Ctrl-C)"}
+
+
 def stop_said(stop: BaseException) -> tuple[str, int]:
     """How a command says it was stopped by ``stop`` (SIGTERM: :class:`TerminatedError`, or Lightning's
     ``SIGTERMException`` that ends a training on it; else Ctrl-C), and the exit status it returns: 143 or
-    130, the shell's 128 + the signal's number. The one place these words and numbers are spelt."""
-    if _is_sigterm(stop):
-        return "terminated (SIGTERM)", 143
-    return "interrupted (Ctrl-C)", 130
+    130 (:data:`_STOP_WORDS`)."""
+    status = 143 if _is_sigterm(stop) else 130
+    return _STOP_WORDS[status], status
+
+
+def stop_words(status: int) -> str:
+    """:func:`stop_said`'s words for a stop known by its exit status alone (a sweep's trial that reported
+    its stop and exited with it): 143 SIGTERM, any other Ctrl-C."""
+    return _STOP_WORDS[143 if status == 143 else 130]
 
 
 def _is_sigterm(stop: BaseException) -> bool:

@@ -48,6 +48,7 @@ from marsunits.errors import (
     sigterm_raises,
     some_of,
     stop_said,
+    stop_words,
 )
 
 __all__ = [
@@ -276,7 +277,10 @@ def stopped_sweep(prog: str) -> Iterator[None]:
             status = _stop_status(stop)
             if status is not None and not _started and _single_run["outcome"] == "finished":
                 # Hydra ending the job (its callbacks, its logs): the run wrote all it writes.
-                print(f"{prog}: {_how(status)} after the run finished; its outputs are kept", file=sys.stderr)
+                print(
+                    f"{prog}: {stop_words(status)} after the run finished; its outputs are kept",
+                    file=sys.stderr,
+                )
                 if isinstance(stop, SystemExit) or os.environ.get("MARSUNITS_TRACEBACK"):
                     raise
                 raise SystemExit(status) from None
@@ -289,14 +293,9 @@ def stopped_sweep(prog: str) -> Iterator[None]:
             raise SystemExit(status) from None
 
 
-def _how(status: int) -> str:
-    """How a command was stopped, by its exit ``status`` (143 for SIGTERM, else Ctrl-C)."""
-    return "terminated (SIGTERM)" if status == 143 else "interrupted (Ctrl-C)"
-
-
 def _stopped_sweep_line(prog: str, status: int) -> str:
     """The line :func:`stopped_sweep` says for a sweep stopped (exit ``status``) after :data:`_started`."""
-    how = _how(status)
+    how = stop_words(status)
     last = _started[-1]
     by_outcome: dict[str, list[_Started]] = {}
     for started in _started:
