@@ -219,6 +219,47 @@ def test_units_from_probabilities_gives_the_mask_and_contacts_of_map(ckpt: Path,
     ]
 
 
+def test_predict_py_and_the_mapper_make_one_mask_and_contact_file_of_the_same_probabilities(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """predict.py's runner holds no UnitMapper (ONNX Runtime, adapt_bn, sharding) and called the steps after
+    the network with its own three settings: both now go through one UnitSteps. Given the same probabilities
+    and the same settings, every one of them off its default (a contact option too, whatever its name), the
+    runner's mask and contact file equal the mapper's."""
+    from marsunits.boundary.extract import ContactConfig
+    from marsunits.inference.predictor import Predictor
+    from marsunits.inference.unit_mapper import UnitSteps
+
+    h, w = 64, 96
+    pixels = np.full((h, w, 3), 128, np.uint8)
+    pixels[:, :8] = 10  # a black border: no data at nodata_max=0.05 (10/255 = 0.04), data at 0.03
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    Image.fromarray(pixels).save(inp / "frame.png")
+    probs = np.zeros((3, h, w), np.float32)
+    ramp = np.clip((np.arange(w, dtype=np.float32) - 44) / 8, 0, 1)  # smooth_volcanic to rough_olivine
+    probs[0], probs[1] = 0.9 * (1 - ramp), 0.9 * ramp
+    probs[2] = 0.1
+    probs[:, 10:20, 20:30] = np.array([0.05, 0.9, 0.05], np.float32)[:, None, None]  # 100 px: kept at 50 only
+    probs[:, 40:44, 70:74] = np.array([0.9, 0.05, 0.05], np.float32)[:, None, None]  # 16 px: merged
+    monkeypatch.setattr(Predictor, "predict", lambda self, x: probs.copy())
+    # Every contact option 10 % off its default: one the runner or the mapper forgot would tell.
+    contact = {f.name: round(f.default * 1.1, 6) for f in dataclasses.fields(ContactConfig)}
+    settings = {"min_unit_area_px": 50, "nodata_max": 0.05}
+    extra = [f"{k}={v}" for k, v in settings.items()] + [f"contact.{k}={v}" for k, v in contact.items()]
+    assert run(make_cfg(tmp_path, ckpt, inp, out, *extra)) == 0
+    recorded = json.loads((out / "prediction_settings.json").read_text())
+    mapper = UnitMapper.load(ckpt, device="cpu", tile=None, contact=contact, **settings)
+    assert mapper.units == UnitSteps(50, 0.05, ContactConfig(**contact))
+    assert {k: recorded[k] for k in mapper.units.record()} == mapper.units.record()
+    result = mapper.map(inp / "frame.png", camera=None)
+    assert (result.mask == 255).any() and result.contacts  # no data and a contact: both compared
+    assert (result.mask[10:20, 20:30] == 1).all() and (result.mask[40:44, 70:74] == 1).all()
+    np.testing.assert_array_equal(read_mask(out / "frame.mask.png"), result.mask)
+    written = json.loads(result.write_contacts(tmp_path / "mapper.contact.geojson").read_text())
+    assert json.loads((out / "frame.contact.geojson").read_text())["features"] == written["features"]
+
+
 def test_units_from_probabilities_refuses_arrays_of_other_shapes_naming_them() -> None:
     mapper = UnitMapper(tiny_task(TILE), device="cpu")
     image = np.full((32, 48, 3), 0.5, np.float32)

@@ -166,7 +166,7 @@ from marsunits.inference.sharded_run import (
     predict_shard,
 )
 from marsunits.inference.tiling import make_grid, model_tile_note
-from marsunits.inference.unit_mapper import is_grey, units_and_contacts
+from marsunits.inference.unit_mapper import UnitSteps, is_grey
 from marsunits.inference.unlisted_outputs import say_outputs_of_no_input
 from marsunits.inference.writers import (
     SAVED_BY_KEY,
@@ -472,7 +472,8 @@ class _Session:
             )
             if unread is not None:
                 log.warning("%s", unread)
-        self.contact_config = checked.contact_config
+        #: The steps after the network (no-data border, minimum mapping unit, contacts), as UnitMapper's.
+        self.unit_steps = UnitSteps.from_options(opts, checked.contact_config)
         self.device, self.precision, self.ckpt_path = checked.device, checked.precision, checked.ckpt_path
         self.threads = configure_threads(opts.threads, shard.local_world_size)
         #: Largest image read, in megapixels, for every read of an input, its label and camera orientation
@@ -606,9 +607,7 @@ class _Session:
                         "nodata_max": opts.nodata_max,
                     }
                 ),
-                "min_unit_area_px": int(opts.min_unit_area_px),
-                "nodata_max": None if opts.nodata_max is None else float(opts.nodata_max),
-                "contact": asdict(self.contact_config),
+                **self.unit_steps.record(),  # min_unit_area_px, nodata_max, contact
                 "max_range_m": float(opts.max_range_m),
                 "probability_dtype": str(opts.probability_dtype) if opts.save_probabilities else None,
             },
@@ -908,14 +907,7 @@ class _Session:
         grey = is_grey(image)
         x = torch.from_numpy(to_channels(image, self.in_channels)).permute(2, 0, 1)
         probs = self.predictor.predict(x)
-        # The steps of UnitMapper.units_from_probabilities, with this run's options (it holds no UnitMapper).
-        mask, lines = units_and_contacts(
-            probs,
-            image,
-            min_unit_area_px=int(self.opts.min_unit_area_px),
-            nodata_max=self.opts.nodata_max,
-            contact=self.contact_config,
-        )
+        mask, lines = self.unit_steps(probs, image)  # as UnitMapper.units_from_probabilities
         camera_digest = camera_file_sha256(f.path)  # before reading it: a file replaced meanwhile is redone
         camera_problem = refused = ""
         try:
@@ -1229,8 +1221,8 @@ class _Session:
             "tta": bool(self.opts.tta),
             "adapt_bn": bool(self.opts.adapt_bn),
             "adapted_on_images": self.adapted_on,
-            "min_unit_area_px": int(self.opts.min_unit_area_px),
-            "contact": asdict(self.contact_config),
+            "min_unit_area_px": self.unit_steps.min_unit_area_px,
+            "contact": asdict(self.unit_steps.contact),
             "stopped_early": self.stopped_early,
             # Of this run's and earlier runs' rows (a resumed run counts the images it skipped too).
             "greyscale_inputs_for_colour_model": (

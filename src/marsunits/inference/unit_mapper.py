@@ -15,12 +15,13 @@ mask, the probabilities and the contact lines as arrays and objects::
 The steps and their defaults are ``predict.py``'s (``configs/predict.yaml``; the defaults here are read from
 :class:`~marsunits.inference.options.PredictOptions`, so they cannot drift apart): Gaussian-blended windows,
 the no-data border, the minimum mapping unit, contact extraction, and ground coordinates from the image's
-camera file beside it (or a camera given). :func:`units_and_contacts` is the one implementation both use, so
-an image gives the same mask and contact lines here as in ``predict.py``'s files with ``runtime=torch``
-(tested); :meth:`UnitMapper.units_from_probabilities` runs it with a mapper's settings on probabilities of
-one's own. What is folder-level stays in ``predict.py``: resuming, reports, sharding over processes, ONNX
-Runtime, ``adapt_bn`` (statistics of a whole folder) and ``map=true`` (use
-:func:`marsunits.boundary.build_contact_map` with several results' ``contacts`` and ``camera``).
+camera file beside it (or a camera given). :class:`UnitSteps` (the steps after the network with their
+settings, over :func:`units_and_contacts`) is the one implementation both use, so an image gives the same mask
+and contact lines here as in ``predict.py``'s files with ``runtime=torch`` (tested);
+:meth:`UnitMapper.units_from_probabilities` runs it with a mapper's settings on probabilities of one's own.
+What is folder-level stays in ``predict.py``: resuming, reports, sharding over processes, ONNX Runtime,
+``adapt_bn`` (statistics of a whole folder) and ``map=true`` (use :func:`marsunits.boundary.build_contact_map`
+with several results' ``contacts`` and ``camera``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -92,7 +93,7 @@ from marsunits.user_paths import expand_home
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UnitMap", "UnitMapper", "is_grey", "units_and_contacts"]
+__all__ = ["UnitMap", "UnitMapper", "UnitSteps", "is_grey", "units_and_contacts"]
 
 #: ``camera=`` default of :meth:`UnitMapper.map`: a file's own camera file (``<stem>.camera.json`` beside
 #: it, or ``../cameras/<stem>.json``), as ``predict.py`` finds it; none for an array.
@@ -151,6 +152,50 @@ def units_and_contacts(
     if nodata is not None:
         mask[nodata] = IGNORE_INDEX
     return mask, lines
+
+
+@dataclass(frozen=True)
+class UnitSteps:
+    """The steps after the network with their settings: the no-data border, the minimum mapping unit and
+    contact extraction (:func:`units_and_contacts`), held once for ``predict.py``'s runner (which holds no
+    :class:`UnitMapper`: ONNX Runtime, ``adapt_bn``, sharding) and for :class:`UnitMapper`, both made by
+    :meth:`from_options`, so that an option of these steps reaches both or neither.
+
+    Attributes:
+        min_unit_area_px: The minimum mapping unit in pixels; 0 turns it off.
+        nodata_max: The no-data threshold; None turns it off.
+        contact: Contact extraction settings.
+    """
+
+    min_unit_area_px: int
+    nodata_max: float | None
+    contact: ContactConfig
+
+    @classmethod
+    def from_options(cls, opts: PredictOptions, contact: ContactConfig) -> UnitSteps:
+        """The steps of ``opts`` (values checked already), with ``contact`` read from ``opts.contact``
+        (:func:`~marsunits.inference.options.read_contact_config`) or given as one."""
+        nodata = None if opts.nodata_max is None else float(opts.nodata_max)
+        return cls(int(opts.min_unit_area_px), nodata, contact)
+
+    def __call__(self, probs: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, list[ContactLine]]:
+        """The mask and numbered contact lines of ``probs`` (modified in place), as
+        :func:`units_and_contacts` makes them with these settings."""
+        return units_and_contacts(
+            probs,
+            image,
+            min_unit_area_px=self.min_unit_area_px,
+            nodata_max=self.nodata_max,
+            contact=self.contact,
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The settings under ``predict.py``'s option names, as ``prediction_settings.json`` records them."""
+        return {
+            "min_unit_area_px": self.min_unit_area_px,
+            "nodata_max": self.nodata_max,
+            "contact": asdict(self.contact),
+        }
 
 
 def argmax_uint8(probs: np.ndarray) -> np.ndarray:
@@ -399,7 +444,8 @@ class UnitMapper:
             "max_megapixels": max_megapixels,
         }
         check_option_types(given, python=True)  # "give tta=True", in Python's words
-        PredictOptions(ckpt_path="", input_dir="", output_dir="", **given).check_values(python=True)
+        options = PredictOptions(ckpt_path="", input_dir="", output_dir="", **given)
+        options.check_values(python=True)
         if isinstance(contact, Mapping):
             contact = {name: _plain_scalar(value) for name, value in contact.items()}
         if contact is not None and not isinstance(contact, (ContactConfig, Mapping)):
@@ -407,7 +453,9 @@ class UnitMapper:
                 f"contact must be a mapping of predict.py's contact options, e.g. "
                 f"{{'min_length_px': 20.0}}, or a ContactConfig; got {type(contact).__name__} {contact!r}"
             )
-        self.contact = contact if isinstance(contact, ContactConfig) else read_contact_config(contact or {})
+        contact = contact if isinstance(contact, ContactConfig) else read_contact_config(contact or {})
+        #: The steps after the network with this mapper's settings, made as predict.py makes its own.
+        self.units = UnitSteps.from_options(options, contact)
         if not isinstance(device, (str, torch.device)):
             raise ConfigError(f"device={device!r}: give 'auto', 'cpu', 'cuda' or 'cuda:N'")
         self.device = select_device(device)
@@ -421,8 +469,6 @@ class UnitMapper:
             taken = "" if tile is not None else model_tile_note("tile=None", self.tile, stride)
             raise ConfigError(f"bad tile/overlap for this model: {exc}{taken}") from exc
         self.in_channels = int(self.metadata["in_channels"])
-        self.min_unit_area_px = int(min_unit_area_px)
-        self.nodata_max = None if nodata_max is None else float(nodata_max)
         self.max_range_m = float(max_range_m)
         #: Largest image file read (header checked before decoding); None: no limit at all.
         self.max_megapixels = math.inf if max_megapixels is None else float(max_megapixels)
@@ -573,13 +619,34 @@ class UnitMapper:
                 f"{_array_named(image)} (a tensor: .numpy(); a 2-D image: image[:, :, None]; 8-bit: "
                 "image / 255)"
             )
-        return units_and_contacts(
-            probs,
-            image,
-            min_unit_area_px=self.min_unit_area_px,
-            nodata_max=self.nodata_max,
-            contact=self.contact,
-        )
+        return self.units(probs, image)
+
+    @property
+    def min_unit_area_px(self) -> int:
+        """The minimum mapping unit in pixels (:attr:`units`); 0: off."""
+        return self.units.min_unit_area_px
+
+    @min_unit_area_px.setter
+    def min_unit_area_px(self, value: int) -> None:
+        self.units = replace(self.units, min_unit_area_px=value)
+
+    @property
+    def nodata_max(self) -> float | None:
+        """The no-data threshold (:attr:`units`); None: off."""
+        return self.units.nodata_max
+
+    @nodata_max.setter
+    def nodata_max(self, value: float | None) -> None:
+        self.units = replace(self.units, nodata_max=value)
+
+    @property
+    def contact(self) -> ContactConfig:
+        """The contact extraction settings (:attr:`units`)."""
+        return self.units.contact
+
+    @contact.setter
+    def contact(self, value: ContactConfig) -> None:
+        self.units = replace(self.units, contact=value)
 
     def map(
         self,
