@@ -130,6 +130,58 @@ def test_predict_adapt_bn_predicts_with_the_folders_statistics(
     assert (expected != plain).any()  # so the check above tells the adapted network from the plain one
 
 
+def test_adapt_bn_contact_files_name_the_adapted_network_beside_the_checkpoints(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With adapt_bn=true the contact files and the contact map named the checkpoint's network, which did not
+    draw them (the checkpoint run on the image gives other masks and contacts): one shared alone named the
+    wrong network. They name the adapted network's digest (network_sha256, the function
+    prediction_settings.json's digest is computed with), the checkpoint's network beside it as
+    prediction_settings.json records it, and how many images the statistics came from."""
+    from marsunits.data.synthetic import SceneConfig, generate_dataset
+    from marsunits.model_package import load_model, network_sha256
+
+    data = tmp_path / "syn"
+    names = generate_dataset(data, 2, seed=0, config=SceneConfig(width=96, height=64, p_contact=1.0))
+    for camera_file in (data / "cameras").glob("*.json"):  # one site: one contact_map.geojson
+        camera_file.write_text(json.dumps({**json.loads(camera_file.read_text()), "site": "traverse"}))
+    adapted: list[nn.Module] = []
+    original = adaptation.adapt_batchnorm_tiled
+
+    def recording(model: nn.Module, images, **kwargs):  # type: ignore[no-untyped-def]
+        network, seen = original(model, images, **kwargs)
+        adapted.append(network)
+        return network, seen
+
+    monkeypatch.setattr(adaptation, "adapt_batchnorm_tiled", recording)
+    out = tmp_path / "out"
+    options = ("adapt_bn=true", "map=true", "max_range_m=60")
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, *options)) == 0
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    assert settings["network_sha256"] == network_sha256(load_model(ckpt))  # the checkpoint's, as loaded
+    (network,) = adapted
+    model = {
+        "checkpoint": ckpt.name,
+        "network_sha256": network_sha256(network),
+        "checkpoint_network_sha256": settings["network_sha256"],
+        "adapted_on_images": 2,
+    }
+    assert model["network_sha256"] != model["checkpoint_network_sha256"]
+
+    def named_models() -> list[object]:
+        files = [out / f"{n}.contact.geojson" for n in names] + [out / "contact_map.geojson"]
+        return [json.loads(f.read_text()).get("model") for f in files]
+
+    assert named_models() == [model] * 3
+    # The resume adapts again to the same images, the same way: its map names the same network.
+    assert run(make_cfg(tmp_path, ckpt, data / "images", out, *options)) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 2
+    assert network_sha256(adapted[1]) == model["network_sha256"]
+    assert named_models() == [model] * 3
+
+
 def test_adapt_bn_resume_is_refused_when_the_folder_it_adapted_to_changed(
     tmp_path: Path,
     ckpt: Path,  # noqa: F811

@@ -614,7 +614,7 @@ class _Session:
             same_model_sha256=[source] if isinstance(source, str) and source else (),
         )
         #: The model the outputs are of, in every contact file and contact map (``model``): a GeoJSON shared
-        #: alone names it, as prediction_settings.json does for the folder.
+        #: alone names it, as prediction_settings.json does for the folder (adapt_bn: the adapted one, below).
         self.model_record = model_record(self.ckpt_path, self.settings["network_sha256"])
         # Before the costly start-up (adapting the batch norm to every input, an ONNX export, timing the
         # runtimes): a folder of other settings is refused as it would be after all that work. The arithmetic
@@ -637,6 +637,14 @@ class _Session:
                     f"runtime={opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
                 )
             task = self._adapt_batchnorm(task, all_files, tile, stride)
+            # The adapted network draws the outputs, not the file's: a contact file shared alone names it,
+            # by the digest prediction_settings.json gives the file's network, and that one beside it.
+            self.model_record = model_record(
+                self.ckpt_path,
+                network_sha256(task),
+                adapted_from=self.settings["network_sha256"],
+                adapted_on_images=self.adapted_on,
+            )
         runtime = kept = str(opts.runtime)
         if runtime == "auto" and not opts.overwrite and not earlier.get(PENDING_KEY):
             # A resumed folder keeps the runtime it was begun with: the timed choice flips with the load.

@@ -223,15 +223,29 @@ SAVED_BY_KEY = "saved_by"
 MODEL_KEY = "model"
 
 
-def model_record(model_file: str | os.PathLike[str] | None, network: str) -> dict[str, Any]:
+def model_record(
+    model_file: str | os.PathLike[str] | None,
+    network: str,
+    *,
+    adapted_from: str | None = None,
+    adapted_on_images: int | None = None,
+) -> dict[str, Any]:
     """The :data:`MODEL_KEY` member of the files made by the model loaded from ``model_file`` (a checkpoint
     or a model package; None: a model given in memory) whose network's digest is ``network``
     (:func:`marsunits.model_package.network_sha256`, as ``prediction_settings.json`` records it):
     ``checkpoint``, the file's name (a package's folder name: :func:`~marsunits.user_paths.model_file_name`),
     and ``network_sha256``, the same for a package and its checkpoint, which decides whether two files are
-    of one model."""
+    of one model.
+
+    With ``adapt_bn`` the network that draws the outputs is not the file's: ``network`` is then the adapted
+    network's digest, ``adapted_from`` the file's network's (``checkpoint_network_sha256``, which
+    ``prediction_settings.json`` records as its ``network_sha256``), and ``adapted_on_images`` the number of
+    images its batch-norm statistics came from."""
     name = None if model_file is None else model_file_name(model_file)
-    return {"checkpoint": name, "network_sha256": network}
+    record: dict[str, Any] = {"checkpoint": name, "network_sha256": network}
+    if adapted_from is not None:
+        record.update(checkpoint_network_sha256=adapted_from, adapted_on_images=adapted_on_images)
+    return record
 
 
 def remove_outputs_except(root: Path, keep: Iterable[Path], dry_run: bool = False) -> list[Path]:
