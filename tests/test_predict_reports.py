@@ -930,6 +930,32 @@ def test_contact_files_and_maps_name_the_model_that_made_them(tmp_path: Path, ck
     assert all("true_contact" in metrics["per_image"][f"{n}.png"] for n in names)
 
 
+def test_a_folder_resumed_with_the_package_of_its_checkpoint_names_each_file_and_one_network(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A folder begun with a checkpoint and resumed with the package exported from it is one model's
+    (network_sha256, with adapt_bn the adapted network's too): each contact file names the file its run
+    loaded, the finished ones are not rewritten, and prediction_settings.json names the last run's."""
+    from marsunits.export import export_checkpoint
+
+    package = export_checkpoint(ckpt, tmp_path / "olivine_v2")
+    inp = tmp_path / "in"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 48, 48, seed=i)
+    for n, extra in enumerate([(), ("adapt_bn=true",)]):
+        out = tmp_path / f"out{n}"
+        assert run(make_cfg(tmp_path, ckpt, inp, out, *extra)) == 0
+        first = (out / "img0.contact.geojson").read_bytes()
+        for stale in out.glob("img1.*"):
+            stale.unlink()
+        assert run(make_cfg(tmp_path, package, inp, out, *extra)) == 0
+        assert (out / "img0.contact.geojson").read_bytes() == first
+        models = [json.loads((out / f"img{i}.contact.geojson").read_text())["model"] for i in range(2)]
+        assert [m.pop("checkpoint") for m in models] == [ckpt.name, "olivine_v2"]
+        assert models[0] == models[1] and len(models[0]) == (3 if extra else 1)
+        assert json.loads((out / "prediction_settings.json").read_text())["checkpoint"] == str(package)
+
+
 def test_a_model_package_is_named_by_its_folder(tmp_path: Path) -> None:
     """A package's files have the same names in every package (model.json, model.safetensors): the contact
     files name the package's folder, however ckpt_path gave it; a checkpoint, its file name."""
