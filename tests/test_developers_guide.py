@@ -1,6 +1,12 @@
-"""DEVELOPERS.md's module map is the package as it is: no module without its line, none for one gone."""
+"""DEVELOPERS.md's module map is the package as it is: no module without its line, none for one gone; its
+dependency floors are pyproject.toml's."""
 
 import re
+import tomllib
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from conftest import REPO_ROOT, user_docs_text
 
@@ -67,3 +73,47 @@ def test_every_test_the_readme_s_tables_name_is_in_the_file_they_name() -> None:
                 wrong.append(f"{current}::{name}")
     assert cited > 100, "the docs' tables were not read"
     assert not wrong, f"the docs cite tests that are not in the file it names: {wrong}"
+
+
+def _floors_in_pyproject() -> dict[str, Version]:
+    """pyproject.toml's runtime dependencies, each with its lower bound (``>=``), by normalised name."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    floors = {}
+    for requirement in map(Requirement, dependencies):
+        lower = [Version(spec.version) for spec in requirement.specifier if spec.operator == ">="]
+        floors[canonicalize_name(requirement.name)] = max(lower) if lower else Version("0")
+    return floors
+
+
+def _floors_in_guide() -> dict[str, Version]:
+    """The floors DEVELOPERS.md's "Dependency floors" tables give: a row's first cell names the libraries
+    (``torch, torchvision``), its second their floors in the same order (``2.4.0, 0.19.0``, each perhaps
+    followed by a note in brackets)."""
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text.split("\n## Dependency floors\n", 1)[1].split("\n## ", 1)[0]
+    floors = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 3 or cells[0] == "library" or set(cells[0]) <= {"-"}:
+            continue
+        names = [name.strip() for name in cells[0].split(",")]
+        versions = re.findall(r"(?:^|,\s*)(\d[\w.]*)", cells[1])
+        assert len(names) == len(versions), f"DEVELOPERS.md's floor row names {names} but gives {versions}"
+        for name, version in zip(names, versions, strict=True):
+            floors[canonicalize_name(name)] = Version(version)
+    return floors
+
+
+def test_the_developers_guide_gives_each_dependency_its_pyproject_floor() -> None:
+    """Each floor DEVELOPERS.md says was checked is the one pyproject.toml asks for, and every runtime
+    dependency has its row: a floor raised in one file alone (hydra-optuna-sweeper's, 1.2 then, which
+    cannot compose ``hparams_search=optuna``) left the other saying what was not tested."""
+    wanted, given = _floors_in_pyproject(), _floors_in_guide()
+    assert len(wanted) > 20, "pyproject.toml's dependencies were not read"
+    unlisted = sorted(set(wanted) - set(given))
+    assert not unlisted, f"dependencies of pyproject.toml without a row in DEVELOPERS.md's floors: {unlisted}"
+    differ = {name: (str(wanted[name]), str(given[name])) for name in wanted if wanted[name] != given[name]}
+    assert not differ, f"floors (pyproject.toml, DEVELOPERS.md) that differ: {differ}"
+    gone = sorted(set(given) - set(wanted))
+    assert not gone, f"DEVELOPERS.md's floors name libraries pyproject.toml does not ask for: {gone}"
