@@ -1358,6 +1358,63 @@ def test_a_plus_on_a_group_list_or_on_a_group_deleted_first_stays_hydras_to_add(
         assert unknown_option(fine, CONFIG_DIR, name) is None, fine
 
 
+@pytest.mark.parametrize(
+    ("prog", "args", "fix", "says"),
+    [
+        # callbacks is chosen by a list (train.yaml: [default, wandb]): one plus adds to it.
+        ("train.py", ["++callbacks=ema"], "+callbacks=ema", "callbacks is chosen by a list"),
+        ("train.py", ["++model=tiny", "trainer.max_epochs=1"], "model=tiny", "as composed: unet_lite0_d4"),
+        ("train.py", ["++logger=csv"], "logger=csv", "as composed: wandb_csv"),
+        ("train.py", ["++debug=fdr"], "debug=fdr", "as composed: null"),  # chosen as null
+        ("predict.py", ["++logger=wandb"], "logger=wandb", "as composed: null"),
+        ("train.py", ["-m", "++model=tiny,fpn_lite0"], "model=tiny,fpn_lite0", "unet_lite0_d4"),
+        # A group the command deleted first, or another package: not in the defaults list, one plus adds it.
+        ("train.py", ["~model", "++model=tiny"], "+model=tiny", "not in the defaults list"),
+        ("train.py", ["++model@teacher=tiny"], "+model@teacher=tiny", "not in the defaults list"),
+        # Given twice: a group of one choice takes it once, a group chosen by a list takes both at once.
+        ("train.py", ["++logger=none", "++logger=csv"], "logger=csv", "as composed: wandb_csv"),
+        ("train.py", ["+logger=none", "++logger=csv"], "logger=csv", "as composed: wandb_csv"),
+        ("train.py", ["++callbacks=ema", "++callbacks=recovery"], "'+callbacks=[ema,recovery]'", "a list"),
+    ],
+)
+def test_two_pluses_on_a_config_group_are_one_line_giving_the_plus_or_choice_that_works(
+    prog: str,
+    args: list[str],
+    fix: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py ++callbacks=ema`` (or ``++model=tiny``) passed the checks before Hydra, which then refused
+    it in several lines with status 1 ("force-add of config groups is not supported"). It is one line with
+    status 2, before any folder, giving what works: one plus for a group chosen by a list (it adds to the
+    defaults' callbacks) or missing from the defaults list, the choice without pluses for a group of one
+    choice. The fix given passes the checks and composes (with the defaults' callbacks kept)."""
+    from conftest import compose_config
+
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    plus = [a for a in args if a.startswith("+")]
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    head = " and ".join(repr(a) for a in plus)
+    assert err.startswith(f"{prog}: error: {head}: ") and "cannot force-add a config group" in err, err
+    assert f"give {fix} " in err or err.strip().endswith(f"give {fix}"), err
+    assert says in err and (len(plus) > 1) == ("once" in err or "both" in err), err
+    assert list(tmp_path.iterdir()) == []  # no run folder, no logs/
+    config = prog.removesuffix(".py")
+    fixed = [a for a in args if a not in plus[:-1]]
+    fixed[fixed.index(plus[-1])] = fix.strip("'")
+    assert unknown_option(fixed, CONFIG_DIR, config) is None, fixed
+    single = [a.split(",")[0] if a.startswith("model=") else a for a in fixed if a != "-m"]
+    cfg = compose_config(config, tmp_path / "composed", single)
+    if "callbacks" in fix:  # added to the defaults' callbacks, which stay
+        meant = {"model_checkpoint", "wandb_val_images", "ema"}
+        assert meant <= set(cfg.callbacks), sorted(cfg.callbacks)
+    if "model@teacher" in fix:
+        assert "teacher" in cfg and cfg.model.encoder != cfg.teacher.encoder
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,13 +9,14 @@ is checked by composing the config with the command's overrides through Hydra's 
 closest key of the node it names. An override that adds a key (``+model.foo=1``, ``++model.foo=1``) is
 checked against the parameters of the class its node builds (``_target_``), since Hydra accepts the key and
 the run then failed in the class's constructor. So are the overrides Hydra refuses in several lines: a plus
-on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), a
-deletion of a key it lacks (``~trainer.max_epoch``) and a setting of a key deleted before it
-(``~trainer.max_epochs trainer.max_epochs=3``). A multirun is checked as its trials compose: each sweep
-with its first value (``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made),
-and each option of a swept config group that an override reaches into (``-m data=synthetic,marsscapes
-data.train_length=10``). ``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are not
-checked; any other composition problem is left to Hydra, which reports it in its own words.
+on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), two
+pluses on a config group (``++callbacks=ema``), a deletion of a key it lacks (``~trainer.max_epoch``) and
+a setting of a key deleted before it (``~trainer.max_epochs trainer.max_epochs=3``). A multirun is checked
+as its trials compose: each sweep with its first value (``-m trainer.max_epoch=1,2`` failed at each trial,
+after the sweep folder was made), and each option of a swept config group that an override reaches into
+(``-m data=synthetic,marsscapes data.train_length=10``). ``hydra.*`` keys, a sweep's values and Hydra's own
+flags (``--cfg job``) are not checked; any other composition problem is left to Hydra, which reports it in
+its own words.
 
 The other checks the entry points run before Hydra, which :func:`exit_on_unknown_option` calls, live beside
 this module, one job each: :mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun,
@@ -534,6 +535,46 @@ def _chosen_option(config_dir: Path, config_name: str, overrides: list[str], gro
     return "null" if chosen is None else str(chosen)
 
 
+def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``++group=option`` override of a config group (``++callbacks=ema``,
+    ``++model=tiny``), or None.
+
+    Two pluses add or set an option; Hydra refuses them on a config group ("force-add of config groups is
+    not supported") in several lines with status 1, and at each trial of a sweep (``-m ++model=a,b``), after
+    the sweep folder was made. The line gives the override that works (:func:`_plus_on_a_group`), with every
+    plus of the group's given once: one plus where the defaults list chooses the group by a list
+    (``+callbacks=ema`` adds to the defaults' callbacks) or lacks it (``~model ++model=tiny``,
+    ``++model@teacher=tiny``), none where it has one choice (``model=tiny`` replaces the defaults' own). A
+    dictionary (``++model={lr: 0.1}``) sets the node's keys, which Hydra takes; Hydra's own groups are left
+    to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+    if not any(a.startswith("++") for a in overrides):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+        return None
+    groups = [  # the config group each override chooses with a plus or two, or None
+        _prefixed(a)[1]
+        if a.startswith("+") and not isinstance(o.value(), dict) and (config_dir / _group_of(a)).is_dir()
+        else None
+        for a, o in zip(overrides, parsed, strict=True)
+    ]
+    forced = next((g for a, g in zip(overrides, groups, strict=True) if g and a.startswith("++")), None)
+    if forced is None:
+        return None
+    given = [a for a, g in zip(overrides, groups, strict=True) if g == forced]
+    others = [  # another ++ of a group would make the defaults list fail too
+        a for a, g in zip(overrides, groups, strict=True) if g is None or (g != forced and a[:2] != "++")
+    ]
+    kind = (_group_kinds(config_dir, config_name, others, {forced}) or {}).get(forced)
+    refused = "Hydra cannot force-add a config group (two pluses add or set an option, not a group's choice)"
+    return _plus_on_a_group(given, forced, kind, config_name, refused)
+
+
 def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``key=value`` override (no plus) of a key that a ``~key`` before it deletes, or a key
     under it (``~trainer.max_epochs trainer.max_epochs=3``, ``~contact contact.min_length_px=5``), where
@@ -822,6 +863,96 @@ def _list_chosen_groups(
     }
 
 
+def _group_kinds(
+    config_dir: Path, config_name: str, overrides: Sequence[str], keys: set[str]
+) -> dict[str, tuple[str, str | None]] | None:
+    """How the defaults list that ``overrides`` leave (each sweep at its first value) chooses each config
+    group of ``keys`` (``callbacks``, ``model@teacher``), by Hydra's own defaults list (no composition):
+    ``("chosen", option)`` for a group of one choice, as Hydra records it (``hydra.runtime.choices``; None
+    where it is chosen as null, ``debug: null``); ``("list", None)`` for a group chosen by a list
+    (train.yaml's ``callbacks: [default, wandb]``: Hydra lists each of its options as a config of the group's
+    and records no choice), to which a plus adds; ``("absent", None)`` for a group the defaults list lacks
+    (deleted first, ``~model``; another package, ``model@teacher``), which a plus adds. None where the
+    defaults list cannot be made (Hydra, or a later check, says why)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    trials = _sweep_trials(list(overrides), config_dir)
+    if not trials:
+        return None
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            listed = (
+                GlobalHydra.instance()
+                .config_loader()
+                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
+            )
+        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
+            return None
+    choices = listed.overrides.known_choices
+    kinds: dict[str, tuple[str, str | None]] = {}
+    for key in keys:
+        group, _, package = key.partition("@")
+        if key in choices:
+            kinds[key] = ("chosen", choices[key])
+        elif any(
+            (d.config_path or "").startswith(f"{group}/") and (not package or d.package == package)
+            for d in listed.defaults
+        ):
+            kinds[key] = ("list", None)
+        else:
+            kinds[key] = ("absent", None)
+    return kinds
+
+
+def _plus_on_a_group(
+    given: Sequence[str], key: str, kind: tuple[str, str | None] | None, config_name: str, refused: str
+) -> str:
+    """The one line for ``given``, the overrides that choose the config group ``key`` with a plus or two
+    (``+logger=csv``; ``++callbacks=ema``; ``+logger=none +logger=csv``), which Hydra refuses: where the
+    defaults list has the group (``kind``, :func:`_group_kinds`; None where it cannot be made), ``refused``
+    (Hydra's reason, in words), and the override that works, given once. A group of one choice: the choice
+    without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own;
+    one chosen by a list: one plus, which adds to the list (several options in one list); one the defaults
+    list lacks: one plus, which adds it."""
+    head = " and ".join(repr(a) for a in given)
+    values = [a.partition("=")[2] for a in given]
+    last = values[-1]
+    several = len(given) > 1
+    plus = "pluses" if any(a.startswith("++") for a in given) else "plus"
+    defaults = f"configs/{config_name}.yaml"
+
+    def quoted(fix: str) -> str:  # brackets or braces, quoted for the shell
+        return f"'{fix}'" if any(c in fix for c in "[]{}") else fix
+
+    what, chosen = kind if kind is not None else ("unknown", None)
+    if what == "chosen":
+        where = f"{key} is already in the defaults list ({defaults}, as composed: {chosen or 'null'})"
+        once = f"once (without the {plus}; the last given)" if several else f"(without the {plus})"
+        does = "chooses it" if chosen is None else f"replaces {chosen}"
+        fix = f"{quoted(f'{key}={last}')} {once}, which {does}"
+    elif what == "list":
+        where = f"{key} is chosen by a list in the defaults list ({defaults}), to which one plus adds"
+        if several:
+            every = ",".join(v.strip("[]") for v in values)
+            them = "both" if len(given) == 2 else "them all"
+            fix = f"{quoted(f'+{key}=[{every}]')} (one plus), which adds {them} to the {key} chosen there"
+        else:
+            added = last.strip("[]")
+            fix = f"{quoted(f'+{key}={last}')} (one plus), which adds {added} to the {key} chosen there"
+    elif what == "absent":
+        where = f"{key} is not in the defaults list ({defaults}, as composed)"
+        once = "once (one plus; the last given)" if several else "(one plus)"
+        fix = f"{quoted(f'+{key}={last}')} {once}, which adds it"
+    else:
+        where = f"{key} is a config group"
+        fix = (
+            f"{quoted(f'{key}={last}')} (without the {plus}) to choose it, or {quoted(f'+{key}={last}')} "
+            "(one plus) to add it to a group the defaults list chooses by a list"
+        )
+    return f"{head}: {where}, and {refused}: give {fix}"
+
+
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for the first override whose name the config does not have, or None.
 
@@ -867,6 +998,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
     try:
         return (
             argument_the_run_gives(argv, config_name)
+            or force_added_group(argv, config_dir, config_name)
             or added_group_already_chosen(argv, config_dir, config_name)
             or option_set_after_its_deletion(argv, config_dir, config_name)
             or unknown_nested_option(argv, config_dir, config_name)
