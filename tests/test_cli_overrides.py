@@ -1415,6 +1415,56 @@ def test_two_pluses_on_a_config_group_are_one_line_giving_the_plus_or_choice_tha
         assert "teacher" in cfg and cfg.model.encoder != cfg.teacher.encoder
 
 
+@pytest.mark.parametrize(
+    ("config", "args", "fix", "chosen"),
+    [
+        # It said "as composed: null" and gave logger=none, whose composition fails on the other +logger.
+        ("train", ["+logger=none", "+logger=csv"], "logger=csv", "wandb_csv"),
+        ("train", ["+logger=none", "model=tiny", "+logger=csv"], "logger=csv", "wandb_csv"),
+        ("predict", ["+logger=csv", "+logger=wandb"], "logger=wandb", "null"),
+        ("train", ["+debug=fdr", "+debug=overfit"], "debug=overfit", "null"),
+        # Chosen by a list, not in a row (in a row, the shell-split check gives the same): it said "give
+        # callbacks=ema (without the plus), which replaces recovery", a run without best.ckpt.
+        (
+            "train",
+            ["+callbacks=ema", "model=tiny", "+callbacks=recovery"],
+            "'+callbacks=[ema,recovery]'",
+            None,
+        ),
+        # Another package, not in the defaults list: it was told '+model@teacher=[tiny,fpn_lite0]'.
+        ("train", ["+model@teacher=tiny", "+model@teacher=fpn_lite0"], "+model@teacher=fpn_lite0", None),
+    ],
+)
+def test_a_plus_on_a_config_group_given_twice_is_one_line_giving_it_once(
+    config: str, args: list[str], fix: str, chosen: str | None, tmp_path: Path
+) -> None:
+    """``train.py +logger=none +logger=csv``: Hydra refused it ("Multiple values for logger"), and the check
+    before it said "logger is already in the defaults list (as composed: null) ... give logger=none", the
+    first value alone, on a composition the other ``+logger`` made fail. Like the message for one plus, it
+    names the defaults' choice without either plus, and gives the option once, without the plus (the last
+    given, as Hydra takes a group chosen twice); one plus, with both options, for a group chosen by a list."""
+    from conftest import compose_config
+
+    plus = [a for a in args if a.startswith("+")]
+    message = unknown_option(args, CONFIG_DIR, config)
+    assert message is not None and "\n" not in message, message
+    assert message.startswith(" and ".join(repr(a) for a in plus) + ": "), message
+    assert f"give {fix} " in message or message.endswith(f"give {fix}"), message
+    if chosen is not None:  # as the message for one plus words it
+        single = unknown_option([plus[-1]], CONFIG_DIR, config)
+        assert single is not None
+        said = f"is already in the defaults list (configs/{config}.yaml, as composed: {chosen})"
+        assert said in message and said in single, (message, single)
+        assert "once (without the plus" in message and f"give {fix} (without the plus)" in single
+    fixed = [a for a in args if a not in plus[:-1]]
+    fixed[fixed.index(plus[-1])] = fix.strip("'")
+    assert unknown_option(fixed, CONFIG_DIR, config) is None, fixed
+    cfg = compose_config(config, tmp_path, fixed)
+    if "callbacks" in fix:
+        meant = {"model_checkpoint", "wandb_val_images", "ema", "recovery_checkpoint"}
+        assert meant <= set(cfg.callbacks), sorted(cfg.callbacks)
+
+
 def test_a_literal_dollar_brace_in_a_path_is_one_line_with_the_escape_that_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -475,24 +475,27 @@ _GROUP_ALREADY_CHOSEN = re.compile(
 
 def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``+group=option`` override (one plus) of a config group that the defaults list
-    already has (``+experiment=marsscapes``, ``+model=tiny``; ``+debug=overfit``, listed as null), or None.
+    already has (``+experiment=marsscapes``, ``+model=tiny``; ``+debug=overfit``, listed as null), or of one
+    added twice (``+logger=none +logger=csv``), or None.
 
     Hydra refused it with "Multiple values for experiment. To override a value use 'override experiment:
     marsscapes'" (a fix for a config file's defaults list, not a command line) or "... appears more than
-    once in the final defaults list", and status 1; the fix is the choice without the plus. Checked by
-    composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema`` adds it to
-    the defaults' callbacks), a group the command deleted first (``~model +model=tiny``), another package
-    (``+model@teacher=tiny``). In a multirun its first value is composed (a sweep ``+model=tiny,unet_lite0``
-    failed at its first trial, after Hydra had made the sweep folder) and the other sweeps are left out.
-    Hydra's own groups (``hydra/launcher``) are left to Hydra.
+    once in the final defaults list", and status 1; the fix is the choice without the plus, given once (the
+    last, where it was given twice: it had been the first, on a defaults list the other plus made fail).
+    Checked by composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema``
+    adds it to the defaults' callbacks; twice, ``+callbacks=[ema,recovery]`` adds both), a group the command
+    deleted first (``~model +model=tiny``), another package (``+model@teacher=tiny``). In a multirun its
+    first value is composed (a sweep ``+model=tiny,unet_lite0`` failed at its first trial, after Hydra had
+    made the sweep folder) and the other sweeps are left out. Hydra's own groups (``hydra/launcher``) are
+    left to Hydra.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    overrides = _checked_overrides(argv)
     added = [
         a
         for a in overrides
-        if a.startswith("+") and not a.startswith("++") and (config_dir / a[1:].split("=", 1)[0]).is_dir()
+        if a.startswith("+") and not a.startswith("++") and (config_dir / _group_of(a)).is_dir()
     ]
     if not added:
         return None
@@ -501,7 +504,7 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
         return None
     for arg in added:
-        group, value = arg[1:].split("=", 1)
+        group = arg[1:].split("=", 1)[0]
         first = arg
         if parsed[arg].is_sweep_override():
             try:
@@ -514,25 +517,15 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
         if match is None or (match.group("group") or match.group("again")) != group:
             continue
-        chosen = _chosen_option(config_dir, config_name, [a for a in single if a != first], group)
-        return (
-            f"{arg!r}: {group} is already in the defaults list (configs/{config_name}.yaml, as composed: "
-            f"{chosen}), and a plus adds only a config group it lacks: give {group}={value} (without the "
-            f"plus), which {'chooses it' if chosen == 'null' else f'replaces {chosen}'}"
+        given = [a for a in added if a[1:].split("=", 1)[0] == group]
+        others = [a for a in overrides if a not in given]
+        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        several = len(given) > 1 and (kind is None or kind[0] != "chosen")
+        refused = (
+            "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
         )
+        return _plus_on_a_group(given, group, kind, config_name, refused)
     return None
-
-
-def _chosen_option(config_dir: Path, config_name: str, overrides: list[str], group: str) -> str:
-    """The option of ``group`` that the config composed with ``overrides`` chooses (``unet_lite0``), as
-    Hydra records it (``hydra.runtime.choices``), or ``null``."""
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        try:
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-        except Exception:  # noqa: BLE001 - the refusal names the override all the same
-            return "null"
-    chosen = cfg.hydra.runtime.choices.get(group)
-    return "null" if chosen is None else str(chosen)
 
 
 def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -831,36 +824,15 @@ def _list_chosen_groups(
 ) -> set[str]:
     """The config groups of ``runs`` (each an option given again in a row) that the defaults list, as the
     overrides of ``argv`` other than those of ``runs`` leave it (each sweep at its first value), chooses by
-    a list of options (train.yaml's ``callbacks: [default, wandb]``): Hydra lists each of those options as
-    a config of the group's, and records no choice of the group (``hydra.runtime.choices``), where a single
-    choice (``logger: wandb_csv``, whatever its own defaults add) is recorded. Empty where no run is a
-    group's, or where the defaults list cannot be made (Hydra, or a later check, says why)."""
+    a list of options (train.yaml's ``callbacks: [default, wandb]``; :func:`_group_kinds`). Empty where no
+    run is a group's, or where the defaults list cannot be made (Hydra, or a later check, says why)."""
     groups = {_prefixed(run[0])[1] for run in runs if (config_dir / _group_of(run[0])).is_dir()}
     if not groups:
         return set()
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
     given = {a for run in runs for a in run}
-    trials = _sweep_trials([a for a in _checked_overrides(argv) if a not in given], config_dir)
-    if not trials:
-        return set()
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        try:
-            listed = (
-                GlobalHydra.instance()
-                .config_loader()
-                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
-            )
-            chosen = set(listed.overrides.known_choices)
-            paths = [d.config_path or "" for d in listed.defaults]
-        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
-            return set()
-    return {
-        group
-        for group in groups
-        if group not in chosen and any(p.startswith(f"{group.split('@', 1)[0]}/") for p in paths)
-    }
+    others = [a for a in _checked_overrides(argv) if a not in given]
+    kinds = _group_kinds(config_dir, config_name, others, groups) or {}
+    return {group for group, (kind, _) in kinds.items() if kind == "list"}
 
 
 def _group_kinds(
