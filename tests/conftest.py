@@ -393,8 +393,8 @@ def train_py_checks(
     launcher's rank variables); the run folder claim taken is released. The steps are train.py's own, line
     for line (``test_train.py::test_train_py_checks_takes_train_py_s_own_steps``)."""
     from marsunits import cli_overrides
-    from marsunits.run_checks import PINNED_RUN_NAME_ENV
     from marsunits.run_folder_claim import release_held_claims
+    from marsunits.run_resume import PINNED_RUN_NAME_ENV
 
     for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", PINNED_RUN_NAME_ENV):
         monkeypatch.delenv(name, raising=False)  # and whatever the checks set is undone after the test

@@ -2056,17 +2056,18 @@ def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
 
 def test_the_parameters_known_without_importing_are_the_classes_own() -> None:
     """The parameters of marsunits' own task and data module (and the synthetic scenes' fields) are read from
-    a table written out in :mod:`marsunits.run_checks` (:data:`~marsunits.run_checks.OWN_PARAMETERS`), so
-    that a switch given as text (``model.channels_last=fasle``) and a key the config does not list
-    (``data.val_context_px=3``) are refused without importing torch or Lightning: each class's entry is
-    what its signature says (every keyword parameter, those that take true or false, and which take nothing
-    else), so that no key is refused that the class takes, nor a switch it does not read as one, nor one it
-    adds left to the slow check; and the configs' own classes are all in it."""
+    a table written out in :mod:`marsunits.target_parameters`
+    (:data:`~marsunits.target_parameters.OWN_PARAMETERS`), so that a switch given as text
+    (``model.channels_last=fasle``) and a key the config does not list (``data.val_context_px=3``) are refused
+    without importing torch or Lightning: each class's entry is what its signature says (every keyword
+    parameter, those that take true or false, and which take nothing else), so that no key is refused that the
+    class takes, nor a switch it does not read as one, nor one it adds left to the slow check; and the
+    configs' own classes are all in it."""
     from omegaconf import OmegaConf
 
-    from marsunits.run_checks import (
+    from marsunits.run_checks import OWN_DATAMODULES
+    from marsunits.target_parameters import (
         OWN_ANY_KEYWORD,
-        OWN_DATAMODULES,
         OWN_PARAMETERS,
         OWN_SWITCHES,
         class_parameters,

@@ -1428,7 +1428,7 @@ def test_predict_and_training_paths_named_tilde_something_are_files_not_errors(t
     """The same for predict.py's folder options and train.py's ``ckpt_path``."""
     from marsunits.errors import ConfigError
     from marsunits.inference.inputs import resolve_option_path
-    from marsunits.run_checks import resolve_ckpt_path
+    from marsunits.run_resume import resolve_ckpt_path
 
     monkeypatch.chdir(tmp_path)
     assert resolve_option_path("~in_no_such_user", "input_dir") == tmp_path / "~in_no_such_user"

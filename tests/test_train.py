@@ -31,7 +31,7 @@ from conftest import CONFIG_DIR, REPO_ROOT, SHARED_DATA, compose_config, train_p
 from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedError, report_user_errors
 from marsunits.model_settings import input_divisor
-from marsunits.run_checks import resolve_ckpt_path
+from marsunits.run_resume import resolve_ckpt_path
 from marsunits.task import load_task
 from marsunits.training import _check_monitor_is_logged, run
 
@@ -576,7 +576,7 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path: Path) -> None:
 def test_ckpt_path_last_with_a_run_name_never_resumes_another_run(tmp_path: Path) -> None:
     """``run_name=k1 ckpt_path=last`` after k1 was killed before its first checkpoint resumed the newest
     other run of the same job (its weights, best.ckpt and W&B run) under k1's name, exit 0."""
-    from marsunits.run_checks import _named_run
+    from marsunits.run_resume import _named_run
 
     logs = tmp_path / "logs"
     (logs / "train" / "other" / "checkpoints").mkdir(parents=True)
@@ -637,7 +637,7 @@ def test_ckpt_path_last_resumes_only_a_run_of_the_same_job(tmp_path: Path) -> No
     one) and die on a wall of state-dict size mismatches."""
     from omegaconf import OmegaConf
 
-    from marsunits.run_checks import job_identity
+    from marsunits.run_resume import job_identity
 
     logs = tmp_path / "logs"
     cfgs = {}
@@ -679,7 +679,7 @@ def test_ckpt_path_last_of_a_run_with_other_settings_names_them_and_the_values_t
     import re
     import shlex
 
-    from marsunits.run_checks import job_identity
+    from marsunits.run_resume import job_identity
 
     logs = tmp_path / "logs"
     quick = ["data.train_length=64", "data.val_length=8", "model.lr=1e-3", "data.scene.mode=grey"]
@@ -735,7 +735,7 @@ def test_the_values_given_to_resume_a_run_read_back_as_they_were(value: Any) -> 
     space, a comma or a quote, is quoted."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from marsunits.run_checks import _override
+    from marsunits.run_resume import _override
 
     given = _override("data.root", value)
     assert given is not None
@@ -751,7 +751,7 @@ def test_ckpt_path_last_resumes_the_run_of_its_own_seed(
     from omegaconf import OmegaConf
 
     from marsunits.interrupt_checkpoint import _resume_overrides
-    from marsunits.run_checks import PINNED_RUN_NAME_ENV, job_identity
+    from marsunits.run_resume import PINNED_RUN_NAME_ENV, job_identity
 
     logs = tmp_path / "logs"
     for seed in (1, 2):
@@ -1099,7 +1099,7 @@ def test_a_run_recorded_before_class_mix_and_validation_context_is_the_same_job(
     """data.class_mix_prob and data.val_context_px came to configs after runs were recorded without them
     (ai4mars.yaml and folder.yaml on 2026-12-05): such a run is the job it was, with both at their off
     value, so `ckpt_path=last` still finds and resumes it; a run that did use context still differs."""
-    from marsunits.run_checks import _same_job, _saved_job, job_identity
+    from marsunits.run_resume import _same_job, _saved_job, job_identity
 
     cfg = compose_config("train", tmp_path / "run", [f"experiment={experiment}"])
     job = job_identity(cfg)
@@ -3141,7 +3141,8 @@ def test_the_checks_before_hydra_import_neither_torch_nor_lightning_until_needed
     paid them all the same. Their module imports neither; the checks that read a class or build the data
     module import what they read when they read it."""
     code = (
-        "import sys, marsunits.run_checks; from pathlib import Path; "
+        "import sys, marsunits.run_checks, marsunits.run_resume, marsunits.target_parameters; "
+        "from pathlib import Path; "
         "from marsunits.cli_overrides import claim_run_folder; "
         "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules)); "
         "refused, _ = claim_run_folder(['model=tiny', 'data=folder', 'run_name=r'], "
@@ -3440,7 +3441,7 @@ def test_a_command_refused_by_a_finished_runs_folder_leaves_its_record_alone(
     # of the job (it looked for the new folder's own last.ckpt, "no run of that name has started").
     # In this process, train.py's checks before Hydra included (they pin the name); what train.log gets from
     # the run's log is checked through train.py by the Latin-1 image test.
-    with caplog.at_level(logging.INFO, logger="marsunits.run_checks"):
+    with caplog.at_level(logging.INFO, logger="marsunits.run_resume"):
         status, err = _train_py_in_process(
             tmp_path, monkeypatch, capsys, *base, "ckpt_path=last", "trainer.max_epochs=2"
         )

@@ -101,10 +101,11 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return held, argv
     # A refusal of the run in that folder (it holds a finished run; a resume with other settings) also
     # comes before Hydra rewrites the folder's .hydra/ record with this command's settings.
-    from marsunits.run_checks import PINNED_RUN_NAME_ENV, refusal_before_hydra
+    from marsunits.run_checks import refusal_before_hydra
+    from marsunits.run_resume import PINNED_RUN_NAME_ENV
 
     if pin is not None:
-        os.environ[PINNED_RUN_NAME_ENV] = pin  # still the default run name (run_checks._named_run)
+        os.environ[PINNED_RUN_NAME_ENV] = pin  # still the default run name (run_resume._named_run)
     refused = refusal_before_hydra(cfg, folder)
     if refused is not None:
         return refused, argv

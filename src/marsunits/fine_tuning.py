@@ -124,7 +124,7 @@ def read_source(path: str | Path, option: str = "init_ckpt_path") -> Segmentatio
 def check_source_exists(path: str | Path, option: str = "init_ckpt_path") -> Path:
     """``path`` (``~`` expanded) if it is a model package or a file that starts as a checkpoint does, reading
     only its first bytes: the cheap check :func:`read_source` makes first, which the command line also makes
-    before Hydra creates the run folder (``run_checks.checked_start``); whether the file is a whole checkpoint
+    before Hydra creates the run folder (``run_resume.checked_start``); whether the file is a whole checkpoint
     is left to :func:`read_source`.
 
     Raises:

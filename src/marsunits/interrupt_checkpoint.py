@@ -232,7 +232,7 @@ def _resume_overrides(run_dir: Path, resume: str = "ckpt_path=last") -> str:
     ``cli_run_folder.claim_run_folder``).
     Without the name, ``ckpt_path=last`` resumes the newest run of the same model, data and seed: of runs
     stopped together with the same settings (a job array re-run), each resumed the newest one."""
-    from marsunits.run_checks import PINNED_RUN_NAME_ENV
+    from marsunits.run_resume import PINNED_RUN_NAME_ENV
 
     if os.environ.get(PINNED_RUN_NAME_ENV) == run_dir.name:
         return f"{shlex.quote(f'run_name={run_dir.name}')} {shlex.quote(resume)}"

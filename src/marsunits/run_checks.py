@@ -1,7 +1,8 @@
-"""The checks of a training run's config and run folder that need neither a network built nor data read:
-``train.py`` runs them before Hydra starts (:func:`refusal_before_hydra`, :func:`config_value_refusal`: a
-refused command leaves no run folder) and :func:`~marsunits.training.run` runs them again for a config
-composed another way (tests, notebooks).
+"""The checks of a training run's config that need neither a network built nor data read: ``train.py`` runs
+them before Hydra starts (:func:`refusal_before_hydra`, :func:`config_value_refusal`: a refused command leaves
+no run folder) and :func:`~marsunits.training.run` runs them again for a config composed another way (tests,
+notebooks). What the run starts from, checked against its run folder, is :mod:`marsunits.run_resume`'s; the
+parameters and switches of the classes a config builds are :mod:`marsunits.target_parameters`'.
 
 Imports neither torch nor Lightning: a refusal that needs neither (``data=folder`` without ``data.root``)
 paid some 5 s of their start-up when these lived in :mod:`marsunits.training`. A check that reads a class
@@ -12,22 +13,17 @@ paid some 5 s of their start-up when these lived in :mod:`marsunits.training`. A
 
 from __future__ import annotations
 
-import inspect
-import logging
 import math
-import os
 import re
-import shlex
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from marsunits.checkpoint_files import check_checkpoint_start
 from marsunits.constants import CLASS_NAMES
-from marsunits.errors import YES_NO_WORDS, ConfigError, MissingFileError, counted, switch_value_refusal
+from marsunits.errors import ConfigError, MissingFileError, switch_value_refusal
 from marsunits.model_settings import (
     _DEFAULTS,
     LOSSES,
@@ -40,385 +36,14 @@ from marsunits.model_settings import (
     check_numbers,
     input_divisor,
 )
+from marsunits.run_resume import _resumed_file, checked_start
+from marsunits.target_parameters import OWN_SWITCHES, _check_switches, class_switches
+
+# Only for cli_overrides.py, which still imports target_parameters from here (a file another change holds):
+# drop this line once it imports it from marsunits.target_parameters.
+from marsunits.target_parameters import target_parameters as target_parameters
 from marsunits.targets import UnimportableTargetError, locate, unimportable_target
 from marsunits.user_paths import expand_home, is_package, missing_checkpoint
-
-log = logging.getLogger(__name__)
-
-#: The run name the command line added for a default, time-made ``run_name`` (``cli_run_folder.
-#: claim_run_folder``), so that Hydra's folder is the one it claimed: still a default, not a name the user
-#: gave (``ckpt_path=last`` then resumes the newest run of the job, not that new folder's).
-PINNED_RUN_NAME_ENV = "MARSUNITS_PINNED_RUN_NAME"
-
-
-def resolve_ckpt_path(
-    ckpt_path: str | None,
-    output_dir: Path,
-    log_dir: Path,
-    task_name: str,
-    job: Mapping[str, Any] | None = None,
-    data_moved: bool = False,
-    run_name: str | None = None,
-    seed: int | None = None,
-) -> str | None:
-    """Turn the ``ckpt_path`` config value into a checkpoint file, or None for a fresh run.
-
-    ``last`` means ``<output_dir>/checkpoints/last.ckpt`` if it exists, else the most recently written
-    ``last.ckpt`` of a run under ``<log_dir>/<task_name>/`` that trained the same job: with ``job`` given
-    (:func:`job_identity` of this run's config), only runs whose ``config.yaml`` has the same identity count,
-    so ``experiment=ai4mars ckpt_path=last`` never resumes the newest synthetic run; with ``data_moved``
-    the data's location (``_DATA_LOCATION_KEYS``) is left out of that comparison. With ``run_name`` (a run
-    folder the user named) only that folder's ``last.ckpt`` counts: continuing another run under the name
-    given, as the fallback did for a run killed before its first recovery checkpoint, resumed the wrong run
-    and its W&B run without a word. With ``seed``, only runs trained with that seed count: seeds run side by
-    side and stopped together (a job array) each resumed the newest of them, two into one W&B run.
-
-    Raises:
-        ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found;
-            :class:`~marsunits.task.NotACheckpointError` if the file does not start as a checkpoint does.
-    """
-    if ckpt_path in (None, "", "null"):
-        return None
-    if ckpt_path == "last":
-        own = output_dir / "checkpoints" / "last.ckpt"
-        if own.is_file():
-            return str(own)
-        if run_name is not None:
-            kept = sorted((output_dir / "checkpoints").glob("*.ckpt"))
-            if kept:
-                chosen = next((p for p in kept if p.name == "best.ckpt"), kept[0])
-                # A disk that filled at the first last.ckpt (best.ckpt was written just before it at the
-                # epoch's end): "without ckpt_path" is refused in a folder holding a checkpoint
-                # (check_run_folder), so the way on is the checkpoint that is there.
-                again = shlex.join([f"run_name={run_name}", f"ckpt_path={chosen}"])
-                raise ConfigError(
-                    f"ckpt_path=last with run_name={run_name}: {own} does not exist (the run stopped before "
-                    f"writing it), but {chosen} does: run the same command with {again} instead to continue "
-                    "the run from it (the steps after it are trained again; free space first if a full disk "
-                    "stopped the run), or start anew under another run_name=..."
-                )
-            started = (output_dir / "config.yaml").is_file()
-            raise ConfigError(
-                f"ckpt_path=last with run_name={run_name}: {own} does not exist ("
-                + (
-                    "the run stopped before its first checkpoint, written every 50 optimiser steps and at "
-                    "each epoch's end"
-                    if started
-                    else "no run of that name has started"
-                )
-                + "), so there is nothing of it to resume. Run the same command without ckpt_path to start "
-                "it from the beginning, or give the checkpoint to continue: ckpt_path=<its .ckpt file>"
-            )
-        candidates = sorted(
-            (log_dir / task_name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
-        )
-        if not candidates:
-            raise ConfigError(
-                f"ckpt_path=last: no last.ckpt under {log_dir / task_name}/*/checkpoints/. "
-                "Train once without ckpt_path, or pass ckpt_path=<path to a .ckpt file>."
-            )
-        if job is not None:
-            same = [c for c in candidates if _same_job(_saved_job(c.parent.parent, job), job, data_moved)]
-            if not same:
-                newest, under = candidates[-1].parent.parent.name, f"{log_dir / task_name}/"
-                which = (
-                    f"the only run under {under}, {newest}, did not train this model on this data"
-                    if len(candidates) == 1
-                    else f"none of the {len(candidates)} runs under {under} trained this model on this data "
-                    f"(newest: {newest})"
-                )
-                raise ConfigError(
-                    f"ckpt_path=last: {which}"
-                    + _how_to_resume_other_settings(candidates[-1].parent.parent, job, data_moved)
-                    + (
-                        ""
-                        if len(candidates) == 1
-                        else "; or resume another with its own settings and ckpt_path=<path to its last.ckpt>"
-                    )
-                    + "; or drop ckpt_path to start a new one"
-                )
-            candidates = same
-        if seed is not None:
-            seeds = {c: _saved_seed(c.parent.parent) for c in candidates}
-            same_seed = [c for c in candidates if seeds[c] == seed]
-            if not same_seed:
-                others = ", ".join(str(v) for v in sorted({v for v in seeds.values() if v is not None}))
-                runs = "run" if len(candidates) == 1 else f"{len(candidates)} runs"
-                raise ConfigError(
-                    f"ckpt_path=last: the {runs} of this model and data under {log_dir / task_name}/ "
-                    f"{'was' if len(candidates) == 1 else 'were'} trained with seed {others or 'unknown'} "
-                    f"(newest: {candidates[-1].parent.parent.name}), not seed={seed}; give the seed of the "
-                    "run to resume, or ckpt_path=<path to its last.ckpt>"
-                )
-            candidates = same_seed
-        log.info("ckpt_path=last -> %s", candidates[-1])
-        return str(candidates[-1])
-    path = _resumed_file(ckpt_path)
-    check_checkpoint_start(path, "ckpt_path", package_ok=False)  # a text file: refused before the run folder
-    return str(path)
-
-
-#: Words Hydra's override grammar reads unquoted as another type than text.
-_NOT_TEXT_WORDS = frozenset({"null", "true", "false", "nan", "inf"})
-
-
-def _how_to_resume_other_settings(run_dir: Path, job: Mapping[str, Any], data_moved: bool) -> str:
-    """For ``ckpt_path=last`` that found runs of other settings only: the settings in which the newest,
-    ``run_dir``, differs from this command's and the overrides that give its values (``; its config.yaml
-    has other values (its, then this command's: data.train_length: 64 -> 1792): to resume it, add
-    data.train_length=64 to the command``), so that a run resumed without the overrides it was started
-    with can go on; ``ckpt_path=<its last.ckpt>`` alone, as the refusal used to advise, is refused in turn
-    for the same settings (:func:`check_run_folder`). Where its ``config.yaml`` cannot be read, or a
-    differing value is no plain value (a key one side lacks), a word to resume it with its own settings.
-    """
-    saved = _saved_job(run_dir, job)
-    if saved is None:
-        return (
-            f"; to resume it, give the command the settings it was started with ({run_dir / 'config.yaml'})"
-        )
-    changed = _differing(saved, dict(job))
-    shown = [f"{key}: {old!r} -> {new!r}" for key, old, new in changed]
-    said = "; ".join(shown[:6]) + (f"; and {len(shown) - 6} more" if len(shown) > 6 else "")
-    where = f"; its {run_dir / 'config.yaml'} has other values (its, then this command's: {said})"
-    values = [_override(key, old) for key, old, _ in changed]
-    if len(changed) > 12 or any(v is None for v in values) or any(_ABSENT in (o, n) for _, o, n in changed):
-        return f"{where}: to resume it, give the command the settings it was started with"
-    moved = (
-        " (if the same data has only moved, add data_moved=true instead of the old data.root)"
-        if not data_moved
-        and all(
-            key.split(".")[0] == "data" and key.split(".")[1] in _DATA_LOCATION_KEYS for key, *_ in changed
-        )
-        else ""
-    )
-    return f"{where}: to resume it, add {' '.join(shlex.quote(str(v)) for v in values)} to the command{moved}"
-
-
-def _override(key: str, value: Any) -> str | None:
-    """``key=value`` as Hydra's command line reads ``value`` back (a text quoted where it would read as
-    another type or not parse), or None for a value with no such form here (a mapping, a nested list)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return f"{key}={_plain(value)}"
-    if isinstance(value, list) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
-        return f"{key}=[{','.join(_plain(v) for v in value)}]"
-    return None
-
-
-def _plain(value: Any) -> str:
-    """One value as Hydra's override grammar reads it back: ``null``, ``true``, ``0.001``, ``unet``,
-    ``'1e-3'`` (a text that would read as a number)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if re.fullmatch(r"[A-Za-z_/][\w./~-]*", text) and text.lower() not in _NOT_TEXT_WORDS:
-        return text
-    # Hydra's quoted values escape a backslash only before a quote or at the end.
-    return "'" + re.sub(r"(\\+)(?='|$)", r"\1\1", text).replace("'", "\\'") + "'"
-
-
-def _resumed_file(ckpt_path: str) -> Path:
-    """The file ``ckpt_path`` (not ``last``) names to resume, ``~`` expanded, told from the path alone
-    (imports nothing: ``train.py`` refuses a missing one before the config's classes import torch).
-
-    Raises:
-        ConfigError: no such file, or a model package (which holds no run to resume).
-    """
-    path = expand_home(ckpt_path)
-    if not path.is_file():
-        if path.exists() and is_package(path):  # "no such file" for a folder that is there
-            raise ConfigError(
-                f"ckpt_path={ckpt_path} is a model package (python -m marsunits.export): it holds the "
-                "weights, not the run's optimiser and epochs, so it cannot be resumed. Start a new run "
-                f"from it with init_ckpt_path={ckpt_path}, or score it with train=false ckpt_path={ckpt_path}"
-            )
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such file. Pass an existing .ckpt file, or `last`.")
-    return path
-
-
-#: Data settings that change only speed, not what is trained on: a resumed run may change them.
-_DATA_PERFORMANCE_KEYS = frozenset(
-    {
-        "num_workers",
-        "pin_memory",
-        "persistent_workers",
-        "render_processes",
-        "val_batch_size",
-        # Decoded images (rendered scenes) held in memory or read again: the same pixels either way, so a
-        # run out of memory resumes with data.cache=false (it was refused: a new run lost the optimiser).
-        "cache",
-        "cache_scenes",
-    }
-)
-
-
-#: Data settings that say where the data is, not what it is: ``data_moved=true`` lets a resume change them.
-_DATA_LOCATION_KEYS = frozenset({"root", "source_dirs"})
-
-#: Data settings that switch a check on or off, not what is trained on: a resumed run may change them.
-_DATA_CHECK_KEYS = frozenset({"allow_seen_val_sols"})
-
-#: Data settings added since runs were first recorded, with the value that gives the behaviour before
-#: them: a run folder whose config.yaml lacks one is compared as if it had that value, so a run from
-#: before still resumes, and one that would now train on other data says which setting restores it.
-_DATA_KEYS_ADDED = {
-    "sol_margin": 0,
-    # ClassMix (2026-12-02; in configs/data/ai4mars.yaml since 2026-12-05) and validation context (MarsScapes
-    # from 2026-12-02; ai4mars.yaml and folder.yaml since 2026-12-05): runs recorded before had neither.
-    "class_mix_prob": 0.0,
-    "val_context_px": 0,
-}
-
-
-def _same_job(saved: Mapping[str, Any] | None, job: Mapping[str, Any], data_moved: bool) -> bool:
-    """Whether a saved :func:`job_identity` is ``job``; with ``data_moved``, wherever the data now is."""
-    if saved is None:
-        return False
-    if not data_moved:
-        return dict(saved) == dict(job)
-
-    def located(identity: Mapping[str, Any]) -> dict[str, Any]:
-        data = identity.get("data")
-        if isinstance(data, dict):
-            data = {k: v for k, v in data.items() if k not in _DATA_LOCATION_KEYS}
-        return {**identity, "data": data}
-
-    return located(saved) == located(job)
-
-
-def job_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """What a resumed run must share with the run it continues: the ``model`` and ``data`` configs (the
-    data's performance settings, ``_DATA_PERFORMANCE_KEYS``, aside), so ``data.root=/A`` never resumes a
-    run trained on ``/B``.
-
-    Plain (resolved) containers, comparable with ``==`` to what :func:`_saved_job` reads back.
-    """
-
-    def plain(node: Any) -> Any:
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-    data = plain(cfg.get("data"))
-    if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k not in _DATA_PERFORMANCE_KEYS | _DATA_CHECK_KEYS}
-    return {"model": plain(cfg.get("model")), "data": data}
-
-
-class _Absent:
-    """A key one config has and the other lacks (shown as ``absent``; a lacking key is not a None)."""
-
-    def __repr__(self) -> str:
-        return "absent"
-
-
-_ABSENT = _Absent()
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain nested dicts (``model.lr: 0.001 -> 0.002``); a key
-    on one side only shows as ``absent`` on the other."""
-    return [f"{key}: {before!r} -> {after!r}" for key, before, after in _differing(old, new, prefix)]
-
-
-def _differing(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """:func:`_differences` as ``(dotted key, old value, new value)``, :data:`_ABSENT` for a missing key."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += _differing(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [(prefix.rstrip("."), old, new)]
-
-
-def check_run_folder(
-    output_dir: Path, ckpt_path: str | None, job: Mapping[str, Any], data_moved: bool = False
-) -> None:
-    """Refuse to start where a run would overwrite another run's record or resume another job.
-
-    * A new run (no ``ckpt_path``) in a folder that already holds checkpoints (``run_name=`` of an earlier
-      run) would overwrite them and its ``config.yaml``.
-    * A resumed checkpoint whose run folder's ``config.yaml`` trained another model or data
-      (:func:`job_identity`) would die on mismatched tensors or silently go on with other data; this holds
-      for ``ckpt_path=last`` in the run's own folder and for an explicit path alike. With ``data_moved``
-      (``data_moved=true``: the same data under another path) only the data's location may differ.
-
-    Raises:
-        ConfigError: Naming the folder, the differing settings and what to do.
-    """
-    held = sorted((output_dir / "checkpoints").glob("*.ckpt"))
-    if ckpt_path is None:
-        if held:
-            raise ConfigError(
-                f"{output_dir} already holds a run ({counted(len(held), 'checkpoint')} in checkpoints/); "
-                "resume it with ckpt_path=last, or give this run another run_name=... (or move that folder "
-                "away)"
-            )
-        return
-    source = Path(ckpt_path).resolve().parent.parent
-    if held and source != output_dir.resolve():
-        raise ConfigError(
-            f"{output_dir} already holds another run's checkpoints; resume {ckpt_path} under another "
-            "run_name=..., or resume this folder's run with ckpt_path=last"
-        )
-    saved = _saved_job(source, job)
-    if saved is not None and not _same_job(saved, job, data_moved):
-        diff = _differences(saved, dict(job))
-        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
-        changed = [d.split(":")[0] for d in diff]  # dotted keys
-        # Its weights can start a new run only on the same network (fine_tuning.NETWORK_HPARAMS).
-        from marsunits.fine_tuning import NETWORK_HPARAMS
-
-        network = [k for k in changed if k in {f"model.{name}" for name in NETWORK_HPARAMS}]
-        way_out = (
-            f"start a new run from its weights with init_ckpt_path={ckpt_path} and no ckpt_path"
-            if not network
-            else f"start a new run without ckpt_path (its weights do not fit another {', '.join(network)})"
-        )
-        only_moved = all(k in {f"data.{name}" for name in _DATA_LOCATION_KEYS} for k in changed)
-        moved = (
-            "; if the same data has only moved to the new path, add data_moved=true"
-            if only_moved and not data_moved
-            else ""
-        )
-        raise ConfigError(
-            f"{ckpt_path} was trained with other model or data settings ({source / 'config.yaml'}: {shown}). "
-            f"Resume it with its own settings, or {way_out}{moved}"
-        )
-
-
-def _saved_seed(run_dir: Path) -> int | None:
-    """The ``seed`` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable or absent)."""
-    try:
-        saved = OmegaConf.load(run_dir / "config.yaml")
-    except Exception:  # noqa: BLE001 - a missing or broken config.yaml: no seed known
-        return None
-    seed = saved.get("seed") if isinstance(saved, DictConfig) else None
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-
-
-def _saved_job(run_dir: Path, job: Mapping[str, Any]) -> dict[str, Any] | None:
-    """:func:`job_identity` of the run in ``run_dir`` from its ``config.yaml`` (None when unreadable), with
-    the settings added since it was written (``_DATA_KEYS_ADDED``) that ``job`` has at their earlier value,
-    and a ``data.fold`` recorded without ``data.n_folds`` as 0: it was ignored (the single held-out split),
-    and is refused since 2026-12-05, so such a run could be resumed neither with it nor without it."""
-    try:
-        saved = OmegaConf.load(run_dir / "config.yaml")
-    except Exception:  # noqa: BLE001 - a missing or broken config.yaml just means "not this job"
-        return None
-    if not isinstance(saved, DictConfig) or saved.get("model") is None or saved.get("data") is None:
-        return None  # empty or not a run's config: no record to compare with
-    identity = job_identity(saved)
-    data, now = identity.get("data"), job.get("data")
-    if isinstance(data, dict) and isinstance(now, dict):
-        for key, before in _DATA_KEYS_ADDED.items():
-            if key in now and key not in data:
-                data[key] = before
-        if data.get("n_folds") is None and "fold" in data:
-            data["fold"] = 0  # what it trained with: fold was ignored without n_folds
-    return identity
-
 
 #: Integer settings checked before anything is rendered or built: ``(key, smallest value, what it is)``.
 #: Lightning checks some of these only when the loop first reads them, after minutes of set-up, with a
@@ -484,252 +109,13 @@ _NUMBER_VALUES: tuple[tuple[str, float | None, float | None, str, str], ...] = (
 )
 
 
-def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """``(dotted key, value)`` of every leaf of a plain container (``OmegaConf.to_container`` of a config
-    with ``resolve=False``: interpolations are their ``${...}`` text)."""
-    if isinstance(node, dict):
-        return [leaf for key, value in node.items() for leaf in _leaves(value, f"{prefix}{key!s}.")]
-    if isinstance(node, list):
-        return [leaf for i, value in enumerate(node) for leaf in _leaves(value, f"{prefix}{i}.")]
-    return [(prefix.rstrip("."), node)]
-
-
-#: Parameters whose mapping holds another class's parameters (``data.scene``: the synthetic scenes' fields).
-_FIELDS_OF = {
-    ("marsunits.data.datamodule.MarsDataModule", "scene"): "marsunits.data.synthetic.config.SceneConfig"
-}
-
-
-#: Classes whose ``**kwargs`` go to another class or function: ``trainer.strategy.static_graph`` is torch's
-#: DDP's, ``logger.wandb.monitor_gym`` is ``wandb.init``'s (imported with Lightning's WandbLogger already).
-_KWARGS_TO = {
-    "lightning.pytorch.strategies.DDPStrategy": "torch.nn.parallel.DistributedDataParallel",
-    "lightning.pytorch.loggers.WandbLogger": "wandb.init",
-}
-
-
-def _takes_bool(parameter: inspect.Parameter) -> bool:
-    """Whether a parameter takes true or false: its annotation (``from __future__`` text, or the types) says
-    so (``bool``, ``bool | None``, ``Union[bool, Literal['link'], None]``, ``bool | Mapping[str, bool]``), or,
-    unannotated (torch's), its default is true or false."""
-    if parameter.annotation is inspect.Parameter.empty:
-        return isinstance(parameter.default, bool)
-    return re.search(r"\bbool\b", str(parameter.annotation)) is not None
-
-
-#: Annotations of a parameter that takes true or false only (``from __future__`` text, or the types).
-_SWITCH_ANNOTATIONS = ("bool", "bool | None", "Optional[bool]", bool, Optional[bool])  # noqa: UP045
-
-
-def _takes_only_bool(parameter: inspect.Parameter) -> bool:
-    """Whether a parameter takes true or false and nothing else (null aside): annotated so
-    (:data:`_SWITCH_ANNOTATIONS`), or unannotated (torch's) with a true or false default. Any text given to
-    it is a mistake (``fasle``), where ``save_last`` (``bool | Literal['link']``) also takes a word."""
-    if parameter.annotation is inspect.Parameter.empty:
-        return isinstance(parameter.default, bool)
-    return parameter.annotation in _SWITCH_ANNOTATIONS
-
-
-def class_switches(target: str) -> dict[str, bool]:
-    """The parameters of the class ``target`` names (with those of the class its ``**kwargs`` go to,
-    :data:`_KWARGS_TO`) that take true or false (:func:`_takes_bool`), each with whether it takes nothing
-    else (:func:`_takes_only_bool`); read from their signatures, which imports them. A class that cannot be
-    imported here (refused first by :func:`check_config_values`) has none."""
-    found: list[Any] = []
-    for path in (target, _KWARGS_TO.get(target)):
-        try:
-            found.append(locate(path) if path else None)
-        except UnimportableTargetError:  # refused by check_config_values: its keys are none, as for a class
-            found.append(None)
-    parameters: dict[str, inspect.Parameter] = {}
-    for named in found:
-        try:
-            parameters = {**dict(inspect.signature(named).parameters), **parameters} if named else parameters
-        except (TypeError, ValueError):  # no signature to read
-            continue
-    return {name: _takes_only_bool(p) for name, p in parameters.items() if _takes_bool(p)}
-
-
-def class_parameters(target: str) -> set[str] | None:
-    """The keyword parameters of the class or function ``target`` (a ``_target_``), read from its signature,
-    which imports it; None when it takes any keyword (``**kwargs``) or cannot be imported here (imported
-    quietly: Hydra's ``get_object`` logged its error line on the console before the command's own refusal of
-    the target). :func:`target_parameters` knows marsunits' own classes' without importing them."""
-    try:
-        parameters = inspect.signature(locate(target)).parameters.values()
-    except (UnimportableTargetError, TypeError, ValueError):  # refused later (check_config_values)
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL}
-
-
-#: The parameters of marsunits' own classes that the configs build, written out so that what is judged by
-#: them is judged without importing them (torch and Lightning, some 6 s, 23 s under load, for one line):
-#: their switches (``model.channels_last=fasle``, ``data.pin_memory=no``, ``+data.scene.distortion=fasle``)
-#: and the keys they take that a config does not list (``data.val_context_px=3``: add it with a plus) or do
-#: not take (``+model.channel_last=true``). Each parameter is given what :func:`class_switches` says of it
-#: (True: a switch that takes true or false only; False: one that takes other values too), None where it is
-#: no switch. ``tests/test_cli_overrides.py`` checks each class's entry against its signature
-#: (:func:`class_parameters`, :func:`class_switches`).
-OWN_PARAMETERS: dict[str, dict[str, bool | None]] = {
-    "marsunits.task.SegmentationTask": {
-        **dict.fromkeys((  # no switch
-            "arch", "encoder", "encoder_weights", "in_channels", "num_classes", "class_names", "palette",
-            "mean", "std", "loss", "dice_weight", "class_weights", "optimizer", "lr", "weight_decay",
-            "scheduler", "warmup_steps", "tile_size", "class_map", "dataset", "encoder_depth",
-            "decoder_channels", "encoder_lr_mult", "contact_weight", "contact_radius_px", "drop_path_rate",
-            "subclasses",
-        )),
-        "channels_last": True,
-        "freeze_encoder_bn": True,
-    },
-    "marsunits.data.datamodule.MarsDataModule": {
-        **dict.fromkeys((  # no switch
-            "name", "sources", "in_channels", "crop_size", "class_map", "val_context_px", "root",
-            "source_dirs", "batch_size", "val_batch_size", "num_workers", "seed", "val_fraction", "n_folds",
-            "fold", "sol_block", "exclude_sols", "sol_margin", "samples_per_epoch", "min_labelled_fraction",
-            "focus_class", "focus_fraction", "train_length", "val_length", "test_length", "scene",
-            "render_processes", "train_only", "hflip_p", "min_scale", "max_rotation_deg", "brightness",
-            "contrast", "saturation", "class_mix_prob", "subclass_map", "subclasses",
-        )),
-        "pin_memory": True,
-        "persistent_workers": True,
-        "shared_sol_holdout": True,
-        "allow_seen_val_sols": True,
-        "cache": False,
-        "fixed_crops": True,
-        "cache_scenes": True,
-        "separate_val": True,
-        "folder_sols_from_names": True,
-    },
-    "marsunits.data.synthetic.config.SceneConfig": {
-        **dict.fromkeys((  # no switch
-            "width", "height", "mode", "difficulty", "p_contact", "p_sand", "p_rover", "max_range_m",
-            "hfov_deg_range", "pitch_deg_range", "roll_deg_max", "height_m_range", "jpeg_quality_range",
-        )),
-        "distortion": True,
-    },
-    # The callbacks of configs/callbacks/ and the checkpoint IO of configs/trainer/ (their modules import
-    # Lightning: ``callbacks.interrupt_checkpoint.bogus=1`` took some 13 s to refuse). The two checkpoint
-    # callbacks take Lightning's ModelCheckpoint's parameters, and the learning-rate monitor is Lightning's.
-    **dict.fromkeys(
-        ("marsunits.best_checkpoint.RunModelCheckpoint", "marsunits.best_checkpoint.RecoveryCheckpoint"),
-        {
-            **dict.fromkeys((  # no switch
-                "dirpath", "filename", "monitor", "save_top_k", "mode", "every_n_train_steps",
-                "train_time_interval", "every_n_epochs",
-            )),
-            "verbose": True,
-            "save_last": False,
-            "save_on_exception": True,
-            "save_weights_only": True,
-            "auto_insert_metric_name": True,
-            "save_on_train_epoch_end": True,
-            "enable_version_counter": True,
-        },
-    ),
-    "marsunits.interrupt_checkpoint.InterruptCheckpoint": {"dirpath": None},
-    "marsunits.tracking.callbacks.WandbRunInfo": {},
-    "marsunits.tracking.callbacks.WandbValidationImages": dict.fromkeys(
-        ("every_n_epochs", "n_images", "key")
-    ),
-    "marsunits.tracking.callbacks.WandbConfusionMatrix": dict.fromkeys(("every_n_epochs", "stage")),
-    "lightning.pytorch.callbacks.LearningRateMonitor": {
-        "logging_interval": None,
-        "log_momentum": True,
-        "log_weight_decay": True,
-    },
-    "marsunits.checkpoint_io.AtomicCheckpointIO": {},
-}  # fmt: skip
-
-#: The classes the configs build that take any keyword (``**kwargs``: :func:`class_parameters` is None for
-#: them), known without importing them: ``EMAWeights`` hands its keywords to Lightning's ``WeightAveraging``.
-OWN_ANY_KEYWORD = frozenset({"marsunits.averaging.EMAWeights"})
-
-#: :func:`class_switches` of marsunits' own classes (those of :data:`OWN_PARAMETERS` that are switches).
-OWN_SWITCHES: dict[str, dict[str, bool]] = {
-    target: {name: only_bool for name, only_bool in parameters.items() if only_bool is not None}
-    for target, parameters in OWN_PARAMETERS.items()
-}
-
-
-def target_parameters(target: str) -> set[str] | None:
-    """:func:`class_parameters` of ``target``: from :data:`OWN_PARAMETERS` for marsunits' own classes (nothing
-    imported; None for those of :data:`OWN_ANY_KEYWORD`), else from its signature (which imports it)."""
-    if target in OWN_ANY_KEYWORD:
-        return None
-    own = OWN_PARAMETERS.get(target)
-    return set(own) if own is not None else class_parameters(target)
-
-
-def _switch_leaves(
-    node: Any,
-    prefix: str = "",
-    target: str | None = None,
-    switches_of: Callable[[str], dict[str, bool] | None] = class_switches,
-) -> Iterator[tuple[str, Any, bool]]:
-    """``(dotted key, value, only a bool)`` of each leaf of a plain container (:func:`_leaves`) that a class
-    reads as true or false: a parameter that takes a bool (everything under it, ``data.cache.ai4mars``) of
-    the class its node builds (``_target_``), or ``target`` for a node without one (:data:`_FIELDS_OF`). The
-    third is whether the parameter takes nothing but true or false (False under a mapping or list).
-
-    ``switches_of`` says a class's switches (:func:`class_switches`, which imports it); one that gives None
-    for a class leaves out its node and all under it (:data:`OWN_SWITCHES`, for the switches known without
-    importing anything: some of the leaves of :func:`class_switches`, none else)."""
-    if not isinstance(node, dict):
-        return
-    built = node.get("_target_")
-    if isinstance(built, str):
-        target = built
-    switches = switches_of(target) if target is not None else {}
-    if switches is None:  # not known here
-        return
-    for key, value in node.items():
-        dotted = f"{prefix}{key!s}"
-        only_bool = switches.get(str(key))
-        if only_bool is not None:
-            if isinstance(value, dict | list):
-                yield from ((k, v, False) for k, v in _leaves(value, f"{dotted}."))
-            else:
-                yield dotted, value, only_bool
-            continue
-        fields = _FIELDS_OF.get((str(built), str(key)))
-        if isinstance(value, dict):
-            yield from _switch_leaves(value, f"{dotted}.", fields, switches_of)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                yield from _switch_leaves(item, f"{dotted}.{i}.", None, switches_of)
-
-
-def _check_switches(cfg: DictConfig, switches_of: Callable[[str], dict[str, bool] | None]) -> None:
-    """Refuse a switch (:func:`_switch_leaves` with ``switches_of``) given yes/no/on/off, or other text
-    where it takes nothing but true or false.
-
-    Raises:
-        ConfigError: naming the key, the value and what to give instead (:func:`switch_value_refusal`).
-    """
-    switches = list(_switch_leaves(OmegaConf.to_container(cfg, resolve=False), switches_of=switches_of))
-    for key, value, _ in switches:
-        if isinstance(value, str) and value.lower() in YES_NO_WORDS:
-            # The config reads yes/no/on/off as text, and any text counts as true where a switch is read.
-            # Only where a switch is read: run_name=no names a folder, a data module of one's own has its
-            # own keys (data.mode=on).
-            raise ConfigError(switch_value_refusal(key, value))
-    for key, value, only_bool in switches:
-        # Other text where nothing but true or false is taken (an interpolation, ${...}, is left alone):
-        # model.channels_last=abc, callbacks.model_checkpoint.auto_insert_metric_name=fasle ran switched on.
-        if only_bool and isinstance(value, str) and "${" not in value:
-            raise ConfigError(switch_value_refusal(key, value))
-
-
 def check_run_values(cfg: DictConfig) -> None:
     """Refuse mistyped run settings before anything is rendered or built, naming the key.
 
     Checks the switches ``train``, ``test``, ``data_moved`` (and that no switch of a class the config builds,
-    :func:`_switch_leaves`, is yes/no/on/off, which the config reads as text and a switch as true:
-    ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), those switches given as other
-    text where they take nothing but true or false (``model.channels_last=abc``,
+    :func:`~marsunits.target_parameters._switch_leaves`, is yes/no/on/off, which the config reads as text
+    and a switch as true: ``train=no`` trained; elsewhere such a word is a value, ``run_name=no``), those
+    switches given as other text where they take nothing but true or false (``model.channels_last=abc``,
     ``callbacks.model_checkpoint.auto_insert_metric_name=fasle``, ``+data.scene.distortion=fasle``), the
     integers of :data:`_INTEGER_VALUES` (null allowed where the config has null), the numbers of the data
     config (:data:`_NUMBER_VALUES`: ``data.val_fraction=abc``, ``data.hflip_p=abc``), a ``data.fold``
@@ -754,9 +140,10 @@ def check_run_values(cfg: DictConfig) -> None:
 
 def check_plain_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import no class (nor torch, nor Lightning): ``train``,
-    ``test`` and ``data_moved``, the switches of marsunits' own task and data module (:data:`OWN_SWITCHES`;
-    :func:`check_class_run_values` checks every class's), the integers and numbers, ``data.fold``, the
-    training draw's rules (:func:`_sampling_refusal`), the ``trainer.limit_*_batches``, ``trainer.devices``
+    ``test`` and ``data_moved``, the switches of marsunits' own task and data module
+    (:data:`~marsunits.target_parameters.OWN_SWITCHES`; :func:`check_class_run_values` checks every
+    class's), the integers and numbers, ``data.fold``, the training draw's rules (:func:`_sampling_refusal`),
+    the ``trainer.limit_*_batches``, ``trainer.devices``
     and ``trainer.precision`` (:data:`PRECISIONS`). :func:`check_config_values` runs them before it imports
     the config's classes, so that ``trainer.max_epochs=abc`` is refused in a second, not after some 6 s of
     torch and Lightning.
@@ -835,8 +222,8 @@ def check_plain_run_values(cfg: DictConfig) -> None:
 
 def check_class_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import what they judge by: the switches of the classes
-    the config builds (their parameters, :func:`_switch_leaves`) and a CUDA GPU for
-    ``trainer.accelerator=gpu`` (torch).
+    the config builds (their parameters, :func:`~marsunits.target_parameters._switch_leaves`) and a CUDA GPU
+    for ``trainer.accelerator=gpu`` (torch).
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
@@ -1119,9 +506,9 @@ def _check_channels(cfg: DictConfig) -> None:
 def _checkpoint_read(cfg: DictConfig) -> tuple[str, Path, bool] | None:
     """The checkpoint the run reads, told to be there from its path alone (no file read, nothing imported):
     its option, the file or model package folder (``~`` expanded), and whether it is resumed (``ckpt_path``
-    where the run trains: a package is then refused, :func:`_resumed_file`); None for none, or for
-    ``ckpt_path=last``, which looks for runs (the run's to judge). ``init_ckpt_path`` beside a resumed or
-    scored ``ckpt_path`` is ignored by the run, so not looked at.
+    where the run trains: a package is then refused, :func:`~marsunits.run_resume._resumed_file`); None
+    for none, or for ``ckpt_path=last``, which looks for runs (the run's to judge). ``init_ckpt_path`` beside
+    a resumed or scored ``ckpt_path`` is ignored by the run, so not looked at.
 
     Raises:
         ConfigError: (a :class:`~marsunits.errors.MissingFileError` for ``init_ckpt_path`` or a scored
@@ -1268,44 +655,10 @@ def _devices_value(devices: Any) -> bool:
     return False
 
 
-def checked_start(cfg: DictConfig) -> tuple[str | None, tuple[str, str] | None]:
-    """What the run starts from, checked against its run folder before anything is written there.
-
-    Returns:
-        ``(ckpt_path, evaluated)``: the checkpoint to resume (:func:`resolve_ckpt_path`; None for a new run
-        or ``train=false``) and, for ``train=false``, the checkpoint whose network is validated and tested
-        with the option that gave it (:func:`_evaluated_checkpoint`).
-
-    Raises:
-        ConfigError: No such checkpoint, or the folder holds another run, or the resumed run trained another
-            job (:func:`check_run_folder`).
-    """
-    output_dir = Path(cfg.paths.output_dir)
-    job = job_identity(cfg)
-    data_moved = bool(cfg.get("data_moved", False))
-    evaluated = None  # train=false: (the checkpoint whose network is validated and tested, its option)
-    if bool(cfg.get("train", True)):
-        ckpt_path = resolve_ckpt_path(
-            cfg.get("ckpt_path"),
-            output_dir,
-            Path(cfg.paths.log_dir),
-            cfg.task_name,
-            job,
-            data_moved,
-            run_name=_named_run(cfg),
-            seed=cfg.get("seed"),
-        )
-    else:
-        evaluated, ckpt_path = _evaluated_checkpoint(cfg), None
-    # Before config.yaml, the record it compares with, is replaced.
-    check_run_folder(output_dir, ckpt_path, job, data_moved)
-    return ckpt_path, evaluated
-
-
 def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
-    """The refusal of :func:`check_config_values` or :func:`checked_start` for the run ``cfg`` (composed
-    before Hydra starts, so without Hydra's runtime values) would make in ``output_dir``, or None; any other
-    problem is left to the run.
+    """The refusal of :func:`check_config_values` or :func:`~marsunits.run_resume.checked_start` for the run
+    ``cfg`` (composed before Hydra starts, so without Hydra's runtime values) would make in ``output_dir``,
+    or None; any other problem is left to the run.
 
     Hydra writes its ``.hydra/`` record and a ``train.log`` line in the run folder before the run's code
     starts: a command refused there (a new run given a finished run's ``run_name``, a resume with other
@@ -1405,44 +758,3 @@ def data_folder_refusal(cfg: DictConfig) -> str | None:
     except Exception:  # noqa: BLE001 - a folder that cannot be looked at: the run says it
         return None
     return None
-
-
-def _named_run(cfg: DictConfig) -> str | None:
-    """The run's name when the user gave one (``run_name=...``); None for the default, a time stamp, and in
-    a sweep, whose trials run in ``multirun-<time>/<n>`` whatever the name."""
-    from marsunits.sweep_trials import in_multirun
-
-    if in_multirun():
-        return None
-    raw = OmegaConf.to_container(cfg, resolve=False).get("run_name")  # type: ignore[union-attr]
-    if not isinstance(raw, str) or "${now:" in raw:  # a default: a time stamp, maybe after the data name
-        return None
-    if os.environ.get(PINNED_RUN_NAME_ENV) == str(cfg.run_name):  # the default, pinned by the command line
-        return None
-    return str(cfg.run_name)
-
-
-def _evaluated_checkpoint(cfg: DictConfig) -> tuple[str, str]:
-    """The model ``train=false`` validates and tests, and the option that gave it: ``ckpt_path`` (a file or
-    model package, not ``last``), else ``init_ckpt_path``.
-
-    Validate and test used to run with Lightning's ``ckpt_path="best"``, which is no checkpoint when nothing
-    was trained: a freshly initialised network was scored and ``ckpt_path`` silently ignored.
-
-    Raises:
-        ConfigError: neither is given, or ``ckpt_path=last``.
-    """
-    ckpt, init = cfg.get("ckpt_path"), cfg.get("init_ckpt_path")
-    if ckpt in (None, "", "null"):
-        if init:
-            return str(init), "init_ckpt_path"
-        raise ConfigError(
-            "train=false validates and tests a trained model without training: give it with "
-            "ckpt_path=<run dir>/checkpoints/best.ckpt (or a model package folder)"
-        )
-    if ckpt == "last":
-        raise ConfigError(
-            "train=false with ckpt_path=last: name the checkpoint to evaluate, "
-            "ckpt_path=<run dir>/checkpoints/best.ckpt"
-        )
-    return str(expand_home(ckpt)), "ckpt_path"

@@ -41,8 +41,9 @@ from marsunits.errors import (
 )
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
 from marsunits.progress_bar import run_progress_bar
-from marsunits.run_checks import check_config_values, checked_start
+from marsunits.run_checks import check_config_values
 from marsunits.run_folder_claim import claimed_run_folder
+from marsunits.run_resume import checked_start
 from marsunits.slurm_world import launch_problem
 from marsunits.tracking import finish_loggers, prepare_loggers
 from marsunits.training_extent import barely_trained, barely_trained_warning
