@@ -274,7 +274,8 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
         # A config group choice that the defaults list lacks (logger@x=csv): Hydra's words give the fix
         # (+logger@x=csv); a top-level name was checked by unknown_option.
         return None
-    from marsunits.run_checks import target_parameters  # marsunits' own classes' known without importing
+    # marsunits' own classes' parameters are known without importing them
+    from marsunits.target_parameters import target_parameters
 
     arg = next((a for a, _ in trial if a.split("=", 1)[0] == key), f"{key}=...")
     rest = [composed for a, composed in trial if a != arg]
@@ -323,7 +324,8 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from marsunits.run_checks import target_parameters  # marsunits' own classes' known without importing
+    # marsunits' own classes' parameters are known without importing them
+    from marsunits.target_parameters import target_parameters
 
     overrides = [a for a in argv if "=" in a and not a.lstrip("+").startswith(("-", "hydra.", "hydra/"))]
     added = [a for a in overrides if a.startswith("+") and "." in a.split("=", 1)[0]]

@@ -38,10 +38,6 @@ from marsunits.model_settings import (
 )
 from marsunits.run_resume import _resumed_file, checked_start
 from marsunits.target_parameters import OWN_SWITCHES, _check_switches, class_switches
-
-# Only for cli_overrides.py, which still imports target_parameters from here (a file another change holds):
-# drop this line once it imports it from marsunits.target_parameters.
-from marsunits.target_parameters import target_parameters as target_parameters
 from marsunits.targets import UnimportableTargetError, locate, unimportable_target
 from marsunits.user_paths import expand_home, is_package, missing_checkpoint
 
