@@ -94,6 +94,7 @@ from marsunits.errors import (
 )
 from marsunits.file_digest import file_sha256
 from marsunits.inference.checks import (
+    CheckedOptions,
     check_before_predicting,
     check_logger,
     configured_log_dir,
@@ -451,16 +452,49 @@ def _refuse_saved_from_python(paths: OutputPaths, members: Mapping[str, Any]) ->
         )
 
 
+@dataclass(frozen=True)
+class _LoadedModel:
+    """The network read from ``ckpt_path``, and what the session's later steps need of its file."""
+
+    #: The network (a ``SegmentationTask``), before any batch-norm adaptation.
+    task: Any
+    #: The network's input divisor (``size_divisor``): the windows' sides are multiples of it.
+    stride: int
+    #: The file that holds the weights: a package's safetensors, or the .ckpt. Its hash names the ONNX cache
+    #: and identifies the model in prediction_settings.json.
+    weights_file: Path
+    #: Hashes of other files with the same weights: the checkpoint a package records it was exported from.
+    same_model_sha256: Sequence[str]
+
+
 class _Session:
     """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far."""
 
     def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:  # noqa: B008 - frozen
+        """Set the run up, step by step, in this order: every refusal comes before anything is written, and
+        the costly start-up (adapting the batch norm, an ONNX export, timing the runtimes) after the checks
+        that can refuse the folder."""
         self.opts = opts
         self.shard = shard
         checked = check_before_predicting(opts)
+        self._take_folders(checked)
+        self._take_run_settings(checked)
+        all_files = self._find_inputs()
+        model = self._load_model()
+        self._read_folder_record()
+        self._record_settings(model, all_files)
+        self._refuse_other_settings()
+        task = self._adapt_if_asked(model, all_files)
+        self._build_predictor(task, model)
+        self._set_up_evaluation()
+        self._start_rows()
+
+    def _take_folders(self, checked: CheckedOptions) -> None:
+        """``input_dir``, ``output_dir`` and ``labels_dir`` as checked; warns once a run where the labels'
+        ``classes.json`` cannot be read (they are then read as project ids, unchecked)."""
         self.input_dir, self.output_dir = checked.input_dir, checked.output_dir
         self.labels_dir = checked.labels_dir
-        if self.labels_dir is not None and opts.labels_class_map is None:
+        if self.labels_dir is not None and self.opts.labels_class_map is None:
             # A classes.json beside the labels that names other classes was refused above; one that cannot
             # be read stops nothing, but the labels are then read as project ids unchecked: said, once a run.
             unread = unreadable_classes_file(
@@ -468,23 +502,33 @@ class _Session:
                 labels_option(self.labels_dir),
                 "labels_class_map",
                 by_name=True,
-                python=not opts.config_words,  # predict_folder(PredictOptions(...)): 'ai4mars'
+                python=not self.opts.config_words,  # predict_folder(PredictOptions(...)): 'ai4mars'
             )
             if unread is not None:
                 log.warning("%s", unread)
+
+    def _take_run_settings(self, checked: CheckedOptions) -> None:
+        """The steps after the network (``unit_steps``), the ``device``, ``precision`` and ``ckpt_path`` as
+        checked, PyTorch's ``threads`` (set here for the run) and the ``pixel_limit`` of every read."""
+        opts = self.opts
         #: The steps after the network (no-data border, minimum mapping unit, contacts), as UnitMapper's.
         self.unit_steps = UnitSteps.from_options(opts, checked.contact_config)
         self.device, self.precision, self.ckpt_path = checked.device, checked.precision, checked.ckpt_path
-        self.threads = configure_threads(opts.threads, shard.local_world_size)
+        self.threads = configure_threads(opts.threads, self.shard.local_world_size)
         #: Largest image read, in megapixels, for every read of an input, its label and camera orientation
         #: (``max_megapixels=null``: inf, no limit at all, not even Pillow's decompression-bomb one).
         self.pixel_limit = math.inf if opts.max_megapixels is None else float(opts.max_megapixels)
+
+    def _find_inputs(self) -> list[InputFile]:
+        """The inputs: ``files`` (this rank's share) and ``problems`` (rank 0's), ``all_inputs`` and
+        ``input_folders`` (of every shard); warns where ``input_dir`` is a labelled dataset's root. Returns
+        every shard's inputs."""
         # Reached through a symbolic link, or labels kept under the input folder: not photographs. (labels_dir
         # as input_dir works with patterns that leave the masks out: check_before_predicting.)
         skip = {self.output_dir: "output_dir (this run's outputs)"}
         if self.labels_dir is not None and self.input_dir in self.labels_dir.parents:
             skip[self.labels_dir] = "labels_dir (the label masks)"
-        self.files, self.problems = discover(self.input_dir, opts.patterns, skip)
+        self.files, self.problems = discover(self.input_dir, self.opts.patterns, skip)
         all_files = list(self.files)
         #: Every shard's inputs (relative posix paths): outputs of these are no removed input's.
         self.all_inputs = {f.rel.as_posix() for f in all_files}
@@ -493,25 +537,24 @@ class _Session:
         self.input_folders = {p.as_posix() for f in all_files for p in f.rel.parents if p.parts}
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
         # its files, so deciding "complete, skip" first would let the ranks disagree on the shards.
-        self.files = self.files[shard.rank :: shard.world_size]
-        if shard.rank != 0:
+        self.files = self.files[self.shard.rank :: self.shard.world_size]
+        if self.shard.rank != 0:
             self.problems = []
+        return all_files
 
+    def _load_model(self) -> _LoadedModel:
+        """Load ``ckpt_path``: its ``metadata``, whether it is ``barely_trained`` (warned), the ``tile`` (the
+        option's or the model's, refused where it does not fit the network) and ``in_channels``."""
+        opts = self.opts
         # Imported here: Lightning is slow to import. load_model reads packages (safetensors + JSON) and
         # checkpoints; a checkpoint that needs arbitrary unpickling is refused unless trust_checkpoint.
-        from marsunits.model_package import (
-            WEIGHTS_NAME,
-            is_package,
-            load_model,
-            network_sha256,
-            read_package_json,
-        )
+        from marsunits.model_package import WEIGHTS_NAME, is_package, load_model, read_package_json
 
         task = load_model(self.ckpt_path, map_location="cpu", trust_checkpoint=bool(opts.trust_checkpoint))
         self.metadata = task.metadata
         #: Why the model is evidently too little trained to use (a debug=fdr checkpoint...), or None.
         self.barely_trained = barely_trained(task.training_record)
-        if self.barely_trained is not None and shard.rank == 0:
+        if self.barely_trained is not None and self.shard.rank == 0:
             dataset = self.metadata.get("dataset")
             log.warning("%s", barely_trained_warning(os.fspath(self.ckpt_path), self.barely_trained, dataset))
         stride = int(self.metadata.get("size_divisor", 32))
@@ -524,11 +567,7 @@ class _Session:
             raise ConfigError(f"bad tile/overlap for this checkpoint: {exc}{taken}") from exc
         self.tile = tile
         self.in_channels = int(self.metadata["in_channels"])
-        cache_dir = (
-            expand_home(opts.onnx_cache_dir) if opts.onnx_cache_dir else self.output_dir / ".cache" / "onnx"
-        )
-        # The file that holds the weights: a package's safetensors, or the .ckpt. Its hash names the ONNX
-        # cache and identifies the model in prediction_settings.json.
+        # The file that holds the weights: a package's safetensors, or the .ckpt.
         package = is_package(self.ckpt_path)
         weights_file = (
             (self.ckpt_path if self.ckpt_path.is_dir() else self.ckpt_path.parent) / WEIGHTS_NAME
@@ -542,6 +581,13 @@ class _Session:
             if package
             else None
         )
+        same_model = [source] if isinstance(source, str) and source else []
+        return _LoadedModel(task, stride, weights_file, same_model)
+
+    def _read_folder_record(self) -> None:
+        """The ``output_dir``'s ``prediction_settings.json`` (``earlier``, {} where it has none), and the
+        other input folders whose outputs it holds (``other_input_dirs``, ``outdated_input_dirs``); warns
+        where the folder holds another input folder's outputs."""
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
         earlier = read_settings(self.output_dir)  # the folder's record, if it has one
         self.earlier = earlier
@@ -558,7 +604,7 @@ class _Session:
         outdated = earlier.get("outdated_input_dirs")
         outdated = outdated if isinstance(outdated, list) else []
         self.outdated_input_dirs = sorted(d for d in outdated if isinstance(d, str) and os.path.isdir(d))
-        if recorded in self.other_input_dirs and shard.rank == 0:
+        if recorded in self.other_input_dirs and self.shard.rank == 0:
             log.warning(
                 "output_dir %s holds outputs predicted from another input_dir, %s: this run's manifest.csv, "
                 "summary.json and index.html list only the images of %s%s. Give each input folder its own "
@@ -566,12 +612,19 @@ class _Session:
                 self.output_dir,
                 recorded,
                 self.input_dir,
-                "; overwrite=true removes none of that folder's outputs" if opts.overwrite else "",
+                "; overwrite=true removes none of that folder's outputs" if self.opts.overwrite else "",
             )
+
+    def _record_settings(self, model: _LoadedModel, all_files: list[InputFile]) -> None:
+        """``settings``, the record of what decides the outputs (all but the arithmetic, known once the
+        runtime is chosen: :meth:`_build_predictor`), and ``model_record``, the model the outputs are of."""
+        from marsunits.model_package import network_sha256
+
+        opts, task, earlier = self.opts, model.task, self.earlier
         palette = [[int(c) for c in rgb] for rgb in self.metadata["palette"]]
         self.settings = settings_record(
             self.ckpt_path,
-            file_sha256(weights_file),
+            file_sha256(model.weights_file),
             {
                 # The network itself, by its tensors: one model whatever file holds it (a package and its
                 # checkpoint), and another one whatever a package's provenance claims.
@@ -592,7 +645,7 @@ class _Session:
                 # The colours the overlays are drawn in (the model's; the default until 2026-12-06, whatever
                 # "palette" said): a record without it is compared as drawn in the default palette.
                 "overlay_palette": palette,
-                "tile": tile,
+                "tile": self.tile,
                 "overlap": float(opts.overlap),
                 "tta": bool(opts.tta),
                 "adapt_bn": bool(opts.adapt_bn),
@@ -611,16 +664,24 @@ class _Session:
                 "max_range_m": float(opts.max_range_m),
                 "probability_dtype": str(opts.probability_dtype) if opts.save_probabilities else None,
             },
-            same_model_sha256=[source] if isinstance(source, str) and source else (),
+            same_model_sha256=model.same_model_sha256,
         )
         #: The model the outputs are of, in every contact file and contact map (``model``): a GeoJSON shared
         #: alone names it, as prediction_settings.json does for the folder (adapt_bn: the adapted one, below).
         self.model_record = model_record(self.ckpt_path, self.settings["network_sha256"])
+
+    def _refuse_other_settings(self) -> None:
+        """Refuse an ``output_dir`` whose outputs were made with other settings (but the arithmetic), and one
+        holding this input folder's outputs left outdated by another folder's ``overwrite=true`` run.
+
+        Raises:
+            ConfigError: naming the folder, what differs and what to do.
+        """
         # Before the costly start-up (adapting the batch norm to every input, an ONNX export, timing the
         # runtimes): a folder of other settings is refused as it would be after all that work. The arithmetic
         # (runtime, precision, fold_batchnorm) is known after it, and checked with the rest in plan().
-        check_settings(self.output_dir, self.settings, bool(opts.overwrite), ignore=ARITHMETIC_KEYS)
-        if str(self.input_dir) in self.outdated_input_dirs and not opts.overwrite:
+        check_settings(self.output_dir, self.settings, bool(self.opts.overwrite), ignore=ARITHMETIC_KEYS)
+        if str(self.input_dir) in self.outdated_input_dirs and not self.opts.overwrite:
             # Skipped as finished, they would stay the other settings' outputs under a record naming these.
             raise ConfigError(
                 f"{self.output_dir} holds outputs of {self.input_dir}'s images made with other settings than "
@@ -628,15 +689,27 @@ class _Session:
                 "changed the settings and left them. Run with overwrite=true to predict them again with "
                 "these settings, or give each input folder its own output_dir"
             )
+
+    def _adapt_if_asked(self, model: _LoadedModel, all_files: list[InputFile]) -> Any:
+        """``adapt_bn=true``: the network with batch-norm statistics of every input, ``adapted_on`` their
+        count and ``model_record`` naming the adapted network; else the network as loaded (``adapted_on``
+        None).
+
+        Raises:
+            ConfigError: ``adapt_bn=true`` with a runtime other than ``torch``.
+        """
+        task = model.task
         #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
         self.adapted_on: int | None = None
-        if opts.adapt_bn:
-            if str(opts.runtime) != "torch":
+        if self.opts.adapt_bn:
+            from marsunits.model_package import network_sha256
+
+            if str(self.opts.runtime) != "torch":
                 raise ConfigError(
                     f"adapt_bn=true re-estimates the network's batch-norm statistics in PyTorch, but "
-                    f"runtime={opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
+                    f"runtime={self.opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
                 )
-            task = self._adapt_batchnorm(task, all_files, tile, stride)
+            task = self._adapt_batchnorm(task, all_files, self.tile, model.stride)
             # The adapted network draws the outputs, not the file's: a contact file shared alone names it,
             # by the digest prediction_settings.json gives the file's network, and that one beside it.
             self.model_record = model_record(
@@ -645,10 +718,21 @@ class _Session:
                 adapted_from=self.settings["network_sha256"],
                 adapted_on_images=self.adapted_on,
             )
+        return task
+
+    def _build_predictor(self, task: Any, model: _LoadedModel) -> None:
+        """The ``runtime`` chosen (a resumed ``runtime=auto`` folder keeps the one it was begun with),
+        recorded with the arithmetic in ``settings``, and the ``predictor`` that runs ``task`` on it."""
+        opts = self.opts
+        cache_dir = (
+            expand_home(opts.onnx_cache_dir) if opts.onnx_cache_dir else self.output_dir / ".cache" / "onnx"
+        )
         runtime = kept = str(opts.runtime)
-        if runtime == "auto" and not opts.overwrite and not earlier.get(PENDING_KEY):
+        if runtime == "auto" and not opts.overwrite and not self.earlier.get(PENDING_KEY):
             # A resumed folder keeps the runtime it was begun with: the timed choice flips with the load.
-            runtime = str(earlier["runtime"]) if earlier.get("runtime") in ("torch", "onnx") else runtime
+            runtime = (
+                str(self.earlier["runtime"]) if self.earlier.get("runtime") in ("torch", "onnx") else runtime
+            )
         forward, self.runtime = build_forward(
             task,
             runtime=runtime,
@@ -658,9 +742,9 @@ class _Session:
             compile=bool(opts.compile),
             fold_bn=bool(opts.fold_batchnorm),
             threads=self.threads,
-            ckpt_path=weights_file,
+            ckpt_path=model.weights_file,
             cache_dir=cache_dir,
-            probe_shape=(opts.batch_size, self.in_channels, tile, tile),
+            probe_shape=(opts.batch_size, self.in_channels, self.tile, self.tile),
             tolerance=float(opts.onnx_tolerance),
         )
         # The arithmetic the masks come from: bf16 and float32 (or ONNX Runtime) differ in a few pixels in a
@@ -680,14 +764,19 @@ class _Session:
         self.predictor = Predictor(
             forward,
             in_channels=self.in_channels,
-            tile=tile,
+            tile=self.tile,
             overlap=opts.overlap,
             batch_size=opts.batch_size,
             device=self.device,
             num_classes=int(self.metadata["num_classes"]),
-            stride=stride,
+            stride=model.stride,
             mirror_average=bool(opts.tta),
         )
+
+    def _set_up_evaluation(self) -> None:
+        """``evaluation``: the scoring of the masks against ``labels_dir`` (None without it); says once a run
+        where a data set's name as ``labels_class_map`` reads as its shipped map."""
+        opts = self.opts
         self.evaluation = (
             Evaluation(
                 self.labels_dir,
@@ -706,14 +795,16 @@ class _Session:
         shipped = (
             shipped_map_note(opts.labels_class_map, self.metadata) if self.evaluation is not None else None
         )
-        if shipped is not None and shard.rank == 0:
+        if shipped is not None and self.shard.rank == 0:
             log.info("%s", shipped)
+
+    def _start_rows(self) -> None:
+        """What the run records as it goes, empty: the ``rows``, the counts, how it stopped, the contact map's
+        items."""
         self.rows: dict[str, dict[str, Any]] = {}
         #: Inputs whose outputs were complete, so not predicted again (:meth:`plan`); ``rows`` also holds
         #: the error rows of inputs refused before predicting (escapes, names too long, unreadable entries).
         self.complete = 0
-        #: Of those, the error rows of a broken camera file (their pixel outputs are complete): the run's last
-        #: line counts them as failed, and the "skipping" line says so, so that the two counts add up.
         self.megapixels = 0.0
         self.loop_seconds = 0.0
         self.stopped_early: str | None = None
