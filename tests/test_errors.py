@@ -789,7 +789,7 @@ def test_every_exception_class_of_the_package_is_a_marsunits_error_or_says_why_n
         "marsunits.data.io.ImageReadError",
         "marsunits.boundary.camera.io.CameraFileError",
         "marsunits.models.pretrained.PretrainedWeightsError",
-        "marsunits.inference.runner.OutputWriteError",
+        "marsunits.inference.output_writable.OutputWriteError",
     ):
         assert name in found, f"{name} not found: the walk over the package's modules missed it"
     plain = sorted(

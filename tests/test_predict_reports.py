@@ -476,7 +476,7 @@ def test_the_removed_scores_warning_spells_out_a_shipped_map_the_model_reads_oth
 ) -> None:
     """A model trained on AI4Mars with a map of its own reads labels_class_map=ai4mars as that map: the
     shipped map recorded by an earlier run is spelt out, not named; with no model known, it is named."""
-    from marsunits.inference.runner import removed_scores_warning
+    from marsunits.inference.removed_scores import removed_scores_warning
 
     metrics = tmp_path / "metrics.json"
     shipped = {"0": 0, "1": 1, "2": 0, "3": 1, "255": 255}
@@ -806,30 +806,31 @@ def test_an_output_dir_that_cannot_be_written_stops_with_one_sentence(
     import errno
     import os
 
-    from marsunits.inference import runner
+    from marsunits.inference import output_writable
+    from marsunits.inference.output_writable import OutputWriteError, output_stop_message
 
     inp, out = tmp_path / "in", tmp_path / "out"
     save_rgb(inp / "a.png", 30, 30)
     real_access = os.access
     monkeypatch.setattr(
-        runner.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode)
+        output_writable.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode)
     )
-    with pytest.raises(runner.OutputWriteError, match=rf"output_dir {out} cannot be written \({tmp_path}: "):
+    with pytest.raises(OutputWriteError, match=rf"output_dir {out} cannot be written \({tmp_path}: "):
         run(make_cfg(tmp_path, ckpt, inp, out))
     assert not out.exists()
     monkeypatch.undo()
     # An output_dir under a file: it said "permission denied or read-only", which was not the cause.
     (tmp_path / "notes.txt").write_text("")
     under = tmp_path / "notes.txt" / "out"
-    with pytest.raises(runner.OutputWriteError, match=rf"{tmp_path / 'notes.txt'} is a file, not a folder"):
+    with pytest.raises(OutputWriteError, match=rf"{tmp_path / 'notes.txt'} is a file, not a folder"):
         run(make_cfg(tmp_path, ckpt, inp, under))
 
     denied = OSError(errno.EACCES, "Permission denied", str(out / "sub" / ".a.mask.png.25883.x.tmp"))
-    said = runner._output_stop_message(out, denied)
+    said = output_stop_message(out, denied)
     assert f"to {out / 'sub'} because permission to write there was denied" in said
     assert "make that folder writable" in said and "free space" not in said
     full = OSError(errno.ENOSPC, "No space left on device", str(out / "a.mask.png"))
-    assert "free space" in runner._output_stop_message(out, full)
+    assert "free space" in output_stop_message(out, full)
 
 
 def test_an_image_whose_camera_file_was_removed_is_predicted_again(tmp_path: Path, ckpt: Path) -> None:

@@ -46,15 +46,12 @@ Failure policy:
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import logging
 import math
 import os
-import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -74,15 +71,9 @@ from marsunits.boundary.contact_io import (
     read_contact_collection,
 )
 from marsunits.constants import CLASS_NAMES
-from marsunits.data.class_map import (
-    DATA_SET_LABEL_MAPS,
-    data_set_label_map,
-    labels_classes_folder,
-    unreadable_classes_file,
-)
+from marsunits.data.class_map import labels_classes_folder, unreadable_classes_file
 from marsunits.data.io import ImageReadError, read_mask, to_channels
 from marsunits.errors import (
-    STORAGE_ERRNOS,
     ConfigError,
     DataError,
     MarsUnitsError,
@@ -119,6 +110,7 @@ from marsunits.inference.inputs import (
     normalise_patterns,
     output_escape,
 )
+from marsunits.inference.labelled_layout import labelled_layout_sentence, warn_labelled_layout
 from marsunits.inference.options import (
     PredictOptions,
     offers_checkpoint_map,
@@ -141,6 +133,11 @@ from marsunits.inference.output_settings import (
     settings_record,
     write_settings,
 )
+from marsunits.inference.output_writable import (  # OutputWriteError: importable from here too
+    OUTPUT_STOP_ERRNOS,
+    OutputWriteError,
+    output_stop_message,
+)
 from marsunits.inference.predictor import (
     ImageFileDataset,
     LoadedImage,
@@ -151,6 +148,7 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
+from marsunits.inference.removed_scores import removed_scores_warning
 from marsunits.inference.run_summary_text import (
     contact_maps_sentence,
     failed_sentence,
@@ -254,123 +252,6 @@ NOT_ASKED_FOR_A_MAP = (
     "map=false: no contact map asked for; map=true draws one from the contacts of the images with a camera "
     "file"
 )
-
-
-#: errno values that mean the output folder cannot take more files: stop instead of failing every input.
-OUTPUT_STOP_ERRNOS = frozenset(
-    e for e in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", None)) if e
-)
-
-
-class OutputWriteError(MarsUnitsError):
-    """Writing to the output folder failed in a way that would fail every further input (full, read-only)."""
-
-
-def _output_stop_message(output_dir: Path, exc: OSError) -> str:
-    """One sentence for a write that failed for a reason every further write shares: where and what to do.
-
-    Names the folder that refused (a hidden temporary file's folder, not the file), and the remedy that
-    fits the cause: space for a full disk or quota, permissions for a denied or read-only folder.
-    """
-    where = Path(exc.filename) if exc.filename else output_dir
-    if where.name.startswith(".") and where.name.endswith(".tmp"):
-        where = where.parent  # atomic writes go through hidden temporaries: name their folder
-    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
-    what = STORAGE_ERRNOS.get(exc.errno or 0, "permission to write there was denied")
-    fix = "free space" if full else "make that folder writable"
-    return (
-        f"stopped: cannot write outputs to {where} because {what} ({exc.strerror or exc}); {fix} or choose "
-        "another output_dir, then run the same command again (finished images are kept and skipped)"
-    )
-
-
-def check_output_writable(output_dir: Path) -> None:
-    """Refuse an ``output_dir`` that cannot be written, before anything is predicted.
-
-    The nearest existing folder on its path must allow writing (``os.access``, which also sees read-only
-    filesystems); otherwise the first write would fail with a bare ``Permission denied`` on a temporary file.
-
-    Raises:
-        OutputWriteError: Naming the folder and what to do.
-    """
-    existing = output_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    # output_dir=notes.txt/out: this said "permission denied or read-only", which was not the cause.
-    if existing != output_dir and not existing.is_dir():
-        raise OutputWriteError(
-            f"output_dir {output_dir} cannot be made: {existing} is a file, not a folder; choose another "
-            "output_dir"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputWriteError(
-            f"output_dir {output_dir} cannot be written ({existing}: permission denied or read-only); make "
-            "it writable or choose another output_dir"
-        )
-
-
-#: Sub-folders of a labelled dataset that hold label masks, not photographs.
-_MASK_FOLDERS = ("masks", "labels")
-
-
-def _labelled_layout(input_dir: Path) -> tuple[str, str] | None:
-    """The mask folder (``masks`` or ``labels``) and the fix, where ``input_dir`` is the root of a labelled
-    dataset (``images/`` beside ``masks/``): its masks would be predicted as photographs (and find the
-    scenes' cameras), which is seldom what was meant. The one wording of the warning at the run's start
-    and of the sentence in its last line (:func:`_labelled_layout_sentence`); None for any other folder."""
-    masks = [name for name in _MASK_FOLDERS if (input_dir / name).is_dir()]
-    if not ((input_dir / "images").is_dir() and masks):
-        return None
-    fix = (
-        "to predict the photographs and score them against the masks, give "
-        f"input_dir={input_dir / 'images'} labels_dir={input_dir / masks[0]}"
-    )
-    return masks[0], fix
-
-
-def _masks_among(folder: str, inputs: Iterable[str]) -> int:
-    """How many of the ``inputs`` (relative posix paths) are in ``folder``, a labelled dataset's masks."""
-    return sum(1 for rel in inputs if rel.startswith(f"{folder}/"))
-
-
-def _warn_labelled_layout(input_dir: Path, inputs: Iterable[str]) -> None:
-    """At the run's start, warn where ``input_dir`` is a labelled dataset's root (see _labelled_layout) and
-    some of its masks are among the ``inputs`` (relative posix paths). Patterns that leave the masks out
-    (PNG masks, ``patterns=[jpg]``) predict the photographs only: the warning said the masks were predicted
-    as photographs all the same."""
-    layout = _labelled_layout(input_dir)
-    if layout is None:
-        return
-    folder, fix = layout
-    n = _masks_among(folder, inputs)
-    if n:
-        log.warning(
-            "input_dir %s holds images/ and %s/, a labelled dataset's layout: the %s in %s/ %s predicted "
-            "as photographs too; %s",
-            input_dir,
-            folder,
-            "1 file" if n == 1 else f"{n} files",
-            folder,
-            "is" if n == 1 else "are",
-            fix,
-        )
-
-
-def _labelled_layout_sentence(input_dir: Path, inputs: Sequence[str]) -> str:
-    """The warning of :func:`_warn_labelled_layout` again, for the run's last line (on a long run the warning
-    scrolled away): how many of the ``inputs`` (relative posix paths) were a labelled dataset's masks, and
-    the fix; "" where ``input_dir`` is no labelled dataset's root or none of its masks was an input."""
-    layout = _labelled_layout(input_dir)
-    if layout is None:
-        return ""
-    folder, fix = layout
-    n = _masks_among(folder, inputs)
-    if not n:
-        return ""
-    verb = "is" if n == 1 else "are"
-    return (
-        f" {n} of the inputs {verb} in {folder}/, a labelled dataset's masks predicted as photographs: {fix}."
-    )
 
 
 def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float, world_size: int = 1) -> str:
@@ -532,7 +413,7 @@ class _Session:
         all_files = list(self.files)
         #: Every shard's inputs (relative posix paths): outputs of these are no removed input's.
         self.all_inputs = {f.rel.as_posix() for f in all_files}
-        _warn_labelled_layout(self.input_dir, self.all_inputs)
+        warn_labelled_layout(self.input_dir, self.all_inputs)
         # The folders mirrored into output_dir (of every shard's inputs): no output file may take their names.
         self.input_folders = {p.as_posix() for f in all_files for p in f.rel.parents if p.parts}
         # Shard the sorted file list before anything looks at outputs: another rank may already be writing
@@ -1038,7 +919,7 @@ class _Session:
             )
         except OSError as exc:
             if exc.errno in OUTPUT_STOP_ERRNOS:
-                raise OutputWriteError(_output_stop_message(self.output_dir, exc)) from exc
+                raise OutputWriteError(output_stop_message(self.output_dir, exc)) from exc
             raise
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"), f.path)
@@ -1431,7 +1312,7 @@ class _Session:
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
         # The start's warning of a labelled dataset's root as input_dir scrolled away on a long run.
-        paragraph += _labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
+        paragraph += labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
         # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script). Not
         # for a run that ended before its end (a stop: stopped_early; a bug: stop_status 1), which may not
         # have reached the images a label matches: its last sentence says to run again, which scores them.
@@ -1539,50 +1420,6 @@ class _Session:
         )
         log.info("contact map written: %s", ", ".join(p.name for p in written))
         return written, None
-
-
-def removed_scores_warning(metrics_file: Path, metadata: Mapping[str, Any] | None = None) -> str:
-    """The warning of a run without ``labels_dir`` that removes ``metrics_file``, an earlier run's scores:
-    naming the ``labels_dir`` and ``labels_class_map`` it recorded, as the options that score the folder's
-    masks again (or saying that it could not be read). A recorded map that is a shipped data set's map
-    (:func:`_shipped_map_name`, the model's ``metadata`` given) is given back by that data set's name, as
-    the command may have given it (``labels_class_map=ai4mars``): it was spelt out as a mapping."""
-    try:
-        earlier = json.loads(metrics_file.read_text(encoding="utf-8"))
-        labels, mapping = earlier["labels_dir"], earlier.get("labels_class_map")
-        # Quoted for the shell, as the command is to be typed: a folder named "native labels" split in two.
-        options = f"labels_dir={shlex.quote(printable(str(labels)))}"
-        if isinstance(mapping, Mapping) and mapping:
-            recorded = {int(k): int(v) for k, v in mapping.items()}
-            name = _shipped_map_name(recorded, metadata)
-            pairs = ", ".join(f"{k}: {v}" for k, v in recorded.items())
-            options += f" labels_class_map={name}" if name else f" labels_class_map='{{{pairs}}}'"
-    except (OSError, ValueError, KeyError, TypeError):
-        options = "labels_dir=<the labels' folder> (and its labels_class_map, if it had one)"
-    return (
-        f"removed {printable(os.fspath(metrics_file))}, the scores of an earlier run against labels, as this "
-        "run has no labels_dir (they would not describe the masks of this run); to score the folder's masks "
-        f"again, run this command with {options} (images already done are not predicted again)"
-    )
-
-
-def _shipped_map_name(recorded: Mapping[int, int], metadata: Mapping[str, Any] | None) -> str | None:
-    """The data set (:data:`~marsunits.data.class_map.DATA_SET_LABEL_MAPS`) whose shipped map is
-    ``recorded``, where its name reads that map with the model of ``metadata``
-    (:func:`~marsunits.inference.options.read_labels_class_map`: a model trained on that data set with a
-    map of its own reads the name as its own map); None for any other map."""
-    for name in sorted(DATA_SET_LABEL_MAPS):
-        if data_set_label_map(name) != dict(recorded):
-            continue
-        if metadata is not None:
-            try:
-                read = read_labels_class_map(name, metadata)
-            except ConfigError:
-                continue
-            if read is None or read.as_dict() != dict(recorded):
-                continue
-        return name
-    return None
 
 
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:

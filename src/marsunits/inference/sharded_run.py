@@ -16,8 +16,8 @@ processes. This module needs none of that: the ranks' ``gather``, ``broadcast`` 
 
 Imports: :mod:`marsunits.inference.runner` builds its session on :class:`Shard`, :class:`RankStops` and
 :class:`_StoppedWithTheRun` and calls :func:`predict_shard`, so it imports this module; the session itself
-(``_Session``, ``RunResult``, ``check_output_writable``) is imported from the runner inside the functions
-that use it, when the runner is loaded.
+(``_Session``, ``RunResult``) is imported from the runner inside the functions that use it, when the runner
+is loaded.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from marsunits.errors import (
 )
 from marsunits.inference.inputs import check_folders
 from marsunits.inference.output_settings import write_settings
+from marsunits.inference.output_writable import check_output_writable
 from marsunits.inference.run_summary_text import console_text
 from marsunits.inference.writers import printable
 from marsunits.run_folder_claim import claimed_output_dir
@@ -224,8 +225,6 @@ def predict_shard(
     rank failing before its first image (its model on its device, its shard's outputs, rank 0's settings
     record): it joins the gather with no image; rank 0 failing so writes no report.
     """
-    from marsunits.inference.runner import check_output_writable  # the runner imports this module
-
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
     made = _folders_to_make(output_dir)
@@ -268,8 +267,6 @@ def _check_output_dir_free(opts: PredictOptions) -> None:
     """Raise the ``ConfigError`` of :func:`~marsunits.run_folder_claim.claimed_output_dir` if another
     ``predict.py`` holds ``output_dir`` (checked, then released: the spawned rank 0 claims it for the run).
     Folders made for the check are removed again."""
-    from marsunits.inference.runner import check_output_writable  # the runner imports this module
-
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
     made = _folders_to_make(output_dir)
