@@ -51,7 +51,7 @@ from marsunits.boundary.camera.io import load_camera
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.boundary.extract import contacts_from_mask
 from marsunits.boundary.metrics import BOUNDARY_TOLERANCE_PX, line_scores, scored_cracks
-from marsunits.data.io import read_mask
+from marsunits.data.mask_io import read_mask
 from marsunits.data.synthetic import SceneConfig, generate_dataset
 from marsunits.user_paths import expand_home
 

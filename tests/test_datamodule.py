@@ -19,7 +19,8 @@ from omegaconf import OmegaConf, open_dict
 from marsunits.data.class_map import ClassMap
 from marsunits.data.datamodule import MarsDataModule
 from marsunits.data.fake import write_fake_ai4mars, write_fake_folder, write_fake_marsscapes
-from marsunits.data.io import read_image, read_mask
+from marsunits.data.io import read_image
+from marsunits.data.mask_io import read_mask
 from marsunits.data.split_guards import hold_out_validated_sols
 from marsunits.errors import DataError
 

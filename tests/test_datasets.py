@@ -1350,7 +1350,7 @@ def test_a_1_bit_mask_is_read_and_a_turned_photo_is_named_in_the_size_error(tmp_
     """A mask of 0 and 255 saved as 1-bit (PNG optimisers, PIL for a boolean array) was refused as "mode '1'
     with 1 channel(s)", a single channel; a mask drawn on the stored pixels of a photo with an EXIF rotation
     was said to differ in size while both files were that size on disk."""
-    from marsunits.data.io import read_mask
+    from marsunits.data.mask_io import read_mask
 
     ids = np.zeros((6, 8), np.uint8)
     ids[:, 4:] = 255

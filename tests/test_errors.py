@@ -786,7 +786,7 @@ def test_every_exception_class_of_the_package_is_a_marsunits_error_or_says_why_n
     found = _package_exception_classes()
     # The walk found the package's errors (not an empty or partial import): these are all over it.
     for name in (
-        "marsunits.data.io.ImageReadError",
+        "marsunits.data.read_checks.ImageReadError",
         "marsunits.boundary.camera.io.CameraFileError",
         "marsunits.models.pretrained.PretrainedWeightsError",
         "marsunits.inference.output_writable.OutputWriteError",

@@ -19,10 +19,10 @@ from marsunits.data.io import (
     list_images,
     read_image,
     read_image_noted,
-    read_mask,
     to_channels,
     write_png_atomic,
 )
+from marsunits.data.mask_io import read_mask
 
 RNG = np.random.default_rng(0)
 
@@ -303,7 +303,7 @@ def test_a_tiff_read_while_another_thread_lifts_pillows_limit_keeps_the_limit(
     that moment was decoded whatever its size."""
     import threading
 
-    from marsunits.data import io as io_module
+    from marsunits.data import read_checks
 
     path = tmp_path / "mosaic.tif"
     tifffile.imwrite(path, _rgb(100, 100), photometric="rgb")
@@ -316,7 +316,7 @@ def test_a_tiff_read_while_another_thread_lifts_pillows_limit_keeps_the_limit(
         except ImageReadError as err:
             outcome.append(err)
 
-    with io_module._PIL_LIMIT_LOCK:  # as _open_pil holds it while Pillow's limit is lifted
+    with read_checks._PIL_LIMIT_LOCK:  # as _open_pil holds it while Pillow's limit is lifted
         Image.MAX_IMAGE_PIXELS = None
         reader = threading.Thread(target=read_without_a_limit)
         reader.start()
@@ -650,8 +650,6 @@ def test_a_tiff_orientation_tag_is_honoured_as_pillow_does(tmp_path: Path, orien
 def test_a_tiff_mask_turns_with_its_image(tmp_path: Path, orientation: int) -> None:
     """TIFF images were turned by their Orientation tag but TIFF masks were not: a pair tagged 3 came out
     misaligned without a word, one tagged 6 of two sizes."""
-    from marsunits.data.io import read_mask
-
     ids = (np.arange(24, dtype=np.uint8).reshape(4, 6) % 3).astype(np.uint8)
     ids[0, 0] = 255  # a marked corner
     grey = ids.astype(np.float32) / 255.0
@@ -1008,8 +1006,9 @@ def test_a_1_bit_mask_is_read_as_0_and_255_and_said_once(tmp_path: Path, caplog)
     """A 1-bit PNG (PIL's save of a boolean array) reads white as 255, unlabelled; a class-0/1 mask saved
     so lost its class 1 without a word. The first such mask of a process is named, with the fix."""
     import marsunits.data.io as io_module
+    import marsunits.data.mask_io as mask_io
 
-    io_module._WARNED_READ_NOTES.discard(io_module._ONE_BIT_MASK)
+    io_module._WARNED_READ_NOTES.discard(mask_io._ONE_BIT_MASK)
     ones = np.zeros((6, 8), bool)
     ones[:, 4:] = True
     for name in ("a.png", "b.png"):
@@ -1032,9 +1031,10 @@ def test_a_palette_mask_whose_colours_are_the_project_s_classes_in_another_order
     such mask of a process is named, with the colours its indices show and the fix; a palette in the
     project's order, or of other colours, is read as before, unsaid."""
     import marsunits.data.io as io_module
+    import marsunits.data.mask_io as mask_io
     from marsunits.constants import CLASS_NAMES, PALETTE
 
-    io_module._WARNED_READ_NOTES.discard(io_module._PROJECT_COLOURS_ELSEWHERE)
+    io_module._WARNED_READ_NOTES.discard(mask_io._PROJECT_COLOURS_ELSEWHERE)
     indices = np.zeros((6, 8), np.uint8)
     indices[:, 3:], indices[:, 6:], indices[0] = 1, 2, 3
 

@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from scipy import ndimage
 
-from marsunits.data.io import read_mask, write_png_atomic
+from marsunits.data.io import write_png_atomic
+from marsunits.data.mask_io import read_mask
 from marsunits.errors import ConfigError, DataError, report_user_errors
 from marsunits.inference import run
 from marsunits.inference.evaluation import confusion_matrix, scores

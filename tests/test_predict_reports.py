@@ -548,7 +548,7 @@ def test_a_written_synthetic_set_trains_as_a_folder_and_its_masks_score_as_proje
     (labels_dir=<set>/masks) ended with "The labels were read as project ids (no labels_class_map), their 2
     as other", a doubt cast on the project's own exact labels. The writer's classes.json names the project's
     classes: the run says nothing of it and metrics.json records the file; data=folder still trains on it."""
-    from marsunits.data.io import read_mask
+    from marsunits.data.mask_io import read_mask
     from marsunits.data.synthetic.cli import main as synthetic
     from marsunits.training import run as train
 

@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from marsunits.data.io import read_mask
+from marsunits.data.mask_io import read_mask
 from marsunits.errors import ConfigError, DataError, report_user_errors
 from marsunits.inference import run
 from marsunits.inference import runner as runner_module

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from marsunits.constants import IGNORE_INDEX
 from marsunits.data.fake import write_fake_marsscapes
-from marsunits.data.io import read_mask
+from marsunits.data.mask_io import read_mask
 from marsunits.inference.pseudo_labels import main, pseudo_label_mask, write_pseudo_labels
 from marsunits.inference.writers import write_probabilities
 

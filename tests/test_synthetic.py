@@ -14,7 +14,8 @@ import torch
 from marsunits.boundary.camera.pinhole import PinholeCamera
 from marsunits.boundary.contact_io import read_contacts
 from marsunits.constants import IGNORE_INDEX, OTHER, VALID_MASK_VALUES
-from marsunits.data.io import read_image, read_mask
+from marsunits.data.io import read_image
+from marsunits.data.mask_io import read_mask
 from marsunits.data.synthetic import (
     SceneConfig,
     SyntheticScenes,

@@ -17,7 +17,7 @@ from PIL import Image
 
 from marsunits.boundary.camera.io import CameraFileError, load_camera
 from marsunits.boundary.contact_io import read_contacts
-from marsunits.data.io import read_mask
+from marsunits.data.mask_io import read_mask
 from marsunits.errors import ConfigError, MarsUnitsError
 from marsunits.inference import PredictOptions, UnitMap, UnitMapper, run
 from marsunits.inference.options import read_contact_config

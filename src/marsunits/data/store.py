@@ -26,11 +26,10 @@ from marsunits.data.io import (
     header_says_one_channel,
     image_size,
     read_image_native,
-    read_mask,
     scale_to_unit,
-    turned_mask_note,
     warn_of_read_notes,
 )
+from marsunits.data.mask_io import read_mask, turned_mask_note
 from marsunits.errors import DataError
 from marsunits.training_images import is_grey
 

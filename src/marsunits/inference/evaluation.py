@@ -61,7 +61,8 @@ from marsunits.data.class_map import (
     unreadable_classes_file,
 )
 from marsunits.data.folder import OTHER_RASTER_EXTENSIONS, word_added_splits, word_added_to_stem
-from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError, read_mask, turned_mask_note
+from marsunits.data.io import IMAGE_EXTENSIONS, ImageReadError
+from marsunits.data.mask_io import read_mask, turned_mask_note
 from marsunits.errors import ConfigError
 from marsunits.file_digest import image_content_key
 
@@ -78,7 +79,7 @@ CONTACT_NOTES = (
 )
 
 #: Label file extensions tried, in order, for ``labels_dir/<rel folder>/<stem><ext>``. JPEG last: it cannot
-#: hold a mask, and :func:`marsunits.data.io.read_mask` refuses it with the reason, recorded in
+#: hold a mask, and :func:`marsunits.data.mask_io.read_mask` refuses it with the reason, recorded in
 #: ``label_errors`` (a JPEG label was counted as "without a label", the user's label silently left out).
 LABEL_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 

@@ -72,7 +72,8 @@ from marsunits.boundary.contact_io import (
 )
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.class_map import labels_classes_folder, unreadable_classes_file
-from marsunits.data.io import ImageReadError, read_mask, to_channels
+from marsunits.data.io import ImageReadError, to_channels
+from marsunits.data.mask_io import read_mask
 from marsunits.errors import (
     ConfigError,
     DataError,

@@ -49,8 +49,8 @@ from marsunits.boundary.extract import ContactConfig, extract_contacts
 from marsunits.boundary.mapping_unit import merge_small_units
 from marsunits.boundary.projection import add_ground
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, PALETTE
+from marsunits.data.decoded_pixels import FLOAT_FULL_SCALE_MAX
 from marsunits.data.io import (
-    FLOAT_FULL_SCALE_MAX,
     IMAGE_EXTENSIONS,
     _orientation_tag,
     exif_orientation,
