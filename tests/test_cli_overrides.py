@@ -549,6 +549,34 @@ def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not
         assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
 
 
+def test_an_option_given_again_with_colons_that_is_no_map_is_not_a_shell_split_map() -> None:
+    """A value with a colon given again in a row is a map's entry split by the shell only where it can be one:
+    Hydra's own keys (``hydra.job.env_set.LD_LIBRARY_PATH=/opt/a:/opt/b``, a script's base options and the
+    user's), an interpolation (``${now:%H-%M}``, which bash refuses unquoted) and an option the config holds
+    as a string were refused as ``{...}`` split into entries, the fix a map nobody meant."""
+    from marsunits.cli_overrides import brace_expanded_option
+
+    # Told without the config too: Hydra's own keys, interpolations.
+    for config_name, args, without_config in (
+        ("train", ["hydra.run.dir=logs/12:00", "hydra.run.dir=logs/13:00"], True),
+        ("train", ["+hydra.job.env_set.LD_PATH=/opt/a:/b", "+hydra.job.env_set.LD_PATH=/c:/d"], True),
+        ("train", ["run_name=${now:%H-%M}", "run_name=${now:%M-%S}"], True),
+        ("train", ["run_name=sol:1", "run_name=sol:2"], False),  # a string in the config
+        ("predict", ["input_dir=x", "run_name=sol:1", "run_name=sol:2"], False),
+    ):
+        if without_config:
+            assert brace_expanded_option(args) is None, args
+        assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
+    # A map or a null option split so is still refused, with the config and without it.
+    for config_name, args in (
+        ("predict", ["input_dir=x", "labels_class_map=0:0", "labels_class_map=2:0"]),
+        ("train", ["data=marsscapes", "data.class_map=0:0", "data.class_map=1:1"]),
+        ("train", ["data.class_map=0:0", "data.class_map=1:1"]),
+    ):
+        assert brace_expanded_option(args) is not None, args
+        assert brace_expanded_option(args, CONFIG_DIR, config_name) is not None, args
+
+
 def test_a_single_select_group_chosen_twice_takes_the_last_as_hydra_does(tmp_path: Path) -> None:
     """``logger=none logger=csv`` (a script appending to its base options) is left to Hydra, which takes the
     last: the checks before Hydra pass it, and the composed config has the CSV logger alone."""

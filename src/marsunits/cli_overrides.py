@@ -689,7 +689,8 @@ def brace_expanded_option(
 ) -> str | None:
     """The message for one option given two or more times in a row with other values, as the shell writes
     an unquoted ``key={a,b}`` (bash's brace expansion: ``key=a key=b``, ``++key=a ++key=b``), or None: where
-    the values are each a map's entry (``native:project``, none in braces or brackets), or, given the config
+    the values are each a map's entry (``native:project``, none in braces or brackets) of an option
+    that can be a map (:func:`_may_be_a_map`), or, given the config
     (``config_dir``, ``config_name``), where the option is list-valued in the config composed with the other
     overrides, or is a config group chosen there by a list (``callbacks: [default, wandb]``), none of the
     values in brackets or braces.
@@ -733,7 +734,9 @@ def brace_expanded_option(
     composed = _composed_values(argv, keys, config_dir, config_name)
     for run in runs:
         (prefix, name), typed = _prefixed(run[0]), [a.partition("=")[2] for a in run]
-        if all(":" in v and not v.startswith(("{", "[")) for v in typed):
+        if all(":" in v and not v.startswith(("{", "[")) for v in typed) and _may_be_a_map(
+            name, typed, composed
+        ):
             entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in typed)
             fix = f"'{prefix}{name}={{{entries}}}'"
             if prefix == "+" and name in composed:  # a plus on an option the config has: Hydra refuses it
@@ -759,6 +762,16 @@ def brace_expanded_option(
                 prefix, tail = "", f"and {name} needs no plus: a plus adds an option the config lacks"
             return _given_again(name, run, "value", f"'{prefix}{name}=[{values}]'", tail)
     return None
+
+
+def _may_be_a_map(name: str, typed: Sequence[str], composed: dict[str, object]) -> bool:
+    """Whether ``name`` given in a row as ``typed``, each value with a colon, can be a map the shell split
+    into its entries: not Hydra's own key (``hydra.job.env_set.LD_LIBRARY_PATH=/opt/a:/opt/b`` given again
+    by a script), no value an interpolation (``${now:%H-%M}``, which bash refuses unquoted), and a map or
+    null in the config (``composed``, where it has the option): a string's colon is no entry's."""
+    if name.startswith(("hydra.", "hydra/")) or any("${" in v for v in typed):
+        return False
+    return name not in composed or composed[name] is None or isinstance(composed[name], DictConfig)
 
 
 def _group_of(arg: str) -> str:
