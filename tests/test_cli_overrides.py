@@ -516,6 +516,53 @@ def test_an_unquoted_list_or_choices_split_by_the_shell_is_told_to_give_it_once(
         assert set(meant) <= set(cfg[key]), sorted(cfg[key])
 
 
+@pytest.mark.parametrize(
+    ("args", "fix", "meant"),
+    [
+        (["callbacks=[default]", "+callbacks=ema"], "callbacks=[default,ema]", ["model_checkpoint", "ema"]),
+        (["+callbacks=ema", "model=tiny", "callbacks=default"], "callbacks=[default,ema]", ["ema"]),
+        (
+            ["callbacks=[default,wandb]", "+callbacks=[ema,recovery]"],
+            "callbacks=[default,wandb,ema,recovery]",
+            ["wandb_val_images", "ema"],
+        ),
+        (
+            ["callbacks=[default]", "+callbacks=ema", "+callbacks=recovery"],
+            "callbacks=[default,ema,recovery]",
+            [],
+        ),
+    ],
+)
+def test_a_plus_on_callbacks_beside_a_callbacks_choice_is_one_line_giving_one_list(
+    args: list[str],
+    fix: str,
+    meant: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """``+callbacks=ema`` adds to the defaults' list, but beside ``callbacks=[default]`` (either order) Hydra
+    composed the command without a word and without what the plus added: the run trained without EMA. The
+    refusal gives the group once, a list of both, which composes to every callback meant."""
+    status, err = _as_an_entry_point("train.py", args, monkeypatch, capsys)
+    assert status == 2, err
+    assert err.startswith("train.py: error: ") and err.strip().endswith(f"give callbacks once, '{fix}'"), err
+    assert len(err.strip().splitlines()) == 1
+    from conftest import compose_config
+
+    kept = [a for a in args if not a.lstrip("+").startswith("callbacks=")]
+    cfg = compose_config("train", tmp_path, [*kept, fix])
+    assert {"model_checkpoint", *meant} <= set(cfg.callbacks), sorted(cfg.callbacks)
+    # Alone, each is taken: the plus adds to the defaults' list, the choice replaces it.
+    for alone in (
+        ["+callbacks=ema"],
+        ["callbacks=[default,ema]"],
+        ["+callbacks=ema", "callbacks.ema.decay=0.9"],
+        ["callbacks=[default,ema]", "+callbacks=ema"],
+    ):
+        assert unknown_option(alone, CONFIG_DIR, "train") is None, alone
+
+
 def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not_a_shell_split() -> None:
     from marsunits.cli_overrides import brace_expanded_option
 

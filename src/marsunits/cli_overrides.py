@@ -10,13 +10,14 @@ closest key of the node it names. An override that adds a key (``+model.foo=1``,
 checked against the parameters of the class its node builds (``_target_``), since Hydra accepts the key and
 the run then failed in the class's constructor. So are the overrides Hydra refuses in several lines: a plus
 on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), two
-pluses on a config group (``++callbacks=ema``), a deletion of a key it lacks (``~trainer.max_epoch``) and
-a setting of a key deleted before it (``~trainer.max_epochs trainer.max_epochs=3``). A multirun is checked
-as its trials compose: each sweep with its first value (``-m trainer.max_epoch=1,2`` failed at each trial,
-after the sweep folder was made), and each option of a swept config group that an override reaches into
-(``-m data=synthetic,marsscapes data.train_length=10``). ``hydra.*`` keys, a sweep's values and Hydra's own
-flags (``--cfg job``) are not checked; any other composition problem is left to Hydra, which reports it in
-its own words.
+pluses on a config group (``++callbacks=ema``), a plus on a group chosen by a list beside a choice of it
+(``callbacks=[default] +callbacks=ema``, whose plus Hydra drops without a word), a deletion of a key it
+lacks (``~trainer.max_epoch``) and a setting of a key deleted before it (``~trainer.max_epochs
+trainer.max_epochs=3``). A multirun is checked as its trials compose: each sweep with its first value
+(``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made), and each option of a
+swept config group that an override reaches into (``-m data=synthetic,marsscapes data.train_length=10``).
+``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are not checked; any other
+composition problem is left to Hydra, which reports it in its own words.
 
 The other checks the entry points run before Hydra, which :func:`exit_on_unknown_option` calls, live beside
 this module, one job each: :mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun,
@@ -570,6 +571,68 @@ def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -
     return _plus_on_a_group(given, forced, kind, config_name, refused)
 
 
+def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a plus on a config group chosen by a list (``+callbacks=ema``) beside a choice of
+    that group without one (``callbacks=[default]``, before or after it), or None.
+
+    Hydra composes the two without a word and drops what the plus adds: ``callbacks=[default]
+    +callbacks=ema`` trained without EMA (and ``+callbacks=[ema,recovery]``, which the refusal of a plus
+    given twice gives, is dropped so too). The fix is the group given once, a list of the choice's options
+    and the plus's (``'callbacks=[default,ema]'``); the choice is the last given, with those given in a row
+    before it (the shell's split ``callbacks={default,wandb}``). A sweep of either is left alone, and so are
+    another package (``+callbacks@x=ema``) and a group of one choice (:func:`added_group_already_chosen`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+
+    def chooses(arg: str, group: str, plus: bool) -> bool:  # group=..., or +group=... with ``plus``
+        key = arg.partition("=")[0]
+        return "=" in arg and key == (f"+{group}" if plus else group)
+
+    added = [
+        a
+        for a in overrides
+        if a.startswith("+") and not a.startswith("++") and "@" not in a.partition("=")[0] and "=" in a
+    ]
+    for group in dict.fromkeys(_group_of(a) for a in added if (config_dir / _group_of(a)).is_dir()):
+        chosen = [i for i, a in enumerate(overrides) if chooses(a, group, plus=False)]
+        if not chosen:
+            continue
+        first = chosen[-1]
+        while first - 1 in chosen:  # given in a row: an unquoted {...} the shell split
+            first -= 1
+        choice = overrides[first : chosen[-1] + 1]
+        plus = [a for a in overrides if chooses(a, group, plus=True)]
+        try:
+            parsed = OverridesParser.create().parse_overrides([*choice, *plus])
+        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+            return None
+        if any(o.is_sweep_override() for o in parsed):
+            continue
+        others = [a for a in overrides if not (chooses(a, group, plus=False) or chooses(a, group, plus=True))]
+        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        if kind is None or kind[0] != "list":
+            continue
+        options = [str(v) for o in parsed for v in _listed(o.value())]
+        kept = {str(v) for o in parsed[: len(choice)] for v in _listed(o.value())}
+        lost = [v for v in dict.fromkeys(options) if v not in kept]
+        if not lost:  # what the plus adds is chosen all the same
+            continue
+        given = " and ".join(repr(a) for a in plus)
+        return (
+            f"{given} with {' '.join(choice)!r}: Hydra drops what a plus adds to {group} where the command "
+            f"line also chooses {group} (the run would be without {', '.join(lost)}); give {group} once, "
+            f"'{group}=[{','.join(dict.fromkeys(options))}]'"
+        )
+    return None
+
+
+def _listed(value: object) -> list[object]:
+    """An override's value as a list: ``[ema, recovery]`` as it is, ``ema`` as ``[ema]``, null as ``[]``."""
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
 def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The message for a ``key=value`` override (no plus) of a key that a ``~key`` before it deletes, or a key
     under it (``~trainer.max_epochs trainer.max_epochs=3``, ``~contact contact.min_length_px=5``), where
@@ -958,6 +1021,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         return None  # another primary config or config folder: Hydra checks the names itself
     problem = (
         dashed_option(argv, config_dir, config_name)
+        or added_beside_a_chosen_list(argv, config_dir, config_name)
         or brace_expanded_option(argv, config_dir, config_name)
         or unreadable_or_unknown_choice(argv, config_dir)
     )
