@@ -610,6 +610,7 @@ def test_an_option_given_again_with_colons_that_is_no_map_is_not_a_shell_split_m
         ("train", ["run_name=${now:%H-%M}", "run_name=${now:%M-%S}"], True),
         ("train", ["run_name=sol:1", "run_name=sol:2"], False),  # a string in the config
         ("predict", ["input_dir=x", "run_name=sol:1", "run_name=sol:2"], False),
+        ("predict", ["input_dir=/mnt/a:b", "input_dir=/mnt/c:d"], False),  # ??? in the config: a path
     ):
         if without_config:
             assert brace_expanded_option(args) is None, args

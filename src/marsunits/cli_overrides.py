@@ -877,9 +877,10 @@ def _composed_values(
 ) -> dict[str, object]:
     """The value of each option of ``runs`` (each an option given again in a row, named without its prefix)
     that the config composed with the overrides of ``argv`` other than those of ``runs`` has, each sweep at
-    its first value: the config's own type (a list), whatever ``experiment=`` or ``data=`` chose. One
-    composition (about 0.15 s), made only when an option is given again in a row; empty without the config
-    or where it does not compose (Hydra, or a later check, says why)."""
+    its first value: the config's own type (a list), whatever ``experiment=`` or ``data=`` chose; ``"???"``
+    for an option whose value is to be given (``input_dir``). One composition (about 0.15 s), made only when
+    an option is given again in a row; empty without the config or where it does not compose (Hydra, or a
+    later check, says why)."""
     if config_dir is None or config_name is None or not runs:
         return {}
     given = {a for run in runs for a in run}
@@ -894,7 +895,17 @@ def _composed_values(
         value = OmegaConf.select(cfg, name, default=_ABSENT, throw_on_resolution_failure=False)
         if value is not _ABSENT:
             values[name] = value
+        elif _is_missing(cfg, name):  # ``???``: an option the config has, its value to give (input_dir)
+            values[name] = "???"
     return values
+
+
+def _is_missing(cfg: DictConfig, name: str) -> bool:
+    """Whether ``cfg`` has the option ``name`` (dotted) with the value to give, ``???``."""
+    parent, _, key = name.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False) if parent else cfg
+    # ``key in node`` is False for a ``???`` value: the node's keys list it
+    return isinstance(node, DictConfig) and key in list(node.keys()) and OmegaConf.is_missing(node, key)
 
 
 def _list_chosen_groups(
