@@ -563,6 +563,42 @@ def test_a_plus_on_callbacks_beside_a_callbacks_choice_is_one_line_giving_one_li
         assert unknown_option(alone, CONFIG_DIR, "train") is None, alone
 
 
+@pytest.mark.parametrize(
+    ("args", "fix", "meant", "left_out"),
+    [
+        (["~callbacks"], "callbacks=[]", [], []),  # Hydra: "Could not delete 'callbacks'", status 1
+        (["~callbacks=wandb"], "callbacks=[default]", ["model_checkpoint"], ["wandb_val_images"]),
+        # Composed without a word: no callback at all (no best.ckpt), or the defaults' without EMA.
+        (["~callbacks", "callbacks=ema"], "callbacks=[ema]", ["ema"], ["model_checkpoint"]),
+        (["~callbacks", "+callbacks=ema"], "callbacks=[ema]", ["ema"], ["model_checkpoint"]),
+        (["~callbacks=wandb", "+callbacks=ema"], "callbacks=[default,ema]", ["ema"], ["wandb_val_images"]),
+    ],
+)
+def test_a_deletion_of_callbacks_is_one_line_giving_the_list_meant(
+    args: list[str],
+    fix: str,
+    meant: list[str],
+    left_out: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Hydra deletes nothing from a group chosen by a list (train.yaml's ``callbacks: [default, wandb]``): it
+    refused ``~callbacks`` in several lines with status 1, and beside a choice or a plus of callbacks composed
+    without a word and without what was meant. The refusal is one line, status 2, giving the list meant, which
+    composes to it."""
+    status, err = _as_an_entry_point("train.py", ["model=tiny", *args], monkeypatch, capsys)
+    assert status == 2, err
+    assert err.startswith(f"train.py: error: {' '.join(args)!r}: callbacks is chosen by a list"), err
+    assert err.strip().endswith(f"give the list meant, '{fix}'") and len(err.strip().splitlines()) == 1, err
+    from conftest import compose_config
+
+    callbacks = set(compose_config("train", tmp_path, ["model=tiny", fix]).get("callbacks") or {})
+    assert set(meant) <= callbacks and not set(left_out) & callbacks, sorted(callbacks)
+    # A group of one choice deleted and added again is Hydra's to take.
+    assert unknown_option(["~model", "+model=tiny"], CONFIG_DIR, "train") is None
+
+
 def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not_a_shell_split() -> None:
     from marsunits.cli_overrides import brace_expanded_option
 

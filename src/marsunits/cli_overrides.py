@@ -11,13 +11,14 @@ checked against the parameters of the class its node builds (``_target_``), sinc
 the run then failed in the class's constructor. So are the overrides Hydra refuses in several lines: a plus
 on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), two
 pluses on a config group (``++callbacks=ema``), a plus on a group chosen by a list beside a choice of it
-(``callbacks=[default] +callbacks=ema``, whose plus Hydra drops without a word), a deletion of a key it
-lacks (``~trainer.max_epoch``) and a setting of a key deleted before it (``~trainer.max_epochs
-trainer.max_epochs=3``). A multirun is checked as its trials compose: each sweep with its first value
-(``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made), and each option of a
-swept config group that an override reaches into (``-m data=synthetic,marsscapes data.train_length=10``).
-``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are not checked; any other
-composition problem is left to Hydra, which reports it in its own words.
+(``callbacks=[default] +callbacks=ema``, whose plus Hydra drops without a word), a deletion of such a group
+(``~callbacks``, from which Hydra deletes nothing), a deletion of a key it lacks (``~trainer.max_epoch``)
+and a setting of a key deleted before it (``~trainer.max_epochs trainer.max_epochs=3``). A multirun is
+checked as its trials compose: each sweep with its first value (``-m trainer.max_epoch=1,2`` failed at each
+trial, after the sweep folder was made), and each option of a swept config group that an override reaches
+into (``-m data=synthetic,marsscapes data.train_length=10``). ``hydra.*`` keys, a sweep's values and Hydra's
+own flags (``--cfg job``) are not checked; any other composition problem is left to Hydra, which reports it
+in its own words.
 
 The other checks the entry points run before Hydra, which :func:`exit_on_unknown_option` calls, live beside
 this module, one job each: :mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun,
@@ -628,6 +629,82 @@ def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_nam
     return None
 
 
+def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a deletion of a config group chosen by a list (``~callbacks``, ``~callbacks=wandb``),
+    or None.
+
+    Hydra deletes nothing from such a group: ``~callbacks`` alone, or ``~callbacks=wandb``, was refused in
+    several lines with status 1 ("Could not delete 'callbacks'. No match in the defaults list"), and beside
+    a choice or a plus of the group it composed without a word and without what was meant:
+    ``~callbacks callbacks=ema`` trained with no callback at all, ``~callbacks +callbacks=ema`` with the
+    defaults' callbacks and no EMA. The fix is the list meant, given once: the defaults' options less those
+    deleted, with those a plus adds, or the options chosen. A sweep of the group is left alone.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+    deleted = [a for a in overrides if a.startswith("~") and (config_dir / a[1:].partition("=")[0]).is_dir()]
+    for group in dict.fromkeys(a[1:].partition("=")[0] for a in deleted):
+        given = [a for a in overrides if a.lstrip("~+").partition("=")[0] == group and not a.startswith("++")]
+        try:
+            parsed = dict(zip(given, OverridesParser.create().parse_overrides(given), strict=True))
+        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+            return None
+        if any(o.is_sweep_override() for o in parsed.values()):
+            continue
+        others = [a for a in overrides if a not in given]
+        options = _list_options(config_dir, config_name, others, group)
+        if options is None:  # not a group chosen by a list: Hydra deletes it as it is
+            continue
+        gone = {str(v) for a in given if a.startswith("~") for v in _listed(parsed[a].value())}
+        whole = any(a.startswith("~") and parsed[a].value() is None for a in given)  # ~callbacks: all
+        chosen = [a for a in given if not a.startswith(("~", "+"))]
+        if chosen:  # the last choice, as Hydra takes it
+            kept = [str(v) for v in _listed(parsed[chosen[-1]].value()) if str(v) not in gone]
+        else:
+            kept = [] if whole else [v for v in options if v not in gone]
+        added = [str(v) for a in given if a.startswith("+") for v in _listed(parsed[a].value())]
+        fix = f"'{group}=[{','.join(dict.fromkeys([*kept, *added]))}]'"
+        where = f"configs/{config_name}.yaml: {', '.join(options)}"
+        return (
+            f"{' '.join(given)!r}: {group} is chosen by a list in the defaults list ({where}), from which "
+            f"Hydra deletes nothing (it refuses the deletion, and beside a choice or a plus of {group} drops "
+            f"them without a word): give the list meant, {fix}"
+        )
+    return None
+
+
+def _list_options(
+    config_dir: Path, config_name: str, overrides: Sequence[str], group: str
+) -> list[str] | None:
+    """The options the defaults list that ``overrides`` leave chooses for ``group`` by a list
+    (``["default", "wandb"]`` for train.yaml's ``callbacks: [default, wandb]``), or None where it does not
+    choose it by a list (:func:`_group_kinds`) or cannot be made."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    kind = (_group_kinds(config_dir, config_name, overrides, {group}) or {}).get(group)
+    if kind is None or kind[0] != "list":
+        return None
+    trials = _sweep_trials(list(overrides), config_dir)
+    if not trials:
+        return None
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            listed = (
+                GlobalHydra.instance()
+                .config_loader()
+                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
+            )
+        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
+            return None
+    return [
+        d.config_path.partition("/")[2]
+        for d in listed.defaults
+        if (d.config_path or "").startswith(f"{group}/") and not (d.parent or "").startswith(f"{group}/")
+    ]
+
+
 def _listed(value: object) -> list[object]:
     """An override's value as a list: ``[ema, recovery]`` as it is, ``ema`` as ``[ema]``, null as ``[]``."""
     return value if isinstance(value, list) else [] if value is None else [value]
@@ -1032,6 +1109,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         return None  # another primary config or config folder: Hydra checks the names itself
     problem = (
         dashed_option(argv, config_dir, config_name)
+        or deleted_list_chosen_group(argv, config_dir, config_name)
         or added_beside_a_chosen_list(argv, config_dir, config_name)
         or brace_expanded_option(argv, config_dir, config_name)
         or unreadable_or_unknown_choice(argv, config_dir)
