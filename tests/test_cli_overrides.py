@@ -563,6 +563,27 @@ def test_a_plus_on_callbacks_beside_a_callbacks_choice_is_one_line_giving_one_li
         assert unknown_option(alone, CONFIG_DIR, "train") is None, alone
 
 
+def test_a_plus_on_callbacks_beside_a_swept_choice_of_callbacks_is_refused_giving_the_sweep(
+    tmp_path: Path,
+) -> None:
+    """``-m 'callbacks=[default],[default,wandb]' +callbacks=ema``: Hydra drops the plus at each trial, so
+    every trial trained without EMA. The refusal gives the sweep with EMA in each list."""
+    from conftest import compose_config
+
+    args = ["-m", "model=tiny", "callbacks=[default],[default,wandb]", "+callbacks=ema"]
+    said = unknown_option(args, CONFIG_DIR, "train")
+    fix = "callbacks=[default,ema],[default,wandb,ema]"
+    assert said is not None and said.endswith(f"give callbacks once, '{fix}'"), said
+    for trial in ("callbacks=[default,ema]", "callbacks=[default,wandb,ema]"):
+        assert "ema" in compose_config("train", tmp_path, ["model=tiny", trial]).callbacks
+    # A sweep of the plus is left alone, and so is a swept choice that has the plus's option in each list.
+    for alone in (
+        ["-m", "+callbacks=ema,recovery"],
+        ["-m", "callbacks=[default,ema],[ema]", "+callbacks=ema"],
+    ):
+        assert unknown_option(alone, CONFIG_DIR, "train") is None, alone
+
+
 @pytest.mark.parametrize(
     ("args", "fix", "meant", "left_out"),
     [

@@ -580,8 +580,10 @@ def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_nam
     +callbacks=ema`` trained without EMA (and ``+callbacks=[ema,recovery]``, which the refusal of a plus
     given twice gives, is dropped so too). The fix is the group given once, a list of the choice's options
     and the plus's (``'callbacks=[default,ema]'``); the choice is the last given, with those given in a row
-    before it (the shell's split ``callbacks={default,wandb}``). A sweep of either is left alone, and so are
-    another package (``+callbacks@x=ema``) and a group of one choice (:func:`added_group_already_chosen`).
+    before it (the shell's split ``callbacks={default,wandb}``); a swept choice (``-m
+    'callbacks=[default],[default,wandb]'``) gets the plus's options in each of its lists. A sweep of the
+    plus is left alone, and so are another package (``+callbacks@x=ema``) and a group of one choice
+    (:func:`added_group_already_chosen`).
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -609,22 +611,29 @@ def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_nam
             parsed = OverridesParser.create().parse_overrides([*choice, *plus])
         except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
             return None
-        if any(o.is_sweep_override() for o in parsed):
-            continue
+        if any(o.is_sweep_override() for o in parsed[len(choice) :]):
+            continue  # a sweep of what the plus adds: each trial's is its own
+        if any(o.is_sweep_override() for o in parsed[: len(choice)]):
+            if len(choice) > 1:
+                continue
+            lists = [[str(v) for v in _listed(value)] for value in parsed[0].sweep_iterator()]
+        else:  # one list of every choice given in a row (Hydra would take the last)
+            lists = [[str(v) for o in parsed[: len(choice)] for v in _listed(o.value())]]
         others = [a for a in overrides if not (chooses(a, group, plus=False) or chooses(a, group, plus=True))]
         kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
         if kind is None or kind[0] != "list":
             continue
-        options = [str(v) for o in parsed for v in _listed(o.value())]
-        kept = {str(v) for o in parsed[: len(choice)] for v in _listed(o.value())}
-        lost = [v for v in dict.fromkeys(options) if v not in kept]
+        added = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
+        lost = [v for v in added if any(v not in options for options in lists)]
         if not lost:  # what the plus adds is chosen all the same
             continue
+        fix = ",".join(f"[{','.join(dict.fromkeys([*options, *added]))}]" for options in lists)
         given = " and ".join(repr(a) for a in plus)
+        run = "each trial" if len(lists) > 1 else "the run"
         return (
             f"{given} with {' '.join(choice)!r}: Hydra drops what a plus adds to {group} where the command "
-            f"line also chooses {group} (the run would be without {', '.join(lost)}); give {group} once, "
-            f"'{group}=[{','.join(dict.fromkeys(options))}]'"
+            f"line also chooses {group} ({run} would be without {', '.join(lost)}); give {group} once, "
+            f"'{group}={fix}'"
         )
     return None
 
