@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG_DIR
-from marsunits.cli_overrides import _compose_error, quoted_path_overrides, unknown_option
+from marsunits.cli_compose import _compose_error
+from marsunits.cli_overrides import quoted_path_overrides, unknown_option
 
 REPO = CONFIG_DIR.parent
 
@@ -621,7 +622,7 @@ def test_a_deletion_of_callbacks_is_one_line_giving_the_list_meant(
 
 
 def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not_a_shell_split() -> None:
-    from marsunits.cli_overrides import brace_expanded_option
+    from marsunits.cli_repeated_options import brace_expanded_option
 
     assert brace_expanded_option(["tile=256", "overlap=0.1", "tile=512"]) is None  # not in a row
     assert brace_expanded_option(["tile=256", "tile=256"]) is None
@@ -658,7 +659,7 @@ def test_an_option_given_again_with_colons_that_is_no_map_is_not_a_shell_split_m
     Hydra's own keys (``hydra.job.env_set.LD_LIBRARY_PATH=/opt/a:/opt/b``, a script's base options and the
     user's), an interpolation (``${now:%H-%M}``, which bash refuses unquoted) and an option the config holds
     as a string were refused as ``{...}`` split into entries, the fix a map nobody meant."""
-    from marsunits.cli_overrides import brace_expanded_option
+    from marsunits.cli_repeated_options import brace_expanded_option
 
     # Told without the config too: Hydra's own keys, interpolations.
     for config_name, args, without_config in (

@@ -3,8 +3,8 @@
 (:func:`_hydra_quoted`), where an override added to it goes (:func:`_with_override`), and Hydra's flags that
 choose another config, print and run nothing, or run another run's job.
 
-Used by :mod:`marsunits.cli_overrides` and the modules beside it (``cli_paths``, ``cli_values``,
-``cli_sweeps``, ``cli_run_folder``, ``cli_launch``).
+Used by :mod:`marsunits.cli_overrides` and the modules beside it (``cli_compose``, ``cli_paths``,
+``cli_values``, ``cli_sweeps``, ``cli_run_folder``, ``cli_launch``).
 """
 
 from __future__ import annotations

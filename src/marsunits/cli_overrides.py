@@ -9,24 +9,24 @@ is checked by composing the config with the command's overrides through Hydra's 
 closest key of the node it names. An override that adds a key (``+model.foo=1``, ``++model.foo=1``) is
 checked against the parameters of the class its node builds (``_target_``), since Hydra accepts the key and
 the run then failed in the class's constructor. So are the overrides Hydra refuses in several lines: a plus
-on an option or a config group the config already has (``+trainer.max_epochs=3``, ``+model=tiny``), two
-pluses on a config group (``++callbacks=ema``), a plus on a group chosen by a list beside a choice of it
-(``callbacks=[default] +callbacks=ema``, whose plus Hydra drops without a word), a deletion of such a group
-(``~callbacks``, from which Hydra deletes nothing), a deletion of a key it lacks (``~trainer.max_epoch``)
-and a setting of a key deleted before it (``~trainer.max_epochs trainer.max_epochs=3``). A multirun is
-checked as its trials compose: each sweep with its first value (``-m trainer.max_epoch=1,2`` failed at each
-trial, after the sweep folder was made), and each option of a swept config group that an override reaches
-into (``-m data=synthetic,marsscapes data.train_length=10``). ``hydra.*`` keys, a sweep's values and Hydra's
-own flags (``--cfg job``) are not checked; any other composition problem is left to Hydra, which reports it
-in its own words.
+on an option the config already has (``+trainer.max_epochs=3``), a deletion of a key it lacks
+(``~trainer.max_epoch``) and a setting of a key deleted before it (``~trainer.max_epochs
+trainer.max_epochs=3``). A multirun is checked as its trials compose (:mod:`~marsunits.cli_compose`).
+``hydra.*`` keys, a sweep's values and Hydra's own flags (``--cfg job``) are not checked; any other
+composition problem is left to Hydra, which reports it in its own words.
 
-The other checks the entry points run before Hydra, which :func:`exit_on_unknown_option` calls, live beside
-this module, one job each: :mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun,
-Hydra's flags), :mod:`~marsunits.cli_paths` (path options: ``~``, quoting, ``${``),
-:mod:`~marsunits.cli_values` (values refused before a run folder is made), :mod:`~marsunits.cli_sweeps` (a
-sweep's trials and folder), :mod:`~marsunits.cli_run_folder` (the log folder, and ``train.py``'s claim on its
-run folder) and :mod:`~marsunits.cli_launch` (ranks started by torchrun or SLURM, another copy of the
-package). Their public names are importable from here as well.
+:func:`unknown_option` runs these checks, and those of the modules beside this one that read option names:
+:mod:`~marsunits.cli_group_choices` (a plus, two pluses or a deletion on a config group's choice) and
+:mod:`~marsunits.cli_repeated_options` (an option given again in a row, as the shell splits an unquoted
+``{...}``), in the order :func:`unknown_option` gives; :mod:`~marsunits.cli_compose` holds what the three
+share (the overrides composed, each trial of a sweep). The other checks the entry points run before Hydra,
+which :func:`exit_on_unknown_option` calls, live beside this module, one job each:
+:mod:`~marsunits.cli_argv` (what a command line holds: its overrides, a multirun, Hydra's flags),
+:mod:`~marsunits.cli_paths` (path options: ``~``, quoting, ``${``), :mod:`~marsunits.cli_values` (values
+refused before a run folder is made), :mod:`~marsunits.cli_sweeps` (a sweep's trials and folder),
+:mod:`~marsunits.cli_run_folder` (the log folder, and ``train.py``'s claim on its run folder) and
+:mod:`~marsunits.cli_launch` (ranks started by torchrun or SLURM, another copy of the package). Their public
+names are importable from here as well.
 """
 
 from __future__ import annotations
@@ -38,11 +38,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from marsunits.cli_argv import _SHELL_COMPLETION, _overrides
+from marsunits.cli_argv import _SHELL_COMPLETION
+from marsunits.cli_compose import _ABSENT, _checked_overrides, _compose_error, _sweep_trials
+from marsunits.cli_group_choices import (
+    added_beside_a_chosen_list,
+    added_group_already_chosen,
+    deleted_list_chosen_group,
+    force_added_group,
+)
 from marsunits.cli_launch import note_another_copy_of_the_package, unnamed_external_ranks
 from marsunits.cli_paths import (
     home_expanded_overrides,
@@ -51,6 +56,7 @@ from marsunits.cli_paths import (
     warn_sweeps_taken_as_one_value,
 )
 from marsunits.cli_paths import quoted_path_overrides as quoted_path_overrides
+from marsunits.cli_repeated_options import brace_expanded_option
 from marsunits.cli_run_folder import MIN_FREE_BYTES as MIN_FREE_BYTES
 from marsunits.cli_run_folder import claim_run_folder, unwritable_log_dir
 from marsunits.cli_sweeps import MAX_CHECKED_TRIALS as MAX_CHECKED_TRIALS
@@ -124,64 +130,6 @@ def _closest(name: str, known: Sequence[str]) -> str | None:
 _NOT_IN_CONFIG = re.compile(r"^Could not override '([^']+)'")
 
 
-def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, DictConfig | None]:
-    """Compose; return ``("", config)`` on success, else ``(Hydra's message, None)``."""
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        try:
-            return "", compose(config_name, overrides=overrides)
-        except ConfigCompositionException as exc:
-            return str(exc), None
-        except Exception as exc:  # a parse or plugin problem: Hydra reports it when it runs
-            return f"other: {exc}", None
-
-
-def _sweep_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str, str]]] | None:
-    """The trials of ``overrides`` to compose in the checks, each a list of ``(typed, composed)`` pairs: the
-    override as given, and the one composed in its place. Without a sweep, one trial of the overrides as
-    given. In a multirun, the first trial takes each sweep's first value (``trainer.max_epoch=1,2`` composed
-    as ``trainer.max_epoch=1``: Hydra leaves a sweep out of the sweep's own config, and a swept key the
-    config lacks was refused only at each trial, after the sweep folder was made); then each further option
-    of a swept config group (``data=synthetic,marsscapes``) in turn, the other sweeps at their first value,
-    as a key one option lacks (``~data.train_length``) failed only that option's trials. A group's later
-    options are listed only where an override names a key under its node (``data.``): each is a composition
-    (about 0.15 s) before a sweep of keys the group does not hold starts, and a group whose options set other
-    nodes (``experiment=``, ``@package _global_``) is checked with its first option only. The checks compose
-    the trials in order, only while each passes; a sweep whose values cannot be listed here (an Optuna
-    interval) is left out. None where Hydra cannot read an override (said by
-    :func:`unreadable_or_unknown_choice`).
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from marsunits.cli_sweeps import _choice_values
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - an override Hydra cannot read
-        return None
-    first: list[tuple[str, str]] = []
-    groups: list[tuple[int, list[str]]] = []  # a swept config group: its place in first, its later options
-    for arg, override in zip(overrides, parsed, strict=True):
-        if not override.is_sweep_override():
-            first.append((arg, arg))
-            continue
-        name = arg.split("=", 1)[0]
-        group = not name.startswith("~") and (config_dir / name.lstrip("+").split("@", 1)[0]).is_dir()
-        try:
-            values = _choice_values(override, config_dir) if group else list(override.sweep_string_iterator())
-        except Exception:  # noqa: BLE001 - an interval: no values to list
-            continue
-        if not values:
-            continue  # a glob that matches no option: Hydra runs no trial
-        first.append((arg, f"{name}={values[0]}"))
-        package = name.lstrip("+").split("@", 1)[-1]  # model@teacher: the teacher node
-        if group and len(values) > 1 and any(a.lstrip("+~").startswith(f"{package}.") for a in overrides):
-            groups.append((len(first) - 1, [f"{name}={v}" for v in values[1:]]))
-    trials = [first]
-    for at, later in groups:
-        trials += [[*first[:at], (first[at][0], option), *first[at + 1 :]] for option in later]
-    return trials
-
-
 def _in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> str:
     """`` (in the trials with data=marsscapes)``: the option of a swept config group that ``trial`` takes in
     place of the first trial's, the only one whose trials meet the refusal; empty for the first trial."""
@@ -233,12 +181,6 @@ def _first_refused_trial(
                 return None
             return _RefusedTrial(trial, match.group(1), _in_trial(trial, trials[0]), len(trials) > 1)
     return None
-
-
-def _checked_overrides(argv: Sequence[str]) -> list[str]:
-    """The overrides of ``argv`` that the composing checks compose (Hydra's own, ``hydra.*``, left out): the
-    same in each, so that each trial is composed once (:data:`_trial_messages`)."""
-    return [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
 
 
 #: A word after "add it with a plus" for a key the project does otherwise too: ``trainer.fast_dev_run=true``,
@@ -373,9 +315,6 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     return None
 
 
-#: What :func:`added_option_already_there` finds where the config has no such key.
-_ABSENT = object()
-
 #: Hydra's message when a ``+key=value`` override adds a key the composed config already has.
 _ALREADY_THERE = re.compile(r"^Could not append to config\. An item is already at '([^']+)'")
 
@@ -468,255 +407,6 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
     hint = f"; did you mean ~{parent + '.' if parent else ''}{guess}?" if guess else ""
     listed = f"every option: python {config_name}.py --cfg job"
     return f"{arg!r}: the config has no {key} to delete{where}{hint} ({listed})"
-
-
-#: Hydra's messages when a ``+group=option`` override adds a config group the defaults list already has.
-_GROUP_ALREADY_CHOSEN = re.compile(
-    r"^(?:Multiple values for (?P<group>[^\s.]+)\."
-    r"|(?P<again>\S+) appears more than once in the final defaults list)"
-)
-
-
-def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
-    """The message for a ``+group=option`` override (one plus) of a config group that the defaults list
-    already has (``+experiment=marsscapes``, ``+model=tiny``; ``+debug=overfit``, listed as null), or of one
-    added twice (``+logger=none +logger=csv``), or None.
-
-    Hydra refused it with "Multiple values for experiment. To override a value use 'override experiment:
-    marsscapes'" (a fix for a config file's defaults list, not a command line) or "... appears more than
-    once in the final defaults list", and status 1; the fix is the choice without the plus, given once (the
-    last, where it was given twice: it had been the first, on a defaults list the other plus made fail).
-    Checked by composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema``
-    adds it to the defaults' callbacks; twice, ``+callbacks=[ema,recovery]`` adds both), a group the command
-    deleted first (``~model +model=tiny``), another package (``+model@teacher=tiny``). In a multirun its
-    first value is composed (a sweep ``+model=tiny,unet_lite0`` failed at its first trial, after Hydra had
-    made the sweep folder) and the other sweeps are left out. Hydra's own groups (``hydra/launcher``) are
-    left to Hydra.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = _checked_overrides(argv)
-    added = [
-        a
-        for a in overrides
-        if a.startswith("+") and not a.startswith("++") and (config_dir / _group_of(a)).is_dir()
-    ]
-    if not added:
-        return None
-    try:
-        parsed = dict(zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True))
-    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
-        return None
-    for arg in added:
-        group = arg[1:].split("=", 1)[0]
-        first = arg
-        if parsed[arg].is_sweep_override():
-            try:
-                first = f"+{group}={next(iter(parsed[arg].sweep_string_iterator()))}"
-            except Exception:  # noqa: BLE001 - a glob: its options are listed by Hydra's config loader
-                continue
-        single = [
-            first if a == arg else a for a in overrides if a == arg or not parsed[a].is_sweep_override()
-        ]
-        match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
-        if match is None or (match.group("group") or match.group("again")) != group:
-            continue
-        given = [a for a in added if a[1:].split("=", 1)[0] == group]
-        others = [a for a in overrides if a not in given]
-        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
-        several = len(given) > 1 and (kind is None or kind[0] != "chosen")
-        refused = (
-            "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
-        )
-        return _plus_on_a_group(given, group, kind, config_name, refused)
-    return None
-
-
-def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
-    """The message for a ``++group=option`` override of a config group (``++callbacks=ema``,
-    ``++model=tiny``), or None.
-
-    Two pluses add or set an option; Hydra refuses them on a config group ("force-add of config groups is
-    not supported") in several lines with status 1, and at each trial of a sweep (``-m ++model=a,b``), after
-    the sweep folder was made. The line gives the override that works (:func:`_plus_on_a_group`), with every
-    plus of the group's given once: one plus where the defaults list chooses the group by a list
-    (``+callbacks=ema`` adds to the defaults' callbacks) or lacks it (``~model ++model=tiny``,
-    ``++model@teacher=tiny``), none where it has one choice (``model=tiny`` replaces the defaults' own). A
-    dictionary (``++model={lr: 0.1}``) sets the node's keys, which Hydra takes; Hydra's own groups are left
-    to Hydra.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = _checked_overrides(argv)
-    if not any(a.startswith("++") for a in overrides):
-        return None
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
-        return None
-    groups = [  # the config group each override chooses with a plus or two, or None
-        _prefixed(a)[1]
-        if a.startswith("+") and not isinstance(o.value(), dict) and (config_dir / _group_of(a)).is_dir()
-        else None
-        for a, o in zip(overrides, parsed, strict=True)
-    ]
-    forced = next((g for a, g in zip(overrides, groups, strict=True) if g and a.startswith("++")), None)
-    if forced is None:
-        return None
-    given = [a for a, g in zip(overrides, groups, strict=True) if g == forced]
-    others = [  # another ++ of a group would make the defaults list fail too
-        a for a, g in zip(overrides, groups, strict=True) if g is None or (g != forced and a[:2] != "++")
-    ]
-    kind = (_group_kinds(config_dir, config_name, others, {forced}) or {}).get(forced)
-    refused = "Hydra cannot force-add a config group (two pluses add or set an option, not a group's choice)"
-    return _plus_on_a_group(given, forced, kind, config_name, refused)
-
-
-def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
-    """The message for a plus on a config group chosen by a list (``+callbacks=ema``) beside a choice of
-    that group without one (``callbacks=[default]``, before or after it), or None.
-
-    Hydra composes the two without a word and drops what the plus adds: ``callbacks=[default]
-    +callbacks=ema`` trained without EMA (and ``+callbacks=[ema,recovery]``, which the refusal of a plus
-    given twice gives, is dropped so too). The fix is the group given once, a list of the choice's options
-    and the plus's (``'callbacks=[default,ema]'``); the choice is the last given, with those given in a row
-    before it (the shell's split ``callbacks={default,wandb}``); a swept choice (``-m
-    'callbacks=[default],[default,wandb]'``) gets the plus's options in each of its lists. A sweep of the
-    plus is left alone, and so are another package (``+callbacks@x=ema``) and a group of one choice
-    (:func:`added_group_already_chosen`).
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = _checked_overrides(argv)
-
-    def chooses(arg: str, group: str, plus: bool) -> bool:  # group=..., or +group=... with ``plus``
-        key = arg.partition("=")[0]
-        return "=" in arg and key == (f"+{group}" if plus else group)
-
-    added = [
-        a
-        for a in overrides
-        if a.startswith("+") and not a.startswith("++") and "@" not in a.partition("=")[0] and "=" in a
-    ]
-    for group in dict.fromkeys(_group_of(a) for a in added if (config_dir / _group_of(a)).is_dir()):
-        chosen = [i for i, a in enumerate(overrides) if chooses(a, group, plus=False)]
-        if not chosen:
-            continue
-        first = chosen[-1]
-        while first - 1 in chosen:  # given in a row: an unquoted {...} the shell split
-            first -= 1
-        choice = overrides[first : chosen[-1] + 1]
-        plus = [a for a in overrides if chooses(a, group, plus=True)]
-        try:
-            parsed = OverridesParser.create().parse_overrides([*choice, *plus])
-        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
-            return None
-        if any(o.is_sweep_override() for o in parsed[len(choice) :]):
-            continue  # a sweep of what the plus adds: each trial's is its own
-        if any(o.is_sweep_override() for o in parsed[: len(choice)]):
-            if len(choice) > 1:
-                continue
-            lists = [[str(v) for v in _listed(value)] for value in parsed[0].sweep_iterator()]
-        else:  # one list of every choice given in a row (Hydra would take the last)
-            lists = [[str(v) for o in parsed[: len(choice)] for v in _listed(o.value())]]
-        others = [a for a in overrides if not (chooses(a, group, plus=False) or chooses(a, group, plus=True))]
-        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
-        if kind is None or kind[0] != "list":
-            continue
-        added = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
-        lost = [v for v in added if any(v not in options for options in lists)]
-        if not lost:  # what the plus adds is chosen all the same
-            continue
-        fix = ",".join(f"[{','.join(dict.fromkeys([*options, *added]))}]" for options in lists)
-        given = " and ".join(repr(a) for a in plus)
-        run = "each trial" if len(lists) > 1 else "the run"
-        return (
-            f"{given} with {' '.join(choice)!r}: Hydra drops what a plus adds to {group} where the command "
-            f"line also chooses {group} ({run} would be without {', '.join(lost)}); give {group} once, "
-            f"'{group}={fix}'"
-        )
-    return None
-
-
-def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
-    """The message for a deletion of a config group chosen by a list (``~callbacks``, ``~callbacks=wandb``),
-    or None.
-
-    Hydra deletes nothing from such a group: ``~callbacks`` alone, or ``~callbacks=wandb``, was refused in
-    several lines with status 1 ("Could not delete 'callbacks'. No match in the defaults list"), and beside
-    a choice or a plus of the group it composed without a word and without what was meant:
-    ``~callbacks callbacks=ema`` trained with no callback at all, ``~callbacks +callbacks=ema`` with the
-    defaults' callbacks and no EMA. The fix is the list meant, given once: the defaults' options less those
-    deleted, with those a plus adds, or the options chosen. A sweep of the group is left alone.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = _checked_overrides(argv)
-    deleted = [a for a in overrides if a.startswith("~") and (config_dir / a[1:].partition("=")[0]).is_dir()]
-    for group in dict.fromkeys(a[1:].partition("=")[0] for a in deleted):
-        given = [a for a in overrides if a.lstrip("~+").partition("=")[0] == group and not a.startswith("++")]
-        try:
-            parsed = dict(zip(given, OverridesParser.create().parse_overrides(given), strict=True))
-        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
-            return None
-        if any(o.is_sweep_override() for o in parsed.values()):
-            continue
-        others = [a for a in overrides if a not in given]
-        options = _list_options(config_dir, config_name, others, group)
-        if options is None:  # not a group chosen by a list: Hydra deletes it as it is
-            continue
-        gone = {str(v) for a in given if a.startswith("~") for v in _listed(parsed[a].value())}
-        whole = any(a.startswith("~") and parsed[a].value() is None for a in given)  # ~callbacks: all
-        chosen = [a for a in given if not a.startswith(("~", "+"))]
-        if chosen:  # the last choice, as Hydra takes it
-            kept = [str(v) for v in _listed(parsed[chosen[-1]].value()) if str(v) not in gone]
-        else:
-            kept = [] if whole else [v for v in options if v not in gone]
-        added = [str(v) for a in given if a.startswith("+") for v in _listed(parsed[a].value())]
-        fix = f"'{group}=[{','.join(dict.fromkeys([*kept, *added]))}]'"
-        where = f"configs/{config_name}.yaml: {', '.join(options)}"
-        return (
-            f"{' '.join(given)!r}: {group} is chosen by a list in the defaults list ({where}), from which "
-            f"Hydra deletes nothing (it refuses the deletion, and beside a choice or a plus of {group} drops "
-            f"them without a word): give the list meant, {fix}"
-        )
-    return None
-
-
-def _list_options(
-    config_dir: Path, config_name: str, overrides: Sequence[str], group: str
-) -> list[str] | None:
-    """The options the defaults list that ``overrides`` leave chooses for ``group`` by a list
-    (``["default", "wandb"]`` for train.yaml's ``callbacks: [default, wandb]``), or None where it does not
-    choose it by a list (:func:`_group_kinds`) or cannot be made."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
-    kind = (_group_kinds(config_dir, config_name, overrides, {group}) or {}).get(group)
-    if kind is None or kind[0] != "list":
-        return None
-    trials = _sweep_trials(list(overrides), config_dir)
-    if not trials:
-        return None
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        try:
-            listed = (
-                GlobalHydra.instance()
-                .config_loader()
-                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
-            )
-        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
-            return None
-    return [
-        d.config_path.partition("/")[2]
-        for d in listed.defaults
-        if (d.config_path or "").startswith(f"{group}/") and not (d.parent or "").startswith(f"{group}/")
-    ]
-
-
-def _listed(value: object) -> list[object]:
-    """An override's value as a list: ``[ema, recovery]`` as it is, ``ema`` as ``[ema]``, null as ``[]``."""
-    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -831,273 +521,6 @@ def dashed_option(argv: Sequence[str], config_dir: Path, config_name: str) -> st
             f"as {meant} (the options: configs/{config_name}.yaml)"
         )
     return None
-
-
-def brace_expanded_option(
-    argv: Sequence[str], config_dir: Path | None = None, config_name: str | None = None
-) -> str | None:
-    """The message for one option given two or more times in a row with other values, as the shell writes
-    an unquoted ``key={a,b}`` (bash's brace expansion: ``key=a key=b``, ``++key=a ++key=b``), or None: where
-    the values are each a map's entry (``native:project``, none in braces or brackets) of an option
-    that can be a map (:func:`_may_be_a_map`), or, given the config
-    (``config_dir``, ``config_name``), where the option is list-valued in the config composed with the other
-    overrides, or is a config group chosen there by a list (``callbacks: [default, wandb]``), none of the
-    values in brackets or braces.
-
-    Other values are left alone: an option given again with another value (``logger=none logger=csv``, a
-    script appending to a base list of options; ``tile=256 tile=512``) is Hydra's "the last counts", which a
-    check for any repeated option refused. A list option or a list-chosen group given twice on purpose is
-    refused all the same (it would keep the last value alone): the message says to give it once, quoted for
-    all the values or with the one meant.
-
-    ``labels_class_map={0:0,2:0,1:1,3:1,255:255}`` typed without quotes reached ``predict.py`` as five
-    options, ``labels_class_map=0:0`` ... ``labels_class_map=255:255``, of which Hydra kept the last: it was
-    refused for the map ``255:255``, a map nobody typed, and ``train.py data.class_map={...}`` ended in
-    Hydra's ``AttributeError("'str' object has no attribute 'values'")`` with a run folder made. So
-    ``predict.py patterns={jpg,png}`` read the PNGs only, without a word, ``train.py
-    data.sources={marsscapes,ai4mars}`` trained on AI4Mars alone, and ``train.py callbacks={default,ema}``
-    trained without ``best.ckpt`` and ``last.ckpt``. The fix is the quotes, with the values as they were
-    typed and the prefix too (``++patterns=[jpg,png]``, ``+callbacks=[ema,recovery]``, which adds to the
-    defaults' list), but a plus on an option the config has, which Hydra refuses (``+patterns=...``).
-    """
-    runs: list[list[str]] = []  # each option given again in a row, with more than one value
-    run: list[str] = []
-    for arg in [*argv, ""]:
-        key, has_value, _ = arg.partition("=")
-        given = has_value and not arg.startswith(("-", "~"))  # a brace keeps the prefix: ++key=a ++key=b
-        if run and given and key == run[0].partition("=")[0]:
-            run.append(arg)
-            continue
-        if len(run) > 1 and len({a.partition("=")[2] for a in run}) > 1:
-            runs.append(run)
-        run = [arg] if given else []
-    listed = [
-        run
-        for run in runs
-        if not any(a.partition("=")[2].startswith(("{", "[")) for a in run)
-        and not run[0].lstrip("+").startswith(("hydra.", "hydra/"))
-    ]
-    keys = [  # the runs whose option's value in the config decides: not a config group's choice
-        run for run in runs if config_dir is None or not (config_dir / _group_of(run[0])).is_dir()
-    ]
-    composed = _composed_values(argv, keys, config_dir, config_name)
-    for run in runs:
-        (prefix, name), typed = _prefixed(run[0]), [a.partition("=")[2] for a in run]
-        if all(":" in v and not v.startswith(("{", "[")) for v in typed) and _may_be_a_map(
-            name, typed, composed
-        ):
-            entries = ", ".join(": ".join(p.strip() for p in v.split(":", 1)) for v in typed)
-            fix = f"'{prefix}{name}={{{entries}}}'"
-            if prefix == "+" and name in composed:  # a plus on an option the config has: Hydra refuses it
-                fix = f"without the plus (a plus adds an option the config lacks), '{name}={{{entries}}}'"
-            return _shell_split(name, run, "entry", fix)
-    if config_dir is None or config_name is None or not listed:
-        return None
-    groups = _list_chosen_groups(argv, listed, config_dir, config_name)
-    for run in listed:
-        prefix, name = _prefixed(run[0])
-        values = ",".join(a.partition("=")[2] for a in run)
-        if (config_dir / _group_of(run[0])).is_dir():  # a group's choice
-            if name in groups and prefix != "++":  # ++ of a group: Hydra refuses it, split or not
-                tail = (
-                    "and Hydra takes a plus of a group once"
-                    if prefix
-                    else "and Hydra would take the last alone"
-                )
-                return _given_again(name, run, "choice", f"'{prefix}{name}=[{values}]'", tail)
-        elif isinstance(composed.get(name), ListConfig):
-            tail = "and Hydra would take the last alone"
-            if prefix == "+":  # a plus on an option the config has: Hydra refuses it, quoted or not
-                prefix, tail = "", f"and {name} needs no plus: a plus adds an option the config lacks"
-            return _given_again(name, run, "value", f"'{prefix}{name}=[{values}]'", tail)
-    return None
-
-
-def _may_be_a_map(name: str, typed: Sequence[str], composed: dict[str, object]) -> bool:
-    """Whether ``name`` given in a row as ``typed``, each value with a colon, can be a map the shell split
-    into its entries: not Hydra's own key (``hydra.job.env_set.LD_LIBRARY_PATH=/opt/a:/opt/b`` given again
-    by a script), no value an interpolation (``${now:%H-%M}``, which bash refuses unquoted), and a map or
-    null in the config (``composed``, where it has the option): a string's colon is no entry's."""
-    if name.startswith(("hydra.", "hydra/")) or any("${" in v for v in typed):
-        return False
-    return name not in composed or composed[name] is None or isinstance(composed[name], DictConfig)
-
-
-def _group_of(arg: str) -> str:
-    """The config group an override would choose, were its name a group's: ``callbacks`` of
-    ``+callbacks@x=ema``."""
-    return _prefixed(arg)[1].split("@", 1)[0]
-
-
-def _prefixed(arg: str) -> tuple[str, str]:
-    """The prefix of an override (``+``, ``++`` or none) and the option it names: ``("++", "patterns")``."""
-    key = arg.partition("=")[0]
-    name = key.lstrip("+")
-    return key[: len(key) - len(name)], name
-
-
-def _shell_split(name: str, run: Sequence[str], part: str, fix: str) -> str:
-    """:func:`brace_expanded_option`'s message for a map: ``name`` given in a row as ``run``, ``fix`` the
-    quoted option, ``part`` what the shell made each option of (a map's ``entry``)."""
-    return (
-        f"{name} is given {len(run)} times in a row ({' '.join(run)}): the shell split an unquoted {{...}} "
-        f"into one option per {part}, and only the last would count; put the option in single quotes, {fix}"
-    )
-
-
-def _given_again(name: str, run: Sequence[str], part: str, fix: str, tail: str) -> str:
-    """:func:`brace_expanded_option`'s message for a list option or a list-chosen group: ``name`` given in a
-    row as ``run``, ``fix`` the quoted option, ``part`` what each is (a list's ``value``, a group's
-    ``choice``), ``tail`` what Hydra does with it. Said for both readings: an unquoted ``{a,b}`` that the
-    shell split, and a script that gives the option twice meaning the last."""
-    every = "both" if len(run) == 2 else f"all {len(run)}"
-    return (
-        f"{name} is given {len(run)} times in a row ({' '.join(run)}): give it once, {fix} for {every} "
-        f"{part}s, or only the one {part} meant (unquoted, the shell splits {{...}} into one option per "
-        f"{part}, {tail})"
-    )
-
-
-def _composed_values(
-    argv: Sequence[str], runs: Sequence[Sequence[str]], config_dir: Path | None, config_name: str | None
-) -> dict[str, object]:
-    """The value of each option of ``runs`` (each an option given again in a row, named without its prefix)
-    that the config composed with the overrides of ``argv`` other than those of ``runs`` has, each sweep at
-    its first value: the config's own type (a list), whatever ``experiment=`` or ``data=`` chose; ``"???"``
-    for an option whose value is to be given (``input_dir``). One composition (about 0.15 s), made only when
-    an option is given again in a row; empty without the config or where it does not compose (Hydra, or a
-    later check, says why)."""
-    if config_dir is None or config_name is None or not runs:
-        return {}
-    given = {a for run in runs for a in run}
-    trials = _sweep_trials([a for a in _checked_overrides(argv) if a not in given], config_dir)
-    if not trials:
-        return {}
-    _, cfg = _compose_error(config_dir, config_name, [composed for _, composed in trials[0]])
-    if cfg is None:
-        return {}
-    values: dict[str, object] = {}
-    for name in (_prefixed(run[0])[1] for run in runs):
-        value = OmegaConf.select(cfg, name, default=_ABSENT, throw_on_resolution_failure=False)
-        if value is not _ABSENT:
-            values[name] = value
-        elif _is_missing(cfg, name):  # ``???``: an option the config has, its value to give (input_dir)
-            values[name] = "???"
-    return values
-
-
-def _is_missing(cfg: DictConfig, name: str) -> bool:
-    """Whether ``cfg`` has the option ``name`` (dotted) with the value to give, ``???``."""
-    parent, _, key = name.rpartition(".")
-    node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False) if parent else cfg
-    # ``key in node`` is False for a ``???`` value: the node's keys list it
-    return isinstance(node, DictConfig) and key in list(node.keys()) and OmegaConf.is_missing(node, key)
-
-
-def _list_chosen_groups(
-    argv: Sequence[str], runs: Sequence[Sequence[str]], config_dir: Path, config_name: str
-) -> set[str]:
-    """The config groups of ``runs`` (each an option given again in a row) that the defaults list, as the
-    overrides of ``argv`` other than those of ``runs`` leave it (each sweep at its first value), chooses by
-    a list of options (train.yaml's ``callbacks: [default, wandb]``; :func:`_group_kinds`). Empty where no
-    run is a group's, or where the defaults list cannot be made (Hydra, or a later check, says why)."""
-    groups = {_prefixed(run[0])[1] for run in runs if (config_dir / _group_of(run[0])).is_dir()}
-    if not groups:
-        return set()
-    given = {a for run in runs for a in run}
-    others = [a for a in _checked_overrides(argv) if a not in given]
-    kinds = _group_kinds(config_dir, config_name, others, groups) or {}
-    return {group for group, (kind, _) in kinds.items() if kind == "list"}
-
-
-def _group_kinds(
-    config_dir: Path, config_name: str, overrides: Sequence[str], keys: set[str]
-) -> dict[str, tuple[str, str | None]] | None:
-    """How the defaults list that ``overrides`` leave (each sweep at its first value) chooses each config
-    group of ``keys`` (``callbacks``, ``model@teacher``), by Hydra's own defaults list (no composition):
-    ``("chosen", option)`` for a group of one choice, as Hydra records it (``hydra.runtime.choices``; None
-    where it is chosen as null, ``debug: null``); ``("list", None)`` for a group chosen by a list
-    (train.yaml's ``callbacks: [default, wandb]``: Hydra lists each of its options as a config of the group's
-    and records no choice), to which a plus adds; ``("absent", None)`` for a group the defaults list lacks
-    (deleted first, ``~model``; another package, ``model@teacher``), which a plus adds. None where the
-    defaults list cannot be made (Hydra, or a later check, says why)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
-    trials = _sweep_trials(list(overrides), config_dir)
-    if not trials:
-        return None
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        try:
-            listed = (
-                GlobalHydra.instance()
-                .config_loader()
-                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
-            )
-        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
-            return None
-    choices = listed.overrides.known_choices
-    kinds: dict[str, tuple[str, str | None]] = {}
-    for key in keys:
-        group, _, package = key.partition("@")
-        if key in choices:
-            kinds[key] = ("chosen", choices[key])
-        elif any(
-            (d.config_path or "").startswith(f"{group}/") and (not package or d.package == package)
-            for d in listed.defaults
-        ):
-            kinds[key] = ("list", None)
-        else:
-            kinds[key] = ("absent", None)
-    return kinds
-
-
-def _plus_on_a_group(
-    given: Sequence[str], key: str, kind: tuple[str, str | None] | None, config_name: str, refused: str
-) -> str:
-    """The one line for ``given``, the overrides that choose the config group ``key`` with a plus or two
-    (``+logger=csv``; ``++callbacks=ema``; ``+logger=none +logger=csv``), which Hydra refuses: where the
-    defaults list has the group (``kind``, :func:`_group_kinds`; None where it cannot be made), ``refused``
-    (Hydra's reason, in words), and the override that works, given once. A group of one choice: the choice
-    without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own;
-    one chosen by a list: one plus, which adds to the list (several options in one list); one the defaults
-    list lacks: one plus, which adds it."""
-    head = " and ".join(repr(a) for a in given)
-    values = [a.partition("=")[2] for a in given]
-    last = values[-1]
-    several = len(given) > 1
-    plus = "pluses" if any(a.startswith("++") for a in given) else "plus"
-    defaults = f"configs/{config_name}.yaml"
-
-    def quoted(fix: str) -> str:  # brackets or braces, quoted for the shell
-        return f"'{fix}'" if any(c in fix for c in "[]{}") else fix
-
-    what, chosen = kind if kind is not None else ("unknown", None)
-    if what == "chosen":
-        where = f"{key} is already in the defaults list ({defaults}, as composed: {chosen or 'null'})"
-        once = f"once (without the {plus}; the last given)" if several else f"(without the {plus})"
-        does = "chooses it" if chosen is None else f"replaces {chosen}"
-        fix = f"{quoted(f'{key}={last}')} {once}, which {does}"
-    elif what == "list":
-        where = f"{key} is chosen by a list in the defaults list ({defaults}), to which one plus adds"
-        if several:
-            every = ",".join(v.strip("[]") for v in values)
-            them = "both" if len(given) == 2 else "them all"
-            fix = f"{quoted(f'+{key}=[{every}]')} (one plus), which adds {them} to the {key} chosen there"
-        else:
-            added = last.strip("[]")
-            fix = f"{quoted(f'+{key}={last}')} (one plus), which adds {added} to the {key} chosen there"
-    elif what == "absent":
-        where = f"{key} is not in the defaults list ({defaults}, as composed)"
-        once = "once (one plus; the last given)" if several else "(one plus)"
-        fix = f"{quoted(f'+{key}={last}')} {once}, which adds it"
-    else:
-        where = f"{key} is a config group"
-        fix = (
-            f"{quoted(f'{key}={last}')} (without the {plus}) to choose it, or {quoted(f'+{key}={last}')} "
-            "(one plus) to add it to a group the defaults list chooses by a list"
-        )
-    return f"{head}: {where}, and {refused}: give {fix}"
 
 
 def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:

@@ -1,0 +1,104 @@
+"""The overrides of a command line as the checks before Hydra compose them: each trial of a sweep, and
+Hydra's message (:func:`_compose_error`).
+
+The checks compose the overrides given (:func:`_checked_overrides`: ``hydra.*`` keys are not checked), the
+way ``@hydra.main`` will. A multirun is checked as its trials compose (:func:`_sweep_trials`): each sweep with
+its first value (``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made), and each
+option of a swept config group that an override reaches into (``-m data=synthetic,marsscapes
+data.train_length=10``). Also what the checks of :mod:`~marsunits.cli_overrides`,
+:mod:`~marsunits.cli_group_choices` and :mod:`~marsunits.cli_repeated_options` share in reading an override:
+its prefix and option (:func:`_prefixed`), and the config group it would choose (:func:`_group_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
+
+from marsunits.cli_argv import _overrides
+
+
+def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, DictConfig | None]:
+    """Compose; return ``("", config)`` on success, else ``(Hydra's message, None)``."""
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            return "", compose(config_name, overrides=overrides)
+        except ConfigCompositionException as exc:
+            return str(exc), None
+        except Exception as exc:  # a parse or plugin problem: Hydra reports it when it runs
+            return f"other: {exc}", None
+
+
+def _sweep_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str, str]]] | None:
+    """The trials of ``overrides`` to compose in the checks, each a list of ``(typed, composed)`` pairs: the
+    override as given, and the one composed in its place. Without a sweep, one trial of the overrides as
+    given. In a multirun, the first trial takes each sweep's first value (``trainer.max_epoch=1,2`` composed
+    as ``trainer.max_epoch=1``: Hydra leaves a sweep out of the sweep's own config, and a swept key the
+    config lacks was refused only at each trial, after the sweep folder was made); then each further option
+    of a swept config group (``data=synthetic,marsscapes``) in turn, the other sweeps at their first value,
+    as a key one option lacks (``~data.train_length``) failed only that option's trials. A group's later
+    options are listed only where an override names a key under its node (``data.``): each is a composition
+    (about 0.15 s) before a sweep of keys the group does not hold starts, and a group whose options set other
+    nodes (``experiment=``, ``@package _global_``) is checked with its first option only. The checks compose
+    the trials in order, only while each passes; a sweep whose values cannot be listed here (an Optuna
+    interval) is left out. None where Hydra cannot read an override (said by
+    :func:`~marsunits.cli_overrides.unreadable_or_unknown_choice`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from marsunits.cli_sweeps import _choice_values
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read
+        return None
+    first: list[tuple[str, str]] = []
+    groups: list[tuple[int, list[str]]] = []  # a swept config group: its place in first, its later options
+    for arg, override in zip(overrides, parsed, strict=True):
+        if not override.is_sweep_override():
+            first.append((arg, arg))
+            continue
+        name = arg.split("=", 1)[0]
+        group = not name.startswith("~") and (config_dir / name.lstrip("+").split("@", 1)[0]).is_dir()
+        try:
+            values = _choice_values(override, config_dir) if group else list(override.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - an interval: no values to list
+            continue
+        if not values:
+            continue  # a glob that matches no option: Hydra runs no trial
+        first.append((arg, f"{name}={values[0]}"))
+        package = name.lstrip("+").split("@", 1)[-1]  # model@teacher: the teacher node
+        if group and len(values) > 1 and any(a.lstrip("+~").startswith(f"{package}.") for a in overrides):
+            groups.append((len(first) - 1, [f"{name}={v}" for v in values[1:]]))
+    trials = [first]
+    for at, later in groups:
+        trials += [[*first[:at], (first[at][0], option), *first[at + 1 :]] for option in later]
+    return trials
+
+
+def _checked_overrides(argv: Sequence[str]) -> list[str]:
+    """The overrides of ``argv`` that the composing checks compose (Hydra's own, ``hydra.*``, left out): the
+    same in each, so that each trial is composed once (:data:`~marsunits.cli_overrides._trial_messages`)."""
+    return [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
+#: What :func:`~marsunits.cli_overrides.added_option_already_there` and
+#: :func:`~marsunits.cli_repeated_options._composed_values` find where the config has no such key.
+_ABSENT = object()
+
+
+def _group_of(arg: str) -> str:
+    """The config group an override would choose, were its name a group's: ``callbacks`` of
+    ``+callbacks@x=ema``."""
+    return _prefixed(arg)[1].split("@", 1)[0]
+
+
+def _prefixed(arg: str) -> tuple[str, str]:
+    """The prefix of an override (``+``, ``++`` or none) and the option it names: ``("++", "patterns")``."""
+    key = arg.partition("=")[0]
+    name = key.lstrip("+")
+    return key[: len(key) - len(name)], name

@@ -1,0 +1,374 @@
+"""Config group choices on the command line that Hydra refuses in several lines, or composes without what was
+meant: a plus on a config group the defaults list already has (``+model=tiny``), two pluses on a config group
+(``++callbacks=ema``), a plus on a group chosen by a list beside a choice of it (``callbacks=[default]
++callbacks=ema``, whose plus Hydra drops without a word) and a deletion of such a group (``~callbacks``, from
+which Hydra deletes nothing).
+
+Each is one line giving the override that works, from how the defaults list chooses the group
+(:func:`_group_kinds`: one choice, a list, or none). :func:`~marsunits.cli_overrides.unknown_option` runs
+these checks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import initialize_config_dir
+
+from marsunits.cli_compose import _checked_overrides, _compose_error, _group_of, _prefixed, _sweep_trials
+
+#: Hydra's messages when a ``+group=option`` override adds a config group the defaults list already has.
+_GROUP_ALREADY_CHOSEN = re.compile(
+    r"^(?:Multiple values for (?P<group>[^\s.]+)\."
+    r"|(?P<again>\S+) appears more than once in the final defaults list)"
+)
+
+
+def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``+group=option`` override (one plus) of a config group that the defaults list
+    already has (``+experiment=marsscapes``, ``+model=tiny``; ``+debug=overfit``, listed as null), or of one
+    added twice (``+logger=none +logger=csv``), or None.
+
+    Hydra refused it with "Multiple values for experiment. To override a value use 'override experiment:
+    marsscapes'" (a fix for a config file's defaults list, not a command line) or "... appears more than
+    once in the final defaults list", and status 1; the fix is the choice without the plus, given once (the
+    last, where it was given twice: it had been the first, on a defaults list the other plus made fail).
+    Checked by composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema``
+    adds it to the defaults' callbacks; twice, ``+callbacks=[ema,recovery]`` adds both), a group the command
+    deleted first (``~model +model=tiny``), another package (``+model@teacher=tiny``). In a multirun its
+    first value is composed (a sweep ``+model=tiny,unet_lite0`` failed at its first trial, after Hydra had
+    made the sweep folder) and the other sweeps are left out. Hydra's own groups (``hydra/launcher``) are
+    left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+    added = [
+        a
+        for a in overrides
+        if a.startswith("+") and not a.startswith("++") and (config_dir / _group_of(a)).is_dir()
+    ]
+    if not added:
+        return None
+    try:
+        parsed = dict(zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True))
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+        return None
+    for arg in added:
+        group = arg[1:].split("=", 1)[0]
+        first = arg
+        if parsed[arg].is_sweep_override():
+            try:
+                first = f"+{group}={next(iter(parsed[arg].sweep_string_iterator()))}"
+            except Exception:  # noqa: BLE001 - a glob: its options are listed by Hydra's config loader
+                continue
+        single = [
+            first if a == arg else a for a in overrides if a == arg or not parsed[a].is_sweep_override()
+        ]
+        match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
+        if match is None or (match.group("group") or match.group("again")) != group:
+            continue
+        given = [a for a in added if a[1:].split("=", 1)[0] == group]
+        others = [a for a in overrides if a not in given]
+        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        several = len(given) > 1 and (kind is None or kind[0] != "chosen")
+        refused = (
+            "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
+        )
+        return _plus_on_a_group(given, group, kind, config_name, refused)
+    return None
+
+
+def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a ``++group=option`` override of a config group (``++callbacks=ema``,
+    ``++model=tiny``), or None.
+
+    Two pluses add or set an option; Hydra refuses them on a config group ("force-add of config groups is
+    not supported") in several lines with status 1, and at each trial of a sweep (``-m ++model=a,b``), after
+    the sweep folder was made. The line gives the override that works (:func:`_plus_on_a_group`), with every
+    plus of the group's given once: one plus where the defaults list chooses the group by a list
+    (``+callbacks=ema`` adds to the defaults' callbacks) or lacks it (``~model ++model=tiny``,
+    ``++model@teacher=tiny``), none where it has one choice (``model=tiny`` replaces the defaults' own). A
+    dictionary (``++model={lr: 0.1}``) sets the node's keys, which Hydra takes; Hydra's own groups are left
+    to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+    if not any(a.startswith("++") for a in overrides):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+        return None
+    groups = [  # the config group each override chooses with a plus or two, or None
+        _prefixed(a)[1]
+        if a.startswith("+") and not isinstance(o.value(), dict) and (config_dir / _group_of(a)).is_dir()
+        else None
+        for a, o in zip(overrides, parsed, strict=True)
+    ]
+    forced = next((g for a, g in zip(overrides, groups, strict=True) if g and a.startswith("++")), None)
+    if forced is None:
+        return None
+    given = [a for a, g in zip(overrides, groups, strict=True) if g == forced]
+    others = [  # another ++ of a group would make the defaults list fail too
+        a for a, g in zip(overrides, groups, strict=True) if g is None or (g != forced and a[:2] != "++")
+    ]
+    kind = (_group_kinds(config_dir, config_name, others, {forced}) or {}).get(forced)
+    refused = "Hydra cannot force-add a config group (two pluses add or set an option, not a group's choice)"
+    return _plus_on_a_group(given, forced, kind, config_name, refused)
+
+
+def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a plus on a config group chosen by a list (``+callbacks=ema``) beside a choice of
+    that group without one (``callbacks=[default]``, before or after it), or None.
+
+    Hydra composes the two without a word and drops what the plus adds: ``callbacks=[default]
+    +callbacks=ema`` trained without EMA (and ``+callbacks=[ema,recovery]``, which the refusal of a plus
+    given twice gives, is dropped so too). The fix is the group given once, a list of the choice's options
+    and the plus's (``'callbacks=[default,ema]'``); the choice is the last given, with those given in a row
+    before it (the shell's split ``callbacks={default,wandb}``); a swept choice (``-m
+    'callbacks=[default],[default,wandb]'``) gets the plus's options in each of its lists. A sweep of the
+    plus is left alone, and so are another package (``+callbacks@x=ema``) and a group of one choice
+    (:func:`added_group_already_chosen`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+
+    def chooses(arg: str, group: str, plus: bool) -> bool:  # group=..., or +group=... with ``plus``
+        key = arg.partition("=")[0]
+        return "=" in arg and key == (f"+{group}" if plus else group)
+
+    added = [
+        a
+        for a in overrides
+        if a.startswith("+") and not a.startswith("++") and "@" not in a.partition("=")[0] and "=" in a
+    ]
+    for group in dict.fromkeys(_group_of(a) for a in added if (config_dir / _group_of(a)).is_dir()):
+        chosen = [i for i, a in enumerate(overrides) if chooses(a, group, plus=False)]
+        if not chosen:
+            continue
+        first = chosen[-1]
+        while first - 1 in chosen:  # given in a row: an unquoted {...} the shell split
+            first -= 1
+        choice = overrides[first : chosen[-1] + 1]
+        plus = [a for a in overrides if chooses(a, group, plus=True)]
+        try:
+            parsed = OverridesParser.create().parse_overrides([*choice, *plus])
+        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+            return None
+        if any(o.is_sweep_override() for o in parsed[len(choice) :]):
+            continue  # a sweep of what the plus adds: each trial's is its own
+        if any(o.is_sweep_override() for o in parsed[: len(choice)]):
+            if len(choice) > 1:
+                continue
+            lists = [[str(v) for v in _listed(value)] for value in parsed[0].sweep_iterator()]
+        else:  # one list of every choice given in a row (Hydra would take the last)
+            lists = [[str(v) for o in parsed[: len(choice)] for v in _listed(o.value())]]
+        others = [a for a in overrides if not (chooses(a, group, plus=False) or chooses(a, group, plus=True))]
+        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        if kind is None or kind[0] != "list":
+            continue
+        added = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
+        lost = [v for v in added if any(v not in options for options in lists)]
+        if not lost:  # what the plus adds is chosen all the same
+            continue
+        fix = ",".join(f"[{','.join(dict.fromkeys([*options, *added]))}]" for options in lists)
+        given = " and ".join(repr(a) for a in plus)
+        run = "each trial" if len(lists) > 1 else "the run"
+        return (
+            f"{given} with {' '.join(choice)!r}: Hydra drops what a plus adds to {group} where the command "
+            f"line also chooses {group} ({run} would be without {', '.join(lost)}); give {group} once, "
+            f"'{group}={fix}'"
+        )
+    return None
+
+
+def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a deletion of a config group chosen by a list (``~callbacks``, ``~callbacks=wandb``),
+    or None.
+
+    Hydra deletes nothing from such a group: ``~callbacks`` alone, or ``~callbacks=wandb``, was refused in
+    several lines with status 1 ("Could not delete 'callbacks'. No match in the defaults list"), and beside
+    a choice or a plus of the group it composed without a word and without what was meant:
+    ``~callbacks callbacks=ema`` trained with no callback at all, ``~callbacks +callbacks=ema`` with the
+    defaults' callbacks and no EMA. The fix is the list meant, given once: the defaults' options less those
+    deleted, with those a plus adds, or the options chosen. A sweep of the group is left alone.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _checked_overrides(argv)
+    deleted = [a for a in overrides if a.startswith("~") and (config_dir / a[1:].partition("=")[0]).is_dir()]
+    for group in dict.fromkeys(a[1:].partition("=")[0] for a in deleted):
+        given = [a for a in overrides if a.lstrip("~+").partition("=")[0] == group and not a.startswith("++")]
+        try:
+            parsed = dict(zip(given, OverridesParser.create().parse_overrides(given), strict=True))
+        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+            return None
+        if any(o.is_sweep_override() for o in parsed.values()):
+            continue
+        others = [a for a in overrides if a not in given]
+        options = _list_options(config_dir, config_name, others, group)
+        if options is None:  # not a group chosen by a list: Hydra deletes it as it is
+            continue
+        gone = {str(v) for a in given if a.startswith("~") for v in _listed(parsed[a].value())}
+        whole = any(a.startswith("~") and parsed[a].value() is None for a in given)  # ~callbacks: all
+        chosen = [a for a in given if not a.startswith(("~", "+"))]
+        if chosen:  # the last choice, as Hydra takes it
+            kept = [str(v) for v in _listed(parsed[chosen[-1]].value()) if str(v) not in gone]
+        else:
+            kept = [] if whole else [v for v in options if v not in gone]
+        added = [str(v) for a in given if a.startswith("+") for v in _listed(parsed[a].value())]
+        fix = f"'{group}=[{','.join(dict.fromkeys([*kept, *added]))}]'"
+        where = f"configs/{config_name}.yaml: {', '.join(options)}"
+        return (
+            f"{' '.join(given)!r}: {group} is chosen by a list in the defaults list ({where}), from which "
+            f"Hydra deletes nothing (it refuses the deletion, and beside a choice or a plus of {group} drops "
+            f"them without a word): give the list meant, {fix}"
+        )
+    return None
+
+
+def _list_options(
+    config_dir: Path, config_name: str, overrides: Sequence[str], group: str
+) -> list[str] | None:
+    """The options the defaults list that ``overrides`` leave chooses for ``group`` by a list
+    (``["default", "wandb"]`` for train.yaml's ``callbacks: [default, wandb]``), or None where it does not
+    choose it by a list (:func:`_group_kinds`) or cannot be made."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    kind = (_group_kinds(config_dir, config_name, overrides, {group}) or {}).get(group)
+    if kind is None or kind[0] != "list":
+        return None
+    trials = _sweep_trials(list(overrides), config_dir)
+    if not trials:
+        return None
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            listed = (
+                GlobalHydra.instance()
+                .config_loader()
+                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
+            )
+        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
+            return None
+    return [
+        d.config_path.partition("/")[2]
+        for d in listed.defaults
+        if (d.config_path or "").startswith(f"{group}/") and not (d.parent or "").startswith(f"{group}/")
+    ]
+
+
+def _listed(value: object) -> list[object]:
+    """An override's value as a list: ``[ema, recovery]`` as it is, ``ema`` as ``[ema]``, null as ``[]``."""
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _list_chosen_groups(
+    argv: Sequence[str], runs: Sequence[Sequence[str]], config_dir: Path, config_name: str
+) -> set[str]:
+    """The config groups of ``runs`` (each an option given again in a row) that the defaults list, as the
+    overrides of ``argv`` other than those of ``runs`` leave it (each sweep at its first value), chooses by
+    a list of options (train.yaml's ``callbacks: [default, wandb]``; :func:`_group_kinds`). Empty where no
+    run is a group's, or where the defaults list cannot be made (Hydra, or a later check, says why)."""
+    groups = {_prefixed(run[0])[1] for run in runs if (config_dir / _group_of(run[0])).is_dir()}
+    if not groups:
+        return set()
+    given = {a for run in runs for a in run}
+    others = [a for a in _checked_overrides(argv) if a not in given]
+    kinds = _group_kinds(config_dir, config_name, others, groups) or {}
+    return {group for group, (kind, _) in kinds.items() if kind == "list"}
+
+
+def _group_kinds(
+    config_dir: Path, config_name: str, overrides: Sequence[str], keys: set[str]
+) -> dict[str, tuple[str, str | None]] | None:
+    """How the defaults list that ``overrides`` leave (each sweep at its first value) chooses each config
+    group of ``keys`` (``callbacks``, ``model@teacher``), by Hydra's own defaults list (no composition):
+    ``("chosen", option)`` for a group of one choice, as Hydra records it (``hydra.runtime.choices``; None
+    where it is chosen as null, ``debug: null``); ``("list", None)`` for a group chosen by a list
+    (train.yaml's ``callbacks: [default, wandb]``: Hydra lists each of its options as a config of the group's
+    and records no choice), to which a plus adds; ``("absent", None)`` for a group the defaults list lacks
+    (deleted first, ``~model``; another package, ``model@teacher``), which a plus adds. None where the
+    defaults list cannot be made (Hydra, or a later check, says why)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    trials = _sweep_trials(list(overrides), config_dir)
+    if not trials:
+        return None
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            listed = (
+                GlobalHydra.instance()
+                .config_loader()
+                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
+            )
+        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
+            return None
+    choices = listed.overrides.known_choices
+    kinds: dict[str, tuple[str, str | None]] = {}
+    for key in keys:
+        group, _, package = key.partition("@")
+        if key in choices:
+            kinds[key] = ("chosen", choices[key])
+        elif any(
+            (d.config_path or "").startswith(f"{group}/") and (not package or d.package == package)
+            for d in listed.defaults
+        ):
+            kinds[key] = ("list", None)
+        else:
+            kinds[key] = ("absent", None)
+    return kinds
+
+
+def _plus_on_a_group(
+    given: Sequence[str], key: str, kind: tuple[str, str | None] | None, config_name: str, refused: str
+) -> str:
+    """The one line for ``given``, the overrides that choose the config group ``key`` with a plus or two
+    (``+logger=csv``; ``++callbacks=ema``; ``+logger=none +logger=csv``), which Hydra refuses: where the
+    defaults list has the group (``kind``, :func:`_group_kinds`; None where it cannot be made), ``refused``
+    (Hydra's reason, in words), and the override that works, given once. A group of one choice: the choice
+    without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own;
+    one chosen by a list: one plus, which adds to the list (several options in one list); one the defaults
+    list lacks: one plus, which adds it."""
+    head = " and ".join(repr(a) for a in given)
+    values = [a.partition("=")[2] for a in given]
+    last = values[-1]
+    several = len(given) > 1
+    plus = "pluses" if any(a.startswith("++") for a in given) else "plus"
+    defaults = f"configs/{config_name}.yaml"
+
+    def quoted(fix: str) -> str:  # brackets or braces, quoted for the shell
+        return f"'{fix}'" if any(c in fix for c in "[]{}") else fix
+
+    what, chosen = kind if kind is not None else ("unknown", None)
+    if what == "chosen":
+        where = f"{key} is already in the defaults list ({defaults}, as composed: {chosen or 'null'})"
+        once = f"once (without the {plus}; the last given)" if several else f"(without the {plus})"
+        does = "chooses it" if chosen is None else f"replaces {chosen}"
+        fix = f"{quoted(f'{key}={last}')} {once}, which {does}"
+    elif what == "list":
+        where = f"{key} is chosen by a list in the defaults list ({defaults}), to which one plus adds"
+        if several:
+            every = ",".join(v.strip("[]") for v in values)
+            them = "both" if len(given) == 2 else "them all"
+            fix = f"{quoted(f'+{key}=[{every}]')} (one plus), which adds {them} to the {key} chosen there"
+        else:
+            added = last.strip("[]")
+            fix = f"{quoted(f'+{key}={last}')} (one plus), which adds {added} to the {key} chosen there"
+    elif what == "absent":
+        where = f"{key} is not in the defaults list ({defaults}, as composed)"
+        once = "once (one plus; the last given)" if several else "(one plus)"
+        fix = f"{quoted(f'+{key}={last}')} {once}, which adds it"
+    else:
+        where = f"{key} is a config group"
+        fix = (
+            f"{quoted(f'{key}={last}')} (without the {plus}) to choose it, or {quoted(f'+{key}={last}')} "
+            "(one plus) to add it to a group the defaults list chooses by a list"
+        )
+    return f"{head}: {where}, and {refused}: give {fix}"
