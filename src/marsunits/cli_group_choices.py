@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import initialize_config_dir
 
@@ -232,30 +233,38 @@ def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name
     return None
 
 
-def _list_options(
-    config_dir: Path, config_name: str, overrides: Sequence[str], group: str
-) -> list[str] | None:
-    """The options the defaults list that ``overrides`` leave chooses for ``group`` by a list
-    (``["default", "wandb"]`` for train.yaml's ``callbacks: [default, wandb]``), or None where it does not
-    choose it by a list (:func:`_group_kinds`) or cannot be made."""
+def _defaults_list(config_dir: Path, config_name: str, overrides: Sequence[str]) -> Any | None:
+    """Hydra's defaults list of ``config_name`` as ``overrides`` leave it, each sweep at its first value (no
+    composition), or None where it cannot be made (Hydra, or a later check, says why)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    kind = (_group_kinds(config_dir, config_name, overrides, {group}) or {}).get(group)
-    if kind is None or kind[0] != "list":
-        return None
     trials = _sweep_trials(list(overrides), config_dir)
     if not trials:
         return None
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
-            listed = (
+            return (
                 GlobalHydra.instance()
                 .config_loader()
                 .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
             )
         except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
             return None
+
+
+def _list_options(
+    config_dir: Path, config_name: str, overrides: Sequence[str], group: str
+) -> list[str] | None:
+    """The options the defaults list that ``overrides`` leave chooses for ``group`` by a list
+    (``["default", "wandb"]`` for train.yaml's ``callbacks: [default, wandb]``), or None where it does not
+    choose it by a list (:func:`_group_kinds`) or cannot be made."""
+    kind = (_group_kinds(config_dir, config_name, overrides, {group}) or {}).get(group)
+    if kind is None or kind[0] != "list":
+        return None
+    listed = _defaults_list(config_dir, config_name, overrides)
+    if listed is None:
+        return None
     return [
         d.config_path.partition("/")[2]
         for d in listed.defaults
@@ -295,21 +304,9 @@ def _group_kinds(
     and records no choice), to which a plus adds; ``("absent", None)`` for a group the defaults list lacks
     (deleted first, ``~model``; another package, ``model@teacher``), which a plus adds. None where the
     defaults list cannot be made (Hydra, or a later check, says why)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
-    trials = _sweep_trials(list(overrides), config_dir)
-    if not trials:
+    listed = _defaults_list(config_dir, config_name, overrides)
+    if listed is None:
         return None
-    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-        try:
-            listed = (
-                GlobalHydra.instance()
-                .config_loader()
-                .compute_defaults_list(config_name, [c for _, c in trials[0]], RunMode.RUN)
-            )
-        except Exception:  # noqa: BLE001 - a composition problem: Hydra, or a later check, says why
-            return None
     choices = listed.overrides.known_choices
     kinds: dict[str, tuple[str, str | None]] = {}
     for key in keys:
