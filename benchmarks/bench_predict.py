@@ -98,7 +98,8 @@ def default_task(in_channels: int = 3) -> Any:
 
 
 def save_checkpoint(task: Any, path: Path) -> Path:
-    """A checkpoint ``marsunits.task.load_task`` accepts (what Lightning writes, minus optimiser state)."""
+    """A checkpoint ``marsunits.checkpoint_loading.load_task`` accepts (what Lightning writes, minus optimiser
+    state)."""
     from marsunits.task import METADATA_KEY
 
     torch.save(

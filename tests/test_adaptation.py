@@ -13,11 +13,12 @@ from PIL import Image
 from torch import nn
 
 from conftest import small_task
+from marsunits.checkpoint_loading import load_task
 from marsunits.errors import ConfigError, DataError
 from marsunits.inference import adaptation
 from marsunits.inference.adaptation import adapt_batchnorm, adapt_batchnorm_tiled
 from marsunits.inference.runner import run
-from marsunits.task import SegmentationTask, load_task
+from marsunits.task import SegmentationTask
 from test_predict import ckpt, make_cfg, save_rgb  # noqa: F401  (ckpt is a fixture)
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).

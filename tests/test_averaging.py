@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from conftest import compose_config
 from marsunits.averaging import EMAWeights
-from marsunits.task import load_task
+from marsunits.checkpoint_loading import load_task
 from marsunits.training import run
 from test_train import TINY
 

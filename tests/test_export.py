@@ -20,10 +20,11 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 import marsunits
+from marsunits.checkpoint_loading import load_task
 from marsunits.data.datamodule import collate_samples
 from marsunits.export import export_checkpoint, main, parse_args
 from marsunits.model_package import JSON_NAME, WEIGHTS_NAME, is_package, load_model, load_package
-from marsunits.task import CheckpointError, load_task
+from marsunits.task import CheckpointError
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,9 +9,10 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config
+from marsunits.checkpoint_loading import load_task
 from marsunits.errors import ConfigError
 from marsunits.fine_tuning import initialise_from_checkpoint
-from marsunits.task import CheckpointError, load_task
+from marsunits.task import CheckpointError
 from marsunits.training import run
 from marsunits.training_extent import barely_trained, steps_in_all
 from test_train import TINY

@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
+from marsunits.checkpoint_loading import load_task
 from marsunits.inference import run as predict
-from marsunits.task import load_task
 from marsunits.training import run as train
 
 try:  # tests/ as a package (rootdir import) or as a plain folder on sys.path (pytest's prepend mode)

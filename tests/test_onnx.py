@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from marsunits.atomic import FILE_MODE
+from marsunits.checkpoint_loading import load_task
 from marsunits.inference import run
 from marsunits.inference.runtime import (
     ONNX_OPSET,
@@ -22,7 +23,6 @@ from marsunits.inference.runtime import (
     export_onnx,
     max_difference,
 )
-from marsunits.task import load_task
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

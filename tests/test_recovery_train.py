@@ -21,7 +21,8 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from marsunits.task import SegmentationTask, load_task
+from marsunits.checkpoint_loading import load_task
+from marsunits.task import SegmentationTask
 from marsunits.training import run
 
 #: Tiny networks on tiny inputs: intra-op threads only oversubscribe a shared 2-core machine (conftest).

@@ -19,8 +19,9 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 import marsunits.models.pretrained as pretrained
+from marsunits.checkpoint_loading import load_task
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, PALETTE
-from marsunits.task import CheckpointError, SegmentationTask, load_task
+from marsunits.task import CheckpointError, SegmentationTask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The tiny network of configs/model/tiny.yaml, as keyword arguments.

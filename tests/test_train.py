@@ -28,11 +28,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR, REPO_ROOT, SHARED_DATA, compose_config, train_py_checks
+from marsunits.checkpoint_loading import load_task
 from marsunits.data.split_guards import validation_sols
 from marsunits.errors import ConfigError, DataError, DivergedError, TerminatedError, report_user_errors
 from marsunits.model_settings import input_divisor
 from marsunits.run_resume import resolve_ckpt_path
-from marsunits.task import load_task
 from marsunits.training import _check_monitor_is_logged, run
 
 #: Tiny networks on tiny crops: intra-op threads only oversubscribe a shared 2-core machine (conftest).

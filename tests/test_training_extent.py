@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from marsunits.checkpoint_loading import load_task
 from marsunits.inference import run
-from marsunits.task import load_task
 from marsunits.training_extent import (
     DEFAULT_RUN_STEPS,
     MIN_TRAINING_STEPS,

@@ -3,8 +3,8 @@
 A ``torch.save`` file starts as a zip archive or a pickle (:data:`_CHECKPOINT_STARTS`); a text file (a
 run's ``config.yaml``, notes) given as ``ckpt_path`` or ``init_ckpt_path`` is refused by
 :func:`check_checkpoint_start`, naming the option, before ``train.py`` imports torch and Lightning (some
-10 s) or makes its run folder. :mod:`marsunits.task` imports these names from here (its
-:func:`~marsunits.task.read_checkpoint` reads the whole checkpoint, with torch).
+10 s) or makes its run folder. :mod:`marsunits.checkpoint_loading` imports these names from here (its
+:func:`~marsunits.checkpoint_loading.read_checkpoint` reads the whole checkpoint, with torch).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def check_checkpoint_start(path: str | Path, option: str, package_ok: bool = Tru
     a text file (said as such, :func:`_text_file_kind`), an image or an empty file given as ``option``. Only
     the file's start is read (four bytes, and up to 64 KiB to tell text) and nothing heavy is imported, so
     the command line can check before torch is imported and the run folder is made; whether the file is a
-    whole marsunits checkpoint is left to :func:`~marsunits.task.read_checkpoint`. ``package_ok``: the
-    option also takes a model package folder (as advised).
+    whole marsunits checkpoint is left to :func:`~marsunits.checkpoint_loading.read_checkpoint`.
+    ``package_ok``: the option also takes a model package folder (as advised).
 
     Raises:
         NotACheckpointError: naming ``option``, the file, what it starts with and what to give.

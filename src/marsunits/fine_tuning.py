@@ -15,18 +15,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from marsunits.checkpoint_files import CheckpointError, check_checkpoint_start
+from marsunits.checkpoint_loading import load_task
 from marsunits.constants import CLASS_NAMES
 from marsunits.data.splits import merge_sols
 from marsunits.errors import MissingFileError
 from marsunits.file_digest import merge_image_keys
 from marsunits.model_package import is_package, load_package
-from marsunits.task import (
-    CheckpointError,
-    SegmentationTask,
-    check_checkpoint_start,
-    default_normalisation,
-    load_task,
-)
+from marsunits.task import SegmentationTask, default_normalisation
 from marsunits.training_extent import steps_in_all
 from marsunits.training_images import UNKNOWN
 from marsunits.user_paths import expand_home, missing_checkpoint
@@ -109,7 +105,8 @@ def _listed(value: Any) -> Any:
 
 def read_source(path: str | Path, option: str = "init_ckpt_path") -> SegmentationTask:
     """The trained task at ``path`` (a ``.ckpt`` of marsunits' ``train.py`` or a model package), read as
-    :func:`~marsunits.task.load_task` reads it (``weights_only``, metadata and class set checked).
+    :func:`~marsunits.checkpoint_loading.load_task` reads it (``weights_only``, metadata and class set
+    checked).
 
     Raises:
         FileNotFoundError: ``path`` does not exist; the message names ``option`` and what to give.
@@ -131,7 +128,7 @@ def check_source_exists(path: str | Path, option: str = "init_ckpt_path") -> Pat
         MissingFileError: (a ``FileNotFoundError`` and a ``ConfigError``) neither a package nor a file
             (missing, or another folder); the message names ``option`` and what to give.
         NotACheckpointError: (a ``CheckpointError`` and a ``ConfigError``) a file whose first bytes are not
-            those of a ``torch.save`` file (:func:`~marsunits.task.check_checkpoint_start`).
+            those of a ``torch.save`` file (:func:`~marsunits.checkpoint_files.check_checkpoint_start`).
     """
     path = expand_home(path)  # ~/runs/best.ckpt, as ckpt_path and data.root read it
     missing = missing_checkpoint(path, option)
@@ -182,8 +179,9 @@ def initialise_from_checkpoint(
 ) -> None:
     """Copy the network weights of the checkpoint at ``path`` into ``task.model``, in place.
 
-    The checkpoint is read as :func:`~marsunits.task.load_task` reads it (``weights_only``, metadata checked)
-    and must hold the same class names, in the same order, and the same network shapes as ``task``.
+    The checkpoint is read as :func:`~marsunits.checkpoint_loading.load_task` reads it (``weights_only``,
+    metadata checked) and must hold the same class names, in the same order, and the same network shapes as
+    ``task``.
 
     Args:
         task: the freshly built task of the new run.

@@ -27,8 +27,9 @@ package** holds the same model without any pickle:
   ``created`` (ISO 8601, UTC).
 
 :func:`load_model` is the loader inference code should use: it reads a package (no unpickling at all) or a
-Lightning checkpoint (through :func:`marsunits.task.load_task`, ``torch.load(weights_only=True)``), and
-refuses a checkpoint that needs arbitrary unpickling unless the caller says it trusts the file.
+Lightning checkpoint (through :func:`marsunits.checkpoint_loading.load_task`,
+``torch.load(weights_only=True)``), and refuses a checkpoint that needs arbitrary unpickling unless the
+caller says it trusts the file.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 import marsunits
 from marsunits.atomic import host_digest, process_alive
+from marsunits.checkpoint_loading import load_task
 from marsunits.constants import CLASS_NAMES
 from marsunits.file_digest import file_sha256
 from marsunits.task import (
@@ -61,7 +63,6 @@ from marsunits.task import (
     CheckpointError,
     SegmentationTask,
     _normalise_class_map,
-    load_task,
 )
 from marsunits.training_extent import check_record, record_from_provenance
 from marsunits.training_images import METADATA_KEY as IMAGES_KEY

@@ -684,7 +684,7 @@ def _check_evaluated_input_sizes(cfg: DictConfig, path: str, option: str) -> Non
     Raises:
         ConfigError: naming the size, the divisor and the checkpoint.
     """
-    from marsunits.task import read_checkpoint
+    from marsunits.checkpoint_loading import read_checkpoint
 
     hparams = read_checkpoint(path)["hyper_parameters"]
     network = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])

@@ -58,7 +58,8 @@ def resolve_ckpt_path(
 
     Raises:
         ConfigError: If the file does not exist or no matching ``last.ckpt`` can be found;
-            :class:`~marsunits.task.NotACheckpointError` if the file does not start as a checkpoint does.
+            :class:`~marsunits.checkpoint_files.NotACheckpointError` if the file does not start as a
+            checkpoint does.
     """
     if ckpt_path in (None, "", "null"):
         return None

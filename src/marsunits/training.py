@@ -627,7 +627,9 @@ def _kept_checkpoint_barely_trained(path: str) -> tuple[str | None, object]:
     training record (:func:`marsunits.training_extent.barely_trained`), or None, beside the data set its
     metadata names (the way on depends on it). None too when the file cannot be read: ``predict.py`` says
     why when it is given it."""
-    from marsunits.task import METADATA_KEY, CheckpointError, checkpoint_training_record, read_checkpoint
+    from marsunits.checkpoint_files import CheckpointError
+    from marsunits.checkpoint_loading import checkpoint_training_record, read_checkpoint
+    from marsunits.task import METADATA_KEY
 
     try:
         checkpoint = read_checkpoint(path)
@@ -909,11 +911,12 @@ def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -
         state Lightning saved under its class name), the training images without a sol.
 
     Raises:
-        CheckpointError: The file (:func:`marsunits.task.read_checkpoint`).
+        CheckpointError: The file (:func:`marsunits.checkpoint_loading.read_checkpoint`).
         ConfigError: Its weights do not fit this run's network; names the first tensors that differ.
     """
+    from marsunits.checkpoint_loading import read_checkpoint
     from marsunits.fine_tuning import matching_overrides, network_differences, tensors_differing
-    from marsunits.task import METADATA_KEY, read_checkpoint
+    from marsunits.task import METADATA_KEY
 
     checkpoint = read_checkpoint(ckpt_path)
     saved = checkpoint["state_dict"]
