@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
 from collections.abc import Iterator
@@ -1004,3 +1005,59 @@ def test_a_users_folder_of_sol_named_frames_is_split_by_sol_when_asked(tmp_path:
     plain_options = ["data=folder", "logger=none", *SHRINK_REAL, f"data.root={root}"]
     plain = instantiate(compose_config("train", tmp_path / "plain", plain_options).data)
     assert plain.folder_sols_from_names is False  # the default: a user's folder has no sols
+
+
+def test_the_hyper_parameters_are_every_argument_as_the_plain_value_the_module_keeps(tmp_path: Path) -> None:
+    """Lightning's ``save_hyperparameters`` reads the arguments from ``__init__``'s locals, and checkpoints
+    carry what it read (``datamodule_hyper_parameters``): every argument of the signature, as the plain lists
+    and dicts the module keeps, even where Hydra passes OmegaConf containers (a config without
+    ``_convert_``)."""
+    from omegaconf import DictConfig, ListConfig
+
+    overrides = ["data=marsscapes_pseudo", "logger=none", f"data.root={tmp_path}"]
+    dm = instantiate(compose_config("train", tmp_path / "run", overrides).data, _convert_="none")
+    assert set(dm.hparams) == set(inspect.signature(MarsDataModule.__init__).parameters) - {"self"}
+
+    def omegaconf_in(value: Any) -> bool:
+        if isinstance(value, DictConfig | ListConfig):
+            return True
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+        return any(omegaconf_in(v) for v in items)
+
+    assert [k for k, v in dm.hparams.items() if omegaconf_in(v)] == []
+    assert dm.hparams["sources"] == dm.sources == ["marsscapes", "folder"]
+    assert dm.hparams["train_only"] == dm.train_only == ["folder"]
+    assert dm.hparams["class_map"] == dm.class_map and dm.class_map["folder"] is None
+    assert dm.hparams["source_dirs"] == dm.source_dirs and isinstance(dm.hparams["source_dirs"], dict)
+
+
+def test_a_config_with_several_mistakes_is_told_them_one_at_a_time_in_one_order(tmp_path: Path) -> None:
+    """Each mistake of a data config is refused in its own line; with several, the same one comes first
+    whatever the others, so fixing them one by one meets each of them in turn, in this order."""
+    base: dict[str, Any] = {
+        "name": "marsscapes",
+        "sources": ["marsscapes"],
+        "in_channels": 3,
+        "crop_size": 64,
+        "root": str(tmp_path),
+        "class_map": {0: 0, 1: 1},
+    }
+    mistakes: list[tuple[dict[str, Any], str]] = [
+        ({"in_channels": 2}, r"in_channels must be 1 \(greyscale\) or 3"),
+        ({"root": None}, r"root is not set"),
+        ({"samples_per_epoch": 0}, r"samples_per_epoch must be at least one crop per source"),
+        ({"batch_size": "eight"}, r"invalid literal for int\(\) with base 10: 'eight'"),
+        ({"fold": 1}, r"fold=1 needs n_folds"),
+        ({"exclude_sols": [[5, 3]]}, r"each entry of data\.exclude_sols must be \[first_sol, last_sol\]"),
+        ({"sol_margin": -1}, r"sol_margin must be a whole number of sols >= 0, got -1"),
+        ({"subclass_map": {0: 0}}, r"subclass_map and subclasses go together"),
+        ({"render_processes": -1}, r"render_processes must be null \(automatic\) or an integer >= 0"),
+        ({"class_mix_prob": 1.5}, r"class_mix_prob must be a probability in \[0, 1\], got 1\.5"),
+    ]
+    for first, (_, message) in enumerate(mistakes):
+        config = dict(base)
+        for edit, _ in mistakes[first:]:
+            config.update(edit)
+        with pytest.raises(ValueError, match=message):
+            MarsDataModule(**config)
+    assert MarsDataModule(**base).sources == ["marsscapes"]  # with none left, it is built

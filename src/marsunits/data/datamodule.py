@@ -298,7 +298,14 @@ class MarsDataModule(L.LightningDataModule):
         subclass_map: Mapping[Any, Any] | None = None,
         subclasses: Sequence[int] | None = None,
     ) -> None:
+        """Take the arguments step by step, in this order: every check raises before any data is read, and
+        a config with several mistakes is told the first of them in the order of these steps.
+
+        ``save_hyperparameters`` stays in this method, after the arguments are plain and checked: Lightning
+        reads the arguments from this frame's locals, so they are rebound to plain containers here first.
+        """
         super().__init__()
+        # Hydra may pass OmegaConf containers (without _convert_): plain ones, under the arguments' names.
         sources = _plain(sources)  # listed once _validate took it: text would be listed as its letters
         class_map = _plain(class_map)
         subclass_map = _plain(subclass_map)
@@ -309,14 +316,77 @@ class MarsDataModule(L.LightningDataModule):
         train_only = list(_plain(train_only) or [])
         self._validate(name, sources, in_channels, crop_size, val_context_px, class_map, root, source_dirs)
         sources = list(sources)
-        # The rules train.py also checks before Hydra makes the run folder (run_checks.check_run_values).
+        self._check_sampling(
+            name, sources, samples_per_epoch, min_labelled_fraction, focus_class, focus_fraction, train_only
+        )
+        self.train_only = train_only
+        self.save_hyperparameters(logger=False)
+        self._take_data(name, sources, in_channels, crop_size, val_context_px, class_map, root, source_dirs)
+        self._take_loaders(batch_size, val_batch_size, num_workers, pin_memory, persistent_workers)
+        self._take_split(
+            name, seed, val_fraction, n_folds, fold, sol_block, exclude_sols, shared_sol_holdout, sol_margin
+        )
+        self._take_seen_models_rule(allow_seen_val_sols)
+        self._take_training_draw(
+            name,
+            folder_sols_from_names,
+            samples_per_epoch,
+            cache,
+            min_labelled_fraction,
+            subclass_map,
+            subclasses,
+            focus_class,
+            focus_fraction,
+            fixed_crops,
+        )
+        self._take_synthetic(
+            name, train_length, val_length, test_length, scene, cache_scenes, render_processes
+        )
+        self._take_augmentation(
+            name, hflip_p, min_scale, max_rotation_deg, brightness, contrast, saturation, class_mix_prob
+        )
+        self._take_validation_names(name, separate_val)
+        self._start_unset()
+
+    # ----------------------------------------------------------------------------- __init__'s steps
+
+    @staticmethod
+    def _check_sampling(
+        name: str,
+        sources: list[str],
+        samples_per_epoch: Any,
+        min_labelled_fraction: Any,
+        focus_class: Any,
+        focus_fraction: Any,
+        train_only: list[str],
+    ) -> None:
+        """Refuse a training draw that :func:`~marsunits.data.sampling_checks.sampling_refusal` refuses
+        (``samples_per_epoch``, ``min_labelled_fraction``, ``focus_class``/``focus_fraction``,
+        ``train_only``).
+
+        Raises:
+            ValueError: its one line (the rules train.py also checks before Hydra makes the run folder,
+                run_checks.check_run_values).
+        """
         refused = sampling_refusal(
             name, sources, samples_per_epoch, min_labelled_fraction, focus_class, focus_fraction, train_only
         )
         if refused is not None:
             raise ValueError(refused)
-        self.train_only = train_only
-        self.save_hyperparameters(logger=False)
+
+    def _take_data(
+        self,
+        name: str,
+        sources: list[str],
+        in_channels: int,
+        crop_size: int,
+        val_context_px: int,
+        class_map: Any,
+        root: str | None,
+        source_dirs: Any,
+    ) -> None:
+        """What the data is, as :meth:`_validate` checked it: ``name``, ``sources``, ``in_channels``,
+        ``crop_size``, ``val_context_px``, ``class_map``, ``root`` and ``source_dirs`` (a dict)."""
         self.name = name
         self.sources = sources
         self.in_channels = int(in_channels)
@@ -325,11 +395,42 @@ class MarsDataModule(L.LightningDataModule):
         self.class_map = class_map
         self.root = root
         self.source_dirs = dict(source_dirs or {})
+
+    def _take_loaders(
+        self,
+        batch_size: int,
+        val_batch_size: int | None,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+    ) -> None:
+        """The DataLoaders' settings: ``batch_size``, ``val_batch_size`` (``batch_size`` where not given),
+        ``num_workers``, ``pin_memory`` and ``persistent_workers`` (only with workers)."""
         self.batch_size = int(batch_size)
         self.val_batch_size = int(val_batch_size or batch_size)
         self.num_workers = int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+
+    def _take_split(
+        self,
+        name: str,
+        seed: int,
+        val_fraction: float,
+        n_folds: int | None,
+        fold: int,
+        sol_block: int,
+        exclude_sols: Any,
+        shared_sol_holdout: bool,
+        sol_margin: Any,
+    ) -> None:
+        """The real data's split, and the ``seed`` of every draw: ``seed``, ``val_fraction``, ``n_folds``,
+        ``fold``, ``sol_block``, ``exclude_sols`` (checked ranges), ``shared_sol_holdout`` and ``sol_margin``.
+
+        Raises:
+            ValueError: a ``fold`` without ``n_folds``, a malformed ``exclude_sols`` or a ``sol_margin``
+                that is no whole number >= 0, in that order.
+        """
         self.seed = int(seed)
         self.val_fraction = float(val_fraction)
         self.n_folds = None if n_folds is None else int(n_folds)
@@ -349,6 +450,11 @@ class MarsDataModule(L.LightningDataModule):
         if refused is not None:
             raise ValueError(refused)
         self.sol_margin = sol_margin
+
+    def _take_seen_models_rule(self, allow_seen_val_sols: bool) -> None:
+        """``allow_seen_val_sols``, and the models that saw data before this run, none yet: ``sols_seen_by``,
+        ``resumed_trained_images`` and ``images_seen_by``, which ``training.run`` sets and ``setup`` checks
+        the validation side against."""
         self.allow_seen_val_sols = bool(allow_seen_val_sols)
         #: ``(what, {source: sols})`` of the models this run's network comes from or learns from (set by
         #: ``training.run`` for ``init_ckpt_path`` and ``train=false``; a pseudo-label folder's teacher is
@@ -364,11 +470,33 @@ class MarsDataModule(L.LightningDataModule):
         #: a user's folder, are split one by one, and a model trained on another split of them is not
         #: caught by the sol check).
         self.images_seen_by: list[tuple[str, Collection[str]]] = []
+
+    def _take_training_draw(
+        self,
+        name: str,
+        folder_sols_from_names: bool,
+        samples_per_epoch: int,
+        cache: Any,
+        min_labelled_fraction: float,
+        subclass_map: Any,
+        subclasses: Any,
+        focus_class: int | None,
+        focus_fraction: float,
+        fixed_crops: bool,
+    ) -> None:
+        """How the real training images are read and drawn: ``folder_sols_from_names``,
+        ``samples_per_epoch``, ``cache``, ``min_labelled_fraction``, ``subclass_map`` and ``subclasses``
+        (``{int: int}`` and ``[int]``, or None), ``focus_class``, ``focus_fraction`` and ``fixed_crops``.
+
+        Raises:
+            ValueError: sub-classes that do not fit each other or the ``class_map``
+                (:meth:`_validate_subclasses`).
+        """
         self.folder_sols_from_names = bool(folder_sols_from_names)
-        self.samples_per_epoch = int(samples_per_epoch)  # its range: sampling_refusal, above
+        self.samples_per_epoch = int(samples_per_epoch)  # its range: sampling_refusal, in _check_sampling
         self.cache = cache
         self.min_labelled_fraction = float(min_labelled_fraction)
-        self._validate_subclasses(name, sources, class_map, subclass_map, subclasses, focus_class)
+        self._validate_subclasses(name, self.sources, self.class_map, subclass_map, subclasses, focus_class)
         self.subclass_map = (
             None if subclass_map is None else {int(k): int(v) for k, v in subclass_map.items()}
         )
@@ -376,6 +504,23 @@ class MarsDataModule(L.LightningDataModule):
         self.focus_class = None if focus_class is None else int(focus_class)
         self.focus_fraction = float(focus_fraction)
         self.fixed_crops = bool(fixed_crops)
+
+    def _take_synthetic(
+        self,
+        name: str,
+        train_length: int,
+        val_length: int,
+        test_length: int,
+        scene: Any,
+        cache_scenes: bool,
+        render_processes: int | None,
+    ) -> None:
+        """The synthetic scenes: ``train_length``, ``val_length``, ``test_length``, ``scene`` (a dict),
+        ``cache_scenes``, ``render_processes``, and ``stopped_rendering`` (None: not stopped).
+
+        Raises:
+            ValueError: a ``render_processes`` that is no whole number >= 0 (also train.py's, before Hydra).
+        """
         self.train_length = int(train_length)
         self.val_length = int(val_length)
         self.test_length = int(test_length)
@@ -388,6 +533,25 @@ class MarsDataModule(L.LightningDataModule):
         #: The training scenes being pre-rendered when a Ctrl-C or SIGTERM stopped it (None: not stopped
         #: there), read by ``InterruptCheckpoint`` to say how the run goes on.
         self.stopped_rendering: int | None = None
+
+    def _take_augmentation(
+        self,
+        name: str,
+        hflip_p: float,
+        min_scale: float,
+        max_rotation_deg: float,
+        brightness: float,
+        contrast: float,
+        saturation: float,
+        class_mix_prob: float,
+    ) -> None:
+        """The training augmentation: ``augment`` (the transform's settings, as given), ``class_mix_prob``
+        and ClassMix's random state (``_mix_generator`` from ``seed``, ``_mix_rank_seeded``), and
+        ``_resumed_step`` (0 until a checkpoint is loaded).
+
+        Raises:
+            ValueError: a ``class_mix_prob`` outside [0, 1] (also train.py's, before Hydra).
+        """
         self.augment = {
             "hflip_p": hflip_p,
             "min_scale": min_scale,
@@ -405,10 +569,18 @@ class MarsDataModule(L.LightningDataModule):
         self._mix_rank_seeded = False
         #: The optimiser step a resumed run's checkpoint was saved at (:meth:`load_state_dict`), else 0.
         self._resumed_step = 0
-        #: Name of each validation dataloader, in ``dataloader_idx`` order.
+
+    def _take_validation_names(self, name: str, separate_val: bool) -> None:
+        """``separate_val`` and ``val_names``: one validation dataloader per validated source (those not
+        ``train_only``) where there are several and ``separate_val``, else one named after the data config."""
         self.separate_val = bool(separate_val)
-        validated = [s for s in sources if s not in train_only]
+        validated = [s for s in self.sources if s not in self.train_only]
+        #: Name of each validation dataloader, in ``dataloader_idx`` order.
         self.val_names: list[str] = validated if len(validated) > 1 and self.separate_val else [name]
+
+    def _start_unset(self) -> None:
+        """What ``check_split`` and ``setup`` fill in, empty until they run: the datasets (``train_set``,
+        ``val_sets``, ``test_sets``), ``splits`` and the state the checks of the split keep."""
         self.train_set: Dataset | None = None
         self.val_sets: list[Dataset] = []
         self.test_sets: list[Dataset] = []
