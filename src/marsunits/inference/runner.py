@@ -1271,23 +1271,56 @@ class _Session:
         return self.stop_status == 1 and self.stopped_early is None
 
     def write_reports(self, wall_seconds: float) -> RunResult:
+        """Write the run's reports into ``output_dir`` from its rows so far, step by step, in this order:
+        ``manifest.csv``; ``metrics.json`` (or an earlier run's scores removed); the contact maps (and an
+        earlier run's removed); ``summary.json``, which says how the run ended; ``index.html``, which links
+        the others; then the warnings of outputs at risk. Each report is written whole or not at all.
+
+        Returns:
+            The rows, ``summary.json``'s content, the scores (None without ``labels_dir``), the exit status.
+        """
         rows = [self.rows[k] for k in sorted(self.rows)]
         out = self.output_dir
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out / "manifest.csv", rows)
         summary = self.summary(wall_seconds)
-        metrics = None
+        metrics = self._write_scores()
+        maps, no_map, map_problem = self._write_contact_maps()
+        paragraph, unscored = self._last_paragraph(summary, metrics, maps, map_problem)
+        self._write_summary(summary, paragraph, no_map, map_problem, unscored)
+        self._write_gallery(rows, paragraph, metrics, maps)
+        self._warn_of_outputs_at_risk(rows)
+        return RunResult(rows, summary, metrics, summary["exit_status"])
+
+    def _write_scores(self) -> dict[str, Any] | None:
+        """With ``labels_dir``: ``metrics.json``, the scores of the masks, returned. Without: an earlier run's
+        ``metrics.json`` removed, with a warning saying what it held (None returned)."""
+        out = self.output_dir
         if self.evaluation is not None:
             metrics = self.evaluation.to_dict()
             write_json_atomic(out / "metrics.json", metrics)
-        elif (out / "metrics.json").is_file():
+            return metrics
+        if (out / "metrics.json").is_file():
             # Scores of an earlier run with labels_dir would describe masks this run may have replaced. They
             # went without a word: a re-run to add save_probabilities lost the user's scores unseen.
             removed_scores = removed_scores_warning(out / "metrics.json", self.metadata)
             (out / "metrics.json").unlink(missing_ok=True)
             log.warning("%s", removed_scores)
+        return None
+
+    def _write_contact_maps(self) -> tuple[list[Path], str | None, str | None]:
+        """With ``map=true``: the contact maps (:meth:`write_map`); a map that cannot be written (a folder
+        under its name) is logged as an error and the other reports are still written. Then the maps of
+        earlier runs that this run did not draw are removed, with a warning where this run has no
+        ``map=true``.
+
+        Returns:
+            The map files written; why no map was drawn (``summary.json``'s ``no_contact_map_reason``, None
+            where one was); why a map asked for could not be written (None where it was: else the run fails).
+        """
         from marsunits.boundary.contact_map import remove_stale_maps
 
+        out = self.output_dir
         map_problem = None  # a map asked for that could not be written: the run fails
         maps: list[Path] = []
         no_map: str | None = NOT_ASKED_FOR_A_MAP  # summary.json's no_contact_map_reason
@@ -1307,6 +1340,23 @@ class _Session:
             )
         elif removed:  # sites this run's images no longer have
             log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
+        return maps, no_map, map_problem
+
+    def _last_paragraph(
+        self,
+        summary: Mapping[str, Any],
+        metrics: Mapping[str, Any] | None,
+        maps: Sequence[Path],
+        map_problem: str | None,
+    ) -> tuple[str, str | None]:
+        """The paragraph that ends the run (its last line, ``summary.json``'s ``text``, the top of
+        ``index.html``): the summary's, then the contact maps drawn or why one could not be, a labelled
+        dataset's root as ``input_dir``, a ``labels_dir`` that scored nothing, and how a bug ended the run.
+
+        Returns:
+            The paragraph, and its sentence of nothing scored (None where that is not the case: else it is
+            one of the run's ``exit_reasons``).
+        """
         paragraph = summary_paragraph(summary, metrics)
         pictures = [p.name for p in maps if p.suffix == ".png"]
         paragraph += contact_maps_sentence(pictures)  # it named every other report but not the maps
@@ -1325,6 +1375,18 @@ class _Session:
             paragraph += " " + failed_sentence(
                 self.predicting, not_reached, bool(self.opts.overwrite), self.failed_rank
             )
+        return paragraph, unscored
+
+    def _write_summary(
+        self,
+        summary: dict[str, Any],
+        paragraph: str,
+        no_map: str | None,
+        map_problem: str | None,
+        unscored: str | None,
+    ) -> None:
+        """``summary.json``: ``summary`` completed, in place, with why no contact map was drawn, the last
+        paragraph (``text``), the ``exit_reasons`` and the ``exit_status`` the run returns."""
         # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
         summary["no_contact_map_reason"] = no_map  # null where a map was drawn
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
@@ -1336,7 +1398,18 @@ class _Session:
         summary["exit_status"] = (
             self.stop_status if self.stop_status is not None else 1 if summary["exit_reasons"] else 0
         )
-        write_json_atomic(out / "summary.json", summary)
+        write_json_atomic(self.output_dir / "summary.json", summary)
+
+    def _write_gallery(
+        self,
+        rows: list[dict[str, Any]],
+        paragraph: str,
+        metrics: dict[str, Any] | None,
+        maps: Sequence[Path],
+    ) -> None:
+        """``index.html``: a card for each row, under the last paragraph and links to the reports written
+        (``manifest.csv``, ``summary.json``, ``metrics.json`` where there are scores, the contact maps)."""
+        out = self.output_dir
         reports = [
             "manifest.csv",
             "summary.json",
@@ -1362,6 +1435,11 @@ class _Session:
                 metrics,
             ),
         )
+
+    def _warn_of_outputs_at_risk(self, rows: list[dict[str, Any]]) -> None:
+        """Warn of the outputs in ``output_dir`` that no report lists
+        (:func:`~marsunits.inference.unlisted_outputs.say_outputs_of_no_input`), and of outputs whose names
+        differ only in letter case or Unicode form (one file on a case-insensitive disk)."""
         say_outputs_of_no_input(
             self.output_dir,
             self.input_dir,
@@ -1379,9 +1457,8 @@ class _Session:
                 "gallery shows one overlay for both; rename the inputs so that their names differ otherwise "
                 "and predict them again",
                 "; ".join(" and ".join(printable(p) for p in group) for group in clashes),
-                printable(os.fspath(out)),
+                printable(os.fspath(self.output_dir)),
             )
-        return RunResult(rows, summary, metrics, summary["exit_status"])
 
     def _exit_reasons(
         self, summary: Mapping[str, Any], map_problem: str | None, unscored: str | None
