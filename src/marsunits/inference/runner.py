@@ -815,55 +815,99 @@ class _Session:
         return _result_row(f.rel, "skipped", message, mask, lines, seconds, grey, refused)
 
     def plan(self) -> list[InputFile]:
-        """Record problem and skipped rows; return the inputs still to predict."""
+        """Record problem and skipped rows; return the inputs still to predict.
+
+        In this order: the folder's settings checked whole (the arithmetic included, known now), the rows of
+        the problems found with the inputs, then each input of this shard in turn, refused (its outputs
+        cannot be named), skipped (its outputs are complete) or to predict; last, the lines saying which
+        inputs are predicted again and why.
+
+        Raises:
+            ConfigError: ``output_dir`` holds outputs made with other settings (:func:`check_settings`).
+        """
         check_settings(self.output_dir, self.settings, bool(self.opts.overwrite))
-        for p in self.problems:  # name clashes, unreadable entries: said now, as failed images are
-            self.rows[p.rel.as_posix()] = _error_row(p.rel, p.message)
-            log.warning("%s: %s", p.rel.as_posix(), p.message)
+        self._record_problems()
         old = read_manifest(self.output_dir / "manifest.csv", old_names=True)
         todo = []
         changed: list[tuple[str, str]] = []  # each input predicted again as changed, and what changed
         without_probabilities = 0
         for f in self.files:
-            # The thumbnail's name is checked only for an input to be written: a finished image of a folder
-            # predicted before thumbnails, beside a folder under that name, is done (its card shows the
-            # overlay), not an error row.
-            escape = (
-                output_escape(self.output_dir, f.rel)
-                or output_name_problem(self.output_dir, f.rel)
-                or output_folder_clash(
-                    self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders, False
-                )
-            )
-            if escape is not None:
-                self._refuse(f, escape)
+            refusal = self._output_name_refusal(f)
+            if refusal is not None:
+                self._refuse(f, refusal)
                 continue
-            paths = OutputPaths(self.output_dir, f.rel)
-            row = None
-            if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
-                row = self._skipped_row(f, paths, old.get(f.rel.as_posix()))
-            elif not self.opts.overwrite and paths.complete(False):
-                try:  # saved from Python without probabilities: replaced without a word otherwise
-                    members = read_contact_collection(paths.contact)[1]
-                except (ImageReadError, ValueError, OSError):
-                    members = {}  # unreadable leftovers: predicted again, as below
-                _refuse_saved_from_python(paths, members)
-                without_probabilities += 1
+            row, lacks_probabilities = self._earlier_outputs(f, old.get(f.rel.as_posix()))
+            without_probabilities += lacks_probabilities
             if isinstance(row, dict):
-                self.rows[row["path"]] = row
-                self.complete += 1
-                if row["camera_error"]:  # a broken camera file, said on every run until it is fixed
-                    log.warning("%s: %s", row["path"], row["message"])
-            else:
-                taken = output_folder_clash(
-                    self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders
-                )
-                if taken is not None:
-                    self._refuse(f, taken)
-                    continue
-                if isinstance(row, str):
-                    changed.append((printable(f.rel.as_posix()), row))
-                todo.append(f)
+                self._record_skipped(row)
+                continue
+            taken = output_folder_clash(
+                self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders
+            )
+            if taken is not None:
+                self._refuse(f, taken)
+                continue
+            if isinstance(row, str):
+                changed.append((printable(f.rel.as_posix()), row))
+            todo.append(f)
+        self._say_predicted_again(changed, without_probabilities)
+        return todo
+
+    def _record_problems(self) -> None:
+        """An error row for each problem found with the inputs (name clashes, unreadable entries), said now,
+        as failed images are."""
+        for p in self.problems:
+            self.rows[p.rel.as_posix()] = _error_row(p.rel, p.message)
+            log.warning("%s: %s", p.rel.as_posix(), p.message)
+
+    def _output_name_refusal(self, f: InputFile) -> str | None:
+        """Why ``f``'s outputs cannot be named in ``output_dir`` (a path that escapes it, a name too long, a
+        folder under an output's name), or None."""
+        # The thumbnail's name is checked only for an input to be written: a finished image of a folder
+        # predicted before thumbnails, beside a folder under that name, is done (its card shows the
+        # overlay), not an error row.
+        return (
+            output_escape(self.output_dir, f.rel)
+            or output_name_problem(self.output_dir, f.rel)
+            or output_folder_clash(
+                self.output_dir, f.rel, bool(self.opts.save_probabilities), self.input_folders, False
+            )
+        )
+
+    def _earlier_outputs(self, f: InputFile, old: Mapping[str, str] | None) -> tuple[dict | str | None, bool]:
+        """What ``f``'s outputs in ``output_dir`` decide (none with ``overwrite=true``): its skipped row where
+        they are complete (:meth:`_skipped_row`), what changed since they were made, or None.
+
+        Returns:
+            That row, change or None; and whether ``f``'s outputs are complete but for the probabilities
+            asked for (``save_probabilities=true``): it is predicted again.
+
+        Raises:
+            ConfigError: the outputs were saved from Python (:func:`_refuse_saved_from_python`).
+        """
+        paths = OutputPaths(self.output_dir, f.rel)
+        if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
+            return self._skipped_row(f, paths, old), False
+        if not self.opts.overwrite and paths.complete(False):
+            try:  # saved from Python without probabilities: replaced without a word otherwise
+                members = read_contact_collection(paths.contact)[1]
+            except (ImageReadError, ValueError, OSError):
+                members = {}  # unreadable leftovers: predicted again, as below
+            _refuse_saved_from_python(paths, members)
+            return None, True
+        return None, False
+
+    def _record_skipped(self, row: dict[str, Any]) -> None:
+        """Record the row of an input whose outputs are complete; a broken camera file is said, as on every
+        run until it is fixed."""
+        self.rows[row["path"]] = row
+        self.complete += 1
+        if row["camera_error"]:
+            log.warning("%s: %s", row["path"], row["message"])
+
+    def _say_predicted_again(self, changed: list[tuple[str, str]], without_probabilities: int) -> None:
+        """Say which inputs with outputs are predicted again: those ``changed`` since (with what changed),
+        and the count of those without the probabilities asked for."""
         if changed:
             log.info("%s", changed_inputs_text(changed))
         if without_probabilities:
@@ -872,7 +916,6 @@ class _Session:
                 counted(without_probabilities, "input has", "inputs have"),
                 "it" if without_probabilities == 1 else "them",
             )
-        return todo
 
     def _refuse(self, f: InputFile, message: str) -> None:
         """Record ``f`` as an error row, not predicted (its outputs cannot be named), and say why."""
