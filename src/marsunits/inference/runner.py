@@ -1128,7 +1128,9 @@ class _Session:
     def finish_overwrite(self) -> None:
         """After every input of an ``overwrite=true`` run was redone (all ranks): remove the per-image outputs
         it did not write (inputs removed since, inputs failing now, probabilities it did not save), so the
-        folder holds this run's outputs only, then record its settings as finished."""
+        folder holds this run's outputs only, then record its settings as finished. In a folder that also
+        holds another input folder's outputs, only this run's own inputs' outputs are removed, and those
+        others are recorded as outdated where they were made with other settings."""
         keep = [
             path
             for row in self.rows.values()
@@ -1140,40 +1142,8 @@ class _Session:
         if not self.other_input_dirs:
             removed = remove_outputs_except(self.output_dir, keep)
         else:
-            # The folder also holds another input folder's outputs: they are not "inputs removed since", and
-            # were deleted as such. Only the outputs of this run's own inputs that it did not write go.
-            mine = {
-                os.path.normpath(path)
-                for rel in self.rows
-                for path in OutputPaths(self.output_dir, PurePosixPath(rel)).written(True)
-            }
-            stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
-            removed = [p for p in stale if os.path.normpath(p) in mine]
-            for path in removed:
-                path.unlink(missing_ok=True)
-            if len(stale) > len(removed):
-                left = len(stale) - len(removed)
-                log.warning(
-                    "overwrite=true: left %s in %s that %s not of this run's inputs (the folder also holds "
-                    "predictions of %s); delete %s by hand if %s stale",
-                    counted(left, "output file"),
-                    self.output_dir,
-                    "is" if left == 1 else "are",
-                    ", ".join(self.other_input_dirs),
-                    *(("it", "it is") if left == 1 else ("them", "they are")),
-                )
-            if not self.earlier or settings_differences(self.earlier, self.settings):
-                # Made with the settings of the record this run replaces (or of an interrupted overwrite):
-                # a later run of those folders must not skip them as this record's outputs.
-                self.settings["outdated_input_dirs"] = sorted(
-                    set(self.settings.get("outdated_input_dirs") or []) | set(self.other_input_dirs)
-                )
-                log.warning(
-                    "overwrite=true: the outputs of %s in %s were made with other settings than this run's; "
-                    "a run of that folder into it needs overwrite=true to predict them again",
-                    ", ".join(self.other_input_dirs),
-                    self.output_dir,
-                )
+            removed = self._remove_own_outputs_except(keep)
+            self._record_other_folders_outdated()
         if removed:
             log.info(
                 "overwrite=true: removed %s of earlier runs that this run did not write (inputs no longer "
@@ -1183,22 +1153,60 @@ class _Session:
         # Another folder's prob.tif files are left: their dtype stays in the record (write_settings).
         write_settings(self.output_dir, self.settings, replaced_all=not self.other_input_dirs)
 
+    def _remove_own_outputs_except(self, keep: list[Path]) -> list[Path]:
+        """Remove the outputs of this run's own inputs that it did not write (not in ``keep``), in a folder
+        that also holds another input folder's outputs; warns of the outputs left that are not of this run's
+        inputs. Returns the files removed."""
+        # The folder also holds another input folder's outputs: they are not "inputs removed since", and
+        # were deleted as such. Only the outputs of this run's own inputs that it did not write go.
+        mine = {
+            os.path.normpath(path)
+            for rel in self.rows
+            for path in OutputPaths(self.output_dir, PurePosixPath(rel)).written(True)
+        }
+        stale = remove_outputs_except(self.output_dir, keep, dry_run=True)
+        removed = [p for p in stale if os.path.normpath(p) in mine]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        if len(stale) > len(removed):
+            left = len(stale) - len(removed)
+            log.warning(
+                "overwrite=true: left %s in %s that %s not of this run's inputs (the folder also holds "
+                "predictions of %s); delete %s by hand if %s stale",
+                counted(left, "output file"),
+                self.output_dir,
+                "is" if left == 1 else "are",
+                ", ".join(self.other_input_dirs),
+                *(("it", "it is") if left == 1 else ("them", "they are")),
+            )
+        return removed
+
+    def _record_other_folders_outdated(self) -> None:
+        """Where the other input folders' outputs were made with other settings than this run's (or the
+        folder had no record): name them in ``settings``' ``outdated_input_dirs``, with a warning, so that a
+        later run of those folders into it does not skip them as this record's outputs."""
+        if not self.earlier or settings_differences(self.earlier, self.settings):
+            # Made with the settings of the record this run replaces (or of an interrupted overwrite):
+            # a later run of those folders must not skip them as this record's outputs.
+            self.settings["outdated_input_dirs"] = sorted(
+                set(self.settings.get("outdated_input_dirs") or []) | set(self.other_input_dirs)
+            )
+            log.warning(
+                "overwrite=true: the outputs of %s in %s were made with other settings than this run's; "
+                "a run of that folder into it needs overwrite=true to predict them again",
+                ", ".join(self.other_input_dirs),
+                self.output_dir,
+            )
+
     # ------------------------------------------------------------------------------------------ reports
     def summary(self, wall_seconds: float) -> dict[str, Any]:
+        """``summary.json``'s content but for how the run ends (``no_contact_map_reason``, ``text``,
+        ``exit_reasons``, ``exit_status``, which :meth:`write_reports` and
+        :meth:`write_summary_of_nothing_replaced` add): the counts of the rows, the run's times, what the
+        masks add up to (:meth:`_mask_statistics`), the model, the settings as run, ``stopped_early`` and the
+        greyscale inputs of a colour model."""
         rows = list(self.rows.values())
         counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
-        pixels = np.zeros(len(CLASS_NAMES))
-        contacts, length, all_area, with_masks = 0, 0.0, 0.0, 0
-        for r in rows:
-            if not has_outputs(r):
-                continue
-            with_masks += 1
-            area = float(r["width"]) * float(r["height"])
-            all_area += area
-            pixels += [float(r[f"frac_{n}"]) * area for n in CLASS_NAMES]
-            contacts += int(r["n_contacts"])
-            length += float(r["contact_length_px"])
-        total = pixels.sum()
         # Inputs of the folder a stopped run never reached (they have no manifest row yet), on every rank's
         # shard: ``files`` holds this rank's only, and a stopped rank 1's images counted as none.
         known = self.all_inputs | {p.rel.as_posix() for p in self.problems}
@@ -1219,16 +1227,7 @@ class _Session:
                 if self.loop_seconds > 0 and self.megapixels
                 else None
             ),
-            # Of the pixels with data: no-data pixels (nodata_max) are left out and counted apart.
-            "nodata_fraction": round(max(0.0, 1.0 - total / all_area), 6) if all_area else None,
-            # The unit fractions and contacts are over these images' masks: this run's and those skipped
-            # as done by an earlier run (has_outputs), the failed ones left out.
-            "images_with_masks": with_masks,
-            "unit_fractions": {
-                n: (float(p / total) if total else None) for n, p in zip(CLASS_NAMES, pixels, strict=True)
-            },
-            "n_contacts": contacts,
-            "contact_length_px": round(length, 3),
+            **self._mask_statistics(rows),
             "checkpoint": os.fspath(self.ckpt_path),
             "checkpoint_metadata": {k: self.metadata.get(k) for k in METADATA_SUMMARY_KEYS},
             # Why the model is barely trained (training_extent.barely_trained), or None: the run warned.
@@ -1255,6 +1254,35 @@ class _Session:
             # Of those, the ones this run predicted, which the run's last line speaks of: counted as they
             # were predicted, by each rank, and added up on rank 0.
             "greyscale_inputs_for_colour_model_this_run": self.grey_predicted if self.in_channels == 3 else 0,
+        }
+
+    @staticmethod
+    def _mask_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """What the masks of the ``rows`` with outputs add up to: ``summary.json``'s ``nodata_fraction``,
+        ``images_with_masks``, ``unit_fractions``, ``n_contacts`` and ``contact_length_px``."""
+        pixels = np.zeros(len(CLASS_NAMES))
+        contacts, length, all_area, with_masks = 0, 0.0, 0.0, 0
+        for r in rows:
+            if not has_outputs(r):
+                continue
+            with_masks += 1
+            area = float(r["width"]) * float(r["height"])
+            all_area += area
+            pixels += [float(r[f"frac_{n}"]) * area for n in CLASS_NAMES]
+            contacts += int(r["n_contacts"])
+            length += float(r["contact_length_px"])
+        total = pixels.sum()
+        return {
+            # Of the pixels with data: no-data pixels (nodata_max) are left out and counted apart.
+            "nodata_fraction": round(max(0.0, 1.0 - total / all_area), 6) if all_area else None,
+            # The unit fractions and contacts are over these images' masks: this run's and those skipped
+            # as done by an earlier run (has_outputs), the failed ones left out.
+            "images_with_masks": with_masks,
+            "unit_fractions": {
+                n: (float(p / total) if total else None) for n, p in zip(CLASS_NAMES, pixels, strict=True)
+            },
+            "n_contacts": contacts,
+            "contact_length_px": round(length, 3),
         }
 
     def write_summary_of_nothing_replaced(self, wall_seconds: float) -> str:
