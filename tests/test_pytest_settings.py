@@ -30,9 +30,9 @@ def _shown(message: str, category: type[Warning], module: str) -> bool:
 
 def test_lightnings_leafspec_future_warning_alone_is_filtered() -> None:
     """Lightning's ``FutureWarning`` "`isinstance(treespec, LeafSpec)` is deprecated" (filtered for
-    ``train.py`` runs by ``training._quiet_lightning_deprecations``) filled the suite's warnings summary at
-    each test that fits, validates or predicts. It is filtered there too; the same words from another module,
-    another warning of that module, and another category are still shown."""
+    ``train.py`` runs by ``lightning_logging._quiet_lightning_deprecations``) filled the suite's warnings
+    summary at each test that fits, validates or predicts. It is filtered there too; the same words from
+    another module, another warning of that module, and another category are still shown."""
     pytree = "lightning.pytorch.utilities._pytree"
     assert not _shown(LEAF_SPEC, FutureWarning, pytree)
     assert _shown(LEAF_SPEC, FutureWarning, "marsunits.training")

@@ -193,7 +193,7 @@ def test_the_advert_filter_silences_the_litmodels_tip_too_and_only_while_it_runs
     notebook's own Trainer afterwards logs as Lightning does)."""
     from lightning.pytorch.demos.boring_classes import BoringModel
 
-    from marsunits.training import _quiet_lightning_adverts
+    from marsunits.lightning_logging import _quiet_lightning_adverts
 
     def fit(folder: str) -> list[str]:
         caplog.clear()
@@ -1876,7 +1876,7 @@ def test_metrics_json_of_a_run_folder_named_in_latin1_bytes_is_valid_utf8_and_na
     second = run(cfg)
     written = (folder / "second" / "metrics.json").read_bytes().decode("utf-8")  # strict: raises if not
     assert "\\udc" not in written, written
-    from marsunits.training import read_metrics
+    from marsunits.training import read_metrics  # where docs/training.md names it
 
     raw = json.loads(written)
     assert sorted(raw["escaped_paths"]) == ["best_ckpt", "init_ckpt", "last_ckpt"]
@@ -3049,7 +3049,7 @@ def test_lightning_lines_are_printed_once_under_a_configured_root_logger() -> No
     propagates to the root logger Hydra configures: train.py printed every Lightning line twice."""
     import logging
 
-    from marsunits.training import log_lightning_once
+    from marsunits.lightning_logging import log_lightning_once
 
     root, package = logging.getLogger(), logging.getLogger("lightning")
     seen: list[str] = []
@@ -3078,7 +3078,7 @@ def test_lightning_lines_reach_train_log_when_lightning_was_imported_before_hydr
     propagating: train.log lacked every Lightning line (`Trainer.fit` stopped, the DDP ranks joining)."""
     import logging
 
-    from marsunits.training import log_lightning_once
+    from marsunits.lightning_logging import log_lightning_once
 
     root = logging.getLogger()
     seen: list[str] = []
@@ -3919,7 +3919,7 @@ def test_read_metrics_expands_the_home_folder_and_names_what_is_wrong(
     """``read_metrics("~/runs/x")`` was "No such file or directory: '~/runs/x'" (every other path option
     reads ``~`` as the home folder); a run folder without metrics.json, a file that is not JSON and a list of
     runs failed in pathlib's or json's words, naming no file or nothing to do."""
-    from marsunits.training import read_metrics
+    from marsunits.run_metrics import read_metrics
 
     monkeypatch.setenv("HOME", str(tmp_path))
     run = tmp_path / "runs" / "x"

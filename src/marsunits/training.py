@@ -5,18 +5,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import logging
 import math
-import os
-import re
 import shlex
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,12 +34,29 @@ from marsunits.errors import (
     say_told_stop,
     sigterm_raises,
     some_of,
-    stop_said,
 )
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
+from marsunits.lightning_logging import (
+    _quiet_lightning_adverts,
+    _quiet_lightning_deprecations,
+    _quiet_logging_interval,
+    _quiet_monitor_before_validation,
+    _quiet_resumed_folder,
+    log_lightning_once,
+)
 from marsunits.progress_bar import run_progress_bar
 from marsunits.run_checks import check_config_values
 from marsunits.run_folder_claim import claimed_run_folder
+from marsunits.run_metrics import (
+    _earlier_metrics,
+    _earlier_record,
+    _json_safe,
+    _mark_earlier_metrics_outdated,
+    _scalar_metrics,
+    _scored_checkpoint,
+    write_metrics,
+)
+from marsunits.run_metrics import read_metrics as read_metrics  # documented there (docs/training.md)
 from marsunits.run_resume import checked_start
 from marsunits.slurm_world import launch_problem
 from marsunits.tracking import finish_loggers, prepare_loggers
@@ -187,49 +201,6 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     ]
 
 
-def _scalar_metrics(metrics: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
-    """Float copies of the metrics whose names start with one of ``prefixes`` (NaN kept as null later)."""
-    out: dict[str, float] = {}
-    for name, value in metrics.items():
-        if name.startswith(prefixes):
-            try:
-                out[name] = float(value)
-            except (TypeError, ValueError):
-                continue
-    return out
-
-
-def _json_safe(value: float) -> float | None:
-    return None if math.isnan(value) or math.isinf(value) else value
-
-
-def log_lightning_once() -> None:
-    """Leave Lightning's log lines to the root logger's handlers when it has some (Hydra's console and
-    ``train.log``).
-
-    Why: importing ``lightning`` adds a console handler of its own (``INFO: ...``) to the ``lightning``
-    logger, whose records also propagate to the root logger: under Hydra every Lightning line was printed
-    twice. Imported while the root logger has no handler yet (the command line imports Lightning's classes
-    to check the run's config before Hydra configures logging), ``lightning.pytorch`` and
-    ``lightning.fabric`` add a console handler each and stop propagating: every Lightning line
-    (``Trainer.fit`` stopped, the DDP ranks joining, checkpoints restored) went to the console unformatted
-    and never reached ``train.log``. Without root handlers (plain Python use) Lightning's own console
-    handlers stay.
-    """
-    import lightning  # noqa: F401  (adds its handler on import)
-    import lightning.pytorch  # noqa: F401  (and these, theirs when the root logger had none)
-
-    if not logging.getLogger().handlers:
-        return
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        package = logging.getLogger(name)
-        own = [h for h in package.handlers if type(h) is logging.StreamHandler]
-        for handler in own:
-            package.removeHandler(handler)
-        if own and name != "lightning":  # Lightning turned propagation off when it added its handler
-            package.propagate = True
-
-
 def build_trainer(trainer_cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> pl.Trainer:
     """The Lightning trainer of ``trainer_cfg``; with ``sync_batchnorm``, timm's batch norms keep their
     activations when synchronised (:class:`~marsunits.models.sync_batchnorm.TimmSyncBatchNorm`: Lightning's
@@ -240,23 +211,6 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list[Any], loggers: list[A
     return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **extra)
 
 
-def _quiet_resumed_folder(ckpt_path: str | None) -> None:
-    """Silence Lightning's "Checkpoint directory <folder> exists and is not empty." for the folder of the
-    checkpoint ``ckpt_path`` resumes (``ckpt_path=last``, the README's resume in the run's own folder):
-    that folder holds the run's checkpoints on purpose. Only that folder's (named as Lightning names it, its
-    real path): a new run (no ``ckpt_path``), or a resume from another run's folder, into a checkpoints
-    folder holding other files is still warned. For a ``warnings.catch_warnings()`` block around the fit.
-    """
-    if not ckpt_path:
-        return
-    folder = os.path.realpath(os.path.dirname(expand_home(str(ckpt_path))))
-    # Lightning's rank_zero_warn, in ModelCheckpoint.setup; matched from its start, ignoring letter case
-    # (as warnings does) but in the folder's name: /runs/A is not /runs/a.
-    warnings.filterwarnings(
-        "ignore", f"Checkpoint directory (?-i:{re.escape(folder)}) exists and is not empty\\.$", UserWarning
-    )
-
-
 class LogWithinEpoch(pl.Callback):
     """Lower ``trainer.log_every_n_steps`` to the optimiser steps of an epoch where it exceeds them, as
     Lightning's warning of such a run advises, once they are known (after the training loader is built).
@@ -264,9 +218,10 @@ class LogWithinEpoch(pl.Callback):
     Why: the README's quick check of real data (``data.samples_per_epoch=16``, 2 batches of 8) logs every 10
     steps (``configs/trainer/cpu.yaml``), so its one epoch never logged ``train/loss`` to the CSV or W&B, and
     Lightning printed "The number of training batches (2) is smaller than the logging interval
-    Trainer(log_every_n_steps=10)", read as something wrong. :func:`_quiet_logging_interval` silences that
-    warning around the fit this callback runs in: the interval it asks for is given. 0 (no logging) and an
-    interval within the epoch are left as they are; ``config.yaml`` keeps the value given.
+    Trainer(log_every_n_steps=10)", read as something wrong.
+    :func:`~marsunits.lightning_logging._quiet_logging_interval` silences that warning around the fit this
+    callback runs in: the interval it asks for is given. 0 (no logging) and an interval within the epoch are
+    left as they are; ``config.yaml`` keeps the value given.
 
     The interval counts optimiser steps (Lightning logs at every ``log_every_n_steps``-th step), so an
     epoch's is its batches over ``trainer.accumulate_grad_batches``: lowered to its batches, a run of 4
@@ -296,85 +251,6 @@ class LogWithinEpoch(pl.Callback):
                 wanted,
             )
         trainer.log_every_n_steps = wanted  # type: ignore[attr-defined]
-
-
-def _quiet_logging_interval() -> None:
-    """Silence Lightning's "The number of training batches (<n>) is smaller than the logging interval
-    Trainer(log_every_n_steps=<m>)", for a ``warnings.catch_warnings()`` block around a fit whose trainer has
-    :class:`LogWithinEpoch`: Lightning warns as it builds the training loader, before any hook can lower the
-    interval, and the callback then does what it advises. Only that message."""
-    from lightning.fabric.utilities.warnings import PossibleUserWarning
-
-    warnings.filterwarnings(
-        "ignore",
-        r"The number of training batches \(\d+\) is smaller than the logging interval ",
-        PossibleUserWarning,
-    )
-
-
-def _quiet_monitor_before_validation() -> None:
-    """Silence Lightning's "`ModelCheckpoint(monitor='val/miou')` could not find the monitored key in the
-    returned metrics: [...]. HINT: Did you call `log('val/miou', value)` in the `LightningModule`?", for a
-    ``warnings.catch_warnings()`` block around a fit. Lightning warns so only while no validation has run
-    (a checkpoint saved at the end of a training epoch, or of a run that ``trainer.max_steps`` ended, before
-    the first validation: the README's quick check of real data, which validates every 2nd epoch, and a
-    user's first tiny run both printed it), and raises the same words once one has; a monitored name that
-    validation never logs is refused before the run anyway (:func:`check_config_values`). The hint reads
-    as a bug in the tool, whose task logs the metric at every validation; a run that ends with no best
-    checkpoint says why in its own warning (:func:`_why_no_best`)."""
-    warnings.filterwarnings(
-        "ignore",
-        r"`ModelCheckpoint\(monitor='[^']*'\)` could not find the monitored key in the returned metrics",
-    )
-
-
-def _quiet_lightning_deprecations() -> None:
-    """Silence the deprecation warning Lightning's own code raises against the torch it runs on, which no
-    user of this tool can act on; for a ``warnings.catch_warnings()`` block around the run.
-
-    Lightning 2.6's ``lightning.pytorch.utilities._pytree`` (its ``CombinedLoader``) builds torch's
-    ``LeafSpec``, which torch deprecates (2.14 here; a ``FutureWarning``, printed by default):
-    "`isinstance(treespec, LeafSpec)` is deprecated, use ...", a path into site-packages and a line of
-    Lightning's source, printed into ``train.py``'s output at each fit, validation and test. Only that
-    message from that module: any other warning is shown. ``predict.py`` builds no ``CombinedLoader``
-    (its output never held it)."""
-    warnings.filterwarnings(
-        "ignore",
-        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-        FutureWarning,
-        r"(lightning\.pytorch|pytorch_lightning)\.utilities\._pytree$",
-    )
-
-
-#: The logger of Lightning's ``rank_zero_info`` lines ("GPU available: ...", "`Trainer.fit` stopped ...").
-_LIGHTNING_INFO_LOGGER = "lightning.pytorch.utilities.rank_zero"
-
-
-class _NoLightningAdverts(logging.Filter):
-    """Drop Lightning's adverts for its cloud packages from its info log, and nothing else.
-
-    Lightning 2.6 logs, at every ``Trainer`` built without its ``LitLogger``, "💡 Tip: For seamless cloud
-    logging and experiment tracking, try installing [litlogger](...) ...", and at a fit with the default
-    ``ModelCheckpoint`` the same for ``litmodels``: a line in every ``train.py`` output (``debug=fdr`` and
-    ``logger=csv`` included) that offers a service this tool neither uses nor needs, read by users as
-    something to install. The rest of that logger (devices, ``fast_dev_run``, why a fit stopped) is kept.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (message.startswith("💡 Tip:") and ("litlogger" in message or "litmodels" in message))
-
-
-@contextlib.contextmanager
-def _quiet_lightning_adverts() -> Iterator[None]:
-    """:class:`_NoLightningAdverts` on Lightning's info logger while the block runs, removed after it (a
-    notebook's own Trainer later in the process logs as Lightning does)."""
-    logger, advert_filter = logging.getLogger(_LIGHTNING_INFO_LOGGER), _NoLightningAdverts()
-    logger.addFilter(advert_filter)
-    try:
-        yield
-    finally:
-        logger.removeFilter(advert_filter)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -639,150 +515,6 @@ def _kept_checkpoint_barely_trained(path: str) -> tuple[str | None, object]:
     return barely_trained(checkpoint_training_record(checkpoint)), dataset
 
 
-#: What identifies a checkpoint file's version: a replaced file (written and renamed over it, or rewritten in
-#: place) has another inode or modification time.
-_FileVersion = tuple[int, int, int, int] | None
-
-
-def _file_version(path: Path) -> _FileVersion:
-    """``path``'s device, inode, size and modification time (ns), or None when it is not a file."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if path.is_file() else None
-
-
-class _ScoredCheckpoint(NamedTuple):
-    """The checkpoint an earlier part's ``metrics.json`` scored, as it was before this part trained."""
-
-    path: Path
-    version: _FileVersion
-    #: Its optimiser step when it is the checkpoint this part resumed from, else None.
-    step: int | None
-
-
-def _scored_checkpoint(output_dir: Path, resumed: str | None, resumed_step: int) -> _ScoredCheckpoint | None:
-    """The checkpoint whose scores the ``metrics.json`` in ``output_dir`` holds (its ``best_ckpt``; without
-    one, its ``last_ckpt``: the weights in memory at the end were scored; in ``output_dir``'s ``checkpoints/``
-    when the run folder was moved since and the path it names is gone) and that file's version now, and,
-    when it is the checkpoint ``resumed`` (at step ``resumed_step``), that step; None without a readable
-    ``metrics.json`` naming one."""
-    try:
-        earlier = read_metrics(output_dir)
-    except (OSError, ValueError):
-        return None
-    recorded = earlier.get("best_ckpt") or earlier.get("last_ckpt")
-    if not isinstance(recorded, str) or not recorded:
-        return None
-    path = Path(recorded)
-    here = output_dir / "checkpoints" / path.name
-    if not path.is_file() and here.is_file():
-        # The run folder was moved (another disk or node): metrics.json names the checkpoint where it was.
-        path = here
-    try:
-        step = resumed_step if resumed and os.path.samefile(path, resumed) else None
-    except OSError:
-        step = None
-    return _ScoredCheckpoint(path, _file_version(path), step)
-
-
-def _mark_earlier_metrics_outdated(
-    output_dir: Path, stop: BaseException | None, scored: _ScoredCheckpoint | None, step: int
-) -> None:
-    """Add ``outdated`` to the ``metrics.json`` an earlier part of this run wrote in ``output_dir``, when a
-    later part that trained (a resume, ``ckpt_path=last``) stops before its end (``stop``: Ctrl-C, SIGTERM, an
-    error) after it replaced the checkpoint the file scored (``scored``: its path and version before this
-    part trained, :func:`_scored_checkpoint`; ``best.ckpt``, or ``last.ckpt`` without one), so that the file
-    no longer reads as the scores of the run's checkpoints. A part stopped before it saved a new best (before
-    its first step, or before a validation) leaves the file as it is, its scores still those of
-    ``best.ckpt`` (such a stop marked it too); so does one that resumed from the scored checkpoint and took
-    no step (at optimiser ``step`` still): the interrupt's ``last.ckpt`` it wrote holds the same weights.
-    The part that finishes the run rewrites the file without it. Nothing else of the record changes; a file
-    that cannot be read or written is left as it is."""
-    if scored is None:
-        return  # no metrics.json (the run's first part was stopped too), or not this tool's
-    path = scored.path
-    if _file_version(path) == scored.version:
-        return  # the scored checkpoint is the file it was: the scores still hold
-    if scored.step is not None and step == scored.step:
-        return  # resumed from it and no step taken: rewritten (the interrupt's last.ckpt) with its weights
-    try:
-        earlier = read_metrics(output_dir)
-    except (OSError, ValueError):
-        return
-    if isinstance(stop, (TerminatedError, SIGTERMException, KeyboardInterrupt)):
-        how = stop_said(stop)[0]
-    else:
-        how = "stopped by an error"
-    earlier["outdated"] = (
-        f"a later part of this run (resumed with ckpt_path=last) was {how} before its end and replaced "
-        f"{path.name}, the checkpoint these scores are of: they are of the part that finished before it. Run "
-        "the same command with ckpt_path=last to finish the run and rewrite this file"
-    )
-    try:
-        write_metrics(output_dir, earlier)
-    except OSError:  # a full disk that stopped the run: the stop's own message says what to do
-        log.debug("metrics.json not marked outdated", exc_info=True)
-
-
-#: The keys of ``metrics.json`` that hold paths (escaped where a name is not UTF-8: :func:`write_metrics`).
-METRICS_PATH_KEYS = ("best_ckpt", "last_ckpt", "init_ckpt", "evaluated_ckpt")
-
-
-def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
-    """Write ``run_dir/metrics.json`` atomically, as valid UTF-8, and return its path.
-
-    A path of :data:`METRICS_PATH_KEYS` with a name that is not UTF-8 (a run folder under a Latin-1 name:
-    Python holds its bytes as lone surrogates) is written as ``manifest.csv`` writes names, each such byte
-    ``\\xNN`` and a backslash doubled, and its key listed in ``escaped_paths``
-    (:func:`~marsunits.inference.writers.escaped_path_values`); :func:`read_metrics` undoes it. They were
-    written ``"\\udce9"``, which strict JSON readers refuse or turn into U+FFFD, so no tool but Python found
-    the checkpoints from the file.
-    """
-    from marsunits.inference.writers import escaped_path_values
-
-    record = escaped_path_values(metrics, METRICS_PATH_KEYS)
-    return atomic_write_text(run_dir / "metrics.json", json.dumps(record, indent=2) + "\n")
-
-
-def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``metrics.json`` that ``train.py`` wrote (the file, or its run folder), with its paths as the
-    filesystem names them (:func:`write_metrics`'s escapes undone: a Latin-1 run folder's ``best_ckpt``
-    opens as it is).
-
-    ``~`` is the home folder, as in every path option.
-
-    Raises:
-        FileNotFoundError: no such file, or a run folder without ``metrics.json`` (a run not finished).
-        OSError: the file cannot be read. ValueError: it is not JSON, or not a JSON object (the message
-            names the file).
-        TypeError: ``path`` is not a path (a list of runs: one at a time).
-    """
-    from marsunits.inference.writers import unescaped_path_values
-
-    if not isinstance(path, (str, os.PathLike)):  # pathlib's "expected str, bytes or os.PathLike object"
-        raise TypeError(
-            f"read_metrics takes the path of a run folder or its metrics.json, got {type(path).__name__} "
-            f"{path!r:.60}; for several runs: [read_metrics(p) for p in paths]"
-        )
-    file = expand_home(path)  # "~/runs/x" was "No such file or directory: '~/runs/x'"
-    if file.is_dir():
-        file = file / "metrics.json"
-        if not file.exists():
-            raise FileNotFoundError(
-                f"no metrics.json in the run folder {file.parent}: train.py writes it at the end of a run; "
-                "give the folder of a finished run"
-            )
-    try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:  # it named no file
-        raise ValueError(f"{file}: not the JSON train.py writes ({exc})") from exc
-    if not isinstance(record, dict):
-        raise ValueError(f"{file}: a JSON {type(record).__name__}, not the object train.py writes")
-    return unescaped_path_values(record)
-
-
 def _why_no_best(trainer_cfg: DictConfig, callbacks_cfg: Any, trainer: pl.Trainer) -> str:
     """Why a run that trained kept no ``best.ckpt`` (mostly: it never validated), and what to change, in
     words.
@@ -1016,21 +748,6 @@ def _summarise_kept_checkpoint(loggers: list[Any], metrics: Mapping[str, Any]) -
     for logger in loggers:
         if isinstance(logger, WandbLogger) and getattr(rank_zero_only, "rank", 0) == 0 and scores:
             logger.experiment.summary.update(scores)
-
-
-def _earlier_metrics(output_dir: Path, ckpt_path: str) -> Iterator[dict[str, Any]]:
-    """The ``metrics.json`` of this run folder, then of the resumed checkpoint's run folder, where readable
-    (a run stopped before its end has none)."""
-    for folder in (output_dir, Path(ckpt_path).resolve().parent.parent):
-        try:
-            yield read_metrics(folder / "metrics.json")
-        except (OSError, ValueError):
-            continue
-
-
-def _earlier_record(output_dir: Path, ckpt_path: str, key: str) -> Any:
-    """``key`` of the first earlier ``metrics.json`` (:func:`_earlier_metrics`) that has it, or None."""
-    return next((m[key] for m in _earlier_metrics(output_dir, ckpt_path) if m.get(key) is not None), None)
 
 
 def _nothing_left_to_train(trainer: pl.Trainer, ckpt_path: str, output_dir: Path) -> dict[str, float]:
