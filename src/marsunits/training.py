@@ -306,91 +306,13 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if training:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
-    # The sizes against the network built (train=false: the checkpoint's, not the model config's).
-    divisor = getattr(task, "size_divisor", None)
-    check_sizes = getattr(datamodule, "check_size_divisor", None)
-    if isinstance(divisor, int) and callable(check_sizes):
-        try:
-            check_sizes(divisor)
-        except ValueError as refused:
-            raise ConfigError(str(refused)) from None
-    check_subclasses_match(task, datamodule)
-    if training:
-        _check_monitor_is_logged(cfg, datamodule, task)
+    _check_network_fits_data(cfg, task, datamodule, training)
     if ckpt_path:
-        resumed = check_resume_checkpoint(ckpt_path, task, datamodule)
-        _check_epochs_not_below(resumed, cfg.trainer, ckpt_path)
-        if _fit_is_finished(resumed, cfg.trainer):
-            # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
-            # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for
-            # the default's 1,792). Rendered as used instead: none.
-            datamodule.render_processes = 0
-        # Images added to (or removed from) the data since the run began re-draw the sol-grouped split
-        # (GroupShuffleSplit shuffles the groups present), which then validated on sols the network had
-        # trained on, silently, with best.ckpt chosen by those scores: refused in setup, as init_ckpt_path is.
-        seen = getattr(datamodule, "sols_seen_by", None)
-        if isinstance(seen, list) and resumed.trained_sols:
-            seen.append((f"ckpt_path={ckpt_path} (the run this command resumes)", resumed.trained_sols))
-        # Images without a sol (data=folder) are split one by one, by position: one image added moved several.
-        if resumed.trained_images and hasattr(datamodule, "resumed_trained_images"):
-            what = f"ckpt_path={ckpt_path} (the run this command resumes)"
-            datamodule.resumed_trained_images = (what, resumed.trained_images)
-    init_ckpt = cfg.get("init_ckpt_path")
-    if evaluated is not None:
-        initialise_from_checkpoint(task, evaluated[0], option=evaluated[1], source=evaluated_task)
-        _note_seen_sols(datamodule, f"{evaluated[1]}={evaluated[0]}", task)
-        init_ckpt = None
-    elif init_ckpt and ckpt_path:
-        # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
-        # ckpt_path=last must continue it, not fail.
-        log.info("init_ckpt_path ignored: resuming from %s", ckpt_path)
-        # metrics.json names what the run started from, as its first part recorded it, not the ignored path.
-        init_ckpt = _earlier_record(output_dir, str(ckpt_path), "init_ckpt")
-    elif init_ckpt:
-        initialise_from_checkpoint(task, init_ckpt)
-        _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
-    # The split and what the models this run comes from saw of it (sols, images): refused here, before the
-    # run folder and the loggers, not in the trainer's setup, which left a run folder and a failed W&B run.
-    check_split = getattr(datamodule, "check_split", None)
-    if callable(check_split):
-        check_split()
-    one_class = getattr(datamodule, "one_class_training", None)
-    if training and callable(one_class) and (said := one_class()):
-        # The option as given: a resume sets init_ckpt from the first part's metrics.json, which a run stopped
-        # by Ctrl-C has not written yet.
-        fine_tuned_from = cfg.get("init_ckpt_path")
-        if not fine_tuned_from:
-            raise DataError(said)
-        # Fine-tuning a trained network on masks of one class (a geologist's corrections of the unit the model
-        # misses) is a use of its own: refused, it had no way on. Said, as the risk stays.
-        log.warning(
-            "%s This run goes on, as it fine-tunes a trained network (init_ckpt_path=%s) that has learnt the "
-            "other units already; check that it does not come to call everything that class (val/miou, the "
-            "maps of predict.py).",
-            said,
-            fine_tuned_from,
-        )
-    # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
-    # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
-    # ckpt_path=last compares with (a refused init_ckpt_path left one, and a later resume was told the run
-    # had stopped before its first checkpoint).
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
-        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    # The callbacks before the loggers: a callback setting refused here (callbacks.*) started a W&B run
-    # that was never finished, an empty run in the project for each such slip.
-    callbacks = _instantiate_group(cfg.get("callbacks"))
-    loggers = [] if _fast_dev_run_without_loggers(cfg) else prepare_loggers(cfg, ckpt_path)
-    try:
-        if not loggers:
-            # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log.
-            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-        callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
-        callbacks = _with_wandb_run_id(callbacks, loggers)
-        trainer = build_trainer(cfg.trainer, [*callbacks, LogWithinEpoch()], loggers)
-    except BaseException:
-        finish_loggers(loggers, "failed")
-        raise
+        resumed = _checked_resume(cfg, task, datamodule, ckpt_path)
+    init_ckpt = _start_weights(cfg, task, datamodule, evaluated, evaluated_task, ckpt_path, output_dir)
+    _check_split_and_labels(cfg, datamodule, training)
+    _write_run_config(cfg, output_dir)
+    trainer, loggers = _trainer_and_loggers(cfg, ckpt_path)
 
     status = "failed"
     seconds_before = 0.0
@@ -400,53 +322,8 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     try:
         metrics: dict[str, Any] = {}
         if training:
-            task.part_started = start
-            try:
-                with warnings.catch_warnings():
-                    _quiet_resumed_folder(ckpt_path)
-                    _quiet_logging_interval()
-                    _quiet_monitor_before_validation()
-                    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
-            except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
-                listed = getattr(datamodule, "unreadable_images", lambda: None)()
-                if listed is None or len(listed.problems) < 2:
-                    raise
-                raise listed from None  # every unreadable image in one round, not one per run
-            # The parts of the run before this one (resumed), read before test/validation load best.ckpt.
-            seconds_before = task.seconds_before
-            trained = _scalar_metrics(trainer.callback_metrics, ("train/",))
-            if ckpt_path and not trained:  # train/loss is logged at every step: none was taken
-                trained = _nothing_left_to_train(trainer, str(ckpt_path), output_dir)
-            metrics.update(trained)
-        best = _best_ckpt(trainer)
-        monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
-        fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
-        if best is None and monitored and training and not fast_dev_run:
-            log.warning("no best checkpoint: %s", _why_no_best(cfg.trainer, cfg.get("callbacks"), trainer))
-        testing = bool(cfg.get("test", True))
-        # Real data has no labelled test split: its test images are the validation ones (the datamodule's
-        # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass. Not
-        # when the two passes score other batches (trainer.limit_val_batches=0.25 with the test on all):
-        # the test pass's scores were copied to val/*, of other tiles than best.ckpt was chosen on.
-        test_is_val = testing and not fast_dev_run and _test_is_validation(datamodule)
-        test_is_val = test_is_val and _same_evaluation_limits(trainer)
-        if fast_dev_run:
-            metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
-        elif not test_is_val:
-            # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
-            validated = _validate_unlogged(trainer, task, datamodule, best)
-            for stage_metrics in validated:
-                metrics.update(_scalar_metrics(stage_metrics, ("val/",)))
-            _summarise_kept_checkpoint(loggers, metrics)
-        if testing:
-            tested = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-            for stage_metrics in tested:
-                metrics.update(_scalar_metrics(stage_metrics, ("test/",)))
-        if test_is_val:  # the kept checkpoint's scores on the validation images, measured once
-            metrics.update(
-                {"val/" + k[len("test/") :]: v for k, v in metrics.items() if k.startswith("test/")}
-            )
-            _summarise_kept_checkpoint(loggers, metrics)
+            seconds_before = _fit(trainer, task, datamodule, ckpt_path, output_dir, start, metrics)
+        best, test_is_val = _score_kept_checkpoint(cfg, trainer, task, datamodule, loggers, training, metrics)
         status = "success"
     except SIGTERMException:
         # Lightning's stop on SIGTERM, in fit (last.ckpt saved on the way) or while the kept checkpoint is
@@ -483,19 +360,228 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if training:  # every part of a resumed run (each as far as its last checkpoint), this one in full
         result["seconds_total"] = round(seconds_before + result["seconds"], 2)
     if trainer.is_global_zero:
-        write_metrics(output_dir, result)
-        log.info("metrics written to %s", output_dir / "metrics.json")
-        if training and best:  # a first run ended on the line above, with nothing on what to do next
-            barely, dataset = _kept_checkpoint_barely_trained(best)
-            if barely is not None:  # predict.py would warn that its maps are close to noise: say so here
-                log.warning("%s", barely_trained_warning(str(best), barely, dataset))
-            else:
-                log.info(
-                    "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of "
-                    "images> output_dir=<new folder for the maps> (docs/prediction.md)",
-                    shlex.quote(str(best)),
-                )
+        _write_metrics_and_say_what_next(output_dir, result, training, best)
     return result
+
+
+def _fit(
+    trainer: pl.Trainer,
+    task: Any,
+    datamodule: Any,
+    ckpt_path: str | None,
+    output_dir: Path,
+    start: float,
+    metrics: dict[str, Any],
+) -> float:
+    """Fit (Lightning's warnings that the run acts on silenced), add the ``train/*`` metrics to ``metrics``
+    (a finished run's recorded ones when nothing was left to train), and return the seconds of the run's
+    parts before this one; every unreadable training image is listed in one error."""
+    task.part_started = start
+    try:
+        with warnings.catch_warnings():
+            _quiet_resumed_folder(ckpt_path)
+            _quiet_logging_interval()
+            _quiet_monitor_before_validation()
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+    except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
+        listed = getattr(datamodule, "unreadable_images", lambda: None)()
+        if listed is None or len(listed.problems) < 2:
+            raise
+        raise listed from None  # every unreadable image in one round, not one per run
+    # The parts of the run before this one (resumed), read before test/validation load best.ckpt.
+    seconds_before = task.seconds_before
+    trained = _scalar_metrics(trainer.callback_metrics, ("train/",))
+    if ckpt_path and not trained:  # train/loss is logged at every step: none was taken
+        trained = _nothing_left_to_train(trainer, str(ckpt_path), output_dir)
+    metrics.update(trained)
+    return seconds_before
+
+
+def _score_kept_checkpoint(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    task: Any,
+    datamodule: Any,
+    loggers: list[Any],
+    training: bool,
+    metrics: dict[str, Any],
+) -> tuple[str | None, bool]:
+    """Validate and test the checkpoint the run keeps (once, when the test images are the validation ones),
+    adding its ``val/*`` and ``test/*`` scores to ``metrics`` and the W&B summaries; say why a run that
+    trained kept no best checkpoint. Return that checkpoint and whether the test was the validation."""
+    best = _best_ckpt(trainer)
+    monitored = getattr(trainer.checkpoint_callback, "monitor", None)  # a best-model checkpoint exists
+    fast_dev_run = bool(getattr(trainer, "fast_dev_run", False))
+    if best is None and monitored and training and not fast_dev_run:
+        log.warning("no best checkpoint: %s", _why_no_best(cfg.trainer, cfg.get("callbacks"), trainer))
+    testing = bool(cfg.get("test", True))
+    # Real data has no labelled test split: its test images are the validation ones (the datamodule's
+    # test_is_validation), and scoring the kept checkpoint on them twice cost a validation pass. Not
+    # when the two passes score other batches (trainer.limit_val_batches=0.25 with the test on all):
+    # the test pass's scores were copied to val/*, of other tiles than best.ckpt was chosen on.
+    test_is_val = testing and not fast_dev_run and _test_is_validation(datamodule)
+    test_is_val = test_is_val and _same_evaluation_limits(trainer)
+    if fast_dev_run:
+        metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/",)))
+    elif not test_is_val:
+        # Validate the checkpoint that will be kept, so val/* in metrics.json describe best.ckpt.
+        validated = _validate_unlogged(trainer, task, datamodule, best)
+        for stage_metrics in validated:
+            metrics.update(_scalar_metrics(stage_metrics, ("val/",)))
+        _summarise_kept_checkpoint(loggers, metrics)
+    if testing:
+        tested = trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        for stage_metrics in tested:
+            metrics.update(_scalar_metrics(stage_metrics, ("test/",)))
+    if test_is_val:  # the kept checkpoint's scores on the validation images, measured once
+        metrics.update({"val/" + k[len("test/") :]: v for k, v in metrics.items() if k.startswith("test/")})
+        _summarise_kept_checkpoint(loggers, metrics)
+    return best, test_is_val
+
+
+def _write_metrics_and_say_what_next(
+    output_dir: Path, result: dict[str, Any], training: bool, best: str | None
+) -> None:
+    """Write ``metrics.json`` and say where; after training, say how to map images with the kept model, or
+    that it is too little trained to."""
+    write_metrics(output_dir, result)
+    log.info("metrics written to %s", output_dir / "metrics.json")
+    if training and best:  # a first run ended on the line above, with nothing on what to do next
+        barely, dataset = _kept_checkpoint_barely_trained(best)
+        if barely is not None:  # predict.py would warn that its maps are close to noise: say so here
+            log.warning("%s", barely_trained_warning(str(best), barely, dataset))
+        else:
+            log.info(
+                "to map images with this model: python predict.py ckpt_path=%s input_dir=<folder of "
+                "images> output_dir=<new folder for the maps> (docs/prediction.md)",
+                shlex.quote(str(best)),
+            )
+
+
+def _check_network_fits_data(cfg: DictConfig, task: Any, datamodule: Any, training: bool) -> None:
+    """Check the network built against the data: the crop and scene sizes against its divisor, its class set
+    against the data's, and (training) that validation logs the metric the best checkpoint monitors."""
+    # The sizes against the network built (train=false: the checkpoint's, not the model config's).
+    divisor = getattr(task, "size_divisor", None)
+    check_sizes = getattr(datamodule, "check_size_divisor", None)
+    if isinstance(divisor, int) and callable(check_sizes):
+        try:
+            check_sizes(divisor)
+        except ValueError as refused:
+            raise ConfigError(str(refused)) from None
+    check_subclasses_match(task, datamodule)
+    if training:
+        _check_monitor_is_logged(cfg, datamodule, task)
+
+
+def _checked_resume(cfg: DictConfig, task: Any, datamodule: Any, ckpt_path: str) -> ResumePoint:
+    """Check the checkpoint ``ckpt_path`` resumes against the run (network, epochs), and give the data module
+    what that run trained on (its sols, its images), so that a split that moved since is refused; return
+    where the checkpoint stands."""
+    resumed = check_resume_checkpoint(ckpt_path, task, datamodule)
+    _check_epochs_not_below(resumed, cfg.trainer, ckpt_path)
+    if _fit_is_finished(resumed, cfg.trainer):
+        # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
+        # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for
+        # the default's 1,792). Rendered as used instead: none.
+        datamodule.render_processes = 0
+    # Images added to (or removed from) the data since the run began re-draw the sol-grouped split
+    # (GroupShuffleSplit shuffles the groups present), which then validated on sols the network had
+    # trained on, silently, with best.ckpt chosen by those scores: refused in setup, as init_ckpt_path is.
+    seen = getattr(datamodule, "sols_seen_by", None)
+    if isinstance(seen, list) and resumed.trained_sols:
+        seen.append((f"ckpt_path={ckpt_path} (the run this command resumes)", resumed.trained_sols))
+    # Images without a sol (data=folder) are split one by one, by position: one image added moved several.
+    if resumed.trained_images and hasattr(datamodule, "resumed_trained_images"):
+        what = f"ckpt_path={ckpt_path} (the run this command resumes)"
+        datamodule.resumed_trained_images = (what, resumed.trained_images)
+    return resumed
+
+
+def _start_weights(
+    cfg: DictConfig,
+    task: Any,
+    datamodule: Any,
+    evaluated: tuple[str, str] | None,
+    evaluated_task: Any,
+    ckpt_path: str | None,
+    output_dir: Path,
+) -> Any:
+    """Load the weights the run starts from (the checkpoint ``train=false`` evaluates, or ``init_ckpt_path``;
+    a resume's come from ``ckpt_path`` in the fit), noting the sols their model saw; return the
+    ``init_ckpt`` that ``metrics.json`` records (None when evaluating)."""
+    init_ckpt = cfg.get("init_ckpt_path")
+    if evaluated is not None:
+        initialise_from_checkpoint(task, evaluated[0], option=evaluated[1], source=evaluated_task)
+        _note_seen_sols(datamodule, f"{evaluated[1]}={evaluated[0]}", task)
+        init_ckpt = None
+    elif init_ckpt and ckpt_path:
+        # The resumed checkpoint holds the fine-tuned weights already; re-running a fine-tuning command with
+        # ckpt_path=last must continue it, not fail.
+        log.info("init_ckpt_path ignored: resuming from %s", ckpt_path)
+        # metrics.json names what the run started from, as its first part recorded it, not the ignored path.
+        init_ckpt = _earlier_record(output_dir, str(ckpt_path), "init_ckpt")
+    elif init_ckpt:
+        initialise_from_checkpoint(task, init_ckpt)
+        _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
+    return init_ckpt
+
+
+def _check_split_and_labels(cfg: DictConfig, datamodule: Any, training: bool) -> None:
+    """Check the split against what the models this run comes from saw of it, and refuse training masks of
+    one class (warned about instead when fine-tuning)."""
+    # The split and what the models this run comes from saw of it (sols, images): refused here, before the
+    # run folder and the loggers, not in the trainer's setup, which left a run folder and a failed W&B run.
+    check_split = getattr(datamodule, "check_split", None)
+    if callable(check_split):
+        check_split()
+    one_class = getattr(datamodule, "one_class_training", None)
+    if training and callable(one_class) and (said := one_class()):
+        # The option as given: a resume sets init_ckpt from the first part's metrics.json, which a run stopped
+        # by Ctrl-C has not written yet.
+        fine_tuned_from = cfg.get("init_ckpt_path")
+        if not fine_tuned_from:
+            raise DataError(said)
+        # Fine-tuning a trained network on masks of one class (a geologist's corrections of the unit the model
+        # misses) is a use of its own: refused, it had no way on. Said, as the risk stays.
+        log.warning(
+            "%s This run goes on, as it fine-tunes a trained network (init_ckpt_path=%s) that has learnt the "
+            "other units already; check that it does not come to call everything that class (val/miou, the "
+            "maps of predict.py).",
+            said,
+            fine_tuned_from,
+        )
+
+
+def _write_run_config(cfg: DictConfig, output_dir: Path) -> None:
+    """Make the run folder and write its ``config.yaml`` (rank 0), once every check before the fit passed."""
+    # After the data and model settings and the starting weights were accepted (a bad value or a checkpoint
+    # that does not fit stops above), so a run that never started leaves no config.yaml, the record a later
+    # ckpt_path=last compares with (a refused init_ckpt_path left one, and a later resume was told the run
+    # had stopped before its first checkpoint).
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(rank_zero_only, "rank", 0) == 0:  # every DDP rank runs this: one writes, atomically
+        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _trainer_and_loggers(cfg: DictConfig, ckpt_path: str | None) -> tuple[pl.Trainer, list[Any]]:
+    """Build the callbacks, then the loggers, then the trainer; the loggers are finished as failed when the
+    trainer cannot be built."""
+    # The callbacks before the loggers: a callback setting refused here (callbacks.*) started a W&B run
+    # that was never finished, an empty run in the project for each such slip.
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = [] if _fast_dev_run_without_loggers(cfg) else prepare_loggers(cfg, ckpt_path)
+    try:
+        if not loggers:
+            # LearningRateMonitor refuses to run without a logger; with logger=none there is nowhere to log.
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+        callbacks = run_progress_bar(callbacks, bool(cfg.trainer.get("enable_progress_bar", True)))
+        callbacks = _with_wandb_run_id(callbacks, loggers)
+        trainer = build_trainer(cfg.trainer, [*callbacks, LogWithinEpoch()], loggers)
+    except BaseException:
+        finish_loggers(loggers, "failed")
+        raise
+    return trainer, loggers
 
 
 def _kept_checkpoint_barely_trained(path: str) -> tuple[str | None, object]:
