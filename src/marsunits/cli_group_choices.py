@@ -259,11 +259,8 @@ def _list_options(
     """The options the defaults list that ``overrides`` leave chooses for ``group`` by a list
     (``["default", "wandb"]`` for train.yaml's ``callbacks: [default, wandb]``), or None where it does not
     choose it by a list (:func:`_group_kinds`) or cannot be made."""
-    kind = (_group_kinds(config_dir, config_name, overrides, {group}) or {}).get(group)
-    if kind is None or kind[0] != "list":
-        return None
     listed = _defaults_list(config_dir, config_name, overrides)
-    if listed is None:
+    if listed is None or _kinds_in(listed, {group})[group][0] != "list":
         return None
     return [
         d.config_path.partition("/")[2]
@@ -305,8 +302,12 @@ def _group_kinds(
     (deleted first, ``~model``; another package, ``model@teacher``), which a plus adds. None where the
     defaults list cannot be made (Hydra, or a later check, says why)."""
     listed = _defaults_list(config_dir, config_name, overrides)
-    if listed is None:
-        return None
+    return None if listed is None else _kinds_in(listed, keys)
+
+
+def _kinds_in(listed: Any, keys: set[str]) -> dict[str, tuple[str, str | None]]:
+    """How the defaults list ``listed`` (:func:`_defaults_list`) chooses each config group of ``keys``, as
+    :func:`_group_kinds` says it."""
     choices = listed.overrides.known_choices
     kinds: dict[str, tuple[str, str | None]] = {}
     for key in keys:
