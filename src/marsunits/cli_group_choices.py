@@ -173,11 +173,11 @@ def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_nam
         kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
         if kind is None or kind[0] != "list":
             continue
-        added = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
-        lost = [v for v in added if any(v not in options for options in lists)]
+        adds = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
+        lost = [v for v in adds if any(v not in options for options in lists)]
         if not lost:  # what the plus adds is chosen all the same
             continue
-        fix = ",".join(f"[{','.join(dict.fromkeys([*options, *added]))}]" for options in lists)
+        fix = ",".join(f"[{','.join(dict.fromkeys([*options, *adds]))}]" for options in lists)
         given = " and ".join(repr(a) for a in plus)
         run = "each trial" if len(lists) > 1 else "the run"
         return (
