@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -176,10 +177,10 @@ def test_adapt_bn_contact_files_name_the_adapted_network_beside_the_checkpoints(
         return [json.loads(f.read_text()).get("model") for f in files]
 
     assert named_models() == [model] * 3
-    # The resume adapts again to the same images, the same way: its map names the same network.
+    # The resume reads the statistics the first run kept, adapting nothing: its map names the same network.
     assert run(make_cfg(tmp_path, ckpt, data / "images", out, *options)) == 0
     assert json.loads((out / "summary.json").read_text())["counts"]["skipped"] == 2
-    assert network_sha256(adapted[1]) == model["network_sha256"]
+    assert len(adapted) == 1
     assert named_models() == [model] * 3
 
 
@@ -329,3 +330,124 @@ def test_switching_adapt_bn_on_is_said_once_without_digests(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"other settings: adapt_bn \(false then, true now\)\. ") as caught:
         check_settings(tmp_path, now, overwrite=False)
     assert "sha256" not in str(caught.value) and "adapt_bn_inputs" not in str(caught.value)
+
+
+def _contact_models(out: Path) -> dict[str, object]:
+    return {p.name: json.loads(p.read_text()).get("model") for p in sorted(out.glob("*.contact.geojson"))}
+
+
+def test_a_resumed_adapt_bn_folder_is_predicted_with_the_network_it_began_with(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resumed adapt_bn=true run adapted again: with another batch_size or threads the statistics came out
+    a float rounding apart, so the images it predicted were drawn by another network than those already
+    there, and their contact files named another adapted digest. The first run keeps the adapted statistics
+    in the folder; the resumed one reads them, adapting nothing, whatever its batch_size."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        save_rgb(inp / f"img{i}.png", 80, 100, seed=i)  # several 64 px windows each
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "batch_size=1")) == 0
+    stored = out / "adapted_batchnorm.safetensors"
+    assert stored.is_file() and stored.stat().st_size < 64_000  # the batch-norm buffers alone
+    first = _contact_models(out)
+    assert len(first) == 3 and len({json.dumps(m) for m in first.values()}) == 1
+    mask = (out / "img1.mask.png").read_bytes()
+    (out / "img1.mask.png").unlink()  # one image left to predict: a stopped run, resumed
+
+    def not_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("adapted again instead of reading the folder's stored statistics")
+
+    monkeypatch.setattr(adaptation, "adapt_batchnorm_tiled", not_again)
+    before = stored.read_bytes()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "batch_size=3", "threads=2")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 1 and summary["counts"]["skipped"] == 2
+    assert summary["adapted_on_images"] == 3 and summary["adapt_bn_statistics"] == "stored"
+    assert _contact_models(out) == first  # one network drew every image, as one run would have
+    assert (out / "img1.mask.png").read_bytes() == mask
+    assert stored.read_bytes() == before  # read, not rewritten
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert (
+        f"batch-norm statistics adapted to 3 images by the run that began {out}, read from {stored}" in said
+    )
+
+
+def test_stored_statistics_that_cannot_be_used_stop_the_run_and_overwrite_adapts_again(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """A stored file that is damaged, cut short, or of another network is refused in one sentence naming it
+    and the fix (status 2, as another setting of the folder is), the outputs kept: adapting again would mix
+    two networks' outputs. overwrite=true adapts again and replaces it; overwrite=true without adapt_bn
+    removes it."""
+    from safetensors.torch import load as load_safetensors_bytes
+    from safetensors.torch import save as save_safetensors_bytes
+
+    from marsunits.errors import exit_status
+    from marsunits.inference.adapted_state import AdaptedStateError, load_adapted
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 48, 48, seed=i)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    stored = out / "adapted_batchnorm.safetensors"
+    good = stored.read_bytes()
+    outputs = {p.name: p.read_bytes() for p in out.glob("*.mask.png")}
+    header_size = int.from_bytes(good[:8], "little")
+    meta = json.loads(good[8 : 8 + header_size])["__metadata__"]
+    tensors = load_safetensors_bytes(good)
+    record = json.loads(meta["marsunits"])
+    stored.write_bytes(good[: len(good) // 2])  # cut short (a copy interrupted, a full disk elsewhere)
+    (out / "img0.mask.png").unlink()  # an image still to predict
+    fix = "run with overwrite=true to adapt again and predict every image, or give another output_dir"
+    with pytest.raises(ConfigError) as caught:
+        run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
+    message = str(caught.value)
+    assert message.startswith(f"{stored} cannot be read (not a whole safetensors file") and message.endswith(
+        fix
+    )
+    assert "\n" not in message and exit_status(caught.value) == 2
+    assert not (out / "img0.mask.png").exists()  # nothing predicted with statistics adapted again
+    assert (out / "img1.mask.png").read_bytes() == outputs["img1.mask.png"]  # nothing lost
+    # Edited tensors, another checkpoint's network, other windows: each said, in the same sentence's form.
+    expected = {
+        k: record[k]
+        for k in ("checkpoint_network_sha256", "adapt_bn_inputs", "tile", "overlap", "adapt_bn_version")
+    }
+    edited = {k: (v + 0.5 if k.endswith("running_mean") else v) for k, v in tensors.items()}
+    damaged = {
+        "edited": (save_safetensors_bytes(edited, meta), expected, "does not hold the statistics it records"),
+        "another network": (
+            good,
+            {**expected, "checkpoint_network_sha256": "b" * 64},
+            rf"adapted from another network \({record['checkpoint_network_sha256'][:12]}…\) than this "
+            r"checkpoint's \(bbbbbbbbbbbb…\)",
+        ),
+        "other windows": (
+            good,
+            {**expected, "tile": 32},
+            r"other settings than this run's: tile \(64 then, 32 now\)",
+        ),
+        "other inputs": (
+            good,
+            {**expected, "adapt_bn_inputs": {"files": 3, "sha256": "c" * 64, "content_sha256": "d" * 64}},
+            r"other settings than this run's: input files \(2 files then, 3 files now",
+        ),
+    }
+    task = load_task(ckpt)
+    for what, (data, now, said) in damaged.items():
+        stored.write_bytes(data)
+        with pytest.raises(AdaptedStateError) as refused:
+            load_adapted(task, stored, now)
+        assert re.search(said, str(refused.value)) and str(refused.value).endswith(fix), what
+    stored.write_bytes(good)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "overwrite=true")) == 0
+    assert load_safetensors_bytes(stored.read_bytes()).keys() == tensors.keys()
+    assert json.loads((out / "summary.json").read_text())["adapt_bn_statistics"] == "adapted"
+    load_adapted(task, stored, expected)  # the new file: whole, and what a resume reads
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0
+    assert not stored.exists()  # of no output left in the folder

@@ -86,6 +86,7 @@ __all__ = [
     "ARITHMETIC_KEYS",
     "SETTINGS_NAME",
     "adaptation_inputs",
+    "same_adaptation_inputs",
     "read_settings",
     "check_settings",
     "image_file_identity",
@@ -192,7 +193,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
             names = [{r.get(key), *r.get(_ALIASES, [])} - {None} for r in (old, new)]
             if names[0] & names[1]:
                 continue  # the same weights in another file (a package and its checkpoint)
-        if key == "adapt_bn_inputs" and _same_content(old.get(key), new.get(key)):
+        if key == "adapt_bn_inputs" and same_adaptation_inputs(old.get(key), new.get(key)):
             continue  # the same files by content, under other times (a restore, a touch)
         if key == "adapt_bn_inputs" and bool(old.get("adapt_bn")) != bool(new.get("adapt_bn")):
             continue  # adapt_bn switched on or off: said by its own key, not as a list of digests
@@ -248,7 +249,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return diffs
 
 
-def _same_content(old: Any, new: Any) -> bool:
+def same_adaptation_inputs(old: Any, new: Any) -> bool:
     """Whether two ``adapt_bn_inputs`` records name the same files: by content where both record it, else
     (a folder recorded before the content digest) by paths, sizes and times, as then."""
     if not (isinstance(old, Mapping) and isinstance(new, Mapping)):

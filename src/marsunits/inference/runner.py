@@ -120,6 +120,7 @@ from marsunits.inference.options import (
 )
 from marsunits.inference.output_settings import (
     ARITHMETIC_KEYS,
+    METHOD_VERSIONS,
     PENDING_KEY,
     adaptation_inputs,
     camera_file_sha256,
@@ -575,14 +576,21 @@ class _Session:
     def _adapt_if_asked(self, model: _LoadedModel, all_files: list[InputFile]) -> Any:
         """``adapt_bn=true``: the network with batch-norm statistics of every input, ``adapted_on`` their
         count and ``model_record`` naming the adapted network; else the network as loaded (``adapted_on``
-        None).
+        None). The statistics are those the folder keeps (:mod:`marsunits.inference.adapted_state`) when it
+        keeps some and this run is no ``overwrite=true`` (``adapt_bn_statistics`` ``"stored"``), else adapted
+        now (``"adapted"``) and kept by :meth:`store_adapted_state`.
 
         Raises:
-            ConfigError: ``adapt_bn=true`` with a runtime other than ``torch``.
+            ConfigError: ``adapt_bn=true`` with a runtime other than ``torch``; stored statistics that cannot
+                be used (:class:`~marsunits.inference.adapted_state.AdaptedStateError`).
         """
         task = model.task
         #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
         self.adapted_on: int | None = None
+        #: ``"adapted"`` by this run, read from the folder's ``"stored"`` ones, or None (no ``adapt_bn``).
+        self.adapt_bn_statistics: str | None = None
+        #: The batch-norm buffers this run adapted (on the CPU) and their record, for the folder to keep.
+        self._adapted_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
         if self.opts.adapt_bn:
             from marsunits.model_package import network_sha256
 
@@ -591,7 +599,7 @@ class _Session:
                     f"adapt_bn=true re-estimates the network's batch-norm statistics in PyTorch, but "
                     f"runtime={self.opts.runtime}; use runtime=torch with it (or adapt_bn=false)"
                 )
-            task = self._adapt_batchnorm(task, all_files, self.tile, model.stride)
+            task = self._adapted_network(task, all_files, model.stride)
             # The adapted network draws the outputs, not the file's: a contact file shared alone names it,
             # by the digest prediction_settings.json gives the file's network, and that one beside it.
             self.model_record = model_record(
@@ -600,7 +608,67 @@ class _Session:
                 adapted_from=self.settings["network_sha256"],
                 adapted_on_images=self.adapted_on,
             )
+            if self._adapted_state is not None:
+                self._adapted_state[1]["network_sha256"] = self.model_record["network_sha256"]
         return task
+
+    def _adapted_network(self, task: Any, all_files: list[InputFile], stride: int) -> Any:
+        """``task`` with the statistics the folder keeps, when it keeps some and this run is no
+        ``overwrite=true``; else adapted to every input now (:meth:`_adapt_batchnorm`)."""
+        from marsunits.inference.adapted_state import ADAPTED_STATE_NAME, adapted_buffers, load_adapted
+
+        path = self.output_dir / ADAPTED_STATE_NAME
+        # What the statistics depend on: the network adapted, the inputs and the windows they pass in.
+        record: dict[str, Any] = {
+            "checkpoint_network_sha256": self.settings["network_sha256"],
+            "adapt_bn_inputs": self.settings["adapt_bn_inputs"],
+            "tile": self.tile,
+            "overlap": float(self.opts.overlap),
+            "adapt_bn_version": METHOD_VERSIONS["adapt_bn"],
+        }
+        if not self.opts.overwrite:
+            try:
+                adapted, stored = load_adapted(task, path, record)
+            except FileNotFoundError:
+                pass
+            else:
+                self.adapted_on = int(stored.get("adapted_on_images") or 0) or None
+                self.adapt_bn_statistics = "stored"
+                if self.shard.rank == 0:
+                    log.info(
+                        "batch-norm statistics adapted to %s by the run that began %s, read from %s: not "
+                        "adapted again, so every image of the folder is predicted with one network",
+                        counted(self.adapted_on or 0, "image"),
+                        self.output_dir,
+                        path,
+                    )
+                return adapted
+        adapted = self._adapt_batchnorm(task, all_files, self.tile, stride)
+        self.adapt_bn_statistics = "adapted"
+        buffers = {k: v.detach().to("cpu", copy=True) for k, v in adapted_buffers(adapted).items()}
+        self._adapted_state = (buffers, {**record, "adapted_on_images": self.adapted_on})
+        if self.earlier.get("adapt_bn") and not self.opts.overwrite and self.shard.rank == 0:
+            log.info(
+                "%s keeps no adapted batch-norm statistics (a folder begun before they were kept): adapted "
+                "again, and kept in %s from now on",
+                self.output_dir,
+                ADAPTED_STATE_NAME,
+            )
+        return adapted
+
+    def store_adapted_state(self) -> None:
+        """Rank 0: keep the statistics this run adapted in ``output_dir``
+        (:func:`~marsunits.inference.adapted_state.write_adapted_state`), so that a later run of the folder
+        predicts with the same network; nothing when it read the folder's own. An ``overwrite=true`` run
+        without ``adapt_bn`` removes the folder's (once it has finished: no output is of them any more)."""
+        from marsunits.inference.adapted_state import ADAPTED_STATE_NAME, write_adapted_state
+
+        if self.shard.rank != 0:
+            return
+        if self._adapted_state is not None:
+            write_adapted_state(self.output_dir, *self._adapted_state)
+        elif not self.opts.adapt_bn and self.opts.overwrite:
+            (self.output_dir / ADAPTED_STATE_NAME).unlink(missing_ok=True)
 
     def _build_predictor(self, task: Any, model: _LoadedModel) -> None:
         """The ``runtime`` chosen (a resumed ``runtime=auto`` folder keeps the one it was begun with),
@@ -1150,6 +1218,8 @@ class _Session:
                 "there or failing now, probabilities not saved this time)",
                 counted(len(removed), "output file"),
             )
+        # The statistics every output now comes from (adapt_bn), replacing those of the outputs removed.
+        self.store_adapted_state()
         # Another folder's prob.tif files are left: their dtype stays in the record (write_settings).
         write_settings(self.output_dir, self.settings, replaced_all=not self.other_input_dirs)
 
@@ -1244,6 +1314,7 @@ class _Session:
             "tta": bool(self.opts.tta),
             "adapt_bn": bool(self.opts.adapt_bn),
             "adapted_on_images": self.adapted_on,
+            "adapt_bn_statistics": self.adapt_bn_statistics,
             "min_unit_area_px": self.unit_steps.min_unit_area_px,
             "contact": asdict(self.unit_steps.contact),
             "stopped_early": self.stopped_early,

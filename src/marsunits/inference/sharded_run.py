@@ -295,6 +295,8 @@ def _predict_claimed_shard(
                 log.info("removed %s left by an interrupted run", counted(len(stale), "temporary file"))
         todo = session.plan()  # this rank's shard only (see _Session)
         if shard.rank == 0 and not overwriting:
+            # The adapted statistics first (adapt_bn): a record without them would be adapted again.
+            session.store_adapted_state()
             write_settings(session.output_dir, session.settings)
     except Exception as exc:
         if shard.world_size == 1:
