@@ -271,3 +271,54 @@ def test_sharded_prediction_equals_single_process(tmp_path: Path, ckpt: Path) ->
         == s2["greyscale_inputs_for_colour_model_this_run"]
         == 1
     )
+
+
+@pytest.mark.slow
+def test_a_sharded_adapt_bn_folder_is_resumed_with_the_statistics_it_began_with(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """Each rank adapts to the whole folder; rank 0 keeps the statistics, and a resumed sharded run reads
+    them on every rank (with another batch_size, each rank adapted again, a float rounding apart)."""
+    inp = tmp_path / "in"
+    for i in range(4):
+        save_rgb(inp / f"img{i}.png", 70, 90, seed=i)
+    out = tmp_path / "out"
+
+    def predict(*extra: str) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [
+                str(REPO_ROOT / "predict.py"),
+                f"ckpt_path={ckpt}",
+                f"input_dir={inp}",
+                f"output_dir={out}",
+                "device=cpu",
+                "devices=2",
+                "threads=1",
+                "num_workers=0",
+                "adapt_bn=true",
+                *extra,
+                f"hydra.run.dir={tmp_path / 'hydra'}",
+            ],
+            cwd=tmp_path,
+        )
+
+    proc = predict("batch_size=1")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (out / "adapted_batchnorm.safetensors").is_file()
+
+    def models() -> list[object]:
+        return [json.loads((out / f"img{i}.contact.geojson").read_text())["model"] for i in range(4)]
+
+    first = models()
+    assert all(m == first[0] for m in first)
+    for i in (1, 2):  # one image of each rank's shard left to predict
+        (out / f"img{i}.mask.png").unlink()
+    proc = predict("batch_size=3")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 2 and summary["counts"]["skipped"] == 2
+    assert summary["adapt_bn_statistics"] == "stored"
+    assert models() == first
+    logged = (tmp_path / "hydra" / "predict.log").read_text()
+    assert "read from" in logged and "not adapted again" in logged
