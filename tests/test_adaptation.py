@@ -451,3 +451,24 @@ def test_stored_statistics_that_cannot_be_used_stop_the_run_and_overwrite_adapts
     load_adapted(task, stored, expected)  # the new file: whole, and what a resume reads
     assert run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true")) == 0
     assert not stored.exists()  # of no output left in the folder
+
+
+def test_a_folder_begun_before_the_statistics_were_kept_is_adapted_again_once_and_keeps_them(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A folder predicted before the statistics were kept has none to read: its next run adapts again, says
+    so, and keeps them, so the run after it reads them."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "img0.png", 48, 48, seed=0)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    stored = out / "adapted_batchnorm.safetensors"
+    kept = stored.read_bytes()
+    stored.unlink()  # as a folder of an earlier marsunits left it
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{out} keeps no adapted batch-norm statistics (a folder begun before they were kept)" in said
+    assert json.loads((out / "summary.json").read_text())["adapt_bn_statistics"] == "adapted"
+    assert stored.read_bytes() == kept  # the same images, batching and threads: the same statistics
