@@ -785,8 +785,8 @@ class _Session:
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
         """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
         :mod:`marsunits.inference.adaptation`), whatever the shard or the outputs already written, so
-        every rank and every re-run predicts with the same network. Unreadable files are left to the
-        prediction pass, which reports them."""
+        every rank predicts with the same network (a re-run reads the statistics the folder keeps instead:
+        :meth:`_adapted_network`). Unreadable files are left to the prediction pass, which reports them."""
         from marsunits.inference.adaptation import NoImagesError, adapt_batchnorm_tiled
 
         dataset = ImageFileDataset(
