@@ -444,7 +444,7 @@ def test_stored_statistics_that_cannot_be_used_stop_the_run_and_overwrite_adapts
         with pytest.raises(AdaptedStateError) as refused:
             load_adapted(task, stored, now)
         assert re.search(said, str(refused.value)) and str(refused.value).endswith(fix), what
-    stored.write_bytes(good)
+    stored.write_bytes(save_safetensors_bytes(edited, meta))  # overwrite=true does not read it: replaces it
     assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "overwrite=true")) == 0
     assert load_safetensors_bytes(stored.read_bytes()).keys() == tensors.keys()
     assert json.loads((out / "summary.json").read_text())["adapt_bn_statistics"] == "adapted"
