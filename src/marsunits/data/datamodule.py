@@ -5,11 +5,15 @@ data comes from:
 
 * ``[synthetic]``: scenes generated on the fly (``marsunits.data.synthetic``). Training scenes use seeds
   ``seed``; validation and test sets are fixed and use their own seeds (``seed + 1_000_003`` and
-  ``seed + 2_000_003``), never drawn for training.
+  ``seed + 2_000_003``), never drawn for training (:mod:`marsunits.data.synthetic_source`).
 * one or more of ``marsscapes``, ``ai4mars``, ``folder``: real labelled images, split into train and
   validation by sol blocks (:mod:`marsunits.data.splits`). There is no separate labelled test split in
   these folders, so **``test_dataloader`` returns the validation split** (say so wherever test numbers on
-  real data are reported).
+  real data are reported). Each source's folder is :mod:`marsunits.data.source_folders`'s to find and
+  check; its split, image stores, crops and tiles are :mod:`marsunits.data.real_datasets`'; what leaves
+  the training side of the split, and what stops a run, :mod:`marsunits.data.split_guards`'. This module
+  takes and checks the config, runs those steps in order, and holds what they made, the loaders and the
+  state a checkpoint keeps.
 
 Batches (:func:`collate_samples`) are dicts: ``image`` float32 ``(N, C, H, W)`` in [0, 1], ``mask`` int64
 ``(N, H, W)``, ``path`` list of str, and ``camera`` (list of dict or ``None``) when any sample has one.
@@ -26,10 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
-import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -38,21 +39,13 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.ai4mars import ai4mars_root, scan_ai4mars
-from marsunits.data.class_map import (
-    ClassMap,
-    classes_file_refusal,
-    labels_classes_folder,
-    subclass_groups,
-    unreadable_classes_file,
-)
-from marsunits.data.datasets import RandomCropDataset, SceneDataset, TiledDataset
-from marsunits.data.folder import UnpairedFilesError, folder_root, scan_folder
-from marsunits.data.io import ImageReadError, read_image_native
-from marsunits.data.layout import LAYOUTS, holders_near
-from marsunits.data.marsscapes import marsscapes_root, scan_marsscapes
+from marsunits.data.class_map import subclass_groups
+from marsunits.data.datasets import SceneDataset
+from marsunits.data.folder import UnpairedFilesError
 from marsunits.data.mixing import class_mix
+from marsunits.data.real_datasets import SourceReading, real_datasets, split_records, unreadable_images
 from marsunits.data.sampling_checks import sampling_refusal
+from marsunits.data.source_folders import REAL_SOURCES, SOURCE_ROOTS, SourceFolders
 from marsunits.data.split_guards import (
     PseudoLabelTeacher,
     hold_out_validated_sols,
@@ -62,13 +55,14 @@ from marsunits.data.split_guards import (
     refuse_validation_images_trained_before,
     refuse_validation_sols_seen_before,
 )
-from marsunits.data.splits import (
-    in_sol_ranges,
-    kfold_split_by_group,
-    merge_sols,
-    split_by_group,
-)
+from marsunits.data.splits import merge_sols
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
+from marsunits.data.synthetic_source import (
+    render_processes,
+    render_training_scenes,
+    scene_config,
+    synthetic_datasets,
+)
 from marsunits.data.transforms import build_train_transform
 from marsunits.data.value_checks import (
     SOURCES,
@@ -79,25 +73,13 @@ from marsunits.data.value_checks import (
     sol_margin_refusal,
     sources_refusal,
 )
-from marsunits.errors import ConfigError, DataError, TerminatedError, counted, some_of
+from marsunits.errors import counted, some_of
 from marsunits.file_digest import file_sha256, image_content_key
-from marsunits.user_paths import expand_home
 
-__all__ = ["REAL_SOURCES", "SOURCES", "MarsDataModule", "collate_samples"]
+# REAL_SOURCES and SOURCE_ROOTS are source_folders', SOURCES value_checks': named here as they always were.
+__all__ = ["REAL_SOURCES", "SOURCES", "SOURCE_ROOTS", "MarsDataModule", "collate_samples"]
 
-REAL_SOURCES: dict[str, Any] = {"marsscapes": scan_marsscapes, "ai4mars": scan_ai4mars, "folder": scan_folder}
-#: Each real source's check of its root folder and its layout (:mod:`marsunits.data.layout`: subfolders and
-#: the sol table's header, no image), the one its scanner (:data:`REAL_SOURCES`) starts with.
-SOURCE_ROOTS: dict[str, Any] = {"marsscapes": marsscapes_root, "ai4mars": ai4mars_root, "folder": folder_root}
-# SOURCES (value_checks, which train.py reads before Hydra without this module) names these, after synthetic.
-
-#: ``render_processes=None`` uses a process pool only from this many training scenes on: starting the
-#: workers costs a few seconds, rendering a 160x128 scene about 40 ms on one core of this 2-core CPU.
-POOL_MIN_SCENES = 256
 log = logging.getLogger(__name__)
-
-VAL_SEED_OFFSET = 1_000_003
-TEST_SEED_OFFSET = 2_000_003
 
 
 def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -130,26 +112,6 @@ def _plain(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - hydra is a dependency
         pass
     return obj
-
-
-def _refuse_unlabelled_validation(source: str, val_recs: Sequence[LabelledImage]) -> None:
-    """Stop when no validation image of ``source`` has a labelled pixel.
-
-    Such a run trained, validated nothing (Lightning only noted a data loader of length zero), kept no
-    best checkpoint and wrote a ``metrics.json`` without a score, with exit status 0.
-
-    Raises:
-        DataError: naming the validation images and what to change.
-    """
-    names = some_of([r.mask.name for r in val_recs], 5)
-    hold = "holds" if len(val_recs) == 1 else "hold"
-    what = f"its {counted(len(val_recs), 'validation mask')} ({names}) {hold} no labelled pixel (all 255)"
-    if not val_recs:
-        what = "it has no validation image"
-    raise DataError(
-        f"data source {source!r}: {what}, so nothing could be validated or scored; label those images, or "
-        "give validation other images (data.val_fraction, data.seed, or more labelled images)"
-    )
 
 
 #: How many validation images the set-up's line on the split names (:meth:`MarsDataModule._say_split`).
@@ -217,7 +179,8 @@ class MarsDataModule(L.LightningDataModule):
         render_processes: synthetic, with ``cache_scenes``: processes that render the training scenes
             before the first epoch (the scenes are the same as rendered lazily). ``None``: one per CPU core
             available to this process (divided among the DDP ranks of the machine) when there are at
-            least ``POOL_MIN_SCENES`` scenes, else lazily; ``0`` or ``1``: lazily, in the first epoch.
+            least ``synthetic_source.POOL_MIN_SCENES`` scenes, else lazily; ``0`` or ``1``: lazily, in the
+            first epoch.
         train_only: real sources used for training only: all their images are training images and they
             get no validation set (e.g. a ``folder`` of pseudo-labels on unlabelled images, whose labels
             are the model's own and would only score agreement with it). At least one source must validate.
@@ -657,7 +620,7 @@ class MarsDataModule(L.LightningDataModule):
         """
         scene = None
         if self.sources == ["synthetic"]:
-            config = self._scene_config()
+            config = scene_config(self.scene)
             scene = {"width": config.width, "height": config.height}
         why = (
             f"the network built takes multiples of {divisor}, its size_divisor; configs/data/{self.name}.yaml"
@@ -718,24 +681,21 @@ class MarsDataModule(L.LightningDataModule):
                     f"0..{len(groups) - 1} or {IGNORE_INDEX}, and belongs to the native id's project class."
                 )
 
-    def _source_root(self, source: str) -> Path:
-        # ``~`` read as the home folder here too, as the scanners read it: the images' keys below the folder,
-        # the split's log line and a pseudo-label teacher's record were looked for under a folder named ``~``.
-        assert self.root is not None
-        if len(self.sources) == 1:
-            return expand_home(self.root)
-        return expand_home(self.root) / expand_home(self.source_dirs[source])
+    def _folders(self) -> SourceFolders:
+        """The folders of the real sources, as this module's attributes give them now."""
+        return SourceFolders(self.name, self.sources, self.root, self.source_dirs, self.train_only)
 
-    @contextlib.contextmanager
-    def _read_from(self, source: str) -> Iterator[None]:
-        """Reading ``source``: a FileNotFoundError of a several-source config is said with the key that moves
-        the source's folder (:meth:`_missing_source_message`); of one source, as it is."""
-        try:
-            yield
-        except FileNotFoundError as exc:
-            if len(self.sources) == 1:
-                raise
-            raise FileNotFoundError(self._missing_source_message(source, exc)) from exc
+    def _reading(self) -> SourceReading:
+        """How the real sources' pairs are read into image stores, as this module's attributes give it now."""
+        return SourceReading(
+            self.name,
+            self.sources,
+            self.class_map,
+            self.cache,
+            self.train_only,
+            self.subclass_map,
+            self.subclasses,
+        )
 
     def check_source_folders(self) -> None:
         """Raise the FileNotFoundError that :meth:`setup` raises for a real source whose root folder is not
@@ -744,10 +704,7 @@ class MarsDataModule(L.LightningDataModule):
         missing, another dataset's layout, a folder one level too high or low), in the same words, looking at
         folder names and the sol table's header only, no image: ``train.py`` runs it before Hydra makes the
         run folder (:func:`~marsunits.run_checks.data_folder_refusal`). Synthetic scenes have no folder."""
-        for source in self.sources:
-            if source in SOURCE_ROOTS and self.root is not None:
-                with self._read_from(source):
-                    SOURCE_ROOTS[source](self._source_root(source), self.name, self._root_key(source))
+        self._folders().check()
 
     def check_label_classes(self, warn: bool = True) -> None:
         """Refuse a real source read without a class map (its masks taken as project ids: ``data.class_map``
@@ -765,91 +722,7 @@ class MarsDataModule(L.LightningDataModule):
         Raises:
             ConfigError: naming the file, the data set whose native ids it lists and the map to give.
         """
-        if self.root is None:
-            return
-        for source in self.sources:
-            several = len(self.sources) > 1
-            mapping = (self.class_map or {}).get(source) if several else self.class_map
-            if source not in SOURCE_ROOTS or mapping is not None:
-                continue
-            root = expand_home(str(self._source_root(source)))
-            labels = f"{root} ({self._root_key(source)})"
-            option = f"data.class_map.{source}" if several else "data.class_map"
-            # The masks' folder's own classes.json first, else the root's: predict.py's rule for labels_dir.
-            folder = labels_classes_folder(root / LAYOUTS[source].masks)
-            refused = classes_file_refusal(folder, labels, option)
-            if refused is not None:
-                raise ConfigError(refused)
-            unread = unreadable_classes_file(folder, labels, option) if warn else None
-            if unread is not None:
-                log.warning("%s", unread)
-
-    def _root_key(self, source: str) -> str:
-        """The config key that sets ``source``'s folder: ``data.root`` for one source, else its
-        ``data.source_dirs.<source>``."""
-        return "data.root" if len(self.sources) == 1 else f"data.source_dirs.{source}"
-
-    def _missing_source_message(self, source: str, exc: FileNotFoundError) -> str:
-        """The error for a source of a several-source config that cannot be read: the key that moves it.
-
-        A relative ``data.source_dirs.<source>`` lies under ``data.root``, so either key may need fixing (a
-        missing one is said with the folder ``data.root`` must be, the one holding it: ``check_root``'s
-        ``data.root=/path/to/<config name>`` read ``/path/to/<config name>/<dir>``);
-        an absolute one (the pseudo-label folder of ``marsscapes_pseudo``) replaces ``data.root``, so only
-        its own key moves it (``check_root``'s ``data.root=`` and ``MARSUNITS_DATA`` hints do not apply
-        there), and a training-only folder not there yet is said to be written by the pseudo-label command.
-        """
-        path = self._source_root(source)
-        key = f"data.source_dirs.{source}"
-        if not Path(self.source_dirs[source]).is_absolute():
-            # Several sources: each lies in data.root/<source_dirs.source>; either key may need fixing.
-            if path.is_dir():  # the folder is there; what is wrong inside it is exc's to say
-                return (
-                    f"{exc} With several sources, '{source}' is read from data.root/"
-                    f"{self.source_dirs[source]}: fix data.root or {key}."
-                )
-            # check_root's `data.root=/path/to/<this config's name>` read data.root/<name>/<dir>, no folder.
-            sub = self.source_dirs[source]
-            # data.root one level too low or too high: the folder that holds <sub>/ with its layout is named.
-            near = holders_near(expand_home(str(self.root)), sub, LAYOUTS[source])
-            seen = (
-                f" {near[0]} holds {sub}/ with the {LAYOUTS[source].title} layout: give data.root={near[0]}."
-                if near
-                else ""
-            )
-            return (
-                f"Dataset '{self.name}': {path} does not exist: with several sources, the folder of source "
-                f"'{source}' is data.root/{sub} ({key}={sub}).{seen} Give the folder that holds {sub}/ with "
-                "data.root=<folder> (or set MARSUNITS_DATA to it: paths.data_root), or this source's own "
-                f"folder with {key}=<folder> "
-                "(an absolute path is not under data.root)."
-            )
-        if path.is_dir():  # the folder is there; what is wrong inside it is exc's to say
-            return f"{exc} ('{source}' is read from {key}, an absolute path: data.root is not used for it.)"
-        said = (
-            f"Dataset '{self.name}': the folder of source '{source}', {path}, does not exist (it is {key}, "
-            f"an absolute path: data.root is not used for it). Give the folder with {key}=<folder>"
-        )
-        if source in self.train_only and source == "folder":
-            # The command in full: its --predictions and --images are required (a bare --out was refused).
-            said += (
-                ", or write it first: a teacher's pseudo-labels are written there by `python -m "
-                "marsunits.inference.pseudo_labels --predictions <predict.py output_dir, made with "
-                f"save_probabilities=true> --images <its input_dir> --out {shlex.quote(str(path))}` "
-                "(docs/training.md, Self-training)"
-            )
-        return said + "."
-
-    def _class_map(self, source: str) -> ClassMap:
-        if len(self.sources) == 1:
-            return ClassMap(self.class_map, str(self.name))
-        # One map per source: data.class_map.<source> is what a command line overrides.
-        return ClassMap((self.class_map or {}).get(source), str(self.name), key=f"class_map.{source}")
-
-    def _cache(self, source: str) -> bool:
-        if isinstance(self.cache, Mapping):
-            return bool(self.cache.get(source, True))
-        return bool(self.cache)
+        self._folders().check_label_classes(self.class_map, warn)
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -863,40 +736,35 @@ class MarsDataModule(L.LightningDataModule):
             self.check_size_divisor(divisor)
         train_transform = build_train_transform(self.crop_size, self.in_channels, **self.augment)
         if self.sources == ["synthetic"]:
-            self._setup_synthetic(train_transform)
-            return
-        train_parts: list[Dataset] = []
-        per_source = max(1, self.samples_per_epoch // len(self.sources))
-        self.check_split()
-        stores, self._checked_stores = self._checked_stores or self._stores(), None
-        for source in self.sources:
-            train_recs, val_recs = self.splits[source]
-            train_store, val_store = stores[source]
-            self._train_stores[source] = train_store
-            train_parts.append(
-                RandomCropDataset(
-                    train_store,
-                    per_source,
-                    self.crop_size,
-                    self.in_channels,
-                    transform=train_transform,
-                    min_labelled_fraction=self.min_labelled_fraction,
-                    focus_class=self.focus_class,
-                    focus_fraction=self.focus_fraction,
-                    fixed_seed=self.seed if self.fixed_crops else None,
-                )
+            train_set, val_set, test_set = synthetic_datasets(
+                self.scene,
+                self.seed,
+                (self.train_length, self.val_length, self.test_length),
+                self.in_channels,
+                train_transform,
+                self.cache_scenes,
+                self.seed if self.fixed_crops else None,
             )
-            if val_store is not None:
-                val_set = TiledDataset(
-                    val_store,
-                    self.crop_size,
-                    self.in_channels,
-                    order_seed=self.seed,
-                    context_px=self.val_context_px,
-                )
-                if len(val_set) == 0:
-                    _refuse_unlabelled_validation(source, val_recs)
-                self.val_sets.append(val_set)
+            self.train_set, self.val_sets, self.test_sets = train_set, [val_set], [test_set]
+            return
+        self.check_split()
+        stores, self._checked_stores = self._checked_stores or self._reading().stores(self.splits), None
+        self._train_stores.update((source, train) for source, (train, _) in stores.items())
+        train_parts, val_sets = real_datasets(
+            self.splits,
+            stores,
+            samples_per_source=max(1, self.samples_per_epoch // len(self.sources)),
+            crop_size=self.crop_size,
+            in_channels=self.in_channels,
+            transform=train_transform,
+            min_labelled_fraction=self.min_labelled_fraction,
+            focus_class=self.focus_class,
+            focus_fraction=self.focus_fraction,
+            fixed_seed=self.seed if self.fixed_crops else None,
+            order_seed=self.seed,
+            context_px=self.val_context_px,
+        )
+        self.val_sets.extend(val_sets)
         self.train_set = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
         if len(self.val_sets) > 1 and not self.separate_val:
             self.val_sets = [ConcatDataset(self.val_sets)]
@@ -905,10 +773,11 @@ class MarsDataModule(L.LightningDataModule):
     def check_split(self) -> None:
         """Scan and split the real sources, refuse a split whose validation data a model this run comes
         from already saw (:meth:`_refuse_what_was_seen_before`), and read every image/mask pair
-        (:meth:`_stores`); the first steps of :meth:`setup`, which reuses them. ``train.py`` calls it before
-        it makes the run folder and starts the loggers: refused in ``setup``, a command left a run folder
-        (``config.yaml``, an empty CSV log) and a failed W&B run that the console said to upload (a mask of
-        another size, ids outside the classes, an RGB mask were all found there until 2026-12-07).
+        (:meth:`~marsunits.data.real_datasets.SourceReading.stores`); the first steps of :meth:`setup`, which
+        reuses them. ``train.py`` calls it before it makes the run folder and starts the loggers: refused in
+        ``setup``, a command left a run folder (``config.yaml``, an empty CSV log) and a failed W&B run that
+        the console said to upload (a mask of another size, ids outside the classes, an RGB mask were all
+        found there until 2026-12-07).
         Runs once; nothing for synthetic scenes.
 
         Raises:
@@ -927,7 +796,7 @@ class MarsDataModule(L.LightningDataModule):
             except UnpairedFilesError as err:
                 unpaired.append((source, err))
         if unpaired:
-            raise self._unpaired_and_unusable(unpaired)
+            raise self._reading().unpaired_and_unusable(unpaired)
         where = f"configs/data/{self.name}.yaml"
         joined = self.shared_sol_holdout and len(self.sources) > 1
         if joined:
@@ -936,10 +805,10 @@ class MarsDataModule(L.LightningDataModule):
             leave_out_sols_near_validation(self.splits, self.sol_margin, joined, where)
         self._say_split()
         if "folder" in self.sources:  # read once: each check below and the task's record ask for it
-            self._teacher = pseudo_label_teacher(self._source_root("folder"))
+            self._teacher = pseudo_label_teacher(self._folders().root_of("folder"))
         if not self.allow_seen_val_sols:
             self._refuse_what_was_seen_before()
-        self._checked_stores = self._stores()
+        self._checked_stores = self._reading().stores(self.splits)
         self._training_ids = {
             source: frozenset().union(*train.labelled_ids)
             for source, (train, _) in self._checked_stores.items()
@@ -977,7 +846,7 @@ class MarsDataModule(L.LightningDataModule):
             and only == 0
             and self._training_unlabelled  # masks of 0 alone, fully labelled, hold no 255 to read as white
             and len(self.sources) == 1
-            and self._class_map(self.sources[0]).identity
+            and self._reading().class_map_of(self.sources[0]).identity
         )
         if only_black_and_white:
             return (
@@ -987,7 +856,10 @@ class MarsDataModule(L.LightningDataModule):
                 "data.class_map='{0: 0, 255: 1}' reads white as rough_olivine and black as smooth_volcanic. "
                 "Else label the other units too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label)."
             )
-        mapped = "" if all(self._class_map(s).identity for s in self.sources) else ", after data.class_map"
+        reading = self._reading()
+        mapped = (
+            "" if all(reading.class_map_of(s).identity for s in self.sources) else ", after data.class_map"
+        )
         return (
             f"data={self.name}: the {masks} in {folders} label one class only, {name}{mapped}, so the "
             f"network would learn to call everything {name.split(' (')[0]}. Label the other units in the "
@@ -1004,11 +876,12 @@ class MarsDataModule(L.LightningDataModule):
             if self.n_folds is not None
             else f"data.val_fraction={self.val_fraction:g}"
         )
+        folders = self._folders()
         for source, (train, val) in self.splits.items():
             if source in self.train_only:
                 log.info("%s: %s trained on (train only)", source, counted(len(train), "image"))
                 continue
-            names = [self._image_key(source, rec).removeprefix("images/") for rec in val]
+            names = [folders.image_key(source, rec).removeprefix("images/") for rec in val]
             log.info(
                 "%s: %s trained on, %d validated on (%s): %s",
                 source,
@@ -1018,102 +891,31 @@ class MarsDataModule(L.LightningDataModule):
                 some_of(names, _SPLIT_NAMES),
             )
 
-    def _unpaired_and_unusable(self, unpaired: list[tuple[str, UnpairedFilesError]]) -> UnpairedFilesError:
-        """The error for files without their pair, ``unpaired`` (source, error), that also lists the
-        problems of the pairs those sources did find (a mask of another size, ids outside the class map):
-        a forgotten mask hid them until the run after it was added, one run per mistake. Said as the
-        unpaired error alone where those pairs are all usable."""
-        problems: list[UnusablePairsError] = []
-        total = 0
-        for source, err in unpaired:
-            total += len(err.paired)
-            try:
-                ImageStore(err.paired, self._class_map(source), cache=self._cache(source))
-            except UnusablePairsError as bad:
-                problems.append(bad)
-        text = "\n".join(str(err) for _, err in unpaired)
-        if problems:
-            count = sum(len(bad.problems) for bad in problems)
-            lead = f"{count} of the {total} pairs found cannot be used either"
-            text += "\n" + str(UnusablePairsError.merged(problems, total, lead))
-        return UnpairedFilesError(text, [])
-
-    def _stores(self) -> dict[str, tuple[ImageStore, ImageStore | None]]:
-        """The training and validation stores of every source (``None``: a train-only source).
-
-        Every source and part is read before a problem is raised, so one error lists all the unusable
-        pairs of the data, not those of the first store that has one.
-        """
-        stores: dict[str, tuple[ImageStore, ImageStore | None]] = {}
-        problems: list[UnusablePairsError] = []
-        total = 0
-        for source in self.sources:
-            train_recs, val_recs = self.splits[source]
-            class_map, cache = self._class_map(source), self._cache(source)
-            train_map = class_map
-            if self.subclass_map is not None and self.subclasses is not None:
-                train_map = ClassMap(
-                    self.subclass_map, str(self.name), num_targets=len(self.subclasses), key="subclass_map"
-                )
-            parts: list[tuple[list[LabelledImage], ClassMap]] = [(train_recs, train_map)]
-            if source not in self.train_only:
-                parts.append((val_recs, class_map))
-            built: list[ImageStore | None] = [None, None]
-            for k, (records, mapping) in enumerate(parts):
-                total += len(records)
-                try:
-                    built[k] = ImageStore(records, mapping, cache=cache)
-                except UnusablePairsError as err:
-                    problems.append(err)
-            if built[0] is not None:
-                stores[source] = (built[0], built[1])
-        if problems:
-            raise UnusablePairsError.merged(problems, total)
-        return stores
-
     def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""
-        with self._read_from(source):
-            scan = REAL_SOURCES[source]
-            key = self._root_key(source)
-            if source == "folder":
-                records = scan(
-                    self._source_root(source), self.name, sols_from_names=self.folder_sols_from_names, key=key
-                )
-            else:
-                records = scan(self._source_root(source), self.name, key=key)
-        if self.exclude_sols:
-            excluded = in_sol_ranges([r.group for r in records], self.exclude_sols)
-            if excluded.all():
-                none = "out the only image" if len(records) == 1 else f"none of the {len(records)} images"
-                raise ValueError(
-                    f"configs/data/{self.name}.yaml: exclude_sols={[list(r) for r in self.exclude_sols]} "
-                    f"leaves {none} of '{source}'; narrow the ranges."
-                )
-            records = [r for r, out in zip(records, excluded, strict=True) if not out]
-            log.info("%s: %s in exclude_sols left out", source, counted(int(excluded.sum()), "image"))
-        groups = [r.group for r in records]
-        places = [r.place for r in records] if any(r.place is not None for r in records) else None
-        if source in self.train_only:
-            train_idx, val_idx = np.arange(len(records)), np.arange(0)
-        elif self.n_folds is None:
-            train_idx, val_idx = split_by_group(groups, self.val_fraction, self.seed, self.sol_block, places)
-        else:
-            train_idx, val_idx = kfold_split_by_group(groups, self.n_folds, self.fold, self.sol_block, places)
-        return [records[i] for i in train_idx], [records[i] for i in val_idx]
+        return split_records(
+            self._folders().scan(source, self.folder_sols_from_names),
+            source,
+            self.name,
+            exclude_sols=self.exclude_sols,
+            train_only=self.train_only,
+            n_folds=self.n_folds,
+            fold=self.fold,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            sol_block=self.sol_block,
+        )
 
     def _image_key(self, source: str, rec: LabelledImage) -> str:
         """``rec``'s image as a path below its source's root (POSIX form), or the whole path if outside."""
-        try:
-            return rec.image.relative_to(self._source_root(source)).as_posix()
-        except ValueError:
-            return rec.image.as_posix()
+        return self._folders().image_key(source, rec)
 
     def trained_images(self) -> dict[str, list[str]]:
         """``{source: sorted image keys}`` of the training images without a sol (after ``setup``): those
         a split by sol does not keep apart from the validation images when the data changes."""
+        folders = self._folders()
         found = {
-            source: sorted(self._image_key(source, r) for r in train if r.group is None)
+            source: sorted(folders.image_key(source, r) for r in train if r.group is None)
             for source, (train, _) in self.splits.items()
         }
         return {source: keys for source, keys in found.items() if keys}
@@ -1149,7 +951,7 @@ class MarsDataModule(L.LightningDataModule):
             if self.sources == ["synthetic"]:
                 from marsunits.data.synthetic.scene import scene_is_grey
 
-                config = self._scene_config()
+                config = scene_config(self.scene)
                 grey = sum(scene_is_grey(self.seed, i, config) for i in range(self.train_length))
                 colour = self.train_length - grey
             for store in self._train_stores.values():
@@ -1168,26 +970,15 @@ class MarsDataModule(L.LightningDataModule):
         broken image stops training when first drawn, and each run found one more; called then, this lists
         them all in one round, as a cached source's set-up does. Cached sources were decoded at set-up.
         """
-        records = [
-            rec
-            for source, (train, val) in self.splits.items()
-            if not self._cache(source)
-            for rec in (*train, *val)
-        ]
-        if len(records) == 1:
-            log.info("reading the only image to see whether it is unreadable (data.cache=false)")
-        elif records:
-            log.info(
-                "reading the other %d images to list every unreadable one (data.cache=false)", len(records)
-            )
-        problems, files = [], []
-        for rec in records:
-            try:
-                read_image_native(rec.image)
-            except ImageReadError as err:
-                problems.append(str(err))
-                files.append(str(rec.image) if str(err).startswith(f"{rec.image}: ") else None)
-        return UnusablePairsError(problems, len(records), files) if problems else None
+        reading = self._reading()
+        return unreadable_images(
+            [
+                rec
+                for source, (train, val) in self.splits.items()
+                if not reading.cached(source)
+                for rec in (*train, *val)
+            ]
+        )
 
     def trained_sols(self) -> dict[str, list[int]]:
         """``{source: sorted sols}`` the model learns from (after ``setup``): the training side's, sources
@@ -1210,8 +1001,9 @@ class MarsDataModule(L.LightningDataModule):
             self.splits, sol_teachers, self.sol_block, self.sol_margin, self.shared_sol_holdout
         )
         if self.resumed_trained_images is not None:
+            folders = self._folders()
             refuse_validation_images_trained_before(
-                self.splits, self.resumed_trained_images, self._image_key, self._source_root
+                self.splits, self.resumed_trained_images, folders.image_key, folders.root_of
             )
         image_teachers = [
             *self.images_seen_by,
@@ -1219,90 +1011,23 @@ class MarsDataModule(L.LightningDataModule):
         ]
         refuse_validation_images_seen_before(self.splits, image_teachers, self.trained_image_keys)
 
-    def _scene_config(self) -> Any:
-        """The ``SceneConfig`` of ``scene`` (YAML gives lists; its range fields are (min, max) tuples)."""
-        from marsunits.data.synthetic import SceneConfig
-
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()}
-        return SceneConfig(**fields)
-
-    def _setup_synthetic(self, train_transform: Any) -> None:
-        from marsunits.data.synthetic import SyntheticScenes
-
-        config = self._scene_config()
-        cache = self.cache_scenes
-        self.train_set = SceneDataset(
-            SyntheticScenes(self.train_length, self.seed, config),
-            self.in_channels,
-            train_transform,
-            cache=cache,
-            fixed_seed=self.seed if self.fixed_crops else None,
-        )
-        self.val_sets = [
-            SceneDataset(
-                SyntheticScenes(self.val_length, self.seed + VAL_SEED_OFFSET, config),
-                self.in_channels,
-                cache=cache,
-            )
-        ]
-        self.test_sets = [
-            SceneDataset(
-                SyntheticScenes(self.test_length, self.seed + TEST_SEED_OFFSET, config),
-                self.in_channels,
-                cache=cache,
-            )
-        ]
-
     def _render_training_scenes(self) -> None:
         """Render every synthetic training scene now, in ``render_processes`` processes (when the scene cache
         is on), instead of one at a time inside the first epoch; not for ``fast_dev_run``, which draws one
         batch (it rendered all 1,792 default scenes first, about 35 s). Called by :meth:`train_dataloader`,
         before Lightning creates the loader's first iterator (and with it the worker processes, which get
-        the cache)."""
+        the cache). A stop during the render is kept in ``stopped_rendering``, for the stop's line."""
         if getattr(self.trainer, "fast_dev_run", False):
             return
         train_set = self.train_set
         if self.sources != ["synthetic"] or not isinstance(train_set, SceneDataset) or not self.cache_scenes:
             return
         processes = self._render_processes(self.train_length)
-        if processes > 1:
-            start = time.perf_counter()
-            todo = train_set.uncached()
-            if todo:
-                # Said before it: the render takes tens of seconds to minutes (the 1,792 default scenes:
-                # 45 s on 2 idle cores, 163 s on busy ones) after Lightning's "Loading `train_dataloader`",
-                # and the log was silent all that time.
-                log.info(
-                    "rendering %s in %d processes before the first epoch",
-                    counted(todo, "training scene"),
-                    processes,
-                )
-            try:
-                rendered = train_set.fill_cache(processes)
-            except (KeyboardInterrupt, TerminatedError):
-                self.stopped_rendering = todo  # the stop's line says so, and how the run goes on
-                raise
-            if rendered:
-                log.info(
-                    "rendered %s in %d processes in %.1f s",
-                    counted(rendered, "training scene"),
-                    processes,
-                    time.perf_counter() - start,
-                )
+        render_training_scenes(train_set, processes, lambda todo: setattr(self, "stopped_rendering", todo))
 
     def _render_processes(self, n_scenes: int) -> int:
         """Processes for pre-rendering ``n_scenes`` training scenes (see ``render_processes``)."""
-        if self.render_processes is not None:
-            return self.render_processes
-        if n_scenes < POOL_MIN_SCENES:
-            return 0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        # torchrun sets LOCAL_WORLD_SIZE; Lightning's own launcher (trainer=ddp trainer.devices=4 without
-        # torchrun) does not, and each of its ranks started a process per core: 4 ranks, 4 x the cores.
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
-        if not local and self.trainer is not None and int(getattr(self.trainer, "world_size", 1) or 1) > 1:
-            local = int(getattr(self.trainer, "num_devices", 1) or 1)
-        return max(1, cores // max(1, local))
+        return render_processes(self.render_processes, n_scenes, self.trainer)
 
     # ------------------------------------------------------------------------------------------ loaders
 

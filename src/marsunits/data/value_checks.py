@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: The source names a data config's ``sources`` lists: generated scenes, or real datasets (each one's
-#: scanner: :data:`~marsunits.data.datamodule.REAL_SOURCES`, in this order).
+#: scanner: :data:`~marsunits.data.source_folders.REAL_SOURCES`, in this order).
 SOURCES: tuple[str, ...] = ("synthetic", "marsscapes", "ai4mars", "folder")
 
 
