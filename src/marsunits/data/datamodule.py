@@ -38,8 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
-from marsunits.data.class_map import subclass_groups
+from marsunits.constants import CLASS_NAMES
 from marsunits.data.datasets import SceneDataset
 from marsunits.data.folder import UnpairedFilesError
 from marsunits.data.mixing import class_mix
@@ -71,7 +70,8 @@ from marsunits.data.value_checks import (
     render_processes_refusal,
     size_refusal,
     sol_margin_refusal,
-    sources_refusal,
+    source_settings_refusal,
+    subclasses_refusal,
 )
 from marsunits.errors import counted, some_of
 from marsunits.file_digest import file_sha256, image_content_key
@@ -575,38 +575,12 @@ class MarsDataModule(L.LightningDataModule):
         root: str | None,
         source_dirs: Any,
     ) -> None:
-        where = f"configs/data/{name}.yaml"
-        if in_channels not in (1, 3):
-            raise ValueError(f"{where}: in_channels must be 1 (greyscale) or 3 (colour), got {in_channels}.")
-        # The multiples the network needs are checked once it is known (check_size_divisor).
-        if isinstance(crop_size, bool) or int(crop_size) <= 0:
-            raise ValueError(f"{where}: crop_size must be a whole number of pixels >= 1, got {crop_size!r}.")
-        if isinstance(val_context_px, bool) or int(val_context_px) < 0:
-            raise ValueError(f"{where}: val_context_px must be a whole number >= 0, got {val_context_px!r}.")
-        refused = sources_refusal(name, sources)  # also train.py's, before Hydra
+        """Refuse what :func:`~marsunits.data.value_checks.source_settings_refusal` refuses."""
+        refused = source_settings_refusal(
+            name, sources, in_channels, crop_size, val_context_px, class_map, root, source_dirs
+        )
         if refused is not None:
             raise ValueError(refused)
-        if "synthetic" not in sources:
-            if root is None:
-                raise ValueError(f"{where}: root is not set. Pass data.root=/path/to/data.")
-            if len(sources) > 1:
-                missing = [s for s in sources if s not in (source_dirs or {})]
-                if missing:
-                    raise ValueError(
-                        f"{where}: source_dirs lacks {missing}: give each source's folder under root."
-                    )
-                if class_map is not None and not set(class_map) <= set(sources):
-                    raise ValueError(
-                        f"{where}: with several sources class_map must be {{source: map}}; found keys "
-                        f"{sorted(class_map, key=str)}, expected a subset of {sources}."
-                    )
-                # A source left out read its native ids as project ids: AI4Mars sand (2) became other.
-                unmapped = [s for s in sources if class_map is not None and s not in class_map]
-                if unmapped:
-                    raise ValueError(
-                        f"{where}: class_map has no entry for {unmapped}: give each source's map, or "
-                        f"class_map.{unmapped[0]}: null where its masks hold project ids (0, 1, 2, 255)."
-                    )
 
     def check_size_divisor(self, divisor: int) -> None:
         """Refuse sizes the network cannot take (:func:`size_refusal`): ``crop_size``, the validation windows
@@ -638,48 +612,11 @@ class MarsDataModule(L.LightningDataModule):
         subclasses: Any,
         focus_class: int | None,
     ) -> None:
-        """Check ``subclass_map``/``subclasses`` against each other and ``class_map`` (see the class doc)."""
-        where = f"configs/data/{name}.yaml"
-        if subclass_map is None and subclasses is None:
-            return
-        if subclass_map is None or subclasses is None:
-            raise ValueError(
-                f"{where}: subclass_map and subclasses go together (sub-class ids and the project class of "
-                "each); set both, or neither to train on the project classes."
-            )
-        if len(sources) != 1 or sources[0] == "synthetic" or class_map is None:
-            raise ValueError(
-                f"{where}: sub-classes need one real source with a class_map (native ids to map), got "
-                f"sources={sources}; set data.subclass_map=null data.subclasses=null."
-            )
-        if focus_class is not None:
-            raise ValueError(
-                f"{where}: focus_class names a project class, but with subclass_map the training masks hold "
-                "sub-class ids; set data.focus_class=null, or train without sub-classes."
-            )
-        groups = [int(c) for c in subclasses]
-        try:
-            subclass_groups(groups, len(CLASS_NAMES))
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        fine = {int(k): int(v) for k, v in subclass_map.items()}
-        coarse = {int(k): int(v) for k, v in class_map.items()}
-        if set(fine) != set(coarse):
-            raise ValueError(
-                f"{where}: subclass_map and class_map must list the same native ids; only in subclass_map: "
-                f"{sorted(set(fine) - set(coarse))}, only in class_map: {sorted(set(coarse) - set(fine))}."
-            )
-        for native, sub in sorted(fine.items()):
-            if sub == IGNORE_INDEX:
-                expected: int | None = IGNORE_INDEX
-            else:
-                expected = groups[sub] if 0 <= sub < len(groups) else None
-            if expected is None or coarse[native] != expected:
-                raise ValueError(
-                    f"{where}: native id {native} maps to sub-class {sub} in subclass_map "
-                    f"(project class {expected}) but to {coarse[native]} in class_map; a sub-class id is in "
-                    f"0..{len(groups) - 1} or {IGNORE_INDEX}, and belongs to the native id's project class."
-                )
+        """Check ``subclass_map``/``subclasses`` against each other and ``class_map`` (see the class doc):
+        :func:`~marsunits.data.value_checks.subclasses_refusal`."""
+        refused = subclasses_refusal(name, sources, class_map, subclass_map, subclasses, focus_class)
+        if refused is not None:
+            raise ValueError(refused)
 
     def _folders(self) -> SourceFolders:
         """The folders of the real sources, as this module's attributes give them now."""

@@ -1,8 +1,10 @@
 """The rules of the data module's values that need no data read, its training draw's aside
 (:mod:`marsunits.data.sampling_checks`): which sources it reads (``sources``), how it splits them
 (``val_fraction``, ``exclude_sols``, ``sol_margin``), how many processes render synthetic scenes
-(``render_processes``), how often ClassMix mixes crops (``class_mix_prob``), and the sizes a network
-takes (``crop_size``, ``val_context_px``, a synthetic scene's sides: :func:`size_refusal`).
+(``render_processes``), how often ClassMix mixes crops (``class_mix_prob``), the sizes a network
+takes (``crop_size``, ``val_context_px``, a synthetic scene's sides: :func:`size_refusal`), where the
+real sources are and how their masks are mapped (:func:`source_settings_refusal`), and the training
+masks' sub-classes (:func:`subclasses_refusal`).
 
 One wording of each rule for :class:`~marsunits.data.datamodule.MarsDataModule` (and, for ``val_fraction``,
 :func:`~marsunits.data.splits.split_by_group`, which it splits with), which refuse them inside the run, and
@@ -27,7 +29,9 @@ __all__ = [
     "render_processes_refusal",
     "size_refusal",
     "sol_margin_refusal",
+    "source_settings_refusal",
     "sources_refusal",
+    "subclasses_refusal",
     "val_fraction_refusal",
 ]
 
@@ -270,5 +274,112 @@ def size_refusal(
             return (
                 f"data.scene.{side}={value}: expected a multiple of {divisor} (validation and test run on "
                 f"whole scenes, and {why}), e.g. {fits(f'data.scene.{side}', value, divisor)}"
+            )
+    return None
+
+
+def source_settings_refusal(
+    name: str,
+    sources: Any,
+    in_channels: Any,
+    crop_size: Any,
+    val_context_px: Any,
+    class_map: Any,
+    root: str | None,
+    source_dirs: Any,
+) -> str | None:
+    """The first refusal of what the data config ``configs/data/<name>.yaml`` reads and its images' shape,
+    in this order, or None: ``in_channels`` (1 or 3), ``crop_size`` (>= 1) and ``val_context_px`` (>= 0)
+    (their multiples of the network's divisor: :func:`size_refusal`), ``sources``
+    (:func:`sources_refusal`) and, for real sources, ``root`` (set), and with several sources a folder
+    (``source_dirs``) and a map (``class_map``, ``null`` where the masks hold project ids) for each.
+    A ``crop_size`` or ``val_context_px`` that is no number is left to ``int()``'s error, as the data
+    module always left it."""
+    where = f"configs/data/{name}.yaml"
+    if in_channels not in (1, 3):
+        return f"{where}: in_channels must be 1 (greyscale) or 3 (colour), got {in_channels}."
+    if isinstance(crop_size, bool) or int(crop_size) <= 0:
+        return f"{where}: crop_size must be a whole number of pixels >= 1, got {crop_size!r}."
+    if isinstance(val_context_px, bool) or int(val_context_px) < 0:
+        return f"{where}: val_context_px must be a whole number >= 0, got {val_context_px!r}."
+    refused = sources_refusal(name, sources)  # also train.py's, before Hydra
+    if refused is not None or "synthetic" in sources:
+        return refused
+    if root is None:
+        return f"{where}: root is not set. Pass data.root=/path/to/data."
+    if len(sources) > 1:
+        missing = [s for s in sources if s not in (source_dirs or {})]
+        if missing:
+            return f"{where}: source_dirs lacks {missing}: give each source's folder under root."
+        if class_map is not None and not set(class_map) <= set(sources):
+            return (
+                f"{where}: with several sources class_map must be {{source: map}}; found keys "
+                f"{sorted(class_map, key=str)}, expected a subset of {sources}."
+            )
+        # A source left out read its native ids as project ids: AI4Mars sand (2) became other.
+        unmapped = [s for s in sources if class_map is not None and s not in class_map]
+        if unmapped:
+            return (
+                f"{where}: class_map has no entry for {unmapped}: give each source's map, or "
+                f"class_map.{unmapped[0]}: null where its masks hold project ids (0, 1, 2, 255)."
+            )
+    return None
+
+
+def subclasses_refusal(
+    name: str,
+    sources: Sequence[str],
+    class_map: Any,
+    subclass_map: Any,
+    subclasses: Any,
+    focus_class: Any,
+) -> str | None:
+    """The refusal of ``subclass_map`` and ``subclasses`` of ``configs/data/<name>.yaml``, checked against
+    each other and ``class_map``, or None: both or neither, one real source with a class map, no
+    ``focus_class`` beside them, ``subclasses`` a project class for each sub-class id, and each native id
+    mapped to a sub-class of its project class (or to 255 in both)."""
+    from marsunits.constants import CLASS_NAMES, IGNORE_INDEX
+    from marsunits.data.class_map import subclass_groups
+
+    where = f"configs/data/{name}.yaml"
+    if subclass_map is None and subclasses is None:
+        return None
+    if subclass_map is None or subclasses is None:
+        return (
+            f"{where}: subclass_map and subclasses go together (sub-class ids and the project class of "
+            "each); set both, or neither to train on the project classes."
+        )
+    if len(sources) != 1 or sources[0] == "synthetic" or class_map is None:
+        return (
+            f"{where}: sub-classes need one real source with a class_map (native ids to map), got "
+            f"sources={sources}; set data.subclass_map=null data.subclasses=null."
+        )
+    if focus_class is not None:
+        return (
+            f"{where}: focus_class names a project class, but with subclass_map the training masks hold "
+            "sub-class ids; set data.focus_class=null, or train without sub-classes."
+        )
+    groups = [int(c) for c in subclasses]
+    try:
+        subclass_groups(groups, len(CLASS_NAMES))
+    except ValueError as err:
+        return f"{where}: {err}"
+    fine = {int(k): int(v) for k, v in subclass_map.items()}
+    coarse = {int(k): int(v) for k, v in class_map.items()}
+    if set(fine) != set(coarse):
+        return (
+            f"{where}: subclass_map and class_map must list the same native ids; only in subclass_map: "
+            f"{sorted(set(fine) - set(coarse))}, only in class_map: {sorted(set(coarse) - set(fine))}."
+        )
+    for native, sub in sorted(fine.items()):
+        if sub == IGNORE_INDEX:
+            expected: int | None = IGNORE_INDEX
+        else:
+            expected = groups[sub] if 0 <= sub < len(groups) else None
+        if expected is None or coarse[native] != expected:
+            return (
+                f"{where}: native id {native} maps to sub-class {sub} in subclass_map "
+                f"(project class {expected}) but to {coarse[native]} in class_map; a sub-class id is in "
+                f"0..{len(groups) - 1} or {IGNORE_INDEX}, and belongs to the native id's project class."
             )
     return None
