@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -38,11 +37,17 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from marsunits.constants import CLASS_NAMES
 from marsunits.data.datasets import SceneDataset
 from marsunits.data.folder import UnpairedFilesError
 from marsunits.data.mixing import class_mix
-from marsunits.data.real_datasets import SourceReading, real_datasets, split_records, unreadable_images
+from marsunits.data.real_datasets import (
+    SourceReading,
+    one_class_refusal,
+    real_datasets,
+    say_split,
+    split_records,
+    unreadable_images,
+)
 from marsunits.data.sampling_checks import sampling_refusal
 from marsunits.data.source_folders import REAL_SOURCES, SOURCE_ROOTS, SourceFolders
 from marsunits.data.split_guards import (
@@ -73,7 +78,6 @@ from marsunits.data.value_checks import (
     source_settings_refusal,
     subclasses_refusal,
 )
-from marsunits.errors import counted, some_of
 from marsunits.file_digest import file_sha256, image_content_key
 
 # REAL_SOURCES and SOURCE_ROOTS are source_folders', SOURCES value_checks': named here as they always were.
@@ -112,10 +116,6 @@ def _plain(obj: Any) -> Any:
     except ImportError:  # pragma: no cover - hydra is a dependency
         pass
     return obj
-
-
-#: How many validation images the set-up's line on the split names (:meth:`MarsDataModule._say_split`).
-_SPLIT_NAMES = 12
 
 
 class MarsDataModule(L.LightningDataModule):
@@ -766,67 +766,18 @@ class MarsDataModule(L.LightningDataModule):
         read as all smooth_volcanic that way. None when the training masks hold two classes or more, or
         before :meth:`check_split` (synthetic scenes: always None). ``train.py`` refuses a training run with
         it, before the run folder is made; a run that only scores a model (``train=false``) is not asked."""
-        held = frozenset().union(*self._training_ids.values())
-        if len(held) != 1:
-            return None
-        (only,) = held
-        sub = self.subclass_map is not None and self.subclasses is not None
-        name = f"sub-class {only}" if sub else f"{CLASS_NAMES[only]} ({only})"
-        count = sum(len(self.splits[source][0]) for source in self._training_ids)
-        folders = ", ".join(
-            os.path.commonpath([r.mask.parent for r in self.splits[source][0]])
-            for source in self._training_ids
-        )
-        masks = counted(count, "training mask")
-        only_black_and_white = (
-            not sub
-            and only == 0
-            and self._training_unlabelled  # masks of 0 alone, fully labelled, hold no 255 to read as white
-            and len(self.sources) == 1
-            and self._reading().class_map_of(self.sources[0]).identity
-        )
-        if only_black_and_white:
-            return (
-                f"data={self.name}: all {masks} in {folders} hold only 0 and 255: 0 is smooth_volcanic and "
-                "255 no label, never trained on, so the network would learn to call everything "
-                "smooth_volcanic. Masks saved in black and white, white marking a unit, need that unit's id: "
-                "data.class_map='{0: 0, 255: 1}' reads white as rough_olivine and black as smooth_volcanic. "
-                "Else label the other units too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label)."
-            )
-        reading = self._reading()
-        mapped = (
-            "" if all(reading.class_map_of(s).identity for s in self.sources) else ", after data.class_map"
-        )
-        return (
-            f"data={self.name}: the {masks} in {folders} label one class only, {name}{mapped}, so the "
-            f"network would learn to call everything {name.split(' (')[0]}. Label the other units in the "
-            "masks too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label), or add images that show "
-            "them."
-        )
+        return one_class_refusal(self._reading(), self.splits, self._training_ids, self._training_unlabelled)
 
     def _say_split(self) -> None:
-        """Log how many images of each source train and validate, naming the validation images (the first
-        :data:`_SPLIT_NAMES`): val/miou was reported with nothing saying which of a folder's frames it was
-        measured on, nor how many (``data.val_fraction`` chooses them)."""
+        """Log how many images of each source train and validate, naming the validation images
+        (:func:`~marsunits.data.real_datasets.say_split`): val/miou was reported with nothing saying which
+        of a folder's frames it was measured on, nor how many (``data.val_fraction`` chooses them)."""
         how = (
             f"fold {self.fold} of data.n_folds={self.n_folds}"
             if self.n_folds is not None
             else f"data.val_fraction={self.val_fraction:g}"
         )
-        folders = self._folders()
-        for source, (train, val) in self.splits.items():
-            if source in self.train_only:
-                log.info("%s: %s trained on (train only)", source, counted(len(train), "image"))
-                continue
-            names = [folders.image_key(source, rec).removeprefix("images/") for rec in val]
-            log.info(
-                "%s: %s trained on, %d validated on (%s): %s",
-                source,
-                counted(len(train), "image"),
-                len(val),
-                how,
-                some_of(names, _SPLIT_NAMES),
-            )
+        say_split(self.splits, self._folders(), how)
 
     def _split(self, source: str) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """Scan ``source``, leave out ``exclude_sols`` and split the rest by sol block."""

@@ -12,6 +12,8 @@ the data loaders, each a function of the config values it needs:
 * :func:`real_datasets`: the training crops (:class:`~marsunits.data.datasets.RandomCropDataset`) and
   validation tiles (:class:`~marsunits.data.datasets.TiledDataset`) of each source, refusing a source none of
   whose validation images has a labelled pixel;
+* :func:`say_split`: the log line of each source's split, naming its validation images;
+* :func:`one_class_refusal`: why training masks that label one class only cannot train a network;
 * :func:`unreadable_images`: the images of a source read without a cache decoded once, to list every
   unreadable one.
 
@@ -22,6 +24,7 @@ does not import the data module.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,21 +32,35 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from marsunits.constants import CLASS_NAMES
 from marsunits.data.class_map import ClassMap
 from marsunits.data.datasets import RandomCropDataset, TiledDataset
 from marsunits.data.folder import UnpairedFilesError
 from marsunits.data.io import ImageReadError, read_image_native
+from marsunits.data.source_folders import SourceFolders
 from marsunits.data.splits import in_sol_ranges, kfold_split_by_group, split_by_group
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.errors import DataError, counted, some_of
 
-__all__ = ["SourceReading", "real_datasets", "split_records", "unreadable_images"]
+__all__ = [
+    "SourceReading",
+    "one_class_refusal",
+    "real_datasets",
+    "say_split",
+    "split_records",
+    "unreadable_images",
+]
 
 # The data module's logger: the lines of its set-up keep the name a log is filtered by.
 log = logging.getLogger("marsunits.data.datamodule")
 
 #: ``{source: (its training store, its validation store or None)}``.
 Stores = dict[str, tuple[ImageStore, ImageStore | None]]
+#: ``{source: (training records, validation records)}``.
+Splits = Mapping[str, tuple[list[LabelledImage], list[LabelledImage]]]
+
+#: How many validation images the set-up's line on the split names (:func:`say_split`).
+_SPLIT_NAMES = 12
 
 
 def split_records(
@@ -85,6 +102,25 @@ def split_records(
     else:
         train_idx, val_idx = kfold_split_by_group(groups, n_folds, fold, sol_block, places)
     return [records[i] for i in train_idx], [records[i] for i in val_idx]
+
+
+def say_split(splits: Splits, folders: SourceFolders, how: str) -> None:
+    """Log how many images of each source of ``splits`` train and validate, naming the validation images
+    below their source's folder (the first :data:`_SPLIT_NAMES`) and ``how`` they were chosen (the
+    ``val_fraction`` or the fold); a train-only source (``folders.train_only``) trains on all of its."""
+    for source, (train, val) in splits.items():
+        if source in folders.train_only:
+            log.info("%s: %s trained on (train only)", source, counted(len(train), "image"))
+            continue
+        names = [folders.image_key(source, rec).removeprefix("images/") for rec in val]
+        log.info(
+            "%s: %s trained on, %d validated on (%s): %s",
+            source,
+            counted(len(train), "image"),
+            len(val),
+            how,
+            some_of(names, _SPLIT_NAMES),
+        )
 
 
 @dataclass(frozen=True)
@@ -264,3 +300,51 @@ def unreadable_images(records: Sequence[LabelledImage]) -> UnusablePairsError | 
             problems.append(str(err))
             files.append(str(rec.image) if str(err).startswith(f"{rec.image}: ") else None)
     return UnusablePairsError(problems, len(records), files) if problems else None
+
+
+def one_class_refusal(
+    reading: SourceReading,
+    splits: Splits,
+    training_ids: Mapping[str, frozenset[int]],
+    training_unlabelled: bool,
+) -> str | None:
+    """Why the data cannot train a network, when the labelled pixels of every training mask (all sources
+    together, after the class map: ``training_ids``, the ids each source's training masks hold) are of one
+    class, or None (see :meth:`~marsunits.data.datamodule.MarsDataModule.one_class_training`). Masks of 0
+    and 255 alone (``training_unlabelled``: some training mask holds a 255) read as project ids are told
+    how to map white to a unit."""
+    held = frozenset().union(*training_ids.values())
+    if len(held) != 1:
+        return None
+    (only,) = held
+    sub = reading.subclass_map is not None and reading.subclasses is not None
+    name = f"sub-class {only}" if sub else f"{CLASS_NAMES[only]} ({only})"
+    count = sum(len(splits[source][0]) for source in training_ids)
+    folders = ", ".join(
+        os.path.commonpath([r.mask.parent for r in splits[source][0]]) for source in training_ids
+    )
+    masks = counted(count, "training mask")
+    only_black_and_white = (
+        not sub
+        and only == 0
+        and training_unlabelled  # masks of 0 alone, fully labelled, hold no 255 to read as white
+        and len(reading.sources) == 1
+        and reading.class_map_of(reading.sources[0]).identity
+    )
+    if only_black_and_white:
+        return (
+            f"data={reading.name}: all {masks} in {folders} hold only 0 and 255: 0 is smooth_volcanic and "
+            "255 no label, never trained on, so the network would learn to call everything "
+            "smooth_volcanic. Masks saved in black and white, white marking a unit, need that unit's id: "
+            "data.class_map='{0: 0, 255: 1}' reads white as rough_olivine and black as smooth_volcanic. "
+            "Else label the other units too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label)."
+        )
+    mapped = (
+        "" if all(reading.class_map_of(s).identity for s in reading.sources) else ", after data.class_map"
+    )
+    return (
+        f"data={reading.name}: the {masks} in {folders} label one class only, {name}{mapped}, so the "
+        f"network would learn to call everything {name.split(' (')[0]}. Label the other units in the "
+        "masks too (0 smooth_volcanic, 1 rough_olivine, 2 other; 255 no label), or add images that show "
+        "them."
+    )
