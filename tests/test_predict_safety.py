@@ -20,7 +20,7 @@ from PIL import Image
 
 from marsunits.data.mask_io import read_mask
 from marsunits.errors import ConfigError, DataError, report_user_errors
-from marsunits.inference import run
+from marsunits.inference import run, run_reports
 from marsunits.inference import runner as runner_module
 from marsunits.inference.inputs import check_folders, discover, output_escape
 
@@ -1021,7 +1021,7 @@ def test_reports_the_full_disk_also_refuses_are_one_line_not_a_traceback(
     writes the reports, with a row for the image finished before the stop."""
     inp, out = tmp_path / "in", tmp_path / "out"
     _tree(inp, 2)
-    real_write, real_manifest = runner_module.write_prediction, runner_module.write_manifest
+    real_write, real_manifest = runner_module.write_prediction, run_reports.write_manifest
     calls = []
 
     def failing(*args, **kwargs):
@@ -1034,7 +1034,7 @@ def test_reports_the_full_disk_also_refuses_are_one_line_not_a_traceback(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) + ".tmp")
 
     monkeypatch.setattr(runner_module, "write_prediction", failing)
-    monkeypatch.setattr(runner_module, "write_manifest", full)
+    monkeypatch.setattr(run_reports, "write_manifest", full)
     with caplog.at_level(logging.WARNING, logger="marsunits.inference.runner"):
         status, err = _run_cli(make_cfg(tmp_path, ckpt, inp, out), capsys)
     assert status == 2 and str(out) in err.splitlines()[0] and "Traceback" not in err
@@ -1044,7 +1044,7 @@ def test_reports_the_full_disk_also_refuses_are_one_line_not_a_traceback(
     assert not (out / "manifest.csv").exists()
 
     monkeypatch.setattr(runner_module, "write_prediction", real_write)  # disk freed
-    monkeypatch.setattr(runner_module, "write_manifest", real_manifest)
+    monkeypatch.setattr(run_reports, "write_manifest", real_manifest)
     assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
     rows = read_manifest(out)
     assert [rows[f"img{i}.png"]["status"] for i in range(2)] == ["skipped", "ok"]

@@ -1426,7 +1426,7 @@ def test_an_overwrite_run_stopped_before_replacing_anything_says_its_own_end_in_
     import json
 
     from marsunits.errors import TerminatedError
-    from marsunits.inference import predict_folder, runner
+    from marsunits.inference import predict_folder, run_reports, runner
 
     out, options = _two_images(tmp_path, ckpt)
 
@@ -1450,7 +1450,7 @@ def test_an_overwrite_run_stopped_before_replacing_anything_says_its_own_end_in_
         def full(path, data):  # type: ignore[no-untyped-def]
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-        monkeypatch.setattr(runner, "write_json_atomic", full)
+        monkeypatch.setattr(run_reports, "write_json_atomic", full)
     with caplog.at_level("WARNING"), pytest.raises(TerminatedError):
         predict_folder(options("overwrite=true"))
     assert {

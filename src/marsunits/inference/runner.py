@@ -3,7 +3,8 @@
 Steps (mmsegmentation's inferencer split, at folder scale): validate folders and options -> discover the
 inputs -> load the checkpoint -> skip inputs whose outputs are complete -> decode in DataLoader workers ->
 tiled forward pass -> contacts (+ ground coordinates where a camera sidecar exists) -> write outputs ->
-``manifest.csv``, ``summary.json``, ``index.html`` and, with ``labels_dir``, ``metrics.json``.
+``manifest.csv``, ``summary.json``, ``index.html`` and, with ``labels_dir``, ``metrics.json`` (the reports:
+:mod:`marsunits.inference.run_reports`).
 
 Speed: the network runs as :mod:`marsunits.inference.runtime` decides (``threads``, ``runtime``,
 ``precision``, ``channels_last``, ``compile``; the choice and its reason are in ``summary.json``); with
@@ -45,14 +46,12 @@ Failure policy:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,12 +93,10 @@ from marsunits.inference.checks import (
     refuse_train_last,
 )
 from marsunits.inference.evaluation import Evaluation
-from marsunits.inference.gallery import render_gallery
 from marsunits.inference.image_cameras import (
     add_ground_coordinates,
     camera_error_message,
     image_camera,
-    no_map_reason,
     sized_image_camera,
     warn_if_angles_read_as_radians,
     warn_if_sees_no_ground,
@@ -111,7 +108,7 @@ from marsunits.inference.inputs import (
     normalise_patterns,
     output_escape,
 )
-from marsunits.inference.labelled_layout import labelled_layout_sentence, warn_labelled_layout
+from marsunits.inference.labelled_layout import warn_labelled_layout
 from marsunits.inference.options import (
     PredictOptions,
     offers_checkpoint_map,
@@ -150,13 +147,7 @@ from marsunits.inference.predictor import (
     make_loader,
     resolve_num_workers,
 )
-from marsunits.inference.removed_scores import removed_scores_warning
-from marsunits.inference.run_summary_text import (
-    contact_maps_sentence,
-    failed_sentence,
-    nothing_scored,
-    summary_paragraph,
-)
+from marsunits.inference.run_reports import RunReports, RunResult
 from marsunits.inference.runtime import build_forward, configure_threads
 from marsunits.inference.sharded_run import (
     RankStops,
@@ -168,7 +159,6 @@ from marsunits.inference.sharded_run import (
 )
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.unit_mapper import UnitSteps, is_grey
-from marsunits.inference.unlisted_outputs import say_outputs_of_no_input
 from marsunits.inference.writers import (
     SAVED_BY_KEY,
     OutputPaths,
@@ -176,15 +166,11 @@ from marsunits.inference.writers import (
     model_record,
     output_folder_clash,
     output_name_problem,
-    outputs_one_elsewhere,
     printable,
     read_manifest,
     remove_outputs_except,
     unit_fractions,
-    write_json_atomic,
-    write_manifest,
     write_prediction,
-    write_text_atomic,
 )
 from marsunits.training_extent import barely_trained, barely_trained_warning
 from marsunits.user_paths import expand_home
@@ -194,47 +180,6 @@ log = logging.getLogger(__name__)
 #: Without a terminal (output redirected: nohup, sbatch, ``| tee``) the progress bar is off, and the run logs
 #: how far it got instead: its first and last image, and in between at most one line this many seconds apart.
 PROGRESS_LOG_INTERVAL_S = 30.0
-
-#: Metadata keys copied from the checkpoint into ``summary.json``.
-METADATA_SUMMARY_KEYS = (
-    "format_version",
-    "arch",
-    "encoder",
-    "in_channels",
-    "num_classes",
-    "class_names",
-    "tile_size",
-    "dataset",
-    "wandb_run_id",
-    "trained_sols",  # a self-training student checks its validation sols against its teacher's
-    "trained_image_keys",  # ... and its validation images, by content
-    "training",  # how far the model trained: optimiser steps, epoch, best validation mIoU (training_extent)
-    "training_images",  # how many training images were grey and colour (training_images)
-)
-
-
-@dataclass
-class RunResult:
-    """What a prediction run produced.
-
-    Attributes:
-        rows: Manifest rows, sorted by path.
-        summary: The content of ``summary.json`` (its keys: the README's table of outputs, under Prediction;
-            ``no_contact_map_reason`` says why no contact map was drawn, None where one was).
-        metrics: The content of ``metrics.json`` (None without ``labels_dir``).
-        exit_code: 0, or 1 when an input failed or a camera file was refused (``camera_files_refused``) and
-            errors are not allowed, or the contact map asked for could not be written (a folder holds its
-            name), or ``labels_dir`` was given and not one image with a mask could be scored against it
-            (whatever ``allow_errors``: :func:`~marsunits.inference.run_summary_text.nothing_scored`);
-            ``summary.json``'s ``exit_status``, with ``exit_reasons`` saying which (the stop's status for a
-            stopped run, whose reports are written as the stop goes on up; 1 for a run a bug ended, its
-            reason ``failed``).
-    """
-
-    rows: list[dict[str, Any]]
-    summary: dict[str, Any]
-    metrics: dict[str, Any] | None
-    exit_code: int
 
 
 def run(cfg: DictConfig) -> int:
@@ -247,13 +192,6 @@ def run(cfg: DictConfig) -> int:
     opts = PredictOptions.from_config(cfg)
     refuse_train_last(opts.ckpt_path, configured_log_dir(cfg))  # before the folders: the first mistake
     return predict_folder(opts, cfg).exit_code
-
-
-#: ``summary.json``'s ``no_contact_map_reason`` of a run without ``map=true``.
-NOT_ASKED_FOR_A_MAP = (
-    "map=false: no contact map asked for; map=true draws one from the contacts of the images with a camera "
-    "file"
-)
 
 
 def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float, world_size: int = 1) -> str:
@@ -350,8 +288,9 @@ class _LoadedModel:
     same_model_sha256: Sequence[str]
 
 
-class _Session:
-    """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far."""
+class _Session(RunReports):
+    """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far; its
+    reports are written by :class:`~marsunits.inference.run_reports.RunReports`."""
 
     def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:  # noqa: B008 - frozen
         """Set the run up, step by step, in this order: every refusal comes before anything is written, and
@@ -1267,379 +1206,6 @@ class _Session:
                 ", ".join(self.other_input_dirs),
                 self.output_dir,
             )
-
-    # ------------------------------------------------------------------------------------------ reports
-    def summary(self, wall_seconds: float) -> dict[str, Any]:
-        """``summary.json``'s content but for how the run ends (``no_contact_map_reason``, ``text``,
-        ``exit_reasons``, ``exit_status``, which :meth:`write_reports` and
-        :meth:`write_summary_of_nothing_replaced` add): the counts of the rows, the run's times, what the
-        masks add up to (:meth:`_mask_statistics`), the model, the settings as run, ``stopped_early`` and the
-        greyscale inputs of a colour model."""
-        rows = list(self.rows.values())
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
-        # Inputs of the folder a stopped run never reached (they have no manifest row yet), on every rank's
-        # shard: ``files`` holds this rank's only, and a stopped rank 1's images counted as none.
-        known = self.all_inputs | {p.rel.as_posix() for p in self.problems}
-        not_reached = len(known - set(self.rows))
-        return {
-            "counts": {**counts, "total": len(rows), "not_reached": not_reached},
-            # Images with their outputs (ok, skipped) whose camera file was refused: no metres. Counted as
-            # failed (error rows) until 2026-12-07, which read as nothing produced.
-            "camera_files_refused": {
-                str(r["path"]): r["camera_error"] for r in rows if r.get("camera_error")
-            },
-            "seconds": round(wall_seconds, 3),
-            "megapixels": round(self.megapixels, 4),
-            # Throughput of the prediction loop (decoding, network, contacts, writing); excludes start-up.
-            "prediction_seconds": round(self.loop_seconds, 3),
-            "megapixels_per_second": (
-                round(self.megapixels / self.loop_seconds, 4)
-                if self.loop_seconds > 0 and self.megapixels
-                else None
-            ),
-            **self._mask_statistics(rows),
-            "checkpoint": os.fspath(self.ckpt_path),
-            "checkpoint_metadata": {k: self.metadata.get(k) for k in METADATA_SUMMARY_KEYS},
-            # Why the model is barely trained (training_extent.barely_trained), or None: the run warned.
-            "checkpoint_barely_trained": self.barely_trained,
-            "input_dir": os.fspath(self.input_dir),
-            "output_dir": os.fspath(self.output_dir),
-            "device": str(self.device),
-            "world_size": self.shard.world_size,
-            "threads": self.threads,
-            "precision": self.settings["precision"],  # as run: ONNX Runtime is float32 whatever was asked
-            "runtime": self.runtime.to_dict(),
-            "tile": self.tile,
-            "overlap": self.opts.overlap,
-            "tta": bool(self.opts.tta),
-            "adapt_bn": bool(self.opts.adapt_bn),
-            "adapted_on_images": self.adapted_on,
-            "adapt_bn_statistics": self.adapt_bn_statistics,
-            "min_unit_area_px": self.unit_steps.min_unit_area_px,
-            "contact": asdict(self.unit_steps.contact),
-            "stopped_early": self.stopped_early,
-            # Of this run's and earlier runs' rows (a resumed run counts the images it skipped too).
-            "greyscale_inputs_for_colour_model": (
-                sum(r.get("greyscale") in (1, "1") for r in rows) if self.in_channels == 3 else 0
-            ),
-            # Of those, the ones this run predicted, which the run's last line speaks of: counted as they
-            # were predicted, by each rank, and added up on rank 0.
-            "greyscale_inputs_for_colour_model_this_run": self.grey_predicted if self.in_channels == 3 else 0,
-        }
-
-    @staticmethod
-    def _mask_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """What the masks of the ``rows`` with outputs add up to: ``summary.json``'s ``nodata_fraction``,
-        ``images_with_masks``, ``unit_fractions``, ``n_contacts`` and ``contact_length_px``."""
-        pixels = np.zeros(len(CLASS_NAMES))
-        contacts, length, all_area, with_masks = 0, 0.0, 0.0, 0
-        for r in rows:
-            if not has_outputs(r):
-                continue
-            with_masks += 1
-            area = float(r["width"]) * float(r["height"])
-            all_area += area
-            pixels += [float(r[f"frac_{n}"]) * area for n in CLASS_NAMES]
-            contacts += int(r["n_contacts"])
-            length += float(r["contact_length_px"])
-        total = pixels.sum()
-        return {
-            # Of the pixels with data: no-data pixels (nodata_max) are left out and counted apart.
-            "nodata_fraction": round(max(0.0, 1.0 - total / all_area), 6) if all_area else None,
-            # The unit fractions and contacts are over these images' masks: this run's and those skipped
-            # as done by an earlier run (has_outputs), the failed ones left out.
-            "images_with_masks": with_masks,
-            "unit_fractions": {
-                n: (float(p / total) if total else None) for n, p in zip(CLASS_NAMES, pixels, strict=True)
-            },
-            "n_contacts": contacts,
-            "contact_length_px": round(length, 3),
-        }
-
-    def write_summary_of_nothing_replaced(self, wall_seconds: float) -> str:
-        """``summary.json`` of an ``overwrite=true`` run stopped (or failed) before it replaced any output,
-        and the line it ends with (its ``text``, returned): this run's own counts (its inputs not reached),
-        ``stopped_early``, ``exit_status`` and ``exit_reasons``. The folder's other reports
-        (``manifest.csv``, ``index.html``, ``metrics.json``, the contact maps) stay as they were, as the
-        outputs they list do; the earlier run's ``summary.json`` stayed too, and a script read that run's
-        status (0) for this one, which exited with 130 or 143. Where it cannot be written (the disk that
-        stopped the run), the earlier one is removed, with a warning, rather than left saying how another
-        run ended.
-
-        Raises:
-            OSError: ``summary.json`` could not be written (the earlier one removed where it could be)."""
-        summary = self.summary(wall_seconds)
-        if self.stopped_early is not None:
-            stopped = f"The run {self.stopped_early}."
-        elif self.marked:  # the settings record says an unfinished overwrite: a plain run is refused there
-            stopped = (
-                "The run failed in its first image (the error below), which may be half replaced: fix what "
-                "the error names, then run the same command (overwrite=true) again."
-            )
-        else:
-            stopped = (
-                "The run failed before it replaced any output (the error below); the folder is as it was."
-            )
-        text = (
-            f"{stopped} manifest.csv, index.html and the folder's other reports are the earlier run's, as "
-            "are its outputs."
-        )
-        summary["no_contact_map_reason"] = (
-            "stopped before its first image: no contact map drawn (those in the folder are the earlier run's)"
-            if self.opts.map
-            else NOT_ASKED_FOR_A_MAP
-        )
-        summary["text"] = printable(text)
-        summary["exit_reasons"] = self._exit_reasons(summary, None, None)
-        summary["exit_status"] = self.stop_status if self.stop_status is not None else 1
-        path = self.output_dir / "summary.json"
-        try:
-            write_json_atomic(path, summary)
-        except OSError:
-            with contextlib.suppress(OSError):  # none there, or a disk that refuses even that
-                path.unlink()
-                log.warning(
-                    "removed %s of the earlier run: this run's could not be written, and it said that run's "
-                    "exit status for this one",
-                    printable(os.fspath(path)),
-                )
-            raise
-        return summary["text"]
-
-    @property
-    def ended_by_a_bug(self) -> bool:
-        """Whether a bug ended this run (status 1, no stop said): its last paragraph says it failed and is
-        printed before the traceback, by the one-process run and by a sharded run's rank alike."""
-        return self.stop_status == 1 and self.stopped_early is None
-
-    def write_reports(self, wall_seconds: float) -> RunResult:
-        """Write the run's reports into ``output_dir`` from its rows so far, step by step, in this order:
-        ``manifest.csv``; ``metrics.json`` (or an earlier run's scores removed); the contact maps (and an
-        earlier run's removed); ``summary.json``, which says how the run ended; ``index.html``, which links
-        the others; then the warnings of outputs at risk. Each report is written whole or not at all.
-
-        Returns:
-            The rows, ``summary.json``'s content, the scores (None without ``labels_dir``), the exit status.
-        """
-        rows = [self.rows[k] for k in sorted(self.rows)]
-        out = self.output_dir
-        out.mkdir(parents=True, exist_ok=True)
-        write_manifest(out / "manifest.csv", rows)
-        summary = self.summary(wall_seconds)
-        metrics = self._write_scores()
-        maps, no_map, map_problem = self._write_contact_maps()
-        paragraph, unscored = self._last_paragraph(summary, metrics, maps, map_problem)
-        self._write_summary(summary, paragraph, no_map, map_problem, unscored)
-        self._write_gallery(rows, paragraph, metrics, maps)
-        self._warn_of_outputs_at_risk(rows)
-        return RunResult(rows, summary, metrics, summary["exit_status"])
-
-    def _write_scores(self) -> dict[str, Any] | None:
-        """With ``labels_dir``: ``metrics.json``, the scores of the masks, returned. Without: an earlier run's
-        ``metrics.json`` removed, with a warning saying what it held (None returned)."""
-        out = self.output_dir
-        if self.evaluation is not None:
-            metrics = self.evaluation.to_dict()
-            write_json_atomic(out / "metrics.json", metrics)
-            return metrics
-        if (out / "metrics.json").is_file():
-            # Scores of an earlier run with labels_dir would describe masks this run may have replaced. They
-            # went without a word: a re-run to add save_probabilities lost the user's scores unseen.
-            removed_scores = removed_scores_warning(out / "metrics.json", self.metadata)
-            (out / "metrics.json").unlink(missing_ok=True)
-            log.warning("%s", removed_scores)
-        return None
-
-    def _write_contact_maps(self) -> tuple[list[Path], str | None, str | None]:
-        """With ``map=true``: the contact maps (:meth:`write_map`); a map that cannot be written (a folder
-        under its name) is logged as an error and the other reports are still written. Then the maps of
-        earlier runs that this run did not draw are removed, with a warning where this run has no
-        ``map=true``.
-
-        Returns:
-            The map files written; why no map was drawn (``summary.json``'s ``no_contact_map_reason``, None
-            where one was); why a map asked for could not be written (None where it was: else the run fails).
-        """
-        from marsunits.boundary.contact_map import remove_stale_maps
-
-        out = self.output_dir
-        map_problem = None  # a map asked for that could not be written: the run fails
-        maps: list[Path] = []
-        no_map: str | None = NOT_ASKED_FOR_A_MAP  # summary.json's no_contact_map_reason
-        if self.opts.map:
-            try:
-                maps, no_map = self.write_map()
-            except IsADirectoryError as exc:  # a folder named contact_map.png: the other reports are written
-                map_problem = no_map = str(exc)
-                log.error("%s", map_problem)
-        removed = remove_stale_maps(out, maps)
-        if removed and not self.opts.map:  # README: "map=false removes them all"; an info line went unseen
-            log.warning(
-                "removed the contact maps an earlier map=true run drew in %s, as this run has no map=true "
-                "(they would not match the folder's outputs): %s; run with map=true to draw them again",
-                printable(os.fspath(out)),
-                ", ".join(printable(p.name) for p in removed),
-            )
-        elif removed:  # sites this run's images no longer have
-            log.info("removed contact maps of an earlier run: %s", ", ".join(p.name for p in removed))
-        return maps, no_map, map_problem
-
-    def _last_paragraph(
-        self,
-        summary: Mapping[str, Any],
-        metrics: Mapping[str, Any] | None,
-        maps: Sequence[Path],
-        map_problem: str | None,
-    ) -> tuple[str, str | None]:
-        """The paragraph that ends the run (its last line, ``summary.json``'s ``text``, the top of
-        ``index.html``): the summary's, then the contact maps drawn or why one could not be, a labelled
-        dataset's root as ``input_dir``, a ``labels_dir`` that scored nothing, and how a bug ended the run.
-
-        Returns:
-            The paragraph, and its sentence of nothing scored (None where that is not the case: else it is
-            one of the run's ``exit_reasons``).
-        """
-        paragraph = summary_paragraph(summary, metrics)
-        pictures = [p.name for p in maps if p.suffix == ".png"]
-        paragraph += contact_maps_sentence(pictures)  # it named every other report but not the maps
-        if map_problem:
-            paragraph += f" No contact map: {map_problem}."
-        # The start's warning of a labelled dataset's root as input_dir scrolled away on a long run.
-        paragraph += labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
-        # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script). Not
-        # for a run that ended before its end (a stop: stopped_early; a bug: stop_status 1), which may not
-        # have reached the images a label matches: its last sentence says to run again, which scores them.
-        unscored = nothing_scored(summary, metrics) if self.stop_status is None else None
-        if unscored is not None:
-            paragraph += f" {unscored}"
-        if self.ended_by_a_bug:  # its traceback follows this line
-            not_reached = int(summary["counts"].get("not_reached") or 0)
-            paragraph += " " + failed_sentence(
-                self.predicting, not_reached, bool(self.opts.overwrite), self.failed_rank
-            )
-        return paragraph, unscored
-
-    def _write_summary(
-        self,
-        summary: dict[str, Any],
-        paragraph: str,
-        no_map: str | None,
-        map_problem: str | None,
-        unscored: str | None,
-    ) -> None:
-        """``summary.json``: ``summary`` completed, in place, with why no contact map was drawn, the last
-        paragraph (``text``), the ``exit_reasons`` and the ``exit_status`` the run returns."""
-        # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
-        summary["no_contact_map_reason"] = no_map  # null where a map was drawn
-        # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
-        # every output was written: status 2): such a byte as \xNN, as summary.json and index.html have it.
-        summary["text"] = printable(paragraph)
-        # The status the run returns, and why (a script told "inputs failed" from "nothing scored" by
-        # neither: both are 1); a stopped run's is its stop's, as predict.py exits once the reports are here.
-        summary["exit_reasons"] = self._exit_reasons(summary, map_problem, unscored)
-        summary["exit_status"] = (
-            self.stop_status if self.stop_status is not None else 1 if summary["exit_reasons"] else 0
-        )
-        write_json_atomic(self.output_dir / "summary.json", summary)
-
-    def _write_gallery(
-        self,
-        rows: list[dict[str, Any]],
-        paragraph: str,
-        metrics: dict[str, Any] | None,
-        maps: Sequence[Path],
-    ) -> None:
-        """``index.html``: a card for each row, under the last paragraph and links to the reports written
-        (``manifest.csv``, ``summary.json``, ``metrics.json`` where there are scores, the contact maps)."""
-        out = self.output_dir
-        reports = [
-            "manifest.csv",
-            "summary.json",
-            *(["metrics.json"] if metrics else []),
-            *(p.name for p in maps),
-        ]
-        # An image skipped on resume in a folder predicted before thumbnails were written has none: its card
-        # shows the full-size overlay.
-        thumbnails = {
-            str(r["path"])
-            for r in rows
-            if has_outputs(r) and OutputPaths(out, PurePosixPath(str(r["path"]))).thumb.is_file()
-        }
-        write_text_atomic(
-            out / "index.html",
-            render_gallery(
-                rows,
-                f"marsunits predictions: {out.name}",
-                paragraph,
-                reports,
-                self.metadata["palette"],
-                thumbnails,
-                metrics,
-            ),
-        )
-
-    def _warn_of_outputs_at_risk(self, rows: list[dict[str, Any]]) -> None:
-        """Warn of the outputs in ``output_dir`` that no report lists
-        (:func:`~marsunits.inference.unlisted_outputs.say_outputs_of_no_input`), and of outputs whose names
-        differ only in letter case or Unicode form (one file on a case-insensitive disk)."""
-        say_outputs_of_no_input(
-            self.output_dir,
-            self.input_dir,
-            self.opts.patterns,
-            rows,
-            self.all_inputs,
-            self.other_input_dirs,
-            mapped=bool(self.opts.map),
-        )
-        clashes = outputs_one_elsewhere(str(r["path"]) for r in rows if has_outputs(r))
-        if clashes:  # distinct files here; one file each on macOS or Windows, where the folder may be shared
-            log.warning(
-                "the outputs of %s differ only in letter case or Unicode form: copied or unzipped onto a "
-                "case-insensitive disk (macOS, Windows), %s keeps one image's outputs for each group and its "
-                "gallery shows one overlay for both; rename the inputs so that their names differ otherwise "
-                "and predict them again",
-                "; ".join(" and ".join(printable(p) for p in group) for group in clashes),
-                printable(os.fspath(self.output_dir)),
-            )
-
-    def _exit_reasons(
-        self, summary: Mapping[str, Any], map_problem: str | None, unscored: str | None
-    ) -> list[str]:
-        """``summary.json``'s ``exit_reasons``: why the run exits with a status other than 0, as fixed keys
-        (README, ``summary.json``'s row), first ``stopped`` for a run stopped before the end (Ctrl-C,
-        SIGTERM, a full disk, a dead loader worker, another rank's stop or failure: ``stopped_early`` says
-        how) or ``failed`` for one ended by an error of no stop and no user's, a bug, on any rank (status 1,
-        its traceback after the reports: recorded as ``stopped`` with ``stopped_early`` null until
-        2026-12-07).
-        A script could not tell a run whose inputs failed from one that scored nothing: both exit 1."""
-        ended = None if self.stop_status is None else "failed" if self.stop_status == 1 else "stopped"
-        reasons = [ended] if ended is not None else []
-        if not self.opts.allow_errors:  # a refused camera file fails the run as an error row does
-            reasons += ["inputs_failed"] if summary["counts"]["error"] else []
-            reasons += ["camera_files_refused"] if summary["camera_files_refused"] else []
-        reasons += ["contact_map_not_written"] if map_problem is not None else []
-        reasons += ["nothing_scored"] if unscored is not None else []  # scores asked for, none made
-        return reasons
-
-    def write_map(self) -> tuple[list[Path], str | None]:
-        """``map=true``: merge the ground contacts of the images with a camera into ``contact_map.*``; returns
-        the files written and, where no image had a camera, why no map was drawn (printed, and recorded as
-        ``summary.json``'s ``no_contact_map_reason``) in place of any file."""
-        if not self.map_items:
-            reason = no_map_reason(self.input_dir, list(self.rows.values()))
-            print(reason, file=sys.stdout)
-            return [], reason
-        from marsunits.boundary.contact_map import build_contact_map  # matplotlib: imported only when used
-
-        # By image path: the same map whichever process, or earlier run, handled which image.
-        items = sorted(self.map_items, key=lambda item: item[0])
-        # Named in the warning about a site name shared by PDS and pinhole cameras (two frames, two maps).
-        files = {rel: find_camera_file(self.input_dir / rel) for rel, _, _ in items}
-        written = build_contact_map(
-            items, self.output_dir, self.opts.max_range_m, camera_files=files, model=self.model_record
-        )
-        log.info("contact map written: %s", ", ".join(p.name for p in written))
-        return written, None
 
 
 def predict_folder(opts: PredictOptions, cfg: DictConfig | None = None) -> RunResult:

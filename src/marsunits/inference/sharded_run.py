@@ -585,8 +585,9 @@ def _earlier_reports(output_dir: Path) -> bool:
 
 def _say_nothing_replaced(session: Any, wall_seconds: float) -> None:
     """End an ``overwrite=true`` run stopped (or failed) before it replaced any output: write its own
-    ``summary.json`` (:meth:`~marsunits.inference.runner._Session.write_summary_of_nothing_replaced`) and
-    print its line; where the file cannot be written, the stop's line alone, after a warning saying so."""
+    ``summary.json``
+    (:meth:`~marsunits.inference.run_reports.RunReports.write_summary_of_nothing_replaced`) and print its
+    line; where the file cannot be written, the stop's line alone, after a warning saying so."""
     try:
         _print_wrapped(session.write_summary_of_nothing_replaced(wall_seconds))
     except OSError as exc:
