@@ -328,13 +328,15 @@ def _run_as_rank(
     timeout_s: float | None = None,
     message: bool = False,
     spawned: bool = False,
+    status: bool = False,
 ) -> None:
     """Run ``distributed._rank_main`` as rank ``rank`` of a two-process gloo group met through the file
     ``store`` (or a ``tcp://`` address, whose store rank 0 holds, as spawned ranks' and srun's), and send
     what it raised (its type's name, or None; with ``message``: ``(name, message)``, or ``("returned", repr
     of what it returned)``) back through ``conn``. ``timeout_s``: the group's collectives' timeout (default:
     torch's, 30 minutes), short where a rank left waiting must fail the test at once. ``spawned``: as a rank
-    that ``predict.py devices=2`` spawned."""
+    that ``predict.py devices=2`` spawned. ``status`` (with ``message``): the status the rank's command exits
+    with too (:func:`~marsunits.errors.exit_status`, 0 where it returned), third in what is sent."""
     from datetime import timedelta
     from types import SimpleNamespace
 
@@ -353,9 +355,13 @@ def _run_as_rank(
             None,
             spawned,
         )
-        conn.send(("returned", repr(returned)) if message else None)  # type: ignore[attr-defined]
+        said: object = ("returned", repr(returned)) if message else None
+        conn.send((*said, 0) if status else said)  # type: ignore[attr-defined, misc]
     except BaseException as exc:  # noqa: BLE001 - said to the test
-        conn.send((type(exc).__name__, str(exc)) if message else type(exc).__name__)  # type: ignore[attr-defined]
+        from marsunits.errors import exit_status
+
+        said = (type(exc).__name__, str(exc)) if message else type(exc).__name__
+        conn.send((*said, exit_status(exc)) if status else said)  # type: ignore[attr-defined, misc]
     finally:
         dist.destroy_process_group()
 
@@ -808,6 +814,108 @@ def test_a_sharded_run_ended_by_a_rank_s_bug_records_failed_as_one_process_does(
         f"The run failed on an error in {image} on rank {buggy} of its 2 ranks (the traceback follows; "
         f"status 1): the {counts['not_reached']} images not reached are {again}"
     ), sharded["text"]
+
+
+def _rank_stopped_beside_a_failing_rank(
+    rank: int,
+    store: str,
+    opts: object,
+    stopped: int,
+    failure: str,
+    spawned: bool,
+    conn: object,
+    events: object,
+) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose two ranks end together, in their
+    second image: rank ``stopped`` is stopped (SIGTERM), the other fails, ``failure`` "bug": a ``TypeError``
+    out of the writer; "full": its output disk is full (``ENOSPC``). ``events``: one per rank, set as it
+    reaches that image, where it waits for the other's (both are then past the check for the other's word,
+    so that each ends its own way). Sends ``(type name, message, exit status)``."""
+    import errno
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    real_process = runner._Session.process
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if failure == "full":
+            raise OSError(errno.ENOSPC, "No space left on device", str(paths.mask))
+        raise TypeError("a bug")
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if done[0] == 1:
+            events[rank].set()  # type: ignore[index]
+            assert events[1 - rank].wait(120)  # type: ignore[index]
+            if rank == stopped:
+                raise TerminatedError
+            runner.write_prediction = write_prediction  # type: ignore[assignment]
+        done[0] += 1
+        return real_process(self, f, item)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=spawned, status=True)
+
+
+@pytest.mark.parametrize(
+    ("stopped", "failure", "spawned"),
+    [(0, "bug", False), (1, "bug", False), (0, "full", False), (1, "full", False), (0, "bug", True)],
+)
+def test_a_rank_stopped_as_another_fails_ends_the_run_as_the_failure_whichever_rank_had_which(
+    tmp_path: Path, ckpt: Path, stopped: int, failure: str, spawned: bool
+) -> None:
+    """One rank stopped (SIGTERM) while the other fails in the same image: the run was recorded as rank 0's
+    ending, the stop (status 143, ``stopped``) where rank 0 was the stopped one, the failure where it was
+    the failing one (a bug's record, the stop left unsaid), so the same two events gave two records. A
+    failure on any rank now decides, whichever rank it is on: a bug's record (status 1, ``failed``,
+    ``stopped_early`` null, the closing paragraph naming the image and the rank, then the stopped rank and
+    how), a full disk's (status 2, ``stopped``, ``stopped_early`` naming both ranks), and every rank exits
+    with that status (the stopped one on the ``RankFailedError`` naming the failing rank; with ranks
+    spawned by ``predict.py devices=2``, the launcher on the failing rank's error)."""
+    import json
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    failing = 1 - stopped
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _rank_stopped_beside_a_failing_rank, stopped, failure, spawned, after=(events,)
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    # Each rank finished its first image and ended in its second: rank 0's shard is im0, im2, ..., rank 1's
+    # im1, im3, ...
+    assert summary["counts"] == {"ok": 2, "error": 0, "skipped": 0, "total": 2, "not_reached": 6}
+    stop = f"rank {stopped} was terminated (SIGTERM) after 1 of the 4 images it had to predict"
+    status = 1 if failure == "bug" else 2
+    assert summary["exit_status"] == status, summary
+    if failure == "bug":
+        assert summary["exit_reasons"] == ["failed"] and summary["stopped_early"] is None, summary
+        image = "im2.png" if failing == 0 else "im3.png"
+        assert summary["text"].endswith(
+            f"The run failed on an error in {image} on rank {failing} of its 2 ranks (the traceback follows; "
+            "status 1): the 6 images not reached are predicted by running the same command again (finished "
+            f"images are skipped). Also, {stop}."
+        ), summary["text"]
+    else:
+        assert summary["exit_reasons"] == ["stopped"], summary
+        assert re.fullmatch(
+            rf"stopped because rank {failing} of its 2 ranks failed \(OutputWriteError: .*no space left.*\); "
+            rf"and was stopped on 1 of its 2 ranks \({re.escape(stop)}\); run the same command again to go "
+            r"on \(finished images are skipped\)",
+            summary["stopped_early"],
+            flags=re.IGNORECASE,
+        ), summary["stopped_early"]
+        assert summary["text"].endswith(f"The run {summary['stopped_early']}."), summary["text"]
+    if spawned:  # the launching process ends with rank 0's word: the failing rank's error
+        assert said[failing] == ("returned", "None", 0), said
+        assert said[stopped] == ("returned", "SpawnedRunFailed(error=TypeError('a bug'))", 0), said
+        return
+    name, message, exited = said[failing]  # type: ignore[misc]
+    assert (name, exited) == ("TypeError" if failure == "bug" else "OutputWriteError", status), said
+    name, message, exited = said[stopped]  # type: ignore[misc]
+    assert (name, exited) == ("RankFailedError", status), said
+    assert f"rank {failing} of its 2 ranks failed" in message, message
 
 
 def _rank_1_buggy_in_its_first_image(rank: int, store: str, opts: object, conn: object) -> None:

@@ -153,6 +153,7 @@ class RunReports:
     stop_status: int | None
     predicting: str | None
     failed_rank: str | None
+    also_ended: str | None
     marked: bool
 
     def summary(self, wall_seconds: float) -> dict[str, Any]:
@@ -266,6 +267,8 @@ class RunReports:
             stopped = (
                 "The run failed before it replaced any output (the error below); the folder is as it was."
             )
+        if self.also_ended is not None:  # where a bug ended the run, the other ranks' stops or failures
+            stopped += f" {self.also_ended}"
         text = (
             f"{stopped} manifest.csv, index.html and the folder's other reports are the earlier run's, as "
             "are its outputs."
@@ -377,6 +380,8 @@ class RunReports:
             paragraph += " " + failed_sentence(
                 self.predicting, not_reached, bool(self.opts.overwrite), self.failed_rank
             )
+            if self.also_ended is not None:
+                paragraph += f" {self.also_ended}"
         return paragraph, unscored
 
     def _write_summary(

@@ -33,7 +33,8 @@ Failure policy:
   SIGTERM, a full disk, a dead loader worker, another rank's stop or failure; ``stopped_early`` says how),
   and with ``failed`` for one ended by an error no image's row takes and no user causes, a bug (on any rank
   of a sharded run): its reports are written, ``exit_status`` 1, ``stopped_early`` null, and its traceback
-  follows.
+  follows. In a sharded run a rank's failure decides over another rank's stop, which is said too
+  (:func:`~marsunits.inference.sharded_run.predict_shard`).
 * Temporaries left by a killed earlier run (``SIGKILL`` skips every cleanup) are removed at start
   (:func:`marsunits.atomic.remove_stale_temporaries`; files of live processes are kept).
 * Inputs above ``max_file_mb`` (file size) or ``max_megapixels`` (header) are error rows, decided before
@@ -703,6 +704,10 @@ class _Session(RunReports):
         #: The rank a bug ended a sharded run on (``"rank 1 of its 2 ranks"``), said with ``predicting`` by
         #: rank 0's last paragraph; None for one process.
         self.failed_rank: str | None = None
+        #: How the other ranks of a sharded run a bug ended (``failed_rank``) ended besides: stopped (Ctrl-C,
+        #: SIGTERM) or failed too, one sentence ("Also, rank 0 was terminated (SIGTERM) after ...") that
+        #: rank 0's last paragraph says after the bug's; None for one process, or where none did.
+        self.also_ended: str | None = None
         #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk, 1
         #: a bug; another rank's failure, its error's: :func:`~marsunits.errors.exit_status`), set before its
         #: reports are written: ``summary.json``'s ``exit_status``. None for a run that goes to the end.

@@ -95,16 +95,17 @@ class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
 
 
 class RankFailedError(OtherProcessError):
-    """Another rank of a sharded run failed: this rank stopped at its next image, the reports of what every
-    rank finished are written, and the message names the failing rank and its error (which that rank raises
-    itself, in its own output or log).
+    """Another rank of a sharded run failed: this rank stopped at its next image (or was stopped itself, or
+    failed with an error of another status than the run's: a full disk beside a bug), the reports of what
+    every rank finished are written, and the message names the failing rank and its error (which that rank
+    raises itself, in its own output or log).
 
     Attributes:
-        errors: The failing ranks' own errors, in rank order, those that could be sent between processes
-            (pickled), and for a bug's that could not, a ``RuntimeError`` saying it: ranks spawned by
-            ``predict.py`` end the launching process with the first of them, and a rank of ``torchrun``
-            raising this one exits with its status (:func:`~marsunits.errors.exit_status`), as the run's
-            ``summary.json`` records it.
+        errors: The failing ranks' own errors, bugs' first, else in rank order, those that could be sent
+            between processes (pickled), and for a bug's that could not, a ``RuntimeError`` saying it: ranks
+            spawned by ``predict.py`` end the launching process with the first of them, and a rank of
+            ``torchrun`` raising this one exits with its status (:func:`~marsunits.errors.exit_status`), as
+            the run's ``summary.json`` records it.
     """
 
 
@@ -220,7 +221,11 @@ def predict_shard(
     every other rank, rank 0 included, raises :class:`RankFailedError` naming the failing rank and its
     error. It left the run at once, and the others
     predicted their shards, then waited in the gather for it (on NCCL until the collectives' timeout, 30
-    minutes; on gloo until its process had ended) and ended in a traceback, no report written. Rank 0
+    minutes; on gloo until its process had ended) and ended in a traceback, no report written. A failure
+    on any rank decides how the run ends, whichever ranks were stopped beside it: a bug's (status 1) before
+    a user's error's (2), either before a stop's (130, 143); the stops are said too (by ``stopped_early``,
+    or after a bug's sentence in the last paragraph), and every rank ends with that status: one that was
+    stopped, or whose error's status is not the run's, raises :class:`RankFailedError`. Rank 0
     failing as it writes the reports likewise ends the others with :class:`RankFailedError`, and so does a
     rank failing before its first image (its model on its device, its shard's outputs, rank 0's settings
     record): it joins the gather with no image; rank 0 failing so writes no report.
@@ -408,35 +413,43 @@ def _predict_claimed_shard(
             session.loop_seconds = max(session.loop_seconds, rank_part.loop_seconds)
             if session.evaluation is not None and rank_part.evaluation is not None:
                 session.evaluation.merge(rank_part.evaluation)
-        # The status the run ends with below (_raise_how_the_rank_ended, then another rank's stop): a rank's
-        # bug's, 1, where it is the failing ranks' first error (RankFailedError's status: exit_status).
-        ends: BaseException | None = failure or stop
-        if ends is None and failures:
+        # The status the run ends with below, on every rank (_raise_how_the_rank_ended, then another rank's
+        # stop): a failure on any rank decides it, a bug's (1) before a user's error (2), and a stop only
+        # where no rank failed (RankFailedError's status: exit_status of its first error, a bug's first).
+        # Rank 0's own ending came first: a rank stopped beside a failing one gave two records, the stop's
+        # where rank 0 was the stopped one (143, the failure in stopped_early only) and the failure's where
+        # it was the failing one (for a bug, the stop left unsaid).
+        ends: BaseException | None = None
+        if failures:
             ends = RankFailedError("", _errors(failures))
-        if ends is None and stopped:
+        elif stopped:
             ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
         session.stop_status = None if ends is None else exit_status(ends)
+        # Each stopped rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
+        told = [text.partition("; ") for _, text, _ in stopped]
+        stops_said = [f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, told, strict=True)]
         said = []
         if session.stop_status == 1:
             # A bug ended the run: recorded as one process's bug is (failed, stopped_early null, a last
             # paragraph naming the image and the rank: _Session.ended_by_a_bug). Rank 1's was recorded as a
             # stop, status 2 (rank 0 ended on the RankFailedError naming it), rank 0's with stopped_early set.
+            # The other ranks' endings (stopped, or failed too) follow in that paragraph: nothing is hidden.
             buggy = next(
                 (rank for rank, _, error in failures if error is not None and exit_status(error) == 1), 0
             )
             session.predicting = parts[buggy].predicting
             session.failed_rank = f"rank {buggy} of its {shard.world_size} ranks"
+            others = [f for f in failures if f[0] != buggy]
+            besides = [_rank_failures_said(others, shard.world_size, run=False)] if others else []
+            if besides or stops_said:
+                session.also_ended = f"Also, {'; '.join(besides + stops_said)}."
         elif failures:
             said.append(f"stopped because {_rank_failures_said(failures, shard.world_size, run=False)}")
         if stopped and session.stop_status != 1:
-            # Each rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
-            told = [text.partition("; ") for _, text, _ in stopped]
             advice = "; ".join(dict.fromkeys(rest for _, _, rest in told if rest))
             said.append(
                 f"was stopped on {len(stopped)} of its {shard.world_size} ranks ("
-                + ", ".join(
-                    f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, told, strict=True)
-                )
+                + ", ".join(stops_said)
                 + ")"
                 + (f"; {advice}" if advice else "")
             )
@@ -499,14 +512,22 @@ def _raise_how_the_rank_ended(
     failures: Sequence[tuple[int, str, Exception | None]],
     world_size: int,
 ) -> None:
-    """Raise what ends this rank's part of the run: its own failure, else its own stop, else (rank 0 said
-    so) the failures of other ranks as one ``RankFailedError``; return when none of them happened."""
+    """Raise what ends this rank's part of the run, with the status the run's ``summary.json`` records:
+    where a rank failed (``failures``, as rank 0 said them), this rank's own failure if it has the run's
+    status (a bug's, 1, where any rank had a bug; else a user's error's, 2), else the ranks' failures as one
+    :class:`RankFailedError` (that status), raised from this rank's own stop or failure; where none failed,
+    its own stop; return when nothing ended it. A rank stopped (Ctrl-C, SIGTERM) beside a failing rank
+    raised its stop (130, 143), and a rank whose disk was full beside another's bug its ``OutputWriteError``
+    (2): a torchrun run's ranks exited with statuses its record did not say."""
+    if failures:
+        errors = _errors(failures)
+        if failure is not None and exit_status(failure) == exit_status(RankFailedError("", errors)):
+            raise failure
+        raise RankFailedError(_rank_failures_said(failures, world_size), errors) from (failure or stop)
     if failure is not None:
         raise failure
     if stop is not None:
         raise stop
-    if failures:
-        raise RankFailedError(_rank_failures_said(failures, world_size), _errors(failures))
 
 
 def _said(exc: BaseException) -> str:
@@ -551,7 +572,11 @@ def _sendable(exc: Exception) -> Exception | None:
 
 
 def _errors(failures: Sequence[tuple[int, str, Exception | None]]) -> list[Exception]:
-    return [error for _, _, error in failures if error is not None]
+    """The failing ranks' errors that reached rank 0 (:class:`RankFailedError`'s ``errors``): bugs' first,
+    else in rank order, so that the run's status (the first's: :func:`~marsunits.errors.exit_status`) is a
+    bug's wherever one happened, whichever rank it was on."""
+    errors = [error for _, _, error in failures if error is not None]
+    return sorted(errors, key=lambda error: exit_status(error) != 1)
 
 
 def _rank_failures_said(
