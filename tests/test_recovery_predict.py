@@ -825,12 +825,14 @@ def _rank_stopped_beside_a_failing_rank(
     spawned: bool,
     conn: object,
     events: object,
+    at: int = 1,
 ) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose two ranks end together, in their
-    second image: rank ``stopped`` is stopped (SIGTERM), the other fails, ``failure`` "bug": a ``TypeError``
-    out of the writer; "full": its output disk is full (``ENOSPC``). ``events``: one per rank, set as it
-    reaches that image, where it waits for the other's (both are then past the check for the other's word,
-    so that each ends its own way). Sends ``(type name, message, exit status)``."""
+    image ``at`` (from 0: the second by default): rank ``stopped`` is stopped (SIGTERM), the other fails,
+    ``failure`` "bug": a ``TypeError`` out of the writer; "full": its output disk is full (``ENOSPC``).
+    ``events``: one per rank, set as it reaches that image, where it waits for the other's (both are then
+    past the check for the other's word, so that each ends its own way). Sends ``(type name, message, exit
+    status)``."""
     import errno
 
     from marsunits.errors import TerminatedError
@@ -845,7 +847,7 @@ def _rank_stopped_beside_a_failing_rank(
         raise TypeError("a bug")
 
     def process(self, f, item):  # type: ignore[no-untyped-def]
-        if done[0] == 1:
+        if done[0] == at:
             events[rank].set()  # type: ignore[index]
             assert events[1 - rank].wait(120)  # type: ignore[index]
             if rank == stopped:
@@ -916,6 +918,48 @@ def test_a_rank_stopped_as_another_fails_ends_the_run_as_the_failure_whichever_r
     name, message, exited = said[stopped]  # type: ignore[misc]
     assert (name, exited) == ("RankFailedError", status), said
     assert f"rank {failing} of its 2 ranks failed" in message, message
+
+
+def test_a_sharded_overwrite_a_bug_ended_beside_a_stopped_rank_before_replacing_anything_says_both(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """An ``overwrite=true`` run whose rank 0 was stopped (SIGTERM) and rank 1 hit a bug, both in their first
+    image: the reports that list the outputs stay as they were, and summary.json is this run's, recorded as
+    the bug's (it said the stop's status, 143), saying that the image may be half replaced and then how
+    rank 0 was stopped."""
+    import json
+    import multiprocessing
+
+    from marsunits.inference import predict_folder
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = _eight_images(tmp_path)
+    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    assert predict_folder(opts).exit_code == 0
+    manifest = (out / "manifest.csv").read_bytes()
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    _, _, said = _two_ranks(
+        tmp_path,
+        ckpt,
+        _rank_stopped_beside_a_failing_rank,
+        0,
+        "bug",
+        False,
+        after=(events, 0),
+        options=("overwrite=true",),
+    )
+    assert said == [("RankFailedError", said[0][1], 1), ("TypeError", "a bug", 1)], said  # type: ignore[index]
+    assert (out / "manifest.csv").read_bytes() == manifest
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"], summary
+    assert summary["stopped_early"] is None
+    assert summary["text"] == (
+        "The run failed in its first image (the error below), which may be half replaced: fix what the error "
+        "names, then run the same command (overwrite=true) again. Also, rank 0 was terminated (SIGTERM) "
+        "after 0 of the 4 images it had to predict. manifest.csv, index.html and the folder's other reports "
+        "are the earlier run's, as are its outputs."
+    ), summary["text"]
 
 
 def _rank_1_buggy_in_its_first_image(rank: int, store: str, opts: object, conn: object) -> None:
