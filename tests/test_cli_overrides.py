@@ -1550,6 +1550,83 @@ def test_two_pluses_on_a_config_group_are_one_line_giving_the_plus_or_choice_tha
 
 
 @pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        # It said "give callbacks=ema (without the pluses), which replaces default": a run without
+        # best.ckpt, when default and EMA were meant.
+        (["++callbacks=ema", "callbacks=default"], "callbacks=[default,ema]"),
+        (["callbacks=[default]", "model=tiny", "++callbacks=ema"], "callbacks=[default,ema]"),
+        (
+            ["++callbacks=ema", "++callbacks=recovery", "callbacks=default"],
+            "callbacks=[default,ema,recovery]",
+        ),
+        (["+callbacks=ema", "++callbacks=recovery", "callbacks=default"], "callbacks=[default,ema,recovery]"),
+        (["callbacks=[default,ema]", "++callbacks=ema"], "callbacks=[default,ema]"),
+        # It gave +callbacks=ema, which beside the swept choice Hydra drops at each trial.
+        (
+            ["-m", "callbacks=[default],[default,wandb]", "++callbacks=ema"],
+            "callbacks=[default,ema],[default,wandb,ema]",
+        ),
+    ],
+)
+def test_two_pluses_on_callbacks_beside_a_choice_of_callbacks_give_one_list_of_both(
+    args: list[str],
+    fix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py ++callbacks=ema callbacks=default``: the user chose ``default`` and meant to add EMA. The
+    refusal of the two pluses gave ``callbacks=ema``, which replaces ``default`` (no ``best.ckpt``), or
+    ``+callbacks=ema``, which Hydra drops beside a choice of callbacks. Like the refusal of one plus beside a
+    choice, it gives callbacks once, one list of the choice's options and the pluses', which passes the
+    checks and composes to both."""
+    from conftest import compose_config
+
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point("train.py", args, monkeypatch, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cannot force-add a config group" in err, err
+    assert err.strip().endswith(f"give callbacks once, '{fix}'"), err
+    assert list(tmp_path.iterdir()) == []
+    fixed = [a for a in args if not a.lstrip("+").startswith("callbacks=")] + [fix]
+    assert unknown_option(fixed, CONFIG_DIR, "train") is None, fixed
+    first = fix.split("],[")[0] + ("]" if "],[" in fix else "")
+    cfg = compose_config("train", tmp_path / "composed", [first])
+    assert {"model_checkpoint", "ema"} <= set(cfg.callbacks), sorted(cfg.callbacks)
+
+
+@pytest.mark.parametrize(
+    ("prog", "args"),
+    [
+        ("predict.py", ["logger=wandb", "+logger=wandb"]),
+        ("predict.py", ["+logger=wandb", "logger=wandb"]),
+        ("train.py", ["logger=csv", "+logger=csv"]),
+        ("train.py", ["logger=csv", "++logger=csv"]),
+    ],
+)
+def test_a_group_chosen_and_added_with_the_same_choice_is_told_it_is_given_twice(
+    prog: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``predict.py logger=wandb +logger=wandb`` was told to give ``logger=wandb``, "which replaces wandb": a
+    choice replacing itself. The line says the choice is given twice and to give it once, without the plus."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    choice = next(a for a in args if not a.startswith("+"))
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{choice} is given twice" in err and f"give it once, {choice} " in err, err
+    assert "replaces" not in err, err
+    assert unknown_option([choice], CONFIG_DIR, prog.removesuffix(".py")) is None
+
+
+def test_a_plus_on_the_choice_the_defaults_make_is_not_said_to_replace_it() -> None:
+    """``train.py +trainer=cpu`` (the choice the defaults make already): "which replaces cpu" named a choice
+    replacing itself."""
+    message = unknown_option(["+trainer=cpu"], CONFIG_DIR, "train")
+    assert message is not None and "give trainer=cpu (without the plus)" in message, message
+    assert "replaces" not in message and "chosen there already" in message, message
+
+
+@pytest.mark.parametrize(
     ("config", "args", "fix", "chosen"),
     [
         # It said "as composed: null" and gave logger=none, whose composition fails on the other +logger.

@@ -78,7 +78,8 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         refused = (
             "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
         )
-        return _plus_on_a_group(given, group, kind, config_name, refused)
+        typed = [a for a in others if a.partition("=")[0] == group]  # logger=wandb +logger=wandb
+        return _plus_on_a_group(given, group, kind, config_name, refused, typed[-1] if typed else None)
     return None
 
 
@@ -91,7 +92,10 @@ def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -
     the sweep folder was made. The line gives the override that works (:func:`_plus_on_a_group`), with every
     plus of the group's given once: one plus where the defaults list chooses the group by a list
     (``+callbacks=ema`` adds to the defaults' callbacks) or lacks it (``~model ++model=tiny``,
-    ``++model@teacher=tiny``), none where it has one choice (``model=tiny`` replaces the defaults' own). A
+    ``++model@teacher=tiny``), none where it has one choice (``model=tiny`` replaces the defaults' own).
+    Beside a choice of a group chosen by a list (``++callbacks=ema callbacks=default``), where Hydra would
+    drop a plus too, it is the group given once, one list of both (``'callbacks=[default,ema]'``, as
+    :func:`added_beside_a_chosen_list` gives; it gave ``callbacks=ema``, which drops ``default``). A
     dictionary (``++model={lr: 0.1}``) sets the node's keys, which Hydra takes; Hydra's own groups are left
     to Hydra.
     """
@@ -114,12 +118,24 @@ def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -
     if forced is None:
         return None
     given = [a for a, g in zip(overrides, groups, strict=True) if g == forced]
+    refused = "Hydra cannot force-add a config group (two pluses add or set an option, not a group's choice)"
+    try:
+        beside = _chosen_beside_plus(overrides, forced, given, config_dir, config_name)
+    except ValueError:
+        beside = None
+    if beside is not None:  # ++callbacks=ema callbacks=default: one list of both was meant
+        choice, lists, adds = beside
+        return (
+            f"{' and '.join(repr(a) for a in given)} with {' '.join(choice)!r}: {refused}, and drops "
+            f"what a plus adds to {forced} where the command line also chooses {forced}: give {forced} once, "
+            f"'{forced}={_one_list(lists, adds)}'"
+        )
     others = [  # another ++ of a group would make the defaults list fail too
         a for a, g in zip(overrides, groups, strict=True) if g is None or (g != forced and a[:2] != "++")
     ]
     kind = (_group_kinds(config_dir, config_name, others, {forced}) or {}).get(forced)
-    refused = "Hydra cannot force-add a config group (two pluses add or set an option, not a group's choice)"
-    return _plus_on_a_group(given, forced, kind, config_name, refused)
+    typed = [a for a in others if a.partition("=")[0] == forced]  # logger=csv ++logger=csv
+    return _plus_on_a_group(given, forced, kind, config_name, refused, typed[-1] if typed else None)
 
 
 def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -135,57 +151,81 @@ def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_nam
     plus is left alone, and so are another package (``+callbacks@x=ema``) and a group of one choice
     (:func:`added_group_already_chosen`).
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     overrides = _checked_overrides(argv)
-
-    def chooses(arg: str, group: str, plus: bool) -> bool:  # group=..., or +group=... with ``plus``
-        key = arg.partition("=")[0]
-        return "=" in arg and key == (f"+{group}" if plus else group)
-
     added = [
         a
         for a in overrides
         if a.startswith("+") and not a.startswith("++") and "@" not in a.partition("=")[0] and "=" in a
     ]
     for group in dict.fromkeys(_group_of(a) for a in added if (config_dir / _group_of(a)).is_dir()):
-        chosen = [i for i, a in enumerate(overrides) if chooses(a, group, plus=False)]
-        if not chosen:
-            continue
-        first = chosen[-1]
-        while first - 1 in chosen:  # given in a row: an unquoted {...} the shell split
-            first -= 1
-        choice = overrides[first : chosen[-1] + 1]
-        plus = [a for a in overrides if chooses(a, group, plus=True)]
+        plus = [a for a in overrides if a.partition("=")[0] == f"+{group}"]
         try:
-            parsed = OverridesParser.create().parse_overrides([*choice, *plus])
-        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+            beside = _chosen_beside_plus(overrides, group, plus, config_dir, config_name)
+        except ValueError:  # an override Hydra cannot read is said by unreadable_or_unknown_choice
             return None
-        if any(o.is_sweep_override() for o in parsed[len(choice) :]):
-            continue  # a sweep of what the plus adds: each trial's is its own
-        if any(o.is_sweep_override() for o in parsed[: len(choice)]):
-            if len(choice) > 1:
-                continue
-            lists = [[str(v) for v in _listed(value)] for value in parsed[0].sweep_iterator()]
-        else:  # one list of every choice given in a row (Hydra would take the last)
-            lists = [[str(v) for o in parsed[: len(choice)] for v in _listed(o.value())]]
-        others = [a for a in overrides if not (chooses(a, group, plus=False) or chooses(a, group, plus=True))]
-        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
-        if kind is None or kind[0] != "list":
+        if beside is None:
             continue
-        adds = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
+        choice, lists, adds = beside
         lost = [v for v in adds if any(v not in options for options in lists)]
         if not lost:  # what the plus adds is chosen all the same
             continue
-        fix = ",".join(f"[{','.join(dict.fromkeys([*options, *adds]))}]" for options in lists)
         given = " and ".join(repr(a) for a in plus)
         run = "each trial" if len(lists) > 1 else "the run"
         return (
             f"{given} with {' '.join(choice)!r}: Hydra drops what a plus adds to {group} where the command "
             f"line also chooses {group} ({run} would be without {', '.join(lost)}); give {group} once, "
-            f"'{group}={fix}'"
+            f"'{group}={_one_list(lists, adds)}'"
         )
     return None
+
+
+def _chosen_beside_plus(
+    overrides: Sequence[str], group: str, plus: Sequence[str], config_dir: Path, config_name: str
+) -> tuple[list[str], list[list[str]], list[str]] | None:
+    """How the command line ``overrides`` chooses ``group`` without a plus beside ``plus``, its overrides
+    that add to the group (``+callbacks=ema``, or ``++callbacks=ema``, which Hydra refuses): the choice as
+    typed (the last given, with those given in a row before it: the shell's split ``callbacks={default,
+    wandb}``), the options of each list it chooses (one list, or one per value of a swept choice, ``-m
+    'callbacks=[default],[default,wandb]'``) and the options ``plus`` adds, each once. None where the command
+    line does not choose the group, where the pluses sweep (each trial's is its own), where a swept choice is
+    given again in a row, or where the defaults list the other overrides leave does not choose the group by
+    a list (a group of one choice: :func:`added_group_already_chosen`). ValueError where Hydra cannot read
+    one of them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    chosen = [i for i, a in enumerate(overrides) if "=" in a and a.partition("=")[0] == group]
+    if not chosen or not plus:
+        return None
+    first = chosen[-1]
+    while first - 1 in chosen:  # given in a row: an unquoted {...} the shell split
+        first -= 1
+    choice = list(overrides[first : chosen[-1] + 1])
+    try:
+        parsed = OverridesParser.create().parse_overrides([*choice, *plus])
+    except Exception as exc:  # noqa: BLE001 - the caller says nothing: unreadable_or_unknown_choice will
+        raise ValueError(str(exc)) from exc
+    if any(o.is_sweep_override() for o in parsed[len(choice) :]):
+        return None  # a sweep of what the plus adds: each trial's is its own
+    if any(o.is_sweep_override() for o in parsed[: len(choice)]):
+        if len(choice) > 1:
+            return None
+        lists = [[str(v) for v in _listed(value)] for value in parsed[0].sweep_iterator()]
+    else:  # one list of every choice given in a row (Hydra would take the last)
+        lists = [[str(v) for o in parsed[: len(choice)] for v in _listed(o.value())]]
+    given = {overrides[i] for i in chosen} | set(plus)
+    others = [a for a in overrides if a not in given]
+    kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+    if kind is None or kind[0] != "list":
+        return None
+    adds = list(dict.fromkeys(str(v) for o in parsed[len(choice) :] for v in _listed(o.value())))
+    return choice, lists, adds
+
+
+def _one_list(lists: Sequence[Sequence[str]], adds: Sequence[str]) -> str:
+    """The value of a group chosen by a list that holds each of ``lists`` (a swept choice's, or one) with
+    ``adds``, each option once in the order given: ``[default,ema]``; ``[default,ema],[default,wandb,ema]``
+    for a sweep."""
+    return ",".join(f"[{','.join(dict.fromkeys([*options, *adds]))}]" for options in lists)
 
 
 def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -325,15 +365,22 @@ def _kinds_in(listed: Any, keys: set[str]) -> dict[str, tuple[str, str | None]]:
 
 
 def _plus_on_a_group(
-    given: Sequence[str], key: str, kind: tuple[str, str | None] | None, config_name: str, refused: str
+    given: Sequence[str],
+    key: str,
+    kind: tuple[str, str | None] | None,
+    config_name: str,
+    refused: str,
+    typed: str | None = None,
 ) -> str:
     """The one line for ``given``, the overrides that choose the config group ``key`` with a plus or two
     (``+logger=csv``; ``++callbacks=ema``; ``+logger=none +logger=csv``), which Hydra refuses: where the
     defaults list has the group (``kind``, :func:`_group_kinds`; None where it cannot be made), ``refused``
     (Hydra's reason, in words), and the override that works, given once. A group of one choice: the choice
-    without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own;
-    one chosen by a list: one plus, which adds to the list (several options in one list); one the defaults
-    list lacks: one plus, which adds it."""
+    without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own
+    or is chosen there already; where ``typed``, the command line's own choice of the group without a plus
+    (``logger=wandb +logger=wandb``), is that choice, the line says it is given twice and to give it once
+    (it said "which replaces wandb" of wandb). One chosen by a list: one plus, which adds to the list
+    (several options in one list); one the defaults list lacks: one plus, which adds it."""
     head = " and ".join(repr(a) for a in given)
     values = [a.partition("=")[2] for a in given]
     last = values[-1]
@@ -345,10 +392,20 @@ def _plus_on_a_group(
         return f"'{fix}'" if any(c in fix for c in "[]{}") else fix
 
     what, chosen = kind if kind is not None else ("unknown", None)
+    if what == "chosen" and typed is not None and typed == f"{key}={last}" and chosen == last:
+        again = " and ".join(repr(a) for a in [typed, *given] if a.partition("=")[2] == last)
+        once = f"give it once, {quoted(typed)} (without the {plus})"
+        return f"{typed} is given twice ({again}), and {refused}: {once}"
     if what == "chosen":
         where = f"{key} is already in the defaults list ({defaults}, as composed: {chosen or 'null'})"
         once = f"once (without the {plus}; the last given)" if several else f"(without the {plus})"
-        does = "chooses it" if chosen is None else f"replaces {chosen}"
+        does = (
+            "chooses it"
+            if chosen is None
+            else "is chosen there already"
+            if chosen == last
+            else f"replaces {chosen}"
+        )
         fix = f"{quoted(f'{key}={last}')} {once}, which {does}"
     elif what == "list":
         where = f"{key} is chosen by a list in the defaults list ({defaults}), to which one plus adds"
