@@ -1627,6 +1627,48 @@ def test_a_plus_on_the_choice_the_defaults_make_is_not_said_to_replace_it() -> N
 
 
 @pytest.mark.parametrize(
+    ("prog", "args", "fix"),
+    [
+        # Quoted: Hydra cannot read braces without key: value entries, and the line said to close them.
+        ("train.py", ["model=tiny", "callbacks={ema,default,ema}"], "'callbacks=[ema,default]'"),
+        ("train.py", ["callbacks={ema}"], "'callbacks=[ema]'"),
+        ("predict.py", ["input_dir=x", "patterns={jpg,png}"], "'patterns=[jpg,png]'"),
+        ("predict.py", ["input_dir=x", "++patterns={jpg,png}"], "'++patterns=[jpg,png]'"),
+    ],
+)
+def test_a_list_written_in_braces_is_told_to_use_brackets(
+    prog: str,
+    args: list[str],
+    fix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """``'callbacks={ema,default,ema}'`` (quoted, or a single ``{ema}``, which bash leaves alone) reached
+    Hydra's parser, and the line said to "close every bracket, brace and quote": they were closed. Braces
+    hold a map's ``key: value`` entries; a list is in brackets, each choice once."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "a list is written in brackets" in err and err.strip().endswith(fix), err
+    from conftest import compose_config
+
+    fixed = [a for a in args if "{" not in a] + [fix.strip("'")]
+    assert unknown_option(fixed, CONFIG_DIR, prog.removesuffix(".py")) is None, fixed
+    compose_config(prog.removesuffix(".py"), tmp_path, fixed)
+
+
+def test_a_choice_split_by_the_shell_with_a_choice_twice_is_given_once_each() -> None:
+    """``callbacks={ema,default,ema}`` unquoted: the fix was ``'callbacks=[ema,default,ema]'`` "for all 3
+    choices". Hydra takes a list's choice once; the fix gives each once, in the order typed."""
+    args = ["model=tiny", "callbacks=ema", "callbacks=default", "callbacks=ema"]
+    message = unknown_option(args, CONFIG_DIR, "train")
+    assert message is not None and "'callbacks=[ema,default]' for both choices" in message, message
+    assert message.startswith(
+        "callbacks is given 3 times in a row (callbacks=ema callbacks=default callbacks=ema)"
+    )
+
+
+@pytest.mark.parametrize(
     ("config", "args", "fix", "chosen"),
     [
         # It said "as composed: null" and gave logger=none, whose composition fails on the other +logger.

@@ -472,6 +472,12 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
             (override,) = parser.parse_overrides([arg])
         except OverrideParseException as exc:
             reason = str(exc).splitlines()[0]
+            listed = _list_in_braces(arg, config_dir)
+            if listed is not None:
+                return (
+                    f"cannot read the override {arg!r}: braces hold a map's key: value entries, and a list "
+                    f"is written in brackets: give {listed}"
+                )
             return (
                 f"cannot read the override {arg!r} ({reason}): close every bracket, brace and quote, and put "
                 "an override with spaces in single quotes, e.g. 'labels_class_map={0: 0, 1: 1, 255: 255}'"
@@ -493,6 +499,20 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
             hint = f"; did you mean {meant}?" if guess else ""
             return f"no {group} config {option!r} in {arg!r}{hint} (the choices: {', '.join(choices)})"
     return None
+
+
+def _list_in_braces(arg: str, config_dir: Path) -> str | None:
+    """The override ``arg`` with its value in braces and without a map's ``key: value`` entries
+    (``callbacks={ema,default}``, quoted, or ``callbacks={ema}``, which bash leaves alone) written as the
+    list it reads as, quoted for the shell: ``'callbacks=[ema,default]'``; a config group's choices each
+    once (Hydra takes a choice once), in the order typed. None for any other value."""
+    key, _, value = arg.partition("=")
+    if not (value.startswith("{") and value.endswith("}")) or ":" in value or "{" in value[1:]:
+        return None
+    items = [v.strip() for v in value[1:-1].split(",") if v.strip()]
+    if (config_dir / key.lstrip("+").split("@", 1)[0]).is_dir():
+        items = list(dict.fromkeys(items))
+    return f"'{key}=[{','.join(items)}]'"
 
 
 def dashed_option(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:

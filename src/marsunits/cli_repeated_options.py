@@ -97,7 +97,11 @@ def brace_expanded_option(
                     if prefix
                     else "and Hydra would take the last alone"
                 )
-                return _given_again(name, run, "choice", f"'{prefix}{name}=[{values}]'", tail)
+                choices = list(
+                    dict.fromkeys(a.partition("=")[2] for a in run)
+                )  # each once: {ema,default,ema}
+                fix = f"'{prefix}{name}=[{','.join(choices)}]'"
+                return _given_again(name, run, "choice", fix, tail, len(choices))
         elif isinstance(composed.get(name), ListConfig):
             tail = "and Hydra would take the last alone"
             if prefix == "+":  # a plus on an option the config has: Hydra refuses it, quoted or not
@@ -125,12 +129,16 @@ def _shell_split(name: str, run: Sequence[str], part: str, fix: str) -> str:
     )
 
 
-def _given_again(name: str, run: Sequence[str], part: str, fix: str, tail: str) -> str:
+def _given_again(
+    name: str, run: Sequence[str], part: str, fix: str, tail: str, count: int | None = None
+) -> str:
     """:func:`brace_expanded_option`'s message for a list option or a list-chosen group: ``name`` given in a
     row as ``run``, ``fix`` the quoted option, ``part`` what each is (a list's ``value``, a group's
-    ``choice``), ``tail`` what Hydra does with it. Said for both readings: an unquoted ``{a,b}`` that the
-    shell split, and a script that gives the option twice meaning the last."""
-    every = "both" if len(run) == 2 else f"all {len(run)}"
+    ``choice``), ``tail`` what Hydra does with it, ``count`` how many ``fix`` holds (a group's choices each
+    once; ``len(run)`` where None). Said for both readings: an unquoted ``{a,b}`` that the shell split, and
+    a script that gives the option twice meaning the last."""
+    count = len(run) if count is None else count
+    every = "both" if count == 2 else f"all {count}"
     return (
         f"{name} is given {len(run)} times in a row ({' '.join(run)}): give it once, {fix} for {every} "
         f"{part}s, or only the one {part} meant (unquoted, the shell splits {{...}} into one option per "
