@@ -635,23 +635,31 @@ def test_an_option_given_again_with_its_value_in_braces_or_the_same_value_is_not
     # Without the config, a list-valued option's repeats cannot be told from a scalar's: left alone.
     assert brace_expanded_option(["patterns=jpg", "patterns=png"]) is None
     # With it, a single-select group chosen again is still Hydra's "the last counts" (logger, and callbacks
-    # once a choice before the run made it one option), and so is a scalar given again in a row, a list or
-    # choices given whole each time, a ++ given again of a scalar, and runs with different prefixes (no
-    # brace gives those).
+    # once a choice before the run made it one option), and so is a list or choices given whole each time,
+    # runs with different prefixes (no brace gives those), and an option not given in a row.
     for config_name, args in (
         ("train", ["model=tiny", "logger=none", "logger=csv"]),
         ("train", ["model=tiny", "++logger=none", "++logger=csv"]),
-        ("train", ["trainer.max_epochs=1", "trainer.max_epochs=2"]),
-        ("train", ["++trainer.max_epochs=1", "++trainer.max_epochs=2"]),
         ("train", ["callbacks=[default]", "callbacks=[ema]"]),
         ("train", ["callbacks=ema", "callbacks=ema"]),
         ("train", ["data=marsscapes_ai4mars", "data.sources=marsscapes", "++data.sources=ai4mars"]),
-        ("predict", ["tile=256", "tile=512"]),
-        ("predict", ["++tile=256", "++tile=512"]),
+        ("train", ["trainer.max_epochs=1", "trainer.max_epochs=1"]),
         ("predict", ["patterns=[jpg]", "patterns=[png]"]),
         ("predict", ["patterns=jpg", "tile=256", "patterns=png"]),  # not in a row
+        ("predict", ["tile=256", "overlap=0.1", "tile=512"]),
     ):
         assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
+    # An option of one value given again in a row with another was "the last counts" too, so that
+    # predict.py input_dir=data/{a,b} (bash: input_dir=data/a input_dir=data/b) read data/b alone: it is
+    # refused (test_a_plain_option_given_again_in_a_row_with_another_value_is_refused_naming_both).
+    for config_name, args in (
+        ("train", ["trainer.max_epochs=1", "trainer.max_epochs=2"]),
+        ("train", ["++trainer.max_epochs=1", "++trainer.max_epochs=2"]),
+        ("predict", ["tile=256", "tile=512"]),
+        ("predict", ["++tile=256", "++tile=512"]),
+    ):
+        said = brace_expanded_option(args, CONFIG_DIR, config_name)
+        assert said is not None and "give it once, with the one value meant" in said, (args, said)
 
 
 def test_an_option_given_again_with_colons_that_is_no_map_is_not_a_shell_split_map() -> None:
@@ -672,7 +680,11 @@ def test_an_option_given_again_with_colons_that_is_no_map_is_not_a_shell_split_m
     ):
         if without_config:
             assert brace_expanded_option(args) is None, args
-        assert brace_expanded_option(args, CONFIG_DIR, config_name) is None, args
+        # Not a map; with the config, an option of one value given again with another (the last would
+        # count alone), unless it is Hydra's own.
+        said = brace_expanded_option(args, CONFIG_DIR, config_name)
+        assert said is None or ("entry" not in said and "the one value meant" in said), (args, said)
+        assert (said is None) == args[0].lstrip("+").startswith("hydra."), (args, said)
     # A map or a null option split so is still refused, with the config and without it.
     for config_name, args in (
         ("predict", ["input_dir=x", "labels_class_map=0:0", "labels_class_map=2:0"]),
@@ -1666,6 +1678,42 @@ def test_a_choice_split_by_the_shell_with_a_choice_twice_is_given_once_each() ->
     assert message.startswith(
         "callbacks is given 3 times in a row (callbacks=ema callbacks=default callbacks=ema)"
     )
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "says"),
+    [
+        # bash's input_dir=data/{a,b}: predict.py read data/b alone, without a word.
+        ("predict.py", ["input_dir=data/a", "input_dir=data/b"], "predict.py takes one input_dir"),
+        ("predict.py", ["input_dir=x", "tile=256", "tile=512"], "Hydra would take the last alone"),
+        ("predict.py", ["input_dir=x", "++tile=256", "++tile=512"], "Hydra would take the last alone"),
+        ("train.py", ["trainer.max_epochs=1", "trainer.max_epochs=2"], "Hydra would take the last alone"),
+        ("train.py", ["data=folder", "data.root=sol/a", "data.root=sol/b"], "the shell splits sol/{a,b}"),
+        ("train.py", ["run_name=sol:1", "run_name=sol:2"], "the shell splits sol:{1,2}"),
+        # A multirun sweeps a comma list given once.
+        ("train.py", ["-m", "model.lr=1e-3", "model.lr=2e-3"], "to sweep them, 'model.lr=1e-3,2e-3'"),
+    ],
+)
+def test_a_plain_option_given_again_in_a_row_with_another_value_is_refused_naming_both(
+    prog: str,
+    args: list[str],
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bash expands an unquoted ``input_dir=data/{a,b}`` into ``input_dir=data/a input_dir=data/b``, of
+    which Hydra keeps the last: predict.py read one folder of two, without a word. An option of one value
+    given again in a row with another is refused in one line naming the values and saying to give one."""
+    monkeypatch.chdir(tmp_path)
+    base = ["ckpt_path=m.ckpt", "output_dir=out"] if prog == "predict.py" else ["model=tiny"]
+    status, err = _as_an_entry_point(prog, [*base, *args], monkeypatch, capsys)
+    run = args[-2:]
+    name = run[0].partition("=")[0].lstrip("+")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: {name} is given 2 times in a row ({' '.join(run)})"), err
+    assert "give it once" in err and says in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -3,18 +3,21 @@
 (:func:`brace_expanded_option`).
 
 Said where the values are a map's entries (``labels_class_map={0:0,255:255}``), or where the option is
-list-valued in the config, or is a config group chosen there by a list (``callbacks={default,ema}``); the fix
-is the option quoted, with the values as they were typed. :func:`~marsunits.cli_overrides.unknown_option`
-runs this check.
+list-valued in the config, or is a config group chosen there by a list (``callbacks={default,ema}``): the fix
+is the option quoted, with the values as they were typed; or where the option holds one value
+(``predict.py input_dir=data/{a,b}``): the fix is the one value meant.
+:func:`~marsunits.cli_overrides.unknown_option` runs this check.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from marsunits.cli_argv import _sweeping
 from marsunits.cli_compose import (
     _ABSENT,
     _checked_overrides,
@@ -34,14 +37,19 @@ def brace_expanded_option(
     the values are each a map's entry (``native:project``, none in braces or brackets) of an option
     that can be a map (:func:`_may_be_a_map`), or, given the config
     (``config_dir``, ``config_name``), where the option is list-valued in the config composed with the other
-    overrides, or is a config group chosen there by a list (``callbacks: [default, wandb]``), none of the
+    overrides, or is a config group chosen there by a list (``callbacks: [default, wandb]``), or holds one
+    value there (``input_dir``, ``tile``, ``trainer.max_epochs``; :func:`_one_value_meant`), none of the
     values in brackets or braces.
 
-    Other values are left alone: an option given again with another value (``logger=none logger=csv``, a
-    script appending to a base list of options; ``tile=256 tile=512``) is Hydra's "the last counts", which a
-    check for any repeated option refused. A list option or a list-chosen group given twice on purpose is
-    refused all the same (it would keep the last value alone): the message says to give it once, quoted for
-    all the values or with the one meant.
+    A config group of one choice given again with another (``logger=none logger=csv``, a script appending to
+    a base list of options) is left alone: Hydra's "the last counts", which a check for any repeated option
+    refused. So are Hydra's own keys, an option given again not in a row, and one given again with the same
+    value. A list option or a list-chosen group given twice on purpose is refused all the same (it would keep
+    the last value alone): the message says to give it once, quoted for all the values or with the one
+    meant. An option of one value given again in a row with another was left to Hydra too, and so
+    ``predict.py input_dir=data/{a,b}`` (bash: ``input_dir=data/a input_dir=data/b``) read ``data/b`` alone,
+    without a word: it is refused, naming the values, to give the one meant (in a multirun, the values swept
+    as one option with commas).
 
     ``labels_class_map={0:0,2:0,1:1,3:1,255:255}`` typed without quotes reached ``predict.py`` as five
     options, ``labels_class_map=0:0`` ... ``labels_class_map=255:255``, of which Hydra kept the last: it was
@@ -107,7 +115,45 @@ def brace_expanded_option(
             if prefix == "+":  # a plus on an option the config has: Hydra refuses it, quoted or not
                 prefix, tail = "", f"and {name} needs no plus: a plus adds an option the config lacks"
             return _given_again(name, run, "value", f"'{prefix}{name}=[{values}]'", tail)
+        elif name in composed and not isinstance(composed[name], DictConfig):  # one value: input_dir, tile
+            return _one_value_meant(run, config_name, _sweeping(argv))
     return None
+
+
+def _one_value_meant(run: Sequence[str], config_name: str, sweeping: bool) -> str:
+    """:func:`brace_expanded_option`'s message for an option of one value (``input_dir``, ``tile``,
+    ``trainer.max_epochs``) given in a row as ``run``, with other values: Hydra would take the last alone
+    (``predict.py input_dir=data/{a,b}``, which bash splits, read ``data/b`` alone). It names the values and
+    says to give the one meant; where they share a start or an end, as bash's expansion of an unquoted
+    ``{...}`` gives them, it names that ``{...}``; a folder option of ``predict.py`` takes one folder; in a
+    multirun (``sweeping``), the values swept are one option with commas."""
+    prefix, name = _prefixed(run[0])
+    values = list(dict.fromkeys(a.partition("=")[2] for a in run))
+    notes = []
+    if sweeping:
+        notes.append(f"to sweep them, '{'' if prefix == '+' else prefix}{name}={','.join(values)}'")
+    if config_name == "predict" and name in ("input_dir", "output_dir", "labels_dir"):
+        notes.append(f"predict.py takes one {name}: run it once per folder")
+    braces = _brace_form(values)
+    if braces is not None:
+        notes.append(f"unquoted, the shell splits {braces} into one option per value")
+    return (
+        f"{name} is given {len(run)} times in a row ({' '.join(run)}), and Hydra would take the last alone: "
+        f"give it once, with the one value meant" + (f" ({'; '.join(notes)})" if notes else "")
+    )
+
+
+def _brace_form(values: Sequence[str]) -> str | None:
+    """``values`` as bash's brace expansion would have made them (``data/{a,b}`` of ``data/a``, ``data/b``),
+    or None where they share no start or end of two characters or more (``256``, ``512``): no sign of
+    braces."""
+    start = os.path.commonprefix(list(values))
+    rest = [v[len(start) :] for v in values]
+    end = os.path.commonprefix([r[::-1] for r in rest])[::-1]
+    if len(start) + len(end) < 2:
+        return None
+    middles = [r[: len(r) - len(end)] for r in rest]
+    return f"{start}{{{','.join(middles)}}}{end}"
 
 
 def _may_be_a_map(name: str, typed: Sequence[str], composed: dict[str, object]) -> bool:
