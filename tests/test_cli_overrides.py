@@ -2712,3 +2712,65 @@ def test_labels_whose_classes_json_names_native_ids_are_refused_before_hydra(tmp
     for broken in ("{not json", json.dumps({"classes": [{"id": "zero"}]}), json.dumps(["soil"])):
         classes.write_text(broken)
         assert predict_refusal(given, CONFIG_DIR) is None, broken
+
+
+@pytest.mark.parametrize(
+    ("args", "package", "old", "floor"),
+    [
+        # Hydra refused the study in several lines: "Key 'max_failure_rate' not in 'OptunaSweeperConf'".
+        (["-m", "hparams_search=optuna"], "hydra-optuna-sweeper", "1.2.0", "1.3"),
+        (["-m", "hydra/sweeper=optuna", "optimized_metric=val/miou"], "hydra-optuna-sweeper", "1.1.2", "1.3"),
+        # pip pairs SQLAlchemy 1.4.22 with an alembic that cannot be imported, and so neither can Optuna.
+        (["-m", "hparams_search=optuna"], "sqlalchemy", "1.4.22", "1.4.23"),
+    ],
+)
+def test_an_optuna_study_on_packages_below_the_floors_is_one_line_naming_the_version_and_the_fix(
+    args: list[str],
+    package: str,
+    old: str,
+    floor: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An environment with an older hydra-optuna-sweeper or SQLAlchemy than pyproject.toml asks for (one
+    installed beside marsunits, not by its ``pip install``) ended a study in a traceback or in Hydra's
+    several lines. It is one line before Hydra, naming the installed version and the ``pip install`` that
+    fixes it; the packages at their floors pass."""
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: old if name.lower() == package else real(name)
+    )
+    status, err = _as_an_entry_point("train.py", ["model=tiny", *args], monkeypatch, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{package} >= {floor}" in err and f"the installed {package} is {old}" in err, err
+    assert 'pip install -e ".[dev]"' in err and f"{package}>={floor}" in err, err
+    assert list(tmp_path.iterdir()) == []
+    from hydra_plugins.marsunits_sweeper.optuna_sweeper import MarsunitsOptunaSweeper
+    from marsunits.cli_sweeps import study_package_refusal
+
+    # A study composed otherwise (an experiment's defaults) is refused so when its sweeper starts.
+    with pytest.raises(SystemExit) as ended:
+        MarsunitsOptunaSweeper()
+    assert ended.value.code == 2 and f"the installed {package} is {old}" in capsys.readouterr().err
+
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: floor if name.lower() == package else real(name)
+    )
+    assert study_package_refusal(["model=tiny", *args]) is None
+    assert study_package_refusal(["model=tiny"]) is None  # no study: no check
+
+
+def test_the_study_package_floors_are_pyproject_s() -> None:
+    import tomllib
+
+    from marsunits.cli_sweeps import STUDY_PACKAGE_FLOORS
+
+    requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for package, (floor, _, requirement) in STUDY_PACKAGE_FLOORS.items():
+        given = [r for r in requirements if re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].lower() == package]
+        assert len(given) == 1 and f">={floor}" in given[0].replace(" ", ""), (package, given)
+        assert given[0].replace(" ", "") == requirement, (given, requirement)

@@ -61,6 +61,7 @@ from marsunits.cli_run_folder import MIN_FREE_BYTES as MIN_FREE_BYTES
 from marsunits.cli_run_folder import claim_run_folder, unwritable_log_dir
 from marsunits.cli_sweeps import MAX_CHECKED_TRIALS as MAX_CHECKED_TRIALS
 from marsunits.cli_sweeps import claim_sweep_folder as claim_sweep_folder
+from marsunits.cli_sweeps import study_package_refusal
 from marsunits.cli_sweeps import sweep_refusal as sweep_refusal
 from marsunits.cli_values import predict_refusal
 from marsunits.cli_values import primary_config as primary_config
@@ -640,7 +641,8 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
     if any(a in _SHELL_COMPLETION for a in sys.argv[1:]):
         return
     message = (
-        unknown_option(sys.argv[1:], config_dir, config_name)
+        (study_package_refusal(sys.argv[1:]) if config_name == "train" else None)
+        or unknown_option(sys.argv[1:], config_dir, config_name)
         or unresolvable_path_interpolation(sys.argv[1:], config_dir, config_name)
         or unwritable_log_dir(sys.argv[1:])
     )

@@ -1,11 +1,14 @@
 """A ``train.py`` sweep (``-m``, ``hparams_search=optuna``) before Hydra starts it: the refusal every trial
-meets (:func:`sweep_refusal`: its trials composed and checked, all of them or a sample), and its claim on the
-sweep folder (:func:`claim_sweep_folder`).
+meets (:func:`sweep_refusal`: its trials composed and checked, all of them or a sample), its claim on the
+sweep folder (:func:`claim_sweep_folder`), and an Optuna study on packages older than marsunits asks for
+(:func:`study_package_refusal`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,58 @@ from marsunits.cli_argv import _CONFIG_FLAGS, _hydra_quoted, _overrides, _with_o
 from marsunits.cli_values import _run_folder_guess, primary_config
 from marsunits.errors import some_of
 
-__all__ = ["MAX_CHECKED_TRIALS", "claim_sweep_folder", "sweep_refusal"]
+__all__ = [
+    "MAX_CHECKED_TRIALS",
+    "STUDY_PACKAGE_FLOORS",
+    "claim_sweep_folder",
+    "study_package_refusal",
+    "sweep_refusal",
+]
+
+#: The oldest releases an Optuna study runs on, pyproject.toml's floors (a test holds them equal), what an
+#: older one does, and pyproject.toml's requirement to install; DEVELOPERS.md ("Dependency floors") gives
+#: the tests behind each.
+STUDY_PACKAGE_FLOORS = {
+    "hydra-optuna-sweeper": (
+        "1.3",
+        "older ones lack max_failure_rate, which hparams_search=optuna sets",
+        "hydra-optuna-sweeper>=1.3",
+    ),
+    "sqlalchemy": (
+        "1.4.23",
+        "with an older one the alembic pip pairs it with cannot be imported, and so neither can Optuna",
+        "sqlalchemy>=1.4.23,<2",
+    ),
+}
+
+
+def study_package_refusal(argv: Sequence[str] | None = None) -> str | None:
+    """The refusal of an Optuna study (``hparams_search=optuna`` or ``hydra/sweeper=optuna`` in ``argv``;
+    any study where ``argv`` is None, as the sweeper asks when it starts) in an environment whose
+    hydra-optuna-sweeper or SQLAlchemy is older than :data:`STUDY_PACKAGE_FLOORS` (installed beside
+    marsunits, not by its ``pip install``), or None. One line naming the installed version and the
+    ``pip install`` that fixes it: Hydra refused the study with sweeper 1.2 in several lines ("Key
+    'max_failure_rate' not in 'OptunaSweeperConf'"), and with SQLAlchemy 1.4.22 the first ``import optuna``
+    ended in alembic's ``TypeError`` traceback. Read from the packages' metadata: nothing is imported."""
+    from packaging.version import InvalidVersion, Version
+
+    if argv is not None and not any(
+        a.lstrip("+").startswith(("hparams_search=optuna", "hydra/sweeper=optuna")) for a in argv
+    ):
+        return None
+    for package, (floor, why, requirement) in STUDY_PACKAGE_FLOORS.items():
+        try:
+            installed = importlib.metadata.version(package)
+            old = Version(installed) < Version(floor)
+        except (importlib.metadata.PackageNotFoundError, InvalidVersion):
+            continue  # not installed: Hydra says the sweeper is missing; Optuna's import says SQLAlchemy is
+        if old:
+            pip = f"{sys.executable} -m pip install"
+            return (
+                f"an Optuna study needs {package} >= {floor} ({why}); the installed {package} is "
+                f'{installed}: {pip} -e ".[dev]" in the marsunits folder, or {pip} "{requirement}"'
+            )
+    return None
 
 
 #: The most trials of a sweep whose configs are all composed and checked before it starts (one composition

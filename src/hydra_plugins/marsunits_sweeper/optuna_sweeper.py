@@ -17,6 +17,15 @@ class MarsunitsOptunaSweeper(OptunaSweeper):
     on a plugin release that adds one)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from marsunits.cli_sweeps import study_package_refusal
+        from marsunits.errors import ConfigError, report_user_errors
+
+        def check() -> None:  # a study composed without train.py's checks (an experiment's defaults)
+            refusal = study_package_refusal()
+            if refusal is not None:
+                raise ConfigError(refusal)
+
+        report_user_errors(check, prog="train.py")
         from marsunits.optuna_study import StopFailingOptunaSweeperImpl
 
         self.sweeper = StopFailingOptunaSweeperImpl(*args, **kwargs)
