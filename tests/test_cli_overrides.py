@@ -594,6 +594,9 @@ def test_a_plus_on_callbacks_beside_a_swept_choice_of_callbacks_is_refused_givin
         (["~callbacks", "callbacks=ema"], "callbacks=[ema]", ["ema"], ["model_checkpoint"]),
         (["~callbacks", "+callbacks=ema"], "callbacks=[ema]", ["ema"], ["model_checkpoint"]),
         (["~callbacks=wandb", "+callbacks=ema"], "callbacks=[default,ema]", ["ema"], ["wandb_val_images"]),
+        # Two pluses: it said "callbacks is a config group", giving callbacks=ema or +callbacks=ema.
+        (["~callbacks", "++callbacks=ema"], "callbacks=[ema]", ["ema"], ["model_checkpoint"]),
+        (["~callbacks=wandb", "++callbacks=ema"], "callbacks=[default,ema]", ["ema"], ["wandb_val_images"]),
     ],
 )
 def test_a_deletion_of_callbacks_is_one_line_giving_the_list_meant(

@@ -237,14 +237,16 @@ def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name
     a choice or a plus of the group it composed without a word and without what was meant:
     ``~callbacks callbacks=ema`` trained with no callback at all, ``~callbacks +callbacks=ema`` with the
     defaults' callbacks and no EMA. The fix is the list meant, given once: the defaults' options less those
-    deleted, with those a plus adds, or the options chosen. A sweep of the group is left alone.
+    deleted, with those a plus adds, or the options chosen. Two pluses (``~callbacks ++callbacks=ema``, which
+    Hydra cannot force-add) are read as one: that line said "callbacks is a config group", giving
+    ``callbacks=ema`` or ``+callbacks=ema``. A sweep of the group is left alone.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = _checked_overrides(argv)
     deleted = [a for a in overrides if a.startswith("~") and (config_dir / a[1:].partition("=")[0]).is_dir()]
     for group in dict.fromkeys(a[1:].partition("=")[0] for a in deleted):
-        given = [a for a in overrides if a.lstrip("~+").partition("=")[0] == group and not a.startswith("++")]
+        given = [a for a in overrides if a.lstrip("~+").partition("=")[0] == group]  # ++: read as one plus
         try:
             parsed = dict(zip(given, OverridesParser.create().parse_overrides(given), strict=True))
         except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
