@@ -531,9 +531,65 @@ def test_a_sharded_overwrite_stopped_before_replacing_anything_says_its_own_end_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]
     assert summary["counts"] == {"ok": 0, "error": 0, "skipped": 0, "total": 0, "not_reached": 8}
-    # Rank 0 is stopped in its first image, or before it by rank 1's stop (a matter of timing).
+    # Each rank is stopped in its first image, or before it by the other's stop (a matter of timing).
     stop = summary["stopped_early"]
-    assert "rank 1 was terminated (SIGTERM) after 0 of the 4 images" in stop, stop
+    assert re.search(r"rank [01] was terminated \(SIGTERM\) after 0 of the 4 images", stop), stop
+
+
+def _rank_0_stopped_beside_rank_1(
+    rank: int, store: str, opts: object, rank_1_finished: bool, conn: object, events: object
+) -> None:
+    """One rank of a two-process gloo run whose rank 0 alone is stopped (SIGTERM) in its first image; rank 1
+    is not stopped itself. ``rank_1_finished``: rank 1 predicts its whole shard before rank 0 is stopped;
+    else rank 1 begins its shard only once rank 0's stop is said, and stops with the run before its first
+    image. ``events``: (rank 0 stopped, rank 1 finished). Sends what the rank raised back through ``conn``."""
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    stopped, finished = events  # type: ignore[misc]
+    real_predict_all, real_process = runner._Session.predict_all, runner._Session.process
+
+    def predict_all(self, todo):  # type: ignore[no-untyped-def]
+        if rank == 1 and not rank_1_finished:
+            assert stopped.wait(120)
+            time.sleep(2.0)  # for rank 0's stop to be said to the ranks
+        try:
+            return real_predict_all(self, todo)
+        finally:
+            if rank == 1:
+                finished.set()
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if rank == 0:
+            if rank_1_finished:
+                assert finished.wait(120)
+            stopped.set()
+            raise TerminatedError
+        return real_process(self, f, item)
+
+    runner._Session.predict_all = predict_all  # type: ignore[method-assign]
+    runner._Session.process = process  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn)
+
+
+@pytest.mark.parametrize("rank_1_finished", [False, True], ids=["stopped_with_the_run", "finished_its_shard"])
+def test_every_rank_of_a_run_stopped_on_rank_0_ends_with_the_stop(
+    tmp_path: Path, ckpt: Path, rank_1_finished: bool
+) -> None:
+    """Rank 0 alone is stopped (SIGTERM): rank 1, which then stopped with the run before its first image or
+    had already predicted its whole shard, ends with the run's stop as rank 0 does where rank 1 is the one
+    stopped; it returned as if all went well (a torchrun rank exiting 0 in a run recorded 143)."""
+    import json
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_0_stopped_beside_rank_1, rank_1_finished, after=(events,))
+    assert said == ["TerminatedError", "TerminatedError"], said
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 143 and summary["exit_reasons"] == ["stopped"]
+    assert summary["counts"]["ok"] == (4 if rank_1_finished else 0)
+    assert "rank 0 was terminated (SIGTERM) after 0 of the 4 images" in summary["stopped_early"]
 
 
 def test_a_rank_stopped_stops_the_other_ranks_at_their_next_image(tmp_path: Path, ckpt: Path) -> None:

@@ -206,7 +206,8 @@ def predict_shard(
     joins the gather with the images it finished (it left without them, and no report was written at all);
     rank 0 writes the reports of what every rank finished, counting the inputs not reached on every shard,
     with ``stopped_early`` naming the stopped ranks (and, with ``overwrite``, without removing any output),
-    and then every stopped rank raises its stop, rank 0 too when another rank was stopped, as one process
+    and then every stopped rank raises its stop, every other rank too the first stopped rank's stop (a rank
+    that stopped with the run, or had finished its shard, returned as if all went well), as one process
     does after its reports. With ``stops``, the ranks not stopped stop at their next image (they predicted
     their shards to the end while the stopped rank waited in the gather, and beyond the collectives' timeout,
     30 minutes, both ended in a traceback without reports); an interrupted sharded run is resumed by running
@@ -389,9 +390,12 @@ def _predict_claimed_shard(
     )
     parts: list[_RankPart] = gather(part)
     if shard.rank != 0:
-        # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed.
-        failures = broadcast(None) if broadcast is not None else []
+        # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed and
+        # whether one was stopped (by SIGTERM: True; Ctrl-C: False; None).
+        failures, run_stop = broadcast(None) if broadcast is not None else ([], None)
         _raise_how_the_rank_ended(failure, stop, failures, shard.world_size)
+        if run_stop is not None:  # another rank was stopped: the run ends as that rank's stop, as rank 0 does
+            raise TerminatedError if run_stop else KeyboardInterrupt
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
     failures = []  # (rank, what it failed with, its error if it could be sent)
@@ -477,7 +481,7 @@ def _predict_claimed_shard(
         raise
     finally:
         if broadcast is not None:
-            broadcast(failures)
+            broadcast((failures, stopped[0][2] if stopped else None))
     _raise_how_the_rank_ended(failure, stop, failures, shard.world_size)
     if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
         raise TerminatedError if stopped[0][2] else KeyboardInterrupt
@@ -500,7 +504,9 @@ def _leave_the_ranks(
     )
     if shard.rank == 0:
         if broadcast is not None and parts is not None:
-            broadcast([(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None])
+            broadcast(
+                ([(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None], None)
+            )
     elif broadcast is not None:
         broadcast(None)
     raise exc
