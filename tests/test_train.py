@@ -1590,6 +1590,27 @@ def test_trainer_gpu_without_a_gpu_says_to_use_the_cpu(
         run(compose_config("train", tmp_path, [*TINY, "trainer=gpu"]))
 
 
+@pytest.mark.parametrize(
+    ("cuda_build", "fix"),
+    [
+        ("13.0", r"or run on a machine with a CUDA GPU \(this torch is a CUDA build.*nvidia-smi"),
+        (None, r"CUDA build: none\).*or install a CUDA build of PyTorch on a GPU machine"),
+    ],
+)
+def test_trainer_gpu_without_a_gpu_gives_the_fix_of_this_torch_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda_build: str | None, fix: str
+) -> None:
+    """A CUDA build of torch on a machine with no working GPU was told to install a CUDA build, which it
+    is: the way on there is a machine with a GPU (or its driver); installing is a CPU-only wheel's fix."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", cuda_build)
+    with pytest.raises(ConfigError, match=fix) as refused:
+        run(compose_config("train", tmp_path, [*TINY, "trainer=gpu"]))
+    assert "trainer=cpu" in str(refused.value)
+    if cuda_build:
+        assert "install a CUDA build" not in str(refused.value)
+
+
 def test_a_diverging_run_stops_with_the_reason_instead_of_reporting_success(tmp_path: Path) -> None:
     """model.lr=1e5 trained NaN weights to the end, kept them as best.ckpt and wrote metrics.json (val/loss
     null, everything predicted as one class) with exit status 0."""

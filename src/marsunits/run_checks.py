@@ -231,10 +231,17 @@ def check_class_run_values(cfg: DictConfig) -> None:
     import torch
 
     if not torch.cuda.is_available():
+        # A CUDA build that finds no GPU needs a machine with one (or its driver), not another install.
+        fix = (
+            "run on a machine with a CUDA GPU (this torch is a CUDA build: where the machine has a GPU, its "
+            "driver does not work; nvidia-smi tells)"
+            if torch.version.cuda
+            else "install a CUDA build of PyTorch on a GPU machine"
+        )
         raise ConfigError(
             f"trainer.accelerator={accelerator} but this machine has no CUDA GPU that PyTorch can use "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
-            "trainer=cpu (the default), or install a CUDA build of PyTorch on a GPU machine"
+            f"trainer=cpu (the default), or {fix}"
         )
 
 
