@@ -36,6 +36,7 @@ __all__ = [
     "camera_error_message",
     "camera_size_refusal",
     "image_camera",
+    "NO_MAP_DRAWN",
     "no_map_reason",
     "sized_image_camera",
     "warn_if_angles_read_as_radians",
@@ -107,6 +108,10 @@ def warn_misplaced_camera_files(image_path: Path) -> None:
         )
 
 
+#: How :func:`no_map_reason` begins (the closing paragraph gives what follows it).
+NO_MAP_DRAWN = "map=true: no contact map drawn: "
+
+
 def no_map_reason(input_dir: Path, rows: Sequence[Mapping[str, Any]]) -> str:
     """Why ``map=true`` drew no contact map, for a run whose images (manifest ``rows``, paths relative to
     ``input_dir``) gave it no camera: the images without a camera file, with where one is read from
@@ -148,7 +153,7 @@ def no_map_reason(input_dir: Path, rows: Sequence[Mapping[str, Any]]) -> str:
             f"{whose} camera file ({rule}; for {missing[0].name}: {sidecar} or {layout}); put one there "
             "for each image to place its contacts on the ground"
         )
-    return "map=true: no contact map drawn: " + ("; ".join(said) or "no image was predicted")
+    return NO_MAP_DRAWN + ("; ".join(said) or "no image was predicted")
 
 
 def _sees_ground(camera: CameraModel, max_range_m: float, samples: int = 17) -> bool:

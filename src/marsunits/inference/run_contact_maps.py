@@ -2,7 +2,8 @@
 
 :func:`write_contact_maps` merges the ground contacts of the run's images with a camera into
 ``contact_map.*`` (:func:`marsunits.boundary.contact_map.build_contact_map`), or says why none was drawn
-(no image had a camera: printed, and recorded as ``summary.json``'s ``no_contact_map_reason``); a map that
+(no image had a camera: said in the closing paragraph, and recorded as ``summary.json``'s
+``no_contact_map_reason``); a map that
 cannot be written (a folder under its name) is logged as an error, for the run to fail once its other
 reports are written. Then the maps of earlier runs that this run did not draw are removed: with a warning
 where the run has no ``map=true`` (:data:`NOT_ASKED_FOR_A_MAP` is its ``no_contact_map_reason``).
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,8 +77,8 @@ def write_contact_maps(
     if asked:
         try:
             if not map_items:
+                # Said once, in the closing paragraph (it was printed apart, above it, too).
                 no_map = no_map_reason(input_dir, rows)
-                print(no_map, file=sys.stdout)
             else:
                 # matplotlib: imported only when used
                 from marsunits.boundary.contact_map import build_contact_map

@@ -33,6 +33,7 @@ import numpy as np
 
 from marsunits.constants import CLASS_NAMES
 from marsunits.inference.gallery import render_gallery
+from marsunits.inference.image_cameras import NO_MAP_DRAWN
 from marsunits.inference.labelled_layout import labelled_layout_sentence
 from marsunits.inference.removed_scores import removed_scores_warning
 from marsunits.inference.run_contact_maps import NOT_ASKED_FOR_A_MAP, write_contact_maps
@@ -325,7 +326,7 @@ class RunReports:
             max_range_m=self.opts.max_range_m,
             model=self.model_record,
         )
-        paragraph, unscored = self._last_paragraph(summary, metrics, maps, map_problem)
+        paragraph, unscored = self._last_paragraph(summary, metrics, maps, map_problem, no_map)
         self._write_summary(summary, paragraph, no_map, map_problem, unscored)
         self._write_gallery(rows, paragraph, metrics, maps)
         self._warn_of_outputs_at_risk(rows)
@@ -353,9 +354,11 @@ class RunReports:
         metrics: Mapping[str, Any] | None,
         maps: Sequence[Path],
         map_problem: str | None,
+        no_map: str | None = None,
     ) -> tuple[str, str | None]:
         """The paragraph that ends the run (its last line, ``summary.json``'s ``text``, the top of
-        ``index.html``): the summary's, then the contact maps drawn or why one could not be, a labelled
+        ``index.html``): the summary's, then the contact maps drawn or why none was (``map=true`` and no
+        camera: ``no_map``, ``summary.json``'s ``no_contact_map_reason``) or could not be, a labelled
         dataset's root as ``input_dir``, a ``labels_dir`` that scored nothing, and how a bug ended the run.
 
         Returns:
@@ -367,6 +370,8 @@ class RunReports:
         paragraph += contact_maps_sentence(pictures)  # it named every other report but not the maps
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
+        elif self.opts.map and not pictures and no_map:  # it was said on the console alone, above this
+            paragraph += f" No contact map (map=true): {no_map.removeprefix(NO_MAP_DRAWN)}."
         # The start's warning of a labelled dataset's root as input_dir scrolled away on a long run.
         paragraph += labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
         # labels_dir given and not one image scored: status 1, said last (it was 0, unseen by a script). Not
