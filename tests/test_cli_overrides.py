@@ -1633,6 +1633,75 @@ def test_a_group_chosen_and_added_with_the_same_choice_is_told_it_is_given_twice
     assert unknown_option([choice], CONFIG_DIR, prog.removesuffix(".py")) is None
 
 
+@pytest.mark.parametrize(
+    ("prog", "args", "fix"),
+    [
+        # Hydra gave the plus the command line's choice: each ran tiny, gpu, synthetic, csv without a word.
+        ("train.py", ["model=tiny", "+model=fpn_lite0"], "model=fpn_lite0"),
+        ("train.py", ["+model=fpn_lite0", "model=tiny"], "model=fpn_lite0"),
+        ("train.py", ["trainer=gpu", "+trainer=cpu"], "trainer=cpu"),
+        ("train.py", ["experiment=marsscapes_scratch", "+experiment=synthetic"], "experiment=synthetic"),
+        ("train.py", ["logger=wandb_csv", "+logger=csv"], "logger=csv"),
+        ("train.py", ["model=tiny", "+model=fpn_lite0", "+model=unet_lite0"], "model=unet_lite0"),
+        ("predict.py", ["input_dir=x", "logger=all", "+logger=csv"], "logger=csv"),
+        # A sweep of the plus: each trial ran tiny.
+        ("train.py", ["-m", "model=tiny", "+model=fpn_lite0,unet_lite0"], "model=fpn_lite0,unet_lite0"),
+    ],
+)
+def test_a_plus_on_a_group_the_command_line_also_chooses_is_refused_naming_the_choice_meant(
+    prog: str,
+    args: list[str],
+    fix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py model=tiny +model=fpn_lite0``: Hydra gives a plus on a group of one choice the command
+    line's own choice of it, and where that choice's config has a defaults list of its own (tiny's is
+    unet_lite0's) composes the two as one, without a word: the run was tiny's. One line, status 2, no
+    folder, naming the plus and the choice beside it, and the choice without the plus, which composes what
+    was meant."""
+    from hydra import compose, initialize_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    plus = " and ".join(repr(a) for a in args if a.startswith("+"))
+    choice = next(a for a in args if "=" in a and not a.startswith(("+", "input_dir")))
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{plus} with {choice!r}: " in err and "a plus adds only a config group it lacks" in err, err
+    assert f"give {fix} " in err, err
+    assert list(tmp_path.iterdir()) == []
+    group = fix.partition("=")[0]
+    fixed = [a for a in args if a.lstrip("+").partition("=")[0] != group] + [fix]
+    config = prog.removesuffix(".py")
+    assert unknown_option(fixed, CONFIG_DIR, config) is None, fixed
+    meant = fix.partition("=")[2].split(",")[0]  # a sweep's first trial
+    first = [a for a in fixed if a not in ("-m", fix)] + [f"{group}={meant}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config, overrides=first, return_hydra_config=True)
+    assert cfg.hydra.runtime.choices[group] == meant, first
+
+
+@pytest.mark.parametrize(
+    ("prog", "args"),
+    [
+        ("train.py", ["model=tiny", "+model=tiny"]),
+        ("train.py", ["+experiment=marsscapes_scratch", "experiment=marsscapes_scratch"]),
+        ("predict.py", ["input_dir=x", "logger=all", "+logger=all"]),
+    ],
+)
+def test_a_group_chosen_and_added_with_a_choice_of_its_own_defaults_is_told_it_is_given_twice(
+    prog: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``train.py model=tiny +model=tiny`` composed without a word, where ``logger=csv +logger=csv`` was told
+    it is given twice (tiny's config has a defaults list of its own, csv's none): the same rule for both."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    choice = next(a for a in args if "=" in a and not a.startswith(("+", "input_dir")))
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{choice} is given twice ('{choice}' and '+{choice}')" in err, err
+    assert err.strip().endswith(f"give it once, {choice} (without the plus)"), err
+
+
 def test_a_plus_on_the_choice_the_defaults_make_is_not_said_to_replace_it() -> None:
     """``train.py +trainer=cpu`` (the choice the defaults make already): "which replaces cpu" named a choice
     replacing itself."""

@@ -36,6 +36,10 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     marsscapes'" (a fix for a config file's defaults list, not a command line) or "... appears more than
     once in the final defaults list", and status 1; the fix is the choice without the plus, given once (the
     last, where it was given twice: it had been the first, on a defaults list the other plus made fail).
+    Beside the command line's own choice of the group (``model=tiny +model=fpn_lite0``, before or after it)
+    Hydra gives the plus that choice, and where the choice's config has a defaults list of its own (tiny's
+    is unet_lite0's; gpu's, cpu's) composes the two as one without a word: refused alike, from the defaults
+    list (a group of one choice), naming the choice beside the plus (given twice where it is the same).
     Checked by composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema``
     adds it to the defaults' callbacks; twice, ``+callbacks=[ema,recovery]`` adds both), a group the command
     deleted first (``~model +model=tiny``), another package (``+model@teacher=tiny``). In a multirun its
@@ -68,17 +72,22 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         single = [
             first if a == arg else a for a in overrides if a == arg or not parsed[a].is_sweep_override()
         ]
-        match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
-        if match is None or (match.group("group") or match.group("again")) != group:
-            continue
         given = [a for a in added if a[1:].split("=", 1)[0] == group]
         others = [a for a in overrides if a not in given]
-        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        typed = [a for a in others if a.partition("=")[0] == group]  # logger=wandb +logger=wandb
+        match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
+        if match is not None and (match.group("group") or match.group("again")) == group:
+            kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        elif typed:  # model=tiny +model=fpn_lite0: Hydra gave the plus tiny, and composed tiny once
+            kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+            if kind is None or kind[0] != "chosen":
+                continue
+        else:
+            continue
         several = len(given) > 1 and (kind is None or kind[0] != "chosen")
         refused = (
             "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
         )
-        typed = [a for a in others if a.partition("=")[0] == group]  # logger=wandb +logger=wandb
         return _plus_on_a_group(given, group, kind, config_name, refused, typed[-1] if typed else None)
     return None
 
@@ -381,8 +390,10 @@ def _plus_on_a_group(
     without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own
     or is chosen there already; where ``typed``, the command line's own choice of the group without a plus
     (``logger=wandb +logger=wandb``), is that choice, the line says it is given twice and to give it once
-    (it said "which replaces wandb" of wandb). One chosen by a list: one plus, which adds to the list
-    (several options in one list); one the defaults list lacks: one plus, which adds it."""
+    (it said "which replaces wandb" of wandb); where it is another (``model=tiny +model=fpn_lite0``), the
+    line names it beside the plus, and the choice without the plus replaces it. One chosen by a list: one
+    plus, which adds to the list (several options in one list); one the defaults list lacks: one plus, which
+    adds it."""
     head = " and ".join(repr(a) for a in given)
     values = [a.partition("=")[2] for a in given]
     last = values[-1]
@@ -399,6 +410,8 @@ def _plus_on_a_group(
         once = f"give it once, {quoted(typed)} (without the {plus})"
         return f"{typed} is given twice ({again}), and {refused}: {once}"
     if what == "chosen":
+        if typed is not None:  # model=tiny +model=fpn_lite0: Hydra gives the plus tiny
+            head = f"{head} with {typed!r}"
         where = f"{key} is already in the defaults list ({defaults}, as composed: {chosen or 'null'})"
         once = f"once (without the {plus}; the last given)" if several else f"(without the {plus})"
         does = (
