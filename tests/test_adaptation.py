@@ -467,10 +467,91 @@ def test_a_folder_begun_before_the_statistics_were_kept_is_adapted_again_once_an
     assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
     stored = out / "adapted_batchnorm.safetensors"
     kept = stored.read_bytes()
-    stored.unlink()  # as a folder of an earlier marsunits left it
+    stored.unlink()  # as a folder of an earlier marsunits left it: no file, and a record not naming it
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    del settings["adapted_network_sha256"]
+    (out / "prediction_settings.json").write_text(json.dumps(settings))
     with caplog.at_level("INFO", logger="marsunits.inference.runner"):
         assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
     said = " ".join(r.getMessage() for r in caplog.records)
     assert f"{out} keeps no adapted batch-norm statistics (a folder begun before they were kept)" in said
     assert json.loads((out / "summary.json").read_text())["adapt_bn_statistics"] == "adapted"
     assert stored.read_bytes() == kept  # the same images, batching and threads: the same statistics
+
+
+def test_a_kept_statistics_file_deleted_or_swapped_stops_the_resume_instead_of_mixing_two_networks(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """The folder's record names the adapted network its images were drawn by. With the kept file deleted, a
+    resume adapted again as if the folder had been begun before files were kept, and with another batch_size
+    its images named two networks; with another folder's file of the same inputs (another batch_size) it
+    read that one. Both stop now, naming the file and the fix, nothing predicted."""
+    from marsunits.errors import exit_status
+
+    inp, out, other = tmp_path / "in", tmp_path / "out", tmp_path / "other"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 80, 100, seed=i)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "batch_size=1")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, other, "adapt_bn=true", "batch_size=3")) == 0
+    stored = out / "adapted_batchnorm.safetensors"
+    (digest,) = {m["network_sha256"] for m in _contact_models(out).values()}  # type: ignore[index]
+    (out / "img0.mask.png").unlink()  # an image still to predict
+    fix = "run with overwrite=true to adapt again and predict every image, or give another output_dir"
+    swapped = (other / "adapted_batchnorm.safetensors").read_bytes()
+    for what, said in {
+        "deleted": f"{stored} is missing: {out}'s images were predicted with batch-norm statistics adapted "
+        f"to its inputs (network {digest[:12]}…, as prediction_settings.json records), which it kept",
+        "another folder's": f"{stored} holds other batch-norm statistics (network ",
+    }.items():
+        if what == "deleted":
+            stored.unlink()
+        else:
+            stored.write_bytes(swapped)
+        with pytest.raises(ConfigError) as caught:
+            run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "batch_size=3"))
+        message = str(caught.value)
+        assert message.startswith(said) and message.endswith(fix), (what, message)
+        assert "\n" not in message and exit_status(caught.value) == 2
+        assert not (out / "img0.mask.png").exists()  # nothing predicted by another network
+    stored.unlink()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "overwrite=true")) == 0
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "batch_size=3")) == 0  # reads it
+
+
+def test_a_folder_named_as_the_statistics_file_is_refused_before_predicting_naming_it(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """A folder under the statistics file's name was said to be fixed by overwrite=true, which then predicted
+    every image and failed at the end on the rename ([Errno 21] Is a directory), the record left pending; a
+    new folder was refused with that advice too. It is refused before anything is predicted, in one sentence
+    naming it and what to do, with or without overwrite=true or adapt_bn."""
+    from marsunits.errors import exit_status
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "img0.png", 48, 48, seed=0)
+    in_the_way = out / "adapted_batchnorm.safetensors"
+    in_the_way.mkdir(parents=True)
+    for options, then in {
+        ("adapt_bn=true",): "remove or rename it, then run again",
+        ("adapt_bn=true", "overwrite=true"): "remove or rename it, then run again",
+        ("overwrite=true",): "remove or rename it, then run again",
+    }.items():
+        with pytest.raises(ConfigError) as caught:
+            run(make_cfg(tmp_path, ckpt, inp, out, *options))
+        message = str(caught.value)
+        assert message.startswith(f"{in_the_way} is a folder, where predict.py keeps"), options
+        assert then in message and "\n" not in message and exit_status(caught.value) == 2, options
+        assert not (out / "img0.mask.png").exists(), options
+    in_the_way.rmdir()
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    (out / "img0.mask.png").unlink()
+    in_the_way.unlink()
+    in_the_way.mkdir()
+    with pytest.raises(ConfigError) as caught:  # the images' statistics are gone: overwrite=true is needed
+        run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true"))
+    assert str(caught.value).endswith(
+        "remove or rename it, then run with overwrite=true to adapt again and predict every image, or give "
+        "another output_dir"
+    )

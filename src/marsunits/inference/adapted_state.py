@@ -15,10 +15,13 @@ written atomically. Its one metadata entry, ``marsunits``, is JSON: the adapted 
 (``network_sha256``, which every contact file of the folder names), the checkpoint's network it was adapted
 from (``checkpoint_network_sha256``, ``prediction_settings.json``'s ``network_sha256``), the inputs it was
 adapted to (``adapt_bn_inputs``, as that record holds them), the window layout (``tile``, ``overlap``), the
-method's version and ``adapted_on_images``. A file that cannot be read, or was adapted from another network,
-to other inputs or windows, or whose tensors are not those its digest names, is refused
-(:class:`AdaptedStateError`): adapting again would predict the rest of the folder with another network than
-the images already there.
+method's version and ``adapted_on_images``. ``prediction_settings.json`` names the adapted network too
+(``adapted_network_sha256``), so a file deleted or swapped for another folder's is told from a folder begun
+before the files were kept. A file that cannot be read, is missing or holds another adapted network than the
+record names, was adapted from another network, to other inputs or windows, or whose tensors are not those
+its digest names, is refused (:class:`AdaptedStateError`): adapting again would predict the rest of the folder
+with another network than the images already there. A folder under the file's name is refused before
+anything is predicted (:func:`refuse_folder_in_the_way`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ __all__ = [
     "AdaptedStateError",
     "adapted_buffers",
     "load_adapted",
+    "missing_refusal",
+    "refuse_folder_in_the_way",
     "read_adapted_state",
     "write_adapted_state",
 ]
@@ -116,14 +121,42 @@ def read_adapted_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return tensors, record
 
 
+def refuse_folder_in_the_way(output_dir: Path, resume_needs_it: bool) -> None:
+    """Refuse a folder under :data:`ADAPTED_STATE_NAME` in ``output_dir``: it could be neither read, written
+    (the rename at the end of a whole ``overwrite=true`` run failed) nor removed. ``resume_needs_it``: the
+    folder's images were predicted with statistics kept there, now gone, so only ``overwrite=true`` goes on.
+
+    Raises:
+        AdaptedStateError: one sentence naming the folder and what to do.
+    """
+    path = output_dir / ADAPTED_STATE_NAME
+    if path.is_dir():
+        then = f"then {_FIX}" if resume_needs_it else "then run again, or give another output_dir"
+        raise AdaptedStateError(
+            f"{path} is a folder, where predict.py keeps the batch-norm statistics adapt_bn=true adapts: "
+            f"remove or rename it, {then}"
+        )
+
+
+def missing_refusal(path: Path, output_dir: Path, digest: str) -> AdaptedStateError:
+    """The refusal of a resume whose kept statistics at ``path`` are gone, though ``output_dir``'s record
+    names the adapted network ``digest`` its images were predicted with."""
+    return AdaptedStateError(
+        f"{path} is missing: {output_dir}'s images were predicted with batch-norm statistics adapted to its "
+        f"inputs (network {digest[:12]}…, as prediction_settings.json records), which it kept, and adapting "
+        f"again would mix two networks' outputs; put the file back, or {_FIX}"
+    )
+
+
 def load_adapted(
-    task: nn.Module, path: Path, expected: Mapping[str, Any]
+    task: nn.Module, path: Path, expected: Mapping[str, Any], recorded_network: str | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``task`` (in eval mode) with the batch-norm statistics stored at ``path``, and their record.
 
     ``expected``: this run's ``checkpoint_network_sha256`` (the loaded network's digest), ``adapt_bn_inputs``,
     ``tile``, ``overlap`` and ``adapt_bn_version``; the file must have been adapted with the same. The copy's
-    digest must be the ``network_sha256`` the file records (the one the folder's contact files name).
+    digest must be the ``network_sha256`` the file records (the one the folder's contact files name), and
+    that one ``recorded_network`` where given (``prediction_settings.json``'s ``adapted_network_sha256``).
 
     Raises:
         FileNotFoundError: there is no such file.
@@ -160,6 +193,13 @@ def load_adapted(
             path,
             "holds batch-norm statistics adapted with other settings than this run's: "
             + "; ".join(differing),
+        )
+    if recorded_network is not None and record.get("network_sha256") != recorded_network:
+        raise _refused(
+            path,
+            f"holds other batch-norm statistics (network {str(record.get('network_sha256'))[:12]}…) than "
+            f"those {path.parent}'s images were predicted with (network {recorded_network[:12]}…, as "
+            "prediction_settings.json records; another folder's file?)",
         )
     adapted = copy.deepcopy(task).eval()
     own = adapted_buffers(adapted)

@@ -83,6 +83,7 @@ from marsunits.inference.writers import (
 )
 
 __all__ = [
+    "ADAPTED_NETWORK_KEY",
     "ARITHMETIC_KEYS",
     "SETTINGS_NAME",
     "adaptation_inputs",
@@ -105,9 +106,21 @@ __all__ = [
 SETTINGS_NAME = "prediction_settings.json"
 #: Hashes of other files with the same weights (see :func:`settings_record`).
 _ALIASES = "same_model_sha256"
+#: The adapted network (``adapt_bn=true``) the folder's images were predicted with, by its digest: known only
+#: once adapted, and kept in ``adapted_batchnorm.safetensors`` (:mod:`marsunits.inference.adapted_state`),
+#: which a resume checks against it.
+ADAPTED_NETWORK_KEY = "adapted_network_sha256"
 #: Recorded keys that do not decide whether outputs are comparable (the aliases are compared with the hash;
-#: ``input_dir``, the resolved input folder, tells a folder that holds another input folder's outputs).
-_INFORMATIVE = ("checkpoint", _ALIASES, "input_dir", "other_input_dirs", "outdated_input_dirs")
+#: ``input_dir``, the resolved input folder, tells a folder that holds another input folder's outputs;
+#: the adapted network follows from the options and inputs, which are compared).
+_INFORMATIVE = (
+    "checkpoint",
+    _ALIASES,
+    "input_dir",
+    "other_input_dirs",
+    "outdated_input_dirs",
+    ADAPTED_NETWORK_KEY,
+)
 #: The record's keys that say how the network's arithmetic ran, known only once it is built.
 ARITHMETIC_KEYS = ("runtime", "precision", "fold_batchnorm")
 #: Set in the record while an ``overwrite=true`` run is redoing the folder (removed when it finishes).

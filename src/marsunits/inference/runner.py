@@ -117,6 +117,7 @@ from marsunits.inference.options import (
     shipped_map_note,
 )
 from marsunits.inference.output_settings import (
+    ADAPTED_NETWORK_KEY,
     ARITHMETIC_KEYS,
     METHOD_VERSIONS,
     PENDING_KEY,
@@ -531,6 +532,10 @@ class _Session(RunReports):
         self.adapt_bn_statistics: str | None = None
         #: The batch-norm buffers this run adapted (on the CPU) and their record, for the folder to keep.
         self._adapted_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+        if self.opts.adapt_bn or self.opts.overwrite:  # the file is read, written or removed
+            from marsunits.inference.adapted_state import refuse_folder_in_the_way
+
+            refuse_folder_in_the_way(self.output_dir, self._kept_network() is not None)
         if self.opts.adapt_bn:
             from marsunits.model_package import network_sha256
 
@@ -550,12 +555,26 @@ class _Session(RunReports):
             )
             if self._adapted_state is not None:
                 self._adapted_state[1]["network_sha256"] = self.model_record["network_sha256"]
+            self.settings[ADAPTED_NETWORK_KEY] = self.model_record["network_sha256"]
         return task
+
+    def _kept_network(self) -> str | None:
+        """The adapted network the folder's images were predicted with, as its record names it, when this
+        run resumes them (no ``overwrite=true``, ``adapt_bn=true`` then and now): its statistics are kept in
+        the folder. None otherwise, and for a folder begun before they were kept."""
+        digest = self.earlier.get(ADAPTED_NETWORK_KEY)
+        resumes = self.opts.adapt_bn and not self.opts.overwrite and self.earlier.get("adapt_bn")
+        return digest if resumes and isinstance(digest, str) else None
 
     def _adapted_network(self, task: Any, all_files: list[InputFile], stride: int) -> Any:
         """``task`` with the statistics the folder keeps, when it keeps some and this run is no
         ``overwrite=true``; else adapted to every input now (:meth:`_adapt_batchnorm`)."""
-        from marsunits.inference.adapted_state import ADAPTED_STATE_NAME, adapted_buffers, load_adapted
+        from marsunits.inference.adapted_state import (
+            ADAPTED_STATE_NAME,
+            adapted_buffers,
+            load_adapted,
+            missing_refusal,
+        )
 
         path = self.output_dir / ADAPTED_STATE_NAME
         # What the statistics depend on: the network adapted, the inputs and the windows they pass in.
@@ -567,10 +586,12 @@ class _Session(RunReports):
             "adapt_bn_version": METHOD_VERSIONS["adapt_bn"],
         }
         if not self.opts.overwrite:
+            kept = self._kept_network()
             try:
-                adapted, stored = load_adapted(task, path, record)
+                adapted, stored = load_adapted(task, path, record, kept)
             except FileNotFoundError:
-                pass
+                if kept is not None:  # deleted: adapted again, the rest would be another network's
+                    raise missing_refusal(path, self.output_dir, kept) from None
             else:
                 self.adapted_on = int(stored.get("adapted_on_images") or 0) or None
                 self.adapt_bn_statistics = "stored"
