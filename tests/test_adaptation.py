@@ -555,3 +555,32 @@ def test_a_folder_named_as_the_statistics_file_is_refused_before_predicting_nami
         "remove or rename it, then run with overwrite=true to adapt again and predict every image, or give "
         "another output_dir"
     )
+
+
+def test_a_kept_file_of_a_run_stopped_before_its_record_does_not_stop_a_run_with_other_settings(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The statistics are kept before prediction_settings.json is written, and no image is predicted before
+    both are: a run stopped between the two leaves a file no image was predicted with. A run with another
+    tile was refused by it, naming overwrite=true for a folder with nothing in it; it adapts again and
+    replaces it."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    save_rgb(inp / "img0.png", 48, 48, seed=0)
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+    stored = out / "adapted_batchnorm.safetensors"
+    for p in out.iterdir():  # what a run stopped after keeping the statistics leaves
+        if p != stored:
+            p.unlink()
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true", "tile=32")) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{stored} is of a run stopped before it predicted an image" in said
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["adapt_bn_statistics"] == "adapted" and summary["counts"]["ok"] == 1
+    header = stored.read_bytes()
+    meta = json.loads(
+        json.loads(header[8 : 8 + int.from_bytes(header[:8], "little")])["__metadata__"]["marsunits"]
+    )
+    assert meta["tile"] == 32  # replaced: the file the folder's image was predicted with

@@ -71,6 +71,9 @@ class AdaptedStateError(ConfigError):
     """The stored statistics cannot be used: unreadable, damaged, or of another network, inputs or windows
     (a :class:`~marsunits.errors.ConfigError`: refused as another setting of the folder is, status 2)."""
 
+    #: What is wrong with the file, without its path and the fix ("cannot be read (...)", "holds ...").
+    fault: str = ""
+
 
 def adapted_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """The buffers of every batch-norm layer of ``model`` (running mean and variance, the batch count), by
@@ -222,7 +225,9 @@ def load_adapted(
 def _refused(path: Path, what: str) -> AdaptedStateError:
     """The refusal of the stored statistics at ``path``: ``what`` is wrong, so the folder cannot be resumed
     with the network its images were predicted with; :data:`_FIX`."""
-    return AdaptedStateError(
+    error = AdaptedStateError(
         f"{path} {what}: the folder's images cannot be resumed with the network they were predicted with "
         f"(adapt_bn=true), and adapting again would mix two networks' outputs; {_FIX}"
     )
+    error.fault = what
+    return error

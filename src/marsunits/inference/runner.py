@@ -121,6 +121,7 @@ from marsunits.inference.output_settings import (
     ARITHMETIC_KEYS,
     METHOD_VERSIONS,
     PENDING_KEY,
+    SETTINGS_NAME,
     adaptation_inputs,
     camera_file_sha256,
     changed_inputs_text,
@@ -571,6 +572,7 @@ class _Session(RunReports):
         ``overwrite=true``; else adapted to every input now (:meth:`_adapt_batchnorm`)."""
         from marsunits.inference.adapted_state import (
             ADAPTED_STATE_NAME,
+            AdaptedStateError,
             adapted_buffers,
             load_adapted,
             missing_refusal,
@@ -592,6 +594,19 @@ class _Session(RunReports):
             except FileNotFoundError:
                 if kept is not None:  # deleted: adapted again, the rest would be another network's
                     raise missing_refusal(path, self.output_dir, kept) from None
+            except AdaptedStateError as unfit:
+                if self.earlier:
+                    raise
+                # Kept before the record, which is written before any image: without one, no image of the
+                # folder was predicted with the file (a run stopped between the two writes).
+                if self.shard.rank == 0:
+                    log.info(
+                        "%s is of a run stopped before it predicted an image (the folder has no %s) and does "
+                        "not fit this run (%s): adapted again, and replaced",
+                        path,
+                        SETTINGS_NAME,
+                        unfit.fault,
+                    )
             else:
                 self.adapted_on = int(stored.get("adapted_on_images") or 0) or None
                 self.adapt_bn_statistics = "stored"
