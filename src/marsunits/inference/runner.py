@@ -524,7 +524,8 @@ class _Session(RunReports):
 
         Raises:
             ConfigError: ``adapt_bn=true`` with a runtime other than ``torch``; stored statistics that cannot
-                be used (:class:`~marsunits.inference.adapted_state.AdaptedStateError`).
+                be used or are missing though the folder's record names them, or a folder under their name
+                (:class:`~marsunits.inference.adapted_state.AdaptedStateError`).
         """
         task = model.task
         #: Images whose windows set the batch-norm statistics (``adapt_bn``); None when not adapted.
