@@ -2846,3 +2846,93 @@ def test_the_study_package_floors_are_pyproject_s() -> None:
         given = [r for r in requirements if re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].lower() == package]
         assert len(given) == 1 and f">={floor}" in given[0].replace(" ", ""), (package, given)
         assert given[0].replace(" ", "") == requirement, (given, requirement)
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "said"),
+    [
+        # Chosen as null by the defaults list already: nothing to say but to leave the option out.
+        (
+            "train.py",
+            ["debug=null"],
+            "debug is not chosen unless asked for (configs/train.yaml: debug: null): leave the option out",
+        ),
+        ("train.py", ["hparams_search=NULL"], "hparams_search is not chosen unless asked for"),
+        ("train.py", ["+debug=null"], "leave the option out"),
+        ("train.py", ["++debug=null"], "leave the option out"),
+        (
+            "predict.py",
+            ["logger=null"],
+            "logger is not chosen unless asked for (configs/predict.yaml: logger: "
+            "null): leave the option out",
+        ),
+        # A group whose options set the whole config: the deletion leaves it out.
+        (
+            "train.py",
+            ["experiment=null"],
+            "to leave experiment out of the defaults list (configs/train.yaml, as "
+            "composed: synthetic), give ~experiment",
+        ),
+        ("train.py", ["experiment=marsscapes", "debug=null"], "leave the option out"),
+        # A group every run needs: choose one, from its choices; the choice given beside it is the one meant.
+        (
+            "train.py",
+            ["model=null"],
+            "every run needs a model config (configs/train.yaml, as composed: "
+            "unet_lite0_d4): choose one, model=<name> (the choices: deeplabv3plus_lite0, fpn_lite0, tiny,",
+        ),
+        ("train.py", ["model=null", "+model=tiny"], "give model=tiny alone"),
+        ("train.py", ["model=null", "model=tiny"], "give model=tiny alone"),  # Hydra fails on both
+        ("train.py", ["debug=fdr", "debug=null"], "leave the option out"),
+        ("train.py", ["logger=null"], "give logger=none for no logger (the choices: all, csv, none,"),
+        (
+            "train.py",
+            ["callbacks=null"],
+            "give the list meant, 'callbacks=[]' for none (the defaults list's: "
+            "'callbacks=[default,wandb]'; the choices: default, ema, recovery, wandb)",
+        ),
+        (
+            "train.py",
+            ["callbacks=[default,null]"],
+            "null is no option of callbacks: give the list without it, 'callbacks=[default]'",
+        ),
+        # A sweep: its other options are swept alone, and the run without one is given apart.
+        (
+            "train.py",
+            ["-m", "debug=null,fdr"],
+            "sweep the others alone, debug=fdr; for the run without debug, "
+            "debug is not chosen unless asked for (configs/train.yaml: debug: null): leave the option out",
+        ),
+    ],
+)
+def test_a_config_group_chosen_as_null_is_one_line_giving_the_form_that_works(
+    prog: str,
+    args: list[str],
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py debug=null`` (``model=null +model=tiny``, ``-m debug=null,fdr``) ended in Hydra's 25-line
+    traceback "Config group override must be a string or a list. Got NoneType", status 1, the sweep's folder
+    made. It is one line, status 2, naming the override and the form that works: the option left out where
+    the group is null already, ``~group`` where its options set the whole config, a choice otherwise."""
+    status, err = _as_an_entry_point(prog, args, monkeypatch, capsys)
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Hydra cannot choose a config group as null" in err and said in err, err
+
+
+def test_a_plain_option_set_to_null_is_still_taken(tmp_path: Path) -> None:
+    """Only a config group's choice is refused as null: a key set to null is Hydra's to take."""
+    from conftest import compose_config
+
+    for config_name, args in (
+        ("train", ["model=tiny", "ckpt_path=null"]),
+        ("train", ["model=tiny", "data.class_map=null"]),
+        ("train", ["model=tiny", "model.warmup_steps=null"]),
+        ("train", ["-m", "model=tiny", "ckpt_path=null,x.ckpt"]),
+        ("train", ["~debug"]),
+        ("predict", ["tile=null"]),
+    ):
+        assert unknown_option(args, CONFIG_DIR, config_name) is None, args
+    assert compose_config("train", tmp_path, ["model=tiny", "data.class_map=null"]).data.class_map is None

@@ -7,7 +7,8 @@ its first value (``-m trainer.max_epoch=1,2`` failed at each trial, after the sw
 option of a swept config group that an override reaches into (``-m data=synthetic,marsscapes
 data.train_length=10``). Also what the checks of :mod:`~marsunits.cli_overrides`,
 :mod:`~marsunits.cli_group_choices` and :mod:`~marsunits.cli_repeated_options` share in reading an override:
-its prefix and option (:func:`_prefixed`), and the config group it would choose (:func:`_group_of`).
+its prefix and option (:func:`_prefixed`), the config group it would choose (:func:`_group_of`), and that
+group's choices (:func:`group_choices`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ def _group_of(arg: str) -> str:
     """The config group an override would choose, were its name a group's: ``callbacks`` of
     ``+callbacks@x=ema``."""
     return _prefixed(arg)[1].split("@", 1)[0]
+
+
+def group_choices(config_dir: Path, group: str) -> list[str]:
+    """The options of the config group ``group`` (a folder of ``config_dir``), as its choices are typed:
+    ``["fdr", "overfit"]`` for ``debug``; sorted."""
+    folder = config_dir / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
 def _prefixed(arg: str) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """Config group choices on the command line that Hydra refuses in several lines, or composes without what was
 meant: a plus on a config group the defaults list already has (``+model=tiny``), two pluses on a config group
 (``++callbacks=ema``), a plus on a group chosen by a list beside a choice of it (``callbacks=[default]
-+callbacks=ema``, whose plus Hydra drops without a word) and a deletion of such a group (``~callbacks``, from
-which Hydra deletes nothing).
++callbacks=ema``, whose plus Hydra drops without a word), a deletion of such a group (``~callbacks``, from
+which Hydra deletes nothing) and a group chosen as null (``debug=null``, which Hydra cannot take).
 
 Each is one line giving the override that works, from how the defaults list chooses the group
 (:func:`_group_kinds`: one choice, a list, or none). :func:`~marsunits.cli_overrides.unknown_option` runs
@@ -18,7 +18,129 @@ from typing import Any
 
 from hydra import initialize_config_dir
 
-from marsunits.cli_compose import _checked_overrides, _compose_error, _group_of, _prefixed, _sweep_trials
+from marsunits.cli_compose import (
+    _checked_overrides,
+    _compose_error,
+    _group_of,
+    _prefixed,
+    _sweep_trials,
+    group_choices,
+)
+
+#: What Hydra cannot do with ``group=null``, as each refusal of one starts.
+_NULL_REFUSED = "Hydra cannot choose a config group as null"
+
+
+def null_group_choice(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a config group chosen as null (``debug=null``, ``+model=null``, ``++debug=NULL``, a
+    sweep ``-m debug=null,fdr``, a list ``callbacks=[default,null]``), or None.
+
+    Hydra refused each in a 25-line traceback ("Config group override must be a string or a list. Got
+    NoneType") with status 1, a sweep at its first trial, after it had made the sweep folder. The line gives
+    the form that works, from how the defaults list the other overrides leave chooses the group
+    (:func:`_null_fix`): the option left out, ``~group``, or a choice. A key set to null (``ckpt_path=null``,
+    ``data.class_map=null``) is no group's choice and is left alone, and so are deletions (``~debug``), a
+    dictionary (``++model={lr: 0.1}``), Hydra's own groups and what Hydra cannot read (said by
+    :func:`~marsunits.cli_overrides.unreadable_or_unknown_choice`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    overrides = _checked_overrides(argv)
+    parser = OverridesParser.create()
+    for arg in overrides:
+        if arg.startswith("~") or "=" not in arg or not (config_dir / _group_of(arg)).is_dir():
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+        except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+            continue
+        value = override.value()
+        swept = isinstance(value, ChoiceSweep)
+        listed: list[Any] = (
+            value.list if isinstance(value, ChoiceSweep) else value if isinstance(value, list) else [value]
+        )
+        if not any(v is None for v in listed):
+            continue
+        key = _prefixed(arg)[1]
+        kept = [str(v) for v in listed if v is not None]
+        if isinstance(value, list):  # callbacks=[default,null]
+            return (
+                f"{arg!r}: {_NULL_REFUSED}, and null is no option of {key}: give the list without it, "
+                f"'{key}=[{','.join(kept)}]'"
+            )
+        same = [a for a in overrides if _prefixed(a)[1] == key]
+        others = [a for a in overrides if a not in same]
+        after = overrides[overrides.index(arg) + 1 :]
+        chosen = [  # the group's choice meant beside the null: model=null +model=tiny, model=null model=tiny
+            a.partition("=")[2]
+            for a in same
+            if a != arg and a[:1] != "~" and a.partition("=")[2] and (a[:1] == "+" or a in after)
+        ]
+        why, fix = _null_fix(
+            config_dir, config_name, others, key, None if swept or not chosen else chosen[-1]
+        )
+        if swept:
+            if not kept:
+                return f"{arg!r}: {_NULL_REFUSED}: {why}: {fix}"
+            return (
+                f"{arg!r}: {_NULL_REFUSED}, and a sweep of {key} runs each of its options: sweep the others "
+                f"alone, {key}={','.join(kept)}; for the run without {key}, {why}: {fix}"
+            )
+        return f"{arg!r}: {_NULL_REFUSED}: {why}: {fix}"
+    return None
+
+
+def _null_fix(
+    config_dir: Path, config_name: str, others: Sequence[str], key: str, chosen: str | None
+) -> tuple[str, str]:
+    """Why ``key`` (a config group, ``model@teacher`` too) chosen as null is refused, and what to give in its
+    place, as the defaults list ``others`` leave (:func:`_group_kinds`) chooses it: ``chosen``, the command
+    line's other choice of the group (``+model=tiny`` beside ``model=null``), given alone; nothing for a
+    group null there already (``debug``, ``hparams_search``; ``predict.py``'s ``logger``); ``~group`` where
+    each of its options sets the whole config (``# @package _global_``: ``experiment``); ``group=none`` where
+    it has a ``none`` option (``logger``); a list where it is chosen by one (``callbacks``); else a choice,
+    from the group's choices (``model``, ``data``, ``trainer``: every run needs one)."""
+    group = key.split("@", 1)[0]
+    defaults = f"configs/{config_name}.yaml"
+    choices = group_choices(config_dir, group)
+    kind = (_group_kinds(config_dir, config_name, others, {key}) or {}).get(key)
+    what, was = kind if kind is not None else ("unknown", None)
+    if chosen is not None:
+        plus = "+" if what == "absent" else ""
+        given = f"'{key}=[{chosen.strip('[]')}]'" if what == "list" else f"{plus}{key}={chosen}"
+        return f"the command line chooses {key} as {chosen} too", f"give {given} alone"
+    if what == "chosen" and was is None:
+        return f"{key} is not chosen unless asked for ({defaults}: {key}: null)", "leave the option out"
+    if what == "absent":
+        return f"{key} is not in the defaults list ({defaults}, as composed)", "leave the option out"
+    if what == "list":
+        listed = ",".join(_list_options(config_dir, config_name, others, key) or [])
+        return (
+            f"{key} is chosen by a list in the defaults list ({defaults})",
+            f"give the list meant, '{key}=[]' for none (the defaults list's: '{key}=[{listed}]'; the "
+            f"choices: {', '.join(choices)})",
+        )
+    whole = all(
+        p.read_text(encoding="utf-8").startswith("# @package _global_")
+        for p in (config_dir / group).glob("*.yaml")
+    )
+    composed = f" ({defaults}, as composed: {was})" if was is not None else f" ({defaults})"
+    if whole:
+        return (
+            f"{group}'s options set the whole config",
+            f"to leave {key} out of the defaults list{composed}, give ~{key}",
+        )
+    if "none" in choices:
+        return (
+            f"{key} is a part of the config{composed}",
+            f"give {key}=none for no {group} (the choices: {', '.join(choices)})",
+        )
+    return (
+        f"every run needs a {group} config{composed}",
+        f"choose one, {key}=<name> (the choices: {', '.join(choices)})",
+    )
+
 
 #: Hydra's messages when a ``+group=option`` override adds a config group the defaults list already has.
 _GROUP_ALREADY_CHOSEN = re.compile(

@@ -16,7 +16,7 @@ trainer.max_epochs=3``). A multirun is checked as its trials compose (:mod:`~mar
 composition problem is left to Hydra, which reports it in its own words.
 
 :func:`unknown_option` runs these checks, and those of the modules beside this one that read option names:
-:mod:`~marsunits.cli_group_choices` (a plus, two pluses or a deletion on a config group's choice) and
+:mod:`~marsunits.cli_group_choices` (a plus, two pluses or a deletion on a config group's choice, or null) and
 :mod:`~marsunits.cli_repeated_options` (an option given again in a row, as the shell splits an unquoted
 ``{...}``), in the order :func:`unknown_option` gives; :mod:`~marsunits.cli_compose` holds what the three
 share (the overrides composed, each trial of a sweep). The other checks the entry points run before Hydra,
@@ -41,12 +41,13 @@ from typing import NamedTuple
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from marsunits.cli_argv import _SHELL_COMPLETION
-from marsunits.cli_compose import _ABSENT, _checked_overrides, _compose_error, _sweep_trials
+from marsunits.cli_compose import _ABSENT, _checked_overrides, _compose_error, _sweep_trials, group_choices
 from marsunits.cli_group_choices import (
     added_beside_a_chosen_list,
     added_group_already_chosen,
     deleted_list_chosen_group,
     force_added_group,
+    null_group_choice,
 )
 from marsunits.cli_launch import note_another_copy_of_the_package, unnamed_external_ranks
 from marsunits.cli_paths import (
@@ -494,7 +495,7 @@ def unreadable_or_unknown_choice(argv: Sequence[str], config_dir: Path) -> str |
         for option in chosen:
             if not isinstance(option, str) or (folder / f"{option}.yaml").is_file():
                 continue
-            choices = sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+            choices = group_choices(config_dir, group)
             guess = _closest(option, choices)
             meant = f"{group}={guess}" if len(chosen) == 1 else repr(guess)
             hint = f"; did you mean {meant}?" if guess else ""
@@ -562,6 +563,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
         return None  # another primary config or config folder: Hydra checks the names itself
     problem = (
         dashed_option(argv, config_dir, config_name)
+        or null_group_choice(argv, config_dir, config_name)
         or deleted_list_chosen_group(argv, config_dir, config_name)
         or added_beside_a_chosen_list(argv, config_dir, config_name)
         or brace_expanded_option(argv, config_dir, config_name)
