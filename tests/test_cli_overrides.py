@@ -2211,6 +2211,9 @@ def test_train_help_and_its_refusals_of_plain_values_import_no_torch_nor_lightni
         (["model.lr=-1"], 2, "model.lr must be a number > 0, got -1 (e.g. model.lr=0.001", none),
         (["data.batch_size=0"], 2, "data.batch_size=0: expected a whole number >= 1", none),
         (["train=abc"], 2, "train='abc': give train=true or train=false", none),
+        # A config group chosen as null: Hydra's traceback, status 1, where it is one line.
+        (["debug=null"], 2, "'debug=null': Hydra cannot choose a config group as null: debug is not", none),
+        (["model=null", "+model=tiny"], 2, "'model=null': Hydra cannot choose a config group as null", none),
         (["trainer.devices=abc"], 2, "trainer.devices='abc': give a number of devices", none),
         (["trainer.limit_val_batches=2.5"], 2, "trainer.limit_val_batches=2.5: expected a fraction", none),
         (["model.optimizer=adamx"], 2, "model.optimizer='adamx': Unknown optimizer 'adamx'.", none),
@@ -2896,6 +2899,8 @@ def test_the_study_package_floors_are_pyproject_s() -> None:
             ["callbacks=[default,null]"],
             "null is no option of callbacks: give the list without it, 'callbacks=[default]'",
         ),
+        ("train.py", ["callbacks=[null]"], "give the list meant, 'callbacks=[]' for none"),
+        ("train.py", ["debug=[null]"], "debug is not chosen unless asked for"),
         # A sweep: its other options are swept alone, and the run without one is given apart.
         (
             "train.py",

@@ -64,7 +64,7 @@ def null_group_choice(argv: Sequence[str], config_dir: Path, config_name: str) -
             continue
         key = _prefixed(arg)[1]
         kept = [str(v) for v in listed if v is not None]
-        if isinstance(value, list):  # callbacks=[default,null]
+        if isinstance(value, list) and kept:  # callbacks=[default,null]; [null] is read as null
             return (
                 f"{arg!r}: {_NULL_REFUSED}, and null is no option of {key}: give the list without it, "
                 f"'{key}=[{','.join(kept)}]'"
