@@ -374,7 +374,8 @@ def test_a_resumed_adapt_bn_folder_is_predicted_with_the_network_it_began_with(
     assert stored.read_bytes() == before  # read, not rewritten
     said = " ".join(r.getMessage() for r in caplog.records)
     assert (
-        f"batch-norm statistics adapted to 3 images by the run that began {out}, read from {stored}" in said
+        f"read the batch-norm statistics that {stored} keeps (adapted to 3 images by the run that began the "
+        "folder)" in said
     )
 
 

@@ -613,11 +613,11 @@ class _Session(RunReports):
                 self.adapt_bn_statistics = "stored"
                 if self.shard.rank == 0:
                     log.info(
-                        "batch-norm statistics adapted to %s by the run that began %s, read from %s: not "
-                        "adapted again, so every image of the folder is predicted with one network",
-                        counted(self.adapted_on or 0, "image"),
-                        self.output_dir,
+                        "read the batch-norm statistics that %s keeps (adapted to %s by the run that began "
+                        "the folder): not adapted again, so every image of the folder is predicted with one "
+                        "network",
                         path,
+                        counted(self.adapted_on or 0, "image"),
                     )
                 return adapted
         adapted = self._adapt_batchnorm(task, all_files, self.tile, stride)
