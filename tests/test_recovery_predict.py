@@ -1384,22 +1384,34 @@ def test_a_sharded_run_counts_an_image_whose_camera_file_was_refused_as_predicte
 
 
 def _rank_killed_before_the_first_collective(
-    rank: int, store: str, opts: object, address: str, victim: int, conn: object
+    rank: int, store: str, opts: object, address: str, victim: int, joined: object, conn: object
 ) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store;
     ``rank_timeout_s`` 3 s, collectives' timeout 20 s) whose rank ``victim`` is killed (SIGKILL, after
     saying "killed") as it reaches the ranks' first collective (the run's name, :class:`_StoreStops`):
-    nothing of the run said through the store yet, its sign of life not counted."""
+    nothing of the run said through the store yet, its sign of life not counted. ``joined``: an event the
+    other rank sets once torch's ``init_process_group`` has returned, which the victim waits for (under
+    load the victim reached the collective, and was killed, while the other was still in torch's set-up,
+    which then ended in torch's own traceback, not the run's)."""
     import dataclasses
 
     import torch.distributed as dist
 
     def broadcast_object_list(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert joined.wait(120)  # type: ignore[attr-defined]
         conn.send("killed")  # type: ignore[attr-defined]
         os.kill(os.getpid(), signal.SIGKILL)
 
+    real_init = dist.init_process_group
+
+    def init_process_group(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_init(*args, **kwargs)
+        joined.set()  # type: ignore[attr-defined]
+
     if rank == victim:
         dist.broadcast_object_list = broadcast_object_list
+    else:
+        dist.init_process_group = init_process_group
     opts = dataclasses.replace(opts, rank_timeout_s=3)  # type: ignore[type-var]
     _run_as_rank(rank, address, opts, conn, timeout_s=20, message=True)
 
@@ -1413,8 +1425,11 @@ def test_a_rank_killed_before_the_ranks_first_collective_ends_the_other_in_one_l
     by peer``, naming an address, not a rank; measured within a second). It now ends in one line naming
     the rank that ended and the way on, and nothing is written."""
 
+    import multiprocessing
+
+    joined = multiprocessing.get_context("fork").Event()
     _, out, said, took = _two_ranks_timed(
-        tmp_path, ckpt, _rank_killed_before_the_first_collective, victim, killed=victim
+        tmp_path, ckpt, _rank_killed_before_the_first_collective, victim, joined, killed=victim
     )
     name, message = said[1 - victim]  # type: ignore[misc]
     assert name == "RankFailedError", said
