@@ -169,8 +169,8 @@ def load_adapted(
     from marsunits.model_package import network_sha256
 
     tensors, record = read_adapted_state(path)
-    then, now = (str(r.get("checkpoint_network_sha256"))[:12] for r in (record, expected))
-    if then != now or record.get("checkpoint_network_sha256") != expected["checkpoint_network_sha256"]:
+    if record.get("checkpoint_network_sha256") != expected["checkpoint_network_sha256"]:
+        then, now = (str(r.get("checkpoint_network_sha256"))[:12] for r in (record, expected))
         raise _refused(
             path,
             f"holds batch-norm statistics adapted from another network ({then}…) than this checkpoint's "
