@@ -50,10 +50,11 @@ def write_contact_maps(
     model: Mapping[str, Any],
 ) -> tuple[list[Path], str | None, str | None]:
     """With ``map=true`` (``asked``): merge the ground contacts of the images with a camera into
-    ``contact_map.*``, or, where no image had a camera, say why no map was drawn (printed, and recorded as
-    ``summary.json``'s ``no_contact_map_reason``) in place of any file; a map that cannot be written (a
-    folder under its name) is logged as an error and the other reports are still written. Then the maps of
-    earlier runs that this run did not draw are removed, with a warning where this run has no ``map=true``.
+    ``contact_map.*``, or, where no image had a camera, say why no map was drawn (for the closing paragraph,
+    and recorded as ``summary.json``'s ``no_contact_map_reason``) in place of any file; a map that cannot be
+    written (a folder under its name) is logged as an error and the other reports are still written. Then the
+    maps of earlier runs that this run did not draw are removed, with a warning where this run has no
+    ``map=true``.
 
     Args:
         output_dir: The run's ``output_dir``.
@@ -77,7 +78,7 @@ def write_contact_maps(
     if asked:
         try:
             if not map_items:
-                # Said once, in the closing paragraph (it was printed apart, above it, too).
+                # Said once, in the closing paragraph (RunReports._last_paragraph), not printed here.
                 no_map = no_map_reason(input_dir, rows)
             else:
                 # matplotlib: imported only when used

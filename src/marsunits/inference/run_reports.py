@@ -166,13 +166,13 @@ class RunReports:
         rows = list(self.rows.values())
         counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "error", "skipped")}
         # Inputs of the folder a stopped run never reached (they have no manifest row yet), on every rank's
-        # shard: ``files`` holds this rank's only, and a stopped rank 1's images counted as none.
+        # shard: the inputs of the whole folder, not this rank's ``files`` alone.
         known = self.all_inputs | {p.rel.as_posix() for p in self.problems}
         not_reached = len(known - set(self.rows))
         return {
             "counts": {**counts, "total": len(rows), "not_reached": not_reached},
-            # Images with their outputs (ok, skipped) whose camera file was refused: no metres. Counted as
-            # failed (error rows) until 2026-12-07, which read as nothing produced.
+            # Images with their outputs (ok, skipped) whose camera file was refused: no metres, but their
+            # outputs are there, so they are not error rows.
             "camera_files_refused": {
                 str(r["path"]): r["camera_error"] for r in rows if r.get("camera_error")
             },
@@ -370,7 +370,7 @@ class RunReports:
         paragraph += contact_maps_sentence(pictures)  # it named every other report but not the maps
         if map_problem:
             paragraph += f" No contact map: {map_problem}."
-        elif self.opts.map and not pictures and no_map:  # it was said on the console alone, above this
+        elif self.opts.map and not pictures and no_map:  # said here alone: write_contact_maps prints nothing
             paragraph += f" No contact map (map=true): {no_map.removeprefix(NO_MAP_DRAWN)}."
         # The start's warning of a labelled dataset's root as input_dir scrolled away on a long run.
         paragraph += labelled_layout_sentence(self.input_dir, sorted(self.all_inputs))
