@@ -420,9 +420,7 @@ def _predict_claimed_shard(
         # The status the run ends with below, on every rank (_raise_how_the_rank_ended, then another rank's
         # stop): a failure on any rank decides it, a bug's (1) before a user's error (2), and a stop only
         # where no rank failed (RankFailedError's status: exit_status of its first error, a bug's first).
-        # Rank 0's own ending came first: a rank stopped beside a failing one gave two records, the stop's
-        # where rank 0 was the stopped one (143, the failure in stopped_early only) and the failure's where
-        # it was the failing one (for a bug, the stop left unsaid).
+        # Whichever rank was stopped and whichever failed, the record is the same.
         ends: BaseException | None = None
         if failures:
             ends = RankFailedError("", _errors(failures))
@@ -434,10 +432,9 @@ def _predict_claimed_shard(
         stops_said = [f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, told, strict=True)]
         said = []
         if session.stop_status == 1:
-            # A bug ended the run: recorded as one process's bug is (failed, stopped_early null, a last
-            # paragraph naming the image and the rank: _Session.ended_by_a_bug). Rank 1's was recorded as a
-            # stop, status 2 (rank 0 ended on the RankFailedError naming it), rank 0's with stopped_early set.
-            # The other ranks' endings (stopped, or failed too) follow in that paragraph: nothing is hidden.
+            # A bug ended the run, on whichever rank: recorded as one process's bug is (failed, stopped_early
+            # null, a last paragraph naming the image and the rank: RunReports.ended_by_a_bug). The other
+            # ranks' endings (stopped, or failed too) follow in that paragraph: nothing is hidden.
             buggy = next(
                 (rank for rank, _, error in failures if error is not None and exit_status(error) == 1), 0
             )
@@ -522,9 +519,9 @@ def _raise_how_the_rank_ended(
     where a rank failed (``failures``, as rank 0 said them), this rank's own failure if it has the run's
     status (a bug's, 1, where any rank had a bug; else a user's error's, 2), else the ranks' failures as one
     :class:`RankFailedError` (that status), raised from this rank's own stop or failure; where none failed,
-    its own stop; return when nothing ended it. A rank stopped (Ctrl-C, SIGTERM) beside a failing rank
-    raised its stop (130, 143), and a rank whose disk was full beside another's bug its ``OutputWriteError``
-    (2): a torchrun run's ranks exited with statuses its record did not say."""
+    its own stop; return when nothing ended it. So every rank of a torchrun run exits with the status its
+    record says: a rank stopped (Ctrl-C, SIGTERM) beside a failing rank, or one whose disk was full
+    (``OutputWriteError``, 2) beside another's bug, raises the :class:`RankFailedError`."""
     if failures:
         errors = _errors(failures)
         if failure is not None and exit_status(failure) == exit_status(RankFailedError("", errors)):
