@@ -18,7 +18,7 @@ without a word until the time limit. ``srun`` sets ``SLURM_STEP_ID`` (and the ol
 :func:`unstarted_ranks_problem`.
 
 ``predict.py`` is checked here too (:data:`PREDICT`, from
-:func:`marsunits.inference.distributed.slurm_problem`): Fabric reads the same variables, with the same checks
+:func:`marsunits.inference.distributed.launch_problem`): Fabric reads the same variables, with the same checks
 and hangs, but its shards are ``todo[rank::SLURM_NTASKS]``, so a total of tasks other than devices x num_nodes
 still predicts every image once and is let through.
 
