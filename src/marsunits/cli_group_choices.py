@@ -198,13 +198,13 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         others = [a for a in overrides if a not in given]
         typed = [a for a in others if a.partition("=")[0] == group]  # logger=wandb +logger=wandb
         match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
-        if match is not None and (match.group("group") or match.group("again")) == group:
-            kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
-        elif typed:  # model=tiny +model=fpn_lite0: Hydra gave the plus tiny, and composed tiny once
-            kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
-            if kind is None or kind[0] != "chosen":
-                continue
-        else:
+        hydra_refuses = match is not None and (match.group("group") or match.group("again")) == group
+        if not (hydra_refuses or typed):
+            continue
+        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        # model=tiny +model=fpn_lite0: Hydra gave the plus tiny, and composed tiny once; refused where the
+        # group has one choice (a list's plus beside its choice is added_beside_a_chosen_list's).
+        if not hydra_refuses and (kind is None or kind[0] != "chosen"):
             continue
         several = len(given) > 1 and (kind is None or kind[0] != "chosen")
         refused = (
@@ -369,8 +369,7 @@ def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name
     ``~callbacks callbacks=ema`` trained with no callback at all, ``~callbacks +callbacks=ema`` with the
     defaults' callbacks and no EMA. The fix is the list meant, given once: the defaults' options less those
     deleted, with those a plus adds, or the options chosen. Two pluses (``~callbacks ++callbacks=ema``, which
-    Hydra cannot force-add) are read as one: that line said "callbacks is a config group", giving
-    ``callbacks=ema`` or ``+callbacks=ema``. A sweep of the group is left alone.
+    Hydra cannot force-add) are read as one, so the fix is that list too. A sweep of the group is left alone.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -512,7 +511,7 @@ def _plus_on_a_group(
     without the plus (the last given, as Hydra takes a choice given again), which replaces the defaults' own
     or is chosen there already; where ``typed``, the command line's own choice of the group without a plus
     (``logger=wandb +logger=wandb``), is that choice, the line says it is given twice and to give it once
-    (it said "which replaces wandb" of wandb); where it is another (``model=tiny +model=fpn_lite0``), the
+    (not that it "replaces" itself); where it is another (``model=tiny +model=fpn_lite0``), the
     line names it beside the plus, and the choice without the plus replaces it. One chosen by a list: one
     plus, which adds to the list (several options in one list); one the defaults list lacks: one plus, which
     adds it."""
