@@ -46,10 +46,10 @@ def brace_expanded_option(
     refused. So are Hydra's own keys, an option given again not in a row, and one given again with the same
     value. A list option or a list-chosen group given twice on purpose is refused all the same (it would keep
     the last value alone): the message says to give it once, quoted for all the values or with the one
-    meant. An option of one value given again in a row with another was left to Hydra too, and so
-    ``predict.py input_dir=data/{a,b}`` (bash: ``input_dir=data/a input_dir=data/b``) read ``data/b`` alone,
-    without a word: it is refused, naming the values, to give the one meant (in a multirun, the values swept
-    as one option with commas).
+    meant. An option of one value given again in a row with another (``predict.py input_dir=data/{a,b}``,
+    which bash gives as ``input_dir=data/a input_dir=data/b``, and of which Hydra would read ``data/b`` alone,
+    without a word) is refused, naming the values, to give the one meant (in a multirun, the values swept as
+    one option with commas).
 
     ``labels_class_map={0:0,2:0,1:1,3:1,255:255}`` typed without quotes reached ``predict.py`` as five
     options, ``labels_class_map=0:0`` ... ``labels_class_map=255:255``, of which Hydra kept the last: it was
@@ -105,9 +105,8 @@ def brace_expanded_option(
                     if prefix
                     else "and Hydra would take the last alone"
                 )
-                choices = list(
-                    dict.fromkeys(a.partition("=")[2] for a in run)
-                )  # each once: {ema,default,ema}
+                # Each choice once, in the order typed: {ema,default,ema} is [ema,default].
+                choices = list(dict.fromkeys(a.partition("=")[2] for a in run))
                 fix = f"'{prefix}{name}=[{','.join(choices)}]'"
                 return _given_again(name, run, "choice", fix, tail, len(choices))
         elif isinstance(composed.get(name), ListConfig):
@@ -123,8 +122,8 @@ def brace_expanded_option(
 def _one_value_meant(run: Sequence[str], config_name: str, sweeping: bool) -> str:
     """:func:`brace_expanded_option`'s message for an option of one value (``input_dir``, ``tile``,
     ``trainer.max_epochs``) given in a row as ``run``, with other values: Hydra would take the last alone
-    (``predict.py input_dir=data/{a,b}``, which bash splits, read ``data/b`` alone). It names the values and
-    says to give the one meant; where they share a start or an end, as bash's expansion of an unquoted
+    (``predict.py input_dir=data/{a,b}``, which bash splits, would read ``data/b`` alone). It names the values
+    and says to give the one meant; where they share a start or an end, as bash's expansion of an unquoted
     ``{...}`` gives them, it names that ``{...}``; a folder option of ``predict.py`` takes one folder; in a
     multirun (``sweeping``), the values swept are one option with commas."""
     prefix, name = _prefixed(run[0])
