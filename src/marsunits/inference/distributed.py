@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from lightning.fabric import Fabric
 
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import RunResult
+    from marsunits.inference.run_reports import RunResult
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ processes. This module needs none of that: the ranks' ``gather``, ``broadcast`` 
 
 Imports: :mod:`marsunits.inference.runner` builds its session on :class:`Shard`, :class:`RankStops` and
 :class:`_StoppedWithTheRun` and calls :func:`predict_shard`, so it imports this module; the session itself
-(``_Session``, ``RunResult``) is imported from the runner inside the functions that use it, when the runner
-is loaded.
+(``_Session``) is imported from the runner, and ``RunResult`` from :mod:`marsunits.inference.run_reports`,
+inside the functions that use them, when the runner is loaded.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from marsunits.run_folder_claim import claimed_output_dir
 if TYPE_CHECKING:
     from marsunits.inference.evaluation import Evaluation
     from marsunits.inference.options import PredictOptions
-    from marsunits.inference.runner import RunResult, _Session
+    from marsunits.inference.run_reports import RunResult
+    from marsunits.inference.runner import _Session
 
 #: The run's logger: its lines are the runner's (``[marsunits.inference.runner]`` in ``predict.log``), as
 #: they were before this module was split from it.
@@ -287,7 +288,8 @@ def _predict_claimed_shard(
     opts: PredictOptions, shard: Shard, gather: Any, broadcast: Any = None, stops: RankStops | None = None
 ) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
-    from marsunits.inference.runner import RunResult, _Session  # the runner imports this module
+    from marsunits.inference.run_reports import RunResult
+    from marsunits.inference.runner import _Session  # the runner imports this module
 
     started = time.perf_counter()
     overwriting = bool(opts.overwrite)
