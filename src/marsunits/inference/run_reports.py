@@ -249,10 +249,9 @@ class RunReports:
         and the line it ends with (its ``text``, returned): this run's own counts (its inputs not reached),
         ``stopped_early``, ``exit_status`` and ``exit_reasons``. The folder's other reports
         (``manifest.csv``, ``index.html``, ``metrics.json``, the contact maps) stay as they were, as the
-        outputs they list do; the earlier run's ``summary.json`` stayed too, and a script read that run's
-        status (0) for this one, which exited with 130 or 143. Where it cannot be written (the disk that
-        stopped the run), the earlier one is removed, with a warning, rather than left saying how another
-        run ended.
+        outputs they list do; ``summary.json`` is this run's, so that a script reads this run's status (its
+        stop's or failure's), not the earlier run's. Where it cannot be written (the disk that stopped the
+        run), the earlier one is removed, with a warning, rather than left saying how another run ended.
 
         Raises:
             OSError: ``summary.json`` could not be written (the earlier one removed where it could be)."""
@@ -399,13 +398,12 @@ class RunReports:
     ) -> None:
         """``summary.json``: ``summary`` completed, in place, with why no contact map was drawn, the last
         paragraph (``text``), the ``exit_reasons`` and the ``exit_status`` the run returns."""
-        # Why no map was drawn was said on the console only (map=true without cameras), not in the record.
         summary["no_contact_map_reason"] = no_map  # null where a map was drawn
         # Printed last (a strict UTF-8 console refused a checkpoint or folder named in Latin-1 bytes, after
         # every output was written: status 2): such a byte as \xNN, as summary.json and index.html have it.
         summary["text"] = printable(paragraph)
-        # The status the run returns, and why (a script told "inputs failed" from "nothing scored" by
-        # neither: both are 1); a stopped run's is its stop's, as predict.py exits once the reports are here.
+        # The status the run returns, and why (both "inputs failed" and "nothing scored" are 1); a stopped
+        # run's is its stop's, as predict.py exits once the reports are here.
         summary["exit_reasons"] = self._exit_reasons(summary, map_problem, unscored)
         summary["exit_status"] = (
             self.stop_status if self.stop_status is not None else 1 if summary["exit_reasons"] else 0
@@ -479,9 +477,8 @@ class RunReports:
         (README, ``summary.json``'s row), first ``stopped`` for a run stopped before the end (Ctrl-C,
         SIGTERM, a full disk, a dead loader worker, another rank's stop or failure: ``stopped_early`` says
         how) or ``failed`` for one ended by an error of no stop and no user's, a bug, on any rank (status 1,
-        its traceback after the reports: recorded as ``stopped`` with ``stopped_early`` null until
-        2026-12-07).
-        A script could not tell a run whose inputs failed from one that scored nothing: both exit 1."""
+        its traceback after the reports). They tell apart runs of the same status: one whose inputs failed
+        and one that scored nothing both exit 1."""
         ended = None if self.stop_status is None else "failed" if self.stop_status == 1 else "stopped"
         reasons = [ended] if ended is not None else []
         if not self.opts.allow_errors:  # a refused camera file fails the run as an error row does
