@@ -593,7 +593,9 @@ class _Session(RunReports):
             try:
                 adapted, stored = load_adapted(task, path, record, kept)
             except FileNotFoundError:
-                if kept is not None:  # deleted: adapted again, the rest would be another network's
+                # Deleted, where the record names it: adapting again would predict the rest with another
+                # network. Else (a new folder, or one begun before the statistics were kept): adapted below.
+                if kept is not None:
                     raise missing_refusal(path, self.output_dir, kept) from None
             except AdaptedStateError as unfit:
                 if self.earlier:
