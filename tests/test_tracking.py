@@ -1442,6 +1442,28 @@ def test_the_sync_command_runs_without_the_environment_activated(
     assert sync_command(tmp_path / "run") == f"wandb sync {tmp_path / 'run'}"
 
 
+def test_the_tensorboard_command_runs_without_the_environment_activated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The closing ``tensorboard --logdir`` line of ``logger=tensorboard``, as the sync command: a bare
+    ``tensorboard`` was "command not found" after ``.venv/bin/python train.py``."""
+    import sys
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from marsunits.tracking.wandb_setup import finish_loggers
+
+    beside = Path(sys.executable).parent / "tensorboard"
+    assert beside.is_file()  # the tensorboard package installs its command next to the Python that has it
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="tensorboard", version="")
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    finish_loggers([logger], "success")
+    assert f"TensorBoard: {beside} --logdir {logger.log_dir}" in capsys.readouterr().out
+    monkeypatch.setenv("PATH", str(beside.parent))
+    finish_loggers([logger], "success")
+    assert f"TensorBoard: tensorboard --logdir {logger.log_dir}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("run", "failed", "stop", "line"),
     [

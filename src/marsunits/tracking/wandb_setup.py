@@ -578,18 +578,20 @@ def _given(key: str) -> bool:
     return any(o.lstrip("+").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
 
 
-def sync_command(*sync_dirs: str | Path) -> str:
-    """The shell command that uploads offline W&B run folders (several: the parts of a resumed run).
+def _program(name: str) -> str:
+    """A command (``wandb``, ``tensorboard``) as a printed line should name it: as the shell finds it; where
+    it is not on ``PATH`` (the virtual environment not activated, as with ``.venv/bin/python train.py``),
+    the one installed next to this Python, so the printed command works as it is pasted."""
+    beside = Path(sys.executable).parent / name
+    if shutil.which(name) is None and beside.is_file():
+        return shlex.quote(str(beside))
+    return name
 
-    ``wandb`` as the shell finds it; where it is not on ``PATH`` (the virtual environment not activated,
-    as with ``.venv/bin/python train.py``), the ``wandb`` installed next to this Python, so the printed
-    command works as it is pasted.
-    """
-    program = "wandb"
-    beside = Path(sys.executable).parent / "wandb"
-    if shutil.which("wandb") is None and beside.is_file():
-        program = shlex.quote(str(beside))
-    return f"{program} sync " + " ".join(shlex.quote(str(d)) for d in sync_dirs)
+
+def sync_command(*sync_dirs: str | Path) -> str:
+    """The shell command that uploads offline W&B run folders (several: the parts of a resumed run), with
+    the ``wandb`` of :func:`_program`."""
+    return f"{_program('wandb')} sync " + " ".join(shlex.quote(str(d)) for d in sync_dirs)
 
 
 def offline_parts(sync_dir: str | Path, run_id: str) -> list[Path]:
@@ -722,7 +724,7 @@ def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
                     f"CSV metrics: {csv_file}{_earlier_csv_parts(csv_file)}" if csv_file.is_file() else None
                 )
             elif isinstance(logger, TensorBoardLogger):
-                line = f"TensorBoard: tensorboard --logdir {shlex.quote(str(logger.log_dir))}"
+                line = f"TensorBoard: {_program('tensorboard')} --logdir {shlex.quote(str(logger.log_dir))}"
             else:
                 line = None
         except (KeyboardInterrupt, TerminatedError) as exc:
