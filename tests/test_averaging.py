@@ -99,3 +99,36 @@ def test_ema_test_pass_straight_after_fit_scores_the_average(tmp_path: Path) -> 
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     tested = trainer.test(task, datamodule=instantiate(cfg.data), verbose=False)[0]
     assert tested["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+
+
+def test_a_run_trained_with_ema_resumed_without_it_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """``ckpt_path=last`` (or the file) on a run trained with ``callbacks=[default,ema]``, the EMA callback
+    left out, resumed from the raw weights with the average dropped, Lightning's "Please add the following
+    callbacks: ['EMAWeights']" its only sign. It is one line naming the checkpoint and the callbacks to add;
+    with them the resume goes on."""
+    from marsunits.errors import ConfigError
+
+    short = [*TINY, "test=false"]
+    ema = ["callbacks=[default,ema]", "callbacks.ema.decay=0.5"]
+    run(compose_config("train", tmp_path / "run", [*short, *ema, "trainer.max_epochs=1"]))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    steps = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    for where, resume in (("run", "ckpt_path=last"), ("new", f"ckpt_path={last}")):
+        cfg = compose_config("train", tmp_path / where, [*short, "trainer.max_epochs=2", resume])
+        with pytest.raises(ConfigError) as refused:
+            run(cfg)
+        said = str(refused.value)
+        assert "\n" not in said and said.startswith("ckpt_path=")
+        assert str(last) in said and "trained with the EMA callback" in said
+        assert "'+callbacks=[ema]'" in said and "'callbacks=[default,ema]'" in said
+    assert last.read_bytes() == before
+    assert not (tmp_path / "new" / "checkpoints").exists() or not list(
+        (tmp_path / "new" / "checkpoints").iterdir()
+    )
+    # With the callback added as the refusal says, the same resume trains on.
+    more = ["+callbacks=[ema]", "trainer.max_epochs=2", f"ckpt_path={last}"]
+    resumed = run(compose_config("train", tmp_path / "new", [*short, *more]))
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["global_step"] > steps

@@ -480,6 +480,7 @@ def _checked_resume(cfg: DictConfig, task: Any, datamodule: Any, ckpt_path: str)
     where the checkpoint stands."""
     resumed = check_resume_checkpoint(ckpt_path, task, datamodule)
     _check_epochs_not_below(resumed, cfg.trainer, ckpt_path)
+    _check_ema_kept(resumed, cfg.get("callbacks"), ckpt_path)
     if _fit_is_finished(resumed, cfg.trainer):
         # A finished run resumed to be scored again takes no step; Lightning asks for the training loader
         # all the same (for the schedule's length), which pre-rendered every synthetic scene (20 s for
@@ -715,6 +716,14 @@ class ResumePoint(NamedTuple):
     trained_sols: dict[str, list[int]] | None
     #: ``{source: image keys}`` of its training images without a sol (its datamodule's state), or None.
     trained_images: dict[str, list[str]] | None = None
+    #: Whether its run was trained with the EMA callback (its state among the checkpoint's ``callbacks``).
+    ema: bool = False
+
+
+#: Where Lightning keeps :class:`~marsunits.averaging.EMAWeights`' state in a checkpoint's ``callbacks``
+#: (``Callback.state_key``: the class's name), and the ``_target_`` that builds it from ``configs/callbacks``.
+EMA_STATE_KEY = "EMAWeights"
+EMA_TARGET = "marsunits.averaging.EMAWeights"
 
 
 def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -> ResumePoint:
@@ -757,11 +766,35 @@ def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -
     # Lightning keeps a datamodule's state_dict under its class's qualified name.
     state = checkpoint.get(type(datamodule).__qualname__) if datamodule is not None else None
     images = state.get("trained_images") if isinstance(state, dict) else None
+    states = checkpoint.get("callbacks")
     return ResumePoint(
         epochs if isinstance(epochs, int) else 0,
         steps if isinstance(steps, int) else 0,
         sols if isinstance(sols, dict) and sols else None,
         images if isinstance(images, dict) and images else None,
+        isinstance(states, dict) and EMA_STATE_KEY in states,
+    )
+
+
+def _check_ema_kept(done: ResumePoint, callbacks_cfg: Any, ckpt_path: str) -> None:
+    """Refuse to resume a run trained with the EMA callback on a command that leaves it out
+    (``ckpt_path=last`` without the run's ``'+callbacks=[ema]'``), before anything is written. Lightning went
+    on from the raw weights, the average dropped, with only its "Please add the following callbacks:
+    ['EMAWeights']" to say so.
+
+    Raises:
+        ConfigError: naming the checkpoint and the callbacks to add.
+    """
+    if not done.ema:
+        return
+    nodes = callbacks_cfg.values() if isinstance(callbacks_cfg, Mapping) else []
+    if any(isinstance(node, Mapping) and node.get("_target_") == EMA_TARGET for node in nodes):
+        return
+    raise ConfigError(
+        f"ckpt_path={ckpt_path}: its run was trained with the EMA callback (callbacks=ema), which this "
+        "command leaves out, so the resume would drop the average and go on from the raw weights. Add it as "
+        "the run had it: '+callbacks=[ema]', or ema in the list a callbacks= choice gives "
+        "('callbacks=[default,ema]')"
     )
 
 
