@@ -4135,6 +4135,20 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
         ("model.lr=0", "model.lr must be a number > 0, got 0"),
         ("model.weight_decay=-1", "model.weight_decay must be a number >= 0, got -1"),
         ("trainer.precision=15", "trainer.precision=15: give one of Lightning's precisions"),
+        # int()'s "invalid literal for int() with base 10: 'a'", naming no key, once Hydra made the folder
+        (
+            "model.subclasses=[a,b]",
+            "model.subclasses=['a', 'b']: give the project class id (0 to 2: 0 smooth_volcanic",
+        ),
+        (
+            "model.subclasses=[0,1,5]",
+            "model.subclasses=[0, 1, 5]: give the project class id (0 to 2: 0 smooth_volcanic",
+        ),
+        ("model.subclasses=2", "model.subclasses=2: give the project class id (0 to 2: 0 smooth_volcanic, 1"),
+        (
+            "experiment=marsscapes_subclasses data.root=x data.subclasses=[a,b]",
+            "data.subclasses=['a', 'b'] (which model.subclasses follows): give the project class id",
+        ),
     ],
 )
 def test_a_wrong_value_is_refused_before_the_run_folder_is_made(

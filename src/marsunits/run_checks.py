@@ -564,7 +564,8 @@ def check_model_values(cfg: DictConfig) -> None:
     take (a plain ViT, but with ``dpt``: :func:`~marsunits.model_settings.check_encoder_strides`), a learning
     rate or loss weight out of range (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a
     learning-rate schedule over a run without an end (``trainer.max_epochs=-1``), or a ``model.num_classes``
-    other than the task's classes, naming the key; a model config that builds another class is left alone.
+    other than the task's classes or ``model.subclasses`` that are not class ids, naming the key; a model
+    config that builds another class is left alone.
 
     Imports no torch, Lightning, smp or timm (:mod:`marsunits.model_settings`) but for an architecture or
     encoder outside those the project tested, which only smp's or timm's own list can tell (such an
@@ -633,6 +634,38 @@ def check_model_values(cfg: DictConfig) -> None:
             "outputs per class, train sub-classes (data.subclass_map and data.subclasses, e.g. "
             "experiment=marsscapes_subclasses); leave model.num_classes at 3"
         )
+    subclasses_refused = _subclasses_refusal(model, len(names))
+    if subclasses_refused is not None:
+        raise ConfigError(subclasses_refused)
+
+
+def _subclasses_refusal(model: DictConfig, classes: int) -> str | None:
+    """The refusal of ``model.subclasses`` (null, or the project class id of each sub-class, each class at
+    least once: ``data.subclasses``, which it follows), or None. Text (``model.subclasses=[a,b]``) ended in
+    the task's ``invalid literal for int() with base 10: 'a'``, naming no key, once Hydra made the folder."""
+    value = model.get("subclasses")
+    if value is None:
+        return None
+    plain = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+    ids = plain if isinstance(plain, list) else None
+    if (
+        ids
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in ids)
+        and set(ids) == set(range(classes))
+    ):
+        return None
+    named = ", ".join(f"{k} {n}" for k, n in enumerate(CLASS_NAMES))
+    if OmegaConf.is_interpolation(model, "subclasses"):  # the model config's ${oc.select:data.subclasses}
+        return (
+            f"data.subclasses={plain!r} (which model.subclasses follows): give the project class id (0 to "
+            f"{classes - 1}: {named}) of each sub-class of data.subclass_map, each class at least once "
+            "(e.g. [0,0,1,1,2]), or null"
+        )
+    return (
+        f"model.subclasses={plain!r}: give the project class id (0 to {classes - 1}: {named}) of each "
+        "sub-class, each class at least once (e.g. [0,0,1,1,2]), or null. It follows data.subclasses: leave "
+        "it out and set data.subclass_map and data.subclasses (e.g. experiment=marsscapes_subclasses)"
+    )
 
 
 def _devices_value(devices: Any) -> bool:
