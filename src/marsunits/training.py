@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
+from marsunits.averaging import EMAWeights
 from marsunits.data.io import ImageReadError
 from marsunits.errors import (
     ConfigError,
@@ -721,9 +722,10 @@ class ResumePoint(NamedTuple):
 
 
 #: Where Lightning keeps :class:`~marsunits.averaging.EMAWeights`' state in a checkpoint's ``callbacks``
-#: (``Callback.state_key``: the class's name), and the ``_target_`` that builds it from ``configs/callbacks``.
-EMA_STATE_KEY = "EMAWeights"
-EMA_TARGET = "marsunits.averaging.EMAWeights"
+#: (``Callback.state_key``: the class's name), and the ``_target_`` that builds it from ``configs/callbacks``;
+#: both from the class, so that a rename cannot leave the check looking for a name nothing writes.
+EMA_STATE_KEY = EMAWeights.__qualname__
+EMA_TARGET = f"{EMAWeights.__module__}.{EMAWeights.__qualname__}"
 
 
 def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -> ResumePoint:
