@@ -329,9 +329,11 @@ def _run_as_rank(
     message: bool = False,
     spawned: bool = False,
     status: bool = False,
+    world_size: int = 2,
 ) -> None:
-    """Run ``distributed._rank_main`` as rank ``rank`` of a two-process gloo group met through the file
-    ``store`` (or a ``tcp://`` address, whose store rank 0 holds, as spawned ranks' and srun's), and send
+    """Run ``distributed._rank_main`` as rank ``rank`` of a two-process (``world_size``) gloo group met
+    through the file ``store`` (or a ``tcp://`` address, whose store rank 0 holds, as spawned ranks' and
+    srun's), and send
     what it raised (its type's name, or None; with ``message``: ``(name, message)``, or ``("returned", repr
     of what it returned)``) back through ``conn``. ``timeout_s``: the group's collectives' timeout (default:
     torch's, 30 minutes), short where a rank left waiting must fail the test at once. ``spawned``: as a rank
@@ -347,10 +349,10 @@ def _run_as_rank(
 
     timeout = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
     init_method = store if store.startswith("tcp://") else f"file://{store}"
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2, **timeout)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size, **timeout)
     try:
         returned = distributed._rank_main(  # noqa: SLF001
-            SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")),  # type: ignore[arg-type]
+            SimpleNamespace(global_rank=rank, world_size=world_size, device=torch.device("cpu")),  # type: ignore[arg-type]
             opts,  # type: ignore[arg-type]
             None,
             spawned,
@@ -373,10 +375,11 @@ def _two_ranks(
     *args: object,
     after: tuple[object, ...] = (),
     options: tuple[str, ...] = (),
+    ranks: int = 2,
 ) -> tuple[Any, Path, list[object]]:
-    """Predict 8 images of 40x48 px (:func:`_eight_images`) on two forked ranks running ``target(rank, store,
-    opts, *args, conn, *after)``, with predict.py's ``options`` too; return the options, the output folder
-    and what each rank said (``"no answer"`` after 3 minutes)."""
+    """Predict 8 images of 40x48 px (:func:`_eight_images`) on two forked ranks (``ranks``) running
+    ``target(rank, store, opts, *args, conn, *after)``, with predict.py's ``options`` too; return the
+    options, the output folder and what each rank said (``"no answer"`` after 3 minutes)."""
     import multiprocessing
 
     from marsunits.inference.options import PredictOptions
@@ -386,18 +389,18 @@ def _two_ranks(
         make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", *options)
     )
     fork = multiprocessing.get_context("fork")
-    pipes = [fork.Pipe(duplex=False) for _ in range(2)]
-    ranks = [
+    pipes = [fork.Pipe(duplex=False) for _ in range(ranks)]
+    processes = [
         fork.Process(target=target, args=(r, str(tmp_path / "store"), opts, *args, pipes[r][1], *after))
-        for r in range(2)
+        for r in range(ranks)
     ]
-    for rank in ranks:
-        rank.start()
+    for process in processes:
+        process.start()
     said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
-    for rank in ranks:
-        rank.join(30)
-        if rank.is_alive():
-            rank.kill()
+    for process in processes:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
     return opts, out, said
 
 
@@ -974,6 +977,76 @@ def test_a_rank_stopped_as_another_fails_ends_the_run_as_the_failure_whichever_r
     name, message, exited = said[stopped]  # type: ignore[misc]
     assert (name, exited) == ("RankFailedError", status), said
     assert f"rank {failing} of its 2 ranks failed" in message, message
+
+
+def _rank_of_three_ended_by_a_bug_beside_a_stop(
+    rank: int, store: str, opts: object, conn: object, events: object
+) -> None:
+    """One rank of a three-process gloo run (collectives' timeout 20 s) whose rank 1 hits a bug (a
+    ``TypeError`` out of the writer) in its second image while rank 2 is stopped (SIGTERM) in its own second
+    image: ``events`` (one per rank) are set as the ranks reach their second image, where ranks 1 and 2 wait
+    for the others' (all are then past the check for another rank's word). Rank 0, neither stopped nor
+    failing, waits in its second image for the bug's word, and stops with the run before its third. Sends
+    ``(type name, message, exit status)``."""
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    real_process = runner._Session.process
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise TypeError("a bug")
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if done[0] == 1:
+            events[rank].set()  # type: ignore[index]
+        if done[0] == 1 and rank in (1, 2):
+            assert all(event.wait(120) for event in events)  # type: ignore[attr-defined]
+            if rank == 2:
+                raise TerminatedError
+            runner.write_prediction = write_prediction  # type: ignore[assignment]
+        if done[0] == 1 and rank == 0:
+            deadline = time.monotonic() + 120
+            while self.stops.announced() != "failed" and time.monotonic() < deadline:
+                time.sleep(0.02)
+        done[0] += 1
+        return real_process(self, f, item)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, status=True, world_size=3)
+
+
+def test_a_bug_on_one_of_three_ranks_beside_another_s_stop_is_recorded_as_the_bug_on_every_rank(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Three ranks: rank 1 hits a bug while rank 2 is stopped (SIGTERM), rank 0 neither. The run is recorded
+    as a bug's (status 1, ``failed``, ``stopped_early`` null) whose closing paragraph names the image and the
+    rank of the bug, then the stop; every rank exits 1: the buggy one on its own error, the stopped one and
+    rank 0 on the ``RankFailedError`` naming rank 1."""
+    import json
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event(), fork.Event())
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _rank_of_three_ended_by_a_bug_beside_a_stop, after=(events,), ranks=3
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    # Shards: rank 0 im0, im3, im6; rank 1 im1, im4, im7; rank 2 im2, im5. Rank 0 finished two images, ranks
+    # 1 and 2 one each.
+    assert summary["counts"] == {"ok": 4, "error": 0, "skipped": 0, "total": 4, "not_reached": 4}, summary
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"], summary
+    assert summary["stopped_early"] is None, summary
+    assert summary["text"].endswith(
+        "The run failed on an error in im4.png on rank 1 of its 3 ranks (the traceback follows; status 1): "
+        "the 4 images not reached are predicted by running the same command again (finished images are "
+        "skipped). Also, rank 2 was terminated (SIGTERM) after 1 of the 2 images it had to predict."
+    ), summary["text"]
+    assert said[1] == ("TypeError", "a bug", 1), said
+    for rank in (0, 2):
+        name, message, exited = said[rank]  # type: ignore[misc]
+        assert (name, exited) == ("RankFailedError", 1), said
+        assert "rank 1 of its 3 ranks failed" in message and "TypeError: a bug" in message, message
 
 
 def test_a_sharded_overwrite_a_bug_ended_beside_a_stopped_rank_before_replacing_anything_says_both(
