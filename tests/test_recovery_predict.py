@@ -979,6 +979,104 @@ def test_a_rank_stopped_as_another_fails_ends_the_run_as_the_failure_whichever_r
     assert f"rank {failing} of its 2 ranks failed" in message, message
 
 
+def _rank_ended_its_own_way(
+    rank: int, store: str, opts: object, endings: tuple[str, str], spawned: bool, conn: object, events: object
+) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose two ranks end together in their
+    second image, each as ``endings[rank]`` says: "ctrl-c" (``KeyboardInterrupt``), "sigterm"
+    (:class:`~marsunits.errors.TerminatedError`) or "full" (its output disk full, ``ENOSPC``). ``events``:
+    one per rank, set as it reaches that image, where it waits for the other's (both are then past the
+    check for the other's word, so that each ends its own way). Sends ``(type name, message, exit
+    status)``."""
+    import errno
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    real_process = runner._Session.process
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device", str(paths.mask))
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if done[0] == 1:
+            events[rank].set()  # type: ignore[index]
+            assert events[1 - rank].wait(120)  # type: ignore[index]
+            if endings[rank] == "ctrl-c":
+                raise KeyboardInterrupt
+            if endings[rank] == "sigterm":
+                raise TerminatedError
+            runner.write_prediction = write_prediction  # type: ignore[assignment]
+        done[0] += 1
+        return real_process(self, f, item)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=spawned, status=True)
+
+
+@pytest.mark.parametrize(
+    ("endings", "spawned"),
+    [
+        (("ctrl-c", "sigterm"), False),
+        (("sigterm", "ctrl-c"), False),
+        (("sigterm", "ctrl-c"), True),
+        (("full", "ctrl-c"), False),
+        (("ctrl-c", "full"), False),
+    ],
+)
+def test_two_stops_of_different_kinds_end_the_run_the_same_whichever_rank_had_which(
+    tmp_path: Path, ckpt: Path, endings: tuple[str, str], spawned: bool
+) -> None:
+    """Two ranks stopped in the same image in two ways: the run ended as the lowest rank's stop, so rank 0's
+    Ctrl-C beside rank 1's SIGTERM recorded 130 and the same two stops the other way round 143, and each
+    stopped rank exited with its own stop's status whatever the record said. The endings now decide in an
+    order of their own, whichever rank had which: a stop the run decided itself (a full disk, 2) before a
+    signal, a Ctrl-C (130) before a SIGTERM (143). ``summary.json`` and the closing paragraph name both
+    stops, and every rank exits with the run's status (``predict.py devices=2``'s launcher too)."""
+    import json
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_ended_its_own_way, endings, spawned, after=(events,))
+    summary = json.loads((out / "summary.json").read_text())
+    # Each rank finished its first image and ended in its second.
+    assert summary["counts"] == {"ok": 2, "error": 0, "skipped": 0, "total": 2, "not_reached": 6}
+    words = {"ctrl-c": "interrupted (Ctrl-C)", "sigterm": "terminated (SIGTERM)"}
+    stops = [
+        f"rank {rank} was {words[ending]} after 1 of the 4 images it had to predict"
+        for rank, ending in enumerate(endings)
+        if ending in words
+    ]
+    again = "run the same command again to go on (finished images are skipped)"
+    if "full" in endings:
+        status, full = 2, endings.index("full")
+        assert re.fullmatch(
+            rf"stopped because rank {full} of its 2 ranks failed \(OutputWriteError: .*no space left.*\); "
+            rf"and was stopped on 1 of its 2 ranks \({re.escape(stops[0])}\); {re.escape(again)}",
+            summary["stopped_early"],
+            flags=re.IGNORECASE,
+        ), summary["stopped_early"]
+    else:
+        status = 130
+        assert summary["stopped_early"] == (
+            f"was stopped on 2 of its 2 ranks ({stops[0]}, {stops[1]}); {again}"
+        ), summary["stopped_early"]
+    assert summary["exit_status"] == status and summary["exit_reasons"] == ["stopped"], summary
+    assert summary["text"].endswith(f"The run {summary['stopped_early']}."), summary["text"]
+    if spawned:  # the launching process ends with rank 0's word: the run's stop
+        assert said == [("returned", "SpawnedRunStopped(sigterm=False)", 0), ("returned", "None", 0)], said
+        return
+    exited = [ending[2] for ending in said]  # type: ignore[index]
+    assert exited == [status, status], said
+    if "full" in endings:
+        assert said[full][0] == "OutputWriteError", said  # type: ignore[index]
+        assert said[1 - full][0] == "RankFailedError", said  # type: ignore[index]
+    else:
+        assert [ending[0] for ending in said] == ["KeyboardInterrupt", "KeyboardInterrupt"], said  # type: ignore[index]
+
+
 def _rank_of_three_ended_by_a_bug_beside_a_stop(
     rank: int, store: str, opts: object, conn: object, events: object
 ) -> None:

@@ -90,6 +90,31 @@ class RankStops(Protocol):
         None."""
 
 
+#: The order in which the endings of a sharded run's ranks decide how the run ends, by exit status
+#: (:func:`~marsunits.errors.exit_status`), whichever ranks had them: a bug's (1), a user's error (2: a full
+#: disk, a dead loader worker, a stop the run decided itself), a Ctrl-C (130: a person stopped the run), a
+#: SIGTERM (143: a scheduler's time limit or pre-emption, ``kill``). The run's ``summary.json``, its closing
+#: paragraph and every rank's exit status follow the first ending in this order; between two endings of one
+#: status, the lower rank's. The lowest stopped rank's stop decided between a Ctrl-C and a SIGTERM, so the
+#: same two stops recorded 130 or 143 by which rank had which. A Ctrl-C goes before a SIGTERM: a wrapper that
+#: resubmits a job ended with 143 (pre-empted) does not resubmit a run someone stopped by hand.
+ENDING_ORDER = (1, 2, 130, 143)
+
+
+def _ending_order(status: int) -> int:
+    """Where an ending of exit status ``status`` stands in :data:`ENDING_ORDER` (an unknown one last)."""
+    return ENDING_ORDER.index(status) if status in ENDING_ORDER else len(ENDING_ORDER)
+
+
+def _run_stop(stopped: Sequence[tuple[int, str, bool]]) -> bool | None:
+    """Of the stopped ranks' ``(rank, how it was stopped, by SIGTERM)``, whether the stop that ends the run
+    where no rank failed is a SIGTERM (True) or a Ctrl-C (False), in :data:`ENDING_ORDER` (a Ctrl-C
+    before a SIGTERM); None where no rank was stopped."""
+    if not stopped:
+        return None
+    return min((by_sigterm for _, _, by_sigterm in stopped), key=lambda s: _ending_order(143 if s else 130))
+
+
 class _StoppedWithTheRun(Exception):  # noqa: N818 - a stop, not an error
     """This rank stops because another rank of the run was stopped or failed (:class:`RankStops`): the
     argument is ``"stopped"`` or ``"failed"``."""
@@ -207,9 +232,10 @@ def predict_shard(
     joins the gather with the images it finished (it left without them, and no report was written at all);
     rank 0 writes the reports of what every rank finished, counting the inputs not reached on every shard,
     with ``stopped_early`` naming the stopped ranks (and, with ``overwrite``, without removing any output),
-    and then every stopped rank raises its stop, every other rank too the first stopped rank's stop (a rank
-    that stopped with the run, or had finished its shard, returned as if all went well), as one process
-    does after its reports. With ``stops``, the ranks not stopped stop at their next image (they predicted
+    and then every rank raises the run's stop, as one process does after its reports: a Ctrl-C's where any
+    rank was interrupted, else a SIGTERM's (:data:`ENDING_ORDER`; a rank that stopped with the run, or had
+    finished its shard, returned as if all went well, and each stopped rank raised its own stop, whatever
+    the record said). With ``stops``, the ranks not stopped stop at their next image (they predicted
     their shards to the end while the stopped rank waited in the gather, and beyond the collectives' timeout,
     30 minutes, both ended in a traceback without reports); an interrupted sharded run is resumed by running
     it again: finished outputs are skipped.
@@ -395,9 +421,7 @@ def _predict_claimed_shard(
         # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed and
         # whether one was stopped (by SIGTERM: True; Ctrl-C: False; None).
         failures, run_stop = broadcast(None) if broadcast is not None else ([], None)
-        _raise_how_the_rank_ended(failure, stop, failures, shard.world_size)
-        if run_stop is not None:  # another rank was stopped: the run ends as that rank's stop, as rank 0 does
-            raise TerminatedError if run_stop else KeyboardInterrupt
+        _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, run_stop)
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
     failures = []  # (rank, what it failed with, its error if it could be sent)
@@ -419,15 +443,16 @@ def _predict_claimed_shard(
             session.loop_seconds = max(session.loop_seconds, rank_part.loop_seconds)
             if session.evaluation is not None and rank_part.evaluation is not None:
                 session.evaluation.merge(rank_part.evaluation)
-        # The status the run ends with below, on every rank (_raise_how_the_rank_ended, then another rank's
-        # stop): a failure on any rank decides it, a bug's (1) before a user's error (2), and a stop only
-        # where no rank failed (RankFailedError's status: exit_status of its first error, a bug's first).
-        # Whichever rank was stopped and whichever failed, the record is the same.
+        # The status the run ends with below, on every rank (_raise_how_the_rank_ended): the first ending in
+        # ENDING_ORDER, a failure on any rank before a stop, a bug's (1) before a user's error (2), and a
+        # Ctrl-C (130) before a SIGTERM (143) where no rank failed (RankFailedError's status: exit_status of
+        # its first error, a bug's first). Whichever rank was stopped and whichever failed, the record is the
+        # same.
         ends: BaseException | None = None
         if failures:
             ends = RankFailedError("", _errors(failures))
         elif stopped:
-            ends = TerminatedError() if stopped[0][2] else KeyboardInterrupt()
+            ends = TerminatedError() if _run_stop(stopped) else KeyboardInterrupt()
         session.stop_status = None if ends is None else exit_status(ends)
         # Each stopped rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
         told = [text.partition("; ") for _, text, _ in stopped]
@@ -480,10 +505,8 @@ def _predict_claimed_shard(
         raise
     finally:
         if broadcast is not None:
-            broadcast((failures, stopped[0][2] if stopped else None))
-    _raise_how_the_rank_ended(failure, stop, failures, shard.world_size)
-    if stopped:  # another rank was stopped: the run ends as that rank's stop, as one process's would
-        raise TerminatedError if stopped[0][2] else KeyboardInterrupt
+            broadcast((failures, _run_stop(stopped)))
+    _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, _run_stop(stopped))
     return result
 
 
@@ -516,14 +539,19 @@ def _raise_how_the_rank_ended(
     stop: BaseException | None,
     failures: Sequence[tuple[int, str, Exception | None]],
     world_size: int,
+    run_stop: bool | None,
 ) -> None:
-    """Raise what ends this rank's part of the run, with the status the run's ``summary.json`` records:
-    where a rank failed (``failures``, as rank 0 said them), this rank's own failure if it has the run's
-    status (a bug's, 1, where any rank had a bug; else a user's error's, 2), else the ranks' failures as one
-    :class:`RankFailedError` (that status), raised from this rank's own stop or failure; where none failed,
-    its own stop; return when nothing ended it. So every rank of a torchrun run exits with the status its
-    record says: a rank stopped (Ctrl-C, SIGTERM) beside a failing rank, or one whose disk was full
-    (``OutputWriteError``, 2) beside another's bug, raises the :class:`RankFailedError`."""
+    """Raise what ends this rank's part of the run, with the status the run's ``summary.json`` records
+    (:data:`ENDING_ORDER`): where a rank failed (``failures``, as rank 0 said them), this rank's own failure
+    if it has the run's status (a bug's, 1, where any rank had a bug; else a user's error's, 2), else the
+    ranks' failures as one :class:`RankFailedError` (that status), raised from this rank's own stop or
+    failure; where none failed, the run's stop (``run_stop``, :func:`_run_stop`: a SIGTERM, True, or a
+    Ctrl-C, False), which is this rank's own where it was stopped that way, else raised from its own stop (a
+    rank stopped with the run, or that had finished its shard, raises it too); return when nothing ended it.
+    So every rank of a torchrun run exits with the status its record says: a rank stopped (Ctrl-C, SIGTERM)
+    beside a failing rank, or one whose disk was full (``OutputWriteError``, 2) beside another's bug, raises
+    the :class:`RankFailedError`, and one terminated (SIGTERM) beside another's Ctrl-C the
+    ``KeyboardInterrupt``."""
     if failures:
         errors = _errors(failures)
         if failure is not None and exit_status(failure) == exit_status(RankFailedError("", errors)):
@@ -531,8 +559,14 @@ def _raise_how_the_rank_ended(
         raise RankFailedError(_rank_failures_said(failures, world_size), errors) from (failure or stop)
     if failure is not None:
         raise failure
-    if stop is not None:
+    if run_stop is None:
+        if stop is not None:
+            raise stop
+        return
+    ends = TerminatedError() if run_stop else KeyboardInterrupt()
+    if stop is not None and exit_status(stop) == exit_status(ends):
         raise stop
+    raise ends from stop
 
 
 def _said(exc: BaseException) -> str:
@@ -581,7 +615,7 @@ def _errors(failures: Sequence[tuple[int, str, Exception | None]]) -> list[Excep
     else in rank order, so that the run's status (the first's: :func:`~marsunits.errors.exit_status`) is a
     bug's wherever one happened, whichever rank it was on."""
     errors = [error for _, _, error in failures if error is not None]
-    return sorted(errors, key=lambda error: exit_status(error) != 1)
+    return sorted(errors, key=lambda error: _ending_order(exit_status(error)))
 
 
 def _rank_failures_said(
