@@ -1905,6 +1905,40 @@ def test_the_unit_colours_stand_out_on_mars_coloured_images() -> None:
     assert apart(hue(PALETTE[SMOOTH_VOLCANIC]), hue(PALETTE[ROUGH_OLIVINE])) >= 60
 
 
+def test_other_is_drawn_in_its_own_grey_over_a_sky_not_in_the_sky_s_colour() -> None:
+    """``other`` was tinted like the units, 40 % of its grey over the image, so a synthetic scene's sky (and
+    any Mars-coloured ``other``) kept its butterscotch hue: it looked like untinted ground, not the key's
+    grey. ``other`` is now tinted over the image's grey: an ``other`` pixel carries its palette colour's hue
+    (none, for the default grey), keeps the image's light and shade, and stays apart from the units' tints of
+    the same pixel."""
+    from marsunits.constants import OTHER, PALETTE
+    from marsunits.data.synthetic.scene import generate_scene
+    from marsunits.inference.writers import overlay_image
+
+    scene = generate_scene(123, 0)  # a scene with sky and rover hardware
+    pixels, mask = np.asarray(scene.image), np.asarray(scene.mask).astype(np.uint8)
+    other = mask == OTHER
+    sky = other.copy()
+    sky[mask.shape[0] // 3 :] = False  # the upper third's other pixels: sky
+    assert sky.sum() > 1000
+    chroma = lambda rgb: rgb.astype(int).max(axis=-1) - rgb.astype(int).min(axis=-1)  # noqa: E731
+    assert np.median(chroma(pixels[sky])) > 30  # the sky has a hue of its own
+    image = pixels.astype(np.float32) / 255
+    out = overlay_image(image, mask, [])
+    assert chroma(out[other]).max() <= 2, np.median(chroma(out[other]))  # the key's grey, not the sky's hue
+    # The image stays readable: the other pixels' light follows the image's (the sky's gradient, the deck).
+    assert np.corrcoef(out[other][:, 1], pixels[other].astype(float) @ (0.299, 0.587, 0.114))[0, 1] > 0.99
+    # A sky that a unit covered is told from it: each unit's tint of the same pixels differs by a margin.
+    for unit in (0, 1):
+        as_unit = overlay_image(image, np.full_like(mask, unit), [])
+        gap = np.linalg.norm(out[sky].astype(float) - as_unit[sky], axis=-1)
+        assert gap.min() >= 20, (unit, gap.min())
+    # A palette's other colour of its own is drawn in that colour's hue, as the key shows it.
+    palette = [list(PALETTE[0]), list(PALETTE[1]), [200, 40, 200]]
+    magenta = overlay_image(image, mask, [], palette=palette)[other].astype(int)
+    assert (np.abs(magenta[:, 0] - magenta[:, 2]) <= 2).all() and (magenta[:, 0] - magenta[:, 1] > 50).all()
+
+
 def test_overlay_draws_the_contact_centred_on_it_whatever_its_direction() -> None:
     """Pillow truncated float coordinates and put a wide line's extra pixel on a side that depended on the
     drawing direction: a contact on the edge x = 40 was drawn on columns 38-39 one way, 39-40 the other."""

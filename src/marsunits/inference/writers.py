@@ -38,7 +38,7 @@ from skimage.draw import polygon as fill_polygon
 
 from marsunits.atomic import atomic_write, atomic_write_text
 from marsunits.boundary.contact_io import ContactLine, write_contacts
-from marsunits.constants import CONTACT_COLOR, IGNORE_COLOR, NUM_CLASSES, PALETTE
+from marsunits.constants import CONTACT_COLOR, IGNORE_COLOR, NUM_CLASSES, OTHER, PALETTE
 from marsunits.data.io import write_png_atomic
 from marsunits.errors import readable
 from marsunits.user_paths import model_file_name
@@ -62,6 +62,10 @@ MANIFEST_FIELDS: tuple[str, ...] = (
 
 #: Overlay opacity of the unit colours.
 OVERLAY_ALPHA = 0.4
+
+#: Weights (summing to 256) of R, G, B in the grey that ``other`` is tinted over (ITU-R BT.601 luma): a grey
+#: pixel is its own grey, so over a grey image ``other`` is tinted as the units are.
+OTHER_GREY_WEIGHTS: tuple[int, int, int] = (77, 150, 29)
 
 #: Contact colour at confidence 0 (white); at confidence 1 it is ``constants.CONTACT_COLOR`` (red).
 LOW_CONFIDENCE_COLOR: tuple[int, int, int] = (255, 255, 255)
@@ -412,6 +416,11 @@ def overlay_image(
 ) -> np.ndarray:
     """The image with each unit tinted in its palette colour and the contact lines drawn on top.
 
+    The units are tinted over the image's own colours (the rock's colour stays part of the picture); ``other``
+    is tinted over the image's grey (:data:`OTHER_GREY_WEIGHTS`), so that it shows its palette colour's hue
+    and the image's light and shade, not the colour of what it covers: tinted over its colours, a Mars sky
+    kept its butterscotch and read as untinted ground instead of the key's grey.
+
     Args:
         image: Float ``(H, W, C)`` in [0, 1], C in {1, 3}.
         mask: uint8 ``(H, W)`` class ids (255 = no data, drawn pure black, :data:`IGNORE_COLOR`, whatever
@@ -434,6 +443,9 @@ def overlay_image(
     for r0 in range(0, out.shape[0], 512):
         band = mask[r0 : r0 + 512]
         base = out[r0 : r0 + 512].astype(np.uint16)
+        other = band == OTHER
+        if other.any():
+            base[other] = ((base[other] @ np.array(OTHER_GREY_WEIGHTS, np.uint16)) >> 8)[:, None]
         blended = ((base * (256 - a) + lut[band] * a) >> 8).astype(np.uint8)
         # No data is drawn in IGNORE_COLOR itself, not blended with the image: the mosaic border's ring (the
         # blend of black and terrain beside it, no data too) came out a dark brown, (66, 54, 39) on a
