@@ -1683,6 +1683,36 @@ def test_a_plus_on_a_group_the_command_line_also_chooses_is_refused_naming_the_c
 
 
 @pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        (["-m", "model=tiny,unet_lite0", "+model=fpn_lite0"], "model=tiny,unet_lite0,fpn_lite0"),
+        (["-m", "+model=fpn_lite0", "model=tiny,unet_lite0"], "model=tiny,unet_lite0,fpn_lite0"),
+        (["-m", "model=tiny,unet_lite0", "+model=fpn_lite0,tiny"], "model=tiny,unet_lite0,fpn_lite0"),
+        (["-m", "model=tiny,unet_lite0", "+model=unet_lite0"], "model=tiny,unet_lite0"),  # swept already
+        (["-m", "model=tiny,unet_lite0", "++model=fpn_lite0"], "model=tiny,unet_lite0,fpn_lite0"),
+    ],
+)
+def test_a_plus_on_a_group_beside_its_sweep_is_refused_giving_the_sweep_meant(
+    args: list[str], fix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``train.py -m model=tiny,unet_lite0 +model=fpn_lite0`` was refused (Hydra gives the plus each trial's
+    choice: fpn_lite0 never ran) with a fix for the first trial alone: "as composed: tiny ... give
+    model=fpn_lite0, which replaces tiny", dropping unet_lite0 too. The line names the sweep, and gives it
+    without the plus with the plus's options added (a sweep of them all), or said to be in it already."""
+    status, err = _as_an_entry_point("train.py", args, monkeypatch, capsys)
+    sweep = next(a for a in args if a.startswith("model="))
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"with {sweep!r}: that sweep chooses model, one option a trial" in err, err
+    assert f"give {fix} " in err and "as composed" not in err and "replaces tiny" not in err, err
+    fixed = [
+        "-m",
+        *(a for a in args if a not in ("-m", sweep) and not a.lstrip("+").startswith("model=")),
+        fix,
+    ]
+    assert unknown_option(fixed, CONFIG_DIR, "train") is None, fixed
+
+
+@pytest.mark.parametrize(
     ("prog", "args"),
     [
         ("train.py", ["model=tiny", "+model=tiny"]),

@@ -496,6 +496,19 @@ def _kinds_in(listed: Any, keys: set[str]) -> dict[str, tuple[str, str | None]]:
     return kinds
 
 
+def _swept(override: str) -> list[str] | None:
+    """The options a sweep of a config group runs, in order (``tiny``, ``unet_lite0`` for
+    ``model=tiny,unet_lite0``), or None where ``override`` is no sweep or its options cannot be listed here
+    (a glob, which needs Hydra's config loader)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(override.lstrip("+"))
+        return [str(v) for v in parsed.sweep_string_iterator()] if parsed.is_sweep_override() else None
+    except Exception:  # noqa: BLE001 - unreadable or a glob: said as the choice it is, as before
+        return None
+
+
 def _plus_on_a_group(
     given: Sequence[str],
     key: str,
@@ -512,9 +525,12 @@ def _plus_on_a_group(
     or is chosen there already; where ``typed``, the command line's own choice of the group without a plus
     (``logger=wandb +logger=wandb``), is that choice, the line says it is given twice and to give it once
     (not that it "replaces" itself); where it is another (``model=tiny +model=fpn_lite0``), the
-    line names it beside the plus, and the choice without the plus replaces it. One chosen by a list: one
-    plus, which adds to the list (several options in one list); one the defaults list lacks: one plus, which
-    adds it."""
+    line names it beside the plus, and the choice without the plus replaces it; where it is a sweep
+    (``-m model=tiny,unet_lite0 +model=fpn_lite0``: each trial gives the plus its own option, so fpn_lite0
+    never runs), the line names the sweep and gives it once, without the plus, with the plus's options added
+    (the choice of the first trial alone, which it gave, dropped the sweep's others). One chosen by a list:
+    one plus, which adds to the list (several options in one list); one the defaults list lacks: one plus,
+    which adds it."""
     head = " and ".join(repr(a) for a in given)
     values = [a.partition("=")[2] for a in given]
     last = values[-1]
@@ -526,6 +542,16 @@ def _plus_on_a_group(
         return f"'{fix}'" if any(c in fix for c in "[]{}") else fix
 
     what, chosen = kind if kind is not None else ("unknown", None)
+    swept = _swept(typed) if typed is not None else None
+    if what == "chosen" and swept is not None:  # -m model=tiny,unet_lite0 +model=fpn_lite0: each trial's
+        adds = [v for v in dict.fromkeys(_swept(f"{key}={last}") or [last]) if v not in swept]
+        where = f"that sweep chooses {key}, one option a trial"
+        if adds:
+            every = quoted(f"{key}={','.join([*swept, *adds])}")
+            fix = f"{every} (one sweep, without the {plus}), which adds {', '.join(adds)} to its trials"
+        else:
+            fix = f"{quoted(str(typed))} once (without the {plus}): it sweeps {last} already"
+        return f"{head} with {typed!r}: {where}, and {refused}: give {fix}"
     if what == "chosen" and typed is not None and typed == f"{key}={last}" and chosen == last:
         again = " and ".join(repr(a) for a in [typed, *given] if a.partition("=")[2] == last)
         once = f"give it once, {quoted(typed)} (without the {plus})"
