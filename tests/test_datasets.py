@@ -564,6 +564,33 @@ def test_a_root_one_level_too_deep_is_told_its_parent(tmp_path: Path) -> None:
     assert f"data=marsscapes data.root={named} reads it" in str(refused.value)
 
 
+def test_a_fake_folder_carries_the_classes_json_of_the_project_s_own_folders(tmp_path: Path) -> None:
+    """write_fake_folder wrote images/ and masks/ only, where every folder of project-id masks the project
+    writes (synthetic scenes, pseudo-labels) has the classes.json naming the project's classes beside
+    masks/, as the real data sets have theirs: scored by predict.py, a fake folder's masks were read as
+    labels of unknown origin ("read as project ids, their 2 as other"). It writes that file now."""
+    from pathlib import PurePosixPath
+
+    from marsunits.data.class_map import labels_classes_folder, project_classes_file
+    from marsunits.data.mask_io import read_mask
+    from marsunits.inference.evaluation import Evaluation
+
+    root = write_fake_folder(tmp_path / "f", n_images=2)
+    assert project_classes_file(labels_classes_folder(root / "masks")) == root / "classes.json"
+    named = {c["id"]: c["name"] for c in json.loads((root / "classes.json").read_text())["classes"]}
+    assert named == {0: "smooth_volcanic", 1: "rough_olivine", 2: "other", 255: "unlabelled"}
+    masks = sorted((root / "masks").glob("*.png"))
+    assert {int(v) for m in masks for v in np.unique(read_mask(m))} <= set(named)
+    scored = Evaluation(root / "masks")
+    scored.add(PurePosixPath(masks[0].name), read_mask(masks[0]))
+    assert scored.to_dict()["labels_classes_file"] == str(root / "classes.json")
+    assert len(scan_folder(root)) == 2  # the folder reads as before: the file is no image
+    # Written into again (more stems), the folder keeps one file of the same text.
+    text = (root / "classes.json").read_text()
+    write_fake_folder(root, stems=["122_1"])
+    assert (root / "classes.json").read_text() == text and len(scan_folder(root)) == 3
+
+
 def test_unpaired_files_are_listed(tmp_path: Path) -> None:
     root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 123, 124))
     (root / "labels" / "123_1.png").unlink()

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from marsunits.data.class_map import write_project_classes_file
+
 __all__ = ["write_fake_ai4mars", "write_fake_folder", "write_fake_marsscapes"]
+
+
+#: The ``format`` line of the ``classes.json`` that :func:`write_fake_folder` writes beside its masks.
+FOLDER_MASKS_FORMAT = "masks/<stem>.png: single-channel uint8 project ids (marsunits.data.fake)"
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -104,6 +110,9 @@ def write_fake_folder(
 ) -> Path:
     """Folder layout: ``images/img_<k>.png`` (RGB), ``masks/img_<k>.png`` (project ids 0/1/2/255); with
     ``stems``, one image of each of those names instead (e.g. ``528_1``: a sol-named pseudo-label folder).
+    Beside ``masks/``, the ``classes.json`` naming the project's classes that the project's own folders of
+    such masks have (synthetic scenes, pseudo-labels), so that ``predict.py labels_dir=<root>/masks`` and
+    ``data=folder`` read them as project ids knowingly.
 
     Returns:
         ``root`` as a Path.
@@ -121,4 +130,5 @@ def write_fake_folder(
         image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
         Image.fromarray(image).save(root / "images" / f"{name}.png")
         Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    write_project_classes_file(root, FOLDER_MASKS_FORMAT)
     return root
