@@ -445,7 +445,9 @@ def overlay_image(
         base = out[r0 : r0 + 512].astype(np.uint16)
         other = band == OTHER
         if other.any():
-            base[other] = ((base[other] @ np.array(OTHER_GREY_WEIGHTS, np.uint16)) >> 8)[:, None]
+            wr, wg, wb = OTHER_GREY_WEIGHTS  # uint16 holds 255 * 256: no overflow
+            grey = (base[..., 0] * wr + base[..., 1] * wg + base[..., 2] * wb) >> 8
+            np.copyto(base, grey[..., None], where=other[..., None])
         blended = ((base * (256 - a) + lut[band] * a) >> 8).astype(np.uint8)
         # No data is drawn in IGNORE_COLOR itself, not blended with the image: the mosaic border's ring (the
         # blend of black and terrain beside it, no data too) came out a dark brown, (66, 54, 39) on a
