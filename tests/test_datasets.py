@@ -591,6 +591,31 @@ def test_a_fake_folder_carries_the_classes_json_of_the_project_s_own_folders(tmp
     assert (root / "classes.json").read_text() == text and len(scan_folder(root)) == 3
 
 
+@pytest.mark.parametrize(("key", "name"), [("marsscapes", "MarsScapes"), ("ai4mars", "AI4Mars")])
+def test_fake_marsscapes_and_ai4mars_carry_the_classes_json_of_the_real_folders(
+    key: str, name: str, tmp_path: Path
+) -> None:
+    """The MarsScapes and AI4Mars folders ship a classes.json beside labels/ naming their native ids, which
+    training and predict.py read (labels taken as project ids beside it are refused, naming the map); the
+    fakes of those layouts wrote none, so that rule never ran on them. Each writes the real file's ids and
+    names now (equal to the real one where the shared data is here)."""
+    from conftest import SHARED_DATA
+    from marsunits.data.class_map import classes_file_refusal, labels_classes_folder
+
+    write = {"marsscapes": write_fake_marsscapes, "ai4mars": write_fake_ai4mars}[key]
+    root = write(tmp_path / key)
+    assert labels_classes_folder(root / "labels") == root
+    named = {c["id"]: c["name"] for c in json.loads((root / "classes.json").read_text())["classes"]}
+    held = {int(v) for f in (root / "labels").glob("*.png") for v in np.unique(np.asarray(Image.open(f)))}
+    assert held <= set(named), held - set(named)
+    refused = classes_file_refusal(root, f"the labels in {root}", "data.class_map")
+    assert refused is not None and f"the native ids of {name}" in refused, refused
+    real = SHARED_DATA / {"marsscapes": "marsscapes", "ai4mars": "ai4mars_msl256"}[key] / "classes.json"
+    if real.is_file():
+        ids = {c["id"] for c in json.loads(real.read_text())["classes"]}
+        assert set(named) == ids, (sorted(named), sorted(ids))
+
+
 def test_unpaired_files_are_listed(tmp_path: Path) -> None:
     root = write_fake_marsscapes(tmp_path / "ms", sols=(122, 123, 124))
     (root / "labels" / "123_1.png").unlink()

@@ -4,24 +4,55 @@ Written in the spirit of torchgeo's ``tests/data/*/data.py``: a few small files 
 the real *native* label ids, so the scanning, class mapping, splitting and batching code runs exactly as on
 the real data, in milliseconds. Pixel content is random; only the structure is realistic (a MarsScapes-like
 panorama has a black border labelled 255 and sky on top; AI4Mars-like frames are greyscale with 255 holes).
+Each folder has the ``classes.json`` its real counterpart has beside its labels: the native ids' names for
+MarsScapes and AI4Mars, the project's classes for a labelled folder (as the synthetic scenes' and
+pseudo-labels' folders have it).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from marsunits.data.class_map import write_project_classes_file
+from marsunits.data.class_map import CLASSES_FILE, write_project_classes_file
 
 __all__ = ["write_fake_ai4mars", "write_fake_folder", "write_fake_marsscapes"]
 
 
 #: The ``format`` line of the ``classes.json`` that :func:`write_fake_folder` writes beside its masks.
 FOLDER_MASKS_FORMAT = "masks/<stem>.png: single-channel uint8 project ids (marsunits.data.fake)"
+
+
+#: The classes each real data set's folder names in its ``classes.json`` (beside ``labels/``), by native id,
+#: as ``data/README.md``'s folders ship them.
+NATIVE_CLASSES: dict[str, dict[int, str]] = {
+    "marsscapes": {
+        0: "soil",
+        1: "bedrock",
+        2: "gravel",
+        3: "sand",
+        4: "big_rock",
+        5: "steep_slope_or_unknown",
+        6: "sky",
+        7: "unknown_or_ridge_distant_terrain",
+        8: "ridge_distant_mountains",
+        9: "rover",
+        255: "no_data",
+    },
+    "ai4mars": {0: "soil", 1: "bedrock", 2: "sand", 3: "big_rock", 255: "null"},
+}
+
+
+def _write_native_classes(root: Path, key: str, labels: str) -> None:
+    """``root/classes.json`` naming the data set ``key``'s native ids, in the real folder's form."""
+    classes = [{"id": i, "name": name} for i, name in NATIVE_CLASSES[key].items()]
+    text = json.dumps({"format": labels, "classes": classes}, indent=1) + "\n"
+    (root / CLASSES_FILE).write_text(text, encoding="utf-8")
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -38,7 +69,8 @@ def write_fake_marsscapes(
     width: int = 160,
     seed: int = 0,
 ) -> Path:
-    """MarsScapes layout: ``images/<sol>_1.jpg`` (RGB), ``labels/<sol>_1.png`` (native ids), ``stats.csv``.
+    """MarsScapes layout: ``images/<sol>_1.jpg`` (RGB), ``labels/<sol>_1.png`` (native ids), ``stats.csv``,
+    ``classes.json`` (:data:`NATIVE_CLASSES`).
 
     Each label has sky (6) on the top quarter, a soil (0) / bedrock (1) ground split by a vertical contact,
     a few sand (3) and big-rock (4) patches, a steep-slope (5) patch and a 4 px no-data (255) border.
@@ -68,6 +100,9 @@ def write_fake_marsscapes(
         Image.fromarray(label).save(root / "labels" / f"{name}.png")
         rows.append((name, sol, w, height))
     _write_csv(root / "stats.csv", ("name", "sol", "width", "height"), rows)
+    _write_native_classes(
+        root, "marsscapes", "labels/<sol>_<n>.png: single-channel uint8, native MarsScapes ids"
+    )
     return root
 
 
@@ -75,7 +110,8 @@ def write_fake_ai4mars(
     root: str | Path, n_images: int = 12, size: int = 64, sols_per_image: int = 7, seed: int = 0
 ) -> Path:
     """AI4Mars layout: ``images/<id>.jpg`` (greyscale), ``labels/<id>.png`` (0-3, 255), ``stats.csv``
-    (``name``, ``sol_approx``); image ``k`` is on sol ``k * sols_per_image``.
+    (``name``, ``sol_approx``), ``classes.json`` (:data:`NATIVE_CLASSES`); image ``k`` is on sol
+    ``k * sols_per_image``.
 
     Returns:
         ``root`` as a Path.
@@ -97,6 +133,7 @@ def write_fake_ai4mars(
         Image.fromarray(label).save(root / "labels" / f"{name}.png")
         rows.append((name, "dev", k * sols_per_image))
     _write_csv(root / "stats.csv", ("name", "split", "sol_approx"), rows)
+    _write_native_classes(root, "ai4mars", "labels/<id>.png: single-channel uint8, native AI4Mars ids")
     return root
 
 
