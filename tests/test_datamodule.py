@@ -475,6 +475,26 @@ def test_synthetic_training_scenes_prerendered_in_processes_equal_lazy_ones(
             instantiate(_compose("synthetic", tmp_path, [f"data.render_processes={value}"]).data)
 
 
+@pytest.mark.parametrize(
+    ("overfit", "scenes", "batch", "ranks", "drawn"),
+    [
+        (0, 1792, 16, 1, 1792),  # not overfitting: every scene
+        (0.0, 1792, 16, 1, 1792),
+        (2, 1792, 16, 1, 32),  # debug=overfit: the first 2 batches of 16
+        (2, 1792, 16, 2, 64),  # DDP: rank r takes scenes r, r + 2, ... of the first 64
+        (0.25, 1792, 16, 1, 448),  # a fraction of the 112 batches: 28
+        (5, 40, 16, 1, 32),  # 5 asked, 2 whole batches (the last partial one is dropped)
+        (2, 8, 16, 1, 8),  # one partial batch, kept as the only one
+    ],
+)
+def test_overfit_batches_draw_the_first_scenes_they_need(
+    overfit: float, scenes: int, batch: int, ranks: int, drawn: int
+) -> None:
+    from marsunits.data.synthetic_source import overfit_scenes
+
+    assert overfit_scenes(overfit, scenes, batch, ranks) == drawn
+
+
 def _assert_same_base_items(pooled: MarsDataModule, lazy: MarsDataModule, n: int) -> None:
     for i in range(n):
         a, b = pooled.train_set._base_item(i), lazy.train_set._base_item(i)

@@ -279,6 +279,33 @@ def test_short_run_writes_checkpoints_and_metrics_then_resumes(tmp_path: Path) -
     assert any(k.endswith("weight") and "model." in k for k in moved)
 
 
+def test_debug_overfit_renders_and_keeps_only_the_scenes_its_batches_draw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``debug=overfit`` trains on 2 batches (the loader's first, in order), and rendered every training
+    scene before them: all 1,792 of the default (89 s on the 2-core development CPU) for 32 it drew."""
+    from marsunits.data.datasets import SceneDataset
+
+    renders: list[tuple[int, int]] = []
+    sets: list[SceneDataset] = []
+    fill_cache = SceneDataset.fill_cache
+
+    def counted(self: SceneDataset, processes: int, first: int | None = None) -> int:
+        sets.append(self)
+        # Rendered here (no process pool in a test); all the scenes where no first is given.
+        rendered = fill_cache(self, 1) if first is None else fill_cache(self, 1, first)
+        renders.append((processes, rendered))
+        return rendered
+
+    monkeypatch.setattr(SceneDataset, "fill_cache", counted)
+    options = ["trainer.max_epochs=1", "test=false", "data.render_processes=2", "data.train_length=24"]
+    metrics = run(compose_config("train", tmp_path, [*TINY, "debug=overfit", "data.batch_size=2", *options]))
+    assert math.isfinite(metrics["train/loss"])
+    # 2 batches of 2: the first 4 scenes rendered, in the 2 processes asked for, and no other scene kept.
+    assert renders == [(2, 4)], renders
+    assert sorted(sets[0]._items) == [0, 1, 2, 3]
+
+
 def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,9 +316,9 @@ def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     renders: list[int] = []
     fill_cache = SceneDataset.fill_cache
 
-    def counted(self: SceneDataset, processes: int) -> int:
+    def counted(self: SceneDataset, processes: int, first: int | None = None) -> int:
         renders.append(processes)
-        return fill_cache(self, 1)  # rendered here: no process pool for 8 scenes
+        return fill_cache(self, 1, first)  # rendered here: no process pool for 8 scenes
 
     monkeypatch.setattr(SceneDataset, "fill_cache", counted)
     overrides = [*TINY, "trainer.max_epochs=1", "test=false", "data.render_processes=2"]
@@ -2520,7 +2547,7 @@ def test_a_stop_while_the_training_scenes_render_says_how_the_run_goes_on(
     real_fill = datasets.SceneDataset.fill_cache
 
     def stopped_by(stop: BaseException) -> Any:
-        def fill_cache(self: Any, processes: int) -> int:
+        def fill_cache(self: Any, processes: int, first: int | None = None) -> int:
             raise stop
 
         return fill_cache
@@ -2541,7 +2568,11 @@ def test_a_stop_while_the_training_scenes_render_says_how_the_run_goes_on(
         ], said
 
         with monkeypatch.context() as patch:  # as it says: the same command trains the run
-            patch.setattr(datasets.SceneDataset, "fill_cache", lambda self, processes: real_fill(self, 1))
+            patch.setattr(
+                datasets.SceneDataset,
+                "fill_cache",
+                lambda self, processes, first=None: real_fill(self, 1, first),
+            )
             status, err = _train_py_in_process(tmp_path, monkeypatch, capsys, *common, "trainer.max_epochs=1")
         assert status == 0, err[-3000:]
 
@@ -2572,7 +2603,7 @@ def test_a_stop_while_one_training_scene_renders_says_it_in_the_singular(
     "while rendering the 1 training scenes"."""
     from marsunits.data import datasets
 
-    def fill_cache(self: Any, processes: int) -> int:
+    def fill_cache(self: Any, processes: int, first: int | None = None) -> int:
         raise KeyboardInterrupt
 
     common = [*TINY, "data.train_length=1", "data.render_processes=2", "test=false", "trainer.max_epochs=1"]

@@ -62,6 +62,7 @@ from marsunits.data.split_guards import (
 from marsunits.data.splits import merge_sols
 from marsunits.data.store import ImageStore, LabelledImage, UnusablePairsError
 from marsunits.data.synthetic_source import (
+    overfit_scenes,
     render_processes,
     render_training_scenes,
     scene_config,
@@ -902,7 +903,9 @@ class MarsDataModule(L.LightningDataModule):
     def _render_training_scenes(self) -> None:
         """Render every synthetic training scene now, in ``render_processes`` processes (when the scene cache
         is on), instead of one at a time inside the first epoch; not for ``fast_dev_run``, which draws one
-        batch (it rendered all 1,792 default scenes first, about 35 s). Called by :meth:`train_dataloader`,
+        batch (it rendered all 1,792 default scenes first, about 35 s); for ``overfit_batches``
+        (``debug=overfit``) only the scenes its batches draw (:func:`overfit_scenes`: 32, fewer than a
+        process pool is started for). Called by :meth:`train_dataloader`,
         before Lightning creates the loader's first iterator (and with it the worker processes, which get
         the cache). A stop during the render is kept in ``stopped_rendering``, for the stop's line."""
         if getattr(self.trainer, "fast_dev_run", False):
@@ -910,8 +913,17 @@ class MarsDataModule(L.LightningDataModule):
         train_set = self.train_set
         if self.sources != ["synthetic"] or not isinstance(train_set, SceneDataset) or not self.cache_scenes:
             return
-        processes = self._render_processes(self.train_length)
-        render_training_scenes(train_set, processes, lambda todo: setattr(self, "stopped_rendering", todo))
+        # debug=overfit draws the first few scenes only: the others are neither rendered nor kept.
+        overfit = getattr(self.trainer, "overfit_batches", 0) or 0
+        scenes = overfit_scenes(overfit, len(train_set), self.batch_size, self._ranks())
+        processes = self._render_processes(scenes)
+        render_training_scenes(
+            train_set, processes, lambda todo: setattr(self, "stopped_rendering", todo), first=scenes
+        )
+
+    def _ranks(self) -> int:
+        """The DDP ranks training loads its scenes on (1 without a trainer)."""
+        return max(1, int(getattr(self.trainer, "world_size", 1) or 1)) if self.trainer is not None else 1
 
     def _render_processes(self, n_scenes: int) -> int:
         """Processes for pre-rendering ``n_scenes`` training scenes (see ``render_processes``)."""
@@ -969,8 +981,7 @@ class MarsDataModule(L.LightningDataModule):
         # Under DDP each rank loads its share (Lightning's DistributedSampler: len / world_size, rounded up):
         # decided on the whole set, a share smaller than the batch was dropped and every rank had no batch
         # (16 scenes at batch 16 on 2 ranks), which one process trains on as one batch.
-        ranks = max(1, int(getattr(self.trainer, "world_size", 1) or 1)) if self.trainer is not None else 1
-        drop_last = -(-len(self.train_set) // ranks) >= self.batch_size  # type: ignore[arg-type]
+        drop_last = -(-len(self.train_set) // self._ranks()) >= self.batch_size  # type: ignore[arg-type]
         seed = self._shuffle_seed(self._resumed_step)
         if self._resumed_step:
             torch.manual_seed(seed ^ 0x5EED)

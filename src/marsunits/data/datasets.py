@@ -399,12 +399,18 @@ class SceneDataset(Dataset):
             self._items[index] = entry
         return entry
 
-    def uncached(self) -> int:
-        """How many base items :meth:`fill_cache` would render (0 without ``cache=True``)."""
-        return sum(1 for i in range(len(self)) if i not in self._items) if self.cache else 0
+    def uncached(self, first: int | None = None) -> int:
+        """How many base items :meth:`fill_cache` would render (0 without ``cache=True``); of the ``first``
+        items only, where given."""
+        return len(self._uncached(first)) if self.cache else 0
 
-    def fill_cache(self, processes: int) -> int:
-        """Render every base item not cached yet, in ``processes`` worker processes; returns how many.
+    def _uncached(self, first: int | None) -> list[int]:
+        n = len(self) if first is None else min(len(self), max(0, first))
+        return [i for i in range(n) if i not in self._items]
+
+    def fill_cache(self, processes: int, first: int | None = None) -> int:
+        """Render every base item not cached yet (of the ``first`` items only, where given: the scenes
+        ``debug=overfit``'s batches draw), in ``processes`` worker processes; returns how many.
 
         Used before training so the fixed synthetic scenes are rendered on all cores at once instead of one
         at a time inside the first epoch (rendering is single-threaded NumPy). The entries are the same as
@@ -418,7 +424,7 @@ class SceneDataset(Dataset):
         """
         if not self.cache:
             return 0
-        todo = [i for i in range(len(self)) if i not in self._items]
+        todo = self._uncached(first)
         if processes <= 1 or len(todo) < 2:
             for i in todo:
                 self._base_item(i)
