@@ -667,6 +667,12 @@ def _drop_rover(data) -> None:
         ("data.subclasses=[0,0,1,1,1,2,2,3]", r"subclasses=.* must give each"),
         (_drop_rover, r"only in class_map: \[9\]"),
         ("data.focus_class=1", r"focus_class names a project class"),
+        # A data module built without train.py's checks (a notebook): int()'s "invalid literal", no key.
+        (
+            "++data.class_map.2=gravel",
+            r"class_map maps native id 2 to 'gravel' \(str\): it takes a project id",
+        ),
+        ("++data.subclass_map.2=null", r"subclass_map maps native id 2 to None \(NoneType\): it takes a"),
     ],
 )
 def test_bad_subclass_configs_explain_themselves(edit, message: str, tmp_path: Path) -> None:

@@ -1382,6 +1382,23 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "null, got '2:3' (str)",
         ),
         (
+            # Text or a fraction inside the map (Hydra merges {2: a} into the recipe's): int()'s "invalid
+            # literal for int() with base 10: 'a'", naming no key, in the run folder; 1.5 was read as 1.
+            ["experiment=marsscapes_subclasses", "data.root=/nowhere", "data.subclass_map={2: a}"],
+            "configs/data/marsscapes.yaml: subclass_map maps native id 2 to 'a' (str): it takes a sub-class "
+            "id (its position in data.subclasses, from 0) or 255 (ignore), a whole number; on the command "
+            "line ++data.subclass_map.2=<id>.",
+        ),
+        (
+            ["experiment=marsscapes_subclasses", "data.root=/nowhere", "data.subclass_map={2: 1.5}"],
+            "configs/data/marsscapes.yaml: subclass_map maps native id 2 to 1.5 (float): it takes a sub",
+        ),
+        (
+            ["data=marsscapes", "data.subclass_map={soil: 0}"],
+            "configs/data/marsscapes.yaml: subclass_map has the key 'soil' (str): its keys are native ids, "
+            "whole numbers 0..255, each mapped to a sub-class id",
+        ),
+        (
             ["data=marsscapes_ai4mars", "data.val_fraction=0"],  # the ends are not taken: no split
             "configs/data/marsscapes_ai4mars.yaml: val_fraction must be in (0, 1), got 0",
         ),

@@ -20,6 +20,7 @@ import numpy as np
 
 from marsunits.atomic import atomic_write_text
 from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, VALID_MASK_VALUES
+from marsunits.data.value_checks import whole_id
 
 __all__ = [
     "CLASSES_FILE",
@@ -457,7 +458,7 @@ class ClassMap:
                 entry: ``int()`` had raised a TypeError for null or a list (a traceback), said "invalid
                 literal for int()" of a class name, and read 1.9 as 1 silently.
         """
-        if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+        if not whole_id(value):
             raise ValueError(
                 f"{self.owner}: {what} is {value!r}, not {described}: ids are numbers (project ids: "
                 f"0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore). Fix {self.key} in {self.where}."

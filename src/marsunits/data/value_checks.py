@@ -24,6 +24,7 @@ __all__ = [
     "check_sol_ranges",
     "class_mix_prob_refusal",
     "data_value_refusal",
+    "map_entries_refusal",
     "map_refusal",
     "multiples_around",
     "render_processes_refusal",
@@ -33,6 +34,7 @@ __all__ = [
     "sources_refusal",
     "subclasses_refusal",
     "val_fraction_refusal",
+    "whole_id",
 ]
 
 #: The source names a data config's ``sources`` lists: generated scenes, or real datasets (each one's
@@ -142,14 +144,25 @@ def class_mix_prob_refusal(name: str, class_mix_prob: Any) -> str | None:
     return None
 
 
+def whole_id(value: Any) -> bool:
+    """Whether ``value`` is a label id as a map holds it: an int or a string of digits (YAML and the command
+    line give either), never true/false, null, a fraction or a name. The one rule of
+    :class:`~marsunits.data.class_map.ClassMap` and of the checks here."""
+    return not isinstance(value, bool) and isinstance(value, int | str) and str(value).strip().isdigit()
+
+
 def map_refusal(name: str, key: str, value: Any) -> str | None:
     """The refusal of ``class_map`` or ``subclass_map`` (``key``) of ``configs/data/<name>.yaml``: a map of
     native id to project (or sub-class) id, or null, or None when it is one. ``data.class_map=3:1`` on the
     command line (the quotes and braces left out) is text, which the network's set-up read as a map and
     stopped on in Hydra's words (``AttributeError("'str' object has no attribute 'values'")``) after the
-    run folder was made."""
-    if value is None or isinstance(value, Mapping):
+    run folder was made. ``subclass_map``'s entries are ids too (:func:`map_entries_refusal`); a
+    ``class_map``'s are left to :class:`~marsunits.data.class_map.ClassMap` (several sources nest one map
+    per source)."""
+    if value is None:
         return None
+    if isinstance(value, Mapping):
+        return map_entries_refusal(name, key, value) if key == "subclass_map" else None
     target = "project id" if key == "class_map" else "sub-class id"
     explained = "data/README.md" if key == "class_map" else "docs/training.md"  # where each map is described
     return (
@@ -157,6 +170,31 @@ def map_refusal(name: str, key: str, value: Any) -> str | None:
         f"{value!r} ({type(value).__name__}); on the command line write it in braces and single quotes, "
         f"data.{key}='{{<native id>: <{target}>, ...}}' ({explained})."
     )
+
+
+def map_entries_refusal(name: str, key: str, value: Mapping[Any, Any]) -> str | None:
+    """The refusal of the first entry of the map ``key`` (``class_map`` or ``subclass_map``) of
+    ``configs/data/<name>.yaml`` whose native id or target is no whole number (:func:`whole_id`), or None.
+    ``data.subclass_map='{1: a}'`` (merged by Hydra into the map the config has) ended, once the run folder
+    was made, in ``invalid literal for int() with base 10: 'a'``, naming no key; a fraction was read as the
+    id below it (1.5 as 1) and refused for the wrong reason."""
+    if key == "class_map":
+        target = "a project id (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore)"
+    else:
+        target = "a sub-class id (its position in data.subclasses, from 0) or 255 (ignore)"
+    for native, mapped in value.items():
+        if not whole_id(native):
+            return (
+                f"configs/data/{name}.yaml: {key} has the key {native!r} ({type(native).__name__}): its keys "
+                f"are native ids, whole numbers 0..255, each mapped to {target}."
+            )
+        if not whole_id(mapped):
+            return (
+                f"configs/data/{name}.yaml: {key} maps native id {native} to {mapped!r} "
+                f"({type(mapped).__name__}): it takes {target}, a whole number; on the command line "
+                f"++data.{key}.{native}=<id>."
+            )
+    return None
 
 
 def val_fraction_refusal(val_fraction: Any, where: str | None = None) -> str | None:
@@ -359,6 +397,12 @@ def subclasses_refusal(
             f"{where}: focus_class names a project class, but with subclass_map the training masks hold "
             "sub-class ids; set data.focus_class=null, or train without sub-classes."
         )
+    for key, value in (("subclass_map", subclass_map), ("class_map", class_map)):
+        refused = map_refusal(name, key, value)
+        if refused is None and isinstance(value, Mapping):
+            refused = map_entries_refusal(name, key, value)
+        if refused is not None:
+            return refused
     groups = [int(c) for c in subclasses]
     try:
         subclass_groups(groups, len(CLASS_NAMES))
