@@ -132,3 +132,46 @@ def test_a_run_trained_with_ema_resumed_without_it_is_refused_before_anything_is
     more = ["+callbacks=[ema]", "trainer.max_epochs=2", f"ckpt_path={last}"]
     resumed = run(compose_config("train", tmp_path / "new", [*short, *more]))
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["global_step"] > steps
+    # So does Lightning's own EMA callback, which restores the average as well (it was refused as missing).
+    theirs = ["+callbacks.lema._target_=lightning.pytorch.callbacks.EMAWeightAveraging", *more[1:]]
+    resumed = run(compose_config("train", tmp_path / "theirs", [*short, *theirs]))
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["global_step"] > steps
+
+
+def test_a_run_trained_with_lightnings_own_ema_is_refused_too_and_any_ema_takes_it_over(
+    tmp_path: Path,
+) -> None:
+    """A user may add Lightning's ``EMAWeightAveraging`` instead of ``callbacks=ema``: its checkpoints are the
+    same (the average as ``state_dict``, the raw weights as ``current_model_state``) under another state key,
+    so a resume without it was let through, training on from the average without averaging, the raw weights
+    dropped. It is refused as ``callbacks=ema``'s is, naming Lightning's callback; an EMA callback of either
+    kind on the resume takes the average and the raw weights over (Lightning's ``WeightAveraging`` restores
+    both), where ``callbacks=ema`` on a resume of a run trained with Lightning's was refused as missing."""
+    from marsunits.errors import ConfigError
+
+    short = [*TINY, "test=false"]
+    lightning_ema = [
+        "+callbacks.lema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
+        "+callbacks.lema.decay=0.5",
+    ]
+    run(compose_config("train", tmp_path / "run", [*short, *lightning_ema, "trainer.max_epochs=1"]))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert "EMAWeightAveraging" in saved["callbacks"] and "current_model_state" in saved
+    resume = ["trainer.max_epochs=2", f"ckpt_path={last}"]
+    with pytest.raises(ConfigError) as refused:
+        run(compose_config("train", tmp_path / "bare", [*short, *resume]))
+    said = str(refused.value)
+    assert "\n" not in said and said.startswith(f"ckpt_path={last}: its run was trained with Lightning's EMA")
+    assert "'+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging'" in said, said
+    assert "'+callbacks=[ema]'" in said, said
+    assert not list((tmp_path / "bare").rglob("*.ckpt"))
+
+    # callbacks=ema takes it over: Lightning restores the average (its count goes on) and the raw weights,
+    # where a run it did not take over from starts a new average (its "not created with WeightAveraging").
+    resumed = run(compose_config("train", tmp_path / "ours", [*short, "+callbacks=[ema]", *resume]))
+    after = torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)
+    more = after["global_step"] - saved["global_step"]
+    assert more > 0
+    before_count = int(saved["averaging_state"]["n_averaged"])
+    assert int(after["averaging_state"]["n_averaged"]) == before_count + more

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -717,8 +717,10 @@ class ResumePoint(NamedTuple):
     trained_sols: dict[str, list[int]] | None
     #: ``{source: image keys}`` of its training images without a sol (its datamodule's state), or None.
     trained_images: dict[str, list[str]] | None = None
-    #: Whether its run was trained with the EMA callback (its state among the checkpoint's ``callbacks``).
-    ema: bool = False
+    #: The weight-averaging callback its run was trained with (:func:`_averaging_callback`): the state key
+    #: of :class:`~marsunits.averaging.EMAWeights` or of Lightning's ``EMAWeightAveraging``, "" for another
+    #: ``WeightAveraging``; None for a run trained without one.
+    averaged_by: str | None = None
 
 
 #: Where Lightning keeps :class:`~marsunits.averaging.EMAWeights`' state in a checkpoint's ``callbacks``
@@ -726,6 +728,10 @@ class ResumePoint(NamedTuple):
 #: both from the class, so that a rename cannot leave the check looking for a name nothing writes.
 EMA_STATE_KEY = EMAWeights.__qualname__
 EMA_TARGET = f"{EMAWeights.__module__}.{EMAWeights.__qualname__}"
+#: The same of Lightning's own EMA callback, which a user may add in place of ``callbacks=ema``
+#: (``'+callbacks.<name>._target_=lightning.pytorch.callbacks.EMAWeightAveraging'``).
+LIGHTNING_EMA_STATE_KEY = EMAWeightAveraging.__qualname__
+LIGHTNING_EMA_TARGET = f"lightning.pytorch.callbacks.{EMAWeightAveraging.__qualname__}"
 
 
 def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -> ResumePoint:
@@ -768,36 +774,88 @@ def check_resume_checkpoint(ckpt_path: str, task: Any, datamodule: Any = None) -
     # Lightning keeps a datamodule's state_dict under its class's qualified name.
     state = checkpoint.get(type(datamodule).__qualname__) if datamodule is not None else None
     images = state.get("trained_images") if isinstance(state, dict) else None
-    states = checkpoint.get("callbacks")
     return ResumePoint(
         epochs if isinstance(epochs, int) else 0,
         steps if isinstance(steps, int) else 0,
         sols if isinstance(sols, dict) and sols else None,
         images if isinstance(images, dict) and images else None,
-        isinstance(states, dict) and EMA_STATE_KEY in states,
+        _averaging_callback(checkpoint),
     )
 
 
+def _averaging_callback(checkpoint: Mapping[str, Any]) -> str | None:
+    """The weight-averaging callback a checkpoint's run was trained with: the state key of
+    :class:`~marsunits.averaging.EMAWeights` (``callbacks=ema``) or of Lightning's ``EMAWeightAveraging``
+    among its ``callbacks``, or "" for another ``WeightAveraging``, told by what every one writes during
+    ``fit`` (the raw weights as ``current_model_state``, the average as the ``state_dict``); None for none."""
+    states = checkpoint.get("callbacks")
+    for key in (EMA_STATE_KEY, LIGHTNING_EMA_STATE_KEY):
+        if isinstance(states, dict) and key in states:
+            return key
+    if "current_model_state" in checkpoint and "averaging_state" in checkpoint:
+        return ""
+    return None
+
+
 def _check_ema_kept(done: ResumePoint, callbacks_cfg: Any, ckpt_path: str) -> None:
-    """Refuse to resume a run trained with the EMA callback on a command that leaves it out
-    (``ckpt_path=last`` without the run's ``'+callbacks=[ema]'``), before anything is written. Lightning went
-    on from the raw weights, the average dropped, with only its "Please add the following callbacks:
-    ['EMAWeights']" to say so.
+    """Refuse to resume a run trained with a weight-averaging callback (``callbacks=ema``, Lightning's own
+    ``EMAWeightAveraging``, or another ``WeightAveraging``) on a command that has none (``ckpt_path=last``
+    without the run's ``'+callbacks=[ema]'``), before anything is written. Lightning loaded the checkpoint's
+    ``state_dict``, the average, as the network and trained on from it without averaging, the raw weights
+    (``current_model_state``) dropped, with only its "Please add the following callbacks: ['EMAWeights']" to
+    say so. Any averaging callback on the command takes the run's average and raw weights over (Lightning's
+    ``WeightAveraging`` restores both, whichever class wrote them).
 
     Raises:
         ConfigError: naming the checkpoint and the callbacks to add.
     """
-    if not done.ema:
+    if done.averaged_by is None:
         return
     nodes = callbacks_cfg.values() if isinstance(callbacks_cfg, Mapping) else []
-    if any(isinstance(node, Mapping) and node.get("_target_") == EMA_TARGET for node in nodes):
+    if any(_builds_weight_averaging(node) for node in nodes):
         return
+    lost = (
+        "which this command leaves out, so the resume would train on from the averaged weights without "
+        "averaging, the raw weights dropped"
+    )
+    if done.averaged_by == LIGHTNING_EMA_STATE_KEY:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: its run was trained with Lightning's EMA callback (EMAWeightAveraging), "
+            f"{lost}. Add it as the run had it: '+callbacks.ema._target_={LIGHTNING_EMA_TARGET}' (with the "
+            "run's decay, +callbacks.ema.decay=...), or marsunits' '+callbacks=[ema]', which takes the "
+            "average over"
+        )
+    if done.averaged_by == "":
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: its run was trained with a weight-averaging callback (its checkpoint "
+            f"holds current_model_state), {lost}. Add the callback the run had "
+            "('+callbacks.<name>._target_=...'), or marsunits' EMA, '+callbacks=[ema]'"
+        )
     raise ConfigError(
-        f"ckpt_path={ckpt_path}: its run was trained with the EMA callback (callbacks=ema), which this "
-        "command leaves out, so the resume would drop the average and go on from the raw weights. Add it as "
-        "the run had it: '+callbacks=[ema]', or ema in the list a callbacks= choice gives "
+        f"ckpt_path={ckpt_path}: its run was trained with the EMA callback (callbacks=ema), {lost}. Add it "
+        "as the run had it: '+callbacks=[ema]', or ema in the list a callbacks= choice gives "
         "('callbacks=[default,ema]')"
     )
+
+
+def _builds_weight_averaging(node: Any) -> bool:
+    """Whether the callback config ``node`` builds a Lightning ``WeightAveraging`` (``callbacks=ema``,
+    Lightning's ``EMAWeightAveraging``, a user's own subclass). Its ``_target_`` was checked to import
+    before (:func:`~marsunits.run_checks.check_config_values`)."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    from marsunits.targets import locate
+
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    if target in (EMA_TARGET, LIGHTNING_EMA_TARGET):
+        return True
+    if not isinstance(target, str):
+        return False
+    try:
+        built = locate(target)
+    except ImportError:
+        return False
+    return isinstance(built, type) and issubclass(built, WeightAveraging)
 
 
 def _fit_is_finished(done: ResumePoint, trainer_cfg: Any) -> bool:
