@@ -292,3 +292,59 @@ def test_the_recovery_checkpoint_keeps_the_state_key_of_checkpoints_written_befo
     recovery = instantiate(node)
     plain = ModelCheckpoint(**{k: v for k, v in node.items() if k != "_target_"})
     assert type(recovery) is not ModelCheckpoint and recovery.state_key == plain.state_key
+
+
+def test_a_resume_of_a_debug_fdr_run_into_a_new_folder_is_not_warned_of_a_changed_dirpath(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``debug=fdr`` writes ``last.ckpt`` and no best model; resuming it with ``ckpt_path=<file>`` into a
+    new run folder printed Lightning's "The dirpath has changed from ... therefore `best_model_score`,
+    `kth_best_model_path`, `kth_value`, `last_model_path` and `best_k_models` won't be reloaded", of a
+    best model that never was. Nothing is lost there, and nothing is said."""
+    import logging
+    import warnings
+
+    from test_train import TINY
+
+    run(compose_config("train", tmp_path / "fdr", [*TINY, "debug=fdr"]))
+    last = tmp_path / "fdr" / "checkpoints" / "last.ckpt"
+    resume = [*TINY, "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"]
+    with warnings.catch_warnings(record=True) as said, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        metrics = run(compose_config("train", tmp_path / "resumed", resume))
+    assert metrics["best_ckpt"] == str(tmp_path / "resumed" / "checkpoints" / "best.ckpt")
+    told = [str(w.message) for w in said] + [r.getMessage() for r in caplog.records]
+    assert not [m for m in told if "dirpath" in m or "not carried over" in m], told
+
+
+def test_a_best_model_left_behind_at_a_resume_is_one_line_of_ours(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the earlier best model cannot be carried into the new folder (its file deleted; another
+    ``monitor``), the best score is left behind as Lightning leaves it, said in one line naming the file,
+    its score and why, instead of Lightning's warning naming five attributes."""
+    import logging
+    import warnings
+
+    from marsunits.best_checkpoint import RunModelCheckpoint
+
+    old, new, saved, resumed = _best_of_an_earlier_run_and_its_resume(tmp_path)
+    (old / "best.ckpt").unlink()
+    other = RunModelCheckpoint(dirpath=new, filename="best", monitor="val/loss", mode="min")
+    (old / "kept.ckpt").write_bytes(b"the earlier best model")
+    moved = {**saved.state_dict(), "best_model_path": str(old / "kept.ckpt")}
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="marsunits.best_checkpoint"):
+        warnings.simplefilter("error")
+        resumed.load_state_dict(saved.state_dict())
+        other.load_state_dict(moved)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"resumed into {new}: the earlier run's best checkpoint ({old / 'best.ckpt'}, val/miou "
+        f"{float(torch.tensor(0.66))}) is not carried over, since that file is gone: best.ckpt here is the "
+        "best of the validations from the resume on",
+        f"resumed into {new}: the earlier run's best checkpoint ({old / 'kept.ckpt'}, val/miou "
+        f"{float(torch.tensor(0.66))}) is not carried over, since it was chosen by val/miou, this run's by "
+        "val/loss: best.ckpt here is the best of the validations from the resume on",
+    ], lines
+    assert resumed.best_model_score is None and other.best_model_score is None
+    assert not (new / "kept.ckpt").exists()

@@ -5,7 +5,9 @@
 won't be reloaded"): the first validation of the resumed run was kept as ``best.ckpt`` whatever it scored,
 and ``metrics.json`` described that model, worse than the earlier run's best. Here the earlier best
 checkpoint is copied into the new folder and its score kept, so ``best.ckpt`` stays the best over the whole
-run, as a resume in place (same ``run_name``) gives.
+run, as a resume in place (same ``run_name``) gives. A resume into a new folder that has no best model to
+carry (a ``debug=fdr`` run's ``last.ckpt``) is quiet; one that leaves a best model behind (its file gone, or
+another ``monitor``) says so in one line of ours, in place of Lightning's warning.
 
 It also keeps ``last.ckpt`` at the end of every epoch, as ``save_last=True`` did before Lightning 2.6.
 Lightning 2.6 writes it at an epoch's end only when that epoch saved a new best, and at the end of training
@@ -37,7 +39,8 @@ class RunModelCheckpoint(ModelCheckpoint):
     and writes ``last.ckpt`` at the end of every epoch (see the module docstring).
 
     Only for one best model (``save_top_k=1``) monitored under the same name; otherwise, and when the
-    earlier best file is gone, Lightning's behaviour is unchanged.
+    earlier best file is gone, the state is read as Lightning reads it, the best score left behind, with our
+    line (:meth:`_forget_earlier_folder`) in place of Lightning's "The dirpath has changed" warning.
     """
 
     #: The (earlier, new) best file copied at the resume, so that a later restore of the same state (a
@@ -73,7 +76,10 @@ class RunModelCheckpoint(ModelCheckpoint):
             and old_best.is_file()
         )
         if not carry:
-            super().load_state_dict(state_dict)
+            if self.dirpath is None or old_dir == self.dirpath:
+                super().load_state_dict(state_dict)
+            else:
+                self._forget_earlier_folder(state_dict, old_best)
             return
         new_best = Path(str(self.dirpath)) / old_best.name
         score = state_dict["best_model_score"]
@@ -102,6 +108,33 @@ class RunModelCheckpoint(ModelCheckpoint):
                 "best_k_models": {str(new_best): score},
                 "last_model_path": "",
             }
+        )
+
+    def _forget_earlier_folder(self, state_dict: dict[str, Any], old_best: Path) -> None:
+        """A resume into a new folder whose best model is not carried over: Lightning's reading of the state
+        (only ``best_model_path`` is kept), with one line of ours where a best model is left behind instead
+        of Lightning's "The dirpath has changed from ... won't be reloaded". That warning came on every
+        resume of a run that had no best model to lose (a ``debug=fdr`` run's ``last.ckpt``, a run stopped
+        before its first validation), naming five attributes a user does not know; where a best model is
+        left behind, ours says which, why, and what ``best.ckpt`` is then."""
+        self.best_model_path = state_dict["best_model_path"]
+        score = state_dict.get("best_model_score")
+        if score is None:
+            return
+        if state_dict.get("monitor") != self.monitor:
+            why = f"it was chosen by {state_dict.get('monitor')}, this run's by {self.monitor}"
+        elif self.save_top_k != 1:
+            why = f"this run keeps save_top_k={self.save_top_k} models"
+        else:
+            why = "that file is gone"
+        log.warning(
+            "resumed into %s: the earlier run's best checkpoint (%s, %s %s) is not carried over, since %s: "
+            "best.ckpt here is the best of the validations from the resume on",
+            self.dirpath,
+            old_best,
+            state_dict.get("monitor"),
+            float(score),
+            why,
         )
 
 
