@@ -686,6 +686,69 @@ def test_a_run_ended_by_a_bug_records_failed_not_stopped(
     assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["skipped", "ok", "ok"]
 
 
+@pytest.mark.parametrize(
+    "when", ["as_the_bug_leaves_the_loop", "as_the_reports_are_written", "after_the_reports"]
+)
+def test_a_ctrl_c_as_a_bug_ends_the_run_leaves_the_bug_deciding_and_says_both(
+    tmp_path: Path,
+    ckpt: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    when: str,
+) -> None:
+    """A Ctrl-C arriving while a bug ended a one-process run: as the bug left the image loop (the progress
+    bar closing), the run ended 130, ``stopped``, the bug unsaid; as its reports were written, or after
+    (summary.json already saying status 1), it exited 130 all the same. As a failure on any rank of a
+    sharded run decides, the bug decides here: summary.json's status 1, ``failed``, the closing paragraph
+    naming the image and then that the run was also interrupted, and the bug raised (its traceback, 1)."""
+    from marsunits.inference import run_reports, runner, sharded_run
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    real_write = runner.write_prediction
+    raised: list[str] = []
+
+    def buggy(paths: Any, *args: Any, **kwargs: Any) -> Any:
+        if paths.mask.name == "img1.mask.png":
+            raised.append("bug")
+            raise TypeError("a bug")
+        return real_write(paths, *args, **kwargs)
+
+    def ctrl_c_once(real: Callable[..., Any]) -> Callable[..., Any]:
+        def then_ctrl_c(*args: Any, **kwargs: Any) -> Any:
+            if raised == ["bug"]:  # the bug is on its way up: the Ctrl-C comes now, once
+                raised.append("ctrl-c")
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        return then_ctrl_c
+
+    monkeypatch.setattr(runner, "write_prediction", buggy)
+    if when == "as_the_bug_leaves_the_loop":
+        monkeypatch.setattr(runner.Progress, "stop", ctrl_c_once(runner.Progress.stop))
+    elif when == "as_the_reports_are_written":
+        monkeypatch.setattr(run_reports, "write_manifest", ctrl_c_once(run_reports.write_manifest))
+    else:  # summary.json written, its paragraph being printed
+        monkeypatch.setattr(sharded_run, "_print_wrapped", ctrl_c_once(sharded_run._print_wrapped))
+    with pytest.raises(TypeError, match="a bug"):  # not SystemExit(130): predict.py's status is the bug's
+        report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out)), prog="predict.py")
+    assert raised == ["bug", "ctrl-c"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"], summary
+    assert summary["stopped_early"] is None
+    assert summary["counts"]["ok"] == 1 and summary["counts"]["not_reached"] == 2
+    said = (
+        "The run failed on an error in img1.png (the traceback follows; status 1): the 2 images not reached "
+        "are predicted by running the same command again (finished images are skipped). Also, the run was "
+        "interrupted (Ctrl-C) as it failed."
+    )
+    assert summary["text"].endswith(said), summary["text"]
+    printed = " ".join(capsys.readouterr().out.split())
+    assert printed.endswith(said), printed
+    assert said in (out / "index.html").read_text()
+
+
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

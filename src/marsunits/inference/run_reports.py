@@ -267,7 +267,7 @@ class RunReports:
             stopped = (
                 "The run failed before it replaced any output (the error below); the folder is as it was."
             )
-        if self.also_ended is not None:  # where a bug ended the run, the other ranks' stops or failures
+        if self.also_ended is not None:  # other ranks' stops or failures, or a stop as the error came
             stopped += f" {self.also_ended}"
         text = (
             f"{stopped} manifest.csv, index.html and the folder's other reports are the earlier run's, as "
@@ -384,8 +384,8 @@ class RunReports:
             paragraph += " " + failed_sentence(
                 self.predicting, not_reached, bool(self.opts.overwrite), self.failed_rank
             )
-            if self.also_ended is not None:
-                paragraph += f" {self.also_ended}"
+        if self.also_ended is not None:  # the stops or failures besides the one that ended the run
+            paragraph += f" {self.also_ended}"
         return paragraph, unscored
 
     def _write_summary(

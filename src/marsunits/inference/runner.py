@@ -225,6 +225,19 @@ def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float, w
     return f"predicted {done} of {of} ({row['path']}: {row['status']}{took}); {left}"
 
 
+def _came_during(stop: BaseException, failure: BaseException) -> bool:
+    """Whether ``stop`` was raised while ``failure`` went up: ``failure`` is in the stop's ``__context__``
+    chain."""
+    seen: set[int] = set()
+    context = stop.__context__
+    while context is not None and id(context) not in seen:
+        if context is failure:
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
+
+
 def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
     return {"path": rel.as_posix(), "status": "error", "message": message, "seconds": seconds}
 
@@ -745,7 +758,8 @@ class _Session(RunReports):
         self.failed_rank: str | None = None
         #: How the other ranks of a sharded run a bug ended (``failed_rank``) ended besides: stopped (Ctrl-C,
         #: SIGTERM) or failed too, one sentence ("Also, rank 0 was terminated (SIGTERM) after ...") that
-        #: rank 0's last paragraph says after the bug's; None for one process, or where none did.
+        #: rank 0's last paragraph says after the bug's; for one process, a stop that came as an error ended
+        #: it ("Also, the run was interrupted (Ctrl-C) as it failed."). None where none did.
         self.also_ended: str | None = None
         #: The status a run that stops before the end exits with (130 Ctrl-C, 143 SIGTERM, 2 a full disk, 1
         #: a bug; another rank's failure, its error's: :func:`~marsunits.errors.exit_status`), set before its
@@ -764,6 +778,12 @@ class _Session(RunReports):
         #: A sharded run's stop flag (:func:`~marsunits.inference.sharded_run.predict_shard`), checked before
         #: each image; None: one process.
         self.stops: RankStops | None = None
+        #: The error that ended the image loop (a bug, a full disk, a dead loader worker), recorded as it left
+        #: the loop; None while none did.
+        self.failure: Exception | None = None
+        #: How a stop that came as ``failure`` went up is said (``"interrupted (Ctrl-C)"``): the failure
+        #: ended the run all the same (:meth:`predict_all`); None where none came.
+        self.stopped_as_it_failed: str | None = None
 
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
         """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
@@ -1037,6 +1057,11 @@ class _Session(RunReports):
         Every stop it lets out (Ctrl-C, SIGTERM, another rank's stop) is said in ``stopped_early`` first: how
         far the run got and what to do next (a stopped rank of a sharded run sends it to rank 0). The setting
         up of the loader and the progress bar is covered too: a Ctrl-C there left ``stopped_early`` None.
+
+        An error that ends the loop (a bug, a full disk, a dead loader worker) is recorded in ``failure`` as
+        it leaves it, and a Ctrl-C or SIGTERM that comes while it goes on up (the progress bar closing) does
+        not replace it: the error is raised, the stop said in ``stopped_as_it_failed``. The stop was let out
+        instead, and a bug ended the run as interrupted, status 130, without a word of it.
         """
         try:
             loader = make_loader(
@@ -1057,42 +1082,69 @@ class _Session(RunReports):
             with progress:
                 bar = progress.add_task("predict", total=len(todo), rate="")
                 try:
-                    self._predict_loop(todo, loader, progress, bar)
-                except RuntimeError as exc:
-                    death = loader_worker_death(exc)
-                    if death is None:
-                        raise
-                    if killed_by_sigterm(death):  # the worker alone was stopped: the run stops as a stop
-                        raise TerminatedError from exc
-                    done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
-                    self.stopped_early = (
-                        f"stopped {how_far(done, len(todo))}: a loader worker "
-                        f"decoding the images died ({death.rstrip('.')}; no image is to blame; out of "
-                        "memory?); "
-                        "run the same command again to go on (finished images are skipped), with "
-                        "num_workers=0 to decode in the main process"
-                    )
-                    raise LoaderWorkerError(f"The run {self.stopped_early}.") from exc
+                    try:
+                        self._predict_loop(todo, loader, progress, bar)
+                    except RuntimeError as exc:
+                        self._raise_loader_death(exc, todo)
+                except _StoppedWithTheRun:  # another rank's stop or failure: a stop here
+                    raise
+                except Exception as exc:
+                    # Recorded before the bar closes: a stop that comes as the failure goes up (the bar's
+                    # closing, the loader's) must not hide it (below).
+                    self.failure = exc
+                    raise
         except (KeyboardInterrupt, TerminatedError, _StoppedWithTheRun) as stop:
-            done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
-            if not self.opts.overwrite:
-                advice = "run the same command again to go on (finished images are skipped)"
-            elif self.redone:
-                advice = (
-                    "the folder now mixes old and new outputs: run the same command (overwrite=true) "
-                    "again to redo them all"
-                )
-            elif self.marked:
-                advice = "the first image may be half replaced: run the same command (overwrite=true) again"
+            failure = self.failure
+            if failure is not None and _came_during(stop, failure):
+                # A Ctrl-C or SIGTERM as a bug (or a full disk) ended the run: the failure decides, as a
+                # failure on any rank of a sharded run does over another's stop; the stop is said after it.
+                self.stopped_as_it_failed = stop_said(stop)[0]
             else:
-                advice = "nothing was replaced, the folder is as it was"
-            how = (
-                f"stopped with the run (another rank {stop.args[0] if stop.args else 'stopped'})"
-                if isinstance(stop, _StoppedWithTheRun)
-                else stop_said(stop)[0]
+                self._say_how_far(stop, todo)
+                raise
+        else:
+            return
+        raise failure  # out of the handler: the failure's traceback is its own, not "during handling" a stop
+
+    def _raise_loader_death(self, exc: RuntimeError, todo: list[InputFile]) -> None:
+        """Raise what ends the run when ``exc`` came out of the image loop: a loader worker that died as a
+        stop (SIGTERM: :class:`TerminatedError`) or a failure (:class:`LoaderWorkerError`, ``stopped_early``
+        saying it), else ``exc`` itself."""
+        death = loader_worker_death(exc)
+        if death is None:
+            raise exc
+        if killed_by_sigterm(death):  # the worker alone was stopped: the run stops as a stop
+            raise TerminatedError from exc
+        done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
+        self.stopped_early = (
+            f"stopped {how_far(done, len(todo))}: a loader worker "
+            f"decoding the images died ({death.rstrip('.')}; no image is to blame; out of "
+            "memory?); "
+            "run the same command again to go on (finished images are skipped), with "
+            "num_workers=0 to decode in the main process"
+        )
+        raise LoaderWorkerError(f"The run {self.stopped_early}.") from exc
+
+    def _say_how_far(self, stop: BaseException, todo: list[InputFile]) -> None:
+        """Say in ``stopped_early`` how far the run got when ``stop`` stopped it, and what to do next."""
+        done = sum(1 for f in todo if f.rel.as_posix() in self.rows)
+        if not self.opts.overwrite:
+            advice = "run the same command again to go on (finished images are skipped)"
+        elif self.redone:
+            advice = (
+                "the folder now mixes old and new outputs: run the same command (overwrite=true) "
+                "again to redo them all"
             )
-            self.stopped_early = f"was {how} {how_far(done, len(todo))}; {advice}"
-            raise
+        elif self.marked:
+            advice = "the first image may be half replaced: run the same command (overwrite=true) again"
+        else:
+            advice = "nothing was replaced, the folder is as it was"
+        how = (
+            f"stopped with the run (another rank {stop.args[0] if stop.args else 'stopped'})"
+            if isinstance(stop, _StoppedWithTheRun)
+            else stop_said(stop)[0]
+        )
+        self.stopped_early = f"was {how} {how_far(done, len(todo))}; {advice}"
 
     def _predict_loop(self, todo: list[InputFile], loader: Any, progress: Progress, bar: Any) -> None:
         """Predict and write each decoded input of ``todo``, recording its manifest row."""

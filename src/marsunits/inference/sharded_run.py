@@ -41,6 +41,7 @@ from marsunits.errors import (
     TerminatedError,
     counted,
     exit_status,
+    stop_said,
     storage_problem,
 )
 from marsunits.inference.inputs import check_folders
@@ -347,50 +348,14 @@ def _predict_claimed_shard(
         )
     loop_start = time.perf_counter()
     if shard.world_size == 1:
-        interrupted = failed = False
-        try:
-            session.predict_all(todo)
-            if overwriting:
-                session.finish_overwrite()
-        except (KeyboardInterrupt, TerminatedError) as stopping:
-            interrupted = True
-            session.stop_status = exit_status(stopping)  # summary.json's exit_status: the stop's, not 0 or 1
-            raise
-        except BaseException as ending:
-            failed = True
-            session.stop_status = exit_status(ending)
-            raise
-        finally:
-            session.loop_seconds = time.perf_counter() - loop_start
-            if (
-                overwriting
-                and session.redone == 0
-                and (session.stopped_early is not None or failed)
-                and _earlier_reports(session.output_dir)
-            ):
-                # Stopped before an image was finished: the reports of the outputs there stay as they were
-                # (an unexpected error there replaced the manifest with an empty one and removed the maps),
-                # but summary.json, which says how the run ended, is this run's.
-                _say_nothing_replaced(session, time.perf_counter() - started)
-            else:
-                try:
-                    result = session.write_reports(time.perf_counter() - started)
-                    # Then the stop's line comes last, or a bug's traceback: this one says what next.
-                    if interrupted or session.ended_by_a_bug:
-                        _print_wrapped(result.summary["text"])
-                except OSError as exc:
-                    if session.stopped_early is None:
-                        raise
-                    _warn_reports_not_written(session.output_dir, exc)
-        _print_wrapped(result.summary["text"])
-        return result
+        return _predict_one_process(session, todo, started, loop_start)
 
     # A rank stopped (Ctrl-C, SIGTERM) joins the gather with the images it finished instead of leaving the
     # run: it left without its rows, the other ranks' gather failed, and no report was written at all. So does
     # a rank that failed (a full disk, a dead loader worker, a bug): it left, and the others predicted their
     # shards and then waited in the gather for it until the collectives' timeout (30 minutes).
     stop: KeyboardInterrupt | TerminatedError | None = None
-    stop_said: tuple[str, bool] | None = None  # (how far the rank got and what next, by SIGTERM), if stopped
+    rank_stop: tuple[str, bool] | None = None  # (how far the rank got and what next, by SIGTERM), if stopped
     failure: Exception | None = None
     try:
         session.predict_all(todo)
@@ -400,7 +365,7 @@ def _predict_claimed_shard(
             stops.announce()
         how_far = session.stopped_early
         assert how_far is not None, "_Session.predict_all says each stop it lets out in stopped_early first"
-        stop_said = (how_far, isinstance(exc, TerminatedError))
+        rank_stop = (how_far, isinstance(exc, TerminatedError))
     except _StoppedWithTheRun:
         pass  # another rank's stop or failure: its rank says it, and rank 0 ends the run with it
     except Exception as exc:  # noqa: BLE001 - raised again after the gather, below
@@ -411,7 +376,7 @@ def _predict_claimed_shard(
     done = sum(1 for f in todo if f.rel.as_posix() in session.rows)
     part = _rank_part(
         session,
-        stop_said,
+        rank_stop,
         None
         if failure is None
         else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
@@ -507,6 +472,102 @@ def _predict_claimed_shard(
         if broadcast is not None:
             broadcast((failures, _run_stop(stopped)))
     _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, _run_stop(stopped))
+    return result
+
+
+def _predict_one_process(session: _Session, todo: list[Any], started: float, loop_start: float) -> RunResult:
+    """The run of one process (``predict.py`` without sharding): predict ``todo``, then write the reports
+    and print their last paragraph, whether the run finished, was stopped or failed.
+
+    As in a sharded run, where a failure on any rank decides how the run ends whichever ranks were stopped
+    beside it, a failure decides over a stop that comes as it ends the run: a Ctrl-C or SIGTERM as the error
+    goes up (:meth:`~marsunits.inference.runner._Session.predict_all`), as its reports are written or its
+    paragraph printed. ``summary.json`` records the failure (a bug: status 1, ``failed``, the paragraph naming
+    the image), the paragraph then says the stop (``also_ended``), and the error is raised, so that the
+    command exits with the status the record says. The stop was let out instead: status 130 or 143, the bug
+    unsaid (``stopped``), or said in a ``summary.json`` of status 1 that the exit status contradicted.
+    """
+    interrupted = failed = False
+    try:
+        session.predict_all(todo)
+        if session.opts.overwrite:
+            session.finish_overwrite()
+    except (KeyboardInterrupt, TerminatedError) as stopping:
+        interrupted = True
+        session.stop_status = exit_status(stopping)  # summary.json's exit_status: the stop's, not 0 or 1
+        raise
+    except BaseException as ending:
+        failed = True
+        session.stop_status = exit_status(ending)
+        if session.stopped_as_it_failed is not None:
+            session.also_ended = _also_stopped(session.stopped_as_it_failed, session.stop_status)
+        raise
+    finally:
+        session.loop_seconds = time.perf_counter() - loop_start
+        if failed:
+            _report_a_failure(session, started)
+        else:
+            result = _report_one_process(session, started, interrupted, failed=False)
+    assert result is not None, "no reports only for a run stopped or failed, whose stop or error goes on up"
+    _print_wrapped(result.summary["text"])
+    return result
+
+
+def _also_stopped(how: str, status: int) -> str:
+    """The sentence a run's last paragraph adds where a stop came (``how``: ``"interrupted (Ctrl-C)"``) as an
+    error of exit ``status`` ended it."""
+    return f"Also, the run was {how} as it {'failed' if status == 1 else 'stopped'}."
+
+
+def _report_a_failure(session: _Session, started: float) -> None:
+    """Write the reports of a one-process run that an error ended (:func:`_report_one_process`). A Ctrl-C or
+    SIGTERM as they are written or their paragraph printed does not end the run in the error's place: the
+    stop is said in the paragraph (``also_ended``) and the reports are written again; a second stop there
+    leaves them as far as they got, with a warning. Returns; the error goes on up."""
+    for attempt in range(2):
+        try:
+            _report_one_process(session, started, interrupted=False, failed=True)
+            return
+        except (KeyboardInterrupt, TerminatedError) as stop:
+            if session.also_ended is None:
+                assert session.stop_status is not None, "set by _predict_one_process before its reports"
+                session.also_ended = _also_stopped(stop_said(stop)[0], session.stop_status)
+            if attempt:
+                log.warning(
+                    "%s again as the run wrote its reports in %s: they may not say how it ended; the same "
+                    "command writes them when it runs again",
+                    stop_said(stop)[0],
+                    session.output_dir,
+                )
+
+
+def _report_one_process(
+    session: _Session, started: float, interrupted: bool, failed: bool
+) -> RunResult | None:
+    """Write the reports of a one-process run, and print their paragraph where the run was stopped or a
+    bug ended it; return its result (None where no report was written: an ``overwrite=true`` run stopped
+    before it replaced an output, or reports refused after a stop)."""
+    if (
+        session.opts.overwrite
+        and session.redone == 0
+        and (session.stopped_early is not None or failed)
+        and _earlier_reports(session.output_dir)
+    ):
+        # Stopped before an image was finished: the reports of the outputs there stay as they were (an
+        # unexpected error there replaced the manifest with an empty one and removed the maps), but
+        # summary.json, which says how the run ended, is this run's.
+        _say_nothing_replaced(session, time.perf_counter() - started)
+        return None
+    try:
+        result = session.write_reports(time.perf_counter() - started)
+        # Then the stop's line comes last, or a bug's traceback: this one says what next.
+        if interrupted or session.ended_by_a_bug:
+            _print_wrapped(result.summary["text"])
+    except OSError as exc:
+        if session.stopped_early is None:
+            raise
+        _warn_reports_not_written(session.output_dir, exc)
+        return None
     return result
 
 
