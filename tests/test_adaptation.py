@@ -596,3 +596,69 @@ def test_a_kept_file_of_a_run_stopped_before_its_record_does_not_stop_a_run_with
         json.loads(header[8 : 8 + int.from_bytes(header[:8], "little")])["__metadata__"]["marsunits"]
     )
     assert meta["tile"] == 32  # replaced: the file the folder's image was predicted with
+
+
+@pytest.mark.parametrize(
+    ("full_at", "overwrite"),
+    [
+        ("adapted_batchnorm.safetensors", False),
+        ("prediction_settings.json", False),
+        ("adapted_batchnorm.safetensors", True),
+    ],
+)
+def test_a_full_disk_as_the_statistics_or_the_settings_record_are_written_is_the_full_disk_stop(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    full_at: str,
+    overwrite: bool,
+) -> None:
+    """A disk that filled up as adapt_bn=true kept its statistics (before the first image of a new folder, or
+    once an overwrite=true run had predicted every image again), or as the folder's settings record was
+    written, ended in the generic line of an unknown file ("cannot write a file: the disk is full ...", the
+    write's error naming none). Every other write of the run ends in the full-disk stop: status 2, one line
+    naming the file, to free space or choose another output_dir; summary.json, where the reports are
+    written, says it in stopped_early."""
+    import errno
+
+    from marsunits.errors import report_user_errors
+    from marsunits.inference import adapted_state, output_settings
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 48, 48, seed=i)
+    if overwrite:
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "adapt_bn=true")) == 0
+
+    def full(*args: object, **kwargs: object) -> None:  # as a write() raises it: no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if full_at == "adapted_batchnorm.safetensors":
+        monkeypatch.setattr(adapted_state, "atomic_write_bytes", full)
+    else:
+        real = output_settings.write_json_atomic
+
+        def full_for_the_record(path: Path, data: object) -> Path:
+            if path.name == full_at:
+                full()
+            return real(path, data)
+
+        monkeypatch.setattr(output_settings, "write_json_atomic", full_for_the_record)
+    extra = ("adapt_bn=true", *(("overwrite=true",) if overwrite else ()))
+    try:
+        report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out, *extra)), prog="predict.py")
+        status = 0
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    first = err.splitlines()[0]
+    assert first.startswith(
+        f"predict.py: error: stopped: cannot write outputs to {out / full_at} because the disk is full"
+    ), first
+    assert "free space or choose another output_dir" in first and "Traceback" not in err
+    if overwrite:  # every image predicted again: the reports say why the run ends with status 2
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["exit_status"] == 2 and summary["exit_reasons"] == ["stopped"], summary
+        assert summary["stopped_early"] == first.removeprefix("predict.py: error: "), summary

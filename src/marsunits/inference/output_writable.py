@@ -28,15 +28,17 @@ class OutputWriteError(MarsUnitsError):
     """Writing to the output folder failed in a way that would fail every further input (full, read-only)."""
 
 
-def output_stop_message(output_dir: Path, exc: OSError) -> str:
+def output_stop_message(output_dir: Path, exc: OSError, file: Path | None = None) -> str:
     """One sentence for a write that failed for a reason every further write shares: where and what to do.
 
-    Names the folder that refused (a hidden temporary file's folder, not the file), and the remedy that
-    fits the cause: space for a full disk or quota, permissions for a denied or read-only folder.
+    Names the folder that refused (a hidden temporary file's folder, not the file), or ``file``, the file
+    being written, where it is given and the error names no other (a ``write()`` names none) or only its
+    temporary; and the remedy that fits the cause: space for a full disk or quota, permissions for a denied
+    or read-only folder.
     """
-    where = Path(exc.filename) if exc.filename else output_dir
+    where = Path(exc.filename) if exc.filename else file or output_dir
     if where.name.startswith(".") and where.name.endswith(".tmp"):
-        where = where.parent  # atomic writes go through hidden temporaries: name their folder
+        where = file or where.parent  # atomic writes go through hidden temporaries: name their folder
     full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
     what = STORAGE_ERRNOS.get(exc.errno or 0, "permission to write there was denied")
     fix = "free space" if full else "make that folder writable"

@@ -47,11 +47,12 @@ Failure policy:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -658,9 +659,34 @@ class _Session(RunReports):
         if self.shard.rank != 0:
             return
         if self._adapted_state is not None:
-            write_adapted_state(self.output_dir, *self._adapted_state)
+            with self._stopped_if_full(self.output_dir / ADAPTED_STATE_NAME):
+                write_adapted_state(self.output_dir, *self._adapted_state)
         elif not self.opts.adapt_bn and self.opts.overwrite:
             (self.output_dir / ADAPTED_STATE_NAME).unlink(missing_ok=True)
+
+    def save_settings(self, pending: bool = False, replaced_all: bool = False) -> None:
+        """Record the run's ``settings`` in ``output_dir`` (:func:`write_settings`, which says ``pending`` and
+        ``replaced_all``).
+
+        Raises:
+            OutputWriteError: the disk is full (or read-only, forbidden), naming the file.
+        """
+        with self._stopped_if_full(self.output_dir / SETTINGS_NAME):
+            write_settings(self.output_dir, self.settings, pending=pending, replaced_all=replaced_all)
+
+    @contextlib.contextmanager
+    def _stopped_if_full(self, path: Path) -> Iterator[None]:
+        """Within the block, which writes ``path`` in ``output_dir``, a full (or read-only, forbidden) disk
+        stops the run as it does at an image's outputs: :class:`OutputWriteError` naming ``path`` (its write's
+        error names no file, or its temporary), said in ``stopped_early`` for the reports. It ended in the
+        generic line of a full disk, "cannot write a file"."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in OUTPUT_STOP_ERRNOS:
+                raise
+            self.stopped_early = output_stop_message(self.output_dir, exc, path)
+            raise OutputWriteError(self.stopped_early) from exc
 
     def _build_predictor(self, task: Any, model: _LoadedModel) -> None:
         """The ``runtime`` chosen (a resumed ``runtime=auto`` folder keeps the one it was begun with),
@@ -1158,7 +1184,7 @@ class _Session(RunReports):
             f = todo[item.index]
             self.predicting = f.rel.as_posix()
             if self.opts.overwrite and not self.marked:  # before the first old output is replaced
-                write_settings(self.output_dir, self.settings, pending=True)
+                self.save_settings(pending=True)
                 self.marked = True
             if item.note is not None:
                 log.warning("%s", item.note)
@@ -1256,7 +1282,7 @@ class _Session(RunReports):
         # The statistics every output now comes from (adapt_bn), replacing those of the outputs removed.
         self.store_adapted_state()
         # Another folder's prob.tif files are left: their dtype stays in the record (write_settings).
-        write_settings(self.output_dir, self.settings, replaced_all=not self.other_input_dirs)
+        self.save_settings(replaced_all=not self.other_input_dirs)
 
     def _remove_own_outputs_except(self, keep: list[Path]) -> list[Path]:
         """Remove the outputs of this run's own inputs that it did not write (not in ``keep``), in a folder

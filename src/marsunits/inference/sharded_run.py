@@ -45,7 +45,6 @@ from marsunits.errors import (
     storage_problem,
 )
 from marsunits.inference.inputs import check_folders
-from marsunits.inference.output_settings import write_settings
 from marsunits.inference.output_writable import check_output_writable
 from marsunits.inference.run_summary_text import console_text
 from marsunits.inference.writers import printable
@@ -332,7 +331,7 @@ def _predict_claimed_shard(
         if shard.rank == 0 and not overwriting:
             # The adapted statistics first (adapt_bn): a record without them would be adapted again.
             session.store_adapted_state()
-            write_settings(session.output_dir, session.settings)
+            session.save_settings()
     except Exception as exc:
         if shard.world_size == 1:
             raise
