@@ -374,8 +374,9 @@ def test_a_resumed_adapt_bn_folder_is_predicted_with_the_network_it_began_with(
     assert stored.read_bytes() == before  # read, not rewritten
     said = " ".join(r.getMessage() for r in caplog.records)
     assert (
-        f"read the batch-norm statistics that {stored} keeps (adapted to 3 images by the run that began the "
-        "folder)" in said
+        f"using the batch-norm statistics kept in {stored} (adapted to 3 images by the run that began the "
+        "folder) rather than adapting them again, so that every image of the folder is predicted with the "
+        "same network" in said
     )
 
 

@@ -321,4 +321,4 @@ def test_a_sharded_adapt_bn_folder_is_resumed_with_the_statistics_it_began_with(
     assert summary["adapt_bn_statistics"] == "stored"
     assert models() == first
     logged = (tmp_path / "hydra" / "predict.log").read_text()
-    assert "read the batch-norm statistics that" in logged and "not adapted again" in logged
+    assert "using the batch-norm statistics kept in" in logged and "rather than adapting them again" in logged

@@ -629,9 +629,9 @@ class _Session(RunReports):
                 self.adapt_bn_statistics = "stored"
                 if self.shard.rank == 0:
                     log.info(
-                        "read the batch-norm statistics that %s keeps (adapted to %s by the run that began "
-                        "the folder): not adapted again, so every image of the folder is predicted with one "
-                        "network",
+                        "using the batch-norm statistics kept in %s (adapted to %s by the run that began the "
+                        "folder) rather than adapting them again, so that every image of the folder is "
+                        "predicted with the same network",
                         path,
                         counted(self.adapted_on or 0, "image"),
                     )
