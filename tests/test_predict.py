@@ -749,6 +749,51 @@ def test_a_ctrl_c_as_a_bug_ends_the_run_leaves_the_bug_deciding_and_says_both(
     assert said in (out / "index.html").read_text()
 
 
+def test_a_ctrl_c_as_a_full_disk_stops_the_run_leaves_the_full_disk_deciding(
+    tmp_path: Path,
+    ckpt: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Ctrl-C as a full disk stopped a one-process run (the progress bar closing) ended it 130, the full
+    disk's line and stopped_early replaced by the stop's. The full disk decides, as a failure does over a stop
+    in a sharded run: status 2, its line, and the closing paragraph says the Ctrl-C after it."""
+    import errno
+
+    from marsunits.inference import runner
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    real_write, real_stop = runner.write_prediction, runner.Progress.stop
+    raised: list[str] = []
+
+    def full(paths: Any, *args: Any, **kwargs: Any) -> Any:
+        if paths.mask.name == "img1.mask.png":
+            raised.append("full")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(paths, *args, **kwargs)
+
+    def ctrl_c(self: Any) -> None:
+        if raised == ["full"]:
+            raised.append("ctrl-c")
+            raise KeyboardInterrupt
+        real_stop(self)
+
+    monkeypatch.setattr(runner, "write_prediction", full)
+    monkeypatch.setattr(runner.Progress, "stop", ctrl_c)
+    with pytest.raises(SystemExit) as ended:
+        report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out)), prog="predict.py")
+    assert ended.value.code == 2 and raised == ["full", "ctrl-c"]
+    assert "predict.py: error: stopped: cannot write outputs to" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 2 and summary["exit_reasons"] == ["stopped"], summary
+    assert summary["stopped_early"].startswith("stopped: cannot write outputs to"), summary
+    assert summary["text"].endswith(
+        f"The run {summary['stopped_early']}. Also, the run was interrupted (Ctrl-C) as it stopped."
+    ), summary["text"]
+
+
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
