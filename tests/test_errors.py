@@ -909,3 +909,56 @@ def test_lightning_s_sigterm_exception_ends_a_command_as_a_sigterm_does(
     with pytest.raises(SystemExit) as plain:  # a plain SystemExit is the command's own exit: let through
         report_user_errors(exits, prog="train.py")
     assert plain.value.code == 3
+
+
+@pytest.mark.parametrize(
+    ("recorded", "error", "status"),
+    [
+        (True, TypeError("a bug"), 1),
+        (True, ConfigError("a full disk"), 2),
+        (False, TypeError("handled"), 130),
+    ],
+)
+def test_a_stop_as_the_run_s_recorded_ending_goes_up_ends_the_command_as_that_error(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    recorded: bool,
+    error: Exception,
+    status: int,
+) -> None:
+    """predict.py recorded a bug (summary.json: status 1) and let it go up; a Ctrl-C then (the run's folder
+    released) ended the command 130. A stop that comes as the error the run recorded goes up ends it as that
+    error: its traceback (1) or its one line (2). A stop inside a handler of an error the run did not record
+    (one it was handling) is a stop, 130."""
+    from marsunits.errors import ending_recorded, quiet_interrupt_at_start
+
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+
+    def run() -> None:
+        try:
+            raise error
+        except Exception as going_up:
+            if recorded:
+                ending_recorded(going_up)
+            raise KeyboardInterrupt from None  # the Ctrl-C as it goes up: its context is the error
+
+    if status == 1:
+        with pytest.raises(TypeError, match="a bug"):
+            report_user_errors(run, prog="predict.py")
+    else:
+        with pytest.raises(SystemExit) as ended:
+            report_user_errors(run, prog="predict.py")
+        assert ended.value.code == status
+        err = capsys.readouterr().err
+        assert ("predict.py: error: a full disk" if status == 2 else "interrupted (Ctrl-C)") in err, err
+    # Past report_user_errors (Hydra printing the traceback of a bug): the record's status, not "before the
+    # run started".
+    with pytest.raises(SystemExit) as ended, quiet_interrupt_at_start("predict.py"):
+        try:
+            raise error
+        except Exception as going_up:
+            if recorded:
+                ending_recorded(going_up)
+            raise KeyboardInterrupt from None
+    assert ended.value.code == (exit_status(error) if recorded else 130)
+    assert ("before the run started" in capsys.readouterr().err) is not recorded

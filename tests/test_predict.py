@@ -687,7 +687,13 @@ def test_a_run_ended_by_a_bug_records_failed_not_stopped(
 
 
 @pytest.mark.parametrize(
-    "when", ["as_the_bug_leaves_the_loop", "as_the_reports_are_written", "after_the_reports"]
+    "when",
+    [
+        "as_the_bug_leaves_the_loop",
+        "as_the_reports_are_written",
+        "after_the_reports",
+        "as_the_folder_is_released",
+    ],
 )
 def test_a_ctrl_c_as_a_bug_ends_the_run_leaves_the_bug_deciding_and_says_both(
     tmp_path: Path,
@@ -700,7 +706,8 @@ def test_a_ctrl_c_as_a_bug_ends_the_run_leaves_the_bug_deciding_and_says_both(
     bar closing), the run ended 130, ``stopped``, the bug unsaid; as its reports were written, or after
     (summary.json already saying status 1), it exited 130 all the same. As a failure on any rank of a
     sharded run decides, the bug decides here: summary.json's status 1, ``failed``, the closing paragraph
-    naming the image and then that the run was also interrupted, and the bug raised (its traceback, 1)."""
+    naming the image and then that the run was also interrupted (where the Ctrl-C came before the end of the
+    reports), and the bug raised (its traceback, 1)."""
     from marsunits.inference import run_reports, runner, sharded_run
 
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -729,8 +736,10 @@ def test_a_ctrl_c_as_a_bug_ends_the_run_leaves_the_bug_deciding_and_says_both(
         monkeypatch.setattr(runner.Progress, "stop", ctrl_c_once(runner.Progress.stop))
     elif when == "as_the_reports_are_written":
         monkeypatch.setattr(run_reports, "write_manifest", ctrl_c_once(run_reports.write_manifest))
-    else:  # summary.json written, its paragraph being printed
+    elif when == "after_the_reports":  # summary.json written, its paragraph being printed
         monkeypatch.setattr(sharded_run, "_print_wrapped", ctrl_c_once(sharded_run._print_wrapped))
+    else:  # the reports and their paragraph done, the bug on its way out of predict.py
+        monkeypatch.setattr(sharded_run, "_remove_empty", ctrl_c_once(sharded_run._remove_empty))
     with pytest.raises(TypeError, match="a bug"):  # not SystemExit(130): predict.py's status is the bug's
         report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out)), prog="predict.py")
     assert raised == ["bug", "ctrl-c"]
@@ -740,9 +749,10 @@ def test_a_ctrl_c_as_a_bug_ends_the_run_leaves_the_bug_deciding_and_says_both(
     assert summary["counts"]["ok"] == 1 and summary["counts"]["not_reached"] == 2
     said = (
         "The run failed on an error in img1.png (the traceback follows; status 1): the 2 images not reached "
-        "are predicted by running the same command again (finished images are skipped). Also, the run was "
-        "interrupted (Ctrl-C) as it failed."
+        "are predicted by running the same command again (finished images are skipped)."
     )
+    if when != "as_the_folder_is_released":  # said where the Ctrl-C came before the paragraph was done
+        said += " Also, the run was interrupted (Ctrl-C) as it failed."
     assert summary["text"].endswith(said), summary["text"]
     printed = " ".join(capsys.readouterr().out.split())
     assert printed.endswith(said), printed

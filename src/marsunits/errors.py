@@ -215,6 +215,10 @@ def quiet_interrupt_at_start(prog: str) -> Iterator[None]:
         # SystemExit without a code (status 0) that is itself a stop.
         if type(ending) is SystemExit:
             raise ending from None
+        # The run's recorded ending on its way out (Hydra printing a bug's traceback): its status stands.
+        recorded = _recorded_ending_under(stop)
+        if recorded is not None:
+            raise SystemExit(exit_status(recorded)) from None
         if os.environ.get("MARSUNITS_TRACEBACK"):
             raise
         how, status = stop_said(stop)
@@ -390,6 +394,33 @@ def say_told_stop() -> None:
         print(_stop_told["line"], file=sys.stderr, flush=True)
 
 
+#: The error the running command's run recorded as how it ended, as that error went on up
+#: (:func:`ending_recorded`); None while none was.
+_ending_recorded: dict[str, Exception | None] = {"error": None}
+
+
+def ending_recorded(error: Exception) -> None:
+    """Record that the running command's run wrote ``error`` in its reports as how it ended (``predict.py``'s
+    ``summary.json``: a bug's status 1, a full disk's 2) and lets it go on up. A Ctrl-C or SIGTERM that comes
+    while it does (the run's folder released, its traceback printed) then ends the command as that error, with
+    its status (:func:`report_user_errors`, :func:`quiet_interrupt_at_start`): it ended it with the stop's,
+    130 or 143, under a record saying 1 or 2."""
+    _ending_recorded["error"] = error
+
+
+def _recorded_ending_under(stop: BaseException) -> Exception | None:
+    """The error :func:`ending_recorded` recorded, when ``stop`` came while it went up (it is in the stop's
+    ``__context__`` chain); else None (a stop inside a handler of some other error is a stop)."""
+    recorded, seen = _ending_recorded["error"], set()
+    context = stop.__context__
+    while recorded is not None and context is not None and id(context) not in seen:
+        if context is recorded:
+            return recorded
+        seen.add(id(context))
+        context = context.__context__
+    return None
+
+
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     """Run ``fn``; on a user error print ``<prog>: error: <message>`` and exit with status 2; on Ctrl-C
     print one line and exit with status 130 (the shell's convention for SIGINT), on :class:`TerminatedError`
@@ -403,15 +434,25 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
     what the run kept and how it goes on were settled by the first stop. A wrapper that resubmits a job
     ended with 143 (pre-empted: ``ckpt_path=last``) still resubmits a pre-empted run that someone pressed
     Ctrl-C in as it closed, and does not resubmit a run its user stopped with Ctrl-C (status 143 for it
-    said the run was pre-empted, under a line saying it was interrupted)."""
+    said the run was pre-empted, under a line saying it was interrupted).
+
+    A stop that comes as the error the run recorded as its ending goes up (:func:`ending_recorded`) ends the
+    command as that error: its one line and status 2, or its traceback and status 1."""
     forget_told_stop()  # told by this call's run, not an earlier one (a trial before, a test)
+    _ending_recorded["error"] = None
     try:
         try:
-            return fn()
-        except SystemExit as ending:  # Lightning's SIGTERMException (a SystemExit without a code, status 0)
-            if not _is_sigterm(ending):  # the command's own exit, as it chose
+            try:
+                return fn()
+            except SystemExit as ending:  # Lightning's SIGTERMException (a SystemExit without a code, 0)
+                if not _is_sigterm(ending):  # the command's own exit, as it chose
+                    raise
+                raise TerminatedError(str(ending) or "SIGTERM") from ending
+        except (TerminatedError, KeyboardInterrupt) as stop:
+            recorded = _recorded_ending_under(stop)
+            if recorded is None:
                 raise
-            raise TerminatedError(str(ending) or "SIGTERM") from ending
+        raise recorded  # out of the handler: its own traceback, not one "during handling" of the stop
     except (TerminatedError, KeyboardInterrupt) as stop:
         if os.environ.get("MARSUNITS_TRACEBACK"):
             say_told_stop()

@@ -40,6 +40,7 @@ from marsunits.errors import (
     OtherProcessError,
     TerminatedError,
     counted,
+    ending_recorded,
     exit_status,
     stop_said,
     storage_problem,
@@ -483,10 +484,13 @@ def _predict_one_process(session: _Session, todo: list[Any], started: float, loo
     goes up (:meth:`~marsunits.inference.runner._Session.predict_all`), as its reports are written or its
     paragraph printed. ``summary.json`` records the failure (a bug: status 1, ``failed``, the paragraph naming
     the image), the paragraph then says the stop (``also_ended``), and the error is raised, so that the
-    command exits with the status the record says. The stop was let out instead: status 130 or 143, the bug
-    unsaid (``stopped``), or said in a ``summary.json`` of status 1 that the exit status contradicted.
+    command exits with the status the record says; a stop that comes after the reports, as the error goes on
+    up, leaves it so too (:func:`~marsunits.errors.ending_recorded`). The stop was let out instead: status
+    130 or 143, the bug unsaid (``stopped``), or said in a ``summary.json`` of status 1 that the exit status
+    contradicted.
     """
     interrupted = failed = False
+    failure: BaseException | None = None
     try:
         session.predict_all(todo)
         if session.opts.overwrite:
@@ -496,7 +500,7 @@ def _predict_one_process(session: _Session, todo: list[Any], started: float, loo
         session.stop_status = exit_status(stopping)  # summary.json's exit_status: the stop's, not 0 or 1
         raise
     except BaseException as ending:
-        failed = True
+        failed, failure = True, ending
         session.stop_status = exit_status(ending)
         if session.stopped_as_it_failed is not None:
             session.also_ended = _also_stopped(session.stopped_as_it_failed, session.stop_status)
@@ -505,6 +509,8 @@ def _predict_one_process(session: _Session, todo: list[Any], started: float, loo
         session.loop_seconds = time.perf_counter() - loop_start
         if failed:
             _report_a_failure(session, started)
+            if isinstance(failure, Exception):  # from here up, a stop leaves the command ending as it
+                ending_recorded(failure)
         else:
             result = _report_one_process(session, started, interrupted, failed=False)
     assert result is not None, "no reports only for a run stopped or failed, whose stop or error goes on up"
