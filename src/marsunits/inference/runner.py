@@ -34,7 +34,8 @@ Failure policy:
   and with ``failed`` for one ended by an error no image's row takes and no user causes, a bug (on any rank
   of a sharded run): its reports are written, ``exit_status`` 1, ``stopped_early`` null, and its traceback
   follows. In a sharded run a rank's failure decides over another rank's stop, which is said too
-  (:func:`~marsunits.inference.sharded_run.predict_shard`).
+  (:func:`~marsunits.inference.sharded_run.predict_shard`); in one process, a failure decides over a stop
+  that comes as it ends the run, and the closing paragraph says the stop after it.
 * Temporaries left by a killed earlier run (``SIGKILL`` skips every cleanup) are removed at start
   (:func:`marsunits.atomic.remove_stale_temporaries`; files of live processes are kept).
 * Inputs above ``max_file_mb`` (file size) or ``max_megapixels`` (header) are error rows, decided before
@@ -55,7 +56,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -1132,7 +1133,7 @@ class _Session(RunReports):
             return
         raise failure  # out of the handler: the failure's traceback is its own, not "during handling" a stop
 
-    def _raise_loader_death(self, exc: RuntimeError, todo: list[InputFile]) -> None:
+    def _raise_loader_death(self, exc: RuntimeError, todo: list[InputFile]) -> NoReturn:
         """Raise what ends the run when ``exc`` came out of the image loop: a loader worker that died as a
         stop (SIGTERM: :class:`TerminatedError`) or a failure (:class:`LoaderWorkerError`, ``stopped_early``
         saying it), else ``exc`` itself."""

@@ -513,7 +513,7 @@ def _predict_one_process(session: _Session, todo: list[Any], started: float, loo
                 ending_recorded(failure)
         else:
             result = _report_one_process(session, started, interrupted, failed=False)
-    assert result is not None, "no reports only for a run stopped or failed, whose stop or error goes on up"
+    assert result is not None, "reports go unwritten only where a stop or an error goes on up"
     _print_wrapped(result.summary["text"])
     return result
 
