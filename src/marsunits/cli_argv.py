@@ -1,7 +1,9 @@
-"""What a ``train.py`` or ``predict.py`` command line holds, as the checks before Hydra read it: its overrides
-(:func:`_overrides`), whether it is a multirun (:func:`_sweeping`), a value quoted for Hydra's grammar
-(:func:`_hydra_quoted`), where an override added to it goes (:func:`_with_override`), and Hydra's flags that
-choose another config, print and run nothing, or run another run's job.
+"""What a ``train.py`` or ``predict.py`` command line holds, as the checks before Hydra read it: its
+overrides (:func:`override_arguments`), whether it is a multirun (:func:`is_multirun`), a value quoted for
+Hydra's grammar (:func:`hydra_quoted`), where an override added to it goes (:func:`with_override`), and
+Hydra's flags that choose another config (:data:`CONFIG_FLAGS`), print and run nothing
+(:data:`INFORMATIONAL_FLAGS`, :data:`SHELL_COMPLETION_FLAGS`), or run another run's job
+(:data:`OTHER_RUN_FLAGS`).
 
 Used by :mod:`marsunits.cli_overrides` and the modules beside it (``cli_compose``, ``cli_paths``,
 ``cli_values``, ``cli_sweeps``, ``cli_run_folder``, ``cli_launch``).
@@ -13,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 
-def _sweeping(argv: Sequence[str]) -> bool:
+def is_multirun(argv: Sequence[str]) -> bool:
     """Whether the command is a Hydra multirun (``-m``, or a config that sets it, as ``hparams_search``);
     ``hydra.mode=RUN`` makes ``hparams_search`` one run (a trial of a study resumed alone)."""
     if any(a in ("-m", "--multirun") for a in argv):
@@ -23,7 +25,7 @@ def _sweeping(argv: Sequence[str]) -> bool:
     return any(a.startswith(("hparams_search=", "hydra.mode=MULTIRUN", "+hydra.mode=MULTIRUN")) for a in argv)
 
 
-def _with_override(argv: list[str], override: str) -> list[str]:
+def with_override(argv: list[str], override: str) -> list[str]:
     """``argv`` with ``override`` placed right after its last override: Hydra reads the overrides as one
     block, so one appended after a flag that follows them (``train.py seed=1,2 -m``) was refused as an
     unknown argument."""
@@ -42,12 +44,13 @@ def _is_override(arg: str) -> bool:
     return not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
 
 
-def _overrides(argv: Sequence[str]) -> list[str]:
-    """The Hydra overrides of ``argv``, in order (:func:`_is_override`)."""
+def override_arguments(argv: Sequence[str]) -> list[str]:
+    """The Hydra overrides of ``argv`` (``key=value``, ``+key=value``, ``~key``), in the order given; flags
+    such as ``-m`` or ``--cfg`` left out (:func:`_is_override`)."""
     return [a for a in argv if _is_override(a)]
 
 
-def _hydra_quoted(raw: str) -> str:
+def hydra_quoted(raw: str) -> str:
     """``raw`` as a single-quoted Hydra string: a quote is escaped with a backslash, and backslashes are
     doubled only before a quote or the closing quote (elsewhere Hydra keeps them as written)."""
     escaped = re.sub(r"(\\*)('|\Z)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), raw)
@@ -55,11 +58,11 @@ def _hydra_quoted(raw: str) -> str:
 
 
 #: Hydra flags that choose another primary config or config folder: the check here composes ``train``.
-_CONFIG_FLAGS = ("--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp")
+CONFIG_FLAGS = ("--config-name", "-cn", "--config-dir", "-cd", "--config-path", "-cp")
 
 
 #: Flags that print something and run nothing (no run folder is made).
-_INFORMATIONAL = (
+INFORMATIONAL_FLAGS = (
     "-h",
     "--help",
     "--hydra-help",
@@ -74,9 +77,9 @@ _INFORMATIONAL = (
 
 
 #: Hydra's shell-completion flag, whose arguments (``install=bash``, ``query=bash``) look like overrides.
-_SHELL_COMPLETION = ("--shell-completion", "-sc")
+SHELL_COMPLETION_FLAGS = ("--shell-completion", "-sc")
 
 
 #: Flags that run a job in a folder the command line does not name: ``--experimental-rerun`` runs the
 #: pickled config of an earlier run, in that run's folder.
-_OTHER_RUN = ("--experimental-rerun",)
+OTHER_RUN_FLAGS = ("--experimental-rerun",)

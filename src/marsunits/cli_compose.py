@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
-from marsunits.cli_argv import _overrides
+from marsunits.cli_argv import override_arguments
 
 
 def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, DictConfig | None]:
@@ -84,7 +84,7 @@ def _sweep_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str
 def _checked_overrides(argv: Sequence[str]) -> list[str]:
     """The overrides of ``argv`` that the composing checks compose (Hydra's own, ``hydra.*``, left out): the
     same in each, so that each trial is composed once (:data:`~marsunits.cli_overrides._trial_messages`)."""
-    return [a for a in _overrides(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    return [a for a in override_arguments(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
 
 
 #: What :func:`~marsunits.cli_overrides.added_option_already_there` and

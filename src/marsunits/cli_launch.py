@@ -14,7 +14,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from marsunits.cli_argv import _overrides, _sweeping
+from marsunits.cli_argv import is_multirun, override_arguments
 from marsunits.errors import readable
 from marsunits.slurm_world import in_batch_step, launched_by_slurm, runs_as_one_process, slurm_world_problem
 
@@ -44,12 +44,12 @@ def unnamed_external_ranks(argv: Sequence[str], config_dir: Path) -> str | None:
     # exports NODE_RANK=$SLURM_NODEID): the batch script's own process is refused at train time, naming srun.
     node_rank = os.environ.get("NODE_RANK", "").strip() or os.environ.get("GROUP_RANK", "").strip()
     by_hand = not world.strip() and bool(node_rank) and not launched_by_slurm(os.environ)
-    if _sweeping(argv) or not (by_hand or (world.strip().isdigit() and int(world) >= 2)):
+    if is_multirun(argv) or not (by_hand or (world.strip().isdigit() and int(world) >= 2)):
         return None
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv if "=" in a]
     if any(k in ("run_name", "hydra.run.dir", "paths.output_dir") for k in keys):
         return None
-    overrides = _overrides(argv)
+    overrides = override_arguments(argv)
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
             raw = OmegaConf.to_container(compose("train", overrides=overrides), resolve=False)

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from marsunits.cli_argv import _SHELL_COMPLETION
+from marsunits.cli_argv import SHELL_COMPLETION_FLAGS
 from marsunits.cli_compose import _ABSENT, _checked_overrides, _compose_error, _sweep_trials, group_choices
 from marsunits.cli_group_choices import (
     added_beside_a_chosen_list,
@@ -640,7 +640,7 @@ def exit_on_unknown_option(config_dir: Path, config_name: str, prog: str) -> Non
 
     Hydra's shell completion (``-sc install=bash``, ``-sc query=bash``) is left alone: its ``install=`` and
     ``query=`` are the flag's arguments, not options, and were refused as unknown ones."""
-    if any(a in _SHELL_COMPLETION for a in sys.argv[1:]):
+    if any(a in SHELL_COMPLETION_FLAGS for a in sys.argv[1:]):
         return
     message = (
         (study_package_refusal(sys.argv[1:]) if config_name == "train" else None)

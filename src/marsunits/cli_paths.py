@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from marsunits.cli_argv import _hydra_quoted, _overrides, _sweeping
+from marsunits.cli_argv import hydra_quoted, is_multirun, override_arguments
 from marsunits.errors import readable
 
 __all__ = [
@@ -73,14 +73,14 @@ def quoted_path_overrides(argv: Sequence[str]) -> list[str]:
     this project's users write: Máaz, Séítah), ``Mars (copy)``, ``Sol 12 [Navcam]`` or ``a=b`` were refused
     with a lexer error, and ``sol 12, left`` read as a sweep. A path option's value that does not parse, or
     that parses as a sweep outside a multirun, cannot be meant as Hydra syntax: it is given to Hydra as a
-    quoted string (:func:`~marsunits.cli_argv._hydra_quoted`), exactly as typed. Everything else is left as
+    quoted string (:func:`~marsunits.cli_argv.hydra_quoted`), exactly as typed. Everything else is left as
     it is.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
-    sweeping = _sweeping(argv)
+    sweeping = is_multirun(argv)
     out = []
     for arg in argv:
         key, sep, raw = arg.partition("=")
@@ -92,7 +92,7 @@ def quoted_path_overrides(argv: Sequence[str]) -> list[str]:
             readable = sweeping or not override.is_sweep_override()
         except OverrideParseException:
             readable = False
-        out.append(arg if readable else f"{key}={_hydra_quoted(raw)}")
+        out.append(arg if readable else f"{key}={hydra_quoted(raw)}")
     return out
 
 
@@ -111,7 +111,7 @@ def sweeps_taken_as_one_value(argv: Sequence[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    if _sweeping(argv):
+    if is_multirun(argv):
         return []
     parser = OverridesParser.create()
     said = []
@@ -166,9 +166,9 @@ def unresolvable_path_interpolation(argv: Sequence[str], config_dir: Path, confi
     """
     from omegaconf.errors import GrammarParseError, InterpolationKeyError, UnsupportedInterpolationType
 
-    if _sweeping(argv):
+    if is_multirun(argv):
         return None
-    overrides = _overrides(argv)
+    overrides = override_arguments(argv)
     keys = [
         a.split("=", 1)[0].lstrip("+")
         for a in overrides

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from marsunits.cli_argv import _sweeping
+from marsunits.cli_argv import is_multirun
 from marsunits.cli_compose import (
     _ABSENT,
     _checked_overrides,
@@ -115,7 +115,7 @@ def brace_expanded_option(
                 prefix, tail = "", f"and {name} needs no plus: a plus adds an option the config lacks"
             return _given_again(name, run, "value", f"'{prefix}{name}=[{values}]'", tail)
         elif name in composed and not isinstance(composed[name], DictConfig):  # one value: input_dir, tile
-            return _one_value_meant(run, config_name, _sweeping(argv))
+            return _one_value_meant(run, config_name, is_multirun(argv))
     return None
 
 

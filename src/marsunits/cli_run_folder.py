@@ -13,13 +13,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from marsunits.cli_argv import (
-    _CONFIG_FLAGS,
-    _INFORMATIONAL,
-    _OTHER_RUN,
-    _hydra_quoted,
-    _overrides,
-    _sweeping,
-    _with_override,
+    CONFIG_FLAGS,
+    INFORMATIONAL_FLAGS,
+    OTHER_RUN_FLAGS,
+    hydra_quoted,
+    is_multirun,
+    override_arguments,
+    with_override,
 )
 from marsunits.cli_sweeps import claim_sweep_folder, sweep_refusal
 from marsunits.cli_values import value_refusal
@@ -52,17 +52,17 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     )
 
     argv = list(argv)
-    if any(a.split("=", 1)[0] in (*_INFORMATIONAL, *_OTHER_RUN) for a in argv):
+    if any(a.split("=", 1)[0] in (*INFORMATIONAL_FLAGS, *OTHER_RUN_FLAGS) for a in argv):
         return None, argv
     if not is_global_rank_zero():  # a DDP rank that Lightning started again: its rank 0 holds the folder
         return None, argv
-    if _sweeping(argv):
+    if is_multirun(argv):
         refused = sweep_refusal(argv, config_dir)
         if refused is not None:
             return refused, argv
         return claim_sweep_folder(argv, config_dir)
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
-    if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys) or "paths.output_dir" in keys:
+    if any(k in CONFIG_FLAGS or k.startswith(CONFIG_FLAGS) for k in keys) or "paths.output_dir" in keys:
         # Another primary config, or a run folder that is not Hydra's: the folder is the run's to check, the
         # values are checked here all the same (a mistyped one left a folder of a run that never started).
         return value_refusal(argv, config_dir), argv
@@ -77,7 +77,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
         return value_refusal(argv, config_dir), argv
     named = any(k in ("run_name", "hydra.run.dir") for k in keys)
     # Deletions (~key) too: without them the job composed here was not the run's, and a resume was refused.
-    overrides = _overrides(argv)
+    overrides = override_arguments(argv)
     pin = None
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
@@ -110,7 +110,7 @@ def claim_run_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | None,
     if refused is not None:
         return refused, argv
     if pin is not None:
-        argv = _with_override(argv, f"run_name={_hydra_quoted(pin)}")
+        argv = with_override(argv, f"run_name={hydra_quoted(pin)}")
     try:
         return hold_run_folder_for_process(folder), argv
     except OSError:  # the folder cannot be made: Hydra says so
@@ -132,7 +132,7 @@ def unwritable_log_dir(argv: Sequence[str], cwd: Path | None = None) -> str | No
     command's own code runs, so a command started from a read-only folder (a data disk) ended in Hydra's
     traceback. Only ``paths.log_dir=`` and ``paths.root_dir=`` overrides and ``MARSUNITS_ROOT`` are read
     here; a log folder set another way is left to Hydra."""
-    if any(a.split("=", 1)[0] in _INFORMATIONAL for a in argv):
+    if any(a.split("=", 1)[0] in INFORMATIONAL_FLAGS for a in argv):
         return None  # --help, --cfg job, --info: nothing is made
     values = {a.split("=", 1)[0].lstrip("+"): a.split("=", 1)[1] for a in argv if "=" in a}
     if "hydra.run.dir" in values or "hydra.sweep.dir" in values:

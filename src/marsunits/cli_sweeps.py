@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from marsunits.cli_argv import _CONFIG_FLAGS, _hydra_quoted, _overrides, _with_override
+from marsunits.cli_argv import CONFIG_FLAGS, hydra_quoted, override_arguments, with_override
 from marsunits.cli_values import _run_folder_guess, primary_config
 from marsunits.errors import some_of
 
@@ -108,7 +108,7 @@ def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     if primary is None:
         return None
     folder, name, added = primary
-    overrides = _overrides(argv)
+    overrides = override_arguments(argv)
     refusals: list[str] = []
     try:
         with initialize_config_dir(config_dir=str(folder.resolve()), version_base="1.3"):
@@ -273,9 +273,9 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
 
     argv = list(argv)
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
-    if any(k in _CONFIG_FLAGS or k.startswith(_CONFIG_FLAGS) for k in keys):
+    if any(k in CONFIG_FLAGS or k.startswith(CONFIG_FLAGS) for k in keys):
         return None, argv
-    overrides = _overrides(argv)
+    overrides = override_arguments(argv)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read
@@ -329,7 +329,7 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     # A given folder is pinned too, as composed: the clock may be in it (${now:...}, or ${run_name}, made of
     # it), and Hydra's would be a moment later.
     argv = [a for i, a in enumerate(argv) if i not in given]
-    return None, _with_override(argv, f"hydra.sweep.dir={_hydra_quoted(str(folder))}")
+    return None, with_override(argv, f"hydra.sweep.dir={hydra_quoted(str(folder))}")
 
 
 def _choice_values(choice: Override, config_dir: Path) -> list[str]:

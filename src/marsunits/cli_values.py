@@ -15,7 +15,14 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from marsunits.cli_argv import _CONFIG_FLAGS, _INFORMATIONAL, _OTHER_RUN, _hydra_quoted, _overrides, _sweeping
+from marsunits.cli_argv import (
+    CONFIG_FLAGS,
+    INFORMATIONAL_FLAGS,
+    OTHER_RUN_FLAGS,
+    hydra_quoted,
+    is_multirun,
+    override_arguments,
+)
 
 __all__ = ["predict_refusal", "primary_config", "value_refusal"]
 
@@ -49,9 +56,8 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     not compose or resolve here (Hydra's runtime values) are left to the run, which checks the same.
     """
     keys = [a.split("=", 1)[0].lstrip("+") for a in argv]
-    if any(k in (*_INFORMATIONAL, *_OTHER_RUN) or k.startswith(_CONFIG_FLAGS) for k in keys) or _sweeping(
-        argv
-    ):
+    left_to_the_run = (*INFORMATIONAL_FLAGS, *OTHER_RUN_FLAGS)
+    if any(k in left_to_the_run or k.startswith(CONFIG_FLAGS) for k in keys) or is_multirun(argv):
         return None
     # Imported once a check is run (not for --help): the checks import torch only at the device check.
     from marsunits.errors import MarsUnitsError
@@ -60,7 +66,7 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
 
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
-            cfg = compose("predict", overrides=_overrides(argv))
+            cfg = compose("predict", overrides=override_arguments(argv))
         except Exception:  # noqa: BLE001 - Hydra reports what does not compose
             return None
     _unset_run_folder_values(cfg.get("logger"))
@@ -108,7 +114,7 @@ def primary_config(argv: Sequence[str], config_dir: Path) -> tuple[Path, str, li
         return None
     if own is not None:
         return None
-    return folder, name, [f"hydra.searchpath=[{_hydra_quoted(added.as_uri())}]"]
+    return folder, name, [f"hydra.searchpath=[{hydra_quoted(added.as_uri())}]"]
 
 
 def _composed(argv: Sequence[str], config_dir: Path, overrides: Sequence[str]) -> DictConfig | None:
@@ -142,5 +148,5 @@ def value_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     value was refused only inside the run, after Hydra had made the folder."""
     from marsunits.run_checks import config_value_refusal
 
-    cfg = _composed(argv, config_dir, _overrides(argv))
+    cfg = _composed(argv, config_dir, override_arguments(argv))
     return None if cfg is None else config_value_refusal(cfg, _run_folder_guess(cfg))
