@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import CONFIG_DIR
-from marsunits.cli_compose import _compose_error
+from marsunits.cli_compose import compose_error
 from marsunits.cli_overrides import quoted_path_overrides, unknown_option
 
 REPO = CONFIG_DIR.parent
@@ -1387,7 +1387,7 @@ def test_an_option_that_a_later_choice_of_a_swept_group_lacks_is_one_line_naming
         assert unknown_option(fixed, CONFIG_DIR, "train") is None, fixed
         for data in ("synthetic", "marsscapes"):
             trial = [f"data={data}", f"++{setting.split(',')[0]}"]
-            assert _compose_error(CONFIG_DIR, "train", trial)[0] == "", trial
+            assert compose_error(CONFIG_DIR, "train", trial)[0] == "", trial
 
 
 def test_an_option_that_only_a_later_choice_of_a_swept_group_has_is_given_with_two_pluses() -> None:
@@ -1463,7 +1463,7 @@ def test_an_option_set_after_its_deletion_is_one_line_naming_what_to_write(
     for fix in ([*others, setting], [*others, deletion, f"+{setting}"]):
         assert unknown_option(fix, CONFIG_DIR, config) is None, fix
         single = [a for a in fix if a != "-m" and "," not in a]
-        assert _compose_error(CONFIG_DIR, config, single)[0] == "", fix
+        assert compose_error(CONFIG_DIR, config, single)[0] == "", fix
 
 
 @pytest.mark.parametrize(

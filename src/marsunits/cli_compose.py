@@ -1,14 +1,14 @@
 """The overrides of a command line as the checks before Hydra compose them: each trial of a sweep, and
-Hydra's message (:func:`_compose_error`).
+Hydra's message (:func:`compose_error`).
 
-The checks compose the overrides given (:func:`_checked_overrides`: ``hydra.*`` keys are not checked), the
-way ``@hydra.main`` will. A multirun is checked as its trials compose (:func:`_sweep_trials`): each sweep with
-its first value (``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made), and each
-option of a swept config group that an override reaches into (``-m data=synthetic,marsscapes
+The checks compose the overrides given (:func:`checked_overrides`: ``hydra.*`` keys are not checked), the
+way ``@hydra.main`` will. A multirun is checked as its trials compose (:func:`checked_trials`): each sweep
+with its first value (``-m trainer.max_epoch=1,2`` failed at each trial, after the sweep folder was made),
+and each option of a swept config group that an override reaches into (``-m data=synthetic,marsscapes
 data.train_length=10``). Also what the checks of :mod:`~marsunits.cli_overrides`,
 :mod:`~marsunits.cli_group_choices` and :mod:`~marsunits.cli_repeated_options` share in reading an override:
-its prefix and option (:func:`_prefixed`), the config group it would choose (:func:`_group_of`), and that
-group's choices (:func:`group_choices`).
+its prefix and option (:func:`prefix_and_option`), the config group it would choose (:func:`group_of`), and
+that group's choices (:func:`group_choices`); and the marker of a key the config lacks (:data:`ABSENT`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from omegaconf import DictConfig
 from marsunits.cli_argv import override_arguments
 
 
-def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, DictConfig | None]:
-    """Compose; return ``("", config)`` on success, else ``(Hydra's message, None)``."""
+def compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, DictConfig | None]:
+    """Compose ``config_name`` of ``config_dir`` with ``overrides``; return ``("", config)`` on success, else
+    ``(Hydra's message, None)`` (``"other: <message>"`` for a failure other than a composition's, such as an
+    override Hydra cannot parse)."""
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
             return "", compose(config_name, overrides=overrides)
@@ -34,7 +36,7 @@ def _compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> 
             return f"other: {exc}", None
 
 
-def _sweep_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str, str]]] | None:
+def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str, str]]] | None:
     """The trials of ``overrides`` to compose in the checks, each a list of ``(typed, composed)`` pairs: the
     override as given, and the one composed in its place. Without a sweep, one trial of the overrides as
     given. In a multirun, the first trial takes each sweep's first value (``trainer.max_epoch=1,2`` composed
@@ -81,21 +83,22 @@ def _sweep_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str
     return trials
 
 
-def _checked_overrides(argv: Sequence[str]) -> list[str]:
+def checked_overrides(argv: Sequence[str]) -> list[str]:
     """The overrides of ``argv`` that the composing checks compose (Hydra's own, ``hydra.*``, left out): the
     same in each, so that each trial is composed once (:data:`~marsunits.cli_overrides._trial_messages`)."""
     return [a for a in override_arguments(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
 
 
 #: What :func:`~marsunits.cli_overrides.added_option_already_there` and
-#: :func:`~marsunits.cli_repeated_options._composed_values` find where the config has no such key.
-_ABSENT = object()
+#: :func:`~marsunits.cli_repeated_options._composed_values` find where the config has no such key: the
+#: ``default`` given to ``OmegaConf.select``, told from any value the config holds by identity (``is``).
+ABSENT = object()
 
 
-def _group_of(arg: str) -> str:
+def group_of(arg: str) -> str:
     """The config group an override would choose, were its name a group's: ``callbacks`` of
     ``+callbacks@x=ema``."""
-    return _prefixed(arg)[1].split("@", 1)[0]
+    return prefix_and_option(arg)[1].split("@", 1)[0]
 
 
 def group_choices(config_dir: Path, group: str) -> list[str]:
@@ -105,7 +108,7 @@ def group_choices(config_dir: Path, group: str) -> list[str]:
     return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
-def _prefixed(arg: str) -> tuple[str, str]:
+def prefix_and_option(arg: str) -> tuple[str, str]:
     """The prefix of an override (``+``, ``++`` or none) and the option it names: ``("++", "patterns")``."""
     key = arg.partition("=")[0]
     name = key.lstrip("+")

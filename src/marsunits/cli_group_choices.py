@@ -19,12 +19,12 @@ from typing import Any
 from hydra import initialize_config_dir
 
 from marsunits.cli_compose import (
-    _checked_overrides,
-    _compose_error,
-    _group_of,
-    _prefixed,
-    _sweep_trials,
+    checked_overrides,
+    checked_trials,
+    compose_error,
     group_choices,
+    group_of,
+    prefix_and_option,
 )
 
 #: What Hydra cannot do with ``group=null``, as each refusal of one starts.
@@ -46,10 +46,10 @@ def null_group_choice(argv: Sequence[str], config_dir: Path, config_name: str) -
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep
 
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     parser = OverridesParser.create()
     for arg in overrides:
-        if arg.startswith("~") or "=" not in arg or not (config_dir / _group_of(arg)).is_dir():
+        if arg.startswith("~") or "=" not in arg or not (config_dir / group_of(arg)).is_dir():
             continue
         try:
             (override,) = parser.parse_overrides([arg])
@@ -62,14 +62,14 @@ def null_group_choice(argv: Sequence[str], config_dir: Path, config_name: str) -
         )
         if not any(v is None for v in listed):
             continue
-        key = _prefixed(arg)[1]
+        key = prefix_and_option(arg)[1]
         kept = [str(v) for v in listed if v is not None]
         if isinstance(value, list) and kept:  # callbacks=[default,null]; [null] is read as null
             return (
                 f"{arg!r}: {_NULL_REFUSED}, and null is no option of {key}: give the list without it, "
                 f"'{key}=[{','.join(kept)}]'"
             )
-        same = [a for a in overrides if _prefixed(a)[1] == key]
+        same = [a for a in overrides if prefix_and_option(a)[1] == key]
         others = [a for a in overrides if a not in same]
         after = overrides[overrides.index(arg) + 1 :]
         chosen = [  # the group's choice meant beside the null: model=null +model=tiny, model=null model=tiny
@@ -171,11 +171,11 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     added = [
         a
         for a in overrides
-        if a.startswith("+") and not a.startswith("++") and (config_dir / _group_of(a)).is_dir()
+        if a.startswith("+") and not a.startswith("++") and (config_dir / group_of(a)).is_dir()
     ]
     if not added:
         return None
@@ -197,7 +197,7 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         given = [a for a in added if a[1:].split("=", 1)[0] == group]
         others = [a for a in overrides if a not in given]
         typed = [a for a in others if a.partition("=")[0] == group]  # logger=wandb +logger=wandb
-        match = _GROUP_ALREADY_CHOSEN.match(_compose_error(config_dir, config_name, single)[0])
+        match = _GROUP_ALREADY_CHOSEN.match(compose_error(config_dir, config_name, single)[0])
         hydra_refuses = match is not None and (match.group("group") or match.group("again")) == group
         if not (hydra_refuses or typed):
             continue
@@ -232,7 +232,7 @@ def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     if not any(a.startswith("++") for a in overrides):
         return None
     try:
@@ -240,8 +240,8 @@ def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -
     except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
         return None
     groups = [  # the config group each override chooses with a plus or two, or None
-        _prefixed(a)[1]
-        if a.startswith("+") and not isinstance(o.value(), dict) and (config_dir / _group_of(a)).is_dir()
+        prefix_and_option(a)[1]
+        if a.startswith("+") and not isinstance(o.value(), dict) and (config_dir / group_of(a)).is_dir()
         else None
         for a, o in zip(overrides, parsed, strict=True)
     ]
@@ -282,13 +282,13 @@ def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_nam
     plus is left alone, and so are another package (``+callbacks@x=ema``) and a group of one choice
     (:func:`added_group_already_chosen`).
     """
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     added = [
         a
         for a in overrides
         if a.startswith("+") and not a.startswith("++") and "@" not in a.partition("=")[0] and "=" in a
     ]
-    for group in dict.fromkeys(_group_of(a) for a in added if (config_dir / _group_of(a)).is_dir()):
+    for group in dict.fromkeys(group_of(a) for a in added if (config_dir / group_of(a)).is_dir()):
         plus = [a for a in overrides if a.partition("=")[0] == f"+{group}"]
         try:
             beside = _chosen_beside_plus(overrides, group, plus, config_dir, config_name)
@@ -373,7 +373,7 @@ def deleted_list_chosen_group(argv: Sequence[str], config_dir: Path, config_name
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     deleted = [a for a in overrides if a.startswith("~") and (config_dir / a[1:].partition("=")[0]).is_dir()]
     for group in dict.fromkeys(a[1:].partition("=")[0] for a in deleted):
         given = [a for a in overrides if a.lstrip("~+").partition("=")[0] == group]  # ++: read as one plus
@@ -411,7 +411,7 @@ def _defaults_list(config_dir: Path, config_name: str, overrides: Sequence[str])
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    trials = _sweep_trials(list(overrides), config_dir)
+    trials = checked_trials(list(overrides), config_dir)
     if not trials:
         return None
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
@@ -453,11 +453,11 @@ def _list_chosen_groups(
     overrides of ``argv`` other than those of ``runs`` leave it (each sweep at its first value), chooses by
     a list of options (train.yaml's ``callbacks: [default, wandb]``; :func:`_group_kinds`). Empty where no
     run is a group's, or where the defaults list cannot be made (Hydra, or a later check, says why)."""
-    groups = {_prefixed(run[0])[1] for run in runs if (config_dir / _group_of(run[0])).is_dir()}
+    groups = {prefix_and_option(run[0])[1] for run in runs if (config_dir / group_of(run[0])).is_dir()}
     if not groups:
         return set()
     given = {a for run in runs for a in run}
-    others = [a for a in _checked_overrides(argv) if a not in given]
+    others = [a for a in checked_overrides(argv) if a not in given]
     kinds = _group_kinds(config_dir, config_name, others, groups) or {}
     return {group for group, (kind, _) in kinds.items() if kind == "list"}
 

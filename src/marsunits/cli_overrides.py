@@ -41,7 +41,7 @@ from typing import NamedTuple
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from marsunits.cli_argv import SHELL_COMPLETION_FLAGS
-from marsunits.cli_compose import _ABSENT, _checked_overrides, _compose_error, _sweep_trials, group_choices
+from marsunits.cli_compose import ABSENT, checked_overrides, checked_trials, compose_error, group_choices
 from marsunits.cli_group_choices import (
     added_beside_a_chosen_list,
     added_group_already_chosen,
@@ -149,7 +149,7 @@ _trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
 class _RefusedTrial(NamedTuple):
     """A trial of a command's overrides that Hydra refuses, as :func:`_first_refused_trial` finds it."""
 
-    #: The trial (:func:`_sweep_trials`): ``(typed, composed)`` of each override.
+    #: The trial (:func:`checked_trials`): ``(typed, composed)`` of each override.
     trial: list[tuple[str, str]]
     #: The key Hydra's message names (the refusal's first group).
     key: str
@@ -163,12 +163,12 @@ class _RefusedTrial(NamedTuple):
 def _first_refused_trial(
     overrides: list[str], config_dir: Path, config_name: str, refusal: re.Pattern[str]
 ) -> _RefusedTrial | None:
-    """The first trial of ``overrides`` (:func:`_sweep_trials`) that Hydra refuses, where its message matches
+    """The first trial of ``overrides`` (:func:`checked_trials`) that Hydra refuses, where its message matches
     ``refusal`` (whose first group is the key the message names), or None: where no trial is refused, the
     first refused is refused in other words (left to the check of those), or Hydra cannot read an override.
     The trials are composed in order, only while each passes, each once in one :func:`unknown_option`
     (:data:`_trial_messages`)."""
-    trials = _sweep_trials(overrides, config_dir)
+    trials = checked_trials(overrides, config_dir)
     if trials is None:
         return None
     for trial in trials:
@@ -176,7 +176,7 @@ def _first_refused_trial(
         known = _trial_messages if _trial_messages is not None else {}
         memo = (str(config_dir), config_name, composed)
         if memo not in known:
-            known[memo] = _compose_error(config_dir, config_name, list(composed))[0]
+            known[memo] = compose_error(config_dir, config_name, list(composed))[0]
         if known[memo]:
             match = refusal.match(known[memo])
             if match is None:
@@ -202,14 +202,14 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
     The config is composed with every checkable override of ``argv``; when Hydra refuses one because its key
     is missing, the config is composed again without it and the key's closest sibling is suggested
     (``trainer.max_epoch`` -> ``trainer.max_epochs``). In a multirun each sweep takes its first value, and
-    each option of a swept config group is composed in turn (:func:`_sweep_trials`): Hydra composes the
+    each option of a swept config group is composed in turn (:func:`checked_trials`): Hydra composes the
     sweep's own config without its sweeps, so a misspelt key that is itself swept (``-m
     trainer.max_epoch=1,2``), or one that only a later option of the group lacks, failed at each trial, in
     Hydra's five lines after the sweep folder was made.
     """
     # Deletions left out, as before: a group choice after one (``~logger logger@x=csv``) is Hydra's to refuse,
     # and a setting after one is option_set_after_its_deletion's (they compose these trials with them).
-    overrides = [a for a in _checked_overrides(argv) if "=" in a]
+    overrides = [a for a in checked_overrides(argv) if "=" in a]
     if not any("." in a.split("=", 1)[0] and not a.startswith(("+", "~")) for a in overrides):
         return None
     refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_IN_CONFIG)
@@ -225,7 +225,7 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
 
     arg = next((a for a, _ in trial if a.split("=", 1)[0] == key), f"{key}=...")
     rest = [composed for a, composed in trial if a != arg]
-    _, cfg = _compose_error(config_dir, config_name, rest)
+    _, cfg = compose_error(config_dir, config_name, rest)
     hint = ""
     if cfg is not None:
         node: object = cfg
@@ -284,7 +284,7 @@ def added_option_not_taken(argv: Sequence[str], config_dir: Path, config_name: s
     single = [a for a, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
     for arg in added:
         key = arg.split("=", 1)[0].lstrip("+")
-        _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
+        _, cfg = compose_error(config_dir, config_name, [a for a in single if a != arg])
         if cfg is None:
             return None
         # The first part of the key the config lacks, under the deepest node it has: in
@@ -326,13 +326,13 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
 
     Hydra refused it in five lines ("Could not append to config. An item is already at ...") with status 1,
     where every other mistaken option is one line with status 2. ``++key=value`` (add or set) and a plus on a
-    key the config lacks are left to Hydra. In a multirun the trials are composed (:func:`_sweep_trials`):
+    key the config lacks are left to Hydra. In a multirun the trials are composed (:func:`checked_trials`):
     a swept one (``-m +trainer.max_epochs=1,2``), left out of the sweep's own config, failed at each trial
     after the sweep folder was made; one that only a later option of a swept group has is given with ``++``.
     Deletions (``~key``) compose with them: Hydra applies the overrides in order, and ``~trainer.max_epochs
     +trainer.max_epochs=5`` adds the key the first deleted.
     """
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     if not any(a.startswith("+") and not a.startswith("++") for a in overrides):
         return None
     refused = _first_refused_trial(overrides, config_dir, config_name, _ALREADY_THERE)
@@ -346,8 +346,8 @@ def added_option_already_there(argv: Sequence[str], config_dir: Path, config_nam
     value = arg.split("=", 1)[1]
     added = [a for a in single if a.startswith("+") and a.split("=", 1)[0].lstrip("+") == key]
     if len(added) > 1:
-        _, cfg = _compose_error(config_dir, config_name, [a for a in single if a not in added])
-        if cfg is not None and OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+        _, cfg = compose_error(config_dir, config_name, [a for a in single if a not in added])
+        if cfg is not None and OmegaConf.select(cfg, key, default=ABSENT) is ABSENT:
             # A key the config lacks, added twice: the second finds the first's (it was said to be the
             # config's own, and the fix given, key=value, is refused as a key the config does not have).
             return f"{arg!r}: {key} is added more than once, and the next finds the first's; give it once"
@@ -372,11 +372,11 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
 
     Hydra refused it in three lines ("Could not delete from config. ... does not exist") with status 1,
     where a misspelt option to set is one line with status 2. In a multirun the trials are composed
-    (:func:`_sweep_trials`; the sweeps had been composed as one run's, refused as ambiguous, and the deletion
+    (:func:`checked_trials`; the sweeps had been composed as one run's, refused as ambiguous, and the deletion
     was left to Hydra's three lines), each option of a swept config group in turn: ``~data.train_length
     data=synthetic,marsscapes`` failed only at the trials of ``data=marsscapes``, which lacks the key.
     """
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
     if not any(a.startswith("~") for a in overrides):
         return None
     refused = _first_refused_trial(overrides, config_dir, config_name, _NOT_THERE_TO_DELETE)
@@ -390,7 +390,7 @@ def deleted_option_not_there(argv: Sequence[str], config_dir: Path, config_name:
         return (
             f"{arg!r} is given more than once: the first deletes {key}, and the next finds none; give it once"
         )
-    _, cfg = _compose_error(config_dir, config_name, [a for a in single if a != arg])
+    _, cfg = compose_error(config_dir, config_name, [a for a in single if a != arg])
     parent, _, leaf = key.rpartition(".")
     node = cfg if not parent or cfg is None else OmegaConf.select(cfg, parent, default=None)
     null = cfg is not None and isinstance(node, DictConfig) and leaf in node
@@ -421,10 +421,10 @@ def option_set_after_its_deletion(argv: Sequence[str], config_dir: Path, config_
     +..."), which say nothing of the deletion. The line names both overrides and the two commands that
     work: the setting alone, or the deletion with the setting as an addition (``+key=value``: a key given
     anew, a whole node in place of the one deleted). One Hydra accepts (``~trainer trainer.max_epochs=3``, a
-    deleted config group) is left alone. In a multirun the trials are composed (:func:`_sweep_trials`): a
+    deleted config group) is left alone. In a multirun the trials are composed (:func:`checked_trials`): a
     swept setting (``~seed seed=1,2``) was left out of the sweep's own config and failed at each trial.
     """
-    overrides = _checked_overrides(argv)
+    overrides = checked_overrides(argv)
 
     def deletes(deletion: str, key: str) -> bool:  # ~trainer.max_epochs(=4), or ~trainer, deletes the key
         deleted = deletion[1:].split("=", 1)[0]

@@ -19,12 +19,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from marsunits.cli_argv import is_multirun
 from marsunits.cli_compose import (
-    _ABSENT,
-    _checked_overrides,
-    _compose_error,
-    _group_of,
-    _prefixed,
-    _sweep_trials,
+    ABSENT,
+    checked_overrides,
+    checked_trials,
+    compose_error,
+    group_of,
+    prefix_and_option,
 )
 from marsunits.cli_group_choices import _list_chosen_groups
 
@@ -79,11 +79,11 @@ def brace_expanded_option(
         and not run[0].lstrip("+").startswith(("hydra.", "hydra/"))
     ]
     keys = [  # the runs whose option's value in the config decides: not a config group's choice
-        run for run in runs if config_dir is None or not (config_dir / _group_of(run[0])).is_dir()
+        run for run in runs if config_dir is None or not (config_dir / group_of(run[0])).is_dir()
     ]
     composed = _composed_values(argv, keys, config_dir, config_name)
     for run in runs:
-        (prefix, name), typed = _prefixed(run[0]), [a.partition("=")[2] for a in run]
+        (prefix, name), typed = prefix_and_option(run[0]), [a.partition("=")[2] for a in run]
         if all(":" in v and not v.startswith(("{", "[")) for v in typed) and _may_be_a_map(
             name, typed, composed
         ):
@@ -96,9 +96,9 @@ def brace_expanded_option(
         return None
     groups = _list_chosen_groups(argv, listed, config_dir, config_name)
     for run in listed:
-        prefix, name = _prefixed(run[0])
+        prefix, name = prefix_and_option(run[0])
         values = ",".join(a.partition("=")[2] for a in run)
-        if (config_dir / _group_of(run[0])).is_dir():  # a group's choice
+        if (config_dir / group_of(run[0])).is_dir():  # a group's choice
             if name in groups and prefix != "++":  # ++ of a group: Hydra refuses it, split or not
                 tail = (
                     "and Hydra takes a plus of a group once"
@@ -126,7 +126,7 @@ def _one_value_meant(run: Sequence[str], config_name: str, sweeping: bool) -> st
     and says to give the one meant; where they share a start or an end, as bash's expansion of an unquoted
     ``{...}`` gives them, it names that ``{...}``; a folder option of ``predict.py`` takes one folder; in a
     multirun (``sweeping``), the values swept are one option with commas."""
-    prefix, name = _prefixed(run[0])
+    prefix, name = prefix_and_option(run[0])
     values = list(dict.fromkeys(a.partition("=")[2] for a in run))
     notes = []
     if sweeping:
@@ -203,16 +203,16 @@ def _composed_values(
     if config_dir is None or config_name is None or not runs:
         return {}
     given = {a for run in runs for a in run}
-    trials = _sweep_trials([a for a in _checked_overrides(argv) if a not in given], config_dir)
+    trials = checked_trials([a for a in checked_overrides(argv) if a not in given], config_dir)
     if not trials:
         return {}
-    _, cfg = _compose_error(config_dir, config_name, [composed for _, composed in trials[0]])
+    _, cfg = compose_error(config_dir, config_name, [composed for _, composed in trials[0]])
     if cfg is None:
         return {}
     values: dict[str, object] = {}
-    for name in (_prefixed(run[0])[1] for run in runs):
-        value = OmegaConf.select(cfg, name, default=_ABSENT, throw_on_resolution_failure=False)
-        if value is not _ABSENT:
+    for name in (prefix_and_option(run[0])[1] for run in runs):
+        value = OmegaConf.select(cfg, name, default=ABSENT, throw_on_resolution_failure=False)
+        if value is not ABSENT:
             values[name] = value
         elif _is_missing(cfg, name):  # ``???``: an option the config has, its value to give (input_dir)
             values[name] = "???"
