@@ -446,7 +446,7 @@ def _listed(value: object) -> list[object]:
     return value if isinstance(value, list) else [] if value is None else [value]
 
 
-def _list_chosen_groups(
+def list_chosen_groups(
     argv: Sequence[str], runs: Sequence[Sequence[str]], config_dir: Path, config_name: str
 ) -> set[str]:
     """The config groups of ``runs`` (each an option given again in a row) that the defaults list, as the

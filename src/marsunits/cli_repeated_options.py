@@ -26,7 +26,7 @@ from marsunits.cli_compose import (
     group_of,
     prefix_and_option,
 )
-from marsunits.cli_group_choices import _list_chosen_groups
+from marsunits.cli_group_choices import list_chosen_groups
 
 
 def brace_expanded_option(
@@ -94,7 +94,7 @@ def brace_expanded_option(
             return _shell_split(name, run, "entry", fix)
     if config_dir is None or config_name is None or not listed:
         return None
-    groups = _list_chosen_groups(argv, listed, config_dir, config_name)
+    groups = list_chosen_groups(argv, listed, config_dir, config_name)
     for run in listed:
         prefix, name = prefix_and_option(run[0])
         values = ",".join(a.partition("=")[2] for a in run)
