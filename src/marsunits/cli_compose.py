@@ -53,7 +53,7 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from marsunits.cli_sweeps import _choice_values
+    from marsunits.cli_sweeps import choice_values
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -68,7 +68,7 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
         name = arg.split("=", 1)[0]
         group = not name.startswith("~") and (config_dir / name.lstrip("+").split("@", 1)[0]).is_dir()
         try:
-            values = _choice_values(override, config_dir) if group else list(override.sweep_string_iterator())
+            values = choice_values(override, config_dir) if group else list(override.sweep_string_iterator())
         except Exception:  # noqa: BLE001 - an interval: no values to list
             continue
         if not values:

@@ -18,12 +18,13 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.cli_argv import CONFIG_FLAGS, hydra_quoted, override_arguments, with_override
-from marsunits.cli_values import _run_folder_guess, primary_config
+from marsunits.cli_values import primary_config, run_folder_guess
 from marsunits.errors import some_of
 
 __all__ = [
     "MAX_CHECKED_TRIALS",
     "STUDY_PACKAGE_FLOORS",
+    "choice_values",
     "claim_sweep_folder",
     "study_package_refusal",
     "sweep_refusal",
@@ -121,7 +122,7 @@ def sweep_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
             for num, trial in enumerate(trials):
                 cfg = compose(name, overrides=[*added, *trial], return_hydra_config=True)
                 with _as_sweep_job(cfg, num):
-                    refused = config_value_refusal(cfg, _run_folder_guess(cfg))
+                    refused = config_value_refusal(cfg, run_folder_guess(cfg))
                 if refused is None:
                     return None  # this trial may run: the failing ones are said by the sweep
                 refusals.append(refused)
@@ -292,7 +293,7 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
         return None, argv  # made of Hydra's runtime values, unknown here
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
-            values = [(c.get_key_element(), _choice_values(c, config_dir)) for c in choices]
+            values = [(c.get_key_element(), choice_values(c, config_dir)) for c in choices]
             first = [f"{key}={options[0]}" for key, options in values if options]
             cfg = compose("train", overrides=[*fixed, *first], return_hydra_config=True)
             folder = Path(str(cfg.hydra.sweep.dir))
@@ -332,8 +333,10 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     return None, with_override(argv, f"hydra.sweep.dir={hydra_quoted(str(folder))}")
 
 
-def _choice_values(choice: Override, config_dir: Path) -> list[str]:
-    """The options a swept config-group choice runs (``debug=fdr,overfit``, ``experiment=glob(synth*)``)."""
+def choice_values(choice: Override, config_dir: Path) -> list[str]:
+    """The options a swept config-group choice runs, in order (``debug=fdr,overfit``: ``["fdr", "overfit"]``;
+    ``experiment=glob(synth*)``: the group's options the glob matches, sorted). Raises where Hydra cannot list
+    the sweep's values (an Optuna interval): its callers leave such a sweep to Hydra."""
     from hydra.core.override_parser.types import Glob
 
     value = choice.value()

@@ -24,7 +24,7 @@ from marsunits.cli_argv import (
     override_arguments,
 )
 
-__all__ = ["predict_refusal", "primary_config", "value_refusal"]
+__all__ = ["predict_refusal", "primary_config", "run_folder_guess", "value_refusal"]
 
 
 def _unset_run_folder_values(logger: Any) -> None:
@@ -131,9 +131,10 @@ def _composed(argv: Sequence[str], config_dir: Path, overrides: Sequence[str]) -
         return None
 
 
-def _run_folder_guess(cfg: DictConfig) -> Path:
+def run_folder_guess(cfg: DictConfig) -> Path:
     """The run folder of ``cfg`` as composed now (``hydra.run.dir``: the clock may have moved when Hydra makes
-    it), or the log folder where it does not resolve here; only checks that read no folder are given it."""
+    it), or the log folder where it does not resolve here; absolute, a relative one taken from the current
+    folder. Only checks that read no folder are given it."""
     try:
         folder = Path(str(cfg.hydra.run.dir))
     except Exception:  # noqa: BLE001 - made of Hydra's runtime values
@@ -149,4 +150,4 @@ def value_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
     from marsunits.run_checks import config_value_refusal
 
     cfg = _composed(argv, config_dir, override_arguments(argv))
-    return None if cfg is None else config_value_refusal(cfg, _run_folder_guess(cfg))
+    return None if cfg is None else config_value_refusal(cfg, run_folder_guess(cfg))
