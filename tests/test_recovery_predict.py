@@ -1077,6 +1077,101 @@ def test_two_stops_of_different_kinds_end_the_run_the_same_whichever_rank_had_wh
         assert [ending[0] for ending in said] == ["KeyboardInterrupt", "KeyboardInterrupt"], said  # type: ignore[index]
 
 
+def _spawned_rank_beside_the_launcher_s_stop(
+    rank: int, store: str, function: Callable[..., Any], args: tuple[object, ...], events: object
+) -> None:
+    """One of two ranks that ``predict.py devices=2``'s launcher (this test's process, through a
+    ``Fabric.launch`` standing in for ``ddp_spawn``'s) started, running ``function(fabric, *args)`` in a gloo
+    group (collectives' timeout 20 s): rank 0 waits in its second image (``events[0]`` set) for a SIGTERM;
+    rank 1 is interrupted (Ctrl-C) in its own second image once rank 0 waits, and sets ``events[1]`` as it
+    reaches the gather (where it waits for rank 0)."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+
+    from marsunits.inference import runner
+
+    real_process = runner._Session.process
+    from marsunits.inference.rank_watch import _RankWatch
+
+    real_meet = _RankWatch.meet
+    done = [0]
+
+    def process(self, f, item):  # type: ignore[no-untyped-def]
+        if done[0] == 1 and rank == 0:
+            events[0].set()  # type: ignore[index]
+            time.sleep(60)  # until the launcher's SIGTERM
+        if done[0] == 1 and rank == 1:
+            assert events[0].wait(120)  # type: ignore[index]
+            raise KeyboardInterrupt
+        done[0] += 1
+        return real_process(self, f, item)
+
+    def meet(self):  # type: ignore[no-untyped-def]
+        if rank == 1:
+            events[1].set()  # type: ignore[index]
+        return real_meet(self)
+
+    runner._Session.process = process  # type: ignore[method-assign]
+    _RankWatch.meet = meet  # type: ignore[method-assign]
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=timedelta(seconds=20)
+    )
+    try:
+        function(SimpleNamespace(global_rank=rank, world_size=2, device=torch.device("cpu")), *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_launcher_stopped_beside_a_rank_s_stop_ends_with_the_run_s_recorded_status(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``predict.py devices=2`` whose launcher got a SIGTERM while its rank 1 was interrupted (Ctrl-C): the
+    launcher stopped the ranks, rank 0 (terminated by it) recorded the run as interrupted (130: a Ctrl-C
+    goes before a SIGTERM), and the launcher still ended with its own SIGTERM's 143. It now ends as the
+    run's record says, with rank 0's word."""
+    import json
+    import multiprocessing
+
+    import lightning.fabric
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import distributed
+    from marsunits.inference.options import PredictOptions
+
+    inp, out = _eight_images(tmp_path)
+    opts = PredictOptions.from_config(
+        make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", "devices=2")
+    )
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    ranks: list[Any] = []
+
+    def launch(self, function, *args):  # type: ignore[no-untyped-def]
+        store = str(tmp_path / "store")
+        ranks.extend(
+            fork.Process(
+                target=_spawned_rank_beside_the_launcher_s_stop, args=(r, store, function, args, events)
+            )
+            for r in range(2)
+        )
+        for rank in ranks:
+            rank.start()
+        assert events[1].wait(60), "rank 1 did not reach the gather"
+        raise TerminatedError  # the launcher's own SIGTERM: it stops the ranks
+
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
+    with pytest.raises(KeyboardInterrupt):
+        distributed.launch(opts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 130, summary
+    assert "rank 1 was interrupted (Ctrl-C)" in summary["stopped_early"], summary
+    assert "rank 0 was terminated (SIGTERM)" in summary["stopped_early"], summary
+    assert [rank.exitcode for rank in ranks] == [0, 0]
+
+
 def _rank_of_three_ended_by_a_bug_beside_a_stop(
     rank: int, store: str, opts: object, conn: object, events: object
 ) -> None:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -141,12 +143,20 @@ def launch(opts: PredictOptions) -> RunResult:
     ``SLURM_PROCID`` and world ``SLURM_NTASKS``: in an ``sbatch`` script of one task (``--ntasks=1
     --gres=gpu:4``, ``python predict.py devices=4``) every spawned process was rank 0 of 1, each predicted
     every image into the same files, and the run ended in a traceback (the port already in use).
+
+    This process stopped itself (SIGTERM, Ctrl-C) stops the ranks (:func:`stop_spawned_ranks`) and then ends
+    as rank 0 recorded the run (its word, :func:`_rank_0_word`: the status ``summary.json`` says, by
+    :data:`~marsunits.inference.sharded_run.ENDING_ORDER`), not as its own stop: a SIGTERM here while a rank
+    was interrupted ended this process 143 beside a record of 130. Without rank 0's word (the ranks stopped
+    before it), its own stop.
     """
     from lightning.fabric import Fabric
     from lightning.fabric.plugins.environments import LightningEnvironment
 
     accelerator = _accelerator(str(opts.device))
     external = launched_world_size() > 1
+    words = None if external else tempfile.mkdtemp(prefix="marsunits-predict-")
+    word = None if words is None else os.path.join(words, "rank-0-word.pickle")
     fabric = Fabric(
         accelerator=accelerator,
         devices=opts.devices,
@@ -156,17 +166,54 @@ def launch(opts: PredictOptions) -> RunResult:
         plugins=None if external else [LightningEnvironment()],
     )
     try:
-        result = fabric.launch(_rank_main, opts, _log_handlers(), not external)  # type: ignore[arg-type]
+        result = fabric.launch(_rank_main, opts, _log_handlers(), not external, word)  # type: ignore[arg-type]
     except (KeyboardInterrupt, TerminatedError) as stop:
         stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt))
-        raise
+        # The ranks stopped, rank 0 recorded how the run ended (summary.json): that ends this process too,
+        # not its own stop (a SIGTERM here beside a rank's Ctrl-C: the record said 130, this process 143).
+        said = _rank_0_word(word)
+        if said is None:  # rank 0 said nothing (stopped before its word, or never started): this stop
+            raise
+        result = said
     except torch.multiprocessing.ProcessExitedException as exc:
         raise _spawned_rank_gone(exc, fabric.node_rank * opts.devices) from exc
+    finally:
+        if words is not None:
+            shutil.rmtree(words, ignore_errors=True)
     if isinstance(result, SpawnedRunStopped):  # the reports are written: the run ends as the rank's stop
         raise TerminatedError if result.sigterm else KeyboardInterrupt
     if isinstance(result, SpawnedRunFailed):  # likewise, as the failing rank's error
         raise result.error
     return result
+
+
+def _rank_0_word(word: str | None) -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
+    """What rank 0 of spawned ranks left in the file ``word`` as it ended (:func:`_rank_main`): what it
+    returned to the launching process, which a stop of that process kept from arriving; None where it left
+    nothing."""
+    import pickle
+
+    if word is None:
+        return None
+    try:
+        with open(word, "rb") as said:
+            return pickle.load(said)  # type: ignore[no-any-return]  # noqa: S301 - rank 0's, this run's
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+def _leave_word(word: str, returned: object) -> None:
+    """Write ``returned``, what rank 0 of spawned ranks returns, pickled to the file ``word`` (atomically),
+    for :func:`_rank_0_word`; a word that cannot be written is left out (the launcher then ends with its own
+    stop, as it did)."""
+    import pickle
+
+    from marsunits.atomic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(word, pickle.dumps(returned))
+    except Exception:  # noqa: BLE001 - the run's end matters more than this word
+        log.debug("could not leave rank 0's word in %s", word, exc_info=True)
 
 
 def _spawned_rank_gone(exc: torch.multiprocessing.ProcessExitedException, first_rank: int) -> Exception:
@@ -452,6 +499,7 @@ def _rank_main(
     opts: PredictOptions,
     log_handlers: list[_HandlerSpec] | None = None,
     spawned: bool = False,
+    word: str | None = None,
 ) -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
     """One rank's work: predict its shard with its own device, then gather the reports on rank 0.
 
@@ -459,7 +507,11 @@ def _rank_main(
     is then returned (:class:`SpawnedRunStopped` from rank 0, None from the others) instead of raised, and
     so is a rank's failure once the ranks have met after it (:class:`SpawnedRunFailed`; the failing rank
     logs the traceback of an error that is not a user's). Ranks of torchrun or srun raise it, each ending as
-    its own ``predict.py`` does. Any other error is raised: torch's spawn then ends the other ranks."""
+    its own ``predict.py`` does. Any other error is raised: torch's spawn then ends the other ranks.
+
+    ``word``: a file where rank 0 of spawned ranks also leaves what it returns (:func:`_leave_word`), for a
+    launching process stopped itself while the ranks ended (:func:`launch`): torch's spawn no longer hands
+    it rank 0's result then."""
     import torch.distributed as dist
 
     _restore_logging(log_handlers or [], fabric.global_rank)
@@ -492,27 +544,34 @@ def _rank_main(
     stops = _StoreStops()
     if stops.store is not None:
         stops.watch = _RankWatch(stops.store, shard.rank, shard.world_size, float(opts.rank_timeout_s))
+    broadcast = _StoreBroadcast(stops, shard.rank, shard.world_size)
+
+    def ended() -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
+        try:
+            return predict_shard(rank_opts, shard, gather, broadcast, stops)
+        except (KeyboardInterrupt, TerminatedError) as stop:
+            if not spawned:
+                raise
+            return SpawnedRunStopped(isinstance(stop, TerminatedError)) if fabric.global_rank == 0 else None
+        except Exception as exc:
+            if not spawned:
+                raise
+            if isinstance(exc, RankFailedError):  # another rank failed; the ranks met after it
+                error: Exception = exc.errors[0] if exc.errors else exc
+            elif exc is stops.failure:  # this rank's own failure, raised after the ranks met (predict_shard)
+                error = exc
+                if not isinstance(exc, MarsUnitsError):  # a bug: its traceback, which the launcher lacks
+                    log.error("rank %d of %d failed", fabric.global_rank, fabric.world_size, exc_info=exc)
+            else:  # before the ranks met (a refusal at start, a collective's error): torch's spawn ends
+                raise  # the rest
+            return SpawnedRunFailed(error) if fabric.global_rank == 0 else None
+
     try:
         with sigterm_raises(once=True):
-            return predict_shard(
-                rank_opts, shard, gather, _StoreBroadcast(stops, shard.rank, shard.world_size), stops
-            )
-    except (KeyboardInterrupt, TerminatedError) as stop:
-        if not spawned:
-            raise
-        return SpawnedRunStopped(isinstance(stop, TerminatedError)) if fabric.global_rank == 0 else None
-    except Exception as exc:
-        if not spawned:
-            raise
-        if isinstance(exc, RankFailedError):  # another rank failed; the ranks met after it
-            error: Exception = exc.errors[0] if exc.errors else exc
-        elif exc is stops.failure:  # this rank's own failure, raised after the ranks met (predict_shard)
-            error = exc
-            if not isinstance(exc, MarsUnitsError):  # a bug: its traceback, which the launcher cannot show
-                log.error("rank %d of %d failed", fabric.global_rank, fabric.world_size, exc_info=exc)
-        else:  # before the ranks met (a refusal at start, a collective's error): torch's spawn ends the rest
-            raise
-        return SpawnedRunFailed(error) if fabric.global_rank == 0 else None
+            returned = ended()
+            if word is not None and fabric.global_rank == 0:
+                _leave_word(word, returned)
+        return returned
     finally:
         if stops.watch is not None:
             stops.watch.close()

@@ -43,6 +43,7 @@ from marsunits.errors import (
     ending_recorded,
     exit_status,
     stop_said,
+    stopping_otherwise,
     storage_problem,
 )
 from marsunits.inference.inputs import check_folders
@@ -361,6 +362,9 @@ def _predict_claimed_shard(
         session.predict_all(todo)
     except (KeyboardInterrupt, TerminatedError) as exc:
         stop = exc
+        # A SIGTERM coming next (``devices=2``'s launcher stopping its ranks) must not cut the gather or the
+        # reports: it raised after the gather, and the run lost this rank's word (or wrote no reports).
+        stopping_otherwise()
         if stops is not None:  # the other ranks stop at their next image, as one process stopped would
             stops.announce()
         how_far = session.stopped_early
@@ -370,6 +374,7 @@ def _predict_claimed_shard(
         pass  # another rank's stop or failure: its rank says it, and rank 0 ends the run with it
     except Exception as exc:  # noqa: BLE001 - raised again after the gather, below
         failure = exc
+        stopping_otherwise()  # as for a stop: a SIGTERM now must not cut the gather or the reports
         if stops is not None:
             stops.announce(failure)
     session.loop_seconds = time.perf_counter() - loop_start
