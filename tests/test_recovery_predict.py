@@ -330,6 +330,7 @@ def _run_as_rank(
     spawned: bool = False,
     status: bool = False,
     world_size: int = 2,
+    told: bool = False,
 ) -> None:
     """Run ``distributed._rank_main`` as rank ``rank`` of a two-process (``world_size``) gloo group met
     through the file ``store`` (or a ``tcp://`` address, whose store rank 0 holds, as spawned ranks' and
@@ -338,7 +339,9 @@ def _run_as_rank(
     of what it returned)``) back through ``conn``. ``timeout_s``: the group's collectives' timeout (default:
     torch's, 30 minutes), short where a rank left waiting must fail the test at once. ``spawned``: as a rank
     that ``predict.py devices=2`` spawned. ``status`` (with ``message``): the status the rank's command exits
-    with too (:func:`~marsunits.errors.exit_status`, 0 where it returned), third in what is sent."""
+    with too (:func:`~marsunits.errors.exit_status`, 0 where it returned), third in what is sent. ``told``:
+    run it as ``predict.py`` does (:func:`~marsunits.errors.report_user_errors`) and send instead ``(exit
+    status, what it printed on stderr)``."""
     from datetime import timedelta
     from types import SimpleNamespace
 
@@ -350,9 +353,27 @@ def _run_as_rank(
     timeout = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
     init_method = store if store.startswith("tcp://") else f"file://{store}"
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size, **timeout)
+    fabric = SimpleNamespace(global_rank=rank, world_size=world_size, device=torch.device("cpu"))
     try:
+        if told:
+            import contextlib
+            import io
+
+            from marsunits.errors import report_user_errors
+
+            printed = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(printed):
+                    report_user_errors(
+                        lambda: distributed._rank_main(fabric, opts, None, spawned), "predict.py"
+                    )  # type: ignore[arg-type]  # noqa: SLF001
+                code: object = 0
+            except SystemExit as exc:
+                code = exc.code
+            conn.send((code, printed.getvalue().strip()))  # type: ignore[attr-defined]
+            return
         returned = distributed._rank_main(  # noqa: SLF001
-            SimpleNamespace(global_rank=rank, world_size=world_size, device=torch.device("cpu")),  # type: ignore[arg-type]
+            fabric,  # type: ignore[arg-type]
             opts,  # type: ignore[arg-type]
             None,
             spawned,
@@ -980,14 +1001,21 @@ def test_a_rank_stopped_as_another_fails_ends_the_run_as_the_failure_whichever_r
 
 
 def _rank_ended_its_own_way(
-    rank: int, store: str, opts: object, endings: tuple[str, str], spawned: bool, conn: object, events: object
+    rank: int,
+    store: str,
+    opts: object,
+    endings: tuple[str, str],
+    spawned: bool,
+    conn: object,
+    events: object,
+    told: bool = False,
 ) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose two ranks end together in their
     second image, each as ``endings[rank]`` says: "ctrl-c" (``KeyboardInterrupt``), "sigterm"
     (:class:`~marsunits.errors.TerminatedError`) or "full" (its output disk full, ``ENOSPC``). ``events``:
     one per rank, set as it reaches that image, where it waits for the other's (both are then past the
     check for the other's word, so that each ends its own way). Sends ``(type name, message, exit
-    status)``."""
+    status)``; with ``told``, ``(exit status, what it printed)`` as ``predict.py`` (:func:`_run_as_rank`)."""
     import errno
 
     from marsunits.errors import TerminatedError
@@ -1012,7 +1040,7 @@ def _rank_ended_its_own_way(
         return real_process(self, f, item)
 
     runner._Session.process = process  # type: ignore[method-assign]
-    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=spawned, status=True)
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, spawned=spawned, status=True, told=told)
 
 
 @pytest.mark.parametrize(
@@ -1075,6 +1103,28 @@ def test_two_stops_of_different_kinds_end_the_run_the_same_whichever_rank_had_wh
         assert said[1 - full][0] == "RankFailedError", said  # type: ignore[index]
     else:
         assert [ending[0] for ending in said] == ["KeyboardInterrupt", "KeyboardInterrupt"], said  # type: ignore[index]
+
+
+@pytest.mark.parametrize("endings", [("ctrl-c", "sigterm"), ("sigterm", "ctrl-c")])
+def test_a_rank_terminated_beside_an_interrupted_rank_says_its_own_stop_and_why_the_run_ends_as_interrupted(
+    tmp_path: Path, ckpt: Path, endings: tuple[str, str]
+) -> None:
+    """A torchrun rank terminated (SIGTERM) while another rank was interrupted (Ctrl-C) exits 130, as the
+    run's record says, but printed ``predict.py: interrupted (Ctrl-C); finished outputs are kept``, which
+    was not what happened to it. Its one line now says its own stop and why the run ends otherwise; the
+    interrupted rank's line is unchanged."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_ended_its_own_way, endings, False, after=(events, True))
+    interrupted = endings.index("ctrl-c")
+    assert said[interrupted] == (130, "predict.py: interrupted (Ctrl-C); finished outputs are kept"), said
+    assert said[1 - interrupted] == (
+        130,
+        f"predict.py: terminated (SIGTERM); the run ends as interrupted because rank {interrupted} was "
+        "interrupted (Ctrl-C); finished outputs are kept",
+    ), said
 
 
 def _spawned_rank_beside_the_launcher_s_stop(

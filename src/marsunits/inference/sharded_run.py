@@ -43,6 +43,8 @@ from marsunits.errors import (
     ending_recorded,
     exit_status,
     stop_said,
+    stop_told,
+    stop_words,
     stopping_otherwise,
     storage_problem,
 )
@@ -390,8 +392,8 @@ def _predict_claimed_shard(
     if shard.rank != 0:
         # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed and
         # whether one was stopped (by SIGTERM: True; Ctrl-C: False; None).
-        failures, run_stop = broadcast(None) if broadcast is not None else ([], None)
-        _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, run_stop)
+        failures, run_stop, decided = broadcast(None) if broadcast is not None else ([], None, None)
+        _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, run_stop, decided)
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
     stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
     failures = []  # (rank, what it failed with, its error if it could be sent)
@@ -475,8 +477,10 @@ def _predict_claimed_shard(
         raise
     finally:
         if broadcast is not None:
-            broadcast((failures, _run_stop(stopped)))
-    _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, _run_stop(stopped))
+            broadcast((failures, _run_stop(stopped), _stop_decided_by(stopped)))
+    _raise_how_the_rank_ended(
+        failure, stop, failures, shard.world_size, _run_stop(stopped), _stop_decided_by(stopped)
+    )
     return result
 
 
@@ -598,7 +602,11 @@ def _leave_the_ranks(
     if shard.rank == 0:
         if broadcast is not None and parts is not None:
             broadcast(
-                ([(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None], None)
+                (
+                    [(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None],
+                    None,
+                    None,
+                )
             )
     elif broadcast is not None:
         broadcast(None)
@@ -611,6 +619,7 @@ def _raise_how_the_rank_ended(
     failures: Sequence[tuple[int, str, Exception | None]],
     world_size: int,
     run_stop: bool | None,
+    decided: str | None = None,
 ) -> None:
     """Raise what ends this rank's part of the run, with the status the run's ``summary.json`` records
     (:data:`ENDING_ORDER`): where a rank failed (``failures``, as rank 0 said them), this rank's own failure
@@ -622,7 +631,9 @@ def _raise_how_the_rank_ended(
     So every rank of a torchrun run exits with the status its record says: a rank stopped (Ctrl-C, SIGTERM)
     beside a failing rank, or one whose disk was full (``OutputWriteError``, 2) beside another's bug, raises
     the :class:`RankFailedError`, and one terminated (SIGTERM) beside another's Ctrl-C the
-    ``KeyboardInterrupt``."""
+    ``KeyboardInterrupt``. Such a rank's one line says its own stop and why the run ends otherwise
+    (:func:`~marsunits.errors.stop_told`; ``decided``, :func:`_stop_decided_by`: the ranks whose stop the
+    run's is): it said ``interrupted (Ctrl-C)``, which was not what happened to it."""
     if failures:
         errors = _errors(failures)
         if failure is not None and exit_status(failure) == exit_status(RankFailedError("", errors)):
@@ -637,7 +648,28 @@ def _raise_how_the_rank_ended(
     ends = TerminatedError() if run_stop else KeyboardInterrupt()
     if stop is not None and exit_status(stop) == exit_status(ends):
         raise stop
+    if stop is not None and decided is not None:
+        how = "terminated" if run_stop else "interrupted"
+        stop_told(
+            f"predict.py: {stop_said(stop)[0]}; the run ends as {how} because {decided}; finished "
+            "outputs are kept",
+            ends,
+        )
     raise ends from stop
+
+
+def _stop_decided_by(stopped: Sequence[tuple[int, str, bool]]) -> str | None:
+    """Of the stopped ranks' ``(rank, how it was stopped, by SIGTERM)``, the ranks whose stop is the run's
+    (:func:`_run_stop`) and how, as a stopped rank of another kind says why the run ends otherwise: "rank 0
+    was interrupted (Ctrl-C)", "ranks 0 and 2 were terminated (SIGTERM)"; None where no rank was stopped."""
+    run_stop = _run_stop(stopped)
+    if run_stop is None:
+        return None
+    ranks = [str(rank) for rank, _, by_sigterm in stopped if by_sigterm == run_stop]
+    words = stop_words(143 if run_stop else 130)
+    if len(ranks) == 1:
+        return f"rank {ranks[0]} was {words}"
+    return f"ranks {', '.join(ranks[:-1])} and {ranks[-1]} were {words}"
 
 
 def _said(exc: BaseException) -> str:
