@@ -1012,7 +1012,8 @@ def _rank_ended_its_own_way(
 ) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose two ranks end together in their
     second image, each as ``endings[rank]`` says: "ctrl-c" (``KeyboardInterrupt``), "sigterm"
-    (:class:`~marsunits.errors.TerminatedError`) or "full" (its output disk full, ``ENOSPC``). ``events``:
+    (:class:`~marsunits.errors.TerminatedError`), "full" (its output disk full, ``ENOSPC``) or "worker" (a
+    loader worker dead: torch's ``RuntimeError``). ``events``:
     one per rank, set as it reaches that image, where it waits for the other's (both are then past the
     check for the other's word, so that each ends its own way). Sends ``(type name, message, exit
     status)``; with ``told``, ``(exit status, what it printed)`` as ``predict.py`` (:func:`_run_as_rank`)."""
@@ -1027,6 +1028,9 @@ def _rank_ended_its_own_way(
     def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(paths.mask))
 
+    def worker_dead(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+
     def process(self, f, item):  # type: ignore[no-untyped-def]
         if done[0] == 1:
             events[rank].set()  # type: ignore[index]
@@ -1035,7 +1039,7 @@ def _rank_ended_its_own_way(
                 raise KeyboardInterrupt
             if endings[rank] == "sigterm":
                 raise TerminatedError
-            runner.write_prediction = write_prediction  # type: ignore[assignment]
+            runner.write_prediction = write_prediction if endings[rank] == "full" else worker_dead  # type: ignore[assignment]
         done[0] += 1
         return real_process(self, f, item)
 
@@ -1125,6 +1129,32 @@ def test_a_rank_terminated_beside_an_interrupted_rank_says_its_own_stop_and_why_
         f"predict.py: terminated (SIGTERM); the run ends as interrupted because rank {interrupted} was "
         "interrupted (Ctrl-C); finished outputs are kept",
     ), said
+
+
+@pytest.mark.parametrize("endings", [("full", "worker"), ("worker", "full")])
+def test_two_ranks_failing_with_two_user_errors_end_a_spawned_run_naming_both(
+    tmp_path: Path, ckpt: Path, endings: tuple[str, str]
+) -> None:
+    """Two ranks of ``predict.py devices=2`` failing together with two errors of status 2 (a full disk on
+    one, a dead loader worker on the other): ``summary.json`` named both, but the launching process ended
+    with the lower rank's error alone. Rank 0's word for it now names both, in the record's order (by rank),
+    still one line and status 2."""
+    import json
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_ended_its_own_way, endings, True, after=(events,))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 2, summary
+    names = {"full": "OutputWriteError", "worker": "LoaderWorkerError"}
+    assert said[1] == ("returned", "None", 0), said
+    returned, word, _ = said[0]  # type: ignore[misc]
+    assert returned == "returned" and word.startswith("SpawnedRunFailed(error=RankFailedError("), said
+    for rank, ending in enumerate(endings):
+        assert f"rank {rank} of its 2 ranks failed ({names[ending]}: " in word, word
+        assert f"rank {rank} of its 2 ranks failed ({names[ending]}: " in summary["stopped_early"], summary
+    assert word.index("rank 0 of its 2 ranks failed") < word.index("rank 1 of its 2 ranks failed"), word
 
 
 def _spawned_rank_beside_the_launcher_s_stop(

@@ -257,8 +257,10 @@ class SpawnedRunFailed:
     written: raised there, so that ``predict.py devices=2`` ends as one process with that error does (a user
     error in one line, status 2). ``error`` is the failing rank's own error, or, where it could not be sent
     between processes, the :class:`~marsunits.inference.sharded_run.RankFailedError` naming it (a user's
-    error) or a ``RuntimeError`` saying it (a bug's: not ended as a user's error, status 1). Each rank raising
-    its error instead was a spawn traceback, status 1, of whichever rank torch saw end first."""
+    error) or a ``RuntimeError`` saying it (a bug's: not ended as a user's error, status 1); where several
+    ranks failed with a user's error each, the ``RankFailedError`` naming them all
+    (:func:`~marsunits.inference.sharded_run.errors_named`). Each rank raising its error instead was a spawn
+    traceback, status 1, of whichever rank torch saw end first."""
 
     error: Exception
 
@@ -387,6 +389,8 @@ class _StoreBroadcast:
         self._world_size = world_size
         self._read_wait_s = read_wait_s
         self._calls = 0
+        #: The object of the last call, as this rank has it (rank 0's last word: which ranks failed).
+        self.last: Any = None
 
     def __call__(self, obj: Any) -> Any:
         import contextlib
@@ -399,6 +403,7 @@ class _StoreBroadcast:
         self._calls += 1  # every rank broadcasts the same times: the n-th call's key is the same everywhere
         key = f"broadcast/{self._calls}"
         if self._rank == 0:
+            self.last = obj
             self._store.set(key, pickle.dumps(obj))  # type: ignore[arg-type]  # bytes: torch takes them
             read = [f"{key}/read/{rank}" for rank in range(1, self._world_size)]
             # Asked in turns, not one wait: a wait holds the TCP store's client, which this rank's counting
@@ -430,7 +435,8 @@ class _StoreBroadcast:
             # returns (sigterm_raises), and rank 0 then waited the whole read_wait_s for it before it ended.
             with contextlib.suppress(dist.DistError):  # rank 0's store gone: nobody waits
                 self._store.set(f"{key}/read/{self._rank}", "1")
-        return pickle.loads(raw)  # noqa: S301 - rank 0's pickle, as the collective's
+        self.last = pickle.loads(raw)  # noqa: S301 - rank 0's pickle, as the collective's
+        return self.last
 
     def _unread_rank_gone(self, watch: _RankWatch, key: str, started: float) -> bool:
         """On rank 0 waiting since ``started`` for the others to read ``key``: True, said in a warning, when
@@ -516,7 +522,7 @@ def _rank_main(
 
     _restore_logging(log_handlers or [], fabric.global_rank)
 
-    from marsunits.inference.sharded_run import RankFailedError, Shard, predict_shard
+    from marsunits.inference.sharded_run import RankFailedError, Shard, errors_named, predict_shard
 
     device = str(fabric.device) if fabric.device.type == "cuda" else "cpu"
     rank_opts = opts.with_values(device=device, devices=1)  # refusals in the launcher's words
@@ -564,7 +570,11 @@ def _rank_main(
                     log.error("rank %d of %d failed", fabric.global_rank, fabric.world_size, exc_info=exc)
             else:  # before the ranks met (a refusal at start, a collective's error): torch's spawn ends
                 raise  # the rest
-            return SpawnedRunFailed(error) if fabric.global_rank == 0 else None
+            if fabric.global_rank != 0:
+                return None
+            # Several ranks failed with a user's error each (a full disk, a dead loader worker): the
+            # launching process names them all, as summary.json does, not the lower rank's alone.
+            return SpawnedRunFailed(errors_named(broadcast.last, fabric.world_size) or error)
 
     try:
         with sigterm_raises(once=True):

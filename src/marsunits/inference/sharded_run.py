@@ -721,6 +721,21 @@ def _errors(failures: Sequence[tuple[int, str, Exception | None]]) -> list[Excep
     return sorted(errors, key=lambda error: _ending_order(exit_status(error)))
 
 
+def errors_named(last_word: Any, world_size: int) -> RankFailedError | None:
+    """From rank 0's last word to the ranks (``(failures, ...)``, :func:`predict_shard`), the error that names
+    every failed rank where several failed and the run's status is a user's error's (2: a full disk on
+    one, a dead loader worker on another), in the record's order (``stopped_early``: by rank); else None.
+    The launching process of spawned ranks ends with it: it ended with the lower rank's error alone, the
+    other unsaid. A bug's run (1) ends with the bug's own error (its traceback)."""
+    if not isinstance(last_word, tuple) or not last_word or not isinstance(last_word[0], list):
+        return None
+    failures = last_word[0]
+    if len(failures) < 2:
+        return None
+    named = RankFailedError(_rank_failures_said(failures, world_size), _errors(failures))
+    return named if exit_status(named) == 2 else None
+
+
 def _rank_failures_said(
     failures: Sequence[tuple[int, str, Exception | None]], world_size: int, run: bool = True
 ) -> str:
