@@ -1098,7 +1098,10 @@ def test_two_stops_of_different_kinds_end_the_run_the_same_whichever_rank_had_wh
     assert summary["exit_status"] == status and summary["exit_reasons"] == ["stopped"], summary
     assert summary["text"].endswith(f"The run {summary['stopped_early']}."), summary["text"]
     if spawned:  # the launching process ends with rank 0's word: the run's stop
-        assert said == [("returned", "SpawnedRunStopped(sigterm=False)", 0), ("returned", "None", 0)], said
+        assert said == [
+            ("returned", "SpawnedRunStopped(sigterm=False, decided='rank 1 was interrupted (Ctrl-C)')", 0),
+            ("returned", "None", 0),
+        ], said
         return
     exited = [ending[2] for ending in said]  # type: ignore[index]
     assert exited == [status, status], said
@@ -1206,7 +1209,7 @@ def _spawned_rank_beside_the_launcher_s_stop(
 
 
 def test_a_launcher_stopped_beside_a_rank_s_stop_ends_with_the_run_s_recorded_status(
-    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``predict.py devices=2`` whose launcher got a SIGTERM while its rank 1 was interrupted (Ctrl-C): the
     launcher stopped the ranks, rank 0 (terminated by it) recorded the run as interrupted (130: a Ctrl-C
@@ -1217,7 +1220,7 @@ def test_a_launcher_stopped_beside_a_rank_s_stop_ends_with_the_run_s_recorded_st
 
     import lightning.fabric
 
-    from marsunits.errors import TerminatedError
+    from marsunits.errors import TerminatedError, report_user_errors
     from marsunits.inference import distributed
     from marsunits.inference.options import PredictOptions
 
@@ -1243,8 +1246,14 @@ def test_a_launcher_stopped_beside_a_rank_s_stop_ends_with_the_run_s_recorded_st
         raise TerminatedError  # the launcher's own SIGTERM: it stops the ranks
 
     monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
-    with pytest.raises(KeyboardInterrupt):
-        distributed.launch(opts)
+    with pytest.raises(SystemExit) as ended:
+        report_user_errors(lambda: distributed.launch(opts), "predict.py")
+    assert ended.value.code == 130
+    # Its line says its own stop, and why the run ends otherwise (as a torchrun rank's does).
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "predict.py: terminated (SIGTERM); the run ends as interrupted because rank 1 was interrupted "
+        "(Ctrl-C); finished outputs are kept"
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exit_status"] == 130, summary
     assert "rank 1 was interrupted (Ctrl-C)" in summary["stopped_early"], summary

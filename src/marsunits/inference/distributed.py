@@ -174,6 +174,12 @@ def launch(opts: PredictOptions) -> RunResult:
         said = _rank_0_word(word)
         if said is None:  # rank 0 said nothing (stopped before its word, or never started): this stop
             raise
+        if isinstance(said, SpawnedRunStopped) and said.sigterm != isinstance(stop, TerminatedError):
+            from marsunits.inference.sharded_run import tell_stop_of_another_kind
+
+            ends = TerminatedError() if said.sigterm else KeyboardInterrupt()
+            tell_stop_of_another_kind(stop, ends, said.decided or "another rank's stop")
+            raise ends from None
         result = said
     except torch.multiprocessing.ProcessExitedException as exc:
         raise _spawned_rank_gone(exc, fabric.node_rank * opts.devices) from exc
@@ -245,9 +251,12 @@ def _spawned_rank_gone(exc: torch.multiprocessing.ProcessExitedException, first_
 class SpawnedRunStopped:
     """What rank 0 of spawned ranks returns to the launching process when a rank was stopped (Ctrl-C,
     SIGTERM) and the reports of what the ranks finished are written: raised there as that stop. A rank
-    ending in the stop's exception was a spawn traceback, status 1."""
+    ending in the stop's exception was a spawn traceback, status 1. ``decided``: the ranks whose stop the
+    run's is (``rank 1 was interrupted (Ctrl-C)``), for a launching process stopped another way, whose line
+    says both (:func:`~marsunits.inference.sharded_run.tell_stop_of_another_kind`)."""
 
     sigterm: bool
+    decided: str | None = None
 
 
 @dataclass  # not frozen, as SpawnedRunStopped
@@ -558,7 +567,11 @@ def _rank_main(
         except (KeyboardInterrupt, TerminatedError) as stop:
             if not spawned:
                 raise
-            return SpawnedRunStopped(isinstance(stop, TerminatedError)) if fabric.global_rank == 0 else None
+            if fabric.global_rank != 0:
+                return None
+            last = broadcast.last
+            decided = last[2] if isinstance(last, tuple) and len(last) > 2 else None
+            return SpawnedRunStopped(isinstance(stop, TerminatedError), decided)
         except Exception as exc:
             if not spawned:
                 raise

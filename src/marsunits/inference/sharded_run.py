@@ -649,13 +649,23 @@ def _raise_how_the_rank_ended(
     if stop is not None and exit_status(stop) == exit_status(ends):
         raise stop
     if stop is not None and decided is not None:
-        how = "terminated" if run_stop else "interrupted"
-        stop_told(
-            f"predict.py: {stop_said(stop)[0]}; the run ends as {how} because {decided}; finished "
-            "outputs are kept",
-            ends,
-        )
+        tell_stop_of_another_kind(stop, ends, decided)
     raise ends from stop
+
+
+def tell_stop_of_another_kind(own: BaseException, ends: BaseException, decided: str) -> None:
+    """Record (:func:`~marsunits.errors.stop_told`) the one line of a process stopped by ``own`` (a SIGTERM)
+    whose run ends as ``ends`` (a Ctrl-C) because of other ranks' stops (``decided``,
+    :func:`_stop_decided_by`): ``predict.py: terminated (SIGTERM); the run ends as interrupted because rank
+    0 was interrupted (Ctrl-C); finished outputs are kept``. ``predict.py`` then prints it and exits with the
+    run's status: its generic line for ``ends`` said a stop that had not happened to it. A rank of
+    ``torchrun`` and the launching process of spawned ranks say it."""
+    how = "terminated" if exit_status(ends) == 143 else "interrupted"
+    stop_told(
+        f"predict.py: {stop_said(own)[0]}; the run ends as {how} because {decided}; finished outputs are "
+        "kept",
+        ends,
+    )
 
 
 def _stop_decided_by(stopped: Sequence[tuple[int, str, bool]]) -> str | None:
