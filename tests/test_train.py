@@ -306,6 +306,55 @@ def test_debug_overfit_renders_and_keeps_only_the_scenes_its_batches_draw(
     assert sorted(sets[0]._items) == [0, 1, 2, 3]
 
 
+def test_debug_overfit_draws_the_batches_lightning_chose_without_its_shuffling_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lightning overfits on the training loader's first batches in order: given a shuffling loader it put a
+    SequentialSampler in its place, saying "You requested to overfit but enabled train dataloader
+    shuffling" on every ``debug=overfit`` run. The loader is made in order for it: the very batches it
+    drew (the scenes, their augmentation), and no warning."""
+    from marsunits.data.datamodule import MarsDataModule
+    from marsunits.task import SegmentationTask
+
+    drawn: list[tuple[torch.Tensor, torch.Tensor]] = []
+    training_step = SegmentationTask.training_step
+
+    def recorded(self: SegmentationTask, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        drawn.append((batch["image"].clone(), batch["mask"].clone()))
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SegmentationTask, "training_step", recorded)
+    options = [*TINY, "debug=overfit", "data.batch_size=2", "trainer.max_epochs=2", "test=false"]
+
+    def batches_and_warnings(folder: str) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[str]]:
+        drawn.clear()
+        caplog.clear()
+        with warnings.catch_warnings(record=True) as said, caplog.at_level(logging.INFO):
+            warnings.simplefilter("always")
+            run(compose_config("train", tmp_path / folder, options))
+        return list(drawn), [str(w.message) for w in said] + [r.getMessage() for r in caplog.records]
+
+    ours, told = batches_and_warnings("ours")
+    assert not [m for m in told if "overfit" in m and "shuffling" in m], told
+    # The loader as it was made before (shuffling, Lightning's sampler put in its place) draws the same.
+    loader = MarsDataModule._loader
+
+    def shuffled(self: MarsDataModule, dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        made = loader(self, dataset, *args, **kwargs)
+        if kwargs.get("generator") is None:  # a validation or test loader
+            return made
+        return loader(self, dataset, made.batch_size, True, made.drop_last, generator=kwargs["generator"])
+
+    monkeypatch.setattr(MarsDataModule, "_loader", shuffled)
+    before, told = batches_and_warnings("before")
+    assert [m for m in told if "requested to overfit but enabled train dataloader shuffling" in m], told
+    assert len(ours) == len(before) == 4  # 2 batches in each of 2 epochs
+    for (image, mask), (image_before, mask_before) in zip(ours, before, strict=True):
+        assert torch.equal(image, image_before) and torch.equal(mask, mask_before)
+    # The two epochs drew the same two batches (fixed_crops: the same augmentation every epoch).
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(ours[:2], ours[2:], strict=True))
+
+
 def test_resuming_a_finished_run_says_so_and_keeps_its_training_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

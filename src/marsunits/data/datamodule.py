@@ -986,7 +986,12 @@ class MarsDataModule(L.LightningDataModule):
         if self._resumed_step:
             torch.manual_seed(seed ^ 0x5EED)
         generator = torch.Generator().manual_seed(seed)
-        return self._loader(self.train_set, self.batch_size, True, drop_last, generator=generator)
+        # Lightning overfits (``debug=overfit``) on the first batches in order: it replaced a shuffling
+        # sampler by a SequentialSampler (under DDP, a DistributedSampler without shuffle) with "You
+        # requested to overfit but enabled train dataloader shuffling" on every such run. The loader is
+        # made in order here: the same batches, no warning.
+        shuffle = not (getattr(self.trainer, "overfit_batches", 0) or 0) > 0
+        return self._loader(self.train_set, self.batch_size, shuffle, drop_last, generator=generator)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """One loader per source (a bare loader when there is one source), in ``val_names`` order; under

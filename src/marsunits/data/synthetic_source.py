@@ -102,8 +102,8 @@ def render_processes(setting: int | None, n_scenes: int, trainer: Any) -> int:
 
 def overfit_scenes(overfit_batches: float, n_scenes: int, batch_size: int, ranks: int) -> int:
     """How many of the first training scenes Lightning's ``overfit_batches`` draw (``n_scenes`` when it is
-    0: every scene). Lightning overfits on the loader's first batches, in order (it replaces the shuffle by
-    a ``SequentialSampler``; under DDP a ``DistributedSampler`` without shuffle, rank ``r`` taking scenes
+    0: every scene). Lightning overfits on the loader's first batches, in order (the data module makes that
+    loader without shuffling; under DDP a ``DistributedSampler`` without shuffle, rank ``r`` taking scenes
     ``r, r + ranks, ...``): ``overfit_batches`` of them where it is an int, that fraction of each rank's
     batches where it is a float. ``debug=overfit`` (2 batches of 16) draws 32 of the default 1,792 scenes,
     and rendered all of them first (89 s on the 2-core development CPU)."""
