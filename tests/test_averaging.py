@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -102,7 +105,7 @@ def test_ema_test_pass_straight_after_fit_scores_the_average(tmp_path: Path) -> 
 
 
 def test_a_run_trained_with_ema_resumed_without_it_is_refused_before_anything_is_written(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``ckpt_path=last`` (or the file) on a run trained with ``callbacks=[default,ema]``, the EMA callback
     left out, resumed from the raw weights with the average dropped, Lightning's "Please add the following
@@ -132,14 +135,52 @@ def test_a_run_trained_with_ema_resumed_without_it_is_refused_before_anything_is
     more = ["+callbacks=[ema]", "trainer.max_epochs=2", f"ckpt_path={last}"]
     resumed = run(compose_config("train", tmp_path / "new", [*short, *more]))
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["global_step"] > steps
-    # So does Lightning's own EMA callback, which restores the average as well (it was refused as missing).
+    # So does Lightning's own EMA callback, which restores the average as well (it was refused as missing),
+    # without Lightning's "Please add the following callbacks: ['EMAWeights']": the average is taken over.
     theirs = ["+callbacks.lema._target_=lightning.pytorch.callbacks.EMAWeightAveraging", *more[1:]]
-    resumed = run(compose_config("train", tmp_path / "theirs", [*short, *theirs]))
+    resumed, told = _run_and_tell(compose_config("train", tmp_path / "theirs", [*short, *theirs]), caplog)
     assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["global_step"] > steps
+    assert not [m for m in told if "Please add the following callbacks" in m], told
+
+
+def _run_and_tell(cfg: Any, caplog: pytest.LogCaptureFixture) -> tuple[dict[str, Any], list[str]]:
+    """:func:`run`'s metrics, and every warning and log line it gave."""
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as said, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        metrics = run(cfg)
+    return metrics, [str(w.message) for w in said] + [r.getMessage() for r in caplog.records]
+
+
+def test_only_another_callback_left_out_of_a_resume_is_still_warned_of() -> None:
+    """The EMA classes' "Please add the following callbacks" is silenced for a fit that has the other
+    class, only for the one key it names: a resume leaving out another callback is warned as Lightning
+    does, and a fit without a weight-averaging callback silences nothing."""
+    from marsunits.lightning_logging import _quiet_averaging_taken_over
+
+    def warned(kept: list[str], left_out: list[str]) -> bool:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            _quiet_averaging_taken_over(kept, ["EMAWeights", "EMAWeightAveraging"])
+            warnings.warn(
+                "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
+                "provided during `Trainer` instantiation. Please add the following callbacks: "
+                f"{left_out}.",
+                UserWarning,
+                stacklevel=1,
+            )
+        return bool(said)
+
+    assert not warned(["EMAWeights"], ["EMAWeightAveraging"])
+    assert not warned(["EMAWeightAveraging"], ["EMAWeights"])
+    assert warned(["EMAWeights"], ["EMAWeights"])  # its own key left out: cannot be, but not hidden
+    assert warned(["EMAWeights"], ["EMAWeightAveraging", "LearningRateMonitor"])
+    assert warned(["EMAWeights"], ["LearningRateMonitor"])
+    assert warned([], ["EMAWeightAveraging"])
 
 
 def test_a_run_trained_with_lightnings_own_ema_is_refused_too_and_any_ema_takes_it_over(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A user may add Lightning's ``EMAWeightAveraging`` instead of ``callbacks=ema``: its checkpoints are the
     same (the average as ``state_dict``, the raw weights as ``current_model_state``) under another state key,
@@ -169,8 +210,11 @@ def test_a_run_trained_with_lightnings_own_ema_is_refused_too_and_any_ema_takes_
 
     # callbacks=ema takes it over: Lightning restores the average (its count goes on) and the raw weights,
     # where a run it did not take over from starts a new average (its "not created with WeightAveraging").
-    resumed = run(compose_config("train", tmp_path / "ours", [*short, "+callbacks=[ema]", *resume]))
+    ours = compose_config("train", tmp_path / "ours", [*short, "+callbacks=[ema]", *resume])
+    resumed, told = _run_and_tell(ours, caplog)
     after = torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)
+    # ... without Lightning's "Please add the following callbacks: ['EMAWeightAveraging']".
+    assert not [m for m in told if "Please add the following callbacks" in m], told
     more = after["global_step"] - saved["global_step"]
     assert more > 0
     before_count = int(saved["averaging_state"]["n_averaged"])

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from marsunits.user_paths import expand_home
 
@@ -90,6 +90,33 @@ def _quiet_monitor_before_validation() -> None:
         "ignore",
         r"`ModelCheckpoint\(monitor='[^']*'\)` could not find the monitored key in the returned metrics",
     )
+
+
+def _quiet_averaging_taken_over(kept: Iterable[str], others: Iterable[str]) -> None:
+    """Silence Lightning's "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint
+    need to be provided during `Trainer` instantiation. Please add the following callbacks: ['<key>']" for
+    each state key in ``others`` (the EMA callbacks, marsunits' ``EMAWeights`` and Lightning's
+    ``EMAWeightAveraging``) that none of the fit's weight-averaging callbacks has (``kept``: their state
+    keys; none, and nothing is silenced). For a ``warnings.catch_warnings()`` block around a fit.
+
+    A run trained with one EMA class and resumed with the other (``'+callbacks=[ema]'`` on a run of
+    Lightning's, or the reverse) takes the average and the raw weights over: Lightning's ``WeightAveraging``
+    restores them from the checkpoint's ``averaging_state`` and ``current_model_state``, whichever class
+    wrote them. Only the callback's own state, kept under its class's name, is not read: its last update
+    step, which only stops a second update at one step, and the resumed steps are all past it. Lightning
+    warns of that key before any callback's hook sees the checkpoint, so no callback can read it under the
+    other name in time; its advice (add the callback) would put a second average beside the first. Only that
+    message, and only when it names that one key: another callback left out is still warned of."""
+    present = set(kept)
+    if not present:
+        return
+    for key in set(others) - present:
+        warnings.filterwarnings(
+            "ignore",
+            r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
+            r"provided during `Trainer` instantiation\. Please add the following callbacks: "
+            rf"\['{re.escape(key)}'\]\.$",
+        )
 
 
 def _quiet_lightning_deprecations() -> None:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -38,6 +38,7 @@ from marsunits.errors import (
 )
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
 from marsunits.lightning_logging import (
+    _quiet_averaging_taken_over,
     _quiet_lightning_adverts,
     _quiet_lightning_deprecations,
     _quiet_logging_interval,
@@ -314,6 +315,12 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     _check_split_and_labels(cfg, datamodule, training)
     _write_run_config(cfg, output_dir)
     trainer, loggers = _trainer_and_loggers(cfg, ckpt_path)
+    # A resume with the other EMA class than its run's takes the average over, at the fit and at the
+    # validation and test of a best.ckpt carried over from the run: Lightning's "Please add" is not true.
+    _quiet_averaging_taken_over(
+        (c.state_key for c in getattr(trainer, "callbacks", []) if isinstance(c, WeightAveraging)),
+        (EMA_STATE_KEY, LIGHTNING_EMA_STATE_KEY),
+    )
 
     status = "failed"
     seconds_before = 0.0
@@ -842,8 +849,6 @@ def _builds_weight_averaging(node: Any) -> bool:
     """Whether the callback config ``node`` builds a Lightning ``WeightAveraging`` (``callbacks=ema``,
     Lightning's ``EMAWeightAveraging``, a user's own subclass). Its ``_target_`` was checked to import
     before (:func:`~marsunits.run_checks.check_config_values`)."""
-    from lightning.pytorch.callbacks import WeightAveraging
-
     from marsunits.targets import locate
 
     target = node.get("_target_") if isinstance(node, Mapping) else None
