@@ -1448,6 +1448,33 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "whole numbers 0..255, each mapped to a sub-class id",
         ),
         (
+            # Text inside a class map (Hydra merges {1: a} into the recipe's): ClassMap refused it in the
+            # run folder. One source's map is flat; several sources' nest one map per source.
+            ["data=marsscapes", "data.root=/nowhere", "data.class_map={1: a}"],
+            "configs/data/marsscapes.yaml: class_map maps native id 1 to 'a' (str): it takes a project id (0 "
+            "smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore), a whole number; on the command line "
+            "++data.class_map.1=<id>.",
+        ),
+        (
+            ["data=marsscapes_ai4mars", "data.root=/nowhere", "data.class_map.ai4mars={3: 0.5}"],
+            "configs/data/marsscapes_ai4mars.yaml: class_map.ai4mars maps native id 3 to 0.5 (float): it "
+            "takes a project id (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore), a whole number; "
+            "on the command line ++data.class_map.ai4mars.3=<id>.",
+        ),
+        (
+            ["data=marsscapes_ai4mars", "data.root=/nowhere", "data.class_map.marsscapes=3:1"],
+            "configs/data/marsscapes_ai4mars.yaml: class_map.marsscapes must be a map {<native id>: <project "
+            "id>, ...} or null, got '3:1' (str)",
+        ),
+        (
+            # A flat entry added beside the sources' maps was read by no source, silently.
+            ["data=marsscapes_ai4mars", "data.root=/nowhere", "++data.class_map.1=2"],
+            "configs/data/marsscapes_ai4mars.yaml: class_map holds one map per source (marsscapes, ai4mars), "
+            "but also the key 1, which is no source and is read by none; map a native id in its "
+            "source's map, ++data.class_map.<source>.1=<project id> (++data.class_map.marsscapes.1=<project "
+            "id>).",
+        ),
+        (
             ["data=marsscapes_ai4mars", "data.val_fraction=0"],  # the ends are not taken: no split
             "configs/data/marsscapes_ai4mars.yaml: val_fraction must be in (0, 1), got 0",
         ),

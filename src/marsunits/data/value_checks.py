@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 __all__ = [
     "SOURCES",
     "check_sol_ranges",
+    "class_map_refusal",
     "class_mix_prob_refusal",
     "data_value_refusal",
     "map_entries_refusal",
@@ -157,14 +158,15 @@ def map_refusal(name: str, key: str, value: Any) -> str | None:
     command line (the quotes and braces left out) is text, which the network's set-up read as a map and
     stopped on in Hydra's words (``AttributeError("'str' object has no attribute 'values'")``) after the
     run folder was made. ``subclass_map``'s entries are ids too (:func:`map_entries_refusal`); a
-    ``class_map``'s are left to :class:`~marsunits.data.class_map.ClassMap` (several sources nest one map
-    per source)."""
+    ``class_map``'s are checked by :func:`class_map_refusal`, which knows its shape (several sources nest one
+    map per source, each checked here as ``class_map.<source>``)."""
     if value is None:
         return None
     if isinstance(value, Mapping):
         return map_entries_refusal(name, key, value) if key == "subclass_map" else None
-    target = "project id" if key == "class_map" else "sub-class id"
-    explained = "data/README.md" if key == "class_map" else "docs/training.md"  # where each map is described
+    project = key.split(".")[0] == "class_map"
+    target = "project id" if project else "sub-class id"
+    explained = "data/README.md" if project else "docs/training.md"  # where each map is described
     return (
         f"configs/data/{name}.yaml: {key} must be a map {{<native id>: <{target}>, ...}} or null, got "
         f"{value!r} ({type(value).__name__}); on the command line write it in braces and single quotes, "
@@ -177,8 +179,9 @@ def map_entries_refusal(name: str, key: str, value: Mapping[Any, Any]) -> str | 
     ``configs/data/<name>.yaml`` whose native id or target is no whole number (:func:`whole_id`), or None.
     ``data.subclass_map='{1: a}'`` (merged by Hydra into the map the config has) ended, once the run folder
     was made, in ``invalid literal for int() with base 10: 'a'``, naming no key; a fraction was read as the
-    id below it (1.5 as 1) and refused for the wrong reason."""
-    if key == "class_map":
+    id below it (1.5 as 1) and refused for the wrong reason. ``key`` is ``class_map.<source>`` for one
+    source's map of several."""
+    if key.split(".")[0] == "class_map":
         target = "a project id (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore)"
     else:
         target = "a sub-class id (its position in data.subclasses, from 0) or 255 (ignore)"
@@ -194,6 +197,44 @@ def map_entries_refusal(name: str, key: str, value: Mapping[Any, Any]) -> str | 
                 f"({type(mapped).__name__}): it takes {target}, a whole number; on the command line "
                 f"++data.{key}.{native}=<id>."
             )
+    return None
+
+
+def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) -> str | None:
+    """The refusal of ``class_map`` of ``configs/data/<name>.yaml`` read by ``sources``, or None. With one
+    source it is a map of native id to project id, or null (:func:`map_refusal`); with several, one such
+    map (or null) per source, ``{marsscapes: {0: 0, ...}, ai4mars: {...}}``
+    (``configs/data/marsscapes_ai4mars.yaml``), its keys source names. Each entry is a whole number
+    (:func:`map_entries_refusal`): ``data.class_map='{1: a}'`` (Hydra merges it into the config's map) was
+    refused by :class:`~marsunits.data.class_map.ClassMap` only once the run folder was made. Where
+    ``sources`` is not known (not a list), only the map's shape is checked."""
+    several = sources is not None and len(sources) > 1
+    if not isinstance(class_map, Mapping) or not several:
+        refused = map_refusal(name, "class_map", class_map)
+        if refused is None and isinstance(class_map, Mapping) and sources is not None:
+            refused = map_entries_refusal(name, "class_map", class_map)
+        return refused
+    assert sources is not None  # several
+    for source, mapping in class_map.items():
+        if source not in SOURCES:
+            # data.class_map='{1: 2}' merged beside the sources' maps: read by no source.
+            listed = ", ".join(str(s) for s in sources)
+            fix = (
+                f"map a native id in its source's map, ++data.class_map.<source>.{source}=<project id> "
+                f"(++data.class_map.{sources[0]}.{source}=<project id>)"
+                if whole_id(source)
+                else f"name a source ({listed})"
+            )
+            return (
+                f"configs/data/{name}.yaml: class_map holds one map per source ({listed}), but also the key "
+                f"{source}, which is no source and is read by none; {fix}."
+            )
+        key = f"class_map.{source}"
+        refused = map_refusal(name, key, mapping)
+        if refused is None and isinstance(mapping, Mapping):
+            refused = map_entries_refusal(name, key, mapping)
+        if refused is not None:
+            return refused
     return None
 
 
@@ -247,10 +288,12 @@ def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
         check_sol_ranges(values["exclude_sols"], where)
     except ValueError as wrong:
         return "exclude_sols", str(wrong)
-    for key in ("class_map", "subclass_map"):
-        refused = map_refusal(name, key, values[key])
-        if refused is not None:
-            return key, refused
+    refused = class_map_refusal(name, values["class_map"], sources)
+    if refused is not None:
+        return "class_map", refused
+    refused = map_refusal(name, "subclass_map", values["subclass_map"])
+    if refused is not None:
+        return "subclass_map", refused
     for key, rule in (
         ("sol_margin", sol_margin_refusal),
         ("render_processes", render_processes_refusal),
