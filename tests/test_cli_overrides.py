@@ -88,6 +88,41 @@ def test_an_option_the_built_class_takes_but_the_config_lacks_is_said_to_need_a_
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "key", "new"),
+    [
+        (["experiment=marsscapes_subclasses", "data.subclass_map={a: 1}"], "data.subclass_map", "a"),
+        (["experiment=marsscapes_subclasses", "data.subclass_map={99: 1, 2: 3}"], "data.subclass_map", "99"),
+        (["data=marsscapes", "data.class_map={99: 2}"], "data.class_map", "99"),
+        (["data=marsscapes_ai4mars", "data.class_map.ai4mars={7: 2}"], "data.class_map.ai4mars", "7"),
+    ],
+)
+def test_a_map_given_keys_the_config_s_map_lacks_is_told_to_add_them_with_two_pluses(
+    args: list[str], key: str, new: str
+) -> None:
+    """Hydra merges a map given to a map option into the config's, and refuses a key that map lacks as it
+    refuses a misspelt option ("Could not override"): ``data.subclass_map={a: 1}`` on the sub-classes recipe
+    was "unknown option 'data.subclass_map'", of an option the config has. It names the key the map lacks,
+    the keys it has, and the override that adds it, which composes."""
+    message = unknown_option(args, CONFIG_DIR, "train")
+    given = args[-1].split("=", 1)[1]
+    assert message is not None and message.startswith(f"{args[-1]!r}: {key} has no key {new} (its keys: "), (
+        message
+    )
+    assert message.endswith(f"to add keys, give it with two pluses, quoted for the shell: '++{key}={given}'")
+    assert "unknown option" not in message
+    error, cfg = _compose_error(CONFIG_DIR, "train", [*args[:-1], f"++{key}={given}"])
+    assert not error and cfg is not None
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    assert new in [str(k) for k in node]
+    # A map of the keys it has is merged as before; a new name in a node of named options is unknown.
+    assert unknown_option(["data=marsscapes", "data.class_map={2: 1}"], CONFIG_DIR, "train") is None
+    named = unknown_option(["data=synthetic", "data.scene={foo: 1}"], CONFIG_DIR, "train")
+    assert named is not None and named.startswith("unknown option 'data.scene'"), named
+
+
 def test_trainer_fast_dev_run_without_a_plus_is_told_of_debug_fdr_too() -> None:
     """``trainer.fast_dev_run=true`` (Lightning's word, as its docs write it) was told only to add it with a
     plus; the project's way to a fast dev run, ``debug=fdr`` (no logger started, its files under

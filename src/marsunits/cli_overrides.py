@@ -252,9 +252,46 @@ def unknown_nested_option(argv: Sequence[str], config_dir: Path, config_name: st
                     hint = f"; did you mean {'.'.join([*parts[:depth], guess])}=...?"
                 break
             node = node._get_node(part)  # no interpolation resolved
+        else:
+            composed = next(c for a, c in trial if a == arg)
+            added = _keys_added_to_a_map(key, arg, composed, node, where)
+            if added is not None:
+                return added
     return (
         f"unknown option {key!r} in {arg!r}{where}{hint} "
         f"(every option: python {config_name}.py --cfg job, with the same overrides)"
+    )
+
+
+def _keys_added_to_a_map(key: str, arg: str, composed: str, node: object, where: str) -> str | None:
+    """The message for a map given to an option that is a map of ids (``data.subclass_map={99: 1}`` on
+    ``experiment=marsscapes_subclasses``) naming keys that map lacks, or None. Hydra merges a map given so
+    into the config's, and refuses a key the config's map lacks as it refuses a misspelt option ("Could not
+    override 'data.subclass_map'", whose ``+data.subclass_map=...`` it then advises is refused too: the
+    option is there): it was told as an unknown option, of an option the config has. Two pluses merge it with
+    its new keys (``'++data.subclass_map={99: 1}'``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    # Only a map of ids (a class map): a node of named options (data.scene) given a new name is a misspelling.
+    if not isinstance(node, DictConfig) or not node or not all(isinstance(k, int) for k in node):
+        return None
+    try:
+        (override,) = OverridesParser.create().parse_overrides([composed])
+        value = override.value()
+    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said elsewhere
+        return None
+    if not isinstance(value, dict):
+        return None
+    has = [str(k) for k in node]
+    new = [str(k) for k in value if str(k) not in has]
+    if not new:
+        return None
+    given = arg.lstrip("+").split("=", 1)[1]
+    listed = ", ".join(has) if len(has) <= 12 else f"{', '.join(has[:12])}, ..."
+    return (
+        f"{arg!r}{where}: {key} has no key {' or '.join(new)} (its keys: {listed}), and a map given to it "
+        f"without pluses is merged into the config's, adding no key; to add keys, give it with two pluses, "
+        f"quoted for the shell: '++{key}={given}'"
     )
 
 
