@@ -1342,6 +1342,8 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
         ["data=marsscapes_pseudo", "data.train_only=[folder]"],
         ["data=marsscapes_pseudo", "data.train_only=[]"],
         ["+data.focus_fraction=0", "+data.min_labelled_fraction=0"],
+        ["experiment=marsscapes_subclasses"],  # its sub-classes, checked before Hydra too
+        ["experiment=marsscapes_subclasses", "data.subclass_map={2: 2}", "data.class_map={2: 1}"],
     ):
         cfg = compose_config("train", tmp_path, ["model=tiny", "logger=none", *overrides])
         check_config_values(cfg)  # raises nothing
@@ -1441,6 +1443,18 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
         (
             ["experiment=marsscapes_subclasses", "data.root=/nowhere", "data.subclass_map={2: 1.5}"],
             "configs/data/marsscapes.yaml: subclass_map maps native id 2 to 1.5 (float): it takes a sub",
+        ),
+        (
+            # A native id added to subclass_map alone ('++data.subclass_map={99: 1}', as the refusal of
+            # data.subclass_map={99: 1} advises): refused in the data module, in the run folder.
+            ["experiment=marsscapes_subclasses", "data.root=/nowhere", "++data.subclass_map={99: 1}"],
+            "configs/data/marsscapes.yaml: subclass_map and class_map must list the same native ids; only in "
+            "subclass_map: [99], only in class_map: [].",
+        ),
+        (
+            ["experiment=marsscapes_subclasses", "data.root=/nowhere", "data.focus_class=1"],
+            "configs/data/marsscapes.yaml: focus_class names a project class, but with subclass_map the "
+            "training masks hold sub-class ids",
         ),
         (
             ["data=marsscapes", "data.subclass_map={soil: 0}"],

@@ -300,6 +300,8 @@ _DATA_VALUE_KEYS = (
     "exclude_sols",
     "class_map",
     "subclass_map",
+    "subclasses",
+    "focus_class",
     "sol_margin",
     "render_processes",
     "class_mix_prob",

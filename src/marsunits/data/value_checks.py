@@ -270,7 +270,8 @@ def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
     left out is the data module's default) by the rules above, in the data module's order, as the key it
     refuses and the refusal (``("render_processes", "configs/data/synthetic.yaml: render_processes must
     be ...")``), or None: ``sources`` (where given: the data module has no default), ``exclude_sols``,
-    ``class_map`` and ``subclass_map`` (maps or null), ``sol_margin``, ``render_processes``,
+    ``class_map`` and ``subclass_map`` (maps or null; sub-classes, where ``subclasses`` is given, against each
+    other and ``class_map``: :func:`subclasses_refusal`), ``sol_margin``, ``render_processes``,
     ``class_mix_prob`` and, where the run splits real data into one held-out split (``n_folds`` null),
     ``val_fraction``. The key lets the caller say more of the value it
     was given (``train.py``: text an interpolation made, how to read it as a number).
@@ -294,6 +295,17 @@ def data_value_refusal(data: Mapping[str, Any]) -> tuple[str, str] | None:
     refused = map_refusal(name, "subclass_map", values["subclass_map"])
     if refused is not None:
         return "subclass_map", refused
+    # The sub-classes against each other and class_map (a native id added to subclass_map alone, or
+    # focus_class beside them): refused in the data module, after the run folder was made. Sub-classes that
+    # are no class ids are the model's check's (model.subclasses follows data.subclasses).
+    subclasses = data.get("subclasses")
+    listed = isinstance(subclasses, list | tuple) and all(whole_id(c) for c in subclasses)
+    if sources is not None and (subclasses is None or listed):
+        refused = subclasses_refusal(
+            name, sources, values["class_map"], values["subclass_map"], subclasses, data.get("focus_class")
+        )
+        if refused is not None:
+            return "subclass_map", refused
     for key, rule in (
         ("sol_margin", sol_margin_refusal),
         ("render_processes", render_processes_refusal),
