@@ -111,7 +111,7 @@ def test_a_map_given_keys_the_config_s_map_lacks_is_told_to_add_them_with_two_pl
     )
     assert message.endswith(f"to add keys, give it with two pluses, quoted for the shell: '++{key}={given}'")
     assert "unknown option" not in message
-    error, cfg = _compose_error(CONFIG_DIR, "train", [*args[:-1], f"++{key}={given}"])
+    error, cfg = compose_error(CONFIG_DIR, "train", [*args[:-1], f"++{key}={given}"])
     assert not error and cfg is not None
     node: Any = cfg
     for part in key.split("."):
