@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from marsunits.checkpoint_loading import load_task
 from marsunits.errors import ConfigError, DataError
 from marsunits.inference import adaptation
 from marsunits.inference.adaptation import adapt_batchnorm, adapt_batchnorm_tiled
+from marsunits.inference.adapted_state import read_adapted_state
 from marsunits.inference.runner import run
 from marsunits.task import SegmentationTask
 from test_predict import ckpt, make_cfg, save_rgb  # noqa: F401  (ckpt is a fixture)
@@ -663,3 +665,154 @@ def test_a_full_disk_as_the_statistics_or_the_settings_record_are_written_is_the
         summary = json.loads((out / "summary.json").read_text())
         assert summary["exit_status"] == 2 and summary["exit_reasons"] == ["stopped"], summary
         assert summary["stopped_early"] == first.removeprefix("predict.py: error: "), summary
+
+
+def test_shares_of_the_images_adapted_apart_and_added_up_give_the_statistics_of_all_of_them() -> None:
+    """``adapt_batchnorm_tiled`` with ``all_sum`` (a sharded run's ranks, here threads adding up their
+    vectors): each share, unequal or empty, is passed alone, and every share ends with the same statistics,
+    bit for bit, and the same count of images, those of one pass over every image up to float64 rounding."""
+    import threading
+
+    task = small_task()
+    gen = torch.Generator().manual_seed(3)
+    images = [torch.rand(3, 70 + 10 * i, 90, generator=gen) * (0.5 + 0.2 * i) for i in range(3)]
+    shares = [images[:2], [], images[2:]]
+    vectors: list[torch.Tensor | None] = [None] * len(shares)
+    barrier = threading.Barrier(len(shares))
+
+    def all_sum_of(rank: int):  # type: ignore[no-untyped-def]
+        def all_sum(vector: torch.Tensor) -> torch.Tensor:
+            vectors[rank] = vector
+            barrier.wait(60)
+            total = vectors[0].clone()  # type: ignore[union-attr]
+            for other in vectors[1:]:
+                total += other  # type: ignore[operator]
+            return total
+
+        return all_sum
+
+    adapted: list[tuple[nn.Module, int] | None] = [None] * len(shares)
+
+    def adapt(rank: int) -> None:
+        adapted[rank] = adapt_batchnorm_tiled(
+            task,
+            shares[rank],
+            tile=64,
+            overlap=0.25,
+            batch_size=2,
+            num_classes=3,
+            stride=8,
+            all_sum=all_sum_of(rank),
+        )
+
+    threads = [threading.Thread(target=adapt, args=(rank,)) for rank in range(len(shares))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    alone, seen = adapt_batchnorm_tiled(
+        task, images, tile=64, overlap=0.25, batch_size=2, num_classes=3, stride=8
+    )
+    assert seen == 3 and [a[1] for a in adapted] == [3, 3, 3]  # type: ignore[index]
+    states = [a[0].state_dict() for a in adapted]  # type: ignore[index]
+    for key, value in alone.state_dict().items():
+        assert all(torch.equal(state[key], states[0][key]) for state in states[1:]), key
+        torch.testing.assert_close(states[0][key], value, rtol=1e-6, atol=1e-9, msg=key)
+    assert any(
+        not torch.equal(value, task.state_dict()[key])
+        for key, value in states[0].items()
+        if "running_var" in key
+    )
+
+
+def _adapting_rank(rank: int, store: str, opts: object, conn: object, fail: str = "") -> None:
+    """One rank of a two-process gloo run (forked, so the patches hold; collectives' timeout 20 s) with
+    ``adapt_bn=true``: the images this rank's batch-norm pass is given are counted into ``fed<rank>`` beside
+    the store. ``fail``: ``"<rank>"`` fails at its second image of the pass (an ``OSError``, as a disk
+    failing), ``"<rank>:killed"`` is killed there (SIGKILL, after saying "killed")."""
+    import signal
+
+    from test_recovery_predict import _run_as_rank
+
+    original = adaptation.adapt_batchnorm_tiled
+    fed = Path(store).parent / f"fed{rank}"
+    failing, _, how = fail.partition(":")
+
+    def counting(model: nn.Module, images, **kwargs):  # type: ignore[no-untyped-def]
+        def counted():  # type: ignore[no-untyped-def]
+            for n, image in enumerate(images):
+                if failing == str(rank) and n == 1:
+                    if how == "killed":
+                        conn.send("killed")  # type: ignore[attr-defined]
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    raise OSError(5, "Input/output error", "im2.png")
+                fed.write_text(str(n + 1))
+                yield image
+
+        fed.write_text("0")
+        return original(model, counted(), **kwargs)
+
+    adaptation.adapt_batchnorm_tiled = counting  # type: ignore[assignment]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
+
+
+def test_a_sharded_run_adapts_each_rank_to_its_shard_and_adds_up_the_statistics(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+) -> None:
+    """``adapt_bn=true`` on two ranks: each rank passed every image of the folder through the network (the
+    adaptation's pass once per rank, ranks on different GPUs a rounding apart). Each rank now passes its own
+    shard and the ranks add up their float64 sums: the statistics are one process's (float64 rounding
+    apart), adapted to all 8 images, every rank predicts with the same network (one digest in every contact
+    file and prediction_settings.json), and rank 0 keeps them for re-runs."""
+    from safetensors.torch import load_file
+
+    from marsunits.inference import predict_folder
+    from test_recovery_predict import _two_ranks
+
+    opts, out, said = _two_ranks(tmp_path, ckpt, _adapting_rank, options=("adapt_bn=true",))
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    assert [int((tmp_path / f"fed{rank}").read_text()) for rank in (0, 1)] == [4, 4]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 8 and summary["adapted_on_images"] == 8
+    assert summary["adapt_bn_statistics"] == "adapted"
+    one = tmp_path / "one"
+    predict_folder(opts.with_values(output_dir=one))  # type: ignore[attr-defined]
+    stored, alone = (load_file(folder / "adapted_batchnorm.safetensors") for folder in (out, one))
+    assert stored.keys() == alone.keys() and any("running_var" in key for key in stored)
+    for key, value in stored.items():
+        torch.testing.assert_close(value, alone[key], rtol=1e-6, atol=1e-9, msg=key)
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    digests = {json.dumps(model["network_sha256"]) for model in _contact_models(out).values()}  # type: ignore[index]
+    assert len(_contact_models(out)) == 8 and digests == {json.dumps(settings["adapted_network_sha256"])}
+    _, record = read_adapted_state(out / "adapted_batchnorm.safetensors")
+    assert record["adapted_on_images"] == 8
+    assert record["network_sha256"] == settings["adapted_network_sha256"]
+
+
+@pytest.mark.parametrize("fail", ["0", "1", "1:killed"])
+def test_a_rank_failing_as_the_ranks_adapt_ends_every_rank_at_once(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    fail: str,
+) -> None:
+    """A rank failing (or killed) during its part of the ``adapt_bn=true`` pass, before the ranks add up
+    their sums: the other rank, in its own pass or already waiting to add up, does not wait for it in the
+    collective (the group's timeout is 20 s here, 30 minutes by default); every rank ends within seconds,
+    the others naming the failing rank, and nothing is predicted or kept."""
+    from test_recovery_predict import _two_ranks
+
+    started = time.monotonic()
+    _, out, said = _two_ranks(tmp_path, ckpt, _adapting_rank, after=(fail,), options=("adapt_bn=true",))
+    took = time.monotonic() - started
+    failing = int(fail[0])
+    other = said[1 - failing]
+    assert other[0] == "RankFailedError", said  # type: ignore[index]
+    if fail.endswith("killed"):
+        assert said[failing] == "killed", said
+        assert f"rank {failing} of the run's 2 ranks went away without a word" in other[1], said  # type: ignore[index]
+    else:
+        assert said[failing][:1] == ("OSError",), said  # type: ignore[index]
+        assert f"rank {failing} of its 2 ranks failed before predicting (OSError: " in other[1], said  # type: ignore[index]
+    assert took < 20, f"a rank waited {took:.0f} s for a rank that had failed"
+    assert not list(out.glob("*.mask.png")) and not (out / "adapted_batchnorm.safetensors").exists()

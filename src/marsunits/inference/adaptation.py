@@ -40,6 +40,10 @@ class _PooledStatistics:
     batch is normalised with its own statistics instead, as training mode normalises a batch of one, so that
     windows batched together see what they see one at a time and the statistics do not depend on the batch
     size. A layer that saw fewer than two values in all keeps its running statistics.
+
+    The totals are additive: a sharded run's ranks each feed their own images, and the sums of every rank,
+    added up (:meth:`packed`, :meth:`unpack`), are those of one process fed every image (per item, each
+    image's normalisation does not depend on the others), but for the order of the float64 additions.
     """
 
     def __init__(self, norms: list[nn.modules.batchnorm._BatchNorm], per_item: bool = False) -> None:
@@ -72,6 +76,38 @@ class _PooledStatistics:
         """Remove the hooks."""
         for handle in self.handles:
             handle.remove()
+
+    def packed(self, items: int) -> torch.Tensor:
+        """Every layer's totals and ``items`` (the images fed) as one float64 vector, on the device of the
+        layers' buffers: per layer its sums of values and of squares (a layer not fed: zeros) and its count,
+        then ``items``. Counts are exact as float64 up to 2**53 values per channel."""
+        device = next((s.values.device for s in self.sums if s is not None), None)
+        if device is None:
+            buffer = next((n.running_mean for n in self.norms if n.running_mean is not None), None)
+            device = buffer.device if buffer is not None else torch.device("cpu")
+        parts: list[torch.Tensor] = []
+        for norm, sums in zip(self.norms, self.sums, strict=True):
+            if sums is None:
+                sums = _Sums.zeros(norm.num_features, device)
+            count = torch.tensor([float(sums.count)], dtype=torch.float64, device=device)
+            parts += [sums.values.to(device), sums.squares.to(device), count]
+        parts.append(torch.tensor([float(items)], dtype=torch.float64, device=device))
+        return torch.cat(parts)
+
+    def unpack(self, totals: torch.Tensor) -> int:
+        """Take the totals of a :meth:`packed` vector (the sum of every rank's) as the layers' own; returns
+        the images they came from."""
+        offset = 0
+        for k, norm in enumerate(self.norms):
+            channels = norm.num_features
+            values = totals[offset : offset + channels].clone()
+            squares = totals[offset + channels : offset + 2 * channels].clone()
+            count = int(totals[offset + 2 * channels].item())
+            offset += 2 * channels + 1
+            self.sums[k] = _Sums(values, squares, count) if count else None
+        if offset + 1 != totals.numel():
+            raise ValueError(f"adapt_batchnorm: {totals.numel()} totals for {offset + 1} expected")
+        return int(totals[offset].item())
 
     def apply(self, items: int) -> None:
         """Set every layer's running mean and (unbiased) variance from the totals."""
@@ -154,15 +190,20 @@ def _adapted_copy(
     items: Iterable[torch.Tensor],
     feed: Callable[[nn.Module, torch.Tensor], int],
     per_item: bool = False,
+    all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, int]:
     """Copy ``model``, pass every item through the copy with ``feed`` (which returns how many images the item
     held) while its BatchNorm layers collect statistics, and return ``(copy in eval mode, images seen)``.
-    ``per_item``: the layers normalise each item of a batch alone (:class:`_PooledStatistics`)."""
+    ``per_item``: the layers normalise each item of a batch alone (:class:`_PooledStatistics`).
+    ``all_sum``: a sharded run's sum over its ranks of a float64 vector, the same on every rank; the
+    statistics and the images seen are then those of every rank's items."""
     adapted = copy.deepcopy(model)
     seen = 0
     with _collecting_statistics(adapted, per_item) as stats, torch.no_grad():
         for item in items:
             seen += feed(adapted, item)
+        if all_sum is not None:
+            seen = stats.unpack(all_sum(stats.packed(seen)))
         if seen:
             stats.apply(seen)
     if seen == 0:
@@ -210,6 +251,7 @@ def adapt_batchnorm_tiled(
     num_classes: int,
     stride: int = NETWORK_STRIDE,
     device: torch.device | str = "cpu",
+    all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, int]:
     """:func:`adapt_batchnorm` over the windows ``predict.py`` cuts each image into.
 
@@ -225,12 +267,16 @@ def adapt_batchnorm_tiled(
         batch_size: windows per forward pass (speed and memory only, see above).
         num_classes: channels of the model's output.
         device: where ``model`` is; windows are copied there.
+        all_sum: for one rank of a sharded run that passes its own share of the images: ``all_sum(vector)``
+            returns the sum of every rank's float64 ``vector``, bit for bit the same on every rank (called
+            once, by every rank, whatever its share). The statistics and the count returned are then those of
+            every rank's images together, and the same on every rank.
 
     Returns:
         ``(adapted copy in eval mode, number of images seen)``.
 
     Raises:
-        NoImagesError: no image was given.
+        NoImagesError: no image was given (to any rank).
         ValueError: the model has no BatchNorm layer.
     """
 
@@ -248,4 +294,4 @@ def adapt_batchnorm_tiled(
         )
         return 1
 
-    return _adapted_copy(model, images, feed, per_item=True)
+    return _adapted_copy(model, images, feed, per_item=True, all_sum=all_sum)

@@ -8,7 +8,9 @@ their contact files named two digests. So the run that adapts keeps the adapted 
 ``OUT/adapted_batchnorm.safetensors``, beside ``prediction_settings.json``, and a later run of the folder that
 would adapt to the same inputs with the same network reads them instead of adapting again
 (:func:`load_adapted`). ``overwrite=true`` adapts again and replaces the file once every image is predicted
-again. In a sharded run every rank adapts on the whole folder (or reads the file), and rank 0 writes it.
+again. In a sharded run each rank adapts on its shard and the ranks add up their sums, so every rank holds
+the same statistics (:meth:`~marsunits.inference.runner._Session._adapt_batchnorm`), or every rank reads the
+file; rank 0 writes it.
 
 The file is safetensors (tensors and a JSON header, nothing executable), 170 kB for the default network,
 written atomically. Its one metadata entry, ``marsunits``, is JSON: the adapted network's digest

@@ -11,6 +11,10 @@ store (:class:`_StoreStops`): the others stop at their next image, every rank jo
 finished, and the ranks then wait, on the store too (:class:`_StoreBroadcast`), for rank 0's word that the
 reports are written and which ranks failed (see :func:`~marsunits.inference.sharded_run.predict_shard`).
 
+With ``adapt_bn=true`` each rank adapts the batch-norm statistics to its own shard, and the ranks add up
+their float64 sums (:class:`_RankSum`: a meeting on the store, so that a rank failing or killed during the
+pass leaves no rank waiting in the collective, then ``all_gather``, added up in rank order).
+
 Processes come from Lightning Fabric:
 
 * ``predict.py devices=N`` (N > 1) starts N processes itself (Fabric's ``ddp_spawn`` strategy): GPUs
@@ -472,6 +476,81 @@ class _StoreBroadcast:
         return True
 
 
+class _RankSum:
+    """``all_sum(vector) -> vector`` for :func:`~marsunits.inference.sharded_run.predict_shard`: the sum of
+    every rank's float64 ``vector`` (the batch-norm totals of ``adapt_bn=true``, each rank's over its shard),
+    bit for bit the same on every rank.
+
+    The ranks first meet through the run's keys of the process group's store (:class:`_StoreStops`): each
+    says it has arrived (``adapt_bn/arrived/<rank>``), and one decision, the first put to the key
+    ``adapt_bn/verdict``, holds for every rank: ``met`` once every rank has arrived, or how another rank
+    ended (``failed``, ``stopped``) where the run's stop keys or watch (:class:`_RankWatch`: a rank killed
+    without a word) say so first. Then, on ``met``, every rank takes part in one collective,
+    ``all_gather`` (gloo on the CPU, NCCL on GPUs), and adds up the vectors in rank order on the CPU, so that
+    every rank holds the same bits whatever the backend's reduction order; else every rank raises
+    :class:`~marsunits.inference.sharded_run._StoppedWithTheRun` and joins the gather, where the run ends
+    naming the failing rank. Without the meeting, a rank failing or killed during its part of the pass left
+    the others waiting in the collective (on NCCL until the collectives' timeout, 30 minutes); deciding
+    alone, one rank could enter the collective while another left.
+    """
+
+    def __init__(self, stops: _StoreStops, rank: int, world_size: int, poll_s: float = 0.1) -> None:
+        self._stops = stops
+        self._rank = rank
+        self._world_size = world_size
+        self._poll_s = poll_s
+
+    def __call__(self, vector: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        self._meet()
+        # NCCL takes this rank's GPU's tensors (where the pass ran: the rank's device), gloo the CPU's.
+        nccl = dist.get_backend() == "nccl"
+        if nccl and vector.device.type == "cuda":
+            device = vector.device
+        else:
+            device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        mine = vector.to(device=device, dtype=torch.float64).contiguous()
+        every = [torch.empty_like(mine) for _ in range(self._world_size)]
+        dist.all_gather(every, mine)
+        total = every[0].cpu().clone()
+        for other in every[1:]:  # elementwise, in rank order: the same bits on every rank
+            total += other.cpu()
+        return total.to(vector.device)
+
+    def _meet(self) -> None:
+        """Return once every rank has arrived (the decision ``met``); raise
+        :class:`~marsunits.inference.sharded_run._StoppedWithTheRun` on every rank where the run decided it
+        stops (another rank failed, was stopped, or went away) before they all had."""
+        import torch.distributed as dist
+
+        from marsunits.inference.sharded_run import _StoppedWithTheRun
+
+        store = self._stops.store
+        if store is None:
+            raise RuntimeError("a sharded run's sum over its ranks needs a process group")
+        verdict = "adapt_bn/verdict"
+        everyone = [f"adapt_bn/arrived/{rank}" for rank in range(self._world_size)]
+        try:
+            store.set(everyone[self._rank], "1")
+            while True:
+                if store.check([verdict]):  # decided, by another rank
+                    decided = store.get(verdict).decode()
+                elif store.check(everyone):
+                    decided = store.compare_set(verdict, "", "met").decode()
+                else:
+                    said = self._stops.announced()  # a rank's failure or stop, or one gone (the watch)
+                    if said is None:
+                        time.sleep(self._poll_s)
+                        continue
+                    decided = store.compare_set(verdict, "", said).decode()
+                if decided == "met":
+                    return
+                raise _StoppedWithTheRun(decided)
+        except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
+            raise rank_0_gone() from exc
+
+
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
 _HandlerSpec = tuple[str | None, str | None]
 
@@ -563,7 +642,9 @@ def _rank_main(
 
     def ended() -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
         try:
-            return predict_shard(rank_opts, shard, gather, broadcast, stops)
+            return predict_shard(
+                rank_opts, shard, gather, broadcast, stops, _RankSum(stops, shard.rank, shard.world_size)
+            )
         except (KeyboardInterrupt, TerminatedError) as stop:
             if not spawned:
                 raise

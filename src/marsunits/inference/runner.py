@@ -53,7 +53,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
@@ -310,12 +310,26 @@ class _Session(RunReports):
     """State of one run (or of one rank's shard): options, model, evaluation and the rows written so far; its
     reports are written by :class:`~marsunits.inference.run_reports.RunReports`."""
 
-    def __init__(self, opts: PredictOptions, shard: Shard = Shard()) -> None:  # noqa: B008 - frozen
+    def __init__(
+        self,
+        opts: PredictOptions,
+        shard: Shard = Shard(),  # noqa: B008 - frozen
+        stops: RankStops | None = None,
+        all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         """Set the run up, step by step, in this order: every refusal comes before anything is written, and
         the costly start-up (adapting the batch norm, an ONNX export, timing the runtimes) after the checks
-        that can refuse the folder."""
+        that can refuse the folder. ``stops`` and ``all_sum``: a sharded run's (see :attr:`stops`,
+        :attr:`all_sum`)."""
         self.opts = opts
         self.shard = shard
+        #: A sharded run's stop flag (:func:`~marsunits.inference.sharded_run.predict_shard`), checked before
+        #: each image, of the batch-norm adaptation's pass too; None: one process.
+        self.stops = stops
+        #: A sharded run's sum over its ranks of a float64 vector (:func:`~marsunits.inference.sharded_run.
+        #: predict_shard`): each rank adapts the batch-norm statistics (``adapt_bn``) to its shard, and the
+        #: ranks add up their totals. None: this process adapts to every input.
+        self.all_sum = all_sum
         checked = check_before_predicting(opts)
         self._take_folders(checked)
         self._take_run_settings(checked)
@@ -802,9 +816,6 @@ class _Session(RunReports):
         self.redone = 0
         #: Whether this process marked the settings record pending (overwrite, first input started).
         self.marked = False
-        #: A sharded run's stop flag (:func:`~marsunits.inference.sharded_run.predict_shard`), checked before
-        #: each image; None: one process.
-        self.stops: RankStops | None = None
         #: The error that ended the image loop (a bug, a full disk, a dead loader worker), recorded as it left
         #: the loop; None while none did.
         self.failure: Exception | None = None
@@ -813,33 +824,48 @@ class _Session(RunReports):
         self.stopped_as_it_failed: str | None = None
 
     def _adapt_batchnorm(self, task: Any, files: list[InputFile], tile: int, stride: int) -> Any:
-        """A copy of ``task`` with batch-norm statistics of every readable input (AdaBN; see
-        :mod:`marsunits.inference.adaptation`), whatever the shard or the outputs already written, so
-        every rank predicts with the same network (a re-run reads the statistics the folder keeps instead:
-        :meth:`_adapted_network`). Unreadable files are left to the prediction pass, which reports them."""
+        """A copy of ``task`` with batch-norm statistics of every readable input of ``files`` (AdaBN; see
+        :mod:`marsunits.inference.adaptation`), whatever the outputs already written (a re-run reads the
+        statistics the folder keeps instead: :meth:`_adapted_network`). Unreadable files are left to the
+        prediction pass, which reports them.
+
+        In a sharded run (:attr:`all_sum`) each rank passes its own shard of ``files`` (``files[rank::world
+        size]``, as it predicts them) and the ranks add up their float64 totals, so every rank takes the
+        same statistics, those of one process passing every input but for the order of the additions: each
+        rank passed every input, the whole folder's pass once per rank. Between images the rank looks at
+        :attr:`stops`: another rank that failed (or went away) stops it here (:class:`_StoppedWithTheRun`),
+        as the ranks' meeting before the sum does once it has passed its shard."""
         from marsunits.inference.adaptation import NoImagesError, adapt_batchnorm_tiled
 
+        sharded = self.all_sum is not None and self.shard.world_size > 1
+        mine = files[self.shard.rank :: self.shard.world_size] if sharded else files
         dataset = ImageFileDataset(
-            [f.path for f in files], self.opts.max_megapixels, self.opts.max_file_mb, identity=False
+            [f.path for f in mine], self.opts.max_megapixels, self.opts.max_file_mb, identity=False
         )
-        images = (
-            torch.from_numpy(to_channels(item.image, self.in_channels)).permute(2, 0, 1)
-            for item in (dataset[i] for i in range(len(dataset)))
-            if item.image is not None
-        )
+
+        def images() -> Iterator[torch.Tensor]:
+            for i in range(len(dataset)):
+                said = self.stops.announced() if self.stops is not None else None
+                if said is not None:
+                    raise _StoppedWithTheRun(said)
+                item = dataset[i]
+                if item.image is not None:
+                    yield torch.from_numpy(to_channels(item.image, self.in_channels)).permute(2, 0, 1)
+
         start = time.perf_counter()
         try:
             # On the prediction device: the pass is a forward over every window of every input, as long as
             # predicting them (build_forward moves the adapted copy there anyway).
             adapted, self.adapted_on = adapt_batchnorm_tiled(
                 task.to(self.device),
-                images,
+                images(),
                 tile=tile,
                 overlap=self.opts.overlap,
                 batch_size=self.opts.batch_size,
                 num_classes=int(self.metadata["num_classes"]),
                 stride=stride,
                 device=self.device,
+                all_sum=self.all_sum if sharded else None,
             )
         except NoImagesError as exc:
             unread = (
@@ -854,9 +880,13 @@ class _Session(RunReports):
         except ValueError as exc:
             raise ConfigError(f"adapt_bn=true: {exc} Set adapt_bn=false for this model.") from exc
         log.info(
-            "batch-norm statistics adapted to %s in %.1f s",
+            "batch-norm statistics adapted to %s in %.1f s%s",
             counted(self.adapted_on, "image"),
             time.perf_counter() - start,
+            f" (each of the {self.shard.world_size} ranks passed its shard, {len(mine)} of the {len(files)} "
+            "input files here, and the ranks added up their sums)"
+            if sharded
+            else "",
         )
         return adapted
 

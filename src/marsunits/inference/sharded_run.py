@@ -11,8 +11,9 @@ rank that failed).
 
 Not in :mod:`marsunits.inference.distributed`, which holds the processes and their transport: Lightning
 Fabric's launch, the process group's store (the stop flags and rank 0's word), the logging of spawned
-processes. This module needs none of that: the ranks' ``gather``, ``broadcast`` and ``stops`` are handed to
-:func:`predict_shard` (tests give it plain functions), and the one-process run goes through it too.
+processes. This module needs none of that: the ranks' ``gather``, ``broadcast``, ``stops`` and ``all_sum``
+(the batch-norm sums of ``adapt_bn=true``, added up over the ranks) are handed to :func:`predict_shard`
+(tests give it plain functions), and the one-process run goes through it too.
 
 Imports: :mod:`marsunits.inference.runner` builds its session on :class:`Shard`, :class:`RankStops` and
 :class:`_StoppedWithTheRun` and calls :func:`predict_shard`, so it imports this module; the session itself
@@ -27,7 +28,7 @@ import logging
 import pickle
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
@@ -55,6 +56,8 @@ from marsunits.inference.writers import printable
 from marsunits.run_folder_claim import claimed_output_dir
 
 if TYPE_CHECKING:
+    import torch
+
     from marsunits.inference.evaluation import Evaluation
     from marsunits.inference.options import PredictOptions
     from marsunits.inference.run_reports import RunResult
@@ -214,6 +217,7 @@ def predict_shard(
     gather: Any = None,
     broadcast: Any = None,
     stops: RankStops | None = None,
+    all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> RunResult:
     """Predict this process's shard (all inputs when ``shard`` is the default) and write the reports.
 
@@ -225,6 +229,11 @@ def predict_shard(
         broadcast: For ``world_size > 1``: ``broadcast(obj) -> obj`` giving every rank rank 0's object.
         stops: For ``world_size > 1``: the ranks' shared stop flag (:class:`RankStops`); None: a stopped rank
             does not stop the others.
+        all_sum: For ``world_size > 1``: ``all_sum(vector) -> vector``, the sum of every rank's float64
+            vector, bit for bit the same on every rank, for ``adapt_bn=true`` (each rank adapts the batch-norm
+            statistics to its shard, and the ranks add up their totals: the statistics of every input). It
+            returns only once every rank has called it, or raises :class:`_StoppedWithTheRun` on every rank
+            where a rank failed or went away first. None: each rank adapts to every input.
 
     Rank 0 first claims ``output_dir`` (:func:`~marsunits.run_folder_claim.claimed_output_dir`): while
     another ``predict.py`` runs into the folder, every rank stops with a ``ConfigError`` before loading the
@@ -277,7 +286,7 @@ def predict_shard(
                 refusal = broadcast(refusal)  # every rank stops, not only rank 0
             if refusal is not None:
                 raise ConfigError(refusal)
-            return _predict_claimed_shard(opts, shard, gather, broadcast, stops)
+            return _predict_claimed_shard(opts, shard, gather, broadcast, stops, all_sum)
     except BaseException:
         if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
             _remove_empty(made)
@@ -315,7 +324,12 @@ def _check_output_dir_free(opts: PredictOptions) -> None:
 
 
 def _predict_claimed_shard(
-    opts: PredictOptions, shard: Shard, gather: Any, broadcast: Any = None, stops: RankStops | None = None
+    opts: PredictOptions,
+    shard: Shard,
+    gather: Any,
+    broadcast: Any = None,
+    stops: RankStops | None = None,
+    all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
     from marsunits.inference.run_reports import RunResult
@@ -324,8 +338,7 @@ def _predict_claimed_shard(
     started = time.perf_counter()
     overwriting = bool(opts.overwrite)
     try:
-        session = _Session(opts, shard)
-        session.stops = stops
+        session = _Session(opts, shard, stops, all_sum)
         if shard.rank == 0 and session.output_dir.is_dir():
             # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
             stale = remove_stale_temporaries(session.output_dir)
@@ -336,7 +349,7 @@ def _predict_claimed_shard(
             # The adapted statistics first (adapt_bn): a record without them would be adapted again.
             session.store_adapted_state()
             session.save_settings()
-    except Exception as exc:
+    except Exception as exc:  # _StoppedWithTheRun too: another rank failed as the ranks adapted (adapt_bn)
         if shard.world_size == 1:
             raise
         _leave_the_ranks(exc, shard, gather, broadcast, stops)
@@ -589,27 +602,42 @@ def _leave_the_ranks(
     exc: Exception, shard: Shard, gather: Any, broadcast: Any, stops: RankStops | None
 ) -> NoReturn:
     """Raise ``exc``, the error of a rank of a sharded run that failed before predicting (its model on its
-    device, its shard's outputs, rank 0's settings record), once the ranks have met: it says so through
-    ``stops`` (the others stop at their next image), joins the gather with no image, and waits for rank
-    0's word. Leaving at once, it left the others to predict their shards and wait in the gather for it
-    until the collectives' timeout (30 minutes). Rank 0, which has no run to report then, writes no report;
-    another rank failing so is counted in rank 0's reports as a rank that reached none of its images."""
-    if stops is not None:
+    device, its shard's outputs, its part of the batch-norm adaptation, rank 0's settings record), once the
+    ranks have met: it says so through ``stops`` (the others stop at their next image, or as they adapt),
+    joins the gather with no image, and waits for rank 0's word. Leaving at once, it left the others to
+    predict their shards and wait in the gather for it until the collectives' timeout (30 minutes). Rank 0,
+    which has no run to report then, writes no report; another rank failing so is counted in rank 0's
+    reports as a rank that reached none of its images.
+
+    ``exc`` a :class:`_StoppedWithTheRun`: this rank did not fail, but stopped before predicting because
+    another one failed or went away (as the ranks adapted the batch-norm statistics, ``adapt_bn``): it joins
+    the gather with no image and no failure of its own, and raises :class:`RankFailedError` naming the
+    failing ranks, as a rank stopped with the run at its next image does."""
+    with_the_run = isinstance(exc, _StoppedWithTheRun)
+    if stops is not None and not with_the_run:
         stops.announce(exc)
     parts: list[_RankPart] | None = gather(
-        _rank_part(None, failure=(f"before predicting ({_said(exc)})", _sendable(exc)))
+        _rank_part(None)
+        if with_the_run
+        else _rank_part(None, failure=(f"before predicting ({_said(exc)})", _sendable(exc)))
     )
+    failures: list[tuple[int, str, Exception | None]] = []
     if shard.rank == 0:
-        if broadcast is not None and parts is not None:
-            broadcast(
-                (
-                    [(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None],
-                    None,
-                    None,
-                )
-            )
+        if parts is not None:
+            failures = [(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None]
+        if broadcast is not None:
+            broadcast((failures, None, None))
     elif broadcast is not None:
-        broadcast(None)
+        word = broadcast(None)
+        failures = list(word[0]) if word else []
+    if with_the_run:
+        _raise_how_the_rank_ended(None, None, failures, shard.world_size, None)
+        said = exc.args[0] if exc.args else "stopped"
+        raise RankFailedError(
+            f"rank {shard.rank} of the run's {shard.world_size} ranks stopped before predicting because "
+            f"another rank {said}; that rank's own error is in its output or log. No image was predicted: "
+            "run the same command again once that is dealt with"
+        ) from exc
     raise exc
 
 
