@@ -326,9 +326,9 @@ class _Session(RunReports):
         #: A sharded run's stop flag (:func:`~marsunits.inference.sharded_run.predict_shard`), checked before
         #: each image, of the batch-norm adaptation's pass too; None: one process.
         self.stops = stops
-        #: A sharded run's sum over its ranks of a float64 vector (:func:`~marsunits.inference.sharded_run.
-        #: predict_shard`): each rank adapts the batch-norm statistics (``adapt_bn``) to its shard, and the
-        #: ranks add up their totals. None: this process adapts to every input.
+        #: A sharded run's sum over its ranks of a float64 vector (``predict_shard``'s ``all_sum``): each rank
+        #: adapts the batch-norm statistics (``adapt_bn``) to its shard, and the ranks add up their totals.
+        #: None: this process adapts to every input.
         self.all_sum = all_sum
         checked = check_before_predicting(opts)
         self._take_folders(checked)
@@ -829,12 +829,13 @@ class _Session(RunReports):
         statistics the folder keeps instead: :meth:`_adapted_network`). Unreadable files are left to the
         prediction pass, which reports them.
 
-        In a sharded run (:attr:`all_sum`) each rank passes its own shard of ``files`` (``files[rank::world
-        size]``, as it predicts them) and the ranks add up their float64 totals, so every rank takes the
-        same statistics, those of one process passing every input but for the order of the additions: each
-        rank passed every input, the whole folder's pass once per rank. Between images the rank looks at
-        :attr:`stops`: another rank that failed (or went away) stops it here (:class:`_StoppedWithTheRun`),
-        as the ranks' meeting before the sum does once it has passed its shard."""
+        In a sharded run (:attr:`all_sum`) each rank passes its own shard of ``files``
+        (``files[rank::world_size]``, as it predicts them) and the ranks add up their float64 totals, so
+        every rank takes the same statistics, those of one process passing every input but for the order of
+        the additions (each rank passing every input made the whole folder's pass once per rank). Between
+        images the rank looks at :attr:`stops`: another rank that failed (or went away) stops it here
+        (:class:`_StoppedWithTheRun`), as the ranks' meeting before the sum does once it has passed its
+        shard."""
         from marsunits.inference.adaptation import NoImagesError, adapt_batchnorm_tiled
 
         sharded = self.all_sum is not None and self.shard.world_size > 1
