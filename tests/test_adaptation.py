@@ -788,6 +788,18 @@ def test_a_sharded_run_adapts_each_rank_to_its_shard_and_adds_up_the_statistics(
     _, record = read_adapted_state(out / "adapted_batchnorm.safetensors")
     assert record["adapted_on_images"] == 8
     assert record["network_sha256"] == settings["adapted_network_sha256"]
+    # A re-run on two ranks reads the kept statistics on both, passing no image: one network still.
+    first = _contact_models(out)
+    for image in ("im2", "im5"):  # one image of each rank's shard left to predict
+        (out / f"{image}.mask.png").unlink()
+    for rank in (0, 1):
+        (tmp_path / f"fed{rank}").unlink()
+    _, _, said = _two_ranks(tmp_path, ckpt, _adapting_rank, options=("adapt_bn=true",))
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    assert not list(tmp_path.glob("fed*"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 2 and summary["adapt_bn_statistics"] == "stored"
+    assert _contact_models(out) == first
 
 
 @pytest.mark.parametrize("fail", ["0", "1", "1:killed"])
