@@ -482,10 +482,11 @@ class _RankSum:
     bit for bit the same on every rank.
 
     The ranks first meet through the run's keys of the process group's store (:class:`_StoreStops`): each
-    says it has arrived (``adapt_bn/arrived/<rank>``), and one decision, the first put to the key
-    ``adapt_bn/verdict``, holds for every rank: ``met`` once every rank has arrived, or how another rank
-    ended (``failed``, ``stopped``) where the run's stop keys or watch (:class:`_RankWatch`: a rank killed
-    without a word) say so first. Then, on ``met``, every rank takes part in one collective,
+    says it has arrived (``adapt_bn/<n>/arrived/<rank>``, ``n`` counting the calls), and one decision, the
+    first put to the key ``adapt_bn/<n>/verdict``, holds for every rank: ``met`` once every rank has
+    arrived, or how another rank ended (``failed``, ``stopped``) where the run's stop keys or watch
+    (:class:`_RankWatch`: a rank killed without a word) say so first. Then, on ``met``, every rank takes
+    part in one collective,
     ``all_gather`` (gloo on the CPU, NCCL on GPUs), and adds up the vectors in rank order on the CPU, so that
     every rank holds the same bits whatever the backend's reduction order; else every rank raises
     :class:`~marsunits.inference.sharded_run._StoppedWithTheRun` and joins the gather, where the run ends
@@ -499,11 +500,13 @@ class _RankSum:
         self._rank = rank
         self._world_size = world_size
         self._poll_s = poll_s
+        self._calls = 0
 
     def __call__(self, vector: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
 
-        self._meet()
+        self._calls += 1  # every rank calls it the same times: the n-th call's keys are the same everywhere
+        self._meet(f"adapt_bn/{self._calls}")
         # NCCL takes this rank's GPU's tensors (where the pass ran: the rank's device), gloo the CPU's.
         nccl = dist.get_backend() == "nccl"
         if nccl and vector.device.type == "cuda":
@@ -518,7 +521,7 @@ class _RankSum:
             total += other.cpu()
         return total.to(vector.device)
 
-    def _meet(self) -> None:
+    def _meet(self, name: str) -> None:
         """Return once every rank has arrived (the decision ``met``); raise
         :class:`~marsunits.inference.sharded_run._StoppedWithTheRun` on every rank where the run decided it
         stops (another rank failed, was stopped, or went away) before they all had."""
@@ -529,8 +532,8 @@ class _RankSum:
         store = self._stops.store
         if store is None:
             raise RuntimeError("a sharded run's sum over its ranks needs a process group")
-        verdict = "adapt_bn/verdict"
-        everyone = [f"adapt_bn/arrived/{rank}" for rank in range(self._world_size)]
+        verdict = f"{name}/verdict"
+        everyone = [f"{name}/arrived/{rank}" for rank in range(self._world_size)]
         try:
             store.set(everyone[self._rank], "1")
             while True:
