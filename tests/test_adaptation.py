@@ -729,9 +729,13 @@ def _adapting_rank(rank: int, store: str, opts: object, conn: object, fail: str 
     """One rank of a two-process gloo run (forked, so the patches hold; collectives' timeout 20 s) with
     ``adapt_bn=true``: the images this rank's batch-norm pass is given are counted into ``fed<rank>`` beside
     the store. ``fail``: ``"<rank>"`` fails at its second image of the pass (an ``OSError``, as a disk
-    failing), ``"<rank>:killed"`` is killed there (SIGKILL, after saying "killed")."""
+    failing), ``"<rank>:killed"`` is killed there (SIGKILL, after saying "killed"), ``"<rank>:stopped"`` is
+    stopped there (SIGTERM); ``"<rank>:stopped-waiting"`` gets a SIGTERM half a second after its pass,
+    waiting for the other rank, which takes 3 s more over its second image."""
     import signal
+    import threading
 
+    from marsunits.errors import TerminatedError
     from test_recovery_predict import _run_as_rank
 
     original = adaptation.adapt_batchnorm_tiled
@@ -745,9 +749,16 @@ def _adapting_rank(rank: int, store: str, opts: object, conn: object, fail: str 
                     if how == "killed":
                         conn.send("killed")  # type: ignore[attr-defined]
                         os.kill(os.getpid(), signal.SIGKILL)
-                    raise OSError(5, "Input/output error", "im2.png")
+                    if how == "stopped":
+                        raise TerminatedError
+                    if not how:
+                        raise OSError(5, "Input/output error", "im2.png")
+                if how == "stopped-waiting" and failing != str(rank) and n == 1:
+                    time.sleep(3.0)
                 fed.write_text(str(n + 1))
                 yield image
+            if how == "stopped-waiting" and failing == str(rank):
+                threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
         fed.write_text("0")
         return original(model, counted(), **kwargs)
@@ -827,4 +838,23 @@ def test_a_rank_failing_as_the_ranks_adapt_ends_every_rank_at_once(
         assert said[failing][:1] == ("OSError",), said  # type: ignore[index]
         assert f"rank {failing} of its 2 ranks failed before predicting (OSError: " in other[1], said  # type: ignore[index]
     assert took < 20, f"a rank waited {took:.0f} s for a rank that had failed"
+    assert not list(out.glob("*.mask.png")) and not (out / "adapted_batchnorm.safetensors").exists()
+
+
+@pytest.mark.parametrize("stop", ["1:stopped", "0:stopped-waiting"])
+def test_a_rank_stopped_as_the_ranks_adapt_ends_every_rank_as_that_stop(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    stop: str,
+) -> None:
+    """A rank stopped (SIGTERM) during its part of the ``adapt_bn=true`` pass, or waiting for the other
+    rank to add up their sums, left the run at once: the other rank took it for a rank that went away
+    without a word (status 2). It now says its stop, the other rank stops there too, and every rank ends
+    as the stop (143), nothing predicted or kept."""
+    from test_recovery_predict import _two_ranks
+
+    started = time.monotonic()
+    _, out, said = _two_ranks(tmp_path, ckpt, _adapting_rank, after=(stop,), options=("adapt_bn=true",))
+    assert [s[0] for s in said] == ["TerminatedError", "TerminatedError"], said  # type: ignore[index]
+    assert time.monotonic() - started < 20
     assert not list(out.glob("*.mask.png")) and not (out / "adapted_batchnorm.safetensors").exists()

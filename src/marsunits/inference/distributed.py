@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from marsunits.errors import ConfigError, MarsUnitsError, ReadableNames, TerminatedError, sigterm_raises
+from marsunits.errors import (
+    ConfigError,
+    MarsUnitsError,
+    ReadableNames,
+    TerminatedError,
+    sigterm_raises,
+    stopping_otherwise,
+)
 from marsunits.inference.rank_watch import _RankWatch, rank_0_gone, rank_gone_at_the_first_meeting
 from marsunits.slurm_world import PREDICT, started_alone
 from marsunits.slurm_world import launch_problem as launch_world_problem
@@ -506,7 +513,7 @@ class _RankSum:
         import torch.distributed as dist
 
         self._calls += 1  # every rank calls it the same times: the n-th call's keys are the same everywhere
-        self._meet(f"adapt_bn/{self._calls}")
+        stop = self._meet(f"adapt_bn/{self._calls}")
         # NCCL takes this rank's GPU's tensors (where the pass ran: the rank's device), gloo the CPU's.
         nccl = dist.get_backend() == "nccl"
         if nccl and vector.device.type == "cuda":
@@ -519,12 +526,18 @@ class _RankSum:
         total = every[0].cpu().clone()
         for other in every[1:]:  # elementwise, in rank order: the same bits on every rank
             total += other.cpu()
+        if stop is not None:  # this rank's stop, which came once the others were in the collective
+            raise stop
         return total.to(vector.device)
 
-    def _meet(self, name: str) -> None:
+    def _meet(self, name: str) -> KeyboardInterrupt | TerminatedError | None:
         """Return once every rank has arrived (the decision ``met``); raise
         :class:`~marsunits.inference.sharded_run._StoppedWithTheRun` on every rank where the run decided it
-        stops (another rank failed, was stopped, or went away) before they all had."""
+        stops (another rank failed, was stopped, or went away) before they all had.
+
+        This rank stopped as it waits (Ctrl-C, SIGTERM): the run's decision becomes ``stopped`` (the others
+        stop, and the stop is raised) unless it was ``met`` already, where the others may be in the
+        collective: the stop is then returned, for the caller to raise once this rank has taken part."""
         import torch.distributed as dist
 
         from marsunits.inference.sharded_run import _StoppedWithTheRun
@@ -548,8 +561,17 @@ class _RankSum:
                         continue
                     decided = store.compare_set(verdict, "", said).decode()
                 if decided == "met":
-                    return
+                    return None
+                stopping_otherwise()  # this rank's own SIGTERM, coming next, must not cut the ranks' meeting
                 raise _StoppedWithTheRun(decided)
+        except (KeyboardInterrupt, TerminatedError) as stop:
+            try:
+                decided = store.compare_set(verdict, "", "stopped").decode()
+            except dist.DistError:  # the store is gone: nobody waits in the collective
+                raise stop from None
+            if decided == "met":
+                return stop
+            raise
         except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
             raise rank_0_gone() from exc
 

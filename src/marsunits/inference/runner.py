@@ -848,6 +848,7 @@ class _Session(RunReports):
             for i in range(len(dataset)):
                 said = self.stops.announced() if self.stops is not None else None
                 if said is not None:
+                    stopping_otherwise()  # its own SIGTERM, next, must not cut the ranks' meeting
                     raise _StoppedWithTheRun(said)
                 item = dataset[i]
                 if item.image is not None:

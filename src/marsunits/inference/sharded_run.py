@@ -353,6 +353,12 @@ def _predict_claimed_shard(
         if shard.world_size == 1:
             raise
         _leave_the_ranks(exc, shard, gather, broadcast, stops)
+    except (KeyboardInterrupt, TerminatedError) as stopped_first:
+        # Stopped before its first image (as the ranks adapt the batch norm, adapt_bn: minutes on a big
+        # folder): said, so that the others stop too rather than wait for it, and the run ends as the stop.
+        if shard.world_size == 1:
+            raise
+        _leave_the_ranks(stopped_first, shard, gather, broadcast, stops)
     # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
     # interrupted overwrite, which leaves old and new outputs side by side, is never resumed as one run.
     # Not len(session.rows) - len(session.problems): that counted an input refused before predicting (an
@@ -599,7 +605,11 @@ def _report_one_process(
 
 
 def _leave_the_ranks(
-    exc: Exception, shard: Shard, gather: Any, broadcast: Any, stops: RankStops | None
+    exc: Exception | KeyboardInterrupt | TerminatedError,
+    shard: Shard,
+    gather: Any,
+    broadcast: Any,
+    stops: RankStops | None,
 ) -> NoReturn:
     """Raise ``exc``, the error of a rank of a sharded run that failed before predicting (its model on its
     device, its shard's outputs, its part of the batch-norm adaptation, rank 0's settings record), once the
@@ -610,28 +620,43 @@ def _leave_the_ranks(
     reports as a rank that reached none of its images.
 
     ``exc`` a :class:`_StoppedWithTheRun`: this rank did not fail, but stopped before predicting because
-    another one failed or went away (as the ranks adapted the batch-norm statistics, ``adapt_bn``): it joins
-    the gather with no image and no failure of its own, and raises :class:`RankFailedError` naming the
-    failing ranks, as a rank stopped with the run at its next image does."""
+    another one failed, was stopped or went away (as the ranks adapted the batch-norm statistics,
+    ``adapt_bn``): it joins the gather with no image and no failure of its own, and raises
+    :class:`RankFailedError` naming the failing ranks, or the stopped rank's stop, as a rank stopped with
+    the run at its next image does. ``exc`` a stop (Ctrl-C, SIGTERM) of this rank before predicting: said
+    as a stop, and where no rank failed the run ends on every rank as the run's stop (:data:`ENDING_ORDER`: a
+    Ctrl-C before a SIGTERM, whichever ranks had them)."""
     with_the_run = isinstance(exc, _StoppedWithTheRun)
-    if stops is not None and not with_the_run:
-        stops.announce(exc)
-    parts: list[_RankPart] | None = gather(
-        _rank_part(None)
-        if with_the_run
-        else _rank_part(None, failure=(f"before predicting ({_said(exc)})", _sendable(exc)))
-    )
+    stop = exc if isinstance(exc, (KeyboardInterrupt, TerminatedError)) else None
+    failure = exc if isinstance(exc, Exception) and not with_the_run else None
+    if stop is not None:
+        if stops is not None:
+            stops.announce()
+        words, status = stop_said(stop)
+        part = _rank_part(None, stop=(f"was {words} before predicting", status == 143))
+    elif failure is not None:
+        if stops is not None:
+            stops.announce(failure)
+        part = _rank_part(None, failure=(f"before predicting ({_said(failure)})", _sendable(failure)))
+    else:
+        part = _rank_part(None)
+    parts: list[_RankPart] | None = gather(part)
     failures: list[tuple[int, str, Exception | None]] = []
+    run_stop: bool | None = None  # another rank's stop: by SIGTERM (True) or Ctrl-C (False)
+    decided: str | None = None  # the ranks whose stop is the run's (_stop_decided_by)
     if shard.rank == 0:
         if parts is not None:
             failures = [(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None]
+            stopped = [(rank, *part.stop) for rank, part in enumerate(parts) if part.stop is not None]
+            run_stop, decided = _run_stop(stopped), _stop_decided_by(stopped)
         if broadcast is not None:
-            broadcast((failures, None, None))
+            broadcast((failures, run_stop, decided))
     elif broadcast is not None:
         word = broadcast(None)
-        failures = list(word[0]) if word else []
-    if with_the_run:
-        _raise_how_the_rank_ended(None, None, failures, shard.world_size, None)
+        failures, run_stop, decided = (list(word[0]), word[1], word[2]) if word else ([], None, None)
+    if with_the_run or stop is not None:
+        # Where no rank failed, a rank was stopped: the run ends as the run's stop (ENDING_ORDER), raised.
+        _raise_how_the_rank_ended(None, stop, failures, shard.world_size, run_stop, decided)
         said = exc.args[0] if exc.args else "stopped"
         raise RankFailedError(
             f"rank {shard.rank} of the run's {shard.world_size} ranks stopped before predicting because "
