@@ -1493,6 +1493,36 @@ def test_a_rank_that_fails_before_predicting_does_not_leave_the_others_waiting(
     assert counts["ok"] + counts["not_reached"] == 8 and counts["not_reached"] >= 4, counts
 
 
+def _rank_stopped_at_start(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank 1 is stopped (SIGTERM)
+    before its first image, as it looks at its shard's outputs (``_Session.plan``)."""
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    def plan(self):  # type: ignore[no-untyped-def]
+        raise TerminatedError
+
+    if rank == 1:
+        runner._Session.plan = plan  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, status=True)
+
+
+def test_a_rank_stopped_before_its_first_image_ends_every_rank_with_the_stop(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A rank stopped (SIGTERM) before its first image left the run at once: the other rank took it for a
+    rank gone without a word (status 2) and wrote no report. It now says its stop and joins the others:
+    rank 0 stops at its next image, writes the reports naming the stopped rank, and every rank ends with
+    the stop (143)."""
+    import json
+
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_stopped_at_start)
+    assert [(name, status) for name, _, status in said] == [("TerminatedError", 143)] * 2, said  # type: ignore[misc]
+    summary = json.loads((out / "summary.json").read_text())
+    assert "rank 1 was terminated (SIGTERM) before predicting" in summary["stopped_early"], summary
+    assert summary["exit_status"] == 143 and summary["counts"]["not_reached"] >= 4, summary
+
+
 def _rank_0_killed(rank: int, store: str, opts: object, address: str, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store; collectives'
     timeout 20 s) whose rank 0 is killed (SIGKILL, after saying "killed") as it writes the reports."""
