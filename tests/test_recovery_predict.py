@@ -1523,6 +1523,37 @@ def test_a_rank_stopped_before_its_first_image_ends_every_rank_with_the_stop(
     assert summary["exit_status"] == 143 and summary["counts"]["not_reached"] >= 4, summary
 
 
+def _ranks_stopped_at_start(
+    rank: int, store: str, opts: object, conn: object, endings: tuple[str, str]
+) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) stopped before its first image, as it
+    looks at its shard's outputs (``_Session.plan``), by its ``endings[rank]``: ``"ctrl-c"`` or
+    ``"sigterm"``."""
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+
+    stop = KeyboardInterrupt if endings[rank] == "ctrl-c" else TerminatedError
+
+    def plan(self):  # type: ignore[no-untyped-def]
+        raise stop
+
+    runner._Session.plan = plan  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, status=True)
+
+
+@pytest.mark.parametrize("endings", [("ctrl-c", "sigterm"), ("sigterm", "ctrl-c")])
+def test_two_stops_of_different_kinds_before_the_first_image_end_every_rank_as_the_ctrl_c(
+    tmp_path: Path, ckpt: Path, endings: tuple[str, str]
+) -> None:
+    """A Ctrl-C on one rank and a SIGTERM on the other, both before their first image (loading the model,
+    adapting the batch norm): the run ended as the lowest rank's stop on the others, each stopped rank with
+    its own. It now ends as any run's two stops do (``ENDING_ORDER``: a Ctrl-C before a SIGTERM), 130 on
+    every rank whichever rank had which."""
+    _, out, said = _two_ranks(tmp_path, ckpt, _ranks_stopped_at_start, after=(endings,))
+    assert [(name, status) for name, _, status in said] == [("KeyboardInterrupt", 130)] * 2, said  # type: ignore[misc]
+    assert not list(out.glob("*.mask.png"))
+
+
 def _rank_0_killed(rank: int, store: str, opts: object, address: str, conn: object) -> None:
     """One rank of a two-process gloo run met at the TCP ``address`` (rank 0 holds the store; collectives'
     timeout 20 s) whose rank 0 is killed (SIGKILL, after saying "killed") as it writes the reports."""
