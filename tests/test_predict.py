@@ -804,6 +804,59 @@ def test_a_ctrl_c_as_a_full_disk_stops_the_run_leaves_the_full_disk_deciding(
     ), summary["text"]
 
 
+@pytest.mark.parametrize("overwrite", [False, True], ids=["resumed", "overwrite"])
+def test_a_full_disk_stop_says_what_running_the_same_command_again_does_to_finished_images(
+    tmp_path: Path,
+    ckpt: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    overwrite: bool,
+) -> None:
+    """The full-disk stop told an overwrite=true run, too, that "finished images are kept and skipped" by
+    running the same command again; that command (overwrite=true) predicts every image again, the finished
+    ones included. Each run's line says what its own re-run does, and the re-run does it."""
+    import errno
+
+    from marsunits.inference import runner
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        save_rgb(inp / f"img{i}.png", 40, 48, seed=i)
+    extra = ("overwrite=true",) if overwrite else ()
+    if overwrite:  # a folder whose outputs the overwrite run replaces
+        assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    real_write = runner.write_prediction
+    full_once: list[str] = []
+
+    def full(paths: Any, *args: Any, **kwargs: Any) -> Any:
+        if paths.mask.name == "img1.mask.png" and not full_once:
+            full_once.append("full")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(paths, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "write_prediction", full)
+    with pytest.raises(SystemExit) as ended:
+        report_user_errors(lambda: run(make_cfg(tmp_path, ckpt, inp, out, *extra)), prog="predict.py")
+    assert ended.value.code == 2 and full_once == ["full"]
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("predict.py: error: stopped: cannot write outputs to"), line
+    stopped_early = json.loads((out / "summary.json").read_text())["stopped_early"]
+    assert stopped_early == line.removeprefix("predict.py: error: ")
+    if overwrite:
+        assert line.endswith(
+            "then run the same command (overwrite=true) again: it predicts every image again, the finished "
+            "ones included"
+        ), line
+        assert "skipped" not in line
+        with pytest.raises(ConfigError, match="an overwrite=true run into it stopped before finishing"):
+            run(make_cfg(tmp_path, ckpt, inp, out))
+    else:
+        assert line.endswith("then run the same command again (finished images are kept and skipped)"), line
+    assert run(make_cfg(tmp_path, ckpt, inp, out, *extra)) == 0  # the same command again
+    statuses = {path: row["status"] for path, row in read_manifest(out).items()}
+    assert statuses == {"img0.png": "ok" if overwrite else "skipped", "img1.png": "ok"}, statuses
+
+
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(
     tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

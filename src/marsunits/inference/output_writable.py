@@ -28,13 +28,17 @@ class OutputWriteError(MarsUnitsError):
     """Writing to the output folder failed in a way that would fail every further input (full, read-only)."""
 
 
-def output_stop_message(output_dir: Path, exc: OSError, file: Path | None = None) -> str:
+def output_stop_message(
+    output_dir: Path, exc: OSError, file: Path | None = None, overwrite: bool = False
+) -> str:
     """One sentence for a write that failed for a reason every further write shares: where and what to do.
 
     Names the folder that refused (a hidden temporary file's folder, not the file), or ``file``, the file
     being written, where it is given and the error names no other (a ``write()`` names none) or only its
     temporary; and the remedy that fits the cause: space for a full disk or quota, permissions for a denied
-    or read-only folder.
+    or read-only folder. Then what the same command does run again: it skips the finished images, or, for
+    an ``overwrite=true`` run, predicts every image again (a stopped overwrite leaves the folder marked, so a
+    run without it is refused there); it said "kept and skipped" of an overwrite run too.
     """
     where = Path(exc.filename) if exc.filename else file or output_dir
     if where.name.startswith(".") and where.name.endswith(".tmp"):
@@ -42,9 +46,15 @@ def output_stop_message(output_dir: Path, exc: OSError, file: Path | None = None
     full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
     what = STORAGE_ERRNOS.get(exc.errno or 0, "permission to write there was denied")
     fix = "free space" if full else "make that folder writable"
+    again = (
+        "run the same command (overwrite=true) again: it predicts every image again, the finished ones "
+        "included"
+        if overwrite
+        else "run the same command again (finished images are kept and skipped)"
+    )
     return (
         f"stopped: cannot write outputs to {where} because {what} ({exc.strerror or exc}); {fix} or choose "
-        "another output_dir, then run the same command again (finished images are kept and skipped)"
+        f"another output_dir, then {again}"
     )
 
 

@@ -700,7 +700,7 @@ class _Session(RunReports):
         except OSError as exc:
             if exc.errno not in OUTPUT_STOP_ERRNOS:
                 raise
-            self.stopped_early = output_stop_message(self.output_dir, exc, path)
+            self.stopped_early = output_stop_message(self.output_dir, exc, path, bool(self.opts.overwrite))
             raise OutputWriteError(self.stopped_early) from exc
 
     def _build_predictor(self, task: Any, model: _LoadedModel) -> None:
@@ -1093,7 +1093,9 @@ class _Session(RunReports):
             )
         except OSError as exc:
             if exc.errno in OUTPUT_STOP_ERRNOS:
-                raise OutputWriteError(output_stop_message(self.output_dir, exc)) from exc
+                raise OutputWriteError(
+                    output_stop_message(self.output_dir, exc, overwrite=bool(self.opts.overwrite))
+                ) from exc
             raise
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"), f.path)
