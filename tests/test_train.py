@@ -4287,6 +4287,22 @@ def test_a_number_read_from_the_environment_is_refused_with_how_to_read_it_as_on
             "experiment=marsscapes_subclasses data.root=x data.subclasses=[a,b]",
             "data.subclasses=['a', 'b'] (which model.subclasses follows): give the project class id",
         ),
+        # Sub-class outputs on the model alone (the data config has none), or the reverse: refused by the
+        # run's check of the network against the data module, after Hydra made the folder.
+        (
+            "model.subclasses=[0,0,1,2]",
+            "model.subclasses=[0, 0, 1, 2] but data.subclasses=None: the network's outputs must be the "
+            "classes the training masks hold. Set data.subclass_map and data.subclasses (the model reads "
+            "them), e.g. experiment=marsscapes_subclasses, and leave model.subclasses to follow them.",
+        ),
+        (
+            "data=marsscapes data.root=x model.subclasses=[0,1,2,2]",
+            "model.subclasses=[0, 1, 2, 2] but data.subclasses=None: the network's outputs must be the",
+        ),
+        (
+            "experiment=marsscapes_subclasses data.root=x model.subclasses=null",
+            "model.subclasses=None but data.subclasses=[0, 0, 1, 1, 1, 2, 2, 2]: the network's outputs must",
+        ),
     ],
 )
 def test_a_wrong_value_is_refused_before_the_run_folder_is_made(

@@ -566,8 +566,9 @@ def check_model_values(cfg: DictConfig) -> None:
     take (a plain ViT, but with ``dpt``: :func:`~marsunits.model_settings.check_encoder_strides`), a learning
     rate or loss weight out of range (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a
     learning-rate schedule over a run without an end (``trainer.max_epochs=-1``), or a ``model.num_classes``
-    other than the task's classes or ``model.subclasses`` that are not class ids, naming the key; a model
-    config that builds another class is left alone.
+    other than the task's classes or ``model.subclasses`` that are not class ids, naming the key, or, where
+    the run trains with marsunits' data module, that are not ``data.subclasses`` (:func:`subclasses_mismatch`,
+    the run's own line); a model config that builds another class is left alone.
 
     Imports no torch, Lightning, smp or timm (:mod:`marsunits.model_settings`) but for an architecture or
     encoder outside those the project tested, which only smp's or timm's own list can tell (such an
@@ -639,6 +640,27 @@ def check_model_values(cfg: DictConfig) -> None:
     subclasses_refused = _subclasses_refusal(model, len(names))
     if subclasses_refused is not None:
         raise ConfigError(subclasses_refused)
+    if cfg.get("train", True) is not False and marsunits_datamodule(cfg):
+        # train=false builds the checkpoint's network, checked against the data module in the run.
+        data_groups = OmegaConf.select(cfg, "data.subclasses", default=None)
+        mismatch = subclasses_mismatch(_plain_value(model.get("subclasses")), _plain_value(data_groups))
+        if mismatch is not None:  # refused only once the data module and the network were built
+            raise ConfigError(mismatch)
+
+
+def subclasses_mismatch(model_groups: Any, data_groups: Any) -> str | None:
+    """The refusal of a network whose outputs are not the classes the training masks hold: its
+    ``model.subclasses`` differ from ``data.subclasses`` (sub-class outputs set on the model alone, or the
+    reverse), or None. The model configs follow ``data.subclasses``; one set alone would silently learn the
+    wrong classes. Said the same before the run folder (:func:`check_model_values`) and in the run, of the
+    network and data module built (:func:`marsunits.training.check_subclasses_match`)."""
+    if model_groups == data_groups:
+        return None
+    return (
+        f"model.subclasses={model_groups} but data.subclasses={data_groups}: the network's outputs must "
+        "be the classes the training masks hold. Set data.subclass_map and data.subclasses (the model "
+        "reads them), e.g. experiment=marsscapes_subclasses, and leave model.subclasses to follow them."
+    )
 
 
 def _subclasses_refusal(model: DictConfig, classes: int) -> str | None:

@@ -47,7 +47,7 @@ from marsunits.lightning_logging import (
     log_lightning_once,
 )
 from marsunits.progress_bar import run_progress_bar
-from marsunits.run_checks import check_config_values
+from marsunits.run_checks import check_config_values, subclasses_mismatch
 from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.run_metrics import (
     _earlier_metrics,
@@ -184,14 +184,9 @@ def check_subclasses_match(task: Any, datamodule: Any) -> None:
     Raises:
         ConfigError: the two differ; the message says which keys to set.
     """
-    model_groups = task.hparams.get("subclasses")
-    data_groups = getattr(datamodule, "subclasses", None)
-    if model_groups != data_groups:
-        raise ConfigError(
-            f"model.subclasses={model_groups} but data.subclasses={data_groups}: the network's outputs must "
-            "be the classes the training masks hold. Set data.subclass_map and data.subclasses (the model "
-            "reads them), e.g. experiment=marsscapes_subclasses, and leave model.subclasses to follow them."
-        )
+    mismatch = subclasses_mismatch(task.hparams.get("subclasses"), getattr(datamodule, "subclasses", None))
+    if mismatch is not None:
+        raise ConfigError(mismatch)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
