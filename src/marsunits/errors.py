@@ -409,16 +409,23 @@ def ending_recorded(error: Exception) -> None:
 
 
 def _recorded_ending_under(stop: BaseException) -> Exception | None:
-    """The error :func:`ending_recorded` recorded, when ``stop`` came while it went up (it is in the stop's
-    ``__context__`` chain); else None (a stop inside a handler of some other error is a stop)."""
-    recorded, seen = _ending_recorded["error"], set()
+    """The error :func:`ending_recorded` recorded, when ``stop`` came while it went up
+    (:func:`came_during`); else None (a stop inside a handler of some other error is a stop)."""
+    recorded = _ending_recorded["error"]
+    return recorded if recorded is not None and came_during(stop, recorded) else None
+
+
+def came_during(stop: BaseException, error: BaseException) -> bool:
+    """Whether ``stop`` was raised while ``error`` went up: ``error`` is in the stop's ``__context__``
+    chain."""
+    seen: set[int] = set()
     context = stop.__context__
-    while recorded is not None and context is not None and id(context) not in seen:
-        if context is recorded:
-            return recorded
+    while context is not None and id(context) not in seen:
+        if context is error:
+            return True
         seen.add(id(context))
         context = context.__context__
-    return None
+    return False
 
 
 def report_user_errors(fn: Callable[[], T], prog: str) -> T:

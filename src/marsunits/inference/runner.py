@@ -81,6 +81,7 @@ from marsunits.errors import (
     DataError,
     MarsUnitsError,
     TerminatedError,
+    came_during,
     counted,
     sigterm_raises,
     stop_said,
@@ -225,19 +226,6 @@ def _progress_line(done: int, total: int, row: Mapping[str, Any], rate: float, w
         left = f"{rate:.2f} images/s, {left}"
     of = f"rank 0's {counted(total, 'image')}, of {world_size} ranks" if sharded else counted(total, "image")
     return f"predicted {done} of {of} ({row['path']}: {row['status']}{took}); {left}"
-
-
-def _came_during(stop: BaseException, failure: BaseException) -> bool:
-    """Whether ``stop`` was raised while ``failure`` went up: ``failure`` is in the stop's ``__context__``
-    chain."""
-    seen: set[int] = set()
-    context = stop.__context__
-    while context is not None and id(context) not in seen:
-        if context is failure:
-            return True
-        seen.add(id(context))
-        context = context.__context__
-    return False
 
 
 def _error_row(rel: PurePosixPath, message: str, seconds: float | None = None) -> dict[str, Any]:
@@ -1156,7 +1144,7 @@ class _Session(RunReports):
                     raise
         except (KeyboardInterrupt, TerminatedError, _StoppedWithTheRun) as stop:
             failure = self.failure
-            if failure is not None and _came_during(stop, failure):
+            if failure is not None and came_during(stop, failure):
                 # A Ctrl-C or SIGTERM as a bug (or a full disk) ended the run: the failure decides, as a
                 # failure on any rank of a sharded run does over another's stop; the stop is said after it.
                 self.stopped_as_it_failed = stop_said(stop)[0]
