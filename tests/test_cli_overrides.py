@@ -18,6 +18,7 @@ import pytest
 from conftest import CONFIG_DIR
 from marsunits.cli_compose import compose_error
 from marsunits.cli_overrides import quoted_path_overrides, unknown_option
+from marsunits.data.fake import NATIVE_CLASSES
 
 REPO = CONFIG_DIR.parent
 
@@ -2750,20 +2751,8 @@ def test_a_switch_of_wandb_init_given_through_the_loggers_keywords_is_refused_as
 
 
 #: The classes of the MarsScapes folder's own classes.json (data/README.md), worded otherwise than
-#: data/class_map.py's NATIVE_IDS for 5, 7 and 8.
-MARSSCAPES_CLASSES = {
-    0: "soil",
-    1: "bedrock",
-    2: "gravel",
-    3: "sand",
-    4: "big_rock",
-    5: "steep_slope_or_unknown",
-    6: "sky",
-    7: "unknown_or_ridge_distant_terrain",
-    8: "ridge_distant_mountains",
-    9: "rover",
-    255: "no_data",
-}
+#: data/class_map.py's NATIVE_IDS for 5, 7 and 8, as marsunits.data.fake writes them beside its labels.
+MARSSCAPES_CLASSES = NATIVE_CLASSES["marsscapes"]
 
 
 def _predict_command_with_labels(tmp_path: Path) -> tuple[Path, list[str]]:
