@@ -267,7 +267,7 @@ class SpawnedRunStopped:
     says both (:func:`~marsunits.inference.sharded_run.tell_stop_of_another_kind`)."""
 
     sigterm: bool
-    decided: str | None = None
+    decided: str | None
 
 
 @dataclass  # not frozen, as SpawnedRunStopped

@@ -327,9 +327,9 @@ def _predict_claimed_shard(
     opts: PredictOptions,
     shard: Shard,
     gather: Any,
-    broadcast: Any = None,
-    stops: RankStops | None = None,
-    all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    broadcast: Any,
+    stops: RankStops | None,
+    all_sum: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
     from marsunits.inference.run_reports import RunResult
@@ -672,7 +672,7 @@ def _raise_how_the_rank_ended(
     failures: Sequence[tuple[int, str, Exception | None]],
     world_size: int,
     run_stop: bool | None,
-    decided: str | None = None,
+    decided: str | None,
 ) -> None:
     """Raise what ends this rank's part of the run, with the status the run's ``summary.json`` records
     (:data:`ENDING_ORDER`): where a rank failed (``failures``, as rank 0 said them), this rank's own failure
