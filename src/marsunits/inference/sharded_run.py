@@ -411,20 +411,15 @@ def _predict_claimed_shard(
     if shard.rank != 0:
         # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed and
         # whether one was stopped (by SIGTERM: True; Ctrl-C: False; None).
-        failures, run_stop, decided = broadcast(None) if broadcast is not None else ([], None, None)
+        failures, run_stop, decided = _word_from_rank_0(broadcast)
         _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, run_stop, decided)
         return RunResult(sorted(session.rows.values(), key=lambda r: r["path"]), {}, None, 0)
-    stopped: list[tuple[int, str, bool]] = []  # (rank, how it was stopped, by SIGTERM)
-    failures = []  # (rank, what it failed with, its error if it could be sent)
+    failures, stopped = _endings(parts)
     try:  # from here on the other ranks wait in the broadcast below: whatever happens, release them
         redone = 0
         for rank, rank_part in enumerate(parts):
             redone += rank_part.redone
             session.marked = session.marked or rank_part.marked  # the folder's record: pending
-            if rank_part.stop is not None:
-                stopped.append((rank, *rank_part.stop))
-            if rank_part.failure is not None:
-                failures.append((rank, *rank_part.failure))
             if rank == 0:
                 continue
             session.rows.update(rank_part.rows)
@@ -495,11 +490,10 @@ def _predict_claimed_shard(
         failures.append((0, f"as it wrote the reports ({_said(exc)})", _sendable(exc)))
         raise
     finally:
+        failures, run_stop, decided = _last_word(failures, stopped)
         if broadcast is not None:
-            broadcast((failures, _run_stop(stopped), _stop_decided_by(stopped)))
-    _raise_how_the_rank_ended(
-        failure, stop, failures, shard.world_size, _run_stop(stopped), _stop_decided_by(stopped)
-    )
+            broadcast((failures, run_stop, decided))
+    _raise_how_the_rank_ended(failure, stop, failures, shard.world_size, run_stop, decided)
     return result
 
 
@@ -641,19 +635,12 @@ def _leave_the_ranks(
     else:
         part = _rank_part(None)
     parts: list[_RankPart] | None = gather(part)
-    failures: list[tuple[int, str, Exception | None]] = []
-    run_stop: bool | None = None  # another rank's stop: by SIGTERM (True) or Ctrl-C (False)
-    decided: str | None = None  # the ranks whose stop is the run's (_stop_decided_by)
     if shard.rank == 0:
-        if parts is not None:
-            failures = [(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None]
-            stopped = [(rank, *part.stop) for rank, part in enumerate(parts) if part.stop is not None]
-            run_stop, decided = _run_stop(stopped), _stop_decided_by(stopped)
+        failures, run_stop, decided = _last_word(*_endings(parts or []))
         if broadcast is not None:
             broadcast((failures, run_stop, decided))
-    elif broadcast is not None:
-        word = broadcast(None)
-        failures, run_stop, decided = (list(word[0]), word[1], word[2]) if word else ([], None, None)
+    else:
+        failures, run_stop, decided = _word_from_rank_0(broadcast)
     if with_the_run or stop is not None:
         # Where no rank failed, a rank was stopped: the run ends as the run's stop (ENDING_ORDER), raised.
         _raise_how_the_rank_ended(None, stop, failures, shard.world_size, run_stop, decided)
@@ -733,6 +720,40 @@ def _stop_decided_by(stopped: Sequence[tuple[int, str, bool]]) -> str | None:
     if len(ranks) == 1:
         return f"rank {ranks[0]} was {words}"
     return f"ranks {', '.join(ranks[:-1])} and {ranks[-1]} were {words}"
+
+
+#: Rank 0's last word to the other ranks of a sharded run, once it has written the reports (or, where the
+#: run ended before predicting, none): ``(failures, run_stop, decided)``, which ranks failed (``(rank, what it
+#: failed with, its error if it could be sent)``), whether the run's stop is a SIGTERM (True) or a Ctrl-C
+#: (False; None: no rank was stopped, :func:`_run_stop`), and the ranks whose stop that is
+#: (:func:`_stop_decided_by`).
+_LastWord = tuple[list[tuple[int, str, Exception | None]], bool | None, str | None]
+
+
+def _endings(
+    parts: Sequence[_RankPart],
+) -> tuple[list[tuple[int, str, Exception | None]], list[tuple[int, str, bool]]]:
+    """The ranks' endings as their parts of the gather say them: ``(failures, stopped)``, by rank, each
+    failed rank as ``(rank, what it failed with, its error if it could be sent)``, each stopped one as
+    ``(rank, how it was stopped, by SIGTERM)``."""
+    failures = [(rank, *part.failure) for rank, part in enumerate(parts) if part.failure is not None]
+    stopped = [(rank, *part.stop) for rank, part in enumerate(parts) if part.stop is not None]
+    return failures, stopped
+
+
+def _last_word(
+    failures: list[tuple[int, str, Exception | None]], stopped: Sequence[tuple[int, str, bool]]
+) -> _LastWord:
+    """Rank 0's last word (:data:`_LastWord`) of the ranks' ``failures`` and ``stopped``
+    (:func:`_endings`)."""
+    return failures, _run_stop(stopped), _stop_decided_by(stopped)
+
+
+def _word_from_rank_0(broadcast: Any) -> _LastWord:
+    """On a rank other than 0, rank 0's last word (:data:`_LastWord`) through ``broadcast``; without it, a
+    word of no failure and no stop."""
+    word = broadcast(None) if broadcast is not None else None
+    return (list(word[0]), word[1], word[2]) if word else ([], None, None)
 
 
 def _said(exc: BaseException) -> str:
