@@ -25,6 +25,7 @@ __all__ = [
     "class_map_refusal",
     "class_mix_prob_refusal",
     "data_value_refusal",
+    "flat_map_refusal",
     "map_entries_refusal",
     "map_refusal",
     "multiples_around",
@@ -200,6 +201,16 @@ def map_entries_refusal(name: str, key: str, value: Mapping[Any, Any]) -> str | 
     return None
 
 
+def flat_map_refusal(name: str, key: str, value: Any) -> str | None:
+    """The refusal of ``key`` of ``configs/data/<name>.yaml``, a map of native id to id (``subclass_map``, one
+    source's ``class_map``, or ``class_map.<source>``) or null, or None: its shape (:func:`map_refusal`), then
+    its entries (:func:`map_entries_refusal`)."""
+    refused = map_refusal(name, key, value)
+    if refused is None and isinstance(value, Mapping):
+        refused = map_entries_refusal(name, key, value)
+    return refused
+
+
 def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) -> str | None:
     """The refusal of ``class_map`` of ``configs/data/<name>.yaml`` read by ``sources``, or None. With one
     source it is a map of native id to project id, or null (:func:`map_refusal`); with several, one such
@@ -210,10 +221,8 @@ def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) 
     ``sources`` is not known (not a list), only the map's shape is checked."""
     several = sources is not None and len(sources) > 1
     if not isinstance(class_map, Mapping) or not several:
-        refused = map_refusal(name, "class_map", class_map)
-        if refused is None and isinstance(class_map, Mapping) and sources is not None:
-            refused = map_entries_refusal(name, "class_map", class_map)
-        return refused
+        check = flat_map_refusal if sources is not None else map_refusal
+        return check(name, "class_map", class_map)
     assert sources is not None  # several
     for source, mapping in class_map.items():
         if source not in SOURCES:
@@ -229,10 +238,7 @@ def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) 
                 f"configs/data/{name}.yaml: class_map holds one map per source ({listed}), but also the key "
                 f"{source}, which is no source and is read by none; {fix}."
             )
-        key = f"class_map.{source}"
-        refused = map_refusal(name, key, mapping)
-        if refused is None and isinstance(mapping, Mapping):
-            refused = map_entries_refusal(name, key, mapping)
+        refused = flat_map_refusal(name, f"class_map.{source}", mapping)
         if refused is not None:
             return refused
     return None
@@ -453,9 +459,7 @@ def subclasses_refusal(
             "sub-class ids; set data.focus_class=null, or train without sub-classes."
         )
     for key, value in (("subclass_map", subclass_map), ("class_map", class_map)):
-        refused = map_refusal(name, key, value)
-        if refused is None and isinstance(value, Mapping):
-            refused = map_entries_refusal(name, key, value)
+        refused = flat_map_refusal(name, key, value)
         if refused is not None:
             return refused
     groups = [int(c) for c in subclasses]
