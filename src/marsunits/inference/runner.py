@@ -821,8 +821,8 @@ class _Session(RunReports):
         (``files[rank::world_size]``, as it predicts them) and the ranks add up their float64 totals, so
         every rank takes the same statistics, those of one process passing every input but for the order of
         the additions (each rank passing every input made the whole folder's pass once per rank). Between
-        images the rank looks at :attr:`stops`: another rank that failed (or went away) stops it here
-        (:class:`_StoppedWithTheRun`), as the ranks' meeting before the sum does once it has passed its
+        images the rank looks at :attr:`stops`: another rank that failed, was stopped or went away stops it
+        here (:class:`_StoppedWithTheRun`), as the ranks' meeting before the sum does once it has passed its
         shard."""
         from marsunits.inference.adaptation import NoImagesError, adapt_batchnorm_tiled
 

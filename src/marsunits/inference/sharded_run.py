@@ -233,7 +233,7 @@ def predict_shard(
             vector, bit for bit the same on every rank, for ``adapt_bn=true`` (each rank adapts the batch-norm
             statistics to its shard, and the ranks add up their totals: the statistics of every input). It
             returns only once every rank has called it, or raises :class:`_StoppedWithTheRun` on every rank
-            where a rank failed or went away first. None: each rank adapts to every input.
+            where a rank failed, was stopped or went away first. None: each rank adapts to every input.
 
     Rank 0 first claims ``output_dir`` (:func:`~marsunits.run_folder_claim.claimed_output_dir`): while
     another ``predict.py`` runs into the folder, every rank stops with a ``ConfigError`` before loading the
