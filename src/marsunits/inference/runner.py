@@ -678,10 +678,11 @@ class _Session(RunReports):
             write_settings(self.output_dir, self.settings, pending=pending, replaced_all=replaced_all)
 
     @contextlib.contextmanager
-    def _stopped_if_full(self, path: Path) -> Iterator[None]:
-        """Within the block, which writes ``path`` in ``output_dir``, a full (or read-only, forbidden) disk
-        stops the run as it does at an image's outputs: :class:`OutputWriteError` naming ``path`` (its write's
-        error names no file, or its temporary), said in ``stopped_early`` for the reports. It ended in the
+    def _stopped_if_full(self, path: Path | None = None) -> Iterator[None]:
+        """Within the block, which writes in ``output_dir`` (``path``, or an image's outputs: None), a full
+        (or read-only, forbidden) disk stops the run: :class:`OutputWriteError` worded by
+        :func:`output_stop_message`, naming ``path`` where its write's error names no file or its temporary,
+        said in ``stopped_early`` for the reports. The kept statistics and the settings record ended in the
         generic line of a full disk, "cannot write a file"."""
         try:
             yield
@@ -1064,7 +1065,7 @@ class _Session(RunReports):
         escape = output_escape(self.output_dir, f.rel)  # again: folders may have changed since plan()
         if escape is not None:
             raise ValueError(escape)
-        try:
+        with self._stopped_if_full():
             write_prediction(
                 OutputPaths(self.output_dir, f.rel),
                 image,
@@ -1079,12 +1080,6 @@ class _Session(RunReports):
                 model=self.model_record,
                 palette=self.metadata["palette"],
             )
-        except OSError as exc:
-            if exc.errno in OUTPUT_STOP_ERRNOS:
-                raise OutputWriteError(
-                    output_stop_message(self.output_dir, exc, overwrite=bool(self.opts.overwrite))
-                ) from exc
-            raise
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"), f.path)
         if self.opts.map:
