@@ -189,7 +189,7 @@ def launch(opts: PredictOptions) -> RunResult:
             from marsunits.inference.sharded_run import tell_stop_of_another_kind
 
             ends = TerminatedError() if said.sigterm else KeyboardInterrupt()
-            tell_stop_of_another_kind(stop, ends, said.decided or "another rank's stop")
+            tell_stop_of_another_kind(stop, ends, said.decided or "another rank was stopped")
             raise ends from None
         result = said
     except torch.multiprocessing.ProcessExitedException as exc:
