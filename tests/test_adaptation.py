@@ -731,7 +731,10 @@ def _adapting_rank(rank: int, store: str, opts: object, conn: object, fail: str 
     the store. ``fail``: ``"<rank>"`` fails at its second image of the pass (an ``OSError``, as a disk
     failing), ``"<rank>:killed"`` is killed there (SIGKILL, after saying "killed"), ``"<rank>:stopped"`` is
     stopped there (SIGTERM); ``"<rank>:stopped-waiting"`` gets a SIGTERM half a second after its pass,
-    waiting for the other rank, which takes 3 s more over its second image."""
+    waiting for the other rank, which takes 3 s more over its second image; ``"<rank>:blind"`` does not see
+    ``OUT/adapted_batchnorm.safetensors`` (reading it raises ``FileNotFoundError``, as on a machine whose
+    view of a shared filesystem lags)."""
+    import pathlib
     import signal
     import threading
 
@@ -745,7 +748,7 @@ def _adapting_rank(rank: int, store: str, opts: object, conn: object, fail: str 
     def counting(model: nn.Module, images, **kwargs):  # type: ignore[no-untyped-def]
         def counted():  # type: ignore[no-untyped-def]
             for n, image in enumerate(images):
-                if failing == str(rank) and n == 1:
+                if failing == str(rank) and n == 1 and how != "blind":
                     if how == "killed":
                         conn.send("killed")  # type: ignore[attr-defined]
                         os.kill(os.getpid(), signal.SIGKILL)
@@ -764,6 +767,15 @@ def _adapting_rank(rank: int, store: str, opts: object, conn: object, fail: str 
         return original(model, counted(), **kwargs)
 
     adaptation.adapt_batchnorm_tiled = counting  # type: ignore[assignment]
+    if how == "blind" and failing == str(rank):
+        read_bytes = pathlib.Path.read_bytes
+
+        def unseen(path: Path) -> bytes:
+            if path.name == "adapted_batchnorm.safetensors":
+                raise FileNotFoundError(2, "No such file or directory", str(path))
+            return read_bytes(path)
+
+        pathlib.Path.read_bytes = unseen  # type: ignore[method-assign]
     _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True)
 
 
@@ -858,3 +870,82 @@ def test_a_rank_stopped_as_the_ranks_adapt_ends_every_rank_as_that_stop(
     assert [s[0] for s in said] == ["TerminatedError", "TerminatedError"], said  # type: ignore[index]
     assert time.monotonic() - started < 20
     assert not list(out.glob("*.mask.png")) and not (out / "adapted_batchnorm.safetensors").exists()
+
+
+@pytest.mark.parametrize("blind", [1, 0])
+def test_ranks_that_see_the_kept_statistics_differently_read_or_adapt_as_rank_0_decides(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    blind: int,
+) -> None:
+    """A folder holding a fitting ``adapted_batchnorm.safetensors`` and no record yet (a run stopped between
+    the two writes), run on two ranks of which one does not see the file (a shared filesystem's lag): each
+    rank decided alone, the one that saw it read it and the other adapted, and the adapting rank waited for
+    the other in the ranks' meeting before their sum forever. Rank 0 now decides, and every rank follows
+    before any reads or adapts: both take the statistics rank 0 read (rank 1 blind: no image passed, the
+    file as it was), or both adapt (rank 0 blind: 4 images each), and one network predicts every image."""
+    import shutil
+
+    from test_recovery_predict import _eight_images, _two_ranks
+
+    inp, out = _eight_images(tmp_path)
+    first = tmp_path / "first"
+    run(make_cfg(tmp_path, ckpt, inp, first, "threads=1", "num_workers=0", "adapt_bn=true"))
+    out.mkdir()
+    kept = out / "adapted_batchnorm.safetensors"
+    shutil.copy(first / kept.name, kept)
+    before = kept.read_bytes()
+    started = time.monotonic()
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _adapting_rank, after=(f"{blind}:blind",), options=("adapt_bn=true",), wait_s=60
+    )
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    assert time.monotonic() - started < 60
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["ok"] == 8, summary["counts"]
+    if blind == 1:  # rank 0 saw the file: every rank reads it
+        assert summary["adapt_bn_statistics"] == "stored" and not list(tmp_path.glob("fed*"))
+        assert kept.read_bytes() == before
+    else:  # rank 0 saw none: every rank adapts, each to its shard, and rank 0 keeps what they adapted
+        assert summary["adapt_bn_statistics"] == "adapted"
+        assert [int((tmp_path / f"fed{rank}").read_text()) for rank in (0, 1)] == [4, 4]
+    settings = json.loads((out / "prediction_settings.json").read_text())
+    digests = {json.dumps(model["network_sha256"]) for model in _contact_models(out).values()}  # type: ignore[index]
+    assert len(_contact_models(out)) == 8 and digests == {json.dumps(settings["adapted_network_sha256"])}
+    assert read_adapted_state(kept)[1]["network_sha256"] == settings["adapted_network_sha256"]
+
+
+@pytest.mark.parametrize("blind", [1, 0])
+def test_a_re_run_on_two_ranks_of_which_one_does_not_see_the_kept_statistics_ends_as_rank_0_sees_them(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    blind: int,
+) -> None:
+    """A re-run of an ``adapt_bn=true`` folder (its record names the kept file) on two ranks, one of which
+    does not see the file: rank 1 blind refused the folder as if the file had been deleted, though rank 0
+    read it; it now takes the file rank 0 read, and both predict with the folder's network. Rank 0 blind
+    refuses the folder (the file the record names is missing), and rank 1, waiting for rank 0's word, ends
+    at once naming it, nothing predicted."""
+    from test_recovery_predict import _eight_images, _two_ranks
+
+    inp, out = _eight_images(tmp_path)
+    run(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", "adapt_bn=true"))
+    first = _contact_models(out)
+    for image in ("im2", "im5"):  # one image of each rank's shard left to predict
+        (out / f"{image}.mask.png").unlink()
+    started = time.monotonic()
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _adapting_rank, after=(f"{blind}:blind",), options=("adapt_bn=true",), wait_s=60
+    )
+    assert time.monotonic() - started < 60
+    assert not list(tmp_path.glob("fed*"))  # no rank adapted
+    if blind == 1:
+        assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["counts"]["ok"] == 2 and summary["adapt_bn_statistics"] == "stored"
+        assert _contact_models(out) == first
+    else:
+        assert said[0][0] == "AdaptedStateError", said  # type: ignore[index]
+        assert said[1][0] == "RankFailedError", said  # type: ignore[index]
+        assert "rank 0 of its 2 ranks failed before predicting (AdaptedStateError: " in said[1][1], said  # type: ignore[index]
+        assert not (out / "im2.mask.png").exists() and not (out / "im5.mask.png").exists()

@@ -278,8 +278,9 @@ def test_a_sharded_adapt_bn_folder_is_resumed_with_the_statistics_it_began_with(
     tmp_path: Path,
     ckpt: Path,  # noqa: F811
 ) -> None:
-    """Each rank adapts to the whole folder; rank 0 keeps the statistics, and a resumed sharded run reads
-    them on every rank (with another batch_size, each rank adapted again, a float rounding apart)."""
+    """Each rank adapts to its shard and the ranks add up their sums; rank 0 keeps the statistics, and a
+    resumed sharded run reads them on rank 0, which sends them to every rank (with another batch_size, each
+    rank adapted again, a float rounding apart)."""
     inp = tmp_path / "in"
     for i in range(4):
         save_rgb(inp / f"img{i}.png", 70, 90, seed=i)

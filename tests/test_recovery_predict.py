@@ -397,10 +397,12 @@ def _two_ranks(
     after: tuple[object, ...] = (),
     options: tuple[str, ...] = (),
     ranks: int = 2,
+    wait_s: float = 180.0,
 ) -> tuple[Any, Path, list[object]]:
     """Predict 8 images of 40x48 px (:func:`_eight_images`) on two forked ranks (``ranks``) running
     ``target(rank, store, opts, *args, conn, *after)``, with predict.py's ``options`` too; return the
-    options, the output folder and what each rank said (``"no answer"`` after 3 minutes)."""
+    options, the output folder and what each rank said (``"no answer"`` after ``wait_s``, 3 minutes, for
+    each rank in turn)."""
     import multiprocessing
 
     from marsunits.inference.options import PredictOptions
@@ -417,7 +419,7 @@ def _two_ranks(
     ]
     for process in processes:
         process.start()
-    said = [pipe[0].recv() if pipe[0].poll(180) else "no answer" for pipe in pipes]
+    said = [pipe[0].recv() if pipe[0].poll(wait_s) else "no answer" for pipe in pipes]
     for process in processes:
         process.join(30)
         if process.is_alive():

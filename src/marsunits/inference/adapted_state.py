@@ -9,8 +9,9 @@ their contact files named two digests. So the run that adapts keeps the adapted 
 would adapt to the same inputs with the same network reads them instead of adapting again
 (:func:`load_adapted`). ``overwrite=true`` adapts again and replaces the file once every image is predicted
 again. In a sharded run each rank adapts on its shard and the ranks add up their sums, so every rank holds
-the same statistics (:meth:`~marsunits.inference.runner._Session._adapt_batchnorm`), or every rank reads the
-file; rank 0 writes it.
+the same statistics (:meth:`~marsunits.inference.runner._Session._adapt_batchnorm`), or every rank takes the
+file rank 0 read (its bytes, sent to the others: rank 0 alone decides whether the run reads or adapts); rank 0
+writes it.
 
 The file is safetensors (tensors and a JSON header, nothing executable), 170 kB for the default network,
 written atomically. Its one metadata entry, ``marsunits``, is JSON: the adapted network's digest
@@ -53,6 +54,7 @@ __all__ = [
     "load_adapted",
     "missing_refusal",
     "refuse_folder_in_the_way",
+    "read_adapted_bytes",
     "read_adapted_state",
     "write_adapted_state",
 ]
@@ -101,19 +103,33 @@ def write_adapted_state(
     return atomic_write_bytes(output_dir / ADAPTED_STATE_NAME, data)
 
 
-def read_adapted_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and the record of the stored statistics at ``path``.
+def read_adapted_bytes(path: Path) -> bytes:
+    """The bytes of the stored statistics at ``path``, as :func:`read_adapted_state` takes them.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        AdaptedStateError: it cannot be read (a disk's error, no permission).
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _refused(path, f"cannot be read ({exc.strerror or exc})") from exc
+
+
+def read_adapted_state(
+    path: Path, data: bytes | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the record of the stored statistics at ``path``, or in ``data``, the bytes of that
+    file as another process read them (:func:`read_adapted_bytes`; ``path`` then only names it).
 
     Raises:
         FileNotFoundError: there is no such file.
         AdaptedStateError: it cannot be read (not safetensors, cut short, no record of ours).
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise _refused(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if data is None:
+        data = read_adapted_bytes(path)
     try:
         tensors = load_safetensors_bytes(data)
         header_size = int.from_bytes(data[:8], "little")
@@ -154,9 +170,14 @@ def missing_refusal(path: Path, output_dir: Path, digest: str) -> AdaptedStateEr
 
 
 def load_adapted(
-    task: nn.Module, path: Path, expected: Mapping[str, Any], recorded_network: str | None = None
+    task: nn.Module,
+    path: Path,
+    expected: Mapping[str, Any],
+    recorded_network: str | None = None,
+    data: bytes | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A copy of ``task`` (in eval mode) with the batch-norm statistics stored at ``path``, and their record.
+    ``data``: the file's bytes as another process read them (a sharded run's rank 0), not read again.
 
     ``expected``: this run's ``checkpoint_network_sha256`` (the loaded network's digest), ``adapt_bn_inputs``,
     ``tile``, ``overlap`` and ``adapt_bn_version``; the file must have been adapted with the same. The copy's
@@ -170,7 +191,7 @@ def load_adapted(
     from marsunits.inference.output_settings import same_adaptation_inputs
     from marsunits.model_package import network_sha256
 
-    tensors, record = read_adapted_state(path)
+    tensors, record = read_adapted_state(path, data)
     if record.get("checkpoint_network_sha256") != expected["checkpoint_network_sha256"]:
         then, now = (str(r.get("checkpoint_network_sha256"))[:12] for r in (record, expected))
         raise _refused(

@@ -13,7 +13,9 @@ reports are written and which ranks failed (see :func:`~marsunits.inference.shar
 
 With ``adapt_bn=true`` each rank adapts the batch-norm statistics to its own shard, and the ranks add up
 their float64 sums (:class:`_RankSum`: a meeting on the store, so that a rank failing or killed during the
-pass leaves no rank waiting in the collective, then ``all_gather``, added up in rank order).
+pass leaves no rank waiting in the collective, then ``all_gather``, added up in rank order); whether they
+adapt or read the statistics the folder keeps is rank 0's decision, which the others wait for
+(:class:`_RankWord`), so that no rank adapts, and waits for the others in the meeting, while they read.
 
 Processes come from Lightning Fabric:
 
@@ -576,6 +578,53 @@ class _RankSum:
             raise rank_0_gone() from exc
 
 
+class _RankWord:
+    """``rank_0_word(obj) -> obj`` for :func:`~marsunits.inference.sharded_run.predict_shard`: rank 0's
+    ``obj`` on every rank, as the ranks set up (``adapt_bn=true``: whether the run reads the folder's kept
+    batch-norm statistics, and their bytes, or adapts), through the run's keys of the process group's store
+    (:class:`_StoreStops`; ``word/<n>``, ``n`` counting the calls).
+
+    Rank 0 sets the key and goes on; the others wait for it, looking at the run's stop keys and watch
+    between looks, as the ranks' meeting before their sum does (:class:`_RankSum`): a rank that failed or
+    was stopped first (rank 0 among them, before its word) or went away ends the wait with
+    :class:`~marsunits.inference.sharded_run._StoppedWithTheRun`. Not :class:`_StoreBroadcast`, whose calls
+    are counted with the run's first and last words (a rank failing before this word would skip one, and
+    read the next as rank 0's last), and whose rank 0 waits for the others to read it.
+    """
+
+    def __init__(self, stops: _StoreStops, rank: int, poll_s: float = 0.1) -> None:
+        self._stops = stops
+        self._rank = rank
+        self._poll_s = poll_s
+        self._calls = 0
+
+    def __call__(self, obj: Any) -> Any:
+        import pickle
+
+        import torch.distributed as dist
+
+        from marsunits.inference.sharded_run import _StoppedWithTheRun
+
+        store = self._stops.store
+        if store is None:
+            raise RuntimeError("a sharded run's word of rank 0 needs a process group")
+        self._calls += 1  # every rank calls it the same times: the n-th call's key is the same everywhere
+        key = f"word/{self._calls}"
+        if self._rank == 0:
+            store.set(key, pickle.dumps(obj))
+            return obj
+        try:
+            while not store.check([key]):
+                said = self._stops.announced()  # a rank's failure or stop, or one gone (the watch)
+                if said is not None:
+                    stopping_otherwise()  # this rank's own SIGTERM, coming next, must not cut the gather
+                    raise _StoppedWithTheRun(said)
+                time.sleep(self._poll_s)
+            return pickle.loads(store.get(key))  # noqa: S301 - rank 0's pickle, as the collective's
+        except dist.DistNetworkError as exc:  # the store's connection: rank 0's process is gone
+            raise rank_0_gone() from exc
+
+
 #: ``(file name or None for the console, format)`` of a logging handler, as a spawned process rebuilds it.
 _HandlerSpec = tuple[str | None, str | None]
 
@@ -668,7 +717,13 @@ def _rank_main(
     def ended() -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
         try:
             return predict_shard(
-                rank_opts, shard, gather, broadcast, stops, _RankSum(stops, shard.rank, shard.world_size)
+                rank_opts,
+                shard,
+                gather,
+                broadcast,
+                stops,
+                _RankSum(stops, shard.rank, shard.world_size),
+                _RankWord(stops, shard.rank),
             )
         except (KeyboardInterrupt, TerminatedError) as stop:
             if not spawned:

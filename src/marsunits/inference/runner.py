@@ -304,11 +304,12 @@ class _Session(RunReports):
         shard: Shard = Shard(),  # noqa: B008 - frozen
         stops: RankStops | None = None,
         all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        rank_0_word: Callable[[Any], Any] | None = None,
     ) -> None:
         """Set the run up, step by step, in this order: every refusal comes before anything is written, and
         the costly start-up (adapting the batch norm, an ONNX export, timing the runtimes) after the checks
-        that can refuse the folder. ``stops`` and ``all_sum``: a sharded run's (see :attr:`stops`,
-        :attr:`all_sum`)."""
+        that can refuse the folder. ``stops``, ``all_sum`` and ``rank_0_word``: a sharded run's (see
+        :attr:`stops`, :attr:`all_sum`, :attr:`rank_0_word`)."""
         self.opts = opts
         self.shard = shard
         #: A sharded run's stop flag (:func:`~marsunits.inference.sharded_run.predict_shard`), checked before
@@ -318,6 +319,9 @@ class _Session(RunReports):
         #: adapts the batch-norm statistics (``adapt_bn``) to its shard, and the ranks add up their totals.
         #: None: this process adapts to every input.
         self.all_sum = all_sum
+        #: A sharded run's rank 0's word (``predict_shard``'s ``rank_0_word``): whether every rank reads the
+        #: batch-norm statistics the folder keeps, as rank 0 read them, or adapts. None: this process decides.
+        self.rank_0_word = rank_0_word
         checked = check_before_predicting(opts)
         self._take_folders(checked)
         self._take_run_settings(checked)
@@ -587,13 +591,16 @@ class _Session(RunReports):
 
     def _adapted_network(self, task: Any, all_files: list[InputFile], stride: int) -> Any:
         """``task`` with the statistics the folder keeps, when it keeps some and this run is no
-        ``overwrite=true``; else adapted to every input now (:meth:`_adapt_batchnorm`)."""
+        ``overwrite=true``; else adapted to every input now (:meth:`_adapt_batchnorm`). In a sharded run
+        (:attr:`rank_0_word`) rank 0 alone reads the file and decides: the others take the bytes it read, or
+        adapt with it, whatever their own view of the folder."""
         from marsunits.inference.adapted_state import (
             ADAPTED_STATE_NAME,
             AdaptedStateError,
             adapted_buffers,
             load_adapted,
             missing_refusal,
+            read_adapted_bytes,
         )
 
         path = self.output_dir / ADAPTED_STATE_NAME
@@ -607,27 +614,44 @@ class _Session(RunReports):
         }
         if not self.opts.overwrite:
             kept = self._kept_network()
-            try:
-                adapted, stored = load_adapted(task, path, record, kept)
-            except FileNotFoundError:
-                # Deleted, where the record names it: adapting again would predict the rest with another
-                # network. Else (a new folder, or one begun before the statistics were kept): adapted below.
-                if kept is not None:
-                    raise missing_refusal(path, self.output_dir, kept) from None
-            except AdaptedStateError as unfit:
-                if self.earlier:
-                    raise
-                # Kept before the record, which is written before any image: without one, no image of the
-                # folder was predicted with the file (a run stopped between the two writes).
-                if self.shard.rank == 0:
-                    log.info(
-                        "%s is of a run stopped before it predicted an image (the folder has no %s) and does "
-                        "not fit this run (%s): adapted again, and replaced",
-                        path,
-                        SETTINGS_NAME,
-                        unfit.fault,
-                    )
+            word = self.rank_0_word if self.shard.world_size > 1 else None
+            found: tuple[Any, dict[str, Any]] | None = None
+            if word is None or self.shard.rank == 0:
+                data: bytes | None = None
+                try:
+                    data = read_adapted_bytes(path)
+                    found = load_adapted(task, path, record, kept, data)
+                except FileNotFoundError:
+                    # Deleted, where the record names it: adapting again would predict the rest with another
+                    # network. Else (a new folder, or one begun before the statistics were kept): adapted
+                    # below.
+                    if kept is not None:
+                        raise missing_refusal(path, self.output_dir, kept) from None
+                except AdaptedStateError as unfit:
+                    if self.earlier:
+                        raise
+                    # Kept before the record, which is written before any image: without one, no image of
+                    # the folder was predicted with the file (a run stopped between the two writes).
+                    if self.shard.rank == 0:
+                        log.info(
+                            "%s is of a run stopped before it predicted an image (the folder has no %s) and "
+                            "does not fit this run (%s): adapted again, and replaced",
+                            path,
+                            SETTINGS_NAME,
+                            unfit.fault,
+                        )
+                if word is not None:
+                    # Rank 0's decision, for every rank (read: these bytes; None: adapt). Each rank deciding
+                    # by its own view of the file, one to which it was not visible yet (a shared
+                    # filesystem's lag) adapted while another read it, and waited for it in the ranks'
+                    # meeting before their sum forever. A refusal above reaches the others as a failure.
+                    word(None if found is None else data)
             else:
+                told = word(None)
+                if told is not None:  # the file rank 0 read, checked here as there
+                    found = load_adapted(task, path, record, kept, told)
+            if found is not None:
+                adapted, stored = found
                 self.adapted_on = int(stored.get("adapted_on_images") or 0) or None
                 self.adapt_bn_statistics = "stored"
                 if self.shard.rank == 0:

@@ -11,9 +11,10 @@ rank that failed).
 
 Not in :mod:`marsunits.inference.distributed`, which holds the processes and their transport: Lightning
 Fabric's launch, the process group's store (the stop flags and rank 0's word), the logging of spawned
-processes. This module needs none of that: the ranks' ``gather``, ``broadcast``, ``stops`` and ``all_sum``
-(the batch-norm sums of ``adapt_bn=true``, added up over the ranks) are handed to :func:`predict_shard`
-(tests give it plain functions), and the one-process run goes through it too.
+processes. This module needs none of that: the ranks' ``gather``, ``broadcast``, ``stops``, ``all_sum``
+(the batch-norm sums of ``adapt_bn=true``, added up over the ranks) and ``rank_0_word`` (rank 0's decision
+whether they adapt or read the kept statistics) are handed to :func:`predict_shard` (tests give it plain
+functions), and the one-process run goes through it too.
 
 Imports: :mod:`marsunits.inference.runner` builds its session on :class:`Shard`, :class:`RankStops` and
 :class:`_StoppedWithTheRun` and calls :func:`predict_shard`, so it imports this module; the session itself
@@ -218,6 +219,7 @@ def predict_shard(
     broadcast: Any = None,
     stops: RankStops | None = None,
     all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    rank_0_word: Callable[[Any], Any] | None = None,
 ) -> RunResult:
     """Predict this process's shard (all inputs when ``shard`` is the default) and write the reports.
 
@@ -234,6 +236,12 @@ def predict_shard(
             statistics to its shard, and the ranks add up their totals: the statistics of every input). It
             returns only once every rank has called it, or raises :class:`_StoppedWithTheRun` on every rank
             where a rank failed, was stopped or went away first. None: each rank adapts to every input.
+        rank_0_word: For ``world_size > 1``: ``rank_0_word(obj) -> obj``, rank 0's ``obj`` on every rank (the
+            others' ``obj`` is ignored), or :class:`_StoppedWithTheRun` where a rank failed, was stopped or
+            went away first: whether ``adapt_bn=true`` reads the statistics the folder keeps (their bytes, as
+            rank 0 read them) or adapts, decided by rank 0 alone. Deciding each for itself, a rank that saw
+            the file read it while another, to which the file was not visible yet (a shared filesystem's
+            lag), adapted, and waited for it in the ranks' meeting forever. None: each rank decides alone.
 
     Rank 0 first claims ``output_dir`` (:func:`~marsunits.run_folder_claim.claimed_output_dir`): while
     another ``predict.py`` runs into the folder, every rank stops with a ``ConfigError`` before loading the
@@ -286,7 +294,7 @@ def predict_shard(
                 refusal = broadcast(refusal)  # every rank stops, not only rank 0
             if refusal is not None:
                 raise ConfigError(refusal)
-            return _predict_claimed_shard(opts, shard, gather, broadcast, stops, all_sum)
+            return _predict_claimed_shard(opts, shard, gather, broadcast, stops, all_sum, rank_0_word)
     except BaseException:
         if shard.rank == 0:  # a run refused at start leaves no empty folders made for its claim
             _remove_empty(made)
@@ -330,6 +338,7 @@ def _predict_claimed_shard(
     broadcast: Any,
     stops: RankStops | None,
     all_sum: Callable[[torch.Tensor], torch.Tensor] | None,
+    rank_0_word: Callable[[Any], Any] | None,
 ) -> RunResult:
     """:func:`predict_shard`, with ``output_dir`` claimed."""
     from marsunits.inference.run_reports import RunResult
@@ -338,7 +347,7 @@ def _predict_claimed_shard(
     started = time.perf_counter()
     overwriting = bool(opts.overwrite)
     try:
-        session = _Session(opts, shard, stops, all_sum)
+        session = _Session(opts, shard, stops, all_sum, rank_0_word)
         if shard.rank == 0 and session.output_dir.is_dir():
             # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
             stale = remove_stale_temporaries(session.output_dir)
