@@ -851,6 +851,37 @@ def test_a_rank_failing_as_the_ranks_adapt_ends_every_rank_at_once(
         assert f"rank {failing} of its 2 ranks failed before predicting (OSError: " in other[1], said  # type: ignore[index]
     assert took < 20, f"a rank waited {took:.0f} s for a rank that had failed"
     assert not list(out.glob("*.mask.png")) and not (out / "adapted_batchnorm.safetensors").exists()
+    # No report, as one process failing in its pass writes none (the next test): no image was predicted.
+    assert not (out / "summary.json").exists() and not (out / "manifest.csv").exists()
+
+
+def test_one_process_failing_as_it_adapts_writes_no_report_and_leaves_no_folder(
+    tmp_path: Path,
+    ckpt: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-process ``adapt_bn=true`` run whose pass fails (an ``OSError``, as a disk failing; a bug goes
+    the same way) ends with that error before any image is predicted: no report, no kept statistics, and
+    the output folder it would have made is not left behind. A sharded run failing in its pass does the same
+    (the previous test)."""
+    from test_recovery_predict import _eight_images
+
+    original = adaptation.adapt_batchnorm_tiled
+
+    def failing(model: nn.Module, images, **kwargs):  # type: ignore[no-untyped-def]
+        def failed():  # type: ignore[no-untyped-def]
+            for n, image in enumerate(images):
+                if n == 1:
+                    raise OSError(5, "Input/output error", "im1.png")
+                yield image
+
+        return original(model, failed(), **kwargs)
+
+    monkeypatch.setattr(adaptation, "adapt_batchnorm_tiled", failing)
+    inp, out = _eight_images(tmp_path)
+    with pytest.raises(OSError, match="Input/output error"):
+        run(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0", "adapt_bn=true"))
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("stop", ["1:stopped", "0:stopped-waiting"])
