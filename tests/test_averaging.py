@@ -22,10 +22,29 @@ from test_train import TINY
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_ema_checkpoint_holds_the_average_and_test_scores_it(tmp_path: Path) -> None:
-    overrides = [*TINY, "callbacks=[default,ema]", "trainer.max_epochs=2", "callbacks.ema.decay=0.5"]
-    cfg = compose_config("train", tmp_path, overrides)
-    metrics = run(cfg)
+#: The weight-averaging callbacks a run may train with: marsunits' EMA (``callbacks=ema``), Lightning's own
+#: EMA added directly in the callbacks, and Lightning's plain ``WeightAveraging`` (an equal-weight average).
+AVERAGING = {
+    "callbacks=ema": ["callbacks=[default,ema]", "callbacks.ema.decay=0.5"],
+    "lightning_ema": [
+        "+callbacks.lema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
+        "+callbacks.lema.decay=0.5",
+    ],
+    "lightning_swa": ["+callbacks.swa._target_=lightning.pytorch.callbacks.WeightAveraging"],
+}
+
+
+@pytest.mark.parametrize("averaging", AVERAGING.values(), ids=AVERAGING.keys())
+def test_ema_checkpoint_holds_the_average_and_test_scores_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, averaging: list[str]
+) -> None:
+    """Whichever weight-averaging callback a run has, best.ckpt holds the average, and the val/* and
+    test/* figures train.py reports for it are the average's: Lightning's own callbacks, added directly,
+    still held the average after fit, so the test of best.ckpt reloaded its raw weights
+    (``current_model_state``, Lightning's "Found current_model_state") and scored those instead."""
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=2", *averaging])
+    metrics, told = _run_and_tell(cfg, caplog)
+    assert not [m for m in told if "current_model_state" in m or "outside the 'fit' stage" in m], told
 
     ckpt = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=True)
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
@@ -73,6 +92,34 @@ def test_a_lightning_keeping_the_average_under_another_name_is_refused_before_tr
     said = str(refused.value)
     assert said.startswith(f"callbacks=ema: Lightning {L.__version__}'s weight averaging")
     assert "_average_model" in said and "lightning~=2.6.0" in said and "without callbacks=ema" in said
+
+
+@pytest.mark.parametrize("averaging", list(AVERAGING.values())[1:], ids=list(AVERAGING)[1:])
+def test_lightnings_own_averaging_on_a_lightning_keeping_the_average_elsewhere_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, averaging: list[str]
+) -> None:
+    """Lightning's own averaging callbacks, added directly, have their average dropped after fit through the
+    same private ``_average_model`` as ``callbacks=ema``: where a Lightning release names it otherwise, the
+    run is refused as the callbacks are made, before any step, naming the class and the ways on."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    from marsunits.errors import ConfigError
+
+    real = WeightAveraging.__init__
+
+    def renamed(self: WeightAveraging, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        self._averaged = self.__dict__.pop("_average_model")
+
+    monkeypatch.setattr(WeightAveraging, "__init__", renamed)
+    cfg = compose_config("train", tmp_path, [*TINY, "trainer.max_epochs=1", *averaging])
+    with pytest.raises(ConfigError) as refused:
+        run(cfg)
+    said = str(refused.value)
+    name = averaging[0].rsplit(".", 1)[1]
+    assert said.startswith(f"callbacks: Lightning {L.__version__}'s weight averaging ({name}) keeps"), said
+    assert "_average_model" in said and "lightning~=2.6.0" in said and "\n" not in said
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_ema_test_pass_straight_after_fit_scores_the_average(tmp_path: Path) -> None:

@@ -10,18 +10,24 @@ checkpoint's ``state_dict`` -- the averaged weights that were validated, and tha
 model package read. The average is Lightning's private ``_average_model`` (2.6): a Lightning that keeps it
 under another name is refused when the callback is made, before any training, rather than testing and
 exporting the raw weights unnoticed.
+
+A user may add Lightning's own ``EMAWeightAveraging`` or ``WeightAveraging`` to the callbacks directly
+instead: :func:`drop_averages` does to them, once ``train.py``'s fit ends, what :class:`EMAWeights` does
+itself, and :func:`check_averages_reachable` refuses them, as the callbacks are made, on a Lightning that
+keeps the average elsewhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
 
 from marsunits.errors import ConfigError
 
-__all__ = ["EMAWeights"]
+__all__ = ["EMAWeights", "check_averages_reachable", "drop_averages"]
 
 
 class EMAWeights(EMAWeightAveraging):
@@ -40,7 +46,7 @@ class EMAWeights(EMAWeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}; 0.99 averages about 100 steps.")
         super().__init__(decay=decay, update_starting_at_step=update_starting_at_step, **kwargs)
-        if not hasattr(self, "_average_model"):  # set to None by WeightAveraging.__init__ in Lightning 2.6
+        if not _average_reachable(self):
             raise ConfigError(
                 f"callbacks=ema: Lightning {pl.__version__}'s weight averaging keeps its average elsewhere "
                 "than _average_model (private, as Lightning 2.6 names it), which marsunits needs to test and "
@@ -61,3 +67,39 @@ class EMAWeights(EMAWeightAveraging):
         if self._average_model is None:
             return
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+def _average_reachable(callback: WeightAveraging) -> bool:
+    """Whether ``callback`` keeps its average where marsunits drops it after ``fit``."""
+    return hasattr(callback, "_average_model")  # set to None by WeightAveraging.__init__ in Lightning 2.6
+
+
+def check_averages_reachable(callbacks: Iterable[object]) -> None:
+    """Refuse, before any training, a weight-averaging callback added directly (Lightning's
+    ``EMAWeightAveraging``, ``WeightAveraging`` or a subclass) on a Lightning that keeps the average elsewhere
+    than ``_average_model``: :func:`drop_averages` would do nothing, and the test of ``best.ckpt`` would score
+    its raw weights unnoticed. (:class:`EMAWeights` refuses itself when it is made.)
+
+    Raises:
+        ConfigError: naming the class, the Lightning version and the ways on.
+    """
+    for callback in callbacks:
+        if isinstance(callback, WeightAveraging) and not _average_reachable(callback):
+            raise ConfigError(
+                f"callbacks: Lightning {pl.__version__}'s weight averaging ({type(callback).__name__}) keeps "
+                "its average elsewhere than _average_model (private, as Lightning 2.6 names it), which "
+                "marsunits needs to test the averaged weights that best.ckpt holds; install Lightning 2.6 "
+                "(pip install 'lightning~=2.6.0'), or train without weight averaging."
+            )
+
+
+def drop_averages(callbacks: Iterable[object]) -> None:
+    """Once ``fit`` ended (whose end copied each average into the module), forget the average of every
+    weight-averaging callback among ``callbacks``, as :class:`EMAWeights` does itself: the validation and
+    test of ``best.ckpt`` after it then load the checkpoint's ``state_dict``, the average that was validated
+    and that ``predict.py`` reads. Lightning's own ``EMAWeightAveraging`` or ``WeightAveraging``, added to
+    the callbacks directly, still held it, so they reloaded the raw weights (``current_model_state``) instead,
+    and the test (which they do not swap) scored those."""
+    for callback in callbacks:
+        if isinstance(callback, WeightAveraging):
+            callback._average_model = None

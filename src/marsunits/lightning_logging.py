@@ -119,6 +119,20 @@ def _quiet_averaging_taken_over(kept: Iterable[str], others: Iterable[str]) -> N
         )
 
 
+def _quiet_average_not_restored() -> None:
+    """Silence Lightning's "You're using the WeightAveraging callback, but loading a checkpoint outside the
+    'fit' stage. The WeightAveraging state cannot be restored. If you're using the checkpoint for prediction
+    or testing, you can ignore this warning. ...", for a ``warnings.catch_warnings()`` block around a run.
+    Lightning's own averaging callbacks (``EMAWeightAveraging``, ``WeightAveraging``), added to a run's
+    callbacks directly, give it at each validation and test of ``best.ckpt`` after the fit (their average is
+    dropped then: :func:`marsunits.averaging.drop_averages`) and of a ``train=false`` run: the checkpoint's
+    averaged weights are what is scored there, as the warning says it may be ignored. Only that message."""
+    warnings.filterwarnings(
+        "ignore",
+        r"You're using the WeightAveraging callback, but loading a checkpoint outside the 'fit' stage\.",
+    )
+
+
 def _quiet_lightning_deprecations() -> None:
     """Silence the deprecation warning Lightning's own code raises against the torch it runs on, which no
     user of this tool can act on; for a ``warnings.catch_warnings()`` block around the run.

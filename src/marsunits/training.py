@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
-from marsunits.averaging import EMAWeights
+from marsunits.averaging import EMAWeights, check_averages_reachable, drop_averages
 from marsunits.data.io import ImageReadError
 from marsunits.errors import (
     ConfigError,
@@ -38,6 +38,7 @@ from marsunits.errors import (
 )
 from marsunits.fine_tuning import evaluation_model_settings, initialise_from_checkpoint, read_source
 from marsunits.lightning_logging import (
+    _quiet_average_not_restored,
     _quiet_averaging_taken_over,
     _quiet_lightning_adverts,
     _quiet_lightning_deprecations,
@@ -316,6 +317,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         (c.state_key for c in getattr(trainer, "callbacks", []) if isinstance(c, WeightAveraging)),
         (EMA_STATE_KEY, LIGHTNING_EMA_STATE_KEY),
     )
+    _quiet_average_not_restored()  # the validation and test of best.ckpt score its average (drop_averages)
 
     status = "failed"
     seconds_before = 0.0
@@ -386,6 +388,8 @@ def _fit(
             _quiet_logging_interval()
             _quiet_monitor_before_validation()
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        # best.ckpt is then validated and tested on its average, with any weight-averaging callback.
+        drop_averages(getattr(trainer, "callbacks", []))
     except ImageReadError:  # last.ckpt saved already (InterruptCheckpoint)
         listed = getattr(datamodule, "unreadable_images", lambda: None)()
         if listed is None or len(listed.problems) < 2:
@@ -574,6 +578,7 @@ def _trainer_and_loggers(cfg: DictConfig, ckpt_path: str | None) -> tuple[pl.Tra
     # The callbacks before the loggers: a callback setting refused here (callbacks.*) started a W&B run
     # that was never finished, an empty run in the project for each such slip.
     callbacks = _instantiate_group(cfg.get("callbacks"))
+    check_averages_reachable(callbacks)
     loggers = [] if _fast_dev_run_without_loggers(cfg) else prepare_loggers(cfg, ckpt_path)
     try:
         if not loggers:
