@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import compose_config
+from conftest import compose_config, train_py_checks
 from marsunits.averaging import EMAWeights
 from marsunits.checkpoint_loading import load_task
 from marsunits.training import run
@@ -119,6 +119,36 @@ def test_lightnings_own_averaging_on_a_lightning_keeping_the_average_elsewhere_i
     name = averaging[0].rsplit(".", 1)[1]
     assert said.startswith(f"callbacks: Lightning {L.__version__}'s weight averaging ({name}) keeps"), said
     assert "_average_model" in said and "lightning~=2.6.0" in said and "\n" not in said
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_two_weight_averaging_callbacks_are_refused_before_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``callbacks=[default,ema]`` beside Lightning's own EMA added directly: each swapped its average in and
+    out around validation, so training went on from an average, and each wrote its average as the
+    checkpoint's weights (the first's then kept as the raw ones). It is one line before any folder, naming
+    both; one of them alone trains."""
+    from marsunits.errors import ConfigError
+
+    two = [*AVERAGING["callbacks=ema"], *AVERAGING["lightning_ema"]]
+    status, said = train_py_checks(
+        tmp_path, monkeypatch, capsys, *TINY, f"paths.log_dir={tmp_path / 'logs'}", *two
+    )
+    assert status == 2, said
+    line = "callbacks.ema (EMAWeights), callbacks.lema (EMAWeightAveraging): 2 weight-averaging callbacks"
+    assert said.count("\n") == 1 and line in said, said
+    assert "'+callbacks=[ema]'" in said and "keep one" in said, said
+    assert not (tmp_path / "logs").exists()
+    # A config composed another way (a notebook) is refused by the run, before any step, the same way.
+    with pytest.raises(
+        ConfigError, match=r"callbacks\.ema \(EMAWeights\), callbacks\.swa \(WeightAveraging\)"
+    ):
+        run(
+            compose_config(
+                "train", tmp_path / "r", [*TINY, *AVERAGING["callbacks=ema"], *AVERAGING["lightning_swa"]]
+            )
+        )
     assert not list(tmp_path.rglob("*.ckpt"))
 
 

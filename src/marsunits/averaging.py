@@ -19,7 +19,7 @@ keeps the average elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
 
 from marsunits.errors import ConfigError
 
-__all__ = ["EMAWeights", "check_averages_reachable", "drop_averages"]
+__all__ = ["EMAWeights", "averaging_callbacks", "check_averages_reachable", "drop_averages"]
 
 
 class EMAWeights(EMAWeightAveraging):
@@ -103,3 +103,24 @@ def drop_averages(callbacks: Iterable[object]) -> None:
     for callback in callbacks:
         if isinstance(callback, WeightAveraging):
             callback._average_model = None
+
+
+def averaging_callbacks(callbacks_cfg: Any) -> list[tuple[str, str]]:
+    """The entries of a run's ``callbacks`` config node that build a Lightning ``WeightAveraging``
+    (``callbacks=ema``, Lightning's ``EMAWeightAveraging`` or ``WeightAveraging``, a user's own subclass), as
+    ``(key, class name)`` in their order. Their ``_target_`` values were checked to import before
+    (:func:`~marsunits.run_checks.check_config_values`): one that does not is left out."""
+    from marsunits.targets import locate
+
+    found = []
+    for key, node in callbacks_cfg.items() if isinstance(callbacks_cfg, Mapping) else []:
+        target = node.get("_target_") if isinstance(node, Mapping) else None
+        if not isinstance(target, str):
+            continue
+        try:
+            built = locate(target)
+        except ImportError:
+            continue
+        if isinstance(built, type) and issubclass(built, WeightAveraging):
+            found.append((str(key), built.__name__))
+    return found

@@ -225,6 +225,7 @@ def check_class_run_values(cfg: DictConfig) -> None:
         ConfigError: naming the key, the value and what to give instead.
     """
     _check_switches(cfg, class_switches)
+    _check_one_averaging(cfg)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator not in ("gpu", "cuda"):
         return
@@ -243,6 +244,32 @@ def check_class_run_values(cfg: DictConfig) -> None:
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); train on the CPU with "
             f"trainer=cpu (the default), or {fix}"
         )
+
+
+def _check_one_averaging(cfg: DictConfig) -> None:
+    """Refuse a training with two weight-averaging callbacks (``callbacks=[default,ema]`` beside Lightning's
+    own ``EMAWeightAveraging`` or ``WeightAveraging`` added directly, or two of those). Each swapped its
+    average in and out around every validation, so the two swaps left the network on an average and
+    training went on from there; and each wrote its average as the checkpoint's weights, the first's
+    then stored as the "raw" weights a resume trains on.
+
+    Raises:
+        ConfigError: naming the callbacks' keys and classes, and the fix.
+    """
+    if not cfg.get("train", True):  # a train=false run trains nothing: no average is kept
+        return
+    from marsunits.averaging import averaging_callbacks  # Lightning: these checks import the classes
+
+    found = averaging_callbacks(cfg.get("callbacks"))
+    if len(found) < 2:
+        return
+    named = ", ".join(f"callbacks.{key} ({name})" for key, name in found)
+    raise ConfigError(
+        f"{named}: {len(found)} weight-averaging callbacks, of which a run takes one (each swaps its own "
+        "average in for validation and writes it as the checkpoint's weights, so training would go on from "
+        "an average and the checkpoints would keep no raw weights); keep one: marsunits' EMA "
+        "('+callbacks=[ema]', or ema in a callbacks= list) or Lightning's, not both"
+    )
 
 
 def _sampling_refusal(cfg: DictConfig) -> str | None:

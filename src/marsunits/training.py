@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.atomic import atomic_write_text
-from marsunits.averaging import EMAWeights, check_averages_reachable, drop_averages
+from marsunits.averaging import EMAWeights, averaging_callbacks, check_averages_reachable, drop_averages
 from marsunits.data.io import ImageReadError
 from marsunits.errors import (
     ConfigError,
@@ -731,11 +731,11 @@ class ResumePoint(NamedTuple):
 
 
 #: Where Lightning keeps :class:`~marsunits.averaging.EMAWeights`' state in a checkpoint's ``callbacks``
-#: (``Callback.state_key``: the class's name), and the ``_target_`` that builds it from ``configs/callbacks``;
-#: both from the class, so that a rename cannot leave the check looking for a name nothing writes.
+#: (``Callback.state_key``: the class's name), from the class, so that a rename cannot leave the check
+#: looking for a name nothing writes.
 EMA_STATE_KEY = EMAWeights.__qualname__
-EMA_TARGET = f"{EMAWeights.__module__}.{EMAWeights.__qualname__}"
-#: The same of Lightning's own EMA callback, which a user may add in place of ``callbacks=ema``
+#: The same of Lightning's own EMA callback, which a user may add in place of ``callbacks=ema``, and the
+#: ``_target_`` that builds it
 #: (``'+callbacks.<name>._target_=lightning.pytorch.callbacks.EMAWeightAveraging'``).
 LIGHTNING_EMA_STATE_KEY = EMAWeightAveraging.__qualname__
 LIGHTNING_EMA_TARGET = f"lightning.pytorch.callbacks.{EMAWeightAveraging.__qualname__}"
@@ -818,8 +818,7 @@ def _check_ema_kept(done: ResumePoint, callbacks_cfg: Any, ckpt_path: str) -> No
     """
     if done.averaged_by is None:
         return
-    nodes = callbacks_cfg.values() if isinstance(callbacks_cfg, Mapping) else []
-    if any(_builds_weight_averaging(node) for node in nodes):
+    if averaging_callbacks(callbacks_cfg):
         return
     lost = (
         "which this command leaves out, so the resume would train on from the averaged weights without "
@@ -843,24 +842,6 @@ def _check_ema_kept(done: ResumePoint, callbacks_cfg: Any, ckpt_path: str) -> No
         "as the run had it: '+callbacks=[ema]', or ema in the list a callbacks= choice gives "
         "('callbacks=[default,ema]')"
     )
-
-
-def _builds_weight_averaging(node: Any) -> bool:
-    """Whether the callback config ``node`` builds a Lightning ``WeightAveraging`` (``callbacks=ema``,
-    Lightning's ``EMAWeightAveraging``, a user's own subclass). Its ``_target_`` was checked to import
-    before (:func:`~marsunits.run_checks.check_config_values`)."""
-    from marsunits.targets import locate
-
-    target = node.get("_target_") if isinstance(node, Mapping) else None
-    if target in (EMA_TARGET, LIGHTNING_EMA_TARGET):
-        return True
-    if not isinstance(target, str):
-        return False
-    try:
-        built = locate(target)
-    except ImportError:
-        return False
-    return isinstance(built, type) and issubclass(built, WeightAveraging)
 
 
 def _fit_is_finished(done: ResumePoint, trainer_cfg: Any) -> bool:
