@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -613,6 +614,11 @@ def test_a_plus_on_callbacks_beside_a_swept_choice_of_callbacks_is_refused_givin
     assert said is not None and said.endswith(f"give callbacks once, '{fix}'"), said
     for trial in ("callbacks=[default,ema]", "callbacks=[default,wandb,ema]"):
         assert "ema" in compose_config("train", tmp_path, ["model=tiny", trial]).callbacks
+    # A glob sweep of callbacks (one option a trial, as Hydra's sweeper lists it) ended in Hydra's
+    # "ConfigLoader is not set" traceback.
+    said = unknown_option(["-m", "callbacks=glob(*a*)", "+callbacks=recovery"], CONFIG_DIR, "train")
+    fix = "callbacks=[default,recovery],[ema,recovery],[wandb,recovery]"
+    assert said is not None and said.endswith(f"give callbacks once, '{fix}'"), said
     # A sweep of the plus is left alone, and so is a swept choice that has the plus's option in each list.
     for alone in (
         ["-m", "+callbacks=ema,recovery"],
@@ -1511,6 +1517,11 @@ def test_an_option_set_after_its_deletion_is_one_line_naming_what_to_write(
         ("train", ["+debug=overfit"], "debug=overfit"),  # chosen as null, still in the defaults list
         ("train", ["+model=unet_lite0"], "model=unet_lite0"),  # the defaults' own choice
         ("train", ["-m", "+model=tiny,unet_lite0"], "model=tiny,unet_lite0"),  # failed at its first trial
+        (  # a glob: passed, and failed at each trial
+            "train",
+            ["-m", "+model=glob(unet_lite*,exclude=unet_lite0*)"],
+            "'model=glob(unet_lite*,exclude=unet_lite0*)'",
+        ),
         ("predict", ["+logger=wandb"], "logger=wandb"),
     ],
 )
@@ -1527,7 +1538,7 @@ def test_a_plus_on_a_config_group_the_defaults_choose_is_one_line_giving_it_with
     assert message is not None and "\n" not in message, message
     assert message.startswith(f"{plus!r}:") and f"give {fix} " in message, message
     assert f"configs/{config}.yaml" in message and group in message, message
-    fixed = [fix if a == plus else a for a in args]
+    fixed = [shlex.split(fix)[0] if a == plus else a for a in args]
     assert unknown_option(fixed, CONFIG_DIR, config) is None, fixed
 
 
@@ -1726,6 +1737,22 @@ def test_a_plus_on_a_group_the_command_line_also_chooses_is_refused_naming_the_c
         (["-m", "model=tiny,unet_lite0", "+model=fpn_lite0,tiny"], "model=tiny,unet_lite0,fpn_lite0"),
         (["-m", "model=tiny,unet_lite0", "+model=unet_lite0"], "model=tiny,unet_lite0"),  # swept already
         (["-m", "model=tiny,unet_lite0", "++model=fpn_lite0"], "model=tiny,unet_lite0,fpn_lite0"),
+        # A glob sweep ended in Hydra's "ConfigLoader is not set" traceback, status 1; a glob plus passed,
+        # and Hydra gave it each trial's choice. The glob's options are the ones Hydra's sweeper runs.
+        (
+            ["-m", "model=glob(unet_lite0_*)", "+model=fpn_lite0"],
+            "model=unet_lite0_d4,unet_lite0_slim,fpn_lite0",
+        ),
+        (
+            ["-m", "+model=fpn_lite0", "model=glob(unet_lite0_*)"],
+            "model=unet_lite0_d4,unet_lite0_slim,fpn_lite0",
+        ),
+        (["-m", "model=glob(unet_lite0_*)", "+model=unet_lite0_slim"], "'model=glob(unet_lite0_*)'"),
+        (
+            ["-m", "model=glob(unet_lite0_*)", "++model=fpn_lite0"],
+            "model=unet_lite0_d4,unet_lite0_slim,fpn_lite0",
+        ),
+        (["-m", "model=tiny,unet_lite0", "+model=glob(fpn_*)"], "model=tiny,unet_lite0,fpn_lite0"),
     ],
 )
 def test_a_plus_on_a_group_beside_its_sweep_is_refused_giving_the_sweep_meant(
@@ -1734,18 +1761,39 @@ def test_a_plus_on_a_group_beside_its_sweep_is_refused_giving_the_sweep_meant(
     """``train.py -m model=tiny,unet_lite0 +model=fpn_lite0`` was refused (Hydra gives the plus each trial's
     choice: fpn_lite0 never ran) with a fix for the first trial alone: "as composed: tiny ... give
     model=fpn_lite0, which replaces tiny", dropping unet_lite0 too. The line names the sweep, and gives it
-    without the plus with the plus's options added (a sweep of them all), or said to be in it already."""
+    without the plus with the plus's options added (a sweep of them all), or said to be in it already; a
+    glob sweep (``'model=glob(unet_lite0_*)'``) alike, by the options it matches (``fix`` as typed in a
+    shell)."""
     status, err = _as_an_entry_point("train.py", args, monkeypatch, capsys)
     sweep = next(a for a in args if a.startswith("model="))
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert f"with {sweep!r}: that sweep chooses model, one option a trial" in err, err
-    assert f"give {fix} " in err and "as composed" not in err and "replaces tiny" not in err, err
+    assert f"give {fix} " in err and "as composed" not in err and "replaces " not in err, err
     fixed = [
         "-m",
         *(a for a in args if a not in ("-m", sweep) and not a.lstrip("+").startswith("model=")),
-        fix,
+        *shlex.split(fix),
     ]
     assert unknown_option(fixed, CONFIG_DIR, "train") is None, fixed
+
+
+def test_the_checks_list_a_glob_sweep_s_options_as_hydra_s_config_loader_does() -> None:
+    """The checks expand ``group=glob(...)`` themselves (Hydra's parser alone cannot: "ConfigLoader is not
+    set"): the options of each of the project's config groups, in the order Hydra's sweeper runs them, are
+    those Hydra's own config loader lists (its own groups, ``hydra/``, are left to Hydra)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from marsunits.cli_compose import overrides_parser
+
+    groups = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+    assert "model" in groups and "callbacks" in groups, groups
+    with initialize_config_dir(config_dir=str(CONFIG_DIR.resolve()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for group in groups:
+            (parsed,) = overrides_parser(CONFIG_DIR).parse_overrides([f"{group}=glob(*,exclude=x*)"])
+            listed = list(parsed.sweep_string_iterator())
+            assert listed and listed == loader.get_group_options(group), group
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ and each option of a swept config group that an override reaches into (``-m data
 data.train_length=10``). Also what the checks of :mod:`~marsunits.cli_overrides`,
 :mod:`~marsunits.cli_group_choices` and :mod:`~marsunits.cli_repeated_options` share in reading an override:
 its prefix and option (:func:`prefix_and_option`), the config group it would choose (:func:`group_of`), and
-that group's choices (:func:`group_choices`); and the marker of a key the config lacks (:data:`ABSENT`).
+that group's choices (:func:`group_choices`); the marker of a key the config lacks (:data:`ABSENT`); and
+Hydra's override parser whose glob sweeps list their options, as Hydra's sweeper runs them
+(:func:`overrides_parser`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
@@ -36,6 +39,26 @@ def compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> t
             return f"other: {exc}", None
 
 
+def overrides_parser(config_dir: Path) -> OverridesParser:
+    """Hydra's override parser, whose sweeps list their values as Hydra's sweeper runs them: a glob over a
+    config group's options (``model=glob(unet_*)``, ``glob(*,exclude=tiny)``) too, which Hydra's parser
+    alone cannot list ("ConfigLoader is not set") and which its sweeper lists from the group's folder."""
+    return OverridesParser.create(config_loader=_GroupFolders(config_dir))  # type: ignore[arg-type]
+
+
+class _GroupFolders:
+    """What a glob sweep asks of Hydra's config loader, answered from ``config_dir``: a config group's
+    options, the ``.yaml`` files of its folder (not those of a folder below it), sorted, as Hydra's config
+    repository lists them (``model@teacher=glob(*)`` asks for ``model``'s)."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self._config_dir = config_dir
+
+    def get_group_options(self, group_name: str, results_filter: object = None) -> list[str]:
+        folder = self._config_dir / group_name
+        return sorted(p.stem for p in folder.glob("*.yaml") if p.is_file()) if folder.is_dir() else []
+
+
 def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[str, str]]] | None:
     """The trials of ``overrides`` to compose in the checks, each a list of ``(typed, composed)`` pairs: the
     override as given, and the one composed in its place. Without a sweep, one trial of the overrides as
@@ -51,12 +74,8 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
     interval) is left out. None where Hydra cannot read an override (said by
     :func:`~marsunits.cli_overrides.unreadable_or_unknown_choice`).
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from marsunits.cli_sweeps import choice_values
-
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = overrides_parser(config_dir).parse_overrides(overrides)
     except Exception:  # noqa: BLE001 - an override Hydra cannot read
         return None
     first: list[tuple[str, str]] = []
@@ -68,7 +87,7 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
         name = arg.split("=", 1)[0]
         group = not name.startswith("~") and (config_dir / name.lstrip("+").split("@", 1)[0]).is_dir()
         try:
-            values = choice_values(override, config_dir) if group else list(override.sweep_string_iterator())
+            values = list(override.sweep_string_iterator())
         except Exception:  # noqa: BLE001 - an interval: no values to list
             continue
         if not values:

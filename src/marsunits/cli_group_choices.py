@@ -24,6 +24,7 @@ from marsunits.cli_compose import (
     compose_error,
     group_choices,
     group_of,
+    overrides_parser,
     prefix_and_option,
 )
 
@@ -169,8 +170,6 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     made the sweep folder) and the other sweeps are left out. Hydra's own groups (``hydra/launcher``) are
     left to Hydra.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     overrides = checked_overrides(argv)
     added = [
         a
@@ -180,7 +179,7 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     if not added:
         return None
     try:
-        parsed = dict(zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True))
+        parsed = dict(zip(overrides, overrides_parser(config_dir).parse_overrides(overrides), strict=True))
     except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
         return None
     for arg in added:
@@ -189,7 +188,7 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         if parsed[arg].is_sweep_override():
             try:
                 first = f"+{group}={next(iter(parsed[arg].sweep_string_iterator()))}"
-            except Exception:  # noqa: BLE001 - a glob: its options are listed by Hydra's config loader
+            except Exception:  # noqa: BLE001 - a glob that matches no option: Hydra runs no trial
                 continue
         single = [
             first if a == arg else a for a in overrides if a == arg or not parsed[a].is_sweep_override()
@@ -210,7 +209,9 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
         refused = (
             "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
         )
-        return _plus_on_a_group(given, group, kind, config_name, refused, typed[-1] if typed else None)
+        return _plus_on_a_group(
+            given, group, kind, config_dir, config_name, refused, typed[-1] if typed else None
+        )
     return None
 
 
@@ -266,7 +267,9 @@ def force_added_group(argv: Sequence[str], config_dir: Path, config_name: str) -
     ]
     kind = (_group_kinds(config_dir, config_name, others, {forced}) or {}).get(forced)
     typed = [a for a in others if a.partition("=")[0] == forced]  # logger=csv ++logger=csv
-    return _plus_on_a_group(given, forced, kind, config_name, refused, typed[-1] if typed else None)
+    return _plus_on_a_group(
+        given, forced, kind, config_dir, config_name, refused, typed[-1] if typed else None
+    )
 
 
 def added_beside_a_chosen_list(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -322,8 +325,6 @@ def _chosen_beside_plus(
     given again in a row, or where the defaults list the other overrides leave does not choose the group by
     a list (a group of one choice: :func:`added_group_already_chosen`). ValueError where Hydra cannot read
     one of them."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     chosen = [i for i, a in enumerate(overrides) if "=" in a and a.partition("=")[0] == group]
     if not chosen or not plus:
         return None
@@ -332,7 +333,7 @@ def _chosen_beside_plus(
         first -= 1
     choice = list(overrides[first : chosen[-1] + 1])
     try:
-        parsed = OverridesParser.create().parse_overrides([*choice, *plus])
+        parsed = overrides_parser(config_dir).parse_overrides([*choice, *plus])
     except Exception as exc:  # noqa: BLE001 - the caller says nothing: unreadable_or_unknown_choice will
         raise ValueError(str(exc)) from exc
     if any(o.is_sweep_override() for o in parsed[len(choice) :]):
@@ -496,16 +497,14 @@ def _kinds_in(listed: Any, keys: set[str]) -> dict[str, tuple[str, str | None]]:
     return kinds
 
 
-def _swept(override: str) -> list[str] | None:
+def _swept(override: str, config_dir: Path) -> list[str] | None:
     """The options a sweep of a config group runs, in order (``tiny``, ``unet_lite0`` for
-    ``model=tiny,unet_lite0``), or None where ``override`` is no sweep or its options cannot be listed here
-    (a glob, which needs Hydra's config loader)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    ``model=tiny,unet_lite0``; those of ``configs/model/`` that ``model=glob(unet_*)`` matches, sorted, as
+    Hydra's sweeper lists them), or None where ``override`` is no sweep or Hydra cannot read it."""
     try:
-        parsed = OverridesParser.create().parse_override(override.lstrip("+"))
+        (parsed,) = overrides_parser(config_dir).parse_overrides([override.lstrip("+")])
         return [str(v) for v in parsed.sweep_string_iterator()] if parsed.is_sweep_override() else None
-    except Exception:  # noqa: BLE001 - unreadable or a glob: said as the choice it is, as before
+    except Exception:  # noqa: BLE001 - unreadable: said as the choice it is, as before
         return None
 
 
@@ -513,6 +512,7 @@ def _plus_on_a_group(
     given: Sequence[str],
     key: str,
     kind: tuple[str, str | None] | None,
+    config_dir: Path,
     config_name: str,
     refused: str,
     typed: str | None = None,
@@ -528,7 +528,9 @@ def _plus_on_a_group(
     line names it beside the plus, and the choice without the plus replaces it; where it is a sweep
     (``-m model=tiny,unet_lite0 +model=fpn_lite0``: each trial gives the plus its own option, so fpn_lite0
     never runs), the line names the sweep and gives it once, without the plus, with the plus's options added
-    (the choice of the first trial alone, which it gave, dropped the sweep's others). One chosen by a list:
+    (the choice of the first trial alone, which it gave, dropped the sweep's others); a glob sweep
+    (``'model=glob(unet_*)'``) by the options it matches, or, where it matches none, the plus's choice
+    without the plus. One chosen by a list:
     one plus, which adds to the list (several options in one list); one the defaults list lacks: one plus,
     which adds it."""
     head = " and ".join(repr(a) for a in given)
@@ -538,15 +540,18 @@ def _plus_on_a_group(
     plus = "pluses" if any(a.startswith("++") for a in given) else "plus"
     defaults = f"configs/{config_name}.yaml"
 
-    def quoted(fix: str) -> str:  # brackets or braces, quoted for the shell
-        return f"'{fix}'" if any(c in fix for c in "[]{}") else fix
+    def quoted(fix: str) -> str:  # brackets, braces, a glob's parentheses and stars, quoted for the shell
+        return f"'{fix}'" if any(c in fix for c in "[]{}()*?") else fix
 
     what, chosen = kind if kind is not None else ("unknown", None)
-    swept = _swept(typed) if typed is not None else None
+    swept = _swept(typed, config_dir) if typed is not None else None
     if what == "chosen" and swept is not None:  # -m model=tiny,unet_lite0 +model=fpn_lite0: each trial's
-        adds = [v for v in dict.fromkeys(_swept(f"{key}={last}") or [last]) if v not in swept]
+        adds = [v for v in dict.fromkeys(_swept(f"{key}={last}", config_dir) or [last]) if v not in swept]
         where = f"that sweep chooses {key}, one option a trial"
-        if adds:
+        if not swept:  # -m 'model=glob(unet_x*)' +model=fpn_lite0: a glob that matches no option
+            where = f"that sweep's glob matches no option of {key} (Hydra runs no trial)"
+            fix = f"{quoted(f'{key}={last}')} (without the {plus})"
+        elif adds:
             every = quoted(f"{key}={','.join([*swept, *adds])}")
             fix = f"{every} (one sweep, without the {plus}), which adds {', '.join(adds)} to its trials"
         else:

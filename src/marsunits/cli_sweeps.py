@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from marsunits.cli_argv import CONFIG_FLAGS, hydra_quoted, override_arguments, with_override
+from marsunits.cli_compose import overrides_parser
 from marsunits.cli_values import primary_config, run_folder_guess
 from marsunits.errors import some_of
 
 __all__ = [
     "MAX_CHECKED_TRIALS",
     "STUDY_PACKAGE_FLOORS",
-    "choice_values",
     "claim_sweep_folder",
     "study_package_refusal",
     "sweep_refusal",
@@ -268,8 +267,6 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     trial's run refused the folder, with advice (``run_name=``) that does not move a sweep's trials. Left
     to the sweep: a folder that does not compose here (a swept folder option, another primary config).
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from marsunits.run_folder_claim import CLAIM_NAME, hold_sweep_folder_for_process, sweep_folder_holder
 
     argv = list(argv)
@@ -278,7 +275,7 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
         return None, argv
     overrides = override_arguments(argv)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = overrides_parser(config_dir).parse_overrides(overrides)
     except Exception:  # noqa: BLE001 - Hydra reports an override it cannot read
         return None, argv
     if any(o.is_sweep_override() and o.get_key_element().lstrip("+") in _SWEEP_FOLDER_KEYS for o in parsed):
@@ -293,7 +290,7 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
         return None, argv  # made of Hydra's runtime values, unknown here
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
-            values = [(c.get_key_element(), choice_values(c, config_dir)) for c in choices]
+            values = [(c.get_key_element(), list(c.sweep_string_iterator())) for c in choices]
             first = [f"{key}={options[0]}" for key, options in values if options]
             cfg = compose("train", overrides=[*fixed, *first], return_hydra_config=True)
             folder = Path(str(cfg.hydra.sweep.dir))
@@ -331,19 +328,6 @@ def claim_sweep_folder(argv: Sequence[str], config_dir: Path) -> tuple[str | Non
     # it), and Hydra's would be a moment later.
     argv = [a for i, a in enumerate(argv) if i not in given]
     return None, with_override(argv, f"hydra.sweep.dir={hydra_quoted(str(folder))}")
-
-
-def choice_values(choice: Override, config_dir: Path) -> list[str]:
-    """The options a swept config-group choice runs, in order (``debug=fdr,overfit``: ``["fdr", "overfit"]``;
-    ``experiment=glob(synth*)``: the group's options the glob matches, sorted). Raises where Hydra cannot list
-    the sweep's values (an Optuna interval): its callers leave such a sweep to Hydra."""
-    from hydra.core.override_parser.types import Glob
-
-    value = choice.value()
-    if isinstance(value, Glob):  # its own iterator needs Hydra's config loader: filtered here
-        group = config_dir / choice.get_key_element().lstrip("+")
-        return list(value.filter(sorted(p.stem for p in group.glob("*.yaml"))))
-    return [str(v) for v in choice.sweep_string_iterator()]
 
 
 #: Options whose value names the sweep folder (``hydra.sweep.dir`` is made of them).
