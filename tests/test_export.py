@@ -995,6 +995,40 @@ def test_a_package_with_a_tensor_the_network_lacks_is_refused(package: Path, tmp
     assert str(extra / WEIGHTS_NAME) in str(info.value)
 
 
+def test_each_loader_reads_back_the_whole_metadata_a_checkpoint_keeps(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """What a checkpoint's metadata keeps of its run beside the weights (its W&B run, the sols and image
+    files trained on, the training record and the training images' record) is read back whole, the same,
+    by each of the three ways a task is made from a file: Lightning's resume or test
+    (``on_load_checkpoint``), :func:`load_task` and a package's :func:`load_model`. A key restored by one
+    of them and not another (each restored them key by key) would fail here."""
+    from marsunits.task import METADATA_KEY, SegmentationTask
+    from marsunits.training_images import images_record
+
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    kept = raw[METADATA_KEY]
+    kept.update(
+        wandb_run_id="abc123",
+        wandb_run_name="run-7",
+        wandb_run_group="sweep",
+        trained_sols={"marsscapes": [3, 600]},
+        trained_image_keys=["marsscapes/sol600/a"],
+        training={**kept["training"], "optimizer_steps": 41, "steps_before": 9, "best_val_miou": 0.5},
+        training_images=images_record(2, 5, parent=images_record(1, None)),
+    )
+    edited = tmp_path / "edited.ckpt"
+    torch.save(raw, edited)
+
+    resumed = SegmentationTask(**{**raw["hyper_parameters"], "encoder_weights": None})
+    resumed.on_load_checkpoint(torch.load(edited, map_location="cpu", weights_only=True))
+    loaded = load_task(edited)
+    packaged = load_model(export_checkpoint(edited, tmp_path / "model"))
+    for task in (resumed, loaded, packaged):
+        assert task.metadata == kept, type(task)
+        assert task.steps_before == 9 and task.images_before == images_record(1, None)
+
+
 def test_a_package_restores_the_training_record_its_metadata_holds(package: Path, tmp_path: Path) -> None:
     """The sols and image keys a model was trained on and its W&B run are read back from model.json onto
     the task (predict.py names scored images the model trained on from them)."""

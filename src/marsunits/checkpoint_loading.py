@@ -213,13 +213,6 @@ def load_task(
             f"({err}). "
             "The checkpoint may come from an incompatible marsunits version; retrain or use that version."
         ) from err
-    task.wandb_run_id = metadata.get("wandb_run_id")
-    # Absent before 2026-12-05; restored so that an export's model.json names the run as the checkpoint does.
-    task.wandb_run_name = metadata.get("wandb_run_name")
-    task.wandb_run_group = metadata.get("wandb_run_group")
-    task.trained_sols = metadata.get("trained_sols")
-    task.trained_image_keys = metadata.get("trained_image_keys")
-    # Absent before 2026-12-07: Lightning's own keys give the steps, epoch and best score.
-    task._restore_training(checkpoint_training_record(checkpoint))
-    task._restore_images(metadata)  # absent before 2026-12-07: unknown
+    # Before 2026-12-07 no training record: Lightning's own keys give the steps, epoch and best score.
+    task.restore_metadata(metadata, checkpoint_training_record(checkpoint))
     return task.to(map_location).eval()

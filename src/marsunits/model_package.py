@@ -575,14 +575,10 @@ def load_package(
     task = SegmentationTask(**hparams)
     task.load_state_dict(tensors, strict=True)
     _check_training_record(metadata, json_path)
-    task.wandb_run_id = metadata.get("wandb_run_id")
-    task.wandb_run_name = metadata.get("wandb_run_name")  # absent from packages of before 2026-12-05
-    task.wandb_run_group = metadata.get("wandb_run_group")
-    task.trained_sols = metadata.get("trained_sols")  # absent from packages of before 2026-12-04
-    task.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
-    # Absent from packages of before 2026-12-07: the provenance's steps and epoch (the checkpoint's).
-    task._restore_training(metadata.get("training") or record_from_provenance(document.get("provenance")))
-    task._restore_images(metadata)  # absent from packages of before 2026-12-07: unknown
+    # Packages of before 2026-12-07 have no training record: the provenance's steps and epoch.
+    task.restore_metadata(
+        metadata, metadata.get("training") or record_from_provenance(document.get("provenance"))
+    )
     return task.to(map_location).eval()
 
 

@@ -867,6 +867,22 @@ class SegmentationTask(L.LightningModule):
             IMAGES_KEY: self.training_images,
         }
 
+    def restore_metadata(self, metadata: Mapping[str, Any], training: Mapping[str, Any] | None) -> None:
+        """Set what a checkpoint's or package's :attr:`metadata` keeps of its run beside the weights, on a
+        task built from its hyper-parameters: its W&B run (id, name, group), the sols and image files it
+        trained on, how far its training went (``training``, as the file's kind gives it: its metadata's
+        record, or for a file from before that record the one its other keys give) and its training images.
+        A key absent from an older file is unknown (None). The one restore of Lightning's resume and test
+        (:meth:`on_load_checkpoint`), :func:`~marsunits.checkpoint_loading.load_task` and a package's
+        loader alike."""
+        self.wandb_run_id = metadata.get("wandb_run_id")
+        self.wandb_run_name = metadata.get("wandb_run_name")  # absent before 2026-12-05
+        self.wandb_run_group = metadata.get("wandb_run_group")
+        self.trained_sols = metadata.get("trained_sols")  # absent before 2026-12-04
+        self.trained_image_keys = metadata.get("trained_image_keys")  # absent from earlier versions
+        self._restore_training(training)
+        self._restore_images(metadata)  # absent before 2026-12-07: unknown
+
     def _restore_training(self, record: Mapping[str, Any] | None) -> None:
         """Set :attr:`training_record` and :attr:`steps_before` from a checkpoint's or package's record."""
         self.training_record = dict(record) if record else None
@@ -919,16 +935,10 @@ class SegmentationTask(L.LightningModule):
                 "marsunits.task.SegmentationTask; missing metadata is an error, never a silent default. "
                 "Train with marsunits (train.py) to get a usable checkpoint."
             )
-        self.wandb_run_id = checkpoint[METADATA_KEY].get("wandb_run_id")
-        self.wandb_run_name = checkpoint[METADATA_KEY].get("wandb_run_name")
-        self.wandb_run_group = checkpoint[METADATA_KEY].get("wandb_run_group")
-        self.trained_sols = checkpoint[METADATA_KEY].get("trained_sols")
-        self.trained_image_keys = checkpoint[METADATA_KEY].get("trained_image_keys")
         # Imported here: checkpoint_loading imports this module (SegmentationTask, METADATA_KEY).
         from marsunits.checkpoint_loading import checkpoint_training_record
 
-        self._restore_training(checkpoint_training_record(checkpoint))
-        self._restore_images(checkpoint[METADATA_KEY])
+        self.restore_metadata(checkpoint[METADATA_KEY], checkpoint_training_record(checkpoint))
         self.seconds_before = float(checkpoint.get(RUN_SECONDS_KEY, 0.0))  # 0: a checkpoint from before
 
 
