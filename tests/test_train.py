@@ -463,14 +463,25 @@ def test_a_run_ended_before_its_first_validation_is_not_told_to_log_its_monitore
 
 
 def test_a_finished_run_says_how_to_map_images_with_its_best_model(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A geologist's first run ended on "metrics written to .../metrics.json", with nothing on what to do
     with the model: the predict.py command, with the best checkpoint's path, is now its last line. A run
     that kept no best checkpoint, or that only scored a model (train=false), is not told it; nor is a run
     whose best.ckpt is barely trained (a one-epoch run of 2 steps, as the README's quick check of real
     data), which predict.py warns is close to noise: its last line is that warning, with how to train
-    longer."""
+    longer. Judged without reading best.ckpt again (as large as the network and its optimiser's state): the
+    run's validation of it loaded it into the task, whose record is the file's."""
+    import marsunits.checkpoint_loading
+
+    read = marsunits.checkpoint_loading.read_checkpoint
+    reads: list[Path] = []
+
+    def counted(path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reads.append(Path(path).resolve())
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(marsunits.checkpoint_loading, "read_checkpoint", counted)
     short = [*TINY, "test=false"]
     with caplog.at_level("INFO", logger="marsunits.training"):
         # Trained to the trainer.max_steps it was set to: a chosen length, not a barely trained model.
@@ -496,6 +507,8 @@ def test_a_finished_run_says_how_to_map_images_with_its_best_model(
         "about 5 minutes on a laptop CPU) and predict with that run's checkpoints/best.ckpt"
     ), last
     assert not [r for r in caplog.records if "to map images with this model" in r.getMessage()]
+    kept = {Path(r["best_ckpt"]).resolve() for r in (result, barely)}
+    assert len(kept) == 2 and not kept & set(reads), reads
     caplog.clear()
     with caplog.at_level("INFO", logger="marsunits.training"):
         run(compose_config("train", tmp_path / "short", [*short, "+trainer.max_steps=1"]))

@@ -365,7 +365,7 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
     if training:  # every part of a resumed run (each as far as its last checkpoint), this one in full
         result["seconds_total"] = round(seconds_before + result["seconds"], 2)
     if trainer.is_global_zero:
-        _write_metrics_and_say_what_next(output_dir, result, training, best)
+        _write_metrics_and_say_what_next(output_dir, result, training, best, trainer, task)
     return result
 
 
@@ -447,14 +447,14 @@ def _score_kept_checkpoint(
 
 
 def _write_metrics_and_say_what_next(
-    output_dir: Path, result: dict[str, Any], training: bool, best: str | None
+    output_dir: Path, result: dict[str, Any], training: bool, best: str | None, trainer: pl.Trainer, task: Any
 ) -> None:
     """Write ``metrics.json`` and say where; after training, say how to map images with the kept model, or
     that it is too little trained to."""
     write_metrics(output_dir, result)
     log.info("metrics written to %s", output_dir / "metrics.json")
     if training and best:  # a first run ended on the line above, with nothing on what to do next
-        barely, dataset = _kept_checkpoint_barely_trained(best)
+        barely, dataset = _kept_checkpoint_barely_trained(best, trainer, task)
         if barely is not None:  # predict.py would warn that its maps are close to noise: say so here
             log.warning("%s", barely_trained_warning(str(best), barely, dataset))
         else:
@@ -593,15 +593,24 @@ def _trainer_and_loggers(cfg: DictConfig, ckpt_path: str | None) -> tuple[pl.Tra
     return trainer, loggers
 
 
-def _kept_checkpoint_barely_trained(path: str) -> tuple[str | None, object]:
+def _kept_checkpoint_barely_trained(path: str, trainer: pl.Trainer, task: Any) -> tuple[str | None, object]:
     """Why the checkpoint a run kept is barely trained, as ``predict.py`` judges it from the file's own
     training record (:func:`marsunits.training_extent.barely_trained`), or None, beside the data set its
     metadata names (the way on depends on it). None too when the file cannot be read: ``predict.py`` says
-    why when it is given it."""
+    why when it is given it.
+
+    Where the run's last validation or test loaded that file into ``task`` (``trainer.ckpt_path``: every run
+    that kept one but a fast_dev_run), its record is the task's, restored from the file by
+    :meth:`~marsunits.task.SegmentationTask.on_load_checkpoint` as the file's reading gives it, and its data
+    set the task's own (the file was written by this run, or by the run it resumes, which a resume holds to
+    the same data): the file, as large as the network and its optimiser's state, is not read again."""
     from marsunits.checkpoint_files import CheckpointError
     from marsunits.checkpoint_loading import checkpoint_training_record, read_checkpoint
     from marsunits.task import METADATA_KEY
 
+    loaded = trainer.ckpt_path
+    if loaded is not None and Path(loaded).resolve() == Path(path).resolve():
+        return barely_trained(task.training_record), task.metadata.get("dataset")
     try:
         checkpoint = read_checkpoint(path)
     except (CheckpointError, OSError):
