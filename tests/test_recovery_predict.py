@@ -1136,6 +1136,65 @@ def test_a_rank_terminated_beside_an_interrupted_rank_says_its_own_stop_and_why_
     ), said
 
 
+def _rank_failing_as_a_ctrl_c_comes(rank: int, store: str, opts: object, failure: str, conn: object) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank 1 fails at its second image
+    (``failure`` "bug": a ``TypeError`` out of the writer; "full": its output disk full, ``ENOSPC``) and is
+    interrupted (Ctrl-C) as that error goes up, as the progress bar closes. Sends ``(type name, message, exit
+    status)``."""
+    import errno
+
+    from marsunits.inference import runner
+
+    real_write, real_stop = runner.write_prediction, runner.Progress.stop
+    raised: list[str] = []
+    done = [0]
+
+    def write_prediction(paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if rank == 1 and done[0] == 1:
+            raised.append("failed")
+            if failure == "full":
+                raise OSError(errno.ENOSPC, "No space left on device", str(paths.mask))
+            raise TypeError("a bug")
+        done[0] += 1
+        return real_write(paths, *args, **kwargs)
+
+    def stop(self):  # type: ignore[no-untyped-def]
+        if raised == ["failed"]:
+            raised.append("ctrl-c")
+            raise KeyboardInterrupt
+        return real_stop(self)
+
+    runner.write_prediction = write_prediction  # type: ignore[assignment]
+    runner.Progress.stop = stop  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, status=True)
+
+
+@pytest.mark.parametrize("failure", ["bug", "full"])
+def test_a_ctrl_c_as_a_rank_s_error_goes_up_is_said_in_the_sharded_run_s_last_paragraph(
+    tmp_path: Path, ckpt: Path, failure: str
+) -> None:
+    """A Ctrl-C on rank 1 of two while its bug (or full disk) went up: the error decided how the run ended,
+    as it does for one process, but the stop never reached rank 0, and the closing paragraph left it out
+    where one process says ``Also, the run was interrupted (Ctrl-C) as it failed.`` The sharded paragraph
+    now says it of that rank; every rank still ends with the error's status."""
+    import json
+
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_failing_as_a_ctrl_c_comes, failure)
+    summary = json.loads((out / "summary.json").read_text())
+    status = 1 if failure == "bug" else 2
+    assert summary["exit_status"] == status, summary
+    also = " Also, rank 1 was interrupted (Ctrl-C) as it failed."
+    assert summary["text"].endswith(also), summary["text"]
+    if failure == "bug":
+        assert "The run failed on an error in im3.png on rank 1 of its 2 ranks" in summary["text"], summary
+    else:
+        assert summary["text"].endswith(f"The run {summary['stopped_early']}.{also}"), summary["text"]
+    assert [(ending[0], ending[2]) for ending in said] == [  # type: ignore[index]
+        ("RankFailedError", status),
+        ("TypeError" if failure == "bug" else "OutputWriteError", status),
+    ], said
+
+
 @pytest.mark.parametrize("endings", [("full", "worker"), ("worker", "full")])
 def test_two_ranks_failing_with_two_user_errors_end_a_spawned_run_naming_both(
     tmp_path: Path, ckpt: Path, endings: tuple[str, str]

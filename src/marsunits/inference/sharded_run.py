@@ -162,6 +162,10 @@ class _RankPart(NamedTuple):
         predicting: The input it was predicting as it ended (its path under ``input_dir``), None between
             images: where a rank's bug ended the run, said by the run's last paragraph.
         marked: Whether it marked the settings record pending (``overwrite``, its first image begun).
+        stopped_as_it_failed: How a stop that came as its failure went up was said (``"interrupted
+            (Ctrl-C)"``), else None: the failure ends its part all the same, and rank 0's last paragraph says
+            the stop after it (``Also, rank 1 was interrupted (Ctrl-C) as it failed.``), as one process's
+            does. The stop stayed on that rank, and the paragraph left it out.
     """
 
     rows: dict[str, dict[str, Any]]
@@ -175,6 +179,7 @@ class _RankPart(NamedTuple):
     failure: tuple[str, Exception | None] | None
     predicting: str | None
     marked: bool
+    stopped_as_it_failed: str | None
 
 
 def _rank_part(
@@ -196,6 +201,7 @@ def _rank_part(
             failure=failure,
             predicting=None,
             marked=False,
+            stopped_as_it_failed=None,
         )
     return _RankPart(
         rows=session.rows,
@@ -209,6 +215,7 @@ def _rank_part(
         failure=failure,
         predicting=session.predicting,
         marked=session.marked,
+        stopped_as_it_failed=session.stopped_as_it_failed if failure is not None else None,
     )
 
 
@@ -452,6 +459,13 @@ def _predict_claimed_shard(
         # Each stopped rank said "was <how> after <n> of the <m> images it had to predict; <advice>".
         told = [text.partition("; ") for _, text, _ in stopped]
         stops_said = [f"rank {rank} {head}" for (rank, _, _), (head, _, _) in zip(stopped, told, strict=True)]
+        # A failing rank stopped (Ctrl-C, SIGTERM) as its error went up: the error decided, the stop is said
+        # after it, as one process says it ("Also, the run was interrupted (Ctrl-C) as it failed.").
+        as_it_failed = [
+            f"rank {rank} was {part.stopped_as_it_failed} as it failed"
+            for rank, part in enumerate(parts)
+            if part.failure is not None and part.stopped_as_it_failed is not None
+        ]
         said = []
         if session.stop_status == 1:
             # A bug ended the run, on whichever rank: recorded as one process's bug is (failed, stopped_early
@@ -464,10 +478,12 @@ def _predict_claimed_shard(
             session.failed_rank = f"rank {buggy} of its {shard.world_size} ranks"
             others = [f for f in failures if f[0] != buggy]
             besides = [_rank_failures_said(others, shard.world_size, run=False)] if others else []
-            if besides or stops_said:
-                session.also_ended = f"Also, {'; '.join(besides + stops_said)}."
+            if besides or as_it_failed or stops_said:
+                session.also_ended = f"Also, {'; '.join(besides + as_it_failed + stops_said)}."
         elif failures:
             said.append(f"stopped because {_rank_failures_said(failures, shard.world_size, run=False)}")
+            if as_it_failed:
+                session.also_ended = f"Also, {'; '.join(as_it_failed)}."
         if stopped and session.stop_status != 1:
             advice = "; ".join(dict.fromkeys(rest for _, _, rest in told if rest))
             said.append(
