@@ -1014,8 +1014,8 @@ def _rank_ended_its_own_way(
 ) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose two ranks end together in their
     second image, each as ``endings[rank]`` says: "ctrl-c" (``KeyboardInterrupt``), "sigterm"
-    (:class:`~marsunits.errors.TerminatedError`), "full" (its output disk full, ``ENOSPC``) or "worker" (a
-    loader worker dead: torch's ``RuntimeError``). ``events``:
+    (:class:`~marsunits.errors.TerminatedError`), "full" (its output disk full, ``ENOSPC``), "worker" (a
+    loader worker dead: torch's ``RuntimeError``) or "none" (it goes on, and stops with the run). ``events``:
     one per rank, set as it reaches that image, where it waits for the other's (both are then past the
     check for the other's word, so that each ends its own way). Sends ``(type name, message, exit
     status)``; with ``told``, ``(exit status, what it printed)`` as ``predict.py`` (:func:`_run_as_rank`)."""
@@ -1041,6 +1041,9 @@ def _rank_ended_its_own_way(
                 raise KeyboardInterrupt
             if endings[rank] == "sigterm":
                 raise TerminatedError
+            if endings[rank] == "none":
+                done[0] += 1
+                return real_process(self, f, item)
             runner.write_prediction = write_prediction if endings[rank] == "full" else worker_dead  # type: ignore[assignment]
         done[0] += 1
         return real_process(self, f, item)
@@ -1133,6 +1136,30 @@ def test_a_rank_terminated_beside_an_interrupted_rank_says_its_own_stop_and_why_
         130,
         f"predict.py: terminated (SIGTERM); the run ends as interrupted because rank {interrupted} was "
         "interrupted (Ctrl-C); finished outputs are kept",
+    ), said
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_torchrun_rank_that_stopped_with_the_run_says_which_rank_was_stopped_and_how(
+    tmp_path: Path, ckpt: Path, stop: str
+) -> None:
+    """A torchrun rank that neither was stopped nor failed itself, whose run ended because rank 1 was
+    interrupted (Ctrl-C) or terminated (SIGTERM), printed the run's generic line,
+    ``predict.py: interrupted (Ctrl-C); finished outputs are kept``, as if it had been stopped. Its line now
+    says why its run ends, as rank 0's last word tells it (with the run's status); the stopped rank's line
+    is unchanged."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    endings = ("none", stop)
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_ended_its_own_way, endings, False, after=(events, True))
+    words, status = {"ctrl-c": ("interrupted (Ctrl-C)", 130), "sigterm": ("terminated (SIGTERM)", 143)}[stop]
+    how = words.partition(" ")[0]
+    assert said[1] == (status, f"predict.py: {words}; finished outputs are kept"), said
+    assert said[0] == (
+        status,
+        f"predict.py: the run ends as {how} because rank 1 was {words}; finished outputs are kept",
     ), said
 
 

@@ -698,7 +698,9 @@ def _raise_how_the_rank_ended(
     the :class:`RankFailedError`, and one terminated (SIGTERM) beside another's Ctrl-C the
     ``KeyboardInterrupt``. Such a rank's one line says its own stop and why the run ends otherwise
     (:func:`~marsunits.errors.stop_told`; ``decided``, :func:`_stop_decided_by`: the ranks whose stop the
-    run's is): it said ``interrupted (Ctrl-C)``, which was not what happened to it."""
+    run's is): it said ``interrupted (Ctrl-C)``, which was not what happened to it. A rank neither stopped
+    nor failed (it stopped with the run, or had finished its shard) says which ranks' stop ended the run
+    (:func:`tell_stop_with_the_run`): it said the run's generic line, as if it had been stopped itself."""
     if failures:
         errors = _errors(failures)
         if failure is not None and exit_status(failure) == exit_status(RankFailedError("", errors)):
@@ -713,8 +715,11 @@ def _raise_how_the_rank_ended(
     ends = TerminatedError() if run_stop else KeyboardInterrupt()
     if stop is not None and exit_status(stop) == exit_status(ends):
         raise stop
-    if stop is not None and decided is not None:
-        tell_stop_of_another_kind(stop, ends, decided)
+    if decided is not None:
+        if stop is not None:
+            tell_stop_of_another_kind(stop, ends, decided)
+        else:
+            tell_stop_with_the_run(ends, decided)
     raise ends from stop
 
 
@@ -731,6 +736,16 @@ def tell_stop_of_another_kind(own: BaseException, ends: BaseException, decided: 
         "kept",
         ends,
     )
+
+
+def tell_stop_with_the_run(ends: BaseException, decided: str) -> None:
+    """Record (:func:`~marsunits.errors.stop_told`) the one line of a rank neither stopped nor failed itself
+    whose run ends as ``ends`` (a Ctrl-C or a SIGTERM) because of other ranks' stops (``decided``,
+    :func:`_stop_decided_by`): ``predict.py: the run ends as interrupted because rank 1 was interrupted
+    (Ctrl-C); finished outputs are kept``. ``predict.py`` then prints it and exits with the run's status:
+    its generic line, ``interrupted (Ctrl-C)``, said a stop that had not happened to it."""
+    how = "terminated" if exit_status(ends) == 143 else "interrupted"
+    stop_told(f"predict.py: the run ends as {how} because {decided}; finished outputs are kept", ends)
 
 
 def _stop_decided_by(stopped: Sequence[tuple[int, str, bool]]) -> str | None:
