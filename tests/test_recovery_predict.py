@@ -1163,6 +1163,29 @@ def test_a_torchrun_rank_that_stopped_with_the_run_says_which_rank_was_stopped_a
     ), said
 
 
+@pytest.mark.parametrize("endings", [("full", "worker"), ("worker", "full")])
+def test_two_torchrun_ranks_failing_with_two_user_errors_each_name_both(
+    tmp_path: Path, ckpt: Path, endings: tuple[str, str]
+) -> None:
+    """Two torchrun ranks failing together with two errors of status 2 (a full disk on one, a dead loader
+    worker on the other): ``summary.json`` and the launcher of spawned ranks named both, but each torchrun
+    rank printed its own error alone, so rank 0's output, which a user reads first, did not say that rank 1
+    failed too. Every rank's one line now names both, in the record's order (by rank), status 2."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    events = (fork.Event(), fork.Event())
+    _, _, said = _two_ranks(tmp_path, ckpt, _rank_ended_its_own_way, endings, False, after=(events, True))
+    names = {"full": "OutputWriteError", "worker": "LoaderWorkerError"}
+    for code, printed in said:  # type: ignore[misc]
+        assert code == 2, said
+        line = printed.splitlines()[0]
+        first = "predict.py: error: the run stopped because rank 0 of its 2 ranks failed"
+        assert line.startswith(first), said
+        for rank, ending in enumerate(endings):
+            assert f"rank {rank} of its 2 ranks failed ({names[ending]}: " in line, said
+
+
 def _rank_failing_as_a_ctrl_c_comes(rank: int, store: str, opts: object, failure: str, conn: object) -> None:
     """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank 1 fails at its second image
     (``failure`` "bug": a ``TypeError`` out of the writer; "full": its output disk full, ``ENOSPC``) and is

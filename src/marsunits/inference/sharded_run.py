@@ -273,7 +273,8 @@ def predict_shard(
     through ``stops`` (the others stop at their next image), joins the gather with the images it finished,
     and once rank 0 has written the reports (``stopped_early`` naming the failing rank and its error, the
     images not reached counted; for a bug, status 1, the record of one process's bug: ``failed``,
-    ``stopped_early`` null, the last paragraph naming the image and the rank) it raises its own error;
+    ``stopped_early`` null, the last paragraph naming the image and the rank) it raises its own error (where
+    several ranks failed with a user's error each, the :class:`RankFailedError` naming them all);
     every other rank, rank 0 included, raises :class:`RankFailedError` naming the failing rank and its
     error. It left the run at once, and the others
     predicted their shards, then waited in the gather for it (on NCCL until the collectives' timeout, 30
@@ -700,12 +701,17 @@ def _raise_how_the_rank_ended(
     (:func:`~marsunits.errors.stop_told`; ``decided``, :func:`_stop_decided_by`: the ranks whose stop the
     run's is): it said ``interrupted (Ctrl-C)``, which was not what happened to it. A rank neither stopped
     nor failed (it stopped with the run, or had finished its shard) says which ranks' stop ended the run
-    (:func:`tell_stop_with_the_run`): it said the run's generic line, as if it had been stopped itself."""
+    (:func:`tell_stop_with_the_run`): it said the run's generic line, as if it had been stopped itself.
+    Where several ranks failed with a user's error each (status 2: a full disk on one, a dead loader worker
+    on another), every failing rank raises the :class:`RankFailedError` naming them all
+    (:func:`_several_user_errors`), as the launcher of spawned ranks ends: each said its own error alone,
+    and rank 0's output, read first, did not say that another rank had failed too."""
     if failures:
-        errors = _errors(failures)
-        if failure is not None and exit_status(failure) == exit_status(RankFailedError("", errors)):
+        several = _several_user_errors(failures, world_size)
+        named = several or RankFailedError(_rank_failures_said(failures, world_size), _errors(failures))
+        if failure is not None and several is None and exit_status(failure) == exit_status(named):
             raise failure
-        raise RankFailedError(_rank_failures_said(failures, world_size), errors) from (failure or stop)
+        raise named from (failure or stop)
     if failure is not None:
         raise failure
     if run_stop is None:
@@ -849,11 +855,19 @@ def errors_named(last_word: Any, world_size: int) -> RankFailedError | None:
     """From rank 0's last word to the ranks (``(failures, ...)``, :func:`predict_shard`), the error that names
     every failed rank where several failed and the run's status is a user's error's (2: a full disk on
     one, a dead loader worker on another), in the record's order (``stopped_early``: by rank); else None.
-    The launching process of spawned ranks ends with it: it ended with the lower rank's error alone, the
-    other unsaid. A bug's run (1) ends with the bug's own error (its traceback)."""
+    The launching process of spawned ranks ends with it, as each failing rank of torchrun does
+    (:func:`_raise_how_the_rank_ended`): it ended with the lower rank's error alone, the other unsaid. A
+    bug's run (1) ends with the bug's own error (its traceback)."""
     if not isinstance(last_word, tuple) or not last_word or not isinstance(last_word[0], list):
         return None
-    failures = last_word[0]
+    return _several_user_errors(last_word[0], world_size)
+
+
+def _several_user_errors(
+    failures: Sequence[tuple[int, str, Exception | None]], world_size: int
+) -> RankFailedError | None:
+    """The :class:`RankFailedError` naming every failed rank of ``failures`` (rank 0's last word) where
+    several failed and the run's status is a user's error's (2); else None (:func:`errors_named`)."""
     if len(failures) < 2:
         return None
     named = RankFailedError(_rank_failures_said(failures, world_size), _errors(failures))
