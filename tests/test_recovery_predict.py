@@ -230,6 +230,35 @@ def test_a_spawned_run_whose_rank_failed_ends_with_that_rank_s_error(monkeypatch
     assert raised.value is full
 
 
+@pytest.mark.parametrize("sigterm", [False, True], ids=["ctrl-c", "sigterm"])
+def test_a_spawned_run_whose_rank_alone_was_stopped_says_which_rank_and_how(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sigterm: bool
+) -> None:
+    """``predict.py devices=2`` not stopped itself, whose rank 1 alone was stopped (``kill`` of that
+    process, a SIGINT sent to it): its launcher ended with the run's status and the generic line,
+    ``predict.py: terminated (SIGTERM); finished outputs are kept``, as if it had been stopped. It now says
+    which rank was stopped and how (rank 0's word), with the run's status, as a torchrun rank stopped with
+    the run does."""
+    from types import SimpleNamespace
+
+    import lightning.fabric
+
+    from marsunits.errors import report_user_errors
+    from marsunits.inference import distributed
+
+    words = "terminated (SIGTERM)" if sigterm else "interrupted (Ctrl-C)"
+    stopped = distributed.SpawnedRunStopped(sigterm, f"rank 1 was {words}")
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", lambda self, function, *args: stopped)
+    opts = SimpleNamespace(device="cpu", devices=2, num_nodes=1)
+    with pytest.raises(SystemExit) as ended:
+        report_user_errors(lambda: distributed.launch(opts), "predict.py")  # type: ignore[arg-type]
+    assert ended.value.code == (143 if sigterm else 130)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"predict.py: the run ends as {words.partition(' ')[0]} because rank 1 was {words}; finished outputs "
+        "are kept"
+    )
+
+
 def test_a_spawned_run_whose_rank_was_killed_ends_with_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -161,7 +161,9 @@ def launch(opts: PredictOptions) -> RunResult:
     as rank 0 recorded the run (its word, :func:`_rank_0_word`: the status ``summary.json`` says, by
     :data:`~marsunits.inference.sharded_run.ENDING_ORDER`), not as its own stop: a SIGTERM here while a rank
     was interrupted ended this process 143 beside a record of 130. Without rank 0's word (the ranks stopped
-    before it), its own stop.
+    before it), its own stop. Not stopped itself, it ends as its ranks' stop, its line saying which rank was
+    stopped and how (:func:`~marsunits.inference.sharded_run.tell_stop_with_the_run`): it said the generic
+    ``terminated (SIGTERM)`` of a stop that had not come to it.
     """
     from lightning.fabric import Fabric
     from lightning.fabric.plugins.environments import LightningEnvironment
@@ -170,6 +172,7 @@ def launch(opts: PredictOptions) -> RunResult:
     external = launched_world_size() > 1
     words = None if external else tempfile.mkdtemp(prefix="marsunits-predict-")
     word = None if words is None else os.path.join(words, "rank-0-word.pickle")
+    stopped_here = False  # this process stopped itself (SIGTERM, Ctrl-C), not only its ranks
     fabric = Fabric(
         accelerator=accelerator,
         devices=opts.devices,
@@ -181,6 +184,7 @@ def launch(opts: PredictOptions) -> RunResult:
     try:
         result = fabric.launch(_rank_main, opts, _log_handlers(), not external, word)  # type: ignore[arg-type]
     except (KeyboardInterrupt, TerminatedError) as stop:
+        stopped_here = True
         stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt))
         # The ranks stopped, rank 0 recorded how the run ended (summary.json): that ends this process too,
         # not its own stop (a SIGTERM here beside a rank's Ctrl-C: the record said 130, this process 143).
@@ -200,7 +204,12 @@ def launch(opts: PredictOptions) -> RunResult:
         if words is not None:
             shutil.rmtree(words, ignore_errors=True)
     if isinstance(result, SpawnedRunStopped):  # the reports are written: the run ends as the rank's stop
-        raise TerminatedError if result.sigterm else KeyboardInterrupt
+        ends = TerminatedError() if result.sigterm else KeyboardInterrupt()
+        if not stopped_here and result.decided is not None:  # a rank alone was stopped: say which
+            from marsunits.inference.sharded_run import tell_stop_with_the_run
+
+            tell_stop_with_the_run(ends, result.decided)
+        raise ends
     if isinstance(result, SpawnedRunFailed):  # likewise, as the failing rank's error
         raise result.error
     return result
