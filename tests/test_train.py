@@ -1775,6 +1775,52 @@ def test_model_subclasses_without_the_datas_are_refused(tmp_path: Path) -> None:
         run(cfg)
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of ``model=tiny`` (no sub-classes) after one optimiser step on two random crops."""
+    from torch.utils.data import DataLoader
+
+    from conftest import one_step_trainer
+    from marsunits.data.datamodule import collate_samples
+
+    folder = tmp_path_factory.mktemp("tiny-ckpt")
+    task = instantiate(compose_config("train", folder, ["model=tiny", "model.scheduler=none"]).model)
+    g = torch.Generator().manual_seed(0)
+    crops = [
+        {"image": torch.rand(3, 32, 32, generator=g), "mask": torch.randint(0, 3, (32, 32))} for _ in "ab"
+    ]
+    trainer = one_step_trainer(limit_val_batches=0, default_root_dir=folder)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You defined a `validation_step` but have no `val_dataloader`")
+        trainer.fit(task, DataLoader(crops, batch_size=2, collate_fn=collate_samples))  # type: ignore[arg-type]
+    trainer.save_checkpoint(folder / "tiny.ckpt")
+    return folder / "tiny.ckpt"
+
+
+def test_train_false_with_model_subclasses_alone_is_refused_before_the_run_folder(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """``train=false`` builds the checkpoint's architecture but ``model.subclasses``' outputs: set on the
+    model alone, they were refused only in the run, once Hydra had made the run folder (some 15 s). Refused
+    before it now, in the run's own line."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.run_folder_claim import release_held_claims
+
+    logs = tmp_path / "logs"
+    evaluate = ["model=tiny", f"paths.log_dir={logs}", "train=false", f"ckpt_path={tiny_checkpoint}"]
+    said = (
+        "model.subclasses=[0, 0, 1, 2] but data.subclasses=None: the network's outputs must be the classes "
+        "the training masks hold."
+    )
+    try:
+        refused, _ = claim_run_folder([*evaluate, "model.subclasses=[0,0,1,2]"], CONFIG_DIR)
+        assert claim_run_folder(evaluate, CONFIG_DIR)[0] is None  # the checkpoint's own classes: scored
+    finally:
+        release_held_claims()
+    assert (refused or "").startswith(said), refused
+    assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+
+
 @pytest.mark.parametrize(
     ("args", "cause", "advice"),
     [

@@ -594,8 +594,9 @@ def check_model_values(cfg: DictConfig) -> None:
     rate or loss weight out of range (``model.lr=0``; :func:`~marsunits.model_settings.check_numbers`), a
     learning-rate schedule over a run without an end (``trainer.max_epochs=-1``), or a ``model.num_classes``
     other than the task's classes or ``model.subclasses`` that are not class ids, naming the key, or, where
-    the run trains with marsunits' data module, that are not ``data.subclasses`` (:func:`subclasses_mismatch`,
-    the run's own line); a model config that builds another class is left alone.
+    the run reads marsunits' data module (``train=false`` too), that are not ``data.subclasses``
+    (:func:`subclasses_mismatch`, the run's own line); a model config that builds another class is left
+    alone.
 
     Imports no torch, Lightning, smp or timm (:mod:`marsunits.model_settings`) but for an architecture or
     encoder outside those the project tested, which only smp's or timm's own list can tell (such an
@@ -667,8 +668,9 @@ def check_model_values(cfg: DictConfig) -> None:
     subclasses_refused = _subclasses_refusal(model, len(names))
     if subclasses_refused is not None:
         raise ConfigError(subclasses_refused)
-    if cfg.get("train", True) is not False and marsunits_datamodule(cfg):
-        # train=false builds the checkpoint's network, checked against the data module in the run.
+    if marsunits_datamodule(cfg):
+        # train=false too: its network takes the checkpoint's architecture, but its outputs are still
+        # model.subclasses', which the run checks against the data module built (the same line).
         data_groups = OmegaConf.select(cfg, "data.subclasses", default=None)
         mismatch = subclasses_mismatch(_plain_value(model.get("subclasses")), _plain_value(data_groups))
         if mismatch is not None:  # refused only once the data module and the network were built
