@@ -683,6 +683,71 @@ def test_bad_subclass_configs_explain_themselves(edit, message: str, tmp_path: P
         instantiate(cfg.data)
 
 
+#: MarsScapes' class map (configs/data/marsscapes.yaml), and AI4Mars' (configs/data/ai4mars.yaml).
+MARSSCAPES_MAP = {0: 0, 3: 0, 1: 1, 2: 1, 4: 1, 6: 2, 7: 2, 8: 2, 9: 2, 5: 255, 255: 255}
+AI4MARS_MAP = {0: 0, 2: 0, 1: 1, 3: 1, 255: 255}
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "said"),
+    [
+        # Refused only once the masks were read (ClassMap, in setup), in other words.
+        (
+            "marsscapes",
+            {"class_map": {**MARSSCAPES_MAP, "a": 2}},
+            "class_map has the key 'a' (str): its keys",
+        ),
+        (
+            "marsscapes",
+            {"class_map": {**MARSSCAPES_MAP, 1: 1.5}},
+            "class_map maps native id 1 to 1.5 (float)",
+        ),
+        (
+            "marsscapes_ai4mars",
+            {"class_map": {"marsscapes": MARSSCAPES_MAP, "ai4mars": {**AI4MARS_MAP, 3: "rock"}}},
+            "class_map.ai4mars maps native id 3 to 'rock' (str)",
+        ),
+        # Refused in other words than the command line's: "found keys [...], expected a subset of [...]".
+        (
+            "marsscapes_ai4mars",
+            {"class_map": {"marsscapes": MARSSCAPES_MAP, "ai4mar": AI4MARS_MAP}},
+            "but also the key ai4mar, which is no source and is read by none; name a source",
+        ),
+        (
+            "marsscapes_ai4mars",
+            {"class_map": {"marsscapes": MARSSCAPES_MAP, "ai4mars": AI4MARS_MAP, 1: 2}},
+            "but also the key 1, which is no source and is read by none; map a native id in its source's map",
+        ),
+        (
+            "marsscapes_ai4mars",
+            {"class_map": {"marsscapes": MARSSCAPES_MAP, "ai4mars": AI4MARS_MAP, "folder": None}},
+            "but also the key folder, which is not one of its sources and is read by none; name a source",
+        ),
+        ("marsscapes_ai4mars", {"class_map": {"marsscapes": MARSSCAPES_MAP}}, "class_map has no entry for"),
+        # "subclass_map and subclasses go together", where the command line named the entry.
+        ("marsscapes", {"subclass_map": {0: 0, 2: "a"}}, "subclass_map maps native id 2 to 'a' (str)"),
+    ],
+)
+def test_a_data_module_built_in_python_refuses_a_bad_map_as_train_py_does(
+    name: str, changes: dict[str, Any], said: str, tmp_path: Path
+) -> None:
+    """A data module built in Python (a notebook) was given no check of its maps' keys and entries that
+    ``train.py`` gives before Hydra: a misspelt native id or a fraction was refused only once it read the
+    masks (``ClassMap``), and a misspelt source's map in other words. Built, it is refused now, in
+    ``train.py``'s words (the same functions), before any data is read."""
+    from marsunits.data.value_checks import data_value_refusal
+
+    data = OmegaConf.to_container(_compose(name, tmp_path).data, resolve=True)
+    assert isinstance(data, dict)
+    arguments = {str(k): v for k, v in data.items() if k not in ("_target_", "_convert_")}
+    arguments.update(changes)
+    command_line = data_value_refusal(arguments)
+    assert command_line is not None and said in command_line[1], command_line
+    with pytest.raises(ValueError) as refused:
+        MarsDataModule(**arguments)
+    assert str(refused.value) == command_line[1]
+
+
 def test_validation_without_a_labelled_pixel_stops_before_training(tmp_path: Path) -> None:
     """A split whose validation masks are all 255 trained, validated nothing, kept no best checkpoint and
     wrote a metrics.json without a score, with exit status 0."""

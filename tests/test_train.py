@@ -1502,6 +1502,19 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "id>).",
         ),
         (
+            # A source's map beside the sources that reads none of them: refused by the data module in the
+            # run, in other words; a source's map deleted, which read its native ids as project ids, too.
+            ["data=marsscapes_ai4mars", "data.root=/nowhere", "++data.class_map.folder=null"],
+            "configs/data/marsscapes_ai4mars.yaml: class_map holds one map per source (marsscapes, ai4mars), "
+            "but also the key folder, which is not one of its sources and is read by none; name a source "
+            "(marsscapes, ai4mars).",
+        ),
+        (
+            ["data=marsscapes_ai4mars", "data.root=/nowhere", "~data.class_map.ai4mars"],
+            "configs/data/marsscapes_ai4mars.yaml: class_map has no entry for ['ai4mars']: give each "
+            "source's map, or class_map.ai4mars: null where its masks hold project ids (0, 1, 2, 255).",
+        ),
+        (
             ["data=marsscapes_ai4mars", "data.val_fraction=0"],  # the ends are not taken: no split
             "configs/data/marsscapes_ai4mars.yaml: val_fraction must be in (0, 1), got 0",
         ),

@@ -73,6 +73,7 @@ from marsunits.data.value_checks import (
     SOURCES,
     check_sol_ranges,
     class_mix_prob_refusal,
+    map_refusal,
     render_processes_refusal,
     size_refusal,
     sol_margin_refusal,
@@ -613,9 +614,13 @@ class MarsDataModule(L.LightningDataModule):
         subclasses: Any,
         focus_class: int | None,
     ) -> None:
-        """Check ``subclass_map``/``subclasses`` against each other and ``class_map`` (see the class doc):
-        :func:`~marsunits.data.value_checks.subclasses_refusal`."""
-        refused = subclasses_refusal(name, sources, class_map, subclass_map, subclasses, focus_class)
+        """Check ``subclass_map`` (a map of whole ids, or None:
+        :func:`~marsunits.data.value_checks.map_refusal`), then it and ``subclasses`` against each other and
+        ``class_map`` (see the class doc): :func:`~marsunits.data.value_checks.subclasses_refusal`; in
+        ``train.py``'s words and order before Hydra (``data_value_refusal``)."""
+        refused = map_refusal(name, "subclass_map", subclass_map) or subclasses_refusal(
+            name, sources, class_map, subclass_map, subclasses, focus_class
+        )
         if refused is not None:
             raise ValueError(refused)
 

@@ -215,19 +215,26 @@ def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) 
     """The refusal of ``class_map`` of ``configs/data/<name>.yaml`` read by ``sources``, or None. With one
     source it is a map of native id to project id, or null (:func:`map_refusal`); with several, one such
     map (or null) per source, ``{marsscapes: {0: 0, ...}, ai4mars: {...}}``
-    (``configs/data/marsscapes_ai4mars.yaml``), its keys source names. Each entry is a whole number
-    (:func:`map_entries_refusal`): ``data.class_map='{1: a}'`` (Hydra merges it into the config's map) was
-    refused by :class:`~marsunits.data.class_map.ClassMap` only once the run folder was made. Where
-    ``sources`` is not known (not a list), only the map's shape is checked."""
+    (``configs/data/marsscapes_ai4mars.yaml``), its keys the sources, each of them. Each entry is a whole
+    number (:func:`map_entries_refusal`): ``data.class_map='{1: a}'`` (Hydra merges it into the config's map)
+    was refused by :class:`~marsunits.data.class_map.ClassMap` only once the run folder was made. Where
+    ``sources`` is not known (not a list), only the map's shape is checked.
+
+    The one rule of ``class_map`` for ``train.py``'s checks before Hydra (:func:`data_value_refusal`) and for
+    :class:`~marsunits.data.datamodule.MarsDataModule` built any other way (a notebook), through
+    :func:`source_settings_refusal`: a module built in Python took a map with a misspelt key and refused it
+    only once it read the masks, in other words, and a source's map given as ``ai4mar`` in other words than
+    the command line's."""
     several = sources is not None and len(sources) > 1
     if not isinstance(class_map, Mapping) or not several:
         check = flat_map_refusal if sources is not None else map_refusal
         return check(name, "class_map", class_map)
     assert sources is not None  # several
+    listed = ", ".join(str(s) for s in sources)
     for source, mapping in class_map.items():
-        if source not in SOURCES:
-            # data.class_map='{1: 2}' merged beside the sources' maps: read by no source.
-            listed = ", ".join(str(s) for s in sources)
+        if source not in sources:
+            # data.class_map='{1: 2}' merged beside the sources' maps, or a misspelt source: read by none.
+            what = "not one of its sources" if source in SOURCES else "no source"
             fix = (
                 f"map a native id in its source's map, ++data.class_map.<source>.{source}=<project id> "
                 f"(++data.class_map.{sources[0]}.{source}=<project id>)"
@@ -236,11 +243,18 @@ def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) 
             )
             return (
                 f"configs/data/{name}.yaml: class_map holds one map per source ({listed}), but also the key "
-                f"{source}, which is no source and is read by none; {fix}."
+                f"{source}, which is {what} and is read by none; {fix}."
             )
         refused = flat_map_refusal(name, f"class_map.{source}", mapping)
         if refused is not None:
             return refused
+    # A source left out read its native ids as project ids: AI4Mars sand (2) became other.
+    unmapped = [s for s in sources if s not in class_map]
+    if unmapped:
+        return (
+            f"configs/data/{name}.yaml: class_map has no entry for {unmapped}: give each source's map, or "
+            f"class_map.{unmapped[0]}: null where its masks hold project ids (0, 1, 2, 255)."
+        )
     return None
 
 
@@ -390,8 +404,9 @@ def source_settings_refusal(
     """The first refusal of what the data config ``configs/data/<name>.yaml`` reads and its images' shape,
     in this order, or None: ``in_channels`` (1 or 3), ``crop_size`` (>= 1) and ``val_context_px`` (>= 0)
     (their multiples of the network's divisor: :func:`size_refusal`), ``sources``
-    (:func:`sources_refusal`) and, for real sources, ``root`` (set), and with several sources a folder
-    (``source_dirs``) and a map (``class_map``, ``null`` where the masks hold project ids) for each.
+    (:func:`sources_refusal`), ``class_map`` (:func:`class_map_refusal`, as ``train.py`` checks it before
+    Hydra) and, for real sources, ``root`` (set), and with several sources a folder (``source_dirs``) for
+    each.
     A ``crop_size`` or ``val_context_px`` that is no number is left to ``int()``'s error, as the data
     module always left it."""
     where = f"configs/data/{name}.yaml"
@@ -401,27 +416,15 @@ def source_settings_refusal(
         return f"{where}: crop_size must be a whole number of pixels >= 1, got {crop_size!r}."
     if isinstance(val_context_px, bool) or int(val_context_px) < 0:
         return f"{where}: val_context_px must be a whole number >= 0, got {val_context_px!r}."
-    refused = sources_refusal(name, sources)  # also train.py's, before Hydra
+    # Also train.py's, before Hydra: a module built in Python is told in the same words.
+    refused = sources_refusal(name, sources) or class_map_refusal(name, class_map, list(sources))
     if refused is not None or "synthetic" in sources:
         return refused
     if root is None:
         return f"{where}: root is not set. Pass data.root=/path/to/data."
-    if len(sources) > 1:
-        missing = [s for s in sources if s not in (source_dirs or {})]
-        if missing:
-            return f"{where}: source_dirs lacks {missing}: give each source's folder under root."
-        if class_map is not None and not set(class_map) <= set(sources):
-            return (
-                f"{where}: with several sources class_map must be {{source: map}}; found keys "
-                f"{sorted(class_map, key=str)}, expected a subset of {sources}."
-            )
-        # A source left out read its native ids as project ids: AI4Mars sand (2) became other.
-        unmapped = [s for s in sources if class_map is not None and s not in class_map]
-        if unmapped:
-            return (
-                f"{where}: class_map has no entry for {unmapped}: give each source's map, or "
-                f"class_map.{unmapped[0]}: null where its masks hold project ids (0, 1, 2, 255)."
-            )
+    missing = [s for s in sources if len(sources) > 1 and s not in (source_dirs or {})]
+    if missing:
+        return f"{where}: source_dirs lacks {missing}: give each source's folder under root."
     return None
 
 
