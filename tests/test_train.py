@@ -1834,6 +1834,68 @@ def test_train_false_with_model_subclasses_alone_is_refused_before_the_run_folde
     assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
 
 
+def test_model_subclasses_a_users_data_module_does_not_hold_are_refused_before_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a data module of one's own (``data._target_``) the network's sub-classes were checked against
+    it only in the run, once Hydra had made the run folder: marsunits' own data module is checked before.
+    Where its sub-classes are known before it is built (a subclass of marsunits' data module, or a class
+    that names ``subclasses``), they are refused before the folder too, in the run's line; a class that
+    takes any keyword is left to the run, which reads what it holds."""
+    import sys
+
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.run_folder_claim import release_held_claims
+
+    name = f"own_data_{tmp_path.name}".replace("-", "_")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            import lightning.pytorch as pl
+
+            from marsunits.data.datamodule import MarsDataModule
+
+
+            class Extended(MarsDataModule):
+                def __init__(self, *args, note="", **kwargs):
+                    super().__init__(*args, **kwargs)
+
+
+            class Named(pl.LightningDataModule):
+                def __init__(self, subclasses=None, **settings):
+                    super().__init__()
+                    self.subclasses = subclasses
+
+
+            class Opaque(pl.LightningDataModule):
+                def __init__(self, **settings):
+                    super().__init__()
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    logs = tmp_path / "logs"
+    said = "model.subclasses=[0, 0, 1, 2] but data.subclasses=None: the network's outputs must be the classes"
+    alone = "model.subclasses=[0,0,1,2]"
+
+    def refusal(*overrides: str) -> str | None:
+        try:
+            return claim_run_folder(["model=tiny", f"paths.log_dir={logs}", *overrides], CONFIG_DIR)[0]
+        finally:
+            release_held_claims()
+
+    try:
+        for target in ("Extended", "Named"):
+            refused = refusal(f"data._target_={name}.{target}", alone)
+            assert (refused or "").startswith(said), (target, refused)
+            assert refusal(f"data._target_={name}.{target}") is None  # the model follows the data
+        assert refusal(f"data._target_={name}.Opaque", alone) is None  # what it holds: the run's to read
+    finally:
+        sys.modules.pop(name, None)
+    assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+
+
 @pytest.mark.parametrize(
     ("args", "cause", "advice"),
     [

@@ -13,6 +13,7 @@ paid some 5 s of their start-up when these lived in :mod:`marsunits.training`. A
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from pathlib import Path
@@ -218,14 +219,16 @@ def check_plain_run_values(cfg: DictConfig) -> None:
 
 def check_class_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import what they judge by: the switches of the classes
-    the config builds (their parameters, :func:`~marsunits.target_parameters._switch_leaves`) and a CUDA GPU
-    for ``trainer.accelerator=gpu`` (torch).
+    the config builds (their parameters, :func:`~marsunits.target_parameters._switch_leaves`), the network's
+    sub-classes against those of a user's own data module (:func:`_check_user_data_subclasses`) and a CUDA
+    GPU for ``trainer.accelerator=gpu`` (torch).
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
     """
     _check_switches(cfg, class_switches)
     _check_one_averaging(cfg)
+    _check_user_data_subclasses(cfg)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator not in ("gpu", "cuda"):
         return
@@ -270,6 +273,51 @@ def _check_one_averaging(cfg: DictConfig) -> None:
         "an average and the checkpoints would keep no raw weights); keep one: marsunits' EMA "
         "('+callbacks=[ema]', or ema in a callbacks= list) or Lightning's, not both"
     )
+
+
+def _check_user_data_subclasses(cfg: DictConfig) -> None:
+    """Refuse ``model.subclasses`` that are not the sub-classes a user's own data module
+    (``data._target_``, not :data:`OWN_DATAMODULES`) will hold, where they are known before it is built
+    (:func:`_user_data_subclasses`), in the run's line (:func:`subclasses_mismatch`). The run checks the
+    network against the data module built (:func:`marsunits.training.check_subclasses_match`), once Hydra
+    has made the run folder; marsunits' own is checked without importing it (:func:`check_model_values`).
+
+    Raises:
+        ConfigError: the two differ.
+    """
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig) or model.get("_target_") != "marsunits.task.SegmentationTask":
+        return
+    known, data_groups = _user_data_subclasses(cfg)
+    if known:
+        mismatch = subclasses_mismatch(_plain_value(model.get("subclasses")), data_groups)
+        if mismatch is not None:
+            raise ConfigError(mismatch)
+
+
+def _user_data_subclasses(cfg: DictConfig) -> tuple[bool, Any]:
+    """Whether the sub-classes a user's own data module (``data._target_``, not :data:`OWN_DATAMODULES`)
+    will hold as ``subclasses`` are known before it is built, and them: a class that names ``subclasses``
+    among its parameters, or a subclass of marsunits' data module (which holds what it is given), holds
+    ``data.subclasses`` where the config gives it, else the parameter's default. Another class's (one that
+    takes any keyword and is no marsunits data module) are the run's to read."""
+    data = cfg.get("data")
+    target = data.get("_target_") if isinstance(data, DictConfig) else None
+    if not isinstance(target, str) or marsunits_datamodule(cfg):
+        return False, None
+    try:
+        built = locate(target)
+        parameter = inspect.signature(built).parameters.get("subclasses")
+    except (UnimportableTargetError, TypeError, ValueError):  # refused by unimportable_target; no signature
+        return False, None
+    from marsunits.data.datamodule import MarsDataModule  # imported with the user's class already
+
+    if parameter is None and isinstance(built, type) and issubclass(built, MarsDataModule):
+        parameter = inspect.signature(MarsDataModule).parameters["subclasses"]
+    given = isinstance(data, DictConfig) and "subclasses" in data
+    if parameter is None or (parameter.default is inspect.Parameter.empty and not given):
+        return False, None
+    return True, _plain_value(data.get("subclasses")) if given else parameter.default
 
 
 def _sampling_refusal(cfg: DictConfig) -> str | None:
