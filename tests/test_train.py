@@ -1834,6 +1834,46 @@ def test_train_false_with_model_subclasses_alone_is_refused_before_the_run_folde
     assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
 
 
+def test_train_false_on_a_checkpoint_of_other_sub_classes_is_refused_before_the_run_folder(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """A checkpoint of the project classes scored with ``experiment=marsscapes_subclasses`` (or the
+    reverse): the run refused it only as it loaded the weights, after Hydra had made the run folder, as a
+    network of other tensor shapes. Refused before the folder now, from the checkpoint's hyper-parameters,
+    and in the run before the load, in the same words."""
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.data.fake import write_fake_marsscapes
+    from marsunits.run_folder_claim import release_held_claims
+
+    root = write_fake_marsscapes(tmp_path / "marsscapes")
+    logs = tmp_path / "logs"
+    evaluate = [
+        "model=tiny",
+        "logger=none",
+        "experiment=marsscapes_subclasses",
+        f"data.root={root}",
+        "train=false",
+        f"ckpt_path={tiny_checkpoint}",
+    ]
+    said = (
+        f"ckpt_path={tiny_checkpoint} was trained with model.subclasses=None, this run's are [0, 0, 1, 1, 1, "
+        "2, 2, 2] (they follow data.subclasses): train=false builds the run's outputs and loads the "
+        "checkpoint's weights into them; score it without sub-classes, data.subclass_map=null "
+        "data.subclasses=null."
+    )
+    try:
+        refused, _ = claim_run_folder([*evaluate, f"paths.log_dir={logs}"], CONFIG_DIR)
+        plain = ["data.subclass_map=null", "data.subclasses=null", f"paths.log_dir={logs}"]
+        assert claim_run_folder([*evaluate, *plain], CONFIG_DIR)[0] is None  # the fix it gives
+    finally:
+        release_held_claims()
+    assert refused == said
+    assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+    with pytest.raises(ConfigError) as in_the_run:  # a config composed otherwise (a notebook)
+        run(compose_config("train", tmp_path / "run", [*evaluate, "data.num_workers=0"]))
+    assert str(in_the_run.value) == said
+
+
 def test_model_subclasses_a_users_data_module_does_not_hold_are_refused_before_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ paid some 5 s of their start-up when these lived in :mod:`marsunits.training`. A
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import re
 from pathlib import Path
@@ -810,7 +811,7 @@ def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir), force_add=True)
         _, evaluated = checked_start(cfg)
         if evaluated is not None:
-            _check_evaluated_input_sizes(cfg, evaluated[0], evaluated[1])
+            _check_evaluated_network(cfg, evaluated[0], evaluated[1])
     except ConfigError as refused_start:
         return str(refused_start)
     except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
@@ -818,16 +819,60 @@ def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
     return None
 
 
-def _check_evaluated_input_sizes(cfg: DictConfig, path: str, option: str) -> None:
-    """:func:`check_input_sizes` for ``train=false``, against the network of the checkpoint it scores (read
-    from the checkpoint's hyper-parameters, without building it), as the run checks the network it builds.
+def _check_evaluated_network(cfg: DictConfig, path: str, option: str) -> None:
+    """Check the network of the checkpoint ``train=false`` scores (``option``, its ``path``), read from its
+    hyper-parameters without building it, against the run, as the run checks the network it builds: the
+    sizes (:func:`_check_evaluated_input_sizes`), then its sub-classes against the run's
+    (:func:`evaluated_subclasses_refusal`).
 
     Raises:
-        ConfigError: naming the size, the divisor and the checkpoint.
+        ConfigError: naming what does not fit and the checkpoint.
     """
     from marsunits.checkpoint_loading import read_checkpoint
 
     hparams = read_checkpoint(path)["hyper_parameters"]
+    _check_evaluated_input_sizes(cfg, hparams, path, option)
+    model = cfg.get("model")
+    if isinstance(model, DictConfig) and model.get("_target_") == "marsunits.task.SegmentationTask":
+        run_groups = _plain_value(model.get("subclasses"))
+        refused = evaluated_subclasses_refusal(option, path, hparams.get("subclasses"), run_groups)
+        if refused is not None:
+            raise ConfigError(refused)
+
+
+def evaluated_subclasses_refusal(option: str, path: str, trained: Any, run_groups: Any) -> str | None:
+    """The refusal of the checkpoint ``train=false`` scores (``option``, its ``path``) whose network was
+    trained on other sub-classes (``trained``, its ``model.subclasses``) than the run's (``run_groups``,
+    ``model.subclasses``, which follows ``data.subclasses``), or None. Said the same before the run folder
+    (:func:`refusal_before_hydra`, from the checkpoint's hyper-parameters) and in the run, before its
+    weights are loaded (:func:`marsunits.training._run`): the load refused it after the run folder was made,
+    as a network of other tensor shapes."""
+    trained = None if trained is None else [int(c) for c in trained]
+    run_groups = None if run_groups is None else list(run_groups)
+    if trained == run_groups:
+        return None
+    if trained is None:
+        fix = "score it without sub-classes, data.subclass_map=null data.subclasses=null"
+    else:
+        groups = json.dumps(trained, separators=(",", ":"))
+        fix = (
+            f"score it on data of its sub-classes, data.subclasses={groups} with the data.subclass_map it "
+            "was trained with (its experiment, e.g. experiment=marsscapes_subclasses)"
+        )
+    return (
+        f"{option}={path} was trained with model.subclasses={trained}, this run's are {run_groups} (they "
+        "follow data.subclasses): train=false builds the run's outputs and loads the checkpoint's weights "
+        f"into them; {fix}."
+    )
+
+
+def _check_evaluated_input_sizes(cfg: DictConfig, hparams: Any, path: str, option: str) -> None:
+    """:func:`check_input_sizes` for ``train=false``, against the network of the checkpoint it scores (its
+    hyper-parameters ``hparams``, read without building it), as the run checks the network it builds.
+
+    Raises:
+        ConfigError: naming the size, the divisor and the checkpoint.
+    """
     network = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
     with open_dict(network):
         network.train = True

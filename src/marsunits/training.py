@@ -48,7 +48,7 @@ from marsunits.lightning_logging import (
     log_lightning_once,
 )
 from marsunits.progress_bar import run_progress_bar
-from marsunits.run_checks import check_config_values, subclasses_mismatch
+from marsunits.run_checks import check_config_values, evaluated_subclasses_refusal, subclasses_mismatch
 from marsunits.run_folder_claim import claimed_run_folder
 from marsunits.run_metrics import (
     _earlier_metrics,
@@ -305,6 +305,13 @@ def _run(cfg: DictConfig) -> dict[str, Any]:
         _check_monitor_has_sources(cfg, datamodule)
     task = instantiate(cfg.model)
     _check_network_fits_data(cfg, task, datamodule, training)
+    if evaluated is not None:  # before its weights are loaded, in the words of the check before Hydra
+        trained = getattr(evaluated_task, "hparams", {}).get("subclasses")
+        refused = evaluated_subclasses_refusal(
+            evaluated[1], evaluated[0], trained, task.hparams.get("subclasses")
+        )
+        if refused is not None:
+            raise ConfigError(refused)
     if ckpt_path:
         resumed = _checked_resume(cfg, task, datamodule, ckpt_path)
     init_ckpt = _start_weights(cfg, task, datamodule, evaluated, evaluated_task, ckpt_path, output_dir)
