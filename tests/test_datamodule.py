@@ -748,6 +748,26 @@ def test_a_data_module_built_in_python_refuses_a_bad_map_as_train_py_does(
     assert str(refused.value) == command_line[1]
 
 
+def test_a_sub_class_network_fitted_in_python_on_project_class_masks_is_refused_before_any_scene(
+    tmp_path: Path,
+) -> None:
+    """``trainer.fit(task, datamodule)`` in a notebook, the task given sub-classes the data module's masks
+    do not hold (or the reverse), learnt the wrong classes without a word: only ``train.py`` compared them.
+    The data module's ``setup`` now refuses it in ``train.py``'s words before a scene is rendered."""
+    from conftest import one_step_trainer
+    from marsunits.run_checks import subclasses_mismatch
+
+    cfg = _compose("synthetic", tmp_path, ["model=tiny", "model.subclasses=[0,0,1,2]"])
+    dm = instantiate(cfg.data)
+    task = instantiate(cfg.model)
+    with pytest.raises(ValueError) as refused:
+        one_step_trainer(limit_val_batches=0).fit(task, datamodule=dm)
+    assert str(refused.value) == subclasses_mismatch([0, 0, 1, 2], None)
+    assert dm.train_set is None  # nothing rendered
+    dm.check_network_classes({"subclasses": None})  # the classes it holds: no refusal
+    dm.check_network_classes({"lr": 1e-3})  # another module's hyper-parameters: left alone
+
+
 def test_validation_without_a_labelled_pixel_stops_before_training(tmp_path: Path) -> None:
     """A split whose validation masks are all 255 trained, validated nothing, kept no best checkpoint and
     wrote a metrics.json without a score, with exit status 0."""

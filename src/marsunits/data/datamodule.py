@@ -605,6 +605,25 @@ class MarsDataModule(L.LightningDataModule):
         if refused is not None:
             raise ValueError(refused)
 
+    def check_network_classes(self, hparams: Any) -> None:
+        """Refuse a network whose outputs are not the classes the training masks hold: its ``subclasses``
+        (``hparams``, the hyper-parameters of a :class:`~marsunits.task.SegmentationTask`; anything else is
+        left alone) are not this data module's ``subclasses``. ``train.py`` checks the same before the run
+        folder is made and in the run (:func:`~marsunits.run_checks.subclasses_mismatch`, its line);
+        :meth:`setup` checks it against the trainer's model, so a model fitted without ``train.py`` (a
+        notebook) is told it before anything is read, not left to learn the wrong classes.
+
+        Raises:
+            ValueError: the two differ, in ``train.py``'s words.
+        """
+        from marsunits.run_checks import subclasses_mismatch
+
+        if isinstance(hparams, Mapping) and "subclasses" in hparams:
+            groups = hparams["subclasses"]
+            mismatch = subclasses_mismatch(None if groups is None else list(groups), self.subclasses)
+            if mismatch is not None:
+                raise ValueError(mismatch)
+
     @staticmethod
     def _validate_subclasses(
         name: str,
@@ -673,10 +692,13 @@ class MarsDataModule(L.LightningDataModule):
         """Scan, split and (where configured) decode the data; runs once, whatever the stage."""
         if self.train_set is not None:
             return
-        # A model fitted without train.py (a notebook): the sizes it needs, before anything is read.
-        divisor = getattr(getattr(self.trainer, "lightning_module", None), "size_divisor", None)
+        # A model fitted without train.py (a notebook): the sizes it needs and the classes it outputs, before
+        # anything is read.
+        module = getattr(self.trainer, "lightning_module", None)
+        divisor = getattr(module, "size_divisor", None)
         if isinstance(divisor, int) and not isinstance(divisor, bool) and divisor >= 1:
             self.check_size_divisor(divisor)
+        self.check_network_classes(getattr(module, "hparams", None))
         train_transform = build_train_transform(self.crop_size, self.in_channels, **self.augment)
         if self.sources == ["synthetic"]:
             train_set, val_set, test_set = synthetic_datasets(
