@@ -607,11 +607,12 @@ class MarsDataModule(L.LightningDataModule):
 
     def check_network_classes(self, hparams: Any) -> None:
         """Refuse a network whose outputs are not the classes the training masks hold: its ``subclasses``
-        (``hparams``, the hyper-parameters of a :class:`~marsunits.task.SegmentationTask`; anything else is
-        left alone) are not this data module's ``subclasses``. ``train.py`` checks the same before the run
-        folder is made and in the run (:func:`~marsunits.run_checks.subclasses_mismatch`, its line);
-        :meth:`setup` checks it against the trainer's model, so a model fitted without ``train.py`` (a
-        notebook) is told it before anything is read, not left to learn the wrong classes.
+        (in ``hparams``, its hyper-parameters, as a :class:`~marsunits.task.SegmentationTask` keeps them; a
+        module without them is left alone) are not this data module's ``subclasses``. ``train.py`` checks
+        the same before the run folder is made and in the run
+        (:func:`~marsunits.run_checks.subclasses_mismatch`, its line); :meth:`setup` checks it against the
+        trainer's model, so a model fitted without ``train.py`` (a notebook) is told it before anything is
+        read, not left to learn the wrong classes.
 
         Raises:
             ValueError: the two differ, in ``train.py``'s words.
@@ -620,7 +621,8 @@ class MarsDataModule(L.LightningDataModule):
 
         if isinstance(hparams, Mapping) and "subclasses" in hparams:
             groups = hparams["subclasses"]
-            mismatch = subclasses_mismatch(None if groups is None else list(groups), self.subclasses)
+            groups = list(groups) if isinstance(groups, list | tuple) else groups  # the task keeps a list
+            mismatch = subclasses_mismatch(groups, self.subclasses)
             if mismatch is not None:
                 raise ValueError(mismatch)
 
