@@ -326,6 +326,30 @@ def test_black_and_white_labels_are_told_the_class_map_that_reads_their_white(
     assert hint not in json.loads((out / "summary.json").read_text())["text"]
 
 
+def test_a_data_set_named_as_it_spells_itself_reads_its_shipped_map(
+    tmp_path: Path, ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``labels_class_map=MarsScapes`` or ``AI4Mars``, the data sets' names as they and the docs spell them,
+    was refused inside the run as "this model was trained on masks in project ids", which told a synthetic
+    model's user to give the very name given. Any letter case of a data set's name (or of ``checkpoint``)
+    reads as that word: the labels are scored with the shipped map, and the run says it in lower case."""
+    inp, labels = tmp_path / "in", tmp_path / "labels"
+    save_rgb(inp / "f0.png", 40, 48, seed=0)
+    rng = np.random.default_rng(0)  # MarsScapes ids: soil, bedrock, gravel, sand, big rock, sky, no data
+    write_png_atomic(labels / "f0.png", rng.choice(np.array([0, 1, 2, 3, 4, 6, 255], np.uint8), (40, 48)))
+    out = tmp_path / "out"
+    with caplog.at_level("INFO"):
+        assert (
+            run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", "labels_class_map=MarsScapes"))
+            == 0
+        )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images_scored"] == 1
+    shipped = {"0": 0, "3": 0, "1": 1, "2": 1, "4": 1, "6": 2, "7": 2, "8": 2, "9": 2, "5": 255, "255": 255}
+    assert metrics["labels_class_map"] == shipped
+    assert "labels_class_map=marsscapes: this model was trained on" in caplog.text
+
+
 def test_labels_in_native_ids_are_scored_through_labels_class_map(
     tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "offers_checkpoint_map",
     "plain_scalar",
     "read_contact_config",
+    "labels_class_map_word",
     "read_labels_class_map",
     "shipped_map_note",
 ]
@@ -100,6 +101,7 @@ class PredictOptions:
         # as "not a whole number" (and a numpy scalar cannot be written to the settings' JSON).
         for f in fields(self):
             setattr(self, f.name, plain_scalar(getattr(self, f.name)))
+        self.labels_class_map = labels_class_map_word(self.labels_class_map)
         # Checked in from_config only: built in Python, trust_checkpoint="no" (true to bool()) loaded an
         # untrusted checkpoint's pickle, overwrite="no" replaced outputs and tta="no" averaged mirrored maps.
         # In Python's words ("give tta=True"): from_config has checked its values in the config's already.
@@ -317,6 +319,20 @@ def read_contact_config(options: Mapping[str, Any]) -> ContactConfig:
         return ContactConfig(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad contact option: {exc}") from exc
+
+
+def labels_class_map_word(value: Any) -> Any:
+    """``labels_class_map``'s value as the run reads it: ``checkpoint`` or a known data set's name
+    (:data:`~marsunits.data.class_map.DATA_SET_LABEL_MAPS`) in any letter case is that word in lower case,
+    so ``MarsScapes`` and ``AI4Mars``, the names as the data sets and the docs spell them, read their maps
+    (they were refused as names of no map); any other value is returned as it is."""
+    if (
+        isinstance(value, str)
+        and value != value.lower()
+        and value.lower() in ("checkpoint", *DATA_SET_LABEL_MAPS)
+    ):
+        return value.lower()
+    return value
 
 
 def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap | None:
