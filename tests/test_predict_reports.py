@@ -318,6 +318,12 @@ def test_black_and_white_labels_are_told_the_class_map_that_reads_their_white(
     said = json.loads((tmp_path / "a" / "summary.json").read_text())["text"]
     assert "Every label's scored pixels are smooth_volcanic (0) alone (255 is never scored)" in said, said
     assert hint in said, said
+    # AI4Mars labels of soil alone are black and white too, their 255 unlabelled: the map above would score
+    # every unlabelled pixel as rough_olivine. The sentence says that such labels were read right already.
+    ai4mars = (
+        "if their 255 is unlabelled, as in AI4Mars and MarsScapes labels, they were read right as they are"
+    )
+    assert ai4mars in said, said
     mapping = "{0: 0, 255: 1}"
     out = tmp_path / "b"
     assert run(make_cfg(tmp_path, ckpt, inp, out, f"labels_dir={labels}", f"labels_class_map={mapping}")) == 0

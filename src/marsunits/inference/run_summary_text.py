@@ -192,7 +192,8 @@ def _synthetic_model_on_other_images(dataset: object, input_dir: object) -> str:
 def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     """A sentence when every scored label (in project ids: no ``labels_class_map``) holds smooth_volcanic
     alone beside 255: labels saved in black and white, white marking a unit, read so, and the run gave a low
-    mIoU with nothing on why. Said as a condition: labels of smooth ground alone read the same, and the
+    mIoU with nothing on why; labels whose 255 is unlabelled (AI4Mars' and MarsScapes' soil) read right.
+    Said as a condition: labels of smooth ground alone read the same, and the
     confusion matrix does not say whether a label holds a 255 at all (one of 0 alone was told it held 255).
     """
     if metrics.get("labels_class_map") is not None:
@@ -203,10 +204,14 @@ def _labels_of_smooth_volcanic_alone(metrics: Mapping[str, Any]) -> str:
     labelled = cm.sum(1)
     if labelled[0] == 0 or labelled[1:].any():
         return ""
+    # AI4Mars labels of soil alone (most of its frames, copied as docs/prediction.md says) are black and
+    # white too, their 255 unlabelled: told the map above alone, a user scored every unlabelled pixel as
+    # rough_olivine.
     return (
         " Every label's scored pixels are smooth_volcanic (0) alone (255 is never scored): if they are black "
         "and white, white marking a unit, labels_class_map='{0: 0, 255: 1}' reads white as rough_olivine "
-        "(and black as smooth_volcanic)."
+        "(and black as smooth_volcanic); if their 255 is unlabelled, as in AI4Mars and MarsScapes labels, "
+        "they were read right as they are."
     )
 
 
