@@ -2103,6 +2103,48 @@ def test_a_missing_package_file_given_as_ckpt_path_is_refused_before_the_log_fol
     assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
 
 
+def test_a_folder_given_as_ckpt_path_is_refused_before_the_log_folder_naming_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """predict.py ckpt_path=<a folder holding the .ckpt> (a geologist's models/ folder, a run's checkpoints/):
+    the folder exists, so it passed the checks before Hydra, and the run refused it after logs/predict/<time>/
+    was made, with the traceback hint. It is refused first, naming the checkpoint the folder holds (or, with
+    none, what to give); a model package folder, or one whose package files were renamed on their way (the
+    package's own check names them), is left to the run."""
+    from marsunits.cli_overrides import predict_refusal
+
+    images, models, empty, pkg = (tmp_path / n for n in ("images", "models", "empty", "pkg"))
+    for folder in (images, models, empty, pkg):
+        folder.mkdir()
+    (models / "navcam.ckpt").write_bytes(b"not read here")
+    (pkg / "model.safetensors").write_bytes(b"not read here")
+    given = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}"]
+    refused = predict_refusal([*given, f"ckpt_path={models}"], CONFIG_DIR)
+    assert refused == (
+        f"{models} is a folder, not a checkpoint: give the checkpoint it holds, "
+        f"ckpt_path={models / 'navcam.ckpt'}"
+    ), refused
+    refused = predict_refusal([*given, f"ckpt_path={empty}"], CONFIG_DIR)
+    assert refused == (
+        f"{empty} is a folder without model.json or model.safetensors: give a model package folder or a "
+        ".ckpt file."
+    ), refused
+    assert predict_refusal([*given, f"ckpt_path={pkg}"], CONFIG_DIR) is None
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *given, f"ckpt_path={models}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"predict.py: error: {models} is a folder, not a checkpoint: give the checkpoint it holds, "
+        f"ckpt_path={models / 'navcam.ckpt'}"
+    ), proc.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: Path) -> None:
     """A classes.json was matched to a data set by its set of ids alone: AI4Mars' file without 3 big_rock
     (labels holding no big rock) got a map to fill in instead of AI4Mars' own, and ids 0..3 and 255 named

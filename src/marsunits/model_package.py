@@ -76,6 +76,7 @@ __all__ = [
     "PACKAGE_VERSION",
     "WEIGHTS_NAME",
     "file_sha256",
+    "folder_refusal",
     "is_package",
     "load_model",
     "load_package",
@@ -431,6 +432,27 @@ def read_package_json(path: str | Path) -> dict[str, Any]:
         if key not in document:
             raise CheckpointError(f"{json_path} lacks the key {key!r}; {_RESTORE}")
     return document
+
+
+def folder_refusal(path: Path) -> str | None:
+    """The refusal of ``path`` given as the model where it is a folder that is no model package, naming the
+    checkpoint it holds (:func:`~marsunits.user_paths.run_folder_checkpoint_hint`) or what to give; None where
+    it is no folder, a package, or a folder whose package description was renamed on its way
+    (:func:`load_model` reads that one, to name the file to rename back). ``predict.py`` refuses such a
+    folder before Hydra makes the run's log folder, in the words :func:`load_model` uses."""
+    if not path.is_dir() or is_package(path) or _renamed_package_json(path) is not None:
+        return None
+    return _no_model_in(path)
+
+
+def _no_model_in(folder: Path) -> str:
+    """What ``folder``, given as the model and holding no package, is, and what to give instead."""
+    held = _run_folder_hint(folder)  # a train.py run folder: its best.ckpt named
+    held = (
+        held
+        or f"a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a .ckpt file."
+    )
+    return f"{folder} is {held}"
 
 
 def _renamed_package_json(folder: Path) -> Path | None:
@@ -852,12 +874,7 @@ def load_model(
         # naming the file to rename back (then the weights' check names theirs).
         read_package_json(path)
     if path.is_dir():
-        held = _run_folder_hint(path)  # a train.py run folder: its best.ckpt named
-        held = (
-            held
-            or f"a folder without {JSON_NAME} or {WEIGHTS_NAME}: give a model package folder or a .ckpt file."
-        )
-        raise FileNotFoundError(f"{path} is {held}")
+        raise FileNotFoundError(_no_model_in(path))
     _refuse_zipped_package(path)
     try:
         return load_task(path, map_location=map_location, expected_class_names=expected_class_names)

@@ -270,4 +270,12 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
             + "pass a .ckpt written by train.py or a model package folder (python -m marsunits.export) as "
             "ckpt_path="
         )
+    if ckpt_path.is_dir() and not is_package(ckpt_path):
+        # A folder holding the .ckpt (a run's checkpoints/, a folder of models): refused inside the run, after
+        # Hydra had made its log folder. Imported here only: model_package imports the network's modules.
+        from marsunits.model_package import folder_refusal
+
+        refused = folder_refusal(ckpt_path)
+        if refused is not None:
+            raise FileNotFoundError(refused)
     return CheckedOptions(input_dir, output_dir, labels_dir, contact_config, device, precision, ckpt_path)
