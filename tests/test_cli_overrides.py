@@ -2145,6 +2145,27 @@ def test_a_folder_given_as_ckpt_path_is_refused_before_the_log_folder_naming_its
     assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
 
 
+def test_an_image_given_as_input_dir_is_told_how_to_map_it_alone(tmp_path: Path) -> None:
+    """predict.py input_dir=<one image>, a geologist's first try at one frame: told only "pass the folder that
+    contains the images", which maps every image of that folder and its subfolders (82 panoramas: some 7
+    minutes). The refusal names that folder as what it maps, and the ways to map the one image: a folder of
+    its own, or UnitMapper from Python."""
+    from marsunits.cli_overrides import predict_refusal
+
+    sol = tmp_path / "sol0387"
+    sol.mkdir()
+    image = sol / "387_1.jpg"
+    image.write_bytes(b"not read here")
+    given = [f"input_dir={image}", f"output_dir={tmp_path / 'out'}", f"ckpt_path={tmp_path / 'm.ckpt'}"]
+    refused = predict_refusal(given, CONFIG_DIR) or ""
+    assert refused.startswith(
+        f"input_dir {image} is a file, not a folder: predict.py maps every image of a folder"
+    ), refused
+    assert f"input_dir={sol} maps every image there, subfolders included" in refused, refused
+    assert "to map this image alone, give a folder holding it alone as input_dir" in refused, refused
+    assert f"UnitMapper.load(...).map('{image}')" in refused and "docs/prediction.md" in refused, refused
+
+
 def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: Path) -> None:
     """A classes.json was matched to a data set by its set of ids alone: AI4Mars' file without 3 big_rock
     (labels holding no big rock) got a map to fill in instead of AI4Mars' own, and ids 0..3 and 255 named

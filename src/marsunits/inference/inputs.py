@@ -123,7 +123,14 @@ def check_folders(input_dir: str | os.PathLike[str], output_dir: str | os.PathLi
             f"input_dir {inp} does not exist; pass an existing folder of images as input_dir=...{hint}"
         )
     if not inp.is_dir():
-        raise DataError(f"input_dir {inp} is a file, not a folder; pass the folder that contains the images")
+        # One image given, as a geologist tries one frame first: "pass the folder that contains the images"
+        # mapped every image of that folder and its subfolders, maybe hundreds, without saying so.
+        raise DataError(
+            f"input_dir {inp} is a file, not a folder: predict.py maps every image of a folder "
+            f"(input_dir={inp.parent} maps every image there, subfolders included); to map this image alone, "
+            "give a folder holding it alone as input_dir, or from Python "
+            f"UnitMapper.load(...).map({str(inp)!r}) (docs/prediction.md)"
+        )
     try:  # here too, before a sharded run spawns its ranks (each would stop with a traceback)
         with os.scandir(inp):
             pass
