@@ -334,6 +334,40 @@ def test_labels_class_map_naming_a_data_set_the_model_was_not_trained_on_reads_i
     assert shipped_map_note("checkpoint", meta) is None and shipped_map_note(None, meta) is None
 
 
+def test_labels_of_another_data_set_than_the_map_named_are_told_its_name() -> None:
+    """MarsScapes panoramas' labels scored with ``labels_class_map=ai4mars`` (the Navcam command of
+    docs/prediction.md reused): each label was refused as "mask values [6, 7, 8] are not covered ... Add them
+    to class_map in a labels_class_map of your own", which sent a geologist to write MarsScapes' map by hand.
+    Values that are all another data set's native ids now name it and its map's name; a map of the model's own
+    of that data set is not offered again, nor a data set whose ids do not hold the values."""
+    from marsunits.inference.options import read_labels_class_map
+
+    synthetic = {"class_map": None, "dataset": "synthetic"}
+    marsscapes_labels = np.array([[0, 1, 2, 3, 4, 6, 7, 8, 255]], np.uint8)
+    read = read_labels_class_map("ai4mars", synthetic)
+    assert read is not None
+    with pytest.raises(ValueError) as refused:
+        read(marsscapes_labels, "387_1.png")
+    message = str(refused.value)
+    assert message.startswith("387_1.png: mask values [4, 6, 7, 8] are not covered by the class_map"), message
+    assert message.endswith(
+        " Their values are all native ids of another data set: if they are MarsScapes labels (0 soil, 1 "
+        "bedrock, 2 gravel, 3 sand, 4 big rock, 5 steep slope, 6 sky, 7 distant terrain, 8 distant "
+        "mountains, 9 rover, 255 no data), labels_class_map=marsscapes."
+    ), message
+    # Values of no data set's (a 12): no data set is named.
+    with pytest.raises(ValueError) as refused:
+        read(np.array([[0, 12]], np.uint8), "x.png")
+    assert "another data set" not in str(refused.value), refused.value
+    # The model's own MarsScapes map without distant terrain (7): labels_class_map=marsscapes reads that map.
+    trained = {"class_map": {0: 0, 1: 1, 6: 2, 255: 255}, "dataset": "marsscapes"}
+    own = read_labels_class_map("marsscapes", trained)
+    assert own is not None
+    with pytest.raises(ValueError) as refused:
+        own(np.array([[0, 7]], np.uint8), "x.png")
+    assert "another data set" not in str(refused.value), refused.value
+
+
 def test_the_shipped_map_note_of_a_model_naming_no_data_set_reads_as_a_sentence() -> None:
     """A model whose metadata names no data set (an older checkpoint) was said to have "names no data set it
     was trained on, not on ai4mars"; with a map it is told that map is not used, without one it is not."""

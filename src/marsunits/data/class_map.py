@@ -392,6 +392,8 @@ class ClassMap:
             :class:`~marsunits.data.datamodule.MarsDataModule`).
         key: the config key named in error messages (``class_map`` or ``subclass_map``).
         where: where the user fixes the map, for error messages (default ``configs/data/<dataset>.yaml``).
+        named_by: the option that takes a data set's name for its map (``labels_class_map``): values the map
+            does not cover that are all another data set's native ids are told that option with its name.
 
     Raises:
         ValueError: a key outside 0..255 or a target outside the accepted ids (``num_targets``).
@@ -404,8 +406,10 @@ class ClassMap:
         num_targets: int | None = None,
         key: str = "class_map",
         where: str | None = None,
+        named_by: str | None = None,
     ) -> None:
         self.dataset = dataset
+        self._named_by = named_by
         self.key = key
         #: How messages name the map: "class_map of dataset 'ai4mars'", or the key alone.
         self.owner = f"{key} of dataset '{dataset}'" if dataset else key
@@ -548,8 +552,28 @@ class ClassMap:
             raise ValueError(
                 f"{path}: mask values {missing} are not covered by the {self.owner}. "
                 f"Add them to {self.key} in {self.where} (native id -> {targets}){ignore}."
+                f"{self._other_data_set_hint(present)}"
             )
         return self._lut_u8[mask]
+
+    def _other_data_set_hint(self, present: Sequence[int] | np.ndarray) -> str:
+        """The sentence naming the data sets whose native ids hold every value of a mask this map does not
+        cover, with the name that gives their map (:attr:`_named_by`): MarsScapes labels scored with
+        ``labels_class_map=ai4mars`` were told to write a map of their own. Empty where the option takes no
+        name, for sub-class maps, and where no other data set's ids hold them all (this map's own data set,
+        a model's map of it, is not offered again: its name reads this map)."""
+        if self._named_by is None or self._num_targets is not None:
+            return ""
+        values = {int(v) for v in present}
+        own = str(self.dataset).rsplit(": ", 1)[-1]  # "ai4mars", or a several-source model's "ms_ai: ai4mars"
+        fits = [
+            f"if they are {name} labels ({ids}), {self._named_by}={key}"
+            for key, (name, ids) in NATIVE_IDS.items()
+            if key != own and values <= set(data_set_label_map(key))
+        ]
+        if not fits:
+            return ""
+        return f" Their values are all native ids of another data set: {'; '.join(fits)}."
 
     def _native_data_set_hint(self, present: Sequence[int] | np.ndarray, second: bool = False) -> str:
         """The sentence a refusal of masks outside the project ids adds when the mask's values (``present``)

@@ -359,13 +359,15 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
                 "a labels_class_map='{native id: project id, ...}' of your own instead of the map shipped "
                 f"for {value} labels (labels_class_map={value})"
             )
-            return ClassMap(data_set_label_map(value), value, key="class_map", where=where)
+            return ClassMap(
+                data_set_label_map(value), value, key="class_map", where=where, named_by="labels_class_map"
+            )
         mapping, name = _training_map(value, metadata)
         where = (
             "a labels_class_map='{native id: project id, ...}' of your own instead of the model's training "
             f"map (labels_class_map={value})"
         )
-        return ClassMap(mapping, name, key="class_map", where=where)
+        return ClassMap(mapping, name, key="class_map", where=where, named_by="labels_class_map")
     if not isinstance(value, Mapping):
         names = ", ".join(sorted(DATA_SET_LABEL_MAPS))
         raise ConfigError(
@@ -377,7 +379,7 @@ def read_labels_class_map(value: Any, metadata: Mapping[str, Any]) -> ClassMap |
     mapping = dict(value) if str(IGNORE_INDEX) in keys else {**value, IGNORE_INDEX: IGNORE_INDEX}
     where = "the command: labels_class_map='{native id: project id, ...}'"
     try:
-        return ClassMap(mapping, None, key="labels_class_map", where=where)
+        return ClassMap(mapping, None, key="labels_class_map", where=where, named_by="labels_class_map")
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
