@@ -324,6 +324,26 @@ def test_bad_arrays_cameras_and_options_say_what_to_do(ckpt: Path, scenes: Path)
         UnitMapper.load(ckpt.parent / "nowhere.ckpt")
 
 
+def test_a_mistyped_image_path_is_told_the_file_meant(ckpt: Path, scenes: Path) -> None:
+    """``mapper.map("images/scene_0000.pgn")`` in a notebook: "file not found. Check the path" alone, where
+    predict.py tells a mistyped folder or checkpoint the name beside it. The file meant is named; a name
+    with nothing close beside it is told as before."""
+    from marsunits.data.io import ImageReadError
+
+    mapper = UnitMapper.load(ckpt, device="cpu", precision="32", tile=None)
+    image = sorted((scenes / "images").glob("*.png"))[0]
+    typo = image.with_name(image.stem + ".pgn")
+    with pytest.raises(ImageReadError) as refused:
+        mapper.map(typo)
+    assert str(refused.value) == (
+        f"{typo}: file not found; did you mean {image}? Check the path (relative paths start at the working "
+        "directory)."
+    ), refused.value
+    with pytest.raises(ImageReadError) as refused:
+        mapper.map(image.with_name("zzzz.png"))
+    assert "did you mean" not in str(refused.value) and "file not found" in str(refused.value)
+
+
 def test_the_mapper_s_defaults_are_predict_py_s(tmp_path: Path, ckpt: Path) -> None:
     """The defaults come from ``PredictOptions``; that class must agree with ``configs/predict.yaml``."""
     cfg = compose_config("predict", tmp_path / "hydra")

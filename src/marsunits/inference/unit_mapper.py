@@ -52,6 +52,7 @@ from marsunits.constants import CLASS_NAMES, IGNORE_INDEX, PALETTE
 from marsunits.data.decoded_pixels import FLOAT_FULL_SCALE_MAX
 from marsunits.data.io import (
     IMAGE_EXTENSIONS,
+    ImageReadError,
     _orientation_tag,
     exif_orientation,
     pil_image_native,
@@ -89,7 +90,7 @@ from marsunits.inference.writers import (
 )
 from marsunits.training_extent import barely_trained, barely_trained_warning
 from marsunits.training_images import is_grey
-from marsunits.user_paths import expand_home
+from marsunits.user_paths import expand_home, meant_path
 
 log = logging.getLogger(__name__)
 
@@ -685,6 +686,12 @@ class UnitMapper:
         pil_orientation = 1  # the EXIF orientation a PIL image was turned by, as its file is
         if isinstance(image, (str, os.PathLike)):
             path = expand_home(image)
+            meant = None if path.exists() or path.is_symlink() else meant_path(path)
+            if meant is not None:  # a typo in a notebook: predict.py names the folder or checkpoint meant too
+                raise ImageReadError(
+                    f"{path}: file not found; did you mean {meant}? Check the path (relative paths start at "
+                    "the working directory)."
+                )
             pixels = read_image(path, max_megapixels=self.max_megapixels)
         elif isinstance(image, PIL.Image.Image):
             pil_orientation = _orientation_tag(image)
