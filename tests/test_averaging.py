@@ -152,6 +152,40 @@ def test_two_weight_averaging_callbacks_are_refused_before_the_run_folder(
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
+@pytest.mark.parametrize("averaging", AVERAGING, ids=AVERAGING.keys())
+def test_an_average_without_its_batch_norm_statistics_is_refused_before_the_run_folder(
+    averaging: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``use_buffers=false`` on a weight-averaging callback: torch then copies the raw network's batch-norm
+    statistics into the average at each update (a tiny run's ``best.ckpt`` held them, to the last value,
+    beside the averaged weights), and Lightning leaves recomputing them for the average
+    (``torch.optim.swa_utils.update_bn``) to the user, which train.py never is: validation, ``best.ckpt``,
+    its test and ``predict.py`` used averaged weights with another network's statistics, without a word.
+    It is one line before any folder, naming the callback and the fix; a config composed another way is
+    refused by the run before any step."""
+    from marsunits.errors import ConfigError
+
+    key = "ema" if averaging == "callbacks=ema" else AVERAGING[averaging][0].split(".")[1]
+    args = [*AVERAGING[averaging], f"+callbacks.{key}.use_buffers=false"]
+    status, said = train_py_checks(
+        tmp_path, monkeypatch, capsys, *TINY, f"paths.log_dir={tmp_path / 'logs'}", *args
+    )
+    assert status == 2 and said.count("\n") == 1, said
+    assert f"callbacks.{key}.use_buffers=false (" in said and "update_bn" in said, said
+    assert "leave use_buffers out" in said, said
+    assert ("'+callbacks=[ema]'" in said) == (averaging != "callbacks=ema"), said
+    assert not (tmp_path / "logs").exists()
+    with pytest.raises(ConfigError, match=rf"callbacks\.{key}\.use_buffers=false"):
+        run(compose_config("train", tmp_path / "r", [*TINY, *args]))
+    assert not list(tmp_path.rglob("*.ckpt"))
+    # With the statistics averaged too (use_buffers=true, the default) the same command passes the checks.
+    kept = [a.replace("=false", "=true") for a in args]
+    status, said = train_py_checks(
+        tmp_path, monkeypatch, capsys, *TINY, f"paths.log_dir={tmp_path / 'logs2'}", *kept
+    )
+    assert status == 0, said
+
+
 def test_ema_test_pass_straight_after_fit_scores_the_average(tmp_path: Path) -> None:
     """Real data tests on its validation images right after fit (no validation pass in between, which
     would drop the average too): that test must score the checkpoint's averaged weights, not the raw ones."""

@@ -230,6 +230,7 @@ def check_class_run_values(cfg: DictConfig) -> None:
     _check_switches(cfg, class_switches)
     _check_one_averaging(cfg)
     _check_user_data_subclasses(cfg)
+    _check_averaged_statistics(cfg)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="") or "").lower()
     if accelerator not in ("gpu", "cuda"):
         return
@@ -319,6 +320,34 @@ def _user_data_subclasses(cfg: DictConfig) -> tuple[bool, Any]:
     if parameter is None or (parameter.default is inspect.Parameter.empty and not given):
         return False, None
     return True, _plain_value(data.get("subclasses")) if given else parameter.default
+
+
+def _check_averaged_statistics(cfg: DictConfig) -> None:
+    """Refuse a weight-averaging callback with ``use_buffers=false`` (Lightning's own, added directly, or
+    ``callbacks=ema``, which passes it on). torch's ``AveragedModel`` then copies the raw network's
+    batch-norm statistics into the average at each update, and Lightning leaves recomputing them for the
+    averaged weights (``torch.optim.swa_utils.update_bn``) to the user, which ``train.py`` never is: every
+    validation, ``best.ckpt``, its test and ``predict.py`` used averaged weights with the statistics of
+    other weights (every marsunits network has batch norm, in its decoder at least), without a word.
+
+    Raises:
+        ConfigError: naming the callback's key and class, and the fix.
+    """
+    if not cfg.get("train", True):  # a train=false run trains nothing: no average is kept
+        return
+    from marsunits.averaging import averaging_callbacks  # Lightning: these checks import the classes
+
+    for key, name in averaging_callbacks(cfg.get("callbacks")):
+        if cfg.callbacks[key].get("use_buffers", True):
+            continue
+        other = "" if name == "EMAWeights" else ", or train with marsunits' EMA, '+callbacks=[ema]'"
+        raise ConfigError(
+            f"callbacks.{key}.use_buffers=false ({name}): the average would keep the raw weights' batch-norm "
+            "statistics (torch copies them over at each update), not statistics of the averaged weights, "
+            "which Lightning leaves to the user to recompute (torch.optim.swa_utils.update_bn) and train.py "
+            "does not, so validation, best.ckpt and its test would use averaged weights with other weights' "
+            f"statistics; leave use_buffers out (true, the default, averages the statistics too){other}"
+        )
 
 
 def _sampling_refusal(cfg: DictConfig) -> str | None:
