@@ -1777,6 +1777,80 @@ def test_a_plus_on_a_group_beside_its_sweep_is_refused_giving_the_sweep_meant(
     assert unknown_option(fixed, CONFIG_DIR, "train") is None, fixed
 
 
+@pytest.mark.parametrize(
+    ("args", "failing", "fix"),
+    [
+        (["-m", "+model=unet_lite0_d4,tiny"], "+model=tiny", "model=unet_lite0_d4,tiny"),
+        (["-m", "+model=glob(unet_lite0_*)"], "+model=unet_lite0_slim", "'model=glob(unet_lite0_*)'"),
+    ],
+)
+def test_a_plus_sweep_of_a_group_is_checked_at_each_of_its_values(
+    args: list[str],
+    failing: str,
+    fix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train.py -m +model=unet_lite0_d4,tiny``: its first value composes (Hydra takes a plus on a group
+    whose choice is that same option: the default experiment's model is unet_lite0_d4), so the checks,
+    which composed the first value alone, passed it; Hydra made the sweep folder, composed each trial and
+    refused the second in its two lines, status 1, with a fix for a config file ("Multiple values for
+    model. To override a value use 'override model: tiny'"). The value that fails is named, and the fix is
+    the whole sweep without the plus, before any folder is made."""
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point("train.py", args, monkeypatch, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{args[1]!r} (in the trials with {failing}): model is already in the defaults list" in err, err
+    assert f"give {fix} (without the plus)" in err, err
+    assert list(tmp_path.iterdir()) == []
+    assert unknown_option(["-m", *shlex.split(fix)], CONFIG_DIR, "train") is None
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        # debug=overfit sets trainer.overfit_batches, debug=fdr does not: its trials alone failed.
+        (
+            ["-m", "debug=fdr,overfit", "+trainer.overfit_batches=2"],
+            "'+trainer.overfit_batches=2' (in the trials with debug=overfit): trainer.overfit_batches is "
+            "already an option of the config",
+        ),
+        # The default experiment chooses unet_lite0_d4 (which the plus takes), marsscapes_scratch another.
+        (
+            ["-m", "experiment=synthetic,marsscapes_scratch", "+model=unet_lite0_d4"],
+            "'+model=unet_lite0_d4' (in the trials with experiment=marsscapes_scratch): model is already in",
+        ),
+        # Hydra deletes a key given with a value only where it has that value (4, the default's).
+        (
+            ["-m", "~trainer.max_epochs=4,5"],
+            "the trials with ~trainer.max_epochs=5 do not compose (Hydra: Could not delete from config. The "
+            "value of 'trainer.max_epochs' is 4 and not 5.)",
+        ),
+        # A list cannot replace data.scene, a map; any other scalar composes as the first does.
+        (
+            ["-m", "data.scene=null,7,[1]"],
+            "the trials with data.scene=[1] do not compose (Hydra: Error merging override data.scene=[1])",
+        ),
+    ],
+)
+def test_a_later_value_of_a_sweep_whose_trials_do_not_compose_is_one_line_before_any_folder(
+    args: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A sweep whose first trial composes and a later one does not: the checks passed it, and Hydra made the
+    sweep folder before it refused it in its lines, status 1. Each value of a swept config group or deletion,
+    and each list or map value of a swept option, is composed before any folder is made."""
+    monkeypatch.chdir(tmp_path)
+    status, err = _as_an_entry_point("train.py", args, monkeypatch, capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"train.py: error: {said}"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_checks_list_a_glob_sweep_s_options_as_hydra_s_config_loader_does() -> None:
     """The checks expand ``group=glob(...)`` themselves (Hydra's parser alone cannot: "ConfigLoader is not
     set"): the options of each of the project's config groups, in the order Hydra's sweeper runs them, are

@@ -64,14 +64,17 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
     override as given, and the one composed in its place. Without a sweep, one trial of the overrides as
     given. In a multirun, the first trial takes each sweep's first value (``trainer.max_epoch=1,2`` composed
     as ``trainer.max_epoch=1``: Hydra leaves a sweep out of the sweep's own config, and a swept key the
-    config lacks was refused only at each trial, after the sweep folder was made); then each further option
-    of a swept config group (``data=synthetic,marsscapes``) in turn, the other sweeps at their first value,
-    as a key one option lacks (``~data.train_length``) failed only that option's trials. A group's later
-    options are listed only where an override names a key under its node (``data.``): each is a composition
-    (about 0.15 s) before a sweep of keys the group does not hold starts, and a group whose options set other
-    nodes (``experiment=``, ``@package _global_``) is checked with its first option only. The checks compose
-    the trials in order, only while each passes; a sweep whose values cannot be listed here (an Optuna
-    interval) is left out. None where Hydra cannot read an override (said by
+    config lacks was refused only at each trial, after the sweep folder was made); then each later value
+    whose trials may compose otherwise (:func:`_composed_apart`), one at a time, the other sweeps at their
+    first value: the options of a swept config group (``data=synthetic,marsscapes``, ``+model=a,b``, a
+    glob) that another override may meet, each value of a swept deletion (``~trainer.max_epochs=4,5``), each
+    list or map of a swept option. A later value that failed to compose (``+model=unet_lite0_d4,tiny``: the
+    first is the choice the defaults make, which a plus takes, the second is refused) was refused by Hydra
+    after it had made the sweep folder (it composes a batch's trials before running them). Each is a
+    composition (about 0.1 s) while they pass: ``'+model=glob(*)'``, 9 options, is 8 more,
+    ``'model=glob(*)'`` alone none. Two swept values that fail only together are not composed together. The
+    checks compose the trials in order, only while each passes; a sweep whose values cannot be listed here
+    (an Optuna interval) is left out. None where Hydra cannot read an override (said by
     :func:`~marsunits.cli_overrides.unreadable_or_unknown_choice`).
     """
     try:
@@ -79,27 +82,80 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
     except Exception:  # noqa: BLE001 - an override Hydra cannot read
         return None
     first: list[tuple[str, str]] = []
-    groups: list[tuple[int, list[str]]] = []  # a swept config group: its place in first, its later options
+    later: list[tuple[int, list[str]]] = []  # a sweep: its place in first, its later values composed apart
     for arg, override in zip(overrides, parsed, strict=True):
         if not override.is_sweep_override():
             first.append((arg, arg))
             continue
         name = arg.split("=", 1)[0]
-        group = not name.startswith("~") and (config_dir / name.lstrip("+").split("@", 1)[0]).is_dir()
         try:
             values = list(override.sweep_string_iterator())
+            kinds = list(override.sweep_iterator())
         except Exception:  # noqa: BLE001 - an interval: no values to list
             continue
         if not values:
             continue  # a glob that matches no option: Hydra runs no trial
         first.append((arg, f"{name}={values[0]}"))
-        package = name.lstrip("+").split("@", 1)[-1]  # model@teacher: the teacher node
-        if group and len(values) > 1 and any(a.lstrip("+~").startswith(f"{package}.") for a in overrides):
-            groups.append((len(first) - 1, [f"{name}={v}" for v in values[1:]]))
+        others = [a for a in overrides if a != arg]
+        apart = _composed_apart(name, kinds, others, config_dir)
+        if apart:
+            later.append((len(first) - 1, [f"{name}={values[i]}" for i in apart]))
     trials = [first]
-    for at, later in groups:
-        trials += [[*first[:at], (first[at][0], option), *first[at + 1 :]] for option in later]
+    seen = {tuple(c for _, c in first)}
+    for at, options in later:
+        for option in options:
+            trial = [*first[:at], (first[at][0], option), *first[at + 1 :]]
+            if tuple(c for _, c in trial) not in seen:
+                seen.add(tuple(c for _, c in trial))
+                trials.append(trial)
     return trials
+
+
+def _composed_apart(name: str, values: Sequence[object], others: list[str], config_dir: Path) -> list[int]:
+    """The places of the values after the first of the sweep ``name=values`` whose trials may compose
+    otherwise than the first's, beside the other overrides ``others``.
+
+    A config group's options: each, where the sweep has a prefix (a plus, which Hydra takes on the option
+    the defaults choose already and refuses on another; a deletion, which deletes only the option chosen),
+    where another override reaches into the node they set (``model.`` for ``model``), or where they set the
+    whole config (``# @package _global_``: ``experiment``, ``debug``) and another override is given;
+    otherwise every option composes alike (the configs' own tests compose each). A deletion's values: each
+    (Hydra deletes a key given a value only where it has that value). Another option's: each list or map (a
+    list cannot replace a map, a map sets keys the node may lack), and the first other value where the first
+    is a list or a map: any other value composes as any other does (the config's nodes take any value).
+    """
+    key = name.lstrip("+")
+    group = key.split("@", 1)[0]
+    every = list(range(1, len(values)))
+    if key.startswith("~"):
+        return every
+    if (config_dir / group).is_dir():
+        package = key.split("@", 1)[-1]  # model@teacher: the teacher node
+        whole = any(
+            p.read_text(encoding="utf-8").startswith("# @package _global_")
+            for p in (config_dir / group).glob("*.yaml")
+        )
+        if name != key or (whole and others) or any(a.lstrip("+~").startswith(f"{package}.") for a in others):
+            return every
+        return []
+
+    def scalar(value: object) -> bool:
+        return not isinstance(value, list | dict)
+
+    apart = [i for i in every if not scalar(values[i])]
+    if not scalar(values[0]):
+        apart += [i for i in every if scalar(values[i])][:1]
+    return sorted(apart)
+
+
+def in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> str:
+    """`` (in the trials with data=marsscapes)``: the value of a sweep that ``trial`` takes in place of the
+    first trial's (:func:`checked_trials`), the only one whose trials meet the refusal; empty for the first
+    trial."""
+    changed = [
+        composed for (_, composed), (_, before) in zip(trial, first, strict=True) if composed != before
+    ]
+    return f" (in the trials with {' '.join(changed)})" if changed else ""
 
 
 def checked_overrides(argv: Sequence[str]) -> list[str]:

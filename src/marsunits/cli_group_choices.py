@@ -24,6 +24,7 @@ from marsunits.cli_compose import (
     compose_error,
     group_choices,
     group_of,
+    in_trial,
     overrides_parser,
     prefix_and_option,
 )
@@ -165,10 +166,13 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     list (a group of one choice), naming the choice beside the plus (given twice where it is the same).
     Checked by composing, so what Hydra adds is left alone: a group that takes a list (``+callbacks=ema``
     adds it to the defaults' callbacks; twice, ``+callbacks=[ema,recovery]`` adds both), a group the command
-    deleted first (``~model +model=tiny``), another package (``+model@teacher=tiny``). In a multirun its
-    first value is composed (a sweep ``+model=tiny,unet_lite0`` failed at its first trial, after Hydra had
-    made the sweep folder) and the other sweeps are left out. Hydra's own groups (``hydra/launcher``) are
-    left to Hydra.
+    deleted first (``~model +model=tiny``), another package (``+model@teacher=tiny``). In a multirun the
+    trials are composed (:func:`~marsunits.cli_compose.checked_trials`: each value of a swept plus, and each
+    option of another swept group, in turn): a sweep ``+model=tiny,unet_lite0`` failed at its first trial,
+    after Hydra had made the sweep folder, and ``+model=unet_lite0_d4,tiny`` at its second alike (Hydra
+    takes a plus on the option the defaults choose already: the default experiment's unet_lite0_d4); the
+    line names the trials refused, and gives the sweep without the plus. Hydra's own groups
+    (``hydra/launcher``) are left to Hydra.
     """
     overrides = checked_overrides(argv)
     added = [
@@ -178,39 +182,49 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     ]
     if not added:
         return None
-    try:
-        parsed = dict(zip(overrides, overrides_parser(config_dir).parse_overrides(overrides), strict=True))
-    except Exception:  # noqa: BLE001 - an override Hydra cannot read is said by unreadable_or_unknown_choice
+    trials = checked_trials(overrides, config_dir)
+    if trials is None:  # an override Hydra cannot read is said by unreadable_or_unknown_choice
         return None
+    messages: dict[tuple[str, ...], str] = {}
+
+    def refused_in(trial: list[tuple[str, str]], group: str) -> bool:  # Hydra refuses the plus there
+        composed = tuple(c for _, c in trial)
+        if composed not in messages:
+            messages[composed] = compose_error(config_dir, config_name, list(composed))[0]
+        match = _GROUP_ALREADY_CHOSEN.match(messages[composed])
+        return match is not None and (match.group("group") or match.group("again")) == group
+
     for arg in added:
         group = arg[1:].split("=", 1)[0]
-        first = arg
-        if parsed[arg].is_sweep_override():
-            try:
-                first = f"+{group}={next(iter(parsed[arg].sweep_string_iterator()))}"
-            except Exception:  # noqa: BLE001 - a glob that matches no option: Hydra runs no trial
-                continue
-        single = [
-            first if a == arg else a for a in overrides if a == arg or not parsed[a].is_sweep_override()
-        ]
         given = [a for a in added if a[1:].split("=", 1)[0] == group]
         others = [a for a in overrides if a not in given]
         typed = [a for a in others if a.partition("=")[0] == group]  # logger=wandb +logger=wandb
-        match = _GROUP_ALREADY_CHOSEN.match(compose_error(config_dir, config_name, single)[0])
-        hydra_refuses = match is not None and (match.group("group") or match.group("again")) == group
-        if not (hydra_refuses or typed):
+        # Each trial in turn: a later value of a sweep may be refused where the first is not (-m
+        # +model=unet_lite0_d4,tiny: a plus on the choice the defaults make already composes).
+        refusing = next((t for t in trials if refused_in(t, group)), None)
+        if refusing is None and not typed:
             continue
-        kind = (_group_kinds(config_dir, config_name, others, {group}) or {}).get(group)
+        trial = refusing or trials[0]
+        kind = (
+            _group_kinds(config_dir, config_name, [c for a, c in trial if a not in given], {group}) or {}
+        ).get(group)
         # model=tiny +model=fpn_lite0: Hydra gave the plus tiny, and composed tiny once; refused where the
         # group has one choice (a list's plus beside its choice is added_beside_a_chosen_list's).
-        if not hydra_refuses and (kind is None or kind[0] != "chosen"):
+        if refusing is None and (kind is None or kind[0] != "chosen"):
             continue
         several = len(given) > 1 and (kind is None or kind[0] != "chosen")
         refused = (
             "Hydra takes a plus of a group once" if several else "a plus adds only a config group it lacks"
         )
         return _plus_on_a_group(
-            given, group, kind, config_dir, config_name, refused, typed[-1] if typed else None
+            given,
+            group,
+            kind,
+            config_dir,
+            config_name,
+            refused,
+            typed[-1] if typed else None,
+            in_trial(trial, trials[0]),
         )
     return None
 
@@ -516,6 +530,7 @@ def _plus_on_a_group(
     config_name: str,
     refused: str,
     typed: str | None = None,
+    where_in_sweep: str = "",
 ) -> str:
     """The one line for ``given``, the overrides that choose the config group ``key`` with a plus or two
     (``+logger=csv``; ``++callbacks=ema``; ``+logger=none +logger=csv``), which Hydra refuses: where the
@@ -532,8 +547,10 @@ def _plus_on_a_group(
     (``'model=glob(unet_*)'``) by the options it matches, or, where it matches none, the plus's choice
     without the plus. One chosen by a list:
     one plus, which adds to the list (several options in one list); one the defaults list lacks: one plus,
-    which adds it."""
-    head = " and ".join(repr(a) for a in given)
+    which adds it. ``where_in_sweep`` (:func:`~marsunits.cli_compose.in_trial`) follows ``given`` where only
+    later trials of a sweep are refused (``(in the trials with +model=tiny)``); a swept plus's fix is the
+    sweep without the plus."""
+    head = " and ".join(repr(a) for a in given) + where_in_sweep
     values = [a.partition("=")[2] for a in given]
     last = values[-1]
     several = len(given) > 1
@@ -573,6 +590,8 @@ def _plus_on_a_group(
             if chosen == last
             else f"replaces {chosen}"
         )
+        if _swept(f"{key}={last}", config_dir) is not None:  # +model=unet_lite0_d4,tiny: a sweep of the plus
+            does = "chooses one a trial" if chosen is None else f"chooses one a trial, in place of {chosen}"
         fix = f"{quoted(f'{key}={last}')} {once}, which {does}"
     elif what == "list":
         where = f"{key} is chosen by a list in the defaults list ({defaults}), to which one plus adds"

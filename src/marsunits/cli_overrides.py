@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +42,14 @@ from typing import NamedTuple
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from marsunits.cli_argv import SHELL_COMPLETION_FLAGS
-from marsunits.cli_compose import ABSENT, checked_overrides, checked_trials, compose_error, group_choices
+from marsunits.cli_compose import (
+    ABSENT,
+    checked_overrides,
+    checked_trials,
+    compose_error,
+    group_choices,
+    in_trial,
+)
 from marsunits.cli_group_choices import (
     added_beside_a_chosen_list,
     added_group_already_chosen,
@@ -132,15 +140,6 @@ def _closest(name: str, known: Sequence[str]) -> str | None:
 _NOT_IN_CONFIG = re.compile(r"^Could not override '([^']+)'")
 
 
-def _in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> str:
-    """`` (in the trials with data=marsscapes)``: the option of a swept config group that ``trial`` takes in
-    place of the first trial's, the only one whose trials meet the refusal; empty for the first trial."""
-    changed = [
-        composed for (_, composed), (_, before) in zip(trial, first, strict=True) if composed != before
-    ]
-    return f" (in the trials with {' '.join(changed)})" if changed else ""
-
-
 #: Hydra's message for each trial composed during one :func:`unknown_option` (None outside one): its checks
 #: compose the same trials, each once.
 _trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
@@ -153,7 +152,8 @@ class _RefusedTrial(NamedTuple):
     trial: list[tuple[str, str]]
     #: The key Hydra's message names (the refusal's first group).
     key: str
-    #: :func:`_in_trial` of the trial: empty for the first, else the swept group's option it takes.
+    #: :func:`~marsunits.cli_compose.in_trial` of the trial: empty for the first, else the value of a
+    #: sweep it takes.
     where: str
     #: Whether the command has more than one trial: a swept config group's options composed in turn, of
     #: which one may have a key another lacks.
@@ -181,7 +181,7 @@ def _first_refused_trial(
             match = refusal.match(known[memo])
             if match is None:
                 return None
-            return _RefusedTrial(trial, match.group(1), _in_trial(trial, trials[0]), len(trials) > 1)
+            return _RefusedTrial(trial, match.group(1), in_trial(trial, trials[0]), len(trials) > 1)
     return None
 
 
@@ -637,9 +637,55 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             or added_option_not_taken(argv, config_dir, config_name)
             or added_option_already_there(argv, config_dir, config_name)
             or deleted_option_not_there(argv, config_dir, config_name)
+            or sweep_trial_not_composed(argv, config_dir, config_name)
         )
     finally:
         _trial_messages = None
+
+
+def sweep_trial_not_composed(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The message for a sweep some trial of which Hydra cannot compose, for a reason no check before this
+    one names (``-m ~trainer.max_epochs=4,5``: Hydra deletes a key given a value only where it has that
+    value; ``-m data.scene=null,[1]``: a list cannot replace a map), or None.
+
+    Hydra composes a sweep's own config without its sweeps, makes the sweep folder, then composes each trial
+    of a batch (all of them, unless ``hydra.sweeper.max_batch_size`` is set) before it runs them: it refused
+    the sweep there in its lines, status 1, leaving the folder (after the batches before, with a batch
+    size). The trials are those of :func:`~marsunits.cli_compose.checked_trials` (the first, and
+    each later value that may compose otherwise, one at a time), each composed once in one
+    :func:`unknown_option` (:data:`_trial_messages`). The line names the values of the trial, Hydra's
+    reason (its first line) and the command that shows Hydra's whole message. A command without a sweep, or
+    whose overrides other than its sweeps do not compose (the sweep's own config), is Hydra's to refuse,
+    before it makes any folder.
+    """
+    overrides = checked_overrides(argv)
+    trials = checked_trials(overrides, config_dir)
+    if trials is None or (len(trials) == 1 and all(a == c for a, c in trials[0])):
+        return None
+    for trial in trials:
+        composed = tuple(c for _, c in trial)
+        known = _trial_messages if _trial_messages is not None else {}
+        memo = (str(config_dir), config_name, composed)
+        if memo not in known:
+            known[memo] = compose_error(config_dir, config_name, list(composed))[0]
+        message = known[memo]
+        if not message:
+            continue
+        if message.startswith("other: "):
+            return None  # not a composition's: Hydra reports it as it runs
+        if compose_error(config_dir, config_name, [a for a, c in trial if a == c])[0]:
+            return None  # the sweep's own config fails too: Hydra says why before it makes any folder
+        values = [c for a, c in trial if a != c]
+        changed = in_trial(trial, trials[0]).removeprefix(" (in the trials with ").removesuffix(")")
+        swept = changed or " ".join(values)
+        reason = message.strip().splitlines()[0].strip()
+        shown = " ".join(shlex.quote(c) for c in composed)
+        return (
+            f"the trials with {swept} do not compose (Hydra: {reason}), and Hydra would refuse the sweep "
+            "after making its folder: give the sweep without that value, or fix it (Hydra's whole message: "
+            f"python {config_name}.py {shown} --cfg job)"
+        )
+    return None
 
 
 #: ``train.py``'s Trainer arguments that the run gives itself (:func:`~marsunits.training.build_trainer`), and
