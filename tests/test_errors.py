@@ -109,6 +109,100 @@ def test_a_bug_is_not_turned_into_a_one_line_message() -> None:
         report_user_errors(lambda: 1 / 0, prog="train.py")
 
 
+#: Run as ``python -c`` in a fresh interpreter: ``argv[1]`` (train.py or predict.py) started as a user starts
+#: it, its run (``marsunits.training.run``, ``marsunits.inference.run``) replaced by one that raises the
+#: error ``argv[2]`` names, inside the log folder Hydra makes. The checks before Hydra are left out (they
+#: need a checkpoint and images; these errors come after them), so no torch is imported: some 1-2 s.
+_RUN_ENDED_BY = """
+import runpy, sys, types
+import numpy as np
+import marsunits.cli_overrides
+import marsunits.inference
+from marsunits.errors import DataError
+
+kind = sys.argv[2]
+
+def run(cfg):
+    if kind == "refusal":
+        raise DataError("no images matching *.png found under input_dir in; check input_dir and patterns")
+    if kind == "library":
+        np.zeros(3).reshape(2)  # numpy's ValueError: worded by no marsunits refusal
+    1 / 0
+
+marsunits.cli_overrides.exit_on_unknown_option = lambda *args, **kwargs: None
+marsunits.inference.run = run
+sys.modules["marsunits.training"] = types.SimpleNamespace(run=run)
+script = sys.argv[1]
+sys.argv = [script, "ckpt_path=m.ckpt", "input_dir=in", "output_dir=out"][: 1 if "train" in script else 4]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", ["predict.py", "train.py"])
+def test_a_refusal_inside_the_run_is_its_one_line_and_a_bug_keeps_its_traceback_hint(
+    script: str, tmp_path: Path
+) -> None:
+    """A refusal a run made once its log folder was made (``patterns=png`` on a folder of JPEGs, an
+    ``output_dir`` holding another run's settings, ``labels_class_map=checkpoint`` with a model trained on
+    project ids) ended with a second line, ``(set MARSUNITS_TRACEBACK=1 for the full traceback)``, which
+    read to a geologist as a crash. A refusal marsunits words (its error classes) is its one line; an error
+    it did not word (numpy's ValueError, reported in one line) keeps the hint, for the traceback that says
+    where it came from; a bug keeps its traceback and the hint to the complete one (status 1)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MARSUNITS_TRACEBACK", "HYDRA_FULL_ERROR")}
+    said = {}
+    for kind in ("refusal", "library", "bug"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _RUN_ENDED_BY, str(REPO_ROOT / script), kind],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+        said[kind] = (proc.returncode, proc.stderr)
+    assert (tmp_path / "logs").is_dir()  # the errors came inside the run, after its log folder was made
+    hint = f"{script}: (set MARSUNITS_TRACEBACK=1 for the full traceback)"
+    status, err = said["refusal"]
+    assert (status, err) == (
+        2,
+        f"{script}: error: no images matching *.png found under input_dir in; check input_dir and patterns\n",
+    ), err
+    status, err = said["library"]
+    assert status == 2 and err.splitlines()[-1] == hint, err
+    assert err.splitlines()[0].startswith(f"{script}: error: cannot reshape array"), err
+    status, err = said["bug"]
+    assert status == 1 and "ZeroDivisionError" in err and "Traceback" in err, err
+    assert "HYDRA_FULL_ERROR=1 for a complete stack trace" in err and hint not in err, err
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConfigError("tile must be a multiple of 32, got 100"),
+        OSError(errno.ENOSPC, "No space left on device", "/out/a.png"),
+        _instantiation_error(ConfigError("model.lr=-1: give a positive learning rate")),
+    ],
+    ids=["refusal", "full disk", "hydra-wrapped refusal"],
+)
+def test_a_refusal_worded_by_marsunits_is_one_line_without_the_traceback_hint(
+    exc: BaseException, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's refusals, a full disk's line and a refusal Hydra's instantiate wraps end with their one
+    line: the hint to the traceback is for errors marsunits did not word."""
+    monkeypatch.delenv("MARSUNITS_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        report_user_errors(_fail(exc), prog="train.py")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train.py: error: ") and err.count("\n") == 1, err
+
+
 def test_a_trainer_setting_lightning_refuses_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """Lightning's MisconfigurationException (e.g. trainer.devices=3 on one CPU) printed a traceback."""
     from lightning.pytorch import Trainer
@@ -469,10 +563,10 @@ def test_an_interpolation_that_does_not_resolve_in_the_run_is_one_line_naming_th
         with pytest.raises(SystemExit) as stop:
             report_user_errors(read, prog="predict.py")
         assert stop.value.code == 2
-        first, hint = capsys.readouterr().err.strip().splitlines()
+        (first,) = capsys.readouterr().err.strip().splitlines()  # its one line, no traceback hint
         said = f"predict.py: error: {key}={value!r}: this interpolation does not resolve ("
         assert first.startswith(said), first
-        assert "write \\${" in first and hint.startswith("predict.py: (set MARSUNITS_TRACEBACK=1")
+        assert "write \\${" in first
 
 
 def test_an_interpolation_of_an_option_without_a_value_names_that_option(

@@ -481,8 +481,23 @@ def report_user_errors(fn: Callable[[], T], prog: str) -> T:
         message = readable(storage_problem(cause) or _one_line(cause, prog))  # caf\xe9.png, as logs write it
         log_to_files(f"error: {message}")
         print(f"{prog}: error: {message}", file=sys.stderr)
-        print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
+        if not _worded_refusal(cause):  # an error marsunits did not word may be a bug: where it came from
+            print(f"{prog}: (set MARSUNITS_TRACEBACK=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(status) from None
+
+
+def _worded_refusal(error: BaseException) -> bool:
+    """Whether ``error``, a user's error :func:`report_user_errors` tells in one line, is a refusal worded
+    for its user: one of marsunits' error classes (:class:`MarsUnitsError`), a full disk's line
+    (:func:`storage_problem`), a config value left at ``???`` or an interpolation that does not resolve (the
+    lines :func:`_one_line` writes), or Lightning's refusal of a trainer setting. That line is all the user
+    is told: a second one, ``(set MARSUNITS_TRACEBACK=1 for the full traceback)``, read as a crash to whoever
+    had mistyped ``patterns``. Any other (a library's ``ValueError``, a bare ``FileNotFoundError``) may be a
+    bug that marsunits did not foresee: the hint to its traceback, for a bug report, stays."""
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
+    lightning = () if lightning_errors is None else (lightning_errors.MisconfigurationException,)
+    worded = (MarsUnitsError, MissingMandatoryValue, InterpolationResolutionError, *lightning)
+    return isinstance(error, worded) or storage_problem(error) is not None
 
 
 def _reported() -> tuple[type[BaseException], ...]:
