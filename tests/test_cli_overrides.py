@@ -2240,6 +2240,59 @@ def test_an_image_given_as_input_dir_is_told_how_to_map_it_alone(tmp_path: Path)
     assert f"UnitMapper.load(...).map('{image}')" in refused and "docs/prediction.md" in refused, refused
 
 
+def test_a_labels_class_map_the_models_metadata_refuses_is_refused_before_the_log_folder(
+    tmp_path: Path,
+) -> None:
+    """predict.py labels_class_map=checkpoint with a model trained on masks in project ids (the synthetic
+    default), or with a model of two data sets each with its map, was refused inside the run, after Hydra
+    had made logs/predict/<time>/ and the model and the images were read. The map's refusal needs only the
+    model's metadata (a checkpoint's hyper-parameters, a package's model.json): read before Hydra, it is
+    refused there in the run's words; a map the model has, or one given without labels_dir, is left alone."""
+    import torch
+
+    from marsunits.cli_overrides import predict_refusal
+    from marsunits.errors import ConfigError
+    from marsunits.inference.options import read_labels_class_map
+
+    images, labels, pkg = tmp_path / "images", tmp_path / "labels", tmp_path / "pkg"
+    for folder in (images, labels, pkg):
+        folder.mkdir()
+    synthetic = {"class_map": None, "dataset": "synthetic"}
+    ckpt = tmp_path / "synthetic.ckpt"
+    torch.save({"hyper_parameters": synthetic, "state_dict": {}, "marsunits": synthetic}, ckpt)
+    two = {"marsscapes": {"0": 0, "1": 1}, "ai4mars": {"0": 2, "1": 1}}
+    (pkg / "model.safetensors").write_bytes(b"not read here")
+    (pkg / "model.json").write_text(
+        json.dumps({"hparams": {"dataset": "ms_ai"}, "metadata": {"class_map": two, "dataset": "ms_ai"}})
+    )
+    given = [f"input_dir={images}", f"output_dir={tmp_path / 'out'}", f"labels_dir={labels}"]
+    for model, metadata in ((ckpt, synthetic), (pkg, {"class_map": two, "dataset": "ms_ai"})):
+        with pytest.raises(ConfigError) as run_says:  # as the run refuses it
+            read_labels_class_map("checkpoint", metadata)
+        refused = predict_refusal([*given, f"ckpt_path={model}", "labels_class_map=checkpoint"], CONFIG_DIR)
+        assert refused == str(run_says.value), refused
+    assert predict_refusal([*given, f"ckpt_path={pkg}", "labels_class_map=marsscapes"], CONFIG_DIR) is None
+    assert predict_refusal([*given, f"ckpt_path={ckpt}", "labels_class_map=ai4mars"], CONFIG_DIR) is None
+    refused = predict_refusal([*given, f"ckpt_path={ckpt}", "labels_class_map={0: 9}"], CONFIG_DIR) or ""
+    assert refused.startswith("labels_class_map: native id 0 maps to 9, which is not a project id"), refused
+    command = [str(REPO / "predict.py"), *given, f"ckpt_path={ckpt}", "labels_class_map=checkpoint"]
+    proc = subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "predict.py: error: labels_class_map=checkpoint, but this model was trained on masks in project ids "
+        "(dataset 'synthetic' has no class_map); give the labels' map instead: the name of their data set if "
+        "it is one of ai4mars, marsscapes (the map shipped for it, e.g. labels_class_map=ai4mars for AI4Mars "
+        "labels), else the class_map of their data set's configs/data/<name>.yaml as a mapping"
+    ), proc.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_classes_json_is_matched_to_a_data_set_by_its_ids_and_names(tmp_path: Path) -> None:
     """A classes.json was matched to a data set by its set of ids alone: AI4Mars' file without 3 big_rock
     (labels holding no big rock) got a map to fill in instead of AI4Mars' own, and ids 0..3 and 255 named

@@ -61,7 +61,7 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
         return None
     # Imported once a check is run (not for --help): the checks import torch only at the device check.
     from marsunits.errors import MarsUnitsError
-    from marsunits.inference.checks import check_before_predicting, configured_log_dir
+    from marsunits.inference.checks import check_before_predicting, configured_log_dir, labels_map_refusal
     from marsunits.inference.options import PredictOptions
 
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
@@ -71,7 +71,12 @@ def predict_refusal(argv: Sequence[str], config_dir: Path) -> str | None:
             return None
     _unset_run_folder_values(cfg.get("logger"))
     try:
-        check_before_predicting(PredictOptions.from_config(cfg), configured_log_dir(cfg))
+        opts = PredictOptions.from_config(cfg)
+        checked = check_before_predicting(opts, configured_log_dir(cfg))
+        # Then the labels' map the model's metadata refuses (the run read it once the model was loaded).
+        refused_map = labels_map_refusal(opts, checked.ckpt_path)
+        if refused_map is not None:
+            return refused_map
     except (MarsUnitsError, FileNotFoundError) as refused:
         return str(refused)
     except Exception:  # noqa: BLE001 - not resolvable before Hydra starts (${hydra:...}): the run checks it

@@ -2,7 +2,9 @@
 (:func:`check_before_predicting`): the folders, the option values, the logger, the device and precision, and
 that the checkpoint is there. ``predict.py`` runs them before Hydra starts
 (:func:`~marsunits.cli_values.predict_refusal`: a refused command leaves no run folder) and each run, each
-rank of a sharded one, runs them again (:mod:`marsunits.inference.runner`).
+rank of a sharded one, runs them again (:mod:`marsunits.inference.runner`). Before Hydra only, it also
+refuses a ``labels_class_map`` by the model's metadata, read without building the network
+(:func:`labels_map_refusal`; the run refuses it again once the model is loaded).
 
 Imports no torch: ``predict.py --help`` and a refusal that needs no device (a folder that is not there, a
 required option missing, ``overlap=1.5``) paid some 4 s of its start-up when these lived in the runner. The
@@ -13,6 +15,7 @@ Lightning.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Mapping
@@ -25,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from marsunits.data.class_map import classes_file_refusal, labels_classes_folder
 from marsunits.errors import ConfigError, DataError, MissingFileError
 from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
-from marsunits.inference.options import PredictOptions, read_contact_config
+from marsunits.inference.options import PredictOptions, read_contact_config, read_labels_class_map
 from marsunits.user_paths import expand_home, is_package, meant_path
 
 if TYPE_CHECKING:
@@ -38,6 +41,7 @@ __all__ = [
     "check_before_predicting",
     "check_logger",
     "configured_log_dir",
+    "labels_map_refusal",
     "labels_option",
     "newest_best_checkpoint",
     "refuse_train_last",
@@ -279,3 +283,58 @@ def check_before_predicting(opts: PredictOptions, log_dir: Path | None = None) -
         if refused is not None:
             raise FileNotFoundError(refused)
     return CheckedOptions(input_dir, output_dir, labels_dir, contact_config, device, precision, ckpt_path)
+
+
+def labels_map_refusal(opts: PredictOptions, ckpt_path: Path) -> str | None:
+    """The refusal of ``labels_class_map`` that the model at ``ckpt_path`` (as
+    :func:`check_before_predicting` checked it) gives by its metadata alone, in the run's words
+    (:func:`read_labels_class_map`): ``checkpoint`` for a model trained on masks in project ids, or on several
+    data sets each with its map; a data set's name the model's maps do not fit; a mapping of ids out of
+    range. None where there is none, no ``labels_dir``, or the metadata cannot be read here
+    (:func:`_model_training_data`: the run reads the model and says why).
+
+    ``predict.py`` asks this before Hydra starts (:func:`~marsunits.cli_values.predict_refusal`); the run read
+    the map once the model was loaded, after Hydra had made ``logs/predict/<time>/`` and the images were
+    listed. Not in :func:`check_before_predicting`, which each run calls before it loads the model: it would
+    read the checkpoint twice.
+    """
+    if opts.labels_dir is None or opts.labels_class_map is None:
+        return None
+    metadata = _model_training_data(ckpt_path)
+    if metadata is None:
+        return None
+    try:
+        read_labels_class_map(opts.labels_class_map, metadata)
+    except ConfigError as refused:
+        return str(refused)
+    except Exception:  # noqa: BLE001 - metadata of a form the run refuses in its own words: left to it
+        return None
+    return None
+
+
+def _model_training_data(ckpt_path: Path) -> dict[str, Any] | None:
+    """``class_map`` and ``dataset`` of the model at ``ckpt_path`` as the run's model reports them (its
+    hyper-parameters: a package's ``hparams`` in ``model.json``, their copy in its ``metadata`` where an
+    older package lacks them; a checkpoint's ``hyper_parameters``), without building the network; None where
+    they cannot be read so (a damaged or legacy file, one needing ``trust_checkpoint``).
+
+    A checkpoint is memory-mapped (``mmap=True``): its pickle is read, not its weights' bytes. Torch maps only
+    its zip format and paths that are valid UTF-8; others are left to the run."""
+    folder = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
+    if is_package(folder) and (ckpt_path.is_dir() or ckpt_path.suffix in (".json", ".safetensors")):
+        try:
+            document = json.loads((folder / "model.json").read_text(encoding="utf-8-sig"))
+            hparams, metadata = document.get("hparams"), document.get("metadata")
+            if not isinstance(hparams, dict) or not isinstance(metadata, dict):
+                return None
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return None
+        return {key: hparams.get(key, metadata.get(key)) for key in ("class_map", "dataset")}
+    import torch
+
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        hparams = checkpoint["hyper_parameters"]
+        return {key: hparams.get(key) for key in ("class_map", "dataset")}
+    except Exception:  # noqa: BLE001 - the unpickler raises anything on garbage: the run's load says it
+        return None
