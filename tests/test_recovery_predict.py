@@ -289,6 +289,75 @@ def test_a_spawned_run_whose_rank_was_killed_ends_with_one_line_naming_it(
     assert "out-of-memory killer" in message and "run the same command again" in message, message
 
 
+def _spawned_rank_with_a_bug(index: int, store: str, opts: object, word: str, buggy: int) -> None:
+    """Rank ``index`` of two, as torch's spawn runs ``distributed._rank_main`` for ``predict.py devices=2``
+    (``fn(index, *args)``); rank ``buggy`` fails with a bug in its set-up, before the ranks meet."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+
+    from marsunits.inference import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=index, world_size=2)
+    if index == buggy:
+
+        def bug(self: object) -> None:
+            raise ZeroDivisionError("a bug in the rank's set-up")
+
+        distributed._StoreStops.__init__ = bug  # type: ignore[method-assign]  # noqa: SLF001
+    fabric = SimpleNamespace(global_rank=index, world_size=2, device=torch.device("cpu"))
+    distributed._rank_main(fabric, opts, None, True, word)  # type: ignore[arg-type]  # noqa: SLF001
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_launcher_stopped_after_a_spawned_rank_failed_before_the_ranks_met_ends_as_that_failure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stop: str
+) -> None:
+    """``predict.py devices=2`` whose rank 1 failed with a bug (exit status 1) before the ranks met, rank 0
+    leaving no word of it, and whose launcher was then stopped (Ctrl-C, SIGTERM) before torch's spawn raised
+    the rank's error: the launcher ended with its own 130 or 143, where the failure decides
+    (``ENDING_ORDER``). It now ends as the bug, status 1, its line naming rank 1 and its error."""
+    from types import SimpleNamespace
+
+    import lightning.fabric
+    import torch.multiprocessing
+
+    from marsunits.errors import TerminatedError, exit_status
+    from marsunits.inference import distributed
+
+    # What the ranks read of the options before they meet; rank 0 ends at that meeting, rank 1 being gone.
+    rank_opts = SimpleNamespace(devices=2, rank_timeout_s=30)
+    rank_opts.with_values = lambda **values: rank_opts  # type: ignore[attr-defined]
+
+    def launch(self, function, *args):  # type: ignore[no-untyped-def]
+        word = args[-1]
+        ranks = torch.multiprocessing.start_processes(
+            _spawned_rank_with_a_bug,
+            (str(tmp_path / "store"), rank_opts, word, 1),
+            nprocs=2,
+            join=False,
+            start_method="fork",
+        )
+        ranks.processes[1].join(60)  # rank 1's bug ended it; the launcher is stopped before spawn says so
+        assert ranks.processes[1].exitcode == 1
+        raise TerminatedError if stop == "sigterm" else KeyboardInterrupt
+
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
+    monkeypatch.delenv("NODE_RANK", raising=False)
+    opts = SimpleNamespace(device="cpu", devices=2, num_nodes=1)
+    with pytest.raises(BaseException) as raised:  # noqa: PT011 - what it is, is the test
+        distributed.launch(opts)  # type: ignore[arg-type]
+    assert exit_status(raised.value) == 1, raised.value
+    message = str(raised.value)
+    assert message.startswith("rank 1 of the run (process "), message
+    bug = "ZeroDivisionError: a bug in the rank's set-up"
+    assert f"failed with exit status 1 before the ranks met: {bug}" in message, message
+    said = "terminated (SIGTERM)" if stop == "sigterm" else "interrupted (Ctrl-C)"
+    assert f"predict.py was {said} as it ended" in message, message
+    assert "ZeroDivisionError" in str(raised.value.__cause__)
+
+
 def test_under_torchrun_a_rank_s_error_reaches_its_agent_s_error_file(tmp_path: Path, ckpt: Path) -> None:
     """torchrun's summary of a failed run showed ``error_file: <N/A>`` for each rank (no ``@record`` on the
     entry point): the rank's own error, even a user's one-line error, was only in its output. Each

@@ -189,6 +189,11 @@ def launch(opts: PredictOptions) -> RunResult:
         # The ranks stopped, rank 0 recorded how the run ended (summary.json): that ends this process too,
         # not its own stop (a SIGTERM here beside a rank's Ctrl-C: the record said 130, this process 143).
         said = _rank_0_word(word)
+        failed = _failed_rank_word(words, fabric.node_rank * opts.devices)
+        if failed is not None and (said is None or isinstance(said, SpawnedRunStopped)):
+            # A rank failed before the ranks met (its error went up to torch's spawn, rank 0 left no word
+            # of it): the failure decides how the run ends (ENDING_ORDER), not this process's own stop.
+            raise failed.error(stop) from failed.cause
         if said is None:  # rank 0 said nothing (stopped before its word, or never started): this stop
             raise
         if isinstance(said, SpawnedRunStopped) and said.sigterm != isinstance(stop, TerminatedError):
@@ -228,6 +233,91 @@ def _rank_0_word(word: str | None) -> RunResult | SpawnedRunStopped | SpawnedRun
             return pickle.load(said)  # type: ignore[no-any-return]  # noqa: S301 - rank 0's, this run's
     except (OSError, EOFError, pickle.UnpicklingError):
         return None
+
+
+@dataclass(frozen=True)
+class _RankFailedFirst:
+    """What a spawned rank whose error went up to torch's spawn (before the ranks met: a bug in its set-up,
+    the first collective's error) leaves beside rank 0's word (:func:`_leave_failure_word`), for a launching
+    process stopped (Ctrl-C, SIGTERM) as it ended: torch's spawn, interrupted, no longer raises that rank's
+    error there, and the launcher ended with its own stop, 130 or 143, where the failure decides
+    (:data:`~marsunits.inference.sharded_run.ENDING_ORDER`). ``status``: the status that error ends a
+    command with (:func:`~marsunits.errors.exit_status`: 1 a bug, 2 a user's error); ``said``: its one line
+    (``TypeName: message`` for a bug); ``trace``: its traceback, as torch's spawn error file keeps it."""
+
+    rank: int
+    pid: int
+    status: int
+    said: str
+    trace: str
+
+    @property
+    def cause(self) -> Exception | None:
+        """The rank's error as the launcher raises it under :meth:`error`: a bug's traceback (the launcher
+        ends as a bug, status 1, and shows it), None for a user's error (said in the one line)."""
+        return RuntimeError(f"rank {self.rank}'s error:\n{self.trace}") if self.status == 1 else None
+
+    def error(self, stop: BaseException) -> Exception:
+        """The launcher's error, naming this rank, its error and ``stop`` that came to the launcher as it
+        ended; its status is the rank's (:class:`~marsunits.errors.OtherProcessError`)."""
+        from marsunits.errors import stop_said
+        from marsunits.inference.sharded_run import RankFailedError
+
+        message = (
+            f"rank {self.rank} of the run (process {self.pid}) failed with exit status {self.status} before "
+            f"the ranks met: {self.said}; predict.py was {stop_said(stop)[0]} as it ended, and the failure "
+            "decides how the run ends. The outputs of the images finished are kept: run the same command "
+            "again, which skips them"
+        )
+        cause = self.cause
+        return RankFailedError(message, [cause] if cause is not None else [])
+
+
+def _failure_word_file(word: str, rank: int) -> str:
+    return os.path.join(os.path.dirname(word), f"rank-{rank}-failed.pickle")
+
+
+def _leave_failure_word(word: str, rank: int, error: Exception) -> None:
+    """Leave, beside rank 0's word ``word``, the word of spawned rank ``rank`` whose ``error`` goes up to
+    torch's spawn (:class:`_RankFailedFirst`); left out where it cannot be written, as :func:`_leave_word`."""
+    import traceback
+
+    from marsunits.errors import exit_status
+
+    status = exit_status(error)
+    said = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if status != 2:
+        said = f"{type(error).__name__}: {said}" if said else type(error).__name__
+    trace = "".join(traceback.format_exception(error))
+    _leave_word(_failure_word_file(word, rank), _RankFailedFirst(rank, os.getpid(), status, said, trace))
+
+
+def _failed_rank_word(words: str | None, first_rank: int) -> _RankFailedFirst | None:
+    """Of the spawned ranks' failure words in the folder ``words`` (:func:`_leave_failure_word`), the one
+    whose failure decides the run (:data:`~marsunits.inference.sharded_run.ENDING_ORDER`: a bug before a
+    user's error, then the lowest rank), its rank counted in the run (``first_rank``: this machine's first,
+    as :func:`_spawned_rank_gone`); None where no rank left one."""
+    import pickle
+
+    from marsunits.inference.sharded_run import _ending_order
+
+    if words is None:
+        return None
+    found: list[_RankFailedFirst] = []
+    for name in sorted(os.listdir(words)) if os.path.isdir(words) else []:
+        if not (name.startswith("rank-") and name.endswith("-failed.pickle")):
+            continue
+        try:
+            with open(os.path.join(words, name), "rb") as said:
+                failed = pickle.load(said)  # noqa: S301 - a rank's of this run
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+        if isinstance(failed, _RankFailedFirst):
+            found.append(failed)
+    if not found:
+        return None
+    first = min(found, key=lambda failed: (_ending_order(failed.status), failed.rank))
+    return _RankFailedFirst(first_rank + first.rank, first.pid, first.status, first.said, first.trace)
 
 
 def _leave_word(word: str, returned: object) -> None:
@@ -671,7 +761,7 @@ def _restore_logging(specs: list[_HandlerSpec], rank: int) -> None:
     root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
 
-def _rank_main(
+def _rank_work(
     fabric: Fabric,
     opts: PredictOptions,
     log_handlers: list[_HandlerSpec] | None = None,
@@ -768,3 +858,25 @@ def _rank_main(
     finally:
         if stops.watch is not None:
             stops.watch.close()
+
+
+def _rank_main(
+    fabric: Fabric,
+    opts: PredictOptions,
+    log_handlers: list[_HandlerSpec] | None = None,
+    spawned: bool = False,
+    word: str | None = None,
+) -> RunResult | SpawnedRunStopped | SpawnedRunFailed | None:
+    """One rank's work (:func:`_rank_work`, which says what it returns): predict its shard with its own
+    device, then gather the reports on rank 0.
+
+    A spawned rank's error that goes up to torch's spawn (before the ranks met: a bug in its set-up, the
+    first collective's error) is also left beside rank 0's ``word`` (:func:`_leave_failure_word`), for a
+    launching process stopped as the rank ended: the failure, not that stop, ends the run there
+    (:func:`launch`)."""
+    try:
+        return _rank_work(fabric, opts, log_handlers, spawned, word)
+    except Exception as exc:
+        if word is not None:
+            _leave_failure_word(word, fabric.global_rank, exc)
+        raise
