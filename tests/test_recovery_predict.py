@@ -2008,6 +2008,50 @@ def test_a_sharded_run_counts_an_image_whose_camera_file_was_refused_as_predicte
     assert "1 image has contacts in pixels only, no metres" in text and "im3.camera.json" in text, text
 
 
+def _rank_seeing_another_settings_record(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run in a folder an earlier run began, whose rank 1 would read another
+    ``prediction_settings.json`` than rank 0 (the file changed between the reads, a shared filesystem's lag):
+    a ``tile`` other than the folder's."""
+    from marsunits.inference import output_settings
+
+    real_read_record = output_settings.read_record
+
+    def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+        record, fault = real_read_record(path)
+        if path.name == output_settings.SETTINGS_NAME and record is not None:
+            record = {**record, "tile": int(record["tile"]) * 2}
+        return record, fault
+
+    if rank == 1:
+        output_settings.read_record = read_record  # type: ignore[assignment]
+        from marsunits.inference import runner
+
+        runner.read_record = read_record  # type: ignore[attr-defined]
+    _run_as_rank(rank, store, opts, conn, message=True)
+
+
+def test_the_ranks_of_a_sharded_run_all_check_the_folder_s_settings_record_as_rank_0_read_it(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """``prediction_settings.json`` was read by each rank of a sharded run itself: a rank that read another
+    record than rank 0 (the file changed between the reads, a shared filesystem's lag) refused the folder
+    (or resumed it with other settings) while the others went on. Rank 0 alone reads it now, as it reads the
+    kept batch-norm statistics, and every rank checks the record it read."""
+    import json
+
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import predict_folder
+
+    inp, out = _eight_images(tmp_path)
+    predict_folder(
+        PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    )
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_seeing_another_settings_record)
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["skipped"] == 8, summary["counts"]
+
+
 def _rank_killed_before_the_first_collective(
     rank: int, store: str, opts: object, address: str, victim: int, joined: object, conn: object
 ) -> None:

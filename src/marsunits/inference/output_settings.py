@@ -273,7 +273,11 @@ def same_adaptation_inputs(old: Any, new: Any) -> bool:
 
 
 def check_settings(
-    output_dir: Path, settings: Mapping[str, Any], overwrite: bool, ignore: Sequence[str] = ()
+    output_dir: Path,
+    settings: Mapping[str, Any],
+    overwrite: bool,
+    ignore: Sequence[str] = (),
+    read: tuple[dict[str, Any] | None, str] | None = None,
 ) -> None:
     """Refuse to add outputs of other settings to a folder that holds some already.
 
@@ -282,6 +286,8 @@ def check_settings(
         settings: This run's record (see the module docstring); JSON-ready values.
         overwrite: ``overwrite=true``: every input is predicted again, so any record is fine.
         ignore: Keys not compared (:data:`ARITHMETIC_KEYS` in the check before the network is built).
+        read: The folder's record as the run read it (:func:`read_record`'s pair): a sharded run's rank 0's
+            reading, which every rank checks; None: read it now.
 
     Raises:
         ConfigError: The folder's record differs; the message names each difference and the two ways out.
@@ -289,7 +295,7 @@ def check_settings(
     if overwrite:
         return
     record = output_dir / SETTINGS_NAME
-    old, fault = read_record(record)
+    old, fault = read_record(record) if read is None else read
     if old is None and fault:
         # Taken as no record, a broken one let another model or setting add its outputs to the folder without
         # a word, and was then replaced by this run's record, which named settings that had not made them.

@@ -132,7 +132,7 @@ from marsunits.inference.output_settings import (
     image_status,
     input_change,
     method_versions,
-    read_settings,
+    read_record,
     refresh_image_record,
     settings_differences,
     settings_record,
@@ -434,8 +434,13 @@ class _Session(RunReports):
         """The ``output_dir``'s ``prediction_settings.json`` (``earlier``, {} where it has none), and the
         other input folders whose outputs it holds (``other_input_dirs``, ``outdated_input_dirs``); warns
         where the folder holds another input folder's outputs."""
+        #: The folder's record as this run read it, and why it cannot be used (:func:`read_record`): in a
+        #: sharded run rank 0's reading (:attr:`rank_0_word`), which every rank checks and builds on. Each
+        #: rank reading the file itself could see another record (changed between the reads, a shared
+        #: filesystem's lag), one rank refusing the folder or resuming it with other settings than another.
+        self.settings_read = self._read_settings_file()
         #: What decides the outputs (see :mod:`marsunits.inference.output_settings`).
-        earlier = read_settings(self.output_dir)  # the folder's record, if it has one
+        earlier = self.settings_read[0] or {}  # the folder's record, if it has one
         self.earlier = earlier
         #: Other input folders whose outputs the folder holds, by its record (older records: none known). One
         #: that is no longer there was moved or renamed (this run's own folder, as often as not) or deleted:
@@ -460,6 +465,17 @@ class _Session(RunReports):
                 self.input_dir,
                 "; overwrite=true removes none of that folder's outputs" if self.opts.overwrite else "",
             )
+
+    def _read_settings_file(self) -> tuple[dict[str, Any] | None, str]:
+        """``output_dir``'s ``prediction_settings.json`` as :func:`read_record` reads it; in a sharded run
+        (:attr:`rank_0_word`) rank 0 alone reads it, and the others take what it read, as they take the
+        batch-norm statistics the folder keeps (:meth:`_adapted_network`)."""
+        path = self.output_dir / SETTINGS_NAME
+        word = self.rank_0_word if self.shard.world_size > 1 else None
+        if word is None:
+            return read_record(path)
+        said: tuple[dict[str, Any] | None, str] = word(read_record(path) if self.shard.rank == 0 else None)
+        return said
 
     def _record_settings(self, model: _LoadedModel, all_files: list[InputFile]) -> None:
         """``settings``, the record of what decides the outputs (all but the arithmetic, known once the
@@ -526,7 +542,13 @@ class _Session(RunReports):
         # Before the costly start-up (adapting the batch norm to every input, an ONNX export, timing the
         # runtimes): a folder of other settings is refused as it would be after all that work. The arithmetic
         # (runtime, precision, fold_batchnorm) is known after it, and checked with the rest in plan().
-        check_settings(self.output_dir, self.settings, bool(self.opts.overwrite), ignore=ARITHMETIC_KEYS)
+        check_settings(
+            self.output_dir,
+            self.settings,
+            bool(self.opts.overwrite),
+            ignore=ARITHMETIC_KEYS,
+            read=self.settings_read,
+        )
         if str(self.input_dir) in self.outdated_input_dirs and not self.opts.overwrite:
             # Skipped as finished, they would stay the other settings' outputs under a record naming these.
             raise ConfigError(
@@ -968,7 +990,7 @@ class _Session(RunReports):
         Raises:
             ConfigError: ``output_dir`` holds outputs made with other settings (:func:`check_settings`).
         """
-        check_settings(self.output_dir, self.settings, bool(self.opts.overwrite))
+        check_settings(self.output_dir, self.settings, bool(self.opts.overwrite), read=self.settings_read)
         self._record_problems()
         old = read_manifest(self.output_dir / "manifest.csv", old_names=True)
         todo = []
