@@ -210,6 +210,66 @@ def test_a_sigterm_to_the_launching_process_stops_its_spawned_ranks(monkeypatch:
     assert stubborn.exitcode == -signal.SIGKILL
 
 
+def _rank_0_writing_reports(word: str, seconds: float) -> None:
+    """Rank 0 of spawned ranks as it writes the run's reports: it says so beside its ``word`` (as
+    ``distributed._rank_main`` does once the ranks met in the gather), takes ``seconds``, then leaves its
+    word (a run stopped by SIGTERM) and ends. A SIGTERM meanwhile ends it there, reports and word lost."""
+    import pickle
+
+    from marsunits.inference import distributed
+
+    Path(word).with_name("rank-0-writing-reports").touch()
+    time.sleep(seconds)
+    Path(word).write_bytes(pickle.dumps(distributed.SpawnedRunStopped(True, None)))
+
+
+def test_a_launcher_stopped_while_rank_0_writes_the_reports_waits_for_them_within_a_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``predict.py devices=2`` whose launcher was stopped (SIGTERM) gave rank 0 10 s before SIGKILL, and
+    the reports of a big folder or with ``map=true`` take longer (minutes for the contact map of 200 small
+    images): rank 0 was stopped in the middle of them and the run kept no ``summary.json`` or
+    ``index.html``. While rank 0 writes them the launcher now waits, up to ``REPORTS_WAIT_S``, and the run
+    ends as rank 0 recorded it; a rank 0 still writing after that limit is killed."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    import lightning.fabric
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import distributed
+
+    fork = multiprocessing.get_context("fork")
+    ranks: list = []
+    took = 1.5  # longer than the grace below
+
+    def launch(self, function, *args):  # type: ignore[no-untyped-def]
+        word = args[-1]
+        ranks.append(fork.Process(target=_rank_0_writing_reports, args=(word, took)))
+        ranks[0].start()
+        mark = Path(word).with_name("rank-0-writing-reports")
+        deadline = time.monotonic() + 30
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise TerminatedError
+
+    monkeypatch.setattr(lightning.fabric.Fabric, "launch", launch)
+    monkeypatch.setattr(distributed, "STOP_GRACE_S", 0.3, raising=False)
+    opts = SimpleNamespace(device="cpu", devices=2, num_nodes=1)
+    with pytest.raises(TerminatedError):
+        distributed.launch(opts)  # type: ignore[arg-type]
+    assert ranks[0].exitcode == 0  # neither stopped nor killed: its reports and word are written
+    # Bounded: a rank 0 still writing after REPORTS_WAIT_S is stopped and killed.
+    ranks.clear()
+    took = 60
+    monkeypatch.setattr(distributed, "REPORTS_WAIT_S", 0.5, raising=False)
+    started = time.monotonic()
+    with pytest.raises(TerminatedError):
+        distributed.launch(opts)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 10
+    assert ranks[0].exitcode in (-signal.SIGTERM, -signal.SIGKILL)
+
+
 def test_a_spawned_run_whose_rank_failed_ends_with_that_rank_s_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """``predict.py devices=2``: rank 0's :class:`SpawnedRunFailed` (a rank failed, the reports are written)
     is raised in the launching process as the failing rank's own error, so that a full disk is one line and

@@ -185,7 +185,7 @@ def launch(opts: PredictOptions) -> RunResult:
         result = fabric.launch(_rank_main, opts, _log_handlers(), not external, word)  # type: ignore[arg-type]
     except (KeyboardInterrupt, TerminatedError) as stop:
         stopped_here = True
-        stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt))
+        stop_spawned_ranks(ranks_stopped_too=isinstance(stop, KeyboardInterrupt), word=word)
         # The ranks stopped, rank 0 recorded how the run ended (summary.json): that ends this process too,
         # not its own stop (a SIGTERM here beside a rank's Ctrl-C: the record said 130, this process 143).
         said = _rank_0_word(word)
@@ -386,7 +386,40 @@ class SpawnedRunFailed:
     error: Exception
 
 
-def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -> None:
+#: Seconds :func:`stop_spawned_ranks` gives each rank to end on a stop before it is killed.
+STOP_GRACE_S = 10.0
+
+#: At most this many seconds more while rank 0 writes the run's reports (:func:`stop_spawned_ranks`).
+REPORTS_WAIT_S = 600.0
+
+
+def _reports_mark(word: str) -> str:
+    """The file, beside rank 0's word ``word``, that rank 0 of spawned ranks makes once the ranks have met
+    in the gather, as it starts writing the run's reports (:func:`rank_0_writing_reports`)."""
+    return os.path.join(os.path.dirname(word), "rank-0-writing-reports")
+
+
+def _mark_reports(word: str) -> None:
+    """Make :func:`_reports_mark` (left out where it cannot be made: the launcher then waits as before)."""
+    try:
+        with open(_reports_mark(word), "wb"):
+            pass
+    except OSError:
+        log.debug("could not say that rank 0 writes the reports", exc_info=True)
+
+
+def rank_0_writing_reports(word: str | None) -> bool:
+    """Whether rank 0 of spawned ranks is writing the run's reports now: it has met the others in the
+    gather (:func:`_reports_mark`) and not yet left its word ``word`` (:func:`_leave_word`, once written)."""
+    return word is not None and os.path.exists(_reports_mark(word)) and not os.path.exists(word)
+
+
+def stop_spawned_ranks(
+    grace_s: float | None = None,
+    ranks_stopped_too: bool = False,
+    word: str | None = None,
+    reports_wait_s: float | None = None,
+) -> None:
     """Stop the rank processes this process spawned (``ddp_spawn``), when the run is stopped here.
 
     A SIGTERM to the launching process alone (``kill``, ``timeout``, a scheduler that signals only the
@@ -398,22 +431,66 @@ def stop_spawned_ranks(grace_s: float = 10.0, ranks_stopped_too: bool = False) -
     ``ranks_stopped_too``: the launcher was stopped by Ctrl-C, which in a terminal reaches the ranks by
     itself (the whole process group): each rank is first given ``grace_s`` to end on its own, since a
     SIGTERM at once stopped rank 0 while it wrote the reports.
+
+    ``grace_s``: :data:`STOP_GRACE_S` by default. While rank 0 writes the run's reports (rank 0's word file
+    ``word``: :func:`rank_0_writing_reports`) no rank is stopped or killed, for at most ``reports_wait_s``
+    (:data:`REPORTS_WAIT_S`, 10 minutes) more: the reports of a big folder, or with ``map=true`` (the
+    contact map of 200 small images took minutes), took longer than the 10 s given, and rank 0 was killed
+    in the middle of them, leaving no ``summary.json`` or ``index.html`` of the run. The ranks waiting for
+    rank 0's last word meanwhile wait too. The wait is said in the log.
     """
     import multiprocessing
 
+    grace = STOP_GRACE_S if grace_s is None else grace_s
+    wait_s = REPORTS_WAIT_S if reports_wait_s is None else reports_wait_s
     children = multiprocessing.active_children()
     if ranks_stopped_too:
-        deadline = time.monotonic() + grace_s
-        for child in children:
-            child.join(max(0.0, deadline - time.monotonic()))
-        children = [child for child in children if child.is_alive()]
+        wait_s = _join_ranks(children, grace, word, wait_s)
+    else:  # a SIGTERM now would stop rank 0 in the middle of the reports (its first, raised there)
+        wait_s = _wait_for_reports(children, grace, word, wait_s)
+    children = [child for child in children if child.is_alive()]
     for child in children:
         child.terminate()
+    _join_ranks(children, grace, word, wait_s)
     for child in children:
-        child.join(grace_s)
         if child.is_alive():
             child.kill()
             child.join()
+
+
+def _join_ranks(children: list[Any], grace_s: float, word: str | None, wait_s: float) -> float:
+    """Wait for the rank processes ``children`` to end, ``grace_s`` at most, and then, while rank 0 writes
+    the run's reports (:func:`_wait_for_reports`), ``wait_s`` more at most; return what is left of
+    ``wait_s``."""
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    return _wait_for_reports(children, grace_s, word, wait_s)
+
+
+def _wait_for_reports(children: list[Any], grace_s: float, word: str | None, wait_s: float) -> float:
+    """While rank 0 writes the run's reports (:func:`rank_0_writing_reports`) and a rank of ``children`` is
+    alive, wait, ``wait_s`` at most (said in the log), then ``grace_s`` for the ranks to end; return what is
+    left of ``wait_s``."""
+    if wait_s <= 0 or not any(c.is_alive() for c in children) or not rank_0_writing_reports(word):
+        return wait_s
+    log.warning(
+        "waiting for rank 0 to finish writing the run's reports (summary.json, index.html; at most %.0f s) "
+        "before the ranks are stopped",
+        wait_s,
+    )
+    started = time.monotonic()
+    while rank_0_writing_reports(word) and time.monotonic() - started < wait_s:
+        alive = [child for child in children if child.is_alive()]
+        if not alive:
+            break
+        alive[0].join(0.2)
+    left = max(0.0, wait_s - (time.monotonic() - started))
+    # Rank 0's word is left (or the wait is over): rank 0 ends now, the others once they have read its word.
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    return left
 
 
 class _StoreStops:
@@ -801,6 +878,8 @@ def _rank_work(
             stops.watch.meet()
         out: list[Any] | None = [None] * fabric.world_size if fabric.global_rank == 0 else None
         dist.gather_object(obj, out, dst=0)
+        if word is not None and fabric.global_rank == 0:  # the reports come next: a stopping launcher waits
+            _mark_reports(word)
         return out
 
     # A spawned rank has no SIGTERM handler of its own: a SIGTERM (a scheduler's, or the launcher's from
