@@ -1792,6 +1792,47 @@ def test_a_rank_stopped_before_its_first_image_ends_every_rank_with_the_stop(
     assert summary["exit_status"] == 143 and summary["counts"]["not_reached"] >= 4, summary
 
 
+@pytest.mark.parametrize("folder", ["new", "predicted_before"])
+def test_one_process_stopped_before_its_first_image_says_its_own_end_in_summary_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ckpt: Path, folder: str
+) -> None:
+    """A one-process run stopped (SIGTERM) as it looked at the folder's outputs (``_Session.plan``, before
+    its first image) wrote no report, where a sharded run whose rank was stopped there does: a script
+    reading ``summary.json`` read nothing (a new folder) or the earlier run's status, 0. It now records its
+    own end as a sharded run does: in a new folder the reports (every image not reached), in a folder
+    predicted before its own ``summary.json`` beside the earlier run's manifest, which is kept."""
+    import json
+
+    from marsunits.errors import TerminatedError
+    from marsunits.inference import runner
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import predict_folder
+
+    inp, out = _eight_images(tmp_path)
+    opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    if folder == "predicted_before":
+        predict_folder(opts)
+    manifest = (out / "manifest.csv").read_bytes() if folder == "predicted_before" else None
+    real_plan = runner._Session.plan
+
+    def plan(self):  # type: ignore[no-untyped-def]
+        real_plan(self)
+        raise TerminatedError
+
+    monkeypatch.setattr(runner._Session, "plan", plan)
+    with pytest.raises(TerminatedError):
+        predict_folder(opts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 143, summary
+    assert "was terminated (SIGTERM) before predicting" in summary["stopped_early"], summary
+    if manifest is None:
+        assert summary["counts"]["not_reached"] == 8, summary["counts"]
+        assert (out / "manifest.csv").exists() and (out / "index.html").exists()
+    else:
+        assert (out / "manifest.csv").read_bytes() == manifest
+        assert "are the earlier run's" in summary["text"], summary["text"]
+
+
 def _ranks_stopped_at_start(
     rank: int, store: str, opts: object, conn: object, endings: tuple[str, str]
 ) -> None:

@@ -354,6 +354,7 @@ def _predict_claimed_shard(
 
     started = time.perf_counter()
     overwriting = bool(opts.overwrite)
+    session: _Session | None = None
     try:
         session = _Session(opts, shard, stops, all_sum, rank_0_word)
         if shard.rank == 0 and session.output_dir.is_dir():
@@ -374,6 +375,8 @@ def _predict_claimed_shard(
         # Stopped before its first image (as the ranks adapt the batch norm, adapt_bn: minutes on a big
         # folder): said, so that the others stop too rather than wait for it, and the run ends as the stop.
         if shard.world_size == 1:
+            if session is not None:  # set up: the run's end is recorded, as a sharded run's rank 0 does
+                _report_a_stop_before_predicting(session, stopped_first, started)
             raise
         _leave_the_ranks(stopped_first, shard, gather, broadcast, stops)
     # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
@@ -564,6 +567,28 @@ def _predict_one_process(session: _Session, todo: list[Any], started: float, loo
     assert result is not None, "reports go unwritten only where a stop or an error goes on up"
     _print_wrapped(result.summary["text"])
     return result
+
+
+def _report_a_stop_before_predicting(session: _Session, stop: BaseException, started: float) -> None:
+    """Record the end of a one-process run set up and then stopped (Ctrl-C, SIGTERM) before its first image
+    (as it looked at the folder's outputs, ``plan``): it wrote no report, where a sharded run whose rank was
+    stopped there has rank 0 write them, so that a script read nothing, or the earlier run's status. In a
+    folder with reports of an earlier run, its own ``summary.json`` beside them (those reports and the
+    outputs they list are as they were:
+    :meth:`~marsunits.inference.run_reports.RunReports.write_summary_of_nothing_replaced`); else the reports,
+    every input not reached. The stop then goes on up."""
+    advice = (
+        "nothing was replaced, the folder is as it was"
+        if session.opts.overwrite
+        else "run the same command again to go on (finished images are skipped)"
+    )
+    session.stopped_early = f"was {stop_said(stop)[0]} before predicting; {advice}"
+    session.stop_status = exit_status(stop)
+    session.loop_seconds = 0.0
+    if _earlier_reports(session.output_dir):
+        _say_nothing_replaced(session, time.perf_counter() - started)
+    else:
+        _report_one_process(session, started, interrupted=True, failed=False)
 
 
 def _also_stopped(how: str, status: int) -> str:
