@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
     from marsunits.inference.options import PredictOptions
     from marsunits.inference.run_reports import RunResult
+    from marsunits.inference.sharded_run import RankFailedError
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,9 @@ def launch(opts: PredictOptions) -> RunResult:
     was interrupted ended this process 143 beside a record of 130. Without rank 0's word (the ranks stopped
     before it), its own stop. Not stopped itself, it ends as its ranks' stop, its line saying which rank was
     stopped and how (:func:`~marsunits.inference.sharded_run.tell_stop_with_the_run`): it said the generic
-    ``terminated (SIGTERM)`` of a stop that had not come to it.
+    ``terminated (SIGTERM)`` of a stop that had not come to it. Stopped itself after a rank failed before
+    the ranks met (that rank's word, :func:`_failed_rank_word`; rank 0 recorded nothing of it), it ends as
+    that failure, naming the rank (:class:`_RankFailedFirst`), not as its own stop.
     """
     from lightning.fabric import Fabric
     from lightning.fabric.plugins.environments import LightningEnvironment
@@ -193,7 +196,8 @@ def launch(opts: PredictOptions) -> RunResult:
         if failed is not None and (said is None or isinstance(said, SpawnedRunStopped)):
             # A rank failed before the ranks met (its error went up to torch's spawn, rank 0 left no word
             # of it): the failure decides how the run ends (ENDING_ORDER), not this process's own stop.
-            raise failed.error(stop) from failed.cause
+            failure = failed.error(stop)
+            raise failure from (failure.errors[0] if failure.errors else None)
         if said is None:  # rank 0 said nothing (stopped before its word, or never started): this stop
             raise
         if isinstance(said, SpawnedRunStopped) and said.sigterm != isinstance(stop, TerminatedError):
@@ -257,7 +261,7 @@ class _RankFailedFirst:
         ends as a bug, status 1, and shows it), None for a user's error (said in the one line)."""
         return RuntimeError(f"rank {self.rank}'s error:\n{self.trace}") if self.status == 1 else None
 
-    def error(self, stop: BaseException) -> Exception:
+    def error(self, stop: BaseException) -> RankFailedError:
         """The launcher's error, naming this rank, its error and ``stop`` that came to the launcher as it
         ended; its status is the rank's (:class:`~marsunits.errors.OtherProcessError`)."""
         from marsunits.errors import stop_said
