@@ -1403,3 +1403,110 @@ def test_help_says_ground_z_m_is_in_the_frame_written_not_the_models(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "camera model's frame" not in text
     assert "frame the camera file is written in" in text and "SITE frame for a levelled" in text
+
+
+# ------------------------------------------------------------------ --image-size: a resized copy's camera
+def _resized_points(camera) -> np.ndarray:
+    """Points ``camera`` sees across its whole 128x96 image (beyond its borders too), 2 to 9 m away."""
+    u, v = np.meshgrid(np.linspace(-3.0, 131.0, 7), np.linspace(-2.0, 98.0, 6))
+    rays = camera.pixel_to_ray(u.ravel(), v.ravel())
+    return (camera.center[None, None] + np.array([2.0, 9.0])[:, None, None] * rays[None]).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("distort", [False, True], ids=["cahv", "cahvor"])
+@pytest.mark.parametrize(
+    "size", [(32, 24), (41, 30), (200, 96), (512, 384)], ids=["quarter", "non_integer", "unequal", "4x"]
+)
+def test_a_model_resized_projects_each_point_to_the_resized_pixel_of_the_original(tmp_path, distort, size):
+    """--image-size W H scales the model's pixels: a point lands at (sx u, sy v) in the resized image, u and
+    v its pixel (corner origin: the top-left pixel's centre is 0.5, 0.5) in the archived one, for CAHV and
+    CAHVOR, down 4x, by 41/128 x 30/96, unequally (200/128 across, 1 down) and up 4x."""
+    from marsunits.boundary.camera.from_label import resized_camera_dict
+
+    vec = _label_vectors(height_m=1.9, distort=distort)
+    label = tmp_path / "a.LBL"
+    label.write_text(_pds3(vec))
+    original = json.loads(convert_label(label, rover_frame=True).read_text())
+    resized = resized_camera_dict(original, *size, source=str(label))
+    assert (resized["image_width"], resized["image_height"]) == size
+    for k in ("C", "A", "O", "R"):  # the distortion is in ray space: only H and V are in pixels
+        assert resized.get(k) == original.get(k)
+    before, after = load_camera_dict(original), load_camera_dict(resized)
+    assert type(after) is type(before) is (CahvorCamera if distort else CahvCamera)
+    pts = _resized_points(before)
+    uv = before.world_to_pixel(pts)
+    assert np.isfinite(uv).all()
+    sx, sy = size[0] / 128, size[1] / 96
+    np.testing.assert_allclose(after.world_to_pixel(pts), uv * [sx, sy], atol=1e-6, rtol=0)
+    # the pixel's ray is the same ray: the ground under the resized pixel is the original pixel's
+    u, v = np.meshgrid(np.linspace(0.5, 127.5, 5), np.linspace(60.5, 95.5, 4))
+    np.testing.assert_allclose(
+        after.pixel_to_ground(u * sx, v * sy), before.pixel_to_ground(u, v), atol=1e-9, rtol=0, equal_nan=True
+    )
+
+
+def load_camera_dict(d: dict):
+    from marsunits.boundary.camera.io import camera_from_dict
+
+    return camera_from_dict(d)
+
+
+def test_the_image_size_option_writes_a_camera_that_predict_accepts_for_the_resized_copy(tmp_path, capsys):
+    """A 32x24 copy of a 128x96 product (AI4Mars' frames, the raw-image service's `large` JPEG): the camera
+    file of its label was refused by predict.py for the copy's size; written with --image-size 32 24 it is
+    that size and predict.py takes it for the copy, and its metres are those of the archived image."""
+    from PIL import Image
+
+    from marsunits.inference.image_cameras import sized_image_camera
+
+    vec = _label_vectors(height_m=1.9, distort=True)
+    label = tmp_path / "NLB_1.LBL"
+    label.write_text(_pds3(vec))
+    Image.new("RGB", (32, 24)).save(tmp_path / "NLB_1.png")
+    assert main([str(label), "--rover-frame"]) == 0
+    with pytest.raises(ValueError, match=r"--image-size 32 24"):  # the refusal names the way out
+        sized_image_camera(tmp_path / "NLB_1.png", 32, 24)
+    full = load_camera(tmp_path / "NLB_1.camera.json")
+    assert main([str(label), "--rover-frame", "--image-size", "32", "24", "--overwrite"]) == 0
+    d = json.loads((tmp_path / "NLB_1.camera.json").read_text())
+    assert (d["image_width"], d["image_height"]) == (32, 24)
+    assert "128x96" in d["pds_resized"] and "32x24" in d["pds_resized"]
+    copy = sized_image_camera(tmp_path / "NLB_1.png", 32, 24)
+    assert copy is not None
+    u, v = np.meshgrid(np.linspace(0.5, 31.5, 5), np.linspace(15.5, 23.5, 3))
+    np.testing.assert_allclose(copy.pixel_to_ground(u, v), full.pixel_to_ground(u * 4, v * 4), atol=1e-9)
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", [["0", "24"], ["32.5", "24"], ["x", "24"]])
+def test_an_image_size_that_is_not_whole_pixels_is_a_usage_error(tmp_path, capsys, value):
+    label = tmp_path / "a.LBL"
+    label.write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    with pytest.raises(SystemExit) as stop:
+        main([str(label), "--image-size", *value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--image-size" in err and "whole number of pixels" in err, err
+    assert not (tmp_path / "a.camera.json").exists()
+
+
+def test_an_image_size_for_a_label_without_the_archived_size_is_refused_naming_it(tmp_path, capsys):
+    label = tmp_path / "a.LBL"
+    label.write_text(
+        re.sub(r"OBJECT += IMAGE.*END_OBJECT += IMAGE", "", _pds3(_label_vectors(1.9, False)), flags=re.S)
+    )
+    assert main([str(label), "--rover-frame", "--image-size", "32", "24"]) == 1
+    err = capsys.readouterr().err
+    assert f"{label}: no IMAGE object with LINES and LINE_SAMPLES" in err, err
+    assert not (tmp_path / "a.camera.json").exists()
+
+
+def test_an_image_size_that_changes_the_aspect_ratio_is_noted(tmp_path, capsys):
+    """WIDTH and HEIGHT given the other way round fit no copy of the image: said in a note line."""
+    label = tmp_path / "a.LBL"
+    label.write_text(_pds3(_label_vectors(height_m=1.9, distort=False)))
+    assert main([str(label), "--rover-frame", "--image-size", "24", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "note:" in err and "aspect ratio" in err and "128x96" in err, err
+    assert main([str(label), "--rover-frame", "--image-size", "32", "24", "--overwrite"]) == 0
+    assert "aspect ratio" not in capsys.readouterr().err

@@ -437,3 +437,32 @@ def test_a_ctrl_c_between_records_says_the_files_written_and_the_same_command_go
     assert main([str(tmp_path / "page.json")]) == 0
     out = capsys.readouterr().out
     assert out.count("unchanged ") == 1 and out.count("wrote ") == 2
+
+
+def test_a_records_model_for_its_large_jpeg_is_rescaled_by_the_image_size_option(tmp_path, capsys):
+    """The service's `large` JPEG of a 160x120 CAHVORE frame is 40x30 (a non-integer factor for the
+    strip too: 60x45 and 96x30 below): --image-size gives it the record's model rescaled, its entrance pupil
+    and distortion as given; a ray through a copy's pixel (sx u, sy v) meets the ground where the frame's
+    (u, v) did, and the file says from which size."""
+    pin = PinholeCamera(image_width=160, image_height=120, hfov_deg=70.0, pitch_deg=30.0, height_m=1.9)
+    vec = {k: getattr(cahv_from_pinhole(pin), k).astype(float) for k in "CAHV"}
+    vec["O"], vec["R"], vec["E"] = vec["A"], np.array([1e-5, 0.04, -0.012]), np.array([-0.002, 0.009, -0.015])
+    parts: list[Any] = [ned_to_flu(vec[k]) for k in "CAHVO"] + [vec["R"], vec["E"], 3.0, 0.4]
+    record = _record("NRF_0321_0694000001_456ECM_N0170642NCAM00200_01_295J", parts, "CAHVORE", (160, 120),
+                     "(1,0,0,0)", instrument="NAVCAM_RIGHT")  # fmt: skip
+    (tmp_path / "one.json").write_text(json.dumps(record))
+    path = tmp_path / "NRF_0321_0694000001_456ECM_N0170642NCAM00200_01_295J01.camera.json"
+    assert main([str(tmp_path / "one.json")]) == 0
+    full = load_camera(path)
+    u, v = np.meshgrid(np.linspace(5, 155, 7), np.linspace(50, 118, 5))
+    want = full.pixel_to_ground(u, v)
+    assert np.isfinite(want).all()
+    for size in ((40, 30), (60, 45), (96, 30)):
+        assert main([str(tmp_path / "one.json"), "--image-size", *map(str, size), "--overwrite"]) == 0
+        d = json.loads(path.read_text())
+        assert (d["image_width"], d["image_height"]) == size and "160x120" in d["raw_resized"]
+        assert d["model"] == "cahvore" and d["T"] == 3 and d["P"] == 0.4 and d["E"] == pytest.approx(vec["E"])
+        copy_cam = load_camera(path)
+        sx, sy = size[0] / 160, size[1] / 120
+        np.testing.assert_allclose(copy_cam.pixel_to_ground(u * sx, v * sy), want, atol=1e-9, rtol=0)
+    assert "aspect ratio" in capsys.readouterr().err  # 96x30 stretches the frame: said

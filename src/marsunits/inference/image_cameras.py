@@ -346,8 +346,10 @@ def camera_size_refusal(
         return (
             text + f"{resized}; a {type(inner).__name__[:-6].upper()} model's H and V are in the pixels of "
             "the image it was made for, so changing image_width and image_height alone does not fit it to "
-            "this one: give the camera of the image as stored (the PDS label of this product), predict the "
-            "image the camera is for, or remove the camera file"
+            "this one: write it for this image from the product's PDS label or raw-image record with "
+            "`python -m marsunits.boundary.camera.from_label LABEL --image-size "
+            f"{size_w} {size_h} --overwrite` (docs/cameras.md), predict the image the camera is for, or "
+            "remove the camera file"
         )
     return text + "; fix image_width and image_height, or remove the camera file"
 

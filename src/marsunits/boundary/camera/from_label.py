@@ -4,7 +4,7 @@ carries, so that a geologist does not copy vectors out of labels by hand.
 Usage::
 
     python -m marsunits.boundary.camera.from_label LABEL [LABEL ...] [--out-dir DIR] [--ground-z-m Z]
-        [--rover-frame] [--overwrite]
+        [--rover-frame] [--image-size WIDTH HEIGHT] [--overwrite]
 
 (a ``LABEL`` may also be Mars 2020 raw-image metadata, ``.json``: see the end of this docstring)
 
@@ -104,7 +104,13 @@ it, and whether and into which site it was levelled) and ``pds_ground`` (where `
 which the camera reader ignores.
 
 Subframed and downsampled products: the labels' models are taken as given, for the image as stored (the
-archives' labels are adjusted so; an image cropped or resized after download needs its model adjusted too).
+archives' labels are adjusted so). A copy resized since (AI4Mars' frames, the raw-image service's ``large``
+and ``medium`` JPEGs, a Navcam downsampled by hand) is given its model with ``--image-size WIDTH HEIGHT``,
+the copy's size: ``H`` and ``V`` are rescaled from the size the label gives (PDS3 ``LINE_SAMPLES`` x
+``LINES``, PDS4's ``Sample`` and ``Line`` axes, a record's ``extended.dimension``; a label without it is
+refused) to that one, for every label given (:func:`.label_convert.resized_camera_dict` derives it), and
+the file says so in ``pds_resized`` (``raw_resized``). A size whose two factors differ by more than 1 % is
+written with a note line (WIDTH and HEIGHT swapped?). A cropped copy is not rescaled by it.
 
 Mars 2020 raw-image metadata: an argument ending in ``.json`` is read by
 :mod:`marsunits.boundary.camera.raw_json` (one record, a list, or a page of the raw-image feed), one camera
@@ -148,9 +154,11 @@ from marsunits.boundary.camera.io import SIDECAR_SUFFIX
 from marsunits.boundary.camera.label_camera import LabelCamera, LabelError, RoverPose
 from marsunits.boundary.camera.label_convert import (
     _convert,
+    aspect_ratio_note,
     camera_file_dict,
     convert_label,
     read_label,
+    resized_camera_dict,
     write_camera_file,
 )
 from marsunits.boundary.camera.label_convert import rover_vectors_to_flu as rover_vectors_to_flu
@@ -169,6 +177,7 @@ __all__ = [
     "convert_label",
     "main",
     "read_label",
+    "resized_camera_dict",
     "written_ground",
 ]
 
@@ -185,6 +194,21 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(
             f"must be a finite number of metres with a decimal point (e.g. 1.7), got {text!r}"
+        )
+    return value
+
+
+def _pixels(text: str) -> int:
+    """One of ``--image-size``'s values; a refusal says what to give (argparse's own was "invalid _pixels
+    value")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of pixels above 0 (WIDTH HEIGHT of the resized image, e.g. 256 256), "
+            f"got {text!r}"
         )
     return value
 
@@ -218,6 +242,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "instead of levelling it into the SITE frame the label places the rover in: for a map drawn as the "
         "rover saw it (forward/left, one map per rover position), or where the label's rover attitude is "
         "not trusted; its ground is then the plane under the wheels, tilted with the rover",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_pixels,
+        nargs=2,
+        metavar=("WIDTH", "HEIGHT"),
+        help="the size of the image the camera file is for, where it is a resized copy of the image the "
+        "label describes (AI4Mars' frames, the raw-image service's large/medium JPEGs): the model's H and V "
+        "are rescaled from the label's image size to this one (for every label given)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing camera files")
     args = parser.parse_args(argv)
@@ -255,6 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _convert_all(args, written, fresh)
     except (KeyboardInterrupt, TerminatedError) as stop:
         return _stopped(stop, args, written, fresh)
+
+
+def _note_aspect(source: str, width: int, height: int, image_size: Sequence[int]) -> None:
+    """Say in a note line where ``--image-size`` stretches ``source``'s ``width`` x ``height`` image."""
+    note = aspect_ratio_note(width, height, *image_size)
+    if note:
+        print(readable(f"{PROG}: note: {source}: {note}"), file=sys.stderr)
 
 
 def _stopped(
@@ -319,8 +359,11 @@ def _convert_all(args: argparse.Namespace, written: dict[Path, str], fresh: set[
                         ),
                         file=sys.stderr,
                     )
+            if args.image_size is not None:
+                archived = read_label(label)
+                _note_aspect(str(label), archived.image_width, archived.image_height, args.image_size)
             dest, d, changed = _convert(
-                label, args.out_dir, args.ground_z_m, args.overwrite, args.rover_frame
+                label, args.out_dir, args.ground_z_m, args.overwrite, args.rover_frame, args.image_size
             )
             if d["frame"] == "flu" and not args.rover_frame:  # a rover-frame model the label does not place
                 print(readable(f"{PROG}: note: {label}: {d['pds_frame']}"), file=sys.stderr)
@@ -380,6 +423,11 @@ def _main_raw_json(
                     f"{written[dest]}; give each image's record once"
                 )
             d = raw_camera_file_dict(img, path, args.ground_z_m, args.rover_frame)
+            if args.image_size is not None:
+                d = resized_camera_dict(
+                    d, args.image_size[0], args.image_size[1], source=f"{path}: {img.imageid}"
+                )
+                _note_aspect(f"{path}: {img.imageid}", img.image_width, img.image_height, args.image_size)
             changed = write_camera_file(dest, d, args.overwrite, f"{path}: {img.imageid}")
         except LabelError as exc:
             refused += 1

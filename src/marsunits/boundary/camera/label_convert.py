@@ -1,7 +1,8 @@
 """From a label file to a camera file: :func:`read_label` (a PDS3 or PDS4 label, told apart by the file's
 head), :func:`camera_file_dict` (the model levelled into its site or turned to the rover's x forward, y
-left, z up, with its ground, in the schema of :mod:`marsunits.boundary.camera.io`), :func:`convert_label`
-and :func:`write_camera_file` (written atomically, an identical file left as it is).
+left, z up, with its ground, in the schema of :mod:`marsunits.boundary.camera.io`),
+:func:`resized_camera_dict` (that model for a resized copy of the image), :func:`convert_label` and
+:func:`write_camera_file` (written atomically, an identical file left as it is).
 
 The command that runs these over many labels, and what is read and written:
 :mod:`marsunits.boundary.camera.from_label`.
@@ -28,6 +29,7 @@ __all__ = [
     "camera_file_dict",
     "convert_label",
     "read_label",
+    "resized_camera_dict",
     "rover_vectors_to_flu",
     "write_camera_file",
 ]
@@ -170,15 +172,82 @@ def camera_file_dict(
     return d
 
 
+def resized_camera_dict(d: dict[str, Any], width: int, height: int, source: str) -> dict[str, Any]:
+    """The CAHV, CAHVOR or CAHVORE camera dict ``d`` (made for its ``image_width`` x ``image_height`` image,
+    the one archived) rescaled to a ``width`` x ``height`` copy of that image (resized as a whole, not
+    cropped); a new dict, with ``<prefix>_resized`` saying from which size (``pds_`` or ``raw_``, as ``d``'s
+    other notes).
+
+    The derivation. CAHV image coordinates ``(x, y)`` put ``(0, 0)`` at the *centre* of the top-left pixel
+    (:mod:`.cahv`), so the image's outer edges are at ``x = -1/2`` and ``x = W - 1/2``; a resize maps those
+    edges onto the copy's, ``-1/2`` and ``W' - 1/2``: in the corner-origin coordinates ``u = x + 1/2`` it is
+    ``u' = sx u`` with ``sx = W'/W`` (and ``v' = sy v``, ``sy = H'/H``, the heights). So
+    ``x' = sx (x + 1/2) - 1/2 = sx x + (sx - 1)/2``. With ``p = P - C``, ``x = p.H / p.A``, hence
+    ``x' = p.(sx H + (sx - 1)/2 A) / p.A``::
+
+        H' = sx H + (sx - 1)/2 A,    V' = sy V + (sy - 1)/2 A
+
+    (``A`` the unit axis, as the camera reader normalises it). ``C``, ``A``, ``O``, ``R``, ``E``, ``T``,
+    ``P`` are unchanged: CAHVOR(E)'s distortion and entrance pupil act on the ray before ``H`` and ``V`` make
+    it a pixel, so they are the same lens whatever the image's size. A point that projected to ``(u, v)`` in
+    the archived image projects to ``(sx u, sy v)`` in the copy, and the ray of that pixel is the same ray.
+
+    Raises:
+        LabelError: ``d`` has no image size (which the readers refuse first), the size is not whole positive
+            pixels, or the camera reader refuses the result; the message names ``source``.
+    """
+    old_w, old_h = d.get("image_width"), d.get("image_height")
+    if not (isinstance(old_w, int) and isinstance(old_h, int) and old_w > 0 and old_h > 0):
+        raise LabelError(
+            f"{source}: the size of the image the model was made for is not known, so it cannot be rescaled "
+            f"to {width}x{height}; give the label of the image product itself"
+        )
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (width, height)):
+        raise LabelError(f"{source}: the image size must be whole pixels above 0, got {width}x{height}")
+    a = np.asarray(d["A"], dtype=np.float64)
+    a = a / np.linalg.norm(a)
+    sx, sy = width / old_w, height / old_h
+    out = dict(d)
+    out["H"] = (sx * np.asarray(d["H"], dtype=np.float64) + 0.5 * (sx - 1.0) * a).tolist()
+    out["V"] = (sy * np.asarray(d["V"], dtype=np.float64) + 0.5 * (sy - 1.0) * a).tolist()
+    out["image_width"], out["image_height"] = width, height
+    prefix = "raw" if "raw_json" in d else "pds"
+    out[f"{prefix}_resized"] = (
+        f"from the {old_w}x{old_h} image the model was made for to {width}x{height} (--image-size): H and V "
+        f"scaled by {sx:.6g} and {sy:.6g}, C, A and the lens terms as given"
+    )
+    try:
+        camera_from_dict(out, source=source)
+    except CameraFileError as exc:
+        raise LabelError(f"{exc} (the model rescaled to {width}x{height} by --image-size)") from exc
+    return out
+
+
+def aspect_ratio_note(old_w: int, old_h: int, width: int, height: int) -> str | None:
+    """What to say where a ``width`` x ``height`` copy of an ``old_w`` x ``old_h`` image is stretched (its
+    two scale factors differing by more than 1 %: WIDTH and HEIGHT given the other way round, most likely);
+    None where the copy keeps the image's shape."""
+    sx, sy = width / old_w, height / old_h
+    if abs(sx / sy - 1.0) <= 0.01:
+        return None
+    return (
+        f"--image-size {width} {height} changes the aspect ratio of the {old_w}x{old_h} image the model was "
+        f"made for (scaled by {sx:.4g} across, {sy:.4g} down); it fits a copy stretched so, not one resized "
+        "whole: check that WIDTH comes before HEIGHT"
+    )
+
+
 def convert_label(
     label: str | Path,
     out_dir: str | Path | None = None,
     ground_z_m: float | None = None,
     overwrite: bool = False,
     rover_frame: bool = False,
+    image_size: tuple[int, int] | None = None,
 ) -> Path:
     """Read ``label`` and write ``<stem>.camera.json`` next to it (or in ``out_dir``; ``~`` in either is the
-    home folder); ``ground_z_m`` and ``rover_frame`` as in :func:`camera_file_dict`.
+    home folder); ``ground_z_m`` and ``rover_frame`` as in :func:`camera_file_dict`; ``image_size``
+    ``(width, height)``: the model rescaled to a copy of the image of that size (:func:`resized_camera_dict`).
 
     Returns:
         The path written.
@@ -188,7 +257,7 @@ def convert_label(
             content and ``overwrite`` is false (one holding exactly this camera file is left as it is).
         OSError: If the file cannot be written.
     """
-    return _convert(label, out_dir, ground_z_m, overwrite, rover_frame)[0]
+    return _convert(label, out_dir, ground_z_m, overwrite, rover_frame, image_size)[0]
 
 
 def _convert(
@@ -197,11 +266,14 @@ def _convert(
     ground_z_m: float | None,
     overwrite: bool,
     rover_frame: bool,
+    image_size: tuple[int, int] | None = None,
 ) -> tuple[Path, dict[str, Any], bool]:
     """The camera file written (or left as it was: the flag is False), its content, and whether written."""
     label = expand_home(label)
     dest = expand_home(out_dir if out_dir is not None else label.parent) / f"{label.stem}{SIDECAR_SUFFIX}"
     d = camera_file_dict(read_label(label), label, ground_z_m, rover_frame)
+    if image_size is not None:
+        d = resized_camera_dict(d, *image_size, source=str(label))
     return dest, d, write_camera_file(dest, d, overwrite, str(label))
 
 

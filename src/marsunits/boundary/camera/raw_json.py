@@ -24,7 +24,7 @@ records quoted in public code; the docs/cameras.md, says it briefly):
   product's version appended (``..._285J`` -> ``..._285J01.png``). The camera file is named after that
   file (``<stem>.camera.json``), so ``predict.py`` finds it beside the image; the ``imageid`` where the
   record has no ``full_res``. The ``large``/``medium``/``small`` JPEGs are resized: the model does not fit
-  them.
+  them as given; ``--image-size`` rescales it to one (:mod:`.from_label`).
 * **Subframe and downsampling**: the model is already the delivered image's, so it is written as given,
   never adjusted again. Checked on two real Navcam-left records (quoted in the test fixtures of the public
   Python packages ``rocksnitch``, its "sol-100 sample", and ``marsmap``, its ``test_cahvore.py``): a full
