@@ -1510,3 +1510,21 @@ def test_an_image_size_that_changes_the_aspect_ratio_is_noted(tmp_path, capsys):
     assert "note:" in err and "aspect ratio" in err and "128x96" in err, err
     assert main([str(label), "--rover-frame", "--image-size", "32", "24", "--overwrite"]) == 0
     assert "aspect ratio" not in capsys.readouterr().err
+
+
+def test_a_pds4_labels_model_is_rescaled_from_its_axis_sizes(tmp_path):
+    """A Mars 2020 label's size is its Sample and Line axes (128 x 96): --image-size 48 36 rescales from it,
+    the model levelled into its site as without the option."""
+    vec = _label_vectors(height_m=GROUND + 1.9, distort=True)
+    label = tmp_path / "NLF_0030_0677856789_123FDR_N0301344NCAM00200_01_095J01.xml"
+    label.write_text(_pds4(vec))
+    full = load_camera(convert_label(label))
+    out = convert_label(label, image_size=(48, 36), overwrite=True)
+    d = json.loads(out.read_text())
+    assert (d["image_width"], d["image_height"]) == (48, 36) and d["site"] == "SITE_30"
+    assert "from the 128x96 image" in d["pds_resized"]
+    copy_cam = load_camera(out)
+    u, v = np.meshgrid(np.linspace(0.5, 127.5, 5), np.linspace(60.5, 95.5, 4))
+    s = 48 / 128
+    np.testing.assert_allclose(copy_cam.pixel_to_ground(u * s, v * s), full.pixel_to_ground(u, v), atol=1e-9)
+    assert np.isfinite(full.pixel_to_ground(u, v)).all()
