@@ -2310,7 +2310,7 @@ def test_a_cahv_camera_of_the_full_frame_on_a_resized_image_is_not_told_to_chang
     vectors must change with the image, and a uniform resize is named; a pinhole camera keeps the advice
     (its field of view does not change with the image's size)."""
     from marsunits.boundary.camera import PinholeCamera
-    from marsunits.boundary.camera.io import CameraFileError
+    from marsunits.boundary.camera.io import CameraFileError, load_camera
     from marsunits.inference.image_cameras import sized_image_camera
 
     image = tmp_path / "x.png"
@@ -2333,6 +2333,10 @@ def test_a_cahv_camera_of_the_full_frame_on_a_resized_image_is_not_told_to_chang
     assert said.startswith(f"{sidecar}: the camera is for a 1024x1024 image but x.png is 256x256 as stored")
     assert "fix image_width and image_height" not in said, said
     assert "scaled by 1/4" in said and "H and V" in said
+    assert "from_label LABEL --image-size 256 256 --overwrite" in said, said  # the command that fits it
+    with pytest.raises(CameraFileError) as err:  # a camera given (UnitMapper.map(..., camera=...)): the same
+        sized_image_camera(image, 256, 256, camera=load_camera(sidecar), source="the camera dict given")
+    assert "from_label LABEL --image-size 256 256`" in str(err.value), err.value
     pinhole = PinholeCamera(image_width=512, image_height=512, hfov_deg=45.0, pitch_deg=25.0)
     sidecar.write_text(json.dumps(pinhole.to_dict()))
     with pytest.raises(CameraFileError, match="fix image_width and image_height"):

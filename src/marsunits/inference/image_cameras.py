@@ -335,9 +335,16 @@ def camera_size_refusal(
         scale = _uniform_scale(inner.image_width, inner.image_height, size_w, size_h)
         resized = f" (it is that image scaled by {scale}, a resized copy)" if scale else ""
     if given:
+        rescale = (
+            " (a resized copy's from the product's PDS label or raw-image record: "
+            f"`python -m marsunits.boundary.camera.from_label LABEL --image-size {size_w} {size_h}`)"
+            if isinstance(inner, CahvCamera)
+            else ""
+        )
         return (
-            text + f"{resized}; give the camera of this image, map the image at the size the camera was made "
-            "for (not a resized or cropped copy), or give camera=None for the contacts in pixels only"
+            text + f"{resized}; give the camera of this image{rescale}, map the image at the size the "
+            "camera was made for (not a resized or cropped copy), or give camera=None for the contacts in "
+            "pixels only"
         )
     if isinstance(inner, CahvCamera):
         # Its H and V hold the focal length and image centre in the pixels of the image it was made for:
