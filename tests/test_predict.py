@@ -382,7 +382,7 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     finally:
         runner._Session.process = real  # type: ignore[method-assign]
     assert (out / "manifest.csv").read_bytes() == manifest
-    assert json.loads((out / SETTINGS_NAME).read_text())["overwrite_pending"] is True
+    assert isinstance(json.loads((out / SETTINGS_NAME).read_text())["overwrite_pending"], str)
     with pytest.raises(ConfigError, match=r"an overwrite=true run into it stopped before finishing"):
         run(make_cfg(tmp_path, ckpt, inp, out))
 
@@ -393,14 +393,67 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
     finally:
         runner._Session.process = real  # type: ignore[method-assign]
     stop = json.loads((out / "summary.json").read_text())["stopped_early"]
-    assert "mixes old and new outputs: run the same command (overwrite=true) again" in stop
-    for model in (ckpt, other):
-        with pytest.raises(ConfigError, match=r"an overwrite=true run into it stopped before finishing"):
-            run(make_cfg(tmp_path, model, inp, out))
-    assert run(make_cfg(tmp_path, other, inp, out, "overwrite=true")) == 0
+    assert "mixes old and new outputs: run the same command again to go on" in stop
+    with pytest.raises(ConfigError, match=r"an overwrite=true run into it stopped before finishing"):
+        run(make_cfg(tmp_path, ckpt, inp, out))  # the earlier model: refused
+    assert run(make_cfg(tmp_path, other, inp, out, "overwrite=true")) == 0  # goes on
     record = json.loads((out / SETTINGS_NAME).read_text())
     assert record["checkpoint"] == str(other) and "overwrite_pending" not in record
     assert run(make_cfg(tmp_path, other, inp, out)) == 0  # and now that model's outputs resume
+
+
+def test_an_interrupted_overwrite_goes_on_with_its_settings_skipping_the_images_it_finished(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """An ``overwrite=true`` run stopped after its first image: the same command again (``overwrite=true``, or
+    without it) goes on, skipping the image it finished and redoing the rest; it was refused without
+    ``overwrite=true`` and predicted every image again with it (a folder of panoramas, hours). Other settings
+    are still refused naming what differs, or with ``overwrite=true`` redo every image."""
+    from marsunits.inference import runner
+    from marsunits.inference.output_settings import PENDING_KEY, SETTINGS_NAME
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        save_rgb(inp / f"img{i}.png", 40, 50, seed=i)
+    assert run(make_cfg(tmp_path, ckpt, inp, out)) == 0
+    real = runner._Session.process
+    done: list[str] = []
+
+    def stopped_after_one(self, f, item):  # type: ignore[no-untyped-def]
+        if done:
+            raise KeyboardInterrupt
+        done.append(f.rel.as_posix())
+        return real(self, f, item)
+
+    def again(*extra: str) -> dict[str, str]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(runner._Session, "process", stopped_after_one)
+            with pytest.raises(KeyboardInterrupt):
+                run(make_cfg(tmp_path, ckpt, inp, out, "overwrite=true", *extra))
+        assert json.loads((out / SETTINGS_NAME).read_text()).get(PENDING_KEY)
+        return {p.name: p.read_bytes() for p in out.glob("*.contact.geojson")}
+
+    for extra in ((), ("overwrite=true",)):  # the same command, with or without overwrite=true
+        done.clear()
+        again("min_unit_area_px=0")
+        assert len(done) == 1
+        assert run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0", *extra)) == 0
+        statuses = {path: row["status"] for path, row in read_manifest(out).items()}
+        assert statuses == {f"img{i}.png": "skipped" if f"img{i}.png" in done else "ok" for i in range(3)}
+        record = json.loads((out / SETTINGS_NAME).read_text())
+        assert PENDING_KEY not in record and record["min_unit_area_px"] == 0
+    # A folder whose overwrite was stopped is refused to a run of other settings, naming what differs...
+    done.clear()
+    again()
+    with pytest.raises(
+        ConfigError,
+        match=r"an overwrite=true run into it stopped before finishing, with other settings than this "
+        r"run's: min_unit_area_px \(200 then, 0 now\)",
+    ):
+        run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0"))
+    # ... and an overwrite of other settings predicts every image again, those the stopped one finished too.
+    assert run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0", "overwrite=true")) == 0
+    assert {row["status"] for row in read_manifest(out).values()} == {"ok"}
 
 
 def test_an_overwrite_run_leaves_another_runs_folder_inside_its_own_alone(tmp_path: Path, ckpt: Path) -> None:
@@ -813,8 +866,8 @@ def test_a_full_disk_stop_says_what_running_the_same_command_again_does_to_finis
     overwrite: bool,
 ) -> None:
     """The full-disk stop told an overwrite=true run, too, that "finished images are kept and skipped" by
-    running the same command again; that command (overwrite=true) predicts every image again, the finished
-    ones included. Each run's line says what its own re-run does, and the re-run does it."""
+    running the same command again; that command (overwrite=true) goes on with the stopped overwrite, skipping
+    the images it finished. Each run's line says what its own re-run does, and the re-run does it."""
     import errno
 
     from marsunits.inference import runner
@@ -844,17 +897,15 @@ def test_a_full_disk_stop_says_what_running_the_same_command_again_does_to_finis
     assert stopped_early == line.removeprefix("predict.py: error: ")
     if overwrite:
         assert line.endswith(
-            "then run the same command (overwrite=true) again: it predicts every image again, the finished "
-            "ones included"
+            "then run the same command again: it goes on, skipping the images this run finished"
         ), line
-        assert "skipped" not in line
         with pytest.raises(ConfigError, match="an overwrite=true run into it stopped before finishing"):
-            run(make_cfg(tmp_path, ckpt, inp, out))
+            run(make_cfg(tmp_path, ckpt, inp, out, "tta=true"))  # other settings: refused
     else:
         assert line.endswith("then run the same command again (finished images are kept and skipped)"), line
     assert run(make_cfg(tmp_path, ckpt, inp, out, *extra)) == 0  # the same command again
     statuses = {path: row["status"] for path, row in read_manifest(out).items()}
-    assert statuses == {"img0.png": "ok" if overwrite else "skipped", "img1.png": "ok"}, statuses
+    assert statuses == {"img0.png": "skipped", "img1.png": "ok"}, statuses
 
 
 def test_a_stop_before_the_first_image_is_read_is_said_as_any_stop(

@@ -51,7 +51,11 @@ recorded: their outputs agree to within rounding.
 A run whose recorded settings differ from the folder's (ignoring ``checkpoint``, and ``probability_dtype``
 when either run saved no probabilities: turning them on or off changes no mask) stops before predicting,
 naming what differs, unless ``overwrite=true`` (then every input is predicted again; the record is marked
-``overwrite_pending`` until that run finishes, so an interrupted overwrite is not resumed as one run). A
+``overwrite_pending`` until that run finishes, holding the run's identity, :func:`overwrite_run_id`, which the
+contact file of each image it finishes holds too). A folder so marked holds outputs of two settings: it is
+refused to a run of other settings than the marked record's (naming them; ``overwrite=true`` redoes every
+image), and a run of the same settings, with or without ``overwrite=true``, goes on with the stopped one: it
+skips the images whose contact files name that run and redoes the rest (:func:`continues_overwrite`). A
 folder without the file (written before it existed, or a new folder) is taken as it is; one whose file cannot
 be read (not JSON, not an object, unreadable) is refused the same way, naming the file. Separately, an input
 whose image or camera file changed after its outputs were written is predicted again
@@ -90,6 +94,8 @@ __all__ = [
     "same_adaptation_inputs",
     "read_settings",
     "check_settings",
+    "continues_overwrite",
+    "overwrite_run_id",
     "image_file_identity",
     "image_status",
     "read_record",
@@ -307,21 +313,53 @@ def check_settings(
         )
     if old is None:
         return
-    if old.get(PENDING_KEY):
-        raise ConfigError(
-            f"{output_dir}: an overwrite=true run into it stopped before finishing, so images there may hold "
-            "outputs of the new settings beside others of the old. Run with overwrite=true again to redo "
-            "every image, or give another output_dir"
-        )
-    kept = {k: v for k, v in old.items() if k not in ignore}
+    kept = {k: v for k, v in old.items() if k not in ignore and k != PENDING_KEY}
     new = {k: v for k, v in settings.items() if k not in ignore}
     diffs = _differences(kept, json.loads(json.dumps(new)))  # compare as JSON would read them back
+    if old.get(PENDING_KEY) and diffs:
+        # Its record names the stopped run's settings: a run of those goes on with it (continues_overwrite).
+        raise ConfigError(
+            f"{output_dir}: an overwrite=true run into it stopped before finishing, with other settings than "
+            f"this run's: {'; '.join(diffs)}; so images there may hold outputs of its settings beside others "
+            "of the earlier ones. Run that command again to go on (the images it finished are skipped), "
+            "overwrite=true to redo every image with these settings, or give another output_dir"
+        )
     if diffs:
         raise ConfigError(
             f"{output_dir} holds predictions made with other settings: {'; '.join(diffs)}. Skipping its "
             "finished images would mix the two. Give another output_dir, or overwrite=true to predict every "
             "image again with these settings"
         )
+
+
+def continues_overwrite(
+    old: Mapping[str, Any], settings: Mapping[str, Any], ignore: Sequence[str] = ()
+) -> bool:
+    """Whether ``old`` is the record of an ``overwrite=true`` run that did not finish (``overwrite_pending``)
+    and ``settings`` are its settings (but ``ignore``): a run with them goes on with it, skipping the images
+    it finished (their contact files name its :func:`overwrite_run_id`) and redoing the rest."""
+    if not old.get(PENDING_KEY):
+        return False
+    kept = {k: v for k, v in old.items() if k not in ignore and k != PENDING_KEY}
+    new = {k: v for k, v in settings.items() if k not in ignore}
+    return not _differences(kept, json.loads(json.dumps(new)))
+
+
+def overwrite_run_id(output_dir: Path, settings: Mapping[str, Any]) -> str:
+    """The identity of an ``overwrite=true`` run starting in ``output_dir`` with ``settings``: kept in its
+    pending record (``overwrite_pending``) and in the contact file of each image it finishes
+    (:data:`~marsunits.inference.writers.OVERWRITE_RUN_KEY`), so that a run going on with it skips those
+    images and no other. Every rank of a sharded run finds the same one: a digest of the settings and of the
+    record it replaces, bytes and modification time (another run's record, even of the same content, has
+    another time, so an earlier overwrite's images are never taken for this one's)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    record = output_dir / SETTINGS_NAME
+    try:
+        digest.update(f"{record.stat().st_mtime_ns}\n".encode())
+        digest.update(record.read_bytes())
+    except OSError:
+        digest.update(b"no record")
+    return digest.hexdigest()[:32]
 
 
 def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -334,16 +372,17 @@ def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list
 
 
 def write_settings(
-    output_dir: Path, settings: Mapping[str, Any], pending: bool = False, replaced_all: bool = False
+    output_dir: Path, settings: Mapping[str, Any], pending: bool | str = False, replaced_all: bool = False
 ) -> Path:
     """Record this run's settings in ``output_dir`` (atomically); returns the file's path.
 
-    ``pending=True`` (an ``overwrite=true`` run starting) marks the record unfinished: until the same call
-    without it, :func:`check_settings` refuses to resume the folder without ``overwrite=true``.
+    ``pending`` (an ``overwrite=true`` run starting: its :func:`overwrite_run_id`) marks the record
+    unfinished: until the same call without it, :func:`check_settings` refuses the folder to a run of other
+    settings, and a run of these goes on with it (:func:`continues_overwrite`).
     ``replaced_all=True`` (a finished ``overwrite=true`` run, which removed every output it did not write):
     no earlier ``prob.tif`` is left, so the record is this run's alone.
     """
-    record = {**settings, PENDING_KEY: True} if pending else dict(settings)
+    record = {**settings, PENDING_KEY: pending} if pending else dict(settings)
     if record.get("probability_dtype") is None and not replaced_all:
         # A run without probabilities leaves the folder's earlier prob.tif files as they are: keep their dtype
         # in the record, so a later run saving another dtype is still told.

@@ -37,8 +37,8 @@ def output_stop_message(
     being written, where it is given and the error names no other (a ``write()`` names none) or only its
     temporary; and the remedy that fits the cause: space for a full disk or quota, permissions for a denied
     or read-only folder. Then what the same command does run again: it skips the finished images, or, for
-    an ``overwrite=true`` run, predicts every image again (a stopped overwrite leaves the folder marked, so a
-    run without it is refused there); it said "kept and skipped" of an overwrite run too.
+    an ``overwrite=true`` run, goes on with it, skipping the images it finished (a stopped overwrite leaves
+    the folder marked: a run of other settings is refused there).
     """
     where = Path(exc.filename) if exc.filename else file or output_dir
     if where.name.startswith(".") and where.name.endswith(".tmp"):
@@ -47,8 +47,7 @@ def output_stop_message(
     what = STORAGE_ERRNOS.get(exc.errno or 0, "permission to write there was denied")
     fix = "free space" if full else "make that folder writable"
     again = (
-        "run the same command (overwrite=true) again: it predicts every image again, the finished ones "
-        "included"
+        "run the same command again: it goes on, skipping the images this run finished"
         if overwrite
         else "run the same command again (finished images are kept and skipped)"
     )

@@ -54,7 +54,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
@@ -129,9 +129,11 @@ from marsunits.inference.output_settings import (
     camera_file_sha256,
     changed_inputs_text,
     check_settings,
+    continues_overwrite,
     image_status,
     input_change,
     method_versions,
+    overwrite_run_id,
     read_record,
     refresh_image_record,
     settings_differences,
@@ -166,6 +168,7 @@ from marsunits.inference.sharded_run import (
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.unit_mapper import UnitSteps, is_grey
 from marsunits.inference.writers import (
+    OVERWRITE_RUN_KEY,
     SAVED_BY_KEY,
     OutputPaths,
     has_outputs,
@@ -549,6 +552,14 @@ class _Session(RunReports):
             ignore=ARITHMETIC_KEYS,
             read=self.settings_read,
         )
+        #: What the user asked (``overwrite``): a run going on with a stopped overwrite is one too, below.
+        self.asked_overwrite = bool(self.opts.overwrite)
+        #: Whether this run goes on with the ``overwrite=true`` run the folder's record says was stopped (its
+        #: settings, with ``overwrite=true`` or without): it skips the images that run finished and redoes
+        #: the rest, as an overwrite (settled with the arithmetic in :meth:`plan`).
+        self.continues_overwrite = continues_overwrite(self.earlier, self.settings, ARITHMETIC_KEYS)
+        #: The ``overwrite=true`` run's identity (:func:`overwrite_run_id`), set in :meth:`plan`.
+        self.overwrite_run: str | None = None
         if str(self.input_dir) in self.outdated_input_dirs and not self.opts.overwrite:
             # Skipped as finished, they would stay the other settings' outputs under a record naming these.
             raise ConfigError(
@@ -557,6 +568,8 @@ class _Session(RunReports):
                 "changed the settings and left them. Run with overwrite=true to predict them again with "
                 "these settings, or give each input folder its own output_dir"
             )
+        if self.continues_overwrite:
+            self.opts = replace(self.opts, overwrite=True)
 
     def _adapt_if_asked(self, model: _LoadedModel, all_files: list[InputFile]) -> Any:
         """``adapt_bn=true``: the network with batch-norm statistics of every input, ``adapted_on`` their
@@ -721,7 +734,8 @@ class _Session(RunReports):
             OutputWriteError: the disk is full (or read-only, forbidden), naming the file.
         """
         with self._stopped_if_full(self.output_dir / SETTINGS_NAME):
-            write_settings(self.output_dir, self.settings, pending=pending, replaced_all=replaced_all)
+            marker = (self.overwrite_run or True) if pending else False
+            write_settings(self.output_dir, self.settings, pending=marker, replaced_all=replaced_all)
 
     @contextlib.contextmanager
     def _stopped_if_full(self, path: Path | None = None) -> Iterator[None]:
@@ -746,7 +760,8 @@ class _Session(RunReports):
             expand_home(opts.onnx_cache_dir) if opts.onnx_cache_dir else self.output_dir / ".cache" / "onnx"
         )
         runtime = kept = str(opts.runtime)
-        if runtime == "auto" and not opts.overwrite and not self.earlier.get(PENDING_KEY):
+        resumes = not opts.overwrite and not self.earlier.get(PENDING_KEY)
+        if runtime == "auto" and (resumes or self.continues_overwrite):
             # A resumed folder keeps the runtime it was begun with: the timed choice flips with the load.
             runtime = (
                 str(self.earlier["runtime"]) if self.earlier.get("runtime") in ("torch", "onnx") else runtime
@@ -990,7 +1005,8 @@ class _Session(RunReports):
         Raises:
             ConfigError: ``output_dir`` holds outputs made with other settings (:func:`check_settings`).
         """
-        check_settings(self.output_dir, self.settings, bool(self.opts.overwrite), read=self.settings_read)
+        check_settings(self.output_dir, self.settings, self.asked_overwrite, read=self.settings_read)
+        self._settle_overwrite_run()
         self._record_problems()
         old = read_manifest(self.output_dir / "manifest.csv", old_names=True)
         todo = []
@@ -1017,6 +1033,26 @@ class _Session(RunReports):
             todo.append(f)
         self._say_predicted_again(changed, without_probabilities)
         return todo
+
+    def _settle_overwrite_run(self) -> None:
+        """``overwrite_run``: the stopped run's identity where this one goes on with it (its arithmetic too
+        the same: else an ``overwrite=true`` run starts anew, a run without it having been refused), a new
+        one for another ``overwrite=true`` run; said where it goes on."""
+        if self.continues_overwrite and not continues_overwrite(self.earlier, self.settings):
+            self.continues_overwrite = False  # overwrite=true asked: every image predicted again
+        if not self.opts.overwrite:
+            return
+        kept = self.earlier.get(PENDING_KEY)
+        if self.continues_overwrite and isinstance(kept, str):
+            self.overwrite_run = kept
+            if self.shard.rank == 0:
+                log.info(
+                    "%s: going on with the overwrite=true run of these settings stopped there before it "
+                    "finished (the images it finished are skipped, the others predicted again)",
+                    self.output_dir,
+                )
+        else:  # a stopped run recorded before its identity was: its images cannot be told, all redone
+            self.overwrite_run = overwrite_run_id(self.output_dir, self.settings)
 
     def _record_problems(self) -> None:
         """An error row for each problem found with the inputs (name clashes, unreadable entries), said now,
@@ -1051,6 +1087,13 @@ class _Session(RunReports):
             ConfigError: the outputs were saved from Python (:func:`_refuse_saved_from_python`).
         """
         paths = OutputPaths(self.output_dir, f.rel)
+        if self.continues_overwrite and paths.complete(self.opts.save_probabilities):
+            try:  # finished by the stopped overwrite=true run this one goes on with: skipped as done
+                members = read_contact_collection(paths.contact)[1]
+            except (ImageReadError, ValueError, OSError):
+                members = {}  # unreadable leftovers: predicted again
+            if self.overwrite_run is not None and members.get(OVERWRITE_RUN_KEY) == self.overwrite_run:
+                return self._skipped_row(f, paths, old), False
         if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
             return self._skipped_row(f, paths, old), False
         if not self.opts.overwrite and paths.complete(False):
@@ -1125,6 +1168,7 @@ class _Session(RunReports):
                 image_file=item.file_identity,
                 model=self.model_record,
                 palette=self.metadata["palette"],
+                overwrite_run=self.overwrite_run,
             )
         if self.evaluation is not None:
             self.evaluation.add(f.rel, mask, lines, (item.file_identity or {}).get("sha256"), f.path)
@@ -1222,8 +1266,8 @@ class _Session(RunReports):
             advice = "run the same command again to go on (finished images are skipped)"
         elif self.redone:
             advice = (
-                "the folder now mixes old and new outputs: run the same command (overwrite=true) "
-                "again to redo them all"
+                "the folder now mixes old and new outputs: run the same command again to go on (the images "
+                "this run finished are skipped)"
             )
         elif self.marked:
             advice = "the first image may be half replaced: run the same command (overwrite=true) again"

@@ -357,6 +357,7 @@ def _predict_claimed_shard(
     session: _Session | None = None
     try:
         session = _Session(opts, shard, stops, all_sum, rank_0_word)
+        overwriting = bool(session.opts.overwrite)  # a run going on with a stopped overwrite is one too
         if shard.rank == 0 and session.output_dir.is_dir():
             # Temporaries of a killed earlier run (SIGKILL skips every cleanup); live writers' files are kept.
             stale = remove_stale_temporaries(session.output_dir)

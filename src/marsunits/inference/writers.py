@@ -225,6 +225,9 @@ SAVED_BY_KEY = "saved_by"
 #: The member of a contact file and a contact map naming the model that made it (:func:`model_record`): a
 #: file shared alone, without the folder's ``prediction_settings.json``, still says which model it is of.
 MODEL_KEY = "model"
+#: The contact-file member naming the ``overwrite=true`` run that wrote the outputs
+#: (``output_settings.overwrite_run_id``): a run going on with it after a stop skips them as its own.
+OVERWRITE_RUN_KEY = "overwrite_run"
 
 
 def model_record(
@@ -532,6 +535,7 @@ def write_prediction(
     saved_by: str | None = None,
     model: Mapping[str, Any] | None = None,
     palette: Sequence[Sequence[int]] = PALETTE,
+    overwrite_run: str | None = None,
 ) -> None:
     """Write all outputs of one input, mask last (see the module's completion rule).
 
@@ -558,6 +562,8 @@ def write_prediction(
         model: The model that made the outputs (:func:`model_record`), kept in the contact file
             (:data:`MODEL_KEY`); None leaves it out.
         palette: The class colours of the overlay: the model's (see :func:`overlay_image`).
+        overwrite_run: The ``overwrite=true`` run writing them, kept in the contact file
+            (:data:`OVERWRITE_RUN_KEY`); None leaves it out.
     """
     h, w = mask.shape
     paths.mask.unlink(missing_ok=True)  # the completion marker goes first (module docstring)
@@ -574,6 +580,8 @@ def write_prediction(
         members[SAVED_BY_KEY] = saved_by
     if model is not None:
         members[MODEL_KEY] = dict(model)
+    if overwrite_run is not None:
+        members[OVERWRITE_RUN_KEY] = overwrite_run
     write_contacts(paths.contact, lines, image_width=w, image_height=h, members=members or None)
     overlay = overlay_image(image, mask, lines, palette=palette)
     write_png_atomic(paths.overlay, overlay)
