@@ -2772,3 +2772,43 @@ def test_an_overwrite_run_failed_in_its_first_image_does_not_say_the_folder_is_a
     assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"]
     assert "as it was" not in summary["text"], summary["text"]
     assert "run the same command (overwrite=true) again" in summary["text"], summary["text"]
+
+
+@pytest.mark.slow
+def test_a_sharded_run_goes_on_with_an_overwrite_stopped_part_way_skipping_what_it_finished(
+    tmp_path: Path, ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``overwrite=true`` run stopped after 2 of its 8 images, then the same command with ``devices=2``
+    (two spawned gloo ranks): each rank skips the images of its shard that the stopped run finished (their
+    contact files name it) and predicts the rest, and the record is finished, as one process does."""
+    import json
+
+    from marsunits.inference import predict_folder, runner
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.output_settings import PENDING_KEY
+
+    inp, out = _eight_images(tmp_path)
+
+    def options(*extra: str) -> PredictOptions:
+        return PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "num_workers=0", *extra))
+
+    assert predict_folder(options()).exit_code == 0
+    real = runner._Session.process
+    done: list[str] = []
+
+    def stopped_after_two(self, f, item):  # type: ignore[no-untyped-def]
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(f.rel.as_posix())
+        return real(self, f, item)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(runner._Session, "process", stopped_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            predict_folder(options("overwrite=true", "min_unit_area_px=0"))
+    assert json.loads((out / "prediction_settings.json").read_text()).get(PENDING_KEY)
+    assert predict_folder(options("overwrite=true", "min_unit_area_px=0", "devices=2")).exit_code == 0
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        statuses = {row["path"]: row["status"] for row in csv.DictReader(fh)}
+    assert statuses == {f"im{i}.png": "skipped" if f"im{i}.png" in done else "ok" for i in range(8)}
+    assert PENDING_KEY not in json.loads((out / "prediction_settings.json").read_text())
