@@ -168,6 +168,7 @@ from marsunits.inference.sharded_run import (
 from marsunits.inference.tiling import make_grid, model_tile_note
 from marsunits.inference.unit_mapper import UnitSteps, is_grey
 from marsunits.inference.writers import (
+    MODEL_KEY,
     OVERWRITE_RUN_KEY,
     SAVED_BY_KEY,
     OutputPaths,
@@ -1092,7 +1093,12 @@ class _Session(RunReports):
                 members = read_contact_collection(paths.contact)[1]
             except (ImageReadError, ValueError, OSError):
                 members = {}  # unreadable leftovers: predicted again
-            if self.overwrite_run is not None and members.get(OVERWRITE_RUN_KEY) == self.overwrite_run:
+            drawn_by = members.get(MODEL_KEY)  # adapt_bn: adapted again, to the same network or another
+            same_network = isinstance(drawn_by, Mapping) and (
+                drawn_by.get("network_sha256") == self.model_record["network_sha256"]
+            )
+            ours = self.overwrite_run is not None and members.get(OVERWRITE_RUN_KEY) == self.overwrite_run
+            if ours and same_network:
                 return self._skipped_row(f, paths, old), False
         if not self.opts.overwrite and paths.complete(self.opts.save_probabilities):
             return self._skipped_row(f, paths, old), False
