@@ -438,8 +438,10 @@ def test_an_interrupted_overwrite_goes_on_with_its_settings_skipping_the_images_
         again("min_unit_area_px=0")
         assert len(done) == 1
         assert run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0", *extra)) == 0
-        statuses = {path: row["status"] for path, row in read_manifest(out).items()}
+        rows = read_manifest(out)
+        statuses = {path: row["status"] for path, row in rows.items()}
         assert statuses == {f"img{i}.png": "skipped" if f"img{i}.png" in done else "ok" for i in range(3)}
+        assert rows[done[0]]["message"] == "finished by the stopped overwrite=true run this one goes on with"
         record = json.loads((out / SETTINGS_NAME).read_text())
         assert PENDING_KEY not in record and record["min_unit_area_px"] == 0
     # A folder whose overwrite was stopped is refused to a run of other settings, naming what differs...

@@ -561,6 +561,12 @@ class _Session(RunReports):
         self.continues_overwrite = continues_overwrite(self.earlier, self.settings, ARITHMETIC_KEYS)
         #: The ``overwrite=true`` run's identity (:func:`overwrite_run_id`), set in :meth:`plan`.
         self.overwrite_run: str | None = None
+        #: Why an input with complete outputs is skipped: its manifest message and the run's log line.
+        self.skipped_note = (
+            "finished by the stopped overwrite=true run this one goes on with"
+            if self.continues_overwrite
+            else "outputs already present; overwrite=true redoes them"
+        )
         if str(self.input_dir) in self.outdated_input_dirs and not self.opts.overwrite:
             # Skipped as finished, they would stay the other settings' outputs under a record naming these.
             raise ConfigError(
@@ -973,7 +979,7 @@ class _Session(RunReports):
         if self.evaluation is not None:
             digest = members.get("image_sha256")
             self.evaluation.add(f.rel, mask, lines, digest if isinstance(digest, str) else None, f.path)
-        message, refused = "outputs already present; overwrite=true redoes them", ""
+        message, refused = self.skipped_note, ""
         camera = None
         if find_camera_file(f.path) is not None:  # a broken one is said again on every run until it is fixed
             try:

@@ -381,14 +381,17 @@ def _predict_claimed_shard(
             raise
         _leave_the_ranks(stopped_first, shard, gather, broadcast, stops)
     # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
-    # interrupted overwrite, which leaves old and new outputs side by side, is never resumed as one run.
+    # interrupted overwrite, which leaves old and new outputs side by side, is resumed only with its settings.
     # Not len(session.rows) - len(session.problems): that counted an input refused before predicting (an
     # output name too long, a path escaping output_dir) as skipped, "skipping 1 inputs" in a new folder.
     skipped = session.complete
     if skipped:
-        log.info(
-            "skipping %s whose outputs are complete (overwrite=true redoes them)", counted(skipped, "input")
+        why = (
+            session.skipped_note  # going on with a stopped overwrite=true run: the images it finished
+            if session.continues_overwrite
+            else "whose outputs are complete (overwrite=true redoes them)"
         )
+        log.info("skipping %s %s", counted(skipped, "input"), why)
     loop_start = time.perf_counter()
     if shard.world_size == 1:
         return _predict_one_process(session, todo, started, loop_start)
