@@ -152,10 +152,14 @@ def in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> str:
     """`` (in the trials with data=marsscapes)``: the value of a sweep that ``trial`` takes in place of the
     first trial's (:func:`checked_trials`), the only one whose trials meet the refusal; empty for the first
     trial."""
-    changed = [
-        composed for (_, composed), (_, before) in zip(trial, first, strict=True) if composed != before
-    ]
+    changed = changed_in_trial(trial, first)
     return f" (in the trials with {' '.join(changed)})" if changed else ""
+
+
+def changed_in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]]) -> list[str]:
+    """The composed overrides of ``trial`` that differ from the first trial's (:func:`checked_trials`), in
+    order: ``["data=marsscapes"]``; empty for the first trial."""
+    return [composed for (_, composed), (_, before) in zip(trial, first, strict=True) if composed != before]
 
 
 def checked_overrides(argv: Sequence[str]) -> list[str]:

@@ -44,6 +44,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from marsunits.cli_argv import SHELL_COMPLETION_FLAGS
 from marsunits.cli_compose import (
     ABSENT,
+    changed_in_trial,
     checked_overrides,
     checked_trials,
     compose_error,
@@ -145,6 +146,17 @@ _NOT_IN_CONFIG = re.compile(r"^Could not override '([^']+)'")
 _trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
 
 
+def _trial_message(config_dir: Path, config_name: str, composed: tuple[str, ...]) -> str:
+    """Hydra's message for composing the overrides ``composed`` (a trial of :func:`checked_trials`), empty
+    where they compose: :func:`~marsunits.cli_compose.compose_error`, composed once in one
+    :func:`unknown_option` (:data:`_trial_messages`), and each time outside one."""
+    known = _trial_messages if _trial_messages is not None else {}
+    memo = (str(config_dir), config_name, composed)
+    if memo not in known:
+        known[memo] = compose_error(config_dir, config_name, list(composed))[0]
+    return known[memo]
+
+
 class _RefusedTrial(NamedTuple):
     """A trial of a command's overrides that Hydra refuses, as :func:`_first_refused_trial` finds it."""
 
@@ -172,13 +184,9 @@ def _first_refused_trial(
     if trials is None:
         return None
     for trial in trials:
-        composed = tuple(c for _, c in trial)
-        known = _trial_messages if _trial_messages is not None else {}
-        memo = (str(config_dir), config_name, composed)
-        if memo not in known:
-            known[memo] = compose_error(config_dir, config_name, list(composed))[0]
-        if known[memo]:
-            match = refusal.match(known[memo])
+        message = _trial_message(config_dir, config_name, tuple(c for _, c in trial))
+        if message:
+            match = refusal.match(message)
             if match is None:
                 return None
             return _RefusedTrial(trial, match.group(1), in_trial(trial, trials[0]), len(trials) > 1)
@@ -664,20 +672,14 @@ def sweep_trial_not_composed(argv: Sequence[str], config_dir: Path, config_name:
         return None
     for trial in trials:
         composed = tuple(c for _, c in trial)
-        known = _trial_messages if _trial_messages is not None else {}
-        memo = (str(config_dir), config_name, composed)
-        if memo not in known:
-            known[memo] = compose_error(config_dir, config_name, list(composed))[0]
-        message = known[memo]
+        message = _trial_message(config_dir, config_name, composed)
         if not message:
             continue
         if message.startswith("other: "):
             return None  # not a composition's: Hydra reports it as it runs
         if compose_error(config_dir, config_name, [a for a, c in trial if a == c])[0]:
             return None  # the sweep's own config fails too: Hydra says why before it makes any folder
-        values = [c for a, c in trial if a != c]
-        changed = in_trial(trial, trials[0]).removeprefix(" (in the trials with ").removesuffix(")")
-        swept = changed or " ".join(values)
+        swept = " ".join(changed_in_trial(trial, trials[0]) or [c for a, c in trial if a != c])
         reason = message.strip().splitlines()[0].strip()
         shown = " ".join(shlex.quote(c) for c in composed)
         return (
