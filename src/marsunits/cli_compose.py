@@ -10,12 +10,14 @@ data.train_length=10``). Also what the checks of :mod:`~marsunits.cli_overrides`
 its prefix and option (:func:`prefix_and_option`), the config group it would choose (:func:`group_of`), and
 that group's choices (:func:`group_choices`); the marker of a key the config lacks (:data:`ABSENT`); and
 Hydra's override parser whose glob sweeps list their options, as Hydra's sweeper runs them
-(:func:`overrides_parser`).
+(:func:`overrides_parser`); and Hydra's message for a trial, composed once for all the checks of a command
+(:func:`trial_message`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -37,6 +39,34 @@ def compose_error(config_dir: Path, config_name: str, overrides: list[str]) -> t
             return str(exc), None
         except Exception as exc:  # a parse or plugin problem: Hydra reports it when it runs
             return f"other: {exc}", None
+
+
+#: Hydra's message for each trial composed in one :func:`trials_composed_once` block (None outside one): the
+#: checks of one command compose the same trials, each once.
+_trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
+
+
+@contextmanager
+def trials_composed_once() -> Iterator[None]:
+    """A block in which :func:`trial_message` composes each trial once (the checks of
+    :func:`~marsunits.cli_overrides.unknown_option`)."""
+    global _trial_messages
+    _trial_messages = {}
+    try:
+        yield
+    finally:
+        _trial_messages = None
+
+
+def trial_message(config_dir: Path, config_name: str, composed: tuple[str, ...]) -> str:
+    """Hydra's message for composing the overrides ``composed`` (a trial of :func:`checked_trials`), empty
+    where they compose (:func:`compose_error`): composed once in a :func:`trials_composed_once` block, and
+    each time outside one."""
+    known = _trial_messages if _trial_messages is not None else {}
+    memo = (str(config_dir), config_name, composed)
+    if memo not in known:
+        known[memo] = compose_error(config_dir, config_name, list(composed))[0]
+    return known[memo]
 
 
 def overrides_parser(config_dir: Path) -> OverridesParser:
@@ -164,7 +194,7 @@ def changed_in_trial(trial: list[tuple[str, str]], first: list[tuple[str, str]])
 
 def checked_overrides(argv: Sequence[str]) -> list[str]:
     """The overrides of ``argv`` that the composing checks compose (Hydra's own, ``hydra.*``, left out): the
-    same in each, so that each trial is composed once (:data:`~marsunits.cli_overrides._trial_messages`)."""
+    same in each, so that each trial is composed once (:func:`trial_message`)."""
     return [a for a in override_arguments(argv) if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
 
 

@@ -21,12 +21,12 @@ from hydra import initialize_config_dir
 from marsunits.cli_compose import (
     checked_overrides,
     checked_trials,
-    compose_error,
     group_choices,
     group_of,
     in_trial,
     overrides_parser,
     prefix_and_option,
+    trial_message,
 )
 
 #: What Hydra cannot do with ``group=null``, as each refusal of one starts.
@@ -185,13 +185,11 @@ def added_group_already_chosen(argv: Sequence[str], config_dir: Path, config_nam
     trials = checked_trials(overrides, config_dir)
     if trials is None:  # an override Hydra cannot read is said by unreadable_or_unknown_choice
         return None
-    messages: dict[tuple[str, ...], str] = {}
 
     def refused_in(trial: list[tuple[str, str]], group: str) -> bool:  # Hydra refuses the plus there
-        composed = tuple(c for _, c in trial)
-        if composed not in messages:
-            messages[composed] = compose_error(config_dir, config_name, list(composed))[0]
-        match = _GROUP_ALREADY_CHOSEN.match(messages[composed])
+        match = _GROUP_ALREADY_CHOSEN.match(
+            trial_message(config_dir, config_name, tuple(c for _, c in trial))
+        )
         return match is not None and (match.group("group") or match.group("again")) == group
 
     for arg in added:

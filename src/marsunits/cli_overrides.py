@@ -50,6 +50,8 @@ from marsunits.cli_compose import (
     compose_error,
     group_choices,
     in_trial,
+    trial_message,
+    trials_composed_once,
 )
 from marsunits.cli_group_choices import (
     added_beside_a_chosen_list,
@@ -141,22 +143,6 @@ def _closest(name: str, known: Sequence[str]) -> str | None:
 _NOT_IN_CONFIG = re.compile(r"^Could not override '([^']+)'")
 
 
-#: Hydra's message for each trial composed during one :func:`unknown_option` (None outside one): its checks
-#: compose the same trials, each once.
-_trial_messages: dict[tuple[str, str, tuple[str, ...]], str] | None = None
-
-
-def _trial_message(config_dir: Path, config_name: str, composed: tuple[str, ...]) -> str:
-    """Hydra's message for composing the overrides ``composed`` (a trial of :func:`checked_trials`), empty
-    where they compose: :func:`~marsunits.cli_compose.compose_error`, composed once in one
-    :func:`unknown_option` (:data:`_trial_messages`), and each time outside one."""
-    known = _trial_messages if _trial_messages is not None else {}
-    memo = (str(config_dir), config_name, composed)
-    if memo not in known:
-        known[memo] = compose_error(config_dir, config_name, list(composed))[0]
-    return known[memo]
-
-
 class _RefusedTrial(NamedTuple):
     """A trial of a command's overrides that Hydra refuses, as :func:`_first_refused_trial` finds it."""
 
@@ -179,12 +165,12 @@ def _first_refused_trial(
     ``refusal`` (whose first group is the key the message names), or None: where no trial is refused, the
     first refused is refused in other words (left to the check of those), or Hydra cannot read an override.
     The trials are composed in order, only while each passes, each once in one :func:`unknown_option`
-    (:data:`_trial_messages`)."""
+    (:func:`~marsunits.cli_compose.trial_message`)."""
     trials = checked_trials(overrides, config_dir)
     if trials is None:
         return None
     for trial in trials:
-        message = _trial_message(config_dir, config_name, tuple(c for _, c in trial))
+        message = trial_message(config_dir, config_name, tuple(c for _, c in trial))
         if message:
             match = refusal.match(message)
             if match is None:
@@ -633,9 +619,7 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             guess = leaves[close[0]] if close else None
         hint = f"; did you mean {guess}=...?" if guess else ""
         return f"unknown option {name!r} in {arg!r}{hint} (the options: configs/{config_name}.yaml)"
-    global _trial_messages
-    _trial_messages = {}
-    try:
+    with trials_composed_once():
         return (
             argument_the_run_gives(argv, config_name)
             or force_added_group(argv, config_dir, config_name)
@@ -647,8 +631,6 @@ def unknown_option(argv: Sequence[str], config_dir: Path, config_name: str) -> s
             or deleted_option_not_there(argv, config_dir, config_name)
             or sweep_trial_not_composed(argv, config_dir, config_name)
         )
-    finally:
-        _trial_messages = None
 
 
 def sweep_trial_not_composed(argv: Sequence[str], config_dir: Path, config_name: str) -> str | None:
@@ -659,10 +641,10 @@ def sweep_trial_not_composed(argv: Sequence[str], config_dir: Path, config_name:
     Hydra composes a sweep's own config without its sweeps, makes the sweep folder, then composes each trial
     of a batch (all of them, unless ``hydra.sweeper.max_batch_size`` is set) before it runs them: it refused
     the sweep there in its lines, status 1, leaving the folder (after the batches before, with a batch
-    size). The trials are those of :func:`~marsunits.cli_compose.checked_trials` (the first, and
-    each later value that may compose otherwise, one at a time), each composed once in one
-    :func:`unknown_option` (:data:`_trial_messages`). The line names the values of the trial, Hydra's
-    reason (its first line) and the command that shows Hydra's whole message. A command without a sweep, or
+    size). The trials are those of :func:`~marsunits.cli_compose.checked_trials` (the first, and each later
+    value that may compose otherwise, one at a time), each composed once in one :func:`unknown_option`
+    (:func:`~marsunits.cli_compose.trial_message`). The line names the values of the trial, Hydra's reason
+    (its first line) and the command that shows Hydra's whole message. A command without a sweep, or
     whose overrides other than its sweeps do not compose (the sweep's own config), is Hydra's to refuse,
     before it makes any folder.
     """
@@ -672,7 +654,7 @@ def sweep_trial_not_composed(argv: Sequence[str], config_dir: Path, config_name:
         return None
     for trial in trials:
         composed = tuple(c for _, c in trial)
-        message = _trial_message(config_dir, config_name, composed)
+        message = trial_message(config_dir, config_name, composed)
         if not message:
             continue
         if message.startswith("other: "):
