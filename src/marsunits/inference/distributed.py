@@ -466,10 +466,15 @@ def _join_ranks(children: list[Any], grace_s: float, word: str | None, wait_s: f
     """Wait for the rank processes ``children`` to end, ``grace_s`` at most, and then, while rank 0 writes
     the run's reports (:func:`_wait_for_reports`), ``wait_s`` more at most; return what is left of
     ``wait_s``."""
-    deadline = time.monotonic() + grace_s
+    _join_within(children, grace_s)
+    return _wait_for_reports(children, grace_s, word, wait_s)
+
+
+def _join_within(children: list[Any], seconds: float) -> None:
+    """Wait for the rank processes ``children`` to end, ``seconds`` at most for them all."""
+    deadline = time.monotonic() + seconds
     for child in children:
         child.join(max(0.0, deadline - time.monotonic()))
-    return _wait_for_reports(children, grace_s, word, wait_s)
 
 
 def _wait_for_reports(children: list[Any], grace_s: float, word: str | None, wait_s: float) -> float:
@@ -491,9 +496,7 @@ def _wait_for_reports(children: list[Any], grace_s: float, word: str | None, wai
         alive[0].join(0.2)
     left = max(0.0, wait_s - (time.monotonic() - started))
     # Rank 0's word is left (or the wait is over): rank 0 ends now, the others once they have read its word.
-    deadline = time.monotonic() + grace_s
-    for child in children:
-        child.join(max(0.0, deadline - time.monotonic()))
+    _join_within(children, grace_s)
     return left
 
 
