@@ -25,10 +25,10 @@ __all__ = [
     "RUNTIMES",
     "PredictOptions",
     "check_option_types",
+    "labels_class_map_word",
     "offers_checkpoint_map",
     "plain_scalar",
     "read_contact_config",
-    "labels_class_map_word",
     "read_labels_class_map",
     "shipped_map_note",
 ]
