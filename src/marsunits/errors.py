@@ -494,19 +494,22 @@ def _worded_refusal(error: BaseException) -> bool:
     is told: a second one, ``(set MARSUNITS_TRACEBACK=1 for the full traceback)``, read as a crash to whoever
     had mistyped ``patterns``. Any other (a library's ``ValueError``, a bare ``FileNotFoundError``) may be a
     bug that marsunits did not foresee: the hint to its traceback, for a bug report, stays."""
-    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
-    lightning = () if lightning_errors is None else (lightning_errors.MisconfigurationException,)
-    worded = (MarsUnitsError, MissingMandatoryValue, InterpolationResolutionError, *lightning)
+    worded = (MarsUnitsError, MissingMandatoryValue, InterpolationResolutionError, *_lightning_refusals())
     return isinstance(error, worded) or storage_problem(error) is not None
 
 
 def _reported() -> tuple[type[BaseException], ...]:
     """:data:`USER_ERRORS`, a ``???`` value, and Lightning's ``MisconfigurationException`` (a trainer setting
     it refuses, e.g. ``trainer.devices=3`` on one CPU) when Lightning has been imported: looked up in
+    ``sys.modules`` (:func:`_lightning_refusals`)."""
+    return (*USER_ERRORS, MissingMandatoryValue, *_lightning_refusals())
+
+
+def _lightning_refusals() -> tuple[type[BaseException], ...]:
+    """Lightning's ``MisconfigurationException`` where Lightning has been imported, else nothing: looked up in
     ``sys.modules``, since importing Lightning here would add seconds to every command's start."""
     lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
-    extra = () if lightning_errors is None else (lightning_errors.MisconfigurationException,)
-    return (*USER_ERRORS, MissingMandatoryValue, *extra)
+    return () if lightning_errors is None else (lightning_errors.MisconfigurationException,)
 
 
 def _one_line(exc: BaseException, prog: str) -> str:
