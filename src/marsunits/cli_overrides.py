@@ -153,8 +153,9 @@ class _RefusedTrial(NamedTuple):
     #: :func:`~marsunits.cli_compose.in_trial` of the trial: empty for the first, else the value of a
     #: sweep it takes.
     where: str
-    #: Whether the command has more than one trial: a swept config group's options composed in turn, of
-    #: which one may have a key another lacks.
+    #: Whether the command has more than one trial (:func:`checked_trials`: a sweep's later values that may
+    #: compose otherwise, such as a swept config group's options, composed in turn), of which one may have a
+    #: key another lacks.
     options_in_turn: bool
 
 

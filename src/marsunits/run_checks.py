@@ -220,9 +220,11 @@ def check_plain_run_values(cfg: DictConfig) -> None:
 
 def check_class_run_values(cfg: DictConfig) -> None:
     """The checks of :func:`check_run_values` that import what they judge by: the switches of the classes
-    the config builds (their parameters, :func:`~marsunits.target_parameters._switch_leaves`), the network's
-    sub-classes against those of a user's own data module (:func:`_check_user_data_subclasses`) and a CUDA
-    GPU for ``trainer.accelerator=gpu`` (torch).
+    the config builds (their parameters, :func:`~marsunits.target_parameters._switch_leaves`), one
+    weight-averaging callback at most (:func:`_check_one_averaging`), the network's sub-classes against
+    those of a user's own data module (:func:`_check_user_data_subclasses`), an average that keeps its own
+    batch-norm statistics (:func:`_check_averaged_statistics`) and a CUDA GPU for
+    ``trainer.accelerator=gpu`` (torch).
 
     Raises:
         ConfigError: naming the key, the value and what to give instead.
