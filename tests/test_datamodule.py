@@ -1172,3 +1172,20 @@ def test_a_config_with_several_mistakes_is_told_them_one_at_a_time_in_one_order(
         with pytest.raises(ValueError, match=message):
             MarsDataModule(**config)
     assert MarsDataModule(**base).sources == ["marsscapes"]  # with none left, it is built
+
+
+def test_several_sources_without_a_source_s_folder_are_refused_naming_it() -> None:
+    """With several sources each needs its folder under ``root`` (``source_dirs``); the ones left out are
+    named. One source reads ``root`` itself: no ``source_dirs`` is asked of it."""
+    from marsunits.data.value_checks import source_settings_refusal
+
+    def refusal(sources: list[str], source_dirs: Any) -> str | None:
+        return source_settings_refusal("two", sources, 3, 64, 0, None, "/data", source_dirs)
+
+    both = ["marsscapes", "ai4mars"]
+    assert refusal(both, {"marsscapes": "ms"}) == (
+        "configs/data/two.yaml: source_dirs lacks ['ai4mars']: give each source's folder under root."
+    )
+    assert "lacks ['marsscapes', 'ai4mars']" in str(refusal(both, None))
+    assert refusal(both, {"marsscapes": "ms", "ai4mars": "ai"}) is None
+    assert refusal(["ai4mars"], None) is None
