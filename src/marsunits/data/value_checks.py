@@ -422,8 +422,8 @@ def source_settings_refusal(
         return refused
     if root is None:
         return f"{where}: root is not set. Pass data.root=/path/to/data."
-    missing = [s for s in sources if len(sources) > 1 and s not in (source_dirs or {})]
-    if missing:
+    missing = [s for s in sources if s not in (source_dirs or {})]
+    if len(sources) > 1 and missing:  # one source reads root itself
         return f"{where}: source_dirs lacks {missing}: give each source's folder under root."
     return None
 
