@@ -135,8 +135,9 @@ def checked_trials(overrides: list[str], config_dir: Path) -> list[list[tuple[st
     for at, options in later:
         for option in options:
             trial = [*first[:at], (first[at][0], option), *first[at + 1 :]]
-            if tuple(c for _, c in trial) not in seen:
-                seen.add(tuple(c for _, c in trial))
+            composed = tuple(c for _, c in trial)
+            if composed not in seen:  # a value given twice in a sweep gives its trial once
+                seen.add(composed)
                 trials.append(trial)
     return trials
 
