@@ -802,16 +802,16 @@ def test_station_labels_stay_inside_the_figure(tmp_path, annotations, yaw_deg):
 
 def _map_figures(monkeypatch) -> list:
     """Every figure the contact map saves (matplotlib ``Figure`` objects, in saving order)."""
-    from matplotlib.figure import Figure
+    from marsunits.boundary import contact_map
 
     saved = []
-    savefig = Figure.savefig
+    save_png = contact_map._save_png
 
-    def record(self, *args, **kwargs):
-        saved.append(self)
-        return savefig(self, *args, **kwargs)
+    def record(path, fig):
+        saved.append(fig)
+        return save_png(path, fig)
 
-    monkeypatch.setattr(Figure, "savefig", record)
+    monkeypatch.setattr(contact_map, "_save_png", record)
     return saved
 
 
