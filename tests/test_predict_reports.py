@@ -2582,3 +2582,27 @@ def test_images_patterns_leave_out_are_said_to_be_off_the_contact_map_with_the_p
         assert run(make_cfg(tmp_path, ckpt, images, out, "patterns=[jpg]")) == 0
     (said,) = [r for r in caplog.records if "leaves out" in r.getMessage()]
     assert said.levelname == "INFO" and "contact map" not in said.getMessage()
+
+
+def test_the_contact_map_log_line_counts_the_maps_and_names_their_folder_and_the_first_few(tmp_path, caplog):
+    """A run of 200 sites (one a drive) logged its 400 map file names on one line: the line says how many
+    files (maps: a GeoJSON and a PNG each) were written and where, and names the first few."""
+    from marsunits.boundary.camera.pinhole import PinholeCamera
+    from marsunits.inference.run_contact_maps import write_contact_maps
+
+    items = []
+    for i in range(6):
+        cam = PinholeCamera(image_width=160, image_height=120, hfov_deg=60.0, pitch_deg=20.0, site=f"S{i}")
+        u = np.linspace(0.5, 159.5, 5)
+        items.append((f"img{i}.png", [ContactLine(pixels=np.c_[u, np.full_like(u, 90.0)])], cam))
+    out = tmp_path / "out"
+    with caplog.at_level("INFO", logger="marsunits.inference.runner"):
+        maps, no_map, problem = write_contact_maps(
+            out, tmp_path, [], items, asked=True, max_range_m=30.0, model={"name": "m"}
+        )
+    assert len(maps) == 12 and no_map is None and problem is None
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("contact map written")]
+    assert line.startswith(f"contact map written: 12 files (6 maps) in {out}: "), line
+    named = [m.name for m in maps if m.name in line]
+    assert named == [m.name for m in maps[:4]], line
+    assert line.endswith(" and 8 more"), line

@@ -39,6 +39,24 @@ NOT_ASKED_FOR_A_MAP = (
 )
 
 
+#: The map files the log line names before "and N more".
+_NAMED_MAPS = 4
+
+
+def maps_written_line(maps: Sequence[Path], output_dir: Path) -> str:
+    """The log line of the maps written: how many files (and maps), the folder, and the first few names.
+
+    A run of 200 sites listed its 400 file names on one line."""
+    pairs = len(maps) // 2  # a GeoJSON and a PNG a map (a site; a site split by its frames: two)
+    shown = ", ".join(printable(p.name) for p in maps[:_NAMED_MAPS])
+    more = len(maps) - min(len(maps), _NAMED_MAPS)
+    return (
+        f"contact map written: {len(maps)} file{'' if len(maps) == 1 else 's'} "
+        f"({pairs} map{'' if pairs == 1 else 's'}) in {printable(os.fspath(output_dir))}: {shown}"
+        + (f" and {more} more" if more else "")
+    )
+
+
 def write_contact_maps(
     output_dir: Path,
     input_dir: Path,
@@ -90,7 +108,7 @@ def write_contact_maps(
                 files = {rel: find_camera_file(input_dir / rel) for rel, _, _ in items}
                 maps = build_contact_map(items, out, max_range_m, camera_files=files, model=model)
                 no_map = None
-                log.info("contact map written: %s", ", ".join(p.name for p in maps))
+                log.info("%s", maps_written_line(maps, out))
         except IsADirectoryError as exc:  # a folder named contact_map.png: the other reports are written
             map_problem = no_map = str(exc)
             log.error("%s", map_problem)
