@@ -2153,6 +2153,51 @@ def test_the_ranks_of_a_sharded_run_all_check_the_folder_s_settings_record_as_ra
     assert summary["counts"]["skipped"] == 8, summary["counts"]
 
 
+def _rank_reading_other_settings_bytes(rank: int, store: str, opts: object, conn: object) -> None:
+    """One rank of a two-process gloo run whose rank 1 reads other bytes than rank 0 from the folder's
+    ``prediction_settings.json`` wherever it reads them itself (rank 0 rewriting the file meanwhile)."""
+    import pathlib
+
+    from marsunits.inference.output_settings import SETTINGS_NAME
+
+    real_read_bytes = pathlib.Path.read_bytes
+
+    def read_bytes(self: pathlib.Path) -> bytes:
+        data = real_read_bytes(self)
+        return data + b" " if self.name == SETTINGS_NAME else data
+
+    if rank == 1:
+        pathlib.Path.read_bytes = read_bytes  # type: ignore[method-assign]
+    _run_as_rank(rank, store, opts, conn, message=True)
+
+
+def test_the_ranks_of_a_sharded_overwrite_run_all_mark_their_images_with_the_same_run_identity(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """Each rank of a sharded ``overwrite=true`` run derived the run's identity (kept in the contact file of
+    each image it finishes, so that a run going on with it skips them) from the folder's record as it read
+    the file itself: a rank reading it while rank 0 rewrote it held another identity, and its finished images
+    would be predicted again. The identity now comes from rank 0's reading alone."""
+    from marsunits.boundary.contact_io import read_contact_collection
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import predict_folder
+    from marsunits.inference.writers import OVERWRITE_RUN_KEY
+
+    inp, out = _eight_images(tmp_path)
+    predict_folder(
+        PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    )
+    _, out, said = _two_ranks(
+        tmp_path, ckpt, _rank_reading_other_settings_bytes, options=("overwrite=true", "min_unit_area_px=0")
+    )
+    assert [s[0] for s in said] == ["returned", "returned"], said  # type: ignore[index]
+    runs = {
+        read_contact_collection(path)[1].get(OVERWRITE_RUN_KEY)
+        for path in sorted(out.glob("*.contact.geojson"))
+    }
+    assert len(runs) == 1 and None not in runs, runs
+
+
 def _rank_killed_before_the_first_collective(
     rank: int, store: str, opts: object, address: str, victim: int, joined: object, conn: object
 ) -> None:

@@ -96,6 +96,7 @@ __all__ = [
     "check_settings",
     "continues_overwrite",
     "overwrite_run_id",
+    "record_stamp",
     "image_file_identity",
     "image_status",
     "read_record",
@@ -345,20 +346,31 @@ def continues_overwrite(
     return not _differences(kept, json.loads(json.dumps(new)))
 
 
-def overwrite_run_id(output_dir: Path, settings: Mapping[str, Any]) -> str:
-    """The identity of an ``overwrite=true`` run starting in ``output_dir`` with ``settings``: kept in its
-    pending record (``overwrite_pending``) and in the contact file of each image it finishes
-    (:data:`~marsunits.inference.writers.OVERWRITE_RUN_KEY`), so that a run going on with it skips those
-    images and no other. Every rank of a sharded run finds the same one: a digest of the settings and of the
-    record it replaces, bytes and modification time (another run's record, even of the same content, has
-    another time, so an earlier overwrite's images are never taken for this one's)."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+def record_stamp(output_dir: Path) -> str:
+    """What tells this reading of ``output_dir``'s ``prediction_settings.json`` from any other: a digest of
+    its modification time and bytes (another run's record, even of the same content, has another time), or
+    of "no record". A sharded run's rank 0 alone takes it, as it reads the record, and passes it to the
+    others (``runner._Session._read_settings_file``): a rank reading the file while rank 0 rewrote it saw
+    another."""
+    digest = hashlib.sha256()
     record = output_dir / SETTINGS_NAME
     try:
         digest.update(f"{record.stat().st_mtime_ns}\n".encode())
         digest.update(record.read_bytes())
     except OSError:
         digest.update(b"no record")
+    return digest.hexdigest()
+
+
+def overwrite_run_id(settings: Mapping[str, Any], stamp: str) -> str:
+    """The identity of an ``overwrite=true`` run starting with ``settings`` in a folder whose record read as
+    ``stamp`` (:func:`record_stamp`): kept in its pending record (``overwrite_pending``) and in the contact
+    file of each image it finishes (:data:`~marsunits.inference.writers.OVERWRITE_RUN_KEY`), so that a run
+    going on with it skips those images and no other. Derived only from what a sharded run's rank 0 passes
+    its ranks, so every rank holds the same one; an earlier overwrite's record has another stamp, so its
+    images are never taken for this one's."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(stamp.encode())
     return digest.hexdigest()[:32]
 
 

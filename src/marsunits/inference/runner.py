@@ -135,6 +135,7 @@ from marsunits.inference.output_settings import (
     method_versions,
     overwrite_run_id,
     read_record,
+    record_stamp,
     refresh_image_record,
     settings_differences,
     settings_record,
@@ -471,15 +472,22 @@ class _Session(RunReports):
             )
 
     def _read_settings_file(self) -> tuple[dict[str, Any] | None, str]:
-        """``output_dir``'s ``prediction_settings.json`` as :func:`read_record` reads it; in a sharded run
-        (:attr:`rank_0_word`) rank 0 alone reads it, and the others take what it read, as they take the
-        batch-norm statistics the folder keeps (:meth:`_adapted_network`)."""
+        """``output_dir``'s ``prediction_settings.json`` as :func:`read_record` reads it, its stamp kept in
+        :attr:`settings_stamp`; in a sharded run (:attr:`rank_0_word`) rank 0 alone reads both, and the
+        others take what it read, as they take the batch-norm statistics the folder keeps
+        (:meth:`_adapted_network`)."""
         path = self.output_dir / SETTINGS_NAME
         word = self.rank_0_word if self.shard.world_size > 1 else None
         if word is None:
-            return read_record(path)
-        said: tuple[dict[str, Any] | None, str] = word(read_record(path) if self.shard.rank == 0 else None)
-        return said
+            reading = (*read_record(path), record_stamp(self.output_dir))
+        else:
+            mine = (*read_record(path), record_stamp(self.output_dir)) if self.shard.rank == 0 else None
+            reading = word(mine)
+        record, fault, stamp = reading
+        #: Which reading of the record this run's is (:func:`record_stamp`, rank 0's in a sharded run): an
+        #: ``overwrite=true`` run's identity is derived from it, the same on every rank by construction.
+        self.settings_stamp: str = stamp
+        return record, fault
 
     def _record_settings(self, model: _LoadedModel, all_files: list[InputFile]) -> None:
         """``settings``, the record of what decides the outputs (all but the arithmetic, known once the
@@ -1059,7 +1067,7 @@ class _Session(RunReports):
                     self.output_dir,
                 )
         else:  # a stopped run recorded before its identity was: its images cannot be told, all redone
-            self.overwrite_run = overwrite_run_id(self.output_dir, self.settings)
+            self.overwrite_run = overwrite_run_id(self.settings, self.settings_stamp)
 
     def _record_problems(self) -> None:
         """An error row for each problem found with the inputs (name clashes, unreadable entries), said now,
