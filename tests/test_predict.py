@@ -383,6 +383,8 @@ def test_rerun_with_another_model_or_settings_is_refused_and_changed_inputs_are_
         runner._Session.process = real  # type: ignore[method-assign]
     assert (out / "manifest.csv").read_bytes() == manifest
     assert isinstance(json.loads((out / SETTINGS_NAME).read_text())["overwrite_pending"], str)
+    stop = json.loads((out / "summary.json").read_text())["stopped_early"]
+    assert "half replaced: run the same command again to go on (it predicts that image again)" in stop, stop
     with pytest.raises(ConfigError, match=r"an overwrite=true run into it stopped before finishing"):
         run(make_cfg(tmp_path, ckpt, inp, out))
 

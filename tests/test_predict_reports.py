@@ -136,7 +136,8 @@ def test_the_last_line_names_a_few_contact_maps_and_counts_the_rest() -> None:
 def test_a_run_a_bug_ended_says_it_failed_and_what_running_again_does() -> None:
     """The sentence ending the paragraph of a run a bug ended (status 1, its traceback after it): the image
     it was predicting where known, and what the same command does next, which is not the same with
-    overwrite=true (it redoes every image) or once no image is left unreached."""
+    overwrite=true (it goes on with the stopped overwrite, skipping the images it finished) or once no image
+    is left unreached."""
     from marsunits.inference.run_summary_text import failed_sentence
 
     head = "The run failed on an error in a/b.png (the traceback follows; status 1)"
@@ -145,7 +146,8 @@ def test_a_run_a_bug_ended_says_it_failed_and_what_running_again_does() -> None:
         "are skipped)."
     )
     assert failed_sentence("a/b.png", 3, overwrite=True) == (
-        f"{head}: run the same command (overwrite=true) again to redo its images."
+        f"{head}: run the same command again to go on (the images this run finished are skipped, the others "
+        "predicted again)."
     )
     assert failed_sentence(None, 0, overwrite=False) == (
         "The run failed on an error (the traceback follows; status 1)."

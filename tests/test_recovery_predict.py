@@ -1636,7 +1636,8 @@ def test_a_sharded_overwrite_a_bug_ended_beside_a_stopped_rank_before_replacing_
     assert summary["stopped_early"] is None
     assert summary["text"] == (
         "The run failed in its first image (the error below), which may be half replaced: fix what the error "
-        "names, then run the same command (overwrite=true) again. Also, rank 0 was terminated (SIGTERM) "
+        "names, then run the same command again, which goes on with this run and predicts that image again. "
+        "Also, rank 0 was terminated (SIGTERM) "
         "after 0 of the 4 images it had to predict. manifest.csv, index.html and the folder's other reports "
         "are the earlier run's, as are its outputs."
     ), summary["text"]
@@ -1671,10 +1672,10 @@ def test_a_sharded_overwrite_a_rank_s_bug_ended_in_its_first_image_says_it_may_b
     tmp_path: Path, ckpt: Path
 ) -> None:
     """An ``overwrite=true`` run whose rank 1 hit a bug in its first image, rank 0 not having begun one:
-    rank 1 marked the folder's settings record pending, so the folder is no longer as it was (a plain run
-    there is refused). Rank 0's own record was not marked, and its summary, recorded as a bug's, said the
+    rank 1 marked the folder's settings record pending, so the folder is no longer as it was (the same command
+    goes on with it). Rank 0's own record was not marked, and its summary, recorded as a bug's, said the
     run failed before it replaced any output and the folder was as it was: it says, as one process's does,
-    that the image may be half replaced and to run the same command (overwrite=true) again."""
+    that the image may be half replaced and that the same command goes on with the run."""
     import json
 
     from marsunits.inference import predict_folder
@@ -1692,7 +1693,7 @@ def test_a_sharded_overwrite_a_rank_s_bug_ended_in_its_first_image_says_it_may_b
     assert summary["stopped_early"] is None
     assert summary["text"].startswith(
         "The run failed in its first image (the error below), which may be half replaced: fix what the error "
-        "names, then run the same command (overwrite=true) again."
+        "names, then run the same command again, which goes on with this run and predicts that image again."
     ), summary["text"]
 
 
@@ -2795,8 +2796,8 @@ def test_an_overwrite_run_failed_in_its_first_image_does_not_say_the_folder_is_a
 ) -> None:
     """A bug that ends an ``overwrite=true`` run in its first image (here a TypeError out of the
     prediction): the run had marked the folder's settings record as an unfinished overwrite, and the image
-    may be half replaced, yet its summary.json said "the folder is as it was", where a plain run into it
-    is now refused. It says what a stop there says: run the same command (overwrite=true) again."""
+    may be half replaced, yet its summary.json said "the folder is as it was". It says that the same
+    command goes on with the run, predicting that image again."""
     import json
 
     from marsunits.inference import predict_folder, runner
@@ -2816,7 +2817,7 @@ def test_an_overwrite_run_failed_in_its_first_image_does_not_say_the_folder_is_a
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exit_status"] == 1 and summary["exit_reasons"] == ["failed"]
     assert "as it was" not in summary["text"], summary["text"]
-    assert "run the same command (overwrite=true) again" in summary["text"], summary["text"]
+    assert "run the same command again, which goes on with this run" in summary["text"], summary["text"]
 
 
 @pytest.mark.slow

@@ -258,10 +258,13 @@ class RunReports:
         summary = self.summary(wall_seconds)
         if self.stopped_early is not None:
             stopped = f"The run {self.stopped_early}."
-        elif self.marked:  # the settings record says an unfinished overwrite: a plain run is refused there
+        elif (
+            self.marked
+        ):  # the settings record says an unfinished overwrite: the same command goes on with it
             stopped = (
                 "The run failed in its first image (the error below), which may be half replaced: fix what "
-                "the error names, then run the same command (overwrite=true) again."
+                "the error names, then run the same command again, which goes on with this run and predicts "
+                "that image again."
             )
         else:
             stopped = (

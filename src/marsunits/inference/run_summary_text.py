@@ -291,11 +291,15 @@ def failed_sentence(image: str | None, not_reached: int, overwrite: bool, rank: 
     input it was predicting (None: the bug was elsewhere); ``not_reached`` counts it too, as its outputs
     are not complete. ``rank``: the rank of a sharded run the bug ended it on (``"rank 1 of its 2
     ranks"``). Running again predicts the images not reached and skips the finished ones; with
-    ``overwrite`` it redoes them all (the folder mixes old and new outputs, and a plain run is refused)."""
+    ``overwrite`` too: it goes on with the stopped overwrite, skipping the images it finished (their contact
+    files name it) and predicting the others again."""
     where = (f" in {image}" if image is not None else "") + (f" on {rank}" if rank is not None else "")
     text = f"The run failed on an error{where} (the traceback follows; status 1)"
     if overwrite:
-        return f"{text}: run the same command (overwrite=true) again to redo its images."
+        return (
+            f"{text}: run the same command again to go on (the images this run finished are skipped, the "
+            "others predicted again)."
+        )
     if not not_reached:
         return f"{text}."
     these = "the image not reached is" if not_reached == 1 else f"the {not_reached} images not reached are"

@@ -1290,7 +1290,10 @@ class _Session(RunReports):
                 "this run finished are skipped)"
             )
         elif self.marked:
-            advice = "the first image may be half replaced: run the same command (overwrite=true) again"
+            advice = (
+                "the first image may be half replaced: run the same command again to go on (it predicts that "
+                "image again)"
+            )
         else:
             advice = "nothing was replaced, the folder is as it was"
         how = (
