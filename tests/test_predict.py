@@ -446,6 +446,8 @@ def test_an_interrupted_overwrite_goes_on_with_its_settings_skipping_the_images_
         assert rows[done[0]]["message"] == "finished by the stopped overwrite=true run this one goes on with"
         record = json.loads((out / SETTINGS_NAME).read_text())
         assert PENDING_KEY not in record and record["min_unit_area_px"] == 0
+        summary = json.loads((out / "summary.json").read_text())  # what the user asked, and that it went on
+        assert summary["overwrite"] is bool(extra) and summary["went_on_with_stopped_overwrite"] is True
     # A folder whose overwrite was stopped is refused to a run of other settings, naming what differs...
     done.clear()
     again()
@@ -458,6 +460,8 @@ def test_an_interrupted_overwrite_goes_on_with_its_settings_skipping_the_images_
     # ... and an overwrite of other settings predicts every image again, those the stopped one finished too.
     assert run(make_cfg(tmp_path, ckpt, inp, out, "min_unit_area_px=0", "overwrite=true")) == 0
     assert {row["status"] for row in read_manifest(out).values()} == {"ok"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overwrite"] is True and summary["went_on_with_stopped_overwrite"] is False
 
 
 def test_an_overwrite_run_leaves_another_runs_folder_inside_its_own_alone(tmp_path: Path, ckpt: Path) -> None:

@@ -144,6 +144,8 @@ class RunReports:
     all_inputs: set[str]
     problems: list[InputProblem]
     other_input_dirs: list[str]
+    asked_overwrite: bool
+    continues_overwrite: bool
     rows: dict[str, dict[str, Any]]
     megapixels: float
     loop_seconds: float
@@ -198,6 +200,9 @@ class RunReports:
             "precision": self.settings["precision"],  # as run: ONNX Runtime is float32 whatever was asked
             "runtime": self.runtime.to_dict(),
             "tile": self.tile,
+            # As the user asked it: a run going on with a stopped overwrite=true run runs as one, and says so.
+            "overwrite": self.asked_overwrite,
+            "went_on_with_stopped_overwrite": self.continues_overwrite,
             "overlap": self.opts.overlap,
             "tta": bool(self.opts.tta),
             "adapt_bn": bool(self.opts.adapt_bn),
