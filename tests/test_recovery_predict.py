@@ -1763,16 +1763,16 @@ def test_a_rank_that_fails_before_predicting_does_not_leave_the_others_waiting(
     assert counts["ok"] + counts["not_reached"] == 8 and counts["not_reached"] >= 4, counts
 
 
-def _rank_stopped_at_start(rank: int, store: str, opts: object, conn: object) -> None:
-    """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank 1 is stopped (SIGTERM)
-    before its first image, as it looks at its shard's outputs (``_Session.plan``)."""
+def _rank_stopped_at_start(rank: int, store: str, opts: object, conn: object, stopped: int = 1) -> None:
+    """One rank of a two-process gloo run (collectives' timeout 20 s) whose rank ``stopped`` is stopped
+    (SIGTERM) before its first image, as it looks at its shard's outputs (``_Session.plan``)."""
     from marsunits.errors import TerminatedError
     from marsunits.inference import runner
 
     def plan(self):  # type: ignore[no-untyped-def]
         raise TerminatedError
 
-    if rank == 1:
+    if rank == stopped:
         runner._Session.plan = plan  # type: ignore[method-assign]
     _run_as_rank(rank, store, opts, conn, timeout_s=20, message=True, status=True)
 
@@ -1791,6 +1791,32 @@ def test_a_rank_stopped_before_its_first_image_ends_every_rank_with_the_stop(
     summary = json.loads((out / "summary.json").read_text())
     assert "rank 1 was terminated (SIGTERM) before predicting" in summary["stopped_early"], summary
     assert summary["exit_status"] == 143 and summary["counts"]["not_reached"] >= 4, summary
+
+
+def test_a_rank_stopped_before_its_first_image_leaves_its_finished_images_in_the_manifest(
+    tmp_path: Path, ckpt: Path
+) -> None:
+    """A folder predicted once, then predicted again on two ranks whose rank 1 is stopped (SIGTERM) before its
+    first image: rank 0's manifest.csv listed rank 0's images alone, rank 1's (finished in the earlier run,
+    never planned by the stopped rank) were left out and counted as not reached. Rank 0 now lists them
+    from their outputs, as one process stopped there keeps them: the manifest names every image, skipped."""
+    import json
+
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import predict_folder
+
+    inp, out = _eight_images(tmp_path)
+    predict_folder(
+        PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+    )
+    _, out, said = _two_ranks(tmp_path, ckpt, _rank_stopped_at_start)
+    assert [(name, status) for name, _, status in said] == [("TerminatedError", 143)] * 2, said  # type: ignore[misc]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 0, "error": 0, "skipped": 8, "total": 8, "not_reached": 0}, summary
+    assert "rank 1 was terminated (SIGTERM) before predicting" in summary["stopped_early"], summary
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = {r["path"]: r["status"] for r in csv.DictReader(fh)}
+    assert rows == {f"im{i}.png": "skipped" for i in range(8)}, rows
 
 
 @pytest.mark.parametrize("folder", ["new", "predicted_before"])

@@ -383,6 +383,9 @@ class _Session(RunReports):
         all_files = list(self.files)
         #: Every shard's inputs (relative posix paths): outputs of these are no removed input's.
         self.all_inputs = {f.rel.as_posix() for f in all_files}
+        #: Every shard's inputs, sorted: rank 0 lists the images finished earlier of a rank that never
+        #: planned its shard (:meth:`finished_before`).
+        self.every_input = all_files
         warn_labelled_layout(self.input_dir, self.all_inputs)
         # The folders mirrored into output_dir (of every shard's inputs): no output file may take their names.
         self.input_folders = {p.as_posix() for f in all_files for p in f.rel.parents if p.parts}
@@ -1124,6 +1127,25 @@ class _Session(RunReports):
             _refuse_saved_from_python(paths, members)
             return None, True
         return None, False
+
+    def finished_before(self, rank: int) -> dict[str, dict[str, Any]]:
+        """The skipped rows, as :meth:`plan` records them, of rank ``rank``'s shard's inputs whose outputs an
+        earlier run finished: rank 0 lists them for a rank stopped or failed before it planned its shard (or
+        for itself, stopped there), as one process's reports list them. Left out, they were missing from
+        ``manifest.csv`` and counted as not reached. An input whose outputs cannot be read back, or changed
+        since, is left out: not reached, predicted again by the next run."""
+        old = read_manifest(self.output_dir / "manifest.csv", old_names=True)
+        rows: dict[str, dict[str, Any]] = {}
+        for f in self.every_input[rank :: self.shard.world_size]:
+            if self._output_name_refusal(f) is not None:
+                continue
+            try:
+                row, _ = self._earlier_outputs(f, old.get(f.rel.as_posix()))
+            except ConfigError:  # saved from Python: the next run refuses it, naming the fix
+                continue
+            if isinstance(row, dict):
+                rows[row["path"]] = row
+        return rows
 
     def _record_skipped(self, row: dict[str, Any]) -> None:
         """Record the row of an input whose outputs are complete; a broken camera file is said, as on every

@@ -166,6 +166,8 @@ class _RankPart(NamedTuple):
             (Ctrl-C)"``), else None: the failure ends its part all the same, and rank 0's last paragraph says
             the stop after it (``Also, rank 1 was interrupted (Ctrl-C) as it failed.``), as one process's
             does. The stop stayed on that rank, and the paragraph left it out.
+        planned: Whether it looked at its shard's outputs (``_Session.plan``): a rank stopped or failed
+            before that sends no row of the images an earlier run finished, which rank 0 lists for it.
     """
 
     rows: dict[str, dict[str, Any]]
@@ -180,6 +182,7 @@ class _RankPart(NamedTuple):
     predicting: str | None
     marked: bool
     stopped_as_it_failed: str | None
+    planned: bool
 
 
 def _rank_part(
@@ -202,6 +205,7 @@ def _rank_part(
             predicting=None,
             marked=False,
             stopped_as_it_failed=None,
+            planned=False,
         )
     return _RankPart(
         rows=session.rows,
@@ -216,6 +220,7 @@ def _rank_part(
         predicting=session.predicting,
         marked=session.marked,
         stopped_as_it_failed=session.stopped_as_it_failed if failure is not None else None,
+        planned=True,
     )
 
 
@@ -444,6 +449,8 @@ def _predict_claimed_shard(
         for rank, rank_part in enumerate(parts):
             redone += rank_part.redone
             session.marked = session.marked or rank_part.marked  # the folder's record: pending
+            if not rank_part.planned:  # stopped or failed before its plan: its images finished earlier
+                session.rows.update(session.finished_before(rank))
             if rank == 0:
                 continue
             session.rows.update(rank_part.rows)
