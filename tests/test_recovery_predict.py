@@ -1820,6 +1820,42 @@ def test_a_rank_stopped_before_its_first_image_leaves_its_finished_images_in_the
 
 
 @pytest.mark.parametrize("folder", ["new", "predicted_before"])
+def test_a_sharded_run_whose_rank_0_is_stopped_before_its_first_image_writes_the_reports(
+    tmp_path: Path, ckpt: Path, folder: str
+) -> None:
+    """Rank 0 stopped (SIGTERM) before its first image (``_Session.plan``) wrote no report, where one process
+    stopped there records its end: a script read nothing, or the earlier run's summary.json (status 0). Rank
+    0, which knows it was stopped, now writes them as for any stopped rank: the images finished earlier
+    listed (skipped), the others not reached, and every rank ends with the stop; the same command then
+    finishes the folder."""
+    import json
+
+    from marsunits.inference.options import PredictOptions
+    from marsunits.inference.runner import predict_folder
+
+    inp, out = _eight_images(tmp_path)
+    if folder == "predicted_before":
+        opts = PredictOptions.from_config(make_cfg(tmp_path, ckpt, inp, out, "threads=1", "num_workers=0"))
+        predict_folder(opts)
+    opts, out, said = _two_ranks(tmp_path, ckpt, _rank_stopped_at_start, after=(0,))
+    assert [(name, status) for name, _, status in said] == [("TerminatedError", 143)] * 2, said  # type: ignore[misc]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_status"] == 143, summary
+    assert "rank 0 was terminated (SIGTERM) before predicting" in summary["stopped_early"], summary
+    counts = summary["counts"]
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = {r["path"]: r["status"] for r in csv.DictReader(fh)}
+    if folder == "predicted_before":
+        assert counts == {"ok": 0, "error": 0, "skipped": 8, "total": 8, "not_reached": 0}, counts
+        assert rows == {f"im{i}.png": "skipped" for i in range(8)}, rows
+    else:  # rank 1 stops at its next image once rank 0's stop is said (how far it got is timing)
+        assert counts["skipped"] == 0 and counts["not_reached"] >= 4, counts
+        assert counts["ok"] + counts["not_reached"] == 8 and len(rows) == counts["ok"], counts
+    again = predict_folder(opts).summary["counts"]  # the same command finishes the folder
+    assert again["total"] == 8 and again["not_reached"] == again["error"] == 0, again
+
+
+@pytest.mark.parametrize("folder", ["new", "predicted_before"])
 def test_one_process_stopped_before_its_first_image_says_its_own_end_in_summary_json(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ckpt: Path, folder: str
 ) -> None:

@@ -290,7 +290,10 @@ def predict_shard(
     stopped, or whose error's status is not the run's, raises :class:`RankFailedError`. Rank 0
     failing as it writes the reports likewise ends the others with :class:`RankFailedError`, and so does a
     rank failing before its first image (its model on its device, its shard's outputs, rank 0's settings
-    record): it joins the gather with no image; rank 0 failing so writes no report.
+    record): it joins the gather with no image; rank 0 failing so writes no report. A rank stopped (Ctrl-C,
+    SIGTERM) before its first image joins the gather with no image too, and rank 0 lists in the reports its
+    images an earlier run finished (:meth:`~marsunits.inference.runner._Session.finished_before`); rank 0
+    itself stopped there once set up writes the reports all the same, as one process stopped there does.
     """
     _, output_dir = check_folders(opts.input_dir, opts.output_dir)
     check_output_writable(output_dir)
@@ -360,6 +363,8 @@ def _predict_claimed_shard(
     started = time.perf_counter()
     overwriting = bool(opts.overwrite)
     session: _Session | None = None
+    todo: list[Any] = []
+    stopped_before: KeyboardInterrupt | TerminatedError | None = None  # rank 0, set up, then stopped
     try:
         session = _Session(opts, shard, stops, all_sum, rank_0_word)
         overwriting = bool(session.opts.overwrite)  # a run going on with a stopped overwrite is one too
@@ -384,13 +389,17 @@ def _predict_claimed_shard(
             if session is not None:  # set up: the run's end is recorded, as a sharded run's rank 0 does
                 _report_a_stop_before_predicting(session, stopped_first, started)
             raise
-        _leave_the_ranks(stopped_first, shard, gather, broadcast, stops)
+        if shard.rank != 0 or session is None:
+            _leave_the_ranks(stopped_first, shard, gather, broadcast, stops)
+        # Rank 0 set up: it writes the reports as for any stopped rank (it wrote none), the images finished
+        # earlier listed from their outputs (_RankPart.planned), as one process stopped here records its end.
+        stopped_before = stopped_first
     # Overwriting: each rank marks the record pending before its first image is replaced (predict_all), so an
     # interrupted overwrite, which leaves old and new outputs side by side, is resumed only with its settings.
     # Not len(session.rows) - len(session.problems): that counted an input refused before predicting (an
     # output name too long, a path escaping output_dir) as skipped, "skipping 1 inputs" in a new folder.
     skipped = session.complete
-    if skipped:
+    if skipped and stopped_before is None:
         why = (
             session.skipped_note  # going on with a stopped overwrite=true run: the images it finished
             if session.continues_overwrite
@@ -408,7 +417,11 @@ def _predict_claimed_shard(
     stop: KeyboardInterrupt | TerminatedError | None = None
     rank_stop: tuple[str, bool] | None = None  # (how far the rank got and what next, by SIGTERM), if stopped
     failure: Exception | None = None
+    planned = stopped_before is None
     try:
+        if stopped_before is not None:
+            session.rows, todo = {}, []  # what its plan had recorded: listed again by rank 0 (planned)
+            raise stopped_before
         session.predict_all(todo)
     except (KeyboardInterrupt, TerminatedError) as exc:
         stop = exc
@@ -417,7 +430,7 @@ def _predict_claimed_shard(
         stopping_otherwise()
         if stops is not None:  # the other ranks stop at their next image, as one process stopped would
             stops.announce()
-        how_far = session.stopped_early
+        how_far = session.stopped_early if planned else f"was {stop_said(exc)[0]} before predicting"
         assert how_far is not None, "_Session.predict_all says each stop it lets out in stopped_early first"
         rank_stop = (how_far, isinstance(exc, TerminatedError))
     except _StoppedWithTheRun:
@@ -435,7 +448,7 @@ def _predict_claimed_shard(
         None
         if failure is None
         else (_failure_said(failure, session.stopped_early, done, len(todo)), _sendable(failure)),
-    )
+    )._replace(planned=planned)
     parts: list[_RankPart] = gather(part)
     if shard.rank != 0:
         # Rank 0 has written the reports (no rank ends the run before that) and says which ranks failed and
