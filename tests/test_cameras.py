@@ -845,6 +845,61 @@ def test_the_contact_map_legend_names_each_kind_of_thing_it_draws(tmp_path, monk
     assert not box.overlaps(axes), (box, axes)
 
 
+def _layout_cases() -> dict[str, list]:
+    """Contact-map inputs, ``(image name, lines, camera)`` per image, of the layouts the clean-layout test
+    checks: a camera at the map's centre, and cameras whose labels fell past the map's right edge."""
+    # One Mars 2020 style site of the contact-map benchmark: its one label fell 130 px past the right edge.
+    nav = PinholeCamera(
+        image_width=160, image_height=120, hfov_deg=60.0, pitch_deg=20.0, yaw_deg=65.0, site="ROVER_NAV_0005"
+    )
+    edge = [_pinhole(pitch_deg=20.0, yaw_deg=90.0, site="s") for _ in range(4)]
+    pair = [  # two stations with long names beside each other at the right of the map
+        _pinhole(pitch_deg=20.0, yaw_deg=41.1, x_m=-1.06, y_m=1.3, site="s"),
+        _pinhole(pitch_deg=20.0, yaw_deg=-5.6, x_m=3.0, y_m=1.66, site="s"),
+    ]
+    return {
+        "plain": [("a.png", [_row_line(c, 180.0)], c) for c in [_pinhole(pitch_deg=20.0, site="s")]],
+        "ROVER_NAV_0005": [("sol0005/NLF_0005.png", [_row_line(nav, 90.0)], nav)],
+        "long names at the edge": [
+            (f"a_rather_long_image_name_{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(edge)
+        ],
+        "two long names": [(f"{'n' * 31}{i}.png", [_row_line(c, 180.0)], c) for i, c in enumerate(pair)],
+    }
+
+
+@pytest.mark.parametrize("case", list(_layout_cases()))
+def test_the_contact_map_is_laid_out_cleanly(tmp_path, monkeypatch, case):
+    """A station label that fell past the map's right edge was given room by the layout: the map was
+    squeezed (640 px wide, not 760), with a wide gap before the colour bar where the label hung; the layout,
+    passed again and again as the map's limits and ticks moved, could leave the y-axis label or the title
+    off the figure. As rendered, the axis labels, title and colour bar's label do not overlap and are on the
+    figure, the station labels are inside the map, and the colour bar stands beside the map."""
+    saved = _map_figures(monkeypatch)
+    build_contact_map(_layout_cases()[case], tmp_path)
+    (figure,) = saved
+    renderer = figure.canvas.get_renderer()
+    ax, colour_bar = figure.axes
+    texts = {
+        "title": ax.title,
+        "x-axis label": ax.xaxis.label,
+        "y-axis label": ax.yaxis.label,
+        "colour bar's label": colour_bar.yaxis.label,
+    }
+    boxes = {name: text.get_window_extent(renderer) for name, text in texts.items()}
+    overlaps = [(a, b) for a, b in itertools.combinations(boxes, 2) if boxes[a].overlaps(boxes[b])]
+    assert overlaps == []
+    labels = [a.get_window_extent(renderer) for a in ax.texts]
+    assert labels
+    page, axes_box = figure.bbox, ax.get_window_extent(renderer)
+    for name, box in [*boxes.items(), *(("station label", b) for b in labels)]:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, name
+    for box in labels:
+        assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1, (box, axes_box)
+        assert axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1, (box, axes_box)
+    gap = colour_bar.get_window_extent(renderer).x0 - axes_box.x1
+    assert 0 < gap <= 0.5 * figure.dpi, gap  # half an inch at most: the map is not squeezed
+
+
 def test_contact_map_one_file_pair_per_site(tmp_path):
     a = _pinhole(pitch_deg=20.0, site="site 1")
     b = _pinhole(pitch_deg=20.0, site="s2")

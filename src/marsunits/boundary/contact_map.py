@@ -479,10 +479,27 @@ def _plot(path: Path, site: str | None, entries: list[dict[str, Any]], max_range
     ax.set_ylabel(ylabel)
     ax.set_title(map_title(site, entries, max_range_m), fontsize=9)
     ax.grid(True, lw=0.3, alpha=0.5)
+    _lay_out_the_map(fig, ax)
     labels = _shared_labels(stations, max(_STATION_M, _LABEL_SHARE * _map_extent_m(entries)))
     if len(labels) <= _LABEL_LIMIT:
         _draw_station_labels(fig, ax, labels)
     _save_png(path, fig)
+
+
+def _lay_out_the_map(fig: Any, ax: Any) -> None:
+    """Lay the figure out twice (the constrained layout alone, no artist drawn), before its station labels.
+
+    With ``adjustable="datalim"`` the map's limits follow its box's shape, its ticks follow its limits, and
+    the layout follows its tick labels: a single pass from the figure's first box left a layout made for
+    other tick labels than it drew (a y-axis label off the figure's left edge); the second settles it, so the
+    final draw lays the figure out the same. The station labels take no part in the layout
+    (:func:`_draw_station_labels` keeps them inside the map), so they are measured on this layout and need
+    no pass of their own.
+    """
+    engine = fig.get_layout_engine()
+    engine.execute(fig)
+    engine.execute(fig)
+    ax.apply_aspect()
 
 
 def _save_png(path: Path, fig: Any) -> None:
@@ -519,32 +536,29 @@ _PNG_COMPRESS_LEVEL = 1
 
 
 def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, float], list[str]]]) -> None:
-    """Draw each label below-right of its station; a label whose box, as drawn, overlaps one already drawn is
-    merged into that one (its names joined as :func:`_shared_labels` joins them), until none overlap.
+    """Draw each label beside its station, inside the map; a label whose box, as drawn, overlaps one already
+    drawn is merged into that one (its names joined as :func:`_shared_labels` joins them), until none overlap.
 
     Sharing by distance alone (:data:`_LABEL_SHARE`) left the four-line labels of a traverse's stations, and
     the labels of stations side by side (a label is wider than tall), drawn over each other: measured on the
-    laid-out figure instead, as Matplotlib will draw them. The labels take part in the layout, which makes
-    room for a label beyond the axes (left out of it, the label of a camera at the map's right edge ran off
-    the figure), so the figure is laid out again after the merges and measured again until none overlap.
-
-    Each label's box is measured once per layout, and again only when a merge changes its text (the boxes of
-    the others stay where they were until the figure is laid out again): every label was measured again
-    against every other each time one was added. The layout passes stay as they were even for a single
-    label, which overlaps nothing: constrained layout moves things a little at each pass (drawn after fewer
-    passes, a one-station map differed in some 50,000 pixels).
+    laid-out figure instead (:func:`_lay_out_the_map`), as Matplotlib will draw them. A label goes below-right
+    of its station, or to its left or above it where it would cross the map's edge (:func:`_fit_in_the_map`):
+    a label that hung past the map's right edge was given room by the layout, which squeezed the map and left
+    a wide gap before the colour bar. So the labels take no part in the layout, and a merge needs no new one.
+    Each label's box is measured when it is placed, and again only when a merge changes its text.
     """
     renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
     kept: list[tuple[Any, list[list[str]]]] = []  # (annotation, each merged label's names)
-    boxes: list[tuple[float, float, float, float]] = []  # each kept label's box as measured now
+    boxes: list[tuple[float, float, float, float]] = []  # each kept label's box as placed
 
     def measure(annotation: Any) -> tuple[float, float, float, float]:
-        x0, y0, x1, y1 = annotation.get_window_extent(renderer).extents
+        x0, y0, x1, y1 = _fit_in_the_map(annotation, renderer, inside).extents
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     def merge_overlapping() -> bool:
-        """Merge the first pair of kept labels (in ``itertools.combinations`` order) that overlap as measured
-        now (``Bbox.overlaps``: edges that touch overlap); whether there was one."""
+        """Merge the first pair of kept labels (in ``itertools.combinations`` order) that overlap as placed
+        (``Bbox.overlaps``: edges that touch overlap); whether there was one."""
         if len(boxes) < 2:
             return False
         b = np.asarray(boxes)
@@ -567,39 +581,57 @@ def _draw_station_labels(fig: Any, ax: Any, labels: list[tuple[tuple[float, floa
         boxes[i] = measure(first)
         return True
 
-    def merge_all() -> bool:
-        """Merge until no kept labels overlap as measured now; whether any were merged."""
-        merged = False
-        while merge_overlapping():  # a merged label may grow onto another
-            merged = True
-        return merged
-
-    def laid_out_again() -> None:
-        fig.draw_without_rendering()
-        boxes[:] = [measure(a) for a, _ in kept]
-
-    fig.draw_without_rendering()  # the constrained layout, so the boxes measured are (nearly) those drawn
     for (cx, cy), names in labels:
         ann = _annotate_station(ax, cx, cy, names)
         kept.append((ann, [names]))
         boxes.append(measure(ann))
-        merge_all()
-    laid_out_again()  # laid out again with the labels, which may move them: measured again
-    while merge_all():
-        laid_out_again()
+        while merge_overlapping():  # a merged label may grow onto another
+            pass
+
+
+#: A station label's offset from its marker, points: below-right, behind the camera, where its own contacts
+#: are not.
+_LABEL_OFFSET = (6.0, -4.0)
+
+
+def _fit_in_the_map(annotation: Any, renderer: Any, inside: Any) -> Any:
+    """Place a station label below-right of its marker, or left of it where it would cross the map's right
+    edge, above it where it would cross the bottom; a label too wide for either side ends at the right edge.
+    Returns its box as placed (display pixels). Clipped to the map, it never draws over the colour bar."""
+    dx, dy = _LABEL_OFFSET
+    annotation.set_horizontalalignment("left")
+    annotation.set_verticalalignment("top")
+    annotation.set_position((dx, dy))
+    box = annotation.get_window_extent(renderer)
+    if box.x1 > inside.x1:
+        annotation.set_horizontalalignment("right")
+        annotation.set_position((-dx, dy))
+        left = annotation.get_window_extent(renderer)
+        if left.x0 < inside.x0:  # fits neither side: ends at the right edge
+            annotation.set_horizontalalignment("left")
+            points = 72.0 / annotation.figure.dpi
+            annotation.set_position((dx - (box.x1 - inside.x1) * points, dy))
+    if box.y0 < inside.y0:
+        annotation.set_verticalalignment("bottom")
+        annotation.set_position((annotation.xyann[0], -dy))
+    return annotation.get_window_extent(renderer)
 
 
 def _annotate_station(ax: Any, cx: float, cy: float, names: list[str]) -> Any:
     """The label of the station at ``(cx, cy)`` (site frame), drawn below-right of its marker."""
-    return ax.annotate(
+    annotation = ax.annotate(
         _station_label(names),
         (cy, cx),
-        xytext=(6, -4),  # below-right: behind the camera, where its own contacts are not
+        xytext=_LABEL_OFFSET,  # below-right; moved to fit in the map by _fit_in_the_map
         textcoords="offset points",
         va="top",
+        multialignment="left",  # its names aligned on the left on either side of the station
         fontsize=7,
         bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.7},
+        clip_on=True,  # clipped to the map: a label wider than the map stays off the colour bar
     )
+    annotation.set_in_layout(False)  # kept inside the map: it needs no room of the layout
+    return annotation
 
 
 def _check_map_paths(out: Path, names: Sequence[str]) -> None:
