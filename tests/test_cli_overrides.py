@@ -24,6 +24,17 @@ from marsunits.data.fake import NATIVE_CLASSES
 REPO = CONFIG_DIR.parent
 
 
+def _predict_py(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``predict.py`` run as a user runs it, with ``arguments``, in ``cwd``: its output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.parametrize(
     ("config", "arg", "suggestion"),
     [
@@ -781,13 +792,8 @@ def test_a_log_folder_that_cannot_be_made_is_one_line_before_hydra_starts(tmp_pa
         assert unwritable_log_dir(extra, cwd=blocker) is None, extra
     if Path("/proc/1").is_dir():  # a read-only place, even for root
         assert "is not writable" in (unwritable_log_dir(["paths.log_dir=/proc/1/logs"]) or "")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), "ckpt_path=x", "input_dir=y", "output_dir=z"]
-        + [f"paths.log_dir={blocker / 'logs'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
+    proc = _predict_py(
+        ["ckpt_path=x", "input_dir=y", "output_dir=z", f"paths.log_dir={blocker / 'logs'}"], tmp_path
     )
     assert proc.returncode == 2
     assert (
@@ -2163,13 +2169,7 @@ def test_a_missing_package_file_given_as_ckpt_path_is_refused_before_the_log_fol
             "(python -m marsunits.export) as ckpt_path="
         ), refused
     assert predict_refusal([*given, f"ckpt_path={pkg / 'model.json'}"], CONFIG_DIR) is None
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), *given, f"ckpt_path={empty / 'model.json'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    proc = _predict_py([*given, f"ckpt_path={empty / 'model.json'}"], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(
         f"predict.py: error: checkpoint {empty / 'model.json'} does not exist"
@@ -2204,13 +2204,7 @@ def test_a_folder_given_as_ckpt_path_is_refused_before_the_log_folder_naming_its
         ".ckpt file."
     ), refused
     assert predict_refusal([*given, f"ckpt_path={pkg}"], CONFIG_DIR) is None
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), *given, f"ckpt_path={models}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    proc = _predict_py([*given, f"ckpt_path={models}"], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"predict.py: error: {models} is a folder, not a checkpoint: give the checkpoint it holds, "
@@ -2275,14 +2269,7 @@ def test_a_labels_class_map_the_models_metadata_refuses_is_refused_before_the_lo
     assert predict_refusal([*given, f"ckpt_path={ckpt}", "labels_class_map=ai4mars"], CONFIG_DIR) is None
     refused = predict_refusal([*given, f"ckpt_path={ckpt}", "labels_class_map={0: 9}"], CONFIG_DIR) or ""
     assert refused.startswith("labels_class_map: native id 0 maps to 9, which is not a project id"), refused
-    command = [str(REPO / "predict.py"), *given, f"ckpt_path={ckpt}", "labels_class_map=checkpoint"]
-    proc = subprocess.run(
-        [sys.executable, *command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    proc = _predict_py([*given, f"ckpt_path={ckpt}", "labels_class_map=checkpoint"], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "predict.py: error: labels_class_map=checkpoint, but this model was trained on masks in project ids "
@@ -2377,13 +2364,7 @@ def test_a_wrong_predict_value_is_refused_before_its_log_folder_is_made(tmp_path
         assert refused is not None and said in refused, (extra, refused)
     assert predict_refusal(given, CONFIG_DIR) is None
     assert predict_refusal([*given, "--cfg", "job", "batch_size=eight"], CONFIG_DIR) is None  # shown, not run
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), *given, "batch_size=eight"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    proc = _predict_py([*given, "batch_size=eight"], tmp_path)
     assert proc.returncode == 2
     assert (
         proc.stderr.strip() == "predict.py: error: batch_size='eight': give a whole number, e.g. batch_size=4"
