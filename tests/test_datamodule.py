@@ -726,6 +726,17 @@ AI4MARS_MAP = {0: 0, 2: 0, 1: 1, 3: 1, 255: 255}
         ("marsscapes_ai4mars", {"class_map": {"marsscapes": MARSSCAPES_MAP}}, "class_map has no entry for"),
         # "subclass_map and subclasses go together", where the command line named the entry.
         ("marsscapes", {"subclass_map": {0: 0, 2: "a"}}, "subclass_map maps native id 2 to 'a' (str)"),
+        # Ids out of range: refused only by ClassMap once the masks were read; now when built, in its words.
+        (
+            "marsscapes",
+            {"class_map": {**MARSSCAPES_MAP, 1: 7}},
+            "class_map of dataset 'marsscapes': native id 1 maps to 7, which is not a project id",
+        ),
+        (
+            "marsscapes_ai4mars",
+            {"class_map": {"marsscapes": MARSSCAPES_MAP, "ai4mars": {**AI4MARS_MAP, 300: 1}}},
+            "class_map.ai4mars of dataset 'marsscapes_ai4mars': native id 300 is outside 0..255",
+        ),
     ],
 )
 def test_a_data_module_built_in_python_refuses_a_bad_map_as_train_py_does(

@@ -1483,6 +1483,18 @@ def test_the_crop_sampling_values_the_data_module_takes_are_not_refused_before_h
             "++data.class_map.1=<id>.",
         ),
         (
+            # An id out of range (7 is no project id): refused by ClassMap in the run, after the run folder.
+            ["data=marsscapes", "data.root=/nowhere", "data.class_map={1: 7}"],
+            "class_map of dataset 'marsscapes': native id 1 maps to 7, which is not a project id ([0, 1, 2, "
+            "255]). Fix class_map in configs/data/marsscapes.yaml, or on the command line as "
+            "++data.class_map.<native id>=<project id>, one entry each.",
+        ),
+        (
+            ["data=marsscapes_ai4mars", "data.root=/nowhere", "++data.class_map.ai4mars={300: 1}"],
+            "class_map.ai4mars of dataset 'marsscapes_ai4mars': native id 300 is outside 0..255 (masks are "
+            "uint8). Fix class_map.ai4mars in configs/data/marsscapes_ai4mars.yaml",
+        ),
+        (
             ["data=marsscapes_ai4mars", "data.root=/nowhere", "data.class_map.ai4mars={3: 0.5}"],
             "configs/data/marsscapes_ai4mars.yaml: class_map.ai4mars maps native id 3 to 0.5 (float): it "
             "takes a project id (0 smooth_volcanic, 1 rough_olivine, 2 other, 255 ignore), a whole number; "

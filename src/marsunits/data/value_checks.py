@@ -211,6 +211,23 @@ def flat_map_refusal(name: str, key: str, value: Any) -> str | None:
     return refused
 
 
+def _class_map_ids_refusal(name: str, key: str, mapping: Any) -> str | None:
+    """The refusal of :class:`~marsunits.data.class_map.ClassMap` of the map ``key`` (``class_map`` or
+    ``class_map.<source>``) of ``configs/data/<name>.yaml`` whose entries are whole numbers, in its words,
+    or None: a native id outside 0..255 or a target that is no project id (``data.class_map='{1: 7}'``),
+    which the run refused only as its data was read, after the run folder was made. Built as the data
+    module builds it (:mod:`marsunits.data.real_datasets`), so the words are the run's."""
+    if not isinstance(mapping, Mapping):
+        return None
+    from marsunits.data.class_map import ClassMap
+
+    try:
+        ClassMap(mapping, name, key=key)
+    except ValueError as refused:
+        return str(refused)
+    return None
+
+
 def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) -> str | None:
     """The refusal of ``class_map`` of ``configs/data/<name>.yaml`` read by ``sources``, or None. With one
     source it is a map of native id to project id, or null (:func:`map_refusal`); with several, one such
@@ -228,7 +245,7 @@ def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) 
     several = sources is not None and len(sources) > 1
     if not isinstance(class_map, Mapping) or not several:
         check = flat_map_refusal if sources is not None else map_refusal
-        return check(name, "class_map", class_map)
+        return check(name, "class_map", class_map) or _class_map_ids_refusal(name, "class_map", class_map)
     assert sources is not None  # several
     listed = ", ".join(str(s) for s in sources)
     for source, mapping in class_map.items():
@@ -245,7 +262,8 @@ def class_map_refusal(name: str, class_map: Any, sources: Sequence[Any] | None) 
                 f"configs/data/{name}.yaml: class_map holds one map per source ({listed}), but also the key "
                 f"{source}, which is {what} and is read by none; {fix}."
             )
-        refused = flat_map_refusal(name, f"class_map.{source}", mapping)
+        key = f"class_map.{source}"
+        refused = flat_map_refusal(name, key, mapping) or _class_map_ids_refusal(name, key, mapping)
         if refused is not None:
             return refused
     # A source left out read its native ids as project ids: AI4Mars sand (2) became other.
