@@ -1886,6 +1886,52 @@ def test_train_false_on_a_checkpoint_of_other_sub_classes_is_refused_before_the_
     assert str(in_the_run.value) == said
 
 
+def test_fine_tuning_a_checkpoint_of_other_sub_classes_is_refused_before_the_run_folder(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """``init_ckpt_path=`` a checkpoint of the project classes with ``experiment=marsscapes_subclasses`` (or
+    the reverse): the run refused it only as it loaded the weights, after Hydra had made the run folder.
+    Refused before the folder now, from the checkpoint's hyper-parameters, and in the run before the load,
+    in the same words (those of ``train=false``'s refusal, told to fine-tune)."""
+    from marsunits.checkpoint_loading import load_task
+    from marsunits.cli_overrides import claim_run_folder
+    from marsunits.data.fake import write_fake_marsscapes
+    from marsunits.model_package import write_package
+    from marsunits.run_folder_claim import release_held_claims
+
+    root = write_fake_marsscapes(tmp_path / "marsscapes")
+    logs = tmp_path / "logs"
+    fine_tune = [
+        "model=tiny",
+        "logger=none",
+        "experiment=marsscapes_subclasses",
+        f"data.root={root}",
+        f"init_ckpt_path={tiny_checkpoint}",
+    ]
+    said = (
+        f"init_ckpt_path={tiny_checkpoint} was trained with model.subclasses=None, this run's are [0, 0, "
+        "1, 1, 1, 2, 2, 2] (they follow data.subclasses): fine-tuning builds the run's outputs and loads the "
+        "checkpoint's weights into them; fine-tune it without sub-classes, data.subclass_map=null "
+        "data.subclasses=null, or train from ImageNet weights (no init_ckpt_path)."
+    )
+    try:
+        refused, _ = claim_run_folder([*fine_tune, f"paths.log_dir={logs}"], CONFIG_DIR)
+        plain = ["data.subclass_map=null", "data.subclasses=null", f"paths.log_dir={logs}"]
+        assert claim_run_folder([*fine_tune, *plain], CONFIG_DIR)[0] is None  # the fix it gives
+        package = tmp_path / "shared_model"  # a model package: its model.json's hyper-parameters
+        write_package(load_task(tiny_checkpoint), package)
+        shared = [*fine_tune[:-1], f"init_ckpt_path={package}", f"paths.log_dir={logs}"]
+        refused_package, _ = claim_run_folder(shared, CONFIG_DIR)
+    finally:
+        release_held_claims()
+    assert refused == said
+    assert refused_package == said.replace(str(tiny_checkpoint), str(package))
+    assert not logs.exists() or not any(logs.rglob("*")), sorted(logs.rglob("*"))
+    with pytest.raises(ConfigError) as in_the_run:  # a config composed otherwise (a notebook)
+        run(compose_config("train", tmp_path / "run", [*fine_tune, "data.num_workers=0"]))
+    assert str(in_the_run.value) == said
+
+
 def test_model_subclasses_a_users_data_module_does_not_hold_are_refused_before_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -843,6 +843,8 @@ def refusal_before_hydra(cfg: DictConfig, output_dir: Path) -> str | None:
         _, evaluated = checked_start(cfg)
         if evaluated is not None:
             _check_evaluated_network(cfg, evaluated[0], evaluated[1])
+        elif bool(cfg.get("train", True)):
+            _check_initial_network(cfg)
     except ConfigError as refused_start:
         return str(refused_start)
     except Exception:  # noqa: BLE001 - not composable this early (a missing value): the run says it
@@ -871,29 +873,86 @@ def _check_evaluated_network(cfg: DictConfig, path: str, option: str) -> None:
             raise ConfigError(refused)
 
 
+def _check_initial_network(cfg: DictConfig) -> None:
+    """Refuse the ``init_ckpt_path`` a new training run fine-tunes whose network was trained on other
+    sub-classes than the run's (:func:`evaluated_subclasses_refusal`), from its hyper-parameters read
+    without its weights (:func:`_trained_network_settings`): the run refused it only as it loaded the
+    weights (:func:`~marsunits.fine_tuning.initialise_from_checkpoint`), after the run folder was made.
+    Nothing else of the checkpoint is judged here: fine-tuning takes its network as the run builds it.
+
+    Raises:
+        ConfigError: naming the checkpoint, its sub-classes and the run's.
+    """
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig) or model.get("_target_") != "marsunits.task.SegmentationTask":
+        return
+    read = _checkpoint_read(cfg)
+    if read is None or read[0] != "init_ckpt_path":
+        return
+    hparams = _trained_network_settings(read[1])
+    if hparams is None:  # not readable so: the run's load says why
+        return
+    run_groups = _plain_value(model.get("subclasses"))
+    refused = evaluated_subclasses_refusal(
+        "init_ckpt_path", str(read[1]), hparams.get("subclasses"), run_groups
+    )
+    if refused is not None:
+        raise ConfigError(refused)
+
+
+def _trained_network_settings(path: Path) -> dict[str, Any] | None:
+    """The hyper-parameters of the model at ``path`` (a model package's ``hparams`` in ``model.json``, with
+    their copy in its ``metadata`` where an older package lacks them; a checkpoint's ``hyper_parameters``),
+    without building the network, or None where they cannot be read so (the run's load says why). A
+    checkpoint is memory-mapped (``mmap=True``): its pickle is read, not its weights' bytes."""
+    folder = path if path.is_dir() else path.parent
+    if is_package(folder) and (path.is_dir() or path.suffix in (".json", ".safetensors")):
+        try:
+            document = json.loads((folder / "model.json").read_text(encoding="utf-8-sig"))
+            hparams, metadata = document.get("hparams"), document.get("metadata")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return None
+        if not isinstance(hparams, dict) or not isinstance(metadata, dict):
+            return None
+        return {**metadata, **hparams}
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        hparams = checkpoint["hyper_parameters"]
+    except Exception:  # noqa: BLE001 - the unpickler raises anything on garbage: the run's load says it
+        return None
+    return dict(hparams) if isinstance(hparams, dict) else None
+
+
 def evaluated_subclasses_refusal(option: str, path: str, trained: Any, run_groups: Any) -> str | None:
-    """The refusal of the checkpoint ``train=false`` scores (``option``, its ``path``) whose network was
-    trained on other sub-classes (``trained``, its ``model.subclasses``) than the run's (``run_groups``,
-    ``model.subclasses``, which follows ``data.subclasses``), or None. Said the same before the run folder
-    (:func:`refusal_before_hydra`, from the checkpoint's hyper-parameters) and in the run, before its
-    weights are loaded (:func:`marsunits.training._run`): the load refused it after the run folder was made,
-    as a network of other tensor shapes."""
+    """The refusal of the checkpoint ``train=false`` scores or a training run fine-tunes (``option``,
+    ``ckpt_path`` or ``init_ckpt_path``, its ``path``) whose network was trained on other sub-classes
+    (``trained``, its ``model.subclasses``) than the run's (``run_groups``, ``model.subclasses``, which
+    follows ``data.subclasses``), or None. Said the same before the run folder (:func:`refusal_before_hydra`,
+    from the checkpoint's hyper-parameters) and in the run, before its weights are loaded
+    (:func:`marsunits.training._run`): the load refused it after the run folder was made, as a network of
+    other tensor shapes (or, for ``init_ckpt_path``, as a sub-class model)."""
     trained = None if trained is None else [int(c) for c in trained]
     run_groups = None if run_groups is None else list(run_groups)
     if trained == run_groups:
         return None
+    fine_tuned = option == "init_ckpt_path"
+    use = "fine-tune it" if fine_tuned else "score it"
     if trained is None:
-        fix = "score it without sub-classes, data.subclass_map=null data.subclasses=null"
+        fix = f"{use} without sub-classes, data.subclass_map=null data.subclasses=null"
     else:
         groups = json.dumps(trained, separators=(",", ":"))
         fix = (
-            f"score it on data of its sub-classes, data.subclasses={groups} with the data.subclass_map it "
+            f"{use} on data of its sub-classes, data.subclasses={groups} with the data.subclass_map it "
             "was trained with (its experiment, e.g. experiment=marsscapes_subclasses)"
         )
+    if fine_tuned:
+        fix += ", or train from ImageNet weights (no init_ckpt_path)"
     return (
         f"{option}={path} was trained with model.subclasses={trained}, this run's are {run_groups} (they "
-        "follow data.subclasses): train=false builds the run's outputs and loads the checkpoint's weights "
-        f"into them; {fix}."
+        f"follow data.subclasses): {'fine-tuning' if fine_tuned else 'train=false'} builds the run's outputs "
+        f"and loads the checkpoint's weights into them; {fix}."
     )
 
 

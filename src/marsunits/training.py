@@ -537,7 +537,15 @@ def _start_weights(
         # metrics.json names what the run started from, as its first part recorded it, not the ignored path.
         init_ckpt = _earlier_record(output_dir, str(ckpt_path), "init_ckpt")
     elif init_ckpt:
-        initialise_from_checkpoint(task, init_ckpt)
+        path = expand_home(init_ckpt)
+        source = read_source(path)
+        # Before its weights are loaded, in the words of the check before Hydra.
+        refused = evaluated_subclasses_refusal(
+            "init_ckpt_path", str(path), source.hparams.get("subclasses"), task.hparams.get("subclasses")
+        )
+        if refused is not None:
+            raise ConfigError(refused)
+        initialise_from_checkpoint(task, init_ckpt, source=source)
         _note_seen_sols(datamodule, f"init_ckpt_path={init_ckpt}", task)
     return init_ckpt
 
