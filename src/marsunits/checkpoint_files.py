@@ -10,12 +10,15 @@ run's ``config.yaml``, notes) given as ``ckpt_path`` or ``init_ckpt_path`` is re
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from marsunits.errors import ConfigError, MarsUnitsError
+from marsunits.user_paths import is_package
 
-__all__ = ["CheckpointError", "NotACheckpointError", "check_checkpoint_start"]
+__all__ = ["CheckpointError", "NotACheckpointError", "check_checkpoint_start", "model_hyper_parameters"]
 
 
 class CheckpointError(MarsUnitsError, ValueError):
@@ -88,3 +91,33 @@ def _text_file_kind(path: Path) -> str | None:
     if start.startswith(("{", "[")):
         return "JSON"
     return "YAML" if _YAML_START.match(start) else "text"
+
+
+def model_hyper_parameters(path: Path) -> dict[str, Any] | None:
+    """The hyper-parameters of the model at ``path`` as the run's model reports them (a model package's
+    ``hparams`` in ``model.json``, over their copy in its ``metadata`` where an older package lacks them; a
+    checkpoint's ``hyper_parameters``), without building the network; None where they cannot be read so (a
+    damaged or legacy file, one needing ``trust_checkpoint``: the run's load says why). The checks made
+    before Hydra read a model's settings through this (``train.py``'s ``init_ckpt_path``, ``predict.py``'s
+    ``labels_class_map``).
+
+    A checkpoint is memory-mapped (``mmap=True``): its pickle is read, not its weights' bytes. Torch maps only
+    its zip format and paths that are valid UTF-8; others are left to the run."""
+    folder = path if path.is_dir() else path.parent
+    if is_package(folder) and (path.is_dir() or path.suffix in (".json", ".safetensors")):
+        try:
+            document = json.loads((folder / "model.json").read_text(encoding="utf-8-sig"))
+            hparams, metadata = document.get("hparams"), document.get("metadata")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return None
+        if not isinstance(hparams, dict) or not isinstance(metadata, dict):
+            return None
+        return {**metadata, **hparams}
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        hparams = checkpoint["hyper_parameters"]
+    except Exception:  # noqa: BLE001 - the unpickler raises anything on garbage: the run's load says it
+        return None
+    return dict(hparams) if isinstance(hparams, dict) else None

@@ -23,7 +23,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from marsunits.checkpoint_files import check_checkpoint_start
+from marsunits.checkpoint_files import check_checkpoint_start, model_hyper_parameters
 from marsunits.constants import CLASS_NAMES
 from marsunits.errors import ConfigError, MissingFileError, switch_value_refusal
 from marsunits.model_settings import (
@@ -876,8 +876,9 @@ def _check_evaluated_network(cfg: DictConfig, path: str, option: str) -> None:
 def _check_initial_network(cfg: DictConfig) -> None:
     """Refuse the ``init_ckpt_path`` a new training run fine-tunes whose network was trained on other
     sub-classes than the run's (:func:`evaluated_subclasses_refusal`), from its hyper-parameters read
-    without its weights (:func:`_trained_network_settings`): the run refused it only as it loaded the
-    weights (:func:`~marsunits.fine_tuning.initialise_from_checkpoint`), after the run folder was made.
+    without its weights (:func:`~marsunits.checkpoint_files.model_hyper_parameters`): the run refused it
+    only as it loaded the weights (:func:`~marsunits.fine_tuning.initialise_from_checkpoint`), after the run
+    folder was made.
     Nothing else of the checkpoint is judged here: fine-tuning takes its network as the run builds it.
 
     Raises:
@@ -889,7 +890,7 @@ def _check_initial_network(cfg: DictConfig) -> None:
     read = _checkpoint_read(cfg)
     if read is None or read[0] != "init_ckpt_path":
         return
-    hparams = _trained_network_settings(read[1])
+    hparams = model_hyper_parameters(read[1])
     if hparams is None:  # not readable so: the run's load says why
         return
     run_groups = _plain_value(model.get("subclasses"))
@@ -898,31 +899,6 @@ def _check_initial_network(cfg: DictConfig) -> None:
     )
     if refused is not None:
         raise ConfigError(refused)
-
-
-def _trained_network_settings(path: Path) -> dict[str, Any] | None:
-    """The hyper-parameters of the model at ``path`` (a model package's ``hparams`` in ``model.json``, with
-    their copy in its ``metadata`` where an older package lacks them; a checkpoint's ``hyper_parameters``),
-    without building the network, or None where they cannot be read so (the run's load says why). A
-    checkpoint is memory-mapped (``mmap=True``): its pickle is read, not its weights' bytes."""
-    folder = path if path.is_dir() else path.parent
-    if is_package(folder) and (path.is_dir() or path.suffix in (".json", ".safetensors")):
-        try:
-            document = json.loads((folder / "model.json").read_text(encoding="utf-8-sig"))
-            hparams, metadata = document.get("hparams"), document.get("metadata")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            return None
-        if not isinstance(hparams, dict) or not isinstance(metadata, dict):
-            return None
-        return {**metadata, **hparams}
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        hparams = checkpoint["hyper_parameters"]
-    except Exception:  # noqa: BLE001 - the unpickler raises anything on garbage: the run's load says it
-        return None
-    return dict(hparams) if isinstance(hparams, dict) else None
 
 
 def evaluated_subclasses_refusal(option: str, path: str, trained: Any, run_groups: Any) -> str | None:

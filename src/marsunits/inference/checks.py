@@ -15,7 +15,6 @@ Lightning.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from marsunits.checkpoint_files import model_hyper_parameters
 from marsunits.data.class_map import classes_file_refusal, labels_classes_folder
 from marsunits.errors import ConfigError, DataError, MissingFileError
 from marsunits.inference.inputs import check_folders, normalise_patterns, resolve_option_path
@@ -313,28 +313,8 @@ def labels_map_refusal(opts: PredictOptions, ckpt_path: Path) -> str | None:
 
 
 def _model_training_data(ckpt_path: Path) -> dict[str, Any] | None:
-    """``class_map`` and ``dataset`` of the model at ``ckpt_path`` as the run's model reports them (its
-    hyper-parameters: a package's ``hparams`` in ``model.json``, their copy in its ``metadata`` where an
-    older package lacks them; a checkpoint's ``hyper_parameters``), without building the network; None where
-    they cannot be read so (a damaged or legacy file, one needing ``trust_checkpoint``).
-
-    A checkpoint is memory-mapped (``mmap=True``): its pickle is read, not its weights' bytes. Torch maps only
-    its zip format and paths that are valid UTF-8; others are left to the run."""
-    folder = ckpt_path if ckpt_path.is_dir() else ckpt_path.parent
-    if is_package(folder) and (ckpt_path.is_dir() or ckpt_path.suffix in (".json", ".safetensors")):
-        try:
-            document = json.loads((folder / "model.json").read_text(encoding="utf-8-sig"))
-            hparams, metadata = document.get("hparams"), document.get("metadata")
-            if not isinstance(hparams, dict) or not isinstance(metadata, dict):
-                return None
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            return None
-        return {key: hparams.get(key, metadata.get(key)) for key in ("class_map", "dataset")}
-    import torch
-
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        hparams = checkpoint["hyper_parameters"]
-        return {key: hparams.get(key) for key in ("class_map", "dataset")}
-    except Exception:  # noqa: BLE001 - the unpickler raises anything on garbage: the run's load says it
-        return None
+    """``class_map`` and ``dataset`` of the model at ``ckpt_path`` as the run's model reports them, read
+    without building the network (:func:`~marsunits.checkpoint_files.model_hyper_parameters`); None where
+    they cannot be read so."""
+    hparams = model_hyper_parameters(ckpt_path)
+    return None if hparams is None else {key: hparams.get(key) for key in ("class_map", "dataset")}
